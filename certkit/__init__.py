@@ -1,0 +1,35 @@
+"""certkit: a local certificate authority for TLS server and client certificates.
+
+The library API (importable without the command line)::
+
+    from certkit import CA
+    ca = CA.create("My test CA")
+    server = ca.issue_server(["localhost", "127.0.0.1"])
+    client = ca.issue_client("alice")
+    server.write("./localhost")
+
+Importing this package is cheap: ``CA`` and friends load ``cryptography`` only
+when first used, so ``certkit --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CA": "certkit.ca",
+    "IssuedCert": "certkit.ca",
+    "CADirectory": "certkit.store",
+    "Inventory": "certkit.inventory",
+    "CertkitError": "certkit.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'certkit' has no attribute {name!r}")

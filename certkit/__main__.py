@@ -1,0 +1,3 @@
+from certkit.cli import main
+
+main()

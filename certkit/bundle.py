@@ -1,0 +1,149 @@
+"""Writing files safely: private keys 0600 from creation, nothing half-written, nothing replaced
+without ``force``, nothing written through a symbolic link.
+
+Every file is written to a temporary name beside its target (created with
+``O_EXCL | O_NOFOLLOW`` and its final mode, so a key is never readable by
+others, whatever the umask), flushed to disk, then renamed into place. A new
+folder is assembled under a temporary name and renamed into place whole, so
+readers see all of the bundle or none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
+
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+FOLDER_MODE = 0o755
+
+
+def is_secret(name: str) -> bool:
+    return name.endswith(("key.pem", ".p12"))
+
+
+def _mode_for(name: str) -> int:
+    return SECRET_MODE if is_secret(name) else PUBLIC_MODE
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (which must not exist) with exactly ``mode``, write and fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have removed bits; make the mode exact
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(folder: Path, names: list[str], *, force: bool) -> None:
+    """Raise if writing ``names`` into ``folder`` would replace files without ``force``,
+    or go through a symbolic link."""
+    if folder.is_symlink():
+        raise UnsafeOutputPath(
+            f"The output folder {folder} is a symbolic link; certkit does not write through "
+            "links. Give the real path with --out."
+        )
+    if folder.exists() and not folder.is_dir():
+        raise OutputExists(f"{folder} exists and is not a folder.")
+    if not folder.exists():
+        return
+    existing = [n for n in names if os.path.lexists(folder / n)]
+    links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
+    if links:
+        raise UnsafeOutputPath(
+            f"{folder / links[0]} is a symbolic link or not a regular file; certkit will not "
+            "replace it. Remove it or choose another folder."
+        )
+    if existing and not force:
+        raise OutputExists(
+            f"{folder} already holds {', '.join(existing)}; pass --force to replace "
+            f"{'it' if len(existing) == 1 else 'them'}."
+        )
+
+
+def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False) -> list[Path]:
+    """Write ``files`` (name -> content) into ``folder``; return the paths written.
+
+    Secrets (``*key.pem``, ``*.p12``) get mode 0600, others 0644.
+    """
+    folder = Path(folder)
+    check_writable(folder, list(files), force=force)
+    try:
+        if not folder.exists():
+            _write_new_folder(folder, files)
+        else:
+            _replace_in_folder(folder, files)
+    except OSError as exc:
+        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+    return [folder / name for name in files]
+
+
+def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".certkit-tmp", dir=parent))
+    try:
+        for name, data in files.items():
+            write_new_file(staging / name, data, _mode_for(name))
+        os.chmod(staging, FOLDER_MODE)
+        _fsync_dir(staging)
+        try:
+            os.rename(staging, folder)  # replaces nothing but an empty folder
+        except OSError:
+            if folder.exists():
+                raise OutputExists(f"{folder} appeared while the bundle was being written; nothing was replaced.") from None
+            raise
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace_in_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+    temps: dict[str, Path] = {}
+    try:
+        for name, data in files.items():
+            temps[name] = folder / f".{name}.{secrets.token_hex(8)}.certkit-tmp"
+            write_new_file(temps[name], files[name], _mode_for(name))
+        # Each rename is atomic, the set is not: everything is written and flushed
+        # first so the renames run back to back in microseconds.
+        for name in list(temps):
+            os.rename(temps.pop(name), folder / name)
+        _fsync_dir(folder)
+    finally:
+        for tmp in temps.values():
+            _unlink_quietly(tmp)

@@ -1,0 +1,395 @@
+"""The certificate authority: create a CA, issue server and client certificates.
+
+This is certkit's public library API (trustme's shape): a :class:`CA` issues
+:class:`IssuedCert` objects; where they are written is a separate call. A CA
+may be purely in memory (for tests and fixtures) or loaded from a CA directory
+(:mod:`certkit.store`), in which case every certificate it signs is recorded in
+that directory's inventory before it is handed out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from certkit import names as _names
+from certkit.errors import CertkitError, InvalidLifetime, InvalidName, NameNotPermitted
+from certkit.keys import DEFAULT_KEY_TYPE, generate_key, private_key_pem
+from certkit.names import Identity
+from certkit.profiles import PROFILES, Profile, build_certificate, leaf_subject, validity
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certkit.inventory import Inventory
+
+
+def _pem(cert: "x509.Certificate") -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
+
+
+def _ski(cert: "x509.Certificate") -> bytes | None:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def default_ca_name() -> str:
+    """``certkit CA user@host``: tells apart the roots of different machines in a trust store."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (containers): the host alone still identifies it
+        user = "user"
+    return f"certkit CA {user}@{socket.gethostname()}"[:_names.MAX_COMMON_NAME]
+
+
+@dataclass
+class IssuedCert:
+    """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
+
+    kind: str  # "server" | "client"
+    cert: "x509.Certificate"
+    private_key: object | None
+    intermediates: list  # x509.Certificate, nearest issuer first; empty under a root
+    root: "x509.Certificate"
+    identities: list[Identity]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.cert.serial_number, "X")
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+    @property
+    def cert_pem(self) -> bytes:
+        return _pem(self.cert)
+
+    @property
+    def private_key_pem(self) -> bytes | None:
+        return private_key_pem(self.private_key) if self.private_key is not None else None
+
+    @property
+    def chain_pem(self) -> bytes:
+        return b"".join(_pem(c) for c in self.intermediates)
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return self.cert_pem + self.chain_pem
+
+    @property
+    def ca_pem(self) -> bytes:
+        return _pem(self.root)
+
+    def bundle_files(self) -> dict[str, bytes]:
+        """The files of an output folder, by name (certbot's names)."""
+        files = {"cert.pem": self.cert_pem}
+        if self.private_key is not None:
+            files["privkey.pem"] = self.private_key_pem
+        files["fullchain.pem"] = self.fullchain_pem
+        if self.intermediates:
+            files["chain.pem"] = self.chain_pem
+        files["ca.pem"] = self.ca_pem
+        return files
+
+    def write(self, folder: str | Path, *, force: bool = False) -> list[Path]:
+        """Write the bundle into ``folder`` atomically; see :func:`certkit.bundle.write_bundle`."""
+        from certkit.bundle import write_bundle
+
+        return write_bundle(Path(folder), self.bundle_files(), force=force)
+
+
+class CA:
+    """A certificate authority: its certificate, its key, and the certificates above it."""
+
+    def __init__(self, cert: "x509.Certificate", key, parents: Sequence["x509.Certificate"] = (),
+                 inventory: "Inventory | None" = None) -> None:
+        self.cert = cert
+        self.key = key
+        # Issuers above this CA, nearest first; the last one is the root. Empty for a root.
+        self.parents = list(parents)
+        self.inventory = inventory
+
+    # --- creation -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        common_name: str | None = None,
+        *,
+        organization: str | None = None,
+        organizational_unit: str | None = None,
+        country: str | None = None,
+        key_type: str = DEFAULT_KEY_TYPE,
+        days: int | None = None,
+        permitted_dns: Iterable[str] = (),
+        permitted_ips: Iterable[str] = (),
+        parent: "CA | None" = None,
+    ) -> "CA":
+        """Create a root CA, or an intermediate signed by ``parent``."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        from certkit.profiles import name_constraints
+
+        profile = PROFILES["intermediate-ca" if parent else "root-ca"]
+        cn = _names.parse_common_name(common_name or default_ca_name())
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        for oid, value in ((NameOID.ORGANIZATION_NAME, organization),
+                           (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit)):
+            if value:
+                attrs.append(x509.NameAttribute(oid, _names.parse_common_name(value)))
+        if country:
+            if len(country) != 2 or not country.isalpha():
+                raise InvalidName(f"'{country}' is not a country code: use two letters, as in DE or US.")
+            attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country.upper()))
+        subject = x509.Name(attrs)
+        dns = [_names.parse_dns_name(d, allow_wildcard=False).value for d in permitted_dns]
+        ips = [_parse_network(n) for n in permitted_ips]
+        key = generate_key(key_type)
+        days = days if days is not None else profile.default_days
+        _check_days(days)
+        not_before, not_after = validity(days)
+        path_length = None
+        if parent is not None:
+            parent._check_can_sign_ca()
+            latest = parent.cert.not_valid_after_utc
+            if not_after > latest:
+                raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
+            for ident in [Identity("dns", d) for d in dns] + [Identity("ip", str(n.network_address)) for n in ips]:
+                parent.check_permitted([ident])
+            if not dns and not ips:
+                inherited = parent._constraints()
+                constraints = inherited[0] if inherited else None
+            else:
+                constraints = name_constraints(dns, [str(n) for n in ips])
+            path_length = 0
+        else:
+            constraints = name_constraints(dns, [str(n) for n in ips])
+        issuer_key = parent.key if parent else key
+        cert = build_certificate(
+            profile,
+            subject=subject,
+            public_key=key.public_key(),
+            issuer_name=parent.cert.subject if parent else subject,
+            issuer_key=issuer_key,
+            issuer_ski=_ski(parent.cert) if parent else None,
+            serial=_random_serial(),
+            not_before=not_before,
+            not_after=not_after,
+            constraints=constraints,
+            path_length=path_length,
+        )
+        parents = [parent.cert, *parent.parents] if parent else []
+        ca = cls(cert, key, parents)
+        if parent is not None and parent.inventory is not None:
+            parent.inventory.add(cert, "ca")
+        return ca
+
+    def _check_can_sign_ca(self) -> None:
+        from cryptography import x509
+
+        bc = self.cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.path_length is not None and bc.path_length < 1:
+            raise CertkitError(
+                f"The CA '{self.common_name}' has path length {bc.path_length}: it may "
+                "issue only end-entity certificates, not another CA."
+            )
+
+    # --- properties ---------------------------------------------------------------
+    @property
+    def root(self) -> "x509.Certificate":
+        return self.parents[-1] if self.parents else self.cert
+
+    @property
+    def intermediates(self) -> list:
+        """CA certificates a peer needs between a leaf of this CA and the root."""
+        return [self.cert, *self.parents[:-1]] if self.parents else []
+
+    @property
+    def common_name(self) -> str:
+        from cryptography.x509.oid import NameOID
+
+        attrs = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(attrs[0].value) if attrs else self.cert.subject.rfc4514_string()
+
+    @property
+    def cert_pem(self) -> bytes:
+        return _pem(self.cert)
+
+    @property
+    def root_pem(self) -> bytes:
+        return _pem(self.root)
+
+    # --- issuing ------------------------------------------------------------------
+    def issue_server(self, names: Iterable[str], *, key_type: str = DEFAULT_KEY_TYPE,
+                     days: int | None = None, key=None,
+                     not_before: dt.datetime | None = None) -> IssuedCert:
+        """Issue a serverAuth-only certificate for DNS names and IP addresses.
+
+        The first name is the subject CN and every name is in the SAN.
+        """
+        identities = _names.parse_hosts(names)
+        self.check_permitted(identities)
+        first = identities[0].value
+        return self._issue(PROFILES["server"], leaf_subject(first), identities,
+                           key_type=key_type, days=days, key=key, start=not_before)
+
+    def issue_client(self, name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
+                     dns_names: Iterable[str] = (), key_type: str = DEFAULT_KEY_TYPE,
+                     days: int | None = None, key=None,
+                     not_before: dt.datetime | None = None) -> IssuedCert:
+        """Issue a clientAuth-only certificate whose subject CN is ``name``.
+
+        Emails, URIs (SPIFFE IDs) and DNS names go in the SAN; a ``name`` that
+        is an email address goes there too. With no such identity the SAN holds
+        the subject DN as a directoryName, because verifiers such as
+        cryptography's require a SAN and the DN is the identity servers map.
+        """
+        cn = _names.parse_common_name(name)
+        identities = _names.client_identities(cn, emails, uris, dns_names)
+        self.check_permitted(identities)
+        return self._issue(PROFILES["client"], leaf_subject(cn), identities,
+                           key_type=key_type, days=days, key=key, start=not_before)
+
+    def _issue(self, profile: Profile, subject, identities: list[Identity], *, key_type: str,
+               days: int | None, key, start: dt.datetime | None, public_key=None,
+               renewed_from: str | None = None) -> IssuedCert:
+        notes: list[str] = []
+        not_before, not_after = self._leaf_validity(profile, days, start, notes)
+        if public_key is None:
+            key = key if key is not None else generate_key(key_type)
+            public_key = key.public_key()
+        for attempt in range(5):
+            cert = build_certificate(
+                profile, subject=subject, public_key=public_key, issuer_name=self.cert.subject,
+                issuer_key=self.key, issuer_ski=_ski(self.cert), serial=_random_serial(),
+                not_before=not_before, not_after=not_after, identities=identities,
+            )
+            if self.inventory is None or self.inventory.add(cert, profile.name,
+                                                            renewed_from=renewed_from):
+                break
+        else:  # five 159-bit collisions in a row means the random source is broken
+            raise CertkitError("Could not find an unused serial number; check the system's random source.")
+        return IssuedCert(profile.name, cert, key, self.intermediates, self.root, identities, notes)
+
+    def _leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str]):
+        latest = self.cert.not_valid_after_utc
+        if days is None:
+            not_before, not_after = validity(profile.default_days, start=start)
+            if not_after > latest:
+                not_after = latest
+                notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")
+        else:
+            _check_days(days)
+            if profile.max_days is not None and days > profile.max_days:
+                raise InvalidLifetime(
+                    f"A {profile.name} certificate may live at most {profile.max_days} days "
+                    f"(Apple's limit for locally trusted roots); {days} were asked for."
+                )
+            not_before, not_after = validity(days, start=start)
+            if not_after > latest:
+                raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
+        ca_start = self.cert.not_valid_before_utc
+        if not_before < ca_start:
+            not_before = ca_start  # a leaf never claims validity before its issuer's
+        if not_after <= not_before:
+            raise InvalidLifetime(
+                f"The CA '{self.common_name}' expired on {latest:%Y-%m-%d}; it can issue nothing more."
+            )
+        return not_before, not_after
+
+    # --- name constraints ---------------------------------------------------------
+    def _constraints(self) -> list:
+        from cryptography import x509
+
+        found = []
+        for cert in [self.cert, *self.parents]:
+            try:
+                found.append(cert.extensions.get_extension_for_class(x509.NameConstraints).value)
+            except x509.ExtensionNotFound:
+                pass
+        return found
+
+    def check_permitted(self, identities: Sequence[Identity]) -> None:
+        """Refuse names that this CA's (or a parent's) name constraints exclude.
+
+        Verifiers would reject such a certificate anyway; refusing it here gives
+        the user the reason instead of an unusable file.
+        """
+        for nc in self._constraints():
+            for ident in identities:
+                if not _permitted(nc, ident):
+                    raise NameNotPermitted(
+                        f"'{ident.value}' is outside the name constraints of CA "
+                        f"'{self.common_name}' ({_describe_constraints(nc)})."
+                    )
+
+
+def _permitted(nc, ident: Identity) -> bool:
+    from cryptography import x509
+
+    if ident.kind == "dns":
+        gn_type, match = x509.DNSName, lambda c: _dns_within(ident.value, c.value)
+    elif ident.kind == "ip":
+        addr = ipaddress.ip_address(ident.value)
+        gn_type, match = x509.IPAddress, lambda c: c.value.version == addr.version and addr in c.value
+    else:
+        return True  # certkit constrains only DNS names and IP addresses
+    excluded = [c for c in (nc.excluded_subtrees or []) if isinstance(c, gn_type)]
+    if any(match(c) for c in excluded):
+        return False
+    permitted = [c for c in (nc.permitted_subtrees or []) if isinstance(c, gn_type)]
+    return not permitted or any(match(c) for c in permitted)
+
+
+def _dns_within(name: str, domain: str) -> bool:
+    name, domain = name.lower(), domain.lower().lstrip(".")
+    if name.startswith("*."):
+        name = name[2:] if name[2:] != domain else name  # *.example.com is inside example.com
+    return name == domain or name.endswith("." + domain)
+
+
+def _describe_constraints(nc) -> str:
+    permitted = [str(getattr(c, "value", c)) for c in (nc.permitted_subtrees or [])]
+    return "permitted: " + (", ".join(permitted) if permitted else "none")
+
+
+def _parse_network(text: str):
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise InvalidName(f"'{text}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}.") from None
+
+
+def _check_days(days: int) -> None:
+    if not isinstance(days, int) or days < 1:
+        raise InvalidLifetime(f"A lifetime of {days} days is not possible; give at least 1 day.")
+
+
+def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime) -> str:
+    most = (latest - not_before).days
+    return (
+        f"A lifetime of {days} days would end after the CA expires on "
+        f"{latest:%Y-%m-%d %H:%M:%S} UTC; a certificate issued now can live at most "
+        f"{max(most, 0)} days (until {latest:%Y-%m-%d})."
+    )
+
+
+def _random_serial() -> int:
+    """A positive serial of 159 random bits: 20 octets in DER at most, >= 64 bits of entropy."""
+    import os
+
+    serial = int.from_bytes(os.urandom(20), "big") >> 1
+    return serial or 1

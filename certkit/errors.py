@@ -1,0 +1,52 @@
+"""The exceptions certkit's library raises.
+
+Every failure a user can cause is a :class:`CertkitError` whose message is a
+full sentence naming the value or path and the cause; the CLI prints it as
+``Error: <message>`` and exits 1. Nothing here imports click.
+"""
+
+from __future__ import annotations
+
+
+class CertkitError(Exception):
+    """Base class: an operational error with a message fit for a user."""
+
+
+class InvalidName(CertkitError, ValueError):
+    """A DNS name, IP address, email or URI that cannot go in a certificate."""
+
+
+class InvalidLifetime(CertkitError, ValueError):
+    """A requested lifetime that the profile or the issuing CA does not allow."""
+
+
+class CANotFound(CertkitError):
+    """No CA exists at the given directory."""
+
+
+class CAExists(CertkitError):
+    """A CA already exists where a new one would be created."""
+
+
+class CABroken(CertkitError):
+    """The CA directory exists but is unusable (damaged, mismatched, wrong passphrase)."""
+
+
+class WrongPassphrase(CABroken):
+    """The passphrase does not decrypt the CA key."""
+
+
+class PassphraseRequired(CertkitError):
+    """The CA key is encrypted and no passphrase was supplied."""
+
+
+class OutputExists(CertkitError):
+    """An output file exists and replacing it was not asked for."""
+
+
+class UnsafeOutputPath(CertkitError):
+    """An output path that would escape the chosen folder or write through a link."""
+
+
+class NameNotPermitted(CertkitError):
+    """A name outside the issuing CA's name constraints."""

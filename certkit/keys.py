@@ -1,0 +1,214 @@
+"""Key types, key generation, and private-key (de)serialization.
+
+CA keys are stored as PKCS#8 encrypted with PBES2: scrypt (N=2^14, r=8, p=1,
+OpenSSL's own ``-scrypt`` defaults, and within OpenSSL's default memory limit
+so ``openssl pkey`` can still read the key) and AES-256-CBC. We build that
+structure ourselves because ``cryptography``'s ``BestAvailableEncryption``
+uses PBKDF2 with only 2,048 iterations for PKCS#8, which is cheap to brute
+force. Leaf keys are written unencrypted: servers and clients load them as-is.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Union
+
+from certkit.errors import CertkitError, InvalidName, PassphraseRequired, WrongPassphrase
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]
+
+# ecdsa-p256 is the default: small, fast, and accepted by every TLS stack in use.
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
+DEFAULT_KEY_TYPE = "ecdsa-p256"
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def generate_key(key_type: str = DEFAULT_KEY_TYPE) -> PrivateKey:
+    """Generate a private key of one of :data:`KEY_TYPES`."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ecdsa-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type.startswith("rsa-") and key_type in KEY_TYPES:
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise InvalidName(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
+
+
+def key_type_of(key) -> str:
+    """Name the key type of a private or public key, e.g. ``ecdsa-p256``."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
+
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return f"rsa-{key.key_size}"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384", "secp521r1": "ecdsa-p521"}.get(
+            key.curve.name, f"ecdsa-{key.curve.name}"
+        )
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return "ed25519"
+    if isinstance(key, (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)):
+        return "ed448"
+    return type(key).__name__
+
+
+def signature_hash(key):
+    """The hash to sign with for ``key``: SHA-384 for P-384, none for EdDSA, else SHA-256."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def private_key_pem(key, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM of ``key``; encrypted with scrypt + AES-256-CBC when a passphrase is given."""
+    from cryptography.hazmat.primitives import serialization
+
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    if passphrase is None:
+        return _pem(der, "PRIVATE KEY")
+    if not passphrase:
+        raise CertkitError("The passphrase is empty; choose a non-empty one or use --no-passphrase.")
+    return _pem(_encrypt_pkcs8(der, passphrase), "ENCRYPTED PRIVATE KEY")
+
+
+def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: str = "key",
+                     trusted: bool = False) -> PrivateKey:
+    """Load a PEM or DER private key, decrypting it with ``passphrase`` if needed.
+
+    ``trusted`` skips RSA's expensive consistency check (about 40 ms for a
+    3072-bit key); pass it only for keys certkit wrote itself and whose public
+    half is then compared with a certificate.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    is_pem = data.lstrip().startswith(b"-----")
+    if is_encrypted(data) and passphrase is None:
+        raise PassphraseRequired(f"The {source} is encrypted and no passphrase was given.")
+    loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
+    try:
+        return loader(data, passphrase if is_encrypted(data) else None,
+                      unsafe_skip_rsa_key_validation=trusted)
+    except ValueError as exc:
+        if is_encrypted(data):
+            # A wrong passphrase shows up as bad padding after decryption; so does a
+            # damaged ciphertext, which is why the message names both.
+            raise WrongPassphrase(
+                f"The passphrase does not decrypt the {source} (wrong passphrase, or the file is damaged)."
+            ) from None
+        raise CertkitError(f"The {source} cannot be read: {exc}") from None
+    except Exception as exc:  # TypeError, UnsupportedAlgorithm: unreadable or exotic keys
+        raise CertkitError(f"The {source} cannot be read: {exc}") from None
+
+
+def is_encrypted(data: bytes) -> bool:
+    head = data.lstrip()[:64]
+    if head.startswith(b"-----"):
+        return head.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY") or b"Proc-Type: 4,ENCRYPTED" in data[:200]
+    return _der_is_encrypted_pkcs8(data)
+
+
+def _der_is_encrypted_pkcs8(der: bytes) -> bool:
+    # EncryptedPrivateKeyInfo starts SEQUENCE { SEQUENCE { OID ... } }; PrivateKeyInfo
+    # starts SEQUENCE { INTEGER 0 ...}. Looking at the first inner tag tells them apart.
+    try:
+        _, body = _der_read(der, 0x30)
+        return body[:1] == b"\x30"
+    except ValueError:
+        return False
+
+
+# --- PBES2 (RFC 8018) with scrypt (RFC 7914) for PKCS#8 ----------------------------
+
+_OID_PBES2 = "1.2.840.113549.1.5.13"
+_OID_SCRYPT = "1.3.6.1.4.1.11591.4.11"
+_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+
+
+def _encrypt_pkcs8(der: bytes, passphrase: bytes) -> bytes:
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    salt, iv = os.urandom(16), os.urandom(16)
+    key = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(der) + padder.finalize()) + encryptor.finalize()
+    scrypt_params = _seq(_octets(salt) + _int(SCRYPT_N) + _int(SCRYPT_R) + _int(SCRYPT_P) + _int(32))
+    kdf = _seq(_oid(_OID_SCRYPT) + scrypt_params)
+    enc = _seq(_oid(_OID_AES256_CBC) + _octets(iv))
+    algorithm = _seq(_oid(_OID_PBES2) + _seq(kdf + enc))
+    return _seq(algorithm + _octets(ciphertext))
+
+
+def _pem(der: bytes, label: str) -> bytes:
+    import base64
+
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines),
+                     f"-----END {label}-----\n".encode()])
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _len(len(body)) + body
+
+
+def _seq(body: bytes) -> bytes:
+    return _tlv(0x30, body)
+
+
+def _octets(body: bytes) -> bytes:
+    return _tlv(0x04, body)
+
+
+def _int(n: int) -> bytes:
+    return _tlv(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([parts[0] * 40 + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        out.extend(reversed(chunk))
+    return _tlv(0x06, bytes(out))
+
+
+def _der_read(data: bytes, tag: int) -> tuple[int, bytes]:
+    if len(data) < 2 or data[0] != tag:
+        raise ValueError("unexpected tag")
+    length, offset = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(data) < 2 + count:
+            raise ValueError("bad length")
+        length, offset = int.from_bytes(data[2:2 + count], "big"), 2 + count
+    if len(data) < offset + length:
+        raise ValueError("truncated")
+    return offset + length, data[offset:offset + length]

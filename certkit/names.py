@@ -1,0 +1,316 @@
+"""Identity parsing: the one place that decides what may be named in a certificate.
+
+DNS names (IDNA2008 A-labels, wildcard only as the whole left-most label and
+never directly over a public suffix), IPv4/IPv6 addresses, email addresses,
+URIs (SPIFFE IDs included) and client common names. Each bad value is refused
+with an :class:`~certkit.errors.InvalidName` whose message names the value and
+the reason. This module does not import ``cryptography``; turning identities
+into X.509 GeneralNames happens in :mod:`certkit.profiles`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from certkit.errors import InvalidName, UnsafeOutputPath
+
+Kind = Literal["dns", "ip", "email", "uri"]
+
+_LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# RFC 5280 upper bound for commonName (ub-common-name).
+MAX_COMMON_NAME = 64
+# RFC 1035: 255 octets on the wire, i.e. 253 characters in dotted text form.
+MAX_DNS_NAME = 253
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One subjectAltName entry: ``kind`` and its canonical ``value``.
+
+    ``value`` is what goes into the certificate (A-labels, compressed IPs).
+    ``display`` is what a person typed when it differs (the U-label form).
+    """
+
+    kind: Kind
+    value: str
+    display: str | None = None
+
+    def __str__(self) -> str:
+        prefix = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}[self.kind]
+        return f"{prefix}:{self.value}"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.kind == "dns" and self.value.startswith("*.")
+
+
+def parse_host(text: str) -> Identity:
+    """Parse a server name: an IP address or a DNS name (wildcards allowed)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidName("An empty name cannot go in a certificate.")
+    text = text.strip()
+    ip = _try_ip(text)
+    if ip is not None:
+        return ip
+    return parse_dns_name(text, allow_wildcard=True)
+
+
+def _try_ip(text: str) -> Identity | None:
+    if "%" in text and ":" in text:
+        zone = text.split("%", 1)[1]
+        raise InvalidName(
+            f"'{text}' has an IPv6 zone (%{zone}): a zone only means something on one "
+            "host and cannot go in a certificate; use the address without it."
+        )
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return Identity("ip", str(addr))
+    if ":" in text:
+        raise InvalidName(f"'{text}' is not a valid IPv6 address.")
+    labels = text.rstrip(".").split(".")
+    if labels and labels[-1].isdigit():
+        # A name ending in a numeric label is meant as an IPv4 address (RFC 1123 2.1).
+        raise InvalidName(f"'{text}' is not a valid IPv4 address: {_ipv4_reason(labels)}.")
+    return None
+
+
+def _ipv4_reason(parts: list[str]) -> str:
+    if len(parts) != 4:
+        return f"it has {len(parts)} parts, an IPv4 address has 4"
+    for part in parts:
+        if not part.isdigit():
+            return f"'{part}' is not a number"
+        if len(part) > 1 and part.startswith("0"):
+            return f"'{part}' has a leading zero, which some software reads as octal"
+        if int(part) > 255:
+            return f"{part} is larger than 255"
+    return "it does not parse"
+
+
+def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
+    """Parse a DNS name into its A-label form, checking every label."""
+    original = text
+    name = text.strip()
+    if name.endswith("."):
+        name = name[:-1]  # the absolute form names the same host
+    wildcard = False
+    if name.startswith("*."):
+        if not allow_wildcard:
+            raise InvalidName(f"'{original}': a wildcard is not allowed here.")
+        wildcard, name = True, name[2:]
+    if "*" in name:
+        raise InvalidName(
+            f"'{original}' is not a valid wildcard: '*' may only be the whole left-most "
+            "label, as in *.example.com."
+        )
+    if not name:
+        raise InvalidName(f"'{original}' is not a valid DNS name: it is empty.")
+    ascii_name = _to_a_labels(original, name)
+    labels = ascii_name.split(".")
+    for label in labels:
+        _check_label(original, label)
+    if labels[-1].isdigit():
+        raise InvalidName(
+            f"'{original}' is not a valid DNS name: its last label is all digits."
+        )
+    full = ("*." if wildcard else "") + ascii_name
+    if len(full) > MAX_DNS_NAME:
+        raise InvalidName(
+            f"'{original}' is not a valid DNS name: it is {len(full)} characters long, "
+            f"the limit is {MAX_DNS_NAME}."
+        )
+    if wildcard:
+        _check_wildcard_base(original, ascii_name)
+    display = original.strip().rstrip(".").lower()
+    return Identity("dns", full, display if display != full else None)
+
+
+def _to_a_labels(original: str, name: str) -> str:
+    import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
+
+    if name.isascii():
+        name = name.lower()
+        if not any(label.startswith("xn--") for label in name.split(".")):
+            return name
+    try:
+        ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
+        idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
+    except idna.IDNAError as exc:
+        raise InvalidName(
+            f"'{original}' is not a valid internationalized domain name: {exc}."
+        ) from None
+    except UnicodeError:
+        raise InvalidName(f"'{original}' is not a valid DNS name: a label is empty or too long.") from None
+    return ascii_name
+
+
+def _check_label(original: str, label: str) -> None:
+    if not label:
+        raise InvalidName(f"'{original}' is not a valid DNS name: it has an empty label.")
+    if len(label) > 63:
+        raise InvalidName(
+            f"'{original}' is not a valid DNS name: label '{label[:20]}...' is longer "
+            "than 63 characters."
+        )
+    if _LDH_LABEL.match(label):
+        return
+    if label.startswith("-") or label.endswith("-"):
+        reason = f"label '{label}' starts or ends with a hyphen"
+    elif "_" in label:
+        reason = f"label '{label}' contains '_', which is not allowed in a host name"
+    else:
+        bad = next(ch for ch in label if not (ch.isalnum() or ch == "-"))
+        reason = f"label '{label}' contains {bad!r}; only letters, digits and '-' are allowed"
+    raise InvalidName(f"'{original}' is not a valid DNS name: {reason}.")
+
+
+def _check_wildcard_base(original: str, base: str) -> None:
+    if "." not in base:
+        raise InvalidName(
+            f"'{original}' is not allowed: a wildcard directly over the top-level "
+            f"label '{base}' would match every host under it."
+        )
+    from publicsuffixlist import PublicSuffixList
+
+    if _psl(PublicSuffixList).is_public(base):
+        raise InvalidName(
+            f"'{original}' is not allowed: '{base}' is a public suffix, so the wildcard "
+            "would cover domains that belong to others."
+        )
+
+
+_PSL_CACHE: list = []
+
+
+def _psl(factory):  # the list takes ~20 ms to load; keep one per process
+    if not _PSL_CACHE:
+        _PSL_CACHE.append(factory())
+    return _PSL_CACHE[0]
+
+
+def parse_email(text: str) -> Identity:
+    """Parse an email address for an rfc822Name entry (ASCII local part, A-label domain)."""
+    text = text.strip()
+    local, sep, domain = text.rpartition("@")
+    if not sep or not local or not domain:
+        raise InvalidName(f"'{text}' is not a valid email address: it needs local@domain.")
+    if not local.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in local) or "@" in local:
+        raise InvalidName(
+            f"'{text}' is not a valid email address: the part before '@' must be "
+            "printable ASCII without spaces."
+        )
+    if len(local) > 64:
+        raise InvalidName(f"'{text}' is not a valid email address: the local part exceeds 64 characters.")
+    try:
+        host = parse_dns_name(domain, allow_wildcard=False)
+    except InvalidName as exc:
+        raise InvalidName(f"'{text}' is not a valid email address: {exc}") from None
+    value = f"{local}@{host.value}"
+    return Identity("email", value, text if text != value else None)
+
+
+def parse_uri(text: str) -> Identity:
+    """Parse a URI for a uniformResourceIdentifier entry (absolute, ASCII)."""
+    text = text.strip()
+    if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
+        raise InvalidName(
+            f"'{text}' is not a valid URI: it must be ASCII without spaces "
+            "(percent-encode other characters)."
+        )
+    if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
+        raise InvalidName(
+            f"'{text}' is not a valid URI: it needs a scheme and a body, as in "
+            "spiffe://example.org/service or urn:example:device:42."
+        )
+    if text.lower().startswith("spiffe:"):
+        _check_spiffe(text)
+    return Identity("uri", text)
+
+
+def _check_spiffe(text: str) -> None:
+    # SPIFFE ID rules (SPIFFE-ID spec section 2): lowercase trust domain, a path, no query.
+    match = re.fullmatch(r"spiffe://([a-z0-9._-]+)(/[A-Za-z0-9._/-]*)?", text)
+    if not match or "//" in (match.group(2) or "") or (match.group(2) or "").endswith("/"):
+        raise InvalidName(
+            f"'{text}' is not a valid SPIFFE ID: it must look like "
+            "spiffe://trust-domain/path with a lowercase trust domain and no query."
+        )
+
+
+def parse_common_name(text: str) -> str:
+    """Check a client subject common name: 1-64 printable characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidName("A client certificate needs a non-empty name.")
+    if text != text.strip():
+        raise InvalidName(f"'{text}' starts or ends with whitespace; remove it.")
+    if len(text) > MAX_COMMON_NAME:
+        raise InvalidName(
+            f"'{text[:20]}...' is {len(text)} characters long; a common name may have "
+            f"at most {MAX_COMMON_NAME}."
+        )
+    if any(not ch.isprintable() for ch in text):
+        raise InvalidName(f"{text!r} contains control characters.")
+    return text
+
+
+def looks_like_email(text: str) -> bool:
+    return "@" in text and not text.startswith("@") and not text.endswith("@")
+
+
+def dedupe(identities: Iterable[Identity]) -> list[Identity]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for ident in identities:
+        key = (ident.kind, ident.value.lower() if ident.kind != "uri" else ident.value)
+        if key not in seen:
+            seen.add(key)
+            out.append(ident)
+    return out
+
+
+def parse_hosts(names: Iterable[str]) -> list[Identity]:
+    """Parse the names of a server certificate, in order, without duplicates."""
+    parsed = dedupe(parse_host(name) for name in names)
+    if not parsed:
+        raise InvalidName("A server certificate needs at least one DNS name or IP address.")
+    return parsed
+
+
+def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str] = (),
+                      dns_names: Iterable[str] = ()) -> list[Identity]:
+    """The SAN identities of a client certificate named ``name`` (its CN).
+
+    A name that is an email address is one of them.
+    """
+    cn = parse_common_name(name)
+    own = [parse_email(cn)] if looks_like_email(cn) else []
+    return dedupe([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
+                   *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
+
+
+def safe_folder_name(name: str) -> str:
+    """The default output folder for a certificate named ``name`` (mkcert's habit).
+
+    ``*`` becomes ``_wildcard`` and ``:`` becomes ``_``; anything that could
+    climb out of the current folder is refused rather than rewritten.
+    """
+    if (
+        "/" in name
+        or "\\" in name
+        or "\0" in name
+        or name in {"", ".", ".."}
+        or name.startswith(".")
+    ):
+        raise UnsafeOutputPath(
+            f"'{name}' cannot name an output folder: it would escape the current "
+            "folder or be hidden; choose one with --out."
+        )
+    safe = name.replace("*", "_wildcard").replace(":", "_")
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", safe)

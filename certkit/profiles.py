@@ -1,0 +1,179 @@
+"""Certificate profiles as data, and the one function that turns a profile into extensions.
+
+A profile says what a certificate is for; :func:`build_certificate` is the only
+code that decides extensions, so every certificate certkit signs (root,
+intermediate, server, client; fresh key or CSR) gets them from one place:
+
+- CA: basicConstraints critical CA:TRUE with a path length, keyUsage critical
+  keyCertSign + cRLSign, SKI, AKI, optional critical nameConstraints.
+- Leaf: basicConstraints critical CA:FALSE, keyUsage critical digitalSignature
+  (+ keyEncipherment for RSA server keys, which TLS 1.2 RSA key transport
+  uses), exactly one extendedKeyUsage, SKI, AKI = issuer's SKI, SAN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from certkit.names import MAX_COMMON_NAME, Identity
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# Clocks on the machines that check a certificate may run slow; backdating
+# notBefore by five minutes keeps a fresh certificate from being "not yet
+# valid" on them without meaningfully lengthening its life.
+BACKDATE = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    is_ca: bool
+    eku: str | None  # "serverAuth" | "clientAuth" | None for CAs
+    default_days: int
+    max_days: int | None
+    path_length: int | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    # Ten years: a local root is installed by hand, so replacing it is costly.
+    "root-ca": Profile("root-ca", True, None, 3650, None, path_length=1),
+    # Five years, and pathlen 0: an intermediate issues leaves only.
+    "intermediate-ca": Profile("intermediate-ca", True, None, 1825, None, path_length=0),
+    # 200 days: the CA/Browser Forum maximum since 2026-03-15 (counted inclusively);
+    # 825 days is Apple's hard limit for certificates under user-installed roots.
+    "server": Profile("server", False, "serverAuth", 200, 825),
+    # One year: client keys live on laptops and devices; renew yearly. No cap but
+    # the issuer's own expiry, since device fleets sometimes need longer.
+    "client": Profile("client", False, "clientAuth", 365, None),
+}
+
+
+def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore/notAfter for a lifetime of ``days``, counted inclusively as RFC 5280 does.
+
+    notBefore is backdated by :data:`BACKDATE`; the validity period (notAfter -
+    notBefore + 1 second) is exactly ``days`` days.
+    """
+    if start is None:
+        start = dt.datetime.now(dt.timezone.utc) - BACKDATE
+    start = start.replace(microsecond=0)
+    return start, start + dt.timedelta(days=days) - dt.timedelta(seconds=1)
+
+
+def general_name(identity: Identity) -> "x509.GeneralName":
+    from cryptography import x509
+
+    if identity.kind == "dns":
+        return x509.DNSName(identity.value)
+    if identity.kind == "ip":
+        return x509.IPAddress(ipaddress.ip_address(identity.value))
+    if identity.kind == "email":
+        return x509.RFC822Name(identity.value)
+    return x509.UniformResourceIdentifier(identity.value)
+
+
+def name_constraints(permitted_dns: Sequence[str], permitted_ips: Sequence[str]):
+    """A critical NameConstraints value, or None when nothing is constrained.
+
+    When only DNS domains are permitted, all IPv4 and IPv6 addresses are
+    excluded: otherwise RFC 5280 leaves IP addresses unconstrained, and a CA
+    "limited to example.com" could still vouch for any IP address.
+    """
+    from cryptography import x509
+
+    if not permitted_dns and not permitted_ips:
+        return None
+    permitted = [x509.DNSName(d) for d in permitted_dns]
+    permitted += [x509.IPAddress(ipaddress.ip_network(n)) for n in permitted_ips]
+    excluded = None
+    if not permitted_ips:
+        excluded = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+                    x509.IPAddress(ipaddress.ip_network("::/0"))]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+
+
+def build_certificate(
+    profile: Profile,
+    *,
+    subject: "x509.Name",
+    public_key,
+    issuer_name: "x509.Name",
+    issuer_key,
+    issuer_ski: bytes | None,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    identities: Sequence[Identity] = (),
+    constraints: "x509.NameConstraints | None" = None,
+    path_length: int | None = None,
+) -> "x509.Certificate":
+    """Sign one certificate of ``profile``; every extension is decided here."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from certkit.keys import signature_hash
+
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier(issuer_ski if issuer_ski is not None else ski.digest, None, None),
+            critical=False,
+        )
+    )
+    if profile.is_ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=path_length if path_length is not None
+                                  else profile.path_length), critical=True
+        ).add_extension(_key_usage(cert_sign=True), critical=True)
+        if constraints is not None:
+            # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension critical.
+            builder = builder.add_extension(constraints, critical=True)
+    else:
+        is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+        eku = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+               "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}[profile.eku]
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(key_encipherment=is_rsa and profile.eku == "serverAuth"),
+                           critical=True)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        )
+        names = [general_name(i) for i in identities] or [x509.DirectoryName(subject)]
+        # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
+        builder = builder.add_extension(x509.SubjectAlternativeName(names),
+                                        critical=len(subject) == 0)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False):
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=not cert_sign, content_commitment=False,
+        key_encipherment=key_encipherment, data_encipherment=False, key_agreement=False,
+        key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False, decipher_only=False,
+    )
+
+
+def leaf_subject(common_name: str | None) -> "x509.Name":
+    """A subject holding just the common name, or an empty subject if it cannot hold it."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    if common_name is None or len(common_name) > MAX_COMMON_NAME:
+        return x509.Name([])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -1,0 +1,186 @@
+"""The CA directory: where a CA's certificate, encrypted key and inventory live.
+
+Layout (the directory is 0700, the key 0600)::
+
+    ca.pem            this CA's certificate
+    ca-key.pem        its private key, encrypted PKCS#8 unless created without a passphrase
+    parents.pem       the certificates above it, nearest first (absent for a root)
+    inventory.sqlite3 every certificate issued (see certkit.inventory)
+
+The directory is chosen by ``--ca-dir``, else ``CERTKIT_CA_DIR``, else a
+per-user data directory, so issuing works from any folder (mkcert's CAROOT).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Union
+
+from certkit.bundle import _fsync_dir, write_new_file
+from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
+from certkit.inventory import Inventory
+from certkit.keys import is_encrypted, load_private_key, private_key_pem
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certkit.ca import CA
+
+CERT_FILE = "ca.pem"
+KEY_FILE = "ca-key.pem"
+PARENTS_FILE = "parents.pem"
+INVENTORY_FILE = "inventory.sqlite3"
+ENV_CA_DIR = "CERTKIT_CA_DIR"
+
+Passphrase = Union[bytes, None, Callable[[], Union[bytes, None]]]
+
+
+def default_ca_dir() -> Path:
+    """The per-user data directory: XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "certkit"
+
+
+def resolve_ca_dir(path: str | Path | None = None) -> Path:
+    if path:
+        return Path(path)
+    env = os.environ.get(ENV_CA_DIR)
+    return Path(env) if env else default_ca_dir()
+
+
+class CADirectory:
+    """A CA stored on disk. ``CADirectory(path).load(passphrase)`` gives a :class:`~certkit.ca.CA`."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = resolve_ca_dir(path)
+
+    @property
+    def cert_path(self) -> Path:
+        return self.path / CERT_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def inventory(self) -> Inventory:
+        return Inventory(self.path / INVENTORY_FILE)
+
+    def exists(self) -> bool:
+        return self.cert_path.exists() or self.key_path.exists()
+
+    # --- creation -----------------------------------------------------------------
+    def save_new(self, ca: "CA", passphrase: bytes | None) -> list[Path]:
+        """Write ``ca`` as a new CA directory; refuse if one exists there.
+
+        The files are assembled in a temporary sibling folder and renamed into
+        place, so a half-created CA directory is never seen.
+        """
+        if self.exists():
+            raise CAExists(
+                f"A CA already exists in {self.path}; certkit will not overwrite a CA. "
+                "Choose another --ca-dir or remove it yourself."
+            )
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise CAExists(f"{self.path} exists and is not an empty folder; choose another --ca-dir.")
+        files = {CERT_FILE: ca.cert_pem, KEY_FILE: private_key_pem(ca.key, passphrase)}
+        if ca.parents:
+            files[PARENTS_FILE] = b"".join(
+                _cert_pem(c) for c in ca.parents
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".certkit-tmp",
+                                            dir=self.path.parent))
+        except OSError as exc:
+            raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
+        try:
+            for name, data in files.items():
+                write_new_file(staging / name, data, 0o600 if name == KEY_FILE else 0o644)
+            Inventory(staging / INVENTORY_FILE).create()
+            os.chmod(staging, 0o700)
+            _fsync_dir(staging)
+            if self.path.exists():
+                self.path.rmdir()  # empty, checked above
+            os.rename(staging, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return [self.path / name for name in [*files, INVENTORY_FILE]]
+
+    # --- loading ------------------------------------------------------------------
+    def load_certificates(self) -> tuple["x509.Certificate", list["x509.Certificate"]]:
+        """The CA certificate and its parents, without touching the key."""
+        from cryptography import x509
+
+        if not self.path.is_dir():
+            raise CANotFound(
+                f"No CA in {self.path}: the folder does not exist. Create one with "
+                "'certkit init-ca', or point --ca-dir / CERTKIT_CA_DIR at an existing one."
+            )
+        if not self.cert_path.is_file():
+            raise CANotFound(
+                f"No CA in {self.path}: {CERT_FILE} is missing. Create one with 'certkit init-ca'."
+            )
+        try:
+            cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+            parents_path = self.path / PARENTS_FILE
+            parents = x509.load_pem_x509_certificates(parents_path.read_bytes()) if parents_path.exists() else []
+        except (ValueError, OSError) as exc:
+            raise CABroken(f"The CA certificate in {self.path} cannot be read: {exc}.") from None
+        return cert, parents
+
+    def load(self, passphrase: Passphrase = None) -> "CA":
+        """Load the CA, decrypting its key; ``passphrase`` may be a callable asked only if needed."""
+        from certkit.ca import CA
+
+        cert, parents = self.load_certificates()
+        if not self.key_path.is_file():
+            raise CABroken(f"The CA key {self.key_path} is missing; nothing can be issued without it.")
+        try:
+            data = self.key_path.read_bytes()
+        except OSError as exc:
+            raise CABroken(f"The CA key {self.key_path} cannot be read: {exc.strerror}.") from None
+        secret = None
+        if is_encrypted(data):
+            secret = passphrase() if callable(passphrase) else passphrase
+            if secret is None:
+                raise PassphraseRequired(
+                    f"The CA key {self.key_path} is encrypted and no passphrase was given."
+                )
+        # trusted=True skips RSA's ~40 ms consistency check: the key is ours, and the
+        # comparison with the certificate below catches a swapped or damaged key.
+        key = load_private_key(data, secret, source=f"CA key {self.key_path}", trusted=True)
+        if _public_der(key.public_key()) != _public_der(cert.public_key()):
+            raise CABroken(
+                f"The CA key {self.key_path} does not belong to the CA certificate "
+                f"{self.cert_path}; restore the matching pair from a backup."
+            )
+        inventory = self.inventory
+        inventory.check()
+        return CA(cert, key, parents, inventory=inventory)
+
+
+def _public_der(public_key) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _cert_pem(cert) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
