@@ -14,8 +14,8 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 
@@ -125,7 +125,9 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
             os.rename(staging, folder)  # replaces nothing but an empty folder
         except OSError:
             if folder.exists():
-                raise OutputExists(f"{folder} appeared while the bundle was being written; nothing was replaced.") from None
+                raise OutputExists(
+                    f"{folder} appeared while the bundle was being written; nothing was replaced."
+                ) from None
             raise
         _fsync_dir(parent)
     except BaseException:
@@ -136,7 +138,7 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
 def _replace_in_folder(folder: Path, files: Mapping[str, bytes]) -> None:
     temps: dict[str, Path] = {}
     try:
-        for name, data in files.items():
+        for name in files:
             temps[name] = folder / f".{name}.{secrets.token_hex(8)}.certkit-tmp"
             write_new_file(temps[name], files[name], _mode_for(name))
         # Each rename is atomic, the set is not: everything is written and flushed

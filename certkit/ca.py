@@ -13,9 +13,10 @@ import datetime as dt
 import getpass
 import ipaddress
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from certkit import names as _names
 from certkit.errors import CertkitError, InvalidLifetime, InvalidName, NameNotPermitted
@@ -271,7 +272,7 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_key(key_type)
             public_key = key.public_key()
-        for attempt in range(5):
+        for _attempt in range(5):
             cert = build_certificate(
                 profile, subject=subject, public_key=public_key, issuer_name=self.cert.subject,
                 issuer_key=self.key, issuer_ski=_ski(self.cert), serial=_random_serial(),

@@ -126,7 +126,8 @@ def _when(value) -> str:
 @click.option("--org-unit", help="Organizational unit (OU).")
 @click.option("--country", metavar="CC", help="Two-letter country code (C).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True)
-@click.option("--days", type=click.IntRange(min=1), help="Lifetime in days [default: 3650 for a root, 1825 for an intermediate].")
+@click.option("--days", type=click.IntRange(min=1),
+              help="Lifetime in days [default: 3650 for a root, 1825 for an intermediate].")
 @click.option("--permit-dns", multiple=True, metavar="DOMAIN",
               help="Name constraint: only this DNS domain and its subdomains (repeatable). "
                    "IP addresses are then excluded unless --permit-ip is given.")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from certkit.errors import CABroken
 
@@ -46,7 +47,7 @@ CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates(not_after);
 
 
 def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def san_strings(cert: "x509.Certificate") -> list[str]:
@@ -79,7 +80,7 @@ class Inventory:
         except sqlite3.Error as exc:
             raise CABroken(f"The inventory {self.path} cannot be opened: {exc}.") from None
         try:
-            conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if write:
                 conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -128,7 +129,7 @@ class Inventory:
             format(cert.serial_number, "X"), kind, cert.subject.rfc4514_string(),
             json.dumps(san_strings(cert)), _iso(cert.not_valid_before_utc),
             _iso(cert.not_valid_after_utc), cert.fingerprint(hashes.SHA256()).hex(),
-            cert.public_bytes(Encoding.DER), renewed_from, _iso(dt.datetime.now(dt.timezone.utc)),
+            cert.public_bytes(Encoding.DER), renewed_from, _iso(dt.datetime.now(dt.UTC)),
         )
         with self.connect(write=True) as conn:
             try:

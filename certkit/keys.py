@@ -44,7 +44,7 @@ def generate_key(key_type: str = DEFAULT_KEY_TYPE) -> PrivateKey:
 
 def key_type_of(key) -> str:
     """Name the key type of a private or public key, e.g. ``ecdsa-p256``."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return f"rsa-{key.key_size}"

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from certkit.names import MAX_COMMON_NAME, Identity
 
@@ -60,7 +61,7 @@ def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetim
     notBefore + 1 second) is exactly ``days`` days.
     """
     if start is None:
-        start = dt.datetime.now(dt.timezone.utc) - BACKDATE
+        start = dt.datetime.now(dt.UTC) - BACKDATE
     start = start.replace(microsecond=0)
     return start, start + dt.timedelta(days=days) - dt.timedelta(seconds=1)
 

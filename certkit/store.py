@@ -17,8 +17,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Union
 
 from certkit.bundle import _fsync_dir, write_new_file
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
@@ -36,7 +37,7 @@ PARENTS_FILE = "parents.pem"
 INVENTORY_FILE = "inventory.sqlite3"
 ENV_CA_DIR = "CERTKIT_CA_DIR"
 
-Passphrase = Union[bytes, None, Callable[[], Union[bytes, None]]]
+Passphrase = Union[bytes, None, Callable[[], bytes | None]]
 
 
 def default_ca_dir() -> Path:
