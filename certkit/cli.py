@@ -323,3 +323,7 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, ca_dir, pass
     check_writable(out, _bundle_names(ca), force=force)
     issued = ca.issue_client(name, emails=email, uris=uri, dns_names=dns, key_type=key_type, days=days)
     _write_issued(issued, out, force, as_json, ca)
+
+
+# Commands kept in their own modules register themselves on ``main`` when imported.
+from certkit import cli_batch, cli_lifecycle, cli_serve, cli_tls  # noqa: E402,F401
