@@ -1,3 +1,3 @@
 from certkit.cli import main
 
-main()
+main(prog_name="certkit")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from certkit import names as _names
 from certkit.errors import CertkitError, InvalidLifetime, InvalidName, NameNotPermitted
-from certkit.keys import DEFAULT_KEY_TYPE, generate_key, private_key_pem
+from certkit.keys import DEFAULT_KEY_TYPE, generate_key, key_type_of, private_key_pem
 from certkit.names import Identity
 from certkit.profiles import PROFILES, Profile, build_certificate, leaf_subject, validity
 
@@ -272,6 +272,9 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_key(key_type)
             public_key = key.public_key()
+        if "ed25519" in (key_type_of(public_key), key_type_of(self.key)):
+            notes.append("Ed25519 works with OpenSSL-based peers, but browsers and WebPKI verifiers "
+                         "(Chrome, cryptography) accept only RSA and ECDSA certificates")
         for _attempt in range(5):
             cert = build_certificate(
                 profile, subject=subject, public_key=public_key, issuer_name=self.cert.subject,

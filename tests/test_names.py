@@ -1,0 +1,117 @@
+"""Identity parsing: what may be named in a certificate, and the sentence for what may not."""
+
+from __future__ import annotations
+
+import pytest
+
+from certkit.errors import InvalidName, UnsafeOutputPath
+from certkit.names import (
+    client_identities,
+    parse_email,
+    parse_host,
+    parse_hosts,
+    parse_uri,
+    safe_folder_name,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("localhost", "dns", "localhost"),
+        ("Example.COM.", "dns", "example.com"),
+        ("*.example.com", "dns", "*.example.com"),
+        ("bücher.example", "dns", "xn--bcher-kva.example"),
+        ("faß.de", "dns", "xn--fa-hia.de"),  # IDNA2008 keeps ß; IDNA2003 would map it to "ss"
+        ("xn--bcher-kva.example", "dns", "xn--bcher-kva.example"),
+        ("127.0.0.1", "ip", "127.0.0.1"),
+        ("::1", "ip", "::1"),
+        ("2001:DB8::A", "ip", "2001:db8::a"),
+        ("sub-1.a.example", "dns", "sub-1.a.example"),
+    ],
+)
+def test_accepted_hosts(text: str, kind: str, value: str) -> None:
+    ident = parse_host(text)
+    assert (ident.kind, ident.value) == (kind, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("*.com", "top-level"),
+        ("*.co.uk", "public suffix"),
+        ("*.github.io", "public suffix"),
+        ("foo.*.example.com", "left-most label"),
+        ("f*.example.com", "left-most label"),
+        ("*.*.example.com", "left-most label"),
+        ("a..b", "empty label"),
+        ("-x.example", "hyphen"),
+        ("x-.example", "hyphen"),
+        ("under_score.example", "'_'"),
+        ("999.1.1.1", "larger than 255"),
+        ("01.1.1.1", "leading zero"),
+        ("1.2.3", "4"),
+        ("fe80::1%eth0", "zone"),
+        ("::g", "not a valid IPv6"),
+        ("../x", "not a valid DNS name"),
+        ("a" * 64 + ".example", "63"),
+        ("xn--zz.example", "internationalized"),
+        ("exa mple.com", "only letters, digits"),
+        ("", "empty"),
+    ],
+)
+def test_refused_hosts(text: str, reason: str) -> None:
+    with pytest.raises(InvalidName) as info:
+        parse_host(text)
+    message = str(info.value)
+    assert reason.lower() in message.lower()
+    if text:
+        assert text[:20] in message  # the message names the bad value
+
+
+def test_long_names_are_bounded() -> None:
+    label = "a" * 63
+    ok = ".".join([label] * 3) + ".example"  # 200 characters
+    assert parse_host(ok).value == ok
+    with pytest.raises(InvalidName, match="253"):
+        parse_host(".".join([label] * 4) + ".example")
+
+
+def test_hosts_are_deduplicated_in_order() -> None:
+    assert [i.value for i in parse_hosts(["B.example", "a.example", "b.example."])] == ["b.example", "a.example"]
+    with pytest.raises(InvalidName, match="at least one"):
+        parse_hosts([])
+
+
+def test_email_and_uri() -> None:
+    assert parse_email("alice@Bücher.example").value == "alice@xn--bcher-kva.example"
+    for bad in ["alice", "@example.com", "alice@", "al ice@example.com", "älice@example.com", "a@-b.example"]:
+        with pytest.raises(InvalidName):
+            parse_email(bad)
+    assert parse_uri("spiffe://example.org/ns/prod/sa/billing").value == "spiffe://example.org/ns/prod/sa/billing"
+    assert parse_uri("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66").kind == "uri"
+    for bad in ["not a uri", "relative/path", "spiffe://Example.org/x", "spiffe://example.org/x?q=1", "http://ü.example"]:
+        with pytest.raises(InvalidName):
+            parse_uri(bad)
+
+
+def test_client_identities() -> None:
+    assert client_identities("alice") == []  # the CA then puts the subject DN in the SAN
+    assert [str(i) for i in client_identities("bob@example.com", uris=["spiffe://example.org/bob"])] == [
+        "email:bob@example.com", "URI:spiffe://example.org/bob"]
+    for bad in ["", " alice", "x" * 65, "tab\there"]:
+        with pytest.raises(InvalidName):
+            client_identities(bad)
+
+
+@pytest.mark.parametrize(("name", "folder"), [
+    ("*.example.com", "_wildcard.example.com"), ("::1", "__1"), ("Alice Smith", "Alice_Smith"),
+    ("bob@example.com", "bob@example.com")])
+def test_safe_folder_names(name: str, folder: str) -> None:
+    assert safe_folder_name(name) == folder
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", ".hidden", "a\\b"])
+def test_unsafe_folder_names(name: str) -> None:
+    with pytest.raises(UnsafeOutputPath, match="--out"):
+        safe_folder_name(name)
