@@ -61,6 +61,17 @@ def pkilint_errors(*paths: Path) -> str:
     return proc.stdout.strip() + proc.stderr.strip()
 
 
+def require(tool: str) -> str:
+    """The path of a peer program; skip when it is absent, fail instead in CI
+    (CERTKIT_REQUIRE_PEERS=1), where a skipped proof would be a silent gap."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    if os.environ.get("CERTKIT_REQUIRE_PEERS"):
+        pytest.fail(f"{tool} is required here (CERTKIT_REQUIRE_PEERS=1) but is not installed")
+    pytest.skip(f"{tool} is not installed")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
