@@ -49,6 +49,12 @@ class Identity:
         return self.kind == "dns" and self.value.startswith("*.")
 
 
+def _show(text: str) -> str:
+    """``text`` for an error message: control characters escaped, so a hostile or
+    mistyped value can neither break the one-line error nor drive the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def parse_host(text: str) -> Identity:
     """Parse a server name: an IP address or a DNS name (wildcards allowed)."""
     if not isinstance(text, str) or not text.strip():
@@ -64,7 +70,7 @@ def _try_ip(text: str) -> Identity | None:
     if "%" in text and ":" in text:
         zone = text.split("%", 1)[1]
         raise InvalidName(
-            f"'{text}' has an IPv6 zone (%{zone}): a zone only means something on one "
+            f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
             "host and cannot go in a certificate; use the address without it."
         )
     try:
@@ -74,11 +80,11 @@ def _try_ip(text: str) -> Identity | None:
     else:
         return Identity("ip", str(addr))
     if ":" in text:
-        raise InvalidName(f"'{text}' is not a valid IPv6 address.")
+        raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address.")
     labels = text.rstrip(".").split(".")
     if labels and labels[-1].isdigit():
         # A name ending in a numeric label is meant as an IPv4 address (RFC 1123 2.1).
-        raise InvalidName(f"'{text}' is not a valid IPv4 address: {_ipv4_reason(labels)}.")
+        raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {_ipv4_reason(labels)}.")
     return None
 
 
@@ -87,9 +93,9 @@ def _ipv4_reason(parts: list[str]) -> str:
         return f"it has {len(parts)} parts, an IPv4 address has 4"
     for part in parts:
         if not part.isdigit():
-            return f"'{part}' is not a number"
+            return f"'{_show(part)}' is not a number"
         if len(part) > 1 and part.startswith("0"):
-            return f"'{part}' has a leading zero, which some software reads as octal"
+            return f"'{_show(part)}' has a leading zero, which some software reads as octal"
         if int(part) > 255:
             return f"{part} is larger than 255"
     return "it does not parse"
@@ -104,27 +110,27 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
     wildcard = False
     if name.startswith("*."):
         if not allow_wildcard:
-            raise InvalidName(f"'{original}': a wildcard is not allowed here.")
+            raise InvalidName(f"'{_show(original)}': a wildcard is not allowed here.")
         wildcard, name = True, name[2:]
     if "*" in name:
         raise InvalidName(
-            f"'{original}' is not a valid wildcard: '*' may only be the whole left-most "
+            f"'{_show(original)}' is not a valid wildcard: '*' may only be the whole left-most "
             "label, as in *.example.com."
         )
     if not name:
-        raise InvalidName(f"'{original}' is not a valid DNS name: it is empty.")
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it is empty.")
     ascii_name = _to_a_labels(original, name)
     labels = ascii_name.split(".")
     for label in labels:
         _check_label(original, label)
     if labels[-1].isdigit():
         raise InvalidName(
-            f"'{original}' is not a valid DNS name: its last label is all digits."
+            f"'{_show(original)}' is not a valid DNS name: its last label is all digits."
         )
     full = ("*." if wildcard else "") + ascii_name
     if len(full) > MAX_DNS_NAME:
         raise InvalidName(
-            f"'{original}' is not a valid DNS name: it is {len(full)} characters long, "
+            f"'{_show(original)}' is not a valid DNS name: it is {len(full)} characters long, "
             f"the limit is {MAX_DNS_NAME}."
         )
     if wildcard:
@@ -145,44 +151,44 @@ def _to_a_labels(original: str, name: str) -> str:
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
     except idna.IDNAError as exc:
         raise InvalidName(
-            f"'{original}' is not a valid internationalized domain name: {exc}."
+            f"'{_show(original)}' is not a valid internationalized domain name: {exc}."
         ) from None
     except UnicodeError:
-        raise InvalidName(f"'{original}' is not a valid DNS name: a label is empty or too long.") from None
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: a label is empty or too long.") from None
     return ascii_name
 
 
 def _check_label(original: str, label: str) -> None:
     if not label:
-        raise InvalidName(f"'{original}' is not a valid DNS name: it has an empty label.")
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it has an empty label.")
     if len(label) > 63:
         raise InvalidName(
-            f"'{original}' is not a valid DNS name: label '{label[:20]}...' is longer "
+            f"'{_show(original)}' is not a valid DNS name: label '{_show(label[:20])}...' is longer "
             "than 63 characters."
         )
     if _LDH_LABEL.match(label):
         return
     if label.startswith("-") or label.endswith("-"):
-        reason = f"label '{label}' starts or ends with a hyphen"
+        reason = f"label '{_show(label)}' starts or ends with a hyphen"
     elif "_" in label:
-        reason = f"label '{label}' contains '_', which is not allowed in a host name"
+        reason = f"label '{_show(label)}' contains '_', which is not allowed in a host name"
     else:
         bad = next(ch for ch in label if not (ch.isalnum() or ch == "-"))
-        reason = f"label '{label}' contains {bad!r}; only letters, digits and '-' are allowed"
-    raise InvalidName(f"'{original}' is not a valid DNS name: {reason}.")
+        reason = f"label '{_show(label)}' contains {bad!r}; only letters, digits and '-' are allowed"
+    raise InvalidName(f"'{_show(original)}' is not a valid DNS name: {reason}.")
 
 
 def _check_wildcard_base(original: str, base: str) -> None:
     if "." not in base:
         raise InvalidName(
-            f"'{original}' is not allowed: a wildcard directly over the top-level "
-            f"label '{base}' would match every host under it."
+            f"'{_show(original)}' is not allowed: a wildcard directly over the top-level "
+            f"label '{_show(base)}' would match every host under it."
         )
     from publicsuffixlist import PublicSuffixList
 
     if _psl(PublicSuffixList).is_public(base):
         raise InvalidName(
-            f"'{original}' is not allowed: '{base}' is a public suffix, so the wildcard "
+            f"'{_show(original)}' is not allowed: '{_show(base)}' is a public suffix, so the wildcard "
             "would cover domains that belong to others."
         )
 
@@ -201,18 +207,18 @@ def parse_email(text: str) -> Identity:
     text = text.strip()
     local, sep, domain = text.rpartition("@")
     if not sep or not local or not domain:
-        raise InvalidName(f"'{text}' is not a valid email address: it needs local@domain.")
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: it needs local@domain.")
     if not local.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in local) or "@" in local:
         raise InvalidName(
-            f"'{text}' is not a valid email address: the part before '@' must be "
+            f"'{_show(text)}' is not a valid email address: the part before '@' must be "
             "printable ASCII without spaces."
         )
     if len(local) > 64:
-        raise InvalidName(f"'{text}' is not a valid email address: the local part exceeds 64 characters.")
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: the local part exceeds 64 characters.")
     try:
         host = parse_dns_name(domain, allow_wildcard=False)
     except InvalidName as exc:
-        raise InvalidName(f"'{text}' is not a valid email address: {exc}") from None
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: {exc}") from None
     value = f"{local}@{host.value}"
     return Identity("email", value, text if text != value else None)
 
@@ -222,12 +228,12 @@ def parse_uri(text: str) -> Identity:
     text = text.strip()
     if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
         raise InvalidName(
-            f"'{text}' is not a valid URI: it must be ASCII without spaces "
+            f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
             "(percent-encode other characters)."
         )
     if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
         raise InvalidName(
-            f"'{text}' is not a valid URI: it needs a scheme and a body, as in "
+            f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
             "spiffe://example.org/service or urn:example:device:42."
         )
     if text.lower().startswith("spiffe:"):
@@ -240,7 +246,7 @@ def _check_spiffe(text: str) -> None:
     match = re.fullmatch(r"spiffe://([a-z0-9._-]+)(/[A-Za-z0-9._/-]*)?", text)
     if not match or "//" in (match.group(2) or "") or (match.group(2) or "").endswith("/"):
         raise InvalidName(
-            f"'{text}' is not a valid SPIFFE ID: it must look like "
+            f"'{_show(text)}' is not a valid SPIFFE ID: it must look like "
             "spiffe://trust-domain/path with a lowercase trust domain and no query."
         )
 
@@ -250,10 +256,10 @@ def parse_common_name(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InvalidName("A client certificate needs a non-empty name.")
     if text != text.strip():
-        raise InvalidName(f"'{text}' starts or ends with whitespace; remove it.")
+        raise InvalidName(f"'{_show(text)}' starts or ends with whitespace; remove it.")
     if len(text) > MAX_COMMON_NAME:
         raise InvalidName(
-            f"'{text[:20]}...' is {len(text)} characters long; a common name may have "
+            f"'{_show(text[:20])}...' is {len(text)} characters long; a common name may have "
             f"at most {MAX_COMMON_NAME}."
         )
     if any(not ch.isprintable() for ch in text):
@@ -310,7 +316,7 @@ def safe_folder_name(name: str) -> str:
         or name.startswith(".")
     ):
         raise UnsafeOutputPath(
-            f"'{name}' cannot name an output folder: it would escape the current "
+            f"'{_show(name)}' cannot name an output folder: it would escape the current "
             "folder or be hidden; choose one with --out."
         )
     safe = name.replace("*", "_wildcard").replace(":", "_")
