@@ -137,6 +137,7 @@ class CA:
         permitted_dns: Iterable[str] = (),
         permitted_ips: Iterable[str] = (),
         parent: "CA | None" = None,
+        not_before: dt.datetime | None = None,
     ) -> "CA":
         """Create a root CA, or an intermediate signed by ``parent``."""
         from cryptography import x509
@@ -161,7 +162,7 @@ class CA:
         key = generate_key(key_type)
         days = days if days is not None else profile.default_days
         _check_days(days)
-        not_before, not_after = validity(days)
+        not_before, not_after = validity(days, start=not_before)
         path_length = None
         if parent is not None:
             parent._check_can_sign_ca()

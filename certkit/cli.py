@@ -326,4 +326,4 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, ca_dir, pass
 
 
 # Commands kept in their own modules register themselves on ``main`` when imported.
-from certkit import cli_batch, cli_lifecycle, cli_serve, cli_tls  # noqa: E402,F401
+from certkit import cli_batch, cli_check, cli_lifecycle, cli_serve, cli_tls  # noqa: E402,F401

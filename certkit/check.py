@@ -1,0 +1,139 @@
+"""``certkit check``: an on-demand health report of a CA directory.
+
+Each check yields a :class:`Finding` (ok, warning or error) saying what was
+found and, when something is wrong, what to do. Nothing here changes a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from certkit.errors import CertkitError, PassphraseRequired
+from certkit.store import CADirectory, Passphrase
+
+Level = Literal["ok", "warning", "error"]
+EXPIRY_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: Level
+    message: str
+
+
+def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
+                       *, now: dt.datetime | None = None) -> list[Finding]:
+    """Run every check on the CA directory at ``path`` and return the findings in order."""
+    store = CADirectory(path)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    out: list[Finding] = []
+    add = lambda check, level, message: out.append(Finding(check, level, message))  # noqa: E731
+
+    if not store.path.is_dir():
+        add("directory", "error", f"{store.path} does not exist; create a CA with 'certkit init-ca'.")
+        return out
+    dir_mode = stat.S_IMODE(store.path.stat().st_mode)
+    if dir_mode & 0o077:
+        add("directory", "warning", f"{store.path} has mode {dir_mode:04o}; others can list it. Run: chmod 700 {store.path}")
+    else:
+        add("directory", "ok", f"{store.path} (mode {dir_mode:04o})")
+
+    try:
+        cert, parents = store.load_certificates()
+    except CertkitError as exc:
+        add("certificate", "error", str(exc))
+        return out
+    out.extend(_check_certificates(cert, parents, now))
+    out.extend(_check_key(store, cert, passphrase))
+    out.extend(_check_inventory(store))
+    return out
+
+
+def _check_certificates(cert, parents, now: dt.datetime) -> list[Finding]:
+    from cryptography import x509
+
+    found: list[Finding] = []
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = bc.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        found.append(Finding("certificate", "error", "ca.pem is not a CA certificate (no basicConstraints CA:TRUE)."))
+    chain = [cert, *parents]
+    for child, issuer in zip(chain, chain[1:] + [chain[-1]]):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except Exception as exc:  # InvalidSignature, or a key type that cannot sign
+            name = child.subject.rfc4514_string()
+            found.append(Finding("chain", "error", f"{name} is not signed by {issuer.subject.rfc4514_string()}"
+                                                   f" ({type(exc).__name__}); parents.pem does not fit ca.pem."))
+    for c in chain:
+        name = c.subject.rfc4514_string()
+        end = c.not_valid_after_utc
+        if end <= now:
+            found.append(Finding("validity", "error", f"{name} expired on {end:%Y-%m-%d}; it can issue nothing "
+                                 "valid. Create a new CA (and distribute its ca.pem)."))
+        elif end - now < dt.timedelta(days=EXPIRY_WARNING_DAYS):
+            found.append(Finding("validity", "warning", f"{name} expires on {end:%Y-%m-%d}, in "
+                                 f"{(end - now).days} days."))
+        elif c.not_valid_before_utc > now:
+            found.append(Finding("validity", "error", f"{name} is not valid before {c.not_valid_before_utc:%Y-%m-%d};"
+                                 " check the system clock."))
+    if not any(f.check in ("chain", "validity") for f in found):
+        found.append(Finding("validity", "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
+                             + (f", chain of {len(chain)}" if parents else "")))
+    return found
+
+
+def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding]:
+    from certkit.keys import is_encrypted
+
+    path = store.key_path
+    if not path.is_file():
+        return [Finding("key", "error", f"{path} is missing; nothing can be issued without it.")]
+    found: list[Finding] = []
+    key_mode = stat.S_IMODE(path.stat().st_mode)
+    data = path.read_bytes()
+    encrypted = is_encrypted(data)
+    if key_mode & 0o077:
+        level: Level = "warning" if encrypted else "error"
+        found.append(Finding("key-mode", level, f"{path} has mode {key_mode:04o}: others can read "
+                             f"the {'encrypted' if encrypted else 'UNENCRYPTED'} CA key. Run: chmod 600 {path}"))
+    else:
+        found.append(Finding("key-mode", "ok", f"mode {key_mode:04o}, {'encrypted' if encrypted else 'not encrypted'}"))
+    if path.stat().st_uid != os.geteuid():
+        found.append(Finding("key-owner", "warning", f"{path} is owned by uid {path.stat().st_uid}, not by you."))
+    try:
+        store.load(passphrase)
+    except PassphraseRequired:
+        found.append(Finding("key", "warning", "the key is encrypted and no passphrase was given: not checked."))
+    except CertkitError as exc:
+        found.append(Finding("key", "error", str(exc)))
+    else:
+        found.append(Finding("key", "ok", "decrypts and matches ca.pem"))
+    return found
+
+
+def _check_inventory(store: CADirectory) -> list[Finding]:
+    inventory = store.inventory
+    try:
+        inventory.check()
+        with inventory.connect() as conn:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            count = conn.execute("SELECT count(*) FROM certificates").fetchone()[0]
+    except CertkitError as exc:
+        return [Finding("inventory", "error", str(exc))]
+    except sqlite3.Error as exc:
+        return [Finding("inventory", "error", f"{inventory.path} is damaged: {exc}.")]
+    if result != "ok":
+        return [Finding("inventory", "error", f"{inventory.path} failed SQLite's integrity check: {result}. "
+                        "Restore it from a backup.")]
+    return [Finding("inventory", "ok", f"{count} certificates recorded")]
