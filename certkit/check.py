@@ -32,7 +32,7 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
                        *, now: dt.datetime | None = None) -> list[Finding]:
     """Run every check on the CA directory at ``path`` and return the findings in order."""
     store = CADirectory(path)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     out: list[Finding] = []
     add = lambda check, level, message: out.append(Finding(check, level, message))  # noqa: E731
 
@@ -41,7 +41,8 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
         return out
     dir_mode = stat.S_IMODE(store.path.stat().st_mode)
     if dir_mode & 0o077:
-        add("directory", "warning", f"{store.path} has mode {dir_mode:04o}; others can list it. Run: chmod 700 {store.path}")
+        add("directory", "warning",
+            f"{store.path} has mode {dir_mode:04o}; others can list it. Run: chmod 700 {store.path}")
     else:
         add("directory", "ok", f"{store.path} (mode {dir_mode:04o})")
 
@@ -68,7 +69,7 @@ def _check_certificates(cert, parents, now: dt.datetime) -> list[Finding]:
     if not is_ca:
         found.append(Finding("certificate", "error", "ca.pem is not a CA certificate (no basicConstraints CA:TRUE)."))
     chain = [cert, *parents]
-    for child, issuer in zip(chain, chain[1:] + [chain[-1]]):
+    for child, issuer in zip(chain, chain[1:] + [chain[-1]], strict=True):
         try:
             child.verify_directly_issued_by(issuer)
         except Exception as exc:  # InvalidSignature, or a key type that cannot sign
