@@ -122,6 +122,7 @@ class CA:
         # Issuers above this CA, nearest first; the last one is the root. Empty for a root.
         self.parents = list(parents)
         self.inventory = inventory
+        self.warnings: list[str] = []  # problems found on loading that do not stop issuing
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -165,6 +166,7 @@ class CA:
         not_before, not_after = validity(days, start=not_before)
         path_length = None
         if parent is not None:
+            parent.check_usable()
             parent._check_can_sign_ca()
             latest = parent.cert.not_valid_after_utc
             if not_after > latest:
@@ -289,7 +291,19 @@ class CA:
             raise CertkitError("Could not find an unused serial number; check the system's random source.")
         return IssuedCert(profile.name, cert, key, self.intermediates, self.root, identities, notes)
 
+    def check_usable(self) -> None:
+        """Refuse to sign with a CA (or under a parent) that has expired."""
+        now = dt.datetime.now(dt.UTC)
+        for cert in [self.cert, *self.parents]:
+            if cert.not_valid_after_utc <= now:
+                name = cert.subject.rfc4514_string()
+                raise CertkitError(
+                    f"The CA '{name}' expired on {cert.not_valid_after_utc:%Y-%m-%d}; nothing it signs "
+                    "would be valid. Create a new CA with 'certkit init-ca'."
+                )
+
     def _leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str]):
+        self.check_usable()
         latest = self.cert.not_valid_after_utc
         if days is None:
             not_before, not_after = validity(profile.default_days, start=start)

@@ -101,11 +101,14 @@ def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
 
     store = CADirectory(ca_dir)
     try:
-        return store.load(lambda: read_secret(passphrase_file, ENV_PASSPHRASE, "CA key passphrase"))
+        ca = store.load(lambda: read_secret(passphrase_file, ENV_PASSPHRASE, "CA key passphrase"))
     except PassphraseRequired as exc:
         raise click.ClickException(
             f"{exc} Set ${ENV_PASSPHRASE}, pass --passphrase-file, or run on a terminal to be asked."
         ) from None
+    for warning in ca.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return ca
 
 
 def emit(as_json: bool, data: dict, human: str) -> None:

@@ -155,6 +155,7 @@ class CADirectory:
             data = self.key_path.read_bytes()
         except OSError as exc:
             raise CABroken(f"The CA key {self.key_path} cannot be read: {exc.strerror}.") from None
+        warnings = self._key_mode_warnings(data)
         secret = None
         if is_encrypted(data):
             secret = passphrase() if callable(passphrase) else passphrase
@@ -172,7 +173,23 @@ class CADirectory:
             )
         inventory = self.inventory
         inventory.check()
-        return CA(cert, key, parents, inventory=inventory)
+        ca = CA(cert, key, parents, inventory=inventory)
+        ca.warnings = warnings
+        return ca
+
+    def _key_mode_warnings(self, data: bytes) -> list[str]:
+        """Refuse an unencrypted CA key that others can read; warn for an encrypted one (ssh's rule)."""
+        key_mode = self.key_path.stat().st_mode & 0o777
+        if not key_mode & 0o077:
+            return []
+        if not is_encrypted(data):
+            raise CABroken(
+                f"The CA key {self.key_path} is not encrypted and has mode {key_mode:04o}: others can read "
+                f"it and issue certificates your machines trust. Run: chmod 600 {self.key_path} "
+                "(and consider the key compromised if others could log in here)."
+            )
+        return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
+                f"Run: chmod 600 {self.key_path}"]
 
 
 def _public_der(public_key) -> bytes:
