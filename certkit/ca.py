@@ -140,7 +140,11 @@ class CA:
         parent: "CA | None" = None,
         not_before: dt.datetime | None = None,
     ) -> "CA":
-        """Create a root CA, or an intermediate signed by ``parent``."""
+        """Create a root CA, or an intermediate signed by ``parent``.
+
+        ``not_before`` backdates the CA (for demos and tests that need a leaf
+        which has already expired: a leaf never starts before its issuer).
+        """
         from cryptography import x509
         from cryptography.x509.oid import NameOID
 

@@ -1,0 +1,209 @@
+"""The worked example of client versus server certificates, run for real.
+
+:func:`run_demo` creates a CA, a server certificate and client certificates
+(plus a second CA, an expired client certificate and a client certificate that
+also names ``localhost``), writes them into a folder, then runs one loopback
+TLS handshake per scenario with :mod:`certkit.tlscheck` and records what
+OpenSSL said. Each scenario states the outcome it expects; a scenario whose
+observed outcome differs is reported, and ``certkit demo`` exits non-zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import textwrap
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from certkit.errors import OutputExists
+
+SERVER_NAMES = ("localhost", "127.0.0.1")
+WRONG_HOSTNAME = "www.example.com"
+
+GROUP_SERVER = "The server requires a client certificate"
+GROUP_CLIENT = "The client verifies the server's certificate"
+
+# Why a certificate from the wrong side fails, in one line under the table.
+EXPLANATION = (
+    "Why: a client certificate carries extendedKeyUsage clientAuth, a server certificate serverAuth. "
+    "OpenSSL checks that usage on each side (\"unsuitable certificate purpose\"), so neither can stand "
+    "in for the other, even when the same CA signed both and the name matches."
+)
+
+# The folders written, one per certificate: what each holds, for the summary.
+FOLDERS = {
+    "ca": "the demo CA's certificate (ca.pem); both sides trust it",
+    "server": "server certificate for localhost, 127.0.0.1 (serverAuth)",
+    "client": "client certificate for CN=alice (clientAuth)",
+    "other-ca-client": "client certificate for CN=eve from a second, untrusted CA",
+    "expired-client": "client certificate for CN=bob that expired 10 days ago",
+    "client-localhost": "client certificate for CN=device-1 that also names localhost (clientAuth only)",
+}
+
+
+@dataclass
+class DemoRow:
+    """One scenario: what was presented, what should happen, what did."""
+
+    group: str
+    scenario: str
+    expected: str  # "accepted" | "rejected"
+    observed: str  # "accepted" | "rejected"
+    reason: str  # OpenSSL's words from the side that refused, or "ok"
+    expected_reason: str  # a fragment the reason should contain, e.g. "unsuitable certificate purpose"
+    explanation: str  # the lesson of this row in plain words
+    tls_version: str | None = None
+    server_error: str | None = None
+    client_error: str | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        return self.observed == self.expected
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["as_expected"] = self.as_expected
+        return data
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    kept: bool
+    tls: str | None
+    rows: list[DemoRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.as_expected for r in self.rows)
+
+    @property
+    def mismatches(self) -> list[DemoRow]:
+        return [r for r in self.rows if not r.as_expected]
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "tls_version": self.tls or "default",
+            "folder": str(self.folder) if self.kept else None,
+            "files": {name: str(self.folder / name) for name in FOLDERS} if self.kept else None,
+            "rows": [r.to_dict() for r in self.rows],
+            "explanation": EXPLANATION,
+        }
+
+
+def _check_target(folder: Path) -> None:
+    if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
+        raise OutputExists(
+            f"{folder} already exists and is not an empty folder; the demo writes only into a new "
+            "or empty folder. Choose another --keep folder."
+        )
+
+
+def make_certificates(folder: Path) -> None:
+    """Create the demo's CAs and certificates and write one bundle folder per certificate."""
+    from certkit.bundle import write_new_file
+    from certkit.ca import CA
+
+    now = dt.datetime.now(dt.UTC)
+    # Backdated so it can have issued a client certificate that has since expired.
+    ca = CA.create("certkit demo CA", days=365, not_before=now - dt.timedelta(days=30))
+    other = CA.create("another CA (not trusted)", days=365)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ca").mkdir()
+    write_new_file(folder / "ca" / "ca.pem", ca.cert_pem, 0o644)
+    ca.issue_server(SERVER_NAMES).write(folder / "server")
+    ca.issue_client("alice").write(folder / "client")
+    other.issue_client("eve").write(folder / "other-ca-client")
+    ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(folder / "expired-client")
+    # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
+    ca.issue_client("device-1", dns_names=["localhost"]).write(folder / "client-localhost")
+
+
+def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:
+    """Run every scenario against the certificates :func:`make_certificates` wrote in ``folder``."""
+    from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+    def ep(name: str) -> Endpoint:
+        return Endpoint(folder / name / "fullchain.pem", folder / name / "privkey.pem")
+
+    ca_file = folder / "ca" / "ca.pem"
+    rows: list[DemoRow] = []
+    server_ctx = server_context(ep("server"), ca_file, version=tls)
+    purpose = "unsuitable certificate purpose"
+    server_side = [
+        ("client certificate (CN=alice)", "client", "accepted", "ok",
+         "clientAuth, signed by the CA the server trusts: the server lets alice in"),
+        ("server certificate presented as client", "server", "rejected", purpose,
+         "its extendedKeyUsage is serverAuth only; the server wants clientAuth"),
+        ("no certificate", None, "rejected", "did not return a certificate",
+         "the server requires one, as nginx does with ssl_verify_client on"),
+        ("client certificate from another CA", "other-ca-client", "rejected", "unable to get local issuer",
+         "right purpose, but signed by a CA the server does not trust"),
+        ("expired client certificate (CN=bob)", "expired-client", "rejected", "certificate has expired",
+         "right purpose and CA, but past its notAfter date"),
+    ]
+    for scenario, client, expected, fragment, why in server_side:
+        result = handshake(server_ctx, client_context(ca_file, ep(client) if client else None, version=tls))
+        rows.append(_row(GROUP_SERVER, scenario, expected, fragment, why, result))
+
+    # The client side: no client certificate is asked for, only the server's is checked.
+    plain_server = server_context(ep("server"), None, require_client_cert=False, version=tls)
+    swapped_server = server_context(ep("client-localhost"), None, require_client_cert=False, version=tls)
+    client_side = [
+        ("server certificate, right name (localhost)", plain_server, "localhost", "accepted", "ok",
+         "serverAuth and the name the client asked for is in its subjectAltName"),
+        (f"wrong hostname ({WRONG_HOSTNAME})", plain_server, WRONG_HOSTNAME, "rejected", "hostname mismatch",
+         "the certificate names localhost and 127.0.0.1 only"),
+        ("client certificate presented as server", swapped_server, "localhost", "rejected", purpose,
+         "it names localhost, but its extendedKeyUsage is clientAuth only"),
+    ]
+    for scenario, ctx, hostname, expected, fragment, why in client_side:
+        result = handshake(ctx, client_context(ca_file, None, version=tls), server_hostname=hostname)
+        rows.append(_row(GROUP_CLIENT, scenario, expected, fragment, why, result))
+    return rows
+
+
+def _row(group: str, scenario: str, expected: str, fragment: str, why: str, result) -> DemoRow:
+    return DemoRow(group, scenario, expected, "accepted" if result.accepted else "rejected", result.reason,
+                   fragment, why, result.version, result.server_error, result.client_error)
+
+
+def run_demo(keep: Path | None = None, tls: str | None = None) -> DemoResult:
+    """Create the certificates (in ``keep``, else a temporary folder removed afterwards) and run
+    every scenario. ``tls`` pins the protocol version ("1.2" or "1.3")."""
+    import tempfile
+
+    if keep is not None:
+        keep = Path(keep)
+        _check_target(keep)
+        make_certificates(keep)
+        return DemoResult(keep, True, tls, run_handshakes(keep, tls))
+    with tempfile.TemporaryDirectory(prefix="certkit-demo-") as tmp:
+        folder = Path(tmp) / "demo"
+        make_certificates(folder)
+        return DemoResult(folder, False, tls, run_handshakes(folder, tls))
+
+
+def render(result: DemoResult) -> str:
+    """The table a person reads: scenario, expected, observed, OpenSSL's reason."""
+    version = f"TLS {result.tls}" if result.tls else "TLS (highest both support)"
+    lines = [f"certkit demo: real TLS handshakes on 127.0.0.1 ({version}), one per row.", ""]
+    width = max(len(r.scenario) for r in result.rows)
+    for group in (GROUP_SERVER, GROUP_CLIENT):
+        lines.append(group + ":")
+        lines.append(f"  {'scenario':<{width}}  {'expected':<8}  {'observed':<8}  reason (OpenSSL)")
+        for r in (r for r in result.rows if r.group == group):
+            mark = "" if r.as_expected else "   <-- NOT AS EXPECTED"
+            reason = f"handshake completed ({r.tls_version})" if r.reason == "ok" else r.reason
+            lines.append(f"  {r.scenario:<{width}}  {r.expected:<8}  {r.observed:<8}  {reason}{mark}")
+            lines.append(f"      why: {r.explanation}")
+        lines.append("")
+    done = sum(r.as_expected for r in result.rows)
+    lines.append(f"{done} of {len(result.rows)} outcomes as expected.")
+    lines += textwrap.wrap(EXPLANATION, 100)
+    if result.kept:
+        lines += ["", f"Certificates kept in {result.folder}{os.sep}:"]
+        lines += [f"  {name + os.sep:<18}{what}" for name, what in FOLDERS.items()]
+    return "\n".join(lines)

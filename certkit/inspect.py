@@ -1,0 +1,412 @@
+"""Reading certificates, CSRs and bundles, and describing them in plain words.
+
+:func:`load_material` reads a file (PEM with any mix of certificates, CSRs and
+keys, or a DER certificate/CSR) or a bundle folder; :func:`describe_certificate`
+and :func:`describe_csr` turn one object into a dict of facts, including a
+"usable for" sentence; :func:`inspect_path` does both for ``certkit inspect``.
+Private keys are only ever described by type and by whether they match a
+certificate: no key material leaves this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+
+class UnreadableFile(CertkitError):
+    """A file or folder that holds no certificate, CSR or key certkit can read."""
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+# Files looked at in a bundle folder: certbot's names first, so the leaf comes first.
+_BUNDLE_ORDER = ("cert.pem", "fullchain.pem", "chain.pem", "ca.pem", "privkey.pem")
+_BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
+
+EKU_NAMES = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
+}
+
+
+@dataclass
+class Material:
+    """What one file or folder holds, in the order found; duplicates removed."""
+
+    source: Path
+    certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
+    csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
+    keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
+
+
+# --- reading ------------------------------------------------------------------------
+def load_material(path: str | Path) -> Material:
+    """Read a certificate/CSR/key file (PEM or DER) or a bundle folder.
+
+    Raises :class:`UnreadableFile` with a sentence naming the file and the cause
+    when nothing usable is found, or when a file is empty, damaged or truncated.
+    """
+    path = Path(path)
+    material = Material(path)
+    if path.is_dir():
+        files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
+        files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _BUNDLE_SUFFIXES
+                        and p not in files and not p.name.startswith("."))
+        for f in files:
+            _read_file(f, material)
+        if not (material.certificates or material.csrs):
+            raise UnreadableFile(f"The folder {path} holds no certificate or CSR "
+                                 f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
+        return material
+    if not path.exists():
+        raise UnreadableFile(f"{path} does not exist.")
+    _read_file(path, material)
+    if not (material.certificates or material.csrs):
+        raise UnreadableFile(f"{path} holds a private key but no certificate or CSR to describe.")
+    return material
+
+
+def _read_file(path: Path, material: Material) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"Cannot read {path}: {exc.strerror}.") from None
+    if not data.strip():
+        raise UnreadableFile(f"{path} is empty.")
+    seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
+    if b"-----BEGIN" not in data:
+        _read_der(path, data, material)
+        return
+    blocks = list(_PEM_BLOCK.finditer(data))
+    begins = data.count(b"-----BEGIN ")
+    if not blocks or len(blocks) < begins:
+        raise UnreadableFile(f"{path} holds a PEM block without its END line: the file is truncated.")
+    for block in blocks:
+        label, body = block.group(1), block.group(2)
+        der = _pem_body(path, label, body)
+        try:
+            if label in _CERT_LABELS:
+                cert = x509.load_der_x509_certificate(der)
+                fp = cert.fingerprint(hashes.SHA256())
+                if fp not in seen:  # fullchain.pem repeats cert.pem
+                    seen.add(fp)
+                    material.certificates.append((cert, path.name))
+            elif label in _CSR_LABELS:
+                material.csrs.append((x509.load_der_x509_csr(der), path.name))
+            elif label.endswith(b"PRIVATE KEY"):
+                material.keys.append((_load_key(block.group(0), label), path.name))
+        except ValueError as exc:
+            what = label.decode().lower()
+            raise UnreadableFile(f"{path} holds a damaged {what}: {exc}.") from None
+
+
+def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
+    lines = [ln.strip() for ln in body.strip().splitlines()]
+    if any(b":" in ln for ln in lines):  # legacy encrypted PEM headers (Proc-Type, DEK-Info)
+        lines = lines[lines.index(b"") + 1:] if b"" in lines else [ln for ln in lines if b":" not in ln]
+    try:
+        return base64.b64decode(b"".join(lines), validate=True)
+    except (binascii.Error, ValueError):
+        raise UnreadableFile(
+            f"{path} holds a {label.decode().lower()} whose base64 text is damaged."
+        ) from None
+
+
+def _load_key(pem: bytes, label: bytes):
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if label.startswith(b"ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in pem:
+        return None  # described as "encrypted", never decrypted here
+    return load_pem_private_key(pem, None)
+
+
+def _read_der(path: Path, data: bytes, material: Material) -> None:
+    from cryptography import x509
+
+    for loader, bucket in ((x509.load_der_x509_certificate, material.certificates),
+                           (x509.load_der_x509_csr, material.csrs)):
+        try:
+            bucket.append((loader(data), path.name))
+            return
+        except ValueError:
+            continue
+    raise UnreadableFile(
+        f"{path} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
+        "a certificate at all)."
+    )
+
+
+# --- describing ---------------------------------------------------------------------
+def _ext(obj, cls):
+    from cryptography import x509
+
+    try:
+        return obj.extensions.get_extension_for_class(cls)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _u_label(a_label: str) -> str | None:
+    if "xn--" not in a_label.lower():
+        return None
+    import idna
+
+    try:
+        return idna.decode(a_label.lstrip("*."), uts46=False) if not a_label.startswith("*.") \
+            else "*." + idna.decode(a_label[2:])
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def general_names(names) -> list[dict]:
+    """subjectAltName entries as ``{"type", "value"}`` (+ ``"unicode"`` for IDN A-labels)."""
+    from cryptography import x509
+
+    out = []
+    for gn in names:
+        if isinstance(gn, x509.DNSName):
+            entry = {"type": "DNS", "value": gn.value}
+            if (u := _u_label(gn.value)) is not None:
+                entry["unicode"] = u
+        elif isinstance(gn, x509.IPAddress):
+            entry = {"type": "IP", "value": str(gn.value)}
+        elif isinstance(gn, x509.RFC822Name):
+            entry = {"type": "email", "value": gn.value}
+        elif isinstance(gn, x509.UniformResourceIdentifier):
+            entry = {"type": "URI", "value": gn.value}
+        elif isinstance(gn, x509.DirectoryName):
+            entry = {"type": "DirName", "value": gn.value.rfc4514_string()}
+        else:
+            entry = {"type": type(gn).__name__, "value": str(getattr(gn, "value", gn))}
+        out.append(entry)
+    return out
+
+
+def _key_usage(ku) -> list[str]:
+    names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign"]
+    used = [n for n in names if getattr(ku, n)]
+    if ku.key_agreement:
+        used += [n for n in ("encipher_only", "decipher_only") if getattr(ku, n)]
+    camel = {"digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
+             "key_encipherment": "keyEncipherment", "data_encipherment": "dataEncipherment",
+             "key_agreement": "keyAgreement", "key_cert_sign": "keyCertSign", "crl_sign": "cRLSign",
+             "encipher_only": "encipherOnly", "decipher_only": "decipherOnly"}
+    return [camel[n] for n in used]
+
+
+def _eku(ext) -> list[str]:
+    return [EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in ext.value]
+
+
+def _name_constraints(nc) -> dict:
+    return {"permitted": [f"{e['type']}:{e['value']}" for e in general_names(nc.permitted_subtrees or [])],
+            "excluded": [f"{e['type']}:{e['value']}" for e in general_names(nc.excluded_subtrees or [])]}
+
+
+def _shown(entry: dict) -> str:
+    return f"{entry['value']} ({entry['unicode']})" if "unicode" in entry else entry["value"]
+
+
+def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_cn: str | None,
+               path_length: int | None = None) -> str:
+    """The plain-words purpose: what a verifier will accept this certificate for."""
+    if is_ca:
+        limit = " (path length 0: end-entity certificates only)" if path_length == 0 else ""
+        return f"issuing certificates (CA){limit}"
+    names = ", ".join(_shown(e) for e in sans if e["type"] in ("DNS", "IP"))
+    ids = ", ".join(_shown(e) for e in sans if e["type"] in ("email", "URI", "DNS", "IP"))
+    client_id = (f"CN={subject_cn}" if subject_cn else "") + (f"; {ids}" if ids and subject_cn else ids)
+    purposes = []
+    if eku is None or "anyExtendedKeyUsage" in eku:
+        return ("TLS server and client authentication and more (no extendedKeyUsage restricts it; "
+                "certkit never issues such certificates)")
+    if "serverAuth" in eku:
+        purposes.append("TLS server authentication" + (f" ({names})" if names else " (but it names no host)"))
+    if "clientAuth" in eku:
+        purposes.append("TLS client authentication" + (f" ({client_id})" if client_id else ""))
+    others = [u for u in eku if u not in ("serverAuth", "clientAuth")]
+    purposes += others
+    return " and ".join(purposes) if purposes else "nothing TLS can use"
+
+
+def _common_name(name) -> str | None:
+    from cryptography.x509.oid import NameOID
+
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = None) -> dict:
+    """Everything ``certkit inspect`` says about one certificate, as JSON-ready data."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from certkit.keys import key_type_of
+
+    now = now or dt.datetime.now(dt.UTC)
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    san = _ext(cert, x509.SubjectAlternativeName)
+    sans = general_names(san.value) if san else []
+    ku = _ext(cert, x509.KeyUsage)
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    bc = _ext(cert, x509.BasicConstraints)
+    nc = _ext(cert, x509.NameConstraints)
+    is_ca = bool(bc and bc.value.ca)
+    eku_list = _eku(eku) if eku else None
+    if now > not_after:
+        status, days = "expired", (now - not_after).days
+        validity_text = f"expired {days} day{'s' if days != 1 else ''} ago"
+    elif now < not_before:
+        status, days = "not yet valid", (not_before - now).days
+        validity_text = f"not valid for another {days} day{'s' if days != 1 else ''}"
+    else:
+        status, days = "valid", (not_after - now).days
+        validity_text = f"{days} day{'s' if days != 1 else ''} left"
+    usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=_common_name(cert.subject),
+                        path_length=bc.value.path_length if bc else None)
+    if status != "valid":
+        usable = f"nothing now ({validity_text}); issued for {usable}"
+    return {
+        "type": "certificate",
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "self_signed": cert.issuer == cert.subject,
+        "serial": format(cert.serial_number, "X"),
+        "not_before": not_before.isoformat(),
+        "not_after": not_after.isoformat(),
+        "status": status,
+        "validity": validity_text,
+        "days_left": (not_after - now).days if status != "expired" else -days,
+        "key_type": key_type_of(cert.public_key()),
+        "subject_alt_names": sans,
+        "key_usage": _key_usage(ku.value) if ku else None,
+        "extended_key_usage": eku_list,
+        "basic_constraints": {"ca": is_ca, "path_length": bc.value.path_length if bc else None,
+                              "critical": bc.critical} if bc else None,
+        "name_constraints": _name_constraints(nc.value) if nc else None,
+        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),
+        "usable_for": usable,
+    }
+
+
+def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
+    from cryptography import x509
+
+    from certkit.keys import key_type_of
+
+    san = _ext(csr, x509.SubjectAlternativeName)
+    eku = _ext(csr, x509.ExtendedKeyUsage)
+    return {
+        "type": "csr",
+        "subject": csr.subject.rfc4514_string(),
+        "key_type": key_type_of(csr.public_key()),
+        "signature_valid": csr.is_signature_valid,
+        "subject_alt_names": general_names(san.value) if san else [],
+        "requested_extended_key_usage": _eku(eku) if eku else None,
+        "usable_for": "nothing yet: a CSR is a request; the CA that signs it decides the purpose "
+                      "(certkit sign-csr --server or --client)",
+    }
+
+
+def _public_der(key) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
+    """Describe everything in a file or bundle folder: one dict for ``--json``."""
+    from certkit.keys import key_type_of
+
+    material = load_material(path)
+    items = []
+    for cert, name in material.certificates:
+        items.append({"file": name, **describe_certificate(cert, now=now)})
+    for csr, name in material.csrs:
+        items.append({"file": name, **describe_csr(csr)})
+    keys = []
+    publics = [(_public_der(c.public_key()), c) for c, _ in material.certificates]
+    publics += [(_public_der(r.public_key()), r) for r, _ in material.csrs]
+    for key, name in material.keys:
+        if key is None:
+            keys.append({"file": name, "encrypted": True, "matches": None,
+                         "summary": "encrypted private key (not decrypted, so not compared)"})
+            continue
+        own = _public_der(key.public_key())
+        match = next((obj for der, obj in publics if der == own), None)
+        subject = match.subject.rfc4514_string() if match is not None else None
+        keys.append({"file": name, "encrypted": False, "key_type": key_type_of(key), "matches": subject,
+                     "summary": (f"private key ({key_type_of(key)}) matches the certificate {subject or '(empty)'}"
+                                 if match is not None else
+                                 f"private key ({key_type_of(key)}) matches NONE of the certificates here")})
+    return {"source": str(material.source), "items": items, "private_keys": keys}
+
+
+def render(report: dict) -> str:
+    """The readable account printed by ``certkit inspect``."""
+    lines: list[str] = []
+    items = report["items"]
+    for n, item in enumerate(items, 1):
+        head = f"{item['file']}" + (f" [{n} of {len(items)}]" if len(items) > 1 else "")
+        if item["type"] == "csr":
+            lines += [f"Certificate signing request ({head})",
+                      f"  subject       {item['subject'] or '(empty)'}",
+                      f"  key type      {item['key_type']}",
+                      f"  signature     {'valid' if item['signature_valid'] else 'INVALID (tampered or damaged)'}",
+                      f"  names asked   {_names_text(item['subject_alt_names'])}"]
+            if item["requested_extended_key_usage"]:
+                lines.append(f"  EKU asked     {', '.join(item['requested_extended_key_usage'])}")
+            lines += [f"  Usable for: {item['usable_for']}", ""]
+            continue
+        bc = item["basic_constraints"]
+        lines += [f"Certificate ({head})",
+                  f"  subject       {item['subject'] or '(empty)'}",
+                  f"  issuer        {item['issuer'] or '(empty)'}"
+                  + ("  (self-signed)" if item["self_signed"] else ""),
+                  f"  serial        {item['serial']}",
+                  f"  valid         {item['not_before'][:19].replace('T', ' ')} to "
+                  f"{item['not_after'][:19].replace('T', ' ')} UTC ({item['validity']})",
+                  f"  key type      {item['key_type']}",
+                  f"  names (SAN)   {_names_text(item['subject_alt_names'])}",
+                  f"  key usage     {', '.join(item['key_usage'] or ['(none)'])}",
+                  f"  EKU           {', '.join(item['extended_key_usage'] or ['(none)'])}",
+                  "  basic constr. " + ("(none)" if bc is None else
+                                        f"CA:{'TRUE' if bc['ca'] else 'FALSE'}"
+                                        + (f", pathlen {bc['path_length']}" if bc["path_length"] is not None else "")
+                                        + (", critical" if bc["critical"] else ""))]
+        if item["name_constraints"]:
+            nc = item["name_constraints"]
+            lines.append(f"  name constr.  permitted: {', '.join(nc['permitted']) or '(none)'}; "
+                         f"excluded: {', '.join(nc['excluded']) or '(none)'}")
+        lines += [f"  SHA-256       {item['fingerprint_sha256']}",
+                  f"  SHA-1         {item['fingerprint_sha1']}",
+                  f"  Usable for: {item['usable_for']}", ""]
+    for key in report["private_keys"]:
+        lines.append(f"{key['file']}: {key['summary']}")
+    return "\n".join(lines).rstrip()
+
+
+def _names_text(sans: list[dict]) -> str:
+    return ", ".join(f"{e['type']}:{_shown(e)}" for e in sans) or "(none)"

@@ -1,0 +1,299 @@
+"""Checking a certificate against a CA for a purpose and a name, and saying why it fails.
+
+The verdict comes from ``cryptography.x509.verification`` (the same RFC 5280
+path validation and CA/B-style policy pyca ships), but its error text is meant
+for developers. So :func:`verify_certificate` also examines the certificate
+itself (who issued it, its dates, its extendedKeyUsage, its names) and states
+each problem as a plain sentence, keeping the verifier's own words beside them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+PURPOSES = ("server", "client")
+_EKU = {"server": "serverAuth", "client": "clientAuth"}
+_OTHER = {"server": "client", "client": "server"}
+
+
+@dataclass
+class Verdict:
+    valid: bool
+    purpose: str
+    name: str | None
+    subject: str
+    issuer: str
+    not_after: dt.datetime
+    reasons: list[str] = field(default_factory=list)  # plain sentences, empty when valid
+    verifier_error: str | None = None  # cryptography's own words
+    chain: list[str] = field(default_factory=list)  # subjects, leaf to trust anchor, when valid
+    name_checked: bool = False
+    name_ok: bool | None = None  # None when no name was given
+
+    def to_dict(self) -> dict:
+        return {
+            "valid": self.valid, "purpose": self.purpose, "name": self.name,
+            "name_checked": self.name_checked, "name_ok": self.name_ok, "subject": self.subject, "issuer": self.issuer,
+            "not_after": self.not_after.isoformat(), "reasons": self.reasons,
+            "verifier_error": self.verifier_error, "chain": self.chain,
+        }
+
+
+# --- loading ------------------------------------------------------------------------
+def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["x509.Certificate"]]:
+    """The leaf (first certificate) and any intermediates that follow it (fullchain.pem),
+    from a file or a bundle folder."""
+    from certkit.inspect import UnreadableFile, load_material
+
+    material = load_material(path)
+    certs = [c for c, _ in material.certificates]
+    if not certs:
+        raise UnreadableFile(f"{path} holds a certificate signing request, not a certificate; "
+                             "a CSR becomes verifiable once a CA signs it.")
+    return certs[0], certs[1:]
+
+
+def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = None
+               ) -> tuple[list["x509.Certificate"], list["x509.Certificate"], str]:
+    """Trust anchors, extra intermediates, and a description: from a PEM file of CA
+    certificates (all trusted, as OpenSSL's -CAfile), else from a certkit CA directory
+    (its root trusted, an intermediate CA's own certificate supplied as untrusted)."""
+    if ca_file is not None:
+        from certkit.inspect import load_material
+
+        roots = [c for c, _ in load_material(ca_file).certificates]
+        if not roots:
+            raise CertkitError(f"{ca_file} holds no CA certificate.")
+        return roots, [], str(ca_file)
+    from certkit.store import CADirectory
+
+    store = CADirectory(ca_dir)
+    cert, parents = store.load_certificates()
+    if parents:
+        return [parents[-1]], [cert, *parents[:-1]], str(store.path)
+    return [cert], [], str(store.path)
+
+
+# --- examining ----------------------------------------------------------------------
+def _cn(name) -> str:
+    from cryptography.x509.oid import NameOID
+
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return f"CN={attrs[0].value}" if attrs else (name.rfc4514_string() or "(empty name)")
+
+
+def _issued_by(cert, issuer) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except Exception:  # InvalidSignature, ValueError, TypeError: not this issuer
+        return False
+
+
+def _path(leaf, intermediates, roots) -> tuple[list, str | None]:
+    """Walk issuer links from ``leaf`` to a trust anchor; return the path and, if it
+    breaks, a sentence saying where."""
+    path, cert = [leaf], leaf
+    pool = list(intermediates)
+    for _ in range(8):
+        anchor = next((r for r in roots if _issued_by(cert, r)), None)
+        if anchor is not None:
+            return path + ([anchor] if anchor != cert else []), None
+        nxt = next((c for c in pool if _issued_by(cert, c)), None)
+        if nxt is None:
+            ca_names = ", ".join(_cn(r.subject) for r in roots)
+            if cert is leaf:
+                hint = ("" if any(r.subject == cert.issuer for r in roots) else
+                        f" (if {_cn(cert.issuer)} is an intermediate CA under it, verify fullchain.pem "
+                        "or pass its certificate with --untrusted)")
+                return path, (f"not issued by this CA: it was issued by {_cn(cert.issuer)}, "
+                              f"and the trusted CA is {ca_names}{hint}")
+            return path, (f"the chain breaks at {_cn(cert.subject)}: its issuer {_cn(cert.issuer)} is "
+                          f"not the trusted CA ({ca_names}) nor in the intermediates given")
+        pool.remove(nxt)
+        path.append(nxt)
+        cert = nxt
+    return path, "the chain is longer than certkit follows (8 certificates)"
+
+
+def _eku(cert) -> list[str] | None:
+    from cryptography import x509
+
+    from certkit.inspect import EKU_NAMES
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return None
+    return [EKU_NAMES.get(o.dotted_string, o.dotted_string) for o in ext.value]
+
+
+def _is_ca(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _sans(cert) -> list:
+    from cryptography import x509
+
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _purpose_problem(cert, purpose: str) -> str | None:
+    wanted = _EKU[purpose]
+    if _is_ca(cert):
+        return f"this is a CA certificate: it signs certificates and is not a TLS {purpose} certificate"
+    eku = _eku(cert)
+    if eku is None or wanted in eku:
+        return None
+    other = _EKU[_OTHER[purpose]]
+    if other in eku:
+        return f"this is a {_OTHER[purpose]} certificate: it has no {wanted} usage"
+    return f"its extendedKeyUsage ({', '.join(eku)}) has no {wanted} usage"
+
+
+def _dns_matches(pattern: str, host: str) -> bool:
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
+def _server_name(name: str):
+    """``name`` as the GeneralName the server verifier checks (IDN U-labels become A-labels)."""
+    from cryptography import x509
+
+    from certkit.names import parse_host
+
+    ident = parse_host(name)
+    if ident.kind == "ip":
+        return ident.value, x509.IPAddress(ipaddress.ip_address(ident.value))
+    return ident.value, x509.DNSName(ident.value)
+
+
+def _names_of(cert) -> list[str]:
+    """SAN values, leaving out a directoryName that only repeats the subject."""
+    from cryptography import x509
+
+    from certkit.inspect import general_names
+
+    sans = [s for s in _sans(cert) if not (isinstance(s, x509.DirectoryName) and s.value == cert.subject)]
+    return [e["value"] for e in general_names(sans)]
+
+
+def _name_problem(cert, purpose: str, name: str) -> str | None:
+    from cryptography import x509
+
+    names = _names_of(cert)
+    listed = ", ".join(names) or "no host at all"
+    if purpose == "server":
+        canonical, gn = _server_name(name)
+        for san in _sans(cert):
+            if isinstance(gn, x509.IPAddress) and isinstance(san, x509.IPAddress) and san.value == gn.value:
+                return None
+            if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
+                return None
+        return f"not valid for name {name}: it names {listed}"
+    # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map).
+    candidates = {n.lower() for n in names} | {_cn(cert.subject)[3:].lower()}
+    if name.lower() in candidates:
+        return None
+    return f"not valid for name {name}: it names {_cn(cert.subject)}" + (f" and {listed}" if names else "")
+
+
+def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
+                       intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
+                       now: dt.datetime | None = None) -> Verdict:
+    """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots``.
+
+    The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
+    certificate's SAN entries and subject CN (the verifier does not check client names).
+    """
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    if purpose not in PURPOSES:
+        raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
+    now = now or dt.datetime.now(dt.UTC)
+    verdict = Verdict(False, purpose, name, leaf.subject.rfc4514_string(), leaf.issuer.rfc4514_string(),
+                      leaf.not_valid_after_utc, name_checked=name is not None)
+
+    # Our own reading of the certificate, for the plain-words reasons.
+    path, broken = _path(leaf, intermediates, roots)
+    if broken:
+        verdict.reasons.append(broken)
+    for cert in path:
+        who = "" if cert is leaf else f"the issuing CA {_cn(cert.subject)} "
+        if now > cert.not_valid_after_utc:
+            days = (now - cert.not_valid_after_utc).days
+            verdict.reasons.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
+        elif now < cert.not_valid_before_utc:
+            verdict.reasons.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    problem = _purpose_problem(leaf, purpose)
+    if problem:
+        verdict.reasons.append(problem)
+    if name is not None:
+        problem = _name_problem(leaf, purpose, name)
+        verdict.name_ok = problem is None
+        if problem:
+            verdict.reasons.append(problem)
+
+    # The verifier's verdict.
+    builder = PolicyBuilder().store(Store(list(roots))).time(now)
+    try:
+        if purpose == "server":
+            if name is not None:
+                subject = _server_name(name)[1]
+            else:  # no name to check: any name the certificate holds will do
+                subject = next((s for s in _sans(leaf) if isinstance(s, (x509.DNSName, x509.IPAddress))),
+                               x509.DNSName("name-not-given.invalid"))
+            chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
+        else:
+            chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
+        verdict.chain = [c.subject.rfc4514_string() for c in chain]
+    except VerificationError as exc:
+        verdict.verifier_error = str(exc)
+    except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
+        verdict.verifier_error = str(exc)
+    if verdict.verifier_error and not verdict.reasons:
+        verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
+    verdict.valid = verdict.verifier_error is None and not verdict.reasons
+    if verdict.valid is False and verdict.verifier_error is None:
+        verdict.chain = []
+    return verdict
+
+
+def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
+                ca_file: str | Path | None = None, ca_dir: str | Path | None = None,
+                untrusted: str | Path | None = None, now: dt.datetime | None = None) -> tuple[Verdict, str]:
+    """:func:`verify_certificate` on files: the certificate (with any chain in the same file),
+    ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
+    verdict and a description of where the trust came from."""
+    from certkit.inspect import load_material
+
+    leaf, chain = load_certificate_chain(cert_path)
+    roots, extra, trust = load_trust(ca_file, ca_dir)
+    if untrusted is not None:
+        chain += [c for c, _ in load_material(untrusted).certificates]
+    return verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
+                              name=name, now=now), trust
