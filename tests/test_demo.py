@@ -1,0 +1,162 @@
+"""certkit demo: every row of the client-vs-server matrix, run for real, for TLS 1.2 and 1.3."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, assert_clean_error, certkit_env, run_certkit
+from cryptography import x509
+from docs_runner import examples, run_page
+
+from certkit import demo as demo_lib
+from certkit.cli import main
+
+# What each row must show, written out here (not read from certkit.demo) so that a
+# change in the demo's expectations cannot make this test agree with itself.
+MATRIX = [
+    ("client certificate (CN=alice)", "accepted", "ok"),
+    ("server certificate presented as client", "rejected", "unsuitable certificate purpose"),
+    ("no certificate", "rejected", "peer did not return a certificate"),
+    ("client certificate from another CA", "rejected", "unable to get local issuer certificate"),
+    ("expired client certificate (CN=bob)", "rejected", "certificate has expired"),
+    ("server certificate, right name (localhost)", "accepted", "ok"),
+    ("wrong hostname (www.example.com)", "rejected", "Hostname mismatch"),
+    ("client certificate presented as server", "rejected", "unsuitable certificate purpose"),
+]
+
+
+@pytest.fixture(scope="module", params=["1.2", "1.3"])
+def result(request, tmp_path_factory):
+    return demo_lib.run_demo(tmp_path_factory.mktemp("demo") / "certs", tls=request.param)
+
+
+@pytest.mark.parametrize("scenario, outcome, reason", MATRIX, ids=[m[0] for m in MATRIX])
+def test_every_row(result, scenario, outcome, reason):
+    row = next(r for r in result.rows if r.scenario == scenario)
+    assert row.observed == outcome, row
+    assert reason in row.reason, row
+    assert row.tls_version == f"TLSv{result.tls}" or (outcome == "rejected" and row.tls_version is None)
+
+
+def test_rows_are_exactly_the_matrix(result):
+    assert [(r.scenario, r.expected) for r in result.rows] == [(s, o) for s, o, _ in MATRIX]
+    assert result.ok and not result.mismatches
+
+
+def test_swapped_certificates_fail_for_purpose_only(result):
+    """The swapped certificates are otherwise acceptable: same CA, in date, and (for the
+    client one posing as a server) valid for the name, so purpose is the only cause."""
+    folder = result.folder
+    swapped = x509.load_pem_x509_certificate((folder / "client-localhost" / "cert.pem").read_bytes())
+    san = swapped.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    ca = x509.load_pem_x509_certificate((folder / "ca" / "ca.pem").read_bytes())
+    for name in ("server", "client-localhost", "client"):
+        cert = x509.load_pem_x509_certificate((folder / name / "cert.pem").read_bytes())
+        cert.verify_directly_issued_by(ca)
+
+
+def test_mismatch_is_reported(tmp_path):
+    """A matrix that does not turn out as expected is caught: swap the expired client
+    certificate for a valid one, and that row must come out accepted, not rejected."""
+    folder = tmp_path / "certs"
+    demo_lib.make_certificates(folder)
+    for name in ("cert.pem", "fullchain.pem", "privkey.pem"):
+        (folder / "expired-client" / name).write_bytes((folder / "client" / name).read_bytes())
+    rows = demo_lib.run_handshakes(folder)
+    bad = [r for r in rows if not r.as_expected]
+    assert [r.scenario for r in bad] == ["expired client certificate (CN=bob)"]
+    assert bad[0].observed == "accepted"
+
+
+def test_cli_exits_1_when_a_row_differs(tmp_path, monkeypatch):
+    real = demo_lib.make_certificates
+
+    def sabotaged(folder: Path) -> None:
+        real(folder)
+        for name in ("cert.pem", "fullchain.pem", "privkey.pem"):
+            (folder / "expired-client" / name).write_bytes((folder / "client" / name).read_bytes())
+
+    monkeypatch.setattr(demo_lib, "make_certificates", sabotaged)
+    proc = CliRunner().invoke(main, ["demo"])
+    assert proc.exit_code == 1, proc.output
+    assert "NOT AS EXPECTED" in proc.stdout
+    assert "Error: 1 outcome(s) differ from the expected: expired client certificate (CN=bob): " \
+           "expected rejected, observed accepted" in proc.stderr
+
+
+def test_cli_table_and_exit_0(tmp_path):
+    proc = run_certkit("demo", cwd=tmp_path, env=certkit_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "8 of 8 outcomes as expected." in proc.stdout
+    lines = proc.stdout.splitlines()
+    for scenario, outcome, reason in MATRIX:
+        line = next(ln for ln in lines if ln.strip().startswith(scenario))
+        expected_reason = "handshake completed" if reason == "ok" else reason
+        assert f"{outcome}  {outcome}" in line and expected_reason in line, line
+    assert "clientAuth" in proc.stdout and "serverAuth" in proc.stdout  # the explanation
+    assert list(tmp_path.iterdir()) == []  # nothing left behind without --keep
+
+
+def test_cli_json(tmp_path):
+    proc = run_certkit("demo", "--json", "--tls", "1.2", cwd=tmp_path, env=certkit_env())
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] is True and data["tls_version"] == "1.2"
+    assert data["folder"] is None and data["files"] is None
+    assert isinstance(data["explanation"], str)
+    assert len(data["rows"]) == len(MATRIX)
+    for row, (scenario, outcome, reason) in zip(data["rows"], MATRIX, strict=True):
+        assert set(row) >= {"group", "scenario", "expected", "observed", "as_expected", "reason",
+                            "expected_reason", "explanation", "tls_version", "server_error", "client_error"}
+        assert (row["scenario"], row["expected"], row["observed"], row["as_expected"]) == \
+               (scenario, outcome, outcome, True)
+        assert reason in row["reason"]
+
+
+def test_cli_keep_writes_bundles(tmp_path):
+    proc = run_certkit("demo", "--keep", "kept", cwd=tmp_path, env=certkit_env())
+    assert proc.returncode == 0, proc.stderr
+    kept = tmp_path / "kept"
+    assert sorted(p.name for p in kept.iterdir()) == sorted(demo_lib.FOLDERS)
+    for name in demo_lib.FOLDERS:
+        if name != "ca":
+            key = kept / name / "privkey.pem"
+            assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "Certificates kept in kept/" in proc.stdout
+
+
+def test_cli_keep_refuses_non_empty_folder(tmp_path):
+    target = tmp_path / "kept"
+    target.mkdir()
+    (target / "mine.txt").write_text("do not touch")
+    proc = run_certkit("demo", "--keep", target, env=certkit_env())
+    assert_clean_error(proc, "already exists and is not an empty folder")
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+
+
+def test_docs_page_runs(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = run_page(REPO / "docs" / "demo.md", cwd=work, env=certkit_env())
+    assert any(ex.command.startswith("certkit demo") for ex in ran)
+
+
+def test_docs_runner_catches_drift(tmp_path):
+    """The doc runner must fail on a documented line the program does not print, and on a
+    command whose exit status contradicts the page."""
+    page = tmp_path / "page.md"
+    work = tmp_path / "work"
+    work.mkdir()
+    page.write_text("```console\n$ echo one two\none ... two\n```\n")
+    assert len(examples(page)) == 1
+    run_page(page, cwd=work, env=certkit_env())
+    for body in ("$ echo one\ntwo\n", "$ false\n", "$ true\nError: expected failure\n"):
+        page.write_text(f"```console\n{body}```\n")
+        with pytest.raises(AssertionError):
+            run_page(page, cwd=work, env=certkit_env())

@@ -1,0 +1,349 @@
+"""certkit inspect and certkit verify on good and bad inputs; verify's verdicts cross-checked
+against the openssl binary on the same files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, openssl, run_certkit
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from docs_runner import run_page
+
+from certkit.ca import CA
+from certkit.store import CADirectory
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """Root (backdated, so it can have issued an expired leaf), another root, an intermediate,
+    and bundles for every case, written as certkit writes them."""
+    d = tmp_path_factory.mktemp("pki")
+    root = CA.create("Test Root", not_before=NOW - dt.timedelta(days=40))
+    other = CA.create("Other Root")
+    inter = CA.create("Test Issuing", parent=root)
+    CADirectory(d / "root-ca").save_new(root, PASSPHRASE.encode())
+    CADirectory(d / "inter-ca").save_new(inter, None)
+    (d / "root.pem").write_bytes(root.cert_pem)
+    (d / "other.pem").write_bytes(other.cert_pem)
+    root.issue_server(["localhost", "127.0.0.1", "*.dev.example.com"]).write(d / "server")
+    root.issue_client("alice", emails=["alice@example.com"]).write(d / "client")
+    root.issue_client("bob", not_before=NOW - dt.timedelta(days=30), days=10).write(d / "expired")
+    other.issue_client("eve").write(d / "other-client")
+    other.issue_server(["localhost"]).write(d / "other-server")
+    root.issue_server(["bücher.example"]).write(d / "idn")
+    inter.issue_server(["api.example.internal"]).write(d / "inter-server")
+    inter.issue_client("carol").write(d / "inter-client")
+    return d
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+
+
+# --- inspect ------------------------------------------------------------------------
+def _inspect(*args):
+    return run_certkit("inspect", *args, env=certkit_env())
+
+
+def test_inspect_server_certificate(pki):
+    proc = _inspect(pki / "server" / "cert.pem")
+    _ok(proc)
+    out = proc.stdout
+    cert = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes())
+    assert "subject       CN=localhost" in out and "issuer        CN=Test Root" in out
+    assert f"serial        {cert.serial_number:X}" in out
+    assert re.search(r"\((199|200) days left\)", out)
+    assert "key type      ecdsa-p256" in out
+    assert "DNS:localhost, IP:127.0.0.1, DNS:*.dev.example.com" in out
+    assert "key usage     digitalSignature\n" in out and "EKU           serverAuth\n" in out
+    assert "basic constr. CA:FALSE, critical" in out
+    assert "Usable for: TLS server authentication (localhost, 127.0.0.1, *.dev.example.com)" in out
+    # Fingerprints as openssl computes them.
+    for algo, label in (("-sha256", "SHA-256"), ("-sha1", "SHA-1")):
+        fp = openssl("x509", "-in", pki / "server" / "cert.pem", "-noout", "-fingerprint", algo)
+        assert f"{label:<14}{fp.stdout.decode().strip().split('=', 1)[1]}" in out
+
+
+def test_inspect_client_ca_and_expired(pki):
+    out = _inspect(pki / "client" / "cert.pem").stdout
+    assert "EKU           clientAuth" in out
+    assert "Usable for: TLS client authentication (CN=alice; alice@example.com)" in out
+    out = _inspect(pki / "root.pem").stdout
+    assert "(self-signed)" in out and "CA:TRUE, pathlen 1, critical" in out
+    assert "key usage     keyCertSign, cRLSign" in out
+    assert "Usable for: issuing certificates (CA)" in out
+    out = _inspect(pki / "expired" / "cert.pem").stdout
+    assert "(expired 20 days ago)" in out
+    assert "Usable for: nothing now (expired 20 days ago); issued for TLS client authentication (CN=bob)" in out
+
+
+def test_inspect_idn_and_name_constraints(pki, tmp_path):
+    out = _inspect(pki / "idn" / "cert.pem").stdout
+    assert "DNS:xn--bcher-kva.example (bücher.example)" in out
+    constrained = CA.create("Constrained", permitted_dns=["example.com"])
+    (tmp_path / "c.pem").write_bytes(constrained.cert_pem)
+    out = _inspect(tmp_path / "c.pem").stdout
+    assert "name constr.  permitted: DNS:example.com; excluded: IP:0.0.0.0/0, IP:::/0" in out
+
+
+def test_inspect_der_and_json(pki, tmp_path):
+    der = tmp_path / "server.der"
+    cert = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes())
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    proc = _inspect(der, "--json")
+    _ok(proc)
+    data = json.loads(proc.stdout)
+    item = data["items"][0]
+    assert item["type"] == "certificate" and item["extended_key_usage"] == ["serverAuth"]
+    assert item["subject_alt_names"][:2] == [{"type": "DNS", "value": "localhost"},
+                                             {"type": "IP", "value": "127.0.0.1"}]
+    assert item["basic_constraints"] == {"ca": False, "path_length": None, "critical": True}
+    assert item["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert item["status"] == "valid" and 198 <= item["days_left"] <= 200
+    assert data["private_keys"] == []
+
+
+def test_inspect_bundle_folder_says_key_matches_and_never_shows_it(pki):
+    proc = _inspect(pki / "inter-server")
+    _ok(proc)
+    out = proc.stdout
+    # cert.pem, the intermediate (fullchain.pem/chain.pem), the root: each once.
+    assert out.count("Certificate (") == 3
+    assert "Usable for: TLS server authentication (api.example.internal)" in out
+    assert "Usable for: issuing certificates (CA) (path length 0: end-entity certificates only)" in out
+    assert "privkey.pem: private key (ecdsa-p256) matches the certificate CN=api.example.internal" in out
+    key_pem = (pki / "inter-server" / "privkey.pem").read_text()
+    body = "".join(key_pem.splitlines()[1:-1])
+    assert "PRIVATE KEY" not in out and body[:40] not in out and body[-40:] not in out
+    data = json.loads(_inspect(pki / "inter-server", "--json").stdout)
+    assert data["private_keys"][0]["matches"] == "CN=api.example.internal"
+    assert body[:40] not in json.dumps(data)
+
+
+def test_inspect_pem_with_foreign_key(pki, tmp_path):
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes((pki / "client" / "cert.pem").read_bytes() + (pki / "server" / "privkey.pem").read_bytes())
+    out = _inspect(mixed).stdout
+    assert "mixed.pem: private key (ecdsa-p256) matches NONE of the certificates here" in out
+
+
+def test_inspect_csr(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-9")]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("device-9.example")]), critical=False)
+           .sign(key, hashes.SHA256()))
+    path = tmp_path / "device.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    proc = _inspect(path)
+    _ok(proc)
+    assert "Certificate signing request (device.csr)" in proc.stdout
+    assert "signature     valid" in proc.stdout and "names asked   DNS:device-9.example" in proc.stdout
+    assert "the CA that signs it decides the purpose" in proc.stdout
+
+
+def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
+    (tmp / "garbage.pem").write_bytes(b"\x00\x01 this is not a certificate \xff" * 10)
+    (tmp / "empty.pem").write_bytes(b"")
+    (tmp / "blank.pem").write_bytes(b"\n  \n")
+    (tmp / "cut.pem").write_bytes((pki / "server" / "cert.pem").read_bytes()[:300])
+    der = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+    (tmp / "cut.der").write_bytes(der[:200])
+    text = (pki / "server" / "cert.pem").read_text().splitlines()
+    text[3] = "!!!!" + text[3][4:]
+    (tmp / "bad-base64.pem").write_text("\n".join(text) + "\n")
+    (tmp / "no-certs").mkdir()
+    (tmp / "no-certs" / "README").write_text("nothing")
+    (tmp / "key-only.pem").write_bytes((pki / "server" / "privkey.pem").read_bytes())
+    return [
+        (tmp / "garbage.pem", "garbage.pem is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "empty.pem", "empty.pem is empty"),
+        (tmp / "blank.pem", "blank.pem is empty"),
+        (tmp / "cut.pem", "cut.pem holds a PEM block without its END line: the file is truncated"),
+        (tmp / "cut.der", "cut.der is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "bad-base64.pem", "bad-base64.pem holds a certificate whose base64 text is damaged"),
+        (tmp / "no-certs", "no-certs holds no certificate or CSR"),
+        (tmp / "key-only.pem", "key-only.pem holds a private key but no certificate or CSR"),
+        (tmp / "missing.pem", "missing.pem does not exist"),
+    ]
+
+
+def test_inspect_bad_input(pki, tmp_path):
+    bad = _bad_files(pki, tmp_path)
+    for path, message in bad:
+        assert_clean_error(_inspect(path), message)
+    for path, message in bad[:2]:  # --json changes nothing about errors: one line on stderr
+        assert_clean_error(_inspect(path, "--json"), message)
+
+
+# --- verify: verdicts and messages ---------------------------------------------------
+# (certificate, purpose, name, trust, valid, plain-words fragment, openssl agrees?)
+# trust: a file under pki used as --ca-file.
+CASES = [
+    ("server/cert.pem", "server", "localhost", "root.pem", True, None),
+    ("server/cert.pem", "server", None, "root.pem", True, None),
+    ("server/cert.pem", "server", "127.0.0.1", "root.pem", True, None),
+    ("server/cert.pem", "server", "a.dev.example.com", "root.pem", True, None),
+    ("server/cert.pem", "server", "www.example.com", "root.pem", False,
+     "not valid for name www.example.com: it names localhost, 127.0.0.1, *.dev.example.com"),
+    ("server/cert.pem", "server", "a.b.dev.example.com", "root.pem", False, "not valid for name a.b.dev"),
+    ("server/cert.pem", "server", "127.0.0.2", "root.pem", False, "not valid for name 127.0.0.2"),
+    ("server/cert.pem", "client", None, "root.pem", False, "this is a server certificate: it has no clientAuth usage"),
+    ("client/cert.pem", "client", None, "root.pem", True, None),
+    ("client/cert.pem", "server", None, "root.pem", False, "this is a client certificate: it has no serverAuth usage"),
+    ("client/cert.pem", "client", None, "other.pem", False,
+     "not issued by this CA: it was issued by CN=Test Root, and the trusted CA is CN=Other Root"),
+    ("other-server/cert.pem", "server", "localhost", "root.pem", False, "not issued by this CA"),
+    ("expired/cert.pem", "client", None, "root.pem", False, "expired on "),
+    ("root.pem", "server", None, "root.pem", False, "this is a CA certificate"),
+    ("idn/cert.pem", "server", "xn--bcher-kva.example", "root.pem", True, None),
+    ("inter-server/fullchain.pem", "server", "api.example.internal", "root.pem", True, None),
+    ("inter-server/cert.pem", "server", "api.example.internal", "root.pem", False,
+     "pass its certificate with --untrusted"),
+    ("inter-client/fullchain.pem", "client", None, "root.pem", True, None),
+    ("inter-client/fullchain.pem", "server", None, "root.pem", False, "it has no serverAuth usage"),
+]
+
+
+def _case_id(case) -> str:
+    cert, purpose, name, trust, valid, _ = case
+    return f"{cert}-{purpose}-{name}-{trust}-{'valid' if valid else 'invalid'}"
+
+
+def _openssl_verdict(pki: Path, cert: str, purpose: str, name: str | None, trust: str) -> bool:
+    """openssl verify -x509_strict on the same files: the leaf, the rest of its file as
+    -untrusted, the CA file as -CAfile."""
+    certs = x509.load_pem_x509_certificates((pki / cert).read_bytes())
+    leaf = pki / "leaf.pem"
+    leaf.write_bytes(certs[0].public_bytes(serialization.Encoding.PEM))
+    args = ["verify", "-x509_strict", "-purpose", f"ssl{purpose}", "-CAfile", pki / trust]
+    if len(certs) > 1:
+        chain = pki / "untrusted.pem"
+        chain.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs[1:]))
+        args += ["-untrusted", chain]
+    if name is not None:
+        args += ["-verify_ip" if re.fullmatch(r"[\d.]+|.*:.*", name) else "-verify_hostname", name]
+    proc = openssl(*args, leaf)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_verify_cases_and_openssl_agrees(pki, case):
+    cert, purpose, name, trust, valid, fragment = case
+    args = ["verify", pki / cert, "--purpose", purpose, "--ca-file", pki / trust, "--json"]
+    if name:
+        args += ["--name", name]
+    proc = run_certkit(*args, env=certkit_env())
+    assert "Traceback" not in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["valid"] is valid, data
+    if valid:
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert data["reasons"] == [] and data["verifier_error"] is None
+        assert data["chain"][-1] == "CN=Test Root"
+    else:
+        assert proc.returncode == 1
+        assert any(fragment in r for r in data["reasons"]), data["reasons"]
+        assert proc.stderr.startswith("Error: ") and fragment in proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert _openssl_verdict(pki, cert, purpose, name, trust) is valid, "openssl disagrees"
+
+
+def test_verify_human_output(pki):
+    proc = run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "client", "--ca-file",
+                       pki / "root.pem", env=certkit_env())
+    assert proc.returncode == 1
+    assert "NOT VALID as a TLS client certificate" in proc.stdout
+    assert "reason    this is a server certificate: it has no clientAuth usage" in proc.stdout
+    assert "verifier  validation failed: required EKU not found" in proc.stdout  # the raw text too
+    proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name",
+                       "alice@example.com", "--ca-file", pki / "root.pem", env=certkit_env())
+    _ok(proc)
+    assert "VALID as a TLS client certificate" in proc.stdout
+    assert "name      alice@example.com: matches" in proc.stdout
+    assert "chain     CN=alice -> CN=Test Root" in proc.stdout
+
+
+def test_verify_expired_names_the_date(pki):
+    expired = x509.load_pem_x509_certificate((pki / "expired" / "cert.pem").read_bytes())
+    proc = run_certkit("verify", pki / "expired" / "cert.pem", "--purpose", "client", "--ca-file",
+                       pki / "root.pem", env=certkit_env())
+    assert_verify_invalid(proc, f"expired on {expired.not_valid_after_utc:%Y-%m-%d} (20 days ago)")
+
+
+def test_verify_client_name(pki):
+    for name, valid in (("alice", True), ("ALICE@example.com", True), ("bob", False)):
+        proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name", name,
+                           "--ca-file", pki / "root.pem", env=certkit_env())
+        if valid:
+            _ok(proc)
+        else:
+            assert_verify_invalid(proc, "not valid for name bob: it names CN=alice and alice@example.com")
+
+
+def test_verify_with_ca_dir_and_untrusted(pki):
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "root-ca"))  # no passphrase needed to verify
+    _ok(run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "server", "--name", "localhost", env=env))
+    _ok(run_certkit("verify", pki / "inter-server" / "cert.pem", "--purpose", "server", "--untrusted",
+                    pki / "inter-server" / "chain.pem", env=env))
+    _ok(run_certkit("verify", pki / "inter-server", "--purpose", "server", env=env))  # a bundle folder
+    # An intermediate CA's directory: its root is the anchor, its own certificate the intermediate.
+    proc = run_certkit("verify", pki / "inter-server" / "cert.pem", "--purpose", "server",
+                       "--ca-dir", pki / "inter-ca", env=certkit_env())
+    _ok(proc)
+    assert "CN=api.example.internal -> CN=Test Issuing -> CN=Test Root" in proc.stdout
+    assert_verify_invalid(
+        run_certkit("verify", pki / "other-client" / "cert.pem", "--purpose", "client", env=env),
+        "not issued by this CA: it was issued by CN=Other Root, and the trusted CA is CN=Test Root")
+
+
+def assert_verify_invalid(proc, fragment: str) -> None:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+    assert f"reason    {fragment}" in proc.stdout or fragment in proc.stdout
+
+
+def test_verify_bad_input(pki, tmp_path):
+    for path, message in _bad_files(pki, tmp_path):
+        proc = run_certkit("verify", path, "--purpose", "server", "--ca-file", pki / "root.pem",
+                           env=certkit_env())
+        assert_clean_error(proc, message)
+    assert_clean_error(run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "server",
+                                   "--ca-dir", tmp_path / "no-such-ca", env=certkit_env()),
+                       "the folder does not exist")
+    assert_clean_error(run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "server",
+                                   "--ca-file", tmp_path / "empty.pem", env=certkit_env()), "empty.pem is empty")
+    proc = run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "both", env=certkit_env())
+    assert proc.returncode == 2 and "'both' is not one of 'server', 'client'" in proc.stderr
+    proc = run_certkit("verify", pki / "server" / "cert.pem", env=certkit_env())
+    assert proc.returncode == 2 and "Missing option '--purpose'" in proc.stderr
+
+
+def test_verify_nothing_written(pki, tmp_path):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "client", "--ca-file", pki / "root.pem",
+                cwd=tmp_path, env=certkit_env())
+    run_certkit("inspect", pki / "server", cwd=tmp_path, env=certkit_env())
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# --- docs -----------------------------------------------------------------------------
+@pytest.mark.parametrize("page", ["inspect.md", "verify.md"])
+def test_docs_page_runs(page, tmp_path, ca_env):
+    work = tmp_path / "work"
+    work.mkdir()
+    ca_env["CERTKIT_CA_DIR"] = str(work / "ca")
+    run_page(REPO / "docs" / page, cwd=work, env=ca_env)
