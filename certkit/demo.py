@@ -188,8 +188,8 @@ def run_demo(keep: Path | None = None, tls: str | None = None) -> DemoResult:
 
 def render(result: DemoResult) -> str:
     """The table a person reads: scenario, expected, observed, OpenSSL's reason."""
-    version = f"TLS {result.tls}" if result.tls else "TLS (highest both support)"
-    lines = [f"certkit demo: real TLS handshakes on 127.0.0.1 ({version}), one per row.", ""]
+    version = f"TLS {result.tls} only" if result.tls else "the highest TLS version both sides support"
+    lines = [f"certkit demo: one real TLS handshake per row on 127.0.0.1 ({version}).", ""]
     width = max(len(r.scenario) for r in result.rows)
     for group in (GROUP_SERVER, GROUP_CLIENT):
         lines.append(group + ":")

@@ -51,6 +51,7 @@ class Material:
     """What one file or folder holds, in the order found; duplicates removed."""
 
     source: Path
+    other: list = field(default_factory=list)  # labels of PEM blocks not described (CRLs, public keys)
     certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
     csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
     keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
@@ -79,7 +80,10 @@ def load_material(path: str | Path) -> Material:
         raise UnreadableFile(f"{path} does not exist.")
     _read_file(path, material)
     if not (material.certificates or material.csrs):
-        raise UnreadableFile(f"{path} holds a private key but no certificate or CSR to describe.")
+        found = ["a private key"] if material.keys else []
+        found += [f"a {label.lower()}" for label in sorted(set(material.other))]
+        raise UnreadableFile(f"{path} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
+                             "to describe.")
     return material
 
 
@@ -115,6 +119,8 @@ def _read_file(path: Path, material: Material) -> None:
                 material.csrs.append((x509.load_der_x509_csr(der), path.name))
             elif label.endswith(b"PRIVATE KEY"):
                 material.keys.append((_load_key(block.group(0), label), path.name))
+            else:
+                material.other.append(label.decode())
         except ValueError as exc:
             what = label.decode().lower()
             raise UnreadableFile(f"{path} holds a damaged {what}: {exc}.") from None
@@ -137,7 +143,12 @@ def _load_key(pem: bytes, label: bytes):
 
     if label.startswith(b"ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in pem:
         return None  # described as "encrypted", never decrypted here
-    return load_pem_private_key(pem, None)
+    try:
+        return load_pem_private_key(pem, None)
+    except ValueError:
+        raise
+    except Exception as exc:  # UnsupportedAlgorithm, TypeError: a key type cryptography cannot load
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 def _read_der(path: Path, data: bytes, material: Material) -> None:
@@ -342,10 +353,13 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
 
     material = load_material(path)
     items = []
-    for cert, name in material.certificates:
-        items.append({"file": name, **describe_certificate(cert, now=now)})
-    for csr, name in material.csrs:
-        items.append({"file": name, **describe_csr(csr)})
+    try:
+        for cert, name in material.certificates:
+            items.append({"file": name, **describe_certificate(cert, now=now)})
+        for csr, name in material.csrs:
+            items.append({"file": name, **describe_csr(csr)})
+    except ValueError as exc:  # cryptography parses extensions lazily, so damage shows up here
+        raise UnreadableFile(f"{path} holds a certificate or CSR with a malformed extension: {exc}.") from None
     keys = []
     publics = [(_public_der(c.public_key()), c) for c, _ in material.certificates]
     publics += [(_public_der(r.public_key()), r) for r, _ in material.csrs]

@@ -267,6 +267,9 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             else:  # no name to check: any name the certificate holds will do
                 subject = next((s for s in _sans(leaf) if isinstance(s, (x509.DNSName, x509.IPAddress))),
                                x509.DNSName("name-not-given.invalid"))
+                if isinstance(subject, x509.DNSName) and subject.value.startswith("*."):
+                    # The verifier wants a host, not a pattern: take one the wildcard covers.
+                    subject = x509.DNSName("name-not-given" + subject.value[1:])
             chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
         else:
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
@@ -295,5 +298,9 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     roots, extra, trust = load_trust(ca_file, ca_dir)
     if untrusted is not None:
         chain += [c for c, _ in load_material(untrusted).certificates]
-    return verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
-                              name=name, now=now), trust
+    try:
+        verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
+                                     name=name, now=now)
+    except ValueError as exc:  # a malformed extension, found when it is first read
+        raise CertkitError(f"{cert_path} holds a certificate with a malformed extension: {exc}.") from None
+    return verdict, trust

@@ -40,6 +40,7 @@ def pki(tmp_path_factory) -> Path:
     other.issue_client("eve").write(d / "other-client")
     other.issue_server(["localhost"]).write(d / "other-server")
     root.issue_server(["bücher.example"]).write(d / "idn")
+    root.issue_server(["*.example.net"]).write(d / "wildcard")
     inter.issue_server(["api.example.internal"]).write(d / "inter-server")
     inter.issue_client("carol").write(d / "inter-client")
     return d
@@ -195,6 +196,9 @@ CASES = [
     ("server/cert.pem", "server", None, "root.pem", True, None),
     ("server/cert.pem", "server", "127.0.0.1", "root.pem", True, None),
     ("server/cert.pem", "server", "a.dev.example.com", "root.pem", True, None),
+    ("wildcard/cert.pem", "server", None, "root.pem", True, None),
+    ("wildcard/cert.pem", "server", "www.example.net", "root.pem", True, None),
+    ("wildcard/cert.pem", "server", "example.net", "root.pem", False, "not valid for name example.net"),
     ("server/cert.pem", "server", "www.example.com", "root.pem", False,
      "not valid for name www.example.com: it names localhost, 127.0.0.1, *.dev.example.com"),
     ("server/cert.pem", "server", "a.b.dev.example.com", "root.pem", False, "not valid for name a.b.dev"),
@@ -347,3 +351,20 @@ def test_docs_page_runs(page, tmp_path, ca_env):
     work.mkdir()
     ca_env["CERTKIT_CA_DIR"] = str(work / "ca")
     run_page(REPO / "docs" / page, cwd=work, env=ca_env)
+
+
+def test_inspect_ca_directory_leaves_encrypted_key_alone(pki):
+    proc = _inspect(pki / "root-ca")
+    _ok(proc)
+    assert "Usable for: issuing certificates (CA)" in proc.stdout
+    assert "ca-key.pem: encrypted private key (not decrypted, so not compared)" in proc.stdout
+    assert "ENCRYPTED PRIVATE KEY" not in proc.stdout
+
+
+def test_verify_idn_name_as_typed(pki):
+    proc = run_certkit("verify", pki / "idn" / "cert.pem", "--purpose", "server", "--name", "bücher.example",
+                       "--ca-file", pki / "root.pem", env=certkit_env())
+    _ok(proc)
+    assert "name      bücher.example: matches" in proc.stdout
+    assert_clean_error(run_certkit("verify", pki / "idn" / "cert.pem", "--purpose", "server", "--name",
+                                   "bad name!", "--ca-file", pki / "root.pem", env=certkit_env()), "bad name!")
