@@ -12,6 +12,12 @@ this worktree's ``python -m certkit``. Checks per command:
   stderr), in the same order; runs of spaces compare equal, and ``...``
   stands for any text (serial numbers, dates, paths).
 
+``export NAME=value`` sets the variable for the commands after it. A command
+ending in `` &`` (a server) is started in the background, the next
+command runs once ``wait_port`` (if given) accepts connections, and every
+such process is stopped when the page is done. ``substitutions`` replace
+text in commands before they run (a documented port by a free one).
+
 Usage::
 
     from tests.docs_runner import run_page
@@ -22,8 +28,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,22 +95,65 @@ def certkit_shim(folder: Path) -> Path:
     return folder
 
 
-def run_page(page: Path, *, cwd: Path, env: dict[str, str], timeout: float = 60) -> list[Example]:
+def run_page(page: Path, *, cwd: Path, env: dict[str, str], timeout: float = 60,
+             substitutions: dict[str, str] | None = None, wait_port: int | None = None) -> list[Example]:
     """Run every example of ``page`` in ``cwd``; raise AssertionError at the first that fails."""
     found = examples(page)
     assert found, f"{page} has no ```console examples"
     env = dict(env)
     env["PATH"] = str(certkit_shim(cwd.parent / f".{cwd.name}-bin")) + os.pathsep + env.get("PATH", "")
-    for ex in found:
-        proc = subprocess.run(["bash", "-c", ex.command], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-        where = f"{page.name}:{ex.line}: $ {ex.command}"
-        shown = f"\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
-        assert "Traceback" not in proc.stderr, f"{where} printed a traceback{shown}"
-        if ex.expects_error:
-            assert proc.returncode != 0, f"{where} should fail (documented Error:) but exited 0{shown}"
-        else:
-            assert proc.returncode == 0, f"{where} exited {proc.returncode}{shown}"
-        missing = _matches(ex.expected, proc.stdout.splitlines() + proc.stderr.splitlines())
-        assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
+    background: list[subprocess.Popen] = []
+    try:
+        for ex in found:
+            command = ex.command
+            for old, new in (substitutions or {}).items():
+                command = command.replace(old, new)
+            where = f"{page.name}:{ex.line}: $ {command}"
+            if command.startswith("export "):  # each command has its own shell; keep exports
+                for assignment in shlex.split(command)[1:]:
+                    name, _, value = assignment.partition("=")
+                    env[name] = value
+                continue
+            if command.rstrip().endswith("&"):
+                log = open(cwd.parent / f".{cwd.name}-bg{len(background)}.log", "w")  # noqa: SIM115
+                background.append(subprocess.Popen(["bash", "-c", command.rstrip()[:-1]], cwd=cwd, env=env,
+                                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                   start_new_session=True))
+                log.close()
+                if wait_port is not None:
+                    _wait_for_port(wait_port, background[-1], where)
+                continue
+            proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
+                                  text=True, timeout=timeout)
+            shown = f"\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+            assert "Traceback" not in proc.stderr, f"{where} printed a traceback{shown}"
+            if ex.expects_error:
+                assert proc.returncode != 0, f"{where} should fail (documented Error:) but exited 0{shown}"
+            else:
+                assert proc.returncode == 0, f"{where} exited {proc.returncode}{shown}"
+            missing = _matches(ex.expected, proc.stdout.splitlines() + proc.stderr.splitlines())
+            assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
+    finally:
+        for proc in background:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
     return found
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, where: str, limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{where} exited with {proc.returncode} before listening on {port}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{where} did not listen on 127.0.0.1:{port} within {limit} s")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, assert_clean_error, certkit_env, run_certkit
 from cryptography import x509
-from docs_runner import examples, run_page
 
 from certkit import demo as demo_lib
 from certkit.cli import main
+
+from conftest import REPO, assert_clean_error, certkit_env, run_certkit
+from docs_runner import examples, run_page
 
 # What each row must show, written out here (not read from certkit.demo) so that a
 # change in the demo's expectations cannot make this test agree with itself.

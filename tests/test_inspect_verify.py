@@ -9,15 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, openssl, run_certkit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from docs_runner import run_page
 
 from certkit.ca import CA
 from certkit.store import CADirectory
+
+from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, openssl, run_certkit
+from docs_runner import run_page
 
 NOW = dt.datetime.now(dt.UTC)
 
