@@ -1,0 +1,108 @@
+"""Secrets: the CA passphrase comes from a prompt, a file or the environment, never argv,
+and never appears in output, JSON or error messages."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import sys
+import time
+from pathlib import Path
+
+from conftest import PASSPHRASE, REPO, certkit_env, openssl, run_certkit
+
+
+def run_on_terminal(args: list[str], answers: list[tuple[bytes, bytes]], env: dict, cwd: Path,
+                    timeout: float = 60) -> tuple[int, bytes]:
+    """Run certkit on a pseudo-terminal, typing each answer after its prompt appears."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the pty is its controlling terminal, as in a real shell
+        os.chdir(cwd)
+        os.execve(sys.executable, [sys.executable, "-m", "certkit", *args], env)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if pending and pending[0][0] in seen.split(b"\n")[-1]:
+            os.write(fd, pending.pop(0)[1] + b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen
+
+
+def test_passphrase_prompt_on_a_terminal(tmp_path: Path) -> None:
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    code, screen = run_on_terminal(["init-ca"], [(b"New CA key passphrase:", b"typed secret"),
+                                                 (b"Repeat for confirmation:", b"typed secret")], env, tmp_path)
+    assert code == 0, screen
+    assert b"typed secret" not in screen  # not echoed
+    assert openssl("pkey", "-in", tmp_path / "ca" / "ca-key.pem", "-passin", "pass:typed secret",
+                   "-noout").returncode == 0
+    code, screen = run_on_terminal(["issue-client", "alice"], [(b"CA key passphrase:", b"typed secret")],
+                                   env, tmp_path)
+    assert code == 0, screen
+    assert (tmp_path / "alice" / "privkey.pem").exists()
+    code, screen = run_on_terminal(["issue-client", "bob"], [(b"CA key passphrase:", b"zebra-guess")],
+                                   env, tmp_path)
+    assert code == 1 and b"Error: The passphrase does not decrypt" in screen
+    assert b"zebra-guess" not in screen
+    assert not (tmp_path / "bob").exists()
+
+
+def test_passphrase_is_not_an_option() -> None:
+    for command in ("init-ca", "issue-server", "issue-client"):
+        help_text = run_certkit(command, "--help", check=True).stdout
+        assert "--passphrase " not in help_text and "--passphrase=" not in help_text
+        assert "--passphrase-file" in help_text
+    proc = run_certkit("init-ca", "--passphrase", "x")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+def test_passphrase_never_echoed(tmp_path: Path, ca_env: dict) -> None:
+    outputs = []
+    outputs.append(run_certkit("init-ca", "--json", env=ca_env, check=True))
+    outputs.append(run_certkit("issue-server", "a.example.com", "--json", cwd=tmp_path, env=ca_env, check=True))
+    outputs.append(run_certkit("check", "--json", env=ca_env, check=True))
+    outputs.append(run_certkit("issue-client", "x", cwd=tmp_path, env=dict(ca_env, CERTKIT_CA_PASSPHRASE="bad pw")))
+    for proc in outputs:
+        assert PASSPHRASE not in proc.stdout + proc.stderr and "bad pw" not in proc.stdout + proc.stderr
+    # Nor is it written anywhere in the CA directory or the bundle.
+    for path in list((tmp_path / "ca").iterdir()) + list((tmp_path / "a.example.com").iterdir()):
+        assert PASSPHRASE.encode() not in path.read_bytes()
+
+
+def test_no_secret_in_library_exceptions(tmp_path: Path) -> None:
+    from certkit.ca import CA
+    from certkit.errors import CertkitError
+    from certkit.store import CADirectory
+
+    CADirectory(tmp_path / "ca").save_new(CA.create("x"), b"the real one")
+    try:
+        CADirectory(tmp_path / "ca").load(b"a guessed secret")
+    except CertkitError as exc:
+        assert b"a guessed secret".decode() not in str(exc) and "the real one" not in str(exc)
+        assert exc.__cause__ is None and exc.__suppress_context__
+    else:
+        raise AssertionError("a wrong passphrase was accepted")
+
+
+def test_empty_passphrase_sources_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    proc = run_certkit("init-ca", "--passphrase-file", empty, env=env)
+    assert proc.returncode == 1 and "empty secret" in proc.stderr
+    proc = run_certkit("init-ca", env=dict(env, CERTKIT_CA_PASSPHRASE=""))
+    assert proc.returncode == 1 and "set but empty" in proc.stderr
+    assert not (tmp_path / "ca").exists()
+    assert REPO.exists()
