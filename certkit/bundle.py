@@ -81,6 +81,7 @@ def check_writable(folder: Path, names: list[str], *, force: bool) -> None:
         raise OutputExists(f"{folder} exists and is not a folder.")
     if not folder.exists():
         return
+    _check_folder_owner(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
     if links:
@@ -92,6 +93,23 @@ def check_writable(folder: Path, names: list[str], *, force: bool) -> None:
         raise OutputExists(
             f"{folder} already holds {', '.join(existing)}; pass --force to replace "
             f"{'it' if len(existing) == 1 else 'them'}."
+        )
+
+
+def _check_folder_owner(folder: Path) -> None:
+    """Refuse a folder that someone else controls: its owner (or anyone, if it is
+    writable by all without the sticky bit) could swap the files after certkit wrote them."""
+    info = folder.stat()
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        raise UnsafeOutputPath(
+            f"The output folder {folder} belongs to another user (uid {info.st_uid}), who could replace "
+            "the files certkit writes there; choose a folder of your own with --out."
+        )
+    if info.st_mode & 0o002 and not info.st_mode & 0o1000:
+        raise UnsafeOutputPath(
+            f"The output folder {folder} is writable by every user, who could replace the files certkit "
+            "writes there; choose a private folder with --out."
         )
 
 
