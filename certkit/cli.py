@@ -224,21 +224,51 @@ def issue_options(f):
         click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True),
         click.option("--days", type=int, help="Lifetime in days (default: the profile's, capped at the CA's expiry)."),
         click.option("--force", is_flag=True, help="Replace existing files in the output folder."),
+        click.option("--p12", is_flag=True, help="Also write bundle.p12 (PKCS#12: key, certificate, chain)."),
+        click.option("--p12-legacy", is_flag=True,
+                     help="Write bundle.p12 with legacy 3DES/SHA-1 encryption for older macOS, Windows "
+                          "and Java imports (implies --p12)."),
+        click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                     help="Read the PKCS#12 password from this file (else $CERTKIT_P12_PASSWORD, else a prompt)."),
         ca_dir_option, passphrase_file_option, json_option,
     ]):
         f = option(f)
     return f
 
 
-def _bundle_names(ca) -> list[str]:
+def _bundle_names(ca, p12: bytes | None = None) -> list[str]:
     names = ["cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"]
-    return names + ["chain.pem"] if ca.parents else names
+    names += ["chain.pem"] if ca.parents else []
+    return names + ["bundle.p12"] if p12 is not None else names
 
 
-def _write_issued(issued, out: Path, force: bool, as_json: bool, ca) -> None:
+def _p12_password(p12: bool, p12_legacy: bool, p12_password_file: Path | None) -> bytes | None:
+    """The PKCS#12 password if bundle.p12 was asked for, read before anything is issued."""
+    if not (p12 or p12_legacy):
+        if p12_password_file is not None:
+            raise click.UsageError("--p12-password-file needs --p12 or --p12-legacy.")
+        return None
+    from certkit.cli_serve import read_p12_password
+
+    return read_p12_password(p12_password_file)
+
+
+_SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
+                 "bundle.p12": "  (PKCS#12: key, certificate and chain; password-protected, mode 0600)"}
+
+
+def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes | None = None,
+                  p12_legacy: bool = False) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    written = issued.write(out, force=force)
+    from certkit.bundle import write_bundle
+
+    files = issued.bundle_files()
+    if p12 is not None:
+        from certkit.pkcs12 import issued_pkcs12
+
+        files["bundle.p12"] = issued_pkcs12(issued, p12, legacy=p12_legacy)
+    written = write_bundle(out, files, force=force)
     days_left = (issued.not_after - issued.cert.not_valid_before_utc).days + 1
     purpose = {"server": "TLS server authentication only (serverAuth)",
                "client": "TLS client authentication only (clientAuth)"}[issued.kind]
@@ -261,8 +291,13 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca) -> None:
         f"  serial    {issued.serial_hex}",
         f"  expires   {_when(issued.not_after)} ({days_left} days)",
         "  files     " + "\n            ".join(
-            str(p) + ("  (private key, mode 0600)" if p.name == "privkey.pem" else "") for p in written),
+            str(p) + _SECRET_NOTES.get(p.name, "") for p in written),
     ]
+    if p12 is not None:
+        from certkit.cli_serve import describe_p12
+
+        data["p12_encryption"] = "legacy" if p12_legacy else "modern"
+        lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
     lines += [f"  note      {n}" for n in issued.notes]
     emit(as_json, data, "\n".join(lines))
 
@@ -270,7 +305,8 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca) -> None:
 @main.command("issue-server")
 @click.argument("names", nargs=-1, required=True)
 @issue_options
-def issue_server(names, out, key_type, days, force, ca_dir, passphrase_file, as_json):
+def issue_server(names, out, key_type, days, force, p12, p12_legacy, p12_password_file, ca_dir,
+                 passphrase_file, as_json):
     """Issue a TLS server certificate (serverAuth only) for NAMES.
 
     NAMES are DNS names (internationalized names become A-labels; a wildcard
@@ -289,10 +325,11 @@ def issue_server(names, out, key_type, days, force, ca_dir, passphrase_file, as_
 
     identities = parse_hosts(names)  # validate before asking for a passphrase
     out = out or Path(safe_folder_name(identities[0].value))
+    password = _p12_password(p12, p12_legacy, p12_password_file)
     ca = load_ca(ca_dir, passphrase_file)
-    check_writable(out, _bundle_names(ca), force=force)
+    check_writable(out, _bundle_names(ca, password), force=force)
     issued = ca.issue_server(names, key_type=key_type, days=days)
-    _write_issued(issued, out, force, as_json, ca)
+    _write_issued(issued, out, force, as_json, ca, password, p12_legacy)
 
 
 @main.command("issue-client")
@@ -301,7 +338,8 @@ def issue_server(names, out, key_type, days, force, ca_dir, passphrase_file, as_
 @click.option("--uri", multiple=True, help="URI for the SAN, e.g. a SPIFFE ID (repeatable).")
 @click.option("--dns", multiple=True, help="DNS name for the SAN, e.g. a device's host name (repeatable).")
 @issue_options
-def issue_client(name, email, uri, dns, out, key_type, days, force, ca_dir, passphrase_file, as_json):
+def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_legacy, p12_password_file,
+                 ca_dir, passphrase_file, as_json):
     """Issue a TLS client certificate (clientAuth only) for NAME.
 
     NAME is the subject common name: what nginx ($ssl_client_s_dn),
@@ -316,16 +354,18 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, ca_dir, pass
       certkit issue-client alice@example.com
       certkit issue-client billing --uri spiffe://example.org/billing
       certkit issue-client sensor-17 --dns sensor-17.iot.example.com --days 730
+      CERTKIT_P12_PASSWORD=... certkit issue-client alice --p12   # also bundle.p12 for browsers
     """
     from certkit.bundle import check_writable
     from certkit.names import client_identities, safe_folder_name
 
     client_identities(name, email, uri, dns)  # validate before asking for a passphrase
     out = out or Path(safe_folder_name(name))
+    password = _p12_password(p12, p12_legacy, p12_password_file)
     ca = load_ca(ca_dir, passphrase_file)
-    check_writable(out, _bundle_names(ca), force=force)
+    check_writable(out, _bundle_names(ca, password), force=force)
     issued = ca.issue_client(name, emails=email, uris=uri, dns_names=dns, key_type=key_type, days=days)
-    _write_issued(issued, out, force, as_json, ca)
+    _write_issued(issued, out, force, as_json, ca, password, p12_legacy)
 
 
 # Commands kept in their own modules register themselves on ``main`` when imported.

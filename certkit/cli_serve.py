@@ -5,3 +5,186 @@ Like cli.py, this module imports only click and the standard library at import t
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from certkit.cli import ca_dir_option, json_option, load_ca, main, passphrase_file_option, read_secret
+
+ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"  # same value as certkit.pkcs12's; that module loads cryptography
+
+
+def p12_password_option(f):
+    return click.option(
+        "--p12-password-file", "p12_password_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help=f"Read the PKCS#12 password from this file (else ${ENV_P12_PASSWORD}, else a prompt).",
+    )(f)
+
+
+def read_p12_password(path: Path | None) -> bytes:
+    """The PKCS#12 password from --p12-password-file, $CERTKIT_P12_PASSWORD or a confirmed prompt."""
+    password = read_secret(path, ENV_P12_PASSWORD, "PKCS#12 password for bundle.p12", confirm=True)
+    if password is None:
+        raise click.ClickException(
+            f"bundle.p12 needs a password: set ${ENV_P12_PASSWORD}, pass --p12-password-file, "
+            "or run on a terminal to be asked."
+        )
+    return password
+
+
+def describe_p12(legacy: bool) -> str:
+    return ("legacy 3DES/SHA-1 encryption, for older macOS, Windows and Java imports" if legacy
+            else "AES-256-CBC, PBKDF2-SHA256, HMAC-SHA256")
+
+
+# --- export-p12 -------------------------------------------------------------------
+@main.command("export-p12")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--legacy", "--p12-legacy", "legacy", is_flag=True,
+              help="Legacy encryption (3DES, SHA-1 MAC) for older macOS, Windows and Java imports.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.p12.")
+@click.option("--password-file", "--p12-password-file", "password_file",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help=f"Read the password from this file (else ${ENV_P12_PASSWORD}, else a prompt).")
+@json_option
+def export_p12(folder, legacy, force, password_file, as_json):
+    """Write FOLDER/bundle.p12 (PKCS#12) from an issued certificate's folder.
+
+    Reads cert.pem, privkey.pem and the CA certificates in chain.pem and
+    ca.pem; the friendly name is the certificate's common name. Browsers,
+    curl --cert-type P12, Java keystores and Windows import this file. The
+    password comes from --password-file, $CERTKIT_P12_PASSWORD or a prompt.
+
+    \b
+    Examples:
+      certkit export-p12 ./alice
+      CERTKIT_P12_PASSWORD=... certkit export-p12 ./alice --legacy --force
+      certkit export-p12 ./alice --password-file ~/.config/p12-password
+    """
+    from certkit.bundle import check_writable
+    from certkit.pkcs12 import P12_FILE, export_folder, read_bundle_folder
+
+    check_writable(folder, [P12_FILE], force=force)
+    bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
+    path = export_folder(folder, read_p12_password(password_file), legacy=legacy, force=force)
+    from certkit.pkcs12 import common_name
+
+    data = {"file": str(path), "friendly_name": common_name(bundle.cert),
+            "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
+    human = (f"Wrote {path} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "
+             f"certificate{'s' if len(bundle.chain) != 1 else ''}\n"
+             f"  friendly name  {data['friendly_name']}\n  encryption     {describe_p12(legacy)}")
+    from certkit.cli import emit
+
+    emit(as_json, data, human)
+
+
+# --- serve ------------------------------------------------------------------------
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True,
+              help="TCP port; 0 picks a free one (the URL printed says which).")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Server certificate chain (fullchain.pem) [default: issue one now from the CA].")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Private key of --cert (privkey.pem).")
+@click.option("--client-ca", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Accept client certificates from this CA certificate [default: the CA in --ca-dir].")
+@ca_dir_option
+@passphrase_file_option
+@json_option
+def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, as_json):
+    """Run an HTTPS server that requires a client certificate and shows whom it authenticated.
+
+    Each request gets the client certificate's subject CN, SAN entries,
+    serial, issuer and EKU: as text, as JSON (Accept: application/json or
+    ?format=json) or as a web page (browsers). Connections without a valid
+    client certificate from the CA are refused in the handshake; every
+    connection gets a log line on stderr, with OpenSSL's reason when refused.
+
+    Without --cert/--key, serve issues itself a one-day server certificate
+    for localhost, 127.0.0.1 and ::1 from the CA (this needs the CA key's
+    passphrase; the certificate is recorded in the CA's inventory like any
+    other). Stop with Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      certkit serve
+      certkit serve --port 0 --json
+      certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
+      curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
+    """
+    from certkit.serve import IdentityServer, serve_until_stopped, stderr_log, tls_context
+
+    if (cert_file is None) != (key_file is None):
+        raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
+    client_ca_pem, ca_name = _client_ca(client_ca, ca_dir)
+    names = _local_names(host)
+    if cert_file is not None:
+        context = tls_context(cert_file, key_file, client_ca_pem)
+        server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
+    else:
+        from certkit.serve import self_issued_context
+
+        ca = load_ca(ca_dir, passphrase_file)
+        context, issued = self_issued_context(ca, client_ca_pem, names)
+        server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
+                       "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
+    try:
+        server = IdentityServer((host, port), context, log=stderr_log)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    data = {"url": server.url, "host": host, "port": server.server_address[1],
+            "client_ca": ca_name, "server_certificate": server_cert}
+    if server_cert["source"] == "issued":
+        made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
+                f"expires {server_cert['not_after'][:16].replace('T', ' ')} UTC)")
+    else:
+        made = f"{cert_file} (key {key_file})"
+    human = "\n".join([
+        f"Listening on {server.url}",
+        f"  server certificate  {made}",
+        f"  client certificates must be issued by \"{ca_name}\"",
+        "Stop with Ctrl-C.",
+    ])
+    from certkit.cli import emit
+
+    emit(as_json, data, human)
+    sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+    stderr_log(f"listening on {server.url}")
+    serve_until_stopped(server)
+    stderr_log("stopped")
+
+
+def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:
+    """PEM of the CA whose client certificates are accepted, and its name for messages."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.errors import CertkitError
+    from certkit.pkcs12 import common_name
+
+    if client_ca is not None:
+        try:
+            certs = x509.load_pem_x509_certificates(client_ca.read_bytes())
+        except ValueError as exc:
+            raise CertkitError(f"{client_ca} is not a PEM certificate file: {exc}.") from None
+    else:
+        from certkit.store import CADirectory
+
+        certs = [CADirectory(ca_dir).load_certificates()[0]]
+    names = [common_name(c) or c.subject.rfc4514_string() for c in certs]
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names)
+
+
+def _local_names(host: str) -> list[str]:
+    """localhost, 127.0.0.1 and ::1, plus the listening address if it is a specific one."""
+    from certkit.serve import LOCAL_NAMES
+
+    names = list(LOCAL_NAMES)
+    if host not in names and host not in ("0.0.0.0", "::", ""):
+        names.append(host)
+    return names

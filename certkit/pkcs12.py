@@ -1,0 +1,146 @@
+"""PKCS#12 (``.p12``/``.pfx``): key, certificate and chain in one password-protected file.
+
+Browsers (via NSS or the OS key store), curl ``--cert-type P12``, Java
+keystores and Windows import a client certificate this way. Two encryptions:
+
+- ``modern`` (default): PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC for the
+  key and certificate bags, HMAC-SHA256 integrity MAC. What OpenSSL 3 writes by
+  default; read by OpenSSL 1.1.1+, NSS 3.x, Java 11.0.12+/17, macOS 14+,
+  Windows 10 1709+.
+- ``legacy``: pbeWithSHA1And3-KeyTripleDES-CBC and an HMAC-SHA1 MAC, the only
+  combination older macOS Keychain, older Windows and Java 8 imports accept.
+  Weak by today's standards: use it only for those importers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certkit.ca import IssuedCert
+
+P12_FILE = "bundle.p12"
+ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Encryption:
+    name: str
+    description: str
+    kdf_rounds: int
+
+
+ENCRYPTIONS = {
+    # 100 000 PBKDF2 rounds: a .p12 travels by mail and USB stick, so its password
+    # must resist offline guessing; importing still takes well under a second.
+    "modern": Encryption("modern", "AES-256-CBC with PBKDF2-SHA256, HMAC-SHA256 MAC", 100_000),
+    # 2048 rounds is what `openssl pkcs12 -export -legacy` writes, the value the
+    # old importers this flavour exists for have always been tested with.
+    "legacy": Encryption("legacy", "3DES (pbeWithSHA1And3-KeyTripleDES-CBC), HMAC-SHA1 MAC", 2048),
+}
+
+
+def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certificate"], password: bytes,
+                 *, friendly_name: str | None = None, legacy: bool = False) -> bytes:
+    """A DER PKCS#12 holding ``private_key``, ``cert`` and the CA certificates ``chain``.
+
+    ``friendly_name`` labels the key and certificate in the importer's list
+    (Keychain, certmgr, keytool's alias, NSS's nickname); default the subject CN.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+    if not password:
+        raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
+    enc = ENCRYPTIONS["legacy" if legacy else "modern"]
+    builder = PrivateFormat.PKCS12.encryption_builder().kdf_rounds(enc.kdf_rounds)
+    if legacy:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+    name = friendly_name if friendly_name is not None else common_name(cert)
+    return pkcs12.serialize_key_and_certificates(
+        name.encode() if name else None, private_key, cert, chain or None, builder.build(password))
+
+
+def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False) -> bytes:
+    """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root."""
+    if issued.private_key is None:
+        raise CertkitError("This certificate was signed from a CSR: certkit does not hold its private key, "
+                           "so it cannot write a PKCS#12 file for it.")
+    return pkcs12_bytes(issued.private_key, issued.cert, [*issued.intermediates, issued.root], password,
+                        legacy=legacy)
+
+
+def common_name(cert: "x509.Certificate") -> str | None:
+    from cryptography.x509.oid import NameOID
+
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+@dataclass
+class BundleFolder:
+    """An output folder's certificate, key and CA certificates, read back from disk."""
+
+    folder: Path
+    cert: "x509.Certificate"
+    private_key: object
+    chain: list  # x509.Certificate: chain.pem's intermediates, then ca.pem's root
+
+
+def read_bundle_folder(folder: str | Path) -> BundleFolder:
+    """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``."""
+    from cryptography import x509
+
+    from certkit.keys import load_private_key
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CertkitError(f"{folder} is not a folder; give the output folder of issue-server or issue-client.")
+    cert_path, key_path = folder / "cert.pem", folder / "privkey.pem"
+    if not cert_path.is_file():
+        raise CertkitError(f"{folder} holds no cert.pem; give the output folder of issue-server or issue-client.")
+    if not key_path.is_file():
+        raise CertkitError(f"{folder} holds no privkey.pem (a certificate signed from a CSR?); "
+                           "a PKCS#12 file needs the private key.")
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError as exc:
+        raise CertkitError(f"{cert_path} is not a PEM certificate: {exc}.") from None
+    key = load_private_key(key_path.read_bytes(), source=f"key {key_path}")
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        raise CertkitError(f"{key_path} is not the private key of {cert_path}; they do not belong together.")
+    chain = []
+    for name in ("chain.pem", "ca.pem"):
+        path = folder / name
+        if path.is_file():
+            try:
+                found = x509.load_pem_x509_certificates(path.read_bytes())
+            except ValueError as exc:
+                raise CertkitError(f"{path} is not a PEM certificate file: {exc}.") from None
+            chain += [c for c in found if c not in chain]
+    return BundleFolder(folder, cert, key, chain)
+
+
+def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False) -> Path:
+    """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``."""
+    from certkit.bundle import check_writable, write_bundle
+
+    folder = Path(folder)
+    check_writable(folder, [P12_FILE], force=force)
+    bundle = read_bundle_folder(folder)
+    data = pkcs12_bytes(bundle.private_key, bundle.cert, bundle.chain, password, legacy=legacy)
+    return write_bundle(folder, {P12_FILE: data}, force=force)[0]
+
+
+def _spki(public_key) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,342 @@
+"""A small HTTPS server that requires a client certificate and says whom it authenticated.
+
+It exists so a user can try a client certificate with curl, Python or a
+browser and see what the server saw: subject CN, SAN entries, serial, issuer
+and extended key usage. Standard library only (``http.server`` + ``ssl``);
+one thread per connection.
+
+The TLS handshake runs in the connection's worker thread, not in the accept
+loop, so a slow or silent client cannot stall other connections, and every
+handshake, accepted or rejected, is logged with OpenSSL's reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from certkit.errors import CertkitError
+from certkit.tlscheck import _reason
+
+if TYPE_CHECKING:
+    from certkit.ca import CA, IssuedCert
+
+# A client that connects and sends nothing would otherwise hold a thread forever.
+HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 30.0
+# The names a self-issued server certificate covers: what a user types to reach a local server.
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+_EKU_NAMES = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
+}
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """What the server learnt about an authenticated client from its certificate."""
+
+    common_name: str | None
+    subject: str
+    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "dirName:CN=..."
+    serial: str
+    issuer: str
+    eku: list[str]
+    not_after: str
+    fingerprint_sha256: str
+    tls_version: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"authenticated": True, **asdict(self)}
+
+    def as_text(self) -> str:
+        rows = [
+            ("common name", self.common_name or "(none)"), ("subject", self.subject),
+            ("SAN", ", ".join(self.sans) or "(none)"), ("serial", self.serial), ("issuer", self.issuer),
+            ("EKU", ", ".join(self.eku) or "(none)"), ("expires", self.not_after),
+            ("SHA-256", self.fingerprint_sha256), ("TLS", self.tls_version or "?"),
+        ]
+        return "Authenticated client certificate\n" + "".join(f"  {k:<12} {v}\n" for k, v in rows)
+
+    def as_html(self) -> str:
+        e = html.escape
+        rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self._pairs())
+        who = e(self.common_name or self.subject)
+        return (
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>certkit serve: "
+            f"{who}</title></head><body><h1>Hello, <span id=\"cn\">{who}</span></h1>"
+            "<p>This server authenticated you with your TLS client certificate:</p>"
+            f"<table>{rows}</table></body></html>\n"
+        )
+
+    def _pairs(self) -> Iterable[tuple[str, str]]:
+        yield from (("Common name", self.common_name or "(none)"), ("Subject", self.subject),
+                    ("SAN", ", ".join(self.sans) or "(none)"), ("Serial", self.serial),
+                    ("Issuer", self.issuer), ("EKU", ", ".join(self.eku) or "(none)"),
+                    ("Expires", self.not_after), ("SHA-256", self.fingerprint_sha256),
+                    ("TLS", self.tls_version or "?"))
+
+
+def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
+    """Describe a DER client certificate (``SSLSocket.getpeercert(binary_form=True)``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_der_x509_certificate(der)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = []
+    try:
+        eku = [_EKU_NAMES.get(o.dotted_string, o.dotted_string)
+               for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
+    except x509.ExtensionNotFound:
+        eku = []
+    return PeerIdentity(
+        common_name=str(cns[0].value) if cns else None,
+        subject=cert.subject.rfc4514_string(),
+        sans=[_general_name(n) for n in san],
+        serial=format(cert.serial_number, "X"),
+        issuer=cert.issuer.rfc4514_string(),
+        eku=eku,
+        not_after=cert.not_valid_after_utc.isoformat(),
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        tls_version=tls_version,
+    )
+
+
+def _general_name(name) -> str:
+    from cryptography import x509
+
+    label = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email",
+             x509.UniformResourceIdentifier: "URI", x509.DirectoryName: "dirName"}.get(type(name))
+    if label is None:
+        return f"{type(name).__name__}:{name.value!r}"
+    value = name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
+    return f"{label}:{value}"
+
+
+def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:
+    """A server context presenting ``cert_chain``/``key`` that requires a client certificate
+    issued by (a certificate in) ``client_ca_pem``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A callable password keeps OpenSSL from prompting on the terminal for an encrypted key.
+        ctx.load_cert_chain(str(cert_chain), str(key), password=_no_password)
+    except _EncryptedKey:
+        raise CertkitError(f"The server key {key} is encrypted; give an unencrypted key (mode 0600).") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise CertkitError(f"Cannot use {cert_chain} with {key} as the server certificate: "
+                           f"{_reason(exc)}.") from None
+    try:
+        ctx.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+        raise CertkitError(f"The client CA certificate cannot be loaded: {exc}.") from None
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    # Trust ends at the given CA even when it is an intermediate: a client certificate
+    # from a sibling intermediate under the same root is not "signed by the CA".
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return ctx
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    raise _EncryptedKey
+
+
+def self_issued_context(ca: "CA", client_ca_pem: bytes, names: Iterable[str] = LOCAL_NAMES,
+                        days: int = 1) -> tuple[ssl.SSLContext, "IssuedCert"]:
+    """Issue a short-lived server certificate for ``names`` from ``ca`` and build the context.
+
+    The key exists on disk only for the moment OpenSSL reads it, in a private
+    temporary folder (``ssl`` loads keys from files only).
+    """
+    from certkit.bundle import SECRET_MODE, write_new_file
+
+    issued = ca.issue_server(list(names), days=days)
+    with tempfile.TemporaryDirectory(prefix="certkit-serve-") as tmp:
+        chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
+        write_new_file(chain, issued.fullchain_pem, SECRET_MODE)
+        write_new_file(key, issued.private_key_pem, SECRET_MODE)
+        return tls_context(chain, key, client_ca_pem), issued
+
+
+def peer_label(address) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def stderr_log(message: str) -> None:
+    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {message}\n")
+    sys.stderr.flush()
+
+
+class IdentityHandler(BaseHTTPRequestHandler):
+    """Answers every GET with the client's identity: text, JSON or HTML as asked."""
+
+    server_version = "certkit-serve"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: "IdentityServer"
+
+    def do_GET(self) -> None:
+        self._answer(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(send_body=False)
+
+    def _answer(self, send_body: bool) -> None:
+        identity = peer_identity(self.connection.getpeercert(binary_form=True), self.connection.version())
+        kind = self._wanted_format()
+        if kind == "json":
+            body, ctype = json.dumps(identity.as_dict(), indent=2) + "\n", "application/json"
+        elif kind == "html":
+            body, ctype = identity.as_html(), "text/html; charset=utf-8"
+        else:
+            body, ctype = identity.as_text(), "text/plain; charset=utf-8"
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(data)
+
+    def _wanted_format(self) -> str:
+        asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
+        if asked in ("json", "html", "text"):
+            return asked
+        accept = self.headers.get("Accept", "").lower()
+        if "application/json" in accept:
+            return "json"
+        if "text/html" in accept:
+            return "html"
+        return "text"
+
+    def log_request(self, code="-", size="-") -> None:
+        cert = self.connection.getpeercert()
+        cn = next((v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"), "-")
+        self.server.log(f"{peer_label(self.client_address)} \"{self.requestline}\" {code} client={cn}")
+
+    def log_message(self, format: str, *args) -> None:
+        self.server.log(f"{peer_label(self.client_address)} {format % args}")
+
+
+class IdentityServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` over TLS with client certificates required.
+
+    Each accepted socket is wrapped without handshaking; the handshake runs in
+    the worker thread (:meth:`finish_request`), where its failure becomes one
+    "rejected" log line instead of a traceback.
+    """
+
+    daemon_threads = True  # a stuck client must not delay shutdown
+
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, *,
+                 log: Callable[[str], None] = stderr_log,
+                 handler: type[BaseHTTPRequestHandler] = IdentityHandler) -> None:
+        self.context = context
+        self.log = log
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[0], self.server_address[1]
+        return f"https://[{host}]:{port}/" if ":" in host else f"https://{host}:{port}/"
+
+    def get_request(self):
+        sock, address = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request, client_address) -> None:
+        peer = peer_label(client_address)
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            self.log(f"rejected {peer}: {_handshake_reason(exc)}")
+            return
+        try:
+            identity = peer_identity(request.getpeercert(binary_form=True), request.version())
+        except Exception as exc:  # OpenSSL verified it, so this is not expected; never a traceback
+            self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
+            return
+        self.log(f"accepted {peer}: client \"{identity.common_name or identity.subject}\" "
+                 f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})")
+        request.settimeout(IDLE_TIMEOUT)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        self.log(f"error {peer_label(client_address)}: {_reason(exc) if exc else 'unknown error'}")
+
+
+def _handshake_reason(exc: BaseException) -> str:
+    reason = _reason(exc)
+    if reason == "peer did not return a certificate":
+        return "no client certificate (peer did not return a certificate)"
+    if reason == "http request":
+        return "plain HTTP sent to the HTTPS port (use https://)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s"
+    if "eof" in reason.lower() or isinstance(exc, ConnectionResetError):
+        return f"the client closed the connection during the handshake ({reason})"
+    return reason
+
+
+def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None) -> None:
+    """Run ``server`` until SIGINT/SIGTERM (main thread only), then close it.
+
+    The signal handler raises KeyboardInterrupt in the main thread, which
+    leaves ``serve_forever``; calling ``shutdown()`` from the handler would
+    deadlock, since it waits for the very loop the handler interrupted.
+    """
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    installed = {}
+    for sig in stop_signals if stop_signals is not None else (signal.SIGINT, signal.SIGTERM):
+        installed[sig] = signal.signal(sig, stop)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)
+        server.server_close()
+
+
+def start_in_thread(server: IdentityServer) -> threading.Thread:
+    """Serve from a daemon thread (for tests and fixtures); stop with ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,246 @@
+"""certkit serve against real clients: the curl binary (PEM files and PKCS#12) and Python's ssl.
+
+One server runs for the module (started on a free port, stopped with SIGTERM at
+the end, which must be a clean exit); tests that need their own server start one.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, run_certkit
+from serve_process import ServeProcess
+
+from certkit.tlscheck import Endpoint, client_context
+
+P12_PASSWORD = "p12 test password"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """A CA, a server bundle, alice (modern .p12), bob (legacy .p12) and a client of another CA."""
+    root = tmp_path_factory.mktemp("serve-pki")
+    env = certkit_env(CERTKIT_CA_DIR=str(root / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_P12_PASSWORD=P12_PASSWORD)
+    run_certkit("init-ca", "--name", "Serve Test CA", env=env, check=True)
+    run_certkit("issue-server", "localhost", "127.0.0.1", env=env, cwd=root, check=True)
+    run_certkit("issue-client", "alice", "--email", "alice@example.com", "--p12", env=env, cwd=root, check=True)
+    run_certkit("issue-client", "bob", "--p12-legacy", env=env, cwd=root, check=True)
+    other = dict(env, CERTKIT_CA_DIR=str(root / "other-ca"))
+    run_certkit("init-ca", "--name", "Some Other CA", env=other, check=True)
+    run_certkit("issue-client", "mallory", "--out", "mallory", env=other, cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(pki: Path):
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    srv = ServeProcess(env=env, cwd=pki)
+    try:
+        yield srv
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.stderr
+    assert "Traceback" not in srv.stderr, srv.stderr
+
+
+def curl(pki: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(pki / "ca" / "ca.pem"), *args, url],
+                          capture_output=True, text=True, timeout=30)
+
+
+def serial_of(folder: Path) -> str:
+    from cryptography import x509
+
+    return format(x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number, "X")
+
+
+# --- the certificates that must get in ------------------------------------------------
+def test_start_reports_url_and_self_issued_server_certificate(server: ServeProcess):
+    assert server.url == f"https://127.0.0.1:{server.port}/"
+    cert = server.info["server_certificate"]
+    assert cert["source"] == "issued"
+    assert cert["names"] == ["localhost", "127.0.0.1", "::1"]
+    assert server.info["client_ca"] == "Serve Test CA"
+    server.wait_for_log(f"listening on {server.url}")
+
+
+def test_curl_with_pem_client_certificate(pki: Path, server: ServeProcess):
+    proc = curl(pki, f"https://localhost:{server.port}/", "--cert", str(pki / "alice" / "cert.pem"),
+                "--key", str(pki / "alice" / "privkey.pem"))
+    assert proc.returncode == 0, proc.stderr
+    serial = serial_of(pki / "alice")
+    assert "common name  alice" in proc.stdout
+    assert "email:alice@example.com" in proc.stdout
+    assert f"serial       {serial}" in proc.stdout
+    assert "issuer       CN=Serve Test CA" in proc.stdout
+    assert "EKU          clientAuth" in proc.stdout
+    server.wait_for_log(f'client "alice" serial {serial} (clientAuth, TLSv1.3)')
+    server.wait_for_log('"GET / HTTP/1.1" 200 client=alice')
+
+
+@pytest.mark.parametrize("who", ["alice", "bob"], ids=["modern-p12", "legacy-p12"])
+def test_curl_with_pkcs12(pki: Path, server: ServeProcess, who: str):
+    proc = curl(pki, f"https://localhost:{server.port}/?format=json", "--cert-type", "P12",
+                "--cert", f"{pki / who / 'bundle.p12'}:{P12_PASSWORD}")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["authenticated"] is True
+    assert data["common_name"] == who
+    assert data["serial"] == serial_of(pki / who)
+    assert data["eku"] == ["clientAuth"]
+    assert data["issuer"] == "CN=Serve Test CA"
+
+
+def test_curl_p12_with_wrong_password_fails_in_curl(pki: Path, server: ServeProcess):
+    proc = curl(pki, server.url, "--cert-type", "P12", "--cert", f"{pki / 'alice' / 'bundle.p12'}:wrong")
+    assert proc.returncode == 58, proc.stderr  # CURLE_SSL_CERTPROBLEM: the file could not be opened
+    assert "PKCS12" in proc.stderr
+
+
+# --- the ones that must not --------------------------------------------------------------
+def test_curl_without_client_certificate_is_rejected(pki: Path, server: ServeProcess):
+    proc = curl(pki, server.url)
+    assert proc.returncode != 0
+    assert "common name" not in proc.stdout
+    server.wait_for_log("no client certificate (peer did not return a certificate)")
+
+
+def test_server_certificate_as_client_certificate_is_rejected(pki: Path, server: ServeProcess):
+    """The server certificate is signed by the same CA; only its EKU (serverAuth) keeps it out."""
+    proc = curl(pki, server.url, "--cert", str(pki / "localhost" / "cert.pem"),
+                "--key", str(pki / "localhost" / "privkey.pem"))
+    assert proc.returncode != 0
+    assert "unsupported certificate" in proc.stderr  # the alert the server sent
+    line = server.wait_for_log("unsuitable certificate purpose")[0]
+    assert "rejected 127.0.0.1:" in line
+    assert line.endswith("certificate verify failed: unsuitable certificate purpose")
+
+
+def test_client_of_another_ca_is_rejected(pki: Path, server: ServeProcess):
+    proc = curl(pki, server.url, "--cert", str(pki / "mallory" / "cert.pem"),
+                "--key", str(pki / "mallory" / "privkey.pem"))
+    assert proc.returncode != 0
+    server.wait_for_log("certificate verify failed: unable to get local issuer certificate")
+
+
+def test_plain_http_is_logged_not_a_traceback(server: ServeProcess):
+    proc = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{server.port}/"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    server.wait_for_log("plain HTTP sent to the HTTPS port")
+
+
+def test_silent_client_does_not_block_others(pki: Path, server: ServeProcess):
+    """A connection that never starts its handshake holds one worker thread, not the server."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10):
+        proc = curl(pki, server.url, "--cert", str(pki / "alice" / "cert.pem"),
+                    "--key", str(pki / "alice" / "privkey.pem"))
+    assert proc.returncode == 0, proc.stderr
+    assert "common name  alice" in proc.stdout
+
+
+# --- Python clients ------------------------------------------------------------------------
+def _get(pki: Path, port: int, path: str = "/", accept: str | None = None,
+         who: str = "alice") -> http.client.HTTPResponse:
+    ctx = client_context(pki / "ca" / "ca.pem", Endpoint(pki / who / "fullchain.pem", pki / who / "privkey.pem"))
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=20)
+    conn.request("GET", path, headers={"Accept": accept} if accept else {})
+    return conn.getresponse()
+
+
+def test_python_ssl_client_json(pki: Path, server: ServeProcess):
+    resp = _get(pki, server.port, accept="application/json")
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == "application/json"
+    data = json.loads(resp.read())
+    assert data["common_name"] == "alice"
+    assert data["sans"] == ["email:alice@example.com"]
+    assert data["tls_version"] == "TLSv1.3"
+
+
+def test_python_ssl_client_html_for_browsers(pki: Path, server: ServeProcess):
+    resp = _get(pki, server.port, accept="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert resp.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert '<span id="cn">alice</span>' in resp.read().decode()
+
+
+def test_python_ssl_client_without_certificate_is_refused(pki: Path, server: ServeProcess):
+    ctx = client_context(pki / "ca" / "ca.pem")
+    with pytest.raises((ssl.SSLError, ConnectionError)) as info:
+        conn = http.client.HTTPSConnection("localhost", server.port, context=ctx, timeout=20)
+        conn.request("GET", "/")
+        conn.getresponse()
+    assert "CERTIFICATE_REQUIRED" in str(info.value) or isinstance(info.value, ConnectionError)
+
+
+# --- serve with given files, and its stop -----------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_given_certificate_files_and_clean_stop(pki: Path, sig: int):
+    """--cert/--key need no CA passphrase: only the CA certificate is read."""
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))
+    srv = ServeProcess("--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem",
+                       env=env)
+    try:
+        assert srv.info["server_certificate"]["source"] == "files"
+        assert json.loads(_get(pki, srv.port, "/?format=json", who="bob").read())["common_name"] == "bob"
+        srv.wait_for_log('client "bob"')
+    finally:
+        code = srv.stop(sig)
+    assert code == 0, srv.stderr
+    assert srv.stderr.splitlines()[-1].endswith(" stopped")
+    assert "Traceback" not in srv.stderr
+
+
+def test_client_ca_option_selects_whom_to_accept(pki: Path):
+    """--client-ca: the other CA's client gets in, this CA's alice does not."""
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))
+    with ServeProcess("--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem",
+                      "--client-ca", pki / "mallory" / "ca.pem", env=env) as srv:
+        ok = curl(pki, srv.url, "--cert", str(pki / "mallory" / "cert.pem"),
+                  "--key", str(pki / "mallory" / "privkey.pem"))
+        assert "common name  mallory" in ok.stdout, ok.stderr
+        refused = curl(pki, srv.url, "--cert", str(pki / "alice" / "cert.pem"),
+                       "--key", str(pki / "alice" / "privkey.pem"))
+        assert refused.returncode != 0
+        # curl sends alice's root along (it is in --cacert); either way it is not the trusted one.
+        assert "certificate verify failed: self-signed certificate in certificate chain" in \
+            srv.wait_for_log("rejected")[0]
+
+
+# --- bad input -------------------------------------------------------------------------------
+def test_cert_without_key_is_a_usage_error(pki: Path):
+    proc = run_certkit("serve", "--cert", pki / "localhost" / "fullchain.pem",
+                       env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca")))
+    assert_clean_error(proc, "--cert and --key go together", code=2)
+
+
+def test_port_in_use_is_a_clean_error(pki: Path):
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        proc = run_certkit("serve", "--port", port, "--cert", pki / "localhost" / "fullchain.pem",
+                           "--key", pki / "localhost" / "privkey.pem", env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca")))
+    assert_clean_error(proc, f"Cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_key_not_matching_certificate_is_a_clean_error(pki: Path):
+    proc = run_certkit("serve", "--port", "0", "--cert", pki / "localhost" / "fullchain.pem",
+                       "--key", pki / "alice" / "privkey.pem", env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca")))
+    assert_clean_error(proc, "key values mismatch")
+
+
+def test_missing_ca_is_a_clean_error(tmp_path: Path):
+    proc = run_certkit("serve", "--port", "0", env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "none")))
+    assert_clean_error(proc, "No CA in")
+
+
+def test_missing_passphrase_is_a_clean_error(pki: Path):
+    proc = run_certkit("serve", "--port", "0", env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca")))
+    assert_clean_error(proc, "CERTKIT_CA_PASSPHRASE")
