@@ -23,8 +23,9 @@ import pytest
 from conftest import PASSPHRASE, certkit_env, run_certkit
 from serve_process import ServeProcess
 
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and os.access(p, os.X_OK)),
-                None)
+# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
+                 if p and os.access(p, os.X_OK)), None)
 MISSING = [name for name, found in (("chromium (Debian: chromium)", CHROMIUM),
                                     ("pk12util (Debian: libnss3-tools)", shutil.which("pk12util")),
                                     ("certutil (Debian: libnss3-tools)", shutil.which("certutil"))) if not found]
