@@ -20,6 +20,7 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -281,6 +282,7 @@ class IdentityServer(ThreadingHTTPServer):
             request.do_handshake()
         except (ssl.SSLError, OSError) as exc:
             self.log(f"rejected {peer}: {_handshake_reason(exc)}")
+            _drain(request)
             return
         try:
             identity = peer_identity(request.getpeercert(binary_form=True), request.version())
@@ -295,6 +297,28 @@ class IdentityServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
         self.log(f"error {peer_label(client_address)}: {_reason(exc) if exc else 'unknown error'}")
+
+
+def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
+    """Half-close a rejected connection and read what the client still sends, until it closes.
+
+    In TLS 1.3 a client sends its certificate and, at once, its request; the
+    server's rejection alert comes after. Closing with that request unread makes
+    the kernel send a reset, which can overtake the alert, and the client then
+    reports "connection reset" instead of "certificate required". Reading first
+    lets the alert arrive. The raw socket methods are used: TLS is dead here.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        while limit > 0 and (left := deadline - time.monotonic()) > 0:
+            socket.socket.settimeout(sock, left)
+            data = socket.socket.recv(sock, 4096)
+            if not data:
+                break
+            limit -= len(data)
+    except OSError:
+        pass
 
 
 def _handshake_reason(exc: BaseException) -> str:
