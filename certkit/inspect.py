@@ -347,6 +347,21 @@ def _public_der(key) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
+def lazy_parse_errors() -> tuple[type[Exception], ...]:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    # ValueError: a malformed extension or name; KeyError: a name attribute with an unknown
+    # string type; UnsupportedAlgorithm: a key whose algorithm or curve is damaged. Found by
+    # fuzzing (tests/fuzz_corpus).
+    return (ValueError, KeyError, UnsupportedAlgorithm)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return "a name uses an unknown string type"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
     from certkit.keys import key_type_of
@@ -358,8 +373,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
             items.append({"file": name, **describe_certificate(cert, now=now)})
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
-    except ValueError as exc:  # cryptography parses extensions lazily, so damage shows up here
-        raise UnreadableFile(f"{path} holds a certificate or CSR with a malformed extension: {exc}.") from None
+    except lazy_parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
+        raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {_why(exc)}.") from None
     keys = []
     publics = [(_public_der(c.public_key()), c) for c, _ in material.certificates]
     publics += [(_public_der(r.public_key()), r) for r, _ in material.csrs]

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from conftest import PASSPHRASE, certkit_env, run_certkit
 from serve_process import ServeProcess
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, certkit_env, free_port
 
 DOCS = REPO / "docs"

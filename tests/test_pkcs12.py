@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 P12_PASSWORD = "p12 test password"

@@ -15,10 +15,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, run_certkit
-from serve_process import ServeProcess
 
 from certkit.tlscheck import Endpoint, client_context
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, run_certkit
+from serve_process import ServeProcess
 
 P12_PASSWORD = "p12 test password"
 
