@@ -1,159 +1,200 @@
 """Run the examples in a Markdown page, so documentation cannot drift from the program.
 
-A page's ```console blocks hold shell sessions: a line starting with ``$ ``
-is a command (a trailing ``\\`` continues it on the next line), the lines
-after it up to the next command are its documented output. Each command runs
-with bash in one shared folder, in order, with ``certkit`` on PATH meaning
-this worktree's ``python -m certkit``. Checks per command:
+Pages are shell sessions in ```console blocks:
 
-- exit status: non-zero if the documented output has a line starting with
-  ``Error:``, else zero;
-- output: every documented line appears in the real output (stdout, then
-  stderr), in the same order; runs of spaces compare equal, and ``...``
-  stands for any text (serial numbers, dates, paths).
-
-``export NAME=value`` sets the variable for the commands after it. A command
-ending in `` &`` (a server) is started in the background, the next
-command runs once ``wait_port`` (if given) accepts connections, and every
-such process is stopped when the page is done. ``substitutions`` replace
-text in commands before they run (a documented port by a free one).
-
-Usage::
-
-    from tests.docs_runner import run_page
-    run_page(REPO / "docs" / "verify.md", cwd=tmp_path, env=ca_env)
+- ``$ command`` lines (a trailing ``\\`` continues a command); the lines after a
+  command are its documented output, each of which must appear in the real
+  output (stdout and stderr, as a terminal interleaves them), in order; runs of
+  spaces compare equal and ``...`` stands for any text. A command must exit 0
+  unless its documented output shows ``Error:``.
+- ``export``/``cd`` carry over to the next command, as in a terminal; ``certkit``
+  and ``python3`` mean this checkout and this interpreter.
+- ``$ command &`` starts a background job (a server); the runner waits until its
+  documented output has appeared. ``$ kill %N`` stops job N with SIGTERM and
+  requires a clean exit (status 0). Jobs still running at the end are killed.
+- ``<!-- file: PATH -->`` right before a fenced block writes that block to PATH.
+- ``substitutions`` replace text in commands and files (a documented port by a free one).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_FENCE = re.compile(r"^```console[ \t]*\n(.*?)^```", re.S | re.M)
+_FILE_MARK = re.compile(r"^<!--\s*file:\s*(\S+)\s*-->\s*$")
+_KILL = re.compile(r"^kill %(\d+)$")
 
 
 @dataclass
-class Example:
-    command: str
-    line: int  # 1-based line of the command in the page
+class Step:
+    kind: str  # "run" | "file"
+    text: str
+    line: int
     expected: list[str] = field(default_factory=list)
+    path: str | None = None
 
     @property
     def expects_error(self) -> bool:
         return any(ln.startswith("Error:") for ln in self.expected)
 
 
-def examples(page: Path) -> list[Example]:
-    """The commands of every ```console block in ``page``, with their documented output."""
-    text = page.read_text(encoding="utf-8")
-    found: list[Example] = []
-    for block in _FENCE.finditer(text):
-        first_line = text.count("\n", 0, block.start(1)) + 1
-        current: Example | None = None
-        continuing = False
-        for offset, raw in enumerate(block.group(1).splitlines()):
-            if continuing and current is not None:
-                current.command = current.command[:-1] + "\n" + raw
-            elif raw.startswith("$ "):
-                current = Example(raw[2:], first_line + offset)
-                found.append(current)
-            elif current is not None and raw.strip():
-                current.expected.append(raw.rstrip())
-            continuing = current is not None and current.command.endswith("\\")
+def steps(page: Path) -> list[Step]:
+    """The commands and files of ``page``, in order."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found: list[Step] = []
+    pending_file: str | None = None
+    i = 0
+    while i < len(lines):
+        mark = _FILE_MARK.match(lines[i])
+        if mark:
+            pending_file = mark.group(1)
+        elif lines[i].startswith("```"):
+            lang, start = lines[i][3:].strip(), i + 1
+            i += 1
+            while not lines[i].startswith("```"):
+                i += 1
+            body = lines[start:i]
+            if pending_file:
+                found.append(Step("file", "\n".join(body) + "\n", start, path=pending_file))
+            elif lang == "console":
+                found += _commands(body, start + 1)
+            pending_file = None
+        elif lines[i].strip():
+            pending_file = None  # a file mark applies to the block right after it only
+        i += 1
     return found
 
 
-def _pattern(line: str) -> re.Pattern:
-    parts = [re.escape(" ".join(p.split())) for p in line.split("...")]
-    return re.compile(".*".join(parts))
+def _commands(body: list[str], first_line: int) -> list[Step]:
+    found: list[Step] = []
+    current: Step | None = None
+    for offset, raw in enumerate(body):
+        if current is not None and current.text.endswith("\\"):
+            current.text += "\n" + raw  # bash joins the lines itself
+        elif raw.startswith("$ "):
+            current = Step("run", raw[2:], first_line + offset)
+            found.append(current)
+        elif current is not None and raw.strip():
+            current.expected.append(raw.rstrip())
+    return found
 
 
-def _matches(expected: list[str], actual: list[str]) -> str | None:
-    """None if ``expected`` lines appear in ``actual`` in order, else the first missing line."""
-    lines = iter(" ".join(a.split()) for a in actual)
+def _missing(expected: list[str], output: str) -> str | None:
+    """The first documented line that is not in ``output`` (in order), or None."""
+    actual = iter(" ".join(line.split()) for line in output.splitlines())
     for want in expected:
-        pattern = _pattern(want)
-        if not any(pattern.fullmatch(have) for have in lines):
+        pattern = re.compile(".*".join(re.escape(" ".join(p.split())) for p in want.split("...")))
+        if not any(pattern.fullmatch(have) for have in actual):
             return want
     return None
 
 
-def certkit_shim(folder: Path) -> Path:
-    """A ``certkit`` executable in ``folder`` that runs this interpreter's ``-m certkit``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shim = folder / "certkit"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m certkit "$@"\n')
-    shim.chmod(0o755)
-    return folder
+class Session:
+    """A shell session in ``cwd``: environment and folder carry over between commands."""
 
+    def __init__(self, page: Path, cwd: Path, env: dict[str, str], substitutions: dict[str, str]) -> None:
+        self.page, self.cwd, self.subs = page, cwd, substitutions
+        self.state = Path(tempfile.mkdtemp(prefix=f".{cwd.name}-shell-", dir=cwd.parent))
+        bin_dir = self.state / "bin"
+        bin_dir.mkdir()
+        # `certkit` and `python3` as a reader has them: this checkout, this interpreter.
+        (bin_dir / "certkit").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m certkit "$@"\n')
+        (bin_dir / "certkit").chmod(0o755)
+        (bin_dir / "python3").symlink_to(sys.executable)
+        self.env = dict(env, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
+        self.jobs: list[tuple[subprocess.Popen, Path, Step]] = []
 
-def run_page(page: Path, *, cwd: Path, env: dict[str, str], timeout: float = 60,
-             substitutions: dict[str, str] | None = None, wait_port: int | None = None) -> list[Example]:
-    """Run every example of ``page`` in ``cwd``; raise AssertionError at the first that fails."""
-    found = examples(page)
-    assert found, f"{page} has no ```console examples"
-    env = dict(env)
-    env["PATH"] = str(certkit_shim(cwd.parent / f".{cwd.name}-bin")) + os.pathsep + env.get("PATH", "")
-    background: list[subprocess.Popen] = []
-    try:
-        for ex in found:
-            command = ex.command
-            for old, new in (substitutions or {}).items():
-                command = command.replace(old, new)
-            where = f"{page.name}:{ex.line}: $ {command}"
-            if command.startswith("export "):  # each command has its own shell; keep exports
-                for assignment in shlex.split(command)[1:]:
-                    name, _, value = assignment.partition("=")
-                    env[name] = value
-                continue
-            if command.rstrip().endswith("&"):
-                log = open(cwd.parent / f".{cwd.name}-bg{len(background)}.log", "w")  # noqa: SIM115
-                background.append(subprocess.Popen(["bash", "-c", command.rstrip()[:-1]], cwd=cwd, env=env,
-                                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                   start_new_session=True))
-                log.close()
-                if wait_port is not None:
-                    _wait_for_port(wait_port, background[-1], where)
-                continue
-            proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
-                                  text=True, timeout=timeout)
-            shown = f"\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
-            assert "Traceback" not in proc.stderr, f"{where} printed a traceback{shown}"
-            if ex.expects_error:
-                assert proc.returncode != 0, f"{where} should fail (documented Error:) but exited 0{shown}"
-            else:
-                assert proc.returncode == 0, f"{where} exited {proc.returncode}{shown}"
-            missing = _matches(ex.expected, proc.stdout.splitlines() + proc.stderr.splitlines())
-            assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
-    finally:
-        for proc in background:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    return found
+    def _sub(self, text: str) -> str:
+        for old, new in self.subs.items():
+            text = text.replace(old, new)
+        return text
 
+    def run(self, step: Step) -> None:
+        where = f"{self.page.name}:{step.line}"
+        if step.kind == "file":
+            path = self.cwd / step.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._sub(step.text))
+            return
+        command, expected = self._sub(step.text), [self._sub(e) for e in step.expected]
+        if (kill := _KILL.match(command)) is not None:
+            self._stop_job(int(kill.group(1)), where)
+        elif command.endswith("&"):
+            self._start_job(command[:-1].strip(), expected, step, where)
+        else:
+            self._run_foreground(command, expected, step, where)
 
-def _wait_for_port(port: int, proc: subprocess.Popen, where: str, limit: float = 15.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{where} exited with {proc.returncode} before listening on {port}"
+    def _run_foreground(self, command: str, expected: list[str], step: Step, where: str) -> None:
+        env_file, pwd_file = self.state / "env", self.state / "pwd"
+        script = f"{command}\n__rc=$?\nenv -0 > '{env_file}'\npwd > '{pwd_file}'\nexit $__rc\n"
+        # One pipe for both streams keeps their lines in the order a terminal shows them.
+        proc = subprocess.run(["bash", "-o", "pipefail", "-c", script], cwd=self.cwd, env=self.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        shown = f"\n$ {command}\n--- output\n{proc.stdout}"
+        assert "Traceback" not in proc.stdout, f"{where}: traceback{shown}"
+        if step.expects_error:
+            assert proc.returncode != 0, f"{where}: documented as failing, exited 0{shown}"
+        else:
+            assert proc.returncode == 0, f"{where}: exited {proc.returncode}{shown}"
+        missing = _missing(expected, proc.stdout)
+        assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
+        if env_file.exists():
+            pairs = [item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item]
+            self.env = {k: v for k, v in pairs if not k.startswith("BASH_FUNC_") and k != "_"}
+            self.cwd = Path(pwd_file.read_text().strip())
+
+    def _start_job(self, command: str, expected: list[str], step: Step, where: str) -> None:
+        log = self.state / f"job{len(self.jobs) + 1}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.cwd, env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.jobs.append((proc, log, step))
+        deadline = time.monotonic() + 30
+        while (missing := _missing(expected, log.read_text())) is not None:
+            assert proc.poll() is None, f"{where}: background job exited {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"{where}: never printed {missing!r}:\n{log.read_text()}"
+            time.sleep(0.1)
+
+    def _stop_job(self, number: int, where: str) -> None:
+        proc, log, _ = self.jobs[number - 1]
+        proc.send_signal(signal.SIGTERM)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{where} did not listen on 127.0.0.1:{port} within {limit} s")
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"{where}: job {number} ignored SIGTERM:\n{log.read_text()}") from None
+        assert code == 0, f"{where}: job {number} exited {code}:\n{log.read_text()}"
+        assert "Traceback" not in log.read_text(), log.read_text()
+
+    def job_output(self, number: int) -> str:
+        return self.jobs[number - 1][1].read_text()
+
+    def close(self) -> None:
+        for proc, _, _ in self.jobs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def run_page(page: Path, *, cwd: Path, env: dict[str, str], substitutions: dict[str, str] | None = None
+             ) -> Session:
+    """Run every step of ``page`` in ``cwd``; raise AssertionError at the first that fails."""
+    found = steps(page)
+    assert any(s.kind == "run" for s in found), f"{page} has no commands"
+    session = Session(page, cwd, env, substitutions or {})
+    try:
+        for step in found:
+            session.run(step)
+    finally:
+        session.close()
+    return session
+
+

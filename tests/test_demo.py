@@ -14,7 +14,7 @@ from certkit import demo as demo_lib
 from certkit.cli import main
 
 from conftest import REPO, assert_clean_error, certkit_env, run_certkit
-from docs_runner import examples, run_page
+from docs_runner import run_page, steps
 
 # What each row must show, written out here (not read from certkit.demo) so that a
 # change in the demo's expectations cannot make this test agree with itself.
@@ -144,8 +144,8 @@ def test_cli_keep_refuses_non_empty_folder(tmp_path):
 def test_docs_page_runs(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    ran = run_page(REPO / "docs" / "demo.md", cwd=work, env=certkit_env())
-    assert any(ex.command.startswith("certkit demo") for ex in ran)
+    run_page(REPO / "docs" / "demo.md", cwd=work, env=certkit_env())
+    assert any(s.text.startswith("certkit demo") for s in steps(REPO / "docs" / "demo.md"))
 
 
 def test_docs_runner_catches_drift(tmp_path):
@@ -155,7 +155,7 @@ def test_docs_runner_catches_drift(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     page.write_text("```console\n$ echo one two\none ... two\n```\n")
-    assert len(examples(page)) == 1
+    assert len(steps(page)) == 1
     run_page(page, cwd=work, env=certkit_env())
     for body in ("$ echo one\ntwo\n", "$ false\n", "$ true\nError: expected failure\n"):
         page.write_text(f"```console\n{body}```\n")

@@ -16,7 +16,7 @@ def test_readme_quickstart(tmp_path: Path) -> None:
     port = free_port()
     work = tmp_path / "work"
     work.mkdir()
-    run_page(REPO / "README.md", cwd=work, env=certkit_env(), substitutions={"8443": str(port)}, wait_port=port)
+    run_page(REPO / "README.md", cwd=work, env=certkit_env(), substitutions={"8443": str(port)})
     assert (work / "my-ca" / "ca.pem").exists()
 
 
