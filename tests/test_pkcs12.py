@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, require, run_certkit
 
 P12_PASSWORD = "p12 test password"
 FLAVOURS = {
@@ -85,9 +85,9 @@ def test_server_p12_under_intermediate_holds_whole_chain(tmp_path: Path, env, ca
     assert (info.stdout + info.stderr).count(b"Certificate bag") == 3  # leaf, intermediate, root
 
 
-@pytest.mark.skipif(not shutil.which("keytool"), reason="Java keytool is not installed (Debian: default-jdk-headless)")
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_java_keytool_lists_p12(tmp_path: Path, env, password_file: Path, flavour: str):
+    require("keytool")  # Debian: default-jre-headless
     run_certkit("issue-client", "alice", *FLAVOURS[flavour][0], "--p12-password-file", password_file, env=env,
                 cwd=tmp_path, check=True)
     proc = subprocess.run(
@@ -101,9 +101,9 @@ def test_java_keytool_lists_p12(tmp_path: Path, env, password_file: Path, flavou
     assert "Owner: CN=alice" in proc.stdout
 
 
-@pytest.mark.skipif(not shutil.which("pk12util"), reason="pk12util is not installed (Debian: libnss3-tools)")
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_nss_pk12util_imports_p12(tmp_path: Path, env, password_file: Path, flavour: str):
+    require("pk12util")  # Debian: libnss3-tools
     run_certkit("issue-client", "alice", *FLAVOURS[flavour][0], "--p12-password-file", password_file, env=env,
                 cwd=tmp_path, check=True)
     db = tmp_path / "nssdb"
