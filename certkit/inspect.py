@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
+from certkit.profiles import eku_name
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -35,15 +36,6 @@ _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _BUNDLE_ORDER = ("cert.pem", "fullchain.pem", "chain.pem", "ca.pem", "privkey.pem")
 _BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
 
-EKU_NAMES = {
-    "1.3.6.1.5.5.7.3.1": "serverAuth",
-    "1.3.6.1.5.5.7.3.2": "clientAuth",
-    "1.3.6.1.5.5.7.3.3": "codeSigning",
-    "1.3.6.1.5.5.7.3.4": "emailProtection",
-    "1.3.6.1.5.5.7.3.8": "timeStamping",
-    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
-    "2.5.29.37.0": "anyExtendedKeyUsage",
-}
 
 
 @dataclass
@@ -227,7 +219,7 @@ def _key_usage(ku) -> list[str]:
 
 
 def _eku(ext) -> list[str]:
-    return [EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in ext.value]
+    return [eku_name(oid) for oid in ext.value]
 
 
 def _name_constraints(nc) -> dict:

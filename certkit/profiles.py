@@ -54,6 +54,23 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# Names of the extendedKeyUsage purposes people meet, as RFC 5280 spells them.
+EKU_NAMES = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
+}
+
+
+def eku_name(oid) -> str:
+    """``serverAuth`` for 1.3.6.1.5.5.7.3.1, the dotted OID for purposes without a name here."""
+    return EKU_NAMES.get(oid.dotted_string, oid.dotted_string)
+
+
 def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     """notBefore/notAfter for a lifetime of ``days``, counted inclusively as RFC 5280 does.
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.tlscheck import _reason
+from certkit.profiles import eku_name
+from certkit.tlscheck import reason_of
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -40,15 +41,6 @@ IDLE_TIMEOUT = 30.0
 # The names a self-issued server certificate covers: what a user types to reach a local server.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
-_EKU_NAMES = {
-    "1.3.6.1.5.5.7.3.1": "serverAuth",
-    "1.3.6.1.5.5.7.3.2": "clientAuth",
-    "1.3.6.1.5.5.7.3.3": "codeSigning",
-    "1.3.6.1.5.5.7.3.4": "emailProtection",
-    "1.3.6.1.5.5.7.3.8": "timeStamping",
-    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
-    "2.5.29.37.0": "anyExtendedKeyUsage",
-}
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
     except x509.ExtensionNotFound:
         san = []
     try:
-        eku = [_EKU_NAMES.get(o.dotted_string, o.dotted_string)
+        eku = [eku_name(o)
                for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
     except x509.ExtensionNotFound:
         eku = []
@@ -148,7 +140,7 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
         raise CertkitError(f"The server key {key} is encrypted; give an unencrypted key (mode 0600).") from None
     except (ssl.SSLError, OSError) as exc:
         raise CertkitError(f"Cannot use {cert_chain} with {key} as the server certificate: "
-                           f"{_reason(exc)}.") from None
+                           f"{reason_of(exc)}.") from None
     try:
         ctx.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
     except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
@@ -281,7 +273,7 @@ class IdentityServer(ThreadingHTTPServer):
         try:
             request.do_handshake()
         except (ssl.SSLError, OSError) as exc:
-            self.log(f"rejected {peer}: {_handshake_reason(exc)}")
+            self.log(f"rejected {peer}: {_handshakereason_of(exc)}")
             _drain(request)
             return
         try:
@@ -296,7 +288,7 @@ class IdentityServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
-        self.log(f"error {peer_label(client_address)}: {_reason(exc) if exc else 'unknown error'}")
+        self.log(f"error {peer_label(client_address)}: {reason_of(exc) if exc else 'unknown error'}")
 
 
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
@@ -321,8 +313,8 @@ def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> N
         pass
 
 
-def _handshake_reason(exc: BaseException) -> str:
-    reason = _reason(exc)
+def _handshakereason_of(exc: BaseException) -> str:
+    reason = reason_of(exc)
     if reason == "peer did not return a certificate":
         return "no client certificate (peer did not return a certificate)"
     if reason == "http request":

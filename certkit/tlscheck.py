@@ -45,7 +45,7 @@ class HandshakeResult:
         return (own or errors or ["ok"])[0]
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError) and exc.reason:
@@ -94,7 +94,7 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
         try:
             conn, _ = listener.accept()
         except OSError as exc:
-            result.server_error = _reason(exc)
+            result.server_error = reason_of(exc)
             return
         conn.settimeout(timeout)
         try:
@@ -109,7 +109,7 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
                 except (ssl.SSLError, OSError):
                     pass
         except (ssl.SSLError, OSError) as exc:
-            result.server_error = _reason(exc)
+            result.server_error = reason_of(exc)
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -123,7 +123,7 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
                 if not result.accepted and not result.client_error:
                     result.client_error = "connection closed by the server"
     except (ssl.SSLError, OSError) as exc:
-        result.client_error = _reason(exc)
+        result.client_error = reason_of(exc)
     finally:
         thread.join(timeout)
         listener.close()

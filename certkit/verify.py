@@ -131,13 +131,13 @@ def _path(leaf, intermediates, roots) -> tuple[list, str | None]:
 def _eku(cert) -> list[str] | None:
     from cryptography import x509
 
-    from certkit.inspect import EKU_NAMES
+    from certkit.profiles import eku_name
 
     try:
         ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
         return None
-    return [EKU_NAMES.get(o.dotted_string, o.dotted_string) for o in ext.value]
+    return [eku_name(o) for o in ext.value]
 
 
 def _is_ca(cert) -> bool:
