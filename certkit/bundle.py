@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
+from certkit.testhooks import pause_at
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -139,6 +140,7 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
             write_new_file(staging / name, data, _mode_for(name))
         os.chmod(staging, FOLDER_MODE)
         _fsync_dir(staging)
+        pause_at("staged")
         try:
             os.rename(staging, folder)  # replaces nothing but an empty folder
         except OSError:
@@ -161,9 +163,110 @@ def _replace_in_folder(folder: Path, files: Mapping[str, bytes]) -> None:
             write_new_file(temps[name], files[name], _mode_for(name))
         # Each rename is atomic, the set is not: everything is written and flushed
         # first so the renames run back to back in microseconds.
+        pause_at("staged")
         for name in list(temps):
             os.rename(temps.pop(name), folder / name)
         _fsync_dir(folder)
     finally:
         for tmp in temps.values():
             _unlink_quietly(tmp)
+
+
+def replace_folder(folder: Path, files: Mapping[str, bytes], *, drop: tuple[str, ...] = ()) -> list[Path]:
+    """Replace the bundle in the existing ``folder`` in one step; return the paths of ``files``.
+
+    A complete new folder is assembled beside the old one: ``files`` written,
+    every other entry of the old folder carried across (hard-linked, so a kept
+    private key stays the very same file) except the names in ``drop``. Then
+    the two folders are exchanged atomically with Linux's ``renameat2(...,
+    RENAME_EXCHANGE)``, so a reader opening ``cert.pem`` and ``privkey.pem`` sees
+    the old pair or the new pair, never one of each. Where that call is missing
+    (other systems, some file systems) the old folder is renamed aside and the
+    new one renamed into place: for an instant the folder is absent, but still
+    never mismatched. A process killed at any point leaves the old or the new
+    bundle in place, plus at most a hidden ``*.certkit-tmp`` folder.
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        raise UnsafeOutputPath(f"{folder} is not a folder (or is a symbolic link); certkit will not replace it.")
+    parent = folder.absolute().parent
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".certkit-tmp", dir=parent))
+    except OSError as exc:
+        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+    try:
+        for name, data in files.items():
+            write_new_file(staging / name, data, _mode_for(name))
+        for entry in os.scandir(folder):
+            if entry.name in files or entry.name in drop or entry.name.endswith(".certkit-tmp"):
+                continue
+            _carry_over(Path(entry.path), staging / entry.name)
+        info = os.stat(folder)
+        os.chmod(staging, info.st_mode & 0o7777)
+        if hasattr(os, "chown") and os.geteuid() == 0:
+            os.chown(staging, info.st_uid, info.st_gid)
+        _fsync_dir(staging)
+        pause_at("staged")
+        if not _exchange(staging, folder):
+            _swap_by_renames(staging, folder)
+        _fsync_dir(parent)
+        pause_at("swapped")
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)  # after the exchange it holds the old bundle
+    return [folder / name for name in files]
+
+
+def _carry_over(source: Path, target: Path) -> None:
+    if source.is_symlink():
+        os.symlink(os.readlink(source), target)
+    elif source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        try:
+            os.link(source, target)
+        except OSError:  # file systems without hard links
+            shutil.copy2(source, target)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux >= 3.15); False where that is not available."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_by_renames(new: Path, folder: Path) -> None:
+    """The portable fallback: old folder aside, new folder in; ``new`` ends up holding the old bundle."""
+    aside = new.with_name(new.name.replace(".certkit-tmp", ".old.certkit-tmp"))
+    os.rename(folder, aside)
+    try:
+        os.rename(new, folder)
+    except BaseException:
+        os.rename(aside, folder)
+        raise
+    os.rename(aside, new)

@@ -19,14 +19,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit import names as _names
-from certkit.errors import CertkitError, InvalidLifetime, InvalidName, NameNotPermitted
+from certkit.errors import (
+    AlreadyRevoked,
+    CannotRenew,
+    CertkitError,
+    InvalidLifetime,
+    InvalidName,
+    NameNotPermitted,
+    UnknownCertificate,
+)
 from certkit.keys import DEFAULT_KEY_TYPE, generate_key, key_type_of, private_key_pem
 from certkit.names import Identity
-from certkit.profiles import PROFILES, Profile, build_certificate, leaf_subject, validity
+from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
+from certkit.testhooks import pause_at
 
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certkit.csr import CSRRequest
     from certkit.inventory import Inventory
 
 
@@ -65,6 +75,12 @@ class IssuedCert:
     root: "x509.Certificate"
     identities: list[Identity]
     notes: list[str] = field(default_factory=list)
+    # For a CSR: the extensions it requested that the certificate carries as asked, and what it
+    # asked for but did not get (extensions, subject attributes, SAN entries), in words.
+    granted: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    # The issuing CA's inventory, so write() can record where the bundle went (renew by serial).
+    inventory: "Inventory | None" = field(default=None, repr=False)
 
     @property
     def serial_hex(self) -> str:
@@ -105,11 +121,15 @@ class IssuedCert:
         files["ca.pem"] = self.ca_pem
         return files
 
-    def write(self, folder: str | Path, *, force: bool = False) -> list[Path]:
-        """Write the bundle into ``folder`` atomically; see :func:`certkit.bundle.write_bundle`."""
+    def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
+        """Write the bundle, plus ``extra`` files (bundle.p12), into ``folder`` atomically;
+        see :func:`certkit.bundle.write_bundle`. The folder is recorded in the inventory."""
         from certkit.bundle import write_bundle
 
-        return write_bundle(Path(folder), self.bundle_files(), force=force)
+        written = write_bundle(Path(folder), self.bundle_files() | (extra or {}), force=force)
+        if self.inventory is not None:
+            self.inventory.set_folder(self.serial_hex, Path(folder).absolute())
+        return written
 
 
 class CA:
@@ -170,18 +190,17 @@ class CA:
         not_before, not_after = validity(days, start=not_before)
         path_length = None
         if parent is not None:
-            parent.check_usable()
             parent._check_can_sign_ca()
             latest = parent.cert.not_valid_after_utc
+            if latest <= dt.datetime.now(dt.UTC):
+                raise InvalidLifetime(
+                    f"The parent CA '{parent.common_name}' expired on {latest:%Y-%m-%d %H:%M:%S} UTC; "
+                    "it can sign no intermediate. Create a new root first."
+                )
             if not_after > latest:
-                raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
-            for ident in [Identity("dns", d) for d in dns] + [Identity("ip", str(n.network_address)) for n in ips]:
-                parent.check_permitted([ident])
-            if not dns and not ips:
-                inherited = parent._constraints()
-                constraints = inherited[0] if inherited else None
-            else:
-                constraints = name_constraints(dns, [str(n) for n in ips])
+                raise InvalidLifetime(_past_issuer_message(days, latest, not_before, what="intermediate CA",
+                                                           issuer=f"parent CA '{parent.common_name}'"))
+            constraints = _narrowed_constraints(parent, dns, ips)
             path_length = 0
         else:
             constraints = name_constraints(dns, [str(n) for n in ips])
@@ -201,6 +220,7 @@ class CA:
         )
         parents = [parent.cert, *parent.parents] if parent else []
         ca = cls(cert, key, parents)
+        pause_at("signed")
         if parent is not None and parent.inventory is not None:
             parent.inventory.add(cert, "ca")
         return ca
@@ -273,9 +293,9 @@ class CA:
 
     def _issue(self, profile: Profile, subject, identities: list[Identity], *, key_type: str,
                days: int | None, key, start: dt.datetime | None, public_key=None,
-               renewed_from: str | None = None) -> IssuedCert:
+               renewed_from: str | None = None, default_days: int | None = None) -> IssuedCert:
         notes: list[str] = []
-        not_before, not_after = self._leaf_validity(profile, days, start, notes)
+        not_before, not_after = self._leaf_validity(profile, days, start, notes, default_days)
         if public_key is None:
             key = key if key is not None else generate_key(key_type)
             public_key = key.public_key()
@@ -288,12 +308,15 @@ class CA:
                 issuer_key=self.key, issuer_ski=_ski(self.cert), serial=_random_serial(),
                 not_before=not_before, not_after=not_after, identities=identities,
             )
+            pause_at("signed")
             if self.inventory is None or self.inventory.add(cert, profile.name,
                                                             renewed_from=renewed_from):
                 break
         else:  # five 159-bit collisions in a row means the random source is broken
             raise CertkitError("Could not find an unused serial number; check the system's random source.")
-        return IssuedCert(profile.name, cert, key, self.intermediates, self.root, identities, notes)
+        pause_at("recorded")
+        return IssuedCert(profile.name, cert, key, self.intermediates, self.root, identities, notes,
+                          inventory=self.inventory)
 
     def check_usable(self) -> None:
         """Refuse to sign with a CA (or under a parent) that has expired."""
@@ -306,11 +329,12 @@ class CA:
                     "would be valid. Create a new CA with 'certkit init-ca'."
                 )
 
-    def _leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str]):
+    def _leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str],
+                       default_days: int | None = None):
         self.check_usable()
         latest = self.cert.not_valid_after_utc
         if days is None:
-            not_before, not_after = validity(profile.default_days, start=start)
+            not_before, not_after = validity(default_days or profile.default_days, start=start)
             if not_after > latest:
                 not_after = latest
                 notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")
@@ -332,6 +356,124 @@ class CA:
                 f"The CA '{self.common_name}' expired on {latest:%Y-%m-%d}; it can issue nothing more."
             )
         return not_before, not_after
+
+    # --- CSRs, renewal, revocation -------------------------------------------------
+    def sign_csr(self, request: "CSRRequest | bytes", kind: str, *, extra_names: Iterable[str] = (),
+                 days: int | None = None) -> IssuedCert:
+        """Issue a ``kind`` ("server" or "client") certificate for the key in a CSR.
+
+        Only the public key and the names are taken from the request, each name
+        checked as issue_server / issue_client check it; every extension comes
+        from the profile. ``granted`` and ``dropped`` on the result say which
+        requested extensions the certificate carries as asked and what was left out.
+        """
+        from certkit.csr import CSRRequest, compare_extensions, load_csr, plan
+
+        if not isinstance(request, CSRRequest):
+            request = load_csr(request)
+        identities, cn, dropped = plan(request, kind, list(extra_names))
+        self.check_permitted(identities)
+        issued = self._issue(PROFILES[kind], leaf_subject(cn), identities, key_type=DEFAULT_KEY_TYPE,
+                             days=days, key=None, start=None, public_key=request.public_key)
+        granted, dropped_ext = compare_extensions(request, issued.cert)
+        issued.granted, issued.dropped = granted, dropped_ext + dropped
+        return issued
+
+    def renew(self, old: "x509.Certificate", *, key=None, rekey: bool = False, key_type: str | None = None,
+              days: int | None = None) -> IssuedCert:
+        """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it.
+
+        The public key is kept unless ``rekey`` (then a new key of ``key_type``,
+        by default the old key's type). ``key``, the old private key, is put in
+        the result's bundle when given. Without ``days`` the new certificate
+        lives as long as the old one did, capped at the CA's expiry.
+        """
+        from cryptography import x509
+
+        from certkit.keys import key_type_of
+
+        serial = format(old.serial_number, "X")
+        kind = _leaf_kind(old)
+        try:
+            old.verify_directly_issued_by(self.cert)
+        except Exception:  # wrong issuer name (ValueError), bad signature, other key type
+            raise UnknownCertificate(
+                f"The certificate {serial} ({old.subject.rfc4514_string()}) was not issued by the CA "
+                f"'{self.common_name}'."
+            ) from None
+        if self.inventory is not None:
+            row = self.inventory.get(serial)
+            if row is None:
+                raise UnknownCertificate(f"The certificate {serial} is not in the inventory of CA "
+                                         f"'{self.common_name}'.")
+            if row["status"] == "revoked":
+                raise AlreadyRevoked(
+                    f"The certificate {serial} was revoked on {row['revoked_at']} "
+                    f"(reason: {row['revocation_reason']}); a revoked certificate is not renewed. "
+                    "Issue a new one (with a new key) instead."
+                )
+            kind = row["kind"]
+        if kind not in ("server", "client"):
+            raise CannotRenew(f"The certificate {serial} is a CA certificate; renew CAs with 'init-ca'.")
+        identities = _identities_of(old, kind)
+        self.check_permitted(identities)
+        if rekey:
+            key = generate_key(key_type or key_type_of(old.public_key()))
+            public_key = None
+        else:
+            public_key = old.public_key()
+            if key is not None and _public_der(key.public_key()) != _public_der(public_key):
+                raise CannotRenew(f"The private key given does not belong to the certificate {serial}.")
+        lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
+        issued = self._issue(PROFILES[kind], old.subject, identities, key_type=DEFAULT_KEY_TYPE, days=days,
+                             key=key, start=None, public_key=public_key, renewed_from=serial,
+                             default_days=max(1, round(lifetime / dt.timedelta(days=1))))
+        if x509.SubjectAlternativeName not in {type(e.value) for e in old.extensions}:
+            issued.notes.append("the old certificate had no subjectAltName; the new one has")
+        return issued
+
+    def revoke(self, serial: str, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:
+        """Record ``serial`` as revoked for ``reason`` (see :data:`REVOCATION_REASONS`)."""
+        reason = parse_reason(reason)
+        return self._require_inventory().revoke(serial, reason, when)
+
+    def crl(self, *, days: int = 30) -> "x509.CertificateRevocationList":
+        """Sign a CRL of every revoked certificate, with the next CRL number, valid ``days`` days."""
+        from cryptography import x509
+
+        from certkit.keys import signature_hash
+
+        _check_days(days)
+        inventory = self._require_inventory()
+        revoked = inventory.revoked()
+        number = inventory.next_crl_number()
+        # thisUpdate is backdated like notBefore: a verifier whose clock runs a little slow
+        # would otherwise find a "not yet valid" CRL and refuse every certificate.
+        this_update = (dt.datetime.now(dt.UTC) - BACKDATE).replace(microsecond=0)
+        ski = _ski(self.cert)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(this_update)
+            .next_update(this_update + dt.timedelta(days=days))
+            .add_extension(x509.CRLNumber(number), critical=False)
+        )
+        if ski is not None:
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier(ski, None, None), critical=False)
+        for serial, revoked_at, reason in revoked:
+            entry = (x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
+                     .revocation_date(dt.datetime.strptime(revoked_at, "%Y-%m-%dT%H:%M:%SZ")
+                                      .replace(tzinfo=dt.UTC)))
+            if reason != "unspecified":  # RFC 5280 5.3.1: omit the code rather than say unspecified
+                entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        return builder.sign(self.key, signature_hash(self.key))
+
+    def _require_inventory(self) -> "Inventory":
+        if self.inventory is None:
+            raise CertkitError(f"The CA '{self.common_name}' has no inventory (it was not loaded from a "
+                               "CA directory), so it records no revocations.")
+        return self.inventory
 
     # --- name constraints ---------------------------------------------------------
     def _constraints(self) -> list:
@@ -358,6 +500,107 @@ class CA:
                         f"'{ident.value}' is outside the name constraints of CA "
                         f"'{self.common_name}' ({_describe_constraints(nc)})."
                     )
+
+
+# RFC 5280 5.3.1 CRLReason names. certificateHold (reversible) and removeFromCRL (delta
+# CRLs only) are left out: certkit's revocations are final.
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "privilegeWithdrawn", "aACompromise")
+
+
+def parse_reason(text: str) -> str:
+    """The RFC 5280 reason named by ``text`` (any case; ``key-compromise`` works too)."""
+    wanted = text.replace("-", "").replace("_", "").lower()
+    for reason in REVOCATION_REASONS:
+        if reason.lower() == wanted:
+            return reason
+    raise CertkitError(f"'{text}' is not a revocation reason; choose one of: {', '.join(REVOCATION_REASONS)}.")
+
+
+def _leaf_kind(cert) -> str:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "ca"
+        ekus = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return "unknown"
+    return {ExtendedKeyUsageOID.SERVER_AUTH: "server", ExtendedKeyUsageOID.CLIENT_AUTH: "client"}.get(
+        ekus[0], "unknown") if len(ekus) == 1 else "unknown"
+
+
+def _identities_of(cert, kind: str) -> list[Identity]:
+    """The SAN of a certificate this CA issued, checked again by today's rules."""
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out = []
+    for gn in san:
+        if isinstance(gn, x509.DNSName):
+            out.append(_names.parse_host(gn.value) if kind == "server"
+                       else _names.parse_dns_name(gn.value, allow_wildcard=False))
+        elif isinstance(gn, x509.IPAddress):
+            out.append(Identity("ip", str(gn.value)))
+        elif isinstance(gn, x509.RFC822Name):
+            out.append(_names.parse_email(gn.value))
+        elif isinstance(gn, x509.UniformResourceIdentifier):
+            out.append(_names.parse_uri(gn.value))
+        # a DirectoryName SAN is the subject DN, which build_certificate puts back itself
+    return out
+
+
+def _public_der(public_key) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _narrowed_constraints(parent: CA, dns: list[str], ips: list):
+    """An intermediate's name constraints: the parent's, or narrower; never wider.
+
+    A kind of name the user does not constrain (DNS or IP) inherits the
+    parent's subtrees of that kind; a kind the user does constrain must lie
+    inside what the parent permits.
+    """
+    from cryptography import x509
+
+    from certkit.profiles import name_constraints
+
+    inherited = parent._constraints()
+    for d in dns:
+        try:
+            parent.check_permitted([Identity("dns", d)])
+        except NameNotPermitted as exc:
+            raise NameNotPermitted(f"An intermediate cannot be wider than its parent: {exc}") from None
+    for net in ips:
+        for nc in inherited:
+            permitted = [c.value for c in nc.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+            excluded = [c.value for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)]
+            if (permitted and not any(p.version == net.version and net.subnet_of(p) for p in permitted)) or any(
+                    e.version == net.version and net.overlaps(e) for e in excluded):
+                raise NameNotPermitted(
+                    f"An intermediate cannot be wider than its parent: '{net}' is outside the name constraints "
+                    f"of CA '{parent.common_name}' ({_describe_constraints(nc)})."
+                )
+    if not dns and not ips:
+        return inherited[0] if inherited else None
+    if not inherited:
+        return name_constraints(dns, [str(n) for n in ips])
+    nearest = inherited[0]
+    permitted = [x509.DNSName(d) for d in dns] or [
+        c for c in nearest.permitted_subtrees or [] if isinstance(c, x509.DNSName)]
+    permitted += [x509.IPAddress(n) for n in ips] or [
+        c for c in nearest.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+    excluded = [c for c in nearest.excluded_subtrees or [] if not (ips and isinstance(c, x509.IPAddress))]
+    if not any(isinstance(c, x509.IPAddress) for c in permitted + excluded):
+        # as for a root: constraining DNS names alone must not leave every IP address open
+        excluded += [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")), x509.IPAddress(ipaddress.ip_network("::/0"))]
+    return x509.NameConstraints(permitted_subtrees=permitted or None, excluded_subtrees=excluded or None)
 
 
 def _permitted(nc, ident: Identity) -> bool:
@@ -401,11 +644,12 @@ def _check_days(days: int) -> None:
         raise InvalidLifetime(f"A lifetime of {days} days is not possible; give at least 1 day.")
 
 
-def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime) -> str:
+def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime, *,
+                         what: str = "certificate", issuer: str = "the CA") -> str:
     most = (latest - not_before).days
     return (
-        f"A lifetime of {days} days would end after the CA expires on "
-        f"{latest:%Y-%m-%d %H:%M:%S} UTC; a certificate issued now can live at most "
+        f"A lifetime of {days} days would end after {issuer} expires on "
+        f"{latest:%Y-%m-%d %H:%M:%S} UTC; a {what} issued now can live at most "
         f"{max(most, 0)} days (until {latest:%Y-%m-%d})."
     )
 

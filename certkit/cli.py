@@ -191,6 +191,8 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
         except PassphraseRequired as exc:
             raise click.ClickException(
                 f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") from None
+        except CertkitError as exc:
+            raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}") from None
     ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
                    key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
                    parent=parent)
@@ -258,17 +260,15 @@ _SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
 
 
 def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes | None = None,
-                  p12_legacy: bool = False) -> None:
+                  p12_legacy: bool = False, *, from_csr: bool = False) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    from certkit.bundle import write_bundle
-
-    files = issued.bundle_files()
+    extra = {}
     if p12 is not None:
         from certkit.pkcs12 import issued_pkcs12
 
-        files["bundle.p12"] = issued_pkcs12(issued, p12, legacy=p12_legacy)
-    written = write_bundle(out, files, force=force)
+        extra["bundle.p12"] = issued_pkcs12(issued, p12, legacy=p12_legacy)
+    written = issued.write(out, force=force, extra=extra)
     days_left = (issued.not_after - issued.cert.not_valid_before_utc).days + 1
     purpose = {"server": "TLS server authentication only (serverAuth)",
                "client": "TLS client authentication only (clientAuth)"}[issued.kind]
@@ -282,6 +282,8 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes 
         "issuer": ca.cert.subject.rfc4514_string(),
         "folder": str(out), "files": {p.name: str(p) for p in written}, "notes": issued.notes,
     }
+    if from_csr:
+        data |= {"granted": issued.granted, "dropped": issued.dropped}
     shown = ", ".join(f"{i.value} ({i.display})" if i.display else i.value
                       for i in issued.identities) or "(none: identified by its subject DN)"
     lines = [
@@ -298,6 +300,10 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes 
 
         data["p12_encryption"] = "legacy" if p12_legacy else "modern"
         lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
+    if from_csr:
+        lines += [f"  granted   {g} (as requested)" for g in issued.granted]
+        lines += [f"  dropped   {d}" for d in issued.dropped]
+        lines.append("  key       none written: the requester keeps the private key")
     lines += [f"  note      {n}" for n in issued.notes]
     emit(as_json, data, "\n".join(lines))
 

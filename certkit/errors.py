@@ -50,3 +50,19 @@ class UnsafeOutputPath(CertkitError):
 
 class NameNotPermitted(CertkitError):
     """A name outside the issuing CA's name constraints."""
+
+
+class InvalidCSR(CertkitError, ValueError):
+    """A certificate signing request that cannot be read, is tampered with, or asks for what cannot be given."""
+
+
+class UnknownCertificate(CertkitError, LookupError):
+    """A serial, name or folder that names no certificate of this CA."""
+
+
+class AlreadyRevoked(CertkitError):
+    """A certificate that is already revoked (revoking again, renewing it)."""
+
+
+class CannotRenew(CertkitError):
+    """A certificate that cannot be renewed as asked (a CA, superseded, no folder to write)."""

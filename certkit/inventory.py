@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import CABroken
+from certkit.errors import AlreadyRevoked, CABroken, UnknownCertificate
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-SCHEMA_VERSION = 1
+# 2: folder column, meta table (CRL number), indexes for list/renew; see _MIGRATIONS.
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -40,10 +41,30 @@ CREATE TABLE IF NOT EXISTS certificates (
     revoked_at TEXT,
     revocation_reason TEXT,
     renewed_from TEXT,
-    issued_at TEXT NOT NULL
+    issued_at TEXT NOT NULL,
+    folder TEXT                       -- where the bundle was last written (absolute), if known
 );
 CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates(not_after);
-"""
+""" + "".join(f"{statement};\n" for statement in (
+    # Both created by version 1 -> 2 and by create(); keep them in step with _MIGRATIONS.
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # list --status/--expiring: a range over not_after within one status.
+    "CREATE INDEX IF NOT EXISTS certificates_status_not_after ON certificates(status, not_after)",
+    # renew: "was this certificate already renewed?" without a table scan.
+    "CREATE INDEX IF NOT EXISTS certificates_renewed_from ON certificates(renewed_from)"
+    " WHERE renewed_from IS NOT NULL",
+))
+
+# user_version N -> N+1. Each runs in one write transaction with the version bump.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE certificates ADD COLUMN folder TEXT",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS certificates_status_not_after ON certificates(status, not_after)",
+        "CREATE INDEX IF NOT EXISTS certificates_renewed_from ON certificates(renewed_from)"
+        " WHERE renewed_from IS NOT NULL",
+    ),
+}
 
 
 def _iso(when: dt.datetime) -> str:
@@ -81,6 +102,7 @@ class Inventory:
             raise CABroken(f"The inventory {self.path} cannot be opened: {exc}.") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.create_function("certkit_name_match", 3, _name_match, deterministic=True)
             if write:
                 conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -119,6 +141,8 @@ class Inventory:
                     f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit."
                 )
             conn.execute("SELECT serial FROM certificates LIMIT 1").fetchall()
+        if version < SCHEMA_VERSION:
+            self._migrate()
 
     def add(self, cert: "x509.Certificate", kind: str, *, renewed_from: str | None = None) -> bool:
         """Record ``cert``; False (and nothing written) if its serial is already taken."""
@@ -147,7 +171,7 @@ class Inventory:
             conn.row_factory = sqlite3.Row
             cur = conn.execute(
                 "SELECT serial, kind, subject, names, not_before, not_after, fingerprint_sha256,"
-                f" status, revoked_at, revocation_reason, renewed_from, issued_at FROM certificates {where}",
+                f" status, revoked_at, revocation_reason, renewed_from, issued_at, folder FROM certificates {where}",
                 params,
             )
             return [dict(r) | {"names": json.loads(r["names"])} for r in cur]
@@ -155,3 +179,145 @@ class Inventory:
     def count(self) -> int:
         with self.connect() as conn:
             return conn.execute("SELECT count(*) FROM certificates").fetchone()[0]
+
+    # --- lifecycle: schema migration, queries, folders, revocation, CRL numbers -------
+    # (kept together; issue 4)
+    def _migrate(self) -> None:
+        with self.connect(write=True) as conn:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
+
+    def get(self, serial: str) -> dict | None:
+        """The row of ``serial`` (uppercase hex, as :func:`normalize_serial` gives), or None."""
+        rows = self.rows("WHERE serial = ?", (serial,))
+        return rows[0] if rows else None
+
+    def certificate(self, serial: str) -> "x509.Certificate":
+        from cryptography import x509
+
+        with self.connect() as conn:
+            found = conn.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
+        if found is None:
+            raise UnknownCertificate(f"No certificate with serial {serial} in the inventory {self.path}.")
+        return x509.load_der_x509_certificate(found[0])
+
+    def serials_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        # The primary key index serves the range; GLOB would too but LIKE is case-insensitive.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self.connect() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT serial FROM certificates WHERE serial >= ? AND serial < ? LIMIT ?",
+                (prefix, upper, limit))]
+
+    def successors(self, serial: str) -> list[str]:
+        """Serials of the certificates that renewed ``serial``, oldest first."""
+        with self.connect() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT serial FROM certificates WHERE renewed_from = ? ORDER BY issued_at", (serial,))]
+
+    def set_folder(self, serial: str, folder: str | Path) -> None:
+        with self.connect(write=True) as conn:
+            conn.execute("UPDATE certificates SET folder = ? WHERE serial = ?", (str(folder), serial))
+
+    def query(self, *, kind: str | None = None, status: str | None = None,
+              expiring_within: dt.timedelta | None = None, name: str | None = None,
+              now: dt.datetime | None = None, limit: int | None = None) -> list[dict]:
+        """Rows matching every filter given, soonest expiry first, each with a derived ``status``.
+
+        ``status`` is valid, expired or revoked (a revoked certificate is revoked
+        whatever its dates). ``expiring_within`` keeps unrevoked certificates
+        still valid now that expire within that time. ``name`` is a
+        case-insensitive glob over the subject and the SAN values.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        where, params = [], []
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        if status == "revoked":
+            where.append("status = 'revoked'")
+        elif status == "valid":
+            where.append("status = 'valid' AND not_after >= ?")
+            params.append(_iso(now))
+        elif status == "expired":
+            where.append("status = 'valid' AND not_after < ?")
+            params.append(_iso(now))
+        elif status is not None:
+            raise ValueError(f"unknown status {status!r}")
+        if expiring_within is not None:
+            where.append("status = 'valid' AND not_after >= ? AND not_after <= ?")
+            params += [_iso(now), _iso(now + expiring_within)]
+        if name:
+            where.append("certkit_name_match(?, subject, names)")
+            params.append(name.lower())
+        sql = (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY not_after, serial"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        stamp = _iso(now)
+        rows = self.rows(sql, tuple(params))
+        for row in rows:
+            if row["status"] == "valid" and row["not_after"] < stamp:
+                row["status"] = "expired"
+        return rows
+
+    def revoke(self, serial: str, reason: str = "unspecified", when: dt.datetime | None = None) -> dict:
+        """Mark ``serial`` revoked; the next CRL lists it. Refuses unknown and revoked serials."""
+        when = when or dt.datetime.now(dt.UTC)
+        with self.connect(write=True) as conn:
+            found = conn.execute("SELECT status, revoked_at, revocation_reason FROM certificates"
+                                 " WHERE serial = ?", (serial,)).fetchone()
+            if found is None:
+                raise UnknownCertificate(
+                    f"No certificate with serial {serial} was issued by this CA (inventory {self.path})."
+                )
+            if found[0] == "revoked":
+                raise AlreadyRevoked(
+                    f"The certificate {serial} was already revoked on {found[1]} (reason: {found[2]})."
+                )
+            conn.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
+                         " WHERE serial = ?", (_iso(when), reason, serial))
+        return self.get(serial)
+
+    def revoked(self) -> list[tuple[str, str, str]]:
+        """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
+        with self.connect() as conn:
+            return list(conn.execute("SELECT serial, revoked_at, revocation_reason FROM certificates"
+                                     " WHERE status = 'revoked' ORDER BY revoked_at, serial"))
+
+    def next_crl_number(self) -> int:
+        """Take the next CRL number (1, 2, ...); atomic across processes."""
+        with self.connect(write=True) as conn:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'crl_number'").fetchone()
+            number = int(found[0]) + 1 if found else 1
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('crl_number', ?)", (str(number),))
+        return number
+
+
+def normalize_serial(text: str) -> str | None:
+    """``text`` as an inventory serial (uppercase hex, no leading zeros), or None if it is not hex.
+
+    Accepts what openssl prints: ``serial=0A1B...``, colon-separated octets, ``0x`` prefix.
+    """
+    text = text.strip()
+    for prefix in ("serial=", "0x", "0X"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.replace(":", "")
+    if not text or any(ch not in "0123456789abcdefABCDEF" for ch in text):
+        return None
+    return text.upper().lstrip("0") or "0"
+
+
+def _name_match(pattern: str, subject: str, names: str) -> bool:
+    import fnmatch
+
+    candidates = [subject.lower()]
+    # RFC 4514 attribute values (CN=x, O=y); a naive split is enough for matching.
+    candidates += [part.split("=", 1)[1] for part in subject.lower().split(",") if "=" in part]
+    candidates += [entry.split(":", 1)[1].lower() for entry in json.loads(names)]
+    return any(fnmatch.fnmatchcase(c, pattern) for c in candidates)

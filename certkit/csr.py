@@ -1,0 +1,233 @@
+"""Certificate signing requests: reading them, checking their signature, and saying what they ask for.
+
+A CSR is a wish list. certkit takes only the public key and the names from it
+(each checked by :mod:`certkit.names`, exactly as for issue-server and
+issue-client); the extensions it requests are never copied, because the CA's
+profile (:func:`certkit.profiles.build_certificate`) decides them. This module
+describes what was requested so the CLI can say what was dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from certkit.errors import InvalidCSR
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# Curves TLS stacks accept for certificates; anything else would give an unusable certificate.
+_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
+MIN_RSA_BITS = 2048
+
+
+@dataclass
+class CSRRequest:
+    """What a CSR asks for, in words: its subject, its SAN entries and its other extensions."""
+
+    csr: "x509.CertificateSigningRequest"
+    common_name: str | None
+    subject: str
+    san: list[tuple[str, str]] = field(default_factory=list)  # (kind, value): dns, ip, email, uri, other
+    extensions: list[str] = field(default_factory=list)  # every requested extension but the SAN, described
+
+    @property
+    def public_key(self):
+        return self.csr.public_key()
+
+
+def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
+    """Read a PEM or DER CSR, check its self-signature and key, and describe the request."""
+    from cryptography import x509
+
+    is_pem = data.lstrip().startswith(b"-----")
+    if is_pem and b"REQUEST-----" not in data:
+        label = data.lstrip().split(b"\n", 1)[0].decode("ascii", "replace").strip()
+        raise InvalidCSR(f"{source} is not a certificate signing request: it is PEM '{label}'.")
+    try:
+        csr = x509.load_pem_x509_csr(data) if is_pem else x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise InvalidCSR(
+            f"{source} is not a readable certificate signing request (PEM or DER): {exc}."
+        ) from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception:  # an unsupported or mangled signature algorithm
+        valid = False
+    if not valid:
+        raise InvalidCSR(
+            f"The signature of {source} does not verify: the request was altered after it was "
+            "signed, or is damaged. Ask for a fresh CSR."
+        )
+    _check_key(csr, source)
+    try:
+        extensions = list(csr.extensions)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise InvalidCSR(f"{source} has malformed extensions: {exc}.") from None
+    cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    if len(cns) > 1:
+        raise InvalidCSR(f"{source} has {len(cns)} common names; a certificate takes one.")
+    request = CSRRequest(csr, str(cns[0].value) if cns else None, csr.subject.rfc4514_string())
+    for ext in extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            request.san = [_general_name(gn) for gn in ext.value]
+        else:
+            request.extensions.append(describe_extension(ext))
+    return request
+
+
+def _check_key(csr, source: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from certkit.keys import key_type_of
+
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS:
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        return
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return
+    raise InvalidCSR(
+        f"{source} holds a {key_type_of(key)} key, which certkit does not sign: use RSA of at "
+        f"least {MIN_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519."
+    )
+
+
+def _general_name(gn) -> tuple[str, str]:
+    from cryptography import x509
+
+    kind = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
+            x509.UniformResourceIdentifier: "uri"}.get(type(gn))
+    if kind is None:
+        return "other", f"{type(gn).__name__}:{gn.value!s}"
+    return kind, str(gn.value)
+
+
+def describe_extension(ext) -> str:
+    """One line naming a requested extension and its value, e.g. ``basicConstraints CA:TRUE``."""
+    from cryptography import x509
+
+    value = ext.value
+    if isinstance(value, x509.BasicConstraints):
+        text = "CA:TRUE" if value.ca else "CA:FALSE"
+        if value.path_length is not None:
+            text += f", pathlen:{value.path_length}"
+        return f"basicConstraints {text}"
+    if isinstance(value, x509.KeyUsage):
+        bits = [name for name in ("digital_signature", "content_commitment", "key_encipherment",
+                                  "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
+                if getattr(value, name)]
+        if value.key_agreement:
+            bits += [n for n in ("encipher_only", "decipher_only") if getattr(value, n)]
+        return "keyUsage " + ", ".join(_camel(b) for b in bits)
+    if isinstance(value, x509.ExtendedKeyUsage):
+        return "extendedKeyUsage " + ", ".join(_oid_name(oid) for oid in value)
+    if isinstance(value, x509.NameConstraints):
+        parts = [f"permitted {gn.value}" for gn in value.permitted_subtrees or []]
+        parts += [f"excluded {gn.value}" for gn in value.excluded_subtrees or []]
+        return "nameConstraints " + ", ".join(parts)
+    return _oid_name(ext.oid)
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(r.title() for r in rest).replace("Crl", "CRL")
+
+
+def _oid_name(oid) -> str:
+    name = getattr(oid, "_name", None)
+    return name if name and name != "Unknown OID" else oid.dotted_string
+
+
+def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | None, list[str]]:
+    """The identities and subject CN a certificate for ``request`` gets, and what is left out.
+
+    Every requested name is checked by the rules of issue-server / issue-client;
+    a name that would be refused there refuses the whole CSR. Returns
+    ``(identities, common_name, dropped)``; ``dropped`` lists in words the
+    requested subject attributes and SAN entries the certificate will not carry.
+    """
+    from certkit import names as _names
+    from certkit.errors import InvalidName
+
+    dropped = [f"subject attribute {attr.rfc4514_string()}" for attr in request.csr.subject
+               if attr.oid != _CN_OID()]
+
+    def checked(parse, value: str, where: str):
+        try:
+            return parse(value)
+        except InvalidName as exc:
+            raise InvalidCSR(f"The CSR's {where} is refused: {exc}") from None
+
+    if kind == "server":
+        hosts = []
+        if request.common_name is not None:
+            hosts.append(checked(_names.parse_host, request.common_name, "common name"))
+        for san_kind, value in request.san:
+            if san_kind in ("dns", "ip"):
+                hosts.append(checked(_names.parse_host, value, f"subjectAltName {san_kind.upper()}:{value}"))
+            else:
+                dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
+                               "(a server certificate names DNS names and IP addresses only)")
+        for value in extra_names:
+            hosts.append(checked(_names.parse_host, value, f"extra name '{value}'"))
+        identities = _names.dedupe(hosts)
+        if not identities:
+            raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
+                             "give the names as arguments after the CSR file.")
+        return identities, identities[0].value, dropped
+    if kind != "client":
+        raise ValueError(f"kind must be 'server' or 'client', not {kind!r}")
+    if extra_names:
+        raise InvalidCSR("Extra names are for server certificates; a client certificate's identity comes "
+                         "from the CSR's common name and subjectAltName.")
+    if request.common_name is None:
+        raise InvalidCSR("The CSR has no common name: a client certificate is identified by its CN "
+                         "(what nginx, PostgreSQL and Mosquitto map to a user).")
+    cn = checked(_names.parse_common_name, request.common_name, "common name")
+    by_kind: dict[str, list[str]] = {"email": [], "uri": [], "dns": []}
+    for san_kind, value in request.san:
+        if san_kind in by_kind:
+            by_kind[san_kind].append(value)
+        else:
+            dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
+                           "(a client certificate names emails, URIs and DNS names only)")
+    try:
+        identities = _names.client_identities(cn, by_kind["email"], by_kind["uri"], by_kind["dns"])
+    except InvalidName as exc:
+        raise InvalidCSR(f"The CSR's subjectAltName is refused: {exc}") from None
+    return identities, cn, dropped
+
+
+def _CN_OID():  # noqa: N802 - a constant that needs cryptography, imported late
+    from cryptography.x509.oid import NameOID
+
+    return NameOID.COMMON_NAME
+
+
+def compare_extensions(request: CSRRequest, cert: "x509.Certificate") -> tuple[list[str], list[str]]:
+    """(granted, dropped): the requested extensions the certificate carries exactly, and the others."""
+    granted, dropped = [], []
+    issued = {ext.oid: ext.value for ext in cert.extensions}
+    for ext in request.csr.extensions:
+        if ext.oid == _SAN_OID():
+            continue
+        described = describe_extension(ext)
+        if issued.get(ext.oid) == ext.value:
+            granted.append(described)
+        elif ext.oid in issued:
+            from cryptography import x509
+
+            given = describe_extension(x509.Extension(ext.oid, False, issued[ext.oid]))
+            dropped.append(f"{described} (the certificate has {given.split(' ', 1)[-1]})")
+        else:
+            dropped.append(f"{described} (not in the certificate)")
+    return granted, dropped
+
+
+def _SAN_OID():  # noqa: N802
+    from cryptography.x509.oid import ExtensionOID
+
+    return ExtensionOID.SUBJECT_ALTERNATIVE_NAME

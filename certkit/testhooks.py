@@ -1,0 +1,33 @@
+"""A pause point for fault-injection tests; inert unless a test sets two environment variables.
+
+``CERTKIT_TEST_PAUSE_AT=<point>`` and ``CERTKIT_TEST_PAUSE_FILE=<path>`` make
+the process that reaches ``<point>`` create ``<path>`` (holding its pid) and
+wait until the file is deleted (at most a minute). A test can then kill the
+process with SIGKILL at exactly that point, or delete the file to let it go
+on. The points, in the order a certificate is issued:
+
+- ``signed``: the certificate is signed, nothing recorded or written yet;
+- ``recorded``: the inventory holds the certificate, no file written yet;
+- ``staged``: the bundle is complete in a hidden temporary folder beside its
+  destination, not yet renamed into place (also in renew, before the swap);
+- ``swapped``: renew only: the new bundle is in place, the old one not yet deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+ENV_POINT = "CERTKIT_TEST_PAUSE_AT"
+ENV_FILE = "CERTKIT_TEST_PAUSE_FILE"
+
+
+def pause_at(point: str) -> None:
+    if os.environ.get(ENV_POINT) != point or not os.environ.get(ENV_FILE):
+        return
+    marker = os.environ[ENV_FILE]
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
