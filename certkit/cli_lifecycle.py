@@ -129,7 +129,9 @@ def _names_summary(row: dict, limit: int = 3) -> str:
 def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     """List the certificates this CA issued, soonest expiry first.
 
-    Status is valid, expired or revoked. No passphrase is needed.
+    Status is valid, expired or revoked; "(renewed)" marks a certificate that
+    has a successor, and --expiring leaves those out since they need no
+    action. No passphrase is needed.
 
     \b
     Examples:
@@ -151,7 +153,8 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
                    f"No certificates issued yet by the CA in {store.path}.")
         return
     header = ("SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT", "NAMES")
-    table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"], r["status"],
+    table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"],
+                         r["status"] + (" (renewed)" if r["renewed_by"] else ""),
                          r["not_after"][:10], r["subject"], _names_summary(r)) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]

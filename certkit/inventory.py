@@ -227,12 +227,13 @@ class Inventory:
     def query(self, *, kind: str | None = None, status: str | None = None,
               expiring_within: dt.timedelta | None = None, name: str | None = None,
               now: dt.datetime | None = None, limit: int | None = None) -> list[dict]:
-        """Rows matching every filter given, soonest expiry first, each with a derived ``status``.
+        """Rows matching every filter given, soonest expiry first, each with a derived ``status``
+        and ``renewed_by`` (the serial of its latest renewal, or None).
 
         ``status`` is valid, expired or revoked (a revoked certificate is revoked
         whatever its dates). ``expiring_within`` keeps unrevoked certificates
-        still valid now that expire within that time. ``name`` is a
-        case-insensitive glob over the subject and the SAN values.
+        still valid now that expire within that time and were not renewed yet.
+        ``name`` is a case-insensitive glob over the subject and the SAN values.
         """
         now = now or dt.datetime.now(dt.UTC)
         where, params = [], []
@@ -250,7 +251,9 @@ class Inventory:
         elif status is not None:
             raise ValueError(f"unknown status {status!r}")
         if expiring_within is not None:
-            where.append("status = 'valid' AND not_after >= ? AND not_after <= ?")
+            # A certificate already renewed needs no action, so it is not "expiring".
+            where.append("status = 'valid' AND not_after >= ? AND not_after <= ? AND NOT EXISTS"
+                         " (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial)")
             params += [_iso(now), _iso(now + expiring_within)]
         if name:
             where.append("certkit_name_match(?, subject, names)")
@@ -260,9 +263,13 @@ class Inventory:
             sql += f" LIMIT {int(limit)}"
         stamp = _iso(now)
         rows = self.rows(sql, tuple(params))
+        with self.connect() as conn:
+            renewed_by = dict(conn.execute("SELECT renewed_from, serial FROM certificates"
+                                           " WHERE renewed_from IS NOT NULL ORDER BY issued_at"))
         for row in rows:
             if row["status"] == "valid" and row["not_after"] < stamp:
                 row["status"] = "expired"
+            row["renewed_by"] = renewed_by.get(row["serial"])
         return rows
 
     def revoke(self, serial: str, reason: str = "unspecified", when: dt.datetime | None = None) -> dict:
