@@ -1,0 +1,225 @@
+"""certkit renew: same identity and purpose, key kept or replaced, bundle swapped in place so the
+folder never holds a mismatched pair, link old -> new in the inventory; refusals with nothing changed."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certkit.store import CADirectory
+from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def spki(obj) -> bytes:
+    return obj.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def pair_matches(folder: Path) -> bool:
+    key = serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None)
+    return spki(key) == spki(load(folder / "cert.pem"))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def issued(tmp_path, ca_env, ca_dir):
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--days", "90", cwd=tmp_path, env=ca_env, check=True)
+    run_certkit("issue-client", "alice", "--email", "alice@example.com", cwd=tmp_path, env=ca_env, check=True)
+    return tmp_path
+
+
+def test_renew_folder_keeps_key(issued, ca_env, ca_dir):
+    folder = issued / "localhost"
+    old, key_before = load(folder / "cert.pem"), (folder / "privkey.pem").read_bytes()
+    key_inode = (folder / "privkey.pem").stat().st_ino
+    (folder / "nginx-snippet.conf").write_text("# the user's own file\n")
+    proc = run_certkit("renew", "./localhost", "--json", cwd=issued, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    new = load(folder / "cert.pem")
+    assert out["renewed"] == format(old.serial_number, "X") and out["serial"] == format(new.serial_number, "X")
+    assert new.serial_number != old.serial_number
+    assert new.subject == old.subject and spki(new) == spki(old)
+    for ext in (x509.SubjectAlternativeName, x509.ExtendedKeyUsage, x509.KeyUsage, x509.BasicConstraints):
+        assert new.extensions.get_extension_for_class(ext) == old.extensions.get_extension_for_class(ext)
+    # Same lifetime as before (90 days), starting now.
+    assert new.not_valid_after_utc - new.not_valid_before_utc == old.not_valid_after_utc - old.not_valid_before_utc
+    assert new.not_valid_after_utc > old.not_valid_after_utc
+    assert (folder / "privkey.pem").read_bytes() == key_before
+    assert (folder / "privkey.pem").stat().st_ino == key_inode  # the very same file, hard-linked
+    assert oct((folder / "privkey.pem").stat().st_mode & 0o777) == "0o600"
+    assert (folder / "nginx-snippet.conf").read_text() == "# the user's own file\n"
+    assert not [p for p in issued.iterdir() if p.name.endswith(".certkit-tmp")]
+    assert pair_matches(folder)
+    assert (folder / "fullchain.pem").read_bytes() == (folder / "cert.pem").read_bytes()
+    ok = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", folder / "ca.pem", folder / "cert.pem")
+    assert ok.returncode == 0, ok.stderr
+    inventory = CADirectory(ca_dir).inventory
+    assert inventory.get(out["serial"])["renewed_from"] == out["renewed"]
+    assert inventory.get(out["serial"])["folder"] == str(folder)
+    listed = {r["serial"]: r for r in inventory.query()}
+    assert listed[out["renewed"]]["renewed_by"] == out["serial"]
+
+
+def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
+    folder = issued / "alice"
+    old = load(folder / "cert.pem")
+    serial = format(old.serial_number, "X")
+    proc = run_certkit("renew", serial, "--rekey", "--key-type", "rsa-2048", "--json", cwd="/", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    first = load(folder / "cert.pem")
+    assert spki(first) != spki(old) and first.public_key().key_size == 2048
+    assert pair_matches(folder)
+    assert oct((folder / "privkey.pem").stat().st_mode & 0o777) == "0o600"
+    assert first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.RFC822Name) == ["alice@example.com"]
+    # By name: the current certificate named alice is the one just issued.
+    proc = run_certkit("renew", "alice", "--days", "30", "--json", cwd="/", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["renewed"] == format(first.serial_number, "X")
+    second = load(folder / "cert.pem")
+    assert (second.not_valid_after_utc - second.not_valid_before_utc).days == 29  # 30 days counted inclusively
+    assert pair_matches(folder)
+    # The original serial was renewed already: renewing it again is refused, naming the successor.
+    again = run_certkit("renew", serial, cwd="/", env=ca_env)
+    assert_clean_error(again, f"already renewed as {format(first.serial_number, 'X')}")
+    # By a unique serial prefix.
+    prefix = format(second.serial_number, "X")[:10]
+    assert run_certkit("renew", prefix, cwd="/", env=ca_env).returncode == 0
+
+
+def test_renew_csr_signed_and_out(issued, ca_env, ca_dir):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.internal")]))
+           .sign(key, hashes.SHA256()))
+    (issued / "api.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    run_certkit("sign-csr", "api.csr", "--server", cwd=issued, env=ca_env, check=True)
+    proc = run_certkit("renew", "api.internal", cwd=issued, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (issued / "api.internal").iterdir()) == ["ca.pem", "cert.pem", "fullchain.pem"]
+    assert spki(load(issued / "api.internal" / "cert.pem")) == spki(key)
+    # A certificate whose bundle was never written: renew needs --out, and then writes there.
+    from certkit.store import CADirectory as Store
+
+    ca = Store(ca_dir).load(PASSPHRASE.encode())
+    unwritten = ca.issue_server(["ghost.internal"])
+    refused = run_certkit("renew", unwritten.serial_hex, cwd=issued, env=ca_env)
+    assert_clean_error(refused, "--out")
+    ok = run_certkit("renew", unwritten.serial_hex, "--out", "ghost", cwd=issued, env=ca_env)
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in (issued / "ghost").iterdir()) == ["ca.pem", "cert.pem", "fullchain.pem"]
+    assert "no private key written" in ok.stdout
+
+
+def test_renew_refusals_change_nothing(issued, ca_env, ca_dir, tmp_path):
+    inventory = CADirectory(ca_dir).inventory
+    folder = issued / "alice"
+    run_certkit("revoke", folder, "--reason", "keyCompromise", env=ca_env, check=True)
+    before, count = snapshot(folder), inventory.count()
+    revoked = run_certkit("renew", folder, cwd=issued, env=ca_env)
+    assert_clean_error(revoked, "a revoked certificate is not renewed")
+    unknown = run_certkit("renew", "0123456789ABCDEF", cwd=issued, env=ca_env)
+    assert_clean_error(unknown, "no certificate of this ca matches '0123456789ABCDEF'")
+    nobody = run_certkit("renew", "nobody.example", cwd=issued, env=ca_env)
+    assert_clean_error(nobody, "matches 'nobody.example'")
+    key_type = run_certkit("renew", folder, "--key-type", "ed25519", cwd=issued, env=ca_env)
+    assert_clean_error(key_type, "add --rekey", code=2)
+    # A bundle from another CA.
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "other"))
+    run_certkit("init-ca", env=other, check=True)
+    run_certkit("issue-server", "foreign.internal", cwd=issued, env=other, check=True)
+    foreign = run_certkit("renew", issued / "foreign.internal", cwd=issued, env=ca_env)
+    assert_clean_error(foreign, "was not issued by this CA")
+    # A folder whose key does not match its certificate is not renewed into.
+    (issued / "localhost" / "privkey.pem").write_bytes((issued / "foreign.internal" / "privkey.pem").read_bytes())
+    mismatched = run_certkit("renew", issued / "localhost", cwd=issued, env=ca_env)
+    assert_clean_error(mismatched, "does not belong to")
+    assert snapshot(folder) == before and inventory.count() == count
+
+
+def _reader(folder: str, stop, counts) -> None:
+    """Open the folder once per round and read cert and key through it: a consistent view."""
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import serialization as _ser
+
+    def read(dfd, name):
+        fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    checked = mismatched = missing = 0
+    while not stop.is_set() or checked == 0:
+        try:
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            missing += 1
+            continue
+        try:
+            cert = _x509.load_pem_x509_certificate(read(dfd, "cert.pem"))
+            key = _ser.load_pem_private_key(read(dfd, "privkey.pem"), None)
+        finally:
+            os.close(dfd)
+        same = cert.public_key().public_bytes(_ser.Encoding.DER, _ser.PublicFormat.SubjectPublicKeyInfo) == \
+            key.public_key().public_bytes(_ser.Encoding.DER, _ser.PublicFormat.SubjectPublicKeyInfo)
+        checked += 1
+        mismatched += not same
+    counts.extend([checked, mismatched, missing])
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
+def test_rekey_never_exposes_a_mismatched_pair(issued, ca_dir, exchange, monkeypatch):
+    from certkit import bundle
+    from certkit.lifecycle import renew_bundle
+
+    if not exchange:
+        monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
+    else:
+        assert bundle._exchange.__name__ == "_exchange"
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    folder = issued / "localhost"
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager()
+    stop, counts = manager.Event(), manager.list()
+    reader = ctx.Process(target=_reader, args=(str(folder), stop, counts))
+    reader.start()
+    try:
+        for _ in range(8):
+            renew_bundle(ca, str(folder), rekey=True)
+            assert pair_matches(folder)
+    finally:
+        stop.set()
+        reader.join(60)
+    checked, mismatched, missing = list(counts)
+    assert checked > 0 and mismatched == 0
+    if exchange:
+        assert missing == 0  # the folder is exchanged, never absent
+    assert len(CADirectory(ca_dir).inventory.successors(format(load(folder / "cert.pem").serial_number, "X"))) == 0
+    manager.shutdown()
+
+
+@pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_rename_exchange_is_used_on_linux(tmp_path):
+    from certkit.bundle import _exchange
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "one").write_text("1")
+    assert _exchange(tmp_path / "a", tmp_path / "b") is True
+    assert (tmp_path / "b" / "one").exists() and not (tmp_path / "a" / "one").exists()
