@@ -1,0 +1,190 @@
+"""certkit revoke and certkit crl: reasons, clear refusals, CRL numbers, PEM and DER, proven by
+openssl (crl -verify, verify -crl_check) and by nginx's ssl_crl in real handshakes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certkit.store import CADirectory
+from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+from nginx_helper import https_get, nginx
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def serial_of(folder: Path) -> str:
+    return format(load(folder / "cert.pem").serial_number, "X")
+
+
+@pytest.fixture
+def fleet(tmp_path, ca_env, ca_dir):
+    run_certkit("issue-server", "localhost", "127.0.0.1", cwd=tmp_path, env=ca_env, check=True)
+    for name in ("good", "lost"):
+        run_certkit("issue-client", name, cwd=tmp_path, env=ca_env, check=True)
+    return tmp_path
+
+
+def test_revoke_and_crl(fleet, ca_env, ca_dir):
+    lost = serial_of(fleet / "lost")
+    proc = run_certkit("revoke", fleet / "lost", "--reason", "key-compromise", "--json", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["serial"] == lost and out["reason"] == "keyCompromise"
+    assert CADirectory(ca_dir).inventory.get(lost)["status"] == "revoked"
+
+    crl_pem = fleet / "crl.pem"
+    proc = run_certkit("crl", "--out", crl_pem, "--days", "7", "--json", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["crl_number"] == 1 and info["revoked"] == 1
+    crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
+    ca_cert = load(ca_dir / "ca.pem")
+    assert crl.is_signature_valid(ca_cert.public_key())
+    assert crl.issuer == ca_cert.subject
+    assert crl.next_update_utc - crl.last_update_utc == dt.timedelta(days=7)
+    assert crl.last_update_utc <= dt.datetime.now(dt.UTC)
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    assert aki == ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    entry = crl.get_revoked_certificate_by_serial_number(int(lost, 16))
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    assert crl.get_revoked_certificate_by_serial_number(int(serial_of(fleet / "good"), 16)) is None
+
+    verified = openssl("crl", "-in", crl_pem, "-noout", "-verify", "-CAfile", ca_dir / "ca.pem")
+    assert verified.returncode == 0 and b"verify OK" in verified.stderr + verified.stdout
+    for name, expect_ok in (("good", True), ("lost", False), ("localhost", True)):
+        purpose = "sslserver" if name == "localhost" else "sslclient"
+        proc = openssl("verify", "-x509_strict", "-purpose", purpose, "-crl_check", "-CAfile", ca_dir / "ca.pem",
+                       "-CRLfile", crl_pem, fleet / name / "cert.pem")
+        assert (proc.returncode == 0) == expect_ok, (name, proc.stdout, proc.stderr)
+        if not expect_ok:
+            assert b"certificate revoked" in proc.stdout + proc.stderr
+
+    # DER, and the CRL number goes up; the old CRL file is replaced without --force.
+    crl_der = fleet / "crl.der"
+    assert run_certkit("crl", "--der", "--out", crl_der, env=ca_env).returncode == 0
+    der = x509.load_der_x509_crl(crl_der.read_bytes())
+    assert der.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
+    assert openssl("crl", "-inform", "DER", "-in", crl_der, "-noout", "-verify", "-CAfile",
+                   ca_dir / "ca.pem").returncode == 0
+    proc = run_certkit("crl", "--out", crl_pem, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "CRL number 3" in proc.stdout
+    # Without --out: PEM on stdout.
+    stdout = run_certkit("crl", env=ca_env)
+    assert stdout.returncode == 0
+    piped = x509.load_pem_x509_crl(stdout.stdout.encode())
+    assert piped.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 4
+
+
+def test_revoke_refusals(fleet, ca_env, ca_dir, tmp_path):
+    inventory = CADirectory(ca_dir).inventory
+    good = serial_of(fleet / "good")
+    assert run_certkit("revoke", good, env=ca_env).returncode == 0
+    twice = run_certkit("revoke", good, "--reason", "superseded", env=ca_env)
+    assert_clean_error(twice, f"The certificate {good} was already revoked")
+    assert inventory.get(good)["revocation_reason"] == "unspecified"
+    unknown = run_certkit("revoke", "DEADBEEF00112233", env=ca_env)
+    assert_clean_error(unknown, "No certificate of this CA matches 'DEADBEEF00112233'")
+    by_name = run_certkit("revoke", "localhost", env=ca_env)  # names are not accepted: too easy to mistype
+    assert_clean_error(by_name, "a bundle folder or a serial")
+    reason = run_certkit("revoke", fleet / "lost", "--reason", "certificateHold", env=ca_env)
+    assert_clean_error(reason, "not a revocation reason", code=2)
+    assert "keyCompromise" in reason.stderr
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "other"))
+    run_certkit("init-ca", env=other, check=True)
+    run_certkit("issue-client", "mallory", cwd=fleet, env=other, check=True)
+    foreign = run_certkit("revoke", fleet / "mallory", env=ca_env)
+    assert_clean_error(foreign, "was not issued by this CA")
+    no_ca = run_certkit("revoke", good, env=dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "none")))
+    assert_clean_error(no_ca, "No CA in")
+    assert [r["serial"] for r in inventory.query(status="revoked")] == [good]
+    # crl refuses to overwrite a file that is not a CRL of this CA, and takes no CRL number.
+    victim = fleet / "notes.txt"
+    victim.write_text("precious\n")
+    refused = run_certkit("crl", "--out", victim, env=ca_env)
+    assert_clean_error(refused, "not a CRL of this CA")
+    assert victim.read_text() == "precious\n"
+    run_certkit("crl", "--out", fleet / "other-crl.pem", env=other, check=True)
+    assert_clean_error(run_certkit("crl", "--out", fleet / "other-crl.pem", env=ca_env), "not a CRL of this CA")
+    assert run_certkit("crl", "--out", victim, "--force", env=ca_env).returncode == 0
+    crl = x509.load_pem_x509_crl(victim.read_bytes())
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
+    wrong_pw = run_certkit("crl", "--out", fleet / "x.pem", env=dict(ca_env, CERTKIT_CA_PASSPHRASE="nope"))
+    assert_clean_error(wrong_pw, "passphrase does not decrypt")
+    assert not (fleet / "x.pem").exists()
+
+
+def test_ed25519_and_rsa_ca_crls(tmp_path, ca_env):
+    for key_type in ("ed25519", "rsa-2048"):
+        env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / key_type))
+        run_certkit("init-ca", "--key-type", key_type, env=env, check=True)
+        run_certkit("issue-client", f"c-{key_type}", cwd=tmp_path, env=env, check=True)
+        run_certkit("revoke", tmp_path / f"c-{key_type}", "--reason", "cessationOfOperation", env=env, check=True)
+        run_certkit("crl", "--out", tmp_path / f"{key_type}.crl", env=env, check=True)
+        proc = openssl("crl", "-in", tmp_path / f"{key_type}.crl", "-noout", "-verify", "-CAfile",
+                       tmp_path / key_type / "ca.pem")
+        assert proc.returncode == 0, proc.stderr
+        proc = openssl("verify", "-crl_check", "-CAfile", tmp_path / key_type / "ca.pem", "-CRLfile",
+                       tmp_path / f"{key_type}.crl", tmp_path / f"c-{key_type}" / "cert.pem")
+        assert proc.returncode != 0 and b"certificate revoked" in proc.stdout + proc.stderr
+
+
+def test_nginx_refuses_revoked_client(fleet, ca_env, ca_dir):
+    run_certkit("revoke", fleet / "lost", "--reason", "keyCompromise", env=ca_env, check=True)
+    run_certkit("crl", "--out", fleet / "crl.pem", env=ca_env, check=True)
+    tls = f"""
+        ssl_certificate {fleet / 'localhost' / 'fullchain.pem'};
+        ssl_certificate_key {fleet / 'localhost' / 'privkey.pem'};
+        ssl_client_certificate {ca_dir / 'ca.pem'};
+        ssl_verify_client on;
+        ssl_crl {fleet / 'crl.pem'};
+    """
+    with nginx(fleet, tls) as (port, error_log):
+        status, body = https_get(port, ca_dir / "ca.pem", (fleet / "good" / "fullchain.pem",
+                                                           fleet / "good" / "privkey.pem"))
+        assert status == 200 and "verify=SUCCESS" in body and "CN=good" in body
+        status, body = https_get(port, ca_dir / "ca.pem", (fleet / "lost" / "fullchain.pem",
+                                                           fleet / "lost" / "privkey.pem"))
+        assert status == 400 and "SSL certificate error" in body
+        assert "certificate revoked" in error_log.read_text()
+
+
+def test_nginx_two_tier_crls(tmp_path, ca_env, ca_dir):
+    """With ssl_crl nginx checks every CA in the chain, so it needs the root's CRL and the intermediate's."""
+    parent_env = dict(ca_env, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", ca_dir, "--name", "Issuing",
+                env=parent_env, check=True)
+    env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "inter"))
+    run_certkit("issue-server", "localhost", cwd=tmp_path, env=env, check=True)
+    for name in ("good", "lost"):
+        run_certkit("issue-client", name, cwd=tmp_path, env=env, check=True)
+    run_certkit("revoke", tmp_path / "lost", "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("crl", "--out", tmp_path / "inter.crl", env=env, check=True)
+    run_certkit("crl", "--out", tmp_path / "root.crl", env=ca_env, check=True)
+    (tmp_path / "crls.pem").write_bytes((tmp_path / "root.crl").read_bytes() + (tmp_path / "inter.crl").read_bytes())
+    proc = openssl("verify", "-crl_check_all", "-CAfile", ca_dir / "ca.pem", "-untrusted", tmp_path / "good" /
+                   "chain.pem", "-CRLfile", tmp_path / "crls.pem", tmp_path / "good" / "cert.pem")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tls = f"""
+        ssl_certificate {tmp_path / 'localhost' / 'fullchain.pem'};
+        ssl_certificate_key {tmp_path / 'localhost' / 'privkey.pem'};
+        ssl_client_certificate {ca_dir / 'ca.pem'};
+        ssl_verify_client on;
+        ssl_verify_depth 2;
+        ssl_crl {tmp_path / 'crls.pem'};
+    """
+    with nginx(tmp_path, tls) as (port, error_log):
+        good = https_get(port, ca_dir / "ca.pem", (tmp_path / "good" / "fullchain.pem", tmp_path / "good" /
+                                                   "privkey.pem"))
+        assert good[0] == 200 and "verify=SUCCESS" in good[1]
+        lost = https_get(port, ca_dir / "ca.pem", (tmp_path / "lost" / "fullchain.pem", tmp_path / "lost" /
+                                                   "privkey.pem"))
+        assert lost[0] == 400
+        assert "certificate revoked" in error_log.read_text()
