@@ -185,7 +185,11 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
         from certkit.errors import PassphraseRequired
 
         try:
-            parent = CADirectory(parent_ca_dir).load(
+            parent_store = CADirectory(parent_ca_dir)
+            # A parent that may not sign CAs is refused before its passphrase is asked for.
+            parent_cert, grandparents = parent_store.load_certificates()
+            CA(parent_cert, None, grandparents)._check_can_sign_ca()
+            parent = parent_store.load(
                 lambda: read_secret(parent_passphrase_file, "CERTKIT_PARENT_CA_PASSPHRASE",
                                     "Parent CA key passphrase"))
         except PassphraseRequired as exc:

@@ -44,12 +44,12 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
     is_pem = data.lstrip().startswith(b"-----")
     if is_pem and b"REQUEST-----" not in data:
         label = data.lstrip().split(b"\n", 1)[0].decode("ascii", "replace").strip()
-        raise InvalidCSR(f"{source} is not a certificate signing request: it is PEM '{label}'.")
+        raise InvalidCSR(f"{_cap(source)} is not a certificate signing request: it is PEM '{label}'.")
     try:
         csr = x509.load_pem_x509_csr(data) if is_pem else x509.load_der_x509_csr(data)
     except ValueError as exc:
         raise InvalidCSR(
-            f"{source} is not a readable certificate signing request (PEM or DER): {exc}."
+            f"{_cap(source)} is not a readable certificate signing request (PEM or DER): {exc}."
         ) from None
     try:
         valid = csr.is_signature_valid
@@ -64,10 +64,10 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
     try:
         extensions = list(csr.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
-        raise InvalidCSR(f"{source} has malformed extensions: {exc}.") from None
+        raise InvalidCSR(f"{_cap(source)} has malformed extensions: {exc}.") from None
     cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
     if len(cns) > 1:
-        raise InvalidCSR(f"{source} has {len(cns)} common names; a certificate takes one.")
+        raise InvalidCSR(f"{_cap(source)} has {len(cns)} common names; a certificate takes one.")
     request = CSRRequest(csr, str(cns[0].value) if cns else None, csr.subject.rfc4514_string())
     for ext in extensions:
         if isinstance(ext.value, x509.SubjectAlternativeName):
@@ -75,6 +75,10 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
         else:
             request.extensions.append(describe_extension(ext))
     return request
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _check_key(csr, source: str) -> None:
@@ -90,7 +94,7 @@ def _check_key(csr, source: str) -> None:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return
     raise InvalidCSR(
-        f"{source} holds a {key_type_of(key)} key, which certkit does not sign: use RSA of at "
+        f"{_cap(source)} holds a {key_type_of(key)} key, which certkit does not sign: use RSA of at "
         f"least {MIN_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519."
     )
 
