@@ -264,7 +264,7 @@ _SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
 
 
 def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes | None = None,
-                  p12_legacy: bool = False, *, from_csr: bool = False) -> None:
+                  p12_legacy: bool = False, *, from_csr: dict | None = None) -> None:
     from cryptography.hazmat.primitives import hashes
 
     extra = {}
@@ -286,8 +286,8 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes 
         "issuer": ca.cert.subject.rfc4514_string(),
         "folder": str(out), "files": {p.name: str(p) for p in written}, "notes": issued.notes,
     }
-    if from_csr:
-        data |= {"granted": issued.granted, "dropped": issued.dropped}
+    if from_csr is not None:  # what the CSR asked for, and what of it the certificate does not carry
+        data |= {"requested": from_csr, "granted": issued.granted, "dropped": issued.dropped}
     shown = ", ".join(f"{i.value} ({i.display})" if i.display else i.value
                       for i in issued.identities) or "(none: identified by its subject DN)"
     lines = [
@@ -304,7 +304,7 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes 
 
         data["p12_encryption"] = "legacy" if p12_legacy else "modern"
         lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
-    if from_csr:
+    if from_csr is not None:
         lines += [f"  granted   {g} (as requested)" for g in issued.granted]
         lines += [f"  dropped   {d}" for d in issued.dropped]
         lines.append("  key       none written: the requester keeps the private key")

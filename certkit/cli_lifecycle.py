@@ -92,7 +92,9 @@ def sign_csr(csr_file, names, kind, out, days, force, ca_dir, passphrase_file, a
     files = ["cert.pem", "fullchain.pem", "ca.pem"] + (["chain.pem"] if ca.parents else [])
     check_writable(out, files, force=force)
     issued = ca.sign_csr(request, kind, extra_names=names, days=days)
-    _write_issued(issued, out, force, as_json, ca, from_csr=True)
+    requested = {"subject": request.subject, "names": [f"{k}:{v}" for k, v in request.san],
+                 "extensions": request.extensions}
+    _write_issued(issued, out, force, as_json, ca, from_csr=requested)
 
 
 # --- list -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def test_revoke_and_crl(fleet, ca_env, ca_dir):
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
     assert crl.get_revoked_certificate_by_serial_number(int(serial_of(fleet / "good"), 16)) is None
 
+    lint = subprocess.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", str(crl_pem)],
+                          capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout + lint.stderr
     verified = openssl("crl", "-in", crl_pem, "-noout", "-verify", "-CAfile", ca_dir / "ca.pem")
     assert verified.returncode == 0 and b"verify OK" in verified.stderr + verified.stdout
     for name, expect_ok in (("good", True), ("lost", False), ("localhost", True)):

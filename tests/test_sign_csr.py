@@ -108,6 +108,9 @@ def test_requested_extensions_are_not_copied(tmp_path, ca_env, ca_dir):
                      "keyCertSign", "O=Acme Corp", "email:ops@example.com"):
         assert fragment in dropped, dropped
     assert out["granted"] == []
+    assert out["requested"]["subject"] == "O=Acme Corp,CN=web.internal"
+    assert out["requested"]["names"] == ["dns:web.internal", "email:ops@example.com"]
+    assert "basicConstraints CA:TRUE, pathlen:3" in out["requested"]["extensions"]
     human = run_certkit("sign-csr", csr, "--server", "--out", "again", cwd=tmp_path, env=ca_env)
     assert "dropped   basicConstraints CA:TRUE" in human.stdout
     assert pkilint_errors(tmp_path / "web.internal" / "cert.pem") == ""
