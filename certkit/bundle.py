@@ -11,9 +11,6 @@ readers see all of the bundle or none of it.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,8 +30,9 @@ def _mode_for(name: str) -> int:
     return SECRET_MODE if is_secret(name) else PUBLIC_MODE
 
 
-def write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (which must not exist) with exactly ``mode``, write and fsync it."""
+def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) with exactly ``mode``, write it, and fsync it
+    unless ``sync`` is False (a batch syncs many files at once instead)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, mode)
     try:
@@ -42,12 +40,37 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         _unlink_quietly(path)
         raise
     os.close(fd)
+
+
+def _random_suffix() -> str:
+    # os.urandom rather than secrets/tempfile: those pull in hashlib and random, which
+    # cost a few milliseconds of start-up on every one-shot command.
+    return os.urandom(8).hex()
+
+
+def make_staging_dir(parent: Path, name: str) -> Path:
+    """Create a new, empty, private (0700) folder beside ``parent / name`` to assemble it in."""
+    for _attempt in range(100):
+        staging = parent / f".{name}.{_random_suffix()}.certkit-tmp"
+        try:
+            os.mkdir(staging, 0o700)
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"Could not create a temporary folder in {parent}.")
+
+
+def remove_tree(path: Path) -> None:
+    import shutil  # only on failure paths
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -114,32 +137,36 @@ def _check_folder_owner(folder: Path) -> None:
         )
 
 
-def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False) -> list[Path]:
+def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False,
+                 sync: bool = True) -> list[Path]:
     """Write ``files`` (name -> content) into ``folder``; return the paths written.
 
-    Secrets (``*key.pem``, ``*.p12``) get mode 0600, others 0644.
+    Secrets (``*key.pem``, ``*.p12``) get mode 0600, others 0644. With ``sync``
+    False nothing is fsynced: the files are complete and atomically in place for
+    readers, but durable only after the caller syncs (``issue-batch`` does it per chunk).
     """
     folder = Path(folder)
     check_writable(folder, list(files), force=force)
     try:
         if not folder.exists():
-            _write_new_folder(folder, files)
+            _write_new_folder(folder, files, sync)
         else:
-            _replace_in_folder(folder, files)
+            _replace_in_folder(folder, files, sync)
     except OSError as exc:
         raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
     return [folder / name for name in files]
 
 
-def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".certkit-tmp", dir=parent))
+    staging = make_staging_dir(parent, folder.name)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, _mode_for(name))
+            write_new_file(staging / name, data, _mode_for(name), sync=sync)
         os.chmod(staging, FOLDER_MODE)
-        _fsync_dir(staging)
+        if sync:
+            _fsync_dir(staging)
         pause_at("staged")
         try:
             os.rename(staging, folder)  # replaces nothing but an empty folder
@@ -149,24 +176,26 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes]) -> None:
                     f"{folder} appeared while the bundle was being written; nothing was replaced."
                 ) from None
             raise
-        _fsync_dir(parent)
+        if sync:
+            _fsync_dir(parent)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
 
 
-def _replace_in_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+def _replace_in_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
     temps: dict[str, Path] = {}
     try:
         for name in files:
-            temps[name] = folder / f".{name}.{secrets.token_hex(8)}.certkit-tmp"
-            write_new_file(temps[name], files[name], _mode_for(name))
+            temps[name] = folder / f".{name}.{_random_suffix()}.certkit-tmp"
+            write_new_file(temps[name], files[name], _mode_for(name), sync=sync)
         # Each rename is atomic, the set is not: everything is written and flushed
         # first so the renames run back to back in microseconds.
         pause_at("staged")
         for name in list(temps):
             os.rename(temps.pop(name), folder / name)
-        _fsync_dir(folder)
+        if sync:
+            _fsync_dir(folder)
     finally:
         for tmp in temps.values():
             _unlink_quietly(tmp)

@@ -10,9 +10,7 @@ that directory's inventory before it is handed out.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import ipaddress
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,9 @@ def _ski(cert: "x509.Certificate") -> bytes | None:
 
 def default_ca_name() -> str:
     """``certkit CA user@host``: tells apart the roots of different machines in a trust store."""
+    import getpass  # here, not at the top: only init-ca needs them, and issuing is timed
+    import socket
+
     try:
         user = getpass.getuser()
     except Exception:  # no login name (containers): the host alone still identifies it
@@ -112,10 +113,11 @@ class IssuedCert:
 
     def bundle_files(self) -> dict[str, bytes]:
         """The files of an output folder, by name (certbot's names)."""
-        files = {"cert.pem": self.cert_pem}
+        cert_pem = self.cert_pem  # once: issue-batch writes thousands of these
+        files = {"cert.pem": cert_pem}
         if self.private_key is not None:
             files["privkey.pem"] = self.private_key_pem
-        files["fullchain.pem"] = self.fullchain_pem
+        files["fullchain.pem"] = cert_pem + self.chain_pem
         if self.intermediates:
             files["chain.pem"] = self.chain_pem
         files["ca.pem"] = self.ca_pem

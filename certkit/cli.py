@@ -7,7 +7,6 @@ runs, which keeps ``certkit --help`` fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -113,6 +112,8 @@ def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
 
 def emit(as_json: bool, data: dict, human: str) -> None:
     if as_json:
+        import json  # only for --json: certkit --help should not load it
+
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         click.echo(human)

@@ -140,12 +140,14 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
 
 
 def _to_a_labels(original: str, name: str) -> str:
-    import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
-
     if name.isascii():
         name = name.lower()
         if not any(label.startswith("xn--") for label in name.split(".")):
             return name
+    # Imported only for names that need it: most names are plain ASCII, and a batch or
+    # a one-shot issuance should not pay for loading the IDNA tables.
+    import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
+
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels

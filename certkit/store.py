@@ -14,14 +14,12 @@ per-user data directory, so issuing works from any folder (mkcert's CAROOT).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from certkit.bundle import _fsync_dir, write_new_file
+from certkit.bundle import _fsync_dir, make_staging_dir, remove_tree, write_new_file
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, load_private_key, private_key_pem
@@ -100,8 +98,7 @@ class CADirectory:
             )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".certkit-tmp",
-                                            dir=self.path.parent))
+            staging = make_staging_dir(self.path.parent, self.path.name)
         except OSError as exc:
             raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
         try:
@@ -115,10 +112,10 @@ class CADirectory:
             os.rename(staging, self.path)
             _fsync_dir(self.path.parent)
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
             raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
             raise
         return [self.path / name for name in [*files, INVENTORY_FILE]]
 
