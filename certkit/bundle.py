@@ -220,7 +220,7 @@ def replace_folder(folder: Path, files: Mapping[str, bytes], *, drop: tuple[str,
         raise UnsafeOutputPath(f"{folder} is not a folder (or is a symbolic link); certkit will not replace it.")
     parent = folder.absolute().parent
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".certkit-tmp", dir=parent))
+        staging = make_staging_dir(parent, folder.name)
     except OSError as exc:
         raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
     try:
@@ -241,16 +241,18 @@ def replace_folder(folder: Path, files: Mapping[str, bytes], *, drop: tuple[str,
         _fsync_dir(parent)
         pause_at("swapped")
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
-    shutil.rmtree(staging, ignore_errors=True)  # after the exchange it holds the old bundle
+    remove_tree(staging)  # after the exchange it holds the old bundle
     return [folder / name for name in files]
 
 
 def _carry_over(source: Path, target: Path) -> None:
+    import shutil  # renewal only
+
     if source.is_symlink():
         os.symlink(os.readlink(source), target)
     elif source.is_dir():

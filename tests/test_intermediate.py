@@ -10,14 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, assert_clean_error, openssl, pkilint_errors, run_certkit
 from cryptography import x509
 from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-from nginx_helper import https_get, nginx
 
 from certkit.store import CADirectory
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+from conftest import PASSPHRASE, assert_clean_error, openssl, pkilint_errors, run_certkit
+from nginx_helper import https_get, nginx
 
 
 def load(path: Path) -> x509.Certificate:

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import PASSPHRASE, REPO, certkit_env
 
 PAGES = ["sign-csr.md", "list.md", "renew.md", "revoke.md", "crl.md", "two-tier-pki.md"]

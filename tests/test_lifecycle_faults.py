@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_certkit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certkit.store import CADirectory
+
+from conftest import run_certkit
 
 WORKER = textwrap.dedent("""
     import sys, time, os

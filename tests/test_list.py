@@ -8,9 +8,10 @@ import json
 import sqlite3
 
 import pytest
-from conftest import PASSPHRASE, assert_clean_error, run_certkit
 
 from certkit.store import CADirectory
+
+from conftest import PASSPHRASE, assert_clean_error, run_certkit
 
 V1_SCHEMA = """
 CREATE TABLE certificates (

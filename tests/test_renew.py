@@ -9,11 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certkit.store import CADirectory
+
+from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 
 
 def load(path: Path) -> x509.Certificate:

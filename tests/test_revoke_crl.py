@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 from cryptography import x509
-from nginx_helper import https_get, nginx
 
 from certkit.store import CADirectory
+
+from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+from nginx_helper import https_get, nginx
 
 
 def load(path: Path) -> x509.Certificate:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, openssl, pkilint_errors, run_certkit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,6 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certkit.store import CADirectory
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+from conftest import assert_clean_error, openssl, pkilint_errors, run_certkit
 
 OPENSSL_KEYS = {"rsa": ["-newkey", "rsa:2048"], "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
                 "ed25519": ["-newkey", "ed25519"]}
