@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.errors import InvalidCSR
+from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -47,9 +47,10 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
         raise InvalidCSR(f"{_cap(source)} is not a certificate signing request: it is PEM '{label}'.")
     try:
         csr = x509.load_pem_x509_csr(data) if is_pem else x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except parse_errors() as exc:
         raise InvalidCSR(
-            f"{_cap(source)} is not a readable certificate signing request (PEM or DER): {exc}."
+            f"{_cap(source)} is not a readable certificate signing request (PEM or DER): "
+            f"{describe_parse_error(exc)}."
         ) from None
     try:
         valid = csr.is_signature_valid

@@ -8,6 +8,25 @@ full sentence naming the value or path and the cause; the CLI prints it as
 from __future__ import annotations
 
 
+def parse_errors() -> tuple[type[Exception], ...]:
+    """What ``cryptography`` raises for damaged certificates, CSRs and keys, often only when
+    a field is first read: ValueError (a malformed extension or name), KeyError (a name
+    attribute with an unknown string type), UnsupportedAlgorithm (a damaged key algorithm or
+    curve), InvalidVersion (a damaged version field). Found by fuzzing (tests/fuzz_corpus)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.x509 import InvalidVersion
+
+    return (ValueError, KeyError, UnsupportedAlgorithm, InvalidVersion)
+
+
+def describe_parse_error(exc: Exception) -> str:
+    """One line saying why parsing failed, for an error message."""
+    if isinstance(exc, KeyError):
+        return "a name uses an unknown string type"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class CertkitError(Exception):
     """Base class: an operational error with a message fit for a user."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, describe_parse_error, parse_errors
 from certkit.profiles import eku_name
 
 if TYPE_CHECKING:
@@ -113,9 +113,9 @@ def _read_file(path: Path, material: Material) -> None:
                 material.keys.append((_load_key(block.group(0), label), path.name))
             else:
                 material.other.append(label.decode())
-        except ValueError as exc:
+        except parse_errors() as exc:
             what = label.decode().lower()
-            raise UnreadableFile(f"{path} holds a damaged {what}: {exc}.") from None
+            raise UnreadableFile(f"{path} holds a damaged {what}: {describe_parse_error(exc)}.") from None
 
 
 def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
@@ -151,7 +151,7 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
         try:
             bucket.append((loader(data), path.name))
             return
-        except ValueError:
+        except parse_errors():
             continue
     raise UnreadableFile(
         f"{path} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
@@ -339,21 +339,6 @@ def _public_der(key) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-def lazy_parse_errors() -> tuple[type[Exception], ...]:
-    from cryptography.exceptions import UnsupportedAlgorithm
-
-    # ValueError: a malformed extension or name; KeyError: a name attribute with an unknown
-    # string type; UnsupportedAlgorithm: a key whose algorithm or curve is damaged. Found by
-    # fuzzing (tests/fuzz_corpus).
-    return (ValueError, KeyError, UnsupportedAlgorithm)
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return "a name uses an unknown string type"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
     from certkit.keys import key_type_of
@@ -365,8 +350,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
             items.append({"file": name, **describe_certificate(cert, now=now)})
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
-    except lazy_parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
-        raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {_why(exc)}.") from None
+    except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
+        raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
     keys = []
     publics = [(_public_der(c.public_key()), c) for c, _ in material.certificates]
     publics += [(_public_der(r.public_key()), r) for r, _ in material.csrs]

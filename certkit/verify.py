@@ -292,7 +292,8 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     """:func:`verify_certificate` on files: the certificate (with any chain in the same file),
     ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
     verdict and a description of where the trust came from."""
-    from certkit.inspect import _why, lazy_parse_errors, load_material
+    from certkit.errors import describe_parse_error, parse_errors
+    from certkit.inspect import load_material
 
     leaf, chain = load_certificate_chain(cert_path)
     roots, extra, trust = load_trust(ca_file, ca_dir)
@@ -301,6 +302,6 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     try:
         verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
                                      name=name, now=now)
-    except lazy_parse_errors() as exc:  # damage found only when a field is first read
-        raise CertkitError(f"{cert_path} holds a damaged certificate: {_why(exc)}.") from None
+    except parse_errors() as exc:  # damage found only when a field is first read
+        raise CertkitError(f"{cert_path} holds a damaged certificate: {describe_parse_error(exc)}.") from None
     return verdict, trust

@@ -1,5 +1,6 @@
 """Fuzzing the parsers certkit exposes: inspect's and verify's loaders (certificates, CSRs,
-keys, bundles; PEM and DER) on truncated, bit-flipped, spliced and random input.
+keys, bundles; PEM and DER) and sign-csr's CSR loader, on truncated, bit-flipped, spliced
+and random input.
 
 Every outcome is a result or one CertkitError with a one-line message: never another
 exception, never a hang. Inputs that once broke something live in tests/fuzz_corpus/
@@ -16,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certkit.ca import CA
+from certkit.csr import load_csr, plan
 from certkit.errors import CertkitError
 from certkit.inspect import inspect_path
+from certkit.store import CADirectory
 from certkit.verify import verify_path
 
-from conftest import REPO, run_certkit
+from conftest import PASSPHRASE, REPO, certkit_env, run_certkit
 
 CORPUS = REPO / "tests" / "fuzz_corpus"
 
@@ -30,6 +33,8 @@ _CLIENT = _CA.issue_client("fuzz-client", emails=["f@example.com"])
 _WORK = Path(tempfile.mkdtemp(prefix="certkit-fuzz-"))
 _CA_FILE = _WORK / "ca.pem"
 _CA_FILE.write_bytes(_CA.cert_pem)
+_CA_DIR = _WORK / "ca"
+CADirectory(_CA_DIR).save_new(_CA, PASSPHRASE.encode())
 
 
 def _seeds() -> list[bytes]:
@@ -76,7 +81,8 @@ def check_file(data: bytes) -> None:
     path.write_bytes(data)
     for call in (lambda: inspect_path(path),
                  lambda: verify_path(path, purpose="server", name="fuzz.example.com", ca_file=_CA_FILE),
-                 lambda: verify_path(path, purpose="client", ca_file=_CA_FILE)):
+                 lambda: verify_path(path, purpose="client", ca_file=_CA_FILE),
+                 lambda: [plan(load_csr(data), kind) for kind in ("server", "client")]):
         try:
             call()
         except CertkitError as exc:
@@ -112,8 +118,10 @@ def test_huge_input_is_refused_quickly() -> None:
 
 @pytest.mark.parametrize("case", sorted(CORPUS.glob("*")), ids=lambda p: p.name)
 def test_corpus_through_the_cli(case: Path, tmp_path: Path) -> None:
-    for args in (["inspect", case], ["verify", case, "--purpose", "server", "--ca-file", _CA_FILE]):
-        proc = run_certkit(*args, cwd=tmp_path)
+    env = certkit_env(CERTKIT_CA_DIR=str(_CA_DIR), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for args in (["inspect", case], ["verify", case, "--purpose", "server", "--ca-file", _CA_FILE],
+                 ["sign-csr", case, "--server", "--out", tmp_path / "out"]):
+        proc = run_certkit(*args, cwd=tmp_path, env=env)
         assert proc.returncode in (0, 1), proc.stderr
         assert "Traceback" not in proc.stderr
         if proc.returncode == 1:
