@@ -113,7 +113,7 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
     if path.stat().st_uid != os.geteuid():
         found.append(Finding("key-owner", "warning", f"{path} is owned by uid {path.stat().st_uid}, not by you."))
     try:
-        store.load(passphrase)
+        store.load_key(cert, passphrase)
     except PassphraseRequired:
         found.append(Finding("key", "warning", "the key is encrypted and no passphrase was given: not checked."))
     except CertkitError as exc:

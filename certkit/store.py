@@ -146,6 +146,15 @@ class CADirectory:
         from certkit.ca import CA
 
         cert, parents = self.load_certificates()
+        key, warnings = self.load_key(cert, passphrase)
+        inventory = self.inventory
+        inventory.check()
+        ca = CA(cert, key, parents, inventory=inventory)
+        ca.warnings = warnings
+        return ca
+
+    def load_key(self, cert: "x509.Certificate", passphrase: Passphrase = None) -> tuple[object, list[str]]:
+        """The CA's private key, checked against ``cert``, and warnings about its file."""
         if not self.key_path.is_file():
             raise CABroken(f"The CA key {self.key_path} is missing; nothing can be issued without it.")
         try:
@@ -168,11 +177,7 @@ class CADirectory:
                 f"The CA key {self.key_path} does not belong to the CA certificate "
                 f"{self.cert_path}; restore the matching pair from a backup."
             )
-        inventory = self.inventory
-        inventory.check()
-        ca = CA(cert, key, parents, inventory=inventory)
-        ca.warnings = warnings
-        return ca
+        return key, warnings
 
     def _key_mode_warnings(self, data: bytes) -> list[str]:
         """Refuse an unencrypted CA key that others can read; warn for an encrypted one (ssh's rule)."""
