@@ -50,9 +50,45 @@ def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> 
 
 
 def _random_suffix() -> str:
-    # os.urandom rather than secrets/tempfile: those pull in hashlib and random, which
-    # cost a few milliseconds of start-up on every one-shot command.
-    return os.urandom(8).hex()
+    # The pid lets a later run tell a dead writer's leftovers from a live one's (see
+    # sweep_stale); os.urandom rather than secrets/tempfile, which pull in hashlib and random
+    # and cost a few milliseconds of start-up on every one-shot command.
+    return f"{os.getpid()}-{os.urandom(8).hex()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale(directory: Path, name: str) -> None:
+    """Remove what a killed certkit left while writing ``directory / name``: hidden
+    ``.NAME.PID-RANDOM.certkit-tmp`` files and folders whose process is gone (they may hold a
+    private key, mode 0600). An ``.old`` folder, the previous bundle set aside during a
+    fallback swap, is put back if the bundle itself is missing."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]+(\.old)?\.certkit-tmp")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        if match.group(2) and not os.path.lexists(directory / name):
+            os.rename(path, directory / name)
+        elif entry.is_dir(follow_symlinks=False):
+            remove_tree(path)
+        else:
+            _unlink_quietly(path)
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:
@@ -120,6 +156,20 @@ def check_writable(folder: Path, names: list[str], *, force: bool) -> None:
         )
 
 
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` atomically (temporary file beside it, then rename), replacing what is there."""
+    path = Path(path)
+    sweep_stale(path.absolute().parent, path.name)
+    tmp = path.with_name(f".{path.name}.{_random_suffix()}.certkit-tmp")
+    try:
+        write_new_file(tmp, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(path.absolute().parent)
+
+
 def _check_folder_owner(folder: Path) -> None:
     """Refuse a folder that someone else controls: its owner (or anyone, if it is
     writable by all without the sticky bit) could swap the files after certkit wrote them."""
@@ -146,6 +196,10 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     readers, but durable only after the caller syncs (``issue-batch`` does it per chunk).
     """
     folder = Path(folder)
+    sweep_stale(folder.parent, folder.name)
+    if folder.is_dir() and not folder.is_symlink():
+        for name in files:
+            sweep_stale(folder, name)
     check_writable(folder, list(files), force=force)
     try:
         if not folder.exists():
@@ -219,6 +273,7 @@ def replace_folder(folder: Path, files: Mapping[str, bytes], *, drop: tuple[str,
     if folder.is_symlink() or not folder.is_dir():
         raise UnsafeOutputPath(f"{folder} is not a folder (or is a symbolic link); certkit will not replace it.")
     parent = folder.absolute().parent
+    sweep_stale(parent, folder.name)
     try:
         staging = make_staging_dir(parent, folder.name)
     except OSError as exc:

@@ -205,24 +205,14 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
     An existing file is replaced only if it is a CRL from the same issuer (the
     usual refresh, e.g. from cron) or with ``force``; anything else is refused.
     """
-    import os
-    import secrets
-
-    from certkit.bundle import PUBLIC_MODE, _fsync_dir, write_new_file
+    from certkit.bundle import PUBLIC_MODE, replace_file
 
     path = Path(path)
     check_crl_target(path, issuer, force=force)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.certkit-tmp")
     try:
-        write_new_file(tmp, data, PUBLIC_MODE)
-        os.replace(tmp, path)
+        replace_file(path, data, PUBLIC_MODE)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise CertkitError(f"Cannot write the CRL to {path}: {exc.strerror or exc}.") from None
-    _fsync_dir(path.absolute().parent)
 
 
 def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False) -> None:

@@ -130,6 +130,8 @@ def test_kill_while_issuing(tmp_path, ca_env, ca_dir, point, rows):
     proc = run_certkit("issue-server", "victim.internal", "--out", "victim", cwd=tmp_path, env=ca_env)
     assert proc.returncode == 0, proc.stderr
     assert len(check_inventory(ca_dir)) == rows + 1
+    # and what the killed process left (a staged folder may hold a key) is swept away.
+    assert not list(tmp_path.glob(".victim.*certkit-tmp"))
 
 
 @pytest.mark.parametrize("point", ["signed", "recorded", "staged", "swapped"])
@@ -149,6 +151,7 @@ def test_kill_while_renewing(tmp_path, ca_env, ca_dir, point):
     # Renewing again works from whatever state was left.
     proc = run_certkit("renew", folder, cwd=tmp_path, env=ca_env)
     assert proc.returncode == 0, proc.stderr
+    assert not list(tmp_path.glob(".svc.*certkit-tmp")) and not list(folder.glob(".*certkit-tmp"))
 
 
 def test_paused_process_resumes_when_released(tmp_path, ca_env, ca_dir):
