@@ -11,7 +11,8 @@ readers see all of the bundle or none of it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
@@ -211,14 +212,19 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     return [folder / name for name in files]
 
 
-def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
+@contextmanager
+def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> Iterator[Path]:
+    """Assemble a new ``folder`` under a temporary name and rename it into place whole.
+
+    Yields the temporary folder to fill. On success it gets ``mode`` and replaces nothing
+    (but an empty folder); on any failure it is removed, so a half-built folder is never seen.
+    """
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = make_staging_dir(parent, folder.name)
     try:
-        for name, data in files.items():
-            write_new_file(staging / name, data, _mode_for(name), sync=sync)
-        os.chmod(staging, FOLDER_MODE)
+        yield staging
+        os.chmod(staging, mode)
         if sync:
             _fsync_dir(staging)
         pause_at("staged")
@@ -227,7 +233,7 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = Tru
         except OSError:
             if folder.exists():
                 raise OutputExists(
-                    f"{folder} appeared while the bundle was being written; nothing was replaced."
+                    f"{folder} appeared while it was being written; nothing was replaced."
                 ) from None
             raise
         if sync:
@@ -235,6 +241,12 @@ def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = Tru
     except BaseException:
         remove_tree(staging)
         raise
+
+
+def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
+    with new_folder(folder, sync=sync) as staging:
+        for name, data in files.items():
+            write_new_file(staging / name, data, _mode_for(name), sync=sync)
 
 
 def _replace_in_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:

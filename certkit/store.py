@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from certkit.bundle import _fsync_dir, make_staging_dir, remove_tree, write_new_file
+from certkit.bundle import new_folder, write_new_file
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, load_private_key, private_key_pem
@@ -97,26 +97,12 @@ class CADirectory:
                 _cert_pem(c) for c in ca.parents
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            staging = make_staging_dir(self.path.parent, self.path.name)
+            with new_folder(self.path, mode=0o700) as staging:
+                for name, data in files.items():
+                    write_new_file(staging / name, data, 0o600 if name == KEY_FILE else 0o644)
+                Inventory(staging / INVENTORY_FILE).create()
         except OSError as exc:
             raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
-        try:
-            for name, data in files.items():
-                write_new_file(staging / name, data, 0o600 if name == KEY_FILE else 0o644)
-            Inventory(staging / INVENTORY_FILE).create()
-            os.chmod(staging, 0o700)
-            _fsync_dir(staging)
-            if self.path.exists():
-                self.path.rmdir()  # empty, checked above
-            os.rename(staging, self.path)
-            _fsync_dir(self.path.parent)
-        except OSError as exc:
-            remove_tree(staging)
-            raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
-        except BaseException:
-            remove_tree(staging)
-            raise
         return [self.path / name for name in [*files, INVENTORY_FILE]]
 
     # --- loading ------------------------------------------------------------------
