@@ -1,3 +1,5 @@
-from certkit.cli import main
+import sys
 
-main(prog_name="certkit")
+from certkit.entry import main
+
+sys.exit(main())

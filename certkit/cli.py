@@ -20,8 +20,37 @@ ENV_PASSPHRASE = "CERTKIT_CA_PASSPHRASE"
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 
 
+# Commands kept in their own modules, imported only when that command (or the full
+# command list) is asked for: a one-shot issue-server does not pay for the others.
+LAZY_COMMANDS = {
+    "check": "certkit.cli_check",
+    "crl": "certkit.cli_lifecycle",
+    "demo": "certkit.cli_tls",
+    "export-p12": "certkit.cli_serve",
+    "inspect": "certkit.cli_tls",
+    "issue-batch": "certkit.cli_batch",
+    "list": "certkit.cli_lifecycle",
+    "renew": "certkit.cli_lifecycle",
+    "revoke": "certkit.cli_lifecycle",
+    "serve": "certkit.cli_serve",
+    "sign-csr": "certkit.cli_lifecycle",
+    "verify": "certkit.cli_tls",
+}
+
+
 class CertkitGroup(click.Group):
-    """Turns every library error into click's ``Error: ...`` line and exit status 1."""
+    """Loads command modules on demand, and turns every library error into click's
+    ``Error: ...`` line and exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            importlib.import_module(LAZY_COMMANDS[cmd_name])  # registers itself on ``main``
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -378,6 +407,3 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_leg
     issued = ca.issue_client(name, emails=email, uris=uri, dns_names=dns, key_type=key_type, days=days)
     _write_issued(issued, out, force, as_json, ca, password, p12_legacy)
 
-
-# Commands kept in their own modules register themselves on ``main`` when imported.
-from certkit import cli_batch, cli_check, cli_lifecycle, cli_serve, cli_tls  # noqa: E402,F401

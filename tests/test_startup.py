@@ -37,7 +37,7 @@ def loaded_by(*args: str, env: dict | None = None, cwd=None) -> set[str]:
 def command_names() -> list[str]:
     from certkit.cli import main
 
-    return sorted(main.commands)
+    return main.list_commands(None)  # every command, the lazily loaded ones included
 
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("-h",)])
@@ -49,7 +49,8 @@ def test_no_command_help_imports_cryptography() -> None:
     names = command_names()
     assert "issue-batch" in names and "issue-server" in names
     for name in names:
-        assert "cryptography" not in loaded_by(name, "--help"), name
+        loaded = loaded_by(name, "--help")
+        assert "cryptography" not in loaded, name
 
 
 def test_one_shot_issue_loads_only_what_the_names_need(tmp_path, ca_env) -> None:
@@ -63,3 +64,46 @@ def test_one_shot_issue_loads_only_what_the_names_need(tmp_path, ca_env) -> None
     # A wildcard loads the public suffix list, an internationalized name the IDNA tables.
     assert "publicsuffixlist" in loaded_by("issue-server", "*.dev.example.com", env=ca_env, cwd=tmp_path)
     assert "idna" in loaded_by("issue-server", "bücher.example", env=ca_env, cwd=tmp_path)
+
+
+def test_fast_help_is_what_click_renders() -> None:
+    """certkit.entry answers --help from _help.txt without click; it must stay click's text.
+    If this fails, run: python -m certkit.entry --regenerate"""
+    from certkit.entry import HELP_FILE, render_help
+
+    with open(HELP_FILE, encoding="utf-8") as f:
+        assert f.read() == render_help()
+    proc = subprocess.run([sys.executable, "-m", "certkit", "--help"], capture_output=True, text=True,
+                          env=certkit_env(COLUMNS="120"), timeout=60)
+    assert proc.returncode == 0 and proc.stdout == render_help()
+
+
+def test_fast_version_is_what_click_prints() -> None:
+    from click.testing import CliRunner
+
+    from certkit.cli import main
+
+    click_says = CliRunner().invoke(main, ["--version"], prog_name="certkit").output
+    proc = subprocess.run([sys.executable, "-m", "certkit", "--version"], capture_output=True, text=True,
+                          env=certkit_env(), timeout=60)
+    assert proc.stdout == click_says
+
+
+def test_narrow_terminal_help_comes_from_click() -> None:
+    proc = subprocess.run([sys.executable, "-m", "certkit", "--help"], capture_output=True, text=True,
+                          env=certkit_env(COLUMNS="60"), timeout=60)
+    assert proc.returncode == 0 and "Commands:" in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 60
+
+
+def test_one_shot_loads_no_other_command_module(tmp_path, ca_env) -> None:
+    from conftest import run_certkit
+
+    run_certkit("init-ca", env=ca_env, check=True)
+    code = ("import sys, runpy; sys.argv = ['certkit', 'issue-client', 'x']\n"
+            "try:\n    runpy.run_module('certkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('certkit.cli')), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ca_env,
+                          cwd=tmp_path, timeout=120)
+    assert (tmp_path / "x" / "cert.pem").exists(), proc.stderr
+    assert ast.literal_eval(proc.stderr.strip().splitlines()[-1]) == ["certkit.cli"]

@@ -1,0 +1,62 @@
+"""The ``certkit`` console script: answers ``--help`` and ``--version`` without click.
+
+Importing click costs several times Python's own start-up, and these two are
+the commands people run most often to find their way; so the top-level help is
+kept, as click renders it at 80 columns, in ``_help.txt`` beside this module
+(``python -m certkit.entry --regenerate`` rewrites it; a test fails if it
+drifts from click's output). Everything else goes to :mod:`certkit.cli`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from certkit import __version__
+
+HELP_FILE = os.path.join(os.path.dirname(__file__), "_help.txt")
+HELP_WIDTH = 80
+
+
+def _columns() -> int:
+    # The width click would wrap to: $COLUMNS, else the terminal, else 80.
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return HELP_WIDTH
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        sys.stdout.write(f"certkit, version {__version__}\n")
+        return 0
+    if args in (["--help"], ["-h"]) and _columns() >= HELP_WIDTH:
+        try:
+            with open(HELP_FILE, encoding="utf-8") as f:
+                sys.stdout.write(f.read())
+            return 0
+        except OSError:
+            pass  # not installed with the package: let click render it
+    from certkit.cli import main as cli_main
+
+    return cli_main(args=args, prog_name="certkit")
+
+
+def render_help() -> str:
+    """The top-level help exactly as click renders it at 80 columns."""
+    from click.testing import CliRunner
+
+    from certkit.cli import main as cli_main
+
+    result = CliRunner().invoke(cli_main, ["--help"], prog_name="certkit", terminal_width=HELP_WIDTH)
+    return result.output
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--regenerate"]:
+    with open(HELP_FILE, "w", encoding="utf-8") as f:
+        f.write(render_help())
