@@ -344,6 +344,9 @@ def issue_batch(ca: CA, manifest: str | Path, *, out_dir: str | Path = ".", key_
     if not checked:
         check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force)
     job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, sync, chunk_size)
+    from certkit.bundle import sweep_stale
+
+    sweep_stale(Path(out_dir))  # once here, not once per certificate (a scan of the folder)
     started = time.perf_counter()
     result = BatchResult()
     if jobs > 1 and _can_fork():
@@ -396,7 +399,7 @@ class _Job:
         issued = [_sign(signer, line) for line in chunk]
         resigned = _record(self.ca, signer, chunk, issued) if self.ca.inventory is not None else 0
         for line, one in zip(chunk, issued, strict=True):
-            write_bundle(line.out, one.bundle_files(), force=self.force, sync=self.sync == "file")
+            write_bundle(line.out, one.bundle_files(), force=self.force, sync=self.sync == "file", sweep=False)
         if self.sync == "chunk":
             # One sync for the chunk instead of an fsync per file and folder (six per
             # certificate): a crash can lose at most the chunk being written.

@@ -67,29 +67,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale(directory: Path, name: str) -> None:
-    """Remove what a killed certkit left while writing ``directory / name``: hidden
-    ``.NAME.PID-RANDOM.certkit-tmp`` files and folders whose process is gone (they may hold a
-    private key, mode 0600). An ``.old`` folder, the previous bundle set aside during a
-    fallback swap, is put back if the bundle itself is missing."""
-    import re
-
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]+(\.old)?\.certkit-tmp")
+def sweep_stale(directory: Path, name: str | None = None) -> None:
+    """Remove what a killed certkit left while writing ``directory / name`` (any name if
+    None): hidden ``.NAME.PID-RANDOM.certkit-tmp`` files and folders whose process is gone
+    (they may hold a private key, mode 0600). An ``.old`` folder, the previous bundle set
+    aside during a fallback swap, is put back if the bundle itself is missing."""
+    prefix = f".{name}." if name is not None else "."
     try:
-        entries = list(os.scandir(directory))
+        entries = [e for e in os.scandir(directory)
+                   if e.name.endswith(".certkit-tmp") and e.name.startswith(prefix)]
     except OSError:
         return
     for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if not match or _alive(int(match.group(1))):
+        match = _temporary_name().fullmatch(entry.name)
+        if not match or (name is not None and match.group(1) != name) or _alive(int(match.group(2))):
             continue
-        path = Path(entry.path)
-        if match.group(2) and not os.path.lexists(directory / name):
-            os.rename(path, directory / name)
+        path, original = Path(entry.path), Path(directory) / match.group(1)
+        if match.group(3) and not os.path.lexists(original):
+            os.rename(path, original)
         elif entry.is_dir(follow_symlinks=False):
             remove_tree(path)
         else:
             _unlink_quietly(path)
+
+
+_TEMPORARY_NAME: list = []
+
+
+def _temporary_name():
+    """``.NAME.PID-RANDOM[.old].certkit-tmp``, compiled once (only when a leftover exists)."""
+    if not _TEMPORARY_NAME:
+        import re
+
+        _TEMPORARY_NAME.append(re.compile(r"\.(.+)\.(\d+)-[0-9a-f]+(\.old)?\.certkit-tmp"))
+    return _TEMPORARY_NAME[0]
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:
@@ -189,7 +200,7 @@ def _check_folder_owner(folder: Path) -> None:
 
 
 def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False,
-                 sync: bool = True) -> list[Path]:
+                 sync: bool = True, sweep: bool = True) -> list[Path]:
     """Write ``files`` (name -> content) into ``folder``; return the paths written.
 
     Secrets (``*key.pem``, ``*.p12``) get mode 0600, others 0644. With ``sync``
@@ -197,10 +208,10 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     readers, but durable only after the caller syncs (``issue-batch`` does it per chunk).
     """
     folder = Path(folder)
-    sweep_stale(folder.parent, folder.name)
-    if folder.is_dir() and not folder.is_symlink():
-        for name in files:
-            sweep_stale(folder, name)
+    if sweep:  # a batch sweeps its output folder once instead (see sweep_stale)
+        sweep_stale(folder.parent, folder.name)
+        if folder.is_dir() and not folder.is_symlink():
+            sweep_stale(folder)
     check_writable(folder, list(files), force=force)
     try:
         if not folder.exists():
