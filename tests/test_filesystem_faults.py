@@ -116,3 +116,23 @@ def test_world_writable_folder_without_sticky_bit(tmp_path: Path, ca_dir: Path, 
     os.chmod(shared, 0o1777)
     run_certkit("issue-client", "alice", "--out", shared / "alice", env=ca_env, check=True)
     assert stat.S_IMODE((shared / "alice" / "privkey.pem").stat().st_mode) == 0o600
+
+
+def test_leftovers_of_dead_writers_are_swept_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    from certkit.bundle import sweep_stale
+
+    dead = sp.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    live = os.getpid()
+    (tmp_path / f".alice.{dead.pid}-00ff.certkit-tmp").mkdir()
+    (tmp_path / f".alice.{dead.pid}-00ff.certkit-tmp" / "privkey.pem").write_text("secret")
+    (tmp_path / f".alice.{live}-0aaa.certkit-tmp").mkdir()
+    (tmp_path / f".bob.{dead.pid}-0bbb.old.certkit-tmp").mkdir()  # bob's bundle, set aside
+    (tmp_path / f".bob.{dead.pid}-0bbb.old.certkit-tmp" / "cert.pem").write_text("bob")
+    (tmp_path / ".notes.txt").write_text("not ours")
+    sweep_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".alice.{live}-0aaa.certkit-tmp", "bob", ".notes.txt"])
+    assert (tmp_path / "bob" / "cert.pem").read_text() == "bob"  # put back, not deleted
