@@ -353,9 +353,11 @@ class CA:
         ca_start = self.cert.not_valid_before_utc
         if not_before < ca_start:
             not_before = ca_start  # a leaf never claims validity before its issuer's
-        if not_after <= not_before:
+        if not_after <= not_before:  # check_usable() has ruled out an expired CA
             raise InvalidLifetime(
-                f"The CA '{self.common_name}' expired on {latest:%Y-%m-%d}; it can issue nothing more."
+                f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA "
+                f"'{self.common_name}' became valid ({ca_start:%Y-%m-%d %H:%M:%S} UTC); a certificate "
+                "cannot be valid before its issuer."
             )
         return not_before, not_after
 

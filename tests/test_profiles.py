@@ -185,3 +185,11 @@ def test_long_first_name_gives_empty_subject_and_critical_san(tmp_path: Path) ->
     cert = ca.issue_server([long_name]).cert
     assert len(cert.subject) == 0
     assert ext(cert, x509.SubjectAlternativeName).critical
+
+
+def test_validity_before_the_issuer_is_refused_with_the_reason() -> None:
+    from certkit.errors import InvalidLifetime
+
+    ca = CA.create("certkit young CA")
+    with pytest.raises(InvalidLifetime, match="before the CA 'certkit young CA' became valid"):
+        ca.issue_client("a", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=5)
