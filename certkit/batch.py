@@ -257,13 +257,8 @@ def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
 
 
 # --- checking --------------------------------------------------------------------------
-def _bundle_names(ca: CA) -> list[str]:
-    names = ["cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"]
-    return names + ["chain.pem"] if ca.parents else names
-
-
 def _check_line(ca: CA, line: BatchLine, force: bool) -> None:
-    from certkit.bundle import check_writable
+    from certkit.bundle import bundle_names, check_writable
     from certkit.names import client_identities, parse_hosts
     from certkit.profiles import PROFILES
 
@@ -273,7 +268,7 @@ def _check_line(ca: CA, line: BatchLine, force: bool) -> None:
         identities = client_identities(line.names[0], line.emails, line.uris, line.dns)
     ca.check_permitted(identities)
     ca._leaf_validity(PROFILES[line.kind], line.days, None, [])
-    check_writable(line.out, _bundle_names(ca), force=force)
+    check_writable(line.out, bundle_names(chain=bool(ca.parents)), force=force)
 
 
 def check_manifest(ca: CA, manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",

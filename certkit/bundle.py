@@ -23,6 +23,13 @@ PUBLIC_MODE = 0o644
 FOLDER_MODE = 0o755
 
 
+def bundle_names(*, chain: bool, p12: bool = False) -> list[str]:
+    """The files of an issued certificate's folder (certbot's names): ``chain.pem`` under an
+    intermediate CA, ``bundle.p12`` when asked for."""
+    return ["cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"] + (["chain.pem"] if chain else []) + (
+        ["bundle.p12"] if p12 else [])
+
+
 def is_secret(name: str) -> bool:
     return name.endswith(("key.pem", ".p12"))
 

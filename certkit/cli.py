@@ -17,6 +17,7 @@ from certkit import __version__
 from certkit.errors import CertkitError
 
 ENV_PASSPHRASE = "CERTKIT_CA_PASSPHRASE"
+ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"  # the same as certkit.pkcs12's, which loads cryptography
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 
 
@@ -272,21 +273,42 @@ def issue_options(f):
     return f
 
 
-def _bundle_names(ca, p12: bytes | None = None) -> list[str]:
-    names = ["cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"]
-    names += ["chain.pem"] if ca.parents else []
-    return names + ["bundle.p12"] if p12 is not None else names
-
-
 def _p12_password(p12: bool, p12_legacy: bool, p12_password_file: Path | None) -> bytes | None:
     """The PKCS#12 password if bundle.p12 was asked for, read before anything is issued."""
     if not (p12 or p12_legacy):
         if p12_password_file is not None:
             raise click.UsageError("--p12-password-file needs --p12 or --p12-legacy.")
         return None
-    from certkit.cli_serve import read_p12_password
-
     return read_p12_password(p12_password_file)
+
+
+def read_p12_password(path: Path | None) -> bytes:
+    """The PKCS#12 password from --p12-password-file, $CERTKIT_P12_PASSWORD or a confirmed prompt."""
+    password = read_secret(path, ENV_P12_PASSWORD, "PKCS#12 password for bundle.p12", confirm=True)
+    if password is None:
+        raise click.ClickException(
+            f"bundle.p12 needs a password: set ${ENV_P12_PASSWORD}, pass --p12-password-file, "
+            "or run on a terminal to be asked."
+        )
+    return password
+
+
+def describe_p12(legacy: bool) -> str:
+    return ("legacy 3DES/SHA-1 encryption, for older macOS, Windows and Java imports" if legacy
+            else "AES-256-CBC, PBKDF2-SHA256, HMAC-SHA256")
+
+
+def _issue_and_write(issue, out: Path, force: bool, p12: bool, p12_legacy: bool, p12_password_file: Path | None,
+                     ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+    """The flow both issue commands share: refuse an occupied folder before asking for any
+    secret, read the secrets, load the CA, ``issue(ca)``, write the bundle."""
+    from certkit.bundle import bundle_names, check_writable
+
+    check_writable(out, bundle_names(chain=False, p12=p12 or p12_legacy), force=force)
+    password = _p12_password(p12, p12_legacy, p12_password_file)
+    ca = load_ca(ca_dir, passphrase_file)
+    check_writable(out, bundle_names(chain=bool(ca.parents), p12=password is not None), force=force)
+    _write_issued(issue(ca), out, force, as_json, ca, password, p12_legacy)
 
 
 _SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
@@ -330,8 +352,6 @@ def _write_issued(issued, out: Path, force: bool, as_json: bool, ca, p12: bytes 
             str(p) + _SECRET_NOTES.get(p.name, "") for p in written),
     ]
     if p12 is not None:
-        from certkit.cli_serve import describe_p12
-
         data["p12_encryption"] = "legacy" if p12_legacy else "modern"
         lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
     if from_csr is not None:
@@ -360,16 +380,12 @@ def issue_server(names, out, key_type, days, force, p12, p12_legacy, p12_passwor
       certkit issue-server '*.dev.example.com' dev.example.com --out ./certs/dev
       certkit issue-server db.internal --days 90 --key-type rsa-3072
     """
-    from certkit.bundle import check_writable
     from certkit.names import parse_hosts, safe_folder_name
 
     identities = parse_hosts(names)  # validate before asking for a passphrase
     out = out or Path(safe_folder_name(identities[0].value))
-    password = _p12_password(p12, p12_legacy, p12_password_file)
-    ca = load_ca(ca_dir, passphrase_file)
-    check_writable(out, _bundle_names(ca, password), force=force)
-    issued = ca.issue_server(names, key_type=key_type, days=days)
-    _write_issued(issued, out, force, as_json, ca, password, p12_legacy)
+    _issue_and_write(lambda ca: ca.issue_server(names, key_type=key_type, days=days), out, force, p12,
+                     p12_legacy, p12_password_file, ca_dir, passphrase_file, as_json)
 
 
 @main.command("issue-client")
@@ -396,14 +412,11 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_leg
       certkit issue-client sensor-17 --dns sensor-17.iot.example.com --days 730
       CERTKIT_P12_PASSWORD=... certkit issue-client alice --p12   # also bundle.p12 for browsers
     """
-    from certkit.bundle import check_writable
     from certkit.names import client_identities, safe_folder_name
 
     client_identities(name, email, uri, dns)  # validate before asking for a passphrase
     out = out or Path(safe_folder_name(name))
-    password = _p12_password(p12, p12_legacy, p12_password_file)
-    ca = load_ca(ca_dir, passphrase_file)
-    check_writable(out, _bundle_names(ca, password), force=force)
-    issued = ca.issue_client(name, emails=email, uris=uri, dns_names=dns, key_type=key_type, days=days)
-    _write_issued(issued, out, force, as_json, ca, password, p12_legacy)
+    _issue_and_write(lambda ca: ca.issue_client(name, emails=email, uris=uri, dns_names=dns, key_type=key_type,
+                                                days=days),
+                     out, force, p12, p12_legacy, p12_password_file, ca_dir, passphrase_file, as_json)
 

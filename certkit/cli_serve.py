@@ -11,9 +11,16 @@ from pathlib import Path
 
 import click
 
-from certkit.cli import ca_dir_option, json_option, load_ca, main, passphrase_file_option, read_secret
-
-ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"  # same value as certkit.pkcs12's; that module loads cryptography
+from certkit.cli import (
+    ENV_P12_PASSWORD,
+    ca_dir_option,
+    describe_p12,
+    json_option,
+    load_ca,
+    main,
+    passphrase_file_option,
+    read_p12_password,
+)
 
 
 def p12_password_option(f):
@@ -21,22 +28,6 @@ def p12_password_option(f):
         "--p12-password-file", "p12_password_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
         help=f"Read the PKCS#12 password from this file (else ${ENV_P12_PASSWORD}, else a prompt).",
     )(f)
-
-
-def read_p12_password(path: Path | None) -> bytes:
-    """The PKCS#12 password from --p12-password-file, $CERTKIT_P12_PASSWORD or a confirmed prompt."""
-    password = read_secret(path, ENV_P12_PASSWORD, "PKCS#12 password for bundle.p12", confirm=True)
-    if password is None:
-        raise click.ClickException(
-            f"bundle.p12 needs a password: set ${ENV_P12_PASSWORD}, pass --p12-password-file, "
-            "or run on a terminal to be asked."
-        )
-    return password
-
-
-def describe_p12(legacy: bool) -> str:
-    return ("legacy 3DES/SHA-1 encryption, for older macOS, Windows and Java imports" if legacy
-            else "AES-256-CBC, PBKDF2-SHA256, HMAC-SHA256")
 
 
 # --- export-p12 -------------------------------------------------------------------

@@ -307,3 +307,10 @@ def test_concurrent_issuers_get_unique_serials_and_a_complete_inventory(tmp_path
         rows = db.execute("SELECT serial, subject FROM certificates").fetchall()
     assert sorted(r[0] for r in rows) == sorted(serials)
     assert len({r[1] for r in rows}) == 60
+
+
+def test_occupied_folder_is_refused_before_any_secret_is_asked(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    run_certkit("issue-client", "alice", cwd=tmp_path, env=ca_env, check=True)
+    no_secrets = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    proc = run_certkit("issue-client", "alice", "--p12", cwd=tmp_path, env=no_secrets)
+    assert_clean_error(proc, "--force")  # not "needs a passphrase"/"needs a password"
