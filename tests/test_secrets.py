@@ -106,3 +106,17 @@ def test_empty_passphrase_sources_are_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "set but empty" in proc.stderr
     assert not (tmp_path / "ca").exists()
     assert REPO.exists()
+
+
+def test_p12_password_prompt_and_never_echoed(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    code, screen = run_on_terminal(["issue-client", "alice", "--p12"],
+                                   [(b"PKCS#12 password for bundle.p12:", b"p12 zebra"),
+                                    (b"Repeat for confirmation:", b"p12 zebra")], ca_env, tmp_path)
+    assert code == 0, screen
+    assert b"p12 zebra" not in screen
+    info = openssl("pkcs12", "-info", "-noout", "-in", tmp_path / "alice" / "bundle.p12", "-passin", "pass:p12 zebra")
+    assert info.returncode == 0, info.stderr
+    proc = run_certkit("issue-client", "bob", "--p12", "--json", cwd=tmp_path,
+                       env=dict(ca_env, CERTKIT_P12_PASSWORD="p12 env secret"), check=True)
+    assert "p12 env secret" not in proc.stdout + proc.stderr
+    assert b"p12 env secret" not in (tmp_path / "bob" / "bundle.p12").read_bytes()
