@@ -26,7 +26,7 @@ from certkit.errors import (
     NameNotPermitted,
     UnknownCertificate,
 )
-from certkit.keys import DEFAULT_KEY_TYPE, generate_key, key_type_of, private_key_pem
+from certkit.keys import DEFAULT_KEY_TYPE, generate_key, key_type_of, private_key_pem, public_key_der
 from certkit.names import Identity
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from certkit.inventory import Inventory
 
 
-def _pem(cert: "x509.Certificate") -> bytes:
+def certificate_pem(cert: "x509.Certificate") -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.PEM)
@@ -93,7 +93,7 @@ class IssuedCert:
 
     @property
     def cert_pem(self) -> bytes:
-        return _pem(self.cert)
+        return certificate_pem(self.cert)
 
     @property
     def private_key_pem(self) -> bytes | None:
@@ -101,7 +101,7 @@ class IssuedCert:
 
     @property
     def chain_pem(self) -> bytes:
-        return b"".join(_pem(c) for c in self.intermediates)
+        return b"".join(certificate_pem(c) for c in self.intermediates)
 
     @property
     def fullchain_pem(self) -> bytes:
@@ -109,7 +109,7 @@ class IssuedCert:
 
     @property
     def ca_pem(self) -> bytes:
-        return _pem(self.root)
+        return certificate_pem(self.root)
 
     def bundle_files(self) -> dict[str, bytes]:
         """The files of an output folder, by name (certbot's names)."""
@@ -256,11 +256,11 @@ class CA:
 
     @property
     def cert_pem(self) -> bytes:
-        return _pem(self.cert)
+        return certificate_pem(self.cert)
 
     @property
     def root_pem(self) -> bytes:
-        return _pem(self.root)
+        return certificate_pem(self.root)
 
     # --- issuing ------------------------------------------------------------------
     def issue_server(self, names: Iterable[str], *, key_type: str = DEFAULT_KEY_TYPE,
@@ -426,7 +426,7 @@ class CA:
             public_key = None
         else:
             public_key = old.public_key()
-            if key is not None and _public_der(key.public_key()) != _public_der(public_key):
+            if key is not None and public_key_der(key.public_key()) != public_key_der(public_key):
                 raise CannotRenew(f"The private key given does not belong to the certificate {serial}.")
         lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
         issued = self._issue(PROFILES[kind], old.subject, identities, key_type=DEFAULT_KEY_TYPE, days=days,
@@ -557,11 +557,6 @@ def _identities_of(cert, kind: str) -> list[Identity]:
         # a DirectoryName SAN is the subject DN, which build_certificate puts back itself
     return out
 
-
-def _public_der(public_key) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _narrowed_constraints(parent: CA, dns: list[str], ips: list):

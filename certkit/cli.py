@@ -79,6 +79,20 @@ def main() -> None:
     directory. The CA key passphrase comes from a prompt, $CERTKIT_CA_PASSPHRASE
     or --passphrase-file; never from the command line.
     """
+    import warnings
+
+    # A library warning (cryptography's about a non-conforming certificate, say) is news
+    # for the user, in one line like every other message, not a Python source excerpt.
+    warnings.showwarning = _one_line_warning
+
+
+_WARNED: set[str] = set()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if str(message) not in _WARNED:  # the same news once, wherever the library raised it
+        _WARNED.add(str(message))
+        click.echo(f"Warning: {message}", err=True)
 
 
 # --- shared options ---------------------------------------------------------------

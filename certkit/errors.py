@@ -11,12 +11,15 @@ from __future__ import annotations
 def parse_errors() -> tuple[type[Exception], ...]:
     """What ``cryptography`` raises for damaged certificates, CSRs and keys, often only when
     a field is first read: ValueError (a malformed extension or name), KeyError (a name
-    attribute with an unknown string type), UnsupportedAlgorithm (a damaged key algorithm or
-    curve), InvalidVersion (a damaged version field). Found by fuzzing (tests/fuzz_corpus)."""
+    attribute with an unknown string type), TypeError (an attribute of the wrong ASN.1 type),
+    UnsupportedAlgorithm (a damaged key algorithm or
+    curve), InvalidVersion (a damaged version field), DuplicateExtension and
+    UnsupportedGeneralNameType. Found by fuzzing (tests/fuzz_corpus)."""
     from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.x509 import InvalidVersion
+    from cryptography.x509 import DuplicateExtension, InvalidVersion, UnsupportedGeneralNameType
 
-    return (ValueError, KeyError, UnsupportedAlgorithm, InvalidVersion)
+    return (ValueError, KeyError, TypeError, UnsupportedAlgorithm, InvalidVersion, DuplicateExtension,
+            UnsupportedGeneralNameType)
 
 
 def describe_parse_error(exc: Exception) -> str:
@@ -24,7 +27,7 @@ def describe_parse_error(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return "a name uses an unknown string type"
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 class CertkitError(Exception):

@@ -333,15 +333,10 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     }
 
 
-def _public_der(key) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
 
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
-    from certkit.keys import key_type_of
+    from certkit.keys import key_type_of, public_key_der
 
     material = load_material(path)
     items = []
@@ -353,14 +348,14 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
         raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
     keys = []
-    publics = [(_public_der(c.public_key()), c) for c, _ in material.certificates]
-    publics += [(_public_der(r.public_key()), r) for r, _ in material.csrs]
+    publics = [(public_key_der(c.public_key()), c) for c, _ in material.certificates]
+    publics += [(public_key_der(r.public_key()), r) for r, _ in material.csrs]
     for key, name in material.keys:
         if key is None:
             keys.append({"file": name, "encrypted": True, "matches": None,
                          "summary": "encrypted private key (not decrypted, so not compared)"})
             continue
-        own = _public_der(key.public_key())
+        own = public_key_der(key.public_key())
         match = next((obj for der, obj in publics if der == own), None)
         subject = match.subject.rfc4514_string() if match is not None else None
         keys.append({"file": name, "encrypted": False, "key_type": key_type_of(key), "matches": subject,

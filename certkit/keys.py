@@ -59,6 +59,14 @@ def key_type_of(key) -> str:
     return type(key).__name__
 
 
+def public_key_der(public_key) -> bytes:
+    """The SubjectPublicKeyInfo DER of a public key: what to compare to tell whether a key,
+    a certificate and a CSR belong together."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def signature_hash(key):
     """The hash to sign with for ``key``: SHA-384 for P-384, none for EdDSA, else SHA-256."""
     from cryptography.hazmat.primitives import hashes

@@ -168,9 +168,9 @@ def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         except CertkitError:
             old_key = None  # encrypted or exotic: not ours to check; it stays as it is
     if old_key is not None and not rekey:
-        from certkit.ca import _public_der
+        from certkit.keys import public_key_der
 
-        if _public_der(old_key.public_key()) != _public_der(found.cert.public_key()):
+        if public_key_der(old_key.public_key()) != public_key_der(found.cert.public_key()):
             raise CannotRenew(f"{key_path} does not belong to {source / 'cert.pem'}; the folder is already "
                               "inconsistent, so certkit will not renew into it. Restore the pair first.")
     if not in_place:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Union
 from certkit.bundle import new_folder, write_new_file
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
 from certkit.inventory import Inventory
-from certkit.keys import is_encrypted, load_private_key, private_key_pem
+from certkit.keys import is_encrypted, load_private_key, private_key_pem, public_key_der
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -93,9 +93,9 @@ class CADirectory:
             raise CAExists(f"{self.path} exists and is not an empty folder; choose another --ca-dir.")
         files = {CERT_FILE: ca.cert_pem, KEY_FILE: private_key_pem(ca.key, passphrase)}
         if ca.parents:
-            files[PARENTS_FILE] = b"".join(
-                _cert_pem(c) for c in ca.parents
-            )
+            from certkit.ca import certificate_pem
+
+            files[PARENTS_FILE] = b"".join(certificate_pem(c) for c in ca.parents)
         try:
             with new_folder(self.path, mode=0o700) as staging:
                 for name, data in files.items():
@@ -158,7 +158,7 @@ class CADirectory:
         # trusted=True skips RSA's ~40 ms consistency check: the key is ours, and the
         # comparison with the certificate below catches a swapped or damaged key.
         key = load_private_key(data, secret, source=f"CA key {self.key_path}", trusted=True)
-        if _public_der(key.public_key()) != _public_der(cert.public_key()):
+        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
             raise CABroken(
                 f"The CA key {self.key_path} does not belong to the CA certificate "
                 f"{self.cert_path}; restore the matching pair from a backup."
@@ -179,14 +179,3 @@ class CADirectory:
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
 
-
-def _public_der(public_key) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-def _cert_pem(cert) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.PEM)

@@ -124,5 +124,9 @@ def test_corpus_through_the_cli(case: Path, tmp_path: Path) -> None:
         proc = run_certkit(*args, cwd=tmp_path, env=env)
         assert proc.returncode in (0, 1), proc.stderr
         assert "Traceback" not in proc.stderr
+        # Only one-line messages: a library warning too is "Warning: ...", once.
+        lines = proc.stderr.splitlines()
+        assert all(ln.startswith(("Error: ", "Warning: ")) for ln in lines), proc.stderr
+        assert len(lines) == len(set(lines)), proc.stderr
         if proc.returncode == 1:
-            assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1, proc.stderr
+            assert sum(ln.startswith("Error: ") for ln in lines) == 1, proc.stderr
