@@ -1,6 +1,6 @@
 """Commands for issue-batch: parse, call the library, print.
 
-Imported by :mod:`certkit.cli`, whose ``main`` group the commands register on.
+Loaded by :mod:`certkit.cli` when one of its commands runs (LAZY_COMMANDS); the commands register on ``main``.
 Like cli.py, this module imports only click and the standard library at import time.
 """
 
