@@ -1,6 +1,6 @@
 """The ``check`` command: report the health of a CA directory.
 
-Imported by :mod:`certkit.cli`, whose ``main`` group the command registers on.
+Loaded by :mod:`certkit.cli` when the command runs (LAZY_COMMANDS); it registers on ``main``.
 """
 
 from __future__ import annotations
