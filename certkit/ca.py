@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit import names as _names
+from certkit.constants import LEAF_KINDS
 from certkit.errors import (
     AlreadyRevoked,
     CannotRenew,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from certkit.csr import CSRRequest
     from certkit.inventory import Inventory
+    from certkit.store import CADirectory
 
 
 def certificate_pem(cert: "x509.Certificate") -> bytes:
@@ -69,7 +71,7 @@ def default_ca_name() -> str:
 class IssuedCert:
     """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
 
-    kind: str  # "server" | "client"
+    kind: str  # "server" | "client" | "peer"
     cert: "x509.Certificate"
     private_key: object | None
     intermediates: list  # x509.Certificate, nearest issuer first; empty under a root
@@ -138,9 +140,10 @@ class CA:
     """A certificate authority: its certificate, its key, and the certificates above it."""
 
     def __init__(self, cert: "x509.Certificate", key, parents: Sequence["x509.Certificate"] = (),
-                 inventory: "Inventory | None" = None) -> None:
+                 inventory: "Inventory | None" = None, store: "CADirectory | None" = None) -> None:
         self.cert = cert
-        self.key = key
+        self.key = key  # None until unlock() for a CA opened from a directory
+        self.store = store
         # Issuers above this CA, nearest first; the last one is the root. Empty for a root.
         self.parents = list(parents)
         self.inventory = inventory
@@ -237,6 +240,16 @@ class CA:
                 "issue only end-entity certificates, not another CA."
             )
 
+    def unlock(self, passphrase=None) -> None:
+        """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` may be a
+        callable, asked only if the key is encrypted. Nothing happens if the key is loaded."""
+        if self.key is not None:
+            return
+        if self.store is None:
+            raise CertkitError(f"The CA '{self.common_name}' has no private key to sign with.")
+        self.key, warnings = self.store.load_key(self.cert, passphrase)
+        self.warnings += warnings
+
     # --- properties ---------------------------------------------------------------
     @property
     def root(self) -> "x509.Certificate":
@@ -274,6 +287,16 @@ class CA:
         self.check_permitted(identities)
         first = identities[0].value
         return self._issue(PROFILES["server"], leaf_subject(first), identities,
+                           key_type=key_type, days=days, key=key, start=not_before)
+
+    def issue_peer(self, names: Iterable[str], *, key_type: str = DEFAULT_KEY_TYPE,
+                   days: int | None = None, key=None, not_before: dt.datetime | None = None) -> IssuedCert:
+        """Issue a certificate with both serverAuth and clientAuth for cluster peers that cannot
+        take two certificates; the names as for :meth:`issue_server`. Prefer a server and a client
+        certificate wherever the system allows (docs/peers.md)."""
+        identities = _names.parse_hosts(names)
+        self.check_permitted(identities)
+        return self._issue(PROFILES["peer"], leaf_subject(identities[0].value), identities,
                            key_type=key_type, days=days, key=key, start=not_before)
 
     def issue_client(self, name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
@@ -417,7 +440,7 @@ class CA:
                     "Issue a new one (with a new key) instead."
                 )
             kind = row["kind"]
-        if kind not in ("server", "client"):
+        if kind not in LEAF_KINDS:
             raise CannotRenew(f"The certificate {serial} is a CA certificate; renew CAs with 'init-ca'.")
         identities = _identities_of(old, kind)
         self.check_permitted(identities)
@@ -531,6 +554,8 @@ def _leaf_kind(cert) -> str:
         ekus = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
         return "unknown"
+    if set(ekus) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} and len(ekus) == 2:
+        return "peer"
     return {ExtendedKeyUsageOID.SERVER_AUTH: "server", ExtendedKeyUsageOID.CLIENT_AUTH: "client"}.get(
         ekus[0], "unknown") if len(ekus) == 1 else "unknown"
 
@@ -546,7 +571,7 @@ def _identities_of(cert, kind: str) -> list[Identity]:
     out = []
     for gn in san:
         if isinstance(gn, x509.DNSName):
-            out.append(_names.parse_host(gn.value) if kind == "server"
+            out.append(_names.parse_host(gn.value) if kind in ("server", "peer")
                        else _names.parse_dns_name(gn.value, allow_wildcard=False))
         elif isinstance(gn, x509.IPAddress):
             out.append(Identity("ip", str(gn.value)))

@@ -88,3 +88,11 @@ class AlreadyRevoked(CertkitError):
 
 class CannotRenew(CertkitError):
     """A certificate that cannot be renewed as asked (a CA, superseded, no folder to write)."""
+
+
+class InputTooLarge(CertkitError):
+    """A file or line larger than anything certkit reads could legitimately be."""
+
+
+class UnsafeSecretFile(CertkitError):
+    """A passphrase, password or PIN file that other users can read."""

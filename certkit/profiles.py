@@ -8,7 +8,8 @@ intermediate, server, client; fresh key or CSR) gets them from one place:
   keyCertSign + cRLSign, SKI, AKI, optional critical nameConstraints.
 - Leaf: basicConstraints critical CA:FALSE, keyUsage critical digitalSignature
   (+ keyEncipherment for RSA server keys, which TLS 1.2 RSA key transport
-  uses), exactly one extendedKeyUsage, SKI, AKI = issuer's SKI, SAN.
+  uses), exactly one extendedKeyUsage (both for the one exception, a
+  ``peer``), SKI, AKI = issuer's SKI, SAN.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ BACKDATE = dt.timedelta(minutes=5)
 class Profile:
     name: str
     is_ca: bool
-    eku: str | None  # "serverAuth" | "clientAuth" | None for CAs
+    ekus: tuple[str, ...]  # ("serverAuth",), ("clientAuth",), both for a peer; () for CAs
     default_days: int
     max_days: int | None
     path_length: int | None = None
@@ -42,15 +43,19 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # Ten years: a local root is installed by hand, so replacing it is costly.
-    "root-ca": Profile("root-ca", True, None, 3650, None, path_length=1),
+    "root-ca": Profile("root-ca", True, (), 3650, None, path_length=1),
     # Five years, and pathlen 0: an intermediate issues leaves only.
-    "intermediate-ca": Profile("intermediate-ca", True, None, 1825, None, path_length=0),
+    "intermediate-ca": Profile("intermediate-ca", True, (), 1825, None, path_length=0),
     # 200 days: the CA/Browser Forum maximum since 2026-03-15 (counted inclusively);
     # 825 days is Apple's hard limit for certificates under user-installed roots.
-    "server": Profile("server", False, "serverAuth", 200, 825),
+    "server": Profile("server", False, ("serverAuth",), 200, 825),
     # One year: client keys live on laptops and devices; renew yearly. No cap but
     # the issuer's own expiry, since device fleets sometimes need longer.
-    "client": Profile("client", False, "clientAuth", 365, None),
+    "client": Profile("client", False, ("clientAuth",), 365, None),
+    # Both usages, for cluster members that cannot take a separate client certificate
+    # (etcd 3.4 peers, for one). A server certificate in every other respect: its names,
+    # its 200-day default and 825-day cap.
+    "peer": Profile("peer", False, ("serverAuth", "clientAuth"), 200, 825),
 }
 
 
@@ -162,13 +167,13 @@ def build_certificate(
             builder = builder.add_extension(constraints, critical=True)
     else:
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-        eku = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-               "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}[profile.eku]
+        ekus = [{"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+                 "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}[name] for name in profile.ekus]
         builder = (
             builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(key_encipherment=is_rsa and profile.eku == "serverAuth"),
+            .add_extension(_key_usage(key_encipherment=is_rsa and "serverAuth" in profile.ekus),
                            critical=True)
-            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         )
         names = [general_name(i) for i in identities] or [x509.DirectoryName(subject)]
         # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.

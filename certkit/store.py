@@ -127,16 +127,20 @@ class CADirectory:
             raise CABroken(f"The CA certificate in {self.path} cannot be read: {exc}.") from None
         return cert, parents
 
-    def load(self, passphrase: Passphrase = None) -> "CA":
-        """Load the CA, decrypting its key; ``passphrase`` may be a callable asked only if needed."""
+    def open(self) -> "CA":
+        """The CA with its certificates and inventory, its key still locked: everything a command
+        needs to check a request before asking for the passphrase (:meth:`CA.unlock` decrypts it)."""
         from certkit.ca import CA
 
         cert, parents = self.load_certificates()
-        key, warnings = self.load_key(cert, passphrase)
         inventory = self.inventory
         inventory.check()
-        ca = CA(cert, key, parents, inventory=inventory)
-        ca.warnings = warnings
+        return CA(cert, None, parents, inventory=inventory, store=self)
+
+    def load(self, passphrase: Passphrase = None) -> "CA":
+        """Load the CA, decrypting its key; ``passphrase`` may be a callable asked only if needed."""
+        ca = self.open()
+        ca.unlock(passphrase)
         return ca
 
     def load_key(self, cert: "x509.Certificate", passphrase: Passphrase = None) -> tuple[object, list[str]]:

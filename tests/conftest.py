@@ -37,9 +37,16 @@ def run_certkit(*args: str, cwd: Path | None = None, env: dict | None = None,
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str, code: int = 1) -> None:
-    """One ``Error:`` line naming the problem, the right exit status, no traceback."""
+    """One ``Error:`` line naming the problem, the right exit status, no traceback; under
+    ``--json``, one JSON object ``{"error": ..., "exit": N}`` on stdout instead."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
+    if "--json" in proc.args:
+        import json
+
+        assert json.loads(proc.stdout) == {"error": json.loads(proc.stdout)["error"], "exit": code}, proc.stdout
+        assert fragment.lower() in json.loads(proc.stdout)["error"].lower(), proc.stdout
+        return
     assert "Error:" in proc.stderr, proc.stderr
     assert fragment.lower() in proc.stderr.lower(), proc.stderr
     assert proc.stdout == "", proc.stdout

@@ -80,6 +80,7 @@ def test_headless_chromium_authenticates_with_certkit_client_certificate(tmp_pat
     run_certkit("init-ca", "--name", CA_NAME, env=env, check=True)
     run_certkit("issue-client", CN, "--p12", env=env, cwd=tmp_path, check=True)
     password_file = tmp_path / "p12-password"
+    password_file.touch(0o600)
     password_file.write_text(P12_PASSWORD)
     home = tmp_path / "home"
     _nss_db(home, tmp_path / CN / "bundle.p12", password_file)

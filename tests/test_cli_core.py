@@ -53,6 +53,7 @@ def test_init_ca_writes_an_encrypted_key_and_a_private_directory(tmp_path: Path,
 def test_init_ca_passphrase_file_with_trailing_newline(tmp_path: Path) -> None:
     secret = tmp_path / "pass.txt"
     secret.write_text("s3cret phrase\n")
+    secret.chmod(0o600)
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
     run_certkit("init-ca", "--passphrase-file", secret, env=env, check=True)
     # The newline is not part of the passphrase: openssl agrees on the key's passphrase.

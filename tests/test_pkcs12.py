@@ -28,6 +28,7 @@ def env(tmp_path: Path, ca_dir: Path) -> dict[str, str]:
 @pytest.fixture
 def password_file(tmp_path: Path) -> Path:
     path = tmp_path / "p12-password"
+    path.touch(0o600)
     path.write_text(P12_PASSWORD + "\n")  # as `echo pw > file` writes it: the newline is not part of it
     return path
 
@@ -68,6 +69,7 @@ def test_wrong_password_fails_openssl_mac_check(tmp_path: Path, env):
     run_certkit("issue-client", "alice", "--p12", env=dict(env, CERTKIT_P12_PASSWORD=P12_PASSWORD), cwd=tmp_path,
                 check=True)
     wrong = tmp_path / "wrong"
+    wrong.touch(0o600)
     wrong.write_text("not the password")
     info = p12_info(tmp_path / "alice" / "bundle.p12", wrong)
     assert info.returncode != 0
@@ -217,5 +219,6 @@ def test_library_pkcs12_round_trip():
 
 
 def _write(path: Path, text: str) -> Path:
+    path.touch(0o600)
     path.write_text(text)
     return path

@@ -52,10 +52,16 @@ def test_passphrase_prompt_on_a_terminal(tmp_path: Path) -> None:
                                    env, tmp_path)
     assert code == 0, screen
     assert (tmp_path / "alice" / "privkey.pem").exists()
-    code, screen = run_on_terminal(["issue-client", "bob"], [(b"CA key passphrase:", b"zebra-guess")],
+    # A wrong passphrase on a terminal is asked again, three times in all, then refused.
+    code, screen = run_on_terminal(["issue-client", "bob"], [(b"CA key passphrase:", b"zebra-guess")] * 3,
                                    env, tmp_path)
     assert code == 1 and b"Error: The passphrase does not decrypt" in screen
+    assert screen.count(b"Wrong passphrase; try again.") == 2
     assert b"zebra-guess" not in screen
+    code, screen = run_on_terminal(["issue-client", "carol"], [(b"CA key passphrase:", b"zebra-guess"),
+                                                               (b"CA key passphrase:", b"typed secret")],
+                                   env, tmp_path)
+    assert code == 0 and (tmp_path / "carol" / "cert.pem").exists(), screen
     assert not (tmp_path / "bob").exists()
 
 
@@ -98,6 +104,7 @@ def test_no_secret_in_library_exceptions(tmp_path: Path) -> None:
 
 def test_empty_passphrase_sources_are_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
+    empty.touch(0o600)
     empty.write_text("\n")
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
     proc = run_certkit("init-ca", "--passphrase-file", empty, env=env)

@@ -1,8 +1,4 @@
-"""Commands for issue-batch: parse, call the library, print.
-
-Loaded by :mod:`certkit.cli` when one of its commands runs (LAZY_COMMANDS); the commands register on ``main``.
-Like cli.py, this module imports only click and the standard library at import time.
-"""
+"""``issue-batch``: many certificates from one manifest, in one process."""
 
 from __future__ import annotations
 
@@ -11,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from certkit.cli import KEY_TYPES, ca_dir_option, emit, json_option, load_ca, main, passphrase_file_option
+from certkit.cli.common import ca_dir_option, emit, json_option, load_ca, passphrase_file_option
+from certkit.constants import KEY_TYPES
 
 
 def _default_jobs(total: int) -> int:
@@ -23,7 +20,7 @@ def _default_jobs(total: int) -> int:
     return max(1, min(os.cpu_count() or 1, -(-total // CHUNK_SIZE)))
 
 
-@main.command("issue-batch")
+@click.command("issue-batch")
 @click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Folder that relative 'out' paths (and default folders) go under.")

@@ -1,8 +1,4 @@
-"""Commands for sign-csr, list, renew, revoke and crl: parse, call the library, print.
-
-Loaded by :mod:`certkit.cli` when one of its commands runs (LAZY_COMMANDS); the commands register on ``main``.
-Like cli.py, this module imports only click and the standard library at import time.
-"""
+"""The lifecycle of issued certificates: ``list``, ``renew``, ``revoke`` and ``crl``."""
 
 from __future__ import annotations
 
@@ -13,22 +9,10 @@ from pathlib import Path
 
 import click
 
-from certkit.cli import (
-    KEY_TYPES,
-    _when,
-    _write_issued,
-    ca_dir_option,
-    emit,
-    json_option,
-    load_ca,
-    main,
-    passphrase_file_option,
-)
+from certkit.cli.common import ca_dir_option, emit, json_option, load_ca, passphrase_file_option, when
+from certkit.constants import KEY_TYPES, REVOCATION_REASONS
 
-# A CSR is a few kilobytes; refusing huge files keeps a mistaken path from being slurped.
-MAX_CSR_BYTES = 1 << 20
-REASON_HELP = ("unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
-               "cessationOfOperation, privilegeWithdrawn, aACompromise")
+REASON_HELP = ", ".join(REVOCATION_REASONS)
 
 
 def _inventory(ca_dir: Path | None):
@@ -40,61 +24,6 @@ def _inventory(ca_dir: Path | None):
     inventory = store.inventory
     inventory.check()
     return store, inventory
-
-
-# --- sign-csr ---------------------------------------------------------------------
-@main.command("sign-csr")
-@click.argument("csr_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.argument("names", nargs=-1)
-@click.option("--server", "kind", flag_value="server", help="Issue a TLS server certificate (serverAuth only).")
-@click.option("--client", "kind", flag_value="client", help="Issue a TLS client certificate (clientAuth only).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder [default: ./<first name, made safe>].")
-@click.option("--days", type=int, help="Lifetime in days (default: the profile's, capped at the CA's expiry).")
-@click.option("--force", is_flag=True, help="Replace existing files in the output folder.")
-@ca_dir_option
-@passphrase_file_option
-@json_option
-def sign_csr(csr_file, names, kind, out, days, force, ca_dir, passphrase_file, as_json):
-    """Sign CSR_FILE (PEM or DER) as a server or client certificate.
-
-    The requester keeps the private key: only cert.pem, fullchain.pem,
-    chain.pem (under an intermediate) and ca.pem are written. The CSR's
-    signature is checked, and every name it asks for is checked as
-    issue-server / issue-client check names. Requested extensions are never
-    copied: the certificate gets exactly the profile's (one EKU, CA:FALSE, no
-    name constraints), and the summary lists what was requested but dropped.
-
-    With --server the names are the CSR's CN and DNS/IP subjectAltNames, plus
-    any NAMES given after the file. With --client the identity is the CN, plus
-    email, URI and DNS subjectAltNames.
-
-    \b
-    Examples:
-      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
-          -keyout web.key -subj /CN=web.internal -out web.csr
-      certkit sign-csr web.csr --server
-      certkit sign-csr web.csr --server web2.internal 10.0.0.7 --out ./web
-      certkit sign-csr alice.csr --client --json
-    """
-    from certkit.bundle import check_writable
-    from certkit.csr import load_csr, plan
-    from certkit.names import safe_folder_name
-
-    if kind is None:
-        raise click.UsageError("Say what the certificate is for: --server or --client.")
-    if csr_file.stat().st_size > MAX_CSR_BYTES:
-        raise click.ClickException(f"{csr_file} is {csr_file.stat().st_size} bytes; a CSR is a few kilobytes.")
-    request = load_csr(csr_file.read_bytes(), source=f"the CSR {csr_file}")
-    _identities, cn, _dropped = plan(request, kind, names)  # refuse bad names before asking for a passphrase
-    out = out or Path(safe_folder_name(cn))
-    ca = load_ca(ca_dir, passphrase_file)
-    files = ["cert.pem", "fullchain.pem", "ca.pem"] + (["chain.pem"] if ca.parents else [])
-    check_writable(out, files, force=force)
-    issued = ca.sign_csr(request, kind, extra_names=names, days=days)
-    requested = {"subject": request.subject, "names": [f"{k}:{v}" for k, v in request.san],
-                 "extensions": request.extensions}
-    _write_issued(issued, out, force, as_json, ca, from_csr=requested)
 
 
 # --- list -------------------------------------------------------------------------
@@ -118,7 +47,7 @@ def _names_summary(row: dict, limit: int = 3) -> str:
     return shown + (f" (+{len(values) - limit})" if len(values) > limit else "")
 
 
-@main.command("list")
+@click.command("list")
 @click.option("--kind", type=click.Choice(["ca", "server", "client"]), help="Only this kind of certificate.")
 @click.option("--status", type=click.Choice(["valid", "expired", "revoked"]), help="Only certificates in this state.")
 @click.option("--expiring", metavar="PERIOD", callback=_parse_period,
@@ -168,7 +97,7 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
 
 
 # --- renew ------------------------------------------------------------------------
-@main.command("renew")
+@click.command("renew")
 @click.argument("certificate", metavar="SERIAL|NAME|FOLDER")
 @click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
@@ -216,7 +145,7 @@ def renew(certificate, rekey, key_type, days, out, force, ca_dir, passphrase_fil
         f"  new serial  {issued.serial_hex}",
         f"  subject     {data['subject']}",
         f"  names       {', '.join(i.value for i in issued.identities) or '(subject DN)'}",
-        f"  expires     {_when(issued.not_after)}",
+        f"  expires     {when(issued.not_after)}",
         f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
         f"  folder      {result.folder}  ({', '.join(p.name for p in result.files)})",
     ]
@@ -225,7 +154,7 @@ def renew(certificate, rekey, key_type, days, out, force, ca_dir, passphrase_fil
 
 
 # --- revoke -----------------------------------------------------------------------
-@main.command("revoke")
+@click.command("revoke")
 @click.argument("certificate", metavar="SERIAL|FOLDER")
 @click.option("--reason", default="unspecified", show_default=True, metavar="REASON",
               help=f"RFC 5280 reason: {REASON_HELP} (key-compromise style works too).")
@@ -268,7 +197,7 @@ def revoke(certificate, reason, ca_dir, as_json):
 
 
 # --- crl --------------------------------------------------------------------------
-@main.command("crl")
+@click.command("crl")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CRL here [default: PEM on stdout]. An older CRL of this CA is replaced.")
 @click.option("--der", is_flag=True, help="DER instead of PEM.")
@@ -319,8 +248,8 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         emit(as_json, info, "\n".join([
             f"Wrote CRL number {number} of \"{ca.common_name}\" to {out} ({info['format']})",
             f"  revoked      {len(revocation_list)} certificate{'s' if len(revocation_list) != 1 else ''}",
-            f"  this update  {_when(revocation_list.last_update_utc)}",
-            f"  next update  {_when(revocation_list.next_update_utc)}  (publish a new CRL before then)",
+            f"  this update  {when(revocation_list.last_update_utc)}",
+            f"  next update  {when(revocation_list.next_update_utc)}  (publish a new CRL before then)",
         ]))
     elif as_json:
         click.echo(json.dumps(info | {"pem": data_bytes.decode()}, indent=2))

@@ -1,8 +1,5 @@
-"""Commands for serve and PKCS#12 export: parse, call the library, print.
-
-Loaded by :mod:`certkit.cli` when one of its commands runs (LAZY_COMMANDS); the commands register on ``main``.
-Like cli.py, this module imports only click and the standard library at import time.
-"""
+"""Commands that show certificates at work: ``demo`` (real handshakes, side by side) and
+``serve`` (an HTTPS server that requires a client certificate and shows whom it authenticated)."""
 
 from __future__ import annotations
 
@@ -11,69 +8,11 @@ from pathlib import Path
 
 import click
 
-from certkit.cli import (
-    ENV_P12_PASSWORD,
-    ca_dir_option,
-    describe_p12,
-    json_option,
-    load_ca,
-    main,
-    passphrase_file_option,
-    read_p12_password,
-)
-
-
-def p12_password_option(f):
-    return click.option(
-        "--p12-password-file", "p12_password_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        help=f"Read the PKCS#12 password from this file (else ${ENV_P12_PASSWORD}, else a prompt).",
-    )(f)
-
-
-# --- export-p12 -------------------------------------------------------------------
-@main.command("export-p12")
-@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--legacy", "--p12-legacy", "legacy", is_flag=True,
-              help="Legacy encryption (3DES, SHA-1 MAC) for older macOS, Windows and Java imports.")
-@click.option("--force", is_flag=True, help="Replace an existing bundle.p12.")
-@click.option("--password-file", "--p12-password-file", "password_file",
-              type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help=f"Read the password from this file (else ${ENV_P12_PASSWORD}, else a prompt).")
-@json_option
-def export_p12(folder, legacy, force, password_file, as_json):
-    """Write FOLDER/bundle.p12 (PKCS#12) from an issued certificate's folder.
-
-    Reads cert.pem, privkey.pem and the CA certificates in chain.pem and
-    ca.pem; the friendly name is the certificate's common name. Browsers,
-    curl --cert-type P12, Java keystores and Windows import this file. The
-    password comes from --password-file, $CERTKIT_P12_PASSWORD or a prompt.
-
-    \b
-    Examples:
-      certkit export-p12 ./alice
-      CERTKIT_P12_PASSWORD=... certkit export-p12 ./alice --legacy --force
-      certkit export-p12 ./alice --password-file ~/.config/p12-password
-    """
-    from certkit.bundle import check_writable
-    from certkit.pkcs12 import P12_FILE, export_folder, read_bundle_folder
-
-    check_writable(folder, [P12_FILE], force=force)
-    bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
-    path = export_folder(folder, read_p12_password(password_file), legacy=legacy, force=force)
-    from certkit.pkcs12 import common_name
-
-    data = {"file": str(path), "friendly_name": common_name(bundle.cert),
-            "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
-    human = (f"Wrote {path} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "
-             f"certificate{'s' if len(bundle.chain) != 1 else ''}\n"
-             f"  friendly name  {data['friendly_name']}\n  encryption     {describe_p12(legacy)}")
-    from certkit.cli import emit
-
-    emit(as_json, data, human)
+from certkit.cli.common import Failed, ca_dir_option, emit, json_option, load_ca, passphrase_file_option
 
 
 # --- serve ------------------------------------------------------------------------
-@main.command("serve")
+@click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True,
@@ -141,7 +80,6 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
         f"  client certificates must be issued by \"{ca_name}\"",
         "Stop with Ctrl-C.",
     ])
-    from certkit.cli import emit
 
     emit(as_json, data, human)
     sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
@@ -179,3 +117,36 @@ def _local_names(host: str) -> list[str]:
     if host not in names and host not in ("0.0.0.0", "::", ""):
         names.append(host)
     return names
+
+
+# --- demo ---------------------------------------------------------------------------
+@click.command("demo")
+@click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
+              help="Write the demo's CAs and certificates into this new (or empty) folder and keep them.")
+@click.option("--tls", type=click.Choice(["1.2", "1.3"]),
+              help="Use only this TLS version [default: the highest both sides support].")
+@json_option
+def demo(keep, tls, as_json):
+    """Show what a client certificate does that a server certificate does not.
+
+    Creates a CA, a server certificate (localhost, 127.0.0.1) and client
+    certificates, then runs one real TLS handshake per scenario on
+    127.0.0.1 and prints what was expected, what happened, and OpenSSL's
+    reason. Exits 1 if any outcome differs from the expected one. Nothing is
+    written outside a temporary folder unless --keep is given.
+
+    \b
+    Examples:
+      certkit demo
+      certkit demo --tls 1.2
+      certkit demo --keep ./demo-certs
+      certkit demo --json
+    """
+    from certkit.demo import render, run_demo
+
+    result = run_demo(keep, tls)
+    emit(as_json, result.to_dict(), render(result))
+    if not result.ok:
+        bad = "; ".join(f"{r.scenario}: expected {r.expected}, observed {r.observed} ({r.reason})"
+                        for r in result.mismatches)
+        raise Failed(f"{len(result.mismatches)} outcome(s) differ from the expected: {bad}.")

@@ -1,8 +1,4 @@
-"""Commands for demo, inspect and verify: parse, call the library, print.
-
-Loaded by :mod:`certkit.cli` when one of its commands runs (LAZY_COMMANDS); the commands register on ``main``.
-Like cli.py, this module imports only click and the standard library at import time.
-"""
+"""Commands that read certificates: ``inspect`` describes one, ``verify`` checks it against a CA."""
 
 from __future__ import annotations
 
@@ -10,44 +6,11 @@ from pathlib import Path
 
 import click
 
-from certkit.cli import ca_dir_option, emit, json_option, main
-
-
-# --- demo ---------------------------------------------------------------------------
-@main.command("demo")
-@click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
-              help="Write the demo's CAs and certificates into this new (or empty) folder and keep them.")
-@click.option("--tls", type=click.Choice(["1.2", "1.3"]),
-              help="Use only this TLS version [default: the highest both sides support].")
-@json_option
-def demo(keep, tls, as_json):
-    """Show what a client certificate does that a server certificate does not.
-
-    Creates a CA, a server certificate (localhost, 127.0.0.1) and client
-    certificates, then runs one real TLS handshake per scenario on
-    127.0.0.1 and prints what was expected, what happened, and OpenSSL's
-    reason. Exits 1 if any outcome differs from the expected one. Nothing is
-    written outside a temporary folder unless --keep is given.
-
-    \b
-    Examples:
-      certkit demo
-      certkit demo --tls 1.2
-      certkit demo --keep ./demo-certs
-      certkit demo --json
-    """
-    from certkit.demo import render, run_demo
-
-    result = run_demo(keep, tls)
-    emit(as_json, result.to_dict(), render(result))
-    if not result.ok:
-        bad = "; ".join(f"{r.scenario}: expected {r.expected}, observed {r.observed} ({r.reason})"
-                        for r in result.mismatches)
-        raise click.ClickException(f"{len(result.mismatches)} outcome(s) differ from the expected: {bad}.")
+from certkit.cli.common import Failed, ca_dir_option, emit, json_option
 
 
 # --- inspect ------------------------------------------------------------------------
-@main.command("inspect")
+@click.command("inspect")
 @click.argument("path", type=click.Path(path_type=Path))
 @json_option
 def inspect_(path, as_json):
@@ -75,7 +38,7 @@ def inspect_(path, as_json):
 
 
 # --- verify -------------------------------------------------------------------------
-@main.command("verify")
+@click.command("verify")
 @click.argument("cert", type=click.Path(path_type=Path))
 @click.option("--purpose", type=click.Choice(["server", "client"]), required=True,
               help="The TLS role the certificate must be valid for.")
@@ -128,4 +91,4 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
             lines.append(f"  verifier  {verdict.verifier_error}")
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
-        raise click.ClickException(f"{cert} is not valid as a {role}: {'; '.join(verdict.reasons)}.")
+        raise Failed(f"{cert} is not valid as a {role}: {'; '.join(verdict.reasons)}.")

@@ -1,0 +1,218 @@
+"""What the commands share: the lazy command group, common options, secrets, the CA, output.
+
+Imports only click, the standard library and certkit's cheap modules at start-up.
+The rules every command follows live here once:
+
+- a library error (:class:`~certkit.errors.CertkitError`) or an unexpected
+  file-system error is one ``Error: ...`` line on stderr and exit status 1;
+  with ``--json`` it is one JSON object ``{"error": ..., "exit": N}`` on stdout;
+- a usage mistake is click's, exit status 2 (also as JSON with ``--json``);
+- Ctrl-C (SIGINT) exits 130 without a traceback or click's ``Aborted!``;
+- every text printed for people passes :func:`certkit.text.terminal_safe`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from certkit.constants import ENV_PASSPHRASE, MAX_DAYS, MAX_SECRET_FILE_BYTES
+from certkit.errors import CertkitError
+from certkit.text import shown, terminal_safe
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class CertkitGroup(click.Group):
+    """A group whose commands are imported on demand from a ``name -> "module:function"`` table,
+    and which turns every failure into one clear line (or one JSON object) and an exit status."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            import importlib
+
+            module, _, attr = self.lazy_commands[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CertkitError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file-system failure the library did not anticipate
+            raise click.ClickException(describe_os_error(exc)) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            # Ctrl-C (click turns KeyboardInterrupt into Abort): what was done is reported by
+            # the command itself; here only the exit status that shells expect.
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            report_error(exc.format_message(), exc.exit_code, as_json=as_json and not isinstance(exc, Failed),
+                         usage=exc if isinstance(exc, click.UsageError) else None)
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # `certkit list | head`: the reader left; that is not an error of ours.
+            sys.stderr.close()
+            sys.exit(0)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class Failed(click.ClickException):
+    """A command that printed its full report (``check``, ``verify``) and now fails: one ``Error:``
+    line on stderr sums it up, even with --json, whose one object on stdout is the report itself."""
+
+
+def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
+    """Print an error as the contract says: one ``Error:`` line, or one JSON object with --json."""
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"error": message, "exit": code}))
+        return
+    if usage is not None:
+        usage.message = terminal_safe(usage.message)
+        usage.show()
+        return
+    click.echo(f"Error: {terminal_safe(message)}", err=True)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError in words: "the disk is full" rather than "[Errno 28]"."""
+    import errno
+
+    where = f" ({shown(exc.filename)})" if exc.filename else ""
+    plain = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+             errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+             errno.EPERM: "the operation is not permitted"}.get(exc.errno)
+    return f"{plain or exc.strerror or exc}{where}."
+
+
+_WARNED: set[str] = set()
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: ``Warning: ...``, once per message."""
+    if str(message) not in _WARNED:  # the same news once, wherever the library raised it
+        _WARNED.add(str(message))
+        warn(str(message))
+
+
+def warn(message: str) -> None:
+    click.echo(f"Warning: {terminal_safe(message)}", err=True)
+
+
+# --- shared options ---------------------------------------------------------------
+def ca_dir_option(f):
+    return click.option(
+        "--ca-dir", type=click.Path(path_type=Path, file_okay=False), envvar="CERTKIT_CA_DIR",
+        help="CA directory [default: $CERTKIT_CA_DIR, else the per-user data dir].",
+    )(f)
+
+
+def passphrase_file_option(f):
+    return click.option(
+        "--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help=f"Read the CA key passphrase from this file (else ${ENV_PASSPHRASE}, else a prompt).",
+    )(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
+
+
+def days_option(help_text: str):
+    """--days with its range: at least 1, at most :data:`~certkit.constants.MAX_DAYS`."""
+    return click.option("--days", type=click.IntRange(1, MAX_DAYS), help=help_text)
+
+
+# --- secrets ----------------------------------------------------------------------
+def read_secret_file(path: Path) -> bytes:
+    """A secret from a file: private to its owner, small, not empty; one trailing newline dropped."""
+    from certkit.files import read_limited, refuse_readable_by_others
+
+    refuse_readable_by_others(path, "secret file")
+    text = read_limited(path, MAX_SECRET_FILE_BYTES, what="secret file")
+    secret = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
+    if not secret:
+        raise click.ClickException(f"The file {shown(path)} holds an empty secret.")
+    return secret
+
+
+def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False) -> bytes | None:
+    """A secret from a file, else an environment variable, else a prompt on a terminal.
+
+    Returns None when none of the three is available.
+    """
+    if path is not None:
+        return read_secret_file(path)
+    if env in os.environ:
+        if not os.environ[env]:
+            raise click.ClickException(f"${env} is set but empty.")
+        return os.environ[env].encode()
+    if sys.stdin is not None and sys.stdin.isatty():
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True).encode()
+    return None
+
+
+def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
+    """The CA in ``ca_dir``, its key decrypted (asked for on a terminal up to three times)."""
+    from certkit.store import CADirectory
+
+    return unlock(CADirectory(ca_dir).open(), passphrase_file)
+
+
+def unlock(ca, passphrase_file: Path | None):
+    """Decrypt the key of ``ca`` (a CA opened without its key): the last step before signing."""
+    from certkit.errors import PassphraseRequired, WrongPassphrase
+
+    interactive = passphrase_file is None and ENV_PASSPHRASE not in os.environ and sys.stdin is not None \
+        and sys.stdin.isatty()
+    for attempt in range(3 if interactive else 1):
+        try:
+            ca.unlock(lambda: read_secret(passphrase_file, ENV_PASSPHRASE, "CA key passphrase"))
+            break
+        except PassphraseRequired as exc:
+            raise click.ClickException(
+                f"{exc} Set ${ENV_PASSPHRASE}, pass --passphrase-file, or run on a terminal to be asked."
+            ) from None
+        except WrongPassphrase:
+            if not interactive or attempt == 2:
+                raise
+            click.echo("Wrong passphrase; try again.", err=True)
+    for warning in ca.warnings:
+        warn(warning)
+    return ca
+
+
+# --- output -----------------------------------------------------------------------
+def emit(as_json: bool, data: dict, human: str) -> None:
+    """Print ``data`` as one JSON object with --json, else ``human`` (escaped for the terminal)."""
+    if as_json:
+        import json  # only for --json: certkit --help should not load it
+
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(terminal_safe(human))
+
+
+def when(value) -> str:
+    """A moment as every command prints it: ``2026-11-30 08:56:07 UTC``."""
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,0 +1,46 @@
+"""Names and fixed values shared by the library and the command line.
+
+Importing this module costs nothing (no third-party imports), so the command
+line can use it at start-up; everything here is written once.
+"""
+
+from __future__ import annotations
+
+# --- keys ---------------------------------------------------------------------------
+# ecdsa-p256 is the default: small, fast, and accepted by every TLS stack in use.
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
+DEFAULT_KEY_TYPE = "ecdsa-p256"
+
+# --- certificate kinds --------------------------------------------------------------
+# What a leaf is for. "peer" carries both serverAuth and clientAuth: the one explicit
+# exception, for cluster members that cannot take two certificates (see docs/peers.md).
+LEAF_KINDS = ("server", "client", "peer")
+KINDS = ("ca", *LEAF_KINDS)
+
+# --- environment variables: secrets and locations, never command-line arguments -----
+ENV_CA_DIR = "CERTKIT_CA_DIR"
+ENV_PASSPHRASE = "CERTKIT_CA_PASSPHRASE"
+ENV_PARENT_PASSPHRASE = "CERTKIT_PARENT_CA_PASSPHRASE"
+ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"
+
+# --- the files of an issued certificate's folder (certbot's names) -----------------
+CERT_FILE = "cert.pem"
+KEY_FILE = "privkey.pem"
+FULLCHAIN_FILE = "fullchain.pem"
+CHAIN_FILE = "chain.pem"
+CA_FILE = "ca.pem"
+P12_FILE = "bundle.p12"
+# Every name a bundle may hold: what --force and renew replace, and nothing else.
+BUNDLE_FILES = (CERT_FILE, KEY_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, P12_FILE)
+
+# --- revocation ---------------------------------------------------------------------
+# RFC 5280 5.3.1 CRLReason names. certificateHold (reversible) and removeFromCRL (delta
+# CRLs only) are left out: certkit's revocations are final.
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "privilegeWithdrawn", "aACompromise")
+
+# --- limits: every number a user gives has a range, every file a size limit --------
+MAX_DAYS = 36500  # a hundred years: far beyond any sane certificate, far below datetime's end
+MAX_CERT_FILE_BYTES = 1 << 20  # a certificate, CSR, key or bundle file: a few kilobytes in practice
+MAX_SECRET_FILE_BYTES = 4096  # a passphrase, password or PIN file
+MAX_MANIFEST_LINE_BYTES = 1 << 16  # one line of an issue-batch manifest

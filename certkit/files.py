@@ -1,0 +1,69 @@
+"""Reading what users point certkit at: bounded, and refusing secrets that others can read.
+
+Every file argument is read through :func:`read_limited`, so ``/dev/zero`` or a
+mistaken multi-gigabyte path is refused with a sentence instead of growing
+memory until the kernel kills the process. ``-`` means standard input
+wherever a command reads a file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+from certkit.errors import CertkitError, InputTooLarge, UnsafeSecretFile
+from certkit.text import shown
+
+STDIN = "-"
+
+
+def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
+    """The bytes of ``path`` (``-``: standard input), refusing anything larger than ``limit``.
+
+    The read stops at ``limit + 1`` bytes whatever the file claims to be, so
+    endless devices and growing files are refused too.
+    """
+    if str(path) == STDIN:
+        stream = sys.stdin.buffer
+        data = stream.read(limit + 1)
+        name = "standard input"
+    else:
+        name = shown(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except IsADirectoryError:
+            raise CertkitError(f"The {what} {name} is a folder, not a file.") from None
+        except OSError as exc:
+            raise CertkitError(f"Cannot read the {what} {name}: {exc.strerror or exc}.") from None
+    if len(data) > limit:
+        raise InputTooLarge(f"The {what} {name} is larger than {_size(limit)}; "
+                            f"a {what} is much smaller, so this is not the file you meant.")
+    return data
+
+
+def _size(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> None:
+    """Refuse a secret file that other users can read or replace (ssh's rule for private keys)."""
+    if str(path) == STDIN:
+        return
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise CertkitError(f"Cannot read the {what} {shown(path)}: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        return  # a pipe or process substitution (<(pass show ca)) has no mode to speak of
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise UnsafeSecretFile(
+            f"The {what} {shown(path)} has mode {mode:04o}: other users can read it. "
+            f"Run: chmod 600 {shown(path)}"
+        )

@@ -1,0 +1,40 @@
+"""Text for people: every string that came from outside is shown with its control characters escaped.
+
+A common name, a SAN entry, a manifest field or a file name may hold ``ESC``
+sequences that retitle or clear a terminal, bidi controls that reorder what is
+read, or newlines that forge an extra line of output. :func:`shown` escapes
+all of them (C0, DEL, C1, Unicode format and separator characters but the
+plain space) for use inside a message; :func:`terminal_safe` is the last net
+for whole blocks of output, keeping only the newlines and tabs certkit itself
+lays out with. No third-party imports: the command line uses this at start-up.
+"""
+
+from __future__ import annotations
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shown(text: object) -> str:
+    """``text`` fit to quote in one line: every non-printable character escaped as ``\\xNN``/``\\uNNNN``.
+
+    Printable is Python's definition: letters, marks, numbers, punctuation,
+    symbols and the ASCII space; so control characters (C0, DEL, C1), format
+    characters (bidi controls, zero-width joiners), line and paragraph
+    separators and non-ASCII spaces are all escaped.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def terminal_safe(text: str) -> str:
+    """A block of output with everything escaped but the newlines and tabs that lay it out."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else _escape(ch) for ch in text)
