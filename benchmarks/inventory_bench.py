@@ -34,6 +34,7 @@ from certkit.keys import generate_key  # noqa: E402
 from certkit.names import Identity  # noqa: E402
 from certkit.profiles import PROFILES, build_certificate, leaf_subject  # noqa: E402
 from certkit.store import CADirectory  # noqa: E402
+from certkit.vocabulary import serial_hex  # noqa: E402
 
 PASSPHRASE = b"benchmark passphrase"
 WINDOW = dt.timedelta(days=30)
@@ -61,7 +62,7 @@ def fill(ca: CA, count: int) -> None:
                                  serial=_random_serial(), not_before=not_after - dt.timedelta(days=200),
                                  not_after=not_after, identities=idents)
         revoked = rng.random() < 0.01
-        rows.append((format(cert.serial_number, "X"), kind, cert.subject.rfc4514_string(),
+        rows.append((serial_hex(cert.serial_number), kind, cert.subject.rfc4514_string(),
                      json.dumps(san_strings(cert)), _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc),
                      cert.fingerprint(hashes.SHA256()).hex(), cert.public_bytes(Encoding.DER),
                      "revoked" if revoked else "valid", _iso(now) if revoked else None,

@@ -1,388 +1,253 @@
-"""Writing files safely: private keys 0600 from creation, nothing half-written, nothing replaced
-without ``force``, nothing written through a symbolic link.
+"""Bundle folders: the files of an issued certificate, written whole, replaced exactly.
 
-Every file is written to a temporary name beside its target (created with
-``O_EXCL | O_NOFOLLOW`` and its final mode, so a key is never readable by
-others, whatever the umask), flushed to disk, then renamed into place. A new
-folder is assembled under a temporary name and renamed into place whole, so
-readers see all of the bundle or none of it.
+A bundle is the set of files named in :data:`certkit.constants.BUNDLE_FILES`
+(certbot's names). Writing one never leaves half of it: a new folder is
+assembled under a temporary name and renamed into place (:mod:`certkit.atomic`).
+Replacing one (``--force``, ``renew``) touches the bundle's files and nothing
+else in the folder: files of the old bundle that the new one does not have (a
+``bundle.p12`` or ``chain.pem`` of another key or CA) are removed, everything
+else (a log, a subfolder, a mount) is left exactly as it is. Private keys are
+0600 from the moment they exist; nothing is written through a symbolic link.
+
+Two ways to replace, both crash-safe:
+
+- a folder that holds nothing but bundle files is swapped whole with Linux's
+  ``renameat2(RENAME_EXCHANGE)``: a reader opening ``cert.pem`` and
+  ``privkey.pem`` sees the old pair or the new pair, never one of each;
+- any other folder (a user's files beside the bundle, a mount point) gets a
+  journal: the new files are staged in a hidden subfolder with a ``COMMIT``
+  list, then renamed over the old ones. A writer killed after ``COMMIT`` is
+  rolled forward by the next certkit command (:func:`settle_folder`), one
+  killed before it is rolled back, so the folder holds one whole bundle.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from certkit.atomic import (
+    FOLDER_MODE,
+    PUBLIC_MODE,
+    SECRET_MODE,
+    TEMP_SUFFIX,
+    alive,
+    exchange,
+    fsync_dir,
+    make_staging_dir,
+    new_folder,
+    parse_temporary,
+    remove_tree,
+    swap_by_renames,
+    sweep_stale,
+    temporary_name,
+    unlink_quietly,
+    write_new_file,
+)
+from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.testhooks import pause_at
+from certkit.text import shown
 
-SECRET_MODE = 0o600
-PUBLIC_MODE = 0o644
-FOLDER_MODE = 0o755
+__all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_writable", "new_folder",
+           "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
+_JOURNAL = "certkit-swap"  # the hidden staging subfolder of a journaled replacement
+_COMMIT = "COMMIT"
 
 
-def bundle_names(*, chain: bool, p12: bool = False) -> list[str]:
-    """The files of an issued certificate's folder (certbot's names): ``chain.pem`` under an
-    intermediate CA, ``bundle.p12`` when asked for."""
-    return ["cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"] + (["chain.pem"] if chain else []) + (
-        ["bundle.p12"] if p12 else [])
+def bundle_names(*, chain: bool, key: bool = True, p12: bool = False) -> list[str]:
+    """The files of an issued certificate's folder: ``chain.pem`` under an intermediate CA,
+    ``privkey.pem`` unless signed from a CSR, ``bundle.p12`` when asked for."""
+    return [n for n in BUNDLE_FILES if (n != CHAIN_FILE or chain) and (n != KEY_FILE or key)
+            and (n != P12_FILE or p12)]
 
 
 def is_secret(name: str) -> bool:
     return name.endswith(("key.pem", ".p12"))
 
 
-def _mode_for(name: str) -> int:
+def mode_for(name: str) -> int:
     return SECRET_MODE if is_secret(name) else PUBLIC_MODE
 
 
-def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
-    """Create ``path`` (which must not exist) with exactly ``mode``, write it, and fsync it
-    unless ``sync`` is False (a batch syncs many files at once instead)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have removed bits; make the mode exact
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(path)
-        raise
-    os.close(fd)
-
-
-def _random_suffix() -> str:
-    # The pid lets a later run tell a dead writer's leftovers from a live one's (see
-    # sweep_stale); os.urandom rather than secrets/tempfile, which pull in hashlib and random
-    # and cost a few milliseconds of start-up on every one-shot command.
-    return f"{os.getpid()}-{os.urandom(8).hex()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def sweep_stale(directory: Path, name: str | None = None) -> None:
-    """Remove what a killed certkit left while writing ``directory / name`` (any name if
-    None): hidden ``.NAME.PID-RANDOM.certkit-tmp`` files and folders whose process is gone
-    (they may hold a private key, mode 0600). An ``.old`` folder, the previous bundle set
-    aside during a fallback swap, is put back if the bundle itself is missing."""
-    prefix = f".{name}." if name is not None else "."
-    try:
-        entries = [e for e in os.scandir(directory)
-                   if e.name.endswith(".certkit-tmp") and e.name.startswith(prefix)]
-    except OSError:
-        return
-    for entry in entries:
-        match = _temporary_name().fullmatch(entry.name)
-        if not match or (name is not None and match.group(1) != name) or _alive(int(match.group(2))):
-            continue
-        path, original = Path(entry.path), Path(directory) / match.group(1)
-        if match.group(3) and not os.path.lexists(original):
-            os.rename(path, original)
-        elif entry.is_dir(follow_symlinks=False):
-            remove_tree(path)
-        else:
-            _unlink_quietly(path)
-
-
-_TEMPORARY_NAME: list = []
-
-
-def _temporary_name():
-    """``.NAME.PID-RANDOM[.old].certkit-tmp``, compiled once (only when a leftover exists)."""
-    if not _TEMPORARY_NAME:
-        import re
-
-        _TEMPORARY_NAME.append(re.compile(r"\.(.+)\.(\d+)-[0-9a-f]+(\.old)?\.certkit-tmp"))
-    return _TEMPORARY_NAME[0]
-
-
-def make_staging_dir(parent: Path, name: str) -> Path:
-    """Create a new, empty, private (0700) folder beside ``parent / name`` to assemble it in."""
-    for _attempt in range(100):
-        staging = parent / f".{name}.{_random_suffix()}.certkit-tmp"
-        try:
-            os.mkdir(staging, 0o700)
-        except FileExistsError:
-            continue
-        return staging
-    raise FileExistsError(f"Could not create a temporary folder in {parent}.")
-
-
-def remove_tree(path: Path) -> None:
-    import shutil  # only on failure paths
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def check_writable(folder: Path, names: list[str], *, force: bool) -> None:
+# --- checks, before anything is signed -----------------------------------------------
+def check_writable(folder: Path, names: Sequence[str], *, force: bool) -> None:
     """Raise if writing ``names`` into ``folder`` would replace files without ``force``,
-    or go through a symbolic link."""
+    or go through a symbolic link, or into a folder someone else controls."""
     if folder.is_symlink():
-        raise UnsafeOutputPath(
-            f"The output folder {folder} is a symbolic link; certkit does not write through "
-            "links. Give the real path with --out."
-        )
+        raise UnsafeOutputPath(f"The output folder {shown(folder)} is a symbolic link; certkit does not write "
+                               "through links. Give the real path.")
     if folder.exists() and not folder.is_dir():
-        raise OutputExists(f"{folder} exists and is not a folder.")
+        raise OutputExists(f"{shown(folder)} exists and is not a folder.", replaceable=False)
     if not folder.exists():
         return
-    _check_folder_owner(folder)
+    check_folder_owner(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
     if links:
-        raise UnsafeOutputPath(
-            f"{folder / links[0]} is a symbolic link or not a regular file; certkit will not "
-            "replace it. Remove it or choose another folder."
-        )
+        raise UnsafeOutputPath(f"{shown(folder / links[0])} is a symbolic link or not a regular file; certkit "
+                               "will not replace it. Remove it or choose another folder.")
     if existing and not force:
-        raise OutputExists(
-            f"{folder} already holds {', '.join(existing)}; pass --force to replace "
-            f"{'it' if len(existing) == 1 else 'them'}."
-        )
+        raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
 
 
-def replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` atomically (temporary file beside it, then rename), replacing what is there."""
-    path = Path(path)
-    sweep_stale(path.absolute().parent, path.name)
-    tmp = path.with_name(f".{path.name}.{_random_suffix()}.certkit-tmp")
-    try:
-        write_new_file(tmp, data, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.absolute().parent)
-
-
-def _check_folder_owner(folder: Path) -> None:
-    """Refuse a folder that someone else controls: its owner (or anyone, if it is
-    writable by all without the sticky bit) could swap the files after certkit wrote them."""
+def check_folder_owner(folder: Path) -> None:
+    """Refuse a folder that someone else controls: its owner (or anyone, if it is writable by
+    all without the sticky bit) could swap the files after certkit wrote them."""
     info = folder.stat()
-    me = os.geteuid()
-    if info.st_uid not in (me, 0):
-        raise UnsafeOutputPath(
-            f"The output folder {folder} belongs to another user (uid {info.st_uid}), who could replace "
-            "the files certkit writes there; choose a folder of your own with --out."
-        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise UnsafeOutputPath(f"The output folder {shown(folder)} belongs to another user (uid {info.st_uid}), "
+                               "who could replace the files certkit writes there; choose a folder of your own.")
     if info.st_mode & 0o002 and not info.st_mode & 0o1000:
-        raise UnsafeOutputPath(
-            f"The output folder {folder} is writable by every user, who could replace the files certkit "
-            "writes there; choose a private folder with --out."
-        )
+        raise UnsafeOutputPath(f"The output folder {shown(folder)} is writable by every user, who could replace "
+                               "the files certkit writes there; choose a private folder.")
 
 
-def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False,
-                 sync: bool = True, sweep: bool = True) -> list[Path]:
-    """Write ``files`` (name -> content) into ``folder``; return the paths written.
+# --- writing ---------------------------------------------------------------------------
+def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False, sync: bool = True,
+                 sweep: bool = True, replaces: Sequence[str] = ()) -> list[Path]:
+    """Write the bundle ``files`` (name -> content) into ``folder``; return the paths written.
 
-    Secrets (``*key.pem``, ``*.p12``) get mode 0600, others 0644. With ``sync``
-    False nothing is fsynced: the files are complete and atomically in place for
-    readers, but durable only after the caller syncs (``issue-batch`` does it per chunk).
+    A new folder appears whole. An existing one (with ``force``) gets ``files``,
+    and loses the names in ``replaces`` that ``files`` lacks (the rest of an old
+    bundle: a whole new bundle passes :data:`BUNDLE_FILES`); nothing else in it
+    is touched. Secrets get mode 0600, others 0644.
+    With ``sync`` False nothing is fsynced (a batch syncs once per chunk).
     """
     folder = Path(folder)
-    if sweep:  # a batch sweeps its output folder once instead (see sweep_stale)
-        sweep_stale(folder.parent, folder.name)
-        if folder.is_dir() and not folder.is_symlink():
-            sweep_stale(folder)
+    if sweep:  # a batch sweeps its output folder once instead
+        settle_folder(folder)
     check_writable(folder, list(files), force=force)
     try:
         if not folder.exists():
-            _write_new_folder(folder, files, sync)
+            with new_folder(folder, sync=sync) as staging:
+                for name, data in files.items():
+                    write_new_file(staging / name, data, mode_for(name), sync=sync)
         else:
-            _replace_in_folder(folder, files, sync)
+            stale = [n for n in replaces if n not in files and os.path.lexists(folder / n)]
+            replace_bundle(folder, files, remove=stale, sync=sync)
     except OSError as exc:
-        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+        raise bundle_error(folder, exc) from None
     return [folder / name for name in files]
 
 
-@contextmanager
-def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> Iterator[Path]:
-    """Assemble a new ``folder`` under a temporary name and rename it into place whole.
+def bundle_error(folder: Path, exc: OSError) -> CertkitError:
+    import errno
 
-    Yields the temporary folder to fill. On success it gets ``mode`` and replaces nothing
-    (but an empty folder); on any failure it is removed, so a half-built folder is never seen.
-    """
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_dir(parent, folder.name)
-    try:
-        yield staging
-        os.chmod(staging, mode)
-        if sync:
-            _fsync_dir(staging)
-        pause_at("staged")
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror or str(exc))
+    return CertkitError(f"Cannot write the bundle in {shown(folder)}: {reason}.")
+
+
+def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence[str] = (),
+                   sync: bool = True) -> None:
+    """Replace bundle files in the existing ``folder``: write ``files``, delete ``remove``, keep the rest."""
+    entries = [e for e in os.listdir(folder) if not e.endswith(TEMP_SUFFIX)]
+    only_bundle = all(e in BUNDLE_FILES and (folder / e).is_file() and not (folder / e).is_symlink()
+                      for e in entries)
+    if only_bundle and not os.path.ismount(folder):
         try:
-            os.rename(staging, folder)  # replaces nothing but an empty folder
-        except OSError:
-            if folder.exists():
-                raise OutputExists(
-                    f"{folder} appeared while it was being written; nothing was replaced."
-                ) from None
-            raise
-        if sync:
-            _fsync_dir(parent)
-    except BaseException:
-        remove_tree(staging)
-        raise
+            _swap_folder(folder, files, remove, sync)
+            return
+        except _CannotSwap:
+            pass  # a bind mount, a file system without exchange: the journal works everywhere
+    _journaled(folder, files, remove, sync)
 
 
-def _write_new_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
-    with new_folder(folder, sync=sync) as staging:
-        for name, data in files.items():
-            write_new_file(staging / name, data, _mode_for(name), sync=sync)
+class _CannotSwap(Exception):
+    pass
 
 
-def _replace_in_folder(folder: Path, files: Mapping[str, bytes], sync: bool = True) -> None:
-    temps: dict[str, Path] = {}
-    try:
-        for name in files:
-            temps[name] = folder / f".{name}.{_random_suffix()}.certkit-tmp"
-            write_new_file(temps[name], files[name], _mode_for(name), sync=sync)
-        # Each rename is atomic, the set is not: everything is written and flushed
-        # first so the renames run back to back in microseconds.
-        pause_at("staged")
-        for name in list(temps):
-            os.rename(temps.pop(name), folder / name)
-        if sync:
-            _fsync_dir(folder)
-    finally:
-        for tmp in temps.values():
-            _unlink_quietly(tmp)
+def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
+    import errno
 
-
-def replace_folder(folder: Path, files: Mapping[str, bytes], *, drop: tuple[str, ...] = ()) -> list[Path]:
-    """Replace the bundle in the existing ``folder`` in one step; return the paths of ``files``.
-
-    A complete new folder is assembled beside the old one: ``files`` written,
-    every other entry of the old folder carried across (hard-linked, so a kept
-    private key stays the very same file) except the names in ``drop``. Then
-    the two folders are exchanged atomically with Linux's ``renameat2(...,
-    RENAME_EXCHANGE)``, so a reader opening ``cert.pem`` and ``privkey.pem`` sees
-    the old pair or the new pair, never one of each. Where that call is missing
-    (other systems, some file systems) the old folder is renamed aside and the
-    new one renamed into place: for an instant the folder is absent, but still
-    never mismatched. A process killed at any point leaves the old or the new
-    bundle in place, plus at most a hidden ``*.certkit-tmp`` folder.
-    """
-    folder = Path(folder)
-    if folder.is_symlink() or not folder.is_dir():
-        raise UnsafeOutputPath(f"{folder} is not a folder (or is a symbolic link); certkit will not replace it.")
     parent = folder.absolute().parent
     sweep_stale(parent, folder.name)
-    try:
-        staging = make_staging_dir(parent, folder.name)
-    except OSError as exc:
-        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+    staging = make_staging_dir(parent, folder.name)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, _mode_for(name))
-        for entry in os.scandir(folder):
-            if entry.name in files or entry.name in drop or entry.name.endswith(".certkit-tmp"):
-                continue
-            _carry_over(Path(entry.path), staging / entry.name)
+            write_new_file(staging / name, data, mode_for(name), sync=sync)
+        for entry in os.listdir(folder):  # the kept files of the bundle: the very same files
+            if entry in BUNDLE_FILES and entry not in files and entry not in remove:
+                os.link(folder / entry, staging / entry)
         info = os.stat(folder)
         os.chmod(staging, info.st_mode & 0o7777)
-        if hasattr(os, "chown") and os.geteuid() == 0:
+        if os.geteuid() == 0:
             os.chown(staging, info.st_uid, info.st_gid)
-        _fsync_dir(staging)
+        if sync:
+            fsync_dir(staging)
         pause_at("staged")
-        if not _exchange(staging, folder):
-            _swap_by_renames(staging, folder)
-        _fsync_dir(parent)
+        try:
+            swapped = exchange(staging, folder)
+        except OSError as exc:
+            if exc.errno in (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES):
+                raise _CannotSwap from None
+            raise
+        if not swapped:
+            swap_by_renames(staging, folder)
+        if sync:
+            fsync_dir(parent)
         pause_at("swapped")
-    except OSError as exc:
-        remove_tree(staging)
-        raise CertkitError(f"Cannot write the bundle in {folder}: {exc.strerror or exc}.") from None
+        # Anything created in the old folder while the new one was assembled goes back.
+        for entry in os.listdir(staging):
+            if entry not in BUNDLE_FILES and not os.path.lexists(folder / entry):
+                os.rename(staging / entry, folder / entry)
     except BaseException:
         remove_tree(staging)
         raise
     remove_tree(staging)  # after the exchange it holds the old bundle
-    return [folder / name for name in files]
 
 
-def _carry_over(source: Path, target: Path) -> None:
-    import shutil  # renewal only
-
-    if source.is_symlink():
-        os.symlink(os.readlink(source), target)
-    elif source.is_dir():
-        shutil.copytree(source, target, symlinks=True)
-    else:
-        try:
-            os.link(source, target)
-        except OSError:  # file systems without hard links
-            shutil.copy2(source, target)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux >= 3.15); False where that is not available."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    import errno
-
+def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
+    staging = folder / temporary_name(_JOURNAL)
+    os.mkdir(staging, 0o700)
     try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _swap_by_renames(new: Path, folder: Path) -> None:
-    """The portable fallback: old folder aside, new folder in; ``new`` ends up holding the old bundle."""
-    aside = new.with_name(new.name.replace(".certkit-tmp", ".old.certkit-tmp"))
-    os.rename(folder, aside)
-    try:
-        os.rename(new, folder)
+        for name, data in files.items():
+            write_new_file(staging / name, data, mode_for(name), sync=sync)
+        commit = json.dumps({"write": list(files), "remove": list(remove)}).encode()
+        # The journal commits when COMMIT appears, whole: written aside, then renamed.
+        write_new_file(staging / f".{_COMMIT}", commit, SECRET_MODE, sync=True)
+        os.rename(staging / f".{_COMMIT}", staging / _COMMIT)
+        fsync_dir(staging)
     except BaseException:
-        os.rename(aside, folder)
+        remove_tree(staging)
         raise
-    os.rename(aside, new)
+    pause_at("staged")
+    _roll_forward(folder, staging)
+    pause_at("swapped")
+
+
+def _roll_forward(folder: Path, staging: Path) -> None:
+    """Carry out a committed journal: move each new file over the old one, delete the stale ones."""
+    plan = json.loads((staging / _COMMIT).read_bytes())
+    for name in plan["write"]:
+        if os.path.lexists(staging / name):
+            os.rename(staging / name, folder / name)
+    for name in plan["remove"]:
+        unlink_quietly(folder / name)
+    fsync_dir(folder)
+    remove_tree(staging)
+
+
+def settle_folder(folder: Path) -> None:
+    """Finish or undo what a dead writer left in or beside ``folder``: a committed journal is
+    rolled forward, an uncommitted one and any temporary file or folder are removed (they may
+    hold a private key), a set-aside old bundle is put back if the bundle is missing."""
+    folder = Path(folder)
+    sweep_stale(folder.absolute().parent, folder.name)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        parsed = parse_temporary(entry.name)
+        if parsed and parsed[0] == _JOURNAL and not alive(parsed[1]) and entry.is_dir(follow_symlinks=False):
+            if os.path.exists(os.path.join(entry.path, _COMMIT)):
+                _roll_forward(folder, Path(entry.path))
+            else:
+                remove_tree(Path(entry.path))
+    sweep_stale(folder)

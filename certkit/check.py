@@ -40,6 +40,10 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
         add("directory", "error", f"{store.path} does not exist; create a CA with 'certkit init-ca'.")
         return out
     dir_mode = stat.S_IMODE(store.path.stat().st_mode)
+    try:
+        store.check_safe()
+    except CertkitError as exc:
+        add("directory", "error", str(exc))
     if dir_mode & 0o077:
         add("directory", "warning",
             f"{store.path} has mode {dir_mode:04o}; others can list it. Run: chmod 700 {store.path}")
@@ -124,17 +128,46 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
 
 
 def _check_inventory(store: CADirectory) -> list[Finding]:
+    """The inventory read as it is: nothing migrated, settled or written (query_only)."""
+    from certkit.inventory import SCHEMA_VERSION
+
     inventory = store.inventory
+    if not inventory.db.exists():
+        return [Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")]
+    found: list[Finding] = []
     try:
-        inventory.check()
-        with inventory.connect() as conn:
-            result = conn.execute("PRAGMA quick_check").fetchone()[0]
-            count = conn.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        version = inventory.version(readonly=True)
+        if version > SCHEMA_VERSION:
+            return [Finding("inventory", "error", f"{inventory.location} was written by a newer certkit (schema "
+                            f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")]
+        if version < SCHEMA_VERSION:
+            found.append(Finding("inventory", "warning", f"schema version {version}; the next command that opens "
+                                 f"it migrates it to version {SCHEMA_VERSION} (check changes nothing)."))
+        integrity = _integrity(inventory)
+        if integrity != "ok":
+            return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
+                            f"{integrity}. Restore it from a backup.")]
+        damaged = inventory.damaged()
+        with inventory.transaction() as tx:
+            count = tx.execute("SELECT count(*) FROM certificates").fetchone()[0]
+            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     except sqlite3.Error as exc:
-        return [Finding("inventory", "error", f"{inventory.path} is damaged: {exc}.")]
-    if result != "ok":
-        return [Finding("inventory", "error", f"{inventory.path} failed SQLite's integrity check: {result}. "
-                        "Restore it from a backup.")]
-    return [Finding("inventory", "ok", f"{count} certificates recorded")]
+        return [Finding("inventory", "error", f"{inventory.location} is damaged: {exc}.")]
+    for row in damaged:
+        found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}."))
+    if pending:
+        found.append(Finding("inventory", "warning", f"{pending} certificate{'s are' if pending > 1 else ' is'} "
+                             "pending (being written now, or left by a process that died: the next command that "
+                             "opens the inventory settles those)."))
+    if not damaged:
+        found.append(Finding("inventory", "ok", f"{count} certificates recorded, every row readable"))
+    return found
+
+
+def _integrity(inventory) -> str:
+    if inventory.db.dialect != "sqlite":
+        return "ok"
+    with inventory.db.transaction(readonly=True) as tx:
+        return tx.execute("PRAGMA quick_check").fetchone()[0]

@@ -33,11 +33,16 @@ P12_FILE = "bundle.p12"
 # Every name a bundle may hold: what --force and renew replace, and nothing else.
 BUNDLE_FILES = (CERT_FILE, KEY_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, P12_FILE)
 
+# States ``certkit list`` filters by: "valid" and "expired" split issued certificates by date;
+# "pending" ones are being written right now; "abandoned" ones were signed but never delivered.
+LIST_STATUSES = ("valid", "expired", "revoked", "pending", "abandoned")
+
 # --- revocation ---------------------------------------------------------------------
 # RFC 5280 5.3.1 CRLReason names. certificateHold (reversible) and removeFromCRL (delta
 # CRLs only) are left out: certkit's revocations are final.
 REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
                       "cessationOfOperation", "privilegeWithdrawn", "aACompromise")
+MIN_CRL_DAYS, MAX_CRL_DAYS = 1, 3650  # a CRL's nextUpdate: a day ahead at least, ten years at most
 
 # --- limits: every number a user gives has a range, every file a size limit --------
 MAX_DAYS = 36500  # a hundred years: far beyond any sane certificate, far below datetime's end

@@ -52,6 +52,12 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
             f"{_cap(source)} is not a readable certificate signing request (PEM or DER): "
             f"{describe_parse_error(exc)}."
         ) from None
+    weak = _weak_signature(csr)
+    if weak:
+        raise InvalidCSR(
+            f"{_cap(source)} is signed with {weak}, a weak signature algorithm that certkit does not accept "
+            "(a forged request could pass it). Ask for a CSR signed with SHA-256 (openssl req -sha256)."
+        )
     try:
         valid = csr.is_signature_valid
     except Exception:  # an unsupported or mangled signature algorithm
@@ -76,6 +82,19 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
         else:
             request.extensions.append(describe_extension(ext))
     return request
+
+
+_WEAK_HASHES = {"md5": "MD5", "sha1": "SHA-1", "md2": "MD2", "md4": "MD4"}
+
+
+def _weak_signature(csr) -> str | None:
+    """The name of a broken hash the CSR is signed with (MD5, SHA-1), else None."""
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except Exception:  # an algorithm cryptography does not know: is_signature_valid says the rest
+        name = csr.signature_algorithm_oid._name.lower() if hasattr(csr.signature_algorithm_oid, "_name") else ""
+        return next((label for key, label in _WEAK_HASHES.items() if name.startswith(key)), None)
+    return _WEAK_HASHES.get(algorithm.name) if algorithm is not None else None
 
 
 def _cap(text: str) -> str:

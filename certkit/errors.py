@@ -63,7 +63,12 @@ class PassphraseRequired(CertkitError):
 
 
 class OutputExists(CertkitError):
-    """An output file exists and replacing it was not asked for."""
+    """Output files exist and replacing them was not asked for; ``count`` of them, which could be
+    replaced if asked (``replaceable``)."""
+
+    def __init__(self, message: str, *, replaceable: bool = True, count: int = 1) -> None:
+        super().__init__(message)
+        self.replaceable, self.count = replaceable, count
 
 
 class UnsafeOutputPath(CertkitError):
@@ -96,3 +101,30 @@ class InputTooLarge(CertkitError):
 
 class UnsafeSecretFile(CertkitError):
     """A passphrase, password or PIN file that other users can read."""
+
+
+class InventoryError(CertkitError):
+    """The inventory database cannot be used: missing, damaged, locked, read-only, disk full."""
+
+
+class DamagedRow(InventoryError):
+    """One inventory row that cannot be read (a bad date, bad JSON, bad DER)."""
+
+    def __init__(self, serial: str, reason: str) -> None:
+        self.serial, self.reason = serial, reason
+        super().__init__(f"The inventory row of certificate {serial} is damaged ({reason}); "
+                         "'certkit check' lists every damaged row. Restore the inventory from a backup.")
+
+
+class PendingCertificate(CertkitError):
+    """A certificate whose issuing is still in progress (its bundle not yet written)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (like KeyboardInterrupt for SIGINT), so what it was
+    doing is settled before it exits; see :func:`raise_terminated`."""
+
+
+def raise_terminated(signum, frame) -> None:
+    """A SIGTERM handler: ``signal.signal(signal.SIGTERM, raise_terminated)``."""
+    raise Terminated

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, describe_parse_error, parse_errors
-from certkit.profiles import eku_name
+from certkit.vocabulary import eku_name
 
 if TYPE_CHECKING:
     from cryptography import x509

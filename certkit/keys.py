@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 
     PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]
 
-# ecdsa-p256 is the default: small, fast, and accepted by every TLS stack in use.
-KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
-DEFAULT_KEY_TYPE = "ecdsa-p256"
+from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401 (part of this module's API)
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
@@ -77,6 +75,14 @@ def signature_hash(key):
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
+
+
+def sign_builder(key, builder):
+    """Sign a certificate or CRL builder with ``key``: a private key, or an external signer (a
+    PKCS#11 token) that signs the builder itself through a ``sign_builder`` method."""
+    if hasattr(key, "sign_builder"):
+        return key.sign_builder(builder)
+    return builder.sign(key, signature_hash(key))
 
 
 def private_key_pem(key, passphrase: bytes | None = None) -> bytes:

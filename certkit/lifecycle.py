@@ -1,11 +1,12 @@
-"""Finding issued certificates by serial, name or bundle folder, and renewing a bundle in place.
+"""Finding issued certificates by serial, name or bundle folder; renewing them; writing CRLs.
 
 ``certkit renew`` and ``certkit revoke`` take what a user has at hand: the
 serial openssl printed, the name the certificate was issued for, or the
 folder its files are in. :func:`find_certificate` turns any of those into one
 inventory entry (or a clear error when it names none, or several).
-:func:`renew_bundle` issues the successor and swaps it into the folder as one
-step (:func:`certkit.bundle.replace_folder`).
+:func:`plan_renewal` decides, without the CA key, what the successor is and
+where it goes; :func:`renew` issues it through the pipeline
+(:mod:`certkit.issuing`), replacing exactly the bundle's files in place.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
-from certkit.inventory import normalize_serial
+from certkit.text import shown
+from certkit.vocabulary import normalize_serial, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from certkit.ca import CA, IssuedCert
+    from certkit.ca import CA
     from certkit.inventory import Inventory
+    from certkit.issuing import Delivery, FolderTarget, Request
 
 # A serial prefix shorter than this is too likely to be a typo that matches something.
 MIN_SERIAL_PREFIX = 8
-BUNDLE_FILES = ("cert.pem", "privkey.pem", "fullchain.pem", "chain.pem", "ca.pem")
 
 
 @dataclass
@@ -42,23 +45,23 @@ class Found:
 def _read_cert(path: Path) -> "x509.Certificate":
     from cryptography import x509
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnknownCertificate(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    from certkit.errors import parse_errors
+    from certkit.files import read_limited
+
+    data = read_limited(path, MAX_CERT_FILE_BYTES, what="certificate")
     try:
         return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
-    except ValueError:
-        raise UnknownCertificate(f"{path} does not hold a readable certificate.") from None
+    except parse_errors():
+        raise UnknownCertificate(f"{shown(path)} does not hold a readable certificate.") from None
 
 
 def holds(folder: Path | None, serial: str) -> bool:
     """Whether ``folder``'s cert.pem is the certificate ``serial``."""
-    if folder is None or not (folder / "cert.pem").is_file():
+    if folder is None or not (folder / CERT_FILE).is_file():
         return False
     try:
-        return format(_read_cert(folder / "cert.pem").serial_number, "X") == serial
-    except UnknownCertificate:
+        return serial_hex(_read_cert(folder / CERT_FILE).serial_number) == serial
+    except CertkitError:
         return False
 
 
@@ -67,15 +70,17 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     prefix of at least 8 hex digits), or, with ``allow_names``, a name it was issued for."""
     path = Path(ref)
     if path.exists():
-        cert_path = path / "cert.pem" if path.is_dir() else path
+        cert_path = path / CERT_FILE if path.is_dir() else path
         if path.is_dir() and not cert_path.is_file():
-            raise UnknownCertificate(f"The folder {path} holds no cert.pem; give a bundle folder, a serial or a name.")
+            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give a bundle folder, a serial "
+                                     "or a name.")
         cert = _read_cert(cert_path)
-        serial = format(cert.serial_number, "X")
+        serial = serial_hex(cert.serial_number)
         row = inventory.get(serial)
         if row is None or inventory.certificate(serial) != cert:
-            raise UnknownCertificate(f"The certificate in {cert_path} (serial {serial}) was not issued by this CA.")
-        folder = cert_path.parent if cert_path.name == "cert.pem" else None
+            raise UnknownCertificate(f"The certificate in {shown(cert_path)} (serial {serial}) was not issued by "
+                                     "this CA.")
+        folder = cert_path.parent if cert_path.name == CERT_FILE else None
         return Found(serial, row, cert, folder, inventory.successors(serial))
     serial = normalize_serial(ref)
     if serial is not None and (row := inventory.get(serial)) is not None:
@@ -93,7 +98,7 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                                      f"({', '.join(matches)}); give more digits.")
     what = "a bundle folder, a serial or a name" if allow_names else "a bundle folder or a serial"
     raise UnknownCertificate(
-        f"No certificate of this CA matches '{ref}' (looked for {what}); 'certkit list' shows them."
+        f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
     )
 
 
@@ -111,7 +116,7 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
     for row in inventory.query(name=literal):
         if row["kind"] == "ca":
             continue
-        values = {entry.split(":", 1)[1].lower() for entry in row["names"]}
+        values = {entry.split(":", 1)[1].lower() for entry in row["names"] if ":" in entry}
         cn = [part[3:].lower() for part in row["subject"].split(",") if part.startswith("CN=")]
         if wanted in values or wanted in cn:
             rows.append(row)
@@ -121,76 +126,135 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
         return None
     if len(live) > 1:
         listed = "; ".join(f"{r['serial']}" + (f" in {r['folder']}" if r.get("folder") else "") for r in live[:5])
-        raise UnknownCertificate(f"'{name}' names {len(live)} current certificates ({listed}); "
+        raise UnknownCertificate(f"'{shown(name)}' names {len(live)} current certificates ({shown(listed)}); "
                                  "give a serial or a bundle folder instead.")
     return _found(inventory, live[0])
 
 
 @dataclass
-class Renewal:
-    old_serial: str
-    issued: "IssuedCert"
-    folder: Path
-    files: list[Path]
+class RenewalPlan:
+    """What renewing one certificate will do, decided before the CA key is touched."""
+
+    found: Found
+    request: "Request"
+    target: "FolderTarget"
+    in_place: bool
     notes: list[str] = field(default_factory=list)
 
 
-def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None,
-                 days: int | None = None, out: Path | None = None, force: bool = False) -> Renewal:
-    """Renew the certificate ``ref`` names and write its successor's bundle.
+@dataclass
+class Renewal:
+    old_serial: str
+    delivery: "Delivery"
+    folder: Path
+    in_place: bool
 
-    Into the folder that holds the old bundle, replaced as one step (the
-    private key kept, hard-linked, unless ``rekey``); or into ``out``, a new
-    folder, when given.
-    """
-    from certkit.bundle import check_writable, replace_folder, write_bundle
-    from certkit.keys import load_private_key
+    @property
+    def issued(self):
+        return self.delivery.issued
 
-    if ca.inventory is None:
-        raise CertkitError("Renewing needs a CA loaded from a CA directory (it records the renewal).")
-    found = find_certificate(ca.inventory, ref)
-    target = Path(out) if out is not None else found.folder
-    in_place = target is not None and holds(target, found.serial)
+    @property
+    def files(self) -> list[Path]:
+        return self.delivery.files
+
+    @property
+    def notes(self) -> list[str]:
+        return self.delivery.notes
+
+
+def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
+                 out: Path | None = None, force: bool = False, p12_password: bytes | None = None) -> RenewalPlan:
+    """Find the certificate ``ref`` names and plan its successor: into the folder that holds the
+    old bundle (its bundle files replaced, the key kept unless ``rekey``), or into ``out``.
+    Every refusal happens here, before the CA key is needed."""
+    from certkit.issuing import FolderTarget, plan, renewal_request
+
+    inventory = ca.require_inventory()
+    found = find_certificate(inventory, ref)
+    target_folder = Path(out) if out is not None else found.folder
+    in_place = target_folder is not None and holds(target_folder, found.serial)
     if found.successors and not in_place:
         raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
                           "renew that one (or give the folder that still holds the old certificate).")
-    if target is None:
+    if found.row["status"] == "revoked":
+        raise CannotRenew(f"The certificate {found.serial} was revoked on {found.row['revoked_at']} (reason: "
+                          f"{found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a new one "
+                          "(with a new key) instead.")
+    if target_folder is None:
         raise CannotRenew(
             f"No folder is known to hold the certificate {found.serial} (it was never written, or was moved); "
-            "give its bundle folder instead of the serial, or choose where to write the renewed one with --out."
+            "give its bundle folder instead of the serial, or choose where to write the renewed one (--out)."
         )
-    old_key = None
-    source = target if in_place else found.folder  # where the old certificate's key may be
-    key_path = source / "privkey.pem" if source is not None else None
-    if key_path is not None and key_path.is_file():
-        try:
-            old_key = load_private_key(key_path.read_bytes(), None, source=f"key {key_path}")
-        except CertkitError:
-            old_key = None  # encrypted or exotic: not ours to check; it stays as it is
-    if old_key is not None and not rekey:
+    source = target_folder if in_place else found.folder  # where the old certificate's key may be
+    old_key = _old_key(source, found, check=not rekey)
+    kind = ca.kind_of(found.cert)
+    notes = []
+    if in_place:
+        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days)
+        target = FolderTarget(target_folder, force=True, keeps_key=not rekey, replaces=_replaced(rekey))
+        if (target_folder / P12_FILE).exists():
+            target.p12 = p12_password is not None
+            if p12_password is None:
+                notes.append(f"{shown(target_folder / P12_FILE)} held the old certificate and was removed; "
+                             f"export it again: certkit export-p12 {shown(target_folder)}")
+    else:
+        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key)
+        target = FolderTarget(target_folder, force=force)
+        if not rekey and old_key is None:
+            notes.append("no private key written: the key stays with whoever holds the old one")
+    if target.p12 and p12_password is not None:
+        from certkit.pkcs12 import issued_pkcs12
+
+        key_path = target_folder / KEY_FILE
+        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, key=None if rekey else
+                                                                 _load_key(key_path))}
+    plan(ca, request, target)
+    return RenewalPlan(found, request, target, in_place, notes)
+
+
+def _replaced(rekey: bool) -> tuple[str, ...]:
+    """The bundle files an in-place renewal replaces or removes: all but a kept private key."""
+    return tuple(n for n in BUNDLE_FILES if rekey or n != KEY_FILE)
+
+
+def _old_key(source: Path | None, found: Found, *, check: bool):
+    key_path = source / KEY_FILE if source is not None else None
+    if key_path is None or not key_path.is_file():
+        return None
+    key = _load_key(key_path)
+    if key is not None and check:
         from certkit.keys import public_key_der
 
-        if public_key_der(old_key.public_key()) != public_key_der(found.cert.public_key()):
-            raise CannotRenew(f"{key_path} does not belong to {source / 'cert.pem'}; the folder is already "
-                              "inconsistent, so certkit will not renew into it. Restore the pair first.")
-    if not in_place:
-        names = [n for n in BUNDLE_FILES if n != "chain.pem" or ca.parents]
-        check_writable(target, names if rekey else [n for n in names if n != "privkey.pem"], force=force)
-    issued = ca.renew(found.cert, rekey=rekey, key_type=key_type, days=days,
-                      key=None if in_place else old_key)
-    files = issued.bundle_files()
-    notes = list(issued.notes)
-    if in_place:
-        drop = tuple(n for n in ("chain.pem",) if n not in files)
-        written = replace_folder(target, files, drop=drop)
-        if (target / "bundle.p12").exists():
-            notes.append(f"{target / 'bundle.p12'} still holds the old certificate; export it again")
-    else:
-        written = write_bundle(target, files, force=force)
-        if issued.private_key is None:
-            notes.append("no private key written: the key stays with whoever holds the old one")
-    ca.inventory.set_folder(issued.serial_hex, target.absolute())
-    return Renewal(found.serial, issued, target, written, notes)
+        if public_key_der(key.public_key()) != public_key_der(found.cert.public_key()):
+            raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
+                              "already inconsistent, so certkit will not renew into it. Restore the pair first.")
+    return key
+
+
+def _load_key(path: Path):
+    from certkit.files import read_limited
+    from certkit.keys import load_private_key
+
+    try:
+        return load_private_key(read_limited(path, MAX_CERT_FILE_BYTES, what="private key"), None,
+                                source=f"key {path}")
+    except CertkitError:
+        return None  # encrypted or exotic: not ours to check; it stays as it is
+
+
+def renew(ca: "CA", planned: RenewalPlan) -> Renewal:
+    """Issue the planned successor through the pipeline (signed, recorded pending, written, marked valid)."""
+    from certkit.issuing import deliver
+
+    delivery = deliver(ca, planned.request, planned.target, planned=True)
+    delivery.notes = planned.notes + delivery.notes
+    return Renewal(planned.found.serial, delivery, planned.target.given, planned.in_place)
+
+
+def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
+                 out: Path | None = None, force: bool = False) -> Renewal:
+    """:func:`plan_renewal` then :func:`renew`, for callers that hold an unlocked CA."""
+    return renew(ca, plan_renewal(ca, ref, rekey=rekey, key_type=key_type, days=days, out=out, force=force))
 
 
 def crl_bytes(crl, *, der: bool = False) -> bytes:
@@ -199,40 +263,50 @@ def crl_bytes(crl, *, der: bool = False) -> bytes:
     return crl.public_bytes(Encoding.DER if der else Encoding.PEM)
 
 
-def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = False) -> None:
+def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = False,
+              ca_dirs: tuple = ()) -> None:
     """Write a CRL to ``path`` atomically.
 
     An existing file is replaced only if it is a CRL from the same issuer (the
-    usual refresh, e.g. from cron) or with ``force``; anything else is refused.
+    usual refresh, e.g. from cron) or with ``force``; anything else is refused,
+    and nothing is ever written into a CA directory.
     """
-    from certkit.bundle import PUBLIC_MODE, replace_file
+    from certkit.atomic import PUBLIC_MODE, replace_file
 
     path = Path(path)
-    check_crl_target(path, issuer, force=force)
+    check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs)
     try:
         replace_file(path, data, PUBLIC_MODE)
     except OSError as exc:
-        raise CertkitError(f"Cannot write the CRL to {path}: {exc.strerror or exc}.") from None
+        from certkit.bundle import bundle_error
+
+        raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
 
 
-def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False) -> None:
-    """Refuse to write a CRL through a link, or over a file that is not a CRL of ``issuer`` (unless ``force``)."""
+def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca_dirs: tuple = ()) -> None:
+    """Refuse to write a CRL into a CA directory, through a link, or over a file that is not a
+    CRL of ``issuer`` (unless ``force``)."""
     from certkit.errors import OutputExists, UnsafeOutputPath
+    from certkit.paths import check_output
 
     path = Path(path)
+    check_output(path, ca_dirs, what="CRL file")
     if path.is_symlink():
-        raise UnsafeOutputPath(f"{path} is a symbolic link; certkit does not write through links.")
-    if path.exists() and (not path.is_file() or (not force and _crl_issuer(path) != issuer)):
-        raise OutputExists(f"{path} exists and is not a CRL of this CA; pass --force to replace it."
-                           if path.is_file() else f"{path} exists and is not a file.")
+        raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
+    if path.exists() and not path.is_file():
+        raise OutputExists(f"{shown(path)} exists and is not a file.", replaceable=False)
+    if path.exists() and not force and _crl_issuer(path) != issuer:
+        raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
 
 
 def _crl_issuer(path: Path):
     from cryptography import x509
 
+    from certkit.files import read_limited
+
     try:
-        data = path.read_bytes()
+        data = read_limited(path, 64 << 20, what="CRL")
         crl = x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_crl(data)
-    except (OSError, ValueError):
+    except (CertkitError, ValueError):
         return None
     return crl.issuer

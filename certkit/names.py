@@ -60,10 +60,31 @@ def parse_host(text: str) -> Identity:
     if not isinstance(text, str) or not text.strip():
         raise InvalidName("An empty name cannot go in a certificate.")
     text = text.strip()
+    _refuse_what_is_not_a_host(text)
     ip = _try_ip(text)
     if ip is not None:
         return ip
     return parse_dns_name(text, allow_wildcard=True)
+
+
+def _refuse_what_is_not_a_host(text: str) -> None:
+    """The mistakes people make when they mean a host: a URL, a port, an email address."""
+    scheme = _URI_SCHEME.match(text)
+    if scheme and "//" in text:
+        from urllib.parse import urlsplit
+
+        host = urlsplit(text).hostname
+        hint = f" (the host is '{_show(host)}')" if host else ""
+        raise InvalidName(f"'{_show(text)}' is a URL; a certificate names the host alone{hint}. "
+                          "The scheme, port and path are not part of it.")
+    if "@" in text:
+        raise InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a person "
+                          f"or a mailbox is a client certificate: 'certkit issue-client NAME --email {_show(text)}'.")
+    head, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
+        host = head.strip("[]")
+        raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
+                          f"('{_show(host)}'), and is valid on every port.")
 
 
 def _try_ip(text: str) -> Identity | None:
@@ -267,6 +288,24 @@ def parse_common_name(text: str) -> str:
     if any(not ch.isprintable() for ch in text):
         raise InvalidName(f"{text!r} contains control characters.")
     return text
+
+
+def parse_client_name(text: str) -> str:
+    """A client certificate's NAME: a common name as :func:`parse_common_name` checks it, but not an
+    IP address or a URL, which name hosts (a server certificate's business)."""
+    cn = parse_common_name(text)
+    try:
+        ipaddress.ip_address(cn)
+    except ValueError:
+        pass
+    else:
+        raise InvalidName(f"'{_show(cn)}' is an IP address. A client certificate's NAME is the identity a server "
+                          "maps to a user or service (alice, billing-api); to certify an address, use "
+                          f"certkit issue-server {_show(cn)}.")
+    if _URI_SCHEME.match(cn) and "//" in cn:
+        raise InvalidName(f"'{_show(cn)}' is a URL. A client certificate's NAME is a plain name (alice, "
+                          f"billing-api); to put a URI such as a SPIFFE ID in it, add --uri {_show(cn)}.")
+    return cn
 
 
 def looks_like_email(text: str) -> bool:

@@ -69,13 +69,14 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
         name.encode() if name else None, private_key, cert, chain or None, builder.build(password))
 
 
-def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False) -> bytes:
-    """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root."""
-    if issued.private_key is None:
+def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None) -> bytes:
+    """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root.
+    ``key`` is the private key when the certificate kept one certkit did not generate (renewal)."""
+    key = key if key is not None else issued.private_key
+    if key is None:
         raise CertkitError("This certificate was signed from a CSR: certkit does not hold its private key, "
                            "so it cannot write a PKCS#12 file for it.")
-    return pkcs12_bytes(issued.private_key, issued.cert, [*issued.intermediates, issued.root], password,
-                        legacy=legacy)
+    return pkcs12_bytes(key, issued.cert, [*issued.intermediates, issued.root], password, legacy=legacy)
 
 
 def common_name(cert: "x509.Certificate") -> str | None:

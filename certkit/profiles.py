@@ -59,23 +59,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-# Names of the extendedKeyUsage purposes people meet, as RFC 5280 spells them.
-EKU_NAMES = {
-    "1.3.6.1.5.5.7.3.1": "serverAuth",
-    "1.3.6.1.5.5.7.3.2": "clientAuth",
-    "1.3.6.1.5.5.7.3.3": "codeSigning",
-    "1.3.6.1.5.5.7.3.4": "emailProtection",
-    "1.3.6.1.5.5.7.3.8": "timeStamping",
-    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
-    "2.5.29.37.0": "anyExtendedKeyUsage",
-}
-
-
-def eku_name(oid) -> str:
-    """``serverAuth`` for 1.3.6.1.5.5.7.3.1, the dotted OID for purposes without a name here."""
-    return EKU_NAMES.get(oid.dotted_string, oid.dotted_string)
-
-
 def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     """notBefore/notAfter for a lifetime of ``days``, counted inclusively as RFC 5280 does.
 
@@ -100,26 +83,6 @@ def general_name(identity: Identity) -> "x509.GeneralName":
     return x509.UniformResourceIdentifier(identity.value)
 
 
-def name_constraints(permitted_dns: Sequence[str], permitted_ips: Sequence[str]):
-    """A critical NameConstraints value, or None when nothing is constrained.
-
-    When only DNS domains are permitted, all IPv4 and IPv6 addresses are
-    excluded: otherwise RFC 5280 leaves IP addresses unconstrained, and a CA
-    "limited to example.com" could still vouch for any IP address.
-    """
-    from cryptography import x509
-
-    if not permitted_dns and not permitted_ips:
-        return None
-    permitted = [x509.DNSName(d) for d in permitted_dns]
-    permitted += [x509.IPAddress(ipaddress.ip_network(n)) for n in permitted_ips]
-    excluded = None
-    if not permitted_ips:
-        excluded = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
-                    x509.IPAddress(ipaddress.ip_network("::/0"))]
-    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
-
-
 def build_certificate(
     profile: Profile,
     *,
@@ -140,7 +103,7 @@ def build_certificate(
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from certkit.keys import signature_hash
+    from certkit.keys import sign_builder
 
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     builder = (
@@ -179,7 +142,7 @@ def build_certificate(
         # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
         builder = builder.add_extension(x509.SubjectAlternativeName(names),
                                         critical=len(subject) == 0)
-    return builder.sign(issuer_key, signature_hash(issuer_key))
+    return sign_builder(issuer_key, builder)
 
 
 def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False):

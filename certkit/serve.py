@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.profiles import eku_name
 from certkit.tlscheck import reason_of
+from certkit.vocabulary import eku_name
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -162,19 +162,25 @@ def _no_password() -> bytes:
 
 def self_issued_context(ca: "CA", client_ca_pem: bytes, names: Iterable[str] = LOCAL_NAMES,
                         days: int = 1) -> tuple[ssl.SSLContext, "IssuedCert"]:
-    """Issue a short-lived server certificate for ``names`` from ``ca`` and build the context.
+    """Issue a short-lived server certificate for ``names`` from ``ca`` (through the issuing
+    pipeline: recorded pending, valid once the context holds it) and build the context."""
+    from certkit.issuing import begin, server_request
 
-    The key exists on disk only for the moment OpenSSL reads it, in a private
-    temporary folder (``ssl`` loads keys from files only).
-    """
-    from certkit.bundle import SECRET_MODE, write_new_file
+    with begin(ca, server_request(list(names), days=days)) as issued:
+        context = issued_context(issued, client_ca_pem)
+    return context, issued
 
-    issued = ca.issue_server(list(names), days=days)
+
+def issued_context(issued: "IssuedCert", client_ca_pem: bytes) -> ssl.SSLContext:
+    """The server context for a certificate held in memory. The key exists on disk only for the
+    moment OpenSSL reads it, in a private temporary folder (``ssl`` loads keys from files only)."""
+    from certkit.atomic import SECRET_MODE, write_new_file
+
     with tempfile.TemporaryDirectory(prefix="certkit-serve-") as tmp:
         chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
         write_new_file(chain, issued.fullchain_pem, SECRET_MODE)
         write_new_file(key, issued.private_key_pem, SECRET_MODE)
-        return tls_context(chain, key, client_ca_pem), issued
+        return tls_context(chain, key, client_ca_pem)
 
 
 def peer_label(address) -> str:

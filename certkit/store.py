@@ -14,15 +14,19 @@ per-user data directory, so issuing works from any folder (mkcert's CAROOT).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from certkit.bundle import new_folder, write_new_file
+from certkit.atomic import new_folder, write_new_file
+from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
+from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, load_private_key, private_key_pem, public_key_der
+from certkit.text import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -47,6 +51,37 @@ def default_ca_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "certkit"
+
+
+def no_core_dumps() -> None:
+    """Keep the decrypted CA key out of core files (and away from same-user debuggers): no core
+    limit, and not dumpable (Linux prctl). Called once a CA key is in memory."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+        except (OSError, AttributeError):
+            pass
+
+
+def _check_chain(path: Path, cert, parents: list) -> None:
+    """ca.pem must be signed by the first of parents.pem, each parent by the next."""
+    chain = [cert, *parents]
+    for child, issuer in zip(chain, chain[1:], strict=False):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except Exception:  # InvalidSignature, a name mismatch (ValueError), an unusable key type
+            raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
+                           f"{shown(child.subject.rfc4514_string())} is not signed by "
+                           f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE})."
+                           ) from None
 
 
 def resolve_ca_dir(path: str | Path | None = None) -> Path:
@@ -107,25 +142,52 @@ class CADirectory:
 
     # --- loading ------------------------------------------------------------------
     def load_certificates(self) -> tuple["x509.Certificate", list["x509.Certificate"]]:
-        """The CA certificate and its parents, without touching the key."""
+        """The CA certificate and its parents, without touching the key; the folder must be safe
+        (no one else can replace what is in it) and the chain must hold together."""
         from cryptography import x509
+
+        from certkit.constants import MAX_CERT_FILE_BYTES
+        from certkit.errors import parse_errors
+        from certkit.files import read_limited
 
         if not self.path.is_dir():
             raise CANotFound(
-                f"No CA in {self.path}: the folder does not exist. Create one with "
+                f"No CA in {shown(self.path)}: the folder does not exist. Create one with "
                 "'certkit init-ca', or point --ca-dir / CERTKIT_CA_DIR at an existing one."
             )
         if not self.cert_path.is_file():
-            raise CANotFound(
-                f"No CA in {self.path}: {CERT_FILE} is missing. Create one with 'certkit init-ca'."
-            )
+            raise CANotFound(f"No CA in {shown(self.path)}: {CERT_FILE} is missing. Create one with 'certkit init-ca'.")
+        self.check_safe()
+        parents_path = self.path / PARENTS_FILE
         try:
-            cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
-            parents_path = self.path / PARENTS_FILE
-            parents = x509.load_pem_x509_certificates(parents_path.read_bytes()) if parents_path.exists() else []
-        except (ValueError, OSError) as exc:
-            raise CABroken(f"The CA certificate in {self.path} cannot be read: {exc}.") from None
+            cert_pem = read_limited(self.cert_path, MAX_CERT_FILE_BYTES, what="CA certificate")
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            parents = (x509.load_pem_x509_certificates(read_limited(parents_path, MAX_CERT_FILE_BYTES,
+                                                                    what="parent certificates"))
+                       if parents_path.exists() else [])
+        except (*parse_errors(), OSError) as exc:
+            raise CABroken(f"The CA certificate in {shown(self.path)} cannot be read: {exc}.") from None
+        _check_chain(self.path, cert, parents)
         return cert, parents
+
+    def check_safe(self) -> None:
+        """Refuse a CA directory, or a file in it, that another user could write: whoever can
+        replace ca.pem or plant a parents.pem decides what every new bundle tells peers to trust."""
+        me = os.geteuid()
+        for path in (self.path, self.cert_path, self.path / PARENTS_FILE, self.path / INVENTORY_FILE):
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if path != self.path and stat.S_ISLNK(info.st_mode):
+                raise CABroken(f"{shown(path)} is a symbolic link; a CA directory holds its own files. "
+                               "Replace the link with the file it points to.")
+            if info.st_uid not in (me, 0):
+                raise CABroken(f"{shown(path)} belongs to another user (uid {info.st_uid}), who could replace "
+                               "what this CA signs with; use a CA directory of your own.")
+            if info.st_mode & 0o022:
+                raise CABroken(f"{shown(path)} has mode {stat.S_IMODE(info.st_mode):04o}: other users can "
+                               f"replace it (and what peers are told to trust). Run: chmod go-w {shown(path)}")
 
     def open(self) -> "CA":
         """The CA with its certificates and inventory, its key still locked: everything a command
@@ -148,9 +210,9 @@ class CADirectory:
         if not self.key_path.is_file():
             raise CABroken(f"The CA key {self.key_path} is missing; nothing can be issued without it.")
         try:
-            data = self.key_path.read_bytes()
-        except OSError as exc:
-            raise CABroken(f"The CA key {self.key_path} cannot be read: {exc.strerror}.") from None
+            data = read_limited(self.key_path, MAX_CERT_FILE_BYTES, what="CA key")
+        except CertkitError as exc:
+            raise CABroken(str(exc)) from None
         warnings = self._key_mode_warnings(data)
         secret = None
         if is_encrypted(data):
@@ -162,6 +224,7 @@ class CADirectory:
         # trusted=True skips RSA's ~40 ms consistency check: the key is ours, and the
         # comparison with the certificate below catches a swapped or damaged key.
         key = load_private_key(data, secret, source=f"CA key {self.key_path}", trusted=True)
+        no_core_dumps()
         if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
             raise CABroken(
                 f"The CA key {self.key_path} does not belong to the CA certificate "

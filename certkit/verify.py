@@ -131,7 +131,7 @@ def _path(leaf, intermediates, roots) -> tuple[list, str | None]:
 def _eku(cert) -> list[str] | None:
     from cryptography import x509
 
-    from certkit.profiles import eku_name
+    from certkit.vocabulary import eku_name
 
     try:
         ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -275,9 +275,9 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
         verdict.chain = [c.subject.rfc4514_string() for c in chain]
     except VerificationError as exc:
-        verdict.verifier_error = str(exc)
+        verdict.verifier_error = plain_verifier_error(str(exc))
     except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
-        verdict.verifier_error = str(exc)
+        verdict.verifier_error = plain_verifier_error(str(exc))
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
@@ -304,4 +304,41 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
                                      name=name, now=now)
     except parse_errors() as exc:  # damage found only when a field is first read
         raise CertkitError(f"{cert_path} holds a damaged certificate: {describe_parse_error(exc)}.") from None
+    if ca_file is None:
+        problem = inventory_status(ca_dir, leaf)
+        if problem:
+            verdict.reasons.append(problem)
+            verdict.valid, verdict.chain = False, []
     return verdict, trust
+
+
+def inventory_status(ca_dir: str | Path | None, leaf: "x509.Certificate") -> str | None:
+    """What the CA's own inventory says against ``leaf``: revoked, or never delivered. The chain
+    may verify, but the CA that issued it has withdrawn it (a CRL says so to servers)."""
+    from certkit.inventory.rows import parse_iso
+    from certkit.store import CADirectory
+    from certkit.vocabulary import serial_hex
+
+    inventory = CADirectory(ca_dir).inventory
+    try:
+        row = inventory.get(serial_hex(leaf.serial_number))
+    except CertkitError:
+        return None  # an unreadable inventory: the chain's verdict stands, check reports the rest
+    if row is None:
+        return None
+    if row["status"] == "revoked":
+        return (f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
+                f"{row['revocation_reason']}), as this CA's inventory records; servers refuse it once they "
+                "load the next CRL")
+    if row["status"] == "abandoned":
+        return "never delivered: this CA's inventory records it as abandoned (its key was never stored)"
+    return None
+
+
+def plain_verifier_error(text: str) -> str:
+    """cryptography's verifier message without Python reprs: ``<Certificate(subject=<Name(CN=x)>, ...)>``
+    becomes ``CN=x``."""
+    import re
+
+    text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
+    return re.sub(r"<Name\((.*?)\)>", r"\1", text)

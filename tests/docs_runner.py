@@ -42,7 +42,8 @@ class Step:
 
     @property
     def expects_error(self) -> bool:
-        return any(ln.startswith("Error:") for ln in self.expected)
+        # "cmd || echo ..." shows a refusal but succeeds as a whole
+        return any(ln.startswith("Error:") for ln in self.expected) and "||" not in self.text
 
 
 def steps(page: Path) -> list[Step]:

@@ -14,6 +14,7 @@ from cryptography import x509
 
 from certkit import batch
 from certkit.store import CADirectory
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, REPO, assert_clean_error, openssl, pkilint_errors, run_certkit
 from docs_runner import run_page
@@ -110,7 +111,7 @@ def test_batch_matches_single_issuance(tmp_path: Path, ca_dir: Path, ca_env: dic
 
     # Unique serials, every one in the inventory with its kind.
     issued = [web, wild, idn, alice, sensor, bob]
-    serials = {format(c.serial_number, "X"): k for c, k in zip(issued, ["server"] * 3 + ["client"] * 3,
+    serials = {serial_hex(c.serial_number): k for c, k in zip(issued, ["server"] * 3 + ["client"] * 3,
                                                                  strict=True)}
     assert len(serials) == 6
     recorded = inventory(ca_dir)
@@ -138,7 +139,7 @@ def test_json_lines_and_jobs(tmp_path: Path, ca_dir: Path) -> None:
     certs = [load(tmp_path / "out" / name) for name in folders]
     assert len({c.serial_number for c in certs}) == 50
     recorded = inventory(ca_dir)
-    assert all(format(c.serial_number, "X") in recorded for c in certs)
+    assert all(serial_hex(c.serial_number) in recorded for c in certs)
     assert len(recorded) == 50
     check_bundle(tmp_path / "out" / "device-007", ca.cert, "client")
     check_bundle(tmp_path / "out" / "h7.example.com", ca.cert, "server")
@@ -155,7 +156,7 @@ def test_serial_collision_is_resigned(tmp_path: Path, ca_dir: Path, monkeypatch:
     manifest = tmp_path / "m.csv"
     manifest.write_text("kind,names\nserver,a.example.com\nserver,b.example.com\n")
     result = batch.issue_batch(ca, manifest, out_dir=tmp_path / "out")
-    assert result.issued == 2 and result.resigned == 1
+    assert result.issued == 2
     serials = {load(tmp_path / "out" / n).serial_number for n in ("a.example.com", "b.example.com")}
     assert serials == {5 << 100, 7 << 100}
     assert len(inventory(ca_dir)) == 3  # first, a and b
@@ -163,21 +164,22 @@ def test_serial_collision_is_resigned(tmp_path: Path, ca_dir: Path, monkeypatch:
     check_bundle(tmp_path / "out" / "a.example.com", ca.cert, "server")
 
 
-def test_add_many_reports_taken_serials(ca_dir: Path) -> None:
+def test_record_pending_reports_taken_serials(ca_dir: Path) -> None:
     from certkit.ca import CA
+    from certkit.inventory import Pending
 
     ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
     signer = CA(ca.cert, ca.key, ca.parents)
     a, b = (signer.issue_server([n]).cert for n in ("a.example.com", "b.example.com"))
-    assert ca.inventory.add_many([(a, "server")]) == []
-    assert ca.inventory.add_many([(a, "server"), (b, "server"), (b, "server")]) == [0, 2]
+    assert ca.inventory.record_pending([Pending(a, "server")]) == []
+    assert ca.inventory.record_pending([Pending(a, "server"), Pending(b, "server"), Pending(b, "server")]) == [0, 2]
     assert len(inventory(ca_dir)) == 2
 
 
 @pytest.mark.parametrize(("body", "line", "fragment"), [
     ("kind,names\nserver,ok.example.com\nserver,foo..example.com\n", 3, "empty label"),
     ("kind,names\nserver,*.co.uk\n", 2, "public suffix"),
-    ("kind,names\nprinter,ok.example.com\n", 2, "must be server or client"),
+    ("kind,names\nprinter,ok.example.com\n", 2, "must be one of: server, client, peer"),
     ("kind,names,email\nserver,ok.example.com,a@example.com\n", 2, "client lines only"),
     ("kind,names,days\nserver,ok.example.com,900\n", 2, "at most 825 days"),
     ("kind,names,days\nserver,ok.example.com,soon\n", 2, "whole number"),

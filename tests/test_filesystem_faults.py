@@ -52,9 +52,11 @@ def test_disk_full_while_writing_a_bundle(tmp_path: Path, ca_dir: Path, ca_env: 
     with tmpfs(tmp_path / "small", "size=64k") as mnt:
         fill(mnt, leave=1024)  # room for a file or two, not for a bundle
         proc = run_certkit("issue-server", "a.example.com", "--out", mnt / "a", env=ca_env)
-        assert_clean_error(proc, "No space left on device")
+        assert_clean_error(proc, "the disk is full")
         assert not (mnt / "a").exists()
         no_temporaries(mnt)
+    # Signed and recorded before the disk said no: the inventory says it was never delivered.
+    assert_inventory(ca_env, valid=0, abandoned=1)
 
 
 def test_disk_full_while_creating_a_ca(tmp_path: Path, ca_env: dict) -> None:
@@ -69,8 +71,18 @@ def test_disk_full_while_creating_a_ca(tmp_path: Path, ca_env: dict) -> None:
 def test_read_only_file_system(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     with tmpfs(tmp_path / "ro", "size=1m", "ro") as mnt:
         proc = run_certkit("issue-client", "alice", "--out", mnt / "alice", env=ca_env)
-        assert_clean_error(proc, "Read-only file system")
+        assert_clean_error(proc, "the file system is read-only")
         assert list(mnt.iterdir()) == []
+    assert_inventory(ca_env, valid=0, abandoned=1)
+
+
+def assert_inventory(env: dict, *, valid: int, abandoned: int) -> None:
+    import json
+
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert len([r for r in listed if r["status"] == "valid"]) == valid, listed
+    gone = json.loads(run_certkit("list", "--status", "abandoned", "--json", env=env, check=True).stdout)
+    assert gone["count"] == abandoned, gone
 
 
 def test_dangling_symlink_as_output_folder(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:

@@ -95,7 +95,9 @@ def test_inspect_idn_and_name_constraints(pki, tmp_path):
     constrained = CA.create("Constrained", permitted_dns=["example.com"])
     (tmp_path / "c.pem").write_bytes(constrained.cert_pem)
     out = _inspect(tmp_path / "c.pem").stdout
-    assert "name constr.  permitted: DNS:example.com; excluded: IP:0.0.0.0/0, IP:::/0" in out
+    # DNS constraints constrain email addresses and URIs to the same domain (RFC 5280 spells both forms)
+    assert ("name constr.  permitted: DNS:example.com, email:example.com, email:.example.com, URI:example.com, "
+            "URI:.example.com; excluded: IP:0.0.0.0/0, IP:::/0") in out
 
 
 def test_inspect_der_and_json(pki, tmp_path):

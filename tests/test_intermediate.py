@@ -16,6 +16,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from certkit.store import CADirectory
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, openssl, pkilint_errors, run_certkit
 from nginx_helper import https_get, nginx
@@ -53,7 +54,7 @@ def test_intermediate_certificate(two_tier):
     assert inter.not_valid_after_utc <= root.not_valid_after_utc
     inter.verify_directly_issued_by(root)
     # The root's inventory records the intermediate it signed.
-    row = CADirectory(tmp_path / "ca").inventory.get(format(inter.serial_number, "X"))
+    row = CADirectory(tmp_path / "ca").inventory.get(serial_hex(inter.serial_number))
     assert row["kind"] == "ca"
     assert (tmp_path / "inter" / "parents.pem").read_bytes() == (tmp_path / "ca" / "ca.pem").read_bytes()
     assert pkilint_errors(tmp_path / "inter" / "ca.pem") == ""
@@ -125,7 +126,10 @@ def test_name_constraints_inherited_narrowed_never_widened(tmp_path):
     proc = init_intermediate(tmp_path, env, "--permit-dns", "internal.example.com", name="narrow")
     assert proc.returncode == 0, proc.stderr
     nc = load(tmp_path / "narrow" / "ca.pem").extensions.get_extension_for_class(x509.NameConstraints).value
-    assert [g.value for g in nc.permitted_subtrees] == ["internal.example.com", ipaddress.ip_network("10.0.0.0/8")]
+    # Narrowed DNS, inherited IP range; emails and URIs follow the DNS domain.
+    assert [g.value for g in nc.permitted_subtrees] == [
+        "internal.example.com", "internal.example.com", ".internal.example.com", "internal.example.com",
+        ".internal.example.com", ipaddress.ip_network("10.0.0.0/8")]
     narrow_env = dict(env, CERTKIT_CA_DIR=str(tmp_path / "narrow"))
     assert run_certkit("issue-server", "a.internal.example.com", "--out", "ok", cwd=tmp_path,
                        env=narrow_env).returncode == 0

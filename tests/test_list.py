@@ -130,7 +130,7 @@ def test_version_1_inventory_is_migrated(tmp_path, ca_env, ca_dir):
     conn.close()
     assert [r["serial"] for r in listing(ca_env)] == [issued.serial_hex]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"certificates_status_not_after", "certificates_renewed_from"} <= indexes
     plan = " ".join(r[3] for r in conn.execute(

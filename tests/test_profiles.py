@@ -157,7 +157,10 @@ def test_name_constraints_are_critical_and_enforced(tmp_path: Path) -> None:
     nc = ext(ca.cert, x509.NameConstraints)
     assert nc.critical
     assert [g.value for g in nc.value.permitted_subtrees] == [
-        "example.com", __import__("ipaddress").ip_network("192.0.2.0/24")]
+        "example.com", "example.com", ".example.com", "example.com", ".example.com",
+        __import__("ipaddress").ip_network("192.0.2.0/24")]
+    assert [type(g).__name__ for g in nc.value.permitted_subtrees] == [
+        "DNSName", "RFC822Name", "RFC822Name", "UniformResourceIdentifier", "UniformResourceIdentifier", "IPAddress"]
     ok = ca.issue_server(["a.example.com", "192.0.2.7"])
     ok.write(tmp_path / "ok")
     assert _verify(tmp_path / "ok" / "cert.pem", tmp_path / "ok" / "ca.pem", "sslserver").returncode == 0

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certkit.store import CADirectory
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 
@@ -50,7 +51,7 @@ def test_renew_folder_keeps_key(issued, ca_env, ca_dir):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     new = load(folder / "cert.pem")
-    assert out["renewed"] == format(old.serial_number, "X") and out["serial"] == format(new.serial_number, "X")
+    assert out["renewed"] == serial_hex(old.serial_number) and out["serial"] == serial_hex(new.serial_number)
     assert new.serial_number != old.serial_number
     assert new.subject == old.subject and spki(new) == spki(old)
     for ext in (x509.SubjectAlternativeName, x509.ExtendedKeyUsage, x509.KeyUsage, x509.BasicConstraints):
@@ -77,7 +78,7 @@ def test_renew_folder_keeps_key(issued, ca_env, ca_dir):
 def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
     folder = issued / "alice"
     old = load(folder / "cert.pem")
-    serial = format(old.serial_number, "X")
+    serial = serial_hex(old.serial_number)
     proc = run_certkit("renew", serial, "--rekey", "--key-type", "rsa-2048", "--json", cwd="/", env=ca_env)
     assert proc.returncode == 0, proc.stderr
     first = load(folder / "cert.pem")
@@ -89,7 +90,7 @@ def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
     # By name: the current certificate named alice is the one just issued.
     proc = run_certkit("renew", "alice", "--days", "30", "--json", cwd="/", env=ca_env)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["renewed"] == format(first.serial_number, "X")
+    assert json.loads(proc.stdout)["renewed"] == serial_hex(first.serial_number)
     second = load(folder / "cert.pem")
     assert (second.not_valid_after_utc - second.not_valid_before_utc).days == 29  # 30 days counted inclusively
     assert pair_matches(folder)
@@ -97,7 +98,7 @@ def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
     again = run_certkit("renew", serial, cwd="/", env=ca_env)
     assert_clean_error(again, f"already renewed as {format(first.serial_number, 'X')}")
     # By a unique serial prefix.
-    prefix = format(second.serial_number, "X")[:10]
+    prefix = serial_hex(second.serial_number)[:10]
     assert run_certkit("renew", prefix, cwd="/", env=ca_env).returncode == 0
 
 
@@ -190,9 +191,9 @@ def test_rekey_never_exposes_a_mismatched_pair(issued, ca_dir, exchange, monkeyp
     from certkit.lifecycle import renew_bundle
 
     if not exchange:
-        monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(bundle, "exchange", lambda a, b: False)
     else:
-        assert bundle._exchange.__name__ == "_exchange"
+        assert bundle.exchange.__name__ == "exchange"
     ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
     folder = issued / "localhost"
     ctx = multiprocessing.get_context("spawn")
@@ -211,16 +212,16 @@ def test_rekey_never_exposes_a_mismatched_pair(issued, ca_dir, exchange, monkeyp
     assert checked > 0 and mismatched == 0
     if exchange:
         assert missing == 0  # the folder is exchanged, never absent
-    assert len(CADirectory(ca_dir).inventory.successors(format(load(folder / "cert.pem").serial_number, "X"))) == 0
+    assert len(CADirectory(ca_dir).inventory.successors(serial_hex(load(folder / "cert.pem").serial_number))) == 0
     manager.shutdown()
 
 
 @pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="renameat2 is Linux's")
 def test_rename_exchange_is_used_on_linux(tmp_path):
-    from certkit.bundle import _exchange
+    from certkit.atomic import exchange
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "one").write_text("1")
-    assert _exchange(tmp_path / "a", tmp_path / "b") is True
+    assert exchange(tmp_path / "a", tmp_path / "b") is True
     assert (tmp_path / "b" / "one").exists() and not (tmp_path / "a" / "one").exists()

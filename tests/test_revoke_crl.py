@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 
 from certkit.store import CADirectory
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 from nginx_helper import https_get, nginx
@@ -22,7 +23,7 @@ def load(path: Path) -> x509.Certificate:
 
 
 def serial_of(folder: Path) -> str:
-    return format(load(folder / "cert.pem").serial_number, "X")
+    return serial_hex(load(folder / "cert.pem").serial_number)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from certkit.tlscheck import Endpoint, client_context
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, run_certkit
 from serve_process import ServeProcess
@@ -60,7 +61,7 @@ def curl(pki: Path, url: str, *args: str) -> subprocess.CompletedProcess:
 def serial_of(folder: Path) -> str:
     from cryptography import x509
 
-    return format(x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number, "X")
+    return serial_hex(x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number)
 
 
 # --- the certificates that must get in ------------------------------------------------

@@ -198,7 +198,7 @@ def test_usage_errors_and_constraints(tmp_path, ca_env, ca_dir):
     csr = tmp_path / "a.csr"
     crypto_csr(csr, "a.internal")
     no_kind = run_certkit("sign-csr", csr, cwd=tmp_path, env=ca_env)
-    assert_clean_error(no_kind, "--server or --client", code=2)
+    assert_clean_error(no_kind, "--server, --client or --peer", code=2)
     missing = run_certkit("sign-csr", tmp_path / "nope.csr", "--server", cwd=tmp_path, env=ca_env)
     assert_clean_error(missing, "does not exist", code=2)
     client_extra = run_certkit("sign-csr", csr, "--client", "b.internal", cwd=tmp_path, env=ca_env)

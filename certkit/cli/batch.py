@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import ca_dir_option, emit, json_option, load_ca, passphrase_file_option
+from certkit.cli.common import (
+    EXIT_INTERRUPTED,
+    ca_dir_option,
+    days_option,
+    emit,
+    json_option,
+    passphrase_file_option,
+    unlock,
+)
 from certkit.constants import KEY_TYPES
 
 
@@ -21,63 +29,138 @@ def _default_jobs(total: int) -> int:
 
 
 @click.command("issue-batch")
-@click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
-              show_default=True, help="Folder that relative 'out' paths (and default folders) go under.")
+              show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
+                                      "write outside it.")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True,
               help="Key type for lines that leave key_type empty.")
-@click.option("--days", type=int, help="Lifetime for lines that leave days empty (default: the profile's).")
-@click.option("--force", is_flag=True, help="Replace files in output folders that already hold a bundle.")
+@days_option("Lifetime for lines that leave days empty (default: the profile's).")
+@click.option("--force", is_flag=True, help="Replace the bundles in output folders that already hold one.")
+@click.option("--resume", is_flag=True,
+              help="Keep the bundles of this manifest that are already complete (an interrupted batch) and "
+                   "issue the rest.")
 @click.option("--sync", type=click.Choice(["chunk", "file", "none"]), default="chunk", show_default=True,
               help="Durability: one sync per chunk of 500 certificates, an fsync per file "
                    "(as issue-server does), or leave it to the operating system.")
-@click.option("--jobs", type=click.IntRange(min=1),
+@click.option("--jobs", type=click.IntRange(1, 256),
               help="Worker processes, each issuing every Nth chunk [default: CPU count].")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def issue_batch(manifest, out_dir, key_type, days, force, sync, jobs, ca_dir, passphrase_file, as_json):
-    """Issue every certificate listed in MANIFEST, in one process.
+def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca_dir, passphrase_file, as_json):
+    """Issue every certificate listed in MANIFEST (- reads standard input), in one process.
 
     MANIFEST is CSV with a header row (columns kind, names, and optionally
     out, days, key_type, email, uri, dns), or JSON lines with the same keys.
-    kind is server or client; a server's names are separated by spaces, a
-    client's names field is its common name. Each certificate gets its own
-    folder with the same files as issue-server / issue-client.
+    kind is server, client or peer; a server's names are separated by spaces,
+    a client's names field is its common name. Each certificate gets its own
+    folder below --out-dir with the same files as issue-server / issue-client.
 
     The whole manifest is checked first: if any line is bad, the batch is
     refused with each bad line's number and reason, and nothing is issued.
+    Interrupted (Ctrl-C, a full disk), it stops at a bundle boundary, says how
+    many bundles were written and recorded, and --resume finishes the job.
 
     \b
     Examples:
       certkit issue-batch fleet.csv --out-dir ./certs
       certkit issue-batch devices.jsonl --key-type ecdsa-p384 --days 730
-      certkit issue-batch fleet.csv --sync file --json
+      certkit issue-batch fleet.csv --out-dir ./certs --resume
+      generate-manifest | certkit issue-batch - --out-dir ./certs --json
     """
-    from certkit.batch import check_manifest
+    from certkit.batch import BatchStopped, check_manifest
     from certkit.batch import issue_batch as run_batch
+    from certkit.store import CADirectory
 
-    ca = load_ca(ca_dir, passphrase_file)
-    options = {"out_dir": out_dir, "key_type": key_type, "days": days, "force": force}
-    total = check_manifest(ca, manifest, **options)
-    if sys.stderr.isatty() and not as_json:
-        with click.progressbar(length=total, label="Issuing", file=sys.stderr) as bar:
-            result = run_batch(ca, manifest, sync=sync, jobs=jobs or _default_jobs(total), checked=True,
-                               progress=bar.update, **options)
-    else:
-        result = run_batch(ca, manifest, sync=sync, jobs=jobs or _default_jobs(total), checked=True, **options)
+    with _spooled(manifest) as path:
+        ca = CADirectory(ca_dir).open()
+        options = {"out_dir": out_dir, "key_type": key_type, "days": days, "force": force, "resume": resume}
+        interactive = sys.stderr.isatty() and not as_json
+        if interactive:
+            click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
+        total = check_manifest(ca, path, **options)
+        unlock(ca, passphrase_file)
+        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, **options)
+        try:
+            if interactive:
+                with click.progressbar(length=total, label="Issuing", file=sys.stderr, show_pos=True,
+                                       show_percent=True, item_show_func=_rate()) as bar:
+                    result = run_batch(ca, path, progress=lambda n: _advance(bar, n), **run)
+            else:
+                result = run_batch(ca, path, **run)
+        except BatchStopped as exc:
+            if exc.signal is None:
+                raise
+            click.echo(f"Error: {exc}", err=True)  # what was written, and how to finish
+            sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
     data = {
-        "manifest": str(manifest), "issued": result.issued, "server": result.server,
-        "client": result.client, "out_dir": str(out_dir), "ca_dir": str(ca.inventory.path.parent),
-        "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
-        "lifetime_capped": result.capped, "sync": sync,
+        "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
+        "server": result.server, "client": result.client, "out_dir": str(out_dir),
+        "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
+        "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
     }
+    from certkit.constants import LEAF_KINDS
+
+    kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
     human = [
-        f"Issued {result.issued} certificates ({result.server} server, {result.client} client) "
-        f"from {manifest} in {result.seconds:.2f} s ({result.per_second:.0f}/s)",
+        f"Issued {result.issued} certificates ({kinds}) from {manifest} in {result.seconds:.2f} s "
+        f"({result.per_second:.0f}/s)",
         f"  folders    under {out_dir}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
-        f"  inventory  {ca.inventory.path}",
+        f"  inventory  {ca.inventory.location}",
     ]
+    if result.kept:
+        human.append(f"  kept       {result.kept} bundles already complete (--resume)")
     if result.capped:
         human.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
     emit(as_json, data, "\n".join(human))
+
+
+def _spooled(manifest: Path):
+    """The manifest as a file that can be read twice (checked, then issued): standard input is
+    copied to a private temporary file first, line by line with the manifest's line limit."""
+    import contextlib
+    import os
+    import tempfile
+
+    if str(manifest) != "-":
+        return contextlib.nullcontext(manifest)
+
+    @contextlib.contextmanager
+    def spool():
+        from certkit.constants import MAX_MANIFEST_LINE_BYTES
+        from certkit.errors import InputTooLarge
+
+        fd, name = tempfile.mkstemp(prefix="certkit-manifest-", suffix=".txt")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
+                    if len(line) > MAX_MANIFEST_LINE_BYTES:
+                        raise InputTooLarge("A line of the manifest on standard input is longer than "
+                                            f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB.")
+                    out.write(line)
+            yield Path(name)
+        finally:
+            os.unlink(name)
+
+    return spool()
+
+
+def _rate():
+    import time
+
+    started = time.monotonic()
+    done = [0]
+
+    def show(item) -> str | None:
+        if item is None:
+            return None
+        done[0] += item
+        elapsed = time.monotonic() - started
+        return f"{done[0] / elapsed:,.0f}/s" if elapsed > 0 else None
+
+    return show
+
+
+def _advance(bar, n: int) -> None:
+    bar.update(n, n)

@@ -24,6 +24,13 @@ from certkit.errors import CertkitError
 from certkit.text import shown, terminal_safe
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 class CertkitGroup(click.Group):
@@ -49,17 +56,25 @@ class CertkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CertkitError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(cli_message(exc)) from None
         except OSError as exc:  # a file-system failure the library did not anticipate
             raise click.ClickException(describe_os_error(exc)) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        import signal
+
+        from certkit.errors import Terminated, raise_terminated
+
         argv = list(sys.argv[1:] if args is None else args)
         as_json = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+        if threading_main():
+            signal.signal(signal.SIGTERM, raise_terminated)  # settle what is being written, then exit 143
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except Terminated:
+            sys.exit(EXIT_TERMINATED)
         except click.exceptions.Abort:
             # Ctrl-C (click turns KeyboardInterrupt into Abort): what was done is reported by
             # the command itself; here only the exit status that shells expect.
@@ -78,6 +93,19 @@ class CertkitGroup(click.Group):
 class Failed(click.ClickException):
     """A command that printed its full report (``check``, ``verify``) and now fails: one ``Error:``
     line on stderr sums it up, even with --json, whose one object on stdout is the report itself."""
+
+
+def cli_message(exc: CertkitError) -> str:
+    """A library error as the command line says it, with the fix in the command line's terms."""
+    from certkit.errors import OutputExists
+
+    message = str(exc)
+    if isinstance(exc, OutputExists) and exc.replaceable:
+        message = f"{message.rstrip('.')}; pass --force to replace {'it' if exc.count == 1 else 'them'}."
+    elif getattr(exc, "replaceable", False):  # a manifest whose folders hold bundles already
+        message += ("\nPass --force to replace the bundles already there, or --resume to keep those that are "
+                    "complete and issue the rest.")
+    return message
 
 
 def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
@@ -129,7 +157,7 @@ def ca_dir_option(f):
 
 def passphrase_file_option(f):
     return click.option(
-        "--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        "--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
         help=f"Read the CA key passphrase from this file (else ${ENV_PASSPHRASE}, else a prompt).",
     )(f)
 

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from certkit.cli.common import ca_dir_option, emit, json_option, load_ca, passphrase_file_option, when
-from certkit.constants import KEY_TYPES, REVOCATION_REASONS
+from certkit.cli.common import ca_dir_option, days_option, emit, json_option, passphrase_file_option, unlock, when
+from certkit.constants import KEY_TYPES, KINDS, LIST_STATUSES, MAX_CRL_DAYS, MIN_CRL_DAYS, REVOCATION_REASONS
+from certkit.text import terminal_safe
 
 REASON_HELP = ", ".join(REVOCATION_REASONS)
 
 
 def _inventory(ca_dir: Path | None):
-    """The inventory of the CA in ``ca_dir``, checked (and migrated), without touching the key."""
+    """The inventory of the CA in ``ca_dir``, checked, migrated and settled, without touching the key."""
     from certkit.store import CADirectory
 
     store = CADirectory(ca_dir)
-    store.load_certificates()  # a clear error when there is no CA at all
-    inventory = store.inventory
-    inventory.check()
-    return store, inventory
+    ca = store.open()  # a clear error when there is no CA at all; pending rows of dead writers settled
+    return store, ca.inventory
 
 
 # --- list -------------------------------------------------------------------------
@@ -32,37 +32,49 @@ def _parse_period(ctx, param, value):
         return None
     import datetime as dt
 
-    match = re.fullmatch(r"\s*(\d+)\s*([dwh]?)\s*", value.lower())
+    from certkit.constants import MAX_DAYS
+    from certkit.text import shown
+
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([dwh]?)\s*", value.lower())
     if not match or int(match.group(1)) == 0:
-        raise click.BadParameter(f"'{value}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
+        raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
     unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
-    return dt.timedelta(**{unit: int(match.group(1))})
+    period = dt.timedelta(**{unit: int(match.group(1))})
+    if period > dt.timedelta(days=MAX_DAYS):
+        raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
+                                 "knows; no certificate expires later than that.")
+    return period
 
 
 def _names_summary(row: dict, limit: int = 3) -> str:
-    values = [e.split(":", 1)[1] for e in row["names"] if not e.startswith("DirName:")]
+    from certkit.text import shown
+
+    values = [shown(e.split(":", 1)[1]) for e in row["names"] if not e.startswith("DirName:") and ":" in e]
     if not values:
         return "-"
-    shown = ", ".join(values[:limit])
-    return shown + (f" (+{len(values) - limit})" if len(values) > limit else "")
+    text = ", ".join(values[:limit])
+    return text + (f" (+{len(values) - limit})" if len(values) > limit else "")
 
 
 @click.command("list")
-@click.option("--kind", type=click.Choice(["ca", "server", "client"]), help="Only this kind of certificate.")
-@click.option("--status", type=click.Choice(["valid", "expired", "revoked"]), help="Only certificates in this state.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only this kind of certificate.")
+@click.option("--status", type=click.Choice(LIST_STATUSES),
+              help="Only certificates in this state (abandoned ones, never delivered, only when asked for).")
 @click.option("--expiring", metavar="PERIOD", callback=_parse_period,
               help="Only valid certificates expiring within PERIOD: 30d, 30 (days), 2w, 12h.")
 @click.option("--name", "pattern", metavar="PATTERN",
               help="Only certificates whose subject or a SAN entry matches this glob (case-insensitive).")
-@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many.")
+@click.option("--limit", type=click.IntRange(1, 10_000_000), help="Show at most this many.")
 @ca_dir_option
 @json_option
 def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     """List the certificates this CA issued, soonest expiry first.
 
-    Status is valid, expired or revoked; "(renewed)" marks a certificate that
-    has a successor, and --expiring leaves those out since they need no
-    action. No passphrase is needed.
+    Status is valid, expired, revoked, pending (its bundle being written right
+    now) or abandoned (signed but never delivered: shown only with --status
+    abandoned); "(renewed)" marks a certificate that has a successor, and
+    --expiring leaves those out since they need no action. No passphrase is
+    needed. On a terminal, long lists go through a pager.
 
     \b
     Examples:
@@ -73,27 +85,62 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     """
     import datetime as dt
 
+    from certkit.cli.common import warn
+    from certkit.text import shown
+
     store, inventory = _inventory(ca_dir)
     now = dt.datetime.now(dt.UTC)
-    rows = inventory.query(kind=kind, status=status, expiring_within=expiring, name=pattern, now=now, limit=limit)
+    damaged: list = []
+    rows = inventory.query(kind=kind, status=status, expiring_within=expiring, name=pattern, now=now, limit=limit,
+                           damaged=damaged)
+    for problem in damaged:
+        warn(str(problem))
+    filtered = any((kind, status, expiring, pattern))
+    total = inventory.count() if limit is not None and len(rows) == limit else None
     if as_json:
-        click.echo(json.dumps({"ca_dir": str(store.path), "count": len(rows), "certificates": rows}, indent=2))
+        data = {"ca_dir": str(store.path), "count": len(rows), "certificates": rows,
+                "damaged": [p.serial for p in damaged]}
+        click.echo(json.dumps(data, indent=2))
         return
     if not rows:
-        click.echo("No certificates match." if any((kind, status, expiring, pattern)) else
-                   f"No certificates issued yet by the CA in {store.path}.")
+        click.echo("No certificates match." if filtered else f"No certificates issued yet by the CA in "
+                                                             f"{shown(store.path)}.")
         return
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else None
+    text = _table(rows, width)
+    count = f"{len(rows):,} certificate{'s' if len(rows) != 1 else ''}"
+    if total is not None and total > len(rows):
+        count = f"{len(rows):,} of {total:,} certificates" + (" (the first that match)" if filtered else "")
+    if any(len(r["serial"]) > 16 for r in rows):
+        count += " (serials shortened: any unique 8+ digit prefix works in renew and revoke)"
+    text = terminal_safe(text + "\n" + count)
+    if sys.stdout.isatty() and len(rows) > shutil.get_terminal_size((80, 24)).lines - 2:
+        click.echo_via_pager(text)
+    else:
+        click.echo(text)
+
+
+def _table(rows: list[dict], width: int | None) -> str:
+    from certkit.text import shown
+
     header = ("SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT", "NAMES")
     table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"],
                          r["status"] + (" (renewed)" if r["renewed_by"] else ""),
-                         r["not_after"][:10], r["subject"], _names_summary(r)) for r in rows]
+                         r["not_after"][:10], shown(r["subject"]), _names_summary(r)) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-             for row in table]
-    lines.append(f"{len(rows)} certificate{'s' if len(rows) != 1 else ''}"
-                 + (" (serials shortened: any unique 8+ digit prefix works in renew and revoke)"
-                    if any(len(r["serial"]) > 16 for r in rows) else ""))
-    click.echo("\n".join(lines))
+    if width is not None:  # fit the terminal: the subject column gives way first, the names after it
+        fixed = sum(widths[:4]) + 2 * 5
+        widths[4] = max(12, min(widths[4], (width - fixed) // 2))
+    lines = []
+    for row in table:
+        cells = [_fit(cell, w) for cell, w in zip(row[:-1], widths, strict=True)]
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + row[-1]
+        lines.append(_fit(line, width) if width is not None else line)
+    return "\n".join(lines)
+
+
+def _fit(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[:max(width - 1, 1)] + "…"
 
 
 # --- renew ------------------------------------------------------------------------
@@ -101,22 +148,26 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
 @click.argument("certificate", metavar="SERIAL|NAME|FOLDER")
 @click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
-@click.option("--days", type=int, help="Lifetime in days [default: the old certificate's, capped at the CA's].")
+@days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Write the renewed bundle to this new folder instead of replacing the old one.")
 @click.option("--force", is_flag=True, help="With --out: replace existing files there.")
+@click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
+                   "a stale bundle.p12 is removed).")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def renew(certificate, rekey, key_type, days, out, force, ca_dir, passphrase_file, as_json):
+def renew(certificate, rekey, key_type, days, out, force, p12_password_file, ca_dir, passphrase_file, as_json):
     """Renew a certificate: same subject, names and purpose; a new serial and lifetime.
 
     The certificate is found by its serial (or a unique prefix of 8+ hex
-    digits), the name it was issued for, or its bundle folder. The bundle
-    folder is replaced as one step, so servers never see a certificate
-    without its matching key; the key is kept (hard-linked) unless --rekey.
-    The inventory records which certificate the new one renews. Revoked
-    certificates are not renewed.
+    digits), the name it was issued for, or its bundle folder. Only the
+    bundle's files in the folder are replaced (as one step where the folder
+    holds nothing else, so servers never see a certificate without its
+    matching key); the key is kept unless --rekey; anything else in the
+    folder is left alone. The inventory records which certificate the new
+    one renews. Revoked certificates are not renewed.
 
     \b
     Examples:
@@ -125,14 +176,19 @@ def renew(certificate, rekey, key_type, days, out, force, ca_dir, passphrase_fil
       certkit renew 5F3A9C01D2 --days 90
       certkit renew alice --out ./alice-2027 --json
     """
-    from certkit.lifecycle import find_certificate, renew_bundle
+    from certkit.lifecycle import plan_renewal
+    from certkit.lifecycle import renew as renew_planned
+    from certkit.store import CADirectory
+    from certkit.text import shown
 
     if key_type and not rekey:
         raise click.UsageError("--key-type applies to a new key: add --rekey.")
-    _store, inventory = _inventory(ca_dir)
-    find_certificate(inventory, certificate)  # a clear error before asking for a passphrase
-    ca = load_ca(ca_dir, passphrase_file)
-    result = renew_bundle(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force)
+    ca = CADirectory(ca_dir).open()
+    p12_password = _p12_password_if_any(p12_password_file)
+    planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
+                           p12_password=p12_password)  # every refusal before the passphrase is asked for
+    unlock(ca, passphrase_file)
+    result = renew_planned(ca, planned)
     issued = result.issued
     data = {
         "renewed": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
@@ -143,14 +199,27 @@ def renew(certificate, rekey, key_type, days, out, force, ca_dir, passphrase_fil
     lines = [
         f"Renewed {issued.kind} certificate {result.old_serial}",
         f"  new serial  {issued.serial_hex}",
-        f"  subject     {data['subject']}",
-        f"  names       {', '.join(i.value for i in issued.identities) or '(subject DN)'}",
+        f"  subject     {shown(data['subject'])}",
+        f"  names       {', '.join(shown(i.value) for i in issued.identities) or '(subject DN)'}",
         f"  expires     {when(issued.not_after)}",
         f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
-        f"  folder      {result.folder}  ({', '.join(p.name for p in result.files)})",
+        f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
     ]
-    lines += [f"  note        {n}" for n in result.notes]
+    lines += [f"  note        {shown(n)}" for n in result.notes]
     emit(as_json, data, "\n".join(lines))
+
+
+def _p12_password_if_any(path: Path | None) -> bytes | None:
+    """The PKCS#12 password, when one is at hand (a file or the environment): renew then writes a
+    fresh bundle.p12 instead of removing the stale one. Never prompts."""
+    import os
+
+    from certkit.cli.common import read_secret_file
+    from certkit.constants import ENV_P12_PASSWORD
+
+    if path is not None:
+        return read_secret_file(path)
+    return os.environ[ENV_P12_PASSWORD].encode() if os.environ.get(ENV_P12_PASSWORD) else None
 
 
 # --- revoke -----------------------------------------------------------------------
@@ -173,9 +242,11 @@ def revoke(certificate, reason, ca_dir, as_json):
       certkit revoke 5F3A9C01D2B4 --reason superseded
       certkit revoke ./old-laptop --reason cessation-of-operation && certkit crl --out crl.pem
     """
-    from certkit.ca import parse_reason
     from certkit.errors import CertkitError
+    from certkit.inventory.rows import parse_iso
     from certkit.lifecycle import find_certificate
+    from certkit.revocation import parse_reason
+    from certkit.text import shown
 
     try:
         reason = parse_reason(reason)
@@ -184,13 +255,14 @@ def revoke(certificate, reason, ca_dir, as_json):
     _store, inventory = _inventory(ca_dir)
     found = find_certificate(inventory, certificate, allow_names=False)
     row = inventory.revoke(found.serial, reason)
+    revoked_at = parse_iso(row["revoked_at"])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
-            "revoked_at": row["revoked_at"], "reason": row["revocation_reason"]}
+            "revoked_at": revoked_at.isoformat(), "reason": row["revocation_reason"]}
     human = "\n".join([
         f"Revoked {row['kind']} certificate {row['serial']}",
-        f"  subject   {row['subject']}",
+        f"  subject   {shown(row['subject'])}",
         f"  reason    {row['revocation_reason']}",
-        f"  at        {row['revoked_at']}",
+        f"  at        {when(revoked_at)}",
         "Publish a new CRL so servers refuse it: certkit crl --out crl.pem",
     ])
     emit(as_json, data, human)
@@ -201,7 +273,7 @@ def revoke(certificate, reason, ca_dir, as_json):
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CRL here [default: PEM on stdout]. An older CRL of this CA is replaced.")
 @click.option("--der", is_flag=True, help="DER instead of PEM.")
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True,
+@click.option("--days", type=click.IntRange(MIN_CRL_DAYS, MAX_CRL_DAYS), default=30, show_default=True,
               help="Days until nextUpdate: publish a new CRL before then.")
 @click.option("--force", is_flag=True, help="Replace --out even if it is not a CRL of this CA.")
 @ca_dir_option
@@ -229,9 +301,13 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         raise click.UsageError("A DER CRL is binary: give --out FILE or redirect stdout.")
     if out is None and der and as_json:
         raise click.UsageError("--json without --out prints the PEM CRL in the JSON; drop --der or add --out.")
-    ca = load_ca(ca_dir, passphrase_file)
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()
     if out is not None:
-        check_crl_target(out, ca.cert.subject, force=force)  # before taking a CRL number
+        check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories)  # before taking a number
+    ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
+    unlock(ca, passphrase_file)
     revocation_list = ca.crl(days=days)
     data_bytes = crl_bytes(revocation_list, der=der)
     number = revocation_list.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
@@ -243,7 +319,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         "sha256": _sha256(data_bytes),
     }
     if out is not None:
-        write_crl(out, data_bytes, ca.cert.subject, force=force)
+        write_crl(out, data_bytes, ca.cert.subject, force=force, ca_dirs=ca.directories)
         info["file"] = str(out)
         emit(as_json, info, "\n".join([
             f"Wrote CRL number {number} of \"{ca.common_name}\" to {out} ({info['format']})",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Failed, ca_dir_option, emit, json_option, load_ca, passphrase_file_option
+from certkit.cli.common import Failed, ca_dir_option, emit, json_option, passphrase_file_option, unlock
 
 
 # --- serve ------------------------------------------------------------------------
@@ -47,7 +47,8 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
       certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
       curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
     """
-    from certkit.serve import IdentityServer, serve_until_stopped, stderr_log, tls_context
+    from certkit.issuing import Target
+    from certkit.serve import serve_until_stopped, stderr_log, tls_context
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
@@ -55,18 +56,27 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
     names = _local_names(host)
     if cert_file is not None:
         context = tls_context(cert_file, key_file, client_ca_pem)
+        server = _listen(host, port, context)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
-        from certkit.serve import self_issued_context
+        from certkit.issuing import begin, plan, server_request
+        from certkit.serve import issued_context
+        from certkit.store import CADirectory
 
-        ca = load_ca(ca_dir, passphrase_file)
-        context, issued = self_issued_context(ca, client_ca_pem, names)
+        ca = CADirectory(ca_dir).open()
+        request = server_request(names, days=1)
+        plan(ca, request, Target())  # refused before the passphrase is asked for
+        unlock(ca, passphrase_file)
+        server = _listen(host, port, None)  # the port first: no certificate is issued for a server that cannot run
+        try:
+            with begin(ca, request) as issued:
+                server.context = issued_context(issued, client_ca_pem)
+        except BaseException:
+            server.server_close()
+            raise
+        ca.key = None  # serve signs nothing else: the CA key does not stay in this process
         server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
                        "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
-    try:
-        server = IdentityServer((host, port), context, log=stderr_log)
-    except OSError as exc:
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     data = {"url": server.url, "host": host, "port": server.server_address[1],
             "client_ca": ca_name, "server_certificate": server_cert}
     if server_cert["source"] == "issued":
@@ -86,6 +96,15 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
     stderr_log(f"listening on {server.url}")
     serve_until_stopped(server)
     stderr_log("stopped")
+
+
+def _listen(host: str, port: int, context):
+    from certkit.serve import IdentityServer, stderr_log
+
+    try:
+        return IdentityServer((host, port), context, log=stderr_log)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
 
 
 def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:

@@ -1,0 +1,371 @@
+"""Reading and checking an ``issue-batch`` manifest: CSV with a header row, or JSON lines.
+
+The manifest is streamed, never held in memory; each line is read with a size
+limit (so ``/dev/zero`` is refused, not slurped). The whole manifest is
+checked before anything is signed, exactly as issuing would check each line:
+names, the CA's name constraints, lifetimes, and every output folder resolved
+(it must stay inside ``--out-dir``, symbolic links followed; two lines may not
+reach one folder by any path; nothing may land in a CA directory).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from certkit.constants import KEY_TYPES, LEAF_KINDS, MAX_DAYS, MAX_MANIFEST_LINE_BYTES
+from certkit.errors import CertkitError, InputTooLarge
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+    from certkit.issuing import FolderTarget, Request
+
+COLUMNS = ("kind", "names", "out", "days", "key_type", "email", "uri", "dns")
+MAX_REPORTED = 20
+
+
+class ManifestError(CertkitError):
+    """A manifest with bad lines; ``problems`` holds ``(line number, reason)`` pairs."""
+
+    def __init__(self, path: Path, problems: list[tuple[int, str]], bad_lines: int, *,
+                 replaceable: bool = False) -> None:
+        # replaceable: some lines were refused only because their folder holds a bundle already
+        self.path, self.problems, self.bad_lines, self.replaceable = path, problems, bad_lines, replaceable
+        where = shown(path)
+        if bad_lines == 1:
+            line, reason = problems[0]
+            message = f"{where} line {line}: {reason} Nothing was issued."
+        else:
+            listed = "\n".join(f"  line {line}: {reason}" for line, reason in problems)
+            more = f"\n  ... and {bad_lines - len(problems)} more" if bad_lines > len(problems) else ""
+            message = f"{where} has {bad_lines} bad lines; nothing was issued.\n{listed}{more}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One manifest line, parsed but not yet checked against the CA."""
+
+    line: int
+    kind: str  # server | client | peer
+    names: tuple[str, ...]  # a server's (or peer's) names; a client's common name alone
+    out: Path
+    days: int | None
+    key_type: str
+    emails: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+
+    def request(self) -> "Request":
+        from certkit.issuing import client_request, server_request
+
+        if self.kind == "client":
+            return client_request(self.names[0], emails=self.emails, uris=self.uris, dns_names=self.dns,
+                                  key_type=self.key_type, days=self.days)
+        return server_request(self.names, kind=self.kind, key_type=self.key_type, days=self.days)
+
+
+class _BadLine(Exception):
+    pass
+
+
+# --- reading -------------------------------------------------------------------------
+def read_manifest(path: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
+                  days: int | None = None) -> Iterator[BatchLine | tuple[int, str]]:
+    """Yield each line of the manifest as a :class:`BatchLine`, or ``(line, reason)`` if it is bad.
+
+    ``key_type`` and ``days`` are the defaults for lines that leave them empty;
+    ``out`` folders are taken relative to ``out_dir`` and must stay inside it.
+    """
+    for number, record in records(Path(path)):
+        yield parse(number, record, Path(out_dir), key_type, days)
+
+
+def parse(number: int, record: dict | str, out_dir: Path, key_type: str, days: int | None) -> BatchLine | tuple:
+    if isinstance(record, str):
+        return number, record
+    try:
+        return _batch_line(number, record, out_dir, key_type, days)
+    except (_BadLine, CertkitError) as exc:  # CertkitError: a name that cannot name a folder
+        return number, str(exc)
+
+
+def records(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """``(line number, record)`` for each certificate line; the record is a reason if unreadable."""
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # -sig: spreadsheets write a BOM
+    except IsADirectoryError:
+        raise CertkitError(f"The manifest {shown(path)} is a folder, not a file.") from None
+    except OSError as exc:
+        raise CertkitError(f"Cannot read the manifest {shown(path)}: {exc.strerror}.") from None
+    with handle:
+        lines = _bounded_lines(handle, path)
+        try:
+            first = _first_content(lines)
+            yield from _jsonl_records(first, lines) if first[1].lstrip().startswith("{") else _csv_records(first, lines)
+        except UnicodeDecodeError:
+            raise CertkitError(f"The manifest {shown(path)} is not UTF-8 text.") from None
+        except csv.Error as exc:
+            raise CertkitError(f"The manifest {shown(path)} is not valid CSV: {exc}.") from None
+
+
+def _bounded_lines(handle, path: Path) -> Iterator[str]:
+    number = 0
+    while True:
+        text = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
+        if not text:
+            return
+        number += 1
+        if len(text) > MAX_MANIFEST_LINE_BYTES:
+            raise InputTooLarge(f"Line {number} of the manifest {shown(path)} is longer than "
+                                f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB; a manifest line names one certificate, "
+                                "so this is not the file you meant.")
+        yield text
+
+
+def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:
+    """The lines before the first one with content (blank or comments), and that line."""
+    before = []
+    for text in lines:
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#"):
+            return before, text
+        before.append(text)
+    return before, ""
+
+
+def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
+    import itertools
+
+    # A line starting with '#' is a comment: it becomes an empty row, which the csv
+    # reader skips while still counting it, so line numbers stay those of the file.
+    source = itertools.chain(first[0], [first[1]], lines)
+    reader = csv.reader("\n" if text.startswith("#") else text for text in source)
+    header: list[str] | None = None
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip().lower() for cell in row]
+            unknown = [c for c in header if c not in COLUMNS]
+            if unknown or "kind" not in header or "names" not in header or len(set(header)) != len(header):
+                yield reader.line_num, (
+                    f"the header must name the columns, each once: kind and names, and any of "
+                    f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
+                )
+                return
+            continue
+        if len(row) > len(header):
+            yield reader.line_num, (f"it has {len(row)} fields but the header names {len(header)}; "
+                                    "quote a field that contains a comma.")
+            continue
+        yield reader.line_num, dict(zip(header, row, strict=False))
+
+
+def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
+    import itertools
+
+    for number, text in enumerate(itertools.chain(first[0], [first[1]], lines), 1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            yield number, f"it is not valid JSON ({getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')})."
+            continue
+        if not isinstance(record, dict):
+            yield number, "it is not a JSON object."
+            continue
+        unknown = [k for k in record if k not in COLUMNS]
+        if unknown:
+            yield number, f"unknown key '{shown(unknown[0])}'; the keys are {', '.join(COLUMNS)}."
+            continue
+        yield number, record
+
+
+def _words(value: Any, column: str) -> tuple[str, ...]:
+    """A space-separated string (CSV) or a list of strings (JSON lines)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise _BadLine(f"'{column}' must be a string or a list of strings.")
+
+
+def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
+                default_days: int | None) -> BatchLine:
+    from certkit.names import parse_host, safe_folder_name
+
+    kind = record.get("kind")
+    kind = kind.strip().lower() if isinstance(kind, str) else kind
+    if kind not in LEAF_KINDS:
+        raise _BadLine(f"kind is {shown(repr(record.get('kind')))}; it must be one of: {', '.join(LEAF_KINDS)}.")
+    raw_names = record.get("names")
+    if kind != "client":
+        names = _words(raw_names, "names")
+        if not names:
+            raise _BadLine(f"a {kind} line needs at least one name in 'names'.")
+        for column in ("email", "uri", "dns"):
+            if _words(record.get(column), column):
+                raise _BadLine(f"'{column}' applies to client lines only; put a {kind}'s names in 'names'.")
+    else:
+        if isinstance(raw_names, list) and len(raw_names) == 1:
+            raw_names = raw_names[0]
+        if not isinstance(raw_names, str) or not raw_names.strip():
+            raise _BadLine("a client line needs its common name in 'names'.")
+        names = (raw_names,)  # a common name may hold spaces ("Alice Smith")
+    days = _days(record.get("days"), default_days)
+    key_type = record.get("key_type")
+    key_type = (key_type.strip() if isinstance(key_type, str) else key_type) or default_key_type
+    if key_type not in KEY_TYPES:
+        raise _BadLine(f"key_type is {shown(repr(key_type))}; choose one of: {', '.join(KEY_TYPES)}.")
+    out = record.get("out")
+    if out is not None and not isinstance(out, str):
+        raise _BadLine("'out' must be a string.")
+    out = (out or "").strip()
+    if not out:
+        # As the single commands do: the folder is named after the first name, made safe.
+        first = parse_host(names[0]).value if kind != "client" else names[0]
+        out = safe_folder_name(first)
+    return BatchLine(number, kind, names, out_dir / _relative_out(out), days, key_type,
+                     _words(record.get("email"), "email"), _words(record.get("uri"), "uri"),
+                     _words(record.get("dns"), "dns"))
+
+
+def _days(value: Any, default: int | None) -> int | None:
+    if isinstance(value, str):
+        value = value.strip() or None
+        if value is not None:
+            try:
+                value = int(value)
+            except ValueError:
+                raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number.") from None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS:
+        raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number from 1 to {MAX_DAYS}.")
+    return value
+
+
+def _relative_out(out: str) -> str:
+    """An ``out`` folder must be a relative path below ``--out-dir``: no absolute path, no ``..``."""
+    from certkit.paths import check_name
+
+    check_name(out, "output folder")
+    parts = Path(out).parts
+    if Path(out).is_absolute() or out.startswith(("~", "\\")) or ".." in parts:
+        raise _BadLine(f"'out' is {shown(out)}; it must be a folder below --out-dir (a relative path without "
+                       "'..'), so a manifest cannot write anywhere else.")
+    return out
+
+
+# --- checking --------------------------------------------------------------------------
+def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool) -> bool:
+    """Check one line as issuing it would; return False if ``resume`` and its bundle is already
+    complete (the line is kept, not issued again)."""
+    from certkit.paths import within
+
+    request = line.request()
+    if not within(out_dir, line.out):
+        raise CertkitError(f"its output folder {shown(line.out)} leads outside --out-dir {shown(out_dir)} "
+                           "(through a symbolic link).")
+    if resume and complete_bundle(ca, line, request):
+        return False
+    ca.check_request(request)
+    target(line, force=force).check(ca, request)
+    return True
+
+
+def target(line: BatchLine, *, force: bool, sync: bool = True) -> "FolderTarget":
+    from certkit.issuing import FolderTarget
+
+    return FolderTarget(line.out, force=force, sync=sync, sweep=False)
+
+
+def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
+    """Whether ``line.out`` already holds a complete bundle of a valid certificate of this CA issued
+    for exactly this line (kind and names): what ``--resume`` keeps."""
+    from cryptography import x509
+
+    from certkit.inventory.reconcile import bundle_holds
+    from certkit.vocabulary import serial_hex
+
+    cert_file = line.out / "cert.pem"
+    if not cert_file.is_file() or ca.inventory is None:
+        return False
+    try:
+        from certkit.constants import MAX_CERT_FILE_BYTES
+        from certkit.files import read_limited
+
+        cert = x509.load_pem_x509_certificate(read_limited(cert_file, MAX_CERT_FILE_BYTES))
+        row = ca.inventory.get(serial_hex(cert.serial_number))
+    except (CertkitError, ValueError):
+        return False
+    wanted = sorted(str(i) for i in request.identities)
+    have = sorted(n for n in (row or {}).get("names", []) if not n.startswith("DirName:"))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return (row is not None and row["status"] == "valid" and row["kind"] == line.kind and have == wanted
+            and bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True))
+
+
+def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
+                   days: int | None = None, force: bool = False, resume: bool = False) -> int:
+    """Check every line as issuing it would; return the number of certificates to issue
+    (with ``resume``, lines whose bundle is already complete are not counted).
+
+    Raises :class:`ManifestError` naming the bad lines. Checks that no two lines
+    reach one output folder (resolved, so symbolic links count) with an SQLite
+    scratch table on disk, so memory stays flat for any manifest size.
+    """
+    from certkit.errors import OutputExists
+
+    problems: list[tuple[int, str]] = []
+    bad = count = kept = 0
+    replaceable = False
+    out_dir = Path(out_dir)
+    seen = sqlite3.connect("")  # "": a private temporary database that spills to disk
+    seen.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
+    try:
+        for item in read_manifest(manifest, out_dir=out_dir, key_type=key_type, days=days):
+            if isinstance(item, tuple):
+                number, reason, todo = item[0], item[1], False
+            else:
+                number, reason, todo = item.line, None, False
+                try:
+                    todo = check_line(ca, item, out_dir, force=force, resume=resume)
+                except CertkitError as exc:
+                    reason = str(exc)
+                    replaceable = replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
+                folder = os.path.realpath(os.path.abspath(item.out))
+                try:
+                    seen.execute("INSERT INTO outs VALUES (?, ?)", (folder, number))
+                except sqlite3.IntegrityError:
+                    first = seen.execute("SELECT line FROM outs WHERE folder = ?", (folder,)).fetchone()[0]
+                    reason = reason or (f"its output folder {shown(item.out)} is also line {first}'s (the same "
+                                        "folder, perhaps through a symbolic link); give one of them another 'out'.")
+            if reason is not None:
+                bad += 1
+                if len(problems) < MAX_REPORTED:
+                    problems.append((number, reason))
+            elif todo:
+                count += 1
+            else:
+                kept += 1
+    finally:
+        seen.close()
+    if bad:
+        raise ManifestError(Path(manifest), problems, bad, replaceable=replaceable)
+    if count == 0 and kept == 0:
+        raise CertkitError(f"The manifest {shown(manifest)} lists no certificates.")
+    return count

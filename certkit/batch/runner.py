@@ -1,0 +1,299 @@
+"""Issuing a checked manifest, chunk by chunk, in one process or several.
+
+Each chunk goes through the issuing pipeline in one piece
+(:func:`certkit.issuing.deliver_many`): signed, recorded pending with its
+folders in one transaction, written, made durable with one sync, marked valid
+in one transaction. Several worker processes (``--jobs``) each issue every
+N-th chunk; they die with the parent (Linux's parent-death signal), and stop at
+a bundle boundary on Ctrl-C or SIGTERM, settling their chunk first, so a batch
+that is interrupted or killed leaves the inventory matching the disk. Rerun
+with ``resume=True`` to finish the job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.batch.manifest import BatchLine, check_manifest, complete_bundle, parse, records, target
+from certkit.errors import CertkitError, Terminated, raise_terminated
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+
+# Big enough that one inventory commit and one sync serve many certificates,
+# small enough that a chunk's certificates and keys are a few hundred kilobytes.
+CHUNK_SIZE = 500
+# How a batch makes its files durable: "chunk" syncs once per chunk (the default:
+# per-file fsyncs would cost more than signing), "file" fsyncs every file and folder
+# as issue-server does, "none" leaves it to the operating system.
+SYNC_MODES = ("chunk", "file", "none")
+
+
+@dataclass
+class BatchResult:
+    issued: int = 0
+    kept: int = 0  # lines whose bundle was already complete (resume)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    capped: int = 0  # certificates whose default lifetime was cut at the CA's expiry
+    seconds: float = 0.0
+
+    def add(self, stats: dict) -> None:
+        self.issued += stats.get("issued", 0)
+        self.kept += stats.get("kept", 0)
+        self.capped += stats.get("capped", 0)
+        for kind, n in stats.get("by_kind", {}).items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + n
+
+    @property
+    def server(self) -> int:
+        return self.by_kind.get("server", 0)
+
+    @property
+    def client(self) -> int:
+        return self.by_kind.get("client", 0)
+
+    @property
+    def per_second(self) -> float:
+        return self.issued / self.seconds if self.seconds else 0.0
+
+
+class BatchStopped(CertkitError):
+    """A batch that stopped part-way: ``result`` says what was written and recorded; ``signal``
+    is the signal that stopped it (SIGINT, SIGTERM), or None for an error."""
+
+    def __init__(self, message: str, result: BatchResult, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.result, self.signal = result, signum
+
+
+def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
+                days: int | None = None, force: bool = False, resume: bool = False, sync: str = "chunk",
+                jobs: int = 1, chunk_size: int = CHUNK_SIZE, checked: bool = False,
+                progress: Callable[[int], None] | None = None) -> BatchResult:
+    """Issue every certificate of ``manifest`` (see the package docstring).
+
+    ``checked`` skips :func:`check_manifest` when the caller has just run it.
+    ``jobs`` > 1 forks that many worker processes, each issuing every jobs-th
+    chunk (signing and file writing both want a core; threads would fight over
+    the GIL). ``progress`` is called with the number of certificates finished.
+    Raises :class:`BatchStopped` if the batch stops part-way.
+    """
+    if sync not in SYNC_MODES:
+        raise CertkitError(f"Unknown sync mode '{sync}'; choose one of: {', '.join(SYNC_MODES)}.")
+    if not checked:
+        check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume)
+    from certkit.atomic import sweep_stale
+
+    sweep_stale(Path(out_dir))  # once here, not once per certificate (a scan of the folder)
+    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, sync, chunk_size)
+    started = time.perf_counter()
+    result = BatchResult()
+    try:
+        if jobs > 1 and _can_fork():
+            _run_parallel(job, jobs, result, progress)
+        else:
+            _run_here(job, result, progress)
+    finally:
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_here(job: "_Job", result: BatchResult, progress) -> None:
+    try:
+        for stats in job.run(0, 1):
+            result.add(stats)
+            if progress is not None:
+                progress(stats.get("issued", 0) + stats.get("kept", 0))
+    except (KeyboardInterrupt, Terminated) as exc:
+        result.issued += getattr(exc, "certkit_delivered", 0)
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        raise BatchStopped(_stopped(result, "interrupted"), result, signum) from None
+    except CertkitError as exc:
+        result.issued += getattr(exc, "certkit_delivered", 0)
+        raise BatchStopped(f"{exc} {_stopped(result, 'stopped')}", result) from None
+
+
+def _stopped(result: BatchResult, how: str) -> str:
+    kept = f"; {result.kept} already complete were kept" if result.kept else ""
+    return (f"The batch {how} after {result.issued} bundle{'s' if result.issued != 1 else ''} were written and "
+            f"recorded{kept}. Rerun the same command with --resume to finish it.")
+
+
+@dataclass
+class _Job:
+    ca: "CA"
+    manifest: Path
+    out_dir: Path
+    key_type: str
+    days: int | None
+    force: bool
+    resume: bool
+    sync: str
+    chunk_size: int
+
+    def run(self, worker: int, workers: int) -> Iterator[dict]:
+        """Issue chunks ``worker``, ``worker + workers``, ...; yield each chunk's counts."""
+        chunk: list[BatchLine] = []
+        for index, (number, record) in enumerate(records(self.manifest)):
+            if (index // self.chunk_size) % workers != worker:
+                continue  # another worker's chunk: not even parsed
+            line = parse(number, record, self.out_dir, self.key_type, self.days)
+            if not isinstance(line, BatchLine):
+                raise CertkitError(f"The manifest {self.manifest} changed while it was being issued "
+                                   f"(line {number}: {line[1]}).")
+            chunk.append(line)
+            if len(chunk) == self.chunk_size:
+                yield self._issue_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield self._issue_chunk(chunk)
+
+    def _issue_chunk(self, chunk: list[BatchLine]) -> dict:
+        from certkit.issuing import deliver_many
+
+        items, kept = [], 0
+        for line in chunk:
+            request = line.request()
+            if self.resume and complete_bundle(self.ca, line, request):
+                kept += 1
+                continue
+            items.append((request, target(line, force=self.force, sync=self.sync == "file")))
+        deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk") if items else []
+        by_kind: dict[str, int] = {}
+        for delivery in deliveries:
+            by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
+        return {"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
+                "capped": sum(any("capped" in n for n in d.notes) for d in deliveries)}
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
+    import multiprocessing
+    import queue as queues
+
+    # fork: the workers inherit the opened CA (its decrypted key never crosses a pipe).
+    ctx = multiprocessing.get_context("fork")
+    messages = ctx.Queue()
+    parent = os.getpid()
+    workers = [ctx.Process(target=_worker, args=(job, k, jobs, messages, parent), daemon=True) for k in range(jobs)]
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    stopped_by: int | None = None
+    error = None
+    try:
+        for proc in workers:
+            proc.start()
+        running = jobs
+        while running:
+            try:
+                message = messages.get(timeout=0.5)
+            except queues.Empty:
+                if any(proc.exitcode not in (None, 0) for proc in workers) and messages.empty():
+                    error = error or "a worker process died unexpectedly"
+                    break
+                continue
+            kind, payload = message
+            if kind == "chunk":
+                result.add(payload)
+                if progress is not None:
+                    progress(payload.get("issued", 0) + payload.get("kept", 0))
+            else:
+                running -= 1
+                result.add(payload.get("stats", {}))
+                if kind == "error":
+                    error = error or payload["error"]
+                    _signal_all(workers, signal.SIGTERM)
+    except (KeyboardInterrupt, Terminated) as exc:
+        stopped_by = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        _signal_all(workers, signal.SIGTERM)  # Ctrl-C reached them too; SIGTERM to the parent did not
+    finally:
+        _collect(workers, messages, result)
+        signal.signal(signal.SIGTERM, previous)
+    if stopped_by is not None:
+        raise BatchStopped(_stopped(result, "interrupted"), result, stopped_by)
+    if error is not None:
+        raise BatchStopped(f"{error} {_stopped(result, 'stopped')}", result)
+
+
+def _signal_all(workers, signum: int) -> None:
+    for proc in workers:
+        if proc.is_alive():
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _collect(workers, messages, result: BatchResult) -> None:
+    """Wait for every worker (they settle their chunk and report), then count what they report."""
+    import queue as queues
+
+    deadline = time.monotonic() + 60
+    for proc in workers:
+        while proc.is_alive() and time.monotonic() < deadline:
+            proc.join(timeout=0.2)
+            _drain(messages, result)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    while True:
+        try:
+            kind, payload = messages.get(timeout=0.2)
+        except (queues.Empty, EOFError, OSError):
+            return
+        result.add(payload if kind == "chunk" else payload.get("stats", {}))
+
+
+def _drain(messages, result: BatchResult) -> None:
+    import queue as queues
+
+    while True:
+        try:
+            kind, payload = messages.get_nowait()
+        except (queues.Empty, EOFError, OSError):
+            return
+        result.add(payload if kind == "chunk" else payload.get("stats", {}))
+
+
+def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        for stats in job.run(worker, workers):
+            messages.put(("chunk", stats))
+        messages.put(("done", {}))
+    except (KeyboardInterrupt, Terminated) as exc:
+        messages.put(("stopped", {"stats": {"issued": getattr(exc, "certkit_delivered", 0)}}))
+    except CertkitError as exc:
+        messages.put(("error", {"error": str(exc), "stats": {"issued": getattr(exc, "certkit_delivered", 0)}}))
+    except BaseException as exc:  # reported by the parent as one line, not a traceback
+        messages.put(("error", {"error": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        messages.close()
+        messages.join_thread()
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this worker when its parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG), so a
+    killed batch leaves no process writing."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)

@@ -1,0 +1,204 @@
+"""Name constraints: what a constrained CA may vouch for, built once and checked before signing.
+
+A CA created with ``--permit-dns`` and/or ``--permit-ip`` constrains every kind
+of name certkit issues, not only the kinds named:
+
+- DNS names: the permitted domains; with ``--permit-ip`` alone, only the
+  reserved ``invalid`` domain (RFC 6761), i.e. no real DNS name;
+- email addresses and URIs (SPIFFE IDs): hosts in the permitted domains (both
+  the domain itself and its subdomains, as RFC 5280 spells them);
+- IP addresses: the permitted ranges; with ``--permit-dns`` alone, none
+  (0.0.0.0/0 and ::/0 excluded).
+
+Verifiers apply them anyway; certkit refuses a name outside them before
+signing, with the reason, instead of handing out an unusable certificate. It
+also refuses what real verifiers reject although RFC 5280 does not ask them to:
+a client certificate without a DNS name whose common name reads as a host
+name (Java's JSSE and OpenSSL check that name against the DNS constraints).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from certkit.errors import InvalidName, NameNotPermitted
+from certkit.names import Identity
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# RFC 6761 reserves "invalid": no real name is in it, so permitting only it permits no DNS name
+# while keeping the extension readable by every verifier (an empty excluded DNS subtree, the
+# standard way to exclude all, makes Java refuse to parse the CA certificate).
+NO_DNS = "invalid"
+ALL_IPV4, ALL_IPV6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
+# Java's sun.security.x509.DNSName accepts this, and OpenSSL's NAME_CONSTRAINTS_check_CN too
+# (OpenSSL wants a dot as well): a common name of this shape is checked as a DNS name.
+_HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-9-]*)*\.?$")
+
+
+def parse_network(text: str):
+    try:
+        return ipaddress.ip_network(str(text).strip(), strict=True)
+    except ValueError as exc:
+        raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}.") from None
+
+
+def build(domains: Sequence[str], networks: Sequence) -> "x509.NameConstraints | None":
+    """The critical NameConstraints of a CA permitting ``domains`` and ``networks``; None if neither."""
+    from cryptography import x509
+
+    if not domains and not networks:
+        return None
+    domains = list(domains) or [NO_DNS]
+    permitted: list = [x509.DNSName(d) for d in domains]
+    for d in domains:
+        permitted += [x509.RFC822Name(d), x509.RFC822Name("." + d),
+                      x509.UniformResourceIdentifier(d), x509.UniformResourceIdentifier("." + d)]
+    permitted += [x509.IPAddress(n) for n in networks]
+    excluded = None if networks else [x509.IPAddress(ALL_IPV4), x509.IPAddress(ALL_IPV6)]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+
+
+def of_chain(certs: Iterable["x509.Certificate"]) -> list["x509.NameConstraints"]:
+    """The NameConstraints of each certificate in ``certs`` that has one, in order."""
+    from cryptography import x509
+
+    found = []
+    for cert in certs:
+        try:
+            found.append(cert.extensions.get_extension_for_class(x509.NameConstraints).value)
+        except x509.ExtensionNotFound:
+            pass
+    return found
+
+
+def describe(nc: "x509.NameConstraints") -> str:
+    """``permitted: example.com, 10.0.0.0/8`` (DNS and IP subtrees; emails and URIs follow the DNS ones)."""
+    from cryptography import x509
+
+    shown_kinds = (x509.DNSName, x509.IPAddress)
+    permitted = [str(c.value) for c in nc.permitted_subtrees or [] if isinstance(c, shown_kinds)]
+    text = "permitted: " + (", ".join(permitted) if permitted else "none")
+    if NO_DNS in permitted:
+        text += " (no DNS names)"
+    return text
+
+
+def _dns_within(name: str, domain: str) -> bool:
+    name, domain = name.lower().rstrip("."), domain.lower().lstrip(".")
+    if name.startswith("*."):
+        name = name[2:] if name[2:] != domain else name  # *.example.com is inside example.com
+    return name == domain or name.endswith("." + domain)
+
+
+def _host_within(host: str, constraint: str) -> bool:
+    """RFC 5280 for email and URI hosts: ``host`` exactly, or ``.domain`` for every subdomain."""
+    host, constraint = host.lower(), constraint.lower()
+    if constraint.startswith("."):
+        return host.endswith(constraint)
+    return host == constraint
+
+
+def _matches(ident: Identity, constraint) -> bool | None:
+    """Whether ``ident`` is inside one subtree; None if the subtree is of another kind."""
+    from cryptography import x509
+
+    if ident.kind == "dns" and isinstance(constraint, x509.DNSName):
+        return _dns_within(ident.value, constraint.value)
+    if ident.kind == "ip" and isinstance(constraint, x509.IPAddress):
+        addr = ipaddress.ip_address(ident.value)
+        return constraint.value.version == addr.version and addr in constraint.value
+    if ident.kind == "email" and isinstance(constraint, x509.RFC822Name):
+        if "@" in constraint.value:
+            return ident.value.lower() == constraint.value.lower()
+        return _host_within(ident.value.rsplit("@", 1)[1], constraint.value)
+    if ident.kind == "uri" and isinstance(constraint, x509.UniformResourceIdentifier):
+        return _host_within(urlsplit(ident.value).hostname or "", constraint.value)
+    return None
+
+
+def permitted(nc: "x509.NameConstraints", ident: Identity) -> bool:
+    """Whether one identity passes one NameConstraints value (RFC 5280 4.2.1.10)."""
+    if any(_matches(ident, c) for c in nc.excluded_subtrees or []):
+        return False
+    relevant = [m for m in (_matches(ident, c) for c in nc.permitted_subtrees or []) if m is not None]
+    return not relevant or any(relevant)
+
+
+def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Identity], ca_name: str) -> None:
+    """Refuse the first identity that one of ``constraints`` excludes."""
+    for nc in constraints:
+        for ident in identities:
+            if not permitted(nc, ident):
+                raise NameNotPermitted(
+                    f"'{shown(ident.value)}' is outside the name constraints of CA '{shown(ca_name)}' ({describe(nc)})."
+                )
+
+
+def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: str | None,
+                             identities: Sequence[Identity], ca_name: str) -> None:
+    """Refuse a client certificate that Java (JSSE) and OpenSSL would reject under DNS constraints.
+
+    With no DNS name or IP address in the SAN, both read a common name that
+    looks like a host name as a DNS name and check it against the constraints:
+    ``alice`` from a CA permitting ``example.internal`` is rejected by every
+    Java server (Tomcat, Jetty, Spring Boot, Kafka), ``alice.example.org`` by
+    OpenSSL too.
+    """
+    if cn is None or any(i.kind in ("dns", "ip") for i in identities) or not _HOSTNAME_LIKE.match(cn):
+        return
+    as_dns = Identity("dns", cn.rstrip(".").lower())
+    for nc in constraints:
+        if permitted(nc, as_dns):
+            continue
+        domains = [str(c.value) for c in nc.permitted_subtrees or [] if _matches(as_dns, c) is not None]
+        inside = [d for d in domains if d != NO_DNS]
+        fix = (f"give it a DNS name inside them (--dns {shown(cn.split('.')[0].lower())}.{inside[0]}), or "
+               if inside else "")
+        raise NameNotPermitted(
+            f"Java (JSSE) and OpenSSL read the common name '{shown(cn)}' of a client certificate without a DNS "
+            f"name as a host name and check it against the name constraints of CA '{shown(ca_name)}' "
+            f"({describe(nc)}), so they would reject this certificate; {fix}use a common name that is not a "
+            "host name, such as 'Alice Smith' (docs/two-tier-pki.md)."
+        )
+
+
+def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: str,
+             domains: Sequence[str], networks: Sequence) -> "x509.NameConstraints | None":
+    """An intermediate's constraints: the nearest parent's, or narrower; never wider.
+
+    A kind the user does not constrain (DNS or IP) inherits the parent's
+    subtrees of that kind; a kind the user does constrain must lie inside what
+    the parent permits.
+    """
+    from cryptography import x509
+
+    for d in domains:
+        try:
+            check(parent_constraints, [Identity("dns", d)], parent_name)
+        except NameNotPermitted as exc:
+            raise NameNotPermitted(f"An intermediate cannot be wider than its parent: {exc}") from None
+    for net in networks:
+        for nc in parent_constraints:
+            allowed = [c.value for c in nc.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+            denied = [c.value for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)]
+            if (allowed and not any(p.version == net.version and net.subnet_of(p) for p in allowed)) or any(
+                    e.version == net.version and net.overlaps(e) for e in denied):
+                raise NameNotPermitted(
+                    f"An intermediate cannot be wider than its parent: '{net}' is outside the name constraints "
+                    f"of CA '{shown(parent_name)}' ({describe(nc)})."
+                )
+    if not parent_constraints:
+        return build(domains, networks)
+    if not domains and not networks:
+        return parent_constraints[0]
+    nearest = parent_constraints[0]
+    parent_domains = [c.value for c in nearest.permitted_subtrees or [] if isinstance(c, x509.DNSName)]
+    parent_networks = [c.value for c in nearest.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+    return build(list(domains) or parent_domains, list(networks) or parent_networks)

@@ -1,0 +1,152 @@
+"""The database under an inventory: SQLite by default, PostgreSQL for teams, one interface.
+
+Callers write SQL once, in the subset both engines share, with ``?``
+placeholders, and run it inside :meth:`Database.transaction`. A write
+transaction holds the lock that makes its checks and its writes one step: on
+SQLite the whole-database write lock (``BEGIN IMMEDIATE``, waiting up to
+:data:`BUSY_TIMEOUT_S`); on PostgreSQL the row locks the statements take
+(``SELECT ... FOR UPDATE``, which SQLite does not need and :meth:`Tx.execute`
+removes there) and the unique constraints.
+
+Failures are translated into :class:`~certkit.errors.InventoryError` messages
+that say what happened: the disk is full, the file is read-only, it is locked,
+it is damaged.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from certkit.errors import InventoryError
+from certkit.text import shown
+
+BUSY_TIMEOUT_S = 60.0
+_FOR_UPDATE = re.compile(r"\s+FOR UPDATE(\s+SKIP LOCKED)?", re.IGNORECASE)
+
+
+class Tx(Protocol):
+    """One transaction: ``execute`` returns a cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+
+
+class Database(Protocol):
+    url: str
+    dialect: str
+
+    def transaction(self, *, write: bool = False) -> Any: ...
+
+    def exists(self) -> bool: ...
+
+
+class _SQLiteTx:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()):
+        return self.conn.execute(_FOR_UPDATE.sub("", sql), tuple(params))
+
+    def executemany(self, sql: str, rows):
+        return self.conn.executemany(sql, rows)
+
+
+class SQLiteDatabase:
+    """An SQLite file in write-ahead-log mode, so readers (``list``) never wait for a writer."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    @contextmanager
+    def transaction(self, *, write: bool = False, readonly: bool = False) -> Iterator[_SQLiteTx]:
+        """A transaction; ``readonly`` refuses every write (``certkit check`` changes nothing)."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if readonly:
+                conn.execute("PRAGMA query_only = ON")
+            if write:
+                conn.execute("BEGIN IMMEDIATE")
+            yield _SQLiteTx(conn)
+            if write:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise self.error(exc) from None
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            conn.close()
+
+    def create(self, statements: Sequence[str]) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")  # readers (list) run while a writer issues
+            for statement in statements:
+                conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+        finally:
+            conn.close()
+
+    def error(self, exc: sqlite3.Error) -> InventoryError:
+        """``exc`` in words, naming the file: what failed, not just that something did."""
+        text = str(exc)
+        where = shown(self.path)
+        lowered = text.lower()
+        if "disk is full" in lowered or "database or disk is full" in lowered:
+            message = f"The inventory {where} cannot be written: the disk is full."
+        elif "readonly" in lowered or "read-only" in lowered:
+            message = f"The inventory {where} is read-only (a read-only file, folder or mount); nothing was changed."
+        elif "locked" in lowered or "busy" in lowered:
+            message = (f"The inventory {where} stayed locked by another certkit process for "
+                       f"{BUSY_TIMEOUT_S:g} s; try again.")
+        elif "unable to open" in lowered:
+            message = f"The inventory {where} cannot be opened: {text}."
+        elif "no such table" in lowered or "no such column" in lowered:
+            message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
+        elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            message = f"The inventory {where} is damaged ({text}); restore it from a backup."
+        else:
+            message = f"The inventory {where} cannot be used: {text}."
+        return InventoryError(message)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def open_database(url_or_path: str | Path) -> Database:
+    """The database a URL names: ``postgresql://...`` (psycopg 3), else an SQLite file path."""
+    text = str(url_or_path)
+    if text.startswith(("postgresql://", "postgres://")):
+        from certkit.db_postgres import PostgresDatabase
+
+        return PostgresDatabase(text)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    return SQLiteDatabase(text)

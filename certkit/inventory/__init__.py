@@ -1,0 +1,362 @@
+"""The inventory: the record of every certificate a CA has signed, and where each one stands.
+
+One row per certificate, holding the certificate itself (DER), so a row never
+exists without its certificate. Rows move through the issuing pipeline
+(:mod:`certkit.issuing`): recorded ``pending`` (with the folder its bundle goes
+to) before any file is written, ``valid`` once the bundle is complete, or
+``abandoned`` if it never was; later perhaps ``revoked``. Every command that
+opens the inventory first settles pending rows whose writer died
+(:mod:`certkit.inventory.reconcile`), so the inventory never lists as valid a
+certificate that exists nowhere.
+
+The database is SQLite (default) or PostgreSQL (:mod:`certkit.db`); the serial
+is the primary key, so a duplicate can never be recorded: :meth:`record_pending`
+reports it and the CA re-signs with a fresh serial. Renewal links, revocation
+checks and the "renewed" status are decided inside the transaction that
+records or settles the successor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from certkit.db import Database, open_database
+from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, DamagedRow, UnknownCertificate
+from certkit.inventory import schema
+from certkit.inventory.rows import SELECT_ROW, iso, load_der, name_match, parse_iso, row_dict
+from certkit.text import shown
+from certkit.vocabulary import normalize_serial, serial_hex
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = ["Inventory", "Pending", "normalize_serial", "serial_hex"]
+SCHEMA_VERSION = schema.SCHEMA_VERSION
+_PARAMS_PER_STATEMENT = 500  # well under SQLite's oldest limit of 999 parameters
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A signed certificate about to be delivered: recorded ``pending`` before its files exist."""
+
+    cert: "x509.Certificate"
+    kind: str
+    folder: str | None = None  # absolute path of the bundle folder (or file) it goes to
+    sink: str = "folder"  # folder | file | memory | acme | stream
+    renewed_from: str | None = None
+    keyed: bool = True  # whether the bundle will hold the private key
+
+
+class Inventory:
+    """The inventory of one CA: an SQLite file (default) or a PostgreSQL database URL."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.db: Database = open_database(location)
+        self.path = getattr(self.db, "path", None)  # the SQLite file, for messages and backups
+        self.location = str(self.path) if self.path is not None else self.db.url
+
+    def transaction(self, *, write: bool = False):
+        return self.db.transaction(write=write)
+
+    # --- creation, checking, migration ---------------------------------------------
+    def create(self) -> None:
+        self.db.create(schema.create_statements(self.db.dialect))
+
+    def check(self, *, settle: bool = True) -> None:
+        """Refuse an inventory that is missing, damaged or newer; migrate an older one; settle
+        the pending rows of dead writers (``settle``)."""
+        if not self.db.exists():
+            raise CABroken(f"The inventory {shown(self.location)} is missing; the CA directory is incomplete.")
+        version = self.version()
+        if version > SCHEMA_VERSION:
+            raise CABroken(f"The inventory {shown(self.location)} was written by a newer certkit (schema "
+                           f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")
+        if version < SCHEMA_VERSION:
+            self._migrate()
+        if settle:
+            self.reconcile()
+
+    def version(self, *, readonly: bool = False) -> int:
+        with self._read(readonly) as tx:
+            version = schema.read_version(tx)
+            tx.execute("SELECT serial FROM certificates LIMIT 1").fetchall()
+        return version
+
+    def _read(self, readonly: bool = False):
+        if readonly and self.db.dialect == "sqlite":
+            return self.db.transaction(readonly=True)
+        return self.db.transaction()
+
+    def _migrate(self) -> None:
+        with self.transaction(write=True) as tx:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = schema.read_version(tx)
+            while version < SCHEMA_VERSION:
+                for statement in schema.MIGRATIONS[version]:
+                    tx.execute(statement)
+                version += 1
+                tx.execute(schema.version_statement(tx.dialect, version))
+
+    # --- the issuing pipeline -------------------------------------------------------
+    def record_pending(self, entries: Sequence[Pending]) -> list[int]:
+        """Record ``entries`` as pending in one transaction; return the indexes not recorded
+        because their serial is taken (the caller re-signs those and tries again).
+
+        A renewal is refused here, in the same transaction, if the certificate it
+        renews is revoked or no longer valid: a revocation that lands while a
+        renewal is being prepared stops it.
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from certkit.inventory.reconcile import writer_id
+        from certkit.vocabulary import san_entries
+
+        now, writer, sha256 = iso(dt.datetime.now(dt.UTC)), writer_id(), hashes.SHA256()
+        rows = [(serial_hex(e.cert.serial_number), e.kind, e.cert.subject.rfc4514_string(),
+                 json.dumps(san_entries(e.cert)), iso(e.cert.not_valid_before_utc), iso(e.cert.not_valid_after_utc),
+                 e.cert.fingerprint(sha256).hex(), e.cert.public_bytes(Encoding.DER), "pending", e.renewed_from, now,
+                 e.folder, e.sink, writer, int(e.keyed)) for e in entries]
+        taken: list[int] = []
+        with self.transaction(write=True) as tx:
+            for serial in {e.renewed_from for e in entries if e.renewed_from}:
+                self._check_renewable(tx, serial)
+            existing = self._existing(tx, [row[0] for row in rows])
+            fresh = []
+            for index, row in enumerate(rows):
+                if row[0] in existing:
+                    taken.append(index)
+                else:
+                    existing.add(row[0])  # a duplicate within ``entries`` is taken too
+                    fresh.append(row)
+            tx.executemany(
+                "INSERT INTO certificates (serial, kind, subject, names, not_before, not_after, fingerprint_sha256,"
+                " der, status, renewed_from, issued_at, folder, sink, writer, keyed)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", fresh)
+        return taken
+
+    def _existing(self, tx, serials: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+            part = serials[start:start + _PARAMS_PER_STATEMENT]
+            found.update(s for (s,) in tx.execute(
+                f"SELECT serial FROM certificates WHERE serial IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def _check_renewable(self, tx, serial: str) -> None:
+        found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
+                           " FOR UPDATE", (serial,)).fetchone()
+        if found is None:
+            raise UnknownCertificate(f"The certificate {serial} is not in the inventory {shown(self.location)}.")
+        status, revoked_at, reason = found
+        if status == "revoked":
+            raise AlreadyRevoked(f"The certificate {serial} was revoked on {revoked_at} (reason: {reason}); "
+                                 "a revoked certificate is not renewed. Issue a new one (with a new key) instead.")
+        if status != "valid":
+            raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
+
+    def mark_issued(self, serials: Sequence[str]) -> dict[str, list[str]]:
+        """Settle pending rows as delivered; return notes by serial for each renewal whose predecessor
+        was revoked while it was being written with the same key (that renewal is revoked too)."""
+        notes: dict[str, list[str]] = {}
+        with self.transaction(write=True) as tx:
+            for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+                part = list(serials[start:start + _PARAMS_PER_STATEMENT])
+                marks = ",".join("?" * len(part))
+                for serial, note in self._revoke_compromised_successors(tx, part, marks):
+                    notes.setdefault(serial, []).append(note)
+                tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
+                           " AND status = 'pending'", part)
+        return notes
+
+    def _revoke_compromised_successors(self, tx, serials: list[str], marks: str) -> list[tuple[str, str]]:
+        from certkit.keys import public_key_der
+
+        notes = []
+        for serial, der, old, old_der, revoked_at, reason in tx.execute(
+                "SELECT n.serial, n.der, o.serial, o.der, o.revoked_at, o.revocation_reason FROM certificates n"
+                f" JOIN certificates o ON o.serial = n.renewed_from WHERE n.serial IN ({marks})"
+                " AND n.status = 'pending' AND o.status = 'revoked'", serials).fetchall():
+            new_key, old_key = load_der(serial, der).public_key(), load_der(old, old_der).public_key()
+            if public_key_der(new_key) != public_key_der(old_key):
+                continue  # a new key: the revocation of the old one does not touch it
+            tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?,"
+                       " writer = NULL WHERE serial = ?", (iso(dt.datetime.now(dt.UTC)), reason, serial))
+            notes.append((serial, f"{old} was revoked ({reason}, {revoked_at}) while its renewal {serial} was "
+                                  f"being written with the same key, so {serial} is revoked too; issue a new "
+                                  "certificate with a new key"))
+        return notes
+
+    def mark_abandoned(self, serials: Iterable[str]) -> None:
+        """Settle pending rows as never delivered (the bundle could not be written)."""
+        serials = list(serials)
+        with self.transaction(write=True) as tx:
+            for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+                part = serials[start:start + _PARAMS_PER_STATEMENT]
+                tx.execute("UPDATE certificates SET status = 'abandoned', writer = NULL"
+                           f" WHERE serial IN ({','.join('?' * len(part))}) AND status = 'pending'", part)
+
+    def reconcile(self) -> tuple[int, int]:
+        """Settle the pending rows whose writer is gone; return (issued, abandoned)."""
+        from certkit.inventory.reconcile import bundle_holds, writer_alive
+
+        with self.transaction() as tx:
+            pending = tx.execute("SELECT serial, der, folder, sink, writer, issued_at, keyed FROM certificates"
+                                 " WHERE status = 'pending'").fetchall()
+        orphans = [p for p in pending if not writer_alive(p[4], _when(p[5]))]
+        if not orphans:
+            return 0, 0
+        delivered = [p[0] for p in orphans
+                     if p[3] == "folder" and p[2] and bundle_holds(p[2], bytes(p[1]), bool(p[6]))]
+        lost = [p[0] for p in orphans if p[0] not in set(delivered)]
+        if delivered:
+            self.mark_issued(delivered)
+        if lost:
+            self.mark_abandoned(lost)
+        return len(delivered), len(lost)
+
+    def add(self, cert: "x509.Certificate", kind: str) -> bool:
+        """Record a certificate that needs no bundle (an intermediate CA, kept in its own CA
+        directory) as valid at once; False if its serial is taken."""
+        if self.record_pending([Pending(cert, kind, sink="memory")]):
+            return False
+        self.mark_issued([serial_hex(cert.serial_number)])
+        return True
+
+    def set_folder(self, serial: str, folder: str | Path) -> None:
+        with self.transaction(write=True) as tx:
+            tx.execute("UPDATE certificates SET folder = ?, sink = 'folder' WHERE serial = ?", (str(folder), serial))
+
+    # --- reading --------------------------------------------------------------------
+    def rows(self, where: str = "", params: Sequence = (), *, damaged: list | None = None) -> list[dict]:
+        """Rows matching an SQL ``where`` clause; a damaged row raises, or is collected in ``damaged``."""
+        with self.transaction() as tx:
+            fetched = tx.execute(f"{SELECT_ROW} {where}", tuple(params)).fetchall()
+        out = []
+        for values in fetched:
+            try:
+                out.append(row_dict(values))
+            except DamagedRow as exc:
+                if damaged is None:
+                    raise
+                damaged.append(exc)
+        return out
+
+    def get(self, serial: str) -> dict | None:
+        """The row of ``serial`` (as :func:`normalize_serial` gives it), or None."""
+        rows = self.rows("WHERE serial = ?", (serial,))
+        return rows[0] if rows else None
+
+    def certificate(self, serial: str) -> "x509.Certificate":
+        with self.transaction() as tx:
+            found = tx.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
+        if found is None:
+            raise UnknownCertificate(f"No certificate with serial {serial} in the inventory {shown(self.location)}.")
+        return load_der(serial, found[0])
+
+    def count(self) -> int:
+        with self.transaction() as tx:
+            return tx.execute("SELECT count(*) FROM certificates").fetchone()[0]
+
+    def serials_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # a range the primary key index serves
+        with self.transaction() as tx:
+            return [r[0] for r in tx.execute("SELECT serial FROM certificates WHERE serial >= ? AND serial < ?"
+                                              " ORDER BY serial LIMIT ?", (prefix, upper, limit))]
+
+    def successors(self, serial: str) -> list[str]:
+        """Serials of the delivered certificates that renewed ``serial``, oldest first."""
+        with self.transaction() as tx:
+            return [r[0] for r in tx.execute(
+                "SELECT serial FROM certificates WHERE renewed_from = ? AND status IN ('valid', 'revoked')"
+                " ORDER BY issued_at, serial", (serial,))]
+
+    def damaged(self) -> list[DamagedRow]:
+        """Every row that cannot be read, certificate included (``certkit check``). Reads only the
+        columns every schema version has, changes nothing."""
+        base = ("serial", "kind", "subject", "names", "not_before", "not_after", "fingerprint_sha256", "status",
+                "revoked_at", "revocation_reason", "renewed_from", "issued_at")
+        found: list[DamagedRow] = []
+        with self._read(readonly=True) as tx:
+            fetched = tx.execute(f"SELECT {', '.join(base)}, der FROM certificates").fetchall()
+        for values in fetched:
+            try:
+                row = row_dict(tuple(values[:-1]) + (None, None, None, 1))
+                load_der(row["serial"], values[-1])
+            except DamagedRow as exc:
+                found.append(exc)
+        return found
+
+    def pending_count(self) -> int:
+        with self._read(readonly=True) as tx:
+            return tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
+
+    def query(self, *, kind: str | None = None, status: str | None = None,
+              expiring_within: dt.timedelta | None = None, name: str | None = None,
+              now: dt.datetime | None = None, limit: int | None = None,
+              damaged: list | None = None) -> list[dict]:
+        """Rows matching every filter given, soonest expiry first, each with a derived ``status``
+        and ``renewed_by`` (the serial of its latest delivered renewal, or None).
+
+        ``status`` is valid, expired, revoked, pending or abandoned; without it,
+        every certificate but the abandoned ones. ``expiring_within`` keeps
+        valid certificates that expire within that time and were not renewed
+        yet. ``name`` is a case-insensitive glob over the subject and SAN values.
+        """
+        from certkit.inventory.query import query
+
+        return query(self, kind=kind, status=status, expiring_within=expiring_within, name=name,
+                     now=now or dt.datetime.now(dt.UTC), limit=limit, damaged=damaged)
+
+    # --- revocation -------------------------------------------------------------------
+    def revoke(self, serial: str, reason: str = "unspecified", when: dt.datetime | None = None) -> dict:
+        """Mark ``serial`` revoked; the next CRL lists it. Refuses unknown, undelivered and revoked serials."""
+        when = when or dt.datetime.now(dt.UTC)
+        with self.transaction(write=True) as tx:
+            found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
+                               " FOR UPDATE", (serial,)).fetchone()
+            if found is None:
+                raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
+                                         f"(inventory {shown(self.location)}).")
+            if found[0] == "revoked":
+                raise AlreadyRevoked(f"The certificate {serial} was already revoked on {found[1]} "
+                                     f"(reason: {found[2]}).")
+            if found[0] == "abandoned":
+                raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "
+                                         "never stored), so there is nothing to revoke.")
+            tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
+                       " WHERE serial = ?", (iso(when), reason, serial))
+        return self.get(serial)
+
+    def revoked(self) -> list[tuple[str, dt.datetime, str]]:
+        """(serial, revoked_at, reason) of every revoked certificate, for the CRL; a damaged
+        revoked row refuses the CRL (it would be incomplete)."""
+        rows = self.rows("WHERE status = 'revoked' OR status NOT IN ('pending', 'valid', 'abandoned')"
+                         " ORDER BY revoked_at, serial")
+        return [(r["serial"], parse_iso(r["revoked_at"]), r["revocation_reason"] or "unspecified") for r in rows]
+
+    def next_crl_number(self) -> int:
+        """Take the next CRL number (1, 2, ...); atomic across processes and hosts."""
+        with self.transaction(write=True) as tx:
+            # The row exists before it is locked, so two first CRLs cannot both take number 1.
+            tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
+            found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
+            number = int(found[0]) + 1
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
+        return number
+
+
+def _when(text: Any) -> dt.datetime:
+    try:
+        return parse_iso(text)
+    except (TypeError, ValueError):
+        return dt.datetime.now(dt.UTC)
+
+
+# The SQLite name-match function: kept importable for tests written against it.
+_name_match = name_match

@@ -1,0 +1,77 @@
+"""``certkit list``'s question to the inventory: which certificates, in which state, expiring when."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from certkit.inventory.rows import iso, name_match
+
+if TYPE_CHECKING:
+    from certkit.inventory import Inventory
+
+from certkit.constants import LIST_STATUSES
+
+# A successor counts once it was delivered: a pending or abandoned renewal renews nothing.
+_RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
+            " AND r.status IN ('valid', 'revoked'))")
+
+
+def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
+          name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
+    where, params = _filters(kind, status, expiring_within, now)
+    sql = (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY not_after, serial"
+    if limit is not None and not name:  # with a name filter, matching happens below
+        sql += f" LIMIT {int(limit)}"
+    rows = inventory.rows(sql, params, damaged=damaged)
+    if name:
+        pattern = name.lower()
+        import json
+
+        rows = [r for r in rows if name_match(pattern, r["subject"], json.dumps(r["names"]))][:limit]
+    renewed_by = _renewed_by(inventory, [r["serial"] for r in rows])
+    stamp = iso(now)
+    for row in rows:
+        if row["status"] == "valid" and row["not_after"] < stamp:
+            row["status"] = "expired"
+        row["renewed_by"] = renewed_by.get(row["serial"])
+        del row["writer"]
+    return rows
+
+
+def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
+    where: list[str] = []
+    params: list = []
+    if kind:
+        where.append("kind = ?")
+        params.append(kind)
+    if status in ("revoked", "pending", "abandoned"):
+        where.append("status = ?")
+        params.append(status)
+    elif status == "valid":
+        where.append("status = 'valid' AND not_after >= ?")
+        params.append(iso(now))
+    elif status == "expired":
+        where.append("status = 'valid' AND not_after < ?")
+        params.append(iso(now))
+    elif status is None:
+        where.append("status <> 'abandoned'")  # never delivered: shown only when asked for
+    else:
+        raise ValueError(f"unknown status {status!r}; choose one of: {', '.join(LIST_STATUSES)}")
+    if expiring_within is not None:
+        # A certificate already renewed needs no action, so it is not "expiring".
+        where.append(f"status = 'valid' AND not_after >= ? AND not_after <= ? AND NOT {_RENEWED}")
+        params += [iso(now), iso(now + expiring_within)]
+    return where, params
+
+
+def _renewed_by(inventory: "Inventory", serials: list[str]) -> dict[str, str]:
+    """The latest delivered successor of each of ``serials`` that has one (one query: renewals are few)."""
+    wanted = set(serials)
+    found: dict[str, str] = {}
+    with inventory.transaction() as tx:
+        for old, new in tx.execute("SELECT renewed_from, serial FROM certificates WHERE renewed_from IS NOT NULL"
+                                   " AND status IN ('valid', 'revoked') ORDER BY issued_at, serial"):
+            if old in wanted:
+                found[old] = new
+    return found

@@ -1,0 +1,118 @@
+"""Settling pending rows whose writer is gone: delivered -> ``valid``, not delivered -> ``abandoned``.
+
+A row is ``pending`` from the moment a certificate is signed and recorded to
+the moment its bundle is complete. If the process holding it dies (SIGKILL, a
+power cut, a full disk it could not report), the next certkit command settles
+the row by looking at what is on disk: the bundle in the recorded folder holds
+this very certificate (and its key, if the bundle should have one) -> valid;
+anything else -> abandoned. A row whose writer still runs is left alone.
+
+A writer is named by host, boot, pid and the process's start time, so a
+recycled pid is never mistaken for the writer; a writer on another host (a
+shared PostgreSQL inventory) is presumed alive until :data:`FOREIGN_LEASE`
+has passed since its row was recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from functools import cache
+from pathlib import Path
+
+# A pending row lasts as long as writing one chunk of bundles: seconds. A writer on another
+# host cannot be asked whether it lives, so its rows are settled after this long.
+FOREIGN_LEASE = dt.timedelta(minutes=15)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()[:8]
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return fields[19].decode() if len(fields) > 19 else "?"
+
+
+@cache
+def _host() -> str:
+    return f"{socket.gethostname()}/{_boot_id()}"
+
+
+def writer_id(pid: int | None = None) -> str:
+    """``host/boot pid start`` of this process (or ``pid``)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_host()} {pid} {_start_time(pid) or '?'}"
+
+
+def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime | None = None) -> bool:
+    """Whether the process named by ``writer`` may still be writing the row it holds."""
+    if not writer:
+        return False
+    try:
+        host, pid_text, start = writer.rsplit(" ", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != _host():
+        return (now or dt.datetime.now(dt.UTC)) - recorded_at < FOREIGN_LEASE
+    current = _start_time(pid)
+    if current is None:
+        return False
+    if start == "?" or current == "?":  # no /proc: fall back to "the pid exists"
+        return _pid_exists(pid)
+    return current == start
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def bundle_holds(folder: str | Path, der: bytes, keyed: bool) -> bool:
+    """Whether ``folder`` holds a complete bundle of the certificate ``der``: its cert.pem is that
+    certificate, fullchain.pem starts with it, and privkey.pem (if ``keyed``) is its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.bundle import settle_folder
+    from certkit.constants import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+    from certkit.errors import CertkitError, parse_errors
+    from certkit.files import read_limited
+    from certkit.keys import load_private_key, public_key_der
+
+    folder = Path(folder)
+    settle_folder(folder)  # finish or remove what a dead writer left half-done there
+    try:
+        cert_pem = read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        if cert.public_bytes(Encoding.DER) != bytes(der):
+            return False
+        chain = read_limited(folder / FULLCHAIN_FILE, MAX_CERT_FILE_BYTES)
+        if not chain.startswith(cert_pem):
+            return False
+        if keyed:
+            key = load_private_key(read_limited(folder / KEY_FILE, MAX_CERT_FILE_BYTES), None)
+            return public_key_der(key.public_key()) == public_key_der(cert.public_key())
+    except (CertkitError, OSError, *parse_errors()):
+        return False
+    return True

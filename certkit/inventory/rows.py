@@ -1,0 +1,99 @@
+"""Inventory rows as Python values, each field checked: a damaged row is named, never a traceback.
+
+A row read from the database becomes a plain dict (the shape ``certkit list
+--json`` prints); anything that does not parse (a date, the names JSON, a
+status, the certificate DER) raises :class:`~certkit.errors.DamagedRow` naming
+its serial and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from certkit.errors import DamagedRow
+from certkit.inventory.schema import STATUSES
+
+# The columns of a row, in the order every SELECT of a whole row names them.
+COLUMNS = ("serial", "kind", "subject", "names", "not_before", "not_after", "fingerprint_sha256", "status",
+           "revoked_at", "revocation_reason", "renewed_from", "issued_at", "folder", "sink", "writer", "keyed")
+SELECT_ROW = "SELECT " + ", ".join(COLUMNS) + " FROM certificates"
+_DATES = ("not_before", "not_after", "issued_at")
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso(when: dt.datetime) -> str:
+    """A moment as the inventory stores it: ISO 8601 UTC to the second, sortable as text."""
+    return when.astimezone(dt.UTC).strftime(ISO)
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, ISO).replace(tzinfo=dt.UTC)
+
+
+def row_dict(values: tuple) -> dict[str, Any]:
+    """One database row as a dict, every field checked."""
+    row = dict(zip(COLUMNS, values, strict=True))
+    serial = row["serial"]
+    if not isinstance(serial, str) or not serial:
+        raise DamagedRow(repr(serial), "the serial is not text")
+    for column in _DATES + (("revoked_at",) if row["revoked_at"] is not None else ()):
+        value = row[column]
+        try:
+            parse_iso(value)
+        except (TypeError, ValueError):
+            raise DamagedRow(serial, f"{column} is {_short(value)}, not a date") from None
+    try:
+        names = json.loads(row["names"])
+    except (TypeError, ValueError):
+        raise DamagedRow(serial, f"names is {_short(row['names'])}, not a JSON list") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DamagedRow(serial, "names is not a list of strings")
+    row["names"] = names
+    if row["status"] not in STATUSES:
+        raise DamagedRow(serial, f"status is {_short(row['status'])}")
+    if row["status"] == "revoked" and row["revoked_at"] is None:
+        raise DamagedRow(serial, "it is revoked but has no revocation date")
+    row["keyed"] = bool(row["keyed"])
+    return row
+
+
+def load_der(serial: str, der) -> Any:
+    """The certificate a row holds; :class:`DamagedRow` if its DER does not parse or is not ``serial``."""
+    from cryptography import x509
+
+    from certkit.errors import parse_errors
+    from certkit.vocabulary import serial_hex
+
+    try:
+        cert = x509.load_der_x509_certificate(bytes(der))
+        ok = serial_hex(cert.serial_number) == serial
+    except (*parse_errors(), TypeError):
+        raise DamagedRow(serial, "its certificate (DER) does not parse") from None
+    if not ok:
+        raise DamagedRow(serial, "its certificate (DER) has another serial")
+    return cert
+
+
+def _short(value: Any) -> str:
+    from certkit.text import shown
+
+    text = repr(value)
+    return shown(text if len(text) <= 40 else text[:37] + "...")
+
+
+def name_match(pattern: str, subject: str, names_json: str) -> bool:
+    """Whether the glob ``pattern`` (lower case) matches the subject, one of its attribute values,
+    or a SAN value; used as an SQL function on SQLite and in Python elsewhere."""
+    import fnmatch
+
+    candidates = [subject.lower()]
+    # RFC 4514 attribute values (CN=x, O=y); a naive split is enough for matching.
+    candidates += [part.split("=", 1)[1] for part in subject.lower().split(",") if "=" in part]
+    try:
+        names = json.loads(names_json)
+    except (TypeError, ValueError):
+        names = []
+    candidates += [entry.split(":", 1)[1].lower() for entry in names if isinstance(entry, str) and ":" in entry]
+    return any(fnmatch.fnmatchcase(c, pattern) for c in candidates)

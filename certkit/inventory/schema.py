@@ -1,0 +1,87 @@
+"""The inventory's tables, the same on SQLite and PostgreSQL, and the migrations between versions.
+
+A row's ``status`` is where the certificate stands in the issuing pipeline
+(:mod:`certkit.issuing`):
+
+- ``pending``: signed and recorded, its bundle being written by ``writer``;
+- ``valid``: issued, its bundle complete where ``folder`` says (expired is derived from the dates);
+- ``revoked``: issued, then revoked (the CRL lists it);
+- ``abandoned``: signed but never delivered (its writer died or failed before the bundle was
+  complete); its key was never stored, so it can never be used, and it never counts as valid.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 3
+STATUSES = ("pending", "valid", "revoked", "abandoned")
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY,            -- uppercase hex, whole octets, as openssl prints it
+    kind TEXT NOT NULL,                 -- ca | server | client | peer
+    subject TEXT NOT NULL,              -- RFC 4514
+    names TEXT NOT NULL,                -- JSON list of SAN entries: "DNS:x", "IP:y", "DirName:CN=z"
+    not_before TEXT NOT NULL,           -- ISO 8601 UTC, sortable
+    not_after TEXT NOT NULL,
+    fingerprint_sha256 TEXT NOT NULL,
+    der {blob} NOT NULL,
+    status TEXT NOT NULL DEFAULT 'valid',   -- pending | valid | revoked | abandoned
+    revoked_at TEXT,
+    revocation_reason TEXT,
+    renewed_from TEXT,                  -- the serial this one renews
+    issued_at TEXT NOT NULL,
+    folder TEXT,                        -- where the bundle is (absolute), if it is a folder or a file
+    sink TEXT,                          -- folder | file | memory | acme | stream: what folder means
+    writer TEXT,                        -- the process that holds a pending row (host, boot, pid, start)
+    keyed INTEGER NOT NULL DEFAULT 1    -- 1 if the bundle holds the private key (0: signed from a CSR)
+);
+CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates(not_after);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS certificates_status_not_after ON certificates(status, not_after);
+CREATE INDEX IF NOT EXISTS certificates_renewed_from ON certificates(renewed_from) WHERE renewed_from IS NOT NULL;
+CREATE INDEX IF NOT EXISTS certificates_pending ON certificates(status) WHERE status = 'pending'
+"""
+
+# version N -> N+1, each run in one write transaction with the version bump.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE certificates ADD COLUMN folder TEXT",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS certificates_status_not_after ON certificates(status, not_after)",
+        "CREATE INDEX IF NOT EXISTS certificates_renewed_from ON certificates(renewed_from)"
+        " WHERE renewed_from IS NOT NULL",
+    ),
+    2: (
+        "ALTER TABLE certificates ADD COLUMN sink TEXT",
+        "ALTER TABLE certificates ADD COLUMN writer TEXT",
+        "ALTER TABLE certificates ADD COLUMN keyed INTEGER NOT NULL DEFAULT 1",
+        "UPDATE certificates SET sink = 'folder' WHERE folder IS NOT NULL",
+        # Serials in whole octets, as openssl prints them (version 2 dropped a leading zero).
+        "UPDATE certificates SET serial = '0' || serial WHERE length(serial) % 2 = 1",
+        "UPDATE certificates SET renewed_from = '0' || renewed_from"
+        " WHERE renewed_from IS NOT NULL AND length(renewed_from) % 2 = 1",
+        "CREATE INDEX IF NOT EXISTS certificates_pending ON certificates(status) WHERE status = 'pending'",
+    ),
+}
+
+
+def create_statements(dialect: str) -> list[str]:
+    """The statements that create an empty inventory of the current version."""
+    blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+    statements = [s.strip() for s in _TABLES.format(blob=blob).split(";") if s.strip()]
+    return statements + [version_statement(dialect, SCHEMA_VERSION)]
+
+
+def version_statement(dialect: str, version: int) -> str:
+    """Record the schema version: SQLite's user_version (as every version before did), a meta row elsewhere."""
+    if dialect == "sqlite":
+        return f"PRAGMA user_version = {int(version)}"
+    return (f"INSERT INTO meta (key, value) VALUES ('schema_version', '{int(version)}')"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
+
+def read_version(tx) -> int:
+    if tx.dialect == "sqlite":
+        return tx.execute("PRAGMA user_version").fetchone()[0]
+    found = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(found[0]) if found else 0

@@ -1,0 +1,351 @@
+"""The one issuing pipeline: every certificate certkit signs goes through :func:`deliver`.
+
+issue-server, issue-client, issue-peer, sign-csr, issue-batch, renew, serve and
+the ACME server all take the same steps, in this order:
+
+1. **plan**: check everything that can be checked without the CA key (the
+   names, the CA's name constraints, the lifetime, every output path resolved
+   against the CA directory, folder-name lengths, existing files);
+2. only then is the passphrase asked for and the key decrypted (the caller's step);
+3. **sign** (a fresh random serial);
+4. **record** the row as ``pending``, with the folder its bundle goes to, in one
+   transaction that also refuses a renewal of a revoked certificate;
+5. **write** the bundle atomically (:mod:`certkit.bundle`), with Ctrl-C and
+   SIGTERM held off for the few milliseconds it takes;
+6. **mark** the row ``valid`` (or ``abandoned`` if the bundle was not written),
+   in one transaction that also revokes a same-key renewal whose predecessor was
+   revoked meanwhile.
+
+A process killed between 4 and 6 leaves a pending row that the next command
+settles by looking at the folder (:mod:`certkit.inventory.reconcile`). So the
+inventory never lists as valid a certificate that exists nowhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from certkit import names as _names
+from certkit.constants import DEFAULT_KEY_TYPE
+from certkit.errors import CertkitError
+from certkit.names import Identity
+from certkit.testhooks import pause_at
+
+if TYPE_CHECKING:
+    from certkit.ca import CA, IssuedCert
+    from certkit.csr import CSRRequest
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to issue, decided before the CA key is touched."""
+
+    kind: str  # server | client | peer
+    identities: tuple[Identity, ...]
+    common_name: str | None  # the subject CN; None for an empty subject
+    key_type: str = DEFAULT_KEY_TYPE
+    days: int | None = None
+    public_key: Any = None  # a CSR's key: nothing private is generated or written
+    key: Any = None  # an existing private key to certify again (renewal, a re-signed serial)
+    subject: Any = None  # an exact x509.Name to keep (renewal); else built from common_name
+    renewed_from: str | None = None
+    default_days: int | None = None  # the lifetime without ``days`` (renewal: the old certificate's)
+    not_before: dt.datetime | None = None
+    csr: "CSRRequest | None" = None  # what a CSR asked for, to say what it did not get
+    dropped: tuple[str, ...] = ()  # what of it the certificate will not carry (subject attributes, SANs)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the bundle holds a private key (not for a CSR: the requester keeps it)."""
+        return self.public_key is None
+
+
+# --- building requests ------------------------------------------------------------------
+def server_request(names: Iterable[str], *, kind: str = "server", key_type: str = DEFAULT_KEY_TYPE,
+                   days: int | None = None, key=None, not_before: dt.datetime | None = None) -> Request:
+    """A server (or ``kind="peer"``) certificate for DNS names and IP addresses; the subject CN is
+    the first DNS name (else the first address)."""
+    identities = _names.parse_hosts(names)
+    return Request(kind, tuple(identities), _server_cn(identities), key_type, days, key=key, not_before=not_before)
+
+
+def _server_cn(identities: Sequence[Identity]) -> str:
+    # OpenSSL checks a subject CN that looks like a host name against DNS name constraints, and an
+    # IP address looks like one: so a DNS name is preferred, whatever the order of the names.
+    return next((i.value for i in identities if i.kind == "dns"), identities[0].value)
+
+
+def client_request(name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
+                   dns_names: Iterable[str] = (), key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+                   key=None, not_before: dt.datetime | None = None) -> Request:
+    """A client certificate whose subject CN is ``name``, with optional email, URI and DNS identities."""
+    cn = _names.parse_client_name(name)
+    identities = _names.client_identities(cn, emails, uris, dns_names)
+    return Request("client", tuple(identities), cn, key_type, days, key=key, not_before=not_before)
+
+
+def csr_request(request: "CSRRequest | bytes", kind: str, *, extra_names: Iterable[str] = (),
+                days: int | None = None) -> Request:
+    """A certificate for the key in a CSR: only its key and names are taken (checked as
+    issue-server / issue-client check them); every extension comes from the profile."""
+    from certkit.csr import CSRRequest, load_csr, plan
+
+    if not isinstance(request, CSRRequest):
+        request = load_csr(request)
+    identities, cn, dropped = plan(request, kind, list(extra_names))
+    return Request(kind, tuple(identities), cn, days=days, public_key=request.public_key, csr=request,
+                   dropped=tuple(dropped))
+
+
+def renewal_request(old, kind: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
+                    key=None) -> Request:
+    """The successor of certificate ``old``: same subject, names and purpose. The public key is kept
+    unless ``rekey``; ``key``, the old private key, goes in the bundle when given. Without ``days``
+    it lives as long as the old one did."""
+    from certkit.keys import key_type_of, public_key_der
+    from certkit.vocabulary import serial_hex
+
+    identities = identities_of(old, kind)
+    lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
+    default_days = max(1, round(lifetime / dt.timedelta(days=1)))
+    common = dict(identities=tuple(identities), common_name=None, subject=old.subject, days=days,
+                  renewed_from=serial_hex(old.serial_number), default_days=default_days)
+    if rekey:
+        return Request(kind, key_type=key_type or key_type_of(old.public_key()), **common)
+    if key is not None and public_key_der(key.public_key()) != public_key_der(old.public_key()):
+        from certkit.errors import CannotRenew
+
+        raise CannotRenew(f"The private key given does not belong to the certificate {serial_hex(old.serial_number)}.")
+    if key is not None:
+        return Request(kind, key=key, **common)
+    return Request(kind, public_key=old.public_key(), **common)
+
+
+def identities_of(cert, kind: str) -> list[Identity]:
+    """The SAN of a certificate this CA issued, checked again by today's rules."""
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out = []
+    for gn in san:
+        if isinstance(gn, x509.DNSName):
+            out.append(_names.parse_host(gn.value) if kind in ("server", "peer")
+                       else _names.parse_dns_name(gn.value, allow_wildcard=False))
+        elif isinstance(gn, x509.IPAddress):
+            out.append(Identity("ip", str(gn.value)))
+        elif isinstance(gn, x509.RFC822Name):
+            out.append(_names.parse_email(gn.value))
+        elif isinstance(gn, x509.UniformResourceIdentifier):
+            out.append(_names.parse_uri(gn.value))
+        # a DirectoryName SAN is the subject DN, which the profile puts back itself
+    return out
+
+
+# --- where a certificate goes -----------------------------------------------------------
+class Target:
+    """Where an issued certificate is delivered: nowhere but memory, unless a subclass says."""
+
+    sink = "memory"
+    folder: Path | None = None
+
+    def check(self, ca: "CA", request: Request) -> None:
+        """Refuse, before anything is signed, what :meth:`write` could not do."""
+
+    def write(self, issued: "IssuedCert") -> list[Path]:
+        return []
+
+
+class FolderTarget(Target):
+    """A bundle folder: new, or (``force``) with its bundle replaced exactly."""
+
+    sink = "folder"
+
+    def __init__(self, folder: str | Path, *, force: bool = False, p12: bool = False,
+                 extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None, sync: bool = True,
+                 sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None) -> None:
+        from certkit.constants import BUNDLE_FILES
+
+        self.given = Path(folder)
+        self.folder = Path(os.path.abspath(folder))
+        self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
+        # A renewal in place keeps the private key already in the folder (not rewritten, not removed).
+        self.keeps_key = keeps_key
+        self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
+
+    def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
+        from certkit.bundle import bundle_names, check_writable
+        from certkit.paths import check_output
+
+        if guard:
+            check_output(self.given, ca.directories, what="output folder")
+        check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
+                                                p12=self.p12), force=self.force)
+
+    def write(self, issued: "IssuedCert") -> list[Path]:
+        from certkit.bundle import write_bundle
+
+        files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
+        return write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
+                            replaces=self.replaces)
+
+
+@dataclass
+class Delivery:
+    """An issued certificate, where its files went, and what the user should know."""
+
+    issued: "IssuedCert"
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --- the pipeline ---------------------------------------------------------------------
+def plan(ca: "CA", request: Request, target: Target) -> list[str]:
+    """Every check that needs no CA key; return the notes issuing will carry (a capped lifetime)."""
+    notes = ca.check_request(request)
+    target.check(ca, request)
+    return notes
+
+
+def deliver(ca: "CA", request: Request, target: Target | None = None, *, planned: bool = False) -> Delivery:
+    """Issue ``request`` to ``target`` through every step of the pipeline (see the module docstring)."""
+    target = target or Target()
+    if not planned:
+        plan(ca, request, target)
+    return deliver_many(ca, [(request, target)])[0]
+
+
+def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: bool = False) -> list[Delivery]:
+    """Issue several certificates with one inventory transaction per step (``issue-batch``'s chunks).
+
+    Signing can be interrupted; from recording to marking, Ctrl-C and SIGTERM
+    are held off (they take effect right after), so an interruption never
+    leaves a row without its answer. If writing fails part-way (a full disk),
+    every bundle already complete on disk is marked valid and the rest
+    abandoned before the error goes on, so the inventory matches the disk.
+    """
+    issued = [ca.sign(request) for request, _target in items]
+    pause_at("signed")
+    deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
+    done: list[int] = []
+    with uninterrupted():
+        record(ca, items, issued)
+        try:
+            pause_at("recorded")
+            for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
+                deliveries[index].files = target.write(one)
+                done.append(index)
+            if sync:
+                os.sync()  # durable before the inventory says so
+        except BaseException as exc:
+            exc.certkit_delivered = _settle_after_failure(ca, items, issued, done)
+            raise
+        if ca.inventory is not None:
+            notes = ca.inventory.mark_issued([one.serial_hex for one in issued])
+            for delivery in deliveries:
+                delivery.notes += notes.get(delivery.issued.serial_hex, [])
+    return deliveries
+
+
+@contextmanager
+def begin(ca: "CA", request: Request, target: Target | None = None) -> Iterator["IssuedCert"]:
+    """Issue ``request`` and let the caller deliver it: the row is pending inside the ``with``
+    block, valid if the block finishes, abandoned if it raises (the ACME server stores the
+    certificate in its order; ``serve`` loads it into its TLS context)."""
+    target = target or Target()
+    plan(ca, request, target)
+    issued = sign_and_record(ca, [(request, target)])[0]
+    try:
+        yield issued
+    except BaseException:
+        if ca.inventory is not None:
+            ca.inventory.mark_abandoned([issued.serial_hex])
+        raise
+    if ca.inventory is not None:
+        issued.notes += ca.inventory.mark_issued([issued.serial_hex]).get(issued.serial_hex, [])
+
+
+def sign_and_record(ca: "CA", items: Sequence[tuple[Request, Target]]) -> list["IssuedCert"]:
+    """Sign each request and record it pending (see :func:`record`)."""
+    issued = [ca.sign(request) for request, _target in items]
+    pause_at("signed")
+    record(ca, items, issued)
+    return issued
+
+
+def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["IssuedCert"]) -> None:
+    """Record ``issued`` pending, each with its target's folder; a serial already taken is signed
+    again (same key, fresh serial) in place in ``issued``."""
+    from certkit.inventory import Pending
+
+    if ca.inventory is None:
+        return
+    todo = list(range(len(items)))
+    for _attempt in range(5):
+        entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
+                           items[i][1].sink, items[i][0].renewed_from,
+                           issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False))
+                   for i in todo]
+        taken = ca.inventory.record_pending(entries)
+        if not taken:
+            return
+        todo = [todo[j] for j in taken]
+        for i in todo:  # the same key, a fresh serial
+            request = items[i][0]
+            issued[i] = ca.sign(replace(request, key=issued[i].private_key) if request.keyed else request)
+    # five 159-bit collisions in a row means the random source is broken
+    raise CertkitError("Could not find an unused serial number; check the system's random source.")
+
+
+def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
+    """After a failure part-way: what is complete on disk is valid, the rest abandoned.
+    Returns how many were delivered."""
+    if ca.inventory is None:
+        return len(done)
+    from certkit.inventory.reconcile import bundle_holds
+
+    delivered, lost = [], []
+    for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        keyed = one.private_key is not None or getattr(target, "keeps_key", False)
+        complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
+            target.folder, one.cert.public_bytes(Encoding.DER), keyed))
+        (delivered if complete else lost).append(one.serial_hex)
+    with uninterrupted():
+        if delivered:
+            os.sync()  # durable before the inventory says so
+            ca.inventory.mark_issued(delivered)
+        if lost:
+            ca.inventory.mark_abandoned(lost)
+    return len(delivered)
+
+
+# --- signals --------------------------------------------------------------------------
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM off for a short step that must finish once started (writing one
+    bundle, settling the inventory); they arrive right after it. SIGKILL cannot be held: the
+    next command settles what it interrupts."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

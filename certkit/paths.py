@@ -1,0 +1,97 @@
+"""Where certkit may write: every output path resolved, checked, and kept out of CA directories.
+
+Before anything is signed, each place a command will write (a bundle folder,
+a CRL file, an export) goes through :func:`check_output`: it is resolved
+(symbolic links and ``..`` followed, as the kernel will follow them), refused
+if it lies in a CA directory (the one in use, or any folder that holds a CA's
+key or inventory) whatever ``--force`` says, and refused if the kernel would
+refuse it later (a NUL byte, a file name over 255 bytes once certkit's
+temporary name is added, a path over 4,096 bytes). So an output option can
+never replace a CA's key or certificate, and a signed certificate is never
+recorded for a folder that cannot be written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from certkit.errors import UnsafeOutputPath
+from certkit.text import shown
+
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, btrfs, tmpfs, APFS
+PATH_MAX = 4096
+# certkit writes ``.NAME.PID-RANDOM[.old].certkit-tmp`` beside its target first.
+TEMPORARY_OVERHEAD = len(".") + len(".4194304-") + 16 + len(".old.certkit-tmp")
+# What marks a folder as a CA directory (certkit.store's files): its key, its inventory,
+# its parents, its configuration. A bundle folder holds ca.pem too, but none of these.
+CA_MARKERS = ("ca-key.pem", "inventory.sqlite3", "parents.pem", "certkit-ca.json")
+
+
+def resolved(path: str | Path) -> Path:
+    """``path`` made absolute with every symbolic link and ``..`` resolved (the part that exists),
+    as the kernel will resolve it when certkit writes there."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def is_ca_directory(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "ca.pem").exists() and any(
+        os.path.lexists(folder / marker) for marker in CA_MARKERS)
+
+
+@lru_cache(maxsize=4096)
+def _ancestor_is_ca_directory(folder: Path) -> bool:
+    # The ancestors of thousands of batch folders are the same few: look once per process.
+    return is_ca_directory(folder)
+
+
+def check_name(path: str | Path, what: str = "output path") -> None:
+    """Refuse what the kernel would refuse: NUL bytes, over-long names and paths."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise UnsafeOutputPath(f"The {what} {shown(text)} contains a NUL byte; no file can be named that way.")
+    absolute = os.fsencode(os.path.abspath(text))
+    if len(absolute) >= PATH_MAX:
+        raise UnsafeOutputPath(f"The {what} {shown(text[:60])}... is {len(absolute)} bytes long; "
+                               f"paths are limited to {PATH_MAX - 1}.")
+    parts = Path(text).parts
+    for part in parts:
+        limit = NAME_MAX - (TEMPORARY_OVERHEAD if part is parts[-1] else 0)
+        if len(os.fsencode(part)) > limit:
+            raise UnsafeOutputPath(
+                f"The {what} {shown(text[:60])}... has a name of {len(os.fsencode(part))} bytes "
+                f"('{shown(part[:30])}...'); certkit can write names of at most {limit} bytes "
+                f"there (file systems allow {NAME_MAX}, and certkit needs room for a temporary name)."
+            )
+
+
+def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: str = "output path") -> Path:
+    """Check one output path (a folder, or a file) and return it resolved.
+
+    Refused: anything :func:`check_name` refuses, and any path inside one of
+    ``ca_dirs`` or inside a folder that is itself a CA directory.
+    """
+    check_name(path, what)
+    target = resolved(path)
+    for ca_dir in ca_dirs:
+        ca_real = resolved(ca_dir)
+        if target == ca_real or ca_real in target.parents:
+            raise UnsafeOutputPath(
+                f"The {what} {shown(path)} is in the CA directory {shown(ca_dir)}; certkit never writes "
+                "there, with or without --force (it would replace the CA's own files). Choose another place."
+            )
+    for folder in (target, *target.parents):
+        if is_ca_directory(folder) if folder == target else _ancestor_is_ca_directory(folder):
+            raise UnsafeOutputPath(
+                f"The {what} {shown(path)} is in {shown(folder)}, which holds a CA (its key or inventory); "
+                "certkit never writes there, with or without --force. Choose another place."
+            )
+    return target
+
+
+def within(base: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` (resolved) is ``base`` (resolved) or inside it."""
+    base_real, target = resolved(base), resolved(path)
+    return target == base_real or base_real in target.parents

@@ -1,0 +1,143 @@
+"""The one way certkit names X.509 facts in words: serials, common names, SAN entries,
+key usages and extended key usages.
+
+Every module that shows or stores such a fact (the inventory, inspect, verify,
+serve, sign-csr, list) takes it from here, so they never disagree: a SAN entry
+is ``DNS:``, ``IP:``, ``email:``, ``URI:`` or ``DirName:`` (OpenSSL's labels),
+a key usage has its RFC 5280 name, a serial is printed as OpenSSL prints it.
+Values are returned raw; escape them with :func:`certkit.text.shown` before
+they reach a terminal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# RFC 5280 names of the extendedKeyUsage purposes people meet.
+EKU_NAMES = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
+}
+SERVER_AUTH, CLIENT_AUTH = "serverAuth", "clientAuth"
+
+# RFC 5280 4.2.1.3 names, in the order of the bit string; cryptography's attribute for each.
+KEY_USAGE_NAMES = (
+    ("digitalSignature", "digital_signature"), ("nonRepudiation", "content_commitment"),
+    ("keyEncipherment", "key_encipherment"), ("dataEncipherment", "data_encipherment"),
+    ("keyAgreement", "key_agreement"), ("keyCertSign", "key_cert_sign"), ("cRLSign", "crl_sign"),
+)
+
+
+def serial_hex(serial: int) -> str:
+    """A serial as OpenSSL prints it: uppercase hex, an even number of digits (whole octets)."""
+    text = format(serial, "X")
+    return "0" + text if len(text) % 2 else text
+
+
+def normalize_serial(text: str) -> str | None:
+    """``text`` as :func:`serial_hex` writes it, or None if it is not hex.
+
+    Accepts what people copy: ``serial=0A1B...``, colon-separated octets, a
+    ``0x`` prefix, lower case, missing or extra leading zeros.
+    """
+    text = text.strip()
+    for prefix in ("serial=", "0x", "0X"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.replace(":", "")
+    if not text or len(text) > 80 or any(ch not in "0123456789abcdefABCDEF" for ch in text):
+        return None
+    return serial_hex(int(text, 16))
+
+
+def common_name(name: "x509.Name") -> str | None:
+    """The (last) common name of a subject or issuer, or None."""
+    from cryptography.x509.oid import NameOID
+
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[-1].value) if attrs else None
+
+
+def name_text(name: "x509.Name") -> str:
+    """A distinguished name as RFC 4514 text (``CN=alice,O=Example``); ``(empty)`` if it has none."""
+    return name.rfc4514_string() or "(empty)"
+
+
+def general_name_text(gn: "x509.GeneralName") -> str:
+    """One SAN entry: ``DNS:host``, ``IP:addr``, ``email:a@b``, ``URI:u``, ``DirName:CN=x``."""
+    from cryptography import x509
+
+    if isinstance(gn, x509.DNSName):
+        return f"DNS:{gn.value}"
+    if isinstance(gn, x509.IPAddress):
+        return f"IP:{gn.value}"
+    if isinstance(gn, x509.RFC822Name):
+        return f"email:{gn.value}"
+    if isinstance(gn, x509.UniformResourceIdentifier):
+        return f"URI:{gn.value}"
+    if isinstance(gn, x509.DirectoryName):
+        return f"DirName:{gn.value.rfc4514_string()}"
+    if isinstance(gn, x509.RegisteredID):
+        return f"RID:{gn.value.dotted_string}"
+    if isinstance(gn, x509.OtherName):
+        return f"othername:{gn.type_id.dotted_string}"
+    return f"{type(gn).__name__}:{gn.value!r}"
+
+
+def san_entries(cert_or_csr) -> list[str]:
+    """Every subjectAltName entry of a certificate or CSR, as :func:`general_name_text` writes it."""
+    from cryptography import x509
+
+    try:
+        san = cert_or_csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [general_name_text(gn) for gn in san]
+
+
+def key_usage_names(ku: "x509.KeyUsage") -> list[str]:
+    """The RFC 5280 names of the bits set in a keyUsage value."""
+    names = [name for name, attr in KEY_USAGE_NAMES if getattr(ku, attr)]
+    if ku.key_agreement:  # encipherOnly/decipherOnly are defined only with keyAgreement
+        names += [name for name, attr in (("encipherOnly", "encipher_only"), ("decipherOnly", "decipher_only"))
+                  if getattr(ku, attr)]
+    return names
+
+
+def eku_name(oid) -> str:
+    """``serverAuth`` for 1.3.6.1.5.5.7.3.1; the dotted OID for purposes without a name here."""
+    return EKU_NAMES.get(oid.dotted_string, oid.dotted_string)
+
+
+def eku_names(cert) -> list[str] | None:
+    """The extendedKeyUsage purposes of ``cert`` by name; None if it has no such extension."""
+    from cryptography import x509
+
+    try:
+        return [eku_name(o) for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
+    except x509.ExtensionNotFound:
+        return None
+
+
+def leaf_kind(cert) -> str:
+    """What certkit calls a certificate: ``ca``, ``server``, ``client``, ``peer`` or ``unknown``."""
+    from cryptography import x509
+
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "ca"
+    except x509.ExtensionNotFound:
+        pass
+    ekus = eku_names(cert)
+    if ekus is None:
+        return "unknown"
+    return {(SERVER_AUTH,): "server", (CLIENT_AUTH,): "client"}.get(tuple(ekus)) or (
+        "peer" if sorted(ekus) == [CLIENT_AUTH, SERVER_AUTH] else "unknown")
