@@ -217,10 +217,11 @@ class Found:
     subject: str = ""
     not_after: dt.datetime | None = None
     ours: bool = True
+    via: str | None = None  # a certkit copy that another store put here (and takes away again)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
-                "not_after": self.not_after.isoformat() if self.not_after else None}
+                "not_after": self.not_after.isoformat() if self.not_after else None, "via": self.via}
 
 
 @dataclass
@@ -233,7 +234,8 @@ class StoreState:
     pending: str | None = None  # certkit's copy is there but not yet in effect (and why)
 
     def certkit_entries(self) -> list[Found]:
-        return ([self.current] if self.current else []) + self.older
+        """What certkit put into this store itself, hence may take out."""
+        return [e for e in ([self.current] if self.current else []) + self.older if e.via is None]
 
 
 @dataclass
@@ -356,7 +358,7 @@ def _describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
 def _sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
     for entry in entries:
         if anchor is not None and entry.fingerprint == anchor.fingerprint:
-            if entry.ours and state.current is None:
+            if entry.ours and entry.via is None and state.current is None:
                 state.current = entry
             else:
                 state.elsewhere.append(entry.name)
@@ -493,6 +495,10 @@ class SystemStore(Store):
         proc = _run([tool, *argv[1:]], env=self.env)
         if proc.returncode != 0:
             raise _failure(proc, shlex.join(argv))
+        # update-ca-certificates reports a failed hook (Java's copy not updated) as "E: ..." yet exits 0.
+        for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
+            if line.startswith(("E: ", "W: ")):
+                self.notes.append(f"{argv[0]}: {shown(line)}")
 
     def add(self, anchor: Anchor) -> None:
         path = self.layout.anchors / f"{anchor.file_stem}{self.layout.suffix}"
@@ -795,10 +801,14 @@ class JavaStore(Store):
         entries = []
         for chunk in proc.stdout.split(b"Alias name: ")[1:]:
             alias = chunk.split(b"\n", 1)[0].strip().decode(errors="replace")
-            # An alias debian:certkit-... is the system store's copy (ca-certificates-java): not ours to remove.
             ours = _CERTKIT_NAME.match(alias) is not None
-            if ours or (anchor is not None and anchor.fingerprint in _pem_fingerprints(chunk)):
-                entries.append(_describe_pem(alias, chunk, ours=ours))
+            # debian:certkit-....pem is the system store's copy (ca-certificates-java): reported, and
+            # removed by uninstalling from the system store, which tells Java's hook.
+            mirrored = alias.startswith("debian:") and _CERTKIT_NAME.match(alias, len("debian:")) is not None
+            if ours or mirrored or (anchor is not None and anchor.fingerprint in _pem_fingerprints(chunk)):
+                found = _describe_pem(alias, chunk, ours=ours or mirrored)
+                found.via = "the system store (Debian's ca-certificates-java)" if mirrored else None
+                entries.append(found)
         return _sort_found(anchor, entries, StoreState())
 
     def add(self, anchor: Anchor) -> None:
@@ -903,8 +913,8 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
                 raise TrustError(f"the CA is not in {store.location} after adding it")
             results.append(StoreResult(store.kind, store.label, store.location, "added", state=after,
                                        notes=list(store.notes)))
-        except TrustError as exc:
-            results.append(StoreResult(store.kind, store.label, store.location, "failed", str(exc),
+        except (TrustError, OSError) as exc:
+            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc),
                                        notes=list(store.notes)))
     return results
 
@@ -934,8 +944,8 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
                 raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
             results.append(StoreResult(store.kind, store.label, store.location, "removed", state=after,
                                        removed=[e.name for e in targets], notes=list(store.notes)))
-        except TrustError as exc:
-            results.append(StoreResult(store.kind, store.label, store.location, "failed", str(exc),
+        except (TrustError, OSError) as exc:
+            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc),
                                        notes=list(store.notes)))
     return results
 
@@ -946,13 +956,23 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
     for store in stores:
         try:
             state = store.state(anchor)
-        except TrustError as exc:
-            results.append(StoreResult(store.kind, store.label, store.location, "failed", str(exc)))
+        except (TrustError, OSError) as exc:
+            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc)))
             continue
-        outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
+        if anchor is None:  # no CA to ask about: what certkit CAs the store trusts
+            outcome = "certkit CAs" if state.older else "none"
+        else:
+            outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
         results.append(StoreResult(store.kind, store.label, store.location, outcome, state.pending, state=state,
                                    notes=list(store.notes)))
     return results
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, TrustError):
+        where = f" ({shown(exc.filename)})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)
 
 
 def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
@@ -974,8 +994,9 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
         for entry in result.state.older if result.state else []:
             older.setdefault(entry.fingerprint, (entry, set()))[1].add(f"{result.kind}: {result.location}")
     for entry, places in older.values():
-        found.append(f"an older certkit CA is still trusted: {shown(entry.subject)} ({entry.name}) in "
-                     f"{'; '.join(sorted(places))}. Remove it with: certkit trust uninstall --every-certkit-ca")
+        what = "an older certkit CA is still trusted" if anchor is not None else "a certkit CA is trusted"
+        found.append(f"{what}: {shown(entry.subject)} ({shown(entry.name)}) in {'; '.join(sorted(places))}. "
+                     "Remove it with: certkit trust uninstall --every-certkit-ca")
         if entry.not_after is not None:
             found += _expiry(f"the older certkit CA {shown(entry.subject)}", entry.not_after, now)
     return found

@@ -107,11 +107,18 @@ def restore(saved: dict[str, Entry], dirs=SYSTEM_DIRS) -> list[str]:
 
 
 @contextmanager
-def system_store_guard() -> Iterator[dict[str, Entry]]:
-    """The machine's system store, exactly as it was after the block, whatever happened in it."""
+def system_store_lock() -> Iterator[None]:
+    """No other test (in any xdist worker) changes the system store inside this block."""
     LOCK.touch(exist_ok=True)
     with open(LOCK) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def system_store_guard() -> Iterator[dict[str, Entry]]:
+    """The machine's system store, exactly as it was after the block, whatever happened in it."""
+    with system_store_lock():
         saved = snapshot()
         # SIGTERM (a killed test run) unwinds through the finally below as well.
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

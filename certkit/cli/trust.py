@@ -168,7 +168,9 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             for name in state.elsewhere:
                 lines.append(f"{pad}this CA is also trusted as {shown(name)} (not certkit's copy)")
             for entry in state.older:
-                lines.append(f"{pad}older certkit CA still trusted: {shown(entry.name)} {shown(entry.subject)}")
+                via = f", through {entry.via}" if entry.via else ""
+                what = "older certkit CA still trusted" if anchor is not None else "certkit CA trusted"
+                lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via})")
         for note in r.notes:
             lines.append(f"{pad}{shown(note)}")
     emit(as_json, data, "\n".join(lines))
@@ -177,7 +179,7 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             warn(text)
 
 
-def _consent(anchor, unconstrained: bool, as_json: bool) -> None:
+def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
     """A CA that may sign any website is trusted only with --unconstrained or a yes on a terminal."""
     from certkit.text import shown
 
@@ -189,7 +191,8 @@ def _consent(anchor, unconstrained: bool, as_json: bool) -> None:
     advice = ("A CA created with name constraints, e.g. 'certkit init-ca --permit-dns home.arpa "
               "--permit-ip 192.168.0.0/16', can only vouch for those names.")
     if not as_json and sys.stdin is not None and sys.stdin.isatty():
-        click.echo(f"{risk}\n{advice}", err=True)
+        where = "".join(f"\n  {s.kind}: {s.label} ({shown(s.location)})" for s in stores)
+        click.echo(f"{risk}\n{advice}" + (f"\nIt would be added to:{where}" if where else ""), err=True)
         if click.confirm("Trust it anyway?", default=False, err=True):
             return
         raise click.ClickException("Nothing was installed: the CA was not confirmed.")
@@ -264,8 +267,9 @@ def install(system_store, nss_store, java_store, all_store, unconstrained, ca_di
     stores, skipped = _prepare("install", kinds, explicit, anchor, extra, writing=True)
     if not anchor.limits_dns:
         # Ask only when something would change: a repeated install is a no-op without a question.
-        if any(_lacks(store, anchor) for store in stores):
-            _consent(anchor, unconstrained, as_json)
+        lacking = [store for store in stores if _lacks(store, anchor)]
+        if lacking:
+            _consent(anchor, unconstrained, as_json, lacking)
     results = lib.install(anchor, stores) + skipped
     _finish(results, anchor, "install", as_json, lib.warnings(anchor, results))
 
@@ -339,7 +343,7 @@ def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, plat
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     stores, skipped = _prepare("status", kinds, False, anchor, [], writing=False)
     results = lib.status(anchor, stores) + skipped
-    notes = [] if anchor else ["No CA directory: showing every certkit CA found (all count as older)."]
+    notes = [] if anchor else ["No CA directory here: showing every certkit CA the stores trust."]
     _finish(results, anchor, "status", as_json, lib.warnings(anchor, results), notes)
 
 
