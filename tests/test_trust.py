@@ -179,6 +179,30 @@ def test_system_store_install_status_uninstall_with_curl_python_openssl(pki: PKI
         assert outcomes(absent) == {str(layout.anchors): "absent"}
 
 
+def test_the_guard_restores_the_system_store_when_a_test_fails(tmp_path: Path):
+    """What every system-store test relies on: changes made inside the guard (a new anchor, a changed
+    link, a new folder, a changed mode) are undone when the block fails; modification times too."""
+    from trust_helpers import snapshot
+
+    if os.geteuid() != 0 or not Path("/usr/local/share/ca-certificates").is_dir():
+        pytest.skip("the system store folders are root's (CI runs as root)")
+    local = Path("/usr/local/share/ca-certificates")
+    links = sorted(p for p in Path("/etc/ssl/certs").iterdir() if p.is_symlink() and p.name.endswith(".pem"))
+    with system_store_lock():
+        before = snapshot()
+    with pytest.raises(RuntimeError, match="a test failing midway"):
+        with system_store_guard():
+            (local / "certkit-guard-test.crt").write_text("not a certificate\n")
+            (local / "certkit-guard-test").mkdir()
+            os.chmod(local, 0o700)
+            if links:
+                target = os.readlink(links[0])
+                os.unlink(links[0])
+                os.symlink(target + ".moved", links[0])
+            raise RuntimeError("a test failing midway")
+    assert snapshot() == before  # modification times included
+
+
 def test_without_root_the_system_store_is_refused_with_the_exact_command(pki: PKI, tmp_path: Path):
     prefix = unprivileged_prefix()
     if prefix is None:
