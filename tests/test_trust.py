@@ -387,6 +387,11 @@ def _java_get(java_home: Path, classes: Path, url: str) -> subprocess.CompletedP
 
 
 def test_java_cacerts_with_keytool_and_a_java_client(pki: PKI, server: int, java_client: Path, tmp_path: Path):
+    """A real JDK whose cacerts is the test's own, never the machine's: launchers and libjvm.so are
+    copies (Java takes its home, hence lib/security/cacerts, from their real paths), everything else
+    links to the machine's JDK, and cacerts is, as on Debian, a link to a private copy standing in for
+    /etc/ssl/certs/java/cacerts (trust_helpers.private_java_home). JAVA_HOME and PATH both name it, so
+    certkit finds that JDK only. The client is HttpsURLConnection with no trust option at all."""
     real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
         Path(shutil.which("java")).resolve().parent.parent
     java_home = private_java_home(real_home, tmp_path)
