@@ -665,10 +665,12 @@ class NSSStore(Store):
         if not self.exists():
             if not self.create:
                 raise TrustError(f"There is no NSS database in {self.directory}.")
+            nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             proc = self._certutil("-N", "--empty-password")
             if proc.returncode != 0:
                 raise _failure(proc, f"certutil -N -d {self.db} --empty-password")
+            _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
         if proc.returncode != 0:
@@ -681,6 +683,15 @@ class NSSStore(Store):
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise _failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+
+
+def _give_to_owner_of(existing: Path, created: Path) -> None:
+    """Root creating a database in someone's home leaves it theirs, or their browser could not write it."""
+    owner = existing.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for path in [*(p for p in created.parents if existing in p.parents), created, *created.iterdir()]:
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def _profiles(base: Path) -> list[tuple[str, Path]]:

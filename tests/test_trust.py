@@ -353,6 +353,33 @@ def test_nss_entry_added_by_hand_is_left_alone(pki: PKI, tmp_path: Path):
     assert outcomes(gone) == {str(db): "absent"} and nss_listing(db) == listing
 
 
+def test_under_sudo_browsers_only_by_name_and_a_new_database_stays_the_users(pki: PKI, tmp_path: Path):
+    """``sudo certkit trust ...`` without --nss leaves NSS alone (root's databases, or root-owned files in
+    the user's home); with --nss, a database certkit creates belongs to the home's owner."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as sudo gives")
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("certutil", "chromium"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {"SUDO_USER": "alice", "PATH": str(bin_dir)}  # no java: the machine's JDK stays out of this
+    status = trust("status", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    nss = [s for s in json.loads(status.stdout)["stores"] if s["kind"] == "nss"]
+    assert nss and all(s["outcome"] == "skipped" and s["code"] == "sudo" for s in nss), nss
+    assert "run 'certkit trust status --nss' as alice" in nss[0]["reason"]
+    if not shutil.which("chromium"):
+        return
+    proc = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    assert outcomes(proc) == {str(home / ".pki/nssdb"): "added"}
+    made = [home / ".pki", home / ".pki/nssdb", *(home / ".pki/nssdb").iterdir()]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(65534, 65534)}
+
+
 def test_missing_certutil_names_the_package(pki: PKI, tmp_path: Path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

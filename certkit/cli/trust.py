@@ -103,7 +103,14 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
 
     stores, skipped = find_stores(kinds)
     usable, blocked = [], list(skipped)
+    sudo_user = os.environ.get("SUDO_USER") if os.geteuid() == 0 else None
     for store in stores:
+        if sudo_user and store.kind == "nss" and not explicit:
+            # Under sudo these are root's browser databases (or, with the user's HOME kept, files root
+            # would own in it): only when asked for by name.
+            blocked.append(store.skipped("sudo", f"running under sudo: not {sudo_user}'s own browsers; run "
+                                         f"'certkit trust {action} --nss' as {sudo_user}, without sudo"))
+            continue
         reason = store.blocked() if writing else None
         if reason is None:
             usable.append(store)
