@@ -10,6 +10,7 @@ that define it, one module per task family:
 - :mod:`certkit.cli.lifecycle`: ``list``, ``renew``, ``revoke``, ``crl``
 - :mod:`certkit.cli.inspect`: ``inspect``, ``verify``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
+- :mod:`certkit.cli.trust`: ``trust`` (``install``, ``status``, ``uninstall``)
 
 A module is imported only when one of its commands runs (click's lazy group
 pattern), so a one-shot ``issue-server`` does not pay for the others, and
@@ -41,6 +42,7 @@ COMMANDS = {
     "revoke": "certkit.cli.lifecycle:revoke",
     "serve": "certkit.cli.serve:serve",
     "sign-csr": "certkit.cli.issue:sign_csr",
+    "trust": "certkit.cli.trust:trust",
     "verify": "certkit.cli.inspect:verify",
 }
 

@@ -1,0 +1,362 @@
+"""``certkit trust install|status|uninstall``: the CA in the system, NSS and Java trust stores.
+
+Parses, asks (a CA without name constraints is trusted only with consent),
+calls :mod:`certkit.trust` and prints one line per store. Loaded lazily, like
+every command module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from certkit.cli.common import Failed, ca_dir_option, emit, json_option, warn, when
+
+PLATFORMS = ("linux", "darwin", "win32")
+
+
+def _store_options(f):
+    for flag, text in reversed((
+        ("--system", "The system store (OpenSSL, curl, Python's ssl, Go...); needs root."),
+        ("--nss", "NSS databases: Chromium's ~/.pki/nssdb, Firefox and Thunderbird profiles."),
+        ("--java", "The cacerts of the JDK in $JAVA_HOME and of the java on PATH."),
+        ("--all", "All three (each one that cannot be used is an error, not skipped)."),
+    )):
+        f = click.option(flag, flag.lstrip("-").replace("-", "_") + "_store", is_flag=True, help=text)(f)
+    return f
+
+
+def _platform_option(f):
+    # Hidden: lets the tests see the macOS and Windows instructions on Linux.
+    return click.option("--platform", type=click.Choice(PLATFORMS), default=None, hidden=True)(f)
+
+
+@click.group("trust")
+def trust() -> None:
+    """Put the CA into the system, browser (NSS) and Java trust stores, check it, take it out.
+
+    Installs the root of the CA directory (for an intermediate CA, the root
+    above it), named after its SHA-256 fingerprint (certkit-<16 hex digits>):
+    installing again changes nothing, and uninstall removes exactly what
+    certkit added. A CA without name constraints is trusted only after you
+    confirm (or with --unconstrained). With no store flag, every store this
+    user can write is used; the others are skipped with the reason.
+
+    \b
+    Examples:
+      certkit trust install --nss
+      sudo certkit trust install --system --ca-dir ~/.local/share/certkit
+      certkit trust status
+      certkit trust uninstall --every-certkit-ca
+    """
+
+
+def _self_command() -> list[str]:
+    """How this certkit was started, so that a printed command runs the same one (also under sudo)."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is None or argv0.name == "__main__.py":
+        return [sys.executable, "-m", "certkit"]
+    return [str(argv0.resolve())] if argv0.is_file() else ["certkit"]
+
+
+def _as_root(action: str, kinds: list[str], anchor, extra: list[str], env_java: str | None = None) -> str:
+    """The exact command that does ``action`` for ``kinds`` as root."""
+    argv = ["sudo"]
+    if env_java:
+        argv += ["env", f"JAVA_HOME={env_java}"]
+    argv += [*_self_command(), "trust", action, *(f"--{k}" for k in kinds)]
+    if anchor is not None and anchor.ca_dir is not None:
+        argv += ["--ca-dir", str(anchor.ca_dir)]
+    return shlex.join(argv + extra)
+
+
+def _selected(system_store: bool, nss_store: bool, java_store: bool, all_store: bool) -> tuple[list[str], bool]:
+    from certkit.trust import KINDS
+
+    if all_store:
+        return list(KINDS), True
+    chosen = [k for k, on in zip(KINDS, (system_store, nss_store, java_store), strict=True) if on]
+    return (chosen, True) if chosen else (list(KINDS), False)
+
+
+def _load_anchor(ca_dir: Path | None, *, required: bool = True):
+    from certkit.errors import CANotFound
+    from certkit.trust import Anchor
+
+    try:
+        return Anchor.from_ca_dir(ca_dir)
+    except CANotFound:
+        if required:
+            raise
+        return None
+
+
+def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[str], *, writing: bool):
+    """The stores to act on; for a store asked for by name that cannot be used, an error before any change."""
+    import os
+
+    from certkit.trust import find_stores
+
+    stores, skipped = find_stores(kinds)
+    usable, blocked = [], list(skipped)
+    sudo_user = os.environ.get("SUDO_USER") if os.geteuid() == 0 else None
+    for store in stores:
+        if sudo_user and store.kind == "nss" and not explicit:
+            # Under sudo these are root's browser databases (or, with the user's HOME kept, files root
+            # would own in it): only when asked for by name.
+            blocked.append(store.skipped("sudo", f"running under sudo: not {sudo_user}'s own browsers; run "
+                                         f"'certkit trust {action} --nss' as {sudo_user}, without sudo"))
+            continue
+        reason = store.blocked() if writing else None
+        if reason is None:
+            usable.append(store)
+        else:
+            code, text = reason
+            blocked.append(store.skipped(code, text, needs_root=os.geteuid() != 0 and store.kind != "nss"))
+    for result in blocked:
+        if result.needs_root:
+            java_home = os.environ.get("JAVA_HOME") if result.kind == "java" else None
+            result.reason = f"{result.reason}; run: {_as_root(action, [result.kind], anchor, extra, java_home)}"
+    if explicit:
+        for kind in kinds:
+            if not any(s.kind == kind for s in usable):
+                reasons = [r.reason for r in blocked if r.kind == kind] or [f"no {kind} store was found"]
+                where = "from" if action == "uninstall" else "in"
+                raise click.ClickException(_sentence(f"Cannot {action} the CA {where} the {kind} store: "
+                                                     + "; ".join(dict.fromkeys(reasons))))
+    elif writing and not usable:
+        raise click.ClickException(_sentence("No trust store can be changed by this user: "
+                                             + "; ".join(f"{r.kind}: {r.reason}" for r in blocked)))
+    return usable, blocked
+
+
+def _sentence(text: str) -> str:
+    # A message that ends with a command to copy ends there: a full stop would become part of a path.
+    return text if "run: " in text.rsplit(";", 1)[-1] or text.endswith(".") else text + "."
+
+
+def _in_order(results):
+    from certkit.trust import KINDS
+
+    return sorted(results, key=lambda r: KINDS.index(r.kind) if r.kind in KINDS else len(KINDS))
+
+
+def _show(results, anchor, action: str, as_json: bool, notes: list[str], warnings: list[str]) -> None:
+    from certkit.text import shown
+
+    results = _in_order(results)
+    data = {"action": action, "ca": anchor.summary() if anchor else None,
+            "stores": [r.to_dict() for r in results], "warnings": warnings, "notes": notes}
+    lines = []
+    if anchor is not None:
+        lines.append(f"CA \"{shown(anchor.common_name)}\" ({anchor.name}), expires {when(anchor.not_after)}"
+                     + (f", root of the intermediate \"{shown(anchor.intermediate)}\"" if anchor.intermediate else ""))
+        lines.append(f"  may sign: {anchor.scope()}")
+    lines += notes
+    width = max([len(r.outcome) for r in results] + [7])
+    for r in results:
+        where = f": {shown(r.location)}" if r.location else ""
+        lines.append(f"{r.outcome:<{width}}  {r.kind:<6}  {r.label}{where}")
+        pad = " " * (width + 10)
+        if r.reason and r.outcome != "incomplete":
+            lines.append(f"{pad}{shown(r.reason)}")
+        state = r.state
+        if state is not None:
+            if state.current is not None and r.outcome in ("added", "unchanged", "trusted", "incomplete"):
+                lines.append(f"{pad}as {shown(state.current.name)}")
+            if r.removed:
+                lines.append(f"{pad}removed {', '.join(map(shown, r.removed))}")
+            if state.pending:
+                lines.append(f"{pad}{shown(state.pending)}")
+            for name in state.elsewhere:
+                lines.append(f"{pad}this CA is also trusted as {shown(name)} (not certkit's copy)")
+            for entry in state.older:
+                via = f", through {entry.via}" if entry.via else ""
+                what = "older certkit CA still trusted" if anchor is not None else "certkit CA trusted"
+                lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via})")
+        for note in r.notes:
+            lines.append(f"{pad}{shown(note)}")
+    emit(as_json, data, "\n".join(lines))
+    if not as_json:
+        for text in warnings:
+            warn(text)
+
+
+def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
+    """A CA that may sign any website is trusted only with --unconstrained or a yes on a terminal."""
+    from certkit.text import shown
+
+    if anchor.limits_dns or unconstrained:
+        return
+    risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) has no name constraints limiting its DNS "
+            f"names: it may sign {anchor.scope()}. Once trusted, whoever holds its key can impersonate any "
+            "website to this machine's programs.")
+    advice = ("A CA created with name constraints, e.g. 'certkit init-ca --permit-dns home.arpa "
+              "--permit-ip 192.168.0.0/16', can only vouch for those names.")
+    if not as_json and sys.stdin is not None and sys.stdin.isatty():
+        where = "".join(f"\n  {s.kind}: {s.label} ({shown(s.location)})" for s in stores)
+        click.echo(f"{risk}\n{advice}" + (f"\nIt would be added to:{where}" if where else ""), err=True)
+        if click.confirm("Trust it anyway?", default=False, err=True):
+            return
+        raise click.ClickException("Nothing was installed: the CA was not confirmed.")
+    raise click.ClickException(f"{risk} {advice} Pass --unconstrained to trust it anyway.")
+
+
+def _manual(anchor, action: str, platform: str, as_json: bool) -> None:
+    from certkit.trust import manual_steps, platform_name
+
+    if anchor.intermediate is None and anchor.ca_dir is not None:
+        pem_path, save = str(anchor.ca_dir / "ca.pem"), None
+    else:
+        pem_path, save = f"{anchor.name}.pem", anchor.pem.decode()
+    commands = manual_steps(anchor, action, platform, pem_path)
+    name = platform_name(platform)
+    data = {"action": action, "platform": platform, "ran": False, "commands": commands,
+            "ca": anchor.summary(), "root_pem": save, "root_pem_file": pem_path}
+    lines = [f"certkit does not change trust stores on {name}; it ran nothing. "
+             f"To {action if action != 'status' else 'check'} the CA \"{anchor.common_name}\" ({anchor.name}) "
+             f"there, run:"]
+    if save:
+        lines.append(f"  (first save the root certificate below as {pem_path})")
+    lines += [f"  {c}" for c in commands]
+    if platform == "darwin":
+        lines.append("(the first command adds it for all users; the keytool line is for Java, "
+                     "whose own cacerts does not read the keychain)")
+    else:
+        lines.append("(Windows asks you to confirm the new root; the keytool line is for Java, whose own "
+                     "cacerts does not read the Windows store)")
+    if save:
+        lines.append(save.rstrip())
+    emit(as_json, data, "\n".join(lines))
+
+
+def _platform(platform: str | None) -> str:
+    return platform or ("linux" if sys.platform.startswith("linux") else sys.platform)
+
+
+@trust.command("install")
+@_store_options
+@click.option("--unconstrained", is_flag=True,
+              help="Trust a CA without name constraints without asking (it may sign any website).")
+@ca_dir_option
+@json_option
+@_platform_option
+def install(system_store, nss_store, java_store, all_store, unconstrained, ca_dir, as_json, platform):
+    """Add the CA's root to the trust stores.
+
+    Idempotent: a store that holds it already is left as it is. A CA whose
+    name constraints do not limit its DNS names needs your confirmation on a
+    terminal, or --unconstrained.
+
+    \b
+    Examples:
+      certkit trust install                 # every store this user can write
+      certkit trust install --nss           # Chromium, Firefox, Thunderbird
+      sudo certkit trust install --system --ca-dir /home/me/.local/share/certkit
+      certkit trust install --java --json
+    """
+    from certkit import trust as lib
+
+    anchor = _load_anchor(ca_dir)
+    platform = _platform(platform)
+    if anchor.not_after <= dt.datetime.now(dt.UTC):
+        raise lib.TrustError(f"The CA \"{anchor.common_name}\" expired on {when(anchor.not_after)}; trusting it "
+                             "would make nothing valid. Create a new CA.")
+    if platform != "linux":
+        _consent(anchor, unconstrained, as_json)
+        return _manual(anchor, "install", platform, as_json)
+    kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
+    extra = ["--unconstrained"] if unconstrained else []
+    stores, skipped = _prepare("install", kinds, explicit, anchor, extra, writing=True)
+    if not anchor.limits_dns:
+        # Ask only when something would change: a repeated install is a no-op without a question.
+        lacking = [store for store in stores if _lacks(store, anchor)]
+        if lacking:
+            _consent(anchor, unconstrained, as_json, lacking)
+    results = lib.install(anchor, stores) + skipped
+    _finish(results, anchor, "install", as_json, lib.warnings(anchor, results))
+
+
+def _lacks(store, anchor) -> bool:
+    from certkit.trust import TrustError
+
+    try:
+        return store.state(anchor).current is None
+    except TrustError:
+        return True  # install will report the store's failure; ask as if it would change
+
+
+@trust.command("uninstall")
+@_store_options
+@click.option("--every-certkit-ca", is_flag=True,
+              help="Also remove older (rotated) certkit CAs: every certificate certkit named; no CA directory "
+                   "needed.")
+@ca_dir_option
+@json_option
+@_platform_option
+def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, ca_dir, as_json, platform):
+    """Remove the CA's root from the trust stores; nothing certkit did not add is touched.
+
+    \b
+    Examples:
+      certkit trust uninstall
+      sudo certkit trust uninstall --system --ca-dir /home/me/.local/share/certkit
+      certkit trust uninstall --every-certkit-ca   # also older, rotated certkit CAs
+    """
+    from certkit import trust as lib
+
+    anchor = _load_anchor(ca_dir, required=not every_certkit_ca)
+    platform = _platform(platform)
+    if platform != "linux":
+        if anchor is None:
+            raise click.ClickException("On this platform certkit prints the commands for one CA: give --ca-dir.")
+        return _manual(anchor, "uninstall", platform, as_json)
+    kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
+    extra = ["--every-certkit-ca"] if every_certkit_ca else []
+    stores, skipped = _prepare("uninstall", kinds, explicit, anchor, extra, writing=True)
+    results = lib.uninstall(anchor, stores, every_certkit_ca=every_certkit_ca) + skipped
+    notes = [] if anchor else ["(no CA directory: removing every certificate certkit named)"]
+    _finish(results, anchor, "uninstall", as_json, [], notes)
+
+
+@trust.command("status")
+@_store_options
+@ca_dir_option
+@json_option
+@_platform_option
+def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, platform):
+    """Show, per store, whether the CA is trusted, which older certkit CAs are, and what was skipped.
+
+    Warns when a trusted certkit CA's key is not encrypted, or the CA has
+    expired or expires within 30 days. Changes nothing.
+
+    \b
+    Examples:
+      certkit trust status
+      certkit trust status --nss --json
+    """
+    from certkit import trust as lib
+
+    anchor = _load_anchor(ca_dir, required=False)
+    platform = _platform(platform)
+    if platform != "linux":
+        if anchor is None:
+            raise click.ClickException("On this platform certkit prints the commands for one CA: give --ca-dir.")
+        return _manual(anchor, "status", platform, as_json)
+    kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
+    stores, skipped = _prepare("status", kinds, False, anchor, [], writing=False)
+    results = lib.status(anchor, stores) + skipped
+    notes = [] if anchor else ["No CA directory here: showing every certkit CA the stores trust."]
+    _finish(results, anchor, "status", as_json, lib.warnings(anchor, results), notes)
+
+
+def _finish(results, anchor, action: str, as_json: bool, warnings: list[str], notes: list[str] | None = None):
+    _show(results, anchor, action, as_json, notes or [], warnings)
+    failed = [r for r in results if r.outcome == "failed"]
+    if failed:
+        raise Failed(f"{action} failed in {len(failed)} store{'s' if len(failed) > 1 else ''}: "
+                     + "; ".join(f"{r.label}: {r.reason}" for r in failed))
