@@ -87,8 +87,10 @@ class Redis:
         args = [self.binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(folder), "--logfile", str(folder / "redis.log"), "--daemonize", "no",
                 "--save", "", "--appendonly", "no",
-                # Stream the first sync at once: the default waits 5 s for more replicas to join.
-                "--repl-diskless-sync-delay", "0",
+                # A disk-based first sync starts at once; the diskless default waits 5 s for more
+                # replicas to join (and, in Redis 7.0 over TLS, can answer WAIT before the replica
+                # has the write: docs/peers.md relies on WAIT).
+                "--repl-diskless-sync", "no",
                 "--tls-cert-file", str(self.certs / server_cert / "cert.pem"),
                 "--tls-key-file", str(self.certs / server_cert / "privkey.pem"),
                 "--tls-client-cert-file", str(self.certs / client_cert / "cert.pem"),
