@@ -95,8 +95,16 @@ def test_extensions_are_a_server_certificate_plus_client_auth(pki):
     # issue-server's lifetime: 200 days, counted inclusively.
     period = cert.not_valid_after_utc - cert.not_valid_before_utc + dt.timedelta(seconds=1)
     assert period == dt.timedelta(days=200)
-    # Everything but the EKU is what issue-server writes for the same names.
+    # Everything but the EKU is what issue-server writes: the same extensions, criticality and
+    # key usage, and the server certificate's EKU is serverAuth alone.
     server = load(pki, "server")
+
+    def shape(c: x509.Certificate) -> list:
+        return [(e.oid.dotted_string, e.critical) for e in c.extensions]
+
+    assert shape(cert) == shape(server)
+    assert ku.value == server.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert bc.value == server.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == \
         [ExtendedKeyUsageOID.SERVER_AUTH]
 
@@ -183,12 +191,12 @@ def test_inspect_explains_either_side(pki):
     item = json.loads(run_certkit("inspect", cert, "--json", env=pki["env"], check=True).stdout)["items"][0]
     assert item["kind"] == "peer"
     assert "either side of a connection" in item["either_side"]
-    for name, kind in (("server", "server"), ("alice", "client")):
-        other = json.loads(run_certkit("inspect", pki["root"] / name / "cert.pem", "--json",
-                                       env=pki["env"], check=True).stdout)["items"][0]
-        assert (other["kind"], other["either_side"]) == (kind, None)
-        assert "Peer certificate" not in run_certkit("inspect", pki["root"] / name / "cert.pem",
-                                                     env=pki["env"], check=True).stdout
+    from certkit.inspect import inspect_path, render
+
+    for name, kind in (("server", "server"), ("alice", "client")):  # the others say nothing of the kind
+        report = inspect_path(pki["root"] / name / "cert.pem")
+        assert (report["items"][0]["kind"], report["items"][0]["either_side"]) == (kind, None)
+        assert "Peer certificate" not in render(report)
 
 
 @pytest.mark.parametrize("purpose, name, other", [("server", NAMES[0], "client"), ("server", NAMES[1], "client"),
@@ -234,3 +242,6 @@ def test_library_issue_peer_matches_the_cli(tmp_path: Path):
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     with pytest.raises(CertkitError, match="public suffix"):
         ca.issue_peer(["*.co.uk"])
+    # An RSA peer key also gets keyEncipherment, as an RSA server key does (TLS 1.2 RSA key transport).
+    rsa_peer = ca.issue_peer(["etcd-2.example.internal"], key_type="rsa-2048")
+    assert rsa_peer.cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
