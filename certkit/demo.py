@@ -1,8 +1,9 @@
 """The worked example of client versus server certificates, run for real.
 
 :func:`run_demo` creates a CA, a server certificate and client certificates
-(plus a second CA, an expired client certificate and a client certificate that
-also names ``localhost``), writes them into a folder, then runs one loopback
+(plus a second CA, an expired client certificate, a client certificate that
+also names ``localhost`` and a peer certificate with both usages, certkit's one
+exception), writes them into a folder, then runs one loopback
 TLS handshake per scenario with :mod:`certkit.tlscheck` and records what
 OpenSSL said. Each scenario states the outcome it expects; a scenario whose
 observed outcome differs is reported, and ``certkit demo`` exits non-zero.
@@ -23,12 +24,22 @@ WRONG_HOSTNAME = "www.example.com"
 
 GROUP_SERVER = "The server requires a client certificate"
 GROUP_CLIENT = "The client verifies the server's certificate"
+GROUP_PEER = "The one exception: a peer certificate (serverAuth and clientAuth) on either side"
+GROUPS = (GROUP_SERVER, GROUP_CLIENT, GROUP_PEER)
 
 # Why a certificate from the wrong side fails, in one line under the table.
 EXPLANATION = (
     "Why: a client certificate carries extendedKeyUsage clientAuth, a server certificate serverAuth. "
     "OpenSSL checks that usage on each side (\"unsuitable certificate purpose\"), so neither can stand "
     "in for the other, even when the same CA signed both and the name matches."
+)
+
+# Why the exception stays one, in one sentence under the peer rows.
+PEER_EXPLANATION = (
+    "Why certkit still prefers two certificates: whoever holds a peer certificate's key can act as the "
+    "server and as a client, so where the system takes a separate client certificate (Redis "
+    "tls-client-cert-file, etcd 3.5 and later --peer-client-cert-file) each member gets a server and a "
+    "client certificate instead (docs/peers.md)."
 )
 
 # The folders written, one per certificate: what each holds, for the summary.
@@ -39,6 +50,7 @@ FOLDERS = {
     "other-ca-client": "client certificate for CN=eve from a second, untrusted CA",
     "expired-client": "client certificate for CN=bob that expired 10 days ago",
     "client-localhost": "client certificate for CN=device-1 that also names localhost (clientAuth only)",
+    "peer": "peer certificate for localhost, 127.0.0.1 (serverAuth and clientAuth: certkit issue-peer)",
 }
 
 
@@ -90,6 +102,7 @@ class DemoResult:
             "files": {name: str(self.folder / name) for name in FOLDERS} if self.kept else None,
             "rows": [r.to_dict() for r in self.rows],
             "explanation": EXPLANATION,
+            "peer_explanation": PEER_EXPLANATION,
         }
 
 
@@ -119,6 +132,7 @@ def make_certificates(folder: Path) -> None:
     ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(folder / "expired-client")
     # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
     ca.issue_client("device-1", dns_names=["localhost"]).write(folder / "client-localhost")
+    ca.issue_peer(SERVER_NAMES).write(folder / "peer")
 
 
 def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:
@@ -162,6 +176,16 @@ def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:
     for scenario, ctx, hostname, expected, fragment, why in client_side:
         result = handshake(ctx, client_context(ca_file, None, version=tls), server_hostname=hostname)
         rows.append(_row(GROUP_CLIENT, scenario, expected, fragment, why, result))
+
+    # The exception: one certificate both sides accept, against the same checks that refused the
+    # swapped certificates above.
+    peer_server = server_context(ep("peer"), None, require_client_cert=False, version=tls)
+    result = handshake(peer_server, client_context(ca_file, None, version=tls), server_hostname="localhost")
+    rows.append(_row(GROUP_PEER, "peer certificate presented as server", "accepted", "ok",
+                     "serverAuth and localhost in its subjectAltName: the client takes it as a server", result))
+    result = handshake(server_ctx, client_context(ca_file, ep("peer"), version=tls))
+    rows.append(_row(GROUP_PEER, "peer certificate presented as client", "accepted", "ok",
+                     "clientAuth too: the server that refused the server certificate lets it in", result))
     return rows
 
 
@@ -191,14 +215,19 @@ def render(result: DemoResult) -> str:
     version = f"TLS {result.tls} only" if result.tls else "the highest TLS version both sides support"
     lines = [f"certkit demo: one real TLS handshake per row on 127.0.0.1 ({version}).", ""]
     width = max(len(r.scenario) for r in result.rows)
-    for group in (GROUP_SERVER, GROUP_CLIENT):
+    for group in GROUPS:
+        rows = [r for r in result.rows if r.group == group]
+        if not rows:
+            continue
         lines.append(group + ":")
         lines.append(f"  {'scenario':<{width}}  {'expected':<8}  {'observed':<8}  reason (OpenSSL)")
-        for r in (r for r in result.rows if r.group == group):
+        for r in rows:
             mark = "" if r.as_expected else "   <-- NOT AS EXPECTED"
             reason = f"handshake completed ({r.tls_version})" if r.reason == "ok" else r.reason
             lines.append(f"  {r.scenario:<{width}}  {r.expected:<8}  {r.observed:<8}  {reason}{mark}")
             lines.append(f"      why: {r.explanation}")
+        if group == GROUP_PEER:
+            lines += textwrap.wrap(PEER_EXPLANATION, 100, break_on_hyphens=False)
         lines.append("")
     done = sum(r.as_expected for r in result.rows)
     lines.append(f"{done} of {len(result.rows)} outcomes as expected.")

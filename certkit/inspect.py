@@ -14,6 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -231,6 +232,30 @@ def _shown(entry: dict) -> str:
     return f"{entry['value']} ({entry['unicode']})" if "unicode" in entry else entry["value"]
 
 
+# Said by inspect about a certificate that carries both TLS usages: which sides may present it,
+# and why certkit makes that the one exception (certkit issue-peer, docs/peers.md).
+EITHER_SIDE = (
+    "it may be presented by either side of a connection: by a server to its clients, and by a client "
+    "to a server that asks for a certificate. That is certkit's one exception: every other certificate "
+    "gets one purpose, so that whoever holds a server's key cannot log in as a client, nor a client's key "
+    "pose as a server. Both usages are only for cluster members that are server and client to each other "
+    "and cannot take two certificates (certkit issue-peer)."
+)
+
+
+def leaf_kind(*, is_ca: bool, eku: list[str] | None) -> str:
+    """``ca``, ``server``, ``client`` or ``peer`` (both TLS usages), as the inventory names them;
+    ``other`` for a leaf whose extendedKeyUsage is missing or holds anything else."""
+    if is_ca:
+        return "ca"
+    usages = set(eku or ())
+    if not usages or len(usages) != len(eku) or not usages <= {"serverAuth", "clientAuth"}:
+        return "other"
+    if len(usages) == 2:
+        return "peer"
+    return "server" if "serverAuth" in usages else "client"
+
+
 def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_cn: str | None,
                path_length: int | None = None) -> str:
     """The plain-words purpose: what a verifier will accept this certificate for."""
@@ -290,6 +315,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
                         path_length=bc.value.path_length if bc else None)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"
+    kind = leaf_kind(is_ca=is_ca, eku=eku_list)
     return {
         "type": "certificate",
         "subject": cert.subject.rfc4514_string(),
@@ -310,6 +336,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "name_constraints": _name_constraints(nc.value) if nc else None,
         "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
         "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),
+        "kind": kind,
+        "either_side": EITHER_SIDE if kind == "peer" else None,
         "usable_for": usable,
     }
 
@@ -403,7 +431,11 @@ def render(report: dict) -> str:
                          f"excluded: {', '.join(nc['excluded']) or '(none)'}")
         lines += [f"  SHA-256       {item['fingerprint_sha256']}",
                   f"  SHA-1         {item['fingerprint_sha1']}",
-                  f"  Usable for: {item['usable_for']}", ""]
+                  f"  Usable for: {item['usable_for']}"]
+        if item["either_side"]:
+            lines += textwrap.wrap(f"Peer certificate: {item['either_side']}", 96, initial_indent="  ",
+                                   subsequent_indent="    ")
+        lines.append("")
     for key in report["private_keys"]:
         lines.append(f"{key['file']}: {key['summary']}")
     return "\n".join(lines).rstrip()

@@ -39,13 +39,14 @@ class Verdict:
     chain: list[str] = field(default_factory=list)  # subjects, leaf to trust anchor, when valid
     name_checked: bool = False
     name_ok: bool | None = None  # None when no name was given
+    peer: bool = False  # a leaf with both serverAuth and clientAuth (certkit issue-peer): usable on either side
 
     def to_dict(self) -> dict:
         return {
             "valid": self.valid, "purpose": self.purpose, "name": self.name,
             "name_checked": self.name_checked, "name_ok": self.name_ok, "subject": self.subject, "issuer": self.issuer,
             "not_after": self.not_after.isoformat(), "reasons": self.reasons,
-            "verifier_error": self.verifier_error, "chain": self.chain,
+            "verifier_error": self.verifier_error, "chain": self.chain, "peer": self.peer,
         }
 
 
@@ -249,6 +250,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             verdict.reasons.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
         elif now < cert.not_valid_before_utc:
             verdict.reasons.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    verdict.peer = not _is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = _purpose_problem(leaf, purpose)
     if problem:
         verdict.reasons.append(problem)

@@ -28,6 +28,12 @@ MATRIX = [
     ("wrong hostname (www.example.com)", "rejected", "Hostname mismatch"),
     ("client certificate presented as server", "rejected", "unsuitable certificate purpose"),
 ]
+# The section after the matrix: certkit's one exception, accepted on both sides.
+PEER_ROWS = [
+    ("peer certificate presented as server", "accepted", "ok"),
+    ("peer certificate presented as client", "accepted", "ok"),
+]
+ALL_ROWS = MATRIX + PEER_ROWS
 
 
 @pytest.fixture(scope="module", params=["1.2", "1.3"])
@@ -35,7 +41,7 @@ def result(request, tmp_path_factory):
     return demo_lib.run_demo(tmp_path_factory.mktemp("demo") / "certs", tls=request.param)
 
 
-@pytest.mark.parametrize("scenario, outcome, reason", MATRIX, ids=[m[0] for m in MATRIX])
+@pytest.mark.parametrize("scenario, outcome, reason", ALL_ROWS, ids=[m[0] for m in ALL_ROWS])
 def test_every_row(result, scenario, outcome, reason):
     row = next(r for r in result.rows if r.scenario == scenario)
     assert row.observed == outcome, row
@@ -44,8 +50,33 @@ def test_every_row(result, scenario, outcome, reason):
 
 
 def test_rows_are_exactly_the_matrix(result):
-    assert [(r.scenario, r.expected) for r in result.rows] == [(s, o) for s, o, _ in MATRIX]
+    """Today's matrix first and unchanged, then the peer section."""
+    assert [(r.scenario, r.expected) for r in result.rows] == [(s, o) for s, o, _ in ALL_ROWS]
+    assert [r.group for r in result.rows[len(MATRIX):]] == [demo_lib.GROUP_PEER] * len(PEER_ROWS)
+    assert demo_lib.GROUP_PEER not in {r.group for r in result.rows[:len(MATRIX)]}
     assert result.ok and not result.mismatches
+
+
+def test_peer_passes_the_checks_that_refused_the_swapped_certificates(result):
+    """The peer rows face the same server (requiring a client certificate, trusting the demo CA)
+    that refused the server certificate, and the same client check (localhost) that refused the
+    client certificate: only the peer certificate's two usages make the difference."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder = result.folder
+    ca = x509.load_pem_x509_certificate((folder / "ca" / "ca.pem").read_bytes())
+    peer = x509.load_pem_x509_certificate((folder / "peer" / "cert.pem").read_bytes())
+    server = x509.load_pem_x509_certificate((folder / "server" / "cert.pem").read_bytes())
+    peer.verify_directly_issued_by(ca)
+    eku = peer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    names = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names == server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    by_scenario = {r.scenario: r for r in result.rows}
+    assert by_scenario["server certificate presented as client"].observed == "rejected"
+    assert by_scenario["peer certificate presented as client"].observed == "accepted"
+    assert by_scenario["client certificate presented as server"].observed == "rejected"
+    assert by_scenario["peer certificate presented as server"].observed == "accepted"
 
 
 def test_swapped_certificates_fail_for_purpose_only(result):
@@ -94,13 +125,18 @@ def test_cli_table_and_exit_0(tmp_path):
     proc = run_certkit("demo", cwd=tmp_path, env=certkit_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    assert "8 of 8 outcomes as expected." in proc.stdout
+    assert "10 of 10 outcomes as expected." in proc.stdout
     lines = proc.stdout.splitlines()
-    for scenario, outcome, reason in MATRIX:
+    for scenario, outcome, reason in ALL_ROWS:
         line = next(ln for ln in lines if ln.strip().startswith(scenario))
         expected_reason = "handshake completed" if reason == "ok" else reason
         assert f"{outcome}  {outcome}" in line and expected_reason in line, line
     assert "clientAuth" in proc.stdout and "serverAuth" in proc.stdout  # the explanation
+    # The peer section comes after the matrix, with its one sentence on why two certificates are better.
+    matrix_end = proc.stdout.index("client certificate presented as server")
+    peer_start = proc.stdout.index("The one exception: a peer certificate (serverAuth and clientAuth) on either side:")
+    assert matrix_end < peer_start < proc.stdout.index("10 of 10 outcomes as expected.")
+    assert "Why certkit still prefers two certificates:" in proc.stdout[peer_start:]
     assert list(tmp_path.iterdir()) == []  # nothing left behind without --keep
 
 
@@ -111,8 +147,10 @@ def test_cli_json(tmp_path):
     assert data["ok"] is True and data["tls_version"] == "1.2"
     assert data["folder"] is None and data["files"] is None
     assert isinstance(data["explanation"], str)
-    assert len(data["rows"]) == len(MATRIX)
-    for row, (scenario, outcome, reason) in zip(data["rows"], MATRIX, strict=True):
+    assert data["peer_explanation"].startswith("Why certkit still prefers two certificates:")
+    assert len(data["rows"]) == len(ALL_ROWS)
+    assert [row["group"] for row in data["rows"][len(MATRIX):]] == [demo_lib.GROUP_PEER] * len(PEER_ROWS)
+    for row, (scenario, outcome, reason) in zip(data["rows"], ALL_ROWS, strict=True):
         assert set(row) >= {"group", "scenario", "expected", "observed", "as_expected", "reason",
                             "expected_reason", "explanation", "tls_version", "server_error", "client_error"}
         assert (row["scenario"], row["expected"], row["observed"], row["as_expected"]) == \

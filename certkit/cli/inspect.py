@@ -85,6 +85,10 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
              f"  trusted   {trust}"]
     if verdict.valid:
         lines.append(f"  chain     {' -> '.join(verdict.chain)}")
+    if verdict.peer:
+        other = "client" if purpose == "server" else "server"
+        lines.append(f"  peer      it carries serverAuth and clientAuth, so it is meant for either side: "
+                     f"check it as a TLS {other} certificate with --purpose {other}")
     else:
         lines += [f"  reason    {r}" for r in verdict.reasons]
         if verdict.verifier_error:

@@ -151,8 +151,10 @@ def demo(keep, tls, as_json):
     Creates a CA, a server certificate (localhost, 127.0.0.1) and client
     certificates, then runs one real TLS handshake per scenario on
     127.0.0.1 and prints what was expected, what happened, and OpenSSL's
-    reason. Exits 1 if any outcome differs from the expected one. Nothing is
-    written outside a temporary folder unless --keep is given.
+    reason. A last section shows the one exception, a peer certificate
+    (both usages, certkit issue-peer), accepted on either side. Exits 1
+    if any outcome differs from the expected one. Nothing is written
+    outside a temporary folder unless --keep is given.
 
     \b
     Examples:
