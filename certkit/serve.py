@@ -364,10 +364,10 @@ class OptionalContext:
         self.client_cas = x509.load_pem_x509_certificates(client_ca_pem)
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        ctx.use_certificate(crypto.X509.from_cryptography(chain[0]))
+        ctx.use_certificate(chain[0])
         for extra in chain[1:]:
-            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
-        ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(key)
         try:
             ctx.check_privatekey()
         except SSL.Error:
@@ -375,10 +375,11 @@ class OptionalContext:
                 from None
         store = ctx.get_cert_store()
         for ca in self.client_cas:
-            store.add_cert(crypto.X509.from_cryptography(ca))
+            store.add_cert(crypto.X509.from_cryptography(ca))  # the store takes only its own type
         # As the default mode: trust ends at the given CA even when it is an intermediate.
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-        ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in self.client_cas])
+        for ca in self.client_cas:
+            ctx.add_client_ca(ca)
         ctx.set_verify(SSL.VERIFY_PEER, _record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
         # OpenSSL refuses to resume a session that was verified without one ("session id context
         # uninitialized"); Python's ssl sets it itself.
