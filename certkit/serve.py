@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
 from certkit.profiles import eku_name
+from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 from certkit.tlscheck import reason_of
 
@@ -329,16 +330,6 @@ class IdentityServer(ThreadingHTTPServer):
 
 
 # --- --optional: the handshake completes whatever the client presents ------------------------
-# OpenSSL's verification errors (X509_V_ERR_*) that a client certificate meets, in OpenSSL's words.
-_X509_ERRORS = {
-    2: "unable to get issuer certificate", 7: "certificate signature failure",
-    9: "certificate is not yet valid", 10: "certificate has expired",
-    18: "self-signed certificate", 19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate", 21: "unable to verify the first certificate",
-    23: "certificate revoked", 24: "invalid CA certificate", 26: "unsuitable certificate purpose",
-}
-
-
 class OptionalContext:
     """A server TLS context (pyOpenSSL) that asks for a client certificate without requiring
     one, and completes the handshake even when the certificate fails verification.
@@ -380,7 +371,7 @@ class OptionalContext:
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
         for ca in self.client_cas:
             ctx.add_client_ca(ca)
-        ctx.set_verify(SSL.VERIFY_PEER, _record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
+        ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
         # OpenSSL refuses to resume a session that was verified without one ("session id context
         # uninitialized"); Python's ssl sets it itself.
         ctx.set_session_id(b"certkit-serve")
@@ -397,9 +388,7 @@ class OptionalContext:
 
         from certkit.verify import verify_certificate
 
-        openssl = "; ".join(dict.fromkeys(
-            _X509_ERRORS.get(code, f"X.509 verification error {code}") + (f" (at depth {depth})" if depth else "")
-            for code, depth in errors))
+        openssl = "; ".join(dict.fromkeys(x509_error(code, depth) for code, depth in errors))
         try:
             leaf = x509.load_der_x509_certificate(leaf_der)
             chain = [x509.load_der_x509_certificate(d) for d in chain_der]
@@ -418,20 +407,10 @@ class OptionalContext:
         return [*words, f"OpenSSL: {openssl}"]
 
 
-def _record_verify_error(conn, cert, errnum: int, depth: int, ok: int) -> bool:
-    if not ok:
-        conn.get_app_data().append((errnum, depth))
-    return True  # complete the handshake; the server decides from the recorded errors
-
-
 class _OptionalTLSSocket:
     """The part of ``ssl.SSLSocket`` that :class:`IdentityServer` and ``http.server`` use,
-    over a pyOpenSSL connection on a blocking socket.
-
-    Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO): a Python socket timeout
-    would make the socket non-blocking underneath, and pyOpenSSL would then
-    report "want read" at once instead of waiting.
-    """
+    over a pyOpenSSL connection on a blocking socket with kernel timeouts
+    (:func:`certkit.pyossl.set_kernel_timeout`)."""
 
     def __init__(self, context: OptionalContext, sock: socket.socket) -> None:
         from OpenSSL import SSL
@@ -446,12 +425,7 @@ class _OptionalTLSSocket:
         self._conn.set_accept_state()
 
     def settimeout(self, seconds: float | None) -> None:
-        import struct
-
-        whole = int(seconds or 0)
-        value = struct.pack("@ll", whole, int(((seconds or 0) - whole) * 1_000_000))
-        self.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        self.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        set_kernel_timeout(self.raw_socket, seconds)
 
     def do_handshake(self) -> None:
         from OpenSSL import SSL
@@ -463,7 +437,7 @@ class _OptionalTLSSocket:
         except SSL.SysCallError as exc:
             raise ConnectionResetError(f"unexpected eof ({exc.args[-1]})") from None
         except SSL.Error as exc:
-            raise OSError(_openssl_reason(exc)) from None
+            raise OSError(openssl_reason(exc)) from None
         leaf = self._conn.get_peer_certificate(as_cryptography=True) if self._errors else None
         if leaf is not None:
             from cryptography.hazmat.primitives.serialization import Encoding
@@ -496,7 +470,7 @@ class _OptionalTLSSocket:
         except (SSL.WantReadError, SSL.WantWriteError):
             raise TimeoutError("timed out") from None
         except SSL.Error as exc:
-            raise ConnectionError(_openssl_reason(exc)) from None
+            raise ConnectionError(openssl_reason(exc)) from None
 
     def fileno(self) -> int:
         return self.raw_socket.fileno()
@@ -541,17 +515,9 @@ class _TLSReader(io.RawIOBase):
         except SSL.SysCallError:
             return 0  # the client went away without close_notify: the end of its requests
         except SSL.Error as exc:
-            raise ConnectionError(_openssl_reason(exc)) from None
+            raise ConnectionError(openssl_reason(exc)) from None
         buffer[:len(data)] = data
         return len(data)
-
-
-def _openssl_reason(exc: Exception) -> str:
-    """The last reason in a pyOpenSSL error (``[('SSL routines', '', 'http request')]``)."""
-    try:
-        return str(exc.args[0][-1][2]) or str(exc)
-    except (IndexError, TypeError):
-        return str(exc) or type(exc).__name__
 
 
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
