@@ -92,7 +92,9 @@ def test_nginx_verify_client_optional(pki: Path, tmp_path: Path):
         assert client["without_one_verdict"].startswith("optional: the server asks for one but answered without it")
         assert probe_json(pki, port, *bundle(pki, "alice"))["client_certificate"]["accepted"] is True
         for who in ("localhost", "mallory"):
-            assert probe_json(pki, port, *bundle(pki, who))["client_certificate"]["accepted"] is False
+            bad = probe_json(pki, port, *bundle(pki, who))["client_certificate"]
+            assert bad["accepted"] is False
+            assert bad["verdict"] == "refused: HTTP 400: The SSL certificate error"
 
 
 def test_nginx_verify_client_off(pki: Path, tmp_path: Path):
@@ -175,14 +177,17 @@ def test_certkit_serve_default_and_optional(pki: Path):
         assert client["requested"] is True and client["accepted_ca_names"] == []
         assert client["without_one"]["read_error"] == "tlsv13 alert certificate required"
         assert client["accepted"] is True
-        assert probe_json(pki, srv.port, *bundle(pki, "localhost"))["client_certificate"]["accepted"] is False
+        for who, alert in (("localhost", "unsupported certificate"), ("mallory", "unknown ca")):
+            bad = probe_json(pki, srv.port, *bundle(pki, who))["client_certificate"]
+            assert bad["accepted"] is False and f"alert {alert}" in bad["verdict"], bad
     with ServeProcess("--optional", env=env, cwd=pki) as srv:
         client = probe_json(pki, srv.port)["client_certificate"]
         assert client["accepted_ca_names"] == [f"CN={CA_NAME}"]
         assert client["without_one_verdict"] == ("required: without one the server refused "
                                                  "(HTTP 403: No client certificate was sent)")
-        bad = probe(pki, srv.port, "--cert", pki / "mallory" / "cert.pem", "--key", pki / "mallory" / "privkey.pem")
-        assert "with it     refused: HTTP 403: Refused client certificate" in bad.stdout
+        for who in ("localhost", "mallory"):
+            bad = probe(pki, srv.port, "--cert", pki / who / "cert.pem", "--key", pki / who / "privkey.pem")
+            assert "with it     refused: HTTP 403: Refused client certificate" in bad.stdout
 
 
 # --- the server's own certificate --------------------------------------------------------------------
@@ -250,6 +255,20 @@ def test_strings_from_the_server_are_escaped(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout
     assert "CN=evil\\x1b[2J\\u202eserver" in proc.stdout
+
+
+# --- the page --------------------------------------------------------------------------------------------
+def test_docs_page(tmp_path: Path):
+    """docs/probe.md, every command in order, with its documented output."""
+    from conftest import REPO
+    from docs_runner import run_page
+
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    run_page(REPO / "docs" / "probe.md", cwd=work, env=certkit_env(HOME=str(home)),
+             substitutions={"8443": str(free_port())})
 
 
 # --- mistakes -------------------------------------------------------------------------------------------
