@@ -212,6 +212,19 @@ def test_optional_over_tls12_and_python_ssl(pki: Path, optional_server: ServePro
         assert ("TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3") in page
 
 
+def test_optional_silent_and_plain_http_clients(pki: Path, optional_server: ServeProcess):
+    """The pyOpenSSL path keeps the default mode's manners: a silent client holds one thread, not the
+    server, and plain HTTP is one log line, not a traceback."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", optional_server.port), timeout=10):
+        proc = curl(pki, f"https://localhost:{optional_server.port}/", *_pair(pki, CN))
+    assert proc.stdout.rsplit("\n", 1)[1] == "200", proc.stderr
+    subprocess.run(["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{optional_server.port}/"],
+                   capture_output=True, timeout=30)
+    optional_server.wait_for_log("plain HTTP sent to the HTTPS port")
+
+
 def test_optional_sends_the_client_ca_names(pki: Path, optional_server: ServeProcess):
     """Like nginx, --optional names the CA it accepts in its CertificateRequest (openssl s_client shows it)."""
     proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{optional_server.port}",
