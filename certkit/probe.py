@@ -435,9 +435,10 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     leaf = seen.chain[0]
     result.verify_errors = list(dict.fromkeys(x509_error(code, depth) for code, depth in seen.errors))
     result.verified = not seen.errors
-    eku = result.chain[0]["extended_key_usage"]
-    result.server_auth = not result.chain[0]["basic_constraints"] or not result.chain[0]["basic_constraints"]["ca"]
-    result.server_auth = result.server_auth and (eku is None or "serverAuth" in eku or "anyExtendedKeyUsage" in eku)
+    own = result.chain[0]
+    is_ca = bool(own["basic_constraints"] and own["basic_constraints"]["ca"])
+    eku = own["extended_key_usage"]  # None: no extension, which TLS reads as "any purpose"
+    result.server_auth = not is_ca and (eku is None or bool({"serverAuth", "anyExtendedKeyUsage"} & set(eku)))
     result.name_matches = _matches(leaf, target)
     if roots:
         from certkit.verify import verify_certificate
