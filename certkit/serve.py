@@ -2,8 +2,17 @@
 
 It exists so a user can try a client certificate with curl, Python or a
 browser and see what the server saw: subject CN, SAN entries, serial, issuer
-and extended key usage. Standard library only (``http.server`` + ``ssl``);
-one thread per connection.
+and extended key usage; browsers get a page that puts the server's and the
+client's certificate side by side (:mod:`certkit.serve_page`). By default the
+standard library serves (``http.server`` + ``ssl``, client certificates
+required); one thread per connection.
+
+With ``optional=True`` (``serve --optional``) the TLS layer is pyOpenSSL's
+instead, because Python's ``ssl`` cannot complete a handshake with a client
+certificate that fails verification: it has no verify callback. There, as
+nginx does, the handshake completes whatever the client presents, OpenSSL's
+verdict is kept, and the page says why a certificate was refused (or that
+none was sent). Nobody is authenticated by a certificate OpenSSL refused.
 
 The TLS handshake runs in the connection's worker thread, not in the accept
 loop, so a slow or silent client cannot stall other connections, and every
@@ -13,8 +22,9 @@ handshake, accepted or rejected, is logged with OpenSSL's reason.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import io
 import json
+import re
 import socket
 import ssl
 import sys
@@ -29,11 +39,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
+from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
+from certkit.text import shown
 from certkit.tlscheck import reason_of
 from certkit.vocabulary import eku_name
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
+    from certkit.serve_page import ServerFacts, Visit
 
 # A client that connects and sends nothing would otherwise hold a thread forever.
 HANDSHAKE_TIMEOUT = 10.0
@@ -45,7 +58,7 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 @dataclass(frozen=True)
 class PeerIdentity:
-    """What the server learnt about an authenticated client from its certificate."""
+    """What a certificate says about its holder: a client's as the server saw it, or the server's own."""
 
     common_name: str | None
     subject: str
@@ -67,25 +80,7 @@ class PeerIdentity:
             ("EKU", ", ".join(self.eku) or "(none)"), ("expires", self.not_after),
             ("SHA-256", self.fingerprint_sha256), ("TLS", self.tls_version or "?"),
         ]
-        return "Authenticated client certificate\n" + "".join(f"  {k:<12} {v}\n" for k, v in rows)
-
-    def as_html(self) -> str:
-        e = html.escape
-        rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self._pairs())
-        who = e(self.common_name or self.subject)
-        return (
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>certkit serve: "
-            f"{who}</title></head><body><h1>Hello, <span id=\"cn\">{who}</span></h1>"
-            "<p>This server authenticated you with your TLS client certificate:</p>"
-            f"<table>{rows}</table></body></html>\n"
-        )
-
-    def _pairs(self) -> Iterable[tuple[str, str]]:
-        yield from (("Common name", self.common_name or "(none)"), ("Subject", self.subject),
-                    ("SAN", ", ".join(self.sans) or "(none)"), ("Serial", self.serial),
-                    ("Issuer", self.issuer), ("EKU", ", ".join(self.eku) or "(none)"),
-                    ("Expires", self.not_after), ("SHA-256", self.fingerprint_sha256),
-                    ("TLS", self.tls_version or "?"))
+        return "Authenticated client certificate\n" + "".join(f"  {k:<12} {shown(v)}\n" for k, v in rows)
 
 
 def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
@@ -194,7 +189,11 @@ def stderr_log(message: str) -> None:
 
 
 class IdentityHandler(BaseHTTPRequestHandler):
-    """Answers every GET with the client's identity: text, JSON or HTML as asked."""
+    """Answers every GET with what the server saw of the client: text, JSON or the page, as asked.
+
+    An authenticated client gets 200; in --optional mode a client without an
+    accepted certificate gets 403 with the explanation.
+    """
 
     server_version = "certkit-serve"
     sys_version = ""
@@ -208,22 +207,33 @@ class IdentityHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, send_body: bool) -> None:
-        identity = peer_identity(self.connection.getpeercert(binary_form=True), self.connection.version())
+        from certkit import serve_page
+
+        visit = self.server.visit_of(self.connection)
         kind = self._wanted_format()
         if kind == "json":
-            body, ctype = json.dumps(identity.as_dict(), indent=2) + "\n", "application/json"
+            body = json.dumps(serve_page.as_json(visit, self.server.facts), indent=2) + "\n"
+            ctype = "application/json"
         elif kind == "html":
-            body, ctype = identity.as_html(), "text/html; charset=utf-8"
+            body = serve_page.render_page(visit, self.server.facts, self._asked_host())
+            ctype = "text/html; charset=utf-8"
         else:
-            body, ctype = identity.as_text(), "text/plain; charset=utf-8"
+            body, ctype = serve_page.as_text(visit, self.server.facts), "text/plain; charset=utf-8"
         data = body.encode()
-        self.send_response(200)
+        self.send_response(200 if visit.authenticated else 403)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if send_body:
             self.wfile.write(data)
+
+    def _asked_host(self) -> str | None:
+        """The host the client asked for (the Host header without its port), for the page."""
+        host = (self.headers.get("Host") or "").strip()
+        if host.startswith("["):
+            return host[1:host.find("]")] if "]" in host else None
+        return host.rsplit(":", 1)[0] if host.count(":") == 1 else (host or None)
 
     def _wanted_format(self) -> str:
         asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
@@ -237,16 +247,19 @@ class IdentityHandler(BaseHTTPRequestHandler):
         return "text"
 
     def log_request(self, code="-", size="-") -> None:
-        cert = self.connection.getpeercert()
-        cn = next((v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"), "-")
-        self.server.log(f"{peer_label(self.client_address)} \"{self.requestline}\" {code} client={cn}")
+        visit = self.server.visit_of(self.connection)
+        cn = "-"
+        if visit.client is not None:
+            cn = shown(visit.client.common_name or "-") + ("" if visit.authenticated else " (refused)")
+        self.server.log(f"{peer_label(self.client_address)} \"{shown(self.requestline)}\" {code} client={cn}")
 
     def log_message(self, format: str, *args) -> None:
-        self.server.log(f"{peer_label(self.client_address)} {format % args}")
+        self.server.log(f"{peer_label(self.client_address)} {shown(format % args)}")
 
 
 class IdentityServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` over TLS with client certificates required.
+    """``ThreadingHTTPServer`` over TLS with client certificates required (or, with an
+    :class:`OptionalContext`, requested).
 
     Each accepted socket is wrapped without handshaking; the handshake runs in
     the worker thread (:meth:`finish_request`), where its failure becomes one
@@ -255,11 +268,16 @@ class IdentityServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a stuck client must not delay shutdown
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, *,
+    def __init__(self, address: tuple[str, int], context: "ssl.SSLContext | OptionalContext", *,
                  log: Callable[[str], None] = stderr_log,
-                 handler: type[BaseHTTPRequestHandler] = IdentityHandler) -> None:
+                 handler: type[BaseHTTPRequestHandler] = IdentityHandler,
+                 facts: "ServerFacts | None" = None) -> None:
+        from certkit.serve_page import ServerFacts
+
         self.context = context
         self.log = log
+        self.optional = isinstance(context, OptionalContext)
+        self.facts = facts or ServerFacts(certificate=None, client_ca="the CA this server trusts")
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
@@ -273,7 +291,15 @@ class IdentityServer(ThreadingHTTPServer):
         sock, address = self.socket.accept()
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
+    def visit_of(self, request) -> "Visit":
+        """What :meth:`finish_request` concluded about this connection's client certificate."""
+        from certkit.serve_page import Visit
+
+        return getattr(request, "certkit_visit", None) or Visit(None, [], self.optional)
+
     def finish_request(self, request, client_address) -> None:
+        from certkit.serve_page import Visit
+
         peer = peer_label(client_address)
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
@@ -282,19 +308,222 @@ class IdentityServer(ThreadingHTTPServer):
             self.log(f"rejected {peer}: {_handshakereason_of(exc)}")
             _drain(request)
             return
-        try:
-            identity = peer_identity(request.getpeercert(binary_form=True), request.version())
-        except Exception as exc:  # OpenSSL verified it, so this is not expected; never a traceback
-            self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
-            return
-        self.log(f"accepted {peer}: client \"{identity.common_name or identity.subject}\" "
-                 f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})")
+        der = request.getpeercert(binary_form=True)
+        identity, refused = None, []
+        if der is not None:
+            try:
+                identity = peer_identity(der, request.version())
+            except Exception as exc:  # OpenSSL parsed it, so this is not expected; never a traceback
+                self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
+                return
+            refused = list(getattr(request, "refused", []))
+        request.certkit_visit = Visit(identity, refused, self.optional)
+        if identity is None:  # only possible with --optional
+            self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
+                     f"({request.version()})")
+        elif refused:
+            self.log(f"refused {peer}: client \"{shown(identity.common_name or identity.subject)}\" serial "
+                     f"{identity.serial}: {shown('; '.join(refused))}; answering with the page that says why")
+        else:
+            self.log(f"accepted {peer}: client \"{shown(identity.common_name or identity.subject)}\" "
+                     f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})")
         request.settimeout(IDLE_TIMEOUT)
         super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
         self.log(f"error {peer_label(client_address)}: {reason_of(exc) if exc else 'unknown error'}")
+
+
+# --- --optional: the handshake completes whatever the client presents ------------------------
+class OptionalContext:
+    """A server TLS context (pyOpenSSL) that asks for a client certificate without requiring
+    one, and completes the handshake even when the certificate fails verification.
+
+    OpenSSL still verifies what the client presents, against ``client_ca_pem``
+    and for the purpose ``sslclient`` (as for the default mode); a verify
+    callback records its errors instead of ending the handshake. The server
+    then knows the certificate, OpenSSL's verdict, and, in words, why
+    (:func:`certkit.verify.verify_certificate`). The CertificateRequest names
+    the client CA, as nginx's does, so browsers offer only its certificates.
+    """
+
+    def __init__(self, chain_pem: bytes, key_pem: bytes, client_ca_pem: bytes) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+        from OpenSSL import SSL, crypto
+
+        try:
+            chain = x509.load_pem_x509_certificates(chain_pem)
+            key = load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise CertkitError(f"The server certificate or key cannot be used: {exc}.") from None
+        self.client_cas = x509.load_pem_x509_certificates(client_ca_pem)
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(key)
+        try:
+            ctx.check_privatekey()
+        except SSL.Error:
+            raise CertkitError("The server key does not match the server certificate (key values mismatch).") \
+                from None
+        store = ctx.get_cert_store()
+        for ca in self.client_cas:
+            store.add_cert(crypto.X509.from_cryptography(ca))  # the store takes only its own type
+        # As the default mode: trust ends at the given CA even when it is an intermediate.
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        for ca in self.client_cas:
+            ctx.add_client_ca(ca)
+        ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
+        # OpenSSL refuses to resume a session that was verified without one ("session id context
+        # uninitialized"); Python's ssl sets it itself.
+        ctx.set_session_id(b"certkit-serve")
+        self._ctx = ctx
+
+    def wrap_socket(self, sock: socket.socket, *, server_side: bool = True,
+                    do_handshake_on_connect: bool = False) -> "_OptionalTLSSocket":
+        return _OptionalTLSSocket(self, sock)
+
+    def words_for(self, leaf_der: bytes, chain_der: list[bytes], errors: list[tuple[int, int]]) -> list[str]:
+        """Why OpenSSL refused this client certificate, in words: certkit's reading of it
+        (:mod:`certkit.verify`) followed by OpenSSL's own reason."""
+        from cryptography import x509
+
+        from certkit.verify import verify_certificate
+
+        openssl = "; ".join(dict.fromkeys(x509_error(code, depth) for code, depth in errors))
+        try:
+            leaf = x509.load_der_x509_certificate(leaf_der)
+            chain = [x509.load_der_x509_certificate(d) for d in chain_der]
+            verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain)
+            # certkit verify's advice on --untrusted is for its command line, not for this server.
+            words = [re.sub(r" \(if .*--untrusted\)$", "", r) for r in verdict.reasons]
+            namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)
+            if namesake is not None and any(w.startswith("not issued by this CA") for w in words):
+                # "issued by X, and the trusted CA is X" would puzzle anyone: say what happened.
+                who = shown(leaf.issuer.rfc4514_string())
+                words = [f"it names {who} as its issuer, but that CA's key did not sign it: it comes from "
+                         "another CA of the same name (was the CA created anew?)" if w.startswith(
+                             "not issued by this CA") else w for w in words]
+        except Exception:  # a certificate our reading cannot follow: OpenSSL's words alone
+            words = []
+        return [*words, f"OpenSSL: {openssl}"]
+
+
+class _OptionalTLSSocket:
+    """The part of ``ssl.SSLSocket`` that :class:`IdentityServer` and ``http.server`` use,
+    over a pyOpenSSL connection on a blocking socket with kernel timeouts
+    (:func:`certkit.pyossl.set_kernel_timeout`)."""
+
+    def __init__(self, context: OptionalContext, sock: socket.socket) -> None:
+        from OpenSSL import SSL
+
+        self.raw_socket = sock
+        self.context = context
+        self.refused: list[str] = []
+        self._errors: list[tuple[int, int]] = []
+        sock.settimeout(None)
+        self._conn = SSL.Connection(context._ctx, sock)
+        self._conn.set_app_data(self._errors)
+        self._conn.set_accept_state()
+
+    def settimeout(self, seconds: float | None) -> None:
+        set_kernel_timeout(self.raw_socket, seconds)
+
+    def do_handshake(self) -> None:
+        from OpenSSL import SSL
+
+        try:
+            self._conn.do_handshake()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise TimeoutError("timed out") from None
+        except SSL.SysCallError as exc:
+            raise ConnectionResetError(f"unexpected eof ({exc.args[-1]})") from None
+        except SSL.Error as exc:
+            raise OSError(openssl_reason(exc)) from None
+        leaf = self._conn.get_peer_certificate(as_cryptography=True) if self._errors else None
+        if leaf is not None:
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            chain = self._conn.get_peer_cert_chain(as_cryptography=True) or []
+            self.refused = self.context.words_for(
+                leaf.public_bytes(Encoding.DER),
+                [c.public_bytes(Encoding.DER) for c in chain[1:]], self._errors)
+
+    def getpeercert(self, binary_form: bool = False):
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        cert = self._conn.get_peer_certificate(as_cryptography=True)
+        return cert.public_bytes(Encoding.DER) if cert is not None else None
+
+    def version(self) -> str | None:
+        return self._conn.get_protocol_version_name()
+
+    def makefile(self, mode: str = "rb", buffering: int = -1):
+        import io
+
+        return io.BufferedReader(_TLSReader(self._conn), io.DEFAULT_BUFFER_SIZE if buffering in (-1, 0, None)
+                                 else buffering)
+
+    def sendall(self, data) -> None:
+        from OpenSSL import SSL
+
+        try:
+            self._conn.sendall(bytes(data))
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise TimeoutError("timed out") from None
+        except SSL.Error as exc:
+            raise ConnectionError(openssl_reason(exc)) from None
+
+    def fileno(self) -> int:
+        return self.raw_socket.fileno()
+
+    def setsockopt(self, *args) -> None:
+        self.raw_socket.setsockopt(*args)
+
+    def shutdown(self, how: int) -> None:
+        from OpenSSL import SSL
+
+        try:
+            self._conn.shutdown()  # close_notify
+        except SSL.Error:
+            pass
+        try:
+            self.raw_socket.shutdown(how)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.raw_socket.close()
+
+
+class _TLSReader(io.RawIOBase):
+    """Reads application data from a pyOpenSSL connection, for ``io.BufferedReader``."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        from OpenSSL import SSL
+
+        try:
+            data = self._conn.recv(len(buffer))
+        except SSL.ZeroReturnError:
+            return 0
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise TimeoutError("timed out") from None
+        except SSL.SysCallError:
+            return 0  # the client went away without close_notify: the end of its requests
+        except SSL.Error as exc:
+            raise ConnectionError(openssl_reason(exc)) from None
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
@@ -307,6 +536,7 @@ def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> N
     lets the alert arrive. The raw socket methods are used: TLS is dead here.
     """
     deadline = time.monotonic() + timeout
+    sock = getattr(sock, "raw_socket", sock)  # --optional: the socket under pyOpenSSL's connection
     try:
         socket.socket.shutdown(sock, socket.SHUT_WR)
         while limit > 0 and (left := deadline - time.monotonic()) > 0:

@@ -8,7 +8,7 @@ that define it, one module per task family:
   ``export-p12``
 - :mod:`certkit.cli.batch`: ``issue-batch``
 - :mod:`certkit.cli.lifecycle`: ``list``, ``renew``, ``revoke``, ``crl``
-- :mod:`certkit.cli.inspect`: ``inspect``, ``verify``
+- :mod:`certkit.cli.inspect`: ``inspect``, ``verify``, ``probe``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
 - :mod:`certkit.cli.trust`: ``trust`` (``install``, ``status``, ``uninstall``)
 
@@ -38,6 +38,7 @@ COMMANDS = {
     "issue-peer": "certkit.cli.issue:issue_peer",
     "issue-server": "certkit.cli.issue:issue_server",
     "list": "certkit.cli.lifecycle:list_certificates",
+    "probe": "certkit.cli.inspect:probe",
     "renew": "certkit.cli.lifecycle:renew",
     "revoke": "certkit.cli.lifecycle:revoke",
     "serve": "certkit.cli.serve:serve",

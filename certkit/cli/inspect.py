@@ -1,4 +1,5 @@
-"""Commands that read certificates: ``inspect`` describes one, ``verify`` checks it against a CA."""
+"""Commands that read certificates: ``inspect`` describes one, ``verify`` checks it against a CA,
+``probe`` reads what a live server presents and asks of clients."""
 
 from __future__ import annotations
 
@@ -96,3 +97,68 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
         raise Failed(f"{cert} is not valid as a {role}: {'; '.join(verdict.reasons)}.")
+
+
+# --- probe --------------------------------------------------------------------------
+@click.command("probe")
+@click.argument("url")
+@click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Verify the server against the CA certificate(s) in this PEM file.")
+@click.option("--ca-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Verify the server against this certkit CA directory [default, without --ca-file: the "
+                   "system trust store; $CERTKIT_CA_DIR is not used, since servers on the internet are probed too].")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Also try this client certificate (cert.pem or fullchain.pem) ...")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="... with this key (privkey.pem, unencrypted).")
+@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Also try the client certificate in this bundle folder (fullchain.pem and privkey.pem).")
+@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True,
+              help="Seconds to wait for the connection, the handshake and the answer.")
+@json_option
+def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
+    """Say what a live TLS server presents and what it asks of clients.
+
+    URL is https://HOST[:PORT][/PATH] (port 443 by default). probe connects
+    without a client certificate and reports the chain the server sends
+    (who issued each certificate, its names, what it may be used for, when
+    it expires), whether it verifies against the CA (--ca-file, --ca-dir)
+    or the system trust store and names HOST, and whether the server asks
+    for a client certificate, with the CA names it accepts. It then sends
+    one HTTP request, to see what the server does without a certificate.
+
+    With --cert/--key (or --bundle) it connects again presenting that
+    client certificate and says whether the server accepts it: from a real
+    handshake and an HTTP round trip, since in TLS 1.3 a refused client
+    certificate shows only on the first read.
+
+    Exit 0 when the server's certificate is valid for HOST (and the client
+    certificate given, if any, is accepted); 1 otherwise, after the report.
+
+    \b
+    Examples:
+      certkit probe https://localhost:8443/ --ca-file ca/ca.pem
+      certkit probe https://localhost:8443/ --ca-dir ./ca --bundle alice/
+      certkit probe https://localhost:8443/ --ca-file ca.pem --cert alice/cert.pem --key alice/privkey.pem
+      certkit probe https://example.com --json
+    """
+    from certkit.probe import ClientFiles, render
+    from certkit.probe import probe as run_probe
+
+    if ca_file is not None and ca_dir is not None:
+        raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
+    if bundle is not None and (cert_file is not None or key_file is not None):
+        raise click.UsageError("Give either --bundle or --cert/--key, not both.")
+    if (cert_file is None) != (key_file is None):
+        raise click.UsageError("--cert and --key go together.")
+    client = ClientFiles.from_bundle(bundle) if bundle is not None else \
+        ClientFiles(cert_file, key_file) if cert_file is not None else None
+    result = run_probe(url, ca_file=ca_file, ca_dir=ca_dir, client=client, timeout=timeout)
+    emit(as_json, result.to_dict(), render(result))
+    problems = []
+    if not result.server_ok:
+        problems.append(f"the server's certificate is not valid for {result.target.host}")
+    if result.client_accepted is False:
+        problems.append("the client certificate is refused")
+    if problems:
+        raise Failed(f"{result.target.label}: {'; '.join(problems)}.")

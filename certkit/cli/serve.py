@@ -23,17 +23,24 @@ from certkit.cli.common import Failed, ca_dir_option, emit, json_option, passphr
               help="Private key of --cert (privkey.pem).")
 @click.option("--client-ca", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Accept client certificates from this CA certificate [default: the CA in --ca-dir].")
+@click.option("--optional", is_flag=True,
+              help="Ask for a client certificate but do not require one (as nginx's ssl_verify_client "
+                   "optional): without one, or with one that is refused, the page says why (HTTP 403).")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, as_json):
+def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphrase_file, as_json):
     """Run an HTTPS server that requires a client certificate and shows whom it authenticated.
 
     Each request gets the client certificate's subject CN, SAN entries,
     serial, issuer and EKU: as text, as JSON (Accept: application/json or
-    ?format=json) or as a web page (browsers). Connections without a valid
-    client certificate from the CA are refused in the handshake; every
-    connection gets a log line on stderr, with OpenSSL's reason when refused.
+    ?format=json) or as a web page (browsers) that shows the server's and
+    the client's certificate side by side and the rule each one passed.
+    Connections without a valid client certificate from the CA are refused
+    in the handshake; every connection gets a log line on stderr, with
+    OpenSSL's reason when refused. With --optional the handshake completes
+    without a certificate, or with a refused one, and the answer (HTTP 403)
+    says which and why: a way to see what a browser sends.
 
     Without --cert/--key, serve issues itself a one-day server certificate
     for localhost, 127.0.0.1 and ::1 from the CA (this needs the CA key's
@@ -44,22 +51,24 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
     Examples:
       certkit serve
       certkit serve --port 0 --json
+      certkit serve --optional
       certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
       curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
     """
-    from certkit.issuing import Target
-    from certkit.serve import serve_until_stopped, stderr_log, tls_context
+    from certkit.serve import OptionalContext, serve_until_stopped, stderr_log, tls_context
+    from certkit.serve_page import ServerFacts
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
     client_ca_pem, ca_name = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
-        context = tls_context(cert_file, key_file, client_ca_pem)
-        server = _listen(host, port, context)
+        context = tls_context(cert_file, key_file, client_ca_pem)  # checks the files, with clear errors
+        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)
+        server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
-        from certkit.issuing import begin, plan, server_request
+        from certkit.issuing import Target, begin, plan, server_request
         from certkit.serve import issued_context
         from certkit.store import CADirectory
 
@@ -67,18 +76,25 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
         request = server_request(names, days=1)
         plan(ca, request, Target())  # refused before the passphrase is asked for
         unlock(ca, passphrase_file)
-        server = _listen(host, port, None)  # the port first: no certificate is issued for a server that cannot run
+        server = _listen(host, port)  # the port first: no certificate is issued for a server that cannot run
         try:
-            with begin(ca, request) as issued:
-                server.context = issued_context(issued, client_ca_pem)
+            with begin(ca, request) as issued:  # recorded pending, valid once the server holds it
+                context = issued_context(issued, client_ca_pem)
         except BaseException:
             server.server_close()
             raise
         ca.key = None  # serve signs nothing else: the CA key does not stay in this process
+        chain_pem, key_pem = issued.fullchain_pem, issued.private_key_pem
         server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
                        "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
+    if optional:
+        context = OptionalContext(chain_pem, key_pem, client_ca_pem)
+    server.context = context
+    server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name)
+    del key_pem
     data = {"url": server.url, "host": host, "port": server.server_address[1],
-            "client_ca": ca_name, "server_certificate": server_cert}
+            "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
+            "server_certificate": server_cert}
     if server_cert["source"] == "issued":
         made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
                 f"expires {server_cert['not_after'][:16].replace('T', ' ')} UTC)")
@@ -87,7 +103,8 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
     human = "\n".join([
         f"Listening on {server.url}",
         f"  server certificate  {made}",
-        f"  client certificates must be issued by \"{ca_name}\"",
+        f"  client certificates must be issued by \"{ca_name}\""
+        + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
         "Stop with Ctrl-C.",
     ])
 
@@ -98,13 +115,36 @@ def serve(host, port, cert_file, key_file, client_ca, ca_dir, passphrase_file, a
     stderr_log("stopped")
 
 
-def _listen(host: str, port: int, context):
+def _listen(host: str, port: int):
+    """The listening server, its TLS context set once the certificate is ready."""
     from certkit.serve import IdentityServer, stderr_log
 
     try:
-        return IdentityServer((host, port), context, log=stderr_log)
+        return IdentityServer((host, port), None, log=stderr_log)
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+
+
+def _read_limited(path: Path) -> bytes:
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    return read_limited(path, MAX_CERT_FILE_BYTES, what="PEM file")
+
+
+def _server_identity(chain_pem: bytes):
+    """The server certificate (the first in the chain) as the page shows it; None if unreadable."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.serve import peer_identity
+
+    try:
+        return peer_identity(x509.load_pem_x509_certificates(chain_pem)[0].public_bytes(Encoding.DER))
+    except (ValueError, IndexError):
+        return None
+
+
 
 
 def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:

@@ -1,0 +1,501 @@
+"""Reading a live TLS server: what it presents, what it asks of clients, and whether a given
+client certificate would get in.
+
+:func:`probe` makes real connections to ``https://HOST[:PORT]/PATH``:
+
+1. without a client certificate: the server's chain as sent, verified by
+   OpenSSL against the CA given (or the system trust store) and read by
+   certkit (usage, names, expiry); whether the server sent a
+   CertificateRequest, and the CA names in it; then one HTTP request, to see
+   what the server does with a client that has no certificate;
+2. with a client certificate (``client=``): the same handshake presenting it,
+   then one HTTP request and its answer. In TLS 1.3 the client's certificate
+   travels after the server has finished its part of the handshake, so a
+   refusal arrives only as an alert on the client's first read: the verdict
+   "accepted" is given only after a full application-data round trip.
+
+Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so
+the connections are pyOpenSSL's (``Connection.get_client_ca_list()``, and
+OpenSSL's state after reading the request); see :mod:`certkit.pyossl`.
+Every string taken from a certificate or the server is escaped before it is
+printed (:func:`certkit.text.shown`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from certkit.errors import CertkitError
+from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
+from certkit.text import shown
+
+DEFAULT_TIMEOUT = 10.0
+MAX_RESPONSE_BYTES = 1 << 16  # the head of an HTTP answer: enough for its status line and a short body
+
+
+class ProbeError(CertkitError):
+    """The probe could not be made (bad URL, unreachable server, unusable client files)."""
+
+
+@dataclass
+class Target:
+    host: str
+    port: int
+    path: str
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+            return True
+        except ValueError:
+            return False
+
+    @property
+    def label(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_url(url: str) -> Target:
+    """``https://HOST[:PORT][/PATH]`` (a bare ``HOST[:PORT]`` is taken as https)."""
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: {exc}.") from None
+    if parts.scheme.lower() != "https":
+        raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
+    if not parts.hostname:
+        raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
+    return Target(parts.hostname, port or 443, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+
+
+@dataclass
+class ClientFiles:
+    """A client certificate (with any intermediates) and its key, as files."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def from_bundle(cls, folder: Path) -> "ClientFiles":
+        """A certkit (or certbot) bundle folder: fullchain.pem (else cert.pem) and privkey.pem."""
+        cert = folder / "fullchain.pem" if (folder / "fullchain.pem").exists() else folder / "cert.pem"
+        for path in (cert, folder / "privkey.pem"):
+            if not path.is_file():
+                raise ProbeError(f"{shown(folder)} is not a bundle folder: {shown(path.name)} is missing.")
+        return cls(cert, folder / "privkey.pem")
+
+
+@dataclass
+class Attempt:
+    """One connection: what happened in the handshake and to one HTTP request."""
+
+    presented: str | None  # the client certificate's subject, or None
+    handshake: str  # "ok" or OpenSSL's reason
+    tls_version: str | None = None
+    http_status: int | None = None
+    http_reason: str | None = None
+    http_error: str | None = None  # the TLS alert or error on the first read, if any
+    body_start: str = ""
+
+    @property
+    def round_trip(self) -> bool:
+        return self.handshake == "ok" and self.http_status is not None
+
+    def to_dict(self) -> dict:
+        return {"presented": self.presented, "handshake": self.handshake, "tls_version": self.tls_version,
+                "http_status": self.http_status, "http_reason": self.http_reason, "read_error": self.http_error}
+
+
+@dataclass
+class ProbeResult:
+    url: str
+    target: Target
+    trust: str  # where the trust anchors came from, in words
+    chain: list[dict] = field(default_factory=list)  # certkit inspect's description of each certificate sent
+    tls_version: str | None = None
+    cipher: str | None = None
+    verified: bool = False  # OpenSSL: the chain verifies against the trust anchors, for a TLS server
+    verify_errors: list[str] = field(default_factory=list)  # OpenSSL's words
+    reasons: list[str] = field(default_factory=list)  # certkit's words (when the anchors are known)
+    server_auth: bool = False
+    name_matches: bool = False
+    requests_client_cert: bool = False
+    client_ca_names: list[str] = field(default_factory=list)
+    without_cert: Attempt | None = None
+    with_cert: Attempt | None = None
+    client_subject: str | None = None
+    client_usage: str | None = None
+    client_issuer: str | None = None
+    client_eku: list[str] | None = None
+
+    @property
+    def server_ok(self) -> bool:
+        return self.verified and self.server_auth and self.name_matches
+
+    @property
+    def client_accepted(self) -> bool | None:
+        """Would the given client certificate be accepted? None when none was given."""
+        if self.with_cert is None or not self.requests_client_cert:
+            return None
+        return self.with_cert.round_trip and not _refusal(self.with_cert)
+
+    def to_dict(self) -> dict:
+        return {
+            "url": self.url, "host": self.target.host, "port": self.target.port, "trust": self.trust,
+            "tls_version": self.tls_version, "cipher": self.cipher,
+            "server_certificate": {
+                "verified": self.verified, "verify_errors": self.verify_errors, "reasons": self.reasons,
+                "server_auth": self.server_auth, "name_matches": self.name_matches, "ok": self.server_ok,
+                "chain": self.chain,
+            },
+            "client_certificate": {
+                "requested": self.requests_client_cert, "accepted_ca_names": self.client_ca_names,
+                "without_one": self.without_cert.to_dict() if self.without_cert else None,
+                "without_one_verdict": _without_verdict(self) if self.without_cert else None,
+                "given": self.client_subject, "given_usage": self.client_usage, "given_issuer": self.client_issuer,
+                "with_it": self.with_cert.to_dict() if self.with_cert else None,
+                "accepted": self.client_accepted,
+                "verdict": _with_verdict(self) if self.with_cert else None,
+            },
+        }
+
+
+# --- the connections ----------------------------------------------------------------
+def _context(trust_pem: bytes | None, client: ClientFiles | None):
+    from cryptography import x509
+    from OpenSSL import SSL, crypto
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if trust_pem is None:
+        ctx.set_default_verify_paths()
+    else:
+        store = ctx.get_cert_store()
+        for cert in x509.load_pem_x509_certificates(trust_pem):
+            store.add_cert(crypto.X509.from_cryptography(cert))
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # a CA directory's intermediate is an anchor too
+    ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
+    if client is not None:
+        try:
+            ctx.use_certificate_chain_file(str(client.cert))
+            ctx.use_privatekey_file(str(client.key))
+            ctx.check_privatekey()
+        except SSL.Error as exc:
+            raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
+                             f"{openssl_reason(exc)} (the key must be unencrypted PEM and match).") from None
+    return ctx
+
+
+@dataclass
+class _Seen:
+    attempt: Attempt
+    chain: list = field(default_factory=list)  # cryptography certificates, as sent
+    errors: list[tuple[int, int]] = field(default_factory=list)
+    requested: bool = False
+    ca_names: list[str] = field(default_factory=list)
+    cipher: str | None = None
+
+
+def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _Seen:
+    from OpenSSL import SSL
+
+    from certkit.pyossl import name_text
+
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    except OSError as exc:
+        raise ProbeError(f"Cannot connect to {shown(target.label)}: {exc.strerror or exc}.") from None
+    seen = _Seen(Attempt(presented, "ok"))
+    try:
+        set_kernel_timeout(sock, timeout)
+        conn = SSL.Connection(ctx, sock)
+        conn.set_app_data(seen.errors)
+        if not target.is_ip:
+            conn.set_tlsext_host_name(target.host.encode("idna"))
+
+        def on_state(c, where, ret) -> None:
+            if c.get_state_string() == CERT_REQUEST_STATE:
+                seen.requested = True
+
+        conn.set_info_callback(on_state)
+        conn.set_connect_state()
+        try:
+            conn.do_handshake()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            seen.attempt.handshake = f"no answer within {timeout:g} s"
+        except SSL.SysCallError as exc:
+            seen.attempt.handshake = f"the server closed the connection ({exc.args[-1]})"
+        except SSL.Error as exc:
+            seen.attempt.handshake = openssl_reason(exc)
+        seen.chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+        # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals).
+        seen.attempt.tls_version = conn.get_protocol_version_name() if seen.chain else None
+        seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]
+        if seen.attempt.handshake == "ok":
+            seen.cipher = conn.get_cipher_name()
+            _request(conn, target, seen.attempt)
+    finally:
+        sock.close()
+    return seen
+
+
+def _request(conn, target: Target, attempt: Attempt) -> None:
+    """One HTTP/1.1 GET and the head of its answer; a TLS alert instead is recorded as such."""
+    from OpenSSL import SSL
+
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    request = (f"GET {target.path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: certkit-probe\r\n"
+               "Accept: text/plain, */*\r\nConnection: close\r\n\r\n")
+    data = b""
+    try:
+        conn.sendall(request.encode("ascii", "replace"))
+        while len(data) < MAX_RESPONSE_BYTES and b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        if b"\r\n\r\n" in data:  # a little of the body, for the page nginx answers with
+            try:
+                data += conn.recv(2048)
+            except SSL.Error:
+                pass
+    except SSL.ZeroReturnError:
+        pass
+    except (SSL.WantReadError, SSL.WantWriteError):
+        attempt.http_error = "no answer to the HTTP request in time"
+    except SSL.SysCallError as exc:
+        attempt.http_error = f"the server closed the connection ({exc.args[-1]})"
+    except SSL.Error as exc:
+        attempt.http_error = openssl_reason(exc)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    bits = status_line.split(" ", 2)
+    if len(bits) >= 2 and bits[0].startswith("HTTP/") and bits[1].isdigit():
+        attempt.http_status = int(bits[1])
+        attempt.http_reason = bits[2] if len(bits) > 2 else ""
+        attempt.body_start = body[:1024].decode("utf-8", "replace")
+    elif data and attempt.http_error is None:
+        attempt.http_error = "the answer is not HTTP"
+
+
+# What the TLS alerts a server sends about a client certificate mean, in words.
+_ALERTS = {
+    "certificate required": "the server requires a client certificate and got none",
+    "unsupported certificate": "the server does not accept this kind of certificate: for a client it "
+                               "needs clientAuth in the extendedKeyUsage",
+    "unknown ca": "the server does not know the CA that issued it",
+    "certificate expired": "the certificate has expired (or is not yet valid)",
+    "bad certificate": "the server could not verify it",
+    "certificate revoked": "the certificate is revoked",
+    "handshake failure": "the server ended the handshake (no acceptable certificate?)",
+    "decrypt error": "the server could not verify the certificate's signature",
+}
+
+
+def _with_alert_words(reason: str) -> str:
+    for alert, words in _ALERTS.items():
+        if reason.endswith("alert " + alert):
+            return f"{reason}: {words}"
+    return reason
+
+
+def _refusal(attempt: Attempt) -> str | None:
+    """Why the server refused this connection's client (certificate), in words; None if it did not."""
+    if attempt.handshake != "ok":
+        return f"the handshake failed: {_with_alert_words(attempt.handshake)}"
+    if attempt.http_error:
+        return _with_alert_words(attempt.http_error)
+    if attempt.http_status is None:
+        return "no answer"
+    body = attempt.body_start
+    # nginx ends a failed client-certificate check with a 400 page of its own, not a TLS alert.
+    for marker in ("No required SSL certificate was sent", "The SSL certificate error",
+                   "Refused client certificate", "No client certificate was sent"):
+        if marker in body:
+            return f"HTTP {attempt.http_status}: {marker}"
+    if attempt.http_status in (401, 403, 495, 496):
+        return f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
+    return None
+
+
+def _without_verdict(result: ProbeResult) -> str:
+    attempt = result.without_cert
+    refused = _refusal(attempt)
+    if not result.requests_client_cert:
+        return "not asked for: the server does not request a client certificate" + (
+            "" if refused is None else f" (but it refused: {refused})")
+    if refused is None:
+        return (f"optional: the server asks for one but answered without it (HTTP {attempt.http_status} "
+                f"{attempt.http_reason})").rstrip()
+    return f"required: without one the server refused ({refused})"
+
+
+def _with_verdict(result: ProbeResult) -> str:
+    attempt = result.with_cert
+    if not result.requests_client_cert:
+        return ("never sent: the server does not ask for client certificates, so it neither checks nor uses one"
+                + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
+    refused = _refusal(attempt)
+    if refused is not None:
+        return f"refused: {refused}"
+    verdict = f"accepted: the server answered HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
+    # A server that lets in what it should not is worth a word (openssl s_server without
+    # -verify_return_error only logs verification errors, for one).
+    if result.client_eku is not None and not {"clientAuth", "anyExtendedKeyUsage"} & set(result.client_eku):
+        verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
+                    f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
+    if result.client_ca_names and result.client_issuer not in result.client_ca_names:
+        verdict += (f"; beware: its issuer {result.client_issuer} is not among the CA names the server "
+                    "listed, yet it got in")
+    return verdict
+
+
+# --- reading the server's certificate -------------------------------------------------
+def _matches(cert, target: Target) -> bool:
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    if target.is_ip:
+        want = ipaddress.ip_address(target.host)
+        return any(ip == want for ip in san.get_values_for_type(x509.IPAddress))
+    host = target.host.lower().rstrip(".")
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    for pattern in san.get_values_for_type(x509.DNSName):
+        pattern = pattern.lower().rstrip(".")
+        if pattern.startswith("*."):
+            head, _, rest = host.partition(".")
+            if head and rest == pattern[2:]:
+                return True
+        elif pattern == host:
+            return True
+    return False
+
+
+def _client_description(client: ClientFiles) -> dict:
+    from cryptography import x509
+
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.inspect import describe_certificate
+
+    try:
+        cert = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))[0]
+    except (ValueError, IndexError):
+        raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.") from None
+    return describe_certificate(cert)
+
+
+def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
+          client: ClientFiles | None = None, timeout: float = DEFAULT_TIMEOUT,
+          now: dt.datetime | None = None) -> ProbeResult:
+    """Connect to ``url`` (and again with ``client``, if given) and report what was seen."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.inspect import describe_certificate
+
+    target = parse_url(url)
+    roots, extra = [], []
+    trust_pem = None
+    if ca_file is not None or ca_dir is not None:
+        from certkit.verify import load_trust
+
+        roots, extra, trust = load_trust(ca_file, ca_dir)
+        trust_pem = b"".join(c.public_bytes(Encoding.PEM) for c in roots + extra)
+        trust = f"the CA in {trust}"
+    else:
+        trust = "the system trust store"
+    result = ProbeResult(url, target, trust)
+    if client is not None:
+        info = _client_description(client)
+        result.client_subject, result.client_usage = info["subject"], info["usable_for"]
+        result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
+
+    seen = _connect(target, _context(trust_pem, None), timeout, None)
+    if not seen.chain:
+        raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}.")
+    result.without_cert = seen.attempt
+    result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
+    result.chain = [describe_certificate(c, now=now) for c in seen.chain]
+    leaf = seen.chain[0]
+    result.verify_errors = list(dict.fromkeys(x509_error(code, depth) for code, depth in seen.errors))
+    result.verified = not seen.errors
+    own = result.chain[0]
+    is_ca = bool(own["basic_constraints"] and own["basic_constraints"]["ca"])
+    eku = own["extended_key_usage"]  # None: no extension, which TLS reads as "any purpose"
+    result.server_auth = not is_ca and (eku is None or bool({"serverAuth", "anyExtendedKeyUsage"} & set(eku)))
+    result.name_matches = _matches(leaf, target)
+    if roots:
+        from certkit.verify import verify_certificate
+
+        verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:] + extra,
+                                     name=target.host, now=now)
+        result.reasons = verdict.reasons
+    else:
+        if not result.name_matches:
+            result.reasons.append(f"not valid for name {target.host}")
+        if not result.server_auth:
+            result.reasons.append(f"not for a TLS server: {result.chain[0]['usable_for']}")
+    result.requests_client_cert = seen.requested
+    result.client_ca_names = seen.ca_names
+
+    if client is not None:
+        result.with_cert = _connect(target, _context(trust_pem, client), timeout, result.client_subject).attempt
+    return result
+
+
+# --- in words -----------------------------------------------------------------------------
+def render(result: ProbeResult) -> str:
+    t = result.target
+    lines = [f"{shown(result.url)}: {shown(t.label)}, {result.tls_version or 'no TLS'}"
+             + (f", {result.cipher}" if result.cipher else "")]
+    lines.append("")
+    lines.append(f"The server presents {len(result.chain)} certificate{'s' if len(result.chain) != 1 else ''}:")
+    for i, cert in enumerate(result.chain):
+        role = "its own" if i == 0 else "intermediate" if not cert["self_signed"] else "root (sent along)"
+        names = ", ".join(e["value"] for e in cert["subject_alt_names"]) or "(none)"
+        lines += [f"  [{i}] {shown(cert['subject']) or '(empty subject)'}  ({role})",
+                  f"      issued by  {shown(cert['issuer'])}"]
+        if i == 0:
+            lines.append(f"      names      {shown(names)}")
+        lines += [f"      usable for {shown(cert['usable_for'])}",
+                  f"      expires    {cert['not_after'][:16].replace('T', ' ')} UTC ({cert['validity']})"]
+    verdict = "yes" if result.server_ok else "NO"
+    lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
+    lines.append("  serverAuth  " + ("yes" if result.server_auth else "NO: " + shown(result.chain[0]["usable_for"])))
+    lines.append(f"  names       {'yes' if result.name_matches else 'NO'}: {shown(t.host)} "
+                 f"{'is' if result.name_matches else 'is not'} among its names")
+    trust_line = f"verified against {result.trust}" if result.verified else \
+        f"NOT verified against {result.trust}: {'; '.join(result.verify_errors)}"
+    lines.append(f"  chain       {shown(trust_line)}")
+    lines += [f"  reason      {shown(r)}" for r in result.reasons]
+
+    lines += ["", "Client certificate:"]
+    if result.requests_client_cert:
+        names = "; ".join(shown(n) for n in result.client_ca_names)
+        lines.append("  asked for   yes, the server sends a CertificateRequest")
+        lines.append(f"  CA names    {names}" if names else
+                     "  CA names    none: the request names no CA, so a client may offer any certificate")
+    else:
+        lines.append("  asked for   no, the server does not request one")
+    if result.without_cert is not None:
+        lines.append(f"  without     {shown(_without_verdict(result))}")
+    if result.with_cert is not None:
+        lines.append(f"  given       {shown(result.client_subject)}: {shown(result.client_usage)}")
+        lines.append(f"  with it     {shown(_with_verdict(result))}")
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""What certkit needs from pyOpenSSL, where Python's ``ssl`` falls short, in one place.
+
+Python's ``ssl`` has no verify callback (so a handshake cannot complete with a
+certificate that fails verification and then say why) and does not show a
+client the CA names of the server's CertificateRequest. pyOpenSSL (pyca's
+binding to the same OpenSSL) has both; ``serve --optional`` and ``probe`` use
+it through these helpers. pyOpenSSL is imported only when they run.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+# OpenSSL's verification errors (X509_V_ERR_*) that TLS peers meet, in OpenSSL's own words
+# (X509_verify_cert_error_string), which pyOpenSSL does not expose.
+X509_ERRORS = {
+    2: "unable to get issuer certificate", 4: "unable to decrypt certificate's signature",
+    7: "certificate signature failure", 9: "certificate is not yet valid", 10: "certificate has expired",
+    18: "self-signed certificate", 19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate", 21: "unable to verify the first certificate",
+    23: "certificate revoked", 24: "invalid CA certificate", 26: "unsuitable certificate purpose",
+    62: "hostname mismatch", 64: "IP address mismatch",
+}
+
+# The state OpenSSL is in right after it read a CertificateRequest (TLS_ST_CR_CERT_REQ), TLS 1.2 and 1.3.
+CERT_REQUEST_STATE = b"SSLv3/TLS read server certificate request"
+
+
+def x509_error(code: int, depth: int = 0) -> str:
+    words = X509_ERRORS.get(code, f"X.509 verification error {code}")
+    return words + (f" (at depth {depth})" if depth else "")
+
+
+def record_verify_error(conn, cert, errnum: int, depth: int, ok: int) -> bool:
+    """A verify callback that lets the handshake go on and keeps OpenSSL's errors in the
+    connection's app data (a list of ``(errnum, depth)``)."""
+    if not ok:
+        conn.get_app_data().append((errnum, depth))
+    return True
+
+
+def set_kernel_timeout(sock: socket.socket, seconds: float | None) -> None:
+    """Bound blocking reads and writes on ``sock`` (SO_RCVTIMEO/SO_SNDTIMEO; None or 0: no bound).
+
+    pyOpenSSL needs a blocking socket: a Python socket timeout makes it
+    non-blocking underneath, and OpenSSL then reports "want read" at once.
+    With kernel timeouts a stalled peer shows up as "want read" after
+    ``seconds`` instead.
+    """
+    sock.settimeout(None)
+    whole = int(seconds or 0)
+    value = struct.pack("@ll", whole, int(((seconds or 0) - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+def openssl_reason(exc: Exception) -> str:
+    """The last reason in a pyOpenSSL error (``[('SSL routines', '', 'tlsv13 alert certificate required')]``)."""
+    try:
+        return str(exc.args[0][-1][2]) or str(exc)
+    except (IndexError, TypeError):
+        return str(exc) or type(exc).__name__
+
+
+def name_text(name) -> str:
+    """An ``OpenSSL.crypto.X509Name`` as RFC 4514 text (``CN=Lab CA,O=Example``)."""
+    parts = [f"{k.decode('ascii', 'replace')}={_escape_rdn(v.decode('utf-8', 'replace'))}"
+             for k, v in name.get_components()]
+    return ",".join(reversed(parts))
+
+
+def _escape_rdn(value: str) -> str:
+    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    return out[:-1] + "\\ " if out.endswith(" ") and len(out) > 1 else out

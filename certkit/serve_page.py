@@ -1,0 +1,322 @@
+"""What ``certkit serve`` answers: the teaching page, and the same facts as text and JSON.
+
+The page puts side by side the two certificates of a mutual-TLS connection:
+the one the browser checked (the server's, ``serverAuth``) and the one the
+server checked (the visitor's, ``clientAuth``), each with the rule that was
+applied and why a certificate of the other kind would have been refused. With
+``serve --optional`` it also explains a missing certificate (and how to import
+``bundle.p12`` into a browser) or a refused one (with the reasons).
+
+The page is one self-contained HTML document: inline CSS (light and dark
+through ``prefers-color-scheme``), no script, no external asset and no link
+off the page, so it works offline and from any address. Every string taken
+from a certificate or a request header is escaped twice over: control
+characters made visible (:func:`certkit.text.shown`), then HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.serve import PeerIdentity
+
+# Where the page points for the whole story: paths in certkit's source tree. A link would not
+# resolve (the page is served from https://localhost:PORT/, and works offline), so it names them.
+DOCS_SWAP = "docs/mtls.md, section 7 \u201cSwap the certificates\u201d"
+DOCS_DEMO = "docs/demo.md"
+DOCS_SERVE = "docs/serve.md"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What the server concluded about one connection's client certificate."""
+
+    client: "PeerIdentity | None"  # the certificate presented, if any
+    refused: list[str]  # why the presented certificate is not accepted, in words; empty when accepted
+    optional: bool  # serve --optional: connections without (or with a refused) certificate get this far
+
+    @property
+    def authenticated(self) -> bool:
+        return self.client is not None and not self.refused
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the page says about the server side: its certificate and whom it lets in."""
+
+    certificate: "PeerIdentity | None"  # the server's own certificate, as the browser received it
+    client_ca: str  # the CA(s) whose client certificates are accepted, by name
+
+
+def _e(value: object) -> str:
+    return html.escape(shown(value))
+
+
+# --- JSON and text ------------------------------------------------------------------
+def as_json(visit: Visit, server: ServerFacts) -> dict:
+    """The JSON answer: the client's identity (``authenticated``: true), or why there is none."""
+    from dataclasses import asdict
+
+    if visit.authenticated:
+        data = visit.client.as_dict()
+    else:
+        data = {"authenticated": False,
+                "reason": "; ".join(visit.refused) if visit.client else "no client certificate was sent",
+                "presented": asdict(visit.client) if visit.client else None}
+    data["server_certificate"] = {k: v for k, v in asdict(server.certificate).items() if k != "tls_version"} \
+        if server.certificate else None
+    data["client_ca"] = server.client_ca
+    return data
+
+
+def as_text(visit: Visit, server: ServerFacts) -> str:
+    if visit.authenticated:
+        return visit.client.as_text()
+    if visit.client is None:
+        return ("No client certificate was sent.\n"
+                f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n"
+                "  With curl: --cert cert.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
+    lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
+    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused)
+
+
+# --- the page -----------------------------------------------------------------------
+_CSS = """
+:root { color-scheme: light dark; --bg: #f6f7f9; --card: #ffffff; --ink: #1d2330; --soft: #5b6475;
+  --line: #dde1e8; --server: #1f6feb; --client: #1a7f37; --bad: #b42318; --badbg: #fdecea; --code: #eef1f5; }
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #11151c; --card: #1a2029; --ink: #e6e9ef; --soft: #a3acbb; --line: #2c3440;
+    --server: #58a6ff; --client: #3fb950; --bad: #ff7b72; --badbg: #3a1d1d; --code: #232b36; }
+}
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
+main { max-width: 1140px; margin: 0 auto; padding: 18px 24px 32px; }
+h1 { font-size: 1.7rem; margin: 0 0 4px; }
+h2 { font-size: 1.2rem; margin: 0; }
+h3 { font-size: .85rem; margin: 12px 0 2px; text-transform: uppercase; letter-spacing: .04em; color: var(--soft); }
+p { margin: 4px 0; }
+.lead { color: var(--soft); max-width: 860px; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; margin-top: 14px; }
+@media (max-width: 800px) { .pair { grid-template-columns: 1fr; } }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
+  border-top: 6px solid var(--accent); }
+.server { --accent: var(--server); }
+.client { --accent: var(--client); }
+.refusedcard { --accent: var(--bad); }
+.role { display: inline-block; margin: 6px 0 2px; padding: 2px 10px; border-radius: 999px; font-weight: 600;
+  color: var(--accent); border: 1px solid var(--accent); }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 1px 14px; margin: 8px 0 0; }
+dt { color: var(--soft); }
+dd { margin: 0; overflow-wrap: anywhere; }
+dd.mono { font-size: .85em; }
+.more { display: block; margin-top: 2px; color: var(--soft); font-size: .92em; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .9em; }
+code { background: var(--code); padding: 1px 5px; border-radius: 4px; }
+ul.rule { margin: 4px 0; padding-left: 20px; }
+ul.rule li.failed { color: var(--bad); font-weight: 600; }
+.why { margin-top: 10px; padding: 6px 12px; border-left: 4px solid var(--bad); background: var(--badbg); }
+.reasons { color: var(--bad); font-weight: 600; }
+ol.howto { padding-left: 20px; margin: 4px 0; }
+ol.howto li { margin: 4px 0; }
+footer { margin-top: 16px; color: var(--soft); font-size: .92rem; max-width: 900px; }
+"""
+
+
+_MONO = ("Serial", "SHA-256")
+
+
+def _rows(pairs: list[tuple[str, str]]) -> str:
+    return "".join(f"<dt>{_e(k)}</dt><dd{' class=mono' if k in _MONO else ''}>{_e(v)}</dd>" for k, v in pairs)
+
+
+def _subject_row(identity: "PeerIdentity") -> list[tuple[str, str]]:
+    """The subject, unless it only repeats the common name shown already."""
+    return [] if identity.subject == f"CN={identity.common_name}" else [("Subject", identity.subject)]
+
+
+def _expiry(identity: "PeerIdentity") -> str:
+    return identity.not_after[:16].replace("T", " ") + " UTC"
+
+
+def _server_card(server: ServerFacts, host: str | None) -> str:
+    cert = server.certificate
+    where = f"<code>{_e(host)}</code>" if host else "the host in the address bar"
+    if cert is None:
+        facts = "<p>(This server could not read its own certificate back.)</p>"
+        issuer = "a CA your browser trusts"
+    else:
+        facts = "<dl>" + _rows([
+            ("Names", ", ".join(cert.sans) or "(none)"),
+            *_subject_row(cert),
+            ("Signed by", cert.issuer),
+            ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
+            ("Expires", _expiry(cert)),
+            ("Serial", cert.serial),
+        ]) + "</dl>"
+        issuer = f"<code>{_e(cert.issuer)}</code>"
+    return f"""
+<section class="card server" id="server-card">
+  <h2>The certificate your browser checked</h2>
+  <p>The <strong>server\u2019s</strong> certificate: it proves that this server is {where}.</p>
+  <span class="role">serverAuth: TLS server authentication</span>
+  {facts}
+  <h3>The rule your browser applied</h3>
+  <ul class="rule">
+    <li>signed by a CA your browser trusts (here {issuer}: you trusted it by importing <code>ca.pem</code>)</li>
+    <li>valid now, not expired</li>
+    <li>one of its names is {where}, the host you asked for</li>
+    <li>its extendedKeyUsage includes <code>serverAuth</code></li>
+  </ul>
+  <p class="why">A client certificate here would be refused because its extendedKeyUsage is
+  <code>clientAuth</code> only: a browser accepts a server only with a certificate for <code>serverAuth</code>.
+  <span class="more">Why: <code>{_e(DOCS_SWAP)}</code> (see below)</span></p>
+</section>"""
+
+
+def _client_rule(server: ServerFacts, failed: set[str]) -> str:
+    def item(key: str, text: str) -> str:
+        return f'<li class="failed">{text}</li>' if key in failed else f"<li>{text}</li>"
+
+    return ('<h3>The rule this server applied</h3><ul class="rule">'
+            + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients")
+            + item("time", "valid now, not expired")
+            + item("purpose", "its extendedKeyUsage includes <code>clientAuth</code>")
+            + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
+            + "</ul>")
+
+
+_WHY_NOT_SERVER = (
+    '<p class="why">A server certificate here would be refused because its extendedKeyUsage is '
+    "<code>serverAuth</code> only: signed by the same CA or not, it does not prove a client (OpenSSL: "
+    "\u201cunsuitable certificate purpose\u201d), or whoever holds a web server\u2019s key could log in as it."
+    f'<span class="more">Why: <code>{_e(DOCS_SWAP)}</code> (see below)</span></p>')
+
+
+def _failed_checks(reasons: list[str]) -> set[str]:
+    """Which line of the rule each plain-words reason (from :mod:`certkit.verify`) breaks."""
+    failed = set()
+    for reason in reasons:
+        low = reason.lower()
+        if "usage" in low or "certificate:" in low:
+            failed.add("purpose")
+        if "expired" in low or "not valid before" in low:
+            failed.add("time")
+        if "issued by" in low or "chain" in low or "not the trusted ca" in low or "did not sign" in low:
+            failed.add("ca")
+    return failed
+
+
+def _client_card(visit: Visit, server: ServerFacts) -> str:
+    cert = visit.client
+    if cert is None:
+        return _no_certificate_card(server)
+    facts = "<dl>" + _rows([
+        ("Identity (CN)", cert.common_name or "(none)"),
+        *_subject_row(cert),
+        ("Other identities", ", ".join(cert.sans) or "(none)"),
+        ("Signed by", cert.issuer),
+        ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
+        ("Expires", _expiry(cert)),
+        ("Serial", cert.serial),
+        ("SHA-256", cert.fingerprint_sha256),
+        ("TLS", cert.tls_version or "?"),
+    ]) + "</dl>"
+    if visit.authenticated:
+        return f"""
+<section class="card client" id="client-card">
+  <h2>The certificate the server checked</h2>
+  <p><strong>Your</strong> certificate: it proves who you are.</p>
+  <span class="role">clientAuth: TLS client authentication</span>
+  {facts}
+  {_client_rule(server, set())}
+  {_WHY_NOT_SERVER}
+</section>"""
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in visit.refused)
+    return f"""
+<section class="card client refusedcard" id="client-card">
+  <h2>The certificate the server checked</h2>
+  <p>Your browser sent this certificate, and <strong>the server refused it</strong>:</p>
+  <ul class="reasons" id="refused">{reasons}</ul>
+  <span class="role">needed: clientAuth, TLS client authentication</span>
+  {facts}
+  {_client_rule(server, _failed_checks(visit.refused))}
+  {_WHY_NOT_SERVER}
+  <p>Without <code>--optional</code> this server would have ended the handshake, and your browser would show
+  only its own error page; this page is here to say why.</p>
+</section>"""
+
+
+def _no_certificate_card(server: ServerFacts) -> str:
+    return f"""
+<section class="card client refusedcard" id="client-card">
+  <h2>The certificate the server checked</h2>
+  <p id="none"><strong>None: your browser sent no client certificate.</strong> The server asked for one
+  (from <code>{_e(server.client_ca)}</code>); your browser had none from that CA, or you chose not to send one.</p>
+  <span class="role">needed: clientAuth, TLS client authentication</span>
+  <p>This server runs with <code>--optional</code>, so it let the connection through to tell you. A server that
+  requires client certificates (certkit serve without <code>--optional</code>, nginx with
+  <code>ssl_verify_client on</code>) ends the handshake instead, and Chromium shows
+  <code>ERR_BAD_SSL_CLIENT_AUTH_CERT</code>.</p>
+  <h3>How to send one: import your <code>bundle.p12</code></h3>
+  <p>Make it with <code>certkit issue-client NAME --p12</code> (or <code>certkit export-p12 NAME</code>); it holds
+  your certificate, its key and the CA. Then:</p>
+  <ol class="howto">
+    <li><strong>Chromium / Chrome on Linux</strong>: Settings \u2192 Privacy and security \u2192 Security \u2192
+      Manage certificates \u2192 Your certificates \u2192 Import, or
+      <code>pk12util -d sql:$HOME/.pki/nssdb -i bundle.p12</code>.</li>
+    <li><strong>Firefox</strong>: Settings \u2192 Privacy &amp; Security \u2192 Certificates \u2192 View
+      Certificates \u2192 Your Certificates \u2192 Import.</li>
+    <li><strong>macOS</strong> (Safari, Chrome): double-click <code>bundle.p12</code>; Keychain Access adds it
+      to the login keychain.</li>
+    <li><strong>Windows</strong> (Edge, Chrome): double-click <code>bundle.p12</code>; the Certificate Import
+      Wizard puts it in Current User \u2192 Personal.</li>
+  </ol>
+  <p>Each asks for the bundle\u2019s password. If an older system says the password is wrong although it is not,
+  use the <code>--p12-legacy</code> file. Then restart the browser (Chromium remembers \u201cno certificate\u201d
+  for a site until then) and reload: it asks which certificate to send.</p>
+</section>"""
+
+
+def render_page(visit: Visit, server: ServerFacts, host: str | None = None) -> str:
+    """The whole HTML page for one request; ``host`` is the host the browser asked for."""
+    if visit.authenticated:
+        who = visit.client.common_name or visit.client.subject
+        title, heading = f"certkit serve: {_e(who)}", f'Hello, <span id="cn">{_e(who)}</span>'
+        lead = ("This connection used <strong>mutual TLS</strong>: each side showed a certificate and the other "
+                "side checked it. The same CA may sign both; one extension tells them apart, extendedKeyUsage: "
+                "<code>serverAuth</code> for a server, <code>clientAuth</code> for a client.")
+    elif visit.client is None:
+        title, heading = "certkit serve: no client certificate", "No client certificate was sent"
+        lead = ("Your browser checked the server\u2019s certificate, but showed none of its own, so this server "
+                "does not know who you are.")
+    else:
+        title, heading = "certkit serve: certificate refused", "Your certificate was not accepted"
+        lead = ("Your browser showed a certificate, but it does not pass the rule this server applies to "
+                "clients. The reason is on the right.")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>{title}</title>
+<style>{_CSS}</style>
+</head><body><main>
+<h1>{heading}</h1>
+<p class="lead">{lead}</p>
+<div class="pair">
+{_server_card(server, host)}
+{_client_card(visit, server)}
+</div>
+<footer>
+<p>The whole story: <code>{_e(DOCS_SWAP)}</code>, and <code>{_e(DOCS_DEMO)}</code>, in certkit\u2019s source
+(the <code>docs</code> folder). This page links to nothing outside itself, so that it works offline; open those files
+from your copy of certkit, or run <code>certkit demo</code> to watch each refusal happen in a real handshake.</p>
+<p>For scripts: the same answer as JSON with <code>?format=json</code>, as text with <code>?format=text</code>.</p>
+</footer>
+</main></body></html>
+"""
