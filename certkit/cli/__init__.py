@@ -10,6 +10,7 @@ that define it, one module per task family:
 - :mod:`certkit.cli.lifecycle`: ``list``, ``renew``, ``revoke``, ``crl``
 - :mod:`certkit.cli.inspect`: ``inspect``, ``verify``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
+- :mod:`certkit.cli.acme`: ``acme serve``
 
 A module is imported only when one of its commands runs (click's lazy group
 pattern), so a one-shot ``issue-server`` does not pay for the others, and
@@ -26,6 +27,7 @@ from certkit.cli.common import CertkitGroup
 
 # name -> "module:function". The only list of commands; --help is built from it.
 COMMANDS = {
+    "acme": "certkit.cli.acme:acme",
     "check": "certkit.cli.ca:check",
     "crl": "certkit.cli.lifecycle:crl",
     "demo": "certkit.cli.serve:demo",
