@@ -134,7 +134,7 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
     ca.check_usable()
     unlock(ca, passphrase_file)
 
-    names = _local_names(host)
+    names = _permitted_names(ca, _local_names(host), host)
     listener = Listener(ca, names)
     config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
@@ -192,3 +192,22 @@ def _common_name(cert) -> str:
     from certkit.pkcs12 import common_name
 
     return common_name(cert) or cert.subject.rfc4514_string()
+
+
+def _permitted_names(ca, names: list[str], host: str) -> list[str]:
+    """The listening names the CA may sign (a name-constrained CA may not sign localhost)."""
+    from certkit.errors import CertkitError, NameNotPermitted
+    from certkit.names import parse_host
+
+    permitted = []
+    for name in names:
+        try:
+            ca.check_permitted([parse_host(name)])
+        except NameNotPermitted:
+            continue
+        permitted.append(name)
+    if not permitted:
+        raise CertkitError(f"The CA '{ca.common_name}' may not sign a server certificate for "
+                           f"{', '.join(names)} (its name constraints); listen with --host on a name or "
+                           "address it permits.")
+    return permitted
