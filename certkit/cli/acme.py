@@ -171,18 +171,28 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
         f"  clients must trust  {trust}",
         "Stop with Ctrl-C.",
     ])
-    emit(as_json, data, human)
-    if not ca.parents:
-        warn(f"\"{ca.common_name}\" is a root CA: certificates come without an intermediate, which certbot "
-             "refuses ('less than 2 certificates in chain'; lego and Caddy accept it). Serve ACME from an "
-             "intermediate CA (docs/two-tier-pki.md), which also keeps the root's key offline.")
-    sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+    import signal
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    # From here on SIGTERM stops the server as Ctrl-C does, even before it serves its first request.
+    previous = signal.signal(signal.SIGTERM, interrupted)
     stop = threading.Event()
-    threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
-    stderr_log(f"listening on {server.directory_url}")
     try:
+        emit(as_json, data, human)
+        if not ca.parents:
+            warn(f"\"{ca.common_name}\" is a root CA: certificates come without an intermediate, which certbot "
+                 "refuses ('less than 2 certificates in chain'; lego and Caddy accept it). Serve ACME from an "
+                 "intermediate CA (docs/two-tier-pki.md), which also keeps the root's key offline.")
+        sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+        threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
+        stderr_log(f"listening on {server.directory_url}")
         serve_until_stopped(server)
+    except KeyboardInterrupt:
+        server.server_close()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stop.set()
         service.stop()
     stderr_log("stopped")
