@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--challenge", choices=["http-01", "tls-alpn-01"], default="http-01")
+    parser.add_argument("--profile", metavar="FILE", help="Record the server with py-spy into FILE (speedscope "
+                        "JSON; py-spy must be installed).")
     args = parser.parse_args()
     per_process = -(-args.orders // args.processes)
     total = per_process * args.processes
@@ -83,13 +85,17 @@ def main() -> None:
              "acme.test", "--http01-port", str(port), "--tls-alpn01-port", str(port)]
     for name, address in names.items():
         serve += ["--resolve", f"{name}={address}"]
+    if args.profile:
+        serve = ["py-spy", "record", "--format", "speedscope", "--threads", "--output", args.profile,
+                 "--subprocesses", "--", *serve]
     server = subprocess.Popen(serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     text = ""
     while True:  # the JSON object printed at start ends with a "}" line of its own
         line = server.stdout.readline()
         if not line:
             raise SystemExit(f"certkit acme serve did not start: {server.stderr.read()}")
-        text += line
+        if text or line.startswith("{"):  # py-spy, when profiling, prints a line of its own first
+            text += line
         if line.rstrip("\n") == "}":
             break
     directory = json.loads(text)["directory"]
@@ -112,14 +118,17 @@ def main() -> None:
             serials.append(serial_of(tmp / name / "certificates" / f"{name}.crt"))
         return serials
 
-    cpu_before = cpu_seconds(server.pid)
+    server_pid = server.pid
+    if args.profile:  # the server is py-spy's child
+        server_pid = int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+    cpu_before = cpu_seconds(server_pid)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with ThreadPoolExecutor(args.processes) as pool:
         serials = [s for batch in pool.map(worker, names) for s in batch]
     elapsed = time.perf_counter() - started
-    server_cpu = cpu_seconds(server.pid) - cpu_before
-    server.send_signal(signal.SIGTERM)
+    server_cpu = cpu_seconds(server_pid) - cpu_before
+    os.kill(server_pid, signal.SIGTERM)
     server.wait(30)
 
     with sqlite3.connect(tmp / "issuing" / "inventory.sqlite3") as db:

@@ -172,14 +172,14 @@ class AcmeState:
     # --- nonces ------------------------------------------------------------------------
     def new_nonce(self) -> str:
         nonce = secrets.token_urlsafe(16)
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             conn.execute("INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)",
                          (nonce, iso(dt.datetime.now(dt.UTC) + NONCE_LIFETIME)))
         return nonce
 
     def take_nonce(self, nonce: str) -> bool:
         """Use ``nonce`` up; False if it was never given, was used already, or expired."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             taken = conn.execute("DELETE FROM acme_nonces WHERE nonce = ? AND expires > ?",
                                  (nonce, now_iso())).rowcount
         return taken == 1
@@ -188,7 +188,7 @@ class AcmeState:
         """Use ``nonce`` up and give the next one, in one transaction: (was it usable, the new nonce)."""
         fresh = secrets.token_urlsafe(16)
         now = dt.datetime.now(dt.UTC)
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             taken = conn.execute("DELETE FROM acme_nonces WHERE nonce = ? AND expires > ?",
                                  (nonce, iso(now))).rowcount
             conn.execute("INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)",
