@@ -144,10 +144,15 @@ def main() -> None:
         "inventory complete (clients' certificates + the server's own)": set(serials) <= inventory
         and len(inventory) == len(serials) + 1,
     }
+    import re
+    import statistics
+
+    validation_ms = [int(m) for m in re.findall(r": valid \((\d+) ms\)", "".join(log))]
     result = {
         "orders": total, "processes": args.processes, "challenge": args.challenge,
         "seconds": round(elapsed, 2), "orders_per_second": round(total / elapsed, 2),
         "server_cpu_ms_per_order": round(server_cpu * 1000 / total, 1),
+        "validation_ms_median_max": [statistics.median(validation_ms), max(validation_ms)] if validation_ms else None,
         "checks": checks, "failures": failures[:3], "order_statuses": orders,
         "machine": f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
         "load_average_at_start": round(load_before, 2),
