@@ -215,10 +215,14 @@ def test_unsupported_identifier_type_and_too_many_problems(acme) -> None:
 
 def test_finalize_before_authorizations_are_valid(acme) -> None:
     c = client(acme)
-    _, order = c.new_order("app.acme.test")
+    order_url, order = c.new_order("app.acme.test")
     with pytest.raises(AcmeError) as exc:
         c.finalize(order, make_csr(ec.generate_private_key(ec.SECP256R1()), ["app.acme.test"]))
     assert problem_of(exc) == "orderNotReady" and exc.value.status == 403
+    # Pending objects tell the client when to ask again.
+    for url in (order_url, order["authorizations"][0]):
+        response = c.post(url)
+        assert response.json()["status"] == "pending" and response.headers["Retry-After"] == "1"
 
 
 def test_failed_http01_challenge_invalidates_the_order(acme) -> None:
