@@ -87,7 +87,14 @@ def test_certbot_certonly_renew_revoke(tmp_path: Path) -> None:
         revoked = certbot(work, "revoke", "--cert-path", str(live / "cert.pem"), "--reason", "keycompromise",
                           "--no-delete-after-revoke", "--server", server.directory, root=root)
         assert revoked.returncode == 0, revoked.stdout + revoked.stderr
-    assert listed_serials(env)[second] == "revoked"
+        # The first certificate, revoked by its own key (--key-path: a jwk-signed request, no account).
+        archive = work / "conf" / "archive" / "app.acme.test"
+        by_key = certbot(work, "revoke", "--cert-path", str(archive / "cert1.pem"), "--key-path",
+                         str(archive / "privkey1.pem"), "--no-delete-after-revoke", "--server", server.directory,
+                         root=root)
+        assert by_key.returncode == 0, by_key.stdout + by_key.stderr
+        assert "signed by the certificate's own key" in server.stderr
+    assert listed_serials(env)[second] == listed_serials(env)[first] == "revoked"
     crl = tmp_path / "crl.pem"
     run_certkit("crl", "--out", crl, env=env, check=True)
     assert second in openssl("crl", "-in", crl, "-noout", "-text").stdout.decode()
