@@ -71,8 +71,12 @@ def lifetime(ca: "CA", days: int | None) -> int | None:
     return days
 
 
-def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None) -> IssuedChain:
-    """Sign ``request`` (checked by :func:`check_csr`) as a server certificate and record it."""
+def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str) -> IssuedChain:
+    """Sign ``request`` (checked by :func:`check_csr`) as a server certificate and record it.
+
+    ``order_id`` names where the result is stored (the ACME order row): the location the issuing
+    pipeline will record with the ``pending`` row, e.g. ``begin(ca, request, location=f"acme:order/{id}")``.
+    """
     try:
         issued = ca.sign_csr(request, KIND, days=lifetime(ca, days))
     except CertkitError as exc:

@@ -416,7 +416,7 @@ class AcmeService:
             current = self.state.order(order.id)
             raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
         try:
-            issued = issue_for_order(self.ca, csr, self.config.days)
+            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id)
         except Problem as problem:
             self.state.fail_order(order.id, problem.to_json())
             self.log(f"order {order.id}: issuing failed: {problem.detail}")
