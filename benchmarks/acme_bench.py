@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -72,6 +73,13 @@ def main() -> None:
     total = per_process * args.processes
 
     tmp = Path(tempfile.mkdtemp(prefix="certkit-acme-bench-"))
+    try:
+        run(args, tmp, per_process, total)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, tmp: Path, per_process: int, total: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTKIT_")}
     env.update(PYTHONPATH=str(REPO), CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
     certkit("init-ca", "--ca-dir", str(tmp / "root"), "--name", "Bench Root", env=env)
@@ -101,6 +109,16 @@ def main() -> None:
     directory = json.loads(text)["directory"]
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(server.stderr), daemon=True).start()
+    try:
+        measure(args, tmp, server, directory, names, port, root, per_process, total, log)
+    finally:
+        if server.poll() is None:  # on failure too (with --profile, py-spy passes the signal on)
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+
+
+def measure(args, tmp: Path, server, directory: str, names: dict, port: int, root: Path, per_process: int,
+            total: int, log: list[str]) -> None:
 
     lego_env = dict(os.environ, LEGO_CA_CERTIFICATES=str(root))
     solver = ["--http", "--http.port"] if args.challenge == "http-01" else ["--tls", "--tls.port"]
