@@ -11,6 +11,7 @@ that define it, one module per task family:
 - :mod:`certkit.cli.inspect`: ``inspect``, ``verify``, ``probe``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
 - :mod:`certkit.cli.trust`: ``trust`` (``install``, ``status``, ``uninstall``)
+- :mod:`certkit.cli.acme`: ``acme serve``
 
 A module is imported only when one of its commands runs (click's lazy group
 pattern), so a one-shot ``issue-server`` does not pay for the others, and
@@ -27,6 +28,7 @@ from certkit.cli.common import CertkitGroup
 
 # name -> "module:function". The only list of commands; --help is built from it.
 COMMANDS = {
+    "acme": "certkit.cli.acme:acme",
     "check": "certkit.cli.ca:check",
     "crl": "certkit.cli.lifecycle:crl",
     "demo": "certkit.cli.serve:demo",

@@ -1,0 +1,16 @@
+"""certkit's ACME server (RFC 8555, with RFC 8737 tls-alpn-01 and RFC 8738 IP identifiers).
+
+``certkit acme serve`` lets certbot, lego, Caddy and every other ACME client
+obtain and renew serverAuth-only certificates from a certkit CA, recorded in
+the same inventory and revoked through the same CRL as everything else.
+
+- :mod:`~certkit.acme.problems`: RFC 7807 problem documents with the ACME error types;
+- :mod:`~certkit.acme.jws`: JWS/JWK verification (josepy, plus EdDSA), nonces' rules;
+- :mod:`~certkit.acme.state`: accounts, orders, authorizations, challenges and nonces
+  in the CA's inventory database (all SQL lives there);
+- :mod:`~certkit.acme.db`: the one adapter to the inventory's database connection;
+- :mod:`~certkit.acme.issue`: the one adapter to certkit's issuing;
+- :mod:`~certkit.acme.policy`: which identifiers may be ordered;
+- :mod:`~certkit.acme.challenges`: http-01 and tls-alpn-01 validation;
+- :mod:`~certkit.acme.server`: the HTTPS server and the ACME resources.
+"""

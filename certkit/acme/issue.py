@@ -1,0 +1,89 @@
+"""The one adapter between the ACME server and certkit's issuing.
+
+:func:`issue_for_order` is the only call that signs for an ACME order, and
+:func:`issue_listener_certificate` the only one that signs the server's own
+TLS certificate; everything an order needs checked (the CSR's signature and
+key, its names against the order, the policy) is checked before, by
+:func:`check_csr`. Today the signing is :meth:`certkit.ca.CA.sign_csr` (only
+the key and the names are taken from the CSR, as ``sign-csr`` does; the row is
+recorded in the inventory); when certkit's one issuing pipeline lands
+(validate, sign, record ``pending``, store, mark ``issued``), the ACME order
+row is the place the result is stored, and this module is what changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certkit.acme.problems import Problem
+from certkit.errors import CertkitError, InvalidCSR, NameNotPermitted
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certkit.acme.policy import Policy
+    from certkit.ca import CA, IssuedCert
+    from certkit.csr import CSRRequest
+
+# Certificates are issued with the server profile: serverAuth only, as issue-server issues them.
+KIND = "server"
+
+
+@dataclass
+class IssuedChain:
+    serial: str  # the inventory serial (uppercase hex)
+    cert: "x509.Certificate"
+    chain_pem: str  # the leaf and its intermediates, not the root: what a server sends
+
+
+def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict]) -> "CSRRequest":
+    """The parsed CSR if it may be signed for an order of ``identifiers``; a ``badCSR`` (or
+    ``rejectedIdentifier``) Problem otherwise. Nothing is signed here."""
+    from certkit.acme.policy import same_names
+    from certkit.csr import load_csr, plan
+
+    try:
+        request = load_csr(csr_der, source="the CSR")
+        identities, _cn, _dropped = plan(request, KIND)
+    except InvalidCSR as exc:
+        raise Problem("badCSR", str(exc)) from None
+    if not same_names(identities, identifiers):
+        asked = ", ".join(sorted(f"{i.kind}:{i.value}" for i in identities))
+        ordered = ", ".join(sorted(f"{i['type']}:{i['value']}" for i in identifiers))
+        raise Problem("badCSR", f"The CSR names {asked}, but the order is for {ordered}; "
+                                "the names (common name and subjectAltName) must be exactly the order's.")
+    # The order's names passed the policy when it was placed; check again, the CA may have changed.
+    policy.check_identifiers(ca, identifiers)
+    try:
+        ca.check_permitted(identities)
+    except NameNotPermitted as exc:
+        raise Problem("rejectedIdentifier", str(exc)) from None
+    return request
+
+
+def lifetime(ca: "CA", days: int | None) -> int | None:
+    """``days``, unless that would pass the CA's expiry: then None, which the server profile caps
+    at the CA's expiry (issue-server refuses instead; a server running for months should not)."""
+    if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > ca.cert.not_valid_after_utc:
+        return None
+    return days
+
+
+def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str) -> IssuedChain:
+    """Sign ``request`` (checked by :func:`check_csr`) as a server certificate and record it.
+
+    ``order_id`` names where the result is stored (the ACME order row): the location the issuing
+    pipeline will record with the ``pending`` row, e.g. ``begin(ca, request, location=f"acme:order/{id}")``.
+    """
+    try:
+        issued = ca.sign_csr(request, KIND, days=lifetime(ca, days))
+    except CertkitError as exc:
+        raise Problem("serverInternal", f"The certificate could not be issued: {exc}") from None
+    return IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
+
+
+def issue_listener_certificate(ca: "CA", names: list[str], days: int) -> "IssuedCert":
+    """The ACME server's own TLS certificate (with its key), recorded like any other."""
+    return ca.issue_server(names, days=lifetime(ca, days))

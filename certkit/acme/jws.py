@@ -1,0 +1,342 @@
+"""JWS and JWK for ACME (RFC 8555 section 6.2, RFC 7515/7517/7518/7638, RFC 8037 for EdDSA).
+
+Parsing, signature checks and thumbprints are josepy's (the JOSE library
+certbot uses); this module adds what josepy lacks and what ACME demands:
+
+- EdDSA account keys (RFC 8037: ``kty`` OKP, Ed25519 and Ed448), registered
+  into josepy as one more key type and algorithm;
+- the ACME rules: flattened JSON serialization only, a protected header with
+  ``alg``, ``nonce`` and ``url``, exactly one of ``jwk`` and ``kid``, an
+  algorithm from :data:`ALGORITHMS` that fits the key (ES256 with P-256 and
+  so on; no MAC algorithms except in an external account binding), RSA keys
+  of at least 2048 bits;
+- the two nested JWS of ACME: the inner JWS of a key change (7.3.5) and the
+  external account binding (7.3.4).
+
+Every failure is a :class:`~certkit.acme.problems.Problem` of the type the
+RFC names (``malformed``, ``badSignatureAlgorithm``, ``badPublicKey``...).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import josepy as jose
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from certkit.acme.problems import Problem
+
+# Signature algorithms accepted for account keys (RFC 8555 6.2: "MUST NOT be none or a MAC").
+ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "EdDSA")
+# The curve each ECDSA algorithm signs with (RFC 7518 3.4).
+_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+MIN_RSA_BITS = 2048
+# MAC algorithms allowed for the external account binding only (RFC 8555 7.3.4).
+EAB_ALGORITHMS = {"HS256": hashes.SHA256, "HS384": hashes.SHA384, "HS512": hashes.SHA512}
+# A JWS body larger than this is no ACME request (a CSR with 100 names is a few KiB).
+MAX_BODY_BYTES = 1 << 16
+
+
+# --- EdDSA for josepy (RFC 8037) -------------------------------------------------------
+@jose.JWK.register
+class JWKOKP(jose.JWK):
+    """An Octet Key Pair JWK: Ed25519 or Ed448 (RFC 8037 section 2). Public keys only."""
+
+    typ = "OKP"
+    __slots__ = ("key",)
+    cryptography_key_types = (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
+    required = ("crv", jose.JWK.type_field_name, "x")
+    key: Any
+
+    _CURVES = {"Ed25519": (ed25519.Ed25519PublicKey, 32), "Ed448": (ed448.Ed448PublicKey, 57)}
+
+    def fields_to_partial_json(self) -> dict[str, str]:
+        crv = "Ed25519" if isinstance(self.key, ed25519.Ed25519PublicKey) else "Ed448"
+        raw = self.key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {"crv": crv, "x": jose.encode_b64jose(raw)}
+
+    @classmethod
+    def fields_from_json(cls, jobj) -> "JWKOKP":
+        if "d" in jobj:
+            raise jose.DeserializationError("an account key JWK must not hold the private key (d)")
+        found = cls._CURVES.get(jobj.get("crv"))
+        if found is None:
+            raise jose.DeserializationError(f"OKP curve {jobj.get('crv')!r} is not Ed25519 or Ed448")
+        key_class, size = found
+        raw = jose.decode_b64jose(jobj.get("x", ""))
+        if len(raw) != size:
+            raise jose.DeserializationError(f"an {jobj['crv']} key is {size} bytes, not {len(raw)}")
+        return cls(key=key_class.from_public_bytes(raw))
+
+    def public_key(self) -> "JWKOKP":
+        return self
+
+
+class _JWAEdDSA(jose.JWASignature):
+    kty = JWKOKP
+
+    def sign(self, key, msg: bytes) -> bytes:
+        return key.sign(msg)
+
+    def verify(self, key, msg: bytes, sig: bytes) -> bool:
+        try:
+            key.verify(sig, msg)
+        except InvalidSignature:
+            return False
+        return True
+
+
+EdDSA = jose.JWASignature.register(_JWAEdDSA("EdDSA"))
+
+
+# --- the ACME protected header -------------------------------------------------------
+class AcmeHeader(jose.Header):
+    """josepy's header plus ACME's ``nonce`` and ``url`` (RFC 8555 6.4, 6.5)."""
+
+    nonce: str | None = jose.field("nonce", omitempty=True)
+    url: str | None = jose.field("url", omitempty=True)
+
+
+class AcmeSignature(jose.Signature):
+    __slots__ = jose.Signature._orig_slots
+    header_cls = AcmeHeader
+    header: AcmeHeader = jose.field("header", omitempty=True, default=AcmeHeader(), decoder=AcmeHeader.from_json)
+
+
+class AcmeJWS(jose.JWS):
+    __slots__ = jose.JWS._orig_slots
+    signature_cls = AcmeSignature
+
+
+@dataclass
+class SignedRequest:
+    """A parsed, not yet verified, ACME request body."""
+
+    jws: AcmeJWS
+    protected: dict  # the protected header as sent
+    alg: str
+    nonce: str | None
+    url: str | None
+    kid: str | None
+    jwk: jose.JWK | None
+    payload: bytes
+
+    @property
+    def is_post_as_get(self) -> bool:
+        return self.payload == b""
+
+    def json_payload(self) -> dict:
+        """The payload as a JSON object; POST-as-GET (empty payload) reads as ``{}``."""
+        if self.payload == b"":
+            return {}
+        try:
+            value = json.loads(self.payload)
+        except (ValueError, UnicodeDecodeError):
+            raise Problem("malformed", "The JWS payload is not JSON.") from None
+        if not isinstance(value, dict):
+            raise Problem("malformed", "The JWS payload must be a JSON object.")
+        return value
+
+
+def parse(body: bytes, *, allowed: tuple[str, ...] = ALGORITHMS) -> SignedRequest:
+    """Parse a flattened JSON JWS and check the shape of its protected header (not the signature)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem("malformed", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    try:
+        outer = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem("malformed", "The request body is not JSON; ACME requests are JWS objects.") from None
+    return parse_object(outer, allowed=allowed)
+
+
+def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str = "The JWS") -> SignedRequest:
+    if not isinstance(outer, dict) or set(outer) != {"protected", "payload", "signature"}:
+        raise Problem("malformed", f"{what} must use the flattened JSON serialization with exactly "
+                                   "'protected', 'payload' and 'signature' (and no unprotected header).")
+    if not all(isinstance(outer[k], str) for k in outer):
+        raise Problem("malformed", f"{what} has a member that is not a string.")
+    try:
+        protected = json.loads(jose.decode_b64jose(outer["protected"]))
+    except (ValueError, UnicodeDecodeError, jose.DeserializationError):
+        raise Problem("malformed", f"{what}'s protected header is not base64url-encoded JSON.") from None
+    if not isinstance(protected, dict):
+        raise Problem("malformed", f"{what}'s protected header is not a JSON object.")
+    alg = protected.get("alg")
+    if alg not in allowed:
+        raise Problem("badSignatureAlgorithm",
+                      f"{what} is signed with {alg!r}; this server accepts {', '.join(allowed)}.",
+                      extra={"algorithms": list(allowed)})
+    if "crit" in protected:
+        raise Problem("malformed", f"{what} has a 'crit' header parameter; no extension is understood here.")
+    if ("jwk" in protected) == ("kid" in protected):
+        raise Problem("malformed", f"{what}'s protected header must hold exactly one of 'jwk' and 'kid'.")
+    for name in ("nonce", "url", "kid"):
+        if name in protected and not isinstance(protected[name], str):
+            raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
+    try:
+        jws = AcmeJWS.from_json(outer)
+    except (jose.DeserializationError, ValueError, TypeError, KeyError) as exc:
+        raise Problem("malformed", f"{what} cannot be parsed: {_short(exc)}.") from None
+    header = jws.signature.combined
+    jwk = header.jwk
+    if jwk is not None:
+        check_account_key(jwk)
+    return SignedRequest(jws, protected, alg, protected.get("nonce"), protected.get("url"),
+                         protected.get("kid"), jwk, jws.payload)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def check_account_key(jwk: jose.JWK) -> None:
+    """Refuse keys no account may have: symmetric, small RSA, curves outside the ES algorithms."""
+    key = jwk.key
+    key = getattr(key, "_wrapped", key)  # josepy's Comparable*Key wrappers
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise Problem("badPublicKey", f"The account key is RSA with {key.key_size} bits; "
+                                          f"use at least {MIN_RSA_BITS}.")
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _EC_CURVES.values():
+            raise Problem("badPublicKey", f"The account key's curve {key.curve.name} is not P-256, P-384 or P-521.")
+        return
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise Problem("malformed", "The JWK holds a private key; send only the public key.")
+    raise Problem("badPublicKey", f"An account key of type {jwk.typ!r} is not accepted; use EC, RSA or OKP.")
+
+
+def verify(request: SignedRequest, jwk: jose.JWK) -> None:
+    """Check ``request``'s signature with ``jwk`` (the header's own key or the account's)."""
+    if not key_fits(request.alg, jwk):
+        raise Problem("badSignatureAlgorithm",
+                      f"The algorithm {request.alg} does not fit the account's {describe_key(jwk)} key.",
+                      extra={"algorithms": algorithms_for(jwk)})
+    try:
+        ok = request.jws.verify(jwk)
+    except Exception:  # a signature of the wrong shape for the key; josepy lets crypto errors through
+        ok = False
+    if not ok:
+        raise Problem("malformed", "The JWS signature does not verify with the "
+                                   f"{'account' if request.kid else 'given'} key.")
+
+
+def key_fits(alg: str, jwk: jose.JWK) -> bool:
+    return alg in algorithms_for(jwk)
+
+
+def algorithms_for(jwk: jose.JWK) -> list[str]:
+    key = getattr(jwk.key, "_wrapped", jwk.key)
+    if isinstance(key, rsa.RSAPublicKey):
+        return ["RS256"]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return [alg for alg, curve in _EC_CURVES.items() if curve == key.curve.name]
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return ["EdDSA"]
+    return []
+
+
+def describe_key(jwk: jose.JWK) -> str:
+    key = getattr(jwk.key, "_wrapped", jwk.key)
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(key.curve.name, key.curve.name)
+    return "Ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "Ed448"
+
+
+def thumbprint(jwk: jose.JWK) -> str:
+    """The RFC 7638 SHA-256 thumbprint, base64url: an account's identity and half of every key authorization."""
+    return jose.encode_b64jose(jwk.thumbprint(hashes.SHA256))
+
+
+def jwk_json(jwk: jose.JWK) -> str:
+    """The public JWK as canonical JSON text, for storage."""
+    return json.dumps(jwk.public_key().to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def jwk_from_json(text: str) -> jose.JWK:
+    return jose.JWK.from_json(json.loads(text))
+
+
+def public_key_der(jwk: jose.JWK) -> bytes:
+    key = getattr(jwk.key, "_wrapped", jwk.key)
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def jwk_for_public_key(key) -> jose.JWK:
+    """A JWK for a ``cryptography`` public key (a certificate's, for revocation by certificate key)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return jose.JWKRSA(key=key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return jose.JWKEC(key=key)
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return JWKOKP(key=key)
+    raise Problem("badPublicKey", "The certificate's key type cannot sign a JWS.")
+
+
+# --- nested JWS: key change (7.3.5) and external account binding (7.3.4) -------------------
+def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, account_jwk: jose.JWK) -> jose.JWK:
+    """The new key of a valid key-change request; ``inner_obj`` is the outer payload (a JWS object)."""
+    inner = parse_object(inner_obj, what="The inner JWS of the key change")
+    if inner.jwk is None:
+        raise Problem("malformed", "The inner JWS of a key change must carry the new key as 'jwk'.")
+    if "nonce" in inner.protected:
+        raise Problem("malformed", "The inner JWS of a key change must not carry a nonce.")
+    if inner.url != outer.url:
+        raise Problem("malformed", "The inner JWS's url differs from the outer JWS's url.")
+    verify(inner, inner.jwk)
+    body = inner.json_payload()
+    if body.get("account") != account_url:
+        raise Problem("malformed", "The key change names another account than the one that signed it.")
+    try:
+        old = jose.JWK.from_json(body.get("oldKey"))
+    except (jose.DeserializationError, TypeError, KeyError, ValueError, AttributeError):
+        raise Problem("malformed", "The key change's oldKey is not a JWK.") from None
+    if thumbprint(old) != thumbprint(account_jwk):
+        raise Problem("malformed", "The key change's oldKey is not the account's current key.")
+    return inner.jwk
+
+
+def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: bytes) -> None:
+    """Check an external account binding: MAC over the account key by the enrolled ``kid``'s ``key``."""
+    if not isinstance(binding, dict) or set(binding) != {"protected", "payload", "signature"}:
+        raise Problem("malformed", "The externalAccountBinding must be a flattened JWS.")
+    try:
+        protected_raw = jose.decode_b64jose(binding["protected"])
+        protected = json.loads(protected_raw)
+        payload = json.loads(jose.decode_b64jose(binding["payload"]))
+        signature = jose.decode_b64jose(binding["signature"])
+    except (ValueError, TypeError, UnicodeDecodeError, jose.DeserializationError):
+        raise Problem("malformed", "The externalAccountBinding is not a well-formed JWS.") from None
+    if not isinstance(protected, dict) or protected.get("alg") not in EAB_ALGORITHMS:
+        raise Problem("badSignatureAlgorithm", "The externalAccountBinding must be MACed with "
+                      f"{', '.join(EAB_ALGORITHMS)}.", extra={"algorithms": list(EAB_ALGORITHMS)})
+    if "nonce" in protected:
+        raise Problem("malformed", "The externalAccountBinding must not carry a nonce.")
+    if protected.get("url") != url:
+        raise Problem("malformed", "The externalAccountBinding's url is not the newAccount URL.")
+    if protected.get("kid") != kid:
+        raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
+    try:
+        bound = jose.JWK.from_json(payload)
+    except (jose.DeserializationError, TypeError, KeyError, ValueError, AttributeError):
+        raise Problem("malformed", "The externalAccountBinding's payload is not a JWK.") from None
+    if thumbprint(bound) != thumbprint(account_jwk):
+        raise Problem("unauthorized", "The externalAccountBinding binds another key than the account's.")
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+    mac = crypto_hmac.HMAC(key, EAB_ALGORITHMS[protected["alg"]]())
+    mac.update(binding["protected"].encode("ascii") + b"." + binding["payload"].encode("ascii"))
+    if not hmac.compare_digest(mac.finalize(), signature):
+        raise Problem("unauthorized", "The externalAccountBinding's MAC does not verify with the enrolled key.")

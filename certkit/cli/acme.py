@@ -1,0 +1,223 @@
+"""``certkit acme``: the ACME server (``acme serve``). Loaded lazily, like every command module;
+the server itself (:mod:`certkit.acme`) is imported only when it runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from certkit.cli.common import ca_dir_option, emit, json_option, passphrase_file_option, unlock, warn, when
+
+# The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
+MAX_SERVER_DAYS = 825
+
+
+@click.group("acme")
+def acme() -> None:
+    """An ACME server (RFC 8555) issuing serverAuth certificates from this CA.
+
+    certbot, lego, Caddy, Traefik, acme.sh and cert-manager obtain and renew
+    certificates from it as they would from Let's Encrypt; every certificate
+    is recorded in the CA's inventory and revoked through its CRL.
+
+    \b
+    Examples:
+      certkit acme serve --allow-domain internal.example.com
+      certkit acme serve --port 14000 --http01-port 8080 --json
+    """
+
+
+def _parse_resolve(ctx, param, values) -> dict[str, str]:
+    import ipaddress
+
+    from certkit.errors import InvalidName
+    from certkit.names import parse_dns_name
+
+    mapping = {}
+    for item in values:
+        name, sep, address = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            canonical = parse_dns_name(name, allow_wildcard=False).value
+            mapping[canonical] = str(ipaddress.ip_address(address.strip()))
+        except (ValueError, InvalidName) as exc:
+            reason = f": {exc}" if str(exc) else ""
+            raise click.BadParameter(f"'{item}' is not NAME=ADDRESS with a DNS name and an IP address{reason}") \
+                from None
+    return mapping
+
+
+@acme.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
+@click.option("--port", type=click.IntRange(0, 65535), default=14000, show_default=True,
+              help="TCP port; 0 picks a free one (the directory URL printed says which).")
+@click.option("--allow-domain", "allow_domains", multiple=True, metavar="SUFFIX",
+              help="Issue only for this domain and its subdomains (repeatable) [default: any name the CA may sign].")
+@click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
+              help="Also issue for IP addresses in this range (RFC 8738; repeatable) [default: none].")
+@click.option("--days", type=click.IntRange(1, MAX_SERVER_DAYS),
+              help=f"Certificate lifetime, at most {MAX_SERVER_DAYS} [default: 200, capped at the CA's expiry].")
+@click.option("--http01-port", type=click.IntRange(1, 65535), default=80, show_default=True,
+              help="Port to connect to for http-01 validation.")
+@click.option("--tls-alpn01-port", type=click.IntRange(1, 65535), default=443, show_default=True,
+              help="Port to connect to for tls-alpn-01 validation.")
+@click.option("--resolve", "resolve", multiple=True, metavar="NAME=ADDRESS", callback=_parse_resolve,
+              help="Validate NAME at ADDRESS instead of asking DNS (repeatable).")
+@click.option("--eab-kid", metavar="KID", help="Require External Account Binding with this key identifier.")
+@click.option("--eab-hmac-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="File (mode 0600) holding the base64url HMAC key of --eab-kid.")
+@click.option("--verbose", is_flag=True, help="Also log every HTTP request.")
+@ca_dir_option
+@passphrase_file_option
+@json_option
+def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_port, resolve, eab_kid,
+          eab_hmac_file, verbose, ca_dir, passphrase_file, as_json):
+    """Run an ACME server (RFC 8555) that issues serverAuth certificates from the CA.
+
+    Clients prove control of each name with http-01 (this server fetches
+    http://NAME/.well-known/acme-challenge/TOKEN) or tls-alpn-01 (RFC 8737),
+    then send a CSR; only its key and names are used, as sign-csr does, and
+    the certificate gets the server profile (serverAuth only). Accounts,
+    orders and nonces are kept in the CA's inventory, so a restart loses
+    nothing. The server speaks HTTPS with its own certificate from the CA
+    (recorded like any other): clients must trust the CA (certkit's ca.pem).
+
+    Stop with Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      certkit acme serve --allow-domain internal.example.com
+      certkit acme serve --port 0 --json
+      certkit acme serve --http01-port 8080 --tls-alpn01-port 8443 \\
+          --resolve app.test=127.0.0.1
+      REQUESTS_CA_BUNDLE=ca.pem certbot certonly --standalone \\
+          --server https://127.0.0.1:14000/directory -d app.internal.example.com
+    """
+    try:
+        import josepy  # noqa: F401
+    except ImportError:
+        raise click.ClickException("certkit acme needs josepy (the JOSE library certbot uses); install it with: "
+                                   "pip install 'certkit[acme]'") from None
+    import datetime as dt
+    import threading
+
+    from certkit.acme.challenges import Validator
+    from certkit.acme.db import Database
+    from certkit.acme.policy import Policy
+    from certkit.acme.server import AcmeConfig, AcmeHTTPServer, AcmeService, Listener, decode_hmac_key, maintain
+    from certkit.acme.state import AcmeState
+    from certkit.cli.common import read_secret_file
+    from certkit.cli.serve import _local_names
+    from certkit.errors import InvalidLifetime
+    from certkit.serve import serve_until_stopped, stderr_log
+    from certkit.store import CADirectory
+
+    if (eab_kid is None) != (eab_hmac_file is None):
+        raise click.UsageError("--eab-kid and --eab-hmac-file go together.")
+    eab = {}
+    if eab_kid is not None:
+        try:
+            eab[eab_kid] = decode_hmac_key(read_secret_file(eab_hmac_file).decode("ascii", "replace"))
+        except ValueError as exc:
+            raise click.ClickException(f"The EAB key in {eab_hmac_file} is unusable: {exc}.") from None
+    policy = Policy.build(allow_domains, allow_ips)
+    ca = CADirectory(ca_dir).open()
+    expires = ca.cert.not_valid_after_utc
+    if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > expires:
+        most = (expires - dt.datetime.now(dt.UTC)).days
+        raise InvalidLifetime(f"A lifetime of {days} days would end after the CA expires on {when(expires)}; "
+                              f"a certificate issued now can live at most {max(most, 0)} days.")
+    ca.check_usable()
+    unlock(ca, passphrase_file)
+
+    names = _permitted_names(ca, _local_names(host), host)
+    listener = Listener(ca, names)
+    config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
+    service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
+    service.start()
+    try:
+        server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose)
+    except OSError as exc:
+        service.stop()
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    issued = listener.issued
+    if ca.parents:
+        trust = f"the root CA \"{_common_name(ca.root)}\" (the ca.pem of its CA directory), not this intermediate"
+    else:
+        trust = str(ca.store.cert_path.absolute())
+    lifetime = f"{days} days" if days else "200 days (the server profile's default)"
+    data = {
+        "directory": server.directory_url, "host": host, "port": server.server_address[1],
+        "ca": ca.common_name, "root": _common_name(ca.root), "intermediate": bool(ca.parents),
+        "days": days, "allowed": {"domains": list(policy.allow_domains), "ips": [str(n) for n in policy.allow_ips]},
+        "challenges": {"http-01": http01_port, "tls-alpn-01": tls_alpn01_port}, "resolve": resolve,
+        "external_account_required": bool(eab),
+        "server_certificate": {"names": names, "serial": issued.serial_hex,
+                               "not_after": issued.not_after.isoformat()},
+    }
+    resolving = f"; resolving {', '.join(f'{k}={v}' for k, v in resolve.items())}" if resolve else ""
+    human = "\n".join([
+        f"ACME directory: {server.directory_url}",
+        f"  server certificate  issued now for {', '.join(names)} (serial {issued.serial_hex}, "
+        f"expires {when(issued.not_after)})",
+        f"  issuing             serverAuth certificates from \"{ca.common_name}\", {lifetime}",
+        f"  names allowed       {policy.describe()}",
+        f"  validation          http-01 on port {http01_port}, tls-alpn-01 on port {tls_alpn01_port}{resolving}",
+        f"  accounts            {'External Account Binding required (key id ' + eab_kid + ')' if eab else 'open'}",
+        f"  clients must trust  {trust}",
+        "Stop with Ctrl-C.",
+    ])
+    import signal
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    # From here on SIGTERM stops the server as Ctrl-C does, even before it serves its first request.
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    stop = threading.Event()
+    try:
+        emit(as_json, data, human)
+        if not ca.parents:
+            warn(f"\"{ca.common_name}\" is a root CA: certificates come without an intermediate, which certbot "
+                 "refuses ('less than 2 certificates in chain'; lego and Caddy accept it). Serve ACME from an "
+                 "intermediate CA (docs/two-tier-pki.md), which also keeps the root's key offline.")
+        sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+        threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
+        stderr_log(f"listening on {server.directory_url}")
+        serve_until_stopped(server)
+    except KeyboardInterrupt:
+        server.server_close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop.set()
+        service.stop()
+    stderr_log("stopped")
+
+
+def _common_name(cert) -> str:
+    from certkit.pkcs12 import common_name
+
+    return common_name(cert) or cert.subject.rfc4514_string()
+
+
+def _permitted_names(ca, names: list[str], host: str) -> list[str]:
+    """The listening names the CA may sign (a name-constrained CA may not sign localhost)."""
+    from certkit.errors import CertkitError, NameNotPermitted
+    from certkit.names import parse_host
+
+    permitted = []
+    for name in names:
+        try:
+            ca.check_permitted([parse_host(name)])
+        except NameNotPermitted:
+            continue
+        permitted.append(name)
+    if not permitted:
+        raise CertkitError(f"The CA '{ca.common_name}' may not sign a server certificate for "
+                           f"{', '.join(names)} (its name constraints); listen with --host on a name or "
+                           "address it permits.")
+    return permitted
