@@ -30,6 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from certkit.vocabulary import serial_hex
+
 REPO = Path(__file__).resolve().parent.parent
 PASSPHRASE = "benchmark passphrase"
 
@@ -53,7 +55,7 @@ def certkit(*args: str, env: dict) -> subprocess.CompletedProcess:
 def serial_of(pem_bundle: Path) -> str:
     from cryptography import x509
 
-    return format(x509.load_pem_x509_certificates(pem_bundle.read_bytes())[0].serial_number, "X")
+    return serial_hex(x509.load_pem_x509_certificates(pem_bundle.read_bytes())[0].serial_number)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -74,8 +74,11 @@ class SQLiteDatabase:
         return self.path.is_file()
 
     @contextmanager
-    def transaction(self, *, write: bool = False, readonly: bool = False) -> Iterator[_SQLiteTx]:
-        """A transaction; ``readonly`` refuses every write (``certkit check`` changes nothing)."""
+    def transaction(self, *, write: bool = False, readonly: bool = False, durable: bool = True
+                    ) -> Iterator[_SQLiteTx]:
+        """A transaction; ``readonly`` refuses every write (``certkit check`` changes nothing);
+        ``durable=False`` commits without waiting for the disk (records whose loss in a power cut
+        costs only a retry, such as ACME nonces; a process crash still keeps them)."""
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -84,6 +87,8 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if readonly:
                 conn.execute("PRAGMA query_only = ON")
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             if write:
                 conn.execute("BEGIN IMMEDIATE")
             yield _SQLiteTx(conn)

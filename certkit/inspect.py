@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, describe_parse_error, parse_errors
-from certkit.vocabulary import eku_name
+from certkit.vocabulary import eku_name, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -321,7 +321,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
-        "serial": format(cert.serial_number, "X"),
+        "serial": serial_hex(cert.serial_number),
         "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
         "status": status,

@@ -42,7 +42,7 @@ from certkit.errors import CertkitError
 from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import eku_name
+from certkit.vocabulary import eku_name, serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -104,7 +104,7 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
         common_name=str(cns[0].value) if cns else None,
         subject=cert.subject.rfc4514_string(),
         sans=[_general_name(n) for n in san],
-        serial=format(cert.serial_number, "X"),
+        serial=serial_hex(cert.serial_number),
         issuer=cert.issuer.rfc4514_string(),
         eku=eku,
         not_after=cert.not_valid_after_utc.isoformat(),

@@ -173,6 +173,9 @@ class Anchor:
                 "intermediate": self.intermediate}
 
 
+from certkit.constraints import NO_DNS  # noqa: E402 (no third-party imports: cheap)
+
+
 def describe_scope(nc) -> str:
     """Name constraints in words: which DNS names and IP addresses a CA may vouch for."""
     import ipaddress
@@ -186,7 +189,9 @@ def describe_scope(nc) -> str:
     dns_out = [c.value for c in excluded if isinstance(c, x509.DNSName)]
     ips = [str(c.value) for c in permitted if isinstance(c, x509.IPAddress)]
     ips_out = [c.value for c in excluded if isinstance(c, x509.IPAddress)]
-    if dns:
+    if dns == [NO_DNS]:
+        dns_text = "no DNS names"
+    elif dns:
         dns_text = "DNS names under " + ", ".join(dns)
     else:
         dns_text = "any DNS name" + (" except under " + ", ".join(dns_out) if dns_out else "")

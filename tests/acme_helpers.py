@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from certkit.vocabulary import serial_hex
+
 from conftest import PASSPHRASE, certkit_env, free_port, openssl, run_certkit
 from serve_process import ServeProcess
 
@@ -65,7 +67,7 @@ def verify_server_certificate(cert: Path, chain: Path, root: Path) -> None:
 def serial_of(cert: Path) -> str:
     from cryptography import x509
 
-    return format(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number, "X")
+    return serial_hex(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number)
 
 
 def listed_serials(env: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certkit.vocabulary import serial_hex
+
 from acme_client import AcmeError, Client, HTTP01Responder, TLSALPN01Responder, account_key, make_csr, sign
 from acme_helpers import AcmeServer, listed_serials, make_two_tier, ports
 from conftest import assert_clean_error, openssl, run_certkit
@@ -328,7 +330,7 @@ def test_account_key_types_obtain_certificates(acme, tmp_path: Path, kind: str) 
         assert responder.requests[0] == (f"api.acme.test:{acme.http_port}",
                                          responder.requests[0][1])
     leaf = _check_chain(acme, chain, ["api.acme.test"], tmp_path)
-    assert listed_serials(acme.env)[format(leaf.serial_number, "X")] == "valid"
+    assert listed_serials(acme.env)[serial_hex(leaf.serial_number)] == "valid"
 
 
 def test_tls_alpn01(acme, tmp_path: Path) -> None:
@@ -436,8 +438,8 @@ def test_revocation_by_account_and_by_certificate_key(acme, tmp_path: Path) -> N
     assert anonymous.post(revoke, {"certificate": base64.urlsafe_b64encode(der_b).decode().rstrip("=")},
                           key=cert_jwk, alg=jose.ES256, use_jwk=True).status_code == 200
     serials = listed_serials(acme.env)
-    serial_a = format(x509.load_der_x509_certificate(der_a).serial_number, "X")
-    serial_b = format(cert_b.serial_number, "X")
+    serial_a = serial_hex(x509.load_der_x509_certificate(der_a).serial_number)
+    serial_b = serial_hex(cert_b.serial_number)
     assert serials[serial_a] == serials[serial_b] == "revoked"
     crl = tmp_path / "crl.pem"
     run_certkit("crl", "--out", crl, env=acme.env, check=True)

@@ -61,7 +61,7 @@ def _command(row: dict[str, str]) -> str:
 def _ekus(pem: bytes) -> set[str]:
     from cryptography import x509
 
-    from certkit.profiles import eku_name
+    from certkit.vocabulary import eku_name
 
     cert = x509.load_pem_x509_certificate(pem)
     return {eku_name(o) for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from certkit.ca import CA
 from certkit.store import CADirectory
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, openssl, run_certkit
 from docs_runner import run_page
@@ -63,7 +64,7 @@ def test_inspect_server_certificate(pki):
     out = proc.stdout
     cert = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes())
     assert "subject       CN=localhost" in out and "issuer        CN=Test Root" in out
-    assert f"serial        {cert.serial_number:X}" in out
+    assert f"serial        {serial_hex(cert.serial_number)}" in out
     assert re.search(r"\((199|200) days left\)", out)
     assert "key type      ecdsa-p256" in out
     assert "DNS:localhost, IP:127.0.0.1, DNS:*.dev.example.com" in out

@@ -25,7 +25,7 @@ from conftest import PASSPHRASE, certkit_env, openssl, pkilint_errors, run_certk
 WARNING_LINE = (
     "Warning: a peer certificate carries both serverAuth and clientAuth: whoever holds its key can act "
     "as the server and as a client; use it only for cluster members that cannot take separate server "
-    "and client certificates (etcd 3.4 peers, some Kafka, Consul and MongoDB setups)."
+    "and client certificates (etcd 3.4 peers, Elasticsearch transport, Kafka brokers, Consul servers)."
 )
 NAMES = ("node-1.cluster.internal", "127.0.0.1")
 VERSIONS = ["1.2", "1.3"]

@@ -640,8 +640,9 @@ def test_names_and_scope(pki: PKI, tmp_path: Path):
     assert anchor.intermediate == "certkit trust test issuing" and anchor.limits_dns
     assert anchor.scope() == "DNS names under localhost; IP addresses in 127.0.0.1/32"
     ip_only = Anchor.from_ca_dir(_ca(tmp_path, "IP CA", "--permit-ip", "10.0.0.0/8"))
-    # Limited to an IP range, yet any DNS name: that CA can vouch for any website, so it is asked about.
-    assert ip_only.scope() == "any DNS name; IP addresses in 10.0.0.0/8" and not ip_only.limits_dns
+    # Limited to an IP range: certkit's constraints then permit no real DNS name (only the reserved
+    # 'invalid'), so that CA cannot vouch for a website.
+    assert ip_only.scope() == "no DNS names; IP addresses in 10.0.0.0/8" and ip_only.limits_dns
     assert describe_scope(None) == "any DNS name and any IP address (no name constraints)"
 
 

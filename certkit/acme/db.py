@@ -1,11 +1,10 @@
 """The one adapter between the ACME state and the CA's inventory database.
 
-Today the inventory is SQLite (:class:`certkit.inventory.Inventory`: a new
-connection per use, ``BEGIN IMMEDIATE`` for writers). A PostgreSQL backend is
-coming; the ACME tables are written in the SQL that both understand (``?``
-placeholders, which that layer will translate, ``ON CONFLICT DO NOTHING``,
-TEXT timestamps, INTEGER booleans, BLOB bytes, no rowid), so switching is a
-matter of this module. :mod:`certkit.acme.state` holds every statement.
+The inventory's database (:mod:`certkit.db`: SQLite by default, PostgreSQL for
+teams) runs every statement; the ACME tables are written in the SQL that both
+understand (``?`` placeholders, ``ON CONFLICT DO NOTHING``, TEXT timestamps,
+INTEGER booleans, BLOB bytes, no rowid). :mod:`certkit.acme.state` holds every
+statement.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ class Database:
         """Keep one idle connection open while the server runs. SQLite checkpoints the WAL and
         deletes it whenever its last connection closes, with fsyncs; a server that opens a
         connection per statement would pay that on every request (it was most of its time)."""
-        self._held.enter_context(self.inventory.connect())
+        if self.inventory.db.dialect == "sqlite":
+            self._held.enter_context(self.inventory.db.transaction())
 
     def close(self) -> None:
         self._held.close()
@@ -41,21 +41,14 @@ class Database:
         (``synchronous = NORMAL``, this connection only); every request mints a nonce, and the
         fsync of each was most of the server's time under load.
         """
-        if durable:
-            with self.inventory.connect(write=True) as conn:
-                yield conn
-            return
-        with self.inventory.connect() as conn:
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
+        with self.inventory.db.transaction(write=True, durable=durable) as tx:
+            yield tx
 
     @contextmanager
     def read(self) -> Iterator[Any]:
         """A connection for reading (each statement sees committed data)."""
-        with self.inventory.connect() as conn:
-            yield conn
+        with self.inventory.db.transaction() as tx:
+            yield tx
 
     def __repr__(self) -> str:
         return f"Database({self.inventory.path})"

@@ -4,11 +4,12 @@
 :func:`issue_listener_certificate` the only one that signs the server's own
 TLS certificate; everything an order needs checked (the CSR's signature and
 key, its names against the order, the policy) is checked before, by
-:func:`check_csr`. Today the signing is :meth:`certkit.ca.CA.sign_csr` (only
-the key and the names are taken from the CSR, as ``sign-csr`` does; the row is
-recorded in the inventory); when certkit's one issuing pipeline lands
-(validate, sign, record ``pending``, store, mark ``issued``), the ACME order
-row is the place the result is stored, and this module is what changes.
+:func:`check_csr`. Both go through certkit's one issuing pipeline
+(:mod:`certkit.issuing`): only the key and the names are taken from the CSR, as
+``sign-csr`` does; the row is recorded ``pending``, the certificate is stored
+in the ACME order row, and only then is the row marked valid. A server killed
+in between leaves an order that restarts as invalid and a row that the next
+command settles as abandoned: never a valid certificate that nobody can fetch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from certkit.acme.problems import Problem
 from certkit.errors import CertkitError, InvalidCSR, NameNotPermitted
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography import x509
 
     from certkit.acme.policy import Policy
@@ -71,19 +74,29 @@ def lifetime(ca: "CA", days: int | None) -> int | None:
     return days
 
 
-def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str) -> IssuedChain:
-    """Sign ``request`` (checked by :func:`check_csr`) as a server certificate and record it.
+def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str,
+                    store: "Callable[[IssuedChain], None]") -> IssuedChain:
+    """Sign ``request`` (checked by :func:`check_csr`) as a server certificate; ``store`` puts it in
+    the order ``order_id`` while its inventory row is pending, and the row is valid once stored."""
+    from certkit.issuing import Target, begin, csr_request
 
-    ``order_id`` names where the result is stored (the ACME order row): the location the issuing
-    pipeline will record with the ``pending`` row, e.g. ``begin(ca, request, location=f"acme:order/{id}")``.
-    """
+    target = Target()
+    target.sink = "acme"
     try:
-        issued = ca.sign_csr(request, KIND, days=lifetime(ca, days))
+        with begin(ca, csr_request(request, KIND, days=lifetime(ca, days)), target) as issued:
+            chain = IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
+            store(chain)
     except CertkitError as exc:
         raise Problem("serverInternal", f"The certificate could not be issued: {exc}") from None
-    return IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
+    return chain
 
 
-def issue_listener_certificate(ca: "CA", names: list[str], days: int) -> "IssuedCert":
-    """The ACME server's own TLS certificate (with its key), recorded like any other."""
-    return ca.issue_server(names, days=lifetime(ca, days))
+def issue_listener_certificate(ca: "CA", names: list[str], days: int,
+                               load: "Callable[[IssuedCert], None]") -> "IssuedCert":
+    """The ACME server's own TLS certificate (with its key), recorded like any other: valid once
+    ``load`` has put it into the server's TLS context."""
+    from certkit.issuing import begin, server_request
+
+    with begin(ca, server_request(names, days=lifetime(ca, days))) as issued:
+        load(issued)
+    return issued

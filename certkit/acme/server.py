@@ -42,6 +42,7 @@ from certkit.acme.problems import Problem
 from certkit.acme.state import AcmeState, Authorization, Challenge, Order
 from certkit.errors import AlreadyRevoked, UnknownCertificate
 from certkit.text import shown
+from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA
@@ -416,7 +417,9 @@ class AcmeService:
             current = self.state.order(order.id)
             raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
         try:
-            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id)
+            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id,
+                                     store=lambda chain: self.state.complete_order(order.id, chain.serial,
+                                                                                   chain.chain_pem))
         except Problem as problem:
             self.state.fail_order(order.id, problem.to_json())
             self.log(f"order {order.id}: issuing failed: {problem.detail}")
@@ -424,7 +427,6 @@ class AcmeService:
         except BaseException:
             self.state.fail_order(order.id, Problem("serverInternal", "Issuing failed.").to_json())
             raise
-        self.state.complete_order(order.id, issued.serial, issued.chain_pem)
         names = ", ".join(i["value"] for i in order.identifiers)
         self.log(f"order {order.id}: issued serial {issued.serial} for {names}, "
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
@@ -537,7 +539,7 @@ class AcmeService:
         if not isinstance(code, int) or isinstance(code, bool) or code not in REVOCATION_CODES:
             raise Problem("badRevocationReason", f"Revocation reason {shown(code)} is not accepted; use one of "
                           + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
-        serial = format(cert.serial_number, "X")
+        serial = serial_hex(cert.serial_number)
         try:
             cert.verify_directly_issued_by(self.ca.cert)
             row = self.ca.inventory.get(serial)
@@ -707,16 +709,17 @@ class Listener:
         self.renew()
 
     def renew(self) -> None:
-        from certkit.bundle import SECRET_MODE, write_new_file
+        from certkit.atomic import SECRET_MODE, write_new_file
 
-        issued = issue_listener_certificate(self.ca, self.names, self.days)
-        # ssl loads keys from files only: the key exists on disk for the moment OpenSSL reads it.
-        with tempfile.TemporaryDirectory(prefix="certkit-acme-") as tmp:
-            chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
-            write_new_file(chain, issued.fullchain_pem, SECRET_MODE, sync=False)
-            write_new_file(key, issued.private_key_pem, SECRET_MODE, sync=False)
-            self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate
-        self.issued = issued
+        def load(issued) -> None:
+            # ssl loads keys from files only: the key exists on disk for the moment OpenSSL reads it.
+            with tempfile.TemporaryDirectory(prefix="certkit-acme-") as tmp:
+                chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
+                write_new_file(chain, issued.fullchain_pem, SECRET_MODE, sync=False)
+                write_new_file(key, issued.private_key_pem, SECRET_MODE, sync=False)
+                self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate
+
+        self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
 
     def due(self) -> bool:
         cert = self.issued.cert

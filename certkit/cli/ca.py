@@ -17,6 +17,7 @@ from certkit.cli.common import (
 )
 from certkit.constants import ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
+from certkit.vocabulary import serial_hex
 
 
 # --- init-ca ----------------------------------------------------------------------
@@ -103,7 +104,7 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
     kind = "intermediate" if parent else "root"
     data = {
         "ca_dir": str(store.path), "kind": kind, "subject": ca.cert.subject.rfc4514_string(),
-        "serial": format(ca.cert.serial_number, "X"), "key_type": key_type,
+        "serial": serial_hex(ca.cert.serial_number), "key_type": key_type,
         "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": passphrase is not None,
         "fingerprint_sha256": ca.cert.fingerprint(hashes.SHA256()).hex(),
         "files": [str(f) for f in files],

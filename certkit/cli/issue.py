@@ -29,7 +29,8 @@ from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
 PEER_WARNING = ("a peer certificate carries both serverAuth and clientAuth: whoever holds its key can act "
                 "as the server and as a client; use it only for cluster members that cannot take separate "
-                "server and client certificates (etcd 3.4 peers, some Kafka, Consul and MongoDB setups).")
+                "server and client certificates (etcd 3.4 peers, Elasticsearch transport, Kafka brokers, "
+                "Consul servers).")
 PURPOSES = {"server": "TLS server authentication only (serverAuth)",
             "client": "TLS client authentication only (clientAuth)",
             "peer": "TLS server AND client authentication (serverAuth, clientAuth)"}
