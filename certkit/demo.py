@@ -110,7 +110,7 @@ def _check_target(folder: Path) -> None:
     if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
         raise OutputExists(
             f"{folder} already exists and is not an empty folder; the demo writes only into a new "
-            "or empty folder. Choose another --keep folder.", replaceable=False
+            "or empty folder. Choose another folder.", replaceable=False
         )
 
 

@@ -183,7 +183,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     if target_folder is None:
         raise CannotRenew(
             f"No folder is known to hold the certificate {found.serial} (it was never written, or was moved); "
-            "give its bundle folder instead of the serial, or choose where to write the renewed one (--out)."
+            "give its bundle folder instead of the serial, or choose where to write the renewed one."
         )
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     old_key = _old_key(source, found, check=not rekey)

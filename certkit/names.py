@@ -358,7 +358,7 @@ def safe_folder_name(name: str) -> str:
     ):
         raise UnsafeOutputPath(
             f"'{_show(name)}' cannot name an output folder: it would escape the current "
-            "folder or be hidden; choose one with --out."
+            "folder or be hidden; choose the output folder yourself."
         )
     safe = name.replace("*", "_wildcard").replace(":", "_")
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", safe)

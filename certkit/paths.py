@@ -80,13 +80,13 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
         if target == ca_real or ca_real in target.parents:
             raise UnsafeOutputPath(
                 f"The {what} {shown(path)} is in the CA directory {shown(ca_dir)}; certkit never writes "
-                "there, with or without --force (it would replace the CA's own files). Choose another place."
+                "there, even when asked to replace files (it would replace the CA's own). Choose another place."
             )
     for folder in (target, *target.parents):
         if is_ca_directory(folder) if folder == target else _ancestor_is_ca_directory(folder):
             raise UnsafeOutputPath(
                 f"The {what} {shown(path)} is in {shown(folder)}, which holds a CA (its key or inventory); "
-                "certkit never writes there, with or without --force. Choose another place."
+                "certkit never writes there, even when asked to replace files. Choose another place."
             )
     return target
 

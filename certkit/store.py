@@ -122,10 +122,10 @@ class CADirectory:
         if self.exists():
             raise CAExists(
                 f"A CA already exists in {self.path}; certkit will not overwrite a CA. "
-                "Choose another --ca-dir or remove it yourself."
+                "Choose another CA directory or remove it yourself."
             )
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise CAExists(f"{self.path} exists and is not an empty folder; choose another --ca-dir.")
+            raise CAExists(f"{self.path} exists and is not an empty folder; choose another CA directory.")
         files = {CERT_FILE: ca.cert_pem, KEY_FILE: private_key_pem(ca.key, passphrase)}
         if ca.parents:
             from certkit.ca import certificate_pem

@@ -264,7 +264,8 @@ def _relative_out(out: str) -> str:
     check_name(out, "output folder")
     parts = Path(out).parts
     if Path(out).is_absolute() or out.startswith(("~", "\\")) or ".." in parts:
-        raise _BadLine(f"'out' is {shown(out)}; it must be a folder below --out-dir (a relative path without "
+        raise _BadLine(f"'out' is {shown(out)}; it must be a folder below the batch's output folder (a relative "
+                       "path without "
                        "'..'), so a manifest cannot write anywhere else.")
     return out
 
@@ -277,7 +278,8 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
 
     request = line.request()
     if not within(out_dir, line.out):
-        raise CertkitError(f"its output folder {shown(line.out)} leads outside --out-dir {shown(out_dir)} "
+        raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
+                           f"{shown(out_dir)} "
                            "(through a symbolic link).")
     if resume and complete_bundle(ca, line, request):
         return False
