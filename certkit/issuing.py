@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, Terminated
 from certkit.names import Identity
 from certkit.testhooks import pause_at
 
@@ -233,26 +233,33 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     every bundle already complete on disk is marked valid and the rest
     abandoned before the error goes on, so the inventory matches the disk.
     """
-    issued = [ca.sign(request) for request, _target in items]
-    pause_at("signed")
-    deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
     done: list[int] = []
-    with uninterrupted():
-        record(ca, items, issued)
-        try:
-            pause_at("recorded")
-            for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
-                deliveries[index].files = target.write(one)
-                done.append(index)
-            if sync:
-                os.sync()  # durable before the inventory says so
-        except BaseException as exc:
-            exc.certkit_delivered = _settle_after_failure(ca, items, issued, done)
-            raise
-        if ca.inventory is not None:
-            notes = ca.inventory.mark_issued([one.serial_hex for one in issued])
-            for delivery in deliveries:
-                delivery.notes += notes.get(delivery.issued.serial_hex, [])
+    try:
+        issued = [ca.sign(request) for request, _target in items]
+        pause_at("signed")
+        deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
+        with uninterrupted():
+            record(ca, items, issued)
+            try:
+                pause_at("recorded")
+                for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
+                    deliveries[index].files = target.write(one)
+                    done.append(index)
+                if sync:
+                    os.sync()  # durable before the inventory says so
+            except BaseException as exc:
+                exc.certkit_delivered = _settle_after_failure(ca, items, issued, done)
+                raise
+            if ca.inventory is not None:
+                notes = ca.inventory.mark_issued([one.serial_hex for one in issued])
+                for delivery in deliveries:
+                    delivery.notes += notes.get(delivery.issued.serial_hex, [])
+    except (KeyboardInterrupt, Terminated) as exc:
+        # A signal held off while the bundles were written lands here, right after them: the
+        # command can still say how many were delivered (none, if it came while signing).
+        if not hasattr(exc, "certkit_delivered"):
+            exc.certkit_delivered = len(done)
+        raise
     return deliveries
 
 

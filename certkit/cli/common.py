@@ -73,11 +73,13 @@ class CertkitGroup(click.Group):
             signal.signal(signal.SIGTERM, raise_terminated)  # settle what is being written, then exit 143
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated:
+        except Terminated as exc:
+            say_interrupted(exc)
             sys.exit(EXIT_TERMINATED)
-        except click.exceptions.Abort:
-            # Ctrl-C (click turns KeyboardInterrupt into Abort): what was done is reported by
-            # the command itself; here only the exit status that shells expect.
+        except click.exceptions.Abort as exc:
+            # Ctrl-C (click turns KeyboardInterrupt into Abort): the exit status that shells
+            # expect, and what the issuing pipeline delivered before the interruption.
+            say_interrupted(exc.__cause__ or exc.__context__)
             sys.exit(EXIT_INTERRUPTED)
         except click.ClickException as exc:
             report_error(exc.format_message(), exc.exit_code, as_json=as_json and not isinstance(exc, Failed),
@@ -88,6 +90,20 @@ class CertkitGroup(click.Group):
             sys.stderr.close()
             sys.exit(0)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def say_interrupted(exc: BaseException | None) -> None:
+    """After Ctrl-C or SIGTERM in the issuing pipeline, say how many bundles were written and
+    recorded before it stopped (the signal is held off while a bundle is written, so it may have
+    landed after one); elsewhere there is nothing to account for."""
+    delivered = getattr(exc, "certkit_delivered", None)
+    if delivered is None:
+        return
+    if delivered == 0:
+        click.echo("Interrupted: no bundle was written.", err=True)
+    else:
+        click.echo(f"Interrupted after {delivered} bundle{'s were' if delivered != 1 else ' was'} written and "
+                   "recorded.", err=True)
 
 
 class Failed(click.ClickException):
