@@ -113,7 +113,7 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
     except (KeyboardInterrupt, Terminated) as exc:
         result.issued += getattr(exc, "certkit_delivered", 0)
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        raise BatchStopped(_stopped(result, "interrupted"), result, signum) from None
+        raise BatchStopped(_stopped(result, "was interrupted"), result, signum) from None
     except CertkitError as exc:
         result.issued += getattr(exc, "certkit_delivered", 0)
         raise BatchStopped(f"{exc} {_stopped(result, 'stopped')}", result) from None
@@ -220,7 +220,7 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
         _collect(workers, messages, result)
         signal.signal(signal.SIGTERM, previous)
     if stopped_by is not None:
-        raise BatchStopped(_stopped(result, "interrupted"), result, stopped_by)
+        raise BatchStopped(_stopped(result, "was interrupted"), result, stopped_by)
     if error is not None:
         raise BatchStopped(f"{error} {_stopped(result, 'stopped')}", result)
 
@@ -267,10 +267,18 @@ def _drain(messages, result: BatchResult) -> None:
 
 def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None:
     _die_with_parent(parent)
+    # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
+    # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        for stats in job.run(worker, workers):
-            messages.put(("chunk", stats))
+        try:
+            for stats in job.run(worker, workers):
+                messages.put(("chunk", stats))
+        finally:
+            # From here on the worker only reports and exits: the SIGTERM the parent sends every
+            # worker when one fails must not interrupt a worker that is reporting.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         messages.put(("done", {}))
     except (KeyboardInterrupt, Terminated) as exc:
         messages.put(("stopped", {"stats": {"issued": getattr(exc, "certkit_delivered", 0)}}))
