@@ -11,6 +11,10 @@ on. The points, in the order a certificate is issued:
 - ``staged``: the bundle is complete in a hidden temporary folder beside its
   destination, not yet renamed into place (also in renew, before the swap);
 - ``swapped``: renew only: the new bundle is in place, the old one not yet deleted.
+
+``CERTKIT_TEST_CHUNK_SIZE=<n>`` makes ``issue-batch`` issue chunks of ``n``
+certificates instead of hundreds, so a test interrupts a batch of several
+chunks with a manifest of a few lines.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 
 ENV_POINT = "CERTKIT_TEST_PAUSE_AT"
 ENV_FILE = "CERTKIT_TEST_PAUSE_FILE"
+ENV_CHUNK = "CERTKIT_TEST_CHUNK_SIZE"
 
 
 def pause_at(point: str) -> None:
@@ -31,3 +36,9 @@ def pause_at(point: str) -> None:
     deadline = time.monotonic() + 60
     while os.path.exists(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def chunk_size(default: int) -> int:
+    """``issue-batch``'s chunk size: ``default`` unless a test sets ``CERTKIT_TEST_CHUNK_SIZE``."""
+    value = os.environ.get(ENV_CHUNK, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default

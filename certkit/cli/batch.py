@@ -69,9 +69,10 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
       certkit issue-batch fleet.csv --out-dir ./certs --resume
       generate-manifest | certkit issue-batch - --out-dir ./certs --json
     """
-    from certkit.batch import BatchStopped, check_manifest
+    from certkit.batch import CHUNK_SIZE, BatchStopped, check_manifest
     from certkit.batch import issue_batch as run_batch
     from certkit.store import CADirectory
+    from certkit.testhooks import chunk_size
 
     with _spooled(manifest) as path:
         ca = CADirectory(ca_dir).open()
@@ -81,7 +82,8 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
             click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
         total = check_manifest(ca, path, **options)
         unlock(ca, passphrase_file)
-        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, **options)
+        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk_size(CHUNK_SIZE),
+                   **options)
         try:
             if interactive:
                 with click.progressbar(length=total, label="Issuing", file=sys.stderr, show_pos=True,
