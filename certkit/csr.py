@@ -52,7 +52,7 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
             f"{_cap(source)} is not a readable certificate signing request (PEM or DER): "
             f"{describe_parse_error(exc)}."
         ) from None
-    weak = _weak_signature(csr)
+    weak = weak_signature(csr)
     if weak:
         raise InvalidCSR(
             f"{_cap(source)} is signed with {weak}, a weak signature algorithm that certkit does not accept "
@@ -87,7 +87,7 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
 _WEAK_HASHES = {"md5": "MD5", "sha1": "SHA-1", "md2": "MD2", "md4": "MD4"}
 
 
-def _weak_signature(csr) -> str | None:
+def weak_signature(csr) -> str | None:
     """The name of a broken hash the CSR is signed with (MD5, SHA-1), else None."""
     try:
         algorithm = csr.signature_hash_algorithm

@@ -84,10 +84,10 @@ def _read_file(path: Path, material: Material) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFile(f"Cannot read {path}: {exc.strerror}.") from None
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    data = read_limited(path, MAX_CERT_FILE_BYTES, what="certificate file")
     if not data.strip():
         raise UnreadableFile(f"{path} is empty.")
     seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
@@ -345,15 +345,20 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
 def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     from cryptography import x509
 
+    from certkit.csr import weak_signature
     from certkit.keys import key_type_of
 
     san = _ext(csr, x509.SubjectAlternativeName)
     eku = _ext(csr, x509.ExtendedKeyUsage)
+    weak = weak_signature(csr)
     return {
         "type": "csr",
         "subject": csr.subject.rfc4514_string(),
         "key_type": key_type_of(csr.public_key()),
-        "signature_valid": csr.is_signature_valid,
+        # A CSR signed with MD5 or SHA-1 is not checked at all (cryptography refuses to): it is
+        # not accepted, but not known to be altered either.
+        "signature_valid": False if weak else csr.is_signature_valid,
+        "weak_signature": weak,
         "subject_alt_names": general_names(san.value) if san else [],
         "requested_extended_key_usage": _eku(eku) if eku else None,
         "usable_for": "nothing yet: a CSR is a request; the CA that signs it decides the purpose "
@@ -393,6 +398,12 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     return {"source": str(material.source), "items": items, "private_keys": keys}
 
 
+def _csr_signature(item: dict) -> str:
+    if item.get("weak_signature"):
+        return f"not accepted: {item['weak_signature']}, a weak signature algorithm (sign it with SHA-256)"
+    return "valid" if item["signature_valid"] else "INVALID (tampered or damaged)"
+
+
 def render(report: dict) -> str:
     """The readable account printed by ``certkit inspect``."""
     lines: list[str] = []
@@ -403,7 +414,7 @@ def render(report: dict) -> str:
             lines += [f"Certificate signing request ({head})",
                       f"  subject       {item['subject'] or '(empty)'}",
                       f"  key type      {item['key_type']}",
-                      f"  signature     {'valid' if item['signature_valid'] else 'INVALID (tampered or damaged)'}",
+                      f"  signature     {_csr_signature(item)}",
                       f"  names asked   {_names_text(item['subject_alt_names'])}"]
             if item["requested_extended_key_usage"]:
                 lines.append(f"  EKU asked     {', '.join(item['requested_extended_key_usage'])}")
