@@ -63,8 +63,8 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     client_ca_pem, ca_name = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
+        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
         context = tls_context(cert_file, key_file, client_ca_pem)  # checks the files, with clear errors
-        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
@@ -154,12 +154,13 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]
 
     from certkit.errors import CertkitError
     from certkit.pkcs12 import common_name
+    from certkit.text import shown
 
     if client_ca is not None:
         try:
-            certs = x509.load_pem_x509_certificates(client_ca.read_bytes())
+            certs = x509.load_pem_x509_certificates(_read_limited(client_ca))
         except ValueError as exc:
-            raise CertkitError(f"{client_ca} is not a PEM certificate file: {exc}.") from None
+            raise CertkitError(f"{shown(client_ca)} is not a PEM certificate file: {exc}.") from None
     else:
         from certkit.store import CADirectory
 
