@@ -100,6 +100,13 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
 
 
 # --- probe --------------------------------------------------------------------------
+def _finite(ctx, param, value):
+    # click's FloatRange lets NaN through (every comparison with NaN is false).
+    if value is not None and value != value:
+        raise click.BadParameter("nan is not a number of seconds.")
+    return value
+
+
 @click.command("probe")
 @click.argument("url")
 @click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -113,7 +120,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
               help="... with this key (privkey.pem, unencrypted).")
 @click.option("--bundle", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Also try the client certificate in this bundle folder (fullchain.pem and privkey.pem).")
-@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, callback=_finite,
               help="Seconds to wait for the connection, the handshake and the answer.")
 @json_option
 def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):

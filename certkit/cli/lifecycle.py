@@ -39,7 +39,10 @@ def _parse_period(ctx, param, value):
     if not match or int(match.group(1)) == 0:
         raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
     unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
-    period = dt.timedelta(**{unit: int(match.group(1))})
+    try:
+        period = dt.timedelta(**{unit: int(match.group(1))})
+    except OverflowError:  # 999999999w: past anything a timedelta (or a certificate) holds
+        period = dt.timedelta.max
     if period > dt.timedelta(days=MAX_DAYS):
         raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
                                  "knows; no certificate expires later than that.")
