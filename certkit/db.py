@@ -119,9 +119,12 @@ class SQLiteDatabase:
         text = str(exc)
         where = shown(self.path)
         lowered = text.lower()
-        if "disk is full" in lowered or "database or disk is full" in lowered:
+        # SQLite says "disk I/O error" when its shared-memory file cannot grow on a full disk, and
+        # "unable to open" when a write-ahead-log database lies on a read-only mount: ask the file system.
+        if "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
             message = f"The inventory {where} cannot be written: the disk is full."
-        elif "readonly" in lowered or "read-only" in lowered:
+        elif "readonly" in lowered or "read-only" in lowered or (
+                "unable to open" in lowered and _file_system(self.path, "read-only")):
             message = f"The inventory {where} is read-only (a read-only file, folder or mount); nothing was changed."
         elif "locked" in lowered or "busy" in lowered:
             message = (f"The inventory {where} stayed locked by another certkit process for "
@@ -135,6 +138,20 @@ class SQLiteDatabase:
         else:
             message = f"The inventory {where} cannot be used: {text}."
         return InventoryError(message)
+
+
+def _file_system(path: Path, state: str) -> bool:
+    """Whether the file system holding ``path`` is ``"full"`` (less than a few pages free) or
+    mounted ``"read-only"``."""
+    import os
+
+    try:
+        info = os.statvfs(path.parent)
+    except OSError:
+        return False
+    if state == "full":
+        return info.f_bavail * info.f_frsize < 64 * 1024
+    return bool(info.f_flag & os.ST_RDONLY)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
