@@ -134,11 +134,15 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
 
 
 def bundle_error(folder: Path, exc: OSError) -> CertkitError:
+    return CertkitError(f"Cannot write the bundle in {shown(folder)}: {os_reason(exc)}.")
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a write failed, in words: "the disk is full" rather than "No space left on device"."""
     import errno
 
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror or str(exc))
-    return CertkitError(f"Cannot write the bundle in {shown(folder)}: {reason}.")
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror or str(exc))
 
 
 def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence[str] = (),

@@ -137,7 +137,9 @@ class CADirectory:
                     write_new_file(staging / name, data, 0o600 if name == KEY_FILE else 0o644)
                 Inventory(staging / INVENTORY_FILE).create()
         except OSError as exc:
-            raise CertkitError(f"Cannot create the CA directory {self.path}: {exc.strerror or exc}.") from None
+            from certkit.bundle import os_reason
+
+            raise CertkitError(f"Cannot create the CA directory {shown(self.path)}: {os_reason(exc)}.") from None
         return [self.path / name for name in [*files, INVENTORY_FILE]]
 
     # --- loading ------------------------------------------------------------------
