@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, describe_parse_error, parse_errors
+from certkit.text import shown
 from certkit.vocabulary import eku_name, serial_hex
 
 if TYPE_CHECKING:
@@ -66,16 +67,16 @@ def load_material(path: str | Path) -> Material:
         for f in files:
             _read_file(f, material)
         if not (material.certificates or material.csrs):
-            raise UnreadableFile(f"The folder {path} holds no certificate or CSR "
+            raise UnreadableFile(f"The folder {shown(path)} holds no certificate or CSR "
                                  f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
         return material
     if not path.exists():
-        raise UnreadableFile(f"{path} does not exist.")
+        raise UnreadableFile(f"{shown(path)} does not exist.")
     _read_file(path, material)
     if not (material.certificates or material.csrs):
         found = ["a private key"] if material.keys else []
         found += [f"a {label.lower()}" for label in sorted(set(material.other))]
-        raise UnreadableFile(f"{path} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
+        raise UnreadableFile(f"{shown(path)} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
                              "to describe.")
     return material
 
@@ -89,7 +90,7 @@ def _read_file(path: Path, material: Material) -> None:
 
     data = read_limited(path, MAX_CERT_FILE_BYTES, what="certificate file")
     if not data.strip():
-        raise UnreadableFile(f"{path} is empty.")
+        raise UnreadableFile(f"{shown(path)} is empty.")
     seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
     if b"-----BEGIN" not in data:
         _read_der(path, data, material)
@@ -97,7 +98,7 @@ def _read_file(path: Path, material: Material) -> None:
     blocks = list(_PEM_BLOCK.finditer(data))
     begins = data.count(b"-----BEGIN ")
     if not blocks or len(blocks) < begins:
-        raise UnreadableFile(f"{path} holds a PEM block without its END line: the file is truncated.")
+        raise UnreadableFile(f"{shown(path)} holds a PEM block without its END line: the file is truncated.")
     for block in blocks:
         label, body = block.group(1), block.group(2)
         der = _pem_body(path, label, body)
@@ -116,7 +117,7 @@ def _read_file(path: Path, material: Material) -> None:
                 material.other.append(label.decode())
         except parse_errors() as exc:
             what = label.decode().lower()
-            raise UnreadableFile(f"{path} holds a damaged {what}: {describe_parse_error(exc)}.") from None
+            raise UnreadableFile(f"{shown(path)} holds a damaged {what}: {describe_parse_error(exc)}.") from None
 
 
 def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
@@ -127,7 +128,7 @@ def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
         return base64.b64decode(b"".join(lines), validate=True)
     except (binascii.Error, ValueError):
         raise UnreadableFile(
-            f"{path} holds a {label.decode().lower()} whose base64 text is damaged."
+            f"{shown(path)} holds a {label.decode().lower()} whose base64 text is damaged."
         ) from None
 
 
@@ -155,7 +156,7 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
         except parse_errors():
             continue
     raise UnreadableFile(
-        f"{path} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
+        f"{shown(path)} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
         "a certificate at all)."
     )
 
@@ -379,7 +380,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
-        raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
+        raise UnreadableFile(f"{shown(path)} holds a damaged certificate or CSR: "
+                             f"{describe_parse_error(exc)}.") from None
     keys = []
     publics = [(public_key_der(c.public_key()), c) for c, _ in material.certificates]
     publics += [(public_key_der(r.public_key()), r) for r, _ in material.csrs]
@@ -449,7 +451,9 @@ def render(report: dict) -> str:
         lines.append("")
     for key in report["private_keys"]:
         lines.append(f"{key['file']}: {key['summary']}")
-    return "\n".join(lines).rstrip()
+    # Each entry is one line; a subject, a SAN or a file name holding a newline or an escape
+    # sequence is shown escaped within it, never as a line of its own.
+    return "\n".join(shown(line) for line in lines).rstrip()
 
 
 def _names_text(sans: list[dict]) -> str:

@@ -100,32 +100,40 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``."""
     from cryptography import x509
 
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
     from certkit.keys import load_private_key
+    from certkit.text import shown
+
+    def read(path: Path, what: str) -> bytes:
+        return read_limited(path, MAX_CERT_FILE_BYTES, what=what)
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise CertkitError(f"{folder} is not a folder; give the output folder of issue-server or issue-client.")
+        raise CertkitError(f"{shown(folder)} is not a folder; give the output folder of issue-server or issue-client.")
     cert_path, key_path = folder / "cert.pem", folder / "privkey.pem"
     if not cert_path.is_file():
-        raise CertkitError(f"{folder} holds no cert.pem; give the output folder of issue-server or issue-client.")
+        raise CertkitError(f"{shown(folder)} holds no cert.pem; give the output folder of issue-server or "
+                           "issue-client.")
     if not key_path.is_file():
-        raise CertkitError(f"{folder} holds no privkey.pem (a certificate signed from a CSR?); "
+        raise CertkitError(f"{shown(folder)} holds no privkey.pem (a certificate signed from a CSR?); "
                            "a PKCS#12 file needs the private key.")
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert = x509.load_pem_x509_certificate(read(cert_path, "certificate"))
     except ValueError as exc:
-        raise CertkitError(f"{cert_path} is not a PEM certificate: {exc}.") from None
-    key = load_private_key(key_path.read_bytes(), source=f"key {key_path}")
+        raise CertkitError(f"{shown(cert_path)} is not a PEM certificate: {exc}.") from None
+    key = load_private_key(read(key_path, "private key"), source=f"key {shown(key_path)}")
     if _spki(key.public_key()) != _spki(cert.public_key()):
-        raise CertkitError(f"{key_path} is not the private key of {cert_path}; they do not belong together.")
+        raise CertkitError(f"{shown(key_path)} is not the private key of {shown(cert_path)}; they do not belong "
+                           "together.")
     chain = []
     for name in ("chain.pem", "ca.pem"):
         path = folder / name
         if path.is_file():
             try:
-                found = x509.load_pem_x509_certificates(path.read_bytes())
+                found = x509.load_pem_x509_certificates(read(path, "certificate file"))
             except ValueError as exc:
-                raise CertkitError(f"{path} is not a PEM certificate file: {exc}.") from None
+                raise CertkitError(f"{shown(path)} is not a PEM certificate file: {exc}.") from None
             chain += [c for c in found if c not in chain]
     return BundleFolder(folder, cert, key, chain)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
+from certkit.text import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -59,7 +60,7 @@ def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["
     material = load_material(path)
     certs = [c for c, _ in material.certificates]
     if not certs:
-        raise UnreadableFile(f"{path} holds a certificate signing request, not a certificate; "
+        raise UnreadableFile(f"{shown(path)} holds a certificate signing request, not a certificate; "
                              "a CSR becomes verifiable once a CA signs it.")
     return certs[0], certs[1:]
 
@@ -74,7 +75,7 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
 
         roots = [c for c, _ in load_material(ca_file).certificates]
         if not roots:
-            raise CertkitError(f"{ca_file} holds no CA certificate.")
+            raise CertkitError(f"{shown(ca_file)} holds no CA certificate.")
         return roots, [], str(ca_file)
     from certkit.store import CADirectory
 
@@ -305,7 +306,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
                                      name=name, now=now)
     except parse_errors() as exc:  # damage found only when a field is first read
-        raise CertkitError(f"{cert_path} holds a damaged certificate: {describe_parse_error(exc)}.") from None
+        raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
     if ca_file is None:
         problem = inventory_status(ca_dir, leaf)
         if problem:

@@ -132,7 +132,7 @@ def report_error(message: str, code: int, *, as_json: bool = False, usage: click
         click.echo(json.dumps({"error": message, "exit": code}))
         return
     if usage is not None:
-        usage.message = terminal_safe(usage.message)
+        usage.message = shown(usage.message)  # one line: a file name's newline cannot forge another
         usage.show()
         return
     click.echo(f"Error: {terminal_safe(message)}", err=True)

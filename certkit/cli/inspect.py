@@ -67,6 +67,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """
+    from certkit.text import shown
     from certkit.verify import verify_path
 
     if ca_file is not None and ca_dir is not None and click.get_current_context().get_parameter_source(
@@ -76,27 +77,27 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
                                  ca_dir=None if ca_file else ca_dir, untrusted=untrusted)
     role = f"TLS {purpose} certificate"
     data = {**verdict.to_dict(), "file": str(cert), "trusted_ca": trust}
-    name_line = (f"{name}: {'matches' if verdict.name_ok else 'does not match'}" if verdict.name_checked
+    name_line = (f"{shown(name)}: {'matches' if verdict.name_ok else 'does not match'}" if verdict.name_checked
                  else "not checked (no --name)")
-    lines = [f"{cert}: {'VALID' if verdict.valid else 'NOT VALID'} as a {role}",
-             f"  subject   {verdict.subject or '(empty)'}",
-             f"  issuer    {verdict.issuer or '(empty)'}",
+    lines = [f"{shown(cert)}: {'VALID' if verdict.valid else 'NOT VALID'} as a {role}",
+             f"  subject   {shown(verdict.subject) or '(empty)'}",
+             f"  issuer    {shown(verdict.issuer) or '(empty)'}",
              f"  expires   {verdict.not_after:%Y-%m-%d %H:%M:%S} UTC",
              f"  name      {name_line}",
-             f"  trusted   {trust}"]
+             f"  trusted   {shown(trust)}"]
     if verdict.valid:
-        lines.append(f"  chain     {' -> '.join(verdict.chain)}")
+        lines.append(f"  chain     {' -> '.join(shown(c) for c in verdict.chain)}")
     if verdict.peer:
         other = "client" if purpose == "server" else "server"
         lines.append(f"  peer      it carries serverAuth and clientAuth, so it is meant for either side: "
                      f"check it as a TLS {other} certificate with --purpose {other}")
     else:
-        lines += [f"  reason    {r}" for r in verdict.reasons]
+        lines += [f"  reason    {shown(r)}" for r in verdict.reasons]
         if verdict.verifier_error:
-            lines.append(f"  verifier  {verdict.verifier_error}")
+            lines.append(f"  verifier  {shown(verdict.verifier_error)}")
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
-        raise Failed(f"{cert} is not valid as a {role}: {'; '.join(verdict.reasons)}.")
+        raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons))}.")
 
 
 # --- probe --------------------------------------------------------------------------

@@ -274,10 +274,11 @@ def sign_csr(csr_file, names, kind, out, days, force, ca_dir, passphrase_file, a
     from certkit.csr import load_csr
     from certkit.files import read_limited
     from certkit.issuing import csr_request
+    from certkit.text import shown
 
     if kind is None:
         raise click.UsageError("Say what the certificate is for: --server, --client or --peer.")
-    source = "the CSR on standard input" if str(csr_file) == "-" else f"the CSR {csr_file}"
+    source = "the CSR on standard input" if str(csr_file) == "-" else f"the CSR {shown(csr_file)}"
     csr = load_csr(read_limited(csr_file, MAX_CERT_FILE_BYTES, what="CSR"), source=source)
     request = csr_request(csr, kind, extra_names=names, days=days)  # bad names refused before any passphrase
     if kind == "peer":
