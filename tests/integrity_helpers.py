@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -247,10 +248,25 @@ def tmpfs(path: Path, *options: str) -> Iterator[Path]:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")
+    device = os.stat(path).st_dev
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        # Wherever the mount is now: code that moves the folder holding it moves the mount too.
+        for where in mounts_of(device) or [str(path)]:
+            subprocess.run(["umount", "-l", where], check=False)
+
+
+def mounts_of(device: int) -> list[str]:
+    """The mount points of the file system ``device`` (from /proc/self/mountinfo)."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == wanted:
+                found.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return found
 
 
 def fill(path: Path, leave: int) -> Path:
