@@ -103,16 +103,17 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
         "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
     }
     from certkit.constants import LEAF_KINDS
+    from certkit.text import shown
 
     kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
     human = [
-        f"Issued {result.issued} certificates ({kinds}) from {manifest} in {result.seconds:.2f} s "
-        f"({result.per_second:.0f}/s)",
-        f"  folders    under {out_dir}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
+        f"Issued {result.issued} certificate{'s' if result.issued != 1 else ''} ({kinds}) from {shown(manifest)} in "
+        f"{result.seconds:.2f} s ({result.per_second:.0f}/s)",
+        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
         f"  inventory  {ca.inventory.location}",
     ]
     if result.kept:
-        human.append(f"  kept       {result.kept} bundles already complete (--resume)")
+        human.append(f"  kept       {result.kept} bundle{'s' if result.kept != 1 else ''} already complete (--resume)")
     if result.capped:
         human.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
     emit(as_json, data, "\n".join(human))
