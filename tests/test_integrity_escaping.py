@@ -28,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import PASSPHRASE, free_port, openssl, require, run_certkit
 from integrity_helpers import serial_hex
+from serve_process import ServeProcess
 
 FORGED = "Error: forged"
 # Within a common name's 64 characters: title, clear screen, C1 CSI, DEL, bidi, line separator, newline.
@@ -227,3 +228,19 @@ def test_csv_manifest_text_is_escaped(tmp_path: Path, ca_env: dict, ca_dir: Path
         assert proc.returncode == 1, (proc.returncode, proc.stderr)
         assert_escaped(proc)
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("optional", [True, False], ids=["--optional", "required"])
+def test_serve_log_escapes_a_hostile_client_certificate(hostile: Path, ca_env: dict, ca_dir: Path,
+                                                        optional: bool) -> None:
+    """A client presenting the attacker's certificate to `certkit serve`: the operator's log line."""
+    curl = require("curl")
+    with ServeProcess(*(["--optional"] if optional else []), env=ca_env) as server:
+        subprocess.run([curl, "-sk", "--max-time", "10", "--cert", hostile / "evil.pem", "--key",
+                        hostile / "evil-key.pem", server.url], capture_output=True, timeout=30)
+        server.wait_for_log("refused" if optional else server.url.split("//")[1].split(":")[0], count=1)
+        time.sleep(0.2)
+    log = subprocess.CompletedProcess([], 0, "", server.stderr)
+    assert_escaped(log)
+    if optional:
+        assert "owned" in server.stderr

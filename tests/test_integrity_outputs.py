@@ -64,6 +64,7 @@ def pki(tmp_path_factory) -> tuple[Path, dict]:
     (root / "to-root").symlink_to(root / "root")
     (root / "to-ica").symlink_to(root / "ica")
     (root / "m.csv").write_text("kind,names,out\nserver,m.example.internal,m\n")
+    (root / "into-ica.csv").write_text("kind,names,out\nserver,m.example.internal,m\nserver,n.example.internal,ica\n")
     (root / "escape").mkdir()
     (root / "escape" / "inner").symlink_to(root / "root")
     return root, env
@@ -91,6 +92,7 @@ INTO_A_CA = {
     "issue-batch --out-dir inside the CA": ["issue-batch", "m.csv", "--out-dir", "root/certs"],
     "issue-batch --out-dir a link to the CA": ["issue-batch", "m.csv", "--out-dir", "to-ica", "--force"],
     "issue-batch --out-dir holding a link to the CA": ["issue-batch", "m.csv", "--out-dir", "escape/inner"],
+    "issue-batch line out = an intermediate's dir": ["issue-batch", "into-ica.csv", "--out-dir", ".", "--force"],
     "renew --out the CA": ["renew", "web", "--out", "root", "--force"],
     "renew --out the intermediate": ["renew", "web", "--out", "ica", "--force"],
     "renew --out through a link": ["renew", "web", "--out", "to-root/web", "--rekey"],
