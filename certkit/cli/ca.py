@@ -86,7 +86,7 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
             parent_store = CADirectory(parent_ca_dir)
             # A parent that may not sign CAs is refused before its passphrase is asked for.
             parent_cert, grandparents = parent_store.load_certificates()
-            CA(parent_cert, None, grandparents)._check_can_sign_ca()
+            CA(parent_cert, None, grandparents).check_can_sign_ca()
             parent = parent_store.load(
                 lambda: read_secret(parent_passphrase_file, ENV_PARENT_PASSPHRASE,
                                     "Parent CA key passphrase"))
