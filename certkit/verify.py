@@ -54,7 +54,7 @@ class Verdict:
 def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["x509.Certificate"]]:
     """The leaf (first certificate) and any intermediates that follow it (fullchain.pem),
     from a file or a bundle folder."""
-    from certkit.inspect import UnreadableFile, load_material
+    from certkit.material import UnreadableFile, load_material
 
     material = load_material(path)
     certs = [c for c, _ in material.certificates]
@@ -70,7 +70,7 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
     certificates (all trusted, as OpenSSL's -CAfile), else from a certkit CA directory
     (its root trusted, an intermediate CA's own certificate supplied as untrusted)."""
     if ca_file is not None:
-        from certkit.inspect import load_material
+        from certkit.material import load_material
 
         roots = [c for c, _ in load_material(ca_file).certificates]
         if not roots:
@@ -295,7 +295,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
     verdict and a description of where the trust came from."""
     from certkit.errors import describe_parse_error, parse_errors
-    from certkit.inspect import load_material
+    from certkit.material import load_material
 
     leaf, chain = load_certificate_chain(cert_path)
     roots, extra, trust = load_trust(ca_file, ca_dir)

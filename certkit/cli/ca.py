@@ -13,11 +13,15 @@ from certkit.cli.common import (
     json_option,
     passphrase_file_option,
     read_secret,
+    warn,
     when,
 )
 from certkit.constants import ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
 from certkit.vocabulary import serial_hex
+
+# Below this, a stolen encrypted CA key falls to an offline guess too easily (scrypt or not).
+MIN_PASSPHRASE = 12
 
 
 # --- init-ca ----------------------------------------------------------------------
@@ -78,6 +82,9 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
                 "The CA key needs a passphrase: set $CERTKIT_CA_PASSPHRASE, pass --passphrase-file, "
                 "run on a terminal to be asked, or pass --no-passphrase."
             )
+        if len(passphrase) < MIN_PASSPHRASE:
+            warn(f"the passphrase has {len(passphrase)} characters; anyone who copies {store.key_path} can try "
+                 f"passphrases offline, so use at least {MIN_PASSPHRASE} (a few random words).")
     parent = None
     if parent_ca_dir is not None:
         from certkit.errors import PassphraseRequired
