@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import describe_parse_error, parse_errors
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
-from certkit.vocabulary import eku_name, serial_hex
+from certkit.vocabulary import common_name, eku_name, key_usage_names, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -70,16 +70,7 @@ def general_names(names) -> list[dict]:
 
 
 def _key_usage(ku) -> list[str]:
-    names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign"]
-    used = [n for n in names if getattr(ku, n)]
-    if ku.key_agreement:
-        used += [n for n in ("encipher_only", "decipher_only") if getattr(ku, n)]
-    camel = {"digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
-             "key_encipherment": "keyEncipherment", "data_encipherment": "dataEncipherment",
-             "key_agreement": "keyAgreement", "key_cert_sign": "keyCertSign", "crl_sign": "cRLSign",
-             "encipher_only": "encipherOnly", "decipher_only": "decipherOnly"}
-    return [camel[n] for n in used]
+    return key_usage_names(ku)
 
 
 def _eku(ext) -> list[str]:
@@ -141,13 +132,6 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
     return " and ".join(purposes) if purposes else "nothing TLS can use"
 
 
-def _common_name(name) -> str | None:
-    from cryptography.x509.oid import NameOID
-
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
-
-
 def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = None) -> dict:
     """Everything ``certkit inspect`` says about one certificate, as JSON-ready data."""
     from cryptography import x509
@@ -174,7 +158,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
-    usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=_common_name(cert.subject),
+    usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=common_name(cert.subject),
                         path_length=bc.value.path_length if bc else None)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"

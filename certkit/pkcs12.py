@@ -80,10 +80,10 @@ def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False
 
 
 def common_name(cert: "x509.Certificate") -> str | None:
-    from cryptography.x509.oid import NameOID
+    """The certificate's subject CN (the friendly name of its PKCS#12 entry)."""
+    from certkit.vocabulary import common_name as cn_of
 
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
+    return cn_of(cert.subject)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from certkit.errors import CertkitError
 from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import eku_name, serial_hex
+from certkit.vocabulary import eku_name, general_name_text, serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -62,7 +62,7 @@ class PeerIdentity:
 
     common_name: str | None
     subject: str
-    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "dirName:CN=..."
+    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "DirName:CN=..."
     serial: str
     issuer: str
     eku: list[str]
@@ -103,7 +103,7 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
     return PeerIdentity(
         common_name=str(cns[0].value) if cns else None,
         subject=cert.subject.rfc4514_string(),
-        sans=[_general_name(n) for n in san],
+        sans=[general_name_text(n) for n in san],
         serial=serial_hex(cert.serial_number),
         issuer=cert.issuer.rfc4514_string(),
         eku=eku,
@@ -111,17 +111,6 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         tls_version=tls_version,
     )
-
-
-def _general_name(name) -> str:
-    from cryptography import x509
-
-    label = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email",
-             x509.UniformResourceIdentifier: "URI", x509.DirectoryName: "dirName"}.get(type(name))
-    if label is None:
-        return f"{type(name).__name__}:{name.value!r}"
-    value = name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
-    return f"{label}:{value}"
 
 
 def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:

@@ -206,10 +206,9 @@ def describe_scope(nc) -> str:
 
 
 def _common_name(cert) -> str:
-    from cryptography.x509.oid import NameOID
+    from certkit.vocabulary import common_name
 
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+    return common_name(cert.subject) or cert.subject.rfc4514_string()
 
 
 # --- what a store holds -------------------------------------------------------------

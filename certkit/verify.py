@@ -87,10 +87,10 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
 
 # --- examining ----------------------------------------------------------------------
 def _cn(name) -> str:
-    from cryptography.x509.oid import NameOID
+    from certkit.vocabulary import common_name
 
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={attrs[0].value}" if attrs else (name.rfc4514_string() or "(empty name)")
+    cn = common_name(name)
+    return f"CN={cn}" if cn is not None else (name.rfc4514_string() or "(empty name)")
 
 
 def _issued_by(cert, issuer) -> bool:
