@@ -29,7 +29,6 @@ import socket
 import ssl
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -574,10 +573,3 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
         for sig, previous in installed.items():
             signal.signal(sig, previous)
         server.server_close()
-
-
-def start_in_thread(server: IdentityServer) -> threading.Thread:
-    """Serve from a daemon thread (for tests and fixtures); stop with ``server.shutdown()``."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    return thread
