@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE
 from certkit.keys import private_key_pem
 from certkit.names import Identity
 from certkit.vocabulary import serial_hex
@@ -69,13 +70,13 @@ class IssuedCert:
     def bundle_files(self) -> dict[str, bytes]:
         """The files of an output folder, by name (certbot's names)."""
         cert_pem = self.cert_pem  # once: issue-batch writes thousands of these
-        files = {"cert.pem": cert_pem}
+        files = {CERT_FILE: cert_pem}
         if self.private_key is not None:
-            files["privkey.pem"] = self.private_key_pem
-        files["fullchain.pem"] = cert_pem + self.chain_pem
+            files[KEY_FILE] = self.private_key_pem
+        files[FULLCHAIN_FILE] = cert_pem + self.chain_pem
         if self.intermediates:
-            files["chain.pem"] = self.chain_pem
-        files["ca.pem"] = self.ca_pem
+            files[CHAIN_FILE] = self.chain_pem
+        files[CA_FILE] = self.ca_pem
         return files
 
     def configure_cert(self, ctx) -> None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certkit.constants import MAX_CERT_FILE_BYTES
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
 from certkit.errors import CertkitError, describe_parse_error, parse_errors
 from certkit.files import STDIN, read_limited
 from certkit.text import shown
@@ -31,7 +31,7 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", r
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 # Files looked at in a bundle folder: certbot's names first, so the leaf comes first.
-_BUNDLE_ORDER = ("cert.pem", "fullchain.pem", "chain.pem", "ca.pem", "privkey.pem")
+_BUNDLE_ORDER = (CERT_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, KEY_FILE)
 _BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.constants import CA_FILE, CERT_FILE, FULLCHAIN_FILE, KEY_FILE
+
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
 
@@ -36,19 +38,19 @@ class BundlePaths:
 
     @property
     def cert(self) -> Path:
-        return self.folder / "cert.pem"
+        return self.folder / CERT_FILE
 
     @property
     def key(self) -> Path:
-        return self.folder / "privkey.pem"
+        return self.folder / KEY_FILE
 
     @property
     def fullchain(self) -> Path:
-        return self.folder / "fullchain.pem"
+        return self.folder / FULLCHAIN_FILE
 
     @property
     def ca(self) -> Path:
-        return self.folder / "ca.pem"
+        return self.folder / CA_FILE
 
 
 @contextmanager
