@@ -172,7 +172,8 @@ def peer_label(address) -> str:
 
 
 def stderr_log(message: str) -> None:
-    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {message}\n")
+    """One log line: what a client sent (its certificate's names, its request line) is escaped."""
+    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {shown(message)}\n")
     sys.stderr.flush()
 
 
