@@ -12,7 +12,7 @@ from pathlib import Path
 
 from certkit.trust.anchor import Anchor
 from certkit.trust.store import Found, Store, StoreResult, StoreState, sort_found
-from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, tool_failure
+from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
 
 # The JDK's documented default password of cacerts, the same on every installation: it
 # guards the file's integrity check, not a secret of the user.
@@ -53,9 +53,7 @@ class JavaStore(Store):
                      "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
 
     def state(self, anchor: Anchor | None) -> StoreState:
-        proc = self._keytool("-list", "-rfc")
-        if proc.returncode != 0:
-            raise tool_failure(proc, f"keytool -list -keystore {self.path}")
+        proc = succeeded(self._keytool("-list", "-rfc"), f"keytool -list -keystore {self.path}")
         entries = []
         for chunk in proc.stdout.split(b"Alias name: ")[1:]:
             alias = chunk.split(b"\n", 1)[0].strip().decode(errors="replace")
@@ -70,15 +68,13 @@ class JavaStore(Store):
         return sort_found(anchor, entries, StoreState())
 
     def add(self, anchor: Anchor) -> None:
-        proc = self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem)
-        if proc.returncode != 0:
-            raise tool_failure(proc, f"keytool -importcert -keystore {self.path}")
+        succeeded(self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem),
+                  f"keytool -importcert -keystore {self.path}")
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:
-            proc = self._keytool("-delete", "-alias", entry.name)
-            if proc.returncode != 0:
-                raise tool_failure(proc, f"keytool -delete -alias {entry.name} -keystore {self.path}")
+            succeeded(self._keytool("-delete", "-alias", entry.name),
+                      f"keytool -delete -alias {entry.name} -keystore {self.path}")
 
 
 def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:

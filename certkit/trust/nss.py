@@ -23,6 +23,7 @@ from certkit.trust.tools import (
     pem_blocks,
     pem_fingerprints,
     run_tool,
+    succeeded,
     tool_failure,
 )
 
@@ -80,9 +81,7 @@ class NSSStore(Store):
         """(nickname, trust flags) of every certificate in the database."""
         if not self.exists():
             return []
-        proc = self._certutil("-L")
-        if proc.returncode != 0:
-            raise tool_failure(proc, f"certutil -L -d {self.db}")
+        proc = succeeded(self._certutil("-L"), f"certutil -L -d {self.db}")
         rows = []
         lines = proc.stdout.decode(errors="replace").splitlines()
         for line in lines:
@@ -123,9 +122,7 @@ class NSSStore(Store):
                 raise TrustError(f"There is no NSS database in {self.directory}.")
             nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            proc = self._certutil("-N", "--empty-password")
-            if proc.returncode != 0:
-                raise tool_failure(proc, f"certutil -N -d {self.db} --empty-password")
+            succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
@@ -136,9 +133,7 @@ class NSSStore(Store):
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:
-            proc = self._certutil("-D", "-n", entry.name)
-            if proc.returncode != 0:
-                raise tool_failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+            succeeded(self._certutil("-D", "-n", entry.name), f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
 
 
 def _give_to_owner_of(existing: Path, created: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.store import Found, Store, StoreState, TrustError, sort_found
-from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, tool_failure
+from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
 
 OS_RELEASE = Path("/etc/os-release")
 
@@ -153,9 +153,7 @@ class SystemStore(Store):
 
     def _refresh(self, argv: tuple[str, ...]) -> None:
         tool = find_tool(argv[0], self.env, sbin=True) or argv[0]
-        proc = run_tool([tool, *argv[1:]], env=self.env)
-        if proc.returncode != 0:
-            raise tool_failure(proc, shlex.join(argv))
+        proc = succeeded(run_tool([tool, *argv[1:]], env=self.env), shlex.join(argv))
         # update-ca-certificates reports a failed hook (Java's copy not updated) as "E: ..." yet exits 0.
         for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
             if line.startswith(("E: ", "W: ")):
@@ -215,9 +213,7 @@ class SystemStore(Store):
         except OSError:
             return
         for hook in hooks:
-            proc = run_tool([str(hook)], input=changes, env=self.env)
-            if proc.returncode != 0:
-                raise tool_failure(proc, f"the hook {hook}")
+            succeeded(run_tool([str(hook)], input=changes, env=self.env), f"the hook {hook}")
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:

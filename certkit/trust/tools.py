@@ -53,6 +53,13 @@ def tool_failure(proc: subprocess.CompletedProcess, what: str) -> TrustError:
     return TrustError(f"{what} failed (exit status {proc.returncode}): {shown(detail)}")
 
 
+def succeeded(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    """``proc``, when the tool exited 0; otherwise the :class:`TrustError` naming ``what`` (the command)."""
+    if proc.returncode != 0:
+        raise tool_failure(proc, what)
+    return proc
+
+
 def find_tool(tool: str, env: Mapping[str, str] | None = None, *, sbin: bool = False) -> str | None:
     path = (os.environ if env is None else env).get("PATH", os.defpath)
     return shutil.which(tool, path=path + os.pathsep + _SBIN if sbin else path)
