@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from certkit.text import shown
@@ -92,34 +92,23 @@ def _check(store: Store) -> StoreResult | None:
 
 def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
     """Add ``anchor`` to each store that lacks it; a store that has it is left untouched."""
-    results = []
-    for store in stores:
-        if (skip := _check(store)) is not None:
-            results.append(skip)
-            continue
-        try:
-            before = store.state(anchor)
-            if before.current is not None and before.pending is None:
-                results.append(StoreResult(store.kind, store.label, store.location, "unchanged", state=before,
-                                           notes=list(store.notes)))
-                continue
-            if before.current is None and before.elsewhere and not store.holds_copies:
-                # NSS keeps a certificate once, under its first nickname: certkit cannot add its own copy,
-                # and leaves (and will never remove) the one someone else added.
-                results.append(StoreResult(store.kind, store.label, store.location, "unchanged", state=before,
-                                           notes=[*store.notes, "already trusted under a name certkit did not "
-                                                  "give; certkit leaves that entry alone"]))
-                continue
-            store.add(anchor)
-            after = store.state(anchor)
-            if after.current is None or after.pending:
-                raise TrustError(f"the CA is not in {store.location} after adding it")
-            results.append(StoreResult(store.kind, store.label, store.location, "added", state=after,
-                                       notes=list(store.notes)))
-        except (TrustError, OSError) as exc:
-            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc),
-                                       notes=list(store.notes)))
-    return results
+
+    def add(store: Store) -> StoreResult:
+        before = store.state(anchor)
+        if before.current is not None and before.pending is None:
+            return store.result("unchanged", state=before)
+        if before.current is None and before.elsewhere and not store.holds_copies:
+            # NSS keeps a certificate once, under its first nickname: certkit cannot add its own copy,
+            # and leaves (and will never remove) the one someone else added.
+            return store.result("unchanged", state=before, notes=["already trusted under a name certkit did not "
+                                                                  "give; certkit leaves that entry alone"])
+        store.add(anchor)
+        after = store.state(anchor)
+        if after.current is None or after.pending:
+            raise TrustError(f"the CA is not in {store.location} after adding it")
+        return store.result("added", state=after)
+
+    return _change_each(stores, add)
 
 
 def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
@@ -128,28 +117,34 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
     certificate certkit named: older, rotated CAs). Nothing certkit did not name is touched."""
     if anchor is None and not every_certkit_ca:
         raise TrustError("Nothing to remove: no CA was given.")
+
+    def remove(store: Store) -> StoreResult:
+        before = store.state(anchor)
+        targets = before.certkit_entries() if every_certkit_ca else [e for e in [before.current] if e]
+        if not targets:
+            return store.result("absent", state=before)
+        store.remove(targets)
+        after = store.state(anchor)
+        left = {e.name for e in after.certkit_entries()} & {e.name for e in targets}
+        if left:
+            raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
+        return store.result("removed", state=after, removed=[e.name for e in targets])
+
+    return _change_each(stores, remove)
+
+
+def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult]) -> list[StoreResult]:
+    """``change`` applied to each store: a store this user cannot change is skipped with the reason,
+    one whose change fails is reported failed; the others say what ``change`` did."""
     results = []
     for store in stores:
         if (skip := _check(store)) is not None:
             results.append(skip)
             continue
         try:
-            before = store.state(anchor)
-            targets = before.certkit_entries() if every_certkit_ca else [e for e in [before.current] if e]
-            if not targets:
-                results.append(StoreResult(store.kind, store.label, store.location, "absent", state=before,
-                                           notes=list(store.notes)))
-                continue
-            store.remove(targets)
-            after = store.state(anchor)
-            left = {e.name for e in after.certkit_entries()} & {e.name for e in targets}
-            if left:
-                raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
-            results.append(StoreResult(store.kind, store.label, store.location, "removed", state=after,
-                                       removed=[e.name for e in targets], notes=list(store.notes)))
+            results.append(change(store))
         except (TrustError, OSError) as exc:
-            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc),
-                                       notes=list(store.notes)))
+            results.append(store.result("failed", _reason(exc)))
     return results
 
 
@@ -166,8 +161,7 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
             outcome = "certkit CAs" if state.older else "none"
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
-        results.append(StoreResult(store.kind, store.label, store.location, outcome, state.pending, state=state,
-                                   notes=list(store.notes)))
+        results.append(store.result(outcome, state.pending, state=state))
     return results
 
 

@@ -106,12 +106,17 @@ class Store:
     def remove(self, entries: Sequence[Found]) -> None:
         raise NotImplementedError
 
+    def result(self, outcome: str, reason: str | None = None, *, notes: Sequence[str] = (), **fields) -> StoreResult:
+        """This store's :class:`StoreResult`, with the store's notes as they are now and then ``notes``."""
+        return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
+                           **fields)
+
     def skipped(self, code: str, reason: str, *, needs_root: bool = False) -> StoreResult:
         return StoreResult(self.kind, self.label, self.location, "skipped", reason, code, needs_root=needs_root)
 
 
-
 def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
+    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, older certkit CAs."""
     for entry in entries:
         if anchor is not None and entry.fingerprint == anchor.fingerprint:
             if entry.ours and entry.via is None and state.current is None:
