@@ -107,8 +107,10 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
 
     from certkit.acme.challenges import Validator
     from certkit.acme.db import Database
+    from certkit.acme.https import AcmeHTTPServer
+    from certkit.acme.listener import Listener, maintain
     from certkit.acme.policy import Policy
-    from certkit.acme.server import AcmeConfig, AcmeHTTPServer, AcmeService, Listener, decode_hmac_key, maintain
+    from certkit.acme.server import AcmeConfig, AcmeService, decode_hmac_key
     from certkit.acme.state import AcmeState
     from certkit.cli.common import read_secret_file
     from certkit.cli.serve import _local_names
