@@ -201,12 +201,7 @@ class Resources:
                              headers=[("Location", f"{base}/acme/order/{order.id}")])
 
     def _own_order(self, request: Request, order_id: str) -> Order:
-        order = self.state.order(order_id)
-        if order is None:
-            raise Problem("malformed", f"No order {shown(order_id)} exists.", status=404)
-        if order.account_id != request.account.id:
-            raise Problem("unauthorized", "This order belongs to another account.")
-        return order
+        return _owned(request, self.state.order(order_id), "order", order_id)
 
     def order(self, request: Request, order_id: str) -> Response:
         order = self._own_order(request, order_id)
@@ -255,12 +250,7 @@ class Resources:
 
     # --- authorizations and challenges --------------------------------------------------------
     def _own_authz(self, request: Request, authz_id: str) -> Authorization:
-        authz = self.state.authorization(authz_id)
-        if authz is None:
-            raise Problem("malformed", f"No authorization {shown(authz_id)} exists.", status=404)
-        if authz.account_id != request.account.id:
-            raise Problem("unauthorized", "This authorization belongs to another account.")
-        return authz
+        return _owned(request, self.state.authorization(authz_id), "authorization", authz_id)
 
     def authorization(self, request: Request, authz_id: str) -> Response:
         authz = self._own_authz(request, authz_id)
@@ -343,3 +333,12 @@ class Resources:
             raise Problem("malformed", str(exc), status=404) from None
         self.log(f"revoked serial {serial} ({REVOCATION_CODES[code]}), signed by {how}")
         return Response(200)
+
+
+def _owned(request: Request, found, what: str, ident: str):
+    """``found`` (the order or authorization ``ident``), when it exists and the requesting account owns it."""
+    if found is None:
+        raise Problem("malformed", f"No {what} {shown(ident)} exists.", status=404)
+    if found.account_id != request.account.id:
+        raise Problem("unauthorized", f"This {what} belongs to another account.")
+    return found
