@@ -29,7 +29,7 @@ from certkit.serve import PeerIdentity
 from certkit.serve_page import ServerFacts, Visit, render_page
 
 from conftest import PASSPHRASE, REPO, certkit_env, require, run_certkit
-from serve_process import ServeProcess
+from serve_process import ServeProcess, serving
 
 # The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
@@ -124,13 +124,8 @@ def test_page_escapes_what_came_from_certificates_and_headers():
 # --- --optional with curl and Python's ssl -------------------------------------------------------
 @pytest.fixture(scope="module")
 def optional_server(pki: Path):
-    srv = ServeProcess("--optional", env=_env(pki), cwd=pki)
-    try:
+    with serving("--optional", env=_env(pki), cwd=pki) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-    assert code == 0, srv.stderr
-    assert "Traceback" not in srv.stderr, srv.stderr
 
 
 def test_optional_start_says_so(optional_server: ServeProcess):
