@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,3 +97,36 @@ def ca_dir(tmp_path: Path, ca_env: dict[str, str]) -> Path:
     """A root CA created through the CLI, as a user would create it."""
     run_certkit("init-ca", "--name", "certkit test root", env=ca_env, check=True)
     return tmp_path / "ca"
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
+                 if p and os.access(p, os.X_OK)), None)
+CHROMIUM_TIMEOUT = 60
+
+
+def require_chromium() -> None:
+    """Chromium, and the NSS tools that prepare its certificate database (pk12util, certutil), as
+    :func:`require` has them: skipped where absent, a failure in CI."""
+    for tool in ("chromium", "pk12util", "certutil"):
+        require(tool)
+    assert CHROMIUM, "chromium is installed but its binary is not executable"
+
+
+def chromium(url: str, home: Path, user_data: Path, *args: str, why_hung: str = "") -> subprocess.CompletedProcess:
+    """Headless Chromium loading ``url`` with HOME ``home`` (whose NSS database it reads) and the profile
+    ``user_data``; ``args`` add flags (``--dump-dom``, ``--screenshot=...``). Bounded: a load that hangs
+    fails the test after CHROMIUM_TIMEOUT seconds, with ``why_hung`` after the time."""
+    argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={user_data}", *args, url]
+    proc = subprocess.Popen(argv, env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s{why_hung}.\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
