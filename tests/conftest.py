@@ -86,6 +86,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_or_kill(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Wait for a daemon the test stopped to exit; kill it when it has not within ``timeout`` seconds."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def new_ca(folder: Path, name: str) -> dict[str, str]:
+    """A root CA named ``name``, created through the CLI in ``folder``/ca; the environment that uses it."""
+    env = certkit_env(CERTKIT_CA_DIR=str(folder / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", name, env=env, check=True)
+    return env
+
+
 @pytest.fixture
 def ca_env(tmp_path: Path) -> dict[str, str]:
     """Environment for the CLI with a CA directory and its passphrase."""
