@@ -49,8 +49,8 @@ class JavaStore(Store):
         # A keytool run is a few hundred milliseconds of work: the C1 compiler alone and the serial
         # collector halve its start-up. English messages, whatever the locale.
         return run_tool([str(self.keytool), "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
-                     "-J-Duser.country=US", *args,
-                     "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
+                         "-J-Duser.country=US", *args,
+                         "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
 
     def state(self, anchor: Anchor | None) -> StoreState:
         proc = succeeded(self._keytool("-list", "-rfc"), f"keytool -list -keystore {self.path}")

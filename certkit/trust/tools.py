@@ -35,7 +35,7 @@ def _tool_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_tool(argv: Sequence[str], *, input: bytes | None = None, env: Mapping[str, str] | None = None,
-         timeout: float = TOOL_TIMEOUT) -> subprocess.CompletedProcess:
+             timeout: float = TOOL_TIMEOUT) -> subprocess.CompletedProcess:
     """Run a store's tool detached from any terminal (it must never sit waiting at a prompt)."""
     try:
         return subprocess.run(list(argv), input=input, stdin=None if input is not None else subprocess.DEVNULL,
