@@ -230,9 +230,6 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
     certificate's SAN entries and subject CN (the verifier does not check client names).
     """
-    from cryptography import x509
-    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-
     if purpose not in PURPOSES:
         raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
     now = now or dt.datetime.now(dt.UTC)
@@ -261,6 +258,22 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             verdict.reasons.append(problem)
 
     # The verifier's verdict.
+    verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
+    if verdict.verifier_error and not verdict.reasons:
+        verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
+    verdict.valid = verdict.verifier_error is None and not verdict.reasons
+    if verdict.valid is False and verdict.verifier_error is None:
+        verdict.chain = []
+    return verdict
+
+
+def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None, now: dt.datetime
+                      ) -> tuple[list[str], str | None]:
+    """cryptography's verifier on ``leaf``: (the chain's subjects, leaf to anchor; None) when it
+    accepts it, ([], its reason in plain words) when it refuses it."""
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
     builder = PolicyBuilder().store(Store(list(roots))).time(now)
     try:
         if purpose == "server":
@@ -275,17 +288,11 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
         else:
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
-        verdict.chain = [c.subject.rfc4514_string() for c in chain]
+        return [c.subject.rfc4514_string() for c in chain], None
     except VerificationError as exc:
-        verdict.verifier_error = plain_verifier_error(str(exc))
+        return [], plain_verifier_error(str(exc))
     except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
-        verdict.verifier_error = plain_verifier_error(str(exc))
-    if verdict.verifier_error and not verdict.reasons:
-        verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
-    verdict.valid = verdict.verifier_error is None and not verdict.reasons
-    if verdict.valid is False and verdict.verifier_error is None:
-        verdict.chain = []
-    return verdict
+        return [], plain_verifier_error(str(exc))
 
 
 def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import subprocess as _subprocess
@@ -130,6 +131,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_or_kill(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Wait for a daemon the test stopped to exit; kill it when it has not within ``timeout`` seconds."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def new_ca(folder: Path, name: str) -> dict[str, str]:
+    """A root CA named ``name``, created through the CLI in ``folder``/ca; the environment that uses it."""
+    env = certkit_env(CERTKIT_CA_DIR=str(folder / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", name, env=env, check=True)
+    return env
+
+
 @pytest.fixture
 def ca_env(tmp_path: Path) -> dict[str, str]:
     """Environment for the CLI with a CA directory and its passphrase."""
@@ -152,3 +169,36 @@ def ca_dir(tmp_path: Path, ca_env: dict[str, str], ca_template: Path) -> Path:
     """A root CA directory of this test's own (a copy of the session's: its own inventory)."""
     shutil.copytree(ca_template, tmp_path / "ca")
     return tmp_path / "ca"
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
+                 if p and os.access(p, os.X_OK)), None)
+CHROMIUM_TIMEOUT = 60
+
+
+def require_chromium() -> None:
+    """Chromium, and the NSS tools that prepare its certificate database (pk12util, certutil), as
+    :func:`require` has them: skipped where absent, a failure in CI."""
+    for tool in ("chromium", "pk12util", "certutil"):
+        require(tool)
+    assert CHROMIUM, "chromium is installed but its binary is not executable"
+
+
+def chromium(url: str, home: Path, user_data: Path, *args: str, why_hung: str = "") -> subprocess.CompletedProcess:
+    """Headless Chromium loading ``url`` with HOME ``home`` (whose NSS database it reads) and the profile
+    ``user_data``; ``args`` add flags (``--dump-dom``, ``--screenshot=...``). Bounded: a load that hangs
+    fails the test after CHROMIUM_TIMEOUT seconds, with ``why_hung`` after the time."""
+    argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={user_data}", *args, url]
+    proc = subprocess.Popen(argv, env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s{why_hung}.\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
