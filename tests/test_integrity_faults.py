@@ -164,7 +164,7 @@ def _resume_finishes(work: Path, env: dict, out: Path, complete: dict) -> None:
     """Rerunning the batch with --resume issues the rest and keeps what is complete."""
     kept = {name: bundle_bytes(b.folder) for name, b in complete.items() if b.complete and name not in ("svc", "app")}
     proc = run_certkit("issue-batch", "fleet.csv", "--out-dir", "out", "--resume", "--jobs", "2", "--json",
-                       cwd=work, env=env)
+                       cwd=work, env=env, subprocess=True)  # it forks its workers
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     batch_bundles = [b for b in bundles_under(out) if b.folder.name not in ("svc", "app")]
@@ -194,7 +194,7 @@ def test_disk_full(template: Path, tmp_path: Path, command: str) -> None:
         before = {f: bundle_bytes(out / f) for f in ("svc", "app")}
         # Room for a bundle or two (tmpfs counts a page per file), not for the whole batch.
         filler = fill(small, leave=40 * 1024 if "batch" in command else 2 * 1024)
-        proc = run_certkit(*COMMANDS[command], cwd=work, env=env)
+        proc = run_certkit(*COMMANDS[command], cwd=work, env=env, subprocess=True)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "the disk is full" in proc.stderr, proc.stderr
         assert "damaged" not in proc.stderr

@@ -133,7 +133,8 @@ FLEET = ("kind,names,out\nserver,web1.example.internal 10.0.0.1,web1\nclient,Ali
 def test_batch_certificates_are_renewable(tmp_path: Path, ca_env: dict, ca_dir: Path, jobs: str) -> None:
     (tmp_path / "fleet.csv").write_text(FLEET)
     env = dict(ca_env, CERTKIT_TEST_CHUNK_SIZE="2")  # three chunks: both workers issue
-    run_certkit("issue-batch", "fleet.csv", "--out-dir", "out", "--jobs", jobs, cwd=tmp_path, env=env, check=True)
+    run_certkit("issue-batch", "fleet.csv", "--out-dir", "out", "--jobs", jobs, cwd=tmp_path, env=env, check=True,
+                subprocess=True)  # it forks its workers
     out = tmp_path / "out"
     before = {name: read_bundle(out / name) for name in ("web1", "people/alice", "nodes/node1", "web2", "people/bob")}
     renewals = {
