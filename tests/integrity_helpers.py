@@ -51,33 +51,6 @@ def db_rows(ca_dir: Path) -> list[dict]:
         conn.close()
 
 
-# Each command exactly as ``python -m certkit`` runs it (certkit.entry.main), one after another in
-# one interpreter: the fault-injection matrix checks its end state after every case, and Python's
-# start-up, not certkit, would otherwise be most of its run time.
-_SEQUENCE = """
-import contextlib, io, json, sys
-from certkit.entry import main
-results = []
-for args in json.loads(sys.argv[1]):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(args) or 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    results.append([args, code, out.getvalue(), err.getvalue()])
-sys.stdout.write(json.dumps(results))
-"""
-
-
-def run_sequence(env: dict, *commands: list, cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
-    """Run each of ``commands`` (argument lists) as certkit would, in one process."""
-    proc = subprocess.run([sys.executable, "-c", _SEQUENCE, json.dumps([[str(a) for a in c] for c in commands])],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return [subprocess.CompletedProcess(args, code, out, err) for args, code, out, err in json.loads(proc.stdout)]
-
-
 def listed(env: dict, *args: str, cwd: Path | None = None) -> list[dict]:
     """``certkit list --json`` (which settles the rows of dead writers first)."""
     proc = run_certkit("list", "--json", *args, env=env, cwd=cwd)
@@ -130,9 +103,7 @@ def assert_inventory_matches_disk(env: dict, ca_dir: Path, *roots: Path) -> list
     """``certkit list --json`` lists as valid exactly the complete bundles on disk; every row is
     settled (no pending), abandoned rows have no bundle; no half bundle and no temporary file is
     left; ``certkit check`` passes. Returns the listed rows."""
-    listing, check = run_sequence(env, ["list", "--json"], ["check"])
-    assert listing.returncode == 0 and "Traceback" not in listing.stderr, (listing.stdout, listing.stderr)
-    rows = json.loads(listing.stdout)["certificates"]
+    rows = listed(env)
     leaves = [r for r in rows if r["kind"] != "ca"]
     assert not [r for r in leaves if r["status"] == "pending"], leaves
     bundles = bundles_under(*roots)
@@ -147,6 +118,7 @@ def assert_inventory_matches_disk(env: dict, ca_dir: Path, *roots: Path) -> list
     abandoned = {r["serial"] for r in everything if r["status"] == "abandoned"}
     assert not abandoned & set(on_disk), abandoned & set(on_disk)
     assert not temporaries_under(*roots), temporaries_under(*roots)
+    check = run_certkit("check", env=env)
     assert check.returncode == 0, check.stdout + check.stderr
     return rows
 
