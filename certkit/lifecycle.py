@@ -113,7 +113,7 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
     literal = "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name.lower())
     wanted = name.lower().rstrip(".")
     rows = []
-    for row in inventory.query(name=literal):
+    for row in inventory.query(name=literal, damaged=[]):  # a damaged row elsewhere does not block this one
         if row["kind"] == "ca":
             continue
         values = {entry.split(":", 1)[1].lower() for entry in row["names"] if ":" in entry}
@@ -170,6 +170,10 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     from certkit.issuing import FolderTarget, plan, renewal_request
 
     inventory = ca.require_inventory()
+    if out is not None:
+        from certkit.paths import check_name
+
+        check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
     found = find_certificate(inventory, ref)
     target_folder = Path(out) if out is not None else found.folder
     in_place = target_folder is not None and holds(target_folder, found.serial)

@@ -59,8 +59,9 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
 
     The whole manifest is checked first: if any line is bad, the batch is
     refused with each bad line's number and reason, and nothing is issued.
-    Interrupted (Ctrl-C, a full disk), it stops at a bundle boundary, says how
-    many bundles were written and recorded, and --resume finishes the job.
+    Interrupted (Ctrl-C, a full disk), it stops once the chunk being written
+    is complete, says how many bundles were written and recorded, and
+    --resume finishes the job.
 
     \b
     Examples:
