@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certkit.errors import CertkitError
+from certkit.probe_report import refusal, render, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 
@@ -147,7 +148,7 @@ class ProbeResult:
         """Would the given client certificate be accepted? None when none was given."""
         if self.with_cert is None or not self.requests_client_cert:
             return None
-        return self.with_cert.round_trip and not _refusal(self.with_cert)
+        return self.with_cert.round_trip and not refusal(self.with_cert)
 
     def to_dict(self) -> dict:
         return {
@@ -161,11 +162,11 @@ class ProbeResult:
             "client_certificate": {
                 "requested": self.requests_client_cert, "accepted_ca_names": self.client_ca_names,
                 "without_one": self.without_cert.to_dict() if self.without_cert else None,
-                "without_one_verdict": _without_verdict(self) if self.without_cert else None,
+                "without_one_verdict": without_verdict(self) if self.without_cert else None,
                 "given": self.client_subject, "given_usage": self.client_usage, "given_issuer": self.client_issuer,
                 "with_it": self.with_cert.to_dict() if self.with_cert else None,
                 "accepted": self.client_accepted,
-                "verdict": _with_verdict(self) if self.with_cert else None,
+                "verdict": with_verdict(self) if self.with_cert else None,
             },
         }
 
@@ -288,79 +289,6 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
         attempt.http_error = "the answer is not HTTP"
 
 
-# What the TLS alerts a server sends about a client certificate mean, in words.
-_ALERTS = {
-    "certificate required": "the server requires a client certificate and got none",
-    "unsupported certificate": "the server does not accept this kind of certificate: for a client it "
-                               "needs clientAuth in the extendedKeyUsage",
-    "unknown ca": "the server does not know the CA that issued it",
-    "certificate expired": "the certificate has expired (or is not yet valid)",
-    "bad certificate": "the server could not verify it",
-    "certificate revoked": "the certificate is revoked",
-    "handshake failure": "the server ended the handshake (no acceptable certificate?)",
-    "decrypt error": "the server could not verify the certificate's signature",
-}
-
-
-def _with_alert_words(reason: str) -> str:
-    for alert, words in _ALERTS.items():
-        if reason.endswith("alert " + alert):
-            return f"{reason}: {words}"
-    return reason
-
-
-def _refusal(attempt: Attempt) -> str | None:
-    """Why the server refused this connection's client (certificate), in words; None if it did not."""
-    if attempt.handshake != "ok":
-        return f"the handshake failed: {_with_alert_words(attempt.handshake)}"
-    if attempt.http_error:
-        return _with_alert_words(attempt.http_error)
-    if attempt.http_status is None:
-        return "no answer"
-    body = attempt.body_start
-    # nginx ends a failed client-certificate check with a 400 page of its own, not a TLS alert.
-    for marker in ("No required SSL certificate was sent", "The SSL certificate error",
-                   "Refused client certificate", "No client certificate was sent"):
-        if marker in body:
-            return f"HTTP {attempt.http_status}: {marker}"
-    if attempt.http_status in (401, 403, 495, 496):
-        return f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
-    return None
-
-
-def _without_verdict(result: ProbeResult) -> str:
-    attempt = result.without_cert
-    refused = _refusal(attempt)
-    if not result.requests_client_cert:
-        return "not asked for: the server does not request a client certificate" + (
-            "" if refused is None else f" (but it refused: {refused})")
-    if refused is None:
-        return (f"optional: the server asks for one but answered without it (HTTP {attempt.http_status} "
-                f"{attempt.http_reason})").rstrip()
-    return f"required: without one the server refused ({refused})"
-
-
-def _with_verdict(result: ProbeResult) -> str:
-    attempt = result.with_cert
-    if not result.requests_client_cert:
-        return ("never sent: the server does not ask for client certificates, so it neither checks nor uses one"
-                + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
-    refused = _refusal(attempt)
-    if refused is not None:
-        return f"refused: {refused}"
-    verdict = f"accepted: the server answered HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
-    # A server that lets in what it should not is worth a word (openssl s_server without
-    # -verify_return_error only logs verification errors, for one).
-    if result.client_eku is not None and not {"clientAuth", "anyExtendedKeyUsage"} & set(result.client_eku):
-        verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
-                    f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
-    if result.client_ca_names and result.client_issuer not in result.client_ca_names:
-        verdict += (f"; beware: its issuer {result.client_issuer} is not among the CA names the server "
-                    "listed, yet it got in")
-    return verdict
-
-
-# --- reading the server's certificate -------------------------------------------------
 def _matches(cert, target: Target) -> bool:
     from cryptography import x509
 
@@ -457,45 +385,3 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     if client is not None:
         result.with_cert = _connect(target, _context(trust_pem, client), timeout, result.client_subject).attempt
     return result
-
-
-# --- in words -----------------------------------------------------------------------------
-def render(result: ProbeResult) -> str:
-    t = result.target
-    lines = [f"{shown(result.url)}: {shown(t.label)}, {result.tls_version or 'no TLS'}"
-             + (f", {result.cipher}" if result.cipher else "")]
-    lines.append("")
-    lines.append(f"The server presents {len(result.chain)} certificate{'s' if len(result.chain) != 1 else ''}:")
-    for i, cert in enumerate(result.chain):
-        role = "its own" if i == 0 else "intermediate" if not cert["self_signed"] else "root (sent along)"
-        names = ", ".join(e["value"] for e in cert["subject_alt_names"]) or "(none)"
-        lines += [f"  [{i}] {shown(cert['subject']) or '(empty subject)'}  ({role})",
-                  f"      issued by  {shown(cert['issuer'])}"]
-        if i == 0:
-            lines.append(f"      names      {shown(names)}")
-        lines += [f"      usable for {shown(cert['usable_for'])}",
-                  f"      expires    {cert['not_after'][:16].replace('T', ' ')} UTC ({cert['validity']})"]
-    verdict = "yes" if result.server_ok else "NO"
-    lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
-    lines.append("  serverAuth  " + ("yes" if result.server_auth else "NO: " + shown(result.chain[0]["usable_for"])))
-    lines.append(f"  names       {'yes' if result.name_matches else 'NO'}: {shown(t.host)} "
-                 f"{'is' if result.name_matches else 'is not'} among its names")
-    trust_line = f"verified against {result.trust}" if result.verified else \
-        f"NOT verified against {result.trust}: {'; '.join(result.verify_errors)}"
-    lines.append(f"  chain       {shown(trust_line)}")
-    lines += [f"  reason      {shown(r)}" for r in result.reasons]
-
-    lines += ["", "Client certificate:"]
-    if result.requests_client_cert:
-        names = "; ".join(shown(n) for n in result.client_ca_names)
-        lines.append("  asked for   yes, the server sends a CertificateRequest")
-        lines.append(f"  CA names    {names}" if names else
-                     "  CA names    none: the request names no CA, so a client may offer any certificate")
-    else:
-        lines.append("  asked for   no, the server does not request one")
-    if result.without_cert is not None:
-        lines.append(f"  without     {shown(_without_verdict(result))}")
-    if result.with_cert is not None:
-        lines.append(f"  given       {shown(result.client_subject)}: {shown(result.client_usage)}")
-        lines.append(f"  with it     {shown(_with_verdict(result))}")
-    return "\n".join(lines)

@@ -8,8 +8,9 @@ standard library serves (``http.server`` + ``ssl``, client certificates
 required); one thread per connection.
 
 With ``optional=True`` (``serve --optional``) the TLS layer is pyOpenSSL's
-instead, because Python's ``ssl`` cannot complete a handshake with a client
-certificate that fails verification: it has no verify callback. There, as
+instead (:mod:`certkit.serve_optional`), because Python's ``ssl`` cannot
+complete a handshake with a client certificate that fails verification: it
+has no verify callback. There, as
 nginx does, the handshake completes whatever the client presents, OpenSSL's
 verdict is kept, and the page says why a certificate was refused (or that
 none was sent). Nobody is authenticated by a certificate OpenSSL refused.
@@ -22,9 +23,7 @@ handshake, accepted or rejected, is logged with OpenSSL's reason.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import re
 import socket
 import ssl
 import sys
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
+from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
 from certkit.tlscheck import reason_of
 from certkit.vocabulary import eku_name, general_name_text, serial_hex
@@ -325,196 +324,6 @@ class IdentityServer(ThreadingHTTPServer):
 
 
 # --- --optional: the handshake completes whatever the client presents ------------------------
-class OptionalContext:
-    """A server TLS context (pyOpenSSL) that asks for a client certificate without requiring
-    one, and completes the handshake even when the certificate fails verification.
-
-    OpenSSL still verifies what the client presents, against ``client_ca_pem``
-    and for the purpose ``sslclient`` (as for the default mode); a verify
-    callback records its errors instead of ending the handshake. The server
-    then knows the certificate, OpenSSL's verdict, and, in words, why
-    (:func:`certkit.verify.verify_certificate`). The CertificateRequest names
-    the client CA, as nginx's does, so browsers offer only its certificates.
-    """
-
-    def __init__(self, chain_pem: bytes, key_pem: bytes, client_ca_pem: bytes) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-        from OpenSSL import SSL, crypto
-
-        try:
-            chain = x509.load_pem_x509_certificates(chain_pem)
-            key = load_pem_private_key(key_pem, password=None)
-        except (ValueError, TypeError) as exc:
-            raise CertkitError(f"The server certificate or key cannot be used: {exc}.") from None
-        self.client_cas = x509.load_pem_x509_certificates(client_ca_pem)
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        ctx.use_certificate(chain[0])
-        for extra in chain[1:]:
-            ctx.add_extra_chain_cert(extra)
-        ctx.use_privatekey(key)
-        try:
-            ctx.check_privatekey()
-        except SSL.Error:
-            raise CertkitError("The server key does not match the server certificate (key values mismatch).") \
-                from None
-        store = ctx.get_cert_store()
-        for ca in self.client_cas:
-            store.add_cert(crypto.X509.from_cryptography(ca))  # the store takes only its own type
-        # As the default mode: trust ends at the given CA even when it is an intermediate.
-        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-        for ca in self.client_cas:
-            ctx.add_client_ca(ca)
-        ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
-        # OpenSSL refuses to resume a session that was verified without one ("session id context
-        # uninitialized"); Python's ssl sets it itself.
-        ctx.set_session_id(b"certkit-serve")
-        self._ctx = ctx
-
-    def wrap_socket(self, sock: socket.socket, *, server_side: bool = True,
-                    do_handshake_on_connect: bool = False) -> "_OptionalTLSSocket":
-        return _OptionalTLSSocket(self, sock)
-
-    def words_for(self, leaf_der: bytes, chain_der: list[bytes], errors: list[tuple[int, int]]) -> list[str]:
-        """Why OpenSSL refused this client certificate, in words: certkit's reading of it
-        (:mod:`certkit.verify`) followed by OpenSSL's own reason."""
-        from cryptography import x509
-
-        from certkit.verify import verify_certificate
-
-        openssl = "; ".join(dict.fromkeys(x509_error(code, depth) for code, depth in errors))
-        try:
-            leaf = x509.load_der_x509_certificate(leaf_der)
-            chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-            verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain)
-            # certkit verify's advice on --untrusted is for its command line, not for this server.
-            words = [re.sub(r" \(if .*--untrusted\)$", "", r) for r in verdict.reasons]
-            namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)
-            if namesake is not None and any(w.startswith("not issued by this CA") for w in words):
-                # "issued by X, and the trusted CA is X" would puzzle anyone: say what happened.
-                who = shown(leaf.issuer.rfc4514_string())
-                words = [f"it names {who} as its issuer, but that CA's key did not sign it: it comes from "
-                         "another CA of the same name (was the CA created anew?)" if w.startswith(
-                             "not issued by this CA") else w for w in words]
-        except Exception:  # a certificate our reading cannot follow: OpenSSL's words alone
-            words = []
-        return [*words, f"OpenSSL: {openssl}"]
-
-
-class _OptionalTLSSocket:
-    """The part of ``ssl.SSLSocket`` that :class:`IdentityServer` and ``http.server`` use,
-    over a pyOpenSSL connection on a blocking socket with kernel timeouts
-    (:func:`certkit.pyossl.set_kernel_timeout`)."""
-
-    def __init__(self, context: OptionalContext, sock: socket.socket) -> None:
-        from OpenSSL import SSL
-
-        self.raw_socket = sock
-        self.context = context
-        self.refused: list[str] = []
-        self._errors: list[tuple[int, int]] = []
-        sock.settimeout(None)
-        self._conn = SSL.Connection(context._ctx, sock)
-        self._conn.set_app_data(self._errors)
-        self._conn.set_accept_state()
-
-    def settimeout(self, seconds: float | None) -> None:
-        set_kernel_timeout(self.raw_socket, seconds)
-
-    def do_handshake(self) -> None:
-        from OpenSSL import SSL
-
-        try:
-            self._conn.do_handshake()
-        except (SSL.WantReadError, SSL.WantWriteError):
-            raise TimeoutError("timed out") from None
-        except SSL.SysCallError as exc:
-            raise ConnectionResetError(f"unexpected eof ({exc.args[-1]})") from None
-        except SSL.Error as exc:
-            raise OSError(openssl_reason(exc)) from None
-        leaf = self._conn.get_peer_certificate(as_cryptography=True) if self._errors else None
-        if leaf is not None:
-            from cryptography.hazmat.primitives.serialization import Encoding
-
-            chain = self._conn.get_peer_cert_chain(as_cryptography=True) or []
-            self.refused = self.context.words_for(
-                leaf.public_bytes(Encoding.DER),
-                [c.public_bytes(Encoding.DER) for c in chain[1:]], self._errors)
-
-    def getpeercert(self, binary_form: bool = False):
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        cert = self._conn.get_peer_certificate(as_cryptography=True)
-        return cert.public_bytes(Encoding.DER) if cert is not None else None
-
-    def version(self) -> str | None:
-        return self._conn.get_protocol_version_name()
-
-    def makefile(self, mode: str = "rb", buffering: int = -1):
-        import io
-
-        return io.BufferedReader(_TLSReader(self._conn), io.DEFAULT_BUFFER_SIZE if buffering in (-1, 0, None)
-                                 else buffering)
-
-    def sendall(self, data) -> None:
-        from OpenSSL import SSL
-
-        try:
-            self._conn.sendall(bytes(data))
-        except (SSL.WantReadError, SSL.WantWriteError):
-            raise TimeoutError("timed out") from None
-        except SSL.Error as exc:
-            raise ConnectionError(openssl_reason(exc)) from None
-
-    def fileno(self) -> int:
-        return self.raw_socket.fileno()
-
-    def setsockopt(self, *args) -> None:
-        self.raw_socket.setsockopt(*args)
-
-    def shutdown(self, how: int) -> None:
-        from OpenSSL import SSL
-
-        try:
-            self._conn.shutdown()  # close_notify
-        except SSL.Error:
-            pass
-        try:
-            self.raw_socket.shutdown(how)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.raw_socket.close()
-
-
-class _TLSReader(io.RawIOBase):
-    """Reads application data from a pyOpenSSL connection, for ``io.BufferedReader``."""
-
-    def __init__(self, conn) -> None:
-        self._conn = conn
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        from OpenSSL import SSL
-
-        try:
-            data = self._conn.recv(len(buffer))
-        except SSL.ZeroReturnError:
-            return 0
-        except (SSL.WantReadError, SSL.WantWriteError):
-            raise TimeoutError("timed out") from None
-        except SSL.SysCallError:
-            return 0  # the client went away without close_notify: the end of its requests
-        except SSL.Error as exc:
-            raise ConnectionError(openssl_reason(exc)) from None
-        buffer[:len(data)] = data
-        return len(data)
-
-
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
     """Half-close a rejected connection and read what the client still sends, until it closes.
 
