@@ -86,13 +86,32 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def ca_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for the CLI with a CA directory and its passphrase."""
+def ca_env(tmp_path: Path, request) -> dict[str, str]:
+    """Environment for the CLI with a CA directory and its passphrase (and, on a ``[postgresql]``
+    run, the PGPASSFILE of its database: see team_fixtures)."""
+    if inventory_backend_of(request) == PG_SUFFIX:
+        request.getfixturevalue("postgres_url")
     return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
 
 
 @pytest.fixture
-def ca_dir(tmp_path: Path, ca_env: dict[str, str]) -> Path:
-    """A root CA created through the CLI, as a user would create it."""
-    run_certkit("init-ca", "--name", "certkit test root", env=ca_env, check=True)
+def ca_dir(tmp_path: Path, ca_env: dict[str, str], inventory_url: str | None) -> Path:  # noqa: F811 (a fixture)
+    """A root CA created through the CLI, as a user would create it (with its inventory in
+    PostgreSQL on a ``[postgresql]`` run)."""
+    run_certkit("init-ca", "--name", "certkit test root", *(["--inventory", inventory_url] if inventory_url else []),
+                env=ca_env, check=True)
     return tmp_path / "ca"
+
+
+# Team scale: PostgreSQL and SoftHSM2 fixtures, and the [postgresql] twins of the issuing tests.
+from team_fixtures import (  # noqa: E402, F401
+    PG_SUFFIX,
+    inventory_backend_of,
+    inventory_url,
+    postgres_server,
+    postgres_url,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    softhsm,
+    token,
+)
