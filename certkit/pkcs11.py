@@ -153,24 +153,43 @@ def _binding():
     return pkcs11
 
 
-def _lib(path: str):
+def _lib(path: str, *, locked: bool = False):
     """The loaded module, initialized in this process (a forked child initializes it again: PKCS#11
     sessions do not survive fork)."""
+    if not locked:
+        with _INIT_LOCK:
+            return _lib(path, locked=True)
     pkcs11 = _binding()
-    with _INIT_LOCK:
-        try:
-            lib = pkcs11.lib(path)
-        except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
-            raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {_words(exc)}.") from None
-        pid = _INITIALIZED_IN.get(path)
-        if pid is not None and pid != os.getpid():
-            lib.reinitialize()
-        _INITIALIZED_IN[path] = os.getpid()
-        return lib
+    try:
+        lib = pkcs11.lib(path)
+    except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
+        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {_words(exc)}.") from None
+    pid = _INITIALIZED_IN.get(path)
+    if pid is not None and pid != os.getpid():
+        lib.reinitialize()
+    _INITIALIZED_IN[path] = os.getpid()
+    return lib
 
 
 def find_token(uri: KeyURI, module: str):
     """The one token ``uri`` names (no PIN needed)."""
+    found, seen = _matching_tokens(uri, module)
+    if not found:
+        # Some modules (SoftHSM) list only the tokens there were when they were initialized: a
+        # long-running process looks again once (sessions of this process are reopened on use).
+        with _INIT_LOCK:
+            _lib(module, locked=True).reinitialize()
+        found, seen = _matching_tokens(uri, module)
+    if not found:
+        present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
+        raise TokenError(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
+                         f"present: {present}).")
+    if len(found) > 1:
+        raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
+    return found[0]
+
+
+def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
     pkcs11 = _binding()
     lib = _lib(module)
     found, seen = [], []
@@ -179,6 +198,8 @@ def find_token(uri: KeyURI, module: str):
             try:
                 token = slot.get_token()
             except (pkcs11.TokenNotPresent, pkcs11.TokenNotRecognised):
+                continue
+            if not token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED:
                 continue
             seen.append(token.label)
             if uri.token is not None and token.label != uri.token:
@@ -194,13 +215,7 @@ def find_token(uri: KeyURI, module: str):
             found.append(token)
     except pkcs11.PKCS11Error as exc:
         raise TokenError(f"The PKCS#11 module {shown(module)} cannot list its tokens: {_words(exc)}.") from None
-    if not found:
-        present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
-        raise TokenError(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
-                         f"present: {present}).")
-    if len(found) > 1:
-        raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
-    return found[0]
+    return found, seen
 
 
 def _login(token, pin: bytes | None, *, rw: bool = False):
