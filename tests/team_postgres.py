@@ -6,8 +6,9 @@ fresh database. The server runs as an unprivileged user (initdb refuses root:
 under root the ``postgres`` system user the Debian package creates, else
 ``nobody``), listens on 127.0.0.1 and on a socket in its own folder, and asks for
 a password (scram-sha-256), which clients find in a ``PGPASSFILE`` as certkit's
-users would. ``fsync`` is off: the tests kill processes, never the machine, and
-a process crash loses nothing that was committed even so.
+users would. ``fsync`` is off for the tests (they kill processes, never the
+machine, and a process crash loses nothing committed even so); the benchmark
+(benchmarks/team_bench.py) starts it with ``durable=True``, as a server runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -72,9 +74,7 @@ class PostgresServer:
                                + self.log_tail())
         return proc
 
-    def start(self) -> PostgresServer:
-        from conftest import free_port
-
+    def start(self, *, durable: bool = False) -> PostgresServer:
         self.base = Path(tempfile.mkdtemp(prefix="certkit-pg-"))
         user = _run_as()
         pwfile = self.base / "pw"
@@ -88,9 +88,11 @@ class PostgresServer:
         self._pg("initdb", "-D", str(self.base / "data"), "-U", USER, "-A", "scram-sha-256",
                  f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
         pwfile.unlink()
-        self.port = free_port()
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB")
+        with socket.socket() as s:  # a free loopback port
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c max_connections=200 "
+                   "-c shared_buffers=32MB" + ("" if durable else " -c fsync=off -c full_page_writes=off"))
         self._pg("pg_ctl", "-D", str(self.base / "data"), "-l", str(self.base / "log"), "-w", "-t", "60",
                  "-o", options, "start")
         # The clients' password file: theirs (0600, this user's), where libpq is told to look.
