@@ -229,8 +229,10 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
 def check(ca_dir, passphrase_file, as_json):
     """Check a CA directory: files, modes, expiry, key, chain and inventory.
 
-    Exit status 0 when nothing is wrong (warnings allowed), 1 when any check
-    fails. Changes nothing.
+    For a team's CA also the PostgreSQL database (reached, schema current,
+    this CA's) and the PKCS#11 token (present; with its PIN, the key found,
+    kept in the token and matching ca.pem). Exit status 0 when nothing is
+    wrong (warnings allowed), 1 when any check fails. Changes nothing.
 
     \b
     Examples:
