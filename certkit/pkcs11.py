@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -171,15 +172,38 @@ def _lib(path: str, *, locked: bool = False):
     return lib
 
 
+def _transient(call, *args, also=(), **kwargs):
+    """``call`` retried a few times on CKR_GENERAL_ERROR (and the errors in ``also``): SoftHSM2
+    answers so while another process rewrites the token's files (several processes logging in to
+    one token at once: it says CKR_USER_PIN_NOT_INITIALIZED then, too); a real failure stays and
+    is reported after about a second."""
+    pkcs11 = _binding()
+    for delay in _RETRY_DELAYS:
+        try:
+            return call(*args, **kwargs)
+        except (pkcs11.GeneralError, *also):
+            time.sleep(delay)
+    return call(*args, **kwargs)
+
+
+_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
+
+
 def find_token(uri: KeyURI, module: str):
     """The one token ``uri`` names (no PIN needed)."""
-    found, seen = _matching_tokens(uri, module)
-    if not found:
-        # Some modules (SoftHSM) list only the tokens there were when they were initialized: a
-        # long-running process looks again once (sessions of this process are reopened on use).
+    found, seen = _transient(_matching_tokens, uri, module)
+    for delay in _RETRY_DELAYS:
+        if found:
+            break
+        # Some modules (SoftHSM) list only the tokens there were when they were initialized (a
+        # long-running process, a token made since), and none at all if another process was
+        # rewriting the token files just then: initialize again and look again, for about a
+        # second (sessions of this process are reopened on use).
         with _INIT_LOCK:
             _lib(module, locked=True).reinitialize()
-        found, seen = _matching_tokens(uri, module)
+        found, seen = _transient(_matching_tokens, uri, module)
+        if not found:
+            time.sleep(delay)
     if not found:
         present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
         raise TokenError(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
@@ -213,6 +237,8 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
             if uri.slot_id is not None and slot.slot_id != uri.slot_id:
                 continue
             found.append(token)
+    except pkcs11.GeneralError:
+        raise
     except pkcs11.PKCS11Error as exc:
         raise TokenError(f"The PKCS#11 module {shown(module)} cannot list its tokens: {_words(exc)}.") from None
     return found, seen
@@ -228,9 +254,9 @@ def _login(token, pin: bytes | None, *, rw: bool = False):
     except UnicodeDecodeError:
         raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
     try:
-        return token.open(rw=rw, user_pin=text)
+        return _transient(token.open, rw=rw, user_pin=text, also=(pkcs11.UserPinNotInitialized,))
     except pkcs11.UserAlreadyLoggedIn:  # another key of this process opened the token: login is per process
-        return token.open(rw=rw)
+        return _transient(token.open, rw=rw)
     except pkcs11.PinIncorrect:
         raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN (tokens lock after a few "
                                 "wrong PINs; certkit does not retry).") from None
@@ -250,7 +276,7 @@ def _find(session, uri: KeyURI, object_class):
         attrs[pkcs11.Attribute.LABEL] = uri.object
     if uri.id is not None:
         attrs[pkcs11.Attribute.ID] = uri.id
-    return list(session.get_objects(attrs))
+    return _transient(lambda: list(session.get_objects(attrs)))
 
 
 # --- a key in a token -----------------------------------------------------------------
@@ -338,15 +364,15 @@ class TokenKey:
                     if self.key_type.startswith("ecdsa"):
                         digest = hashes.Hash(self.hash())
                         digest.update(data)
-                        raw = self._private.sign(digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
+                        raw = _transient(self._private.sign, digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
                         half = len(raw) // 2
                         return encode_dss_signature(int.from_bytes(raw[:half], "big"),
                                                     int.from_bytes(raw[half:], "big"))
                     if self.rsa_pss:
-                        return self._private.sign(data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS_PSS,
-                                                  mechanism_param=(pkcs11.Mechanism.SHA256, pkcs11.MGF.SHA256,
-                                                                   PSS_SALT_LENGTH))
-                    return self._private.sign(data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
+                        return _transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS_PSS,
+                                          mechanism_param=(pkcs11.Mechanism.SHA256, pkcs11.MGF.SHA256,
+                                                           PSS_SALT_LENGTH))
+                    return _transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
                 except (pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.UserNotLoggedIn,
                         pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
                     if attempt:

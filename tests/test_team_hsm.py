@@ -314,3 +314,55 @@ def test_team_ca_postgres_and_token_together(tmp_path, token, postgres_url):
     assert proc.returncode == 0, proc.stdout
     checks = {f["check"]: f["level"] for f in json.loads(proc.stdout)["findings"]}
     assert checks["token"] == checks["key"] == checks["database"] == checks["inventory"] == "ok"
+
+
+def test_key_uris_as_rfc_7512_writes_them():
+    from certkit.pkcs11 import KeyURI, TokenError
+
+    uri = KeyURI.parse("pkcs11:token=Team%20CA;object=root%3B2;id=%01%a2;type=private"
+                       "?module-path=/usr/lib/softhsm/libsofthsm2.so")
+    assert (uri.token, uri.object, uri.id, uri.module_path) == ("Team CA", "root;2", b"\x01\xa2",
+                                                                 "/usr/lib/softhsm/libsofthsm2.so")
+    assert KeyURI.parse("pkcs11:serial=0123;slot-id=7;id=%02").slot_id == 7
+    for text, fragment in [
+        ("file:///key.pem", "not a PKCS#11 URI"),
+        ("pkcs11:token=a;object=b;colour=red", "does not understand"),
+        ("pkcs11:token=a;token=b;object=c", "names token twice"),
+        ("pkcs11:token=a;object=b;type=cert", "names a cert object"),
+        ("pkcs11:token=a;object=b?pin-source=file:/p", "holds no PIN"),
+        ("pkcs11:token=a;object=b?module=x", "does not understand"),
+        ("pkcs11:token=a;slot-id=one;object=b", "not a number"),
+    ]:
+        with pytest.raises(TokenError, match=fragment):
+            KeyURI.parse(text)
+
+
+_HOST = """
+import sys
+from certkit.store import CADirectory
+for i in range(8):
+    ca = CADirectory(sys.argv[1]).load(sys.argv[2].encode())  # a command: log in, sign, go
+    print(ca.issue_server([f"{sys.argv[3]}-{i}.internal"]).serial_hex, flush=True)
+    ca.key.close()
+"""
+
+
+def test_four_processes_sign_through_one_token_at_once(tmp_path, token):
+    """Four hosts' commands logging in and signing at the same moment (SoftHSM2 answers some of
+    them CKR_GENERAL_ERROR while another process rewrites the token's files: retried)."""
+    import shutil
+    import subprocess
+
+    init_token_ca(tmp_path, token)
+    env = certkit_env()
+    procs = []
+    for n in range(4):
+        shutil.copytree(tmp_path / "ca", tmp_path / f"host{n}")
+        procs.append(subprocess.Popen([sys.executable, "-c", _HOST, str(tmp_path / f"host{n}"), token.pin, f"h{n}"],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    serials = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        serials += out.split()
+    assert len(set(serials)) == 32

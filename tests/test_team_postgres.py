@@ -65,6 +65,14 @@ def test_init_ca_names_the_database_and_check_reports_it(tmp_path, env, postgres
     assert not (tmp_path / "b.internal").exists()
 
 
+def test_the_environment_names_the_inventory(tmp_path, env, postgres_url):
+    """$CERTKIT_INVENTORY_URL is init-ca's --inventory when none is given, and certkit-ca.json keeps it."""
+    run_certkit("init-ca", env=dict(env, CERTKIT_INVENTORY_URL=postgres_url), check=True)
+    assert json.loads((tmp_path / "ca" / "certkit-ca.json").read_text()) == {"inventory": postgres_url}
+    run_certkit("issue-client", "bob", cwd=tmp_path, env=env, check=True)
+    assert CADirectory(tmp_path / "ca").inventory.count() == 1
+
+
 def test_no_password_in_argv_nor_in_the_url(tmp_path, env, postgres_url, postgres_server):
     with_password = postgres_url.replace("certkit@", f"certkit:{postgres_server.password}@")
     proc = run_certkit("init-ca", "--inventory", with_password, env=env)

@@ -38,10 +38,10 @@ from certkit.vocabulary import serial_hex
 @click.option("--parent-passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Passphrase file for the parent CA's key (else $CERTKIT_PARENT_CA_PASSPHRASE, else a prompt).")
 @click.option("--no-passphrase", is_flag=True, help="Store the CA key unencrypted (not recommended).")
-@click.option("--inventory", "inventory_url", metavar="URL",
+@click.option("--inventory", "inventory_url", metavar="URL", envvar="CERTKIT_INVENTORY_URL",
               help="Keep the inventory in this empty PostgreSQL database (postgresql://USER@HOST/DB, no password: "
                    "libpq's ~/.pgpass, $PGPASSWORD or a prompt) instead of inventory.sqlite3, so several hosts "
-                   "can issue from this CA.")
+                   "can issue from this CA [default: $CERTKIT_INVENTORY_URL].")
 @click.option("--key-uri", metavar="URI",
               help="Keep the CA key in a PKCS#11 token (RFC 7512: 'pkcs11:token=LABEL;object=LABEL'): generated "
                    "there, non-extractable, unless the token holds that key already.")
