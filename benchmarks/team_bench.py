@@ -6,17 +6,19 @@ Starts its own PostgreSQL (Debian's initdb/pg_ctl, fsync on, as a server runs) a
 (tests/team_postgres.py, tests/team_hsm.py) in temporary folders, and creates four EC P-256 CAs:
 SQLite + key file (certkit's default, the baseline of every ratio), PostgreSQL + key file,
 SQLite + SoftHSM2 key, PostgreSQL + SoftHSM2 key. The key files are encrypted (the default; the
-passphrase comes from the environment), the PIN likewise. Then, in ONE run, interleaved
-round-robin so that a shared machine's drift hits every configuration alike:
+passphrase comes from the environment), the PIN likewise. Bundles are written to RAM (/dev/shm,
+when there is one; fsync is still called) so that the disk does not hide the database and the
+key. Then, in ONE run, interleaved round-robin (each round starting with the next configuration)
+so that a shared machine's drift hits every configuration alike:
 
 - one-shot: ``certkit issue-server`` as a new process (start-up, passphrase or PIN, one
-  certificate, its files fsynced): median of N runs;
+  certificate, its files): median of N runs;
 - batch: ``certkit issue-batch`` of M server certificates (all cores; its own issuing rate and the
   wall clock), median of R runs;
-- 4 processes at once, each with its own copy of a CA directory (four hosts), each issuing K
-  certificates through the library, one ``deliver()`` per certificate (its own transactions and
-  bundle folder, in RAM when /dev/shm exists, so the disk does not hide the database): the
-  aggregate rate, against one process of the same configuration;
+- 4 processes at once, each issuing K certificates through the library, one ``deliver()`` per
+  certificate (its own transactions and bundle folder): on PostgreSQL each process has its own
+  copy of the CA directory (four hosts); on SQLite all four share the one CA directory (its file
+  cannot be shared between hosts at all); the aggregate rate, against one process;
 - one signature, in process: ``cryptography`` with the key in memory against the token.
 
 Prints Markdown tables (and writes them to --output).
@@ -107,10 +109,10 @@ class Bench:
     # --- measurements --------------------------------------------------------------------
     def one_shot(self, runs: int) -> dict[str, float]:
         times: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        out = self.work / "one-shot"
+        out = self.ram / "one-shot"
         out.mkdir()
-        for _ in range(runs):
-            for name in CONFIGS:
+        for n in range(runs):
+            for name in rotated(CONFIGS, n):
                 start = time.perf_counter()
                 self.certkit("issue-server", f"{self.fresh('h')}.example.com", "--ca-dir", str(self.ca(name)),
                              "--out", str(out / self.fresh("o")))
@@ -123,9 +125,9 @@ class Bench:
         manifest.write_text("kind,names\n" + "".join(f"server,b{i}.example.com\n" for i in range(count)))
         walls: dict[str, list[float]] = {name: [] for name in CONFIGS}
         own: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        for _ in range(runs):
-            for name in CONFIGS:
-                out = self.work / self.fresh("batch")
+        for n in range(runs):
+            for name in rotated(CONFIGS, n):
+                out = self.ram / self.fresh("batch")
                 start = time.perf_counter()
                 proc = self.certkit("issue-batch", str(manifest), "--ca-dir", str(self.ca(name)), "--out-dir",
                                     str(out), "--json")
@@ -140,10 +142,15 @@ class Bench:
         copies = []
         for p in range(processes):
             copy = root / f"host{p}" / "ca"
-            shutil.copytree(self.ca(name), copy)
+            if "PostgreSQL" in name:
+                shutil.copytree(self.ca(name), copy)
+            else:  # one file, one machine: the processes share the CA directory itself
+                copy.parent.mkdir(parents=True)
             copies.append(copy)
-        procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(copy), str(copy.parent / "out"), str(count),
-                                   f"p{p}"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs = [subprocess.Popen([sys.executable, "-c", WORKER,
+                                   str(copy if "PostgreSQL" in name else self.ca(name)), str(copy.parent / "out"),
+                                   str(count), f"p{p}"], env=self.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
                  for p, copy in enumerate(copies)]
         spans = []
         for proc in procs:
@@ -193,7 +200,12 @@ def machine(work: Path, ram: Path) -> list[str]:
             f"{load:.2f}",
             f"- Python {platform.python_version()}; cryptography {cryptography.__version__}; {pg}, fsync on; "
             f"SoftHSM {hsm} ({module()})",
-            f"- files: one-shot and batch on {work}, the 4-host figure in {ram}"]
+            f"- bundles written to {ram}; CA directories in {work}"]
+
+
+def rotated(items, n: int) -> list:
+    """``items`` starting at the n-th: each round begins with another configuration."""
+    return [*items[n % len(items):], *items[:n % len(items)]]
 
 
 def ratio(value: float, base: float) -> str:
@@ -229,14 +241,15 @@ def main() -> None:
         host_configs = (CONFIGS[0], CONFIGS[1], CONFIGS[3])
         singles: dict[str, list[float]] = {name: [] for name in host_configs}
         fours: dict[str, list[float]] = {name: [] for name in host_configs}
-        for _ in range(host_runs):
-            for name in host_configs:
+        for n in range(host_runs):
+            for name in rotated(host_configs, n):
                 singles[name].append(bench.hosts(name, 1, host_count))
                 fours[name].append(bench.hosts(name, 4, host_count))
         rows = [(name, statistics.median(singles[name]), statistics.median(fours[name])) for name in host_configs]
         base_four = rows[0][2]
-        lines += ["", f"### Four hosts at once: 4 processes, each its own copy of the CA directory, {host_count} "
-                  f"certificates each, one `deliver()` per certificate (median of {host_runs}, interleaved)", "",
+        lines += ["", f"### Four processes at once, {host_count} certificates each, one `deliver()` per certificate "
+                  f"(median of {host_runs}, interleaved): on PostgreSQL four hosts (each its own copy of the CA "
+                  "directory), on SQLite one shared CA directory", "",
                   "| configuration | 1 process, certificates/s | 4 processes, certificates/s | 4 against 1 | "
                   "4 processes against SQLite + key file |", "|---|---:|---:|---|---|"]
         lines += [f"| {name} | {single:,.0f} | {four:,.0f} | {four / single:.2f}x | "
