@@ -79,11 +79,13 @@ class CA:
                organizational_unit: str | None = None, country: str | None = None,
                key_type: str = DEFAULT_KEY_TYPE, days: int | None = None, permitted_dns: Iterable[str] = (),
                permitted_ips: Iterable[str] = (), parent: "CA | None" = None,
-               not_before: dt.datetime | None = None) -> "CA":
+               not_before: dt.datetime | None = None, key=None) -> "CA":
         """Create a root CA, or an intermediate signed by ``parent``.
 
         ``not_before`` backdates the CA (for demos and tests that need a leaf
         which has already expired: a leaf never starts before its issuer).
+        ``key`` is the CA's own key when it exists already (a key in a PKCS#11
+        token, :mod:`certkit.pkcs11`); else one of ``key_type`` is generated.
         """
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = _ca_subject(common_name, organization, organizational_unit, country)
@@ -98,7 +100,7 @@ class CA:
             nc = _constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
         else:
             nc = _constraints.build(dns, ips)
-        key = generate_key(key_type)
+        key = key if key is not None else generate_key(key_type)
         cert = build_certificate(
             profile, subject=subject, public_key=key.public_key(),
             issuer_name=parent.cert.subject if parent else subject,

@@ -56,8 +56,13 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
         add("certificate", "error", str(exc))
         return out
     out.extend(_check_certificates(cert, parents, now))
-    out.extend(_check_key(store, cert, passphrase))
-    out.extend(_check_inventory(store))
+    try:
+        token = store.key_uri is not None
+    except CertkitError as exc:  # certkit-ca.json unreadable: neither the key nor the inventory can be found
+        add("config", "error", str(exc))
+        return out
+    out.extend(_check_token_key(store, cert, passphrase) if token else _check_key(store, cert, passphrase))
+    out.extend(_check_inventory(store, cert))
     return out
 
 
@@ -127,14 +132,78 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
     return found
 
 
-def _check_inventory(store: CADirectory) -> list[Finding]:
+def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]:
+    """A key in a PKCS#11 token: the token present (no PIN needed), then with the PIN: the key
+    found, kept in the token, and matching ca.pem (it signs a test message ca.pem's key verifies)."""
+    from certkit import pkcs11
+
+    uri_text, module = store.key_uri, store.config.get("pkcs11_module")
+    try:
+        uri = pkcs11.KeyURI.parse(uri_text)
+        token = pkcs11.find_token(uri, pkcs11.module_path(uri, module))
+    except CertkitError as exc:
+        return [Finding("token", "error", str(exc))]
+    found = [Finding("token", "ok", f"'{token.label}' present ({token.manufacturer_id.strip()} {token.model.strip()},"
+                                    f" module {module})")]
+    try:
+        key = store.load_key(cert, pin)[0]
+    except PassphraseRequired:
+        return found + [Finding("key", "warning", "the token's PIN was not given: the key was not checked.")]
+    except CertkitError as exc:
+        return found + [Finding("key", "error", str(exc))]
+    try:
+        test = b"certkit check: does the token's key match ca.pem?"
+        signature = key.sign(test)
+        _verify_with_certificate(cert, key, signature, test)
+        attributes = key.attributes()
+    except Exception as exc:  # InvalidSignature, a token error
+        return found + [Finding("key", "error", f"the token's key {uri_text} does not sign for ca.pem: {exc}")]
+    finally:
+        key.close()
+    if attributes["extractable"] or not attributes["sensitive"]:
+        found.append(Finding("key", "warning", f"{uri_text} matches ca.pem but is "
+                             f"{'extractable' if attributes['extractable'] else 'not sensitive'}: it can leave the "
+                             "token."))
+    else:
+        found.append(Finding("key", "ok", f"{uri_text}: {key.key_type}, signs for ca.pem, sensitive and "
+                                          "non-extractable"))
+    return found
+
+
+def _verify_with_certificate(cert, key, signature: bytes, data: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    public = cert.public_key()
+    if key.key_type.startswith("ecdsa"):
+        public.verify(signature, data, ec.ECDSA(key.hash()))
+    else:
+        public.verify(signature, data, key._padding() or padding.PKCS1v15(), key.hash())
+
+
+def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     """The inventory read as it is: nothing migrated, settled or written (query_only)."""
     from certkit.inventory import SCHEMA_VERSION
 
-    inventory = store.inventory
-    if not inventory.db.exists():
+    try:
+        inventory = store.inventory
+        present = inventory.db.exists()
+    except CertkitError as exc:  # a shared inventory that cannot be reached
+        return [Finding("inventory", "error", str(exc))]
+    if not present:
+        if inventory.db.dialect != "sqlite":
+            return [Finding("inventory", "error", f"{inventory.location} holds no certkit inventory (its tables "
+                                                  "are missing); check the URL, or restore it from a backup.")]
         return [Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")]
     found: list[Finding] = []
+    if inventory.db.dialect != "sqlite":
+        from certkit.store import check_binding
+
+        try:
+            check_binding(inventory, cert)
+            found.append(Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at "
+                                                   f"{inventory.location}"))
+        except CertkitError as exc:
+            return [Finding("inventory", "error", str(exc))]
     try:
         version = inventory.version(readonly=True)
         if version > SCHEMA_VERSION:
@@ -162,7 +231,9 @@ def _check_inventory(store: CADirectory) -> list[Finding]:
                              "pending (being written now, or left by a process that died: the next command that "
                              "opens the inventory settles those)."))
     if not damaged:
-        found.append(Finding("inventory", "ok", f"{count} certificates recorded, every row readable"))
+        found.append(Finding("inventory", "ok", f"{count} certificates recorded, every row readable, schema "
+                                                f"version {min(version, SCHEMA_VERSION)}"
+                                                + (" (current)" if version == SCHEMA_VERSION else "")))
     return found
 
 

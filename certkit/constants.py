@@ -22,6 +22,8 @@ ENV_CA_DIR = "CERTKIT_CA_DIR"
 ENV_PASSPHRASE = "CERTKIT_CA_PASSPHRASE"
 ENV_PARENT_PASSPHRASE = "CERTKIT_PARENT_CA_PASSPHRASE"
 ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"
+ENV_PKCS11_PIN = "CERTKIT_PKCS11_PIN"  # the PIN of the token that holds a CA key (certkit.pkcs11)
+ENV_INVENTORY_URL = "CERTKIT_INVENTORY_URL"  # overrides the inventory a CA directory names
 
 # --- the files of an issued certificate's folder (certbot's names) -----------------
 CERT_FILE = "cert.pem"

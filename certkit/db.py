@@ -131,6 +131,8 @@ class SQLiteDatabase:
                        f"{BUSY_TIMEOUT_S:g} s; try again.")
         elif "unable to open" in lowered:
             message = f"The inventory {where} cannot be opened: {text}."
+        elif "inventory moved to" in lowered:  # the triggers `certkit inventory migrate` leaves behind
+            message = f"The inventory {where} refuses writes: {text}."
         elif "no such table" in lowered or "no such column" in lowered:
             message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
         elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):

@@ -237,9 +237,10 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     try:
         issued = [ca.sign(request) for request, _target in items]
         pause_at("signed")
-        deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
         with uninterrupted():
             record(ca, items, issued)
+            # After record(): a serial taken meanwhile (by another host) was signed again in place.
+            deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
             try:
                 pause_at("recorded")
                 for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):

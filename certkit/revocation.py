@@ -29,15 +29,16 @@ def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
     """A CRL of every certificate ``ca`` revoked, with the next CRL number, valid ``days`` days."""
     from cryptography import x509
 
-    from certkit.keys import signature_hash
+    from certkit.keys import sign_builder
     from certkit.profiles import BACKDATE
 
     if not isinstance(days, int) or not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
         raise CertkitError(f"A CRL valid for {days} days is not possible; give {MIN_CRL_DAYS} to {MAX_CRL_DAYS}.")
     inventory = ca.require_inventory()
-    revoked = inventory.revoked()  # first: a damaged revoked row refuses the CRL before a number is taken
     key = ca.signing_key()
-    number = inventory.next_crl_number()
+    # The number and the revocations in one transaction: a later number never lists fewer, on any
+    # host; a damaged revoked row refuses the CRL before a number is taken.
+    number, revoked = inventory.crl_contents()
     # thisUpdate is backdated like notBefore: a verifier whose clock runs a little slow
     # would otherwise find a "not yet valid" CRL and refuse every certificate.
     this_update = (dt.datetime.now(dt.UTC) - BACKDATE).replace(microsecond=0)
@@ -56,4 +57,4 @@ def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
         if reason != "unspecified":  # RFC 5280 5.3.1: omit the code rather than say unspecified
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(key, signature_hash(key))
+    return sign_builder(key, builder)  # a key file, or a PKCS#11 token (certkit.pkcs11)

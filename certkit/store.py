@@ -6,6 +6,14 @@ Layout (the directory is 0700, the key 0600)::
     ca-key.pem        its private key, encrypted PKCS#8 unless created without a passphrase
     parents.pem       the certificates above it, nearest first (absent for a root)
     inventory.sqlite3 every certificate issued (see certkit.inventory)
+    certkit-ca.json   only for a team's CA: where the inventory and the key live instead
+
+``certkit-ca.json`` (``init-ca --inventory``, ``--key-uri``) names a PostgreSQL
+inventory (``{"inventory": "postgresql://user@host/db"}``, never with a
+password) and/or a key in a PKCS#11 token (``"key": "pkcs11:token=...;object=..."``
+and ``"pkcs11_module"``); then ``inventory.sqlite3`` or ``ca-key.pem`` is absent.
+``CERTKIT_INVENTORY_URL`` overrides the inventory it names. Without the file,
+the directory is what it always was: zero setup.
 
 The directory is chosen by ``--ca-dir``, else ``CERTKIT_CA_DIR``, else a
 per-user data directory, so issuing works from any folder (mkcert's CAROOT).
@@ -37,7 +45,11 @@ CERT_FILE = "ca.pem"
 KEY_FILE = "ca-key.pem"
 PARENTS_FILE = "parents.pem"
 INVENTORY_FILE = "inventory.sqlite3"
+CONFIG_FILE = "certkit-ca.json"
+CONFIG_KEYS = ("inventory", "key", "pkcs11_module")
 ENV_CA_DIR = "CERTKIT_CA_DIR"
+# The meta row that ties a shared inventory to its CA: a URL pointing at another CA's database is refused.
+BINDING = "ca_certificate_sha256"
 
 Passphrase = Union[bytes, None, Callable[[], bytes | None]]
 
@@ -106,19 +118,63 @@ class CADirectory:
         return self.path / KEY_FILE
 
     @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def config(self) -> dict[str, str]:
+        """What ``certkit-ca.json`` says (empty without it): the inventory URL, the key URI."""
+        import json
+
+        if not os.path.lexists(self.config_path):
+            return {}
+        try:
+            data = read_limited(self.config_path, MAX_CERT_FILE_BYTES, what="CA configuration")
+        except CertkitError as exc:
+            raise CABroken(str(exc)) from None
+        try:
+            config = json.loads(data)
+        except ValueError as exc:
+            raise CABroken(f"{shown(self.config_path)} is not JSON ({exc}); restore it from a backup.") from None
+        if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):
+            raise CABroken(f"{shown(self.config_path)} is not an object of strings; restore it from a backup.")
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
+        if unknown:
+            raise CABroken(f"{shown(self.config_path)} names {', '.join(map(shown, unknown))}, which this certkit "
+                           "does not know (written by a newer one?); upgrade certkit.")
+        return config
+
+    @property
+    def inventory_location(self) -> str | Path:
+        """``$CERTKIT_INVENTORY_URL``, else the URL in certkit-ca.json, else inventory.sqlite3 here."""
+        from certkit.constants import ENV_INVENTORY_URL
+
+        return os.environ.get(ENV_INVENTORY_URL) or self.config.get("inventory") or self.path / INVENTORY_FILE
+
+    @property
     def inventory(self) -> Inventory:
-        return Inventory(self.path / INVENTORY_FILE)
+        return Inventory(self.inventory_location)
+
+    @property
+    def key_uri(self) -> str | None:
+        """The PKCS#11 URI of the CA key when a token holds it (else the key is ca-key.pem)."""
+        return self.config.get("key")
 
     def exists(self) -> bool:
-        return self.cert_path.exists() or self.key_path.exists()
+        return self.cert_path.exists() or self.key_path.exists() or self.config_path.exists()
 
     # --- creation -----------------------------------------------------------------
-    def save_new(self, ca: "CA", passphrase: bytes | None) -> list[Path]:
+    def save_new(self, ca: "CA", passphrase: bytes | None, *, inventory_url: str | None = None) -> list[Path]:
         """Write ``ca`` as a new CA directory; refuse if one exists there.
 
         The files are assembled in a temporary sibling folder and renamed into
-        place, so a half-created CA directory is never seen.
+        place, so a half-created CA directory is never seen. ``inventory_url``
+        (PostgreSQL) puts the inventory in that empty database instead of
+        inventory.sqlite3; a key held by a PKCS#11 token (:class:`certkit.pkcs11.TokenKey`)
+        is named in certkit-ca.json instead of written to ca-key.pem.
         """
+        import json
+
         if self.exists():
             raise CAExists(
                 f"A CA already exists in {self.path}; certkit will not overwrite a CA. "
@@ -126,21 +182,37 @@ class CADirectory:
             )
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CAExists(f"{self.path} exists and is not an empty folder; choose another CA directory.")
-        files = {CERT_FILE: ca.cert_pem, KEY_FILE: private_key_pem(ca.key, passphrase)}
+        files = {CERT_FILE: ca.cert_pem}
+        config: dict[str, str] = {}
+        if inventory_url:
+            config["inventory"] = inventory_url
+        token_uri = getattr(ca.key, "uri", None)
+        if token_uri is not None:
+            config["key"], config["pkcs11_module"] = token_uri.text, ca.key.module
+        else:
+            files[KEY_FILE] = private_key_pem(ca.key, passphrase)
         if ca.parents:
             from certkit.ca import certificate_pem
 
             files[PARENTS_FILE] = b"".join(certificate_pem(c) for c in ca.parents)
+        if config:
+            files[CONFIG_FILE] = (json.dumps(config, indent=2) + "\n").encode()
         try:
             with new_folder(self.path, mode=0o700) as staging:
                 for name, data in files.items():
                     write_new_file(staging / name, data, 0o600 if name == KEY_FILE else 0o644)
-                Inventory(staging / INVENTORY_FILE).create()
+                if inventory_url:
+                    # Last, just before the rename: a database is not rolled back with the folder.
+                    inventory = Inventory(inventory_url)
+                    inventory.create()
+                    bind(inventory, ca.cert)
+                else:
+                    Inventory(staging / INVENTORY_FILE).create()
         except OSError as exc:
             from certkit.bundle import os_reason
 
             raise CertkitError(f"Cannot create the CA directory {shown(self.path)}: {os_reason(exc)}.") from None
-        return [self.path / name for name in [*files, INVENTORY_FILE]]
+        return [self.path / name for name in [*files, *([] if inventory_url else [INVENTORY_FILE])]]
 
     # --- loading ------------------------------------------------------------------
     def load_certificates(self) -> tuple["x509.Certificate", list["x509.Certificate"]]:
@@ -176,7 +248,8 @@ class CADirectory:
         """Refuse a CA directory, or a file in it, that another user could write: whoever can
         replace ca.pem or plant a parents.pem decides what every new bundle tells peers to trust."""
         me = os.geteuid()
-        for path in (self.path, self.cert_path, self.path / PARENTS_FILE, self.path / INVENTORY_FILE):
+        for path in (self.path, self.cert_path, self.path / PARENTS_FILE, self.path / INVENTORY_FILE,
+                     self.config_path):  # certkit-ca.json says where the inventory and the key are
             try:
                 info = path.lstat()
             except FileNotFoundError:
@@ -199,6 +272,7 @@ class CADirectory:
         cert, parents = self.load_certificates()
         inventory = self.inventory
         inventory.check()
+        check_binding(inventory, cert)
         return CA(cert, None, parents, inventory=inventory, store=self)
 
     def load(self, passphrase: Passphrase = None) -> "CA":
@@ -208,7 +282,10 @@ class CADirectory:
         return ca
 
     def load_key(self, cert: "x509.Certificate", passphrase: Passphrase = None) -> tuple[object, list[str]]:
-        """The CA's private key, checked against ``cert``, and warnings about its file."""
+        """The CA's private key, checked against ``cert``, and warnings about its file. For a key in a
+        PKCS#11 token, ``passphrase`` is the token's PIN and the key a :class:`certkit.pkcs11.TokenKey`."""
+        if self.key_uri is not None:
+            return self._load_token_key(cert, passphrase), []
         if not self.key_path.is_file():
             raise CABroken(f"The CA key {self.key_path} is missing; nothing can be issued without it.")
         try:
@@ -234,6 +311,67 @@ class CADirectory:
             )
         return key, warnings
 
+    # --- moving the inventory -------------------------------------------------------
+    def move_inventory(self, url: str):
+        """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` (every table,
+        every row compared after the copy) and name it in certkit-ca.json; returns what was copied
+        (:class:`certkit.db_postgres.Copied`).
+
+        The SQLite write lock is held from before the copy until the old file refuses every write
+        (triggers that name the new place), so no certificate can be recorded in the old inventory
+        once the copy is taken: a command that opened it earlier fails with words, and every
+        command started later uses the database. The old file stays, read-only in effect, as a backup.
+        """
+        import json
+
+        from cryptography.hazmat.primitives import hashes
+
+        from certkit.acme.state import SCHEMA as ACME_SCHEMA
+        from certkit.atomic import replace_file
+        from certkit.constants import ENV_INVENTORY_URL
+        from certkit.db_postgres import PostgresDatabase, copy_inventory
+
+        if os.environ.get(ENV_INVENTORY_URL):
+            raise CertkitError(f"${ENV_INVENTORY_URL} is set, and it would override the inventory certkit-ca.json "
+                               "names; unset it before moving the inventory.")
+        cert, _parents = self.load_certificates()
+        source = self.inventory
+        if source.db.dialect != "sqlite":
+            raise CertkitError(f"The inventory of {shown(self.path)} is already in PostgreSQL "
+                               f"({shown(source.location)}).")
+        target = PostgresDatabase(url)
+        source.check()  # migrated to the current schema, pending rows of dead writers settled
+        binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
+        with source.db.transaction(write=True) as tx:
+            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
+            if pending:
+                raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued right now "
+                                   "(pending); run this again when those commands are done.")
+            copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
+            config = self.config | {"inventory": url}
+            replace_file(self.config_path, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
+            moved = f"this inventory moved to {url}; certkit-ca.json names it".replace("'", "''")
+            for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                                         " AND name NOT LIKE 'sqlite_%'")]:
+                for event in ("INSERT", "UPDATE", "DELETE"):
+                    tx.execute(f"CREATE TRIGGER IF NOT EXISTS certkit_moved_{event.lower()}_{table} BEFORE {event} "
+                               f"ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
+        return copied
+
+    def _load_token_key(self, cert: "x509.Certificate", pin: Passphrase):
+        from certkit.pkcs11 import open_key
+
+        secret = pin() if callable(pin) else pin
+        if secret is None:
+            raise PassphraseRequired(f"The CA key is in a PKCS#11 token ({shown(self.key_uri)}) and no PIN was given.")
+        key = open_key(self.key_uri, self.config.get("pkcs11_module"), secret)
+        no_core_dumps()  # the PIN stays in memory (a forked batch worker logs in again)
+        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
+            key.close()
+            raise CABroken(f"The token key {shown(self.key_uri)} does not belong to the CA certificate "
+                           f"{self.cert_path}; check the URI in {CONFIG_FILE}.")
+        return key
+
     def _key_mode_warnings(self, data: bytes) -> list[str]:
         """Refuse an unencrypted CA key that others can read; warn for an encrypted one (ssh's rule)."""
         key_mode = self.key_path.stat().st_mode & 0o777
@@ -248,3 +386,28 @@ class CADirectory:
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
 
+
+
+def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
+    """Tie a shared (PostgreSQL) inventory to the CA whose certificate is ``cert``."""
+    from cryptography.hazmat.primitives import hashes
+
+    with inventory.transaction(write=True) as tx:
+        tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                   (BINDING, cert.fingerprint(hashes.SHA256()).hex()))
+
+
+def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
+    """Refuse a shared inventory that belongs to another CA (a wrong URL, a wrong $CERTKIT_INVENTORY_URL):
+    its serials and revocations are not this CA's. An SQLite inventory lives in its CA's own folder."""
+    if inventory.db.dialect == "sqlite":
+        return
+    from cryptography.hazmat.primitives import hashes
+
+    with inventory.transaction() as tx:
+        found = tx.execute("SELECT value FROM meta WHERE key = ?", (BINDING,)).fetchone()
+    if found is None or found[0] != cert.fingerprint(hashes.SHA256()).hex():
+        raise CABroken(f"The inventory {shown(inventory.location)} belongs to "
+                       f"{'no CA' if found is None else 'another CA'} (its CA certificate fingerprint is "
+                       f"{found[0][:16] + '...' if found else 'not recorded'}); check the URL in {CONFIG_FILE} "
+                       "and $CERTKIT_INVENTORY_URL.")

@@ -148,8 +148,11 @@ def new_ca(folder: Path, name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def ca_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for the CLI with a CA directory and its passphrase."""
+def ca_env(tmp_path: Path, request) -> dict[str, str]:
+    """Environment for the CLI with a CA directory and its passphrase (and, on a ``[postgresql]``
+    run, the PGPASSFILE of its database: see team_fixtures)."""
+    if inventory_backend_of(request) == PG_SUFFIX:
+        request.getfixturevalue("postgres_url")
     return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
 
 
@@ -165,9 +168,13 @@ def ca_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def ca_dir(tmp_path: Path, ca_env: dict[str, str], ca_template: Path) -> Path:
-    """A root CA directory of this test's own (a copy of the session's: its own inventory)."""
-    shutil.copytree(ca_template, tmp_path / "ca")
+def ca_dir(tmp_path: Path, ca_env: dict[str, str], ca_template: Path, inventory_url: str | None) -> Path:  # noqa: F811
+    """A root CA directory of this test's own: a copy of the session's (its own SQLite inventory), or,
+    on a ``[postgresql]`` run, one created through the CLI with its inventory in PostgreSQL."""
+    if inventory_url:
+        run_certkit("init-ca", "--name", "certkit test root", "--inventory", inventory_url, env=ca_env, check=True)
+    else:
+        shutil.copytree(ca_template, tmp_path / "ca")
     return tmp_path / "ca"
 
 
@@ -202,3 +209,17 @@ def chromium(url: str, home: Path, user_data: Path, *args: str, why_hung: str = 
         out, err = proc.communicate(timeout=10)
         pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s{why_hung}.\n{err[-3000:]}")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+# Team scale: PostgreSQL and SoftHSM2 fixtures, and the [postgresql] twins of the issuing tests.
+from team_fixtures import (  # noqa: E402, F401
+    PG_SUFFIX,
+    inventory_backend_of,
+    inventory_url,
+    postgres_server,
+    postgres_url,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    softhsm,
+    token,
+)

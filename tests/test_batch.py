@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from docs_runner import run_page
 from x509_asserts import assert_is_leaf
 
 BUNDLE = {"cert.pem", "privkey.pem", "fullchain.pem", "ca.pem"}
+pytestmark = pytest.mark.both_inventories  # every test with a ca_dir runs on PostgreSQL too (team_fixtures)
 
 
 def mode(path: Path) -> int:
@@ -28,8 +28,7 @@ def mode(path: Path) -> int:
 
 
 def inventory(ca_dir: Path) -> dict[str, str]:
-    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
-        return dict(db.execute("SELECT serial, kind FROM certificates"))
+    return {r["serial"]: r["kind"] for r in CADirectory(ca_dir).inventory.rows()}  # SQLite or PostgreSQL
 
 
 def load(folder: Path) -> x509.Certificate:
@@ -238,6 +237,7 @@ def test_name_constraints_are_checked_before_issuing(tmp_path: Path, ca_env: dic
     assert not (tmp_path / "a.example.com").exists()
 
 
+@pytest.mark.sqlite_only  # a docs page: the inventory's part is proven by the tests above
 def test_docs_examples(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     page = REPO / "docs" / "issue-batch.md"
     work = tmp_path / "work"

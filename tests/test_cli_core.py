@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certkit.store import CADirectory
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
@@ -23,8 +23,7 @@ def mode(path: Path) -> int:
 
 
 def inventory_count(ca_dir: Path) -> int:
-    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
-        return db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+    return CADirectory(ca_dir).inventory.count()  # SQLite, or PostgreSQL on a [postgresql] run
 
 
 def listing(folder: Path) -> set[str]:
@@ -111,6 +110,7 @@ def test_init_ca_key_types(tmp_path: Path, key_type: str) -> None:
 
 
 # --- issue-server / issue-client ----------------------------------------------------
+@pytest.mark.both_inventories
 def test_issue_server_bundle(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     proc = run_certkit("issue-server", "localhost", "127.0.0.1", "::1", "--json", cwd=tmp_path, env=ca_env,
                        check=True)
@@ -148,6 +148,7 @@ def test_keys_are_0600_even_under_umask_000(tmp_path: Path, ca_env: dict) -> Non
     assert mode(tmp_path / "alice" / "cert.pem") == 0o644 and mode(tmp_path / "alice") == 0o755
 
 
+@pytest.mark.both_inventories
 def test_issue_client_identities(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     run_certkit("issue-client", "bob@example.com", "--uri", "spiffe://example.com/bob", "--dns",
                 "bob-laptop.example.com", cwd=tmp_path, env=ca_env, check=True)
@@ -219,6 +220,7 @@ def test_client_name_escaping_the_folder(tmp_path: Path, ca_dir: Path, ca_env: d
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.both_inventories
 def test_wrong_passphrase(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -272,6 +274,7 @@ def test_server_lifetime_limit(tmp_path: Path, ca_dir: Path, ca_env: dict) -> No
                        "0 is not in the range 1<=x<=36500", code=2)
 
 
+@pytest.mark.both_inventories
 def test_existing_output_needs_force(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     run_certkit("issue-client", "alice", cwd=tmp_path, env=ca_env, check=True)
     before = {p: (tmp_path / "alice" / p).read_bytes() for p in os.listdir(tmp_path / "alice")}
@@ -290,6 +293,7 @@ def test_output_folder_that_is_a_symlink_is_refused(tmp_path: Path, ca_dir: Path
 
 
 # --- concurrency -----------------------------------------------------------------------
+@pytest.mark.both_inventories
 def test_concurrent_issuers_get_unique_serials_and_a_complete_inventory(tmp_path: Path, ca_dir: Path,
                                                                         ca_env: dict) -> None:
     script = (
@@ -307,8 +311,7 @@ def test_concurrent_issuers_get_unique_serials_and_a_complete_inventory(tmp_path
         assert proc.returncode == 0
         serials += out.split()
     assert len(serials) == 60 and len(set(serials)) == 60
-    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
-        rows = db.execute("SELECT serial, subject FROM certificates").fetchall()
+    rows = [(r["serial"], r["subject"]) for r in CADirectory(ca_dir).inventory.rows()]
     assert sorted(r[0] for r in rows) == sorted(serials)
     assert len({r[1] for r in rows}) == 60
 

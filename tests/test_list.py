@@ -13,6 +13,8 @@ from certkit.store import CADirectory
 
 from conftest import PASSPHRASE, assert_clean_error, run_certkit
 
+pytestmark = pytest.mark.both_inventories  # every test with a CA runs on PostgreSQL too (team_fixtures)
+
 V1_SCHEMA = """
 CREATE TABLE certificates (
     serial TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, names TEXT NOT NULL,
@@ -32,8 +34,9 @@ def listing(env, *args):
     return data["certificates"]
 
 
-def backdated_root(path, days_ago: int = 60):
-    """A root CA whose validity began ``days_ago`` days ago, so it can hold already-expired leaves."""
+def backdated_root(path, days_ago: int = 60, inventory_url: str | None = None):
+    """A root CA whose validity began ``days_ago`` days ago, so it can hold already-expired leaves
+    (its inventory in the PostgreSQL database ``inventory_url`` if given)."""
     from certkit.ca import CA, _random_serial
     from certkit.keys import generate_key
     from certkit.profiles import PROFILES, build_certificate, leaf_subject
@@ -43,12 +46,12 @@ def backdated_root(path, days_ago: int = 60):
     cert = build_certificate(PROFILES["root-ca"], subject=leaf_subject("Backdated root"), public_key=key.public_key(),
                              issuer_name=leaf_subject("Backdated root"), issuer_key=key, issuer_ski=None,
                              serial=_random_serial(), not_before=start, not_after=start + dt.timedelta(days=3650))
-    CADirectory(path).save_new(CA(cert, key), PASSPHRASE.encode())
+    CADirectory(path).save_new(CA(cert, key), PASSPHRASE.encode(), inventory_url=inventory_url)
 
 
 @pytest.fixture
-def fleet(tmp_path, ca_env):
-    backdated_root(tmp_path / "ca")
+def fleet(tmp_path, ca_env, inventory_url):
+    backdated_root(tmp_path / "ca", inventory_url=inventory_url)
     ca = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     serials = {
@@ -116,6 +119,7 @@ def test_bad_input(tmp_path, ca_env, ca_dir):
     assert "No certificates issued yet" in run_certkit("list", env=ca_env).stdout
 
 
+@pytest.mark.sqlite_only  # PostgreSQL inventories start at version 3: tests/test_team_postgres.py migrates them
 def test_version_1_inventory_is_migrated(tmp_path, ca_env, ca_dir):
     ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
     issued = ca.issue_server(["legacy.internal"])

@@ -17,6 +17,8 @@ from certkit.vocabulary import serial_hex
 from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
 from nginx_helper import https_get, nginx
 
+pytestmark = pytest.mark.both_inventories  # every test with a ca_dir runs on PostgreSQL too (team_fixtures)
+
 
 def load(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())

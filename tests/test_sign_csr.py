@@ -17,6 +17,8 @@ from certkit.tlscheck import Endpoint, client_context, handshake, server_context
 
 from conftest import assert_clean_error, openssl, pkilint_errors, run_certkit
 
+pytestmark = pytest.mark.both_inventories  # every test with a ca_dir runs on PostgreSQL too (team_fixtures)
+
 OPENSSL_KEYS = {"rsa": ["-newkey", "rsa:2048"], "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
                 "ed25519": ["-newkey", "ed25519"]}
 

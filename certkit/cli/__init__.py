@@ -12,6 +12,7 @@ that define it, one module per task family:
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
 - :mod:`certkit.cli.trust`: ``trust`` (``install``, ``status``, ``uninstall``)
 - :mod:`certkit.cli.acme`: ``acme serve``
+- :mod:`certkit.cli.inventory`: ``inventory migrate``
 
 A module is imported only when one of its commands runs (click's lazy group
 pattern), so a one-shot ``issue-server`` does not pay for the others, and
@@ -35,6 +36,7 @@ COMMANDS = {
     "export-p12": "certkit.cli.issue:export_p12",
     "init-ca": "certkit.cli.ca:init_ca",
     "inspect": "certkit.cli.inspect:inspect_",
+    "inventory": "certkit.cli.inventory:inventory",
     "issue-batch": "certkit.cli.batch:issue_batch",
     "issue-client": "certkit.cli.issue:issue_client",
     "issue-peer": "certkit.cli.issue:issue_peer",

@@ -42,16 +42,31 @@ MIN_PASSPHRASE = 12
 @click.option("--parent-passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Passphrase file for the parent CA's key (else $CERTKIT_PARENT_CA_PASSPHRASE, else a prompt).")
 @click.option("--no-passphrase", is_flag=True, help="Store the CA key unencrypted (not recommended).")
+@click.option("--inventory", "inventory_url", metavar="URL", envvar="CERTKIT_INVENTORY_URL",
+              help="Keep the inventory in this empty PostgreSQL database (postgresql://USER@HOST/DB, no password: "
+                   "libpq's ~/.pgpass, $PGPASSWORD or a prompt) instead of inventory.sqlite3, so several hosts "
+                   "can issue from this CA [default: $CERTKIT_INVENTORY_URL].")
+@click.option("--key-uri", metavar="URI",
+              help="Keep the CA key in a PKCS#11 token (RFC 7512: 'pkcs11:token=LABEL;object=LABEL'): generated "
+                   "there, non-extractable, unless the token holds that key already.")
+@click.option("--pkcs11-module", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="PATH",
+              help="The PKCS#11 module of the token (else the URI's module-path).")
+@click.option("--pin-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              help="Read the token's PIN from this file (else $CERTKIT_PKCS11_PIN, else a prompt).")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, permit_ip,
-            parent_ca_dir, parent_passphrase_file, no_passphrase, ca_dir, passphrase_file, as_json):
+@click.pass_context
+def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns, permit_ip,
+            parent_ca_dir, parent_passphrase_file, no_passphrase, inventory_url, key_uri, pkcs11_module, pin_file,
+            ca_dir, passphrase_file, as_json):
     """Create a CA: a root, or with --parent-ca-dir an intermediate.
 
     The CA key is encrypted (PKCS#8, scrypt + AES-256) with a passphrase from
-    --passphrase-file, $CERTKIT_CA_PASSPHRASE or a prompt. An existing CA is
-    never overwritten.
+    --passphrase-file, $CERTKIT_CA_PASSPHRASE or a prompt; or, with --key-uri,
+    it stays in a PKCS#11 token (an HSM). The inventory is an SQLite file in
+    the CA directory, or with --inventory a PostgreSQL database that several
+    hosts share (docs/team.md). An existing CA is never overwritten.
 
     \b
     Examples:
@@ -59,6 +74,8 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
       CERTKIT_CA_PASSPHRASE=... certkit init-ca --ca-dir ./ca --key-type ecdsa-p384
       certkit init-ca --ca-dir ./ca --permit-dns example.internal --permit-ip 10.0.0.0/8
       certkit init-ca --ca-dir ./issuing --parent-ca-dir ./root --name "Issuing CA 1"
+      certkit init-ca --ca-dir ./team-ca --inventory postgresql://certkit@db.internal/ca \\
+        --key-uri 'pkcs11:token=ca;object=root' --pkcs11-module /usr/lib/softhsm/libsofthsm2.so
     """
     from certkit.ca import CA
     from certkit.store import CADirectory
@@ -69,6 +86,19 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
 
         raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
                        "Choose another --ca-dir or remove it yourself.")
+    if inventory_url is not None:
+        from certkit.db_postgres import check_url
+
+        check_url(inventory_url)
+    if key_uri is not None or pkcs11_module is not None or pin_file is not None:
+        from click.core import ParameterSource
+
+        explicit_type = ctx.get_parameter_source("key_type") != ParameterSource.DEFAULT
+        key, parent = _token_key(key_uri, pkcs11_module, pin_file, key_type if explicit_type else None,
+                                 no_passphrase, passphrase_file, parent_ca_dir, parent_passphrase_file)
+        _create_and_report(store, CA, key, None, parent, key.key_type, common_name, org, org_unit, country, days,
+                           permit_dns, permit_ip, inventory_url, as_json)
+        return
     if no_passphrase:
         if passphrase_file:
             raise click.UsageError("--no-passphrase and --passphrase-file contradict each other.")
@@ -85,56 +115,118 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
         if len(passphrase) < MIN_PASSPHRASE:
             warn(f"the passphrase has {len(passphrase)} characters; anyone who copies {store.key_path} can try "
                  f"passphrases offline, so use at least {MIN_PASSPHRASE} (a few random words).")
-    parent = _load_parent(parent_ca_dir, parent_passphrase_file) if parent_ca_dir is not None else None
-    ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
-                   key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
-                   parent=parent)
-    files = store.save_new(ca, passphrase)
-    emit(as_json, *_created(store, ca, files, key_type, parent=parent is not None, encrypted=passphrase is not None))
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
+    _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
+                       permit_dns, permit_ip, inventory_url, as_json)
 
 
-def _load_parent(parent_ca_dir: Path, parent_passphrase_file: Path | None):
-    """The parent CA of a new intermediate, unlocked; a CLI error naming the parent when it cannot sign."""
+def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None):
+    """The parent CA, unlocked with its passphrase (or its token's PIN); None for a root."""
+    if parent_ca_dir is None:
+        return None
     from certkit.ca import CA
+    from certkit.cli.common import key_secret
+    from certkit.constants import ENV_PKCS11_PIN
     from certkit.errors import PassphraseRequired
     from certkit.store import CADirectory
 
+    parent_store = CADirectory(parent_ca_dir)
+    token = False
     try:
-        parent_store = CADirectory(parent_ca_dir)
         # A parent that may not sign CAs is refused before its passphrase is asked for.
         parent_cert, grandparents = parent_store.load_certificates()
         CA(parent_cert, None, grandparents).check_can_sign_ca()
-        return parent_store.load(
-            lambda: read_secret(parent_passphrase_file, ENV_PARENT_PASSPHRASE,
-                                "Parent CA key passphrase"))
+        token = key_secret(parent_store)[0] == ENV_PKCS11_PIN
+        env, prompt = (ENV_PKCS11_PIN, "PIN of the token holding the parent CA key") if token else \
+            (ENV_PARENT_PASSPHRASE, "Parent CA key passphrase")
+        return parent_store.load(lambda: read_secret(parent_passphrase_file, env, prompt))
     except PassphraseRequired as exc:
-        raise click.ClickException(
-            f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") from None
+        where = "$CERTKIT_PKCS11_PIN" if token else "$CERTKIT_PARENT_CA_PASSPHRASE"
+        raise click.ClickException(f"{exc} Set {where} or pass --parent-passphrase-file.") from None
     except CertkitError as exc:
         raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}") from None
 
 
-def _created(store, ca, files, key_type: str, *, parent: bool, encrypted: bool) -> tuple[dict, str]:
-    """What init-ca prints about the CA it created: (the JSON object, the text)."""
+def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passphrase_file, parent_ca_dir,
+               parent_passphrase_file):
+    """The CA key in a PKCS#11 token (generated there unless it exists) and the parent CA, PIN and
+    passphrases asked for only after everything else was checked."""
+    from certkit import pkcs11
+    from certkit.constants import ENV_PKCS11_PIN
+
+    if key_uri is None:
+        raise click.UsageError("--pkcs11-module and --pin-file go with --key-uri (the key in the token).")
+    if no_passphrase or passphrase_file is not None:
+        raise click.UsageError("--passphrase-file and --no-passphrase are for a key file; a key in a token is "
+                               "protected by the token's PIN (--pin-file, $CERTKIT_PKCS11_PIN or a prompt).")
+    uri = pkcs11.KeyURI.parse(key_uri)
+    uri.check_names_a_key()
+    if key_type is not None and key_type not in pkcs11.SUPPORTED_KEY_TYPES:
+        raise click.UsageError(f"A key in a token is one of {', '.join(pkcs11.SUPPORTED_KEY_TYPES)}, not {key_type}.")
+    module = pkcs11.module_path(uri, pkcs11_module)
+    pkcs11.find_token(uri, module)  # present? (no PIN needed yet)
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
+    pin = read_secret(pin_file, ENV_PKCS11_PIN, f"PIN of token '{uri.token or uri.serial}'")
+    if pin is None:
+        raise click.ClickException("The token's PIN is needed: pass --pin-file, set $CERTKIT_PKCS11_PIN, or run on a "
+                                   "terminal to be asked.")
+    if pkcs11.key_exists(uri, module, pin):
+        key = pkcs11.open_key(uri, module, pin)
+        key.generated = False
+        if key_type is not None and key.key_type != key_type:
+            raise click.ClickException(f"The token's {uri.describe()} is a {key.key_type} key, not {key_type}; "
+                                       "leave out --key-type to use it, or name another object to generate one.")
+    else:
+        key = pkcs11.generate_key(uri, module, pin, key_type or "ecdsa-p256")
+        key.generated = True
+    return key, parent
+
+
+def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name, org, org_unit, country, days,
+                       permit_dns, permit_ip, inventory_url, as_json) -> None:
+    ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
+                   key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
+                   parent=parent, key=key)
+    files = store.save_new(ca, passphrase, inventory_url=inventory_url)
     from cryptography.hazmat.primitives import hashes
 
     kind = "intermediate" if parent else "root"
     data = {
         "ca_dir": str(store.path), "kind": kind, "subject": ca.cert.subject.rfc4514_string(),
         "serial": serial_hex(ca.cert.serial_number), "key_type": key_type,
-        "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": encrypted,
+        "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": passphrase is not None,
         "fingerprint_sha256": ca.cert.fingerprint(hashes.SHA256()).hex(),
         "files": [str(f) for f in files],
     }
+    if key is not None:
+        attributes = key.attributes()
+        data |= {"encrypted": None, "key_uri": key.uri.text, "pkcs11_module": key.module,
+                 "key_generated": key.generated, "key_sensitive": attributes["sensitive"],
+                 "key_extractable": attributes["extractable"]}
+        kept = "generated in the token" if key.generated else "already in the token"
+        kept += ", non-extractable" if not attributes["extractable"] and attributes["sensitive"] else \
+            ", EXTRACTABLE: it can be copied out of the token"
+        key_line = f"  private key  {key.uri.text}  ({kept})"
+    else:
+        key_line = f"  private key  {store.key_path}  ({'encrypted' if passphrase else 'UNENCRYPTED'}, mode 0600)"
+    if inventory_url:
+        data["inventory"] = inventory_url
     human = "\n".join([
         f"Created {kind} CA \"{ca.common_name}\" in {store.path}",
         f"  certificate  {store.cert_path}  (the file peers must trust{' via the root' if parent else ''})",
-        f"  private key  {store.key_path}  ({'encrypted' if encrypted else 'UNENCRYPTED'}, mode 0600)",
+        key_line,
         f"  key type     {key_type}",
+        *([f"  inventory    {inventory_url}  (PostgreSQL)"] if inventory_url else []),
         f"  expires      {when(ca.cert.not_valid_after_utc)}",
         f"  SHA-256      {data['fingerprint_sha256']}",
     ])
-    return data, human
+    if key is not None and (attributes["extractable"] or not attributes["sensitive"]):
+        from certkit.cli.common import warn
+
+        warn(f"the token's key {key.uri.text} is {'extractable' if attributes['extractable'] else 'not sensitive'}: "
+             "it can leave the token. Generate a new one (name another object) to keep it there.")
+    emit(as_json, data, human)
+
 
 
 @click.command("check")
@@ -144,8 +236,10 @@ def _created(store, ca, files, key_type: str, *, parent: bool, encrypted: bool) 
 def check(ca_dir, passphrase_file, as_json):
     """Check a CA directory: files, modes, expiry, key, chain and inventory.
 
-    Exit status 0 when nothing is wrong (warnings allowed), 1 when any check
-    fails. Changes nothing.
+    For a team's CA also the PostgreSQL database (reached, schema current,
+    this CA's) and the PKCS#11 token (present; with its PIN, the key found,
+    kept in the token and matching ca.pem). Exit status 0 when nothing is
+    wrong (warnings allowed), 1 when any check fails. Changes nothing.
 
     \b
     Examples:
@@ -153,9 +247,14 @@ def check(ca_dir, passphrase_file, as_json):
       certkit check --ca-dir ./ca --json
     """
     from certkit.check import check_ca_directory
+    from certkit.cli.common import key_secret
+    from certkit.store import CADirectory
 
-    findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, ENV_PASSPHRASE,
-                                                              "CA key passphrase"))
+    try:
+        env, prompt = key_secret(CADirectory(ca_dir))
+    except CertkitError:  # an unreadable certkit-ca.json: check_ca_directory reports it
+        env, prompt = ENV_PASSPHRASE, "CA key passphrase"
+    findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, env, prompt))
     errors = [f for f in findings if f.level == "error"]
     data = {"ok": not errors, "findings": [f.__dict__ for f in findings]}
     width = max(len(f.check) for f in findings)

@@ -53,6 +53,10 @@ class CertkitGroup(click.Group):
         return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):
+        if sys.stdin is not None and sys.stdin.isatty():
+            import certkit.db_postgres  # (imports no driver) a shared inventory's password, asked on a terminal
+
+            certkit.db_postgres.password_prompt = lambda text: click.prompt(text, hide_input=True, err=True)
         try:
             return super().invoke(ctx)
         except CertkitError as exc:
@@ -176,7 +180,8 @@ def ca_dir_option(f):
 def passphrase_file_option(f):
     return click.option(
         "--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
-        help=f"Read the CA key passphrase from this file (else ${ENV_PASSPHRASE}, else a prompt).",
+        help=f"Read the CA key passphrase from this file (else ${ENV_PASSPHRASE}, else a prompt); for a key in "
+             "a PKCS#11 token, its PIN (else $CERTKIT_PKCS11_PIN).",
     )(f)
 
 
@@ -225,19 +230,31 @@ def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
     return unlock(CADirectory(ca_dir).open(), passphrase_file)
 
 
+def key_secret(store) -> tuple[str, str]:
+    """The environment variable and prompt for the secret of a CA directory's key: the passphrase
+    of ca-key.pem, or the PIN of the PKCS#11 token that holds the key (``--passphrase-file`` gives
+    either)."""
+    from certkit.constants import ENV_PKCS11_PIN
+
+    if store is not None and store.key_uri is not None:
+        return ENV_PKCS11_PIN, "PIN of the token holding the CA key"
+    return ENV_PASSPHRASE, "CA key passphrase"
+
+
 def unlock(ca, passphrase_file: Path | None):
     """Decrypt the key of ``ca`` (a CA opened without its key): the last step before signing."""
     from certkit.errors import PassphraseRequired, WrongPassphrase
 
-    interactive = passphrase_file is None and ENV_PASSPHRASE not in os.environ and sys.stdin is not None \
+    env, prompt = key_secret(ca.store)
+    interactive = passphrase_file is None and env not in os.environ and sys.stdin is not None \
         and sys.stdin.isatty()
     for attempt in range(3 if interactive else 1):
         try:
-            ca.unlock(lambda: read_secret(passphrase_file, ENV_PASSPHRASE, "CA key passphrase"))
+            ca.unlock(lambda: read_secret(passphrase_file, env, prompt))
             break
         except PassphraseRequired as exc:
             raise click.ClickException(
-                f"{exc} Set ${ENV_PASSPHRASE}, pass --passphrase-file, or run on a terminal to be asked."
+                f"{exc} Set ${env}, pass --passphrase-file, or run on a terminal to be asked."
             ) from None
         except WrongPassphrase:
             if not interactive or attempt == 2:

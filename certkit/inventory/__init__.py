@@ -95,7 +95,7 @@ class Inventory:
     def _migrate(self) -> None:
         with self.transaction(write=True) as tx:
             # Re-read inside the write lock: another process may have migrated meanwhile.
-            version = schema.read_version(tx)
+            version = schema.read_version(tx, lock=True)
             while version < SCHEMA_VERSION:
                 for statement in schema.MIGRATIONS[version]:
                     tx.execute(statement)
@@ -134,11 +134,26 @@ class Inventory:
                 else:
                     existing.add(row[0])  # a duplicate within ``entries`` is taken too
                     fresh.append(row)
-            tx.executemany(
+            # ON CONFLICT: another host may record the same serial between the SELECT above and
+            # this INSERT (PostgreSQL does not lock the whole table as SQLite does); the primary
+            # key keeps one of them, and the other is told its serial is taken.
+            inserted = tx.executemany(
                 "INSERT INTO certificates (serial, kind, subject, names, not_before, not_after, fingerprint_sha256,"
                 " der, status, renewed_from, issued_at, folder, sink, writer, keyed)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", fresh)
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (serial) DO NOTHING", fresh).rowcount
+            if fresh and inserted != len(fresh):
+                theirs = self._fingerprints(tx, [row[0] for row in fresh])
+                lost = {row[0] for row in fresh if theirs.get(row[0]) != row[6]}
+                taken = sorted(taken + [i for i, row in enumerate(rows) if row[0] in lost and i not in taken])
         return taken
+
+    def _fingerprints(self, tx, serials: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+            part = serials[start:start + _PARAMS_PER_STATEMENT]
+            found.update(tx.execute("SELECT serial, fingerprint_sha256 FROM certificates WHERE serial IN"
+                                    f" ({','.join('?' * len(part))})", part).fetchall())
+        return found
 
     def _existing(self, tx, serials: list[str]) -> set[str]:
         found: set[str] = set()
@@ -163,15 +178,18 @@ class Inventory:
     def mark_issued(self, serials: Sequence[str]) -> dict[str, list[str]]:
         """Settle pending rows as delivered; return notes by serial for each renewal whose predecessor
         was revoked while it was being written with the same key (that renewal is revoked too)."""
-        notes: dict[str, list[str]] = {}
         with self.transaction(write=True) as tx:
-            for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
-                part = list(serials[start:start + _PARAMS_PER_STATEMENT])
-                marks = ",".join("?" * len(part))
-                for serial, note in self._revoke_compromised_successors(tx, part, marks):
-                    notes.setdefault(serial, []).append(note)
-                tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
-                           " AND status = 'pending'", part)
+            return self._mark_issued(tx, serials)
+
+    def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
+        notes: dict[str, list[str]] = {}
+        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+            part = list(serials[start:start + _PARAMS_PER_STATEMENT])
+            marks = ",".join("?" * len(part))
+            for serial, note in self._revoke_compromised_successors(tx, part, marks):
+                notes.setdefault(serial, []).append(note)
+            tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
+                       " AND status = 'pending'", part)
         return notes
 
     def _revoke_compromised_successors(self, tx, serials: list[str], marks: str) -> list[tuple[str, str]]:
@@ -194,30 +212,49 @@ class Inventory:
 
     def mark_abandoned(self, serials: Iterable[str]) -> None:
         """Settle pending rows as never delivered (the bundle could not be written)."""
-        serials = list(serials)
         with self.transaction(write=True) as tx:
-            for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
-                part = serials[start:start + _PARAMS_PER_STATEMENT]
-                tx.execute("UPDATE certificates SET status = 'abandoned', writer = NULL"
-                           f" WHERE serial IN ({','.join('?' * len(part))}) AND status = 'pending'", part)
+            self._mark_abandoned(tx, list(serials))
+
+    def _mark_abandoned(self, tx, serials: list[str]) -> None:
+        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
+            part = serials[start:start + _PARAMS_PER_STATEMENT]
+            tx.execute("UPDATE certificates SET status = 'abandoned', writer = NULL"
+                       f" WHERE serial IN ({','.join('?' * len(part))}) AND status = 'pending'", part)
 
     def reconcile(self) -> tuple[int, int]:
-        """Settle the pending rows whose writer is gone; return (issued, abandoned)."""
-        from certkit.inventory.reconcile import bundle_holds, writer_alive
+        """Settle the pending rows whose writer is gone; return (issued, abandoned).
+
+        Each row is judged and settled inside one write transaction that holds its row lock
+        (``FOR UPDATE SKIP LOCKED``: a row another process is settling right now is left to it),
+        so two commands, on one host or two, never judge the same row at once. A row of a writer
+        on another host is settled here only when its bundle is visible here (a shared folder);
+        otherwise it stays pending, revocable, until its own host settles it: this host cannot
+        look at that host's disk, and "abandoned" would claim its key was never stored.
+        """
+        from certkit.inventory.reconcile import bundle_holds, is_local, writer_alive
 
         with self.transaction() as tx:
-            pending = tx.execute("SELECT serial, der, folder, sink, writer, issued_at, keyed FROM certificates"
+            pending = tx.execute("SELECT serial, writer, issued_at FROM certificates"
                                  " WHERE status = 'pending'").fetchall()
-        orphans = [p for p in pending if not writer_alive(p[4], _when(p[5]))]
+        orphans = [p[0] for p in pending if not writer_alive(p[1], _when(p[2]))]
         if not orphans:
             return 0, 0
-        delivered = [p[0] for p in orphans
-                     if p[3] == "folder" and p[2] and bundle_holds(p[2], bytes(p[1]), bool(p[6]))]
-        lost = [p[0] for p in orphans if p[0] not in set(delivered)]
-        if delivered:
-            self.mark_issued(delivered)
-        if lost:
-            self.mark_abandoned(lost)
+        delivered, lost = [], []
+        with self.transaction(write=True) as tx:
+            for start in range(0, len(orphans), _PARAMS_PER_STATEMENT):
+                part = orphans[start:start + _PARAMS_PER_STATEMENT]
+                for serial, der, folder, sink, writer, keyed in tx.execute(
+                        "SELECT serial, der, folder, sink, writer, keyed FROM certificates WHERE serial IN"
+                        f" ({','.join('?' * len(part))}) AND status = 'pending' FOR UPDATE SKIP LOCKED",
+                        part).fetchall():
+                    if sink == "folder" and folder and bundle_holds(folder, bytes(der), bool(keyed)):
+                        delivered.append(serial)
+                    elif is_local(writer):
+                        lost.append(serial)
+            if delivered:
+                self._mark_issued(tx, delivered)
+            if lost:
+                self._mark_abandoned(tx, lost)
         return len(delivered), len(lost)
 
     def add(self, cert: "x509.Certificate", kind: str) -> bool:
@@ -343,12 +380,28 @@ class Inventory:
     def next_crl_number(self) -> int:
         """Take the next CRL number (1, 2, ...); atomic across processes and hosts."""
         with self.transaction(write=True) as tx:
-            # The row exists before it is locked, so two first CRLs cannot both take number 1.
-            tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
-            found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
-            number = int(found[0]) + 1
-            tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
+            return self._take_crl_number(tx)
+
+    def _take_crl_number(self, tx) -> int:
+        # The row exists before it is locked, so two first CRLs cannot both take number 1.
+        tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
+        found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
+        number = int(found[0]) + 1
+        tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
         return number
+
+    def crl_contents(self) -> tuple[int, list[tuple[str, dt.datetime, str]]]:
+        """The next CRL number and every revocation (as :meth:`revoked`), read in one transaction
+        after the number is taken: a CRL with a higher number lists every revocation that one with
+        a lower number lists, and every revocation committed before its number was taken, on
+        any host. A damaged revoked row refuses the CRL and takes no number."""
+        with self.transaction(write=True) as tx:
+            number = self._take_crl_number(tx)  # the number's row lock orders the CRLs
+            fetched = tx.execute(f"{SELECT_ROW} WHERE status = 'revoked' OR status NOT IN ('pending', 'valid',"
+                                 " 'abandoned') ORDER BY revoked_at, serial").fetchall()
+            rows = [row_dict(values) for values in fetched]
+        return number, [(r["serial"], parse_iso(r["revoked_at"]), r["revocation_reason"] or "unspecified")
+                        for r in rows]
 
 
 def _when(text: Any) -> dt.datetime:

@@ -10,7 +10,8 @@ anything else -> abandoned. A row whose writer still runs is left alone.
 A writer is named by host, boot, pid and the process's start time, so a
 recycled pid is never mistaken for the writer; a writer on another host (a
 shared PostgreSQL inventory) is presumed alive until :data:`FOREIGN_LEASE`
-has passed since its row was recorded.
+has passed since its row was recorded; after that its row is settled here only
+if its bundle is visible here (see :meth:`certkit.inventory.Inventory.reconcile`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ def writer_id(pid: int | None = None) -> str:
     """``host/boot pid start`` of this process (or ``pid``)."""
     pid = os.getpid() if pid is None else pid
     return f"{_host()} {pid} {_start_time(pid) or '?'}"
+
+
+def is_local(writer: str | None) -> bool:
+    """Whether ``writer`` ran on this host (since its last boot): only then can its folder be judged
+    here. A writer that names no host counts as local: no other host would settle its row."""
+    try:
+        host, _pid, _start = writer.rsplit(" ", 2)
+    except (AttributeError, ValueError):
+        return True
+    return host == _host()
 
 
 def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime | None = None) -> bool:

@@ -80,8 +80,11 @@ def version_statement(dialect: str, version: int) -> str:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
 
-def read_version(tx) -> int:
+def read_version(tx, *, lock: bool = False) -> int:
+    """The schema version; ``lock`` (in a write transaction) holds it until the transaction ends, so
+    two hosts never run the same migration (SQLite's write lock does that already)."""
     if tx.dialect == "sqlite":
         return tx.execute("PRAGMA user_version").fetchone()[0]
-    found = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    found = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                       + (" FOR UPDATE" if lock else "")).fetchone()
     return int(found[0]) if found else 0

@@ -1,0 +1,422 @@
+"""The inventory on PostgreSQL (psycopg 3): the same transactions and SQL as on SQLite, for teams.
+
+A CA directory whose inventory URL is ``postgresql://...`` (``init-ca --inventory``,
+or ``CERTKIT_INVENTORY_URL``) keeps its record of certificates in one shared
+database, so several operators and hosts can issue from one CA. What SQLite
+gets from its whole-file write lock, PostgreSQL gets from the database itself:
+
+- a serial is the primary key: no two rows can ever hold the same serial,
+  whichever host recorded them;
+- ``SELECT ... FOR UPDATE`` locks the rows a write transaction decides on (a
+  revocation, the CRL number, a renewal's predecessor), so two hosts never
+  take the same CRL number nor decide on the same row at once;
+- ``FOR UPDATE SKIP LOCKED`` lets two hosts settle pending rows at the same
+  time, each row by one of them (:meth:`certkit.inventory.Inventory.reconcile`).
+
+The password is never in the URL (nor in argv): libpq finds it in its usual
+places (``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``, a service file), and
+the command line asks on a terminal when the server wants one and none was
+found (:data:`password_prompt`).
+
+Connections are kept open between transactions of one process (a command takes
+several), one at a time per thread, and are never used by a forked child.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from certkit.errors import InventoryError
+from certkit.text import shown
+
+LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEOUT_S)
+CONNECT_TIMEOUT_S = 10
+IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
+_IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
+SCHEMES = ("postgresql://", "postgres://")
+
+# Asked for the password when the server wants one and libpq found none; the command line
+# sets it on a terminal (certkit.cli.common). Takes the prompt text, returns the password or None.
+password_prompt: Callable[[str], str | None] | None = None
+
+
+def is_postgres_url(text: str) -> bool:
+    return str(text).startswith(SCHEMES)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it can name an inventory: a PostgreSQL URL without a password in it."""
+    if not is_postgres_url(url):
+        raise InventoryError(f"'{shown(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
+    except ValueError as exc:
+        raise InventoryError(f"The inventory URL '{shown(url)}' cannot be read: {exc}.") from None
+    query = {k.lower() for k, _v in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or "password" in query:
+        raise InventoryError(
+            "The inventory URL holds a password; certkit never stores one (nor takes it from the command "
+            "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
+            "service file, or let certkit ask for it on a terminal.")
+    return url
+
+
+class PostgresDatabase:
+    """An inventory in a PostgreSQL database, named by a URL that holds no password."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = check_url(url)
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise InventoryError(f"The inventory {shown(url)} is on PostgreSQL, which needs psycopg 3: "
+                                 "pip install 'certkit[team]'.") from None
+
+    # --- transactions ------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, *, write: bool = False, readonly: bool = False, durable: bool = True
+                    ) -> Iterator[_PostgresTx]:
+        """A transaction, as :meth:`certkit.db.SQLiteDatabase.transaction`: ``write`` transactions
+        run their statements as one (their row locks and constraints do what SQLite's write lock
+        does); reads run each statement on its own, like SQLite's; ``readonly`` refuses every
+        write; ``durable=False`` commits without waiting for the server's disk
+        (``synchronous_commit = off``: a server crash may lose the last commits, never corrupt)."""
+        import psycopg
+
+        conn = self._checkout()
+        try:
+            if write or readonly or not durable:
+                with conn.transaction():
+                    if readonly:
+                        conn.execute("SET TRANSACTION READ ONLY")
+                    if not durable:
+                        conn.execute("SET LOCAL synchronous_commit = off")
+                    yield _PostgresTx(conn)
+            else:
+                yield _PostgresTx(conn)
+        except psycopg.Error as exc:
+            self._checkin(conn)
+            raise self.error(exc) from None
+        except Exception:
+            self._checkin(conn)
+            raise
+        except BaseException:  # Ctrl-C or SIGTERM mid-statement: the connection's state is unknown
+            _close(conn)
+            raise
+        self._checkin(conn)
+
+    def exists(self) -> bool:
+        """Whether the database holds an inventory (raises if it cannot be reached)."""
+        with self.transaction() as tx:
+            return tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]
+
+    def create(self, statements: Sequence[str]) -> None:
+        """Create the inventory's tables in an empty database, in one transaction."""
+        with self.transaction(write=True) as tx:
+            if tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]:
+                raise InventoryError(
+                    f"The database {shown(self.url)} already holds a certkit inventory; give each CA a "
+                    "database of its own (CREATE DATABASE ...), or remove that inventory yourself.")
+            for statement in statements:
+                tx.execute(statement)
+
+    def server_version(self) -> str:
+        with self.transaction() as tx:
+            return tx.execute("SHOW server_version").fetchone()[0]
+
+    # --- connections -------------------------------------------------------------------
+    def _checkout(self):
+        key = (self.url, os.getpid())
+        while True:
+            with _POOL_LOCK:
+                idle = _IDLE.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return self._connect()
+            if conn.closed or conn.broken:
+                continue
+            if time.monotonic() - getattr(conn, "_certkit_idle_since", 0.0) > IDLE_CHECK_S:
+                try:
+                    conn.execute("SELECT 1")
+                except Exception:  # closed by the server (restart, idle timeout): take another
+                    _close(conn)
+                    continue
+            return conn
+
+    def _checkin(self, conn) -> None:
+        from psycopg import pq
+
+        if conn.closed or conn.broken or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            _close(conn)
+            return
+        conn._certkit_idle_since = time.monotonic()
+        with _POOL_LOCK:
+            idle = _IDLE.setdefault((self.url, os.getpid()), [])
+            if len(idle) < _IDLE_KEPT:
+                idle.append(conn)
+                return
+        _close(conn)
+
+    def _connect(self):
+        import psycopg
+
+        password = _PASSWORDS.get(self.url)
+        for _attempt in range(2):
+            extra = {"password": password} if password is not None else {}
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                       application_name="certkit", **extra)
+            except psycopg.Error as exc:
+                if password is None and _wants_password(exc) and password_prompt is not None:
+                    password = password_prompt(f"Password for the inventory {self.url}")
+                    if password:
+                        continue
+                raise self.error(exc) from None
+            if password is not None:
+                _PASSWORDS[self.url] = password  # asked once per process
+            try:
+                # A lock held longer than this fails the statement with words, as SQLite's busy timeout does.
+                conn.execute(f"SET lock_timeout = '{int(LOCK_TIMEOUT_S * 1000)}ms'")
+            except psycopg.Error as exc:
+                _close(conn)
+                raise self.error(exc) from None
+            return conn
+        raise self.error(None)
+
+    # --- errors ------------------------------------------------------------------------
+    def error(self, exc: Exception | None) -> InventoryError:
+        """``exc`` in words, naming the database: what failed, not just that something did."""
+        where = shown(self.url)
+        text = _first_line(exc) if exc is not None else "no password was given"
+        lowered = text.lower()
+        state = getattr(exc, "sqlstate", None) or ""
+        if exc is None or _wants_password(exc):
+            message = (f"The inventory {where} needs a password and none was found: put it in ~/.pgpass (or "
+                       "$PGPASSFILE), $PGPASSWORD or a service file, or run on a terminal to be asked.")
+        elif "password authentication failed" in lowered or state == "28P01":
+            message = (f"The inventory {where} refused the password ({text}); check ~/.pgpass, $PGPASSFILE "
+                       "or $PGPASSWORD.")
+        elif state.startswith("28") or "authentication" in lowered:
+            message = f"The inventory {where} refused the connection: {text}."
+        elif "does not exist" in lowered and "database" in lowered:
+            message = f"The inventory {where} cannot be opened: {text}; create it first (CREATE DATABASE)."
+        elif state in ("42P01", "42703"):
+            message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
+        elif state == "23505":
+            message = (f"The inventory {where} refused a duplicate ({text}): another certkit process recorded "
+                       "the same key at the same moment. Nothing was changed; try again.")
+        elif state in ("40001", "40P01"):
+            message = (f"The inventory {where} stopped a transaction that conflicted with another certkit "
+                       f"process ({text}). Nothing was changed; try again.")
+        elif state == "55P03" or "lock timeout" in lowered:
+            message = (f"The inventory {where} stayed locked by another certkit process for "
+                       f"{LOCK_TIMEOUT_S:g} s; try again.")
+        elif state == "25006":
+            message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
+        elif state == "53100":
+            message = f"The inventory {where} cannot be written: the database server's disk is full."
+        elif state == "42501":
+            message = f"The inventory {where} may not be used by this database user: {text}."
+        elif state.startswith(("08", "57")) or _is_connection_error(exc):
+            message = f"The inventory {where} cannot be reached: {text}."
+        else:
+            message = f"The inventory {where} cannot be used: {text}."
+        return InventoryError(message)
+
+
+class _PostgresTx:
+    dialect = "postgresql"
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()):
+        cursor = self.conn.cursor()
+        if params:
+            cursor.execute(_placeholders(sql), tuple(params))
+        else:
+            cursor.execute(sql)  # no parameters: the text goes as it is (a % stays a %)
+        return cursor
+
+    def executemany(self, sql: str, rows):
+        cursor = self.conn.cursor()
+        rows = [tuple(row) for row in rows]
+        if rows:
+            cursor.executemany(_placeholders(sql), rows)
+        return cursor
+
+
+@lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    """SQLite's ``?`` as psycopg's ``%s`` (outside string literals), and every ``%`` doubled
+    (psycopg reads ``%`` as a placeholder everywhere once parameters are given)."""
+    out, quoted = [], False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "%":
+            out.append("%%")
+        elif ch == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# --- the connections of this process ---------------------------------------------------
+_POOL_LOCK = threading.Lock()
+_IDLE: dict[tuple[str, int], list] = {}
+_PASSWORDS: dict[str, str] = {}
+
+
+def close_idle(url: str | None = None) -> None:
+    """Close this process's idle connections (to ``url``, or all): a long-running caller that
+    has finished with a database (tests, a tool that visits many CAs)."""
+    with _POOL_LOCK:
+        keys = [k for k in _IDLE if k[1] == os.getpid() and (url is None or k[0] == url)]
+        conns = [conn for k in keys for conn in _IDLE.pop(k)]
+    for conn in conns:
+        _close(conn)
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+def _forget_inherited() -> None:
+    """In a forked child: the parent's connections are the parent's. Closing them here would
+    send the server a goodbye on the parent's socket, so each socket is pointed at /dev/null
+    first (the parent's own copy stays open) and the objects are dropped."""
+    global _POOL_LOCK
+    _POOL_LOCK = threading.Lock()  # the parent may have held it at the fork
+    inherited = [conn for conns in _IDLE.values() for conn in conns]
+    _IDLE.clear()
+    if not inherited:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for conn in inherited:
+            try:
+                os.dup2(devnull, conn.fileno())
+            except Exception:
+                pass
+    finally:
+        os.close(devnull)
+    _DETACHED.extend(inherited)  # never finalized while the process runs; their sockets go nowhere
+
+
+_DETACHED: list = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
+
+
+def _wants_password(exc: Exception | None) -> bool:
+    text = str(exc).lower()
+    return "no password supplied" in text or "fe_sendauth" in text
+
+
+def _is_connection_error(exc: Exception | None) -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+# --- moving an SQLite inventory here ----------------------------------------------------
+@dataclass
+class Copied:
+    """What :func:`copy_inventory` moved: rows per table, each compared after the copy."""
+
+    tables: dict[str, int]
+    resumed: bool = False  # the target held this very copy already (a migration interrupted after its commit)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str],
+                   extra_schema: Sequence[str] = ()) -> Copied:
+    """Copy every table of an SQLite inventory (``source_tx``, a write transaction the caller holds,
+    so nothing changes meanwhile) into the empty database ``target``, compare every row, and commit
+    only if all are equal. ``binding`` is the meta row tying the inventory to its CA;
+    ``extra_schema`` creates the other tables that live beside the certificates (the ACME server's).
+
+    A target that holds exactly this inventory already (the same binding, every row equal) is
+    accepted as it is (``resumed``): a migration interrupted after this commit can be run again.
+    """
+    from certkit.inventory import schema
+
+    tables = [name for (name,) in source_tx.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if "certificates" not in tables:
+        raise InventoryError("The inventory to move has no certificates table; nothing was copied.")
+    copied: dict[str, int] = {}
+    with target.transaction(write=True) as tx:
+        resumed = tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]
+        if resumed:
+            found = tx.execute("SELECT value FROM meta WHERE key = ?", (binding[0],)).fetchone()
+            if found is None or found[0] != binding[1]:
+                raise InventoryError(f"The database {shown(target.url)} already holds a certkit inventory "
+                                     f"{'of another CA' if found else ''}; move this one into an empty database.")
+        else:
+            for statement in [*schema.create_statements("postgresql"), *extra_schema]:
+                tx.execute(statement)
+        for table in tables:
+            columns, rows = _rows(source_tx, table)
+            if table == "meta":  # the schema version is the target's own; the binding is added below
+                rows = [r for r in rows if r[0] not in ("schema_version", binding[0])]
+            if not resumed and rows:
+                marks = ",".join("?" * len(columns))
+                for start in range(0, len(rows), 1000):
+                    tx.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                                   rows[start:start + 1000])
+            copied[table] = len(rows)
+            _compare(tx, table, columns, rows, target.url)
+        if not resumed:
+            tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", binding)
+    return Copied(copied, resumed)
+
+
+def _rows(tx, table: str) -> tuple[list[str], list[tuple]]:
+    """Every row of ``table``, in the order of its first column (every inventory table's key)."""
+    cursor = tx.execute(f"SELECT * FROM {table} ORDER BY 1")
+    columns = [d[0] for d in cursor.description]
+    return columns, [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()]
+
+
+def _compare(tx, table: str, columns: list[str], rows: list[tuple], url: str) -> None:
+    """Every row of ``table`` in the target equals its source row, column by column, and no row more."""
+    cursor = tx.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
+    theirs = {row[0]: tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()}
+    if table == "meta":
+        theirs = {k: v for k, v in theirs.items() if k != "schema_version" and not k.startswith("ca_certificate")}
+    if len(theirs) != len(rows):
+        raise InventoryError(f"After copying, {shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)}; "
+                             "nothing was changed.")
+    for row in rows:
+        if theirs.get(row[0]) != row:
+            differing = [c for c, a, b in zip(columns, row, theirs.get(row[0]) or (None,) * len(row), strict=True)
+                         if a != b]
+            raise InventoryError(f"After copying, the row {shown(str(row[0]))} of {table} differs in "
+                                 f"{shown(url)} ({', '.join(differing)}); nothing was changed.")

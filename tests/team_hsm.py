@@ -1,0 +1,75 @@
+"""A real SoftHSM2 for the tests: its own ``SOFTHSM2_CONF`` and token folder per test session.
+
+Each test that wants a token gets a fresh one (``softhsm2-util --init-token
+--free``), with its own label, user PIN and SO PIN; the PIN is also written to
+a 0600 file for ``--pin-file``. Nothing outside the session's temporary folder
+is touched (SoftHSM reads only the configuration ``SOFTHSM2_CONF`` names).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                     "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so")
+
+
+def module() -> str | None:
+    return next((m for m in MODULE_CANDIDATES if Path(m).is_file()), None)
+
+
+@dataclass
+class Token:
+    label: str
+    pin: str
+    so_pin: str
+    pin_file: Path
+    module: str
+
+    def uri(self, obj: str) -> str:
+        return f"pkcs11:token={self.label};object={obj}"
+
+    def tool(self, *args: str, login: bool = True) -> subprocess.CompletedProcess:
+        """OpenSC's pkcs11-tool on this token (a second, independent PKCS#11 client)."""
+        extra = ["--login", "--pin", self.pin] if login else []
+        return subprocess.run(["pkcs11-tool", "--module", self.module, "--token-label", self.label, *extra, *args],
+                              capture_output=True, text=True, timeout=120)
+
+
+class SoftHSM:
+    """A SoftHSM2 configuration and token folder of its own."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="certkit-softhsm-"))
+        (self.base / "tokens").mkdir()
+        self.conf = self.base / "softhsm2.conf"
+        self.conf.write_text(f"directories.tokendir = {self.base / 'tokens'}\nobjectstore.backend = file\n"
+                             "log.level = ERROR\nslots.removable = false\n")
+        self.module = module()
+        self._count = 0
+
+    def env(self) -> dict[str, str]:
+        return {"SOFTHSM2_CONF": str(self.conf)}
+
+    def new_token(self, prefix: str = "ca") -> Token:
+        self._count += 1
+        label = f"{prefix}-{os.getpid()}-{self._count}"
+        pin, so_pin = secrets.token_hex(4), secrets.token_hex(4)
+        proc = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin,
+                               "--so-pin", so_pin], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **self.env()})
+        if proc.returncode != 0:
+            raise RuntimeError(f"softhsm2-util --init-token failed: {proc.stdout}{proc.stderr}")
+        pin_file = self.base / f"{label}.pin"
+        pin_file.write_text(pin + "\n")
+        os.chmod(pin_file, 0o600)
+        return Token(label, pin, so_pin, pin_file, self.module)
+
+    def close(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
