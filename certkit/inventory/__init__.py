@@ -203,7 +203,7 @@ class Inventory:
 
     def reconcile(self) -> tuple[int, int]:
         """Settle the pending rows whose writer is gone; return (issued, abandoned)."""
-        from certkit.inventory.reconcile import bundle_holds, writer_alive
+        from certkit.inventory.reconcile import holding, writer_alive
 
         with self.transaction() as tx:
             pending = tx.execute("SELECT serial, der, folder, sink, writer, issued_at, keyed FROM certificates"
@@ -211,8 +211,8 @@ class Inventory:
         orphans = [p for p in pending if not writer_alive(p[4], _when(p[5]))]
         if not orphans:
             return 0, 0
-        delivered = [p[0] for p in orphans
-                     if p[3] == "folder" and p[2] and bundle_holds(p[2], bytes(p[1]), bool(p[6]))]
+        found = holding([(p[0], bytes(p[1]), p[2], p[3], bool(p[6])) for p in orphans])  # folders and files
+        delivered = [p[0] for p in orphans if p[0] in found]
         lost = [p[0] for p in orphans if p[0] not in set(delivered)]
         if delivered:
             self.mark_issued(delivered)
