@@ -85,10 +85,11 @@ class Selection:
 
 
 def _period(period: dt.timedelta) -> str:
-    if period % dt.timedelta(days=1):
-        hours = int(period / dt.timedelta(hours=1))
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{period.days} day{'s' if period.days != 1 else ''}"
+    days = period / dt.timedelta(days=1)
+    if days >= 1 and abs(days - round(days)) < 0.01:  # a lifetime counted inclusively ends a second early
+        return f"{round(days)} day{'s' if round(days) != 1 else ''}"
+    hours = round(period / dt.timedelta(hours=1))
+    return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
 @dataclass

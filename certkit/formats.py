@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, OUTPUT_FORMATS
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.issuing import Request, Target
+from certkit.testhooks import pause_at
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -368,10 +369,12 @@ class Output:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            pause_at("staged")
             _place(tmp, self.path, force=self.force, sync=self.sync)
         except BaseException:
             _unlink(tmp)
             raise
+        pause_at("placed")
 
     def append(self, data: bytes, serial: str) -> None:
         """One certificate's record, written whole (several processes may be writing)."""
@@ -402,8 +405,10 @@ class Output:
                     os.fsync(self._out)
                 os.close(self._out)
                 self._out = None
+                pause_at("staged")
                 _place(self._tmp, self.path, force=self.force, sync=self.sync)
                 self._tmp = None
+                pause_at("placed")
         except BaseException:
             self.abort(inventory)
             raise
@@ -586,7 +591,7 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bool]]:
     data: dict[str, str] = {}
 
     def done() -> Iterator[tuple[bytes, bool]]:
-        if "tls.crt" in data:
+        if "tls.crt" in data and "ca.crt" in data:  # ca.crt comes last: the document is whole
             try:
                 chain = base64.b64decode(data["tls.crt"], validate=True)
                 key = base64.b64decode(data["tls.key"], validate=True) if "tls.key" in data else None
@@ -597,35 +602,38 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bool]]:
                 yield found
 
     while line := f.readline(_MAX_RECORD + 1):
+        if not line.endswith(b"\n"):
+            break  # cut off
         text = line.decode("ascii").rstrip("\n")
         if text == "---":
             yield from done()
             data = {}
         elif text.startswith("  ") and not text.startswith("   ") and ": " in text:
             field, value = text.strip().split(": ", 1)
-            if field in ("tls.crt", "tls.key"):
+            if field in ("tls.crt", "tls.key", "ca.crt"):
                 data[field] = value
     yield from done()
 
 
 def _tar_bundles(f) -> Iterator[tuple[bytes, bool]]:
+    """Each bundle folder of an archive whose members are whole up to ca.pem (written last but for
+    bundle.p12): a folder cut off before it does not count."""
     certs: dict[str, bytes] = {}
     keys: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=f, mode="r|") as archive:
             for member in archive:
                 folder, _, file_name = member.name.rpartition("/")
-                if member.isfile() and file_name in (CERT_FILE, KEY_FILE) and member.size <= _MAX_RECORD:
-                    data = archive.extractfile(member).read()
-                    (certs if file_name == CERT_FILE else keys)[folder] = data
-                    if folder in certs and folder in keys:
-                        found = _pair(certs.pop(folder), keys.pop(folder))
+                if member.isfile() and file_name in (CERT_FILE, KEY_FILE, CA_FILE) and member.size <= _MAX_RECORD:
+                    data = archive.extractfile(member).read()  # a member cut off raises ReadError
+                    if file_name == CERT_FILE:
+                        certs[folder] = data
+                    elif file_name == KEY_FILE:
+                        keys[folder] = data
+                    elif folder in certs:
+                        found = _pair(certs.pop(folder), keys.pop(folder, None))
                         if found:
                             yield found
                 archive.members.clear()  # a stream: nothing is looked up again, so memory stays flat
     except tarfile.ReadError:
-        pass  # an archive cut off by a dead writer: what came before still counts
-    for cert_pem in certs.values():  # bundles without a key (signed from a CSR)
-        found = _pair(cert_pem, None)
-        if found:
-            yield found
+        pass  # an archive cut off: what came before still counts
