@@ -184,20 +184,18 @@ class FleetResult:
 
 
 # --- choosing -----------------------------------------------------------------------------
-def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None,
-             before: dt.datetime | None = None) -> Iterator[dict]:
+def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None) -> Iterator[dict]:
     """The rows a bulk renewal considers, soonest expiry first, read a page at a time: valid
     leaves not renewed yet (nor being renewed), expiring by ``now + selection.expiring`` (expired
-    ones included: they need it most), issued before ``before`` (so that the successors a run
-    issues are never selected again by the same run)."""
+    ones included: they need it most). A run reads them all before it renews any, so it never
+    meets its own successors."""
     from certkit.inventory.rows import iso, name_match
 
     now = now or dt.datetime.now(dt.UTC)
-    before = before or now
-    where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)}) AND issued_at < ?",
+    where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
              "NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
              " AND r.status IN ('valid', 'revoked', 'pending'))"]
-    params: list = [iso(before)]
+    params: list = []
     if selection.kind:
         where.append("kind = ?")
         params.append(selection.kind)

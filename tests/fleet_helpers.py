@@ -102,6 +102,18 @@ def write_pems(folder: Path, **pems: bytes | str) -> dict[str, Path]:
     return paths
 
 
+def served_serial(port: int, ca: Path, name: str = "localhost") -> int:
+    """The serial of the certificate a TLS server on 127.0.0.1:``port`` presents for ``name``."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
 def load_pem(data: bytes | str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(data.encode() if isinstance(data, str) else data)
 

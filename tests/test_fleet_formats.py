@@ -26,6 +26,7 @@ from fleet_helpers import (
     run_in_pty,
     secret_files,
     secrets,
+    served_serial,
     tar_listing,
     write_pems,
 )
@@ -227,22 +228,11 @@ def test_nginx_serves_a_certificate_from_each_format(tmp_path, ca_env, ca_dir):
             fullchain, key = work / "localhost" / "fullchain.pem", work / "localhost" / "privkey.pem"
         with nginx(work, f"        ssl_certificate {fullchain};\n        ssl_certificate_key {key};") as (port, _):
             status, body = https_get(port, ca_dir / "ca.pem")
-            got = _served_serial(port, ca_dir / "ca.pem")
+            got = served_serial(port, ca_dir / "ca.pem")
         assert status == 200 and body.startswith("verify=NONE"), body
         assert got == load_pem(fullchain.read_bytes()).serial_number
         served[fmt] = got
     assert len(set(served.values())) == 4
-
-
-def _served_serial(port: int, ca: Path) -> int:
-    import socket
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cafile=str(ca))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
 # --- issue-batch into one output ------------------------------------------------------------

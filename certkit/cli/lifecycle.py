@@ -104,7 +104,12 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     for problem in damaged:
         warn(str(problem))
     filtered = any((kind, status, expiring, pattern))
-    total = inventory.count() if limit is not None and len(rows) == limit else None
+    if limit is not None and len(rows) == limit:
+        from certkit.inventory.query import listed_count
+
+        total = listed_count(inventory)
+    else:
+        total = None
     if as_json:
         data = {"ca_dir": str(store.path), "count": len(rows), "certificates": rows,
                 "damaged": [p.serial for p in damaged]}
@@ -120,8 +125,12 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     if total is not None and total > len(rows):
         count = f"{len(rows):,} of {total:,} certificates" + (" (the first that match)" if filtered else "")
     if any(len(r["serial"]) > 16 for r in rows):
-        count += " (serials shortened: any unique 8+ digit prefix works in renew and revoke)"
-    text = terminal_safe(text + "\n" + count)
+        note = "serials shortened: any unique 8+ digit prefix works in renew and revoke"
+        if width is None or len(count) + len(note) + 3 <= width:
+            count += f" ({note})"
+        else:  # a line of its own, so that both fit the terminal
+            count = "Serials are shortened: any unique 8+ digit prefix works in renew and revoke.\n" + count
+    text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
     if sys.stdout.isatty() and len(rows) > shutil.get_terminal_size((80, 24)).lines - 2:
         click.echo_via_pager(text)
     else:
@@ -192,8 +201,8 @@ def _fit(text: str, width: int | None) -> str:
 def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, kind, pattern,
           exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name, ca_dir,
           passphrase_file, as_json):
-    """Renew a certificate, or (--expiring, --all) every one that is due: same subject, names and
-    purpose; a new serial and lifetime.
+    """Renew a certificate, or all that are due: same subject, names and purpose; a new serial and
+    lifetime.
 
     The certificate is found by its serial (or a unique prefix of 8+ hex
     digits), the name it was issued for, or its bundle folder. Only the
