@@ -75,12 +75,14 @@ class Selection:
     kind: str | None = None
     name: str | None = None
 
-    def describe(self) -> str:
+    def describe(self, *, every: bool = True) -> str:
+        """``certificates expiring within 30 days``, ``all valid client certificates`` (without
+        ``every``: ``valid client certificates``)."""
         what = f"{self.kind} certificates" if self.kind else "certificates"
         if self.name:
             what += f" matching '{shown(self.name)}'"
         if self.expiring is None:
-            return f"all valid {what}"
+            return f"{'all ' if every else ''}valid {what}"
         return f"{what} expiring within {_period(self.expiring)}"
 
 

@@ -88,7 +88,7 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
 
 def _lines(result, rekey: bool) -> list[str]:
     renewed, failed = result.renewed, result.failed
-    lines = [f"Renewed {len(renewed)} of {len(renewed) + len(failed)} {result.plan.selection.describe()}"
+    lines = [f"Renewed {len(renewed)} of {len(renewed) + len(failed)} {result.plan.selection.describe(every=False)}"
              + (" (new keys)" if rekey else "")]
     for o in renewed:
         lines.append(f"  renewed  {o.serial} -> {o.new_serial}  {shown(o.folder)}  (expires {o.not_after[:10]})")
