@@ -190,6 +190,8 @@ class _Job:
                           else self.output.target(line.name(self.out_dir))))
         # a single output is made durable once, when it is complete (Output.commit)
         deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None) if items else []
+        if self.output is not None:
+            self.output.flush()  # the chunk's records into the shared file, in one piece
         by_kind: dict[str, int] = {}
         for delivery in deliveries:
             by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
