@@ -272,15 +272,24 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
     (Ctrl-C, SIGTERM: ``stopped`` then holds the signal), so servers always pick up what was written."""
     from certkit.errors import Terminated
 
+
     result = FleetResult(plan, outcomes=list(plan.outcomes))
     folders: list[str] = []
     try:
         for serial in plan.todo:
-            outcome = renew_one(ca, serial, plan.options, exec_each=exec_each, hook_timeout=hook_timeout,
-                                window=plan.selection.expiring)
+            try:
+                outcome = renew_one(ca, serial, plan.options, window=plan.selection.expiring)
+            except (KeyboardInterrupt, Terminated) as exc:  # the bundle being written was finished first
+                if getattr(exc, "certkit_outcome", None) is not None:
+                    result.outcomes.append(exc.certkit_outcome)
+                    folders.append(exc.certkit_outcome.folder)
+                raise
             result.outcomes.append(outcome)
             if outcome.outcome == "renewed":
                 folders.append(outcome.folder)
+                if exec_each:
+                    outcome.hook = HookRun(exec_each, None, "interrupted")  # until it has run
+                    outcome.hook = run_hook(exec_each, hook_environment(outcome), timeout=hook_timeout)
             if progress is not None:
                 progress(1)
     except KeyboardInterrupt:
@@ -293,10 +302,12 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
     return result
 
 
-def renew_one(ca: "CA", serial: str, options: dict, *, exec_each: str | None = None,
-              hook_timeout: float = DEFAULT_HOOK_TIMEOUT, window: dt.timedelta | None = None) -> Outcome:
-    """Plan again (things may have changed since the fleet was planned), renew in place, run the hook.
-    ``window``: the bulk renewal's ``expiring`` period, to warn when the successor is due at once."""
+def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | None = None) -> Outcome:
+    """Plan again (things may have changed since the fleet was planned) and renew in place.
+    ``window``: the bulk renewal's ``expiring`` period, to warn when the successor is due at once.
+    Interrupted right after the renewal was delivered, the exception carries its outcome
+    (``certkit_outcome``)."""
+    from certkit.errors import Terminated
     from certkit.lifecycle import plan_renewal, renew
 
     try:
@@ -311,6 +322,14 @@ def renew_one(ca: "CA", serial: str, options: dict, *, exec_each: str | None = N
     except CertkitError as exc:
         outcome.stage, outcome.error = "renew", str(exc)
         return outcome
+    except (KeyboardInterrupt, Terminated) as exc:
+        # A signal held off while the bundle was written lands right after it: say what was done.
+        successors = ca.inventory.successors(serial)
+        if successors:
+            row = ca.inventory.get(successors[-1])
+            outcome.outcome, outcome.new_serial, outcome.not_after = "renewed", row["serial"], row["not_after"]
+            exc.certkit_outcome = outcome
+        raise
     issued = renewal.issued
     outcome.outcome, outcome.new_serial = "renewed", issued.serial_hex
     outcome.not_after = issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -320,8 +339,6 @@ def renew_one(ca: "CA", serial: str, options: dict, *, exec_each: str | None = N
         outcome.notes.append(f"the new certificate lives {_period(lifetime)}, no longer than the {_period(window)} "
                              "renewal window, so every run will renew it again: renew it with a longer lifetime, or "
                              "choose a shorter window")
-    if exec_each:
-        outcome.hook = run_hook(exec_each, hook_environment(outcome), timeout=hook_timeout)
     return outcome
 
 

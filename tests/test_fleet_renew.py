@@ -242,3 +242,20 @@ def test_nginx_picks_up_the_renewed_certificate_on_reload(fleet, tmp_path):
         while (now := served_serial(port, ca_file, "web.example.com")) == before and time.monotonic() < deadline:
             time.sleep(0.1)  # the new workers take over
         assert serial_hex(now) == renewed["new_serial"]
+
+
+def test_ctrl_c_stops_after_the_bundle_and_still_reloads_once(fleet, tmp_path):
+    """Ctrl-C (here sent by the first hook to certkit itself) stops the run between two renewals;
+    what was renewed is reported, --exec-once still runs for it, the exit status is 130."""
+    work, serials, env = fleet
+    log = tmp_path / "once.log"
+    proc = run_certkit("renew", "--expiring", "30d", "--exec", 'kill -INT "$PPID"',
+                       "--exec-once", f'echo "$CERTKIT_RENEWED" > {log}', env=env)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "Renewed 1 of 1" in proc.stdout and "Error: interrupted after 1 renewal" in proc.stderr
+    assert log.read_text() == "1\n" and "Traceback" not in proc.stderr
+    renewed = [name for name in ("web", "api", "alice") if serial_hex(load(work / name).serial_number) != serials[name]]
+    assert len(renewed) == 1 and pair_ok(work / renewed[0])
+    # the next run renews the rest
+    data, _ = renew_json(env, "--expiring", "30d")
+    assert data["renewed"] == 2
