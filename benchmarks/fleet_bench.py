@@ -3,6 +3,7 @@ archive, each against the limit that bounds it, both limits measured in the same
 
     python benchmarks/fleet_bench.py                  # 10,000 certificates, 3 rounds; 100,000 for memory
     python benchmarks/fleet_bench.py --n 2000 --big 0 --runs 1   # a quick look
+    python benchmarks/fleet_bench.py --stages         # where one certificate's time goes, in one process
 
 - **library limit**: what cryptography itself does per certificate, in memory, on
   every core (one process per core): an EC P-256 key, the certificate with
@@ -183,6 +184,90 @@ class Bench:
         return wall, own, peak
 
 
+# Where one certificate's time goes in issue-batch --format jsonl|tar, step by step in one process,
+# next to the library loop's; rounds of 250 certificates, every step in each round, so that a burst of
+# load on the shared machine hits all steps alike. Prints "label|microseconds" lines: medians.
+STAGES = r"""
+import datetime as dt, itertools, statistics, sys, time
+from dataclasses import replace
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from certkit.batch.manifest import read_manifest
+from certkit.formats import Encoder
+from certkit.issuing import Target, record
+from certkit.keys import generate_key
+from certkit.store import CADirectory
+manifest, ca_dir, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ca = CADirectory(ca_dir).open()
+ca.unlock(None)
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
+ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+now = dt.datetime.now(dt.UTC)
+N = 250
+def library():
+    for i in range(N):
+        key = ec.generate_private_key(ec.SECP256R1())
+        host = f"h{i}.example.com"
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + dt.timedelta(days=200))
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier(ca_ski.digest, None, None), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                               critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        cert.public_bytes(serialization.Encoding.PEM)
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+times = {}
+def step(label, work):
+    start = time.perf_counter()
+    out = work()
+    times.setdefault(label, []).append((time.perf_counter() - start) / N * 1e6)
+    return out
+source = read_manifest(manifest)
+for _ in range(rounds):
+    lines = step("read and parse a manifest line", lambda: list(itertools.islice(source, N)))
+    requests = step("build the request (the names parsed again)", lambda: [line.request() for line in lines])
+    step("check the request against the CA", lambda: [ca.check_request(r) for r in requests])
+    keys = step("generate the key (EC P-256)", lambda: [generate_key("ecdsa-p256") for _ in requests])
+    requests = [replace(r, key=k) for r, k in zip(requests, keys)]
+    issued = step("sign (certkit's profile, cryptography signs)", lambda: [ca.sign(r) for r in requests])
+    step("record it pending in the inventory", lambda: record(ca, [(r, Target()) for r in requests], issued))
+    step("mark it valid", lambda: ca.inventory.mark_issued([x.serial_hex for x in issued]))
+    for fmt in ("jsonl", "tar"):
+        encoder = Encoder(fmt)
+        step(f"encode a {fmt} record", lambda: [encoder.encode(x, "name") for x in issued])
+    step("library loop: key, sign, both PEMs", library)
+for label, values in times.items():
+    print(f"{label}|{statistics.median(values)}")
+"""
+
+
+def stages(bench: Bench, rounds: int) -> list[str]:
+    proc = run([PY, "-c", STAGES, str(bench.manifest(rounds * 250)), "ca", str(rounds)], cwd=bench.work,
+               env=bench.env)
+    steps = [(label, float(us)) for label, us in (line.split("|") for line in proc.stdout.splitlines())]
+    library = steps[-1][1]
+    jsonl = sum(us for label, us in steps[:-1] if "tar" not in label)
+    tar = sum(us for label, us in steps[:-1] if "jsonl" not in label)
+    lines = [f"### Where one certificate's time goes (one process; median of {rounds} rounds of 250)", "",
+             "| step | µs | of the library loop |", "|---|---:|---:|"]
+    lines += [f"| {label} | {us:,.0f} | {us / library:.2f}x |" for label, us in steps]
+    lines += [f"| certkit, every step for jsonl (tar) | {jsonl:,.0f} ({tar:,.0f}) | {jsonl / library:.2f}x "
+              f"({tar / library:.2f}x) |", "",
+              "The manifest is read, parsed and checked twice per line: once in the check before anything is "
+              "issued (one process), once when issuing.", ""]
+    return lines
+
+
 def machine(work: Path) -> list[str]:
     import cryptography
     from cryptography.hazmat.backends.openssl.backend import backend
@@ -208,6 +293,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds, interleaved [default: 3]")
     parser.add_argument("--dir", type=Path, help="where to write [default: a temporary folder]")
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument("--stages", action="store_true",
+                        help="only the per-certificate breakdown, in one process (4 x --runs rounds; a minute)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="certkit-fleet-bench-", dir=args.dir))
     started = time.perf_counter()
@@ -215,6 +302,10 @@ def main() -> None:
         bench = Bench(work, args.n)
         bench.setup()
         lines = ["### Machine", "", *machine(work), ""]
+        if args.stages:
+            lines += stages(bench, args.runs * 4)
+            lines.append(f"Load average at the end {os.getloadavg()[0]:.2f}.")
+            return _print(lines, args.output)
         samples: dict[str, list] = {k: [] for k in ("library", "raw", "folder", "jsonl", "tar")}
         for _ in range(args.runs):
             samples["library"].append(bench.library())
@@ -254,10 +345,14 @@ def main() -> None:
                       + (f" --runs {args.runs}" if args.runs != 3 else "") + "`.", ""]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _print(lines, args.output)
+
+
+def _print(lines: list[str], output: Path | None) -> None:
     text = "\n".join(lines)
     print(text)
-    if args.output:
-        args.output.write_text(text)
+    if output:
+        output.write_text(text)
 
 
 if __name__ == "__main__":

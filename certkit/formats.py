@@ -141,9 +141,7 @@ class Encoder:
 
 
 def _facts(issued: "IssuedCert") -> dict:
-    import hashlib
-
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.hazmat.primitives import hashes
 
     from certkit.vocabulary import san_entries
 
@@ -151,8 +149,7 @@ def _facts(issued: "IssuedCert") -> dict:
     return {"kind": issued.kind, "serial": issued.serial_hex, "subject": cert.subject.rfc4514_string(),
             "names": san_entries(cert), "not_before": cert.not_valid_before_utc.strftime(_ISO),
             "not_after": cert.not_valid_after_utc.strftime(_ISO),
-            # hashlib on the DER: the same digest as cert.fingerprint(), in a tenth of the time
-            "fingerprint_sha256": hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()}
+            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex()}
 
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"  # the inventory's dates (certkit.inventory.rows.ISO), UTC
