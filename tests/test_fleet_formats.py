@@ -175,7 +175,16 @@ def test_k8s_refuses_a_csr_and_bad_names(tmp_path, ca_env, ca_dir):
     before = rows(ca_dir)
     proc = run_certkit("sign-csr", tmp_path / "web.csr", "--server", "--format", "k8s", env=ca_env)
     assert_clean_error(proc, "holds the private key")
-    assert rows(ca_dir) == before  # refused before anything was signed
+    assert_clean_error(run_certkit("issue-client", "@@@", "--format", "k8s", env=ca_env),
+                       "gives no usable Kubernetes name")
+    # in a batch: each line's Secret name is checked, and two lines may not share one
+    (tmp_path / "m.csv").write_text("kind,names,out\nserver,a.example.com,web/a\nserver,b.example.com,web-a\n"
+                                    "client,@@@,\n")
+    proc = run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "s.yaml", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "has 2 bad lines")
+    assert "line 3: its name in the output, web-a, is also line 2's" in proc.stderr
+    assert "line 4: '@@@' gives no usable Kubernetes name" in proc.stderr
+    assert rows(ca_dir) == before and not (tmp_path / "s.yaml").exists()  # refused before anything was signed
 
 
 # --- tar --------------------------------------------------------------------------------
