@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
-from certkit.errors import CannotRenew, CertkitError, InvalidLifetime, InvalidName, UnknownCertificate
-from certkit.keys import generate_key, key_type_of, private_key_pem
+from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
+from certkit.issued import IssuedCert, certificate_pem
+from certkit.keys import generate_key, key_type_of
 from certkit.profiles import PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
+from certkit.validity import check_days, check_within_parent
 from certkit.vocabulary import common_name, leaf_kind, serial_hex
 
 if TYPE_CHECKING:
@@ -36,12 +37,6 @@ if TYPE_CHECKING:
     from certkit.store import CADirectory
 
 __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
-
-
-def certificate_pem(cert: "x509.Certificate") -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.PEM)
 
 
 def _ski(cert: "x509.Certificate") -> bytes | None:
@@ -63,71 +58,6 @@ def default_ca_name() -> str:
     except Exception:  # no login name (containers): the host alone still identifies it
         user = "user"
     return f"certkit CA {user}@{socket.gethostname()}"[:_names.MAX_COMMON_NAME]
-
-
-@dataclass
-class IssuedCert:
-    """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
-
-    kind: str  # "server" | "client" | "peer"
-    cert: "x509.Certificate"
-    private_key: object | None
-    intermediates: list  # x509.Certificate, nearest issuer first; empty under a root
-    root: "x509.Certificate"
-    identities: list[_names.Identity]
-    notes: list[str] = field(default_factory=list)
-    # For a CSR: the extensions it requested that the certificate carries as asked, and what it
-    # asked for but did not get (extensions, subject attributes, SAN entries), in words.
-    granted: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-
-    @property
-    def serial_hex(self) -> str:
-        return serial_hex(self.cert.serial_number)
-
-    @property
-    def not_after(self) -> dt.datetime:
-        return self.cert.not_valid_after_utc
-
-    @property
-    def cert_pem(self) -> bytes:
-        return certificate_pem(self.cert)
-
-    @property
-    def private_key_pem(self) -> bytes | None:
-        return private_key_pem(self.private_key) if self.private_key is not None else None
-
-    @property
-    def chain_pem(self) -> bytes:
-        return b"".join(certificate_pem(c) for c in self.intermediates)
-
-    @property
-    def fullchain_pem(self) -> bytes:
-        return self.cert_pem + self.chain_pem
-
-    @property
-    def ca_pem(self) -> bytes:
-        return certificate_pem(self.root)
-
-    def bundle_files(self) -> dict[str, bytes]:
-        """The files of an output folder, by name (certbot's names)."""
-        cert_pem = self.cert_pem  # once: issue-batch writes thousands of these
-        files = {"cert.pem": cert_pem}
-        if self.private_key is not None:
-            files["privkey.pem"] = self.private_key_pem
-        files["fullchain.pem"] = cert_pem + self.chain_pem
-        if self.intermediates:
-            files["chain.pem"] = self.chain_pem
-        files["ca.pem"] = self.ca_pem
-        return files
-
-    def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
-        """Write the bundle, plus ``extra`` files (bundle.p12), into ``folder`` atomically (see
-        :func:`certkit.bundle.write_bundle`). For certificates of a CA directory, issue with
-        :func:`certkit.issuing.deliver` and a FolderTarget instead: that records the folder."""
-        from certkit.bundle import write_bundle
-
-        return write_bundle(Path(folder), self.bundle_files() | (extra or {}), force=force)
 
 
 class CA:
@@ -160,11 +90,11 @@ class CA:
         dns = [_names.parse_dns_name(d, allow_wildcard=False).value for d in permitted_dns]
         ips = [_constraints.parse_network(n) for n in permitted_ips]
         days = days if days is not None else profile.default_days
-        _check_days(days)
+        check_days(days)
         not_before, not_after = validity(days, start=not_before)
         if parent is not None:
             parent.check_can_sign_ca()
-            _check_within_parent(parent, days, not_before, not_after)
+            check_within_parent(parent.cert, parent.common_name, days, not_before, not_after)
             nc = _constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
         else:
             nc = _constraints.build(dns, ips)
@@ -190,7 +120,6 @@ class CA:
             raise CertkitError(f"The CA '{shown(self.common_name)}' has path length {bc.path_length}: it may "
                                "issue only end-entity certificates, not another CA.")
 
-    _check_can_sign_ca = check_can_sign_ca  # the name older callers used
 
     def unlock(self, passphrase=None) -> None:
         """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` may be a
@@ -237,6 +166,25 @@ class CA:
     def directories(self) -> list[Path]:
         """The CA directory this CA was opened from (outputs may never land there)."""
         return [self.store.path] if self.store is not None else []
+
+    def configure_trust(self, ctx) -> None:
+        """Make the ``ssl.SSLContext`` ``ctx`` trust what this CA issues."""
+        from certkit.sslcontext import configure_trust
+
+        configure_trust(self, ctx)
+
+    def server_context(self, cert: IssuedCert, *, client_certificates: str = "required"):
+        """An ``ssl.SSLContext`` presenting ``cert`` that requires (or, ``"optional"``/``"none"``, does not)
+        a client certificate issued by this CA: a mutual-TLS server in one line."""
+        from certkit.sslcontext import server_context
+
+        return server_context(self, cert, client_certificates=client_certificates)
+
+    def client_context(self, cert: IssuedCert | None = None):
+        """An ``ssl.SSLContext`` trusting this CA (host names checked), presenting ``cert`` if given."""
+        from certkit.sslcontext import client_context
+
+        return client_context(self, cert)
 
     def constraints(self) -> list:
         """The NameConstraints of this CA and every CA above it."""
@@ -396,43 +344,17 @@ class CA:
     # --- validity -------------------------------------------------------------------
     def check_usable(self) -> None:
         """Refuse to sign with a CA (or under a parent) that has expired."""
-        now = dt.datetime.now(dt.UTC)
-        for cert in [self.cert, *self.parents]:
-            if cert.not_valid_after_utc <= now:
-                raise CertkitError(f"The CA '{shown(cert.subject.rfc4514_string())}' expired on "
-                                   f"{cert.not_valid_after_utc:%Y-%m-%d}; nothing it signs would be valid. "
-                                   "Create a new CA with 'certkit init-ca'.")
+        from certkit.validity import check_usable
+
+        check_usable([self.cert, *self.parents])
 
     def leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str],
                       default_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:
-        """notBefore/notAfter of a leaf: ``days`` (checked against the profile and this CA's expiry),
-        else the profile's default capped at this CA's expiry (with a note)."""
-        self.check_usable()
-        latest = self.cert.not_valid_after_utc
-        if days is None:
-            not_before, not_after = validity(default_days or profile.default_days, start=start)
-            if not_after > latest:
-                not_after = latest
-                notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")
-        else:
-            _check_days(days)
-            if profile.max_days is not None and days > profile.max_days:
-                raise InvalidLifetime(f"A {profile.name} certificate may live at most {profile.max_days} days "
-                                      f"(Apple's limit for locally trusted roots); {days} were asked for.")
-            not_before, not_after = validity(days, start=start)
-            if not_after > latest:
-                raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
-        ca_start = self.cert.not_valid_before_utc
-        if not_before < ca_start:
-            not_before = ca_start  # a leaf never claims validity before its issuer's
-        if not_after <= not_before:  # check_usable() has ruled out an expired CA
-            raise InvalidLifetime(
-                f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA "
-                f"'{shown(self.common_name)}' became valid ({ca_start:%Y-%m-%d %H:%M:%S} UTC); a certificate "
-                "cannot be valid before its issuer.")
-        return not_before, not_after
+        """notBefore/notAfter of a leaf of this CA (see :func:`certkit.validity.leaf_validity`)."""
+        from certkit.validity import leaf_validity
 
-    _leaf_validity = leaf_validity  # the name older callers used
+        return leaf_validity(self.cert, self.parents, profile, days, start, notes, default_days)
+
 
 
 def _ca_subject(common_name_: str | None, organization, organizational_unit, country) -> "x509.Name":
@@ -450,31 +372,6 @@ def _ca_subject(common_name_: str | None, organization, organizational_unit, cou
             raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
         attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country.upper()))
     return x509.Name(attrs)
-
-
-def _check_within_parent(parent: CA, days: int, not_before: dt.datetime, not_after: dt.datetime) -> None:
-    latest = parent.cert.not_valid_after_utc
-    if latest <= dt.datetime.now(dt.UTC):
-        raise InvalidLifetime(f"The parent CA '{shown(parent.common_name)}' expired on "
-                              f"{latest:%Y-%m-%d %H:%M:%S} UTC; it can sign no intermediate. Create a new root first.")
-    if not_after > latest:
-        raise InvalidLifetime(_past_issuer_message(days, latest, not_before, what="intermediate CA",
-                                                   issuer=f"parent CA '{shown(parent.common_name)}'"))
-
-
-def _check_days(days: int) -> None:
-    from certkit.constants import MAX_DAYS
-
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise InvalidLifetime(f"A lifetime of {days} days is not possible; give 1 to {MAX_DAYS} days.")
-
-
-def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime, *,
-                         what: str = "certificate", issuer: str = "the CA") -> str:
-    most = (latest - not_before).days
-    return (f"A lifetime of {days} days would end after {issuer} expires on {latest:%Y-%m-%d %H:%M:%S} UTC; "
-            f"a{'n' if what[0] in 'aeiou' else ''} {what} issued now can live at most {max(most, 0)} days "
-            f"(until {latest:%Y-%m-%d}).")
 
 
 def _random_serial() -> int:

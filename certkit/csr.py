@@ -140,12 +140,9 @@ def describe_extension(ext) -> str:
             text += f", pathlen:{value.path_length}"
         return f"basicConstraints {text}"
     if isinstance(value, x509.KeyUsage):
-        bits = [name for name in ("digital_signature", "content_commitment", "key_encipherment",
-                                  "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
-                if getattr(value, name)]
-        if value.key_agreement:
-            bits += [n for n in ("encipher_only", "decipher_only") if getattr(value, n)]
-        return "keyUsage " + ", ".join(_camel(b) for b in bits)
+        from certkit.vocabulary import key_usage_names
+
+        return "keyUsage " + ", ".join(key_usage_names(value))
     if isinstance(value, x509.ExtendedKeyUsage):
         return "extendedKeyUsage " + ", ".join(_oid_name(oid) for oid in value)
     if isinstance(value, x509.NameConstraints):
@@ -153,11 +150,6 @@ def describe_extension(ext) -> str:
         parts += [f"excluded {gn.value}" for gn in value.excluded_subtrees or []]
         return "nameConstraints " + ", ".join(parts)
     return _oid_name(ext.oid)
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(r.title() for r in rest).replace("Crl", "CRL")
 
 
 def _oid_name(oid) -> str:

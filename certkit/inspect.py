@@ -1,6 +1,6 @@
-"""Reading certificates, CSRs and bundles, and describing them in plain words.
+"""Describing certificates, CSRs and bundles in plain words.
 
-:func:`load_material` reads a file (PEM with any mix of certificates, CSRs and
+:func:`certkit.material.load_material` reads a file (PEM with any mix of certificates, CSRs and
 keys, or a DER certificate/CSR) or a bundle folder; :func:`describe_certificate`
 and :func:`describe_csr` turn one object into a dict of facts, including a
 "usable for" sentence; :func:`inspect_path` does both for ``certkit inspect``.
@@ -10,154 +10,17 @@ certificate: no key material leaves this module.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import re
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import CertkitError, describe_parse_error, parse_errors
-from certkit.vocabulary import eku_name, serial_hex
+from certkit.errors import describe_parse_error, parse_errors
+from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
+from certkit.vocabulary import common_name, eku_name, key_usage_names, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-
-class UnreadableFile(CertkitError):
-    """A file or folder that holds no certificate, CSR or key certkit can read."""
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
-_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
-_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
-# Files looked at in a bundle folder: certbot's names first, so the leaf comes first.
-_BUNDLE_ORDER = ("cert.pem", "fullchain.pem", "chain.pem", "ca.pem", "privkey.pem")
-_BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
-
-
-
-@dataclass
-class Material:
-    """What one file or folder holds, in the order found; duplicates removed."""
-
-    source: Path
-    other: list = field(default_factory=list)  # labels of PEM blocks not described (CRLs, public keys)
-    certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
-    csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
-    keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
-
-
-# --- reading ------------------------------------------------------------------------
-def load_material(path: str | Path) -> Material:
-    """Read a certificate/CSR/key file (PEM or DER) or a bundle folder.
-
-    Raises :class:`UnreadableFile` with a sentence naming the file and the cause
-    when nothing usable is found, or when a file is empty, damaged or truncated.
-    """
-    path = Path(path)
-    material = Material(path)
-    if path.is_dir():
-        files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
-        files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _BUNDLE_SUFFIXES
-                        and p not in files and not p.name.startswith("."))
-        for f in files:
-            _read_file(f, material)
-        if not (material.certificates or material.csrs):
-            raise UnreadableFile(f"The folder {path} holds no certificate or CSR "
-                                 f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
-        return material
-    if not path.exists():
-        raise UnreadableFile(f"{path} does not exist.")
-    _read_file(path, material)
-    if not (material.certificates or material.csrs):
-        found = ["a private key"] if material.keys else []
-        found += [f"a {label.lower()}" for label in sorted(set(material.other))]
-        raise UnreadableFile(f"{path} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
-                             "to describe.")
-    return material
-
-
-def _read_file(path: Path, material: Material) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFile(f"Cannot read {path}: {exc.strerror}.") from None
-    if not data.strip():
-        raise UnreadableFile(f"{path} is empty.")
-    seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
-    if b"-----BEGIN" not in data:
-        _read_der(path, data, material)
-        return
-    blocks = list(_PEM_BLOCK.finditer(data))
-    begins = data.count(b"-----BEGIN ")
-    if not blocks or len(blocks) < begins:
-        raise UnreadableFile(f"{path} holds a PEM block without its END line: the file is truncated.")
-    for block in blocks:
-        label, body = block.group(1), block.group(2)
-        der = _pem_body(path, label, body)
-        try:
-            if label in _CERT_LABELS:
-                cert = x509.load_der_x509_certificate(der)
-                fp = cert.fingerprint(hashes.SHA256())
-                if fp not in seen:  # fullchain.pem repeats cert.pem
-                    seen.add(fp)
-                    material.certificates.append((cert, path.name))
-            elif label in _CSR_LABELS:
-                material.csrs.append((x509.load_der_x509_csr(der), path.name))
-            elif label.endswith(b"PRIVATE KEY"):
-                material.keys.append((_load_key(block.group(0), label), path.name))
-            else:
-                material.other.append(label.decode())
-        except parse_errors() as exc:
-            what = label.decode().lower()
-            raise UnreadableFile(f"{path} holds a damaged {what}: {describe_parse_error(exc)}.") from None
-
-
-def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
-    lines = [ln.strip() for ln in body.strip().splitlines()]
-    if any(b":" in ln for ln in lines):  # legacy encrypted PEM headers (Proc-Type, DEK-Info)
-        lines = lines[lines.index(b"") + 1:] if b"" in lines else [ln for ln in lines if b":" not in ln]
-    try:
-        return base64.b64decode(b"".join(lines), validate=True)
-    except (binascii.Error, ValueError):
-        raise UnreadableFile(
-            f"{path} holds a {label.decode().lower()} whose base64 text is damaged."
-        ) from None
-
-
-def _load_key(pem: bytes, label: bytes):
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    if label.startswith(b"ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in pem:
-        return None  # described as "encrypted", never decrypted here
-    try:
-        return load_pem_private_key(pem, None)
-    except ValueError:
-        raise
-    except Exception as exc:  # UnsupportedAlgorithm, TypeError: a key type cryptography cannot load
-        raise ValueError(str(exc) or type(exc).__name__) from None
-
-
-def _read_der(path: Path, data: bytes, material: Material) -> None:
-    from cryptography import x509
-
-    for loader, bucket in ((x509.load_der_x509_certificate, material.certificates),
-                           (x509.load_der_x509_csr, material.csrs)):
-        try:
-            bucket.append((loader(data), path.name))
-            return
-        except parse_errors():
-            continue
-    raise UnreadableFile(
-        f"{path} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
-        "a certificate at all)."
-    )
 
 
 # --- describing ---------------------------------------------------------------------
@@ -207,16 +70,7 @@ def general_names(names) -> list[dict]:
 
 
 def _key_usage(ku) -> list[str]:
-    names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign"]
-    used = [n for n in names if getattr(ku, n)]
-    if ku.key_agreement:
-        used += [n for n in ("encipher_only", "decipher_only") if getattr(ku, n)]
-    camel = {"digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
-             "key_encipherment": "keyEncipherment", "data_encipherment": "dataEncipherment",
-             "key_agreement": "keyAgreement", "key_cert_sign": "keyCertSign", "crl_sign": "cRLSign",
-             "encipher_only": "encipherOnly", "decipher_only": "decipherOnly"}
-    return [camel[n] for n in used]
+    return key_usage_names(ku)
 
 
 def _eku(ext) -> list[str]:
@@ -278,13 +132,6 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
     return " and ".join(purposes) if purposes else "nothing TLS can use"
 
 
-def _common_name(name) -> str | None:
-    from cryptography.x509.oid import NameOID
-
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
-
-
 def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = None) -> dict:
     """Everything ``certkit inspect`` says about one certificate, as JSON-ready data."""
     from cryptography import x509
@@ -311,7 +158,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
-    usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=_common_name(cert.subject),
+    usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=common_name(cert.subject),
                         path_length=bc.value.path_length if bc else None)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"

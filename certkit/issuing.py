@@ -186,12 +186,12 @@ class FolderTarget(Target):
         self.keeps_key = keeps_key
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
 
-    def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
+    def check(self, ca: "CA", request: Request, *, guard: bool = True, cache: dict | None = None) -> None:
         from certkit.bundle import bundle_names, check_writable
         from certkit.paths import check_output
 
         if guard:
-            check_output(self.given, ca.directories, what="output folder")
+            check_output(self.given, ca.directories, what="output folder", cache=cache)
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                 p12=self.p12), force=self.force)
 

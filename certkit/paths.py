@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
 from certkit.errors import UnsafeOutputPath
@@ -41,10 +40,13 @@ def is_ca_directory(folder: Path) -> bool:
         os.path.lexists(folder / marker) for marker in CA_MARKERS)
 
 
-@lru_cache(maxsize=4096)
-def _ancestor_is_ca_directory(folder: Path) -> bool:
-    # The ancestors of thousands of batch folders are the same few: look once per process.
-    return is_ca_directory(folder)
+def _ancestor_is_ca_directory(folder: Path, cache: dict | None) -> bool:
+    # The ancestors of thousands of batch folders are the same few: a batch passes a cache.
+    if cache is None:
+        return is_ca_directory(folder)
+    if folder not in cache:
+        cache[folder] = is_ca_directory(folder)
+    return cache[folder]
 
 
 def check_name(path: str | Path, what: str = "output path") -> None:
@@ -67,7 +69,8 @@ def check_name(path: str | Path, what: str = "output path") -> None:
             )
 
 
-def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: str = "output path") -> Path:
+def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: str = "output path",
+                 cache: dict | None = None) -> Path:
     """Check one output path (a folder, or a file) and return it resolved.
 
     Refused: anything :func:`check_name` refuses, and any path inside one of
@@ -83,7 +86,7 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
                 "there, even when asked to replace files (it would replace the CA's own). Choose another place."
             )
     for folder in (target, *target.parents):
-        if is_ca_directory(folder) if folder == target else _ancestor_is_ca_directory(folder):
+        if is_ca_directory(folder) if folder == target else _ancestor_is_ca_directory(folder, cache):
             raise UnsafeOutputPath(
                 f"The {what} {shown(path)} is in {shown(folder)}, which holds a CA (its key or inventory); "
                 "certkit never writes there, even when asked to replace files. Choose another place."

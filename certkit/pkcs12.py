@@ -18,15 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.constants import ENV_P12_PASSWORD, P12_FILE  # noqa: F401 (also this module's public names)
 from certkit.errors import CertkitError
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from certkit.ca import IssuedCert
-
-P12_FILE = "bundle.p12"
-ENV_P12_PASSWORD = "CERTKIT_P12_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -80,10 +78,10 @@ def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False
 
 
 def common_name(cert: "x509.Certificate") -> str | None:
-    from cryptography.x509.oid import NameOID
+    """The certificate's subject CN (the friendly name of its PKCS#12 entry)."""
+    from certkit.vocabulary import common_name as cn_of
 
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
+    return cn_of(cert.subject)
 
 
 @dataclass
@@ -97,36 +95,35 @@ class BundleFolder:
 
 
 def read_bundle_folder(folder: str | Path) -> BundleFolder:
-    """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``."""
-    from cryptography import x509
-
+    """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``
+    (each through the one bounded reader, :mod:`certkit.material`)."""
+    from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
     from certkit.keys import load_private_key
+    from certkit.material import load_material
+    from certkit.text import shown
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise CertkitError(f"{folder} is not a folder; give the output folder of issue-server or issue-client.")
-    cert_path, key_path = folder / "cert.pem", folder / "privkey.pem"
+        raise CertkitError(f"{shown(folder)} is not a folder; give the output folder of issue-server or "
+                           "issue-client.")
+    cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
     if not cert_path.is_file():
-        raise CertkitError(f"{folder} holds no cert.pem; give the output folder of issue-server or issue-client.")
+        raise CertkitError(f"{shown(folder)} holds no cert.pem; give the output folder of issue-server or "
+                           "issue-client.")
     if not key_path.is_file():
-        raise CertkitError(f"{folder} holds no privkey.pem (a certificate signed from a CSR?); "
+        raise CertkitError(f"{shown(folder)} holds no privkey.pem (a certificate signed from a CSR?); "
                            "a PKCS#12 file needs the private key.")
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except ValueError as exc:
-        raise CertkitError(f"{cert_path} is not a PEM certificate: {exc}.") from None
-    key = load_private_key(key_path.read_bytes(), source=f"key {key_path}")
+    cert = load_material(cert_path).certificates[0][0]
+    key = load_private_key(read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key"),
+                           source=f"key {shown(key_path)}")
     if _spki(key.public_key()) != _spki(cert.public_key()):
-        raise CertkitError(f"{key_path} is not the private key of {cert_path}; they do not belong together.")
+        raise CertkitError(f"{shown(key_path)} is not the private key of {shown(cert_path)}; they do not belong "
+                           "together.")
     chain = []
-    for name in ("chain.pem", "ca.pem"):
-        path = folder / name
-        if path.is_file():
-            try:
-                found = x509.load_pem_x509_certificates(path.read_bytes())
-            except ValueError as exc:
-                raise CertkitError(f"{path} is not a PEM certificate file: {exc}.") from None
-            chain += [c for c in found if c not in chain]
+    for name in (CHAIN_FILE, CA_FILE):
+        if (folder / name).is_file():
+            chain += [c for c, _ in load_material(folder / name).certificates if c not in chain]
     return BundleFolder(folder, cert, key, chain)
 
 

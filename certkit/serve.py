@@ -29,7 +29,6 @@ import socket
 import ssl
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -42,7 +41,7 @@ from certkit.errors import CertkitError
 from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import eku_name, serial_hex
+from certkit.vocabulary import eku_name, general_name_text, serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -62,7 +61,7 @@ class PeerIdentity:
 
     common_name: str | None
     subject: str
-    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "dirName:CN=..."
+    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "DirName:CN=..."
     serial: str
     issuer: str
     eku: list[str]
@@ -103,7 +102,7 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
     return PeerIdentity(
         common_name=str(cns[0].value) if cns else None,
         subject=cert.subject.rfc4514_string(),
-        sans=[_general_name(n) for n in san],
+        sans=[general_name_text(n) for n in san],
         serial=serial_hex(cert.serial_number),
         issuer=cert.issuer.rfc4514_string(),
         eku=eku,
@@ -111,17 +110,6 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         tls_version=tls_version,
     )
-
-
-def _general_name(name) -> str:
-    from cryptography import x509
-
-    label = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email",
-             x509.UniformResourceIdentifier: "URI", x509.DirectoryName: "dirName"}.get(type(name))
-    if label is None:
-        return f"{type(name).__name__}:{name.value!r}"
-    value = name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
-    return f"{label}:{value}"
 
 
 def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:
@@ -184,7 +172,8 @@ def peer_label(address) -> str:
 
 
 def stderr_log(message: str) -> None:
-    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {message}\n")
+    """One log line: what a client sent (its certificate's names, its request line) is escaped."""
+    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {shown(message)}\n")
     sys.stderr.flush()
 
 
@@ -585,10 +574,3 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
         for sig, previous in installed.items():
             signal.signal(sig, previous)
         server.server_close()
-
-
-def start_in_thread(server: IdentityServer) -> threading.Thread:
-    """Serve from a daemon thread (for tests and fixtures); stop with ``server.shutdown()``."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    return thread

@@ -54,7 +54,7 @@ class Verdict:
 def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["x509.Certificate"]]:
     """The leaf (first certificate) and any intermediates that follow it (fullchain.pem),
     from a file or a bundle folder."""
-    from certkit.inspect import UnreadableFile, load_material
+    from certkit.material import UnreadableFile, load_material
 
     material = load_material(path)
     certs = [c for c, _ in material.certificates]
@@ -70,7 +70,7 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
     certificates (all trusted, as OpenSSL's -CAfile), else from a certkit CA directory
     (its root trusted, an intermediate CA's own certificate supplied as untrusted)."""
     if ca_file is not None:
-        from certkit.inspect import load_material
+        from certkit.material import load_material
 
         roots = [c for c, _ in load_material(ca_file).certificates]
         if not roots:
@@ -87,10 +87,10 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
 
 # --- examining ----------------------------------------------------------------------
 def _cn(name) -> str:
-    from cryptography.x509.oid import NameOID
+    from certkit.vocabulary import common_name
 
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={attrs[0].value}" if attrs else (name.rfc4514_string() or "(empty name)")
+    cn = common_name(name)
+    return f"CN={cn}" if cn is not None else (name.rfc4514_string() or "(empty name)")
 
 
 def _issued_by(cert, issuer) -> bool:
@@ -230,9 +230,6 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
     certificate's SAN entries and subject CN (the verifier does not check client names).
     """
-    from cryptography import x509
-    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-
     if purpose not in PURPOSES:
         raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
     now = now or dt.datetime.now(dt.UTC)
@@ -261,6 +258,22 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             verdict.reasons.append(problem)
 
     # The verifier's verdict.
+    verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
+    if verdict.verifier_error and not verdict.reasons:
+        verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
+    verdict.valid = verdict.verifier_error is None and not verdict.reasons
+    if verdict.valid is False and verdict.verifier_error is None:
+        verdict.chain = []
+    return verdict
+
+
+def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None, now: dt.datetime
+                      ) -> tuple[list[str], str | None]:
+    """cryptography's verifier on ``leaf``: (the chain's subjects, leaf to anchor; None) when it
+    accepts it, ([], its reason in plain words) when it refuses it."""
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
     builder = PolicyBuilder().store(Store(list(roots))).time(now)
     try:
         if purpose == "server":
@@ -275,17 +288,11 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
         else:
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
-        verdict.chain = [c.subject.rfc4514_string() for c in chain]
+        return [c.subject.rfc4514_string() for c in chain], None
     except VerificationError as exc:
-        verdict.verifier_error = plain_verifier_error(str(exc))
+        return [], plain_verifier_error(str(exc))
     except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
-        verdict.verifier_error = plain_verifier_error(str(exc))
-    if verdict.verifier_error and not verdict.reasons:
-        verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
-    verdict.valid = verdict.verifier_error is None and not verdict.reasons
-    if verdict.valid is False and verdict.verifier_error is None:
-        verdict.chain = []
-    return verdict
+        return [], plain_verifier_error(str(exc))
 
 
 def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
@@ -295,7 +302,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
     verdict and a description of where the trust came from."""
     from certkit.errors import describe_parse_error, parse_errors
-    from certkit.inspect import load_material
+    from certkit.material import load_material
 
     leaf, chain = load_certificate_chain(cert_path)
     roots, extra, trust = load_trust(ca_file, ca_dir)

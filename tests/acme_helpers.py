@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,18 +18,7 @@ class AcmeServer(ServeProcess):
     """``python -m certkit acme serve --port 0 --json ARGS``; ``info`` is what it printed at start."""
 
     def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certkit", "acme", "serve", "--port", "0", "--json", "--verbose",
-             *map(str, args)],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._stdout: queue.Queue[str | None] = queue.Queue()
-        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._stderr_reader.start()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        self.info = self._read_info()
+        self._start(["acme", "serve", "--port", "0", "--json", "--verbose", *map(str, args)], env=env, cwd=cwd)
 
     @property
     def directory(self) -> str:

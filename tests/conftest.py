@@ -1,12 +1,25 @@
-"""Shared fixtures: a CA directory, the certkit CLI as a real subprocess, and real peers
-(the openssl binary, pkilint) for checking what certkit writes."""
+"""Shared fixtures: a CA directory, the certkit CLI, and real peers (the openssl binary, pkilint)
+for checking what certkit writes.
+
+The CLI runs in this process by default (click's runner: the same code, without an
+interpreter start-up per call), because most tests are about what a command does,
+not how a process starts. Tests about processes (start-up, signals, terminals,
+concurrency, kills) start real ones: ``run_certkit(..., subprocess=True)`` or
+``subprocess`` directly. ``CERTKIT_TEST_SUBPROCESS=1`` runs every call as a real
+process, to check the two ways agree.
+
+A CA is created once per test session (per worker) and copied into each test
+that asks for ``ca_dir``: creating one costs a key generation and scrypt.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import subprocess as _subprocess
 import sys
 from pathlib import Path
 
@@ -23,17 +36,50 @@ def certkit_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_certkit(*args: str, cwd: Path | None = None, env: dict | None = None,
-                input: str | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``python -m certkit ARGS`` as a user would, capturing text output."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env or certkit_env(),
-        input=input, capture_output=True, text=True, timeout=120,
-    )
+class Ran(subprocess.CompletedProcess):
+    """What an in-process run gives: the same fields as a finished subprocess."""
+
+
+def run_certkit(*args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None,
+                check: bool = False, subprocess: bool = False) -> subprocess.CompletedProcess:
+    """Run ``certkit ARGS`` as a user would (exit status, stdout and stderr apart), in this process
+    unless ``subprocess`` (or ``CERTKIT_TEST_SUBPROCESS=1``) asks for a real ``python -m certkit``."""
+    args = tuple(map(str, args))
+    env = env or certkit_env()
+    if subprocess or os.environ.get("CERTKIT_TEST_SUBPROCESS"):
+        proc = _subprocess.run([sys.executable, "-m", "certkit", *args], cwd=cwd, env=env, input=input,
+                               capture_output=True, text=True, timeout=120)
+    else:
+        proc = _in_process(args, cwd, env, input)
     if check and proc.returncode != 0:
-        raise AssertionError(f"certkit {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+        raise AssertionError(f"certkit {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _in_process(args: tuple[str, ...], cwd: Path | None, env: dict, input: str | None) -> Ran:
+    import traceback
+    import warnings
+
+    from click.testing import CliRunner
+
+    from certkit.cli import common, main
+
+    changes: dict[str, str | None] = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    changes.update({k: None for k in os.environ if k not in env})
+    here, showwarning = os.getcwd(), warnings.showwarning
+    common._WARNED.clear()  # each run says its warnings, as a fresh process would
+    try:
+        os.chdir(cwd or here)
+        result = CliRunner().invoke(main, list(args), input=input, env=changes, prog_name="certkit")
+    finally:
+        os.chdir(here)
+        warnings.showwarning = showwarning
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # What a real process would have printed: the traceback, which tests look for.
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(*result.exc_info))
+    return Ran([sys.executable, "-m", "certkit", *args], result.exit_code, result.stdout, stderr)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str, code: int = 1) -> None:
@@ -85,14 +131,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_or_kill(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Wait for a daemon the test stopped to exit; kill it when it has not within ``timeout`` seconds."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def new_ca(folder: Path, name: str) -> dict[str, str]:
+    """A root CA named ``name``, created through the CLI in ``folder``/ca; the environment that uses it."""
+    env = certkit_env(CERTKIT_CA_DIR=str(folder / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", name, env=env, check=True)
+    return env
+
+
 @pytest.fixture
 def ca_env(tmp_path: Path) -> dict[str, str]:
     """Environment for the CLI with a CA directory and its passphrase."""
     return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
 
 
+@pytest.fixture(scope="session")
+def ca_template(tmp_path_factory) -> Path:
+    """One root CA per test session (per worker), as ``init-ca --name "certkit test root"`` makes it."""
+    from certkit.ca import CA
+    from certkit.store import CADirectory
+
+    folder = tmp_path_factory.mktemp("ca-template") / "ca"
+    CADirectory(folder).save_new(CA.create("certkit test root"), PASSPHRASE.encode())
+    return folder
+
+
 @pytest.fixture
-def ca_dir(tmp_path: Path, ca_env: dict[str, str]) -> Path:
-    """A root CA created through the CLI, as a user would create it."""
-    run_certkit("init-ca", "--name", "certkit test root", env=ca_env, check=True)
+def ca_dir(tmp_path: Path, ca_env: dict[str, str], ca_template: Path) -> Path:
+    """A root CA directory of this test's own (a copy of the session's: its own inventory)."""
+    shutil.copytree(ca_template, tmp_path / "ca")
     return tmp_path / "ca"
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
+                 if p and os.access(p, os.X_OK)), None)
+CHROMIUM_TIMEOUT = 60
+
+
+def require_chromium() -> None:
+    """Chromium, and the NSS tools that prepare its certificate database (pk12util, certutil), as
+    :func:`require` has them: skipped where absent, a failure in CI."""
+    for tool in ("chromium", "pk12util", "certutil"):
+        require(tool)
+    assert CHROMIUM, "chromium is installed but its binary is not executable"
+
+
+def chromium(url: str, home: Path, user_data: Path, *args: str, why_hung: str = "") -> subprocess.CompletedProcess:
+    """Headless Chromium loading ``url`` with HOME ``home`` (whose NSS database it reads) and the profile
+    ``user_data``; ``args`` add flags (``--dump-dom``, ``--screenshot=...``). Bounded: a load that hangs
+    fails the test after CHROMIUM_TIMEOUT seconds, with ``why_hung`` after the time."""
+    argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={user_data}", *args, url]
+    proc = subprocess.Popen(argv, env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s{why_hung}.\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -3,6 +3,7 @@ stopped with a signal, its exit checked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import certkit_env
@@ -25,10 +27,13 @@ class ServeProcess:
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self._start(["serve", "--port", "0", "--json", *map(str, args)], env=env or certkit_env(), cwd=cwd)
+
+    def _start(self, args: list[str], *, env: dict[str, str], cwd: Path | None) -> None:
+        """Run ``python -m certkit ARGS``, collect its output in threads, read the JSON it prints at start."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certkit", "serve", "--port", "0", "--json", *map(str, args)],
-            cwd=cwd, env=env or certkit_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "certkit", *args],
+            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self._lines: list[str] = []
         self._cond = threading.Condition()
@@ -109,3 +114,16 @@ class ServeProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[ServeProcess]:
+    """A :class:`ServeProcess` for a ``with`` block or a fixture; at the end it is stopped, and must have
+    stopped cleanly: exit status 0, no traceback."""
+    srv = ServeProcess(*args, env=env, cwd=cwd)
+    try:
+        yield srv
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.stderr
+    assert "Traceback" not in srv.stderr, srv.stderr

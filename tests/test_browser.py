@@ -13,34 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, certkit_env, require, run_certkit
+from conftest import PASSPHRASE, certkit_env, chromium, require_chromium, run_certkit
 from serve_process import ServeProcess
-
-# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
-                 if p and os.access(p, os.X_OK)), None)
 
 
 @pytest.fixture(autouse=True)
 def _browser_tools() -> None:
     # Skipped only where the tools are absent, and never in CI (CERTKIT_REQUIRE_PEERS=1).
-    for tool in ("chromium", "pk12util", "certutil"):
-        require(tool)
-    assert CHROMIUM, "chromium is installed but its binary is not executable"
+    require_chromium()
 
 POLICY_DIR = Path("/etc/chromium/policies/managed")
 CN = "alice-browser"
 CA_NAME = "certkit browser test CA"
 P12_PASSWORD = "browser p12 password"
-CHROMIUM_TIMEOUT = 60
 
 
 def _nss_db(home: Path, p12: Path, password_file: Path) -> None:
@@ -55,23 +46,6 @@ def _nss_db(home: Path, p12: Path, password_file: Path) -> None:
     subprocess.run(["certutil", "-M", "-d", db, "-n", CA_NAME, "-t", "C,,"], **run)
     listing = subprocess.run(["certutil", "-L", "-d", db], **run).stdout
     assert CN in listing and CA_NAME in listing, listing
-
-
-def _dump_dom(url: str, home: Path, user_data: Path) -> subprocess.CompletedProcess:
-    """Chromium's --dump-dom of ``url``; bounded, since a failed auto-selection hangs forever."""
-    args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={user_data}", "--dump-dom", url]
-    proc = subprocess.Popen(args, env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=10)
-        pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s: no certificate was "
-                    f"auto-selected, or the handshake hung.\n{err[-3000:]}")
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def test_headless_chromium_authenticates_with_certkit_client_certificate(tmp_path: Path):
@@ -105,7 +79,8 @@ def test_headless_chromium_authenticates_with_certkit_client_certificate(tmp_pat
                     pattern["pattern"] + ",*": {"setting": {"filters": [pattern["filter"]]}}}}}}}
                 (user_data / "Default").mkdir(parents=True)
                 (user_data / "Default" / "Preferences").write_text(json.dumps(prefs))
-            result = _dump_dom(url, home, user_data)
+            result = chromium(url, home, user_data, "--dump-dom",
+                              why_hung=": no certificate was auto-selected, or the handshake hung")
         finally:
             policy_file.unlink(missing_ok=True)
         # Chromium exits 0 even on an error page, so the DOM is the evidence.

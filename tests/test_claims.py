@@ -30,7 +30,8 @@ from conftest import PASSPHRASE, REPO, certkit_env, require, run_certkit
 TABLE_PAGE = REPO / "docs" / "mtls.md"
 TABLE_HEADING = "## What other tools issue"
 TOOLS = re.compile(r"\b(mkcert|cfssl|trustme|minica|certstrap|Vault|smallstep|step-ca|step's)\b")
-NOT_CLAIMS = {"performance.md": "timings measured by benchmarks/, not statements of what a tool issues"}
+NOT_CLAIMS = {"performance.md": "timings measured by benchmarks/, not statements of what a tool issues",
+              "architecture.md": "the shape of other codebases certkit's code follows, not what a tool issues"}
 
 
 def _squash(text: str) -> str:
@@ -180,6 +181,10 @@ PROSE = [
      "[below](#what-other-tools-issue)) would have been let in as a client",
      ["cfssl", "trustme", "mkcert -client alice.example"]),
     ("docs/init-ca.md", "so `certkit issue-server` works from any folder, as mkcert does.", _mkcert_per_user_dir),
+    ("docs/library.md",
+     "enough to give a test suite real certificates, as trustme does, but with certkit's strict purposes: a server "
+     "certificate carries `serverAuth` only, a client certificate `clientAuth` only",
+     ["trustme"]),
 ]
 
 

@@ -113,5 +113,5 @@ def test_safe_folder_names(name: str, folder: str) -> None:
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", ".hidden", "a\\b"])
 def test_unsafe_folder_names(name: str) -> None:
-    with pytest.raises(UnsafeOutputPath, match="--out"):
+    with pytest.raises(UnsafeOutputPath, match="choose the output folder yourself"):
         safe_folder_name(name)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit
+from conftest import free_port, new_ca, require, run_certkit, wait_or_kill
 
 # What Go's crypto/tls says, in etcd's log, when a connecting side's certificate lacks clientAuth.
 KEY_USAGE = "tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"
@@ -46,8 +46,7 @@ def certs(tmp_path_factory) -> Path:
     """A CA; for each member a peer certificate (issue-peer) and a server certificate
     (issue-server), both for its name and 127.0.0.1; a client certificate for etcdctl."""
     root = tmp_path_factory.mktemp("etcd-certs")
-    env = certkit_env(CERTKIT_CA_DIR=str(root / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
-    run_certkit("init-ca", "--name", "certkit etcd test CA", env=env, check=True)
+    env = new_ca(root, "certkit etcd test CA")
     for member in MEMBERS:
         names = (f"{member}.cluster.internal", "127.0.0.1")
         run_certkit("issue-peer", *names, "--out", root / f"{member}-peer", env=env, check=True)
@@ -134,11 +133,7 @@ class Etcd:
                 continue
             if m.process.poll() is None:
                 m.process.terminate()
-            try:
-                m.process.wait(15)
-            except subprocess.TimeoutExpired:
-                m.process.kill()
-                m.process.wait(5)
+            wait_or_kill(m.process)
 
 
 @pytest.fixture

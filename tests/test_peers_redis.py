@@ -31,7 +31,7 @@ import pytest
 
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
 
-from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit
+from conftest import free_port, new_ca, require, run_certkit, wait_or_kill
 
 # What each side of the replication link logs when a certificate's purpose is wrong (Redis 7.0
 # with OpenSSL 3). The error codes are OpenSSL's: 0A000086 SSL_R_CERTIFICATE_VERIFY_FAILED,
@@ -49,8 +49,7 @@ def certs(tmp_path_factory) -> Path:
     """A CA, and for each node a server and a client certificate; one more client certificate for
     redis-cli. All through the CLI, as an operator would issue them."""
     root = tmp_path_factory.mktemp("redis-certs")
-    env = certkit_env(CERTKIT_CA_DIR=str(root / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
-    run_certkit("init-ca", "--name", "certkit redis test CA", env=env, check=True)
+    env = new_ca(root, "certkit redis test CA")
     for node in ("primary", "replica"):
         run_certkit("issue-server", "localhost", "127.0.0.1", "--out", root / f"{node}-server", env=env, check=True)
         run_certkit("issue-client", f"redis-{node}", "--out", root / f"{node}-client", env=env, check=True)
@@ -120,11 +119,7 @@ class Redis:
             if node.process.poll() is None:
                 node.process.terminate()
         for node in self.nodes:
-            try:
-                node.process.wait(15)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait(5)
+            wait_or_kill(node.process)
 
 
 def wait_for(condition, what: str, node: Node, timeout: float = 15.0) -> None:

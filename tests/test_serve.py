@@ -20,7 +20,7 @@ from certkit.tlscheck import Endpoint, client_context
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, run_certkit
-from serve_process import ServeProcess
+from serve_process import ServeProcess, serving
 
 P12_PASSWORD = "p12 test password"
 
@@ -44,13 +44,8 @@ def pki(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(pki: Path):
     env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
-    srv = ServeProcess(env=env, cwd=pki)
-    try:
+    with serving(env=env, cwd=pki) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-    assert code == 0, srv.stderr
-    assert "Traceback" not in srv.stderr, srv.stderr
 
 
 def curl(pki: Path, url: str, *args: str) -> subprocess.CompletedProcess:

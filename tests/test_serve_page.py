@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 from pathlib import Path
@@ -28,16 +27,12 @@ import pytest
 from certkit.serve import PeerIdentity
 from certkit.serve_page import ServerFacts, Visit, render_page
 
-from conftest import PASSPHRASE, REPO, certkit_env, require, run_certkit
-from serve_process import ServeProcess
+from conftest import PASSPHRASE, REPO, certkit_env, chromium, require_chromium, run_certkit
+from serve_process import ServeProcess, serving
 
-# The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
-                 if p and os.access(p, os.X_OK)), None)
 CA_NAME = "certkit page test CA"
 CN = "alice"
 P12_PASSWORD = "page p12 password"
-CHROMIUM_TIMEOUT = 60
 WINDOW = (1200, 900)
 IMG = REPO / "docs" / "img"
 SCREENSHOTS = {"client": "serve-page-client.png", "none": "serve-page-optional-none.png",
@@ -124,13 +119,8 @@ def test_page_escapes_what_came_from_certificates_and_headers():
 # --- --optional with curl and Python's ssl -------------------------------------------------------
 @pytest.fixture(scope="module")
 def optional_server(pki: Path):
-    srv = ServeProcess("--optional", env=_env(pki), cwd=pki)
-    try:
+    with serving("--optional", env=_env(pki), cwd=pki) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-    assert code == 0, srv.stderr
-    assert "Traceback" not in srv.stderr, srv.stderr
 
 
 def test_optional_start_says_so(optional_server: ServeProcess):
@@ -266,19 +256,7 @@ def _browser_profile(pki: Path, where: Path, p12: Path | None, port: int, ca: st
 
 
 def _chromium(url: str, home: Path, user_data: Path, *what: str) -> subprocess.CompletedProcess:
-    args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", f"--user-data-dir={user_data}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
-            *what, url]
-    proc = subprocess.Popen(args, env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=10)
-        pytest.fail(f"Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT} s.\n{err[-3000:]}")
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+    return chromium(url, home, user_data, "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}", *what)
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -291,9 +269,7 @@ def _look(pki: Path, tmp_path: Path, case: str, p12: Path | None, *serve_args: s
           ca_name: str = CA_NAME) -> str:
     """Serve, load the page in Chromium twice (DOM, then screenshot); return the visible text
     (and the DOM, and serve's log)."""
-    for tool in ("chromium", "pk12util", "certutil"):
-        require(tool)
-    assert CHROMIUM, "chromium is installed but its binary is not executable"
+    require_chromium()
     with ServeProcess(*serve_args, env=_env(pki, ca), cwd=pki) as srv:
         home, user_data = _browser_profile(pki, tmp_path, p12, srv.port, ca, ca_name)
         url = f"https://localhost:{srv.port}/"

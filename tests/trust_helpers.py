@@ -157,9 +157,9 @@ def system_store_consistent() -> bool:
 
 
 def bundle_fingerprints(path: Path = Path("/etc/ssl/certs/ca-certificates.crt")) -> list[str]:
-    from certkit.trust import _pem_fingerprints
+    from certkit.trust.tools import pem_fingerprints
 
-    return _pem_fingerprints(path.read_bytes())
+    return pem_fingerprints(path.read_bytes())
 
 
 def system_listing() -> dict:

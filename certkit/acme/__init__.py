@@ -12,5 +12,11 @@ the same inventory and revoked through the same CRL as everything else.
 - :mod:`~certkit.acme.issue`: the one adapter to certkit's issuing;
 - :mod:`~certkit.acme.policy`: which identifiers may be ordered;
 - :mod:`~certkit.acme.challenges`: http-01 and tls-alpn-01 validation;
-- :mod:`~certkit.acme.server`: the HTTPS server and the ACME resources.
+- :mod:`~certkit.acme.server`: :class:`AcmeService`, routing and JWS authentication of every request;
+- :mod:`~certkit.acme.resources`: what each RFC 8555 resource does (accounts, orders,
+  authorizations, challenges, certificates, revocation);
+- :mod:`~certkit.acme.validation`: challenge validation in worker threads;
+- :mod:`~certkit.acme.response`: a response before any socket, and the media types;
+- :mod:`~certkit.acme.https`: the service over HTTPS (``http.server`` and ``ssl``);
+- :mod:`~certkit.acme.listener`: the server's own TLS certificate, renewed in place.
 """

@@ -278,7 +278,7 @@ def _relative_out(out: str) -> str:
 
 # --- checking --------------------------------------------------------------------------
 def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
-               output: "Output | None" = None) -> bool:
+               output: "Output | None" = None, cache: dict | None = None) -> bool:
     """Check one line as issuing it would; return False if ``resume`` and its bundle is already
     complete (the line is kept, not issued again). With ``output`` (one file or stream for the
     whole batch), no folder is written: only what that format needs is checked."""
@@ -296,7 +296,7 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
     if resume and complete_bundle(ca, line, request):
         return False
     ca.check_request(request)
-    target(line, force=force).check(ca, request)
+    target(line, force=force).check(ca, request, cache=cache)
     return True
 
 
@@ -348,6 +348,7 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     problems: list[tuple[int, str]] = []
     bad = count = kept = 0
     replaceable = False
+    ancestors: dict = {}  # is-it-a-CA-directory answers for the few folders above thousands of outputs
     out_dir = Path(out_dir)
     seen = sqlite3.connect("")  # "": a private temporary database that spills to disk
     seen.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
@@ -358,7 +359,8 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
             else:
                 number, reason, todo = item.line, None, False
                 try:
-                    todo = check_line(ca, item, out_dir, force=force, resume=resume, output=output)
+                    todo = check_line(ca, item, out_dir, force=force, resume=resume, output=output,
+                                      cache=ancestors)
                 except CertkitError as exc:
                     reason = str(exc)
                     replaceable = replaceable or (isinstance(exc, OutputExists) and exc.replaceable)

@@ -97,24 +97,29 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
       REQUESTS_CA_BUNDLE=ca.pem certbot certonly --standalone \\
           --server https://127.0.0.1:14000/directory -d app.internal.example.com
     """
+    eab = _eab_keys(eab_kid, eab_hmac_file)  # first: it says when the ACME server cannot run here
+    from certkit.acme.challenges import Validator
+    from certkit.acme.policy import Policy
+    from certkit.acme.server import AcmeConfig
+
+    policy = Policy.build(allow_domains, allow_ips)
+    ca = _open_ca(ca_dir, days, passphrase_file)
+    config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
+    names, listener, service, server = _start(ca, config, host, port, verbose)
+    data, human = _summary(ca, config, host, names, listener, server, eab_kid)
+    _run(ca, service, listener, server, as_json, data, human)
+
+
+def _eab_keys(eab_kid: str | None, eab_hmac_file: Path | None) -> dict[str, bytes]:
+    """The External Account Binding keys (key id -> HMAC key) the options give; first, that the
+    ACME server can run at all (josepy is an optional dependency)."""
     try:
         import josepy  # noqa: F401
     except ImportError:
         raise click.ClickException("certkit acme needs josepy (the JOSE library certbot uses); install it with: "
                                    "pip install 'certkit[acme]'") from None
-    import datetime as dt
-    import threading
-
-    from certkit.acme.challenges import Validator
-    from certkit.acme.db import Database
-    from certkit.acme.policy import Policy
-    from certkit.acme.server import AcmeConfig, AcmeHTTPServer, AcmeService, Listener, decode_hmac_key, maintain
-    from certkit.acme.state import AcmeState
+    from certkit.acme.server import decode_hmac_key
     from certkit.cli.common import read_secret_file
-    from certkit.cli.serve import _local_names
-    from certkit.errors import InvalidLifetime
-    from certkit.serve import serve_until_stopped, stderr_log
-    from certkit.store import CADirectory
 
     if (eab_kid is None) != (eab_hmac_file is None):
         raise click.UsageError("--eab-kid and --eab-hmac-file go together.")
@@ -124,7 +129,16 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
             eab[eab_kid] = decode_hmac_key(read_secret_file(eab_hmac_file).decode("ascii", "replace"))
         except ValueError as exc:
             raise click.ClickException(f"The EAB key in {eab_hmac_file} is unusable: {exc}.") from None
-    policy = Policy.build(allow_domains, allow_ips)
+    return eab
+
+
+def _open_ca(ca_dir, days: int | None, passphrase_file):
+    """The CA, unlocked, once it can issue for ``days`` (None: the profile's default)."""
+    import datetime as dt
+
+    from certkit.errors import InvalidLifetime
+    from certkit.store import CADirectory
+
     ca = CADirectory(ca_dir).open()
     expires = ca.cert.not_valid_after_utc
     if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > expires:
@@ -133,10 +147,22 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
                               f"a certificate issued now can live at most {max(most, 0)} days.")
     ca.check_usable()
     unlock(ca, passphrase_file)
+    return ca
+
+
+def _start(ca, config, host: str, port: int, verbose: bool):
+    """The server's certificate (for the names the CA may sign), the ACME service started, and the
+    HTTPS server bound to ``host``:``port``: (names, listener, service, server)."""
+    from certkit.acme.db import Database
+    from certkit.acme.https import AcmeHTTPServer
+    from certkit.acme.listener import Listener
+    from certkit.acme.server import AcmeService
+    from certkit.acme.state import AcmeState
+    from certkit.cli.serve import _local_names
+    from certkit.serve import stderr_log
 
     names = _permitted_names(ca, _local_names(host), host)
     listener = Listener(ca, names)
-    config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
     service.start()
     try:
@@ -144,6 +170,13 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
     except OSError as exc:
         service.stop()
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    return names, listener, service, server
+
+
+def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid: str | None) -> tuple[dict, str]:
+    """What the server prints at start: (the JSON object, the text)."""
+    validator = config.validator
+    days, policy, eab, resolve = config.days, config.policy, config.eab, validator.resolve
     issued = listener.issued
     if ca.parents:
         trust = f"the root CA \"{_common_name(ca.root)}\" (the ca.pem of its CA directory), not this intermediate"
@@ -154,7 +187,7 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
         "directory": server.directory_url, "host": host, "port": server.server_address[1],
         "ca": ca.common_name, "root": _common_name(ca.root), "intermediate": bool(ca.parents),
         "days": days, "allowed": {"domains": list(policy.allow_domains), "ips": [str(n) for n in policy.allow_ips]},
-        "challenges": {"http-01": http01_port, "tls-alpn-01": tls_alpn01_port}, "resolve": resolve,
+        "challenges": {"http-01": validator.http_port, "tls-alpn-01": validator.tls_port}, "resolve": resolve,
         "external_account_required": bool(eab),
         "server_certificate": {"names": names, "serial": issued.serial_hex,
                                "not_after": issued.not_after.isoformat()},
@@ -166,12 +199,22 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
         f"expires {when(issued.not_after)})",
         f"  issuing             serverAuth certificates from \"{ca.common_name}\", {lifetime}",
         f"  names allowed       {policy.describe()}",
-        f"  validation          http-01 on port {http01_port}, tls-alpn-01 on port {tls_alpn01_port}{resolving}",
+        f"  validation          http-01 on port {validator.http_port}, tls-alpn-01 on port {validator.tls_port}"
+        f"{resolving}",
         f"  accounts            {'External Account Binding required (key id ' + eab_kid + ')' if eab else 'open'}",
         f"  clients must trust  {trust}",
         "Stop with Ctrl-C.",
     ])
+    return data, human
+
+
+def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -> None:
+    """Print the summary and serve until Ctrl-C or SIGTERM; then stop the service."""
     import signal
+    import threading
+
+    from certkit.acme.listener import maintain
+    from certkit.serve import serve_until_stopped, stderr_log
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt

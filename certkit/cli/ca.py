@@ -13,11 +13,15 @@ from certkit.cli.common import (
     json_option,
     passphrase_file_option,
     read_secret,
+    warn,
     when,
 )
 from certkit.constants import ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
 from certkit.vocabulary import serial_hex
+
+# Below this, a stolen encrypted CA key falls to an offline guess too easily (scrypt or not).
+MIN_PASSPHRASE = 12
 
 
 # --- init-ca ----------------------------------------------------------------------
@@ -78,47 +82,59 @@ def init_ca(common_name, org, org_unit, country, key_type, days, permit_dns, per
                 "The CA key needs a passphrase: set $CERTKIT_CA_PASSPHRASE, pass --passphrase-file, "
                 "run on a terminal to be asked, or pass --no-passphrase."
             )
-    parent = None
-    if parent_ca_dir is not None:
-        from certkit.errors import PassphraseRequired
-
-        try:
-            parent_store = CADirectory(parent_ca_dir)
-            # A parent that may not sign CAs is refused before its passphrase is asked for.
-            parent_cert, grandparents = parent_store.load_certificates()
-            CA(parent_cert, None, grandparents)._check_can_sign_ca()
-            parent = parent_store.load(
-                lambda: read_secret(parent_passphrase_file, ENV_PARENT_PASSPHRASE,
-                                    "Parent CA key passphrase"))
-        except PassphraseRequired as exc:
-            raise click.ClickException(
-                f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") from None
-        except CertkitError as exc:
-            raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}") from None
+        if len(passphrase) < MIN_PASSPHRASE:
+            warn(f"the passphrase has {len(passphrase)} characters; anyone who copies {store.key_path} can try "
+                 f"passphrases offline, so use at least {MIN_PASSPHRASE} (a few random words).")
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file) if parent_ca_dir is not None else None
     ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
                    key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
                    parent=parent)
     files = store.save_new(ca, passphrase)
+    emit(as_json, *_created(store, ca, files, key_type, parent=parent is not None, encrypted=passphrase is not None))
+
+
+def _load_parent(parent_ca_dir: Path, parent_passphrase_file: Path | None):
+    """The parent CA of a new intermediate, unlocked; a CLI error naming the parent when it cannot sign."""
+    from certkit.ca import CA
+    from certkit.errors import PassphraseRequired
+    from certkit.store import CADirectory
+
+    try:
+        parent_store = CADirectory(parent_ca_dir)
+        # A parent that may not sign CAs is refused before its passphrase is asked for.
+        parent_cert, grandparents = parent_store.load_certificates()
+        CA(parent_cert, None, grandparents).check_can_sign_ca()
+        return parent_store.load(
+            lambda: read_secret(parent_passphrase_file, ENV_PARENT_PASSPHRASE,
+                                "Parent CA key passphrase"))
+    except PassphraseRequired as exc:
+        raise click.ClickException(
+            f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") from None
+    except CertkitError as exc:
+        raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}") from None
+
+
+def _created(store, ca, files, key_type: str, *, parent: bool, encrypted: bool) -> tuple[dict, str]:
+    """What init-ca prints about the CA it created: (the JSON object, the text)."""
     from cryptography.hazmat.primitives import hashes
 
     kind = "intermediate" if parent else "root"
     data = {
         "ca_dir": str(store.path), "kind": kind, "subject": ca.cert.subject.rfc4514_string(),
         "serial": serial_hex(ca.cert.serial_number), "key_type": key_type,
-        "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": passphrase is not None,
+        "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": encrypted,
         "fingerprint_sha256": ca.cert.fingerprint(hashes.SHA256()).hex(),
         "files": [str(f) for f in files],
     }
     human = "\n".join([
         f"Created {kind} CA \"{ca.common_name}\" in {store.path}",
         f"  certificate  {store.cert_path}  (the file peers must trust{' via the root' if parent else ''})",
-        f"  private key  {store.key_path}  ({'encrypted' if passphrase else 'UNENCRYPTED'}, mode 0600)",
+        f"  private key  {store.key_path}  ({'encrypted' if encrypted else 'UNENCRYPTED'}, mode 0600)",
         f"  key type     {key_type}",
         f"  expires      {when(ca.cert.not_valid_after_utc)}",
         f"  SHA-256      {data['fingerprint_sha256']}",
     ])
-    emit(as_json, data, human)
-
+    return data, human
 
 
 @click.command("check")

@@ -69,11 +69,10 @@ class CertkitGroup(click.Group):
 
         argv = list(sys.argv[1:] if args is None else args)
         as_json = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
-        if threading_main():
-            signal.signal(signal.SIGTERM, raise_terminated)  # settle what is being written, then exit 143
+        previous = signal.signal(signal.SIGTERM, raise_terminated) if threading_main() else None
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated:
+        except Terminated:  # what was being written is settled; exit as a shell expects
             sys.exit(EXIT_TERMINATED)
         except click.exceptions.Abort:
             # Ctrl-C (click turns KeyboardInterrupt into Abort): what was done is reported by
@@ -87,6 +86,9 @@ class CertkitGroup(click.Group):
             # `certkit list | head`: the reader left; that is not an error of ours.
             sys.stderr.close()
             sys.exit(0)
+        finally:
+            if previous is not None:  # in-process callers (tests, click's runner) get theirs back
+                signal.signal(signal.SIGTERM, previous)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

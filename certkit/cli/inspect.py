@@ -17,7 +17,7 @@ from certkit.cli.common import Failed, ca_dir_option, emit, json_option
 def inspect_(path, as_json):
     """Describe a certificate, CSR or bundle in plain words.
 
-    PATH is a PEM or DER certificate, a CSR, a PEM file holding several
+    PATH is a PEM or DER certificate (- reads standard input), a CSR, a PEM file holding several
     certificates (and perhaps a key), or a bundle folder written by certkit
     (cert.pem, privkey.pem, fullchain.pem, ca.pem). For each certificate:
     subject, issuer, serial, validity and days left, key type, names,
@@ -54,8 +54,8 @@ def inspect_(path, as_json):
 def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     """Check CERT against the CA: chain, validity period, purpose and name.
 
-    CERT is a certificate file (a fullchain.pem's intermediates are used) or
-    a bundle folder. The CA is the one in --ca-dir (else $CERTKIT_CA_DIR,
+    CERT is a certificate file (a fullchain.pem's intermediates are used;
+    - reads standard input) or a bundle folder. The CA is the one in --ca-dir (else $CERTKIT_CA_DIR,
     else the per-user data dir) or the certificate(s) in --ca-file. Exit 0
     if valid; exit 1 if not, with the reason in words. Verification is done
     by cryptography's X.509 verifier.

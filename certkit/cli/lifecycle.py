@@ -271,6 +271,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     if certificate is None:
         raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
                                "that is due with --expiring PERIOD or --all.")
+    from certkit.errors import CannotRenew
     from certkit.lifecycle import plan_renewal
     from certkit.lifecycle import renew as renew_planned
     from certkit.store import CADirectory
@@ -278,8 +279,13 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
 
     ca = CADirectory(ca_dir).open()
     p12_password = _p12_password_if_any(p12_password_file)
-    planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
-                           p12_password=p12_password)  # every refusal before the passphrase is asked for
+    try:
+        planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
+                               p12_password=p12_password)  # every refusal before the passphrase is asked for
+    except CannotRenew as exc:
+        if "No folder is known" in str(exc):  # the command line's way to choose one
+            raise click.ClickException(f"{str(exc).rstrip('.')} with --out.") from None
+        raise
     unlock(ca, passphrase_file)
     result = renew_planned(ca, planned)
     issued = result.issued

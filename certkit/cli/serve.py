@@ -149,17 +149,14 @@ def _server_identity(chain_pem: bytes):
 
 def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:
     """PEM of the CA whose client certificates are accepted, and its name for messages."""
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from certkit.errors import CertkitError
     from certkit.pkcs12 import common_name
 
     if client_ca is not None:
-        try:
-            certs = x509.load_pem_x509_certificates(client_ca.read_bytes())
-        except ValueError as exc:
-            raise CertkitError(f"{client_ca} is not a PEM certificate file: {exc}.") from None
+        from certkit.material import load_material
+
+        certs = [c for c, _ in load_material(client_ca).certificates]
     else:
         from certkit.store import CADirectory
 

@@ -207,8 +207,11 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
 
 
 def _manual(anchor, action: str, platform: str, as_json: bool) -> None:
+    """Print the commands that do ``action`` on macOS or Windows, where certkit changes no store."""
     from certkit.trust import manual_steps, platform_name
 
+    if anchor is None:
+        raise click.ClickException("On this platform certkit prints the commands for one CA: give --ca-dir.")
     if anchor.intermediate is None and anchor.ca_dir is not None:
         pem_path, save = str(anchor.ca_dir / "ca.pem"), None
     else:
@@ -312,8 +315,6 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
     anchor = _load_anchor(ca_dir, required=not every_certkit_ca)
     platform = _platform(platform)
     if platform != "linux":
-        if anchor is None:
-            raise click.ClickException("On this platform certkit prints the commands for one CA: give --ca-dir.")
         return _manual(anchor, "uninstall", platform, as_json)
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     extra = ["--every-certkit-ca"] if every_certkit_ca else []
@@ -344,8 +345,6 @@ def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, plat
     anchor = _load_anchor(ca_dir, required=False)
     platform = _platform(platform)
     if platform != "linux":
-        if anchor is None:
-            raise click.ClickException("On this platform certkit prints the commands for one CA: give --ca-dir.")
         return _manual(anchor, "status", platform, as_json)
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     stores, skipped = _prepare("status", kinds, False, anchor, [], writing=False)

@@ -1,0 +1,160 @@
+"""The ACME server over HTTPS: :class:`AcmeHTTPServer` and its request handler (standard
+library ``http.server`` and ``ssl``).
+
+One thread per connection, with the TLS handshake in that thread (as ``certkit
+serve`` does); keep-alive, since clients send a dozen requests per certificate.
+The handler reads a bounded request body and hands method, path, headers and
+body to :meth:`AcmeService.handle <certkit.acme.server.AcmeService.handle>`;
+URLs are built from the request's ``Host`` header (:meth:`AcmeHTTPServer.base_url`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from certkit.acme import jws
+from certkit.acme.problems import Problem
+from certkit.acme.response import Response
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.acme.server import AcmeService
+
+HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 30.0
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+class AcmeRequestHandler(BaseHTTPRequestHandler):
+    server_version = "certkit-acme"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"  # keep-alive: clients send a dozen requests per certificate
+    timeout = IDLE_TIMEOUT
+    server: "AcmeHTTPServer"
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        base = self.server.base_url(self.headers.get("Host"))
+        body = b""
+        if method in ("POST", "PUT"):
+            if self.headers.get("Transfer-Encoding"):
+                self._send(Response.problem(Problem("malformed", "Send the request body with a Content-Length.",
+                                                    status=411)), method, close=True)
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= jws.MAX_BODY_BYTES:
+                self._send(Response.problem(Problem("malformed", f"The request body must be 0 to "
+                                                    f"{jws.MAX_BODY_BYTES} bytes.", status=413)), method, close=True)
+                return
+            body = self.rfile.read(length)
+        response = self.server.service.handle(method, self.path, self.headers, body, base)
+        self._send(response, method)
+
+    def _send(self, response: Response, method: str, close: bool = False) -> None:
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        if response.status != 204:  # RFC 9110 8.6: a 204 carries no Content-Length
+            self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        # Headers and body in one write, so one TLS record: written apart, the body waited for
+        # the client's delayed ACK (Nagle), 40 ms on every response.
+        self._headers_buffer.append(b"\r\n")
+        if method != "HEAD" and response.body:
+            self._headers_buffer.append(response.body)
+        self.flush_headers()
+
+    def log_request(self, code="-", size="-") -> None:
+        self.server.log(f"{_peer(self.client_address)} \"{shown(self.requestline)}\" {code}")
+
+    def log_message(self, format: str, *args) -> None:
+        self.server.log(f"{_peer(self.client_address)} {shown(format % args)}")
+
+
+class AcmeHTTPServer(ThreadingHTTPServer):
+    """The ACME service over HTTPS; the handshake runs in the connection's worker thread."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], service: AcmeService, context: ssl.SSLContext, *,
+                 log: Callable[[str], None], verbose: bool = False) -> None:
+        self.service, self.context, self.log_line, self.verbose = service, context, log, verbose
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, AcmeRequestHandler)
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            self.log_line(message)
+
+    @property
+    def default_host(self) -> str:
+        host, port = self.server_address[0], self.server_address[1]
+        if host in ("0.0.0.0", "::", ""):
+            host = "localhost"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def base_url(self, host_header: str | None) -> str:
+        host = (host_header or "").strip()
+        if not host or len(host) > 300 or not _HOST.match(host):
+            host = self.default_host
+        return f"https://{host}"
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://{self.default_host}/directory"
+
+    def get_request(self):
+        sock, address = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request, client_address) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            self.log_line(f"TLS handshake with {_peer(client_address)} failed: {exc.__class__.__name__}: "
+                          f"{getattr(exc, 'reason', None) or exc}")
+            return
+        request.settimeout(IDLE_TIMEOUT)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
+            return  # a client that went away
+        self.log_line(f"error serving {_peer(client_address)}: {type(exc).__name__}: {shown(exc)}")
+
+
+def _peer(address) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,65 @@
+"""The ACME server's own TLS certificate: :class:`Listener` issues it from the CA and renews it in
+place; :func:`maintain` is the background round that renews it and tidies the ACME state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.acme.issue import issue_listener_certificate
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.acme.server import AcmeService
+    from certkit.ca import CA
+
+MAINTENANCE_INTERVAL = 60.0
+# The server's own TLS certificate: short-lived and renewed in place when a third is left.
+LISTENER_DAYS = 30
+
+
+class Listener:
+    """The server's TLS context and its certificate, issued from the CA and renewed in place."""
+
+    def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS) -> None:
+        self.ca, self.names, self.days = ca, names, days
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.issued = None
+        self.renew()
+
+    def renew(self) -> None:
+        from certkit.atomic import SECRET_MODE, write_new_file
+
+        def load(issued) -> None:
+            # ssl loads keys from files only: the key exists on disk for the moment OpenSSL reads it.
+            with tempfile.TemporaryDirectory(prefix="certkit-acme-") as tmp:
+                chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
+                write_new_file(chain, issued.fullchain_pem, SECRET_MODE, sync=False)
+                write_new_file(key, issued.private_key_pem, SECRET_MODE, sync=False)
+                self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate
+
+        self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
+
+    def due(self) -> bool:
+        cert = self.issued.cert
+        left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
+        return left < (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3
+
+
+def maintain(service: AcmeService, listener: Listener, stop: threading.Event, log: Callable[[str], None],
+             interval: float = MAINTENANCE_INTERVAL) -> None:
+    """Every ``interval``: drop expired nonces, expire stale orders, renew the server certificate."""
+    while not stop.wait(interval):
+        try:
+            service.state.purge()
+            if listener.due():
+                listener.renew()
+                log(f"server certificate renewed: serial {listener.issued.serial_hex}")
+        except Exception as exc:
+            log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")

@@ -1,0 +1,344 @@
+"""The RFC 8555 resources: what each ACME request does once :class:`~certkit.acme.server.AcmeService`
+has routed it and verified its JWS.
+
+:class:`Resources` answers for accounts (new, read, update, deactivate, key
+roll-over), orders (new, read, finalize), authorizations, challenges,
+certificates and revocation, and builds their JSON views. Each handler takes
+the authenticated :class:`Request` and returns a
+:class:`~certkit.acme.response.Response` or raises a
+:class:`~certkit.acme.problems.Problem`. It knows nothing of sockets or JWS
+parsing; issuing goes through :mod:`certkit.acme.issue`, storage through
+:mod:`certkit.acme.state`, validation through :mod:`certkit.acme.validation`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certkit.acme import challenges, jws
+from certkit.acme.issue import check_csr, issue_for_order
+from certkit.acme.problems import Problem
+from certkit.acme.response import PEM_CHAIN, Response
+from certkit.acme.state import AcmeState, Authorization, Challenge, Order
+from certkit.acme.validation import Validations
+from certkit.errors import AlreadyRevoked, UnknownCertificate
+from certkit.text import shown
+from certkit.vocabulary import serial_hex
+
+if TYPE_CHECKING:
+    from certkit.acme.server import AcmeConfig
+    from certkit.ca import CA
+
+# Clients poll pending objects; they wait at least a second between polls whatever we say
+# (lego reads whole seconds), so 1 keeps them quick without inviting a busy loop.
+RETRY_AFTER = "1"
+# How long a challenge POST waits for its validation before answering "processing": most
+# validations take milliseconds, and a client told "valid" at once skips a polling round.
+CHALLENGE_WAIT = 2.0
+# RFC 5280 CRLReason codes a subscriber may give (7 is unused; certificateHold and
+# removeFromCRL are not offered by certkit, whose revocations are final).
+REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
+                    4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn", 10: "aACompromise"}
+
+
+@dataclass
+class Request:
+    """What a handler gets: the verified JWS and who signed it."""
+
+    signed: jws.SignedRequest
+    payload: dict
+    account: object | None  # state.Account for kid requests
+    jwk: object  # the key that verified the signature
+    base: str
+
+
+class Resources:
+    """The ACME resources over certkit's CA and the ACME state."""
+
+    def __init__(self, ca: "CA", state: AcmeState, config: "AcmeConfig", validations: Validations,
+                 log: Callable[[str], None]) -> None:
+        self.ca, self.state, self.config, self.validations, self.log = ca, state, config, validations, log
+
+    # --- JSON views ---------------------------------------------------------------------------
+    def _account_json(self, account, base: str) -> dict:
+        return {"status": account.status, "contact": account.contact,
+                "termsOfServiceAgreed": account.tos_agreed,
+                "orders": f"{base}/acme/acct/{account.id}/orders"}
+
+    @staticmethod
+    def _order_json(order: Order, base: str) -> dict:
+        doc = {"status": order.status, "expires": order.expires, "identifiers": order.identifiers,
+               "authorizations": [f"{base}/acme/authz/{a}" for a in order.authz_ids],
+               "finalize": f"{base}/acme/order/{order.id}/finalize"}
+        if order.status == "valid" and order.certificate_serial:
+            doc["certificate"] = f"{base}/acme/cert/{order.certificate_serial}"
+        if order.error:
+            doc["error"] = order.error
+        return doc
+
+    @staticmethod
+    def _challenge_json(challenge: Challenge, base: str) -> dict:
+        doc = {"type": challenge.type, "url": f"{base}/acme/chall/{challenge.id}", "status": challenge.status,
+               "token": challenge.token}
+        if challenge.validated:
+            doc["validated"] = challenge.validated
+        if challenge.error:
+            doc["error"] = challenge.error
+        return doc
+
+    def _authz_json(self, authz: Authorization, base: str) -> dict:
+        return {"identifier": authz.identifier, "status": authz.status, "expires": authz.expires,
+                "challenges": [self._challenge_json(c, base) for c in authz.challenges]}
+
+    # --- accounts ---------------------------------------------------------------------------
+    def new_account(self, request: Request) -> Response:
+        payload, jwk, base = request.payload, request.jwk, request.base
+        thumb = jws.thumbprint(jwk)
+        existing = self.state.account_by_thumbprint(thumb)
+        if existing is not None:
+            if existing.status != "valid":
+                raise Problem("unauthorized", f"The account of this key is {existing.status}.")
+            return Response.json(200, self._account_json(existing, base),
+                                 headers=[("Location", f"{base}/acme/acct/{existing.id}")])
+        if payload.get("onlyReturnExisting") is True:
+            raise Problem("accountDoesNotExist", "No account exists for this key.")
+        contact = self._contact(payload.get("contact", []))
+        eab_kid = None
+        if self.config.eab:
+            binding = payload.get("externalAccountBinding")
+            if binding is None:
+                raise Problem("externalAccountRequired", "This server registers only enrolled clients: send an "
+                                                         "externalAccountBinding (EAB key id and HMAC key).")
+            try:
+                eab_kid = json.loads(jws.jose.decode_b64jose(binding["protected"])).get("kid")
+            except Exception:
+                eab_kid = None
+            key = self.config.eab.get(eab_kid) if isinstance(eab_kid, str) else None
+            if key is None:
+                raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
+            jws.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
+        tos = payload.get("termsOfServiceAgreed", False)
+        if not isinstance(tos, bool):
+            raise Problem("malformed", "termsOfServiceAgreed must be true or false.")
+        account, created = self.state.create_account(thumb, jws.jwk_json(jwk), contact, tos, eab_kid)
+        if created:
+            self.log(f"account {account.id} created ({jws.describe_key(jwk)} key"
+                     f"{', EAB ' + shown(eab_kid) if eab_kid else ''})")
+        return Response.json(201 if created else 200, self._account_json(account, base),
+                             headers=[("Location", f"{base}/acme/acct/{account.id}")])
+
+    @staticmethod
+    def _contact(contact) -> list[str]:
+        from certkit import names
+
+        if not isinstance(contact, list) or not all(isinstance(c, str) for c in contact):
+            raise Problem("malformed", "contact must be a list of strings (mailto: URLs).")
+        if len(contact) > 10:
+            raise Problem("invalidContact", "An account may have at most 10 contacts.")
+        for url in contact:
+            if not url.startswith("mailto:"):
+                raise Problem("unsupportedContact", f"Only mailto: contacts are accepted, not '{shown(url)}'.")
+            try:
+                names.parse_email(url[len("mailto:"):])
+            except Exception as exc:
+                raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {exc}") from None
+        return contact
+
+    def _own_account(self, request: Request, account_id: str):
+        if request.account.id != account_id:
+            raise Problem("unauthorized", "An account may only read and change itself.")
+        return request.account
+
+    def account(self, request: Request, account_id: str) -> Response:
+        account = self._own_account(request, account_id)
+        payload = request.payload
+        status = payload.get("status")
+        if status is not None and status != "deactivated":
+            raise Problem("malformed", f"An account's status can only be changed to 'deactivated', not "
+                                       f"'{shown(status)}'.")
+        if "contact" in payload or status:
+            contact = self._contact(payload["contact"]) if "contact" in payload else None
+            account = self.state.update_account(account.id, contact=contact, deactivate=status == "deactivated")
+            if status:
+                self.log(f"account {account.id} deactivated")
+        return Response.json(200, self._account_json(account, request.base),
+                             headers=[("Location", f"{request.base}/acme/acct/{account.id}")])
+
+    def account_orders(self, request: Request, account_id: str) -> Response:
+        account = self._own_account(request, account_id)
+        ids = self.state.order_ids(account.id)
+        return Response.json(200, {"orders": [f"{request.base}/acme/order/{i}" for i in ids]})
+
+    def key_change(self, request: Request) -> Response:
+        account, base = request.account, request.base
+        account_url = f"{base}/acme/acct/{account.id}"
+        new_key = jws.verify_key_change(request.payload, request.signed, account_url, request.jwk)
+        conflict = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
+                                         jws.jwk_json(new_key))
+        if conflict is not None:
+            raise Problem("malformed", "The new key belongs to an account already." if conflict != account.id
+                          else "The account's key changed meanwhile; retry.", status=409,
+                          headers={"Location": f"{base}/acme/acct/{conflict}"})
+        self.log(f"account {account.id} rolled over to a new {jws.describe_key(new_key)} key")
+        return Response.json(200, self._account_json(self.state.account(account.id), base),
+                             headers=[("Location", account_url)])
+
+    # --- orders -----------------------------------------------------------------------------
+    def new_order(self, request: Request) -> Response:
+        payload, base = request.payload, request.base
+        if "notBefore" in payload or "notAfter" in payload:
+            raise Problem("malformed", "This server sets certificate lifetimes itself (its --days); send no "
+                                       "notBefore or notAfter.")
+        identifiers = self.config.policy.check_identifiers(self.ca, payload.get("identifiers"))
+        order = self.state.create_order(request.account.id, identifiers, challenges.TYPES)
+        self.log(f"order {order.id} for {', '.join(i['value'] for i in identifiers)} "
+                 f"(account {request.account.id})")
+        return Response.json(201, self._order_json(order, base),
+                             headers=[("Location", f"{base}/acme/order/{order.id}")])
+
+    def _own_order(self, request: Request, order_id: str) -> Order:
+        return _owned(request, self.state.order(order_id), "order", order_id)
+
+    def order(self, request: Request, order_id: str) -> Response:
+        order = self._own_order(request, order_id)
+        headers = [("Location", f"{request.base}/acme/order/{order.id}")]
+        if order.status in ("pending", "processing"):
+            headers.append(("Retry-After", RETRY_AFTER))
+        return Response.json(200, self._order_json(order, request.base), headers=headers)
+
+    def finalize(self, request: Request, order_id: str) -> Response:
+        order = self._own_order(request, order_id)
+        base = request.base
+        if order.status != "ready":
+            why = {"pending": "its authorizations are not all valid yet; complete their challenges first",
+                   "processing": "it is being finalized already",
+                   "valid": "it was finalized already; its certificate is at "
+                            f"{base}/acme/cert/{order.certificate_serial}",
+                   "invalid": "it is invalid; place a new order"}.get(order.status, order.status)
+            raise Problem("orderNotReady", f"The order is {order.status}: {why}.")
+        csr_text = request.payload.get("csr")
+        if not isinstance(csr_text, str):
+            raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
+        try:
+            csr_der = jws.jose.decode_b64jose(csr_text)
+        except (ValueError, binascii.Error, jws.jose.DeserializationError):
+            raise Problem("badCSR", "The 'csr' value is not base64url.") from None
+        csr = check_csr(self.ca, self.config.policy, csr_der, order.identifiers)
+        if not self.state.begin_finalize(order.id):
+            current = self.state.order(order.id)
+            raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
+        try:
+            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id,
+                                     store=lambda chain: self.state.complete_order(order.id, chain.serial,
+                                                                                   chain.chain_pem))
+        except Problem as problem:
+            self.state.fail_order(order.id, problem.to_json())
+            self.log(f"order {order.id}: issuing failed: {problem.detail}")
+            raise
+        except BaseException:
+            self.state.fail_order(order.id, Problem("serverInternal", "Issuing failed.").to_json())
+            raise
+        names = ", ".join(i["value"] for i in order.identifiers)
+        self.log(f"order {order.id}: issued serial {issued.serial} for {names}, "
+                 f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
+        return Response.json(200, self._order_json(self.state.order(order.id), base),
+                             headers=[("Location", f"{base}/acme/order/{order.id}")])
+
+    # --- authorizations and challenges --------------------------------------------------------
+    def _own_authz(self, request: Request, authz_id: str) -> Authorization:
+        return _owned(request, self.state.authorization(authz_id), "authorization", authz_id)
+
+    def authorization(self, request: Request, authz_id: str) -> Response:
+        authz = self._own_authz(request, authz_id)
+        status = request.payload.get("status")
+        if status is not None:
+            if status != "deactivated":
+                raise Problem("malformed", "An authorization's status can only be changed to 'deactivated'.")
+            self.state.deactivate_authorization(authz.id)
+            authz = self.state.authorization(authz.id)
+        headers = [("Retry-After", RETRY_AFTER)] if authz.status == "pending" else []
+        return Response.json(200, self._authz_json(authz, request.base), headers=headers)
+
+    def challenge(self, request: Request, challenge_id: str) -> Response:
+        found = self.state.challenge(challenge_id)
+        if found is None:
+            raise Problem("malformed", f"No challenge {shown(challenge_id)} exists.", status=404)
+        challenge, authz = found
+        self._own_authz(request, authz.id)
+        if not request.signed.is_post_as_get:  # a JSON object ({}): the client is ready to be checked
+            if authz.status != "pending" and challenge.status == "pending":
+                raise Problem("malformed", f"The authorization is {authz.status}; its challenges are closed.")
+            if self.state.start_challenge(challenge.id):
+                self.validations.run(challenge.id, CHALLENGE_WAIT)
+            challenge, authz = self.state.challenge(challenge_id)
+        headers = [("Link", f'<{request.base}/acme/authz/{authz.id}>;rel="up"')]
+        if challenge.status in ("pending", "processing"):
+            headers.append(("Retry-After", RETRY_AFTER))
+        return Response.json(200, self._challenge_json(challenge, request.base), headers=headers)
+
+    # --- certificates -------------------------------------------------------------------------
+    def certificate(self, request: Request, serial: str) -> Response:
+        found = self.state.certificate(serial)
+        if found is None:
+            raise Problem("malformed", f"No certificate {shown(serial)} was issued through ACME here.", status=404)
+        chain, account_id = found
+        if account_id != request.account.id:
+            raise Problem("unauthorized", "This certificate was ordered by another account.")
+        return Response(200, chain.encode("ascii"), PEM_CHAIN)
+
+    def revoke_cert(self, request: Request) -> Response:
+        from cryptography import x509
+
+        from certkit.errors import parse_errors
+
+        payload = request.payload
+        try:
+            der = jws.jose.decode_b64jose(payload["certificate"])
+            cert = x509.load_der_x509_certificate(der)
+        except (KeyError, TypeError, ValueError, jws.jose.DeserializationError, *parse_errors()):
+            raise Problem("malformed", "revokeCert needs the certificate as base64url DER in 'certificate'.") \
+                from None
+        code = payload.get("reason", 0)
+        if not isinstance(code, int) or isinstance(code, bool) or code not in REVOCATION_CODES:
+            raise Problem("badRevocationReason", f"Revocation reason {shown(code)} is not accepted; use one of "
+                          + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
+        serial = serial_hex(cert.serial_number)
+        try:
+            cert.verify_directly_issued_by(self.ca.cert)
+            row = self.ca.inventory.get(serial)
+        except Exception:
+            row = None
+        if row is None:
+            raise Problem("malformed", f"The certificate {serial} was not issued by this CA.", status=404)
+        if request.account is not None:
+            owner = self.state.certificate(serial)
+            if owner is None or owner[1] != request.account.id:
+                raise Problem("unauthorized", f"The account did not order certificate {serial}; revoke it with "
+                                              "the account that did, or sign with the certificate's own key.")
+            how = f"account {request.account.id}"
+        else:
+            if jws.public_key_der(request.jwk) != jws.public_key_der(jws.jwk_for_public_key(cert.public_key())):
+                raise Problem("unauthorized", "The request is signed neither by an account nor by the key of "
+                                              f"certificate {serial}.")
+            how = "the certificate's own key"
+        try:
+            self.ca.revoke(serial, REVOCATION_CODES[code])
+        except AlreadyRevoked as exc:
+            raise Problem("alreadyRevoked", str(exc)) from None
+        except UnknownCertificate as exc:
+            raise Problem("malformed", str(exc), status=404) from None
+        self.log(f"revoked serial {serial} ({REVOCATION_CODES[code]}), signed by {how}")
+        return Response(200)
+
+
+def _owned(request: Request, found, what: str, ident: str):
+    """``found`` (the order or authorization ``ident``), when it exists and the requesting account owns it."""
+    if found is None:
+        raise Problem("malformed", f"No {what} {shown(ident)} exists.", status=404)
+    if found.account_id != request.account.id:
+        raise Problem("unauthorized", f"This {what} belongs to another account.")
+    return found

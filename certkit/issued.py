@@ -1,0 +1,101 @@
+"""An issued certificate, as the CA hands it out: the certificate, its key, its chain, its files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE
+from certkit.keys import private_key_pem
+from certkit.names import Identity
+from certkit.vocabulary import serial_hex
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+
+def certificate_pem(cert: "x509.Certificate") -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
+
+
+
+@dataclass
+class IssuedCert:
+    """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
+
+    kind: str  # "server" | "client" | "peer"
+    cert: "x509.Certificate"
+    private_key: object | None
+    intermediates: list  # x509.Certificate, nearest issuer first; empty under a root
+    root: "x509.Certificate"
+    identities: list[Identity]
+    notes: list[str] = field(default_factory=list)
+    # For a CSR: the extensions it requested that the certificate carries as asked, and what it
+    # asked for but did not get (extensions, subject attributes, SAN entries), in words.
+    granted: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def serial_hex(self) -> str:
+        return serial_hex(self.cert.serial_number)
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+    @property
+    def cert_pem(self) -> bytes:
+        return certificate_pem(self.cert)
+
+    @property
+    def private_key_pem(self) -> bytes | None:
+        return private_key_pem(self.private_key) if self.private_key is not None else None
+
+    @property
+    def chain_pem(self) -> bytes:
+        return b"".join(certificate_pem(c) for c in self.intermediates)
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return self.cert_pem + self.chain_pem
+
+    @property
+    def ca_pem(self) -> bytes:
+        return certificate_pem(self.root)
+
+    def bundle_files(self) -> dict[str, bytes]:
+        """The files of an output folder, by name (certbot's names)."""
+        cert_pem = self.cert_pem  # once: issue-batch writes thousands of these
+        files = {CERT_FILE: cert_pem}
+        if self.private_key is not None:
+            files[KEY_FILE] = self.private_key_pem
+        files[FULLCHAIN_FILE] = cert_pem + self.chain_pem
+        if self.intermediates:
+            files[CHAIN_FILE] = self.chain_pem
+        files[CA_FILE] = self.ca_pem
+        return files
+
+    def configure_cert(self, ctx) -> None:
+        """Make the ``ssl.SSLContext`` ``ctx`` present this certificate (chain and key)."""
+        from certkit.sslcontext import configure_cert
+
+        configure_cert(self, ctx)
+
+    def files(self):
+        """Context manager: the bundle as files in a private temporary folder (``.cert``, ``.key``,
+        ``.fullchain``, ``.ca`` paths), removed when the block ends."""
+        from certkit.sslcontext import bundle_files
+
+        return bundle_files(self)
+
+    def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
+        """Write the bundle, plus ``extra`` files (bundle.p12), into ``folder`` atomically (see
+        :func:`certkit.bundle.write_bundle`). For certificates of a CA directory, issue with
+        :func:`certkit.issuing.deliver` and a FolderTarget instead: that records the folder."""
+        from certkit.bundle import write_bundle
+
+        return write_bundle(Path(folder), self.bundle_files() | (extra or {}), force=force)

@@ -1,0 +1,166 @@
+"""The one reader of certificate material: PEM and DER files, bundle folders, standard input.
+
+:func:`load_material` reads a file (PEM with any mix of certificates, CSRs and
+keys, or a DER certificate or CSR; ``-`` is standard input) or a bundle folder
+(certbot's names first, so the leaf comes first), each file with the size
+limit of :data:`certkit.constants.MAX_CERT_FILE_BYTES`. Damaged input is one
+:class:`UnreadableFile` sentence naming the file and the cause, never a
+traceback. Keys are loaded only to be described (type, whether they match a
+certificate); encrypted ones are never decrypted here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+from certkit.errors import CertkitError, describe_parse_error, parse_errors
+from certkit.files import STDIN, read_limited
+from certkit.text import shown
+
+
+class UnreadableFile(CertkitError):
+    """A file or folder that holds no certificate, CSR or key certkit can read."""
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+# Files looked at in a bundle folder: certbot's names first, so the leaf comes first.
+_BUNDLE_ORDER = (CERT_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, KEY_FILE)
+_BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
+
+
+
+@dataclass
+class Material:
+    """What one file or folder holds, in the order found; duplicates removed."""
+
+    source: Path
+    other: list = field(default_factory=list)  # labels of PEM blocks not described (CRLs, public keys)
+    certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
+    csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
+    keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
+
+
+# --- reading ------------------------------------------------------------------------
+def load_material(path: str | Path) -> Material:
+    """Read a certificate/CSR/key file (PEM or DER) or a bundle folder.
+
+    Raises :class:`UnreadableFile` with a sentence naming the file and the cause
+    when nothing usable is found, or when a file is empty, damaged or truncated.
+    """
+    path = Path(path)
+    material = Material(path)
+    if str(path) == STDIN:
+        _read_file(path, material)
+        _require_something(path, material)
+        return material
+    if path.is_dir():
+        files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
+        files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _BUNDLE_SUFFIXES
+                        and p not in files and not p.name.startswith("."))
+        for f in files:
+            _read_file(f, material)
+        if not (material.certificates or material.csrs):
+            raise UnreadableFile(f"The folder {shown(path)} holds no certificate or CSR "
+                                 f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
+        return material
+    if not path.exists():
+        raise UnreadableFile(f"{_name(path)} does not exist.")
+    _read_file(path, material)
+    _require_something(path, material)
+    return material
+
+
+def _require_something(path: Path, material: Material) -> None:
+    if not (material.certificates or material.csrs):
+        found = ["a private key"] if material.keys else []
+        found += [f"a {label.lower()}" for label in sorted(set(material.other))]
+        raise UnreadableFile(f"{_name(path)} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
+                             "to describe.")
+
+
+def _name(path: Path) -> str:
+    return "standard input" if str(path) == STDIN else shown(path)
+
+
+def _read_file(path: Path, material: Material) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    data = read_limited(path, MAX_CERT_FILE_BYTES, what="file")
+    if not data.strip():
+        raise UnreadableFile(f"{_name(path)} is empty.")
+    seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
+    if b"-----BEGIN" not in data:
+        _read_der(path, data, material)
+        return
+    blocks = list(_PEM_BLOCK.finditer(data))
+    begins = data.count(b"-----BEGIN ")
+    if not blocks or len(blocks) < begins:
+        raise UnreadableFile(f"{_name(path)} holds a PEM block without its END line: the file is truncated.")
+    for block in blocks:
+        label, body = block.group(1), block.group(2)
+        der = _pem_body(path, label, body)
+        try:
+            if label in _CERT_LABELS:
+                cert = x509.load_der_x509_certificate(der)
+                fp = cert.fingerprint(hashes.SHA256())
+                if fp not in seen:  # fullchain.pem repeats cert.pem
+                    seen.add(fp)
+                    material.certificates.append((cert, path.name))
+            elif label in _CSR_LABELS:
+                material.csrs.append((x509.load_der_x509_csr(der), path.name))
+            elif label.endswith(b"PRIVATE KEY"):
+                material.keys.append((_load_key(block.group(0), label), path.name))
+            else:
+                material.other.append(label.decode())
+        except parse_errors() as exc:
+            what = label.decode().lower()
+            raise UnreadableFile(f"{_name(path)} holds a damaged {what}: {describe_parse_error(exc)}.") from None
+
+
+def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
+    lines = [ln.strip() for ln in body.strip().splitlines()]
+    if any(b":" in ln for ln in lines):  # legacy encrypted PEM headers (Proc-Type, DEK-Info)
+        lines = lines[lines.index(b"") + 1:] if b"" in lines else [ln for ln in lines if b":" not in ln]
+    try:
+        return base64.b64decode(b"".join(lines), validate=True)
+    except (binascii.Error, ValueError):
+        raise UnreadableFile(
+            f"{_name(path)} holds a {label.decode().lower()} whose base64 text is damaged."
+        ) from None
+
+
+def _load_key(pem: bytes, label: bytes):
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if label.startswith(b"ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in pem:
+        return None  # described as "encrypted", never decrypted here
+    try:
+        return load_pem_private_key(pem, None)
+    except ValueError:
+        raise
+    except Exception as exc:  # UnsupportedAlgorithm, TypeError: a key type cryptography cannot load
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def _read_der(path: Path, data: bytes, material: Material) -> None:
+    from cryptography import x509
+
+    for loader, bucket in ((x509.load_der_x509_certificate, material.certificates),
+                           (x509.load_der_x509_csr, material.csrs)):
+        try:
+            bucket.append((loader(data), path.name))
+            return
+        except parse_errors():
+            continue
+    raise UnreadableFile(
+        f"{_name(path)} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
+        "a certificate at all)."
+    )

@@ -1,0 +1,112 @@
+"""Ready TLS contexts and files for code and tests: what trustme users reach for, with certkit's
+strict purposes.
+
+    ca = CA.create("test CA")
+    server = ca.issue_server(["localhost", "127.0.0.1"])
+    client = ca.issue_client("alice")
+    server_ctx = ca.server_context(server)          # presents server, requires a client of ca
+    client_ctx = ca.client_context(client)          # trusts ca, presents client
+    with client.files() as paths:                   # cert.pem, privkey.pem, ... in a private temp folder
+        requests.get(url, cert=(paths.cert, paths.key), verify=paths.ca)
+
+Python's ``ssl`` loads keys only from files, so a key is written for the
+moment OpenSSL reads it, into a private (0700) temporary folder removed at
+once; nothing is left on disk.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constants import CA_FILE, CERT_FILE, FULLCHAIN_FILE, KEY_FILE
+
+if TYPE_CHECKING:
+    from certkit.ca import CA, IssuedCert
+
+
+@dataclass(frozen=True)
+class BundlePaths:
+    """Where :func:`bundle_files` put an issued certificate's files (certbot's names)."""
+
+    folder: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.folder / CERT_FILE
+
+    @property
+    def key(self) -> Path:
+        return self.folder / KEY_FILE
+
+    @property
+    def fullchain(self) -> Path:
+        return self.folder / FULLCHAIN_FILE
+
+    @property
+    def ca(self) -> Path:
+        return self.folder / CA_FILE
+
+
+@contextmanager
+def bundle_files(issued: "IssuedCert") -> Iterator[BundlePaths]:
+    """The bundle of ``issued`` as files in a private temporary folder, removed when the block ends."""
+    from certkit.atomic import SECRET_MODE, write_new_file
+
+    with tempfile.TemporaryDirectory(prefix="certkit-") as tmp:
+        for name, data in issued.bundle_files().items():
+            write_new_file(Path(tmp) / name, data, SECRET_MODE, sync=False)
+        yield BundlePaths(Path(tmp))
+
+
+@contextmanager
+def pem_file(data: bytes, name: str = "file.pem") -> Iterator[Path]:
+    """``data`` as a private temporary file, removed when the block ends (trustme's ``Blob.tempfile``)."""
+    from certkit.atomic import SECRET_MODE, write_new_file
+
+    with tempfile.TemporaryDirectory(prefix="certkit-") as tmp:
+        path = Path(tmp) / name
+        write_new_file(path, data, SECRET_MODE, sync=False)
+        yield path
+
+
+def configure_cert(issued: "IssuedCert", ctx: ssl.SSLContext) -> None:
+    """Make ``ctx`` present ``issued`` (its full chain and key)."""
+    if issued.private_key is None:
+        from certkit.errors import CertkitError
+
+        raise CertkitError("This certificate was signed from a CSR: certkit does not hold its key.")
+    with bundle_files(issued) as paths:
+        ctx.load_cert_chain(paths.fullchain, paths.key)
+
+
+def configure_trust(ca: "CA", ctx: ssl.SSLContext) -> None:
+    """Make ``ctx`` trust certificates issued by ``ca`` (its root is the anchor)."""
+    ctx.load_verify_locations(cadata=ca.root_pem.decode("ascii"))
+
+
+def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str = "required") -> ssl.SSLContext:
+    """A server context presenting ``issued``; client certificates from ``ca`` ``required`` (mutual TLS),
+    ``optional`` or ``none``."""
+    modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    if client_certificates not in modes:
+        raise ValueError(f"client_certificates must be one of {', '.join(modes)}, not {client_certificates!r}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    configure_cert(issued, ctx)
+    if client_certificates != "none":
+        configure_trust(ca, ctx)
+    ctx.verify_mode = modes[client_certificates]
+    return ctx
+
+
+def client_context(ca: "CA", issued: "IssuedCert | None" = None) -> ssl.SSLContext:
+    """A client context that trusts ``ca`` (hostnames checked) and presents ``issued`` when given."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.root_pem.decode("ascii"))
+    if issued is not None:
+        configure_cert(issued, ctx)
+    return ctx

@@ -1,0 +1,207 @@
+"""Trust stores: put a certkit root CA where clients look for trust anchors, report on it, take it out.
+
+What ``certkit trust`` does, without click. This module finds the stores and
+acts on them; each concern has its own module:
+
+- :mod:`~certkit.trust.anchor`: :class:`Anchor`, the root certificate of a CA
+  directory and the names certkit gives its copies (from its fingerprint);
+  :func:`describe_scope`, what its name constraints let it vouch for.
+- :mod:`~certkit.trust.store`: :class:`Store`, what every store implements, and
+  what one holds (:class:`Found`, :class:`StoreState`) or did (:class:`StoreResult`);
+  :mod:`~certkit.trust.tools`: running a store's own tool, reading its PEM certificates.
+- The stores, each changed only through its own tool:
+  :mod:`~certkit.trust.system` (Debian/Ubuntu, Fedora/RHEL, Arch, openSUSE: an
+  anchor file and the distribution's refresh command), :mod:`~certkit.trust.nss`
+  (one NSS database: Chromium's ``~/.pki/nssdb``, a Firefox or Thunderbird
+  profile; ``certutil``) and :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``).
+- :mod:`~certkit.trust.platforms`: on macOS and Windows certkit edits no store;
+  :func:`manual_steps` gives the exact commands instead.
+
+Here: :func:`find_stores` lists the stores of this machine and user, and those
+skipped with the reason; :func:`install`, :func:`uninstall` and :func:`status`
+give one :class:`StoreResult` per store; :func:`warnings` says what is risky
+about what is trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from certkit.text import shown
+from certkit.trust.anchor import Anchor, describe_scope
+from certkit.trust.java import JAVA_STOREPASS, JavaStore, java_stores
+from certkit.trust.nss import NSS_PACKAGES, NSS_TRUST, NSSStore, nss_stores
+from certkit.trust.platforms import manual_steps, platform_name
+from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError
+from certkit.trust.system import (
+    LAYOUTS,
+    OS_RELEASE,
+    SystemLayout,
+    SystemStore,
+    UnsupportedSystem,
+    detect_system_layout,
+    read_os_release,
+)
+
+__all__ = [
+    "EXPIRY_WARNING_DAYS", "JAVA_STOREPASS", "KINDS", "LAYOUTS", "NSS_PACKAGES", "NSS_TRUST", "OS_RELEASE",
+    "Anchor", "Found", "JavaStore", "NSSStore", "Store", "StoreResult", "StoreState", "SystemLayout",
+    "SystemStore", "TrustError", "UnsupportedSystem", "describe_scope", "detect_system_layout", "find_stores",
+    "install", "manual_steps", "platform_name", "read_os_release", "status", "uninstall", "warnings",
+]
+
+KINDS = ("system", "nss", "java")
+EXPIRY_WARNING_DAYS = 30
+
+
+def find_stores(kinds: Iterable[str] = KINDS, *, env: Mapping[str, str] | None = None,
+                os_release: Path = OS_RELEASE) -> tuple[list[Store], list[StoreResult]]:
+    """The stores of ``kinds`` on this Linux machine for this user (HOME and PATH from ``env``),
+    and those skipped with the reason (a missing tool, an unknown distribution...)."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("HOME") or Path.home())
+    stores: list[Store] = []
+    skipped: list[StoreResult] = []
+    kinds = list(kinds)
+    if "system" in kinds:
+        try:
+            stores.append(SystemStore(detect_system_layout(os_release, env), env))
+        except UnsupportedSystem as exc:
+            skipped.append(StoreResult("system", "system store", "", "skipped", str(exc), "unsupported"))
+    if "nss" in kinds:
+        found, missing = nss_stores(home, env)
+        stores += found
+        skipped += missing
+    if "java" in kinds:
+        found, missing = java_stores(env)
+        stores += found
+        skipped += missing
+    return stores, skipped
+
+
+def _check(store: Store) -> StoreResult | None:
+    blocked = store.blocked()
+    if blocked is None:
+        return None
+    code, reason = blocked
+    return store.skipped(code, reason, needs_root=os.geteuid() != 0 and store.kind != "nss")
+
+
+def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
+    """Add ``anchor`` to each store that lacks it; a store that has it is left untouched."""
+
+    def add(store: Store) -> StoreResult:
+        before = store.state(anchor)
+        if before.current is not None and before.pending is None:
+            return store.result("unchanged", state=before)
+        if before.current is None and before.elsewhere and not store.holds_copies:
+            # NSS keeps a certificate once, under its first nickname: certkit cannot add its own copy,
+            # and leaves (and will never remove) the one someone else added.
+            return store.result("unchanged", state=before, notes=["already trusted under a name certkit did not "
+                                                                  "give; certkit leaves that entry alone"])
+        store.add(anchor)
+        after = store.state(anchor)
+        if after.current is None or after.pending:
+            raise TrustError(f"the CA is not in {store.location} after adding it")
+        return store.result("added", state=after)
+
+    return _change_each(stores, add)
+
+
+def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
+              ) -> list[StoreResult]:
+    """Remove certkit's copy of ``anchor`` from each store (and, with ``every_certkit_ca``, every
+    certificate certkit named: older, rotated CAs). Nothing certkit did not name is touched."""
+    if anchor is None and not every_certkit_ca:
+        raise TrustError("Nothing to remove: no CA was given.")
+
+    def remove(store: Store) -> StoreResult:
+        before = store.state(anchor)
+        targets = before.certkit_entries() if every_certkit_ca else [e for e in [before.current] if e]
+        if not targets:
+            return store.result("absent", state=before)
+        store.remove(targets)
+        after = store.state(anchor)
+        left = {e.name for e in after.certkit_entries()} & {e.name for e in targets}
+        if left:
+            raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
+        return store.result("removed", state=after, removed=[e.name for e in targets])
+
+    return _change_each(stores, remove)
+
+
+def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult]) -> list[StoreResult]:
+    """``change`` applied to each store: a store this user cannot change is skipped with the reason,
+    one whose change fails is reported failed; the others say what ``change`` did."""
+    results = []
+    for store in stores:
+        if (skip := _check(store)) is not None:
+            results.append(skip)
+            continue
+        try:
+            results.append(change(store))
+        except (TrustError, OSError) as exc:
+            results.append(store.result("failed", _reason(exc)))
+    return results
+
+
+def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
+    """What each store holds of certkit's; changes nothing."""
+    results = []
+    for store in stores:
+        try:
+            state = store.state(anchor)
+        except (TrustError, OSError) as exc:
+            results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc)))
+            continue
+        if anchor is None:  # no CA to ask about: what certkit CAs the store trusts
+            outcome = "certkit CAs" if state.older else "none"
+        else:
+            outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
+        results.append(store.result(outcome, state.pending, state=state))
+    return results
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, TrustError):
+        where = f" ({shown(exc.filename)})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)
+
+
+def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
+             now: dt.datetime | None = None) -> list[str]:
+    """What is risky about the certkit CAs these results show trusted: an unencrypted key, an
+    expired or expiring CA, older certkit CAs still trusted."""
+    now = now or dt.datetime.now(dt.UTC)
+    found: list[str] = []
+    trusted_here = [r for r in results if r.state is not None and r.state.current is not None]
+    if anchor is not None and trusted_here:
+        where = ", ".join(sorted({r.kind for r in trusted_here}))
+        if anchor.key_encrypted is False:
+            found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
+                         f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
+                         f"clients ({where}). Keep it encrypted, or take the CA out: certkit trust uninstall")
+        found += _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now)
+    older: dict[str, tuple[Found, set[str]]] = {}
+    for result in results:
+        for entry in result.state.older if result.state else []:
+            older.setdefault(entry.fingerprint, (entry, set()))[1].add(f"{result.kind}: {result.location}")
+    for entry, places in older.values():
+        what = "an older certkit CA is still trusted" if anchor is not None else "a certkit CA is trusted"
+        found.append(f"{what}: {shown(entry.subject)} ({shown(entry.name)}) in {'; '.join(sorted(places))}. "
+                     "Remove it with: certkit trust uninstall --every-certkit-ca")
+        if entry.not_after is not None:
+            found += _expiry(f"the older certkit CA {shown(entry.subject)}", entry.not_after, now)
+    return found
+
+
+def _expiry(what: str, not_after: dt.datetime, now: dt.datetime) -> list[str]:
+    if not_after <= now:
+        return [f"{what} expired on {not_after:%Y-%m-%d}; nothing it signed is accepted any more."]
+    if not_after - now < dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        return [f"{what} expires on {not_after:%Y-%m-%d}, in {(not_after - now).days} days."]
+    return []

@@ -1,0 +1,162 @@
+"""The CA that certkit puts into trust stores: :class:`Anchor`, and :func:`describe_scope`.
+
+An :class:`Anchor` is the root certificate of a CA directory (for an
+intermediate CA, the root above it) and the names certkit gives its copies,
+all derived from its SHA-256 fingerprint: ``certkit-<first 16 hex digits>``
+(plus the CA's name for people). Because the name is the fingerprint,
+installing twice finds the first copy, uninstalling removes exactly certkit's
+copies, and an older (rotated) certkit CA is recognised by its name.
+:func:`describe_scope` says in words what a CA's name constraints let it vouch for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constraints import NO_DNS  # no third-party imports: cheap
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The root certificate certkit puts into trust stores, with the names of its copies."""
+
+    cert: "x509.Certificate"
+    ca_dir: Path | None = None
+    key_path: Path | None = None
+    key_encrypted: bool | None = None  # None: no key file in the CA directory
+    intermediate: str | None = None  # the CA directory's own CN when it holds an intermediate
+
+    @classmethod
+    def from_ca_dir(cls, path: str | Path | None) -> "Anchor":
+        """The root of the CA in ``path`` (for an intermediate CA, the last of its parents); no key needed."""
+        from certkit.keys import is_encrypted
+        from certkit.store import CADirectory
+
+        store = CADirectory(path)
+        cert, parents = store.load_certificates()
+        encrypted = None
+        if store.key_path.is_file():
+            try:
+                encrypted = is_encrypted(store.key_path.read_bytes()[:4096])
+            except OSError:
+                encrypted = None
+        return cls(parents[-1] if parents else cert, store.path.resolve(), store.key_path.resolve(), encrypted,
+                   _common_name(cert) if parents else None)
+
+    @property
+    def fingerprint(self) -> str:
+        from cryptography.hazmat.primitives import hashes
+
+        return self.cert.fingerprint(hashes.SHA256()).hex()
+
+    @property
+    def sha1(self) -> str:
+        from cryptography.hazmat.primitives import hashes
+
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()  # what macOS and Windows tools match on
+
+    @property
+    def name(self) -> str:
+        """``certkit-<first 16 hex digits of the SHA-256 fingerprint>``: how certkit finds its copies."""
+        return f"certkit-{self.fingerprint[:16]}"
+
+    @property
+    def common_name(self) -> str:
+        return _common_name(self.cert)
+
+    @property
+    def file_stem(self) -> str:
+        """File name (without suffix) and Java alias: the certkit name and the CA's name made safe."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.common_name.lower()).strip("-")[:40].strip("-")
+        return f"{self.name}-{slug}" if slug else self.name
+
+    @property
+    def nickname(self) -> str:
+        """The NSS nickname: the certkit name and the CA's name (":" would name a token)."""
+        cn = "".join(ch if ch.isprintable() and ch != ":" else "?" for ch in self.common_name)[:64]
+        return f"{self.name} {cn}".strip()
+
+    @property
+    def pem(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return self.cert.public_bytes(Encoding.PEM)
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+    @property
+    def constraints(self):
+        from cryptography import x509
+
+        try:
+            return self.cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return None
+
+    @property
+    def limits_dns(self) -> bool:
+        """True when the root's name constraints limit the DNS names it may vouch for.
+
+        A root without them (or one limited to IP ranges only) can vouch for any
+        website: that is what ``trust install`` asks about.
+        """
+        from cryptography import x509
+
+        nc = self.constraints
+        return nc is not None and any(isinstance(c, x509.DNSName) for c in nc.permitted_subtrees or [])
+
+    def scope(self) -> str:
+        """What a client trusting this root would accept it for, in words."""
+        return describe_scope(self.constraints)
+
+    def summary(self) -> dict:
+        return {"subject": self.cert.subject.rfc4514_string(), "common_name": self.common_name,
+                "name": self.name, "fingerprint_sha256": self.fingerprint,
+                "not_after": self.not_after.isoformat(), "may_sign": self.scope(),
+                "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
+                "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
+                "intermediate": self.intermediate}
+
+
+def describe_scope(nc) -> str:
+    """Name constraints in words: which DNS names and IP addresses a CA may vouch for."""
+    import ipaddress
+
+    from cryptography import x509
+
+    if nc is None:
+        return "any DNS name and any IP address (no name constraints)"
+    permitted, excluded = nc.permitted_subtrees or [], nc.excluded_subtrees or []
+    dns = [c.value for c in permitted if isinstance(c, x509.DNSName)]
+    dns_out = [c.value for c in excluded if isinstance(c, x509.DNSName)]
+    ips = [str(c.value) for c in permitted if isinstance(c, x509.IPAddress)]
+    ips_out = [c.value for c in excluded if isinstance(c, x509.IPAddress)]
+    if dns == [NO_DNS]:
+        dns_text = "no DNS names"
+    elif dns:
+        dns_text = "DNS names under " + ", ".join(dns)
+    else:
+        dns_text = "any DNS name" + (" except under " + ", ".join(dns_out) if dns_out else "")
+    everything = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+    if ips:
+        ip_text = "IP addresses in " + ", ".join(ips)
+    elif everything <= set(ips_out):
+        ip_text = "no IP addresses"
+    else:
+        ip_text = "any IP address" + (" except " + ", ".join(map(str, ips_out)) if ips_out else "")
+    return f"{dns_text}; {ip_text}"
+
+
+def _common_name(cert) -> str:
+    from certkit.vocabulary import common_name
+
+    return common_name(cert.subject) or cert.subject.rfc4514_string()

@@ -1,0 +1,107 @@
+"""A JDK's ``cacerts`` keystore, changed with that JDK's ``keytool``: :class:`JavaStore`.
+
+:func:`java_stores` finds the JDKs of ``$JAVA_HOME`` and of the ``java`` on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from certkit.trust.anchor import Anchor
+from certkit.trust.store import Found, Store, StoreResult, StoreState, sort_found
+from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
+
+# The JDK's documented default password of cacerts, the same on every installation: it
+# guards the file's integrity check, not a secret of the user.
+JAVA_STOREPASS = "changeit"
+
+
+class JavaStore(Store):
+    """A JDK's ``cacerts`` keystore, changed with that JDK's ``keytool``."""
+
+    kind = "java"
+
+    def __init__(self, home: Path, found_by: str, cacerts: Path, keytool: Path,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.home = home
+        self.cacerts = cacerts
+        self.path = cacerts.resolve()
+        self.keytool = keytool
+        self.env = env
+        self.label = f"Java ({found_by})"
+        self.location = str(self.path)
+        self.notes = []
+        if cacerts.is_symlink():
+            # Debian's JDKs link cacerts to /etc/ssl/certs/java/cacerts, which ca-certificates-java keeps
+            # in step with the system store. certkit edits the file the link names and leaves the link.
+            self.notes.append(f"{cacerts} is a link to {self.path}, shared by every JDK that links it; "
+                              "certkit edits that file and leaves the link in place")
+
+    def blocked(self) -> tuple[str, str] | None:
+        if not os.access(self.path, os.W_OK):
+            return "not-writable", f"{self.path} is not writable by this user"
+        return None
+
+    def _keytool(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        # A keytool run is a few hundred milliseconds of work: the C1 compiler alone and the serial
+        # collector halve its start-up. English messages, whatever the locale.
+        return run_tool([str(self.keytool), "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
+                         "-J-Duser.country=US", *args,
+                         "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
+
+    def state(self, anchor: Anchor | None) -> StoreState:
+        proc = succeeded(self._keytool("-list", "-rfc"), f"keytool -list -keystore {self.path}")
+        entries = []
+        for chunk in proc.stdout.split(b"Alias name: ")[1:]:
+            alias = chunk.split(b"\n", 1)[0].strip().decode(errors="replace")
+            ours = CERTKIT_NAME.match(alias) is not None
+            # debian:certkit-....pem is the system store's copy (ca-certificates-java): reported, and
+            # removed by uninstalling from the system store, which tells Java's hook.
+            mirrored = alias.startswith("debian:") and CERTKIT_NAME.match(alias, len("debian:")) is not None
+            if ours or mirrored or (anchor is not None and anchor.fingerprint in pem_fingerprints(chunk)):
+                found = describe_pem(alias, chunk, ours=ours or mirrored)
+                found.via = "the system store (Debian's ca-certificates-java)" if mirrored else None
+                entries.append(found)
+        return sort_found(anchor, entries, StoreState())
+
+    def add(self, anchor: Anchor) -> None:
+        succeeded(self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem),
+                  f"keytool -importcert -keystore {self.path}")
+
+    def remove(self, entries: Sequence[Found]) -> None:
+        for entry in entries:
+            succeeded(self._keytool("-delete", "-alias", entry.name),
+                      f"keytool -delete -alias {entry.name} -keystore {self.path}")
+
+
+def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
+    homes: list[tuple[Path, str]] = []
+    if env.get("JAVA_HOME"):
+        homes.append((Path(env["JAVA_HOME"]), f"JAVA_HOME {env['JAVA_HOME']}"))
+    java = find_tool("java", env)
+    if java:
+        home = Path(java).resolve().parent.parent
+        homes.append((home, f"java on PATH: {home}"))
+    if not homes:
+        return [], [StoreResult("java", "Java", "", "skipped",
+                                "no Java found: JAVA_HOME is not set and there is no java on PATH", "missing")]
+    stores: list[Store] = []
+    skipped: list[StoreResult] = []
+    seen: set[Path] = set()
+    for home, found_by in homes:
+        cacerts = next((c for c in (home / "lib/security/cacerts", home / "jre/lib/security/cacerts")
+                        if c.exists()), None)
+        keytool = next((k for k in (home / "bin/keytool", home / "jre/bin/keytool") if k.is_file()), None)
+        if cacerts is None or keytool is None:
+            what = "lib/security/cacerts" if cacerts is None else "bin/keytool"
+            skipped.append(StoreResult("java", f"Java ({found_by})", str(home), "skipped",
+                                       f"{home} has no {what}", "missing"))
+            continue
+        if cacerts.resolve() in seen:
+            continue
+        seen.add(cacerts.resolve())
+        stores.append(JavaStore(home, found_by, cacerts, keytool, env))
+    return stores, skipped

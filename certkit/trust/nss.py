@@ -1,0 +1,223 @@
+"""NSS databases (Chromium's ``~/.pki/nssdb``, Firefox and Thunderbird profiles): :class:`NSSStore`.
+
+Each database is changed with ``certutil`` from the NSS tools;
+:func:`nss_stores` finds the databases of a user (and says why others were skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from certkit.text import shown
+from certkit.trust.anchor import Anchor
+from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
+from certkit.trust.tools import (
+    CERTKIT_NAME,
+    describe_pem,
+    find_tool,
+    pem_blocks,
+    pem_fingerprints,
+    run_tool,
+    succeeded,
+    tool_failure,
+)
+
+NSS_TRUST = "C,,"  # a trusted issuer of TLS server certificates; nothing for e-mail or code signing
+NSS_PACKAGES = ("libnss3-tools (Debian/Ubuntu), nss-tools (Fedora/RHEL), nss (Arch) "
+                "or mozilla-nss-tools (openSUSE)")
+
+
+class NSSStore(Store):
+    """One NSS database (``sql:`` format), changed with ``certutil`` from the NSS tools."""
+
+    kind = "nss"
+    holds_copies = False
+
+    def __init__(self, label: str, directory: Path, certutil: str, *, create: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.label = label
+        self.directory = directory
+        self.location = str(directory)
+        self.certutil = certutil
+        self.create = create  # a missing database is created, as Chromium would create it
+        self.env = env
+        self.notes = []
+
+    @property
+    def db(self) -> str:
+        return f"sql:{self.directory}"
+
+    def exists(self) -> bool:
+        return (self.directory / "cert9.db").is_file()
+
+    def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
+
+    def blocked(self) -> tuple[str, str] | None:
+        if not self.exists():
+            nearest = next((p for p in [self.directory, *self.directory.parents] if p.exists()), Path("/"))
+            if not os.access(nearest, os.W_OK):
+                return "not-writable", f"{nearest} is not writable by this user"
+            return None
+        for path in [self.directory, *(self.directory / n for n in ("cert9.db", "key4.db"))]:
+            if path.exists() and not os.access(path, os.W_OK):
+                return "not-writable", f"{path} is not writable by this user"
+        # A database with a password (Firefox's Primary Password) needs it to change trust; an empty
+        # password file makes certutil say so instead of asking.
+        proc = self._certutil("-K", "-f", os.devnull)
+        if b"SEC_ERROR_BAD_PASSWORD" in proc.stderr or b"could not authenticate" in proc.stderr:
+            return "password", (
+                "the database is protected by a password (Firefox's Primary Password, for example) and certkit "
+                f"does not ask for it; add the CA yourself: certutil -A -d {shlex.quote(self.db)} -t {NSS_TRUST} "
+                "-n NAME -i ca.pem")
+        return None
+
+    def listing(self) -> list[tuple[str, str]]:
+        """(nickname, trust flags) of every certificate in the database."""
+        if not self.exists():
+            return []
+        proc = succeeded(self._certutil("-L"), f"certutil -L -d {self.db}")
+        rows = []
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        for line in lines:
+            match = re.match(r"^(?P<nick>.*\S)\s+(?P<trust>[A-Za-z]*,[A-Za-z]*,[A-Za-z]*)\s*$", line)
+            if match and match["nick"] != "SSL,S/MIME,JAR/XPI":
+                rows.append((match["nick"], match["trust"]))
+        return rows
+
+    def _export(self, nickname: str) -> bytes:
+        proc = self._certutil("-L", "-n", nickname, "-a")
+        return proc.stdout if proc.returncode == 0 else b""
+
+    def state(self, anchor: Anchor | None) -> StoreState:
+        # certutil -L -n NICK -a prints every certificate with the subject of NICK's, in no order one can
+        # rely on; and a rotated CA usually keeps its subject. So a certkit nickname is matched to the
+        # certificate whose fingerprint it carries, and another nickname to one no certkit name claims.
+        rows = [(nick, trust, pem_blocks(self._export(nick))) for nick, trust in self.listing()]
+        claimed: set[str] = set()
+        chosen: dict[str, bytes] = {}
+        for nick, _trust, blocks in rows:
+            if match := CERTKIT_NAME.match(nick):
+                block = next((b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), b"")
+                chosen[nick] = block
+                claimed.update(pem_fingerprints(block))
+        entries = []
+        for nick, trust, blocks in rows:
+            ours = nick in chosen
+            if not ours:
+                free = [b for b in blocks if pem_fingerprints(b)[0] not in claimed]
+                chosen[nick] = (free or blocks or [b""])[0]
+            if ours or "C" in trust.split(",")[0]:
+                entries.append(describe_pem(nick, chosen[nick], ours=ours))
+        return sort_found(anchor, entries, StoreState())
+
+    def add(self, anchor: Anchor) -> None:
+        if not self.exists():
+            if not self.create:
+                raise TrustError(f"There is no NSS database in {self.directory}.")
+            nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
+            _give_to_owner_of(nearest, self.directory)
+            self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
+        proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
+        if proc.returncode != 0:
+            # certutil may have stored the certificate before failing to set its trust: take it out.
+            self._certutil("-D", "-n", anchor.nickname)
+            raise tool_failure(proc, f"certutil -A -d {self.db}")
+
+    def remove(self, entries: Sequence[Found]) -> None:
+        for entry in entries:
+            succeeded(self._certutil("-D", "-n", entry.name), f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+
+
+def _give_to_owner_of(existing: Path, created: Path) -> None:
+    """Root creating a database in someone's home leaves it theirs, or their browser could not write it."""
+    owner = existing.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for path in [*(p for p in created.parents if existing in p.parents), created, *created.iterdir()]:
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
+def _profiles(base: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of every profile that ``base/profiles.ini`` lists."""
+    import configparser
+
+    ini = base / "profiles.ini"
+    if not ini.is_file():
+        return []
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(ini, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError, OSError):
+        return []
+    found = []
+    for section in parser.sections():
+        if not section.startswith("Profile") or not parser.has_option(section, "Path"):
+            continue
+        raw = parser.get(section, "Path")
+        relative = parser.get(section, "IsRelative", fallback="1").strip() != "0"
+        found.append((parser.get(section, "Name", fallback=raw), base / raw if relative else Path(raw)))
+    return found
+
+
+# (program, folder holding profiles.ini, relative to HOME)
+_PROFILE_ROOTS = (
+    ("Firefox", ".mozilla/firefox"),
+    ("Firefox (snap)", "snap/firefox/common/.mozilla/firefox"),
+    ("Firefox (flatpak)", ".var/app/org.mozilla.firefox/.mozilla/firefox"),
+    ("Thunderbird", ".thunderbird"),
+    ("Thunderbird (snap)", "snap/thunderbird/common/.thunderbird"),
+    ("Thunderbird (flatpak)", ".var/app/org.mozilla.Thunderbird/.thunderbird"),
+)
+# Chromium-family browsers on Linux read the user's NSS database ~/.pki/nssdb.
+_CHROMIUM_DBS = (
+    ("Chromium/Chrome", ".pki/nssdb"),
+    ("Chromium (snap)", "snap/chromium/current/.pki/nssdb"),
+    ("Chromium (flatpak)", ".var/app/org.chromium.Chromium/.pki/nssdb"),
+)
+_CHROMIUM_PROGRAMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "brave-browser",
+                      "microsoft-edge", "vivaldi")
+
+
+def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
+    certutil = find_tool("certutil", env)
+    if certutil is None:
+        return [], [StoreResult("nss", "NSS (Chromium, Firefox, Thunderbird)", str(home), "skipped",
+                                f"certutil is not installed: install {NSS_PACKAGES}", "no-tool")]
+    stores: list[Store] = []
+    skipped: list[StoreResult] = []
+    for i, (label, rel) in enumerate(_CHROMIUM_DBS):
+        directory = home / rel
+        store = NSSStore(label, directory, certutil, create=i == 0, env=env)
+        if store.exists():
+            stores.append(store)
+        elif i == 0 and any(find_tool(p, env) for p in _CHROMIUM_PROGRAMS):
+            stores.append(store)  # Chromium is installed and would create it: create it now
+        elif i == 0:
+            skipped.append(StoreResult("nss", label, str(directory), "skipped",
+                                       "no NSS database here, and no Chromium-family browser to read one", "missing"))
+    for program, rel in _PROFILE_ROOTS:
+        for name, folder in _profiles(home / rel):
+            label = f"{program} profile {shown(name)}"
+            store = NSSStore(label, folder, certutil, env=env)
+            if store.exists():
+                stores.append(store)
+            elif not folder.is_dir():
+                skipped.append(StoreResult("nss", label, str(folder), "skipped",
+                                           "listed in profiles.ini, but the folder is missing", "missing"))
+            elif (folder / "cert8.db").exists():
+                skipped.append(StoreResult("nss", label, str(folder), "skipped",
+                                           "an old-format database (cert8.db); start the program once to upgrade "
+                                           "it to cert9.db", "missing"))
+            else:
+                skipped.append(StoreResult("nss", label, str(folder), "skipped",
+                                           f"no certificate database yet; start {program.split()[0]} once with "
+                                           "this profile", "missing"))
+    return stores, skipped

@@ -1,0 +1,128 @@
+"""What a trust store holds and the interface every store implements.
+
+:class:`Store` is one trust store (system, NSS database, Java keystore): it
+reads what it holds (:meth:`Store.state`) and changes it (:meth:`Store.add`,
+:meth:`Store.remove`). :class:`Found` is one certificate in it,
+:class:`StoreState` what it holds of certkit's, :class:`StoreResult` the
+outcome of one action on it; :func:`sort_found` sorts a store's certificates
+into this CA's copy, older certkit CAs and other copies of this CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+
+if TYPE_CHECKING:
+    from certkit.trust.anchor import Anchor
+
+
+class TrustError(CertkitError):
+    """A trust store could not be read or changed."""
+
+
+@dataclass
+class Found:
+    """A certificate in a store: certkit's copy of a CA (``ours``), or the current CA under another name."""
+
+    name: str  # the file, NSS nickname or Java alias
+    fingerprint: str  # SHA-256, hex
+    subject: str = ""
+    not_after: dt.datetime | None = None
+    ours: bool = True
+    via: str | None = None  # a certkit copy that another store put here (and takes away again)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
+                "not_after": self.not_after.isoformat() if self.not_after else None, "via": self.via}
+
+
+@dataclass
+class StoreState:
+    """What one store holds of certkit's: this CA's copy, older certkit CAs, other copies of this CA."""
+
+    current: Found | None = None
+    older: list[Found] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # this CA, under names certkit did not give
+    pending: str | None = None  # certkit's copy is there but not yet in effect (and why)
+
+    def certkit_entries(self) -> list[Found]:
+        """What certkit put into this store itself, hence may take out."""
+        return [e for e in ([self.current] if self.current else []) + self.older if e.via is None]
+
+
+@dataclass
+class StoreResult:
+    """The outcome for one store: ``added``, ``unchanged``, ``removed``, ``absent``, ``trusted``,
+    ``not trusted``, ``incomplete``, ``skipped`` or ``failed``; with the reason when skipped or failed."""
+
+    kind: str
+    label: str
+    location: str
+    outcome: str
+    reason: str | None = None
+    code: str | None = None  # why skipped: needs-root, not-writable, missing, unsupported, no-tool, password
+    state: StoreState | None = None
+    removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    needs_root: bool = False  # skipped, but root could do it
+
+    def to_dict(self) -> dict:
+        state = self.state
+        return {
+            "kind": self.kind, "label": self.label, "location": self.location, "outcome": self.outcome,
+            "reason": self.reason, "code": self.code,
+            "current": state.current.name if state and state.current else None,
+            "older": [f.to_dict() for f in state.older] if state else [],
+            "elsewhere": list(state.elsewhere) if state else [],
+            "pending": state.pending if state else None,
+            "removed": self.removed, "notes": self.notes,
+        }
+
+
+class Store:
+    """One trust store. Subclasses read it (:meth:`state`) and change it (:meth:`add`, :meth:`remove`)."""
+
+    kind = ""
+    label = ""
+    location = ""
+    notes: list[str] = []
+    holds_copies = True  # whether the store can hold the same certificate twice, under two names
+
+    def blocked(self) -> tuple[str, str] | None:
+        """Why this user cannot change the store, as (code, reason), or None."""
+        return None
+
+    def state(self, anchor: Anchor | None) -> StoreState:
+        raise NotImplementedError
+
+    def add(self, anchor: Anchor) -> None:
+        raise NotImplementedError
+
+    def remove(self, entries: Sequence[Found]) -> None:
+        raise NotImplementedError
+
+    def result(self, outcome: str, reason: str | None = None, *, notes: Sequence[str] = (), **fields) -> StoreResult:
+        """This store's :class:`StoreResult`, with the store's notes as they are now and then ``notes``."""
+        return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
+                           **fields)
+
+    def skipped(self, code: str, reason: str, *, needs_root: bool = False) -> StoreResult:
+        return StoreResult(self.kind, self.label, self.location, "skipped", reason, code, needs_root=needs_root)
+
+
+def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
+    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, older certkit CAs."""
+    for entry in entries:
+        if anchor is not None and entry.fingerprint == anchor.fingerprint:
+            if entry.ours and entry.via is None and state.current is None:
+                state.current = entry
+            else:
+                state.elsewhere.append(entry.name)
+        elif entry.ours:
+            state.older.append(entry)
+    return state

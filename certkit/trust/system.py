@@ -1,0 +1,230 @@
+"""The distribution's trust store (Debian/Ubuntu, Fedora/RHEL, Arch, openSUSE): :class:`SystemStore`.
+
+The store OpenSSL, GnuTLS, curl, Python, Go and most programs read. certkit
+writes an anchor file into the distribution's folder of local anchors and runs
+its refresh command (:data:`LAYOUTS` says which, per distribution family;
+:func:`detect_system_layout` picks one from os-release).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from certkit.text import shown
+from certkit.trust.anchor import Anchor
+from certkit.trust.store import Found, Store, StoreState, TrustError, sort_found
+from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
+
+OS_RELEASE = Path("/etc/os-release")
+
+
+class UnsupportedSystem(TrustError):
+    """A system whose trust store certkit does not know how to change."""
+
+
+@dataclass(frozen=True)
+class SystemLayout:
+    """Where a distribution keeps locally added trust anchors and how it rebuilds its bundle."""
+
+    family: str
+    anchors: Path
+    suffix: str
+    refresh_added: tuple[str, ...]
+    refresh_removed: tuple[str, ...]
+    bundle: Path
+    package: str  # what provides the refresh tool
+    links: Path | None = None  # Debian: the folder of links the hooks are told about
+    hooks: Path | None = None  # Debian: programs told "+/etc/ssl/certs/X.pem" or "-..." on stdin
+
+
+LAYOUTS = {
+    # Debian's README.Debian: a removed local certificate needs --fresh, or its links stay behind.
+    # But --fresh tells the hooks nothing of the removal, so Java's copy (ca-certificates-java's
+    # debian:X.pem) would stay: certkit runs --fresh without hooks and tells them itself.
+    "debian": SystemLayout("Debian/Ubuntu", Path("/usr/local/share/ca-certificates"), ".crt",
+                           ("update-ca-certificates",), ("update-ca-certificates", "--fresh"),
+                           Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates",
+                           Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d")),
+    "fedora": SystemLayout("Fedora/RHEL", Path("/etc/pki/ca-trust/source/anchors"), ".pem",
+                           ("update-ca-trust", "extract"), ("update-ca-trust", "extract"),
+                           Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"), "ca-certificates"),
+    # Arch and openSUSE: p11-kit's anchor directory, then the distribution's refresh (which runs p11-kit's
+    # `trust extract`). Only Debian's layout runs in certkit's tests (this machine and CI are Debian);
+    # the others follow each distribution's documented procedure for a local CA.
+    "arch": SystemLayout("Arch Linux", Path("/etc/ca-certificates/trust-source/anchors"), ".crt",
+                         ("update-ca-trust",), ("update-ca-trust",),
+                         Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates-utils"),
+    "suse": SystemLayout("openSUSE/SLES", Path("/etc/pki/trust/anchors"), ".pem",
+                         ("update-ca-certificates",), ("update-ca-certificates",),
+                         Path("/etc/ssl/ca-bundle.pem"), "ca-certificates"),
+}
+_FAMILIES = {"debian": "debian", "ubuntu": "debian", "fedora": "fedora", "rhel": "fedora", "centos": "fedora",
+             "arch": "arch", "suse": "suse", "opensuse": "suse", "sles": "suse"}
+
+
+def read_os_release(path: Path = OS_RELEASE) -> dict[str, str]:
+    """The KEY=value pairs of os-release(5)."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if sep and key.strip() and not key.startswith("#"):
+            try:
+                parts = shlex.split(raw)
+            except ValueError:
+                parts = [raw]
+            values[key.strip()] = " ".join(parts)
+    return values
+
+
+def detect_system_layout(os_release: Path = OS_RELEASE, env: Mapping[str, str] | None = None) -> SystemLayout:
+    """The layout of this distribution, from os-release (ID, then ID_LIKE) and the tools present."""
+    info = read_os_release(os_release)
+    words = [info.get("ID", ""), *info.get("ID_LIKE", "").split()]
+    family = next((_FAMILIES.get(w) or ("suse" if w.startswith("opensuse") else None) for w in words
+                   if _FAMILIES.get(w) or w.startswith("opensuse")), None)
+    name = info.get("PRETTY_NAME") or info.get("ID") or f"unknown ({os_release} is missing)"
+    if family is None:
+        raise UnsupportedSystem(
+            f"certkit does not know how to change the system trust store of {shown(name)}: it knows Debian/Ubuntu, "
+            "Fedora/RHEL, Arch Linux and openSUSE (and distributions whose os-release ID_LIKE names them). "
+            "Add the CA by hand with your distribution's tool, or use --nss / --java.")
+    layout = LAYOUTS[family]
+    if find_tool(layout.refresh_added[0], env, sbin=True) is None:
+        raise UnsupportedSystem(f"{shown(name)} is {layout.family}-like, but {layout.refresh_added[0]} is not "
+                                f"installed (package {layout.package}).")
+    return layout
+
+
+class SystemStore(Store):
+    """The distribution's store, which OpenSSL, GnuTLS, curl, Python, Go and most programs read."""
+
+    kind = "system"
+
+    def __init__(self, layout: SystemLayout, env: Mapping[str, str] | None = None) -> None:
+        self.layout = layout
+        self.env = env
+        self.label = f"{layout.family} system store"
+        self.location = str(layout.anchors)
+        self.notes = []
+
+    def blocked(self) -> tuple[str, str] | None:
+        if os.geteuid() != 0:
+            return "needs-root", f"changing the system trust store ({self.layout.anchors}) needs root"
+        return None
+
+    def _files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.layout.anchors.iterdir()
+                          if CERTKIT_NAME.match(p.name) and p.suffix == self.layout.suffix)
+        except OSError:
+            return []
+
+    def _bundle(self) -> set[str]:
+        try:
+            return set(pem_fingerprints(self.layout.bundle.read_bytes()))
+        except OSError:
+            return set()
+
+    def state(self, anchor: Anchor | None) -> StoreState:
+        entries = []
+        for path in self._files():
+            try:
+                entries.append(describe_pem(path.name, path.read_bytes()))
+            except OSError as exc:
+                entries.append(Found(path.name, "", f"(unreadable: {exc.strerror})"))
+        state = sort_found(anchor, entries, StoreState())
+        if anchor is not None:
+            in_bundle = anchor.fingerprint in self._bundle()
+            if state.current and not in_bundle:
+                state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
+            elif not state.current and in_bundle:
+                state.elsewhere.append(f"{self.layout.bundle} (added by other means)")
+        return state
+
+    def _refresh(self, argv: tuple[str, ...]) -> None:
+        tool = find_tool(argv[0], self.env, sbin=True) or argv[0]
+        proc = succeeded(run_tool([tool, *argv[1:]], env=self.env), shlex.join(argv))
+        # update-ca-certificates reports a failed hook (Java's copy not updated) as "E: ..." yet exits 0.
+        for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
+            if line.startswith(("E: ", "W: ")):
+                self.notes.append(f"{argv[0]}: {shown(line)}")
+
+    def add(self, anchor: Anchor) -> None:
+        path = self.layout.anchors / f"{anchor.file_stem}{self.layout.suffix}"
+        state = self.state(anchor)
+        created = False
+        if state.current is None:
+            self.layout.anchors.mkdir(mode=0o755, parents=True, exist_ok=True)
+            _write_atomically(path, anchor.pem, 0o644)
+            created = True
+        try:
+            self._refresh(self.layout.refresh_added)
+        except TrustError:
+            if created:  # leave the store as it was
+                path.unlink(missing_ok=True)
+                try:
+                    self._refresh(self.layout.refresh_removed)
+                except TrustError:
+                    pass
+            raise
+        if anchor.fingerprint not in self._bundle():
+            raise TrustError(f"{shlex.join(self.layout.refresh_added)} ran, but {self.layout.bundle} does not "
+                             f"hold the CA; check {path}.")
+
+    def remove(self, entries: Sequence[Found]) -> None:
+        for entry in entries:
+            (self.layout.anchors / entry.name).unlink(missing_ok=True)
+        if self.layout.hooks is None or self.layout.links is None:
+            self._refresh(self.layout.refresh_removed)
+            return
+        before = self._links()
+        with tempfile.TemporaryDirectory(prefix="certkit-no-hooks-") as no_hooks:
+            self._refresh((*self.layout.refresh_removed, "--hooksdir", no_hooks))
+        after = self._links()
+        changes = "".join([f"+{self.layout.links / n}\n" for n in sorted(after - before)]
+                          + [f"-{self.layout.links / n}\n" for n in sorted(before - after)])
+        if changes:
+            self._run_hooks(changes.encode())
+
+    def _links(self) -> set[str]:
+        assert self.layout.links is not None
+        try:
+            return {p.name for p in self.layout.links.iterdir() if p.is_symlink() and p.name.endswith(".pem")}
+        except OSError:
+            return set()
+
+    def _run_hooks(self, changes: bytes) -> None:
+        """Tell each hook (as run-parts would pick them) which links came and went, as update-ca-certificates
+        does after a change it noticed itself."""
+        assert self.layout.hooks is not None
+        try:
+            hooks = sorted(p for p in self.layout.hooks.iterdir()
+                           if re.fullmatch(r"[A-Za-z0-9_-]+", p.name) and p.is_file() and os.access(p, os.X_OK))
+        except OSError:
+            return
+        for hook in hooks:
+            succeeded(run_tool([str(hook)], input=changes, env=self.env), f"the hook {hook}")
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

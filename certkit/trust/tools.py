@@ -1,0 +1,96 @@
+"""Running a trust store's own tools (``update-ca-certificates``, ``certutil``, ``keytool``) and
+reading the PEM certificates they hold, for the store modules of :mod:`certkit.trust`.
+
+A tool runs detached from any terminal, in the C locale (certkit reads its
+messages), with a time limit; a failed run becomes a :class:`TrustError`
+quoting the tool's last lines. PEM certificates are fingerprinted without
+parsing them, so a damaged one in a store does not hide the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from certkit.text import shown
+from certkit.trust.store import Found, TrustError
+
+TOOL_TIMEOUT = 180  # seconds; Debian's refresh runs a JVM to update Java's copy of the store
+# sbin is not on every user's PATH, but the refresh tools live there.
+_SBIN = os.pathsep.join(["/usr/local/sbin", "/usr/sbin", "/sbin"])
+CERTKIT_NAME = re.compile(r"certkit-([0-9a-f]{16})(?![0-9a-f])")
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _tool_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    base = dict(os.environ if env is None else env)
+    base["LC_ALL"] = "C"  # messages certkit reads, in English
+    return base
+
+
+def run_tool(argv: Sequence[str], *, input: bytes | None = None, env: Mapping[str, str] | None = None,
+             timeout: float = TOOL_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run a store's tool detached from any terminal (it must never sit waiting at a prompt)."""
+    try:
+        return subprocess.run(list(argv), input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout, env=_tool_env(env), start_new_session=True)
+    except FileNotFoundError:
+        raise TrustError(f"{argv[0]} is not installed.") from None
+    except subprocess.TimeoutExpired:
+        raise TrustError(f"{shlex.join(argv[:3])} did not finish within {timeout:.0f} s.") from None
+
+
+def tool_failure(proc: subprocess.CompletedProcess, what: str) -> TrustError:
+    text = (proc.stderr or b"").decode(errors="replace") + (proc.stdout or b"").decode(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = "; ".join(lines[-3:]) if lines else "no message"
+    return TrustError(f"{what} failed (exit status {proc.returncode}): {shown(detail)}")
+
+
+def succeeded(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    """``proc``, when the tool exited 0; otherwise the :class:`TrustError` naming ``what`` (the command)."""
+    if proc.returncode != 0:
+        raise tool_failure(proc, what)
+    return proc
+
+
+def find_tool(tool: str, env: Mapping[str, str] | None = None, *, sbin: bool = False) -> str | None:
+    path = (os.environ if env is None else env).get("PATH", os.defpath)
+    return shutil.which(tool, path=path + os.pathsep + _SBIN if sbin else path)
+
+
+def pem_fingerprints(data: bytes) -> list[str]:
+    """SHA-256 fingerprints of every PEM certificate in ``data``, without parsing the certificates."""
+    import hashlib
+
+    found = []
+    for block in _PEM_BLOCK.findall(data):
+        try:
+            found.append(hashlib.sha256(base64.b64decode(b"".join(block.split()), validate=True)).hexdigest())
+        except (binascii.Error, ValueError):
+            continue
+    return found
+
+
+def pem_blocks(data: bytes) -> list[bytes]:
+    """Each PEM certificate in ``data``, as its own block."""
+    return [m.group(0) for m in _PEM_BLOCK.finditer(data) if pem_fingerprints(m.group(0))]
+
+
+def describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
+    from cryptography import x509
+
+    fingerprints = pem_fingerprints(data)
+    if not fingerprints:
+        return Found(name, "", "(no certificate in it)", None, ours)
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+        return Found(name, fingerprints[0], cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours)
+    except ValueError:
+        return Found(name, fingerprints[0], "(unreadable certificate)", None, ours)

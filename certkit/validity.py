@@ -1,0 +1,83 @@
+"""Lifetimes: how long a certificate may live, checked against its profile and its issuer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError, InvalidLifetime
+from certkit.profiles import validity
+from certkit.text import shown
+from certkit.vocabulary import common_name
+
+if TYPE_CHECKING:
+    from certkit.profiles import Profile
+
+
+def check_usable(chain) -> None:
+    """Refuse to sign with a CA (or under a parent) that has expired."""
+    now = dt.datetime.now(dt.UTC)
+    for cert in chain:
+        if cert.not_valid_after_utc <= now:
+            raise CertkitError(f"The CA '{shown(cert.subject.rfc4514_string())}' expired on "
+                               f"{cert.not_valid_after_utc:%Y-%m-%d}; nothing it signs would be valid. "
+                               "Create a new CA with 'certkit init-ca'.")
+
+
+def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start, notes: list[str],
+                  default_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore/notAfter of a leaf of the CA ``ca_cert``: ``days`` (checked against the profile and the
+    CA's expiry), else the profile's default capped at the CA's expiry (with a note)."""
+    check_usable([ca_cert, *parents])
+    latest = ca_cert.not_valid_after_utc
+    if days is None:
+        not_before, not_after = validity(default_days or profile.default_days, start=start)
+        if not_after > latest:
+            not_after = latest
+            notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")
+    else:
+        check_days(days)
+        if profile.max_days is not None and days > profile.max_days:
+            raise InvalidLifetime(f"A {profile.name} certificate may live at most {profile.max_days} days "
+                                  f"(Apple's limit for locally trusted roots); {days} were asked for.")
+        not_before, not_after = validity(days, start=start)
+        if not_after > latest:
+            raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
+    ca_start = ca_cert.not_valid_before_utc
+    if not_before < ca_start:
+        not_before = ca_start  # a leaf never claims validity before its issuer's
+    if not_after <= not_before:  # check_usable() has ruled out an expired CA
+        name = shown(common_name(ca_cert.subject) or ca_cert.subject.rfc4514_string())
+        raise InvalidLifetime(
+            f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA '{name}' became "
+            f"valid ({ca_start:%Y-%m-%d %H:%M:%S} UTC); a certificate cannot be valid before its issuer.")
+    return not_before, not_after
+
+
+def check_within_parent(parent_cert, parent_name: str, days: int, not_before: dt.datetime,
+                        not_after: dt.datetime) -> None:
+    """Refuse an intermediate that would outlive its parent, or a parent that has expired."""
+    latest = parent_cert.not_valid_after_utc
+    if latest <= dt.datetime.now(dt.UTC):
+        raise InvalidLifetime(f"The parent CA '{shown(parent_name)}' expired on "
+                              f"{latest:%Y-%m-%d %H:%M:%S} UTC; it can sign no intermediate. Create a new root first.")
+    if not_after > latest:
+        raise InvalidLifetime(_past_issuer_message(days, latest, not_before, what="intermediate CA",
+                                                   issuer=f"parent CA '{shown(parent_name)}'"))
+
+
+def check_days(days: int) -> None:
+    from certkit.constants import MAX_DAYS
+
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise InvalidLifetime(f"A lifetime of {days} days is not possible; give 1 to {MAX_DAYS} days.")
+
+
+def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime, *,
+                         what: str = "certificate", issuer: str = "the CA") -> str:
+    most = (latest - not_before).days
+    return (f"A lifetime of {days} days would end after {issuer} expires on {latest:%Y-%m-%d %H:%M:%S} UTC; "
+            f"a{'n' if what[0] in 'aeiou' else ''} {what} issued now can live at most {max(most, 0)} days "
+            f"(until {latest:%Y-%m-%d}).")
+
+
