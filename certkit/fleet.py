@@ -15,8 +15,9 @@ written bundle. A second run renews nothing (the first one's successors are
 not expiring), so it is safe to run from cron every hour.
 
 Hooks run through ``/bin/sh -c`` with the environment of certkit minus its
-secrets (passphrases, passwords, PINs); their output goes to standard error,
-so that ``--json`` keeps standard output to itself.
+secrets (passphrases, passwords, PINs); what they print is kept (the last
+64 KiB) and handed to the caller, which shows it on standard error, so that
+``--json`` keeps standard output to itself.
 
 The schedule: :func:`install_timer` writes a systemd timer and service (the
 user's, or as root the system's) that run the bulk renewal daily at a random
@@ -62,6 +63,7 @@ ONCE_ENV = {
     "CERTKIT_FOLDERS": "their folders, one per line",
 }
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
+HOOK_OUTPUT = 64 << 10  # bytes of a hook's output kept: its last words, not a runaway log
 _SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*")
 _PAGE = 500  # inventory rows read at a time: memory stays flat for any fleet
 
@@ -96,18 +98,21 @@ def _period(period: dt.timedelta) -> str:
 
 @dataclass
 class HookRun:
-    """One run of a hook: the command, its exit status (None if it could not run or timed out)."""
+    """One run of a hook: the command, its exit status (None if it could not run or timed out),
+    and what it printed (standard output and error together, the last :data:`HOOK_OUTPUT` bytes)."""
 
     command: str
     exit: int | None
     error: str | None = None
+    output: str = ""
 
     @property
     def ok(self) -> bool:
         return self.exit == 0
 
     def as_dict(self) -> dict:
-        return {"command": self.command, "exit": self.exit, "ok": self.ok, "error": self.error}
+        return {"command": self.command, "exit": self.exit, "ok": self.ok, "error": self.error,
+                "output": self.output}
 
     def describe(self) -> str:
         return "exit 0" if self.ok else self.error or f"exit {self.exit}"
@@ -265,11 +270,12 @@ def _values(row: dict) -> list[str]:
 
 # --- renewing ---------------------------------------------------------------------------
 def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec_once: str | None = None,
-                hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
-                progress: Callable[[int], None] | None = None) -> FleetResult:
+                hook_timeout: float = DEFAULT_HOOK_TIMEOUT, progress: Callable[[int], None] | None = None,
+                on_hook: Callable[[HookRun], None] | None = None) -> FleetResult:
     """Renew every planned certificate (the CA unlocked), each through the issuing pipeline, then
     its hook; ``exec_once`` at the end if anything was renewed, even when the run stops early
-    (Ctrl-C, SIGTERM: ``stopped`` then holds the signal), so servers always pick up what was written."""
+    (Ctrl-C, SIGTERM: ``stopped`` then holds the signal), so servers always pick up what was written.
+    ``on_hook`` is called after each hook has run (to show what it printed)."""
     from certkit.errors import Terminated
 
 
@@ -290,6 +296,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
                 if exec_each:
                     outcome.hook = HookRun(exec_each, None, "interrupted")  # until it has run
                     outcome.hook = run_hook(exec_each, hook_environment(outcome), timeout=hook_timeout)
+                    if on_hook is not None:
+                        on_hook(outcome.hook)
             if progress is not None:
                 progress(1)
     except KeyboardInterrupt:
@@ -299,6 +307,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
     if exec_once and folders:
         result.exec_once = run_hook(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
                                                 "CERTKIT_FOLDERS": "\n".join(folders)}, timeout=hook_timeout)
+        if on_hook is not None:
+            on_hook(result.exec_once)
     return result
 
 
@@ -352,31 +362,46 @@ def hook_environment(outcome: Outcome) -> dict[str, str]:
 
 def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT) -> HookRun:
     """Run ``command`` with ``/bin/sh -c``: certkit's environment without its secrets, plus
-    ``extra_env``; its output on standard error. A hook still running after ``timeout`` seconds
-    is killed (with anything it started)."""
+    ``extra_env``; what it prints is kept in the result. A hook still running after ``timeout``
+    seconds is killed (with anything it started)."""
     import signal
 
     env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.fullmatch(k)} | extra_env
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
         proc = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(), start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:
         return HookRun(command, None, f"could not run it: {exc.strerror or exc}")
+    kept = bytearray()
+
+    def read() -> None:  # in a thread: a hook that prints a lot never blocks on a full pipe
+        while chunk := proc.stdout.read1(65536):
+            kept.extend(chunk)
+            del kept[:-HOOK_OUTPUT]
+
+    import threading
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
-        return HookRun(command, None, f"still running after {timeout:g} s, so it was stopped")
-    except BaseException:  # Ctrl-C: the hook belongs to another session, so stop it too
+        code = None
+    except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
         _kill_group(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
+    finally:
+        reader.join(timeout=5)
+        proc.stdout.close()
+    output = kept.decode("utf-8", "replace")
+    if code is None:
+        return HookRun(command, None, f"still running after {timeout:g} s, so it was stopped", output)
     if code < 0:
-        return HookRun(command, code, f"killed by signal {-code}")
-    return HookRun(command, code, None if code == 0 else f"exit {code}")
+        return HookRun(command, code, f"killed by signal {-code}", output)
+    return HookRun(command, code, None if code == 0 else f"exit {code}", output)
 
 
 def _kill_group(pid: int, signum: int) -> None:

@@ -36,11 +36,12 @@ import base64
 import json
 import os
 import re
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, OUTPUT_FORMATS
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
@@ -57,7 +58,6 @@ ONE_OUTPUT = FORMATS[1:]  # jsonl, k8s, tar: one output for every certificate of
 SECRET_TYPE = "kubernetes.io/tls"
 # Annotations on each Secret: which certificate it holds, without decoding tls.crt.
 ANNOTATION_PREFIX = "certkit/"
-_STDOUT = 1
 _MARK_GROUP = 5000  # serials marked per inventory transaction when a batch's file is in place
 
 
@@ -269,14 +269,16 @@ class Output:
     """
 
     def __init__(self, fmt: str, path: str | Path | None = None, *, force: bool = False, shared: bool = False,
-                 sync: bool = True, fd: int = _STDOUT) -> None:
+                 sync: bool = True, stream: BinaryIO | None = None) -> None:
         self.encoder = Encoder(fmt)
         self.format = fmt
         self.given = Path(path) if path is not None else None
         self.path = Path(os.path.abspath(path)) if path is not None else None
-        self.force, self.shared, self.sync, self.fd = force, shared, sync, fd
+        self.force, self.shared, self.sync = force, shared, sync
+        # without a path: this binary stream (default: standard output's, as it is when written to)
+        self._stream = stream
         self._tmp: Path | None = None
-        self._out: int | None = None  # the descriptor records go to
+        self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
         self._lock = None
         self._pending: list[bytes] = []  # a deferred output's records not yet written (see flush)
@@ -296,12 +298,16 @@ class Output:
     def describe(self) -> str:
         return shown(self.given) if self.given is not None else "standard output"
 
+    @property
+    def stream(self) -> BinaryIO:
+        return self._stream if self._stream is not None else sys.stdout.buffer
+
     # --- before anything is signed ------------------------------------------------------
     def check(self, ca_dirs: Iterable[str | Path] = (), *, keyed: bool = True) -> None:
         """Refuse what writing could not do: a path in a CA directory, through a link, over a
         folder, over an existing file (unless ``force``); a key or an archive for a terminal."""
         if self.path is None:
-            if os.isatty(self.fd):
+            if self.stream.isatty():
                 if keyed:
                     raise CertkitError("Standard output is a terminal: certkit does not print private keys there "
                                        "(they would stay in the scrollback and the terminal's log); write them to "
@@ -358,7 +364,8 @@ class Output:
         if self._out is not None:
             return
         if self.path is None:
-            self._out = self.fd
+            self.stream.flush()  # nothing buffered before the workers are forked
+            self._out = -1  # records go to the stream
         elif self.shared:
             self._tmp, self._out = _create_temporary(self.path)
             import tempfile
@@ -376,7 +383,8 @@ class Output:
         """A single certificate's output, complete: a file written whole and renamed into place,
         or the bytes on standard output."""
         if self.path is None:
-            _write_all(self.fd, data + self.encoder.end())
+            self.stream.write(data + self.encoder.end())
+            self.stream.flush()
             return
         tmp, fd = _create_temporary(self.path)
         try:
@@ -417,7 +425,11 @@ class Output:
         if self._lock is not None:
             self._lock.acquire()
         try:
-            _write_all(self._out, data)
+            if self.path is None:
+                self.stream.write(data)
+                self.stream.flush()  # whole, before another process writes
+            else:
+                _write_all(self._out, data)
             if serials and self._spool is not None:
                 _write_all(self._spool, serials)
         finally:
@@ -433,7 +445,7 @@ class Output:
             self.flush()
             end = self.encoder.end()
             if end:
-                _write_all(self._out, end)
+                self._write(end, b"")
             if self._tmp is not None:
                 if self.sync:
                     os.fsync(self._out)

@@ -147,7 +147,7 @@ def test_a_failed_hook_keeps_the_bundle_and_fails_the_run(fleet):
     data, proc = renew_json(env, "--expiring", "30d", "--exec", hook, "--exec-once", "exit 4", code=1)
     assert not data["ok"] and data["renewed"] == 3 and data["hook_failures"] == 1
     api = next(o for o in data["certificates"] if o["serial"] == serials["api"])
-    assert api["hook"] == {"command": hook, "exit": 3, "ok": False, "error": "exit 3"}
+    assert api["hook"] == {"command": hook, "exit": 3, "ok": False, "error": "exit 3", "output": "reload failed\n"}
     assert serial_hex(load(work / "api").serial_number) == api["new_serial"]  # written, kept, valid
     assert CADirectory(work.parent / "ca").inventory.get(api["new_serial"])["status"] == "valid"
     assert data["exec_once"]["exit"] == 4
@@ -249,8 +249,8 @@ def test_ctrl_c_stops_after_the_bundle_and_still_reloads_once(fleet, tmp_path):
     what was renewed is reported, --exec-once still runs for it, the exit status is 130."""
     work, serials, env = fleet
     log = tmp_path / "once.log"
-    proc = run_certkit("renew", "--expiring", "30d", "--exec", 'kill -INT "$PPID"',
-                       "--exec-once", f'echo "$CERTKIT_RENEWED" > {log}', env=env)
+    proc = run_certkit("renew", "--expiring", "30d", "--exec", 'kill -INT "$PPID"',  # $PPID: certkit itself
+                       "--exec-once", f'echo "$CERTKIT_RENEWED" > {log}', env=env, subprocess=True)
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "Renewed 1 of 1" in proc.stdout and "Error: interrupted after 1 renewal" in proc.stderr
     assert log.read_text() == "1\n" and "Traceback" not in proc.stderr

@@ -45,7 +45,7 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
         plan = plan_fleet(ca, selection, rekey=rekey, key_type=key_type, days=days, p12_password=p12_password)
         if plan.todo:
             unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
-        run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout)
+        run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout, on_hook=show_hook_output)
         if interactive and plan.todo:
             with click.progressbar(length=len(plan.todo), label="Renewing", file=sys.stderr, show_pos=True,
                                    show_percent=True, item_show_func=_rate()) as bar:
@@ -104,6 +104,12 @@ def _lines(result, rekey: bool) -> list[str]:
     return lines
 
 
+def show_hook_output(run) -> None:
+    """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
+    if run.output:
+        click.echo(terminal_safe(run.output.rstrip("\n")), err=True)
+
+
 def _rate():
     started = time.monotonic()
     done = [0]
@@ -136,6 +142,7 @@ def single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: 
         if not command:
             continue
         run = run_hook(command, env, timeout=timeout)
+        show_hook_output(run)
         data[option.strip("-").replace("-", "_")] = run.as_dict()
         lines.append(f"  {option:<11} {shown(run.describe())}")
         if not run.ok:
