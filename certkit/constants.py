@@ -34,6 +34,9 @@ CA_FILE = "ca.pem"
 P12_FILE = "bundle.p12"
 # Every name a bundle may hold: what --force and renew replace, and nothing else.
 BUNDLE_FILES = (CERT_FILE, KEY_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, P12_FILE)
+# How the issuing commands deliver (--format): a bundle folder, or one output for every certificate
+# in a format deployment tools read (certkit.formats).
+OUTPUT_FORMATS = ("folder", "jsonl", "k8s", "tar")
 
 # States ``certkit list`` filters by: "valid" and "expired" split issued certificates by date;
 # "pending" ones are being written right now; "abandoned" ones were signed but never delivered.

@@ -157,6 +157,10 @@ class Target:
 
     sink = "memory"
     folder: Path | None = None
+    # True when the certificate is valid only once a whole shared output is in place (a batch
+    # into one archive): deliver_many leaves its row pending, the output marks it
+    # (certkit.formats.Output.commit) or abandons it (abort).
+    deferred = False
 
     def check(self, ca: "CA", request: Request) -> None:
         """Refuse, before anything is signed, what :meth:`write` could not do."""
@@ -252,7 +256,9 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 exc.certkit_delivered = _settle_after_failure(ca, items, issued, done)
                 raise
             if ca.inventory is not None:
-                notes = ca.inventory.mark_issued([one.serial_hex for one in issued])
+                # A deferred target (one output file for many certificates) marks them once it is in place.
+                ready = [one.serial_hex for (_r, target), one in zip(items, issued, strict=True) if not target.deferred]
+                notes = ca.inventory.mark_issued(ready) if ready else {}
                 for delivery in deliveries:
                     delivery.notes += notes.get(delivery.issued.serial_hex, [])
     except (KeyboardInterrupt, Terminated) as exc:
@@ -328,6 +334,7 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
         keyed = one.private_key is not None or getattr(target, "keeps_key", False)
         complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
             target.folder, one.cert.public_bytes(Encoding.DER), keyed))
+        complete = complete and not target.deferred  # only in a temporary file, which its output removes
         (delivered if complete else lost).append(one.serial_hex)
     with uninterrupted():
         if delivered:

@@ -10,7 +10,9 @@ on. The points, in the order a certificate is issued:
 - ``recorded``: the inventory holds the certificate, no file written yet;
 - ``staged``: the bundle is complete in a hidden temporary folder beside its
   destination, not yet renamed into place (also in renew, before the swap);
-- ``swapped``: renew only: the new bundle is in place, the old one not yet deleted.
+- ``swapped``: renew only: the new bundle is in place, the old one not yet deleted;
+- ``placed``: ``--format jsonl|k8s|tar`` into a file: the file is in place, its
+  certificates not yet marked valid.
 
 ``CERTKIT_TEST_CHUNK_SIZE=<n>`` makes ``issue-batch`` issue chunks of ``n``
 certificates instead of hundreds, so a test interrupts a batch of several

@@ -25,6 +25,7 @@ from certkit.text import shown
 
 if TYPE_CHECKING:
     from certkit.ca import CA
+    from certkit.formats import Output
     from certkit.issuing import FolderTarget, Request
 
 COLUMNS = ("kind", "names", "out", "days", "key_type", "email", "uri", "dns")
@@ -62,6 +63,11 @@ class BatchLine:
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
+
+    def name(self, out_dir: Path) -> str:
+        """The line's folder below ``out_dir``, as a relative path: its name in a single output
+        (a folder in a tar archive, a Secret's name, a JSON line's ``name``)."""
+        return self.out.relative_to(out_dir).as_posix()
 
     def request(self) -> "Request":
         from certkit.issuing import client_request, server_request
@@ -272,12 +278,17 @@ def _relative_out(out: str) -> str:
 
 # --- checking --------------------------------------------------------------------------
 def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
-               cache: dict | None = None) -> bool:
+               output: "Output | None" = None, cache: dict | None = None) -> bool:
     """Check one line as issuing it would; return False if ``resume`` and its bundle is already
-    complete (the line is kept, not issued again)."""
+    complete (the line is kept, not issued again). With ``output`` (one file or stream for the
+    whole batch), no folder is written: only what that format needs is checked."""
     from certkit.paths import within
 
     request = line.request()
+    if output is not None:
+        ca.check_request(request)
+        output.target(line.name(out_dir)).check(ca, request)
+        return True
     if not within(out_dir, line.out):
         raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
                            f"{shown(out_dir)} "
@@ -323,7 +334,8 @@ def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
 
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
-                   days: int | None = None, force: bool = False, resume: bool = False) -> int:
+                   days: int | None = None, force: bool = False, resume: bool = False,
+                   output: "Output | None" = None) -> int:
     """Check every line as issuing it would; return the number of certificates to issue
     (with ``resume``, lines whose bundle is already complete are not counted).
 
@@ -347,17 +359,21 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
             else:
                 number, reason, todo = item.line, None, False
                 try:
-                    todo = check_line(ca, item, out_dir, force=force, resume=resume, cache=ancestors)
+                    todo = check_line(ca, item, out_dir, force=force, resume=resume, output=output,
+                                      cache=ancestors)
                 except CertkitError as exc:
                     reason = str(exc)
                     replaceable = replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
-                folder = os.path.realpath(os.path.abspath(item.out))
+                folder = os.path.realpath(os.path.abspath(item.out)) if output is None else _key(output, item, out_dir)
                 try:
                     seen.execute("INSERT INTO outs VALUES (?, ?)", (folder, number))
                 except sqlite3.IntegrityError:
                     first = seen.execute("SELECT line FROM outs WHERE folder = ?", (folder,)).fetchone()[0]
                     reason = reason or (f"its output folder {shown(item.out)} is also line {first}'s (the same "
-                                        "folder, perhaps through a symbolic link); give one of them another 'out'.")
+                                        "folder, perhaps through a symbolic link); give one of them another 'out'."
+                                        if output is None else
+                                        f"its name in the output, {shown(folder)}, is also line {first}'s; give "
+                                        "one of them another 'out'.")
             if reason is not None:
                 bad += 1
                 if len(problems) < MAX_REPORTED:
@@ -373,3 +389,11 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     if count == 0 and kept == 0:
         raise CertkitError(f"The manifest {shown(manifest)} lists no certificates.")
     return count
+
+
+def _key(output: "Output", line: BatchLine, out_dir: Path) -> str:
+    """What two lines of a single output may not share (a Secret's name, an archive folder)."""
+    try:
+        return output.key(line.name(out_dir))
+    except CertkitError:
+        return f"\0line {line.line}"  # refused already, by check_line

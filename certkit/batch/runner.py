@@ -26,6 +26,7 @@ from certkit.errors import CertkitError, Terminated, raise_terminated
 
 if TYPE_CHECKING:
     from certkit.ca import CA
+    from certkit.formats import Output
 
 # Big enough that one inventory commit and one sync serve many certificates,
 # small enough that a chunk's certificates and keys are a few hundred kilobytes.
@@ -76,23 +77,30 @@ class BatchStopped(CertkitError):
 def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
                 days: int | None = None, force: bool = False, resume: bool = False, sync: str = "chunk",
                 jobs: int = 1, chunk_size: int = CHUNK_SIZE, checked: bool = False,
-                progress: Callable[[int], None] | None = None) -> BatchResult:
+                progress: Callable[[int], None] | None = None, output: "Output | None" = None) -> BatchResult:
     """Issue every certificate of ``manifest`` (see the package docstring).
 
     ``checked`` skips :func:`check_manifest` when the caller has just run it.
     ``jobs`` > 1 forks that many worker processes, each issuing every jobs-th
     chunk (signing and file writing both want a core; threads would fight over
     the GIL). ``progress`` is called with the number of certificates finished.
+    ``output`` (:class:`certkit.formats.Output`, opened here) puts every
+    certificate into one file or stream instead of a folder each; a file is
+    put in place, and its certificates marked valid, once the whole batch is in it.
     Raises :class:`BatchStopped` if the batch stops part-way.
     """
     if sync not in SYNC_MODES:
         raise CertkitError(f"Unknown sync mode '{sync}'; choose one of: {', '.join(SYNC_MODES)}.")
     if not checked:
-        check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume)
-    from certkit.atomic import sweep_stale
+        check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume,
+                       output=output)
+    if output is None:
+        from certkit.atomic import sweep_stale
 
-    sweep_stale(Path(out_dir))  # once here, not once per certificate (a scan of the folder)
-    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, sync, chunk_size)
+        sweep_stale(Path(out_dir))  # once here, not once per certificate (a scan of the folder)
+    else:
+        output.open()  # before any worker is forked: they all write into it
+    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, sync, chunk_size, output)
     started = time.perf_counter()
     result = BatchResult()
     try:
@@ -100,6 +108,14 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
             _run_parallel(job, jobs, result, progress)
         else:
             _run_here(job, result, progress)
+        if output is not None:
+            output.commit(ca.inventory)  # the file in place, then its certificates valid
+    except BaseException:
+        if output is not None:
+            output.abort(ca.inventory)  # a file never put in place: its certificates are abandoned
+            if output.deferred:
+                result.issued = 0
+        raise
     finally:
         result.seconds = time.perf_counter() - started
     return result
@@ -114,13 +130,19 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
     except (KeyboardInterrupt, Terminated) as exc:
         result.issued += getattr(exc, "certkit_delivered", 0)
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        raise BatchStopped(_stopped(result, "was interrupted"), result, signum) from None
+        raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
     except CertkitError as exc:
         result.issued += getattr(exc, "certkit_delivered", 0)
-        raise BatchStopped(f"{exc} {_stopped(result, 'stopped')}", result) from None
+        raise BatchStopped(f"{exc} {_stopped(result, 'stopped', job.output)}", result) from None
 
 
-def _stopped(result: BatchResult, how: str) -> str:
+def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> str:
+    if output is not None and output.deferred:
+        return (f"The batch {how} before {output.describe()} was complete, so that file was not written and the "
+                f"certificates meant for it are recorded as abandoned. Run the same command again.")
+    if output is not None:
+        return (f"The batch {how} after {result.issued} certificate{'s' if result.issued != 1 else ''} were "
+                f"written to {output.describe()} and recorded. Rerun the manifest's remaining lines.")
     kept = f"; {result.kept} already complete were kept" if result.kept else ""
     return (f"The batch {how} after {result.issued} bundle{'s' if result.issued != 1 else ''} were written and "
             f"recorded{kept}. Rerun the same command with --resume to finish it.")
@@ -137,6 +159,7 @@ class _Job:
     resume: bool
     sync: str
     chunk_size: int
+    output: "Output | None" = None
 
     def run(self, worker: int, workers: int) -> Iterator[dict]:
         """Issue chunks ``worker``, ``worker + workers``, ...; yield each chunk's counts."""
@@ -164,8 +187,12 @@ class _Job:
             if self.resume and complete_bundle(self.ca, line, request):
                 kept += 1
                 continue
-            items.append((request, target(line, force=self.force, sync=self.sync == "file")))
-        deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk") if items else []
+            items.append((request, target(line, force=self.force, sync=self.sync == "file") if self.output is None
+                          else self.output.target(line.name(self.out_dir))))
+        # a single output is made durable once, when it is complete (Output.commit)
+        deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None) if items else []
+        if self.output is not None:
+            self.output.flush()  # the chunk's records into the shared file, in one piece
         by_kind: dict[str, int] = {}
         for delivery in deliveries:
             by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
@@ -221,9 +248,9 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
         _collect(workers, messages, result)
         signal.signal(signal.SIGTERM, previous)
     if stopped_by is not None:
-        raise BatchStopped(_stopped(result, "was interrupted"), result, stopped_by)
+        raise BatchStopped(_stopped(result, "was interrupted", job.output), result, stopped_by)
     if error is not None:
-        raise BatchStopped(f"{error} {_stopped(result, 'stopped')}", result)
+        raise BatchStopped(f"{error} {_stopped(result, 'stopped', job.output)}", result)
 
 
 def _signal_all(workers, signum: int) -> None:

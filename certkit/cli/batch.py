@@ -12,6 +12,7 @@ from certkit.cli.common import (
     ca_dir_option,
     days_option,
     emit,
+    format_option,
     json_option,
     passphrase_file_option,
     unlock,
@@ -33,6 +34,10 @@ def _default_jobs(total: int) -> int:
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
                                       "write outside it.")
+@format_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --format jsonl, k8s or tar: the one file every certificate goes into "
+                   "[default: standard output].")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True,
               help="Key type for lines that leave key_type empty.")
 @days_option("Lifetime for lines that leave days empty (default: the profile's).")
@@ -48,7 +53,8 @@ def _default_jobs(total: int) -> int:
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca_dir, passphrase_file, as_json):
+def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync, jobs, ca_dir, passphrase_file,
+                as_json):
     """Issue every certificate listed in MANIFEST (- reads standard input), in one process.
 
     MANIFEST is CSV with a header row (columns kind, names, and optionally
@@ -69,15 +75,21 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
       certkit issue-batch devices.jsonl --key-type ecdsa-p384 --days 730
       certkit issue-batch fleet.csv --out-dir ./certs --resume
       generate-manifest | certkit issue-batch - --out-dir ./certs --json
+      certkit issue-batch fleet.csv --format tar --out fleet.tar
+      certkit issue-batch pods.csv --format k8s | kubectl apply -f -
     """
     from certkit.batch import CHUNK_SIZE, BatchStopped, check_manifest
     from certkit.batch import issue_batch as run_batch
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
+    output = _output(fmt, out, force, resume, sync, as_json)  # --format jsonl, k8s, tar: one file or stream
     with _spooled(manifest) as path:
         ca = CADirectory(ca_dir).open()
-        options = {"out_dir": out_dir, "key_type": key_type, "days": days, "force": force, "resume": resume}
+        if output is not None:
+            output.check(ca.directories)
+        options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
+                   "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
         if interactive:
             click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
@@ -97,6 +109,10 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
                 raise
             click.echo(f"Error: {exc}", err=True)  # what was written, and how to finish
             sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
+    if output is not None:
+        from certkit.cli.output import batch_summary
+
+        return batch_summary(output, manifest, result, ca, as_json)
     data = {
         "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
         "server": result.server, "client": result.client, "out_dir": str(out_dir),
@@ -118,6 +134,27 @@ def issue_batch(manifest, out_dir, key_type, days, force, resume, sync, jobs, ca
     if result.capped:
         human.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
     emit(as_json, data, "\n".join(human))
+
+
+def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as_json: bool):
+    """The one output of --format jsonl, k8s or tar (None for folders), its usage mistakes refused."""
+    ctx = click.get_current_context()
+    if fmt == "folder":
+        if out is not None:
+            raise click.UsageError("--out names the one output file of --format jsonl, k8s or tar; folders go "
+                                   "under --out-dir.")
+        return None
+    from certkit.cli.output import check_format_options
+    from certkit.formats import Output
+
+    check_format_options(fmt, out, as_json)
+    if ctx.get_parameter_source("out_dir") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError(f"--out-dir applies to --format folder; with --format {fmt} every certificate goes "
+                               "into --out FILE (or standard output).")
+    if resume:
+        raise click.UsageError(f"--resume keeps complete bundle folders; --format {fmt} writes one output, whole: "
+                               "run the batch again instead.")
+    return Output(fmt, out, force=force, shared=True, sync=sync != "none")
 
 
 def _spooled(manifest: Path):

@@ -189,6 +189,16 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
 
 
+def format_option(f):
+    """--format for the issuing commands (certkit.formats; certkit.cli.output issues into a file or a stream)."""
+    from certkit.constants import OUTPUT_FORMATS
+
+    return click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="folder", show_default=True,
+                        help="folder (a bundle folder), jsonl (one JSON object per certificate: names, serial, "
+                             "PEMs), k8s (a kubernetes.io/tls Secret manifest) or tar (an archive of the bundle "
+                             "folder); jsonl, k8s and tar go to --out FILE, else to standard output.")(f)
+
+
 def days_option(help_text: str):
     """--days with its range: at least 1, at most :data:`~certkit.constants.MAX_DAYS`."""
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), help=help_text)

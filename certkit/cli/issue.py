@@ -17,6 +17,7 @@ from certkit.cli.common import (
     ca_dir_option,
     days_option,
     emit,
+    format_option,
     json_option,
     passphrase_file_option,
     read_secret,
@@ -40,8 +41,10 @@ _SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
 
 def issue_options(f):
     for option in reversed([
-        click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-                     help="Output folder [default: ./<first name, made safe>]."),
+        click.option("--out", type=click.Path(path_type=Path),
+                     help="Output folder [default: ./<first name, made safe>]; with --format jsonl, k8s or tar, "
+                          "the output file [default: standard output]."),
+        format_option,
         click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True),
         days_option("Lifetime in days (default: the profile's, capped at the CA's expiry)."),
         click.option("--force", is_flag=True, help="Replace the bundle already in the output folder (only its "
@@ -73,6 +76,21 @@ def read_p12_password(path: Path | None) -> bytes:
 def describe_p12(legacy: bool) -> str:
     return ("legacy 3DES/SHA-1 encryption, for older macOS, Windows and Java imports" if legacy
             else "AES-256-CBC, PBKDF2-SHA256, HMAC-SHA256")
+
+
+def issue(request, out: Path | None, first_name: str, fmt: str, **options) -> None:
+    """Issue into a bundle folder, or (``--format``) into a file or standard output."""
+    if fmt == "folder":
+        return issue_to_folder(request, _default_out(out, first_name), **options)
+    from certkit.cli.output import bundle_name, check_format_options, issue_to_output
+
+    want_p12 = options.pop("p12", False) or options.get("p12_legacy", False)
+    check_format_options(fmt, out, options["as_json"], want_p12)
+    if options.get("p12_password_file") is not None and not want_p12:
+        raise click.UsageError("--p12-password-file needs --p12 or --p12-legacy.")
+    password_file = options.pop("p12_password_file", None)
+    issue_to_output(request, fmt, out, name=bundle_name(first_name),
+                    p12_password=(lambda: read_p12_password(password_file)) if want_p12 else None, **options)
 
 
 def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, passphrase_file: Path | None,
@@ -152,7 +170,7 @@ def _default_out(out: Path | None, first_name: str) -> Path:
 @click.command("issue-server")
 @click.argument("names", nargs=-1, required=True)
 @issue_options
-def issue_server(names, out, key_type, days, force, p12, p12_legacy, p12_password_file, ca_dir,
+def issue_server(names, out, fmt, key_type, days, force, p12, p12_legacy, p12_password_file, ca_dir,
                  passphrase_file, as_json):
     """Issue a TLS server certificate (serverAuth only) for NAMES.
 
@@ -171,15 +189,15 @@ def issue_server(names, out, key_type, days, force, p12, p12_legacy, p12_passwor
     from certkit.issuing import server_request
 
     request = server_request(names, key_type=key_type, days=days)
-    issue_to_folder(request, _default_out(out, request.identities[0].value), force=force, ca_dir=ca_dir,
-                    passphrase_file=passphrase_file, as_json=as_json, p12=p12, p12_legacy=p12_legacy,
-                    p12_password_file=p12_password_file)
+    issue(request, out, request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
+          passphrase_file=passphrase_file, as_json=as_json, p12=p12, p12_legacy=p12_legacy,
+          p12_password_file=p12_password_file)
 
 
 @click.command("issue-peer")
 @click.argument("names", nargs=-1, required=True)
 @issue_options
-def issue_peer(names, out, key_type, days, force, p12, p12_legacy, p12_password_file, ca_dir,
+def issue_peer(names, out, fmt, key_type, days, force, p12, p12_legacy, p12_password_file, ca_dir,
                passphrase_file, as_json):
     """Issue a cluster peer certificate (serverAuth AND clientAuth) for NAMES.
 
@@ -198,9 +216,9 @@ def issue_peer(names, out, key_type, days, force, p12, p12_legacy, p12_password_
 
     request = server_request(names, kind="peer", key_type=key_type, days=days)
     warn(PEER_WARNING)
-    issue_to_folder(request, _default_out(out, request.identities[0].value), force=force, ca_dir=ca_dir,
-                    passphrase_file=passphrase_file, as_json=as_json, p12=p12, p12_legacy=p12_legacy,
-                    p12_password_file=p12_password_file)
+    issue(request, out, request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
+          passphrase_file=passphrase_file, as_json=as_json, p12=p12, p12_legacy=p12_legacy,
+          p12_password_file=p12_password_file)
 
 
 @click.command("issue-client")
@@ -209,7 +227,7 @@ def issue_peer(names, out, key_type, days, force, p12, p12_legacy, p12_password_
 @click.option("--uri", multiple=True, help="URI for the SAN, e.g. a SPIFFE ID (repeatable).")
 @click.option("--dns", multiple=True, help="DNS name for the SAN, e.g. a device's host name (repeatable).")
 @issue_options
-def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_legacy, p12_password_file,
+def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p12_legacy, p12_password_file,
                  ca_dir, passphrase_file, as_json):
     """Issue a TLS client certificate (clientAuth only) for NAME.
 
@@ -230,8 +248,8 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_leg
     from certkit.issuing import client_request
 
     request = client_request(name, emails=email, uris=uri, dns_names=dns, key_type=key_type, days=days)
-    issue_to_folder(request, _default_out(out, name), force=force, ca_dir=ca_dir, passphrase_file=passphrase_file,
-                    as_json=as_json, p12=p12, p12_legacy=p12_legacy, p12_password_file=p12_password_file)
+    issue(request, out, name, fmt, force=force, ca_dir=ca_dir, passphrase_file=passphrase_file,
+          as_json=as_json, p12=p12, p12_legacy=p12_legacy, p12_password_file=p12_password_file)
 
 
 @click.command("sign-csr")
@@ -241,14 +259,16 @@ def issue_client(name, email, uri, dns, out, key_type, days, force, p12, p12_leg
 @click.option("--client", "kind", flag_value="client", help="Issue a TLS client certificate (clientAuth only).")
 @click.option("--peer", "kind", flag_value="peer",
               help="Issue a cluster peer certificate (serverAuth and clientAuth; see issue-peer).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder [default: ./<first name, made safe>].")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output folder [default: ./<first name, made safe>]; with --format jsonl or tar, the output "
+                   "file [default: standard output].")
+@format_option
 @days_option("Lifetime in days (default: the profile's, capped at the CA's expiry).")
 @click.option("--force", is_flag=True, help="Replace the bundle already in the output folder.")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def sign_csr(csr_file, names, kind, out, days, force, ca_dir, passphrase_file, as_json):
+def sign_csr(csr_file, names, kind, out, fmt, days, force, ca_dir, passphrase_file, as_json):
     """Sign CSR_FILE (PEM or DER; - reads standard input) as a server, client or peer certificate.
 
     The requester keeps the private key: only cert.pem, fullchain.pem,
@@ -284,8 +304,8 @@ def sign_csr(csr_file, names, kind, out, days, force, ca_dir, passphrase_file, a
     if kind == "peer":
         warn(PEER_WARNING)
     requested = {"subject": csr.subject, "names": [f"{k}:{v}" for k, v in csr.san], "extensions": csr.extensions}
-    issue_to_folder(request, _default_out(out, request.common_name or request.identities[0].value), force=force,
-                    ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json, requested=requested)
+    issue(request, out, request.common_name or request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
+          passphrase_file=passphrase_file, as_json=as_json, requested=requested)
 
 
 @click.command("export-p12")

@@ -11,7 +11,15 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import ca_dir_option, days_option, emit, json_option, passphrase_file_option, unlock, when
-from certkit.constants import KEY_TYPES, KINDS, LIST_STATUSES, MAX_CRL_DAYS, MIN_CRL_DAYS, REVOCATION_REASONS
+from certkit.constants import (
+    KEY_TYPES,
+    KINDS,
+    LEAF_KINDS,
+    LIST_STATUSES,
+    MAX_CRL_DAYS,
+    MIN_CRL_DAYS,
+    REVOCATION_REASONS,
+)
 from certkit.text import terminal_safe
 
 REASON_HELP = ", ".join(REVOCATION_REASONS)
@@ -99,7 +107,12 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     for problem in damaged:
         warn(str(problem))
     filtered = any((kind, status, expiring, pattern))
-    total = inventory.count() if limit is not None and len(rows) == limit else None
+    if limit is not None and len(rows) == limit:
+        from certkit.inventory.query import listed_count
+
+        total = listed_count(inventory)
+    else:
+        total = None
     if as_json:
         data = {"ca_dir": str(store.path), "count": len(rows), "certificates": rows,
                 "damaged": [p.serial for p in damaged]}
@@ -115,8 +128,12 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     if total is not None and total > len(rows):
         count = f"{len(rows):,} of {total:,} certificates" + (" (the first that match)" if filtered else "")
     if any(len(r["serial"]) > 16 for r in rows):
-        count += " (serials shortened: any unique 8+ digit prefix works in renew and revoke)"
-    text = terminal_safe(text + "\n" + count)
+        note = "serials shortened: any unique 8+ digit prefix works in renew and revoke"
+        if width is None or len(count) + len(note) + 3 <= width:
+            count += f" ({note})"
+        else:  # a line of its own, so that both fit the terminal
+            count = "Serials are shortened: any unique 8+ digit prefix works in renew and revoke.\n" + count
+    text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
     if sys.stdout.isatty() and len(rows) > shutil.get_terminal_size((80, 24)).lines - 2:
         click.echo_via_pager(text)
     else:
@@ -148,7 +165,7 @@ def _fit(text: str, width: int | None) -> str:
 
 # --- renew ------------------------------------------------------------------------
 @click.command("renew")
-@click.argument("certificate", metavar="SERIAL|NAME|FOLDER")
+@click.argument("certificate", metavar="[SERIAL|NAME|FOLDER]", required=False)
 @click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
 @days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
@@ -158,11 +175,37 @@ def _fit(text: str, width: int | None) -> str:
 @click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
               help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
                    "a stale bundle.p12 is removed).")
+@click.option("--expiring", metavar="PERIOD", callback=_parse_period,
+              help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h), expired ones included.")
+@click.option("--all", "renew_all", is_flag=True, help="Bulk: renew every valid certificate.")
+@click.option("--kind", type=click.Choice(LEAF_KINDS), help="Bulk: only this kind of certificate.")
+@click.option("--name", "pattern", metavar="GLOB",
+              help="Bulk: only certificates whose subject or a SAN entry matches this glob.")
+@click.option("--exec", "exec_each", metavar="CMD",
+              help="Run CMD with /bin/sh after each renewed bundle; $RENEWED_LINEAGE (certbot's name) and "
+                   "$CERTKIT_FOLDER hold its folder, $CERTKIT_SERIAL and $CERTKIT_OLD_SERIAL the serials.")
+@click.option("--exec-once", metavar="CMD", help="Run CMD once at the end if anything was renewed (reload a "
+                                                 "server once, not once per certificate).")
+@click.option("--exec-timeout", type=click.IntRange(1, 86400), default=600, show_default=True, metavar="SECONDS",
+              help="Stop a hook that runs longer than this.")
+@click.option("--install-timer", is_flag=True,
+              help="Write (and enable) a systemd timer that runs this renewal daily at a random time "
+                   "[default selection: --expiring 30d]; without systemd, print the crontab line.")
+@click.option("--remove-timer", is_flag=True, help="Disable and remove the timer --install-timer wrote.")
+@click.option("--cron", is_flag=True, help="With --install-timer: print the crontab line instead.")
+@click.option("--unit-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="With --install-timer/--remove-timer: write the units here, enable nothing [default: "
+                   "~/.config/systemd/user, or /etc/systemd/system as root].")
+@click.option("--timer-name", default="certkit-renew", show_default=True, metavar="NAME",
+              help="The timer's unit name (one per CA, if you have several).")
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def renew(certificate, rekey, key_type, days, out, force, p12_password_file, ca_dir, passphrase_file, as_json):
-    """Renew a certificate: same subject, names and purpose; a new serial and lifetime.
+def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, kind, pattern,
+          exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name, ca_dir,
+          passphrase_file, as_json):
+    """Renew a certificate, or all that are due: same subject, names and purpose; a new serial and
+    lifetime.
 
     The certificate is found by its serial (or a unique prefix of 8+ hex
     digits), the name it was issued for, or its bundle folder. Only the
@@ -172,21 +215,71 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, ca_
     folder is left alone. The inventory records which certificate the new
     one renews. Revoked certificates are not renewed.
 
+    In bulk (--expiring PERIOD or --all, narrowed by --kind and --name),
+    every valid certificate that is due and whose bundle folder is known is
+    renewed in place, one after the other, each followed by its --exec hook;
+    a failed hook never undoes a bundle. With nothing to do it prints nothing
+    and exits 0, so cron can run it every hour; it exits 1 if anything
+    failed. --install-timer runs it daily (docs/renew.md).
+
     \b
     Examples:
       certkit renew ./localhost
       certkit renew db.internal --rekey
       certkit renew 5F3A9C01D2 --days 90
       certkit renew alice --out ./alice-2027 --json
+      certkit renew --expiring 30d --exec-once 'systemctl reload nginx'
+      certkit renew --expiring 2w --kind server --exec 'echo "$CERTKIT_FOLDER renewed"'
+      certkit renew --install-timer --expiring 30d --passphrase-file /etc/certkit/passphrase
     """
+    from certkit.cli import fleet as cli_fleet
+
+    bulk = expiring is not None or renew_all
+    if install_timer and remove_timer:
+        raise click.UsageError("--install-timer and --remove-timer: choose one.")
+    if not (install_timer or remove_timer) and (cron or unit_dir is not None or timer_name != "certkit-renew"):
+        raise click.UsageError("--cron, --unit-dir and --timer-name apply with --install-timer or --remove-timer.")
+    if expiring is not None and renew_all:
+        raise click.UsageError("--expiring and --all: choose one (--all renews every valid certificate).")
+    if key_type and not rekey:
+        raise click.UsageError("--key-type applies to a new key: add --rekey.")
+    if (bulk or install_timer or remove_timer) and (certificate or out is not None or force):
+        raise click.UsageError("A certificate, --out and --force belong to a single renewal; bulk renewal and the "
+                               "timer renew every due certificate in its own folder.")
+    if not (bulk or install_timer) and (kind or pattern):
+        raise click.UsageError("--kind and --name choose certificates for bulk renewal: add --expiring PERIOD or "
+                               "--all.")
+    if remove_timer:
+        return cli_fleet.timer(False, cron=cron, unit_dir=unit_dir, name=timer_name, renew_argv=[], ca_dir=ca_dir,
+                               passphrase_file=passphrase_file, as_json=as_json)
+    if install_timer:
+        argv = ["renew", "--all"] if renew_all else ["renew", "--expiring",
+                                                     cli_fleet.period_arg(expiring or _parse_period(None, None, "30d"))]
+        argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
+        argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
+        argv += (["--days", str(days)] if days else [])
+        argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
+        argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
+        if p12_password_file is not None:
+            argv += ["--p12-password-file", str(p12_password_file.absolute())]
+        return cli_fleet.timer(True, cron=cron, unit_dir=unit_dir, name=timer_name, renew_argv=argv, ca_dir=ca_dir,
+                               passphrase_file=passphrase_file, as_json=as_json)
+    if bulk:
+        from certkit.fleet import Selection
+
+        return cli_fleet.renew_in_bulk(
+            Selection(expiring, kind, pattern), rekey=rekey, key_type=key_type, days=days,
+            p12_password=_p12_password_if_any(p12_password_file), exec_each=exec_each, exec_once=exec_once,
+            exec_timeout=exec_timeout, ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json)
+    if certificate is None:
+        raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
+                               "that is due with --expiring PERIOD or --all.")
     from certkit.errors import CannotRenew
     from certkit.lifecycle import plan_renewal
     from certkit.lifecycle import renew as renew_planned
     from certkit.store import CADirectory
     from certkit.text import shown
 
-    if key_type and not rekey:
-        raise click.UsageError("--key-type applies to a new key: add --rekey.")
     ca = CADirectory(ca_dir).open()
     p12_password = _p12_password_if_any(p12_password_file)
     try:
@@ -215,7 +308,13 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, ca_
         f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
     ]
     lines += [f"  note        {shown(n)}" for n in result.notes]
+    failures = cli_fleet.single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
+        if exec_each or exec_once else []
     emit(as_json, data, "\n".join(lines))
+    if failures:
+        from certkit.cli.common import Failed
+
+        raise Failed("; ".join(failures) + ".")
 
 
 def _p12_password_if_any(path: Path | None) -> bytes | None:

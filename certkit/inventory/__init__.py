@@ -231,7 +231,7 @@ class Inventory:
         otherwise it stays pending, revocable, until its own host settles it: this host cannot
         look at that host's disk, and "abandoned" would claim its key was never stored.
         """
-        from certkit.inventory.reconcile import bundle_holds, is_local, writer_alive
+        from certkit.inventory.reconcile import holding, is_local, writer_alive
 
         with self.transaction() as tx:
             pending = tx.execute("SELECT serial, writer, issued_at FROM certificates"
@@ -243,11 +243,14 @@ class Inventory:
         with self.transaction(write=True) as tx:
             for start in range(0, len(orphans), _PARAMS_PER_STATEMENT):
                 part = orphans[start:start + _PARAMS_PER_STATEMENT]
-                for serial, der, folder, sink, writer, keyed in tx.execute(
-                        "SELECT serial, der, folder, sink, writer, keyed FROM certificates WHERE serial IN"
-                        f" ({','.join('?' * len(part))}) AND status = 'pending' FOR UPDATE SKIP LOCKED",
-                        part).fetchall():
-                    if sink == "folder" and folder and bundle_holds(folder, bytes(der), bool(keyed)):
+                rows = tx.execute(
+                    "SELECT serial, der, folder, sink, writer, keyed FROM certificates WHERE serial IN"
+                    f" ({','.join('?' * len(part))}) AND status = 'pending' FOR UPDATE SKIP LOCKED",
+                    part).fetchall()
+                # Folders and output files, each file read once for all its rows.
+                found = holding([(s, bytes(d), f, k, bool(y)) for s, d, f, k, _w, y in rows])
+                for serial, _der, _folder, _sink, writer, _keyed in rows:
+                    if serial in found:
                         delivered.append(serial)
                     elif is_local(writer):
                         lost.append(serial)

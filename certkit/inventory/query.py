@@ -39,6 +39,12 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     return rows
 
 
+def listed_count(inventory: "Inventory") -> int:
+    """How many certificates ``certkit list`` shows without a filter: all but the abandoned ones."""
+    with inventory.transaction() as tx:
+        return tx.execute("SELECT count(*) FROM certificates WHERE status <> 'abandoned'").fetchone()[0]
+
+
 def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
     where: list[str] = []
     params: list = []

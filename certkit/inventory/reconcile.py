@@ -127,3 +127,29 @@ def bundle_holds(folder: str | Path, der: bytes, keyed: bool) -> bool:
     except (CertkitError, OSError, *parse_errors()):
         return False
     return True
+
+
+def file_holds(path: str | Path, wanted: dict[bytes, bool]) -> set[bytes]:
+    """Which of the certificates ``wanted`` (DER -> whether its key must be there too) the output
+    file ``path`` (``--format jsonl``, ``k8s`` or ``tar``, sink ``file``) holds whole: a file a
+    killed writer had already put in place. Read once for all of its rows."""
+    from certkit.formats import holds_certificates
+
+    return holds_certificates(path, wanted)
+
+
+def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> set[str]:
+    """The serials of ``orphans`` (serial, DER, folder, sink, keyed) whose bundle is where their row
+    says: a complete bundle folder (sink ``folder``) or an output file that holds them (sink
+    ``file``). A certificate sent to standard output, memory or elsewhere cannot be found again."""
+    found = {serial for serial, der, folder, sink, keyed in orphans
+             if sink == "folder" and folder and bundle_holds(folder, der, keyed)}
+    by_file: dict[str, dict[bytes, str]] = {}
+    keyed_of: dict[str, dict[bytes, bool]] = {}
+    for serial, der, folder, sink, keyed in orphans:
+        if sink == "file" and folder:
+            by_file.setdefault(folder, {})[bytes(der)] = serial
+            keyed_of.setdefault(folder, {})[bytes(der)] = keyed
+    for path, serials in by_file.items():
+        found.update(serials[der] for der in file_holds(path, keyed_of[path]))
+    return found

@@ -1,0 +1,224 @@
+"""``certkit renew``'s bulk mode (``--expiring``, ``--all``), its hooks, and ``--install-timer`` /
+``--remove-timer``: parse what :mod:`certkit.cli.lifecycle` hands over, call :mod:`certkit.fleet`, print.
+
+A bulk renewal is quiet when there is nothing to do (exit 0, no output, no
+passphrase asked for), so cron can run it every hour; it prints one line per
+renewed, refused or failed certificate otherwise, and exits 1 if anything
+failed (a renewal, a hook). On a terminal it says what it is checking and
+shows ``n/total`` and the rate while it renews.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, unlock
+from certkit.text import shown, terminal_safe
+
+
+def period_arg(period) -> str:
+    """A period as ``--expiring`` reads it back: ``30d`` or ``12h``."""
+    import datetime as dt
+
+    if period % dt.timedelta(days=1):
+        return f"{int(period / dt.timedelta(hours=1))}h"
+    return f"{period.days}d"
+
+
+# --- bulk renewal -----------------------------------------------------------------------
+def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | None, p12_password: bytes | None,
+                  exec_each: str | None, exec_once: str | None, exec_timeout: int, ca_dir: Path | None,
+                  passphrase_file: Path | None, as_json: bool) -> None:
+    from certkit.fleet import FleetLock, plan_fleet, renew_fleet
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()
+    interactive = sys.stderr.isatty() and not as_json
+    with FleetLock(ca.store.path):
+        if interactive:
+            click.echo(f"Checking {selection.describe()} before anything is renewed...", err=True)
+        plan = plan_fleet(ca, selection, rekey=rekey, key_type=key_type, days=days, p12_password=p12_password)
+        if plan.todo:
+            unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
+        run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout, on_hook=show_hook_output)
+        if interactive and plan.todo:
+            with click.progressbar(length=len(plan.todo), label="Renewing", file=sys.stderr, show_pos=True,
+                                   show_percent=True, item_show_func=_rate()) as bar:
+                result = renew_fleet(ca, plan, progress=lambda n: bar.update(n, n), **run)
+        else:
+            result = renew_fleet(ca, plan, **run)
+    _report(result, ca, as_json, rekey)
+
+
+def _report(result, ca, as_json: bool, rekey: bool) -> None:
+    data = {
+        "ca_dir": str(ca.store.path), "selection": result.plan.selection.describe(), "ok": result.ok,
+        "renewed": len(result.renewed), "failed": len(result.failed), "skipped": len(result.skipped),
+        "hook_failures": len(result.hook_failures), "rekeyed": rekey, "interrupted": result.stopped is not None,
+        "certificates": [o.as_dict() for o in result.outcomes],
+        "exec_once": result.exec_once.as_dict() if result.exec_once else None,
+    }
+    if as_json:
+        emit(True, data, "")
+    elif result.renewed or result.failed or result.stopped is not None:
+        click.echo(terminal_safe("\n".join(_lines(result, rekey))))
+    # nothing renewed and nothing failed: quiet, as cron wants it
+    if result.stopped is not None:
+        sys.stderr.flush()
+        click.echo(f"Error: interrupted after {len(result.renewed)} renewal"
+                   f"{'s' if len(result.renewed) != 1 else ''}; run the same command again to renew the rest.",
+                   err=True)
+        sys.exit(EXIT_INTERRUPTED if result.stopped == 2 else 128 + result.stopped)
+    if not result.ok:
+        problems = []
+        if result.failed:
+            problems.append(f"{len(result.failed)} of {len(result.renewed) + len(result.failed)} renewals failed")
+        if result.hook_failures:
+            problems.append(f"{len(result.hook_failures)} --exec hook{'s' if len(result.hook_failures) != 1 else ''} "
+                            "failed (the renewed bundles stay in place)")
+        if result.exec_once is not None and not result.exec_once.ok:
+            problems.append("the --exec-once hook failed")
+        raise Failed("; ".join(problems) + ".")
+
+
+def _lines(result, rekey: bool) -> list[str]:
+    renewed, failed = result.renewed, result.failed
+    lines = [f"Renewed {len(renewed)} of {len(renewed) + len(failed)} {result.plan.selection.describe(every=False)}"
+             + (" (new keys)" if rekey else "")]
+    for o in renewed:
+        lines.append(f"  renewed  {o.serial} -> {o.new_serial}  {shown(o.folder)}  (expires {o.not_after[:10]})")
+        if o.hook is not None:
+            lines.append(f"           --exec: {shown(o.hook.describe())}")
+        lines += [f"           note: {shown(n)}" for n in o.notes]
+    for o in failed:
+        lines.append(f"  failed   {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}")
+    if result.skipped:
+        lines.append(f"  skipped  {len(result.skipped)} not in a known bundle folder (--json lists them)")
+    if result.exec_once is not None:
+        lines.append(f"  --exec-once: {shown(result.exec_once.describe())}")
+    return lines
+
+
+def show_hook_output(run) -> None:
+    """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
+    if run.output:
+        click.echo(terminal_safe(run.output.rstrip("\n")), err=True)
+
+
+def _rate():
+    started = time.monotonic()
+    done = [0]
+
+    def show(item) -> str | None:
+        if item is None:
+            return None
+        done[0] += item
+        elapsed = time.monotonic() - started
+        return f"{done[0] / elapsed:,.1f}/s" if elapsed > 0 else None
+
+    return show
+
+
+# --- hooks after a single renewal ---------------------------------------------------------
+def single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
+                 lines: list[str]) -> list[str]:
+    """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
+    failures."""
+    from certkit.fleet import Outcome, hook_environment, run_hook
+
+    issued = result.issued
+    outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
+                      [i.value for i in issued.identities] or [data["subject"]], new_serial=issued.serial_hex,
+                      not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    failures = []
+    for option, command, env in (("--exec", exec_each, hook_environment(outcome)),
+                                 ("--exec-once", exec_once, {"CERTKIT_RENEWED": "1",
+                                                             "CERTKIT_FOLDERS": outcome.folder})):
+        if not command:
+            continue
+        run = run_hook(command, env, timeout=timeout)
+        show_hook_output(run)
+        data[option.strip("-").replace("-", "_")] = run.as_dict()
+        lines.append(f"  {option:<11} {shown(run.describe())}")
+        if not run.ok:
+            failures.append(f"the {option} hook failed ({run.describe()}); the renewed bundle stays in place")
+    return failures
+
+
+# --- the schedule -----------------------------------------------------------------------
+def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
+          ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+    from certkit import fleet
+
+    if not install:
+        change = fleet.remove_timer(directory=unit_dir, name=name)
+        data = {"removed": [str(p) for p in change.files], "ran": change.ran, "failed": change.failed,
+                "todo": change.todo}
+        if not change.files:
+            emit(as_json, data, f"No {name} timer to remove in {shown(unit_dir or fleet.unit_dir())}.")
+            return
+        lines = [f"Removed the {name} timer:"] + [f"  removed  {shown(p)}" for p in change.files]
+        _timer_tail(change, lines)
+        emit(as_json, data, "\n".join(lines))
+        return
+    renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
+    description = f"certkit: renew certificates ({' '.join(renew_argv[1:3])})"
+    if cron or (unit_dir is None and not fleet.systemd_running()):
+        line = fleet.crontab_line(renew_argv)
+        if as_json:
+            emit(True, {"crontab": line, "systemd": False}, "")
+            return
+        why = "" if cron else "systemd does not run this machine, so no timer was written. "
+        click.echo(f"{why}Add this line to your crontab (crontab -e), or pipe it: "
+                   "(crontab -l; certkit renew --install-timer --cron) | crontab -", err=True)
+        click.echo(line)
+        return
+    change = fleet.install_timer(renew_argv, description=description, directory=unit_dir, name=name)
+    data = {"files": [str(p) for p in change.files], "system": change.system, "ran": change.ran,
+            "failed": change.failed, "todo": change.todo, "command": renew_argv,
+            "randomized_delay_seconds": fleet.RANDOM_DELAY}
+    lines = [f"Wrote the daily renewal timer {name} ({'system' if change.system else 'user'} units):",
+             f"  service  {shown(change.files[0])}",
+             f"           runs: certkit {shown(shlex.join(renew_argv))}",
+             f"  timer    {shown(change.files[1])}",
+             f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
+    _timer_tail(change, lines)
+    emit(as_json, data, "\n".join(lines))
+
+
+def _timer_tail(change, lines: list[str]) -> None:
+    lines += [f"  ran      {shown(c)}" for c in change.ran]
+    lines += [f"  failed   {shown(c)}" for c in change.failed]
+    if change.todo:
+        lines.append("To finish, run:")
+        lines += [f"  {shown(c)}" for c in change.todo]
+
+
+def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str]:
+    """--ca-dir (absolute), and --passphrase-file when the CA key is encrypted: a timer cannot ask,
+    and an environment variable holding the passphrase is never copied into a unit or crontab."""
+    from certkit.constants import ENV_PASSPHRASE
+    from certkit.files import read_limited, refuse_readable_by_others
+    from certkit.keys import is_encrypted
+    from certkit.store import CADirectory
+
+    store = CADirectory(ca_dir)
+    store.open()  # a missing or broken CA is refused now, not every night
+    args = ["--ca-dir", str(store.path.absolute())]
+    encrypted = store.key_path.is_file() and is_encrypted(read_limited(store.key_path, 1 << 20, what="CA key"))
+    if passphrase_file is not None:
+        if str(passphrase_file) == "-":
+            raise click.UsageError("A timer cannot read the passphrase from standard input: give a file.")
+        refuse_readable_by_others(passphrase_file, "passphrase file")
+        args += ["--passphrase-file", str(passphrase_file.absolute())]
+    elif encrypted:
+        raise click.ClickException(
+            f"The CA key {shown(store.key_path)} is encrypted, and a timer cannot type its passphrase: give "
+            f"--passphrase-file FILE (a file only you can read). ${ENV_PASSPHRASE} is never copied into the timer."
+        )
+    return args

@@ -1,0 +1,137 @@
+"""``--format folder|jsonl|k8s|tar`` for the issuing commands: the option, and issuing one
+certificate into a file or standard output (:mod:`certkit.formats`).
+
+The folder format stays the issuing commands' own code (:mod:`certkit.cli.issue`);
+this module takes over when another format is asked for. With ``--out FILE``
+the output is written whole and renamed into place; without it, it goes to
+standard output (a pipe: ``| kubectl apply -f -``), and the summary for people
+goes to standard error so that it never mixes with the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from certkit.cli.common import emit, unlock, when
+
+_WHAT = {"jsonl": "one JSON line", "k8s": "a kubernetes.io/tls Secret", "tar": "a tar archive of the bundle folder"}
+
+
+def check_format_options(fmt: str, out: Path | None, as_json: bool, p12: bool = False) -> None:
+    """Usage mistakes of a non-folder format, before anything else happens."""
+    if fmt == "folder":
+        return
+    if out is None and as_json:
+        raise click.UsageError(f"--json prints its summary on standard output, where --format {fmt} writes too; "
+                               "add --out FILE.")
+    if p12 and fmt != "tar":
+        raise click.UsageError(f"--p12 adds bundle.p12 to a folder or a tar archive, not to --format {fmt}.")
+
+
+def bundle_name(first_name: str) -> str:
+    """What the bundle is called inside the output: the folder ``--format folder`` would write,
+    with a name that could not be a folder made harmless instead of refused."""
+    import re
+
+    from certkit.errors import UnsafeOutputPath
+    from certkit.names import safe_folder_name
+
+    try:
+        return safe_folder_name(first_name)
+    except UnsafeOutputPath:
+        return re.sub(r"^\.+", "_", re.sub(r"[/\\\0]", "_", first_name)) or "certificate"
+
+
+def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bool, ca_dir: Path | None,
+                    passphrase_file: Path | None, as_json: bool, p12_password=None, p12_legacy: bool = False,
+                    requested: dict | None = None) -> None:
+    """Plan against the locked CA and the output, read secrets, unlock, deliver, summarize."""
+    from certkit.formats import Output
+    from certkit.issuing import deliver, plan
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()
+    output = Output(fmt, out, force=force)
+    output.check(ca.directories, keyed=request.keyed)
+    target = output.target(name)
+    plan(ca, request, target)  # every refusal before any secret is asked for
+    if p12_password is not None:
+        from certkit.pkcs12 import issued_pkcs12
+
+        password = p12_password()
+        target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
+    unlock(ca, passphrase_file)
+    delivery = deliver(ca, request, target, planned=True)
+    _summarize(delivery, output, name, as_json, ca, requested)
+
+
+def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    from certkit.cli.issue import PURPOSES
+    from certkit.text import shown
+    from certkit.vocabulary import san_entries
+
+    issued = delivery.issued
+    keyed = issued.private_key is not None
+    data = {
+        "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
+        "names": san_entries(issued.cert), "not_before": issued.cert.not_valid_before_utc.isoformat(),
+        "not_after": issued.not_after.isoformat(),
+        "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
+        "issuer": ca.cert.subject.rfc4514_string(), "format": output.format, "name": name,
+        "file": str(output.given) if output.given is not None else None, "key_included": keyed,
+        "notes": delivery.notes,
+    }
+    if requested is not None:
+        data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
+    where = shown(output.given) if output.given is not None else "standard output"
+    mode = " (mode 0600: it holds the private key)" if keyed and output.given is not None else ""
+    lines = [
+        f"Issued a {issued.kind} certificate: {PURPOSES[issued.kind]}",
+        f"  subject   {shown(data['subject']) or '(empty)'}",
+        f"  names     {', '.join(shown(n) for n in data['names']) or '(none)'}",
+        f"  serial    {issued.serial_hex}",
+        f"  expires   {when(issued.not_after)}",
+        f"  output    {_WHAT[output.format]} ({shown(name)}) to {where}{mode}",
+    ]
+    if requested is not None:
+        lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
+        lines.append("  key       none written: the requester keeps the private key")
+    lines += [f"  note      {shown(n)}" for n in delivery.notes]
+    if output.given is None:  # the data is on standard output: people read the summary on stderr
+        from certkit.text import terminal_safe
+
+        click.echo(terminal_safe("\n".join(lines)), err=True)
+    else:
+        emit(as_json, data, "\n".join(lines))
+
+
+def batch_summary(output, manifest, result, ca, as_json: bool) -> None:
+    """issue-batch's closing report for a single output (on standard error when the data is on stdout)."""
+    from certkit.constants import LEAF_KINDS
+    from certkit.text import shown, terminal_safe
+
+    kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
+    where = shown(output.given) if output.given is not None else "standard output"
+    data = {"manifest": str(manifest), "issued": result.issued, "by_kind": result.by_kind, "format": output.format,
+            "file": str(output.given) if output.given is not None else None, "ca_dir": str(ca.store.path),
+            "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
+            "lifetime_capped": result.capped}
+    lines = [f"Issued {result.issued} certificates ({kinds}) from {shown(manifest)} in {result.seconds:.2f} s "
+             f"({result.per_second:.0f}/s)",
+             f"  output     {_WHAT_MANY[output.format]} to {where}"
+             + (" (mode 0600: it holds the private keys)" if output.given is not None else ""),
+             f"  inventory  {shown(ca.inventory.location)}"]
+    if result.capped:
+        lines.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
+    if output.given is None:
+        click.echo(terminal_safe("\n".join(lines)), err=True)
+    else:
+        emit(as_json, data, "\n".join(lines))
+
+
+_WHAT_MANY = {"jsonl": "one JSON line per certificate", "k8s": "a kubernetes.io/tls Secret per certificate",
+              "tar": "a tar archive with a folder per certificate"}

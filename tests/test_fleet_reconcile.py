@@ -1,0 +1,145 @@
+"""A writer of --format jsonl|k8s|tar killed at each step, and what the next command makes of its rows:
+the file in place holds the certificate -> valid; no file (or a damaged one) -> abandoned. Also a
+batch whose file cannot be put in place: nothing valid, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from certkit.store import CADirectory
+
+from conftest import PASSPHRASE, run_certkit
+from fleet_helpers import jsonl_records, secrets, tar_listing
+
+
+def statuses(ca_dir: Path) -> dict[str, str]:
+    inventory = CADirectory(ca_dir).inventory
+    inventory.check()  # what the next command does first: settle the rows of dead writers
+    return {r["serial"]: r["status"] for r in inventory.rows()}
+
+
+def run_until(point: str, args: list, env: dict, cwd: Path) -> None:
+    """Run the CLI until it reaches ``point``, then kill it with SIGKILL."""
+    marker = cwd / f"paused-{point}"
+    env = dict(env, CERTKIT_TEST_PAUSE_AT=point, CERTKIT_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, f"never reached {point}"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    marker.unlink(missing_ok=True)
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".certkit-tmp")]
+
+
+@pytest.mark.parametrize("fmt,point,delivered", [
+    ("jsonl", "recorded", False), ("tar", "staged", False), ("k8s", "staged", False),
+    ("jsonl", "placed", True), ("tar", "placed", True), ("k8s", "placed", True),
+])
+def test_kill_a_single_issuance(tmp_path, ca_env, ca_dir, fmt, point, delivered):
+    out = tmp_path / f"web.{fmt}"
+    run_until(point, ["issue-server", "web.example.com", "--format", fmt, "--out", out], ca_env, tmp_path)
+    assert out.exists() == delivered
+    [(serial, status)] = statuses(ca_dir).items()
+    assert status == ("valid" if delivered else "abandoned")
+    assert not leftovers(tmp_path)  # a temporary file holding the key is swept away
+    if delivered:
+        held = {"jsonl": lambda: jsonl_records(out)[0]["serial"],
+                "k8s": lambda: secrets(out.read_text())[0]["metadata"]["annotations"]["certkit/serial"],
+                "tar": lambda: serial}[fmt]()
+        assert held == serial
+    # and the same command now succeeds
+    proc = run_certkit("issue-server", "web.example.com", "--format", fmt, "--out", out, "--force", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("fmt,point,delivered", [("tar", "placed", True), ("jsonl", "staged", False),
+                                                 ("k8s", "recorded", False)])
+def test_kill_a_batch_into_one_file(tmp_path, ca_env, ca_dir, fmt, point, delivered):
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example.com\n" for i in range(6))
+                                    + "client,alice\n")
+    out = tmp_path / f"fleet.{fmt}"
+    run_until(point, ["issue-batch", "m.csv", "--format", fmt, "--out", out, "--jobs", "1"], ca_env, tmp_path)
+    found = statuses(ca_dir)
+    assert out.exists() == delivered and not leftovers(tmp_path)
+    if delivered:  # the whole archive was in place: every certificate in it is valid
+        assert len(found) == 7 and set(found.values()) == {"valid"}
+        cert_members = [n for n in tar_listing(out) if n.endswith("/cert.pem")]
+        assert len(cert_members) == 7
+    else:
+        assert found and set(found.values()) == {"abandoned"}
+
+
+def test_reading_damaged_and_partial_files(tmp_path, ca_env, ca_dir):
+    """What a killed writer (or a user) could leave at the path: only whole records count, a key
+    must belong to its certificate, and a file that is not ours holds nothing."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.formats import holds_certificates
+
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    issued = [ca.issue_server([f"h{i}.example.com"]) for i in range(3)]
+    other = ca.issue_server(["other.example.com"])
+    der = [one.cert.public_bytes(Encoding.DER) for one in issued]
+    wanted = dict.fromkeys(der, True)
+    from certkit.formats import Encoder
+
+    for fmt in ("jsonl", "k8s", "tar"):
+        encoder = Encoder(fmt)
+        data = [encoder.encode(one, f"h{i}") for i, one in enumerate(issued)]
+        path = tmp_path / f"f.{fmt}"
+        path.write_bytes(b"".join(data) + encoder.end())
+        assert holds_certificates(path, wanted) == set(der), fmt
+        path.write_bytes(b"".join(data)[:-1000])  # the last record cut off
+        assert holds_certificates(path, wanted) == set(der[:2]), fmt
+    # a key of another certificate does not make a bundle whole
+    from certkit.formats import jsonl_record
+
+    files = Encoder("jsonl").files(issued[0]) | {"privkey.pem": other.private_key_pem}
+    (tmp_path / "swapped.jsonl").write_bytes(jsonl_record(issued[0], "h0", files))
+    assert holds_certificates(tmp_path / "swapped.jsonl", wanted) == set()
+    assert holds_certificates(tmp_path / "swapped.jsonl", {der[0]: False}) == {der[0]}  # a CSR's: no key needed
+    for junk in (b"", b"\0" * 2048, b"not a certificate\n", b"{\"cert\": 5}\n"):
+        (tmp_path / "junk").write_bytes(junk)
+        assert holds_certificates(tmp_path / "junk", wanted) == set()
+    assert holds_certificates(tmp_path / "missing", wanted) == set()
+
+
+def test_a_batch_whose_file_cannot_be_placed(tmp_path, ca_env, ca_dir):
+    """Another file appears at the destination while the batch runs: nothing is replaced, the
+    certificates meant for the batch's file are abandoned, its temporary file is removed."""
+    from certkit.batch import BatchStopped, issue_batch
+    from certkit.errors import OutputExists
+    from certkit.formats import Output
+
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example.com\n" for i in range(5)))
+    out = tmp_path / "fleet.tar"
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    output = Output("tar", out, shared=True)
+    output.check(ca.directories)
+    with pytest.raises((OutputExists, BatchStopped)):
+        issue_batch(ca, tmp_path / "m.csv", chunk_size=2, output=output,
+                    progress=lambda n: out.write_text("someone else's"))
+    assert out.read_text() == "someone else's"
+    found = statuses(ca_dir)
+    assert len(found) == 5 and set(found.values()) == {"abandoned"}
+    assert not leftovers(tmp_path)
