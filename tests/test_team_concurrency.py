@@ -31,6 +31,12 @@ from conftest import REPO, openssl, run_certkit
 WORKER = Path(__file__).with_name("team_worker.py")
 
 
+@pytest.fixture(autouse=True)
+def _real_processes(monkeypatch):
+    """A PKCS#11 login and a libpq password prompt belong to a process: certkit runs as a real one here."""
+    monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")
+
+
 class Hosts:
     """The CA created once, then one copy of its directory per simulated host."""
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, certkit_env
 from docs_runner import run_page
 from team_hsm import SoftHSM
+
+
+@pytest.fixture(autouse=True)
+def _real_processes(monkeypatch):
+    """A PKCS#11 login and a libpq password prompt belong to a process: certkit runs as a real one here."""
+    monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")
 
 
 def test_team_page(tmp_path: Path, postgres_server) -> None:

@@ -25,6 +25,12 @@ from team_terminal import run_on_terminal
 TOKEN_TYPES = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072"]
 
 
+@pytest.fixture(autouse=True)
+def _real_processes(monkeypatch):
+    """A PKCS#11 login and a libpq password prompt belong to a process: certkit runs as a real one here."""
+    monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")
+
+
 def env_for(tmp_path: Path, token, name: str = "ca", **extra) -> dict[str, str]:
     return certkit_env(CERTKIT_CA_DIR=str(tmp_path / name), CERTKIT_PKCS11_PIN=token.pin, **extra)
 

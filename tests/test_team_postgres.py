@@ -26,6 +26,12 @@ from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, free_por
 from team_terminal import run_on_terminal
 
 
+@pytest.fixture(autouse=True)
+def _real_processes(monkeypatch):
+    """A PKCS#11 login and a libpq password prompt belong to a process: certkit runs as a real one here."""
+    monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")
+
+
 @pytest.fixture
 def env(tmp_path, postgres_url) -> dict[str, str]:
     """The CLI's environment: a CA directory, its passphrase, and libpq's PGPASSFILE."""
