@@ -417,7 +417,18 @@ def untrusted(java_output: str) -> bool:
     return "PKIX path building failed" in java_output or "does not chain with any of the trust anchors" in java_output
 
 
-def test_java_cacerts_with_keytool_and_a_java_client(pki: PKI, server: int, java_client: Path, tmp_path: Path):
+@pytest.fixture
+def machine_store_quiet():
+    """No other test changes the machine's stores meanwhile: this test copies and reads the machine's
+    Java cacerts, which the system-store test's update-ca-certificates hook rewrites."""
+    from trust_helpers import system_store_lock
+
+    with system_store_lock():
+        yield
+
+
+def test_java_cacerts_with_keytool_and_a_java_client(pki: PKI, server: int, java_client: Path, tmp_path: Path,
+                                                      machine_store_quiet):
     """A real JDK whose cacerts is the test's own, never the machine's: launchers and libjvm.so are
     copies (Java takes its home, hence lib/security/cacerts, from their real paths), everything else
     links to the machine's JDK, and cacerts is, as on Debian, a link to a private copy standing in for
