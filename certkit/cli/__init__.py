@@ -17,7 +17,9 @@ that define it, one module per task family:
 A module is imported only when one of its commands runs (click's lazy group
 pattern), so a one-shot ``issue-server`` does not pay for the others, and
 ``certkit --help`` loads no cryptography. Options and helpers that several
-commands share are in :mod:`certkit.cli.common`.
+commands share are in :mod:`certkit.cli.common`; bulk renewal's and the output
+formats' parts of ``renew`` and the issuing commands are in
+:mod:`certkit.cli.fleet` and :mod:`certkit.cli.output`.
 """
 
 from __future__ import annotations
