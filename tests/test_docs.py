@@ -31,3 +31,15 @@ def test_command_pages(tmp_path: Path, page: str) -> None:
 
         run_certkit("init-ca", "--name", "Docs CA", env=env, check=True)
     run_page(REPO / "docs" / page, cwd=work, env=env)
+
+
+def test_no_merge_conflict_markers_anywhere() -> None:
+    """A page or module with a leftover conflict would read (or run) as two versions at once."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = [name for name in tracked if name.endswith((".md", ".py", ".toml", ".txt", ".json"))
+             and any(line.startswith(markers) or line == "=======" for line in
+                     (REPO / name).read_text(encoding="utf-8", errors="replace").splitlines())]
+    assert not found, found
