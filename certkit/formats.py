@@ -141,15 +141,10 @@ class Encoder:
 
 
 def _facts(issued: "IssuedCert") -> dict:
-    from cryptography.hazmat.primitives import hashes
-
-    from certkit.vocabulary import san_entries
-
     cert = issued.cert
     return {"kind": issued.kind, "serial": issued.serial_hex, "subject": cert.subject.rfc4514_string(),
-            "names": san_entries(cert), "not_before": cert.not_valid_before_utc.strftime(_ISO),
-            "not_after": cert.not_valid_after_utc.strftime(_ISO),
-            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex()}
+            "names": issued.san_text, "not_before": cert.not_valid_before_utc.strftime(_ISO),
+            "not_after": cert.not_valid_after_utc.strftime(_ISO), "fingerprint_sha256": issued.fingerprint_sha256}
 
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"  # the inventory's dates (certkit.inventory.rows.ISO), UTC

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,26 @@ class IssuedCert:
     @property
     def serial_hex(self) -> str:
         return serial_hex(self.cert.serial_number)
+
+    @cached_property
+    def der(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return self.cert.public_bytes(Encoding.DER)
+
+    @cached_property
+    def fingerprint_sha256(self) -> str:
+        from cryptography.hazmat.primitives import hashes
+
+        return self.cert.fingerprint(hashes.SHA256()).hex()
+
+    @cached_property
+    def san_text(self) -> list[str]:
+        """The SAN entries as :func:`certkit.vocabulary.san_entries` writes them, from the identities it
+        was issued for (the profile put exactly these in, or the subject DN when there are none)."""
+        if self.identities:
+            return [str(identity) for identity in self.identities]
+        return [f"DirName:{self.cert.subject.rfc4514_string()}"]
 
     @property
     def not_after(self) -> dt.datetime:

@@ -94,6 +94,8 @@ def _try_ip(text: str) -> Identity | None:
             f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
             "host and cannot go in a certificate; use the address without it."
         )
+    if ":" not in text and not text.rstrip(".").rpartition(".")[2].isdigit():
+        return None  # a name: an IPv4 address ends in digits, an IPv6 one has colons (the common case, fast)
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:

@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 from certkit.names import MAX_COMMON_NAME, Identity
@@ -101,7 +102,6 @@ def build_certificate(
     """Sign one certificate of ``profile``; every extension is decided here."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     from certkit.keys import sign_builder
 
@@ -130,13 +130,11 @@ def build_certificate(
             builder = builder.add_extension(constraints, critical=True)
     else:
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-        ekus = [{"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-                 "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}[name] for name in profile.ekus]
         builder = (
-            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            builder.add_extension(_leaf_basic_constraints(), critical=True)
             .add_extension(_key_usage(key_encipherment=is_rsa and "serverAuth" in profile.ekus),
                            critical=True)
-            .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+            .add_extension(_extended_key_usage(profile.ekus), critical=False)
         )
         names = [general_name(i) for i in identities] or [x509.DirectoryName(subject)]
         # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
@@ -145,6 +143,24 @@ def build_certificate(
     return sign_builder(issuer_key, builder)
 
 
+@cache
+def _leaf_basic_constraints():
+    from cryptography import x509
+
+    return x509.BasicConstraints(ca=False, path_length=None)
+
+
+@cache
+def _extended_key_usage(ekus: tuple[str, ...]):
+    """The one extendedKeyUsage value of a profile (made once: thousands of batch certificates share it)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    oids = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}
+    return x509.ExtendedKeyUsage([oids[name] for name in ekus])
+
+
+@cache
 def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False):
     from cryptography import x509
 

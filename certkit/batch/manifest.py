@@ -268,6 +268,8 @@ def _relative_out(out: str) -> str:
     from certkit.paths import check_name
 
     check_name(out, "output folder")
+    if "/" not in out and "\\" not in out and out not in (".", "..") and not out.startswith("~"):
+        return out  # one plain folder name (the usual case): nothing to climb out with
     parts = Path(out).parts
     if Path(out).is_absolute() or out.startswith(("~", "\\")) or ".." in parts:
         raise _BadLine(f"'out' is {shown(out)}; it must be a folder below the batch's output folder (a relative "

@@ -50,6 +50,10 @@ class Pending:
     sink: str = "folder"  # folder | file | memory | acme | stream
     renewed_from: str | None = None
     keyed: bool = True  # whether the bundle will hold the private key
+    # What the issuing pipeline already knows (else computed from ``cert``): SAN text, DER, fingerprint.
+    names: list[str] | None = None
+    der: bytes | None = None
+    fingerprint: str | None = None
 
 
 class Inventory:
@@ -119,9 +123,10 @@ class Inventory:
 
         now, writer, sha256 = iso(dt.datetime.now(dt.UTC)), writer_id(), hashes.SHA256()
         rows = [(serial_hex(e.cert.serial_number), e.kind, e.cert.subject.rfc4514_string(),
-                 json.dumps(san_entries(e.cert)), iso(e.cert.not_valid_before_utc), iso(e.cert.not_valid_after_utc),
-                 e.cert.fingerprint(sha256).hex(), e.cert.public_bytes(Encoding.DER), "pending", e.renewed_from, now,
-                 e.folder, e.sink, writer, int(e.keyed)) for e in entries]
+                 json.dumps(e.names if e.names is not None else san_entries(e.cert)),
+                 iso(e.cert.not_valid_before_utc), iso(e.cert.not_valid_after_utc),
+                 e.fingerprint or e.cert.fingerprint(sha256).hex(), e.der or e.cert.public_bytes(Encoding.DER),
+                 "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)) for e in entries]
         taken: list[int] = []
         with self.transaction(write=True) as tx:
             for serial in {e.renewed_from for e in entries if e.renewed_from}:
