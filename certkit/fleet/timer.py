@@ -111,10 +111,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     reload systemd and enable the timer."""
     from certkit.atomic import PUBLIC_MODE, replace_file
 
-    _check_name(name)
-    system = os.geteuid() == 0
-    folder = directory or unit_dir(system=system)
-    manage = (directory is None and systemd_running()) if manage is None else manage
+    system, folder, manage = _where(directory, name, manage)
     argv, env = program()
     service = service_text([*argv, *renew_argv], env, description)
     timer = timer_text(description)
@@ -135,10 +132,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
 def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage: bool | None = None) -> TimerChange:
     """Disable the timer (when systemd runs this machine and the default folder is used) and remove
     both units, if certkit wrote them. Removing what is not there changes nothing."""
-    _check_name(name)
-    system = os.geteuid() == 0
-    folder = directory or unit_dir(system=system)
-    manage = (directory is None and systemd_running()) if manage is None else manage
+    system, folder, manage = _where(directory, name, manage)
     paths = [p for p in (folder / f"{name}.timer", folder / f"{name}.service") if os.path.lexists(p)]
     for path in paths:
         _check_ours(path)
@@ -151,6 +145,16 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
         change.files.append(path)
     _run_or_list([[*_systemctl(system), "daemon-reload"]], manage, change)
     return change
+
+
+def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool, Path, bool]:
+    """For installing or removing the units: whether they are the system's (as root), their folder,
+    and whether systemctl is run (systemd runs this machine and the default folder is used)."""
+    _check_name(name)
+    system = os.geteuid() == 0
+    folder = directory or unit_dir(system=system)
+    manage = (directory is None and systemd_running()) if manage is None else manage
+    return system, folder, manage
 
 
 def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -> None:
