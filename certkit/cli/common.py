@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -284,6 +285,28 @@ def emit(as_json: bool, data: dict, human: str) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         click.echo(terminal_safe(human))
+
+
+@contextmanager
+def progress(length: int, label: str, *, decimals: int = 0):
+    """A progress bar on standard error (``n/total``, the percentage and the rate per second,
+    with ``decimals``); yields the function a long task calls with the count of each step done."""
+    import time
+
+    started = time.monotonic()
+    done = 0
+
+    def rate(item) -> str | None:
+        nonlocal done
+        if item is None:
+            return None
+        done += item
+        elapsed = time.monotonic() - started
+        return f"{done / elapsed:,.{decimals}f}/s" if elapsed > 0 else None
+
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_percent=True,
+                           item_show_func=rate) as bar:
+        yield lambda n: bar.update(n, n)
 
 
 def when(value) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, unlock
+from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock
 from certkit.text import shown, terminal_safe
 
 
@@ -47,9 +46,8 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
             unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
         run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout, on_hook=show_hook_output)
         if interactive and plan.todo:
-            with click.progressbar(length=len(plan.todo), label="Renewing", file=sys.stderr, show_pos=True,
-                                   show_percent=True, item_show_func=_rate()) as bar:
-                result = renew_fleet(ca, plan, progress=lambda n: bar.update(n, n), **run)
+            with progress(len(plan.todo), "Renewing", decimals=1) as advance:
+                result = renew_fleet(ca, plan, progress=advance, **run)
         else:
             result = renew_fleet(ca, plan, **run)
     _report(result, ca, as_json, rekey)
@@ -108,20 +106,6 @@ def show_hook_output(run) -> None:
     """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
     if run.output:
         click.echo(terminal_safe(run.output.rstrip("\n")), err=True)
-
-
-def _rate():
-    started = time.monotonic()
-    done = [0]
-
-    def show(item) -> str | None:
-        if item is None:
-            return None
-        done[0] += item
-        elapsed = time.monotonic() - started
-        return f"{done[0] / elapsed:,.1f}/s" if elapsed > 0 else None
-
-    return show
 
 
 # --- hooks after a single renewal ---------------------------------------------------------
