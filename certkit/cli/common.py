@@ -205,6 +205,27 @@ def days_option(help_text: str):
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), help=help_text)
 
 
+def parse_period(ctx, param, value):
+    """--expiring's PERIOD (``30d``, ``30``, ``2w``, ``12h``) as a timedelta, at most the longest lifetime."""
+    if value is None:
+        return None
+    import datetime as dt
+    import re
+
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([dwh]?)\s*", value.lower())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
+    unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
+    try:
+        period = dt.timedelta(**{unit: int(match.group(1))})
+    except OverflowError:  # 999999999w: past anything a timedelta (or a certificate) holds
+        period = dt.timedelta.max
+    if period > dt.timedelta(days=MAX_DAYS):
+        raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
+                                 "knows; no certificate expires later than that.")
+    return period
+
+
 # --- secrets ----------------------------------------------------------------------
 def read_secret_file(path: Path) -> bytes:
     """A secret from a file: private to its owner, small, not empty; one trailing newline dropped."""
