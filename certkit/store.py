@@ -315,7 +315,7 @@ class CADirectory:
     def move_inventory(self, url: str):
         """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` (every table,
         every row compared after the copy) and name it in certkit-ca.json; returns what was copied
-        (:class:`certkit.db_postgres.Copied`).
+        (:class:`certkit.db_copy.Copied`).
 
         The SQLite write lock is held from before the copy until the old file refuses every write
         (triggers that name the new place), so no certificate can be recorded in the old inventory
@@ -329,7 +329,8 @@ class CADirectory:
         from certkit.acme.state import SCHEMA as ACME_SCHEMA
         from certkit.atomic import replace_file
         from certkit.constants import ENV_INVENTORY_URL
-        from certkit.db_postgres import PostgresDatabase, copy_inventory
+        from certkit.db_copy import copy_inventory
+        from certkit.db_postgres import PostgresDatabase
 
         if os.environ.get(ENV_INVENTORY_URL):
             raise CertkitError(f"${ENV_INVENTORY_URL} is set, and it would override the inventory certkit-ca.json "

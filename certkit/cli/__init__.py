@@ -7,7 +7,8 @@ that define it, one module per task family:
 - :mod:`certkit.cli.issue`: ``issue-server``, ``issue-client``, ``issue-peer``, ``sign-csr``,
   ``export-p12``
 - :mod:`certkit.cli.batch`: ``issue-batch``
-- :mod:`certkit.cli.lifecycle`: ``list``, ``renew``, ``revoke``, ``crl``
+- :mod:`certkit.cli.lifecycle`: ``list``, ``revoke``, ``crl``
+- :mod:`certkit.cli.renew`: ``renew``
 - :mod:`certkit.cli.inspect`: ``inspect``, ``verify``, ``probe``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
 - :mod:`certkit.cli.trust`: ``trust`` (``install``, ``status``, ``uninstall``)
@@ -45,7 +46,7 @@ COMMANDS = {
     "issue-server": "certkit.cli.issue:issue_server",
     "list": "certkit.cli.lifecycle:list_certificates",
     "probe": "certkit.cli.inspect:probe",
-    "renew": "certkit.cli.lifecycle:renew",
+    "renew": "certkit.cli.renew:renew",
     "revoke": "certkit.cli.lifecycle:revoke",
     "serve": "certkit.cli.serve:serve",
     "sign-csr": "certkit.cli.issue:sign_csr",

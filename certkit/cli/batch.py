@@ -15,6 +15,7 @@ from certkit.cli.common import (
     format_option,
     json_option,
     passphrase_file_option,
+    progress,
     unlock,
 )
 from certkit.constants import KEY_TYPES
@@ -78,8 +79,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
       certkit issue-batch fleet.csv --format tar --out fleet.tar
       certkit issue-batch pods.csv --format k8s | kubectl apply -f -
     """
-    from certkit.batch import CHUNK_SIZE, BatchStopped, check_manifest
-    from certkit.batch import issue_batch as run_batch
+    from certkit.batch import CHUNK_SIZE, check_manifest
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
@@ -97,22 +97,34 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         unlock(ca, passphrase_file)
         run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk_size(CHUNK_SIZE),
                    **options)
-        try:
-            if interactive:
-                with click.progressbar(length=total, label="Issuing", file=sys.stderr, show_pos=True,
-                                       show_percent=True, item_show_func=_rate()) as bar:
-                    result = run_batch(ca, path, progress=lambda n: _advance(bar, n), **run)
-            else:
-                result = run_batch(ca, path, **run)
-        except BatchStopped as exc:
-            if exc.signal is None:
-                raise
-            click.echo(f"Error: {exc}", err=True)  # what was written, and how to finish
-            sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
+        result = _run(ca, path, total, interactive, run)
     if output is not None:
         from certkit.cli.output import batch_summary
 
         return batch_summary(output, manifest, result, ca, as_json)
+    _summary(result, manifest, out_dir, sync, ca, as_json)
+
+
+def _run(ca, path: Path, total: int, interactive: bool, run: dict):
+    """Issue the checked manifest (with a progress bar on a terminal); interrupted by a signal, say
+    what was written and how to finish, and exit as the signal says."""
+    from certkit.batch import BatchStopped
+    from certkit.batch import issue_batch as run_batch
+
+    try:
+        if interactive:
+            with progress(total, "Issuing") as advance:
+                return run_batch(ca, path, progress=advance, **run)
+        return run_batch(ca, path, **run)
+    except BatchStopped as exc:
+        if exc.signal is None:
+            raise
+        click.echo(f"Error: {exc}", err=True)  # what was written, and how to finish
+        sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
+
+
+def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool) -> None:
+    """What a batch into folders did, as JSON or as lines for people."""
     data = {
         "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
         "server": result.server, "client": result.client, "out_dir": str(out_dir),
@@ -186,22 +198,3 @@ def _spooled(manifest: Path):
 
     return spool()
 
-
-def _rate():
-    import time
-
-    started = time.monotonic()
-    done = [0]
-
-    def show(item) -> str | None:
-        if item is None:
-            return None
-        done[0] += item
-        elapsed = time.monotonic() - started
-        return f"{done[0] / elapsed:,.0f}/s" if elapsed > 0 else None
-
-    return show
-
-
-def _advance(bar, n: int) -> None:
-    bar.update(n, n)

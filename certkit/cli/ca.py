@@ -99,25 +99,31 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         _create_and_report(store, CA, key, None, parent, key.key_type, common_name, org, org_unit, country, days,
                            permit_dns, permit_ip, inventory_url, as_json)
         return
+    passphrase = _new_passphrase(store, no_passphrase, passphrase_file)
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
+    _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
+                       permit_dns, permit_ip, inventory_url, as_json)
+
+
+def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) -> bytes | None:
+    """The new CA key's passphrase (asked twice on a terminal; a short one is warned about), or None
+    with --no-passphrase (warned about too)."""
     if no_passphrase:
         if passphrase_file:
             raise click.UsageError("--no-passphrase and --passphrase-file contradict each other.")
         click.echo("Warning: the CA key will be stored unencrypted; anyone who can read "
                    f"{store.key_path} can issue certificates your machines trust.", err=True)
-        passphrase = None
-    else:
-        passphrase = read_secret(passphrase_file, ENV_PASSPHRASE, "New CA key passphrase", confirm=True)
-        if passphrase is None:
-            raise click.ClickException(
-                "The CA key needs a passphrase: set $CERTKIT_CA_PASSPHRASE, pass --passphrase-file, "
-                "run on a terminal to be asked, or pass --no-passphrase."
-            )
-        if len(passphrase) < MIN_PASSPHRASE:
-            warn(f"the passphrase has {len(passphrase)} characters; anyone who copies {store.key_path} can try "
-                 f"passphrases offline, so use at least {MIN_PASSPHRASE} (a few random words).")
-    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
-    _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
-                       permit_dns, permit_ip, inventory_url, as_json)
+        return None
+    passphrase = read_secret(passphrase_file, ENV_PASSPHRASE, "New CA key passphrase", confirm=True)
+    if passphrase is None:
+        raise click.ClickException(
+            "The CA key needs a passphrase: set $CERTKIT_CA_PASSPHRASE, pass --passphrase-file, "
+            "run on a terminal to be asked, or pass --no-passphrase."
+        )
+    if len(passphrase) < MIN_PASSPHRASE:
+        warn(f"the passphrase has {len(passphrase)} characters; anyone who copies {store.key_path} can try "
+             f"passphrases offline, so use at least {MIN_PASSPHRASE} (a few random words).")
+    return passphrase
 
 
 def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -204,6 +205,27 @@ def days_option(help_text: str):
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), help=help_text)
 
 
+def parse_period(ctx, param, value):
+    """--expiring's PERIOD (``30d``, ``30``, ``2w``, ``12h``) as a timedelta, at most the longest lifetime."""
+    if value is None:
+        return None
+    import datetime as dt
+    import re
+
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([dwh]?)\s*", value.lower())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
+    unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
+    try:
+        period = dt.timedelta(**{unit: int(match.group(1))})
+    except OverflowError:  # 999999999w: past anything a timedelta (or a certificate) holds
+        period = dt.timedelta.max
+    if period > dt.timedelta(days=MAX_DAYS):
+        raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
+                                 "knows; no certificate expires later than that.")
+    return period
+
+
 # --- secrets ----------------------------------------------------------------------
 def read_secret_file(path: Path) -> bytes:
     """A secret from a file: private to its owner, small, not empty; one trailing newline dropped."""
@@ -284,6 +306,28 @@ def emit(as_json: bool, data: dict, human: str) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         click.echo(terminal_safe(human))
+
+
+@contextmanager
+def progress(length: int, label: str, *, decimals: int = 0):
+    """A progress bar on standard error (``n/total``, the percentage and the rate per second,
+    with ``decimals``); yields the function a long task calls with the count of each step done."""
+    import time
+
+    started = time.monotonic()
+    done = 0
+
+    def rate(item) -> str | None:
+        nonlocal done
+        if item is None:
+            return None
+        done += item
+        elapsed = time.monotonic() - started
+        return f"{done / elapsed:,.{decimals}f}/s" if elapsed > 0 else None
+
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_percent=True,
+                           item_show_func=rate) as bar:
+        yield lambda n: bar.update(n, n)
 
 
 def when(value) -> str:

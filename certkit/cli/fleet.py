@@ -1,5 +1,5 @@
 """``certkit renew``'s bulk mode (``--expiring``, ``--all``), its hooks, and ``--install-timer`` /
-``--remove-timer``: parse what :mod:`certkit.cli.lifecycle` hands over, call :mod:`certkit.fleet`, print.
+``--remove-timer``: take what :mod:`certkit.cli.renew` hands over, call :mod:`certkit.fleet`, print.
 
 A bulk renewal is quiet when there is nothing to do (exit 0, no output, no
 passphrase asked for), so cron can run it every hour; it prints one line per
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, unlock
+from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock
 from certkit.text import shown, terminal_safe
 
 
@@ -47,9 +46,8 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
             unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
         run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout, on_hook=show_hook_output)
         if interactive and plan.todo:
-            with click.progressbar(length=len(plan.todo), label="Renewing", file=sys.stderr, show_pos=True,
-                                   show_percent=True, item_show_func=_rate()) as bar:
-                result = renew_fleet(ca, plan, progress=lambda n: bar.update(n, n), **run)
+            with progress(len(plan.todo), "Renewing", decimals=1) as advance:
+                result = renew_fleet(ca, plan, progress=advance, **run)
         else:
             result = renew_fleet(ca, plan, **run)
     _report(result, ca, as_json, rekey)
@@ -110,47 +108,25 @@ def show_hook_output(run) -> None:
         click.echo(terminal_safe(run.output.rstrip("\n")), err=True)
 
 
-def _rate():
-    started = time.monotonic()
-    done = [0]
-
-    def show(item) -> str | None:
-        if item is None:
-            return None
-        done[0] += item
-        elapsed = time.monotonic() - started
-        return f"{done[0] / elapsed:,.1f}/s" if elapsed > 0 else None
-
-    return show
-
-
-# --- hooks after a single renewal ---------------------------------------------------------
-def single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
-                 lines: list[str]) -> list[str]:
-    """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
-    failures."""
-    from certkit.fleet import Outcome, hook_environment, run_hook
-
-    issued = result.issued
-    outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
-                      [i.value for i in issued.identities] or [data["subject"]], new_serial=issued.serial_hex,
-                      not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    failures = []
-    for option, command, env in (("--exec", exec_each, hook_environment(outcome)),
-                                 ("--exec-once", exec_once, {"CERTKIT_RENEWED": "1",
-                                                             "CERTKIT_FOLDERS": outcome.folder})):
-        if not command:
-            continue
-        run = run_hook(command, env, timeout=timeout)
-        show_hook_output(run)
-        data[option.strip("-").replace("-", "_")] = run.as_dict()
-        lines.append(f"  {option:<11} {shown(run.describe())}")
-        if not run.ok:
-            failures.append(f"the {option} hook failed ({run.describe()}); the renewed bundle stays in place")
-    return failures
-
-
 # --- the schedule -----------------------------------------------------------------------
+def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None, rekey: bool, key_type: str | None,
+               days: int | None, p12_password_file: Path | None, *, exec_each: str | None, exec_once: str | None,
+               exec_timeout: int) -> list[str]:
+    """The ``certkit renew ...`` arguments the timer runs: this bulk renewal's (--expiring 30d
+    without a selection), with only the options that differ from their defaults."""
+    import datetime as dt
+
+    argv = ["renew", "--all"] if renew_all else ["renew", "--expiring", period_arg(expiring or dt.timedelta(days=30))]
+    argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
+    argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
+    argv += (["--days", str(days)] if days else [])
+    argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
+    argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
+    if p12_password_file is not None:
+        argv += ["--p12-password-file", str(p12_password_file.absolute())]
+    return argv
+
+
 def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
           ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
     from certkit import fleet

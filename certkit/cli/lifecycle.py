@@ -1,20 +1,17 @@
-"""The lifecycle of issued certificates: ``list``, ``renew``, ``revoke`` and ``crl``."""
+"""The lifecycle of issued certificates: ``list``, ``revoke`` and ``crl`` (``renew`` is :mod:`certkit.cli.renew`)."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from certkit.cli.common import ca_dir_option, days_option, emit, json_option, passphrase_file_option, unlock, when
+from certkit.cli.common import ca_dir_option, emit, json_option, parse_period, passphrase_file_option, unlock, when
 from certkit.constants import (
-    KEY_TYPES,
     KINDS,
-    LEAF_KINDS,
     LIST_STATUSES,
     MAX_CRL_DAYS,
     MIN_CRL_DAYS,
@@ -35,28 +32,6 @@ def _inventory(ca_dir: Path | None):
 
 
 # --- list -------------------------------------------------------------------------
-def _parse_period(ctx, param, value):
-    if value is None:
-        return None
-    import datetime as dt
-
-    from certkit.constants import MAX_DAYS
-    from certkit.text import shown
-
-    match = re.fullmatch(r"\s*(\d{1,9})\s*([dwh]?)\s*", value.lower())
-    if not match or int(match.group(1)) == 0:
-        raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
-    unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
-    try:
-        period = dt.timedelta(**{unit: int(match.group(1))})
-    except OverflowError:  # 999999999w: past anything a timedelta (or a certificate) holds
-        period = dt.timedelta.max
-    if period > dt.timedelta(days=MAX_DAYS):
-        raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
-                                 "knows; no certificate expires later than that.")
-    return period
-
-
 def _names_summary(row: dict, limit: int = 3) -> str:
     from certkit.text import shown
 
@@ -71,7 +46,7 @@ def _names_summary(row: dict, limit: int = 3) -> str:
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of certificate.")
 @click.option("--status", type=click.Choice(LIST_STATUSES),
               help="Only certificates in this state (abandoned ones, never delivered, only when asked for).")
-@click.option("--expiring", metavar="PERIOD", callback=_parse_period,
+@click.option("--expiring", metavar="PERIOD", callback=parse_period,
               help="Only valid certificates expiring within PERIOD: 30d, 30 (days), 2w, 12h.")
 @click.option("--name", "pattern", metavar="PATTERN",
               help="Only certificates whose subject or a SAN entry matches this glob (case-insensitive).")
@@ -161,173 +136,6 @@ def _table(rows: list[dict], width: int | None) -> str:
 
 def _fit(text: str, width: int | None) -> str:
     return text if width is None or len(text) <= width else text[:max(width - 1, 1)] + "…"
-
-
-# --- renew ------------------------------------------------------------------------
-@click.command("renew")
-@click.argument("certificate", metavar="[SERIAL|NAME|FOLDER]", required=False)
-@click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
-@click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
-@days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Write the renewed bundle to this new folder instead of replacing the old one.")
-@click.option("--force", is_flag=True, help="With --out: replace existing files there.")
-@click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
-              help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
-                   "a stale bundle.p12 is removed).")
-@click.option("--expiring", metavar="PERIOD", callback=_parse_period,
-              help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h), expired ones included.")
-@click.option("--all", "renew_all", is_flag=True, help="Bulk: renew every valid certificate.")
-@click.option("--kind", type=click.Choice(LEAF_KINDS), help="Bulk: only this kind of certificate.")
-@click.option("--name", "pattern", metavar="GLOB",
-              help="Bulk: only certificates whose subject or a SAN entry matches this glob.")
-@click.option("--exec", "exec_each", metavar="CMD",
-              help="Run CMD with /bin/sh after each renewed bundle; $RENEWED_LINEAGE (certbot's name) and "
-                   "$CERTKIT_FOLDER hold its folder, $CERTKIT_SERIAL and $CERTKIT_OLD_SERIAL the serials.")
-@click.option("--exec-once", metavar="CMD", help="Run CMD once at the end if anything was renewed (reload a "
-                                                 "server once, not once per certificate).")
-@click.option("--exec-timeout", type=click.IntRange(1, 86400), default=600, show_default=True, metavar="SECONDS",
-              help="Stop a hook that runs longer than this.")
-@click.option("--install-timer", is_flag=True,
-              help="Write (and enable) a systemd timer that runs this renewal daily at a random time "
-                   "[default selection: --expiring 30d]; without systemd, print the crontab line.")
-@click.option("--remove-timer", is_flag=True, help="Disable and remove the timer --install-timer wrote.")
-@click.option("--cron", is_flag=True, help="With --install-timer: print the crontab line instead.")
-@click.option("--unit-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="With --install-timer/--remove-timer: write the units here, enable nothing [default: "
-                   "~/.config/systemd/user, or /etc/systemd/system as root].")
-@click.option("--timer-name", default="certkit-renew", show_default=True, metavar="NAME",
-              help="The timer's unit name (one per CA, if you have several).")
-@ca_dir_option
-@passphrase_file_option
-@json_option
-def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, kind, pattern,
-          exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name, ca_dir,
-          passphrase_file, as_json):
-    """Renew a certificate, or all that are due: same subject, names and purpose; a new serial and
-    lifetime.
-
-    The certificate is found by its serial (or a unique prefix of 8+ hex
-    digits), the name it was issued for, or its bundle folder. Only the
-    bundle's files in the folder are replaced (as one step where the folder
-    holds nothing else, so servers never see a certificate without its
-    matching key); the key is kept unless --rekey; anything else in the
-    folder is left alone. The inventory records which certificate the new
-    one renews. Revoked certificates are not renewed.
-
-    In bulk (--expiring PERIOD or --all, narrowed by --kind and --name),
-    every valid certificate that is due and whose bundle folder is known is
-    renewed in place, one after the other, each followed by its --exec hook;
-    a failed hook never undoes a bundle. With nothing to do it prints nothing
-    and exits 0, so cron can run it every hour; it exits 1 if anything
-    failed. --install-timer runs it daily (docs/renew.md).
-
-    \b
-    Examples:
-      certkit renew ./localhost
-      certkit renew db.internal --rekey
-      certkit renew 5F3A9C01D2 --days 90
-      certkit renew alice --out ./alice-2027 --json
-      certkit renew --expiring 30d --exec-once 'systemctl reload nginx'
-      certkit renew --expiring 2w --kind server --exec 'echo "$CERTKIT_FOLDER renewed"'
-      certkit renew --install-timer --expiring 30d --passphrase-file /etc/certkit/passphrase
-    """
-    from certkit.cli import fleet as cli_fleet
-
-    bulk = expiring is not None or renew_all
-    if install_timer and remove_timer:
-        raise click.UsageError("--install-timer and --remove-timer: choose one.")
-    if not (install_timer or remove_timer) and (cron or unit_dir is not None or timer_name != "certkit-renew"):
-        raise click.UsageError("--cron, --unit-dir and --timer-name apply with --install-timer or --remove-timer.")
-    if expiring is not None and renew_all:
-        raise click.UsageError("--expiring and --all: choose one (--all renews every valid certificate).")
-    if key_type and not rekey:
-        raise click.UsageError("--key-type applies to a new key: add --rekey.")
-    if (bulk or install_timer or remove_timer) and (certificate or out is not None or force):
-        raise click.UsageError("A certificate, --out and --force belong to a single renewal; bulk renewal and the "
-                               "timer renew every due certificate in its own folder.")
-    if not (bulk or install_timer) and (kind or pattern):
-        raise click.UsageError("--kind and --name choose certificates for bulk renewal: add --expiring PERIOD or "
-                               "--all.")
-    if remove_timer:
-        return cli_fleet.timer(False, cron=cron, unit_dir=unit_dir, name=timer_name, renew_argv=[], ca_dir=ca_dir,
-                               passphrase_file=passphrase_file, as_json=as_json)
-    if install_timer:
-        argv = ["renew", "--all"] if renew_all else ["renew", "--expiring",
-                                                     cli_fleet.period_arg(expiring or _parse_period(None, None, "30d"))]
-        argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
-        argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
-        argv += (["--days", str(days)] if days else [])
-        argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
-        argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
-        if p12_password_file is not None:
-            argv += ["--p12-password-file", str(p12_password_file.absolute())]
-        return cli_fleet.timer(True, cron=cron, unit_dir=unit_dir, name=timer_name, renew_argv=argv, ca_dir=ca_dir,
-                               passphrase_file=passphrase_file, as_json=as_json)
-    if bulk:
-        from certkit.fleet import Selection
-
-        return cli_fleet.renew_in_bulk(
-            Selection(expiring, kind, pattern), rekey=rekey, key_type=key_type, days=days,
-            p12_password=_p12_password_if_any(p12_password_file), exec_each=exec_each, exec_once=exec_once,
-            exec_timeout=exec_timeout, ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json)
-    if certificate is None:
-        raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
-                               "that is due with --expiring PERIOD or --all.")
-    from certkit.errors import CannotRenew
-    from certkit.lifecycle import plan_renewal
-    from certkit.lifecycle import renew as renew_planned
-    from certkit.store import CADirectory
-    from certkit.text import shown
-
-    ca = CADirectory(ca_dir).open()
-    p12_password = _p12_password_if_any(p12_password_file)
-    try:
-        planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
-                               p12_password=p12_password)  # every refusal before the passphrase is asked for
-    except CannotRenew as exc:
-        if "No folder is known" in str(exc):  # the command line's way to choose one
-            raise click.ClickException(f"{str(exc).rstrip('.')} with --out.") from None
-        raise
-    unlock(ca, passphrase_file)
-    result = renew_planned(ca, planned)
-    issued = result.issued
-    data = {
-        "renewed": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
-        "subject": issued.cert.subject.rfc4514_string(), "names": [str(i) for i in issued.identities],
-        "not_after": issued.not_after.isoformat(), "rekeyed": rekey, "folder": str(result.folder),
-        "files": {p.name: str(p) for p in result.files}, "notes": result.notes,
-    }
-    lines = [
-        f"Renewed {issued.kind} certificate {result.old_serial}",
-        f"  new serial  {issued.serial_hex}",
-        f"  subject     {shown(data['subject'])}",
-        f"  names       {', '.join(shown(i.value) for i in issued.identities) or '(subject DN)'}",
-        f"  expires     {when(issued.not_after)}",
-        f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
-        f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
-    ]
-    lines += [f"  note        {shown(n)}" for n in result.notes]
-    failures = cli_fleet.single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
-        if exec_each or exec_once else []
-    emit(as_json, data, "\n".join(lines))
-    if failures:
-        from certkit.cli.common import Failed
-
-        raise Failed("; ".join(failures) + ".")
-
-
-def _p12_password_if_any(path: Path | None) -> bytes | None:
-    """The PKCS#12 password, when one is at hand (a file or the environment): renew then writes a
-    fresh bundle.p12 instead of removing the stale one. Never prompts."""
-    import os
-
-    from certkit.cli.common import read_secret_file
-    from certkit.constants import ENV_P12_PASSWORD
-
-    if path is not None:
-        return read_secret_file(path)
-    return os.environ[ENV_P12_PASSWORD].encode() if os.environ.get(ENV_P12_PASSWORD) else None
 
 
 # --- revoke -----------------------------------------------------------------------

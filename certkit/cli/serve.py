@@ -68,30 +68,49 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
-        from certkit.issuing import Target, begin, plan, server_request
-        from certkit.serve import issued_context
-        from certkit.store import CADirectory
-
-        ca = CADirectory(ca_dir).open()
-        request = server_request(names, days=1)
-        plan(ca, request, Target())  # refused before the passphrase is asked for
-        unlock(ca, passphrase_file)
-        server = _listen(host, port)  # the port first: no certificate is issued for a server that cannot run
-        try:
-            with begin(ca, request) as issued:  # recorded pending, valid once the server holds it
-                context = issued_context(issued, client_ca_pem)
-        except BaseException:
-            server.server_close()
-            raise
-        ca.key = None  # serve signs nothing else: the CA key does not stay in this process
-        chain_pem, key_pem = issued.fullchain_pem, issued.private_key_pem
-        server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
-                       "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
+        server, context, chain_pem, key_pem, server_cert = _issue_and_listen(ca_dir, passphrase_file, names, host,
+                                                                             port, client_ca_pem)
     if optional:
         context = OptionalContext(chain_pem, key_pem, client_ca_pem)
     server.context = context
     server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name)
     del key_pem
+    _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
+    sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+    stderr_log(f"listening on {server.url}")
+    serve_until_stopped(server)
+    stderr_log("stopped")
+
+
+def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: list[str], host: str, port: int,
+                      client_ca_pem: bytes):
+    """A one-day server certificate from the CA, issued once the port is taken (no certificate for a
+    server that cannot run) and recorded valid once the server holds it: the listening server, its
+    TLS context, the chain and key PEM, and what the summary says of it."""
+    from certkit.issuing import Target, begin, plan, server_request
+    from certkit.serve import issued_context
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()
+    request = server_request(names, days=1)
+    plan(ca, request, Target())  # refused before the passphrase is asked for
+    unlock(ca, passphrase_file)
+    server = _listen(host, port)  # the port first: no certificate is issued for a server that cannot run
+    try:
+        with begin(ca, request) as issued:  # recorded pending, valid once the server holds it
+            context = issued_context(issued, client_ca_pem)
+    except BaseException:
+        server.server_close()
+        raise
+    ca.key = None  # serve signs nothing else: the CA key does not stay in this process
+    server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
+                   "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
+    return server, context, issued.fullchain_pem, issued.private_key_pem, server_cert
+
+
+def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
+              optional: bool, server_cert: dict, as_json: bool) -> None:
+    """Where the server listens, with which certificate, and whose client certificates it takes."""
     data = {"url": server.url, "host": host, "port": server.server_address[1],
             "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
             "server_certificate": server_cert}
@@ -107,12 +126,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
         "Stop with Ctrl-C.",
     ])
-
     emit(as_json, data, human)
-    sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
-    stderr_log(f"listening on {server.url}")
-    serve_until_stopped(server)
-    stderr_log("stopped")
 
 
 def _listen(host: str, port: int):
@@ -143,8 +157,6 @@ def _server_identity(chain_pem: bytes):
         return peer_identity(x509.load_pem_x509_certificates(chain_pem)[0].public_bytes(Encoding.DER))
     except (ValueError, IndexError):
         return None
-
-
 
 
 def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:

@@ -1,0 +1,233 @@
+"""``renew``: its options and their checks, then one of three ways. One certificate is renewed
+here (planned with every refusal before the passphrase is asked for, renewed in place or into
+--out, summed up, followed by its hooks); many (``--expiring``, ``--all``) and the daily timer
+(``--install-timer``, ``--remove-timer``) are :mod:`certkit.cli.fleet`'s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from certkit.cli.common import (
+    Failed,
+    ca_dir_option,
+    days_option,
+    emit,
+    json_option,
+    parse_period,
+    passphrase_file_option,
+    unlock,
+    when,
+)
+from certkit.constants import KEY_TYPES, LEAF_KINDS
+
+
+@click.command("renew")
+@click.argument("certificate", metavar="[SERIAL|NAME|FOLDER]", required=False)
+@click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
+@days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Write the renewed bundle to this new folder instead of replacing the old one.")
+@click.option("--force", is_flag=True, help="With --out: replace existing files there.")
+@click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
+                   "a stale bundle.p12 is removed).")
+@click.option("--expiring", metavar="PERIOD", callback=parse_period,
+              help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h), expired ones included.")
+@click.option("--all", "renew_all", is_flag=True, help="Bulk: renew every valid certificate.")
+@click.option("--kind", type=click.Choice(LEAF_KINDS), help="Bulk: only this kind of certificate.")
+@click.option("--name", "pattern", metavar="GLOB",
+              help="Bulk: only certificates whose subject or a SAN entry matches this glob.")
+@click.option("--exec", "exec_each", metavar="CMD",
+              help="Run CMD with /bin/sh after each renewed bundle; $RENEWED_LINEAGE (certbot's name) and "
+                   "$CERTKIT_FOLDER hold its folder, $CERTKIT_SERIAL and $CERTKIT_OLD_SERIAL the serials.")
+@click.option("--exec-once", metavar="CMD", help="Run CMD once at the end if anything was renewed (reload a "
+                                                 "server once, not once per certificate).")
+@click.option("--exec-timeout", type=click.IntRange(1, 86400), default=600, show_default=True, metavar="SECONDS",
+              help="Stop a hook that runs longer than this.")
+@click.option("--install-timer", is_flag=True,
+              help="Write (and enable) a systemd timer that runs this renewal daily at a random time "
+                   "[default selection: --expiring 30d]; without systemd, print the crontab line.")
+@click.option("--remove-timer", is_flag=True, help="Disable and remove the timer --install-timer wrote.")
+@click.option("--cron", is_flag=True, help="With --install-timer: print the crontab line instead.")
+@click.option("--unit-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="With --install-timer/--remove-timer: write the units here, enable nothing [default: "
+                   "~/.config/systemd/user, or /etc/systemd/system as root].")
+@click.option("--timer-name", default="certkit-renew", show_default=True, metavar="NAME",
+              help="The timer's unit name (one per CA, if you have several).")
+@ca_dir_option
+@passphrase_file_option
+@json_option
+def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, kind, pattern,
+          exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name, ca_dir,
+          passphrase_file, as_json):
+    """Renew a certificate, or all that are due: same subject, names and purpose; a new serial and
+    lifetime.
+
+    The certificate is found by its serial (or a unique prefix of 8+ hex
+    digits), the name it was issued for, or its bundle folder. Only the
+    bundle's files in the folder are replaced (as one step where the folder
+    holds nothing else, so servers never see a certificate without its
+    matching key); the key is kept unless --rekey; anything else in the
+    folder is left alone. The inventory records which certificate the new
+    one renews. Revoked certificates are not renewed.
+
+    In bulk (--expiring PERIOD or --all, narrowed by --kind and --name),
+    every valid certificate that is due and whose bundle folder is known is
+    renewed in place, one after the other, each followed by its --exec hook;
+    a failed hook never undoes a bundle. With nothing to do it prints nothing
+    and exits 0, so cron can run it every hour; it exits 1 if anything
+    failed. --install-timer runs it daily (docs/renew.md).
+
+    \b
+    Examples:
+      certkit renew ./localhost
+      certkit renew db.internal --rekey
+      certkit renew 5F3A9C01D2 --days 90
+      certkit renew alice --out ./alice-2027 --json
+      certkit renew --expiring 30d --exec-once 'systemctl reload nginx'
+      certkit renew --expiring 2w --kind server --exec 'echo "$CERTKIT_FOLDER renewed"'
+      certkit renew --install-timer --expiring 30d --passphrase-file /etc/certkit/passphrase
+    """
+    from certkit.cli import fleet as cli_fleet
+
+    _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
+                          remove_timer, cron, unit_dir, timer_name)
+    schedule = dict(cron=cron, unit_dir=unit_dir, name=timer_name, ca_dir=ca_dir, passphrase_file=passphrase_file,
+                    as_json=as_json)
+    hooks = dict(exec_each=exec_each, exec_once=exec_once, exec_timeout=exec_timeout)
+    if remove_timer:
+        return cli_fleet.timer(False, renew_argv=[], **schedule)
+    if install_timer:
+        argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
+                                    **hooks)
+        return cli_fleet.timer(True, renew_argv=argv, **schedule)
+    if expiring is not None or renew_all:
+        from certkit.fleet import Selection
+
+        return cli_fleet.renew_in_bulk(
+            Selection(expiring, kind, pattern), rekey=rekey, key_type=key_type, days=days,
+            p12_password=_p12_password_if_any(p12_password_file), ca_dir=ca_dir, passphrase_file=passphrase_file,
+            as_json=as_json, **hooks)
+    if certificate is None:
+        raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
+                               "that is due with --expiring PERIOD or --all.")
+    _renew_one(certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
+               p12_password_file=p12_password_file, ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json,
+               **hooks)
+
+
+def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
+                          remove_timer, cron, unit_dir, timer_name) -> None:
+    """The usage mistakes: options of one way (one certificate, bulk, the timer) given with another."""
+    bulk = expiring is not None or renew_all
+    if install_timer and remove_timer:
+        raise click.UsageError("--install-timer and --remove-timer: choose one.")
+    if not (install_timer or remove_timer) and (cron or unit_dir is not None or timer_name != "certkit-renew"):
+        raise click.UsageError("--cron, --unit-dir and --timer-name apply with --install-timer or --remove-timer.")
+    if expiring is not None and renew_all:
+        raise click.UsageError("--expiring and --all: choose one (--all renews every valid certificate).")
+    if key_type and not rekey:
+        raise click.UsageError("--key-type applies to a new key: add --rekey.")
+    if (bulk or install_timer or remove_timer) and (certificate or out is not None or force):
+        raise click.UsageError("A certificate, --out and --force belong to a single renewal; bulk renewal and the "
+                               "timer renew every due certificate in its own folder.")
+    if not (bulk or install_timer) and (kind or pattern):
+        raise click.UsageError("--kind and --name choose certificates for bulk renewal: add --expiring PERIOD or "
+                               "--all.")
+
+
+# --- one certificate ----------------------------------------------------------------------
+def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int | None, out: Path | None,
+               force: bool, p12_password_file: Path | None, exec_each: str | None, exec_once: str | None,
+               exec_timeout: int, ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+    """Renew ``certificate`` (every refusal before the passphrase is asked for), say what was done,
+    then run its hooks; exit 1 if a hook failed (the renewed bundle stays)."""
+    from certkit.errors import CannotRenew
+    from certkit.lifecycle import plan_renewal
+    from certkit.lifecycle import renew as renew_planned
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()
+    p12_password = _p12_password_if_any(p12_password_file)
+    try:
+        planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
+                               p12_password=p12_password)  # every refusal before the passphrase is asked for
+    except CannotRenew as exc:
+        if "No folder is known" in str(exc):  # the command line's way to choose one
+            raise click.ClickException(f"{str(exc).rstrip('.')} with --out.") from None
+        raise
+    unlock(ca, passphrase_file)
+    result = renew_planned(ca, planned)
+    data, lines = _summary(result, rekey, key_type)
+    failures = _single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
+        if exec_each or exec_once else []
+    emit(as_json, data, "\n".join(lines))
+    if failures:
+        raise Failed("; ".join(failures) + ".")
+
+
+def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]]:
+    """What a single renewal did: the JSON object and the lines for people."""
+    from certkit.text import shown
+
+    issued = result.issued
+    data = {
+        "renewed": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
+        "subject": issued.cert.subject.rfc4514_string(), "names": [str(i) for i in issued.identities],
+        "not_after": issued.not_after.isoformat(), "rekeyed": rekey, "folder": str(result.folder),
+        "files": {p.name: str(p) for p in result.files}, "notes": result.notes,
+    }
+    lines = [
+        f"Renewed {issued.kind} certificate {result.old_serial}",
+        f"  new serial  {issued.serial_hex}",
+        f"  subject     {shown(data['subject'])}",
+        f"  names       {', '.join(shown(i.value) for i in issued.identities) or '(subject DN)'}",
+        f"  expires     {when(issued.not_after)}",
+        f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
+        f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
+    ]
+    lines += [f"  note        {shown(n)}" for n in result.notes]
+    return data, lines
+
+
+def _single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
+                  lines: list[str]) -> list[str]:
+    """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
+    failures."""
+    from certkit.cli.fleet import show_hook_output
+    from certkit.fleet import Outcome, hook_environment, run_hook
+    from certkit.text import shown
+
+    issued = result.issued
+    outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
+                      [i.value for i in issued.identities] or [data["subject"]], new_serial=issued.serial_hex,
+                      not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    failures = []
+    for option, command, env in (("--exec", exec_each, hook_environment(outcome)),
+                                 ("--exec-once", exec_once, {"CERTKIT_RENEWED": "1",
+                                                             "CERTKIT_FOLDERS": outcome.folder})):
+        if not command:
+            continue
+        run = run_hook(command, env, timeout=timeout)
+        show_hook_output(run)
+        data[option.strip("-").replace("-", "_")] = run.as_dict()
+        lines.append(f"  {option:<11} {shown(run.describe())}")
+        if not run.ok:
+            failures.append(f"the {option} hook failed ({run.describe()}); the renewed bundle stays in place")
+    return failures
+
+
+def _p12_password_if_any(path: Path | None) -> bytes | None:
+    """The PKCS#12 password, when one is at hand (a file or the environment): renew then writes a
+    fresh bundle.p12 instead of removing the stale one. Never prompts."""
+    import os
+
+    from certkit.cli.common import read_secret_file
+    from certkit.constants import ENV_P12_PASSWORD
+
+    if path is not None:
+        return read_secret_file(path)
+    return os.environ[ENV_P12_PASSWORD].encode() if os.environ.get(ENV_P12_PASSWORD) else None

@@ -1,0 +1,95 @@
+"""Moving an SQLite inventory into an empty PostgreSQL database (``certkit inventory migrate``):
+:func:`copy_inventory` copies every table inside one transaction of the target, compares every
+row column by column, and commits only if all are equal (:class:`Copied` says what moved). The
+caller holds the SQLite write lock meanwhile (:meth:`certkit.store.CADirectory.move_inventory`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certkit.errors import InventoryError
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.db_postgres import PostgresDatabase
+
+
+@dataclass
+class Copied:
+    """What :func:`copy_inventory` moved: rows per table, each compared after the copy."""
+
+    tables: dict[str, int]
+    resumed: bool = False  # the target held this very copy already (a migration interrupted after its commit)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str],
+                   extra_schema: Sequence[str] = ()) -> Copied:
+    """Copy every table of an SQLite inventory (``source_tx``, a write transaction the caller holds,
+    so nothing changes meanwhile) into the empty database ``target``, compare every row, and commit
+    only if all are equal. ``binding`` is the meta row tying the inventory to its CA;
+    ``extra_schema`` creates the other tables that live beside the certificates (the ACME server's).
+
+    A target that holds exactly this inventory already (the same binding, every row equal) is
+    accepted as it is (``resumed``): a migration interrupted after this commit can be run again.
+    """
+    from certkit.inventory import schema
+
+    tables = [name for (name,) in source_tx.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if "certificates" not in tables:
+        raise InventoryError("The inventory to move has no certificates table; nothing was copied.")
+    copied: dict[str, int] = {}
+    with target.transaction(write=True) as tx:
+        resumed = tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]
+        if resumed:
+            found = tx.execute("SELECT value FROM meta WHERE key = ?", (binding[0],)).fetchone()
+            if found is None or found[0] != binding[1]:
+                raise InventoryError(f"The database {shown(target.url)} already holds a certkit inventory "
+                                     f"{'of another CA' if found else ''}; move this one into an empty database.")
+        else:
+            for statement in [*schema.create_statements("postgresql"), *extra_schema]:
+                tx.execute(statement)
+        for table in tables:
+            columns, rows = _rows(source_tx, table)
+            if table == "meta":  # the schema version is the target's own; the binding is added below
+                rows = [r for r in rows if r[0] not in ("schema_version", binding[0])]
+            if not resumed and rows:
+                marks = ",".join("?" * len(columns))
+                for start in range(0, len(rows), 1000):
+                    tx.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                                   rows[start:start + 1000])
+            copied[table] = len(rows)
+            _compare(tx, table, columns, rows, target.url)
+        if not resumed:
+            tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", binding)
+    return Copied(copied, resumed)
+
+
+def _rows(tx, table: str) -> tuple[list[str], list[tuple]]:
+    """Every row of ``table``, in the order of its first column (every inventory table's key)."""
+    cursor = tx.execute(f"SELECT * FROM {table} ORDER BY 1")
+    columns = [d[0] for d in cursor.description]
+    return columns, [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()]
+
+
+def _compare(tx, table: str, columns: list[str], rows: list[tuple], url: str) -> None:
+    """Every row of ``table`` in the target equals its source row, column by column, and no row more."""
+    cursor = tx.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
+    theirs = {row[0]: tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()}
+    if table == "meta":
+        theirs = {k: v for k, v in theirs.items() if k != "schema_version" and not k.startswith("ca_certificate")}
+    if len(theirs) != len(rows):
+        raise InventoryError(f"After copying, {shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)}; "
+                             "nothing was changed.")
+    for row in rows:
+        if theirs.get(row[0]) != row:
+            differing = [c for c, a, b in zip(columns, row, theirs.get(row[0]) or (None,) * len(row), strict=True)
+                         if a != b]
+            raise InventoryError(f"After copying, the row {shown(str(row[0]))} of {table} differs in "
+                                 f"{shown(url)} ({', '.join(differing)}); nothing was changed.")

@@ -1,0 +1,173 @@
+"""Choosing what a bulk renewal renews: :class:`Selection` (expiring within a period or all, by
+kind and name), :func:`selected` (the inventory rows, a page at a time), :func:`plan_fleet`
+(each one planned without the CA key, refusals and skips recorded as :class:`Outcome`), and
+:class:`FleetPlan`, what :func:`certkit.fleet.renew_fleet` is handed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constants import LEAF_KINDS
+from certkit.errors import CertkitError
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+    from certkit.fleet.hooks import HookRun
+    from certkit.inventory import Inventory
+
+_PAGE = 500  # inventory rows read at a time: memory stays flat for any fleet
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which certificates a bulk renewal takes: valid ones, not renewed yet, expiring within
+    ``expiring`` (or all of them), optionally of one ``kind`` and matching the glob ``name``."""
+
+    expiring: dt.timedelta | None = None
+    kind: str | None = None
+    name: str | None = None
+
+    def describe(self, *, every: bool = True) -> str:
+        """``certificates expiring within 30 days``, ``all valid client certificates`` (without
+        ``every``: ``valid client certificates``)."""
+        what = f"{self.kind} certificates" if self.kind else "certificates"
+        if self.name:
+            what += f" matching '{shown(self.name)}'"
+        if self.expiring is None:
+            return f"{'all ' if every else ''}valid {what}"
+        return f"{what} expiring within {period_words(self.expiring)}"
+
+
+def period_words(period: dt.timedelta) -> str:
+    """A period as the messages say it: ``30 days``, ``12 hours``."""
+    days = period / dt.timedelta(days=1)
+    if days >= 1 and abs(days - round(days)) < 0.01:  # a lifetime counted inclusively ends a second early
+        return f"{round(days)} day{'s' if round(days) != 1 else ''}"
+    hours = round(period / dt.timedelta(hours=1))
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+@dataclass
+class Outcome:
+    """What became of one selected certificate: renewed, failed (and at which stage) or skipped."""
+
+    serial: str
+    outcome: str  # renewed | failed | skipped
+    folder: str | None = None
+    kind: str | None = None
+    names: list[str] = field(default_factory=list)
+    new_serial: str | None = None
+    not_after: str | None = None
+    stage: str | None = None  # plan | renew: where a failure happened
+    error: str | None = None
+    hook: HookRun | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "failed" and (self.hook is None or self.hook.ok)
+
+    def as_dict(self) -> dict:
+        data = {"serial": self.serial, "outcome": self.outcome, "folder": self.folder, "kind": self.kind,
+                "names": self.names}
+        if self.outcome == "renewed":
+            data |= {"new_serial": self.new_serial, "not_after": self.not_after, "notes": self.notes,
+                     "hook": self.hook.as_dict() if self.hook else None}
+        elif self.outcome == "failed":
+            data |= {"stage": self.stage, "error": self.error}
+        else:
+            data["reason"] = self.error
+        return data
+
+
+@dataclass
+class FleetPlan:
+    """The certificates a bulk renewal will renew (serials, in expiry order), and what it will not."""
+
+    selection: Selection
+    todo: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # refused or skipped while planning
+    options: dict = field(default_factory=dict)  # rekey, key_type, days, p12_password for plan_renewal
+
+
+def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None) -> Iterator[dict]:
+    """The rows a bulk renewal considers, soonest expiry first, read a page at a time: valid
+    leaves not renewed yet (nor being renewed), expiring by ``now + selection.expiring`` (expired
+    ones included: they need it most). A run reads them all before it renews any, so it never
+    meets its own successors."""
+    from certkit.inventory.rows import iso, name_match
+
+    now = now or dt.datetime.now(dt.UTC)
+    where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
+             "NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
+             " AND r.status IN ('valid', 'revoked', 'pending'))"]
+    params: list = []
+    if selection.kind:
+        where.append("kind = ?")
+        params.append(selection.kind)
+    if selection.expiring is not None:
+        where.append("not_after <= ?")
+        params.append(iso(now + selection.expiring))
+    pattern = selection.name.lower() if selection.name else None
+    last: tuple[str, str] | None = None
+    while True:
+        page_where = list(where)
+        page_params = list(params)
+        if last is not None:
+            page_where.append("(not_after > ? OR (not_after = ? AND serial > ?))")
+            page_params += [last[0], last[0], last[1]]
+        rows = inventory.rows(f"WHERE {' AND '.join(page_where)} ORDER BY not_after, serial LIMIT {_PAGE}",
+                              page_params)
+        for row in rows:
+            if pattern is None or name_match(pattern, row["subject"], _names_json(row["names"])):
+                yield row
+        if len(rows) < _PAGE:
+            return
+        last = (rows[-1]["not_after"], rows[-1]["serial"])
+
+
+def _names_json(names: list[str]) -> str:
+    import json
+
+    return json.dumps(names)
+
+
+def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type: str | None = None,
+               days: int | None = None, p12_password: bytes | None = None,
+               now: dt.datetime | None = None) -> FleetPlan:
+    """Choose and plan every renewal, without the CA key: the certificates that will be renewed,
+    those refused (with the reason) and those skipped (no bundle folder holds them)."""
+    from certkit.lifecycle import holds, plan_renewal
+
+    inventory = ca.require_inventory()
+    now = now or dt.datetime.now(dt.UTC)
+    plan = FleetPlan(selection, options=dict(rekey=rekey, key_type=key_type, days=days, p12_password=p12_password))
+    for row in selected(inventory, selection, now=now):
+        serial, folder = row["serial"], row.get("folder")
+        names = row_names(row)
+        if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
+            reason = (f"it was delivered to {shown(folder or 'standard output')} ({row['sink']}), not into a "
+                      "bundle folder, so it has no folder to renew in" if row.get("sink") not in (None, "folder")
+                      else "no bundle folder is known to hold it (it was never written to one, or was moved)")
+            plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason))
+            continue
+        try:
+            plan_renewal(ca, serial, **plan.options)
+        except CertkitError as exc:
+            plan.outcomes.append(Outcome(serial, "failed", folder, row["kind"], names, stage="plan", error=str(exc)))
+            continue
+        plan.todo.append(serial)
+    return plan
+
+
+def row_names(row: dict) -> list[str]:
+    """The names of a row's certificate (its SAN values, else its common name), as hooks get them."""
+    values = [entry.split(":", 1)[1] for entry in row["names"] if ":" in entry and not entry.startswith("DirName:")]
+    if not values:
+        values = [part[3:] for part in row["subject"].split(",") if part.startswith("CN=")]
+    return values

@@ -1,0 +1,163 @@
+"""Running a planned bulk renewal: :func:`renew_fleet` renews each certificate in place through
+the issuing pipeline (:func:`renew_one`), runs its hook, and the once-at-the-end hook even when
+a signal stops the run early; :class:`FleetResult` is what it did; :class:`FleetLock` keeps
+to one bulk renewal per CA directory at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+from certkit.fleet.hooks import DEFAULT_HOOK_TIMEOUT, HookRun, hook_environment, run_hook
+from certkit.fleet.plan import FleetPlan, Outcome, period_words, row_names
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+
+
+@dataclass
+class FleetResult:
+    """What a bulk renewal did: every outcome, the once-at-the-end hook, and the signal that stopped
+    it early, if one did."""
+
+    plan: FleetPlan
+    outcomes: list[Outcome] = field(default_factory=list)
+    exec_once: HookRun | None = None
+    stopped: int | None = None  # the signal that stopped the run before every planned renewal was tried
+
+    @property
+    def renewed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.outcome == "renewed"]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.outcome == "failed"]
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.outcome == "skipped"]
+
+    @property
+    def hook_failures(self) -> list[Outcome]:
+        return [o for o in self.renewed if o.hook is not None and not o.hook.ok]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes) and (self.exec_once is None or self.exec_once.ok) \
+            and self.stopped is None
+
+
+def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec_once: str | None = None,
+                hook_timeout: float = DEFAULT_HOOK_TIMEOUT, progress: Callable[[int], None] | None = None,
+                on_hook: Callable[[HookRun], None] | None = None) -> FleetResult:
+    """Renew every planned certificate (the CA unlocked), each through the issuing pipeline, then
+    its hook; ``exec_once`` at the end if anything was renewed, even when the run stops early
+    (Ctrl-C, SIGTERM: ``stopped`` then holds the signal), so servers always pick up what was written.
+    ``on_hook`` is called after each hook has run (to show what it printed)."""
+    from certkit.errors import Terminated
+
+    result = FleetResult(plan, outcomes=list(plan.outcomes))
+    folders: list[str] = []
+    try:
+        for serial in plan.todo:
+            try:
+                outcome = renew_one(ca, serial, plan.options, window=plan.selection.expiring)
+            except (KeyboardInterrupt, Terminated) as exc:  # the bundle being written was finished first
+                if getattr(exc, "certkit_outcome", None) is not None:
+                    result.outcomes.append(exc.certkit_outcome)
+                    folders.append(exc.certkit_outcome.folder)
+                raise
+            result.outcomes.append(outcome)
+            if outcome.outcome == "renewed":
+                folders.append(outcome.folder)
+                if exec_each:
+                    outcome.hook = HookRun(exec_each, None, "interrupted")  # until it has run
+                    outcome.hook = run_hook(exec_each, hook_environment(outcome), timeout=hook_timeout)
+                    if on_hook is not None:
+                        on_hook(outcome.hook)
+            if progress is not None:
+                progress(1)
+    except KeyboardInterrupt:
+        result.stopped = 2  # SIGINT: what was renewed is reported, then the exit status says so
+    except Terminated:
+        result.stopped = 15
+    if exec_once and folders:
+        result.exec_once = run_hook(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
+                                                "CERTKIT_FOLDERS": "\n".join(folders)}, timeout=hook_timeout)
+        if on_hook is not None:
+            on_hook(result.exec_once)
+    return result
+
+
+def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | None = None) -> Outcome:
+    """Plan again (things may have changed since the fleet was planned) and renew in place.
+    ``window``: the bulk renewal's ``expiring`` period, to warn when the successor is due at once.
+    Interrupted right after the renewal was delivered, the exception carries its outcome
+    (``certkit_outcome``)."""
+    from certkit.errors import Terminated
+    from certkit.lifecycle import plan_renewal, renew
+
+    try:
+        planned = plan_renewal(ca, serial, **options)
+    except CertkitError as exc:
+        row = ca.inventory.get(serial) or {}
+        return Outcome(serial, "failed", row.get("folder"), row.get("kind"), stage="plan", error=str(exc))
+    found = planned.found
+    outcome = Outcome(serial, "failed", str(planned.target.folder), found.row["kind"], row_names(found.row))
+    try:
+        renewal = renew(ca, planned)
+    except CertkitError as exc:
+        outcome.stage, outcome.error = "renew", str(exc)
+        return outcome
+    except (KeyboardInterrupt, Terminated) as exc:
+        # A signal held off while the bundle was written lands right after it: say what was done.
+        successors = ca.inventory.successors(serial)
+        if successors:
+            row = ca.inventory.get(successors[-1])
+            outcome.outcome, outcome.new_serial, outcome.not_after = "renewed", row["serial"], row["not_after"]
+            exc.certkit_outcome = outcome
+        raise
+    issued = renewal.issued
+    outcome.outcome, outcome.new_serial = "renewed", issued.serial_hex
+    outcome.not_after = issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    outcome.notes = list(renewal.notes)
+    lifetime = issued.not_after - issued.cert.not_valid_before_utc
+    if window is not None and lifetime <= window:
+        outcome.notes.append(f"the new certificate lives {period_words(lifetime)}, no longer than the "
+                             f"{period_words(window)} renewal window, so every run will renew it again: renew it with "
+                             "a longer lifetime, or choose a shorter window")
+    return outcome
+
+
+@dataclass
+class FleetLock:
+    """One bulk renewal per CA directory at a time (an hourly cron job whose previous run is still
+    going must not renew the same certificates twice): an exclusive ``flock`` on the directory,
+    released when the process ends, however it ends."""
+
+    path: Path
+    fd: int | None = None
+
+    def __enter__(self) -> "FleetLock":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise CertkitError(f"Another bulk renewal of the CA in {shown(self.path)} is running; this one did "
+                               "nothing (the other renews what is due).") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None

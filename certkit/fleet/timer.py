@@ -1,0 +1,215 @@
+"""The schedule of bulk renewal: :func:`install_timer` writes a systemd timer and service (the
+user's, or as root the system's) that run it daily at a random time of day, replacing only units
+certkit wrote; :func:`remove_timer` takes them away; :func:`crontab_line` is the same for
+machines without systemd. Every argument is quoted so that it reaches certkit exactly as given."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certkit.errors import CertkitError
+from certkit.text import shown
+
+UNIT_NAME = "certkit-renew"
+_MARK = "# Written by certkit renew --install-timer; certkit renew --remove-timer removes it."
+# The system unit folder, overridable so that tests (and image builders) never touch the real one.
+ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
+# A random moment within this many seconds after midnight, chosen anew every day: a fleet of
+# machines does not renew (nor reload its servers) all at the same second.
+RANDOM_DELAY = 6 * 3600
+
+
+def program() -> tuple[list[str], dict[str, str]]:
+    """How a timer or cron runs this certkit: this interpreter with ``-m certkit``, and the
+    PYTHONPATH that finds this copy when it is not installed where the interpreter looks."""
+    import certkit
+
+    argv = [sys.executable, "-m", "certkit"]
+    home = str(Path(certkit.__file__).resolve().parent.parent)
+    probe = subprocess.run([sys.executable, "-I", "-c", "import certkit, os; print(os.path.dirname("
+                            "os.path.dirname(os.path.realpath(certkit.__file__))))"],
+                           capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")})
+    env = {} if probe.returncode == 0 and probe.stdout.strip() == home else {"PYTHONPATH": home}
+    return argv, env
+
+
+def systemd_running() -> bool:
+    """Whether systemd manages this machine (sd_booted(3): /run/systemd/system exists)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def unit_dir(*, system: bool | None = None) -> Path:
+    """Where the units go: the user's systemd folder, or as root (``system``) the system's."""
+    if system is None:
+        system = os.geteuid() == 0
+    if system:
+        return Path(os.environ.get(ENV_SYSTEM_UNIT_DIR) or "/etc/systemd/system")
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "systemd" / "user"
+
+
+def _check_args(argv: Sequence[str]) -> None:
+    for arg in argv:
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in arg):
+            raise CertkitError(f"'{shown(arg)}' holds a control character (a line break?); a timer or crontab "
+                               "line cannot carry it. Put the command in a script and give its path.")
+
+
+def systemd_quote(arg: str) -> str:
+    """One ExecStart= argument: double-quoted, with systemd's specifiers (%) and variable
+    expansion ($) escaped, so it reaches certkit exactly as given."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
+
+
+def service_text(argv: Sequence[str], env: dict[str, str], description: str) -> str:
+    _check_args([*argv, *env.values(), description])
+    lines = [_MARK, "[Unit]", f"Description={description.replace('%', '%%')}", "", "[Service]", "Type=oneshot"]
+    lines += [f"Environment={systemd_quote(f'{k}={v}')}" for k, v in env.items()]
+    lines.append("ExecStart=" + " ".join(systemd_quote(a) for a in argv))
+    return "\n".join(lines) + "\n"
+
+
+def timer_text(description: str) -> str:
+    _check_args([description])
+    return "\n".join([
+        _MARK, "[Unit]", f"Description={description.replace('%', '%%')}", "", "[Timer]",
+        "OnCalendar=daily",
+        f"RandomizedDelaySec={RANDOM_DELAY}",
+        "Persistent=true",  # a machine that was off at the time renews when it comes back
+        "", "[Install]", "WantedBy=timers.target",
+    ]) + "\n"
+
+
+@dataclass
+class TimerChange:
+    """What installing or removing the timer did: files written or removed, systemctl commands run
+    (with their failures), and the commands still to run by hand."""
+
+    files: list[Path] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    todo: list[str] = field(default_factory=list)
+    system: bool = False
+
+
+def _systemctl(system: bool) -> list[str]:
+    return ["systemctl"] if system else ["systemctl", "--user"]
+
+
+def install_timer(renew_argv: Sequence[str], *, description: str, directory: Path | None = None,
+                  name: str = UNIT_NAME, manage: bool | None = None) -> TimerChange:
+    """Write ``NAME.service`` (running ``renew_argv``, the arguments after ``certkit``) and
+    ``NAME.timer`` into ``directory`` (default: :func:`unit_dir`), replacing only units certkit
+    wrote; then, when systemd runs this machine and the default folder was used (``manage``),
+    reload systemd and enable the timer."""
+    from certkit.atomic import PUBLIC_MODE, replace_file
+
+    system, folder, manage = _where(directory, name, manage)
+    argv, env = program()
+    service = service_text([*argv, *renew_argv], env, description)
+    timer = timer_text(description)
+    paths = [folder / f"{name}.service", folder / f"{name}.timer"]
+    for path in paths:
+        _check_ours(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, text in zip(paths, (service, timer), strict=True):
+        replace_file(path, text.encode(), PUBLIC_MODE)
+    change = TimerChange(paths, system=system)
+    commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
+    _run_or_list(commands, manage, change)
+    if not system:
+        change.todo.append(f"loginctl enable-linger {_user()}  # so that it runs while you are logged out")
+    return change
+
+
+def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage: bool | None = None) -> TimerChange:
+    """Disable the timer (when systemd runs this machine and the default folder is used) and remove
+    both units, if certkit wrote them. Removing what is not there changes nothing."""
+    system, folder, manage = _where(directory, name, manage)
+    paths = [p for p in (folder / f"{name}.timer", folder / f"{name}.service") if os.path.lexists(p)]
+    for path in paths:
+        _check_ours(path)
+    change = TimerChange(system=system)
+    if not paths:
+        return change
+    _run_or_list([[*_systemctl(system), "disable", "--now", f"{name}.timer"]], manage, change)
+    for path in paths:
+        os.unlink(path)
+        change.files.append(path)
+    _run_or_list([[*_systemctl(system), "daemon-reload"]], manage, change)
+    return change
+
+
+def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool, Path, bool]:
+    """For installing or removing the units: whether they are the system's (as root), their folder,
+    and whether systemctl is run (systemd runs this machine and the default folder is used)."""
+    _check_name(name)
+    system = os.geteuid() == 0
+    folder = directory or unit_dir(system=system)
+    manage = (directory is None and systemd_running()) if manage is None else manage
+    return system, folder, manage
+
+
+def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -> None:
+    for command in commands:
+        text = " ".join(shlex.quote(c) for c in command)
+        if not manage:
+            change.todo.append(text)
+            continue
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            change.failed.append(f"{text}: {exc}")
+            continue
+        if proc.returncode == 0:
+            change.ran.append(text)
+        else:
+            change.failed.append(f"{text}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['failed']}")
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}", name) or name.endswith((".timer", ".service")):
+        raise CertkitError(f"'{shown(name)}' cannot name a systemd unit: use letters, digits, '-', '_' and '.', "
+                           "without .timer or .service.")
+
+
+def _check_ours(path: Path) -> None:
+    """Replace or remove only a unit certkit wrote, never someone else's of the same name."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_file():
+        raise CertkitError(f"{shown(path)} is not a regular file (a link?); certkit leaves it alone.")
+    with open(path, "rb") as f:
+        head = f.read(len(_MARK) + 1)
+    if not head.startswith(_MARK.encode()):
+        raise CertkitError(f"{shown(path)} exists and was not written by certkit; it is left alone. Choose "
+                           "another unit name.")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "$USER"
+
+
+def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: int | None = None) -> str:
+    """The crontab line that runs ``renew_argv`` daily at a random minute of a random night hour
+    (chosen here: cron has no randomized delay). ``%`` is escaped: cron would end the command there."""
+    import random
+
+    argv, env = program()
+    _check_args([*argv, *renew_argv, *env.values()])
+    minute = random.randrange(60) if minute is None else minute
+    hour = random.randrange(6) if hour is None else hour
+    words = [f"{k}={shlex.quote(v)}" for k, v in env.items()] + [shlex.quote(a) for a in [*argv, *renew_argv]]
+    return f"{minute} {hour} * * * " + " ".join(words).replace("%", "\\%")

@@ -1,0 +1,221 @@
+"""A key in a token as a CA uses it: :class:`TokenKey` (its public half, :meth:`TokenKey.sign`,
+:meth:`TokenKey.sign_builder`, the check of every signature against the public key, a session
+that survives a fork), and the public half read from the token's objects."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from certkit.errors import CABroken
+from certkit.pkcs11.der import replace_signature, stand_in_key
+from certkit.pkcs11.errors import TokenError, words
+from certkit.pkcs11.session import binding, find_objects, find_token, login, transient
+from certkit.pkcs11.uri import KeyURI
+from certkit.text import shown
+
+SUPPORTED_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+PSS_SALT_LENGTH = 32  # = the SHA-256 digest length, as RFC 4055 recommends
+
+
+class TokenKey:
+    """A private key held by a token; signs certificates and CRLs there (see :mod:`certkit.pkcs11`).
+
+    It stands where a ``cryptography`` private key would in a :class:`~certkit.ca.CA`:
+    :meth:`public_key` and :meth:`sign_builder` are what the CA uses. Signing is
+    serialized (one PKCS#11 session) and survives a fork (``issue-batch --jobs``):
+    the child opens its own session.
+    """
+
+    def __init__(self, uri: KeyURI, module: str, pin: bytes | None, *, rsa_pss: bool = False,
+                 session=None, private=None, public_key=None) -> None:
+        self.uri, self.module, self.rsa_pss = uri, module, rsa_pss
+        self._pin = pin
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._session, self._private = session, private
+        self._public = public_key
+        if session is None:
+            self._open()
+        from certkit.keys import key_type_of
+
+        self.key_type = key_type_of(self._public)
+        if self.key_type not in SUPPORTED_KEY_TYPES:
+            raise TokenError(f"The {uri.describe()} is a {self.key_type} key; certkit signs through a token with "
+                             f"{', '.join(SUPPORTED_KEY_TYPES)}.")
+
+    def _open(self) -> None:
+        pkcs11 = binding()
+        token = find_token(self.uri, self.module)
+        session = login(token, self._pin)
+        try:
+            keys = find_objects(session, self.uri, pkcs11.ObjectClass.PRIVATE_KEY)
+            if not keys:
+                raise TokenError(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
+                                 "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
+            if len(keys) > 1:
+                raise TokenError(f"{len(keys)} private keys match {shown(self.uri.text)}; add id= to name one.")
+            self._private = keys[0]
+            if self._public is None:
+                self._public = public_key_of(session, self.uri, self._private)
+        except BaseException:
+            session.close()
+            raise
+        self._session = session
+        self._pid = os.getpid()
+
+    # --- what a CA uses -------------------------------------------------------------
+    def public_key(self):
+        return self._public
+
+    @property
+    def label(self) -> str:
+        return f"pkcs11 {self.uri.text}"
+
+    def attributes(self) -> dict[str, bool]:
+        """What the token says about the private key: sensitive, extractable, never extractable..."""
+        pkcs11 = binding()
+        names = {"sensitive": pkcs11.Attribute.SENSITIVE, "extractable": pkcs11.Attribute.EXTRACTABLE,
+                 "always_sensitive": pkcs11.Attribute.ALWAYS_SENSITIVE,
+                 "never_extractable": pkcs11.Attribute.NEVER_EXTRACTABLE, "local": pkcs11.Attribute.LOCAL,
+                 "private": pkcs11.Attribute.PRIVATE, "token": pkcs11.Attribute.TOKEN}
+        with self._lock:
+            self._ensure_session()
+            out = {}
+            for name, attribute in names.items():
+                try:
+                    out[name] = bool(self._private[attribute])
+                except pkcs11.PKCS11Error:
+                    out[name] = False
+            return out
+
+    def sign(self, data: bytes) -> bytes:
+        """``data`` signed by the token, as X.509 carries it (ECDSA as a DER SEQUENCE of r and s)."""
+        pkcs11 = binding()
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+        with self._lock:
+            self._ensure_session()
+            for attempt in range(2):
+                try:
+                    if self.key_type.startswith("ecdsa"):
+                        digest = hashes.Hash(self.hash())
+                        digest.update(data)
+                        raw = transient(self._private.sign, digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
+                        half = len(raw) // 2
+                        return encode_dss_signature(int.from_bytes(raw[:half], "big"),
+                                                    int.from_bytes(raw[half:], "big"))
+                    if self.rsa_pss:
+                        return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS_PSS,
+                                          mechanism_param=(pkcs11.Mechanism.SHA256, pkcs11.MGF.SHA256,
+                                                           PSS_SALT_LENGTH))
+                    return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
+                except (pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.UserNotLoggedIn,
+                        pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
+                    if attempt:
+                        raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
+                    self._open()  # the token closed the session (a reset, a timeout): log in again, once
+                except pkcs11.PKCS11Error as exc:
+                    raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
+        raise AssertionError("unreachable")
+
+    def hash(self):
+        from cryptography.hazmat.primitives import hashes
+
+        return hashes.SHA384() if self.key_type == "ecdsa-p384" else hashes.SHA256()
+
+    def sign_builder(self, builder):
+        """Sign a certificate, CRL or CSR builder through the token (see :mod:`certkit.pkcs11`)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        padding = self._padding()
+        stand_in = builder.sign(stand_in_key(self.key_type.split("-")[0]), self.hash(),
+                                **({"rsa_padding": padding} if padding is not None else {}))
+        if isinstance(stand_in, x509.Certificate):
+            tbs, load = stand_in.tbs_certificate_bytes, x509.load_der_x509_certificate
+        elif isinstance(stand_in, x509.CertificateRevocationList):
+            tbs, load = stand_in.tbs_certlist_bytes, x509.load_der_x509_crl
+        else:
+            tbs, load = stand_in.tbs_certrequest_bytes, x509.load_der_x509_csr
+        signature = self.sign(tbs)
+        self.verify(signature, tbs)
+        return load(replace_signature(stand_in.public_bytes(Encoding.DER), tbs, signature))
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Check a signature of the token's with its public key (``cryptography``): a token that
+        signed with another key than the one it names fails here, not in a relying party."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        try:
+            if self.key_type.startswith("ecdsa"):
+                self._public.verify(signature, data, ec.ECDSA(self.hash()))
+            else:
+                from cryptography.hazmat.primitives.asymmetric import padding
+
+                self._public.verify(signature, data, self._padding() or padding.PKCS1v15(), self.hash())
+        except InvalidSignature:
+            raise CABroken(f"The {self.uri.describe()} made a signature its own public key does not verify; the "
+                           "token's public and private objects do not belong together.") from None
+
+    def _padding(self):
+        if not self.key_type.startswith("rsa") or not self.rsa_pss:
+            return None
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+
+    def _ensure_session(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's session is not ours
+            self._session = self._private = None
+            self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None and self._pid == os.getpid():
+                try:
+                    self._session.close()
+                except Exception:
+                    pass
+            self._session = self._private = None
+
+    def __repr__(self) -> str:
+        return f"<TokenKey {self.key_type} {self.uri.text}>"
+
+
+def public_key_of(session, uri: KeyURI, private):
+    """The public half of a key in a token: its public key object, else (RSA) the private object's
+    modulus and exponent, else a certificate object with the same label or id."""
+    pkcs11 = binding()
+    from cryptography import x509
+
+    publics = find_objects(session, uri, pkcs11.ObjectClass.PUBLIC_KEY)
+    if len(publics) == 1:
+        return public_from_object(publics[0])
+    if private.key_type == pkcs11.KeyType.RSA:
+        return public_from_object(private)
+    certificates = find_objects(session, uri, pkcs11.ObjectClass.CERTIFICATE)
+    if len(certificates) == 1:
+        return x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE]).public_key()
+    raise TokenError(f"The token holds the private {uri.describe()} but no public key object for it (nor a "
+                     "certificate); certkit needs its public half to build the CA certificate.")
+
+
+def public_from_object(obj):
+    """A ``cryptography`` public key from a token's public (or RSA private) key object."""
+    pkcs11 = binding()
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    if obj.key_type == pkcs11.KeyType.RSA:
+        n = int.from_bytes(obj[pkcs11.Attribute.MODULUS], "big")
+        e = int.from_bytes(obj[pkcs11.Attribute.PUBLIC_EXPONENT], "big")
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    if obj.key_type == pkcs11.KeyType.EC:
+        from pkcs11.util.ec import encode_ec_public_key
+
+        return load_der_public_key(encode_ec_public_key(obj))
+    raise TokenError(f"The token key is of type {obj.key_type.name}; certkit signs with EC and RSA keys.")

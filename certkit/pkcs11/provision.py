@@ -1,0 +1,88 @@
+"""Getting the CA key from a token: :func:`open_key` (the key a URI names, logged in),
+:func:`key_exists`, and :func:`generate_key` (a new key pair, the private half sensitive and
+never extractable, checked to be so)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from certkit.pkcs11.errors import TokenError, words
+from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
+from certkit.pkcs11.session import binding, find_objects, find_token, login, module_path
+from certkit.pkcs11.uri import KeyURI
+from certkit.text import shown
+
+_CURVES = {"ecdsa-p256": "secp256r1", "ecdsa-p384": "secp384r1"}
+
+
+def open_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, *, rsa_pss: bool = False) -> TokenKey:
+    """The key ``uri`` names, logged in with ``pin``."""
+    uri = KeyURI.parse(uri) if isinstance(uri, str) else uri
+    uri.check_names_a_key()
+    return TokenKey(uri, module_path(uri, module), pin, rsa_pss=rsa_pss)
+
+
+def key_exists(uri: KeyURI, module: str | Path | None, pin: bytes | None) -> bool:
+    """Whether the token holds a private key ``uri`` names."""
+    pkcs11 = binding()
+    uri.check_names_a_key()
+    token = find_token(uri, module_path(uri, module))
+    with login(token, pin) as session:
+        return bool(find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY))
+
+
+def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, key_type: str) -> TokenKey:
+    """Generate a ``key_type`` key pair inside the token, the private half sensitive and never
+    extractable (it can sign, nothing else: no decryption, unwrapping or derivation)."""
+    pkcs11 = binding()
+    from pkcs11 import Attribute, KeyType, MechanismFlag
+
+    uri = KeyURI.parse(uri) if isinstance(uri, str) else uri
+    uri.check_names_a_key()
+    if key_type not in SUPPORTED_KEY_TYPES:
+        raise TokenError(f"certkit generates {', '.join(SUPPORTED_KEY_TYPES)} keys in a token, not {key_type}.")
+    module = module_path(uri, module)
+    token = find_token(uri, module)
+    session = login(token, pin, rw=True)
+    try:
+        if find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY):
+            raise TokenError(f"The token already holds a private {uri.describe()}.")
+        key_id = uri.id if uri.id is not None else os.urandom(16)
+        label = uri.object if uri.object is not None else key_id.hex()
+        private_template = {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+                            Attribute.UNWRAP: False, Attribute.DERIVE: False}
+        public_template = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.ENCRYPT: False,
+                           Attribute.WRAP: False}
+        common = dict(id=key_id, label=label, store=True, capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                      private_template=private_template, public_template=public_template)
+        try:
+            if key_type in _CURVES:
+                from pkcs11.util.ec import encode_named_curve_parameters
+
+                params = session.create_domain_parameters(
+                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVES[key_type])}, local=True)
+                public, private = params.generate_keypair(**common)
+            else:
+                public_template[Attribute.PUBLIC_EXPONENT] = b"\x01\x00\x01"
+                public, private = session.generate_keypair(KeyType.RSA, int(key_type.split("-")[1]), **common)
+        except pkcs11.PKCS11Error as exc:
+            raise TokenError(f"The token '{shown(token.label)}' could not generate a {key_type} key: "
+                             f"{words(exc)}.") from None
+        key = TokenKey(uri, module, pin, session=session, private=private,
+                       public_key=public_from_object(public))
+    except BaseException:
+        session.close()
+        raise
+    found = key.attributes()
+    if not found["sensitive"] or found["extractable"] or not found["never_extractable"]:
+        raise TokenError(f"The token '{shown(token.label)}' made the new key {_kept(found)}; certkit wants a CA key "
+                         "that can never leave the token. Remove it (pkcs11-tool --delete-object) and use another "
+                         "token.")
+    return key
+
+
+def _kept(attributes: dict[str, bool]) -> str:
+    return ", ".join(name.replace("_", " ") if value else "not " + name.replace("_", " ")
+                     for name, value in attributes.items() if name in ("sensitive", "extractable", "never_extractable"))

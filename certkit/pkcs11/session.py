@@ -1,0 +1,165 @@
+"""The PKCS#11 module, the token and a session on it: loading the module once per process (again
+in a forked child), finding the one token a URI names, logging in, finding objects; and the
+short retries SoftHSM2 needs while another process rewrites its token files (:func:`transient`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from certkit.pkcs11.errors import TokenError, TokenPinIncorrect, words
+from certkit.pkcs11.uri import KeyURI
+from certkit.text import shown
+
+
+def module_path(uri: KeyURI, module: str | Path | None) -> str:
+    """The PKCS#11 module to load: ``module`` (--pkcs11-module), else the URI's module-path."""
+    path = str(module) if module else uri.module_path
+    if not path:
+        hint = " (SoftHSM's is /usr/lib/softhsm/libsofthsm2.so)" if Path(
+            "/usr/lib/softhsm/libsofthsm2.so").exists() else ""
+        raise TokenError(f"No PKCS#11 module is named for {shown(uri.text)}: pass --pkcs11-module PATH or add "
+                         f"?module-path=PATH to the URI{hint}.")
+    if not Path(path).is_file():
+        raise TokenError(f"The PKCS#11 module {shown(path)} does not exist.")
+    return path
+
+
+_INIT_LOCK = threading.Lock()
+_INITIALIZED_IN: dict[str, int] = {}  # module path -> pid that initialized it
+
+
+def binding():
+    """python-pkcs11, imported when a token is first used (an optional dependency: certkit[team])."""
+    try:
+        import pkcs11
+    except ImportError:
+        raise TokenError("A CA key in a PKCS#11 token needs python-pkcs11: pip install 'certkit[team]'.") from None
+    return pkcs11
+
+
+def _lib(path: str, *, locked: bool = False):
+    """The loaded module, initialized in this process (a forked child initializes it again: PKCS#11
+    sessions do not survive fork)."""
+    if not locked:
+        with _INIT_LOCK:
+            return _lib(path, locked=True)
+    pkcs11 = binding()
+    try:
+        lib = pkcs11.lib(path)
+    except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
+        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}.") from None
+    pid = _INITIALIZED_IN.get(path)
+    if pid is not None and pid != os.getpid():
+        lib.reinitialize()
+    _INITIALIZED_IN[path] = os.getpid()
+    return lib
+
+
+def transient(call, *args, also=(), **kwargs):
+    """``call`` retried a few times on CKR_GENERAL_ERROR (and the errors in ``also``): SoftHSM2
+    answers so while another process rewrites the token's files (several processes logging in to
+    one token at once: it says CKR_USER_PIN_NOT_INITIALIZED then, too); a real failure stays and
+    is reported after about a second."""
+    pkcs11 = binding()
+    for delay in _RETRY_DELAYS:
+        try:
+            return call(*args, **kwargs)
+        except (pkcs11.GeneralError, *also):
+            time.sleep(delay)
+    return call(*args, **kwargs)
+
+
+_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
+
+
+def find_token(uri: KeyURI, module: str):
+    """The one token ``uri`` names (no PIN needed)."""
+    found, seen = transient(_matching_tokens, uri, module)
+    for delay in _RETRY_DELAYS:
+        if found:
+            break
+        # Some modules (SoftHSM) list only the tokens there were when they were initialized (a
+        # long-running process, a token made since), and none at all if another process was
+        # rewriting the token files just then: initialize again and look again, for about a
+        # second (sessions of this process are reopened on use).
+        with _INIT_LOCK:
+            _lib(module, locked=True).reinitialize()
+        found, seen = transient(_matching_tokens, uri, module)
+        if not found:
+            time.sleep(delay)
+    if not found:
+        present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
+        raise TokenError(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
+                         f"present: {present}).")
+    if len(found) > 1:
+        raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
+    return found[0]
+
+
+def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
+    pkcs11 = binding()
+    lib = _lib(module)
+    found, seen = [], []
+    try:
+        for slot in lib.get_slots(token_present=True):
+            try:
+                token = slot.get_token()
+            except (pkcs11.TokenNotPresent, pkcs11.TokenNotRecognised):
+                continue
+            if not token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED:
+                continue
+            seen.append(token.label)
+            if uri.token is not None and token.label != uri.token:
+                continue
+            if uri.serial is not None and token.serial.decode(errors="replace").strip() != uri.serial:
+                continue
+            if uri.manufacturer is not None and token.manufacturer_id != uri.manufacturer:
+                continue
+            if uri.model is not None and token.model != uri.model:
+                continue
+            if uri.slot_id is not None and slot.slot_id != uri.slot_id:
+                continue
+            found.append(token)
+    except pkcs11.GeneralError:
+        raise
+    except pkcs11.PKCS11Error as exc:
+        raise TokenError(f"The PKCS#11 module {shown(module)} cannot list its tokens: {words(exc)}.") from None
+    return found, seen
+
+
+def login(token, pin: bytes | None, *, rw: bool = False):
+    pkcs11 = binding()
+    if pin is None:
+        raise TokenError(f"The token '{shown(token.label)}' needs its PIN: give --pin-file, $CERTKIT_PKCS11_PIN "
+                         "or run on a terminal to be asked.")
+    try:
+        text = pin.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
+    try:
+        return transient(token.open, rw=rw, user_pin=text, also=(pkcs11.UserPinNotInitialized,))
+    except pkcs11.UserAlreadyLoggedIn:  # another key of this process opened the token: login is per process
+        return transient(token.open, rw=rw)
+    except pkcs11.PinIncorrect:
+        raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN (tokens lock after a few "
+                                "wrong PINs; certkit does not retry).") from None
+    except pkcs11.PinLocked:
+        raise TokenError(f"The PIN of token '{shown(token.label)}' is locked after too many wrong PINs; its "
+                         "security officer (SO PIN) can unlock it.") from None
+    except (pkcs11.PinLenRange, pkcs11.PinInvalid) as exc:
+        raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN ({words(exc)}).") from None
+    except pkcs11.PKCS11Error as exc:
+        raise TokenError(f"Cannot open a session on token '{shown(token.label)}': {words(exc)}.") from None
+
+
+def find_objects(session, uri: KeyURI, object_class):
+    pkcs11 = binding()
+    attrs = {pkcs11.Attribute.CLASS: object_class}
+    if uri.object is not None:
+        attrs[pkcs11.Attribute.LABEL] = uri.object
+    if uri.id is not None:
+        attrs[pkcs11.Attribute.ID] = uri.id
+    return transient(lambda: list(session.get_objects(attrs)))

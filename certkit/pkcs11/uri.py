@@ -1,0 +1,91 @@
+"""RFC 7512 ``pkcs11:`` URIs: :class:`KeyURI` parses one, refuses what certkit cannot honour
+(unknown attributes, a PIN in the URI, an object that is not a private key) and says which key
+in which token it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from certkit.pkcs11.errors import TokenError
+from certkit.text import shown
+
+# RFC 7512 path attributes certkit understands (the rest would narrow the search in ways it cannot honour).
+_PATH_ATTRIBUTES = ("token", "object", "id", "type", "serial", "manufacturer", "model", "slot-id")
+
+
+@dataclass(frozen=True)
+class KeyURI:
+    """A ``pkcs11:`` URI naming a token and a key in it (RFC 7512)."""
+
+    text: str
+    token: str | None = None
+    object: str | None = None
+    id: bytes | None = None
+    serial: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    slot_id: int | None = None
+    module_path: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> KeyURI:
+        """Parse ``text``; refuse what certkit cannot honour, and any PIN in it (a URI is seen in
+        argv and in files: a PIN comes from --pin-file, $CERTKIT_PKCS11_PIN or a prompt)."""
+        if not text.startswith("pkcs11:"):
+            raise TokenError(f"'{shown(text)}' is not a PKCS#11 URI; write pkcs11:token=LABEL;object=LABEL "
+                             "(RFC 7512).")
+        body = text[len("pkcs11:"):]
+        path, _, query = body.partition("?")
+        found: dict[str, Any] = {}
+        for part in filter(None, path.split(";")):
+            name, eq, value = part.partition("=")
+            name = name.lower()
+            if not eq or name not in _PATH_ATTRIBUTES:
+                raise TokenError(f"The PKCS#11 URI '{shown(text)}' has '{shown(part)}', which certkit does not "
+                                 f"understand; it knows: {', '.join(_PATH_ATTRIBUTES)}.")
+            if name in found:
+                raise TokenError(f"The PKCS#11 URI '{shown(text)}' names {name} twice.")
+            found[name] = _decode(value, text)
+        for part in filter(None, query.split("&")):
+            name, _, value = part.partition("=")
+            name = name.lower()
+            if name in ("pin-value", "pin-source"):
+                raise TokenError("A PKCS#11 URI for certkit holds no PIN (command lines and files show it): give the "
+                                 "PIN with --pin-file, $CERTKIT_PKCS11_PIN or at the prompt.")
+            if name == "module-path":
+                found["module-path"] = _decode(value, text)
+            elif name != "module-name":
+                raise TokenError(f"The PKCS#11 URI '{shown(text)}' has the query attribute '{shown(name)}', which "
+                                 "certkit does not understand (it knows module-path).")
+        kind = found.get("type")
+        if kind is not None and kind.decode(errors="replace") != "private":
+            raise TokenError(f"The PKCS#11 URI '{shown(text)}' names a {shown(kind.decode(errors='replace'))} "
+                             "object; a CA key URI names a private key (type=private, or no type).")
+        text_of = lambda name: found[name].decode("utf-8", errors="replace") if name in found else None  # noqa: E731
+        slot = text_of("slot-id")
+        if slot is not None and not slot.isdigit():
+            raise TokenError(f"The slot-id in '{shown(text)}' is not a number.")
+        return cls(text=text, token=text_of("token"), object=text_of("object"), id=found.get("id"),
+                   serial=text_of("serial"), manufacturer=text_of("manufacturer"), model=text_of("model"),
+                   slot_id=int(slot) if slot is not None else None, module_path=text_of("module-path"))
+
+    def check_names_a_key(self) -> None:
+        if self.token is None and self.serial is None and self.slot_id is None:
+            raise TokenError(f"The PKCS#11 URI '{shown(self.text)}' names no token; add token=LABEL (or serial=).")
+        if self.object is None and self.id is None:
+            raise TokenError(f"The PKCS#11 URI '{shown(self.text)}' names no key; add object=LABEL (or id=).")
+
+    def describe(self) -> str:
+        key = f"'{self.object}'" if self.object is not None else f"id {self.id.hex()}"
+        token = f"'{self.token}'" if self.token is not None else f"serial {self.serial}" if self.serial else \
+            f"in slot {self.slot_id}"
+        return f"key {shown(key)} in token {shown(token)}"
+
+
+def _decode(value: str, text: str) -> bytes:
+    try:
+        return unquote_to_bytes(value)
+    except ValueError:
+        raise TokenError(f"The PKCS#11 URI '{shown(text)}' has a bad %-escape.") from None
