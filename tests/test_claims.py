@@ -213,7 +213,8 @@ def test_every_mention_is_a_checked_claim():
     for page in pages:
         if page.name in NOT_CLAIMS:
             continue
-        text = page.read_text()
+        # A package list names tools to install, it claims nothing about what they issue.
+        text = re.sub(r"`apt-get install [^`]*`", "", page.read_text())
         if page == TABLE_PAGE:
             head, _, rest = text.partition(TABLE_HEADING)
             text = head + "\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else head
