@@ -23,7 +23,6 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from certkit.errors import InvalidName, NameNotPermitted
 from certkit.names import Identity
@@ -119,6 +118,8 @@ def _matches(ident: Identity, constraint) -> bool | None:
             return ident.value.lower() == constraint.value.lower()
         return _host_within(ident.value.rsplit("@", 1)[1], constraint.value)
     if ident.kind == "uri" and isinstance(constraint, x509.UniformResourceIdentifier):
+        from urllib.parse import urlsplit  # only URIs need it: most one-shot commands never do
+
         return _host_within(urlsplit(ident.value).hostname or "", constraint.value)
     return None
 

@@ -258,7 +258,9 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
             if ca.inventory is not None:
                 # A deferred target (one output file for many certificates) marks them once it is in place.
                 ready = [one.serial_hex for (_r, target), one in zip(items, issued, strict=True) if not target.deferred]
-                notes = ca.inventory.mark_issued(ready) if ready else {}
+                # Bundles on disk can be found again by reconciliation: their mark needs no fsync of its own.
+                on_disk = all(target.sink in ("folder", "file") for _r, target in items)
+                notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
                 for delivery in deliveries:
                     delivery.notes += notes.get(delivery.issued.serial_hex, [])
     except (KeyboardInterrupt, Terminated) as exc:

@@ -180,10 +180,14 @@ class Inventory:
         if status != "valid":
             raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
 
-    def mark_issued(self, serials: Sequence[str]) -> dict[str, list[str]]:
+    def mark_issued(self, serials: Sequence[str], *, durable: bool = True) -> dict[str, list[str]]:
         """Settle pending rows as delivered; return notes by serial for each renewal whose predecessor
-        was revoked while it was being written with the same key (that renewal is revoked too)."""
-        with self.transaction(write=True) as tx:
+        was revoked while it was being written with the same key (that renewal is revoked too).
+
+        ``durable=False`` commits without waiting for the disk: right for certificates whose bundle
+        (a folder, a file) is on disk already, since a mark lost in a power cut leaves the row pending
+        and the next command finds the bundle and marks it again (reconciliation)."""
+        with self.db.transaction(write=True, durable=durable) as tx:
             return self._mark_issued(tx, serials)
 
     def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
