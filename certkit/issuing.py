@@ -176,7 +176,8 @@ class FolderTarget(Target):
 
     def __init__(self, folder: str | Path, *, force: bool = False, p12: bool = False,
                  extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None, sync: bool = True,
-                 sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None) -> None:
+                 sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None,
+                 cache: dict | None = None) -> None:
         from certkit.constants import BUNDLE_FILES
 
         self.given = Path(folder)
@@ -185,13 +186,15 @@ class FolderTarget(Target):
         # A renewal in place keeps the private key already in the folder (not rewritten, not removed).
         self.keeps_key = keeps_key
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
+        # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
+        self.cache = cache
 
-    def check(self, ca: "CA", request: Request, *, guard: bool = True, cache: dict | None = None) -> None:
+    def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
         from certkit.bundle import bundle_names, check_writable
         from certkit.paths import check_output
 
         if guard:
-            check_output(self.given, ca.directories, what="output folder", cache=cache)
+            check_output(self.given, ca.directories, what="output folder", cache=self.cache)
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                 p12=self.p12), force=self.force)
 

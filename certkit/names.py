@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath
@@ -59,7 +60,11 @@ def parse_host(text: str) -> Identity:
     """Parse a server name: an IP address or a DNS name (wildcards allowed)."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidName("An empty name cannot go in a certificate.")
-    text = text.strip()
+    return _parse_host(text.strip())
+
+
+@lru_cache(maxsize=1024)  # a batch line's names are parsed for its folder, then for its request
+def _parse_host(text: str) -> Identity:
     _refuse_what_is_not_a_host(text)
     ip = _try_ip(text)
     if ip is not None:

@@ -29,24 +29,48 @@ TEMPORARY_OVERHEAD = len(".") + len(".4194304-") + 16 + len(".old.certkit-tmp")
 CA_MARKERS = ("ca-key.pem", "inventory.sqlite3", "parents.pem", "certkit-ca.json")
 
 
-def resolved(path: str | Path) -> Path:
+def resolved(path: str | Path, cache: dict | None = None) -> Path:
     """``path`` made absolute with every symbolic link and ``..`` resolved (the part that exists),
-    as the kernel will resolve it when certkit writes there."""
-    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+    as the kernel will resolve it when certkit writes there.
+
+    With ``cache`` (a batch's, for thousands of outputs in a few folders), the folder that
+    holds ``path`` is resolved once; ``path``'s own name is still looked at every time."""
+    return Path(_resolved(os.fspath(path), cache))
 
 
-def is_ca_directory(folder: Path) -> bool:
-    return folder.is_dir() and (folder / "ca.pem").exists() and any(
-        os.path.lexists(folder / marker) for marker in CA_MARKERS)
+def _resolved(text: str, cache: dict | None) -> str:
+    absolute = os.path.abspath(text)
+    if cache is None:
+        return os.path.realpath(absolute)
+    parent, name = os.path.split(absolute)
+    key = ("resolved", parent)
+    if key not in cache:
+        cache[key] = os.path.realpath(parent)
+    candidate = os.path.join(cache[key], name)
+    if name and not os.path.islink(candidate):
+        return candidate
+    return os.path.realpath(absolute)  # a link (or the root): followed the whole way
 
 
-def _ancestor_is_ca_directory(folder: Path, cache: dict | None) -> bool:
+def _inside(target: str, folder: str) -> bool:
+    """Whether the resolved path ``target`` is the resolved ``folder`` or below it."""
+    return target == folder or target.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+
+
+def is_ca_directory(folder: str | Path) -> bool:
+    folder = os.fspath(folder)
+    return os.path.isdir(folder) and os.path.exists(os.path.join(folder, "ca.pem")) and any(
+        os.path.lexists(os.path.join(folder, marker)) for marker in CA_MARKERS)
+
+
+def _ancestor_is_ca_directory(folder: str, cache: dict | None) -> bool:
     # The ancestors of thousands of batch folders are the same few: a batch passes a cache.
     if cache is None:
         return is_ca_directory(folder)
-    if folder not in cache:
-        cache[folder] = is_ca_directory(folder)
-    return cache[folder]
+    key = ("ca", folder)
+    if key not in cache:
+        cache[key] = is_ca_directory(folder)
+    return cache[key]
 
 
 def check_name(path: str | Path, what: str = "output path") -> None:
@@ -79,24 +103,26 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
     ``ca_dirs`` or inside a folder that is itself a CA directory.
     """
     check_name(path, what)
-    target = resolved(path)
+    target = _resolved(os.fspath(path), cache)
     for ca_dir in ca_dirs:
-        ca_real = resolved(ca_dir)
-        if target == ca_real or ca_real in target.parents:
+        if _inside(target, _resolved(os.fspath(ca_dir), cache)):
             raise UnsafeOutputPath(
                 f"The {what} {shown(path)} is in the CA directory {shown(ca_dir)}; certkit never writes "
                 "there, even when asked to replace files (it would replace the CA's own). Choose another place."
             )
-    for folder in (target, *target.parents):
-        if is_ca_directory(folder) if folder == target else _ancestor_is_ca_directory(folder, cache):
+    folder, above = target, False
+    while True:
+        if _ancestor_is_ca_directory(folder, cache) if above else is_ca_directory(folder):
             raise UnsafeOutputPath(
                 f"The {what} {shown(path)} is in {shown(folder)}, which holds a CA (its key or inventory); "
                 "certkit never writes there, even when asked to replace files. Choose another place."
             )
-    return target
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return Path(target)
+        folder, above = parent, True
 
 
-def within(base: str | Path, path: str | Path) -> bool:
+def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:
     """Whether ``path`` (resolved) is ``base`` (resolved) or inside it."""
-    base_real, target = resolved(base), resolved(path)
-    return target == base_real or base_real in target.parents
+    return _inside(_resolved(os.fspath(path), cache), _resolved(os.fspath(base), cache))

@@ -1,19 +1,15 @@
-"""Reading and checking an ``issue-batch`` manifest: CSV with a header row, or JSON lines.
+"""Reading an ``issue-batch`` manifest: CSV with a header row, or JSON lines.
 
 The manifest is streamed, never held in memory; each line is read with a size
-limit (so ``/dev/zero`` is refused, not slurped). The whole manifest is
-checked before anything is signed, exactly as issuing would check each line:
-names, the CA's name constraints, lifetimes, and every output folder resolved
-(it must stay inside ``--out-dir``, symbolic links followed; two lines may not
-reach one folder by any path; nothing may land in a CA directory).
+limit (so ``/dev/zero`` is refused, not slurped). Each line is parsed into a
+:class:`BatchLine` or a reason it is bad; :mod:`certkit.batch.checking` checks
+the whole manifest against the CA before anything is signed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +20,7 @@ from certkit.errors import CertkitError, InputTooLarge
 from certkit.text import shown
 
 if TYPE_CHECKING:
-    from certkit.ca import CA
-    from certkit.formats import Output
-    from certkit.issuing import FolderTarget, Request
+    from certkit.issuing import Request
 
 COLUMNS = ("kind", "names", "out", "days", "key_type", "email", "uri", "dns")
 MAX_REPORTED = 20
@@ -276,126 +270,3 @@ def _relative_out(out: str) -> str:
                        "path without "
                        "'..'), so a manifest cannot write anywhere else.")
     return out
-
-
-# --- checking --------------------------------------------------------------------------
-def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
-               output: "Output | None" = None, cache: dict | None = None) -> bool:
-    """Check one line as issuing it would; return False if ``resume`` and its bundle is already
-    complete (the line is kept, not issued again). With ``output`` (one file or stream for the
-    whole batch), no folder is written: only what that format needs is checked."""
-    from certkit.paths import within
-
-    request = line.request()
-    if output is not None:
-        ca.check_request(request)
-        output.target(line.name(out_dir)).check(ca, request)
-        return True
-    if not within(out_dir, line.out):
-        raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
-                           f"{shown(out_dir)} "
-                           "(through a symbolic link).")
-    if resume and complete_bundle(ca, line, request):
-        return False
-    ca.check_request(request)
-    target(line, force=force).check(ca, request, cache=cache)
-    return True
-
-
-def target(line: BatchLine, *, force: bool, sync: bool = True) -> "FolderTarget":
-    from certkit.issuing import FolderTarget
-
-    return FolderTarget(line.out, force=force, sync=sync, sweep=False)
-
-
-def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
-    """Whether ``line.out`` already holds a complete bundle of a valid certificate of this CA issued
-    for exactly this line (kind and names): what ``--resume`` keeps."""
-    from cryptography import x509
-
-    from certkit.inventory.reconcile import bundle_holds
-    from certkit.vocabulary import serial_hex
-
-    cert_file = line.out / "cert.pem"
-    if not cert_file.is_file() or ca.inventory is None:
-        return False
-    try:
-        from certkit.constants import MAX_CERT_FILE_BYTES
-        from certkit.files import read_limited
-
-        cert = x509.load_pem_x509_certificate(read_limited(cert_file, MAX_CERT_FILE_BYTES))
-        row = ca.inventory.get(serial_hex(cert.serial_number))
-    except (CertkitError, ValueError):
-        return False
-    wanted = sorted(str(i) for i in request.identities)
-    have = sorted(n for n in (row or {}).get("names", []) if not n.startswith("DirName:"))
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return (row is not None and row["status"] == "valid" and row["kind"] == line.kind and have == wanted
-            and bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True))
-
-
-def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
-                   days: int | None = None, force: bool = False, resume: bool = False,
-                   output: "Output | None" = None) -> int:
-    """Check every line as issuing it would; return the number of certificates to issue
-    (with ``resume``, lines whose bundle is already complete are not counted).
-
-    Raises :class:`ManifestError` naming the bad lines. Checks that no two lines
-    reach one output folder (resolved, so symbolic links count) with an SQLite
-    scratch table on disk, so memory stays flat for any manifest size.
-    """
-    from certkit.errors import OutputExists
-
-    problems: list[tuple[int, str]] = []
-    bad = count = kept = 0
-    replaceable = False
-    ancestors: dict = {}  # is-it-a-CA-directory answers for the few folders above thousands of outputs
-    out_dir = Path(out_dir)
-    seen = sqlite3.connect("")  # "": a private temporary database that spills to disk
-    seen.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
-    try:
-        for item in read_manifest(manifest, out_dir=out_dir, key_type=key_type, days=days):
-            if isinstance(item, tuple):
-                number, reason, todo = item[0], item[1], False
-            else:
-                number, reason, todo = item.line, None, False
-                try:
-                    todo = check_line(ca, item, out_dir, force=force, resume=resume, output=output,
-                                      cache=ancestors)
-                except CertkitError as exc:
-                    reason = str(exc)
-                    replaceable = replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
-                folder = os.path.realpath(os.path.abspath(item.out)) if output is None else _key(output, item, out_dir)
-                try:
-                    seen.execute("INSERT INTO outs VALUES (?, ?)", (folder, number))
-                except sqlite3.IntegrityError:
-                    first = seen.execute("SELECT line FROM outs WHERE folder = ?", (folder,)).fetchone()[0]
-                    reason = reason or (f"its output folder {shown(item.out)} is also line {first}'s (the same "
-                                        "folder, perhaps through a symbolic link); give one of them another 'out'."
-                                        if output is None else
-                                        f"its name in the output, {shown(folder)}, is also line {first}'s; give "
-                                        "one of them another 'out'.")
-            if reason is not None:
-                bad += 1
-                if len(problems) < MAX_REPORTED:
-                    problems.append((number, reason))
-            elif todo:
-                count += 1
-            else:
-                kept += 1
-    finally:
-        seen.close()
-    if bad:
-        raise ManifestError(Path(manifest), problems, bad, replaceable=replaceable)
-    if count == 0 and kept == 0:
-        raise CertkitError(f"The manifest {shown(manifest)} lists no certificates.")
-    return count
-
-
-def _key(output: "Output", line: BatchLine, out_dir: Path) -> str:
-    """What two lines of a single output may not share (a Secret's name, an archive folder)."""
-    try:
-        return output.key(line.name(out_dir))
-    except CertkitError:
-        return f"\0line {line.line}"  # refused already, by check_line

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.batch.manifest import BatchLine, check_manifest, complete_bundle, parse, records, target
+from certkit.batch.checking import check_manifest, complete_bundle, target
+from certkit.batch.manifest import BatchLine, parse, records
+from certkit.batch.workers import can_fork, die_with_parent
 from certkit.errors import CertkitError, Terminated, raise_terminated
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
         raise CertkitError(f"Unknown sync mode '{sync}'; choose one of: {', '.join(SYNC_MODES)}.")
     if not checked:
         check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume,
-                       output=output)
+                       output=output, jobs=jobs, chunk_size=chunk_size)
     if output is None:
         from certkit.atomic import sweep_stale
 
@@ -104,7 +106,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     started = time.perf_counter()
     result = BatchResult()
     try:
-        if jobs > 1 and _can_fork():
+        if jobs > 1 and can_fork():
             _run_parallel(job, jobs, result, progress)
         else:
             _run_here(job, result, progress)
@@ -160,6 +162,7 @@ class _Job:
     sync: str
     chunk_size: int
     output: "Output | None" = None
+    cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
 
     def run(self, worker: int, workers: int) -> Iterator[dict]:
         """Issue chunks ``worker``, ``worker + workers``, ...; yield each chunk's counts."""
@@ -187,7 +190,8 @@ class _Job:
             if self.resume and complete_bundle(self.ca, line, request):
                 kept += 1
                 continue
-            items.append((request, target(line, force=self.force, sync=self.sync == "file") if self.output is None
+            items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache)
+                          if self.output is None
                           else self.output.target(line.name(self.out_dir))))
         # a single output is made durable once, when it is complete (Output.commit)
         deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None) if items else []
@@ -198,12 +202,6 @@ class _Job:
             by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
         return {"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
                 "capped": sum(any("capped" in n for n in d.notes) for d in deliveries)}
-
-
-def _can_fork() -> bool:
-    import multiprocessing
-
-    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
@@ -294,7 +292,7 @@ def _drain(messages, result: BatchResult) -> None:
 
 
 def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -317,19 +315,3 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None
     finally:
         messages.close()
         messages.join_thread()
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM this worker when its parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG), so a
-    killed batch leaves no process writing."""
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)

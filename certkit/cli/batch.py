@@ -93,10 +93,12 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         interactive = sys.stderr.isatty() and not as_json
         if interactive:
             click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
-        total = check_manifest(ca, path, **options)
+        import os
+
+        chunk = chunk_size(CHUNK_SIZE)
+        total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, **options)
         unlock(ca, passphrase_file)
-        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk_size(CHUNK_SIZE),
-                   **options)
+        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk, **options)
         result = _run(ca, path, total, interactive, run)
     if output is not None:
         from certkit.cli.output import batch_summary

@@ -1,0 +1,316 @@
+"""Checking a whole ``issue-batch`` manifest before anything is signed.
+
+Each line is checked as issuing it would check it: names, the CA's name
+constraints, lifetimes, and every output folder resolved (it must stay inside
+``--out-dir``, symbolic links followed; nothing may land in a CA directory).
+No two lines may reach one output (a folder, by any path; a Secret's or an
+archive folder's name): that is found with an SQLite scratch table on disk, so
+memory stays flat for any manifest size.
+
+A large manifest is checked by one forked process per core, each checking the
+chunks it will issue, as :mod:`certkit.batch.runner` splits them; each writes
+its lines' outputs to a scratch file, and the parent then looks for outputs
+shared across the shares, in line order, so the report is the one a single
+process would give.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, parse, records
+from certkit.errors import CertkitError
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+    from certkit.formats import Output
+    from certkit.issuing import FolderTarget, Request
+
+# Below this size a manifest is checked in the calling process: forking would cost more than it saves.
+PARALLEL_FROM_BYTES = 32 * 1024
+
+
+def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
+               output: "Output | None" = None, cache: dict | None = None) -> bool:
+    """Check one line as issuing it would; return False if ``resume`` and its bundle is already
+    complete (the line is kept, not issued again). With ``output`` (one file or stream for the
+    whole batch), no folder is written: only what that format needs is checked. ``cache`` holds
+    what a batch resolves once for thousands of lines (the folders above their outputs)."""
+    from certkit.paths import within
+
+    request = line.request()
+    if output is not None:
+        ca.check_request(request)
+        output.target(line.name(out_dir)).check(ca, request)
+        return True
+    if not within(out_dir, line.out, cache=cache):
+        raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
+                           f"{shown(out_dir)} "
+                           "(through a symbolic link).")
+    if resume and complete_bundle(ca, line, request):
+        return False
+    ca.check_request(request)
+    target(line, force=force, cache=cache).check(ca, request)
+    return True
+
+
+def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | None = None) -> "FolderTarget":
+    from certkit.issuing import FolderTarget
+
+    return FolderTarget(line.out, force=force, sync=sync, sweep=False, cache=cache)
+
+
+def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
+    """Whether ``line.out`` already holds a complete bundle of a valid certificate of this CA issued
+    for exactly this line (kind and names): what ``--resume`` keeps."""
+    from cryptography import x509
+
+    from certkit.inventory.reconcile import bundle_holds
+    from certkit.vocabulary import serial_hex
+
+    cert_file = line.out / "cert.pem"
+    if not cert_file.is_file() or ca.inventory is None:
+        return False
+    try:
+        from certkit.constants import MAX_CERT_FILE_BYTES
+        from certkit.files import read_limited
+
+        cert = x509.load_pem_x509_certificate(read_limited(cert_file, MAX_CERT_FILE_BYTES))
+        row = ca.inventory.get(serial_hex(cert.serial_number))
+    except (CertkitError, ValueError):
+        return False
+    wanted = sorted(str(i) for i in request.identities)
+    have = sorted(n for n in (row or {}).get("names", []) if not n.startswith("DirName:"))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return (row is not None and row["status"] == "valid" and row["kind"] == line.kind and have == wanted
+            and bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True))
+
+
+def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
+                   days: int | None = None, force: bool = False, resume: bool = False,
+                   output: "Output | None" = None, jobs: int = 1, chunk_size: int | None = None) -> int:
+    """Check every line as issuing it would; return the number of certificates to issue
+    (with ``resume``, lines whose bundle is already complete are not counted).
+
+    Raises :class:`ManifestError` naming the bad lines (the first
+    :data:`MAX_REPORTED`, in line order, and how many there are). ``jobs`` > 1
+    checks a large manifest in that many forked processes.
+    """
+    from certkit.batch.workers import can_fork
+
+    if chunk_size is None:
+        from certkit.batch.runner import CHUNK_SIZE as chunk_size
+    check = _Check(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size)
+    if jobs > 1 and can_fork() and _size(check.manifest) >= PARALLEL_FROM_BYTES:
+        total = _check_in_workers(check, jobs)
+    else:
+        total, seen = _Share(), _Seen(output is None)
+        try:
+            for number, reason, todo, key, shown_out in check.lines(0, 1, total):
+                shared = seen.add(key, number, shown_out) if key is not None else None
+                total.tally(number, reason or shared, todo)
+        finally:
+            seen.close()
+    if total.bad:
+        raise ManifestError(check.manifest, total.problems, total.bad, replaceable=total.replaceable)
+    if total.count == 0 and total.kept == 0:
+        raise CertkitError(f"The manifest {shown(manifest)} lists no certificates.")
+    return total.count
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+@dataclass
+class _Share:
+    """What checking some of the lines found."""
+
+    count: int = 0  # lines to issue
+    kept: int = 0  # lines whose bundle is complete already (resume)
+    bad: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)  # the first MAX_REPORTED, in line order
+    replaceable: bool = False  # some line was refused only because its folder holds a bundle already
+
+    def tally(self, number: int, reason: str | None, todo: bool) -> None:
+        if reason is not None:
+            self.bad += 1
+            if len(self.problems) < MAX_REPORTED:
+                self.problems.append((number, reason))
+        elif todo:
+            self.count += 1
+        else:
+            self.kept += 1
+
+    def merge(self, other: "_Share") -> None:
+        self.count += other.count
+        self.kept += other.kept
+        self.bad += other.bad
+        self.problems = sorted(self.problems + other.problems)[:MAX_REPORTED]
+        self.replaceable = self.replaceable or other.replaceable
+
+
+class _Seen:
+    """The outputs of the lines checked so far, on disk (a private SQLite database)."""
+
+    def __init__(self, folders: bool) -> None:
+        self.folders = folders
+        self.db = sqlite3.connect("")  # "": a private temporary database that spills to disk
+        self.db.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
+
+    def add(self, key: str, number: int, shown_out: str) -> str | None:
+        """Record line ``number``'s output ``key``; the reason it is refused if an earlier line has it."""
+        try:
+            self.db.execute("INSERT INTO outs VALUES (?, ?)", (key, number))
+            return None
+        except sqlite3.IntegrityError:
+            first = self.db.execute("SELECT line FROM outs WHERE folder = ?", (key,)).fetchone()[0]
+        if self.folders:
+            return (f"its output folder {shown_out} is also line {first}'s (the same folder, perhaps through a "
+                    "symbolic link); give one of them another 'out'.")
+        return f"its name in the output, {shown_out}, is also line {first}'s; give one of them another 'out'."
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class _Check:
+    ca: "CA"
+    manifest: Path
+    out_dir: Path
+    key_type: str
+    days: int | None
+    force: bool
+    resume: bool
+    output: "Output | None"
+    chunk_size: int
+
+    def lines(self, worker: int, workers: int, share: _Share) -> Iterator[tuple]:
+        """Check the lines of chunks ``worker``, ``worker + workers``, ...: yield, for each, its number,
+        the reason it is refused (or None), whether it is to be issued, its output's key (None for a
+        line that could not be parsed) and that output as a message shows it."""
+        cache: dict = {}  # the folders above thousands of outputs, resolved and checked once
+        for index, (number, record) in enumerate(records(self.manifest)):
+            if (index // self.chunk_size) % workers != worker:
+                continue
+            item = parse(number, record, self.out_dir, self.key_type, self.days)
+            if not isinstance(item, BatchLine):
+                yield number, item[1], False, None, ""
+                continue
+            reason, todo = None, False
+            try:
+                todo = check_line(self.ca, item, self.out_dir, force=self.force, resume=self.resume,
+                                  output=self.output, cache=cache)
+            except CertkitError as exc:
+                from certkit.errors import OutputExists
+
+                reason = str(exc)
+                share.replaceable = share.replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
+            yield number, reason, todo, *self._key(item, cache)
+
+    def _key(self, line: BatchLine, cache: dict) -> tuple[str, str]:
+        """What two lines may not share (a folder, resolved; a Secret's name or an archive folder), shown."""
+        if self.output is None:
+            from certkit.paths import resolved
+
+            return os.fspath(resolved(line.out, cache)), shown(line.out)
+        try:
+            key = self.output.key(line.name(self.out_dir))
+        except CertkitError:
+            return f"\0line {line.line}", ""  # refused already, by check_line
+        return key, shown(key)
+
+
+# --- in several processes ------------------------------------------------------------------
+def _check_in_workers(check: _Check, jobs: int) -> _Share:
+    import multiprocessing
+    import tempfile
+
+    ctx = multiprocessing.get_context("fork")
+    parent = os.getpid()
+    scratch = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(jobs)]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]
+    workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent), daemon=True)
+               for k in range(jobs)]
+    try:
+        for proc, (_reader, writer) in zip(workers, pipes, strict=True):
+            proc.start()
+            writer.close()  # the worker's end: if it dies, recv() below sees the end of the pipe
+        total = _Share()
+        for reader, _writer in pipes:
+            try:
+                kind, payload = reader.recv()
+            except EOFError:
+                raise CertkitError("A process checking the manifest died unexpectedly; nothing was issued.") from None
+            if kind == "error":
+                raise payload
+            total.merge(payload)
+        _cross_check(total, scratch, check.output is None)
+        return total
+    finally:
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        for handle in scratch:
+            handle.close()
+
+
+def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, parent: int) -> None:
+    import signal
+
+    from certkit.batch.workers import die_with_parent
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops and ends the workers
+    share = _Share()
+    try:
+        for number, reason, todo, key, shown_out in check.lines(worker, workers, share):
+            share.tally(number, reason, todo)
+            if key is not None:
+                scratch.write(json.dumps([number, reason is None, todo, key, shown_out]) + "\n")
+        scratch.flush()
+        message = ("done", share)
+    except CertkitError as exc:  # an unreadable manifest: every worker finds the same
+        message = ("error", exc)
+    except Exception as exc:  # reported by the parent as one line, not a traceback
+        message = ("error", CertkitError(f"{type(exc).__name__}: {exc}"))
+    try:
+        pipe.send(message)
+    except Exception:  # an error that does not pickle: its words
+        pipe.send(("error", CertkitError(str(message[1]))))
+    pipe.close()
+
+
+def _cross_check(total: _Share, scratch: list[IO[str]], folders: bool) -> None:
+    """Refuse the lines whose output an earlier line (of any share) has, in line order."""
+    def entries(handle: IO[str]) -> Iterator[list]:
+        handle.seek(0)
+        return (json.loads(text) for text in handle)
+
+    seen = _Seen(folders)
+    try:
+        for number, ok, todo, key, shown_out in heapq.merge(*map(entries, scratch), key=lambda e: e[0]):
+            reason = seen.add(key, number, shown_out)
+            if reason is not None and ok:  # a line refused already counts once
+                if todo:
+                    total.count -= 1
+                else:
+                    total.kept -= 1
+                total.bad += 1
+                total.problems = sorted([*total.problems, (number, reason)])[:MAX_REPORTED]
+    finally:
+        seen.close()
