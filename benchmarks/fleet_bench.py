@@ -263,8 +263,8 @@ def stages(bench: Bench, rounds: int) -> list[str]:
     lines += [f"| {label} | {us:,.0f} | {us / library:.2f}x |" for label, us in steps]
     lines += [f"| certkit, every step for jsonl (tar) | {jsonl:,.0f} ({tar:,.0f}) | {jsonl / library:.2f}x "
               f"({tar / library:.2f}x) |", "",
-              "The manifest is read, parsed and checked twice per line: once in the check before anything is "
-              "issued (one process), once when issuing.", ""]
+              "The manifest is read and parsed twice per line: once in the check before anything is issued "
+              "(one process per core), once when issuing.", ""]
     return lines
 
 

@@ -190,7 +190,7 @@ class CA:
 
     def constraints(self) -> list:
         """The NameConstraints of this CA and every CA above it."""
-        return _constraints.of_chain([self.cert, *self.parents])
+        return list(_constraints.of_chain_cached((self.cert, *self.parents)))
 
     def require_inventory(self) -> "Inventory":
         if self.inventory is None:

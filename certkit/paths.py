@@ -39,9 +39,20 @@ def resolved(path: str | Path, cache: dict | None = None) -> Path:
 
 
 def _resolved(text: str, cache: dict | None) -> str:
-    absolute = os.path.abspath(text)
     if cache is None:
-        return os.path.realpath(absolute)
+        return os.path.realpath(os.path.abspath(text))
+    # The few paths of the line being checked (its folder, the batch's folder, the CA's) are asked
+    # for several times in a row: remembered briefly, never for the whole batch.
+    recent = cache.setdefault("recent", {})
+    if text not in recent:
+        if len(recent) > 16:
+            recent.clear()
+        recent[text] = _resolved_once(text, cache)
+    return recent[text]
+
+
+def _resolved_once(text: str, cache: dict) -> str:
+    absolute = os.path.abspath(text)
     parent, name = os.path.split(absolute)
     key = ("resolved", parent)
     if key not in cache:

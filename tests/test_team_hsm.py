@@ -22,7 +22,8 @@ from certkit.vocabulary import serial_hex
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, pkilint_errors, run_certkit
 from team_terminal import run_on_terminal
 
-TOKEN_TYPES = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072"]
+# Every type a token key can be (Ed25519 is refused, with its own words: test_pin_sources_and_refusals).
+TOKEN_TYPES = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
 
 
 @pytest.fixture(autouse=True)

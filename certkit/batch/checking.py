@@ -239,6 +239,8 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
     import multiprocessing
     import tempfile
 
+    from certkit.batch.workers import starting_workers
+
     ctx = multiprocessing.get_context("fork")
     parent = os.getpid()
     scratch = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(jobs)]
@@ -246,9 +248,11 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
     workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent), daemon=True)
                for k in range(jobs)]
     try:
-        for proc, (_reader, writer) in zip(workers, pipes, strict=True):
-            proc.start()
-            writer.close()  # the worker's end: if it dies, recv() below sees the end of the pipe
+        with starting_workers():
+            for proc in workers:
+                proc.start()
+        for _reader, writer in pipes:
+            writer.close()  # the workers' ends: if one dies, recv() below sees the end of its pipe
         total = _Share()
         for reader, _writer in pipes:
             try:
@@ -272,10 +276,14 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
 def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, parent: int) -> None:
     import signal
 
-    from certkit.batch.workers import die_with_parent
+    from certkit.batch.workers import die_with_parent, let_signals_in
 
     die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops and ends the workers
+    # Ctrl-C reaches the parent, which ends the workers with SIGTERM: that just ends a worker, which
+    # has written nothing but its scratch file (the parent's inherited handler would print a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    let_signals_in()
     share = _Share()
     try:
         for number, reason, todo, key, shown_out in check.lines(worker, workers, share):

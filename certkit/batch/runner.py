@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from certkit.batch.checking import check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine, parse, records
-from certkit.batch.workers import can_fork, die_with_parent
+from certkit.batch.workers import can_fork, die_with_parent, let_signals_in, starting_workers
 from certkit.errors import CertkitError, Terminated, raise_terminated
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
 
         sweep_stale(Path(out_dir))  # once here, not once per certificate (a scan of the folder)
     else:
+        output.shared = True  # many certificates, perhaps from several processes, into one output
         output.open()  # before any worker is forked: they all write into it
     job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, sync, chunk_size, output)
     started = time.perf_counter()
@@ -143,11 +144,15 @@ def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> s
         return (f"The batch {how} before {output.describe()} was complete, so that file was not written and the "
                 f"certificates meant for it are recorded as abandoned. Run the same command again.")
     if output is not None:
-        return (f"The batch {how} after {result.issued} certificate{'s' if result.issued != 1 else ''} were "
+        return (f"The batch {how} after {_were(result.issued, 'certificate')} "
                 f"written to {output.describe()} and recorded. Rerun the manifest's remaining lines.")
     kept = f"; {result.kept} already complete were kept" if result.kept else ""
-    return (f"The batch {how} after {result.issued} bundle{'s' if result.issued != 1 else ''} were written and "
+    return (f"The batch {how} after {_were(result.issued, 'bundle')} written and "
             f"recorded{kept}. Rerun the same command with --resume to finish it.")
+
+
+def _were(count: int, noun: str) -> str:
+    return f"1 {noun} was" if count == 1 else f"{count} {noun}s were"
 
 
 @dataclass
@@ -217,8 +222,9 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     stopped_by: int | None = None
     error = None
     try:
-        for proc in workers:
-            proc.start()
+        with starting_workers():
+            for proc in workers:
+                proc.start()
         running = jobs
         while running:
             try:
@@ -299,6 +305,7 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         try:
+            let_signals_in()  # held since the fork (starting_workers): a stop sent meanwhile arrives here
             for stats in job.run(worker, workers):
                 messages.put(("chunk", stats))
         finally:

@@ -50,7 +50,7 @@ def _default_jobs(total: int) -> int:
               help="Durability: one sync per chunk of 500 certificates, an fsync per file "
                    "(as issue-server does), or leave it to the operating system.")
 @click.option("--jobs", type=click.IntRange(1, 256),
-              help="Worker processes, each issuing every Nth chunk [default: CPU count].")
+              help="Worker processes, each checking, then issuing, every Nth chunk [default: CPU count].")
 @ca_dir_option
 @passphrase_file_option
 @json_option
