@@ -15,8 +15,10 @@ it is damaged.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,13 +64,52 @@ class _SQLiteTx:
 
 
 class SQLiteDatabase:
-    """An SQLite file in write-ahead-log mode, so readers (``list``) never wait for a writer."""
+    """An SQLite file in write-ahead-log mode, so readers (``list``) never wait for a writer.
+
+    Each transaction has a connection of its own. One more, idle, is held open
+    for as long as this object lives (:meth:`_hold`): SQLite checkpoints the
+    write-ahead log into the file, syncs it and deletes the log and its index
+    whenever the *last* connection to a file closes, so without it every
+    transaction (four in a one-shot ``issue-server``, one per chunk in a batch)
+    paid for a checkpoint and for creating and deleting two files. With it, the
+    log is checkpointed when it grows past SQLite's automatic limit and when
+    the held connection closes (this object is collected, or the process
+    exits). No connection is open across a fork: the held one is closed before
+    and opened again after, when needed.
+    """
 
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        self._held: sqlite3.Connection | None = None
+
+    def _hold(self) -> None:
+        if self._held is not None:
+            return
+        import urllib.parse
+
+        try:  # mode=rw: never creates a file; a read-only inventory is simply not held
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw", uri=True,
+                                   timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps the log's index: the hold
+        except sqlite3.Error:
+            conn.close()
+            return
+        self._held = conn
+        _HOLDERS.add(self)
+        weakref.finalize(self, _close_if_ours, conn, os.getpid())
+
+    def release(self) -> None:
+        """Close the held connection (the last one: the log is checkpointed); reopened when needed."""
+        held, self._held = self._held, None
+        if held is not None:
+            _HOLDERS.discard(self)
+            _close_quietly(held)
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -83,6 +124,7 @@ class SQLiteDatabase:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise self.error(exc) from None
+        self._hold()
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if readonly:
@@ -145,7 +187,6 @@ class SQLiteDatabase:
 def _file_system(path: Path, state: str) -> bool:
     """Whether the file system holding ``path`` is ``"full"`` (less than a few pages free) or
     mounted ``"read-only"``."""
-    import os
 
     try:
         info = os.statvfs(path.parent)
@@ -154,6 +195,34 @@ def _file_system(path: Path, state: str) -> bool:
     if state == "full":
         return info.f_bavail * info.f_frsize < 64 * 1024
     return bool(info.f_flag & os.ST_RDONLY)
+
+
+_HOLDERS: "weakref.WeakSet[SQLiteDatabase]" = weakref.WeakSet()
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
+def _close_if_ours(conn: sqlite3.Connection, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child never closes its parent's connection
+        _close_quietly(conn)
+
+
+def release_held() -> None:
+    """Close every held connection of this process: before a fork (SQLite must not have a
+    connection open across one: the child would inherit its locks' bookkeeping but not the locks),
+    and before a forked worker ends with ``os._exit`` (which runs no finalizer), so that the last
+    connection to close checkpoints the log into the file. Each reopens when needed."""
+    for database in list(_HOLDERS):
+        database.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=release_held)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

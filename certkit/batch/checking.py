@@ -296,6 +296,9 @@ def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, pa
         message = ("error", exc)
     except Exception as exc:  # reported by the parent as one line, not a traceback
         message = ("error", CertkitError(f"{type(exc).__name__}: {exc}"))
+    from certkit.db import release_held
+
+    release_held()  # the worker ends with os._exit (--resume reads the inventory)
     try:
         pipe.send(message)
     except Exception:  # an error that does not pickle: its words

@@ -320,5 +320,8 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None
     except BaseException as exc:  # reported by the parent as one line, not a traceback
         messages.put(("error", {"error": f"{type(exc).__name__}: {exc}"}))
     finally:
+        from certkit.db import release_held
+
+        release_held()  # the worker ends with os._exit: its inventory log is checkpointed now
         messages.close()
         messages.join_thread()
