@@ -93,6 +93,14 @@ def main() -> None:
                 f"{wall / ref[0]:.2f}x {ref_name}"
             cpu_ratio = "" if not ratio else f"{cpu / ref[1]:.2f}x {ref_name}"
             print(f"| {label} | {wall:.1f} ms | {ratio} | {cpu:.1f} ms | {cpu_ratio} |")
+        new, old = versions
+        print("\nPaired, round by round (this checkout minus the earlier commit), median and quartiles:\n")
+        for what in ("certkit --help", "issue-server"):
+            for unit, index in (("wall", 0), ("CPU", 1)):
+                diffs = sorted(a[index] - b[index] for a, b in zip(results[f"{new}: {what}"],
+                                                                   results[f"{old}: {what}"], strict=True))
+                q = len(diffs) // 4
+                print(f"- {what}, {unit}: {statistics.median(diffs):+.1f} ms ({diffs[q]:+.1f} to {diffs[-q - 1]:+.1f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
