@@ -352,7 +352,7 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
 
 
 # --- signals --------------------------------------------------------------------------
-_HELD = {signal.SIGINT, signal.SIGTERM}
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextmanager
@@ -365,7 +365,7 @@ def uninterrupted() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     try:
         yield
     finally:

@@ -187,7 +187,10 @@ class _Seen:
 
 
 @dataclass
-class _Check:
+class BatchSpec:
+    """What a batch is asked to do: its CA, its manifest, and the options every line is read,
+    checked (here) and issued (:mod:`certkit.batch.runner`) with."""
+
     ca: "CA"
     manifest: Path
     out_dir: Path
@@ -198,6 +201,8 @@ class _Check:
     output: "Output | None"
     chunk_size: int
 
+
+class _Check(BatchSpec):
     def lines(self, worker: int, workers: int, share: _Share) -> Iterator[tuple]:
         """Check the lines of chunks ``worker``, ``worker + workers``, ...: yield, for each, its number,
         the reason it is refused (or None), whether it is to be issued, its output's key (None for a
@@ -239,7 +244,7 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
     import multiprocessing
     import tempfile
 
-    from certkit.batch.workers import starting_workers
+    from certkit.issuing import uninterrupted
 
     ctx = multiprocessing.get_context("fork")
     parent = os.getpid()
@@ -248,7 +253,7 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
     workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent), daemon=True)
                for k in range(jobs)]
     try:
-        with starting_workers():
+        with uninterrupted():  # each worker lets the stops in once its handlers are set
             for proc in workers:
                 proc.start()
         for _reader, writer in pipes:

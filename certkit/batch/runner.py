@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.batch.checking import check_manifest, complete_bundle, target
+from certkit.batch.checking import BatchSpec, check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine, parse, records
-from certkit.batch.workers import can_fork, die_with_parent, let_signals_in, starting_workers
+from certkit.batch.workers import can_fork, die_with_parent, let_signals_in
 from certkit.errors import CertkitError, Terminated, raise_terminated
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     else:
         output.shared = True  # many certificates, perhaps from several processes, into one output
         output.open()  # before any worker is forked: they all write into it
-    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, sync, chunk_size, output)
+    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size, sync)
     started = time.perf_counter()
     result = BatchResult()
     try:
@@ -156,17 +156,8 @@ def _were(count: int, noun: str) -> str:
 
 
 @dataclass
-class _Job:
-    ca: "CA"
-    manifest: Path
-    out_dir: Path
-    key_type: str
-    days: int | None
-    force: bool
-    resume: bool
-    sync: str
-    chunk_size: int
-    output: "Output | None" = None
+class _Job(BatchSpec):
+    sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
 
     def run(self, worker: int, workers: int) -> Iterator[dict]:
@@ -221,8 +212,10 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     stopped_by: int | None = None
     error = None
+    from certkit.issuing import uninterrupted
+
     try:
-        with starting_workers():
+        with uninterrupted():  # each worker lets the stops in once its handlers are set
             for proc in workers:
                 proc.start()
         running = jobs
@@ -305,7 +298,7 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         try:
-            let_signals_in()  # held since the fork (starting_workers): a stop sent meanwhile arrives here
+            let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
             for stats in job.run(worker, workers):
                 messages.put(("chunk", stats))
         finally:

@@ -1,12 +1,10 @@
-"""What a batch's forked worker processes share: whether this system can fork, and how a worker
-dies with its parent."""
+"""What a batch's forked worker processes share: whether this system can fork, how a worker dies
+with its parent, and how it takes the stop signals held while it was forked."""
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 def can_fork() -> bool:
@@ -31,27 +29,10 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-_STOPS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def starting_workers() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while worker processes are forked: each worker starts with them held
-    and lets them in (:func:`let_signals_in`) once its own handlers are in place, so a stop that
-    arrives as a worker starts is handled by the worker's handler, never by the parent's (a
-    traceback) or half-way through setting them up. The parent gets them once all have started."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def let_signals_in() -> None:
-    """In a worker, once its handlers are set: the stops held since it was forked arrive now."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+    """In a worker forked under :func:`certkit.issuing.uninterrupted` (so that a stop arriving as it
+    starts meets the worker's own handlers, not the parent's inherited ones, which would print a
+    traceback): once its handlers are set, the stops held since the fork arrive."""
+    from certkit.issuing import HELD_SIGNALS
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
