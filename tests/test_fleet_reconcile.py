@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from certkit.store import CADirectory
 
 from conftest import PASSPHRASE, run_certkit
 from fleet_helpers import jsonl_records, secrets, tar_listing
+from integrity_helpers import start_paused
 
 
 def statuses(ca_dir: Path) -> dict[str, str]:
@@ -28,22 +26,14 @@ def statuses(ca_dir: Path) -> dict[str, str]:
 def run_until(point: str, args: list, env: dict, cwd: Path) -> None:
     """Run the CLI until it reaches ``point``, then kill it with SIGKILL."""
     marker = cwd / f"paused-{point}"
-    env = dict(env, CERTKIT_TEST_PAUSE_AT=point, CERTKIT_TEST_PAUSE_FILE=str(marker))
-    proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_paused(args, env, cwd, point, marker)
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, f"never reached {point}"
-            time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        proc.communicate()
     marker.unlink(missing_ok=True)
 
 
