@@ -37,41 +37,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from library_loop import SETUP, one_certificate
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 CORES = os.cpu_count() or 1
 
 # One process's share of the library limit: prints "start end count" (wall-clock seconds).
-LIBRARY_WORKER = r"""
-import datetime as dt, sys, time
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+LIBRARY_WORKER = SETUP + """
 n, offset = int(sys.argv[1]), int(sys.argv[2])
-ca_key = ec.generate_private_key(ec.SECP256R1())
-ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-now = dt.datetime.now(dt.UTC)
 start = time.time()
 for i in range(offset, offset + n):
-    key = ec.generate_private_key(ec.SECP256R1())
-    host = f"h{i}.example.com"
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=200))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier(ca_ski.digest, None, None), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    cert.public_bytes(serialization.Encoding.PEM)
-    key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-print(start, time.time(), n)
+""" + one_certificate(4) + """print(start, time.time(), n)
 """
 
 # One process's share of the raw file-system limit for the folder layout: the file steps of
@@ -187,13 +165,9 @@ class Bench:
 # Where one certificate's time goes in issue-batch --format jsonl|tar, step by step in one process,
 # next to the library loop's; rounds of 250 certificates, every step in each round, so that a burst of
 # load on the shared machine hits all steps alike. Prints "label|microseconds" lines: medians.
-STAGES = r"""
-import datetime as dt, itertools, statistics, sys, time
+STAGES = SETUP + """
+import itertools, statistics
 from dataclasses import replace
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certkit.batch.manifest import read_manifest
 from certkit.formats import Encoder
 from certkit.issuing import Target, record
@@ -202,31 +176,10 @@ from certkit.store import CADirectory
 manifest, ca_dir, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ca = CADirectory(ca_dir).open()
 ca.unlock(None)
-ca_key = ec.generate_private_key(ec.SECP256R1())
-ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-now = dt.datetime.now(dt.UTC)
 N = 250
 def library():
     for i in range(N):
-        key = ec.generate_private_key(ec.SECP256R1())
-        host = f"h{i}.example.com"
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now).not_valid_after(now + dt.timedelta(days=200))
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier(ca_ski.digest, None, None), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-                               critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        cert.public_bytes(serialization.Encoding.PEM)
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
-times = {}
+""" + one_certificate(8) + r"""times = {}
 def step(label, work):
     start = time.perf_counter()
     out = work()

@@ -33,41 +33,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from library_loop import SETUP, one_certificate
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 # The library limit: what cryptography itself does per certificate, in one process,
 # with the extensions certkit puts on a server certificate, PEM-encoded, no files.
-LIBRARY_LOOP = r"""
-import datetime as dt, sys, time
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+LIBRARY_LOOP = SETUP + """
 n = int(sys.argv[1])
-ca_key = ec.generate_private_key(ec.SECP256R1())
-ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-now = dt.datetime.now(dt.UTC)
 start = time.perf_counter()
 for i in range(n):
-    key = ec.generate_private_key(ec.SECP256R1())
-    host = f"h{i}.example.com"
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=200))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier(ca_ski.digest, None, None), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    cert.public_bytes(serialization.Encoding.PEM)
-    key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-print(n / (time.perf_counter() - start))
+""" + one_certificate(4) + """print(n / (time.perf_counter() - start))
 """
 
 
