@@ -3,41 +3,20 @@ and never appears in output, JSON or error messages."""
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import sys
-import time
 from pathlib import Path
 
 from conftest import PASSPHRASE, REPO, certkit_env, openssl, run_certkit
+from team_terminal import run_on_terminal as on_terminal
 
 
 def run_on_terminal(args: list[str], answers: list[tuple[bytes, bytes]], env: dict, cwd: Path,
                     timeout: float = 60) -> tuple[int, bytes]:
     """Run certkit on a pseudo-terminal, typing each answer after its prompt appears."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the pty is its controlling terminal, as in a real shell
-        os.chdir(cwd)
-        os.execve(sys.executable, [sys.executable, "-m", "certkit", *args], env)
-    seen = b""
-    pending = list(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if pending and pending[0][0] in seen.split(b"\n")[-1]:
-            os.write(fd, pending.pop(0)[1] + b"\n")
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), seen
+    code, shown = on_terminal([sys.executable, "-m", "certkit", *args], env,
+                              [(prompt.decode(), answer.decode()) for prompt, answer in answers], cwd=cwd,
+                              timeout=timeout)
+    return code, shown.encode()
 
 
 def test_passphrase_prompt_on_a_terminal(tmp_path: Path) -> None:
