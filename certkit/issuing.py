@@ -333,7 +333,7 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
         return len(done)
     from certkit.inventory.reconcile import bundle_holds
 
-    delivered, lost = [], []
+    delivered, lost, indexes = [], [], []
     for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -342,12 +342,17 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
             target.folder, one.cert.public_bytes(Encoding.DER), keyed))
         complete = complete and not target.deferred  # only in a temporary file, which its output removes
         (delivered if complete else lost).append(one.serial_hex)
+        if complete:
+            indexes.append(index)
     with uninterrupted():
         if delivered:
             os.sync()  # durable before the inventory says so
             ca.inventory.mark_issued(delivered)
         if lost:
             ca.inventory.mark_abandoned(lost)
+        # Before a signal held off meanwhile lands (as this block ends): the count deliver_many
+        # reports with it must be these, not the bundles written before the failure.
+        done[:] = indexes
     return len(delivered)
 
 

@@ -33,8 +33,12 @@ def pause_at(point: str) -> None:
     if os.environ.get(ENV_POINT) != point or not os.environ.get(ENV_FILE):
         return
     marker = os.environ[ENV_FILE]
-    with open(marker, "w") as f:
+    # Written aside and renamed into place: a test reading the marker (or a second process
+    # pausing at the same point) never sees it empty.
+    aside = f"{marker}.{os.getpid()}"
+    with open(aside, "w") as f:
         f.write(str(os.getpid()))
+    os.replace(aside, marker)
     deadline = time.monotonic() + 60
     while os.path.exists(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
