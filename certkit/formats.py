@@ -141,13 +141,9 @@ class Encoder:
 
 
 def _facts(issued: "IssuedCert") -> dict:
-    cert = issued.cert
-    return {"kind": issued.kind, "serial": issued.serial_hex, "subject": cert.subject.rfc4514_string(),
-            "names": issued.san_text, "not_before": cert.not_valid_before_utc.strftime(_ISO),
-            "not_after": cert.not_valid_after_utc.strftime(_ISO), "fingerprint_sha256": issued.fingerprint_sha256}
-
-
-_ISO = "%Y-%m-%dT%H:%M:%SZ"  # the inventory's dates (certkit.inventory.rows.ISO), UTC
+    facts = issued.facts  # as the inventory row says
+    return {"kind": issued.kind, "serial": facts.serial, "subject": facts.subject, "names": facts.names,
+            "not_before": facts.not_before, "not_after": facts.not_after, "fingerprint_sha256": facts.fingerprint}
 
 
 def jsonl_record(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> bytes:

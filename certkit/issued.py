@@ -16,6 +16,8 @@ from certkit.vocabulary import serial_hex
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certkit.inventory.rows import Facts
+
 
 def certificate_pem(cert: "x509.Certificate") -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -40,21 +42,25 @@ class IssuedCert:
     granted: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def serial_hex(self) -> str:
         return serial_hex(self.cert.serial_number)
 
     @cached_property
+    def facts(self) -> "Facts":
+        """Serial, subject, names, dates, fingerprint and DER, taken from the certificate once: the
+        inventory row and a batch's JSON line or Secret say the same."""
+        from certkit.inventory.rows import facts_of
+
+        return facts_of(self.cert, self.san_text)
+
+    @property
     def der(self) -> bytes:
-        from cryptography.hazmat.primitives.serialization import Encoding
+        return self.facts.der
 
-        return self.cert.public_bytes(Encoding.DER)
-
-    @cached_property
+    @property
     def fingerprint_sha256(self) -> str:
-        from cryptography.hazmat.primitives import hashes
-
-        return self.cert.fingerprint(hashes.SHA256()).hex()
+        return self.facts.fingerprint
 
     @cached_property
     def san_text(self) -> list[str]:

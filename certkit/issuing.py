@@ -313,7 +313,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
         entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
                            items[i][1].sink, items[i][0].renewed_from,
                            issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False),
-                           names=issued[i].san_text, der=issued[i].der, fingerprint=issued[i].fingerprint_sha256)
+                           facts=issued[i].facts)
                    for i in todo]
         taken = ca.inventory.record_pending(entries)
         if not taken:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from certkit.db import Database, open_database
 from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
-from certkit.inventory.rows import SELECT_ROW, iso, load_der, name_match, parse_iso, row_dict
+from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
 from certkit.text import shown
 from certkit.vocabulary import normalize_serial, serial_hex
 
@@ -50,10 +50,7 @@ class Pending:
     sink: str = "folder"  # folder | file | memory | acme | stream
     renewed_from: str | None = None
     keyed: bool = True  # whether the bundle will hold the private key
-    # What the issuing pipeline already knows (else computed from ``cert``): SAN text, DER, fingerprint.
-    names: list[str] | None = None
-    der: bytes | None = None
-    fingerprint: str | None = None
+    facts: Facts | None = None  # what the issuing pipeline took from ``cert`` already (else taken here)
 
 
 class Inventory:
@@ -115,18 +112,14 @@ class Inventory:
         renews is revoked or no longer valid: a revocation that lands while a
         renewal is being prepared stops it.
         """
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         from certkit.inventory.reconcile import writer_id
-        from certkit.vocabulary import san_entries
 
-        now, writer, sha256 = iso(dt.datetime.now(dt.UTC)), writer_id(), hashes.SHA256()
-        rows = [(serial_hex(e.cert.serial_number), e.kind, e.cert.subject.rfc4514_string(),
-                 json.dumps(e.names if e.names is not None else san_entries(e.cert)),
-                 iso(e.cert.not_valid_before_utc), iso(e.cert.not_valid_after_utc),
-                 e.fingerprint or e.cert.fingerprint(sha256).hex(), e.der or e.cert.public_bytes(Encoding.DER),
-                 "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)) for e in entries]
+        now, writer = iso(dt.datetime.now(dt.UTC)), writer_id()
+        rows = []
+        for e in entries:
+            f = e.facts or facts_of(e.cert)
+            rows.append((f.serial, e.kind, f.subject, json.dumps(f.names), f.not_before, f.not_after, f.fingerprint,
+                         f.der, "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)))
         taken: list[int] = []
         with self.transaction(write=True) as tx:
             for serial in {e.renewed_from for e in entries if e.renewed_from}:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from certkit.errors import DamagedRow
 from certkit.inventory.schema import STATUSES
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # The columns of a row, in the order every SELECT of a whole row names them.
 COLUMNS = ("serial", "kind", "subject", "names", "not_before", "not_after", "fingerprint_sha256", "status",
@@ -24,8 +27,39 @@ ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def iso(when: dt.datetime) -> str:
-    """A moment as the inventory stores it: ISO 8601 UTC to the second, sortable as text."""
-    return when.astimezone(dt.UTC).strftime(ISO)
+    """A moment as the inventory stores it: ISO 8601 UTC to the second, sortable as text (``ISO``,
+    spelled out: twice as fast as strftime, and a batch writes two per certificate)."""
+    when = when.astimezone(dt.UTC)
+    # %-formatting: half the time of an f-string with format specs here
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        when.year, when.month, when.day, when.hour, when.minute, when.second)
+
+
+class Facts(NamedTuple):
+    """What a row says about its certificate, taken from the certificate once: the issuing pipeline
+    records these and a batch's JSON lines and Secrets print them (:func:`facts_of`)."""
+
+    serial: str
+    subject: str  # RFC 4514
+    names: list[str]  # the SAN entries, as certkit.vocabulary.san_entries writes them
+    not_before: str  # ISO, as iso() writes it
+    not_after: str
+    fingerprint: str  # SHA-256 of the DER, lowercase hex
+    der: bytes
+
+
+def facts_of(cert: "x509.Certificate", names: list[str] | None = None) -> Facts:
+    """The :class:`Facts` of ``cert``; ``names`` when the caller knows its SAN entries already."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.vocabulary import san_entries, serial_hex
+
+    der = cert.public_bytes(Encoding.DER)
+    return Facts(serial_hex(cert.serial_number), cert.subject.rfc4514_string(),
+                 names if names is not None else san_entries(cert), iso(cert.not_valid_before_utc),
+                 iso(cert.not_valid_after_utc), hashlib.sha256(der).hexdigest(), der)
 
 
 def parse_iso(text: str) -> dt.datetime:
