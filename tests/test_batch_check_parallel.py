@@ -53,9 +53,9 @@ def forks(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = checking._check_in_workers
 
-    def counted(check, jobs):
+    def counted(check, jobs, spool):
         calls.append(jobs)
-        return original(check, jobs)
+        return original(check, jobs, spool)
 
     monkeypatch.setattr(checking, "_check_in_workers", counted)
     return calls

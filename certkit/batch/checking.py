@@ -19,9 +19,11 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import pickle
 import sqlite3
+import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -39,14 +41,15 @@ PARALLEL_FROM_BYTES = 32 * 1024
 
 
 def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
-               output: "Output | None" = None, cache: dict | None = None) -> bool:
+               output: "Output | None" = None, cache: dict | None = None, request: "Request | None" = None) -> bool:
     """Check one line as issuing it would; return False if ``resume`` and its bundle is already
     complete (the line is kept, not issued again). With ``output`` (one file or stream for the
     whole batch), no folder is written: only what that format needs is checked. ``cache`` holds
-    what a batch resolves once for thousands of lines (the folders above their outputs)."""
+    what a batch resolves once for thousands of lines (the folders above their outputs); ``request``
+    is ``line.request()`` when the caller has it."""
     from certkit.paths import within
 
-    request = line.request()
+    request = request if request is not None else line.request()
     if output is not None:
         ca.check_request(request)
         output.target(line.name(out_dir)).check(ca, request)
@@ -97,13 +100,15 @@ def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
                    days: int | None = None, force: bool = False, resume: bool = False,
-                   output: "Output | None" = None, jobs: int = 1, chunk_size: int | None = None) -> int:
+                   output: "Output | None" = None, jobs: int = 1, chunk_size: int | None = None,
+                   spool: "Spool | None" = None) -> int:
     """Check every line as issuing it would; return the number of certificates to issue
     (with ``resume``, lines whose bundle is already complete are not counted).
 
     Raises :class:`ManifestError` naming the bad lines (the first
     :data:`MAX_REPORTED`, in line order, and how many there are). ``jobs`` > 1
-    checks a large manifest in that many forked processes.
+    checks a large manifest in that many forked processes. The lines go to ``spool``, if
+    given, for issuing to read back (:class:`Spool`).
     """
     from certkit.batch.workers import can_fork
 
@@ -111,11 +116,11 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
         from certkit.batch.runner import CHUNK_SIZE as chunk_size
     check = _Check(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size)
     if jobs > 1 and can_fork() and _size(check.manifest) >= PARALLEL_FROM_BYTES:
-        total = _check_in_workers(check, jobs)
+        total = _check_in_workers(check, jobs, spool)
     else:
         total, seen = _Share(), _Seen(output is None)
         try:
-            for number, reason, todo, key, shown_out in check.lines(0, 1, total):
+            for number, reason, todo, key, shown_out in check.lines(0, 1, total, spool and spool.new_file()):
                 shared = seen.add(key, number, shown_out) if key is not None else None
                 total.tally(number, reason or shared, todo)
         finally:
@@ -203,28 +208,42 @@ class BatchSpec:
 
 
 class _Check(BatchSpec):
-    def lines(self, worker: int, workers: int, share: _Share) -> Iterator[tuple]:
+    def lines(self, worker: int, workers: int, share: _Share, spool: IO[bytes] | None = None) -> Iterator[tuple]:
         """Check the lines of chunks ``worker``, ``worker + workers``, ...: yield, for each, its number,
         the reason it is refused (or None), whether it is to be issued, its output's key (None for a
-        line that could not be parsed) and that output as a message shows it."""
+        line that could not be parsed) and that output as a message shows it. Lines it accepts go
+        to ``spool`` (see :class:`Spool`), a chunk at a time."""
         cache: dict = {}  # the folders above thousands of outputs, resolved and checked once
+        chunk: list[BatchLine] = []
+        at = -1
         for index, (number, record) in enumerate(records(self.manifest)):
             if (index // self.chunk_size) % workers != worker:
                 continue
+            if spool is not None and index // self.chunk_size != at:
+                Spool.write(spool, at, chunk)
+                chunk, at = [], index // self.chunk_size
             item = parse(number, record, self.out_dir, self.key_type, self.days)
             if not isinstance(item, BatchLine):
                 yield number, item[1], False, None, ""
                 continue
             reason, todo = None, False
             try:
+                request = item.request()
                 todo = check_line(self.ca, item, self.out_dir, force=self.force, resume=self.resume,
-                                  output=self.output, cache=cache)
+                                  output=self.output, cache=cache, request=request)
             except CertkitError as exc:
                 from certkit.errors import OutputExists
 
                 reason = str(exc)
                 share.replaceable = share.replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
+            else:
+                if spool is not None:
+                    name = item.name(self.out_dir) if self.output is not None else ""
+                    chunk.append(replace(item, planned=(request, name)))
             yield number, reason, todo, *self._key(item, cache)
+        if spool is not None:
+            Spool.write(spool, at, chunk)
+            spool.flush()
 
     def _key(self, line: BatchLine, cache: dict) -> tuple[str, str]:
         """What two lines may not share (a folder, resolved; a Secret's name or an archive folder), shown."""
@@ -239,8 +258,69 @@ class _Check(BatchSpec):
         return key, shown(key)
 
 
+class Spool:
+    """The lines a check accepted, as issuing reads them back instead of the manifest: parsed, with
+    the request and output name the check worked out, so nothing is parsed twice and what is issued
+    is exactly what was checked (a manifest edited meanwhile changes nothing).
+
+    One unnamed temporary file (0600, gone when closed) per checking process, each a sequence of
+    chunks in manifest order: a header (chunk number, size) and the chunk's lines, pickled. Issuing
+    processes read the chunks they issue with ``pread`` (forked processes share file offsets), so
+    memory stays one chunk whatever the manifest's size.
+    """
+
+    _HEAD = struct.Struct("<QQ")
+
+    def __init__(self) -> None:
+        self.files: list[IO[bytes]] = []
+
+    def new_file(self) -> IO[bytes]:
+        import tempfile
+
+        handle = tempfile.TemporaryFile("w+b")
+        self.files.append(handle)
+        return handle
+
+    @classmethod
+    def write(cls, handle: IO[bytes], chunk: int, lines: list[BatchLine]) -> None:
+        if lines:
+            blob = pickle.dumps(lines, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.write(cls._HEAD.pack(chunk, len(blob)) + blob)
+
+    def chunks(self, worker: int, workers: int) -> Iterator[list[BatchLine]]:
+        """The lines of chunks ``worker``, ``worker + workers``, ..., a chunk at a time, in order."""
+        def index(fd: int) -> Iterator[tuple[int, int, int, int]]:
+            offset = 0
+            while len(head := os.pread(fd, cls._HEAD.size, offset)) == cls._HEAD.size:
+                chunk, size = cls._HEAD.unpack(head)
+                if chunk % workers == worker:
+                    yield chunk, fd, offset + cls._HEAD.size, size
+                offset += cls._HEAD.size + size
+
+        cls = type(self)
+        for _chunk, fd, start, size in heapq.merge(*(index(f.fileno()) for f in self.files)):
+            blob = b""
+            while len(blob) < size:
+                part = os.pread(fd, size - len(blob), start + len(blob))
+                if not part:
+                    raise CertkitError("The checked manifest's spool file was cut short; nothing more was issued.")
+                blob += part
+            yield pickle.loads(blob)
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
+        self.files = []
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
 # --- in several processes ------------------------------------------------------------------
-def _check_in_workers(check: _Check, jobs: int) -> _Share:
+def _check_in_workers(check: _Check, jobs: int, spool: Spool | None) -> _Share:
     import multiprocessing
     import tempfile
 
@@ -250,8 +330,9 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
     parent = os.getpid()
     scratch = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(jobs)]
     pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]
-    workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent), daemon=True)
-               for k in range(jobs)]
+    spools = [spool.new_file() if spool is not None else None for _ in range(jobs)]
+    workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent, spools[k]),
+                           daemon=True) for k in range(jobs)]
     try:
         with uninterrupted():  # each worker lets the stops in once its handlers are set
             for proc in workers:
@@ -278,7 +359,8 @@ def _check_in_workers(check: _Check, jobs: int) -> _Share:
             handle.close()
 
 
-def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, parent: int) -> None:
+def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, parent: int,
+            spool: IO[bytes] | None) -> None:
     import signal
 
     from certkit.batch.workers import die_with_parent, let_signals_in
@@ -291,7 +373,7 @@ def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, pa
     let_signals_in()
     share = _Share()
     try:
-        for number, reason, todo, key, shown_out in check.lines(worker, workers, share):
+        for number, reason, todo, key, shown_out in check.lines(worker, workers, share, spool):
             share.tally(number, reason, todo)
             if key is not None:
                 scratch.write(json.dumps([number, reason is None, todo, key, shown_out]) + "\n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +57,22 @@ class BatchLine:
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
+    # A line read back from a check's spool (certkit.batch.checking.Spool): its request and name as
+    # the check worked them out, so that issuing does not parse the names again.
+    planned: "tuple[Request, str] | None" = field(default=None, compare=False, repr=False)
 
     def name(self, out_dir: Path) -> str:
         """The line's folder below ``out_dir``, as a relative path: its name in a single output
         (a folder in a tar archive, a Secret's name, a JSON line's ``name``)."""
+        if self.planned is not None:
+            return self.planned[1]
         return self.out.relative_to(out_dir).as_posix()
 
     def request(self) -> "Request":
         from certkit.issuing import client_request, server_request
+
+        if self.planned is not None:
+            return self.planned[0]
 
         if self.kind == "client":
             return client_request(self.names[0], emails=self.emails, uris=self.uris, dns_names=self.dns,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.batch.checking import BatchSpec, check_manifest, complete_bundle, target
+from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine, parse, records
 from certkit.batch.workers import can_fork, die_with_parent, let_signals_in
 from certkit.errors import CertkitError, Terminated, raise_terminated
@@ -79,10 +79,12 @@ class BatchStopped(CertkitError):
 def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
                 days: int | None = None, force: bool = False, resume: bool = False, sync: str = "chunk",
                 jobs: int = 1, chunk_size: int = CHUNK_SIZE, checked: bool = False,
-                progress: Callable[[int], None] | None = None, output: "Output | None" = None) -> BatchResult:
+                progress: Callable[[int], None] | None = None, output: "Output | None" = None,
+                spool: "Spool | None" = None) -> BatchResult:
     """Issue every certificate of ``manifest`` (see the package docstring).
 
-    ``checked`` skips :func:`check_manifest` when the caller has just run it.
+    ``checked`` skips :func:`check_manifest` when the caller has just run it; ``spool`` then holds
+    the lines it checked (:class:`~certkit.batch.checking.Spool`), read instead of the manifest.
     ``jobs`` > 1 forks that many worker processes, each issuing every jobs-th
     chunk (signing and file writing both want a core; threads would fight over
     the GIL). ``progress`` is called with the number of certificates finished.
@@ -94,8 +96,12 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     if sync not in SYNC_MODES:
         raise CertkitError(f"Unknown sync mode '{sync}'; choose one of: {', '.join(SYNC_MODES)}.")
     if not checked:
-        check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume,
-                       output=output, jobs=jobs, chunk_size=chunk_size)
+        with Spool() as spool:
+            check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume,
+                           output=output, jobs=jobs, chunk_size=chunk_size, spool=spool)
+            return issue_batch(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force,
+                               resume=resume, sync=sync, jobs=jobs, chunk_size=chunk_size, checked=True,
+                               progress=progress, output=output, spool=spool)
     if output is None:
         from certkit.atomic import sweep_stale
 
@@ -103,7 +109,8 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     else:
         output.shared = True  # many certificates, perhaps from several processes, into one output
         output.open()  # before any worker is forked: they all write into it
-    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size, sync)
+    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size, sync,
+               spool=spool)
     started = time.perf_counter()
     result = BatchResult()
     try:
@@ -159,9 +166,14 @@ def _were(count: int, noun: str) -> str:
 class _Job(BatchSpec):
     sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
+    spool: "Spool | None" = None  # the lines as the check read them (else the manifest is read again)
 
     def run(self, worker: int, workers: int) -> Iterator[dict]:
         """Issue chunks ``worker``, ``worker + workers``, ...; yield each chunk's counts."""
+        if self.spool is not None:
+            for chunk in self.spool.chunks(worker, workers):
+                yield self._issue_chunk(chunk)
+            return
         chunk: list[BatchLine] = []
         for index, (number, record) in enumerate(records(self.manifest)):
             if (index // self.chunk_size) % workers != worker:

@@ -80,6 +80,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
       certkit issue-batch pods.csv --format k8s | kubectl apply -f -
     """
     from certkit.batch import CHUNK_SIZE, check_manifest
+    from certkit.batch.checking import Spool
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
@@ -96,10 +97,13 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         import os
 
         chunk = chunk_size(CHUNK_SIZE)
-        total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, **options)
-        unlock(ca, passphrase_file)
-        run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk, **options)
-        result = _run(ca, path, total, interactive, run)
+        with Spool() as spool:  # the checked lines, for issuing to read back
+            total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, spool=spool,
+                                   **options)
+            unlock(ca, passphrase_file)
+            run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk, spool=spool,
+                       **options)
+            result = _run(ca, path, total, interactive, run)
     if output is not None:
         from certkit.cli.output import batch_summary
 

@@ -1,0 +1,77 @@
+"""Issuing reads back the lines the check accepted (certkit.batch.checking.Spool), not the manifest:
+what is issued is exactly what was checked, once each, in any mix of checking and issuing
+processes, even if the manifest is changed between the check and the issuing."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certkit.batch import check_manifest, checking, issue_batch
+from certkit.batch.checking import Spool
+from certkit.formats import Output
+from certkit.store import CADirectory
+from certkit.vocabulary import san_entries
+
+from conftest import PASSPHRASE, openssl
+
+LINES = 1500  # over 32 KiB, so the check runs in several processes when asked to
+CHUNK = 40
+
+
+def write_manifest(path: Path, prefix: str) -> list[str]:
+    names = [f"{prefix}{i:05d}-with-a-longer-name.example.com" for i in range(LINES)]
+    path.write_text("kind,names\n" + "".join(f"server,{n}\n" for n in names))
+    assert path.stat().st_size > checking.PARALLEL_FROM_BYTES
+    return names
+
+
+@pytest.mark.parametrize(("check_jobs", "issue_jobs"), [(1, 1), (2, 2), (3, 2), (1, 2), (2, 1)])
+def test_issued_once_each_as_checked_whatever_the_manifest_says_later(ca_dir: Path, tmp_path: Path,
+                                                                    check_jobs: int, issue_jobs: int) -> None:
+    manifest = tmp_path / "fleet.csv"
+    names = write_manifest(manifest, "checked")
+    ca = CADirectory(ca_dir).open()
+    out = tmp_path / "fleet.jsonl"
+    with Spool() as spool:
+        output = Output("jsonl", out, shared=True)
+        total = check_manifest(ca, manifest, jobs=check_jobs, chunk_size=CHUNK, output=output, spool=spool)
+        assert total == LINES and len(spool.files) == check_jobs
+        write_manifest(manifest, "edited")  # after the check: must change nothing
+        manifest.write_text("kind,names\nserver,https://not-even-a-host/\n" + manifest.read_text()[11:])
+        ca.unlock(PASSPHRASE.encode())
+        result = issue_batch(ca, manifest, jobs=issue_jobs, chunk_size=CHUNK, checked=True, output=output,
+                             spool=spool)
+    assert result.issued == LINES
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    issued = [x509.load_pem_x509_certificate(r["cert"].encode()) for r in records]
+    assert sorted(r["name"] for r in records) == sorted(names)  # each checked line once, no edited one
+    assert sorted(san_entries(c)[0] for c in issued) == sorted(f"DNS:{n}" for n in names)
+    assert len({c.serial_number for c in issued}) == LINES
+    rows = {row["serial"]: row for row in ca.inventory.rows()}
+    assert {r["serial"] for r in records} <= set(rows) and all(rows[r["serial"]]["status"] == "valid" for r in records)
+    # a certificate from the file is a real server certificate of this CA
+    (tmp_path / "one.pem").write_text(records[-1]["cert"])
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(ca_dir / "ca.pem"),
+                   str(tmp_path / "one.pem")).returncode == 0
+
+
+def test_a_refused_manifest_spools_nothing_usable_and_leaves_no_file(ca_dir: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "fleet.csv"
+    write_manifest(manifest, "ok")
+    manifest.write_text(manifest.read_text() + "server,https://www.example.com/\n")
+    ca = CADirectory(ca_dir).open()
+    with Spool() as spool:
+        with pytest.raises(checking.ManifestError):
+            check_manifest(ca, manifest, jobs=2, chunk_size=CHUNK, out_dir=tmp_path / "out", spool=spool)
+        assert len(spool.files) == 2
+        for handle in spool.files:  # the parsed lines are in files no one else can open or find
+            info = os.fstat(handle.fileno())
+            assert info.st_nlink == 0 and stat.S_IMODE(info.st_mode) & 0o077 == 0
+    assert spool.files == []  # closed with the spool
+    assert not (tmp_path / "out").exists()
