@@ -40,6 +40,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -242,15 +243,24 @@ def _header(name: str, kind: bytes, mode: int, size: int, mtime: int, uid: int, 
     """One member's header block: built directly for a short ASCII name (most of them; tarfile's
     generic code costs more than signing the certificate), by tarfile otherwise."""
     if len(name) < 100 and name.isascii() and uid < 0o7777777 and gid < 0o7777777:
-        head = b"".join((
-            name.encode("ascii").ljust(100, b"\0"), b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid,
-            b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8, kind, b"\0" * 100, b"ustar\x0000",
-            b"\0" * 32, b"\0" * 32, b"\0" * 16, b"\0" * 155))  # no user/group name, no device numbers
-        checksum = b"%06o\0 " % sum(head)
-        return (head[:148] + checksum + head[156:]).ljust(tarfile.BLOCKSIZE, b"\0")
+        raw = name.encode("ascii")
+        fields, tail, rest = _header_fields(kind, mode, size, mtime, uid, gid)
+        checksum = b"%06o\0 " % (sum(raw) + rest)  # the checksum counts its own field as spaces
+        return b"".join((raw.ljust(100, b"\0"), fields, checksum, tail))
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.mtime, info.uid, info.gid = kind, mode, size, mtime, uid, gid
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+@lru_cache(maxsize=256)
+def _header_fields(kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int) -> tuple[bytes, bytes, int]:
+    """A ustar header's fields after the name, before and after the checksum, and the sum of their
+    bytes and the checksum field's spaces: the same for most members of a batch (one mtime per second,
+    a few sizes), so only the name is added up per member."""
+    fields = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    # type, no link name, magic and version, no user/group name, no device numbers, no prefix, padding
+    tail = kind + b"\0" * 100 + b"ustar\x0000" + b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
+    return fields, tail, sum(fields) + sum(tail) + 8 * ord(" ")
 
 
 def tar_end() -> bytes:
