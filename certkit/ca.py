@@ -157,7 +157,7 @@ class CA:
         """CA certificates a peer needs between a leaf of this CA and the root."""
         return [self.cert, *self.parents[:-1]] if self.parents else []
 
-    @property
+    @cached_property  # named in every check of a request (a batch checks thousands)
     def common_name(self) -> str:
         return common_name(self.cert.subject) or self.cert.subject.rfc4514_string()
 

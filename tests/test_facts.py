@@ -99,8 +99,8 @@ def _reference_record(issued, name: str, files: dict) -> bytes:
               "fingerprint_sha256": facts.fingerprint, "cert": files["cert.pem"].decode("ascii")}
     if "privkey.pem" in files:
         record["key"] = files["privkey.pem"].decode("ascii")
-    record |= {"chain": files.get("chain.pem", b"").decode("ascii"), "fullchain": files["fullchain.pem"].decode("ascii"),
-               "ca": files["ca.pem"].decode("ascii")}
+    record |= {"chain": files.get("chain.pem", b"").decode("ascii"),
+               "fullchain": files["fullchain.pem"].decode("ascii"), "ca": files["ca.pem"].decode("ascii")}
     return json.dumps(record, ensure_ascii=True).encode("ascii") + b"\n"
 
 

@@ -23,7 +23,7 @@ import pickle
 import sqlite3
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -228,9 +228,10 @@ class _Check(BatchSpec):
                 continue
             reason, todo = None, False
             try:
-                request = item.request()
+                # the request and output name, worked out once: checked here, issued from the spool
+                item = item.with_plan(item.request(), item.name(self.out_dir) if self.output is not None else "")
                 todo = check_line(self.ca, item, self.out_dir, force=self.force, resume=self.resume,
-                                  output=self.output, cache=cache, request=request)
+                                  output=self.output, cache=cache)
             except CertkitError as exc:
                 from certkit.errors import OutputExists
 
@@ -238,8 +239,7 @@ class _Check(BatchSpec):
                 share.replaceable = share.replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
             else:
                 if spool is not None:
-                    name = item.name(self.out_dir) if self.output is not None else ""
-                    chunk.append(replace(item, planned=(request, name)))
+                    chunk.append(item)
             yield number, reason, todo, *self._key(item, cache)
         if spool is not None:
             Spool.write(spool, at, chunk)
