@@ -22,7 +22,7 @@ from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
 from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
-from certkit.keys import generate_key, key_type_of
+from certkit.keys import generate_key
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -40,10 +40,11 @@ if TYPE_CHECKING:
 __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
 
 
-def _is_ed25519(public_key) -> bool:
+def _is_ed25519(key) -> bool:
+    """``key_type_of(key) == "ed25519"``, with one isinstance check (a batch asks twice per certificate)."""
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    return isinstance(public_key, ed25519.Ed25519PublicKey)
+    return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
 
 
 def _ski(cert: "x509.Certificate") -> bytes | None:
@@ -80,7 +81,6 @@ class CA:
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
         self._validity: tuple | None = None  # leaf_validity's last answer, for the second it was asked in
-        self._ed25519_key: tuple | None = None  # (the signing key, whether it is Ed25519)
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -173,12 +173,6 @@ class CA:
     def ski(self) -> bytes | None:
         return _ski(self.cert)
 
-    def _signs_with_ed25519(self) -> bool:
-        key = self.signing_key()
-        if self._ed25519_key is None or self._ed25519_key[0] is not key:
-            self._ed25519_key = (key, key_type_of(key) == "ed25519")
-        return self._ed25519_key[1]
-
     @property
     def directories(self) -> list[Path]:
         """The CA directory this CA was opened from (outputs may never land there)."""
@@ -244,7 +238,7 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_key(request.key_type)
             public_key = key.public_key()
-        if _is_ed25519(public_key) or self._signs_with_ed25519():
+        if _is_ed25519(public_key) or _is_ed25519(self.signing_key()):
             notes.append("Ed25519 works with OpenSSL-based peers, but browsers and WebPKI verifiers "
                          "(Chrome, cryptography) accept only RSA and ECDSA certificates")
         subject = request.subject if request.subject is not None else leaf_subject(self._leaf_cn(request))

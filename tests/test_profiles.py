@@ -196,3 +196,14 @@ def test_validity_before_the_issuer_is_refused_with_the_reason() -> None:
     ca = CA.create("certkit young CA")
     with pytest.raises(InvalidLifetime, match="before the CA 'certkit young CA' became valid"):
         ca.issue_client("a", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=5)
+
+
+@pytest.mark.parametrize(("ca_key", "leaf_key", "noted"), [("ecdsa-p256", "ecdsa-p256", False),
+                                                           ("ecdsa-p256", "ed25519", True),
+                                                           ("ed25519", "ecdsa-p256", True),
+                                                           ("rsa-2048", "rsa-2048", False)])
+def test_ed25519_on_either_side_is_noted(ca_key: str, leaf_key: str, noted: bool) -> None:
+    ca = CA.create("notes CA", key_type=ca_key)
+    issued = ca.issue_server(["web.example.com"], key_type=leaf_key)
+    assert any("Ed25519" in note for note in issued.notes) is noted
+    assert key_type_of(issued.private_key) == leaf_key

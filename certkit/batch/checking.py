@@ -41,15 +41,14 @@ PARALLEL_FROM_BYTES = 32 * 1024
 
 
 def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume: bool,
-               output: "Output | None" = None, cache: dict | None = None, request: "Request | None" = None) -> bool:
+               output: "Output | None" = None, cache: dict | None = None) -> bool:
     """Check one line as issuing it would; return False if ``resume`` and its bundle is already
     complete (the line is kept, not issued again). With ``output`` (one file or stream for the
     whole batch), no folder is written: only what that format needs is checked. ``cache`` holds
-    what a batch resolves once for thousands of lines (the folders above their outputs); ``request``
-    is ``line.request()`` when the caller has it."""
+    what a batch resolves once for thousands of lines (the folders above their outputs)."""
     from certkit.paths import within
 
-    request = request if request is not None else line.request()
+    request = line.request()
     if output is not None:
         ca.check_request(request)
         output.target(line.name(out_dir)).check(ca, request)
@@ -289,15 +288,16 @@ class Spool:
 
     def chunks(self, worker: int, workers: int) -> Iterator[list[BatchLine]]:
         """The lines of chunks ``worker``, ``worker + workers``, ..., a chunk at a time, in order."""
+        head = self._HEAD
+
         def index(fd: int) -> Iterator[tuple[int, int, int, int]]:
             offset = 0
-            while len(head := os.pread(fd, cls._HEAD.size, offset)) == cls._HEAD.size:
-                chunk, size = cls._HEAD.unpack(head)
+            while len(found := os.pread(fd, head.size, offset)) == head.size:
+                chunk, size = head.unpack(found)
                 if chunk % workers == worker:
-                    yield chunk, fd, offset + cls._HEAD.size, size
-                offset += cls._HEAD.size + size
+                    yield chunk, fd, offset + head.size, size
+                offset += head.size + size
 
-        cls = type(self)
         for _chunk, fd, start, size in heapq.merge(*(index(f.fileno()) for f in self.files)):
             blob = b""
             while len(blob) < size:
