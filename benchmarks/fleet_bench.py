@@ -191,7 +191,7 @@ for _ in range(rounds):
     lines = step("check: read and parse a manifest line", lambda: list(itertools.islice(source, N)))
     requests = step("check: build the request", lambda: [line.request() for line in lines])
     step("check: the request against the CA", lambda: [ca.check_request(r) for r in requests])
-    spooled = [replace(line, planned=(r, "name")) for line, r in zip(lines, requests)]
+    spooled = [line.with_plan(r) for line, r in zip(lines, requests)]
     def through_spool():
         with Spool() as spool:
             handle = spool.new_file()

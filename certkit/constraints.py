@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from certkit.errors import InvalidName, NameNotPermitted
@@ -76,11 +75,6 @@ def of_chain(certs: Iterable["x509.Certificate"]) -> list["x509.NameConstraints"
         except x509.ExtensionNotFound:
             pass
     return found
-
-
-@lru_cache(maxsize=16)  # a batch checks thousands of names against the same few CA certificates
-def of_chain_cached(certs: tuple["x509.Certificate", ...]) -> tuple["x509.NameConstraints", ...]:
-    return tuple(of_chain(certs))
 
 
 def describe(nc: "x509.NameConstraints") -> str:

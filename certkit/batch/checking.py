@@ -51,7 +51,7 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
     request = line.request()
     if output is not None:
         ca.check_request(request)
-        output.target(line.name(out_dir)).check(ca, request)
+        output.target(line.name()).check(ca, request)
         return True
     if not within(out_dir, line.out, cache=cache):
         raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
@@ -227,8 +227,8 @@ class _Check(BatchSpec):
                 continue
             reason, todo = None, False
             try:
-                # the request and output name, worked out once: checked here, issued from the spool
-                item = item.with_plan(item.request(), item.name(self.out_dir) if self.output is not None else "")
+                # the request, worked out once: checked here, issued from the spool
+                item = item.with_plan(item.request())
                 todo = check_line(self.ca, item, self.out_dir, force=self.force, resume=self.resume,
                                   output=self.output, cache=cache)
             except CertkitError as exc:
@@ -251,7 +251,7 @@ class _Check(BatchSpec):
 
             return os.fspath(resolved(line.out, cache)), shown(line.out)
         try:
-            key = self.output.key(line.name(self.out_dir))
+            key = self.output.key(line.name())
         except CertkitError:
             return f"\0line {line.line}", ""  # refused already, by check_line
         return key, shown(key)
@@ -259,7 +259,7 @@ class _Check(BatchSpec):
 
 class Spool:
     """The lines a check accepted, as issuing reads them back instead of the manifest: parsed, with
-    the request and output name the check worked out, so nothing is parsed twice and what is issued
+    the request the check worked out, so nothing is parsed twice and what is issued
     is exactly what was checked (a manifest edited meanwhile changes nothing).
 
     One unnamed temporary file (0600, gone when closed) per checking process, each a sequence of

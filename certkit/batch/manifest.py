@@ -12,6 +12,7 @@ import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,35 +52,41 @@ class BatchLine:
     line: int
     kind: str  # server | client | peer
     names: tuple[str, ...]  # a server's (or peer's) names; a client's common name alone
-    out: Path
+    out_dir: Path  # the batch's output folder
+    folder: str  # the line's output folder below it, as the manifest gives it (checked by _relative_out)
     days: int | None
     key_type: str
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
-    # A line read back from a check's spool (certkit.batch.checking.Spool): its request and name as
-    # the check worked them out, so that issuing does not parse the names again.
-    planned: "tuple[Request, str] | None" = field(default=None, compare=False, repr=False)
+    # A line read back from a check's spool (certkit.batch.checking.Spool): its request as the check
+    # worked it out, so that issuing does not parse the names again.
+    planned: "Request | None" = field(default=None, compare=False, repr=False)
 
-    def with_plan(self, request: "Request", name: str) -> "BatchLine":
-        """This line with its request and output name worked out (see ``planned``): a copy made
-        directly, since a batch makes one per line and dataclasses.replace costs five times more."""
+    def with_plan(self, request: "Request") -> "BatchLine":
+        """This line with its request worked out (see ``planned``): a copy made directly, since a
+        batch makes one per line and dataclasses.replace costs five times more."""
         planned = object.__new__(BatchLine)
-        planned.__dict__.update(self.__dict__, planned=(request, name))
+        planned.__dict__.update(self.__dict__, planned=request)
         return planned
 
-    def name(self, out_dir: Path) -> str:
-        """The line's folder below ``out_dir``, as a relative path: its name in a single output
+    @cached_property
+    def out(self) -> Path:
+        """The line's output folder."""
+        return self.out_dir / self.folder
+
+    def name(self) -> str:
+        """The line's folder below the output folder, as a relative path: its name in a single output
         (a folder in a tar archive, a Secret's name, a JSON line's ``name``)."""
-        if self.planned is not None:
-            return self.planned[1]
-        return self.out.relative_to(out_dir).as_posix()
+        if "/" not in self.folder and "\\" not in self.folder:
+            return self.folder  # one plain folder name, the usual case
+        return Path(self.folder).as_posix()
 
     def request(self) -> "Request":
         from certkit.issuing import client_request, server_request
 
         if self.planned is not None:
-            return self.planned[0]
+            return self.planned
 
         if self.kind == "client":
             return client_request(self.names[0], emails=self.emails, uris=self.uris, dns_names=self.dns,
@@ -252,7 +259,7 @@ def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
         # As the single commands do: the folder is named after the first name, made safe.
         first = parse_host(names[0]).value if kind != "client" else names[0]
         out = safe_folder_name(first)
-    return BatchLine(number, kind, names, out_dir / _relative_out(out), days, key_type,
+    return BatchLine(number, kind, names, out_dir, _relative_out(out), days, key_type,
                      _words(record.get("email"), "email"), _words(record.get("uri"), "uri"),
                      _words(record.get("dns"), "dns"))
 

@@ -200,7 +200,7 @@ class _Job(BatchSpec):
                 continue
             items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache)
                           if self.output is None
-                          else self.output.target(line.name(self.out_dir))))
+                          else self.output.target(line.name())))
         # a single output is made durable once, when it is complete (Output.commit)
         deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None) if items else []
         if self.output is not None:
