@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 __all__ = ["Inventory", "Pending", "normalize_serial", "serial_hex"]
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 _PARAMS_PER_STATEMENT = 500  # well under SQLite's oldest limit of 999 parameters
+# "status = 'pending'" for statements that find their rows by serial, written so that no index on
+# status can serve it: SQLite's planner, without statistics, takes an equality on an indexed column
+# for more selective than a list of serials, so with the index on pending rows it read every pending
+# row once per statement (marking a 100,000-certificate batch valid read 100,000 rows 200 times).
+# PostgreSQL plans by statistics and is unaffected; the spelling means the same to both.
+_STILL_PENDING = "status || '' = 'pending'"
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ class Inventory:
             for serial, note in self._revoke_compromised_successors(tx, part, marks):
                 notes.setdefault(serial, []).append(note)
             tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
-                       " AND status = 'pending'", part)
+                       f" AND {_STILL_PENDING}", part)
         return notes
 
     def _revoke_compromised_successors(self, tx, serials: list[str], marks: str) -> list[tuple[str, str]]:
@@ -201,7 +207,7 @@ class Inventory:
         for serial, der, old, old_der, revoked_at, reason in tx.execute(
                 "SELECT n.serial, n.der, o.serial, o.der, o.revoked_at, o.revocation_reason FROM certificates n"
                 f" JOIN certificates o ON o.serial = n.renewed_from WHERE n.serial IN ({marks})"
-                " AND n.status = 'pending' AND o.status = 'revoked'", serials).fetchall():
+                f" AND n.{_STILL_PENDING} AND o.status || '' = 'revoked'", serials).fetchall():
             new_key, old_key = load_der(serial, der).public_key(), load_der(old, old_der).public_key()
             if public_key_der(new_key) != public_key_der(old_key):
                 continue  # a new key: the revocation of the old one does not touch it
@@ -221,7 +227,7 @@ class Inventory:
         for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
             part = serials[start:start + _PARAMS_PER_STATEMENT]
             tx.execute("UPDATE certificates SET status = 'abandoned', writer = NULL"
-                       f" WHERE serial IN ({','.join('?' * len(part))}) AND status = 'pending'", part)
+                       f" WHERE serial IN ({','.join('?' * len(part))}) AND {_STILL_PENDING}", part)
 
     def reconcile(self) -> tuple[int, int]:
         """Settle the pending rows whose writer is gone; return (issued, abandoned).
@@ -247,7 +253,7 @@ class Inventory:
                 part = orphans[start:start + _PARAMS_PER_STATEMENT]
                 rows = tx.execute(
                     "SELECT serial, der, folder, sink, writer, keyed FROM certificates WHERE serial IN"
-                    f" ({','.join('?' * len(part))}) AND status = 'pending' FOR UPDATE SKIP LOCKED",
+                    f" ({','.join('?' * len(part))}) AND {_STILL_PENDING} FOR UPDATE SKIP LOCKED",
                     part).fetchall()
                 # Folders and output files, each file read once for all its rows.
                 found = holding([(s, bytes(d), f, k, bool(y)) for s, d, f, k, _w, y in rows])
