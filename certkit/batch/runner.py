@@ -272,9 +272,11 @@ def _signal_all(workers, signum: int) -> None:
 
 
 def _collect(workers, messages, result: BatchResult) -> None:
-    """Wait for every worker (they settle their chunk and report), then count what they report."""
-    import queue as queues
+    """Wait for every worker (they settle their chunk and report), then count what they report.
 
+    A worker flushes its messages into the queue's pipe before it exits (``join_thread``), so once
+    every worker is gone whatever is left is in the pipe already: read without waiting for more.
+    """
     deadline = time.monotonic() + 60
     for proc in workers:
         while proc.is_alive() and time.monotonic() < deadline:
@@ -283,12 +285,7 @@ def _collect(workers, messages, result: BatchResult) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join()
-    while True:
-        try:
-            kind, payload = messages.get(timeout=0.2)
-        except (queues.Empty, EOFError, OSError):
-            return
-        result.add(payload if kind == "chunk" else payload.get("stats", {}))
+    _drain(messages, result)
 
 
 def _drain(messages, result: BatchResult) -> None:
