@@ -119,6 +119,12 @@ class PostgresDatabase:
             raise
         self._checkin(conn)
 
+    def sync(self) -> None:
+        """Make durable what was committed with ``durable=False``: a durable commit waits until the
+        server's log is on disk up to it, and every earlier commit is before it in that log."""
+        with self.transaction(write=True) as tx:
+            tx.execute("SELECT txid_current()")  # a transaction id: the commit is logged, and waited for
+
     def exists(self) -> bool:
         """Whether the database holds an inventory (raises if it cannot be reached)."""
         with self.transaction() as tx:

@@ -463,6 +463,8 @@ class Output:
                     os.fsync(self._out)
                 os.close(self._out)
                 self._out = None
+                if inventory is not None and self.deferred:
+                    inventory.sync()  # its certificates' pending rows on disk before the file is in place
                 pause_at("staged")
                 _place(self._tmp, self.path, force=self.force, sync=self.sync)
                 self._tmp = None

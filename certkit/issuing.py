@@ -308,6 +308,10 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
 
     if ca.inventory is None:
         return
+    # Certificates that only go into a file put in place later (a batch's jsonl or tar) need not be
+    # on disk in the inventory yet: the file syncs the inventory before it is put in place
+    # (certkit.formats.Output.commit), and until then nothing of theirs is delivered.
+    durable = not all(target.deferred for _request, target in items)
     todo = list(range(len(items)))
     for _attempt in range(5):
         entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
@@ -315,7 +319,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
                            issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False),
                            facts=issued[i].facts)
                    for i in todo]
-        taken = ca.inventory.record_pending(entries)
+        taken = ca.inventory.record_pending(entries, durable=durable)
         if not taken:
             return
         todo = [todo[j] for j in taken]

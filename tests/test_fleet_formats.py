@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -42,8 +41,11 @@ def mode(path: Path) -> int:
 
 
 def rows(ca_dir: Path) -> dict[str, tuple]:
-    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
-        return {r[0]: r[1:] for r in db.execute("SELECT serial, status, sink, folder, keyed FROM certificates")}
+    """serial -> (status, sink, folder, keyed), from the CA's inventory (SQLite or PostgreSQL)."""
+    from certkit.store import CADirectory
+
+    return {r["serial"]: (r["status"], r["sink"], r["folder"], int(r["keyed"]))
+            for r in CADirectory(ca_dir).inventory.rows()}
 
 
 def shape(cert: x509.Certificate, *, names: bool = True) -> list:
@@ -249,6 +251,7 @@ MANIFEST = ("kind,names,out\nserver,a.example.com,\nserver,b.example.com 10.0.0.
             "client,Alice Smith,people/alice\npeer,etcd-1.internal,\n")
 
 
+@pytest.mark.both_inventories  # one file's rows synced before it is in place, then marked valid: on PostgreSQL too
 def test_batch_into_each_format(tmp_path, ca_env, ca_dir):
     (tmp_path / "fleet.csv").write_text(MANIFEST)
     before = set(rows(ca_dir))
@@ -295,6 +298,7 @@ def _cert_file(path: Path, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.both_inventories
 def test_batch_workers_share_one_output(tmp_path, ca_env, ca_dir):
     """Several worker processes append to one archive and one JSON-lines file: every record whole,
     each certificate once, and the rows valid only once the file is in place."""

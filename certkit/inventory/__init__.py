@@ -110,13 +110,14 @@ class Inventory:
                 tx.execute(schema.version_statement(tx.dialect, version))
 
     # --- the issuing pipeline -------------------------------------------------------
-    def record_pending(self, entries: Sequence[Pending]) -> list[int]:
+    def record_pending(self, entries: Sequence[Pending], *, durable: bool = True) -> list[int]:
         """Record ``entries`` as pending in one transaction; return the indexes not recorded
         because their serial is taken (the caller re-signs those and tries again).
 
         A renewal is refused here, in the same transaction, if the certificate it
         renews is revoked or no longer valid: a revocation that lands while a
-        renewal is being prepared stops it.
+        renewal is being prepared stops it. ``durable=False`` commits without waiting for the disk:
+        for certificates that go into a file put in place later, which calls :meth:`sync` first.
         """
         from certkit.inventory.reconcile import writer_id
 
@@ -127,7 +128,7 @@ class Inventory:
             rows.append((f.serial, e.kind, f.subject, json.dumps(f.names), f.not_before, f.not_after, f.fingerprint,
                          f.der, "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)))
         taken: list[int] = []
-        with self.transaction(write=True) as tx:
+        with self.db.transaction(write=True, durable=durable) as tx:
             for serial in {e.renewed_from for e in entries if e.renewed_from}:
                 self._check_renewable(tx, serial)
             existing = self._existing(tx, [row[0] for row in rows])
@@ -188,6 +189,10 @@ class Inventory:
         and the next command finds the bundle and marks it again (reconciliation)."""
         with self.db.transaction(write=True, durable=durable) as tx:
             return self._mark_issued(tx, serials)
+
+    def sync(self) -> None:
+        """Make durable every row this process recorded with ``durable=False``."""
+        self.db.sync()
 
     def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
         notes: dict[str, list[str]] = {}
