@@ -49,8 +49,8 @@ def issue(ca_dir: str, out_dir: str, count: str, prefix: str) -> None:
     certkit.ca._random_serial = lambda: (1 << 100) | random.getrandbits(14)
     record_pending = Inventory.record_pending
 
-    def reporting(self, entries):
-        taken = record_pending(self, entries)
+    def reporting(self, entries, **options):
+        taken = record_pending(self, entries, **options)
         for index in taken:
             say("taken", serial_hex(entries[index].cert.serial_number))
         return taken
