@@ -212,7 +212,7 @@ for _ in range(rounds):
             handle = spool.new_file()
             Spool.write(handle, 0, spooled)
             handle.flush()
-            return [line.request() for chunk in spool.chunks(0, 1) for line in chunk]
+            return [line.request() for chunk in spool.chunks() for line in chunk]
     step("spool the checked line, read it back to issue", through_spool)
     keys = step("generate the key (EC P-256)", lambda: [generate_key("ecdsa-p256") for _ in requests])
     requests = [replace(r, key=k) for r, k in zip(requests, keys)]

@@ -75,3 +75,45 @@ def test_a_refused_manifest_spools_nothing_usable_and_leaves_no_file(ca_dir: Pat
             assert info.st_nlink == 0 and stat.S_IMODE(info.st_mode) & 0o077 == 0
     assert spool.files == []  # closed with the spool
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_that_falls_behind_issues_fewer_chunks(ca_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Workers take the next chunk nobody has taken when they are free: a worker held up (here for
+    two seconds, as a busy machine might) leaves its share to the others, instead of each worker
+    owning every Nth chunk and the others waiting for it at the end. Every line is still issued once."""
+    import time
+
+    from certkit.batch import runner
+
+    chunks = 10
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example.com\n" for i in range(chunks * 3)))
+    log = tmp_path / "issued-by"
+    real_worker, real_issue = runner._worker, runner._Job._issue_chunk
+
+    def slow_first_worker(job, worker, *args):
+        if worker == 0:
+            time.sleep(2)
+        real_worker(job, worker, *args)
+
+    def logged(self, chunk):
+        stats = real_issue(self, chunk)
+        with open(log, "a") as f:  # each worker appends one short line per chunk
+            f.write(f"{os.getpid()} {stats['issued']}\n")
+        return stats
+
+    monkeypatch.setattr(runner, "_worker", slow_first_worker)
+    monkeypatch.setattr(runner._Job, "_issue_chunk", logged)
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    output = Output("jsonl", tmp_path / "all.jsonl", shared=True)
+    result = issue_batch(ca, tmp_path / "m.csv", jobs=2, chunk_size=3, output=output)
+    assert result.issued == chunks * 3
+    per_worker: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        pid, issued = line.split()
+        assert issued == "3"
+        per_worker[pid] = per_worker.get(pid, 0) + 1
+    assert sum(per_worker.values()) == chunks
+    # owning every other chunk, each worker would issue exactly 5
+    assert max(per_worker.values()) > chunks // 2, per_worker
+    names = sorted(json.loads(line)["name"] for line in (tmp_path / "all.jsonl").read_text().splitlines())
+    assert names == sorted(f"h{i}.example.com" for i in range(chunks * 3))

@@ -22,7 +22,7 @@ import os
 import pickle
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -286,19 +286,30 @@ class Spool:
             blob = pickle.dumps(lines, protocol=pickle.HIGHEST_PROTOCOL)
             handle.write(cls._HEAD.pack(chunk, len(blob)) + blob)
 
-    def chunks(self, worker: int, workers: int) -> Iterator[list[BatchLine]]:
-        """The lines of chunks ``worker``, ``worker + workers``, ..., a chunk at a time, in order."""
+    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[list[BatchLine]]:
+        """The lines of every chunk, a chunk at a time, in manifest order; with ``claim`` (several
+        issuing processes), only the chunks this process claims: ``claim()`` returns the position of
+        the next chunk no process has taken yet (shared by them all), so a process that gets less of
+        the CPU takes fewer chunks and they all finish together."""
         head = self._HEAD
 
         def index(fd: int) -> Iterator[tuple[int, int, int, int]]:
             offset = 0
             while len(found := os.pread(fd, head.size, offset)) == head.size:
                 chunk, size = head.unpack(found)
-                if chunk % workers == worker:
-                    yield chunk, fd, offset + head.size, size
+                yield chunk, fd, offset + head.size, size
                 offset += head.size + size
 
-        for _chunk, fd, start, size in heapq.merge(*(index(f.fileno()) for f in self.files)):
+        # a few numbers per chunk of 500 lines: small for any manifest
+        where = list(heapq.merge(*(index(f.fileno()) for f in self.files)))
+        position = 0
+        while True:
+            if claim is not None:
+                position = claim()
+            if position >= len(where):
+                return
+            _chunk, fd, start, size = where[position]
+            position += 1
             blob = b""
             while len(blob) < size:
                 part = os.pread(fd, size - len(blob), start + len(blob))

@@ -3,8 +3,8 @@
 Each chunk goes through the issuing pipeline in one piece
 (:func:`certkit.issuing.deliver_many`): signed, recorded pending with its
 folders in one transaction, written, made durable with one sync, marked valid
-in one transaction. Several worker processes (``--jobs``) each issue every
-N-th chunk; they die with the parent (Linux's parent-death signal), and on
+in one transaction. Several worker processes (``--jobs``) each take the next
+chunk nobody has taken whenever they are free; they die with the parent (Linux's parent-death signal), and on
 Ctrl-C or SIGTERM stop once the chunk being written is complete (a chunk is
 recorded, written and marked as one step), so a batch that is interrupted or
 killed leaves the inventory matching the disk. Rerun with ``resume=True`` to
@@ -85,9 +85,9 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
 
     ``checked`` skips :func:`check_manifest` when the caller has just run it; ``spool`` then holds
     the lines it checked (:class:`~certkit.batch.checking.Spool`), read instead of the manifest.
-    ``jobs`` > 1 forks that many worker processes, each issuing every jobs-th
-    chunk (signing and file writing both want a core; threads would fight over
-    the GIL). ``progress`` is called with the number of certificates finished.
+    ``jobs`` > 1 forks that many worker processes, each taking the next chunk
+    when it is free (signing and file writing both want a core; threads would fight
+    over the GIL). ``progress`` is called with the number of certificates finished.
     ``output`` (:class:`certkit.formats.Output`, opened here) puts every
     certificate into one file or stream instead of a folder each; a file is
     put in place, and its certificates marked valid, once the whole batch is in it.
@@ -168,10 +168,12 @@ class _Job(BatchSpec):
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
     spool: "Spool | None" = None  # the lines as the check read them (else the manifest is read again)
 
-    def run(self, worker: int, workers: int) -> Iterator[dict]:
-        """Issue chunks ``worker``, ``worker + workers``, ...; yield each chunk's counts."""
+    def run(self, worker: int, workers: int, claim: Callable[[], int] | None = None) -> Iterator[dict]:
+        """Issue chunks and yield each chunk's counts: from the spool, every chunk, or with ``claim``
+        (several workers) those this worker claims as it goes; from the manifest (no spool), chunks
+        ``worker``, ``worker + workers``, ..."""
         if self.spool is not None:
-            for chunk in self.spool.chunks(worker, workers):
+            for chunk in self.spool.chunks(claim):
                 yield self._issue_chunk(chunk)
             return
         chunk: list[BatchLine] = []
@@ -220,7 +222,12 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     ctx = multiprocessing.get_context("fork")
     messages = ctx.Queue()
     parent = os.getpid()
-    workers = [ctx.Process(target=_worker, args=(job, k, jobs, messages, parent), daemon=True) for k in range(jobs)]
+    # The position of the next chunk of the spool that no worker has taken: each worker takes the
+    # next one when it is free, so a worker that gets less of the CPU (another process on the
+    # machine) issues fewer chunks, instead of the others waiting for it at the end.
+    taken = ctx.Value("q", 0)
+    workers = [ctx.Process(target=_worker, args=(job, k, jobs, messages, parent, taken), daemon=True)
+               for k in range(jobs)]
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     stopped_by: int | None = None
     error = None
@@ -299,7 +306,13 @@ def _drain(messages, result: BatchResult) -> None:
         result.add(payload if kind == "chunk" else payload.get("stats", {}))
 
 
-def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None:
+def _worker(job: _Job, worker: int, workers: int, messages, parent: int, taken) -> None:
+    def claim() -> int:
+        with taken.get_lock():
+            position = taken.value
+            taken.value = position + 1
+        return position
+
     die_with_parent(parent)
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
@@ -308,7 +321,7 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int) -> None
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
-            for stats in job.run(worker, workers):
+            for stats in job.run(worker, workers, claim):
                 messages.put(("chunk", stats))
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every
