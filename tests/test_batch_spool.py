@@ -117,3 +117,45 @@ def test_a_worker_that_falls_behind_issues_fewer_chunks(ca_dir: Path, tmp_path: 
     assert max(per_worker.values()) > chunks // 2, per_worker
     names = sorted(json.loads(line)["name"] for line in (tmp_path / "all.jsonl").read_text().splitlines())
     assert names == sorted(f"h{i}.example.com" for i in range(chunks * 3))
+
+
+def test_a_checking_process_that_falls_behind_checks_fewer_chunks(ca_dir: Path, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The check shares out its chunks the same way: the process held up checks fewer than its half,
+    and issuing still gets every line once, in manifest order."""
+    import time
+
+    manifest = tmp_path / "fleet.csv"
+    names = write_manifest(manifest, "late")
+    real_worker = checking._worker
+    marker = tmp_path / "held"
+
+    def one_held_up(*args):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass  # the other process
+        else:
+            time.sleep(2)  # the first process to start is held up
+        real_worker(*args)
+
+    monkeypatch.setattr(checking, "_worker", one_held_up)
+    ca = CADirectory(ca_dir).open()
+    with Spool() as spool:
+        output = Output("jsonl", tmp_path / "all.jsonl", shared=True)
+        assert check_manifest(ca, manifest, jobs=2, chunk_size=CHUNK, output=output, spool=spool) == LINES
+        per_file = [sum(1 for _ in _only(spool, handle).chunks()) for handle in spool.files]
+        chunks = -(-LINES // CHUNK)
+        assert sum(per_file) == chunks and max(per_file) > -(-chunks // 2), per_file
+        spooled = [line.names[0] for chunk in spool.chunks() for line in chunk]
+        assert spooled == names  # every line once, in manifest order
+        ca.unlock(PASSPHRASE.encode())
+        result = issue_batch(ca, manifest, jobs=2, chunk_size=CHUNK, checked=True, output=output, spool=spool)
+    assert result.issued == LINES
+
+
+def _only(spool: Spool, handle) -> Spool:
+    """A view of ``spool`` that holds only one of its files."""
+    view = Spool()
+    view.files = [handle]
+    return view

@@ -17,6 +17,7 @@ process would give.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import os
 import pickle
@@ -119,7 +120,8 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     else:
         total, seen = _Share(), _Seen(output is None)
         try:
-            for number, reason, todo, key, shown_out in check.lines(0, 1, total, spool and spool.new_file()):
+            for number, reason, todo, key, shown_out in check.lines(itertools.count().__next__, total,
+                                                                    spool and spool.new_file()):
                 shared = seen.add(key, number, shown_out) if key is not None else None
                 total.tally(number, reason or shared, todo)
         finally:
@@ -207,20 +209,25 @@ class BatchSpec:
 
 
 class _Check(BatchSpec):
-    def lines(self, worker: int, workers: int, share: _Share, spool: IO[bytes] | None = None) -> Iterator[tuple]:
-        """Check the lines of chunks ``worker``, ``worker + workers``, ...: yield, for each, its number,
-        the reason it is refused (or None), whether it is to be issued, its output's key (None for a
-        line that could not be parsed) and that output as a message shows it. Lines it accepts go
-        to ``spool`` (see :class:`Spool`), a chunk at a time."""
+    def lines(self, claim: Callable[[], int], share: _Share, spool: IO[bytes] | None = None) -> Iterator[tuple]:
+        """Check the lines of the chunks ``claim()`` hands this process (positions in increasing order;
+        see :func:`certkit.batch.workers.claimer`): yield, for each line, its number, the reason it is
+        refused (or None), whether it is to be issued, its output's key (None for a line that could
+        not be parsed) and that output as a message shows it. Lines it accepts go to ``spool`` (see
+        :class:`Spool`), a chunk at a time."""
         cache: dict = {}  # the folders above thousands of outputs, resolved and checked once
         chunk: list[BatchLine] = []
         at = -1
+        mine = claim()
         for index, (number, record) in enumerate(records(self.manifest)):
-            if (index // self.chunk_size) % workers != worker:
-                continue
-            if spool is not None and index // self.chunk_size != at:
+            position = index // self.chunk_size
+            if position > mine:  # past this process's chunk: take the next one nobody has taken
+                mine = claim()
+            if position != mine:
+                continue  # another process's chunk: read, not parsed
+            if spool is not None and position != at:
                 Spool.write(spool, at, chunk)
-                chunk, at = [], index // self.chunk_size
+                chunk, at = [], position
             item = parse(number, record, self.out_dir, self.key_type, self.days)
             if not isinstance(item, BatchLine):
                 yield number, item[1], False, None, ""
@@ -335,6 +342,7 @@ def _check_in_workers(check: _Check, jobs: int, spool: Spool | None) -> _Share:
     import multiprocessing
     import tempfile
 
+    from certkit.batch.workers import chunk_counter
     from certkit.issuing import uninterrupted
 
     ctx = multiprocessing.get_context("fork")
@@ -342,7 +350,8 @@ def _check_in_workers(check: _Check, jobs: int, spool: Spool | None) -> _Share:
     scratch = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(jobs)]
     pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]
     spools = [spool.new_file() if spool is not None else None for _ in range(jobs)]
-    workers = [ctx.Process(target=_worker, args=(check, k, jobs, scratch[k], pipes[k][1], parent, spools[k]),
+    taken = chunk_counter(ctx)  # the chunks, shared out as the workers become free
+    workers = [ctx.Process(target=_worker, args=(check, taken, scratch[k], pipes[k][1], parent, spools[k]),
                            daemon=True) for k in range(jobs)]
     try:
         with uninterrupted():  # each worker lets the stops in once its handlers are set
@@ -370,11 +379,10 @@ def _check_in_workers(check: _Check, jobs: int, spool: Spool | None) -> _Share:
             handle.close()
 
 
-def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, parent: int,
-            spool: IO[bytes] | None) -> None:
+def _worker(check: _Check, taken, scratch: IO[str], pipe, parent: int, spool: IO[bytes] | None) -> None:
     import signal
 
-    from certkit.batch.workers import die_with_parent, let_signals_in
+    from certkit.batch.workers import claimer, die_with_parent, let_signals_in
 
     die_with_parent(parent)
     # Ctrl-C reaches the parent, which ends the workers with SIGTERM: that just ends a worker, which
@@ -384,7 +392,7 @@ def _worker(check: _Check, worker: int, workers: int, scratch: IO[str], pipe, pa
     let_signals_in()
     share = _Share()
     try:
-        for number, reason, todo, key, shown_out in check.lines(worker, workers, share, spool):
+        for number, reason, todo, key, shown_out in check.lines(claimer(taken), share, spool):
             share.tally(number, reason, todo)
             if key is not None:
                 scratch.write(json.dumps([number, reason is None, todo, key, shown_out]) + "\n")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine, parse, records
-from certkit.batch.workers import can_fork, die_with_parent, let_signals_in
+from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
 from certkit.errors import CertkitError, Terminated, raise_terminated
 
 if TYPE_CHECKING:
@@ -222,10 +222,7 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     ctx = multiprocessing.get_context("fork")
     messages = ctx.Queue()
     parent = os.getpid()
-    # The position of the next chunk of the spool that no worker has taken: each worker takes the
-    # next one when it is free, so a worker that gets less of the CPU (another process on the
-    # machine) issues fewer chunks, instead of the others waiting for it at the end.
-    taken = ctx.Value("q", 0)
+    taken = chunk_counter(ctx)  # the chunks of the spool, shared out as the workers become free
     workers = [ctx.Process(target=_worker, args=(job, k, jobs, messages, parent, taken), daemon=True)
                for k in range(jobs)]
     previous = signal.signal(signal.SIGTERM, raise_terminated)
@@ -307,12 +304,6 @@ def _drain(messages, result: BatchResult) -> None:
 
 
 def _worker(job: _Job, worker: int, workers: int, messages, parent: int, taken) -> None:
-    def claim() -> int:
-        with taken.get_lock():
-            position = taken.value
-            taken.value = position + 1
-        return position
-
     die_with_parent(parent)
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
@@ -321,7 +312,7 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int, taken) 
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
-            for stats in job.run(worker, workers, claim):
+            for stats in job.run(worker, workers, claimer(taken)):
                 messages.put(("chunk", stats))
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every

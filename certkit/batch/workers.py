@@ -1,10 +1,12 @@
 """What a batch's forked worker processes share: whether this system can fork, how a worker dies
-with its parent, and how it takes the stop signals held while it was forked."""
+with its parent, how it takes the stop signals held while it was forked, and how workers share out
+the chunks of a manifest."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 
 def can_fork() -> bool:
@@ -36,3 +38,22 @@ def let_signals_in() -> None:
     from certkit.issuing import HELD_SIGNALS
 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+
+
+def chunk_counter(ctx):
+    """The position of the next chunk that no worker has taken, in shared memory: made before the
+    workers are forked (``ctx``: the fork context), used by each through :func:`claimer`."""
+    return ctx.Value("q", 0)
+
+
+def claimer(counter) -> Callable[[], int]:
+    """Take the next chunk nobody has taken: each worker takes one whenever it is free, so a worker
+    that gets less of the CPU (another process on the machine) does fewer chunks, instead of the
+    others waiting for it at the end. Positions come out in increasing order, in every worker."""
+    def claim() -> int:
+        with counter.get_lock():
+            position = counter.value
+            counter.value = position + 1
+        return position
+
+    return claim
