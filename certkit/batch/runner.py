@@ -4,10 +4,11 @@ Each chunk goes through the issuing pipeline in one piece
 (:func:`certkit.issuing.deliver_many`): signed, recorded pending with its
 folders in one transaction, written, made durable with one sync, marked valid
 in one transaction. Several worker processes (``--jobs``) each take the next
-chunk nobody has taken whenever they are free; they die with the parent (Linux's parent-death signal), and on
-Ctrl-C or SIGTERM stop once the chunk being written is complete (a chunk is
-recorded, written and marked as one step), so a batch that is interrupted or
-killed leaves the inventory matching the disk. Rerun with ``resume=True`` to
+chunk nobody has taken whenever they are free; they die with the parent
+(Linux's parent-death signal), and on Ctrl-C or SIGTERM stop once the chunk
+being written is complete (a chunk is recorded, written and marked as one
+step), so a batch that is interrupted or killed leaves the inventory matching
+the disk. Rerun with ``resume=True`` to
 finish the job.
 """
 
