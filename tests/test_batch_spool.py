@@ -45,7 +45,7 @@ def test_issued_once_each_as_checked_whatever_the_manifest_says_later(ca_dir: Pa
         write_manifest(manifest, "edited")  # after the check: must change nothing
         manifest.write_text("kind,names\nserver,https://not-even-a-host/\n" + manifest.read_text()[11:])
         ca.unlock(PASSPHRASE.encode())
-        result = issue_batch(ca, manifest, jobs=issue_jobs, chunk_size=CHUNK, checked=True, output=output,
+        result = issue_batch(ca, manifest, jobs=issue_jobs, chunk_size=CHUNK, output=output,
                              spool=spool)
     assert result.issued == LINES
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -81,19 +81,13 @@ def test_a_worker_that_falls_behind_issues_fewer_chunks(ca_dir: Path, tmp_path: 
     """Workers take the next chunk nobody has taken when they are free: a worker held up (here for
     two seconds, as a busy machine might) leaves its share to the others, instead of each worker
     owning every Nth chunk and the others waiting for it at the end. Every line is still issued once."""
-    import time
 
     from certkit.batch import runner
 
     chunks = 10
     (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example.com\n" for i in range(chunks * 3)))
     log = tmp_path / "issued-by"
-    real_worker, real_issue = runner._worker, runner._Job._issue_chunk
-
-    def slow_first_worker(job, worker, *args):
-        if worker == 0:
-            time.sleep(2)
-        real_worker(job, worker, *args)
+    real_issue = runner._Job._issue_chunk
 
     def logged(self, chunk):
         stats = real_issue(self, chunk)
@@ -101,7 +95,7 @@ def test_a_worker_that_falls_behind_issues_fewer_chunks(ca_dir: Path, tmp_path: 
             f.write(f"{os.getpid()} {stats['issued']}\n")
         return stats
 
-    monkeypatch.setattr(runner, "_worker", slow_first_worker)
+    monkeypatch.setattr(runner, "_worker", first_one_held_up(runner._worker, tmp_path / "held"))
     monkeypatch.setattr(runner._Job, "_issue_chunk", logged)
     ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
     output = Output("jsonl", tmp_path / "all.jsonl", shared=True)
@@ -123,23 +117,10 @@ def test_a_checking_process_that_falls_behind_checks_fewer_chunks(ca_dir: Path, 
                                                                  monkeypatch) -> None:
     """The check shares out its chunks the same way: the process held up checks fewer than its half,
     and issuing still gets every line once, in manifest order."""
-    import time
 
     manifest = tmp_path / "fleet.csv"
     names = write_manifest(manifest, "late")
-    real_worker = checking._worker
-    marker = tmp_path / "held"
-
-    def one_held_up(*args):
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            pass  # the other process
-        else:
-            time.sleep(2)  # the first process to start is held up
-        real_worker(*args)
-
-    monkeypatch.setattr(checking, "_worker", one_held_up)
+    monkeypatch.setattr(checking, "_worker", first_one_held_up(checking._worker, tmp_path / "held"))
     ca = CADirectory(ca_dir).open()
     with Spool() as spool:
         output = Output("jsonl", tmp_path / "all.jsonl", shared=True)
@@ -150,8 +131,25 @@ def test_a_checking_process_that_falls_behind_checks_fewer_chunks(ca_dir: Path, 
         spooled = [line.names[0] for chunk in spool.chunks() for line in chunk]
         assert spooled == names  # every line once, in manifest order
         ca.unlock(PASSPHRASE.encode())
-        result = issue_batch(ca, manifest, jobs=2, chunk_size=CHUNK, checked=True, output=output, spool=spool)
+        result = issue_batch(ca, manifest, jobs=2, chunk_size=CHUNK, output=output, spool=spool)
     assert result.issued == LINES
+
+
+def first_one_held_up(worker, marker: Path):
+    """``worker`` (a forked process's function) with the first process to start it held up for two
+    seconds, as a busy machine might; ``marker`` tells the others it is taken."""
+    import time
+
+    def held(*args):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass  # another process
+        else:
+            time.sleep(2)
+        worker(*args)
+
+    return held
 
 
 def _only(spool: Spool, handle) -> Spool:

@@ -309,14 +309,9 @@ class Spool:
 
         # a few numbers per chunk of 500 lines: small for any manifest
         where = list(heapq.merge(*(index(f.fileno()) for f in self.files)))
-        position = 0
-        while True:
-            if claim is not None:
-                position = claim()
-            if position >= len(where):
-                return
+        claim = claim or itertools.count().__next__
+        while (position := claim()) < len(where):
             _chunk, fd, start, size = where[position]
-            position += 1
             blob = b""
             while len(blob) < size:
                 part = os.pread(fd, size - len(blob), start + len(blob))

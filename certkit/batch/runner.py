@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
-from certkit.batch.manifest import BatchLine, parse, records
+from certkit.batch.manifest import BatchLine
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
 from certkit.errors import CertkitError, Terminated, raise_terminated
 
@@ -79,13 +79,13 @@ class BatchStopped(CertkitError):
 
 def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
                 days: int | None = None, force: bool = False, resume: bool = False, sync: str = "chunk",
-                jobs: int = 1, chunk_size: int = CHUNK_SIZE, checked: bool = False,
-                progress: Callable[[int], None] | None = None, output: "Output | None" = None,
-                spool: "Spool | None" = None) -> BatchResult:
+                jobs: int = 1, chunk_size: int = CHUNK_SIZE, progress: Callable[[int], None] | None = None,
+                output: "Output | None" = None, spool: "Spool | None" = None) -> BatchResult:
     """Issue every certificate of ``manifest`` (see the package docstring).
 
-    ``checked`` skips :func:`check_manifest` when the caller has just run it; ``spool`` then holds
-    the lines it checked (:class:`~certkit.batch.checking.Spool`), read instead of the manifest.
+    ``spool``: the lines :func:`check_manifest` has just checked into it, for a caller that ran
+    the check itself (:class:`~certkit.batch.checking.Spool`); without it the manifest is checked
+    here first. Issuing reads the lines from the spool, never the manifest again.
     ``jobs`` > 1 forks that many worker processes, each taking the next chunk
     when it is free (signing and file writing both want a core; threads would fight
     over the GIL). ``progress`` is called with the number of certificates finished.
@@ -96,13 +96,13 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     """
     if sync not in SYNC_MODES:
         raise CertkitError(f"Unknown sync mode '{sync}'; choose one of: {', '.join(SYNC_MODES)}.")
-    if not checked:
+    if spool is None:
         with Spool() as spool:
             check_manifest(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force, resume=resume,
                            output=output, jobs=jobs, chunk_size=chunk_size, spool=spool)
             return issue_batch(ca, manifest, out_dir=out_dir, key_type=key_type, days=days, force=force,
-                               resume=resume, sync=sync, jobs=jobs, chunk_size=chunk_size, checked=True,
-                               progress=progress, output=output, spool=spool)
+                               resume=resume, sync=sync, jobs=jobs, chunk_size=chunk_size, progress=progress,
+                               output=output, spool=spool)
     if output is None:
         from certkit.atomic import sweep_stale
 
@@ -110,8 +110,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     else:
         output.shared = True  # many certificates, perhaps from several processes, into one output
         output.open()  # before any worker is forked: they all write into it
-    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size, sync,
-               spool=spool)
+    job = _Job(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size, spool, sync)
     started = time.perf_counter()
     result = BatchResult()
     try:
@@ -134,7 +133,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
 
 def _run_here(job: "_Job", result: BatchResult, progress) -> None:
     try:
-        for stats in job.run(0, 1):
+        for stats in job.run():
             result.add(stats)
             if progress is not None:
                 progress(stats.get("issued", 0) + stats.get("kept", 0))
@@ -165,31 +164,14 @@ def _were(count: int, noun: str) -> str:
 
 @dataclass
 class _Job(BatchSpec):
+    spool: Spool  # the lines as the check read them
     sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
-    spool: "Spool | None" = None  # the lines as the check read them (else the manifest is read again)
 
-    def run(self, worker: int, workers: int, claim: Callable[[], int] | None = None) -> Iterator[dict]:
-        """Issue chunks and yield each chunk's counts: from the spool, every chunk, or with ``claim``
-        (several workers) those this worker claims as it goes; from the manifest (no spool), chunks
-        ``worker``, ``worker + workers``, ..."""
-        if self.spool is not None:
-            for chunk in self.spool.chunks(claim):
-                yield self._issue_chunk(chunk)
-            return
-        chunk: list[BatchLine] = []
-        for index, (number, record) in enumerate(records(self.manifest)):
-            if (index // self.chunk_size) % workers != worker:
-                continue  # another worker's chunk: not even parsed
-            line = parse(number, record, self.out_dir, self.key_type, self.days)
-            if not isinstance(line, BatchLine):
-                raise CertkitError(f"The manifest {self.manifest} changed while it was being issued "
-                                   f"(line {number}: {line[1]}).")
-            chunk.append(line)
-            if len(chunk) == self.chunk_size:
-                yield self._issue_chunk(chunk)
-                chunk = []
-        if chunk:
+    def run(self, claim: Callable[[], int] | None = None) -> Iterator[dict]:
+        """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as
+        it goes; yield each chunk's counts."""
+        for chunk in self.spool.chunks(claim):
             yield self._issue_chunk(chunk)
 
     def _issue_chunk(self, chunk: list[BatchLine]) -> dict:
@@ -224,8 +206,7 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     messages = ctx.Queue()
     parent = os.getpid()
     taken = chunk_counter(ctx)  # the chunks of the spool, shared out as the workers become free
-    workers = [ctx.Process(target=_worker, args=(job, k, jobs, messages, parent, taken), daemon=True)
-               for k in range(jobs)]
+    workers = [ctx.Process(target=_worker, args=(job, messages, parent, taken), daemon=True) for _ in range(jobs)]
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     stopped_by: int | None = None
     error = None
@@ -304,7 +285,7 @@ def _drain(messages, result: BatchResult) -> None:
         result.add(payload if kind == "chunk" else payload.get("stats", {}))
 
 
-def _worker(job: _Job, worker: int, workers: int, messages, parent: int, taken) -> None:
+def _worker(job: _Job, messages, parent: int, taken) -> None:
     die_with_parent(parent)
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
@@ -313,7 +294,7 @@ def _worker(job: _Job, worker: int, workers: int, messages, parent: int, taken) 
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
-            for stats in job.run(worker, workers, claimer(taken)):
+            for stats in job.run(claimer(taken)):
                 messages.put(("chunk", stats))
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every

@@ -101,8 +101,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, spool=spool,
                                    **options)
             unlock(ca, passphrase_file)
-            run = dict(sync=sync, jobs=jobs or _default_jobs(total), checked=True, chunk_size=chunk, spool=spool,
-                       **options)
+            run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run)
     if output is not None:
         from certkit.cli.output import batch_summary
@@ -176,8 +175,9 @@ def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as
 
 
 def _spooled(manifest: Path):
-    """The manifest as a file that can be read twice (checked, then issued): standard input is
-    copied to a private temporary file first, line by line with the manifest's line limit."""
+    """The manifest as a file that every checking process can read (a large manifest is checked by
+    several, each reading it through): standard input is copied to a private temporary file
+    first, line by line with the manifest's line limit."""
     import contextlib
     import os
     import tempfile
