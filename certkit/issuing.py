@@ -339,11 +339,9 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
 
     delivered, lost, indexes = [], [], []
     for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         keyed = one.private_key is not None or getattr(target, "keeps_key", False)
         complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
-            target.folder, one.cert.public_bytes(Encoding.DER), keyed))
+            target.folder, one.der, keyed))
         complete = complete and not target.deferred  # only in a temporary file, which its output removes
         (delivered if complete else lost).append(one.serial_hex)
         if complete:
