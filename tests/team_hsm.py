@@ -42,6 +42,13 @@ class Token:
                               capture_output=True, text=True, timeout=120)
 
 
+    def init_pin(self) -> None:
+        """The security officer sets the user PIN (``pin``), from another process."""
+        proc = self.tool("--login", "--login-type", "so", "--so-pin", self.so_pin, "--init-pin", "--new-pin",
+                         self.pin, login=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 class SoftHSM:
     """A SoftHSM2 configuration and token folder of its own."""
 
@@ -66,6 +73,27 @@ class SoftHSM:
                               env={**os.environ, **self.env()})
         if proc.returncode != 0:
             raise RuntimeError(f"softhsm2-util --init-token failed: {proc.stdout}{proc.stderr}")
+        pin_file = self.base / f"{label}.pin"
+        pin_file.write_text(pin + "\n")
+        os.chmod(pin_file, 0o600)
+        return Token(label, pin, so_pin, pin_file, self.module)
+
+    def new_token_without_user_pin(self, prefix: str = "nopin") -> Token:
+        """A token initialized by its security officer with no user PIN set yet (OpenSC's pkcs11-tool
+        on SoftHSM's free slot); the PIN it will have is in ``pin``, for :meth:`Token.init_pin`."""
+        import re
+
+        self._count += 1
+        label = f"{prefix}-{os.getpid()}-{self._count}"
+        pin, so_pin = secrets.token_hex(4), secrets.token_hex(4)
+        env = {**os.environ, **self.env()}
+        slots = subprocess.run(["pkcs11-tool", "--module", self.module, "--list-slots"], capture_output=True,
+                               text=True, timeout=60, env=env, check=True).stdout
+        free = re.search(r"^Slot \d+ \((0x[0-9a-f]+)\)[^\n]*\n\s+token state:\s+uninitialized", slots, re.M)
+        assert free, slots
+        subprocess.run(["pkcs11-tool", "--module", self.module, "--slot", str(int(free.group(1), 16)),
+                        "--init-token", "--label", label, "--so-pin", so_pin], capture_output=True, text=True,
+                       timeout=60, env=env, check=True)
         pin_file = self.base / f"{label}.pin"
         pin_file.write_text(pin + "\n")
         os.chmod(pin_file, 0o600)

@@ -270,6 +270,48 @@ def test_pin_sources_and_refusals(tmp_path, token, softhsm):
         assert not (tmp_path / "y").exists()
 
 
+_STALE = """
+import sys
+from certkit.pkcs11 import session
+from certkit.pkcs11.errors import TokenPinNotInitialized
+from certkit.pkcs11.provision import generate_key
+from certkit.pkcs11.uri import KeyURI
+from team_hsm import Token
+
+token = Token(*sys.argv[1:6])
+uri = KeyURI.parse(token.uri("root"))
+session.find_token(uri, token.module)  # the module reads the token now: no user PIN yet
+token.init_pin()                       # another process sets it
+try:  # a login on what the module read then is refused (what CI saw when four processes logged in at once)
+    session.login(session.find_token(uri, token.module), token.pin.encode())
+    print("the module saw the new PIN at once")
+except TokenPinNotInitialized:
+    pass
+key = generate_key(uri, token.module, token.pin.encode(), "ecdsa-p256")
+print(key.attributes()["never_extractable"], flush=True)
+"""
+
+
+def test_a_token_without_a_user_pin(tmp_path, softhsm):
+    """A token with no user PIN: one clear line. And one whose PIN another process set after this
+    process's module read the token (SoftHSM2 reads a token's PINs once, when it is initialized;
+    when four processes log in at once, one can read the token file while another rewrites it):
+    the module is initialized again and the login goes through."""
+    import subprocess
+
+    token = softhsm.new_token_without_user_pin()
+    proc = run_certkit("init-ca", "--name", "No PIN", "--key-uri", token.uri("root"), "--pkcs11-module", token.module,
+                       "--pin-file", token.pin_file, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca")))
+    assert_clean_error(proc, "has no user PIN set")
+    assert not (tmp_path / "ca").exists()
+    here = str(Path(__file__).parent)
+    env = certkit_env(PYTHONPATH=here + ":" + certkit_env().get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _STALE, token.label, token.pin, token.so_pin, str(token.pin_file),
+                           token.module], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"], proc.stdout
+
+
 def test_check_covers_the_token(tmp_path, token, softhsm):
     init_token_ca(tmp_path, token)
     env = env_for(tmp_path, token)
@@ -356,7 +398,8 @@ for i in range(8):
 
 def test_four_processes_sign_through_one_token_at_once(tmp_path, token):
     """Four hosts' commands logging in and signing at the same moment (SoftHSM2 answers some of
-    them CKR_GENERAL_ERROR while another process rewrites the token's files: retried)."""
+    them CKR_GENERAL_ERROR, or CKR_USER_PIN_NOT_INITIALIZED, while another process rewrites the token's
+    files: retried, the second by initializing the module again)."""
     import shutil
     import subprocess
 

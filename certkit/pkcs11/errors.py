@@ -14,6 +14,10 @@ class TokenPinIncorrect(TokenError):
     """The token refused the PIN (not retried: tokens lock after a few wrong PINs)."""
 
 
+class TokenPinNotInitialized(TokenError):
+    """The token has no user PIN (or, with SoftHSM2, read none while another process rewrote it)."""
+
+
 def words(exc: Exception) -> str:
     """A PKCS#11 error in words: python-pkcs11's class names say what the token said."""
     import re

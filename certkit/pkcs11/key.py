@@ -10,7 +10,7 @@ import threading
 from certkit.errors import CABroken
 from certkit.pkcs11.der import replace_signature, stand_in_key
 from certkit.pkcs11.errors import TokenError, words
-from certkit.pkcs11.session import binding, find_objects, find_token, login, transient
+from certkit.pkcs11.session import binding, find_objects, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
 
@@ -46,8 +46,7 @@ class TokenKey:
 
     def _open(self) -> None:
         pkcs11 = binding()
-        token = find_token(self.uri, self.module)
-        session = login(token, self._pin)
+        session = open_session(self.uri, self.module, self._pin)
         try:
             keys = find_objects(session, self.uri, pkcs11.ObjectClass.PRIVATE_KEY)
             if not keys:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from certkit.pkcs11.errors import TokenError, words
 from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
-from certkit.pkcs11.session import binding, find_objects, find_token, login, module_path
+from certkit.pkcs11.session import binding, find_objects, module_path, open_session
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
 
@@ -27,8 +27,7 @@ def key_exists(uri: KeyURI, module: str | Path | None, pin: bytes | None) -> boo
     """Whether the token holds a private key ``uri`` names."""
     pkcs11 = binding()
     uri.check_names_a_key()
-    token = find_token(uri, module_path(uri, module))
-    with login(token, pin) as session:
+    with open_session(uri, module_path(uri, module), pin) as session:
         return bool(find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY))
 
 
@@ -43,8 +42,8 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
     if key_type not in SUPPORTED_KEY_TYPES:
         raise TokenError(f"certkit generates {', '.join(SUPPORTED_KEY_TYPES)} keys in a token, not {key_type}.")
     module = module_path(uri, module)
-    token = find_token(uri, module)
-    session = login(token, pin, rw=True)
+    session = open_session(uri, module, pin, rw=True)
+    token_label = shown(session.token.label)
     try:
         if find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY):
             raise TokenError(f"The token already holds a private {uri.describe()}.")
@@ -68,7 +67,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                 public_template[Attribute.PUBLIC_EXPONENT] = b"\x01\x00\x01"
                 public, private = session.generate_keypair(KeyType.RSA, int(key_type.split("-")[1]), **common)
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"The token '{shown(token.label)}' could not generate a {key_type} key: "
+            raise TokenError(f"The token '{token_label}' could not generate a {key_type} key: "
                              f"{words(exc)}.") from None
         key = TokenKey(uri, module, pin, session=session, private=private,
                        public_key=public_from_object(public))
@@ -77,7 +76,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
         raise
     found = key.attributes()
     if not found["sensitive"] or found["extractable"] or not found["never_extractable"]:
-        raise TokenError(f"The token '{shown(token.label)}' made the new key {_kept(found)}; certkit wants a CA key "
+        raise TokenError(f"The token '{token_label}' made the new key {_kept(found)}; certkit wants a CA key "
                          "that can never leave the token. Remove it (pkcs11-tool --delete-object) and use another "
                          "token.")
     return key

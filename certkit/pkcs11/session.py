@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from certkit.pkcs11.errors import TokenError, TokenPinIncorrect, words
+from certkit.pkcs11.errors import TokenError, TokenPinIncorrect, TokenPinNotInitialized, words
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
 
@@ -61,8 +61,7 @@ def _lib(path: str, *, locked: bool = False):
 def transient(call, *args, also=(), **kwargs):
     """``call`` retried a few times on CKR_GENERAL_ERROR (and the errors in ``also``): SoftHSM2
     answers so while another process rewrites the token's files (several processes logging in to
-    one token at once: it says CKR_USER_PIN_NOT_INITIALIZED then, too); a real failure stays and
-    is reported after about a second."""
+    one token at once); a real failure stays and is reported after about a second."""
     pkcs11 = binding()
     for delay in _RETRY_DELAYS:
         try:
@@ -130,6 +129,27 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
     return found, seen
 
 
+def open_session(uri: KeyURI, module: str, pin: bytes | None, *, rw: bool = False):
+    """A session logged in with ``pin`` on the one token ``uri`` names.
+
+    SoftHSM2 reads a token's PINs once, when the module is initialized. If it read them while
+    another process was rewriting the token's file (every login rewrites it), it has no user PIN
+    for that token and answers CKR_USER_PIN_NOT_INITIALIZED to every login until the module is
+    initialized again. So that answer is retried by initializing the module again and finding the
+    token again, for about a second; a token that really has no user PIN is then reported."""
+    for delay in (*_RETRY_DELAYS, None):
+        token = find_token(uri, module)
+        try:
+            return login(token, pin, rw=rw)
+        except TokenPinNotInitialized:
+            if delay is None:
+                raise
+        with _INIT_LOCK:
+            _lib(module, locked=True).reinitialize()
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def login(token, pin: bytes | None, *, rw: bool = False):
     pkcs11 = binding()
     if pin is None:
@@ -140,7 +160,10 @@ def login(token, pin: bytes | None, *, rw: bool = False):
     except UnicodeDecodeError:
         raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
     try:
-        return transient(token.open, rw=rw, user_pin=text, also=(pkcs11.UserPinNotInitialized,))
+        return transient(token.open, rw=rw, user_pin=text)
+    except pkcs11.UserPinNotInitialized:
+        raise TokenPinNotInitialized(f"The token '{shown(token.label)}' has no user PIN set; its security officer "
+                                     "sets one (e.g. softhsm2-util --init-pin or pkcs11-tool --init-pin).") from None
     except pkcs11.UserAlreadyLoggedIn:  # another key of this process opened the token: login is per process
         return transient(token.open, rw=rw)
     except pkcs11.PinIncorrect:
