@@ -58,15 +58,22 @@ def _lib(path: str, *, locked: bool = False):
     return lib
 
 
-def transient(call, *args, also=(), **kwargs):
-    """``call`` retried a few times on CKR_GENERAL_ERROR (and the errors in ``also``): SoftHSM2
+def _reinitialize(module: str) -> None:
+    """Finalize and initialize the module again: it reads its tokens afresh (sessions of this
+    process are reopened on use)."""
+    with _INIT_LOCK:
+        _lib(module, locked=True).reinitialize()
+
+
+def transient(call, *args, **kwargs):
+    """``call`` retried a few times on CKR_GENERAL_ERROR: SoftHSM2
     answers so while another process rewrites the token's files (several processes logging in to
     one token at once); a real failure stays and is reported after about a second."""
     pkcs11 = binding()
     for delay in _RETRY_DELAYS:
         try:
             return call(*args, **kwargs)
-        except (pkcs11.GeneralError, *also):
+        except pkcs11.GeneralError:
             time.sleep(delay)
     return call(*args, **kwargs)
 
@@ -83,9 +90,8 @@ def find_token(uri: KeyURI, module: str):
         # Some modules (SoftHSM) list only the tokens there were when they were initialized (a
         # long-running process, a token made since), and none at all if another process was
         # rewriting the token files just then: initialize again and look again, for about a
-        # second (sessions of this process are reopened on use).
-        with _INIT_LOCK:
-            _lib(module, locked=True).reinitialize()
+        # second.
+        _reinitialize(module)
         found, seen = transient(_matching_tokens, uri, module)
         if not found:
             time.sleep(delay)
@@ -144,8 +150,7 @@ def open_session(uri: KeyURI, module: str, pin: bytes | None, *, rw: bool = Fals
         except TokenPinNotInitialized:
             if delay is None:
                 raise
-        with _INIT_LOCK:
-            _lib(module, locked=True).reinitialize()
+        _reinitialize(module)
         time.sleep(delay)
     raise AssertionError("unreachable")
 
