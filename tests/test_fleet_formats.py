@@ -143,6 +143,14 @@ def test_k8s_secret_schema_kubectl_and_openssl(tmp_path, ca_env, ca_dir, folder_
     [doc] = secrets(proc.stdout)
     validate_secret(doc)
     assert doc["type"] == "kubernetes.io/tls" and doc["metadata"]["name"] == "wildcard.apps.example.com"
+    # the summary names the Secret as the cluster will (kubectl get secret wildcard.apps.example.com)
+    assert "a kubernetes.io/tls Secret (wildcard.apps.example.com) to standard output" in proc.stderr
+    proc = run_certkit("issue-client", "Bob Smith", "--format", "k8s", "--out", tmp_path / "bob.yaml", "--json",
+                       env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["name"], summary["secret"]) == ("Bob_Smith", "bob-smith")  # the bundle, the Secret
+    assert secrets((tmp_path / "bob.yaml").read_text())[0]["metadata"]["name"] == "bob-smith"
     files = secret_files(doc)
     assert set(files) == {"tls.crt", "tls.key", "ca.crt"}
     assert files["ca.crt"] == (ca_dir / "ca.pem").read_bytes()

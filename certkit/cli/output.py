@@ -85,6 +85,10 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         "file": str(output.given) if output.given is not None else None, "key_included": keyed,
         "notes": delivery.notes,
     }
+    if output.format == "k8s":  # the object's name in the cluster (kubectl get secret NAME)
+        from certkit.formats import secret_name
+
+        data["secret"] = secret_name(name)
     if requested is not None:
         data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
     where = shown(output.given) if output.given is not None else "standard output"
@@ -95,7 +99,7 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         f"  names     {', '.join(shown(n) for n in data['names']) or '(none)'}",
         f"  serial    {issued.serial_hex}",
         f"  expires   {when(issued.not_after)}",
-        f"  output    {_WHAT[output.format]} ({shown(name)}) to {where}{mode}",
+        f"  output    {_WHAT[output.format]} ({shown(data.get('secret', name))}) to {where}{mode}",
     ]
     if requested is not None:
         lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
