@@ -179,6 +179,38 @@ def test_hook_timeout(fleet):
     assert hook["exit"] is None and "still running after 1 s" in hook["error"]
 
 
+def test_hook_timeout_covers_what_the_hook_left_running(fleet, tmp_path):
+    """'my-daemon &' exits at once but its child holds the hook's output: the timeout still bounds
+    the run, the child is stopped with the hook's session, and the hook is reported as failed."""
+    work, serials, env = fleet
+    pids = tmp_path / "pids"
+    hook = f'sleep 300 & echo $! >> {pids}; exit 0'
+    data, proc = renew_json(env, "--all", "--kind", "client", "--exec", hook, "--exec-timeout", "1", code=1)
+    [outcome] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
+    assert outcome["hook"]["exit"] == 0 and not outcome["hook"]["ok"]
+    assert "still held its output after 1 s" in outcome["hook"]["error"]
+    assert serial_hex(load(work / "alice").serial_number) == outcome["new_serial"]  # the bundle stays
+    [pid] = pids.read_text().split()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, f"the hook's background child {pid} is still running"
+        time.sleep(0.05)
+
+
+def test_hooks_get_no_secrets(monkeypatch):
+    from certkit.fleet.hooks import hook_base_environment
+
+    for name in ("CERTKIT_CA_PASSPHRASE", "CERTKIT_PARENT_CA_PASSPHRASE", "CERTKIT_P12_PASSWORD",
+                 "CERTKIT_PKCS11_PIN", "PGPASSWORD"):
+        monkeypatch.setenv(name, "s3cret")
+    monkeypatch.setenv("CERTKIT_INVENTORY_URL", "postgresql://certkit:s3cret@db.internal/certkit")
+    monkeypatch.setenv("PGHOST", "db.internal")
+    env = hook_base_environment()
+    assert "s3cret" not in repr(env) and env["PGHOST"] == "db.internal"
+    monkeypatch.setenv("CERTKIT_INVENTORY_URL", "postgresql://certkit@db.internal/certkit")  # no password: kept
+    assert hook_base_environment()["CERTKIT_INVENTORY_URL"] == "postgresql://certkit@db.internal/certkit"
+
+
 def test_usage_mistakes(fleet):
     _work, _serials, env = fleet
     for args, fragment in ((["web.example.com", "--expiring", "30d"], "belong to a single renewal"),

@@ -46,7 +46,7 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
 @click.option("--exec-once", metavar="CMD", help="Run CMD once at the end if anything was renewed (reload a "
                                                  "server once, not once per certificate).")
 @click.option("--exec-timeout", type=click.IntRange(1, 86400), default=600, show_default=True, metavar="SECONDS",
-              help="Stop a hook that runs longer than this.")
+              help="Stop a hook (and what it started) that runs longer than this.")
 @click.option("--install-timer", is_flag=True,
               help="Write (and enable) a systemd timer that runs this renewal daily at a random time "
                    "[default selection: --expiring 30d]; without systemd, print the crontab line.")

@@ -11,6 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from certkit.constants import ENV_INVENTORY_URL
+
 if TYPE_CHECKING:
     from certkit.fleet.plan import Outcome
 
@@ -33,7 +35,7 @@ ONCE_ENV = {
 }
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
 HOOK_OUTPUT = 64 << 10  # bytes of a hook's output kept: its last words, not a runaway log
-_SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*")
+_SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*|PGPASSWORD")
 
 
 @dataclass
@@ -48,7 +50,7 @@ class HookRun:
 
     @property
     def ok(self) -> bool:
-        return self.exit == 0
+        return self.exit == 0 and self.error is None
 
     def as_dict(self) -> dict:
         return {"command": self.command, "exit": self.exit, "ok": self.ok, "error": self.error,
@@ -68,46 +70,78 @@ def hook_environment(outcome: Outcome) -> dict[str, str]:
 
 def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT) -> HookRun:
     """Run ``command`` with ``/bin/sh -c``: certkit's environment without its secrets, plus
-    ``extra_env``; what it prints is kept in the result. A hook still running after ``timeout``
-    seconds is killed (with anything it started)."""
+    ``extra_env``; what it prints is kept in the result. ``timeout`` bounds the whole run,
+    including anything the hook started that still holds its output (``my-daemon &``): at the
+    deadline, the hook's session is killed and certkit stops waiting."""
+    import selectors
     import signal
+    import time
 
-    env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.fullmatch(k)} | extra_env
     try:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(["/bin/sh", "-c", command], env=hook_base_environment() | extra_env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     except OSError as exc:
         return HookRun(command, None, f"could not run it: {exc.strerror or exc}")
+    deadline = time.monotonic() + timeout
     kept = bytearray()
-
-    def read() -> None:  # in a thread: a hook that prints a lot never blocks on a full pipe
-        while chunk := proc.stdout.read1(65536):
-            kept.extend(chunk)
-            del kept[:-HOOK_OUTPUT]
-
-    import threading
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    closed = False  # the output's end of file: nothing the hook started holds it any more
     try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-        code = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while not closed and (left := deadline - time.monotonic()) > 0:
+                if not selector.select(left):
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                closed = not chunk
+                kept.extend(chunk)
+                del kept[:-HOOK_OUTPUT]
+        try:
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None or not closed:
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
     except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
         _kill_group(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
     finally:
-        reader.join(timeout=5)
         proc.stdout.close()
     output = kept.decode("utf-8", "replace")
     if code is None:
         return HookRun(command, None, f"still running after {timeout:g} s, so it was stopped", output)
+    if not closed:
+        return HookRun(command, code, f"exit {code}, but what it started still held its output after "
+                                      f"{timeout:g} s, so it was stopped (redirect a background "
+                                      f"command's output: cmd >/dev/null 2>&1 &)", output)
     if code < 0:
         return HookRun(command, code, f"killed by signal {-code}", output)
     return HookRun(command, code, None if code == 0 else f"exit {code}", output)
+
+
+def hook_base_environment() -> dict[str, str]:
+    """certkit's environment without its secrets: passphrases, passwords and PINs (certkit's
+    own and libpq's PGPASSWORD), and an inventory URL that holds a password."""
+    from urllib.parse import urlsplit
+
+    def secret(name: str, value: str) -> bool:
+        if _SECRET_ENV.fullmatch(name):
+            return True
+        if name == ENV_INVENTORY_URL:
+            try:
+                return urlsplit(value).password is not None
+            except ValueError:
+                return True
+        return False
+
+    return {k: v for k, v in os.environ.items() if not secret(k, v)}
 
 
 def _kill_group(pid: int, signum: int) -> None:
