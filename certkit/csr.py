@@ -177,7 +177,7 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
         except InvalidName as exc:
             raise InvalidCSR(f"The CSR's {where} is refused: {exc}") from None
 
-    if kind == "server":
+    if kind in ("server", "peer"):
         hosts = []
         if request.common_name is not None:
             hosts.append(checked(_names.parse_host, request.common_name, "common name"))
@@ -186,7 +186,7 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
                 hosts.append(checked(_names.parse_host, value, f"subjectAltName {san_kind.upper()}:{value}"))
             else:
                 dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
-                               "(a server certificate names DNS names and IP addresses only)")
+                               f"(a {kind} certificate names DNS names and IP addresses only)")
         for value in extra_names:
             hosts.append(checked(_names.parse_host, value, f"extra name '{value}'"))
         identities = _names.dedupe(hosts)
@@ -195,7 +195,7 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
                              "give the names as arguments after the CSR file.")
         return identities, identities[0].value, dropped
     if kind != "client":
-        raise ValueError(f"kind must be 'server' or 'client', not {kind!r}")
+        raise ValueError(f"kind must be 'server', 'peer' or 'client', not {kind!r}")
     if extra_names:
         raise InvalidCSR("Extra names are for server certificates; a client certificate's identity comes "
                          "from the CSR's common name and subjectAltName.")

@@ -83,6 +83,44 @@ def test_openssl_csr_signed_as_server(tmp_path, ca_env, ca_dir, key):
     assert CADirectory(ca_dir).inventory.get(out["serial"])["kind"] == "server"
 
 
+@pytest.mark.parametrize("fmt", ["folder", "jsonl", "tar"])
+def test_csr_signed_as_peer(tmp_path, ca_env, ca_dir, fmt):
+    """--peer: both EKUs, the names of a server (CN, DNS and IP SANs, extra names), in every format."""
+    csr, keyfile = openssl_csr(tmp_path, "ec", "/CN=node1.cluster.internal",
+                               "subjectAltName=DNS:node1.cluster.internal,IP:10.0.0.11,email:ops@example.com")
+    out = {"folder": "node1", "jsonl": "node1.jsonl", "tar": "node1.tar"}[fmt]
+    proc = run_certkit("sign-csr", csr, "--peer", "127.0.0.1", "--format", fmt, "--out", out, "--json",
+                       cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["kind"] == "peer" and summary["names"] == [
+        "DNS:node1.cluster.internal", "IP:10.0.0.11", "IP:127.0.0.1"]
+    assert any("email:ops@example.com" in d and "peer certificate" in d for d in summary["dropped"])
+    if fmt == "jsonl":
+        line = json.loads((tmp_path / out).read_text())
+        (tmp_path / "cert.pem").write_text(line["cert"])
+        (tmp_path / "ca.pem").write_text(line["ca"])
+        folder = tmp_path
+    elif fmt == "tar":
+        import tarfile
+
+        with tarfile.open(tmp_path / out) as archive:
+            assert "privkey.pem" not in {Path(m.name).name for m in archive.getmembers()}
+            archive.extractall(tmp_path / "x", filter="data")
+        [folder] = (tmp_path / "x").iterdir()
+    else:
+        folder = tmp_path / out
+    cert = load(folder / "cert.pem")
+    assert spki(cert) == spki(x509.load_pem_x509_csr(csr.read_bytes()))
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    for purpose in ("sslserver", "sslclient"):
+        ok = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", folder / "ca.pem", folder / "cert.pem")
+        assert ok.returncode == 0, ok.stderr
+    assert pkilint_errors(folder / "cert.pem") == ""
+    assert CADirectory(ca_dir).inventory.get(summary["serial"])["kind"] == "peer"
+
+
 def test_requested_extensions_are_not_copied(tmp_path, ca_env, ca_dir):
     csr, _ = openssl_csr(tmp_path, "ec", "/CN=web.internal/O=Acme Corp",
                          "subjectAltName=DNS:web.internal,email:ops@example.com",
