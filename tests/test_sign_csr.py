@@ -239,6 +239,10 @@ def test_usage_errors_and_constraints(tmp_path, ca_env, ca_dir):
     crypto_csr(csr, "a.internal")
     no_kind = run_certkit("sign-csr", csr, cwd=tmp_path, env=ca_env)
     assert_clean_error(no_kind, "--server, --client or --peer", code=2)
+    for two in (["--server", "--client"], ["--client", "--server"], ["--peer", "--client", "--peer"]):
+        both = run_certkit("sign-csr", csr, *two, cwd=tmp_path, env=ca_env)  # not "the last one wins"
+        assert_clean_error(both, f"not {two[0]} and {two[1]}", code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csr", "ca"]
     missing = run_certkit("sign-csr", tmp_path / "nope.csr", "--server", cwd=tmp_path, env=ca_env)
     assert_clean_error(missing, "does not exist", code=2)
     client_extra = run_certkit("sign-csr", csr, "--client", "b.internal", cwd=tmp_path, env=ca_env)

@@ -53,6 +53,10 @@ class CertkitGroup(click.Group):
             self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
         return self.commands.get(cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_odd_arguments(self, ctx, args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         if sys.stdin is not None and sys.stdin.isatty():
             import certkit.db_postgres  # (imports no driver) a shared inventory's password, asked on a terminal
@@ -111,6 +115,60 @@ def say_interrupted(exc: BaseException | None) -> None:
     else:
         click.echo(f"Interrupted after {delivered} bundle{'s were' if delivered != 1 else ' was'} written and "
                    "recorded.", err=True)
+
+
+def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]) -> None:
+    """Refuse an empty argument and one that is not UTF-8, for every command and option alike.
+
+    An empty value is almost always an unset shell variable (``revoke "$SERIAL"``), and taken as a
+    path it means the current folder: ``verify --ca-file ""`` would trust every certificate there,
+    ``revoke ""`` would revoke the bundle in it, ``serve --host ""`` would listen on every
+    interface. A value that is not UTF-8 cannot go into a certificate, the inventory or a message.
+    """
+    name = args[0] if args and not args[0].startswith("-") else None
+    command = group.get_command(ctx, name) if name else None
+    if name and command is None:
+        return  # click says there is no such command
+    where = click.Context(command, info_name=name, parent=ctx) if command else ctx
+    if name:
+        from certkit.constants import ENV_CA_DIR, ENV_INVENTORY_URL
+
+        places = {"the current folder's path": _cwd(), f"${ENV_CA_DIR}": os.environ.get(ENV_CA_DIR, ""),
+                  f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, "")}
+        for label, text in places.items():
+            if not _is_utf8(text):
+                raise click.UsageError(f"{label} is '{_bytes_shown(text)}', which is not UTF-8 text; certkit "
+                                       "records paths and URLs as UTF-8.", ctx=where)
+    for i, arg in enumerate(args):
+        option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if not eq and i and args[i - 1].startswith("-") and args[i - 1] != "--":
+            option = args[i - 1]
+        what = f"{option} was given" if option else f"'certkit {name}' was given" if name else "certkit was given"
+        if (eq or not arg.startswith("-")) and value.strip() == "":
+            raise click.UsageError(f"{what} an empty value{' (an unset variable?)' if not value else ''}; "
+                                   "give it a value or leave it out.", ctx=where)
+        if not _is_utf8(arg):
+            raise click.UsageError(f"{what} '{_bytes_shown(arg)}', which is not UTF-8 text; certkit takes "
+                                   "names, paths and URLs as UTF-8.", ctx=where)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
+        return False
+    return True
+
+
+def _bytes_shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # removed under us: the command says so when it needs it
+        return ""
 
 
 class Failed(click.ClickException):

@@ -255,9 +255,11 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
 @click.command("sign-csr")
 @click.argument("csr_file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @click.argument("names", nargs=-1)
-@click.option("--server", "kind", flag_value="server", help="Issue a TLS server certificate (serverAuth only).")
-@click.option("--client", "kind", flag_value="client", help="Issue a TLS client certificate (clientAuth only).")
-@click.option("--peer", "kind", flag_value="peer",
+@click.option("--server", "kinds", flag_value="server", multiple=True,
+              help="Issue a TLS server certificate (serverAuth only).")
+@click.option("--client", "kinds", flag_value="client", multiple=True,
+              help="Issue a TLS client certificate (clientAuth only).")
+@click.option("--peer", "kinds", flag_value="peer", multiple=True,
               help="Issue a cluster peer certificate (serverAuth and clientAuth; see issue-peer).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output folder [default: ./<first name, made safe>]; with --format jsonl or tar, the output "
@@ -268,7 +270,7 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def sign_csr(csr_file, names, kind, out, fmt, days, force, ca_dir, passphrase_file, as_json):
+def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_file, as_json):
     """Sign CSR_FILE (PEM or DER; - reads standard input) as a server, client or peer certificate.
 
     The requester keeps the private key: only cert.pem, fullchain.pem,
@@ -296,8 +298,10 @@ def sign_csr(csr_file, names, kind, out, fmt, days, force, ca_dir, passphrase_fi
     from certkit.issuing import csr_request
     from certkit.text import shown
 
-    if kind is None:
-        raise click.UsageError("Say what the certificate is for: --server, --client or --peer.")
+    if len(set(kinds)) != 1:  # the purpose is the point: two of them is a mistake, not "the last one"
+        raise click.UsageError("Say what the certificate is for: one of --server, --client or --peer"
+                               + (f", not {' and '.join(f'--{k}' for k in dict.fromkeys(kinds))}." if kinds else "."))
+    [kind] = set(kinds)
     source = "the CSR on standard input" if str(csr_file) == "-" else f"the CSR {shown(csr_file)}"
     csr = load_csr(read_limited(csr_file, MAX_CERT_FILE_BYTES, what="CSR"), source=source)
     request = csr_request(csr, kind, extra_names=names, days=days)  # bad names refused before any passphrase
