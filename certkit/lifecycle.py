@@ -11,6 +11,7 @@ where it goes; :func:`renew` issues it through the pipeline
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -175,6 +176,12 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
 
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
     found = find_certificate(inventory, ref)
+    recorded = Path(found.row["folder"]) if found.row.get("folder") else None
+    if (out is None and found.folder is not None and recorded is not None
+            and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):
+        raise CannotRenew(f"{shown(found.folder)} holds a copy of the certificate {found.serial}, whose bundle is "
+                          f"{shown(recorded)}; renew that folder (certkit renew {shown(recorded)}), or give --out to "
+                          "write the renewed bundle somewhere new.")
     target_folder = Path(out) if out is not None else found.folder
     in_place = target_folder is not None and holds(target_folder, found.serial)
     if found.successors and not in_place:
@@ -222,16 +229,46 @@ def _replaced(rekey: bool) -> tuple[str, ...]:
 
 
 def _old_key(source: Path | None, found: Found, *, check: bool):
-    key_path = source / KEY_FILE if source is not None else None
-    if key_path is None or not key_path.is_file():
-        return None
-    key = _load_key(key_path)
-    if key is not None and check:
-        from certkit.keys import public_key_der
+    """The private key in ``source`` that goes on with the renewed certificate (None if there is
+    none to carry: the requester of a CSR holds it, or it is encrypted). With ``check``, a bundle
+    that was written with its key must still hold it, readable and matching the certificate:
+    otherwise the renewed bundle would be one no server can load."""
+    import stat
 
-        if public_key_der(key.public_key()) != public_key_der(found.cert.public_key()):
-            raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
-                              "already inconsistent, so certkit will not renew into it. Restore the pair first.")
+    from certkit.files import read_limited
+    from certkit.keys import is_encrypted, load_private_key, public_key_der
+
+    if source is None:
+        return None
+    key_path = source / KEY_FILE
+    expected = check and bool(found.row.get("keyed", True))
+
+    def damaged(problem: str) -> CannotRenew:
+        return CannotRenew(f"{shown(key_path)} {problem}: the bundle is damaged, and certkit will not renew it "
+                           "with its key kept. Restore the key, or renew with --rekey for a new one.")
+
+    try:
+        mode = key_path.lstat().st_mode
+    except FileNotFoundError:
+        if expected:
+            raise damaged("is missing") from None
+        return None
+    if not stat.S_ISREG(mode):
+        if expected:
+            raise damaged("is not a regular file")
+        return None
+    data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
+    if is_encrypted(data):
+        return None  # not ours to check; it stays as it is
+    try:
+        key = load_private_key(data, None, source=f"key {key_path}")
+    except CertkitError:
+        if expected:
+            raise damaged("is empty" if not data.strip() else "does not hold a private key certkit can read") from None
+        return None
+    if check and public_key_der(key.public_key()) != public_key_der(found.cert.public_key()):
+        raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
+                          "already inconsistent, so certkit will not renew into it. Restore the pair first.")
     return key
 
 

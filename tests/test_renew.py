@@ -158,6 +158,62 @@ def test_renew_refusals_change_nothing(issued, ca_env, ca_dir, tmp_path):
     assert snapshot(folder) == before and inventory.count() == count
 
 
+@pytest.mark.parametrize("damage", ["empty", "not a key", "fifo", "directory", "missing"])
+def test_a_bundle_whose_key_is_damaged_is_not_renewed_with_its_key_kept(issued, ca_env, ca_dir, damage):
+    """Renewing with the key kept would hand servers a bundle they cannot load, and run reload hooks
+    against it: refused, alone and in a bulk renewal, with nothing changed; --rekey repairs it."""
+    inventory = CADirectory(ca_dir).inventory
+    folder = issued / "localhost"
+    key = folder / "privkey.pem"
+    key.unlink()
+    if damage == "empty":
+        key.write_bytes(b"")
+    elif damage == "not a key":
+        key.write_text("not a key\n")
+    elif damage == "fifo":
+        os.mkfifo(key)
+    elif damage == "directory":
+        key.mkdir()
+    before = {p.name: (p.read_bytes() if p.is_file() else None) for p in folder.iterdir()}
+    count = inventory.count()
+    expected = {"empty": "is empty", "not a key": "does not hold a private key", "fifo": "not a regular file",
+                "directory": "not a regular file", "missing": "is missing"}[damage]
+    assert_clean_error(run_certkit("renew", folder, cwd=issued, env=ca_env), expected)
+    bulk = run_certkit("renew", "--all", "--kind", "server", "--json", "--exec", "touch hook-ran", cwd=issued,
+                       env=ca_env)
+    assert bulk.returncode == 1 and not (issued / "hook-ran").exists(), bulk.stdout + bulk.stderr
+    [outcome] = json.loads(bulk.stdout)["certificates"]
+    assert outcome["outcome"] == "failed" and expected in outcome["error"]
+    assert {p.name: (p.read_bytes() if p.is_file() else None) for p in folder.iterdir()} == before
+    assert inventory.count() == count
+    if damage == "directory":
+        key.rmdir()
+    elif key.exists() or key.is_symlink():
+        key.unlink()
+    run_certkit("renew", folder, "--rekey", cwd=issued, env=ca_env, check=True)
+    assert pair_matches(folder)
+
+
+def test_a_copy_of_the_certificate_elsewhere_is_not_its_bundle(issued, ca_env, ca_dir):
+    """'renew notes/cert.pem' with the bundle in ./localhost: refused, pointing at the bundle; nothing
+    is written into notes/ and the inventory still knows where the bundle is."""
+    notes = issued / "notes"
+    notes.mkdir()
+    (notes / "cert.pem").write_bytes((issued / "localhost" / "cert.pem").read_bytes())
+    (notes / "README").write_text("hi\n")
+    serial = serial_hex(load(issued / "localhost" / "cert.pem").serial_number)
+    for ref in (notes, notes / "cert.pem"):
+        assert_clean_error(run_certkit("renew", ref, cwd=issued, env=ca_env), "holds a copy of the certificate")
+    assert sorted(p.name for p in notes.iterdir()) == ["README", "cert.pem"]
+    assert CADirectory(ca_dir).inventory.get(serial)["folder"] == str(issued / "localhost")
+    run_certkit("renew", serial, cwd=issued, env=ca_env, check=True)  # the real bundle is renewed
+    assert serial_hex(load(issued / "localhost" / "cert.pem").serial_number) != serial
+    # A bundle folder that was moved is still renewed where it now is.
+    (issued / "alice").rename(issued / "alice-moved")
+    run_certkit("renew", issued / "alice-moved", cwd=issued, env=ca_env, check=True)
+    assert pair_matches(issued / "alice-moved")
+
+
 def _reader(folder: str, stop, counts) -> None:
     """Open the folder once per round and read cert and key through it: a consistent view."""
     from cryptography import x509 as _x509
