@@ -134,8 +134,6 @@ def records(path: Path) -> Iterator[tuple[int, dict | str]]:
             yield from _jsonl_records(first, lines) if first[1].lstrip().startswith("{") else _csv_records(first, lines)
         except UnicodeDecodeError:
             raise CertkitError(f"The manifest {shown(path)} is not UTF-8 text.") from None
-        except csv.Error as exc:
-            raise CertkitError(f"The manifest {shown(path)} is not valid CSV: {exc}.") from None
 
 
 def _bounded_lines(handle, path: Path) -> Iterator[str]:
@@ -166,29 +164,69 @@ def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:
 def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
     import itertools
 
-    # A line starting with '#' is a comment: it becomes an empty row, which the csv
-    # reader skips while still counting it, so line numbers stay those of the file.
-    source = itertools.chain(first[0], [first[1]], lines)
-    reader = csv.reader("\n" if text.startswith("#") else text for text in source)
     header: list[str] | None = None
-    for row in reader:
+    for number, row in _csv_rows(itertools.chain(first[0], [first[1]], lines)):
+        if isinstance(row, str):
+            yield number, row
+            if header is None:
+                return  # without a header, no line can be read
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
             header = [cell.strip().lower() for cell in row]
             unknown = [c for c in header if c not in COLUMNS]
             if unknown or "kind" not in header or "names" not in header or len(set(header)) != len(header):
-                yield reader.line_num, (
+                yield number, (
                     f"the header must name the columns, each once: kind and names, and any of "
                     f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
                 )
                 return
             continue
         if len(row) > len(header):
-            yield reader.line_num, (f"it has {len(row)} fields but the header names {len(header)}; "
-                                    "quote a field that contains a comma.")
+            yield number, (f"it has {len(row)} fields but the header names {len(header)}; "
+                           "quote a field that contains a comma.")
             continue
-        yield reader.line_num, dict(zip(header, row, strict=False))
+        yield number, dict(zip(header, row, strict=False))
+
+
+class _RunsOn(Exception):
+    """The csv reader asked for the next line before the last one made a row: a quoted field runs on."""
+
+
+def _csv_rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str] | str]]:
+    """``(line number, fields)`` for each line of the file, or ``(line number, reason)`` for a line
+    that is not a row of CSV on its own.
+
+    No certkit field may hold a line break, so every line is one row: a quoted field that runs on
+    past the end of its line (an unclosed quote) makes that line bad, numbered as the file numbers it,
+    and the next line is read afresh instead of as the rest of that field.
+    """
+    number = 0
+    waiting = False  # a line was handed to the reader and its row has not come out yet
+
+    def feed() -> Iterator[str]:
+        nonlocal number, waiting
+        for text in lines:
+            number += 1
+            waiting = True
+            # A line starting with '#' is a comment: an empty row, skipped like a blank line.
+            yield "\n" if text.startswith("#") else text
+            if waiting:  # asked for more (the next line, or the end of the file) in the middle of a row
+                raise _RunsOn
+
+    while True:
+        try:
+            for row in csv.reader(feed()):
+                waiting = False
+                yield number, row
+            return
+        except _RunsOn:
+            reason = "a quoted field runs on past the end of the line (an unclosed quote?)."
+        except csv.Error as exc:
+            reason = f"it is not valid CSV ({exc})."
+        waiting = False
+        yield number, reason
 
 
 def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:

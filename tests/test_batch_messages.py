@@ -1,0 +1,63 @@
+"""issue-batch's words: bad manifest lines numbered as the file numbers them and refused for the
+right reason (an unclosed quote is one)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, run_certkit
+
+RUNS_ON = "a quoted field runs on past the end of the line (an unclosed quote?)."
+
+
+def refusal(proc) -> list[tuple[int, str]]:
+    """The ``(line, reason)`` pairs of a refused batch, from its one error (``Error:`` or JSON)."""
+    message = json.loads(proc.stdout)["error"] if "--json" in proc.args else proc.stderr
+    return [(int(n), reason) for n, reason in re.findall(r"line (\d+): (.*?)(?: Nothing was issued\.)?$", message,
+                                                         re.M)]
+
+
+def refused(tmp_path: Path, ca_env: dict, body: str, *args: str) -> list[tuple[int, str]]:
+    manifest = tmp_path / "m.txt"
+    manifest.write_bytes(body.encode())
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", *args, env=ca_env)
+    assert_clean_error(proc, "line ")
+    assert not (tmp_path / "out").exists()
+    return refusal(proc)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # The auditor's manifest: line 3's quote is never closed; lines 4 and 5 are good lines.
+    ('kind,names\nserver,a.example.com\nclient,"Bob Smith\nserver,b.example.com\nserver,c.example.com\n',
+     [(3, RUNS_ON)]),
+    # A quoted field over two lines is numbered by the line it starts on; its second line is read as a line.
+    ('kind,names\nserver,a.example.com\nclient,"Bob\nSmith"\nserver,c.example.com\n',
+     [(3, RUNS_ON), (4, "kind is 'Smith\"'; it must be one of: server, client, peer.")]),
+    # The last line, with no line break to end it.
+    ('kind,names\nserver,a.example.com\nclient,"Bob Smith', [(3, RUNS_ON)]),
+    # The header: nothing after it can be read.
+    ('kind,"names\nserver,a.example.com\nserver,b.example.com\n', [(1, RUNS_ON)]),
+    # Comments, blank lines and CRLF line ends count as lines; a quote closed later closes nothing.
+    ('# fleet\r\n\r\nkind,names,out\r\nserver,"a.example.com\r\n# a comment\r\nserver,b.example.com,"b"\r\n'
+     'server,*.com\r\nclient,"Carol,\r\n',
+     [(4, RUNS_ON), (7, "'*.com' is not allowed: a wildcard directly over the top-level label 'com' would match "
+                        "every host under it."), (8, RUNS_ON)]),
+])
+def test_csv_lines_are_numbered_as_the_file_numbers_them(tmp_path: Path, ca_env: dict, body: str,
+                                                         expected: list) -> None:
+    run_certkit("init-ca", env=ca_env, check=True)
+    assert refused(tmp_path, ca_env, body) == expected
+    assert refused(tmp_path, ca_env, body, "--json") == expected
+
+
+def test_json_lines_are_numbered_as_the_file_numbers_them(tmp_path: Path, ca_env: dict) -> None:
+    run_certkit("init-ca", env=ca_env, check=True)
+    good = json.dumps({"kind": "server", "names": "a.example.com"})
+    body = (f"# devices\n\n{good}\r\n\n" + json.dumps({"kind": "server", "names": "*.com"}) + "\n# done?\n"
+            + '{"kind": "client", "names": "Bob\n Smith"}\n' + json.dumps({"kind": "client", "names": "Dave"}) + "\r"
+            + json.dumps({"kind": "printer", "names": "p"}) + "\n")
+    assert [line for line, _ in refused(tmp_path, ca_env, body)] == [5, 7, 8, 10]
