@@ -1,5 +1,5 @@
 """issue-batch's words: bad manifest lines numbered as the file numbers them and refused for the
-right reason (an unclosed quote is one)."""
+right reason (an unclosed quote is one), and a manifest on standard input called that."""
 
 from __future__ import annotations
 
@@ -61,3 +61,28 @@ def test_json_lines_are_numbered_as_the_file_numbers_them(tmp_path: Path, ca_env
             + '{"kind": "client", "names": "Bob\n Smith"}\n' + json.dumps({"kind": "client", "names": "Dave"}) + "\r"
             + json.dumps({"kind": "printer", "names": "p"}) + "\n")
     assert [line for line, _ in refused(tmp_path, ca_env, body)] == [5, 7, 8, 10]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_standard_input_is_called_that(tmp_path: Path, ca_env: dict, as_json: bool) -> None:
+    run_certkit("init-ca", env=ca_env, check=True)
+    flags = ["--json"] if as_json else []
+
+    def message(body: str, *args: str) -> str:
+        proc = run_certkit("issue-batch", "-", "--out-dir", tmp_path / "out", *flags, *args, input=body, env=ca_env)
+        assert_clean_error(proc, "standard input")
+        text = json.loads(proc.stdout)["error"] if as_json else proc.stderr.removeprefix("Error: ").rstrip("\n")
+        assert "certkit-manifest-" not in text and "/tmp" not in text, text
+        return text
+
+    assert message("kind,names\nserver,*.com\n").startswith("standard input line 2: '*.com' is not allowed")
+    assert message('kind,names\nserver,a.example.com\nclient,"Bob\n').startswith(f"standard input line 3: {RUNS_ON}")
+    assert message("kind,names\nserver,*.com\nserver,*.org\n").startswith(
+        "standard input has 2 bad lines; nothing was issued.\n  line 2: ")
+    assert message("kind,names\n") == "The manifest on standard input lists no certificates."
+    assert message("kind,names\nserver,a.example.com\n" + "x" * 70_000 + "\n").startswith(
+        "Line 3 of the manifest on standard input is longer than 64 KiB")
+    # Checked by two processes (a manifest of more than 32 KiB): the same words.
+    many = "kind,names\n" + "".join(f"server,host-{i:05d}.a-long-subdomain.example.com\n" for i in range(800))
+    assert message(many + "server,*.com\n", "--jobs", "2").startswith("standard input line 802: '*.com'")
+    assert not (tmp_path / "out").exists()

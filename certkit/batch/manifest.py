@@ -25,16 +25,29 @@ if TYPE_CHECKING:
 
 COLUMNS = ("kind", "names", "out", "days", "key_type", "email", "uri", "dns")
 MAX_REPORTED = 20
+# What messages call a manifest read from standard input (the file it was copied to is no name for it).
+STDIN = "standard input"
+
+
+def manifest_name(path: Path, name: str | None = None) -> str:
+    """How messages name the manifest at ``path``: ``name`` if given (:data:`STDIN`), else its path."""
+    return name if name is not None else shown(path)
+
+
+def the_manifest(name: str) -> str:
+    """``manifest fleet.csv``, or ``manifest on standard input``: the words after "the" in a message."""
+    return f"manifest on {name}" if name == STDIN else f"manifest {name}"
 
 
 class ManifestError(CertkitError):
     """A manifest with bad lines; ``problems`` holds ``(line number, reason)`` pairs."""
 
     def __init__(self, path: Path, problems: list[tuple[int, str]], bad_lines: int, *,
-                 replaceable: bool = False) -> None:
+                 replaceable: bool = False, name: str | None = None) -> None:
         # replaceable: some lines were refused only because their folder holds a bundle already
+        # name: what messages call the manifest (manifest_name)
         self.path, self.problems, self.bad_lines, self.replaceable = path, problems, bad_lines, replaceable
-        where = shown(path)
+        where = manifest_name(path, name)
         if bad_lines == 1:
             line, reason = problems[0]
             message = f"{where} line {line}: {reason} Nothing was issued."
@@ -119,24 +132,26 @@ def parse(number: int, record: dict | str, out_dir: Path, key_type: str, days: i
         return number, str(exc)
 
 
-def records(path: Path) -> Iterator[tuple[int, dict | str]]:
-    """``(line number, record)`` for each certificate line; the record is a reason if unreadable."""
+def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | str]]:
+    """``(line number, record)`` for each certificate line; the record is a reason if unreadable.
+    ``name``: what messages call the manifest, if not its path (:data:`STDIN`)."""
+    the = the_manifest(manifest_name(path, name))
     try:
         handle = open(path, encoding="utf-8-sig", newline="")  # -sig: spreadsheets write a BOM
     except IsADirectoryError:
-        raise CertkitError(f"The manifest {shown(path)} is a folder, not a file.") from None
+        raise CertkitError(f"The {the} is a folder, not a file.") from None
     except OSError as exc:
-        raise CertkitError(f"Cannot read the manifest {shown(path)}: {exc.strerror}.") from None
+        raise CertkitError(f"Cannot read the {the}: {exc.strerror}.") from None
     with handle:
-        lines = _bounded_lines(handle, path)
+        lines = _bounded_lines(handle, the)
         try:
             first = _first_content(lines)
             yield from _jsonl_records(first, lines) if first[1].lstrip().startswith("{") else _csv_records(first, lines)
         except UnicodeDecodeError:
-            raise CertkitError(f"The manifest {shown(path)} is not UTF-8 text.") from None
+            raise CertkitError(f"The {the} is not UTF-8 text.") from None
 
 
-def _bounded_lines(handle, path: Path) -> Iterator[str]:
+def _bounded_lines(handle, the: str) -> Iterator[str]:
     number = 0
     while True:
         text = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
@@ -144,7 +159,7 @@ def _bounded_lines(handle, path: Path) -> Iterator[str]:
             return
         number += 1
         if len(text) > MAX_MANIFEST_LINE_BYTES:
-            raise InputTooLarge(f"Line {number} of the manifest {shown(path)} is longer than "
+            raise InputTooLarge(f"Line {number} of the {the} is longer than "
                                 f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB; a manifest line names one certificate, "
                                 "so this is not the file you meant.")
         yield text

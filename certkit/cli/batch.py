@@ -81,10 +81,12 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     """
     from certkit.batch import CHUNK_SIZE, check_manifest
     from certkit.batch.checking import Spool
+    from certkit.batch.manifest import STDIN
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
     output = _output(fmt, out, force, resume, sync, as_json)  # --format jsonl, k8s, tar: one file or stream
+    name = STDIN if str(manifest) == "-" else None  # what messages call it: not the copy's temporary file
     with _spooled(manifest) as path:
         ca = CADirectory(ca_dir).open()
         if output is not None:
@@ -93,13 +95,13 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
         if interactive:
-            click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
+            click.echo(f"Checking every line of {name or manifest} before anything is issued...", err=True)
         import os
 
         chunk = chunk_size(CHUNK_SIZE)
         with Spool() as spool:  # the checked lines, for issuing to read back
             total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, spool=spool,
-                                   **options)
+                                   name=name, **options)
             unlock(ca, passphrase_file)
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run)
@@ -193,9 +195,11 @@ def _spooled(manifest: Path):
         fd, name = tempfile.mkstemp(prefix="certkit-manifest-", suffix=".txt")
         try:
             with os.fdopen(fd, "wb") as out:
+                number = 0
                 while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
+                    number += 1
                     if len(line) > MAX_MANIFEST_LINE_BYTES:
-                        raise InputTooLarge("A line of the manifest on standard input is longer than "
+                        raise InputTooLarge(f"Line {number} of the manifest on standard input is longer than "
                                             f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB.")
                     out.write(line)
             yield Path(name)
