@@ -1,5 +1,6 @@
 """issue-batch's words: bad manifest lines numbered as the file numbers them and refused for the
-right reason (an unclosed quote is one), and a manifest on standard input called that."""
+right reason (an unclosed quote is one), a manifest on standard input called that, and the
+summary's counts in the singular when there is one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 RUNS_ON = "a quoted field runs on past the end of the line (an unclosed quote?)."
 
@@ -86,3 +87,29 @@ def test_standard_input_is_called_that(tmp_path: Path, ca_env: dict, as_json: bo
     many = "kind,names\n" + "".join(f"server,host-{i:05d}.a-long-subdomain.example.com\n" for i in range(800))
     assert message(many + "server,*.com\n", "--jobs", "2").startswith("standard input line 802: '*.com'")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", ["folder", "jsonl", "k8s", "tar"])
+def test_summary_counts_agree_with_their_nouns(tmp_path: Path, fmt: str) -> None:
+    # A CA that expires in 30 days: every default lifetime is capped at its expiry.
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--days", "30", env=env, check=True)
+    for n, noun, were in ((1, "certificate", "lifetime was"), (2, "certificates", "lifetimes were")):
+        body = "kind,names\n" + "".join(f"server,n{n}-{i}.example.com\n" for i in range(n))
+        where = ["--out-dir", tmp_path / f"out{n}"] if fmt == "folder" else ["--out", tmp_path / f"out{n}.{fmt}"]
+        proc = run_certkit("issue-batch", "-", "--format", fmt, *where, input=body, env=env, check=True)
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith(f"Issued {n} {noun} ({n} server) from standard input in "), proc.stdout
+        assert f"  note       {n} {were} capped at the CA's expiry" in lines, proc.stdout
+        if fmt != "folder":
+            keys = "key" if n == 1 else "keys"
+            assert lines[1].endswith(f"(mode 0600: it holds the private {keys})"), proc.stdout
+        if fmt == "folder":  # and kept again with --resume
+            again = run_certkit("issue-batch", "-", *where, "--resume", input=body, env=env, check=True)
+            assert f"  kept       {n} {'bundle' if n == 1 else 'bundles'} already complete (--resume)" in \
+                again.stdout.splitlines(), again.stdout
+            assert again.stdout.startswith("Issued 0 certificates (none) from standard input"), again.stdout
+    # Into standard output, the summary goes to standard error: the same words.
+    proc = run_certkit("issue-batch", "-", "--format", "jsonl", input="kind,names\nserver,one.example.com\n", env=env,
+                       check=True)
+    assert proc.stderr.startswith("Issued 1 certificate (1 server) from standard input in "), proc.stderr

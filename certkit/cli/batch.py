@@ -138,21 +138,42 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
         "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
         "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
     }
+    from certkit.text import shown
+
+    human = [
+        summary_head(result, manifest),
+        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
+        f"  inventory  {ca.inventory.location}",
+        *summary_notes(result),
+    ]
+    emit(as_json, data, "\n".join(human))
+
+
+def summary_head(result, manifest: Path) -> str:
+    """The first line of a batch's summary, whatever its format: what was issued, from where, how fast."""
+    from certkit.batch.manifest import STDIN
     from certkit.constants import LEAF_KINDS
     from certkit.text import shown
 
     kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
-    human = [
-        f"Issued {result.issued} certificate{'s' if result.issued != 1 else ''} ({kinds}) from {shown(manifest)} in "
-        f"{result.seconds:.2f} s ({result.per_second:.0f}/s)",
-        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
-        f"  inventory  {ca.inventory.location}",
-    ]
+    source = STDIN if str(manifest) == "-" else shown(manifest)
+    return (f"Issued {_counted(result.issued, 'certificate')} ({kinds}) from {source} in {result.seconds:.2f} s "
+            f"({result.per_second:.0f}/s)")
+
+
+def summary_notes(result) -> list[str]:
+    """The summary's lines about bundles kept (--resume) and lifetimes capped, if any."""
+    notes = []
     if result.kept:
-        human.append(f"  kept       {result.kept} bundle{'s' if result.kept != 1 else ''} already complete (--resume)")
+        notes.append(f"  kept       {_counted(result.kept, 'bundle')} already complete (--resume)")
     if result.capped:
-        human.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
-    emit(as_json, data, "\n".join(human))
+        were = "was" if result.capped == 1 else "were"
+        notes.append(f"  note       {_counted(result.capped, 'lifetime')} {were} capped at the CA's expiry")
+    return notes
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as_json: bool):
