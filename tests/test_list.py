@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from certkit.store import CADirectory
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, run_certkit
 
@@ -150,3 +151,59 @@ def test_version_1_inventory_is_migrated(tmp_path, ca_env, ca_dir):
     conn.commit()
     conn.close()
     assert_clean_error(run_certkit("list", env=ca_env), "written by a newer certkit")
+
+
+@pytest.fixture
+def counted(ca_dir):
+    """14 certificates listed without a filter: 6 h1 servers expiring in 30 days (one of them renewed,
+    so no longer expiring, and its successor), 4 h2 servers and 3 clients for 400 days; and 2
+    abandoned h1 servers."""
+    from certkit.ca import CA
+    from certkit.inventory import Pending
+    from certkit.issuing import Target, client_request, deliver_many, server_request
+    from certkit.keys import generate_key
+
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    key = generate_key("ed25519")  # one key for all: the count is tested, not key generation
+    requests = ([server_request([f"h1-{i}.example.com"], key=key, days=30) for i in range(6)]
+                + [server_request([f"h2-{i}.example.com"], key=key, days=400) for i in range(4)]
+                + [client_request(f"dev-{i}", key=key, days=400) for i in range(3)])
+    first = deliver_many(ca, [(request, Target()) for request in requests])[0].issued
+    ca.renew(first.cert, days=200)
+    signer = CA(ca.cert, ca.key, ca.parents)  # signs without recording: the rows are made abandoned here
+    abandoned = [signer.issue_server([f"h1-lost-{i}.example.com"]).cert for i in range(2)]
+    assert ca.inventory.record_pending([Pending(cert, "server") for cert in abandoned]) == []
+    ca.inventory.mark_abandoned(serial_hex(cert.serial_number) for cert in abandoned)
+
+
+def count_line(env, *args) -> str:
+    proc = run_certkit("list", *args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()[-1].split(" (serials shortened")[0]
+
+
+# (filters, the list's last line): every case in one test, so that each also runs on PostgreSQL
+LIMITED = [
+    (["--limit", "4"], "4 of 14 certificates"),
+    (["--limit", "14"], "14 certificates"),
+    (["--name", "h1*", "--limit", "4"], "4 of 7 certificates matching 'h1*'"),
+    (["--name", "h1*", "--limit", "7"], "7 certificates"),  # exactly as many as match: no "of"
+    (["--expiring", "60d", "--limit", "2"], "2 of 5 certificates expiring within 60 days"),
+    (["--expiring", "60d", "--limit", "5"], "5 certificates"),
+    (["--status", "abandoned", "--limit", "1"], "1 of 2 abandoned certificates"),  # counted though never listed
+    (["--kind", "client", "--limit", "2"], "2 of 3 client certificates"),
+    (["--kind", "server", "--status", "valid", "--name", "H2*", "--limit", "3"],
+     "3 of 4 valid server certificates matching 'H2*'"),
+    (["--kind", "server", "--name", "h1*", "--expiring", "60d", "--limit", "1"],
+     "1 of 5 server certificates matching 'h1*' expiring within 60 days"),
+    (["--status", "revoked", "--limit", "1"], "No certificates match."),
+]
+
+
+def test_limited_count_is_of_the_matching_certificates(counted, ca_env):
+    """"N of M": M is how many certificates match the filters, and it is said only when more match
+    than are shown."""
+    for args, line in LIMITED:
+        assert count_line(ca_env, *args) == line, args
+        shown = int(line.split()[0]) if line[0].isdigit() else 0
+        assert len(listing(ca_env, *args)) == shown, args

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, parse, records
+from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, manifest_name, parse, records, the_manifest
 from certkit.errors import CertkitError
 from certkit.text import shown
 
@@ -101,20 +101,22 @@ def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
                    days: int | None = None, force: bool = False, resume: bool = False,
                    output: "Output | None" = None, jobs: int = 1, chunk_size: int | None = None,
-                   spool: "Spool | None" = None) -> int:
+                   spool: "Spool | None" = None, name: str | None = None) -> int:
     """Check every line as issuing it would; return the number of certificates to issue
     (with ``resume``, lines whose bundle is already complete are not counted).
 
     Raises :class:`ManifestError` naming the bad lines (the first
     :data:`MAX_REPORTED`, in line order, and how many there are). ``jobs`` > 1
     checks a large manifest in that many forked processes. The lines go to ``spool``, if
-    given, for issuing to read back (:class:`Spool`).
+    given, for issuing to read back (:class:`Spool`). ``name`` is what messages call the
+    manifest, if not its path (:data:`~certkit.batch.manifest.STDIN` for a copy of standard input).
     """
     from certkit.batch.workers import can_fork
 
     if chunk_size is None:
         from certkit.batch.runner import CHUNK_SIZE as chunk_size
-    check = _Check(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size)
+    check = _Check(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size,
+                   manifest_name(Path(manifest), name))
     if jobs > 1 and can_fork() and _size(check.manifest) >= PARALLEL_FROM_BYTES:
         total = _check_in_workers(check, jobs, spool)
     else:
@@ -127,9 +129,9 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
         finally:
             seen.close()
     if total.bad:
-        raise ManifestError(check.manifest, total.problems, total.bad, replaceable=total.replaceable)
+        raise ManifestError(check.manifest, total.problems, total.bad, replaceable=total.replaceable, name=check.name)
     if total.count == 0 and total.kept == 0:
-        raise CertkitError(f"The manifest {shown(manifest)} lists no certificates.")
+        raise CertkitError(f"The {the_manifest(check.name)} lists no certificates.")
     return total.count
 
 
@@ -208,7 +210,10 @@ class BatchSpec:
     chunk_size: int
 
 
+@dataclass
 class _Check(BatchSpec):
+    name: str = ""  # what messages call the manifest (manifest_name)
+
     def lines(self, claim: Callable[[], int], share: _Share, spool: IO[bytes] | None = None) -> Iterator[tuple]:
         """Check the lines of the chunks ``claim()`` hands this process (positions in increasing order;
         see :func:`certkit.batch.workers.claimer`): yield, for each line, its number, the reason it is
@@ -219,7 +224,7 @@ class _Check(BatchSpec):
         chunk: list[BatchLine] = []
         at = -1
         mine = claim()
-        for index, (number, record) in enumerate(records(self.manifest)):
+        for index, (number, record) in enumerate(records(self.manifest, self.name)):
             position = index // self.chunk_size
             if position > mine:  # past this process's chunk: take the next one nobody has taken
                 mine = claim()

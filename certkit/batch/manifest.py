@@ -25,16 +25,29 @@ if TYPE_CHECKING:
 
 COLUMNS = ("kind", "names", "out", "days", "key_type", "email", "uri", "dns")
 MAX_REPORTED = 20
+# What messages call a manifest read from standard input (the file it was copied to is no name for it).
+STDIN = "standard input"
+
+
+def manifest_name(path: Path, name: str | None = None) -> str:
+    """How messages name the manifest at ``path``: ``name`` if given (:data:`STDIN`), else its path."""
+    return name if name is not None else shown(path)
+
+
+def the_manifest(name: str) -> str:
+    """``manifest fleet.csv``, or ``manifest on standard input``: the words after "the" in a message."""
+    return f"manifest on {name}" if name == STDIN else f"manifest {name}"
 
 
 class ManifestError(CertkitError):
     """A manifest with bad lines; ``problems`` holds ``(line number, reason)`` pairs."""
 
     def __init__(self, path: Path, problems: list[tuple[int, str]], bad_lines: int, *,
-                 replaceable: bool = False) -> None:
+                 replaceable: bool = False, name: str | None = None) -> None:
         # replaceable: some lines were refused only because their folder holds a bundle already
+        # name: what messages call the manifest (manifest_name)
         self.path, self.problems, self.bad_lines, self.replaceable = path, problems, bad_lines, replaceable
-        where = shown(path)
+        where = manifest_name(path, name)
         if bad_lines == 1:
             line, reason = problems[0]
             message = f"{where} line {line}: {reason} Nothing was issued."
@@ -119,26 +132,26 @@ def parse(number: int, record: dict | str, out_dir: Path, key_type: str, days: i
         return number, str(exc)
 
 
-def records(path: Path) -> Iterator[tuple[int, dict | str]]:
-    """``(line number, record)`` for each certificate line; the record is a reason if unreadable."""
+def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | str]]:
+    """``(line number, record)`` for each certificate line; the record is a reason if unreadable.
+    ``name``: what messages call the manifest, if not its path (:data:`STDIN`)."""
+    the = the_manifest(manifest_name(path, name))
     try:
         handle = open(path, encoding="utf-8-sig", newline="")  # -sig: spreadsheets write a BOM
     except IsADirectoryError:
-        raise CertkitError(f"The manifest {shown(path)} is a folder, not a file.") from None
+        raise CertkitError(f"The {the} is a folder, not a file.") from None
     except OSError as exc:
-        raise CertkitError(f"Cannot read the manifest {shown(path)}: {exc.strerror}.") from None
+        raise CertkitError(f"Cannot read the {the}: {exc.strerror}.") from None
     with handle:
-        lines = _bounded_lines(handle, path)
+        lines = _bounded_lines(handle, the)
         try:
             first = _first_content(lines)
             yield from _jsonl_records(first, lines) if first[1].lstrip().startswith("{") else _csv_records(first, lines)
         except UnicodeDecodeError:
-            raise CertkitError(f"The manifest {shown(path)} is not UTF-8 text.") from None
-        except csv.Error as exc:
-            raise CertkitError(f"The manifest {shown(path)} is not valid CSV: {exc}.") from None
+            raise CertkitError(f"The {the} is not UTF-8 text.") from None
 
 
-def _bounded_lines(handle, path: Path) -> Iterator[str]:
+def _bounded_lines(handle, the: str) -> Iterator[str]:
     number = 0
     while True:
         text = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
@@ -146,7 +159,7 @@ def _bounded_lines(handle, path: Path) -> Iterator[str]:
             return
         number += 1
         if len(text) > MAX_MANIFEST_LINE_BYTES:
-            raise InputTooLarge(f"Line {number} of the manifest {shown(path)} is longer than "
+            raise InputTooLarge(f"Line {number} of the {the} is longer than "
                                 f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB; a manifest line names one certificate, "
                                 "so this is not the file you meant.")
         yield text
@@ -166,29 +179,69 @@ def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:
 def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
     import itertools
 
-    # A line starting with '#' is a comment: it becomes an empty row, which the csv
-    # reader skips while still counting it, so line numbers stay those of the file.
-    source = itertools.chain(first[0], [first[1]], lines)
-    reader = csv.reader("\n" if text.startswith("#") else text for text in source)
     header: list[str] | None = None
-    for row in reader:
+    for number, row in _csv_rows(itertools.chain(first[0], [first[1]], lines)):
+        if isinstance(row, str):
+            yield number, row
+            if header is None:
+                return  # without a header, no line can be read
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
             header = [cell.strip().lower() for cell in row]
             unknown = [c for c in header if c not in COLUMNS]
             if unknown or "kind" not in header or "names" not in header or len(set(header)) != len(header):
-                yield reader.line_num, (
+                yield number, (
                     f"the header must name the columns, each once: kind and names, and any of "
                     f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
                 )
                 return
             continue
         if len(row) > len(header):
-            yield reader.line_num, (f"it has {len(row)} fields but the header names {len(header)}; "
-                                    "quote a field that contains a comma.")
+            yield number, (f"it has {len(row)} fields but the header names {len(header)}; "
+                           "quote a field that contains a comma.")
             continue
-        yield reader.line_num, dict(zip(header, row, strict=False))
+        yield number, dict(zip(header, row, strict=False))
+
+
+class _RunsOn(Exception):
+    """The csv reader asked for the next line before the last one made a row: a quoted field runs on."""
+
+
+def _csv_rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str] | str]]:
+    """``(line number, fields)`` for each line of the file, or ``(line number, reason)`` for a line
+    that is not a row of CSV on its own.
+
+    No certkit field may hold a line break, so every line is one row: a quoted field that runs on
+    past the end of its line (an unclosed quote) makes that line bad, numbered as the file numbers it,
+    and the next line is read afresh instead of as the rest of that field.
+    """
+    number = 0
+    waiting = False  # a line was handed to the reader and its row has not come out yet
+
+    def feed() -> Iterator[str]:
+        nonlocal number, waiting
+        for text in lines:
+            number += 1
+            waiting = True
+            # A line starting with '#' is a comment: an empty row, skipped like a blank line.
+            yield "\n" if text.startswith("#") else text
+            if waiting:  # asked for more (the next line, or the end of the file) in the middle of a row
+                raise _RunsOn
+
+    while True:
+        try:
+            for row in csv.reader(feed()):
+                waiting = False
+                yield number, row
+            return
+        except _RunsOn:
+            reason = "a quoted field runs on past the end of the line (an unclosed quote?)."
+        except csv.Error as exc:
+            reason = f"it is not valid CSV ({exc})."
+        waiting = False
+        yield number, reason
 
 
 def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:

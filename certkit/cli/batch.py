@@ -81,10 +81,12 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     """
     from certkit.batch import CHUNK_SIZE, check_manifest
     from certkit.batch.checking import Spool
+    from certkit.batch.manifest import STDIN
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
     output = _output(fmt, out, force, resume, sync, as_json)  # --format jsonl, k8s, tar: one file or stream
+    name = STDIN if str(manifest) == "-" else None  # what messages call it: not the copy's temporary file
     with _spooled(manifest) as path:
         ca = CADirectory(ca_dir).open()
         if output is not None:
@@ -93,13 +95,13 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
         if interactive:
-            click.echo(f"Checking every line of {manifest} before anything is issued...", err=True)
+            click.echo(f"Checking every line of {name or manifest} before anything is issued...", err=True)
         import os
 
         chunk = chunk_size(CHUNK_SIZE)
         with Spool() as spool:  # the checked lines, for issuing to read back
             total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, spool=spool,
-                                   **options)
+                                   name=name, **options)
             unlock(ca, passphrase_file)
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run)
@@ -136,21 +138,42 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
         "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
         "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
     }
+    from certkit.text import shown
+
+    human = [
+        summary_head(result, manifest),
+        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
+        f"  inventory  {ca.inventory.location}",
+        *summary_notes(result),
+    ]
+    emit(as_json, data, "\n".join(human))
+
+
+def summary_head(result, manifest: Path) -> str:
+    """The first line of a batch's summary, whatever its format: what was issued, from where, how fast."""
+    from certkit.batch.manifest import STDIN
     from certkit.constants import LEAF_KINDS
     from certkit.text import shown
 
     kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
-    human = [
-        f"Issued {result.issued} certificate{'s' if result.issued != 1 else ''} ({kinds}) from {shown(manifest)} in "
-        f"{result.seconds:.2f} s ({result.per_second:.0f}/s)",
-        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
-        f"  inventory  {ca.inventory.location}",
-    ]
+    source = STDIN if str(manifest) == "-" else shown(manifest)
+    return (f"Issued {_counted(result.issued, 'certificate')} ({kinds}) from {source} in {result.seconds:.2f} s "
+            f"({result.per_second:.0f}/s)")
+
+
+def summary_notes(result) -> list[str]:
+    """The summary's lines about bundles kept (--resume) and lifetimes capped, if any."""
+    notes = []
     if result.kept:
-        human.append(f"  kept       {result.kept} bundle{'s' if result.kept != 1 else ''} already complete (--resume)")
+        notes.append(f"  kept       {_counted(result.kept, 'bundle')} already complete (--resume)")
     if result.capped:
-        human.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
-    emit(as_json, data, "\n".join(human))
+        were = "was" if result.capped == 1 else "were"
+        notes.append(f"  note       {_counted(result.capped, 'lifetime')} {were} capped at the CA's expiry")
+    return notes
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as_json: bool):
@@ -193,9 +216,11 @@ def _spooled(manifest: Path):
         fd, name = tempfile.mkstemp(prefix="certkit-manifest-", suffix=".txt")
         try:
             with os.fdopen(fd, "wb") as out:
+                number = 0
                 while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
+                    number += 1
                     if len(line) > MAX_MANIFEST_LINE_BYTES:
-                        raise InputTooLarge("A line of the manifest on standard input is longer than "
+                        raise InputTooLarge(f"Line {number} of the manifest on standard input is longer than "
                                             f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB.")
                     out.write(line)
             yield Path(name)

@@ -82,12 +82,6 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     for problem in damaged:
         warn(str(problem))
     filtered = any((kind, status, expiring, pattern))
-    if limit is not None and len(rows) == limit:
-        from certkit.inventory.query import listed_count
-
-        total = listed_count(inventory)
-    else:
-        total = None
     if as_json:
         data = {"ca_dir": str(store.path), "count": len(rows), "certificates": rows,
                 "damaged": [p.serial for p in damaged]}
@@ -100,8 +94,12 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else None
     text = _table(rows, width)
     count = f"{len(rows):,} certificate{'s' if len(rows) != 1 else ''}"
-    if total is not None and total > len(rows):
-        count = f"{len(rows):,} of {total:,} certificates" + (" (the first that match)" if filtered else "")
+    if limit is not None and len(rows) + len(damaged) >= limit:  # perhaps more match: say how many
+        from certkit.inventory.query import count as matching
+
+        total = matching(inventory, kind=kind, status=status, expiring_within=expiring, name=pattern, now=now)
+        if total > len(rows):
+            count = f"{len(rows):,} of {total:,} {_described(kind, status, expiring, pattern)}"
     if any(len(r["serial"]) > 16 for r in rows):
         note = "serials shortened: any unique 8+ digit prefix works in renew and revoke"
         if width is None or len(count) + len(note) + 3 <= width:
@@ -113,6 +111,20 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
         click.echo_via_pager(text)
     else:
         click.echo(text)
+
+
+def _described(kind: str | None, status: str | None, expiring, pattern: str | None) -> str:
+    """The certificates the filters choose, as the count says them: ``certificates``, ``revoked client
+    certificates matching '*.example.com'``, ``certificates expiring within 30 days``."""
+    from certkit.fleet.plan import period_words
+    from certkit.text import shown
+
+    words = " ".join(w for w in (status, kind, "certificates") if w)
+    if pattern:
+        words += f" matching '{shown(pattern)}'"
+    if expiring is not None:
+        words += f" expiring within {period_words(expiring)}"
+    return words
 
 
 def _table(rows: list[dict], width: int | None) -> str:

@@ -115,22 +115,20 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
 
 def batch_summary(output, manifest, result, ca, as_json: bool) -> None:
     """issue-batch's closing report for a single output (on standard error when the data is on stdout)."""
-    from certkit.constants import LEAF_KINDS
+    from certkit.cli.batch import summary_head, summary_notes
     from certkit.text import shown, terminal_safe
 
-    kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
     where = shown(output.given) if output.given is not None else "standard output"
     data = {"manifest": str(manifest), "issued": result.issued, "by_kind": result.by_kind, "format": output.format,
             "file": str(output.given) if output.given is not None else None, "ca_dir": str(ca.store.path),
             "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
             "lifetime_capped": result.capped}
-    lines = [f"Issued {result.issued} certificates ({kinds}) from {shown(manifest)} in {result.seconds:.2f} s "
-             f"({result.per_second:.0f}/s)",
+    lines = [summary_head(result, manifest),
              f"  output     {_WHAT_MANY[output.format]} to {where}"
-             + (" (mode 0600: it holds the private keys)" if output.given is not None else ""),
-             f"  inventory  {shown(ca.inventory.location)}"]
-    if result.capped:
-        lines.append(f"  note       {result.capped} lifetimes were capped at the CA's expiry")
+             + (f" (mode 0600: it holds the private key{'s' if result.issued != 1 else ''})"
+                if output.given is not None else ""),
+             f"  inventory  {shown(ca.inventory.location)}",
+             *summary_notes(result)]
     if output.given is None:
         click.echo(terminal_safe("\n".join(lines)), err=True)
     else:

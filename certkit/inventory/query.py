@@ -19,8 +19,8 @@ _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = cert
 
 def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
-    where, params = _filters(kind, status, expiring_within, now)
-    sql = (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY not_after, serial"
+    where, params = _where(kind, status, expiring_within, now)
+    sql = where + " ORDER BY not_after, serial"
     if limit is not None and not name:  # with a name filter, matching happens below
         sql += f" LIMIT {int(limit)}"
     rows = inventory.rows(sql, params, damaged=damaged)
@@ -39,10 +39,24 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     return rows
 
 
-def listed_count(inventory: "Inventory") -> int:
-    """How many certificates ``certkit list`` shows without a filter: all but the abandoned ones."""
+def count(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
+          name: str | None, now: dt.datetime) -> int:
+    """How many certificates :func:`query` finds with these filters and no limit (``certkit list
+    --limit``'s "5 of 1,500"): the same conditions, counted in the database; a name is matched here,
+    as :func:`query` matches it, over the subject and names alone."""
+    where, params = _where(kind, status, expiring_within, now)
     with inventory.transaction() as tx:
-        return tx.execute("SELECT count(*) FROM certificates WHERE status <> 'abandoned'").fetchone()[0]
+        if not name:
+            return tx.execute(f"SELECT count(*) FROM certificates {where}", tuple(params)).fetchone()[0]
+        found = tx.execute(f"SELECT subject, names FROM certificates {where}", tuple(params)).fetchall()
+    pattern = name.lower()
+    return sum(name_match(pattern, subject, names) for subject, names in found)
+
+
+def _where(kind, status, expiring_within, now) -> tuple[str, list]:
+    """The WHERE clause (and its parameters) of the filters: the same for the list and its count."""
+    where, params = _filters(kind, status, expiring_within, now)
+    return " WHERE " + " AND ".join(where), params
 
 
 def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
