@@ -23,8 +23,11 @@ Kind = Literal["dns", "ip", "email", "uri"]
 
 _LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-# RFC 5280 upper bound for commonName (ub-common-name).
-MAX_COMMON_NAME = 64
+# RFC 5280's upper bound for a commonName, an organizationName and an organizationalUnitName
+# (ub-common-name and its neighbours). cryptography counts it in UTF-8 bytes (a NameAttribute of
+# 22 characters but 66 bytes raises ValueError), so certkit counts the same way.
+MAX_ATTRIBUTE_BYTES = 64
+MAX_COMMON_NAME = MAX_ATTRIBUTE_BYTES
 # RFC 1035: 255 octets on the wire, i.e. 253 characters in dotted text form.
 MAX_DNS_NAME = 253
 
@@ -282,18 +285,32 @@ def _check_spiffe(text: str) -> None:
 
 
 def parse_common_name(text: str) -> str:
-    """Check a client subject common name: 1-64 printable characters."""
+    """Check a client subject common name: see :func:`parse_attribute`."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidName("A client certificate needs a non-empty name.")
+    return parse_attribute(text)
+
+
+def parse_attribute(text: str, field: str = "common name", option: str | None = None) -> str:
+    """Check a value for a certificate's subject: 1 to 64 bytes in UTF-8 (what cryptography
+    accepts), printable, without whitespace around it. ``field`` names the attribute ("common
+    name", "organization") and ``option`` where the value came from ("--org"), for the message."""
+    given = f"{option} " if option else ""
+    article = "an" if field[0] in "aeiou" else "a"
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidName(f"{given}'{_show(text or '')}' is blank; {article} {field} needs at least one visible "
+                          "character.")
     if text != text.strip():
-        raise InvalidName(f"'{_show(text)}' starts or ends with whitespace; remove it.")
-    if len(text) > MAX_COMMON_NAME:
-        raise InvalidName(
-            f"'{_show(text[:20])}...' is {len(text)} characters long; a common name may have "
-            f"at most {MAX_COMMON_NAME}."
-        )
+        raise InvalidName(f"{given}'{_show(text)}' starts or ends with whitespace; remove it.")
+    size = len(text.encode("utf-8"))
+    if size > MAX_ATTRIBUTE_BYTES:
+        shown = _show(text) if len(text) <= 20 else f"{_show(text[:20])}..."
+        length, unit = (f"{size} characters long", "") if size == len(text) else \
+            (f"{size} bytes in UTF-8 ({len(text)} characters)", " bytes")
+        raise InvalidName(f"{given}'{shown}' is {length}; {article} {field} may hold at most "
+                          f"{MAX_ATTRIBUTE_BYTES}{unit}.")
     if any(not ch.isprintable() for ch in text):
-        raise InvalidName(f"{text!r} contains control characters.")
+        raise InvalidName(f"{given}{text!r} contains control characters; {article} {field} cannot.")
     return text
 
 

@@ -7,6 +7,8 @@ import pytest
 from certkit.errors import InvalidName, UnsafeOutputPath
 from certkit.names import (
     client_identities,
+    parse_attribute,
+    parse_common_name,
     parse_email,
     parse_host,
     parse_hosts,
@@ -102,6 +104,30 @@ def test_client_identities() -> None:
     for bad in ["", " alice", "x" * 65, "tab\there"]:
         with pytest.raises(InvalidName):
             client_identities(bad)
+
+
+@pytest.mark.parametrize("text", ["日" * 22, "é" * 33, "\U0001f512" * 17, "a" * 63 + "é", "Zoë " * 15 + "Zoë"])
+def test_subject_attributes_are_measured_in_utf8_bytes(text: str) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    assert len(text) <= 64 < len(text.encode())
+    with pytest.raises(ValueError, match="length must be"):  # what cryptography would raise while signing
+        x509.NameAttribute(NameOID.COMMON_NAME, text)
+    for field, check in (("common name", parse_common_name), ("organization", lambda t: parse_attribute(
+            t, "organization", "--org")), ("organizational unit", lambda t: parse_attribute(
+            t, "organizational unit", "--org-unit"))):
+        with pytest.raises(InvalidName, match=f"is {len(text.encode())} bytes in UTF-8") as info:
+            check(text)
+        assert "may hold at most 64 bytes" in str(info.value) and field in str(info.value)
+
+
+def test_a_leaf_subject_never_holds_more_than_64_bytes() -> None:
+    from certkit.profiles import leaf_subject
+
+    assert len(leaf_subject("é" * 32)) == 1
+    assert len(leaf_subject("é" * 33)) == 0  # the SAN carries the name alone, as for a long DNS name
+    assert len(leaf_subject("a" * 65)) == 0
 
 
 @pytest.mark.parametrize(("name", "folder"), [

@@ -1,0 +1,95 @@
+"""Names that cryptography, openssl or certkit's own commands would refuse later are refused first,
+with one Error line naming the value (and the option), before any passphrase or signature.
+
+- A subject attribute (a client's CN, a CA's --name, --org, --org-unit) is measured in UTF-8 bytes,
+  as cryptography measures it: 22 x '日' is 22 characters but 66 bytes, once a traceback while signing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from conftest import assert_clean_error, openssl, run_certkit
+from integrity_helpers import db_rows
+
+# Values of at most 64 characters but more than 64 bytes in UTF-8 (2, 3 and 4 bytes a character).
+TOO_LONG_IN_BYTES = {
+    "CJK, 22 x 3 bytes": "日" * 22,
+    "accents, 33 x 2 bytes": "é" * 33,
+    "emoji, 17 x 4 bytes": "\U0001f512" * 17,
+    "mixed, 64 characters": "Zoë " * 15 + "Zoë",
+    "ASCII then one accent": "a" * 63 + "é",
+}
+# The longest a subject attribute may be: 64 bytes, whatever the characters.
+LONGEST = {"CJK, 21 x 3 bytes + 1": "日" * 21 + "x", "accents, 32 x 2 bytes": "é" * 32, "ASCII, 64": "a" * 64,
+           "emoji, 16 x 4 bytes": "\U0001f512" * 16}
+
+
+def assert_nothing_issued(work: Path, ca_dir: Path) -> None:
+    assert [p.name for p in work.iterdir() if p.name != "ca"] == []
+    assert db_rows(ca_dir) == []
+
+
+def common_name(path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def utf8_csr(folder: Path, cn: str) -> Path:
+    """A CSR made by the openssl binary, whose CN is ``cn`` as UTF-8 (openssl counts characters)."""
+    proc = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-utf8",
+                   "-keyout", folder / "csr.key", "-subj", f"/CN={cn}", "-out", folder / "req.csr")
+    assert proc.returncode == 0, proc.stderr
+    return folder / "req.csr"
+
+
+# --- subject attributes in UTF-8 bytes ---------------------------------------------------------
+@pytest.mark.parametrize("what", list(TOO_LONG_IN_BYTES))
+def test_client_name_too_long_in_utf8_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, what: str) -> None:
+    name = TOO_LONG_IN_BYTES[what]
+    assert len(name) <= 64 < len(name.encode())
+    proc = run_certkit("issue-client", name, "--out", "alice", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"is {len(name.encode())} bytes in UTF-8")
+    assert "a common name may hold at most 64 bytes" in proc.stderr
+    assert name[:20] in proc.stderr  # the message names the value
+    assert_nothing_issued(tmp_path, ca_dir)
+
+
+@pytest.mark.parametrize("what", list(TOO_LONG_IN_BYTES))
+def test_batch_client_name_too_long_in_utf8_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                       what: str) -> None:
+    name = TOO_LONG_IN_BYTES[what]
+    (tmp_path / "m.csv").write_text(f"kind,names,out\nclient,alice,alice\nclient,{name},long\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", "m.csv", "--out-dir", "out", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"is {len(name.encode())} bytes in UTF-8")
+    assert "line 3" in proc.stderr
+    assert not (tmp_path / "out").exists() and db_rows(ca_dir) == []  # alice's line is not issued either
+
+
+@pytest.mark.parametrize("what", list(TOO_LONG_IN_BYTES))
+def test_csr_client_name_too_long_in_utf8_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, what: str) -> None:
+    name = TOO_LONG_IN_BYTES[what]
+    csr = utf8_csr(tmp_path, name)
+    proc = run_certkit("sign-csr", csr, "--client", "--out", "signed", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"is {len(name.encode())} bytes in UTF-8")
+    assert "common name" in proc.stderr
+    assert not (tmp_path / "signed").exists() and db_rows(ca_dir) == []
+
+
+@pytest.mark.parametrize("what", list(LONGEST))
+def test_longest_client_names_are_issued_and_read_back(tmp_path: Path, ca_dir: Path, ca_env: dict, what: str) -> None:
+    name = LONGEST[what]
+    assert len(name.encode()) == 64
+    run_certkit("issue-client", name, "--out", "cli", cwd=tmp_path, env=ca_env, check=True)
+    (tmp_path / "m.csv").write_text(f"kind,names,out\nclient,{name},batch\n", encoding="utf-8")
+    run_certkit("issue-batch", "m.csv", "--out-dir", "out", cwd=tmp_path, env=ca_env, check=True)
+    run_certkit("sign-csr", utf8_csr(tmp_path, name), "--client", "--out", "csr", cwd=tmp_path, env=ca_env,
+                check=True)
+    for cert in (tmp_path / "cli" / "cert.pem", tmp_path / "out" / "batch" / "cert.pem", tmp_path / "csr" / "cert.pem"):
+        assert common_name(cert) == name
+        shown = openssl("x509", "-in", cert, "-noout", "-subject", "-nameopt", "utf8,sep_comma_plus")
+        assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=CN={name}", shown
