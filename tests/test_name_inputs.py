@@ -3,6 +3,7 @@ with one Error line naming the value (and the option), before any passphrase or 
 
 - A subject attribute (a client's CN, a CA's --name, --org, --org-unit) is measured in UTF-8 bytes,
   as cryptography measures it: 22 x '日' is 22 characters but 66 bytes, once a traceback while signing.
+  init-ca names the option of a bad subject value, and refuses it before asking for a passphrase.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from conftest import assert_clean_error, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 from integrity_helpers import db_rows
 
 # Values of at most 64 characters but more than 64 bytes in UTF-8 (2, 3 and 4 bytes a character).
@@ -93,3 +94,38 @@ def test_longest_client_names_are_issued_and_read_back(tmp_path: Path, ca_dir: P
         assert common_name(cert) == name
         shown = openssl("x509", "-in", cert, "-noout", "-subject", "-nameopt", "utf8,sep_comma_plus")
         assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=CN={name}", shown
+
+
+# --- init-ca: each subject value in the words of its option ------------------------------------
+CA_OPTIONS = {"--name": "a common name", "--org": "an organization", "--org-unit": "an organizational unit"}
+BAD_CA_VALUES = {
+    "blank": (" ", "' ' is blank; {field} needs at least one visible character"),
+    "empty": ("", "'' is blank; {field} needs at least one visible character"),
+    "tab": ("\t", "is blank"),
+    "65 characters": ("o" * 65, "is 65 characters long; {field} may hold at most 64"),
+    "66 bytes": ("é" * 33, "is 66 bytes in UTF-8 (33 characters); {field} may hold at most 64 bytes"),
+    "spaces around": (" Acme ", "' Acme ' starts or ends with whitespace"),
+    "control character": ("Acme\x1b[2J", "contains control characters"),
+}
+
+
+@pytest.mark.parametrize("option", list(CA_OPTIONS))
+@pytest.mark.parametrize("what", list(BAD_CA_VALUES))
+def test_init_ca_names_the_option_of_a_bad_subject_value(tmp_path: Path, option: str, what: str) -> None:
+    value, fragment = BAD_CA_VALUES[what]
+    env = certkit_env()  # no passphrase anywhere: the value is refused before one would be asked for
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "ca", option, value, cwd=tmp_path, env=env)
+    assert_clean_error(proc, f"{option} ")
+    assert proc.stderr.startswith(f"Error: {option} "), proc.stderr
+    assert fragment.format(field=CA_OPTIONS[option]) in proc.stderr
+    assert "client" not in proc.stderr and "passphrase" not in proc.stderr.lower()
+    assert not (tmp_path / "ca").exists()
+
+
+def test_init_ca_keeps_64_byte_subject_values(tmp_path: Path) -> None:
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    cn, org, unit = "日" * 21 + "x", "é" * 32, "\U0001f512" * 16
+    run_certkit("init-ca", "--ca-dir", tmp_path / "ca", "--name", cn, "--org", org, "--org-unit", unit, env=env,
+                check=True)
+    shown = openssl("x509", "-in", tmp_path / "ca" / "ca.pem", "-noout", "-subject", "-nameopt", "utf8,sep_comma_plus")
+    assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=CN={cn},O={org},OU={unit}", shown
