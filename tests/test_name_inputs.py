@@ -4,6 +4,8 @@ with one Error line naming the value (and the option), before any passphrase or 
 - A subject attribute (a client's CN, a CA's --name, --org, --org-unit) is measured in UTF-8 bytes,
   as cryptography measures it: 22 x '日' is 22 characters but 66 bytes, once a traceback while signing.
   init-ca names the option of a bad subject value, and refuses it before asking for a passphrase.
+- A URI follows RFC 3986 (and RFC 5280: a host that is a DNS name or an IP address) wherever one is
+  taken: issue-client --uri, an issue-batch line's uri, a CSR's subjectAltName for sign-csr --client.
 """
 
 from __future__ import annotations
@@ -129,3 +131,80 @@ def test_init_ca_keeps_64_byte_subject_values(tmp_path: Path) -> None:
                 check=True)
     shown = openssl("x509", "-in", tmp_path / "ca" / "ca.pem", "-noout", "-subject", "-nameopt", "utf8,sep_comma_plus")
     assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=CN={cn},O={org},OU={unit}", shown
+
+
+# --- URIs ----------------------------------------------------------------------------------------
+BAD_URIS = {
+    "http://[::1": "must enclose an IPv6 address",
+    "http://x:99999/": "its port '99999' is not a number from 0 to 65535",
+    "http://x:8o/": "its port '8o' is not a number",
+    "http://[::1]x/": "only ':port' may follow",
+    "http://[v1.x]/": "is not an IPv6 address",
+    "http://[fe80::1%25eth0]/": "zone",
+    "http://999.1.1.1/": "larger than 255",
+    "http://a..b/": "empty label",
+    "http://under_score.example/": "'_'",
+    "file:///etc/passwd": "no host",
+    "http://x/<script>": "'<' may not appear",
+    'http://x/"q"': "'\"' may not appear",
+    "http://x/a{b}": "'{' may not appear",
+    "http://x/a|b": "'|' may not appear",
+    "http://x/a\\b": "may not appear",
+    "http://x/%zz": "'%' must start a percent-encoding",
+    "http://x/a#b#c": "more than one '#'",
+    "urn:a[1]": "may only enclose an IPv6 address",
+    "//host/path": "needs a scheme",
+    "1http://x/": "needs a scheme",
+    "http:": "needs a scheme",
+    "https://x.example/" + "a" * 2048: "the limit is 2048",
+}
+GOOD_URIS = ["spiffe://example.org/ns/prod/sa/billing", "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66",
+             "https://[2001:db8::1]:8443/a?b=c#d", "https://user@h.example:443/p%20q", "ldap://10.0.0.1/cn=x,dc=y",
+             "mailto:alice@example.com", "https://x.example/" + "a" * 2030]
+
+
+@pytest.mark.parametrize("uri", list(BAD_URIS))
+def test_bad_uri_is_refused_by_issue_client(tmp_path: Path, ca_dir: Path, ca_env: dict, uri: str) -> None:
+    proc = run_certkit("issue-client", "bob", "--uri", "spiffe://example.org/bob", "--uri", uri, "--out", "bob",
+                       cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, BAD_URIS[uri])
+    assert uri[:30] in proc.stderr and "is not a valid URI" in proc.stderr
+    assert_nothing_issued(tmp_path, ca_dir)
+
+
+@pytest.mark.parametrize("uri", list(BAD_URIS))
+def test_bad_uri_is_refused_in_a_batch_line(tmp_path: Path, ca_dir: Path, ca_env: dict, uri: str) -> None:
+    import json
+
+    lines = [{"kind": "client", "names": "alice", "uri": "spiffe://example.org/alice"},
+             {"kind": "client", "names": "bob", "uri": ["spiffe://example.org/bob", uri]}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = run_certkit("issue-batch", "m.jsonl", "--out-dir", "out", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, BAD_URIS[uri])
+    assert "line 2" in proc.stderr
+    assert not (tmp_path / "out").exists() and db_rows(ca_dir) == []
+
+
+# What openssl's -addext passes through as written (its config syntax takes '#' and '"' and '\\' itself).
+@pytest.mark.parametrize("uri", [u for u in BAD_URIS if not any(ch in u for ch in '#"\\')])
+def test_bad_uri_in_a_csr_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, uri: str) -> None:
+    proc = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", tmp_path / "k.pem", "-subj", "/CN=bob", "-addext", f"subjectAltName=URI:{uri}",
+                   "-out", tmp_path / "req.csr")
+    assert proc.returncode == 0, proc.stderr
+    asked = openssl("req", "-in", tmp_path / "req.csr", "-noout", "-text").stdout.decode()
+    assert f"URI:{uri}" in asked
+    proc = run_certkit("sign-csr", "req.csr", "--client", "--out", "signed", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, BAD_URIS[uri])
+    assert "The CSR's subjectAltName is refused" in proc.stderr
+    assert not (tmp_path / "signed").exists() and db_rows(ca_dir) == []
+
+
+def test_good_uris_are_issued_as_given(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    args = [a for uri in GOOD_URIS for a in ("--uri", uri)]
+    run_certkit("issue-client", "bob", *args, "--out", "bob", cwd=tmp_path, env=ca_env, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "bob" / "cert.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == GOOD_URIS
+    shown = openssl("x509", "-in", tmp_path / "bob" / "cert.pem", "-noout", "-ext", "subjectAltName")
+    assert shown.returncode == 0 and all(f"URI:{uri}" in shown.stdout.decode() for uri in GOOD_URIS), shown

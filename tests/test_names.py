@@ -92,8 +92,11 @@ def test_email_and_uri() -> None:
             parse_email(bad)
     assert parse_uri("spiffe://example.org/ns/prod/sa/billing").value == "spiffe://example.org/ns/prod/sa/billing"
     assert parse_uri("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66").kind == "uri"
-    for bad in ["not a uri", "relative/path", "spiffe://Example.org/x", "spiffe://example.org/x?q=1", "http://ü.example"]:
-        with pytest.raises(InvalidName):
+    assert parse_uri("https://[2001:db8::1]:8443/a?b#c").value == "https://[2001:db8::1]:8443/a?b#c"
+    for bad in ["not a uri", "relative/path", "spiffe://Example.org/x", "spiffe://example.org/x?q=1", "http://ü.example",
+                "http://[::1", "http://x:99999/", "http://x:-1/", "http://[::1]x/", "http://:80/", "http://x/a^b",
+                "http://x/%4", "http://x/`", "http://x/a]"]:
+        with pytest.raises(InvalidName, match="is not a valid"):
             parse_uri(bad)
 
 
