@@ -33,6 +33,11 @@ _URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # The SPIFFE ID limit (SPIFFE-ID spec 2.3: 2048 bytes), for every URI: no identity needs more.
 MAX_URI = 2048
+# The most identities (subjectAltName entries) one certificate may carry. Public CAs allow 100 (Let's
+# Encrypt, AWS, Google; certkit's ACME server too) to 250 (DigiCert's and Sectigo's multi-domain
+# certificates). At 250 a certificate stays near 0.5 MiB even with every entry as long as it may be (a URI
+# of MAX_URI characters), so certkit's own commands still read it (they stop at 1 MiB).
+MAX_IDENTITIES = 250
 # RFC 1035: 255 octets on the wire, i.e. 253 characters in dotted text form.
 MAX_DNS_NAME = 253
 
@@ -395,7 +400,9 @@ def looks_like_email(text: str) -> bool:
     return "@" in text and not text.startswith("@") and not text.endswith("@")
 
 
-def dedupe(identities: Iterable[Identity]) -> list[Identity]:
+def assemble(identities: Iterable[Identity]) -> list[Identity]:
+    """The subjectAltName of one certificate: ``identities`` in order, without duplicates, and no
+    more than :data:`MAX_IDENTITIES` of them."""
     seen: set[tuple[str, str]] = set()
     out = []
     for ident in identities:
@@ -403,12 +410,16 @@ def dedupe(identities: Iterable[Identity]) -> list[Identity]:
         if key not in seen:
             seen.add(key)
             out.append(ident)
+    if len(out) > MAX_IDENTITIES:
+        raise InvalidName(f"{len(out):,} names are too many for one certificate, which may carry at most "
+                          f"{MAX_IDENTITIES} (DNS names, IP addresses, email addresses and URIs together): use a "
+                          "wildcard such as *.example.com, or share the names out over several certificates.")
     return out
 
 
 def parse_hosts(names: Iterable[str]) -> list[Identity]:
     """Parse the names of a server certificate, in order, without duplicates."""
-    parsed = dedupe(parse_host(name) for name in names)
+    parsed = assemble(parse_host(name) for name in names)
     if not parsed:
         raise InvalidName("A server certificate needs at least one DNS name or IP address.")
     return parsed
@@ -422,8 +433,8 @@ def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str]
     """
     cn = parse_common_name(name)
     own = [parse_email(cn)] if looks_like_email(cn) else []
-    return dedupe([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
-                   *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
+    return assemble([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
+                     *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
 
 
 def safe_folder_name(name: str) -> str:

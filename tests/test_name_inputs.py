@@ -6,6 +6,9 @@ with one Error line naming the value (and the option), before any passphrase or 
   init-ca names the option of a bad subject value, and refuses it before asking for a passphrase.
 - A URI follows RFC 3986 (and RFC 5280: a host that is a DNS name or an IP address) wherever one is
   taken: issue-client --uri, an issue-batch line's uri, a CSR's subjectAltName for sign-csr --client.
+- A certificate carries at most 250 distinct names, however they come (issue-server, issue-peer,
+  issue-client, issue-batch, sign-csr): 60,000 once made a 1.28 MB certificate that certkit's own
+  inspect, verify, renew and revoke then refused as larger than 1 MiB.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from certkit.names import MAX_IDENTITIES, MAX_URI
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 from integrity_helpers import db_rows
@@ -208,3 +215,81 @@ def test_good_uris_are_issued_as_given(tmp_path: Path, ca_dir: Path, ca_env: dic
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == GOOD_URIS
     shown = openssl("x509", "-in", tmp_path / "bob" / "cert.pem", "-noout", "-ext", "subjectAltName")
     assert shown.returncode == 0 and all(f"URI:{uri}" in shown.stdout.decode() for uri in GOOD_URIS), shown
+
+
+# --- how many names ------------------------------------------------------------------------------
+MAX = MAX_IDENTITIES  # 250
+
+
+def hosts(count: int, start: int = 0) -> list[str]:
+    return [f"h{i}.example.com" for i in range(start, start + count)]
+
+
+def san_of(path: Path) -> list:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+
+
+def names_csr(path: Path, cn: str, san: list[x509.GeneralName]) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .add_extension(x509.SubjectAlternativeName(san), critical=False).sign(key, hashes.SHA256()))
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+TOO_MANY = {
+    "issue-server": lambda d: ["issue-server", *hosts(MAX + 1)],
+    "issue-peer": lambda d: ["issue-peer", *hosts(MAX), "10.0.0.1"],
+    "issue-server, 60,000": lambda d: ["issue-server", *hosts(60_000)],
+    "issue-client": lambda d: ["issue-client", "bob@example.com", *(a for i in range(100) for a in (
+        "--email", f"bob{i}@example.com")), *(a for i in range(100) for a in ("--uri", f"urn:bob:{i}")),
+        *(a for h in hosts(MAX - 200) for a in ("--dns", h))],  # + the CN, an email address
+    "issue-batch": lambda d: ["issue-batch", batch_manifest(d, " ".join(hosts(MAX + 1)))],
+    "sign-csr": lambda d: ["sign-csr", "--server", names_csr(d / "r.csr", "h0.example.com", [
+        x509.DNSName(h) for h in hosts(MAX + 1)])],
+    "sign-csr, extra names": lambda d: ["sign-csr", "--server", names_csr(d / "r.csr", "h0.example.com", [
+        x509.DNSName(h) for h in hosts(MAX)]), "extra.example.com"],
+    "sign-csr --client": lambda d: ["sign-csr", "--client", names_csr(d / "r.csr", "bob", [
+        x509.UniformResourceIdentifier(f"urn:bob:{i}") for i in range(MAX + 1)])],
+}
+
+
+def batch_manifest(folder: Path, names: str) -> str:
+    (folder / "m.csv").write_text(f"kind,names,out\nserver,one.example.com,one\nserver,{names},many\n")
+    return "m.csv"
+
+
+@pytest.mark.parametrize("what", list(TOO_MANY))
+def test_too_many_names_are_refused_before_signing(tmp_path: Path, ca_dir: Path, ca_env: dict, what: str) -> None:
+    args = TOO_MANY[what](tmp_path)
+    out = ["--out-dir", "out"] if what == "issue-batch" else ["--out", "out"]
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}  # refused before it is needed
+    proc = run_certkit(*args, *out, cwd=tmp_path, env=env)
+    count = "60,000" if "60,000" in what else f"{MAX + 1}"
+    assert_clean_error(proc, f"{count} names are too many for one certificate, which may carry at most {MAX}")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "out").exists() and db_rows(ca_dir) == []
+
+
+def test_the_most_names_are_issued_and_read_back(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    names = hosts(MAX) + hosts(50)  # duplicates count once
+    run_certkit("issue-server", *names, "--out", "server", cwd=tmp_path, env=ca_env, check=True)
+    assert [gn.value for gn in san_of(tmp_path / "server" / "cert.pem")] == hosts(MAX)
+    csr = names_csr(tmp_path / "r.csr", "h0.example.com", [x509.DNSName(h) for h in hosts(MAX)])
+    run_certkit("sign-csr", "--server", csr, "--out", "csr", cwd=tmp_path, env=ca_env, check=True)
+    assert len(san_of(tmp_path / "csr" / "cert.pem")) == MAX
+
+
+def test_the_largest_certificate_is_still_read_by_certkit(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """As many URIs as allowed, each as long as allowed: what certkit issues, its own commands read (1 MiB)."""
+    uris = [f"urn:x:{i:04}:" + "a" * (MAX_URI - 11) for i in range(MAX)]
+    assert all(len(u) == MAX_URI == 2048 for u in uris)
+    run_certkit("issue-client", "big", *(a for u in uris for a in ("--uri", u)), "--out", "big", cwd=tmp_path,
+                env=ca_env, check=True)
+    assert 512_000 < (tmp_path / "big" / "fullchain.pem").stat().st_size < 1 << 20
+    assert [gn.value for gn in san_of(tmp_path / "big" / "cert.pem")] == uris
+    assert openssl("x509", "-in", tmp_path / "big" / "cert.pem", "-noout", "-ext", "subjectAltName").returncode == 0
+    run_certkit("inspect", "big/fullchain.pem", cwd=tmp_path, env=ca_env, check=True)
+    run_certkit("verify", "big", "--purpose", "client", "--name", uris[-1], cwd=tmp_path, env=ca_env, check=True)

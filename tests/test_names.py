@@ -85,6 +85,16 @@ def test_hosts_are_deduplicated_in_order() -> None:
         parse_hosts([])
 
 
+def test_a_certificate_carries_at_most_250_names() -> None:
+    names = [f"h{i}.example" for i in range(250)]
+    assert len(parse_hosts(names + names)) == 250  # a duplicate is no second name
+    with pytest.raises(InvalidName, match="251 names are too many for one certificate, which may carry at most 250"):
+        parse_hosts([*names, "10.0.0.1"])
+    with pytest.raises(InvalidName, match="251 names are too many"):
+        client_identities("bob@example.com", emails=[f"b{i}@example.com" for i in range(150)],
+                          uris=[f"urn:b:{i}" for i in range(100)])
+
+
 def test_email_and_uri() -> None:
     assert parse_email("alice@Bücher.example").value == "alice@xn--bcher-kva.example"
     for bad in ["alice", "@example.com", "alice@", "al ice@example.com", "älice@example.com", "a@-b.example"]:
