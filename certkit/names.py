@@ -27,7 +27,7 @@ _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # (ub-common-name and its neighbours). cryptography counts it in UTF-8 bytes (a NameAttribute of
 # 22 characters but 66 bytes raises ValueError), so certkit counts the same way.
 MAX_ATTRIBUTE_BYTES = 64
-MAX_COMMON_NAME = MAX_ATTRIBUTE_BYTES
+MAX_COMMON_NAME = MAX_ATTRIBUTE_BYTES  # the name certkit.ca knows it by
 # RFC 3986 section 2: the characters a URI may hold ('%' only to start a percent-encoding).
 _URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -290,6 +290,8 @@ def parse_uri(text: str) -> Identity:
 
 
 def _check_uri_syntax(text: str) -> None:
+    """RFC 3986's syntax, as far as it decides what a certificate may carry: characters,
+    percent-encodings, one fragment, brackets only around an IPv6 host, a port, a host."""
     from urllib.parse import urlsplit
 
     bad = next((ch for ch in text if ch not in _URI_CHARACTERS), None)
