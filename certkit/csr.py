@@ -189,7 +189,10 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
                                f"(a {kind} certificate names DNS names and IP addresses only)")
         for value in extra_names:
             hosts.append(checked(_names.parse_host, value, f"extra name '{value}'"))
-        identities = _names.dedupe(hosts)
+        try:
+            identities = _names.assemble(hosts)
+        except InvalidName as exc:
+            raise InvalidCSR(f"The CSR's names are refused: {exc}") from None
         if not identities:
             raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
                              "give the names as arguments after the CSR file.")

@@ -23,8 +23,21 @@ Kind = Literal["dns", "ip", "email", "uri"]
 
 _LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-# RFC 5280 upper bound for commonName (ub-common-name).
-MAX_COMMON_NAME = 64
+# RFC 5280's upper bound for a commonName, an organizationName and an organizationalUnitName
+# (ub-common-name and its neighbours). cryptography counts it in UTF-8 bytes (a NameAttribute of
+# 22 characters but 66 bytes raises ValueError), so certkit counts the same way.
+MAX_ATTRIBUTE_BYTES = 64
+MAX_COMMON_NAME = MAX_ATTRIBUTE_BYTES  # the name certkit.ca knows it by
+# RFC 3986 section 2: the characters a URI may hold ('%' only to start a percent-encoding).
+_URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# The SPIFFE ID limit (SPIFFE-ID spec 2.3: 2048 bytes), for every URI: no identity needs more.
+MAX_URI = 2048
+# The most identities (subjectAltName entries) one certificate may carry. Public CAs allow 100 (Let's
+# Encrypt, AWS, Google; certkit's ACME server too) to 250 (DigiCert's and Sectigo's multi-domain
+# certificates). At 250 a certificate stays near 0.5 MiB even with every entry as long as it may be (a URI
+# of MAX_URI characters), so certkit's own commands still read it (they stop at 1 MiB).
+MAX_IDENTITIES = 250
 # RFC 1035: 255 octets on the wire, i.e. 253 characters in dotted text form.
 MAX_DNS_NAME = 253
 
@@ -254,21 +267,77 @@ def parse_email(text: str) -> Identity:
 
 
 def parse_uri(text: str) -> Identity:
-    """Parse a URI for a uniformResourceIdentifier entry (absolute, ASCII)."""
+    """Parse a URI for a uniformResourceIdentifier entry: absolute, ASCII, RFC 3986's syntax, and
+    with an authority, a host that is a DNS name or an IP address (RFC 5280 4.2.1.6)."""
     text = text.strip()
     if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
         raise InvalidName(
             f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
             "(percent-encode other characters)."
         )
+    if len(text) > MAX_URI:
+        raise InvalidName(f"'{_show(text[:40])}...' is not a valid URI: it is {len(text)} characters long, "
+                          f"the limit is {MAX_URI}.")
     if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
         raise InvalidName(
             f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
             "spiffe://example.org/service or urn:example:device:42."
         )
+    _check_uri_syntax(text)
     if text.lower().startswith("spiffe:"):
         _check_spiffe(text)
     return Identity("uri", text)
+
+
+def _check_uri_syntax(text: str) -> None:
+    """RFC 3986's syntax, as far as it decides what a certificate may carry: characters,
+    percent-encodings, one fragment, brackets only around an IPv6 host, a port, a host."""
+    from urllib.parse import urlsplit
+
+    bad = next((ch for ch in text if ch not in _URI_CHARACTERS), None)
+    if bad is not None:
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: {bad!r} may not appear in one; percent-encode it "
+                          f"(%{ord(bad):02X}).")
+    if _BAD_PERCENT.search(text):
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: '%' must start a percent-encoding, as in %20.")
+    if text.count("#") > 1:
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: it has more than one '#'.")
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed or invalid [IPv6 address]
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: '[' and ']' must enclose an IPv6 address "
+                          "in the host.") from None
+    if any(ch in part for ch in "[]" for part in (parts.path, parts.query, parts.fragment)):
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: '[' and ']' may only enclose an IPv6 address "
+                          "in the host.")
+    try:
+        _ = parts.port  # a number from 0 to 65535, or none
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: its port '{_show(port)}' is not a number from 0 "
+                          "to 65535.") from None
+    if text[len(parts.scheme) + 1:].startswith("//") and parts.scheme.lower() != "spiffe":
+        _check_uri_host(text, parts.netloc.rpartition("@")[2])
+
+
+def _check_uri_host(text: str, hostport: str) -> None:
+    """An authority's host: RFC 5280 asks for a fully qualified domain name or an IP address."""
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        if after[:1] not in ("", ":"):
+            raise InvalidName(f"'{_show(text)}' is not a valid URI: only ':port' may follow its [IPv6 address].")
+    else:
+        host = hostport.rpartition(":")[0] if ":" in hostport else hostport
+    if not host:
+        raise InvalidName(f"'{_show(text)}' is not a valid URI for a certificate: it has an authority ('//') "
+                          "but no host.")
+    try:
+        if _try_ip(host) is None:
+            if hostport.startswith("["):
+                raise InvalidName(f"'{_show(host)}' is not an IPv6 address.")
+            parse_dns_name(host, allow_wildcard=False)
+    except InvalidName as exc:
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: its host {exc}") from None
 
 
 def _check_spiffe(text: str) -> None:
@@ -282,18 +351,32 @@ def _check_spiffe(text: str) -> None:
 
 
 def parse_common_name(text: str) -> str:
-    """Check a client subject common name: 1-64 printable characters."""
+    """Check a client subject common name: see :func:`parse_attribute`."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidName("A client certificate needs a non-empty name.")
+    return parse_attribute(text)
+
+
+def parse_attribute(text: str, field: str = "common name", option: str | None = None) -> str:
+    """Check a value for a certificate's subject: 1 to 64 bytes in UTF-8 (what cryptography
+    accepts), printable, without whitespace around it. ``field`` names the attribute ("common
+    name", "organization") and ``option`` where the value came from ("--org"), for the message."""
+    given = f"{option} " if option else ""
+    article = "an" if field[0] in "aeiou" else "a"
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidName(f"{given}'{_show(text or '')}' is blank; {article} {field} needs at least one visible "
+                          "character.")
     if text != text.strip():
-        raise InvalidName(f"'{_show(text)}' starts or ends with whitespace; remove it.")
-    if len(text) > MAX_COMMON_NAME:
-        raise InvalidName(
-            f"'{_show(text[:20])}...' is {len(text)} characters long; a common name may have "
-            f"at most {MAX_COMMON_NAME}."
-        )
+        raise InvalidName(f"{given}'{_show(text)}' starts or ends with whitespace; remove it.")
+    size = len(text.encode("utf-8"))
+    if size > MAX_ATTRIBUTE_BYTES:
+        shown = _show(text) if len(text) <= 20 else f"{_show(text[:20])}..."
+        length, unit = (f"{size} characters long", "") if size == len(text) else \
+            (f"{size} bytes in UTF-8 ({len(text)} characters)", " bytes")
+        raise InvalidName(f"{given}'{shown}' is {length}; {article} {field} may hold at most "
+                          f"{MAX_ATTRIBUTE_BYTES}{unit}.")
     if any(not ch.isprintable() for ch in text):
-        raise InvalidName(f"{text!r} contains control characters.")
+        raise InvalidName(f"{given}{text!r} contains control characters; {article} {field} cannot.")
     return text
 
 
@@ -319,7 +402,9 @@ def looks_like_email(text: str) -> bool:
     return "@" in text and not text.startswith("@") and not text.endswith("@")
 
 
-def dedupe(identities: Iterable[Identity]) -> list[Identity]:
+def assemble(identities: Iterable[Identity]) -> list[Identity]:
+    """The subjectAltName of one certificate: ``identities`` in order, without duplicates, and no
+    more than :data:`MAX_IDENTITIES` of them."""
     seen: set[tuple[str, str]] = set()
     out = []
     for ident in identities:
@@ -327,12 +412,16 @@ def dedupe(identities: Iterable[Identity]) -> list[Identity]:
         if key not in seen:
             seen.add(key)
             out.append(ident)
+    if len(out) > MAX_IDENTITIES:
+        raise InvalidName(f"{len(out):,} names are too many for one certificate, which may carry at most "
+                          f"{MAX_IDENTITIES} (DNS names, IP addresses, email addresses and URIs together): use a "
+                          "wildcard such as *.example.com, or share the names out over several certificates.")
     return out
 
 
 def parse_hosts(names: Iterable[str]) -> list[Identity]:
     """Parse the names of a server certificate, in order, without duplicates."""
-    parsed = dedupe(parse_host(name) for name in names)
+    parsed = assemble(parse_host(name) for name in names)
     if not parsed:
         raise InvalidName("A server certificate needs at least one DNS name or IP address.")
     return parsed
@@ -346,8 +435,8 @@ def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str]
     """
     cn = parse_common_name(name)
     own = [parse_email(cn)] if looks_like_email(cn) else []
-    return dedupe([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
-                   *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
+    return assemble([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
+                     *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
 
 
 def safe_folder_name(name: str) -> str:

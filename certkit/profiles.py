@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-from certkit.names import MAX_COMMON_NAME, Identity
+from certkit.names import MAX_ATTRIBUTE_BYTES, Identity
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -172,10 +172,11 @@ def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False):
 
 
 def leaf_subject(common_name: str | None) -> "x509.Name":
-    """A subject holding just the common name, or an empty subject if it cannot hold it."""
+    """A subject holding just the common name, or an empty subject if it cannot hold it (a server's
+    name of more than 64 bytes, which the SAN carries alone)."""
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    if common_name is None or len(common_name) > MAX_COMMON_NAME:
+    if common_name is None or len(common_name.encode("utf-8")) > MAX_ATTRIBUTE_BYTES:
         return x509.Name([])
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -372,3 +372,34 @@ def test_verify_idn_name_as_typed(pki):
     assert "name      bücher.example: matches" in proc.stdout
     assert_clean_error(run_certkit("verify", pki / "idn" / "cert.pem", "--purpose", "server", "--name",
                                    "bad name!", "--ca-file", pki / "root.pem", env=certkit_env()), "bad name!")
+
+
+BAD_SERVER_NAMES = {"": "is blank", " ": "is blank", "999.1.1.1": "larger than 255", "01.1.1.1": "leading zero",
+                    "1.2.3": "3 parts", "fe80::1%eth0": "zone", "::g": "not a valid IPv6", "a..b": "empty label",
+                    "https://localhost/": "is a URL", "localhost:443": "has a port",
+                    "bad name!": "not a valid DNS name", "*.com": "top-level", "alice@example.com": "email address",
+                    "ex\x1bample": "control characters"}
+BAD_CLIENT_NAMES = {"": "is blank", " ": "is blank", "\t": "is blank", "ali\x1b[2Jce": "control characters"}
+
+
+@pytest.mark.parametrize(("purpose", "name"), [("server", n) for n in BAD_SERVER_NAMES] +
+                         [("client", n) for n in BAD_CLIENT_NAMES])
+@pytest.mark.parametrize("cert", ["server", "client", "missing"])
+def test_verify_refuses_a_bad_name_as_the_option_it_is(pki, purpose: str, name: str, cert: str) -> None:
+    """A bad --name is the argument's fault, not the certificate's (once 'holds a damaged certificate'):
+    refused before any certificate is read, so even a missing file is not reached."""
+    proc = run_certkit("verify", pki / cert / "cert.pem", "--purpose", purpose, "--name", name,
+                       "--ca-file", pki / "root.pem", env=certkit_env())
+    fragment = (BAD_SERVER_NAMES if purpose == "server" else BAD_CLIENT_NAMES)[name]
+    assert_clean_error(proc, fragment)
+    assert proc.stderr.startswith("Error: --name") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "damaged" not in proc.stderr and "does not exist" not in proc.stderr and "\x1b" not in proc.stderr
+    if name.strip() and name.isprintable():
+        assert name in proc.stderr  # the message names the value
+
+
+def test_verify_client_name_may_be_any_name_a_certificate_holds(pki) -> None:
+    """A client's --name is matched as written, not parsed as a host: an address-like CN is no error."""
+    proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name", "999.1.1.1",
+                       "--ca-file", pki / "root.pem", env=certkit_env())
+    assert_verify_invalid(proc, "not valid for name 999.1.1.1: it names CN=alice")

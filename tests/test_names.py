@@ -7,6 +7,8 @@ import pytest
 from certkit.errors import InvalidName, UnsafeOutputPath
 from certkit.names import (
     client_identities,
+    parse_attribute,
+    parse_common_name,
     parse_email,
     parse_host,
     parse_hosts,
@@ -83,6 +85,16 @@ def test_hosts_are_deduplicated_in_order() -> None:
         parse_hosts([])
 
 
+def test_a_certificate_carries_at_most_250_names() -> None:
+    names = [f"h{i}.example" for i in range(250)]
+    assert len(parse_hosts(names + names)) == 250  # a duplicate is no second name
+    with pytest.raises(InvalidName, match="251 names are too many for one certificate, which may carry at most 250"):
+        parse_hosts([*names, "10.0.0.1"])
+    with pytest.raises(InvalidName, match="251 names are too many"):
+        client_identities("bob@example.com", emails=[f"b{i}@example.com" for i in range(150)],
+                          uris=[f"urn:b:{i}" for i in range(100)])
+
+
 def test_email_and_uri() -> None:
     assert parse_email("alice@Bücher.example").value == "alice@xn--bcher-kva.example"
     for bad in ["alice", "@example.com", "alice@", "al ice@example.com", "älice@example.com", "a@-b.example"]:
@@ -90,8 +102,11 @@ def test_email_and_uri() -> None:
             parse_email(bad)
     assert parse_uri("spiffe://example.org/ns/prod/sa/billing").value == "spiffe://example.org/ns/prod/sa/billing"
     assert parse_uri("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66").kind == "uri"
-    for bad in ["not a uri", "relative/path", "spiffe://Example.org/x", "spiffe://example.org/x?q=1", "http://ü.example"]:
-        with pytest.raises(InvalidName):
+    assert parse_uri("https://[2001:db8::1]:8443/a?b#c").value == "https://[2001:db8::1]:8443/a?b#c"
+    for bad in ["not a uri", "relative/path", "spiffe://Example.org/x", "spiffe://example.org/x?q=1", "http://ü.example",
+                "http://[::1", "http://x:99999/", "http://x:-1/", "http://[::1]x/", "http://:80/", "http://x/a^b",
+                "http://x/%4", "http://x/`", "http://x/a]"]:
+        with pytest.raises(InvalidName, match="is not a valid"):
             parse_uri(bad)
 
 
@@ -102,6 +117,30 @@ def test_client_identities() -> None:
     for bad in ["", " alice", "x" * 65, "tab\there"]:
         with pytest.raises(InvalidName):
             client_identities(bad)
+
+
+@pytest.mark.parametrize("text", ["日" * 22, "é" * 33, "\U0001f512" * 17, "a" * 63 + "é", "Zoë " * 15 + "Zoë"])
+def test_subject_attributes_are_measured_in_utf8_bytes(text: str) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    assert len(text) <= 64 < len(text.encode())
+    with pytest.raises(ValueError, match="length must be"):  # what cryptography would raise while signing
+        x509.NameAttribute(NameOID.COMMON_NAME, text)
+    for field, check in (("common name", parse_common_name), ("organization", lambda t: parse_attribute(
+            t, "organization", "--org")), ("organizational unit", lambda t: parse_attribute(
+            t, "organizational unit", "--org-unit"))):
+        with pytest.raises(InvalidName, match=f"is {len(text.encode())} bytes in UTF-8") as info:
+            check(text)
+        assert "may hold at most 64 bytes" in str(info.value) and field in str(info.value)
+
+
+def test_a_leaf_subject_never_holds_more_than_64_bytes() -> None:
+    from certkit.profiles import leaf_subject
+
+    assert len(leaf_subject("é" * 32)) == 1
+    assert len(leaf_subject("é" * 33)) == 0  # the SAN carries the name alone, as for a long DNS name
+    assert len(leaf_subject("a" * 65)) == 0
 
 
 @pytest.mark.parametrize(("name", "folder"), [

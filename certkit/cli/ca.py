@@ -80,6 +80,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     from certkit.ca import CA
     from certkit.store import CADirectory
 
+    _check_subject(common_name, org, org_unit)
     store = CADirectory(ca_dir)
     if store.exists():  # before asking for any passphrase
         from certkit.errors import CAExists
@@ -103,6 +104,17 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     parent = _load_parent(parent_ca_dir, parent_passphrase_file)
     _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
                        permit_dns, permit_ip, inventory_url, as_json)
+
+
+def _check_subject(common_name: str | None, org: str | None, org_unit: str | None) -> None:
+    """The values given for the CA's subject, each refused in the words of its option, before any
+    passphrase is asked for."""
+    from certkit.names import parse_attribute
+
+    for value, field, option in ((common_name, "common name", "--name"), (org, "organization", "--org"),
+                                 (org_unit, "organizational unit", "--org-unit")):
+        if value is not None:
+            parse_attribute(value, field, option)
 
 
 def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) -> bytes | None:

@@ -73,6 +73,8 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     if ca_file is not None and ca_dir is not None and click.get_current_context().get_parameter_source(
             "ca_dir") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
+    if name is not None:
+        _check_name(name, purpose)
     verdict, trust = verify_path(cert, purpose=purpose, name=name, ca_file=ca_file,
                                  ca_dir=None if ca_file else ca_dir, untrusted=untrusted)
     role = f"TLS {purpose} certificate"
@@ -98,6 +100,25 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
         raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons))}.")
+
+
+def _check_name(name: str, purpose: str) -> None:
+    """Refuse a bad --name as the argument it is, before any certificate is read (a server's must
+    be a host name or IP address; a client's may be any name a certificate can hold)."""
+    from certkit.errors import InvalidName
+    from certkit.names import parse_host
+    from certkit.text import shown
+
+    if not name.strip():
+        what = "host name or IP address" if purpose == "server" else "name (CN, email, URI or DNS name)"
+        raise InvalidName(f"--name '{shown(name)}' is blank; give the {what} to check.")
+    if not name.isprintable():
+        raise InvalidName(f"--name '{shown(name)}' contains control characters, which no name in a certificate holds.")
+    if purpose == "server":
+        try:
+            parse_host(name)
+        except InvalidName as exc:
+            raise InvalidName(f"--name: {exc}") from None
 
 
 # --- probe --------------------------------------------------------------------------
