@@ -290,6 +290,7 @@ class Output:
         # without a path: this binary stream (default: standard output's, as it is when written to)
         self._stream = stream
         self._tmp: Path | None = None
+        self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
         self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
         self._lock = None
@@ -379,7 +380,7 @@ class Output:
             self.stream.flush()  # nothing buffered before the workers are forked
             self._out = -1  # records go to the stream
         elif self.shared:
-            self._tmp, self._out = _create_temporary(self.path)
+            self._tmp, self._out, self._made = _create_temporary(self.path)
             import tempfile
 
             spool = tempfile.TemporaryFile(prefix="certkit-serials-")  # gone with the process
@@ -398,7 +399,9 @@ class Output:
             self.stream.write(data + self.encoder.end())
             self.stream.flush()
             return
-        tmp, fd = _create_temporary(self.path)
+        from certkit.atomic import remove_made
+
+        tmp, fd, made = _create_temporary(self.path)
         try:
             try:
                 _write_all(fd, data + self.encoder.end())
@@ -410,6 +413,7 @@ class Output:
             _place(tmp, self.path, force=self.force, sync=self.sync)
         except BaseException:
             _unlink(tmp)
+            remove_made(made)
             raise
         pause_at("placed")
 
@@ -467,7 +471,7 @@ class Output:
                     inventory.sync()  # its certificates' pending rows on disk before the file is in place
                 pause_at("staged")
                 _place(self._tmp, self.path, force=self.force, sync=self.sync)
-                self._tmp = None
+                self._tmp, self._made = None, []
                 pause_at("placed")
         except BaseException:
             self.abort(inventory)
@@ -479,13 +483,17 @@ class Output:
         self._close_spool()
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
-        """Give up a shared file: remove it (it may hold keys) and mark its certificates abandoned."""
+        """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
+        mark its certificates abandoned."""
+        from certkit.atomic import remove_made
+
         self._pending, self._serials = [], []
         if self._tmp is not None:
             if self._out is not None:
                 os.close(self._out)
             _unlink(self._tmp)
             self._tmp = None
+        remove_made(self._made)
         self._out = None
         if inventory is not None:
             for group in self._spooled():
@@ -536,23 +544,24 @@ class OutputTarget(Target):
 
 
 # --- file steps -------------------------------------------------------------------------
-def _create_temporary(path: Path) -> tuple[Path, int]:
+def _create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
     """A new private (0600) file beside ``path``, named so that a later run can tell a dead
-    writer's leftover (it may hold keys) and remove it."""
-    from certkit.atomic import SECRET_MODE, sweep_stale, temporary_name
+    writer's leftover (it may hold keys) and remove it; and the folders above ``path`` created
+    for it (for :func:`certkit.atomic.remove_made` if the file is given up)."""
+    from certkit.atomic import SECRET_MODE, folders_made, sweep_stale, temporary_name
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path.parent, path.name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    for _attempt in range(100):
-        tmp = path.with_name(temporary_name(path.name))
-        try:
-            fd = os.open(tmp, flags, SECRET_MODE)
-        except FileExistsError:
-            continue
-        os.fchmod(fd, SECRET_MODE)  # whatever the umask
-        return tmp, fd
-    raise FileExistsError(f"Could not create a temporary file beside {path}.")
+    with folders_made(path.parent) as made:
+        sweep_stale(path.parent, path.name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _attempt in range(100):
+            tmp = path.with_name(temporary_name(path.name))
+            try:
+                fd = os.open(tmp, flags, SECRET_MODE)
+            except FileExistsError:
+                continue
+            os.fchmod(fd, SECRET_MODE)  # whatever the umask
+            return tmp, fd, made
+        raise FileExistsError(f"Could not create a temporary file beside {path}.")
 
 
 def _place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:

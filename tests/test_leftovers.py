@@ -86,6 +86,28 @@ def test_init_ca_on_full_disk_leaves_no_parent_folders(tmp_path: Path, ca_env: d
         assert left(mnt) == []
 
 
+@pytest.mark.parametrize("fmt", ["tar", "jsonl", "k8s"])
+def test_one_file_output_on_full_disk_leaves_no_parent_folders(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                               fmt: str) -> None:
+    with tmpfs(tmp_path / "small", "size=64k") as mnt:
+        full(mnt, leave=0)
+        proc = run_certkit("issue-server", "t.example", "--format", fmt, "--out", mnt / fmt / "d" / f"x.{fmt}",
+                           env=ca_env)
+        assert_clean_error(proc, "the disk is full")
+        assert left(mnt) == []
+    assert [r["status"] for r in issued_rows(ca_env)] == ["abandoned"]
+
+
+def test_batch_file_on_full_disk_leaves_no_parent_folders(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    (tmp_path / "m.csv").write_text("kind,names\nserver,a.example\nserver,b.example\n")
+    with tmpfs(tmp_path / "small", "size=64k") as mnt:
+        full(mnt, leave=0)
+        proc = run_certkit("issue-batch", tmp_path / "m.csv", "--format", "jsonl", "--out", mnt / "bj" / "x.jsonl",
+                           "--jobs", "1", env=ca_env)
+        assert_clean_error(proc, "the disk is full")
+        assert left(mnt) == []
+
+
 def test_batch_out_dir_on_full_disk(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     """A batch that wrote nothing leaves no --out-dir; one that wrote some bundles keeps them (they
     are complete and recorded valid) and so the folder they are in, for --resume to finish."""
