@@ -441,13 +441,15 @@ class Output:
         if self._lock is not None:
             self._lock.acquire()
         try:
+            # The serials first: if the records cannot be written (a full disk), abort() still
+            # knows which certificates the given-up file was to hold, and marks them abandoned.
+            if serials and self._spool is not None:
+                _write_all(self._spool, serials)
             if self.path is None:
                 self.stream.write(data)
                 self.stream.flush()  # whole, before another process writes
             else:
                 _write_all(self._out, data)
-            if serials and self._spool is not None:
-                _write_all(self._spool, serials)
         finally:
             if self._lock is not None:
                 self._lock.release()

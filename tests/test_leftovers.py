@@ -106,6 +106,7 @@ def test_batch_file_on_full_disk_leaves_no_parent_folders(tmp_path: Path, ca_dir
                            "--jobs", "1", env=ca_env)
         assert_clean_error(proc, "the disk is full")
         assert left(mnt) == []
+    assert [r["status"] for r in issued_rows(ca_env)] == ["abandoned", "abandoned"]  # by this command
 
 
 def test_batch_out_dir_on_full_disk(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
