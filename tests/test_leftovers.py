@@ -133,3 +133,16 @@ def test_batch_out_dir_on_full_disk(tmp_path: Path, ca_dir: Path, ca_env: dict) 
         assert sorted(p.name for p in (mnt / "batch" / "x").iterdir()) == ["a", "b"]
 
 
+def test_demo_keep_on_full_disk_leaves_nothing_and_can_run_again(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "size=512k") as mnt:  # room for the demo's 30-odd files, once emptied
+        full(mnt, leave=4096)
+        (mnt / "empty").mkdir()  # an empty folder of the user's: the demo may fill it, and empties it again
+        assert_clean_error(run_certkit("demo", "--keep", mnt / "demo2" / "x"), "the disk is full")
+        assert_clean_error(run_certkit("demo", "--keep", mnt / "empty"), "the disk is full")
+        assert left(mnt) == ["empty"]
+        (mnt / "filler").unlink()
+        run_certkit("demo", "--keep", mnt / "demo2" / "x", check=True)
+        run_certkit("demo", "--keep", mnt / "empty", check=True)
+        assert (mnt / "demo2" / "x" / "ca" / "ca.pem").is_file() and (mnt / "empty" / "peer" / "cert.pem").is_file()
+
+
