@@ -330,7 +330,7 @@ class Output:
                                        "file or a pipe.")
             return
         from certkit.bundle import check_folder_owner
-        from certkit.paths import check_output
+        from certkit.paths import check_folders_above, check_output
 
         check_output(self.given, ca_dirs, what="output file")
         if self.given.is_symlink():
@@ -340,11 +340,8 @@ class Output:
             raise OutputExists(f"{shown(self.given)} exists and is not a file.", replaceable=False)
         if self.given.exists() and not self.force:
             raise OutputExists(f"{shown(self.given)} already exists.")
+        check_folders_above(self.given, "output file")
         parent = self.path.parent
-        existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise OutputExists(f"{shown(existing)} is not a folder, so {shown(self.given)} cannot be written.",
-                               replaceable=False)
         if parent.is_dir():
             check_folder_owner(parent)
 

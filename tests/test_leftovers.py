@@ -146,3 +146,25 @@ def test_demo_keep_on_full_disk_leaves_nothing_and_can_run_again(tmp_path: Path)
         assert (mnt / "demo2" / "x" / "ca" / "ca.pem").is_file() and (mnt / "empty" / "peer" / "cert.pem").is_file()
 
 
+# --- one line saying what is wrong ----------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["folder", "jsonl"])
+def test_a_file_where_a_folder_must_be(tmp_path: Path, ca_dir: Path, ca_env: dict, fmt: str) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    out = tmp_path / "afile" / "sub" if fmt == "folder" else tmp_path / "afile" / "sub" / "x.jsonl"
+    proc = run_certkit("issue-server", "a.example", "--format", fmt, "--out", out, env=ca_env)
+    assert_clean_error(proc, f"{tmp_path / 'afile'} is a file, not a folder")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    assert issued_rows(ca_env) == []  # refused before anything was signed
+
+
+@pytest.mark.parametrize("name", ["ca.pem", "inventory.sqlite3"])
+def test_a_directory_where_a_ca_file_must_be(tmp_path: Path, ca_dir: Path, ca_env: dict, name: str) -> None:
+    (ca_dir / name).unlink()
+    (ca_dir / name).mkdir()
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=ca_env)
+    assert_clean_error(proc, f"{ca_dir / name} is a directory, not a file")
+    assert "missing" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "a").exists()
+    os.rmdir(ca_dir / name)
