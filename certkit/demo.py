@@ -109,6 +109,9 @@ class DemoResult:
 
 
 def _check_target(folder: Path) -> None:
+    from certkit.paths import check_folders_above
+
+    check_folders_above(folder, "demo folder")
     if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
         raise OutputExists(
             f"{folder} already exists and is not an empty folder; the demo writes only into a new "

@@ -158,6 +158,14 @@ def test_a_file_where_a_folder_must_be(tmp_path: Path, ca_dir: Path, ca_env: dic
     assert issued_rows(ca_env) == []  # refused before anything was signed
 
 
+def test_a_file_where_the_demo_folder_must_be(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    proc = run_certkit("demo", "--keep", tmp_path / "afile" / "demo")
+    assert_clean_error(proc, f"{tmp_path / 'afile'} is a file, not a folder, so the demo folder")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
 @pytest.mark.parametrize("name", ["ca.pem", "inventory.sqlite3"])
 def test_a_directory_where_a_ca_file_must_be(tmp_path: Path, ca_dir: Path, ca_env: dict, name: str) -> None:
     (ca_dir / name).unlink()
