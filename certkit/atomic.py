@@ -7,10 +7,16 @@ folder is assembled under a temporary name and renamed into place whole.
 Temporary names carry the writer's pid (``.NAME.PID-RANDOM.certkit-tmp``), so
 a later run can tell a dead writer's leftovers (which may hold a private key)
 from a live one's and remove them (:func:`sweep_stale`).
+
+The folders above an output that do not exist yet are created by
+:func:`make_folders`, which says which ones it created, so that a write that
+fails removes them again (:func:`remove_made`, :func:`folders_made`): a failed
+command leaves no empty folders behind, and never removes one it did not create.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from certkit.errors import OutputExists
 from certkit.testhooks import pause_at
+from certkit.text import shown
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -148,34 +155,105 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
     fsync_dir(path.absolute().parent)
 
 
+def not_a_folder(path: Path) -> str:
+    """What ``path`` (which exists, but is no folder) is, in a few words: "a file", "a symbolic link"."""
+    if os.path.islink(path):
+        return "a symbolic link to nothing" if not os.path.exists(path) else "a symbolic link"
+    return "a file" if os.path.isfile(path) else "not a folder"
+
+
+def _in_the_way(path: Path) -> NotADirectoryError:
+    kind = not_a_folder(path)
+    what = f"is {kind}, not a folder" if kind != "not a folder" else "is not a folder"
+    return NotADirectoryError(errno.ENOTDIR, f"{shown(path)} {what}", str(path))
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and the folders above it that are missing (mode 0777 less the umask, as
+    ``mkdir -p``); return the ones this call created, outermost first, for :func:`remove_made`.
+
+    A file (or a dangling link) where a folder must be raises :class:`NotADirectoryError` whose
+    text names it ("web is a file, not a folder"). A folder that another process creates meanwhile
+    is not counted: it is not ours to remove.
+    """
+    missing: list[Path] = []
+    path = Path(folder)
+    while not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise _in_the_way(path)
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    made: list[Path] = []
+    try:
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise _in_the_way(path) from None
+                continue  # another writer's
+            made.append(path)
+    except BaseException:
+        remove_made(made)
+        raise
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Undo :func:`make_folders`: remove the folders it created, innermost first, each only if it
+    is empty (another writer may have put something in it meanwhile: then it and those above stay)."""
+    for path in reversed(made):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+    del made[:]
+
+
+@contextmanager
+def folders_made(folder: Path) -> Iterator[list[Path]]:
+    """:func:`make_folders` for the length of a block: what it created is removed if the block fails."""
+    made = make_folders(folder)
+    try:
+        yield made
+    except BaseException:
+        remove_made(made)
+        raise
+
+
 @contextmanager
 def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> Iterator[Path]:
     """Assemble a new ``folder`` under a temporary name and rename it into place whole.
 
     Yields the temporary folder to fill. On success it gets ``mode`` and replaces nothing
-    (but an empty folder); on any failure it is removed, so a half-built folder is never seen.
+    (but an empty folder); on any failure it is removed, so a half-built folder is never seen,
+    and so are the missing folders above it that were created for it.
     """
     parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_dir(parent, folder.name)
-    try:
-        yield staging
-        os.chmod(staging, mode)
-        if sync:
-            fsync_dir(staging)
-        pause_at("staged")
+    with folders_made(parent):
+        staging = make_staging_dir(parent, folder.name)
         try:
-            os.rename(staging, folder)  # replaces nothing but an empty folder
-        except OSError:
-            if folder.exists():
-                raise OutputExists(f"{folder} appeared while it was being written; nothing was replaced.",
-                                   replaceable=False) from None
+            yield staging
+            os.chmod(staging, mode)
+            if sync:
+                fsync_dir(staging)
+            pause_at("staged")
+            try:
+                os.rename(staging, folder)  # replaces nothing but an empty folder
+            except OSError:
+                if folder.exists():
+                    raise OutputExists(f"{folder} appeared while it was being written; nothing was replaced.",
+                                       replaceable=False) from None
+                raise
+            if sync:
+                fsync_dir(parent)
+        except BaseException:
+            remove_tree(staging)
             raise
-        if sync:
-            fsync_dir(parent)
-    except BaseException:
-        remove_tree(staging)
-        raise
 
 
 _RENAME_EXCHANGE = 2

@@ -82,6 +82,9 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise OutputExists(f"{shown(folder)} exists and is not a folder.", replaceable=False)
     if not folder.exists():
+        from certkit.paths import check_folders_above
+
+        check_folders_above(folder, "output folder")
         return
     check_folder_owner(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,9 @@ class DemoResult:
 
 
 def _check_target(folder: Path) -> None:
+    from certkit.paths import check_folders_above
+
+    check_folders_above(folder, "demo folder")
     if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
         raise OutputExists(
             f"{folder} already exists and is not an empty folder; the demo writes only into a new "
@@ -114,8 +119,31 @@ def _check_target(folder: Path) -> None:
         )
 
 
+@contextmanager
+def _whole_folder(folder: Path) -> Iterator[Path]:
+    """The folder to fill with the demo's files, whole or not at all. A new one is assembled under a
+    temporary name and renamed into place (the folders above it created for it are removed if
+    that fails); an existing empty one is filled, and emptied again if that fails."""
+    from certkit.atomic import new_folder, remove_tree, unlink_quietly
+
+    if not folder.is_dir():
+        with new_folder(folder) as staging:
+            yield staging
+        return
+    try:
+        yield folder
+    except BaseException:
+        for entry in os.scandir(folder):  # it was empty: everything in it is the demo's
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(Path(entry.path))
+            else:
+                unlink_quietly(Path(entry.path))
+        raise
+
+
 def make_certificates(folder: Path) -> None:
-    """Create the demo's CAs and certificates and write one bundle folder per certificate."""
+    """Create the demo's CAs and certificates and write one bundle folder per certificate into
+    ``folder``, a new or empty one: whole, or (on any failure) not at all."""
     from certkit.bundle import write_new_file
     from certkit.ca import CA
 
@@ -123,16 +151,16 @@ def make_certificates(folder: Path) -> None:
     # Backdated so it can have issued a client certificate that has since expired.
     ca = CA.create("certkit demo CA", days=365, not_before=now - dt.timedelta(days=30))
     other = CA.create("another CA (not trusted)", days=365)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ca").mkdir()
-    write_new_file(folder / "ca" / "ca.pem", ca.cert_pem, 0o644)
-    ca.issue_server(SERVER_NAMES).write(folder / "server")
-    ca.issue_client("alice").write(folder / "client")
-    other.issue_client("eve").write(folder / "other-ca-client")
-    ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(folder / "expired-client")
-    # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
-    ca.issue_client("device-1", dns_names=["localhost"]).write(folder / "client-localhost")
-    ca.issue_peer(SERVER_NAMES).write(folder / "peer")
+    with _whole_folder(folder) as target:
+        (target / "ca").mkdir()
+        write_new_file(target / "ca" / "ca.pem", ca.cert_pem, 0o644)
+        ca.issue_server(SERVER_NAMES).write(target / "server")
+        ca.issue_client("alice").write(target / "client")
+        other.issue_client("eve").write(target / "other-ca-client")
+        ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(target / "expired-client")
+        # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
+        ca.issue_client("device-1", dns_names=["localhost"]).write(target / "client-localhost")
+        ca.issue_peer(SERVER_NAMES).write(target / "peer")
 
 
 def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:

@@ -290,6 +290,7 @@ class Output:
         # without a path: this binary stream (default: standard output's, as it is when written to)
         self._stream = stream
         self._tmp: Path | None = None
+        self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
         self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
         self._lock = None
@@ -329,7 +330,7 @@ class Output:
                                        "file or a pipe.")
             return
         from certkit.bundle import check_folder_owner
-        from certkit.paths import check_output
+        from certkit.paths import check_folders_above, check_output
 
         check_output(self.given, ca_dirs, what="output file")
         if self.given.is_symlink():
@@ -339,11 +340,8 @@ class Output:
             raise OutputExists(f"{shown(self.given)} exists and is not a file.", replaceable=False)
         if self.given.exists() and not self.force:
             raise OutputExists(f"{shown(self.given)} already exists.")
+        check_folders_above(self.given, "output file")
         parent = self.path.parent
-        existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise OutputExists(f"{shown(existing)} is not a folder, so {shown(self.given)} cannot be written.",
-                               replaceable=False)
         if parent.is_dir():
             check_folder_owner(parent)
 
@@ -379,7 +377,7 @@ class Output:
             self.stream.flush()  # nothing buffered before the workers are forked
             self._out = -1  # records go to the stream
         elif self.shared:
-            self._tmp, self._out = _create_temporary(self.path)
+            self._tmp, self._out, self._made = _create_temporary(self.path)
             import tempfile
 
             spool = tempfile.TemporaryFile(prefix="certkit-serials-")  # gone with the process
@@ -398,7 +396,9 @@ class Output:
             self.stream.write(data + self.encoder.end())
             self.stream.flush()
             return
-        tmp, fd = _create_temporary(self.path)
+        from certkit.atomic import remove_made
+
+        tmp, fd, made = _create_temporary(self.path)
         try:
             try:
                 _write_all(fd, data + self.encoder.end())
@@ -410,6 +410,7 @@ class Output:
             _place(tmp, self.path, force=self.force, sync=self.sync)
         except BaseException:
             _unlink(tmp)
+            remove_made(made)
             raise
         pause_at("placed")
 
@@ -437,13 +438,15 @@ class Output:
         if self._lock is not None:
             self._lock.acquire()
         try:
+            # The serials first: if the records cannot be written (a full disk), abort() still
+            # knows which certificates the given-up file was to hold, and marks them abandoned.
+            if serials and self._spool is not None:
+                _write_all(self._spool, serials)
             if self.path is None:
                 self.stream.write(data)
                 self.stream.flush()  # whole, before another process writes
             else:
                 _write_all(self._out, data)
-            if serials and self._spool is not None:
-                _write_all(self._spool, serials)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -467,7 +470,7 @@ class Output:
                     inventory.sync()  # its certificates' pending rows on disk before the file is in place
                 pause_at("staged")
                 _place(self._tmp, self.path, force=self.force, sync=self.sync)
-                self._tmp = None
+                self._tmp, self._made = None, []
                 pause_at("placed")
         except BaseException:
             self.abort(inventory)
@@ -479,13 +482,17 @@ class Output:
         self._close_spool()
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
-        """Give up a shared file: remove it (it may hold keys) and mark its certificates abandoned."""
+        """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
+        mark its certificates abandoned."""
+        from certkit.atomic import remove_made
+
         self._pending, self._serials = [], []
         if self._tmp is not None:
             if self._out is not None:
                 os.close(self._out)
             _unlink(self._tmp)
             self._tmp = None
+        remove_made(self._made)
         self._out = None
         if inventory is not None:
             for group in self._spooled():
@@ -536,23 +543,24 @@ class OutputTarget(Target):
 
 
 # --- file steps -------------------------------------------------------------------------
-def _create_temporary(path: Path) -> tuple[Path, int]:
+def _create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
     """A new private (0600) file beside ``path``, named so that a later run can tell a dead
-    writer's leftover (it may hold keys) and remove it."""
-    from certkit.atomic import SECRET_MODE, sweep_stale, temporary_name
+    writer's leftover (it may hold keys) and remove it; and the folders above ``path`` created
+    for it (for :func:`certkit.atomic.remove_made` if the file is given up)."""
+    from certkit.atomic import SECRET_MODE, folders_made, sweep_stale, temporary_name
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path.parent, path.name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    for _attempt in range(100):
-        tmp = path.with_name(temporary_name(path.name))
-        try:
-            fd = os.open(tmp, flags, SECRET_MODE)
-        except FileExistsError:
-            continue
-        os.fchmod(fd, SECRET_MODE)  # whatever the umask
-        return tmp, fd
-    raise FileExistsError(f"Could not create a temporary file beside {path}.")
+    with folders_made(path.parent) as made:
+        sweep_stale(path.parent, path.name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _attempt in range(100):
+            tmp = path.with_name(temporary_name(path.name))
+            try:
+                fd = os.open(tmp, flags, SECRET_MODE)
+            except FileExistsError:
+                continue
+            os.fchmod(fd, SECRET_MODE)  # whatever the umask
+            return tmp, fd, made
+        raise FileExistsError(f"Could not create a temporary file beside {path}.")
 
 
 def _place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from certkit.errors import UnsafeOutputPath
+from certkit.errors import OutputExists, UnsafeOutputPath
 from certkit.text import shown
 
 NAME_MAX = 255  # bytes in one file name: ext4, XFS, btrfs, tmpfs, APFS
@@ -132,6 +132,19 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
         if parent == folder:
             return Path(target)
         folder, above = parent, True
+
+
+def check_folders_above(path: str | Path, what: str = "output") -> None:
+    """Refuse ``path`` when something that is not a folder stands where a folder above it must be
+    (``--out web/a`` where ``web`` is a file): it could never be written, so say so before signing."""
+    from certkit.atomic import not_a_folder
+
+    for above in Path(path).absolute().parents:
+        if os.path.isdir(above):
+            return
+        if os.path.lexists(above):
+            raise OutputExists(f"{shown(above)} is {not_a_folder(above)}, not a folder, so the {what} "
+                               f"{shown(path)} cannot be written.", replaceable=False)
 
 
 def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:

@@ -229,6 +229,9 @@ class CADirectory:
                 f"No CA in {shown(self.path)}: the folder does not exist. Create one with "
                 "'certkit init-ca', or point --ca-dir / CERTKIT_CA_DIR at an existing one."
             )
+        if os.path.lexists(self.cert_path) and not self.cert_path.is_file():
+            raise CABroken(f"{shown(self.cert_path)} is {_kind(self.cert_path)}, not a file; the CA directory is "
+                           f"damaged: restore {CERT_FILE} from a backup.")
         if not self.cert_path.is_file():
             raise CANotFound(f"No CA in {shown(self.path)}: {CERT_FILE} is missing. Create one with 'certkit init-ca'.")
         self.check_safe()
@@ -271,6 +274,7 @@ class CADirectory:
 
         cert, parents = self.load_certificates()
         inventory = self.inventory
+        _check_inventory_file(inventory)
         inventory.check()
         check_binding(inventory, cert)
         return CA(cert, None, parents, inventory=inventory, store=self)
@@ -341,6 +345,7 @@ class CADirectory:
             raise CertkitError(f"The inventory of {shown(self.path)} is already in PostgreSQL "
                                f"({shown(source.location)}).")
         target = PostgresDatabase(url)
+        _check_inventory_file(source)
         source.check()  # migrated to the current schema, pending rows of dead writers settled
         binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
         with source.db.transaction(write=True) as tx:
@@ -387,6 +392,21 @@ class CADirectory:
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
 
+
+
+def _kind(path: Path) -> str:
+    """What ``path``, which exists but is not a regular file, is: "a directory", "a symbolic link"."""
+    if os.path.islink(path):
+        return "a symbolic link"
+    return "a directory" if os.path.isdir(path) else "a special file"
+
+
+def _check_inventory_file(inventory: Inventory) -> None:
+    """Name what stands where an SQLite inventory should be, which the inventory alone calls missing."""
+    path = inventory.path
+    if path is not None and os.path.lexists(path) and not os.path.isfile(path):
+        raise CABroken(f"The inventory {shown(path)} is {_kind(Path(path))}, not a file; the CA directory is "
+                       "damaged: restore it from a backup.")
 
 
 def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
