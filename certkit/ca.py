@@ -65,7 +65,9 @@ def default_ca_name() -> str:
         user = getpass.getuser()
     except Exception:  # no login name (containers): the host alone still identifies it
         user = "user"
-    return f"certkit CA {user}@{socket.gethostname()}"[:_names.MAX_COMMON_NAME]
+    # cut to what a common name holds: 64 bytes in UTF-8 (a login name need not be ASCII)
+    name = f"certkit CA {user}@{socket.gethostname()}".encode()[:_names.MAX_ATTRIBUTE_BYTES]
+    return name.decode("utf-8", "ignore")
 
 
 class CA:
@@ -389,17 +391,22 @@ def _ca_subject(common_name_: str | None, organization, organizational_unit, cou
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    cn = _names.parse_common_name(common_name_ or default_ca_name())
+    cn = _names.parse_attribute(common_name_ or default_ca_name(), "common name")
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    for oid, value in ((NameOID.ORGANIZATION_NAME, organization), (NameOID.ORGANIZATIONAL_UNIT_NAME,
-                                                                   organizational_unit)):
-        if value:
-            attrs.append(x509.NameAttribute(oid, _names.parse_common_name(value)))
-    if country:
-        if len(country) != 2 or not country.isascii() or not country.isalpha():
-            raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
-        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country.upper()))
+    for oid, value, field in ((NameOID.ORGANIZATION_NAME, organization, "organization"),
+                              (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit, "organizational unit")):
+        if value is not None:
+            attrs.append(x509.NameAttribute(oid, _names.parse_attribute(value, field)))
+    if country is not None:
+        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, parse_country(country)))
     return x509.Name(attrs)
+
+
+def parse_country(country: str) -> str:
+    """A subject's country: two letters (ISO 3166), upper-cased."""
+    if len(country) != 2 or not country.isascii() or not country.isalpha():
+        raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
+    return country.upper()
 
 
 def _random_serial() -> int:

@@ -305,6 +305,10 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     from certkit.errors import describe_parse_error, parse_errors
     from certkit.material import load_material
 
+    if name is not None and purpose == "server":
+        from certkit.names import parse_host
+
+        parse_host(name)  # a bad name is the caller's mistake, not damage in the certificate
     leaf, chain = load_certificate_chain(cert_path)
     roots, extra, trust = load_trust(ca_file, ca_dir)
     if untrusted is not None:

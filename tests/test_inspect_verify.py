@@ -390,6 +390,9 @@ def test_verify_refuses_a_bad_name_as_the_option_it_is(pki, purpose: str, name: 
     refused before any certificate is read, so even a missing file is not reached."""
     proc = run_certkit("verify", pki / cert / "cert.pem", "--purpose", purpose, "--name", name,
                        "--ca-file", pki / "root.pem", env=certkit_env())
+    if not name.strip():  # every command refuses an empty value as a usage error (test_arguments)
+        assert_clean_error(proc, "--name was given an empty value", code=2)
+        return
     fragment = (BAD_SERVER_NAMES if purpose == "server" else BAD_CLIENT_NAMES)[name]
     assert_clean_error(proc, fragment)
     assert proc.stderr.startswith("Error: --name") and proc.stderr.count("\n") == 1, proc.stderr

@@ -124,6 +124,10 @@ def test_init_ca_names_the_option_of_a_bad_subject_value(tmp_path: Path, option:
     value, fragment = BAD_CA_VALUES[what]
     env = certkit_env()  # no passphrase anywhere: the value is refused before one would be asked for
     proc = run_certkit("init-ca", "--ca-dir", tmp_path / "ca", option, value, cwd=tmp_path, env=env)
+    if not value.strip():  # every command refuses an empty value as a usage error (test_arguments)
+        assert_clean_error(proc, f"{option} was given an empty value", code=2)
+        assert not (tmp_path / "ca").exists()
+        return
     assert_clean_error(proc, f"{option} ")
     assert proc.stderr.startswith(f"Error: {option} "), proc.stderr
     assert fragment.format(field=CA_OPTIONS[option]) in proc.stderr
@@ -293,3 +297,34 @@ def test_the_largest_certificate_is_still_read_by_certkit(tmp_path: Path, ca_dir
     assert openssl("x509", "-in", tmp_path / "big" / "cert.pem", "-noout", "-ext", "subjectAltName").returncode == 0
     run_certkit("inspect", "big/fullchain.pem", cwd=tmp_path, env=ca_env, check=True)
     run_certkit("verify", "big", "--purpose", "client", "--name", uris[-1], cwd=tmp_path, env=ca_env, check=True)
+
+
+def test_the_library_and_the_defaults_measure_subject_values_alike(tmp_path, ca_dir):
+    """CA.create, verify_path and init-ca's default name use the same rules as the command line."""
+    from certkit.ca import CA
+    from certkit.errors import InvalidName
+    from certkit.verify import verify_path
+
+    for kwargs, fragment in (({"organization": " "}, "an organization needs"),
+                             ({"organizational_unit": "é" * 33}, "organizational unit may hold at most 64"),
+                             ({"country": "XYZ"}, "not a country code")):
+        with pytest.raises(InvalidName, match=fragment):
+            CA.create("Library CA", **kwargs)
+    run_certkit("issue-server", "web.example.com", "--out", "web", cwd=tmp_path,
+                env=certkit_env(CERTKIT_CA_DIR=str(ca_dir), CERTKIT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    with pytest.raises(InvalidName) as caught:
+        verify_path(tmp_path / "web" / "cert.pem", purpose="server", name="999.1.1.1", ca_dir=ca_dir)
+    assert "damaged" not in str(caught.value) and "999" in str(caught.value)
+    # A login name that is not ASCII: the default CA name is cut to 64 bytes, not 64 characters.
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca2"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      LOGNAME="日本語のとても長いユーザー名です", USER="日本語のとても長いユーザー名です")
+    run_certkit("init-ca", env=env, check=True, subprocess=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "ca2" / "ca.pem").read_bytes())
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn.startswith("certkit CA 日本語") and len(cn.encode()) <= 64
+
+
+def test_init_ca_country_is_checked_before_the_passphrase(tmp_path):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))  # no passphrase anywhere
+    assert_clean_error(run_certkit("init-ca", "--country", "XYZ", env=env), "not a country code")
+    assert not (tmp_path / "ca").exists()

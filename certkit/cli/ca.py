@@ -80,7 +80,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     from certkit.ca import CA
     from certkit.store import CADirectory
 
-    _check_subject(common_name, org, org_unit)
+    _check_subject(common_name, org, org_unit, country)
     store = CADirectory(ca_dir)
     if store.exists():  # before asking for any passphrase
         from certkit.errors import CAExists
@@ -106,15 +106,18 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
                        permit_dns, permit_ip, inventory_url, as_json)
 
 
-def _check_subject(common_name: str | None, org: str | None, org_unit: str | None) -> None:
+def _check_subject(common_name: str | None, org: str | None, org_unit: str | None, country: str | None) -> None:
     """The values given for the CA's subject, each refused in the words of its option, before any
     passphrase is asked for."""
+    from certkit.ca import parse_country
     from certkit.names import parse_attribute
 
     for value, field, option in ((common_name, "common name", "--name"), (org, "organization", "--org"),
                                  (org_unit, "organizational unit", "--org-unit")):
         if value is not None:
             parse_attribute(value, field, option)
+    if country is not None:
+        parse_country(country)
 
 
 def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) -> bytes | None:
