@@ -347,17 +347,42 @@ def test_refusals_before_anything_is_signed(tmp_path, ca_env, ca_dir):
         (["issue-batch", "fleet.csv", "--format", "tar", "--out", "f.tar", "--resume"], "--resume keeps", 2),
         (["issue-batch", "fleet.csv", "--out", "f.tar"], "--out names the one output file", 2),
         (["issue-batch", "fleet.csv", "--format", "jsonl", "--out", "taken.jsonl"], "already exists", 1),
+        # a trailing slash names a folder: never a key-bearing file called 'newdir'
+        (["issue-server", "a.example.com", "--format", "jsonl", "--out", "newdir/"], "ends with a slash", 2),
+        (["issue-client", "bob", "--format", "k8s", "--out", "newdir/"], "ends with a slash", 2),
+        (["sign-csr", "web.csr", "--server", "--format", "tar", "--out", "newdir/"], "ends with a slash", 2),
+        (["issue-batch", "fleet.csv", "--format", "tar", "--out", "newdir/"], "ends with a slash", 2),
+        (["issue-server", "a.example.com", "--format", "jsonl", "--out", "-", "--json"], "add --out FILE", 2),
+        (["issue-server", "a.example.com", "--out", "-"], "--out - means standard output", 2),
+        (["issue-peer", "a.example.com", "--out", "-"], "--out - means standard output", 2),
     ]
+    assert openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                   tmp_path / "web.key", "-subj", "/CN=web.internal", "-out", tmp_path / "web.csr").returncode == 0
     for args, fragment, code in cases:
         assert_clean_error(run_certkit(*args, cwd=tmp_path, env=ca_env), fragment, code)
     assert rows(ca_dir) == before
     assert (tmp_path / "taken.jsonl").read_text() == "{}\n" and not (tmp_path / "elsewhere.tar").exists()
     assert not (tmp_path / "f.tar").exists()
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "-").exists()
     # --force replaces the file, whole
     run_certkit("issue-server", "a.example.com", "--format", "jsonl", "--out", "taken.jsonl", "--force",
                 cwd=tmp_path, env=ca_env, check=True)
     assert jsonl_records(tmp_path / "taken.jsonl")[0]["name"] == "a.example.com"
     assert mode(tmp_path / "taken.jsonl") == 0o600
+
+
+def test_out_dash_is_standard_output(tmp_path, ca_env, ca_dir):
+    """--out - means standard output, as '-' does for a manifest: never a file called '-'."""
+    (tmp_path / "m.csv").write_text(MANIFEST)
+    for args in (["issue-server", "a.example.com", "--format", "jsonl"], ["issue-batch", "m.csv", "--format", "jsonl"]):
+        proc = run_certkit(*args, "--out", "-", cwd=tmp_path, env=ca_env)
+        assert proc.returncode == 0, proc.stderr
+        assert jsonl_records(proc.stdout)[0]["cert"].startswith("-----BEGIN CERTIFICATE-----")
+        assert "standard output" in proc.stderr
+    assert not (tmp_path / "-").exists()
+    code, shown, _ = run_in_pty(["issue-server", "b.example.com", "--format", "tar", "--out", "-"], env=ca_env,
+                                cwd=tmp_path)
+    assert code == 1 and "terminal" in shown, shown  # still no key on a terminal
 
 
 def test_no_key_on_a_terminal(tmp_path, ca_env, ca_dir):

@@ -9,6 +9,7 @@ import click
 
 from certkit.cli.common import (
     EXIT_INTERRUPTED,
+    OutPath,
     ca_dir_option,
     days_option,
     emit,
@@ -36,7 +37,7 @@ def _default_jobs(total: int) -> int:
               show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
                                       "write outside it.")
 @format_option
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out", type=OutPath(path_type=Path, dir_okay=False),
               help="With --format jsonl, k8s or tar: the one file every certificate goes into "
                    "[default: standard output].")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True,
@@ -187,7 +188,7 @@ def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as
     from certkit.cli.output import check_format_options
     from certkit.formats import Output
 
-    check_format_options(fmt, out, as_json)
+    out = check_format_options(fmt, out, as_json)
     if ctx.get_parameter_source("out_dir") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError(f"--out-dir applies to --format folder; with --format {fmt} every certificate goes "
                                "into --out FILE (or standard output).")

@@ -248,6 +248,25 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
 
 
+class OutPath(click.Path):
+    """``--out`` of the issuing commands: a path, remembering what ``click.Path`` forgets, the
+    value as typed (``-`` means standard output; a trailing slash means a folder)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and ctx is not None:
+            ctx.meta[_OUT_AS_TYPED] = value
+        return super().convert(value, param, ctx)
+
+
+_OUT_AS_TYPED = "certkit.out_as_typed"
+
+
+def out_as_typed() -> str | None:
+    """The ``--out`` value as the user typed it (see :class:`OutPath`), if one was given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_OUT_AS_TYPED) if ctx is not None else None
+
+
 def format_option(f):
     """--format for the issuing commands (certkit.formats; certkit.cli.output issues into a file or a stream)."""
     from certkit.constants import OUTPUT_FORMATS

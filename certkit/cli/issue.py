@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    OutPath,
     ca_dir_option,
     days_option,
     emit,
@@ -41,7 +42,7 @@ _SECRET_NOTES = {"privkey.pem": "  (private key, mode 0600)",
 
 def issue_options(f):
     for option in reversed([
-        click.option("--out", type=click.Path(path_type=Path),
+        click.option("--out", type=OutPath(path_type=Path),
                      help="Output folder [default: ./<first name, made safe>]; with --format jsonl, k8s or tar, "
                           "the output file [default: standard output]."),
         format_option,
@@ -80,12 +81,15 @@ def describe_p12(legacy: bool) -> str:
 
 def issue(request, out: Path | None, first_name: str, fmt: str, **options) -> None:
     """Issue into a bundle folder, or (``--format``) into a file or standard output."""
+    from certkit.cli.output import check_format_options
+
+    want_p12 = options.get("p12", False) or options.get("p12_legacy", False)
+    out = check_format_options(fmt, out, options["as_json"], want_p12)
     if fmt == "folder":
         return issue_to_folder(request, _default_out(out, first_name), **options)
-    from certkit.cli.output import bundle_name, check_format_options, issue_to_output
+    from certkit.cli.output import bundle_name, issue_to_output
 
-    want_p12 = options.pop("p12", False) or options.get("p12_legacy", False)
-    check_format_options(fmt, out, options["as_json"], want_p12)
+    options.pop("p12", None)
     if options.get("p12_password_file") is not None and not want_p12:
         raise click.UsageError("--p12-password-file needs --p12 or --p12-legacy.")
     password_file = options.pop("p12_password_file", None)
@@ -261,7 +265,7 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
               help="Issue a TLS client certificate (clientAuth only).")
 @click.option("--peer", "kinds", flag_value="peer", multiple=True,
               help="Issue a cluster peer certificate (serverAuth and clientAuth; see issue-peer).")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=OutPath(path_type=Path),
               help="Output folder [default: ./<first name, made safe>]; with --format jsonl or tar, the output "
                    "file [default: standard output].")
 @format_option
