@@ -82,7 +82,7 @@ def secret_name(name: str) -> str:
             labels.append(label[:63].rstrip("-"))
     text = ".".join(labels)[:253].rstrip(".-")
     if not text:
-        raise FormatRefused(f"'{shown(name)}' gives no usable Kubernetes name (letters or digits are needed).")
+        raise FormatRefused(f"'{shown(name)}' gives no usable Kubernetes name (ASCII letters or digits are needed).")
     return text
 
 
@@ -353,7 +353,14 @@ class Output:
                 raise FormatRefused("A kubernetes.io/tls Secret holds the private key, and a certificate signed "
                                     "from a CSR has none here (the requester keeps it); write jsonl, tar or a "
                                     "folder instead.")
-            secret_name(name)
+            try:
+                secret_name(name)
+            except FormatRefused:
+                typed = request.common_name or (request.identities[0].value if request.identities else name)
+                if typed == name:
+                    raise
+                raise FormatRefused(f"'{shown(typed)}' gives no usable Kubernetes name: its bundle name, "
+                                    f"'{shown(name)}', has no ASCII letters or digits.") from None
         elif self.format == "tar":
             member_name(name)
 

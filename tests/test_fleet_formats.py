@@ -187,6 +187,9 @@ def test_k8s_refuses_a_csr_and_bad_names(tmp_path, ca_env, ca_dir):
     assert_clean_error(proc, "holds the private key")
     assert_clean_error(run_certkit("issue-client", "@@@", "--format", "k8s", env=ca_env),
                        "gives no usable Kubernetes name")
+    for typed, made in (("日本語", "___"), ("é-", "_-"), ("...", "_")):  # the value typed, then what it became
+        assert_clean_error(run_certkit("issue-client", typed, "--format", "k8s", env=ca_env),
+                           f"'{typed}' gives no usable Kubernetes name: its bundle name, '{made}', has no ASCII")
     # in a batch: each line's Secret name is checked, and two lines may not share one
     (tmp_path / "m.csv").write_text("kind,names,out\nserver,a.example.com,web/a\nserver,b.example.com,web-a\n"
                                     "client,@@@,\n")
