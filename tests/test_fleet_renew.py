@@ -244,6 +244,21 @@ def test_progress_on_a_terminal(fleet):
     assert code == 0 and "Renewed" not in shown and "Renewing" not in shown, shown
 
 
+def test_hook_output_on_a_terminal_starts_its_own_line(fleet):
+    """What hooks print is not glued onto the progress bar ('... 58.4/shook-45AA...')."""
+    import re
+
+    work, _serials, env = fleet
+    code, shown, _ = run_in_pty(["renew", "--expiring", "30d", "--exec", "echo hook-$CERTKIT_SERIAL",
+                                 "--exec-once", "echo ONCE"], env=env, cwd=work, cols=120)
+    assert code == 0, shown
+    starts = [m.start() for m in re.finditer(r"hook-[0-9A-F]{40}|ONCE", shown)]
+    assert len(starts) == 4, shown
+    for start in starts:
+        before = shown[:start]
+        assert before.endswith(("\n", "\x1b[K")), repr(before[-40:])
+
+
 def test_single_renewal_runs_hooks_too(fleet, tmp_path):
     work, serials, env = fleet
     log = tmp_path / "single.log"

@@ -105,7 +105,11 @@ def _lines(result, rekey: bool) -> list[str]:
 def show_hook_output(run) -> None:
     """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
     if run.output:
-        click.echo(terminal_safe(run.output.rstrip("\n")), err=True)
+        import sys
+
+        # on a terminal, the progress bar's line is cleared first: the output starts a line of its own
+        clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+        click.echo(clear + terminal_safe(run.output.rstrip("\n")), err=True)
 
 
 # --- the schedule -----------------------------------------------------------------------
