@@ -76,6 +76,20 @@ def test_the_warning_comes_before_the_passphrase_is_used(pki, tmp_path):
     assert "Error:" in proc.stderr and not (tmp_path / "node-9").exists()
 
 
+def test_a_refused_request_is_told_its_error_alone(pki, tmp_path):
+    """The warning is for a certificate about to be issued: a request refused by its checks (a
+    lifetime, a name, an existing folder) gets one Error: line and nothing else."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "cert.pem").write_text("x")
+    for args, fragment in ((["node-9.cluster.internal", "--days", "826"], "at most 825 days"),
+                           (["node-9.cluster.internal", "--out", tmp_path / "taken"], "--force"),
+                           (["node-9.cluster.internal", "--format", "jsonl", "--out", tmp_path / "taken"],
+                            "is not a file")):
+        proc = run_certkit("issue-peer", *args, env=pki["env"])
+        assert proc.returncode != 0 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("Error:") and fragment in proc.stderr, proc.stderr
+
+
 def test_extensions_are_a_server_certificate_plus_client_auth(pki):
     cert, ca = load(pki, "node-1"), load(pki, "node-1", "ca.pem")
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)

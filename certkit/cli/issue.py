@@ -111,6 +111,7 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
     ca = CADirectory(ca_dir).open()
     target = FolderTarget(out, force=force, p12=want_p12)
     plan(ca, request, target)  # every refusal before any secret is asked for
+    warn_of_purpose(request)
     if want_p12:
         from certkit.pkcs12 import issued_pkcs12
 
@@ -119,6 +120,13 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
     unlock(ca, passphrase_file)
     delivery = deliver(ca, request, target, planned=True)
     summarize(delivery, out, as_json, ca, p12_legacy if want_p12 else None, requested=requested)
+
+
+def warn_of_purpose(request) -> None:
+    """A peer certificate's warning, once the request has passed every check (a refused one is
+    told its error alone)."""
+    if request.kind == "peer":
+        warn(PEER_WARNING)
 
 
 def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = None, *,
@@ -219,7 +227,6 @@ def issue_peer(names, out, fmt, key_type, days, force, p12, p12_legacy, p12_pass
     from certkit.issuing import server_request
 
     request = server_request(names, kind="peer", key_type=key_type, days=days)
-    warn(PEER_WARNING)
     issue(request, out, request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
           passphrase_file=passphrase_file, as_json=as_json, p12=p12, p12_legacy=p12_legacy,
           p12_password_file=p12_password_file)
@@ -309,8 +316,6 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
     source = "the CSR on standard input" if str(csr_file) == "-" else f"the CSR {shown(csr_file)}"
     csr = load_csr(read_limited(csr_file, MAX_CERT_FILE_BYTES, what="CSR"), source=source)
     request = csr_request(csr, kind, extra_names=names, days=days)  # bad names refused before any passphrase
-    if kind == "peer":
-        warn(PEER_WARNING)
     requested = {"subject": csr.subject, "names": [f"{k}:{v}" for k, v in csr.san], "extensions": csr.extensions}
     issue(request, out, request.common_name or request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
           passphrase_file=passphrase_file, as_json=as_json, requested=requested)

@@ -74,6 +74,9 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     output.check(ca.directories, keyed=request.keyed)
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
+    from certkit.cli.issue import warn_of_purpose
+
+    warn_of_purpose(request)
     if p12_password is not None:
         from certkit.pkcs12 import issued_pkcs12
 
