@@ -67,3 +67,8 @@ def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> No
             f"The {what} {shown(path)} has mode {mode:04o}: other users can read it. "
             f"Run: chmod 600 {shown(path)}"
         )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise UnsafeSecretFile(
+            f"The {what} {shown(path)} belongs to another user (uid {info.st_uid}), who can read and replace it; "
+            "use a file of your own."
+        )

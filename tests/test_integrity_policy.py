@@ -172,11 +172,19 @@ def test_planted_parents_file_in_an_intermediate_is_refused(tmp_path: Path, ca_e
 
 
 # --- secrets ----------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
-def test_secret_files_readable_by_others_are_refused(tmp_path: Path, ca_env: dict, ca_dir: Path, mode: int) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, "another owner"])
+def test_secret_files_readable_by_others_are_refused(tmp_path: Path, ca_env: dict, ca_dir: Path, mode) -> None:
+    """Other users can read the file (group or world bits), or it is theirs, so they can read and
+    replace it (ssh's rule): refused everywhere a secret file is taken."""
     secret = tmp_path / "secret"
     secret.write_text(PASSPHRASE + "\n")
-    secret.chmod(mode)
+    if mode == "another owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        secret.chmod(0o600)
+        os.chown(secret, 65534, -1)
+    else:
+        secret.chmod(mode)
     env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
     attempts = (["issue-server", "web.example.internal", "--out", tmp_path / "web", "--passphrase-file", secret],
                 ["issue-client", "Alice", "--out", tmp_path / "alice", "--p12", "--p12-password-file", secret,
@@ -186,8 +194,9 @@ def test_secret_files_readable_by_others_are_refused(tmp_path: Path, ca_env: dic
                  "--parent-passphrase-file", secret])
     for args in attempts:
         proc = run_certkit(*args, env=env)
-        assert_clean_error(proc, "chmod 600")
+        assert_clean_error(proc, "belongs to another user" if mode == "another owner" else "chmod 600")
     assert db_rows(ca_dir) == []
+    os.chown(secret, os.geteuid(), -1)
     secret.chmod(0o600)
     run_certkit(*attempts[0], env=env, check=True)
 
