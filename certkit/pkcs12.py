@@ -54,8 +54,7 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
-    if not password:
-        raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
+    check_password(password)
     enc = ENCRYPTIONS["legacy" if legacy else "modern"]
     builder = PrivateFormat.PKCS12.encryption_builder().kdf_rounds(enc.kdf_rounds)
     if legacy:
@@ -65,6 +64,18 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
     name = friendly_name if friendly_name is not None else common_name(cert)
     return pkcs12.serialize_key_and_certificates(
         name.encode() if name else None, private_key, cert, chain or None, builder.build(password))
+
+
+def check_password(password: bytes) -> bytes:
+    """A PKCS#12 password: not empty, and UTF-8 text (what the format's BMPString and every importer take)."""
+    if not password:
+        raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
+    try:
+        password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CertkitError("The PKCS#12 password is not UTF-8 text, so no importer could take it; choose "
+                           "one that is.") from None
+    return password
 
 
 def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None) -> bytes:

@@ -134,6 +134,26 @@ def test_empty_password_file_is_an_error(tmp_path: Path, env):
     assert not (tmp_path / "alice").exists()
 
 
+def test_a_password_that_is_not_utf8_is_refused_before_issuing(tmp_path: Path, env, ca_dir: Path):
+    """No importer could take it (cryptography refuses it too, after the certificate was signed)."""
+    binary = tmp_path / "binary"
+    binary.touch(0o600)
+    binary.write_bytes(b"pw\xff\n")
+    before = issued_count(ca_dir)
+    proc = run_certkit("issue-client", "alice", "--p12", "--p12-password-file", binary, env=env, cwd=tmp_path)
+    assert_clean_error(proc, "not UTF-8 text")
+    environ = dict(env, CERTKIT_P12_PASSWORD="a\udcffb")  # the byte 0xff, as Python holds it
+    proc = run_certkit("issue-server", "p12.example", "--p12", env=environ, cwd=tmp_path, subprocess=True)
+    assert_clean_error(proc, "not UTF-8 text")
+    assert not (tmp_path / "alice").exists() and not (tmp_path / "p12.example").exists()
+    assert issued_count(ca_dir) == before  # nothing was signed, so nothing abandoned either
+    run_certkit("issue-client", "bob", "--out", tmp_path / "bob", env=env, check=True)
+    for args, environment in ((["--password-file", binary], env), ([], environ)):
+        proc = run_certkit("export-p12", tmp_path / "bob", *args, env=environment, subprocess=not args)
+        assert_clean_error(proc, "not UTF-8 text")
+    assert not (tmp_path / "bob" / "bundle.p12").exists()
+
+
 def test_password_file_without_p12_is_a_usage_error(tmp_path: Path, env, password_file: Path):
     proc = run_certkit("issue-client", "alice", "--p12-password-file", password_file, env=env, cwd=tmp_path)
     assert_clean_error(proc, "--p12-password-file needs --p12", code=2)

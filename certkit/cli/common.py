@@ -326,7 +326,7 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
     if env in os.environ:
         if not os.environ[env]:
             raise click.ClickException(f"${env} is set but empty.")
-        return os.environ[env].encode()
+        return os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
     if sys.stdin is not None and sys.stdin.isatty():
         return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True).encode()
     return None

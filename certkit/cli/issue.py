@@ -65,13 +65,15 @@ def issue_options(f):
 
 def read_p12_password(path: Path | None) -> bytes:
     """The PKCS#12 password from --p12-password-file, $CERTKIT_P12_PASSWORD or a confirmed prompt."""
+    from certkit.pkcs12 import check_password
+
     password = read_secret(path, ENV_P12_PASSWORD, "PKCS#12 password for bundle.p12", confirm=True)
     if password is None:
         raise click.ClickException(
             f"bundle.p12 needs a password: set ${ENV_P12_PASSWORD}, pass --p12-password-file, "
             "or run on a terminal to be asked."
         )
-    return password
+    return check_password(password)  # before anything is signed
 
 
 def describe_p12(legacy: bool) -> str:

@@ -227,7 +227,8 @@ def _p12_password_if_any(path: Path | None) -> bytes | None:
 
     from certkit.cli.common import read_secret_file
     from certkit.constants import ENV_P12_PASSWORD
+    from certkit.pkcs12 import check_password
 
     if path is not None:
-        return read_secret_file(path)
-    return os.environ[ENV_P12_PASSWORD].encode() if os.environ.get(ENV_P12_PASSWORD) else None
+        return check_password(read_secret_file(path))
+    return check_password(os.fsencode(os.environ[ENV_P12_PASSWORD])) if os.environ.get(ENV_P12_PASSWORD) else None
