@@ -86,9 +86,20 @@ def test_units_verified_and_their_command_renews(due):
     assert serial_of(tmp_path / "web") != old and (tmp_path / "hook.log").read_text() == "100% reloaded 1\n"
     again = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), capture_output=True, text=True, timeout=120)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")  # the next day: quiet
-    # installing again replaces certkit's own units; removing takes both away, once
+    # installing the same again changes nothing; another selection replaces certkit's own units only
+    # with --force (the daily renewal someone set up is not changed behind their back)
+    before = service.read_text()
     assert run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret,
-                       env=env).returncode == 0
+                       "--expiring", "14d", "--exec-once", hook, env=env).returncode == 0
+    assert service.read_text() == before
+    other = ["renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, "--all"]
+    assert_clean_error(run_certkit(*other, env=env), "already installed")
+    assert service.read_text() == before
+    assert run_certkit(*other, "--force", env=env).returncode == 0
+    assert "--all" in exec_start(service.read_text())[0]
+    # removing takes both away, once; it has no selection to give
+    assert_clean_error(run_certkit("renew", "--remove-timer", "--all", "--unit-dir", units, env=env),
+                       "--remove-timer removes the timer", code=2)
     removed = run_certkit("renew", "--remove-timer", "--unit-dir", units, env=env)
     assert removed.returncode == 0 and "removed" in removed.stdout, removed.stderr
     assert sorted(units.iterdir()) == []
@@ -106,6 +117,12 @@ def test_refusals_leave_nothing_behind(due):
     assert_clean_error(run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret,
                                    env=env), "other users can read it")
     secret.chmod(0o600)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase\n")
+    wrong.chmod(0o600)
+    assert_clean_error(run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", wrong,
+                                   env=env), "does not decrypt")  # now, not every night
+    assert not units.exists()
     units.mkdir()
     (units / "certkit-renew.timer").write_text("[Timer]\nOnCalendar=hourly\n")  # someone else's
     for args in (["--install-timer", "--passphrase-file", secret], ["--remove-timer"]):

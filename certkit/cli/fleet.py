@@ -132,7 +132,7 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
 
 
 def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
-          ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+          ca_dir: Path | None, passphrase_file: Path | None, as_json: bool, force: bool = False) -> None:
     from certkit import fleet
 
     if not install:
@@ -158,7 +158,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
                    "(crontab -l; certkit renew --install-timer --cron) | crontab -", err=True)
         click.echo(line)
         return
-    change = fleet.install_timer(renew_argv, description=description, directory=unit_dir, name=name)
+    change = fleet.install_timer(renew_argv, description=description, directory=unit_dir, name=name, force=force)
     data = {"files": [str(p) for p in change.files], "system": change.system, "ran": change.ran,
             "failed": change.failed, "todo": change.todo, "command": renew_argv,
             "randomized_delay_seconds": fleet.RANDOM_DELAY}
@@ -182,19 +182,21 @@ def _timer_tail(change, lines: list[str]) -> None:
 def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str]:
     """--ca-dir (absolute), and --passphrase-file when the CA key is encrypted: a timer cannot ask,
     and an environment variable holding the passphrase is never copied into a unit or crontab."""
+    from certkit.cli.common import read_secret_file
     from certkit.constants import ENV_PASSPHRASE
     from certkit.files import read_limited, refuse_readable_by_others
     from certkit.keys import is_encrypted
     from certkit.store import CADirectory
 
     store = CADirectory(ca_dir)
-    store.open()  # a missing or broken CA is refused now, not every night
+    ca = store.open()  # a missing or broken CA is refused now, not every night
     args = ["--ca-dir", str(store.path.absolute())]
     encrypted = store.key_path.is_file() and is_encrypted(read_limited(store.key_path, 1 << 20, what="CA key"))
     if passphrase_file is not None:
         if str(passphrase_file) == "-":
             raise click.UsageError("A timer cannot read the passphrase from standard input: give a file.")
         refuse_readable_by_others(passphrase_file, "passphrase file")
+        ca.unlock(lambda: read_secret_file(passphrase_file))  # a wrong passphrase now, not every night
         args += ["--passphrase-file", str(passphrase_file.absolute())]
     elif encrypted:
         raise click.ClickException(

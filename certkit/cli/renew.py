@@ -96,7 +96,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
                           remove_timer, cron, unit_dir, timer_name)
     schedule = dict(cron=cron, unit_dir=unit_dir, name=timer_name, ca_dir=ca_dir, passphrase_file=passphrase_file,
-                    as_json=as_json)
+                    as_json=as_json, force=force)
     hooks = dict(exec_each=exec_each, exec_once=exec_once, exec_timeout=exec_timeout)
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
@@ -131,9 +131,12 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
         raise click.UsageError("--expiring and --all: choose one (--all renews every valid certificate).")
     if key_type and not rekey:
         raise click.UsageError("--key-type applies to a new key: add --rekey.")
-    if (bulk or install_timer or remove_timer) and (certificate or out is not None or force):
+    if (bulk or install_timer or remove_timer) and (certificate or out is not None or (force and not install_timer)):
         raise click.UsageError("A certificate, --out and --force belong to a single renewal; bulk renewal and the "
                                "timer renew every due certificate in its own folder.")
+    if remove_timer and (bulk or kind or pattern or rekey):
+        raise click.UsageError("--remove-timer removes the timer, whatever it renews: leave out --expiring, --all, "
+                               "--kind, --name and --rekey.")
     if not (bulk or install_timer) and (kind or pattern):
         raise click.UsageError("--kind and --name choose certificates for bulk renewal: add --expiring PERIOD or "
                                "--all.")

@@ -104,23 +104,25 @@ def _systemctl(system: bool) -> list[str]:
 
 
 def install_timer(renew_argv: Sequence[str], *, description: str, directory: Path | None = None,
-                  name: str = UNIT_NAME, manage: bool | None = None) -> TimerChange:
+                  name: str = UNIT_NAME, manage: bool | None = None, force: bool = False) -> TimerChange:
     """Write ``NAME.service`` (running ``renew_argv``, the arguments after ``certkit``) and
     ``NAME.timer`` into ``directory`` (default: :func:`unit_dir`), replacing only units certkit
-    wrote; then, when systemd runs this machine and the default folder was used (``manage``),
-    reload systemd and enable the timer."""
-    from certkit.atomic import PUBLIC_MODE, replace_file
+    wrote, and units that say something else only with ``force``; then, when systemd runs this
+    machine and the default folder was used (``manage``), reload systemd and enable the timer."""
+    from certkit.atomic import PUBLIC_MODE, folders_made, replace_file
 
     system, folder, manage = _where(directory, name, manage)
     argv, env = program()
     service = service_text([*argv, *renew_argv], env, description)
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
-    for path in paths:
-        _check_ours(path)
-    folder.mkdir(parents=True, exist_ok=True)
     for path, text in zip(paths, (service, timer), strict=True):
-        replace_file(path, text.encode(), PUBLIC_MODE)
+        if _check_ours(path) not in (None, text) and not force:
+            raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
+                              "schedule; pass --force to replace it, or --timer-name for a second timer.")
+    with folders_made(folder):
+        for path, text in zip(paths, (service, timer), strict=True):
+            replace_file(path, text.encode(), PUBLIC_MODE)
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
     _run_or_list(commands, manage, change)
@@ -180,17 +182,23 @@ def _check_name(name: str) -> None:
                            "without .timer or .service.")
 
 
-def _check_ours(path: Path) -> None:
-    """Replace or remove only a unit certkit wrote, never someone else's of the same name."""
+def _check_ours(path: Path) -> str | None:
+    """Replace or remove only a unit certkit wrote, never someone else's of the same name; return
+    what the unit says (None if there is none)."""
     if not os.path.lexists(path):
-        return
+        return None
     if path.is_symlink() or not path.is_file():
         raise CertkitError(f"{shown(path)} is not a regular file (a link?); certkit leaves it alone.")
     with open(path, "rb") as f:
-        head = f.read(len(_MARK) + 1)
-    if not head.startswith(_MARK.encode()):
+        text = f.read(1 << 20)
+    if not text.startswith(_MARK.encode()):
         raise CertkitError(f"{shown(path)} exists and was not written by certkit; it is left alone. Choose "
                            "another unit name.")
+    return text.decode("utf-8", "replace")
+
+
+class TimerExists(CertkitError):
+    """A timer of this name is installed already, running something else."""
 
 
 def _user() -> str:
