@@ -76,7 +76,10 @@ def parse_url(url: str) -> Target:
         raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
     if not parts.hostname:
         raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
-    return Target(parts.hostname, port or 443, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    if port == 0:
+        raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
+    return Target(parts.hostname, 443 if port is None else port,
+                  (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
 
 
 @dataclass

@@ -285,6 +285,13 @@ def test_mistakes_are_clean_errors(pki: Path):
                                    pki / "alice" / "cert.pem"), "either --bundle or --cert/--key", code=2)
 
 
+@pytest.mark.parametrize("port", ["0", "00"])
+def test_port_zero_is_refused(port: str):
+    """Port 0 was probed as 443."""
+    assert_clean_error(run_certkit("probe", f"https://127.0.0.1:{port}/"), "names port 0")
+    assert_clean_error(run_certkit("probe", f"https://[::1]:{port}/", "--json"), "names port 0")
+
+
 def test_plain_http_server_is_a_clean_error(pki: Path, tmp_path: Path):
     """A port that speaks plain HTTP, not TLS."""
     import http.server
