@@ -566,6 +566,25 @@ def test_allow_ip_refuses_host_bits_as_permit_ip_does(ips: list[str]) -> None:
     assert str(refused.value) == str(permit.value) and "has host bits set" in str(refused.value)
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["--host", ""], "Invalid value for '--host': '' is empty: it would listen on every interface"),
+    (["--host", " ", "--json"], "Invalid value for '--host': ' ' is empty"),
+    (["--eab-kid", ""], "Invalid value for '--eab-kid': '' is empty"),
+    (["--eab-kid", "  ", "--json"], "Invalid value for '--eab-kid': '  ' is empty"),
+])
+def test_empty_host_and_key_id_are_refused(ca_dir: Path, ca_env: dict, tmp_path: Path, args: list[str],
+                                           fragment: str) -> None:
+    """--host '' listened on every interface (and said localhost); --eab-kid '' required an empty key id.
+    A real process, so that a server started by mistake is stopped by run_certkit's timeout."""
+    if "--eab-kid" in args:
+        key_file = tmp_path / "eab.key"
+        key_file.write_text(base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=") + "\n")
+        key_file.chmod(0o600)
+        args = [*args, "--eab-hmac-file", str(key_file)]
+    proc = run_certkit("acme", "serve", "--port", "0", *args, env=ca_env, subprocess=True)
+    assert_clean_error(proc, fragment, 2)
+
+
 def test_lifetime_past_the_ca_is_refused_at_start(tmp_path: Path) -> None:
     from conftest import PASSPHRASE, certkit_env
 
