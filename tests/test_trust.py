@@ -31,7 +31,7 @@ import pytest
 
 from certkit.trust import Anchor, describe_scope, detect_system_layout, read_os_release
 
-from conftest import PASSPHRASE, REPO, certkit_env, free_port, require, run_certkit
+from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, free_port, require, run_certkit
 from nginx_helper import nginx, require_nginx
 from test_secrets import run_on_terminal
 from trust_helpers import (
@@ -486,6 +486,27 @@ def test_java_home_without_cacerts_is_skipped(pki: PKI, tmp_path: Path):
     assert store["outcome"] == "skipped" and "has no lib/security/cacerts" in store["reason"]
     proc = trust("install", "--java", home=tmp_path, ca_dir=pki.issuing, extra_env=env)
     assert proc.returncode == 1 and "has no lib/security/cacerts" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- the CA directory ------------------------------------------------------------------------
+def test_a_ca_dir_given_must_hold_a_ca(pki: PKI, tmp_path: Path):
+    """status --ca-dir /nonexistent (or a folder without ca.pem, or $CERTKIT_CA_DIR naming one) said "No CA
+    directory here", listed every certkit CA and exited 0; only the default CA directory may be missing."""
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    xdg = {"XDG_DATA_HOME": str(home / "data")}  # the default CA directory: missing
+    trust("install", "--nss", home=home, ca_dir=pki.issuing, check=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for ca_dir, reason in ((tmp_path / "missing", "the folder does not exist"), (empty, "ca.pem is missing")):
+        error = f"No CA in {ca_dir}: {reason}"
+        for args in (("status", "--nss"), ("status", "--nss", "--json"), ("install", "--nss"), ("uninstall", "--nss")):
+            assert_clean_error(trust(*args, home=home, ca_dir=ca_dir, extra_env=xdg), error)
+        assert_clean_error(trust("status", "--nss", home=home, extra_env=dict(xdg, CERTKIT_CA_DIR=str(ca_dir))),
+                           error)
+    default = trust("status", "--nss", home=home, extra_env=xdg, check=True)
+    assert "No CA directory here" in default.stdout and pki.anchor.name in default.stdout, default.stdout
 
 
 # --- consent, older CAs, warnings ------------------------------------------------------------

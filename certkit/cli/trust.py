@@ -342,7 +342,7 @@ def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, plat
     """
     from certkit import trust as lib
 
-    anchor = _load_anchor(ca_dir, required=False)
+    anchor = _load_anchor(ca_dir, required=ca_dir is not None)  # only the default CA directory may be missing
     platform = _platform(platform)
     if platform != "linux":
         return _manual(anchor, "status", platform, as_json)
