@@ -577,6 +577,8 @@ def test_older_certkit_ca_and_warnings(tmp_path: Path):
     everything = trust("uninstall", "--nss", "--every-certkit-ca", "--json", home=home,
                        ca_dir=tmp_path / "deleted-ca", check=True)
     assert json.loads(everything.stdout)["stores"][0]["removed"] == [old_anchor.nickname], everything.stdout
+    assert json.loads(everything.stdout)["notes"] == [f"(no CA in {tmp_path / 'deleted-ca'}: removing every "
+                                                      "certificate certkit named)"]
     assert "certkit-" not in nss_listing(home / ".pki/nssdb")
 
 
