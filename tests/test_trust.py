@@ -380,6 +380,29 @@ def test_under_sudo_browsers_only_by_name_and_a_new_database_stays_the_users(pki
     assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(65534, 65534)}
 
 
+@pytest.mark.parametrize("in_the_way", [".pki/nssdb", ".pki"])
+def test_a_file_where_the_nss_database_goes_is_named(pki: PKI, tmp_path: Path, in_the_way: str):
+    """~/.pki/nssdb (or ~/.pki) a regular file: install said "File exists (...)" or "Not a directory (...)"."""
+    require("certutil")
+    require("chromium")  # Chromium is what has certkit create ~/.pki/nssdb
+    home = tmp_path / "home"
+    (home / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (home / in_the_way).write_text("not a database\n")
+    where = "there" if in_the_way == ".pki/nssdb" else f"in {home / '.pki/nssdb'}"
+    for args in (("install", "--nss"), ("install", "--nss", "--json")):
+        proc = trust(*args, home=home, ca_dir=pki.issuing)
+        assert proc.returncode == 1, proc
+        text = json.loads(proc.stdout)["stores"][0]["reason"] if "--json" in args else proc.stderr
+        assert f"{home / in_the_way} is a file, not a folder: the NSS database cannot be created {where}; move the " \
+               "file away and run again" in text, text
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (home / in_the_way).read_text() == "not a database\n"
+    (home / in_the_way).unlink()  # as the message says: then it works
+    added = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    assert outcomes(added) == {str(home / ".pki/nssdb"): "added"}
+    assert pki.anchor.nickname in nss_listing(home / ".pki/nssdb")
+
+
 def test_missing_certutil_names_the_package(pki: PKI, tmp_path: Path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
