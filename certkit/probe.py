@@ -76,7 +76,24 @@ def parse_url(url: str) -> Target:
         raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
     if not parts.hostname:
         raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
-    return Target(parts.hostname, port or 443, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    if port == 0:
+        raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
+    return Target(_host(url, parts.hostname), 443 if port is None else port,
+                  (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+
+
+def _host(url: str, hostname: str) -> str:
+    """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP."""
+    from certkit.errors import InvalidName
+    from certkit.names import parse_host
+
+    try:
+        host = parse_host(hostname)
+    except InvalidName as exc:
+        raise ProbeError(f"'{shown(url)}' names no host certkit can probe: {shown(exc)}") from None
+    if host.is_wildcard:
+        raise ProbeError(f"'{shown(url)}' names a wildcard; probe connects to one host, as in https://www.example.com/.")
+    return host.value
 
 
 @dataclass
@@ -222,7 +239,7 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         conn = SSL.Connection(ctx, sock)
         conn.set_app_data(seen.errors)
         if not target.is_ip:
-            conn.set_tlsext_host_name(target.host.encode("idna"))
+            conn.set_tlsext_host_name(target.host.encode("ascii"))
 
         def on_state(c, where, ret) -> None:
             if c.get_state_string() == CERT_REQUEST_STATE:

@@ -537,6 +537,9 @@ def test_root_ca_and_ip_identifiers(tmp_path: Path, ca_dir: Path, ca_env: dict) 
     (["--resolve", "nonsense"], "is not NAME=ADDRESS", 2),
     (["--resolve", "a.test=999.1.1.1"], "is not NAME=ADDRESS", 2),
     (["--allow-ip", "10.0.0.0/33"], "is not an IP range", 1),
+    (["--allow-ip", "10.0.0.1/8"], "'10.0.0.1/8' is not an IP range in CIDR form (as in 10.0.0.0/8): 10.0.0.1/8 has "
+                                   "host bits set", 1),
+    (["--allow-ip", "fd00::1/8"], "fd00::1/8 has host bits set", 1),
     (["--allow-domain", "*.example.com"], "not a wildcard", 1),
     (["--eab-kid", "x", "--eab-hmac-file", "/dev/null"], "holds an empty secret", 1),
 ])
@@ -547,6 +550,39 @@ def test_command_line_refusals(ca_dir: Path, ca_env: dict, args: list[str], frag
         assert "Traceback" not in proc.stderr
     else:
         assert_clean_error(proc, fragment, code)
+
+
+@pytest.mark.parametrize("ips", [["10.0.0.1/8"], ["127.0.0.0/8", "fd00::1/8"], ["192.168.1.1/24"]])
+def test_allow_ip_refuses_host_bits_as_permit_ip_does(ips: list[str]) -> None:
+    """--allow-ip 10.0.0.1/8 was taken as 10.0.0.0/8, where init-ca --permit-ip refuses it."""
+    from certkit.acme.policy import Policy
+    from certkit.constraints import parse_network
+    from certkit.errors import InvalidName
+
+    with pytest.raises(InvalidName) as refused:
+        Policy.build(ips=ips)
+    with pytest.raises(InvalidName) as permit:
+        [parse_network(text) for text in ips]
+    assert str(refused.value) == str(permit.value) and "has host bits set" in str(refused.value)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--host", ""], "Invalid value for '--host': '' is empty: it would listen on every interface"),
+    (["--host", " ", "--json"], "Invalid value for '--host': ' ' is empty"),
+    (["--eab-kid", ""], "Invalid value for '--eab-kid': '' is empty"),
+    (["--eab-kid", "  ", "--json"], "Invalid value for '--eab-kid': '  ' is empty"),
+])
+def test_empty_host_and_key_id_are_refused(ca_dir: Path, ca_env: dict, tmp_path: Path, args: list[str],
+                                           fragment: str) -> None:
+    """--host '' listened on every interface (and said localhost); --eab-kid '' required an empty key id.
+    A real process, so that a server started by mistake is stopped by run_certkit's timeout."""
+    if "--eab-kid" in args:
+        key_file = tmp_path / "eab.key"
+        key_file.write_text(base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=") + "\n")
+        key_file.chmod(0o600)
+        args = [*args, "--eab-hmac-file", str(key_file)]
+    proc = run_certkit("acme", "serve", "--port", "0", *args, env=ca_env, subprocess=True)
+    assert_clean_error(proc, fragment, 2)
 
 
 def test_lifetime_past_the_ca_is_refused_at_start(tmp_path: Path) -> None:

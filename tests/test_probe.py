@@ -285,6 +285,22 @@ def test_mistakes_are_clean_errors(pki: Path):
                                    pki / "alice" / "cert.pem"), "either --bundle or --cert/--key", code=2)
 
 
+@pytest.mark.parametrize("host", ["a..b", ".x", "a" * 64 + ".com", "h\udcff", "*.example.com", "1.2.3.999"])
+def test_malformed_hosts_are_clean_errors(host: str):
+    """Each is refused before any connection, naming the host (a traceback before: the idna codec)."""
+    for args in ((), ("--json",)):
+        # A real process: its argv holds the bytes a shell passes (b'h\xff', not valid UTF-8).
+        proc = run_certkit("probe", f"https://{host}/", *args, subprocess=True)
+        assert_clean_error(proc, f"'https://{host.encode('utf-8', 'backslashreplace').decode()}/'")
+
+
+@pytest.mark.parametrize("port", ["0", "00"])
+def test_port_zero_is_refused(port: str):
+    """Port 0 was probed as 443."""
+    assert_clean_error(run_certkit("probe", f"https://127.0.0.1:{port}/"), "names port 0")
+    assert_clean_error(run_certkit("probe", f"https://[::1]:{port}/", "--json"), "names port 0")
+
+
 def test_plain_http_server_is_a_clean_error(pki: Path, tmp_path: Path):
     """A port that speaks plain HTTP, not TLS."""
     import http.server

@@ -31,7 +31,7 @@ import pytest
 
 from certkit.trust import Anchor, describe_scope, detect_system_layout, read_os_release
 
-from conftest import PASSPHRASE, REPO, certkit_env, free_port, require, run_certkit
+from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, free_port, require, run_certkit
 from nginx_helper import nginx, require_nginx
 from test_secrets import run_on_terminal
 from trust_helpers import (
@@ -380,6 +380,29 @@ def test_under_sudo_browsers_only_by_name_and_a_new_database_stays_the_users(pki
     assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(65534, 65534)}
 
 
+@pytest.mark.parametrize("in_the_way", [".pki/nssdb", ".pki"])
+def test_a_file_where_the_nss_database_goes_is_named(pki: PKI, tmp_path: Path, in_the_way: str):
+    """~/.pki/nssdb (or ~/.pki) a regular file: install said "File exists (...)" or "Not a directory (...)"."""
+    require("certutil")
+    require("chromium")  # Chromium is what has certkit create ~/.pki/nssdb
+    home = tmp_path / "home"
+    (home / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (home / in_the_way).write_text("not a database\n")
+    where = "there" if in_the_way == ".pki/nssdb" else f"in {home / '.pki/nssdb'}"
+    for args in (("install", "--nss"), ("install", "--nss", "--json")):
+        proc = trust(*args, home=home, ca_dir=pki.issuing)
+        assert proc.returncode == 1, proc
+        text = json.loads(proc.stdout)["stores"][0]["reason"] if "--json" in args else proc.stderr
+        assert f"{home / in_the_way} is a file, not a folder: the NSS database cannot be created {where}; move the " \
+               "file away and run again" in text, text
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (home / in_the_way).read_text() == "not a database\n"
+    (home / in_the_way).unlink()  # as the message says: then it works
+    added = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    assert outcomes(added) == {str(home / ".pki/nssdb"): "added"}
+    assert pki.anchor.nickname in nss_listing(home / ".pki/nssdb")
+
+
 def test_missing_certutil_names_the_package(pki: PKI, tmp_path: Path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -488,6 +511,27 @@ def test_java_home_without_cacerts_is_skipped(pki: PKI, tmp_path: Path):
     assert proc.returncode == 1 and "has no lib/security/cacerts" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# --- the CA directory ------------------------------------------------------------------------
+def test_a_ca_dir_given_must_hold_a_ca(pki: PKI, tmp_path: Path):
+    """status --ca-dir /nonexistent (or a folder without ca.pem, or $CERTKIT_CA_DIR naming one) said "No CA
+    directory here", listed every certkit CA and exited 0; only the default CA directory may be missing."""
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    xdg = {"XDG_DATA_HOME": str(home / "data")}  # the default CA directory: missing
+    trust("install", "--nss", home=home, ca_dir=pki.issuing, check=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for ca_dir, reason in ((tmp_path / "missing", "the folder does not exist"), (empty, "ca.pem is missing")):
+        error = f"No CA in {ca_dir}: {reason}"
+        for args in (("status", "--nss"), ("status", "--nss", "--json"), ("install", "--nss"), ("uninstall", "--nss")):
+            assert_clean_error(trust(*args, home=home, ca_dir=ca_dir, extra_env=xdg), error)
+        assert_clean_error(trust("status", "--nss", home=home, extra_env=dict(xdg, CERTKIT_CA_DIR=str(ca_dir))),
+                           error)
+    default = trust("status", "--nss", home=home, extra_env=xdg, check=True)
+    assert "No CA directory here" in default.stdout and pki.anchor.name in default.stdout, default.stdout
+
+
 # --- consent, older CAs, warnings ------------------------------------------------------------
 def _ca(tmp_path: Path, name: str, *args: str) -> Path:
     run_certkit("init-ca", "--ca-dir", tmp_path / name, "--name", name, *args,
@@ -556,6 +600,8 @@ def test_older_certkit_ca_and_warnings(tmp_path: Path):
     everything = trust("uninstall", "--nss", "--every-certkit-ca", "--json", home=home,
                        ca_dir=tmp_path / "deleted-ca", check=True)
     assert json.loads(everything.stdout)["stores"][0]["removed"] == [old_anchor.nickname], everything.stdout
+    assert json.loads(everything.stdout)["notes"] == [f"(no CA in {tmp_path / 'deleted-ca'}: removing every "
+                                                      "certificate certkit named)"]
     assert "certkit-" not in nss_listing(home / ".pki/nssdb")
 
 

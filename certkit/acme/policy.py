@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from certkit import names as _names
 from certkit.acme.problems import Problem
+from certkit.constraints import parse_network
 from certkit.errors import InvalidName, NameNotPermitted
 
 # Let's Encrypt's limit; a certificate with more names is a configuration mistake more often than not.
@@ -42,13 +43,7 @@ class Policy:
                 raise InvalidName(f"'{_names._show(suffix)}': --allow-domain takes a domain suffix such as "
                                   "example.com (it covers its subdomains), not a wildcard.")
             parsed.append(_names.parse_dns_name(text, allow_wildcard=False).value)
-        networks = []
-        for text in ips:
-            try:
-                networks.append(ipaddress.ip_network(text.strip(), strict=False))
-            except ValueError as exc:
-                raise InvalidName(f"'{_names._show(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8 "
-                                  f"or fd00::/8): {exc}.") from None
+        networks = [parse_network(text) for text in ips]  # as init-ca --permit-ip: no host bits
         return cls(tuple(dict.fromkeys(parsed)), tuple(networks))
 
     def describe(self) -> str:

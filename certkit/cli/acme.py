@@ -50,8 +50,22 @@ def _parse_resolve(ctx, param, values) -> dict[str, str]:
     return mapping
 
 
+# What an empty value of an option would do, and what to give instead.
+_EMPTY = {
+    "host": "it would listen on every interface; give an address such as 127.0.0.1 (0.0.0.0 or :: to listen on "
+            "every one)",
+    "eab_kid": "clients need a key identifier to bind their account with; give one such as team-1",
+}
+
+
+def _not_empty(ctx, param, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"'{value}' is empty: {_EMPTY[param.name]}.")
+    return value
+
+
 @acme.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_not_empty,
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
 @click.option("--port", type=click.IntRange(0, 65535), default=14000, show_default=True,
               help="TCP port; 0 picks a free one (the directory URL printed says which).")
@@ -67,7 +81,8 @@ def _parse_resolve(ctx, param, values) -> dict[str, str]:
               help="Port to connect to for tls-alpn-01 validation.")
 @click.option("--resolve", "resolve", multiple=True, metavar="NAME=ADDRESS", callback=_parse_resolve,
               help="Validate NAME at ADDRESS instead of asking DNS (repeatable).")
-@click.option("--eab-kid", metavar="KID", help="Require External Account Binding with this key identifier.")
+@click.option("--eab-kid", metavar="KID", callback=_not_empty,
+              help="Require External Account Binding with this key identifier.")
 @click.option("--eab-hmac-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="File (mode 0600) holding the base64url HMAC key of --eab-kid.")
 @click.option("--verbose", is_flag=True, help="Also log every HTTP request.")

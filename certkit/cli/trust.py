@@ -311,6 +311,7 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
       certkit trust uninstall --every-certkit-ca   # also older, rotated certkit CAs
     """
     from certkit import trust as lib
+    from certkit.text import shown
 
     anchor = _load_anchor(ca_dir, required=not every_certkit_ca)
     platform = _platform(platform)
@@ -320,7 +321,9 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
     extra = ["--every-certkit-ca"] if every_certkit_ca else []
     stores, skipped = _prepare("uninstall", kinds, explicit, anchor, extra, writing=True)
     results = lib.uninstall(anchor, stores, every_certkit_ca=every_certkit_ca) + skipped
-    notes = [] if anchor else ["(no CA directory: removing every certificate certkit named)"]
+    # --every-certkit-ca removes the same with or without the CA: a --ca-dir that holds none is said, not refused.
+    where = f"no CA in {shown(ca_dir)}" if ca_dir is not None else "no CA directory"
+    notes = [] if anchor else [f"({where}: removing every certificate certkit named)"]
     _finish(results, anchor, "uninstall", as_json, [], notes)
 
 
@@ -342,7 +345,7 @@ def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, plat
     """
     from certkit import trust as lib
 
-    anchor = _load_anchor(ca_dir, required=False)
+    anchor = _load_anchor(ca_dir, required=ca_dir is not None)  # only the default CA directory may be missing
     platform = _platform(platform)
     if platform != "linux":
         return _manual(anchor, "status", platform, as_json)

@@ -121,6 +121,10 @@ class NSSStore(Store):
             if not self.create:
                 raise TrustError(f"There is no NSS database in {self.directory}.")
             nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
+            if not nearest.is_dir():
+                where = "there" if nearest == self.directory else f"in {shown(self.directory)}"
+                raise TrustError(f"{shown(nearest)} is a file, not a folder: the NSS database cannot be created "
+                                 f"{where}; move the file away and run again")
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
             _give_to_owner_of(nearest, self.directory)
