@@ -566,11 +566,11 @@ def test_allow_ip_refuses_host_bits_as_permit_ip_does(ips: list[str]) -> None:
     assert str(refused.value) == str(permit.value) and "has host bits set" in str(refused.value)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--host", ""], "Invalid value for '--host': '' is empty: it would listen on every interface"),
-    (["--host", " ", "--json"], "Invalid value for '--host': ' ' is empty"),
-    (["--eab-kid", ""], "Invalid value for '--eab-kid': '' is empty"),
-    (["--eab-kid", "  ", "--json"], "Invalid value for '--eab-kid': '  ' is empty"),
+@pytest.mark.parametrize("args, fragment", [  # refused for every command (test_arguments), and by the options too
+    (["--host", ""], "--host was given an empty value"),
+    (["--host", " ", "--json"], "--host was given an empty value"),
+    (["--eab-kid", ""], "--eab-kid was given an empty value"),
+    (["--eab-kid", "  ", "--json"], "--eab-kid was given an empty value"),
 ])
 def test_empty_host_and_key_id_are_refused(ca_dir: Path, ca_env: dict, tmp_path: Path, args: list[str],
                                            fragment: str) -> None:
@@ -583,6 +583,34 @@ def test_empty_host_and_key_id_are_refused(ca_dir: Path, ca_env: dict, tmp_path:
         args = [*args, "--eab-hmac-file", str(key_file)]
     proc = run_certkit("acme", "serve", "--port", "0", *args, env=ca_env, subprocess=True)
     assert_clean_error(proc, fragment, 2)
+
+
+def test_the_options_refuse_empty_values_themselves() -> None:
+    """Called without the command line's own check (a program that invokes the command), the
+    options still refuse what would listen on every interface or name no key."""
+    from click.testing import CliRunner
+
+    from certkit.cli.acme import acme
+
+    for args in (["serve", "--host", ""], ["serve", "--eab-kid", " "]):
+        result = CliRunner().invoke(acme, args)
+        assert result.exit_code == 2 and "is empty" in result.output, result.output
+
+
+def test_a_host_that_cannot_be_listened_on_issues_nothing(ca_dir: Path, ca_env: dict) -> None:
+    """The server's own certificate is issued only once the address is known to be usable."""
+    import socket
+
+    from integrity_helpers import db_rows
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for host, port, fragment in (("nosuch.invalid", "0", "Cannot listen on nosuch.invalid:0"),
+                                     ("127.0.0.1", str(taken.getsockname()[1]), "Address already in use")):
+            proc = run_certkit("acme", "serve", "--host", host, "--port", port, env=ca_env)
+            assert_clean_error(proc, fragment, 1)
+    assert db_rows(ca_dir) == []
 
 
 def test_lifetime_past_the_ca_is_refused_at_start(tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     from certkit.cli.serve import _local_names
     from certkit.serve import stderr_log
 
+    _check_listenable(host, port)  # before the server's certificate is issued and recorded
     names = _permitted_names(ca, _local_names(host), host)
     listener = Listener(ca, names)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
@@ -186,6 +187,21 @@ def _start(ca, config, host: str, port: int, verbose: bool):
         service.stop()
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     return names, listener, service, server
+
+
+def _check_listenable(host: str, port: int) -> None:
+    """Refuse a host that does not resolve, or an address and port that cannot be bound, before
+    anything is issued (the port is bound for real once the certificate exists)."""
+    import socket
+
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+            probe.bind(address)
+    except OSError as exc:  # gaierror included: a host that does not resolve
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
 
 
 def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid: str | None) -> tuple[dict, str]:

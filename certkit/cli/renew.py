@@ -30,7 +30,8 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
 @days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Write the renewed bundle to this new folder instead of replacing the old one.")
-@click.option("--force", is_flag=True, help="With --out: replace existing files there.")
+@click.option("--force", is_flag=True, help="With --out: replace existing files there; with --install-timer: "
+                                                 "replace a timer of that name that runs another renewal.")
 @click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
               help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
                    "a stale bundle.p12 is removed).")
