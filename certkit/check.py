@@ -193,6 +193,11 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         if inventory.db.dialect != "sqlite":
             return [Finding("inventory", "error", f"{inventory.location} holds no certkit inventory (its tables "
                                                   "are missing); check the URL, or restore it from a backup.")]
+        import os
+
+        if os.path.isdir(inventory.location):
+            return [Finding("inventory", "error", f"{inventory.location} is a directory, not a file; the CA "
+                                                  "directory is damaged: restore the inventory from a backup.")]
         return [Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")]
     found: list[Finding] = []
     if inventory.db.dialect != "sqlite":

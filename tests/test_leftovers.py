@@ -175,4 +175,7 @@ def test_a_directory_where_a_ca_file_must_be(tmp_path: Path, ca_dir: Path, ca_en
     assert "missing" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "a").exists()
+    checked = run_certkit("check", env=ca_env)  # check reports the same, not "missing"
+    assert checked.returncode == 1 and f"{ca_dir / name} is a directory" in checked.stdout + checked.stderr
+    assert "is missing" not in checked.stdout
     os.rmdir(ca_dir / name)
