@@ -267,6 +267,22 @@ def out_as_typed() -> str | None:
     return ctx.meta.get(_OUT_AS_TYPED) if ctx is not None else None
 
 
+def typed_out(fmt: str, out: Path | None) -> Path | None:
+    """``--out`` as the user meant it: ``-`` is standard output (None; refused for a folder), and
+    a trailing slash, which names a folder, is refused for a format that writes one file."""
+    typed = out_as_typed() if out is not None else None
+    if typed == "-":
+        if fmt == "folder":
+            raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a "
+                                   "folder, or --format jsonl, k8s or tar.")
+        return None
+    if fmt != "folder" and typed is not None and typed.endswith((os.sep, "/")):
+        raise click.UsageError(f"--out '{shown(typed)}' ends with a slash, so it names a folder; --format {fmt} "
+                               f"writes one file: name it (for example {shown(typed.rstrip('/' + os.sep) or '.')}"
+                               f"/certs.{'yaml' if fmt == 'k8s' else fmt}).")
+    return out
+
+
 def format_option(f):
     """--format for the issuing commands (certkit.formats; certkit.cli.output issues into a file or a stream)."""
     from certkit.constants import OUTPUT_FORMATS

@@ -22,6 +22,7 @@ from certkit.cli.common import (
     json_option,
     passphrase_file_option,
     read_secret,
+    typed_out,
     unlock,
     warn,
     when,
@@ -83,15 +84,12 @@ def describe_p12(legacy: bool) -> str:
 
 def issue(request, out: Path | None, first_name: str, fmt: str, **options) -> None:
     """Issue into a bundle folder, or (``--format``) into a file or standard output."""
-    from certkit.cli.output import check_format_options
-
-    want_p12 = options.get("p12", False) or options.get("p12_legacy", False)
-    out = check_format_options(fmt, out, options["as_json"], want_p12)
     if fmt == "folder":
-        return issue_to_folder(request, _default_out(out, first_name), **options)
-    from certkit.cli.output import bundle_name, issue_to_output
+        return issue_to_folder(request, _default_out(typed_out(fmt, out), first_name), **options)
+    from certkit.cli.output import bundle_name, check_format_options, issue_to_output
 
-    options.pop("p12", None)
+    want_p12 = options.pop("p12", False) or options.get("p12_legacy", False)
+    out = check_format_options(fmt, out, options["as_json"], want_p12)
     if options.get("p12_password_file") is not None and not want_p12:
         raise click.UsageError("--p12-password-file needs --p12 or --p12-legacy.")
     password_file = options.pop("p12_password_file", None)

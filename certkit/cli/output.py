@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import emit, unlock, when
+from certkit.cli.common import emit, typed_out, unlock, when
 
 _WHAT = {"jsonl": "one JSON line", "k8s": "a kubernetes.io/tls Secret", "tar": "a tar archive of the bundle folder"}
 
@@ -22,23 +22,9 @@ _WHAT = {"jsonl": "one JSON line", "k8s": "a kubernetes.io/tls Secret", "tar": "
 def check_format_options(fmt: str, out: Path | None, as_json: bool, p12: bool = False) -> Path | None:
     """Usage mistakes of ``--format`` and ``--out``, before anything else happens; returns the
     output file (None: standard output, also what ``--out -`` says)."""
-    import os
-
-    from certkit.cli.common import out_as_typed
-    from certkit.text import shown
-
-    typed = out_as_typed() if out is not None else None
-    if typed == "-":
-        if fmt == "folder":
-            raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a "
-                                   "folder, or --format jsonl, k8s or tar.")
-        out = None
+    out = typed_out(fmt, out)
     if fmt == "folder":
         return out
-    if typed is not None and typed.endswith((os.sep, "/")):
-        raise click.UsageError(f"--out '{shown(typed)}' ends with a slash, so it names a folder; --format {fmt} "
-                               f"writes one file: name it (for example {shown(typed.rstrip('/' + os.sep) or '.')}"
-                               f"/certs.{'yaml' if fmt == 'k8s' else fmt}).")
     if out is None and as_json:
         raise click.UsageError(f"--json prints its summary on standard output, where --format {fmt} writes too; "
                                "add --out FILE.")
