@@ -231,7 +231,8 @@ def deliver(ca: "CA", request: Request, target: Target | None = None, *, planned
     return deliver_many(ca, [(request, target)])[0]
 
 
-def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: bool = False) -> list[Delivery]:
+def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: bool = False,
+                 then: Callable[[list[Delivery]], None] | None = None) -> list[Delivery]:
     """Issue several certificates with one inventory transaction per step (``issue-batch``'s chunks).
 
     Signing can be interrupted; from recording to marking, Ctrl-C and SIGTERM
@@ -239,8 +240,13 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     leaves a row without its answer. If writing fails part-way (a full disk),
     every bundle already complete on disk is marked valid and the rest
     abandoned before the error goes on, so the inventory matches the disk.
+    ``then`` runs while they are still held off, once the certificates are
+    marked (a batch reports its chunk there, so that no stop can come between
+    the bundles written and their count); an interruption that lands after it
+    counts nothing more (``certkit_delivered`` 0).
     """
     done: list[int] = []
+    reported = False
     try:
         issued = [ca.sign(request) for request, _target in items]
         pause_at("signed")
@@ -266,11 +272,15 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
                 for delivery in deliveries:
                     delivery.notes += notes.get(delivery.issued.serial_hex, [])
+            if then is not None:
+                then(deliveries)
+                reported = True
     except (KeyboardInterrupt, Terminated) as exc:
         # A signal held off while the bundles were written lands here, right after them: the
-        # command can still say how many were delivered (none, if it came while signing).
+        # command can still say how many were delivered (none, if it came while signing, and
+        # none more once ``then`` has counted them).
         if not hasattr(exc, "certkit_delivered"):
-            exc.certkit_delivered = len(done)
+            exc.certkit_delivered = 0 if reported else len(done)
         raise
     return deliveries
 

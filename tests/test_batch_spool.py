@@ -89,11 +89,13 @@ def test_a_worker_that_falls_behind_issues_fewer_chunks(ca_dir: Path, tmp_path: 
     log = tmp_path / "issued-by"
     real_issue = runner._Job._issue_chunk
 
-    def logged(self, chunk):
-        stats = real_issue(self, chunk)
-        with open(log, "a") as f:  # each worker appends one short line per chunk
-            f.write(f"{os.getpid()} {stats['issued']}\n")
-        return stats
+    def logged(self, chunk, report):
+        def logged_report(stats):
+            with open(log, "a") as f:  # each worker appends one short line per chunk
+                f.write(f"{os.getpid()} {stats['issued']}\n")
+            report(stats)
+
+        real_issue(self, chunk, logged_report)
 
     monkeypatch.setattr(runner, "_worker", first_one_held_up(runner._worker, tmp_path / "held"))
     monkeypatch.setattr(runner._Job, "_issue_chunk", logged)

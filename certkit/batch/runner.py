@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,18 +132,29 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
 
 
 def _run_here(job: "_Job", result: BatchResult, progress) -> None:
+    def report(stats: dict) -> None:
+        result.add(stats)
+        if progress is not None:
+            progress(stats.get("issued", 0) + stats.get("kept", 0))
+
     try:
-        for stats in job.run():
-            result.add(stats)
-            if progress is not None:
-                progress(stats.get("issued", 0) + stats.get("kept", 0))
+        job.run(report)
     except (KeyboardInterrupt, Terminated) as exc:
-        result.issued += getattr(exc, "certkit_delivered", 0)
+        result.issued += delivered(exc)
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
     except CertkitError as exc:
-        result.issued += getattr(exc, "certkit_delivered", 0)
+        result.issued += delivered(exc)
         raise BatchStopped(f"{exc} {_stopped(result, 'stopped', job.output)}", result) from None
+
+
+def delivered(exc: BaseException) -> int:
+    """How many bundles the chunk that ``exc`` stopped had delivered and not yet reported: also
+    when a stop held off during a failed write landed on top of the failure (its context)."""
+    for one in (exc, exc.__context__):
+        if one is not None and hasattr(one, "certkit_delivered"):
+            return one.certkit_delivered
+    return 0
 
 
 def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> str:
@@ -168,14 +179,15 @@ class _Job(BatchSpec):
     sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
 
-    def run(self, claim: Callable[[], int] | None = None) -> Iterator[dict]:
+    def run(self, report: Callable[[dict], None], claim: Callable[[], int] | None = None) -> None:
         """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as
-        it goes; yield each chunk's counts."""
+        it goes; ``report`` each chunk's counts before a stop held off meanwhile can land, so that
+        what was written is always counted, once."""
         for chunk in self.spool.chunks(claim):
-            yield self._issue_chunk(chunk)
+            self._issue_chunk(chunk, report)
 
-    def _issue_chunk(self, chunk: list[BatchLine]) -> dict:
-        from certkit.issuing import deliver_many
+    def _issue_chunk(self, chunk: list[BatchLine], report: Callable[[dict], None]) -> None:
+        from certkit.issuing import deliver_many, uninterrupted
 
         items, kept = [], 0
         for line in chunk:
@@ -186,15 +198,21 @@ class _Job(BatchSpec):
             items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache)
                           if self.output is None
                           else self.output.target(line.name())))
-        # a single output is made durable once, when it is complete (Output.commit)
-        deliveries = deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None) if items else []
-        if self.output is not None:
-            self.output.flush()  # the chunk's records into the shared file, in one piece
-        by_kind: dict[str, int] = {}
-        for delivery in deliveries:
-            by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
-        return {"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
-                "capped": sum(any("capped" in n for n in d.notes) for d in deliveries)}
+        def done(deliveries: list) -> None:  # with Ctrl-C and SIGTERM held off (deliver_many's then)
+            if self.output is not None:
+                self.output.flush()  # the chunk's records into the shared file, in one piece
+            by_kind: dict[str, int] = {}
+            for delivery in deliveries:
+                by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
+            report({"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
+                    "capped": sum(any("capped" in n for n in d.notes) for d in deliveries)})
+
+        if items:
+            # a single output is made durable once, when it is complete (Output.commit)
+            deliver_many(self.ca, items, sync=self.sync == "chunk" and self.output is None, then=done)
+        else:
+            with uninterrupted():
+                done([])
 
 
 def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
@@ -294,17 +312,16 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
-            for stats in job.run(claimer(taken)):
-                messages.put(("chunk", stats))
+            job.run(lambda stats: messages.put(("chunk", stats)), claimer(taken))
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every
             # worker when one fails must not interrupt a worker that is reporting.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         messages.put(("done", {}))
     except (KeyboardInterrupt, Terminated) as exc:
-        messages.put(("stopped", {"stats": {"issued": getattr(exc, "certkit_delivered", 0)}}))
+        messages.put(("stopped", {"stats": {"issued": delivered(exc)}}))
     except CertkitError as exc:
-        messages.put(("error", {"error": str(exc), "stats": {"issued": getattr(exc, "certkit_delivered", 0)}}))
+        messages.put(("error", {"error": str(exc), "stats": {"issued": delivered(exc)}}))
     except BaseException as exc:  # reported by the parent as one line, not a traceback
         messages.put(("error", {"error": f"{type(exc).__name__}: {exc}"}))
     finally:
