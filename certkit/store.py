@@ -84,16 +84,39 @@ def no_core_dumps() -> None:
 
 
 def _check_chain(path: Path, cert, parents: list) -> None:
-    """ca.pem must be signed by the first of parents.pem, each parent by the next."""
+    """ca.pem must be signed by the first of parents.pem, each parent by the next, and the last
+    must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
     chain = [cert, *parents]
     for child, issuer in zip(chain, chain[1:], strict=False):
-        try:
-            child.verify_directly_issued_by(issuer)
-        except Exception:  # InvalidSignature, a name mismatch (ValueError), an unusable key type
+        if not _signed_by(child, issuer):
             raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
                            f"{shown(child.subject.rfc4514_string())} is not signed by "
                            f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE})."
                            ) from None
+    top = chain[-1]
+    if not _signed_by(top, top):
+        issuer = shown(top.issuer.rfc4514_string())
+        if not parents:
+            raise CABroken(f"{shown(path / CERT_FILE)} is an intermediate CA (issued by {issuer}), but {PARENTS_FILE} "
+                           f"is missing, so its bundles would carry no chain to the root: copy {PARENTS_FILE} back "
+                           "(the parent's ca.pem, and its own parents.pem if it has one).")
+        raise CABroken(f"{shown(path / PARENTS_FILE)} ends with {shown(top.subject.rfc4514_string())}, which is not a "
+                       f"root (it is issued by {issuer}): the chain to the root is incomplete.")
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why a PEM file of the CA directory cannot be read, in words (not the parser's)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return "it is not a complete PEM certificate (damaged or cut short?); restore it from a backup"
+
+
+def _signed_by(child, issuer) -> bool:
+    try:
+        child.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, a name mismatch (ValueError), an unusable key type
+        return False
+    return True
 
 
 def resolve_ca_dir(path: str | Path | None = None) -> Path:
@@ -239,11 +262,15 @@ class CADirectory:
         try:
             cert_pem = read_limited(self.cert_path, MAX_CERT_FILE_BYTES, what="CA certificate")
             cert = x509.load_pem_x509_certificate(cert_pem)
+        except (*parse_errors(), OSError) as exc:
+            raise CABroken(f"The CA certificate {shown(self.cert_path)} cannot be read: {_unreadable(exc)}.") from None
+        try:
             parents = (x509.load_pem_x509_certificates(read_limited(parents_path, MAX_CERT_FILE_BYTES,
                                                                     what="parent certificates"))
                        if parents_path.exists() else [])
         except (*parse_errors(), OSError) as exc:
-            raise CABroken(f"The CA certificate in {shown(self.path)} cannot be read: {exc}.") from None
+            raise CABroken(f"The parent certificates {shown(parents_path)} cannot be read: "
+                           f"{_unreadable(exc)}.") from None
         _check_chain(self.path, cert, parents)
         return cert, parents
 

@@ -192,6 +192,47 @@ def test_bad_parents_refused_nothing_written(tmp_path, ca_env, ca_dir):
     assert not (tmp_path / "grand").exists()
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_an_intermediate_without_its_chain_issues_nothing(tmp_path, ca_env, ca_dir, damage):
+    """Without parents.pem, every bundle would carry a chain no client can follow (ca.pem the
+    intermediate, fullchain.pem the leaf alone): refused before anything is signed, naming the file."""
+    assert init_intermediate(tmp_path, ca_env).returncode == 0
+    inter = tmp_path / "inter"
+    parents = inter / "parents.pem"
+    if damage == "missing":
+        parents.unlink()
+        fragment = "is an intermediate CA (issued by CN=certkit test root), but parents.pem is missing"
+    else:
+        parents.write_bytes(parents.read_bytes()[:100])
+        fragment = "parents.pem cannot be read: it is not a complete PEM certificate"
+    env = dict(ca_env, CERTKIT_CA_DIR=str(inter))
+    for args in (["issue-server", "q.example.com", "--out", tmp_path / "qq"], ["crl"], ["list"]):
+        assert_clean_error(run_certkit(*args, env=env), fragment)
+    assert not (tmp_path / "qq").exists()
+    assert [r for r in CADirectory(inter).inventory.rows() if r["kind"] != "ca"] == []
+
+
+def test_a_chain_that_stops_short_of_a_root_is_refused(tmp_path):
+    """parents.pem holding the issuer but not the root above it: the chain is incomplete."""
+    from certkit.ca import CA
+    from certkit.errors import CABroken
+    from certkit.keys import generate_key
+    from certkit.profiles import PROFILES, build_certificate, leaf_subject
+    from certkit.store import _check_chain
+
+    root = CA.create("Root")
+    middle = CA.create("Middle", parent=root)
+    bottom_key = generate_key()
+    now = dt.datetime.now(dt.UTC)
+    bottom = build_certificate(PROFILES["intermediate-ca"], subject=leaf_subject("Bottom"),
+                               public_key=bottom_key.public_key(), issuer_name=middle.cert.subject,
+                               issuer_key=middle.key, issuer_ski=None, serial=7, not_before=now,
+                               not_after=now + dt.timedelta(days=30), path_length=0)
+    _check_chain(tmp_path, bottom, [middle.cert, root.cert])  # complete: fine
+    with pytest.raises(CABroken, match="ends with CN=Middle, which is not a root"):
+        _check_chain(tmp_path, bottom, [middle.cert])
+
+
 def test_intermediate_json(tmp_path, ca_env, ca_dir):
     out = json.loads(init_intermediate(tmp_path, ca_env).stdout)
     assert out["kind"] == "intermediate" and out["subject"] == "CN=Issuing CA 1"
