@@ -91,6 +91,39 @@ def test_revoke_and_crl(fleet, ca_env, ca_dir):
     assert piped.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 4
 
 
+@pytest.mark.parametrize("which", ["newest", "oldest"])
+def test_key_compromise_revokes_every_certificate_with_the_key(fleet, ca_env, ca_dir, tmp_path, which):
+    """A renewal keeps the key, so after keyCompromise of either one the other must not stay valid
+    (it did: 'valid (renewed)', off the CRL, and openssl said OK). A renewal with a new key, and
+    other reasons, touch nothing else."""
+    copies = {}
+    for step in ("first", "kept", "rekeyed"):
+        if step != "first":
+            run_certkit("renew", fleet / "localhost", *(["--rekey"] if step == "rekeyed" else []), env=ca_env,
+                        check=True)
+        copies[step] = tmp_path / f"{step}.pem"
+        copies[step].write_bytes((fleet / "localhost" / "cert.pem").read_bytes())
+    run_certkit("revoke", fleet / "good", "--reason", "superseded", env=ca_env, check=True)
+    target = copies["kept"] if which == "newest" else copies["first"]
+    proc = run_certkit("revoke", target, "--reason", "key-compromise", "--json", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    other = copies["first"] if which == "newest" else copies["kept"]
+    assert json.loads(proc.stdout)["also_revoked"] == [serial_hex(load(other).serial_number)]
+    inventory = CADirectory(ca_dir).inventory
+    for step, status in (("first", "revoked"), ("kept", "revoked"), ("rekeyed", "valid")):
+        row = inventory.get(serial_hex(load(copies[step]).serial_number))
+        assert row["status"] == status, (step, row)
+    assert inventory.get(serial_of(fleet / "lost"))["status"] == "valid"  # superseded revoked nothing more
+    crl = run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env)
+    assert crl.returncode == 0, crl.stderr
+    for step, accepted in (("first", False), ("kept", False), ("rekeyed", True)):
+        proc = openssl("verify", "-crl_check", "-CAfile", ca_dir / "ca.pem", "-CRLfile", tmp_path / "crl.pem",
+                       copies[step])
+        assert (proc.returncode == 0) == accepted, (step, proc.stdout, proc.stderr)
+    human = run_certkit("revoke", fleet / "lost", "--reason", "keyCompromise", env=ca_env)
+    assert "also" not in human.stdout and "refuse it:" in human.stdout
+
+
 def test_revoke_refusals(fleet, ca_env, ca_dir, tmp_path):
     inventory = CADirectory(ca_dir).inventory
     good = serial_of(fleet / "good")

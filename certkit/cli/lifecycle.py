@@ -184,14 +184,16 @@ def revoke(certificate, reason, ca_dir, as_json):
     found = find_certificate(inventory, certificate, allow_names=False)
     row = inventory.revoke(found.serial, reason)
     revoked_at = parse_iso(row["revoked_at"])
+    also = row.get("also_revoked", [])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
-            "revoked_at": revoked_at.isoformat(), "reason": row["revocation_reason"]}
+            "revoked_at": revoked_at.isoformat(), "reason": row["revocation_reason"], "also_revoked": also}
     human = "\n".join([
         f"Revoked {row['kind']} certificate {row['serial']}",
         f"  subject   {shown(row['subject'])}",
         f"  reason    {row['revocation_reason']}",
         f"  at        {when(revoked_at)}",
-        "Publish a new CRL so servers refuse it: certkit crl --out crl.pem",
+        *[f"  also      {serial} (the same key)" for serial in also],
+        "Publish a new CRL so servers refuse " + ("them" if also else "it") + ": certkit crl --out crl.pem",
     ])
     emit(as_json, data, human)
 

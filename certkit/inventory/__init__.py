@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit.db import Database, open_database
-from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, DamagedRow, UnknownCertificate
+from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, CertkitError, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
 from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
 from certkit.text import shown
 from certkit.vocabulary import normalize_serial, serial_hex
+
+KEY_COMPROMISE = "keyCompromise"  # the reason that revokes every certificate holding the key
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -384,7 +386,31 @@ class Inventory:
                                          "never stored), so there is nothing to revoke.")
             tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
                        " WHERE serial = ?", (iso(when), reason, serial))
-        return self.get(serial)
+            # A compromised key is compromised in every certificate that holds it (the one renewed
+            # with its key kept, the renewal of it, a CSR signed twice): all go on the CRL, at once.
+            sharers = self._same_key(tx, serial) if reason == KEY_COMPROMISE else []
+            for other in sharers:
+                tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
+                           " WHERE serial = ?", (iso(when), reason, other))
+        row = self.get(serial)
+        row["also_revoked"] = sharers
+        return row
+
+    def _same_key(self, tx, serial: str) -> list[str]:
+        """The other delivered, unrevoked certificates whose public key is that of ``serial``."""
+        from certkit.keys import public_key_der
+
+        (der,) = tx.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
+        wanted = public_key_der(load_der(serial, der).public_key())
+        found = []
+        for other, other_der in tx.execute("SELECT serial, der FROM certificates WHERE status || '' IN"
+                                           " ('valid', 'pending') AND kind <> 'ca' AND serial <> ?", (serial,)):
+            try:
+                if public_key_der(load_der(other, other_der).public_key()) == wanted:
+                    found.append(other)
+            except CertkitError:
+                continue  # a damaged row: check names it
+        return sorted(found)
 
     def revoked(self) -> list[tuple[str, dt.datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL; a damaged
