@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from certkit.errors import CertkitError, PassphraseRequired
-from certkit.store import CADirectory, Passphrase
+from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
 
 Level = Literal["ok", "warning", "error"]
 EXPIRY_WARNING_DAYS = 30
@@ -30,43 +31,149 @@ class Finding:
 
 def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
                        *, now: dt.datetime | None = None) -> list[Finding]:
-    """Run every check on the CA directory at ``path`` and return the findings in order."""
+    """Run every check on the CA directory at ``path`` and return the findings in order. Each
+    finding is about one file; a problem with one file does not keep the others from being checked."""
     store = CADirectory(path)
     now = now or dt.datetime.now(dt.UTC)
     out: list[Finding] = []
-    add = lambda check, level, message: out.append(Finding(check, level, message))  # noqa: E731
 
     if not store.path.is_dir():
-        add("directory", "error", f"{store.path} does not exist; create a CA with 'certkit init-ca'.")
+        out.append(Finding("directory", "error", f"{store.path} does not exist; create a CA with 'certkit init-ca'."))
         return out
-    dir_mode = stat.S_IMODE(store.path.stat().st_mode)
-    try:
-        store.check_safe()
-    except CertkitError as exc:
-        add("directory", "error", str(exc))
-    if dir_mode & 0o077:
-        add("directory", "warning",
-            f"{store.path} has mode {dir_mode:04o}; others can list it. Run: chmod 700 {store.path}")
-    else:
-        add("directory", "ok", f"{store.path} (mode {dir_mode:04o})")
-
-    try:
-        cert, parents = store.load_certificates()
-    except CertkitError as exc:
-        add("certificate", "error", str(exc))
-        return out
-    out.extend(_check_certificates(cert, parents, now))
+    out.extend(_check_files(store))
+    cert, parents, found = _load_certificates(store)
+    out.extend(found)
+    if cert is not None:
+        out.extend(_check_certificates(cert, parents, now))
     try:
         token = store.key_uri is not None
     except CertkitError as exc:  # certkit-ca.json unreadable: neither the key nor the inventory can be found
-        add("config", "error", str(exc))
+        out.append(Finding("config", "error", str(exc)))
         return out
-    out.extend(_check_token_key(store, cert, passphrase) if token else _check_key(store, cert, passphrase))
+    if not token:
+        out.extend(_check_key(store, cert, passphrase))
+    elif cert is not None:
+        out.extend(_check_token_key(store, cert, passphrase))
+    else:
+        out.append(Finding("key", "warning", f"the token's key was not checked: {CERT_FILE} cannot be read."))
     out.extend(_check_inventory(store, cert))
     return out
 
 
-def _check_certificates(cert, parents, now: dt.datetime) -> list[Finding]:
+# What another user who can write each file of a CA directory could do with it.
+_AT_STAKE = {
+    CERT_FILE: ("certificate", "replace it (and what peers are told to trust)"),
+    PARENTS_FILE: ("parents", "replace it (and the chain every bundle hands to peers)"),
+    INVENTORY_FILE: ("inventory", "rewrite it (the record of what this CA issued and revoked, which its CRLs "
+                                  "are made from)"),
+    CONFIG_FILE: ("config", "change it (and where the inventory and the key are taken from)"),
+}
+
+
+def _check_files(store: CADirectory) -> list[Finding]:
+    """The directory and each file in it: no link, no other owner, nobody else can write it. Every
+    command refuses such a directory (``CADirectory.check_safe``); here each file is named on its own."""
+    me = os.geteuid()
+    found: list[Finding] = []
+    info = store.path.stat()
+    dir_mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (me, 0):
+        found.append(Finding("directory", "error", f"{store.path} belongs to another user (uid {info.st_uid}), who "
+                                                   "could replace any file in it; use a CA directory of your own."))
+    elif dir_mode & 0o022:
+        found.append(Finding("directory", "error", f"{store.path} has mode {dir_mode:04o}: other users can add and "
+                                                   f"replace files in it. Run: chmod 700 {store.path}"))
+    elif dir_mode & 0o077:
+        found.append(Finding("directory", "warning", f"{store.path} has mode {dir_mode:04o}; others can list it. "
+                                                     f"Run: chmod 700 {store.path}"))
+    else:
+        found.append(Finding("directory", "ok", f"{store.path} (mode {dir_mode:04o})"))
+    for name, (check, stake) in _AT_STAKE.items():
+        path = store.path / name
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            found.append(Finding(check, "error", f"{path} is a symbolic link; a CA directory holds its own files. "
+                                                 "Replace the link with the file it points to."))
+        elif info.st_uid not in (me, 0):
+            found.append(Finding(check, "error", f"{path} belongs to another user (uid {info.st_uid}), who could "
+                                                 f"{stake}; use a CA directory of your own."))
+        elif info.st_mode & 0o022:
+            found.append(Finding(check, "error", f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: other users "
+                                                 f"can {stake}. Run: chmod go-w {path}"))
+    return found
+
+
+def _load_certificates(store: CADirectory) -> tuple[Any, list | None, list[Finding]]:
+    """ca.pem and parents.pem, each read on its own: (ca.pem or None, the parents or None, findings).
+    A missing parents.pem is an empty list (a root has none); the chain check says if one is needed."""
+    from cryptography import x509
+
+    found: list[Finding] = []
+    cert = _read_pem(store.cert_path, "certificate", "CA certificate", x509.load_pem_x509_certificate, found)
+    parents: list | None = []
+    if os.path.lexists(store.path / PARENTS_FILE):
+        parents = _read_pem(store.path / PARENTS_FILE, "parents", "parent certificates",
+                            x509.load_pem_x509_certificates, found)
+    return cert, parents, found
+
+
+def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.errors import parse_errors
+    from certkit.files import read_limited
+
+    if not os.path.lexists(path):
+        found.append(Finding(check, "error", f"{path} is missing; the CA directory is incomplete: restore it from a "
+                                             "backup, or create a CA with 'certkit init-ca'."))
+        return None
+    if not path.is_file():
+        found.append(Finding(check, "error", f"{path} is not a file; restore it from a backup."))
+        return None
+    try:
+        data = read_limited(path, MAX_CERT_FILE_BYTES, what=what)
+    except CertkitError as exc:
+        found.append(Finding(check, "error", str(exc)))
+        return None
+    damage = pem_damage(data)
+    if damage is None:
+        try:
+            return parse(data)
+        except parse_errors():
+            damage = "its certificate data does not parse"
+    found.append(Finding(check, "error", f"{path} is damaged: {damage}. Restore it from a backup."))
+    return None
+
+
+_PEM_LINE = re.compile(rb"^-----(BEGIN|END) ([A-Z0-9 ]+)-----[ \t\r]*$", re.MULTILINE)
+
+
+def pem_damage(data: bytes) -> str | None:
+    """What is wrong with the PEM framing of ``data`` (a truncated file, mismatched markers), or None."""
+    markers = _PEM_LINE.findall(data)
+    if not markers:
+        return "it holds no PEM data (no -----BEGIN line)"
+    opened = None
+    for kind, label in markers:
+        name = label.decode()
+        if kind == b"BEGIN":
+            if opened is not None:
+                return f"its BEGIN {opened} block has no END line"
+            opened = name
+        elif opened != name:
+            return f"an END {name} line has no matching BEGIN line"
+        else:
+            opened = None
+    if opened is not None:
+        return f"it is truncated: its BEGIN {opened} line has no END line"
+    return None
+
+
+def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Finding]:
+    """ca.pem a CA certificate, the chain to a root (when parents.pem could be read), and the validity
+    of each certificate."""
     from cryptography import x509
 
     found: list[Finding] = []
@@ -77,14 +184,9 @@ def _check_certificates(cert, parents, now: dt.datetime) -> list[Finding]:
         is_ca = False
     if not is_ca:
         found.append(Finding("certificate", "error", "ca.pem is not a CA certificate (no basicConstraints CA:TRUE)."))
-    chain = [cert, *parents]
-    for child, issuer in zip(chain, chain[1:] + [chain[-1]], strict=True):
-        try:
-            child.verify_directly_issued_by(issuer)
-        except Exception as exc:  # InvalidSignature, or a key type that cannot sign
-            name = child.subject.rfc4514_string()
-            found.append(Finding("chain", "error", f"{name} is not signed by {issuer.subject.rfc4514_string()}"
-                                                   f" ({type(exc).__name__}); parents.pem does not fit ca.pem."))
+    chain = [cert, *(parents or [])]
+    if parents is not None:
+        found.extend(_check_chain(chain))
     for c in chain:
         name = c.subject.rfc4514_string()
         end = c.not_valid_after_utc
@@ -97,10 +199,46 @@ def _check_certificates(cert, parents, now: dt.datetime) -> list[Finding]:
         elif c.not_valid_before_utc > now:
             found.append(Finding("validity", "error", f"{name} is not valid before {c.not_valid_before_utc:%Y-%m-%d};"
                                  " check the system clock."))
-    if not any(f.check in ("chain", "validity") for f in found):
+    if not any(f.check == "validity" for f in found):
+        chained = parents and not any(f.check == "chain" for f in found)
         found.append(Finding("validity", "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
-                             + (f", chain of {len(chain)}" if parents else "")))
+                             + (f", chain of {len(chain)}" if chained else "")))
     return found
+
+
+def _check_chain(chain: list) -> list[Finding]:
+    """Each certificate issued (name and signature) by the next; the last one a root that signed itself."""
+    for index, child in enumerate(chain):
+        where = CERT_FILE if index == 0 else f"{PARENTS_FILE} (certificate {index})"
+        name = child.subject.rfc4514_string()
+        issuer_name = child.issuer.rfc4514_string()
+        if index + 1 == len(chain):
+            if child.issuer != child.subject:
+                if index == 0:
+                    return [Finding("chain", "error", f"ca.pem ({name}) is issued by {issuer_name}, but "
+                                    f"{PARENTS_FILE} is missing: bundles would lack the chain to the root. Restore "
+                                    f"{PARENTS_FILE} from a backup (or copy the parent CA's ca.pem and its "
+                                    f"{PARENTS_FILE} into it, nearest first).")]
+                return [Finding("chain", "error", f"{PARENTS_FILE} ends with {name}, issued by {issuer_name}, which "
+                                f"it does not hold: the chain stops short of the root. Restore {PARENTS_FILE} "
+                                "from a backup.")]
+            issuer = child
+        else:
+            issuer = chain[index + 1]
+            if child.issuer != issuer.subject:
+                return [Finding("chain", "error", f"{where} ({name}) is issued by {issuer_name}, but the next "
+                                f"certificate in {PARENTS_FILE} is {issuer.subject.rfc4514_string()}: "
+                                f"{PARENTS_FILE} does not fit {CERT_FILE}.")]
+        try:
+            child.verify_directly_issued_by(issuer)
+        except Exception:  # InvalidSignature, or a key type that cannot sign
+            if issuer is child:
+                problem = f"the signature of {where} ({name}) on itself does not verify: it is damaged"
+            else:
+                problem = (f"{where} ({name}) is not signed by the key of {issuer.subject.rfc4514_string()}: "
+                           f"{PARENTS_FILE} does not fit {CERT_FILE}")
+            return [Finding("chain", "error", f"{problem}. Restore it from a backup.")]
+    return []
 
 
 def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding]:
@@ -112,8 +250,13 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
     found: list[Finding] = []
     key_mode = stat.S_IMODE(path.stat().st_mode)
     data = path.read_bytes()
+    damage = pem_damage(data) if data.lstrip().startswith(b"-----") else None
     encrypted = is_encrypted(data)
-    if key_mode & 0o077:
+    if damage is not None:  # whether it is encrypted cannot be known
+        found.append(Finding("key-mode", "warning" if key_mode & 0o077 else "ok",
+                             f"{path} has mode {key_mode:04o}: others can read it. Run: chmod 600 {path}"
+                             if key_mode & 0o077 else f"mode {key_mode:04o}"))
+    elif key_mode & 0o077:
         level: Level = "warning" if encrypted else "error"
         found.append(Finding("key-mode", level, f"{path} has mode {key_mode:04o}: others can read "
                              f"the {'encrypted' if encrypted else 'UNENCRYPTED'} CA key. Run: chmod 600 {path}"))
@@ -121,14 +264,25 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
         found.append(Finding("key-mode", "ok", f"mode {key_mode:04o}, {'encrypted' if encrypted else 'not encrypted'}"))
     if path.stat().st_uid != os.geteuid():
         found.append(Finding("key-owner", "warning", f"{path} is owned by uid {path.stat().st_uid}, not by you."))
+    if damage is not None:
+        found.append(Finding("key", "error", f"The CA key {path} is damaged: {damage}. Restore it from a backup; "
+                                             "nothing can be issued without it."))
+        return found
     try:
-        store.load_key(cert, passphrase)
+        if cert is None:  # it can still be decrypted, if not compared
+            from certkit.keys import load_private_key
+
+            secret = (passphrase() if callable(passphrase) else passphrase) if encrypted else None
+            load_private_key(data, secret, source=f"CA key {path}", trusted=True)
+        else:
+            store.load_key(cert, passphrase)
     except PassphraseRequired:
         found.append(Finding("key", "warning", "the key is encrypted and no passphrase was given: not checked."))
     except CertkitError as exc:
         found.append(Finding("key", "error", str(exc)))
     else:
-        found.append(Finding("key", "ok", "decrypts and matches ca.pem"))
+        found.append(Finding("key", "ok", "decrypts and matches ca.pem" if cert is not None
+                             else f"decrypts (not compared with {CERT_FILE}, which cannot be read)"))
     return found
 
 
@@ -183,6 +337,7 @@ def _verify_with_certificate(cert, key, signature: bytes, data: bytes) -> None:
 def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     """The inventory read as it is: nothing migrated, settled or written (query_only)."""
     from certkit.inventory import SCHEMA_VERSION
+    from certkit.inventory.audit import audit
 
     try:
         inventory = store.inventory
@@ -204,7 +359,8 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         from certkit.store import check_binding
 
         try:
-            check_binding(inventory, cert)
+            if cert is not None:
+                check_binding(inventory, cert)
             found.append(Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at "
                                                    f"{inventory.location}"))
         except CertkitError as exc:
@@ -221,24 +377,42 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         if integrity != "ok":
             return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
                             f"{integrity}. Restore it from a backup.")]
-        damaged = inventory.damaged()
-        with inventory.transaction() as tx:
-            count = tx.execute("SELECT count(*) FROM certificates").fetchone()[0]
-            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
+        audited = audit(inventory, cert)
+        pending = inventory.pending_count()
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     except sqlite3.Error as exc:
         return [Finding("inventory", "error", f"{inventory.location} is damaged: {exc}.")]
-    for row in damaged:
+    for row in audited.damaged:
         found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}."))
+    found.extend(_listed("inventory-row", audited.contradicted, "rows contradict their certificates"))
+    readable = audited.count - len(audited.damaged)
+    if audited.foreign and len(audited.foreign) == readable and readable > 1:
+        found.append(Finding("issuer", "error", f"none of the {readable} certificates in {inventory.location} was "
+                             f"issued by this CA ({cert.subject.rfc4514_string()}): the inventory, or ca.pem and "
+                             "ca-key.pem, come from another CA. Restore the files that belong together."))
+    found.extend(_listed("issuer", audited.foreign, "certificates were not issued by this CA"))
     if pending:
         found.append(Finding("inventory", "warning", f"{pending} certificate{'s are' if pending > 1 else ' is'} "
                              "pending (being written now, or left by a process that died: the next command that "
                              "opens the inventory settles those)."))
-    if not damaged:
-        found.append(Finding("inventory", "ok", f"{count} certificates recorded, every row readable, schema "
-                                                f"version {min(version, SCHEMA_VERSION)}"
+    if not (audited.damaged or audited.contradicted or audited.foreign):
+        issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be read)"
+        count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"
+        found.append(Finding("inventory", "ok", f"{count} recorded, every row readable and true "
+                                                f"to its certificate, {issued}, schema version "
+                                                f"{min(version, SCHEMA_VERSION)}"
                                                 + (" (current)" if version == SCHEMA_VERSION else "")))
+    return found
+
+
+ROWS_LISTED = 20  # per kind of problem: a foreign inventory of 100,000 rows is not 100,000 lines
+
+
+def _listed(check: str, rows: list, what: str) -> list[Finding]:
+    found = [Finding(check, "error", f"serial {row.serial}: {row.reason}.") for row in rows[:ROWS_LISTED]]
+    if len(rows) > ROWS_LISTED:
+        found.append(Finding(check, "error", f"{len(rows) - ROWS_LISTED} more {what} (not listed)."))
     return found
 
 

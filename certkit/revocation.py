@@ -25,8 +25,10 @@ def parse_reason(text: str) -> str:
     raise CertkitError(f"'{shown(text)}' is not a revocation reason; choose one of: {', '.join(REVOCATION_REASONS)}.")
 
 
-def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
-    """A CRL of every certificate ``ca`` revoked, with the next CRL number, valid ``days`` days."""
+def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.CertificateRevocationList":
+    """A CRL of every certificate ``ca`` revoked, with the next CRL number, valid ``days`` days (at most
+    until ``ca`` expires: :func:`crl_deadline`). ``checked``: the caller ran :func:`check_can_sign_crl`
+    already (``certkit crl`` does, before it asks for the passphrase)."""
     from cryptography import x509
 
     from certkit.keys import sign_builder
@@ -35,6 +37,8 @@ def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
     if not isinstance(days, int) or not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
         raise CertkitError(f"A CRL valid for {days} days is not possible; give {MIN_CRL_DAYS} to {MAX_CRL_DAYS}.")
     inventory = ca.require_inventory()
+    if not checked:
+        check_can_sign_crl(ca)
     key = ca.signing_key()
     # The number and the revocations in one transaction: a later number never lists fewer, on any
     # host; a damaged revoked row refuses the CRL before a number is taken.
@@ -46,7 +50,7 @@ def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.cert.subject)
         .last_update(this_update)
-        .next_update(this_update + dt.timedelta(days=days))
+        .next_update(min(this_update + dt.timedelta(days=days), crl_deadline(ca)))
         .add_extension(x509.CRLNumber(number), critical=False)
     )
     ski = ca.ski
@@ -58,3 +62,49 @@ def sign_crl(ca: "CA", *, days: int = 30) -> "x509.CertificateRevocationList":
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
     return sign_builder(key, builder)  # a key file, or a PKCS#11 token (certkit.pkcs11)
+
+
+def crl_deadline(ca: "CA") -> dt.datetime:
+    """The latest nextUpdate a CRL of ``ca`` can have: when ``ca`` (or a CA above it) expires. A CRL
+    promising an update after that would be signed by a certificate nobody accepts any more; ``sign_crl``
+    caps nextUpdate there rather than refusing, so that revocations can be published until the end."""
+    return min(c.not_valid_after_utc for c in (ca.cert, *ca.parents))
+
+
+# Rows whose signature ``check_can_sign_crl`` verifies besides the revoked ones: the latest issued. A
+# foreign inventory is foreign throughout, so these find one even when its CA has this CA's name.
+RECENT_ROWS_VERIFIED = 16
+
+
+def check_can_sign_crl(ca: "CA") -> None:
+    """Refuse a CRL from an expired CA, or of an inventory holding certificates ``ca`` did not issue
+    (ca.pem and ca-key.pem of another CA copied in: the CRL would list that CA's serials as this one's).
+
+    Every row's issuer name is compared (cheap: about 5 us a row); the signature, a hundred us a row,
+    is verified for the rows the CRL lists and the latest issued ones only: ``certkit check`` verifies
+    them all, ``crl`` stays fast for an inventory of 100,000 certificates."""
+    from cryptography import x509
+
+    from certkit.errors import CABroken, parse_errors
+    from certkit.inventory.audit import Issuer
+
+    ca.check_usable()
+    inventory = ca.require_inventory()
+    issuer = Issuer(ca.cert)
+    with inventory.transaction() as tx:
+        recent = {serial for (serial,) in tx.execute(
+            "SELECT serial FROM certificates ORDER BY issued_at DESC LIMIT ?", (RECENT_ROWS_VERIFIED,))}
+        foreign, example = 0, None
+        for serial, status, der in tx.execute("SELECT serial, status, der FROM certificates"):
+            try:
+                cert = x509.load_der_x509_certificate(bytes(der))
+                problem = issuer.problem(cert, bytes(der), verify=status == "revoked" or serial in recent)
+            except (*parse_errors(), TypeError):
+                continue  # a damaged row: the CRL's own reading of the revoked rows refuses those
+            if problem:
+                foreign += 1
+                example = example or f"serial {serial}: {problem}"
+    if foreign:
+        raise CABroken(f"The inventory {shown(inventory.location)} holds {foreign} certificate"
+                       f"{'s' if foreign > 1 else ''} that {shown(ca.common_name)} did not issue ({example}); a CRL "
+                       "signed now would list another CA's serials. Run 'certkit check' to see every such row.")

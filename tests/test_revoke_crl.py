@@ -14,7 +14,7 @@ from cryptography import x509
 from certkit.store import CADirectory
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 from nginx_helper import https_get, nginx
 
 pytestmark = pytest.mark.both_inventories  # every test with a ca_dir runs on PostgreSQL too (team_fixtures)
@@ -229,3 +229,39 @@ def test_nginx_two_tier_crls(tmp_path, ca_env, ca_dir):
                                                    "privkey.pem"))
         assert lost[0] == 400
         assert "certificate revoked" in error_log.read_text()
+
+
+def _saved_ca(path, *, days_ago: int, days: int) -> dict:
+    """A CA made ``days_ago`` days ago to live ``days`` days, and the environment to use it."""
+    from certkit.ca import CA
+
+    ca = CA.create("certkit short-lived CA", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago),
+                   days=days)
+    CADirectory(path).save_new(ca, PASSPHRASE.encode())
+    return certkit_env(CERTKIT_CA_DIR=str(path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+
+
+def test_expired_ca_signs_no_crl(tmp_path):
+    env = _saved_ca(tmp_path / "ca", days_ago=10, days=5)
+    for args in (("--out", tmp_path / "crl.pem"), ()):
+        proc = run_certkit("crl", *args, env=env)
+        assert_clean_error(proc, "expired on")
+        assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "crl.pem").exists()
+
+
+def test_crl_next_update_is_capped_at_the_ca_expiry(tmp_path):
+    env = _saved_ca(tmp_path / "ca", days_ago=1, days=11)
+    ca_cert = load(tmp_path / "ca" / "ca.pem")
+    proc = run_certkit("crl", "--out", tmp_path / "crl.pem", "--days", "30", "--json", env=env, check=True)
+    crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
+    assert crl.next_update_utc == ca_cert.not_valid_after_utc
+    assert json.loads(proc.stdout)["next_update"] == ca_cert.not_valid_after_utc.isoformat()
+    (warning,) = proc.stderr.strip().splitlines()
+    assert warning.startswith("Warning: nextUpdate is ") and "expires" in warning
+    text = openssl("crl", "-in", tmp_path / "crl.pem", "-noout", "-nextupdate").stdout.decode()
+    assert ca_cert.not_valid_after_utc.strftime("%b %e %H:%M:%S %Y") in text
+    proc = run_certkit("crl", "--out", tmp_path / "crl.pem", "--days", "7", env=env, check=True)
+    assert "Warning" not in proc.stderr
+    crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
+    assert crl.next_update_utc - crl.last_update_utc == dt.timedelta(days=7)

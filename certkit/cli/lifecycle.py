@@ -223,9 +223,13 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
       certkit crl --der --out crl.der --days 7
       certkit crl > crl.pem
     """
+    import datetime as dt
+
     from cryptography import x509
 
+    from certkit.cli.common import warn
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
+    from certkit.revocation import check_can_sign_crl, sign_crl
 
     if out is None and der and sys.stdout.isatty():
         raise click.UsageError("A DER CRL is binary: give --out FILE or redirect stdout.")
@@ -237,8 +241,12 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     if out is not None:
         check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories)  # before taking a number
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
+    check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
     unlock(ca, passphrase_file)
-    revocation_list = ca.crl(days=days)
+    revocation_list = sign_crl(ca, days=days, checked=True)
+    if revocation_list.next_update_utc < revocation_list.last_update_utc + dt.timedelta(days=days):
+        warn(f"nextUpdate is {when(revocation_list.next_update_utc)}, when the CA '{ca.common_name}' expires, not "
+             f"{days} days from now: no CRL of it is valid after that. Create its successor with 'certkit init-ca'.")
     data_bytes = crl_bytes(revocation_list, der=der)
     number = revocation_list.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     info = {
