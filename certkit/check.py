@@ -130,7 +130,9 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
                                              "backup, or create a CA with 'certkit init-ca'."))
         return None
     if not path.is_file():
-        found.append(Finding(check, "error", f"{path} is not a file; restore it from a backup."))
+        kind = "a directory" if path.is_dir() and not path.is_symlink() else "not a regular file"
+        found.append(Finding(check, "error", f"{path} is {kind}, not a file; the CA directory is damaged: restore "
+                                             f"{path.name} from a backup."))
         return None
     try:
         data = read_limited(path, MAX_CERT_FILE_BYTES, what=what)

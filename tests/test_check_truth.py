@@ -193,3 +193,10 @@ def test_unreadable_ca_pem_does_not_stop_the_key_and_inventory_checks(tmp_path: 
     env = certkit_env(CERTKIT_CA_DIR=str(ca_dir), CERTKIT_CA_PASSPHRASE="wrong")
     assert ("key", f"The passphrase does not decrypt the CA key {ca_dir / 'ca-key.pem'} (wrong passphrase, or the "
                    "file is damaged).") in errors(findings(env)[1])
+
+
+def test_the_summary_counts_each_failed_check_once(issued: dict, ca_dir: Path, ca_env: dict) -> None:
+    change(ca_dir, issued["server"], not_after="2099-01-01T00:00:00Z")
+    change(ca_dir, issued["client"], subject="CN=mallory")
+    proc = run_certkit("check", env=ca_env)
+    assert proc.returncode == 1 and proc.stderr == "Error: 2 checks failed: inventory-row (2).\n", proc.stderr

@@ -282,5 +282,8 @@ def check(ca_dir, passphrase_file, as_json):
     human = "\n".join(f"{f.level.upper():7} {f.check:{width}}  {f.message}" for f in findings)
     emit(as_json, data, human)
     if errors:
+        counts: dict[str, int] = {}
+        for e in errors:
+            counts[e.check] = counts.get(e.check, 0) + 1
         raise Failed(f"{len(errors)} check{'s' if len(errors) > 1 else ''} failed: "
-                                   + "; ".join(e.check for e in errors) + ".")
+                     + "; ".join(f"{check} ({n})" if n > 1 else check for check, n in counts.items()) + ".")
