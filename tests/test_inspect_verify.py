@@ -165,6 +165,8 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
     der = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes()).public_bytes(
         serialization.Encoding.DER)
     (tmp / "cut.der").write_bytes(der[:200])
+    lines = (pki / "server" / "cert.pem").read_text().splitlines()  # a whole PEM block around cut DER
+    (tmp / "short.pem").write_text("\n".join(lines[:4] + lines[-1:]) + "\n")
     text = (pki / "server" / "cert.pem").read_text().splitlines()
     text[3] = "!!!!" + text[3][4:]
     (tmp / "bad-base64.pem").write_text("\n".join(text) + "\n")
@@ -177,6 +179,8 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
         (tmp / "blank.pem", "blank.pem is empty"),
         (tmp / "cut.pem", "cut.pem holds a PEM block without its END line: the file is truncated"),
         (tmp / "cut.der", "cut.der is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "short.pem", "short.pem holds a damaged certificate: it is not valid DER: the data ends too soon "
+                            "(truncated)."),
         (tmp / "bad-base64.pem", "bad-base64.pem holds a certificate whose base64 text is damaged"),
         (tmp / "no-certs", "no-certs holds no certificate or CSR"),
         (tmp / "key-only.pem", "key-only.pem holds a private key but no certificate or CSR"),
