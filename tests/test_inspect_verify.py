@@ -570,6 +570,35 @@ def test_verify_accepts_a_client_certificate_without_subject_alt_name(tmp_path):
                        env=certkit_env()).returncode == 1
 
 
+def test_inspect_agrees_with_verify_on_any_extended_key_usage(tmp_path):
+    """anyExtendedKeyUsage does not stand in for serverAuth or clientAuth: inspect says so, verify and
+    openssl refuse such a certificate for either purpose."""
+    root = CA.create("Any EKU Root")
+    ca_file = _write(tmp_path / "root.pem", root.cert)
+    only = _write(tmp_path / "any.pem", _signed_by(root, ["any.example"], eku=["ANY_EXTENDED_KEY_USAGE"],
+                                                    san=[x509.DNSName("any.example")]))
+    out = _inspect(only).stdout
+    assert "EKU           anyExtendedKeyUsage\n" in out
+    assert ("Usable for: nothing TLS can use: its extendedKeyUsage holds only anyExtendedKeyUsage (which OpenSSL "
+            "and certkit verify do not take for TLS server or client authentication)") in out
+    assert "no extendedKeyUsage restricts it" not in out
+    for purpose in ("server", "client"):
+        assert openssl("verify", "-x509_strict", "-purpose", f"ssl{purpose}", "-CAfile", ca_file,
+                       only).returncode != 0
+        assert_verify_invalid(run_certkit("verify", only, "--purpose", purpose, "--ca-file", ca_file,
+                                          env=certkit_env()), "its extendedKeyUsage (anyExtendedKeyUsage) has no")
+    both = _write(tmp_path / "both.pem", _signed_by(root, ["both.example"], eku=["SERVER_AUTH", "ANY_EXTENDED_KEY_USAGE"],
+                                                     san=[x509.DNSName("both.example")]))
+    out = _inspect(both).stdout
+    assert "Usable for: TLS server authentication (both.example) and anyExtendedKeyUsage (which OpenSSL" in out
+    _ok(run_certkit("verify", both, "--purpose", "server", "--ca-file", ca_file, env=certkit_env()))
+    assert openssl("verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", ca_file, both).returncode != 0
+    assert run_certkit("verify", both, "--purpose", "client", "--ca-file", ca_file, env=certkit_env()).returncode == 1
+    # A certificate without any extendedKeyUsage is not restricted, for openssl too.
+    free = _write(tmp_path / "free.pem", root.issue_server(["free.example"]).cert)
+    assert "Usable for: TLS server authentication (free.example)" in _inspect(free).stdout
+
+
 def test_verify_client_name_as_shown(pki):
     """--name takes a client's CN as its value (alice) or as verify shows it (CN=alice); a distinguished
     name is said to be one."""
