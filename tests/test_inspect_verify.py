@@ -523,7 +523,7 @@ def _signed_by(ca: CA, subject: list, *, eku=None, san=None, san_critical: bool 
                .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=30))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+               .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()), critical=False)
                .add_extension(x509.ExtendedKeyUsage([getattr(ExtendedKeyUsageOID, u) for u in eku or
                                                      ["CLIENT_AUTH"]]), critical=False))
@@ -587,8 +587,8 @@ def test_inspect_agrees_with_verify_on_any_extended_key_usage(tmp_path):
                        only).returncode != 0
         assert_verify_invalid(run_certkit("verify", only, "--purpose", purpose, "--ca-file", ca_file,
                                           env=certkit_env()), "its extendedKeyUsage (anyExtendedKeyUsage) has no")
-    both = _write(tmp_path / "both.pem", _signed_by(root, ["both.example"], eku=["SERVER_AUTH", "ANY_EXTENDED_KEY_USAGE"],
-                                                     san=[x509.DNSName("both.example")]))
+    both = _write(tmp_path / "both.pem", _signed_by(root, ["both.example"], san=[x509.DNSName("both.example")],
+                                                     eku=["SERVER_AUTH", "ANY_EXTENDED_KEY_USAGE"]))
     out = _inspect(both).stdout
     assert "Usable for: TLS server authentication (both.example) and anyExtendedKeyUsage (which OpenSSL" in out
     _ok(run_certkit("verify", both, "--purpose", "server", "--ca-file", ca_file, env=certkit_env()))
