@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
+from certkit.text import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -48,10 +49,11 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
     try:
         csr = x509.load_pem_x509_csr(data) if is_pem else x509.load_der_x509_csr(data)
     except parse_errors() as exc:
-        raise InvalidCSR(
-            f"{_cap(source)} is not a readable certificate signing request (PEM or DER): "
-            f"{describe_parse_error(exc)}."
-        ) from None
+        if not is_pem:
+            raise InvalidCSR(f"{_cap(source)} is not a certificate signing request in PEM or DER form "
+                             "(it may be truncated, or not a CSR at all).") from None
+        raise InvalidCSR(f"{_cap(source)} holds a damaged certificate signing request: "
+                         f"{describe_parse_error(exc)}.") from None
     weak = weak_signature(csr)
     if weak:
         raise InvalidCSR(
@@ -175,24 +177,25 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
         try:
             return parse(value)
         except InvalidName as exc:
-            raise InvalidCSR(f"The CSR's {where} is refused: {exc}") from None
+            raise InvalidCSR(f"{where} is refused: {exc}") from None
 
     if kind in ("server", "peer"):
         hosts = []
         if request.common_name is not None:
-            hosts.append(checked(_names.parse_host, request.common_name, "common name"))
+            hosts.append(checked(_names.parse_host, request.common_name, "The CSR's common name"))
         for san_kind, value in request.san:
             if san_kind in ("dns", "ip"):
-                hosts.append(checked(_names.parse_host, value, f"subjectAltName {san_kind.upper()}:{value}"))
+                hosts.append(checked(_names.parse_host, value, f"The CSR's subjectAltName {san_kind.upper()}:{value}"))
             else:
                 dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
                                f"(a {kind} certificate names DNS names and IP addresses only)")
         for value in extra_names:
-            hosts.append(checked(_names.parse_host, value, f"extra name '{value}'"))
+            hosts.append(checked(_names.parse_host, value, f"The name '{shown(value)}' given after the CSR"))
         try:
             identities = _names.assemble(hosts)
         except InvalidName as exc:
-            raise InvalidCSR(f"The CSR's names are refused: {exc}") from None
+            whose = "The names (the CSR's and those given after it)" if extra_names else "The CSR's names"
+            raise InvalidCSR(f"{whose} are refused: {exc}") from None
         if not identities:
             raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
                              "give the names as arguments after the CSR file.")
@@ -205,7 +208,7 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
     if request.common_name is None:
         raise InvalidCSR("The CSR has no common name: a client certificate is identified by its CN "
                          "(what nginx, PostgreSQL and Mosquitto map to a user).")
-    cn = checked(_names.parse_common_name, request.common_name, "common name")
+    cn = checked(_names.parse_common_name, request.common_name, "The CSR's common name")
     by_kind: dict[str, list[str]] = {"email": [], "uri": [], "dns": []}
     for san_kind, value in request.san:
         if san_kind in by_kind:

@@ -22,12 +22,47 @@ def parse_errors() -> tuple[type[Exception], ...]:
             UnsupportedGeneralNameType)
 
 
+# The kinds of cryptography's ASN.1 ParseError, in words.
+_ASN1_KINDS = {
+    "ShortData": "the data ends too soon (truncated)",
+    "ExtraData": "extra data follows its end",
+    "UnexpectedTag": "a field is not of the type expected there",
+    "InvalidValue": "a field holds an invalid value",
+    "InvalidLength": "a length is invalid",
+    "InvalidTag": "a field has an invalid type tag",
+    "IntegerOverflow": "a number is too large",
+    "InvalidSetOrdering": "a set is not in DER order",
+    "EncodedDefault": "a field spells out its default value, which DER forbids",
+    "OidTooLong": "an object identifier is too long",
+    "UnknownDefinedBy": "an algorithm or attribute is unknown",
+}
+# The fields its location names, in words (the rest are left unsaid).
+_ASN1_FIELDS = {
+    "tbs_cert": None, "csr_info": None, "version": "the version", "serial": "the serial number",
+    "signature_alg": "the signature algorithm", "signature": "the signature", "issuer": "the issuer name",
+    "validity": "the validity period", "not_before": "the validity period", "not_after": "the validity period",
+    "subject": "the subject name", "spki": "the public key", "raw_extensions": "the extensions",
+    "attributes": "the requested attributes",
+}
+
+
 def describe_parse_error(exc: Exception) -> str:
-    """One line saying why parsing failed, for an error message."""
+    """One line in plain words saying why parsing failed, for an error message: never a Python
+    repr nor the ASN.1 parser's internals (``ParseError { kind: ShortData { needed: 91 } }``)."""
+    import re
+
     if isinstance(exc, KeyError):
         return "a name uses an unknown string type"
     text = str(exc).strip()
-    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+    if "ParseError {" in text:
+        kind = re.search(r"kind: (\w+)", text)
+        said = _ASN1_KINDS.get(kind.group(1) if kind else "", "its encoding is damaged")
+        fields = [_ASN1_FIELDS.get(part.rsplit("::", 1)[-1]) for part in re.findall(r'"([\w:]+)"', text)]
+        where = next((f for f in reversed(fields) if f), None)
+        return f"it is not valid DER: {said}" + (f" (in {where})" if where else "")
+    if text.startswith("Unable to load PEM file"):
+        return "its PEM text is damaged"
+    return text.splitlines()[0].rstrip(".") if text else "it could not be parsed"
 
 
 class CertkitError(Exception):

@@ -121,14 +121,20 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
     ids = ", ".join(_shown(e) for e in sans if e["type"] in ("email", "URI", "DNS", "IP"))
     client_id = (f"CN={subject_cn}" if subject_cn else "") + (f"; {ids}" if ids and subject_cn else ids)
     purposes = []
-    if eku is None or "anyExtendedKeyUsage" in eku:
+    if eku is None:
         return ("TLS server and client authentication and more (no extendedKeyUsage restricts it; "
                 "certkit never issues such certificates)")
     if "serverAuth" in eku:
         purposes.append("TLS server authentication" + (f" ({names})" if names else " (but it names no host)"))
     if "clientAuth" in eku:
         purposes.append("TLS client authentication" + (f" ({client_id})" if client_id else ""))
-    others = [u for u in eku if u not in ("serverAuth", "clientAuth")]
+    # anyExtendedKeyUsage does not stand in for serverAuth or clientAuth: OpenSSL and certkit verify
+    # refuse a certificate whose extendedKeyUsage lacks the one TLS asks for.
+    any_eku = ("anyExtendedKeyUsage (which OpenSSL and certkit verify do not take for TLS server or client "
+               "authentication)")
+    others = [any_eku if u == "anyExtendedKeyUsage" else u for u in eku if u not in ("serverAuth", "clientAuth")]
+    if not purposes and others == [any_eku]:
+        return f"nothing TLS can use: its extendedKeyUsage holds only {any_eku}"
     purposes += others
     return " and ".join(purposes) if purposes else "nothing TLS can use"
 

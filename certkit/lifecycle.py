@@ -66,21 +66,32 @@ def holds(folder: Path | None, serial: str) -> bool:
         return False
 
 
-def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = True) -> Found:
+def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = True,
+                     ca_cert: "x509.Certificate | None" = None, ca_parents: tuple = ()) -> Found:
     """The certificate ``ref`` names: a bundle folder or certificate file, a serial (or a unique
-    prefix of at least 8 hex digits), or, with ``allow_names``, a name it was issued for."""
+    prefix of at least 8 hex digits), or, with ``allow_names``, a name it was issued for.
+    ``ca_cert`` (with its ``ca_parents``) is the CA's own certificate: given, a certificate that
+    is not in the inventory is said to be that one, or one signed by it, rather than another CA's."""
+    what = "a bundle folder, a serial or a name" if allow_names else "a bundle folder or a serial"
     path = Path(ref)
     if path.exists():
         cert_path = path / CERT_FILE if path.is_dir() else path
         if path.is_dir() and not cert_path.is_file():
-            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give a bundle folder, a serial "
-                                     "or a name.")
+            from certkit import store
+
+            if (path / store.CERT_FILE).is_file() and any(
+                    (path / n).exists() for n in (store.KEY_FILE, store.CONFIG_FILE, store.INVENTORY_FILE)):
+                revoke = ("" if allow_names else f" To revoke that CA, revoke its certificate "
+                          f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
+                raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
+                                         f"give {what} of a certificate this CA issued.{revoke}")
+            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}.")
         cert = _read_cert(cert_path)
         serial = serial_hex(cert.serial_number)
         row = inventory.get(serial)
         if row is None or inventory.certificate(serial) != cert:
-            raise UnknownCertificate(f"The certificate in {shown(cert_path)} (serial {serial}) was not issued by "
-                                     "this CA.")
+            raise UnknownCertificate(_not_in_inventory(cert_path, cert, serial, ca_cert, ca_parents,
+                                                       revoking=not allow_names))
         folder = cert_path.parent if cert_path.name == CERT_FILE else None
         return Found(serial, row, cert, folder, inventory.successors(serial))
     serial = normalize_serial(ref)
@@ -97,10 +108,43 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         if len(matches) > 1:
             raise UnknownCertificate(f"The serial prefix {serial} matches several certificates "
                                      f"({', '.join(matches)}); give more digits.")
-    what = "a bundle folder, a serial or a name" if allow_names else "a bundle folder or a serial"
     raise UnknownCertificate(
         f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
     )
+
+
+def _not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
+                      ca_cert: "x509.Certificate | None", ca_parents: tuple, *, revoking: bool) -> str:
+    """Why the certificate in ``cert_path`` is not one of this CA's, in words: it is the CA's own
+    (and, when ``revoking``, how such a CA is withdrawn), it is signed by the CA but unrecorded, or
+    it was issued by another CA."""
+    from certkit.vocabulary import common_name
+
+    which = f"The certificate in {shown(cert_path)} (serial {serial})"
+    if ca_cert is None:
+        return f"{which} was not issued by this CA."
+    if cert == ca_cert:
+        if not revoking:
+            return f"{which} is this CA's own certificate, not one it issued."
+        if not ca_parents:
+            return (f"{which} is this CA's own certificate, not one it issued: a root CA is not revoked, it is "
+                    "removed from trust stores (certkit trust uninstall).")
+        above = common_name(ca_parents[0].subject) or ca_parents[0].subject.rfc4514_string()
+        return (f"{which} is this CA's own certificate, not one it issued: an intermediate CA is revoked by the CA "
+                f"above it ({shown(above)}): certkit revoke --ca-dir <that CA's directory> {shown(cert_path)}.")
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+        signed = True
+    except Exception:  # InvalidSignature, ValueError, TypeError: another issuer
+        signed = False
+    if signed:
+        return (f"{which} is signed by this CA, but this CA's inventory has no record of it (was the inventory "
+                "restored from an older backup, or the CA key used outside certkit?).")
+    if cert.issuer == ca_cert.subject:
+        return (f"{which} names this CA as its issuer but is not signed by this CA's key: another CA of the "
+                "same name issued it.")
+    issuer = common_name(cert.issuer) or cert.issuer.rfc4514_string()
+    return f"{which} was not issued by this CA: its issuer is {shown(issuer)}."
 
 
 def _found(inventory: "Inventory", row: dict) -> Found:
@@ -175,7 +219,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         from certkit.paths import check_name
 
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
-    found = find_certificate(inventory, ref)
+    found = find_certificate(inventory, ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
     recorded = Path(found.row["folder"]) if found.row.get("folder") else None
     if (out is None and found.folder is not None and recorded is not None
             and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):

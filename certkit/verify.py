@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,28 +42,66 @@ class Verdict:
     name_checked: bool = False
     name_ok: bool | None = None  # None when no name was given
     peer: bool = False  # a leaf with both serverAuth and clientAuth (certkit issue-peer): usable on either side
+    notes: list[str] = field(default_factory=list)  # plain sentences about the input that do not decide the verdict
 
     def to_dict(self) -> dict:
         return {
             "valid": self.valid, "purpose": self.purpose, "name": self.name,
             "name_checked": self.name_checked, "name_ok": self.name_ok, "subject": self.subject, "issuer": self.issuer,
             "not_after": self.not_after.isoformat(), "reasons": self.reasons,
-            "verifier_error": self.verifier_error, "chain": self.chain, "peer": self.peer,
+            "verifier_error": self.verifier_error, "chain": self.chain, "peer": self.peer, "notes": self.notes,
         }
 
 
 # --- loading ------------------------------------------------------------------------
 def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["x509.Certificate"]]:
     """The leaf (first certificate) and any intermediates that follow it (fullchain.pem),
-    from a file or a bundle folder."""
+    from a file or a bundle folder.
+
+    Of a bundle folder, what a server sends is judged: fullchain.pem, else cert.pem and
+    chain.pem. Its ca.pem is what a peer is told to trust, never a link of the chain."""
+    from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE
+    from certkit.files import STDIN
     from certkit.material import UnreadableFile, load_material
 
-    material = load_material(path)
-    certs = [c for c, _ in material.certificates]
+    path = Path(path)
+    if str(path) != STDIN and path.is_dir():
+        sent = [path / FULLCHAIN_FILE] if (path / FULLCHAIN_FILE).is_file() else \
+            [path / n for n in (CERT_FILE, CHAIN_FILE) if (path / n).is_file()]
+        if sent:
+            certs = []
+            for file in sent:
+                certs += [c for c, _ in load_material(file).certificates if c not in certs]
+        else:
+            certs = [c for c, name in load_material(path).certificates if name != CA_FILE]
+            if not certs and (path / CA_FILE).is_file():
+                raise UnreadableFile(f"The folder {shown(path)} holds only {CA_FILE}, the CA certificate a peer "
+                                     "trusts; give the certificate to verify (cert.pem or fullchain.pem).")
+    else:
+        certs = [c for c, _ in load_material(path).certificates]
     if not certs:
         raise UnreadableFile(f"{shown(path)} holds a certificate signing request, not a certificate; "
                              "a CSR becomes verifiable once a CA signs it.")
     return certs[0], certs[1:]
+
+
+def bundle_ca_note(folder: str | Path) -> str | None:
+    """What is wrong with a bundle folder's ca.pem, the CA its peers are told to trust: it should be
+    a self-signed root, since OpenSSL and most TLS stacks take no other certificate as a trust anchor."""
+    from certkit.constants import CA_FILE
+    from certkit.material import load_material
+
+    ca_file = Path(folder) / CA_FILE
+    if not ca_file.is_file():
+        return None
+    cas = [c for c, _ in load_material(ca_file).certificates]
+    not_roots = [c for c in cas if not _issued_by(c, c)]
+    if not not_roots:
+        return None
+    names = ", ".join(_cn(c.subject) for c in not_roots)
+    return (f"the folder's {CA_FILE} holds {names}, which is not a self-signed root CA: peers told to trust "
+            f"{CA_FILE} cannot build a chain with it (OpenSSL refuses it as a trust anchor); {CA_FILE} should "
+            "hold the root CA")
 
 
 def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = None
@@ -104,9 +143,10 @@ def _issued_by(cert, issuer) -> bool:
         return False
 
 
-def _path(leaf, intermediates, roots) -> tuple[list, str | None]:
+def _path(leaf, intermediates, roots, sent: str | None = None) -> tuple[list, str | None]:
     """Walk issuer links from ``leaf`` to a trust anchor; return the path and, if it
-    breaks, a sentence saying where."""
+    breaks, a sentence saying where. ``sent`` names the file the chain came from, when it is
+    what a server sends (a bundle's fullchain.pem)."""
     path, cert = [leaf], leaf
     pool = list(intermediates)
     for _ in range(8):
@@ -119,7 +159,9 @@ def _path(leaf, intermediates, roots) -> tuple[list, str | None]:
             if cert is leaf:
                 hint = ("" if any(r.subject == cert.issuer for r in roots) else
                         f" (if {_cn(cert.issuer)} is an intermediate CA under it, verify fullchain.pem "
-                        "or pass its certificate with --untrusted)")
+                        "or pass its certificate with --untrusted)" if sent is None else
+                        f" ({shown(sent)} does not carry {_cn(cert.issuer)}'s certificate, so a server sending it "
+                        "leaves its peers without the chain)")
                 return path, (f"not issued by this CA: it was issued by {_cn(cert.issuer)}, "
                               f"and the trusted CA is {ca_names}{hint}")
             return path, (f"the chain breaks at {_cn(cert.subject)}: its issuer {_cn(cert.issuer)} is "
@@ -206,6 +248,8 @@ def _names_of(cert) -> list[str]:
 def _name_problem(cert, purpose: str, name: str) -> str | None:
     from cryptography import x509
 
+    from certkit.vocabulary import common_name
+
     names = _names_of(cert)
     listed = ", ".join(names) or "no host at all"
     if purpose == "server":
@@ -216,20 +260,27 @@ def _name_problem(cert, purpose: str, name: str) -> str | None:
             if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
                 return None
         return f"not valid for name {name}: it names {listed}"
-    # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map).
-    candidates = {n.lower() for n in names} | {_cn(cert.subject)[3:].lower()}
+    # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
+    # may be given as its value (alice) or as it is shown (CN=alice).
+    cn = common_name(cert.subject)
+    candidates = {n.lower() for n in names} | ({cn.lower(), f"cn={cn.lower()}"} if cn is not None else set())
     if name.lower() in candidates:
         return None
-    return f"not valid for name {name}: it names {_cn(cert.subject)}" + (f" and {listed}" if names else "")
+    looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
+    hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
+            if looks_like_dn and cn is not None else "")
+    return (f"not valid for name {name}: it names {_cn(cert.subject)}" + (f" and {listed}" if names else "")
+            + hint)
 
 
 def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
                        intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
-                       now: dt.datetime | None = None) -> Verdict:
+                       now: dt.datetime | None = None, sent: str | None = None) -> Verdict:
     """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots``.
 
     The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
     certificate's SAN entries and subject CN (the verifier does not check client names).
+    ``sent`` names the file the intermediates came from when it is what a server sends.
     """
     if purpose not in PURPOSES:
         raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
@@ -238,7 +289,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                       leaf.not_valid_after_utc, name_checked=name is not None)
 
     # Our own reading of the certificate, for the plain-words reasons.
-    path, broken = _path(leaf, intermediates, roots)
+    path, broken = _path(leaf, intermediates, roots, sent)
     if broken:
         verdict.reasons.append(broken)
     for cert in path:
@@ -288,12 +339,37 @@ def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None
                     subject = x509.DNSName("name-not-given" + subject.value[1:])
             chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
         else:
+            builder = builder.extension_policies(**_client_policies())
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
         return [c.subject.rfc4514_string() for c in chain], None
     except VerificationError as exc:
         return [], plain_verifier_error(str(exc))
     except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
         return [], plain_verifier_error(str(exc))
+
+
+def _client_policies() -> dict:
+    """cryptography's web-PKI extension policies for a client chain, but for one thing: the client's
+    certificate may lack a subjectAltName, as OpenSSL, nginx and PostgreSQL accept (they know a client
+    by its subject CN). A subjectAltName that is present meets the same rules as by default, and a
+    certificate with neither subject nor subjectAltName, which names nobody, is still refused."""
+    from cryptography import x509
+    from cryptography.x509.verification import Criticality, ExtensionPolicy
+
+    def subject_alt_name(_policy, cert, san) -> None:
+        if san is None:
+            if not len(cert.subject):
+                raise ValueError("it names nobody: its subject is empty and it has no subjectAltName")
+            return
+        critical = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+        if len(cert.subject) and critical:
+            raise ValueError("its subjectAltName is marked critical although its subject is not empty")
+        if not len(cert.subject) and not critical:
+            raise ValueError("its subject is empty, so its subjectAltName must be marked critical")
+
+    ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC,
+                                                             subject_alt_name)
+    return {"ca_policy": ExtensionPolicy.webpki_defaults_ca(), "ee_policy": ee}
 
 
 def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
@@ -303,6 +379,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
     verdict and a description of where the trust came from."""
     from certkit.errors import describe_parse_error, parse_errors
+    from certkit.files import STDIN
     from certkit.material import load_material
 
     if name is not None and purpose == "server":
@@ -313,46 +390,79 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     roots, extra, trust = load_trust(ca_file, ca_dir)
     if untrusted is not None:
         chain += [c for c, _ in load_material(untrusted).certificates]
+    folder = Path(cert_path) if str(cert_path) != STDIN and Path(cert_path).is_dir() else None
     try:
         verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
-                                     name=name, now=now)
+                                     name=name, now=now, sent=_sent(folder) if folder is not None else None)
+        path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
+    if folder is not None:
+        try:
+            note = bundle_ca_note(folder)
+        except CertkitError as exc:
+            note = f"the folder's ca.pem, the CA its peers are told to trust, cannot be read: {exc}"
+        if note:
+            verdict.notes.append(note)
     if ca_file is None:
-        problem = inventory_status(ca_dir, leaf)
-        if problem:
-            verdict.reasons.append(problem)
+        problems = inventory_problems(ca_dir, path)
+        if problems:
+            verdict.reasons += problems
             verdict.valid, verdict.chain = False, []
     return verdict, trust
 
 
-def inventory_status(ca_dir: str | Path | None, leaf: "x509.Certificate") -> str | None:
-    """What the CA's own inventory says against ``leaf``: revoked, or never delivered. The chain
-    may verify, but the CA that issued it has withdrawn it (a CRL says so to servers)."""
+def _sent(folder: Path) -> str:
+    """The files of a bundle folder that a server sends, as :func:`load_certificate_chain` reads them."""
+    from certkit.constants import CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE
+
+    if (folder / FULLCHAIN_FILE).is_file():
+        return str(folder / FULLCHAIN_FILE)
+    if (folder / CHAIN_FILE).is_file():
+        return f"{folder / CERT_FILE} with {CHAIN_FILE}"
+    return str(folder / CERT_FILE)
+
+
+def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"]) -> list[str]:
+    """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
+    holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
+    intermediate CA above it (a CRL says so to peers)."""
     from certkit.inventory.rows import parse_iso
     from certkit.store import CADirectory
     from certkit.vocabulary import serial_hex
 
     inventory = CADirectory(ca_dir).inventory
-    try:
-        row = inventory.get(serial_hex(leaf.serial_number))
-    except CertkitError:
-        return None  # an unreadable inventory: the chain's verdict stands, check reports the rest
-    if row is None:
-        return None
-    if row["status"] == "revoked":
-        return (f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
-                f"{row['revocation_reason']}), as this CA's inventory records; servers refuse it once they "
-                "load the next CRL")
-    if row["status"] == "abandoned":
-        return "never delivered: this CA's inventory records it as abandoned (its key was never stored)"
-    return None
+    problems = []
+    for cert in chain:
+        serial = serial_hex(cert.serial_number)
+        try:
+            row = inventory.get(serial)
+            if row is None or inventory.certificate(serial) != cert:
+                continue
+        except CertkitError:
+            continue  # an unreadable inventory or row: the chain's verdict stands, check reports the rest
+        if cert is chain[0]:
+            if row["status"] == "revoked":
+                problems.append(f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
+                                f"{row['revocation_reason']}), as this CA's inventory records; servers refuse it "
+                                "once they load the next CRL")
+            elif row["status"] == "abandoned":
+                problems.append("never delivered: this CA's inventory records it as abandoned (its key was never "
+                                "stored)")
+        elif row["status"] == "revoked":
+            problems.append(f"the issuing CA {_cn(cert.subject)} was revoked on "
+                            f"{parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
+                            f"{row['revocation_reason']}), as this CA's inventory records; peers that load the "
+                            "next CRL refuse every certificate it issued")
+        elif row["status"] == "abandoned":
+            problems.append(f"the issuing CA {_cn(cert.subject)} was never delivered: this CA's inventory records "
+                            "it as abandoned")
+    return problems
 
 
 def plain_verifier_error(text: str) -> str:
     """cryptography's verifier message without Python reprs: ``<Certificate(subject=<Name(CN=x)>, ...)>``
-    becomes ``CN=x``."""
-    import re
-
+    becomes ``CN=x``; a refusal of certkit's own extension check is said in its own words."""
     text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
+    text = text.replace("Python extension validator failed: ValueError: ", "")
     return re.sub(r"<Name\((.*?)\)>", r"\1", text)

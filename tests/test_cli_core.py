@@ -86,6 +86,19 @@ def test_init_ca_refuses_to_overwrite(ca_dir: Path, ca_env: dict) -> None:
     assert ((ca_dir / "ca.pem").read_bytes(), (ca_dir / "ca-key.pem").read_bytes()) == before
 
 
+def test_init_ca_in_a_certificate_bundle_says_it_is_one(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """A bundle holds the ca.pem of its issuer, but it is no CA: init-ca says what the folder is."""
+    for command in (["issue-server", "good.example.com"], ["issue-client", "alice"]):
+        run_certkit(*command, cwd=tmp_path, env=ca_env, check=True)
+    for bundle in (tmp_path / "good.example.com", tmp_path / "alice"):
+        before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+        proc = run_certkit("init-ca", "--ca-dir", bundle, "--name", "Another", env=ca_env)
+        assert_clean_error(proc, f"{bundle} is a certificate bundle (it holds cert.pem and the ca.pem of the CA "
+                                 "that issued it), not a CA directory; choose another --ca-dir.")
+        assert "already exists" not in proc.stderr
+        assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+
+
 def test_default_ca_dir_is_per_user(tmp_path: Path) -> None:
     env = certkit_env(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "data"),
                       CERTKIT_CA_PASSPHRASE=PASSPHRASE)

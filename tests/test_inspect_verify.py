@@ -165,6 +165,8 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
     der = x509.load_pem_x509_certificate((pki / "server" / "cert.pem").read_bytes()).public_bytes(
         serialization.Encoding.DER)
     (tmp / "cut.der").write_bytes(der[:200])
+    lines = (pki / "server" / "cert.pem").read_text().splitlines()  # a whole PEM block around cut DER
+    (tmp / "short.pem").write_text("\n".join(lines[:4] + lines[-1:]) + "\n")
     text = (pki / "server" / "cert.pem").read_text().splitlines()
     text[3] = "!!!!" + text[3][4:]
     (tmp / "bad-base64.pem").write_text("\n".join(text) + "\n")
@@ -177,6 +179,8 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
         (tmp / "blank.pem", "blank.pem is empty"),
         (tmp / "cut.pem", "cut.pem holds a PEM block without its END line: the file is truncated"),
         (tmp / "cut.der", "cut.der is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "short.pem", "short.pem holds a damaged certificate: it is not valid DER: the data ends too soon "
+                            "(truncated)."),
         (tmp / "bad-base64.pem", "bad-base64.pem holds a certificate whose base64 text is damaged"),
         (tmp / "no-certs", "no-certs holds no certificate or CSR"),
         (tmp / "key-only.pem", "key-only.pem holds a private key but no certificate or CSR"),
@@ -406,3 +410,205 @@ def test_verify_client_name_may_be_any_name_a_certificate_holds(pki) -> None:
     proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name", "999.1.1.1",
                        "--ca-file", pki / "root.pem", env=certkit_env())
     assert_verify_invalid(proc, "not valid for name 999.1.1.1: it names CN=alice")
+
+
+# --- verify: the inventory, bundle folders, clients without subjectAltName -------------
+def _cli_two_tier(folder: Path) -> dict[str, str]:
+    """A root CA directory and an intermediate under it, made as a user makes them."""
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    secret = folder / "pp"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    run_certkit("init-ca", "--ca-dir", folder / "ca", "--name", "Root CA", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", folder / "issuing", "--parent-ca-dir", folder / "ca",
+                "--parent-passphrase-file", secret, "--name", "Issuing CA 1", env=env, check=True)
+    return env
+
+
+def test_verify_refuses_a_leaf_under_an_intermediate_its_root_revoked(tmp_path):
+    """The root's inventory records the intermediate as revoked: every leaf under it is refused, as
+    openssl refuses it with the root's CRL, however the chain is given."""
+    env = _cli_two_tier(tmp_path)
+    run_certkit("issue-server", "before.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
+                tmp_path / "before", env=env, check=True)
+    run_certkit("revoke", "--ca-dir", tmp_path / "ca", tmp_path / "issuing" / "ca.pem", "--reason", "cACompromise",
+                env=env, check=True)
+    run_certkit("issue-server", "after.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
+                tmp_path / "after", env=env, check=True)
+    run_certkit("crl", "--ca-dir", tmp_path / "ca", "--out", tmp_path / "root-crl.pem", env=env, check=True)
+    run_certkit("crl", "--ca-dir", tmp_path / "issuing", "--out", tmp_path / "issuing-crl.pem", env=env, check=True)
+    (tmp_path / "crls.pem").write_bytes((tmp_path / "root-crl.pem").read_bytes()
+                                        + (tmp_path / "issuing-crl.pem").read_bytes())
+    for host in ("after", "before"):
+        bundle = tmp_path / host
+        name = f"{host}.example.internal"
+        refused = openssl("verify", "-x509_strict", "-crl_check_all", "-CRLfile", tmp_path / "crls.pem", "-CAfile",
+                          tmp_path / "ca" / "ca.pem", "-untrusted", bundle / "chain.pem", bundle / "cert.pem")
+        assert refused.returncode != 0 and b"revoked" in refused.stdout + refused.stderr, refused
+        for given in ([bundle], [bundle / "fullchain.pem"], [bundle / "cert.pem", "--untrusted", bundle / "chain.pem"]):
+            proc = run_certkit("verify", *given, "--purpose", "server", "--name", name, "--ca-dir", tmp_path / "ca",
+                               env=env)
+            assert_verify_invalid(proc, "the issuing CA CN=Issuing CA 1 was revoked on ")
+            assert "(reason: cACompromise), as this CA's inventory records" in proc.stdout
+            assert "VALID as" not in proc.stdout.replace("NOT VALID", "")
+    # The intermediate's own inventory still speaks for its leaves.
+    run_certkit("revoke", "--ca-dir", tmp_path / "issuing", tmp_path / "before", "--reason", "keyCompromise",
+                env=env, check=True)
+    proc = run_certkit("verify", tmp_path / "before", "--purpose", "server", "--ca-dir", tmp_path / "issuing",
+                       env=env)
+    assert_verify_invalid(proc, "(reason: keyCompromise), as this CA's inventory records")
+    _ok(run_certkit("verify", tmp_path / "after", "--purpose", "server", "--ca-dir", tmp_path / "issuing", env=env))
+
+
+def _bundle(folder: Path, leaf, *, fullchain: list | None, chain: list | None, ca: list) -> Path:
+    """A bundle folder as written by hand: cert.pem, and fullchain.pem, chain.pem and ca.pem as given."""
+    pem = lambda certs: b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)  # noqa: E731
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(pem([leaf]))
+    if fullchain is not None:
+        (folder / "fullchain.pem").write_bytes(pem([leaf, *fullchain]))
+    if chain is not None:
+        (folder / "chain.pem").write_bytes(pem(chain))
+    (folder / "ca.pem").write_bytes(pem(ca))
+    return folder
+
+
+def test_verify_of_a_bundle_folder_judges_what_its_server_sends(tmp_path):
+    """fullchain.pem (else cert.pem and chain.pem) is what a server sends; ca.pem is what its peers trust,
+    never a link of the chain. openssl, given the same files, agrees."""
+    root = CA.create("Bundle Root")
+    inter = CA.create("Bundle Issuing", parent=root)
+    (tmp_path / "root.pem").write_bytes(root.cert_pem)
+    leaf = inter.issue_server(["qq.example"]).cert
+    cases = {  # folder: (fullchain, chain, ca, valid)
+        "leaf-alone": ([], None, [inter.cert], False),  # an intermediate lost its parents.pem
+        "no-fullchain": (None, None, [inter.cert], False),
+        "chain-no-fullchain": (None, [inter.cert], [root.cert], True),
+        "good": ([inter.cert], [inter.cert], [root.cert], True),
+        "good-but-ca-is-intermediate": ([inter.cert], [inter.cert], [inter.cert], True),
+    }
+    for folder, (fullchain, chain, ca, valid) in cases.items():
+        bundle = _bundle(tmp_path / folder, leaf, fullchain=fullchain, chain=chain, ca=ca)
+        sent = ["-untrusted", bundle / "fullchain.pem", bundle / "fullchain.pem"] if fullchain is not None else \
+            ["-untrusted", bundle / "chain.pem", bundle / "cert.pem"] if chain is not None else [bundle / "cert.pem"]
+        theirs = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", tmp_path / "root.pem", *sent)
+        assert (theirs.returncode == 0) is valid, (folder, theirs)
+        proc = run_certkit("verify", bundle, "--purpose", "server", "--ca-file", tmp_path / "root.pem",
+                           env=certkit_env())
+        if valid:
+            _ok(proc)
+            assert "chain     CN=qq.example -> CN=Bundle Issuing -> CN=Bundle Root" in proc.stdout
+        else:
+            assert_verify_invalid(proc, "not issued by this CA: it was issued by CN=Bundle Issuing")
+            assert "does not carry CN=Bundle Issuing's certificate" in proc.stdout
+        note = "the folder's ca.pem holds CN=Bundle Issuing, which is not a self-signed root CA"
+        assert (note in proc.stdout) is (ca == [inter.cert]), (folder, proc.stdout)
+    data = json.loads(run_certkit("verify", tmp_path / "leaf-alone", "--purpose", "server", "--ca-file",
+                                  tmp_path / "root.pem", "--json", env=certkit_env()).stdout)
+    assert data["valid"] is False and data["notes"] and "not a self-signed root CA" in data["notes"][0]
+    only_ca = tmp_path / "only-ca"
+    only_ca.mkdir()
+    (only_ca / "ca.pem").write_bytes(root.cert_pem)
+    assert_clean_error(run_certkit("verify", only_ca, "--purpose", "server", "--ca-file", tmp_path / "root.pem",
+                                   env=certkit_env()), "holds only ca.pem, the CA certificate a peer trusts")
+
+
+def _signed_by(ca: CA, subject: list, *, eku=None, san=None, san_critical: bool = False) -> x509.Certificate:
+    """A leaf signed by ``ca`` as another tool might make it (certkit itself always writes a SAN)."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in subject]))
+               .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()), critical=False)
+               .add_extension(x509.ExtendedKeyUsage([getattr(ExtendedKeyUsageOID, u) for u in eku or
+                                                     ["CLIENT_AUTH"]]), critical=False))
+    if san is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=san_critical)
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_verify_accepts_a_client_certificate_without_subject_alt_name(tmp_path):
+    """A CN-only client certificate (what OpenSSL, nginx and PostgreSQL take) is valid, by its CN; one that
+    names nobody at all is not, nor is a server certificate without a subjectAltName."""
+    root = CA.create("CN-only Root")
+    ca_file = _write(tmp_path / "root.pem", root.cert)
+    cases = [  # (file, certificate, purpose, name, valid, fragment)
+        ("cn-only.pem", _signed_by(root, ["device-7"]), "client", "device-7", True, None),
+        ("cn-only-any.pem", _signed_by(root, ["device-8"]), "client", None, True, None),
+        ("cn-only-wrong.pem", _signed_by(root, ["device-9"]), "client", "device-1", False,
+         "not valid for name device-1: it names CN=device-9"),
+        ("cn-only-server.pem", _signed_by(root, ["web.example"], eku=["SERVER_AUTH"]), "client", None, False,
+         "it has no clientAuth usage"),
+        ("nobody.pem", _signed_by(root, []), "client", None, False,
+         "it names nobody: its subject is empty and it has no subjectAltName"),
+    ]
+    for file, cert, purpose, name, valid, fragment in cases:
+        path = _write(tmp_path / file, cert)
+        args = ["--name", name] if name else []
+        proc = run_certkit("verify", path, "--purpose", purpose, *args, "--ca-file", ca_file, env=certkit_env())
+        if valid:
+            _ok(proc)
+            assert f"chain     CN={cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value} -> " \
+                   "CN=CN-only Root" in proc.stdout
+            theirs = openssl("verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", ca_file, path)
+            assert theirs.returncode == 0, theirs
+        else:
+            assert_verify_invalid(proc, fragment)
+        assert "2.5.29.17" not in proc.stdout + proc.stderr
+    server = _write(tmp_path / "server-no-san.pem", _signed_by(root, ["web.example"], eku=["SERVER_AUTH"]))
+    assert run_certkit("verify", server, "--purpose", "server", "--ca-file", ca_file,
+                       env=certkit_env()).returncode == 1
+
+
+def test_inspect_agrees_with_verify_on_any_extended_key_usage(tmp_path):
+    """anyExtendedKeyUsage does not stand in for serverAuth or clientAuth: inspect says so, verify and
+    openssl refuse such a certificate for either purpose."""
+    root = CA.create("Any EKU Root")
+    ca_file = _write(tmp_path / "root.pem", root.cert)
+    only = _write(tmp_path / "any.pem", _signed_by(root, ["any.example"], eku=["ANY_EXTENDED_KEY_USAGE"],
+                                                    san=[x509.DNSName("any.example")]))
+    out = _inspect(only).stdout
+    assert "EKU           anyExtendedKeyUsage\n" in out
+    assert ("Usable for: nothing TLS can use: its extendedKeyUsage holds only anyExtendedKeyUsage (which OpenSSL "
+            "and certkit verify do not take for TLS server or client authentication)") in out
+    assert "no extendedKeyUsage restricts it" not in out
+    for purpose in ("server", "client"):
+        assert openssl("verify", "-x509_strict", "-purpose", f"ssl{purpose}", "-CAfile", ca_file,
+                       only).returncode != 0
+        assert_verify_invalid(run_certkit("verify", only, "--purpose", purpose, "--ca-file", ca_file,
+                                          env=certkit_env()), "its extendedKeyUsage (anyExtendedKeyUsage) has no")
+    both = _write(tmp_path / "both.pem", _signed_by(root, ["both.example"], san=[x509.DNSName("both.example")],
+                                                     eku=["SERVER_AUTH", "ANY_EXTENDED_KEY_USAGE"]))
+    out = _inspect(both).stdout
+    assert "Usable for: TLS server authentication (both.example) and anyExtendedKeyUsage (which OpenSSL" in out
+    _ok(run_certkit("verify", both, "--purpose", "server", "--ca-file", ca_file, env=certkit_env()))
+    assert openssl("verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", ca_file, both).returncode != 0
+    assert run_certkit("verify", both, "--purpose", "client", "--ca-file", ca_file, env=certkit_env()).returncode == 1
+    # A certificate without any extendedKeyUsage is not restricted, for openssl too.
+    free = _write(tmp_path / "free.pem", root.issue_server(["free.example"]).cert)
+    assert "Usable for: TLS server authentication (free.example)" in _inspect(free).stdout
+
+
+def test_verify_client_name_as_shown(pki):
+    """--name takes a client's CN as its value (alice) or as verify shows it (CN=alice); a distinguished
+    name is said to be one."""
+    for name in ("alice", "CN=alice", "cn=Alice"):
+        proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name", name,
+                           "--ca-file", pki / "root.pem", env=certkit_env())
+        _ok(proc)
+        assert f"name      {name}: matches" in proc.stdout
+    for name in ("CN=alice,O=Lab", "/CN=alice", "CN=bob"):
+        proc = run_certkit("verify", pki / "client" / "cert.pem", "--purpose", "client", "--name", name,
+                           "--ca-file", pki / "root.pem", env=certkit_env())
+        assert_verify_invalid(proc, f"not valid for name {name}: it names CN=alice and alice@example.com (--name "
+                                    "takes a name's value, such as the CN alice, not a distinguished name)")

@@ -162,6 +162,50 @@ def test_revoke_refusals(fleet, ca_env, ca_dir, tmp_path):
     assert not (fleet / "x.pem").exists()
 
 
+def test_revoke_says_what_it_was_given(fleet, ca_env, ca_dir, tmp_path):
+    """A certificate revoke cannot find is named for what it is: this CA's own certificate, one signed
+    by this CA but unrecorded, a CA directory, or another CA's; never 'not issued by this CA' when it was."""
+    from certkit.ca import CA
+
+    inventory = CADirectory(ca_dir).inventory
+    count = inventory.count()
+    own = run_certkit("revoke", ca_dir / "ca.pem", env=ca_env)
+    assert_clean_error(own, "is this CA's own certificate, not one it issued: a root CA is not revoked, it is "
+                            "removed from trust stores (certkit trust uninstall)")
+    # Signed with this CA's key, but not in its inventory (as after restoring an older inventory).
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    unrecorded = tmp_path / "unrecorded.pem"
+    unrecorded.write_bytes(CA(ca.cert, ca.key).issue_client("ghost").cert_pem)
+    proc = run_certkit("revoke", unrecorded, env=ca_env)
+    assert_clean_error(proc, "is signed by this CA, but this CA's inventory has no record of it")
+    assert "not issued by this CA" not in proc.stderr
+    # An intermediate's CA directory, and its certificate given to the intermediate itself.
+    secret = tmp_path / "pp"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "i6", "--parent-ca-dir", ca_dir, "--parent-passphrase-file", secret,
+                "--name", "Issuing 6", env=ca_env, check=True)
+    folder = run_certkit("revoke", tmp_path / "i6", env=ca_env)
+    assert_clean_error(folder, "is a CA directory, not a certificate bundle; give a bundle folder or a serial of a "
+                               f"certificate this CA issued. To revoke that CA, revoke its certificate "
+                               f"{tmp_path / 'i6' / 'ca.pem'} with --ca-dir naming the CA above it.")
+    assert "or a name" not in folder.stderr
+    itself = run_certkit("revoke", "--ca-dir", tmp_path / "i6", tmp_path / "i6" / "ca.pem", env=ca_env)
+    assert_clean_error(itself, "is this CA's own certificate, not one it issued: an intermediate CA is revoked by "
+                               "the CA above it (certkit test root)")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_error(run_certkit("revoke", empty, env=ca_env), "holds no cert.pem; give a bundle folder or a serial.")
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "other"))
+    run_certkit("init-ca", "--name", "Other Root", env=other, check=True)
+    run_certkit("issue-client", "mallory", cwd=tmp_path, env=other, check=True)
+    assert_clean_error(run_certkit("revoke", tmp_path / "mallory", env=ca_env),
+                       "was not issued by this CA: its issuer is Other Root.")
+    # The CA's own certificate is what the intermediate's parent revokes, as before.
+    run_certkit("revoke", tmp_path / "i6" / "ca.pem", "--reason", "cACompromise", env=ca_env, check=True)
+    assert inventory.count() == count + 1 and [r["kind"] for r in inventory.query(status="revoked")] == ["ca"]
+
+
 def test_ed25519_and_rsa_ca_crls(tmp_path, ca_env):
     for key_type in ("ed25519", "rsa-2048"):
         env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / key_type))

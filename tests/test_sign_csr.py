@@ -190,7 +190,10 @@ def _flip_last(data: bytes) -> bytes:
 
 
 BAD = {
-    "garbage": (lambda p: p.write_bytes(b"this is not a CSR\n"), "not a readable certificate signing request"),
+    "garbage": (lambda p: p.write_bytes(b"this is not a CSR\n"), "is not a certificate signing request in PEM or DER"),
+    "truncated-der": ("truncate", "is not a certificate signing request in PEM or DER form (it may be truncated"),
+    "truncated-pem": ("truncate-pem", "holds a damaged certificate signing request: it is not valid DER: the data "
+                                      "ends too soon"),
     "certificate": (None, "it is PEM '-----BEGIN CERTIFICATE-----'"),
     "tampered-signature": ("sig", "does not verify"),
     "tampered-subject": ("subject", "does not verify"),
@@ -199,6 +202,7 @@ BAD = {
     "bad-ip-zone": ("zone", "zone"),
     "no-names": ("nonames", "names no host"),
     "weak-rsa": ("rsa1024", "rsa-1024"),
+    "extra-name": ("extra *.com", "The name '*.com' given after the CSR is refused: '*.com' is not allowed"),
 }
 
 
@@ -214,6 +218,17 @@ def test_bad_csr_refused_nothing_written(tmp_path, ca_env, ca_dir, case):
         der, _ = openssl_csr(tmp_path, "ec", "/CN=victim.internal", der=True)
         data = der.read_bytes()
         csr.write_bytes(_flip_last(data) if action == "sig" else _tamper(data, b"victim", b"attack"))
+    elif action in ("truncate", "truncate-pem"):
+        der, _ = openssl_csr(tmp_path, "ec", "/CN=short.internal", der=True)
+        data = der.read_bytes()[:120]
+        if action == "truncate-pem":
+            import base64
+
+            data = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(data) + \
+                b"-----END CERTIFICATE REQUEST-----\n"
+        csr.write_bytes(data)
+    elif action == "extra *.com":
+        crypto_csr(csr, "www.example.com")
     elif action == "*.com":
         crypto_csr(csr, "www.example.com", [x509.DNSName("www.example.com"), x509.DNSName("*.com")])
     elif action == "cn*.co.uk":
@@ -226,10 +241,11 @@ def test_bad_csr_refused_nothing_written(tmp_path, ca_env, ca_dir, case):
         proc = openssl("req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", tmp_path / "k", "-subj",
                        "/CN=old.internal", "-out", csr)
         assert proc.returncode == 0, proc.stderr
-    extra = ["fe80::1%eth0"] if action == "zone" else []
+    extra = {"zone": ["fe80::1%eth0"], "extra *.com": ["*.com"]}.get(action, [])
     before = CADirectory(ca_dir).inventory.count()
     proc = run_certkit("sign-csr", csr, "--server", *extra, "--out", "out", cwd=tmp_path, env=ca_env)
     assert_clean_error(proc, message)
+    assert "ParseError" not in proc.stderr and "asn1" not in proc.stderr  # the parser's internals are not words
     assert not (tmp_path / "out").exists()
     assert CADirectory(ca_dir).inventory.count() == before
 

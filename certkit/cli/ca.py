@@ -83,8 +83,13 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     _check_subject(common_name, org, org_unit, country)
     store = CADirectory(ca_dir)
     if store.exists():  # before asking for any passphrase
+        from certkit.constants import CERT_FILE
         from certkit.errors import CAExists
+        from certkit.text import shown
 
+        if (store.path / CERT_FILE).is_file() and not (store.key_path.exists() or store.config_path.exists()):
+            raise CAExists(f"{shown(store.path)} is a certificate bundle (it holds {CERT_FILE} and the ca.pem of the "
+                           "CA that issued it), not a CA directory; choose another --ca-dir.")
         raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
                        "Choose another --ca-dir or remove it yourself.")
     if inventory_url is not None:

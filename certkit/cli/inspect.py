@@ -97,6 +97,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
         lines += [f"  reason    {shown(r)}" for r in verdict.reasons]
         if verdict.verifier_error:
             lines.append(f"  verifier  {shown(verdict.verifier_error)}")
+    lines += [f"  note      {shown(note)}" for note in verdict.notes]
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
         raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons))}.")

@@ -180,8 +180,9 @@ def revoke(certificate, reason, ca_dir, as_json):
         reason = parse_reason(reason)
     except CertkitError as exc:
         raise click.BadParameter(str(exc), param_hint="'--reason'") from None
-    _store, inventory = _inventory(ca_dir)
-    found = find_certificate(inventory, certificate, allow_names=False)
+    store, inventory = _inventory(ca_dir)
+    ca_cert, ca_parents = store.load_certificates()
+    found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert, ca_parents=tuple(ca_parents))
     row = inventory.revoke(found.serial, reason)
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
