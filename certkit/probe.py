@@ -383,7 +383,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     own = result.chain[0]
     is_ca = bool(own["basic_constraints"] and own["basic_constraints"]["ca"])
     eku = own["extended_key_usage"]  # None: no extension, which TLS reads as "any purpose"
-    result.server_auth = not is_ca and (eku is None or bool({"serverAuth", "anyExtendedKeyUsage"} & set(eku)))
+    # anyExtendedKeyUsage alone does not do: OpenSSL and certkit verify refuse it for TLS, as browsers do
+    result.server_auth = not is_ca and (eku is None or "serverAuth" in eku)
     result.name_matches = _matches(leaf, target)
     if roots:
         from certkit.verify import verify_certificate

@@ -79,7 +79,7 @@ def with_verdict(result: "ProbeResult") -> str:
     verdict = f"accepted: the server answered HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
     # A server that lets in what it should not is worth a word (openssl s_server without
     # -verify_return_error only logs verification errors, for one).
-    if result.client_eku is not None and not {"clientAuth", "anyExtendedKeyUsage"} & set(result.client_eku):
+    if result.client_eku is not None and "clientAuth" not in result.client_eku:
         verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
                     f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
     if result.client_ca_names and result.client_issuer not in result.client_ca_names:

@@ -317,3 +317,34 @@ def test_plain_http_server_is_a_clean_error(pki: Path, tmp_path: Path):
         srv.shutdown()
         srv.server_close()
     assert_clean_error(proc, "did not complete a TLS handshake")
+
+
+def test_any_extended_key_usage_alone_is_not_server_auth(pki: Path, tmp_path: Path):
+    """A server certificate whose only extendedKeyUsage is anyExtendedKeyUsage: OpenSSL refuses it
+    for sslserver, and so does probe (it said serverAuth yes)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from certkit.store import CADirectory
+
+    ca = CADirectory(pki / "ca").load(PASSPHRASE.encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    (tmp_path / "any.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "any.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    openssl_says = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile",
+                                   pki / "ca" / "ca.pem", tmp_path / "any.pem"], capture_output=True, text=True)
+    assert openssl_says.returncode != 0
+    with s_server(pki, "-cert", str(tmp_path / "any.pem"), "-key", str(tmp_path / "any.key")) as port:
+        report = probe_json(pki, port)
+    server = report["server_certificate"]
+    assert server["server_auth"] is False and not server["ok"], server
