@@ -81,7 +81,11 @@ def facts_of(cert: "x509.Certificate", names: list[str] | None = None, subject: 
 
 
 def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, ISO).replace(tzinfo=dt.UTC)
+    """A time as :func:`iso` writes it (``2026-11-30T20:43:09Z``); anything else is a ValueError.
+    (strptime took a fifth of the time of reading a large inventory.)"""
+    if not isinstance(text, str) or len(text) != 20 or text[10] != "T" or text[19] != "Z" or not text.isascii():
+        raise ValueError(f"time data {text!r} does not match format {ISO!r}")
+    return dt.datetime.fromisoformat(text[:19]).replace(tzinfo=dt.UTC)
 
 
 def row_dict(values: tuple) -> dict[str, Any]:
