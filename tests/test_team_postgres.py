@@ -59,7 +59,7 @@ def test_init_ca_names_the_database_and_check_reports_it(tmp_path, env, postgres
     findings = {f["check"]: f for f in json.loads(check.stdout)["findings"]}
     assert findings["database"]["level"] == "ok" and "PostgreSQL 15" in findings["database"]["message"]
     assert findings["inventory"]["level"] == "ok"
-    assert "1 certificates recorded" in findings["inventory"]["message"]
+    assert "1 certificate recorded" in findings["inventory"]["message"]
     assert "schema version 3 (current)" in findings["inventory"]["message"]
     # The server gone: check says so, and issuing refuses in words.
     moved = dict(env, CERTKIT_INVENTORY_URL=postgres_url.replace(f":{postgres_server.port}/", f":{free_port()}/"))

@@ -397,14 +397,15 @@ class Inventory:
         return row
 
     def _same_key(self, tx, serial: str) -> list[str]:
-        """The other delivered, unrevoked certificates whose public key is that of ``serial``."""
+        """The other delivered, unrevoked certificates whose public key is that of ``serial`` (a
+        renewal still being written is revoked, and told so, when it is marked: mark_issued)."""
         from certkit.keys import public_key_der
 
         (der,) = tx.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
         wanted = public_key_der(load_der(serial, der).public_key())
         found = []
-        for other, other_der in tx.execute("SELECT serial, der FROM certificates WHERE status || '' IN"
-                                           " ('valid', 'pending') AND kind <> 'ca' AND serial <> ?", (serial,)):
+        for other, other_der in tx.execute("SELECT serial, der FROM certificates WHERE status || '' = 'valid'"
+                                           " AND kind <> 'ca' AND serial <> ?", (serial,)):
             try:
                 if public_key_der(load_der(other, other_der).public_key()) == wanted:
                     found.append(other)
