@@ -179,3 +179,13 @@ def test_a_directory_where_a_ca_file_must_be(tmp_path: Path, ca_dir: Path, ca_en
     assert checked.returncode == 1 and f"{ca_dir / name} is a directory" in checked.stdout + checked.stderr
     assert "is missing" not in checked.stdout
     os.rmdir(ca_dir / name)
+
+
+def test_demo_keep_never_writes_into_a_ca_directory(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """The demo's CAs and private keys go nowhere an output option may not write: neither the
+    CA directory in use nor any folder that holds a CA."""
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "elsewhere"))
+    for env, fragment in ((ca_env, "is in the CA directory"), (other, "which holds a CA")):
+        proc = run_certkit("demo", "--keep", ca_dir / "sub", env=env)
+        assert_clean_error(proc, fragment)
+    assert not (ca_dir / "sub").exists()

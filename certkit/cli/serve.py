@@ -214,6 +214,11 @@ def demo(keep, tls, as_json):
     """
     from certkit.demo import render, run_demo
 
+    if keep is not None:  # the demo's CAs and keys never go into a CA directory, as no output does
+        from certkit.paths import check_output
+        from certkit.store import resolve_ca_dir
+
+        check_output(keep, [resolve_ca_dir(None)], what="--keep folder")
     result = run_demo(keep, tls)
     emit(as_json, result.to_dict(), render(result))
     if not result.ok:
