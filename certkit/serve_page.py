@@ -170,13 +170,29 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
   <ul class="rule">
     <li>signed by a CA your browser trusts (here {issuer}: you trusted it by importing <code>ca.pem</code>)</li>
     <li>valid now, not expired</li>
-    <li>one of its names is {where}, the host you asked for</li>
+    <li>{_name_rule(cert, host, where)}</li>
     <li>its extendedKeyUsage includes <code>serverAuth</code></li>
   </ul>
   <p class="why">A client certificate here would be refused because its extendedKeyUsage is
   <code>clientAuth</code> only: a browser accepts a server only with a certificate for <code>serverAuth</code>.
   <span class="more">Why: <code>{_e(DOCS_SWAP)}</code> (see below)</span></p>
 </section>"""
+
+
+def _name_rule(cert, host: str | None, where: str) -> str:
+    """The name line of the rule, true of this certificate: a name it holds matches the host
+    asked for, or (a visitor who told the browser to go on) none does."""
+    if cert is None or not host:
+        return f"one of its names is {where}, the host you asked for"
+    wanted = host.lower().rstrip(".").strip("[]")
+    for san in cert.sans:
+        kind, _, value = san.partition(":")
+        value = value.lower()
+        if kind in ("DNS", "IP") and (value == wanted or (kind == "DNS" and value.startswith("*.")
+                                                          and wanted.partition(".")[2] == value[2:])):
+            return f"one of its names is {where}, the host you asked for"
+    return (f"one of its names is the host you asked for; <strong>none is</strong> {where} (it names "
+            f"{_e(', '.join(cert.sans) or 'nothing')}): a browser refuses it unless told to go on")
 
 
 def _client_rule(server: ServerFacts, failed: set[str]) -> str:

@@ -235,6 +235,22 @@ def test_key_not_matching_certificate_is_a_clean_error(pki: Path):
     assert_clean_error(proc, "key values mismatch")
 
 
+def test_a_certificate_no_client_takes_from_a_server_is_refused(pki: Path, tmp_path: Path):
+    """--cert a client certificate (or a CA's): the page would teach a rule the server breaks."""
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))
+    for cert, key, fragment in ((pki / "alice" / "fullchain.pem", pki / "alice" / "privkey.pem",
+                                 "its extendedKeyUsage is clientAuth, without serverAuth"),):
+        proc = run_certkit("serve", "--port", "0", "--cert", cert, "--key", key, env=env)
+        assert_clean_error(proc, fragment)
+
+
+def test_client_ca_must_be_a_ca(pki: Path):
+    """--client-ca alice/cert.pem: a leaf taken for the CA would let alice in as if she were it."""
+    proc = run_certkit("serve", "--port", "0", "--client-ca", pki / "alice" / "cert.pem",
+                       env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE))
+    assert_clean_error(proc, "CN=alice, which is not a CA certificate")
+
+
 def test_missing_ca_is_a_clean_error(tmp_path: Path):
     proc = run_certkit("serve", "--port", "0", env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "none")))
     assert_clean_error(proc, "No CA in")

@@ -116,6 +116,18 @@ def test_page_escapes_what_came_from_certificates_and_headers():
     assert "<script>alert" not in refused and "\x1b" not in refused
 
 
+def test_the_name_rule_is_true_of_the_certificate():
+    """The page says the server's certificate holds the host asked for only when it does (a visitor
+    who told the browser to go on reads that none of its names is the host)."""
+    wildcard = ServerFacts(_identity(sans=["DNS:*.example.com", "IP:10.0.0.1"], eku=["serverAuth"]), CA_NAME)
+    for server, host, holds in ((SERVER, "localhost", True), (SERVER, "127.0.0.1", False),
+                                (wildcard, "www.example.com", True), (wildcard, "a.b.example.com", False),
+                                (wildcard, "example.com", False), (wildcard, "10.0.0.1", True)):
+        page = render_page(Visit(_identity(), [], False), server, host)
+        assert (f"one of its names is <code>{host}</code>, the host you asked for" in page) == holds, host
+        assert (f"<strong>none is</strong> <code>{host}</code>" in page) == (not holds), host
+
+
 # --- --optional with curl and Python's ssl -------------------------------------------------------
 @pytest.fixture(scope="module")
 def optional_server(pki: Path):

@@ -65,6 +65,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
         context = tls_context(cert_file, key_file, client_ca_pem)  # checks the files, with clear errors
+        _check_server_certificate(cert_file, chain_pem)
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
@@ -146,6 +147,37 @@ def _read_limited(path: Path) -> bytes:
     return read_limited(path, MAX_CERT_FILE_BYTES, what="PEM file")
 
 
+def _check_server_certificate(cert_file: Path, chain_pem: bytes) -> None:
+    """Refuse to serve with a certificate no TLS client takes from a server: a CA certificate, one
+    whose extendedKeyUsage lacks serverAuth, one outside its validity period (the page would
+    otherwise teach a rule the server itself breaks)."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    from certkit.errors import CertkitError
+    from certkit.text import shown
+    from certkit.vocabulary import eku_names
+
+    leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    try:
+        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    ekus = eku_names(leaf)
+    now = dt.datetime.now(dt.UTC)
+    problem = ("it is a CA certificate" if is_ca
+               else f"its extendedKeyUsage is {', '.join(ekus) or '(empty)'}, without serverAuth"
+               if ekus is not None and "serverAuth" not in ekus
+               else f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d}" if leaf.not_valid_after_utc < now
+               else f"it is valid only from {leaf.not_valid_before_utc:%Y-%m-%d}" if leaf.not_valid_before_utc > now
+               else None)
+    if problem:
+        raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
+                           "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
+                           "serve issue one.")
+
+
 def _server_identity(chain_pem: bytes):
     """The server certificate (the first in the chain) as the page shows it; None if unreadable."""
     from cryptography import x509
@@ -169,12 +201,32 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]
         from certkit.material import load_material
 
         certs = [c for c, _ in load_material(client_ca).certificates]
+        _refuse_non_ca(client_ca, certs)
     else:
         from certkit.store import CADirectory
 
         certs = [CADirectory(ca_dir).load_certificates()[0]]
     names = [common_name(c) or c.subject.rfc4514_string() for c in certs]
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names)
+
+
+def _refuse_non_ca(path: Path, certs: list) -> None:
+    """--client-ca names the CA that issues client certificates: a leaf there would be taken for
+    one (and OpenSSL would let its holder in as if it were the CA's own)."""
+    from cryptography import x509
+
+    from certkit.errors import CertkitError
+    from certkit.text import shown
+
+    for cert in certs:
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise CertkitError(f"{shown(path)} holds {shown(cert.subject.rfc4514_string())}, which is not a CA "
+                               "certificate: --client-ca takes the CA that issues the client certificates (its "
+                               "ca.pem).")
 
 
 def _local_names(host: str) -> list[str]:
