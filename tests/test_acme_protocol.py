@@ -194,6 +194,8 @@ def test_jws_rules(acme, case: str, expected: str) -> None:
     ({"type": "dns", "value": "bad_name.acme.test"}, "not a valid DNS name"),
     ({"type": "ip", "value": "10.1.2.3"}, "outside the IP ranges"),
     ({"type": "dns", "value": "APP.acme.test."}, "canonical form"),
+    ({"type": "ip", "value": "fe80::1%eth0"}, "has a zone (%eth0), which cannot go in a certificate"),
+    ({"type": "ip", "value": "0:0:0:0:0:0:0:1"}, "not in canonical form; send '::1'"),
 ])
 def test_refused_identifiers(acme, identifier: dict, fragment: str) -> None:
     c = client(acme)
@@ -425,6 +427,10 @@ def test_revocation_by_account_and_by_certificate_key(acme, tmp_path: Path) -> N
     with pytest.raises(AcmeError) as exc:
         owner.post(revoke, {"certificate": base64.urlsafe_b64encode(der_a).decode().rstrip("="), "reason": 6})
     assert problem_of(exc) == "badRevocationReason"
+    with pytest.raises(AcmeError) as exc:  # "1", a string: said so, not "1 is not accepted; use 1"
+        owner.post(revoke, {"certificate": base64.urlsafe_b64encode(der_a).decode().rstrip("="), "reason": "1"})
+    assert problem_of(exc) == "badRevocationReason"
+    assert 'must be an integer (RFC 8555 7.6), not "1"' in exc.value.problem["detail"]
     assert owner.post(revoke, {"certificate": base64.urlsafe_b64encode(der_a).decode().rstrip("="),
                                "reason": 1}).status_code == 200
     with pytest.raises(AcmeError) as exc:

@@ -120,6 +120,13 @@ class Policy:
             address = ipaddress.ip_address(value)
         except ValueError:
             raise Problem("malformed", f"'{_names._show(value)}' is not an IP address.", identifier=shown) from None
+        if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: means something on one host only
+            raise Problem("rejectedIdentifier", f"'{_names._show(value)}' has a zone (%{address.scope_id}), which "
+                                                "cannot go in a certificate: it names an address on one host only.",
+                          identifier=shown)
+        if str(address) != value:  # RFC 8738: the canonical text form
+            raise Problem("rejectedIdentifier", f"'{_names._show(value)}' is not in canonical form; send "
+                                                f"'{address}'.", identifier=shown)
         if not self.allow_ips:
             raise Problem("rejectedIdentifier", f"IP address identifiers ('{address}') are not issued by this "
                                                 "server; it was started without --allow-ip.", identifier=shown)

@@ -303,7 +303,11 @@ class Resources:
             raise Problem("malformed", "revokeCert needs the certificate as base64url DER in 'certificate'.") \
                 from None
         code = payload.get("reason", 0)
-        if not isinstance(code, int) or isinstance(code, bool) or code not in REVOCATION_CODES:
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise Problem("badRevocationReason", f"The revocation reason must be an integer (RFC 8555 7.6), not "
+                                                 f"{shown(json.dumps(code))}; use one of "
+                          + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
+        if code not in REVOCATION_CODES:
             raise Problem("badRevocationReason", f"Revocation reason {shown(code)} is not accepted; use one of "
                           + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
         serial = serial_hex(cert.serial_number)
