@@ -626,3 +626,34 @@ def test_lifetime_past_the_ca_is_refused_at_start(tmp_path: Path) -> None:
     run_certkit("init-ca", "--days", "100", env=env, check=True)
     proc = run_certkit("acme", "serve", "--port", "0", "--days", "200", env=env)
     assert_clean_error(proc, "would end after the CA expires", 1)
+
+
+def test_new_nonce_without_a_nonce_is_an_error(tmp_path: Path) -> None:
+    """When the inventory refuses writes (here: moved away, as `certkit inventory migrate` leaves
+    it), newNonce answers a serverInternal problem, not a 200 without the Replay-Nonce that RFC 8555
+    7.2 requires (lego: 'server did not respond with a proper nonce header')."""
+    import sqlite3
+
+    import requests
+
+    root, issuing, env = make_two_tier(tmp_path)
+    server = AcmeServer("--allow-domain", "acme.test", env=env)
+    try:
+        url = server.directory.replace("/directory", "/acme/new-nonce")
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+        session.verify = str(root / "ca.pem")
+        assert session.head(url, timeout=30).headers.get("Replay-Nonce")
+        with sqlite3.connect(issuing / "inventory.sqlite3") as db:
+            db.execute("CREATE TRIGGER moved BEFORE INSERT ON acme_nonces BEGIN SELECT RAISE(ABORT, "
+                       "'this inventory moved to postgresql://db.internal/ca'); END")
+        db.close()
+        for method in (session.head, session.get):
+            response = method(url, timeout=30)
+            assert response.status_code == 500 and "Replay-Nonce" not in response.headers, response.headers
+            if method is session.get:
+                problem = response.json()
+                assert problem["type"] == "urn:ietf:params:acme:error:serverInternal"
+                assert "cannot make a nonce now" in problem["detail"]
+    finally:
+        server.stop()

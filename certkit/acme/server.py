@@ -31,6 +31,7 @@ from certkit.acme.resources import Request, Resources
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
 from certkit.acme.validation import VALIDATION_WORKERS, Validations
+from certkit.errors import CertkitError
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -93,6 +94,12 @@ class AcmeService:
             return Response.json(200, self._directory(base))
         if path == "/acme/new-nonce":
             self._only(method, ("GET", "HEAD"))
+            try:  # a success must carry the nonce (RFC 8555 7.2): made here, so a failure is an error
+                nonce.append(self.state.new_nonce())
+            except CertkitError as exc:
+                self.log(f"error minting a nonce: {shown(exc)}")
+                raise Problem("serverInternal", "The server cannot make a nonce now (its database is "
+                                                "unavailable); try again later.") from None
             return Response(200 if method == "HEAD" else 204, headers=[("Cache-Control", "no-store")])
         routes: list[tuple[str, str, Callable]] = [
             (r"/acme/new-account", "jwk", self.resources.new_account),
