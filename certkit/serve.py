@@ -111,6 +111,19 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
     )
 
 
+def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
+    """What OpenSSL's "PEM lib" means here, when it is simple to say: a file without the block it needs."""
+    try:
+        chain, key_pem = Path(cert_chain).read_bytes(), Path(key).read_bytes()
+    except OSError:
+        return None
+    if b"-----BEGIN CERTIFICATE-----" not in chain:
+        return f"{cert_chain} holds no certificate (PEM -----BEGIN CERTIFICATE-----)"
+    if b"PRIVATE KEY-----" not in key_pem:
+        return f"{key} holds no private key (PEM -----BEGIN PRIVATE KEY-----)"
+    return None
+
+
 def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:
     """A server context presenting ``cert_chain``/``key`` that requires a client certificate
     issued by (a certificate in) ``client_ca_pem``."""
@@ -122,7 +135,7 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
         raise CertkitError(f"The server key {key} is encrypted; give an unencrypted key (mode 0600).") from None
     except (ssl.SSLError, OSError) as exc:
         raise CertkitError(f"Cannot use {cert_chain} with {key} as the server certificate: "
-                           f"{reason_of(exc)}.") from None
+                           f"{_load_problem(cert_chain, key) or reason_of(exc)}.") from None
     try:
         ctx.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
     except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
