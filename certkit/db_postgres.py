@@ -61,15 +61,20 @@ def check_url(url: str) -> str:
         raise InventoryError(f"'{shown(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
-    except ValueError as exc:
-        raise InventoryError(f"The inventory URL '{shown(url)}' cannot be read: {exc}.") from None
-    query = {k.lower() for k, _v in parse_qsl(parts.query, keep_blank_values=True)}
-    if parts.password is not None or "password" in query:
+        query = {k.lower() for k, _v in parse_qsl(parts.query, keep_blank_values=True)}
+        has_password = parts.password is not None or "password" in query
+    except ValueError as exc:  # before anything else: an error message never repeats a password
+        raise InventoryError(f"The inventory URL cannot be read: {exc}.") from None
+    if has_password:
         raise InventoryError(
             "The inventory URL holds a password; certkit never stores one (nor takes it from the command "
             "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
             "service file, or let certkit ask for it on a terminal.")
+    if "," not in parts.netloc:  # libpq's host1:port1,host2:port2 is not urlsplit's to judge
+        try:
+            parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
+        except ValueError as exc:
+            raise InventoryError(f"The inventory URL '{shown(url)}' cannot be read: {exc}.") from None
     return url
 
 

@@ -87,6 +87,12 @@ def test_no_password_in_argv_nor_in_the_url(tmp_path, env, postgres_url, postgre
     assert not (tmp_path / "ca").exists()
     as_parameter = postgres_url + "?password=" + postgres_server.password
     assert_clean_error(run_certkit("init-ca", "--inventory", as_parameter, env=env), "holds a password")
+    # a URL that also has an unreadable port: the password is still refused first, never repeated
+    for odd in (with_password.replace("@127.0.0.1:", "@127.0.0.1:x"),
+                as_parameter.replace("@127.0.0.1:", "@127.0.0.1:1,127.0.0.1:")):
+        proc = run_certkit("init-ca", "--inventory", odd, env=env)
+        assert_clean_error(proc, "holds a password")
+        assert postgres_server.password not in proc.stderr
     run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
     # Nor from the environment's override.
     assert_clean_error(run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=with_password)), "holds a password")
