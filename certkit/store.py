@@ -343,6 +343,25 @@ class CADirectory:
         return key, warnings
 
     # --- moving the inventory -------------------------------------------------------
+    def hold_inventory(self) -> None:
+        """For a server that runs for days (``certkit acme serve``): a shared lock on the SQLite
+        inventory file for as long as this process lives, so that ``move_inventory`` refuses to
+        move the inventory from under it (the server would go on with the old file, which then
+        refuses every write). A PostgreSQL inventory is not moved, so holds nothing."""
+        import fcntl
+
+        path = self.path / INVENTORY_FILE
+        if self.inventory.db.dialect != "sqlite" or not path.is_file():
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CertkitError(f"The inventory {shown(path)} is being moved (certkit inventory migrate); start "
+                               "again once that is done.") from None
+        self._held = fd  # released when the process ends
+
     def move_inventory(self, url: str):
         """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` (every table,
         every row compared after the copy) and name it in certkit-ca.json; returns what was copied
@@ -373,23 +392,27 @@ class CADirectory:
                                f"({shown(source.location)}).")
         target = PostgresDatabase(url)
         _check_inventory_file(source)
-        source.check()  # migrated to the current schema, pending rows of dead writers settled
-        binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
-        with source.db.transaction(write=True) as tx:
-            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
-            if pending:
-                raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued right now "
-                                   "(pending); run this again when those commands are done.")
-            copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
-            config = self.config | {"inventory": url}
-            replace_file(self.config_path, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
-            moved = f"this inventory moved to {url}; certkit-ca.json names it".replace("'", "''")
-            for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                                         " AND name NOT LIKE 'sqlite_%'")]:
-                for event in ("INSERT", "UPDATE", "DELETE"):
-                    tx.execute(f"CREATE TRIGGER IF NOT EXISTS certkit_moved_{event.lower()}_{table} BEFORE {event} "
-                               f"ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
-        return copied
+        moving = _exclusive(self.path / INVENTORY_FILE)  # no server holds it (hold_inventory); none starts
+        try:
+            source.check()  # migrated to the current schema, pending rows of dead writers settled
+            binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
+            with source.db.transaction(write=True) as tx:
+                pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
+                if pending:
+                    raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued "
+                                       "right now (pending); run this again when those commands are done.")
+                copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
+                config = self.config | {"inventory": url}
+                replace_file(self.config_path, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
+                moved = f"this inventory moved to {url}; certkit-ca.json names it".replace("'", "''")
+                for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                                             " AND name NOT LIKE 'sqlite_%'")]:
+                    for event in ("INSERT", "UPDATE", "DELETE"):
+                        tx.execute(f"CREATE TRIGGER IF NOT EXISTS certkit_moved_{event.lower()}_{table} BEFORE "
+                                   f"{event} ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
+            return copied
+        finally:
+            os.close(moving)
 
     def _load_token_key(self, cert: "x509.Certificate", pin: Passphrase):
         from certkit.pkcs11 import open_key
@@ -426,6 +449,22 @@ def _kind(path: Path) -> str:
     if os.path.islink(path):
         return "a symbolic link"
     return "a directory" if os.path.isdir(path) else "a special file"
+
+
+def _exclusive(path: Path) -> int:
+    """An exclusive lock on ``path`` (an fd to close), or an error naming who holds it: a server
+    started with hold_inventory."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CertkitError(f"A running server (certkit acme serve) is using the inventory {shown(path)}; it would "
+                           "go on with the old file, which refuses every write once moved. Stop it, move the "
+                           "inventory, then start it again.") from None
+    return fd
 
 
 def _check_inventory_file(inventory: Inventory) -> None:

@@ -213,6 +213,17 @@ def test_inventory_migrate_refusals_and_resume(tmp_path, env, postgres_url, post
     ca.inventory.record_pending([Pending(signed.cert, "server", str(tmp_path / "p"))])
     assert_clean_error(run_certkit("inventory", "migrate", "--to", target, env=env), "being issued right now")
     ca.inventory.mark_abandoned([signed.serial_hex])
+    # While an ACME server runs on the inventory: refused (the server would go on with the old file,
+    # which refuses every write once the inventory has moved); once it has stopped, the move goes on.
+    from acme_helpers import AcmeServer
+
+    server = AcmeServer("--allow-domain", "acme.test", env=env)
+    try:
+        assert_clean_error(run_certkit("inventory", "migrate", "--to", target, env=env), "certkit acme serve")
+        assert not (ca_dir / "certkit-ca.json").exists()  # nothing moved
+    finally:
+        server.stop()
+    recorded = CADirectory(ca_dir).inventory.count()  # the server's own certificate is one more
     # Interrupted after the database committed (before certkit-ca.json was written): run again.
     from certkit.db_postgres import PostgresDatabase, copy_inventory
     from certkit.store import BINDING
@@ -224,8 +235,8 @@ def test_inventory_migrate_refusals_and_resume(tmp_path, env, postgres_url, post
     with ca.inventory.db.transaction(write=True) as tx:
         copy_inventory(tx, PostgresDatabase(target), (BINDING, fingerprint), ACME_SCHEMA)
     data = json.loads(run_certkit("inventory", "migrate", "--to", target, "--json", env=env, check=True).stdout)
-    assert data["resumed"] is True and data["tables"]["certificates"] == 5
-    assert CADirectory(ca_dir).inventory.count() == 5
+    assert data["resumed"] is True and data["tables"]["certificates"] == recorded == 6
+    assert CADirectory(ca_dir).inventory.count() == recorded
 
 
 def test_schema_migrations_run_on_postgres_once(tmp_path, env, postgres_url, postgres_server):

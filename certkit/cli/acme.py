@@ -154,7 +154,9 @@ def _open_ca(ca_dir, days: int | None, passphrase_file):
     from certkit.errors import InvalidLifetime
     from certkit.store import CADirectory
 
-    ca = CADirectory(ca_dir).open()
+    store = CADirectory(ca_dir)
+    ca = store.open()
+    store.hold_inventory()  # for as long as the server runs: not moved from under it (inventory migrate)
     expires = ca.cert.not_valid_after_utc
     if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > expires:
         most = (expires - dt.datetime.now(dt.UTC)).days

@@ -33,7 +33,9 @@ def migrate(url, ca_dir, as_json):
     source before it is committed; certkit-ca.json then names the database,
     and the old inventory.sqlite3 stays as a backup that refuses writes.
     Issuing commands running meanwhile wait, and refuse if they were
-    already writing (pending certificates). Needs no CA key.
+    already writing (pending certificates); while 'certkit acme serve' runs
+    on the CA, the move is refused (stop it, move, start it again). Needs no
+    CA key.
 
     \b
     Examples:
