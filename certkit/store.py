@@ -348,19 +348,11 @@ class CADirectory:
         inventory file for as long as this process lives, so that ``move_inventory`` refuses to
         move the inventory from under it (the server would go on with the old file, which then
         refuses every write). A PostgreSQL inventory is not moved, so holds nothing."""
-        import fcntl
-
         path = self.path / INVENTORY_FILE
         if self.inventory.db.dialect != "sqlite" or not path.is_file():
             return
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CertkitError(f"The inventory {shown(path)} is being moved (certkit inventory migrate); start "
-                               "again once that is done.") from None
-        self._held = fd  # released when the process ends
+        self._held = _flock(path, exclusive=False, refused=f"The inventory {shown(path)} is being moved (certkit "
+                            "inventory migrate); start again once that is done.")  # released when the process ends
 
     def move_inventory(self, url: str):
         """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` (every table,
@@ -454,16 +446,22 @@ def _kind(path: Path) -> str:
 def _exclusive(path: Path) -> int:
     """An exclusive lock on ``path`` (an fd to close), or an error naming who holds it: a server
     started with hold_inventory."""
+    return _flock(path, exclusive=True, refused=f"A running server (certkit acme serve) is using the inventory "
+                  f"{shown(path)}; it would go on with the old file, which refuses every write once moved. Stop "
+                  "it, move the inventory, then start it again.")
+
+
+def _flock(path: Path, *, exclusive: bool, refused: str) -> int:
+    """A shared or exclusive ``flock`` on ``path``, taken without waiting: the fd that holds it,
+    or ``refused`` as the error when another process holds a lock in the way."""
     import fcntl
 
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise CertkitError(f"A running server (certkit acme serve) is using the inventory {shown(path)}; it would "
-                           "go on with the old file, which refuses every write once moved. Stop it, move the "
-                           "inventory, then start it again.") from None
+        raise CertkitError(refused) from None
     return fd
 
 
