@@ -349,9 +349,15 @@ class CA:
     # --- revocation -----------------------------------------------------------------
     def revoke(self, serial: str, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:
         """Record ``serial`` as revoked for ``reason`` (see :data:`certkit.constants.REVOCATION_REASONS`)."""
-        from certkit.revocation import parse_reason
+        from certkit.revocation import check_can_revoke, parse_reason
 
-        return self.require_inventory().revoke(serial, parse_reason(reason), when)
+        inventory = self.require_inventory()
+        reason = parse_reason(reason)
+        try:
+            check_can_revoke(self.cert, serial, inventory.certificate(serial), inventory.location)
+        except UnknownCertificate:
+            pass  # inventory.revoke says so, in its words
+        return inventory.revoke(serial, reason, when)
 
     def crl(self, *, days: int = 30) -> "x509.CertificateRevocationList":
         """Sign a CRL of every revoked certificate, with the next CRL number, valid ``days`` days."""

@@ -76,6 +76,23 @@ def crl_deadline(ca: "CA") -> dt.datetime:
 RECENT_ROWS_VERIFIED = 16
 
 
+def check_can_revoke(ca_cert: "x509.Certificate", serial: str, cert: "x509.Certificate",
+                     location: str) -> None:
+    """Refuse to record the revocation of ``serial`` when this CA's ca.pem did not issue it (ca.pem
+    and ca-key.pem of another CA beside this inventory): the next CRL, signed by that other CA, would
+    list the serial as its own. The signature is verified, so another CA of the same name is told."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.errors import CABroken
+    from certkit.inventory.audit import Issuer
+
+    problem = Issuer(ca_cert).problem(cert, cert.public_bytes(Encoding.DER), verify=True)
+    if problem:
+        raise CABroken(f"The inventory {shown(location)} records serial {serial}, but {problem}: this CA "
+                       "directory's ca.pem and inventory do not belong together, and nothing was revoked. "
+                       "Run 'certkit check' to see every such row.")
+
+
 def check_can_sign_crl(ca: "CA") -> None:
     """Refuse a CRL from an expired CA, or of an inventory holding certificates ``ca`` did not issue
     (ca.pem and ca-key.pem of another CA copied in: the CRL would list that CA's serials as this one's).

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certkit.errors import CABroken
+from certkit.store import CADirectory
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
@@ -94,6 +96,15 @@ def test_inventory_of_another_ca(tmp_path: Path, issued: dict, ca_dir: Path, ca_
     assert_clean_error(proc, "did not issue")
     assert "certkit check" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "crl.pem").exists()
+    # Nor is a revocation recorded: the other CA's next CRL would list this CA's serial as its own.
+    for ref in (issued["server"], tmp_path / "www.example.com"):
+        proc = run_certkit("revoke", ref, env=ca_env)
+        assert_clean_error(proc, "do not belong together")
+    with pytest.raises(CABroken, match="do not belong together"):  # the library's CA.revoke alike
+        CADirectory(ca_dir).open().revoke(issued["server"])
+    with sqlite3.connect(ca_dir / "inventory.sqlite3") as conn:
+        assert conn.execute("SELECT status FROM certificates WHERE serial = ?",
+                            (issued["server"],)).fetchone() == ("valid",)
 
 
 def test_a_certificate_of_another_ca_among_this_cas_rows(tmp_path: Path, issued: dict, ca_dir: Path,

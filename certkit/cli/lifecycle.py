@@ -173,7 +173,7 @@ def revoke(certificate, reason, ca_dir, as_json):
     from certkit.errors import CertkitError
     from certkit.inventory.rows import parse_iso
     from certkit.lifecycle import find_certificate
-    from certkit.revocation import parse_reason
+    from certkit.revocation import check_can_revoke, parse_reason
     from certkit.text import shown
 
     try:
@@ -183,6 +183,7 @@ def revoke(certificate, reason, ca_dir, as_json):
     store, inventory = _inventory(ca_dir)
     ca_cert, ca_parents = store.load_certificates()
     found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert, ca_parents=tuple(ca_parents))
+    check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
     row = inventory.revoke(found.serial, reason)
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
