@@ -135,7 +135,21 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     for name in (CHAIN_FILE, CA_FILE):
         if (folder / name).is_file():
             chain += [c for c, _ in load_material(folder / name).certificates if c not in chain]
+    if chain and not any(_issued_by(cert, ca) for ca in chain):
+        # another CA's ca.pem copied in: the .p12 would teach whoever imports it to trust the wrong CA
+        files = " and ".join(name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file())
+        raise CertkitError(f"None of the CA certificates in {shown(folder)} ({files}) issued {shown(cert_path)}; "
+                           "they do not belong together. Put back the CA files of its bundle (certkit renew "
+                           "rewrites them).")
     return BundleFolder(folder, cert, key, chain)
+
+
+def _issued_by(cert: "x509.Certificate", ca: "x509.Certificate") -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # another issuer's name, key or signature algorithm
+        return False
+    return True
 
 
 def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False) -> Path:

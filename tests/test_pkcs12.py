@@ -210,6 +210,31 @@ def test_export_p12_key_of_another_certificate(tmp_path: Path, env):
     assert not (tmp_path / "bob" / "bundle.p12").exists()
 
 
+def test_export_p12_ca_files_of_another_ca_or_none(tmp_path: Path, env, password_file: Path):
+    """Another CA's ca.pem in the folder is refused (the .p12 would carry the wrong CA to whoever
+    imports it); no ca.pem at all is said, and the file then holds the key and certificate only."""
+    other = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "other"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Other CA", env=other, check=True)
+    run_certkit("issue-client", "bob", env=env, cwd=tmp_path, check=True)
+    pw_env = dict(env, CERTKIT_P12_PASSWORD=P12_PASSWORD)
+    shutil.copy(tmp_path / "other" / "ca.pem", tmp_path / "bob" / "ca.pem")
+    proc = run_certkit("export-p12", tmp_path / "bob", env=pw_env)
+    assert_clean_error(proc, "do not belong together")
+    assert not (tmp_path / "bob" / "bundle.p12").exists()
+
+    os.unlink(tmp_path / "bob" / "ca.pem")
+    proc = run_certkit("export-p12", tmp_path / "bob", env=pw_env, check=True)
+    assert proc.stderr.startswith("Warning: ") and "holds no ca.pem" in proc.stderr
+    assert "0 CA certificates" in proc.stdout
+    listed = openssl("pkcs12", "-in", tmp_path / "bob" / "bundle.p12", "-passin", f"file:{password_file}",
+                     "-nokeys", "-cacerts")
+    assert listed.returncode == 0 and b"BEGIN CERTIFICATE" not in listed.stdout
+
+    run_certkit("issue-client", "carol", env=env, cwd=tmp_path, check=True)  # a whole bundle: no warning
+    proc = run_certkit("export-p12", tmp_path / "carol", env=pw_env, check=True)
+    assert proc.stderr == "" and "and 1 CA certificate\n" in proc.stdout
+
+
 def test_export_p12_missing_folder(tmp_path: Path, env):
     proc = run_certkit("export-p12", tmp_path / "nobody", env=dict(env, CERTKIT_P12_PASSWORD=P12_PASSWORD))
     assert_clean_error(proc, "is not a folder")

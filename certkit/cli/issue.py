@@ -360,4 +360,7 @@ def export_p12(folder, legacy, force, password_file, as_json):
     human = (f"Wrote {shown(path)} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "
              f"certificate{'s' if len(bundle.chain) != 1 else ''}\n"
              f"  friendly name  {shown(data['friendly_name'])}\n  encryption     {describe_p12(legacy)}")
+    if not bundle.chain:
+        warn(f"{shown(folder)} holds no ca.pem, so the file holds no CA certificate: whoever imports it gets "
+             "the key and certificate, and must be given the CA's ca.pem to trust separately.")
     emit(as_json, data, human)
