@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sqlite3
 import stat
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from certkit.errors import CertkitError, PassphraseRequired
+from certkit.keys import key_damage, pem_damage
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
 
 Level = Literal["ok", "warning", "error"]
@@ -149,30 +149,6 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
     return None
 
 
-_PEM_LINE = re.compile(rb"^-----(BEGIN|END) ([A-Z0-9 ]+)-----[ \t\r]*$", re.MULTILINE)
-
-
-def pem_damage(data: bytes) -> str | None:
-    """What is wrong with the PEM framing of ``data`` (a truncated file, mismatched markers), or None."""
-    markers = _PEM_LINE.findall(data)
-    if not markers:
-        return "it holds no PEM data (no -----BEGIN line)"
-    opened = None
-    for kind, label in markers:
-        name = label.decode()
-        if kind == b"BEGIN":
-            if opened is not None:
-                return f"its BEGIN {opened} block has no END line"
-            opened = name
-        elif opened != name:
-            return f"an END {name} line has no matching BEGIN line"
-        else:
-            opened = None
-    if opened is not None:
-        return f"it is truncated: its BEGIN {opened} line has no END line"
-    return None
-
-
 def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Finding]:
     """ca.pem a CA certificate, the chain to a root (when parents.pem could be read), and the validity
     of each certificate."""
@@ -252,7 +228,7 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
     found: list[Finding] = []
     key_mode = stat.S_IMODE(path.stat().st_mode)
     data = path.read_bytes()
-    damage = pem_damage(data) if data.lstrip().startswith(b"-----") else None
+    damage = key_damage(data)
     encrypted = is_encrypted(data)
     if damage is not None:  # whether it is encrypted cannot be known
         found.append(Finding("key-mode", "warning" if key_mode & 0o077 else "ok",

@@ -11,6 +11,7 @@ force. Leaf keys are written unencrypted: servers and clients load them as-is.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Union
 
 from certkit.errors import CertkitError, InvalidName, PassphraseRequired, WrongPassphrase
@@ -99,6 +100,35 @@ def private_key_pem(key, passphrase: bytes | None = None) -> bytes:
     return _pem(_encrypt_pkcs8(der, passphrase), "ENCRYPTED PRIVATE KEY")
 
 
+_PEM_LINE = re.compile(rb"^-----(BEGIN|END) ([A-Z0-9 ]+)-----[ \t\r]*$", re.MULTILINE)
+
+
+def pem_damage(data: bytes) -> str | None:
+    """What is wrong with the PEM framing of ``data`` (a truncated file, mismatched markers), or None."""
+    markers = _PEM_LINE.findall(data)
+    if not markers:
+        return "it holds no PEM data (no -----BEGIN line)"
+    opened = None
+    for kind, label in markers:
+        name = label.decode()
+        if kind == b"BEGIN":
+            if opened is not None:
+                return f"its BEGIN {opened} block has no END line"
+            opened = name
+        elif opened != name:
+            return f"an END {name} line has no matching BEGIN line"
+        else:
+            opened = None
+    if opened is not None:
+        return f"it is truncated: its BEGIN {opened} line has no END line"
+    return None
+
+
+def key_damage(data: bytes) -> str | None:
+    """What is wrong with the PEM framing of a key file's ``data``, or None (DER, or whole PEM)."""
+    return pem_damage(data) if data.lstrip().startswith(b"-----") else None
+
+
 def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: str = "key",
                      trusted: bool = False) -> PrivateKey:
     """Load a PEM or DER private key, decrypting it with ``passphrase`` if needed.
@@ -110,6 +140,9 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
     from cryptography.hazmat.primitives import serialization
 
     is_pem = data.lstrip().startswith(b"-----")
+    damage = key_damage(data)
+    if damage is not None:  # before the passphrase: no passphrase opens a truncated file
+        raise CertkitError(f"The {source} is damaged: {damage}.")
     if is_encrypted(data) and passphrase is None:
         raise PassphraseRequired(f"The {source} is encrypted and no passphrase was given.")
     loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key

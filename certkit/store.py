@@ -33,7 +33,7 @@ from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
 from certkit.files import read_limited
 from certkit.inventory import Inventory
-from certkit.keys import is_encrypted, load_private_key, private_key_pem, public_key_der
+from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -324,6 +324,10 @@ class CADirectory:
         except CertkitError as exc:
             raise CABroken(str(exc)) from None
         warnings = self._key_mode_warnings(data)
+        damage = key_damage(data)
+        if damage is not None:  # said before any passphrase is asked: none opens a truncated key
+            raise CABroken(f"The CA key {self.key_path} is damaged: {damage}. Restore it from a backup; nothing "
+                           "can be issued without it.")
         secret = None
         if is_encrypted(data):
             secret = passphrase() if callable(passphrase) else passphrase

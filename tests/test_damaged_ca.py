@@ -50,10 +50,23 @@ def test_key_that_does_not_match_the_certificate(tmp_path: Path, ca_dir: Path, c
 
 
 def test_truncated_key(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """Said to be truncated, not "wrong passphrase, or damaged": with the passphrase and without it
+    (no passphrase opens it, so none is asked for), by issuing and by check alike."""
     data = (ca_dir / "ca-key.pem").read_bytes()
     (ca_dir / "ca-key.pem").write_bytes(data[: len(data) // 2])
-    issue_refused(tmp_path, ca_env, "CA key")
-    check_fails(ca_env, "key", "CA key")
+    no_passphrase = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    for env in (ca_env, no_passphrase):
+        issue_refused(tmp_path, env, "is damaged: it is truncated: its BEGIN ENCRYPTED PRIVATE KEY line has no END")
+    check_fails(ca_env, "key", "is damaged: it is truncated")
+
+
+def test_truncated_bundle_key_is_said_to_be(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """The same for a bundle's key read back (export-p12, renew): truncated, named."""
+    run_certkit("issue-client", "bob", cwd=tmp_path, env=ca_env, check=True)
+    key = tmp_path / "bob" / "privkey.pem"
+    key.write_bytes(key.read_bytes()[:100])
+    proc = run_certkit("export-p12", tmp_path / "bob", cwd=tmp_path, env=dict(ca_env, CERTKIT_P12_PASSWORD="p12 pw"))
+    assert_clean_error(proc, "is damaged: it is truncated: its BEGIN PRIVATE KEY line has no END line")
 
 
 def test_wrong_passphrase(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
