@@ -114,6 +114,8 @@ def make_staging_dir(parent: Path, name: str) -> Path:
             os.mkdir(staging, 0o700)
         except FileExistsError:
             continue
+        except OSError as exc:  # named as the folder asked for: the temporary name means nothing to anyone
+            raise OSError(exc.errno, exc.strerror, str(parent / name)) from None
         return staging
     raise FileExistsError(f"Could not create a temporary folder in {parent}.")
 

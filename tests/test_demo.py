@@ -179,6 +179,14 @@ def test_cli_keep_refuses_non_empty_folder(tmp_path):
     assert [p.name for p in target.iterdir()] == ["mine.txt"]
 
 
+def test_cli_keep_where_no_folder_can_be_made_names_that_folder(tmp_path):
+    """/proc takes no new folders: the error names the folder given, not the temporary one the
+    demo would have assembled it under."""
+    proc = run_certkit("demo", "--keep", "/proc/certkit-demo", env=certkit_env())
+    assert_clean_error(proc, "(/proc/certkit-demo)")
+    assert "tmp" not in proc.stderr
+
+
 def test_docs_page_runs(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
