@@ -178,6 +178,31 @@ def issued_context(issued: "IssuedCert", client_ca_pem: bytes) -> ssl.SSLContext
         return tls_context(chain, key, client_ca_pem)
 
 
+class InventoryRevocations:
+    """Whether a client certificate the handshake accepted was revoked since: its row in the
+    inventory of the CA that issued it (the CA directory whose ca.pem is the client CA), read at
+    every connection, so a ``certkit revoke`` counts at once, without a CRL or a restart. A row that
+    cannot be read refuses the certificate: the server does not let in what it cannot check."""
+
+    def __init__(self, store, ca_cert) -> None:
+        self.store, self.ca_name = store, ca_cert.subject.public_bytes()
+
+    def reason(self, identity: "PeerIdentity", issuer_der: bytes) -> str | None:
+        if issuer_der != self.ca_name:
+            return None  # another client CA's (--client-ca with several): not this inventory's to say
+        try:
+            row = self.store.inventory.get(identity.serial)
+        except Exception as exc:  # CertkitError, a database gone: refused, never a traceback in the thread
+            return f"its revocation status cannot be read ({reason_of(exc)})"
+        if row is None or row["fingerprint_sha256"] != identity.fingerprint_sha256:
+            return ("the CA's inventory has no record of it (signed by the CA key outside certkit, or the "
+                    "inventory was restored from an older backup)")
+        if row["status"] == "revoked":
+            return (f"it was revoked on {str(row['revoked_at'])[:10]} (reason: {row['revocation_reason']}); "
+                    "certkit revoke recorded it in the CA's inventory")
+        return None
+
+
 def peer_label(address) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -279,6 +304,7 @@ class IdentityServer(ThreadingHTTPServer):
         self.log = log
         self.optional = isinstance(context, OptionalContext)
         self.facts = facts or ServerFacts(certificate=None, client_ca="the CA this server trusts")
+        self.revocations: InventoryRevocations | None = None  # set by serve when the client CA has an inventory
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
@@ -318,6 +344,9 @@ class IdentityServer(ThreadingHTTPServer):
                 self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
                 return
             refused = list(getattr(request, "refused", []))
+            if not refused and self.revocations is not None:
+                revoked = self.revocations.reason(identity, _issuer_der(der))
+                refused += [revoked] if revoked else []
         request.certkit_visit = Visit(identity, refused, self.optional)
         if identity is None:  # only possible with --optional
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
@@ -337,6 +366,12 @@ class IdentityServer(ThreadingHTTPServer):
 
 
 # --- --optional: the handshake completes whatever the client presents ------------------------
+def _issuer_der(der: bytes) -> bytes:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).issuer.public_bytes()
+
+
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
     """Half-close a rejected connection and read what the client still sends, until it closes.
 

@@ -51,6 +51,7 @@ class ServerFacts:
 
     certificate: "PeerIdentity | None"  # the server's own certificate, as the browser received it
     client_ca: str  # the CA(s) whose client certificates are accepted, by name
+    revocation: bool = False  # revoked client certificates are refused (the CA's inventory; serve.InventoryRevocations)
 
 
 def _e(value: object) -> str:
@@ -203,6 +204,8 @@ def _client_rule(server: ServerFacts, failed: set[str]) -> str:
             + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients")
             + item("time", "valid now, not expired")
             + item("purpose", "its extendedKeyUsage includes <code>clientAuth</code>")
+            + (item("revoked", "not revoked: the CA’s inventory says so, read at each connection "
+                    "(<code>certkit revoke</code> counts at once)") if server.revocation else "")
             + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
             + "</ul>")
 
@@ -225,6 +228,8 @@ def _failed_checks(reasons: list[str]) -> set[str]:
             failed.add("time")
         if "issued by" in low or "chain" in low or "not the trusted ca" in low or "did not sign" in low:
             failed.add("ca")
+        if "revoked" in low or "revocation status" in low or "inventory has no record" in low:
+            failed.add("revoked")
     return failed
 
 
@@ -263,9 +268,17 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
   {facts}
   {_client_rule(server, _failed_checks(visit.refused))}
   {_WHY_NOT_SERVER}
-  <p>Without <code>--optional</code> this server would have ended the handshake, and your browser would show
-  only its own error page; this page is here to say why.</p>
+  {_AFTER_HANDSHAKE if "revoked" in _failed_checks(visit.refused) else _OPTIONAL_ONLY if visit.optional else ""}
 </section>"""
+
+
+_OPTIONAL_ONLY = ("<p>Without <code>--optional</code> this server would have ended the handshake, and your browser "
+                  "would show only its own error page; this page is here to say why.</p>")
+_AFTER_HANDSHAKE = ("<p>The handshake accepted this certificate (the CA signed it, and it is in date); revocation is "
+                    "checked after it, in the CA’s inventory, so this server answers with this page. nginx, "
+                    "HAProxy or PostgreSQL refuse it once they are given a CRL that lists it: "
+                    "<code>certkit crl --out crl.pem</code>, then <code>ssl_crl</code>, <code>crl-file</code> or "
+                    "<code>ssl_crl_file</code>.</p>")
 
 
 def _no_certificate_card(server: ServerFacts) -> str:

@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,54 @@ def test_client_ca_option_selects_whom_to_accept(pki: Path):
         # curl sends alice's root along (it is in --cacert); either way it is not the trusted one.
         assert "certificate verify failed: self-signed certificate in certificate chain" in \
             srv.wait_for_log("rejected")[0]
+
+
+@pytest.mark.parametrize("optional", [False, True], ids=["required", "optional"])
+def test_a_client_certificate_revoked_while_serving_is_refused(pki: Path, optional: bool):
+    """certkit revoke counts at the next connection (the CA's inventory is read at each one): curl
+    gets 403 and the reason, the log says it, the page marks the rule's revocation line; another
+    client still gets in. The handshake itself passes (a CRL is what makes nginx refuse it)."""
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    name = f"carol-{'optional' if optional else 'required'}"
+    run_certkit("issue-client", name, env=env, cwd=pki, check=True)
+    args = ["--optional"] if optional else []
+    with ServeProcess("--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem",
+                      *args, env=certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))) as srv:
+        assert srv.info["revocation"] == str(pki / "ca" / "inventory.sqlite3")
+        with_carol = ("--cert", str(pki / name / "cert.pem"), "--key", str(pki / name / "privkey.pem"),
+                      "-w", "%{http_code}")
+        before = curl(pki, srv.url, *with_carol)
+        assert before.stdout.endswith("200") and f"common name  {name}" in before.stdout, before.stderr
+        run_certkit("revoke", pki / name, "--reason", "keyCompromise", env=env, check=True)
+        after = curl(pki, srv.url, *with_carol)
+        assert after.stdout.endswith("403"), after.stderr
+        assert "refused      it was revoked on " in after.stdout and "(reason: keyCompromise)" in after.stdout
+        assert "(reason: keyCompromise)" in srv.wait_for_log('refused 127.0.0.1')[0]
+        data = json.loads(curl(pki, srv.url + "?format=json", *with_carol[:4]).stdout)
+        assert data["authenticated"] is False and data["reason"].startswith("it was revoked on ")
+        page = curl(pki, srv.url + "?format=html", *with_carol[:4]).stdout
+        assert '<li class="failed">not revoked' in page and "ended the handshake" not in page
+        assert "certkit crl --out crl.pem" in page
+        bob = curl(pki, srv.url, "--cert", str(pki / "bob" / "cert.pem"), "--key", str(pki / "bob" / "privkey.pem"),
+                   "-w", "%{http_code}")
+        assert bob.stdout.endswith("200")
+
+
+def test_revocation_is_checked_only_for_the_ca_directorys_ca(pki: Path):
+    """--client-ca of another CA: that CA's inventory is not at hand, and serve says revocation is
+    not checked (in --json: null) rather than implying it is."""
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))
+    files = ("--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem")
+    with ServeProcess(*files, "--client-ca", pki / "mallory" / "ca.pem", env=env) as srv:
+        assert srv.info["revocation"] is None
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", "0", *map(str, files), "--client-ca",
+                             str(pki / "mallory" / "ca.pem")], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "  revocation is not checked (--client-ca is not the CA directory's CA)\n" in lines
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
-    client_ca_pem, ca_name = _client_ca(client_ca, ca_dir)
+    client_ca_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
@@ -74,7 +74,9 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     if optional:
         context = OptionalContext(chain_pem, key_pem, client_ca_pem)
     server.context = context
-    server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name)
+    server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name,
+                               revocation=revocations is not None)
+    server.revocations = revocations
     del key_pem
     _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
     sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
@@ -112,8 +114,10 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
               optional: bool, server_cert: dict, as_json: bool) -> None:
     """Where the server listens, with which certificate, and whose client certificates it takes."""
+    revocations = server.revocations
     data = {"url": server.url, "host": host, "port": server.server_address[1],
             "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
+            "revocation": str(revocations.store.inventory_location) if revocations else None,
             "server_certificate": server_cert}
     if server_cert["source"] == "issued":
         made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
@@ -125,6 +129,8 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
         f"  server certificate  {made}",
         f"  client certificates must be issued by \"{ca_name}\""
         + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
+        "  revoked ones are refused (the CA's inventory, read at each connection)" if revocations else
+        "  revocation is not checked (--client-ca is not the CA directory's CA)",
         "Stop with Ctrl-C.",
     ])
     emit(as_json, data, human)
@@ -191,23 +197,35 @@ def _server_identity(chain_pem: bytes):
         return None
 
 
-def _client_ca(client_ca: Path | None, ca_dir: Path | None) -> tuple[bytes, str]:
-    """PEM of the CA whose client certificates are accepted, and its name for messages."""
+def _client_ca(client_ca: Path | None, ca_dir: Path | None):
+    """PEM of the CA whose client certificates are accepted, its name for messages, and the check of
+    revocations in its inventory (when the CA directory's CA is one of them; else None)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from certkit.errors import CertkitError
     from certkit.pkcs12 import common_name
+    from certkit.serve import InventoryRevocations
+    from certkit.store import CADirectory
 
+    store = CADirectory(ca_dir)
     if client_ca is not None:
         from certkit.material import load_material
 
         certs = [c for c, _ in load_material(client_ca).certificates]
         _refuse_non_ca(client_ca, certs)
+        try:
+            own = store.load_certificates()[0] if store.exists() else None
+        except CertkitError:
+            own = None  # a CA directory serve does not need: --client-ca alone is enough
     else:
-        from certkit.store import CADirectory
-
-        certs = [CADirectory(ca_dir).load_certificates()[0]]
+        own = store.load_certificates()[0]
+        certs = [own]
+    revocations = None
+    if own is not None and own in certs:
+        store.open()  # its inventory checked (and settled) now: a damaged one is an error before listening
+        revocations = InventoryRevocations(store, own)
     names = [common_name(c) or c.subject.rfc4514_string() for c in certs]
-    return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names)
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names), revocations
 
 
 def _refuse_non_ca(path: Path, certs: list) -> None:
