@@ -48,6 +48,7 @@ from certkit.atomic import (
 )
 from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
+from certkit.files import read_limited
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
@@ -227,15 +228,44 @@ def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], 
 
 
 def _roll_forward(folder: Path, staging: Path) -> None:
-    """Carry out a committed journal: move each new file over the old one, delete the stale ones."""
-    plan = json.loads((staging / _COMMIT).read_bytes())
-    for name in plan["write"]:
-        if os.path.lexists(staging / name):
-            os.rename(staging / name, folder / name)
-    for name in plan["remove"]:
-        unlink_quietly(folder / name)
-    fsync_dir(folder)
+    """Carry out a committed journal: move each new file over the old one, delete the stale ones.
+
+    Only a journal certkit could have written is carried out: this user's, naming bundle files
+    only, each new one a regular file of this user's. Anything else (a planted journal naming
+    ``../x`` or ``/etc/x``, a symlink) is removed unread: nothing outside the bundle is touched."""
+    plan = _journal_plan(staging)
+    if plan is not None:
+        for name in plan["write"]:
+            if os.path.lexists(staging / name):
+                os.rename(staging / name, folder / name)
+        for name in plan["remove"]:
+            unlink_quietly(folder / name)
+        fsync_dir(folder)
     remove_tree(staging)
+
+
+def _journal_plan(staging: Path) -> dict | None:
+    """The journal's plan, if it is one certkit wrote (see :func:`_roll_forward`); else None."""
+    import stat
+
+    def ours(path: Path) -> bool:
+        info = os.lstat(path)
+        return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+
+    try:
+        if os.lstat(staging).st_uid != os.geteuid() or not ours(staging / _COMMIT):
+            return None
+        plan = json.loads(read_limited(staging / _COMMIT, 4096, what="journal"))
+        if not (isinstance(plan, dict) and set(plan) == {"write", "remove"}):
+            return None
+        names = [*plan["write"], *plan["remove"]]
+        if not all(isinstance(n, str) and n in BUNDLE_FILES for n in names):
+            return None
+        if not all(ours(staging / n) for n in plan["write"] if os.path.lexists(staging / n)):
+            return None
+    except (OSError, ValueError, TypeError, CertkitError):
+        return None
+    return plan
 
 
 def settle_folder(folder: Path) -> None:

@@ -310,3 +310,44 @@ def test_renew_a_folder_that_is_a_mount_point(tmp_path: Path, ca_env: dict, ca_d
         assert rows[new.serial]["status"] == "valid"
         assert rows[old.serial]["renewed_by"] == new.serial
         assert old.serial not in {r["serial"] for r in listed(ca_env, "--expiring", "825d")}
+
+
+@pytest.mark.parametrize("plan", [
+    {"write": [], "remove": ["../victim.txt"]},
+    {"write": [], "remove": ["ABSOLUTE"]},
+    {"write": ["../victim.txt"], "remove": []},
+    {"write": ["cert.pem"], "remove": ["notes.txt"]},  # a file that is not the bundle's
+    {"write": ["cert.pem"], "remove": [], "link": True},  # the new file a link to elsewhere
+    "not a plan",
+], ids=["remove ..", "remove absolute", "write ..", "remove a user file", "write a link", "not JSON"])
+@pytest.mark.parametrize("command", ["renew", "issue --force"])
+def test_a_planted_journal_is_never_carried_out(tmp_path: Path, ca_env: dict, ca_dir: Path, plan, command: str):
+    """A dead writer's committed journal (``.certkit-swap.PID-X.certkit-tmp/COMMIT``) is carried
+    out when the folder is next written; one certkit did not write (naming files outside the
+    bundle, or a link) is removed unread: nothing outside the bundle files is touched."""
+    victim, outside = tmp_path / "victim.txt", tmp_path / "victim-abs.txt"
+    victim.write_text("precious\n")
+    outside.write_text("precious too\n")
+    folder = tmp_path / "x.example"
+    run_certkit("issue-server", "x.example", cwd=tmp_path, env=ca_env, check=True)
+    (folder / "notes.txt").write_text("mine\n")
+    journal = folder / ".certkit-swap.4000000-abcdef0123456789.certkit-tmp"  # pid 4000000: no such process
+    journal.mkdir()
+    if isinstance(plan, dict):
+        if plan.pop("link", False):
+            (journal / "cert.pem").symlink_to(victim)
+        plan = {k: [str(outside) if n == "ABSOLUTE" else n for n in v] for k, v in plan.items()}
+        for name in plan["write"]:
+            if not os.path.lexists(journal / name):
+                (journal / name).write_text("planted\n")
+        text = json.dumps(plan)
+    else:
+        text = plan
+    (journal / "COMMIT").write_text(text)
+    args = ["renew", folder] if command == "renew" else ["issue-server", "x.example", "--force"]
+    run_certkit(*args, cwd=tmp_path, env=ca_env, check=True)
+    assert victim.read_text() == "precious\n" and outside.read_text() == "precious too\n"
+    assert (folder / "notes.txt").read_text() == "mine\n"
+    assert not journal.exists()
+    assert read_bundle(folder).complete
+    assert not (folder / "cert.pem").is_symlink()
