@@ -241,12 +241,14 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
             "give its bundle folder instead of the serial, or choose where to write the renewed one."
         )
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
-    old_key = _old_key(source, found, check=not rekey)
+    keyed = _written_with_key(inventory, found)
+    old_key = _old_key(source, found, check=not rekey, keyed=keyed)
     kind = ca.kind_of(found.cert)
     notes = []
     if in_place:
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days)
-        target = FolderTarget(target_folder, force=True, keeps_key=not rekey, replaces=_replaced(rekey))
+        # The folder's key stays, if it holds one: a CSR's bundle never did, nor does its renewal.
+        target = FolderTarget(target_folder, force=True, keeps_key=not rekey and keyed, replaces=_replaced(rekey))
         if (target_folder / P12_FILE).exists():
             target.p12 = p12_password is not None
             if p12_password is None:
@@ -272,7 +274,25 @@ def _replaced(rekey: bool) -> tuple[str, ...]:
     return tuple(n for n in BUNDLE_FILES if rekey or n != KEY_FILE)
 
 
-def _old_key(source: Path | None, found: Found, *, check: bool):
+def _written_with_key(inventory: "Inventory", found: Found) -> bool:
+    """Whether the bundle of ``found`` was written with its private key. A CSR's bundle was not,
+    nor is its renewal with the key kept (recorded as keyed by certkit before 2026-12; told by its
+    predecessor: unkeyed, with the same public key)."""
+    from certkit.keys import public_key_der
+
+    if not found.row.get("keyed", True):
+        return False
+    before = found.row.get("renewed_from")
+    row = inventory.get(before) if before else None
+    if row is None or row.get("keyed", True):
+        return True
+    try:
+        return public_key_der(inventory.certificate(before).public_key()) != public_key_der(found.cert.public_key())
+    except CertkitError:
+        return True
+
+
+def _old_key(source: Path | None, found: Found, *, check: bool, keyed: bool = True):
     """The private key in ``source`` that goes on with the renewed certificate (None if there is
     none to carry: the requester of a CSR holds it, or it is encrypted). With ``check``, a bundle
     that was written with its key must still hold it, readable and matching the certificate:
@@ -285,7 +305,7 @@ def _old_key(source: Path | None, found: Found, *, check: bool):
     if source is None:
         return None
     key_path = source / KEY_FILE
-    expected = check and bool(found.row.get("keyed", True))
+    expected = check and keyed
 
     def damaged(problem: str) -> CannotRenew:
         return CannotRenew(f"{shown(key_path)} {problem}: the bundle is damaged, and certkit will not renew it "

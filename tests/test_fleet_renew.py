@@ -306,3 +306,30 @@ def test_ctrl_c_stops_after_the_bundle_and_still_reloads_once(fleet, tmp_path):
     # the next run renews the rest
     data, _ = renew_json(env, "--expiring", "30d")
     assert data["renewed"] == 2
+
+
+@pytest.mark.parametrize("purpose", ["--server", "--client", "--peer"])
+def test_a_csr_bundle_renews_again_and_again(tmp_path, ca_dir, ca_env, purpose):
+    """A bundle signed from a CSR holds no key (its requester keeps it); its renewal holds none
+    either, so it renews again in place, by folder and in bulk, keeping the requester's key each
+    time (the second renewal used to be refused as 'privkey.pem is missing: damaged')."""
+    key = tmp_path / "web.key"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-subj", "/CN=web.internal", "-out", tmp_path / "web.csr")
+    run_certkit("sign-csr", tmp_path / "web.csr", purpose, cwd=tmp_path, env=ca_env, check=True)
+    folder = tmp_path / "web.internal"
+    first = load(folder)
+    run_certkit("renew", folder, env=ca_env, check=True)
+    # As certkit recorded that renewal until now (keyed): told apart by its unkeyed predecessor.
+    import sqlite3
+
+    with sqlite3.connect(ca_dir / "inventory.sqlite3") as conn:
+        conn.execute("UPDATE certificates SET keyed = 1 WHERE serial = ?", (serial_hex(load(folder).serial_number),))
+    run_certkit("renew", folder, env=ca_env, check=True)
+    data, _proc = renew_json(ca_env, "--all")
+    assert data["renewed"] == 1 and data["failed"] == 0, data
+    last = load(folder)
+    assert last.serial_number != first.serial_number and spki(last) == spki(first)
+    assert not (folder / "privkey.pem").exists()
+    requester = serialization.load_pem_private_key(key.read_bytes(), None)
+    assert spki(requester) == spki(last)
