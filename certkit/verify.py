@@ -245,6 +245,44 @@ def _names_of(cert) -> list[str]:
     return [e["value"] for e in general_names(sans)]
 
 
+def _client_san_matches(san, name: str) -> bool:
+    """Whether ``name`` is the client identity ``san``, compared as the servers that map it do: a
+    DNS name and an IP address as names of hosts, an e-mail address with its domain in any case
+    (the mailbox exactly), a URI with its scheme and host in any case (the rest exactly: a SPIFFE
+    ID's path is case-sensitive); a CN (above) exactly, as PostgreSQL maps it to a role."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    if isinstance(san, x509.DNSName):  # as written (a wildcard too), in any case, IDN as U- or A-label
+        have = san.value.lower().rstrip(".")
+        if have == name.lower().rstrip("."):
+            return True
+        try:
+            canonical, _gn = _server_name(name)
+        except CertkitError:
+            return False
+        return have == canonical.lower().rstrip(".")
+    if isinstance(san, x509.IPAddress):
+        try:
+            return ipaddress.ip_address(name) == san.value
+        except ValueError:
+            return False
+    if isinstance(san, x509.RFC822Name):
+        mailbox, _, domain = san.value.rpartition("@")
+        given_mailbox, _, given_domain = name.rpartition("@")
+        return mailbox == given_mailbox and domain.lower() == given_domain.lower() and "@" in name
+    if isinstance(san, x509.UniformResourceIdentifier):
+        try:
+            have, want = urlsplit(san.value), urlsplit(name)
+        except ValueError:
+            return False
+        return (have.scheme.lower(), have.netloc.lower(), have.path, have.query, have.fragment) == \
+               (want.scheme.lower(), want.netloc.lower(), want.path, want.query, want.fragment)
+    return False
+
+
 def _name_problem(cert, purpose: str, name: str) -> str | None:
     from cryptography import x509
 
@@ -263,8 +301,9 @@ def _name_problem(cert, purpose: str, name: str) -> str | None:
     # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
     # may be given as its value (alice) or as it is shown (CN=alice).
     cn = common_name(cert.subject)
-    candidates = {n.lower() for n in names} | ({cn.lower(), f"cn={cn.lower()}"} if cn is not None else set())
-    if name.lower() in candidates:
+    if cn is not None and (name == cn or (name[:3].lower() == "cn=" and name[3:] == cn)):
+        return None
+    if any(_client_san_matches(san, name) for san in _sans(cert)):
         return None
     looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
     hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
