@@ -336,19 +336,29 @@ def test_nss_database_with_a_password_is_skipped_not_asked(pki: PKI, tmp_path: P
     assert nss_listing(profile) == listing
 
 
-def test_nss_entry_added_by_hand_is_left_alone(pki: PKI, tmp_path: Path):
+@pytest.mark.parametrize("flags", ["C,,", ",,", "c,,"], ids=["trusted", "untrusted", "valid CA only"])
+def test_nss_entry_added_by_hand_is_left_alone(pki: PKI, tmp_path: Path, flags: str):
     """The CA imported by hand under another nickname: NSS keeps one copy of a certificate, so certkit
-    reports it, adds nothing, and never removes what it did not add."""
+    reports it, adds nothing, and never removes what it did not add. Trusted, install has nothing to
+    do; not trusted, install refuses (adding would only change the trust of that entry) with the
+    command that trusts it, and the database stays byte for byte what it was."""
     require("certutil")
     db = tmp_path / "home/.pki/nssdb"
     db.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "my dev root", "-t", "C,,"], input=pki.anchor.pem,
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "my dev root", "-t", flags], input=pki.anchor.pem,
                    check=True, capture_output=True)
     listing = nss_listing(db)
-    proc = trust("install", "--nss", "--json", home=tmp_path / "home", ca_dir=pki.issuing, check=True)
+    proc = trust("install", "--nss", "--json", home=tmp_path / "home", ca_dir=pki.issuing)
     (store,) = json.loads(proc.stdout)["stores"]
-    assert store["outcome"] == "unchanged" and store["elsewhere"] == ["my dev root"] and store["current"] is None
+    if flags == "C,,":
+        assert proc.returncode == 0
+        assert store["outcome"] == "unchanged" and store["elsewhere"] == ["my dev root"] and store["current"] is None
+    else:
+        assert proc.returncode == 1 and store["outcome"] == "failed"
+        assert f"already in {db} as 'my dev root' (trust {flags}" in store["reason"]
+        assert "certutil -M" in store["reason"]
+    assert nss_listing(db) == listing
     gone = trust("uninstall", "--nss", "--json", home=tmp_path / "home", ca_dir=pki.issuing, check=True)
     assert outcomes(gone) == {str(db): "absent"} and nss_listing(db) == listing
 

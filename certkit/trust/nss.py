@@ -129,11 +129,27 @@ class NSSStore(Store):
             succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
+        if (held := self._held_as(anchor)) is not None:
+            # NSS keeps a certificate once, under its first nickname: adding certkit's copy would only set
+            # the trust of that entry, which certkit did not add and so would never take out again.
+            nick, trust = held
+            raise TrustError(f"the CA is already in {self.directory} as '{shown(nick)}' (trust {trust}, not trusted "
+                             "to identify websites), and NSS keeps one entry per certificate: certkit does not "
+                             "change an entry it did not add. Trust that one yourself (certutil -M -d "
+                             f"{shlex.quote(self.db)} -n {shlex.quote(nick)} -t {NSS_TRUST}), or delete it "
+                             "and run again")
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
         if proc.returncode != 0:
             # certutil may have stored the certificate before failing to set its trust: take it out.
             self._certutil("-D", "-n", anchor.nickname)
             raise tool_failure(proc, f"certutil -A -d {self.db}")
+
+    def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
+        """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
+        for nick, trust in self.listing():
+            if not CERTKIT_NAME.match(nick) and anchor.fingerprint in pem_fingerprints(self._export(nick)):
+                return nick, trust
+        return None
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:
