@@ -581,6 +581,26 @@ def test_unconstrained_ca_needs_consent(tmp_path: Path):
     assert outcomes(forced) == {str(nssdb): "added"}
 
 
+def test_an_intermediates_unencrypted_key_is_named_as_the_intermediates(tmp_path: Path):
+    """Installed from an intermediate's directory, the root is trusted and the key at hand is the
+    intermediate's: the warning names that CA and its file, never as the root's key."""
+    require("certutil")
+    root = _ca(tmp_path, "Root CA", "--permit-dns", "lab.internal")  # encrypted
+    run_certkit("init-ca", "--ca-dir", tmp_path / "int", "--parent-ca-dir", root, "--name", "Int CA",
+                "--no-passphrase", env=certkit_env(CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    trust("install", "--nss", home=home, ca_dir=tmp_path / "int", check=True)
+    status = trust("status", "--nss", "--json", home=home, ca_dir=tmp_path / "int", check=True)
+    report = json.loads(status.stdout)
+    assert report["ca"]["common_name"] == "Root CA" and report["ca"]["key_of"] == "Int CA"
+    (warning,) = [w for w in report["warnings"] if "not encrypted" in w]
+    assert warning.startswith(f"the key of the intermediate CA \"Int CA\" ({(tmp_path / 'int').resolve()}/ca-key.pem), "
+                              "below the trusted root \"Root CA\", is not encrypted")
+    quiet = trust("status", "--nss", "--json", home=home, ca_dir=root, check=True)
+    assert not [w for w in json.loads(quiet.stdout)["warnings"] if "not encrypted" in w]
+
+
 def test_older_certkit_ca_and_warnings(tmp_path: Path):
     require("certutil")
     old = _ca(tmp_path, "Team CA", "--no-passphrase")  # unencrypted key, no constraints

@@ -181,7 +181,13 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     trusted_here = [r for r in results if r.state is not None and r.state.current is not None]
     if anchor is not None and trusted_here:
         where = ", ".join(sorted({r.kind for r in trusted_here}))
-        if anchor.key_encrypted is False:
+        if anchor.key_encrypted is False and anchor.intermediate is not None:
+            # The CA directory holds an intermediate: its key is the one at hand (the root's is elsewhere).
+            found.append(f"the key of the intermediate CA \"{shown(anchor.intermediate)}\" ({anchor.key_path}), "
+                         f"below the trusted root \"{shown(anchor.common_name)}\", is not encrypted: whoever copies "
+                         f"it can sign certificates for {anchor.scope()} that this machine's clients accept "
+                         f"({where}). Keep it encrypted, or take the root out: certkit trust uninstall")
+        elif anchor.key_encrypted is False:
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
                          f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: certkit trust uninstall")

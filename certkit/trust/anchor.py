@@ -124,6 +124,8 @@ class Anchor:
                 "not_after": self.not_after.isoformat(), "may_sign": self.scope(),
                 "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
                 "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
+                # whose key key_encrypted describes: the CA directory's own (an intermediate's, below this root)
+                "key_of": self.intermediate if self.intermediate is not None else self.common_name,
                 "intermediate": self.intermediate}
 
 
