@@ -195,9 +195,23 @@ def revoke(certificate, reason, ca_dir, as_json):
         f"  reason    {row['revocation_reason']}",
         f"  at        {when(revoked_at)}",
         *[f"  also      {serial} (the same key)" for serial in also],
-        "Publish a new CRL so servers refuse " + ("them" if also else "it") + ": certkit crl --out crl.pem",
+        "Publish a new CRL so servers refuse " + ("them" if also else "it") + f": certkit crl{_same_ca(ca_dir)} "
+        "--out crl.pem",
     ])
     emit(as_json, data, human)
+
+
+def _same_ca(ca_dir: Path | None) -> str:
+    """`` --ca-dir DIR`` when the command was told its CA on the command line: a command it suggests
+    must sign with the same CA, not with $CERTKIT_CA_DIR's (docs/two-tier-pki.md revokes an
+    intermediate with --ca-dir root while $CERTKIT_CA_DIR names the intermediate)."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    if click.get_current_context().get_parameter_source("ca_dir") != ParameterSource.COMMANDLINE:
+        return ""
+    return f" --ca-dir {shlex.quote(terminal_safe(str(ca_dir)))}"
 
 
 # --- crl --------------------------------------------------------------------------
