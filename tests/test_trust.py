@@ -581,6 +581,26 @@ def test_unconstrained_ca_needs_consent(tmp_path: Path):
     assert outcomes(forced) == {str(nssdb): "added"}
 
 
+def test_certkits_nss_entry_whose_trust_was_taken_away(pki: PKI, tmp_path: Path):
+    """Firefox's Edit Trust (certutil -M -t ,,) leaves certkit's entry without trust: status says so
+    (incomplete, not trusted) and install sets the trust again."""
+    require("certutil")
+    home = tmp_path / "home"
+    db = home / ".pki/nssdb"
+    trust("install", "--nss", home=home, ca_dir=pki.issuing, check=True)
+    subprocess.run(["certutil", "-M", "-d", f"sql:{db}", "-n", pki.anchor.nickname, "-t", ",,"], check=True,
+                   capture_output=True)
+    status = trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    (store,) = json.loads(status.stdout)["stores"]
+    assert store["outcome"] == "incomplete" and "trust was taken away (flags ,,)" in store["pending"]
+    again = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    assert outcomes(again) == {str(db): "added"}
+    assert f"{pki.anchor.nickname}" in nss_listing(db) and outcomes(
+        trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)) == {str(db): "trusted"}
+    line = next(row for row in nss_listing(db).splitlines() if row.startswith(pki.anchor.nickname))
+    assert line.split()[-1] == "C,,"
+
+
 def test_an_intermediates_unencrypted_key_is_named_as_the_intermediates(tmp_path: Path):
     """Installed from an intermediate's directory, the root is trusted and the key at hand is the
     intermediate's: the warning names that CA and its file, never as the root's key."""

@@ -106,7 +106,7 @@ class NSSStore(Store):
                 block = next((b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), b"")
                 chosen[nick] = block
                 claimed.update(pem_fingerprints(block))
-        entries = []
+        entries, untrusted = [], {}
         for nick, trust, blocks in rows:
             ours = nick in chosen
             if not ours:
@@ -114,7 +114,16 @@ class NSSStore(Store):
                 chosen[nick] = (free or blocks or [b""])[0]
             if ours or "C" in trust.split(",")[0]:
                 entries.append(describe_pem(nick, chosen[nick], ours=ours))
-        return sort_found(anchor, entries, StoreState())
+                if "C" not in trust.split(",")[0]:
+                    untrusted[nick] = trust
+        state = sort_found(anchor, entries, StoreState())
+        if state.current is not None and state.current.name in untrusted:
+            # certkit's copy is there, but its trust was taken away (Firefox's Edit Trust, certutil -M): a browser
+            # does not trust it, and install sets the trust again.
+            state.pending = (f"certkit's copy is there, but its trust was taken away (flags "
+                             f"{untrusted[state.current.name]}): browsers do not trust it; certkit trust install "
+                             "sets it again")
+        return state
 
     def add(self, anchor: Anchor) -> None:
         if not self.exists():
