@@ -334,6 +334,13 @@ def test_nss_database_with_a_password_is_skipped_not_asked(pki: PKI, tmp_path: P
     assert "certutil -A" in stores[str(profile)]["reason"]
     assert stores[str(home / ".pki/nssdb")]["outcome"] == "added"
     assert nss_listing(profile) == listing
+    # Added by hand as the advice says: uninstall takes it out, as deleting needs no password.
+    subprocess.run(["certutil", "-A", "-d", f"sql:{profile}", "-n", pki.anchor.nickname, "-t", "C,,", "-f",
+                    str(password)], input=pki.anchor.pem, check=True, capture_output=True)
+    assert pki.anchor.nickname in nss_listing(profile)
+    gone = trust("uninstall", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    assert outcomes(gone)[str(profile)] == "removed"
+    assert nss_listing(profile) == listing
 
 
 @pytest.mark.parametrize("flags", ["C,,", ",,", "c,,"], ids=["trusted", "untrusted", "valid CA only"])

@@ -111,7 +111,7 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
             blocked.append(store.skipped("sudo", f"running under sudo: not {sudo_user}'s own browsers; run "
                                          f"'certkit trust {action} --nss' as {sudo_user}, without sudo"))
             continue
-        reason = store.blocked() if writing else None
+        reason = store.blocked(removing=action == "uninstall") if writing else None
         if reason is None:
             usable.append(store)
         else:

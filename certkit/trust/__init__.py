@@ -82,8 +82,8 @@ def find_stores(kinds: Iterable[str] = KINDS, *, env: Mapping[str, str] | None =
     return stores, skipped
 
 
-def _check(store: Store) -> StoreResult | None:
-    blocked = store.blocked()
+def _check(store: Store, *, removing: bool = False) -> StoreResult | None:
+    blocked = store.blocked(removing=removing)
     if blocked is None:
         return None
     code, reason = blocked
@@ -108,7 +108,7 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
             raise TrustError(f"the CA is not in {store.location} after adding it")
         return store.result("added", state=after)
 
-    return _change_each(stores, add)
+    return _change_each(stores, add, removing=False)
 
 
 def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
@@ -130,15 +130,16 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
             raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
         return store.result("removed", state=after, removed=[e.name for e in targets])
 
-    return _change_each(stores, remove)
+    return _change_each(stores, remove, removing=True)
 
 
-def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult]) -> list[StoreResult]:
+def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult], *,
+                 removing: bool) -> list[StoreResult]:
     """``change`` applied to each store: a store this user cannot change is skipped with the reason,
     one whose change fails is reported failed; the others say what ``change`` did."""
     results = []
     for store in stores:
-        if (skip := _check(store)) is not None:
+        if (skip := _check(store, removing=removing)) is not None:
             results.append(skip)
             continue
         try:

@@ -40,7 +40,7 @@ class JavaStore(Store):
             self.notes.append(f"{cacerts} is a link to {self.path}, shared by every JDK that links it; "
                               "certkit edits that file and leaves the link in place")
 
-    def blocked(self) -> tuple[str, str] | None:
+    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
         if not os.access(self.path, os.W_OK):
             return "not-writable", f"{self.path} is not writable by this user"
         return None

@@ -58,7 +58,7 @@ class NSSStore(Store):
     def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
         return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
 
-    def blocked(self) -> tuple[str, str] | None:
+    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
         if not self.exists():
             nearest = next((p for p in [self.directory, *self.directory.parents] if p.exists()), Path("/"))
             if not os.access(nearest, os.W_OK):
@@ -68,7 +68,9 @@ class NSSStore(Store):
             if path.exists() and not os.access(path, os.W_OK):
                 return "not-writable", f"{path} is not writable by this user"
         # A database with a password (Firefox's Primary Password) needs it to change trust; an empty
-        # password file makes certutil say so instead of asking.
+        # password file makes certutil say so instead of asking. Deleting a certificate needs none.
+        if removing:
+            return None
         proc = self._certutil("-K", "-f", os.devnull)
         if b"SEC_ERROR_BAD_PASSWORD" in proc.stderr or b"could not authenticate" in proc.stderr:
             return "password", (

@@ -93,8 +93,9 @@ class Store:
     notes: list[str] = []
     holds_copies = True  # whether the store can hold the same certificate twice, under two names
 
-    def blocked(self) -> tuple[str, str] | None:
-        """Why this user cannot change the store, as (code, reason), or None."""
+    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
+        """Why this user cannot change the store (``removing``: take certkit's copy out), as (code,
+        reason), or None."""
         return None
 
     def state(self, anchor: Anchor | None) -> StoreState:

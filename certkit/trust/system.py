@@ -117,7 +117,7 @@ class SystemStore(Store):
         self.location = str(layout.anchors)
         self.notes = []
 
-    def blocked(self) -> tuple[str, str] | None:
+    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
         if os.geteuid() != 0:
             return "needs-root", f"changing the system trust store ({self.layout.anchors}) needs root"
         return None
