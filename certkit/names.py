@@ -238,6 +238,27 @@ def _check_wildcard_base(original: str, base: str) -> None:
 
 _PSL_CACHE: list = []
 
+# Special-use names (RFC 6761, RFC 8375 home.arpa, RFC 9476 .alt, ICANN's .internal): nobody's website is under
+# them, so a CA limited to one of them cannot impersonate one, whatever the public suffix list says of home.arpa.
+SPECIAL_USE = ("home.arpa", "local", "localhost", "test", "example", "invalid", "internal", "alt", "onion")
+
+
+def public_suffix_scope(domain: str) -> bool:
+    """Whether a name-constraint ``domain`` is a public suffix (com, co.uk, github.io: domains that belong
+    to others), so that a CA limited to it may still vouch for other people's websites. Unknown TLDs
+    (lan, corp) and special-use names are not."""
+    from publicsuffixlist import PublicSuffixList
+
+    domain = domain.strip(".").lower()
+    if not domain or any(domain == s or domain.endswith("." + s) for s in SPECIAL_USE):
+        return not domain
+    if not _PSL_KNOWN:
+        _PSL_KNOWN.append(PublicSuffixList(accept_unknown=False))
+    return bool(_PSL_KNOWN[0].is_public(domain))
+
+
+_PSL_KNOWN: list = []
+
 
 def _psl(factory):  # the list takes ~20 ms to load; keep one per process
     if not _PSL_CACHE:

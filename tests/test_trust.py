@@ -588,6 +588,26 @@ def test_unconstrained_ca_needs_consent(tmp_path: Path):
     assert outcomes(forced) == {str(nssdb): "added"}
 
 
+@pytest.mark.parametrize("domain", ["com", "co.uk", "github.io"])
+def test_a_ca_limited_to_a_public_suffix_needs_consent(tmp_path: Path, domain: str):
+    """--permit-dns com limits the CA to everyone's .com websites: init-ca warns, trust install asks
+    (refuses without a terminal) as for an unconstrained CA, and NSS would indeed accept a
+    certificate for someone else's site from it. Special-use names (home.arpa, internal) and
+    one's own domain need no consent."""
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "wide", "--name", "Wide", "--permit-dns", domain,
+                       env=certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    assert f"Warning: --permit-dns {domain} is a public suffix" in proc.stderr
+    refused = trust("install", "--nss", home=home, ca_dir=tmp_path / "wide")
+    assert_clean_error(refused, f"is limited to DNS names under {domain}, a public suffix")
+    assert "--unconstrained" in refused.stderr and nss_listing(home / ".pki/nssdb") == ""
+    for own in ("home.arpa", "example.internal", "lab.example.com"):
+        ca = _ca(tmp_path, own.replace(".", "-"), "--permit-dns", own)
+        trust("install", "--nss", home=home, ca_dir=ca, check=True)
+
+
 def test_certkits_nss_entry_whose_trust_was_taken_away(pki: PKI, tmp_path: Path):
     """Firefox's Edit Trust (certutil -M -t ,,) leaves certkit's entry without trust: status says so
     (incomplete, not trusted) and install sets the trust again."""

@@ -208,11 +208,24 @@ def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passph
     return key, parent
 
 
+def _warn_of_public_suffixes(domains) -> None:
+    """--permit-dns com limits the CA to everyone's .com websites: said, as trust install asks about it."""
+    from certkit.names import public_suffix_scope
+    from certkit.text import shown
+
+    suffixes = [d for d in domains if public_suffix_scope(d)]
+    if suffixes:
+        warn(f"--permit-dns {', '.join(shown(d) for d in suffixes)} is a public suffix: the websites under it "
+             "belong to others, so this limit protects none of them (certkit trust install will ask before "
+             "trusting the CA). Permit your own domains, e.g. --permit-dns example.com or home.arpa.")
+
+
 def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name, org, org_unit, country, days,
                        permit_dns, permit_ip, inventory_url, as_json) -> None:
     ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
                    key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
                    parent=parent, key=key)
+    _warn_of_public_suffixes(permit_dns)
     files = store.save_new(ca, passphrase, inventory_url=inventory_url)
     from cryptography.hazmat.primitives import hashes
 

@@ -192,9 +192,15 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
 
     if anchor.limits_dns or unconstrained:
         return
-    risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) has no name constraints limiting its DNS "
-            f"names: it may sign {anchor.scope()}. Once trusted, whoever holds its key can impersonate any "
-            "website to this machine's programs.")
+    if anchor.public_suffixes:
+        risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) is limited to DNS names under "
+                f"{', '.join(shown(d) for d in anchor.public_suffixes)}, a public suffix: every website there "
+                f"belongs to someone else. It may sign {anchor.scope()}. Once trusted, whoever holds its key can "
+                "impersonate those websites to this machine's programs.")
+    else:
+        risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) has no name constraints limiting its DNS "
+                f"names: it may sign {anchor.scope()}. Once trusted, whoever holds its key can impersonate any "
+                "website to this machine's programs.")
     advice = ("A CA created with name constraints, e.g. 'certkit init-ca --permit-dns home.arpa "
               "--permit-ip 192.168.0.0/16', can only vouch for those names.")
     if not as_json and sys.stdin is not None and sys.stdin.isatty():

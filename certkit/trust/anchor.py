@@ -106,13 +106,26 @@ class Anchor:
     def limits_dns(self) -> bool:
         """True when the root's name constraints limit the DNS names it may vouch for.
 
-        A root without them (or one limited to IP ranges only) can vouch for any
-        website: that is what ``trust install`` asks about.
+        A root without them (or one limited to IP ranges only, or to a public suffix such as com)
+        can vouch for any website, or anyone's under that suffix: that is what ``trust install`` asks
+        about.
         """
+        return bool(self.permitted_dns) and not self.public_suffixes
+
+    @property
+    def permitted_dns(self) -> list[str]:
         from cryptography import x509
 
         nc = self.constraints
-        return nc is not None and any(isinstance(c, x509.DNSName) for c in nc.permitted_subtrees or [])
+        return [c.value for c in (nc.permitted_subtrees or []) if isinstance(c, x509.DNSName)] if nc else []
+
+    @property
+    def public_suffixes(self) -> list[str]:
+        """The permitted DNS subtrees that are public suffixes (com, co.uk): they limit nothing that
+        matters, as every website under them belongs to someone else."""
+        from certkit.names import public_suffix_scope
+
+        return [d for d in self.permitted_dns if d != NO_DNS and public_suffix_scope(d)]
 
     def scope(self) -> str:
         """What a client trusting this root would accept it for, in words."""
