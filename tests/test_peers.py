@@ -67,6 +67,24 @@ def test_the_warning_is_printed_every_time(pki):
         assert "Warning" not in runs[label].stderr, runs[label].stderr
 
 
+@pytest.mark.parametrize("fmt", ["folder", "jsonl"])
+def test_a_batch_with_peer_lines_says_so_too(tmp_path, fmt):
+    """kind: peer in a manifest issues the same certificate, and the batch prints the same warning
+    (counted); a batch without peer lines prints none."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", env=env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names\npeer,n1.internal 10.0.0.1\npeer,n2.internal\nserver,s.internal\n")
+    (tmp_path / "s.csv").write_text("kind,names\nserver,t.internal\n")
+    args = ["--format", "jsonl", "--out", tmp_path / "out.jsonl"] if fmt == "jsonl" else []
+    proc = run_certkit("issue-batch", "m.csv", *args, "--json", cwd=tmp_path, env=env, check=True)
+    assert proc.stderr == "Warning: 2 lines of the manifest (kind: peer) issued peer certificates; " + \
+        WARNING_LINE.removeprefix("Warning: ") + "\n"
+    assert json.loads(proc.stdout)["by_kind"]["peer"] == 2
+    quiet = run_certkit("issue-batch", "s.csv", *(["--format", "jsonl", "--out", tmp_path / "s.jsonl"]
+                                                   if fmt == "jsonl" else []), cwd=tmp_path, env=env, check=True)
+    assert quiet.stderr == ""
+
+
 def test_the_warning_comes_before_the_passphrase_is_used(pki, tmp_path):
     """Said even when the run then fails: a wrong passphrase still shows the warning first."""
     env = dict(pki["env"], CERTKIT_CA_PASSPHRASE="not the passphrase")

@@ -18,6 +18,7 @@ from certkit.cli.common import (
     passphrase_file_option,
     progress,
     unlock,
+    warn,
 )
 from certkit.constants import KEY_TYPES
 
@@ -106,6 +107,12 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             unlock(ca, passphrase_file)
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run)
+    if result.by_kind.get("peer"):  # as issue-peer says every time it runs
+        from certkit.cli.issue import PEER_WARNING
+
+        peers = result.by_kind["peer"]
+        warn(f"{_counted(peers, 'line')} of the manifest (kind: peer) issued peer certificates; "
+             + PEER_WARNING)
     if output is not None:
         from certkit.cli.output import batch_summary
 
@@ -135,7 +142,8 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
     """What a batch into folders did, as JSON or as lines for people."""
     data = {
         "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
-        "server": result.server, "client": result.client, "out_dir": str(out_dir),
+        "server": result.server, "client": result.client, "peer": result.by_kind.get("peer", 0),
+        "out_dir": str(out_dir),
         "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
         "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
     }
