@@ -83,8 +83,11 @@ class OptionalContext:
             leaf = x509.load_der_x509_certificate(leaf_der)
             chain = [x509.load_der_x509_certificate(d) for d in chain_der]
             verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain)
-            # certkit verify's advice on --untrusted is for its command line, not for this server.
-            words = [re.sub(r" \(if .*--untrusted\)$", "", r) for r in verdict.reasons]
+            # certkit verify's advice on --untrusted is for its command line: a client sends the intermediate.
+            words = [re.sub(r" \(if (.*) is an intermediate CA under it, verify fullchain\.pem or pass its certificate "
+                            r"with --untrusted\)$", r" (if \1 is an intermediate CA under it, the client must send its "
+                            r"certificate too: curl --cert fullchain.pem, or the bundle.p12 that holds it)", r)
+                     for r in verdict.reasons]
             namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)
             if namesake is not None and any(w.startswith("not issued by this CA") for w in words):
                 # "issued by X, and the trusted CA is X" would puzzle anyone: say what happened.

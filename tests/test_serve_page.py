@@ -162,6 +162,26 @@ def test_optional_with_good_certificate_authenticates(pki: Path, optional_server
     optional_server.wait_for_log('accepted 127.0.0.1:')
 
 
+def test_optional_client_of_an_intermediate_is_told_to_send_it(pki: Path, optional_server: ServeProcess,
+                                                                tmp_path: Path):
+    """A client certificate from an intermediate under the trusted root, sent without the
+    intermediate: the answer says to send it (curl --cert fullchain.pem), and with it she gets in."""
+    env = dict(_env(pki), CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "int", "--parent-ca-dir", pki / "ca", "--name", "Page Issuing CA",
+                env=env, check=True)
+    run_certkit("issue-client", "frank", "--ca-dir", tmp_path / "int", cwd=tmp_path, env=env, check=True)
+    url = f"https://localhost:{optional_server.port}/?format=json"
+    alone = curl(pki, url, *_pair(tmp_path, "frank"))
+    body, status = alone.stdout.rsplit("\n", 1)
+    assert status == "403", alone.stderr
+    assert ("it was issued by CN=Page Issuing CA, and the trusted CA is" in json.loads(body)["reason"]
+            and "the client must send its certificate too: curl --cert fullchain.pem" in json.loads(body)["reason"])
+    chained = curl(pki, url, "--cert", str(tmp_path / "frank" / "fullchain.pem"), "--key",
+                   str(tmp_path / "frank" / "privkey.pem"))
+    body, status = chained.stdout.rsplit("\n", 1)
+    assert status == "200" and json.loads(body)["common_name"] == "frank"
+
+
 @pytest.mark.parametrize("who, words, openssl_words", [
     ("localhost", "this is a server certificate: it has no clientAuth usage", "unsuitable certificate purpose"),
     ("mallory", "not issued by this CA: it was issued by CN=Some Other CA",
