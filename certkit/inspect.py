@@ -111,12 +111,26 @@ def leaf_kind(*, is_ca: bool, eku: list[str] | None) -> str:
     return "server" if "serverAuth" in usages else "client"
 
 
+# The keyUsage bits OpenSSL asks of a TLS server's and a TLS client's certificate, when it has keyUsage at all.
+_SERVER_KU = ("digitalSignature", "keyEncipherment", "keyAgreement")
+_CLIENT_KU = ("digitalSignature", "keyAgreement")
+
+
 def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_cn: str | None,
-               path_length: int | None = None) -> str:
+               path_length: int | None = None, key_usage: list[str] | None = None) -> str:
     """The plain-words purpose: what a verifier will accept this certificate for."""
     if is_ca:
         limit = " (path length 0: end-entity certificates only)" if path_length == 0 else ""
         return f"issuing certificates (CA){limit}"
+    if key_usage is not None and "keyCertSign" in key_usage:
+        return ("nothing TLS can use: its keyUsage asserts keyCertSign, which only a CA may (certkit verify and "
+                "cryptography refuse it)")
+    if key_usage is not None and not any(u in key_usage for u in _SERVER_KU):
+        return (f"nothing TLS can use: its keyUsage ({', '.join(key_usage) or 'empty'}) has none of "
+                "digitalSignature, keyEncipherment or keyAgreement, which a TLS handshake needs")
+    if key_usage is not None and not any(u in key_usage for u in _CLIENT_KU) and eku is not None:
+        # keyEncipherment alone: a server may use it (RSA key exchange), a client has nothing to sign with
+        eku = [u for u in eku if u != "clientAuth"]
     names = ", ".join(_shown(e) for e in sans if e["type"] in ("DNS", "IP"))
     ids = ", ".join(_shown(e) for e in sans if e["type"] in ("email", "URI", "DNS", "IP"))
     client_id = (f"CN={subject_cn}" if subject_cn else "") + (f"; {ids}" if ids and subject_cn else ids)
@@ -166,7 +180,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
     usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=common_name(cert.subject),
-                        path_length=bc.value.path_length if bc else None)
+                        path_length=bc.value.path_length if bc else None,
+                        key_usage=_key_usage(ku.value) if ku else None)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"
     kind = leaf_kind(is_ca=is_ca, eku=eku_list)

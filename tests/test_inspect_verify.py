@@ -513,7 +513,8 @@ def test_verify_of_a_bundle_folder_judges_what_its_server_sends(tmp_path):
                                    env=certkit_env()), "holds only ca.pem, the CA certificate a peer trusts")
 
 
-def _signed_by(ca: CA, subject: list, *, eku=None, san=None, san_critical: bool = False) -> x509.Certificate:
+def _signed_by(ca: CA, subject: list, *, eku=None, san=None, san_critical: bool = False,
+               ku: x509.KeyUsage | None = None) -> x509.Certificate:
     """A leaf signed by ``ca`` as another tool might make it (certkit itself always writes a SAN)."""
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -523,7 +524,7 @@ def _signed_by(ca: CA, subject: list, *, eku=None, san=None, san_critical: bool 
                .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=30))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
+               .add_extension(ku or x509.KeyUsage(True, *[False] * 8), critical=True)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()), critical=False)
                .add_extension(x509.ExtendedKeyUsage([getattr(ExtendedKeyUsageOID, u) for u in eku or
                                                      ["CLIENT_AUTH"]]), critical=False))
@@ -633,3 +634,29 @@ def test_verify_client_name_as_shown(pki):
                            "--ca-file", pki / "root.pem", env=certkit_env())
         assert_verify_invalid(proc, f"not valid for name {name}: it names CN=alice and alice@example.com (--name "
                                     "takes a name's value, such as the CN alice, not a distinguished name)")
+
+
+def _ku(**bits) -> x509.KeyUsage:
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(*[bits.get(n, False) for n in names])
+
+
+@pytest.mark.parametrize(("ku", "eku", "said", "server_ok", "client_ok"), [
+    (_ku(key_cert_sign=True), ["SERVER_AUTH"], "nothing TLS can use: its keyUsage asserts keyCertSign", False, False),
+    (_ku(crl_sign=True), ["SERVER_AUTH", "CLIENT_AUTH"], "nothing TLS can use: its keyUsage (cRLSign) has none of",
+     False, False),
+    (_ku(key_encipherment=True), ["SERVER_AUTH", "CLIENT_AUTH"], "TLS server authentication (ku.example)\n", True,
+     False),
+], ids=["keyCertSign", "cRLSign", "keyEncipherment"])
+def test_inspect_agrees_with_openssl_on_key_usage(tmp_path, ku, eku, said, server_ok, client_ok):
+    """An end-entity certificate's keyUsage limits what TLS takes it for (another tool's making: certkit
+    never writes these): inspect says what openssl verify -purpose decides."""
+    root = CA.create("KU Root")
+    ca_file = _write(tmp_path / "root.pem", root.cert)
+    cert = _write(tmp_path / "ku.pem", _signed_by(root, ["ku.example"], eku=eku, ku=ku,
+                                                   san=[x509.DNSName("ku.example")]))
+    assert f"Usable for: {said}" in _inspect(cert).stdout + "\n"
+    for purpose, ok in (("sslserver", server_ok), ("sslclient", client_ok)):
+        theirs = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca_file, cert)
+        assert (theirs.returncode == 0) == ok, (purpose, theirs)
