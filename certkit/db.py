@@ -90,11 +90,9 @@ class SQLiteDatabase:
     def _hold(self) -> None:
         if self._held is not None:
             return
-        import urllib.parse
 
-        try:  # mode=rw: never creates a file; a read-only inventory is simply not held
-            conn = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw", uri=True,
-                                   timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:  # a read-only inventory is simply not held
+            conn = self._connect()
         except sqlite3.Error:
             return
         try:
@@ -105,6 +103,14 @@ class SQLiteDatabase:
         self._held = conn
         _HOLDERS.add(self)
         weakref.finalize(self, _close_if_ours, conn, os.getpid())
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection to the existing file (mode=rw never creates one: a missing inventory stays
+        missing, and is said to be, instead of becoming an empty file every command calls damaged)."""
+        import urllib.parse
+
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw", uri=True,
+                               timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def release(self) -> None:
         """Close the held connection (the last one: the log is checkpointed); reopened when needed."""
@@ -142,7 +148,7 @@ class SQLiteDatabase:
         ``durable=False`` commits without waiting for the disk (records whose loss in a power cut
         costs only a retry, such as ACME nonces; a process crash still keeps them)."""
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn = self._connect()
         except sqlite3.Error as exc:
             raise self.error(exc) from None
         self._hold()
@@ -192,6 +198,8 @@ class SQLiteDatabase:
         elif "locked" in lowered or "busy" in lowered:
             message = (f"The inventory {where} stayed locked by another certkit process for "
                        f"{BUSY_TIMEOUT_S:g} s; try again.")
+        elif "unable to open" in lowered and not os.path.lexists(self.path):
+            message = f"The inventory {where} is missing; the CA directory is incomplete."
         elif "unable to open" in lowered:
             message = f"The inventory {where} cannot be opened: {text}."
         elif "inventory moved to" in lowered:  # the triggers `certkit inventory migrate` leaves behind

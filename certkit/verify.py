@@ -444,7 +444,9 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         if note:
             verdict.notes.append(note)
     if ca_file is None:
-        problems = inventory_problems(ca_dir, path)
+        unread: list[str] = []
+        problems = inventory_problems(ca_dir, path, unread=unread)
+        verdict.notes += [f"revocation was not checked: {why}" for why in unread[:1]]
         if problems:
             verdict.reasons += problems
             verdict.valid, verdict.chain = False, []
@@ -462,10 +464,12 @@ def _sent(folder: Path) -> str:
     return str(folder / CERT_FILE)
 
 
-def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"]) -> list[str]:
+def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"], *,
+                       unread: list[str] | None = None) -> list[str]:
     """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
     holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
-    intermediate CA above it (a CRL says so to peers)."""
+    intermediate CA above it (a CRL says so to peers). Why a certificate's record could not be read
+    (a missing or damaged inventory) goes into ``unread``: the verdict is then the chain's alone."""
     from certkit.inventory.rows import parse_iso
     from certkit.store import CADirectory
     from certkit.vocabulary import serial_hex
@@ -478,8 +482,10 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
             row = inventory.get(serial)
             if row is None or inventory.certificate(serial) != cert:
                 continue
-        except CertkitError:
-            continue  # an unreadable inventory or row: the chain's verdict stands, check reports the rest
+        except CertkitError as exc:  # an unreadable inventory or row: the chain's verdict stands, and says so
+            if unread is not None:
+                unread.append(str(exc).rstrip("."))
+            continue
         if cert is chain[0]:
             if row["status"] == "revoked":
                 problems.append(f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
