@@ -184,6 +184,14 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Fi
     return found
 
 
+def _self_signed(cert) -> bool:
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # InvalidSignature, a key type that cannot sign
+        return False
+    return True
+
+
 def _check_chain(chain: list) -> list[Finding]:
     """Each certificate issued (name and signature) by the next; the last one a root that signed itself."""
     for index, child in enumerate(chain):
@@ -203,6 +211,10 @@ def _check_chain(chain: list) -> list[Finding]:
             issuer = child
         else:
             issuer = chain[index + 1]
+            if child.issuer == child.subject and _self_signed(child):
+                return [Finding("chain", "error", f"{where} ({name}) is a root, yet {PARENTS_FILE} goes on after it "
+                                f"({len(chain) - index - 1} more): a root ends the chain, and bundles would carry "
+                                f"the extra certificates. Restore {PARENTS_FILE} from a backup.")]
             if child.issuer != issuer.subject:
                 return [Finding("chain", "error", f"{where} ({name}) is issued by {issuer_name}, but the next "
                                 f"certificate in {PARENTS_FILE} is {issuer.subject.rfc4514_string()}: "

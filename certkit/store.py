@@ -88,6 +88,12 @@ def _check_chain(path: Path, cert, parents: list) -> None:
     must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
     chain = [cert, *parents]
     for child, issuer in zip(chain, chain[1:], strict=False):
+        if _signed_by(child, child):
+            where = CERT_FILE if child is cert else PARENTS_FILE
+            root = shown(child.subject.rfc4514_string())
+            raise CABroken(f"{shown(path / PARENTS_FILE)} goes on after the root {root} (in {where}): a root ends "
+                           "the chain, and every bundle would carry the extra "
+                           f"certificates. Restore {PARENTS_FILE} from a backup.")
         if not _signed_by(child, issuer):
             raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
                            f"{shown(child.subject.rfc4514_string())} is not signed by "

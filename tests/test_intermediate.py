@@ -192,6 +192,22 @@ def test_bad_parents_refused_nothing_written(tmp_path, ca_env, ca_dir):
     assert not (tmp_path / "grand").exists()
 
 
+def test_a_chain_that_goes_on_after_its_root_is_refused(tmp_path, ca_env, ca_dir):
+    """parents.pem holding the root twice: check names it, and nothing is issued (every chain.pem
+    would carry the root)."""
+    assert init_intermediate(tmp_path, ca_env).returncode == 0
+    inter = tmp_path / "inter"
+    (inter / "parents.pem").write_bytes((ca_dir / "ca.pem").read_bytes() * 2)
+    env = dict(ca_env, CERTKIT_CA_DIR=str(inter))
+    proc = run_certkit("check", "--json", env=env)
+    assert proc.returncode == 1
+    chain = [f for f in json.loads(proc.stdout)["findings"] if f["check"] == "chain"]
+    assert chain[0]["level"] == "error" and "is a root, yet parents.pem goes on after it (1 more)" in chain[0]["message"]
+    refused = run_certkit("issue-server", "q.example.com", "--out", tmp_path / "qq", env=env)
+    assert_clean_error(refused, "goes on after the root CN=certkit test root")
+    assert not (tmp_path / "qq").exists()
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
 def test_an_intermediate_without_its_chain_issues_nothing(tmp_path, ca_env, ca_dir, damage):
     """Without parents.pem, every bundle would carry a chain no client can follow (ca.pem the
