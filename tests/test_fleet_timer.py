@@ -133,6 +133,22 @@ def test_refusals_leave_nothing_behind(due):
                                    "--passphrase-file", secret, env=env), "cannot name a systemd unit")
 
 
+def test_the_unit_folder_is_an_output_like_any_other(due):
+    """--unit-dir in the CA directory (directly or through a link) or in a folder every user can
+    write is refused, for installing and for removing: the CA directory stays as it was."""
+    tmp_path, secret, env = due
+    ca = tmp_path / "ca"
+    before = sorted(p.name for p in ca.iterdir())
+    (tmp_path / "link").symlink_to(ca)
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o777)
+    for folder, fragment in ((ca, "is in the CA directory"), (ca / "sub", "is in the CA directory"),
+                             (tmp_path / "link", "is in the CA directory"), (tmp_path / "open", "writable by every user")):
+        for args in (["--install-timer", "--passphrase-file", secret], ["--remove-timer"]):
+            assert_clean_error(run_certkit("renew", *args, "--unit-dir", folder, env=env), fragment)
+    assert sorted(p.name for p in ca.iterdir()) == before and list((tmp_path / "open").iterdir()) == []
+
+
 def test_default_folders_are_overridable(due, monkeypatch):
     """Where the units go without --unit-dir: the system folder as root, the user's otherwise; both
     moved away from this machine's real ones here."""

@@ -135,6 +135,14 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
           ca_dir: Path | None, passphrase_file: Path | None, as_json: bool, force: bool = False) -> None:
     from certkit import fleet
 
+    if unit_dir is not None:  # an output like any other: never a CA directory, nor a folder others control
+        from certkit.bundle import check_folder_owner
+        from certkit.paths import check_output
+        from certkit.store import resolve_ca_dir
+
+        check_output(unit_dir, [resolve_ca_dir(ca_dir)], what="--unit-dir folder")
+        if unit_dir.is_dir():
+            check_folder_owner(unit_dir)
     if not install:
         change = fleet.remove_timer(directory=unit_dir, name=name)
         data = {"removed": [str(p) for p in change.files], "ran": change.ran, "failed": change.failed,
