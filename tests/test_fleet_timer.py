@@ -142,8 +142,9 @@ def test_the_unit_folder_is_an_output_like_any_other(due):
     (tmp_path / "link").symlink_to(ca)
     (tmp_path / "open").mkdir()
     (tmp_path / "open").chmod(0o777)
-    for folder, fragment in ((ca, "is in the CA directory"), (ca / "sub", "is in the CA directory"),
-                             (tmp_path / "link", "is in the CA directory"), (tmp_path / "open", "writable by every user")):
+    inside = "is in the CA directory"
+    for folder, fragment in ((ca, inside), (ca / "sub", inside), (tmp_path / "link", inside),
+                             (tmp_path / "open", "writable by every user")):
         for args in (["--install-timer", "--passphrase-file", secret], ["--remove-timer"]):
             assert_clean_error(run_certkit("renew", *args, "--unit-dir", folder, env=env), fragment)
     assert sorted(p.name for p in ca.iterdir()) == before and list((tmp_path / "open").iterdir()) == []
