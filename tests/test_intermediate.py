@@ -202,7 +202,8 @@ def test_a_chain_that_goes_on_after_its_root_is_refused(tmp_path, ca_env, ca_dir
     proc = run_certkit("check", "--json", env=env)
     assert proc.returncode == 1
     chain = [f for f in json.loads(proc.stdout)["findings"] if f["check"] == "chain"]
-    assert chain[0]["level"] == "error" and "is a root, yet parents.pem goes on after it (1 more)" in chain[0]["message"]
+    assert chain[0]["level"] == "error"
+    assert "is a root, yet parents.pem goes on after it (1 more)" in chain[0]["message"]
     refused = run_certkit("issue-server", "q.example.com", "--out", tmp_path / "qq", env=env)
     assert_clean_error(refused, "goes on after the root CN=certkit test root")
     assert not (tmp_path / "qq").exists()
