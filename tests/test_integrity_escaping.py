@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import PASSPHRASE, free_port, openssl, require, run_certkit
+from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit
 from integrity_helpers import serial_hex
 from serve_process import ServeProcess
 
@@ -244,3 +244,22 @@ def test_serve_log_escapes_a_hostile_client_certificate(hostile: Path, ca_env: d
     assert_escaped(log)
     if optional:
         assert "owned" in server.stderr
+
+
+def test_paths_in_warnings_and_progress_are_escaped(tmp_path: Path, ca_env: dict, ca_dir: Path) -> None:
+    """init-ca --no-passphrase's warning names the key's path, and issue-batch on a terminal names the
+    manifest it checks: both escaped (a title-setting sequence in a folder or file name reached the
+    terminal raw there)."""
+    from fleet_helpers import run_in_pty
+
+    folder = tmp_path / ("d\x1b]0;owned\x07\x1b[31m" + "x")
+    folder.mkdir()
+    proc = run_certkit("init-ca", "--ca-dir", folder / "ca", "--no-passphrase", env=certkit_env())
+    assert proc.returncode == 0
+    assert_escaped(proc)
+    assert "\\x1b]0;owned" in proc.stderr
+    manifest = tmp_path / ("m\x1b]0;owned\x07\x1b[31m.csv")
+    manifest.write_text("kind,names\nserver,a.example\n")
+    code, shown, _ = run_in_pty(["issue-batch", manifest, "--out-dir", tmp_path / "o"], env=ca_env, cwd=tmp_path)
+    assert code == 0, shown
+    assert "\x1b]0;owned" not in shown and "Checking every line of " in shown and "\\x1b]0;owned" in shown

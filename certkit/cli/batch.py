@@ -97,7 +97,9 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
         if interactive:
-            click.echo(f"Checking every line of {name or manifest} before anything is issued...", err=True)
+            from certkit.text import shown
+
+            click.echo(f"Checking every line of {shown(name or manifest)} before anything is issued...", err=True)
         import os
 
         chunk = chunk_size(CHUNK_SIZE)
@@ -134,7 +136,9 @@ def _run(ca, path: Path, total: int, interactive: bool, run: dict):
     except BatchStopped as exc:
         if exc.signal is None:
             raise
-        click.echo(f"Error: {exc}", err=True)  # what was written, and how to finish
+        from certkit.text import terminal_safe
+
+        click.echo(f"Error: {terminal_safe(str(exc))}", err=True)  # what was written, and how to finish
         sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
 
 

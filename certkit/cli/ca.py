@@ -131,8 +131,8 @@ def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) ->
     if no_passphrase:
         if passphrase_file:
             raise click.UsageError("--no-passphrase and --passphrase-file contradict each other.")
-        click.echo("Warning: the CA key will be stored unencrypted; anyone who can read "
-                   f"{store.key_path} can issue certificates your machines trust.", err=True)
+        warn(f"the CA key will be stored unencrypted; anyone who can read {store.key_path} can issue "
+             "certificates your machines trust.")
         return None
     passphrase = read_secret(passphrase_file, ENV_PASSPHRASE, "New CA key passphrase", confirm=True)
     if passphrase is None:

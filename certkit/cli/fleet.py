@@ -40,7 +40,7 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
     interactive = sys.stderr.isatty() and not as_json
     with FleetLock(ca.store.path):
         if interactive:
-            click.echo(f"Checking {selection.describe()} before anything is renewed...", err=True)
+            click.echo(f"Checking {terminal_safe(selection.describe())} before anything is renewed...", err=True)
         plan = plan_fleet(ca, selection, rekey=rekey, key_type=key_type, days=days, p12_password=p12_password)
         if plan.todo:
             unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
