@@ -124,7 +124,7 @@ def test_tar_headers_read_back_with_tarfile() -> None:
     import random
     import tarfile
 
-    from certkit.formats import _header
+    from certkit.formats.encoding import _header
 
     rng = random.Random(13)
     for _ in range(3000):

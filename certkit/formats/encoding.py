@@ -1,0 +1,233 @@
+"""The bytes of each one-output format: a JSON line, a Kubernetes Secret, a tar archive's members
+(:class:`Encoder`), and the names each format needs (a Secret's, an archive folder's)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tarfile
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii
+from typing import TYPE_CHECKING
+
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, OUTPUT_FORMATS
+from certkit.errors import CertkitError, UnsafeOutputPath
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import IssuedCert
+
+FORMATS = OUTPUT_FORMATS
+ONE_OUTPUT = FORMATS[1:]  # jsonl, k8s, tar: one output for every certificate of a command
+SECRET_TYPE = "kubernetes.io/tls"
+# Annotations on each Secret: which certificate it holds, without decoding tls.crt.
+ANNOTATION_PREFIX = "certkit/"
+
+
+class FormatRefused(CertkitError):
+    """A certificate that this output format cannot hold (a Secret without its key)."""
+
+
+# --- names ------------------------------------------------------------------------------
+_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def secret_name(name: str) -> str:
+    """A Kubernetes object name (an RFC 1123 subdomain: lower-case labels of letters, digits and
+    hyphens, at most 253 characters) made from a bundle's name: ``_wildcard.example.com`` becomes
+    ``wildcard.example.com``, ``web/a`` ``web-a``, ``Alice Smith`` ``alice-smith``."""
+    labels = []
+    for label in name.lower().replace("/", "-").split("."):
+        label = _LABEL_BAD.sub("-", label).strip("-")
+        if label:
+            labels.append(label[:63].rstrip("-"))
+    text = ".".join(labels)[:253].rstrip(".-")
+    if not text:
+        raise FormatRefused(f"'{shown(name)}' gives no usable Kubernetes name (ASCII letters or digits are needed).")
+    return text
+
+
+def member_name(name: str) -> str:
+    """A bundle's folder inside a tar archive: a relative path, never absolute or climbing out."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or name.startswith(("/", "~")):
+        raise UnsafeOutputPath(f"'{shown(name)}' cannot name a folder in an archive: it must be a relative path "
+                               "without '..'.")
+    return "/".join(parts)
+
+
+# --- encoding ---------------------------------------------------------------------------
+class Encoder:
+    """Turns issued certificates into the bytes of one format; the CA's PEMs are encoded once."""
+
+    def __init__(self, fmt: str) -> None:
+        if fmt not in ONE_OUTPUT:
+            raise CertkitError(f"Unknown output format '{shown(fmt)}'; choose one of: {', '.join(FORMATS)}.")
+        self.format = fmt
+        self._ca_pems: dict[int, tuple[bytes, bytes]] = {}
+        self.uid, self.gid = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+
+    def _chain(self, issued: "IssuedCert") -> tuple[bytes, bytes]:
+        """(chain.pem, ca.pem) of the CA that issued ``issued``: the same for a whole batch."""
+        key = id(issued.root)
+        if key not in self._ca_pems:
+            self._ca_pems[key] = (issued.chain_pem, issued.ca_pem)
+        return self._ca_pems[key]
+
+    def files(self, issued: "IssuedCert", extra: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+        """The bundle files, as a folder would hold them (certbot's names)."""
+        from cryptography.hazmat.primitives import serialization
+
+        cert_pem = issued.cert_pem
+        chain_pem, ca_pem = self._chain(issued)
+        files = {CERT_FILE: cert_pem}
+        if issued.private_key is not None:  # PKCS#8 PEM, as privkey.pem (certkit.keys.private_key_pem)
+            files[KEY_FILE] = issued.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        files[FULLCHAIN_FILE] = cert_pem + chain_pem
+        if chain_pem:
+            files[CHAIN_FILE] = chain_pem
+        files[CA_FILE] = ca_pem
+        return files | dict(extra or {})
+
+    def encode(self, issued: "IssuedCert", name: str, extra: Mapping[str, bytes] | None = None) -> bytes:
+        files = self.files(issued, extra)
+        if self.format == "jsonl":
+            return jsonl_record(issued, name, files)
+        if self.format == "k8s":
+            return k8s_secret(issued, name, files)
+        return tar_bundle(member_name(name), files, uid=self.uid, gid=self.gid)
+
+    def end(self) -> bytes:
+        """What closes the output: a tar archive's two zero blocks."""
+        return tar_end() if self.format == "tar" else b""
+
+
+def _facts(issued: "IssuedCert") -> dict:
+    facts = issued.facts  # as the inventory row says
+    return {"kind": issued.kind, "serial": facts.serial, "subject": facts.subject, "names": facts.names,
+            "not_before": facts.not_before, "not_after": facts.not_after, "fingerprint_sha256": facts.fingerprint}
+
+
+def jsonl_record(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> bytes:
+    """One line of JSON: what the certificate is, and its PEMs (``key`` only if the bundle has one).
+
+    The bytes ``json.dumps(record, ensure_ascii=True)`` would give for the record with these keys in
+    this order, put together from each value's JSON text, which takes a third of the time."""
+    text = encode_basestring_ascii
+    facts = issued.facts
+    cert = text(files[CERT_FILE].decode("ascii"))
+    chain = text(files.get(CHAIN_FILE, b"").decode("ascii"))
+    parts = ['{"name": ', text(name), ', "kind": ', text(issued.kind), ', "serial": ', text(facts.serial),
+             ', "subject": ', text(facts.subject), ', "names": ', json.dumps(facts.names),
+             ', "not_before": ', text(facts.not_before), ', "not_after": ', text(facts.not_after),
+             ', "fingerprint_sha256": ', text(facts.fingerprint), ', "cert": ', cert]
+    if KEY_FILE in files:
+        parts += [', "key": ', text(files[KEY_FILE].decode("ascii"))]
+    parts += [', "chain": ', chain, ', "fullchain": ', text(files[FULLCHAIN_FILE].decode("ascii")), ', "ca": ',
+              text(files[CA_FILE].decode("ascii")), "}\n"]
+    return "".join(parts).encode("ascii")
+
+
+def k8s_secret(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> bytes:
+    """A ``kubernetes.io/tls`` Secret as one YAML document: ``tls.crt`` (certificate and
+    intermediates, as servers send them), ``tls.key`` and ``ca.crt`` (the root to trust)."""
+    if KEY_FILE not in files:
+        raise FormatRefused("A kubernetes.io/tls Secret holds the private key, and this certificate has none here "
+                            "(a CSR's requester keeps it).")
+    facts = _facts(issued)
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    lines = [
+        "---",
+        "apiVersion: v1",
+        "kind: Secret",
+        "metadata:",
+        f"  name: {secret_name(name)}",
+        "  labels:",
+        "    app.kubernetes.io/managed-by: certkit",
+        "  annotations:",
+        f"    {ANNOTATION_PREFIX}serial: {yaml_string(facts['serial'])}",
+        f"    {ANNOTATION_PREFIX}kind: {yaml_string(facts['kind'])}",
+        f"    {ANNOTATION_PREFIX}not-after: {yaml_string(facts['not_after'])}",
+        f"    {ANNOTATION_PREFIX}subject: {yaml_string(facts['subject'])}",
+        f"    {ANNOTATION_PREFIX}names: {yaml_string(', '.join(facts['names']))}",
+        f"type: {SECRET_TYPE}",
+        "data:",
+        f"  tls.crt: {b64(files[FULLCHAIN_FILE])}",
+        f"  tls.key: {b64(files[KEY_FILE])}",
+        f"  ca.crt: {b64(files[CA_FILE])}",
+    ]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def yaml_string(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar in plain ASCII: every character that is not printable
+    ASCII is an escape, so no control character, bidi override or line break reaches the file."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def tar_bundle(folder: str, files: Mapping[str, bytes], *, uid: int = 0, gid: int = 0,
+               mtime: float | None = None) -> bytes:
+    """The members of one bundle folder: the folder (0755) and its files, keys 0600, others 0644
+    (the modes of :mod:`certkit.bundle`). POSIX ustar headers; PAX headers where a name is too
+    long or not ASCII, so any name survives."""
+    from certkit.bundle import mode_for
+
+    mtime = int(time.time() if mtime is None else mtime)
+    parts = [_header(folder + "/", tarfile.DIRTYPE, 0o755, 0, mtime, uid, gid)]
+    for file_name, data in files.items():
+        parts.append(_header(f"{folder}/{file_name}", tarfile.REGTYPE, mode_for(file_name), len(data), mtime, uid,
+                             gid))
+        parts.append(data)
+        parts.append(b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+    return b"".join(parts)
+
+
+def _header(name: str, kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int) -> bytes:
+    """One member's header block: built directly for a short ASCII name (most of them; tarfile's
+    generic code costs more than signing the certificate), by tarfile otherwise."""
+    if len(name) < 100 and name.isascii() and uid < 0o7777777 and gid < 0o7777777:
+        raw = name.encode("ascii")
+        fields, tail, rest = _header_fields(kind, mode, size, mtime, uid, gid)
+        checksum = b"%06o\0 " % (sum(raw) + rest)  # the checksum counts its own field as spaces
+        return b"".join((raw.ljust(100, b"\0"), fields, checksum, tail))
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime, info.uid, info.gid = kind, mode, size, mtime, uid, gid
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+@lru_cache(maxsize=256)
+def _header_fields(kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int) -> tuple[bytes, bytes, int]:
+    """A ustar header's fields after the name, before and after the checksum, and the sum of their
+    bytes and the checksum field's spaces: the same for most members of a batch (one mtime per second,
+    a few sizes), so only the name is added up per member."""
+    fields = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    # type, no link name, magic and version, no user/group name, no device numbers, no prefix, padding
+    tail = kind + b"\0" * 100 + b"ustar\x0000" + b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
+    return fields, tail, sum(fields) + sum(tail) + 8 * ord(" ")
+
+
+def tar_end() -> bytes:
+    return b"\0" * (2 * tarfile.BLOCKSIZE)
+

@@ -1,0 +1,356 @@
+"""Where a one-output format's bytes go: one file (assembled under a temporary name, put in place
+whole) or standard output, and the issuing-pipeline target that writes a certificate into it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
+from certkit.formats.encoding import Encoder, FormatRefused, member_name, secret_name
+from certkit.issuing import Request, Target
+from certkit.testhooks import pause_at
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA, IssuedCert
+    from certkit.inventory import Inventory
+
+_MARK_GROUP = 5000  # serials marked per inventory transaction when a batch's file is in place
+
+
+class Output:
+    """One output file (``path``), or standard output (``path`` None), that the certificates of a
+    command are written into in one format.
+
+    ``shared``: many certificates go into it (``issue-batch``). A shared file is
+    assembled under a temporary name and put in place by :meth:`commit`, which
+    also marks its certificates valid; :meth:`abort` removes it and marks them
+    abandoned. Several forked worker processes may append to one output: it is
+    opened (:meth:`open`) before they start, and each record is written whole,
+    under a lock they share.
+    """
+
+    def __init__(self, fmt: str, path: str | Path | None = None, *, force: bool = False, shared: bool = False,
+                 sync: bool = True, stream: BinaryIO | None = None) -> None:
+        self.encoder = Encoder(fmt)
+        self.format = fmt
+        self.given = Path(path) if path is not None else None
+        self.path = Path(os.path.abspath(path)) if path is not None else None
+        self.force, self.shared, self.sync = force, shared, sync
+        # without a path: this binary stream (default: standard output's, as it is when written to)
+        self._stream = stream
+        self._tmp: Path | None = None
+        self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
+        self._out: int | None = None  # the file descriptor a shared file's records go to
+        self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
+        self._lock = None
+        self._pending: list[bytes] = []  # a deferred output's records not yet written (see flush)
+        self._serials: list[bytes] = []
+        self.count = 0
+
+    # what the inventory records
+    @property
+    def sink(self) -> str:
+        return "file" if self.path is not None else "stream"
+
+    @property
+    def deferred(self) -> bool:
+        """Whether a certificate is valid only once the whole output is in place (a batch's file)."""
+        return self.shared and self.path is not None
+
+    def describe(self) -> str:
+        return shown(self.given) if self.given is not None else "standard output"
+
+    @property
+    def stream(self) -> BinaryIO:
+        return self._stream if self._stream is not None else sys.stdout.buffer
+
+    # --- before anything is signed ------------------------------------------------------
+    def check(self, ca_dirs: Iterable[str | Path] = (), *, keyed: bool = True) -> None:
+        """Refuse what writing could not do: a path in a CA directory, through a link, over a
+        folder, over an existing file (unless ``force``); a key or an archive for a terminal."""
+        if self.path is None:
+            if self.stream.isatty():
+                if keyed:
+                    raise CertkitError("Standard output is a terminal: certkit does not print private keys there "
+                                       "(they would stay in the scrollback and the terminal's log); write them to "
+                                       "a file or a pipe.")
+                if self.format == "tar":
+                    raise CertkitError("Standard output is a terminal, and a tar archive is binary; write it to a "
+                                       "file or a pipe.")
+            return
+        from certkit.bundle import check_folder_owner
+        from certkit.paths import check_folders_above, check_output
+
+        check_output(self.given, ca_dirs, what="output file")
+        if self.given.is_symlink():
+            raise UnsafeOutputPath(f"{shown(self.given)} is a symbolic link; certkit does not write through links. "
+                                   "Give the real path.")
+        if self.given.exists() and not self.given.is_file():
+            raise OutputExists(f"{shown(self.given)} exists and is not a file.", replaceable=False)
+        if self.given.exists() and not self.force:
+            raise OutputExists(f"{shown(self.given)} already exists.")
+        check_folders_above(self.given, "output file")
+        parent = self.path.parent
+        if parent.is_dir():
+            check_folder_owner(parent)
+
+    def check_name(self, request: Request, name: str) -> None:
+        """Refuse, per certificate, what this format cannot hold: a Secret without a key, a name that
+        is no Kubernetes name or archive path, a name given twice."""
+        if self.format == "k8s":
+            if not request.keyed:
+                raise FormatRefused("A kubernetes.io/tls Secret holds the private key, and a certificate signed "
+                                    "from a CSR has none here (the requester keeps it); write jsonl, tar or a "
+                                    "folder instead.")
+            try:
+                secret_name(name)
+            except FormatRefused:
+                typed = request.common_name or (request.identities[0].value if request.identities else name)
+                if typed == name:
+                    raise
+                raise FormatRefused(f"'{shown(typed)}' gives no usable Kubernetes name: its bundle name, "
+                                    f"'{shown(name)}', has no ASCII letters or digits.") from None
+        elif self.format == "tar":
+            member_name(name)
+
+    def key(self, name: str) -> str:
+        """What must differ between two certificates of one output: the Secret's name, the archive folder."""
+        if self.format == "k8s":
+            return secret_name(name)
+        return member_name(name) if self.format == "tar" else name
+
+    def target(self, name: str, *, extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None
+               ) -> "OutputTarget":
+        return OutputTarget(self, name, extra=extra)
+
+    # --- writing ------------------------------------------------------------------------
+    def open(self) -> None:
+        """Start the output: the temporary file beside a shared file's destination (and the list of
+        its serials), and the lock its writers share."""
+        if self._out is not None:
+            return
+        if self.path is None:
+            self.stream.flush()  # nothing buffered before the workers are forked
+            self._out = -1  # records go to the stream
+        elif self.shared:
+            self._tmp, self._out, self._made = _create_temporary(self.path)
+            import tempfile
+
+            spool = tempfile.TemporaryFile(prefix="certkit-serials-")  # gone with the process
+            self._spool = os.dup(spool.fileno())
+            spool.close()
+        if self.shared:
+            import multiprocessing
+
+            if "fork" in multiprocessing.get_all_start_methods():
+                self._lock = multiprocessing.get_context("fork").Lock()
+
+    def write_one(self, data: bytes) -> None:
+        """A single certificate's output, complete: a file written whole and renamed into place,
+        or the bytes on standard output."""
+        if self.path is None:
+            self.stream.write(data + self.encoder.end())
+            self.stream.flush()
+            return
+        from certkit.atomic import remove_made
+
+        tmp, fd, made = _create_temporary(self.path)
+        try:
+            try:
+                _write_all(fd, data + self.encoder.end())
+                if self.sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            pause_at("staged")
+            _place(tmp, self.path, force=self.force, sync=self.sync)
+        except BaseException:
+            _unlink(tmp)
+            remove_made(made)
+            raise
+        pause_at("placed")
+
+    def append(self, data: bytes, serial: str) -> None:
+        """One certificate's record, written whole (several processes may be writing). A shared
+        file's records wait in memory until :meth:`flush` (a batch calls it after each chunk):
+        they are not valid before the whole file is in place anyway."""
+        if self._out is None:
+            raise CertkitError("The output was not opened before writing.")
+        self.count += 1
+        if self.deferred:
+            self._pending.append(data)
+            self._serials.append(serial.encode("ascii") + b"\n")
+            return
+        self._write(data, b"")
+
+    def flush(self) -> None:
+        """Write the records :meth:`append` kept back, in one piece."""
+        if self._pending:
+            data, serials = b"".join(self._pending), b"".join(self._serials)
+            self._pending, self._serials = [], []
+            self._write(data, serials)
+
+    def _write(self, data: bytes, serials: bytes) -> None:
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            # The serials first: if the records cannot be written (a full disk), abort() still
+            # knows which certificates the given-up file was to hold, and marks them abandoned.
+            if serials and self._spool is not None:
+                _write_all(self._spool, serials)
+            if self.path is None:
+                self.stream.write(data)
+                self.stream.flush()  # whole, before another process writes
+            else:
+                _write_all(self._out, data)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def commit(self, inventory: "Inventory | None" = None) -> None:
+        """Finish the output: close an archive, put a shared file in place (flushed to disk first),
+        then mark its certificates valid."""
+        if self._out is None:
+            return
+        try:
+            self.flush()
+            end = self.encoder.end()
+            if end:
+                self._write(end, b"")
+            if self._tmp is not None:
+                if self.sync:
+                    os.fsync(self._out)
+                os.close(self._out)
+                self._out = None
+                if inventory is not None and self.deferred:
+                    inventory.sync()  # its certificates' pending rows on disk before the file is in place
+                pause_at("staged")
+                _place(self._tmp, self.path, force=self.force, sync=self.sync)
+                self._tmp, self._made = None, []
+                pause_at("placed")
+        except BaseException:
+            self.abort(inventory)
+            raise
+        self._out = None
+        if inventory is not None:
+            for group in self._spooled():
+                inventory.mark_issued(group)
+        self._close_spool()
+
+    def abort(self, inventory: "Inventory | None" = None) -> None:
+        """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
+        mark its certificates abandoned."""
+        from certkit.atomic import remove_made
+
+        self._pending, self._serials = [], []
+        if self._tmp is not None:
+            if self._out is not None:
+                os.close(self._out)
+            _unlink(self._tmp)
+            self._tmp = None
+        remove_made(self._made)
+        self._out = None
+        if inventory is not None:
+            for group in self._spooled():
+                inventory.mark_abandoned(group)
+        self._close_spool()
+
+    def _spooled(self) -> Iterator[list[str]]:
+        if self._spool is None:
+            return
+        os.lseek(self._spool, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(self._spool), "rb") as spool:
+            group: list[str] = []
+            for line in spool:
+                group.append(line.strip().decode("ascii"))
+                if len(group) == _MARK_GROUP:
+                    yield group
+                    group = []
+            if group:
+                yield group
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            os.close(self._spool)
+            self._spool = None
+
+
+class OutputTarget(Target):
+    """One certificate into an :class:`Output`, under ``name`` (its folder in an archive, its
+    Secret's name, the ``name`` of its JSON line)."""
+
+    def __init__(self, output: Output, name: str, *,
+                 extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None) -> None:
+        self.output, self.name, self.extra = output, name, extra
+        self.sink = output.sink
+        self.folder = output.path
+        self.deferred = output.deferred
+
+    def check(self, ca: "CA", request: Request) -> None:
+        self.output.check_name(request, self.name)
+
+    def write(self, issued: "IssuedCert") -> list[Path]:
+        data = self.output.encoder.encode(issued, self.name, self.extra(issued) if self.extra else None)
+        if self.output.shared:
+            self.output.append(data, issued.serial_hex)
+        else:
+            self.output.write_one(data)
+        return [self.output.path] if self.output.path is not None else []
+
+
+# --- file steps -------------------------------------------------------------------------
+def _create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
+    """A new private (0600) file beside ``path``, named so that a later run can tell a dead
+    writer's leftover (it may hold keys) and remove it; and the folders above ``path`` created
+    for it (for :func:`certkit.atomic.remove_made` if the file is given up)."""
+    from certkit.atomic import SECRET_MODE, folders_made, sweep_stale, temporary_name
+
+    with folders_made(path.parent) as made:
+        sweep_stale(path.parent, path.name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _attempt in range(100):
+            tmp = path.with_name(temporary_name(path.name))
+            try:
+                fd = os.open(tmp, flags, SECRET_MODE)
+            except FileExistsError:
+                continue
+            os.fchmod(fd, SECRET_MODE)  # whatever the umask
+            return tmp, fd, made
+        raise FileExistsError(f"Could not create a temporary file beside {path}.")
+
+
+def _place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
+    """Rename the finished ``tmp`` to ``path``: replacing a file only with ``force``."""
+    from certkit.atomic import fsync_dir
+
+    if force:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)  # fails if something appeared there meanwhile: nothing is replaced
+        except FileExistsError:
+            _unlink(tmp)
+            raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
+                               replaceable=False) from None
+        _unlink(tmp)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+

@@ -1,0 +1,126 @@
+"""Reading a one-output file back: which certificates (and their keys) it holds whole, for
+reconciliation to settle a dead writer's pending rows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tarfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from certkit.constants import CA_FILE, CERT_FILE, KEY_FILE
+from certkit.errors import CertkitError
+
+
+def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[bytes]:
+    """Which of the certificates ``wanted`` (DER -> whether its key must be there too) the output
+    file ``path`` holds, each whole: its certificate, and its private key if the value says so.
+    Reads the file once, as a stream, whatever its size; a damaged or foreign file holds nothing."""
+    from certkit.atomic import sweep_stale
+
+    path = Path(path)
+    sweep_stale(path.parent, path.name)  # a dead writer's temporary file: it may hold keys
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+            f.seek(0)
+            if len(head) == 512 and head[257:262] == b"ustar":
+                found = _tar_bundles(f)
+            elif head.lstrip().startswith(b"{"):
+                found = _jsonl_bundles(f)
+            else:
+                found = _secret_bundles(f)
+            return {der for der, key in found if der in wanted and (not wanted[der] or key)}
+    except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError):
+        return set()
+
+
+def _pair(cert_pem: bytes, key_pem: bytes | None) -> tuple[bytes, bool] | None:
+    """(the certificate's DER, whether ``key_pem`` is its key), or None if it is unreadable."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.errors import parse_errors
+    from certkit.keys import load_private_key, public_key_der
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        matches = False
+        if key_pem:
+            try:
+                key = load_private_key(key_pem, None)
+                matches = public_key_der(key.public_key()) == public_key_der(cert.public_key())
+            except (CertkitError, *parse_errors()):
+                matches = False
+        return cert.public_bytes(Encoding.DER), matches
+    except parse_errors():
+        return None
+
+
+_MAX_RECORD = 1 << 20  # one record of any format: a few kilobytes in practice
+
+
+def _jsonl_bundles(f) -> Iterator[tuple[bytes, bool]]:
+    while line := f.readline(_MAX_RECORD + 1):
+        if len(line) > _MAX_RECORD or not line.endswith(b"\n"):
+            return  # a line cut off by a dead writer, or not ours
+        try:
+            record = json.loads(line)
+            found = _pair(record["cert"].encode(), record["key"].encode() if record.get("key") else None)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if found:
+            yield found
+
+
+def _secret_bundles(f) -> Iterator[tuple[bytes, bool]]:
+    data: dict[str, str] = {}
+
+    def done() -> Iterator[tuple[bytes, bool]]:
+        if "tls.crt" in data and "ca.crt" in data:  # ca.crt comes last: the document is whole
+            try:
+                chain = base64.b64decode(data["tls.crt"], validate=True)
+                key = base64.b64decode(data["tls.key"], validate=True) if "tls.key" in data else None
+            except ValueError:
+                return
+            found = _pair(chain, key)
+            if found:
+                yield found
+
+    while line := f.readline(_MAX_RECORD + 1):
+        if not line.endswith(b"\n"):
+            break  # cut off
+        text = line.decode("ascii").rstrip("\n")
+        if text == "---":
+            yield from done()
+            data = {}
+        elif text.startswith("  ") and not text.startswith("   ") and ": " in text:
+            field, value = text.strip().split(": ", 1)
+            if field in ("tls.crt", "tls.key", "ca.crt"):
+                data[field] = value
+    yield from done()
+
+
+def _tar_bundles(f) -> Iterator[tuple[bytes, bool]]:
+    """Each bundle folder of an archive whose members are whole up to ca.pem (written last but for
+    bundle.p12): a folder cut off before it does not count."""
+    certs: dict[str, bytes] = {}
+    keys: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=f, mode="r|") as archive:
+            for member in archive:
+                folder, _, file_name = member.name.rpartition("/")
+                if member.isfile() and file_name in (CERT_FILE, KEY_FILE, CA_FILE) and member.size <= _MAX_RECORD:
+                    data = archive.extractfile(member).read()  # a member cut off raises ReadError
+                    if file_name == CERT_FILE:
+                        certs[folder] = data
+                    elif file_name == KEY_FILE:
+                        keys[folder] = data
+                    elif folder in certs:
+                        found = _pair(certs.pop(folder), keys.pop(folder, None))
+                        if found:
+                            yield found
+                archive.members.clear()  # a stream: nothing is looked up again, so memory stays flat
+    except tarfile.ReadError:
+        pass  # an archive cut off: what came before still counts
