@@ -10,7 +10,6 @@ each problem as a plain sentence, keeping the verifier's own words beside them.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
 from certkit.text import shown
+from certkit.verify_names import cn_text, name_problem, san_list, server_name
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -98,7 +98,7 @@ def bundle_ca_note(folder: str | Path) -> str | None:
     not_roots = [c for c in cas if not _issued_by(c, c)]
     if not not_roots:
         return None
-    names = ", ".join(_cn(c.subject) for c in not_roots)
+    names = ", ".join(cn_text(c.subject) for c in not_roots)
     return (f"the folder's {CA_FILE} holds {names}, which is not a self-signed root CA: peers told to trust "
             f"{CA_FILE} cannot build a chain with it (OpenSSL refuses it as a trust anchor); {CA_FILE} should "
             "hold the root CA")
@@ -126,13 +126,6 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
 
 
 # --- examining ----------------------------------------------------------------------
-def _cn(name) -> str:
-    from certkit.vocabulary import common_name
-
-    cn = common_name(name)
-    return f"CN={cn}" if cn is not None else (name.rfc4514_string() or "(empty name)")
-
-
 def _issued_by(cert, issuer) -> bool:
     if cert.issuer != issuer.subject:
         return False
@@ -155,16 +148,16 @@ def _path(leaf, intermediates, roots, sent: str | None = None) -> tuple[list, st
             return path + ([anchor] if anchor != cert else []), None
         nxt = next((c for c in pool if _issued_by(cert, c)), None)
         if nxt is None:
-            ca_names = ", ".join(_cn(r.subject) for r in roots)
+            ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:
                 hint = ("" if any(r.subject == cert.issuer for r in roots) else
-                        f" (if {_cn(cert.issuer)} is an intermediate CA under it, verify fullchain.pem "
+                        f" (if {cn_text(cert.issuer)} is an intermediate CA under it, verify fullchain.pem "
                         "or pass its certificate with --untrusted)" if sent is None else
-                        f" ({shown(sent)} does not carry {_cn(cert.issuer)}'s certificate, so a server sending it "
+                        f" ({shown(sent)} does not carry {cn_text(cert.issuer)}'s certificate, so a server sending it "
                         "leaves its peers without the chain)")
-                return path, (f"not issued by this CA: it was issued by {_cn(cert.issuer)}, "
+                return path, (f"not issued by this CA: it was issued by {cn_text(cert.issuer)}, "
                               f"and the trusted CA is {ca_names}{hint}")
-            return path, (f"the chain breaks at {_cn(cert.subject)}: its issuer {_cn(cert.issuer)} is "
+            return path, (f"the chain breaks at {cn_text(cert.subject)}: its issuer {cn_text(cert.issuer)} is "
                           f"not the trusted CA ({ca_names}) nor in the intermediates given")
         pool.remove(nxt)
         path.append(nxt)
@@ -193,15 +186,6 @@ def _is_ca(cert) -> bool:
         return False
 
 
-def _sans(cert) -> list:
-    from cryptography import x509
-
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
-
-
 def _purpose_problem(cert, purpose: str) -> str | None:
     wanted = _EKU[purpose]
     if _is_ca(cert):
@@ -213,103 +197,6 @@ def _purpose_problem(cert, purpose: str) -> str | None:
     if other in eku:
         return f"this is a {_OTHER[purpose]} certificate: it has no {wanted} usage"
     return f"its extendedKeyUsage ({', '.join(eku)}) has no {wanted} usage"
-
-
-def _dns_matches(pattern: str, host: str) -> bool:
-    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
-    if pattern.startswith("*."):
-        head, _, rest = host.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return pattern == host
-
-
-def _server_name(name: str):
-    """``name`` as the GeneralName the server verifier checks (IDN U-labels become A-labels)."""
-    from cryptography import x509
-
-    from certkit.names import parse_host
-
-    ident = parse_host(name)
-    if ident.kind == "ip":
-        return ident.value, x509.IPAddress(ipaddress.ip_address(ident.value))
-    return ident.value, x509.DNSName(ident.value)
-
-
-def _names_of(cert) -> list[str]:
-    """SAN values, leaving out a directoryName that only repeats the subject."""
-    from cryptography import x509
-
-    from certkit.inspect import general_names
-
-    sans = [s for s in _sans(cert) if not (isinstance(s, x509.DirectoryName) and s.value == cert.subject)]
-    return [e["value"] for e in general_names(sans)]
-
-
-def _client_san_matches(san, name: str) -> bool:
-    """Whether ``name`` is the client identity ``san``, compared as the servers that map it do: a
-    DNS name and an IP address as names of hosts, an e-mail address with its domain in any case
-    (the mailbox exactly), a URI with its scheme and host in any case (the rest exactly: a SPIFFE
-    ID's path is case-sensitive); a CN (above) exactly, as PostgreSQL maps it to a role."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    from cryptography import x509
-
-    if isinstance(san, x509.DNSName):  # as written (a wildcard too), in any case, IDN as U- or A-label
-        have = san.value.lower().rstrip(".")
-        if have == name.lower().rstrip("."):
-            return True
-        try:
-            canonical, _gn = _server_name(name)
-        except CertkitError:
-            return False
-        return have == canonical.lower().rstrip(".")
-    if isinstance(san, x509.IPAddress):
-        try:
-            return ipaddress.ip_address(name) == san.value
-        except ValueError:
-            return False
-    if isinstance(san, x509.RFC822Name):
-        mailbox, _, domain = san.value.rpartition("@")
-        given_mailbox, _, given_domain = name.rpartition("@")
-        return mailbox == given_mailbox and domain.lower() == given_domain.lower() and "@" in name
-    if isinstance(san, x509.UniformResourceIdentifier):
-        try:
-            have, want = urlsplit(san.value), urlsplit(name)
-        except ValueError:
-            return False
-        return (have.scheme.lower(), have.netloc.lower(), have.path, have.query, have.fragment) == \
-               (want.scheme.lower(), want.netloc.lower(), want.path, want.query, want.fragment)
-    return False
-
-
-def _name_problem(cert, purpose: str, name: str) -> str | None:
-    from cryptography import x509
-
-    from certkit.vocabulary import common_name
-
-    names = _names_of(cert)
-    listed = ", ".join(names) or "no host at all"
-    if purpose == "server":
-        canonical, gn = _server_name(name)
-        for san in _sans(cert):
-            if isinstance(gn, x509.IPAddress) and isinstance(san, x509.IPAddress) and san.value == gn.value:
-                return None
-            if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
-                return None
-        return f"not valid for name {name}: it names {listed}"
-    # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
-    # may be given as its value (alice) or as it is shown (CN=alice).
-    cn = common_name(cert.subject)
-    if cn is not None and (name == cn or (name[:3].lower() == "cn=" and name[3:] == cn)):
-        return None
-    if any(_client_san_matches(san, name) for san in _sans(cert)):
-        return None
-    looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
-    hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
-            if looks_like_dn and cn is not None else "")
-    return (f"not valid for name {name}: it names {_cn(cert.subject)}" + (f" and {listed}" if names else "")
-            + hint)
 
 
 def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
@@ -332,7 +219,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if broken:
         verdict.reasons.append(broken)
     for cert in path:
-        who = "" if cert is leaf else f"the issuing CA {_cn(cert.subject)} "
+        who = "" if cert is leaf else f"the issuing CA {cn_text(cert.subject)} "
         if now > cert.not_valid_after_utc:
             days = (now - cert.not_valid_after_utc).days
             verdict.reasons.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
@@ -343,7 +230,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if problem:
         verdict.reasons.append(problem)
     if name is not None:
-        problem = _name_problem(leaf, purpose, name)
+        problem = name_problem(leaf, purpose, name)
         verdict.name_ok = problem is None
         if problem:
             verdict.reasons.append(problem)
@@ -369,9 +256,9 @@ def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None
     try:
         if purpose == "server":
             if name is not None:
-                subject = _server_name(name)[1]
+                subject = server_name(name)[1]
             else:  # no name to check: any name the certificate holds will do
-                subject = next((s for s in _sans(leaf) if isinstance(s, (x509.DNSName, x509.IPAddress))),
+                subject = next((s for s in san_list(leaf) if isinstance(s, (x509.DNSName, x509.IPAddress))),
                                x509.DNSName("name-not-given.invalid"))
                 if isinstance(subject, x509.DNSName) and subject.value.startswith("*."):
                     # The verifier wants a host, not a pattern: take one the wildcard covers.
@@ -495,12 +382,12 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
                 problems.append("never delivered: this CA's inventory records it as abandoned (its key was never "
                                 "stored)")
         elif row["status"] == "revoked":
-            problems.append(f"the issuing CA {_cn(cert.subject)} was revoked on "
+            problems.append(f"the issuing CA {cn_text(cert.subject)} was revoked on "
                             f"{parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
                             f"{row['revocation_reason']}), as this CA's inventory records; peers that load the "
                             "next CRL refuse every certificate it issued")
         elif row["status"] == "abandoned":
-            problems.append(f"the issuing CA {_cn(cert.subject)} was never delivered: this CA's inventory records "
+            problems.append(f"the issuing CA {cn_text(cert.subject)} was never delivered: this CA's inventory records "
                             "it as abandoned")
     return problems
 

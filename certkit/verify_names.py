@@ -1,0 +1,126 @@
+"""Whether a certificate is valid for a name, as the peers that check it decide: a server's DNS
+names and IP addresses as TLS clients match them (RFC 6125; IDN as A-labels), a client's CN and
+subjectAltName entries as the servers that map them do (nginx, PostgreSQL, SPIFFE). For
+:mod:`certkit.verify`, which states each problem as a plain sentence."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from certkit.errors import CertkitError
+
+
+def cn_text(name) -> str:
+    from certkit.vocabulary import common_name
+
+    cn = common_name(name)
+    return f"CN={cn}" if cn is not None else (name.rfc4514_string() or "(empty name)")
+
+
+def san_list(cert) -> list:
+    from cryptography import x509
+
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _dns_matches(pattern: str, host: str) -> bool:
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
+def server_name(name: str):
+    """``name`` as the GeneralName the server verifier checks (IDN U-labels become A-labels)."""
+    from cryptography import x509
+
+    from certkit.names import parse_host
+
+    ident = parse_host(name)
+    if ident.kind == "ip":
+        return ident.value, x509.IPAddress(ipaddress.ip_address(ident.value))
+    return ident.value, x509.DNSName(ident.value)
+
+
+def _names_of(cert) -> list[str]:
+    """SAN values, leaving out a directoryName that only repeats the subject."""
+    from cryptography import x509
+
+    from certkit.inspect import general_names
+
+    sans = [s for s in san_list(cert) if not (isinstance(s, x509.DirectoryName) and s.value == cert.subject)]
+    return [e["value"] for e in general_names(sans)]
+
+
+def _client_san_matches(san, name: str) -> bool:
+    """Whether ``name`` is the client identity ``san``, compared as the servers that map it do: a
+    DNS name and an IP address as names of hosts, an e-mail address with its domain in any case
+    (the mailbox exactly), a URI with its scheme and host in any case (the rest exactly: a SPIFFE
+    ID's path is case-sensitive); a CN (above) exactly, as PostgreSQL maps it to a role."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    if isinstance(san, x509.DNSName):  # as written (a wildcard too), in any case, IDN as U- or A-label
+        have = san.value.lower().rstrip(".")
+        if have == name.lower().rstrip("."):
+            return True
+        try:
+            canonical, _gn = server_name(name)
+        except CertkitError:
+            return False
+        return have == canonical.lower().rstrip(".")
+    if isinstance(san, x509.IPAddress):
+        try:
+            return ipaddress.ip_address(name) == san.value
+        except ValueError:
+            return False
+    if isinstance(san, x509.RFC822Name):
+        mailbox, _, domain = san.value.rpartition("@")
+        given_mailbox, _, given_domain = name.rpartition("@")
+        return mailbox == given_mailbox and domain.lower() == given_domain.lower() and "@" in name
+    if isinstance(san, x509.UniformResourceIdentifier):
+        try:
+            have, want = urlsplit(san.value), urlsplit(name)
+        except ValueError:
+            return False
+        return (have.scheme.lower(), have.netloc.lower(), have.path, have.query, have.fragment) == \
+               (want.scheme.lower(), want.netloc.lower(), want.path, want.query, want.fragment)
+    return False
+
+
+def name_problem(cert, purpose: str, name: str) -> str | None:
+    from cryptography import x509
+
+    from certkit.vocabulary import common_name
+
+    names = _names_of(cert)
+    listed = ", ".join(names) or "no host at all"
+    if purpose == "server":
+        canonical, gn = server_name(name)
+        for san in san_list(cert):
+            if isinstance(gn, x509.IPAddress) and isinstance(san, x509.IPAddress) and san.value == gn.value:
+                return None
+            if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
+                return None
+        return f"not valid for name {name}: it names {listed}"
+    # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
+    # may be given as its value (alice) or as it is shown (CN=alice).
+    cn = common_name(cert.subject)
+    if cn is not None and (name == cn or (name[:3].lower() == "cn=" and name[3:] == cn)):
+        return None
+    if any(_client_san_matches(san, name) for san in san_list(cert)):
+        return None
+    looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
+    hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
+            if looks_like_dn and cn is not None else "")
+    return (f"not valid for name {name}: it names {cn_text(cert.subject)}" + (f" and {listed}" if names else "")
+            + hint)
+
+
