@@ -34,6 +34,7 @@ from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, Passphr
 from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
+from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ INVENTORY_FILE = "inventory.sqlite3"
 CONFIG_FILE = "certkit-ca.json"
 CONFIG_KEYS = ("inventory", "key", "pkcs11_module")
 ENV_CA_DIR = "CERTKIT_CA_DIR"
-# The meta row that ties a shared inventory to its CA: a URL pointing at another CA's database is refused.
-BINDING = "ca_certificate_sha256"
 
 Passphrase = Union[bytes, None, Callable[[], bytes | None]]
 
@@ -259,7 +258,7 @@ class CADirectory:
                 "'certkit init-ca', or point --ca-dir / CERTKIT_CA_DIR at an existing one."
             )
         if os.path.lexists(self.cert_path) and not self.cert_path.is_file():
-            raise CABroken(f"{shown(self.cert_path)} is {_kind(self.cert_path)}, not a file; the CA directory is "
+            raise CABroken(f"{shown(self.cert_path)} is {file_kind(self.cert_path)}, not a file; the CA directory is "
                            f"damaged: restore {CERT_FILE} from a backup.")
         if not self.cert_path.is_file():
             raise CANotFound(f"No CA in {shown(self.path)}: {CERT_FILE} is missing. Create one with 'certkit init-ca'.")
@@ -307,7 +306,7 @@ class CADirectory:
 
         cert, parents = self.load_certificates()
         inventory = self.inventory
-        _check_inventory_file(inventory)
+        check_inventory_file(inventory)
         inventory.check()
         check_binding(inventory, cert)
         return CA(cert, None, parents, inventory=inventory, store=self)
@@ -352,69 +351,20 @@ class CADirectory:
             )
         return key, warnings
 
-    # --- moving the inventory -------------------------------------------------------
+    # --- the inventory, held and moved (certkit.store_inventory) ------------------------
     def hold_inventory(self) -> None:
-        """For a server that runs for days (``certkit acme serve``): a shared lock on the SQLite
-        inventory file for as long as this process lives, so that ``move_inventory`` refuses to
-        move the inventory from under it (the server would go on with the old file, which then
-        refuses every write). A PostgreSQL inventory is not moved, so holds nothing."""
-        path = self.path / INVENTORY_FILE
-        if self.inventory.db.dialect != "sqlite" or not path.is_file():
-            return
-        self._held = _flock(path, exclusive=False, refused=f"The inventory {shown(path)} is being moved (certkit "
-                            "inventory migrate); start again once that is done.")  # released when the process ends
+        """For a server that runs for days (``certkit acme serve``): the SQLite inventory cannot be
+        moved from under it for as long as this process lives (:func:`certkit.store_inventory.hold`)."""
+        from certkit.store_inventory import hold
+
+        self._held = hold(self)  # released when the process ends
 
     def move_inventory(self, url: str):
-        """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` (every table,
-        every row compared after the copy) and name it in certkit-ca.json; returns what was copied
-        (:class:`certkit.db_copy.Copied`).
+        """Move this CA's SQLite inventory into the empty PostgreSQL database ``url`` and name it in
+        certkit-ca.json (:func:`certkit.store_inventory.move`)."""
+        from certkit.store_inventory import move
 
-        The SQLite write lock is held from before the copy until the old file refuses every write
-        (triggers that name the new place), so no certificate can be recorded in the old inventory
-        once the copy is taken: a command that opened it earlier fails with words, and every
-        command started later uses the database. The old file stays, read-only in effect, as a backup.
-        """
-        import json
-
-        from cryptography.hazmat.primitives import hashes
-
-        from certkit.acme.state import SCHEMA as ACME_SCHEMA
-        from certkit.atomic import replace_file
-        from certkit.constants import ENV_INVENTORY_URL
-        from certkit.db_copy import copy_inventory
-        from certkit.db_postgres import PostgresDatabase
-
-        if os.environ.get(ENV_INVENTORY_URL):
-            raise CertkitError(f"${ENV_INVENTORY_URL} is set, and it would override the inventory certkit-ca.json "
-                               "names; unset it before moving the inventory.")
-        cert, _parents = self.load_certificates()
-        source = self.inventory
-        if source.db.dialect != "sqlite":
-            raise CertkitError(f"The inventory of {shown(self.path)} is already in PostgreSQL "
-                               f"({shown(source.location)}).")
-        target = PostgresDatabase(url)
-        _check_inventory_file(source)
-        moving = _exclusive(self.path / INVENTORY_FILE)  # no server holds it (hold_inventory); none starts
-        try:
-            source.check()  # migrated to the current schema, pending rows of dead writers settled
-            binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
-            with source.db.transaction(write=True) as tx:
-                pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
-                if pending:
-                    raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued "
-                                       "right now (pending); run this again when those commands are done.")
-                copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
-                config = self.config | {"inventory": url}
-                replace_file(self.config_path, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
-                moved = f"this inventory moved to {url}; certkit-ca.json names it".replace("'", "''")
-                for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                                             " AND name NOT LIKE 'sqlite_%'")]:
-                    for event in ("INSERT", "UPDATE", "DELETE"):
-                        tx.execute(f"CREATE TRIGGER IF NOT EXISTS certkit_moved_{event.lower()}_{table} BEFORE "
-                                   f"{event} ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
-            return copied
-        finally:
-            os.close(moving)
+        return move(self, url)
 
     def _load_token_key(self, cert: "x509.Certificate", pin: Passphrase):
         from certkit.pkcs11 import open_key
@@ -443,66 +393,3 @@ class CADirectory:
             )
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
-
-
-
-def _kind(path: Path) -> str:
-    """What ``path``, which exists but is not a regular file, is: "a directory", "a symbolic link"."""
-    if os.path.islink(path):
-        return "a symbolic link"
-    return "a directory" if os.path.isdir(path) else "a special file"
-
-
-def _exclusive(path: Path) -> int:
-    """An exclusive lock on ``path`` (an fd to close), or an error naming who holds it: a server
-    started with hold_inventory."""
-    return _flock(path, exclusive=True, refused=f"A running server (certkit acme serve) is using the inventory "
-                  f"{shown(path)}; it would go on with the old file, which refuses every write once moved. Stop "
-                  "it, move the inventory, then start it again.")
-
-
-def _flock(path: Path, *, exclusive: bool, refused: str) -> int:
-    """A shared or exclusive ``flock`` on ``path``, taken without waiting: the fd that holds it,
-    or ``refused`` as the error when another process holds a lock in the way."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CertkitError(refused) from None
-    return fd
-
-
-def _check_inventory_file(inventory: Inventory) -> None:
-    """Name what stands where an SQLite inventory should be, which the inventory alone calls missing."""
-    path = inventory.path
-    if path is not None and os.path.lexists(path) and not os.path.isfile(path):
-        raise CABroken(f"The inventory {shown(path)} is {_kind(Path(path))}, not a file; the CA directory is "
-                       "damaged: restore it from a backup.")
-
-
-def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
-    """Tie a shared (PostgreSQL) inventory to the CA whose certificate is ``cert``."""
-    from cryptography.hazmat.primitives import hashes
-
-    with inventory.transaction(write=True) as tx:
-        tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                   (BINDING, cert.fingerprint(hashes.SHA256()).hex()))
-
-
-def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
-    """Refuse a shared inventory that belongs to another CA (a wrong URL, a wrong $CERTKIT_INVENTORY_URL):
-    its serials and revocations are not this CA's. An SQLite inventory lives in its CA's own folder."""
-    if inventory.db.dialect == "sqlite":
-        return
-    from cryptography.hazmat.primitives import hashes
-
-    with inventory.transaction() as tx:
-        found = tx.execute("SELECT value FROM meta WHERE key = ?", (BINDING,)).fetchone()
-    if found is None or found[0] != cert.fingerprint(hashes.SHA256()).hex():
-        raise CABroken(f"The inventory {shown(inventory.location)} belongs to "
-                       f"{'no CA' if found is None else 'another CA'} (its CA certificate fingerprint is "
-                       f"{found[0][:16] + '...' if found else 'not recorded'}); check the URL in {CONFIG_FILE} "
-                       "and $CERTKIT_INVENTORY_URL.")

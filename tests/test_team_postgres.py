@@ -226,7 +226,7 @@ def test_inventory_migrate_refusals_and_resume(tmp_path, env, postgres_url, post
     recorded = CADirectory(ca_dir).inventory.count()  # the server's own certificate is one more
     # Interrupted after the database committed (before certkit-ca.json was written): run again.
     from certkit.db_postgres import PostgresDatabase, copy_inventory
-    from certkit.store import BINDING
+    from certkit.store_inventory import BINDING
 
     fingerprint = ca.cert.fingerprint(__import__("cryptography.hazmat.primitives.hashes",
                                                  fromlist=["SHA256"]).SHA256()).hex()
