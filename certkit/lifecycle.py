@@ -155,6 +155,8 @@ def _found(inventory: "Inventory", row: dict) -> Found:
 
 
 def _by_name(inventory: "Inventory", name: str) -> Found | None:
+    from certkit.inventory.rows import subject_common_names
+
     literal = "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name.lower())
     wanted = name.lower().rstrip(".")
     rows = []
@@ -162,7 +164,7 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
         if row["kind"] == "ca":
             continue
         values = {entry.split(":", 1)[1].lower() for entry in row["names"] if ":" in entry}
-        cn = [part[3:].lower() for part in row["subject"].split(",") if part.startswith("CN=")]
+        cn = [value.lower() for value in subject_common_names(row["subject"])]
         if wanted in values or wanted in cn:
             rows.append(row)
     current = [r for r in rows if not inventory.successors(r["serial"])]

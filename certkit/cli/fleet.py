@@ -65,7 +65,9 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None:
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    # nothing renewed and nothing failed: quiet, as cron wants it
+    elif any(o.stage == "moved" for o in result.skipped):  # said even under cron (exit 0: nothing failed)
+        _warn_skipped([o for o in result.skipped if o.stage == "moved"])
+    # nothing renewed, failed or skipped: quiet, as cron wants it
     if result.stopped is not None:
         sys.stderr.flush()
         click.echo(f"Error: interrupted after {len(result.renewed)} renewal"
@@ -102,6 +104,19 @@ def _lines(result, rekey: bool) -> list[str]:
     return lines
 
 
+def _warn_skipped(skipped) -> None:
+    """The selected bundles that are no longer where they were written (moved, deleted), one warning
+    each (at most 10 named): without a word they would expire under a quiet cron job. (A certificate
+    delivered into an output file is skipped by design, quietly: bulk renewal never renews those.)"""
+    from certkit.cli.common import warn
+
+    for o in skipped[:10]:
+        warn(f"{o.serial} ({', '.join(o.names) or o.kind}) was not renewed: {o.error}; renew it by name with "
+             "--out DIR.")
+    if len(skipped) > 10:
+        warn(f"{len(skipped) - 10} more were not renewed for the same reasons (--json lists them).")
+
+
 def show_hook_output(run) -> None:
     """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
     if run.output:
@@ -115,18 +130,24 @@ def show_hook_output(run) -> None:
 # --- the schedule -----------------------------------------------------------------------
 def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None, rekey: bool, key_type: str | None,
                days: int | None, p12_password_file: Path | None, *, exec_each: str | None, exec_once: str | None,
-               exec_timeout: int) -> list[str]:
+               exec_timeout: int, include_expired: bool = False) -> list[str]:
     """The ``certkit renew ...`` arguments the timer runs: this bulk renewal's (--expiring 30d
     without a selection), with only the options that differ from their defaults."""
     import datetime as dt
 
     argv = ["renew", "--all"] if renew_all else ["renew", "--expiring", period_arg(expiring or dt.timedelta(days=30))]
+    argv += ["--include-expired"] if include_expired else []
     argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
     argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
     argv += (["--days", str(days)] if days else [])
     argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
     argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
     if p12_password_file is not None:
+        from certkit.files import refuse_readable_by_others
+
+        if str(p12_password_file) == "-":
+            raise click.UsageError("A timer cannot read the PKCS#12 password from standard input: give a file.")
+        refuse_readable_by_others(p12_password_file, "PKCS#12 password file")
         argv += ["--p12-password-file", str(p12_password_file.absolute())]
     return argv
 
@@ -154,16 +175,18 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         _timer_tail(change, lines)
         emit(as_json, data, "\n".join(lines))
         return
+    selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
-    description = f"certkit: renew certificates ({' '.join(renew_argv[1:3])})"
+    description = f"certkit: renew certificates ({selection})"
     if cron or (unit_dir is None and not fleet.systemd_running()):
         line = fleet.crontab_line(renew_argv)
         if as_json:
             emit(True, {"crontab": line, "systemd": False}, "")
             return
         why = "" if cron else "systemd does not run this machine, so no timer was written. "
+        again = shlex.join(["certkit", *renew_argv, "--install-timer", "--cron"])  # this command's own options
         click.echo(f"{why}Add this line to your crontab (crontab -e), or pipe it: "
-                   "(crontab -l; certkit renew --install-timer --cron) | crontab -", err=True)
+                   f"(crontab -l; {terminal_safe(again)}) | crontab -", err=True)
         click.echo(line)
         return
     change = fleet.install_timer(renew_argv, description=description, directory=unit_dir, name=name, force=force)
@@ -177,6 +200,18 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
              f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
     _timer_tail(change, lines)
     emit(as_json, data, "\n".join(lines))
+
+
+def _selection_words(renew_argv: list[str]) -> str:
+    """What the timer renews, as its description says it: the selection's options and their values
+    (``--expiring 30d --kind client --name 'db*'``), up to the first option that is not one."""
+    chosen = {"--expiring": 1, "--all": 0, "--include-expired": 0, "--kind": 1, "--name": 1}
+    words, rest = [], renew_argv[1:]
+    while rest and rest[0] in chosen:
+        count = chosen[rest[0]]
+        words += rest[:1 + count]
+        rest = rest[1 + count:]
+    return shlex.join(words)
 
 
 def _timer_tail(change, lines: list[str]) -> None:

@@ -49,7 +49,8 @@ def _names_summary(row: dict, limit: int = 3) -> str:
 @click.option("--expiring", metavar="PERIOD", callback=parse_period,
               help="Only valid certificates expiring within PERIOD: 30d, 30 (days), 2w, 12h.")
 @click.option("--name", "pattern", metavar="PATTERN",
-              help="Only certificates whose subject or a SAN entry matches this glob (case-insensitive).")
+              help="Only certificates with a subject value (such as the CN) or a SAN entry that matches this "
+                   "glob (case-insensitive; a glob with '=' also matches the whole subject).")
 @click.option("--limit", type=click.IntRange(1, 10_000_000), help="Show at most this many.")
 @ca_dir_option
 @json_option

@@ -36,11 +36,15 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
               help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
                    "a stale bundle.p12 is removed).")
 @click.option("--expiring", metavar="PERIOD", callback=parse_period,
-              help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h), expired ones included.")
+              help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h).")
 @click.option("--all", "renew_all", is_flag=True, help="Bulk: renew every valid certificate.")
+@click.option("--include-expired", is_flag=True,
+              help="Bulk: renew expired certificates too (left alone by default: one may have been let go on "
+                   "purpose).")
 @click.option("--kind", type=click.Choice(LEAF_KINDS), help="Bulk: only this kind of certificate.")
 @click.option("--name", "pattern", metavar="GLOB",
-              help="Bulk: only certificates whose subject or a SAN entry matches this glob.")
+              help="Bulk: only certificates with a subject value (such as the CN) or a SAN entry that "
+                   "matches this glob (as certkit list --name).")
 @click.option("--exec", "exec_each", metavar="CMD",
               help="Run CMD with /bin/sh after each renewed bundle; $RENEWED_LINEAGE (certbot's name) and "
                    "$CERTKIT_FOLDER hold its folder, $CERTKIT_SERIAL and $CERTKIT_OLD_SERIAL the serials.")
@@ -61,9 +65,9 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
 @ca_dir_option
 @passphrase_file_option
 @json_option
-def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, kind, pattern,
-          exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name, ca_dir,
-          passphrase_file, as_json):
+def renew(certificate, rekey, key_type, days, out, force, p12_password_file, expiring, renew_all, include_expired,
+          kind, pattern, exec_each, exec_once, exec_timeout, install_timer, remove_timer, cron, unit_dir, timer_name,
+          ca_dir, passphrase_file, as_json):
     """Renew a certificate, or all that are due: same subject, names and purpose; a new serial and
     lifetime.
 
@@ -95,7 +99,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     from certkit.cli import fleet as cli_fleet
 
     _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
-                          remove_timer, cron, unit_dir, timer_name)
+                          remove_timer, cron, unit_dir, timer_name, include_expired)
     schedule = dict(cron=cron, unit_dir=unit_dir, name=timer_name, ca_dir=ca_dir, passphrase_file=passphrase_file,
                     as_json=as_json, force=force)
     hooks = dict(exec_each=exec_each, exec_once=exec_once, exec_timeout=exec_timeout)
@@ -103,13 +107,13 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.timer(False, renew_argv=[], **schedule)
     if install_timer:
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
-                                    **hooks)
+                                    include_expired=include_expired, **hooks)
         return cli_fleet.timer(True, renew_argv=argv, **schedule)
     if expiring is not None or renew_all:
         from certkit.fleet import Selection
 
         return cli_fleet.renew_in_bulk(
-            Selection(expiring, kind, pattern), rekey=rekey, key_type=key_type, days=days,
+            Selection(expiring, kind, pattern, include_expired), rekey=rekey, key_type=key_type, days=days,
             p12_password=_p12_password_if_any(p12_password_file), ca_dir=ca_dir, passphrase_file=passphrase_file,
             as_json=as_json, **hooks)
     if certificate is None:
@@ -121,7 +125,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
 
 
 def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
-                          remove_timer, cron, unit_dir, timer_name) -> None:
+                          remove_timer, cron, unit_dir, timer_name, include_expired) -> None:
     """The usage mistakes: options of one way (one certificate, bulk, the timer) given with another."""
     bulk = expiring is not None or renew_all
     if install_timer and remove_timer:
@@ -138,9 +142,11 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
     if remove_timer and (bulk or kind or pattern or rekey):
         raise click.UsageError("--remove-timer removes the timer, whatever it renews: leave out --expiring, --all, "
                                "--kind, --name and --rekey.")
-    if not (bulk or install_timer) and (kind or pattern):
-        raise click.UsageError("--kind and --name choose certificates for bulk renewal: add --expiring PERIOD or "
-                               "--all.")
+    if remove_timer and include_expired:
+        raise click.UsageError("--remove-timer removes the timer, whatever it renews: leave out --include-expired.")
+    if not (bulk or install_timer) and (kind or pattern or include_expired):
+        raise click.UsageError("--kind, --name and --include-expired choose certificates for bulk renewal: add "
+                               "--expiring PERIOD or --all.")
 
 
 # --- one certificate ----------------------------------------------------------------------
@@ -166,9 +172,16 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
     unlock(ca, passphrase_file)
     result = renew_planned(ca, planned)
     data, lines = _summary(result, rekey, key_type)
-    failures = _single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
-        if exec_each or exec_once else []
+    failures, stopped = _single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
+        if exec_each or exec_once else ([], None)
     emit(as_json, data, "\n".join(lines))
+    if stopped is not None:  # the renewal was reported above; the exit status says a stop came
+        import sys
+
+        from certkit.cli.common import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+        click.echo("Error: interrupted while a hook ran; the renewed bundle stays in place.", err=True)
+        sys.exit(EXIT_INTERRUPTED if stopped == 2 else EXIT_TERMINATED)
     if failures:
         raise Failed("; ".join(failures) + ".")
 
@@ -198,16 +211,19 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
 
 
 def _single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
-                  lines: list[str]) -> list[str]:
+                  lines: list[str]) -> tuple[list[str], int | None]:
     """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
-    failures."""
+    failures, and the stop signal (2, 15) that interrupted a hook (the hooks after it do not run)."""
     from certkit.cli.fleet import show_hook_output
-    from certkit.fleet import Outcome, hook_environment, run_hook
+    from certkit.fleet import Outcome, hook_environment
+    from certkit.fleet.hooks import run_hook_until_stopped
+    from certkit.inventory.rows import subject_common_names
     from certkit.text import shown
 
     issued = result.issued
     outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
-                      [i.value for i in issued.identities] or [data["subject"]], new_serial=issued.serial_hex,
+                      [i.value for i in issued.identities] or subject_common_names(data["subject"]),
+                      new_serial=issued.serial_hex,
                       not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
     failures = []
     for option, command, env in (("--exec", exec_each, hook_environment(outcome)),
@@ -215,13 +231,15 @@ def _single_hooks(result, exec_each: str | None, exec_once: str | None, timeout:
                                                              "CERTKIT_FOLDERS": outcome.folder})):
         if not command:
             continue
-        run = run_hook(command, env, timeout=timeout)
+        run, stopped = run_hook_until_stopped(command, env, timeout=timeout)
         show_hook_output(run)
         data[option.strip("-").replace("-", "_")] = run.as_dict()
         lines.append(f"  {option:<11} {shown(run.describe())}")
+        if stopped is not None:
+            return failures, stopped
         if not run.ok:
             failures.append(f"the {option} hook failed ({run.describe()}); the renewed bundle stays in place")
-    return failures
+    return failures, None
 
 
 def _p12_password_if_any(path: Path | None) -> bytes | None:

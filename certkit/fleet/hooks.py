@@ -126,6 +126,20 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     return HookRun(command, code, None if code == 0 else f"exit {code}", output)
 
 
+def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT
+                           ) -> tuple[HookRun, int | None]:
+    """:func:`run_hook`, and the stop signal (2 for Ctrl-C, 15 for SIGTERM) that interrupted it, or
+    None: a stop during a hook still lets the caller report what was renewed before it exits."""
+    from certkit.errors import Terminated
+
+    try:
+        return run_hook(command, extra_env, timeout=timeout), None
+    except KeyboardInterrupt:
+        return HookRun(command, None, "interrupted (Ctrl-C), so it was stopped"), 2
+    except Terminated:
+        return HookRun(command, None, "interrupted (SIGTERM), so it was stopped"), 15
+
+
 def hook_base_environment() -> dict[str, str]:
     """certkit's environment without its secrets: passphrases, passwords and PINs (certkit's
     own and libpq's PGPASSWORD), and an inventory URL that holds a password."""

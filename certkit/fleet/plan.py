@@ -26,11 +26,14 @@ _PAGE = 500  # inventory rows read at a time: memory stays flat for any fleet
 @dataclass(frozen=True)
 class Selection:
     """Which certificates a bulk renewal takes: valid ones, not renewed yet, expiring within
-    ``expiring`` (or all of them), optionally of one ``kind`` and matching the glob ``name``."""
+    ``expiring`` (or all of them), optionally of one ``kind`` and matching the glob ``name``.
+    Expired ones only with ``include_expired``: a certificate left to expire may have been let go
+    on purpose (a departed person's, a retired device's), and a daily timer must not bring it back."""
 
     expiring: dt.timedelta | None = None
     kind: str | None = None
     name: str | None = None
+    include_expired: bool = False
 
     def describe(self, *, every: bool = True) -> str:
         """``certificates expiring within 30 days``, ``all valid client certificates`` (without
@@ -39,8 +42,9 @@ class Selection:
         if self.name:
             what += f" matching '{shown(self.name)}'"
         if self.expiring is None:
-            return f"{'all ' if every else ''}valid {what}"
-        return f"{what} expiring within {period_words(self.expiring)}"
+            return f"{'all ' if every else ''}valid {what}" + (" and expired ones" if self.include_expired else "")
+        return (f"{what} {'expired or ' if self.include_expired else ''}expiring within "
+                f"{period_words(self.expiring)}")
 
 
 def period_words(period: dt.timedelta) -> str:
@@ -63,7 +67,7 @@ class Outcome:
     names: list[str] = field(default_factory=list)
     new_serial: str | None = None
     not_after: str | None = None
-    stage: str | None = None  # plan | renew: where a failure happened
+    stage: str | None = None  # plan | renew: where a failure happened; moved: a skipped bundle not found
     error: str | None = None
     hook: HookRun | None = None
     notes: list[str] = field(default_factory=list)
@@ -97,9 +101,9 @@ class FleetPlan:
 
 def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None) -> Iterator[dict]:
     """The rows a bulk renewal considers, soonest expiry first, read a page at a time: valid
-    leaves not renewed yet (nor being renewed), expiring by ``now + selection.expiring`` (expired
-    ones included: they need it most). A run reads them all before it renews any, so it never
-    meets its own successors."""
+    leaves not renewed yet (nor being renewed), not expired (unless ``selection.include_expired``),
+    expiring by ``now + selection.expiring``: the certificates ``certkit list --expiring`` shows.
+    A run reads them all before it renews any, so it never meets its own successors."""
     from certkit.inventory.rows import iso, name_match
 
     now = now or dt.datetime.now(dt.UTC)
@@ -110,6 +114,9 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     if selection.kind:
         where.append("kind = ?")
         params.append(selection.kind)
+    if not selection.include_expired:
+        where.append("not_after >= ?")
+        params.append(iso(now))
     if selection.expiring is not None:
         where.append("not_after <= ?")
         params.append(iso(now + selection.expiring))
@@ -154,7 +161,9 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
             reason = (f"it was delivered to {shown(folder or 'standard output')} ({row['sink']}), not into a "
                       "bundle folder, so it has no folder to renew in" if row.get("sink") not in (None, "folder")
                       else "no bundle folder is known to hold it (it was never written to one, or was moved)")
-            plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason))
+            moved = row.get("sink") in (None, "folder")  # by design (an output file) or by mistake?
+            plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason,
+                                         stage="moved" if moved else None))
             continue
         try:
             plan_renewal(ca, serial, **plan.options)
@@ -167,7 +176,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
 
 def row_names(row: dict) -> list[str]:
     """The names of a row's certificate (its SAN values, else its common name), as hooks get them."""
+    from certkit.inventory.rows import subject_common_names
+
     values = [entry.split(":", 1)[1] for entry in row["names"] if ":" in entry and not entry.startswith("DirName:")]
-    if not values:
-        values = [part[3:] for part in row["subject"].split(",") if part.startswith("CN=")]
-    return values
+    return values or subject_common_names(row["subject"])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
-from certkit.fleet.hooks import DEFAULT_HOOK_TIMEOUT, HookRun, hook_environment, run_hook
+from certkit.fleet.hooks import DEFAULT_HOOK_TIMEOUT, HookRun, hook_environment, run_hook_until_stopped
 from certkit.fleet.plan import FleetPlan, Outcome, period_words, row_names
 from certkit.text import shown
 
@@ -77,10 +77,12 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
             if outcome.outcome == "renewed":
                 folders.append(outcome.folder)
                 if exec_each:
-                    outcome.hook = HookRun(exec_each, None, "interrupted")  # until it has run
-                    outcome.hook = run_hook(exec_each, hook_environment(outcome), timeout=hook_timeout)
+                    outcome.hook, result.stopped = run_hook_until_stopped(exec_each, hook_environment(outcome),
+                                                                          timeout=hook_timeout)
                     if on_hook is not None:
                         on_hook(outcome.hook)
+                    if result.stopped is not None:
+                        break
             if progress is not None:
                 progress(1)
     except KeyboardInterrupt:
@@ -88,8 +90,11 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
     except Terminated:
         result.stopped = 15
     if exec_once and folders:
-        result.exec_once = run_hook(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
-                                                "CERTKIT_FOLDERS": "\n".join(folders)}, timeout=hook_timeout)
+        # also after a stop: servers pick up what was written; a stop during it is reported as one too
+        result.exec_once, stopped = run_hook_until_stopped(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
+                                                                       "CERTKIT_FOLDERS": "\n".join(folders)},
+                                                           timeout=hook_timeout)
+        result.stopped = result.stopped or stopped
         if on_hook is not None:
             on_hook(result.exec_once)
     return result

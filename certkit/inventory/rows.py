@@ -139,17 +139,47 @@ def _short(value: Any) -> str:
     return shown(text if len(text) <= 40 else text[:37] + "...")
 
 
+def subject_attributes(subject: str) -> list[tuple[str, str]]:
+    """The (type, value) pairs of an RFC 4514 subject as the inventory stores it (``CN=Smith\\,
+    John,O=Lab``): types as written (``CN``, ``O``, a dotted OID), values with their escapes undone,
+    so a comma or an ``=`` inside a value never splits it."""
+    if not any(ch in subject for ch in '\\+"#'):  # nothing escaped or multi-valued: a plain split is exact
+        return [(kind, value) for kind, _, value in (part.partition("=") for part in subject.split(",") if part)]
+    from cryptography import x509
+
+    try:
+        name = x509.Name.from_rfc4514_string(subject)
+    except ValueError:  # not RFC 4514 (a damaged row): its text as one value
+        return [("", subject)]
+    return [(attr.rfc4514_attribute_name, attr.value if isinstance(attr.value, str) else attr.value.hex())
+            for attr in name]
+
+
+def subject_common_names(subject: str) -> list[str]:
+    """The common names of an RFC 4514 subject (see :func:`subject_attributes`)."""
+    return [value for kind, value in subject_attributes(subject) if kind.upper() == "CN"]
+
+
 def name_match(pattern: str, subject: str, names_json: str) -> bool:
-    """Whether the glob ``pattern`` (lower case) matches the subject, one of its attribute values,
-    or a SAN value; used as an SQL function on SQLite and in Python elsewhere."""
+    """Whether the glob ``pattern`` (lower case) matches one of the subject's attribute values or a
+    SAN value; used as an SQL function on SQLite and in Python elsewhere. The subject as a whole
+    (``cn=alice,o=lab``) is matched only by a pattern that names an attribute (holds ``=``):
+    otherwise ``c*`` would match every ``CN=`` subject."""
     import fnmatch
 
-    candidates = [subject.lower()]
-    # RFC 4514 attribute values (CN=x, O=y); a naive split is enough for matching.
-    candidates += [part.split("=", 1)[1] for part in subject.lower().split(",") if "=" in part]
+    candidates = [value.lower() for _kind, value in subject_attributes(subject)]
+    if "=" in pattern:
+        candidates.append(subject.lower())
     try:
         names = json.loads(names_json)
     except (TypeError, ValueError):
         names = []
-    candidates += [entry.split(":", 1)[1].lower() for entry in names if isinstance(entry, str) and ":" in entry]
+    for entry in names:
+        if isinstance(entry, str) and ":" in entry:
+            kind, value = entry.split(":", 1)
+            if kind == "DirName":  # a name like the subject: its values, the whole only as above
+                candidates += [v.lower() for _k, v in subject_attributes(value)]
+                if "=" not in pattern:
+                    continue
+            candidates.append(value.lower())
     return any(fnmatch.fnmatchcase(c, pattern) for c in candidates)
