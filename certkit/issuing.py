@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE
-from certkit.errors import CertkitError, Terminated
+from certkit.errors import CertkitError, InventoryError, Terminated
 from certkit.names import Identity
 from certkit.testhooks import pause_at
 
@@ -269,7 +269,10 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 ready = [one.serial_hex for (_r, target), one in zip(items, issued, strict=True) if not target.deferred]
                 # Bundles on disk can be found again by reconciliation: their mark needs no fsync of its own.
                 on_disk = all(target.sink in ("folder", "file") for _r, target in items)
-                notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
+                try:
+                    notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
+                except InventoryError as exc:  # the inventory went away after the bundles were written
+                    raise _delivered_unmarked(exc, items, on_disk, len(done)) from None
                 for delivery in deliveries:
                     delivery.notes += notes.get(delivery.issued.serial_hex, [])
             if then is not None:
@@ -283,6 +286,23 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
             exc.certkit_delivered = 0 if reported else len(done)
         raise
     return deliveries
+
+
+def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: int) -> InventoryError:
+    """The error when everything was delivered but the inventory could not mark it: the reason, and
+    that the certificates exist (so that nobody issues them again or deletes the files)."""
+    from certkit.text import shown
+
+    folders = [str(target.folder) for _r, target in items if target.folder is not None]
+    where = shown(folders[0]) if len(folders) == 1 else f"{len(folders)} bundles"
+    if on_disk:
+        told = (f" {where} {'was' if len(folders) == 1 else 'were'} written whole; the next certkit command that "
+                "reaches the inventory records it as issued ('certkit list' shows it), so do not issue it again.")
+    else:
+        told = " The certificate was delivered, but the inventory still lists it as pending."
+    error = InventoryError(str(exc).rstrip() + told)
+    error.certkit_delivered = delivered
+    return error
 
 
 @contextmanager

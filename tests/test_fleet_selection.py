@@ -230,3 +230,29 @@ def test_a_moved_bundle_is_named_even_when_nothing_else_is_done(due) -> None:
     assert quiet.returncode == 0 and quiet.stdout == ""
     assert serials["later"] in quiet.stderr and "was not renewed" in quiet.stderr
     assert quiet.stderr.startswith("Warning: ") and len(quiet.stderr.strip().splitlines()) == 1
+
+
+def test_certificates_never_in_a_folder_are_skipped_quietly_with_the_true_reason(tmp_path) -> None:
+    """An ACME client's certificate and one handed to a program (the library, acme serve's own) are
+    not bulk renewal's to renew, and were never written to standard output."""
+    import datetime as dt
+
+    from certkit.issuing import Target, deliver, server_request
+
+    ca = backdated_ca(tmp_path / "ca")
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=35)
+
+    class OverAcme(Target):
+        sink = "acme"
+
+    serials = {sink: deliver(ca, server_request([f"{sink}.example.com"], days=40, not_before=start),
+                             target).issued.serial_hex for sink, target in (("acme", OverAcme()), ("memory", Target()))}
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    reasons = {o["serial"]: o["reason"] for o in bulk(env, "--expiring", "30d")["certificates"]
+               if o["outcome"] == "skipped"}
+    assert set(reasons) == set(serials.values())
+    assert "issued over ACME" in reasons[serials["acme"]]
+    assert "handed to a program" in reasons[serials["memory"]]
+    assert not any("standard output" in r for r in reasons.values())
+    cron = run_certkit("renew", "--expiring", "30d", env=env)
+    assert (cron.returncode, cron.stdout, cron.stderr) == (0, "", "")

@@ -158,9 +158,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
-            reason = (f"it was delivered to {shown(folder or 'standard output')} ({row['sink']}), not into a "
-                      "bundle folder, so it has no folder to renew in" if row.get("sink") not in (None, "folder")
-                      else "no bundle folder is known to hold it (it was never written to one, or was moved)")
+            reason = _not_in_a_folder(row.get("sink"), folder)
             moved = row.get("sink") in (None, "folder")  # by design (an output file) or by mistake?
             plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason,
                                          stage="moved" if moved else None))
@@ -172,6 +170,22 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
             continue
         plan.todo.append(serial)
     return plan
+
+
+def _not_in_a_folder(sink: str | None, folder: str | None) -> str:
+    """Why a selected certificate has no bundle folder to renew in, by where it was delivered."""
+    if sink == "file":
+        return (f"it was delivered into the output file {shown(folder)} (--format jsonl, k8s or tar), not into a "
+                "bundle folder, so it has no folder to renew in")
+    if sink == "stream":
+        return ("it was delivered to standard output (--format jsonl, k8s or tar), not into a bundle folder, so "
+                "it has no folder to renew in")
+    if sink == "acme":
+        return "it was issued over ACME, to an ACME client, which renews it itself"
+    if sink == "memory":
+        return ("it was handed to a program, not written to a bundle folder (the library, certkit serve, or acme "
+                "serve's own certificate), which issues itself a new one")
+    return "no bundle folder is known to hold it (it was never written to one, or was moved)"
 
 
 def row_names(row: dict) -> list[str]:
