@@ -9,8 +9,9 @@ a later run can tell a dead writer's leftovers (which may hold a private key)
 from a live one's and remove them (:func:`sweep_stale`).
 
 The folders above an output that do not exist yet are created by
-:func:`make_folders`, which says which ones it created, so that a write that
-fails removes them again (:func:`remove_made`, :func:`folders_made`): a failed
+:func:`make_folders` (mode 0755 at most, whatever the umask: never a folder
+that others can write to), which says which ones it created, so that a write
+that fails removes them again (:func:`remove_made`, :func:`folders_made`): a failed
 command leaves no empty folders behind, and never removes one it did not create.
 """
 
@@ -171,8 +172,10 @@ def _in_the_way(path: Path) -> NotADirectoryError:
 
 
 def make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and the folders above it that are missing (mode 0777 less the umask, as
-    ``mkdir -p``); return the ones this call created, outermost first, for :func:`remove_made`.
+    """Create ``folder`` and the folders above it that are missing (mode 0755 less the umask: unlike
+    ``mkdir -p``, never writable by anyone but their owner, even under ``umask 000``, which would
+    leave the keys below open to being renamed or replaced, and make certkit refuse the folder the
+    next time); return the ones this call created, outermost first, for :func:`remove_made`.
 
     A file (or a dangling link) where a folder must be raises :class:`NotADirectoryError` whose
     text names it ("web is a file, not a folder"). A folder that another process creates meanwhile
@@ -191,7 +194,7 @@ def make_folders(folder: Path) -> list[Path]:
     try:
         for path in reversed(missing):
             try:
-                os.mkdir(path)
+                os.mkdir(path, FOLDER_MODE)  # the umask may remove more (umask 077: 0700), never add
             except FileExistsError:
                 if not os.path.isdir(path):
                     raise _in_the_way(path) from None

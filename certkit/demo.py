@@ -152,7 +152,7 @@ def make_certificates(folder: Path) -> None:
     ca = CA.create("certkit demo CA", days=365, not_before=now - dt.timedelta(days=30))
     other = CA.create("another CA (not trusted)", days=365)
     with _whole_folder(folder) as target:
-        (target / "ca").mkdir()
+        (target / "ca").mkdir(mode=0o755)  # not the umask's 0777 (umask 000): no folder others write to
         write_new_file(target / "ca" / "ca.pem", ca.cert_pem, 0o644)
         ca.issue_server(SERVER_NAMES).write(target / "server")
         ca.issue_client("alice").write(target / "client")

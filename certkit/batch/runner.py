@@ -143,9 +143,25 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
         result.issued += delivered(exc)
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
-    except CertkitError as exc:
+    except (CertkitError, OSError) as exc:  # OSError: a file-system failure the library did not anticipate
         result.issued += delivered(exc)
-        raise BatchStopped(f"{exc} {_stopped(result, 'stopped', job.output)}", result) from None
+        raise BatchStopped(f"{in_words(exc)} {_stopped(result, 'stopped', job.output)}", result) from None
+
+
+def in_words(exc: BaseException) -> str:
+    """A failure that stops a batch, as the sentence its message starts with: a CertkitError's own
+    message, an OSError in words ("The disk is full (PATH)." rather than "[Errno 28]"), anything else
+    (a bug) with its class name."""
+    if isinstance(exc, CertkitError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        from certkit.bundle import os_reason
+        from certkit.text import shown
+
+        reason = os_reason(exc)
+        where = f" ({shown(exc.filename)})" if exc.filename else ""
+        return f"{reason[:1].upper()}{reason[1:]}{where}."
+    return f"{type(exc).__name__}: {exc}".rstrip(".") + "."
 
 
 def delivered(exc: BaseException) -> int:
@@ -320,10 +336,9 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
         messages.put(("done", {}))
     except (KeyboardInterrupt, Terminated) as exc:
         messages.put(("stopped", {"stats": {"issued": delivered(exc)}}))
-    except CertkitError as exc:
-        messages.put(("error", {"error": str(exc), "stats": {"issued": delivered(exc)}}))
     except BaseException as exc:  # reported by the parent as one line, not a traceback
-        messages.put(("error", {"error": f"{type(exc).__name__}: {exc}"}))
+        # with what the chunk it stopped had delivered, whatever the failure: those are recorded valid
+        messages.put(("error", {"error": in_words(exc), "stats": {"issued": delivered(exc)}}))
     finally:
         from certkit.db import release_held
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import tarfile
 import time
@@ -26,6 +25,15 @@ ONE_OUTPUT = FORMATS[1:]  # jsonl, k8s, tar: one output for every certificate of
 SECRET_TYPE = "kubernetes.io/tls"
 # Annotations on each Secret: which certificate it holds, without decoding tls.crt.
 ANNOTATION_PREFIX = "certkit/"
+# The owner of every tar member: root (uid 0, gid 0), never the issuing user. An archive is unpacked
+# on another machine, where the issuer's numeric uid is some other account: GNU tar run as root
+# restores the owner recorded in the archive, so that account would own privkey.pem. Unpacked as
+# root, root owns the files (chown them for a service user); unpacked as a user, that user does.
+# The names are "root" rather than empty, as `git archive` and `tar --owner=root --group=root`
+# write them: `tar -tv` then shows "root/root", and tar, which looks an owner up by name before
+# its number, finds uid 0 under that name everywhere (where no group is called "root", as gid 0
+# is "wheel" on macOS, it falls back to the number, 0 again).
+TAR_UID, TAR_GID, TAR_UNAME, TAR_GNAME = 0, 0, "root", "root"
 
 
 class FormatRefused(CertkitError):
@@ -69,7 +77,6 @@ class Encoder:
             raise CertkitError(f"Unknown output format '{shown(fmt)}'; choose one of: {', '.join(FORMATS)}.")
         self.format = fmt
         self._ca_pems: dict[int, tuple[bytes, bytes]] = {}
-        self.uid, self.gid = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
 
     def _chain(self, issued: "IssuedCert") -> tuple[bytes, bytes]:
         """(chain.pem, ca.pem) of the CA that issued ``issued``: the same for a whole batch."""
@@ -100,7 +107,7 @@ class Encoder:
             return jsonl_record(issued, name, files)
         if self.format == "k8s":
             return k8s_secret(issued, name, files)
-        return tar_bundle(member_name(name), files, uid=self.uid, gid=self.gid)
+        return tar_bundle(member_name(name), files)
 
     def end(self) -> bytes:
         """What closes the output: a tar archive's two zero blocks."""
@@ -149,7 +156,7 @@ def k8s_secret(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> b
         "apiVersion: v1",
         "kind: Secret",
         "metadata:",
-        f"  name: {secret_name(name)}",
+        f"  name: {yaml_string(secret_name(name))}",  # "12345", "yes", "null": strings, not YAML's others
         "  labels:",
         "    app.kubernetes.io/managed-by: certkit",
         "  annotations:",
@@ -187,44 +194,48 @@ def yaml_string(text: str) -> str:
     return "".join(out)
 
 
-def tar_bundle(folder: str, files: Mapping[str, bytes], *, uid: int = 0, gid: int = 0,
-               mtime: float | None = None) -> bytes:
+def tar_bundle(folder: str, files: Mapping[str, bytes], *, mtime: float | None = None) -> bytes:
     """The members of one bundle folder: the folder (0755) and its files, keys 0600, others 0644
-    (the modes of :mod:`certkit.bundle`). POSIX ustar headers; PAX headers where a name is too
-    long or not ASCII, so any name survives."""
+    (the modes of :mod:`certkit.bundle`), all owned by root (see ``TAR_UID``). POSIX ustar headers;
+    PAX headers where a name is too long or not ASCII, so any name survives."""
     from certkit.bundle import mode_for
 
     mtime = int(time.time() if mtime is None else mtime)
-    parts = [_header(folder + "/", tarfile.DIRTYPE, 0o755, 0, mtime, uid, gid)]
+    owner = (TAR_UID, TAR_GID, TAR_UNAME, TAR_GNAME)
+    parts = [_header(folder + "/", tarfile.DIRTYPE, 0o755, 0, mtime, *owner)]
     for file_name, data in files.items():
-        parts.append(_header(f"{folder}/{file_name}", tarfile.REGTYPE, mode_for(file_name), len(data), mtime, uid,
-                             gid))
+        parts.append(_header(f"{folder}/{file_name}", tarfile.REGTYPE, mode_for(file_name), len(data), mtime, *owner))
         parts.append(data)
         parts.append(b"\0" * (-len(data) % tarfile.BLOCKSIZE))
     return b"".join(parts)
 
 
-def _header(name: str, kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int) -> bytes:
+def _header(name: str, kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int, uname: str = "",
+            gname: str = "") -> bytes:
     """One member's header block: built directly for a short ASCII name (most of them; tarfile's
-    generic code costs more than signing the certificate), by tarfile otherwise."""
-    if len(name) < 100 and name.isascii() and uid < 0o7777777 and gid < 0o7777777:
+    generic code costs more than signing the certificate), by tarfile otherwise (a PAX header)."""
+    if (len(name) < 100 and name.isascii() and uid < 0o7777777 and gid < 0o7777777
+            and len(uname) < 32 and len(gname) < 32 and (uname + gname).isascii()):
         raw = name.encode("ascii")
-        fields, tail, rest = _header_fields(kind, mode, size, mtime, uid, gid)
+        fields, tail, rest = _header_fields(kind, mode, size, mtime, uid, gid, uname, gname)
         checksum = b"%06o\0 " % (sum(raw) + rest)  # the checksum counts its own field as spaces
         return b"".join((raw.ljust(100, b"\0"), fields, checksum, tail))
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.mtime, info.uid, info.gid = kind, mode, size, mtime, uid, gid
+    info.uname, info.gname = uname, gname
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 @lru_cache(maxsize=256)
-def _header_fields(kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int) -> tuple[bytes, bytes, int]:
+def _header_fields(kind: bytes, mode: int, size: int, mtime: int, uid: int, gid: int, uname: str = "",
+                   gname: str = "") -> tuple[bytes, bytes, int]:
     """A ustar header's fields after the name, before and after the checksum, and the sum of their
     bytes and the checksum field's spaces: the same for most members of a batch (one mtime per second,
     a few sizes), so only the name is added up per member."""
     fields = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
-    # type, no link name, magic and version, no user/group name, no device numbers, no prefix, padding
-    tail = kind + b"\0" * 100 + b"ustar\x0000" + b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
+    # type, no link name, magic and version, user and group name, no device numbers, no prefix, padding
+    tail = (kind + b"\0" * 100 + b"ustar\x0000" + uname.encode("ascii").ljust(32, b"\0")
+            + gname.encode("ascii").ljust(32, b"\0") + b"\0" * (8 + 8 + 155 + 12))
     return fields, tail, sum(fields) + sum(tail) + 8 * ord(" ")
 
 

@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 _MARK_GROUP = 5000  # serials marked per inventory transaction when a batch's file is in place
 
 
+class OutputClosed(CertkitError):
+    """Standard output (or the stream given) could not take the records: its reader closed it (a
+    broken pipe: ``certkit issue-batch ... | head -c 100``), or writing to it failed otherwise.
+    Raised where the stream is written, so that every command says it in words, and as a
+    CertkitError the issuing pipeline and a batch count the certificates written before it (they
+    are delivered, and recorded valid)."""
+
+
 class Output:
     """One output file (``path``), or standard output (``path`` None), that the certificates of a
     command are written into in one format.
@@ -135,7 +143,7 @@ class Output:
         if self._out is not None:
             return
         if self.path is None:
-            self.stream.flush()  # nothing buffered before the workers are forked
+            self._to_stream(b"")  # nothing buffered before the workers are forked
             self._out = -1  # records go to the stream
         elif self.shared:
             self._tmp, self._out, self._made = _create_temporary(self.path)
@@ -154,8 +162,7 @@ class Output:
         """A single certificate's output, complete: a file written whole and renamed into place,
         or the bytes on standard output."""
         if self.path is None:
-            self.stream.write(data + self.encoder.end())
-            self.stream.flush()
+            self._to_stream(data + self.encoder.end())
             return
         from certkit.atomic import remove_made
 
@@ -204,13 +211,30 @@ class Output:
             if serials and self._spool is not None:
                 _write_all(self._spool, serials)
             if self.path is None:
-                self.stream.write(data)
-                self.stream.flush()  # whole, before another process writes
+                self._to_stream(data)  # flushed: whole, before another process writes
             else:
                 _write_all(self._out, data)
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    def _to_stream(self, data: bytes) -> None:
+        """Write ``data`` to the stream and flush it; a stream that cannot take it is an
+        :class:`OutputClosed` in words (no "BrokenPipeError: [Errno 32]")."""
+        stream = self.stream
+        try:
+            if data:
+                stream.write(data)
+            stream.flush()
+        except OSError as exc:
+            if self._stream is None:
+                _discard_stdout()
+            if isinstance(exc, BrokenPipeError):
+                raise OutputClosed(f"The reader of {self.describe()} closed it (a broken pipe) before everything "
+                                   "was written.") from None
+            from certkit.bundle import os_reason
+
+            raise OutputClosed(f"Writing to {self.describe()} failed: {os_reason(exc)}.") from None
 
     def commit(self, inventory: "Inventory | None" = None) -> None:
         """Finish the output: close an archive, put a shared file in place (flushed to disk first),
@@ -301,6 +325,23 @@ class OutputTarget(Target):
         else:
             self.output.write_one(data)
         return [self.output.path] if self.output.path is not None else []
+
+
+def _discard_stdout() -> None:
+    """Point standard output's file descriptor at /dev/null once writing to it has failed: what is
+    still in its buffer then goes nowhere when the interpreter flushes it at exit, instead of failing
+    again there with Python's "Exception ignored ... BrokenPipeError" on standard error."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture), or closed
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
 
 
 # --- file steps -------------------------------------------------------------------------
