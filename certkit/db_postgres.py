@@ -16,7 +16,9 @@ gets from its whole-file write lock, PostgreSQL gets from the database itself:
 The password is never in the URL (nor in argv): libpq finds it in its usual
 places (``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``, a service file), and
 the command line asks on a terminal when the server wants one and none was
-found (:data:`password_prompt`).
+found (:data:`password_prompt`). Nor is any other secret libpq takes
+(``sslpassword``...: :data:`SECRET_PARAMETERS`): :func:`check_url` refuses
+them, and :func:`shown_url` is how a message shows a URL.
 
 Connections are kept open between transactions of one process (a command takes
 several), one at a time per thread, and are never used by a forked child.
@@ -28,13 +30,14 @@ Moving an SQLite inventory here, verified row by row, is :mod:`certkit.db_copy`
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
 from certkit.errors import InventoryError
@@ -55,27 +58,107 @@ def is_postgres_url(text: str) -> bool:
     return str(text).startswith(SCHEMES)
 
 
+# libpq's connection parameters that hold a secret: those PQconndefaults() marks "*" (shown as
+# stars: password, sslpassword, oauth_client_secret) and the SCRAM keys it hides as debug options
+# (a ClientKey logs in as well as the password it was derived from). A path to a secret (passfile,
+# sslkey, a service file) is not one: the file is where the secret belongs, and libpq checks its mode.
+SECRET_PARAMETERS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key")
+_HIDDEN = "***"
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secret connection parameters ``url`` sets (:data:`SECRET_PARAMETERS`, in that order),
+    wherever libpq (or a generic URL parser) would find them: a password in the user part, or a
+    query parameter, whatever its case and %-escapes (libpq decodes the names), given once or twice."""
+    found = {name for name, _value in _secret_spans(url)}
+    return [name for name in SECRET_PARAMETERS if name in found]
+
+
+def shown_url(url: object) -> str:
+    """``url`` fit to print in a message: :func:`certkit.text.shown`, with the value of every
+    secret parameter (a password in the user part, ``sslpassword=``...) replaced by ``***``;
+    every message that names an inventory URL goes through this, wherever the URL came from."""
+    text = str(url)
+    values = sorted((span for _name, span in _secret_spans(text) if span is not None), reverse=True)
+    for start, end in values:  # from the end: the earlier spans stay where they are
+        text = text[:start] + _HIDDEN + text[end:]
+    return shown(text)
+
+
+def _secret_spans(url: str) -> list[tuple[str, tuple[int, int] | None]]:
+    """Each secret parameter in ``url``: its name and where its value is ((start, end), or None for
+    a name without a value). Read more widely than libpq reads a URI, never more narrowly: libpq
+    takes the user part up to the first '@' before any '/' (a '?' or '#' there is part of it), a
+    generic parser up to the last '@' before a '/', '?' or '#'; libpq splits the query after a '?'
+    on '&' and has no fragment (a '#' is part of a value). So the user part here runs to the last
+    '@' before the first '/', and the query is split on '&' and '?' from the first '?' on."""
+    from urllib.parse import unquote
+
+    scheme = url.find("://")
+    start = scheme + 3 if scheme >= 0 else 0
+    found: list[tuple[str, tuple[int, int] | None]] = []
+    slash = url.find("/", start)
+    head_end = slash if slash >= 0 else len(url)
+    at = url.rfind("@", start, head_end)
+    if at >= 0:
+        colon = url.find(":", start, at)
+        if colon >= 0:
+            found.append(("password", (colon + 1, at)))
+    question = url.find("?", start)
+    if question >= 0:
+        for match in re.finditer(r"[?&]([^=&?]*)(?:=([^&?]*))?", url[question:]):
+            name = unquote(match.group(1), errors="replace").strip().lower()
+            if name in SECRET_PARAMETERS:
+                value = match.span(2) if match.group(2) is not None else None
+                found.append((name, (question + value[0], question + value[1]) if value else None))
+    return found
+
+
 def check_url(url: str) -> str:
-    """``url`` if it can name an inventory: a PostgreSQL URL without a password in it."""
+    """``url`` if it can name an inventory: a PostgreSQL URL without a secret in it (a password,
+    the client key's passphrase...: :data:`SECRET_PARAMETERS`)."""
     if not is_postgres_url(url):
-        raise InventoryError(f"'{shown(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
+        raise InventoryError(f"'{shown_url(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
+    found = secrets_in(url)  # before anything else: an error message never repeats a secret
+    if found:
+        raise InventoryError(_refusal(found))
     try:
         parts = urlsplit(url)
-        query = {k.lower() for k, _v in parse_qsl(parts.query, keep_blank_values=True)}
-        has_password = parts.password is not None or "password" in query
-    except ValueError as exc:  # before anything else: an error message never repeats a password
+    except ValueError as exc:
         raise InventoryError(f"The inventory URL cannot be read: {exc}.") from None
-    if has_password:
-        raise InventoryError(
-            "The inventory URL holds a password; certkit never stores one (nor takes it from the command "
-            "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
-            "service file, or let certkit ask for it on a terminal.")
     if "," not in parts.netloc:  # libpq's host1:port1,host2:port2 is not urlsplit's to judge
         try:
             parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
         except ValueError as exc:
-            raise InventoryError(f"The inventory URL '{shown(url)}' cannot be read: {exc}.") from None
+            raise InventoryError(f"The inventory URL '{shown_url(url)}' cannot be read: {exc}.") from None
     return url
+
+
+def _refusal(found: list[str]) -> str:
+    """Why a URL holding the secret parameters ``found`` is refused, and where each secret goes
+    instead (their names only: never a value)."""
+    if found == ["password"]:
+        return ("The inventory URL holds a password; certkit never stores one (nor takes it from the command "
+                "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
+                "service file, or let certkit ask for it on a terminal.")
+    what = {"password": "a password", "sslpassword": "sslpassword (the passphrase of the client key)"}
+    advice = {
+        "password": "put the password in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a service file, or let "
+                    "certkit ask for it on a terminal",
+        "sslpassword": "keep the client key unencrypted and readable by its owner only (chmod 600: libpq refuses "
+                       "a key others can read) at ~/.postgresql/postgresql.key, $PGSSLKEY or sslkey=PATH, or put "
+                       "sslpassword in a service file (~/.pg_service.conf, mode 600) and name it with "
+                       "?service=NAME",
+    }
+    others = [name for name in found if name not in advice]
+    names = [what.get(name, name) for name in found]
+    steps = [advice[name] for name in found if name in advice]
+    if others:
+        steps.append(f"put {' and '.join(others)} in a service file (~/.pg_service.conf, mode 600) and name it "
+                     "with ?service=NAME")
+    return (f"The inventory URL holds {' and '.join(names)}; certkit never stores a secret (nor takes one from "
+            f"the command line). Remove {'it' if len(found) == 1 else 'them'} from the URL: "
+            + "; ".join(steps) + ".")
 
 
 class PostgresDatabase:
@@ -88,7 +171,7 @@ class PostgresDatabase:
         try:
             import psycopg  # noqa: F401
         except ImportError:
-            raise InventoryError(f"The inventory {shown(url)} is on PostgreSQL, which needs psycopg 3: "
+            raise InventoryError(f"The inventory {shown_url(url)} is on PostgreSQL, which needs psycopg 3: "
                                  "pip install 'certkit[team]'.") from None
 
     # --- transactions ------------------------------------------------------------------
@@ -138,12 +221,31 @@ class PostgresDatabase:
     def create(self, statements: Sequence[str]) -> None:
         """Create the inventory's tables in an empty database, in one transaction."""
         with self.transaction(write=True) as tx:
-            if tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]:
-                raise InventoryError(
-                    f"The database {shown(self.url)} already holds a certkit inventory; give each CA a "
-                    "database of its own (CREATE DATABASE ...), or remove that inventory yourself.")
+            self._refuse_inventory(tx)
             for statement in statements:
                 tx.execute(statement)
+
+    def check_create(self, statements: Sequence[str], then: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
+        """Do what :meth:`create` would, and the statements ``then`` after it, in one transaction that
+        is rolled back: whether the database can be reached, holds no inventory, and lets this user
+        create the tables and write to them, known before anything that cannot be undone (a key
+        generated in a token); nothing stays in the database."""
+        try:
+            with self.transaction(write=True) as tx:
+                self._refuse_inventory(tx)
+                for statement in statements:
+                    tx.execute(statement)
+                for statement, params in then:
+                    tx.execute(statement, params)
+                raise _RolledBack
+        except _RolledBack:
+            pass
+
+    def _refuse_inventory(self, tx: _PostgresTx) -> None:
+        if tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]:
+            raise InventoryError(
+                f"The database {shown_url(self.url)} already holds a certkit inventory; give each CA a "
+                "database of its own (CREATE DATABASE ...), or remove that inventory yourself.")
 
     def server_version(self) -> str:
         with self.transaction() as tx:
@@ -193,7 +295,7 @@ class PostgresDatabase:
                                        application_name="certkit", **extra)
             except psycopg.Error as exc:
                 if password is None and _wants_password(exc) and password_prompt is not None:
-                    password = password_prompt(f"Password for the inventory {self.url}")
+                    password = password_prompt(f"Password for the inventory {shown_url(self.url)}")
                     if password:
                         continue
                 raise self.error(exc) from None
@@ -211,7 +313,7 @@ class PostgresDatabase:
     # --- errors ------------------------------------------------------------------------
     def error(self, exc: Exception | None) -> InventoryError:
         """``exc`` in words, naming the database: what failed, not just that something did."""
-        where = shown(self.url)
+        where = shown_url(self.url)
         text = _first_line(exc) if exc is not None else "no password was given"
         lowered = text.lower()
         state = getattr(exc, "sqlstate", None) or ""
@@ -247,6 +349,10 @@ class PostgresDatabase:
         else:
             message = f"The inventory {where} cannot be used: {text}."
         return InventoryError(message)
+
+
+class _RolledBack(Exception):
+    """Ends :meth:`PostgresDatabase.check_create`'s transaction: rolled back, as it was meant to be."""
 
 
 class _PostgresTx:

@@ -93,22 +93,43 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
                        "Choose another --ca-dir or remove it yourself.")
     if inventory_url is not None:
-        from certkit.db_postgres import check_url
-
-        check_url(inventory_url)
+        _check_inventory_database(inventory_url)
     if key_uri is not None or pkcs11_module is not None or pin_file is not None:
         from click.core import ParameterSource
 
         explicit_type = ctx.get_parameter_source("key_type") != ParameterSource.DEFAULT
         key, parent = _token_key(key_uri, pkcs11_module, pin_file, key_type if explicit_type else None,
                                  no_passphrase, passphrase_file, parent_ca_dir, parent_passphrase_file)
-        _create_and_report(store, CA, key, None, parent, key.key_type, common_name, org, org_unit, country, days,
-                           permit_dns, permit_ip, inventory_url, as_json)
+        try:
+            _create_and_report(store, CA, key, None, parent, key.key_type, common_name, org, org_unit, country,
+                               days, permit_dns, permit_ip, inventory_url, as_json)
+        except (CertkitError, OSError) as exc:
+            if not key.generated or store.exists():  # a CA made with the key: it is that CA's now
+                raise
+            from certkit.cli.common import cli_message, describe_os_error
+            from certkit.pkcs11.provision import left_in_token
+
+            said = cli_message(exc) if isinstance(exc, CertkitError) else describe_os_error(exc)
+            raise click.ClickException(f"{said} {left_in_token(key)}") from None
         return
     passphrase = _new_passphrase(store, no_passphrase, passphrase_file)
     parent = _load_parent(parent_ca_dir, parent_passphrase_file)
     _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
                        permit_dns, permit_ip, inventory_url, as_json)
+
+
+def _check_inventory_database(url: str) -> None:
+    """The PostgreSQL database init-ca puts the inventory in, tried before any passphrase or PIN is
+    asked for and before a key is generated (one generated in a token stays there): no secret in
+    the URL, the database reached, holding no inventory, and this user allowed to create the
+    inventory's tables and tie them to the CA (done, then rolled back: nothing stays)."""
+    from certkit.db_postgres import PostgresDatabase, check_url
+    from certkit.inventory import schema
+    from certkit.store_inventory import BINDING
+
+    database = PostgresDatabase(check_url(url))
+    database.check_create(schema.create_statements(database.dialect),
+                          [("INSERT INTO meta (key, value) VALUES (?, ?)", (BINDING, "0" * 64))])
 
 
 def _check_subject(common_name: str | None, org: str | None, org_unit: str | None, country: str | None) -> None:
@@ -249,13 +270,15 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
     else:
         key_line = f"  private key  {store.key_path}  ({'encrypted' if passphrase else 'UNENCRYPTED'}, mode 0600)"
     if inventory_url:
-        data["inventory"] = inventory_url
+        from certkit.db_postgres import shown_url
+
+        data["inventory"] = shown_url(inventory_url)  # the URL as stored, a secret never in it (check_url)
     human = "\n".join([
         f"Created {kind} CA \"{ca.common_name}\" in {store.path}",
         f"  certificate  {store.cert_path}  (the file peers must trust{' via the root' if parent else ''})",
         key_line,
         f"  key type     {key_type}",
-        *([f"  inventory    {inventory_url}  (PostgreSQL)"] if inventory_url else []),
+        *([f"  inventory    {data['inventory']}  (PostgreSQL)"] if inventory_url else []),
         f"  expires      {when(ca.cert.not_valid_after_utc)}",
         f"  SHA-256      {data['fingerprint_sha256']}",
     ])

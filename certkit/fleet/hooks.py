@@ -143,16 +143,13 @@ def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: 
 def hook_base_environment() -> dict[str, str]:
     """certkit's environment without its secrets: passphrases, passwords and PINs (certkit's
     own and libpq's PGPASSWORD), and an inventory URL that holds a password."""
-    from urllib.parse import urlsplit
-
     def secret(name: str, value: str) -> bool:
         if _SECRET_ENV.fullmatch(name):
             return True
         if name == ENV_INVENTORY_URL:
-            try:
-                return urlsplit(value).password is not None
-            except ValueError:
-                return True
+            from certkit.db_postgres import secrets_in
+
+            return bool(secrets_in(value))  # a password or any other secret parameter (sslpassword...)
         return False
 
     return {k: v for k, v in os.environ.items() if not secret(k, v)}

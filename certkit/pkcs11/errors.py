@@ -3,6 +3,8 @@ python-pkcs11's exceptions said as a sentence's cause (:func:`words`)."""
 
 from __future__ import annotations
 
+import re
+
 from certkit.errors import CertkitError
 
 
@@ -18,11 +20,19 @@ class TokenPinNotInitialized(TokenError):
     """The token has no user PIN (or, with SoftHSM2, read none while another process rewrote it)."""
 
 
-def words(exc: Exception) -> str:
-    """A PKCS#11 error in words: python-pkcs11's class names say what the token said."""
-    import re
+# The words of an exception's class name: an acronym with its digits (PKCS11, ID, SO, OS), a
+# capitalized word, or digits.
+_WORD = re.compile(r"[A-Z]+[0-9]*(?=[A-Z][a-z]|[^A-Za-z0-9]|$)|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+_SAID = {"PKCS11": "PKCS#11", "Pin": "PIN", "Len": "length", "Param": "parameter", "Params": "parameters"}
 
+
+def words(exc: Exception) -> str:
+    """A PKCS#11 error in words: python-pkcs11's class names say what the token said
+    (``PinIncorrect``: "PIN incorrect", ``SlotIDInvalid``: "slot ID invalid", ``PKCS11Error``:
+    "PKCS#11 error"), followed by its text when it has one."""
     name = type(exc).__name__
     text = str(exc).strip()
-    plain = re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
+    said = [_SAID.get(word) or (word if word.isupper() or word.isdigit() else word.lower())
+            for word in _WORD.findall(name)]
+    plain = " ".join(said) or name
     return f"{plain} ({text})" if text and text != name else plain

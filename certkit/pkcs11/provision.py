@@ -71,6 +71,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                              f"{words(exc)}.") from None
         key = TokenKey(uri, module, pin, session=session, private=private,
                        public_key=public_from_object(public))
+        key.made_in = (session.token.label, label, key_id)  # for left_in_token
     except BaseException:
         session.close()
         raise
@@ -80,6 +81,22 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                          "that can never leave the token. Remove it (pkcs11-tool --delete-object) and use another "
                          "token.")
     return key
+
+
+def left_in_token(key: TokenKey) -> str:
+    """What to say when a command fails after :func:`generate_key` made ``key``: the pair stays in
+    the token (certkit deletes no key), where it is, and the two ways on."""
+    import shlex
+
+    made_in = getattr(key, "made_in", None)
+    if made_in is None:
+        return (f"The {key.uri.describe()} was generated for this CA and stays there: init-ca with the same "
+                "--key-uri uses it, or remove it with pkcs11-tool --delete-object.")
+    token, label, key_id = made_in
+    return (f"The key pair generated for this CA stays in token '{shown(token)}' (label '{shown(label)}', id "
+            f"{key_id.hex()}): init-ca with the same --key-uri uses it, or remove it with: pkcs11-tool --module "
+            f"{shlex.quote(shown(key.module))} --token-label {shlex.quote(shown(token))} --login --delete-object "
+            f"--type privkey --id {key_id.hex()} (and again with --type pubkey).")
 
 
 def _kept(attributes: dict[str, bool]) -> str:

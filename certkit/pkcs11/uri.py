@@ -4,6 +4,7 @@ in which token it names."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -13,6 +14,14 @@ from certkit.text import shown
 
 # RFC 7512 path attributes certkit understands (the rest would narrow the search in ways it cannot honour).
 _PATH_ATTRIBUTES = ("token", "object", "id", "type", "serial", "manufacturer", "model", "slot-id")
+_QUERY_ATTRIBUTES = ("module-path", "module-name")
+# RFC 7512 puts these in the query; written in the path, or with another case, they still hold a PIN.
+_PIN_ATTRIBUTES = ("pin-value", "pin-source")
+# A PIN attribute anywhere in the text, even in one that is no pkcs11: URI (a typo in the scheme):
+# looked for first, so that no message below ever repeats it.
+_PIN = re.compile(r"(?:^|[:;?&])\s*pin-(?:value|source)\s*(?:=|[;?&]|$)", re.IGNORECASE)
+_NO_PIN = ("A PKCS#11 URI for certkit holds no PIN (command lines and files show it): give the PIN with "
+           "--pin-file, $CERTKIT_PKCS11_PIN or at the prompt.")
 
 
 @dataclass(frozen=True)
@@ -32,33 +41,45 @@ class KeyURI:
     @classmethod
     def parse(cls, text: str) -> KeyURI:
         """Parse ``text``; refuse what certkit cannot honour, and any PIN in it (a URI is seen in
-        argv and in files: a PIN comes from --pin-file, $CERTKIT_PKCS11_PIN or a prompt)."""
+        argv and in files: a PIN comes from --pin-file, $CERTKIT_PKCS11_PIN or a prompt).
+
+        A message quotes the URI only once every attribute in it is known and none is a PIN: a
+        PIN, in the path or the query, is refused without repeating it, and an unknown attribute
+        (a secret by another name, for all certkit knows) is named without its value."""
+        if _PIN.search(text):
+            raise TokenError(_NO_PIN)
         if not text.startswith("pkcs11:"):
             raise TokenError(f"'{shown(text)}' is not a PKCS#11 URI; write pkcs11:token=LABEL;object=LABEL "
                              "(RFC 7512).")
         body = text[len("pkcs11:"):]
         path, _, query = body.partition("?")
-        found: dict[str, Any] = {}
-        for part in filter(None, path.split(";")):
-            name, eq, value = part.partition("=")
-            name = name.lower()
-            if not eq or name not in _PATH_ATTRIBUTES:
-                raise TokenError(f"The PKCS#11 URI '{shown(text)}' has '{shown(part)}', which certkit does not "
+        path_parts = [part.partition("=") for part in path.split(";") if part]
+        query_parts = [part.partition("=") for part in query.split("&") if part]
+        for number, (name, eq, _value) in enumerate(path_parts, 1):
+            if name.lower() in _PIN_ATTRIBUTES:
+                raise TokenError(_NO_PIN)
+            if not eq:
+                raise TokenError(f"Attribute {number} of the PKCS#11 URI's path has no '='; write NAME=VALUE "
+                                 f"(certkit knows: {', '.join(_PATH_ATTRIBUTES)}).")
+            if name.lower() not in _PATH_ATTRIBUTES:
+                raise TokenError(f"The PKCS#11 URI has the attribute '{shown(name)}', which certkit does not "
                                  f"understand; it knows: {', '.join(_PATH_ATTRIBUTES)}.")
+        for name, _eq, _value in query_parts:
+            if name.lower() in _PIN_ATTRIBUTES:
+                raise TokenError(_NO_PIN)
+            if name.lower() not in _QUERY_ATTRIBUTES:
+                raise TokenError(f"The PKCS#11 URI has the query attribute '{shown(name)}', which certkit does not "
+                                 "understand (it knows module-path).")
+        # Every attribute is known and none is secret: the messages below may quote the URI.
+        found: dict[str, Any] = {}
+        for name, _eq, value in path_parts:
+            name = name.lower()
             if name in found:
                 raise TokenError(f"The PKCS#11 URI '{shown(text)}' names {name} twice.")
             found[name] = _decode(value, text)
-        for part in filter(None, query.split("&")):
-            name, _, value = part.partition("=")
-            name = name.lower()
-            if name in ("pin-value", "pin-source"):
-                raise TokenError("A PKCS#11 URI for certkit holds no PIN (command lines and files show it): give the "
-                                 "PIN with --pin-file, $CERTKIT_PKCS11_PIN or at the prompt.")
-            if name == "module-path":
+        for name, _eq, value in query_parts:
+            if name.lower() == "module-path":
                 found["module-path"] = _decode(value, text)
-            elif name != "module-name":
-                raise TokenError(f"The PKCS#11 URI '{shown(text)}' has the query attribute '{shown(name)}', which "
-                                 "certkit does not understand (it knows module-path).")
         kind = found.get("type")
         if kind is not None and kind.decode(errors="replace") != "private":
             raise TokenError(f"The PKCS#11 URI '{shown(text)}' names a {shown(kind.decode(errors='replace'))} "
