@@ -318,3 +318,11 @@ def test_a_key_generated_before_a_later_failure_is_reported(tmp_path, token, pos
         deleted = subprocess.run([*typed, "--pin", token.pin], capture_output=True, text=True, timeout=60)
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert token_objects(token) == []
+
+
+def test_an_inventory_url_that_is_not_utf8_is_refused_without_its_secret(tmp_path) -> None:
+    url = os.fsdecode(f"postgresql://certkit:{SECRET}@127.0.0.1/db\xff".encode("latin-1"))
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_INVENTORY_URL=url)
+    proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr

@@ -137,8 +137,12 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
                   f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, "")}
         for label, text in places.items():
             if not _is_utf8(text):
-                raise click.UsageError(f"{label} is '{_bytes_shown(text)}', which is not UTF-8 text; certkit "
-                                       "records paths and URLs as UTF-8.", ctx=where)
+                from certkit.db_postgres import shown_url
+
+                # a URL may hold a secret (refused later): never shown here
+                value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
+                raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
+                                       "URLs as UTF-8.", ctx=where)
     for i, arg in enumerate(args):
         option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         if not eq and i and args[i - 1].startswith("-") and args[i - 1] != "--":
