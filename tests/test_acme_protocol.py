@@ -630,8 +630,9 @@ def test_lifetime_past_the_ca_is_refused_at_start(tmp_path: Path) -> None:
 
 def test_new_nonce_without_a_nonce_is_an_error(tmp_path: Path) -> None:
     """When the inventory refuses writes (here: moved away, as `certkit inventory migrate` leaves
-    it), newNonce answers a serverInternal problem, not a 200 without the Replay-Nonce that RFC 8555
-    7.2 requires (lego: 'server did not respond with a proper nonce header')."""
+    it), newNonce answers a serverInternal problem (503, try again later, as every request that finds
+    the database unavailable), not a 200 without the Replay-Nonce that RFC 8555 7.2 requires (lego:
+    'server did not respond with a proper nonce header')."""
     import sqlite3
 
     import requests
@@ -650,10 +651,11 @@ def test_new_nonce_without_a_nonce_is_an_error(tmp_path: Path) -> None:
         db.close()
         for method in (session.head, session.get):
             response = method(url, timeout=30)
-            assert response.status_code == 500 and "Replay-Nonce" not in response.headers, response.headers
+            assert response.status_code == 503 and "Replay-Nonce" not in response.headers, response.headers
+            assert response.headers.get("Retry-After") == "5"
             if method is session.get:
                 problem = response.json()
                 assert problem["type"] == "urn:ietf:params:acme:error:serverInternal"
-                assert "cannot make a nonce now" in problem["detail"]
+                assert "database is unavailable" in problem["detail"]
     finally:
         server.stop()

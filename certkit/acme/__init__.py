@@ -7,7 +7,8 @@ the same inventory and revoked through the same CRL as everything else.
 - :mod:`~certkit.acme.problems`: RFC 7807 problem documents with the ACME error types;
 - :mod:`~certkit.acme.jws`: JWS/JWK verification (josepy, plus EdDSA), nonces' rules;
 - :mod:`~certkit.acme.state`: accounts, orders, authorizations, challenges and nonces
-  in the CA's inventory database (all SQL lives there);
+  in the CA's inventory database (all SQL lives there, but the tables');
+- :mod:`~certkit.acme.schema`: the tables, created (and brought up to date) when a server starts;
 - :mod:`~certkit.acme.db`: the one adapter to the inventory's database connection;
 - :mod:`~certkit.acme.issue`: the one adapter to certkit's issuing;
 - :mod:`~certkit.acme.policy`: which identifiers may be ordered;

@@ -8,8 +8,11 @@ key, its names against the order, the policy) is checked before, by
 (:mod:`certkit.issuing`): only the key and the names are taken from the CSR, as
 ``sign-csr`` does; the row is recorded ``pending``, the certificate is stored
 in the ACME order row, and only then is the row marked valid. A server killed
-in between leaves an order that restarts as invalid and a row that the next
-command settles as abandoned: never a valid certificate that nobody can fetch.
+in between leaves an order that the next server to start on this host settles
+as invalid and a row that the next command settles as abandoned; an order that
+was settled while its certificate was being issued (``store`` finds it no
+longer processing) gets no certificate, and the row is abandoned at once:
+never a valid certificate that nobody can fetch.
 """
 
 from __future__ import annotations

@@ -26,12 +26,15 @@ LISTENER_DAYS = 30
 class Listener:
     """The server's TLS context and its certificate, issued from the CA and renewed in place."""
 
-    def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS) -> None:
+    def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS, *, issue: bool = True) -> None:
+        """The TLS context, with its certificate issued now unless ``issue`` is false (then
+        :meth:`renew` issues it, once nothing else can fail first)."""
         self.ca, self.names, self.days = ca, names, days
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.issued = None
-        self.renew()
+        if issue:
+            self.renew()
 
     def renew(self) -> None:
         from certkit.atomic import SECRET_MODE, write_new_file

@@ -177,12 +177,15 @@ class Resources:
         account, base = request.account, request.base
         account_url = f"{base}/acme/acct/{account.id}"
         new_key = jws.verify_key_change(request.payload, request.signed, account_url, request.jwk)
-        conflict = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
-                                         jws.jwk_json(new_key))
-        if conflict is not None:
-            raise Problem("malformed", "The new key belongs to an account already." if conflict != account.id
-                          else "The account's key changed meanwhile; retry.", status=409,
-                          headers={"Location": f"{base}/acme/acct/{conflict}"})
+        outcome, holder = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
+                                                jws.jwk_json(new_key))
+        if outcome != "changed":
+            detail = {"current": "The new key is the account's current key already; nothing changed. Sign the "
+                                 "inner JWS with the new key to roll over to.",
+                      "taken": "The new key belongs to an account already.",
+                      "stale": "The account's key changed meanwhile (another key change was accepted first); "
+                               "sign with its current key."}[outcome]
+            raise Problem("malformed", detail, status=409, headers={"Location": f"{base}/acme/acct/{holder}"})
         self.log(f"account {account.id} rolled over to a new {jws.describe_key(new_key)} key")
         return Response.json(200, self._account_json(self.state.account(account.id), base),
                              headers=[("Location", account_url)])
@@ -233,8 +236,7 @@ class Resources:
             raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
         try:
             issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id,
-                                     store=lambda chain: self.state.complete_order(order.id, chain.serial,
-                                                                                   chain.chain_pem))
+                                     store=lambda chain: self._complete(order.id, chain))
         except Problem as problem:
             self.state.fail_order(order.id, problem.to_json())
             self.log(f"order {order.id}: issuing failed: {problem.detail}")
@@ -247,6 +249,19 @@ class Resources:
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
         return Response.json(200, self._order_json(self.state.order(order.id), base),
                              headers=[("Location", f"{base}/acme/order/{order.id}")])
+
+    def _complete(self, order_id: str, chain) -> None:
+        """Put the certificate into its order (its inventory row still pending). If the order was
+        settled meanwhile (a server that took this one for dead, an expiry), nobody can fetch it:
+        raising here makes the issuing abandon the row, and the client is told what happened."""
+        if self.state.complete_order(order_id, chain.serial, chain.chain_pem):
+            return
+        current = self.state.order(order_id)
+        status = current.status if current else "gone"
+        raise Problem("serverInternal", f"The order became {status} while its certificate was being issued (it "
+                                        f"was settled by another server or expired), so the certificate "
+                                        f"{chain.serial} was discarded before anyone received it (the CA records "
+                                        "it as abandoned); place a new order.")
 
     # --- authorizations and challenges --------------------------------------------------------
     def _own_authz(self, request: Request, authz_id: str) -> Authorization:
@@ -319,11 +334,7 @@ class Resources:
         if row is None:
             raise Problem("malformed", f"The certificate {serial} was not issued by this CA.", status=404)
         if request.account is not None:
-            owner = self.state.certificate(serial)
-            if owner is None or owner[1] != request.account.id:
-                raise Problem("unauthorized", f"The account did not order certificate {serial}; revoke it with "
-                                              "the account that did, or sign with the certificate's own key.")
-            how = f"account {request.account.id}"
+            how = self._revoking_account(request.account.id, serial, cert, row)
         else:
             if jws.public_key_der(request.jwk) != jws.public_key_der(jws.jwk_for_public_key(cert.public_key())):
                 raise Problem("unauthorized", "The request is signed neither by an account nor by the key of "
@@ -337,6 +348,59 @@ class Resources:
             raise Problem("malformed", str(exc), status=404) from None
         self.log(f"revoked serial {serial} ({REVOCATION_CODES[code]}), signed by {how}")
         return Response(200)
+
+    def _revoking_account(self, account_id: str, serial: str, cert, row: dict) -> str:
+        """How the account may revoke the certificate (RFC 8555 7.6): it ordered it, or it holds valid,
+        unexpired authorizations for every identifier in it; else an ``unauthorized`` Problem."""
+        owner = self.state.certificate(serial)
+        if owner is not None and owner[1] == account_id:
+            return f"account {account_id}"
+        identifiers = None if row.get("kind") == "ca" else certificate_identifiers(cert)
+        if not identifiers:
+            raise Problem("unauthorized", f"The account did not order certificate {serial}, whose names are not "
+                                          "all DNS names or IP addresses it could hold authorizations for; revoke "
+                                          "it with the account that did, or sign with the certificate's own key.")
+        missing = sorted(set(identifiers) - self.state.authorized(account_id, identifiers))
+        if missing:
+            raise Problem("unauthorized", f"The account did not order certificate {serial} and holds no valid "
+                                          f"authorization for {', '.join(value for _kind, value in missing)}; "
+                                          "revoke it with the account that ordered it, with an account that holds "
+                                          "valid authorizations for all of its names, or sign with the "
+                                          "certificate's own key.")
+        return f"account {account_id}, which holds valid authorizations for all of its names"
+
+
+def certificate_identifiers(cert) -> list[tuple[str, str]] | None:
+    """The ACME identifiers ((type, value)) a certificate is for: its DNS names and IP addresses,
+    and a subject common name that is not among them; None if it names anything else (an email
+    address, a URI), for which no account can hold an authorization."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    found: list[tuple[str, str]] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = []
+    for name in san:
+        if isinstance(name, x509.DNSName):
+            found.append(("dns", name.value.lower()))
+        elif isinstance(name, x509.IPAddress):
+            found.append(("ip", str(name.value)))
+        else:
+            return None
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = str(attribute.value).lower()
+        try:
+            value = str(ipaddress.ip_address(value))
+            kind = "ip"
+        except ValueError:
+            kind = "dns"
+        if (kind, value) not in found:
+            found.append((kind, value))
+    return list(dict.fromkeys(found))
 
 
 def _owned(request: Request, found, what: str, ident: str):

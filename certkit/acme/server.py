@@ -31,11 +31,16 @@ from certkit.acme.resources import Request, Resources
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
 from certkit.acme.validation import VALIDATION_WORKERS, Validations
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, InventoryError
 from certkit.text import shown
 
 if TYPE_CHECKING:
     from certkit.ca import CA
+
+
+# When a client whose request found the database unavailable may try again, in seconds (the server
+# itself recovers as soon as the database answers again).
+RETRY_LATER = "5"
 
 
 @dataclass
@@ -57,12 +62,14 @@ class AcmeService:
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self, workers: int = VALIDATION_WORKERS) -> None:
-        """Create the tables, recover what a stopped server left, start the validation workers."""
+        """Create the tables, recover what a dead server left (not what a live one is doing: another
+        server may share the database), start the validation workers."""
         self.state.db.hold_open()
         self.state.create_schema()
         abandoned = self.state.abandon_interrupted()
         if abandoned:
-            self.log(f"{abandoned} order(s) interrupted while issuing are now invalid; their clients order again")
+            self.log(f"{abandoned} order(s) interrupted while issuing (their server stopped) are now invalid; "
+                     "their clients order again")
         self.validations.start(workers)
 
     def stop(self) -> None:
@@ -73,18 +80,25 @@ class AcmeService:
     def handle(self, method: str, path: str, headers, body: bytes, base: str) -> Response:
         """Answer one request; every answer carries a fresh nonce and the index link."""
         nonce: list[str] = []
+        database_down = False
         try:
             response = self._route(method, path.split("?", 1)[0], headers, body, base, nonce)
         except Problem as problem:
             response = Response.problem(problem)
+        except InventoryError as exc:  # the database is unreachable, locked, full: said in one line, no bug
+            self.log(f"error {method} {shown(path)}: {shown(exc)}")
+            response = Response.problem(Problem("serverInternal", "The server's database is unavailable; try "
+                                                "again later.", status=503, headers={"Retry-After": RETRY_LATER}))
+            database_down = True
         except Exception as exc:  # a bug must not leave a client without an answer or a nonce
-            self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}\n"
-                     + "".join(traceback.format_exc(limit=8)))
+            trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
+            self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")
             response = Response.problem(Problem("serverInternal", "The server failed to handle the request."))
         try:
             response.headers.append(("Replay-Nonce", nonce[0] if nonce else self.state.new_nonce()))
-        except Exception as exc:  # the database is gone; say so rather than hang up
-            self.log(f"error minting a nonce: {shown(exc)}")
+        except Exception as exc:  # the database is gone; say so (once) rather than hang up
+            if not database_down:
+                self.log(f"error minting a nonce: {shown(exc)}")
         response.headers.append(("Link", f'<{base}/directory>;rel="index"'))
         return response
 
@@ -96,6 +110,8 @@ class AcmeService:
             self._only(method, ("GET", "HEAD"))
             try:  # a success must carry the nonce (RFC 8555 7.2): made here, so a failure is an error
                 nonce.append(self.state.new_nonce())
+            except InventoryError:
+                raise  # a 503 with Retry-After, as for every request that finds the database unavailable
             except CertkitError as exc:
                 self.log(f"error minting a nonce: {shown(exc)}")
                 raise Problem("serverInternal", "The server cannot make a nonce now (its database is "

@@ -1,7 +1,8 @@
 """ACME state in the CA's inventory database: accounts, orders, authorizations, challenges, nonces.
 
 Every SQL statement of the ACME server is in this module, behind methods of
-:class:`AcmeState`; each method is one transaction (through
+:class:`AcmeState` (the tables, and their creation, are in
+:mod:`certkit.acme.schema`); each method is one transaction (through
 :mod:`certkit.acme.db`), so a restart loses nothing that a client was told.
 
 The rules that keep concurrent clients safe are conditional updates whose
@@ -13,7 +14,21 @@ row count is checked, inside the database's own transaction:
   ``processing -> valid|invalid``, so it is validated once and recorded once;
 - an order is finalized by ``ready -> processing`` (only one of two
   simultaneous finalizes gets row count 1 and issues), then
-  ``processing -> valid`` with its certificate or ``-> invalid``.
+  ``processing -> valid`` with its certificate or ``-> invalid``; the order
+  names the process finalizing it (``finalizer``), so a server that starts
+  settles only the orders of dead processes, never those another live server
+  is issuing for; a challenge names the process validating it (``validator``)
+  for the same reason.
+
+A transition that reads other rows before it writes (the order becomes ready
+when *every* authorization is valid; a challenge starts when *no other* of its
+authorization is being validated) first locks the row it decides on, with
+``SELECT ... FOR UPDATE`` (order, then authorization, then challenge: always in
+that order, so two transactions never wait for each other in a circle).
+SQLite's ``BEGIN IMMEDIATE`` serialises whole transactions anyway
+(:mod:`certkit.db` drops the ``FOR UPDATE`` there); PostgreSQL's READ COMMITTED
+does not, and without the lock two validations finishing at once each missed
+the other's.
 
 The SQL is the common subset of SQLite and PostgreSQL: ``?`` placeholders,
 ``ON CONFLICT DO NOTHING``, random text ids, TEXT ISO 8601 UTC timestamps
@@ -29,65 +44,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from certkit.acme.db import Database
+from certkit.acme.schema import SCHEMA, create_tables  # noqa: F401 (SCHEMA: importable from here, as it was)
 
 # How long a client has to complete an order, and a nonce to be used (Boulder: 7 days; nonces
 # are short-lived everywhere: a client asks for a fresh one when it is refused).
 ORDER_LIFETIME = dt.timedelta(days=7)
 NONCE_LIFETIME = dt.timedelta(hours=1)
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS acme_accounts (
-        id TEXT PRIMARY KEY,
-        thumbprint TEXT NOT NULL UNIQUE,      -- RFC 7638 SHA-256 of the account key, base64url
-        jwk TEXT NOT NULL,                    -- the public key as canonical JSON
-        status TEXT NOT NULL,                 -- valid | deactivated
-        contact TEXT NOT NULL,                -- JSON list of URLs (mailto:)
-        tos_agreed INTEGER NOT NULL,
-        eab_kid TEXT,                         -- the external account key identifier it was bound with
-        created_at TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS acme_orders (
-        id TEXT PRIMARY KEY,
-        account_id TEXT NOT NULL,
-        status TEXT NOT NULL,                 -- pending | ready | processing | valid | invalid
-        identifiers TEXT NOT NULL,            -- JSON list of {"type", "value"}
-        expires TEXT NOT NULL,
-        error TEXT,                           -- JSON problem document when invalid
-        certificate_serial TEXT,              -- the inventory serial when valid
-        certificate_chain TEXT,               -- PEM: leaf and intermediates, as served
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS acme_orders_account ON acme_orders(account_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS acme_orders_serial ON acme_orders(certificate_serial)",
-    """CREATE TABLE IF NOT EXISTS acme_authorizations (
-        id TEXT PRIMARY KEY,
-        order_id TEXT NOT NULL,
-        position INTEGER NOT NULL,            -- the identifier's place in the order
-        account_id TEXT NOT NULL,
-        identifier_type TEXT NOT NULL,        -- dns | ip
-        identifier_value TEXT NOT NULL,
-        status TEXT NOT NULL,                 -- pending | valid | invalid | deactivated | expired
-        expires TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS acme_authorizations_order ON acme_authorizations(order_id)",
-    """CREATE TABLE IF NOT EXISTS acme_challenges (
-        id TEXT PRIMARY KEY,
-        authz_id TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        type TEXT NOT NULL,                   -- http-01 | tls-alpn-01
-        token TEXT NOT NULL,
-        status TEXT NOT NULL,                 -- pending | processing | valid | invalid
-        validated TEXT,
-        error TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS acme_challenges_authz ON acme_challenges(authz_id)",
-    "CREATE INDEX IF NOT EXISTS acme_challenges_status ON acme_challenges(status)",
-    """CREATE TABLE IF NOT EXISTS acme_nonces (
-        nonce TEXT PRIMARY KEY,
-        expires TEXT NOT NULL
-    )""",
-)
 
 
 def iso(when: dt.datetime) -> str:
@@ -163,11 +125,21 @@ class AcmeState:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._me: str | None = None
 
     def create_schema(self) -> None:
+        """Create the tables, or add what an older version's lack; one server at a time."""
         with self.db.write() as conn:
-            for statement in SCHEMA:
-                conn.execute(statement)
+            create_tables(conn)
+
+    @property
+    def me(self) -> str:
+        """This process, as the inventory names a writer (host, boot, pid, start time)."""
+        from certkit.inventory.reconcile import writer_id
+
+        if self._me is None:
+            self._me = writer_id()
+        return self._me
 
     # --- nonces ------------------------------------------------------------------------
     def new_nonce(self) -> str:
@@ -197,16 +169,22 @@ class AcmeState:
 
     def purge(self) -> None:
         """Drop expired nonces, and mark expired what a client left unfinished."""
+        from certkit.inventory.reconcile import FOREIGN_LEASE
+
         now = now_iso()
+        # An expired order still processing long after its last change: its finalizer died on a host
+        # that never started a server again (a finalize takes seconds; complete_order would find the
+        # order settled and discard its certificate, so this is safe even if it lived).
+        stale = iso(dt.datetime.now(dt.UTC) - FOREIGN_LEASE)
+        expired = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
+                              "detail": "The order expired before it was finalized.", "status": 400})
         with self.db.write() as conn:
             conn.execute("DELETE FROM acme_nonces WHERE expires <= ?", (now,))
+            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
+                         " WHERE (status IN ('pending', 'ready') OR (status = 'processing' AND updated_at <= ?))"
+                         " AND expires <= ?", (expired, now, stale, now))
             conn.execute("UPDATE acme_authorizations SET status = 'expired' WHERE status = 'pending'"
                          " AND expires <= ?", (now,))
-            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?"
-                         " WHERE status IN ('pending', 'ready') AND expires <= ?",
-                         (json.dumps({"type": "urn:ietf:params:acme:error:malformed",
-                                      "detail": "The order expired before it was finalized.", "status": 400}),
-                          now, now))
 
     # --- accounts -----------------------------------------------------------------------
     @staticmethod
@@ -256,17 +234,23 @@ class AcmeState:
                                (account_id,)).fetchone()
         return self._account(row)
 
-    def change_key(self, account_id: str, old_thumbprint: str, thumbprint: str, jwk: str) -> str | None:
-        """Give the account a new key; returns the id of another account that has it already
-        (nothing changed then), else None. Fails quietly if the key changed meanwhile."""
+    def change_key(self, account_id: str, old_thumbprint: str, thumbprint: str, jwk: str) -> tuple[str, str | None]:
+        """Give the account a new key: ("changed", None); or nothing changes and it says why:
+        ("current", account_id) when the new key is the account's key already, ("taken", other)
+        when another account has it, ("stale", account_id) when the account's key changed (or the
+        account was deactivated) since the request was checked."""
         with self.db.write() as conn:
+            row = conn.execute("SELECT thumbprint FROM acme_accounts WHERE id = ? FOR UPDATE",
+                               (account_id,)).fetchone()
+            if row is not None and row[0] == thumbprint:
+                return "current", account_id
             other = conn.execute("SELECT id FROM acme_accounts WHERE thumbprint = ?", (thumbprint,)).fetchone()
             if other is not None:
-                return other[0]
+                return "taken", other[0]
             changed = conn.execute("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?"
                                    " AND thumbprint = ? AND status = 'valid'",
                                    (thumbprint, jwk, account_id, old_thumbprint)).rowcount
-        return None if changed == 1 else account_id
+        return ("changed", None) if changed == 1 else ("stale", account_id)
 
     # --- orders, authorizations, challenges ---------------------------------------------
     def create_order(self, account_id: str, identifiers: Sequence[dict], challenge_types: Sequence[str]) -> Order:
@@ -331,6 +315,8 @@ class AcmeState:
 
     def deactivate_authorization(self, authz_id: str) -> None:
         with self.db.write() as conn:
+            conn.execute("SELECT id FROM acme_orders WHERE id = (SELECT order_id FROM acme_authorizations"
+                         " WHERE id = ?) FOR UPDATE", (authz_id,))
             conn.execute("UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ?"
                          " AND status IN ('pending', 'valid')", (authz_id,))
             conn.execute("UPDATE acme_orders SET status = 'invalid', updated_at = ? WHERE id ="
@@ -339,31 +325,44 @@ class AcmeState:
 
     def start_challenge(self, challenge_id: str) -> bool:
         """pending -> processing, if its authorization is still pending and unexpired and no other
-        challenge of it is being validated. True if this call started it."""
+        challenge of it is being validated. True if this call started it; this process then
+        validates it (``validator``)."""
         with self.db.write() as conn:
+            # The authorization's row lock first: two challenges of it started at once are decided
+            # one after the other, the second seeing the first processing.
+            conn.execute("SELECT id FROM acme_authorizations WHERE id = (SELECT authz_id FROM acme_challenges"
+                         " WHERE id = ?) FOR UPDATE", (challenge_id,))
             return conn.execute(
-                "UPDATE acme_challenges SET status = 'processing' WHERE id = ? AND status = 'pending'"
+                "UPDATE acme_challenges SET status = 'processing', validator = ? WHERE id = ? AND status = 'pending'"
                 " AND EXISTS (SELECT 1 FROM acme_authorizations AS a WHERE a.id = acme_challenges.authz_id"
                 " AND a.status = 'pending' AND a.expires > ?)"
                 " AND NOT EXISTS (SELECT 1 FROM acme_challenges AS o WHERE o.authz_id = acme_challenges.authz_id"
                 " AND o.status = 'processing')",
-                (challenge_id, now_iso())).rowcount == 1
+                (self.me, challenge_id, now_iso())).rowcount == 1
 
     def finish_challenge(self, challenge_id: str, error: dict | None) -> bool:
         """Record a validation's outcome (``error`` None means valid) on the challenge, its
         authorization and its order, in one transaction. False if it was recorded already."""
         now = now_iso()
         with self.db.write() as conn:
+            found = conn.execute(
+                "SELECT a.id, a.order_id FROM acme_challenges AS c JOIN acme_authorizations AS a"
+                " ON a.id = c.authz_id WHERE c.id = ?", (challenge_id,)).fetchone()
+            if found is None:
+                return False
+            authz_id, order_id = found
+            # The order's row lock first: of two validations of one order finishing at once, the
+            # second waits here and then sees the first one's authorization valid (READ COMMITTED
+            # reads what is committed when each statement starts).
+            conn.execute("SELECT id FROM acme_orders WHERE id = ? FOR UPDATE", (order_id,))
+            conn.execute("SELECT id FROM acme_authorizations WHERE id = ? FOR UPDATE", (authz_id,))
             done = conn.execute(
-                "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
+                "UPDATE acme_challenges SET status = ?, validated = ?, error = ?, validator = NULL WHERE id = ?"
                 " AND status = 'processing'",
                 ("invalid" if error else "valid", None if error else now, json.dumps(error) if error else None,
                  challenge_id)).rowcount
             if done != 1:
                 return False
-            authz_id, order_id = conn.execute(
-                "SELECT a.id, a.order_id FROM acme_challenges AS c JOIN acme_authorizations AS a"
-                " ON a.id = c.authz_id WHERE c.id = ?", (challenge_id,)).fetchone()
             if error:
                 conn.execute("UPDATE acme_authorizations SET status = 'invalid' WHERE id = ? AND status = 'pending'",
                              (authz_id,))
@@ -377,38 +376,60 @@ class AcmeState:
                              " WHERE order_id = ? AND status <> 'valid')", (now, order_id, order_id))
         return True
 
-    def processing_challenges(self) -> list[str]:
-        """Challenges a stopped server was validating: to be validated again after a restart."""
-        with self.db.read() as conn:
-            return [r[0] for r in conn.execute("SELECT id FROM acme_challenges WHERE status = 'processing'")]
+    def claim_interrupted_challenges(self) -> list[str]:
+        """Challenges whose validating process died (a server stopped or killed): this process takes
+        them over, to validate them again. Those another live server is validating stay its own."""
+        with self.db.write() as conn:
+            rows = conn.execute("SELECT id, validator FROM acme_challenges WHERE status = 'processing'"
+                                " FOR UPDATE SKIP LOCKED").fetchall()
+            claimed = [challenge_id for challenge_id, validator in rows if _gone(validator)]
+            for challenge_id in claimed:
+                conn.execute("UPDATE acme_challenges SET validator = ? WHERE id = ? AND status = 'processing'",
+                             (self.me, challenge_id))
+        return claimed
 
     # --- finalization and certificates ---------------------------------------------------
     def begin_finalize(self, order_id: str) -> bool:
-        """ready -> processing; True for exactly one caller, who then issues."""
+        """ready -> processing, naming this process its finalizer; True for exactly one caller, who
+        then issues."""
         now = now_iso()
         with self.db.write() as conn:
-            return conn.execute("UPDATE acme_orders SET status = 'processing', updated_at = ? WHERE id = ?"
-                                " AND status = 'ready' AND expires > ?", (now, order_id, now)).rowcount == 1
+            return conn.execute("UPDATE acme_orders SET status = 'processing', finalizer = ?, updated_at = ?"
+                                " WHERE id = ? AND status = 'ready' AND expires > ?",
+                                (self.me, now, order_id, now)).rowcount == 1
 
-    def complete_order(self, order_id: str, serial: str, chain_pem: str) -> None:
+    def complete_order(self, order_id: str, serial: str, chain_pem: str) -> bool:
+        """processing -> valid with its certificate; False (nothing changed) if the order is no
+        longer processing by this process: it was settled meanwhile, and the certificate must not
+        be handed out."""
         with self.db.write() as conn:
-            conn.execute("UPDATE acme_orders SET status = 'valid', certificate_serial = ?, certificate_chain = ?,"
-                         " updated_at = ? WHERE id = ? AND status = 'processing'",
-                         (serial, chain_pem, now_iso(), order_id))
+            return conn.execute(
+                "UPDATE acme_orders SET status = 'valid', certificate_serial = ?, certificate_chain = ?,"
+                " updated_at = ?, finalizer = NULL WHERE id = ? AND status = 'processing' AND finalizer = ?",
+                (serial, chain_pem, now_iso(), order_id, self.me)).rowcount == 1
 
     def fail_order(self, order_id: str, error: dict) -> None:
         with self.db.write() as conn:
-            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ? WHERE id = ?"
-                         " AND status = 'processing'", (json.dumps(error), now_iso(), order_id))
+            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
+                         " WHERE id = ? AND status = 'processing' AND finalizer = ?",
+                         (json.dumps(error), now_iso(), order_id, self.me))
 
     def abandon_interrupted(self) -> int:
-        """Orders a stopped server was issuing for: invalid, so their clients order again."""
+        """Orders whose finalizing process died (a server stopped or killed while issuing): invalid,
+        so their clients order again. Orders another live server is issuing for are left to it, as
+        are those of a server on another host (only that host can tell whether it lives; ``purge``
+        settles them once they have expired)."""
         error = {"type": "urn:ietf:params:acme:error:serverInternal",
                  "detail": "The server stopped while issuing this order's certificate; place a new order.",
                  "status": 500}
         with self.db.write() as conn:
-            return conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?"
-                                " WHERE status = 'processing'", (json.dumps(error), now_iso())).rowcount
+            rows = conn.execute("SELECT id, finalizer FROM acme_orders WHERE status = 'processing'"
+                                " FOR UPDATE SKIP LOCKED").fetchall()
+            dead = [order_id for order_id, finalizer in rows if _gone(finalizer)]
+            for order_id in dead:
+                conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
+                             " WHERE id = ? AND status = 'processing'", (json.dumps(error), now_iso(), order_id))
+        return len(dead)
 
     def certificate(self, serial: str) -> tuple[str, str] | None:
         """(chain PEM, owning account id) of a certificate issued through ACME."""
@@ -416,3 +437,30 @@ class AcmeState:
             row = conn.execute("SELECT certificate_chain, account_id FROM acme_orders WHERE certificate_serial = ?"
                                " AND status = 'valid'", (serial,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def authorized(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``identifiers`` ((type, value) pairs) the account holds a valid, unexpired
+        authorization for (RFC 8555 7.6: such an account may revoke a certificate for them)."""
+        values = sorted({value for _kind, value in identifiers})
+        if not values:
+            return set()
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT identifier_type, identifier_value FROM acme_authorizations WHERE account_id = ?"
+                f" AND identifier_value IN ({','.join('?' * len(values))}) AND status = 'valid' AND expires > ?",
+                (account_id, *values, now_iso())).fetchall()
+        return {(kind, value) for kind, value in rows} & set(identifiers)
+
+
+def _gone(process: str | None) -> bool:
+    """Whether the process that finalizes an order or validates a challenge is certainly dead: it
+    ran on this host (the inventory's writer liveness check) and is gone, or on an earlier boot of
+    this host, or it was never named (a server of an older version recorded the row). A process on
+    another host may live: only that host can tell, and its server settles the row when it starts."""
+    from certkit.inventory.reconcile import is_local, writer_alive, writer_id
+
+    if not process:
+        return True
+    if is_local(process):
+        return not writer_alive(process, dt.datetime.now(dt.UTC))
+    return process.split("/", 1)[0] == writer_id().split("/", 1)[0]  # this host's name, another boot

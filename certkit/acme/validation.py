@@ -3,7 +3,9 @@
 A client's challenge POST marks the challenge processing and hands it here;
 a worker runs the validator (http-01, tls-alpn-01: :mod:`certkit.acme.challenges`)
 and records the outcome in the ACME state, while the request waits a moment
-for it. Validations that a stop cut off are queued again at the next start.
+for it. Validations that a stop cut off (their validating process is dead) are
+taken over and queued again at the next start; those another live server is
+running are left to it.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ class Validations:
         self._workers: list[threading.Thread] = []
 
     def start(self, workers: int = VALIDATION_WORKERS) -> None:
-        """Start the workers, and queue again the validations a stop cut off."""
+        """Start the workers, and queue again the validations a stop (or a kill) cut off."""
         for _ in range(workers):
             thread = threading.Thread(target=self._work, name="acme-validate", daemon=True)
             thread.start()
             self._workers.append(thread)
-        for challenge_id in self.state.processing_challenges():
+        for challenge_id in self.state.claim_interrupted_challenges():
             self._queue.put(challenge_id)  # validations cut off by a stop are done again
 
     def stop(self) -> None:

@@ -168,8 +168,10 @@ def _open_ca(ca_dir, days: int | None, passphrase_file):
 
 
 def _start(ca, config, host: str, port: int, verbose: bool):
-    """The server's certificate (for the names the CA may sign), the ACME service started, and the
-    HTTPS server bound to ``host``:``port``: (names, listener, service, server)."""
+    """The ACME service started (its tables created, what a dead server left settled), the HTTPS
+    server bound to ``host``:``port``, and only then the server's own certificate (for the names
+    the CA may sign): (names, listener, service, server). Whatever fails first, nothing was issued:
+    a certificate is recorded valid only for a server that runs."""
     from certkit.acme.db import Database
     from certkit.acme.https import AcmeHTTPServer
     from certkit.acme.listener import Listener
@@ -178,22 +180,30 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     from certkit.cli.serve import _local_names
     from certkit.serve import stderr_log
 
-    _check_listenable(host, port)  # before the server's certificate is issued and recorded
+    _check_listenable(host, port)  # a clear error for a host that does not resolve, before the database
     names = _permitted_names(ca, _local_names(host), host)
-    listener = Listener(ca, names)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
     service.start()
     try:
-        server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose)
-    except OSError as exc:
+        listener = Listener(ca, names, issue=False)
+        try:
+            server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose)
+        except OSError as exc:
+            raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        try:
+            listener.renew()
+        except BaseException:
+            server.server_close()
+            raise
+    except BaseException:
         service.stop()
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        raise
     return names, listener, service, server
 
 
 def _check_listenable(host: str, port: int) -> None:
     """Refuse a host that does not resolve, or an address and port that cannot be bound, before
-    anything is issued (the port is bound for real once the certificate exists)."""
+    the database is touched (the port is bound for real before the certificate is issued)."""
     import socket
 
     try:
