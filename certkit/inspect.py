@@ -112,8 +112,10 @@ def leaf_kind(*, is_ca: bool, eku: list[str] | None) -> str:
 
 
 # The keyUsage bits OpenSSL asks of a TLS server's and a TLS client's certificate, when it has keyUsage at all.
-_SERVER_KU = ("digitalSignature", "keyEncipherment", "keyAgreement")
-_CLIENT_KU = ("digitalSignature", "keyAgreement")
+# The keyUsage bits a TLS handshake can use, one of which an end-entity certificate that has a keyUsage
+# must assert (OpenSSL's purpose check; certkit verify applies the same rule).
+SERVER_KEY_USAGES = ("digitalSignature", "keyEncipherment", "keyAgreement")
+CLIENT_KEY_USAGES = ("digitalSignature", "keyAgreement")
 
 
 def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_cn: str | None,
@@ -125,10 +127,10 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
     if key_usage is not None and "keyCertSign" in key_usage:
         return ("nothing TLS can use: its keyUsage asserts keyCertSign, which only a CA may (certkit verify and "
                 "cryptography refuse it)")
-    if key_usage is not None and not any(u in key_usage for u in _SERVER_KU):
+    if key_usage is not None and not any(u in key_usage for u in SERVER_KEY_USAGES):
         return (f"nothing TLS can use: its keyUsage ({', '.join(key_usage) or 'empty'}) has none of "
                 "digitalSignature, keyEncipherment or keyAgreement, which a TLS handshake needs")
-    if key_usage is not None and not any(u in key_usage for u in _CLIENT_KU) and eku is not None:
+    if key_usage is not None and not any(u in key_usage for u in CLIENT_KEY_USAGES) and eku is not None:
         # keyEncipherment alone: a server may use it (RSA key exchange), a client has nothing to sign with
         eku = [u for u in eku if u != "clientAuth"]
     names = ", ".join(_shown(e) for e in sans if e["type"] in ("DNS", "IP"))

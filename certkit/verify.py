@@ -191,12 +191,31 @@ def _purpose_problem(cert, purpose: str) -> str | None:
     if _is_ca(cert):
         return f"this is a CA certificate: it signs certificates and is not a TLS {purpose} certificate"
     eku = _eku(cert)
-    if eku is None or wanted in eku:
+    if eku is not None and wanted not in eku:
+        other = _EKU[_OTHER[purpose]]
+        if other in eku:
+            return f"this is a {_OTHER[purpose]} certificate: it has no {wanted} usage"
+        return f"its extendedKeyUsage ({', '.join(eku)}) has no {wanted} usage"
+    return _key_usage_problem(cert, purpose)
+
+
+def _key_usage_problem(cert, purpose: str) -> str | None:
+    """A keyUsage without a bit a TLS ``purpose`` can use (OpenSSL's purpose check refuses it;
+    cryptography's verifier does not look), in words; None when it has one, or has no keyUsage."""
+    from cryptography import x509
+
+    from certkit.inspect import CLIENT_KEY_USAGES, SERVER_KEY_USAGES
+    from certkit.vocabulary import key_usage_names
+
+    try:
+        usages = key_usage_names(cert.extensions.get_extension_for_class(x509.KeyUsage).value)
+    except x509.ExtensionNotFound:
         return None
-    other = _EKU[_OTHER[purpose]]
-    if other in eku:
-        return f"this is a {_OTHER[purpose]} certificate: it has no {wanted} usage"
-    return f"its extendedKeyUsage ({', '.join(eku)}) has no {wanted} usage"
+    needed = SERVER_KEY_USAGES if purpose == "server" else CLIENT_KEY_USAGES
+    if any(u in usages for u in needed):
+        return None
+    return (f"its keyUsage ({', '.join(usages) or 'empty'}) has none of {', '.join(needed[:-1])} or {needed[-1]}, "
+            f"which a TLS {purpose} needs")
 
 
 def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
@@ -237,12 +256,68 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
+    unjudged = _beyond_the_verifier(verdict.verifier_error)
+    if unjudged and not verdict.reasons and not broken:
+        problem = _own_path_problem(path, purpose)
+        if problem:
+            verdict.reasons.append(problem)
+        else:  # what the verifier cannot judge, certkit checked itself, as OpenSSL and GnuTLS do
+            verdict.notes.append(f"cryptography's verifier cannot judge this certificate ({unjudged}); certkit "
+                                 "checked the chain's signatures, dates, purposes, names and name constraints "
+                                 "itself, as OpenSSL and GnuTLS do")
+            verdict.chain, verdict.verifier_error = [c.subject.rfc4514_string() for c in path], None
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict
+
+
+# What cryptography's web-PKI verifier refuses without judging the certificate: (its words, ours).
+_BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
+                                           "every constrained CA"),
+           ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
+           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"))
+
+
+def _beyond_the_verifier(error: str | None) -> str | None:
+    """Why the verifier refused without judging (a feature it lacks), or None."""
+    return next((ours for words, ours in _BEYOND if error and words in error), None)
+
+
+def _own_path_problem(path: list, purpose: str) -> str | None:
+    """certkit's own check of a chain the verifier could not judge (signatures and dates are checked
+    already, by :func:`_path` and the caller): every issuer a CA allowed to sign certificates, its
+    path length respected, and the leaf's names inside every CA's name constraints."""
+    from cryptography import x509
+
+    from certkit.constraints import of_chain, permitted
+    from certkit.issuing import identities_of
+
+    leaf = path[0]
+    for depth, ca in enumerate(path[1:]):
+        if not _is_ca(ca):
+            return f"its issuer {cn_text(ca.subject)} is not a CA"
+        try:
+            usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+            if not usage.key_cert_sign:
+                return f"its issuer {cn_text(ca.subject)} may not sign certificates (no keyCertSign)"
+        except x509.ExtensionNotFound:
+            pass
+        limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+        if limit is not None and depth > limit:
+            return f"the issuing CA {cn_text(ca.subject)} allows {limit} intermediate CAs below it, not {depth}"
+    try:
+        identities = identities_of(leaf, purpose)
+    except CertkitError as exc:
+        return f"one of its names is not valid: {exc}"
+    for ca in path[1:]:
+        for nc in of_chain([ca]):
+            outside = [i.value for i in identities if not permitted(nc, i)]
+            if outside:
+                return f"{', '.join(outside)} is outside the name constraints of {cn_text(ca.subject)}"
+    return None
 
 
 def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None, now: dt.datetime
