@@ -40,6 +40,7 @@ from certkit.atomic import (
     new_folder,
     parse_temporary,
     remove_tree,
+    replace_file,
     swap_by_renames,
     sweep_stale,
     temporary_name,
@@ -52,8 +53,8 @@ from certkit.files import read_limited
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
-__all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_writable", "new_folder",
-           "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
+__all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_extra", "check_writable",
+           "new_folder", "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
 _JOURNAL = "certkit-swap"  # the hidden staging subfolder of a journaled replacement
 _COMMIT = "COMMIT"
 
@@ -63,6 +64,25 @@ def bundle_names(*, chain: bool, key: bool = True, p12: bool = False) -> list[st
     ``privkey.pem`` unless signed from a CSR, ``bundle.p12`` when asked for."""
     return [n for n in BUNDLE_FILES if (n != CHAIN_FILE or chain) and (n != KEY_FILE or key)
             and (n != P12_FILE or p12)]
+
+
+def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``extra`` files to write beside the bundle ``own`` (name -> content), checked: each a plain file
+    name (no folder, no ``..``), none of certkit's bundle names but ``bundle.p12``, none of ``own``."""
+    checked: dict[str, bytes] = {}
+    for name, data in (extra or {}).items():
+        plain = isinstance(name, str) and name not in ("", ".", "..") and "\0" not in name and not any(
+            sep and sep in name for sep in (os.sep, os.altsep, "/"))
+        if not plain or name.endswith(TEMP_SUFFIX):
+            raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a "
+                                   "name without folders or '..' (the file goes into the bundle folder).")
+        if name in own or (name in BUNDLE_FILES and name != P12_FILE):
+            raise CertkitError(f"The extra file {name} would replace the bundle's own {name}; certkit writes "
+                               f"that file itself. Give another name.")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"The content of the extra file {name} must be bytes, not {type(data).__name__}.")
+        checked[name] = bytes(data)
+    return checked
 
 
 def is_secret(name: str) -> bool:
@@ -131,7 +151,13 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
                     write_new_file(staging / name, data, mode_for(name), sync=sync)
         else:
             stale = [n for n in replaces if n not in files and os.path.lexists(folder / n)]
-            replace_bundle(folder, files, remove=stale, sync=sync)
+            # Files beside the bundle (IssuedCert.write's extra) are no part of its journal, which
+            # carries out bundle names only: each is replaced on its own, after the bundle.
+            own = {n: d for n, d in files.items() if n in BUNDLE_FILES}
+            if own or stale:
+                replace_bundle(folder, own, remove=stale, sync=sync)
+            for name in files.keys() - own.keys():
+                replace_file(folder / name, files[name], mode_for(name))
     except OSError as exc:
         raise bundle_error(folder, exc) from None
     return [folder / name for name in files]

@@ -22,12 +22,12 @@ from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
 from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
-from certkit.keys import generate_key
+from certkit.keys import check_private_key, generate_key, key_policy_problem, public_key_der
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import check_days, check_within_parent
-from certkit.vocabulary import common_name, leaf_kind, serial_hex
+from certkit.vocabulary import common_name, leaf_kind, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -82,7 +82,8 @@ class CA:
         self.inventory = inventory
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
-        self._validity: tuple | None = None  # leaf_validity's last answer, for the second it was asked in
+        # leaf_validity's last answer for the second it was asked in, (asked, window, notes): replaced whole
+        self._validity: tuple | None = None  # and read once, never read back (threads share a CA)
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -96,12 +97,21 @@ class CA:
         ``not_before`` backdates the CA (for demos and tests that need a leaf
         which has already expired: a leaf never starts before its issuer).
         ``key`` is the CA's own key when it exists already (a key in a PKCS#11
-        token, :mod:`certkit.pkcs11`); else one of ``key_type`` is generated.
+        token, :mod:`certkit.pkcs11`), held to the key policy CSRs get; else one
+        of ``key_type`` is generated. ``permitted_dns`` and ``permitted_ips`` take
+        one name or a list of them (:func:`certkit.names.name_list`).
         """
+        if parent is not None and not isinstance(parent, CA):
+            raise wrong_type("parent", "a CA", parent)
+        if key is not None:
+            check_private_key(key, token=True)
+            if parent is not None:
+                _refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = _ca_subject(common_name, organization, organizational_unit, country)
-        dns = [_names.parse_dns_name(d, allow_wildcard=False).value for d in permitted_dns]
-        ips = [_constraints.parse_network(n) for n in permitted_ips]
+        dns = [_names.parse_dns_name(d, allow_wildcard=False).value
+               for d in _names.name_list(permitted_dns, "permitted_dns")]
+        ips = [_constraints.parse_network(n) for n in _names.name_list(permitted_ips, "permitted_ips")]
         days = days if days is not None else profile.default_days
         check_days(days)
         not_before, not_after = validity(days, start=not_before)
@@ -122,7 +132,7 @@ class CA:
         ca = cls(cert, key, [parent.cert, *parent.parents] if parent else [])
         pause_at("signed")
         if parent is not None and parent.inventory is not None:
-            parent.inventory.add(cert, "ca")
+            parent.inventory.add(cert, "ca", issuer=parent.cert)
         return ca
 
     def check_can_sign_ca(self) -> None:
@@ -135,8 +145,9 @@ class CA:
 
 
     def unlock(self, passphrase=None) -> None:
-        """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` may be a
-        callable, asked only if the key is encrypted. Nothing happens if the key is loaded."""
+        """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` (bytes, or a str
+        taken as UTF-8) may be a callable, asked only if the key is encrypted. Nothing happens if the key
+        is loaded."""
         if self.key is not None:
             return
         if self.store is None:
@@ -182,8 +193,12 @@ class CA:
 
     def configure_trust(self, ctx) -> None:
         """Make the ``ssl.SSLContext`` ``ctx`` trust what this CA issues."""
+        import ssl
+
         from certkit.sslcontext import configure_trust
 
+        if not isinstance(ctx, ssl.SSLContext):
+            raise wrong_type("ctx", "an ssl.SSLContext", ctx)
         configure_trust(self, ctx)
 
     def server_context(self, cert: IssuedCert, *, client_certificates: str = "required"):
@@ -191,12 +206,15 @@ class CA:
         a client certificate issued by this CA: a mutual-TLS server in one line."""
         from certkit.sslcontext import server_context
 
+        _check_issued(cert, "cert")
         return server_context(self, cert, client_certificates=client_certificates)
 
     def client_context(self, cert: IssuedCert | None = None):
         """An ``ssl.SSLContext`` trusting this CA (host names checked), presenting ``cert`` if given."""
         from certkit.sslcontext import client_context
 
+        if cert is not None:
+            _check_issued(cert, "cert")
         return client_context(self, cert)
 
     def constraints(self) -> list:
@@ -220,12 +238,20 @@ class CA:
 
     def check_request(self, request: "Request") -> list[str]:
         """Everything about ``request`` that can be checked without the key: names against the
-        name constraints, the lifetime against the profile and this CA's own. Returns notes."""
+        name constraints, a key given (``key=``, a CSR's, a renewal's) against the key policy and the
+        CA keys of the chain, the lifetime against the profile and this CA's own. Returns notes."""
         if request.kind not in LEAF_KINDS:
             raise CertkitError(f"Unknown certificate kind '{shown(request.kind)}'; choose one of: "
                                f"{', '.join(LEAF_KINDS)}.")
         found = self._chain_constraints
         _constraints.check(found, request.identities, self.common_name)
+        if request.key is not None or request.public_key is not None:  # a key not generated here
+            public_key = request.public_key if request.public_key is not None else request.key.public_key()
+            problem = key_policy_problem(public_key)
+            if problem:
+                hint = " (renew it with a new key: --rekey, or rekey=True)" if request.renewed_from else ""
+                raise CertkitError(f"The key to certify is {problem}{hint}.")
+            _refuse_chain_key(public_key, [self.cert, *self.parents])
         if request.kind == "client":
             cn = request.common_name if request.subject is None else common_name(request.subject)
             _constraints.check_client_common_name(found, cn, request.identities, self.common_name)
@@ -255,6 +281,7 @@ class CA:
         )
         issued = IssuedCert(profile.name, cert, key, self.intermediates, self.root, list(request.identities), notes,
                             subject=subject)
+        issued.ca_directories = self.directories  # write() never lands in them, whatever force says
         if request.csr is not None:
             from certkit.csr import compare_extensions
 
@@ -320,14 +347,23 @@ class CA:
 
     def renew(self, old: "x509.Certificate", *, key=None, rekey: bool = False, key_type: str | None = None,
               days: int | None = None) -> IssuedCert:
-        """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it."""
+        """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it.
+        ``old`` is an ``x509.Certificate`` or an :class:`IssuedCert`, whose private key is then kept
+        (unless ``key`` or ``rekey`` says otherwise)."""
         from certkit.issuing import renewal_request
 
+        if isinstance(old, IssuedCert):
+            key = old.private_key if key is None and not rekey else key
+            old = old.cert
         return self._in_memory(renewal_request(old, self.kind_of(old), rekey=rekey, key_type=key_type, days=days,
                                                key=key))
 
     def kind_of(self, cert: "x509.Certificate") -> str:
         """The kind of a leaf this CA issued (from the inventory when there is one); refuses others."""
+        from cryptography import x509
+
+        if not isinstance(cert, x509.Certificate):
+            raise wrong_type("The certificate", "an x509.Certificate or an IssuedCert", cert)
         serial = serial_hex(cert.serial_number)
         try:
             cert.verify_directly_issued_by(self.cert)
@@ -347,10 +383,17 @@ class CA:
         return kind
 
     # --- revocation -----------------------------------------------------------------
-    def revoke(self, serial: str, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:
-        """Record ``serial`` as revoked for ``reason`` (see :data:`certkit.constants.REVOCATION_REASONS`)."""
+    def revoke(self, serial: str | int, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:
+        """Record ``serial`` as revoked for ``reason`` (see :data:`certkit.constants.REVOCATION_REASONS`).
+
+        ``serial`` is read as ``certkit revoke`` reads it (hex in either case, colon-separated octets as
+        openssl prints them, a 0x prefix) or is the int ``cert.serial_number``."""
+        from certkit.profiles import aware
         from certkit.revocation import check_can_revoke, parse_reason
 
+        serial = serial_argument(serial)
+        if when is not None:
+            aware(when, "when")
         inventory = self.require_inventory()
         reason = parse_reason(reason)
         try:
@@ -385,19 +428,23 @@ class CA:
             return leaf_validity(self.cert, self.parents, profile, days, start, notes, default_days)
         now = dt.datetime.now(dt.UTC)
         asked = (now.replace(microsecond=0), profile, days, default_days)
-        if self._validity is None or self._validity[0] != asked:
-            found: list[str] = []
+        cached = self._validity  # read once: another thread may replace it at any moment
+        if cached is not None and cached[0] == asked:
+            _asked, window, found = cached
+        else:
+            found = []
             window = leaf_validity(self.cert, self.parents, profile, days, now - BACKDATE, found, default_days)
-            self._validity = (asked, window, found)
-        notes += self._validity[2]
-        return self._validity[1]
+            self._validity = (asked, window, tuple(found))
+        notes += found
+        return window
 
 
 def _ca_subject(common_name_: str | None, organization, organizational_unit, country) -> "x509.Name":
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    cn = _names.parse_attribute(common_name_ or default_ca_name(), "common name")
+    # An explicit "" is refused as " " is; only None (no name given) takes the default.
+    cn = _names.parse_attribute(default_ca_name() if common_name_ is None else common_name_, "common name")
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     for oid, value, field in ((NameOID.ORGANIZATION_NAME, organization, "organization"),
                               (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit, "organizational unit")):
@@ -410,9 +457,27 @@ def _ca_subject(common_name_: str | None, organization, organizational_unit, cou
 
 def parse_country(country: str) -> str:
     """A subject's country: two letters (ISO 3166), upper-cased."""
+    if not isinstance(country, str):
+        raise wrong_type("country", "a str of two letters", country)
     if len(country) != 2 or not country.isascii() or not country.isalpha():
         raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
     return country.upper()
+
+
+def _check_issued(cert, what: str) -> None:
+    if not isinstance(cert, IssuedCert):
+        raise wrong_type(what, "an IssuedCert (what issue_server() and issue_client() return)", cert)
+
+
+def _refuse_chain_key(public_key, chain: Sequence["x509.Certificate"]) -> None:
+    """Refuse to certify the key of a CA of ``chain`` (the issuer and those above it) for another
+    certificate: a leaf's privkey.pem would then hand out the CA's private key."""
+    der = public_key_der(public_key)
+    for cert in chain:
+        if public_key_der(cert.public_key()) == der:
+            raise CertkitError(f"The key to certify is the key of the CA '{shown(common_name(cert.subject) or '')}'; "
+                               "a certificate needs a key of its own (a bundle holding it would hand out the CA's "
+                               "key). Generate a new one, or leave key= out.")
 
 
 def _random_serial() -> int:

@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
+from certkit.keys import MIN_RSA_BITS, key_policy_problem  # noqa: F401 (MIN_RSA_BITS: once defined here)
 from certkit.text import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-# Curves TLS stacks accept for certificates; anything else would give an unusable certificate.
-_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
-MIN_RSA_BITS = 2048
 
 
 @dataclass
@@ -104,21 +101,10 @@ def _cap(text: str) -> str:
 
 
 def _check_key(csr, source: str) -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-    from certkit.keys import key_type_of
-
-    key = csr.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS:
-        return
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
-        return
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return
-    raise InvalidCSR(
-        f"{_cap(source)} holds a {key_type_of(key)} key, which certkit does not sign: use RSA of at "
-        f"least {MIN_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519."
-    )
+    """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too."""
+    problem = key_policy_problem(csr.public_key())
+    if problem:
+        raise InvalidCSR(f"{_cap(source)} holds {problem}.")
 
 
 def _general_name(gn) -> tuple[str, str]:

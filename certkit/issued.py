@@ -43,6 +43,9 @@ class IssuedCert:
     dropped: list[str] = field(default_factory=list)
     # The subject as it was given to the builder (the certificate's, without parsing it back).
     subject: "x509.Name | None" = field(default=None, repr=False)
+    # The CA directories of the CA that issued it (CA.directories), where write() never writes; any
+    # other CA directory is told by what it holds (certkit.paths.is_ca_directory).
+    ca_directories: list = field(default_factory=list, repr=False)
 
     @cached_property
     def serial_hex(self) -> str:
@@ -116,15 +119,24 @@ class IssuedCert:
 
     def files(self):
         """Context manager: the bundle as files in a private temporary folder (``.cert``, ``.key``,
-        ``.fullchain``, ``.ca`` paths), removed when the block ends."""
+        ``.fullchain``, ``.ca`` paths), removed when the block ends. Without a private key (signed
+        from a CSR, renewed without ``key=``) there is no key file, and ``.key`` raises saying so."""
         from certkit.sslcontext import bundle_files
 
         return bundle_files(self)
 
     def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
-        """Write the bundle, plus ``extra`` files (bundle.p12), into ``folder`` atomically (see
-        :func:`certkit.bundle.write_bundle`). For certificates of a CA directory, issue with
-        :func:`certkit.issuing.deliver` and a FolderTarget instead: that records the folder."""
-        from certkit.bundle import write_bundle
+        """Write the bundle, plus ``extra`` files (plain names such as ``bundle.p12``, none of the
+        bundle's own), into ``folder`` atomically (see :func:`certkit.bundle.write_bundle`); return the
+        paths written. Without a private key the bundle has no privkey.pem.
 
-        return write_bundle(Path(folder), self.bundle_files() | (extra or {}), force=force)
+        Like every certkit output, ``folder`` may not be, or lie inside, a CA directory, whatever
+        ``force`` says. For certificates of a CA directory, issue with :func:`certkit.issuing.deliver`
+        and a FolderTarget instead: that records the folder."""
+        from certkit.bundle import check_extra, write_bundle
+        from certkit.paths import check_output
+
+        files = self.bundle_files()
+        files |= check_extra(extra, files)
+        check_output(folder, self.ca_directories, what="output folder")
+        return write_bundle(Path(folder), files, force=force)

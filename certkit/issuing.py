@@ -73,7 +73,19 @@ def server_request(names: Iterable[str], *, kind: str = "server", key_type: str 
     """A server (or ``kind="peer"``) certificate for DNS names and IP addresses; the subject CN is
     the first DNS name (else the first address)."""
     identities = _names.parse_hosts(names)
+    _check_key(key, key_type)
     return Request(kind, tuple(identities), _server_cn(identities), key_type, days, key=key, not_before=not_before)
+
+
+def _check_key(key, key_type) -> None:
+    """``key=`` held to the key policy CSRs get (no weak key, none that cannot sign), else ``key_type``
+    checked: both refused here, before anything is signed, rather than deep inside signing."""
+    from certkit.keys import check_key_type, check_private_key
+
+    if key is not None:
+        check_private_key(key)
+    else:
+        check_key_type(key_type)
 
 
 def _server_cn(identities: Sequence[Identity]) -> str:
@@ -88,6 +100,7 @@ def client_request(name: str, *, emails: Iterable[str] = (), uris: Iterable[str]
     """A client certificate whose subject CN is ``name``, with optional email, URI and DNS identities."""
     cn = _names.parse_client_name(name)
     identities = _names.client_identities(cn, emails, uris, dns_names)
+    _check_key(key, key_type)
     return Request("client", tuple(identities), cn, key_type, days, key=key, not_before=not_before)
 
 
@@ -98,10 +111,27 @@ def csr_request(request: "CSRRequest | bytes", kind: str, *, extra_names: Iterab
     from certkit.csr import CSRRequest, load_csr, plan
 
     if not isinstance(request, CSRRequest):
-        request = load_csr(request)
-    identities, cn, dropped = plan(request, kind, list(extra_names))
+        request = load_csr(_csr_bytes(request))
+    identities, cn, dropped = plan(request, kind, _names.name_list(extra_names, "extra_names"))
     return Request(kind, tuple(identities), cn, days=days, public_key=request.public_key, csr=request,
                    dropped=tuple(dropped))
+
+
+def _csr_bytes(request) -> bytes:
+    """A CSR given to the library as PEM or DER bytes, PEM text (a str) or a cryptography CSR object."""
+    from cryptography import x509
+
+    if isinstance(request, str):
+        return request.encode("utf-8")
+    if isinstance(request, x509.CertificateSigningRequest):
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return request.public_bytes(Encoding.DER)  # read again: its signature and key are checked
+    if not isinstance(request, (bytes, bytearray, memoryview)):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("The CSR", "PEM or DER bytes, PEM text or an x509.CertificateSigningRequest", request)
+    return bytes(request)
 
 
 def renewal_request(old, kind: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
@@ -109,9 +139,17 @@ def renewal_request(old, kind: str, *, rekey: bool = False, key_type: str | None
     """The successor of certificate ``old``: same subject, names and purpose. The public key is kept
     unless ``rekey``; ``key``, the old private key, goes in the bundle when given. Without ``days``
     it lives as long as the old one did."""
-    from certkit.keys import key_type_of, public_key_der
-    from certkit.vocabulary import serial_hex
+    from cryptography import x509
 
+    from certkit.keys import check_key_type, check_private_key, key_type_of, public_key_der
+    from certkit.vocabulary import serial_hex, wrong_type
+
+    if not isinstance(old, x509.Certificate):
+        raise wrong_type("The certificate to renew", "an x509.Certificate or an IssuedCert", old)
+    if key is not None:
+        check_private_key(key)
+    if key_type is not None:
+        check_key_type(key_type)
     identities = identities_of(old, kind)
     lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
     default_days = max(1, round(lifetime / dt.timedelta(days=1)))

@@ -24,26 +24,75 @@ if TYPE_CHECKING:
 from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401 (part of this module's API)
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# The keys certkit certifies, whoever made them (a CSR, ``key=``, a CA's own): what TLS stacks accept.
+MIN_RSA_BITS = 2048
+CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def check_key_type(key_type: str) -> str:
+    """``key_type`` if it is one of :data:`KEY_TYPES`; a TypeError if it is not a str."""
+    if not isinstance(key_type, str):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("key_type", f"a str, one of {', '.join(KEY_TYPES)}", key_type)
+    if key_type not in KEY_TYPES:
+        raise InvalidName(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
+    return key_type
+
+
+def key_policy_problem(public_key) -> str | None:
+    """Why certkit does not certify ``public_key`` (too weak, or a key that cannot sign), as the end of
+    a sentence ("holds ..."); None if it does. CSRs and every ``key=`` of the library are held to it."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= MIN_RSA_BITS:
+        return None
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in CURVES:
+        return None
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return None
+    kind = key_type_of(public_key)
+    article = "a" if kind[:1].lower() in "bcdgjkpqtuvwyz" else "an"  # read as letters: an rsa-1024, a dsa-1024
+    return (f"{article} {kind} key, which certkit does not sign: use RSA of at least {MIN_RSA_BITS} bits, "
+            "ECDSA P-256, P-384 or P-521, or Ed25519")
+
+
+def check_private_key(key, what: str = "key", *, token: bool = False):
+    """``key`` if certkit may certify it: a ``cryptography`` private key (or, with ``token``, a key held
+    by a PKCS#11 token) that :func:`key_policy_problem` accepts. Anything else that is not a private
+    key is a TypeError; a weak key, or one that cannot sign (X25519, X448, DSA), a CertkitError."""
+    from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
+
+    kinds = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
+             dsa.DSAPrivateKey, dh.DHPrivateKey, x25519.X25519PrivateKey, x448.X448PrivateKey)
+    held = token and hasattr(key, "sign_builder") and callable(getattr(key, "public_key", None))
+    if not isinstance(key, kinds) and not held:
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type(what, "a private key (cryptography's rsa, ec or ed25519)", key)
+    problem = key_policy_problem(key.public_key())
+    if problem:
+        raise CertkitError(f"The {what} given is {problem}.")
+    return key
 
 
 def generate_key(key_type: str = DEFAULT_KEY_TYPE) -> PrivateKey:
     """Generate a private key of one of :data:`KEY_TYPES`."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+    check_key_type(key_type)
     if key_type == "ecdsa-p256":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "ecdsa-p384":
         return ec.generate_private_key(ec.SECP384R1())
     if key_type.startswith("rsa-") and key_type in KEY_TYPES:
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
-    if key_type == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise InvalidName(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
+    return ed25519.Ed25519PrivateKey.generate()  # check_key_type() leaves no other
 
 
 def key_type_of(key) -> str:
     """Name the key type of a private or public key, e.g. ``ecdsa-p256``."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return f"rsa-{key.key_size}"
@@ -55,7 +104,11 @@ def key_type_of(key) -> str:
         return "ed25519"
     if isinstance(key, (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)):
         return "ed448"
-    return type(key).__name__
+    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
+        return f"dsa-{key.key_size}"
+    kinds = {"x25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey), "x448": (x448.X448PrivateKey,
+                                                                                   x448.X448PublicKey)}
+    return next((name for name, types in kinds.items() if isinstance(key, types)), type(key).__name__)
 
 
 def public_key_der(public_key) -> bytes:

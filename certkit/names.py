@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath
+from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
 
@@ -71,7 +72,9 @@ def _show(text: str) -> str:
 
 def parse_host(text: str) -> Identity:
     """Parse a server name: an IP address or a DNS name (wildcards allowed)."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise wrong_type("names", "str", text)
+    if not text.strip():
         raise InvalidName("An empty name cannot go in a certificate.")
     return _parse_host(text.strip())
 
@@ -154,10 +157,8 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
             raise InvalidName(f"'{_show(original)}': a wildcard is not allowed here.")
         wildcard, name = True, name[2:]
     if "*" in name:
-        raise InvalidName(
-            f"'{_show(original)}' is not a valid wildcard: '*' may only be the whole left-most "
-            "label, as in *.example.com."
-        )
+        raise InvalidName(f"'{_show(original)}' is not a valid wildcard: '*' may only be the whole left-most "
+                          "label, as in *.example.com.")
     if not name:
         raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it is empty.")
     ascii_name = _to_a_labels(original, name)
@@ -165,15 +166,11 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
     for label in labels:
         _check_label(original, label)
     if labels[-1].isdigit():
-        raise InvalidName(
-            f"'{_show(original)}' is not a valid DNS name: its last label is all digits."
-        )
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: its last label is all digits.")
     full = ("*." if wildcard else "") + ascii_name
     if len(full) > MAX_DNS_NAME:
-        raise InvalidName(
-            f"'{_show(original)}' is not a valid DNS name: it is {len(full)} characters long, "
-            f"the limit is {MAX_DNS_NAME}."
-        )
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it is {len(full)} characters long, "
+                          f"the limit is {MAX_DNS_NAME}.")
     if wildcard:
         _check_wildcard_base(original, ascii_name)
     display = original.strip().rstrip(".").lower()
@@ -373,7 +370,9 @@ def _check_spiffe(text: str) -> None:
 
 def parse_common_name(text: str) -> str:
     """Check a client subject common name: see :func:`parse_attribute`."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise wrong_type("A client certificate's name", "a str", text)
+    if not text.strip():
         raise InvalidName("A client certificate needs a non-empty name.")
     return parse_attribute(text)
 
@@ -384,7 +383,9 @@ def parse_attribute(text: str, field: str = "common name", option: str | None = 
     name", "organization") and ``option`` where the value came from ("--org"), for the message."""
     given = f"{option} " if option else ""
     article = "an" if field[0] in "aeiou" else "a"
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise wrong_type(f"{option or 'The ' + field}", "a str", text)
+    if not text.strip():
         raise InvalidName(f"{given}'{_show(text or '')}' is blank; {article} {field} needs at least one visible "
                           "character.")
     if text != text.strip():
@@ -440,9 +441,29 @@ def assemble(identities: Iterable[Identity]) -> list[Identity]:
     return out
 
 
+def name_list(names, what: str = "names") -> list[str]:
+    """The one reading of every parameter that takes several names (DNS names, addresses, emails,
+    URIs, networks): a list, tuple, set or generator of str, or one str taken as one name (as trustme's
+    ``issue_cert("localhost")``: never one name per character). An ``ipaddress`` address or network
+    stands for its text. bytes, None and anything else are a TypeError that names them."""
+    if isinstance(names, (str, *_IP_TYPES)):
+        names = [names]
+    elif isinstance(names, (bytes, bytearray, memoryview)) or not hasattr(names, "__iter__"):
+        raise wrong_type(what, "a str or a list of str", names)
+    out = []
+    for name in names:
+        if not isinstance(name, (str, *_IP_TYPES)):
+            raise wrong_type(what, "str", name)
+        out.append(str(name))
+    return out
+
+
+_IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
 def parse_hosts(names: Iterable[str]) -> list[Identity]:
-    """Parse the names of a server certificate, in order, without duplicates."""
-    parsed = assemble(parse_host(name) for name in names)
+    """Parse the names of a server certificate (see :func:`name_list`), in order, without duplicates."""
+    parsed = assemble(parse_host(name) for name in name_list(names))
     if not parsed:
         raise InvalidName("A server certificate needs at least one DNS name or IP address.")
     return parsed
@@ -456,7 +477,8 @@ def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str]
     """
     cn = parse_common_name(name)
     own = [parse_email(cn)] if looks_like_email(cn) else []
-    return assemble([*own, *(parse_email(e) for e in emails), *(parse_uri(u) for u in uris),
+    emails, uris, dns_names = name_list(emails, "emails"), name_list(uris, "uris"), name_list(dns_names, "dns_names")
+    return assemble([*own, *map(parse_email, emails), *map(parse_uri, uris),
                      *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
 
 
@@ -466,13 +488,7 @@ def safe_folder_name(name: str) -> str:
     ``*`` becomes ``_wildcard`` and ``:`` becomes ``_``; anything that could
     climb out of the current folder is refused rather than rewritten.
     """
-    if (
-        "/" in name
-        or "\\" in name
-        or "\0" in name
-        or name in {"", ".", ".."}
-        or name.startswith(".")
-    ):
+    if "/" in name or "\\" in name or "\0" in name or name in {"", ".", ".."} or name.startswith("."):
         raise UnsafeOutputPath(
             f"'{_show(name)}' cannot name an output folder: it would escape the current "
             "folder or be hidden; choose the output folder yourself."

@@ -66,10 +66,24 @@ def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetim
     notBefore is backdated by :data:`BACKDATE`; the validity period (notAfter -
     notBefore + 1 second) is exactly ``days`` days.
     """
-    if start is None:
-        start = dt.datetime.now(dt.UTC) - BACKDATE
+    start = dt.datetime.now(dt.UTC) - BACKDATE if start is None else aware(start)
     start = start.replace(microsecond=0)
     return start, start + dt.timedelta(days=days) - dt.timedelta(seconds=1)
+
+
+def aware(moment, what: str = "not_before") -> dt.datetime:
+    """``moment`` if it is a timezone-aware datetime. Anything but a datetime is a TypeError; a naive
+    one is refused rather than guessed at (local time or UTC?), as comparing it would fail later."""
+    if not isinstance(moment, dt.datetime):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type(what, "a datetime", moment)
+    if moment.utcoffset() is None:
+        from certkit.errors import InvalidLifetime
+
+        raise InvalidLifetime(f"{what} must be timezone-aware (datetime.now(datetime.UTC)), not the naive "
+                              f"{moment.isoformat(' ')}: it could be local time or UTC.")
+    return moment
 
 
 def general_name(identity: Identity) -> "x509.GeneralName":

@@ -10,8 +10,18 @@ certificate carries serverAuth only, the client certificate clientAuth only.
         client_ctx = certkit_ca.client_context(certkit_client_cert)   # trusts the CA, presents the client
         ...
 
-The CA lives for the whole session (creating one costs a key generation); the
+The CA's certificate and key are made once per session (creating them costs a
+key generation; under ``pytest -n``, once per worker). Each test gets its own
+``certkit_ca`` object over them, so what a test changes on it (its warnings,
+an inventory attached, a parent replaced) is gone for the next test; the
 certificates are issued per test, so a test may write or change them freely.
+A fixture of a wider scope uses ``certkit_session_ca``, the one shared object
+(leave it unchanged).
+
+The server certificate's one single-label name, ``localhost``, is pkilint's one
+ERROR finding (``pkix.invalid_domain_name_syntax``): pkilint checks DNS names
+with a web-domain validator that wants a dot, where RFC 5280 asks for RFC 1034's
+preferred name syntax, which a single label meets (docs/library.md).
 """
 
 from __future__ import annotations
@@ -29,11 +39,21 @@ CLIENT_NAME = "pytest client"
 
 
 @pytest.fixture(scope="session")
-def certkit_ca() -> "CA":
-    """A root CA for the test session, in memory."""
+def certkit_session_ca() -> "CA":
+    """The root CA of the test session, in memory: one object for every test, for fixtures of a
+    wider scope than a test's. Leave it unchanged; a test changes its own ``certkit_ca``."""
     from certkit.ca import CA
 
     return CA.create("certkit pytest CA")
+
+
+@pytest.fixture
+def certkit_ca(certkit_session_ca: "CA") -> "CA":
+    """The session's root CA, in memory, as an object of this test's own: the same certificate and
+    key (immutable) as every test's, nothing else shared."""
+    from certkit.ca import CA
+
+    return CA(certkit_session_ca.cert, certkit_session_ca.key, certkit_session_ca.parents)
 
 
 @pytest.fixture

@@ -18,11 +18,44 @@ if TYPE_CHECKING:
 
 def parse_reason(text: str) -> str:
     """The RFC 5280 reason named by ``text`` (any case; ``key-compromise`` works too)."""
+    if not isinstance(text, str):
+        raise CertkitError(f"A revocation reason is a name such as keyCompromise, not {type(text).__name__}; "
+                           f"choose one of: {', '.join(REVOCATION_REASONS)}.")
     wanted = text.replace("-", "").replace("_", "").lower()
     for reason in REVOCATION_REASONS:
         if reason.lower() == wanted:
             return reason
     raise CertkitError(f"'{shown(text)}' is not a revocation reason; choose one of: {', '.join(REVOCATION_REASONS)}.")
+
+
+def revocation_time(when: dt.datetime | None) -> dt.datetime:
+    """When a revocation is recorded: now, or ``when`` if it is an aware time not after now (a CRL
+    that lists a certificate as revoked from a date still to come would state what has not happened)."""
+    now = dt.datetime.now(dt.UTC)
+    if when is None:
+        return now
+    if not isinstance(when, dt.datetime) or when.utcoffset() is None:
+        given = "a datetime without one" if isinstance(when, dt.datetime) else type(when).__name__
+        raise CertkitError(f"A revocation time is a datetime with a time zone (as datetime.now(UTC)), not {given}.")
+    if when > now:
+        raise CertkitError(f"The revocation time {when.isoformat()} is in the future; a certificate is revoked "
+                           "when the revocation is recorded, or earlier: give a time up to now.")
+    return when
+
+
+def stored_reason(serial: str, reason: str | None, location: str) -> str:
+    """The reason a revoked row of the inventory at ``location`` records, refused (naming the serial)
+    when it is no RFC 5280 reason: no CRL could state it."""
+    if reason is None:
+        return "unspecified"
+    if reason not in REVOCATION_REASONS:
+        from certkit.errors import InventoryError
+
+        raise InventoryError(
+            f"The inventory {shown(location)} records certificate {serial} as revoked for "
+            f"'{shown(str(reason))}', which is not a revocation reason, so no CRL can list it; set its "
+            f"revocation_reason to one of: {', '.join(REVOCATION_REASONS)} (or restore the inventory from a backup).")
+    return reason
 
 
 def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.CertificateRevocationList":
@@ -58,6 +91,7 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.Certif
         builder = builder.add_extension(x509.AuthorityKeyIdentifier(ski, None, None), critical=False)
     for serial, revoked_at, reason in revoked:
         entry = x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(revoked_at)
+        reason = stored_reason(serial, reason, inventory.location)
         if reason != "unspecified":  # RFC 5280 5.3.1: omit the code rather than say unspecified
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
         builder = builder.add_revoked_certificate(entry.build())

@@ -12,6 +12,12 @@ strict purposes.
 Python's ``ssl`` loads keys only from files, so a key is written for the
 moment OpenSSL reads it, into a private (0700) temporary folder removed at
 once; nothing is left on disk.
+
+Trust is exactly the CA asked for: its own certificate is the anchor. For an
+intermediate CA that means ``VERIFY_X509_PARTIAL_CHAIN`` (the chain may end at
+a trusted certificate that is not self-signed), so a certificate issued by a
+sibling intermediate, or straight by the root above, is refused (``certkit
+serve`` follows the same rule). For a root CA nothing differs.
 """
 
 from __future__ import annotations
@@ -30,11 +36,20 @@ if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
 
 
+def missing_key(issued: "IssuedCert") -> str:
+    """Why a certificate comes without its private key, and what to do about it."""
+    return (f"certkit does not hold the private key of certificate {issued.serial_hex}: it was signed from a CSR "
+            "(the requester keeps the key), or renewed keeping its key without key=. Pass the old private key "
+            "(ca.renew(old, key=old_private_key)), or renew with a new key (ca.renew(old, rekey=True)).")
+
+
 @dataclass(frozen=True)
 class BundlePaths:
-    """Where :func:`bundle_files` put an issued certificate's files (certbot's names)."""
+    """Where :func:`bundle_files` put an issued certificate's files (certbot's names). ``key`` raises
+    when there is no key file (``missing`` says why): it never names a file that does not exist."""
 
     folder: Path
+    missing: str | None = None
 
     @property
     def cert(self) -> Path:
@@ -42,6 +57,10 @@ class BundlePaths:
 
     @property
     def key(self) -> Path:
+        if self.missing is not None:
+            from certkit.errors import CertkitError
+
+            raise CertkitError(self.missing)
         return self.folder / KEY_FILE
 
     @property
@@ -61,7 +80,7 @@ def bundle_files(issued: "IssuedCert") -> Iterator[BundlePaths]:
     with tempfile.TemporaryDirectory(prefix="certkit-") as tmp:
         for name, data in issued.bundle_files().items():
             write_new_file(Path(tmp) / name, data, SECRET_MODE, sync=False)
-        yield BundlePaths(Path(tmp))
+        yield BundlePaths(Path(tmp), None if issued.private_key is not None else missing_key(issued))
 
 
 @contextmanager
@@ -80,19 +99,26 @@ def configure_cert(issued: "IssuedCert", ctx: ssl.SSLContext) -> None:
     if issued.private_key is None:
         from certkit.errors import CertkitError
 
-        raise CertkitError("This certificate was signed from a CSR: certkit does not hold its key.")
+        raise CertkitError(missing_key(issued))
     with bundle_files(issued) as paths:
         ctx.load_cert_chain(paths.fullchain, paths.key)
 
 
 def configure_trust(ca: "CA", ctx: ssl.SSLContext) -> None:
-    """Make ``ctx`` trust certificates issued by ``ca`` (its root is the anchor)."""
-    ctx.load_verify_locations(cadata=ca.root_pem.decode("ascii"))
+    """Make ``ctx`` trust certificates issued by ``ca``, and no other CA under the same root: ``ca``'s
+    own certificate is the anchor, with a partial chain for an intermediate (see the module's notes)."""
+    ctx.load_verify_locations(cadata=ca.cert_pem.decode("ascii"))
+    _end_chain_at(ca, ctx)
+
+
+def _end_chain_at(ca: "CA", ctx: ssl.SSLContext) -> None:
+    if ca.parents:  # an intermediate: its certificate ends the chain, its root is not trusted
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
 
 
 def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str = "required") -> ssl.SSLContext:
-    """A server context presenting ``issued``; client certificates from ``ca`` ``required`` (mutual TLS),
-    ``optional`` or ``none``."""
+    """A server context presenting ``issued``; client certificates issued by ``ca`` (no other CA under its
+    root) ``required`` (mutual TLS), ``optional`` or ``none``."""
     modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
     if client_certificates not in modes:
         raise ValueError(f"client_certificates must be one of {', '.join(modes)}, not {client_certificates!r}")
@@ -105,8 +131,11 @@ def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str =
 
 
 def client_context(ca: "CA", issued: "IssuedCert | None" = None) -> ssl.SSLContext:
-    """A client context that trusts ``ca`` (hostnames checked) and presents ``issued`` when given."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.root_pem.decode("ascii"))
+    """A client context that trusts servers issued by ``ca`` (host names checked; no other CA, not the
+    system's) and presents ``issued`` when given."""
+    # cadata given here: without it, create_default_context would load the system's CAs too.
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.cert_pem.decode("ascii"))
+    _end_chain_at(ca, ctx)
     if issued is not None:
         configure_cert(issued, ctx)
     return ctx

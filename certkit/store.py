@@ -124,6 +124,19 @@ def _signed_by(child, issuer) -> bool:
     return True
 
 
+def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
+    """A passphrase or PIN as the library may be given it: bytes, or a str taken as UTF-8."""
+    if secret is None or isinstance(secret, bytes):
+        return secret
+    if isinstance(secret, str):
+        return secret.encode("utf-8")
+    if isinstance(secret, (bytearray, memoryview)):
+        return bytes(secret)
+    from certkit.vocabulary import wrong_type
+
+    raise wrong_type(f"The {what}", "bytes, a str or a callable returning one", secret)
+
+
 def resolve_ca_dir(path: str | Path | None = None) -> Path:
     if path:
         return Path(path)
@@ -253,10 +266,11 @@ class CADirectory:
         from certkit.files import read_limited
 
         if not self.path.is_dir():
-            raise CANotFound(
-                f"No CA in {shown(self.path)}: the folder does not exist. Create one with "
-                "'certkit init-ca', or point --ca-dir / CERTKIT_CA_DIR at an existing one."
-            )
+            what = "the folder does not exist"
+            if os.path.lexists(self.path):
+                what = f"it is {'a file' if self.path.is_file() else file_kind(self.path)}, not a folder"
+            raise CANotFound(f"No CA in {shown(self.path)}: {what}. Create one with 'certkit init-ca', or point "
+                             "--ca-dir / CERTKIT_CA_DIR at an existing one.")
         if os.path.lexists(self.cert_path) and not self.cert_path.is_file():
             raise CABroken(f"{shown(self.cert_path)} is {file_kind(self.cert_path)}, not a file; the CA directory is "
                            f"damaged: restore {CERT_FILE} from a backup.")
@@ -335,7 +349,7 @@ class CADirectory:
                            "can be issued without it.")
         secret = None
         if is_encrypted(data):
-            secret = passphrase() if callable(passphrase) else passphrase
+            secret = _secret_bytes(passphrase() if callable(passphrase) else passphrase)
             if secret is None:
                 raise PassphraseRequired(
                     f"The CA key {self.key_path} is encrypted and no passphrase was given."
@@ -369,7 +383,7 @@ class CADirectory:
     def _load_token_key(self, cert: "x509.Certificate", pin: Passphrase):
         from certkit.pkcs11 import open_key
 
-        secret = pin() if callable(pin) else pin
+        secret = _secret_bytes(pin() if callable(pin) else pin, "PIN")
         if secret is None:
             raise PassphraseRequired(f"The CA key is in a PKCS#11 token ({shown(self.key_uri)}) and no PIN was given.")
         key = open_key(self.key_uri, self.config.get("pkcs11_module"), secret)

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidLifetime
-from certkit.profiles import validity
+from certkit.profiles import aware, validity
 from certkit.text import shown
 from certkit.vocabulary import common_name
 
@@ -30,6 +30,8 @@ def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start,
     CA's expiry), else the profile's default capped at the CA's expiry (with a note)."""
     check_usable([ca_cert, *parents])
     latest = ca_cert.not_valid_after_utc
+    if start is not None and aware(start) >= latest:
+        raise InvalidLifetime(_starts_too_late(start, latest, f"the CA '{_name(ca_cert)}'"))
     if days is None:
         not_before, not_after = validity(default_days or profile.default_days, start=start)
         if not_after > latest:
@@ -47,10 +49,9 @@ def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start,
     if not_before < ca_start:
         not_before = ca_start  # a leaf never claims validity before its issuer's
     if not_after <= not_before:  # check_usable() has ruled out an expired CA
-        name = shown(common_name(ca_cert.subject) or ca_cert.subject.rfc4514_string())
         raise InvalidLifetime(
-            f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA '{name}' became "
-            f"valid ({ca_start:%Y-%m-%d %H:%M:%S} UTC); a certificate cannot be valid before its issuer.")
+            f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA '{_name(ca_cert)}' "
+            f"became valid ({ca_start:%Y-%m-%d %H:%M:%S} UTC); a certificate cannot be valid before its issuer.")
     return not_before, not_after
 
 
@@ -61,6 +62,8 @@ def check_within_parent(parent_cert, parent_name: str, days: int, not_before: dt
     if latest <= dt.datetime.now(dt.UTC):
         raise InvalidLifetime(f"The parent CA '{shown(parent_name)}' expired on "
                               f"{latest:%Y-%m-%d %H:%M:%S} UTC; it can sign no intermediate. Create a new root first.")
+    if not_before >= latest:
+        raise InvalidLifetime(_starts_too_late(not_before, latest, f"the parent CA '{shown(parent_name)}'"))
     if not_after > latest:
         raise InvalidLifetime(_past_issuer_message(days, latest, not_before, what="intermediate CA",
                                                    issuer=f"parent CA '{shown(parent_name)}'"))
@@ -69,8 +72,22 @@ def check_within_parent(parent_cert, parent_name: str, days: int, not_before: dt
 def check_days(days: int) -> None:
     from certkit.constants import MAX_DAYS
 
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+    if isinstance(days, bool) or not isinstance(days, int):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("days", "an int (a number of days)", days)
+    if not 1 <= days <= MAX_DAYS:
         raise InvalidLifetime(f"A lifetime of {days} days is not possible; give 1 to {MAX_DAYS} days.")
+
+
+def _name(cert) -> str:
+    return shown(common_name(cert.subject) or cert.subject.rfc4514_string())
+
+
+def _starts_too_late(start: dt.datetime, latest: dt.datetime, issuer: str) -> str:
+    return (f"The requested validity starts on {start.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC, after {issuer} "
+            f"expires ({latest:%Y-%m-%d %H:%M:%S} UTC): nothing it signs is valid then. Give a not_before "
+            "before its expiry.")
 
 
 def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime, *,

@@ -58,6 +58,40 @@ def normalize_serial(text: str) -> str | None:
     return serial_hex(int(text, 16))
 
 
+def wrong_type(what: str, expected: str, value) -> TypeError:
+    """The TypeError for a library argument of the wrong type, naming what was given:
+    ``names must be str, got bytes b'localhost'`` (not a failure deep inside, or a false message)."""
+    given = "None" if value is None else f"{type(value).__name__} {_short_repr(value)}"
+    return TypeError(f"{what} must be {expected}, got {given}")
+
+
+def _short_repr(value) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real mistake
+        text = "<unprintable>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def serial_argument(serial) -> str:
+    """A serial given to the library (:meth:`certkit.ca.CA.revoke`) as :func:`serial_hex` writes it: text
+    as :func:`normalize_serial` reads it, or the int ``cert.serial_number``."""
+    from certkit.errors import UnknownCertificate
+    from certkit.text import shown
+
+    if isinstance(serial, int) and not isinstance(serial, bool):
+        if serial < 1:
+            raise UnknownCertificate(f"{serial} is not a serial number: certkit's serials are positive.")
+        return serial_hex(serial)
+    if not isinstance(serial, str):
+        raise wrong_type("serial", "a str of hex digits or an int", serial)
+    text = normalize_serial(serial)
+    if text is None:
+        raise UnknownCertificate(f"'{shown(serial)}' is not a serial number: give its hex digits, as 'certkit "
+                                 "list' or 'openssl x509 -serial' shows them.")
+    return text
+
+
 def common_name(name: "x509.Name") -> str | None:
     """The (last) common name of a subject or issuer, or None."""
     from cryptography.x509.oid import NameOID

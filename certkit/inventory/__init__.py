@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from certkit.constants import KINDS
 from certkit.db import Database, open_database
 from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, CertkitError, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
@@ -275,17 +276,46 @@ class Inventory:
                 self._mark_abandoned(tx, lost)
         return len(delivered), len(lost)
 
-    def add(self, cert: "x509.Certificate", kind: str) -> bool:
+    def add(self, cert: "x509.Certificate", kind: str, *, issuer: "x509.Certificate | None" = None) -> bool:
         """Record a certificate that needs no bundle (an intermediate CA, kept in its own CA
-        directory) as valid at once; False if its serial is taken."""
+        directory) as valid at once; False if its serial is taken. Refused: a ``kind`` that is not
+        what the certificate is, and a certificate this inventory's CA did not issue (its certificate
+        ``issuer``, else the ca.pem of the CA directory an SQLite inventory sits in)."""
+        from certkit.inventory.audit import Issuer
+        from certkit.vocabulary import leaf_kind
+
+        serial = serial_hex(cert.serial_number)
+        if kind not in KINDS or leaf_kind(cert) != kind:
+            raise CertkitError(f"The certificate {serial} is a {leaf_kind(cert)} certificate, not '{shown(str(kind))}'"
+                               f" (one of: {', '.join(KINDS)}); nothing was recorded.")
+        issuer = issuer if issuer is not None else self._ca_certificate()
+        problem = issuer is not None and Issuer(issuer).problem(cert, facts_of(cert).der, verify=True)
+        if problem:
+            raise CertkitError(f"The certificate {serial} was not issued by this inventory's CA: {problem}; "
+                               "nothing was recorded.")
         if self.record_pending([Pending(cert, kind, sink="memory")]):
             return False
-        self.mark_issued([serial_hex(cert.serial_number)])
+        self.mark_issued([serial])
         return True
 
+    def _ca_certificate(self) -> "x509.Certificate | None":
+        """The certificate of the CA whose directory holds this (SQLite) inventory, if it does."""
+        from cryptography import x509
+
+        from certkit.paths import is_ca_directory
+
+        here = Path(self.path).parent if self.path is not None else None
+        found = here is not None and is_ca_directory(here)
+        return x509.load_pem_x509_certificate((here / "ca.pem").read_bytes()) if found else None
+
     def set_folder(self, serial: str, folder: str | Path) -> None:
+        """Record the (existing) ``folder`` that holds the bundle of ``serial``."""
+        if not Path(folder).is_dir():
+            raise CertkitError(f"{shown(folder)} is not a folder; give the folder that holds the bundle of {serial}.")
         with self.transaction(write=True) as tx:
-            tx.execute("UPDATE certificates SET folder = ?, sink = 'folder' WHERE serial = ?", (str(folder), serial))
+            if not tx.execute("UPDATE certificates SET folder = ?, sink = 'folder' WHERE serial = ?",
+                              (str(Path(folder).absolute()), serial)).rowcount:
+                raise UnknownCertificate(f"No certificate {serial} in the inventory {shown(self.location)}.")
 
     # --- reading --------------------------------------------------------------------
     def rows(self, where: str = "", params: Sequence = (), *, damaged: list | None = None) -> list[dict]:
@@ -370,8 +400,12 @@ class Inventory:
 
     # --- revocation -------------------------------------------------------------------
     def revoke(self, serial: str, reason: str = "unspecified", when: dt.datetime | None = None) -> dict:
-        """Mark ``serial`` revoked; the next CRL lists it. Refuses unknown, undelivered and revoked serials."""
-        when = when or dt.datetime.now(dt.UTC)
+        """Mark ``serial`` revoked for ``reason`` (RFC 5280's, as :func:`certkit.revocation.parse_reason` reads
+        it) at ``when`` (now, or a time before); the next CRL lists it. Refuses unknown, undelivered and
+        revoked serials."""
+        from certkit.revocation import parse_reason, revocation_time
+
+        reason, when = parse_reason(reason), revocation_time(when)
         with self.transaction(write=True) as tx:
             found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
                                " FOR UPDATE", (serial,)).fetchone()
@@ -418,7 +452,14 @@ class Inventory:
         revoked row refuses the CRL (it would be incomplete)."""
         rows = self.rows("WHERE status = 'revoked' OR status NOT IN ('pending', 'valid', 'abandoned')"
                          " ORDER BY revoked_at, serial")
-        return [(r["serial"], parse_iso(r["revoked_at"]), r["revocation_reason"] or "unspecified") for r in rows]
+        return self._revocations(rows)
+
+    def _revocations(self, rows: list[dict]) -> list[tuple[str, dt.datetime, str]]:
+        """(serial, revoked_at, reason) of revoked rows; a reason no CRL can state refuses them all."""
+        from certkit.revocation import stored_reason
+
+        return [(r["serial"], parse_iso(r["revoked_at"]), stored_reason(r["serial"], r["revocation_reason"],
+                                                                        self.location)) for r in rows]
 
     def next_crl_number(self) -> int:
         """Take the next CRL number (1, 2, ...); atomic across processes and hosts."""
@@ -442,9 +483,8 @@ class Inventory:
             number = self._take_crl_number(tx)  # the number's row lock orders the CRLs
             fetched = tx.execute(f"{SELECT_ROW} WHERE status = 'revoked' OR status NOT IN ('pending', 'valid',"
                                  " 'abandoned') ORDER BY revoked_at, serial").fetchall()
-            rows = [row_dict(values) for values in fetched]
-        return number, [(r["serial"], parse_iso(r["revoked_at"]), r["revocation_reason"] or "unspecified")
-                        for r in rows]
+            # Inside the transaction: a row no CRL can list refuses the CRL, and the number is not taken.
+            return number, self._revocations([row_dict(values) for values in fetched])
 
 
 def _when(text: Any) -> dt.datetime:
