@@ -252,6 +252,13 @@ class CA:
                 hint = " (renew it with a new key: --rekey, or rekey=True)" if request.renewed_from else ""
                 raise CertkitError(f"The key to certify is {problem}{hint}.")
             _refuse_chain_key(public_key, [self.cert, *self.parents])
+            if self.inventory is not None:
+                from certkit.inventory.query import compromised
+
+                if hit := compromised(self.inventory, public_key):
+                    raise CertkitError(f"The key to certify is the key of certificate {hit[0]}, revoked for "
+                                       f"keyCompromise on {hit[1]}: a compromised key is never certified again. "
+                                       "Generate a new key pair.")
         if request.kind == "client":
             cn = request.common_name if request.subject is None else common_name(request.subject)
             _constraints.check_client_common_name(found, cn, request.identities, self.common_name)
@@ -477,7 +484,7 @@ def _refuse_chain_key(public_key, chain: Sequence["x509.Certificate"]) -> None:
         if public_key_der(cert.public_key()) == der:
             raise CertkitError(f"The key to certify is the key of the CA '{shown(common_name(cert.subject) or '')}'; "
                                "a certificate needs a key of its own (a bundle holding it would hand out the CA's "
-                               "key). Generate a new one, or leave key= out.")
+                               "key). Generate a new key pair.")
 
 
 def _random_serial() -> int:

@@ -44,9 +44,12 @@ LIST_STATUSES = ("valid", "expired", "revoked", "pending", "abandoned")
 
 # --- revocation ---------------------------------------------------------------------
 # RFC 5280 5.3.1 CRLReason names. certificateHold (reversible) and removeFromCRL (delta
-# CRLs only) are left out: certkit's revocations are final.
+# CRLs only) are left out: certkit's revocations are final; so is aACompromise, which is for
+# attribute certificates (the CA/Browser Forum's CRL profile refuses it for TLS certificates).
 REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-                      "cessationOfOperation", "privilegeWithdrawn", "aACompromise")
+                      "cessationOfOperation", "privilegeWithdrawn")
+# What an inventory may hold: certkit offered aACompromise before, and such rows still go on the CRL.
+RECORDED_REASONS = (*REVOCATION_REASONS, "aACompromise")
 MIN_CRL_DAYS, MAX_CRL_DAYS = 1, 3650  # a CRL's nextUpdate: a day ahead at least, ten years at most
 
 # --- limits: every number a user gives has a range, every file a size limit --------

@@ -334,8 +334,10 @@ def _check_uri_syntax(text: str) -> None:
         port = parts.netloc.rpartition(":")[2]
         raise InvalidName(f"'{_show(text)}' is not a valid URI: its port '{_show(port)}' is not a number from 0 "
                           "to 65535.") from None
+    if "@" in parts.netloc:  # user information: OpenSSL's name constraints read such a host otherwise
+        raise InvalidName(f"'{_show(text)}' is not a valid URI for a certificate: leave out its 'user@' part.")
     if text[len(parts.scheme) + 1:].startswith("//") and parts.scheme.lower() != "spiffe":
-        _check_uri_host(text, parts.netloc.rpartition("@")[2])
+        _check_uri_host(text, parts.netloc)
 
 
 def _check_uri_host(text: str, hostport: str) -> None:

@@ -48,7 +48,9 @@ def stored_reason(serial: str, reason: str | None, location: str) -> str:
     when it is no RFC 5280 reason: no CRL could state it."""
     if reason is None:
         return "unspecified"
-    if reason not in REVOCATION_REASONS:
+    from certkit.constants import RECORDED_REASONS
+
+    if reason not in RECORDED_REASONS:
         from certkit.errors import InventoryError
 
         raise InventoryError(

@@ -168,9 +168,13 @@ BAD_URIS = {
     "1http://x/": "needs a scheme",
     "http:": "needs a scheme",
     "https://x.example/" + "a" * 2048: "the limit is 2048",
+    # user information: OpenSSL's URI name constraints read the host of a@b@host otherwise than certkit
+    "https://user@h.example:443/p%20q": "leave out its 'user@' part",
+    "https://user@evil.org@a.example.com/": "leave out its 'user@' part",
+    "spiffe://a@example.org/x": "leave out its 'user@' part",
 }
 GOOD_URIS = ["spiffe://example.org/ns/prod/sa/billing", "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66",
-             "https://[2001:db8::1]:8443/a?b=c#d", "https://user@h.example:443/p%20q", "ldap://10.0.0.1/cn=x,dc=y",
+             "https://[2001:db8::1]:8443/a?b=c#d", "https://h.example:443/p%20q", "ldap://10.0.0.1/cn=x,dc=y",
              "mailto:alice@example.com", "https://x.example/" + "a" * 2030]
 
 

@@ -40,9 +40,10 @@ RETRY_AFTER = "1"
 # validations take milliseconds, and a client told "valid" at once skips a polling round.
 CHALLENGE_WAIT = 2.0
 # RFC 5280 CRLReason codes a subscriber may give (7 is unused; certificateHold and
-# removeFromCRL are not offered by certkit, whose revocations are final).
+# removeFromCRL are not offered by certkit, whose revocations are final; aACompromise is for
+# attribute certificates).
 REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
-                    4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn", 10: "aACompromise"}
+                    4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn"}
 
 
 @dataclass

@@ -95,3 +95,23 @@ def _renewed_by(inventory: "Inventory", serials: list[str]) -> dict[str, str]:
             if old in wanted:
                 found[old] = new
     return found
+
+
+def compromised(inventory: "Inventory", public_key) -> tuple[str, str] | None:
+    """(serial, revoked_at) of a certificate revoked for keyCompromise whose public key is
+    ``public_key``, or None: a key once compromised is never certified again."""
+    from certkit.errors import CertkitError
+    from certkit.inventory.rows import load_der
+    from certkit.keys import public_key_der
+
+    wanted = public_key_der(public_key)
+    with inventory.transaction() as tx:
+        rows = tx.execute("SELECT serial, der, revoked_at FROM certificates WHERE status = 'revoked'"
+                          " AND revocation_reason = 'keyCompromise'").fetchall()
+    for serial, der, revoked_at in rows:
+        try:
+            if public_key_der(load_der(serial, der).public_key()) == wanted:
+                return serial, revoked_at
+        except CertkitError:
+            continue  # a damaged row: check names it
+    return None
