@@ -95,3 +95,17 @@ def test_aa_compromise_is_not_offered_but_a_recorded_one_still_goes_on_the_crl(c
     run_certkit("crl", "--out", work / "crl.pem", env=env, check=True)
     text = openssl("crl", "-in", work / "crl.pem", "-noout", "-text").stdout.decode()
     assert serial in text.replace(":", "").upper() and "AA Compromise" in text
+
+
+def test_check_names_a_revocation_reason_no_crl_can_state(ca) -> None:
+    import sqlite3
+
+    work, env = ca
+    run_certkit("issue-server", "www.example.com", "--out", work / "web", env=env, check=True)
+    serial = json.loads(run_certkit("revoke", work / "web", "--json", env=env, check=True).stdout)["serial"]
+    with sqlite3.connect(work / "ca" / "inventory.sqlite3") as db:
+        db.execute("UPDATE certificates SET revocation_reason = 'banana' WHERE serial = ?", (serial,))
+    db.close()
+    proc = run_certkit("check", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert serial in proc.stdout and "banana" in proc.stdout and "no CRL can state" in proc.stdout

@@ -13,6 +13,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from certkit.constants import RECORDED_REASONS
 from certkit.errors import DamagedRow
 from certkit.inventory.schema import STATUSES
 
@@ -111,6 +112,8 @@ def row_dict(values: tuple) -> dict[str, Any]:
         raise DamagedRow(serial, f"status is {_short(row['status'])}")
     if row["status"] == "revoked" and row["revoked_at"] is None:
         raise DamagedRow(serial, "it is revoked but has no revocation date")
+    if row["status"] == "revoked" and row["revocation_reason"] not in (None, *RECORDED_REASONS):
+        raise DamagedRow(serial, f"revocation_reason is {_short(row['revocation_reason'])}, which no CRL can state")
     row["keyed"] = bool(row["keyed"])
     return row
 
