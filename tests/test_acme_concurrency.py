@@ -10,7 +10,10 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -250,6 +253,32 @@ def _stop_all(*servers) -> None:
             server.stop()
 
 
+@contextmanager
+def _held_in_finalize(tmp_path: Path, request, backend: str, name: str) -> Iterator[SimpleNamespace]:
+    """Server A on a fresh two-tier CA, its client's order for ``name`` held inside finalize (the
+    certificate signed, nothing recorded yet), for the test to act meanwhile: start a second server,
+    settle the order, kill A. The test lets A go on by removing ``marker``; A is stopped at the end."""
+    url = _inventory(request, backend)
+    root, issuing, env = _two_tier(tmp_path, url)
+    marker = tmp_path / "pause"
+    (http_port,) = ports(1)
+    args = ("--allow-domain", "two.test", "--http01-port", http_port, *_resolve(name))
+    first = _let_go_once(marker)
+    a = AcmeServer(*args, env=_paused(env, marker))
+    first.join()
+    try:
+        with HTTP01Responder(http_port) as responder:
+            c = Client(a.directory, root)
+            c.register()
+            order_url, order = _ready_order(c, responder, name)
+            finalize, out = _finalize_in_background(c, order, name)
+            wait_for(marker.exists, timeout=60, interval=0.02, what="A inside the finalize")
+            yield SimpleNamespace(url=url, issuing=issuing, env=env, marker=marker, args=args, a=a, c=c,
+                                  order_url=order_url, finalize=finalize, out=out)
+    finally:
+        a.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_starting_server_leaves_another_servers_finalize_alone(tmp_path: Path, request, backend: str) -> None:
     """Server A is held inside a finalize (its order processing, the certificate signed) while
@@ -257,38 +286,25 @@ def test_a_starting_server_leaves_another_servers_finalize_alone(tmp_path: Path,
     with a certificate it can download, recorded valid. (B marked every processing order invalid;
     A then recorded a valid certificate no client could fetch and told its client that the server
     had stopped.)"""
-    url = _inventory(request, backend)
-    root, _issuing, env = _two_tier(tmp_path, url)
-    marker = tmp_path / "pause"
-    (http_port,) = ports(1)
-    args = ("--allow-domain", "two.test", "--http01-port", http_port, *_resolve("a.two.test"))
-    first = _let_go_once(marker)
-    a = AcmeServer(*args, env=_paused(env, marker))
-    first.join()
     b = None
     try:
-        with HTTP01Responder(http_port) as responder:
-            c = Client(a.directory, root)
-            c.register()
-            order_url, order = _ready_order(c, responder, "a.two.test")
-            finalize, out = _finalize_in_background(c, order, "a.two.test")
-            wait_for(marker.exists, timeout=60, interval=0.02, what="A inside the finalize")
-            b = AcmeServer(*args, env=env)  # a second server on the same CA starts meanwhile
-            marker.unlink()
-            finalize.join(60)
-            response = out["response"]
+        with _held_in_finalize(tmp_path, request, backend, "a.two.test") as held:
+            b = AcmeServer(*held.args, env=held.env)  # a second server on the same CA starts meanwhile
+            held.marker.unlink()
+            held.finalize.join(60)
+            response = held.out["response"]
             assert response.status_code == 200, response.text
             done = response.json()
             assert done["status"] == "valid" and done["certificate"], done
-            chain = c.certificate(done["certificate"])
+            chain = held.c.certificate(done["certificate"])
             serial = serial_hex(x509.load_pem_x509_certificates(chain.encode())[0].serial_number)
-            assert listed_serials(env)[serial] == "valid"
+            assert listed_serials(held.env)[serial] == "valid"
             # Through B too: one set of orders.
-            assert c.get(_through(c, b, order_url))["status"] == "valid"
+            assert held.c.get(_through(held.c, b, held.order_url))["status"] == "valid"
     finally:
-        _stop_all(a, b)
+        _stop_all(b)
     assert "interrupted while issuing" not in b.stderr, b.stderr
-    assert "Traceback" not in a.stderr + b.stderr
+    assert "Traceback" not in held.a.stderr + b.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -297,70 +313,42 @@ def test_a_certificate_whose_order_was_settled_meanwhile_is_never_valid(tmp_path
     """While A issues, the order is settled by someone else (here: made invalid, as a server of an
     older certkit starting, or the order's expiry, does): A must not record the certificate valid
     (nobody could fetch it), but abandon it and tell its client so, without 'the server stopped'."""
-    url = _inventory(request, backend)
-    root, issuing, env = _two_tier(tmp_path, url)
-    marker = tmp_path / "pause"
-    (http_port,) = ports(1)
-    first = _let_go_once(marker)
-    a = AcmeServer("--allow-domain", "two.test", "--http01-port", http_port, *_resolve("s.two.test"),
-                   env=_paused(env, marker))
-    first.join()
-    try:
-        with HTTP01Responder(http_port) as responder:
-            c = Client(a.directory, root)
-            c.register()
-            order_url, order = _ready_order(c, responder, "s.two.test")
-            finalize, out = _finalize_in_background(c, order, "s.two.test")
-            wait_for(marker.exists, timeout=60, interval=0.02, what="A inside the finalize")
-            _sql(issuing, url, "UPDATE acme_orders SET status = 'invalid' WHERE id = ?",
-                 (order_url.rsplit("/", 1)[1],))
-            marker.unlink()
-            finalize.join(60)
-            response = out["response"]
-            assert response.status_code == 500, response.text
-            problem = response.json()
-            assert problem["type"] == "urn:ietf:params:acme:error:serverInternal", problem
-            assert "became invalid while its certificate was being issued" in problem["detail"], problem
-            assert "discarded before anyone received it" in problem["detail"]
-            assert c.get(order_url)["status"] == "invalid"
-    finally:
-        a.stop()
+    with _held_in_finalize(tmp_path, request, backend, "s.two.test") as held:
+        _sql(held.issuing, held.url, "UPDATE acme_orders SET status = 'invalid' WHERE id = ?",
+             (held.order_url.rsplit("/", 1)[1],))
+        held.marker.unlink()
+        held.finalize.join(60)
+        response = held.out["response"]
+        assert response.status_code == 500, response.text
+        problem = response.json()
+        assert problem["type"] == "urn:ietf:params:acme:error:serverInternal", problem
+        assert "became invalid while its certificate was being issued" in problem["detail"], problem
+        assert "discarded before anyone received it" in problem["detail"]
+        assert held.c.get(held.order_url)["status"] == "invalid"
+    env = held.env
     rows = json.loads(run_certkit("list", "--json", "--status", "abandoned", env=env, check=True).stdout)
     assert [r["subject"] for r in rows["certificates"]] == ["CN=s.two.test"]
     assert "CN=s.two.test" not in json.dumps(json.loads(run_certkit("list", "--json", env=env, check=True).stdout))
-    assert "Traceback" not in a.stderr
+    assert "Traceback" not in held.a.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_killed_servers_finalize_is_abandoned_at_the_next_start(tmp_path: Path, request, backend: str) -> None:
     """A server killed inside a finalize leaves its order processing; the next server to start on
     this host finds its finalizer dead and makes the order invalid, so its client orders again."""
-    url = _inventory(request, backend)
-    root, _issuing, env = _two_tier(tmp_path, url)
-    marker = tmp_path / "pause"
-    (http_port,) = ports(1)
-    args = ("--allow-domain", "two.test", "--http01-port", http_port, *_resolve("k.two.test"))
-    first = _let_go_once(marker)
-    a = AcmeServer(*args, env=_paused(env, marker))
-    first.join()
     b = None
     try:
-        with HTTP01Responder(http_port) as responder:
-            c = Client(a.directory, root)
-            c.register()
-            order_url, order = _ready_order(c, responder, "k.two.test")
-            finalize, _out = _finalize_in_background(c, order, "k.two.test")
-            wait_for(marker.exists, timeout=60, interval=0.02, what="A inside the finalize")
-            a.stop(signal.SIGKILL)
-            finalize.join(60)
-            marker.unlink()
-            b = AcmeServer(*args, env=env)
-            after = c.get(_through(c, b, order_url))
+        with _held_in_finalize(tmp_path, request, backend, "k.two.test") as held:
+            held.a.stop(signal.SIGKILL)
+            held.finalize.join(60)
+            held.marker.unlink()
+            b = AcmeServer(*held.args, env=held.env)
+            after = held.c.get(_through(held.c, b, held.order_url))
         assert after["status"] == "invalid", after
         assert after["error"]["detail"] == ("The server stopped while issuing this order's certificate; place a "
                                             "new order.")
     finally:
-        _stop_all(a, b)
+        _stop_all(b)
     assert "1 order(s) interrupted while issuing" in b.stderr, b.stderr
 
 
