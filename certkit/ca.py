@@ -395,12 +395,9 @@ class CA:
 
         ``serial`` is read as ``certkit revoke`` reads it (hex in either case, colon-separated octets as
         openssl prints them, a 0x prefix) or is the int ``cert.serial_number``."""
-        from certkit.profiles import aware
         from certkit.revocation import check_can_revoke, parse_reason
 
         serial = serial_argument(serial)
-        if when is not None:
-            aware(when, "when")
         inventory = self.require_inventory()
         reason = parse_reason(reason)
         try:

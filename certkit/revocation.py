@@ -34,10 +34,9 @@ def revocation_time(when: dt.datetime | None) -> dt.datetime:
     now = dt.datetime.now(dt.UTC)
     if when is None:
         return now
-    if not isinstance(when, dt.datetime) or when.utcoffset() is None:
-        given = "a datetime without one" if isinstance(when, dt.datetime) else type(when).__name__
-        raise CertkitError(f"A revocation time is a datetime with a time zone (as datetime.now(UTC)), not {given}.")
-    if when > now:
+    from certkit.profiles import aware
+
+    if aware(when, "when") > now:
         raise CertkitError(f"The revocation time {when.isoformat()} is in the future; a certificate is revoked "
                            "when the revocation is recorded, or earlier: give a time up to now.")
     return when
