@@ -128,15 +128,19 @@ class IssuedCert:
     def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
         """Write the bundle, plus ``extra`` files (plain names such as ``bundle.p12``, none of the
         bundle's own), into ``folder`` atomically (see :func:`certkit.bundle.write_bundle`); return the
-        paths written. Without a private key the bundle has no privkey.pem.
+        paths written. Without a private key the bundle has no privkey.pem. Over an old bundle
+        (``force``), the old bundle's files that this one lacks are removed; other files are kept.
 
         Like every certkit output, ``folder`` may not be, or lie inside, a CA directory, whatever
         ``force`` says. For certificates of a CA directory, issue with :func:`certkit.issuing.deliver`
         and a FolderTarget instead: that records the folder."""
         from certkit.bundle import check_extra, write_bundle
+        from certkit.constants import BUNDLE_FILES
         from certkit.paths import check_output
 
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
-        return write_bundle(Path(folder), files, force=force)
+        # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
+        # private key that is not this certificate's) go with it, as with the issuing commands' --force.
+        return write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)

@@ -290,6 +290,27 @@ def test_write_extra_plain_names_are_written_and_replaced(tmp_path: Path) -> Non
         second.write(tmp_path / "g", extra={"notes.txt": "text"})
 
 
+def test_write_force_leaves_nothing_of_the_old_bundle(tmp_path: Path) -> None:
+    """A stale chain.pem, bundle.p12 or, worst, a private key of another certificate must not stay
+    beside the new certificate; a user's own file does."""
+    from cryptography.hazmat.primitives import serialization
+
+    root = CA.create("Old bundle root")
+    inter = CA.create("Old bundle inter", parent=root)
+    folder = tmp_path / "f"
+    inter.issue_server(["e.example"]).write(folder, extra={"bundle.p12": b"p12"})
+    (folder / "mine.log").write_text("kept")
+    assert (folder / "chain.pem").exists()
+    new = root.issue_server(["e.example"])
+    new.write(folder, force=True)
+    assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "mine.log", "privkey.pem"]
+    key = serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None)
+    assert key.public_key() == new.cert.public_key()
+    keyless = root.renew(new.cert)  # the same key, not given: a bundle without privkey.pem
+    keyless.write(folder, force=True)
+    assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "mine.log"]
+
+
 # --- each test its own certkit_ca (finding 11) --------------------------------------------------
 PLUGIN_TESTS = '''
 def test_changes_its_ca(certkit_ca):
