@@ -156,10 +156,38 @@ class PendingCertificate(CertkitError):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the process is (like KeyboardInterrupt for SIGINT), so what it was
-    doing is settled before it exits; see :func:`raise_terminated`."""
+    """SIGTERM or SIGHUP (``signum``), raised where the process is (like KeyboardInterrupt for
+    SIGINT), so what it was doing is settled before it exits; see :func:`raise_terminated`."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def raise_terminated(signum, frame) -> None:
-    """A SIGTERM handler: ``signal.signal(signal.SIGTERM, raise_terminated)``."""
-    raise Terminated
+    """A SIGTERM (or SIGHUP) handler: ``signal.signal(signal.SIGTERM, raise_terminated)``."""
+    raise Terminated(signum)
+
+
+def stop_signals() -> tuple:
+    """The signals that stop certkit as SIGTERM does: SIGTERM, and SIGHUP (the terminal or the ssh
+    session went away) unless it is ignored (``nohup``), which it then stays."""
+    import signal
+
+    ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    return (signal.SIGTERM,) if ignored else (signal.SIGTERM, signal.SIGHUP)
+
+
+def handle_stop_signals(handler) -> dict:
+    """Install ``handler`` for :func:`stop_signals`; return the previous handlers, for
+    :func:`restore_signals`."""
+    import signal
+
+    return {signum: signal.signal(signum, handler) for signum in stop_signals()}
+
+
+def restore_signals(previous: dict) -> None:
+    import signal
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

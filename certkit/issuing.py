@@ -427,12 +427,12 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
 
 
 # --- signals --------------------------------------------------------------------------
-HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 @contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM off for a short step that must finish once started (writing one
+    """Hold Ctrl-C, SIGTERM and SIGHUP off for a short step that must finish once started (writing one
     bundle, settling the inventory); they arrive right after it. SIGKILL cannot be held: the
     next command settles what it interrupts."""
     import threading

@@ -421,7 +421,9 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
         raise KeyboardInterrupt
 
     installed = {}
-    for sig in stop_signals if stop_signals is not None else (signal.SIGINT, signal.SIGTERM):
+    from certkit.errors import stop_signals as terminating
+
+    for sig in stop_signals if stop_signals is not None else (signal.SIGINT, *terminating()):
         installed[sig] = signal.signal(sig, stop)
     try:
         server.serve_forever(poll_interval=0.5)

@@ -163,12 +163,15 @@ class Outcome:
     family: set[int]  # the worker processes seen while paused
 
 
-def start_paused(args: list, env: dict, cwd: Path, point: str, marker: Path) -> subprocess.Popen:
-    """Start ``certkit ARGS`` in its own process group and wait until one of its processes
-    reaches ``point``."""
+def start_paused(args: list, env: dict, cwd: Path, point: str, marker: Path, *,
+                 nohup: bool = False) -> subprocess.Popen:
+    """Start ``certkit ARGS`` in its own process group (with SIGHUP ignored, as ``nohup`` starts
+    it, if ``nohup``) and wait until one of its processes reaches ``point``."""
     env = dict(env, CERTKIT_TEST_PAUSE_AT=point, CERTKIT_TEST_PAUSE_FILE=str(marker))
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
     proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ignore)
     deadline = time.monotonic() + 60
     while not marker.exists() or not marker.read_text():
         if proc.poll() is not None:
@@ -180,12 +183,12 @@ def start_paused(args: list, env: dict, cwd: Path, point: str, marker: Path) -> 
 
 
 def interrupt(proc: subprocess.Popen, signum: int, marker: Path, timeout: float = 60) -> Outcome:
-    """Send ``signum`` as a user would (Ctrl-C to the whole foreground process group; kill to the
-    command's own process), release every paused process, and wait until the command and all its
-    processes are gone."""
+    """Send ``signum`` as a user would (Ctrl-C, and a hangup of the terminal or ssh session, to the
+    whole foreground process group; kill to the command's own process), release every paused
+    process, and wait until the command and all its processes are gone."""
     paused_pid = int(marker.read_text())
     family = descendants(proc.pid)
-    if signum == signal.SIGINT:
+    if signum in (signal.SIGINT, signal.SIGHUP):
         os.killpg(proc.pid, signum)
     else:
         os.kill(proc.pid, signum)

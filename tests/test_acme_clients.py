@@ -252,7 +252,7 @@ def test_concurrent_lego_processes(tmp_path: Path) -> None:
     print(json.dumps({"orders": len(serials), "seconds": round(took, 2)}))
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_stops_cleanly(tmp_path: Path, ca_dir: Path, ca_env: dict, signal_name: str) -> None:
     import signal
 

@@ -161,7 +161,7 @@ def _interrupt_during_hook(args, env, cwd, signum) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_during_exec_once_still_reports(due, signum) -> None:
     work, serials, env = due
     code, out, err = _interrupt_during_hook(
@@ -174,7 +174,7 @@ def test_a_stop_during_exec_once_still_reports(due, signum) -> None:
     assert "Traceback" not in err and "interrupted" in err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_during_a_single_renewals_hook_still_reports(due, signum) -> None:
     work, serials, env = due
     code, out, err = _interrupt_during_hook(

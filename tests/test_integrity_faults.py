@@ -1,16 +1,17 @@
 """Fault injection: issue-server, issue-batch (one worker and two) and renew (key kept, new key)
 interrupted at every pause point (certkit.testhooks: signed, recorded, staged, swapped) with
-SIGINT (Ctrl-C, to the whole process group as a terminal sends it), SIGTERM and SIGKILL (to the
-command), and run out of disk space part-way.
+SIGINT (Ctrl-C) and SIGHUP (the terminal or ssh session went away), both to the whole process
+group as a terminal sends them, SIGTERM and SIGKILL (to the command), and run out of disk space
+part-way.
 
 Afterwards, every time: ``certkit list --json`` lists as valid exactly the complete bundles on
 disk (abandoned rows have none, nothing stays pending, no half bundle or temporary file is
 left), ``certkit check`` passes, no process of the command is left (a batch's workers die with
-their parent, even when it is SIGKILLed), Ctrl-C exits 130 and SIGTERM 143 and both say how
-many bundles were written, and rerunning the batch with --resume finishes the job, keeping
+their parent, even when it is SIGKILLed), Ctrl-C exits 130, SIGHUP 129 and SIGTERM 143 and each
+says how many bundles were written, and rerunning the batch with --resume finishes the job, keeping
 the bundles already complete.
 
-The pipeline holds SIGINT/SIGTERM off from recording to marking (certkit.issuing.uninterrupted),
+The pipeline holds SIGINT/SIGTERM/SIGHUP off from recording to marking (certkit.issuing.uninterrupted),
 so a signal at "recorded" or "staged" lands right after the bundle (the chunk) is written: the
 tests assert the consistent end state and the count said, not that nothing was written.
 """
@@ -42,8 +43,8 @@ from integrity_helpers import (
 
 POINTS = ("signed", "recorded", "staged")
 RENEW_POINTS = (*POINTS, "swapped")
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGKILL)
+EXIT = {signal.SIGINT: 130, signal.SIGHUP: 129, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
 CHUNK = 2  # CERTKIT_TEST_CHUNK_SIZE: five lines make three chunks
 MANIFEST = "kind,names,out\n" + "".join(
     f"{kind},{name},{folder}\n" for kind, name, folder in [
@@ -137,6 +138,20 @@ def test_interrupted(template: Path, tmp_path: Path, command: str, point: str, s
         if held_off:  # the chunk in flight (one per worker), then a stop at its boundary
             assert CHUNK <= len(new) <= (CHUNK if command.endswith("--jobs 1") else 2 * CHUNK), new
         _resume_finishes(work, env, out, {b.folder.name: b for b in bundles_under(out)})
+
+
+@pytest.mark.parametrize("command", ["issue-server", "issue-batch --jobs 2", "renew"])
+def test_hangup_ignored_under_nohup(template: Path, tmp_path: Path, command: str) -> None:
+    """Started with SIGHUP ignored (``nohup certkit ...``), a hangup changes nothing: the command
+    runs to its end, as nohup promises, instead of stopping as it does on a terminal's hangup."""
+    work, env = copy_of(template, tmp_path)
+    proc = start_paused(COMMANDS[command], env, work, "recorded", work / "paused", nohup=True)
+    outcome = interrupt(proc, signal.SIGHUP, work / "paused")
+    assert outcome.returncode == 0, outcome.stderr
+    assert "Interrupted" not in outcome.stderr and "interrupted" not in outcome.stderr
+    rows = assert_inventory_matches_disk(env, work / "ca", work / "out")
+    new = [r for r in rows if r["kind"] != "ca" and r["serial"] not in _template_serials(template)]
+    assert len(new) == {"issue-server": 1, "issue-batch --jobs 2": LINES, "renew": 1}[command]
 
 
 def _template_serials(template: Path) -> set[str]:

@@ -182,7 +182,7 @@ def test_python_ssl_client_without_certificate_is_refused(pki: Path, server: Ser
 
 
 # --- serve with given files, and its stop -----------------------------------------------------
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_given_certificate_files_and_clean_stop(pki: Path, sig: int):
     """--cert/--key need no CA passphrase: only the CA certificate is read."""
     env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))

@@ -383,12 +383,13 @@ def _worker(check: _Check, taken, scratch: IO[str], pipe, parent: int, spool: IO
     import signal
 
     from certkit.batch.workers import claimer, die_with_parent, let_signals_in
+    from certkit.errors import handle_stop_signals
 
     die_with_parent(parent)
     # Ctrl-C reaches the parent, which ends the workers with SIGTERM: that just ends a worker, which
     # has written nothing but its scratch file (the parent's inherited handler would print a traceback).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    handle_stop_signals(signal.SIG_DFL)
     let_signals_in()
     share = _Share()
     try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
-from certkit.errors import CertkitError, Terminated, raise_terminated
+from certkit.errors import CertkitError, Terminated, handle_stop_signals, raise_terminated, restore_signals
 
 if TYPE_CHECKING:
     from certkit.ca import CA
@@ -141,7 +141,7 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
         job.run(report)
     except (KeyboardInterrupt, Terminated) as exc:
         result.issued += delivered(exc)
-        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
     except (CertkitError, OSError) as exc:  # OSError: a file-system failure the library did not anticipate
         result.issued += delivered(exc)
@@ -241,7 +241,7 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     parent = os.getpid()
     taken = chunk_counter(ctx)  # the chunks of the spool, shared out as the workers become free
     workers = [ctx.Process(target=_worker, args=(job, messages, parent, taken), daemon=True) for _ in range(jobs)]
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous = handle_stop_signals(raise_terminated)
     stopped_by: int | None = None
     error = None
     from certkit.issuing import uninterrupted
@@ -271,11 +271,11 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
                     error = error or payload["error"]
                     _signal_all(workers, signal.SIGTERM)
     except (KeyboardInterrupt, Terminated) as exc:
-        stopped_by = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        _signal_all(workers, signal.SIGTERM)  # Ctrl-C reached them too; SIGTERM to the parent did not
+        stopped_by = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
+        _signal_all(workers, signal.SIGTERM)  # Ctrl-C or a hangup reached them too; SIGTERM to the parent did not
     finally:
         _collect(workers, messages, result)
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
     if stopped_by is not None:
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, stopped_by)
     if error is not None:
@@ -324,7 +324,7 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, raise_terminated)
+    handle_stop_signals(raise_terminated)  # a hangup reaches the whole process group too
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
@@ -332,7 +332,7 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every
             # worker when one fails must not interrupt a worker that is reporting.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            handle_stop_signals(signal.SIG_IGN)
         messages.put(("done", {}))
     except (KeyboardInterrupt, Terminated) as exc:
         messages.put(("stopped", {"stats": {"issued": delivered(exc)}}))

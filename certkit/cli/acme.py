@@ -253,17 +253,18 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
 
 def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -> None:
     """Print the summary and serve until Ctrl-C or SIGTERM; then stop the service."""
-    import signal
     import threading
 
     from certkit.acme.listener import maintain
+    from certkit.errors import handle_stop_signals, restore_signals
     from certkit.serve import serve_until_stopped, stderr_log
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    # From here on SIGTERM stops the server as Ctrl-C does, even before it serves its first request.
-    previous = signal.signal(signal.SIGTERM, interrupted)
+    # From here on SIGTERM (and SIGHUP) stops the server as Ctrl-C does, even before it serves its
+    # first request.
+    previous = handle_stop_signals(interrupted)
     stop = threading.Event()
     try:
         emit(as_json, data, human)
@@ -278,7 +279,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     except KeyboardInterrupt:
         server.server_close()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
         stop.set()
         service.stop()
     stderr_log("stopped")

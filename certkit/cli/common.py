@@ -25,7 +25,6 @@ from certkit.errors import CertkitError
 from certkit.text import shown, terminal_safe
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def threading_main() -> bool:
@@ -72,18 +71,17 @@ class CertkitGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        import signal
 
-        from certkit.errors import Terminated, raise_terminated
+        from certkit.errors import Terminated, handle_stop_signals, raise_terminated, restore_signals
 
         argv = list(sys.argv[1:] if args is None else args)
         as_json = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
-        previous = signal.signal(signal.SIGTERM, raise_terminated) if threading_main() else None
+        previous = handle_stop_signals(raise_terminated) if threading_main() else None
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except Terminated as exc:  # what was being written is settled; exit as a shell expects
             say_interrupted(exc)
-            sys.exit(EXIT_TERMINATED)
+            sys.exit(128 + exc.signum)  # 143 for SIGTERM, 129 for SIGHUP
         except click.exceptions.Abort as exc:
             # Ctrl-C (click turns KeyboardInterrupt into Abort): the exit status that shells
             # expect, and what the issuing pipeline delivered before the interruption.
@@ -99,7 +97,7 @@ class CertkitGroup(click.Group):
             sys.exit(0)
         finally:
             if previous is not None:  # in-process callers (tests, click's runner) get theirs back
-                signal.signal(signal.SIGTERM, previous)
+                restore_signals(previous)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -178,10 +178,8 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
     if stopped is not None:  # the renewal was reported above; the exit status says a stop came
         import sys
 
-        from certkit.cli.common import EXIT_INTERRUPTED, EXIT_TERMINATED
-
         click.echo("Error: interrupted while a hook ran; the renewed bundle stays in place.", err=True)
-        sys.exit(EXIT_INTERRUPTED if stopped == 2 else EXIT_TERMINATED)
+        sys.exit(128 + stopped)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
     if failures:
         raise Failed("; ".join(failures) + ".")
 

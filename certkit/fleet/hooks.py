@@ -128,7 +128,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
 
 def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT
                            ) -> tuple[HookRun, int | None]:
-    """:func:`run_hook`, and the stop signal (2 for Ctrl-C, 15 for SIGTERM) that interrupted it, or
+    """:func:`run_hook`, and the stop signal (2 for Ctrl-C, 15 for SIGTERM, 1 for SIGHUP) that interrupted it, or
     None: a stop during a hook still lets the caller report what was renewed before it exits."""
     from certkit.errors import Terminated
 
@@ -136,8 +136,9 @@ def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: 
         return run_hook(command, extra_env, timeout=timeout), None
     except KeyboardInterrupt:
         return HookRun(command, None, "interrupted (Ctrl-C), so it was stopped"), 2
-    except Terminated:
-        return HookRun(command, None, "interrupted (SIGTERM), so it was stopped"), 15
+    except Terminated as exc:
+        name = "SIGHUP" if exc.signum == 1 else "SIGTERM"
+        return HookRun(command, None, f"interrupted ({name}), so it was stopped"), exc.signum
 
 
 def hook_base_environment() -> dict[str, str]:

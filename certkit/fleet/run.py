@@ -87,8 +87,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
                 progress(1)
     except KeyboardInterrupt:
         result.stopped = 2  # SIGINT: what was renewed is reported, then the exit status says so
-    except Terminated:
-        result.stopped = 15
+    except Terminated as exc:
+        result.stopped = exc.signum  # 15 for SIGTERM, 1 for SIGHUP
     if exec_once and folders:
         # also after a stop: servers pick up what was written; a stop during it is reported as one too
         result.exec_once, stopped = run_hook_until_stopped(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
