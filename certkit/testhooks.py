@@ -6,6 +6,7 @@ wait until the file is deleted (at most a minute). A test can then kill the
 process with SIGKILL at exactly that point, or delete the file to let it go
 on. The points, in the order a certificate is issued:
 
+- ``checking``: ``issue-batch`` is about to check its manifest, nothing issued yet;
 - ``signed``: the certificate is signed, nothing recorded or written yet;
 - ``recorded``: the inventory holds the certificate, no file written yet;
 - ``staged``: the bundle is complete in a hidden temporary folder beside its

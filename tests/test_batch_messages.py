@@ -113,3 +113,48 @@ def test_summary_counts_agree_with_their_nouns(tmp_path: Path, fmt: str) -> None
     proc = run_certkit("issue-batch", "-", "--format", "jsonl", input="kind,names\nserver,one.example.com\n", env=env,
                        check=True)
     assert proc.stderr.startswith("Issued 1 certificate (1 server) from standard input in "), proc.stderr
+
+
+# --- interrupted: said, and with --json as the error's one object -------------------------------
+STOPS = {"SIGINT": 130, "SIGHUP": 129, "SIGTERM": 143}
+
+
+@pytest.mark.parametrize("signame", list(STOPS))
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_interrupted_while_checking_says_nothing_was_written(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                             signame: str, as_json: bool) -> None:
+    import signal
+
+    from integrity_helpers import interrupt, start_paused
+
+    (tmp_path / "m.csv").write_text("kind,names\nserver,a.example\nclient,bob\n")
+    args = ["issue-batch", "m.csv", "--out-dir", "out", *(["--json"] if as_json else [])]
+    proc = start_paused(args, ca_env, tmp_path, "checking", tmp_path / "paused")
+    outcome = interrupt(proc, getattr(signal, signame), tmp_path / "paused")
+    assert outcome.returncode == STOPS[signame] and "Traceback" not in outcome.stderr, outcome.stderr
+    if as_json:
+        assert json.loads(outcome.stdout) == {"error": "Interrupted: no bundle was written.",
+                                              "exit": STOPS[signame], "written": 0}
+    else:
+        assert outcome.stdout == "" and outcome.stderr.strip() == "Interrupted: no bundle was written."
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("signame", list(STOPS))
+def test_interrupted_issuing_with_json_prints_the_account_as_json(tmp_path: Path, signame: str) -> None:
+    import signal
+
+    from integrity_helpers import interrupt, start_paused
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_TEST_CHUNK_SIZE="2")
+    run_certkit("init-ca", "--name", "Stop CA", env=env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example\n" for i in range(6)))
+    proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out", "--jobs", "1", "--json"], env, tmp_path,
+                        "recorded", tmp_path / "paused")
+    outcome = interrupt(proc, getattr(signal, signame), tmp_path / "paused")
+    assert outcome.returncode == STOPS[signame], outcome.stderr
+    data = json.loads(outcome.stdout)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert data["exit"] == STOPS[signame] and data["issued"] == len(written) == 2 and data["kept"] == 0, data
+    assert "2 bundles were written and recorded" in data["error"] and "--resume" in data["error"]

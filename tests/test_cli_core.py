@@ -334,3 +334,15 @@ def test_occupied_folder_is_refused_before_any_secret_is_asked(tmp_path: Path, c
     no_secrets = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
     proc = run_certkit("issue-client", "alice", "--p12", cwd=tmp_path, env=no_secrets)
     assert_clean_error(proc, "--force")  # not "needs a passphrase"/"needs a password"
+
+
+@pytest.mark.parametrize("group", [[], ["trust"], ["acme"], ["inventory"]], ids=["certkit", "trust", "acme",
+                                                                                   "inventory"])
+def test_a_group_without_a_command_shows_its_help_as_help(group: list[str]) -> None:
+    """click 8.2+ reports a bare group as a usage error whose message is the help: it must read as
+    the help does (many lines), not escaped into one line as a message holding input is."""
+    proc = run_certkit(*group)
+    helped = run_certkit(*group, "--help")
+    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr
+    shown = proc.stdout + proc.stderr
+    assert "\\x0a" not in shown and shown.strip() == helped.stdout.strip()

@@ -112,6 +112,9 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     manifest, if not its path (:data:`~certkit.batch.manifest.STDIN` for a copy of standard input).
     """
     from certkit.batch.workers import can_fork
+    from certkit.testhooks import pause_at
+
+    pause_at("checking")
 
     if chunk_size is None:
         from certkit.batch.runner import CHUNK_SIZE as chunk_size

@@ -104,11 +104,11 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
 
         chunk = chunk_size(CHUNK_SIZE)
         with Spool() as spool:  # the checked lines, for issuing to read back
-            total = check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk, spool=spool,
-                                   name=name, **options)
+            total = _checked(lambda: check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk,
+                                                    spool=spool, name=name, **options))
             unlock(ca, passphrase_file)
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
-            result = _run(ca, path, total, interactive, run)
+            result = _run(ca, path, total, interactive, run, as_json)
     if result.by_kind.get("peer"):  # as issue-peer says every time it runs
         from certkit.cli.issue import PEER_WARNING
 
@@ -122,9 +122,21 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     _summary(result, manifest, out_dir, sync, ca, as_json)
 
 
-def _run(ca, path: Path, total: int, interactive: bool, run: dict):
+def _checked(check) -> int:
+    """The manifest's check, which writes nothing: interrupted, it says so (no bundle was written)."""
+    from certkit.errors import Terminated
+
+    try:
+        return check()
+    except (KeyboardInterrupt, Terminated) as exc:
+        exc.certkit_delivered = 0
+        raise
+
+
+def _run(ca, path: Path, total: int, interactive: bool, run: dict, as_json: bool):
     """Issue the checked manifest (with a progress bar on a terminal); interrupted by a signal, say
-    what was written and how to finish, and exit as the signal says."""
+    what was written and how to finish (with --json, as the error's JSON object), and exit as the
+    signal says."""
     from certkit.batch import BatchStopped
     from certkit.batch import issue_batch as run_batch
 
@@ -136,10 +148,17 @@ def _run(ca, path: Path, total: int, interactive: bool, run: dict):
     except BatchStopped as exc:
         if exc.signal is None:
             raise
-        from certkit.text import terminal_safe
+        code = EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal
+        if as_json:
+            import json
 
-        click.echo(f"Error: {terminal_safe(str(exc))}", err=True)  # what was written, and how to finish
-        sys.exit(EXIT_INTERRUPTED if exc.signal == 2 else 128 + exc.signal)
+            click.echo(json.dumps({"error": str(exc), "exit": code, "issued": exc.result.issued,
+                                   "kept": exc.result.kept}))
+        else:
+            from certkit.text import terminal_safe
+
+            click.echo(f"Error: {terminal_safe(str(exc))}", err=True)  # what was written, and how to finish
+        sys.exit(code)
 
 
 def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool) -> None:

@@ -80,14 +80,19 @@ class CertkitGroup(click.Group):
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except Terminated as exc:  # what was being written is settled; exit as a shell expects
-            say_interrupted(exc)
-            sys.exit(128 + exc.signum)  # 143 for SIGTERM, 129 for SIGHUP
+            say_interrupted(exc, 128 + exc.signum, as_json)  # 143 for SIGTERM, 129 for SIGHUP
+            sys.exit(128 + exc.signum)
         except click.exceptions.Abort as exc:
             # Ctrl-C (click turns KeyboardInterrupt into Abort): the exit status that shells
             # expect, and what the issuing pipeline delivered before the interruption.
-            say_interrupted(exc.__cause__ or exc.__context__)
+            say_interrupted(exc.__cause__ or exc.__context__, EXIT_INTERRUPTED, as_json)
             sys.exit(EXIT_INTERRUPTED)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # click 8.2+: a group given no command says its help, which is click's own text (not
+                # escaped to one line as a message holding a user's input is), and exits 2.
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
             report_error(exc.format_message(), exc.exit_code, as_json=as_json and not isinstance(exc, Failed),
                          usage=exc if isinstance(exc, click.UsageError) else None)
             sys.exit(exc.exit_code)
@@ -101,18 +106,26 @@ class CertkitGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def say_interrupted(exc: BaseException | None) -> None:
-    """After Ctrl-C or SIGTERM in the issuing pipeline, say how many bundles were written and
-    recorded before it stopped (the signal is held off while a bundle is written, so it may have
-    landed after one); elsewhere there is nothing to account for."""
+def say_interrupted(exc: BaseException | None, code: int, as_json: bool = False) -> None:
+    """After Ctrl-C, SIGTERM or SIGHUP, say so; in the issuing pipeline, with how many bundles were
+    written and recorded before it stopped (the signal is held off while a bundle is written, so
+    it may have landed after one). With --json, as the one JSON object of an error."""
     delivered = getattr(exc, "certkit_delivered", None)
     if delivered is None:
-        return
-    if delivered == 0:
-        click.echo("Interrupted: no bundle was written.", err=True)
+        message = "Interrupted."
+    elif delivered == 0:
+        message = "Interrupted: no bundle was written."
     else:
-        click.echo(f"Interrupted after {delivered} bundle{'s were' if delivered != 1 else ' was'} written and "
-                   "recorded.", err=True)
+        message = f"Interrupted after {delivered} bundle{'s were' if delivered != 1 else ' was'} written and recorded."
+    if as_json:
+        import json
+
+        data = {"error": message, "exit": code}
+        if delivered is not None:
+            data["written"] = delivered
+        click.echo(json.dumps(data))
+    else:
+        click.echo(message, err=True)
 
 
 def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]) -> None:
