@@ -165,7 +165,10 @@ def make_certificates(folder: Path) -> None:
 
 def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:
     """Run every scenario against the certificates :func:`make_certificates` wrote in ``folder``."""
+    from certkit.testhooks import pause_at
     from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+    pause_at("handshakes")
 
     def ep(name: str) -> Endpoint:
         return Endpoint(folder / name / "fullchain.pem", folder / name / "privkey.pem")

@@ -124,9 +124,11 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
                     result.client_error = "connection closed by the server"
     except (ssl.SSLError, OSError) as exc:
         result.client_error = reason_of(exc)
-    finally:
-        thread.join(timeout)
+    except BaseException:  # Ctrl-C: stop now, not after the server thread (a daemon) times out
         listener.close()
+        raise
+    thread.join(timeout)
+    listener.close()
     if result.server_error:
         result.accepted = False
     return result

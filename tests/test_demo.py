@@ -207,3 +207,29 @@ def test_docs_runner_catches_drift(tmp_path):
         page.write_text(f"```console\n{body}```\n")
         with pytest.raises(AssertionError):
             run_page(page, cwd=work, env=certkit_env())
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep", "temporary"])
+def test_interrupted_demo_says_what_it_leaves(tmp_path, keep):
+    """Ctrl-C after the certificates are written: exit 130 at once, and the kept folder (complete,
+    keys included) is named; without --keep the temporary folder is gone."""
+    import signal
+    import time
+
+    from integrity_helpers import interrupt, start_paused
+
+    args = ["demo", *(["--keep", "kept"] if keep else [])]
+    env = certkit_env(TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    proc = start_paused(args, env, tmp_path, "handshakes", tmp_path / "paused")
+    started = time.monotonic()
+    outcome = interrupt(proc, signal.SIGINT, tmp_path / "paused")
+    assert time.monotonic() - started < 5
+    assert outcome.returncode == 130 and "Traceback" not in outcome.stderr, outcome.stderr
+    if keep:
+        assert outcome.stderr.strip().splitlines()[-1] == (
+            "Interrupted: the demo's certificates and keys are in kept; not every handshake ran.")
+        assert (tmp_path / "kept" / "client" / "privkey.pem").exists()
+    else:
+        assert outcome.stderr.strip() == "Interrupted."
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -107,11 +107,14 @@ class CertkitGroup(click.Group):
 
 
 def say_interrupted(exc: BaseException | None, code: int, as_json: bool = False) -> None:
-    """After Ctrl-C, SIGTERM or SIGHUP, say so; in the issuing pipeline, with how many bundles were
-    written and recorded before it stopped (the signal is held off while a bundle is written, so
-    it may have landed after one). With --json, as the one JSON object of an error."""
+    """After Ctrl-C, SIGTERM or SIGHUP, say so (or what the command put in ``certkit_interrupted``);
+    in the issuing pipeline, with how many bundles were written and recorded before it stopped
+    (the signal is held off while a bundle is written, so it may have landed after one). With
+    --json, as the one JSON object of an error."""
     delivered = getattr(exc, "certkit_delivered", None)
-    if delivered is None:
+    if getattr(exc, "certkit_interrupted", None):  # what the command has to say about what it left
+        message = exc.certkit_interrupted
+    elif delivered is None:
         message = "Interrupted."
     elif delivered == 0:
         message = "Interrupted: no bundle was written."

@@ -283,13 +283,21 @@ def demo(keep, tls, as_json):
       certkit demo --json
     """
     from certkit.demo import render, run_demo
+    from certkit.errors import Terminated
+    from certkit.text import shown
 
     if keep is not None:  # the demo's CAs and keys never go into a CA directory, as no output does
         from certkit.paths import check_output
         from certkit.store import resolve_ca_dir
 
         check_output(keep, [resolve_ca_dir(None)], what="--keep folder")
-    result = run_demo(keep, tls)
+    try:
+        result = run_demo(keep, tls)
+    except (KeyboardInterrupt, Terminated) as exc:
+        if keep is not None and keep.exists():  # written whole before the handshakes began
+            exc.certkit_interrupted = (f"Interrupted: the demo's certificates and keys are in {shown(keep)}; "
+                                       "not every handshake ran.")
+        raise
     emit(as_json, result.to_dict(), render(result))
     if not result.ok:
         bad = "; ".join(f"{r.scenario}: expected {r.expected}, observed {r.observed} ({r.reason})"
