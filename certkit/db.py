@@ -86,9 +86,10 @@ class SQLiteDatabase:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self._held: sqlite3.Connection | None = None
+        self.read_only: bool | None = None  # known at the first transaction (see _connect)
 
     def _hold(self) -> None:
-        if self._held is not None:
+        if self._held is not None or self.read_only:
             return
 
         try:  # a read-only inventory is simply not held
@@ -106,11 +107,46 @@ class SQLiteDatabase:
 
     def _connect(self) -> sqlite3.Connection:
         """A connection to the existing file (mode=rw never creates one: a missing inventory stays
-        missing, and is said to be, instead of becoming an empty file every command calls damaged)."""
+        missing, and is said to be, instead of becoming an empty file every command calls damaged).
+
+        An inventory that cannot be written (a read-only mount, such as an offline root's media, or a
+        full disk, where SQLite cannot create the log's index beside it) is opened read-only, so
+        that what only reads (``list``, ``check``, ``verify``'s revocation check) still works; a
+        write then fails as read-only. Without a write-ahead log beside it every committed row is in
+        the file, which SQLite may then read as unchanging (``immutable``); with one, it reads the
+        log too, as it can when the log's index exists."""
+        if self.read_only is None:
+            conn = self._open("rw")
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                self.read_only = False
+                return conn
+            except sqlite3.Error as exc:
+                conn.close()
+                if not self._unwritable(exc):
+                    raise
+                self.read_only = True
+        if not self.read_only:
+            return self._open("rw")
+        log = self.path.with_name(self.path.name + "-wal")
+        return self._open("ro" if log.exists() and log.stat().st_size else "ro&immutable=1")
+
+    def _open(self, mode: str) -> sqlite3.Connection:
         import urllib.parse
 
-        return sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw", uri=True,
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}", uri=True,
                                timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _unwritable(self, exc: sqlite3.Error) -> bool:
+        """Whether ``exc``, met on first reading, means the file cannot be written here (so it may
+        still be read), rather than that it is missing, locked or damaged."""
+        lowered = str(exc).lower()
+        if "readonly" in lowered or "read-only" in lowered:
+            return True
+        if ("unable to open" in lowered or "disk i/o error" in lowered) and self.path.is_file():
+            return (_file_system(self.path, "read-only") or _file_system(self.path, "full")
+                    or not os.access(self.path.parent, os.W_OK))
+        return False
 
     def release(self) -> None:
         """Close the held connection (the last one: the log is checkpointed); reopened when needed."""
@@ -190,7 +226,8 @@ class SQLiteDatabase:
         lowered = text.lower()
         # SQLite says "disk I/O error" when its shared-memory file cannot grow on a full disk, and
         # "unable to open" when a write-ahead-log database lies on a read-only mount: ask the file system.
-        if "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
+        full = self.read_only and "readonly" in lowered and _file_system(self.path, "full")  # opened read-only
+        if full or "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
             message = f"The inventory {where} cannot be written: the disk is full."
         elif "readonly" in lowered or "read-only" in lowered or (
                 "unable to open" in lowered and _file_system(self.path, "read-only")):

@@ -408,7 +408,10 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     if ca_file is None:
         unread: list[str] = []
         problems = inventory_problems(ca_dir, path, unread=unread)
-        verdict.notes += [f"revocation was not checked: {why}" for why in unread[:1]]
+        # Fail closed: a script that reads the exit status must not take a certificate the CA may
+        # have revoked (its key compromised) as valid because the record could not be read.
+        problems += [f"revocation could not be checked against the CA's inventory: {why} (give --ca-file "
+                     "to verify the chain alone)" for why in unread[:1]]
         if problems:
             verdict.reasons += problems
             verdict.valid, verdict.chain = False, []
@@ -431,7 +434,7 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
     holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
     intermediate CA above it (a CRL says so to peers). Why a certificate's record could not be read
-    (a missing or damaged inventory) goes into ``unread``: the verdict is then the chain's alone."""
+    (a missing or damaged inventory) goes into ``unread``."""
     from certkit.inventory.rows import parse_iso
     from certkit.store import CADirectory
     from certkit.vocabulary import serial_hex

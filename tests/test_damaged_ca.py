@@ -152,13 +152,15 @@ def test_missing_ca_files(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
 def test_a_missing_inventory_stays_missing(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     """Reading commands never create the inventory: verify, inspect, export-p12 and trust status
     leave it missing (it was made anew as an empty file, which every command then called damaged),
-    and verify says that revocation was not checked."""
+    and verify fails closed: revocation could not be checked, so the certificate is not called valid."""
     run_certkit("issue-server", "a.example", cwd=tmp_path, env=ca_env, check=True)
     run_certkit("revoke", tmp_path / "a.example", env=ca_env, check=True)
     (ca_dir / "inventory.sqlite3").unlink()
     proc = run_certkit("verify", tmp_path / "a.example" / "cert.pem", "--purpose", "server", "--json", env=ca_env)
-    notes = json.loads(proc.stdout)["notes"]
-    assert any(n.startswith("revocation was not checked: The inventory") and "is missing" in n for n in notes), notes
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and data["valid"] is False, data
+    assert any(r.startswith("revocation could not be checked against the CA's inventory: The inventory")
+               and "is missing" in r for r in data["reasons"]), data
     run_certkit("inspect", ca_dir, env=ca_env)
     run_certkit("export-p12", tmp_path / "a.example", env=dict(ca_env, CERTKIT_P12_PASSWORD="p12 password"))
     run_certkit("trust", "status", "--nss", "--ca-dir", ca_dir, env=dict(ca_env, HOME=str(tmp_path)))

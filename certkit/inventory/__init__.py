@@ -88,8 +88,14 @@ class Inventory:
                            f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")
         if version < SCHEMA_VERSION:
             self._migrate()
-        if settle:
+        if settle and not getattr(self.db, "read_only", False):
             self.reconcile()
+        elif settle and self.pending_count():
+            import warnings
+
+            warnings.warn(f"The inventory {shown(self.location)} cannot be written here, so the certificates it "
+                          "lists as pending were not settled (a command run where it can be written settles "
+                          "them).", stacklevel=2)
 
     def version(self, *, readonly: bool = False) -> int:
         with self._read(readonly) as tx:
