@@ -102,12 +102,16 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool) -> None:
                                "through links. Give the real path.")
     if folder.exists() and not folder.is_dir():
         raise OutputExists(f"{shown(folder)} exists and is not a folder.", replaceable=False)
+    from certkit.paths import check_can_write
+
     if not folder.exists():
         from certkit.paths import check_folders_above
 
         check_folders_above(folder, "output folder")
+        check_can_write(folder)
         return
     check_folder_owner(folder)
+    check_can_write(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
     if links:

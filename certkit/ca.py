@@ -91,7 +91,7 @@ class CA:
                organizational_unit: str | None = None, country: str | None = None,
                key_type: str = DEFAULT_KEY_TYPE, days: int | None = None, permitted_dns: Iterable[str] = (),
                permitted_ips: Iterable[str] = (), parent: "CA | None" = None,
-               not_before: dt.datetime | None = None, key=None) -> "CA":
+               not_before: dt.datetime | None = None, key=None, directory: str | Path | None = None) -> "CA":
         """Create a root CA, or an intermediate signed by ``parent``.
 
         ``not_before`` backdates the CA (for demos and tests that need a leaf
@@ -99,7 +99,9 @@ class CA:
         ``key`` is the CA's own key when it exists already (a key in a PKCS#11
         token, :mod:`certkit.pkcs11`), held to the key policy CSRs get; else one
         of ``key_type`` is generated. ``permitted_dns`` and ``permitted_ips`` take
-        one name or a list of them (:func:`certkit.names.name_list`).
+        one name or a list of them (:func:`certkit.names.name_list`). ``directory``: the CA
+        directory an intermediate is about to be saved in (:meth:`CADirectory.save_new` with
+        ``parent``): the parent records it pending until it is there, not valid at once.
         """
         if parent is not None and not isinstance(parent, CA):
             raise wrong_type("parent", "a CA", parent)
@@ -132,7 +134,7 @@ class CA:
         ca = cls(cert, key, [parent.cert, *parent.parents] if parent else [])
         pause_at("signed")
         if parent is not None and parent.inventory is not None:
-            parent.inventory.add(cert, "ca", issuer=parent.cert)
+            parent.inventory.add(cert, "ca", issuer=parent.cert, ca_dir=directory)
         return ca
 
     def check_can_sign_ca(self) -> None:

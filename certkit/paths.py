@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from certkit.errors import OutputExists, UnsafeOutputPath
+from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.text import shown
 
 NAME_MAX = 255  # bytes in one file name: ext4, XFS, btrfs, tmpfs, APFS
@@ -145,6 +145,22 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
         if os.path.lexists(above):
             raise OutputExists(f"{shown(above)} is {not_a_folder(above)}, not a folder, so the {what} "
                                f"{shown(path)} cannot be written.", replaceable=False)
+
+
+def check_can_write(path: str | Path, what: str = "output folder") -> None:
+    """Refuse, before anything is signed, a place that cannot be written: ``path`` (or the nearest
+    folder above it that exists) on a read-only file system, or not writable by this user."""
+    here = Path(path).absolute()
+    while not os.path.isdir(here) and here != here.parent:
+        here = here.parent
+    try:
+        read_only = bool(os.statvfs(here).f_flag & os.ST_RDONLY)
+    except OSError:
+        return  # said when writing, in the words of what failed
+    if read_only:
+        raise CertkitError(f"Cannot write the {what} {shown(path)}: the file system is read-only.")
+    if not os.access(here, os.W_OK):
+        raise CertkitError(f"Cannot write the {what} {shown(path)}: permission denied ({shown(here)}).")
 
 
 def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:

@@ -35,7 +35,9 @@ from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
 from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind
+from certkit.testhooks import pause_at
 from certkit.text import shown
+from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -205,16 +207,11 @@ class CADirectory:
         return self.cert_path.exists() or self.key_path.exists() or self.config_path.exists()
 
     # --- creation -----------------------------------------------------------------
-    def save_new(self, ca: "CA", passphrase: bytes | None, *, inventory_url: str | None = None) -> list[Path]:
-        """Write ``ca`` as a new CA directory; refuse if one exists there.
-
-        The files are assembled in a temporary sibling folder and renamed into
-        place, so a half-created CA directory is never seen. ``inventory_url``
-        (PostgreSQL) puts the inventory in that empty database instead of
-        inventory.sqlite3; a key held by a PKCS#11 token (:class:`certkit.pkcs11.TokenKey`)
-        is named in certkit-ca.json instead of written to ca-key.pem.
-        """
-        import json
+    def check_new(self) -> None:
+        """Refuse to create a CA here: one exists, the folder is not empty, or it lies in another CA's
+        directory (whose backups and copies would carry this CA's key). Checked before any
+        passphrase is asked for, and again by :meth:`save_new`."""
+        from certkit.paths import check_can_write, check_output
 
         if self.exists():
             raise CAExists(
@@ -223,6 +220,41 @@ class CADirectory:
             )
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CAExists(f"{self.path} exists and is not an empty folder; choose another CA directory.")
+        check_output(self.path, what="CA directory")
+        check_can_write(self.path, "CA directory")
+
+    def save_new(self, ca: "CA", passphrase: bytes | None, *, inventory_url: str | None = None,
+                 parent: "CA | None" = None) -> list[Path]:
+        """Write ``ca`` as a new CA directory; refuse if one exists there.
+
+        The files are assembled in a temporary sibling folder and renamed into
+        place, so a half-created CA directory is never seen. ``inventory_url``
+        (PostgreSQL) puts the inventory in that empty database instead of
+        inventory.sqlite3; a key held by a PKCS#11 token (:class:`certkit.pkcs11.TokenKey`)
+        is named in certkit-ca.json instead of written to ca-key.pem. An intermediate that
+        ``parent`` recorded pending (``CA.create(..., directory=...)``) is marked valid in its
+        inventory once the directory is in place, and abandoned if it could not be written.
+        """
+        from certkit.atomic import sweep_stale
+
+        sweep_stale(self.path.absolute().parent, self.path.name)  # what a killed init-ca left here
+        self.check_new()
+        serial = serial_hex(ca.cert.serial_number)
+        recorded = parent is not None and parent.inventory is not None
+        try:
+            files = self._write_new(ca, passphrase, inventory_url)
+        except BaseException:
+            if recorded:
+                parent.inventory.mark_abandoned([serial])  # a pending row only: a valid one stays
+            raise
+        pause_at("placed")
+        if recorded:
+            parent.inventory.mark_issued([serial])
+        return files
+
+    def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:
+        import json
+
         files = {CERT_FILE: ca.cert_pem}
         config: dict[str, str] = {}
         if inventory_url:
@@ -248,7 +280,7 @@ class CADirectory:
                     inventory.create()
                     bind(inventory, ca.cert)
                 else:
-                    Inventory(staging / INVENTORY_FILE).create()
+                    _create_staged_inventory(staging / INVENTORY_FILE, self.path)
         except OSError as exc:
             from certkit.bundle import os_reason
 
@@ -407,3 +439,15 @@ class CADirectory:
             )
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
+
+
+def _create_staged_inventory(path: Path, ca_dir: Path) -> None:
+    """Create the inventory in the staging folder; a failure names the CA directory asked for,
+    not the temporary folder it was being assembled in (gone by the time the message is read)."""
+    from certkit.errors import InventoryError
+
+    try:
+        Inventory(path).create()
+    except InventoryError as exc:
+        reason = "the disk is full" if "disk is full" in str(exc) else str(exc).replace(str(path), INVENTORY_FILE)
+        raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None

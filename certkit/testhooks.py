@@ -13,7 +13,8 @@ on. The points, in the order a certificate is issued:
   destination, not yet renamed into place (also in renew, before the swap);
 - ``swapped``: renew only: the new bundle is in place, the old one not yet deleted;
 - ``placed``: ``--format jsonl|k8s|tar`` into a file: the file is in place, its
-  certificates not yet marked valid;
+  certificates not yet marked valid (``init-ca`` of an intermediate: its CA directory
+  is in place, its parent has not yet marked it valid);
 - ``handshakes``: ``demo`` has written its certificates, no handshake has run.
 
 ``CERTKIT_TEST_CHUNK_SIZE=<n>`` makes ``issue-batch`` issue chunks of ``n``

@@ -102,7 +102,8 @@ def test_a_renewal_that_cannot_be_written_changes_nothing_listed(tmp_path: Path,
         rows = {r["serial"]: r for r in listed(ca_env)}
         assert rows[old.serial]["status"] == "valid" and rows[old.serial]["renewed_by"] is None
         assert old.serial in {r["serial"] for r in listed(ca_env, "--expiring", "825d")}  # still needs renewing
-        assert [r["status"] for r in db_rows(ca_dir) if r["serial"] != old.serial] == ["abandoned"]
+        # refused before anything was signed: the folder's file system is read-only
+        assert [r["status"] for r in db_rows(ca_dir) if r["serial"] != old.serial] == []
         assert_inventory_matches_disk(ca_env, ca_dir, mount)
 
 

@@ -92,6 +92,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
                            "CA that issued it), not a CA directory; choose another --ca-dir.")
         raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
                        "Choose another --ca-dir or remove it yourself.")
+    store.check_new()  # a folder that is not empty, or lies in a CA directory
     if inventory_url is not None:
         _check_inventory_database(inventory_url)
     if key_uri is not None or pkcs11_module is not None or pin_file is not None:
@@ -245,9 +246,9 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
                        permit_dns, permit_ip, inventory_url, as_json) -> None:
     ca = CA.create(common_name, organization=org, organizational_unit=org_unit, country=country,
                    key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
-                   parent=parent, key=key)
+                   parent=parent, key=key, directory=store.path)
     _warn_of_public_suffixes(permit_dns)
-    files = store.save_new(ca, passphrase, inventory_url=inventory_url)
+    files = store.save_new(ca, passphrase, inventory_url=inventory_url, parent=parent)
     from cryptography.hazmat.primitives import hashes
 
     kind = "intermediate" if parent else "root"

@@ -92,7 +92,7 @@ class Output:
                                        "file or a pipe.")
             return
         from certkit.bundle import check_folder_owner
-        from certkit.paths import check_folders_above, check_output
+        from certkit.paths import check_can_write, check_folders_above, check_output
 
         check_output(self.given, ca_dirs, what="output file")
         if self.given.is_symlink():
@@ -103,6 +103,7 @@ class Output:
         if self.given.exists() and not self.force:
             raise OutputExists(f"{shown(self.given)} already exists.")
         check_folders_above(self.given, "output file")
+        check_can_write(self.given, "output file")
         parent = self.path.parent
         if parent.is_dir():
             check_folder_owner(parent)

@@ -56,7 +56,7 @@ class Pending:
     cert: "x509.Certificate"
     kind: str
     folder: str | None = None  # absolute path of the bundle folder (or file) it goes to
-    sink: str = "folder"  # folder | file | memory | acme | stream
+    sink: str = "folder"  # folder | file | memory | acme | stream | ca-dir (an intermediate CA's directory)
     renewed_from: str | None = None
     keyed: bool = True  # whether the bundle will hold the private key
     facts: Facts | None = None  # what the issuing pipeline took from ``cert`` already (else taken here)
@@ -88,14 +88,12 @@ class Inventory:
                            f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")
         if version < SCHEMA_VERSION:
             self._migrate()
-        if settle and not getattr(self.db, "read_only", False):
-            self.reconcile()
-        elif settle and self.pending_count():
-            import warnings
+        if settle and getattr(self.db, "read_only", False):
+            from certkit.inventory.reconcile import warn_unsettled
 
-            warnings.warn(f"The inventory {shown(self.location)} cannot be written here, so the certificates it "
-                          "lists as pending were not settled (a command run where it can be written settles "
-                          "them).", stacklevel=2)
+            warn_unsettled(self)
+        elif settle:
+            self.reconcile()
 
     def version(self, *, readonly: bool = False) -> int:
         with self._read(readonly) as tx:
@@ -282,11 +280,14 @@ class Inventory:
                 self._mark_abandoned(tx, lost)
         return len(delivered), len(lost)
 
-    def add(self, cert: "x509.Certificate", kind: str, *, issuer: "x509.Certificate | None" = None) -> bool:
+    def add(self, cert: "x509.Certificate", kind: str, *, issuer: "x509.Certificate | None" = None,
+            ca_dir: str | Path | None = None) -> bool:
         """Record a certificate that needs no bundle (an intermediate CA, kept in its own CA
         directory) as valid at once; False if its serial is taken. Refused: a ``kind`` that is not
         what the certificate is, and a certificate this inventory's CA did not issue (its certificate
-        ``issuer``, else the ca.pem of the CA directory an SQLite inventory sits in)."""
+        ``issuer``, else the ca.pem of the CA directory an SQLite inventory sits in). With ``ca_dir``
+        (the CA directory it is about to be written to), pending instead, as a bundle is: marked
+        once the directory is in place, or by :meth:`reconcile`, which reads that ca.pem."""
         from certkit.inventory.audit import Issuer
         from certkit.vocabulary import leaf_kind
 
@@ -299,6 +300,8 @@ class Inventory:
         if problem:
             raise CertkitError(f"The certificate {serial} was not issued by this inventory's CA: {problem}; "
                                "nothing was recorded.")
+        if ca_dir is not None:
+            return not self.record_pending([Pending(cert, kind, str(Path(ca_dir).absolute()), sink="ca-dir")])
         if self.record_pending([Pending(cert, kind, sink="memory")]):
             return False
         self.mark_issued([serial])
@@ -366,22 +369,6 @@ class Inventory:
             return [r[0] for r in tx.execute(
                 "SELECT serial FROM certificates WHERE renewed_from = ? AND status IN ('valid', 'revoked')"
                 " ORDER BY issued_at, serial", (serial,))]
-
-    def damaged(self) -> list[DamagedRow]:
-        """Every row that cannot be read, certificate included (``certkit check``). Reads only the
-        columns every schema version has, changes nothing."""
-        base = ("serial", "kind", "subject", "names", "not_before", "not_after", "fingerprint_sha256", "status",
-                "revoked_at", "revocation_reason", "renewed_from", "issued_at")
-        found: list[DamagedRow] = []
-        with self._read(readonly=True) as tx:
-            fetched = tx.execute(f"SELECT {', '.join(base)}, der FROM certificates").fetchall()
-        for values in fetched:
-            try:
-                row = row_dict(tuple(values[:-1]) + (None, None, None, 1))
-                load_der(row["serial"], values[-1])
-            except DamagedRow as exc:
-                found.append(exc)
-        return found
 
     def pending_count(self) -> int:
         with self._read(readonly=True) as tx:

@@ -99,6 +99,18 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
+def ca_directory_holds(folder: str | Path, der: bytes) -> bool:
+    """Whether the CA directory ``folder`` is the intermediate CA ``der`` (its ca.pem), written whole."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        cert = x509.load_pem_x509_certificate((Path(folder) / "ca.pem").read_bytes())
+        return cert.public_bytes(Encoding.DER) == bytes(der)
+    except (OSError, ValueError):
+        return False
+
+
 def bundle_holds(folder: str | Path, der: bytes, keyed: bool) -> bool:
     """Whether ``folder`` holds a complete bundle of the certificate ``der``: its cert.pem is that
     certificate, fullchain.pem starts with it, and privkey.pem (if ``keyed``) is its key."""
@@ -144,6 +156,8 @@ def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> s
     ``file``). A certificate sent to standard output, memory or elsewhere cannot be found again."""
     found = {serial for serial, der, folder, sink, keyed in orphans
              if sink == "folder" and folder and bundle_holds(folder, der, keyed)}
+    found |= {serial for serial, der, folder, sink, _keyed in orphans
+              if sink == "ca-dir" and folder and ca_directory_holds(folder, der)}
     by_file: dict[str, dict[bytes, str]] = {}
     keyed_of: dict[str, dict[bytes, bool]] = {}
     for serial, der, folder, sink, keyed in orphans:
@@ -153,3 +167,16 @@ def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> s
     for path, serials in by_file.items():
         found.update(serials[der] for der in file_holds(path, keyed_of[path]))
     return found
+
+
+def warn_unsettled(inventory) -> None:
+    """An inventory that cannot be written here (read-only media, a full disk) is read as it is:
+    its pending rows stay pending, and a warning says so."""
+    import warnings
+
+    from certkit.text import shown
+
+    if inventory.pending_count():
+        warnings.warn(f"The inventory {shown(inventory.location)} cannot be written here, so the certificates it "
+                      "lists as pending were not settled (a command run where it can be written settles them).",
+                      stacklevel=3)
