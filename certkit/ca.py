@@ -263,7 +263,8 @@ class CA:
                                        "Generate a new key pair.")
         if request.kind == "client":
             cn = request.common_name if request.subject is None else common_name(request.subject)
-            _constraints.check_client_common_name(found, cn, request.identities, self.common_name)
+            _constraints.check_client_common_name(found, cn, request.identities, self.common_name,
+                                                   from_csr=request.csr is not None)
         notes: list[str] = []
         self.leaf_validity(PROFILES[request.kind], request.days, request.not_before, notes, request.default_days)
         return notes

@@ -143,7 +143,7 @@ def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Id
 
 
 def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: str | None,
-                             identities: Sequence[Identity], ca_name: str) -> None:
+                             identities: Sequence[Identity], ca_name: str, *, from_csr: bool = False) -> None:
     """Refuse a client certificate that Java (JSSE) and OpenSSL would reject under DNS constraints.
 
     With no DNS name or IP address in the SAN, both read a common name that
@@ -160,13 +160,18 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
             continue
         domains = [str(c.value) for c in nc.permitted_subtrees or [] if _matches(as_dns, c) is not None]
         inside = [d for d in domains if d != NO_DNS]
-        fix = (f"give it a DNS name inside them (--dns {shown(cn.split('.')[0].lower())}.{inside[0]}), or "
-               if inside else "")
+        example = f"{shown(cn.split('.')[0].lower())}.{inside[0]}" if inside else ""
+        if from_csr:  # sign-csr takes names from the request only: the requester must make a new one
+            fix = (f"ask for a new CSR with a subjectAltName DNS entry inside them (DNS:{example}), or "
+                   if inside else "ask for a new CSR ") + "with a common name that is not a host name"
+        else:
+            fix = (f"give it a DNS name inside them (--dns {example}), or " if inside else "") + \
+                "use a common name that is not a host name"
         raise NameNotPermitted(
             f"Java (JSSE) and OpenSSL read the common name '{shown(cn)}' of a client certificate without a DNS "
             f"name as a host name and check it against the name constraints of CA '{shown(ca_name)}' "
-            f"({describe(nc)}), so they would reject this certificate; {fix}use a common name that is not a "
-            "host name, such as 'Alice Smith' (docs/two-tier-pki.md)."
+            f"({describe(nc)}), so they would reject this certificate; {fix}, such as 'Alice Smith' "
+            "(docs/two-tier-pki.md)."
         )
 
 

@@ -9,11 +9,12 @@ describes what was requested so the CLI can say what was dropped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
-from certkit.keys import MIN_RSA_BITS, key_policy_problem  # noqa: F401 (MIN_RSA_BITS: once defined here)
+from certkit.keys import MIN_RSA_BITS, key_policy_problem, pem_damage  # noqa: F401 (MIN_RSA_BITS: once defined here)
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -36,27 +37,17 @@ class CSRRequest:
 
 
 def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
-    """Read a PEM or DER CSR, check its self-signature and key, and describe the request."""
+    """Read a PEM or DER CSR, check its key and self-signature, and describe the request."""
     from cryptography import x509
 
-    is_pem = data.lstrip().startswith(b"-----")
-    if is_pem and b"REQUEST-----" not in data:
-        label = data.lstrip().split(b"\n", 1)[0].decode("ascii", "replace").strip()
-        raise InvalidCSR(f"{_cap(source)} is not a certificate signing request: it is PEM '{label}'.")
-    try:
-        csr = x509.load_pem_x509_csr(data) if is_pem else x509.load_der_x509_csr(data)
-    except parse_errors() as exc:
-        if not is_pem:
-            raise InvalidCSR(f"{_cap(source)} is not a certificate signing request in PEM or DER form "
-                             "(it may be truncated, or not a CSR at all).") from None
-        raise InvalidCSR(f"{_cap(source)} holds a damaged certificate signing request: "
-                         f"{describe_parse_error(exc)}.") from None
+    csr = _parse(data, source)
     weak = weak_signature(csr)
     if weak:
         raise InvalidCSR(
             f"{_cap(source)} is signed with {weak}, a weak signature algorithm that certkit does not accept "
             "(a forged request could pass it). Ask for a CSR signed with SHA-256 (openssl req -sha256)."
         )
+    _check_key(csr, source)  # first: under a broken key (e=1) a signature made with no private key verifies
     try:
         valid = csr.is_signature_valid
     except Exception:  # an unsupported or mangled signature algorithm
@@ -66,7 +57,6 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
             f"The signature of {source} does not verify: the request was altered after it was "
             "signed, or is damaged. Ask for a fresh CSR."
         )
-    _check_key(csr, source)
     try:
         extensions = list(csr.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
@@ -81,6 +71,51 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
         else:
             request.extensions.append(describe_extension(ext))
     return request
+
+
+# PEM blocks as OpenSSL finds them: anywhere in the file, with text around them (openssl req -text).
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_CSR_BEGIN = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
+
+
+def _parse(data: bytes, source: str) -> "x509.CertificateSigningRequest":
+    """The one CSR in ``data``: DER, or a PEM block (text around it is allowed, a second CSR is not)."""
+    from cryptography import x509
+
+    is_pem = _is_pem(data)
+    block = _pem_block(data, source) if is_pem else None
+    try:
+        return x509.load_pem_x509_csr(block) if is_pem else x509.load_der_x509_csr(data)
+    except parse_errors() as exc:
+        if not is_pem:
+            raise InvalidCSR(f"{_cap(source)} is not a certificate signing request in PEM or DER form "
+                             "(it may be truncated, or not a CSR at all).") from None
+        raise InvalidCSR(f"{_cap(source)} holds a damaged certificate signing request: "
+                         f"{describe_parse_error(exc)}.") from None
+
+
+def _is_pem(data: bytes) -> bool:
+    # A DER CSR starts with a SEQUENCE whose length takes more than one octet (a CSR is over 127
+    # bytes): 0x30 then a byte >= 0x80, which no text starts with.
+    looks_der = data[:1] == b"\x30" and data[1:2] >= b"\x80"
+    return data.lstrip().startswith(b"-----") or (b"-----BEGIN " in data and not looks_der)
+
+
+def _pem_block(data: bytes, source: str) -> bytes:
+    """The PEM CSR block of ``data``; refused if there are several, or none."""
+    count = len(_CSR_BEGIN.findall(data))
+    if count > 1:
+        raise InvalidCSR(f"{_cap(source)} holds {count} certificate signing requests; give one per file.")
+    blocks = list(_PEM_BLOCK.finditer(data))
+    found = next((b.group(0) for b in blocks if _CSR_BEGIN.match(b.group(0))), None)
+    if found is not None:
+        return found
+    if count:  # a BEGIN line without its END
+        damage = pem_damage(data) or "its BEGIN line has no matching END line"
+        raise InvalidCSR(f"{_cap(source)} holds a damaged certificate signing request: {damage}.")
+    begin = re.search(rb"-----BEGIN [^\r\n]*", data) or re.search(rb"-----[^\r\n]*", data)
+    label = begin.group(0).decode("ascii", "replace").strip() if begin else "(none)"
+    raise InvalidCSR(f"{_cap(source)} is not a certificate signing request: it is PEM '{label}'.")
 
 
 _WEAK_HASHES = {"md5": "MD5", "sha1": "SHA-1", "md2": "MD2", "md4": "MD4"}
@@ -102,7 +137,11 @@ def _cap(text: str) -> str:
 
 def _check_key(csr, source: str) -> None:
     """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too."""
-    problem = key_policy_problem(csr.public_key())
+    try:
+        public_key = csr.public_key()
+    except Exception:  # a key type cryptography cannot read: the signature check says the request is unusable
+        return
+    problem = key_policy_problem(public_key)
     if problem:
         raise InvalidCSR(f"{_cap(source)} holds {problem}.")
 
@@ -112,8 +151,10 @@ def _general_name(gn) -> tuple[str, str]:
 
     kind = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
             x509.UniformResourceIdentifier: "uri"}.get(type(gn))
-    if kind is None:
-        return "other", f"{type(gn).__name__}:{gn.value!s}"
+    if kind is None:  # in OpenSSL's words (DirName:CN=x), as certkit names SAN entries everywhere
+        from certkit.vocabulary import general_name_text
+
+        return "other", general_name_text(gn)
     return kind, str(gn.value)
 
 
@@ -216,23 +257,31 @@ def _CN_OID():  # noqa: N802 - a constant that needs cryptography, imported late
 
 
 def compare_extensions(request: CSRRequest, cert: "x509.Certificate") -> tuple[list[str], list[str]]:
-    """(granted, dropped): the requested extensions the certificate carries exactly, and the others."""
+    """(granted, dropped): the requested extensions the certificate carries exactly (value and
+    criticality), and the others, each saying what the certificate has instead."""
+    from cryptography import x509
+
     granted, dropped = [], []
-    issued = {ext.oid: ext.value for ext in cert.extensions}
+    issued = {ext.oid: ext for ext in cert.extensions}
     for ext in request.csr.extensions:
         if ext.oid == _SAN_OID():
             continue
-        described = describe_extension(ext)
-        if issued.get(ext.oid) == ext.value:
-            granted.append(described)
-        elif ext.oid in issued:
-            from cryptography import x509
-
-            given = describe_extension(x509.Extension(ext.oid, False, issued[ext.oid]))
-            dropped.append(f"{described} (the certificate has {given.split(' ', 1)[-1]})")
-        else:
+        described, given = describe_extension(ext), issued.get(ext.oid)
+        if given is None:
             dropped.append(f"{described} (not in the certificate)")
+        elif given.value != ext.value:
+            has = describe_extension(x509.Extension(ext.oid, False, given.value))
+            dropped.append(f"{described} (the certificate has {has.split(' ', 1)[-1]})")
+        elif given.critical != ext.critical:  # the same value, but read differently by a verifier
+            dropped.append(f"{described}, {_criticality(ext.critical)} (the certificate has it, "
+                           f"{_criticality(given.critical)})")
+        else:
+            granted.append(described)
     return granted, dropped
+
+
+def _criticality(critical: bool) -> str:
+    return "critical" if critical else "not critical"
 
 
 def _SAN_OID():  # noqa: N802

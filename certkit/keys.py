@@ -10,8 +10,10 @@ force. Leaf keys are written unencrypted: servers and clients load them as-is.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from functools import cache
 from typing import TYPE_CHECKING, Union
 
 from certkit.errors import CertkitError, InvalidName, PassphraseRequired, WrongPassphrase
@@ -26,6 +28,13 @@ from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401 (part of
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # The keys certkit certifies, whoever made them (a CSR, ``key=``, a CA's own): what TLS stacks accept.
 MIN_RSA_BITS = 2048
+# CA/Browser Forum Baseline Requirements 6.1.6: an RSA public exponent is odd, from 2^16+1 to 2^256-1.
+# Below it, e=1 makes a signature the padded message itself (anyone can forge one) and e=3 is the
+# exponent of the published padding attacks.
+MIN_RSA_EXPONENT, MAX_RSA_EXPONENT = 65537, 2**256 - 1
+# A modulus with a prime factor below this is factored by anyone (the same check as BR 6.1.6's
+# "no small factors" and the Debian-era weak-key linters).
+SMALL_PRIME_BOUND = 1000
 CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
@@ -46,7 +55,7 @@ def key_policy_problem(public_key) -> str | None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= MIN_RSA_BITS:
-        return None
+        return rsa_key_problem(public_key)
     if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in CURVES:
         return None
     if isinstance(public_key, ed25519.Ed25519PublicKey):
@@ -55,6 +64,58 @@ def key_policy_problem(public_key) -> str | None:
     article = "a" if kind[:1].lower() in "bcdgjkpqtuvwyz" else "an"  # read as letters: an rsa-1024, a dsa-1024
     return (f"{article} {kind} key, which certkit does not sign: use RSA of at least {MIN_RSA_BITS} bits, "
             "ECDSA P-256, P-384 or P-521, or Ed25519")
+
+
+def rsa_key_problem(public_key) -> str | None:
+    """Why an RSA public key of a sufficient size is broken, as :func:`key_policy_problem` says it:
+    an exponent outside BR 6.1.6, or a modulus that anyone can factor (even, a prime factor below
+    :data:`SMALL_PRIME_BOUND`, a perfect square or cube); None if it is sound."""
+    numbers = public_key.public_numbers()
+    e, n = numbers.e, numbers.n
+    kind = key_type_of(public_key)
+    if e % 2 == 0 or not MIN_RSA_EXPONENT <= e <= MAX_RSA_EXPONENT:
+        shown_e = str(e) if e < 2**64 else f"a {e.bit_length()}-bit number"
+        forge = "; with e=1 anyone can make signatures that verify under it, no private key needed" if e == 1 else ""
+        return (f"an {kind} key whose public exponent is {shown_e}, which certkit does not sign: an RSA "
+                f"exponent must be odd and from {MIN_RSA_EXPONENT} to 2^256-1 (CA/Browser Forum BR 6.1.6){forge}")
+    flaw = _modulus_flaw(n)
+    if flaw is None:
+        return None
+    return (f"an {kind} key whose modulus {flaw}, which certkit does not sign: anyone can factor that modulus "
+            "and so rebuild the private key; generate a new key pair")
+
+
+def _modulus_flaw(n: int) -> str | None:
+    """How an RSA modulus gives its factors away, in words ("is even"), or None."""
+    common = math.gcd(n, math.prod(_small_primes()))
+    if common != 1:
+        factor = next(p for p in _small_primes() if common % p == 0)
+        return "is even" if factor == 2 else f"is divisible by {factor}"
+    if math.isqrt(n) ** 2 == n:
+        return "is a perfect square"
+    if _icbrt(n) ** 3 == n:
+        return "is a perfect cube"
+    return None
+
+
+@cache
+def _small_primes() -> tuple[int, ...]:
+    sieve = bytearray([1]) * SMALL_PRIME_BOUND
+    sieve[:2] = b"\0\0"
+    for i in range(2, math.isqrt(SMALL_PRIME_BOUND) + 1):
+        if sieve[i]:
+            sieve[i * i::i] = bytes(len(range(i * i, SMALL_PRIME_BOUND, i)))
+    return tuple(i for i, prime in enumerate(sieve) if prime)
+
+
+def _icbrt(n: int) -> int:
+    """The integer cube root of ``n`` >= 0, rounded down (Newton's method from above)."""
+    x = 1 << -(-n.bit_length() // 3)
+    while True:
+        y = (2 * x + n // (x * x)) // 3
+        if y >= x:
+            return x
+        x = y
 
 
 def check_private_key(key, what: str = "key", *, token: bool = False):

@@ -106,7 +106,8 @@ def name_text(name: "x509.Name") -> str:
 
 
 def general_name_text(gn: "x509.GeneralName") -> str:
-    """One SAN entry: ``DNS:host``, ``IP:addr``, ``email:a@b``, ``URI:u``, ``DirName:CN=x``."""
+    """One SAN entry: ``DNS:host``, ``IP:addr``, ``email:a@b``, ``URI:u``, ``DirName:CN=x``, and as
+    OpenSSL prints the rarer ones: ``Registered ID:1.2.3``, ``othername:UPN:a@b``."""
     from cryptography import x509
 
     if isinstance(gn, x509.DNSName):
@@ -120,10 +121,34 @@ def general_name_text(gn: "x509.GeneralName") -> str:
     if isinstance(gn, x509.DirectoryName):
         return f"DirName:{gn.value.rfc4514_string()}"
     if isinstance(gn, x509.RegisteredID):
-        return f"RID:{gn.value.dotted_string}"
+        return f"Registered ID:{gn.value.dotted_string}"
     if isinstance(gn, x509.OtherName):
-        return f"othername:{gn.type_id.dotted_string}"
+        return f"othername:{OTHER_NAMES.get(gn.type_id.dotted_string, gn.type_id.dotted_string)}:{_der_text(gn.value)}"
     return f"{type(gn).__name__}:{gn.value!r}"
+
+
+def _der_text(der: bytes) -> str:
+    """An otherName's value: the text of a DER string (UTF8String, IA5String, ...), else ``#`` and its
+    DER in hex (RFC 4514's way of writing a value that is not a string)."""
+    tag, length, start = der[:1], der[1:2], 2
+    if length and length[0] & 0x80:  # long form: the next (length & 0x7F) octets hold the length
+        count = length[0] & 0x7F
+        length, start = der[2:2 + count], 2 + count
+    if tag in _DER_STRINGS and length and int.from_bytes(length, "big") == len(der) - start:
+        try:
+            return der[start:].decode(_DER_STRINGS[tag])
+        except UnicodeDecodeError:
+            pass
+    return "#" + der.hex()
+
+
+# The otherName forms OpenSSL names (x509v3 "othername: UPN::a@b"); any other is shown by its OID.
+OTHER_NAMES = {
+    "1.3.6.1.4.1.311.20.2.3": "UPN", "1.3.6.1.5.5.7.8.9": "SmtpUTF8Mailbox", "1.3.6.1.5.5.7.8.5": "XmppAddr",
+    "1.3.6.1.5.5.7.8.7": "SRVName", "1.3.6.1.5.5.7.8.8": "NAIRealm",
+}
+# DER string types and how their octets read: UTF8String, PrintableString, IA5String, VisibleString, BMPString.
+_DER_STRINGS = {b"\x0c": "utf-8", b"\x13": "ascii", b"\x16": "ascii", b"\x1a": "ascii", b"\x1e": "utf-16-be"}
 
 
 def san_entries(cert_or_csr) -> list[str]:

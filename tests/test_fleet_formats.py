@@ -184,7 +184,7 @@ def test_k8s_refuses_a_csr_and_bad_names(tmp_path, ca_env, ca_dir):
                    tmp_path / "k", "-subj", "/CN=web.internal", "-out", tmp_path / "web.csr").returncode == 0
     before = rows(ca_dir)
     proc = run_certkit("sign-csr", tmp_path / "web.csr", "--server", "--format", "k8s", env=ca_env)
-    assert_clean_error(proc, "holds the private key")
+    assert_clean_error(proc, "'k8s' is not one of 'folder', 'jsonl', 'tar'", code=2)  # not offered: no key
     assert_clean_error(run_certkit("issue-client", "@@@", "--format", "k8s", env=ca_env),
                        "gives no usable Kubernetes name")
     for typed, made in (("日本語", "___"), ("é-", "_-"), ("...", "_")):  # the value typed, then what it became

@@ -180,6 +180,68 @@ def test_cryptography_client_csr_der(tmp_path, ca_env, ca_dir):
                    tmp_path / "alice" / "cert.pem").returncode != 0
 
 
+def test_unusual_san_entries_dropped_in_words(tmp_path, ca_env, ca_dir):
+    """A directoryName, registeredID or otherName in the SAN is named as OpenSSL names it, not as a Python repr."""
+    csr = tmp_path / "odd.csr"
+    upn = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+    crypto_csr(csr, "odd.internal", [
+        x509.DNSName("odd.internal"),
+        x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])),
+        x509.RegisteredID(x509.ObjectIdentifier("1.2.3")),
+        x509.OtherName(upn, b"\x0c\x03a@b"),
+        x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x02\x01\x05"),  # an INTEGER: shown as its DER
+    ])
+    words = ["DirName:CN=x", "Registered ID:1.2.3", "othername:UPN:a@b", "othername:1.2.3.4:#020105"]
+    proc = run_certkit("sign-csr", csr, "--server", cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    dropped = [line for line in proc.stdout.splitlines() if line.startswith("  dropped")]
+    assert dropped == [f"  dropped   subjectAltName {w} (a server certificate names DNS names and IP addresses only)"
+                       for w in words]
+    crypto_csr(csr, "odd", [x509.RFC822Name("odd@example.com"), *[
+        x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])),
+        x509.OtherName(upn, b"\x0c\x03a@b")]])
+    proc = run_certkit("sign-csr", csr, "--client", "--json", cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dropped"] == [
+        f"subjectAltName {w} (a client certificate names emails, URIs and DNS names only)"
+        for w in ("DirName:CN=x", "othername:UPN:a@b")]
+    assert not any(repr_ in proc.stdout for repr_ in ("<Name", "ObjectIdentifier", "b'"))
+
+
+def test_criticality_is_part_of_what_was_requested(tmp_path, ca_env, ca_dir):
+    """A request for a critical extendedKeyUsage is not granted "as requested" by a non-critical one."""
+    csr, _ = openssl_csr(tmp_path, "ec", "/CN=crit", "extendedKeyUsage=critical,clientAuth")
+    proc = run_certkit("sign-csr", csr, "--client", "--out", "crit", cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "granted" not in proc.stdout
+    assert "  dropped   extendedKeyUsage clientAuth, critical (the certificate has it, not critical)" in proc.stdout
+    eku = load(tmp_path / "crit" / "cert.pem").extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert not eku.critical and list(eku.value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    # And the other way: the profile's keyUsage is critical, the request asked for it not to be.
+    csr, _ = openssl_csr(tmp_path, "ec", "/CN=ku.internal", "keyUsage=digitalSignature",
+                         "basicConstraints=critical,CA:FALSE")
+    proc = run_certkit("sign-csr", csr, "--server", "--json", cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["granted"] == ["basicConstraints CA:FALSE"]
+    assert out["dropped"] == ["keyUsage digitalSignature, not critical (the certificate has it, critical)"]
+
+
+def test_format_k8s_is_not_offered(tmp_path, ca_env, ca_dir):
+    """A Secret needs the private key, which the requester of a CSR keeps: click refuses the choice itself,
+    before --json's need for --out, naming the formats there are."""
+    csr = tmp_path / "web.csr"
+    crypto_csr(csr, "web.internal")
+    for extra in ([], ["--json"], ["--out", "web.yaml"], ["--out", "web.yaml", "--json"]):
+        proc = run_certkit("sign-csr", csr, "--server", "--format", "k8s", *extra, cwd=tmp_path, env=ca_env)
+        assert_clean_error(proc, "Invalid value for '--format': 'k8s' is not one of 'folder', 'jsonl', 'tar'.",
+                           code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca", "web.csr"]
+    assert CADirectory(ca_dir).inventory.count() == 0
+    usage = run_certkit("sign-csr", "--help", env=ca_env).stdout
+    assert "--format [folder|jsonl|tar]" in usage and "k8s" not in usage
+
+
 def _tamper(data: bytes, old: bytes, new: bytes) -> bytes:
     assert data.count(old) == 1
     return data.replace(old, new)
@@ -295,3 +357,16 @@ def test_library_sign_csr():
     assert issued.private_key is None and "privkey.pem" not in issued.bundle_files()
     assert issued.granted == ["basicConstraints CA:FALSE"] and issued.dropped == []
     assert spki(issued.cert) == spki(key)
+
+
+def test_client_cn_under_constraints_advises_a_new_csr(tmp_path, ca_env):
+    """sign-csr has no --dns: under name constraints, the fix for a host-like CN is a new request."""
+    env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "nc"))
+    run_certkit("init-ca", "--name", "NC", "--permit-dns", "example.internal", env=env, check=True)
+    csr, _ = openssl_csr(tmp_path, "ec", "/CN=alice.other.com")
+    proc = run_certkit("sign-csr", csr, "--client", "--out", "o", cwd=tmp_path, env=env)
+    assert_clean_error(proc, "ask for a new CSR with a subjectAltName DNS entry inside them "
+                             "(DNS:alice.example.internal), or with a common name that is not a host name")
+    assert "--dns" not in proc.stderr and not (tmp_path / "o").exists()
+    proc = run_certkit("issue-client", "alice.other.com", "--out", "o", cwd=tmp_path, env=env)
+    assert_clean_error(proc, "(--dns alice.example.internal)")  # issue-client has the option

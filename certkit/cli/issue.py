@@ -27,7 +27,7 @@ from certkit.cli.common import (
     warn,
     when,
 )
-from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES
+from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
 
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
 PEER_WARNING = ("a peer certificate carries both serverAuth and clientAuth: whoever holds its key can act "
@@ -275,7 +275,11 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
 @click.option("--out", type=OutPath(path_type=Path),
               help="Output folder [default: ./<first name, made safe>]; with --format jsonl or tar, the output "
                    "file [default: standard output].")
-@format_option
+# No k8s: a kubernetes.io/tls Secret holds the private key, which the requester of a CSR keeps.
+@click.option("--format", "fmt", type=click.Choice([f for f in OUTPUT_FORMATS if f != "k8s"]), default="folder",
+              show_default=True, help="folder (a bundle folder), jsonl (one JSON object: names, serial, PEMs) or "
+                                      "tar (an archive of the bundle folder); jsonl and tar go to --out FILE, else "
+                                      "to standard output.")
 @days_option("Lifetime in days (default: the profile's, capped at the CA's expiry).")
 @click.option("--force", is_flag=True, help="Replace the bundle already in the output folder.")
 @ca_dir_option
