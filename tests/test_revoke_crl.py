@@ -317,3 +317,15 @@ def test_crl_next_update_is_capped_at_the_ca_expiry(tmp_path):
     assert "Warning" not in proc.stderr
     crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
     assert crl.next_update_utc - crl.last_update_utc == dt.timedelta(days=7)
+
+
+@pytest.mark.parametrize("kind", ["issue-server", "issue-client"])
+def test_ca_compromise_is_for_ca_certificates_only(tmp_path: Path, ca_dir: Path, ca_env: dict, kind: str) -> None:
+    """cACompromise on a leaf says something false (its CA's key leaked) and is refused by the
+    CA/Browser Forum's CRL profile: refused, nothing revoked; keyCompromise is what a leaf gets."""
+    run_certkit(kind, "leaf.example", "--out", tmp_path / "leaf", env=ca_env, check=True)
+    proc = run_certkit("revoke", tmp_path / "leaf", "--reason", "cACompromise", env=ca_env)
+    assert_clean_error(proc, "revokes a CA certificate")
+    listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    assert [c["status"] for c in listed] == ["valid"]
+    run_certkit("revoke", tmp_path / "leaf", "--reason", "keyCompromise", env=ca_env, check=True)

@@ -42,7 +42,8 @@ CHALLENGE_WAIT = 2.0
 # RFC 5280 CRLReason codes a subscriber may give (7 is unused; certificateHold and
 # removeFromCRL are not offered by certkit, whose revocations are final; aACompromise is for
 # attribute certificates).
-REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
+# cACompromise (2) is for a CA certificate, never one ACME issues (Inventory.revoke says so).
+REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged",
                     4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn"}
 
 

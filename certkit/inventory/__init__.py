@@ -400,8 +400,8 @@ class Inventory:
 
         reason, when = parse_reason(reason), revocation_time(when)
         with self.transaction(write=True) as tx:
-            found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
-                               " FOR UPDATE", (serial,)).fetchone()
+            found = tx.execute("SELECT status, revoked_at, revocation_reason, kind FROM certificates"
+                               " WHERE serial = ? FOR UPDATE", (serial,)).fetchone()
             if found is None:
                 raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
                                          f"(inventory {shown(self.location)}).")
@@ -411,6 +411,10 @@ class Inventory:
             if found[0] == "abandoned":
                 raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "
                                          "never stored), so there is nothing to revoke.")
+            if reason == "cACompromise" and found[3] != "ca":
+                raise CertkitError(f"cACompromise says a CA's key was compromised: it revokes a CA certificate "
+                                   f"(an intermediate, at its parent), not this {found[3]} certificate {serial}. "
+                                   "For a leaf whose key leaked, use keyCompromise.")
             tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
                        " WHERE serial = ?", (iso(when), reason, serial))
             # A compromised key is compromised in every certificate that holds it (the one renewed
