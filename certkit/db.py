@@ -28,7 +28,7 @@ from certkit.errors import InventoryError
 from certkit.text import shown
 
 BUSY_TIMEOUT_S = 60.0
-_FOR_UPDATE = re.compile(r"\s+FOR UPDATE(\s+SKIP LOCKED)?", re.IGNORECASE)
+_FOR_UPDATE = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?", re.IGNORECASE)
 
 
 class Tx(Protocol):

@@ -202,32 +202,24 @@ class Inventory:
         self.db.sync()
 
     def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
+        from certkit.inventory.compromise import (
+            compromised_keys,
+            hold_compromise_lock,
+            revoke_compromised,
+            revoke_compromised_successors,
+        )
+
         notes: dict[str, list[str]] = {}
+        hold_compromise_lock(tx, shared=True)  # a keyCompromise revocation waits, or is seen below
+        keys = compromised_keys(tx)
         for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
             part = list(serials[start:start + _PARAMS_PER_STATEMENT])
             marks = ",".join("?" * len(part))
-            for serial, note in self._revoke_compromised_successors(tx, part, marks):
+            for serial, note in [*revoke_compromised_successors(tx, part, marks, _STILL_PENDING),
+                                 *revoke_compromised(tx, part, marks, keys, _STILL_PENDING)]:
                 notes.setdefault(serial, []).append(note)
             tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
                        f" AND {_STILL_PENDING}", part)
-        return notes
-
-    def _revoke_compromised_successors(self, tx, serials: list[str], marks: str) -> list[tuple[str, str]]:
-        from certkit.keys import public_key_der
-
-        notes = []
-        for serial, der, old, old_der, revoked_at, reason in tx.execute(
-                "SELECT n.serial, n.der, o.serial, o.der, o.revoked_at, o.revocation_reason FROM certificates n"
-                f" JOIN certificates o ON o.serial = n.renewed_from WHERE n.serial IN ({marks})"
-                f" AND n.{_STILL_PENDING} AND o.status || '' = 'revoked'", serials).fetchall():
-            new_key, old_key = load_der(serial, der).public_key(), load_der(old, old_der).public_key()
-            if public_key_der(new_key) != public_key_der(old_key):
-                continue  # a new key: the revocation of the old one does not touch it
-            tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?,"
-                       " writer = NULL WHERE serial = ?", (iso(dt.datetime.now(dt.UTC)), reason, serial))
-            notes.append((serial, f"{old} was revoked ({reason}, {revoked_at}) while its renewal {serial} was "
-                                  f"being written with the same key, so {serial} is revoked too; issue a new "
-                                  "certificate with a new key"))
         return notes
 
     def mark_abandoned(self, serials: Iterable[str]) -> None:
@@ -400,6 +392,10 @@ class Inventory:
 
         reason, when = parse_reason(reason), revocation_time(when)
         with self.transaction(write=True) as tx:
+            if reason == KEY_COMPROMISE:  # every mark under way ends first, every later one sees it
+                from certkit.inventory.compromise import hold_compromise_lock
+
+                hold_compromise_lock(tx, shared=False)
             found = tx.execute("SELECT status, revoked_at, revocation_reason, kind FROM certificates"
                                " WHERE serial = ? FOR UPDATE", (serial,)).fetchone()
             if found is None:
