@@ -241,7 +241,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
             body = json.dumps(serve_page.as_json(visit, self.server.facts), indent=2) + "\n"
             ctype = "application/json"
         elif kind == "html":
-            body = serve_page.render_page(visit, self.server.facts, self._asked_host())
+            body = serve_page.render_page(visit, self.server.facts, self.server.name_connected_to(self.connection))
             ctype = "text/html; charset=utf-8"
         else:
             body, ctype = serve_page.as_text(visit, self.server.facts), "text/plain; charset=utf-8"
@@ -253,13 +253,6 @@ class IdentityHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(data)
-
-    def _asked_host(self) -> str | None:
-        """The host the client asked for (the Host header without its port), for the page."""
-        host = (self.headers.get("Host") or "").strip()
-        if host.startswith("["):
-            return host[1:host.find("]")] if "]" in host else None
-        return host.rsplit(":", 1)[0] if host.count(":") == 1 else (host or None)
 
     def _wanted_format(self) -> str:
         asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
@@ -316,6 +309,8 @@ class IdentityServer(ThreadingHTTPServer):
 
     def get_request(self):
         sock, address = self.socket.accept()
+        if isinstance(self.context, ssl.SSLContext) and self.context.sni_callback is None:
+            self.context.sni_callback = _record_sni  # ssl's server side keeps no server_hostname
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def visit_of(self, request) -> "Visit":
@@ -323,6 +318,22 @@ class IdentityServer(ThreadingHTTPServer):
         from certkit.serve_page import Visit
 
         return getattr(request, "certkit_visit", None) or Visit(None, [], self.optional)
+
+    @staticmethod
+    def name_connected_to(request) -> str | None:
+        """The name the client connected to, which it checked this server's certificate against: the
+        TLS SNI name of the connection, else (RFC 6066 sends none for an IP address) the address it
+        reached. Never the Host header, which a client sets to anything."""
+        name = getattr(request, "certkit_sni", None)
+        if name is None and (conn := getattr(request, "_conn", None)) is not None:  # --optional: pyOpenSSL's
+            name = (conn.get_servername() or b"").decode("ascii", "replace") or None
+        if name is None:
+            try:
+                name = getattr(request, "raw_socket", request).getsockname()[0]
+            except OSError:
+                return None
+            name = name.removeprefix("::ffff:") if "." in name else name  # IPv4 on a dual-stack socket
+        return name
 
     def finish_request(self, request, client_address) -> None:
         from certkit.serve_page import Visit
@@ -363,6 +374,11 @@ class IdentityServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
         self.log(f"error {peer_label(client_address)}: {reason_of(exc) if exc else 'unknown error'}")
+
+
+def _record_sni(sock, server_name: str | None, context) -> None:
+    """``sni_callback``: keep on the connection the name the client asked for (None without SNI)."""
+    sock.certkit_sni = server_name
 
 
 # --- --optional: the handshake completes whatever the client presents ------------------------

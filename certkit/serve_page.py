@@ -164,7 +164,7 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
     return f"""
 <section class="card server" id="server-card">
   <h2>The certificate your browser checked</h2>
-  <p>The <strong>server\u2019s</strong> certificate: it proves that this server is {where}.</p>
+  <p>The <strong>server\u2019s</strong> certificate: {_claim(cert, host, where)}.</p>
   <span class="role">serverAuth: TLS server authentication</span>
   {facts}
   <h3>The rule your browser applied</h3>
@@ -180,19 +180,34 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
 </section>"""
 
 
-def _name_rule(cert, host: str | None, where: str) -> str:
-    """The name line of the rule, true of this certificate: a name it holds matches the host
-    asked for, or (a visitor who told the browser to go on) none does."""
-    if cert is None or not host:
-        return f"one of its names is {where}, the host you asked for"
+def _claim(cert: "PeerIdentity | None", host: str | None, where: str) -> str:
+    """What the server's certificate proves about the name the client connected to: that the server
+    is that name only when the certificate names it (else only a client told to go on got here)."""
+    if cert is None:
+        return f"it should prove that this server is {where}"
+    if host and not names_host(cert, host):
+        return f"it does <strong>not</strong> name {where}, so it does not prove that this server is {where}"
+    return f"it proves that this server is {where}"
+
+
+def names_host(cert: "PeerIdentity", host: str) -> bool:
+    """Whether a DNS or IP name of ``cert`` covers ``host`` (a wildcard covers one label)."""
     wanted = host.lower().rstrip(".").strip("[]")
     for san in cert.sans:
         kind, _, value = san.partition(":")
         value = value.lower()
         if kind in ("DNS", "IP") and (value == wanted or (kind == "DNS" and value.startswith("*.")
                                                           and wanted.partition(".")[2] == value[2:])):
-            return f"one of its names is {where}, the host you asked for"
-    return (f"one of its names is the host you asked for; <strong>none is</strong> {where} (it names "
+            return True
+    return False
+
+
+def _name_rule(cert, host: str | None, where: str) -> str:
+    """The name line of the rule, true of this certificate: a name it holds matches the name the
+    client connected to, or (a visitor who told the browser to go on) none does."""
+    if cert is None or not host or names_host(cert, host):
+        return f"one of its names is {where}, the name you connected to"
+    return (f"one of its names is the name you connected to; <strong>none is</strong> {where} (it names "
             f"{_e(', '.join(cert.sans) or 'nothing')}): a browser refuses it unless told to go on")
 
 
@@ -313,7 +328,10 @@ def _no_certificate_card(server: ServerFacts) -> str:
 
 
 def render_page(visit: Visit, server: ServerFacts, host: str | None = None) -> str:
-    """The whole HTML page for one request; ``host`` is the host the browser asked for."""
+    """The whole HTML page for one request. ``host`` is the name the client connected to, the one
+    it checked the server's certificate against: the connection's TLS SNI name, or without SNI the
+    address it reached (:meth:`certkit.serve.IdentityServer.name_connected_to`); never the HTTP Host
+    header, which any client sets to anything."""
     if visit.authenticated:
         who = visit.client.common_name or visit.client.subject
         title, heading = f"certkit serve: {_e(who)}", f'Hello, <span id="cn">{_e(who)}</span>'

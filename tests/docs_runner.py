@@ -5,8 +5,15 @@ Pages are shell sessions in ```console blocks:
 - ``$ command`` lines (a trailing ``\\`` continues a command); the lines after a
   command are its documented output, each of which must appear in the real
   output (stdout and stderr, as a terminal interleaves them), in order; runs of
-  spaces compare equal and ``...`` stands for any text. A command must exit 0
-  unless its documented output shows ``Error:``.
+  spaces compare equal and ``...`` stands for any text (a line of its own: at
+  least one line of output, not shown). A command must exit 0 unless its
+  documented output shows ``Error:``; a page that states the exact status does
+  it in the shell (``$ cmd; echo "exit status $?"``), and that line is checked
+  like any other.
+- A command shown with no output after, in the same block, a command whose
+  output is shown reads as "prints nothing", so it must print nothing (a page
+  writes ``...`` for output it leaves out). The commands a block opens with,
+  before any output, are the setup a reader types and are not held to this.
 - ``export``/``cd`` carry over to the next command, as in a terminal; ``certkit``
   and ``python3`` mean this checkout and this interpreter.
 - ``$ command &`` starts a background job (a server); the runner waits until its
@@ -14,6 +21,10 @@ Pages are shell sessions in ```console blocks:
   requires a clean exit (status 0). Jobs still running at the end are killed.
 - ``<!-- file: PATH -->`` right before a fenced block writes that block to PATH.
 - ``substitutions`` replace text in commands and files (a documented port by a free one).
+
+Python examples (```python blocks without a file mark) are run as scripts by the tests
+(:func:`python_blocks`, :func:`run_python`); ``<!-- python: skip REASON -->`` right before one
+says why it cannot run there, and the tests report that reason.
 """
 
 from __future__ import annotations
@@ -39,11 +50,13 @@ class Step:
     line: int
     expected: list[str] = field(default_factory=list)
     path: str | None = None
+    after_output: bool = False  # an earlier command of its block has documented output
 
     @property
     def expects_error(self) -> bool:
-        # "cmd || echo ..." shows a refusal but succeeds as a whole
-        return any(ln.startswith("Error:") for ln in self.expected) and "||" not in self.text
+        # "cmd || echo ..." and "cmd; echo $?" show a refusal but succeed as a whole
+        return (any(ln.startswith("Error:") for ln in self.expected)
+                and "||" not in self.text and "$?" not in self.text)
 
 
 def steps(page: Path) -> list[Step]:
@@ -73,6 +86,45 @@ def steps(page: Path) -> list[Step]:
     return found
 
 
+@dataclass
+class PythonBlock:
+    code: str
+    line: int  # of its first line of code
+    skip: str | None = None  # the reason a <!-- python: skip REASON --> mark gives
+
+
+_PYTHON = re.compile(r"(?:<!--[ \t]*(file|python):[ \t]*([^\n]*?)[ \t]*-->\s*\n)?```python\n(.*?)```", re.S)
+# print(...)  # what it prints: the comment states the output line, checked loosely
+_PRINTED = re.compile(r"^\s*print\(.*\)\s+#\s*(.+)$", re.M)
+
+
+def python_blocks(page: Path) -> list[PythonBlock]:
+    """The Python examples of ``page``: its ```python blocks, less those a file mark makes a file
+    for a console step (the page's run writes and runs those)."""
+    text = page.read_text(encoding="utf-8")
+    found = []
+    for m in _PYTHON.finditer(text):
+        mark, value, code = m.groups()
+        if mark == "file":
+            continue
+        skip = value.removeprefix("skip").strip() if mark == "python" else None
+        assert skip is None or (value.startswith("skip") and skip), f"{page}: python mark without a reason: {value!r}"
+        found.append(PythonBlock(code, text[:m.start(3)].count("\n") + 1, skip))
+    return found
+
+
+def run_python(code: str, *, cwd: Path, env: dict[str, str], where: str = "example") -> str:
+    """Run ``code`` as a script in ``cwd``: it must exit 0, and print what its ``print(...)  # words``
+    comments say (each word, loosely). Returns its output."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"{where}: exited {proc.returncode}\n{proc.stdout}{proc.stderr}"
+    for expected in _PRINTED.findall(code):
+        for word in expected.split():
+            assert word in proc.stdout, (where, word, proc.stdout)
+    return proc.stdout
+
+
 def _commands(body: list[str], first_line: int) -> list[Step]:
     found: list[Step] = []
     current: Step | None = None
@@ -80,7 +132,7 @@ def _commands(body: list[str], first_line: int) -> list[Step]:
         if current is not None and current.text.endswith("\\"):
             current.text += "\n" + raw  # bash joins the lines itself
         elif raw.startswith("$ "):
-            current = Step("run", raw[2:], first_line + offset)
+            current = Step("run", raw[2:], first_line + offset, after_output=any(s.expected for s in found))
             found.append(current)
         elif current is not None and raw.strip():
             current.expected.append(raw.rstrip())
@@ -147,6 +199,8 @@ class Session:
             assert proc.returncode == 0, f"{where}: exited {proc.returncode}{shown}"
         missing = _missing(expected, proc.stdout)
         assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
+        assert not (step.after_output and not expected and proc.stdout.strip()), (
+            f"{where}: shown printing nothing, but it prints (show its output, '...' for lines left out){shown}")
         if env_file.exists():
             pairs = [item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item]
             self.env = {k: v for k, v in pairs if not k.startswith("BASH_FUNC_") and k != "_"}

@@ -3,38 +3,25 @@ the pytest plugin example through pytest itself, and the library's TLS contexts 
 
 from __future__ import annotations
 
-import re
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, certkit_env
-from docs_runner import run_page
+from docs_runner import python_blocks, run_page, run_python
 
 PAGE = REPO / "docs" / "library.md"
-_BLOCK = re.compile(r"(<!--\s*file:\s*\S+\s*-->\s*\n)?```python\n(.*?)```", re.S)
-# print(...)  # what it prints: the comment states the output line, checked loosely
-_PRINTED = re.compile(r"^\s*print\(.*\)\s+#\s*(.+)$", re.M)
 
 
 def python_examples() -> list[str]:
     """The page's Python blocks that are not files for another step (those have a file marker)."""
-    return [m.group(2) for m in _BLOCK.finditer(PAGE.read_text(encoding="utf-8")) if not m.group(1)]
+    return [block.code for block in python_blocks(PAGE)]
 
 
 @pytest.mark.parametrize("index", range(len(python_examples())))
 def test_python_example_runs(index: int, tmp_path: Path) -> None:
-    code = python_examples()[index]
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=certkit_env(), capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    for expected in _PRINTED.findall(code):
-        for word in expected.split():
-            assert word in out, (word, out)
+    run_python(python_examples()[index], cwd=tmp_path, env=certkit_env(), where=f"library.md example {index}")
 
 
 def test_pytest_plugin_page(tmp_path: Path) -> None:

@@ -124,8 +124,50 @@ def test_the_name_rule_is_true_of_the_certificate():
                                 (wildcard, "www.example.com", True), (wildcard, "a.b.example.com", False),
                                 (wildcard, "example.com", False), (wildcard, "10.0.0.1", True)):
         page = render_page(Visit(_identity(), [], False), server, host)
-        assert (f"one of its names is <code>{host}</code>, the host you asked for" in page) == holds, host
+        assert (f"one of its names is <code>{host}</code>, the name you connected to" in page) == holds, host
         assert (f"<strong>none is</strong> <code>{host}</code>" in page) == (not holds), host
+        # The headline claims the server is that host only when the certificate names it.
+        assert (f"it proves that this server is <code>{host}</code>" in page) == holds, host
+        assert (f"it does <strong>not</strong> name <code>{host}</code>" in page) == (not holds), host
+
+
+def _page_over_tls(pki: Path, port: int, sni: str, host_header: str, check_hostname: bool = True) -> str:
+    """The HTML page over a real TLS connection to 127.0.0.1 that carries ``sni`` (none for an IP
+    address) and asks with ``Host: host_header``; alice's certificate as the client's."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(pki / "ca" / "ca.pem"))
+    ctx.check_hostname = check_hostname  # False: a client told to go on (the chain is still verified)
+    ctx.load_cert_chain(pki / CN / "fullchain.pem", pki / CN / "privkey.pem")
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20), server_hostname=sni) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host_header}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+                    .encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200") or head.startswith("HTTP/1.1 200"), head
+    return body
+
+
+@pytest.mark.parametrize("mode", [(), ("--optional",)], ids=["required", "optional"])
+def test_page_names_what_the_client_connected_to_not_the_host_header(pki: Path, mode: tuple[str, ...]):
+    """The server card judges the name the client checked (the TLS SNI name; without SNI the address
+    it reached), not the Host header, which a client sets to anything: SNI localhost with
+    Host: evil.example.com is a server proved to be localhost, and evil.example.com is not mentioned;
+    SNI evil.example.com (a client told to go on) never reads "proves that this server is" it."""
+    with serving(*mode, env=_env(pki), cwd=pki) as srv:
+        page = _page_over_tls(pki, srv.port, "localhost", "evil.example.com")
+        assert "it proves that this server is <code>localhost</code>" in page, page
+        assert "one of its names is <code>localhost</code>, the name you connected to" in page
+        assert "evil.example.com" not in page
+        by_address = _page_over_tls(pki, srv.port, "127.0.0.1", "evil.example.com")  # an IP: no SNI sent
+        assert "it proves that this server is <code>127.0.0.1</code>" in by_address, by_address
+        told = _page_over_tls(pki, srv.port, "evil.example.com", "localhost", check_hostname=False)
+        assert "proves that this server is <code>evil.example.com" not in told
+        assert "it does <strong>not</strong> name <code>evil.example.com</code>, so it does not prove" in told, told
+        assert "<strong>none is</strong> <code>evil.example.com</code>" in told
 
 
 # --- --optional with curl and Python's ssl -------------------------------------------------------
