@@ -138,6 +138,11 @@ class UnsafeSecretFile(CertkitError):
     """A passphrase, password or PIN file that other users can read."""
 
 
+class UnknownSchema(CertkitError):
+    """An inventory whose schema version is missing or unreadable (a partial restore): said with
+    its location by :meth:`certkit.inventory.Inventory.version`."""
+
+
 class InventoryError(CertkitError):
     """The inventory database cannot be used: missing, damaged, locked, read-only, disk full."""
 

@@ -166,3 +166,33 @@ def test_a_missing_inventory_stays_missing(tmp_path: Path, ca_dir: Path, ca_env:
     run_certkit("trust", "status", "--nss", "--ca-dir", ca_dir, env=dict(ca_env, HOME=str(tmp_path)))
     assert not (ca_dir / "inventory.sqlite3").exists()
     assert_clean_error(run_certkit("list", env=ca_env), "inventory.sqlite3 is missing")
+
+
+@pytest.mark.both_inventories
+@pytest.mark.parametrize("version", [None, "0", "v3"], ids=["missing", "zero", "unreadable"])
+def test_an_inventory_without_a_schema_version_is_named_not_a_traceback(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                        inventory_url: str | None,
+                                                                        version: str | None) -> None:
+    """A partial restore can lose the schema version: every command says so in one line (no
+    migration from version 0 is attempted), and check reports it as an error, not a migration."""
+    import sqlite3
+
+    if inventory_url:
+        import psycopg
+
+        with psycopg.connect(inventory_url) as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'schema_version'")
+            if version is not None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', %s)", (version,))
+    else:
+        if version == "v3":
+            pytest.skip("SQLite's user_version is an integer")
+        with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
+            db.execute("PRAGMA user_version = 0")
+        db.close()
+    for args in (["list"], ["issue-server", "a.example", "--out", tmp_path / "a"], ["crl", "--out", tmp_path / "c"]):
+        assert_clean_error(run_certkit(*args, env=ca_env), "schema version")
+    assert not (tmp_path / "a").exists()
+    proc = run_certkit("check", env=ca_env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "ERROR" in proc.stdout and "schema version" in proc.stdout and "migrates" not in proc.stdout

@@ -96,8 +96,14 @@ class Inventory:
             self.reconcile()
 
     def version(self, *, readonly: bool = False) -> int:
+        from certkit.errors import UnknownSchema
+
         with self._read(readonly) as tx:
-            version = schema.read_version(tx)
+            try:
+                version = schema.read_version(tx)
+            except UnknownSchema as exc:
+                raise CABroken(f"The inventory {shown(self.location)} has {exc}, so certkit cannot tell how to "
+                               "read it (a partial restore?); restore it from a backup.") from None
             tx.execute("SELECT serial FROM certificates LIMIT 1").fetchall()
         return version
 

@@ -84,7 +84,19 @@ def read_version(tx, *, lock: bool = False) -> int:
     """The schema version; ``lock`` (in a write transaction) holds it until the transaction ends, so
     two hosts never run the same migration (SQLite's write lock does that already)."""
     if tx.dialect == "sqlite":
-        return tx.execute("PRAGMA user_version").fetchone()[0]
-    found = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'"
-                       + (" FOR UPDATE" if lock else "")).fetchone()
-    return int(found[0]) if found else 0
+        value = tx.execute("PRAGMA user_version").fetchone()[0]
+    else:
+        found = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                           + (" FOR UPDATE" if lock else "")).fetchone()
+        value = found[0] if found else None
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        version = None
+    if version is None or version < min(MIGRATIONS):  # every inventory certkit wrote has 1 or more
+        from certkit.errors import UnknownSchema
+        from certkit.text import shown
+
+        raise UnknownSchema("no schema version" if value is None or version == 0
+                            else f"an unreadable schema version ('{shown(str(value))}')")
+    return version
