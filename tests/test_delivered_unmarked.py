@@ -41,3 +41,48 @@ def test_an_outage_after_the_bundle_was_written_says_it_was_written(tmp_path, po
                                                                     "privkey.pem"]
     listed = json.loads(run_certkit("list", "--json", env=env, check=True, subprocess=True).stdout)
     assert [(c["subject"], c["status"]) for c in listed["certificates"]] == [("CN=mid.internal", "valid")]
+
+
+CUT = '''import os, sys
+import psycopg
+count = os.path.join(os.path.dirname(__file__), "count")
+n = int(open(count).read()) + 1 if os.path.exists(count) else 1
+open(count, "w").write(str(n))
+if n == 2:  # after the second renewal, the inventory's database goes away
+    with psycopg.connect(sys.argv[1], password=sys.argv[2], autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{sys.argv[3]}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (sys.argv[3],))
+'''
+
+
+def test_bulk_renewal_cut_off_from_the_inventory_reports_what_it_renewed(tmp_path, postgres_url, postgres_server):
+    """The inventory goes away in the middle of renew --all: the renewals done are reported (text and
+    JSON), --exec-once still runs for them (the servers must load the files already replaced), and
+    the command fails with one Error line saying why it stopped."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      PGPASSFILE=os.environ["PGPASSFILE"])
+    run_certkit("init-ca", "--name", "Outage CA", "--inventory", postgres_url, env=env, check=True, subprocess=True)
+    for i in range(5):
+        run_certkit("issue-server", f"r{i}.internal", "--days", "10", "--out", tmp_path / f"r{i}", env=env,
+                    check=True, subprocess=True)
+    database = urlsplit(postgres_url).path.lstrip("/")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "cut.py").write_text(CUT)
+    cut = f"{sys.executable} {tmp_path / 'hook' / 'cut.py'} {postgres_server.url('postgres')} " \
+          f"{postgres_server.password} {database}"
+    try:
+        proc = run_certkit("renew", "--expiring", "30d", "--days", "90", "--exec", cut,
+                           "--exec-once", f"touch {tmp_path / 'reloaded'}", "--json", env=env, subprocess=True)
+    finally:
+        with postgres_server.connect() as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["renewed"] == 2 and data["halted"] and "cannot be reached" in data["halted"], data
+    assert (tmp_path / "reloaded").exists()  # --exec-once ran for the two renewed bundles
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and "stopped after 2 renewals" in error, proc.stderr
+    again = run_certkit("renew", "--expiring", "30d", "--days", "90", "--json", env=env,
+                        subprocess=True)  # the rest, once it is back
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["renewed"] == 3

@@ -58,12 +58,13 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         "ca_dir": str(ca.store.path), "selection": result.plan.selection.describe(), "ok": result.ok,
         "renewed": len(result.renewed), "failed": len(result.failed), "skipped": len(result.skipped),
         "hook_failures": len(result.hook_failures), "rekeyed": rekey, "interrupted": result.stopped is not None,
+        "halted": result.halted,
         "certificates": [o.as_dict() for o in result.outcomes],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
     if as_json:
         emit(True, data, "")
-    elif result.renewed or result.failed or result.stopped is not None:
+    elif result.renewed or result.failed or result.stopped is not None or result.halted:
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
     elif any(o.stage == "moved" for o in result.skipped):  # said even under cron (exit 0: nothing failed)
         _warn_skipped([o for o in result.skipped if o.stage == "moved"])
@@ -74,6 +75,10 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
                    f"{'s' if len(result.renewed) != 1 else ''}; run the same command again to renew the rest.",
                    err=True)
         sys.exit(EXIT_INTERRUPTED if result.stopped == 2 else 128 + result.stopped)
+    if result.halted:
+        raise Failed(f"{result.halted.rstrip('.')}. The run stopped after {len(result.renewed)} renewal"
+                     f"{'s' if len(result.renewed) != 1 else ''} (listed above); run the same command again once "
+                     "the inventory can be reached, to renew the rest.")
     if not result.ok:
         problems = []
         if result.failed:

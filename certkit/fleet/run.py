@@ -30,6 +30,7 @@ class FleetResult:
     outcomes: list[Outcome] = field(default_factory=list)
     exec_once: HookRun | None = None
     stopped: int | None = None  # the signal that stopped the run before every planned renewal was tried
+    halted: str | None = None  # why the run could not go on (the inventory went away), said as a stop is
 
     @property
     def renewed(self) -> list[Outcome]:
@@ -50,7 +51,7 @@ class FleetResult:
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes) and (self.exec_once is None or self.exec_once.ok) \
-            and self.stopped is None
+            and self.stopped is None and self.halted is None
 
 
 def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec_once: str | None = None,
@@ -58,9 +59,10 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
                 on_hook: Callable[[HookRun], None] | None = None) -> FleetResult:
     """Renew every planned certificate (the CA unlocked), each through the issuing pipeline, then
     its hook; ``exec_once`` at the end if anything was renewed, even when the run stops early
-    (Ctrl-C, SIGTERM: ``stopped`` then holds the signal), so servers always pick up what was written.
+    (Ctrl-C, SIGTERM: ``stopped`` then holds the signal; an inventory that cannot be reached:
+    ``halted`` says why), so servers always pick up what was written.
     ``on_hook`` is called after each hook has run (to show what it printed)."""
-    from certkit.errors import Terminated
+    from certkit.errors import InventoryError, Terminated
 
     result = FleetResult(plan, outcomes=list(plan.outcomes))
     folders: list[str] = []
@@ -85,6 +87,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
                         break
             if progress is not None:
                 progress(1)
+    except InventoryError as exc:  # the inventory went away: what was renewed is reported, exec_once runs
+        result.halted = str(exc)
     except KeyboardInterrupt:
         result.stopped = 2  # SIGINT: what was renewed is reported, then the exit status says so
     except Terminated as exc:
