@@ -195,6 +195,9 @@ class Target:
 
     sink = "memory"
     folder: Path | None = None
+    # The certificate of this CA whose bundle this target replaces (``--force`` over it): the new
+    # one is recorded as its successor, so that it no longer counts as due for renewal.
+    supersedes: str | None = None
     # True when the certificate is valid only once a whole shared output is in place (a batch
     # into one archive): deliver_many leaves its row pending, the output marks it
     # (certkit.formats.Output.commit) or abandons it (abort).
@@ -235,6 +238,8 @@ class FolderTarget(Target):
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                 p12=self.p12), force=self.force)
+        if self.force and request.renewed_from is None:
+            self.supersedes = _replaced_certificate(ca, self.folder)
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import write_bundle
@@ -369,6 +374,28 @@ def sign_and_record(ca: "CA", items: Sequence[tuple[Request, Target]]) -> list["
     return issued
 
 
+def _replaced_certificate(ca: "CA", folder: Path) -> str | None:
+    """The serial of the valid certificate of ``ca`` whose bundle is in ``folder`` (as its
+    inventory records it), which ``--force`` replaces; None if there is none."""
+    from cryptography import x509
+
+    from certkit.constants import CERT_FILE
+    from certkit.vocabulary import serial_hex
+
+    if ca.inventory is None or not (folder / CERT_FILE).is_file():
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate((folder / CERT_FILE).read_bytes())
+        row = ca.inventory.get(serial_hex(cert.serial_number))
+    except (OSError, ValueError, CertkitError):
+        return None
+    if row is None or row["status"] != "valid" or row.get("folder") != str(folder):
+        return None
+    if ca.inventory.successors(row["serial"]) or ca.inventory.certificate(row["serial"]) != cert:
+        return None  # renewed already (a copy of an old bundle), or not this CA's certificate
+    return row["serial"]
+
+
 def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["IssuedCert"]) -> None:
     """Record ``issued`` pending, each with its target's folder; a serial already taken is signed
     again (same key, fresh serial) in place in ``issued``."""
@@ -383,7 +410,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     todo = list(range(len(items)))
     for _attempt in range(5):
         entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
-                           items[i][1].sink, items[i][0].renewed_from,
+                           items[i][1].sink, items[i][0].renewed_from or items[i][1].supersedes,
                            issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False),
                            facts=issued[i].facts)
                    for i in todo]

@@ -283,3 +283,22 @@ def test_rename_exchange_is_used_on_linux(tmp_path):
     (tmp_path / "a" / "one").write_text("1")
     assert exchange(tmp_path / "a", tmp_path / "b") is True
     assert (tmp_path / "b" / "one").exists() and not (tmp_path / "a" / "one").exists()
+
+
+@pytest.mark.parametrize("command", [["issue-server", "app.internal"], ["issue-client", "app-client"]])
+def test_a_bundle_replaced_with_force_is_not_due_any_more(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                         command: list[str]) -> None:
+    """--force deletes the old bundle, key included: its certificate is recorded as replaced (the
+    new one's predecessor), so bulk renewal neither renews it nor calls it moved, every day."""
+    folder = tmp_path / "app"
+    run_certkit(*command, "--days", "20", "--out", folder, env=ca_env, check=True)
+    run_certkit(*command, "--days", "20", "--out", folder, "--force", env=ca_env, check=True)
+    listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    new = next(c for c in listed if c["renewed_by"] is None)
+    old = next(c for c in listed if c["renewed_by"] is not None)
+    assert old["renewed_by"] == new["serial"]
+    due = json.loads(run_certkit("list", "--expiring", "30d", "--json", env=ca_env, check=True).stdout)
+    assert [c["serial"] for c in due["certificates"]] == [new["serial"]]
+    proc = run_certkit("renew", "--expiring", "30d", "--days", "90", "--json", env=ca_env)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 0 and (data["renewed"], data["skipped"]) == (1, 0), data
