@@ -251,6 +251,8 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days)
         # The folder's key stays, if it holds one: a CSR's bundle never did, nor does its renewal.
         target = FolderTarget(target_folder, force=True, keeps_key=not rekey and keyed, replaces=_replaced(rekey))
+        if not rekey and keyed:
+            notes += _loose_key_note(target_folder / KEY_FILE)
         if (target_folder / P12_FILE).exists():
             target.p12 = p12_password is not None
             if p12_password is None:
@@ -269,6 +271,21 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                                                                  _load_key(key_path))}
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
+
+
+def _loose_key_note(key_path: Path) -> list[str]:
+    """A kept private key that others can read (certkit writes 0600; someone changed it) goes on into
+    the renewed bundle as it is: say so, and how to close it."""
+    import stat
+
+    try:
+        mode = stat.S_IMODE(key_path.stat().st_mode)
+    except OSError:
+        return []
+    if not mode & 0o077:
+        return []
+    return [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed certificate "
+            f"keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have been read)"]
 
 
 def _replaced(rekey: bool) -> tuple[str, ...]:

@@ -302,3 +302,20 @@ def test_a_bundle_replaced_with_force_is_not_due_any_more(tmp_path: Path, ca_dir
     proc = run_certkit("renew", "--expiring", "30d", "--days", "90", "--json", env=ca_env)
     data = json.loads(proc.stdout)
     assert proc.returncode == 0 and (data["renewed"], data["skipped"]) == (1, 0), data
+
+
+def test_a_kept_key_that_others_can_read_is_said(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """The key is kept as it is (hard-linked): a mode someone loosened goes on into the renewed
+    bundle, so the renewal says so, with the chmod, in text and JSON, single and bulk."""
+    folder = tmp_path / "perm"
+    run_certkit("issue-server", "perm.internal", "--days", "10", "--out", folder, env=ca_env, check=True)
+    (folder / "privkey.pem").chmod(0o644)
+    proc = run_certkit("renew", folder, "--json", env=ca_env, check=True)
+    assert any("mode 0644" in n and "chmod 600" in n for n in json.loads(proc.stdout)["notes"]), proc.stdout
+    (folder / "privkey.pem").chmod(0o640)
+    run_certkit("renew", folder, "--days", "10", env=ca_env, check=True)
+    proc = run_certkit("renew", "--expiring", "30d", "--days", "90", env=ca_env, check=True)
+    assert "mode 0640" in proc.stdout and "chmod 600" in proc.stdout, proc.stdout
+    (folder / "privkey.pem").chmod(0o600)
+    proc = run_certkit("renew", folder, "--json", env=ca_env, check=True)
+    assert not any("mode" in n for n in json.loads(proc.stdout)["notes"])
