@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
 from certkit.text import shown
-from certkit.vocabulary import normalize_serial, serial_hex
+from certkit.vocabulary import normalize_serial, serial_digits, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -101,13 +101,18 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         by_name = _by_name(inventory, ref)
         if by_name is not None:
             return by_name
-    if serial is not None and len(serial) >= MIN_SERIAL_PREFIX:
-        matches = inventory.serials_starting(serial, limit=5)
+    prefix = serial_digits(ref)  # as typed: an odd number of digits is a prefix too, not padded
+    if prefix is not None and len(prefix) >= MIN_SERIAL_PREFIX:
+        matches = inventory.serials_starting(prefix, limit=5)
         if len(matches) == 1:
             return _found(inventory, inventory.get(matches[0]))
         if len(matches) > 1:
-            raise UnknownCertificate(f"The serial prefix {serial} matches several certificates "
+            raise UnknownCertificate(f"The serial prefix {prefix} matches several certificates "
                                      f"({', '.join(matches)}); give more digits.")
+    elif prefix is not None and inventory.serials_starting(prefix, limit=1):
+        raise UnknownCertificate(f"'{shown(ref)}' is too short a serial prefix: give at least {MIN_SERIAL_PREFIX} "
+                                 "hex digits ('certkit list' shows them), so that a typo cannot pick another "
+                                 "certificate.")
     raise UnknownCertificate(
         f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
     )

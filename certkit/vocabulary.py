@@ -48,6 +48,14 @@ def normalize_serial(text: str) -> str | None:
     Accepts what people copy: ``serial=0A1B...``, colon-separated octets, a
     ``0x`` prefix, lower case, missing or extra leading zeros.
     """
+    text = serial_digits(text)
+    return serial_hex(int(text, 16)) if text is not None else None
+
+
+def serial_digits(text: str) -> str | None:
+    """The hex digits of ``text`` as typed (upper case, without ``serial=``, ``0x`` or colons): a
+    prefix of a serial as ``certkit list`` shows it, which :func:`normalize_serial` would pad to
+    whole octets; None if it is not hex."""
     text = text.strip()
     for prefix in ("serial=", "0x", "0X"):
         if text.startswith(prefix):
@@ -55,7 +63,7 @@ def normalize_serial(text: str) -> str | None:
     text = text.replace(":", "")
     if not text or len(text) > 80 or any(ch not in "0123456789abcdefABCDEF" for ch in text):
         return None
-    return serial_hex(int(text, 16))
+    return text.upper()
 
 
 def wrong_type(what: str, expected: str, value) -> TypeError:

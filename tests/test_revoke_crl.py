@@ -329,3 +329,15 @@ def test_ca_compromise_is_for_ca_certificates_only(tmp_path: Path, ca_dir: Path,
     listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
     assert [c["status"] for c in listed] == ["valid"]
     run_certkit("revoke", tmp_path / "leaf", "--reason", "keyCompromise", env=ca_env, check=True)
+
+
+def test_serial_prefixes_as_typed(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """A prefix of 8 or more digits names the certificate, an odd number of digits included (it was
+    padded to whole octets, and matched nothing); a shorter one that matches says it is too short."""
+    run_certkit("issue-server", "p.example", "--out", tmp_path / "p", env=ca_env, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"][0]["serial"]
+    proc = run_certkit("revoke", serial[:7], env=ca_env)
+    assert_clean_error(proc, "too short a serial prefix: give at least 8 hex digits")
+    proc = run_certkit("revoke", serial[:9].lower(), "--json", env=ca_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["serial"] == serial
