@@ -337,14 +337,17 @@ def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: in
     from certkit.text import shown
 
     folders = [str(target.folder) for _r, target in items if target.folder is not None]
-    where = shown(folders[0]) if len(folders) == 1 else f"{len(folders)} bundles"
+    one = len(folders) == 1
+    where = shown(folders[0]) if one else f"{len(folders)} bundles"
     if on_disk:
-        told = (f" {where} {'was' if len(folders) == 1 else 'were'} written whole; the next certkit command that "
-                "reaches the inventory records it as issued ('certkit list' shows it), so do not issue it again.")
+        it = "it" if one else "them"
+        told = (f" {where} {'was' if one else 'were'} written whole; the next certkit command that reaches the "
+                f"inventory records {it} as issued ('certkit list' shows {it}), so do not issue {it} again.")
     else:
         told = " The certificate was delivered, but the inventory still lists it as pending."
     error = InventoryError(str(exc).rstrip() + told)
     error.certkit_delivered = delivered
+    error.certkit_unmarked = len(items)  # written, not yet marked: the batch's count says so
     return error
 
 

@@ -86,3 +86,36 @@ def test_bulk_renewal_cut_off_from_the_inventory_reports_what_it_renewed(tmp_pat
                         subprocess=True)  # the rest, once it is back
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["renewed"] == 3
+
+
+def test_a_batch_cut_off_after_writing_a_chunk_counts_it_as_pending(tmp_path, postgres_url, postgres_server):
+    """The inventory goes away while a chunk is being written: the account says those bundles are
+    written and recorded as pending only (not 'recorded' like the others), in the plural."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      PGPASSFILE=os.environ["PGPASSFILE"], CERTKIT_TEST_CHUNK_SIZE="2")
+    run_certkit("init-ca", "--name", "Outage CA", "--inventory", postgres_url, env=env, check=True, subprocess=True)
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,b{i}.internal\n" for i in range(6)))
+    database = urlsplit(postgres_url).path.lstrip("/")
+    marker = tmp_path / "paused"
+    paused = env | {"CERTKIT_TEST_PAUSE_AT": "staged", "CERTKIT_TEST_PAUSE_FILE": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", "m.csv", "--out-dir", "out", "--jobs",
+                             "1"], cwd=tmp_path, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    with postgres_server.connect() as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+        while proc.poll() is None and time.monotonic() < deadline + 60:  # each bundle of the chunk pauses there
+            if marker.exists():
+                marker.unlink()
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=60)
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert "2 bundles were written whole" in err and "records them as issued" in err, err
+    assert "after 2 bundles were written and recorded (2 of them as pending only" in err, err
+    assert len(list((tmp_path / "out").iterdir())) == 2
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True, subprocess=True).stdout)
+    assert sorted(c["status"] for c in listed["certificates"]) == ["valid", "valid"]  # settled by the next command

@@ -47,9 +47,11 @@ class BatchResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     capped: int = 0  # certificates whose default lifetime was cut at the CA's expiry
     seconds: float = 0.0
+    unmarked: int = 0  # of ``issued``: written whole, not yet marked (the inventory went away)
 
     def add(self, stats: dict) -> None:
         self.issued += stats.get("issued", 0)
+        self.unmarked += stats.get("unmarked", 0)
         self.kept += stats.get("kept", 0)
         self.capped += stats.get("capped", 0)
         for kind, n in stats.get("by_kind", {}).items():
@@ -145,6 +147,7 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
     except (CertkitError, OSError) as exc:  # OSError: a file-system failure the library did not anticipate
         result.issued += delivered(exc)
+        result.unmarked += getattr(exc, "certkit_unmarked", 0)
         raise BatchStopped(f"{in_words(exc)} {_stopped(result, 'stopped', job.output)}", result) from None
 
 
@@ -181,8 +184,10 @@ def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> s
         return (f"The batch {how} after {_were(result.issued, 'certificate')} "
                 f"written to {output.describe()} and recorded. Rerun the manifest's remaining lines.")
     kept = f"; {result.kept} already complete were kept" if result.kept else ""
+    recorded = "recorded" if not result.unmarked else (
+        f"recorded ({result.unmarked} of them as pending only, until the next command reaches the inventory)")
     return (f"The batch {how} after {_were(result.issued, 'bundle')} written and "
-            f"recorded{kept}. Rerun the same command with --resume to finish it.")
+            f"{recorded}{kept}. Rerun the same command with --resume to finish it.")
 
 
 def _were(count: int, noun: str) -> str:
@@ -338,7 +343,8 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
         messages.put(("stopped", {"stats": {"issued": delivered(exc)}}))
     except BaseException as exc:  # reported by the parent as one line, not a traceback
         # with what the chunk it stopped had delivered, whatever the failure: those are recorded valid
-        messages.put(("error", {"error": in_words(exc), "stats": {"issued": delivered(exc)}}))
+        messages.put(("error", {"error": in_words(exc), "stats": {"issued": delivered(exc),
+                                                                  "unmarked": getattr(exc, "certkit_unmarked", 0)}}))
     finally:
         from certkit.db import release_held
 
