@@ -101,3 +101,12 @@ class SoftHSM:
 
     def close(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def token_folder(self, token: Token) -> Path:
+        """The folder SoftHSM2 keeps ``token`` in (its label is stored padded to 32 bytes in token.object):
+        copy it aside, and put it back, to bring back a token that was deleted."""
+        padded = token.label.encode().ljust(32)
+        found = [folder for folder in (self.base / "tokens").iterdir()
+                 if padded in (folder / "token.object").read_bytes()]
+        assert len(found) == 1, found
+        return found[0]

@@ -30,7 +30,7 @@ PKCS#11 errors in words), :mod:`~certkit.pkcs11.uri` (RFC 7512 URIs),
 from here.
 """
 
-from certkit.pkcs11.errors import TokenError, TokenPinIncorrect
+from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenPinIncorrect
 from certkit.pkcs11.key import PSS_SALT_LENGTH, SUPPORTED_KEY_TYPES, TokenKey
 from certkit.pkcs11.provision import generate_key, key_exists, open_key
 from certkit.pkcs11.session import find_token, module_path
@@ -40,7 +40,9 @@ __all__ = [
     "PSS_SALT_LENGTH",
     "SUPPORTED_KEY_TYPES",
     "KeyURI",
+    "TokenAbsent",
     "TokenError",
+    "TokenGone",
     "TokenKey",
     "TokenPinIncorrect",
     "find_token",

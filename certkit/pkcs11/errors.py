@@ -1,4 +1,5 @@
-"""What goes wrong with a token, in words: :class:`TokenError`, :class:`TokenPinIncorrect`, and
+"""What goes wrong with a token, in words: :class:`TokenError`, :class:`TokenPinIncorrect`,
+:class:`TokenAbsent` (:class:`TokenGone` when it went away while in use), and
 python-pkcs11's exceptions said as a sentence's cause (:func:`words`)."""
 
 from __future__ import annotations
@@ -14,6 +15,24 @@ class TokenError(CertkitError):
 
 class TokenPinIncorrect(TokenError):
     """The token refused the PIN (not retried: tokens lock after a few wrong PINs)."""
+
+
+class TokenAbsent(TokenError):
+    """No token matches the URI (``present``: the labels of the tokens there are), or the module
+    stopped answering about its tokens (``present`` is None, ``cause`` says what it answered)."""
+
+    def __init__(self, message: str, *, present: list[str] | None = None, cause: str = "") -> None:
+        super().__init__(message)
+        self.present, self.cause = present, cause
+
+
+class TokenGone(TokenAbsent):
+    """The token holding a key in use went away (deleted, unplugged) or stopped answering after the
+    key was opened: mid-batch, or between a command's login and its signing."""
+
+
+class TokenKeyMissing(TokenError):
+    """The token is there but holds no private key the URI names."""
 
 
 class TokenPinNotInitialized(TokenError):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from certkit.errors import CABroken
 from certkit.pkcs11.der import replace_signature, stand_in_key
-from certkit.pkcs11.errors import TokenError, words
+from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenKeyMissing, words
 from certkit.pkcs11.session import binding, find_objects, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
@@ -36,7 +37,11 @@ class TokenKey:
         self._session, self._private = session, private
         self._public = public_key
         if session is None:
-            self._open()
+            try:
+                self._open()
+            except binding().PKCS11Error as exc:  # reading the token's objects failed (after retries)
+                raise TokenError(f"The {uri.describe()} cannot be read (module {shown(module)}): "
+                                 f"{words(exc)}.") from None
         from certkit.keys import key_type_of
 
         self.key_type = key_type_of(self._public)
@@ -50,8 +55,8 @@ class TokenKey:
         try:
             keys = find_objects(session, self.uri, pkcs11.ObjectClass.PRIVATE_KEY)
             if not keys:
-                raise TokenError(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
-                                 "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
+                raise TokenKeyMissing(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
+                                      "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
             if len(keys) > 1:
                 raise TokenError(f"{len(keys)} private keys match {shown(self.uri.text)}; add id= to name one.")
             self._private = keys[0]
@@ -62,6 +67,34 @@ class TokenKey:
             raise
         self._session = session
         self._pid = os.getpid()
+
+    def _reopen(self) -> None:
+        """Log in again (a forked child; a session the token closed); a token that went away since the
+        key was opened (deleted, unplugged, its module failing) is said as such, not as a PKCS#11 error."""
+        pkcs11 = binding()
+        # A token being deleted can still be listed for a moment after its objects are gone: a key
+        # found missing is looked for again before it is said to have been removed.
+        for delay in (0.1, 0.3, 0.6, None):
+            try:
+                return self._open()
+            except TokenAbsent as exc:
+                raise TokenGone(self._gone(exc.present, exc.cause), present=exc.present, cause=exc.cause) from None
+            except pkcs11.PKCS11Error as exc:  # it answered the login, then failed (after retries) to find the key
+                raise TokenGone(self._gone(None, words(exc)), cause=words(exc)) from None
+            except TokenKeyMissing:
+                if delay is None:
+                    raise TokenKeyMissing(
+                        f"The CA key ({shown(self.uri.text)}, module {shown(self.module)}) is no longer in the token "
+                        "it was opened in: it was removed while this command used it (pkcs11-tool --list-objects "
+                        "--login shows what the token holds).") from None
+                time.sleep(delay)
+
+    def _gone(self, present: list[str] | None, cause: str) -> str:
+        token = f"'{shown(self.uri.token)}'" if self.uri.token is not None else "named by the URI"
+        labels = ", ".join(f"'{shown(label)}'" for label in present or ()) or "none"
+        said = f"tokens present now: {labels}" if present is not None else f"the module answers: {cause}"
+        return (f"The token {token} holding the CA key ({shown(self.uri.text)}, module {shown(self.module)}) is no "
+                f"longer present or stopped answering ({said}); nothing can be signed until it is back.")
 
     # --- what a CA uses -------------------------------------------------------------
     def public_key(self):
@@ -111,10 +144,13 @@ class TokenKey:
                                                            PSS_SALT_LENGTH))
                     return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
                 except (pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.UserNotLoggedIn,
-                        pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
+                        pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid,
+                        pkcs11.TokenNotPresent, pkcs11.DeviceError, pkcs11.GeneralError) as exc:
                     if attempt:
                         raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
-                    self._open()  # the token closed the session (a reset, a timeout): log in again, once
+                    # The token closed the session (a reset, a timeout) or went away: log in again,
+                    # once; a token no longer there is said as such (TokenGone).
+                    self._reopen()
                 except pkcs11.PKCS11Error as exc:
                     raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
         raise AssertionError("unreachable")
@@ -170,7 +206,7 @@ class TokenKey:
     def _ensure_session(self) -> None:
         if self._pid != os.getpid():  # a forked child: the parent's session is not ours
             self._session = self._private = None
-            self._open()
+            self._reopen()
 
     def close(self) -> None:
         with self._lock:
@@ -186,12 +222,25 @@ class TokenKey:
 
 
 def public_key_of(session, uri: KeyURI, private):
-    """The public half of a key in a token: its public key object, else (RSA) the private object's
-    modulus and exponent, else a certificate object with the same label or id."""
+    """The public half of a key in a token: its public key object (when several match the URI, the
+    one whose CKA_ID is the private key's), else (RSA) the private object's modulus and exponent,
+    else a certificate object with the same label or id."""
     pkcs11 = binding()
     from cryptography import x509
 
     publics = find_objects(session, uri, pkcs11.ObjectClass.PUBLIC_KEY)
+    if len(publics) > 1:  # e.g. a public half left behind by an earlier pair under the same label
+        key_id = _id_of(private)
+        paired = [public for public in publics if key_id and _id_of(public) == key_id]
+        if len(paired) == 1:
+            return public_from_object(paired[0])
+        if private.key_type != pkcs11.KeyType.RSA:
+            ids = ", ".join(sorted(_id_of(public).hex() or "none" for public in publics))
+            which = "none" if not paired else f"{len(paired)}"
+            raise TokenError(f"The token holds several public keys for the private {uri.describe()} (ids {ids}), "
+                             f"{which} with the private key's id ({key_id.hex() or 'none'}); remove the ones that "
+                             "do not belong to it (pkcs11-tool --list-objects --login shows them, "
+                             "pkcs11-tool --delete-object --type pubkey --id ID removes one).")
     if len(publics) == 1:
         return public_from_object(publics[0])
     if private.key_type == pkcs11.KeyType.RSA:
@@ -201,6 +250,15 @@ def public_key_of(session, uri: KeyURI, private):
         return x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE]).public_key()
     raise TokenError(f"The token holds the private {uri.describe()} but no public key object for it (nor a "
                      "certificate); certkit needs its public half to build the CA certificate.")
+
+
+def _id_of(obj) -> bytes:
+    """An object's CKA_ID (empty when it has none)."""
+    pkcs11 = binding()
+    try:
+        return bytes(obj[pkcs11.Attribute.ID] or b"")
+    except pkcs11.PKCS11Error:
+        return b""
 
 
 def public_from_object(obj):

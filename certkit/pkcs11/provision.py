@@ -9,7 +9,7 @@ from pathlib import Path
 
 from certkit.pkcs11.errors import TokenError, words
 from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
-from certkit.pkcs11.session import binding, find_objects, module_path, open_session
+from certkit.pkcs11.session import binding, find_objects, module_path, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
 
@@ -49,6 +49,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
             raise TokenError(f"The token already holds a private {uri.describe()}.")
         key_id = uri.id if uri.id is not None else os.urandom(16)
         label = uri.object if uri.object is not None else key_id.hex()
+        _refuse_used(session, module, label, uri.id)
         private_template = {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
                             Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
                             Attribute.UNWRAP: False, Attribute.DERIVE: False}
@@ -81,6 +82,51 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                          "that can never leave the token. Remove it (pkcs11-tool --delete-object) and use another "
                          "token.")
     return key
+
+
+_KINDS = {"PRIVATE_KEY": ("private key", "privkey"), "PUBLIC_KEY": ("public key", "pubkey"),
+          "SECRET_KEY": ("secret key", "secrkey")}
+
+
+def _refuse_used(session, module: str, label: str, key_id: bytes | None) -> None:
+    """Refuse to generate a pair under a label (or an id) that a key object already has: a leftover
+    public key labelled so would be a second public half for the URI, and the CA could never find its
+    own (the half of an earlier pair whose private key was deleted, for instance)."""
+    import shlex
+
+    pkcs11 = binding()
+    used = []
+    for name, (kind, tool_type) in _KINDS.items():
+        wanted = [{pkcs11.Attribute.LABEL: label}] + ([{pkcs11.Attribute.ID: key_id}] if key_id is not None else [])
+        for attrs in wanted:
+            for obj in _objects(session, {pkcs11.Attribute.CLASS: pkcs11.ObjectClass[name], **attrs}):
+                found = (kind, tool_type, _attribute(obj, pkcs11.Attribute.LABEL) or "",
+                         bytes(_attribute(obj, pkcs11.Attribute.ID) or b""))
+                if found not in used:
+                    used.append(found)
+    if not used:
+        return
+    token = shown(session.token.label)
+    named = "; ".join(f"a {kind} labelled '{shown(obj_label)}', " + (f"id {obj_id.hex()}" if obj_id else "no id")
+                      for kind, _, obj_label, obj_id in used)
+    tool = f"pkcs11-tool --module {shlex.quote(shown(module))} --token-label {shlex.quote(token)} --login"
+    commands = "; ".join(f"{tool} --delete-object --type {tool_type} --label {shlex.quote(shown(obj_label))}"
+                         + (f" --id {obj_id.hex()}" if obj_id else "") for _, tool_type, obj_label, obj_id in used)
+    what = "it" if len(used) == 1 else f"these {len(used)} objects"
+    raise TokenError(f"The token '{token}' already holds {named}: certkit generates a key pair only under a "
+                     f"label and id no key object has (else the URI would name two public halves). Name another "
+                     f"object= in the URI, or remove {what} with: {commands}")
+
+
+def _objects(session, attrs: dict) -> list:
+    return transient(lambda: list(session.get_objects(attrs)))
+
+
+def _attribute(obj, attribute):
+    try:
+        return obj[attribute]
+    except binding().PKCS11Error:
+        return None
 
 
 def left_in_token(key: TokenKey) -> str:

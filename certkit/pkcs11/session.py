@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from certkit.pkcs11.errors import TokenError, TokenPinIncorrect, TokenPinNotInitialized, words
+from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenPinIncorrect, TokenPinNotInitialized, words
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
 
@@ -82,8 +82,10 @@ _RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
 
 
 def find_token(uri: KeyURI, module: str):
-    """The one token ``uri`` names (no PIN needed)."""
-    found, seen = transient(_matching_tokens, uri, module)
+    """The one token ``uri`` names (no PIN needed); :class:`TokenAbsent` when there is none, or when
+    the module keeps failing to list its tokens (SoftHSM2 answers CKR_GENERAL_ERROR about a token
+    whose files were deleted, until it is initialized again)."""
+    found, seen, failure = _look(uri, module)
     for delay in _RETRY_DELAYS:
         if found:
             break
@@ -92,16 +94,29 @@ def find_token(uri: KeyURI, module: str):
         # rewriting the token files just then: initialize again and look again, for about a
         # second.
         _reinitialize(module)
-        found, seen = transient(_matching_tokens, uri, module)
+        found, seen, failure = _look(uri, module)
         if not found:
             time.sleep(delay)
+    if not found and failure is not None:
+        raise TokenAbsent(f"The PKCS#11 module {shown(module)} cannot list its tokens to find {shown(uri.text)}: "
+                          f"{words(failure)}.", cause=words(failure))
     if not found:
         present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
-        raise TokenError(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
-                         f"present: {present}).")
+        raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
+                          f"present: {present}).", present=seen)
     if len(found) > 1:
         raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
     return found[0]
+
+
+def _look(uri: KeyURI, module: str) -> tuple[list, list[str], Exception | None]:
+    """The tokens matching ``uri``, the labels of all, and the error that kept the module from
+    listing them (after :func:`transient`'s retries) if it did."""
+    pkcs11 = binding()
+    try:
+        return (*transient(_matching_tokens, uri, module), None)
+    except pkcs11.GeneralError as exc:
+        return [], [], exc
 
 
 def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
@@ -174,6 +189,9 @@ def login(token, pin: bytes | None, *, rw: bool = False):
     except pkcs11.PinIncorrect:
         raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN (tokens lock after a few "
                                 "wrong PINs; certkit does not retry).") from None
+    except (pkcs11.TokenNotPresent, pkcs11.DeviceRemoved, pkcs11.SlotIDInvalid, pkcs11.GeneralError) as exc:
+        raise TokenAbsent(f"The token '{shown(token.label)}' is no longer present or stopped answering: "
+                          f"{words(exc)}.", cause=words(exc)) from None
     except pkcs11.PinLocked:
         raise TokenError(f"The PIN of token '{shown(token.label)}' is locked after too many wrong PINs; its "
                          "security officer (SO PIN) can unlock it.") from None
