@@ -198,3 +198,62 @@ def test_without_systemd_the_crontab_line(due):
     assert proc.returncode == 0, proc.stderr
     assert "systemd does not run this machine" in proc.stderr and " renew --expiring 30d " in proc.stdout
     assert not (tmp_path / "system").exists() and not (tmp_path / "config").exists()
+
+
+def test_the_timer_renews_against_the_inventory_this_command_uses(due):
+    """$CERTKIT_INVENTORY_URL (a shared inventory for this host) goes into the unit and the crontab
+    line: the timer renews what is due there, not in the inventory the CA directory names."""
+    tmp_path, secret, env = due
+    shutil.copy(tmp_path / "ca" / "inventory.sqlite3", tmp_path / "shared.sqlite3")
+    shared = dict(env, CERTKIT_INVENTORY_URL=f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+                  CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("issue-server", "shared.example.com", "--days", "5", "--out", tmp_path / "shared", env=shared,
+                check=True)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", secret,
+                       env=shared)
+    assert proc.returncode == 0, proc.stderr
+    _argv, unit_env = exec_start((tmp_path / "u" / "certkit-renew.service").read_text())
+    assert unit_env["CERTKIT_INVENTORY_URL"] == shared["CERTKIT_INVENTORY_URL"]
+    proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, env=shared)
+    [line] = proc.stdout.splitlines()
+    old = serial_of(tmp_path / "shared")
+    ran = subprocess.run(["/bin/sh", "-c", line.split(" ", 5)[5]], env=plain_env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert serial_of(tmp_path / "shared") != old  # renewed, as recorded in the shared inventory
+
+
+def test_a_p12_password_from_the_environment_is_said_not_to_reach_the_timer(due):
+    tmp_path, secret, env = due
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", secret,
+                       env=dict(env, CERTKIT_P12_PASSWORD="p12 password"))
+    assert proc.returncode == 0 and "Warning: $CERTKIT_P12_PASSWORD is not copied into the timer" in proc.stderr
+    assert "p12 password" not in (tmp_path / "u" / "certkit-renew.service").read_text()
+    p12 = tmp_path / "p12pass"
+    p12.write_text("p12 password\n")
+    p12.chmod(0o600)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", secret,
+                       "--p12-password-file", p12, "--force", env=dict(env, CERTKIT_P12_PASSWORD="p12 password"))
+    assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+
+
+def test_a_token_key_needs_its_pin_in_a_file(tmp_path, token):
+    """A CA key in a PKCS#11 token: the timer cannot type the PIN, so --passphrase-file (the PIN)
+    is required and tried at install time, as for an encrypted key file."""
+    from test_team_hsm import init_token_ca
+
+    init_token_ca(tmp_path, token)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", env=env)
+    assert_clean_error(proc, "cannot type its PIN")
+    assert not (tmp_path / "u").exists()
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("0000\n")
+    wrong.chmod(0o600)
+    # In a process of its own: PKCS#11 logins are per process, and this one's token is logged in.
+    assert run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", wrong,
+                       env=env, subprocess=True).returncode != 0
+    assert not (tmp_path / "u").exists()
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", token.pin_file,
+                       env=env)
+    assert proc.returncode == 0, proc.stderr

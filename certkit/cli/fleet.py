@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock
+from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock, warn
 from certkit.text import shown, terminal_safe
 
 
@@ -182,6 +182,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         return
     selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
+    _warn_of_uncarried_password(renew_argv)
     description = f"certkit: renew certificates ({selection})"
     if cron or (unit_dir is None and not fleet.systemd_running()):
         line = fleet.crontab_line(renew_argv)
@@ -205,6 +206,18 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
              f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
     _timer_tail(change, lines)
     emit(as_json, data, "\n".join(lines))
+
+
+def _warn_of_uncarried_password(renew_argv: list[str]) -> None:
+    """$CERTKIT_P12_PASSWORD, set for this command, is a secret: never copied into a unit or crontab.
+    Without --p12-password-file the timer's renewals then remove bundle.p12 files: say so now."""
+    import os
+
+    from certkit.constants import ENV_P12_PASSWORD
+
+    if os.environ.get(ENV_P12_PASSWORD) and "--p12-password-file" not in renew_argv:
+        warn(f"${ENV_P12_PASSWORD} is not copied into the timer (it is a secret), so the renewals it runs remove "
+             "each bundle.p12 they cannot write again; give --p12-password-file FILE to keep them.")
 
 
 def _selection_words(renew_argv: list[str]) -> str:
@@ -246,6 +259,13 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
         refuse_readable_by_others(passphrase_file, "passphrase file")
         ca.unlock(lambda: read_secret_file(passphrase_file))  # a wrong passphrase now, not every night
         args += ["--passphrase-file", str(passphrase_file.absolute())]
+    elif store.key_uri is not None:
+        from certkit.constants import ENV_PKCS11_PIN
+
+        raise click.ClickException(
+            f"The CA key is in a PKCS#11 token ({shown(store.key_uri)}), and a timer cannot type its PIN: give "
+            f"--passphrase-file FILE holding the PIN (a file only you can read). ${ENV_PKCS11_PIN} is never copied "
+            "into the timer.")
     elif encrypted:
         raise click.ClickException(
             f"The CA key {shown(store.key_path)} is encrypted, and a timer cannot type its passphrase: give "

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certkit.constants import ENV_INVENTORY_URL
 from certkit.errors import CertkitError
 from certkit.text import shown
 
@@ -26,9 +27,13 @@ ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
 RANDOM_DELAY = 6 * 3600
 
 
+CARRIED_ENVIRONMENT = (ENV_INVENTORY_URL, "PGPASSFILE", "SOFTHSM2_CONF")
+
+
 def program() -> tuple[list[str], dict[str, str]]:
-    """How a timer or cron runs this certkit: this interpreter with ``-m certkit``, and the
-    PYTHONPATH that finds this copy when it is not installed where the interpreter looks."""
+    """How a timer or cron runs this certkit: this interpreter with ``-m certkit``, the PYTHONPATH
+    that finds this copy when it is not installed where the interpreter looks, and the variables of
+    :data:`CARRIED_ENVIRONMENT` that are set."""
     import certkit
 
     argv = [sys.executable, "-m", "certkit"]
@@ -37,6 +42,9 @@ def program() -> tuple[list[str], dict[str, str]]:
                             "os.path.dirname(os.path.realpath(certkit.__file__))))"],
                            capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")})
     env = {} if probe.returncode == 0 and probe.stdout.strip() == home else {"PYTHONPATH": home}
+    # What decides which inventory and token this CA uses, set for this command: the timer must
+    # renew against the same ones. None is a secret (a URL with a password is refused everywhere).
+    env |= {name: os.environ[name] for name in CARRIED_ENVIRONMENT if os.environ.get(name)}
     return argv, env
 
 
