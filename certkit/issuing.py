@@ -195,9 +195,6 @@ class Target:
 
     sink = "memory"
     folder: Path | None = None
-    # The certificate of this CA whose bundle this target replaces (``--force`` over it): the new
-    # one is recorded as its successor, so that it no longer counts as due for renewal.
-    supersedes: str | None = None
     # True when the certificate is valid only once a whole shared output is in place (a batch
     # into one archive): deliver_many leaves its row pending, the output marks it
     # (certkit.formats.Output.commit) or abandons it (abort).
@@ -238,8 +235,6 @@ class FolderTarget(Target):
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                 p12=self.p12), force=self.force)
-        if self.force and request.renewed_from is None:
-            self.supersedes = _replaced_certificate(ca, self.folder)
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import write_bundle
@@ -377,7 +372,18 @@ def sign_and_record(ca: "CA", items: Sequence[tuple[Request, Target]]) -> list["
     return issued
 
 
-def _replaced_certificate(ca: "CA", folder: Path) -> str | None:
+def _predecessor(ca: "CA", request: Request, target: Target) -> str | None:
+    """What the new certificate is recorded as succeeding: the one it renews, or the certificate of
+    this CA whose bundle ``--force`` replaces (its key deleted with it), so that the replaced one no
+    longer counts as due for renewal (single issuance and batches alike)."""
+    if request.renewed_from is not None:
+        return request.renewed_from
+    if getattr(target, "force", False) and target.folder is not None:
+        return replaced_certificate(ca, target.folder)
+    return None
+
+
+def replaced_certificate(ca: "CA", folder: Path) -> str | None:
     """The serial of the valid certificate of ``ca`` whose bundle is in ``folder`` (as its
     inventory records it), which ``--force`` replaces; None if there is none."""
     from cryptography import x509
@@ -385,6 +391,7 @@ def _replaced_certificate(ca: "CA", folder: Path) -> str | None:
     from certkit.constants import CERT_FILE
     from certkit.vocabulary import serial_hex
 
+    folder = Path(os.path.abspath(folder))
     if ca.inventory is None or not (folder / CERT_FILE).is_file():
         return None
     try:
@@ -411,9 +418,10 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     # (certkit.formats.Output.commit), and until then nothing of theirs is delivered.
     durable = not all(target.deferred for _request, target in items)
     todo = list(range(len(items)))
+    before = [_predecessor(ca, request, target) for request, target in items]
     for _attempt in range(5):
         entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
-                           items[i][1].sink, items[i][0].renewed_from or items[i][1].supersedes,
+                           items[i][1].sink, before[i],
                            issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False),
                            facts=issued[i].facts)
                    for i in todo]

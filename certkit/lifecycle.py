@@ -266,6 +266,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     else:
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key)
         target = FolderTarget(target_folder, force=force)
+        _refuse_to_bury(ca, found, target_folder, force)
         if not rekey and old_key is None:
             notes.append("no private key written: the key stays with whoever holds the old one")
     if target.p12 and p12_password is not None:
@@ -276,6 +277,19 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                                                                  _load_key(key_path))}
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
+
+
+def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:
+    """``renew X --out Y --force`` where Y holds the bundle of another valid certificate: its key
+    would go, and the certificate stay valid with nothing to record it as replaced (the renewal
+    succeeds X). Refused: revoke that one (superseded) first, or choose another folder."""
+    from certkit.issuing import replaced_certificate
+
+    other = replaced_certificate(ca, folder) if force else None
+    if other is not None and other != found.serial:
+        raise CannotRenew(f"{shown(folder)} holds the bundle of certificate {other}, which is still valid: --force "
+                          "would delete its key and leave it recorded as valid. Choose another folder, or first "
+                          f"revoke it: certkit revoke {other} --reason superseded.")
 
 
 def _loose_key_note(key_path: Path) -> list[str]:

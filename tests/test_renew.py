@@ -319,3 +319,28 @@ def test_a_kept_key_that_others_can_read_is_said(tmp_path: Path, ca_dir: Path, c
     (folder / "privkey.pem").chmod(0o600)
     proc = run_certkit("renew", folder, "--json", env=ca_env, check=True)
     assert not any("mode" in n for n in json.loads(proc.stdout)["notes"])
+
+
+def test_a_batch_with_force_records_what_it_replaced(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    (tmp_path / "m.csv").write_text("kind,names,days\nserver,b.example.com,10\nclient,Bea,10\n")
+    run_certkit("issue-batch", tmp_path / "m.csv", "--out-dir", tmp_path / "d", env=ca_env, check=True)
+    run_certkit("issue-batch", tmp_path / "m.csv", "--out-dir", tmp_path / "d", "--force", env=ca_env, check=True)
+    listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    assert sorted(c["renewed_by"] is None for c in listed) == [False, False, True, True]
+    due = json.loads(run_certkit("list", "--expiring", "30d", "--json", env=ca_env, check=True).stdout)
+    assert due["count"] == 2
+
+
+def test_renewing_over_another_valid_bundle_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """renew X --out Y --force where Y holds another valid certificate's bundle: its key would go and
+    it would stay valid with no record of being replaced (the renewal succeeds X, not it)."""
+    run_certkit("issue-server", "x.example.com", "--out", tmp_path / "x", env=ca_env, check=True)
+    run_certkit("issue-server", "y.example.com", "--out", tmp_path / "y", env=ca_env, check=True)
+    before = (tmp_path / "y" / "privkey.pem").read_bytes()
+    proc = run_certkit("renew", tmp_path / "x", "--out", tmp_path / "y", "--force", env=ca_env)
+    assert_clean_error(proc, "which is still valid")
+    assert (tmp_path / "y" / "privkey.pem").read_bytes() == before
+    y_serial = next(c["serial"] for c in json.loads(run_certkit("list", "--json", env=ca_env).stdout)["certificates"]
+                    if c["subject"] == "CN=y.example.com")
+    run_certkit("revoke", y_serial, "--reason", "superseded", env=ca_env, check=True)
+    run_certkit("renew", tmp_path / "x", "--out", tmp_path / "y", "--force", env=ca_env, check=True)
