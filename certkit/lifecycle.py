@@ -243,10 +243,11 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                           f"{found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a new one "
                           "(with a new key) instead.")
     if target_folder is None:
-        raise CannotRenew(
-            f"No folder is known to hold the certificate {found.serial} (it was never written, or was moved); "
-            "give its bundle folder instead of the serial, or choose where to write the renewed one."
-        )
+        from certkit.fleet.plan import not_in_a_folder
+
+        why = not_in_a_folder(found.row.get("sink"), found.row.get("folder"))
+        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; give its bundle "
+                          "folder instead of the serial, or choose where to write the renewed one.")
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     keyed = _written_with_key(inventory, found)
     old_key = _old_key(source, found, check=not rekey, keyed=keyed)

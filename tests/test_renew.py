@@ -344,3 +344,12 @@ def test_renewing_over_another_valid_bundle_is_refused(tmp_path: Path, ca_dir: P
                     if c["subject"] == "CN=y.example.com")
     run_certkit("revoke", y_serial, "--reason", "superseded", env=ca_env, check=True)
     run_certkit("renew", tmp_path / "x", "--out", tmp_path / "y", "--force", env=ca_env, check=True)
+
+
+def test_renewing_a_certificate_delivered_into_a_file_says_where_it_went(tmp_path: Path, ca_dir: Path,
+                                                                         ca_env: dict) -> None:
+    run_certkit("issue-server", "j.example.com", "--format", "jsonl", "--out", tmp_path / "j.jsonl", env=ca_env,
+                check=True)
+    proc = run_certkit("renew", "j.example.com", env=ca_env)
+    assert_clean_error(proc, "delivered into the output file")
+    assert "j.jsonl" in proc.stderr and "was moved" not in proc.stderr and "with --out" in proc.stderr

@@ -158,7 +158,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
-            reason = _not_in_a_folder(row.get("sink"), folder)
+            reason = not_in_a_folder(row.get("sink"), folder)
             moved = row.get("sink") in (None, "folder")  # by design (an output file) or by mistake?
             plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason,
                                          stage="moved" if moved else None))
@@ -172,7 +172,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
     return plan
 
 
-def _not_in_a_folder(sink: str | None, folder: str | None) -> str:
+def not_in_a_folder(sink: str | None, folder: str | None) -> str:
     """Why a selected certificate has no bundle folder to renew in, by where it was delivered."""
     if sink == "file":
         return (f"it was delivered into the output file {shown(folder)} (--format jsonl, k8s or tar), not into a "
