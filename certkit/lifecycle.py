@@ -270,12 +270,17 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         _refuse_to_bury(ca, found, target_folder, force)
         if not rekey and old_key is None:
             notes.append("no private key written: the key stays with whoever holds the old one")
+        elif found.folder is not None and (found.folder / P12_FILE).exists():  # the new folder gets one too
+            target.p12 = p12_password is not None
+            if p12_password is None:
+                notes.append(f"no {P12_FILE} written (no PKCS#12 password was given): certkit export-p12 "
+                             f"{shown(target_folder)}")
     if target.p12 and p12_password is not None:
         from certkit.pkcs12 import issued_pkcs12
 
-        key_path = target_folder / KEY_FILE
-        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, key=None if rekey else
-                                                                 _load_key(key_path))}
+        key_path = target_folder / KEY_FILE  # in place, the key kept there; elsewhere, the renewal holds it
+        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, key=None if rekey or not in_place
+                                                                 else _load_key(key_path))}
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
 

@@ -267,3 +267,24 @@ def _write(path: Path, text: str) -> Path:
     path.touch(0o600)
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("rekey", [False, True], ids=["key kept", "new key"])
+def test_renew_out_writes_the_p12_the_bundle_had(tmp_path: Path, env, password_file: Path, rekey: bool):
+    """renew --out DIR of a bundle with a bundle.p12, a PKCS#12 password given: DIR gets one, of the new
+    certificate and its key (openssl reads both); asked for a p12 a bundle never had, renew says so."""
+    run_certkit("issue-client", "alice", "--out", tmp_path / "a", "--p12", "--p12-password-file", password_file,
+                env=env, check=True)
+    run_certkit("renew", tmp_path / "a", "--out", tmp_path / "b", "--p12-password-file", password_file,
+                *(["--rekey"] if rekey else []), env=env, check=True)
+    pem = openssl("pkcs12", "-in", tmp_path / "b" / "bundle.p12", "-passin", f"file:{password_file}", "-nodes")
+    assert pem.returncode == 0, pem.stderr
+    cert = openssl("x509", "-noout", "-fingerprint", "-sha256", input=pem.stdout).stdout
+    assert cert == openssl("x509", "-noout", "-fingerprint", "-sha256", "-in", tmp_path / "b" / "cert.pem").stdout
+    mod = openssl("pkey", "-pubout", input=pem.stdout).stdout
+    assert mod == openssl("pkey", "-pubout", "-in", tmp_path / "b" / "privkey.pem").stdout
+    assert stat.S_IMODE((tmp_path / "b" / "bundle.p12").stat().st_mode) == 0o600
+    run_certkit("issue-server", "s.example", "--out", tmp_path / "s", env=env, check=True)
+    proc = run_certkit("renew", tmp_path / "s", "--p12-password-file", password_file, env=env, check=True)
+    assert "no bundle.p12 written: the bundle had none to refresh" in proc.stdout
+    assert not (tmp_path / "s" / "bundle.p12").exists()

@@ -33,8 +33,8 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
 @click.option("--force", is_flag=True, help="With --out: replace existing files there; with --install-timer: "
                                                  "replace a timer of that name that runs another renewal.")
 @click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
-              help="Write a fresh bundle.p12 with this password (else $CERTKIT_P12_PASSWORD; without either, "
-                   "a stale bundle.p12 is removed).")
+              help="Write a fresh bundle.p12 with this password where the bundle had one (else "
+                   "$CERTKIT_P12_PASSWORD; without either, a stale bundle.p12 is removed).")
 @click.option("--expiring", metavar="PERIOD", callback=parse_period,
               help="Bulk: renew every certificate expiring within PERIOD (30d, 2w, 12h).")
 @click.option("--all", "renew_all", is_flag=True, help="Bulk: renew every valid certificate.")
@@ -169,6 +169,11 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         if "No folder is known" in str(exc):  # the command line's way to choose one
             raise click.ClickException(f"{str(exc).rstrip('.')} with --out.") from None
         raise
+    if p12_password_file is not None and not planned.target.p12:  # asked for, but there was none to refresh
+        from certkit.text import shown
+
+        planned.notes.append(f"no bundle.p12 written: the bundle had none to refresh; certkit export-p12 "
+                             f"{shown(planned.target.given)} makes one")
     unlock(ca, passphrase_file)
     result = renew_planned(ca, planned)
     data, lines = _summary(result, rekey, key_type)
