@@ -158,3 +158,17 @@ def test_interrupted_issuing_with_json_prints_the_account_as_json(tmp_path: Path
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert data["exit"] == STOPS[signame] and data["issued"] == len(written) == 2 and data["kept"] == 0, data
     assert "2 bundles were written and recorded" in data["error"] and "--resume" in data["error"]
+
+
+def test_resume_says_why_a_folder_is_not_kept(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """--resume refuses a folder whose bundle was issued for other names, and says so: not 'pass
+    --resume' to someone who did, and only --force is offered."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,uri\nclient,dev1,spiffe://ex/dev1\nserver,a.example.com,\n")
+    run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "d", env=ca_env, check=True)
+    manifest.write_text("kind,names,uri\nclient,dev1,spiffe://ex/OTHER\nserver,a.example.com,\n")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "d", "--resume", env=ca_env)
+    assert_clean_error(proc, "holds a bundle that --resume does not keep: its certificate is a client certificate "
+                             "for URI:spiffe://ex/dev1; the line asks for a client certificate for "
+                             "URI:spiffe://ex/OTHER; pass --force to replace it.")
+    assert "--resume to keep" not in proc.stderr

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, manifest_name, parse, records, the_manifest
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, OutputExists
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -58,10 +58,18 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
         raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
                            f"{shown(out_dir)} "
                            "(through a symbolic link).")
-    if resume and complete_bundle(ca, line, request):
+    why = bundle_mismatch(ca, line, request) if resume else None
+    if resume and why is None:
         return False
     ca.check_request(request)
-    target(line, force=force, cache=cache).check(ca, request)
+    try:
+        target(line, force=force, cache=cache).check(ca, request)
+    except OutputExists as exc:
+        if not (resume and exc.replaceable):
+            raise
+        # --resume was given: say why this folder's bundle is not kept, and offer only --force.
+        raise OutputExists(f"{shown(line.out)} holds a bundle that --resume does not keep: {why}; pass --force to "
+                           "replace it.", replaceable=False) from None
     return True
 
 
@@ -74,28 +82,40 @@ def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | Non
 def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
     """Whether ``line.out`` already holds a complete bundle of a valid certificate of this CA issued
     for exactly this line (kind and names): what ``--resume`` keeps."""
-    from cryptography import x509
+    return bundle_mismatch(ca, line, request) is None
 
+
+def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None:
+    """Why ``line.out`` holds no bundle ``--resume`` keeps for this line (in words), or None if it
+    holds one: complete, of a valid certificate of this CA issued for exactly this line."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
     from certkit.inventory.reconcile import bundle_holds
     from certkit.vocabulary import serial_hex
 
     cert_file = line.out / "cert.pem"
     if not cert_file.is_file() or ca.inventory is None:
-        return False
+        return "it has no cert.pem"
     try:
-        from certkit.constants import MAX_CERT_FILE_BYTES
-        from certkit.files import read_limited
-
         cert = x509.load_pem_x509_certificate(read_limited(cert_file, MAX_CERT_FILE_BYTES))
         row = ca.inventory.get(serial_hex(cert.serial_number))
     except (CertkitError, ValueError):
-        return False
+        return "its cert.pem cannot be read"
+    if row is None or ca.inventory.certificate(row["serial"]) != cert:
+        return "its certificate is not one this CA issued"
+    if row["status"] != "valid":
+        return f"its certificate is {row['status']}"
     wanted = sorted(str(i) for i in request.identities)
-    have = sorted(n for n in (row or {}).get("names", []) if not n.startswith("DirName:"))
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return (row is not None and row["status"] == "valid" and row["kind"] == line.kind and have == wanted
-            and bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True))
+    have = sorted(n for n in row.get("names", []) if not n.startswith("DirName:"))
+    if row["kind"] != line.kind or have != wanted:
+        return (f"its certificate is a {row['kind']} certificate for {', '.join(have) or 'no names'}; the line asks "
+                f"for a {line.kind} certificate for {', '.join(wanted) or 'no names'}")
+    if not bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True):
+        return "it is incomplete (a file is missing, or privkey.pem is not its key)"
+    return None
 
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
