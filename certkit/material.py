@@ -3,7 +3,8 @@
 :func:`load_material` reads a file (PEM with any mix of certificates, CSRs and
 keys, or a DER certificate or CSR; ``-`` is standard input) or a bundle folder
 (certbot's names first, so the leaf comes first), each file with the size
-limit of :data:`certkit.constants.MAX_CERT_FILE_BYTES`. Damaged input is one
+limit of :data:`certkit.constants.MAX_CERT_FILE_BYTES`. A certkit JSON-lines
+file (``--format jsonl``) or one of its objects alone is read by its PEM fields. Damaged input is one
 :class:`UnreadableFile` sentence naming the file and the cause, never a
 traceback. Keys are loaded only to be described (type, whether they match a
 certificate); encrypted ones are never decrypted here.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,10 @@ class Material:
     certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
     csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
     keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
+    # Of a certkit JSON file: a description of each object read ("line 2 (web)"), and the first one's
+    # certificate and chain, which its server sends (its ca is what a peer trusts, not a link of the chain).
+    records: list[str] = field(default_factory=list)
+    sent: list | None = None
 
 
 # --- reading ------------------------------------------------------------------------
@@ -90,51 +96,98 @@ def _name(path: Path) -> str:
 
 
 def _read_file(path: Path, material: Material) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+    from certkit.formats.reading import looks_like_json
 
     data = read_limited(path, MAX_CERT_FILE_BYTES, what="file")
     if not data.strip():
         raise UnreadableFile(f"{_name(path)} is empty.")
-    seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
+    if looks_like_json(data):
+        _read_json(path, data, material)
+        return
     if b"-----BEGIN" not in data:
         _read_der(path, data, material)
         return
+    _read_pem(data, material, _name(path), path.name)
+
+
+def _read_pem(data: bytes, material: Material, where: str, file_name: str) -> None:
+    """The PEM blocks of ``data``, each kept under ``file_name``; ``where`` names it in an error."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    seen = {c.fingerprint(hashes.SHA256()) for c, _ in material.certificates}
     blocks = list(_PEM_BLOCK.finditer(data))
     begins = data.count(b"-----BEGIN ")
+    if not begins:
+        raise UnreadableFile(f"{where} is not PEM text: it has no -----BEGIN line.")
     if not blocks or len(blocks) < begins:
-        raise UnreadableFile(f"{_name(path)} holds a PEM block without its END line: the file is truncated.")
+        raise UnreadableFile(f"{where} holds a PEM block without its END line: the file is truncated.")
     for block in blocks:
         label, body = block.group(1), block.group(2)
-        der = _pem_body(path, label, body)
+        der = _pem_body(where, label, body)
         try:
             if label in _CERT_LABELS:
                 cert = x509.load_der_x509_certificate(der)
                 fp = cert.fingerprint(hashes.SHA256())
                 if fp not in seen:  # fullchain.pem repeats cert.pem
                     seen.add(fp)
-                    material.certificates.append((cert, path.name))
+                    material.certificates.append((cert, file_name))
             elif label in _CSR_LABELS:
-                material.csrs.append((x509.load_der_x509_csr(der), path.name))
+                material.csrs.append((x509.load_der_x509_csr(der), file_name))
             elif label.endswith(b"PRIVATE KEY"):
-                material.keys.append((_load_key(block.group(0), label), path.name))
+                material.keys.append((_load_key(block.group(0), label), file_name))
             else:
                 material.other.append(label.decode())
         except parse_errors() as exc:
             what = label.decode().lower()
-            raise UnreadableFile(f"{_name(path)} holds a damaged {what}: {describe_parse_error(exc)}.") from None
+            raise UnreadableFile(f"{where} holds a damaged {what}: {describe_parse_error(exc)}.") from None
 
 
-def _pem_body(path: Path, label: bytes, body: bytes) -> bytes:
+def _read_json(path: Path, data: bytes, material: Material) -> None:
+    """Read a certkit JSON-lines file (``--format jsonl``: one object per line), or one such object
+    alone (``jq 'select(...)'`` prints it over several lines), by its PEM fields. Its PEMs hold
+    ``\\n`` escapes: scanned as they are, they would look damaged."""
+    from certkit.formats.reading import JSONL_PEM_FIELDS
+
+    try:
+        whole = json.loads(data)
+        objects = [(0, whole)]
+    except (ValueError, UnicodeDecodeError):
+        objects = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+        try:
+            objects[0] = (objects[0][0], json.loads(objects[0][1]))
+        except (ValueError, UnicodeDecodeError):
+            raise UnreadableFile(f"{_name(path)} starts like JSON (a certkit JSON-lines file?), but its first line "
+                                 "is not a JSON object: the file is cut off or damaged.") from None
+    for n, text in objects:
+        where = f"line {n} of {_name(path)}" if n else _name(path)
+        try:
+            record = json.loads(text) if isinstance(text, bytes) else text
+        except (ValueError, UnicodeDecodeError):
+            raise UnreadableFile(f"{where} is not a JSON object: the JSON-lines file is cut off or damaged.") from None
+        if not isinstance(record, dict) or not isinstance(record.get("cert"), str):
+            raise UnreadableFile(f"{where} is JSON, but not a certkit JSON-lines record: it has no \"cert\" field "
+                                 "holding a PEM certificate (see docs/formats.md).")
+        label = (path.name if str(path) != STDIN else "standard input") + (f" line {n}" if n else "")
+        before = len(material.certificates)
+        for key in JSONL_PEM_FIELDS:
+            value = record.get(key)
+            if isinstance(value, str) and value.strip():
+                _read_pem(value.encode(), material, f"the \"{key}\" of {where}", f"{label}: {key}")
+            if key == "chain" and material.sent is None:  # the first record's cert and chain
+                material.sent = [c for c, _ in material.certificates[before:]]
+        name = f"({shown(record['name'])})" if isinstance(record.get("name"), str) else ""
+        material.records.append(f"line {n} {name}".strip() if n else name or "the object")
+
+
+def _pem_body(where: str, label: bytes, body: bytes) -> bytes:
     lines = [ln.strip() for ln in body.strip().splitlines()]
     if any(b":" in ln for ln in lines):  # legacy encrypted PEM headers (Proc-Type, DEK-Info)
         lines = lines[lines.index(b"") + 1:] if b"" in lines else [ln for ln in lines if b":" not in ln]
     try:
         return base64.b64decode(b"".join(lines), validate=True)
     except (binascii.Error, ValueError):
-        raise UnreadableFile(
-            f"{_name(path)} holds a {label.decode().lower()} whose base64 text is damaged."
-        ) from None
+        raise UnreadableFile(f"{where} holds a {label.decode().lower()} whose base64 text is damaged.") from None
 
 
 def _load_key(pem: bytes, label: bytes):

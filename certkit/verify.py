@@ -54,12 +54,15 @@ class Verdict:
 
 
 # --- loading ------------------------------------------------------------------------
-def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["x509.Certificate"]]:
+def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
+                           ) -> tuple["x509.Certificate", list["x509.Certificate"]]:
     """The leaf (first certificate) and any intermediates that follow it (fullchain.pem),
     from a file or a bundle folder.
 
     Of a bundle folder, what a server sends is judged: fullchain.pem, else cert.pem and
-    chain.pem. Its ca.pem is what a peer is told to trust, never a link of the chain."""
+    chain.pem. Its ca.pem is what a peer is told to trust, never a link of the chain. Of a
+    certkit JSON-lines file, likewise the first line's cert and chain; that others were not
+    judged goes into ``notes``."""
     from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE
     from certkit.files import STDIN
     from certkit.material import UnreadableFile, load_material
@@ -78,7 +81,14 @@ def load_certificate_chain(path: str | Path) -> tuple["x509.Certificate", list["
                 raise UnreadableFile(f"The folder {shown(path)} holds only {CA_FILE}, the CA certificate a peer "
                                      "trusts; give the certificate to verify (cert.pem or fullchain.pem).")
     else:
-        certs = [c for c, _ in load_material(path).certificates]
+        material = load_material(path)
+        certs = [c for c, _ in material.certificates] if material.sent is None else material.sent
+        if len(material.records) > 1 and notes is not None:
+            import shlex
+
+            notes.append(f"{shown(path)} holds {len(material.records)} certificates, one per line: this is the "
+                         f"verdict on the first, {material.records[0]}; to verify another: jq -r 'select(.name == "
+                         f"\"NAME\") | .fullchain' {shlex.quote(shown(path))} | certkit verify -")
     if not certs:
         raise UnreadableFile(f"{shown(path)} holds a certificate signing request, not a certificate; "
                              "a CSR becomes verifiable once a CA signs it.")
@@ -387,7 +397,8 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         from certkit.names import parse_host
 
         parse_host(name)  # a bad name is the caller's mistake, not damage in the certificate
-    leaf, chain = load_certificate_chain(cert_path)
+    notes: list[str] = []
+    leaf, chain = load_certificate_chain(cert_path, notes=notes)
     roots, extra, trust = load_trust(ca_file, ca_dir)
     if untrusted is not None:
         chain += [c for c, _ in load_material(untrusted).certificates]
@@ -398,6 +409,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
+    verdict.notes += notes
     if folder is not None:
         try:
             note = bundle_ca_note(folder)

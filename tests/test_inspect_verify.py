@@ -660,3 +660,77 @@ def test_inspect_agrees_with_openssl_on_key_usage(tmp_path, ku, eku, said, serve
     for purpose, ok in (("sslserver", server_ok), ("sslclient", client_ok)):
         theirs = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca_file, cert)
         assert (theirs.returncode == 0) == ok, (purpose, theirs)
+
+
+# --- a certkit JSON-lines file (--format jsonl) ------------------------------------------
+def _jsonl(tmp_path: Path, env: dict, *issue: list[str]) -> Path:
+    """The lines ``issue-* ... --format jsonl --out -`` prints for each command of ``issue``, in one file."""
+    lines = [run_certkit(*args, "--format", "jsonl", "--out", "-", env=env, check=True).stdout for args in issue]
+    path = tmp_path / "f.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_inspect_and_verify_read_a_jsonl_file(tmp_path, ca_dir, ca_env):
+    """Its PEMs are JSON strings (``\\n`` escaped): each line's cert, chain and ca are read, never
+    called damaged (they were: 'holds a certificate whose base64 text is damaged')."""
+    path = tmp_path / "f.jsonl"
+    run_certkit("issue-server", "web.example.com", "--format", "jsonl", "--out", path, env=ca_env, check=True)
+    record = json.loads(path.read_text())
+    proc = _inspect(path)
+    _ok(proc)
+    assert "damaged" not in proc.stdout + proc.stderr
+    assert "Certificate (f.jsonl: cert [1 of 2])" in proc.stdout
+    assert "Usable for: TLS server authentication (web.example.com)" in proc.stdout
+    assert "Certificate (f.jsonl: ca [2 of 2])" in proc.stdout and "issuer        CN=certkit test root" in proc.stdout
+    assert "f.jsonl: key: private key (ecdsa-p256) matches the certificate CN=web.example.com" in proc.stdout
+    assert record["key"].splitlines()[1] not in proc.stdout
+    data = json.loads(_inspect(path, "--json").stdout)
+    assert data["items"][0]["fingerprint_sha256"].replace(":", "").lower() == record["fingerprint_sha256"].lower()
+    proc = run_certkit("verify", path, "--purpose", "server", "--name", "web.example.com", env=ca_env)
+    _ok(proc)
+    assert "VALID as a TLS server certificate" in proc.stdout and "chain     CN=web.example.com -> CN=certkit " \
+                                                                  "test root" in proc.stdout
+    assert_verify_invalid(run_certkit("verify", path, "--purpose", "client", env=ca_env),
+                          "this is a server certificate: it has no clientAuth usage")
+
+
+def test_verify_of_a_jsonl_file_judges_its_first_line_with_its_chain(tmp_path):
+    """Under an intermediate: the first line's cert and chain are what its server sends (the ca is what a
+    peer trusts); the other lines are not links of that chain, and the verdict says it judged the first."""
+    env = _cli_two_tier(tmp_path)
+    issuing = ["--ca-dir", str(tmp_path / "issuing")]
+    path = _jsonl(tmp_path, env, ["issue-server", "api.example.internal", *issuing],
+                  ["issue-client", "carol", *issuing])
+    proc = _inspect(path)
+    _ok(proc)
+    assert [line for line in proc.stdout.splitlines() if line.startswith("Certificate (")] == [
+        "Certificate (f.jsonl line 1: cert [1 of 4])", "Certificate (f.jsonl line 1: chain [2 of 4])",
+        "Certificate (f.jsonl line 1: ca [3 of 4])", "Certificate (f.jsonl line 2: cert [4 of 4])"]
+    proc = run_certkit("verify", path, "--purpose", "server", "--ca-file", tmp_path / "ca" / "ca.pem", env=env)
+    _ok(proc)
+    assert "chain     CN=api.example.internal -> CN=Issuing CA 1 -> CN=Root CA" in proc.stdout
+    assert ("f.jsonl holds 2 certificates, one per line: this is the verdict on the first, line 1 "
+            "(api.example.internal)") in proc.stdout
+    one = tmp_path / "one.json"  # one object alone, as jq prints it: over several lines
+    one.write_text(json.dumps(json.loads(path.read_text().splitlines()[1]), indent=2))
+    proc = run_certkit("verify", "-", "--purpose", "client", "--ca-file", tmp_path / "ca" / "ca.pem", env=env,
+                       input=one.read_text())
+    _ok(proc)
+    assert "VALID as a TLS client certificate" in proc.stdout and "CN=carol -> CN=Issuing CA 1" in proc.stdout
+
+
+def test_inspect_of_a_damaged_jsonl_file_says_where(pki, tmp_path):
+    good = json.dumps({"name": "x", "cert": (pki / "server" / "cert.pem").read_text()})
+    cases = [
+        (good[:120], "f.jsonl starts like JSON (a certkit JSON-lines file?), but its first line is not a JSON "
+                     "object: the file is cut off or damaged"),
+        (good + "\n" + good[:120], "line 2 of f.jsonl is not a JSON object: the JSON-lines file is cut off"),
+        (good + "\n" + good.replace("MII", "M!I", 1), 'the "cert" of line 2 of f.jsonl holds a certificate whose'),
+        ('{"name": "x"}', 'f.jsonl is JSON, but not a certkit JSON-lines record: it has no "cert" field'),
+        (good.replace("MII", "M!I", 1), 'the "cert" of f.jsonl holds a certificate whose base64 text is damaged'),
+        (json.dumps({"cert": "not a PEM"}), 'the "cert" of f.jsonl is not PEM text'),
+    ]
+    for text, message in cases:
+        (tmp_path / "f.jsonl").write_text(text + "\n")
+        assert_clean_error(run_certkit("inspect", "f.jsonl", cwd=tmp_path, env=certkit_env()), message)

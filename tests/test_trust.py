@@ -420,6 +420,25 @@ def test_a_file_where_the_nss_database_goes_is_named(pki: PKI, tmp_path: Path, i
     assert pki.anchor.nickname in nss_listing(home / ".pki/nssdb")
 
 
+def test_a_new_nss_database_and_the_folders_above_it_are_not_open_to_others_under_umask_000(pki: PKI, tmp_path: Path):
+    """~/.pki was made with the umask's mode (0777 under umask 000): anyone could have put a database of
+    their own, trusting their CA, where Chromium reads it. Now 0755 as every folder certkit makes; nssdb 0700."""
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    bin_dir = tmp_path / "bin"  # a Chromium on PATH is what has certkit create ~/.pki/nssdb
+    bin_dir.mkdir()
+    (bin_dir / "chromium").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "chromium").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True,
+                 prefix=["sh", "-c", 'umask 000 && exec "$@"', "sh"])
+    assert outcomes(proc) == {str(home / ".pki/nssdb"): "added"}
+    assert (home / ".pki").stat().st_mode & 0o7777 == 0o755
+    assert (home / ".pki/nssdb").stat().st_mode & 0o7777 == 0o700
+    assert pki.anchor.nickname in nss_listing(home / ".pki/nssdb")
+
+
 def test_missing_certutil_names_the_package(pki: PKI, tmp_path: Path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -667,8 +686,8 @@ def test_older_certkit_ca_and_warnings(tmp_path: Path):
     assert [o["name"] for o in report["stores"][0]["older"]] == [old_anchor.nickname]
     assert any("expires on" in w and "in 9 days" in w for w in report["warnings"]), report["warnings"]
     status = trust("status", "--nss", home=home, ca_dir=new, check=True)
-    assert "older certkit CA still trusted" in status.stdout and old_anchor.name in status.stdout
-    assert "Warning: an older certkit CA is still trusted" in status.stderr and "--every-certkit-ca" in status.stderr
+    assert "another certkit CA also trusted" in status.stdout and old_anchor.name in status.stdout
+    assert "Warning: another certkit CA is also trusted" in status.stderr and "--every-certkit-ca" in status.stderr
 
     # uninstall removes this CA only; --every-certkit-ca takes the rest, without a CA directory.
     trust("uninstall", "--nss", home=home, ca_dir=new, check=True)
@@ -680,6 +699,43 @@ def test_older_certkit_ca_and_warnings(tmp_path: Path):
     assert json.loads(everything.stdout)["notes"] == [f"(no CA in {tmp_path / 'deleted-ca'}: removing every "
                                                       "certificate certkit named)"]
     assert "certkit-" not in nss_listing(home / ".pki/nssdb")
+
+
+def test_another_certkit_ca_in_use_is_named_with_the_command_that_removes_it_alone(tmp_path: Path):
+    """Two CAs in use (one per cluster): status called the other "older" and advised --every-certkit-ca,
+    which removed both, the CA asked about too. Now: "another", and the certutil command for that one."""
+    require("certutil")
+    home = tmp_path / "home"
+    db = home / ".pki/nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True)
+    dirs = []
+    for cluster in ("one", "two"):
+        (tmp_path / cluster).mkdir()
+        dirs.append(_ca(tmp_path / cluster, "Cluster CA", "--permit-dns", f"{cluster}.home.arpa"))
+        trust("install", "--nss", home=home, ca_dir=dirs[-1], check=True)
+    first, second = map(Anchor.from_ca_dir, dirs)
+    removal = f"certutil -D -d sql:{db} -n '{first.nickname}'"
+    status = trust("status", "--nss", home=home, ca_dir=dirs[1], check=True)
+    assert "older" not in status.stdout + status.stderr
+    assert f"another certkit CA also trusted: {first.nickname} (CN=Cluster CA)" in status.stdout
+    (warning,) = [w for w in status.stderr.splitlines() if "certkit CA is" in w]
+    assert warning == (f"Warning: another certkit CA is also trusted: CN=Cluster CA ({first.nickname}) in nss: {db}. "
+                       f"If it is no longer used, remove it alone with: {removal} (certkit trust uninstall "
+                       f"--every-certkit-ca would remove it, but also this CA, \"Cluster CA\" ({second.name}))")
+    report = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=dirs[1], check=True).stdout)
+    assert [o["remove_with"] for o in report["stores"][0]["older"]] == [removal]
+    assert second.nickname in trust("status", "--nss", home=home, ca_dir=dirs[0], check=True).stderr  # and back
+    # Without a CA directory, each certkit CA is named with its own removal.
+    bare = trust("status", "--nss", home=home, check=True)  # the default CA directory, in HOME: none
+    assert f"If it is no longer used, remove it alone with: {removal}; or every certkit CA at once" in bare.stderr
+
+    subprocess.run(shlex.split(removal), check=True, capture_output=True)  # the advice, followed
+    listing = nss_listing(db)
+    assert first.nickname not in listing and second.nickname in listing
+    after = trust("status", "--nss", "--json", home=home, ca_dir=dirs[1], check=True)
+    assert outcomes(after) == {str(db): "trusted"} and json.loads(after.stdout)["stores"][0]["older"] == []
+    assert not [w for w in json.loads(after.stdout)["warnings"] if "certkit CA" in w]
 
 
 def test_expired_ca_is_not_installed_and_status_warns_when_one_is_trusted(tmp_path: Path):

@@ -176,7 +176,7 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
                 lines.append(f"{pad}this CA is also trusted as {shown(name)} (not certkit's copy)")
             for entry in state.older:
                 via = f", through {entry.via}" if entry.via else ""
-                what = "older certkit CA still trusted" if anchor is not None else "certkit CA trusted"
+                what = "another certkit CA also trusted" if anchor is not None else "certkit CA trusted"
                 lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via})")
         for note in r.notes:
             lines.append(f"{pad}{shown(note)}")
@@ -302,8 +302,8 @@ def _lacks(store, anchor) -> bool:
 @trust.command("uninstall")
 @_store_options
 @click.option("--every-certkit-ca", is_flag=True,
-              help="Also remove older (rotated) certkit CAs: every certificate certkit named; no CA directory "
-                   "needed.")
+              help="Remove every certificate certkit named, of every certkit CA: replaced ones, those still in "
+                   "use, and this one; no CA directory needed.")
 @ca_dir_option
 @json_option
 @_platform_option
@@ -314,7 +314,7 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
     Examples:
       certkit trust uninstall
       sudo certkit trust uninstall --system --ca-dir /home/me/.local/share/certkit
-      certkit trust uninstall --every-certkit-ca   # also older, rotated certkit CAs
+      certkit trust uninstall --every-certkit-ca   # every certkit CA, this one too
     """
     from certkit import trust as lib
     from certkit.text import shown
@@ -339,10 +339,11 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
 @json_option
 @_platform_option
 def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, platform):
-    """Show, per store, whether the CA is trusted, which older certkit CAs are, and what was skipped.
+    """Show, per store, whether the CA is trusted, which other certkit CAs are, and what was skipped.
 
     Warns when a trusted certkit CA's key is not encrypted, or the CA has
-    expired or expires within 30 days. Changes nothing.
+    expired or expires within 30 days; names the command that removes each
+    other certkit CA alone. Changes nothing.
 
     \b
     Examples:

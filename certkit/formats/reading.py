@@ -12,6 +12,15 @@ from pathlib import Path
 from certkit.constants import CA_FILE, CERT_FILE, KEY_FILE
 from certkit.errors import CertkitError
 
+# The PEM fields of a jsonl record (docs/formats.md), the certificate and its chain first; "fullchain"
+# repeats "cert" and "chain". "csr" is not certkit's: cfssl's JSON, whose "cert" and "key" these are, has it.
+JSONL_PEM_FIELDS = ("cert", "chain", "ca", "key", "csr")
+
+
+def looks_like_json(head: bytes) -> bool:
+    """Whether a file that starts with ``head`` is JSON (a jsonl output), not PEM, DER, tar or YAML."""
+    return head.lstrip().startswith(b"{")
+
 
 def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[bytes]:
     """Which of the certificates ``wanted`` (DER -> whether its key must be there too) the output
@@ -27,7 +36,7 @@ def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[by
             f.seek(0)
             if len(head) == 512 and head[257:262] == b"ustar":
                 found = _tar_bundles(f)
-            elif head.lstrip().startswith(b"{"):
+            elif looks_like_json(head):
                 found = _jsonl_bundles(f)
             else:
                 found = _secret_bundles(f)

@@ -114,7 +114,8 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
 def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
               ) -> list[StoreResult]:
     """Remove certkit's copy of ``anchor`` from each store (and, with ``every_certkit_ca``, every
-    certificate certkit named: older, rotated CAs). Nothing certkit did not name is touched."""
+    certificate certkit named, whichever CA: rotated ones, and those still in use). Nothing certkit
+    did not name is touched."""
     if anchor is None and not every_certkit_ca:
         raise TrustError("Nothing to remove: no CA was given.")
 
@@ -176,7 +177,7 @@ def _reason(exc: Exception) -> str:
 def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
              now: dt.datetime | None = None) -> list[str]:
     """What is risky about the certkit CAs these results show trusted: an unencrypted key, an
-    expired or expiring CA, older certkit CAs still trusted."""
+    expired or expiring CA, other certkit CAs trusted too (each with the commands that remove it alone)."""
     now = now or dt.datetime.now(dt.UTC)
     found: list[str] = []
     trusted_here = [r for r in results if r.state is not None and r.state.current is not None]
@@ -193,17 +194,40 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
                          f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: certkit trust uninstall")
         found += _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now)
-    older: dict[str, tuple[Found, set[str]]] = {}
+    others: dict[str, list[tuple[Found, str]]] = {}
     for result in results:
         for entry in result.state.older if result.state else []:
-            older.setdefault(entry.fingerprint, (entry, set()))[1].add(f"{result.kind}: {result.location}")
-    for entry, places in older.values():
-        what = "an older certkit CA is still trusted" if anchor is not None else "a certkit CA is trusted"
-        found.append(f"{what}: {shown(entry.subject)} ({shown(entry.name)}) in {'; '.join(sorted(places))}. "
-                     "Remove it with: certkit trust uninstall --every-certkit-ca")
-        if entry.not_after is not None:
-            found += _expiry(f"the older certkit CA {shown(entry.subject)}", entry.not_after, now)
+            others.setdefault(entry.fingerprint, []).append((entry, f"{result.kind}: {result.location}"))
+    for copies in others.values():
+        found.append(_another_ca(anchor, copies))
+        if (entry := copies[0][0]).not_after is not None:
+            what = "the other" if anchor is not None else "the"
+            found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now)
     return found
+
+
+def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]]) -> str:
+    """The warning about a certkit CA other than ``anchor`` trusted in these places (``copies``: each
+    entry with its store). certkit cannot tell whether it was replaced or is still in use (a CA per
+    cluster), so it names the commands that remove that CA alone: --every-certkit-ca removes ``anchor``
+    too."""
+    entry = copies[0][0]
+    places = "; ".join(sorted({place for _e, place in copies}))
+    commands = list(dict.fromkeys(e.remove_with for e, _place in copies if e.remove_with))
+    came = sorted({e.via for e, _place in copies if e.via})
+    if commands:
+        how = f"remove it alone with: {'; '.join(commands)}"
+        how += f" (its copy through {', '.join(came)} goes with it)" if came else ""
+    elif came:  # only a copy another store put here: it goes when it leaves that store
+        how = f"remove it from where it came: {', '.join(came)}"
+    else:
+        how = "remove it with its store's own tool"
+    if anchor is None:
+        return (f"a certkit CA is trusted: {shown(entry.subject)} ({shown(entry.name)}) in {places}. If it is no "
+                f"longer used, {how}; or every certkit CA at once: certkit trust uninstall --every-certkit-ca")
+    return (f"another certkit CA is also trusted: {shown(entry.subject)} ({shown(entry.name)}) in {places}. If it is "
+            f"no longer used, {how} (certkit trust uninstall --every-certkit-ca would remove it, but also this "
+            f"CA, \"{shown(anchor.common_name)}\" ({anchor.name}))")
 
 
 def _expiry(what: str, not_after: dt.datetime, now: dt.datetime) -> list[str]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,6 +71,10 @@ class JavaStore(Store):
     def add(self, anchor: Anchor) -> None:
         succeeded(self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem),
                   f"keytool -importcert -keystore {self.path}")
+
+    def removal(self, entry: Found) -> str | None:
+        argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path), "-storepass", JAVA_STOREPASS]
+        return shlex.join((["sudo"] if not os.access(self.path, os.W_OK) else []) + argv)
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:

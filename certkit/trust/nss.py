@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from certkit.atomic import make_folders
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
@@ -136,7 +137,10 @@ class NSSStore(Store):
                 where = "there" if nearest == self.directory else f"in {shown(self.directory)}"
                 raise TrustError(f"{shown(nearest)} is a file, not a folder: the NSS database cannot be created "
                                  f"{where}; move the file away and run again")
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
+            # others may write lets them put a database of their own, trusting their CA, where browsers read it.
+            make_folders(self.directory.parent)
+            self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
             succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
@@ -161,6 +165,9 @@ class NSSStore(Store):
             if not CERTKIT_NAME.match(nick) and anchor.fingerprint in pem_fingerprints(self._export(nick)):
                 return nick, trust
         return None
+
+    def removal(self, entry: Found) -> str | None:
+        return shlex.join(["certutil", "-D", "-d", self.db, "-n", entry.name])
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:

@@ -5,7 +5,7 @@ reads what it holds (:meth:`Store.state`) and changes it (:meth:`Store.add`,
 :meth:`Store.remove`). :class:`Found` is one certificate in it,
 :class:`StoreState` what it holds of certkit's, :class:`StoreResult` the
 outcome of one action on it; :func:`sort_found` sorts a store's certificates
-into this CA's copy, older certkit CAs and other copies of this CA.
+into this CA's copy, other certkit CAs and other copies of this CA.
 """
 
 from __future__ import annotations
@@ -35,17 +35,21 @@ class Found:
     not_after: dt.datetime | None = None
     ours: bool = True
     via: str | None = None  # a certkit copy that another store put here (and takes away again)
+    remove_with: str | None = None  # the command that takes this entry alone out of its store
 
     def to_dict(self) -> dict:
         return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
-                "not_after": self.not_after.isoformat() if self.not_after else None, "via": self.via}
+                "not_after": self.not_after.isoformat() if self.not_after else None, "via": self.via,
+                "remove_with": self.remove_with}
 
 
 @dataclass
 class StoreState:
-    """What one store holds of certkit's: this CA's copy, older certkit CAs, other copies of this CA."""
+    """What one store holds of certkit's: this CA's copy, other certkit CAs, other copies of this CA."""
 
     current: Found | None = None
+    # Every other CA certkit named: certkit cannot tell a replaced one from one still in use (the name,
+    # kept for the --json output, is from when it assumed the first).
     older: list[Found] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # this CA, under names certkit did not give
     pending: str | None = None  # certkit's copy is there but not yet in effect (and why)
@@ -107,8 +111,17 @@ class Store:
     def remove(self, entries: Sequence[Found]) -> None:
         raise NotImplementedError
 
+    def removal(self, entry: Found) -> str | None:
+        """The command a user runs to take ``entry`` alone out of this store (it is in it), or None."""
+        return None
+
     def result(self, outcome: str, reason: str | None = None, *, notes: Sequence[str] = (), **fields) -> StoreResult:
-        """This store's :class:`StoreResult`, with the store's notes as they are now and then ``notes``."""
+        """This store's :class:`StoreResult`, with the store's notes as they are now and then ``notes``; each
+        other certkit CA its state shows gets the command that removes it alone."""
+        state = fields.get("state")
+        for entry in state.older if state is not None else []:
+            if entry.via is None:  # a copy that another store put here goes when it leaves that store
+                entry.remove_with = self.removal(entry)
         return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
                            **fields)
 
@@ -117,7 +130,7 @@ class Store:
 
 
 def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
-    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, older certkit CAs."""
+    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, other certkit CAs."""
     for entry in entries:
         if anchor is not None and entry.fingerprint == anchor.fingerprint:
             if entry.ours and entry.via is None and state.current is None:

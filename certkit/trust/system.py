@@ -22,6 +22,7 @@ from certkit.trust.store import Found, Store, StoreState, TrustError, sort_found
 from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
 
 OS_RELEASE = Path("/etc/os-release")
+_DEBIAN_JAVA_CACERTS = Path("/etc/ssl/certs/java/cacerts")  # ca-certificates-java's copy of the system store
 
 
 class UnsupportedSystem(TrustError):
@@ -180,6 +181,15 @@ class SystemStore(Store):
         if anchor.fingerprint not in self._bundle():
             raise TrustError(f"{shlex.join(self.layout.refresh_added)} ran, but {self.layout.bundle} does not "
                              f"hold the CA; check {path}.")
+
+    def removal(self, entry: Found) -> str | None:
+        sudo = ["sudo"] if os.geteuid() != 0 else []
+        steps = [[*sudo, "rm", str(self.layout.anchors / entry.name)], [*sudo, *self.layout.refresh_removed]]
+        if self.layout.hooks is not None and _DEBIAN_JAVA_CACERTS.exists():
+            # --fresh tells the hooks nothing (see LAYOUTS): Java's copy goes only by hand.
+            steps.append([*sudo, "keytool", "-delete", "-alias", f"debian:{Path(entry.name).stem}.pem",
+                          "-keystore", str(_DEBIAN_JAVA_CACERTS), "-storepass", "changeit"])
+        return " && ".join(map(shlex.join, steps))
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:
