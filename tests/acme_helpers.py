@@ -118,3 +118,21 @@ def ports(n: int) -> list[int]:
     while len(found) < n:
         found.add(free_port())
     return sorted(found)
+
+
+def module_server(tmp: Path, names, *extra: str):
+    """A server as the protocol tests use it: a two-tier CA constrained to acme.test, localhost and
+    127.0.0.0/8, http-01 and tls-alpn-01 on free ports, ``names`` resolved to 127.0.0.1. Returns an
+    object with ``server``, ``root`` (the root's ca.pem), ``env``, ``issuing``, ``http_port``, ``tls_port``."""
+    from types import SimpleNamespace
+
+    root, issuing, env = make_two_tier(tmp, permit=("--permit-dns", "acme.test", "--permit-dns", "localhost",
+                                                    "--permit-ip", "127.0.0.0/8"))
+    http_port, tls_port = ports(2)
+    args = ["--allow-domain", "acme.test", "--allow-ip", "127.0.0.0/8", "--http01-port", http_port,
+            "--tls-alpn01-port", tls_port, *extra]
+    for name in names:
+        args += ["--resolve", f"{name}=127.0.0.1"]
+    server = AcmeServer(*args, env=env)
+    return SimpleNamespace(server=server, root=root / "ca.pem", env=env, issuing=issuing, http_port=http_port,
+                           tls_port=tls_port, tmp=tmp)

@@ -5,7 +5,12 @@ The server connects to the name's addresses on port 80 (http-01) or 443
 (tls-alpn-01); for tests and closed networks ``--http01-port`` and
 ``--tls-alpn01-port`` change the ports (as Pebble's ``-httpport`` and
 ``-tlsport`` do) and ``--resolve NAME=ADDRESS`` answers for names instead of
-the system resolver. Each failure is a problem document of type ``dns``,
+the system resolver. http-01 follows up to :data:`MAX_REDIRECTS` redirects
+(RFC 8555 8.3) to http or https on ports 80 and 443 (or those two options'
+ports); https is not verified there, as Let's Encrypt does. Each attempt,
+redirects included, ends within :data:`TIMEOUT` seconds however slowly the
+other side answers (:mod:`certkit.acme.fetch`).
+Each failure is a problem document of type ``dns``,
 ``connection``, ``tls`` or ``incorrectResponse`` whose detail says what was
 tried and what came back.
 """
@@ -17,8 +22,10 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import urllib.parse
 from dataclasses import dataclass, field
 
+from certkit.acme.fetch import Channel, Deadline, DeadlinePassed, connect, unverified_context
 from certkit.acme.problems import Problem
 from certkit.text import shown
 
@@ -27,7 +34,12 @@ TYPES = (HTTP01, TLS_ALPN01)
 ALPN_PROTOCOL = "acme-tls/1"
 # id-pe-acmeIdentifier (RFC 8737 section 6.1)
 ACME_IDENTIFIER_OID = "1.3.6.1.5.5.7.1.31"
+# The whole of one validation attempt (connect, TLS, request, the complete answer, every redirect)
+# ends within this many seconds, however slowly the other side answers.
 TIMEOUT = 10.0
+# Boulder's limit: RFC 8555 8.3 asks to follow redirects, a loop must end.
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
 # A key authorization is about 87 characters; anything much longer is not one.
 MAX_HTTP_BODY = 4096
 
@@ -55,9 +67,11 @@ class Validator:
             raise Problem("malformed", f"Unknown challenge type {kind!r}.")
 
     # --- where to connect -----------------------------------------------------------------
-    def addresses(self, identifier: dict, port: int) -> list[str]:
-        value = identifier["value"]
-        if identifier["type"] == "ip":
+    def addresses(self, identifier: dict, port: int, host: dict | None = None) -> list[str]:
+        """The addresses of ``host`` (a redirect's target; by default the identifier itself)."""
+        host = host or identifier
+        value = host["value"]
+        if host["type"] == "ip":
             return [value]
         mapped = self.resolve.get(value.lower())
         if mapped is not None:
@@ -65,82 +79,134 @@ class Validator:
         try:
             infos = socket.getaddrinfo(value, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise Problem("dns", f"Cannot resolve '{value}': {exc.strerror if hasattr(exc, 'strerror') else exc}.",
+            raise Problem("dns", f"Cannot resolve '{shown(value)}': "
+                                 f"{exc.strerror if hasattr(exc, 'strerror') else exc}.",
                           identifier=identifier) from None
         found = list(dict.fromkeys(info[4][0] for info in infos))
         if not found:
-            raise Problem("dns", f"'{value}' has no address.", identifier=identifier)
+            raise Problem("dns", f"'{shown(value)}' has no address.", identifier=identifier)
         return found
 
-    def _connect(self, identifier: dict, port: int, what: str) -> tuple[socket.socket, str]:
+    def _connect(self, identifier: dict, port: int, what: str, deadline: Deadline,
+                 host: dict | None = None) -> tuple[socket.socket, str]:
         errors = []
-        for address in self.addresses(identifier, port):
+        for address in self.addresses(identifier, port, host):
             try:
-                return socket.create_connection((address, port), timeout=self.timeout), address
+                return connect(address, port, deadline), address
             except OSError as exc:
-                errors.append(f"{_hostport(address, port)}: {exc.strerror or exc}")
-        raise Problem("connection", f"{what} for '{identifier['value']}': cannot connect to "
+                errors.append(f"{_hostport(address, port)}: {_reason(exc)}")
+        raise Problem("connection", f"{what} for '{shown((host or identifier)['value'])}': cannot connect to "
                                     f"{'; '.join(errors)}.", identifier=identifier)
 
     # --- http-01 --------------------------------------------------------------------------
     def http01(self, identifier: dict, token: str, key_auth: str) -> None:
-        path = f"/.well-known/acme-challenge/{token}"
-        sock, address = self._connect(identifier, self.http_port, "http-01")
-        host = identifier["value"]
-        if ":" in host:
-            host = f"[{host}]"
-        if self.http_port != 80:
-            host = f"{host}:{self.http_port}"
-        where = f"http://{host}{path} (at {_hostport(address, self.http_port)})"
-        conn = http.client.HTTPConnection(address if ":" not in address else f"[{address}]", self.http_port,
-                                          timeout=self.timeout)
-        conn.sock = sock
+        """Fetch the key authorization, following up to MAX_REDIRECTS redirects (RFC 8555 8.3),
+        all within one deadline."""
+        deadline = Deadline(self.timeout)
+        kind = "ip" if identifier["type"] == "ip" else "dns"
+        hop = _Hop("http", {"type": kind, "value": identifier["value"]},
+                   None if self.http_port == 80 else self.http_port, f"/.well-known/acme-challenge/{token}")
+        first = hop.url
+        for count in range(MAX_REDIRECTS + 1):
+            where = hop.url if count == 0 else f"{hop.url} (redirected from {first})"
+            status, location, length, body, address = self._get(identifier, hop, deadline, where)
+            where = f"{hop.url} (at {address}{'' if count == 0 else f', redirected from {first}'})"
+            if status not in REDIRECTS:
+                break
+            hop = self._redirect(identifier, hop, location, where)
+        else:
+            raise Problem("connection", f"http-01: {first} redirected more than {MAX_REDIRECTS} times.",
+                          identifier=identifier)
+        if status != 200:
+            raise Problem("incorrectResponse", f"http-01: {where} answered HTTP {status}; "
+                                               "it must answer 200 with the key authorization.",
+                          identifier=identifier)
+        if len(body) > MAX_HTTP_BODY:
+            size = f"{length} bytes" if length is not None else f"more than {MAX_HTTP_BODY} bytes"
+            raise Problem("incorrectResponse", f"http-01: {where} answered {size}; the body must be the key "
+                                               f"authorization alone ({len(key_auth)} characters, at most "
+                                               f"{MAX_HTTP_BODY} bytes with trailing whitespace).",
+                          identifier=identifier)
+        text = body.decode("ascii", "replace").rstrip()
+        if text != key_auth:
+            seen = text[:100] + ("..." if len(text) > 100 else "")
+            raise Problem("incorrectResponse", f"http-01: {where} answered '{shown(seen)}', not the key "
+                                               f"authorization '{key_auth}'.", identifier=identifier)
+
+    def _get(self, identifier: dict, hop: "_Hop", deadline: Deadline, where: str):
+        """(status, Location, Content-Length, body (None for a redirect), address:port) of one GET."""
+        port = self.http_port if hop.scheme == "http" else self.tls_port
+        sock, address = self._connect(identifier, port, "http-01", deadline, hop.host)
+        channel = Channel(sock, deadline)
+        conn = http.client.HTTPConnection(address if ":" not in address else f"[{address}]", port)
+        conn.sock = channel
         try:
-            conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", host)
+            if hop.scheme == "https":
+                channel.start_tls(unverified_context(), hop.host["value"] if hop.host["type"] == "dns" else None)
+            conn.putrequest("GET", hop.path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", hop.host_header)
             conn.putheader("User-Agent", "certkit-acme")
             conn.putheader("Accept", "*/*")
             conn.putheader("Connection", "close")
             conn.endheaders()
             response = conn.getresponse()
-            body = response.read(MAX_HTTP_BODY + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            raise Problem("connection", f"http-01: fetching {where} failed: {_reason(exc)}.",
-                          identifier=identifier) from None
+            redirect = response.status in REDIRECTS
+            body = b"" if redirect else response.read(MAX_HTTP_BODY + 1)
+        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            raise Problem("connection", f"http-01: fetching {where} (at {_hostport(address, port)}) failed: "
+                                        f"{_reason(exc)}.", identifier=identifier) from None
         finally:
             conn.close()
-        if response.status != 200:
-            moved = f" to {shown(response.getheader('Location') or '?')} (redirects are not followed)" \
-                if 300 <= response.status < 400 else ""
-            raise Problem("incorrectResponse", f"http-01: {where} answered HTTP {response.status}{moved}; "
-                                               "it must answer 200 with the key authorization.",
-                          identifier=identifier)
-        text = body[:MAX_HTTP_BODY].decode("ascii", "replace").rstrip()
-        if len(body) > MAX_HTTP_BODY or text != key_auth:
-            seen = text[:100] + ("..." if len(text) > 100 else "")
-            raise Problem("incorrectResponse", f"http-01: {where} answered '{shown(seen)}', not the key "
-                                               f"authorization '{key_auth}'.", identifier=identifier)
+            sock.close()  # the answer is read, or will not be
+        length = response.getheader("Content-Length")
+        return (response.status, response.getheader("Location"), int(length) if (length or "").isdigit() else None,
+                body, _hostport(address, port))
+
+    def _redirect(self, identifier: dict, hop: "_Hop", location: str | None, where: str) -> "_Hop":
+        """The next hop of a redirect: http or https, on port 80 or 443 (or this server's
+        --http01-port / --tls-alpn01-port, where it connects instead)."""
+        def refuse(why: str) -> Problem:
+            return Problem("incorrectResponse", f"http-01: {where} redirected to {shown(location or '(nothing)')}, "
+                                                f"which {why}.", identifier=identifier)
+
+        if not location:
+            raise refuse("is no URL: the Location header is missing")
+        try:
+            parts = urllib.parse.urlsplit(urllib.parse.urljoin(hop.url, location.strip()))
+            port = parts.port
+        except ValueError:
+            raise refuse("is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise refuse("is not an http or https URL with a host")
+        standard, configured = (80, self.http_port) if parts.scheme == "http" else (443, self.tls_port)
+        if port not in (None, standard, configured):
+            raise refuse(f"is on port {port}; redirects are followed to port {standard}"
+                         + (f" (or {configured}, where this server validates)" if configured != standard else ""))
+        try:
+            host = {"type": "ip", "value": str(ipaddress.ip_address(parts.hostname))}
+        except ValueError:
+            host = {"type": "dns", "value": parts.hostname}
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return _Hop(parts.scheme, host, port, path)
 
     # --- tls-alpn-01 ----------------------------------------------------------------------
     def tls_alpn01(self, identifier: dict, key_auth: str) -> None:
         value = identifier["value"]
         # RFC 8738 section 6: an IP address is named in SNI by its reverse-mapping name.
         sni = ipaddress.ip_address(value).reverse_pointer if identifier["type"] == "ip" else value
-        sock, address = self._connect(identifier, self.tls_port, "tls-alpn-01")
+        deadline = Deadline(self.timeout)
+        sock, address = self._connect(identifier, self.tls_port, "tls-alpn-01", deadline)
         where = f"{_hostport(address, self.tls_port)} (SNI {sni})"
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the certificate is self-signed by design; its content is checked
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols([ALPN_PROTOCOL])
+        channel = Channel(sock, deadline)
         try:
-            with context.wrap_socket(sock, server_hostname=sni) as tls:
-                protocol = tls.selected_alpn_protocol()
-                der = tls.getpeercert(binary_form=True)
+            channel.start_tls(unverified_context([ALPN_PROTOCOL]), sni)
+            protocol = channel.tls.selected_alpn_protocol()
+            der = channel.tls.getpeercert(binary_form=True)
         except (OSError, ssl.SSLError) as exc:
-            sock.close()
             raise Problem("tls", f"tls-alpn-01: the TLS handshake with {where} failed: {_reason(exc)}.",
                           identifier=identifier) from None
+        finally:
+            channel.close()
         if protocol != ALPN_PROTOCOL:
             raise Problem("tls", f"tls-alpn-01: {where} did not negotiate the ALPN protocol {ALPN_PROTOCOL} "
                                  f"(it chose {protocol or 'none'}).", identifier=identifier)
@@ -148,6 +214,26 @@ class Validator:
         if problem:
             raise Problem("incorrectResponse", f"tls-alpn-01: the certificate from {where} {problem}.",
                           identifier=identifier)
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One URL fetched for http-01: the first, or a redirect's target."""
+
+    scheme: str
+    host: dict  # {"type": "dns" | "ip", "value": ...}
+    port: int | None  # as written in the URL; None: the scheme's own
+    path: str
+
+    @property
+    def host_header(self) -> str:
+        value = self.host["value"]
+        name = f"[{value}]" if ":" in value else value
+        return name if self.port is None else f"{name}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}{self.path}"
 
 
 def check_validation_certificate(der: bytes | None, identifier: dict, key_auth: str) -> str | None:
@@ -191,8 +277,10 @@ def _hostport(address: str, port: int) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DeadlinePassed):
+        return str(exc)
     if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer within {TIMEOUT:g} s"
+        return f"no complete answer within {TIMEOUT:g} s"
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
     if isinstance(exc, OSError) and exc.strerror:

@@ -3,6 +3,8 @@ library ``http.server`` and ``ssl``).
 
 One thread per connection, with the TLS handshake in that thread (as ``certkit
 serve`` does); keep-alive, since clients send a dozen requests per certificate.
+Requests http.server refuses itself (an unknown method, a bad request line,
+headers too long) are answered with problem documents too (:meth:`AcmeRequestHandler.send_error`).
 The handler reads a bounded request body and hands method, path, headers and
 body to :meth:`AcmeService.handle <certkit.acme.server.AcmeService.handle>`;
 URLs are built from the request's ``Host`` header (:meth:`AcmeHTTPServer.base_url`).
@@ -15,6 +17,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -52,6 +55,22 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._serve("DELETE")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a method it has no do_ for, a bad request line, headers too
+        long) as problem documents, like every other refusal, instead of its HTML page."""
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # a method: 405 from the resource, with Allow
+            self.close_connection = True  # its body, if any, is not read
+            self._serve(self.command)
+            return
+        if self.request_version == "HTTP/0.9":  # no status line or headers otherwise; nobody speaks 0.9
+            self.request_version = "HTTP/1.0"
+        detail = {HTTPStatus.BAD_REQUEST: "The request is not HTTP/1.1", 431: "The request's headers are too long",
+                  HTTPStatus.REQUEST_URI_TOO_LONG: "The request line is too long"}.get(code, "The request is refused")
+        response = Response.problem(Problem("malformed", f"{detail} ({shown(message or HTTPStatus(code).phrase)}).",
+                                            status=int(code)))
+        self._send(self.server.service.finish(response, self.server.base_url(None)), self.command or "GET",
+                   close=True)
 
     def _serve(self, method: str) -> None:
         base = self.server.base_url(self.headers.get("Host"))

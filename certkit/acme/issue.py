@@ -50,11 +50,20 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
     from certkit.acme.policy import same_names
     from certkit.csr import load_csr, plan
 
+    if b"-----BEGIN" in csr_der[:200]:
+        raise Problem("badCSR", "The CSR is PEM text; ACME sends the CSR's DER bytes, base64url-encoded "
+                                "(RFC 8555 7.4).")
     try:
         request = load_csr(csr_der, source="the CSR")
-        identities, _cn, _dropped = plan(request, KIND)
+        identities, _cn, dropped = plan(request, KIND)
     except InvalidCSR as exc:
         raise Problem("badCSR", str(exc)) from None
+    refused = [entry.split(" (", 1)[0] for entry in dropped if entry.startswith("subjectAltName ")]
+    refused += [text for text in request.extensions if text.startswith("basicConstraints CA:TRUE")]
+    if refused:
+        raise Problem("badCSR", f"The CSR asks for {', '.join(refused)}, which is not allowed: ACME issues "
+                                "end-entity serverAuth certificates naming the order's identifiers (DNS names and "
+                                "IP addresses) only.")
     if not same_names(identities, identifiers):
         asked = ", ".join(sorted(f"{i.kind}:{i.value}" for i in identities))
         ordered = ", ".join(sorted(f"{i['type']}:{i['value']}" for i in identifiers))

@@ -19,8 +19,11 @@ RFC names (``malformed``, ``badSignatureAlgorithm``, ``badPublicKey``...).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,37 @@ MIN_RSA_BITS = 2048
 EAB_ALGORITHMS = {"HS256": hashes.SHA256, "HS384": hashes.SHA384, "HS512": hashes.SHA512}
 # A JWS body larger than this is no ACME request (a CSR with 100 names is a few KiB).
 MAX_BODY_BYTES = 1 << 16
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64decode(value: Any, what: str) -> bytes:
+    """``value`` decoded as base64url exactly as RFC 7515 section 2 defines it (the URL-safe
+    alphabet, no padding, no other characters, nothing left in the last character's spare bits);
+    a ``malformed`` Problem naming ``what`` otherwise. A loose decoder let one JWS be sent in many
+    spellings that all verified."""
+    if not isinstance(value, str):
+        raise Problem("malformed", f"{what} must be a base64url string, not {_json_type(value)}.")
+    if not _BASE64URL.fullmatch(value) or len(value) % 4 == 1:
+        raise Problem("malformed", f"{what} is not base64url (RFC 7515: the characters A-Z a-z 0-9 - _ "
+                                   "and no '=' padding).")
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, binascii.Error):
+        raise Problem("malformed", f"{what} is not base64url.") from None
+    if base64.urlsafe_b64encode(data).decode().rstrip("=") != value:
+        raise Problem("malformed", f"{what} is not base64url in its one canonical spelling (its last "
+                                   "character has bits set that encode nothing).")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    """What JSON type ``value`` is, in words, for an error message."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__)
 
 
 # --- EdDSA for josepy (RFC 8037) -------------------------------------------------------
@@ -161,6 +195,8 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
                                    "'protected', 'payload' and 'signature' (and no unprotected header).")
     if not all(isinstance(outer[k], str) for k in outer):
         raise Problem("malformed", f"{what} has a member that is not a string.")
+    for name in ("protected", "payload", "signature"):
+        b64decode(outer[name], f"{what}'s '{name}'")
     try:
         protected = json.loads(jose.decode_b64jose(outer["protected"]))
     except (ValueError, UnicodeDecodeError, jose.DeserializationError):
@@ -181,7 +217,7 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
     try:
         jws = AcmeJWS.from_json(outer)
-    except (jose.DeserializationError, ValueError, TypeError, KeyError) as exc:
+    except (jose.DeserializationError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise Problem("malformed", f"{what} cannot be parsed: {_short(exc)}.") from None
     header = jws.signature.combined
     jwk = header.jwk
@@ -308,18 +344,37 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
     return inner.jwk
 
 
+def eab_kid(binding: Any) -> str | None:
+    """The key identifier an external account binding names (None if it names none), after checking
+    its shape: a flattened JWS whose members are base64url strings and whose header is an object."""
+    if not isinstance(binding, dict) or set(binding) != {"protected", "payload", "signature"}:
+        raise Problem("malformed", "The externalAccountBinding must be a flattened JWS: an object with exactly "
+                                   "'protected', 'payload' and 'signature'.")
+    for name in ("protected", "payload", "signature"):
+        b64decode(binding[name], f"The externalAccountBinding's '{name}'")
+    try:
+        protected = json.loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"))
+    except (ValueError, UnicodeDecodeError):
+        protected = None
+    if not isinstance(protected, dict):
+        raise Problem("malformed", "The externalAccountBinding's protected header is not a JSON object.")
+    kid = protected.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise Problem("malformed", f"The externalAccountBinding's 'kid' must be a string, not {_json_type(kid)}.")
+    return kid
+
+
 def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: bytes) -> None:
     """Check an external account binding: MAC over the account key by the enrolled ``kid``'s ``key``."""
-    if not isinstance(binding, dict) or set(binding) != {"protected", "payload", "signature"}:
-        raise Problem("malformed", "The externalAccountBinding must be a flattened JWS.")
+    eab_kid(binding)  # its shape
+    protected = json.loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"))
+    signature = b64decode(binding["signature"], "The externalAccountBinding's 'signature'")
     try:
-        protected_raw = jose.decode_b64jose(binding["protected"])
-        protected = json.loads(protected_raw)
-        payload = json.loads(jose.decode_b64jose(binding["payload"]))
-        signature = jose.decode_b64jose(binding["signature"])
-    except (ValueError, TypeError, UnicodeDecodeError, jose.DeserializationError):
-        raise Problem("malformed", "The externalAccountBinding is not a well-formed JWS.") from None
-    if not isinstance(protected, dict) or protected.get("alg") not in EAB_ALGORITHMS:
+        payload = json.loads(b64decode(binding["payload"], "The externalAccountBinding's 'payload'"))
+    except (ValueError, UnicodeDecodeError):
+        raise Problem("malformed", "The externalAccountBinding's payload is not JSON.") from None
+    alg = protected.get("alg")
+    if not isinstance(alg, str) or alg not in EAB_ALGORITHMS:
         raise Problem("badSignatureAlgorithm", "The externalAccountBinding must be MACed with "
                       f"{', '.join(EAB_ALGORITHMS)}.", extra={"algorithms": list(EAB_ALGORITHMS)})
     if "nonce" in protected:
@@ -336,7 +391,7 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
         raise Problem("unauthorized", "The externalAccountBinding binds another key than the account's.")
     from cryptography.hazmat.primitives import hmac as crypto_hmac
 
-    mac = crypto_hmac.HMAC(key, EAB_ALGORITHMS[protected["alg"]]())
+    mac = crypto_hmac.HMAC(key, EAB_ALGORITHMS[alg]())
     mac.update(binding["protected"].encode("ascii") + b"." + binding["payload"].encode("ascii"))
     if not hmac.compare_digest(mac.finalize(), signature):
         raise Problem("unauthorized", "The externalAccountBinding's MAC does not verify with the enrolled key.")

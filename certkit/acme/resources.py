@@ -13,7 +13,6 @@ parsing; issuing goes through :mod:`certkit.acme.issue`, storage through
 
 from __future__ import annotations
 
-import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from certkit.acme import challenges, jws
 from certkit.acme.issue import check_csr, issue_for_order
 from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
-from certkit.acme.state import AcmeState, Authorization, Challenge, Order
+from certkit.acme.state import AcmeState, Authorization, Challenge, Order, now_iso
 from certkit.acme.validation import Validations
 from certkit.errors import AlreadyRevoked, UnknownCertificate
 from certkit.text import shown
@@ -99,6 +98,9 @@ class Resources:
     # --- accounts ---------------------------------------------------------------------------
     def new_account(self, request: Request) -> Response:
         payload, jwk, base = request.payload, request.jwk, request.base
+        for name in ("onlyReturnExisting", "termsOfServiceAgreed"):
+            if not isinstance(payload.get(name, False), bool):
+                raise Problem("malformed", f"{name} must be true or false, not {shown(json.dumps(payload[name]))}.")
         thumb = jws.thumbprint(jwk)
         existing = self.state.account_by_thumbprint(thumb)
         if existing is not None:
@@ -106,7 +108,7 @@ class Resources:
                 raise Problem("unauthorized", f"The account of this key is {existing.status}.")
             return Response.json(200, self._account_json(existing, base),
                                  headers=[("Location", f"{base}/acme/acct/{existing.id}")])
-        if payload.get("onlyReturnExisting") is True:
+        if payload.get("onlyReturnExisting", False):
             raise Problem("accountDoesNotExist", "No account exists for this key.")
         contact = self._contact(payload.get("contact", []))
         eab_kid = None
@@ -115,17 +117,12 @@ class Resources:
             if binding is None:
                 raise Problem("externalAccountRequired", "This server registers only enrolled clients: send an "
                                                          "externalAccountBinding (EAB key id and HMAC key).")
-            try:
-                eab_kid = json.loads(jws.jose.decode_b64jose(binding["protected"])).get("kid")
-            except Exception:
-                eab_kid = None
-            key = self.config.eab.get(eab_kid) if isinstance(eab_kid, str) else None
+            eab_kid = jws.eab_kid(binding)
+            key = self.config.eab.get(eab_kid) if eab_kid is not None else None
             if key is None:
                 raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
             jws.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
         tos = payload.get("termsOfServiceAgreed", False)
-        if not isinstance(tos, bool):
-            raise Problem("malformed", "termsOfServiceAgreed must be true or false.")
         account, created = self.state.create_account(thumb, jws.jwk_json(jwk), contact, tos, eab_kid)
         if created:
             self.log(f"account {account.id} created ({jws.describe_key(jwk)} key"
@@ -142,13 +139,17 @@ class Resources:
         if len(contact) > 10:
             raise Problem("invalidContact", "An account may have at most 10 contacts.")
         for url in contact:
+            # Stored and served as sent: only "mailto:" and the address itself, nothing around it.
+            if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+                raise Problem("invalidContact", f"'{shown(url)}' holds spaces or control characters; a contact is "
+                                                "exactly mailto: followed by the address.")
             if not url.startswith("mailto:"):
                 raise Problem("unsupportedContact", f"Only mailto: contacts are accepted, not '{shown(url)}'.")
             try:
                 names.parse_email(url[len("mailto:"):])
             except Exception as exc:
                 raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {exc}") from None
-        return contact
+        return list(dict.fromkeys(contact))
 
     def _own_account(self, request: Request, account_id: str):
         if request.account.id != account_id:
@@ -218,6 +219,7 @@ class Resources:
     def finalize(self, request: Request, order_id: str) -> Response:
         order = self._own_order(request, order_id)
         base = request.base
+        _refuse_expired(order)
         if order.status != "ready":
             why = {"pending": "its authorizations are not all valid yet; complete their challenges first",
                    "processing": "it is being finalized already",
@@ -228,13 +230,11 @@ class Resources:
         csr_text = request.payload.get("csr")
         if not isinstance(csr_text, str):
             raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
-        try:
-            csr_der = jws.jose.decode_b64jose(csr_text)
-        except (ValueError, binascii.Error, jws.jose.DeserializationError):
-            raise Problem("badCSR", "The 'csr' value is not base64url.") from None
-        csr = check_csr(self.ca, self.config.policy, csr_der, order.identifiers)
+        csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
+        self._refuse_account_key(csr.public_key)
         if not self.state.begin_finalize(order.id):
             current = self.state.order(order.id)
+            _refuse_expired(current)
             raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
         try:
             issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id,
@@ -251,6 +251,17 @@ class Resources:
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
         return Response.json(200, self._order_json(self.state.order(order.id), base),
                              headers=[("Location", f"{base}/acme/order/{order.id}")])
+
+    def _refuse_account_key(self, public_key) -> None:
+        """RFC 8555 11.1: an account key is never a certificate's key (whoever held the server's key
+        would control the account, and the reverse), whichever account it belongs to."""
+        try:
+            thumb = jws.thumbprint(jws.jwk_for_public_key(public_key))
+        except Problem:
+            return  # a key type no account can have
+        if self.state.account_by_thumbprint(thumb) is not None:
+            raise Problem("badCSR", "The CSR's key is an ACME account key; use a separate key for the certificate "
+                                    "(RFC 8555 11.1).")
 
     def _complete(self, order_id: str, chain) -> None:
         """Put the certificate into its order (its inventory row still pending). If the order was
@@ -290,7 +301,7 @@ class Resources:
             if authz.status != "pending" and challenge.status == "pending":
                 raise Problem("malformed", f"The authorization is {authz.status}; its challenges are closed.")
             if self.state.start_challenge(challenge.id):
-                self.validations.run(challenge.id, CHALLENGE_WAIT)
+                self.validations.run(challenge.id, authz.account_id, CHALLENGE_WAIT)
             challenge, authz = self.state.challenge(challenge_id)
         headers = [("Link", f'<{request.base}/acme/authz/{authz.id}>;rel="up"')]
         if challenge.status in ("pending", "processing"):
@@ -313,10 +324,12 @@ class Resources:
         from certkit.errors import parse_errors
 
         payload = request.payload
+        if "certificate" not in payload:
+            raise Problem("malformed", "revokeCert needs the certificate as base64url DER in 'certificate'.")
+        der = jws.b64decode(payload["certificate"], "The 'certificate' value")
         try:
-            der = jws.jose.decode_b64jose(payload["certificate"])
             cert = x509.load_der_x509_certificate(der)
-        except (KeyError, TypeError, ValueError, jws.jose.DeserializationError, *parse_errors()):
+        except (ValueError, *parse_errors()):
             raise Problem("malformed", "revokeCert needs the certificate as base64url DER in 'certificate'.") \
                 from None
         code = payload.get("reason", 0)
@@ -403,6 +416,13 @@ def certificate_identifiers(cert) -> list[tuple[str, str]] | None:
         if (kind, value) not in found:
             found.append((kind, value))
     return list(dict.fromkeys(found))
+
+
+def _refuse_expired(order: Order | None) -> None:
+    """orderNotReady (RFC 8555 7.4) saying the order expired, if it did before it was finalized."""
+    if order is not None and order.status in ("pending", "ready", "invalid") and order.expires <= now_iso():
+        raise Problem("orderNotReady", f"The order expired at {order.expires} before it was finalized; "
+                                       "place a new order.")
 
 
 def _owned(request: Request, found, what: str, ident: str):

@@ -94,10 +94,14 @@ class AcmeService:
             trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
             self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")
             response = Response.problem(Problem("serverInternal", "The server failed to handle the request."))
+        return self.finish(response, base, nonce[0] if nonce else None, quiet=database_down)
+
+    def finish(self, response: Response, base: str, nonce: str | None = None, *, quiet: bool = False) -> Response:
+        """Add what every answer carries: a fresh nonce (RFC 8555 6.5) and the index link (7.1)."""
         try:
-            response.headers.append(("Replay-Nonce", nonce[0] if nonce else self.state.new_nonce()))
+            response.headers.append(("Replay-Nonce", nonce or self.state.new_nonce()))
         except Exception as exc:  # the database is gone; say so (once) rather than hang up
-            if not database_down:
+            if not quiet:
                 self.log(f"error minting a nonce: {shown(exc)}")
         response.headers.append(("Link", f'<{base}/directory>;rel="index"'))
         return response

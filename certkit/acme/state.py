@@ -176,8 +176,7 @@ class AcmeState:
         # that never started a server again (a finalize takes seconds; complete_order would find the
         # order settled and discard its certificate, so this is safe even if it lived).
         stale = iso(dt.datetime.now(dt.UTC) - FOREIGN_LEASE)
-        expired = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
-                              "detail": "The order expired before it was finalized.", "status": 400})
+        expired = _EXPIRED
         with self.db.write() as conn:
             conn.execute("DELETE FROM acme_nonces WHERE expires <= ?", (now,))
             conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
@@ -285,7 +284,10 @@ class AcmeState:
                 return None
             authz = [r[0] for r in conn.execute(
                 "SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", (order_id,))]
-        return Order(row[0], row[1], row[2], json.loads(row[3]), row[4], _loads(row[5]), row[6], authz, row[7])
+        status, error = row[2], _loads(row[5])
+        if status in ("pending", "ready") and row[4] <= now_iso():  # RFC 8555 7.1.6; purge() records it later
+            status, error = "invalid", json.loads(_EXPIRED)
+        return Order(row[0], row[1], status, json.loads(row[3]), row[4], error, row[6], authz, row[7])
 
     def order_ids(self, account_id: str, limit: int = 1000) -> list[str]:
         """The account's orders, newest first."""
@@ -450,6 +452,10 @@ class AcmeState:
                 f" AND identifier_value IN ({','.join('?' * len(values))}) AND status = 'valid' AND expires > ?",
                 (account_id, *values, now_iso())).fetchall()
         return {(kind, value) for kind, value in rows} & set(identifiers)
+
+
+_EXPIRED = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
+                       "detail": "The order expired before it was finalized.", "status": 400})
 
 
 def _gone(process: str | None) -> bool:

@@ -5,14 +5,17 @@ a worker runs the validator (http-01, tls-alpn-01: :mod:`certkit.acme.challenges
 and records the outcome in the ACME state, while the request waits a moment
 for it. Validations that a stop cut off (their validating process is dead) are
 taken over and queued again at the next start; those another live server is
-running are left to it.
+running are left to it. Each account's challenges wait in a line of their own and
+the accounts take turns, at most :data:`PER_ACCOUNT` validations each at once, so
+one account's slow responders cannot hold every worker (each attempt also ends
+by its deadline: :data:`certkit.acme.challenges.TIMEOUT`).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from certkit.acme import challenges
@@ -22,16 +25,22 @@ from certkit.acme.state import AcmeState
 from certkit.text import shown
 
 VALIDATION_WORKERS = 8
+# At most this many validations of one account run at once, and waiting accounts take turns: one
+# account's slow responders (each held until the deadline) can never occupy every worker while
+# other clients' challenges wait.
+PER_ACCOUNT = 2
 
 
 class Validations:
-    """The queue of challenges to validate and the threads that work through it."""
+    """The challenges to validate, queued per account, and the threads that work through them."""
 
     def __init__(self, state: AcmeState, validator: Validator, log: Callable[[str], None]) -> None:
         self.state, self.validator, self.log = state, validator, log
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Condition()
+        self._waiting: dict[str, deque[str]] = {}  # account id -> challenge ids; dict order: whose turn
+        self._running: dict[str, int] = {}  # account id -> validations in progress
+        self._stopping = False
         self._done: dict[str, threading.Event] = {}
-        self._done_lock = threading.Lock()
         self._workers: list[threading.Thread] = []
 
     def start(self, workers: int = VALIDATION_WORKERS) -> None:
@@ -41,37 +50,64 @@ class Validations:
             thread.start()
             self._workers.append(thread)
         for challenge_id in self.state.claim_interrupted_challenges():
-            self._queue.put(challenge_id)  # validations cut off by a stop are done again
+            found = self.state.challenge(challenge_id)  # validations cut off by a stop are done again
+            self._submit(challenge_id, found[1].account_id if found else "")
 
     def stop(self) -> None:
-        for _ in self._workers:
-            self._queue.put(None)
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
 
-    def run(self, challenge_id: str, wait: float) -> None:
+    def run(self, challenge_id: str, account_id: str, wait: float) -> None:
         """Validate the challenge in a worker; return when it is done, or after ``wait`` seconds."""
-        done = self._expect(challenge_id)
-        self._queue.put(challenge_id)
+        done = threading.Event()
+        with self._lock:
+            self._done[challenge_id] = done
+        self._submit(challenge_id, account_id)
         done.wait(wait)
-        with self._done_lock:
+        with self._lock:
             self._done.pop(challenge_id, None)
 
-    def _expect(self, challenge_id: str) -> threading.Event:
-        event = threading.Event()
-        with self._done_lock:
-            self._done[challenge_id] = event
-        return event
+    def _submit(self, challenge_id: str, account_id: str) -> None:
+        with self._lock:
+            self._waiting.setdefault(account_id, deque()).append(challenge_id)
+            self._lock.notify()
+
+    def _next(self) -> tuple[str, str] | None:
+        """(account, challenge) to validate next: the first account in turn that is under its
+        limit; None when stopping."""
+        with self._lock:
+            while not self._stopping:
+                for account_id, waiting in self._waiting.items():
+                    if self._running.get(account_id, 0) < PER_ACCOUNT:
+                        challenge_id = waiting.popleft()
+                        del self._waiting[account_id]
+                        if waiting:
+                            self._waiting[account_id] = waiting  # to the back of the line
+                        self._running[account_id] = self._running.get(account_id, 0) + 1
+                        return account_id, challenge_id
+                self._lock.wait()
+            return None
+
+    def _finished(self, account_id: str, challenge_id: str) -> None:
+        with self._lock:
+            self._running[account_id] -= 1
+            if not self._running[account_id]:
+                del self._running[account_id]
+            event = self._done.get(challenge_id)
+            self._lock.notify_all()
+        if event is not None:
+            event.set()
 
     def _work(self) -> None:
-        while (challenge_id := self._queue.get()) is not None:
+        while (taken := self._next()) is not None:
+            account_id, challenge_id = taken
             try:
                 self.validate(challenge_id)
             except Exception as exc:  # the database went away: the challenge stays processing, retried on restart
                 self.log(f"error validating challenge {challenge_id}: {type(exc).__name__}: {shown(exc)}")
             finally:
-                with self._done_lock:
-                    event = self._done.get(challenge_id)
-                if event is not None:
-                    event.set()
+                self._finished(account_id, challenge_id)
 
     def validate(self, challenge_id: str) -> None:
         """Validate a processing challenge and record the outcome."""
