@@ -23,6 +23,7 @@ from certkit.vocabulary import wrong_type
 Kind = Literal["dns", "ip", "email", "uri"]
 
 _LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # RFC 5280's upper bound for a commonName, an organizationName and an organizationalUnitName
 # (ub-common-name and its neighbours). cryptography counts it in UTF-8 bytes (a NameAttribute of
@@ -269,11 +270,9 @@ def parse_email(text: str) -> Identity:
     local, sep, domain = text.rpartition("@")
     if not sep or not local or not domain:
         raise InvalidName(f"'{_show(text)}' is not a valid email address: it needs local@domain.")
-    if not local.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in local) or "@" in local:
-        raise InvalidName(
-            f"'{_show(text)}' is not a valid email address: the part before '@' must be "
-            "printable ASCII without spaces."
-        )
+    if not _DOT_ATOM.match(local):  # RFC 5321's dot-atom: what every mail system and X.509 checker accepts
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: the part before '@' must be letters, "
+                          "digits and !#$%&'*+-/=?^_`{|}~ in parts joined by single dots (no quoted local part).")
     if len(local) > 64:
         raise InvalidName(f"'{_show(text)}' is not a valid email address: the local part exceeds 64 characters.")
     try:
