@@ -22,7 +22,13 @@ from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
 from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
-from certkit.keys import check_private_key, generate_key, key_policy_problem, public_key_der
+from certkit.keys import (
+    check_private_key,
+    generate_key,
+    key_policy_problem,
+    refuse_chain_key,
+    refuse_reused_key,
+)
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -82,6 +88,7 @@ class CA:
         self.inventory = inventory
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
+        self.signed_cas: list[x509.Certificate] = []  # intermediates this object signed (CA.create)
         # leaf_validity's last answer for the second it was asked in, (asked, window, notes): replaced whole
         self._validity: tuple | None = None  # and read once, never read back (threads share a CA)
 
@@ -108,7 +115,8 @@ class CA:
         if key is not None:
             check_private_key(key, token=True)
             if parent is not None:
-                _refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
+                refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
+                refuse_reused_key(parent.inventory, key.public_key(), for_ca=True)
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = _ca_subject(common_name, organization, organizational_unit, country)
         dns = [_names.parse_dns_name(d, allow_wildcard=False).value
@@ -132,6 +140,8 @@ class CA:
             path_length=0 if parent is not None else None,
         )
         ca = cls(cert, key, [parent.cert, *parent.parents] if parent else [])
+        if parent is not None:
+            parent.signed_cas = [*parent.signed_cas, cert]
         pause_at("signed")
         if parent is not None and parent.inventory is not None:
             parent.inventory.add(cert, "ca", issuer=parent.cert, ca_dir=directory)
@@ -253,14 +263,9 @@ class CA:
             if problem:
                 hint = " (renew it with a new key: --rekey, or rekey=True)" if request.renewed_from else ""
                 raise CertkitError(f"The key to certify is {problem}{hint}.")
-            _refuse_chain_key(public_key, [self.cert, *self.parents])
-            if self.inventory is not None:
-                from certkit.inventory.query import compromised
-
-                if hit := compromised(self.inventory, public_key):
-                    raise CertkitError(f"The key to certify is the key of certificate {hit[0]}, revoked for "
-                                       f"keyCompromise on {hit[1]}: a compromised key is never certified again. "
-                                       "Generate a new key pair.")
+            # Above it, and below it: the CAs it signed (recorded, or signed in this process).
+            refuse_chain_key(public_key, [self.cert, *self.parents, *self.signed_cas])
+            refuse_reused_key(self.inventory, public_key, for_ca=False)
         if request.kind == "client":
             cn = request.common_name if request.subject is None else common_name(request.subject)
             _constraints.check_client_common_name(found, cn, request.identities, self.common_name,
@@ -474,17 +479,6 @@ def parse_country(country: str) -> str:
 def _check_issued(cert, what: str) -> None:
     if not isinstance(cert, IssuedCert):
         raise wrong_type(what, "an IssuedCert (what issue_server() and issue_client() return)", cert)
-
-
-def _refuse_chain_key(public_key, chain: Sequence["x509.Certificate"]) -> None:
-    """Refuse to certify the key of a CA of ``chain`` (the issuer and those above it) for another
-    certificate: a leaf's privkey.pem would then hand out the CA's private key."""
-    der = public_key_der(public_key)
-    for cert in chain:
-        if public_key_der(cert.public_key()) == der:
-            raise CertkitError(f"The key to certify is the key of the CA '{shown(common_name(cert.subject) or '')}'; "
-                               "a certificate needs a key of its own (a bundle holding it would hand out the CA's "
-                               "key). Generate a new key pair.")
 
 
 def _random_serial() -> int:

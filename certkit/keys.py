@@ -373,3 +373,27 @@ def _der_read(data: bytes, tag: int) -> tuple[int, bytes]:
     if len(data) < offset + length:
         raise ValueError("truncated")
     return offset + length, data[offset:offset + length]
+
+
+def refuse_chain_key(public_key, chain) -> None:
+    """Refuse to certify the key of a CA of ``chain`` (certificates: the issuer, those above it and
+    those it signed) for another certificate: a leaf's privkey.pem would then hand out that CA's key."""
+    from certkit.text import shown
+    from certkit.vocabulary import common_name
+
+    der = public_key_der(public_key)
+    for cert in chain:
+        if public_key_der(cert.public_key()) == der:
+            raise CertkitError(f"The key to certify is the key of the CA '{shown(common_name(cert.subject) or '')}'; "
+                               "a certificate needs a key of its own (a bundle holding it would hand out the CA's "
+                               "key). Generate a new key pair.")
+
+
+def refuse_reused_key(inventory, public_key, *, for_ca: bool) -> None:
+    """Refuse a key that the CA of ``inventory`` certified before in a way that rules it out
+    (:func:`certkit.inventory.query.key_reuse`)."""
+    if inventory is not None:
+        from certkit.inventory.query import key_reuse
+
+        if why := key_reuse(inventory, public_key, for_ca=for_ca):
+            raise CertkitError(f"The key to certify is {why}. Generate a new key pair.")

@@ -380,3 +380,27 @@ def test_pkilint_flags_every_single_label_name_and_the_docs_say_so(certkit_ca, t
     assert pkilint_errors(tmp_path / "two-labels" / "cert.pem") == ""
     page = (REPO / "docs" / "library.md").read_text()
     assert "pkix.invalid_domain_name_syntax" in page and "RFC 1034" in page
+
+
+def test_a_ca_never_certifies_a_key_it_certified_for_another_role(tmp_path: Path) -> None:
+    """The root does not sign a leaf for its intermediate's key (the bundle's privkey.pem would be
+    that CA's key), nor a new intermediate for a leaf's live or compromised key."""
+    in_memory = CA.create("Reuse root")
+    with pytest.raises(CertkitError, match="the key of the CA 'Reuse inter'"):
+        in_memory.issue_server(["x.example"], key=CA.create("Reuse inter", parent=in_memory).key)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Reuse root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Reuse inter", env=env, check=True)
+    root = CADirectory(tmp_path / "root").load(PASSPHRASE)
+    inter = CADirectory(tmp_path / "inter").load(PASSPHRASE)
+    with pytest.raises(CertkitError, match="the key of the intermediate CA 'CN=Reuse inter' this CA issued"):
+        root.issue_server(["x.example"], key=inter.key)
+    leaf = root.issue_server(["leaf.example"])
+    with pytest.raises(CertkitError, match=f"the server certificate {leaf.serial_hex}"):
+        CA.create("Reuse inter 2", parent=root, key=leaf.private_key)
+    root.revoke(leaf.serial_hex, "keyCompromise")
+    with pytest.raises(CertkitError, match="revoked for keyCompromise"):
+        CA.create("Reuse inter 3", parent=root, key=leaf.private_key)
+    assert root.issue_server(["ok.example"]).private_key is not None

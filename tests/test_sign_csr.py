@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certkit.store import CADirectory
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
 
-from conftest import assert_clean_error, openssl, pkilint_errors, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, pkilint_errors, run_certkit
 
 pytestmark = pytest.mark.both_inventories  # every test with a ca_dir runs on PostgreSQL too (team_fixtures)
 
@@ -370,3 +370,17 @@ def test_client_cn_under_constraints_advises_a_new_csr(tmp_path, ca_env):
     assert "--dns" not in proc.stderr and not (tmp_path / "o").exists()
     proc = run_certkit("issue-client", "alice.other.com", "--out", "o", cwd=tmp_path, env=env)
     assert_clean_error(proc, "(--dns alice.example.internal)")  # issue-client has the option
+
+
+def test_the_root_does_not_sign_a_csr_made_with_its_intermediates_key(tmp_path):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name", "Inter",
+                env=env, check=True)
+    proc = openssl("req", "-new", "-key", tmp_path / "inter" / "ca-key.pem", "-passin", f"pass:{PASSPHRASE}",
+                   "-subj", "/CN=www.example.com", "-out", tmp_path / "w.csr")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_certkit("sign-csr", tmp_path / "w.csr", "--server", "--out", tmp_path / "w", env=env)
+    assert_clean_error(proc, "the key of the intermediate CA 'CN=Inter' this CA issued")
+    assert not (tmp_path / "w").exists()

@@ -115,3 +115,33 @@ def compromised(inventory: "Inventory", public_key) -> tuple[str, str] | None:
         except CertkitError:
             continue  # a damaged row: check names it
     return None
+
+
+def key_reuse(inventory: "Inventory", public_key, *, for_ca: bool = False) -> str | None:
+    """Why ``public_key`` must not be certified by the CA of ``inventory``, in words to follow "The
+    key to certify is", or None: revoked for keyCompromise (never certified again); the key of an
+    intermediate CA this CA signed (a leaf's privkey.pem would hand out that CA's key); and, for a
+    new intermediate (``for_ca``), the key of any certificate this CA issued that is not revoked
+    (whoever holds that bundle's privkey.pem could sign as the CA)."""
+    from certkit.errors import CertkitError
+    from certkit.inventory.rows import load_der, subject_text
+    from certkit.keys import public_key_der
+
+    hit = compromised(inventory, public_key)
+    if hit:
+        return (f"the key of certificate {hit[0]}, revoked for keyCompromise on {hit[1]}: a compromised key is "
+                "never certified again")
+    wanted = public_key_der(public_key)
+    where = "status IN ('valid', 'pending')" if for_ca else "kind = 'ca' AND status IN ('valid', 'pending')"
+    with inventory.transaction() as tx:
+        rows = tx.execute(f"SELECT serial, der, kind FROM certificates WHERE {where}").fetchall()
+    for serial, der, kind in rows:
+        try:
+            cert = load_der(serial, der)
+        except CertkitError:
+            continue  # a damaged row: check names it
+        if public_key_der(cert.public_key()) == wanted:
+            what = "the intermediate CA" if kind == "ca" else f"the {kind} certificate {serial}"
+            return (f"the key of {what} '{subject_text(cert.subject)}' this CA issued: a certificate needs a key of "
+                    "its own (a bundle holding it would hand out that key)")
+    return None
