@@ -142,6 +142,17 @@ def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Id
                 )
 
 
+def client_cn_outside(constraints: Sequence["x509.NameConstraints"], cn: str | None,
+                      identities: Sequence[Identity]) -> list["x509.NameConstraints"]:
+    """The constraints that a client certificate's common name breaks, read as a host name as Java
+    (JSSE) and OpenSSL read it when the certificate has no DNS name or IP address (see
+    :func:`check_client_common_name`); empty when it breaks none, or is not read so."""
+    if cn is None or any(i.kind in ("dns", "ip") for i in identities) or not _HOSTNAME_LIKE.match(cn):
+        return []
+    as_dns = Identity("dns", cn.rstrip(".").lower())
+    return [nc for nc in constraints if not permitted(nc, as_dns)]
+
+
 def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: str | None,
                              identities: Sequence[Identity], ca_name: str, *, from_csr: bool = False) -> None:
     """Refuse a client certificate that Java (JSSE) and OpenSSL would reject under DNS constraints.
@@ -152,12 +163,8 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
     Java server (Tomcat, Jetty, Spring Boot, Kafka), ``alice.example.org`` by
     OpenSSL too.
     """
-    if cn is None or any(i.kind in ("dns", "ip") for i in identities) or not _HOSTNAME_LIKE.match(cn):
-        return
-    as_dns = Identity("dns", cn.rstrip(".").lower())
-    for nc in constraints:
-        if permitted(nc, as_dns):
-            continue
+    for nc in client_cn_outside(constraints, cn, identities):
+        as_dns = Identity("dns", cn.rstrip(".").lower())
         domains = [str(c.value) for c in nc.permitted_subtrees or [] if _matches(as_dns, c) is not None]
         inside = [d for d in domains if d != NO_DNS]
         example = f"{shown(cn.split('.')[0].lower())}.{inside[0]}" if inside else ""

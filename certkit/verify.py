@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
 from certkit.text import shown
-from certkit.verify_names import cn_text, name_problem, san_list, server_name
+from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -255,7 +255,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
         elif now < cert.not_valid_before_utc:
             verdict.reasons.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     verdict.peer = not _is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
-    problem = _purpose_problem(leaf, purpose)
+    problem = _purpose_problem(leaf, purpose) or (client_cn_problem(path) if purpose == "client" else None)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:

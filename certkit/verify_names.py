@@ -124,3 +124,23 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
             + hint)
 
 
+def client_cn_problem(path: list) -> str | None:
+    """A client certificate without a DNS name or IP address whose common name reads as a host
+    name outside a CA's DNS name constraints: OpenSSL (error 47) and Java refuse it, and certkit
+    does not issue it (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
+    from certkit.constraints import client_cn_outside, of_chain
+    from certkit.issuing import identities_of
+    from certkit.text import shown
+    from certkit.vocabulary import common_name
+
+    try:
+        identities = identities_of(path[0], "client")
+    except CertkitError:
+        return None  # a bad name is said by the checks of the names
+    cn = common_name(path[0].subject)
+    for ca in path[1:]:
+        if client_cn_outside(of_chain([ca]), cn, identities):
+            return (f"its common name '{shown(cn)}' reads as a host name (it has no DNS name or IP address), and "
+                    f"it is outside the name constraints of {cn_text(ca.subject)}: OpenSSL (permitted subtree "
+                    "violation) and Java servers refuse it")
+    return None

@@ -132,3 +132,37 @@ def test_an_ed25519_cas_certificates_are_judged_by_certkit(tmp_path):
                        sans=[x509.DNSName("www.example.com")])
     assert not openssl_ok(ca_dir, forged, "server")
     assert not verdict(env, forged, "server")["valid"]
+
+
+@pytest.mark.parametrize("san", ["email", "uri", None])
+def test_a_client_cn_outside_dns_constraints_is_not_valid_as_openssl_says(tmp_path: Path, san: str | None) -> None:
+    """A client certificate with no DNS name whose CN reads as a host name outside the CA's DNS
+    constraints: OpenSSL refuses it (permitted subtree violation), certkit does not issue it, and
+    verify agrees (it said VALID)."""
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE="a long passphrase 12")
+    run_certkit("init-ca", "--name", "Constrained", "--permit-dns", "example.com", env=env, check=True)
+    ca = CADirectory(tmp_path / "ca").load("a long passphrase 12")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    names = {"email": [x509.RFC822Name("alice@example.com")],
+             "uri": [x509.UniformResourceIdentifier("spiffe://example.com/alice")], None: []}[san]
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil.org")]))
+               .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()), critical=False))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    (tmp_path / "evil.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    checked = openssl("verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", tmp_path / "ca" / "ca.pem",
+                      tmp_path / "evil.pem")
+    assert checked.returncode != 0 and b"permitted subtree violation" in checked.stdout + checked.stderr
+    proc = run_certkit("verify", tmp_path / "evil.pem", "--purpose", "client", "--ca-file", tmp_path / "ca" / "ca.pem",
+                       "--json", env=env)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and data["valid"] is False, data
+    assert any("common name 'evil.org' reads as a host name" in r for r in data["reasons"]), data
