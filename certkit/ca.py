@@ -32,7 +32,7 @@ from certkit.keys import (
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
-from certkit.validity import check_days, check_within_parent
+from certkit.validity import cap_at_parent, check_days, check_within_parent
 from certkit.vocabulary import common_name, leaf_kind, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
@@ -122,11 +122,12 @@ class CA:
         dns = [_names.parse_dns_name(d, allow_wildcard=False).value
                for d in _names.name_list(permitted_dns, "permitted_dns")]
         ips = [_constraints.parse_network(n) for n in _names.name_list(permitted_ips, "permitted_ips")]
-        days = days if days is not None else profile.default_days
+        asked, days = days, days if days is not None else profile.default_days
         check_days(days)
         not_before, not_after = validity(days, start=not_before)
         if parent is not None:
             parent.check_can_sign_ca()
+            not_after = cap_at_parent(parent, asked, not_before, not_after)
             check_within_parent(parent.cert, parent.common_name, days, not_before, not_after)
             nc = _constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
         else:

@@ -69,6 +69,21 @@ def check_within_parent(parent_cert, parent_name: str, days: int, not_before: dt
                                                    issuer=f"parent CA '{shown(parent_name)}'"))
 
 
+def cap_at_parent(parent, asked: int | None, not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
+    """An intermediate's end: with the default lifetime (``asked`` None), cut at its parent's end,
+    as a leaf's default is cut at its CA's, with a warning; a lifetime asked for is kept (and
+    refused by :func:`check_within_parent` if the parent ends sooner)."""
+    latest = parent.cert.not_valid_after_utc
+    if asked is not None or not_after <= latest or not_before >= latest:
+        return not_after
+    import warnings
+
+    warnings.warn(f"the intermediate CA ends on {latest:%Y-%m-%d} with its parent CA '{shown(parent.common_name)}', "
+                  f"before the default lifetime would end ({not_after:%Y-%m-%d}); a new root extends it",
+                  stacklevel=3)
+    return latest
+
+
 def check_days(days: int) -> None:
     from certkit.constants import MAX_DAYS
 

@@ -18,7 +18,7 @@ from certkit.store import CADirectory
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, assert_clean_error, openssl, pkilint_errors, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, pkilint_errors, run_certkit
 from nginx_helper import https_get, nginx
 
 
@@ -253,3 +253,20 @@ def test_a_chain_that_stops_short_of_a_root_is_refused(tmp_path):
 def test_intermediate_json(tmp_path, ca_env, ca_dir):
     out = json.loads(init_intermediate(tmp_path, ca_env).stdout)
     assert out["kind"] == "intermediate" and out["subject"] == "CN=Issuing CA 1"
+
+
+def test_the_default_lifetime_is_cut_at_the_parents_end(tmp_path: Path) -> None:
+    """With no --days, an intermediate under a root ending sooner than the default 1825 days ends
+    with the root, and a warning says so (as a leaf's default is capped); --days asked is refused."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Short root", "--days", "400", env=env, check=True)
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name",
+                       "Capped", env=env)
+    assert proc.returncode == 0 and "Warning: the intermediate CA ends on" in proc.stderr, proc.stderr
+    root = x509.load_pem_x509_certificate((tmp_path / "root" / "ca.pem").read_bytes())
+    inter = x509.load_pem_x509_certificate((tmp_path / "inter" / "ca.pem").read_bytes())
+    assert inter.not_valid_after_utc == root.not_valid_after_utc
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "inter2", "--parent-ca-dir", tmp_path / "root", "--days",
+                       "1825", env=env)
+    assert_clean_error(proc, "would end after parent CA 'Short root'")
