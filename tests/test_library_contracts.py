@@ -404,3 +404,12 @@ def test_a_ca_never_certifies_a_key_it_certified_for_another_role(tmp_path: Path
     with pytest.raises(CertkitError, match="revoked for keyCompromise"):
         CA.create("Reuse inter 3", parent=root, key=leaf.private_key)
     assert root.issue_server(["ok.example"]).private_key is not None
+
+
+def test_constraints_given_twice_are_written_once() -> None:
+    from cryptography import x509
+
+    ca = CA.create("Twice", permitted_dns=["Example.com", "example.com", "EXAMPLE.COM."],
+                   permitted_ips=["10.0.0.0/8", "10.0.0.0/8"])
+    subtrees = ca.cert.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees
+    assert len(subtrees) == len(set(subtrees)) == 6  # DNS, e-mail (2), URI (2), IP: each once
