@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,6 +144,10 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
     # Trust ends at the given CA even when it is an intermediate: a client certificate
     # from a sibling intermediate under the same root is not "signed by the CA".
     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    # No tickets (TLS 1.2 or 1.3): each connection's chain is verified by its own handshake, and the
+    # inventory's verdict (serve.InventoryRevocations) is made on the chain OpenSSL verified.
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
     return ctx
 
 
@@ -178,29 +182,78 @@ def issued_context(issued: "IssuedCert", client_ca_pem: bytes) -> ssl.SSLContext
         return tls_context(chain, key, client_ca_pem)
 
 
+@dataclass(frozen=True)
+class InventoryVerdict:
+    """What the serving CA's inventory says of one client chain: facts the page and the log state."""
+
+    ca: str  # the CA whose inventory was read, by name
+    under: bool  # the chain leads to that CA; else it is another --client-ca's, whose inventory is not read
+    held: list[str] = field(default_factory=list)  # the chain's certificates the inventory holds, by name
+    problems: list[str] = field(default_factory=list)  # why it refuses the chain: revoked, never delivered, unread
+    unrecorded: bool = False  # the leaf names the CA as its issuer, but the inventory has no record of it
+    leaf_held: bool = False  # the inventory holds the client's certificate itself (else only CAs above it)
+
+
 class InventoryRevocations:
-    """Whether a client certificate the handshake accepted was revoked since: its row in the
-    inventory of the CA that issued it (the CA directory whose ca.pem is the client CA), read at
-    every connection, so a ``certkit revoke`` counts at once, without a CRL or a restart. A row that
-    cannot be read refuses the certificate: the server does not let in what it cannot check."""
+    """Whether a client chain the handshake accepted was withdrawn since: every certificate of it (the
+    leaf and the intermediates sent) that the inventory of the serving CA holds, read at every
+    connection, so a ``certkit revoke`` counts at once, without a CRL or a restart; a revoked
+    intermediate refuses every certificate under it, as a CRL for each CA does. The same check as
+    ``certkit verify`` (:func:`certkit.verify.inventory_problems`). A row that cannot be read refuses the
+    certificate: the server does not let in what it cannot check."""
 
     def __init__(self, store, ca_cert) -> None:
-        self.store, self.ca_name = store, ca_cert.subject.public_bytes()
+        from certkit.pkcs12 import common_name
 
-    def reason(self, identity: "PeerIdentity", issuer_der: bytes) -> str | None:
-        if issuer_der != self.ca_name:
-            return None  # another client CA's (--client-ca with several): not this inventory's to say
+        self.store, self.ca_cert, self.ca_name = store, ca_cert, ca_cert.subject.public_bytes()
+        self.name = common_name(ca_cert) or ca_cert.subject.rfc4514_string()
+        self.others: list[str] = []  # the other client CAs (--client-ca with several), whose revocations are not read
+
+    def check(self, chain: list) -> InventoryVerdict:
+        """``chain``: the client's certificates (``cryptography``), leaf first, as verified or as sent."""
+        from certkit.pkcs12 import common_name
+        from certkit.verify import inventory_problems
+
+        leaf = chain[0]
+        if not any(c == self.ca_cert or c.issuer.public_bytes() == self.ca_name for c in chain):
+            return InventoryVerdict(self.name, under=False)
+        unread: list[str] = []
         try:
-            row = self.store.inventory.get(identity.serial)
+            inventory = self.store.inventory
+            held = [c for c in chain if c != self.ca_cert and _holds(inventory, c)]
+            unrecorded = leaf.issuer.public_bytes() == self.ca_name and not _holds(inventory, leaf)
+            problems = inventory_problems(self.store.path, [c for c in chain if c != self.ca_cert], unread=unread)
         except Exception as exc:  # CertkitError, a database gone: refused, never a traceback in the thread
-            return f"its revocation status cannot be read ({reason_of(exc)})"
-        if row is None or row["fingerprint_sha256"] != identity.fingerprint_sha256:
-            return ("the CA's inventory has no record of it (signed by the CA key outside certkit, or the "
-                    "inventory was restored from an older backup)")
-        if row["status"] == "revoked":
-            return (f"it was revoked on {str(row['revoked_at'])[:10]} (reason: {row['revocation_reason']}); "
-                    "certkit revoke recorded it in the CA's inventory")
-        return None
+            unread.append(reason_of(exc))
+            held, unrecorded, problems = [], False, []
+        if unread:
+            problems.append(f"its revocation status cannot be read ({unread[0]})")
+        if unrecorded:
+            problems.insert(0, f"it is not a certificate {self.name} recorded: the CA's inventory has no record of "
+                            "it (signed by the CA key outside certkit, or the inventory was restored from an "
+                            "older backup)")
+        return InventoryVerdict(self.name, True, [common_name(c) or c.subject.rfc4514_string() for c in held],
+                                problems, unrecorded, leaf in held)
+
+
+def _holds(inventory, cert) -> bool:
+    from cryptography.hazmat.primitives import hashes
+
+    row = inventory.get(serial_hex(cert.serial_number))
+    return row is not None and row["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()
+
+
+def peer_chain(request, der: bytes) -> list:
+    """The client's chain, leaf first: as OpenSSL verified it on this connection, else (a resumed
+    session keeps no verified chain) as the client sent it."""
+    from cryptography import x509
+
+    chain = list(getattr(request, "verified_chain", None) or [])
+    if not chain and (sslobj := getattr(request, "_sslobj", None)) is not None:
+        found = sslobj.get_verified_chain() or sslobj.get_unverified_chain() or []
+        chain = [x509.load_der_x509_certificate(c.public_bytes(ssl._ssl.ENCODING_DER)) for c in found]
+    leaf = x509.load_der_x509_certificate(der)
+    return chain if chain and chain[0] == leaf else [leaf, *[c for c in chain if c != leaf]]
 
 
 def peer_label(address) -> str:
@@ -347,7 +400,7 @@ class IdentityServer(ThreadingHTTPServer):
             _drain(request)
             return
         der = request.getpeercert(binary_form=True)
-        identity, refused = None, []
+        identity, refused, failed, inventory = None, [], set(), None
         if der is not None:
             try:
                 identity = peer_identity(der, request.version())
@@ -355,10 +408,12 @@ class IdentityServer(ThreadingHTTPServer):
                 self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
                 return
             refused = list(getattr(request, "refused", []))
+            failed = set(getattr(request, "failed", ()))
             if not refused and self.revocations is not None:
-                revoked = self.revocations.reason(identity, _issuer_der(der))
-                refused += [revoked] if revoked else []
-        request.certkit_visit = Visit(identity, refused, self.optional)
+                inventory = self.revocations.check(peer_chain(request, der))
+                refused += inventory.problems
+                failed |= {"unrecorded"} if inventory.unrecorded else {"revoked"} if inventory.problems else set()
+        request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory)
         if identity is None:  # only possible with --optional
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
                      f"({request.version()})")
@@ -379,13 +434,6 @@ class IdentityServer(ThreadingHTTPServer):
 def _record_sni(sock, server_name: str | None, context) -> None:
     """``sni_callback``: keep on the connection the name the client asked for (None without SNI)."""
     sock.certkit_sni = server_name
-
-
-# --- --optional: the handshake completes whatever the client presents ------------------------
-def _issuer_der(der: bytes) -> bytes:
-    from cryptography import x509
-
-    return x509.load_der_x509_certificate(der).issuer.public_bytes()
 
 
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:

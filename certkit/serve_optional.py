@@ -62,14 +62,33 @@ class OptionalContext:
         for ca in self.client_cas:
             ctx.add_client_ca(ca)
         ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
-        # OpenSSL refuses to resume a session that was verified without one ("session id context
-        # uninitialized"); Python's ssl sets it itself.
+        # No session resumption, TLS 1.2 or 1.3: OpenSSL does not call the verify callback on a resumed
+        # session, so a refused certificate would come back as if accepted. No tickets, no session cache
+        # (TLS 1.3's stateful tickets live in it); the session id context still lets OpenSSL answer a
+        # client that offers a session (with a full handshake) instead of failing.
+        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_session_id(b"certkit-serve")
         self._ctx = ctx
+        self._judge = _client_store(self.client_cas)
 
     def wrap_socket(self, sock: socket.socket, *, server_side: bool = True,
                     do_handshake_on_connect: bool = False) -> "_OptionalTLSSocket":
         return _OptionalTLSSocket(self, sock)
+
+    def judge(self, leaf, sent: list) -> tuple[list[tuple[int, int]], list]:
+        """OpenSSL's verdict on a client chain, made anew for this connection whatever the handshake did
+        (a resumed session skips the verify callback): the errors ``(code, depth)``, none when it is
+        accepted, and the verified chain (leaf to the client CA), empty when it is refused."""
+        from OpenSSL import crypto
+
+        as_x509 = crypto.X509.from_cryptography
+        context = crypto.X509StoreContext(self._judge, as_x509(leaf), [as_x509(c) for c in sent])
+        try:
+            return [], [c.to_cryptography() for c in context.get_verified_chain()]
+        except crypto.X509StoreContextError as exc:
+            code, depth = exc.errors[0], exc.errors[1]
+            return [(int(code), int(depth))], []
 
     def words_for(self, leaf_der: bytes, chain_der: list[bytes], errors: list[tuple[int, int]]) -> list[str]:
         """Why OpenSSL refused this client certificate, in words: certkit's reading of it
@@ -84,10 +103,7 @@ class OptionalContext:
             chain = [x509.load_der_x509_certificate(d) for d in chain_der]
             verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain)
             # certkit verify's advice on --untrusted is for its command line: a client sends the intermediate.
-            words = [re.sub(r" \(if (.*) is an intermediate CA under it, verify fullchain\.pem or pass its certificate "
-                            r"with --untrusted\)$", r" (if \1 is an intermediate CA under it, the client must send its "
-                            r"certificate too: curl --cert fullchain.pem, or the bundle.p12 that holds it)", r)
-                     for r in verdict.reasons]
+            words = [_client_advice(r, chain) for r in verdict.reasons]
             namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)
             if namesake is not None and any(w.startswith("not issued by this CA") for w in words):
                 # "issued by X, and the trusted CA is X" would puzzle anyone: say what happened.
@@ -98,6 +114,71 @@ class OptionalContext:
         except Exception:  # a certificate our reading cannot follow: OpenSSL's words alone
             words = []
         return [*words, f"OpenSSL: {openssl}"]
+
+
+def _client_store(client_cas: list):
+    """The store :meth:`OptionalContext.judge` verifies against: the client CAs, trust ending at them
+    (as the handshake's), for OpenSSL's ``sslclient`` purpose (as a server's handshake checks)."""
+    from OpenSSL import crypto
+    from OpenSSL._util import lib
+
+    store = crypto.X509Store()
+    for ca in client_cas:
+        store.add_cert(crypto.X509.from_cryptography(ca))
+    store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+    if not lib.X509_STORE_set_purpose(store._store, lib.X509_PURPOSE_SSL_CLIENT):
+        raise CertkitError("OpenSSL cannot set the sslclient purpose on the client CA store.")
+    return store
+
+
+def _client_advice(reason: str, sent: list) -> str:
+    """certkit verify's advice on --untrusted is for its command line: a client sends the intermediate.
+    When it sent one already, its chain leads elsewhere, and that is what to say."""
+    match = re.search(r" \(if (.*) is an intermediate CA under it, verify fullchain\.pem or pass its certificate "
+                      r"with --untrusted\)$", reason)
+    if match is None:
+        return reason
+    if sent:
+        top = sent[-1]
+        where = shown(top.issuer.rfc4514_string())
+        return reason[:match.start()] + (f" (the client sent its chain, {len(sent)} CA certificate(s) up to "
+                                         f"{shown(top.subject.rfc4514_string())}, which leads to {where}, "
+                                         "another CA than the trusted one)")
+    return reason[:match.start()] + (f" (if {match.group(1)} is an intermediate CA under it, the client must send "
+                                     "its certificate too: curl --cert fullchain.pem, or the bundle.p12 that holds "
+                                     "it)")
+
+
+# OpenSSL's verification errors that mean "out of its validity period" and "not for TLS clients";
+# any other error is the chain's (not signed by the trusted CA, or a CA above it unfit to sign).
+_TIME_ERRORS, _PURPOSE_ERRORS = (9, 10), (26,)
+
+
+def failed_rules(leaf, errors: list[tuple[int, int]]) -> frozenset[str]:
+    """Which line of the page's rule a refused certificate breaks ("ca", "time", "purpose"), from
+    facts: OpenSSL's error codes and the certificate's own dates, basicConstraints and EKU."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    now = dt.datetime.now(dt.UTC)
+    codes = {code for code, _ in errors}
+    failed = set()
+    if codes & set(_TIME_ERRORS) or not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        failed.add("time")
+    try:
+        eku = list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        eku = None
+    try:
+        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if codes & set(_PURPOSE_ERRORS) or is_ca or (eku is not None and x509.ExtendedKeyUsageOID.CLIENT_AUTH not in eku):
+        failed.add("purpose")
+    if codes - set(_TIME_ERRORS) - set(_PURPOSE_ERRORS):
+        failed.add("ca")
+    return frozenset(failed)
 
 
 class _OptionalTLSSocket:
@@ -111,6 +192,8 @@ class _OptionalTLSSocket:
         self.raw_socket = sock
         self.context = context
         self.refused: list[str] = []
+        self.failed: frozenset[str] = frozenset()  # the rule's lines the refused certificate breaks
+        self.verified_chain: list = []  # leaf to the client CA, when accepted
         self._errors: list[tuple[int, int]] = []
         sock.settimeout(None)
         self._conn = SSL.Connection(context._ctx, sock)
@@ -131,14 +214,21 @@ class _OptionalTLSSocket:
             raise ConnectionResetError(f"unexpected eof ({exc.args[-1]})") from None
         except SSL.Error as exc:
             raise OSError(openssl_reason(exc)) from None
-        leaf = self._conn.get_peer_certificate(as_cryptography=True) if self._errors else None
-        if leaf is not None:
-            from cryptography.hazmat.primitives.serialization import Encoding
+        leaf = self._conn.get_peer_certificate(as_cryptography=True)
+        if leaf is None:
+            return
+        from cryptography.hazmat.primitives.serialization import Encoding
 
-            chain = self._conn.get_peer_cert_chain(as_cryptography=True) or []
+        sent = [c for c in self._conn.get_peer_cert_chain(as_cryptography=True) or [] if c != leaf]
+        # The verdict is made here, on every connection: the verify callback's errors count, but their
+        # absence does not (it is not called on a resumed session), so the chain is judged anew.
+        judged, self.verified_chain = self.context.judge(leaf, sent)
+        errors = list(dict.fromkeys([*self._errors, *judged]))
+        if errors:
+            self.verified_chain = []
+            self.failed = failed_rules(leaf, errors)
             self.refused = self.context.words_for(
-                leaf.public_bytes(Encoding.DER),
-                [c.public_bytes(Encoding.DER) for c in chain[1:]], self._errors)
+                leaf.public_bytes(Encoding.DER), [c.public_bytes(Encoding.DER) for c in sent], errors)
 
     def getpeercert(self, binary_form: bool = False):
         from cryptography.hazmat.primitives.serialization import Encoding

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from certkit.text import shown
 
 if TYPE_CHECKING:
-    from certkit.serve import PeerIdentity
+    from certkit.serve import InventoryVerdict, PeerIdentity
 
 # Where the page points for the whole story: paths in certkit's source tree. A link would not
 # resolve (the page is served from https://localhost:PORT/, and works offline), so it names them.
@@ -39,6 +39,10 @@ class Visit:
     client: "PeerIdentity | None"  # the certificate presented, if any
     refused: list[str]  # why the presented certificate is not accepted, in words; empty when accepted
     optional: bool  # serve --optional: connections without (or with a refused) certificate get this far
+    # The lines of the rule the certificate breaks, from facts (OpenSSL's error codes, its dates and EKU, the
+    # inventory's verdict), never from the words of ``refused``: "ca", "time", "purpose", "revoked", "unrecorded".
+    failed: frozenset[str] = frozenset()
+    inventory: "InventoryVerdict | None" = None  # what the serving CA's inventory said, when it was read
 
     @property
     def authenticated(self) -> bool:
@@ -52,6 +56,7 @@ class ServerFacts:
     certificate: "PeerIdentity | None"  # the server's own certificate, as the browser received it
     client_ca: str  # the CA(s) whose client certificates are accepted, by name
     revocation: bool = False  # revoked client certificates are refused (the CA's inventory; serve.InventoryRevocations)
+    revocation_ca: str | None = None  # the CA whose inventory is read, by name (when revocation is checked)
 
 
 def _e(value: object) -> str:
@@ -211,18 +216,48 @@ def _name_rule(cert, host: str | None, where: str) -> str:
             f"{_e(', '.join(cert.sans) or 'nothing')}): a browser refuses it unless told to go on")
 
 
-def _client_rule(server: ServerFacts, failed: set[str]) -> str:
+def _client_rule(server: ServerFacts, visit: Visit) -> str:
+    failed = frozenset() if visit.authenticated else visit.failed
+
     def item(key: str, text: str) -> str:
         return f'<li class="failed">{text}</li>' if key in failed else f"<li>{text}</li>"
 
+    if visit.client.eku or "purpose" in failed:
+        purpose = "its extendedKeyUsage includes <code>clientAuth</code>"
+    else:  # OpenSSL takes a certificate without the extension for any purpose, as it took this one
+        purpose = ("it has no extendedKeyUsage, which TLS reads as “any purpose”, so "
+                   "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
             + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients")
             + item("time", "valid now, not expired")
-            + item("purpose", "its extendedKeyUsage includes <code>clientAuth</code>")
-            + (item("revoked", "not revoked: the CA’s inventory says so, read at each connection "
-                    "(<code>certkit revoke</code> counts at once)") if server.revocation else "")
+            + item("purpose", purpose)
+            + _revocation_rule(server, visit, item)
             + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
             + "</ul>")
+
+
+def _revocation_rule(server: ServerFacts, visit: Visit, item) -> str:
+    """The revocation line, true of this certificate: whose inventory was read, and what it holds of its chain."""
+    if not server.revocation:
+        return ""
+    ca, inventory = _e(server.revocation_ca or server.client_ca), visit.inventory
+    if inventory is None:  # refused before the inventory was asked
+        return item("revoked", f"not revoked: <code>{ca}</code>’s inventory says so, read at each connection "
+                               "once the rest passes (<code>certkit revoke</code> counts at once)")
+    if visit.inventory.unrecorded:
+        return item("unrecorded", f"recorded by <code>{ca}</code>: its inventory has no record of this certificate, "
+                                  "so it was not issued through certkit (this is not a revocation)")
+    if not inventory.under:
+        return (f"<li>not checked for revocation: it is not under <code>{ca}</code>, the only CA whose inventory "
+                "this server reads</li>")
+    held = ", ".join(inventory.held)
+    if inventory.leaf_held:
+        whose = f"holds {_e(held)}"
+    else:
+        whose = (f"holds {_e(held) or 'none of its chain'}; your certificate itself is recorded by its issuing CA, "
+                 "whose inventory this server does not read")
+    return item("revoked", f"not revoked: <code>{ca}</code>’s inventory, read at each connection, {whose} "
+                           "(<code>certkit revoke</code> counts at once)")
 
 
 _WHY_NOT_SERVER = (
@@ -230,22 +265,6 @@ _WHY_NOT_SERVER = (
     "<code>serverAuth</code> only: signed by the same CA or not, it does not prove a client (OpenSSL: "
     "\u201cunsuitable certificate purpose\u201d), or whoever holds a web server\u2019s key could log in as it."
     f'<span class="more">Why: <code>{_e(DOCS_SWAP)}</code> (see below)</span></p>')
-
-
-def _failed_checks(reasons: list[str]) -> set[str]:
-    """Which line of the rule each plain-words reason (from :mod:`certkit.verify`) breaks."""
-    failed = set()
-    for reason in reasons:
-        low = reason.lower()
-        if "usage" in low or "certificate:" in low:
-            failed.add("purpose")
-        if "expired" in low or "not valid before" in low:
-            failed.add("time")
-        if "issued by" in low or "chain" in low or "not the trusted ca" in low or "did not sign" in low:
-            failed.add("ca")
-        if "revoked" in low or "revocation status" in low or "inventory has no record" in low:
-            failed.add("revoked")
-    return failed
 
 
 def _client_card(visit: Visit, server: ServerFacts) -> str:
@@ -270,7 +289,7 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
   <p><strong>Your</strong> certificate: it proves who you are.</p>
   <span class="role">clientAuth: TLS client authentication</span>
   {facts}
-  {_client_rule(server, set())}
+  {_client_rule(server, visit)}
   {_WHY_NOT_SERVER}
 </section>"""
     reasons = "".join(f"<li>{_e(r)}</li>" for r in visit.refused)
@@ -281,9 +300,9 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
   <ul class="reasons" id="refused">{reasons}</ul>
   <span class="role">needed: clientAuth, TLS client authentication</span>
   {facts}
-  {_client_rule(server, _failed_checks(visit.refused))}
+  {_client_rule(server, visit)}
   {_WHY_NOT_SERVER}
-  {_AFTER_HANDSHAKE if "revoked" in _failed_checks(visit.refused) else _OPTIONAL_ONLY if visit.optional else ""}
+  {_after_handshake(visit)}
 </section>"""
 
 
@@ -294,6 +313,20 @@ _AFTER_HANDSHAKE = ("<p>The handshake accepted this certificate (the CA signed i
                     "HAProxy or PostgreSQL refuse it once they are given a CRL that lists it: "
                     "<code>certkit crl --out crl.pem</code>, then <code>ssl_crl</code>, <code>crl-file</code> or "
                     "<code>ssl_crl_file</code>.</p>")
+
+
+def _after_handshake(visit: Visit) -> str:
+    if "revoked" in visit.failed:
+        return _AFTER_HANDSHAKE
+    if "unrecorded" in visit.failed:
+        return _UNRECORDED
+    return _OPTIONAL_ONLY if visit.optional else ""
+
+
+_UNRECORDED = ("<p>The handshake accepted this certificate (the CA’s key signed it, and it is in date); this "
+               "server also asks the CA’s inventory, which has no record of it, so it refuses it. It is not "
+               "revoked: no CRL from <code>certkit crl</code> lists it, and nginx, HAProxy or PostgreSQL given that "
+               "CRL accept it. Issue certificates with certkit, or restore the inventory that recorded it.</p>")
 
 
 def _no_certificate_card(server: ServerFacts) -> str:

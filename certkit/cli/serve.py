@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         context = OptionalContext(chain_pem, key_pem, client_ca_pem)
     server.context = context
     server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name,
-                               revocation=revocations is not None)
+                               revocation=revocations is not None,
+                               revocation_ca=revocations.name if revocations else None)
     server.revocations = revocations
     del key_pem
     _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
@@ -129,11 +131,20 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
         f"  server certificate  {made}",
         f"  client certificates must be issued by \"{ca_name}\""
         + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
-        "  revoked ones are refused (the CA's inventory, read at each connection)" if revocations else
-        "  revocation is not checked (--client-ca is not the CA directory's CA)",
+        _revocation_line(revocations, ca_name),
         "Stop with Ctrl-C.",
     ])
     emit(as_json, data, human)
+
+
+def _revocation_line(revocations, ca_name: str) -> str:
+    """Whose revocations are checked: the CA directory's CA's only (its inventory is the one at hand)."""
+    if revocations is None:
+        return "  revocation is not checked (--client-ca is not the CA directory's CA)"
+    others = revocations.others
+    return (f"  revoked ones are refused: what \"{revocations.name}\" issued (client certificates, intermediate CAs) "
+            "is looked up in its inventory at each connection; revocations other CAs record are not read"
+            + (f" (so \"{', '.join(others)}\"'s are not checked)" if others else ""))
 
 
 def _listen(host: str, port: int):
@@ -225,6 +236,8 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None):
         store.open()  # its inventory checked (and settled) now: a damaged one is an error before listening
         revocations = InventoryRevocations(store, own)
     names = [common_name(c) or c.subject.rfc4514_string() for c in certs]
+    if revocations is not None:  # the other client CAs, whose inventories are not at hand
+        revocations.others = [n for c, n in zip(certs, names, strict=True) if c != own]
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names), revocations
 
 
@@ -252,8 +265,14 @@ def _local_names(host: str) -> list[str]:
     from certkit.serve import LOCAL_NAMES
 
     names = list(LOCAL_NAMES)
-    if host not in names and host not in ("0.0.0.0", "::", ""):
-        names.append(host)
+    if host in ("0.0.0.0", "::", ""):
+        return names
+    try:
+        name = str(ipaddress.ip_address(host.strip("[]")))  # 0:0:0:0:0:0:0:1 is ::1
+    except ValueError:
+        name = host.lower().rstrip(".")  # LOCALHOST is localhost
+    if name not in names:
+        names.append(name)
     return names
 
 
