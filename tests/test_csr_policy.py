@@ -16,22 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from certkit.errors import CertkitError
-from certkit.keys import key_policy_problem
+from certkit.keys import _tlv, key_policy_problem  # _tlv: certkit's DER tag-length writer, for hand-built CSRs
 from certkit.store import CADirectory
 
 from conftest import assert_clean_error, openssl, run_certkit
 
-
 # --- CSRs no library will sign: DER written by hand, signed with raw RSA arithmetic ----------------------
-def _len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _len(len(body)) + body
 
 
 def _int(i: int) -> bytes:
