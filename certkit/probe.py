@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from certkit.errors import CertkitError
 from certkit.probe_report import refusal, render, with_verdict, without_verdict  # noqa: F401
@@ -37,6 +38,11 @@ from certkit.text import shown
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 1 << 16  # the head of an HTTP answer: enough for its status line and a short body
+MAX_BODY_BYTES = 1 << 14  # the start of the body: certkit serve's refusal text says why in its last lines
+# What RFC 3986 lets stand in a path and a query as written; anything else (a space, non-ASCII text,
+# controls) is percent-encoded as UTF-8. A '%' stays only when it starts an escape already made.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class ProbeError(CertkitError):
@@ -78,8 +84,15 @@ def parse_url(url: str) -> Target:
         raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
     if port == 0:
         raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
+    path = _encoded(parts.path or "/", _PATH_SAFE)
     return Target(_host(url, parts.hostname), 443 if port is None else port,
-                  (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+                  path + (f"?{_encoded(parts.query, _QUERY_SAFE)}" if parts.query else ""))
+
+
+def _encoded(text: str, safe: str) -> str:
+    """``text`` as an HTTP request line may carry it: percent-encoded, escapes already made kept as they are
+    (``/a b`` is sent as ``/a%20b``, ``/a%20b`` unchanged, ``/100%`` as ``/100%25``)."""
+    return quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text), safe=safe)
 
 
 def _host(url: str, hostname: str) -> str:
@@ -155,6 +168,7 @@ class ProbeResult:
     client_usage: str | None = None
     client_issuer: str | None = None
     client_eku: list[str] | None = None
+    client_chain_issuers: list[str] = field(default_factory=list)  # the issuer of each certificate in the client's file
 
     @property
     def server_ok(self) -> bool:
@@ -162,10 +176,14 @@ class ProbeResult:
 
     @property
     def client_accepted(self) -> bool | None:
-        """Would the given client certificate be accepted? None when none was given."""
+        """Would the given client certificate be accepted? None when none was given, when the server never
+        asked for one, and when it answered an HTTP error (4xx, 5xx) that is not a known refusal: then
+        nobody can say."""
         if self.with_cert is None or not self.requests_client_cert:
             return None
-        return self.with_cert.round_trip and not refusal(self.with_cert)
+        if not self.with_cert.round_trip or refusal(self.with_cert):
+            return False
+        return None if self.with_cert.http_status >= 400 else True
 
     def to_dict(self) -> dict:
         return {
@@ -181,6 +199,7 @@ class ProbeResult:
                 "without_one": self.without_cert.to_dict() if self.without_cert else None,
                 "without_one_verdict": without_verdict(self) if self.without_cert else None,
                 "given": self.client_subject, "given_usage": self.client_usage, "given_issuer": self.client_issuer,
+                "given_chain_issuers": self.client_chain_issuers,
                 "with_it": self.with_cert.to_dict() if self.with_cert else None,
                 "accepted": self.client_accepted,
                 "verdict": with_verdict(self) if self.with_cert else None,
@@ -282,11 +301,8 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
             if not chunk:
                 break
             data += chunk
-        if b"\r\n\r\n" in data:  # a little of the body, for the page nginx answers with
-            try:
-                data += conn.recv(2048)
-            except SSL.Error:
-                pass
+        if b"\r\n\r\n" in data:
+            data = _body(conn, data)
     except SSL.ZeroReturnError:
         pass
     except (SSL.WantReadError, SSL.WantWriteError):
@@ -301,9 +317,28 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
     if len(bits) >= 2 and bits[0].startswith("HTTP/") and bits[1].isdigit():
         attempt.http_status = int(bits[1])
         attempt.http_reason = bits[2] if len(bits) > 2 else ""
-        attempt.body_start = body[:1024].decode("utf-8", "replace")
+        attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
     elif data and attempt.http_error is None:
         attempt.http_error = "the answer is not HTTP"
+
+
+def _body(conn, data: bytes) -> bytes:
+    """Read on into the body, for the page nginx answers with and the reasons certkit serve gives: up to
+    MAX_BODY_BYTES of it, its Content-Length, or the end of the connection."""
+    from OpenSSL import SSL
+
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:[ \t]*(\d{1,12})[ \t]*$", head)
+    want = min(MAX_BODY_BYTES, int(length.group(1)) if length else MAX_BODY_BYTES)
+    while len(body) < want:
+        try:
+            chunk = conn.recv(4096)
+        except SSL.Error:
+            break
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def _matches(cert, target: Target) -> bool:
@@ -332,7 +367,9 @@ def _matches(cert, target: Target) -> bool:
     return False
 
 
-def _client_description(client: ClientFiles) -> dict:
+def _client_description(client: ClientFiles) -> tuple[dict, list[str]]:
+    """The client certificate described, and the issuer of each certificate in its file (the leaf's, then
+    each intermediate's): a server that lists any of them in its request knows the client's chain."""
     from cryptography import x509
 
     from certkit.constants import MAX_CERT_FILE_BYTES
@@ -340,10 +377,31 @@ def _client_description(client: ClientFiles) -> dict:
     from certkit.inspect import describe_certificate
 
     try:
-        cert = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))[0]
-    except (ValueError, IndexError):
-        raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.") from None
-    return describe_certificate(cert)
+        certs = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))
+    except ValueError:
+        certs = []
+    if not certs:
+        raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.")
+    return describe_certificate(certs[0]), list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
+
+
+_UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify fullchain\.pem "
+                             r"or pass its certificate with --untrusted\)$")
+
+
+def _server_side(reason: str, leaf) -> str:
+    """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
+    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all)."""
+    found = _UNTRUSTED_HINT.search(reason)
+    if found is None:
+        return reason
+    if leaf.issuer == leaf.subject:
+        hint = " (the server's certificate is self-signed: no CA issued it)"
+    else:
+        hint = (f" (if {found.group(1)} is an intermediate CA under it, the server must send its certificate "
+                "after its own: configure the server with fullchain.pem, e.g. nginx ssl_certificate, "
+                "not cert.pem alone)")
+    return reason[:found.start()] + hint
 
 
 def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
@@ -367,7 +425,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         trust = "the system trust store"
     result = ProbeResult(url, target, trust)
     if client is not None:
-        info = _client_description(client)
+        info, result.client_chain_issuers = _client_description(client)
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
 
@@ -391,7 +449,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
 
         verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:] + extra,
                                      name=target.host, now=now)
-        result.reasons = verdict.reasons
+        result.reasons = [_server_side(r, leaf) for r in verdict.reasons]
     else:
         if not result.name_matches:
             result.reasons.append(f"not valid for name {target.host}")

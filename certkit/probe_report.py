@@ -50,10 +50,17 @@ def refusal(attempt: "Attempt") -> str | None:
     for marker in ("No required SSL certificate was sent", "The SSL certificate error",
                    "Refused client certificate", "No client certificate was sent"):
         if marker in body:
-            return f"HTTP {attempt.http_status}: {marker}"
+            why = _serve_reasons(body) if marker == "Refused client certificate" else []
+            return f"HTTP {attempt.http_status}: {marker}" + (f" ({'; '.join(why)})" if why else "")
     if attempt.http_status in (401, 403, 495, 496):
         return f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
     return None
+
+
+def _serve_reasons(body: str) -> list[str]:
+    """The reasons certkit serve --optional gives in its text answer (``  refused      REASON`` lines)."""
+    return [line.strip()[len("refused"):].strip() for line in body.splitlines()
+            if line.startswith("  refused ") and line.strip() != "refused"]
 
 
 def without_verdict(result: "ProbeResult") -> str:
@@ -76,16 +83,38 @@ def with_verdict(result: "ProbeResult") -> str:
     refused = refusal(attempt)
     if refused is not None:
         return f"refused: {refused}"
-    verdict = f"accepted: the server answered HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
+    status = f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
+    if attempt.http_status >= 400:
+        return (f"not known: the handshake took it, but the server answered {status}, an error that does not "
+                "say whether it accepts the certificate (probe a URL that answers 200)")
+    verdict = f"accepted: the server answered {status}"
     # A server that lets in what it should not is worth a word (openssl s_server without
     # -verify_return_error only logs verification errors, for one).
     if result.client_eku is not None and "clientAuth" not in result.client_eku:
         verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
                     f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
-    if result.client_ca_names and result.client_issuer not in result.client_ca_names:
-        verdict += (f"; beware: its issuer {result.client_issuer} is not among the CA names the server "
-                    "listed, yet it got in")
+    issuers = result.client_chain_issuers or [result.client_issuer]
+    # A server that lists a root takes a client whose chain (sent along) leads to it: only a chain none of
+    # whose issuers is listed got in against the server's own list.
+    if result.client_ca_names and not set(issuers) & set(result.client_ca_names):
+        verdict += (f"; beware: its issuer {issuers[0]} is not among the CA names the server listed, yet it got in"
+                    if len(issuers) == 1 else
+                    f"; beware: none of its chain's issuers ({', '.join(issuers)}) is among the CA names the "
+                    "server listed, yet it got in")
     return verdict
+
+
+def client_problem(result: "ProbeResult") -> str | None:
+    """What keeps the given client certificate from being known as accepted, for the exit status; None if
+    it was accepted (or none was given)."""
+    if result.with_cert is None or result.client_accepted:
+        return None
+    if not result.requests_client_cert:
+        return "the server never asked for the client certificate, so it was not sent"
+    if result.client_accepted is False:
+        return "the client certificate is refused"
+    return (f"the server answered HTTP {result.with_cert.http_status}, so whether it accepts the client "
+            "certificate is not known")
 
 
 # --- reading the server's certificate -------------------------------------------------

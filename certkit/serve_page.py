@@ -174,7 +174,8 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
   {facts}
   <h3>The rule your browser applied</h3>
   <ul class="rule">
-    <li>signed by a CA your browser trusts (here {issuer}: you trusted it by importing <code>ca.pem</code>)</li>
+    <li>signed by {issuer}, a CA your browser trusts or one whose chain leads to a CA it trusts
+    (the root CA you imported from <code>ca.pem</code>)</li>
     <li>valid now, not expired</li>
     <li>{_name_rule(cert, host, where)}</li>
     <li>its extendedKeyUsage includes <code>serverAuth</code></li>

@@ -100,7 +100,10 @@ def test_nginx_verify_client_optional(pki: Path, tmp_path: Path):
 def test_nginx_verify_client_off(pki: Path, tmp_path: Path):
     with nginx(tmp_path, _tls(pki, "off")) as (port, _log):
         proc = probe(pki, port, *bundle(pki, "alice"))
-        assert proc.returncode == 0, proc.stderr  # nothing refused: the certificate was just never sent
+        # Nothing refused, but nothing accepted either: the certificate was never sent (exit 0 before).
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip() == (f"Error: localhost:{port}: the server never asked for the client "
+                                       "certificate, so it was not sent.")
         assert "asked for   no, the server does not request one" in proc.stdout
         assert "with it     never sent: the server does not ask for client certificates" in proc.stdout
         data = probe_json(pki, port, *bundle(pki, "alice"))["client_certificate"]
@@ -108,13 +111,19 @@ def test_nginx_verify_client_off(pki: Path, tmp_path: Path):
 
 
 # --- openssl s_server -----------------------------------------------------------------------------
+def s_server(pki: Path, *args: str):
+    """openssl s_server with the pki's localhost certificate, trusting its CA for clients."""
+    return openssl_server("-cert", pki / "localhost" / "cert.pem", "-key", pki / "localhost" / "privkey.pem",
+                          "-CAfile", pki / "ca" / "ca.pem", *args)
+
+
 @contextmanager
-def s_server(pki: Path, *args: str) -> Iterator[int]:
+def openssl_server(*args: object) -> Iterator[int]:
+    """``openssl s_server -www`` on a free loopback port, once it accepts connections; killed after."""
     require("openssl")
     port = free_port()
-    proc = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
-                             str(pki / "localhost" / "cert.pem"), "-key", str(pki / "localhost" / "privkey.pem"),
-                             "-CAfile", str(pki / "ca" / "ca.pem"), "-www", "-quiet", *args],
+    proc = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-www", "-quiet",
+                             *map(str, args)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
@@ -187,7 +196,9 @@ def test_certkit_serve_default_and_optional(pki: Path):
                                                  "(HTTP 403: No client certificate was sent)")
         for who in ("localhost", "mallory"):
             bad = probe(pki, srv.port, "--cert", pki / who / "cert.pem", "--key", pki / who / "privkey.pem")
-            assert "with it     refused: HTTP 403: Refused client certificate" in bad.stdout
+            # with serve's reasons, from its answer (only the words "Refused client certificate" before)
+            assert "with it     refused: HTTP 403: Refused client certificate (" in bad.stdout
+            assert "OpenSSL: " in bad.stdout
 
 
 # --- the server's own certificate --------------------------------------------------------------------

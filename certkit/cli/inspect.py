@@ -163,7 +163,9 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     certificate shows only on the first read.
 
     Exit 0 when the server's certificate is valid for HOST (and the client
-    certificate given, if any, is accepted); 1 otherwise, after the report.
+    certificate given, if any, is accepted); 1 otherwise, after the report:
+    also when the server never asks for a client certificate, or answers
+    an HTTP error (4xx, 5xx) that does not say whether it accepts it.
 
     \b
     Examples:
@@ -174,6 +176,7 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     """
     from certkit.probe import ClientFiles, render
     from certkit.probe import probe as run_probe
+    from certkit.probe_report import client_problem
 
     if ca_file is not None and ca_dir is not None:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
@@ -188,7 +191,7 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     problems = []
     if not result.server_ok:
         problems.append(f"the server's certificate is not valid for {result.target.host}")
-    if result.client_accepted is False:
-        problems.append("the client certificate is refused")
+    if (client := client_problem(result)) is not None:
+        problems.append(client)
     if problems:
         raise Failed(f"{result.target.label}: {'; '.join(problems)}.")
