@@ -20,7 +20,9 @@ _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = cert
 def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
     where, params = _where(kind, status, expiring_within, now)
-    sql = where + " ORDER BY not_after, serial"
+    # Soonest expiry first; on a tie (a renewal made within the second), the older first, then the
+    # first issue before its renewal: the same order every time, as docs and scripts read it.
+    sql = where + " ORDER BY not_after, issued_at, renewed_from IS NOT NULL, serial"
     if limit is not None and not name:  # with a name filter, matching happens below
         sql += f" LIMIT {int(limit)}"
     rows = inventory.rows(sql, params, damaged=damaged)
