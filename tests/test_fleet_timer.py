@@ -239,21 +239,21 @@ def test_a_p12_password_from_the_environment_is_said_not_to_reach_the_timer(due)
 
 def test_a_token_key_needs_its_pin_in_a_file(tmp_path, token):
     """A CA key in a PKCS#11 token: the timer cannot type the PIN, so --passphrase-file (the PIN)
-    is required and tried at install time, as for an encrypted key file."""
-    from test_team_hsm import init_token_ca
-
-    init_token_ca(tmp_path, token)
+    is required and tried at install time, as for an encrypted key file. Every command in a process
+    of its own: a PKCS#11 module loaded here would keep its login, and SoftHSM its list of tokens,
+    for the other tests of this worker."""
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin)
-    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", env=env)
+    run_certkit("init-ca", "--name", "HSM timer", "--key-uri", token.uri("root"), "--pkcs11-module", token.module,
+                env=env, check=True, subprocess=True)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", env=env, subprocess=True)
     assert_clean_error(proc, "cannot type its PIN")
     assert not (tmp_path / "u").exists()
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("0000\n")
     wrong.chmod(0o600)
-    # In a process of its own: PKCS#11 logins are per process, and this one's token is logged in.
     assert run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", wrong,
                        env=env, subprocess=True).returncode != 0
     assert not (tmp_path / "u").exists()
     proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", token.pin_file,
-                       env=env)
+                       env=env, subprocess=True)
     assert proc.returncode == 0, proc.stderr
