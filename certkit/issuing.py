@@ -388,14 +388,15 @@ def replaced_certificate(ca: "CA", folder: Path) -> str | None:
     inventory records it), which ``--force`` replaces; None if there is none."""
     from cryptography import x509
 
-    from certkit.constants import CERT_FILE
+    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
     from certkit.vocabulary import serial_hex
 
     folder = Path(os.path.abspath(folder))
     if ca.inventory is None or not (folder / CERT_FILE).is_file():
         return None
-    try:
-        cert = x509.load_pem_x509_certificate((folder / CERT_FILE).read_bytes())
+    try:  # a bounded read, as of every file certkit reads: the folder is the user's
+        cert = x509.load_pem_x509_certificate(read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES))
         row = ca.inventory.get(serial_hex(cert.serial_number))
     except (OSError, ValueError, CertkitError):
         return None
