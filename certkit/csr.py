@@ -139,6 +139,9 @@ def _check_key(csr, source: str) -> None:
     """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too."""
     try:
         public_key = csr.public_key()
+    except ValueError as exc:  # numbers the library will not make a key of (cryptography 50: e=1, an even e)
+        raise InvalidCSR(f"{_cap(source)} holds a public key that cannot be used ({str(exc).rstrip('.')}), "
+                         "which certkit does not sign.") from None
     except Exception:  # a key type cryptography cannot read: the signature check says the request is unusable
         return
     problem = key_policy_problem(public_key)

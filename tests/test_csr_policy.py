@@ -5,6 +5,7 @@ exponent, a modulus anyone can factor) refused by sign-csr and by the library's 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from math import lcm
 from pathlib import Path
@@ -36,16 +37,32 @@ RSA_OID, NULL = bytes.fromhex("06092a864886f70d010101"), b"\x05\x00"
 SHA256_OID, SHA256_RSA_OID = bytes.fromhex("0609608648016503040201"), bytes.fromhex("06092a864886f70d01010b")
 
 
+def rsa_spki(n: int, e: int) -> bytes:
+    return _seq(_seq(RSA_OID, NULL), _tlv(0x03, b"\x00" + _seq(_int(n), _int(e))))
+
+
 def raw_rsa_csr(cn: str, n: int, e: int, d: int) -> bytes:
     """A DER CSR for the RSA public key (n, e), signed PKCS#1 v1.5 with SHA-256 as s = m^d mod n. With e=1
     and d=1 the "signature" is the padded hash itself: no private key exists, yet it verifies."""
-    spki = _seq(_seq(RSA_OID, NULL), _tlv(0x03, b"\x00" + _seq(_int(n), _int(e))))
+    spki = rsa_spki(n, e)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]).public_bytes()
     info = _seq(_int(0), subject, spki, _tlv(0xA0, b""))
     size = (n.bit_length() + 7) // 8
     digest_info = _seq(_seq(SHA256_OID, NULL), _tlv(0x04, hashlib.sha256(info).digest()))
     padded = int.from_bytes(b"\x00\x01" + b"\xff" * (size - 3 - len(digest_info)) + b"\x00" + digest_info, "big")
     return _seq(info, _seq(SHA256_RSA_OID, NULL), _tlv(0x03, b"\x00" + pow(padded, d, n).to_bytes(size, "big")))
+
+
+def library_refusal(n: int, e: int) -> str | None:
+    """Why cryptography will not load the RSA key (n, e) at all, or None: from version 50 it refuses e=1
+    and an even e itself, so certkit can only say that, not which of its own rules the key breaks."""
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        load_der_public_key(rsa_spki(n, e))
+    except ValueError as exc:
+        return str(exc).rstrip(".")
+    return None
 
 
 def prime(bits: int) -> int:
@@ -98,11 +115,13 @@ def test_broken_rsa_csr_refused(tmp_path, ca_env, ca_dir, weak_keys, case):
     n, e, d = weak_keys[case]
     csr = tmp_path / "weak.der"
     csr.write_bytes(raw_rsa_csr(f"{case}.internal", n, e, d))
-    if case not in ("even-exponent", "even-modulus"):  # these OpenSSL cannot check; the others it calls fine
+    refusal = library_refusal(n, e)
+    if case not in ("even-exponent", "even-modulus") and refusal is None:  # OpenSSL checks the others fine
         assert x509.load_der_x509_csr(csr.read_bytes()).is_signature_valid
     before = CADirectory(ca_dir).inventory.count()
     proc = run_certkit("sign-csr", csr, "--server", "--out", "out", cwd=tmp_path, env=ca_env)
-    _refused(proc, tmp_path, ca_dir, before, f"The CSR {csr} holds an rsa-{n.bit_length()} key {REFUSALS[case]}")
+    _refused(proc, tmp_path, ca_dir, before, f"The CSR {csr} holds " + (
+        f"a public key that cannot be used ({refusal})" if refusal else f"an rsa-{n.bit_length()} key {REFUSALS[case]}"))
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -139,7 +158,9 @@ def test_library_refuses_broken_rsa_keys(weak_keys):
         with pytest.raises(CertkitError, match=said):
             CA.create("Weak CA", key=weak)
     n, e, d = weak_keys["e1"]
-    with pytest.raises(CertkitError, match="whose public exponent is 1"):
+    refusal = library_refusal(n, e)
+    with pytest.raises(CertkitError, match=re.escape(f"a public key that cannot be used ({refusal})") if refusal
+                       else "whose public exponent is 1"):
         ca.sign_csr(raw_rsa_csr("e1.internal", n, e, d), "server")
     sound = rsa.generate_private_key(65537, 2048)
     assert key_policy_problem(sound.public_key()) is None
@@ -150,8 +171,9 @@ def test_policy_words_for_each_flaw(weak_keys):
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     for case, (n, e, _d) in weak_keys.items():
-        spki = _seq(_seq(RSA_OID, NULL), _tlv(0x03, b"\x00" + _seq(_int(n), _int(e))))
-        assert REFUSALS[case].split(",")[0] in key_policy_problem(load_der_public_key(spki))
+        if library_refusal(n, e) is not None:  # no key object to judge: sign-csr says the library's reason
+            continue
+        assert REFUSALS[case].split(",")[0] in key_policy_problem(load_der_public_key(rsa_spki(n, e)))
     n = rsa.generate_private_key(65537, 2048).public_key().public_numbers().n  # a sound modulus
     for e, said in ((2**256 + 1, "public exponent is a 257-bit number"), (65535, "public exponent is 65535"),
                     (2**256 - 1, None)):
