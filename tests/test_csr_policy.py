@@ -120,8 +120,9 @@ def test_broken_rsa_csr_refused(tmp_path, ca_env, ca_dir, weak_keys, case):
         assert x509.load_der_x509_csr(csr.read_bytes()).is_signature_valid
     before = CADirectory(ca_dir).inventory.count()
     proc = run_certkit("sign-csr", csr, "--server", "--out", "out", cwd=tmp_path, env=ca_env)
-    _refused(proc, tmp_path, ca_dir, before, f"The CSR {csr} holds " + (
-        f"a public key that cannot be used ({refusal})" if refusal else f"an rsa-{n.bit_length()} key {REFUSALS[case]}"))
+    said = (f"a public key that cannot be used ({refusal})" if refusal
+            else f"an rsa-{n.bit_length()} key {REFUSALS[case]}")
+    _refused(proc, tmp_path, ca_dir, before, f"The CSR {csr} holds {said}")
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
