@@ -133,3 +133,27 @@ def test_a_batch_whose_file_cannot_be_placed(tmp_path, ca_env, ca_dir):
     found = statuses(ca_dir)
     assert len(found) == 5 and set(found.values()) == {"abandoned"}
     assert not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("fmt,signum,jobs", [("jsonl", signal.SIGTERM, "2"), ("tar", signal.SIGINT, "1"),
+                                             ("k8s", signal.SIGHUP, "1")])
+def test_a_stop_as_the_file_is_placed_leaves_every_certificate_in_it_valid(tmp_path, ca_env, ca_dir, fmt, signum,
+                                                                           jobs):
+    """Ctrl-C, SIGTERM or a hangup once the file is in place (it holds every key) is held off until its
+    certificates are recorded valid, so each can still be revoked; the command says the batch was
+    complete, and how many certificates it wrote."""
+    from integrity_helpers import interrupt
+
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,p{i}.example.com\n" for i in range(5)))
+    out, marker = tmp_path / f"fleet.{fmt}", tmp_path / "paused"
+    proc = start_paused(["issue-batch", "m.csv", "--format", fmt, "--out", out, "--jobs", jobs], ca_env, tmp_path,
+                        "placed", marker)
+    outcome = interrupt(proc, signum, marker)
+    assert outcome.returncode == (130 if signum == signal.SIGINT else 128 + signum), outcome.stderr
+    assert outcome.stderr.strip() == (f"Error: The batch was interrupted once it was complete: 5 certificates were "
+                                      f"written to {out} and recorded.")
+    found = statuses(ca_dir)
+    assert len(found) == 5 and set(found.values()) == {"valid"}
+    assert out.exists() and not leftovers(tmp_path)
+    proc = run_certkit("revoke", next(iter(found)), env=ca_env)
+    assert proc.returncode == 0, proc.stderr

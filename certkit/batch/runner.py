@@ -122,15 +122,27 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
             _run_here(job, result, progress)
         if output is not None:
             output.commit(ca.inventory)  # the file in place, then its certificates valid
+    except (KeyboardInterrupt, Terminated) as exc:
+        if output is None or not output.complete:
+            _give_up(output, ca, result)
+            raise
+        # held off while the file was put in place and marked: it came once the batch was complete
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
+        raise BatchStopped(f"The batch was interrupted once it was complete: {_were(result.issued, 'certificate')}"
+                           f" written to {output.describe()} and recorded.", result, signum) from None
     except BaseException:
-        if output is not None:
-            output.abort(ca.inventory)  # a file never put in place: its certificates are abandoned
-            if output.deferred:
-                result.issued = 0
+        _give_up(output, ca, result)
         raise
     finally:
         result.seconds = time.perf_counter() - started
     return result
+
+
+def _give_up(output: "Output | None", ca: "CA", result: BatchResult) -> None:
+    if output is not None:
+        output.abort(ca.inventory)  # a file never put in place: its certificates are abandoned
+        if output.deferred:
+            result.issued = 0
 
 
 def _run_here(job: "_Job", result: BatchResult, progress) -> None:

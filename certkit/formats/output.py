@@ -52,6 +52,7 @@ class Output:
         # without a path: this binary stream (default: standard output's, as it is when written to)
         self._stream = stream
         self._tmp: Path | None = None
+        self.complete = False  # the shared file is in place and its certificates marked valid
         self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
         self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
@@ -239,33 +240,43 @@ class Output:
 
     def commit(self, inventory: "Inventory | None" = None) -> None:
         """Finish the output: close an archive, put a shared file in place (flushed to disk first),
-        then mark its certificates valid."""
+        then mark its certificates valid. From putting the file in place to the last mark, Ctrl-C,
+        SIGTERM and SIGHUP are held off: a file in place holds keys, so its certificates must be
+        recorded valid (revocable), never abandoned. A stop held off arrives once ``complete``."""
+        from certkit.issuing import uninterrupted
+
         if self._out is None:
             return
-        try:
-            self.flush()
-            end = self.encoder.end()
-            if end:
-                self._write(end, b"")
-            if self._tmp is not None:
-                if self.sync:
-                    os.fsync(self._out)
-                os.close(self._out)
-                self._out = None
-                if inventory is not None and self.deferred:
-                    inventory.sync()  # its certificates' pending rows on disk before the file is in place
-                pause_at("staged")
-                _place(self._tmp, self.path, force=self.force, sync=self.sync)
-                self._tmp, self._made = None, []
-                pause_at("placed")
-        except BaseException:
-            self.abort(inventory)
-            raise
-        self._out = None
-        if inventory is not None:
-            for group in self._spooled():
-                inventory.mark_issued(group)
-        self._close_spool()
+        with uninterrupted():
+            try:
+                self._finish(inventory)
+            except BaseException:
+                self.abort(inventory)
+                raise
+            self._out = None
+            if inventory is not None:
+                for group in self._spooled():
+                    inventory.mark_issued(group)
+            self._close_spool()
+            self.complete = True
+
+    def _finish(self, inventory: "Inventory | None") -> None:
+        """Close the shared file and put it in place (what :meth:`commit` does before marking)."""
+        self.flush()
+        end = self.encoder.end()
+        if end:
+            self._write(end, b"")
+        if self._tmp is not None:
+            if self.sync:
+                os.fsync(self._out)
+            os.close(self._out)
+            self._out = None
+            if inventory is not None and self.deferred:
+                inventory.sync()  # its certificates' pending rows on disk before the file is in place
+            pause_at("staged")
+            _place(self._tmp, self.path, force=self.force, sync=self.sync)
+            self._tmp, self._made = None, []
+            pause_at("placed")
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
         """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
