@@ -8,6 +8,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -334,3 +335,24 @@ def test_a_csr_bundle_renews_again_and_again(tmp_path, ca_dir, ca_env, purpose):
     assert not (folder / "privkey.pem").exists()
     requester = serialization.load_pem_private_key(key.read_bytes(), None)
     assert spki(requester) == spki(last)
+
+
+def test_a_stop_as_a_bundle_is_swapped_in_still_runs_its_deploy_hook(fleet, tmp_path):
+    """SIGTERM while a renewed bundle is being put in place is held off until it is there; that bundle's
+    --exec hook still runs (a rerun will not renew it again, so its hook would never run), then
+    --exec-once, and the exit status says the run was stopped."""
+    from integrity_helpers import interrupt, start_paused
+
+    work, serials, env = fleet
+    log, marker = tmp_path / "hooks.log", tmp_path / "paused"
+    proc = start_paused(["renew", "--expiring", "30d", "--exec", f'echo "deploy $CERTKIT_FOLDER" >> {log}',
+                         "--exec-once", f'echo "reload $CERTKIT_RENEWED" >> {log}', "--json"], env, work, "swapped",
+                        marker)
+    outcome = interrupt(proc, signal.SIGTERM, marker)
+    assert outcome.returncode == 143, outcome.stdout + outcome.stderr
+    renewed = [name for name in ("web", "api", "alice") if serial_hex(load(work / name).serial_number) != serials[name]]
+    assert len(renewed) == 1 and pair_ok(work / renewed[0])
+    assert log.read_text() == f"deploy {work / renewed[0]}\nreload 1\n"
+    data = json.loads(outcome.stdout)
+    [done] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
+    assert done["hook"]["exit"] == 0, done

@@ -66,25 +66,31 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
 
     result = FleetResult(plan, outcomes=list(plan.outcomes))
     folders: list[str] = []
+
+    def deploy(outcome: Outcome) -> None:
+        """A renewed bundle's own hook: also when a stop came as it was written (the bundle is new on
+        disk, and a rerun will not renew it again); a stop during the hook stops the run."""
+        result.outcomes.append(outcome)
+        if outcome.outcome != "renewed":
+            return
+        folders.append(outcome.folder)
+        if exec_each:
+            outcome.hook, stopped = run_hook_until_stopped(exec_each, hook_environment(outcome), timeout=hook_timeout)
+            result.stopped = result.stopped or stopped
+            if on_hook is not None:
+                on_hook(outcome.hook)
+
     try:
         for serial in plan.todo:
             try:
                 outcome = renew_one(ca, serial, plan.options, window=plan.selection.expiring)
             except (KeyboardInterrupt, Terminated) as exc:  # the bundle being written was finished first
                 if getattr(exc, "certkit_outcome", None) is not None:
-                    result.outcomes.append(exc.certkit_outcome)
-                    folders.append(exc.certkit_outcome.folder)
+                    deploy(exc.certkit_outcome)
                 raise
-            result.outcomes.append(outcome)
-            if outcome.outcome == "renewed":
-                folders.append(outcome.folder)
-                if exec_each:
-                    outcome.hook, result.stopped = run_hook_until_stopped(exec_each, hook_environment(outcome),
-                                                                          timeout=hook_timeout)
-                    if on_hook is not None:
-                        on_hook(outcome.hook)
-                    if result.stopped is not None:
-                        break
+            deploy(outcome)
+            if result.stopped is not None:
+                break
             if progress is not None:
                 progress(1)
     except InventoryError as exc:  # the inventory went away: what was renewed is reported, exec_once runs
