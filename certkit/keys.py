@@ -122,10 +122,15 @@ def check_private_key(key, what: str = "key", *, token: bool = False):
     """``key`` if certkit may certify it: a ``cryptography`` private key (or, with ``token``, a key held
     by a PKCS#11 token) that :func:`key_policy_problem` accepts. Anything else that is not a private
     key is a TypeError; a weak key, or one that cannot sign (X25519, X448, DSA), a CertkitError."""
+    import warnings
+
     from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
 
+    with warnings.catch_warnings():  # cryptography 50 deprecates finite-field DH: even naming its class warns
+        warnings.simplefilter("ignore")
+        dh_key = dh.DHPrivateKey
     kinds = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
-             dsa.DSAPrivateKey, dh.DHPrivateKey, x25519.X25519PrivateKey, x448.X448PrivateKey)
+             dsa.DSAPrivateKey, dh_key, x25519.X25519PrivateKey, x448.X448PrivateKey)
     held = token and hasattr(key, "sign_builder") and callable(getattr(key, "public_key", None))
     if not isinstance(key, kinds) and not held:
         from certkit.vocabulary import wrong_type

@@ -353,3 +353,13 @@ def test_renewing_a_certificate_delivered_into_a_file_says_where_it_went(tmp_pat
     proc = run_certkit("renew", "j.example.com", env=ca_env)
     assert_clean_error(proc, "delivered into the output file")
     assert "j.jsonl" in proc.stderr and "was moved" not in proc.stderr and "with --out" in proc.stderr
+
+
+@pytest.mark.parametrize("rekey", [[], ["--rekey"]])
+def test_renew_into_another_folder_says_nothing_on_stderr(issued, ca_env, rekey):
+    """Renewing into --out reads the old key to check it; with cryptography 50 that check named the
+    deprecated finite-field DH key class and printed its deprecation warning as a 'Warning:' line."""
+    proc = run_certkit("renew", "localhost", "--out", "renewed", *rekey, cwd=issued, env=ca_env, subprocess=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert pair_matches(issued / "renewed")
