@@ -380,7 +380,8 @@ def _predecessor(ca: "CA", request: Request, target: Target) -> str | None:
         return request.renewed_from
     if getattr(target, "force", False) and target.folder is not None:
         return replaced_certificate(ca, target.folder)
-    return None
+    replaced = getattr(target, "replaced", None)  # one file of certificates (certkit.formats.OutputTarget)
+    return replaced(ca, request) if replaced is not None else None
 
 
 def replaced_certificate(ca: "CA", folder: Path) -> str | None:

@@ -415,3 +415,31 @@ def test_private_key_pem_is_pkcs8_in_every_format(tmp_path, ca_env, ca_dir):
     assert record["key"].startswith("-----BEGIN PRIVATE KEY-----")
     key = serialization.load_pem_private_key(record["key"].encode(), None)
     assert key.key_size == 2048
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_force_over_a_file_records_the_certificates_it_replaces_as_succeeded(tmp_path, ca_dir, ca_env, fmt):
+    """--force over a file of certificates replaces them as --force over a folder replaces its bundle:
+    each old certificate for the same names is recorded as succeeded by its new one, so it no longer
+    counts as current (renew NAME found two and refused); one for other names is left as it was."""
+    def listed() -> dict[str, dict]:
+        proc = run_certkit("list", "--json", env=ca_env, check=True)
+        return {row["serial"]: row for row in json.loads(proc.stdout)["certificates"]}
+
+    out = tmp_path / f"fleet.{fmt}"
+    run_certkit("issue-server", "z.example.com", "--format", fmt, "--out", out, env=ca_env, check=True)
+    [first] = listed()
+    run_certkit("issue-server", "z.example.com", "--format", fmt, "--out", out, "--force", env=ca_env, check=True)
+    rows = listed()
+    [second] = set(rows) - {first}
+    assert rows[first]["renewed_by"] == second and rows[second]["renewed_from"] == first
+    # a batch into the same file, --force: the line for the same names succeeds it, the other is new
+    (tmp_path / "m.csv").write_text("kind,names\nserver,z.example.com\nserver,y.example.com\n")
+    run_certkit("issue-batch", "m.csv", "--format", fmt, "--out", out, "--force", cwd=tmp_path, env=ca_env,
+                check=True)
+    rows = listed()
+    [third] = [s for s, r in rows.items() if r["renewed_from"] == second]
+    assert rows[second]["renewed_by"] == third
+    assert [r["renewed_from"] for r in rows.values() if r["names"] == ["DNS:y.example.com"]] == [None]
+    proc = run_certkit("renew", "z.example.com", "--out", tmp_path / "renewed", env=ca_env)
+    assert proc.returncode == 0, proc.stderr

@@ -60,6 +60,7 @@ class Output:
         self._pending: list[bytes] = []  # a deferred output's records not yet written (see flush)
         self._serials: list[bytes] = []
         self.count = 0
+        self._replaced: dict | None = None  # see replaced()
 
     # what the inventory records
     @property
@@ -133,6 +134,23 @@ class Output:
         if self.format == "k8s":
             return secret_name(name)
         return member_name(name) if self.format == "tar" else name
+
+    def replaced(self, ca: "CA", request: Request) -> str | None:
+        """The certificate that ``request``'s replaces in the file ``--force`` overwrites: the one of ``ca``
+        recorded valid (and not renewed) in that file, of the same kind and for the same names, so that
+        it is recorded as succeeded, as a folder's is. None if there is none, or several."""
+        if not self.force or self.path is None or ca.inventory is None or not request.identities:
+            return None
+        if self._replaced is None:  # once per output: a batch asks for every line
+            self._replaced = {}
+            if self.path.is_file():
+                rows = ca.inventory.rows("WHERE folder = ? AND sink = 'file' AND status = 'valid' AND NOT EXISTS "
+                                         "(SELECT 1 FROM certificates n WHERE n.renewed_from = certificates.serial"
+                                         " AND n.status IN ('valid', 'revoked'))", (str(self.path),))
+                for row in rows:
+                    key = (row["kind"], tuple(row["names"]))
+                    self._replaced[key] = None if key in self._replaced else row["serial"]
+        return self._replaced.get((request.kind, tuple(str(i) for i in request.identities)))
 
     def target(self, name: str, *, extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None
                ) -> "OutputTarget":
@@ -326,6 +344,9 @@ class OutputTarget(Target):
         self.sink = output.sink
         self.folder = output.path
         self.deferred = output.deferred
+
+    def replaced(self, ca: "CA", request: Request) -> str | None:
+        return self.output.replaced(ca, request)
 
     def check(self, ca: "CA", request: Request) -> None:
         self.output.check_name(request, self.name)
