@@ -43,12 +43,15 @@ def serial_of(folder: Path) -> str:
 
 
 def exec_start(service: str) -> tuple[list[str], dict[str, str]]:
-    """ExecStart= and Environment= of a unit, unquoted as systemd unquotes them."""
-    def unquote(text: str) -> list[str]:
-        return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(text)]
+    """ExecStart= and Environment= of a unit, unquoted as systemd unquotes them (systemd.exec(5): "$$" is
+    a "$" in a command line; in Environment= "$" has no special meaning, so "$$" stays two)."""
+    def unquote(text: str, command: bool) -> list[str]:
+        words = [w.replace("%%", "%") for w in shlex.split(text)]
+        return [w.replace("$$", "$") for w in words] if command else words
 
-    argv = unquote(re.search(r"^ExecStart=(.*)$", service, re.M).group(1))
-    env = dict(w.split("=", 1) for line in re.findall(r"^Environment=(.*)$", service, re.M) for w in unquote(line))
+    argv = unquote(re.search(r"^ExecStart=(.*)$", service, re.M).group(1), True)
+    env = dict(w.split("=", 1) for line in re.findall(r"^Environment=(.*)$", service, re.M)
+               for w in unquote(line, False))
     return argv, env
 
 
@@ -67,7 +70,9 @@ def test_units_verified_and_their_command_renews(due):
     data = json.loads(proc.stdout)
     service, timer = units / "certkit-renew.service", units / "certkit-renew.timer"
     assert data["files"] == [str(service), str(timer)] and data["ran"] == []  # a folder of ours: nothing enabled
-    assert "systemctl enable --now certkit-renew.timer" in " ".join(data["todo"])
+    # systemd does not look in that folder: the units are linked into its unit path first
+    assert data["todo"] == [f"systemctl link {service} {timer}", "systemctl daemon-reload",
+                            "systemctl enable --now certkit-renew.timer"]
     text = timer.read_text()
     assert "OnCalendar=daily" in text and "RandomizedDelaySec=" in text and "Persistent=true" in text
     assert "WantedBy=timers.target" in text and "Type=oneshot" in service.read_text()
@@ -204,8 +209,9 @@ def test_the_timer_renews_against_the_inventory_this_command_uses(due):
     """$CERTKIT_INVENTORY_URL (a shared inventory for this host) goes into the unit and the crontab
     line: the timer renews what is due there, not in the inventory the CA directory names."""
     tmp_path, secret, env = due
-    shutil.copy(tmp_path / "ca" / "inventory.sqlite3", tmp_path / "shared.sqlite3")
-    shared = dict(env, CERTKIT_INVENTORY_URL=f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+    shared_file = tmp_path / "sha$red%i.sqlite3"  # "$" and "%" mean something to systemd: carried as given
+    shutil.copy(tmp_path / "ca" / "inventory.sqlite3", shared_file)
+    shared = dict(env, CERTKIT_INVENTORY_URL=f"sqlite:///{shared_file}",
                   CERTKIT_CA_PASSPHRASE=PASSPHRASE)
     run_certkit("issue-server", "shared.example.com", "--days", "5", "--out", tmp_path / "shared", env=shared,
                 check=True)
@@ -217,10 +223,17 @@ def test_the_timer_renews_against_the_inventory_this_command_uses(due):
     proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, env=shared)
     [line] = proc.stdout.splitlines()
     old = serial_of(tmp_path / "shared")
-    ran = subprocess.run(["/bin/sh", "-c", line.split(" ", 5)[5]], env=plain_env(tmp_path), capture_output=True,
-                         text=True, timeout=120)
+    ran = subprocess.run(["/bin/sh", "-c", line.split(" ", 5)[5].replace("\\%", "%")],  # as cron reads "\%"
+                         env=plain_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert serial_of(tmp_path / "shared") != old  # renewed, as recorded in the shared inventory
+    # and so does the service's command, with the environment systemd gives it
+    run_certkit("issue-server", "unit.example.com", "--days", "5", "--out", tmp_path / "unit", env=shared, check=True)
+    argv, unit_env = exec_start((tmp_path / "u" / "certkit-renew.service").read_text())
+    old = serial_of(tmp_path / "unit")
+    ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert serial_of(tmp_path / "unit") != old
 
 
 def test_a_p12_password_from_the_environment_is_said_not_to_reach_the_timer(due):

@@ -70,16 +70,18 @@ def _check_args(argv: Sequence[str]) -> None:
                                "line cannot carry it. Put the command in a script and give its path.")
 
 
-def systemd_quote(arg: str) -> str:
-    """One ExecStart= argument: double-quoted, with systemd's specifiers (%) and variable
-    expansion ($) escaped, so it reaches certkit exactly as given."""
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
+def systemd_quote(arg: str, *, command: bool = True) -> str:
+    """One ExecStart= argument (``command``) or Environment= assignment: double-quoted, with
+    systemd's specifiers (%) escaped, and in a command its variable expansion ($) too (in
+    Environment= "$" has no special meaning: systemd.exec(5)), so it reaches certkit exactly as given."""
+    quoted = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (quoted.replace("$", "$$") if command else quoted) + '"'
 
 
 def service_text(argv: Sequence[str], env: dict[str, str], description: str) -> str:
     _check_args([*argv, *env.values(), description])
     lines = [_MARK, "[Unit]", f"Description={description.replace('%', '%%')}", "", "[Service]", "Type=oneshot"]
-    lines += [f"Environment={systemd_quote(f'{k}={v}')}" for k, v in env.items()]
+    lines += [f"Environment={systemd_quote(f'{k}={v}', command=False)}" for k, v in env.items()]
     lines.append("ExecStart=" + " ".join(systemd_quote(a) for a in argv))
     return "\n".join(lines) + "\n"
 
@@ -133,6 +135,8 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
             replace_file(path, text.encode(), PUBLIC_MODE)
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
+    if not _searched(folder, system):  # systemd does not look there: linked into its unit path first
+        commands.insert(0, [*_systemctl(system), "link", *(os.path.abspath(p) for p in paths)])  # absolute only
     _run_or_list(commands, manage, change)
     if not system:
         change.todo.append(f"loginctl enable-linger {_user()}  # so that it runs while you are logged out")
@@ -165,6 +169,15 @@ def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool
     folder = directory or unit_dir(system=system)
     manage = (directory is None and systemd_running()) if manage is None else manage
     return system, folder, manage
+
+
+def _searched(folder: Path, system: bool) -> bool:
+    """Whether systemd (the system's, or the user's) loads units from ``folder``: its default folder
+    here, or one of the usual unit folders. ``systemctl disable`` undoes a ``link`` too."""
+    usual = [unit_dir(system=system)]
+    usual += ([Path("/etc/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")] if system
+              else [Path.home() / ".config/systemd/user", Path("/etc/systemd/user")])
+    return any(os.path.realpath(folder) == os.path.realpath(d) for d in usual)
 
 
 def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -> None:
