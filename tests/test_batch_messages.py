@@ -172,3 +172,33 @@ def test_resume_says_why_a_folder_is_not_kept(tmp_path: Path, ca_dir: Path, ca_e
                              "for URI:spiffe://ex/dev1; the line asks for a client certificate for "
                              "URI:spiffe://ex/OTHER; pass --force to replace it.")
     assert "--resume to keep" not in proc.stderr
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # json.loads keeps the last of two values: this line would have been issued as a client
+    ('{"kind": "server", "names": "d2.example.com", "kind": "client"}\n',
+     [(1, "the key 'kind' is given twice; give each key once.")]),
+    ('{"kind": "server", "names": "a.example.com", "days": 30, "names": "b.example.com"}\n',
+     [(1, "the key 'names' is given twice; give each key once.")]),
+    # int() reads other scripts' digits: Arabic-Indic 30, fullwidth 30, Devanagari 90
+    ("kind,names,days\nserver,e3.example.com,\u0663\u0660\nserver,e4.example.com,\uff13\uff10\n"
+     "server,e5.example.com,\u0969\u0966\n",
+     [(2, "days is '\u0663\u0660'; it must be a whole number in the digits 0 to 9."),
+      (3, "days is '\uff13\uff10'; it must be a whole number in the digits 0 to 9."),
+      (4, "days is '\u0969\u0966'; it must be a whole number in the digits 0 to 9.")]),
+])
+def test_a_line_that_says_two_things_is_refused(tmp_path: Path, ca_env: dict, body: str, expected: list) -> None:
+    run_certkit("init-ca", env=ca_env, check=True)
+    assert refused(tmp_path, ca_env, body) == expected
+
+
+@pytest.mark.parametrize("args", [["issue-server", "x.example.com", "--days"], ["renew", "--expiring"],
+                                  ["list", "--limit"], ["crl", "--days"], ["issue-batch", "m.csv", "--jobs"],
+                                  ["serve", "--port"]])
+@pytest.mark.parametrize("digits", ["\u0663\u0660", "\uff13\uff10"])
+def test_options_take_ascii_digits_only(tmp_path: Path, ca_env: dict, args: list, digits: str) -> None:
+    value = digits + ("d" if args[-1] == "--expiring" else "")
+    proc = run_certkit(*args, value, cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"Error: Invalid value for '{args[-1]}': '{value}' is not a" in proc.stderr
+    assert "Traceback" not in proc.stderr

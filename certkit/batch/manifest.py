@@ -244,6 +244,19 @@ def _csv_rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str] | str]]:
         yield number, reason
 
 
+class _Twice(Exception):
+    """A JSON object names one key twice (json.loads would keep the last: a line that says "server",
+    then "client", would be issued as a client)."""
+
+
+def _one_of_each(pairs: list[tuple]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set = set()
+        raise _Twice(next(k for k, _v in pairs if k in seen or seen.add(k)))
+    return found
+
+
 def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
     import itertools
 
@@ -252,7 +265,10 @@ def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterat
         if not text or text.startswith("#"):
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=_one_of_each)
+        except _Twice as exc:
+            yield number, f"the key '{shown(str(exc))}' is given twice; give each key once."
+            continue
         except ValueError as exc:
             yield number, f"it is not valid JSON ({getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')})."
             continue
@@ -321,6 +337,8 @@ def _days(value: Any, default: int | None) -> int | None:
     if isinstance(value, str):
         value = value.strip() or None
         if value is not None:
+            if not value.lstrip("+-").isascii():  # int() reads other scripts' digits too ('٣٠' is 30)
+                raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number in the digits 0 to 9.")
             try:
                 value = int(value)
             except ValueError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import ca_dir_option, emit, json_option, passphrase_file_option, unlock, warn, when
+from certkit.cli.common import Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock, warn, when
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
 MAX_SERVER_DAYS = 825
@@ -67,17 +67,17 @@ def _not_empty(ctx, param, value: str | None) -> str | None:
 @acme.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, callback=_not_empty,
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
-@click.option("--port", type=click.IntRange(0, 65535), default=14000, show_default=True,
+@click.option("--port", type=Whole(0, 65535), default=14000, show_default=True,
               help="TCP port; 0 picks a free one (the directory URL printed says which).")
 @click.option("--allow-domain", "allow_domains", multiple=True, metavar="SUFFIX",
               help="Issue only for this domain and its subdomains (repeatable) [default: any name the CA may sign].")
 @click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
               help="Also issue for IP addresses in this range (RFC 8738; repeatable) [default: none].")
-@click.option("--days", type=click.IntRange(1, MAX_SERVER_DAYS),
+@click.option("--days", type=Whole(1, MAX_SERVER_DAYS),
               help=f"Certificate lifetime, at most {MAX_SERVER_DAYS} [default: 200, capped at the CA's expiry].")
-@click.option("--http01-port", type=click.IntRange(1, 65535), default=80, show_default=True,
+@click.option("--http01-port", type=Whole(1, 65535), default=80, show_default=True,
               help="Port to connect to for http-01 validation.")
-@click.option("--tls-alpn01-port", type=click.IntRange(1, 65535), default=443, show_default=True,
+@click.option("--tls-alpn01-port", type=Whole(1, 65535), default=443, show_default=True,
               help="Port to connect to for tls-alpn-01 validation.")
 @click.option("--resolve", "resolve", multiple=True, metavar="NAME=ADDRESS", callback=_parse_resolve,
               help="Validate NAME at ADDRESS instead of asking DNS (repeatable).")

@@ -10,6 +10,7 @@ import click
 from certkit.cli.common import (
     EXIT_INTERRUPTED,
     OutPath,
+    Whole,
     ca_dir_option,
     days_option,
     emit,
@@ -51,7 +52,7 @@ def _default_jobs(total: int) -> int:
 @click.option("--sync", type=click.Choice(["chunk", "file", "none"]), default="chunk", show_default=True,
               help="Durability: one sync per chunk of 500 certificates, an fsync per file "
                    "(as issue-server does), or leave it to the operating system.")
-@click.option("--jobs", type=click.IntRange(1, 256),
+@click.option("--jobs", type=Whole(1, 256),
               help="Worker processes, each checking, then issuing, every Nth chunk [default: CPU count].")
 @ca_dir_option
 @passphrase_file_option

@@ -8,6 +8,7 @@ import click
 
 from certkit.cli.common import (
     Failed,
+    Whole,
     ca_dir_option,
     emit,
     json_option,
@@ -31,7 +32,7 @@ MIN_PASSPHRASE = 12
 @click.option("--org-unit", help="Organizational unit (OU).")
 @click.option("--country", metavar="CC", help="Two-letter country code (C).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True)
-@click.option("--days", type=click.IntRange(1, MAX_DAYS),
+@click.option("--days", type=Whole(1, MAX_DAYS),
               help="Lifetime in days [default: 3650 for a root, 1825 for an intermediate].")
 @click.option("--permit-dns", multiple=True, metavar="DOMAIN",
               help="Name constraint: only this DNS domain and its subdomains (repeatable). "

@@ -311,9 +311,19 @@ def format_option(f):
                              "folder); jsonl, k8s and tar go to --out FILE, else to standard output.")(f)
 
 
+class Whole(click.IntRange):
+    """A whole number in a range, written in the digits 0 to 9: Python's int() also reads other
+    scripts' digits ('٣٠' is 30), which no one means in a lifetime, a count or a port."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip().lstrip("+-").isascii():
+            self.fail(f"'{shown(value)}' is not a whole number in the digits 0 to 9.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def days_option(help_text: str):
     """--days with its range: at least 1, at most :data:`~certkit.constants.MAX_DAYS`."""
-    return click.option("--days", type=click.IntRange(1, MAX_DAYS), help=help_text)
+    return click.option("--days", type=Whole(1, MAX_DAYS), help=help_text)
 
 
 def parse_period(ctx, param, value):
@@ -323,7 +333,7 @@ def parse_period(ctx, param, value):
     import datetime as dt
     import re
 
-    match = re.fullmatch(r"\s*(\d{1,9})\s*([dwh]?)\s*", value.lower())
+    match = re.fullmatch(r"\s*([0-9]{1,9})\s*([dwh]?)\s*", value.lower())
     if not match or int(match.group(1)) == 0:
         raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
     unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import ca_dir_option, emit, json_option, parse_period, passphrase_file_option, unlock, when
+from certkit.cli.common import (
+    Whole,
+    ca_dir_option,
+    emit,
+    json_option,
+    parse_period,
+    passphrase_file_option,
+    unlock,
+    when,
+)
 from certkit.constants import (
     KINDS,
     LIST_STATUSES,
@@ -51,7 +60,7 @@ def _names_summary(row: dict, limit: int = 3) -> str:
 @click.option("--name", "pattern", metavar="PATTERN",
               help="Only certificates with a subject value (such as the CN) or a SAN entry that matches this "
                    "glob (case-insensitive; a glob with '=' also matches the whole subject).")
-@click.option("--limit", type=click.IntRange(1, 10_000_000), help="Show at most this many.")
+@click.option("--limit", type=Whole(1, 10_000_000), help="Show at most this many.")
 @ca_dir_option
 @json_option
 def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
@@ -220,7 +229,7 @@ def _same_ca(ca_dir: Path | None) -> str:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CRL here [default: PEM on stdout]. An older CRL of this CA is replaced.")
 @click.option("--der", is_flag=True, help="DER instead of PEM.")
-@click.option("--days", type=click.IntRange(MIN_CRL_DAYS, MAX_CRL_DAYS), default=30, show_default=True,
+@click.option("--days", type=Whole(MIN_CRL_DAYS, MAX_CRL_DAYS), default=30, show_default=True,
               help="Days until nextUpdate: publish a new CRL before then.")
 @click.option("--force", is_flag=True, help="Replace --out even if it is not a CRL of this CA.")
 @ca_dir_option

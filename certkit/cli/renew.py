@@ -11,6 +11,7 @@ import click
 
 from certkit.cli.common import (
     Failed,
+    Whole,
     ca_dir_option,
     days_option,
     emit,
@@ -50,7 +51,7 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
                    "$CERTKIT_FOLDER hold its folder, $CERTKIT_SERIAL and $CERTKIT_OLD_SERIAL the serials.")
 @click.option("--exec-once", metavar="CMD", help="Run CMD once at the end if anything was renewed (reload a "
                                                  "server once, not once per certificate).")
-@click.option("--exec-timeout", type=click.IntRange(1, 86400), default=600, show_default=True, metavar="SECONDS",
+@click.option("--exec-timeout", type=Whole(1, 86400), default=600, show_default=True, metavar="SECONDS",
               help="Stop a hook (and what it started) that runs longer than this.")
 @click.option("--install-timer", is_flag=True,
               help="Write (and enable) a systemd timer that runs this renewal daily at a random time "

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Failed, ca_dir_option, emit, json_option, passphrase_file_option, unlock
+from certkit.cli.common import Failed, Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock
 
 
 # --- serve ------------------------------------------------------------------------
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True,
+@click.option("--port", type=Whole(0, 65535), default=8443, show_default=True,
               help="TCP port; 0 picks a free one (the URL printed says which).")
 @click.option("--cert", "cert_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Server certificate chain (fullchain.pem) [default: issue one now from the CA].")
