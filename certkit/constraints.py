@@ -168,18 +168,31 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
         domains = [str(c.value) for c in nc.permitted_subtrees or [] if _matches(as_dns, c) is not None]
         inside = [d for d in domains if d != NO_DNS]
         example = f"{shown(cn.split('.')[0].lower())}.{inside[0]}" if inside else ""
+        library_fix = cli_fix = ""
         if from_csr:  # sign-csr takes names from the request only: the requester must make a new one
             fix = (f"ask for a new CSR with a subjectAltName DNS entry inside them (DNS:{example}), or "
                    if inside else "ask for a new CSR ") + "with a common name that is not a host name"
         else:
-            fix = (f"give it a DNS name inside them (--dns {example}), or " if inside else "") + \
+            library_fix, cli_fix = f"dns_names=['{example}']", f"--dns {example}"
+            fix = (f"give it a DNS name inside them ({library_fix}), or " if inside else "") + \
                 "use a common name that is not a host name"
-        raise NameNotPermitted(
-            f"Java (JSSE) and OpenSSL read the common name '{shown(cn)}' of a client certificate without a DNS "
-            f"name as a host name and check it against the name constraints of CA '{shown(ca_name)}' "
-            f"({describe(nc)}), so they would reject this certificate; {fix}, such as 'Alice Smith' "
+        one = "." not in cn.rstrip(".")  # Java alone
+        error = NameNotPermitted(
+            f"{readers_of_common_name(cn)} read{'s' if one else ''} the common name '{shown(cn)}' of a client "
+            f"certificate without a DNS name as a host name and check{'s' if one else ''} it against the name "
+            f"constraints of CA '{shown(ca_name)}' ({describe(nc)}), so {'it' if one else 'they'} would reject "
+            f"this certificate; {fix}, such as 'Alice Smith' "
             "(docs/two-tier-pki.md)."
         )
+        if inside and library_fix:  # the command line says its own option (certkit.cli.common.cli_message)
+            error.cli_words = (library_fix, cli_fix)
+        raise error
+
+
+def readers_of_common_name(cn: str) -> str:
+    """Who checks a client certificate's host-like common name against DNS name constraints: Java's
+    JSSE always, OpenSSL only a name with a dot in it (NAME_CONSTRAINTS_check_CN)."""
+    return "Java (JSSE) and OpenSSL" if "." in cn.rstrip(".") else "Java (JSSE)"
 
 
 def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: str,

@@ -126,9 +126,10 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
 
 def client_cn_problem(path: list) -> str | None:
     """A client certificate without a DNS name or IP address whose common name reads as a host
-    name outside a CA's DNS name constraints: OpenSSL (error 47) and Java refuse it, and certkit
-    does not issue it (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
-    from certkit.constraints import client_cn_outside, of_chain
+    name outside a CA's DNS name constraints: Java refuses it (and OpenSSL, error 47, when the name
+    has a dot), and certkit does not issue it (:func:`certkit.constraints.check_client_common_name`);
+    None otherwise."""
+    from certkit.constraints import client_cn_outside, of_chain, readers_of_common_name
     from certkit.issuing import identities_of
     from certkit.text import shown
     from certkit.vocabulary import common_name
@@ -140,7 +141,7 @@ def client_cn_problem(path: list) -> str | None:
     cn = common_name(path[0].subject)
     for ca in path[1:]:
         if client_cn_outside(of_chain([ca]), cn, identities):
+            readers = readers_of_common_name(cn).replace("OpenSSL", "OpenSSL (permitted subtree violation)")
             return (f"its common name '{shown(cn)}' reads as a host name (it has no DNS name or IP address), and "
-                    f"it is outside the name constraints of {cn_text(ca.subject)}: OpenSSL (permitted subtree "
-                    "violation) and Java servers refuse it")
+                    f"it is outside the name constraints of {cn_text(ca.subject)}: {readers} servers refuse it")
     return None
