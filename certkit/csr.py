@@ -149,6 +149,14 @@ def _check_key(csr, source: str) -> None:
         raise InvalidCSR(f"{_cap(source)} holds {problem}.")
 
 
+_SAN_LABELS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}  # as vocabulary.general_name_text
+
+
+def san_text(kind: str, value: str) -> str:
+    """A SAN entry of :attr:`CSRRequest.san` as certkit writes SAN entries everywhere (``DNS:x``, ``IP:y``)."""
+    return f"{_SAN_LABELS[kind]}:{value}" if kind in _SAN_LABELS else value
+
+
 def _general_name(gn) -> tuple[str, str]:
     from cryptography import x509
 
@@ -215,9 +223,9 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
             hosts.append(checked(_names.parse_host, request.common_name, "The CSR's common name"))
         for san_kind, value in request.san:
             if san_kind in ("dns", "ip"):
-                hosts.append(checked(_names.parse_host, value, f"The CSR's subjectAltName {san_kind.upper()}:{value}"))
+                hosts.append(checked(_names.parse_host, value, f"The CSR's subjectAltName {san_text(san_kind, value)}"))
             else:
-                dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
+                dropped.append(f"subjectAltName {san_text(san_kind, value)} "
                                f"(a {kind} certificate names DNS names and IP addresses only)")
         for value in extra_names:
             hosts.append(checked(_names.parse_host, value, f"The name '{shown(value)}' given after the CSR"))
@@ -244,7 +252,7 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
         if san_kind in by_kind:
             by_kind[san_kind].append(value)
         else:
-            dropped.append(f"subjectAltName {value if san_kind == 'other' else f'{san_kind}:{value}'} "
+            dropped.append(f"subjectAltName {san_text(san_kind, value)} "
                            "(a client certificate names emails, URIs and DNS names only)")
     try:
         identities = _names.client_identities(cn, by_kind["email"], by_kind["uri"], by_kind["dns"])

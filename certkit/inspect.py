@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from certkit.errors import describe_parse_error, parse_errors
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.text import shown
-from certkit.vocabulary import common_name, eku_name, key_usage_names, serial_hex
+from certkit.vocabulary import common_name, eku_name, general_name_text, key_usage_names, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -62,10 +62,9 @@ def general_names(names) -> list[dict]:
             entry = {"type": "email", "value": gn.value}
         elif isinstance(gn, x509.UniformResourceIdentifier):
             entry = {"type": "URI", "value": gn.value}
-        elif isinstance(gn, x509.DirectoryName):
-            entry = {"type": "DirName", "value": gn.value.rfc4514_string()}
-        else:
-            entry = {"type": type(gn).__name__, "value": str(getattr(gn, "value", gn))}
+        else:  # as SAN entries are written everywhere: DirName, Registered ID, othername (never a repr)
+            kind, _, value = general_name_text(gn).partition(":")
+            entry = {"type": kind, "value": value}
         out.append(entry)
     return out
 

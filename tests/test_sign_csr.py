@@ -197,6 +197,20 @@ def test_unusual_san_entries_dropped_in_words(tmp_path, ca_env, ca_dir):
     dropped = [line for line in proc.stdout.splitlines() if line.startswith("  dropped")]
     assert dropped == [f"  dropped   subjectAltName {w} (a server certificate names DNS names and IP addresses only)"
                        for w in words]
+    # inspect names them the same way (it printed Python reprs: OtherName:b'...', RegisteredID:<ObjectIdentifier>)
+    shown = run_certkit("inspect", csr, "--json", env=ca_env, check=True)
+    [item] = json.loads(shown.stdout)["items"]
+    assert [f"{e['type']}:{e['value']}" for e in item["subject_alt_names"]] == ["DNS:odd.internal", *words]
+    text = run_certkit("inspect", csr, env=ca_env, check=True).stdout
+    assert f"names asked   {', '.join(['DNS:odd.internal', *words])}" in text
+    # and the usual kinds a certificate cannot hold are written as everywhere: IP, URI, email (not ip:, uri:)
+    crypto_csr(csr, "mixed", [x509.RFC822Name("m@example.com"), x509.UniformResourceIdentifier("spiffe://e/m"),
+                              x509.IPAddress(__import__("ipaddress").ip_address("10.1.1.1"))])
+    proc = run_certkit("sign-csr", csr, "--client", "--out", "mixed", cwd=tmp_path, env=ca_env, check=True)
+    assert "  dropped   subjectAltName IP:10.1.1.1 (a client certificate" in proc.stdout
+    proc = run_certkit("sign-csr", csr, "--server", "--out", "mixed-s", cwd=tmp_path, env=ca_env)
+    assert [line.split(" (")[0] for line in proc.stdout.splitlines() if line.startswith("  dropped")] == [
+        "  dropped   subjectAltName email:m@example.com", "  dropped   subjectAltName URI:spiffe://e/m"], proc.stdout
     crypto_csr(csr, "odd", [x509.RFC822Name("odd@example.com"), *[
         x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])),
         x509.OtherName(upn, b"\x0c\x03a@b")]])
