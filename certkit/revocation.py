@@ -91,7 +91,10 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.Certif
     if ski is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier(ski, None, None), critical=False)
     for serial, revoked_at, reason in revoked:
-        entry = x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(revoked_at)
+        # A revocation of the last five minutes is dated thisUpdate: a CRL does not list what happened
+        # after it was issued (a revocation dated a little early only covers more).
+        entry = x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(
+            min(revoked_at, this_update))
         reason = stored_reason(serial, reason, inventory.location)
         if reason != "unspecified":  # RFC 5280 5.3.1: omit the code rather than say unspecified
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)

@@ -59,6 +59,8 @@ def test_revoke_and_crl(fleet, ca_env, ca_dir):
     assert aki == ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     entry = crl.get_revoked_certificate_by_serial_number(int(lost, 16))
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    # revoked a moment ago, after the backdated thisUpdate: the CRL lists nothing dated after it was issued
+    assert entry.revocation_date_utc <= crl.last_update_utc
     assert crl.get_revoked_certificate_by_serial_number(int(serial_of(fleet / "good"), 16)) is None
 
     lint = subprocess.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", str(crl_pem)],
