@@ -119,10 +119,7 @@ class CA:
                 refuse_reused_key(parent.inventory, key.public_key(), for_ca=True)
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = _ca_subject(common_name, organization, organizational_unit, country)
-        dns = list(dict.fromkeys(_names.parse_dns_name(d, allow_wildcard=False).value  # each once, in any case
-                                 for d in _names.name_list(permitted_dns, "permitted_dns")))
-        ips = list(dict.fromkeys(_constraints.parse_network(n)
-                                 for n in _names.name_list(permitted_ips, "permitted_ips")))
+        dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
         asked, days = days, days if days is not None else profile.default_days
         check_days(days)
         not_before, not_after = validity(days, start=not_before)

@@ -48,6 +48,15 @@ def parse_network(text: str):
         raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}.") from None
 
 
+def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[list[str], list]:
+    """A CA's permitted DNS names (A-labels, no wildcard) and IP ranges, each once, in any case."""
+    from certkit import names
+
+    dns = list(dict.fromkeys(names.parse_dns_name(d, allow_wildcard=False).value
+                             for d in names.name_list(domains, "permitted_dns")))
+    return dns, list(dict.fromkeys(parse_network(n) for n in names.name_list(networks, "permitted_ips")))
+
+
 def build(domains: Sequence[str], networks: Sequence) -> "x509.NameConstraints | None":
     """The critical NameConstraints of a CA permitting ``domains`` and ``networks``; None if neither."""
     from cryptography import x509

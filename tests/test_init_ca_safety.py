@@ -120,3 +120,16 @@ def test_a_killed_intermediate_in_place_is_found_valid(root) -> None:
     assert interrupt(proc, signal.SIGKILL, work / "paused").returncode == -signal.SIGKILL
     assert (work / "issuing" / "ca.pem").exists()
     assert [(r["subject"], r["status"]) for r in ca_rows(env)] == [("CN=Placed", "valid")]
+
+
+@pytest.mark.parametrize("option,value,said", [("--permit-dns", "*.example.com", "a wildcard is not allowed here"),
+                                               ("--permit-ip", "10.0.0.1/8", "has host bits set")])
+def test_a_bad_constraint_is_refused_before_the_unencrypted_key_warning(tmp_path: Path, option: str, value: str,
+                                                                        said: str) -> None:
+    """A name constraint that cannot be used is refused first, alone: init-ca warned that the key would be
+    stored unencrypted, then refused, for a CA that was never made."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    proc = run_certkit("init-ca", "--no-passphrase", option, value, env=env)
+    assert_clean_error(proc, said)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert not (tmp_path / "ca").exists()

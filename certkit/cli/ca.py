@@ -82,6 +82,9 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     from certkit.store import CADirectory
 
     _check_subject(common_name, org, org_unit, country)
+    from certkit.constraints import parse_permitted
+
+    parse_permitted(permit_dns, permit_ip)  # refused before any warning, passphrase or key
     store = CADirectory(ca_dir)
     if store.exists():  # before asking for any passphrase
         from certkit.constants import CERT_FILE
