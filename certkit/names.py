@@ -279,6 +279,8 @@ def parse_email(text: str) -> Identity:
         host = parse_dns_name(domain, allow_wildcard=False)
     except InvalidName as exc:
         raise InvalidName(f"'{_show(text)}' is not a valid email address: {exc}") from None
+    if "." not in host.value:  # a mailbox domain has two labels at least (pkilint: invalid syntax)
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: its domain needs two labels at least.")
     value = f"{local}@{host.value}"
     return Identity("email", value, text if text != value else None)
 

@@ -154,3 +154,23 @@ def test_safe_folder_names(name: str, folder: str) -> None:
 def test_unsafe_folder_names(name: str) -> None:
     with pytest.raises(UnsafeOutputPath, match="choose the output folder yourself"):
         safe_folder_name(name)
+
+
+@pytest.mark.parametrize("domain", ["b", "localhost", "internal"])
+def test_a_mailbox_domain_of_one_label_is_refused_as_pkilint_refuses_it(tmp_path, domain: str) -> None:
+    """pkilint calls an rfc822Name with a one-label domain invalid syntax (an ERROR): certkit refuses it,
+    and a client certificate for a two-label domain lints clean."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit import CA
+
+    from conftest import pkilint_errors
+
+    with pytest.raises(InvalidName, match="its domain needs two labels at least"):
+        parse_email(f"a@{domain}")
+    ca = CA.create("Mail CA")
+    with pytest.raises(InvalidName, match="its domain needs two labels at least"):
+        ca.issue_client("alice", emails=[f"alice@{domain}"])
+    issued = ca.issue_client("alice", emails=[f"alice@{domain}.example"])
+    (tmp_path / "cert.pem").write_bytes(issued.cert.public_bytes(Encoding.PEM))
+    assert pkilint_errors(tmp_path / "cert.pem") == ""
