@@ -343,3 +343,20 @@ def test_serial_prefixes_as_typed(tmp_path: Path, ca_dir: Path, ca_env: dict) ->
     proc = run_certkit("revoke", serial[:9].lower(), "--json", env=ca_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["serial"] == serial
+
+
+def test_out_dash_is_standard_output_and_a_trailing_slash_a_folder(fleet, ca_env, ca_dir):
+    """'-' means standard output to every --out that writes one file: crl wrote a file named '-' (and said it
+    wrote the CRL "to -"); a path ending with a slash names a folder, which a CRL is not (crl wrote a file
+    'd'); and renew --out - made a folder named '-' holding a copy of the private key."""
+    proc = run_certkit("crl", "--out", "-", cwd=fleet, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    crl = x509.load_pem_x509_crl(proc.stdout.encode())
+    assert crl.is_signature_valid(load(ca_dir / "ca.pem").public_key())
+    assert not (fleet / "-").exists()
+    proc = run_certkit("crl", "--out", "d/", cwd=fleet, env=ca_env)
+    assert_clean_error(proc, "--out 'd/' ends with a slash, so it names a folder; a CRL is one file", code=2)
+    assert not (fleet / "d").exists()
+    proc = run_certkit("renew", "good", "--out", "-", cwd=fleet, env=ca_env)
+    assert_clean_error(proc, "--out - means standard output, where a bundle folder cannot go", code=2)
+    assert not (fleet / "-").exists()

@@ -290,16 +290,23 @@ def out_as_typed() -> str | None:
 def typed_out(fmt: str, out: Path | None) -> Path | None:
     """``--out`` as the user meant it: ``-`` is standard output (None; refused for a folder), and
     a trailing slash, which names a folder, is refused for a format that writes one file."""
+    if fmt != "folder":
+        return file_out(out, f"--format {fmt} writes one file", f"certs.{'yaml' if fmt == 'k8s' else fmt}")
+    if out is not None and out_as_typed() == "-":
+        raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a "
+                               "folder, or --format jsonl, k8s or tar.")
+    return out
+
+
+def file_out(out: Path | None, writes: str, example: str) -> Path | None:
+    """``--out`` of a command that writes one file (see :class:`OutPath`): ``-`` is standard output
+    (None), and a path ending with a slash, which names a folder, is refused."""
     typed = out_as_typed() if out is not None else None
     if typed == "-":
-        if fmt == "folder":
-            raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a "
-                                   "folder, or --format jsonl, k8s or tar.")
         return None
-    if fmt != "folder" and typed is not None and typed.endswith((os.sep, "/")):
-        raise click.UsageError(f"--out '{shown(typed)}' ends with a slash, so it names a folder; --format {fmt} "
-                               f"writes one file: name it (for example {shown(typed.rstrip('/' + os.sep) or '.')}"
-                               f"/certs.{'yaml' if fmt == 'k8s' else fmt}).")
+    if typed is not None and typed.endswith((os.sep, "/")):
+        raise click.UsageError(f"--out '{shown(typed)}' ends with a slash, so it names a folder; {writes}: name "
+                               f"it (for example {shown(typed.rstrip('/' + os.sep) or '.')}/{example}).")
     return out
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    OutPath,
     Whole,
     ca_dir_option,
     emit,
+    file_out,
     json_option,
     parse_period,
     passphrase_file_option,
@@ -226,8 +228,8 @@ def _same_ca(ca_dir: Path | None) -> str:
 
 # --- crl --------------------------------------------------------------------------
 @click.command("crl")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the CRL here [default: PEM on stdout]. An older CRL of this CA is replaced.")
+@click.option("--out", type=OutPath(path_type=Path, dir_okay=False),
+              help="Write the CRL here [default, or -: PEM on stdout]. An older CRL of this CA is replaced.")
 @click.option("--der", is_flag=True, help="DER instead of PEM.")
 @click.option("--days", type=Whole(MIN_CRL_DAYS, MAX_CRL_DAYS), default=30, show_default=True,
               help="Days until nextUpdate: publish a new CRL before then.")
@@ -257,6 +259,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
     from certkit.revocation import check_can_sign_crl, sign_crl
 
+    out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     if out is None and der and sys.stdout.isatty():
         raise click.UsageError("A DER CRL is binary: give --out FILE or redirect stdout.")
     if out is None and der and as_json:

@@ -11,11 +11,13 @@ import click
 
 from certkit.cli.common import (
     Failed,
+    OutPath,
     Whole,
     ca_dir_option,
     days_option,
     emit,
     json_option,
+    out_as_typed,
     parse_period,
     passphrase_file_option,
     unlock,
@@ -29,7 +31,7 @@ from certkit.constants import KEY_TYPES, LEAF_KINDS
 @click.option("--rekey", is_flag=True, help="Generate a new private key (default: keep the existing key).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key type with --rekey [default: the old key's].")
 @days_option("Lifetime in days [default: the old certificate's, capped at the CA's].")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", type=OutPath(path_type=Path, file_okay=False),
               help="Write the renewed bundle to this new folder instead of replacing the old one.")
 @click.option("--force", is_flag=True, help="With --out: replace existing files there; with --install-timer: "
                                                  "replace a timer of that name that runs another renewal.")
@@ -120,6 +122,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     if certificate is None:
         raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
                                "that is due with --expiring PERIOD or --all.")
+    if out is not None and out_as_typed() == "-":
+        raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a folder.")
     _renew_one(certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
                p12_password_file=p12_password_file, ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json,
                **hooks)
