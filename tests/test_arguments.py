@@ -32,6 +32,12 @@ EMPTY = [
     (["probe", ""], "certkit probe"),
     (["crl", "--out", ""], "--out"),
     (["list", "--json", "--name", ""], "--name"),
+    # after a flag, which takes no value: the argument is the command's, not the flag's
+    (["revoke", "--json", ""], "certkit revoke"),
+    (["inspect", "--json", ""], "certkit inspect"),
+    (["issue-server", "--force", " "], "certkit issue-server"),
+    (["sign-csr", "--server", ""], "certkit sign-csr"),
+    (["issue-client", "--p12", "  "], "certkit issue-client"),
 ]
 
 
@@ -55,6 +61,8 @@ def test_an_empty_value_is_refused_and_nothing_happens(bundle_here, ca_dir, ca_e
     proc = run_certkit(*args, cwd=bundle_here, env=ca_env)
     assert_clean_error(proc, "empty value", code=2)
     assert named in (proc.stdout + proc.stderr)
+    assert not any(f"{flag} was given" in proc.stdout + proc.stderr for flag in ("--json", "--force", "--server",
+                                                                                 "--p12"))
     assert "VALID" not in proc.stdout and "Listening" not in proc.stdout
     assert sorted((p.name, p.stat().st_mtime_ns) for p in bundle_here.iterdir()) == before
     [row] = [r for r in CADirectory(ca_dir).inventory.rows() if r["subject"] == "CN=victim"]
@@ -70,6 +78,8 @@ NOT_UTF8 = [
     ["probe", "https://h\udcff/"],
     ["inventory", "migrate", "--to", "postgresql://u@h/d\udcff"],
     ["issue-server", "--json", "x.example.com", "--out", "o\udcffut"],
+    ["issue-server", "--force", "h\udcff.example.com"],
+    ["inspect", "--json", "c\udcff.pem"],
 ]
 
 

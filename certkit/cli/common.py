@@ -157,9 +157,10 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
                 value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
                 raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
                                        "URLs as UTF-8.", ctx=where)
+    valued = _options_with_values(command or group)
     for i, arg in enumerate(args):
         option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
-        if not eq and i and args[i - 1].startswith("-") and args[i - 1] != "--":
+        if not eq and i and args[i - 1] in valued:  # the value of the option before it, not an argument
             option = args[i - 1]
         what = f"{option} was given" if option else f"'certkit {name}' was given" if name else "certkit was given"
         if (eq or not arg.startswith("-")) and value.strip() == "":
@@ -168,6 +169,16 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
         if not _is_utf8(arg):
             raise click.UsageError(f"{what} '{_bytes_shown(arg)}', which is not UTF-8 text; certkit takes "
                                    "names, paths and URLs as UTF-8.", ctx=where)
+
+
+def _options_with_values(command: click.Command) -> set[str]:
+    """The option names of ``command`` (and of its subcommands: ``acme serve``) that take a value
+    (``--out``, not ``--force``)."""
+    names = {name for param in command.params if isinstance(param, click.Option) and not param.is_flag
+             and not param.count for name in param.opts}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _options_with_values(sub)
+    return names
 
 
 def _is_utf8(text: str) -> bool:
