@@ -353,3 +353,20 @@ def test_ordinary_email_addresses_are_issued_cleanly(tmp_path: Path, ca_dir: Pat
                                                      address: str) -> None:
     run_certkit("issue-client", "mail user", "--email", address, "--out", tmp_path / "c", env=ca_env, check=True)
     assert pkilint_errors(tmp_path / "c" / "cert.pem") == ""
+
+
+def test_the_subject_cn_is_the_first_dns_name_as_the_docs_say(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """docs/issue-server.md: the CN is the first DNS name, else the first address; a first name over 64
+    bytes leaves the subject empty (and the SAN critical); the folder is named after the first name."""
+    run_certkit("issue-server", "127.0.0.1", "first.example", cwd=tmp_path, env=ca_env, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "127.0.0.1" / "cert.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=first.example"
+    run_certkit("issue-server", "10.0.0.7", "--out", "ip", cwd=tmp_path, env=ca_env, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "ip" / "cert.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=10.0.0.7"
+    long_name = "a" * 63 + ".example.com"
+    run_certkit("issue-server", long_name, "--out", "long", cwd=tmp_path, env=ca_env, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "long" / "cert.pem").read_bytes())
+    assert len(cert.subject) == 0
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+    assert pkilint_errors(tmp_path / "long" / "cert.pem") == ""

@@ -189,8 +189,8 @@ def issue_server(names, out, fmt, key_type, days, force, p12, p12_legacy, p12_pa
     NAMES are DNS names (internationalized names become A-labels; a wildcard
     only as the whole left-most label), IPv4 and IPv6 addresses. All of them
     go in subjectAltName; the subject CN is the first DNS name (else the
-    first address). Default lifetime 200 days (the CA/Browser Forum limit);
-    at most 825.
+    first address; empty if that name is over 64 bytes). Default lifetime
+    200 days (the CA/Browser Forum limit); at most 825.
 
     \b
     Examples:
