@@ -110,3 +110,14 @@ def test_a_current_folder_or_ca_directory_that_is_not_utf8_is_refused(tmp_path, 
     env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "c\udcffa"))
     assert_clean_error(run_certkit("init-ca", cwd=tmp_path, env=env, subprocess=True), "CERTKIT_CA_DIR", code=2)
     assert sorted(os.listdir(tmp_path)) == ["ca", "d\udcff"]
+
+
+@pytest.mark.parametrize(("period", "said"), [("0", "is an empty period"), ("0d", "is an empty period"),
+                                              ("99999999999d", "is longer than 36500 days"),
+                                              ("9" * 5000, "is longer than 36500 days"),
+                                              ("30x", "is not a period")])
+def test_a_period_out_of_range_says_which_end(tmp_path, ca_dir, ca_env, period, said):
+    """--expiring 0 and --expiring 99999999999d are periods, out of range: they were called 'not a period'
+    (and 5,000 digits went past int()'s limit)."""
+    proc = run_certkit("list", "--expiring", period, cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, said, code=2)

@@ -353,13 +353,16 @@ def parse_period(ctx, param, value):
     import datetime as dt
     import re
 
-    match = re.fullmatch(r"\s*([0-9]{1,9})\s*([dwh]?)\s*", value.lower())
-    if not match or int(match.group(1)) == 0:
+    match = re.fullmatch(r"\s*([0-9]+)\s*([dwh]?)\s*", value.lower())
+    if not match:
         raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
+    digits = match.group(1).lstrip("0")[:12] or "0"  # 12 digits are past any lifetime already
+    if digits == "0":
+        raise click.BadParameter(f"'{shown(value)}' is an empty period: give at least 1 (1d, 1h).")
     unit = {"": "days", "d": "days", "w": "weeks", "h": "hours"}[match.group(2)]
     try:
-        period = dt.timedelta(**{unit: int(match.group(1))})
-    except OverflowError:  # 999999999w: past anything a timedelta (or a certificate) holds
+        period = dt.timedelta(**{unit: int(digits)})
+    except OverflowError:  # 999999999999w: past anything a timedelta (or a certificate) holds
         period = dt.timedelta.max
     if period > dt.timedelta(days=MAX_DAYS):
         raise click.BadParameter(f"'{shown(value)}' is longer than {MAX_DAYS} days, the longest lifetime certkit "
