@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from certkit.errors import describe_parse_error, parse_errors
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.text import shown
-from certkit.vocabulary import common_name, eku_name, general_name_text, key_usage_names, serial_hex
+from certkit.vocabulary import colons, common_name, eku_name, general_name_text, iso, key_usage_names, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -192,8 +192,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
         "serial": serial_hex(cert.serial_number),
-        "not_before": not_before.isoformat(),
-        "not_after": not_after.isoformat(),
+        "not_before": iso(not_before),
+        "not_after": iso(not_after),
         "status": status,
         "validity": validity_text,
         "days_left": (not_after - now).days if status != "expired" else -days,
@@ -204,8 +204,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "basic_constraints": {"ca": is_ca, "path_length": bc.value.path_length if bc else None,
                               "critical": bc.critical} if bc else None,
         "name_constraints": _name_constraints(nc.value) if nc else None,
-        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-        "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),
+        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),
         "kind": kind,
         "either_side": EITHER_SIDE if kind == "peer" else None,
         "usable_for": usable,
@@ -310,8 +310,8 @@ def render(report: dict) -> str:
             nc = item["name_constraints"]
             lines.append(f"  name constr.  permitted: {', '.join(nc['permitted']) or '(none)'}; "
                          f"excluded: {', '.join(nc['excluded']) or '(none)'}")
-        lines += [f"  SHA-256       {item['fingerprint_sha256']}",
-                  f"  SHA-1         {item['fingerprint_sha1']}",
+        lines += [f"  SHA-256       {colons(item['fingerprint_sha256'])}",
+                  f"  SHA-1         {colons(item['fingerprint_sha1'])}",
                   f"  Usable for: {item['usable_for']}"]
         if item["either_side"]:
             lines += textwrap.wrap(f"Peer certificate: {item['either_side']}", 96, initial_indent="  ",

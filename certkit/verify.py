@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
+from certkit.vocabulary import iso
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -48,7 +49,7 @@ class Verdict:
         return {
             "valid": self.valid, "purpose": self.purpose, "name": self.name,
             "name_checked": self.name_checked, "name_ok": self.name_ok, "subject": self.subject, "issuer": self.issuer,
-            "not_after": self.not_after.isoformat(), "reasons": self.reasons,
+            "not_after": iso(self.not_after), "reasons": self.reasons,
             "verifier_error": self.verifier_error, "chain": self.chain, "peer": self.peer, "notes": self.notes,
         }
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from cryptography import x509
 
 # RFC 5280 names of the extendedKeyUsage purposes people meet.
@@ -34,6 +36,24 @@ KEY_USAGE_NAMES = (
     ("keyEncipherment", "key_encipherment"), ("dataEncipherment", "data_encipherment"),
     ("keyAgreement", "key_agreement"), ("keyCertSign", "key_cert_sign"), ("cRLSign", "crl_sign"),
 )
+
+
+def iso(when: "dt.datetime") -> str:
+    """A moment as certkit writes it everywhere (the inventory, every --json): ISO 8601 UTC to the
+    second with a Z, sortable as text (spelled out: twice as fast as strftime, and a batch writes two
+    per certificate)."""
+    import datetime as dt
+
+    when = when.astimezone(dt.UTC)
+    # %-formatting: half the time of an f-string with format specs here
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        when.year, when.month, when.day, when.hour, when.minute, when.second)
+
+
+def colons(hex_text: str) -> str:
+    """A fingerprint as people compare it (``AB:CD:...``, as openssl prints it); --json keeps plain
+    lowercase hex, as the inventory does."""
+    return ":".join(hex_text[i:i + 2] for i in range(0, len(hex_text), 2)).upper()
 
 
 def serial_hex(serial: int) -> str:

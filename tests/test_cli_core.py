@@ -184,7 +184,7 @@ def test_force_replaces_and_default_lifetime_is_capped_at_ca_expiry(tmp_path: Pa
     assert (tmp_path / "a.example.com" / "cert.pem").read_bytes() != first
     data = json.loads(proc.stdout)
     ca = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.pem").read_bytes())
-    assert data["not_after"] == ca.not_valid_after_utc.isoformat()
+    assert data["not_after"] == ca.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "capped at the CA's expiry" in data["notes"][0]
     assert not [p for p in os.listdir(tmp_path / "a.example.com") if p.startswith(".")]
 

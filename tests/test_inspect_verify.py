@@ -113,8 +113,11 @@ def test_inspect_der_and_json(pki, tmp_path):
     assert item["subject_alt_names"][:2] == [{"type": "DNS", "value": "localhost"},
                                              {"type": "IP", "value": "127.0.0.1"}]
     assert item["basic_constraints"] == {"ca": False, "path_length": None, "critical": True}
-    assert item["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert item["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()  # as list --json gives it
     assert item["status"] == "valid" and 198 <= item["days_left"] <= 200
+    # one vocabulary across --json: a moment as the inventory (list --json) writes it, with a Z
+    assert item["not_after"] == cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert item["not_before"] == cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert data["private_keys"] == []
 
 
@@ -686,7 +689,7 @@ def test_inspect_and_verify_read_a_jsonl_file(tmp_path, ca_dir, ca_env):
     assert "f.jsonl: key: private key (ecdsa-p256) matches the certificate CN=web.example.com" in proc.stdout
     assert record["key"].splitlines()[1] not in proc.stdout
     data = json.loads(_inspect(path, "--json").stdout)
-    assert data["items"][0]["fingerprint_sha256"].replace(":", "").lower() == record["fingerprint_sha256"].lower()
+    assert data["items"][0]["fingerprint_sha256"] == record["fingerprint_sha256"]
     proc = run_certkit("verify", path, "--purpose", "server", "--name", "web.example.com", env=ca_env)
     _ok(proc)
     assert "VALID as a TLS server certificate" in proc.stdout and "chain     CN=web.example.com -> CN=certkit " \

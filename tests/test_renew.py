@@ -53,7 +53,7 @@ def test_renew_folder_keeps_key(issued, ca_env, ca_dir):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     new = load(folder / "cert.pem")
-    assert out["renewed"] == serial_hex(old.serial_number) and out["serial"] == serial_hex(new.serial_number)
+    assert out["renewed_from"] == serial_hex(old.serial_number) and out["serial"] == serial_hex(new.serial_number)
     assert new.serial_number != old.serial_number
     assert new.subject == old.subject and spki(new) == spki(old)
     for ext in (x509.SubjectAlternativeName, x509.ExtendedKeyUsage, x509.KeyUsage, x509.BasicConstraints):
@@ -71,10 +71,10 @@ def test_renew_folder_keeps_key(issued, ca_env, ca_dir):
     ok = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", folder / "ca.pem", folder / "cert.pem")
     assert ok.returncode == 0, ok.stderr
     inventory = CADirectory(ca_dir).inventory
-    assert inventory.get(out["serial"])["renewed_from"] == out["renewed"]
+    assert inventory.get(out["serial"])["renewed_from"] == out["renewed_from"]
     assert inventory.get(out["serial"])["folder"] == str(folder)
     listed = {r["serial"]: r for r in inventory.query()}
-    assert listed[out["renewed"]]["renewed_by"] == out["serial"]
+    assert listed[out["renewed_from"]]["renewed_by"] == out["serial"]
 
 
 def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
@@ -92,7 +92,7 @@ def test_renew_by_serial_and_name_with_rekey(issued, ca_env, ca_dir):
     # By name: the current certificate named alice is the one just issued.
     proc = run_certkit("renew", "alice", "--days", "30", "--json", cwd="/", env=ca_env)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["renewed"] == serial_hex(first.serial_number)
+    assert json.loads(proc.stdout)["renewed_from"] == serial_hex(first.serial_number)
     second = load(folder / "cert.pem")
     assert (second.not_valid_after_utc - second.not_valid_before_utc).days == 29  # 30 days counted inclusively
     assert pair_matches(folder)

@@ -41,7 +41,7 @@ def test_revoke_and_crl(fleet, ca_env, ca_dir):
     proc = run_certkit("revoke", fleet / "lost", "--reason", "key-compromise", "--json", env=ca_env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["serial"] == lost and out["reason"] == "keyCompromise"
+    assert out["serial"] == lost and out["revocation_reason"] == "keyCompromise"
     assert CADirectory(ca_dir).inventory.get(lost)["status"] == "revoked"
 
     crl_pem = fleet / "crl.pem"
@@ -310,7 +310,7 @@ def test_crl_next_update_is_capped_at_the_ca_expiry(tmp_path):
     proc = run_certkit("crl", "--out", tmp_path / "crl.pem", "--days", "30", "--json", env=env, check=True)
     crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
     assert crl.next_update_utc == ca_cert.not_valid_after_utc
-    assert json.loads(proc.stdout)["next_update"] == ca_cert.not_valid_after_utc.isoformat()
+    assert json.loads(proc.stdout)["next_update"] == ca_cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     (warning,) = proc.stderr.strip().splitlines()
     assert warning.startswith("Warning: nextUpdate is ") and "expires" in warning
     text = openssl("crl", "-in", tmp_path / "crl.pem", "-noout", "-nextupdate").stdout.decode()

@@ -19,7 +19,7 @@ from certkit.cli.common import (
 )
 from certkit.constants import ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
-from certkit.vocabulary import serial_hex
+from certkit.vocabulary import iso, serial_hex
 
 # Below this, a stolen encrypted CA key falls to an offline guess too easily (scrypt or not).
 MIN_PASSPHRASE = 12
@@ -259,7 +259,7 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
     data = {
         "ca_dir": str(store.path), "kind": kind, "subject": ca.cert.subject.rfc4514_string(),
         "serial": serial_hex(ca.cert.serial_number), "key_type": key_type,
-        "not_after": ca.cert.not_valid_after_utc.isoformat(), "encrypted": passphrase is not None,
+        "not_after": iso(ca.cert.not_valid_after_utc), "encrypted": passphrase is not None,
         "fingerprint_sha256": ca.cert.fingerprint(hashes.SHA256()).hex(),
         "files": [str(f) for f in files],
     }

@@ -28,6 +28,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
+from certkit.vocabulary import iso
 
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
 PEER_WARNING = ("a peer certificate carries both serverAuth and clientAuth: whoever holds its key can act "
@@ -142,8 +143,8 @@ def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = 
     sans = san_entries(issued.cert)
     data = {
         "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
-        "names": sans, "not_before": issued.cert.not_valid_before_utc.isoformat(),
-        "not_after": issued.not_after.isoformat(),
+        "names": sans, "not_before": iso(issued.cert.not_valid_before_utc),
+        "not_after": iso(issued.not_after),
         "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
         "issuer": ca.cert.subject.rfc4514_string(), "folder": str(out),
         "files": {p.name: str(p) for p in written}, "notes": delivery.notes,

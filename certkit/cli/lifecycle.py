@@ -29,6 +29,7 @@ from certkit.constants import (
     REVOCATION_REASONS,
 )
 from certkit.text import terminal_safe
+from certkit.vocabulary import iso
 
 REASON_HELP = ", ".join(REVOCATION_REASONS)
 
@@ -200,7 +201,7 @@ def revoke(certificate, reason, ca_dir, as_json):
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
-            "revoked_at": revoked_at.isoformat(), "reason": row["revocation_reason"], "also_revoked": also}
+            "revoked_at": iso(revoked_at), "revocation_reason": row["revocation_reason"], "also_revoked": also}
     human = "\n".join([
         f"Revoked {row['kind']} certificate {row['serial']}",
         f"  subject   {shown(row['subject'])}",
@@ -280,8 +281,8 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     number = revocation_list.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     info = {
         "crl_number": number, "issuer": ca.cert.subject.rfc4514_string(),
-        "this_update": revocation_list.last_update_utc.isoformat(),
-        "next_update": revocation_list.next_update_utc.isoformat(),
+        "this_update": iso(revocation_list.last_update_utc),
+        "next_update": iso(revocation_list.next_update_utc),
         "revoked": len(revocation_list), "format": "DER" if der else "PEM",
         "sha256": _sha256(data_bytes),
     }

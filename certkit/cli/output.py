@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import emit, typed_out, unlock, when
+from certkit.vocabulary import iso
 
 _WHAT = {"jsonl": "one JSON line", "k8s": "a kubernetes.io/tls Secret", "tar": "a tar archive of the bundle folder"}
 
@@ -84,8 +85,8 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
     keyed = issued.private_key is not None
     data = {
         "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
-        "names": san_entries(issued.cert), "not_before": issued.cert.not_valid_before_utc.isoformat(),
-        "not_after": issued.not_after.isoformat(),
+        "names": san_entries(issued.cert), "not_before": iso(issued.cert.not_valid_before_utc),
+        "not_after": iso(issued.not_after),
         "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
         "issuer": ca.cert.subject.rfc4514_string(), "format": output.format, "name": name,
         "file": str(output.given) if output.given is not None else None, "key_included": keyed,

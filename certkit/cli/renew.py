@@ -24,6 +24,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import KEY_TYPES, LEAF_KINDS
+from certkit.vocabulary import iso
 
 
 @click.command("renew")
@@ -200,9 +201,9 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
 
     issued = result.issued
     data = {
-        "renewed": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
+        "renewed_from": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
         "subject": issued.cert.subject.rfc4514_string(), "names": [str(i) for i in issued.identities],
-        "not_after": issued.not_after.isoformat(), "rekeyed": rekey, "folder": str(result.folder),
+        "not_after": iso(issued.not_after), "rekeyed": rekey, "folder": str(result.folder),
         "files": {p.name: str(p) for p in result.files}, "notes": result.notes,
     }
     lines = [

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import Failed, Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock
+from certkit.vocabulary import iso
 
 
 # --- serve ------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
         raise
     ca.key = None  # serve signs nothing else: the CA key does not stay in this process
     server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
-                   "not_after": issued.not_after.isoformat(), "issuer": ca.common_name}
+                   "not_after": iso(issued.not_after), "issuer": ca.common_name}
     return server, context, issued.fullchain_pem, issued.private_key_pem, server_cert
 
 
