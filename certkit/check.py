@@ -324,6 +324,19 @@ def _verify_with_certificate(cert, key, signature: bytes, data: bytes) -> None:
         public.verify(signature, data, key._padding() or padding.PKCS1v15(), key.hash())
 
 
+def _missing(inventory) -> Finding:
+    """Why an inventory that is not there is not there, in words."""
+    if inventory.db.dialect != "sqlite":
+        return Finding("inventory", "error", f"{inventory.location} holds no certkit inventory (its tables are "
+                                             "missing); check the URL, or restore it from a backup.")
+    import os
+
+    if os.path.isdir(inventory.location):
+        return Finding("inventory", "error", f"{inventory.location} is a directory, not a file; the CA directory "
+                                             "is damaged: restore the inventory from a backup.")
+    return Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")
+
+
 def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     """The inventory read as it is: nothing migrated, settled or written (query_only)."""
     from certkit.inventory import SCHEMA_VERSION
@@ -335,15 +348,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     except CertkitError as exc:  # a shared inventory that cannot be reached
         return [Finding("inventory", "error", str(exc))]
     if not present:
-        if inventory.db.dialect != "sqlite":
-            return [Finding("inventory", "error", f"{inventory.location} holds no certkit inventory (its tables "
-                                                  "are missing); check the URL, or restore it from a backup.")]
-        import os
-
-        if os.path.isdir(inventory.location):
-            return [Finding("inventory", "error", f"{inventory.location} is a directory, not a file; the CA "
-                                                  "directory is damaged: restore the inventory from a backup.")]
-        return [Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")]
+        return [_missing(inventory)]
     found: list[Finding] = []
     if inventory.db.dialect != "sqlite":
         from certkit.store import check_binding

@@ -222,32 +222,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     from certkit.issuing import FolderTarget, plan, renewal_request
 
     inventory = ca.require_inventory()
-    if out is not None:
-        from certkit.paths import check_name
-
-        check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
-    found = find_certificate(inventory, ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
-    recorded = Path(found.row["folder"]) if found.row.get("folder") else None
-    if (out is None and found.folder is not None and recorded is not None
-            and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):
-        raise CannotRenew(f"{shown(found.folder)} holds a copy of the certificate {found.serial}, whose bundle is "
-                          f"{shown(recorded)}; renew that folder (certkit renew {shown(recorded)}), or give --out to "
-                          "write the renewed bundle somewhere new.")
-    target_folder = Path(out) if out is not None else found.folder
-    in_place = target_folder is not None and holds(target_folder, found.serial)
-    if found.successors and not in_place:
-        raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
-                          "renew that one (or give the folder that still holds the old certificate).")
-    if found.row["status"] == "revoked":
-        raise CannotRenew(f"The certificate {found.serial} was revoked on {found.row['revoked_at']} (reason: "
-                          f"{found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a new one "
-                          "(with a new key) instead.")
-    if target_folder is None:
-        from certkit.fleet.plan import not_in_a_folder
-
-        why = not_in_a_folder(found.row.get("sink"), found.row.get("folder"))
-        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; give its bundle "
-                          "folder instead of the serial, or choose where to write the renewed one.")
+    found, target_folder, in_place = _renewable(ca, ref, out)
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     keyed = _written_with_key(inventory, found)
     old_key = _old_key(source, found, check=not rekey, keyed=keyed)
@@ -283,6 +258,38 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                                                                  else _load_key(key_path))}
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
+
+
+def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]:
+    """The certificate ``ref`` names, where its renewal goes, and whether that is in place (the folder
+    holds it): or the refusal, before anything else is looked at."""
+    if out is not None:
+        from certkit.paths import check_name
+
+        check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
+    found = find_certificate(ca.require_inventory(), ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
+    recorded = Path(found.row["folder"]) if found.row.get("folder") else None
+    if (out is None and found.folder is not None and recorded is not None
+            and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):
+        raise CannotRenew(f"{shown(found.folder)} holds a copy of the certificate {found.serial}, whose bundle is "
+                          f"{shown(recorded)}; renew that folder (certkit renew {shown(recorded)}), or give --out to "
+                          "write the renewed bundle somewhere new.")
+    target_folder = Path(out) if out is not None else found.folder
+    in_place = target_folder is not None and holds(target_folder, found.serial)
+    if found.successors and not in_place:
+        raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
+                          "renew that one (or give the folder that still holds the old certificate).")
+    if found.row["status"] == "revoked":
+        raise CannotRenew(f"The certificate {found.serial} was revoked on {found.row['revoked_at']} (reason: "
+                          f"{found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a new one "
+                          "(with a new key) instead.")
+    if target_folder is None:
+        from certkit.fleet.plan import not_in_a_folder
+
+        why = not_in_a_folder(found.row.get("sink"), found.row.get("folder"))
+        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; give its bundle "
+                          "folder instead of the serial, or choose where to write the renewed one.")
+    return found, target_folder, in_place
 
 
 def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 COMMAND_LINE = ("cli/", "entry.py")  # the only places click may be imported
 MAX_MODULE_LINES = 500  # architecture: "no module over ~400 lines"; past this, split it
-MAX_FUNCTION_LINES = 72
+MAX_FUNCTION_LINES = 60  # architecture: "no function over ~60 lines", its docstring not counted
 
 
 def _modules() -> list[tuple[str, ast.Module, int]]:
@@ -49,7 +49,8 @@ def test_no_function_runs_on_for_pages() -> None:
     for name, tree, _lines in _modules():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                length = node.end_lineno - node.lineno + 1
+                body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+                length = node.end_lineno - body[0].lineno + 1  # the code: a command's --help text is its docstring
                 if length > MAX_FUNCTION_LINES:
                     too_long.append((name, node.name, length))
     assert too_long == []
