@@ -194,7 +194,7 @@ def test_a_csr_asking_for_more_than_the_order_is_refused(acme) -> None:
     key = new_key()
     cases = [({"sans": [x509.RFC822Name("evil@other.test")]}, "subjectAltName email:evil@other.test"),
              ({"sans": [x509.UniformResourceIdentifier("https://other.test/")]},
-              "subjectAltName uri:https://other.test/"),
+              "subjectAltName URI:https://other.test/"),
              ({"ca": True}, "basicConstraints CA:TRUE")]
     for kwargs, named in cases:
         error = refused(c.finalize, order, _csr_asking_for_more(key, "d.acme.test", **kwargs))

@@ -9,9 +9,20 @@ statement.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
+
+from certkit.errors import InventoryError
+from certkit.text import shown
+
+# How long a write waits for another certkit process's lock on an SQLite inventory before the
+# request is answered 503 (serverInternal, Retry-After): clients give up after 30 to 45 s
+# (certbot: 45), while the inventory's own wait (certkit.db.BUSY_TIMEOUT_S) is 60 s, suited to a
+# command run by hand. A write of certkit holds the lock for milliseconds; 5 s is a lock that
+# will not be let go soon.
+BUSY_TIMEOUT_S = 5.0
 
 
 class Database:
@@ -41,8 +52,24 @@ class Database:
         (``synchronous = NORMAL``, this connection only); every request mints a nonce, and the
         fsync of each was most of the server's time under load.
         """
-        with self.inventory.db.transaction(write=True, durable=durable) as tx:
+        db = self.inventory.db
+        if db.dialect != "sqlite":
+            with db.transaction(write=True, durable=durable) as tx:
+                yield tx
+            return
+        # The write lock taken here, with this server's shorter wait: certkit.db would take it with
+        # its own (60 s), and every request writes (a nonce at least).
+        with db.transaction(durable=durable) as tx:
+            tx.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            try:
+                tx.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                    raise
+                raise InventoryError(f"The inventory {shown(db.path)} stayed locked by another certkit process "
+                                     f"for {BUSY_TIMEOUT_S:g} s; try again.") from None
             yield tx
+            tx.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Any]:

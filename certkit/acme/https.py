@@ -61,7 +61,7 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
         long) as problem documents, like every other refusal, instead of its HTML page."""
         if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # a method: 405 from the resource, with Allow
             self.close_connection = True  # its body, if any, is not read
-            self._serve(self.command)
+            self._serve(self.command, read_body=False)
             return
         if self.request_version == "HTTP/0.9":  # no status line or headers otherwise; nobody speaks 0.9
             self.request_version = "HTTP/1.0"
@@ -72,25 +72,31 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
         self._send(self.server.service.finish(response, self.server.base_url(None)), self.command or "GET",
                    close=True)
 
-    def _serve(self, method: str) -> None:
+    def _serve(self, method: str, *, read_body: bool = True) -> None:
         base = self.server.base_url(self.headers.get("Host"))
         body = b""
-        if method in ("POST", "PUT"):
-            if self.headers.get("Transfer-Encoding"):
-                self._send(Response.problem(Problem("malformed", "Send the request body with a Content-Length.",
-                                                    status=411)), method, close=True)
+        if read_body:
+            refusal = self._body_refusal()
+            if refusal is not None:  # its body, if any, is not read: the connection ends with the answer
+                self._send(self.server.service.finish(Response.problem(refusal), base), method, close=True)
                 return
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            if not 0 <= length <= jws.MAX_BODY_BYTES:
-                self._send(Response.problem(Problem("malformed", f"The request body must be 0 to "
-                                                    f"{jws.MAX_BODY_BYTES} bytes.", status=413)), method, close=True)
-                return
-            body = self.rfile.read(length)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         response = self.server.service.handle(method, self.path, self.headers, body, base)
         self._send(response, method)
+
+    def _body_refusal(self) -> Problem | None:
+        """Why the request's body cannot be read, or None. Every method's declared body is read,
+        GET's and HEAD's too: left unread, its bytes would be taken for the next request on the
+        connection (a request smuggled past whatever forwarded this one)."""
+        if self.headers.get("Transfer-Encoding"):
+            return Problem("malformed", "Send the request body with a Content-Length.", status=411)
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if len(lengths) > 1 or not all(re.fullmatch(r"[0-9]{1,20}", value) for value in lengths):
+            shown_lengths = ", ".join(sorted(shown(value) for value in lengths))
+            return Problem("malformed", f"The Content-Length '{shown_lengths}' is not one number of bytes.")
+        if lengths and int(next(iter(lengths))) > jws.MAX_BODY_BYTES:
+            return Problem("malformed", f"The request body must be at most {jws.MAX_BODY_BYTES} bytes.", status=413)
+        return None
 
     def _send(self, response: Response, method: str, close: bool = False) -> None:
         self.send_response(response.status)
@@ -124,8 +130,11 @@ class AcmeHTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], service: AcmeService, context: ssl.SSLContext, *,
-                 log: Callable[[str], None], verbose: bool = False) -> None:
+                 log: Callable[[str], None], verbose: bool = False, url_host: str | None = None) -> None:
+        """``url_host``: the name or address the directory URL gives (one the server's certificate
+        covers); None: the bound address."""
         self.service, self.context, self.log_line, self.verbose = service, context, log, verbose
+        self.url_host = url_host
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, AcmeRequestHandler)
@@ -136,7 +145,7 @@ class AcmeHTTPServer(ThreadingHTTPServer):
 
     @property
     def default_host(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
+        host, port = self.url_host or self.server_address[0], self.server_address[1]
         if host in ("0.0.0.0", "::", ""):
             host = "localhost"
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -46,6 +46,27 @@ class Policy:
         networks = [parse_network(text) for text in ips]  # as init-ca --permit-ip: no host bits
         return cls(tuple(dict.fromkeys(parsed)), tuple(networks))
 
+    def check_within(self, ca) -> None:
+        """Refuse an ``--allow-domain`` or ``--allow-ip`` that reaches outside the CA's name
+        constraints: the server would advertise names every order for which is refused."""
+        from cryptography import x509
+
+        from certkit.constraints import describe
+
+        for domain in self.allow_domains:
+            try:
+                ca.check_permitted([_names.Identity("dns", domain)])
+            except NameNotPermitted as exc:
+                raise NameNotPermitted(f"--allow-domain {domain}: {exc}") from None
+        for net in self.allow_ips:
+            for nc in ca.constraints():
+                allowed = [c.value for c in nc.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+                denied = [c.value for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)]
+                if (allowed and not any(p.version == net.version and net.subnet_of(p) for p in allowed)) \
+                        or any(d.version == net.version and net.overlaps(d) for d in denied):
+                    raise NameNotPermitted(f"--allow-ip {net}: '{net}' is not within the name constraints of "
+                                           f"CA '{_names._show(ca.common_name)}' ({describe(nc)}).")
+
     def describe(self) -> str:
         domains = ", ".join(self.allow_domains) if self.allow_domains else "any DNS name the CA may sign"
         ips = ", ".join(map(str, self.allow_ips)) if self.allow_ips else "none"

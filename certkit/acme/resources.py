@@ -103,25 +103,24 @@ class Resources:
                 raise Problem("malformed", f"{name} must be true or false, not {shown(json.dumps(payload[name]))}.")
         thumb = jws.thumbprint(jwk)
         existing = self.state.account_by_thumbprint(thumb)
+        only_existing = payload.get("onlyReturnExisting", False)
         if existing is not None:
             if existing.status != "valid":
                 raise Problem("unauthorized", f"The account of this key is {existing.status}.")
-            return Response.json(200, self._account_json(existing, base),
-                                 headers=[("Location", f"{base}/acme/acct/{existing.id}")])
-        if payload.get("onlyReturnExisting", False):
+            if only_existing or enrolled(self.config.eab, existing) \
+                    or payload.get("externalAccountBinding") is None:
+                refuse_unenrolled(self.config.eab, existing)
+                return Response.json(200, self._account_json(existing, base),
+                                     headers=[("Location", f"{base}/acme/acct/{existing.id}")])
+            # Registered again with a binding: the account is enrolled from now on.
+            account = self.state.update_account(existing.id, eab_kid=self._binding(payload, jwk, base))
+            self.log(f"account {account.id} bound to EAB {shown(account.eab_kid)}")
+            return Response.json(200, self._account_json(account, base),
+                                 headers=[("Location", f"{base}/acme/acct/{account.id}")])
+        if only_existing:
             raise Problem("accountDoesNotExist", "No account exists for this key.")
         contact = self._contact(payload.get("contact", []))
-        eab_kid = None
-        if self.config.eab:
-            binding = payload.get("externalAccountBinding")
-            if binding is None:
-                raise Problem("externalAccountRequired", "This server registers only enrolled clients: send an "
-                                                         "externalAccountBinding (EAB key id and HMAC key).")
-            eab_kid = jws.eab_kid(binding)
-            key = self.config.eab.get(eab_kid) if eab_kid is not None else None
-            if key is None:
-                raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
-            jws.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
+        eab_kid = self._binding(payload, jwk, base)
         tos = payload.get("termsOfServiceAgreed", False)
         account, created = self.state.create_account(thumb, jws.jwk_json(jwk), contact, tos, eab_kid)
         if created:
@@ -129,6 +128,22 @@ class Resources:
                      f"{', EAB ' + shown(eab_kid) if eab_kid else ''})")
         return Response.json(201 if created else 200, self._account_json(account, base),
                              headers=[("Location", f"{base}/acme/acct/{account.id}")])
+
+    def _binding(self, payload: dict, jwk, base: str) -> str | None:
+        """The key identifier of the request's verified External Account Binding; None when this
+        server registers every client."""
+        if not self.config.eab:
+            return None
+        binding = payload.get("externalAccountBinding")
+        if binding is None:
+            raise Problem("externalAccountRequired", "This server registers only enrolled clients: send an "
+                                                     "externalAccountBinding (EAB key id and HMAC key).")
+        eab_kid = jws.eab_kid(binding)
+        key = self.config.eab.get(eab_kid) if eab_kid is not None else None
+        if key is None:
+            raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
+        jws.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
+        return eab_kid
 
     @staticmethod
     def _contact(contact) -> list[str]:
@@ -432,3 +447,24 @@ def _owned(request: Request, found, what: str, ident: str):
     if found.account_id != request.account.id:
         raise Problem("unauthorized", f"This {what} belongs to another account.")
     return found
+
+
+def enrolled(eab: dict, account) -> bool:
+    """Whether ``account`` may use a server whose enrolled EAB keys are ``eab`` (none: open to all)."""
+    return not eab or account.eab_kid in eab
+
+
+def refuse_unenrolled(eab: dict, account) -> None:
+    """On a server that registers only enrolled clients, refuse an account that is not bound to a
+    key identifier it enrolls: one registered while this server, or another on the same CA, was
+    open, or bound to a key identifier since withdrawn. Registration alone checks no binding:
+    accounts outlive restarts and are shared by every server on the CA."""
+    if enrolled(eab, account):
+        return
+    if account.eab_kid is None:
+        raise Problem("externalAccountRequired", "This server serves only enrolled clients, and this account has "
+                                                 "no External Account Binding; register its key again with an "
+                                                 "externalAccountBinding.")
+    raise Problem("unauthorized", f"This account is bound to the EAB key identifier '{shown(account.eab_kid)}', "
+                                  "which this server does not enroll; register its key again with an "
+                                  "externalAccountBinding.")

@@ -27,7 +27,7 @@ from certkit.acme import jws
 from certkit.acme.challenges import Validator
 from certkit.acme.policy import Policy
 from certkit.acme.problems import Problem
-from certkit.acme.resources import Request, Resources
+from certkit.acme.resources import Request, Resources, refuse_unenrolled
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
 from certkit.acme.validation import VALIDATION_WORKERS, Validations
@@ -94,15 +94,18 @@ class AcmeService:
             trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
             self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")
             response = Response.problem(Problem("serverInternal", "The server failed to handle the request."))
-        return self.finish(response, base, nonce[0] if nonce else None, quiet=database_down)
+        return self.finish(response, base, nonce[0] if nonce else None, mint=not database_down)
 
-    def finish(self, response: Response, base: str, nonce: str | None = None, *, quiet: bool = False) -> Response:
-        """Add what every answer carries: a fresh nonce (RFC 8555 6.5) and the index link (7.1)."""
+    def finish(self, response: Response, base: str, nonce: str | None = None, *, mint: bool = True) -> Response:
+        """Add what every answer carries: a fresh nonce (RFC 8555 6.5) and the index link (7.1).
+
+        ``mint=False`` after the database failed this request: minting would wait for it again
+        (a locked inventory for the whole busy timeout), and the client is told to retry anyway."""
         try:
-            response.headers.append(("Replay-Nonce", nonce or self.state.new_nonce()))
-        except Exception as exc:  # the database is gone; say so (once) rather than hang up
-            if not quiet:
-                self.log(f"error minting a nonce: {shown(exc)}")
+            if nonce or mint:
+                response.headers.append(("Replay-Nonce", nonce or self.state.new_nonce()))
+        except Exception as exc:  # the database is gone; say so rather than hang up
+            self.log(f"error minting a nonce: {shown(exc)}")
         response.headers.append(("Link", f'<{base}/directory>;rel="index"'))
         return response
 
@@ -186,6 +189,8 @@ class AcmeService:
         if not fresh_ok:
             raise Problem("badNonce", "The JWS nonce was already used, has expired, or was never given by this "
                                       "server; retry with the nonce of this response.")
+        if account is not None:  # after the signature: only the account's holder learns why
+            refuse_unenrolled(self.config.eab, account)
         return Request(signed, signed.json_payload(), account, key, base)
 
     # --- URLs and JSON views ------------------------------------------------------------------

@@ -182,7 +182,7 @@ class AcmeState:
             conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
                          " WHERE (status IN ('pending', 'ready') OR (status = 'processing' AND updated_at <= ?))"
                          " AND expires <= ?", (expired, now, stale, now))
-            conn.execute("UPDATE acme_authorizations SET status = 'expired' WHERE status = 'pending'"
+            conn.execute("UPDATE acme_authorizations SET status = 'expired' WHERE status IN ('pending', 'valid')"
                          " AND expires <= ?", (now,))
 
     # --- accounts -----------------------------------------------------------------------
@@ -219,8 +219,10 @@ class AcmeState:
         return self._account(row), created
 
     def update_account(self, account_id: str, *, contact: Sequence[str] | None = None,
-                       deactivate: bool = False) -> Account:
+                       deactivate: bool = False, eab_kid: str | None = None) -> Account:
         with self.db.write() as conn:
+            if eab_kid is not None:
+                conn.execute("UPDATE acme_accounts SET eab_kid = ? WHERE id = ?", (eab_kid, account_id))
             if contact is not None:
                 conn.execute("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'",
                              (json.dumps(list(contact)), account_id))
@@ -305,7 +307,10 @@ class AcmeState:
             challenges = [Challenge(c[0], authz_id, c[1], c[2], c[3], c[4], _loads(c[5])) for c in conn.execute(
                 "SELECT id, type, token, status, validated, error FROM acme_challenges WHERE authz_id = ?"
                 " ORDER BY position", (authz_id,))]
-        return Authorization(row[0], row[1], row[2], {"type": row[3], "value": row[4]}, row[5], row[6], challenges)
+        status = row[5]
+        if status in ("pending", "valid") and row[6] <= now_iso():  # RFC 8555 7.1.6; purge() records it later
+            status = "expired"
+        return Authorization(row[0], row[1], row[2], {"type": row[3], "value": row[4]}, status, row[6], challenges)
 
     def challenge(self, challenge_id: str) -> tuple[Challenge, Authorization] | None:
         with self.db.read() as conn:
@@ -320,7 +325,7 @@ class AcmeState:
             conn.execute("SELECT id FROM acme_orders WHERE id = (SELECT order_id FROM acme_authorizations"
                          " WHERE id = ?) FOR UPDATE", (authz_id,))
             conn.execute("UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ?"
-                         " AND status IN ('pending', 'valid')", (authz_id,))
+                         " AND status IN ('pending', 'valid') AND expires > ?", (authz_id, now_iso()))
             conn.execute("UPDATE acme_orders SET status = 'invalid', updated_at = ? WHERE id ="
                          " (SELECT order_id FROM acme_authorizations WHERE id = ?)"
                          " AND status IN ('pending', 'ready')", (now_iso(), authz_id))

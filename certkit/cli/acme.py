@@ -118,7 +118,7 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
     from certkit.acme.server import AcmeConfig
 
     policy = Policy.build(allow_domains, allow_ips)
-    ca = _open_ca(ca_dir, days, passphrase_file)
+    ca = _open_ca(ca_dir, days, passphrase_file, policy)
     config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
     names, listener, service, server = _start(ca, config, host, port, verbose)
     data, human = _summary(ca, config, host, names, listener, server, eab_kid)
@@ -147,8 +147,9 @@ def _eab_keys(eab_kid: str | None, eab_hmac_file: Path | None) -> dict[str, byte
     return eab
 
 
-def _open_ca(ca_dir, days: int | None, passphrase_file):
-    """The CA, unlocked, once it can issue for ``days`` (None: the profile's default)."""
+def _open_ca(ca_dir, days: int | None, passphrase_file, policy):
+    """The CA, unlocked, once it can issue for ``days`` (None: the profile's default) and ``policy``
+    asks for nothing outside its name constraints."""
     import datetime as dt
 
     from certkit.errors import InvalidLifetime
@@ -162,6 +163,7 @@ def _open_ca(ca_dir, days: int | None, passphrase_file):
         most = (expires - dt.datetime.now(dt.UTC)).days
         raise InvalidLifetime(f"A lifetime of {days} days would end after the CA expires on {when(expires)}; "
                               f"a certificate issued now can live at most {max(most, 0)} days.")
+    policy.check_within(ca)
     ca.check_usable()
     unlock(ca, passphrase_file)
     return ca
@@ -181,13 +183,14 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     from certkit.serve import stderr_log
 
     _check_listenable(host, port)  # a clear error for a host that does not resolve, before the database
-    names = _permitted_names(ca, _local_names(host), host)
+    names, url_host = _permitted_names(ca, _local_names(host), host)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
     service.start()
     try:
         listener = Listener(ca, names, issue=False)
         try:
-            server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose)
+            server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose,
+                                    url_host=url_host)
         except OSError as exc:
             raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
         try:
@@ -291,10 +294,16 @@ def _common_name(cert) -> str:
     return common_name(cert) or cert.subject.rfc4514_string()
 
 
-def _permitted_names(ca, names: list[str], host: str) -> list[str]:
-    """The listening names the CA may sign (a name-constrained CA may not sign localhost)."""
+def _permitted_names(ca, names: list[str], host: str) -> tuple[list[str], str]:
+    """The listening names the CA may sign (a name-constrained CA may not sign localhost), and the
+    one the directory URL gives: the --host name or address itself, or for 0.0.0.0 and :: the
+    local name that reaches it. A URL the server's own certificate does not cover is refused: no
+    client could verify the server there."""
+    import ipaddress
+
     from certkit.errors import CertkitError, NameNotPermitted
     from certkit.names import parse_host
+    from certkit.text import shown
 
     permitted = []
     for name in names:
@@ -307,4 +316,17 @@ def _permitted_names(ca, names: list[str], host: str) -> list[str]:
         raise CertkitError(f"The CA '{ca.common_name}' may not sign a server certificate for "
                            f"{', '.join(names)} (its name constraints); listen with --host on a name or "
                            "address it permits.")
-    return permitted
+    if host in ("0.0.0.0", "::"):
+        candidates = ["localhost", "127.0.0.1" if host == "0.0.0.0" else "::1"]
+    else:
+        try:
+            candidates = [str(ipaddress.ip_address(host.strip("[]")))]  # as _local_names names it
+        except ValueError:
+            candidates = [host.lower().rstrip(".")]
+    url_host = next((name for name in candidates if name in permitted), None)
+    if url_host is None:
+        raise CertkitError(f"The CA '{shown(ca.common_name)}' may not sign a server certificate for "
+                           f"{' or '.join(map(shown, candidates))} (its name constraints), so no client could "
+                           f"verify this server at the address it listens on ({shown(host)}); listen with --host "
+                           f"on a name or address it permits, such as {' or '.join(permitted)}.")
+    return permitted, url_host
