@@ -81,6 +81,9 @@ class SQLiteDatabase:
     """
 
     dialect = "sqlite"
+    # How long a transaction waits for another process's write lock; a server answering clients
+    # that give up sooner waits less (certkit.acme.db).
+    busy_timeout = BUSY_TIMEOUT_S
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -135,7 +138,7 @@ class SQLiteDatabase:
         import urllib.parse
 
         return sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}", uri=True,
-                               timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                               timeout=self.busy_timeout, isolation_level=None)
 
     def _unwritable(self, exc: sqlite3.Error) -> bool:
         """Whether ``exc``, met on first reading, means the file cannot be written here (so it may
@@ -189,7 +192,7 @@ class SQLiteDatabase:
             raise self.error(exc) from None
         self._hold()
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if readonly:
                 conn.execute("PRAGMA query_only = ON")
             if not durable:
@@ -234,7 +237,7 @@ class SQLiteDatabase:
             message = f"The inventory {where} is read-only (a read-only file, folder or mount); nothing was changed."
         elif "locked" in lowered or "busy" in lowered:
             message = (f"The inventory {where} stayed locked by another certkit process for "
-                       f"{BUSY_TIMEOUT_S:g} s; try again.")
+                       f"{self.busy_timeout:g} s; try again.")
         elif "unable to open" in lowered and not os.path.lexists(self.path):
             message = f"The inventory {where} is missing; the CA directory is incomplete."
         elif "unable to open" in lowered:

@@ -165,6 +165,7 @@ class PostgresDatabase:
     """An inventory in a PostgreSQL database, named by a URL that holds no password."""
 
     dialect = "postgresql"
+    busy_timeout = LOCK_TIMEOUT_S  # how long a statement waits for another process's lock (as SQLite's)
 
     def __init__(self, url: str) -> None:
         self.url = check_url(url)
@@ -303,7 +304,7 @@ class PostgresDatabase:
                 _PASSWORDS[self.url] = password  # asked once per process
             try:
                 # A lock held longer than this fails the statement with words, as SQLite's busy timeout does.
-                conn.execute(f"SET lock_timeout = '{int(LOCK_TIMEOUT_S * 1000)}ms'")
+                conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
             except psycopg.Error as exc:
                 _close(conn)
                 raise self.error(exc) from None
@@ -337,7 +338,7 @@ class PostgresDatabase:
                        f"process ({text}). Nothing was changed; try again.")
         elif state == "55P03" or "lock timeout" in lowered:
             message = (f"The inventory {where} stayed locked by another certkit process for "
-                       f"{LOCK_TIMEOUT_S:g} s; try again.")
+                       f"{self.busy_timeout:g} s; try again.")
         elif state == "25006":
             message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
         elif state == "53100":

@@ -158,6 +158,9 @@ def _open_ca(ca_dir, days: int | None, passphrase_file, policy):
     store = CADirectory(ca_dir)
     ca = store.open()
     store.hold_inventory()  # for as long as the server runs: not moved from under it (inventory migrate)
+    from certkit.acme.db import BUSY_TIMEOUT_S
+
+    ca.inventory.db.busy_timeout = BUSY_TIMEOUT_S  # finalize too: clients give up long before 60 s
     expires = ca.cert.not_valid_after_utc
     if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > expires:
         most = (expires - dt.datetime.now(dt.UTC)).days
