@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock, warn, when
+from certkit.vocabulary import iso
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
 MAX_SERVER_DAYS = 825
@@ -239,7 +240,7 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
         "challenges": {"http-01": validator.http_port, "tls-alpn-01": validator.tls_port}, "resolve": resolve,
         "external_account_required": bool(eab),
         "server_certificate": {"names": names, "serial": issued.serial_hex,
-                               "not_after": issued.not_after.isoformat()},
+                               "not_after": iso(issued.not_after)},
     }
     resolving = f"; resolving {', '.join(f'{k}={v}' for k, v in resolve.items())}" if resolve else ""
     human = "\n".join([
