@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.probe_report import refusal, render, with_verdict, without_verdict  # noqa: F401
+from certkit.probe_report import refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
 
@@ -43,6 +43,7 @@ MAX_BODY_BYTES = 1 << 14  # the start of the body: certkit serve's refusal text 
 # controls) is percent-encoded as UTF-8. A '%' stays only when it starts an escape already made.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _QUERY_SAFE = _PATH_SAFE + "?"
+_ALERT = re.compile(r"\balert\b")  # in OpenSSL's reason for an alert received: sslv3, tlsv1, tlsv13 alert ...
 
 
 class ProbeError(CertkitError):
@@ -73,6 +74,14 @@ def parse_url(url: str) -> Target:
     text = url.strip()
     if "://" not in text:
         text = "https://" + text
+    scheme, _, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        # probe sends no credentials, so a server that wants them answers 401, which would read as a refused
+        # client certificate; and the URL is printed in the report. Refused, without echoing what came before '@'.
+        hidden = f"{scheme}://...@{rest[authority.rindex('@') + 1:]}"
+        raise ProbeError(f"'{shown(hidden)}' holds a user name or password (before '@'); probe sends no "
+                         "credentials: give https://HOST[:PORT][/PATH] without them.")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -142,6 +151,12 @@ class Attempt:
     def round_trip(self) -> bool:
         return self.handshake == "ok" and self.http_status is not None
 
+    @property
+    def read_alert(self) -> bool:
+        """The server answered the request with a TLS alert (OpenSSL: ``tlsv13 alert certificate required``):
+        a refusal, where a timeout or the connection's end after the handshake is none."""
+        return self.http_error is not None and _ALERT.search(self.http_error) is not None
+
     def to_dict(self) -> dict:
         return {"presented": self.presented, "handshake": self.handshake, "tls_version": self.tls_version,
                 "http_status": self.http_status, "http_reason": self.http_reason, "read_error": self.http_error}
@@ -159,6 +174,9 @@ class ProbeResult:
     verify_errors: list[str] = field(default_factory=list)  # OpenSSL's words
     reasons: list[str] = field(default_factory=list)  # certkit's words (when the anchors are known)
     server_auth: bool = False
+    # A CA certificate as the server's own, which OpenSSL verified for a TLS server (it does not look at the
+    # CA bit of the certificate it verifies; so curl and Python's ssl take it), but Firefox refuses.
+    ca_as_server: bool = False
     name_matches: bool = False
     requests_client_cert: bool = False
     client_ca_names: list[str] = field(default_factory=list)
@@ -177,12 +195,15 @@ class ProbeResult:
     @property
     def client_accepted(self) -> bool | None:
         """Would the given client certificate be accepted? None when none was given, when the server never
-        asked for one, and when it answered an HTTP error (4xx, 5xx) that is not a known refusal: then
-        nobody can say."""
+        asked for one, when it answered an HTTP error (4xx, 5xx) that is not a known refusal, and when it
+        gave no HTTP answer after the handshake (a timeout, the end of the connection, another protocol):
+        then nobody can say."""
         if self.with_cert is None or not self.requests_client_cert:
             return None
-        if not self.with_cert.round_trip or refusal(self.with_cert):
+        if refusal(self.with_cert):
             return False
+        if not self.with_cert.round_trip:  # the handshake took it, but no HTTP answer tells (see refusal)
+            return None
         return None if self.with_cert.http_status >= 400 else True
 
     def to_dict(self) -> dict:
@@ -191,7 +212,8 @@ class ProbeResult:
             "tls_version": self.tls_version, "cipher": self.cipher,
             "server_certificate": {
                 "verified": self.verified, "verify_errors": self.verify_errors, "reasons": self.reasons,
-                "server_auth": self.server_auth, "name_matches": self.name_matches, "ok": self.server_ok,
+                "server_auth": self.server_auth, "ca_as_server": self.ca_as_server, "name_matches": self.name_matches,
+                "ok": self.server_ok,
                 "chain": self.chain,
             },
             "client_certificate": {
@@ -223,14 +245,31 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # a CA directory's intermediate is an anchor too
     ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
     if client is not None:
+        key = _client_key(client.key)
         try:
             ctx.use_certificate_chain_file(str(client.cert))
-            ctx.use_privatekey_file(str(client.key))
+            ctx.use_privatekey(key)
             ctx.check_privatekey()
-        except SSL.Error as exc:
+        except (SSL.Error, TypeError) as exc:  # TypeError: a key OpenSSL cannot sign a handshake with (X25519)
             raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
                              f"{openssl_reason(exc)} (the key must be unencrypted PEM and match).") from None
     return ctx
+
+
+def _client_key(path: Path):
+    """The client's private key, read by certkit: OpenSSL reading the file would ask for an encrypted key's
+    passphrase itself, on the terminal or from whatever stdin holds. certkit writes leaf keys unencrypted,
+    and serve --key refuses an encrypted one in the same words."""
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.errors import PassphraseRequired
+    from certkit.files import read_limited
+    from certkit.keys import load_private_key
+
+    data = read_limited(path.absolute(), MAX_CERT_FILE_BYTES, what="client key")  # absolute: '-' is a file here
+    try:
+        return load_private_key(data, None, source=f"client key {shown(path)}")
+    except PassphraseRequired:
+        raise ProbeError(f"The client key {shown(path)} is encrypted; give an unencrypted key (mode 0600).") from None
 
 
 @dataclass
@@ -318,8 +357,8 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
         attempt.http_status = int(bits[1])
         attempt.http_reason = bits[2] if len(bits) > 2 else ""
         attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
-    elif data and attempt.http_error is None:
-        attempt.http_error = "the answer is not HTTP"
+    elif data and not attempt.read_alert:
+        attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended
 
 
 def _body(conn, data: bytes) -> bytes:
@@ -385,25 +424,6 @@ def _client_description(client: ClientFiles) -> tuple[dict, list[str]]:
     return describe_certificate(certs[0]), list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
 
 
-_UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify fullchain\.pem "
-                             r"or pass its certificate with --untrusted\)$")
-
-
-def _server_side(reason: str, leaf) -> str:
-    """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
-    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all)."""
-    found = _UNTRUSTED_HINT.search(reason)
-    if found is None:
-        return reason
-    if leaf.issuer == leaf.subject:
-        hint = " (the server's certificate is self-signed: no CA issued it)"
-    else:
-        hint = (f" (if {found.group(1)} is an intermediate CA under it, the server must send its certificate "
-                "after its own: configure the server with fullchain.pem, e.g. nginx ssl_certificate, "
-                "not cert.pem alone)")
-    return reason[:found.start()] + hint
-
-
 def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
           client: ClientFiles | None = None, timeout: float = DEFAULT_TIMEOUT,
           now: dt.datetime | None = None) -> ProbeResult:
@@ -429,6 +449,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
 
+    # The client's files are read before any connection: a key certkit cannot use stops the probe at once.
+    client_ctx = _context(trust_pem, client) if client is not None else None
     seen = _connect(target, _context(trust_pem, None), timeout, None)
     if not seen.chain:
         raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}.")
@@ -443,13 +465,14 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     eku = own["extended_key_usage"]  # None: no extension, which TLS reads as "any purpose"
     # anyExtendedKeyUsage alone does not do: OpenSSL and certkit verify refuse it for TLS, as browsers do
     result.server_auth = not is_ca and (eku is None or "serverAuth" in eku)
+    result.ca_as_server = is_ca and result.verified and (eku is None or "serverAuth" in eku)
     result.name_matches = _matches(leaf, target)
     if roots:
         from certkit.verify import verify_certificate
 
         verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:] + extra,
                                      name=target.host, now=now)
-        result.reasons = [_server_side(r, leaf) for r in verdict.reasons]
+        result.reasons = [server_side(r, leaf) for r in verdict.reasons]
     else:
         if not result.name_matches:
             result.reasons.append(f"not valid for name {target.host}")
@@ -459,5 +482,5 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     result.client_ca_names = seen.ca_names
 
     if client is not None:
-        result.with_cert = _connect(target, _context(trust_pem, client), timeout, result.client_subject).attempt
+        result.with_cert = _connect(target, client_ctx, timeout, result.client_subject).attempt
     return result

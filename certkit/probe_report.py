@@ -8,6 +8,7 @@ escaped with :func:`certkit.text.shown`.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from certkit.text import shown
@@ -38,13 +39,18 @@ def with_alert_words(reason: str) -> str:
 
 
 def refusal(attempt: "Attempt") -> str | None:
-    """Why the server refused this connection's client (certificate), in words; None if it did not."""
+    """Why the server refused this connection's client (certificate), in words; None if it did not, or if
+    its answer does not say (:func:`unclear`). A refusal is a failed handshake, a TLS alert on the first
+    read, an HTTP 401, 403, 495 or 496, or nginx's or certkit serve's certificate page: what servers send.
+    A timeout, an end of the connection or an answer that is not HTTP, after a completed handshake, is
+    none of these: an SMTP server or a silent ``openssl s_server`` accepted the certificate and then did
+    not speak HTTP."""
     if attempt.handshake != "ok":
         return f"the handshake failed: {with_alert_words(attempt.handshake)}"
-    if attempt.http_error:
+    if attempt.read_alert:
         return with_alert_words(attempt.http_error)
     if attempt.http_status is None:
-        return "no answer"
+        return None
     body = attempt.body_start
     # nginx ends a failed client-certificate check with a 400 page of its own, not a TLS alert.
     for marker in ("No required SSL certificate was sent", "The SSL certificate error",
@@ -55,6 +61,14 @@ def refusal(attempt: "Attempt") -> str | None:
     if attempt.http_status in (401, 403, 495, 496):
         return f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
     return None
+
+
+def unclear(attempt: "Attempt") -> str | None:
+    """Why a completed handshake gave no HTTP answer to judge by (a timeout, the connection closed, an
+    answer that is not HTTP), in words; None when there is an HTTP answer or a refusal."""
+    if attempt.handshake != "ok" or attempt.read_alert or attempt.http_status is not None:
+        return None
+    return attempt.http_error or "the server closed the connection without an answer"
 
 
 def _serve_reasons(body: str) -> list[str]:
@@ -69,6 +83,9 @@ def without_verdict(result: "ProbeResult") -> str:
     if not result.requests_client_cert:
         return "not asked for: the server does not request a client certificate" + (
             "" if refused is None else f" (but it refused: {refused})")
+    if (why := unclear(attempt)) is not None:
+        return (f"not known: the server asks for one and completed the handshake without it, but {why}, "
+                "so whether it requires one is not known")
     if refused is None:
         return (f"optional: the server asks for one but answered without it (HTTP {attempt.http_status} "
                 f"{attempt.http_reason})").rstrip()
@@ -83,6 +100,9 @@ def with_verdict(result: "ProbeResult") -> str:
     refused = refusal(attempt)
     if refused is not None:
         return f"refused: {refused}"
+    if (why := unclear(attempt)) is not None:
+        return (f"not known: the handshake took it, but {why}: no HTTP answer says whether the server accepts "
+                "the certificate (probe a URL that answers HTTP)")
     status = f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
     if attempt.http_status >= 400:
         return (f"not known: the handshake took it, but the server answered {status}, an error that does not "
@@ -104,6 +124,23 @@ def with_verdict(result: "ProbeResult") -> str:
     return verdict
 
 
+# What real clients do with a CA certificate (basicConstraints CA:TRUE) as a server's own, such as the one
+# `openssl req -x509` makes with OpenSSL's default configuration: OpenSSL checks the purpose of the
+# certificate it verifies, not its CA bit, so the OpenSSL clients accept it; mozilla::pkix does not.
+CA_AS_SERVER = ("OpenSSL accepts it (the chain line above is its verdict), and so do curl and Python's ssl; Firefox "
+                "refuses a CA certificate as a server's own (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY). A server "
+                "certificate (CA:FALSE, serverAuth: certkit issue-server) works with every client")
+
+
+def server_problem(result: "ProbeResult") -> str | None:
+    """What is wrong with the server's certificate, for the exit status; None if it is valid for the host."""
+    if result.server_ok:
+        return None
+    if result.ca_as_server and result.name_matches:
+        return "the server's certificate is a CA certificate, which Firefox refuses (OpenSSL clients accept it)"
+    return f"the server's certificate is not valid for {result.target.host}"
+
+
 def client_problem(result: "ProbeResult") -> str | None:
     """What keeps the given client certificate from being known as accepted, for the exit status; None if
     it was accepted (or none was given)."""
@@ -113,11 +150,31 @@ def client_problem(result: "ProbeResult") -> str | None:
         return "the server never asked for the client certificate, so it was not sent"
     if result.client_accepted is False:
         return "the client certificate is refused"
+    if (why := unclear(result.with_cert)) is not None:
+        return f"the server gave no HTTP answer ({why}), so whether it accepts the client certificate is not known"
     return (f"the server answered HTTP {result.with_cert.http_status}, so whether it accepts the client "
             "certificate is not known")
 
 
 # --- reading the server's certificate -------------------------------------------------
+
+_UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify fullchain\.pem "
+                             r"or pass its certificate with --untrusted\)$")
+
+
+def server_side(reason: str, leaf) -> str:
+    """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
+    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all)."""
+    found = _UNTRUSTED_HINT.search(reason)
+    if found is None:
+        return reason
+    if leaf.issuer == leaf.subject:
+        hint = " (the server's certificate is self-signed: no CA issued it)"
+    else:
+        hint = (f" (if {found.group(1)} is an intermediate CA under it, the server must send its certificate "
+                "after its own: configure the server with fullchain.pem, e.g. nginx ssl_certificate, "
+                "not cert.pem alone)")
+    return reason[:found.start()] + hint
 
 
 def render(result: "ProbeResult") -> str:
@@ -135,15 +192,20 @@ def render(result: "ProbeResult") -> str:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
                   f"      expires    {cert['not_after'][:16].replace('T', ' ')} UTC ({cert['validity']})"]
-    verdict = "yes" if result.server_ok else "NO"
+    some = result.ca_as_server and result.name_matches  # OpenSSL clients take it, Firefox does not
+    verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
-    lines.append("  serverAuth  " + ("yes" if result.server_auth else "NO: " + shown(result.chain[0]["usable_for"])))
+    auth = "yes" if result.server_auth else \
+        ("NO for Firefox: " if result.ca_as_server else "NO: ") + shown(result.chain[0]["usable_for"])
+    lines.append(f"  serverAuth  {auth}")
     lines.append(f"  names       {'yes' if result.name_matches else 'NO'}: {shown(t.host)} "
                  f"{'is' if result.name_matches else 'is not'} among its names")
     trust_line = f"verified against {result.trust}" if result.verified else \
         f"NOT verified against {result.trust}: {'; '.join(result.verify_errors)}"
     lines.append(f"  chain       {shown(trust_line)}")
     lines += [f"  reason      {shown(r)}" for r in result.reasons]
+    if some:
+        lines.append(f"  clients     {CA_AS_SERVER}")
 
     lines += ["", "Client certificate:"]
     if result.requests_client_cert:

@@ -320,7 +320,11 @@ def test_plain_http_server_is_a_clean_error(pki: Path, tmp_path: Path):
     import http.server
     import threading
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # its log would land in the in-process command's stderr
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         proc = run_certkit("probe", f"https://127.0.0.1:{srv.server_address[1]}/")

@@ -165,7 +165,8 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     Exit 0 when the server's certificate is valid for HOST (and the client
     certificate given, if any, is accepted); 1 otherwise, after the report:
     also when the server never asks for a client certificate, or answers
-    an HTTP error (4xx, 5xx) that does not say whether it accepts it.
+    an HTTP error (4xx, 5xx) that does not say whether it accepts it, or
+    gives no HTTP answer at all.
 
     \b
     Examples:
@@ -176,7 +177,7 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     """
     from certkit.probe import ClientFiles, render
     from certkit.probe import probe as run_probe
-    from certkit.probe_report import client_problem
+    from certkit.probe_report import client_problem, server_problem
 
     if ca_file is not None and ca_dir is not None:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
@@ -188,10 +189,6 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
         ClientFiles(cert_file, key_file) if cert_file is not None else None
     result = run_probe(url, ca_file=ca_file, ca_dir=ca_dir, client=client, timeout=timeout)
     emit(as_json, result.to_dict(), render(result))
-    problems = []
-    if not result.server_ok:
-        problems.append(f"the server's certificate is not valid for {result.target.host}")
-    if (client := client_problem(result)) is not None:
-        problems.append(client)
+    problems = [p for p in (server_problem(result), client_problem(result)) if p is not None]
     if problems:
         raise Failed(f"{result.target.label}: {'; '.join(problems)}.")

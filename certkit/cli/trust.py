@@ -172,8 +172,9 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
                 lines.append(f"{pad}removed {', '.join(map(shown, r.removed))}")
             if state.pending:
                 lines.append(f"{pad}{shown(state.pending)}")
+            also = "also " if state.current is not None else ""  # without certkit's copy, the only one
             for name in state.elsewhere:
-                lines.append(f"{pad}this CA is also trusted as {shown(name)} (not certkit's copy)")
+                lines.append(f"{pad}this CA is {also}trusted as {shown(name)} (not certkit's copy)")
             for entry in state.older:
                 via = f", through {entry.via}" if entry.via else ""
                 what = "another certkit CA also trusted" if anchor is not None else "certkit CA trusted"

@@ -159,11 +159,17 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
         except (TrustError, OSError) as exc:
             results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc)))
             continue
+        notes = []
         if anchor is None:  # no CA to ask about: what certkit CAs the store trusts
             outcome = "certkit CAs" if state.older else "none"
+        elif state.current is None and state.elsewhere:
+            # Added by hand, or by another tool: the store trusts the CA all the same (a Chromium that reads
+            # an NSS entry named "Dev CA (by hand)" accepts its certificates), so "trusted" is the truth.
+            outcome = "trusted"
+            notes.append("certkit did not add that entry: certkit trust uninstall leaves it")
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
-        results.append(store.result(outcome, state.pending, state=state))
+        results.append(store.result(outcome, state.pending, state=state, notes=notes))
     return results
 
 

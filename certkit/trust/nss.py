@@ -101,12 +101,14 @@ class NSSStore(Store):
         # certutil -L -n NICK -a prints every certificate with the subject of NICK's, in no order one can
         # rely on; and a rotated CA usually keeps its subject. So a certkit nickname is matched to the
         # certificate whose fingerprint it carries, and another nickname to one no certkit name claims.
+        # A certkit-shaped nickname holding another certificate is not certkit's doing (certkit names a copy
+        # after its own fingerprint): it is described with what it holds, and never counted as certkit's.
         rows = [(nick, trust, pem_blocks(self._export(nick))) for nick, trust in self.listing()]
         claimed: set[str] = set()
         chosen: dict[str, bytes] = {}
         for nick, _trust, blocks in rows:
-            if match := CERTKIT_NAME.match(nick):
-                block = next((b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), b"")
+            if (match := CERTKIT_NAME.match(nick)) and (block := next(
+                    (b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), None)) is not None:
                 chosen[nick] = block
                 claimed.update(pem_fingerprints(block))
         entries, untrusted = [], {}
@@ -115,6 +117,8 @@ class NSSStore(Store):
             if not ours:
                 free = [b for b in blocks if pem_fingerprints(b)[0] not in claimed]
                 chosen[nick] = (free or blocks or [b""])[0]
+                if CERTKIT_NAME.match(nick):
+                    self._note_misnamed(nick, chosen[nick])
             if ours or "C" in trust.split(",")[0]:
                 entries.append(describe_pem(nick, chosen[nick], ours=ours))
                 if "C" not in trust.split(",")[0]:
@@ -127,6 +131,19 @@ class NSSStore(Store):
                              f"{untrusted[state.current.name]}): browsers do not trust it; certkit trust install "
                              "sets it again")
         return state
+
+    def _note_misnamed(self, nick: str, block: bytes) -> None:
+        found = describe_pem(nick, block, ours=False)
+        note = (f"'{nick}' has the form of a certkit name, but holds a certificate whose fingerprint it does not "
+                f"carry ({found.subject}): certkit did not add it, and leaves it alone")
+        if note not in self.notes:  # the state is read more than once per command
+            self.notes.append(note)
+
+    def _stored_under(self, nickname: str) -> list[str]:
+        """The SHA-256 fingerprints certutil shows for ``nickname``; none when no entry has that nickname."""
+        if nickname not in {nick for nick, _trust in self.listing()}:
+            return []
+        return pem_fingerprints(self._export(nickname))
 
     def add(self, anchor: Anchor) -> None:
         if not self.exists():
@@ -153,10 +170,17 @@ class NSSStore(Store):
                              "change an entry it did not add. Trust that one yourself (certutil -M -d "
                              f"{shlex.quote(self.db)} -n {shlex.quote(nick)} -t {NSS_TRUST}), or delete it "
                              "and run again")
+        before = self._stored_under(anchor.nickname)
+        if before and anchor.fingerprint not in before:
+            raise TrustError(f"'{shown(anchor.nickname)}' in {self.directory} holds another certificate, not this CA: "
+                             "certkit does not change an entry it did not add. Rename or delete that entry "
+                             f"(certutil -D -d {shlex.quote(self.db)} -n {shlex.quote(anchor.nickname)}) and run again")
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
         if proc.returncode != 0:
-            # certutil may have stored the certificate before failing to set its trust: take it out.
-            self._certutil("-D", "-n", anchor.nickname)
+            # certutil may have stored the certificate before failing to set its trust: take it out, if it is
+            # there now and was not before (an entry already there, certkit's or not, stays as it was).
+            if not before and anchor.fingerprint in self._stored_under(anchor.nickname):
+                self._certutil("-D", "-n", anchor.nickname)
             raise tool_failure(proc, f"certutil -A -d {self.db}")
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
