@@ -96,6 +96,11 @@ def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str, code: i
     assert "Error:" in proc.stderr, proc.stderr
     assert fragment.lower() in proc.stderr.lower(), proc.stderr
     assert proc.stdout == "", proc.stdout
+    if code != 2:  # a usage error is click's: the usage line, a hint, then the Error: line
+        # one Error: line first, nothing before it (a warning, a library's message); indented detail after
+        # it only (a manifest's bad lines, one per line)
+        lines = proc.stderr.splitlines()
+        assert lines[0].startswith("Error: ") and all(line.startswith(" ") for line in lines[1:]), proc.stderr
 
 
 def openssl(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:

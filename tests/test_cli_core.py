@@ -73,7 +73,7 @@ def test_init_ca_without_any_passphrase_source_refuses(tmp_path: Path) -> None:
 def test_init_ca_no_passphrase_warns_and_writes_plain_key(tmp_path: Path) -> None:
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
     proc = run_certkit("init-ca", "--no-passphrase", env=env, check=True)
-    assert "Warning: the CA key will be stored unencrypted" in proc.stderr
+    assert "Warning: the CA key is stored unencrypted" in proc.stderr
     assert (tmp_path / "ca" / "ca-key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert mode(tmp_path / "ca" / "ca-key.pem") == 0o600
     run_certkit("issue-client", "alice", cwd=tmp_path, env=env, check=True)  # no passphrase needed

@@ -112,7 +112,7 @@ def test_table_and_renewed(fleet, ca_env, tmp_path):
 
 
 def test_bad_input(tmp_path, ca_env, ca_dir):
-    for args, fragment in ((["--expiring", "30x"], "is not a period"), (["--expiring", "0"], "is not a period"),
+    for args, fragment in ((["--expiring", "30x"], "is not a period"), (["--expiring", "0"], "is an empty period"),
                            (["--status", "lost"], "'lost' is not one of"), (["--kind", "user"], "is not one of")):
         assert_clean_error(run_certkit("list", *args, env=ca_env), fragment, code=2)
     missing = run_certkit("list", env=dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "none")))

@@ -78,3 +78,6 @@ def main() -> None:
     # A library warning (cryptography's about a non-conforming certificate, say) is news
     # for the user, in one line like every other message, not a Python source excerpt.
     warnings.showwarning = one_line_warning
+    # cryptography warns of a name attribute over its length limit as it parses one (a CSR's CN of 65
+    # bytes); certkit checks each name itself and says so in its own words, or shows the name as it is.
+    warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)

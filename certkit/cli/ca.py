@@ -157,9 +157,7 @@ def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) ->
     if no_passphrase:
         if passphrase_file:
             raise click.UsageError("--no-passphrase and --passphrase-file contradict each other.")
-        warn(f"the CA key will be stored unencrypted; anyone who can read {store.key_path} can issue "
-             "certificates your machines trust.")
-        return None
+        return None  # warned about once the key is written: _create_and_report
     passphrase = read_secret(passphrase_file, ENV_PASSPHRASE, "New CA key passphrase", confirm=True)
     if passphrase is None:
         raise click.ClickException(
@@ -253,6 +251,9 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
                    parent=parent, key=key, directory=store.path)
     _warn_of_public_suffixes(permit_dns)
     files = store.save_new(ca, passphrase, inventory_url=inventory_url, parent=parent)
+    if key is None and passphrase is None:  # said once it is so: a warning of a key never written is noise
+        warn(f"the CA key is stored unencrypted; anyone who can read {store.key_path} can issue certificates "
+             "your machines trust.")
     from cryptography.hazmat.primitives import hashes
 
     kind = "intermediate" if parent else "root"
@@ -288,8 +289,6 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         f"  SHA-256      {data['fingerprint_sha256']}",
     ])
     if key is not None and (attributes["extractable"] or not attributes["sensitive"]):
-        from certkit.cli.common import warn
-
         warn(f"the token's key {key.uri.text} is {'extractable' if attributes['extractable'] else 'not sensitive'}: "
              "it can leave the token. Generate a new one (name another object) to keep it there.")
     emit(as_json, data, human)

@@ -215,7 +215,7 @@ def cli_message(exc: CertkitError) -> str:
     if isinstance(exc, OutputExists) and exc.replaceable:
         message = f"{message.rstrip('.')}; pass --force to replace {'it' if exc.count == 1 else 'them'}."
     elif getattr(exc, "replaceable", False):  # a manifest whose folders hold bundles already
-        message += ("\nPass --force to replace the bundles already there, or --resume to keep those that are "
+        message += ("\n  Pass --force to replace the bundles already there, or --resume to keep those that are "
                     "complete and issue the rest.")
     return message
 
