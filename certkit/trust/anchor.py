@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constraints import NO_DNS  # no third-party imports: cheap
+from certkit.vocabulary import iso
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -134,7 +135,7 @@ class Anchor:
     def summary(self) -> dict:
         return {"subject": self.cert.subject.rfc4514_string(), "common_name": self.common_name,
                 "name": self.name, "fingerprint_sha256": self.fingerprint,
-                "not_after": self.not_after.isoformat(), "may_sign": self.scope(),
+                "not_after": iso(self.not_after), "may_sign": self.scope(),
                 "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
                 "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
                 # whose key key_encrypted describes: the CA directory's own (an intermediate's, below this root)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
+from certkit.vocabulary import iso
 
 if TYPE_CHECKING:
     from certkit.trust.anchor import Anchor
@@ -39,7 +40,7 @@ class Found:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
-                "not_after": self.not_after.isoformat() if self.not_after else None, "via": self.via,
+                "not_after": iso(self.not_after) if self.not_after else None, "via": self.via,
                 "remove_with": self.remove_with}
 
 
