@@ -174,7 +174,19 @@ class PostgresDatabase:
         except ImportError:
             raise InventoryError(f"The inventory {shown_url(url)} is on PostgreSQL, which needs psycopg 3: "
                                  "pip install 'certkit[team]'.") from None
+        _quiet_psycopg_log()
 
+
+def _quiet_psycopg_log() -> None:
+    """psycopg logs what it ignores while it fails ("error ignored terminating <psycopg.Pipeline [BAD]
+    at 0x...>" when a connection is lost in a pipeline); with no handler of the program's, Python printed
+    that on standard error, above certkit's one Error: line, which says what happened. A program that
+    sets up logging still gets those records (they propagate to its handlers)."""
+    import logging
+
+    log = logging.getLogger("psycopg")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
     # --- transactions ------------------------------------------------------------------
     @contextmanager
     def transaction(self, *, write: bool = False, readonly: bool = False, durable: bool = True

@@ -381,6 +381,13 @@ def test_key_uris_as_rfc_7512_writes_them():
         ("pkcs11:token=a;object=b?pin-source=file:/p", "holds no PIN"),
         ("pkcs11:token=a;object=b?module=x", "does not understand"),
         ("pkcs11:token=a;slot-id=one;object=b", "not a number"),
+        # an unset variable (object=$LABEL) made a key with no label, which every later init-ca reused
+        ("pkcs11:token=ca;object=", "gives object an empty value"),
+        ("pkcs11:token=ca;object=y;id=", "gives id an empty value"),
+        ("pkcs11:token=;object=y", "gives token an empty value"),
+        # a '%' that starts no escape was kept as a literal '%' (the refusal below could never fire)
+        ("pkcs11:token=ca;object=bad%zz", "bad %-escape"),
+        ("pkcs11:token=ca;object=a%2", "bad %-escape"),
     ]:
         with pytest.raises(TokenError, match=fragment):
             KeyURI.parse(text)

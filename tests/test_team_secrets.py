@@ -326,3 +326,21 @@ def test_an_inventory_url_that_is_not_utf8_is_refused_without_its_secret(tmp_pat
     proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_psycopgs_own_log_never_reaches_standard_error(tmp_path):
+    """psycopg logs what it ignores while it fails ('error ignored terminating <psycopg.Pipeline [BAD]
+    at 0x...>' when PostgreSQL goes away mid-pipeline): Python printed that above certkit's one Error:
+    line, since no handler was set. Once certkit opens a PostgreSQL inventory, such records go nowhere
+    unless the program set up logging itself."""
+    import subprocess
+    import sys
+
+    code = ("import logging\nfrom certkit.db_postgres import PostgresDatabase\n"
+            "PostgresDatabase('postgresql://certkit@127.0.0.1:1/ca')\n"
+            "logging.getLogger('psycopg').warning('error ignored terminating <psycopg.Pipeline [BAD]>')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    configured = subprocess.run([sys.executable, "-c", "import logging; logging.basicConfig()\n" + code],
+                                capture_output=True, text=True, timeout=60)
+    assert "error ignored terminating" in configured.stderr  # a program's own logging still sees it

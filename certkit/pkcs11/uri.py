@@ -76,6 +76,9 @@ class KeyURI:
             name = name.lower()
             if name in found:
                 raise TokenError(f"The PKCS#11 URI '{shown(text)}' names {name} twice.")
+            if not value:  # an unset shell variable (object=$LABEL): it would name a key with no label
+                raise TokenError(f"The PKCS#11 URI '{shown(text)}' gives {name} an empty value; give the "
+                                 "token's, key's or id's value, or leave the attribute out.")
             found[name] = _decode(value, text)
         for name, _eq, value in query_parts:
             if name.lower() == "module-path":
@@ -105,8 +108,13 @@ class KeyURI:
         return f"key {shown(key)} in token {shown(token)}"
 
 
+_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a '%' not followed by two hex digits (RFC 3986 pct-encoded)
+
+
 def _decode(value: str, text: str) -> bytes:
-    try:
-        return unquote_to_bytes(value)
-    except ValueError:
-        raise TokenError(f"The PKCS#11 URI '{shown(text)}' has a bad %-escape.") from None
+    """A value's bytes: %-escapes decoded, and a '%' that starts no escape refused (RFC 7512 allows
+    none; unquote_to_bytes would keep it as a literal '%')."""
+    if _PCT.search(value):
+        raise TokenError(f"The PKCS#11 URI '{shown(text)}' has a bad %-escape: a '%' must be followed by two "
+                         "hex digits (write %25 for a '%').")
+    return unquote_to_bytes(value)
