@@ -176,17 +176,6 @@ class PostgresDatabase:
                                  "pip install 'certkit[team]'.") from None
         _quiet_psycopg_log()
 
-
-def _quiet_psycopg_log() -> None:
-    """psycopg logs what it ignores while it fails ("error ignored terminating <psycopg.Pipeline [BAD]
-    at 0x...>" when a connection is lost in a pipeline); with no handler of the program's, Python printed
-    that on standard error, above certkit's one Error: line, which says what happened. A program that
-    sets up logging still gets those records (they propagate to its handlers)."""
-    import logging
-
-    log = logging.getLogger("psycopg")
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
     # --- transactions ------------------------------------------------------------------
     @contextmanager
     def transaction(self, *, write: bool = False, readonly: bool = False, durable: bool = True
@@ -366,6 +355,18 @@ def _quiet_psycopg_log() -> None:
 
 class _RolledBack(Exception):
     """Ends :meth:`PostgresDatabase.check_create`'s transaction: rolled back, as it was meant to be."""
+
+
+def _quiet_psycopg_log() -> None:
+    """psycopg logs what it ignores while it fails ("error ignored terminating <psycopg.Pipeline [BAD]
+    at 0x...>" when a connection is lost in a pipeline); with no handler of the program's, Python printed
+    that on standard error, above certkit's one Error: line, which says what happened. A program that
+    sets up logging still gets those records (they propagate to its handlers)."""
+    import logging
+
+    log = logging.getLogger("psycopg")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
 
 
 class _PostgresTx:
