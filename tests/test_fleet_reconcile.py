@@ -157,3 +157,28 @@ def test_a_stop_as_the_file_is_placed_leaves_every_certificate_in_it_valid(tmp_p
     assert out.exists() and not leftovers(tmp_path)
     proc = run_certkit("revoke", next(iter(found)), env=ca_env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_inventory_gone_once_the_file_is_placed_is_said_and_settled_later(tmp_path, ca_env, ca_dir):
+    """The file was put in place, then the inventory could not be reached to mark its certificates: the
+    command said only the inventory's error; it now says the file was written whole and its
+    certificates stay pending (not to issue them again), and the next command records them valid."""
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,g{i}.example.com\n" for i in range(4)))
+    out, marker = tmp_path / "fleet.jsonl", tmp_path / "paused"
+    inventory = ca_dir / "inventory.sqlite3"
+    proc = start_paused(["issue-batch", "m.csv", "--format", "jsonl", "--out", out, "--jobs", "1"], ca_env, tmp_path,
+                        "placed", marker)
+    inventory.rename(inventory.with_name("away.sqlite3"))  # the marks find no inventory
+    marker.unlink()  # let it go on
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        inventory.with_name("away.sqlite3").rename(inventory)
+    assert proc.returncode == 1, err
+    [line] = err.splitlines()
+    assert line.startswith("Error: ") and line.endswith(
+        f"{out} was written whole (4 certificates); they stay pending until the next certkit command reaches the "
+        "inventory and records them as issued, so do not issue them again."), line
+    assert len(jsonl_records(out)) == 4
+    found = statuses(ca_dir)  # the next command: the file holds them
+    assert len(found) == 4 and set(found.values()) == {"valid"}

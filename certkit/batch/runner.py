@@ -130,7 +130,12 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
         raise BatchStopped(f"The batch was interrupted once it was complete: {_were(result.issued, 'certificate')}"
                            f" written to {output.describe()} and recorded.", result, signum) from None
-    except BaseException:
+    except BaseException as exc:
+        if output is not None and output.placed and not output.complete:  # in place: nothing to give up
+            count = f"{result.issued} certificate{'s' if result.issued != 1 else ''}"
+            raise BatchStopped(f"{in_words(exc)} {output.describe()} was written whole ({count}); they stay pending "
+                               "until the next certkit command reaches the inventory and records them as issued, so "
+                               "do not issue them again.", result) from None
         _give_up(output, ca, result)
         raise
     finally:
@@ -190,8 +195,9 @@ def delivered(exc: BaseException) -> int:
 
 def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> str:
     if output is not None and output.deferred:
-        return (f"The batch {how} before {output.describe()} was complete, so that file was not written and the "
-                f"certificates meant for it are recorded as abandoned. Run the same command again.")
+        return (f"The batch {how} before {output.describe()} was complete, so that file was not written and no "
+                "certificate meant for it can be used (those recorded are marked abandoned, now or by the next "
+                "command that reaches the inventory). Run the same command again.")
     if output is not None:
         return (f"The batch {how} after {_were(result.issued, 'certificate')} "
                 f"written to {output.describe()} and recorded. Rerun the manifest's remaining lines.")

@@ -53,6 +53,7 @@ class Output:
         self._stream = stream
         self._tmp: Path | None = None
         self.complete = False  # the shared file is in place and its certificates marked valid
+        self.placed = False  # the shared file is in place (its certificates perhaps not yet marked)
         self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
         self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
@@ -293,7 +294,7 @@ class Output:
                 inventory.sync()  # its certificates' pending rows on disk before the file is in place
             pause_at("staged")
             _place(self._tmp, self.path, force=self.force, sync=self.sync)
-            self._tmp, self._made = None, []
+            self._tmp, self._made, self.placed = None, [], True
             pause_at("placed")
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
@@ -310,8 +311,13 @@ class Output:
         remove_made(self._made)
         self._out = None
         if inventory is not None:
-            for group in self._spooled():
-                inventory.mark_abandoned(group)
+            from certkit.errors import InventoryError
+
+            try:
+                for group in self._spooled():
+                    inventory.mark_abandoned(group)
+            except InventoryError:  # gone: the next command that reaches it finds no file, and abandons them
+                pass
         self._close_spool()
 
     def _spooled(self) -> Iterator[list[str]]:
