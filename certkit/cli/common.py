@@ -210,8 +210,9 @@ def cli_message(exc: CertkitError) -> str:
     from certkit.errors import OutputExists
 
     message = str(exc)
-    for library, cli in [getattr(exc, "cli_words", ())] if getattr(exc, "cli_words", None) else []:
-        message = message.replace(library, cli)  # the library's parameter, as the command's option
+    words = getattr(exc, "cli_words", None)
+    if words:  # (the library's parameter, the command's option) the message names
+        message = message.replace(*words)
     if isinstance(exc, OutputExists) and exc.replaceable:
         message = f"{message.rstrip('.')}; pass --force to replace {'it' if exc.count == 1 else 'them'}."
     elif getattr(exc, "replaceable", False):  # a manifest whose folders hold bundles already
