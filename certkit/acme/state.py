@@ -45,15 +45,12 @@ from dataclasses import dataclass, field
 
 from certkit.acme.db import Database
 from certkit.acme.schema import SCHEMA, create_tables  # noqa: F401 (SCHEMA: importable from here, as it was)
+from certkit.vocabulary import iso
 
 # How long a client has to complete an order, and a nonce to be used (Boulder: 7 days; nonces
 # are short-lived everywhere: a client asks for a fresh one when it is refused).
 ORDER_LIFETIME = dt.timedelta(days=7)
 NONCE_LIFETIME = dt.timedelta(hours=1)
-
-
-def iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_iso() -> str:
