@@ -149,22 +149,18 @@ def _check_key(csr, source: str) -> None:
         raise InvalidCSR(f"{_cap(source)} holds {problem}.")
 
 
-_SAN_LABELS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}  # as vocabulary.general_name_text
-
-
 def san_text(kind: str, value: str) -> str:
     """A SAN entry of :attr:`CSRRequest.san` as certkit writes SAN entries everywhere (``DNS:x``, ``IP:y``)."""
-    return f"{_SAN_LABELS[kind]}:{value}" if kind in _SAN_LABELS else value
+    from certkit.vocabulary import SAN_LABELS
+
+    return f"{SAN_LABELS[kind]}:{value}" if kind in SAN_LABELS else value
 
 
 def _general_name(gn) -> tuple[str, str]:
-    from cryptography import x509
+    from certkit.vocabulary import general_name_text, san_kind
 
-    kind = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
-            x509.UniformResourceIdentifier: "uri"}.get(type(gn))
+    kind = san_kind(gn)
     if kind is None:  # in OpenSSL's words (DirName:CN=x), as certkit names SAN entries everywhere
-        from certkit.vocabulary import general_name_text
-
         return "other", general_name_text(gn)
     return kind, str(gn.value)
 

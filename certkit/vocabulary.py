@@ -133,19 +133,26 @@ def name_text(name: "x509.Name") -> str:
     return name.rfc4514_string() or "(empty)"
 
 
+# OpenSSL's label for each kind of SAN entry certkit issues (the kinds of csr.CSRRequest.san).
+SAN_LABELS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}
+
+
+def san_kind(gn: "x509.GeneralName") -> str | None:
+    """The kind of a SAN entry certkit issues (``dns``, ``ip``, ``email``, ``uri``), else None."""
+    from cryptography import x509
+
+    return {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
+            x509.UniformResourceIdentifier: "uri"}.get(type(gn))
+
+
 def general_name_text(gn: "x509.GeneralName") -> str:
     """One SAN entry: ``DNS:host``, ``IP:addr``, ``email:a@b``, ``URI:u``, ``DirName:CN=x``, and as
     OpenSSL prints the rarer ones: ``Registered ID:1.2.3``, ``othername:UPN:a@b``."""
     from cryptography import x509
 
-    if isinstance(gn, x509.DNSName):
-        return f"DNS:{gn.value}"
-    if isinstance(gn, x509.IPAddress):
-        return f"IP:{gn.value}"
-    if isinstance(gn, x509.RFC822Name):
-        return f"email:{gn.value}"
-    if isinstance(gn, x509.UniformResourceIdentifier):
-        return f"URI:{gn.value}"
+    kind = san_kind(gn)
+    if kind is not None:
+        return f"{SAN_LABELS[kind]}:{gn.value}"
     if isinstance(gn, x509.DirectoryName):
         return f"DirName:{gn.value.rfc4514_string()}"
     if isinstance(gn, x509.RegisteredID):
