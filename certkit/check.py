@@ -17,6 +17,7 @@ from typing import Any, Literal
 from certkit.errors import CertkitError, PassphraseRequired
 from certkit.keys import key_damage, pem_damage
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
+from certkit.vocabulary import self_signed
 
 Level = Literal["ok", "warning", "error"]
 EXPIRY_WARNING_DAYS = 30
@@ -184,14 +185,6 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Fi
     return found
 
 
-def _self_signed(cert) -> bool:
-    try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # InvalidSignature, a key type that cannot sign
-        return False
-    return True
-
-
 def _check_chain(chain: list) -> list[Finding]:
     """Each certificate issued (name and signature) by the next; the last one a root that signed itself."""
     for index, child in enumerate(chain):
@@ -211,7 +204,7 @@ def _check_chain(chain: list) -> list[Finding]:
             issuer = child
         else:
             issuer = chain[index + 1]
-            if child.issuer == child.subject and _self_signed(child):
+            if self_signed(child):
                 return [Finding("chain", "error", f"{where} ({name}) is a root, yet {PARENTS_FILE} goes on after it "
                                 f"({len(chain) - index - 1} more): a root ends the chain, and bundles would carry "
                                 f"the extra certificates. Restore {PARENTS_FILE} from a backup.")]

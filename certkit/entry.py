@@ -30,7 +30,29 @@ def _columns() -> int:
         return HELP_WIDTH
 
 
+def _reopen_closed_streams() -> None:
+    """Standard input, output or error closed when certkit starts (``>&-``): put /dev/null on that
+    descriptor, so that no file certkit opens later (a private key) takes its number and a hook's
+    output never lands in it. Commands whose data goes to standard output then refuse
+    (:func:`certkit.text.stdout_closed`); the others' reports go nowhere, as asked."""
+    from certkit import text
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        if os.open(os.devnull, os.O_RDWR) != fd:  # the lowest free descriptor: this one
+            continue
+        text.CLOSED_STREAMS.add(name)
+        mode = "r" if fd == 0 else "w"
+        setattr(sys, name, open(fd, mode, encoding="utf-8", errors="backslashreplace", closefd=False))  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int | None:
+    if argv is None:
+        _reopen_closed_streams()
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
         sys.stdout.write(f"certkit, version {__version__}\n")

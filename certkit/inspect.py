@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 from certkit.errors import describe_parse_error, parse_errors
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.text import shown
-from certkit.vocabulary import colons, common_name, eku_name, general_name_text, iso, key_usage_names, serial_hex
+from certkit.vocabulary import (
+    colons,
+    common_name,
+    eku_name,
+    general_name_text,
+    iso,
+    key_usage_names,
+    self_signed,
+    serial_hex,
+)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -190,7 +199,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "type": "certificate",
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "self_signed": cert.issuer == cert.subject,
+        "self_signed": self_signed(cert),
         "serial": serial_hex(cert.serial_number),
         "not_before": iso(not_before),
         "not_after": iso(not_after),

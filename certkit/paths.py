@@ -85,10 +85,15 @@ def _ancestor_is_ca_directory(folder: str, cache: dict | None) -> bool:
 
 
 def check_name(path: str | Path, what: str = "output path") -> None:
-    """Refuse what the kernel would refuse: NUL bytes, over-long names and paths."""
+    """Refuse what the kernel would refuse: NUL bytes, over-long names and paths; and control characters
+    (a newline), which the kernel allows but which break every tool that reads paths a line at a time
+    (a hook's CERTKIT_FOLDERS, one per line; a shell loop over ``certkit list``)."""
     text = os.fspath(path)
     if "\0" in text:
         raise UnsafeOutputPath(f"The {what} {shown(text)} contains a NUL byte; no file can be named that way.")
+    if not text.isprintable() and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise UnsafeOutputPath(f"The {what} {shown(text)} contains a control character; certkit does not create "
+                               "names that break tools reading paths a line at a time. Choose another name.")
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
         return  # short and plain (thousands of batch lines): no name in it, nor the whole, can be too long
     absolute = os.fsencode(os.path.abspath(text))

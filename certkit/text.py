@@ -38,3 +38,14 @@ def terminal_safe(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() or ch in "\n\t" else _escape(ch) for ch in text)
+
+
+# Standard streams that were closed when certkit started (``>&-``): see certkit.entry.
+CLOSED_STREAMS: set[str] = set()
+
+
+def stdout_closed(what: str) -> str | None:
+    """The refusal for a command whose ``what`` goes to standard output, if it was closed at start."""
+    if "stdout" not in CLOSED_STREAMS:
+        return None
+    return f"Standard output is closed, so {what} would go nowhere; write to a file with --out FILE."

@@ -235,3 +235,15 @@ def leaf_kind(cert) -> str:
         return "unknown"
     return {(SERVER_AUTH,): "server", (CLIENT_AUTH,): "client"}.get(tuple(ekus)) or (
         "peer" if sorted(ekus) == [CLIENT_AUTH, SERVER_AUTH] else "unknown")
+
+
+def self_signed(cert) -> bool:
+    """Whether ``cert`` signed itself (a root): its issuer is its subject and its own key verifies its
+    signature. Equal names alone are not enough: an intermediate may carry its parent's name."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # InvalidSignature, a key type that cannot sign  # noqa: BLE001
+        return False
+    return True

@@ -351,10 +351,13 @@ def _days(value: Any, default: int | None) -> int | None:
 
 
 def _relative_out(out: str) -> str:
-    """An ``out`` folder must be a relative path below ``--out-dir``: no absolute path, no ``..``."""
-    from certkit.paths import check_name
+    """An ``out`` folder must be a relative path below ``--out-dir``: no absolute path, no ``..``.
+    (What the kernel would refuse in it is checked with the folder, when one is written: a name in a
+    jsonl, k8s or tar output is no file's name.)"""
+    if "\0" in out:
+        from certkit.paths import check_name
 
-    check_name(out, "output folder")
+        check_name(out, "output folder")
     if "/" not in out and "\\" not in out and out not in (".", "..") and not out.startswith("~"):
         return out  # one plain folder name (the usual case): nothing to climb out with
     parts = Path(out).parts

@@ -94,6 +94,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         ca = CADirectory(ca_dir).open()
         if output is not None:
             output.check(ca.directories)
+            output.held_before(ca.inventory)
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
@@ -110,6 +111,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             unlock(ca, passphrase_file)
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run, as_json)
+            released = output.released(ca.inventory) if output is not None else []
     if result.by_kind.get("peer"):  # as issue-peer says every time it runs
         from certkit.cli.issue import PEER_WARNING
 
@@ -119,7 +121,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     if output is not None:
         from certkit.cli.output import batch_summary
 
-        return batch_summary(output, manifest, result, ca, as_json)
+        return batch_summary(output, manifest, result, ca, as_json, released)
     _summary(result, manifest, out_dir, sync, ca, as_json)
 
 

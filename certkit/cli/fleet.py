@@ -10,6 +10,7 @@ shows ``n/total`` and the rate while it renews.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -153,7 +154,7 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
         if str(p12_password_file) == "-":
             raise click.UsageError("A timer cannot read the PKCS#12 password from standard input: give a file.")
         refuse_readable_by_others(p12_password_file, "PKCS#12 password file")
-        argv += ["--p12-password-file", str(p12_password_file.absolute())]
+        argv += ["--p12-password-file", os.path.abspath(p12_password_file)]
     return argv
 
 
@@ -211,7 +212,6 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
 def _warn_of_uncarried_password(renew_argv: list[str]) -> None:
     """$CERTKIT_P12_PASSWORD, set for this command, is a secret: never copied into a unit or crontab.
     Without --p12-password-file the timer's renewals then remove bundle.p12 files: say so now."""
-    import os
 
     from certkit.constants import ENV_P12_PASSWORD
 
@@ -251,14 +251,14 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
 
     store = CADirectory(ca_dir)
     ca = store.open()  # a missing or broken CA is refused now, not every night
-    args = ["--ca-dir", str(store.path.absolute())]
+    args = ["--ca-dir", os.path.abspath(store.path)]
     encrypted = store.key_path.is_file() and is_encrypted(read_limited(store.key_path, 1 << 20, what="CA key"))
     if passphrase_file is not None:
         if str(passphrase_file) == "-":
             raise click.UsageError("A timer cannot read the passphrase from standard input: give a file.")
         refuse_readable_by_others(passphrase_file, "passphrase file")
         ca.unlock(lambda: read_secret_file(passphrase_file))  # a wrong passphrase now, not every night
-        args += ["--passphrase-file", str(passphrase_file.absolute())]
+        args += ["--passphrase-file", os.path.abspath(passphrase_file)]
     elif store.key_uri is not None:
         from certkit.constants import ENV_PKCS11_PIN
 

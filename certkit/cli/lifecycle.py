@@ -95,9 +95,14 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     for problem in damaged:
         warn(str(problem))
     filtered = any((kind, status, expiring, pattern))
+    total = len(rows)
+    if limit is not None and len(rows) + len(damaged) >= limit:  # perhaps more match: say how many
+        from certkit.inventory.query import count as matching
+
+        total = matching(inventory, kind=kind, status=status, expiring_within=expiring, name=pattern, now=now)
     if as_json:
-        data = {"ca_dir": str(store.path), "count": len(rows), "certificates": rows,
-                "damaged": [p.serial for p in damaged]}
+        data = {"ca_dir": str(store.path), "count": len(rows), "total": max(total, len(rows)), "limit": limit,
+                "certificates": rows, "damaged": [p.serial for p in damaged]}
         click.echo(json.dumps(data, indent=2))
         return
     if not rows:
@@ -107,18 +112,17 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else None
     text = _table(rows, width)
     count = f"{len(rows):,} certificate{'s' if len(rows) != 1 else ''}"
-    if limit is not None and len(rows) + len(damaged) >= limit:  # perhaps more match: say how many
-        from certkit.inventory.query import count as matching
-
-        total = matching(inventory, kind=kind, status=status, expiring_within=expiring, name=pattern, now=now)
-        if total > len(rows):
-            count = f"{len(rows):,} of {total:,} {_described(kind, status, expiring, pattern)}"
+    if total > len(rows):
+        count = f"{len(rows):,} of {total:,} {_described(kind, status, expiring, pattern)}"
     if any(len(r["serial"]) > 16 for r in rows):
         note = "serials shortened: any unique 8+ digit prefix works in renew and revoke"
         if width is None or len(count) + len(note) + 3 <= width:
             count += f" ({note})"
-        else:  # a line of its own, so that both fit the terminal
-            count = "Serials are shortened: any unique 8+ digit prefix works in renew and revoke.\n" + count
+        else:  # lines of their own, wrapped (never cut) to the terminal
+            import textwrap
+
+            count = textwrap.fill("Serials are shortened: any unique 8+ digit prefix works in renew and revoke.",
+                                  width) + "\n" + count
     text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
     if sys.stdout.isatty() and len(rows) > shutil.get_terminal_size((80, 24)).lines - 2:
         click.echo_via_pager(text)
@@ -150,11 +154,15 @@ def _table(rows: list[dict], width: int | None) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     if width is not None:  # fit the terminal: the subject column gives way first, the names after it
         fixed = sum(widths[:4]) + 2 * 5
-        widths[4] = max(12, min(widths[4], (width - fixed) // 2))
+        if width - fixed < 12 + 2 + 16:  # too narrow for both: the names stay, else the subject
+            table = [(*row[:4], "", row[5] if row[5] != "-" else row[4]) for row in table]
+            widths[4] = -2  # no column, nor its gap
+        else:
+            widths[4] = max(12, min(widths[4], (width - fixed) // 2))
     lines = []
     for row in table:
-        cells = [_fit(cell, w) for cell, w in zip(row[:-1], widths, strict=True)]
-        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + row[-1]
+        cells = [_fit(cell, w) for cell, w in zip(row[:-1], widths, strict=True) if w >= 0]
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, (w for w in widths if w >= 0), strict=True)) + "  " + row[-1]
         lines.append(_fit(line, width) if width is not None else line)
     return "\n".join(lines)
 
@@ -261,6 +269,12 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from certkit.revocation import check_can_sign_crl, sign_crl
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
+    from certkit.text import stdout_closed
+
+    if out is None and (closed := stdout_closed("the CRL")):
+        from certkit.errors import CertkitError
+
+        raise CertkitError(closed)
     if out is None and der and sys.stdout.isatty():
         raise click.UsageError("A DER CRL is binary: give --out FILE or redirect stdout.")
     if out is None and der and as_json:

@@ -59,6 +59,7 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     ca = CADirectory(ca_dir).open()
     output = Output(fmt, out, force=force)
     output.check(ca.directories, keyed=request.keyed)
+    output.held_before(ca.inventory)
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
     from certkit.cli.issue import warn_of_purpose
@@ -71,10 +72,23 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
     unlock(ca, passphrase_file)
     delivery = deliver(ca, request, target, planned=True)
-    _summarize(delivery, output, name, as_json, ca, requested)
+    released = output.released(ca.inventory)
+    if released:
+        delivery.notes.append(released_note(output, released))
+    _summarize(delivery, output, name, as_json, ca, requested, released)
 
 
-def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None) -> None:
+def released_note(output, serials: list[str]) -> str:
+    """What --force over an output file did to the certificates it held that no new one replaces."""
+    these = f"{len(serials)} other certificate{'s' if len(serials) != 1 else ''}"
+    listed = ", ".join(s[:16] for s in serials[:5]) + (", ..." if len(serials) > 5 else "")
+    return (f"{output.file_text} held {these} still valid that this output does not replace ({listed}); their "
+            "keys went with the old file, and the inventory no longer says they are in it. Revoke any that nobody "
+            "else holds: certkit revoke SERIAL")
+
+
+def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None,
+               released: list[str]) -> None:
     from cryptography.hazmat.primitives import hashes
 
     from certkit.cli.issue import PURPOSES
@@ -89,8 +103,7 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         "not_after": iso(issued.not_after),
         "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
         "issuer": ca.cert.subject.rfc4514_string(), "format": output.format, "name": name,
-        "file": str(output.given) if output.given is not None else None, "key_included": keyed,
-        "notes": delivery.notes,
+        "file": output.file_text, "key_included": keyed, "notes": delivery.notes, "released": released,
     }
     if output.format == "k8s":  # the object's name in the cluster (kubectl get secret NAME)
         from certkit.formats import secret_name
@@ -98,7 +111,7 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         data["secret"] = secret_name(name)
     if requested is not None:
         data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
-    where = shown(output.given) if output.given is not None else "standard output"
+    where = output.describe()
     mode = " (mode 0600: it holds the private key)" if keyed and output.given is not None else ""
     lines = [
         f"Issued a {issued.kind} certificate: {PURPOSES[issued.kind]}",
@@ -120,22 +133,24 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         emit(as_json, data, "\n".join(lines))
 
 
-def batch_summary(output, manifest, result, ca, as_json: bool) -> None:
+def batch_summary(output, manifest, result, ca, as_json: bool, released: list[str]) -> None:
     """issue-batch's closing report for a single output (on standard error when the data is on stdout)."""
     from certkit.cli.batch import summary_head, summary_notes
     from certkit.text import shown, terminal_safe
 
-    where = shown(output.given) if output.given is not None else "standard output"
+    where = output.describe()
     data = {"manifest": str(manifest), "issued": result.issued, "by_kind": result.by_kind, "format": output.format,
-            "file": str(output.given) if output.given is not None else None, "ca_dir": str(ca.store.path),
+            "file": output.file_text, "ca_dir": str(ca.store.path),
             "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
-            "lifetime_capped": result.capped}
+            "lifetime_capped": result.capped, "released": released}
     lines = [summary_head(result, manifest),
              f"  output     {_WHAT_MANY[output.format]} to {where}"
              + (f" (mode 0600: it holds the private key{'s' if result.issued != 1 else ''})"
                 if output.given is not None else ""),
              f"  inventory  {shown(ca.inventory.location)}",
              *summary_notes(result)]
+    if released:
+        lines.append(f"  note       {shown(released_note(output, released))}")
     if output.given is None:
         click.echo(terminal_safe("\n".join(lines)), err=True)
     else:

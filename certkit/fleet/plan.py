@@ -174,6 +174,9 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
 
 def not_in_a_folder(sink: str | None, folder: str | None) -> str:
     """Why a selected certificate has no bundle folder to renew in, by where it was delivered."""
+    if sink == "file" and not folder:
+        return ("it was delivered into an output file (--format jsonl, k8s or tar) that --force has since "
+                "overwritten with other certificates, so nothing certkit knows of holds it")
     if sink == "file":
         return (f"it was delivered into the output file {shown(folder)} (--format jsonl, k8s or tar), not into a "
                 "bundle folder, so it has no folder to renew in")

@@ -62,6 +62,7 @@ class Output:
         self._serials: list[bytes] = []
         self.count = 0
         self._replaced: dict | None = None  # see replaced()
+        self._before: list[str] = []  # see held_before()
 
     # what the inventory records
     @property
@@ -73,8 +74,16 @@ class Output:
         """Whether a certificate is valid only once the whole output is in place (a batch's file)."""
         return self.shared and self.path is not None
 
+    @property
+    def file_text(self) -> str | None:
+        """The output file as given, for people and --json (``./-``, never ``-``, which means stdout)."""
+        if self.given is None:
+            return None
+        text = str(self.given)
+        return f".{os.sep}{text}" if text == "-" else text
+
     def describe(self) -> str:
-        return shown(self.given) if self.given is not None else "standard output"
+        return shown(self.file_text) if self.given is not None else "standard output"
 
     @property
     def stream(self) -> BinaryIO:
@@ -85,6 +94,11 @@ class Output:
         """Refuse what writing could not do: a path in a CA directory, through a link, over a
         folder, over an existing file (unless ``force``); a key or an archive for a terminal."""
         if self.path is None:
+            from certkit.text import stdout_closed
+
+            closed = stdout_closed("the certificates (and their keys)") if self._stream is None else None
+            if closed:
+                raise CertkitError(closed)
             if self.stream.isatty():
                 if keyed:
                     raise CertkitError("Standard output is a terminal: certkit does not print private keys there "
@@ -99,12 +113,12 @@ class Output:
 
         check_output(self.given, ca_dirs, what="output file")
         if self.given.is_symlink():
-            raise UnsafeOutputPath(f"{shown(self.given)} is a symbolic link; certkit does not write through links. "
+            raise UnsafeOutputPath(f"{shown(self.file_text)} is a symbolic link; certkit does not write through links. "
                                    "Give the real path.")
         if self.given.exists() and not self.given.is_file():
-            raise OutputExists(f"{shown(self.given)} exists and is not a file.", replaceable=False)
+            raise OutputExists(f"{shown(self.file_text)} exists and is not a file.", replaceable=False)
         if self.given.exists() and not self.force:
-            raise OutputExists(f"{shown(self.given)} already exists.")
+            raise OutputExists(f"{shown(self.file_text)} already exists.")
         check_folders_above(self.given, "output file")
         check_can_write(self.given, "output file")
         parent = self.path.parent
@@ -138,20 +152,46 @@ class Output:
 
     def replaced(self, ca: "CA", request: Request) -> str | None:
         """The certificate that ``request``'s replaces in the file ``--force`` overwrites: the one of ``ca``
-        recorded valid (and not renewed) in that file, of the same kind and for the same names, so that
-        it is recorded as succeeded, as a folder's is. None if there is none, or several."""
-        if not self.force or self.path is None or ca.inventory is None or not request.identities:
+        recorded valid (and not renewed) in that file, of the same kind and for the same names (in any
+        order), so that it is recorded as succeeded, as a folder's is. None if there is none, or several."""
+        if not request.identities:
             return None
         if self._replaced is None:  # once per output: a batch asks for every line
             self._replaced = {}
-            if self.path.is_file():
-                rows = ca.inventory.rows("WHERE folder = ? AND sink = 'file' AND status = 'valid' AND NOT EXISTS "
-                                         "(SELECT 1 FROM certificates n WHERE n.renewed_from = certificates.serial"
-                                         " AND n.status IN ('valid', 'revoked'))", (str(self.path),))
-                for row in rows:
-                    key = (row["kind"], tuple(row["names"]))
-                    self._replaced[key] = None if key in self._replaced else row["serial"]
-        return self._replaced.get((request.kind, tuple(str(i) for i in request.identities)))
+            for row in self._held(ca.inventory):
+                key = (row["kind"], frozenset(row["names"]))
+                self._replaced[key] = None if key in self._replaced else row["serial"]
+        return self._replaced.get((request.kind, frozenset(str(i) for i in request.identities)))
+
+    def _held(self, inventory: "Inventory | None") -> list[dict]:
+        """The certificates recorded valid (and not renewed) in the file ``--force`` overwrites."""
+        if not self.force or self.path is None or inventory is None or not self.path.is_file():
+            return []
+        return inventory.rows("WHERE folder = ? AND sink = 'file' AND status = 'valid' AND NOT EXISTS "
+                              "(SELECT 1 FROM certificates n WHERE n.renewed_from = certificates.serial"
+                              " AND n.status IN ('valid', 'revoked'))", (str(self.path),))
+
+    def held_before(self, inventory: "Inventory | None") -> None:
+        """Before anything is signed: note the certificates the file ``--force`` overwrites holds (see
+        :meth:`released`)."""
+        self._before = [row["serial"] for row in self._held(inventory)]
+
+    def released(self, inventory: "Inventory | None") -> list[str]:
+        """Once the new file is in place: the certificates the overwritten file held that no new one
+        succeeds (other names, or a batch with fewer lines). The file no longer holds them nor their
+        keys, so their rows stop naming it; they stay valid (whoever took them from the old file may
+        use them) until revoked. Returns their serials."""
+        if not self._before or inventory is None or self.path is None:
+            return []
+        gone = []
+        with inventory.transaction(write=True) as tx:
+            for serial in self._before:
+                if tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND folder = ? AND sink = 'file'"
+                              " AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.renewed_from"
+                              " = ? AND n.status IN ('valid', 'revoked'))", (serial, str(self.path), serial)).rowcount:
+                    gone.append(serial)
+        self._before = []
+        return gone
 
     def target(self, name: str, *, extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None
                ) -> "OutputTarget":

@@ -1,0 +1,287 @@
+"""Round-four audit findings on outputs, fleets and list (each test fails on the code before its fix).
+
+- ``--force`` over a jsonl/k8s/tar file: certificates of the old file that no new one replaces no
+  longer claim to be in it, and the command says so; names in another order still count as the same.
+- A standard stream closed at start (``>&-``): one ``Error:`` line where data would go nowhere, and
+  no later file (a key) takes the closed descriptor's number.
+- Long host names in a batch into one file, as the single commands take them.
+- ``--out ./-`` is never reported as ``-`` (standard output).
+- Timer arguments are normalized paths: installing again from another folder changes nothing.
+- Control characters (a newline) in a path certkit creates are refused.
+- ``list`` on a narrow terminal wraps its note and keeps the names; ``--json --limit`` gives the total.
+- ``inspect`` calls a certificate self-signed by its signature, not by equal names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, assert_clean_error, certkit_env, run_certkit
+
+LONG_HOST = ".".join(["a" * 63] * 3 + ["b" * 30, "example"])  # 230 bytes: a valid host name
+
+
+def _listed(env: dict, pattern: str) -> dict[str, dict]:
+    rows = json.loads(run_certkit("list", "--name", pattern, "--json", env=env, check=True).stdout)["certificates"]
+    return {row["names"][0]: row for row in rows}
+
+
+def _serials_in_jsonl(path: Path) -> set[str]:
+    return {json.loads(line)["serial"] for line in path.read_text().splitlines()}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_force_over_a_file_releases_what_it_no_longer_holds(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                            fmt: str) -> None:
+    (tmp_path / "one.csv").write_text("kind,names\nserver,f1.ff.example.com\nserver,f2.ff.example.com\n")
+    (tmp_path / "two.csv").write_text("kind,names\nserver,f2.ff.example.com\nserver,f3.ff.example.com\n")
+    out = tmp_path / f"fleet.{fmt}"
+    run_certkit("issue-batch", "one.csv", "--format", fmt, "--out", out, cwd=tmp_path, env=ca_env, check=True)
+    before = _listed(ca_env, "*.ff.example.com")
+    proc = run_certkit("issue-batch", "two.csv", "--format", fmt, "--out", out, "--force", "--json",
+                       cwd=tmp_path, env=ca_env, check=True)
+    assert json.loads(proc.stdout)["released"] == [before["DNS:f1.ff.example.com"]["serial"]]
+    rows = json.loads(run_certkit("list", "--name", "*.ff.example.com", "--json", env=ca_env,
+                                  check=True).stdout)["certificates"]
+    in_file = {r["serial"] for r in rows if r["folder"] == str(out) and r["status"] == "valid" and not r["renewed_by"]}
+    f1 = next(r for r in rows if r["serial"] == before["DNS:f1.ff.example.com"]["serial"])
+    f2_old = next(r for r in rows if r["serial"] == before["DNS:f2.ff.example.com"]["serial"])
+    assert f1["status"] == "valid" and f1["folder"] is None  # still valid, no longer said to be in the file
+    assert f2_old["renewed_by"]  # replaced by the new f2: recorded as succeeded
+    assert len(in_file) == 2
+    if fmt == "jsonl":
+        assert in_file == _serials_in_jsonl(out)
+    refused = run_certkit("renew", before["DNS:f1.ff.example.com"]["serial"], env=ca_env)
+    assert_clean_error(refused, "overwritten")
+
+
+def test_force_over_a_file_with_names_in_another_order_replaces(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    out = tmp_path / "o.jsonl"
+    run_certkit("issue-server", "o1.example.com", "o2.example.com", "--format", "jsonl", "--out", out,
+                env=ca_env, check=True)
+    proc = run_certkit("issue-server", "o2.example.com", "o1.example.com", "--format", "jsonl", "--out", out,
+                       "--force", "--json", env=ca_env, check=True)
+    assert json.loads(proc.stdout)["released"] == []
+    rows = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    current = [r for r in rows if r["status"] == "valid" and not r["renewed_by"]]
+    assert [r["serial"] for r in current] == [json.loads(proc.stdout)["serial"]]
+    run_certkit("renew", "o1.example.com", "--out", tmp_path / "renewed", env=ca_env, check=True)  # not ambiguous
+
+
+def test_a_single_force_over_a_file_names_the_certificate_it_released(tmp_path: Path, ca_dir: Path,
+                                                                      ca_env: dict) -> None:
+    out = tmp_path / "x.tar"
+    first = json.loads(run_certkit("issue-server", "a.example.com", "--format", "tar", "--out", out, "--json",
+                                   env=ca_env, check=True).stdout)["serial"]
+    proc = run_certkit("issue-server", "b.example.com", "--format", "tar", "--out", out, "--force", env=ca_env,
+                       check=True)
+    assert first[:16] in proc.stdout and "Revoke any that nobody else holds" in proc.stdout
+    with tarfile.open(out) as archive:
+        assert {m.name.split("/")[0] for m in archive.getmembers()} == {"b.example.com"}
+
+
+def _closed(args: list[str], cwd: Path, env: dict, stream: int = 1) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` with one standard descriptor closed, as ``>&-`` (1) or ``<&-`` (0) leaves it."""
+    other = 2 if stream == 1 else 1
+    script = (f"import os, subprocess, sys; os.close({stream}); "
+              f"sys.exit(subprocess.run([sys.executable, '-m', 'certkit', *sys.argv[1:]], "
+              f"stdin=None if {stream} == 0 else subprocess.DEVNULL, pass_fds=()).returncode)")
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, timeout=60,
+                          stdout=subprocess.PIPE if other == 1 else None, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("args", [
+    ["issue-server", "cl1.example.com", "--format", "jsonl"],
+    ["issue-client", "csc", "--format", "k8s"],
+    ["issue-batch", "m.csv", "--format", "tar"],
+    ["crl"],
+], ids=["issue-server", "issue-client", "issue-batch", "crl"])
+def test_closed_standard_output_is_one_error_and_nothing_issued(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                args: list[str]) -> None:
+    (tmp_path / "m.csv").write_text("kind,names\nserver,cs1.example.com\n")
+    proc = _closed(args, tmp_path, ca_env)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("Error: Standard output is closed") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    listed = json.loads(run_certkit("list", "--status", "abandoned", "--json", env=ca_env, check=True).stdout)
+    assert listed["certificates"] == [] and "valid" not in run_certkit("list", env=ca_env).stdout
+
+
+def test_list_and_bundles_with_standard_output_closed(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    assert _closed(["list"], tmp_path, ca_env).returncode == 0
+    proc = _closed(["issue-server", "k.example.com", "--out", "k"], tmp_path, ca_env)
+    assert proc.returncode == 0, proc.stderr
+    # the key file did not take descriptor 1: it holds the key, and nothing else was written into it
+    key = (tmp_path / "k" / "privkey.pem").read_text()
+    assert key.startswith("-----BEGIN PRIVATE KEY-----") and key.count("-----BEGIN") == 1
+    assert "Issued" not in key
+
+
+def test_closed_standard_input_reads_as_empty(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    proc = _closed(["issue-batch", "-", "--out-dir", "x"], tmp_path, ca_env, stream=0)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: The manifest on standard input lists no certificates")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_a_batch_into_one_file_takes_the_long_names_single_issuance_takes(tmp_path: Path, ca_dir: Path,
+                                                                           ca_env: dict, fmt: str) -> None:
+    (tmp_path / "m.csv").write_text(f"kind,names\nserver,{LONG_HOST}\n")
+    run_certkit("issue-server", LONG_HOST, "--format", fmt, "--out", tmp_path / f"s.{fmt}", env=ca_env, check=True)
+    run_certkit("issue-batch", "m.csv", "--format", fmt, "--out", f"b.{fmt}", cwd=tmp_path, env=ca_env, check=True)
+    if fmt == "tar":
+        with tarfile.open(tmp_path / "b.tar") as archive:
+            assert f"{LONG_HOST}/cert.pem" in archive.getnames()
+
+
+def test_a_batch_into_folders_still_refuses_a_name_too_long_for_a_folder(tmp_path: Path, ca_dir: Path,
+                                                                         ca_env: dict) -> None:
+    (tmp_path / "m.csv").write_text(f"kind,names\nserver,{LONG_HOST}\n")
+    proc = run_certkit("issue-batch", "m.csv", "--out-dir", "d", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "at most 213 bytes")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("command", [["issue-server", "d4.example.com"], ["issue-batch", "m5.csv"]])
+def test_a_file_named_dash_is_never_reported_as_standard_output(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                               command: list[str]) -> None:
+    (tmp_path / "m5.csv").write_text("kind,names\nserver,d5.example.com\n")
+    proc = run_certkit(*command, "--format", "jsonl", "--out", "./-", "--json", cwd=tmp_path, env=ca_env,
+                       check=True)
+    assert json.loads(proc.stdout)["file"] == "./-"
+    assert (tmp_path / "-").stat().st_mode & 0o777 == 0o600
+    again = run_certkit(*command, "--format", "jsonl", "--out", "./-", cwd=tmp_path, env=ca_env)
+    assert_clean_error(again, "./- already exists")
+    text = run_certkit(*command, "--format", "jsonl", "--out", "./-", "--force", cwd=tmp_path, env=ca_env,
+                       check=True).stdout
+    assert " to ./- (mode 0600" in text
+
+
+def test_timer_paths_are_normalized(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    secret = tmp_path / "pp"
+    secret.write_text(ca_env["CERTKIT_CA_PASSPHRASE"] + "\n")
+    secret.chmod(0o600)
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    run_certkit("renew", "--install-timer", "--unit-dir", "u5", "--passphrase-file", "pp", cwd=tmp_path, env=env,
+                check=True)
+    service = (tmp_path / "u5" / "certkit-renew.service").read_text()
+    assert f'"--passphrase-file" "{secret}"' in service and "/../" not in service
+    (tmp_path / "sub").mkdir()
+    for cwd, unit_dir, secret_arg in ((tmp_path / "u5", ".", "../pp"), (tmp_path / "sub", "../u5", "../sub/../pp")):
+        run_certkit("renew", "--install-timer", "--unit-dir", unit_dir, "--passphrase-file", secret_arg, cwd=cwd,
+                    env=env, check=True)
+    assert (tmp_path / "u5" / "certkit-renew.service").read_text() == service
+
+
+@pytest.mark.parametrize("out", ["fold\nx", "tab\tname", "esc\x1b[31m"])
+@pytest.mark.parametrize("fmt", ["folder", "jsonl"])
+def test_control_characters_in_output_paths_are_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, out: str,
+                                                        fmt: str) -> None:
+    proc = run_certkit("issue-server", "nl1.example.com", "--format", fmt, "--out", out, cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "control character")
+    assert os.listdir(tmp_path) == ["ca"]
+
+
+def test_hooks_get_one_folder_per_line(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    for name, folder in (("nl1", "plain one"), ("nl2", "plain")):
+        run_certkit("issue-server", f"{name}.example.com", "--days", "5", "--out", folder, cwd=tmp_path,
+                    env=ca_env, check=True)
+    hook = 'printf "%s\\n" "$CERTKIT_FOLDERS" > folders.txt'
+    run_certkit("renew", "--expiring", "7d", "--days", "60", "--exec-once", hook, cwd=tmp_path, env=ca_env,
+                check=True)
+    folders = (tmp_path / "folders.txt").read_text().splitlines()
+    assert sorted(folders) == sorted([str(tmp_path / "plain one"), str(tmp_path / "plain")])
+    assert all(Path(f).is_dir() for f in folders)
+
+
+def _list_on_terminal(env: dict, columns: int, *args: str) -> str:
+    """``certkit list ARGS`` on a pseudo-terminal COLUMNS wide (the pager: cat)."""
+    import pty
+
+    command = [sys.executable, "-c", "import sys; from certkit.entry import main; sys.exit(main())",
+               "list", *args]
+    script = f"stty cols {columns} rows 50; exec \"$@\""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}  # the terminal's size, not these
+    proc = subprocess.Popen(["sh", "-c", script, "sh", *command], stdin=follower, stdout=follower,
+                            stderr=follower, env=dict(env, PAGER="cat", PYTHONPATH=str(REPO)), close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(30)
+    os.close(leader)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_list_fits_a_narrow_terminal_without_cutting_words(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    for i in range(6):
+        run_certkit("issue-server", f"host{i}.example.com", "--out", tmp_path / f"h{i}", env=ca_env, check=True)
+    run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=ca_env, check=True)
+    text = _list_on_terminal(ca_env, 70, "--limit", "5")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert all(len(line) <= 70 for line in lines), text
+    assert "…" not in "".join(line for line in lines if not line[:1].isalnum() or "…" not in line[:17]).replace(
+        "…  ", ""), text  # only the serials are shortened
+    assert sum("example.com" in line for line in lines) == 5, text
+    assert "revoke" in text and "5 of 7 certificates" in text, text
+    wide = _list_on_terminal(ca_env, 120)
+    assert "CN=alice" in wide and "alice" in _list_on_terminal(ca_env, 70), wide
+
+
+def test_list_json_says_how_many_match_beyond_the_limit(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    for i in range(4):
+        run_certkit("issue-client", f"user{i}", "--out", tmp_path / f"u{i}", env=ca_env, check=True)
+    limited = json.loads(run_certkit("list", "--limit", "3", "--json", env=ca_env, check=True).stdout)
+    assert (limited["count"], limited["total"], limited["limit"]) == (3, 4, 3)
+    whole = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)
+    assert (whole["count"], whole["total"], whole["limit"]) == (4, 4, None)
+
+
+def test_inspect_calls_self_signed_only_what_signed_itself(tmp_path: Path) -> None:
+    """A self-issued certificate (its issuer's name, another key: a CA's key rollover, or an intermediate
+    named as its root) is not self-signed; openssl agrees."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.conftest import openssl
+
+    env = certkit_env(HOME=str(tmp_path))
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--no-passphrase", "--name", "Same Name", env=env,
+                check=True)
+    root_cert = x509.load_pem_x509_certificate((tmp_path / "root" / "ca.pem").read_bytes())
+    root_key = serialization.load_pem_private_key((tmp_path / "root" / "ca-key.pem").read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = (x509.CertificateBuilder().subject_name(root_cert.subject).issuer_name(root_cert.subject)
+              .public_key(key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+                             critical=False)
+              .sign(root_key, hashes.SHA256()))
+    (tmp_path / "issued.pem").write_bytes(issued.public_bytes(serialization.Encoding.PEM))
+    assert openssl("verify", "-CAfile", str(tmp_path / "root" / "ca.pem"), str(tmp_path / "issued.pem")
+                   ).returncode == 0  # signed by the root's key, not its own
+    for path, expected in ((tmp_path / "root" / "ca.pem", True), (tmp_path / "issued.pem", False)):
+        data = json.loads(run_certkit("inspect", "--json", path, env=env, check=True).stdout)
+        assert data["items"][0]["self_signed"] is expected, data
+        text = run_certkit("inspect", path, env=env, check=True).stdout
+        assert ("(self-signed)" in text) is expected, text
