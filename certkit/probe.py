@@ -186,6 +186,8 @@ class ProbeResult:
     client_usage: str | None = None
     client_issuer: str | None = None
     client_eku: list[str] | None = None
+    # "valid", "expired" or "not yet valid" when probed, and its dates (certkit inspect's words)
+    client_validity: dict = field(default_factory=dict)
     client_chain_issuers: list[str] = field(default_factory=list)  # the issuer of each certificate in the client's file
 
     @property
@@ -221,6 +223,7 @@ class ProbeResult:
                 "without_one": self.without_cert.to_dict() if self.without_cert else None,
                 "without_one_verdict": without_verdict(self) if self.without_cert else None,
                 "given": self.client_subject, "given_usage": self.client_usage, "given_issuer": self.client_issuer,
+                "given_validity": self.client_validity.get("status"),
                 "given_chain_issuers": self.client_chain_issuers,
                 "with_it": self.with_cert.to_dict() if self.with_cert else None,
                 "accepted": self.client_accepted,
@@ -406,7 +409,7 @@ def _matches(cert, target: Target) -> bool:
     return False
 
 
-def _client_description(client: ClientFiles) -> tuple[dict, list[str]]:
+def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list[str]]:
     """The client certificate described, and the issuer of each certificate in its file (the leaf's, then
     each intermediate's): a server that lists any of them in its request knows the client's chain."""
     from cryptography import x509
@@ -421,7 +424,7 @@ def _client_description(client: ClientFiles) -> tuple[dict, list[str]]:
         certs = []
     if not certs:
         raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.")
-    return describe_certificate(certs[0]), list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
+    return describe_certificate(certs[0], now=now), list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
 
 
 def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
@@ -445,7 +448,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         trust = "the system trust store"
     result = ProbeResult(url, target, trust)
     if client is not None:
-        info, result.client_chain_issuers = _client_description(client)
+        info, result.client_chain_issuers = _client_description(client, now)
+        result.client_validity = {k: info[k] for k in ("status", "not_before", "not_after")}
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
 

@@ -113,6 +113,7 @@ def with_verdict(result: "ProbeResult") -> str:
     if result.client_eku is not None and "clientAuth" not in result.client_eku:
         verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
                     f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
+    verdict += _out_of_date(result)
     issuers = result.client_chain_issuers or [result.client_issuer]
     # A server that lists a root takes a client whose chain (sent along) leads to it: only a chain none of
     # whose issuers is listed got in against the server's own list.
@@ -122,6 +123,23 @@ def with_verdict(result: "ProbeResult") -> str:
                     f"; beware: none of its chain's issuers ({', '.join(issuers)}) is among the CA names the "
                     "server listed, yet it got in")
     return verdict
+
+
+def _out_of_date(result: "ProbeResult") -> str:
+    """The note for a client certificate outside its validity period that got in anyway (openssl s_server
+    without -verify_return_error only logs "certificate has expired"): empty when it is in date."""
+    validity = result.client_validity
+    if validity.get("status") == "expired":
+        when = f"it expired on {_when(validity['not_after'])}"
+    elif validity.get("status") == "not yet valid":
+        when = f"it is not valid before {_when(validity['not_before'])}"
+    else:
+        return ""
+    return f"; beware: {when}, yet it got in: this server does not check a client certificate's validity dates"
+
+
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") + " UTC"
 
 
 # What real clients do with a CA certificate (basicConstraints CA:TRUE) as a server's own, such as the one

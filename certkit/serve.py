@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import socket
 import ssl
 import sys
@@ -40,7 +41,7 @@ from certkit.errors import CertkitError
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import eku_name, general_name_text, serial_hex
+from certkit.vocabulary import eku_names, san_entries, serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -51,7 +52,6 @@ HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
 # The names a self-issued server certificate covers: what a user types to reach a local server.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class PeerIdentity:
     not_after: str
     fingerprint_sha256: str
     tls_version: str | None = None
+    not_before: str | None = None
 
     def as_dict(self) -> dict:
         return {"authenticated": True, **asdict(self)}
@@ -89,23 +90,15 @@ def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
 
     cert = x509.load_der_x509_certificate(der)
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = []
-    try:
-        eku = [eku_name(o)
-               for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
-    except x509.ExtensionNotFound:
-        eku = []
     return PeerIdentity(
         common_name=str(cns[0].value) if cns else None,
         subject=cert.subject.rfc4514_string(),
-        sans=[general_name_text(n) for n in san],
+        sans=san_entries(cert),
         serial=serial_hex(cert.serial_number),
         issuer=cert.issuer.rfc4514_string(),
-        eku=eku,
+        eku=eku_names(cert) or [],  # none: no extendedKeyUsage, which TLS reads as any purpose
         not_after=cert.not_valid_after_utc.isoformat(),
+        not_before=cert.not_valid_before_utc.isoformat(),
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         tls_version=tls_version,
     )
@@ -335,7 +328,8 @@ class IdentityServer(ThreadingHTTPServer):
 
     Each accepted socket is wrapped without handshaking; the handshake runs in
     the worker thread (:meth:`finish_request`), where its failure becomes one
-    "rejected" log line instead of a traceback.
+    log line instead of a traceback: "rejected" (by this server), or "refused
+    by the client" when the client ended it with an alert.
     """
 
     daemon_threads = True  # a stuck client must not delay shutdown
@@ -396,7 +390,7 @@ class IdentityServer(ThreadingHTTPServer):
         try:
             request.do_handshake()
         except (ssl.SSLError, OSError) as exc:
-            self.log(f"rejected {peer}: {_handshakereason_of(exc)}")
+            self.log(_handshake_failure(exc, peer, self.facts))
             _drain(request)
             return
         der = request.getpeercert(binary_form=True)
@@ -459,17 +453,23 @@ def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> N
         pass
 
 
-def _handshakereason_of(exc: BaseException) -> str:
+def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> str:
+    """The log line of a failed handshake: this server "rejected" the client, or, when the client sent the TLS
+    alert (curl about an expired server certificate: "certificate expired"), the client refused this server."""
+    from certkit.serve_page import client_refusal
+
     reason = reason_of(exc)
+    if (alert := re.search(r"\b(?:sslv3|tlsv1|tlsv13) alert (.+)$", reason)) is not None:
+        return f"refused by the client {peer}: {reason}: {client_refusal(alert[1], facts)}"
     if reason == "peer did not return a certificate":
-        return "no client certificate (peer did not return a certificate)"
-    if reason == "http request":
-        return "plain HTTP sent to the HTTPS port (use https://)"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s"
-    if "eof" in reason.lower() or isinstance(exc, ConnectionResetError):
-        return f"the client closed the connection during the handshake ({reason})"
-    return reason
+        reason = "no client certificate (peer did not return a certificate)"
+    elif reason == "http request":
+        reason = "plain HTTP sent to the HTTPS port (use https://)"
+    elif isinstance(exc, TimeoutError | socket.timeout):
+        reason = f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s"
+    elif "eof" in reason.lower() or isinstance(exc, ConnectionResetError):
+        reason = f"the client closed the connection during the handshake ({reason})"
+    return f"rejected {peer}: {reason}"
 
 
 def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None) -> None:

@@ -16,6 +16,7 @@ characters made visible (:func:`certkit.text.shown`), then HTML-escaped.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,6 +58,7 @@ class ServerFacts:
     client_ca: str  # the CA(s) whose client certificates are accepted, by name
     revocation: bool = False  # revoked client certificates are refused (the CA's inventory; serve.InventoryRevocations)
     revocation_ca: str | None = None  # the CA whose inventory is read, by name (when revocation is checked)
+    self_issued: bool = False  # serve issued it itself, for a day; it cannot renew it (it keeps no CA key)
 
 
 def _e(value: object) -> str:
@@ -74,8 +76,9 @@ def as_json(visit: Visit, server: ServerFacts) -> dict:
         data = {"authenticated": False,
                 "reason": "; ".join(visit.refused) if visit.client else "no client certificate was sent",
                 "presented": asdict(visit.client) if visit.client else None}
-    data["server_certificate"] = {k: v for k, v in asdict(server.certificate).items() if k != "tls_version"} \
-        if server.certificate else None
+    cert = server.certificate  # its validity judged at this request, by this server's clock
+    data["server_certificate"] = {**{k: v for k, v in asdict(cert).items() if k != "tls_version"},
+                                  "validity": validity_of(cert)} if cert else None
     data["client_ca"] = server.client_ca
     return data
 
@@ -146,11 +149,39 @@ def _subject_row(identity: "PeerIdentity") -> list[tuple[str, str]]:
     return [] if identity.subject == f"CN={identity.common_name}" else [("Subject", identity.subject)]
 
 
-def _expiry(identity: "PeerIdentity") -> str:
-    return identity.not_after[:16].replace("T", " ") + " UTC"
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") + " UTC"
 
 
-def _server_card(server: ServerFacts, host: str | None) -> str:
+def _time_problem(cert: "PeerIdentity", now: dt.datetime | None = None) -> str | None:
+    """What keeps ``cert`` from being valid at ``now`` (this server's clock), in words; None when it is."""
+    now = now or dt.datetime.now(dt.UTC)
+    if dt.datetime.fromisoformat(cert.not_after) < now:
+        return f"expired on {_when(cert.not_after)}"
+    if cert.not_before and dt.datetime.fromisoformat(cert.not_before) > now:
+        return f"is not valid before {_when(cert.not_before)}"
+    return None
+
+
+def validity_of(cert: "PeerIdentity", now: dt.datetime | None = None) -> str:
+    """``valid``, ``expired`` or ``not yet valid``: ``cert`` at ``now``, by this server's clock."""
+    problem = _time_problem(cert, now)
+    return "valid" if problem is None else "expired" if problem.startswith("expired") else "not yet valid"
+
+
+def _purpose_problem(cert: "PeerIdentity") -> str | None:
+    """Why TLS clients do not take ``cert`` for a server, from its extendedKeyUsage, and who refuses it (HTML);
+    None when they do: it has serverAuth, or no extendedKeyUsage at all, which TLS reads as any purpose."""
+    if not cert.eku or "serverAuth" in cert.eku:
+        return None
+    if set(cert.eku) == {"anyExtendedKeyUsage"}:  # browsers differ on it; OpenSSL's verdict is certain
+        return ("has only <code>anyExtendedKeyUsage</code> as its extendedKeyUsage: OpenSSL (curl, Python) refuses "
+                "that for a TLS server")
+    return (f"has only <code>{_e(', '.join(cert.eku))}</code> as its extendedKeyUsage, without "
+            "<code>serverAuth</code>: TLS clients refuse it unless told to go on")
+
+
+def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None = None) -> str:
     cert = server.certificate
     where = f"<code>{_e(host)}</code>" if host else "the host in the address bar"
     if cert is None:
@@ -162,23 +193,25 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
             *_subject_row(cert),
             ("Signed by", cert.issuer),
             ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
-            ("Expires", _expiry(cert)),
+            *([("Valid from", _when(cert.not_before))] if cert.not_before else []),
+            ("Expires", _when(cert.not_after)),
             ("Serial", cert.serial),
         ]) + "</dl>"
         issuer = f"<code>{_e(cert.issuer)}</code>"
+    named = cert is None or not host or names_host(cert, host)
     return f"""
 <section class="card server" id="server-card">
   <h2>The certificate your browser checked</h2>
-  <p>The <strong>server\u2019s</strong> certificate: {_claim(cert, host, where)}.</p>
+  <p>The <strong>server\u2019s</strong> certificate: {_claim(cert, host, where, now)}.</p>
   <span class="role">serverAuth: TLS server authentication</span>
   {facts}
   <h3>The rule your browser applied</h3>
   <ul class="rule">
     <li>signed by {issuer}, a CA your browser trusts or one whose chain leads to a CA it trusts
     (the root CA you imported from <code>ca.pem</code>)</li>
-    <li>valid now, not expired</li>
-    <li>{_name_rule(cert, host, where)}</li>
-    <li>its extendedKeyUsage includes <code>serverAuth</code></li>
+    {_time_rule(server, now)}
+    <li{'' if named else ' class="failed"'}>{_name_rule(cert, host, where)}</li>
+    {_purpose_rule(cert)}
   </ul>
   <p class="why">A client certificate here would be refused because its extendedKeyUsage is
   <code>clientAuth</code> only: a browser accepts a server only with a certificate for <code>serverAuth</code>.
@@ -186,14 +219,72 @@ def _server_card(server: ServerFacts, host: str | None) -> str:
 </section>"""
 
 
-def _claim(cert: "PeerIdentity | None", host: str | None, where: str) -> str:
+_REFUSES = "a browser refuses it unless told to go on"
+_UNREAD = " (not known here: this server could not read its certificate back)"
+
+
+def _time_rule(server: ServerFacts, now: dt.datetime | None) -> str:
+    """The time line of the rule, true of this certificate at this request, by this server's clock."""
+    cert = server.certificate
+    if cert is None:
+        return f"<li>valid now, not expired{_UNREAD}</li>"
+    if (problem := _time_problem(cert, now)) is None:
+        since = f"from {_e(_when(cert.not_before))} " if cert.not_before else ""
+        until = _e(_when(cert.not_after))
+        return f"<li>valid now, by this server\u2019s clock ({since}until {until}): not expired</li>"
+    renew = (" (serve issued it for one day and does not renew it: restart <code>certkit serve</code>)"
+             if server.self_issued and problem.startswith("expired") else "")
+    return f'<li class="failed">valid now, not expired; <strong>it {_e(problem)}</strong>: {_REFUSES}{renew}</li>'
+
+
+def _purpose_rule(cert: "PeerIdentity | None") -> str:
+    """The purpose line of the rule, true of this certificate's extendedKeyUsage."""
+    if cert is None:
+        return f"<li>its extendedKeyUsage includes <code>serverAuth</code>{_UNREAD}</li>"
+    if "serverAuth" in cert.eku:
+        return "<li>its extendedKeyUsage includes <code>serverAuth</code></li>"
+    if not cert.eku:  # TLS takes a certificate without the extension for any purpose
+        return ("<li>it has no extendedKeyUsage, which TLS clients accept for any purpose, so <code>serverAuth</code> "
+                "too (certkit issues server certificates with <code>serverAuth</code>)</li>")
+    return f'<li class="failed">its extendedKeyUsage includes <code>serverAuth</code>; it {_purpose_problem(cert)}</li>'
+
+
+def _claim(cert: "PeerIdentity | None", host: str | None, where: str, now: dt.datetime | None = None) -> str:
     """What the server's certificate proves about the name the client connected to: that the server
-    is that name only when the certificate names it (else only a client told to go on got here)."""
+    is that name only when the certificate names it, is valid now and is for a TLS server (else only a
+    client told to go on got here)."""
     if cert is None:
         return f"it should prove that this server is {where}"
     if host and not names_host(cert, host):
         return f"it does <strong>not</strong> name {where}, so it does not prove that this server is {where}"
+    time = _time_problem(cert, now)
+    problems = [f"{_e(time)}: {_REFUSES}" if time else "", _purpose_problem(cert) or ""]
+    if any(problems):
+        return f"it would prove that this server is {where}, but it {'; and it '.join(p for p in problems if p)}"
     return f"it proves that this server is {where}"
+
+
+# What a TLS alert from the client in the handshake says: it refuses this server (its certificate, mostly).
+_CLIENT_ALERTS = {
+    "certificate expired": "it finds this server's certificate expired or not yet valid",
+    "unknown ca": "it does not trust the CA that issued this server's certificate (curl: --cacert ca.pem; "
+                  "a browser: certkit trust install)",
+    "bad certificate": "it does not accept this server's certificate",
+    "certificate unknown": "it does not accept this server's certificate",
+    "unsupported certificate": "it does not take this server's certificate for a TLS server",
+    "certificate revoked": "it finds this server's certificate revoked",
+}
+
+
+def client_refusal(alert: str, server: ServerFacts, now: dt.datetime | None = None) -> str:
+    """The log's words for a TLS ``alert`` the client sent in the handshake: the client refusing this
+    server, not this server refusing the client; for an expiry, what this server's certificate says."""
+    words, cert = _CLIENT_ALERTS.get(alert, "it ended the handshake"), server.certificate
+    if alert == "certificate expired" and cert is not None:
+        problem = _time_problem(cert, now)
+        words += (f": this server's certificate {problem}" if problem else
+                  f", but by this server's clock it is valid until {_when(cert.not_after)}: check the client's clock")
+    return words
 
 
 def names_host(cert: "PeerIdentity", host: str) -> bool:
@@ -278,7 +369,7 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
         ("Other identities", ", ".join(cert.sans) or "(none)"),
         ("Signed by", cert.issuer),
         ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
-        ("Expires", _expiry(cert)),
+        ("Expires", _when(cert.not_after)),
         ("Serial", cert.serial),
         ("SHA-256", cert.fingerprint_sha256),
         ("TLS", cert.tls_version or "?"),
@@ -361,11 +452,12 @@ def _no_certificate_card(server: ServerFacts) -> str:
 </section>"""
 
 
-def render_page(visit: Visit, server: ServerFacts, host: str | None = None) -> str:
+def render_page(visit: Visit, server: ServerFacts, host: str | None = None, now: dt.datetime | None = None) -> str:
     """The whole HTML page for one request. ``host`` is the name the client connected to, the one
     it checked the server's certificate against: the connection's TLS SNI name, or without SNI the
     address it reached (:meth:`certkit.serve.IdentityServer.name_connected_to`); never the HTTP Host
-    header, which any client sets to anything."""
+    header, which any client sets to anything. ``now`` (default: the request's moment) judges the server
+    certificate's dates."""
     if visit.authenticated:
         who = visit.client.common_name or visit.client.subject
         title, heading = f"certkit serve: {_e(who)}", f'Hello, <span id="cn">{_e(who)}</span>'
@@ -390,7 +482,7 @@ def render_page(visit: Visit, server: ServerFacts, host: str | None = None) -> s
 <h1>{heading}</h1>
 <p class="lead">{lead}</p>
 <div class="pair">
-{_server_card(server, host)}
+{_server_card(server, host, now)}
 {_client_card(visit, server)}
 </div>
 <footer>

@@ -47,7 +47,9 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     Without --cert/--key, serve issues itself a one-day server certificate
     for localhost, 127.0.0.1 and ::1 from the CA (this needs the CA key's
     passphrase; the certificate is recorded in the CA's inventory like any
-    other). Stop with Ctrl-C or SIGTERM.
+    other). serve keeps no CA key, so it does not renew that certificate:
+    when it expires, the log says so; restart serve then. Stop with Ctrl-C
+    or SIGTERM.
 
     \b
     Examples:
@@ -63,6 +65,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
     client_ca_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
+    host = _unbracketed(host)  # [::1], as in the URL, is the address ::1: bound and named the same
     names = _local_names(host)
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
@@ -78,11 +81,13 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     server.context = context
     server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name,
                                revocation=revocations is not None,
-                               revocation_ca=revocations.name if revocations else None)
+                               revocation_ca=revocations.name if revocations else None,
+                               self_issued=cert_file is None)
     server.revocations = revocations
     del key_pem
     _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
     sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+    _say_when_expired(chain_pem, self_issued=cert_file is None)
     stderr_log(f"listening on {server.url}")
     serve_until_stopped(server)
     stderr_log("stopped")
@@ -123,8 +128,11 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
             "revocation": str(revocations.store.inventory_location) if revocations else None,
             "server_certificate": server_cert}
     if server_cert["source"] == "issued":
+        # serve keeps no CA key (it drops it once this is issued), so it cannot renew it: it says so, and logs
+        # the expiry when it comes (_say_when_expired).
         made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
-                f"expires {server_cert['not_after'][:16].replace('T', ' ')} UTC)")
+                f"expires {server_cert['not_after'][:16].replace('T', ' ')} UTC; serve does not renew it: "
+                "restart serve for a new one)")
     else:
         made = f"{cert_file} (key {key_file})"
     human = "\n".join([
@@ -138,24 +146,63 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
     emit(as_json, data, human)
 
 
+def _say_when_expired(chain_pem: bytes, *, self_issued: bool) -> None:
+    """When the server's certificate expires while serve runs, the log says so, once, with what to do: serve
+    keeps no CA key (it drops it once its own certificate is issued), so it cannot renew it. The wall clock
+    is read again at least every minute, so a machine that slept meanwhile does not delay the line."""
+    import datetime as dt
+    import threading
+    import time
+
+    from cryptography import x509
+
+    from certkit.serve import stderr_log
+
+    try:
+        not_after = x509.load_pem_x509_certificates(chain_pem)[0].not_valid_after_utc
+    except (ValueError, IndexError):
+        return
+    fix = ("serve issued it for one day and does not renew it (it keeps no CA key): restart certkit serve for a "
+           "new one" if self_issued else "give serve a current one (--cert, --key) and restart it")
+
+    def watch() -> None:
+        while (left := (not_after - dt.datetime.now(dt.UTC)).total_seconds()) >= 0:
+            time.sleep(min(left + 0.1, 60))
+        stderr_log(f"warning: this server's certificate expired on {not_after:%Y-%m-%d %H:%M:%S} UTC: clients that "
+                   f"check it refuse to connect; {fix}")
+
+    threading.Thread(target=watch, name="certkit-serve-expiry", daemon=True).start()
+
+
 def _revocation_line(revocations, ca_name: str) -> str:
     """Whose revocations are checked: the CA directory's CA's only (its inventory is the one at hand)."""
     if revocations is None:
         return "  revocation is not checked (--client-ca is not the CA directory's CA)"
-    others = revocations.others
-    return (f"  revoked ones are refused: what \"{revocations.name}\" issued (client certificates, intermediate CAs) "
+    others, name = revocations.others, revocations.name
+    return (f"  revoked ones are refused: what \"{name}\" issued (client certificates, intermediate CAs) "
             "is looked up in its inventory at each connection; revocations other CAs record are not read"
-            + (f" (so \"{', '.join(others)}\"'s are not checked)" if others else ""))
+            + (f" (so \"{', '.join(others)}\"'s are not checked)" if others else "")
+            # serve's own rule (serve.InventoryRevocations): a server given the CA's CRL lets these in.
+            + f"\n  so are client certificates \"{name}\" signed that its inventory has no record of (signed with "
+            "its key outside certkit, or the inventory restored from an older backup): serve's own rule, which "
+            "real servers (nginx, OpenSSL) do not apply")
 
 
 def _listen(host: str, port: int):
     """The listening server, its TLS context set once the certificate is ready."""
     from certkit.serve import IdentityServer, stderr_log
 
+    host = _unbracketed(host)
     try:
         return IdentityServer((host, port), None, log=stderr_log)
     except OSError as exc:
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise click.ClickException(f"Cannot listen on {where}: {exc.strerror or exc}.") from None
+
+
+def _unbracketed(host: str) -> str:
+    """The address in ``[::1]`` (a URL's way of writing an IPv6 address), which bind() takes bare."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _read_limited(path: Path) -> bytes:
@@ -269,7 +316,7 @@ def _local_names(host: str) -> list[str]:
     if host in ("0.0.0.0", "::", ""):
         return names
     try:
-        name = str(ipaddress.ip_address(host.strip("[]")))  # 0:0:0:0:0:0:0:1 is ::1
+        name = str(ipaddress.ip_address(_unbracketed(host)))  # 0:0:0:0:0:0:0:1 is ::1
     except ValueError:
         name = host.lower().rstrip(".")  # LOCALHOST is localhost
     if name not in names:

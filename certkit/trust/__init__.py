@@ -186,37 +186,53 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     expired or expiring CA, other certkit CAs trusted too (each with the commands that remove it alone)."""
     now = now or dt.datetime.now(dt.UTC)
     found: list[str] = []
-    trusted_here = [r for r in results if r.state is not None and r.state.current is not None]
+    # Trusted whoever added the entry: certkit's copy, or this CA under a name certkit did not give (which
+    # status reports "trusted" too: a client reading the store accepts the CA either way).
+    trusted_here = [r for r in results if r.state is not None and (r.state.current is not None or r.state.elsewhere)]
+    # Whose entry of this CA --every-certkit-ca would meet: certkit's own (it goes too), only others' (they stay).
+    this_ca = "certkit" if any(r.state is not None and r.state.current is not None for r in results) \
+        else "others" if trusted_here else None
     if anchor is not None and trusted_here:
-        where = ", ".join(sorted({r.kind for r in trusted_here}))
+        where, out = ", ".join(sorted({r.kind for r in trusted_here})), _take_out(trusted_here)
         if anchor.key_encrypted is False and anchor.intermediate is not None:
             # The CA directory holds an intermediate: its key is the one at hand (the root's is elsewhere).
             found.append(f"the key of the intermediate CA \"{shown(anchor.intermediate)}\" ({anchor.key_path}), "
                          f"below the trusted root \"{shown(anchor.common_name)}\", is not encrypted: whoever copies "
                          f"it can sign certificates for {anchor.scope()} that this machine's clients accept "
-                         f"({where}). Keep it encrypted, or take the root out: certkit trust uninstall")
+                         f"({where}). Keep it encrypted, or take the root out: {out}")
         elif anchor.key_encrypted is False:
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
                          f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
-                         f"clients ({where}). Keep it encrypted, or take the CA out: certkit trust uninstall")
+                         f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
         found += _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now)
     others: dict[str, list[tuple[Found, str]]] = {}
     for result in results:
         for entry in result.state.older if result.state else []:
             others.setdefault(entry.fingerprint, []).append((entry, f"{result.kind}: {result.location}"))
     for copies in others.values():
-        found.append(_another_ca(anchor, copies))
+        found.append(_another_ca(anchor, copies, this_ca))
         if (entry := copies[0][0]).not_after is not None:
             what = "the other" if anchor is not None else "the"
             found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now)
     return found
 
 
-def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]]) -> str:
+def _take_out(trusted: Sequence[StoreResult]) -> str:
+    """How to take this CA out of the stores where it is trusted: certkit's copies with certkit trust
+    uninstall; entries certkit did not add (which it never removes) with the store's own tool."""
+    theirs = sorted({f"{shown(name)} in {shown(r.location)}" for r in trusted for name in r.state.elsewhere})
+    if not theirs:
+        return "certkit trust uninstall"
+    ours = "certkit trust uninstall, and " if any(r.state.current is not None for r in trusted) else ""
+    return f"{ours}the entries certkit did not add ({'; '.join(theirs)}) with the store's own tool"
+
+
+def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]], this_ca: str | None = "certkit") -> str:
     """The warning about a certkit CA other than ``anchor`` trusted in these places (``copies``: each
     entry with its store). certkit cannot tell whether it was replaced or is still in use (a CA per
     cluster), so it names the commands that remove that CA alone: --every-certkit-ca removes ``anchor``
-    too."""
+    too when certkit added ``anchor``'s entry (``this_ca``: "certkit"); entries others added (``this_ca``:
+    "others") it leaves."""
     entry = copies[0][0]
     places = "; ".join(sorted({place for _e, place in copies}))
     commands = list(dict.fromkeys(e.remove_with for e, _place in copies if e.remove_with))
@@ -231,9 +247,12 @@ def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]]) -> s
     if anchor is None:
         return (f"a certkit CA is trusted: {shown(entry.subject)} ({shown(entry.name)}) in {places}. If it is no "
                 f"longer used, {how}; or every certkit CA at once: certkit trust uninstall --every-certkit-ca")
+    this = f"\"{shown(anchor.common_name)}\" ({anchor.name})"
+    every = {"certkit": f"would remove it, but also this CA, {this}",
+             "others": f"would remove it and every other CA certkit added, but not this CA, {this}, whose entry "
+                       "certkit did not add"}.get(this_ca, "would remove it and every other CA certkit added")
     return (f"another certkit CA is also trusted: {shown(entry.subject)} ({shown(entry.name)}) in {places}. If it is "
-            f"no longer used, {how} (certkit trust uninstall --every-certkit-ca would remove it, but also this "
-            f"CA, \"{shown(anchor.common_name)}\" ({anchor.name}))")
+            f"no longer used, {how} (certkit trust uninstall --every-certkit-ca {every})")
 
 
 def _expiry(what: str, not_after: dt.datetime, now: dt.datetime) -> list[str]:

@@ -207,26 +207,57 @@ def _give_to_owner_of(existing: Path, created: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def _profiles(base: Path) -> list[tuple[str, Path]]:
-    """(name, folder) of every profile that ``base/profiles.ini`` lists."""
+PROFILES_INI_LIMIT = 1 << 20  # a profiles.ini lists profiles in a few hundred bytes; a larger one is not one
+
+
+def _profiles(base: Path) -> tuple[list[tuple[str, Path]], str | None]:
+    """(name, folder) of every profile that ``base/profiles.ini`` lists, and why none could be read from it
+    (None when it was read, or is not there). Read as Firefox reads it, tolerantly: bytes, whatever their
+    encoding (a profile name in Latin-1, a UTF-8 byte order mark), lines it cannot parse skipped."""
     import configparser
 
     ini = base / "profiles.ini"
     if not ini.is_file():
-        return []
-    parser = configparser.RawConfigParser(strict=False)
+        return [], None
     try:
-        parser.read(ini, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError, OSError):
-        return []
+        with ini.open("rb") as f:
+            data = f.read(PROFILES_INI_LIMIT + 1)
+    except OSError as exc:
+        return [], f"cannot be read ({exc.strerror or exc})"
+    if len(data) > PROFILES_INI_LIMIT:
+        return [], f"cannot be read (larger than {PROFILES_INI_LIMIT} bytes)"
+    # The bytes of a folder's name stay those bytes (surrogateescape, as os.fsdecode); text before the
+    # first section is ignored, as Firefox ignores it.
+    lines = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    junk = next((i for i, line in enumerate(lines[:start]) if line.strip()), None)
+    problem = None if junk is None else f"cannot be read (line {junk + 1} comes before any [section])"
+    try:
+        parser.read_string("".join(lines[start:]), source=str(ini))
+    except configparser.ParsingError as exc:  # the lines it could parse are kept
+        first = exc.lineno if isinstance(exc, configparser.MissingSectionHeaderError) else exc.errors[0][0]
+        problem = f"cannot be read (line {first + start} is neither a [section] nor a setting)"
+    except configparser.Error as exc:
+        problem = f"cannot be read ({shown(exc)})"
     found = []
     for section in parser.sections():
         if not section.startswith("Profile") or not parser.has_option(section, "Path"):
             continue
         raw = parser.get(section, "Path")
         relative = parser.get(section, "IsRelative", fallback="1").strip() != "0"
-        found.append((parser.get(section, "Name", fallback=raw), base / raw if relative else Path(raw)))
-    return found
+        found.append((_readable(parser.get(section, "Name", fallback=raw)), base / raw if relative else Path(raw)))
+    return found, problem if not found else None
+
+
+def _readable(text: str) -> str:
+    """A name read with surrogateescape, for people: UTF-8 if its bytes are, else Latin-1 (Firefox's older
+    profile managers wrote the system's 8-bit encoding)."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 # (program, folder holding profiles.ini, relative to HOME)
@@ -266,7 +297,14 @@ def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[St
             skipped.append(StoreResult("nss", label, str(directory), "skipped",
                                        "no NSS database here, and no Chromium-family browser to read one", "missing"))
     for program, rel in _PROFILE_ROOTS:
-        for name, folder in _profiles(home / rel):
+        profiles, problem = _profiles(home / rel)
+        if problem is not None:  # its profiles unknown: said, never left out in silence
+            skipped.append(StoreResult("nss", program, str(home / rel / "profiles.ini"), "skipped",
+                                       f"profiles.ini {problem}, so its profiles are not known and certkit "
+                                       "touches none of them: mend the file, or run certutil -d sql:PROFILE on "
+                                       "each profile yourself",
+                                       "unreadable"))
+        for name, folder in profiles:
             label = f"{program} profile {shown(name)}"
             store = NSSStore(label, folder, certutil, env=env)
             if store.exists():

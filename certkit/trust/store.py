@@ -70,7 +70,8 @@ class StoreResult:
     location: str
     outcome: str
     reason: str | None = None
-    code: str | None = None  # why skipped: needs-root, not-writable, missing, unsupported, no-tool, password
+    code: str | None = None  # why skipped: needs-root, not-writable, missing, unsupported, no-tool, password,
+    # unreadable (a file that lists stores, such as profiles.ini)
     state: StoreState | None = None
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
