@@ -28,6 +28,7 @@ from certkit.keys import (
     key_policy_problem,
     refuse_chain_key,
     refuse_reused_key,
+    refusing_empty,
 )
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
@@ -154,7 +155,6 @@ class CA:
             raise CertkitError(f"The CA '{shown(self.common_name)}' has path length {bc.path_length}: it may "
                                "issue only end-entity certificates, not another CA.")
 
-
     def unlock(self, passphrase=None) -> None:
         """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` (bytes, or a str
         taken as UTF-8) may be a callable, asked only if the key is encrypted. Nothing happens if the key
@@ -163,7 +163,11 @@ class CA:
             return
         if self.store is None:
             raise CertkitError(f"The CA '{shown(self.common_name)}' has no private key to sign with.")
-        self.key, warnings = self.store.load_key(self.cert, passphrase)
+        store = self.store  # an empty secret is refused as a missing one, in the CLI's words
+        empty = (f"The CA key is in a PKCS#11 token ({shown(store.key_uri)}) and the PIN given is empty."
+                 if store.key_uri is not None else f"The CA key {store.key_path} is encrypted and the passphrase "
+                 "given is empty.")
+        self.key, warnings = store.load_key(self.cert, refusing_empty(passphrase, empty))
         self.warnings += warnings
 
     def signing_key(self):

@@ -4,7 +4,8 @@ A CA created with ``--permit-dns`` and/or ``--permit-ip`` constrains every kind
 of name certkit issues, not only the kinds named:
 
 - DNS names: the permitted domains; with ``--permit-ip`` alone, only the
-  reserved ``invalid`` domain (RFC 6761), i.e. no real DNS name;
+  reserved ``invalid`` domain (RFC 6761), i.e. no DNS name: certkit issues
+  none under it either, nor an email or URI (a placeholder, not a domain);
 - email addresses and URIs (SPIFFE IDs): hosts in the permitted domains (both
   the domain itself and its subdomains, as RFC 5280 spells them);
 - IP addresses: the permitted ranges; with ``--permit-dns`` alone, none
@@ -54,6 +55,9 @@ def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[li
 
     dns = list(dict.fromkeys(names.parse_dns_name(d, allow_wildcard=False).value
                              for d in names.name_list(domains, "permitted_dns")))
+    if NO_DNS in dns:  # it would read as "no DNS names", the constraint of a CA permitting IP addresses alone
+        raise InvalidName(f"'{NO_DNS}' cannot be a permitted domain: it is reserved (RFC 6761) and names no host; "
+                          "to permit no DNS name at all, permit IP addresses alone.")
     return dns, list(dict.fromkeys(parse_network(n) for n in names.name_list(networks, "permitted_ips")))
 
 
@@ -91,11 +95,21 @@ def describe(nc: "x509.NameConstraints") -> str:
     from cryptography import x509
 
     shown_kinds = (x509.DNSName, x509.IPAddress)
-    permitted = [str(c.value) for c in nc.permitted_subtrees or [] if isinstance(c, shown_kinds)]
+    subtrees = [c for c in nc.permitted_subtrees or [] if isinstance(c, shown_kinds)]
+    permitted = [str(c.value) for c in subtrees if not _placeholder(c)]  # not a domain: it stands for none
     text = "permitted: " + (", ".join(permitted) if permitted else "none")
-    if NO_DNS in permitted:
-        text += " (no DNS names)"
+    if any(_placeholder(c) for c in subtrees):
+        text += "; no DNS names, emails or URIs"
     return text
+
+
+def _placeholder(subtree) -> bool:
+    """Whether a DNS, email or URI subtree is :data:`NO_DNS` (``invalid`` or ``.invalid``), which
+    stands for no name of its kind at all."""
+    from cryptography import x509
+
+    kinds = (x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier)
+    return isinstance(subtree, kinds) and subtree.value.lower().lstrip(".") == NO_DNS
 
 
 def _dns_within(name: str, domain: str) -> bool:
@@ -133,19 +147,21 @@ def _matches(ident: Identity, constraint) -> bool | None:
     return None
 
 
-def permitted(nc: "x509.NameConstraints", ident: Identity) -> bool:
-    """Whether one identity passes one NameConstraints value (RFC 5280 4.2.1.10)."""
+def permitted(nc: "x509.NameConstraints", ident: Identity, *, issuing: bool = False) -> bool:
+    """Whether one identity passes one NameConstraints value (RFC 5280 4.2.1.10). ``issuing`` (what
+    certkit signs) also holds the CA to what it promises: a :data:`NO_DNS` subtree permits nothing,
+    although a verifier accepts names under ``invalid``."""
     if any(_matches(ident, c) for c in nc.excluded_subtrees or []):
         return False
-    relevant = [m for m in (_matches(ident, c) for c in nc.permitted_subtrees or []) if m is not None]
-    return not relevant or any(relevant)
+    relevant = [(c, m) for c in nc.permitted_subtrees or [] if (m := _matches(ident, c)) is not None]
+    return not relevant or any(m and not (issuing and _placeholder(c)) for c, m in relevant)
 
 
 def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Identity], ca_name: str) -> None:
     """Refuse the first identity that one of ``constraints`` excludes."""
     for nc in constraints:
         for ident in identities:
-            if not permitted(nc, ident):
+            if not permitted(nc, ident, issuing=True):
                 raise NameNotPermitted(
                     f"'{shown(ident.value)}' is outside the name constraints of CA '{shown(ca_name)}' ({describe(nc)})."
                 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
-from certkit.keys import MIN_RSA_BITS, key_policy_problem, pem_damage  # noqa: F401 (MIN_RSA_BITS: once defined here)
+from certkit.keys import KEYS_CERTIFIED, MIN_RSA_BITS, key_policy_problem, pem_damage  # noqa: F401 (MIN_RSA_BITS: once defined here)
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -136,17 +136,41 @@ def _cap(text: str) -> str:
 
 
 def _check_key(csr, source: str) -> None:
-    """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too."""
+    """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too,
+    and a key the certificate would carry unchanged: of the algorithm the CSR names."""
     try:
         public_key = csr.public_key()
     except ValueError as exc:  # numbers the library will not make a key of (cryptography 50: e=1, an even e)
         raise InvalidCSR(f"{_cap(source)} holds a public key that cannot be used ({str(exc).rstrip('.')}), "
                          "which certkit does not sign.") from None
-    except Exception:  # a key type cryptography cannot read: the signature check says the request is unusable
-        return
-    problem = key_policy_problem(public_key)
+    except Exception as exc:  # a key type or curve cryptography cannot read (SM2, a curve of its own)
+        raise InvalidCSR(f"{_cap(source)} holds a public key that certkit cannot read ({str(exc).rstrip('.')}), "
+                         f"which certkit does not sign: use {KEYS_CERTIFIED}.") from None
+    problem = key_policy_problem(public_key) or _algorithm_change(csr, public_key)
     if problem:
         raise InvalidCSR(f"{_cap(source)} holds {problem}.")
+
+
+def _algorithm_change(csr, public_key) -> str | None:
+    """Why the certificate could not carry the CSR's key as it is, when cryptography reads it as a key
+    of another algorithm (an RSA-PSS key as a plain RSA one: the certificate would say rsaEncryption,
+    and the requester's RSA-PSS private key would no longer pair with it); None if it can. The same
+    key in another encoding (an EC point compressed, a named curve spelled out) is the same key."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import PublicKeyAlgorithmOID as Algorithm
+
+    asked = csr.public_key_algorithm_oid
+    written = (Algorithm.RSAES_PKCS1_v1_5 if isinstance(public_key, rsa.RSAPublicKey)
+               else Algorithm.EC_PUBLIC_KEY if isinstance(public_key, ec.EllipticCurvePublicKey) else Algorithm.ED25519)
+    if asked == written:
+        return None
+    what, fix = f"a key of algorithm {_oid_name(asked)}", f"use {KEYS_CERTIFIED}"
+    if asked == Algorithm.RSASSA_PSS:
+        what = "an RSA-PSS key (id-RSASSA-PSS)"
+        fix = "make a plain RSA key (openssl req -newkey rsa:2048), or an ECDSA or Ed25519 one"
+    return (f"{what}, which certkit does not sign: it certifies rsaEncryption, EC and Ed25519 keys, and a "
+            f"certificate naming this key {_oid_name(written)} would not pair with its private key (servers "
+            f"refuse the pair); {fix}")
 
 
 def san_text(kind: str, value: str) -> str:
@@ -197,64 +221,106 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
     """The identities and subject CN a certificate for ``request`` gets, and what is left out.
 
     Every requested name is checked by the rules of issue-server / issue-client;
-    a name that would be refused there refuses the whole CSR. Returns
-    ``(identities, common_name, dropped)``; ``dropped`` lists in words the
-    requested subject attributes and SAN entries the certificate will not carry.
+    a name that would be refused there refuses the whole CSR, and the refusal
+    names where the name came from (the CN, which subjectAltName entry, an
+    extra name). Returns ``(identities, common_name, dropped)``; ``dropped``
+    lists in words the requested subject attributes and SAN entries the
+    certificate will not carry.
     """
+    dropped = [f"subject attribute {attr.rfc4514_string()}" for attr in request.csr.subject
+               if attr.oid != _CN_OID()]
+    if kind in ("server", "peer"):
+        identities, cn = _plan_hosts(request, kind, extra_names, dropped)
+        return identities, cn, dropped
+    if kind != "client":
+        raise ValueError(f"kind must be 'server', 'peer' or 'client', not {kind!r}")
+    identities, cn = _plan_client(request, extra_names, dropped)
+    return identities, cn, dropped
+
+
+def _checked(parse, value: str, where: str):
+    """``parse(value)``; its refusal as the CSR's, saying ``where`` the value is."""
+    from certkit.errors import InvalidName
+
+    try:
+        return parse(value)
+    except InvalidName as exc:
+        raise InvalidCSR(f"{where} is refused: {exc}") from None
+
+
+def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str]) -> tuple[list, str]:
+    """A server or peer certificate's names: the CN, the DNS and IP subjectAltNames, the extra names.
+    The subject CN is the CSR's; without one, issue-server's: the first DNS name, else the first
+    address (:func:`certkit.issuing.server_request`)."""
+    from certkit import names as _names
+    from certkit.errors import InvalidName
+    from certkit.issuing import _server_cn  # issue-server's rule, defined once
+
+    hosts = []
+    if request.common_name is not None:
+        hosts.append(_checked(_names.parse_host, request.common_name, "The CSR's common name"))
+    for san_kind, value in request.san:
+        if san_kind in ("dns", "ip"):
+            hosts.append(_checked(_names.parse_host, value, f"The CSR's subjectAltName {_entry(san_kind, value)}"))
+        else:
+            dropped.append(f"subjectAltName {san_text(san_kind, value)} "
+                           f"(a {kind} certificate names DNS names and IP addresses only)")
+    for value in extra_names:
+        hosts.append(_checked(_names.parse_host, value, f"The name '{shown(value)}' given after the CSR"))
+    try:
+        identities = _names.assemble(hosts)
+    except InvalidName as exc:
+        whose = "The names (the CSR's and those given after it)" if extra_names else "The CSR's names"
+        raise InvalidCSR(f"{whose} are refused: {exc}") from None
+    if not identities:
+        raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
+                         "give the names as arguments after the CSR file.")
+    return identities, hosts[0].value if request.common_name is not None else _server_cn(identities)
+
+
+def _plan_client(request: CSRRequest, extra_names, dropped: list[str]) -> tuple[list, str]:
+    """A client certificate's identity: the CN (an email address as CN is also an email identity),
+    with the CSR's email, URI and DNS subjectAltNames."""
     from certkit import names as _names
     from certkit.errors import InvalidName
 
-    dropped = [f"subject attribute {attr.rfc4514_string()}" for attr in request.csr.subject
-               if attr.oid != _CN_OID()]
-
-    def checked(parse, value: str, where: str):
-        try:
-            return parse(value)
-        except InvalidName as exc:
-            raise InvalidCSR(f"{where} is refused: {exc}") from None
-
-    if kind in ("server", "peer"):
-        hosts = []
-        if request.common_name is not None:
-            hosts.append(checked(_names.parse_host, request.common_name, "The CSR's common name"))
-        for san_kind, value in request.san:
-            if san_kind in ("dns", "ip"):
-                hosts.append(checked(_names.parse_host, value, f"The CSR's subjectAltName {san_text(san_kind, value)}"))
-            else:
-                dropped.append(f"subjectAltName {san_text(san_kind, value)} "
-                               f"(a {kind} certificate names DNS names and IP addresses only)")
-        for value in extra_names:
-            hosts.append(checked(_names.parse_host, value, f"The name '{shown(value)}' given after the CSR"))
-        try:
-            identities = _names.assemble(hosts)
-        except InvalidName as exc:
-            whose = "The names (the CSR's and those given after it)" if extra_names else "The CSR's names"
-            raise InvalidCSR(f"{whose} are refused: {exc}") from None
-        if not identities:
-            raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
-                             "give the names as arguments after the CSR file.")
-        return identities, identities[0].value, dropped
-    if kind != "client":
-        raise ValueError(f"kind must be 'server', 'peer' or 'client', not {kind!r}")
     if extra_names:
         raise InvalidCSR("Extra names are for server certificates; a client certificate's identity comes "
                          "from the CSR's common name and subjectAltName.")
     if request.common_name is None:
         raise InvalidCSR("The CSR has no common name: a client certificate is identified by its CN "
                          "(what nginx, PostgreSQL and Mosquitto map to a user).")
-    cn = checked(_names.parse_common_name, request.common_name, "The CSR's common name")
-    by_kind: dict[str, list[str]] = {"email": [], "uri": [], "dns": []}
+    cn = _checked(_names.parse_common_name, request.common_name, "The CSR's common name")
+    if _names.looks_like_email(cn):  # it becomes an email identity: refused as the CN it is, if it is bad
+        _checked(_names.parse_email, cn, "The CSR's common name")
+    # Each entry checked alone, as issue-client's --email, --uri and --dns are, so a refusal names it.
+    parsers = {"email": _names.parse_email, "uri": _names.parse_uri, "dns": _client_dns}
+    by_kind: dict[str, list[str]] = {kind: [] for kind in parsers}
     for san_kind, value in request.san:
-        if san_kind in by_kind:
+        if san_kind in parsers:
+            _checked(parsers[san_kind], value, f"The CSR's subjectAltName {_entry(san_kind, value)}")
             by_kind[san_kind].append(value)
         else:
             dropped.append(f"subjectAltName {san_text(san_kind, value)} "
                            "(a client certificate names emails, URIs and DNS names only)")
-    try:
+    try:  # each name is good: what is left to refuse is the lot (too many names)
         identities = _names.client_identities(cn, by_kind["email"], by_kind["uri"], by_kind["dns"])
     except InvalidName as exc:
-        raise InvalidCSR(f"The CSR's subjectAltName is refused: {exc}") from None
-    return identities, cn, dropped
+        raise InvalidCSR(f"The CSR's names are refused: {exc}") from None
+    return identities, cn
+
+
+def _entry(kind: str, value: str) -> str:
+    """A SAN entry as a refusal names it: escaped, and cut short (the reason after it quotes the value)."""
+    text = shown(san_text(kind, value))
+    return text if len(text) <= 80 else f"{text[:60]}..."
+
+
+def _client_dns(value: str):
+    """A client certificate's DNS name: no wildcard (:func:`certkit.names.client_identities`)."""
+    from certkit.names import parse_dns_name
+
+    return parse_dns_name(value, allow_wildcard=False)
 
 
 def _CN_OID():  # noqa: N802 - a constant that needs cryptography, imported late

@@ -36,6 +36,8 @@ MIN_RSA_EXPONENT, MAX_RSA_EXPONENT = 65537, 2**256 - 1
 # "no small factors" and the Debian-era weak-key linters).
 SMALL_PRIME_BOUND = 1000
 CURVES = ("secp256r1", "secp384r1", "secp521r1")
+# What certkit certifies, said in every refusal of another key (a CSR's, ``key=``): the end of a sentence.
+KEYS_CERTIFIED = f"RSA of at least {MIN_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519"
 
 
 def check_key_type(key_type: str) -> str:
@@ -62,8 +64,7 @@ def key_policy_problem(public_key) -> str | None:
         return None
     kind = key_type_of(public_key)
     article = "a" if kind[:1].lower() in "bcdgjkpqtuvwyz" else "an"  # read as letters: an rsa-1024, a dsa-1024
-    return (f"{article} {kind} key, which certkit does not sign: use RSA of at least {MIN_RSA_BITS} bits, "
-            "ECDSA P-256, P-384 or P-521, or Ed25519")
+    return f"{article} {kind} key, which certkit does not sign: use {KEYS_CERTIFIED}"
 
 
 def rsa_key_problem(public_key) -> str | None:
@@ -174,7 +175,9 @@ def key_type_of(key) -> str:
         return f"dsa-{key.key_size}"
     kinds = {"x25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey), "x448": (x448.X448PrivateKey,
                                                                                    x448.X448PublicKey)}
-    return next((name for name, types in kinds.items() if isinstance(key, types)), type(key).__name__)
+    found = next((name for name, types in kinds.items() if isinstance(key, types)), type(key).__name__)
+    # cryptography's ML-DSA classes (MLDSA65PublicKey) by their FIPS 204 name, as openssl spells it
+    return re.sub(r"^MLDSA(\d+)(?:Public|Private)Key$", r"ml-dsa-\1", found)
 
 
 def public_key_der(public_key) -> bytes:
@@ -262,8 +265,9 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
     damage = key_damage(data)
     if damage is not None:  # before the passphrase: no passphrase opens a truncated file
         raise CertkitError(f"The {source} is damaged: {damage}.")
-    if is_encrypted(data) and passphrase is None:
-        raise PassphraseRequired(f"The {source} is encrypted and no passphrase was given.")
+    if is_encrypted(data) and not passphrase:  # an empty passphrase is none: no key is encrypted with one
+        given = "no passphrase was given" if passphrase is None else "the passphrase given is empty"
+        raise PassphraseRequired(f"The {source} is encrypted and {given}.")
     loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
     try:
         return loader(data, passphrase if is_encrypted(data) else None,
@@ -278,6 +282,19 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
         raise CertkitError(f"The {source} cannot be read: {exc}") from None
     except Exception as exc:  # TypeError, UnsupportedAlgorithm: unreadable or exotic keys
         raise CertkitError(f"The {source} cannot be read: {exc}") from None
+
+
+def refusing_empty(secret, message: str):
+    """``secret`` (a passphrase or PIN, or a callable giving one) as a callable giving it, which
+    raises :class:`PassphraseRequired` with ``message`` for an empty one: an empty secret is a missing
+    one (the command line says so too), and it is asked for only when the key needs it."""
+    def value():
+        given = secret() if callable(secret) else secret
+        if isinstance(given, (str, bytes, bytearray, memoryview)) and not len(given):
+            raise PassphraseRequired(message)
+        return given
+
+    return value
 
 
 def is_encrypted(data: bytes) -> bool:

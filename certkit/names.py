@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath
@@ -102,11 +102,21 @@ def _refuse_what_is_not_a_host(text: str) -> None:
     if "@" in text:
         raise InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a person "
                           f"or a mailbox is a client certificate: 'certkit issue-client NAME --email {_show(text)}'.")
+    if "/" in text and (net := _network(text)):  # not a DNS name with a bad label, as it would be read
+        raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
+                          f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
     head, sep, port = text.rpartition(":")
     if sep and port.isdigit() and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
         host = head.strip("[]")
         raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
                           f"('{_show(host)}'), and is valid on every port.")
+
+
+def _network(text: str):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
 
 
 def _try_ip(text: str) -> Identity | None:
@@ -225,16 +235,12 @@ def _check_wildcard_base(original: str, base: str) -> None:
             f"'{_show(original)}' is not allowed: a wildcard directly over the top-level "
             f"label '{_show(base)}' would match every host under it."
         )
-    from publicsuffixlist import PublicSuffixList
-
-    if _psl(PublicSuffixList).is_public(base):
+    if _psl().is_public(base):
         raise InvalidName(
             f"'{_show(original)}' is not allowed: '{_show(base)}' is a public suffix, so the wildcard "
             "would cover domains that belong to others."
         )
 
-
-_PSL_CACHE: list = []
 
 # Special-use names (RFC 6761, RFC 8375 home.arpa, RFC 9476 .alt, ICANN's .internal): nobody's website is under
 # them, so a CA limited to one of them cannot impersonate one, whatever the public suffix list says of home.arpa.
@@ -245,23 +251,17 @@ def public_suffix_scope(domain: str) -> bool:
     """Whether a name-constraint ``domain`` is a public suffix (com, co.uk, github.io: domains that belong
     to others), so that a CA limited to it may still vouch for other people's websites. Unknown TLDs
     (lan, corp) and special-use names are not."""
-    from publicsuffixlist import PublicSuffixList
-
     domain = domain.strip(".").lower()
     if not domain or any(domain == s or domain.endswith("." + s) for s in SPECIAL_USE):
         return not domain
-    if not _PSL_KNOWN:
-        _PSL_KNOWN.append(PublicSuffixList(accept_unknown=False))
-    return bool(_PSL_KNOWN[0].is_public(domain))
+    return bool(_psl(accept_unknown=False).is_public(domain))
 
 
-_PSL_KNOWN: list = []
+@cache  # the list takes ~20 ms to load: one of each kind per process, when first needed
+def _psl(accept_unknown: bool = True):
+    from publicsuffixlist import PublicSuffixList
 
-
-def _psl(factory):  # the list takes ~20 ms to load; keep one per process
-    if not _PSL_CACHE:
-        _PSL_CACHE.append(factory())
-    return _PSL_CACHE[0]
+    return PublicSuffixList(accept_unknown=accept_unknown)
 
 
 def parse_email(text: str) -> Identity:

@@ -211,7 +211,7 @@ def test_bad_uri_in_a_csr_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict,
     assert f"URI:{uri}" in asked
     proc = run_certkit("sign-csr", "req.csr", "--client", "--out", "signed", cwd=tmp_path, env=ca_env)
     assert_clean_error(proc, BAD_URIS[uri])
-    assert "The CSR's subjectAltName is refused" in proc.stderr
+    assert "The CSR's subjectAltName URI:" in proc.stderr and " is refused: " in proc.stderr  # the entry named
     assert not (tmp_path / "signed").exists() and db_rows(ca_dir) == []
 
 

@@ -297,8 +297,10 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
     name constraints), and the summary lists what was requested but dropped.
 
     With --server (or --peer) the names are the CSR's CN and DNS/IP
-    subjectAltNames, plus any NAMES given after the file. With --client the
-    identity is the CN, plus email, URI and DNS subjectAltNames.
+    subjectAltNames, plus any NAMES given after the file; the subject CN is
+    the CSR's, else (as issue-server's) the first DNS name, else the first
+    address. With --client the identity is the CN, plus email, URI and DNS
+    subjectAltNames.
 
     \b
     Examples:
@@ -322,7 +324,8 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
     csr = load_csr(read_limited(csr_file, MAX_CERT_FILE_BYTES, what="CSR"), source=source)
     request = csr_request(csr, kind, extra_names=names, days=days)  # bad names refused before any passphrase
     requested = {"subject": csr.subject, "names": [f"{k}:{v}" for k, v in csr.san], "extensions": csr.extensions}
-    issue(request, out, request.common_name or request.identities[0].value, fmt, force=force, ca_dir=ca_dir,
+    first = request.common_name if kind == "client" else request.identities[0].value  # as issue-server/-client
+    issue(request, out, first, fmt, force=force, ca_dir=ca_dir,
           passphrase_file=passphrase_file, as_json=as_json, requested=requested)
 
 
