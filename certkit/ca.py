@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
+from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
-from certkit.errors import CannotRenew, CertkitError, InvalidName, UnknownCertificate
+from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.keys import (
     check_private_key,
@@ -61,20 +62,6 @@ def _ski(cert: "x509.Certificate") -> bytes | None:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         return None
-
-
-def default_ca_name() -> str:
-    """``certkit CA user@host``: tells apart the roots of different machines in a trust store."""
-    import getpass  # here, not at the top: only init-ca needs them, and issuing is timed
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name (containers): the host alone still identifies it
-        user = "user"
-    # cut to what a common name holds: 64 bytes in UTF-8 (a login name need not be ASCII)
-    name = f"certkit CA {user}@{socket.gethostname()}".encode()[:_names.MAX_ATTRIBUTE_BYTES]
-    return name.decode("utf-8", "ignore")
 
 
 class CA:
@@ -119,7 +106,9 @@ class CA:
                 refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
                 refuse_reused_key(parent.inventory, key.public_key(), for_ca=True)
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
-        subject = _ca_subject(common_name, organization, organizational_unit, country)
+        subject = ca_subject(common_name, organization, organizational_unit, country, intermediate=parent is not None)
+        if parent is not None:
+            refuse_namesake(subject, [parent.cert, *parent.parents])
         dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
         asked, days = days, days if days is not None else profile.default_days
         check_days(days)
@@ -452,31 +441,6 @@ class CA:
             self._validity = (asked, window, tuple(found))
         notes += found
         return window
-
-
-def _ca_subject(common_name_: str | None, organization, organizational_unit, country) -> "x509.Name":
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    # An explicit "" is refused as " " is; only None (no name given) takes the default.
-    cn = _names.parse_attribute(default_ca_name() if common_name_ is None else common_name_, "common name")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    for oid, value, field in ((NameOID.ORGANIZATION_NAME, organization, "organization"),
-                              (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit, "organizational unit")):
-        if value is not None:
-            attrs.append(x509.NameAttribute(oid, _names.parse_attribute(value, field)))
-    if country is not None:
-        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, parse_country(country)))
-    return x509.Name(attrs)
-
-
-def parse_country(country: str) -> str:
-    """A subject's country: two letters (ISO 3166), upper-cased."""
-    if not isinstance(country, str):
-        raise wrong_type("country", "a str of two letters", country)
-    if len(country) != 2 or not country.isascii() or not country.isalpha():
-        raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
-    return country.upper()
 
 
 def _check_issued(cert, what: str) -> None:

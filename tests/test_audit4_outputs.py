@@ -285,3 +285,34 @@ def test_inspect_calls_self_signed_only_what_signed_itself(tmp_path: Path) -> No
         assert data["items"][0]["self_signed"] is expected, data
         text = run_certkit("inspect", path, env=env, check=True).stdout
         assert ("(self-signed)" in text) is expected, text
+
+
+def test_an_intermediate_never_carries_the_name_of_a_ca_above_it(tmp_path: Path) -> None:
+    """Without --name an intermediate gets a default of its own; with its parent's name it is refused
+    before the parent's passphrase is asked for (none is given here), by the CLI and the library alike."""
+    from cryptography import x509
+
+    from certkit import CA
+    from certkit.errors import InvalidName
+    from certkit.store import CADirectory
+    from tests.conftest import PASSPHRASE, openssl
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", env=env, check=True)
+    parent_env = dict(env, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "sub", "--parent-ca-dir", tmp_path / "root", env=parent_env,
+                check=True)
+    root = x509.load_pem_x509_certificate((tmp_path / "root" / "ca.pem").read_bytes())
+    sub = x509.load_pem_x509_certificate((tmp_path / "sub" / "ca.pem").read_bytes())
+    assert sub.subject != root.subject and sub.issuer == root.subject
+    assert sub.subject.rfc4514_string().startswith("CN=certkit intermediate CA ")
+    assert openssl("verify", "-x509_strict", "-CAfile", str(tmp_path / "root" / "ca.pem"),
+                   str(tmp_path / "sub" / "ca.pem")).returncode == 0
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "again", "--parent-ca-dir", tmp_path / "root",
+                       "--name", root.subject.rfc4514_string()[3:], "--no-passphrase",
+                       env=env)  # no parent passphrase: it is not asked for
+    assert_clean_error(proc, "would carry the name of the CA above it")
+    assert not (tmp_path / "again").exists()
+    root_ca = CADirectory(tmp_path / "root").load(PASSPHRASE)
+    with pytest.raises(InvalidName, match="name of the CA above it"):
+        CA.create(root.subject.rfc4514_string()[3:], parent=root_ca)

@@ -118,7 +118,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
             raise click.ClickException(f"{said} {left_in_token(key)}") from None
         return
     passphrase = _new_passphrase(store, no_passphrase, passphrase_file)
-    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file, (common_name, org, org_unit, country))
     _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
                        permit_dns, permit_ip, inventory_url, as_json)
 
@@ -140,7 +140,7 @@ def _check_inventory_database(url: str) -> None:
 def _check_subject(common_name: str | None, org: str | None, org_unit: str | None, country: str | None) -> None:
     """The values given for the CA's subject, each refused in the words of its option, before any
     passphrase is asked for."""
-    from certkit.ca import parse_country
+    from certkit.ca_names import parse_country
     from certkit.names import parse_attribute
 
     for value, field, option in ((common_name, "common name", "--name"), (org, "organization", "--org"),
@@ -170,14 +170,16 @@ def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) ->
     return passphrase
 
 
-def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None):
-    """The parent CA, unlocked with its passphrase (or its token's PIN); None for a root."""
+def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None, names: tuple = (None,) * 4):
+    """The parent CA, unlocked with its passphrase (or its token's PIN); None for a root. ``names``
+    (--name, --org, --org-unit, --country): an intermediate named as a CA above it is refused first."""
     if parent_ca_dir is None:
         return None
     from certkit.ca import CA
+    from certkit.ca_names import ca_subject, refuse_namesake
     from certkit.cli.common import key_secret
     from certkit.constants import ENV_PKCS11_PIN
-    from certkit.errors import PassphraseRequired
+    from certkit.errors import InvalidName, PassphraseRequired
     from certkit.store import CADirectory
 
     parent_store = CADirectory(parent_ca_dir)
@@ -186,10 +188,13 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         # A parent that may not sign CAs is refused before its passphrase is asked for.
         parent_cert, grandparents = parent_store.load_certificates()
         CA(parent_cert, None, grandparents).check_can_sign_ca()
+        refuse_namesake(ca_subject(*names, intermediate=True), [parent_cert, *grandparents])
         token = key_secret(parent_store)[0] == ENV_PKCS11_PIN
         env, prompt = (ENV_PKCS11_PIN, "PIN of the token holding the parent CA key") if token else \
             (ENV_PARENT_PASSPHRASE, "Parent CA key passphrase")
         return parent_store.load(lambda: read_secret(parent_passphrase_file, env, prompt))
+    except InvalidName as exc:  # the intermediate's name, not the parent, is at fault
+        raise click.ClickException(str(exc)) from None
     except PassphraseRequired as exc:
         where = "$CERTKIT_PKCS11_PIN" if token else "$CERTKIT_PARENT_CA_PASSPHRASE"
         raise click.ClickException(f"{exc} Set {where} or pass --parent-passphrase-file.") from None

@@ -1,0 +1,69 @@
+"""How a CA is named: the default common name (which tells the roots of different machines apart in a
+trust store), the subject made of init-ca's --name, --org, --org-unit and --country, and the refusal of an
+intermediate that would carry the name of a CA above it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from certkit import names as _names
+from certkit.errors import InvalidName
+from certkit.text import shown
+from certkit.vocabulary import wrong_type
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+
+def default_ca_name(*, intermediate: bool = False) -> str:
+    """``certkit CA user@host``: tells apart the roots of different machines in a trust store; an
+    intermediate's, ``certkit intermediate CA user@host``, is never its root's."""
+    import getpass  # here, not at the top: only init-ca needs them, and issuing is timed
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (containers): the host alone still identifies it
+        user = "user"
+    # cut to what a common name holds: 64 bytes in UTF-8 (a login name need not be ASCII)
+    kind = "intermediate CA" if intermediate else "CA"
+    name = f"certkit {kind} {user}@{socket.gethostname()}".encode()[:_names.MAX_ATTRIBUTE_BYTES]
+    return name.decode("utf-8", "ignore")
+
+
+def refuse_namesake(subject: "x509.Name", above: list) -> None:
+    """An intermediate named as a CA above it would be self-issued (RFC 5280 6.1: its own name as issuer),
+    which path-length checks count differently, and which no person, log or ``inspect`` tells apart."""
+    for cert in above:
+        if cert.subject == subject:
+            name = shown(subject.rfc4514_string())
+            raise InvalidName(f"The intermediate would carry the name of the CA above it ({name}); give it a name of "
+                              "its own (--name).")
+
+
+def ca_subject(common_name_: str | None, organization, organizational_unit, country, *,
+               intermediate: bool = False) -> "x509.Name":
+    """A CA's subject: its common name (the default without one), organization, unit and country."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    # An explicit "" is refused as " " is; only None (no name given) takes the default.
+    default = default_ca_name(intermediate=intermediate) if common_name_ is None else common_name_
+    cn = _names.parse_attribute(default, "common name")
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    for oid, value, field in ((NameOID.ORGANIZATION_NAME, organization, "organization"),
+                              (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit, "organizational unit")):
+        if value is not None:
+            attrs.append(x509.NameAttribute(oid, _names.parse_attribute(value, field)))
+    if country is not None:
+        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, parse_country(country)))
+    return x509.Name(attrs)
+
+
+def parse_country(country: str) -> str:
+    """A subject's country: two letters (ISO 3166), upper-cased."""
+    if not isinstance(country, str):
+        raise wrong_type("country", "a str of two letters", country)
+    if len(country) != 2 or not country.isascii() or not country.isalpha():
+        raise InvalidName(f"'{shown(country)}' is not a country code: use two letters, as in DE or US.")
+    return country.upper()
