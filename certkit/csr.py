@@ -291,6 +291,7 @@ def _plan_client(request: CSRRequest, extra_names, dropped: list[str]) -> tuple[
         raise InvalidCSR("The CSR has no common name: a client certificate is identified by its CN "
                          "(what nginx, PostgreSQL and Mosquitto map to a user).")
     cn = _checked(_names.parse_common_name, request.common_name, "The CSR's common name")
+    _refuse_host_as_client_cn(cn)
     if _names.looks_like_email(cn):  # it becomes an email identity: refused as the CN it is, if it is bad
         _checked(_names.parse_email, cn, "The CSR's common name")
     # Each entry checked alone, as issue-client's --email, --uri and --dns are, so a refusal names it.
@@ -308,6 +309,22 @@ def _plan_client(request: CSRRequest, extra_names, dropped: list[str]) -> tuple[
     except InvalidName as exc:
         raise InvalidCSR(f"The CSR's names are refused: {exc}") from None
     return identities, cn
+
+
+def _refuse_host_as_client_cn(cn: str) -> None:
+    """issue-client's rule for NAME (:func:`certkit.names.parse_client_name`), in a CSR's words: a client
+    CN is who the client is, not an address or a URL."""
+    from certkit.errors import InvalidName
+    from certkit.names import parse_client_name
+
+    try:
+        parse_client_name(cn)
+    except InvalidName:
+        what = "a URL" if "//" in cn else "an IP address"
+        fix = ("a URI identity (a SPIFFE ID) goes in the CSR's subjectAltName, under a plain CN" if "//" in cn
+               else "an address is a server's name: sign it with --server")
+        raise InvalidCSR(f"The CSR's common name '{shown(cn)}' is {what}; a client certificate's CN is the identity "
+                         f"a server maps to a user or service (alice, billing-api): {fix}.") from None
 
 
 def _entry(kind: str, value: str) -> str:

@@ -316,3 +316,20 @@ def test_an_intermediate_never_carries_the_name_of_a_ca_above_it(tmp_path: Path)
     root_ca = CADirectory(tmp_path / "root").load(PASSPHRASE)
     with pytest.raises(InvalidName, match="name of the CA above it"):
         CA.create(root.subject.rfc4514_string()[3:], parent=root_ca)
+
+
+@pytest.mark.parametrize("cn", ["10.0.0.1", "::1", "spiffe://example.org/ns/prod/sa/billing", "https://a.example.com"])
+def test_sign_csr_client_refuses_the_common_names_issue_client_refuses(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                       cn: str) -> None:
+    """A client CSR whose CN is an address or a URL gets issue-client's refusal, in a CSR's words."""
+    from tests.conftest import openssl
+
+    subject = "/CN=" + cn.replace("/", "\\/")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(tmp_path / "k.key"), "-subj", subject, "-out", str(tmp_path / "r.csr"))
+    assert_clean_error(run_certkit("issue-client", cn, env=ca_env, cwd=tmp_path), "client certificate's NAME")
+    proc = run_certkit("sign-csr", tmp_path / "r.csr", "--client", "--out", tmp_path / "out", env=ca_env)
+    assert_clean_error(proc, f"The CSR's common name '{cn}' is")
+    assert "--server" in proc.stderr or "subjectAltName" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    assert run_certkit("list", "--json", env=ca_env, check=True).stdout.count('"serial"') == 0
