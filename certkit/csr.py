@@ -258,6 +258,10 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
 
     hosts = []
     if request.common_name is not None:
+        if _names.looks_like_email(request.common_name) and "/" not in request.common_name:
+            raise InvalidCSR(f"The CSR's common name '{shown(request.common_name)}' is an email address, not a "
+                             f"host name: a certificate for a person or a mailbox is a client certificate (sign it "
+                             f"with --client).")
         hosts.append(_checked(_names.parse_host, request.common_name, "The CSR's common name"))
     for san_kind, value in request.san:
         if san_kind in ("dns", "ip"):

@@ -333,3 +333,16 @@ def test_sign_csr_client_refuses_the_common_names_issue_client_refuses(tmp_path:
     assert "--server" in proc.stderr or "subjectAltName" in proc.stderr
     assert not (tmp_path / "out").exists()
     assert run_certkit("list", "--json", env=ca_env, check=True).stdout.count('"serial"') == 0
+
+
+@pytest.mark.parametrize("flag", ["--server", "--peer"])
+def test_sign_csr_server_with_an_email_common_name_points_to_client(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                    flag: str) -> None:
+    from tests.conftest import openssl
+
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(tmp_path / "k.key"), "-subj", "/CN=bob@example.com", "-out", str(tmp_path / "r.csr"))
+    proc = run_certkit("sign-csr", tmp_path / "r.csr", flag, "--out", tmp_path / "out", env=ca_env)
+    assert_clean_error(proc, "sign it with --client")
+    assert "issue-client" not in proc.stderr
+    run_certkit("sign-csr", tmp_path / "r.csr", "--client", "--out", tmp_path / "out", env=ca_env, check=True)
