@@ -281,9 +281,7 @@ def banner(*args: str, env: dict[str, str]) -> str:
         text = ""
         while (line := proc.stdout.readline()) and not line.startswith("Stop with Ctrl-C."):
             text += line
-        while (line := proc.stderr.readline()) and " listening on " not in line:
-            pass
-        time.sleep(1)  # serve_until_stopped sets its signal handlers just after that line
+        # stopped at once, before it logs "listening on" (SIGTERM stops it cleanly from its banner on)
     finally:
         watchdog.cancel()
         proc.send_signal(signal.SIGTERM)

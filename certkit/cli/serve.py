@@ -85,11 +85,24 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
                                self_issued=cert_file is None)
     server.revocations = revocations
     del key_pem
-    _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
-    sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
-    _say_when_expired(chain_pem, self_issued=cert_file is None)
-    stderr_log(f"listening on {server.url}")
-    serve_until_stopped(server)
+    from certkit.errors import handle_stop_signals, restore_signals
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    # From here on SIGTERM (and SIGHUP) stops the server as Ctrl-C does, even before serve_forever runs:
+    # a script that stops it as soon as it printed its URL gets exit 0.
+    previous = handle_stop_signals(interrupted)
+    try:
+        _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
+        sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
+        _say_when_expired(chain_pem, self_issued=cert_file is None)
+        stderr_log(f"listening on {server.url}")
+        serve_until_stopped(server)
+    except KeyboardInterrupt:
+        server.server_close()
+    finally:
+        restore_signals(previous)
     stderr_log("stopped")
 
 
