@@ -23,9 +23,11 @@ Two ways to replace, both crash-safe:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from certkit.atomic import (
@@ -133,6 +135,66 @@ def check_folder_owner(folder: Path) -> None:
                                "the files certkit writes there; choose a private folder.")
 
 
+# --- one writer of a bundle at a time ----------------------------------------------------
+LOCK_FILE = ".certkit-bundles.lock"  # in the CA directory: one byte-range lock per bundle folder
+LOCK_WAIT = 120.0  # seconds: writing a bundle takes milliseconds; longer means a writer is stuck
+
+
+@contextmanager
+def folders_held(ca_dir: Path | None, places: Iterable[Path], *, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold the bundle folders (or output files) ``places`` for this process alone, waiting (at most
+    ``wait`` seconds, Ctrl-C still works) while another certkit process holds one.
+
+    The locks are ``fcntl`` byte ranges of :data:`LOCK_FILE` in the CA directory ``ca_dir``, one
+    byte per folder (its resolved path, hashed), taken in order so that two writers never wait for
+    each other; the kernel drops them when the process ends, however it ends. They are on the file,
+    not the folder, which a renewal swaps for another. A CA directory where the lock file cannot be
+    made (read-only media) holds nothing: the inventory's own checks still refuse a second renewal.
+    """
+    import fcntl
+    import hashlib
+    import time
+
+    parents: dict[str, str] = {}  # resolved once for the thousands of folders of a batch's chunk
+
+    def resolved(place: Path) -> str:  # the folder itself is no link: certkit does not write through one
+        head, name = os.path.split(os.path.abspath(place))
+        return os.path.join(parents.get(head) or parents.setdefault(head, os.path.realpath(head)), name)
+
+    slots = {int.from_bytes(hashlib.sha256(os.fsencode(resolved(p))).digest()[:7], "big"): p for p in places}
+    fd = _lock_file(ca_dir) if slots and ca_dir is not None else None
+    try:
+        for slot in sorted(slots) if fd is not None else ():
+            deadline = time.monotonic() + wait
+            while not _try_lock(fcntl, fd, slot):
+                if time.monotonic() > deadline:
+                    raise CertkitError(f"Another certkit command has been writing {shown(slots[slot])} for over "
+                                       f"{wait:.0f} seconds; nothing was written. Try again once it is done.")
+                time.sleep(0.02)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases every lock this process holds on the file
+
+
+def _lock_file(ca_dir: Path) -> int | None:
+    try:
+        return os.open(Path(ca_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, SECRET_MODE)
+    except OSError:
+        return None
+
+
+def _try_lock(fcntl, fd: int, slot: int) -> bool:
+    """Lock byte ``slot`` of ``fd``: True once held, False while another process holds it."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        return True  # no locks on this file system (ENOLCK): as if there were no lock file
+    return True
+
+
 # --- writing ---------------------------------------------------------------------------
 def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False, sync: bool = True,
                  sweep: bool = True, replaces: Sequence[str] = ()) -> list[Path]:
@@ -185,7 +247,7 @@ def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence
     entries = [e for e in os.listdir(folder) if not e.endswith(TEMP_SUFFIX)]
     only_bundle = all(e in BUNDLE_FILES and (folder / e).is_file() and not (folder / e).is_symlink()
                       for e in entries)
-    if only_bundle and not os.path.ismount(folder):
+    if only_bundle and not is_mount_point(folder):
         try:
             _swap_folder(folder, files, remove, sync)
             return
@@ -194,13 +256,45 @@ def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence
     _journaled(folder, files, remove, sync)
 
 
+def is_mount_point(folder: Path) -> bool:
+    """Whether ``folder`` is a mount point, a bind mount of a folder of the same file system included
+    (which ``os.path.ismount`` misses: same device as its parent): it cannot be renamed, nor can a
+    file in it be linked from beside it."""
+    return os.path.ismount(folder) or os.fsencode(os.path.realpath(folder)) in _mount_points()
+
+
+_MOUNTS_READ: list = [0.0, frozenset()]  # when /proc/self/mountinfo was last read, and its mount points
+
+
+def _mount_points() -> frozenset[bytes]:
+    """The mount points of /proc/self/mountinfo (none where it cannot be read), read again after a
+    second: a batch replacing thousands of bundles reads it once a second, not once a bundle."""
+    import re
+    import time
+
+    if time.monotonic() - _MOUNTS_READ[0] > 1.0:
+        try:
+            with open("/proc/self/mountinfo", "rb") as f:
+                # the 5th field, with space, tab, newline and backslash written as octal escapes
+                points = [line.split(b" ")[4] for line in f if line.count(b" ") >= 5]
+        except OSError:
+            points = []
+        _MOUNTS_READ[:] = [time.monotonic(), frozenset(
+            re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), p) for p in points)]
+    return _MOUNTS_READ[1]
+
+
 class _CannotSwap(Exception):
     pass
 
 
-def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
-    import errno
+# What says that ``folder`` cannot be swapped whole, though its files can be replaced one by one:
+# it is a mount point (EBUSY), its files or it lie across a mount (EXDEV), the file system or a
+# security module refuses the exchange (EPERM, EACCES).
+_NO_SWAP = (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES)
 
+
+def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
     parent = folder.absolute().parent
     sweep_stale(parent, folder.name)
     staging = make_staging_dir(parent, folder.name)
@@ -209,7 +303,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
             write_new_file(staging / name, data, mode_for(name), sync=sync)
         for entry in os.listdir(folder):  # the kept files of the bundle: the very same files
             if entry in BUNDLE_FILES and entry not in files and entry not in remove:
-                os.link(folder / entry, staging / entry)
+                _cannot_swap_on(_NO_SWAP, os.link, folder / entry, staging / entry)
         info = os.stat(folder)
         os.chmod(staging, info.st_mode & 0o7777)
         if os.geteuid() == 0:
@@ -217,14 +311,8 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         if sync:
             fsync_dir(staging)
         pause_at("staged")
-        try:
-            swapped = exchange(staging, folder)
-        except OSError as exc:
-            if exc.errno in (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES):
-                raise _CannotSwap from None
-            raise
-        if not swapped:
-            swap_by_renames(staging, folder)
+        if not _cannot_swap_on(_NO_SWAP, exchange, staging, folder):
+            _cannot_swap_on(_NO_SWAP, swap_by_renames, staging, folder)  # undoes itself when it fails
         if sync:
             fsync_dir(parent)
         pause_at("swapped")
@@ -236,6 +324,17 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         remove_tree(staging)
         raise
     remove_tree(staging)  # after the exchange it holds the old bundle
+
+
+def _cannot_swap_on(errors: tuple[int, ...], step, *args):
+    """``step(*args)``; one of ``errors`` from it is :class:`_CannotSwap` (nothing in the folder changed:
+    the journal replaces its files instead)."""
+    try:
+        return step(*args)
+    except OSError as exc:
+        if exc.errno in errors:
+            raise _CannotSwap from None
+        raise
 
 
 def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:

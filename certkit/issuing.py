@@ -226,6 +226,25 @@ class FolderTarget(Target):
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
         # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
         self.cache = cache
+        # A renewal in place: the serial whose bundle the folder must still hold when it is written;
+        # and any other check of what the folder holds, made again then (renew --out --force).
+        self.replacing: str | None = None
+        self.guard: Callable[[], None] | None = None
+
+    def recheck(self) -> None:
+        """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
+        place is refused if another command renewed or replaced the bundle since it was planned."""
+        from certkit.lifecycle import holds
+
+        if self.guard is not None:
+            self.guard()
+        if self.replacing is not None and not holds(self.folder, self.replacing):
+            from certkit.errors import CannotRenew
+            from certkit.text import shown
+
+            raise CannotRenew(f"{shown(self.given)} no longer holds the certificate {self.replacing}: another certkit "
+                              "command renewed or replaced it meanwhile ('certkit list' shows it), and this renewal "
+                              "was not recorded and wrote nothing.")
 
     def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
         from certkit.bundle import bundle_names, check_writable
@@ -288,7 +307,11 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     try:
         issued = [ca.sign(request) for request, _target in items]
         pause_at("signed")
-        with uninterrupted():
+        # One writer of a folder at a time, from recording to marking (waited for, interruptibly):
+        # what a renewal or --force replaces is decided, and checked again, with the folder held.
+        with _folders_held(ca, items), uninterrupted():
+            for _request, target in items:
+                getattr(target, "recheck", lambda: None)()
             record(ca, items, issued)
             # After record(): a serial taken meanwhile (by another host) was signed again in place.
             deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
@@ -324,6 +347,15 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
             exc.certkit_delivered = 0 if reported else len(done)
         raise
     return deliveries
+
+
+def _folders_held(ca: "CA", items: Sequence[tuple[Request, Target]]):
+    """Hold the folders (and files) of ``items`` for this process alone: see :func:`certkit.bundle.folders_held`."""
+    from certkit.bundle import folders_held
+
+    places = [target.folder for _r, target in items if target.folder is not None and not target.deferred
+              and target.sink in ("folder", "file")]
+    return folders_held(ca.directories[0] if ca.directories and ca.inventory is not None else None, places)
 
 
 def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: int) -> InventoryError:
@@ -379,33 +411,11 @@ def _predecessor(ca: "CA", request: Request, target: Target) -> str | None:
     if request.renewed_from is not None:
         return request.renewed_from
     if getattr(target, "force", False) and target.folder is not None:
+        from certkit.inventory.succession import replaced_certificate
+
         return replaced_certificate(ca, target.folder)
     replaced = getattr(target, "replaced", None)  # one file of certificates (certkit.formats.OutputTarget)
     return replaced(ca, request) if replaced is not None else None
-
-
-def replaced_certificate(ca: "CA", folder: Path) -> str | None:
-    """The serial of the valid certificate of ``ca`` whose bundle is in ``folder`` (as its
-    inventory records it), which ``--force`` replaces; None if there is none."""
-    from cryptography import x509
-
-    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
-    from certkit.vocabulary import serial_hex
-
-    folder = Path(os.path.abspath(folder))
-    if ca.inventory is None or not (folder / CERT_FILE).is_file():
-        return None
-    try:  # a bounded read, as of every file certkit reads: the folder is the user's
-        cert = x509.load_pem_x509_certificate(read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES))
-        row = ca.inventory.get(serial_hex(cert.serial_number))
-    except (OSError, ValueError, CertkitError):
-        return None
-    if row is None or row["status"] != "valid" or row.get("folder") != str(folder):
-        return None
-    if ca.inventory.successors(row["serial"]) or ca.inventory.certificate(row["serial"]) != cert:
-        return None  # renewed already (a copy of an old bundle), or not this CA's certificate
-    return row["serial"]
 
 
 def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["IssuedCert"]) -> None:
@@ -425,7 +435,8 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
         entries = [Pending(issued[i].cert, issued[i].kind, str(items[i][1].folder) if items[i][1].folder else None,
                            items[i][1].sink, before[i],
                            issued[i].private_key is not None or getattr(items[i][1], "keeps_key", False),
-                           facts=issued[i].facts)
+                           facts=issued[i].facts, in_place=items[i][0].renewed_from is None
+                           or getattr(items[i][1], "replacing", None) == items[i][0].renewed_from)
                    for i in todo]
         taken = ca.inventory.record_pending(entries, durable=durable)
         if not taken:

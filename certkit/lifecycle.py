@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
+from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
 from certkit.vocabulary import normalize_serial, serial_digits, serial_hex
 
@@ -86,7 +87,10 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                 raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
                                          f"give {what} of a certificate this CA issued.{revoke}")
             raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}.")
-        cert = _read_cert(cert_path)
+        held = _output_file(path) if path.is_file() else None
+        if held is not None and len(held[1]) > 1:
+            raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))
+        cert = held[1][0] if held is not None else _read_cert(cert_path)  # one in a file: the one meant
         serial = serial_hex(cert.serial_number)
         row = inventory.get(serial)
         if row is None or inventory.certificate(serial) != cert:
@@ -116,6 +120,53 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     raise UnknownCertificate(
         f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
     )
+
+
+def _output_file(path: Path) -> tuple[str, list["x509.Certificate"]] | None:
+    """The format of ``path`` (``jsonl``, ``k8s``, ``tar``) and the certificates it holds whole, if it is
+    an output file of ``--format jsonl|k8s|tar`` that holds any; None if it is anything else (a PEM or
+    DER certificate)."""
+    from cryptography import x509
+
+    from certkit.formats import holds_certificates
+    from certkit.formats.reading import looks_like_json
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if len(head) == 512 and head[257:262] == b"ustar":
+        kind = "tar"
+    elif looks_like_json(head):
+        kind = "jsonl"
+    elif head.lstrip(b"-\n").startswith(b"apiVersion:"):  # YAML: a Kubernetes Secret
+        kind = "k8s"
+    else:
+        return None
+    found = holds_certificates(path, _EveryCertificate())
+    return (kind, sorted((x509.load_der_x509_certificate(der) for der in found),
+                         key=lambda c: c.serial_number)) if found else None
+
+
+class _EveryCertificate(dict):
+    """What :func:`certkit.formats.holds_certificates` is asked to find: every certificate (DER), its
+    key not required; so it returns all that the file holds."""
+
+    def __contains__(self, der: object) -> bool:
+        return True
+
+    def __missing__(self, der: bytes) -> bool:
+        return False
+
+
+def _many_in_a_file(path: Path, kind: str, certs: list["x509.Certificate"], *, renewing: bool) -> str:
+    """What to give instead of an output file that holds several certificates."""
+    listed = ", ".join(serial_hex(c.serial_number) for c in certs[:3]) + (", ..." if len(certs) > 3 else "")
+    todo = ("renew one of them by its serial or name, and choose where the renewed bundle goes with --out FOLDER"
+            if renewing else "revoke one of them by its serial")
+    return (f"{shown(path)} is an output file of --format {kind} holding {len(certs)} certificates ({listed}), "
+            f"not one certificate; {todo}.")
 
 
 def _not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
@@ -232,6 +283,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days)
         # The folder's key stays, if it holds one: a CSR's bundle never did, nor does its renewal.
         target = FolderTarget(target_folder, force=True, keeps_key=not rekey and keyed, replaces=_replaced(rekey))
+        target.replacing = found.serial  # checked again when it is written, the folder held
         if not rekey and keyed:
             notes += _loose_key_note(target_folder / KEY_FILE)
         if (target_folder / P12_FILE).exists():
@@ -243,6 +295,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key)
         target = FolderTarget(target_folder, force=force)
         _refuse_to_bury(ca, found, target_folder, force)
+        target.guard = lambda: _refuse_to_bury(ca, found, target_folder, force)  # again when it is written
         if not rekey and old_key is None:
             notes.append("no private key written: the key stays with whoever holds the old one")
         elif found.folder is not None and (found.folder / P12_FILE).exists():  # the new folder gets one too
@@ -286,9 +339,12 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
     if target_folder is None:
         from certkit.fleet.plan import not_in_a_folder
 
-        why = not_in_a_folder(found.row.get("sink"), found.row.get("folder"))
-        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; give its bundle "
-                          "folder instead of the serial, or choose where to write the renewed one.")
+        sink = found.row.get("sink")
+        why = not_in_a_folder(sink, found.row.get("folder"))
+        # A bundle folder moved by hand can be named; one never written (a file, a stream) cannot.
+        moved = "if its bundle folder was moved, give that folder; otherwise " if sink in (None, "folder") else ""
+        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; to renew it, "
+                          f"{moved}choose where the renewed bundle goes.")
     return found, target_folder, in_place
 
 
@@ -296,7 +352,7 @@ def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:
     """``renew X --out Y --force`` where Y holds the bundle of another valid certificate: its key
     would go, and the certificate stay valid with nothing to record it as replaced (the renewal
     succeeds X). Refused: revoke that one (superseded) first, or choose another folder."""
-    from certkit.issuing import replaced_certificate
+    from certkit.inventory.succession import replaced_certificate
 
     other = replaced_certificate(ca, folder) if force else None
     if other is not None and other != found.serial:
@@ -411,58 +467,3 @@ def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                  out: Path | None = None, force: bool = False) -> Renewal:
     """:func:`plan_renewal` then :func:`renew`, for callers that hold an unlocked CA."""
     return renew(ca, plan_renewal(ca, ref, rekey=rekey, key_type=key_type, days=days, out=out, force=force))
-
-
-def crl_bytes(crl, *, der: bool = False) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return crl.public_bytes(Encoding.DER if der else Encoding.PEM)
-
-
-def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = False,
-              ca_dirs: tuple = ()) -> None:
-    """Write a CRL to ``path`` atomically.
-
-    An existing file is replaced only if it is a CRL from the same issuer (the
-    usual refresh, e.g. from cron) or with ``force``; anything else is refused,
-    and nothing is ever written into a CA directory.
-    """
-    from certkit.atomic import PUBLIC_MODE, replace_file
-
-    path = Path(path)
-    check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs)
-    try:
-        replace_file(path, data, PUBLIC_MODE)
-    except OSError as exc:
-        from certkit.bundle import bundle_error
-
-        raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
-
-
-def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca_dirs: tuple = ()) -> None:
-    """Refuse to write a CRL into a CA directory, through a link, or over a file that is not a
-    CRL of ``issuer`` (unless ``force``)."""
-    from certkit.errors import OutputExists, UnsafeOutputPath
-    from certkit.paths import check_output
-
-    path = Path(path)
-    check_output(path, ca_dirs, what="CRL file")
-    if path.is_symlink():
-        raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
-    if path.exists() and not path.is_file():
-        raise OutputExists(f"{shown(path)} exists and is not a file.", replaceable=False)
-    if path.exists() and not force and _crl_issuer(path) != issuer:
-        raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
-
-
-def _crl_issuer(path: Path):
-    from cryptography import x509
-
-    from certkit.files import read_limited
-
-    try:
-        data = read_limited(path, 64 << 20, what="CRL")
-        crl = x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_crl(data)
-    except (CertkitError, ValueError):
-        return None
-    return crl.issuer

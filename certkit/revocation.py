@@ -1,8 +1,14 @@
-"""Revocation: RFC 5280 reasons and the CRL a CA signs of every certificate it revoked."""
+"""Revocation: RFC 5280 reasons, and the CRL a CA signs of every certificate it revoked and writes to a file
+(never over a newer CRL of its own)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import MAX_CRL_DAYS, MIN_CRL_DAYS, REVOCATION_REASONS
@@ -13,7 +19,6 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from certkit.ca import CA
-
 
 
 def parse_reason(text: str) -> str:
@@ -163,3 +168,137 @@ def check_can_sign_crl(ca: "CA") -> None:
         raise CABroken(f"The inventory {shown(inventory.location)} holds {foreign} certificate"
                        f"{'s' if foreign > 1 else ''} that {shown(ca.common_name)} did not issue ({example}); a CRL "
                        "signed now would list another CA's serials. Run 'certkit check' to see every such row.")
+
+
+# --- writing a CRL --------------------------------------------------------------------
+def crl_bytes(crl, *, der: bool = False) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return crl.public_bytes(Encoding.DER if der else Encoding.PEM)
+
+
+def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = False,
+              ca_dirs: tuple = ()) -> None:
+    """Write the CRL ``data`` (PEM or DER) to ``path`` atomically.
+
+    An existing file is replaced only if it is an older CRL of the same CA (the usual refresh, e.g.
+    from cron) or, with ``force``, not a CRL of this CA; anything else is refused, and nothing is
+    ever written into a CA directory. A CRL of this CA numbered as high as ``data`` or higher is
+    never replaced, ``force`` or not: another ``certkit crl`` took a later number and wrote it
+    meanwhile, and putting this one over it would take its revocations off the published CRL.
+    Writers of one file take turns (a lock on its folder), so the number read is the one replaced.
+    """
+    from certkit.atomic import PUBLIC_MODE, replace_file
+
+    path = Path(path)
+    ours = _read_crl(data)
+    with _folder_held(path.parent):
+        check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs)
+        theirs = _crl_file(path)
+        if ours is not None and theirs is not None and _same_ca(ours, theirs):
+            _refuse_older(path, _crl_number(ours), _crl_number(theirs))
+        try:
+            replace_file(path, data, PUBLIC_MODE)
+        except OSError as exc:
+            from certkit.bundle import bundle_error
+
+            raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
+
+
+def _refuse_older(path: Path, ours: int, theirs: int) -> None:
+    if theirs >= ours:
+        than = "newer than" if theirs > ours else "the same number as"
+        raise CertkitError(f"{shown(path)} already holds CRL number {theirs} of this CA, {than} this one ({ours}: "
+                           "another 'certkit crl' wrote it meanwhile); a CRL is never replaced by an older one, so "
+                           "it was kept and nothing was written.")
+
+
+def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca_dirs: tuple = ()) -> None:
+    """Refuse to write a CRL into a CA directory, through a link, or over a file that is not a
+    CRL of ``issuer`` (unless ``force``)."""
+    from certkit.errors import OutputExists, UnsafeOutputPath
+    from certkit.paths import check_output
+
+    path = Path(path)
+    check_output(path, ca_dirs, what="CRL file")
+    if path.is_symlink():
+        raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
+    if path.exists() and not path.is_file():
+        raise OutputExists(f"{shown(path)} exists and is not a file.", replaceable=False)
+    if path.exists() and not force and getattr(_crl_file(path), "issuer", None) != issuer:
+        raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
+
+
+def _crl_file(path: Path) -> "x509.CertificateRevocationList | None":
+    from certkit.files import read_limited
+
+    try:
+        return _read_crl(read_limited(path, 64 << 20, what="CRL"))
+    except (CertkitError, OSError):
+        return None
+
+
+def _read_crl(data: bytes) -> "x509.CertificateRevocationList | None":
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_crl(data)
+    except ValueError:
+        return None
+
+
+def _same_ca(a: "x509.CertificateRevocationList", b: "x509.CertificateRevocationList") -> bool:
+    """Whether two CRLs are of one CA: the same issuer name and, where both say, the same key
+    identifier (a CA made again under the same name numbers its CRLs from 1 again)."""
+    from cryptography import x509
+
+    def key_id(crl):
+        try:
+            return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        except (x509.ExtensionNotFound, ValueError):
+            return None
+
+    ours, theirs = key_id(a), key_id(b)
+    return a.issuer == b.issuer and (ours is None or theirs is None or ours == theirs)
+
+
+def _crl_number(crl: "x509.CertificateRevocationList") -> int:
+    from cryptography import x509
+
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except (x509.ExtensionNotFound, ValueError):
+        return 0  # a CRL without a number is older than every numbered one
+
+
+@contextmanager
+def _folder_held(folder: Path, *, wait: float = 120.0) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` for the length of the block: the CRL writers of one folder
+    take turns (for milliseconds; one that holds it ``wait`` seconds is stuck, and refused). A folder
+    that cannot be opened or locked (no locks on its file system) holds nothing."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CertkitError(f"Another certkit command has been writing a CRL in {shown(folder)} for over "
+                                       f"{wait:.0f} seconds; nothing was written. Try again once it is done.") from None
+                time.sleep(0.02)
+            except OSError as exc:
+                if exc.errno != errno.ENOLCK:
+                    raise
+                break
+        yield
+    finally:
+        os.close(fd)

@@ -173,7 +173,7 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
                                p12_password=p12_password)  # every refusal before the passphrase is asked for
     except CannotRenew as exc:
         if "No folder is known" in str(exc):  # the command line's way to choose one
-            raise click.ClickException(f"{str(exc).rstrip('.')} with --out.") from None
+            raise click.ClickException(f"{str(exc).rstrip('.')} with --out FOLDER.") from None
         raise
     if p12_password_file is not None and not planned.target.p12:  # asked for, but there was none to refresh
         from certkit.text import shown

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from certkit.constants import KINDS
 from certkit.db import Database, open_database
-from certkit.errors import AlreadyRevoked, CABroken, CannotRenew, CertkitError, DamagedRow, UnknownCertificate
+from certkit.errors import AlreadyRevoked, CABroken, CertkitError, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
 from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
+from certkit.inventory.succession import check_renewable
 from certkit.text import shown
 from certkit.vocabulary import normalize_serial, serial_hex
 
@@ -60,6 +61,9 @@ class Pending:
     renewed_from: str | None = None
     keyed: bool = True  # whether the bundle will hold the private key
     facts: Facts | None = None  # what the issuing pipeline took from ``cert`` already (else taken here)
+    # Whether it replaces ``renewed_from`` where that one's bundle is (a renewal in place, --force over
+    # its folder or file): then only another successor going there refuses it (see record_pending).
+    in_place: bool = True
 
 
 class Inventory:
@@ -128,8 +132,10 @@ class Inventory:
         because their serial is taken (the caller re-signs those and tries again).
 
         A renewal is refused here, in the same transaction, if the certificate it
-        renews is revoked or no longer valid: a revocation that lands while a
-        renewal is being prepared stops it. ``durable=False`` commits without waiting for the disk:
+        renews is revoked or no longer valid, or already renewed (a successor pending
+        or valid: :func:`certkit.inventory.succession.check_renewable`): a revocation
+        or another renewal that lands while a renewal is being prepared stops it,
+        and its row is never recorded. ``durable=False`` commits without waiting for the disk:
         for certificates that go into a file put in place later, which calls :meth:`sync` first.
         """
         from certkit.inventory.reconcile import writer_id
@@ -142,8 +148,9 @@ class Inventory:
                          f.der, "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)))
         taken: list[int] = []
         with self.db.transaction(write=True, durable=durable) as tx:
-            for serial in {e.renewed_from for e in entries if e.renewed_from}:
-                self._check_renewable(tx, serial)
+            for e in entries:
+                if e.renewed_from:
+                    check_renewable(tx, e.renewed_from, folder=e.folder, in_place=e.in_place, location=self.location)
             existing = self._existing(tx, [row[0] for row in rows])
             fresh = []
             for index, row in enumerate(rows):
@@ -181,21 +188,11 @@ class Inventory:
                 f"SELECT serial FROM certificates WHERE serial IN ({','.join('?' * len(part))})", part))
         return found
 
-    def _check_renewable(self, tx, serial: str) -> None:
-        found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
-                           " FOR UPDATE", (serial,)).fetchone()
-        if found is None:
-            raise UnknownCertificate(f"The certificate {serial} is not in the inventory {shown(self.location)}.")
-        status, revoked_at, reason = found
-        if status == "revoked":
-            raise AlreadyRevoked(f"The certificate {serial} was revoked on {revoked_at} (reason: {reason}); "
-                                 "a revoked certificate is not renewed. Issue a new one (with a new key) instead.")
-        if status != "valid":
-            raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
-
     def mark_issued(self, serials: Sequence[str], *, durable: bool = True) -> dict[str, list[str]]:
-        """Settle pending rows as delivered; return notes by serial for each renewal whose predecessor
-        was revoked while it was being written with the same key (that renewal is revoked too).
+        """Settle the rows of delivered certificates (their bundles complete) as valid; return notes by
+        serial: a renewal whose predecessor was revoked while it was being written with the same key
+        (that renewal is revoked too), a row another command had settled as abandoned meanwhile
+        (valid again: :mod:`certkit.inventory.marking`).
 
         ``durable=False`` commits without waiting for the disk: right for certificates whose bundle
         (a folder, a file) is on disk already, since a mark lost in a power cut leaves the row pending
@@ -208,25 +205,9 @@ class Inventory:
         self.db.sync()
 
     def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
-        from certkit.inventory.compromise import (
-            compromised_keys,
-            hold_compromise_lock,
-            revoke_compromised,
-            revoke_compromised_successors,
-        )
+        from certkit.inventory.marking import mark_issued
 
-        notes: dict[str, list[str]] = {}
-        hold_compromise_lock(tx, shared=True)  # a keyCompromise revocation waits, or is seen below
-        keys = compromised_keys(tx)
-        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
-            part = list(serials[start:start + _PARAMS_PER_STATEMENT])
-            marks = ",".join("?" * len(part))
-            for serial, note in [*revoke_compromised_successors(tx, part, marks, _STILL_PENDING),
-                                 *revoke_compromised(tx, part, marks, keys, _STILL_PENDING)]:
-                notes.setdefault(serial, []).append(note)
-            tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
-                       f" AND {_STILL_PENDING}", part)
-        return notes
+        return mark_issued(tx, serials, _STILL_PENDING)
 
     def mark_abandoned(self, serials: Iterable[str]) -> None:
         """Settle pending rows as never delivered (the bundle could not be written)."""

@@ -7,11 +7,17 @@ the row by looking at what is on disk: the bundle in the recorded folder holds
 this very certificate (and its key, if the bundle should have one) -> valid;
 anything else -> abandoned. A row whose writer still runs is left alone.
 
-A writer is named by host, boot, pid and the process's start time, so a
-recycled pid is never mistaken for the writer; a writer on another host (a
-shared PostgreSQL inventory) is presumed alive until :data:`FOREIGN_LEASE`
-has passed since its row was recorded; after that its row is settled here only
-if its bundle is visible here (see :meth:`certkit.inventory.Inventory.reconcile`).
+A writer is named by host, boot, PID namespace, pid and the process's start
+time, so a recycled pid is never mistaken for the writer. A writer whose pid
+means nothing here is presumed alive until :data:`FOREIGN_LEASE` has passed
+since its row was recorded: one on another host (a shared PostgreSQL
+inventory; after the lease its row is settled here only if its bundle is
+visible here, see :meth:`certkit.inventory.Inventory.reconcile`), one in
+another PID namespace of this machine (a container or a sandboxed job sharing
+the CA directory), and one whose /proc entry is hidden from this user
+(``hidepid``) although its pid exists. A writer that outlives its lease and
+finds its row settled as abandoned makes it valid again when it marks it
+(:mod:`certkit.inventory.marking`).
 """
 
 from __future__ import annotations
@@ -54,20 +60,39 @@ def _host() -> str:
     return f"{socket.gethostname()}/{_boot_id()}"
 
 
+@cache
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid), "-" where there is none to read."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
 def writer_id(pid: int | None = None) -> str:
-    """``host/boot pid start`` of this process (or ``pid``)."""
+    """``host/boot#pidns pid start`` of this process (or ``pid``, taken to be in this PID namespace)."""
     pid = os.getpid() if pid is None else pid
-    return f"{_host()} {pid} {_start_time(pid) or '?'}"
+    return f"{_host()}#{_pid_namespace()} {pid} {_start_time(pid) or '?'}"
+
+
+def _parse(writer: str) -> tuple[str, str | None, int, str]:
+    """(host/boot, PID namespace or None if not recorded, pid, start time) of a writer id; ValueError
+    if it is none. Rows of certkit before the namespace was recorded have none."""
+    host, pid_text, start = writer.rsplit(" ", 2)
+    machine, mark, namespace = host.rpartition("#")
+    if not mark or not (namespace.isdigit() or namespace == "-"):
+        machine, namespace = host, None
+    return machine, namespace, int(pid_text), start
 
 
 def is_local(writer: str | None) -> bool:
     """Whether ``writer`` ran on this host (since its last boot): only then can its folder be judged
     here. A writer that names no host counts as local: no other host would settle its row."""
     try:
-        host, _pid, _start = writer.rsplit(" ", 2)
+        machine, _namespace, _pid, _start = _parse(writer)
     except (AttributeError, ValueError):
         return True
-    return host == _host()
+    return machine == _host()
 
 
 def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime | None = None) -> bool:
@@ -75,15 +100,15 @@ def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime 
     if not writer:
         return False
     try:
-        host, pid_text, start = writer.rsplit(" ", 2)
-        pid = int(pid_text)
+        machine, namespace, pid, start = _parse(writer)
     except ValueError:
         return False
-    if host != _host():
-        return (now or dt.datetime.now(dt.UTC)) - recorded_at < FOREIGN_LEASE
+    leased = (now or dt.datetime.now(dt.UTC)) - recorded_at < FOREIGN_LEASE
+    if machine != _host() or (namespace is not None and namespace != _pid_namespace()):
+        return leased  # its pid names another process here, or none: it cannot be asked
     current = _start_time(pid)
-    if current is None:
-        return False
+    if current is None:  # no /proc entry: gone, or hidden from this user (hidepid) if the pid exists
+        return _pid_exists(pid) and leased
     if start == "?" or current == "?":  # no /proc: fall back to "the pid exists"
         return _pid_exists(pid)
     return current == start

@@ -1,0 +1,60 @@
+"""Marking delivered certificates valid, in the writer's transaction, whatever happened to their rows meanwhile.
+
+A writer marks its rows once their bundles are complete on disk (or in the hands of whoever asked
+for them). By then a row may no longer be pending:
+
+- **revoked**, by ``certkit revoke`` of the pending certificate, or for keyCompromise of its key
+  (:mod:`certkit.inventory.compromise`): it stays revoked, and the writer is told;
+- **abandoned**, by a command that judged the writer dead when it was not (one that cannot see the
+  writer's process: another PID namespace, a container sharing the CA volume): the bundle is
+  there, so the row is made valid again, and the writer is told. Never left abandoned, which
+  would claim that its key was never stored and refuse to revoke a certificate in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# The most parameters one statement takes: well under SQLite's oldest limit of 999.
+PARAMS_PER_STATEMENT = 500
+
+
+def mark_issued(tx, serials: Sequence[str], still_pending: str) -> dict[str, list[str]]:
+    """Mark the rows of ``serials`` valid (see the module docstring); return notes by serial."""
+    from certkit.inventory.compromise import (
+        compromised_keys,
+        hold_compromise_lock,
+        revoke_compromised,
+        revoke_compromised_successors,
+    )
+
+    notes: dict[str, list[str]] = {}
+    hold_compromise_lock(tx, shared=True)  # a keyCompromise revocation waits, or is seen below
+    keys = compromised_keys(tx)
+    for start in range(0, len(serials), PARAMS_PER_STATEMENT):
+        part = list(serials[start:start + PARAMS_PER_STATEMENT])
+        marks = ",".join("?" * len(part))
+        for serial in _unabandon(tx, part, marks):
+            notes.setdefault(serial, []).append(
+                f"another certkit command, which could not see this one still writing it (another PID namespace "
+                f"or host), had recorded {serial} as abandoned; its bundle is complete, so it is recorded as "
+                "valid again")
+        for serial, note in [*revoke_compromised_successors(tx, part, marks, still_pending),
+                             *revoke_compromised(tx, part, marks, keys, still_pending)]:
+            notes.setdefault(serial, []).append(note)
+        tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
+                   f" AND {still_pending}", part)
+    return notes
+
+
+def _unabandon(tx, part: list[str], marks: str) -> list[str]:
+    """Make pending again the rows of ``part`` that were settled as abandoned while their writer
+    lived (it is marking them now: their bundles are complete), so that they are marked as the
+    others are, the compromise checks included; return their serials."""
+    found = [serial for (serial,) in tx.execute(
+        f"SELECT serial FROM certificates WHERE serial IN ({marks}) AND status || '' = 'abandoned' FOR UPDATE",
+        part).fetchall()]
+    if found:
+        tx.execute(f"UPDATE certificates SET status = 'pending' WHERE serial IN ({','.join('?' * len(found))})",
+                   found)
+    return found

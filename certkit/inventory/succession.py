@@ -1,0 +1,76 @@
+"""Whether a certificate may be renewed, decided inside the transaction that records its successor.
+
+``renew`` and ``--force`` plan without the CA key and long before they record anything, so two of
+them started together (the daily timer and an admin; two ``--force`` runs over one folder) would
+both pass a check made only at plan time. The rows are checked again here, in the write transaction
+that records the new certificate, with the predecessor's row locked (``FOR UPDATE``: PostgreSQL;
+SQLite's writers take turns): a predecessor revoked meanwhile, or already renewed (a successor
+pending or valid), refuses the new row, which is then never recorded. What ``--force`` replaces, and so
+succeeds, is :func:`replaced_certificate`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import AlreadyRevoked, CannotRenew, CertkitError, UnknownCertificate
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.ca import CA
+
+
+def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, location: str) -> None:
+    """Refuse to record a successor of ``serial`` going to ``folder``: ``serial`` is unknown, revoked or
+    not valid, or it already has a successor that conflicts. A successor going to the same folder
+    conflicts while it is pending or valid; with ``in_place`` False (the new bundle goes elsewhere than
+    the folder that holds ``serial``) any successor that is not abandoned does, as at plan time."""
+    found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
+                       " FOR UPDATE", (serial,)).fetchone()
+    if found is None:
+        raise UnknownCertificate(f"The certificate {serial} is not in the inventory {shown(location)}.")
+    status, revoked_at, reason = found
+    if status == "revoked":
+        raise AlreadyRevoked(f"The certificate {serial} was revoked on {revoked_at} (reason: {reason}); "
+                             "a revoked certificate is not renewed. Issue a new one (with a new key) instead.")
+    if status != "valid":
+        raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
+    # Read after the lock above: on PostgreSQL a successor recorded by a transaction that held it is
+    # committed, and seen, by now.
+    for other, other_status, other_folder in tx.execute(
+            "SELECT serial, status, folder FROM certificates WHERE renewed_from = ? AND status IN"
+            " ('pending', 'valid', 'revoked') ORDER BY issued_at, serial", (serial,)).fetchall():
+        same_place = folder is not None and other_folder == folder
+        if not ((same_place and other_status != "revoked") or not in_place):
+            continue
+        if other_status == "pending":
+            raise CannotRenew(f"The certificate {serial} is being renewed right now, as {other}, by another certkit "
+                              "command; this renewal was not recorded and wrote nothing.")
+        raise CannotRenew(f"The certificate {serial} was already renewed as {other} (by another certkit command, "
+                          f"meanwhile); this renewal was not recorded and wrote nothing. Renew {other} instead.")
+
+
+def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
+    """The serial of the valid certificate of ``ca`` whose bundle is in ``folder`` (as its
+    inventory records it), which ``--force`` replaces; None if there is none."""
+    from cryptography import x509
+
+    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.vocabulary import serial_hex
+
+    folder = Path(os.path.abspath(folder))
+    if ca.inventory is None or not (folder / CERT_FILE).is_file():
+        return None
+    try:  # a bounded read, as of every file certkit reads: the folder is the user's
+        cert = x509.load_pem_x509_certificate(read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES))
+        row = ca.inventory.get(serial_hex(cert.serial_number))
+    except (OSError, ValueError, CertkitError):
+        return None
+    if row is None or row["status"] != "valid" or row.get("folder") != str(folder):
+        return None
+    if ca.inventory.successors(row["serial"]) or ca.inventory.certificate(row["serial"]) != cert:
+        return None  # renewed already (a copy of an old bundle), or not this CA's certificate
+    return row["serial"]
