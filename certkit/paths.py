@@ -91,7 +91,7 @@ def check_name(path: str | Path, what: str = "output path") -> None:
     text = os.fspath(path)
     if "\0" in text:
         raise UnsafeOutputPath(f"The {what} {shown(text)} contains a NUL byte; no file can be named that way.")
-    if not text.isprintable() and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+    if not text.isprintable() and _has_control(_created_part(text)):
         raise UnsafeOutputPath(f"The {what} {shown(text)} contains a control character; certkit does not create "
                                "names that break tools reading paths a line at a time. Choose another name.")
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
@@ -109,6 +109,20 @@ def check_name(path: str | Path, what: str = "output path") -> None:
                 f"('{shown(part[:30])}...'); certkit can write names of at most {limit} bytes "
                 f"there (file systems allow {NAME_MAX}, and certkit needs room for a temporary name)."
             )
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def _created_part(text: str) -> str:
+    """The part of a path that does not exist yet: what certkit would create (folders that exist are
+    the user's, whatever their names)."""
+    parts = Path(text).parts
+    for index in range(len(parts)):
+        if not os.path.lexists(os.path.join(*parts[:index + 1])):
+            return os.path.join(*parts[index:])
+    return ""
 
 
 def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: str = "output path",

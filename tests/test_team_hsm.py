@@ -139,9 +139,11 @@ def test_the_key_never_leaves_the_token(tmp_path, token):
         for loader in (serialization.load_pem_private_key, serialization.load_der_private_key):
             with pytest.raises((ValueError, TypeError)):
                 loader(body, None)
-    # Nor does issuing write one there.
+    # Nor does issuing write one there (only the empty file whose byte ranges lock a bundle folder per writer).
     run_certkit("issue-server", "a.internal", cwd=tmp_path, env=env_for(tmp_path, token), check=True)
-    assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.pem", "certkit-ca.json", "inventory.sqlite3"]
+    assert sorted(p.name for p in ca_dir.iterdir()) == [".certkit-bundles.lock", "ca.pem", "certkit-ca.json",
+                                                        "inventory.sqlite3"]
+    assert (ca_dir / ".certkit-bundles.lock").stat().st_size == 0
 
 
 def test_an_existing_key_in_the_token_is_used(tmp_path, token):
