@@ -346,3 +346,18 @@ def test_sign_csr_server_with_an_email_common_name_points_to_client(tmp_path: Pa
     assert_clean_error(proc, "sign it with --client")
     assert "issue-client" not in proc.stderr
     run_certkit("sign-csr", tmp_path / "r.csr", "--client", "--out", tmp_path / "out", env=ca_env, check=True)
+
+
+def test_renewing_a_peer_certificate_says_what_it_is(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """issue-peer warns every time it runs; so does every renewal that makes a new peer certificate."""
+    run_certkit("issue-peer", "p1.internal", "--out", tmp_path / "p1", "--days", "5", env=ca_env, check=True)
+    run_certkit("issue-server", "s1.internal", "--out", tmp_path / "s1", "--days", "5", env=ca_env, check=True)
+    for args in (["renew", tmp_path / "p1"], ["renew", tmp_path / "p1", "--rekey"]):
+        proc = run_certkit(*args, env=ca_env, check=True)
+        assert proc.stderr.count("Warning: a peer certificate carries both serverAuth and clientAuth") == 1, proc
+    quiet = run_certkit("renew", tmp_path / "s1", env=ca_env, check=True)
+    assert "Warning" not in quiet.stderr
+    bulk = run_certkit("renew", "--expiring", "30d", env=ca_env, check=True)
+    assert "Renewed 2 of 2" in bulk.stdout
+    assert bulk.stderr.count("1 of the renewed certificates is a peer certificate") == 1, bulk.stderr
+    assert run_certkit("renew", "--expiring", "1d", env=ca_env, check=True).stderr == ""  # nothing due: quiet

@@ -63,6 +63,13 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         "certificates": [o.as_dict() for o in result.outcomes],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
+    peers = sum(o.kind == "peer" for o in result.renewed)
+    if peers:  # as issue-peer and a batch's peer lines say every time they run
+        from certkit.cli.common import warn
+        from certkit.cli.issue import PEER_WARNING
+
+        warn(f"{peers} of the renewed certificates {'is a peer' if peers == 1 else 'are peer'} "
+             f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
     if as_json:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted:

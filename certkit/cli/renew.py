@@ -175,6 +175,9 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         if "No folder is known" in str(exc):  # the command line's way to choose one
             raise click.ClickException(f"{str(exc).rstrip('.')} with --out FOLDER.") from None
         raise
+    from certkit.cli.issue import warn_of_purpose
+
+    warn_of_purpose(planned.request)  # a renewed peer certificate is a new one with both purposes
     if p12_password_file is not None and not planned.target.p12:  # asked for, but there was none to refresh
         from certkit.text import shown
 
