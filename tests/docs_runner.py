@@ -149,6 +149,22 @@ def _missing(expected: list[str], output: str) -> str | None:
     return None
 
 
+def _unshown(expected: list[str], output: str) -> str | None:
+    """Where a page shows a command's output without a '...' line, it shows all of it: the first output
+    line (blank lines aside) that is not the documented line in its place, or None."""
+    if not expected or any(want.strip() == "..." for want in expected):
+        return None
+    actual = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    wanted = [want for want in expected if want.strip()]
+    for index, have in enumerate(actual):
+        if index >= len(wanted):
+            return have
+        pattern = re.compile(".*".join(re.escape(" ".join(p.split())) for p in wanted[index].split("...")))
+        if not pattern.fullmatch(have):
+            return have
+    return None
+
+
 class Session:
     """A shell session in ``cwd``: environment and folder carry over between commands."""
 
@@ -199,6 +215,9 @@ class Session:
             assert proc.returncode == 0, f"{where}: exited {proc.returncode}{shown}"
         missing = _missing(expected, proc.stdout)
         assert missing is None, f"{where}: documented line not in the output:\n  {missing}{shown}"
+        extra = _unshown(expected, proc.stdout)
+        assert extra is None, (f"{where}: the output has a line the page neither shows nor leaves out with a "
+                               f"'...' line:\n  {extra}{shown}")
         assert not (step.after_output and not expected and proc.stdout.strip()), (
             f"{where}: shown printing nothing, but it prints (show its output, '...' for lines left out){shown}")
         if env_file.exists():
