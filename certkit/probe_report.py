@@ -156,7 +156,12 @@ def server_problem(result: "ProbeResult") -> str | None:
         return None
     if result.ca_as_server and result.name_matches:
         return "the server's certificate is a CA certificate, which Firefox refuses (OpenSSL clients accept it)"
-    return f"the server's certificate is not valid for {result.target.host}"
+    if not result.name_matches:
+        return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
+    if not result.server_auth:
+        return "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)"
+    why = f" ({result.verify_errors[0]})" if result.verify_errors else ""
+    return f"the server's certificate is not trusted by {result.trust}{why}"
 
 
 def client_problem(result: "ProbeResult") -> str | None:

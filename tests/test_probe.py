@@ -229,7 +229,8 @@ def test_name_the_certificate_does_not_hold(pki: Path, tmp_path: Path):
         assert wrong.returncode == 1
         assert "names       NO: 127.0.0.1 is not among its names" in wrong.stdout
         assert "reason      not valid for name 127.0.0.1: it names localhost" in wrong.stdout
-        assert wrong.stderr.strip().endswith("the server's certificate is not valid for 127.0.0.1.")
+        assert wrong.stderr.strip().endswith("the server's certificate is not valid for 127.0.0.1: the name is not "
+                                             "among its names.")
 
 
 def test_client_certificate_as_server_certificate(pki: Path, tmp_path: Path):

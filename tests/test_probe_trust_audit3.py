@@ -269,7 +269,8 @@ def test_a_ca_certificate_as_the_servers_own_says_which_clients_take_it(tmp_path
     assert server["ca_as_server"] is True and server["server_auth"] is False and server["ok"] is False
     # For a name it does not hold, nobody takes it: a plain NO, and no word about clients.
     assert "for 127.0.0.1? NO\n" in by_ip.stdout and "  clients" not in by_ip.stdout
-    assert by_ip.stderr.strip().endswith("the server's certificate is not valid for 127.0.0.1.")
+    assert by_ip.stderr.strip().endswith("the server's certificate is not valid for 127.0.0.1: the name is not among "
+                                         "its names.")
 
 
 def _chromium_with(anchor: Path, url: str, tmp_path: Path) -> subprocess.CompletedProcess:
