@@ -254,7 +254,7 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
     address (:func:`certkit.issuing.server_request`)."""
     from certkit import names as _names
     from certkit.errors import InvalidName
-    from certkit.issuing import _server_cn  # issue-server's rule, defined once
+    from certkit.issuing import server_cn  # issue-server's rule, defined once
 
     hosts = []
     if request.common_name is not None:
@@ -279,7 +279,7 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
     if not identities:
         raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
                          "give the names as arguments after the CSR file.")
-    return identities, hosts[0].value if request.common_name is not None else _server_cn(identities)
+    return identities, hosts[0].value if request.common_name is not None else server_cn(identities)
 
 
 def _plan_client(request: CSRRequest, extra_names, dropped: list[str]) -> tuple[list, str]:

@@ -74,7 +74,7 @@ def server_request(names: Iterable[str], *, kind: str = "server", key_type: str 
     the first DNS name (else the first address)."""
     identities = _names.parse_hosts(names)
     _check_key(key, key_type)
-    return Request(kind, tuple(identities), _server_cn(identities), key_type, days, key=key, not_before=not_before)
+    return Request(kind, tuple(identities), server_cn(identities), key_type, days, key=key, not_before=not_before)
 
 
 def _check_key(key, key_type) -> None:
@@ -88,7 +88,7 @@ def _check_key(key, key_type) -> None:
         check_key_type(key_type)
 
 
-def _server_cn(identities: Sequence[Identity]) -> str:
+def server_cn(identities: Sequence[Identity]) -> str:
     # OpenSSL checks a subject CN that looks like a host name against DNS name constraints, and an
     # IP address looks like one: so a DNS name is preferred, whatever the order of the names.
     return next((i.value for i in identities if i.kind == "dns"), identities[0].value)
