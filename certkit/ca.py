@@ -55,7 +55,7 @@ def _is_ed25519(key) -> bool:
     return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
 
 
-def _ski(cert: "x509.Certificate") -> bytes | None:
+def subject_key_identifier(cert: "x509.Certificate") -> bytes | None:
     from cryptography import x509
 
     try:
@@ -188,7 +188,7 @@ class CA:
 
     @cached_property
     def ski(self) -> bytes | None:
-        return _ski(self.cert)
+        return subject_key_identifier(self.cert)
 
     @property
     def directories(self) -> list[Path]:

@@ -35,10 +35,17 @@ def refuse_namesake(subject: "x509.Name", above: list) -> None:
     """An intermediate named as a CA above it would be self-issued (RFC 5280 6.1: its own name as issuer),
     which path-length checks count differently, and which no person, log or ``inspect`` tells apart."""
     for cert in above:
-        if cert.subject == subject:
+        if _compared(cert.subject) == _compared(subject):
             name = shown(subject.rfc4514_string())
             raise InvalidName(f"The intermediate would carry the name of the CA above it ({name}); give it a name of "
                               "its own (--name).")
+
+
+def _compared(name: "x509.Name") -> tuple:
+    """A name as RFC 5280 (7.1) and OpenSSL's X509_NAME_cmp compare it: case and runs of spaces do
+    not count ("Root CA" is "root  ca")."""
+    return tuple(tuple(sorted((attr.oid.dotted_string, " ".join(str(attr.value).casefold().split()))
+                              for attr in rdn)) for rdn in name.rdns)
 
 
 def ca_subject(common_name_: str | None, organization, organizational_unit, country, *,

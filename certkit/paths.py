@@ -112,7 +112,9 @@ def check_name(path: str | Path, what: str = "output path") -> None:
 
 
 def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    """C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what line-based readers
+    (a shell's read, Python's splitlines) take for the end of a line."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in text)
 
 
 def _created_part(text: str) -> str:

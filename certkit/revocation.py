@@ -193,7 +193,7 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
     path = Path(path)
     ours = _read_crl(data)
     with _folder_held(path.parent):
-        check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs)
+        check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs, key_id=_key_id(ours) if ours else None)
         theirs = _crl_file(path)
         if ours is not None and theirs is not None and _same_ca(ours, theirs):
             _refuse_older(path, _crl_number(ours), _crl_number(theirs))
@@ -213,9 +213,11 @@ def _refuse_older(path: Path, ours: int, theirs: int) -> None:
                            "it was kept and nothing was written.")
 
 
-def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca_dirs: tuple = ()) -> None:
+def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca_dirs: tuple = (),
+                     key_id: bytes | None = None) -> None:
     """Refuse to write a CRL into a CA directory, through a link, or over a file that is not a
-    CRL of ``issuer`` (unless ``force``)."""
+    CRL of ``issuer`` (unless ``force``): its name and, where both are known, its key identifier
+    (``key_id``: two CAs may share a name, as two made by one user on one host do by default)."""
     from certkit.errors import OutputExists, UnsafeOutputPath
     from certkit.paths import check_output
 
@@ -225,8 +227,11 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
         raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
     if path.exists() and not path.is_file():
         raise OutputExists(f"{shown(path)} exists and is not a file.", replaceable=False)
-    if path.exists() and not force and getattr(_crl_file(path), "issuer", None) != issuer:
-        raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
+    if path.exists() and not force:
+        theirs = _crl_file(path)
+        other_key = theirs is not None and key_id is not None and _key_id(theirs) not in (None, key_id)
+        if theirs is None or theirs.issuer != issuer or other_key:
+            raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
 
 
 def _crl_file(path: Path) -> "x509.CertificateRevocationList | None":
@@ -250,16 +255,18 @@ def _read_crl(data: bytes) -> "x509.CertificateRevocationList | None":
 def _same_ca(a: "x509.CertificateRevocationList", b: "x509.CertificateRevocationList") -> bool:
     """Whether two CRLs are of one CA: the same issuer name and, where both say, the same key
     identifier (a CA made again under the same name numbers its CRLs from 1 again)."""
+    ours, theirs = _key_id(a), _key_id(b)
+    return a.issuer == b.issuer and (ours is None or theirs is None or ours == theirs)
+
+
+def _key_id(crl: "x509.CertificateRevocationList") -> bytes | None:
+    """The key identifier of a CRL's issuer (its authorityKeyIdentifier), if it says."""
     from cryptography import x509
 
-    def key_id(crl):
-        try:
-            return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-        except (x509.ExtensionNotFound, ValueError):
-            return None
-
-    ours, theirs = key_id(a), key_id(b)
-    return a.issuer == b.issuer and (ours is None or theirs is None or ours == theirs)
+    try:
+        return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        return None
 
 
 def _crl_number(crl: "x509.CertificateRevocationList") -> int:

@@ -49,3 +49,23 @@ def stdout_closed(what: str) -> str | None:
     if "stdout" not in CLOSED_STREAMS:
         return None
     return f"Standard output is closed, so {what} would go nowhere; write to a file with --out FILE."
+
+
+def discard_stdout() -> None:
+    """Point standard output's file descriptor at /dev/null once writing to it has failed: what is
+    still in its buffer then goes nowhere when the interpreter flushes it at exit, instead of failing
+    again there with Python's "Exception ignored ... BrokenPipeError" (or OSError) on standard error."""
+    import os
+    import sys
+
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture), or closed
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)

@@ -361,3 +361,150 @@ def test_renewing_a_peer_certificate_says_what_it_is(tmp_path: Path, ca_dir: Pat
     assert "Renewed 2 of 2" in bulk.stdout
     assert bulk.stderr.count("1 of the renewed certificates is a peer certificate") == 1, bulk.stderr
     assert run_certkit("renew", "--expiring", "1d", env=ca_env, check=True).stderr == ""  # nothing due: quiet
+
+
+# --- the regression audit of the fixes above -------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_force_over_a_file_replaces_a_client_known_by_its_name_alone(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                     fmt: str) -> None:
+    out = tmp_path / f"c.{fmt}"
+    first = json.loads(run_certkit("issue-client", "u2", "--format", fmt, "--out", out, "--json", env=ca_env,
+                                   check=True).stdout)["serial"]
+    again = json.loads(run_certkit("issue-client", "u2", "--format", fmt, "--out", out, "--force", "--json",
+                                   env=ca_env, check=True).stdout)
+    assert again["released"] == [] and not any("Revoke" in n for n in again["notes"])
+    rows = {r["serial"]: r for r in json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)
+            ["certificates"]}
+    assert rows[first]["renewed_by"] == again["serial"]
+    (tmp_path / "m.csv").write_text("kind,names\nclient,u2\nclient,u3\n")
+    batch = run_certkit("issue-batch", "m.csv", "--format", fmt, "--out", out, "--force", "--json", cwd=tmp_path,
+                        env=ca_env, check=True)
+    assert json.loads(batch.stdout)["released"] == []
+
+
+def test_force_through_a_link_above_the_file_releases_what_it_held(tmp_path: Path, ca_dir: Path,
+                                                                   ca_env: dict) -> None:
+    (tmp_path / "link").symlink_to(tmp_path)
+    first = json.loads(run_certkit("issue-server", "b.test", "--format", "jsonl", "--out", tmp_path / "f.jsonl",
+                                   "--json", env=ca_env, check=True).stdout)["serial"]
+    proc = run_certkit("issue-server", "c.test", "--format", "jsonl", "--out", tmp_path / "link" / "f.jsonl",
+                       "--force", "--json", env=ca_env, check=True)
+    assert json.loads(proc.stdout)["released"] == [first]
+    rows = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    assert {r["folder"] for r in rows if r["status"] == "valid"} == {None, str(tmp_path / "f.jsonl")}
+
+
+def test_a_crl_of_another_ca_with_the_same_name_is_not_replaced_without_force(tmp_path: Path) -> None:
+    env = certkit_env(HOME=str(tmp_path))
+    for name in ("a", "b"):
+        run_certkit("init-ca", "--ca-dir", tmp_path / name, "--name", "Same Name", "--no-passphrase", env=env,
+                    check=True)
+    run_certkit("crl", "--ca-dir", tmp_path / "a", "--out", tmp_path / "crl.pem", env=env, check=True)
+    before = (tmp_path / "crl.pem").read_bytes()
+    proc = run_certkit("crl", "--ca-dir", tmp_path / "b", "--out", tmp_path / "crl.pem", env=env)
+    assert_clean_error(proc, "is not a CRL of this CA")
+    assert (tmp_path / "crl.pem").read_bytes() == before
+    run_certkit("crl", "--ca-dir", tmp_path / "a", "--out", tmp_path / "crl.pem", env=env, check=True)  # A's own
+    run_certkit("crl", "--ca-dir", tmp_path / "b", "--out", tmp_path / "crl.pem", "--force", env=env, check=True)
+
+
+@pytest.mark.parametrize("name", ["Root R4", "root r4", "ROOT  R4", "rOoT r4"])
+def test_an_intermediate_named_as_its_root_in_another_case_or_spacing_is_refused(tmp_path: Path,
+                                                                                 name: str) -> None:
+    env = certkit_env(HOME=str(tmp_path))
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "Root R4", "--no-passphrase", env=env,
+                check=True)
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "sub", "--parent-ca-dir", tmp_path / "root", "--name", name,
+                       "--no-passphrase", env=env)
+    assert_clean_error(proc, "would carry the name of the CA above it")
+
+
+@pytest.mark.parametrize("args", [["issue-client", "erin", "--json"], ["list", "--json"], ["inspect", "--json", "X"]],
+                         ids=["issue-client", "list", "inspect"])
+def test_json_to_a_full_disk_is_one_error_line(tmp_path: Path, ca_dir: Path, ca_env: dict, args: list[str]) -> None:
+    args = [str(ca_dir / "ca.pem") if a == "X" else a for a in args]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "certkit", *args], cwd=tmp_path, env=ca_env, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr == "Error: the disk is full.\n", proc.stderr
+
+
+@pytest.mark.parametrize("args", [["crl", "--json"], ["issue-server", "z.test", "--format", "jsonl", "--out", "-",
+                                                       "--json"]], ids=["crl", "jsonl"])
+def test_json_errors_with_standard_output_closed_go_to_standard_error(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                      args: list[str]) -> None:
+    proc = _closed(args, tmp_path, ca_env)
+    assert proc.returncode in (1, 2) and "Error: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("out", ["x5\u0085", "x6\u2028y", "x7\u2029", "x8\x9b"])
+def test_unicode_line_breaks_in_output_paths_are_refused(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                         out: str) -> None:
+    proc = run_certkit("issue-server", "x.test", "--out", out, cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "control character")
+
+
+@pytest.mark.parametrize("columns", [50, 60])
+def test_list_keeps_the_expiry_date_on_a_very_narrow_terminal(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                              columns: int) -> None:
+    run_certkit("issue-server", "localhost.example.com", "--out", tmp_path / "l", env=ca_env, check=True)
+    text = _list_on_terminal(ca_env, columns)
+    row = next(line for line in text.splitlines() if "server" in line)
+    assert len(row) <= columns and row.split()[3].count("-") == 2 and len(row.split()[3]) == 10, text
+    assert "NOT AFTER" in text, text
+
+
+@pytest.mark.parametrize("when", ["expired", "not-yet-valid"])
+def test_probe_says_an_out_of_date_server_certificate_is_not_valid_now(tmp_path: Path, ca_dir: Path,
+                                                                       ca_env: dict, when: str) -> None:
+    """A certificate of the right CA, out of date: not 'not trusted by the CA' but not valid now."""
+    import datetime as dt
+    import ipaddress
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from tests.conftest import PASSPHRASE, free_port, wait_or_kill
+
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    start, end = ((now - dt.timedelta(days=10), now - dt.timedelta(days=1)) if when == "expired"
+                  else (now + dt.timedelta(days=1), now + dt.timedelta(days=10)))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .sign(ca_key, hashes.SHA256()))
+    (tmp_path / "s.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "s.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(tmp_path / "s.pem"),
+                               "-key", str(tmp_path / "s.key"), "-www", "-quiet"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 15
+        while True:  # listening?
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "openssl s_server did not start"
+                time.sleep(0.1)
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env)
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    reason = "certificate has expired" if when == "expired" else "certificate is not yet valid"
+    assert f"the server's certificate is not valid now ({reason}" in proc.stderr, proc.stderr
+    assert "not trusted" not in proc.stderr

@@ -223,11 +223,16 @@ def cli_message(exc: CertkitError) -> str:
 
 def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
     """Print an error as the contract says: one ``Error:`` line, or one JSON object with --json."""
-    if as_json:
+    from certkit.text import CLOSED_STREAMS, discard_stdout
+
+    if as_json and "stdout" not in CLOSED_STREAMS:  # else nobody reads it: the Error: line instead
         import json
 
-        click.echo(json.dumps({"error": message, "exit": code}))
-        return
+        try:
+            click.echo(json.dumps({"error": message, "exit": code}))
+            return
+        except OSError:  # the standard output that just failed (a full disk): the Error: line instead
+            discard_stdout()
     if usage is not None:
         usage.message = shown(usage.message)  # one line: a file name's newline cannot forge another
         usage.show()

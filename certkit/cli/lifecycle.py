@@ -157,6 +157,9 @@ def _table(rows: list[dict], width: int | None) -> str:
         if width - fixed < 12 + 2 + 16:  # too narrow for both: the names stay, else the subject
             table = [(*row[:4], "", row[5] if row[5] != "-" else row[4]) for row in table]
             widths[4] = -2  # no column, nor its gap
+            if width - fixed < 16 and widths[0] > 9:  # still narrow: 8 digits of a serial are enough
+                table = [(row[0] if i == 0 else row[0][:8] + "…", *row[1:]) for i, row in enumerate(table)]
+                widths[0] = 9
         else:
             widths[4] = max(12, min(widths[4], (width - fixed) // 2))
     lines = []
@@ -283,7 +286,10 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
 
     ca = CADirectory(ca_dir).open()
     if out is not None:
-        check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories)  # before taking a number
+        from certkit.ca import subject_key_identifier
+
+        check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories,  # before taking a number
+                         key_id=subject_key_identifier(ca.cert))
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
     unlock(ca, passphrase_file)

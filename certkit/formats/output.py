@@ -13,7 +13,7 @@ from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import Encoder, FormatRefused, member_name, secret_name
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
-from certkit.text import shown
+from certkit.text import discard_stdout, shown
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -47,7 +47,8 @@ class Output:
         self.encoder = Encoder(fmt)
         self.format = fmt
         self.given = Path(path) if path is not None else None
-        self.path = Path(os.path.abspath(path)) if path is not None else None
+        # the real folder above it: one file has one record, whatever path (a link above it) spells it
+        self.path = _real_parent(Path(os.path.abspath(path))) if path is not None else None
         self.force, self.shared, self.sync = force, shared, sync
         # without a path: this binary stream (default: standard output's, as it is when written to)
         self._stream = stream
@@ -154,14 +155,21 @@ class Output:
         """The certificate that ``request``'s replaces in the file ``--force`` overwrites: the one of ``ca``
         recorded valid (and not renewed) in that file, of the same kind and for the same names (in any
         order), so that it is recorded as succeeded, as a folder's is. None if there is none, or several."""
-        if not request.identities:
-            return None
         if self._replaced is None:  # once per output: a batch asks for every line
             self._replaced = {}
             for row in self._held(ca.inventory):
-                key = (row["kind"], frozenset(row["names"]))
+                key = (row["kind"], _identity(row["names"], row["subject"]))
                 self._replaced[key] = None if key in self._replaced else row["serial"]
-        return self._replaced.get((request.kind, frozenset(str(i) for i in request.identities)))
+        if request.identities:
+            return self._replaced.get((request.kind, frozenset(str(i) for i in request.identities)))
+        if request.common_name is None:
+            return None
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        # a client known by its common name alone: its certificate names its subject (DirName:CN=...)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, request.common_name)]).rfc4514_string()
+        return self._replaced.get((request.kind, ("subject", subject)))
 
     def _held(self, inventory: "Inventory | None") -> list[dict]:
         """The certificates recorded valid (and not renewed) in the file ``--force`` overwrites."""
@@ -289,7 +297,7 @@ class Output:
             stream.flush()
         except OSError as exc:
             if self._stream is None:
-                _discard_stdout()
+                discard_stdout()
             if isinstance(exc, BrokenPipeError):
                 raise OutputClosed(f"The reader of {self.describe()} closed it (a broken pipe) before everything "
                                    "was written.") from None
@@ -406,21 +414,17 @@ class OutputTarget(Target):
         return [self.output.path] if self.output.path is not None else []
 
 
-def _discard_stdout() -> None:
-    """Point standard output's file descriptor at /dev/null once writing to it has failed: what is
-    still in its buffer then goes nowhere when the interpreter flushes it at exit, instead of failing
-    again there with Python's "Exception ignored ... BrokenPipeError" on standard error."""
-    try:
-        fd = sys.stdout.fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture), or closed
-        return
-    try:
-        os.dup2(devnull, fd)
-    except OSError:
-        pass
-    finally:
-        os.close(devnull)
+def _identity(names: list[str], subject: str):
+    """What a recorded certificate is for: its SAN entries, in any order; its subject when those only
+    repeat it (a client known by its common name alone)."""
+    if names and all(n.startswith("DirName:") for n in names):
+        return ("subject", subject)
+    return frozenset(names)
+
+
+def _real_parent(path: Path) -> Path:
+    """``path`` with the folder above it resolved (links followed); the file's own name kept."""
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 # --- file steps -------------------------------------------------------------------------
