@@ -612,6 +612,36 @@ def test_an_account_holding_authorizations_for_every_name_may_revoke(sqlite_acme
     assert "which holds valid authorizations for all of its names" in acme.server.stderr
 
 
+def test_authorizations_do_not_revoke_what_the_command_line_issued(sqlite_acme, tmp_path: Path) -> None:
+    """A certificate issued outside ACME (a client's, a peer's, issue-server's) for a name an account
+    validated is not that account's to revoke; signed with the certificate's own key it is revoked."""
+    acme = sqlite_acme
+    for command in ("issue-client", "issue-peer", "issue-server"):
+        extra = ("--dns", "c.rev.test") if command == "issue-client" else ()
+        run_certkit(command, "c.rev.test", *extra, "--out", tmp_path / command, env=acme.env, check=True)
+    with HTTP01Responder(acme.http_port) as responder:
+        holder = _account(acme)
+        assert _authorize_all(holder, responder, "c.rev.test") == "ready"
+        for command in ("issue-client", "issue-peer", "issue-server"):
+            cert = x509.load_pem_x509_certificate((tmp_path / command / "cert.pem").read_bytes())
+            body = {"certificate": b64(cert.public_bytes(Encoding.DER)), "reason": 4}
+            with pytest.raises(AcmeError) as exc:
+                holder.post(holder.directory["revokeCert"], body)
+            assert (exc.value.status, exc.value.type) == (403, "unauthorized"), exc.value.problem
+            assert "issued outside ACME" in exc.value.problem["detail"]
+            assert listed_serials(acme.env)[serial_hex(cert.serial_number)] == "valid"
+    # the holder of the certificate's key may (RFC 8555 7.6), whoever issued it
+    import josepy as jose
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    cert = x509.load_pem_x509_certificate((tmp_path / "issue-server" / "cert.pem").read_bytes())
+    key = jose.JWKEC(key=load_pem_private_key((tmp_path / "issue-server" / "privkey.pem").read_bytes(), None))
+    body = {"certificate": b64(cert.public_bytes(Encoding.DER)), "reason": 4}
+    anyone = Client(acme.server.directory, acme.root)
+    assert anyone.post(anyone.directory["revokeCert"], body, key=key, alg=jose.ES256, use_jwk=True).status_code == 200
+    assert listed_serials(acme.env)[serial_hex(cert.serial_number)] == "revoked"
+
+
 # --- finding 4: a key change to the key the account has --------------------------------------------
 def test_a_key_change_to_the_current_key_is_refused_as_such(sqlite_acme) -> None:
     c = _account(sqlite_acme)

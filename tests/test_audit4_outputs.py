@@ -508,3 +508,18 @@ def test_probe_says_an_out_of_date_server_certificate_is_not_valid_now(tmp_path:
     reason = "certificate has expired" if when == "expired" else "certificate is not yet valid"
     assert f"the server's certificate is not valid now ({reason}" in proc.stderr, proc.stderr
     assert "not trusted" not in proc.stderr
+
+
+def test_acme_serve_that_cannot_start_leaves_no_valid_certificate_of_its_own(tmp_path: Path) -> None:
+    """acme serve issues its own HTTPS certificate before it prints where it listens; a start that fails
+    there (its summary to a full disk) revokes that certificate: its key lived in that process alone."""
+    pytest.importorskip("josepy")
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    run_certkit("init-ca", "--name", "ACME start CA", "--permit-dns", "localhost", "--permit-ip", "127.0.0.0/8",
+                "--no-passphrase", env=env, check=True)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "certkit", "acme", "serve", "--port", "0"], cwd=tmp_path,
+                              env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == "Error: the disk is full.", proc.stderr
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [(r["status"], r["revocation_reason"]) for r in rows] == [("revoked", "cessationOfOperation")]

@@ -385,7 +385,12 @@ class Resources:
         owner = self.state.certificate(serial)
         if owner is not None and owner[1] == account_id:
             return f"account {account_id}"
-        identifiers = None if row.get("kind") == "ca" else certificate_identifiers(cert)
+        if row.get("sink") != "acme":  # the command line's certificates (client, peer, CA) are not ACME's to revoke
+            raise Problem("unauthorized", f"The account did not order certificate {serial}, which this CA issued "
+                                          "outside ACME: an account's authorizations revoke only what this server "
+                                          "issued. Revoke it with certkit revoke, or sign with the certificate's "
+                                          "own key.")
+        identifiers = certificate_identifiers(cert)
         if not identifiers:
             raise Problem("unauthorized", f"The account did not order certificate {serial}, whose names are not "
                                           "all DNS names or IP addresses it could hold authorizations for; revoke "

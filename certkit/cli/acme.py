@@ -273,6 +273,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     # first request.
     previous = handle_stop_signals(interrupted)
     stop = threading.Event()
+    serving = False
     try:
         emit(as_json, data, human)
         if not ca.parents:
@@ -282,14 +283,30 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
         sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
         threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
         stderr_log(f"listening on {server.directory_url}")
+        serving = True
         serve_until_stopped(server)
     except KeyboardInterrupt:
         server.server_close()
+    except BaseException:
+        if not serving:  # it never served: the certificate it issued itself, whose key dies with it, is no use
+            _withdraw(ca, listener)
+        raise
     finally:
         restore_signals(previous)
         stop.set()
         service.stop()
     stderr_log("stopped")
+
+
+def _withdraw(ca, listener) -> None:
+    """Revoke (cessationOfOperation) the server's own certificate of a start that failed before it served:
+    its key lived in this process alone, so nothing can use it, and no valid row should say otherwise."""
+    if listener.issued is None:
+        return
+    try:
+        ca.revoke(listener.issued.serial_hex, "cessationOfOperation")
+    except Exception:  # noqa: BLE001 - the error that stopped the start is the one to report
+        pass
 
 
 def _common_name(cert) -> str:
