@@ -53,6 +53,12 @@ def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str]
                 raise InventoryError(f"The database {shown(target.url)} already holds a certkit inventory "
                                      f"{'of another CA' if found else ''}; move this one into an empty database.")
         else:
+            others = [name for (name,) in tx.execute("SELECT table_name FROM information_schema.tables"
+                                                     " WHERE table_schema = current_schema() ORDER BY 1")]
+            if others:
+                raise InventoryError(f"The database {shown(target.url)} is not empty (it holds "
+                                     f"{', '.join(shown(n) for n in others[:5])}{', ...' if len(others) > 5 else ''});"
+                                     " move the inventory into an empty database; nothing was changed.")
             for statement in [*schema.create_statements("postgresql"), *extra_schema]:
                 tx.execute(statement)
         for table in tables:
@@ -65,7 +71,14 @@ def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str]
                     tx.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                                    rows[start:start + 1000])
             copied[table] = len(rows)
-            _compare(tx, table, columns, rows, target.url)
+            difference = _difference(tx, table, columns, rows, target.url)
+            if difference and resumed:
+                raise InventoryError(f"The database {shown(target.url)} holds an earlier copy of this inventory, "
+                                     f"which it no longer matches ({difference}): a move that stopped before it "
+                                     "named the database, and certificates issued since. Drop the database, "
+                                     "create it empty again, and run this again; nothing was changed.")
+            if difference:
+                raise InventoryError(f"After copying, {difference}; nothing was changed.")
         if not resumed:
             tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", binding)
     return Copied(copied, resumed)
@@ -78,18 +91,18 @@ def _rows(tx, table: str) -> tuple[list[str], list[tuple]]:
     return columns, [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()]
 
 
-def _compare(tx, table: str, columns: list[str], rows: list[tuple], url: str) -> None:
-    """Every row of ``table`` in the target equals its source row, column by column, and no row more."""
+def _difference(tx, table: str, columns: list[str], rows: list[tuple], url: str) -> str | None:
+    """How ``table`` in the target differs from its source rows (column by column, and no row more), in
+    words; None if it does not."""
     cursor = tx.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
     theirs = {row[0]: tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()}
     if table == "meta":
         theirs = {k: v for k, v in theirs.items() if k != "schema_version" and not k.startswith("ca_certificate")}
     if len(theirs) != len(rows):
-        raise InventoryError(f"After copying, {shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)}; "
-                             "nothing was changed.")
+        return f"{shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)}"
     for row in rows:
         if theirs.get(row[0]) != row:
             differing = [c for c, a, b in zip(columns, row, theirs.get(row[0]) or (None,) * len(row), strict=True)
                          if a != b]
-            raise InventoryError(f"After copying, the row {shown(str(row[0]))} of {table} differs in "
-                                 f"{shown(url)} ({', '.join(differing)}); nothing was changed.")
+            return f"the row {shown(str(row[0]))} of {table} differs in {shown(url)} ({', '.join(differing)})"
+    return None

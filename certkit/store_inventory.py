@@ -35,6 +35,22 @@ def hold(store: "CADirectory") -> int | None:
                   "inventory migrate); start again once that is done.")
 
 
+def _check_can_move(store: "CADirectory", inventory_file: Path) -> None:
+    """Before anything is copied: certkit-ca.json can be written (it will name the database), and so can
+    the old inventory (it will refuse writes once moved). Either failing after the copy's commit would
+    leave a database holding a copy the CA does not use."""
+    from certkit.paths import check_can_write
+
+    check_can_write(store.config_path, "CA configuration")
+    try:
+        read_only = bool(os.statvfs(inventory_file).f_flag & os.ST_RDONLY) or not os.access(inventory_file, os.W_OK)
+    except OSError:
+        return
+    if read_only:
+        raise CertkitError(f"The inventory {shown(inventory_file)} cannot be written (a read-only file or mount), "
+                           "and once moved it must be made to refuse writes; nothing was changed.")
+
+
 def move(store: "CADirectory", url: str):
     """Move the SQLite inventory of ``store`` (a CA directory) into the empty PostgreSQL database
     ``url`` (every table, every row compared after the copy) and name it in certkit-ca.json;
@@ -66,6 +82,7 @@ def move(store: "CADirectory", url: str):
                            f"({shown(source.location)}).")
     target = PostgresDatabase(url)
     check_inventory_file(source)
+    _check_can_move(store, store.path / INVENTORY_FILE)
     moving = _exclusive(store.path / INVENTORY_FILE)  # no server holds it (hold); none starts
     try:
         source.check()  # migrated to the current schema, pending rows of dead writers settled
@@ -136,10 +153,29 @@ def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
                    (BINDING, cert.fingerprint(hashes.SHA256()).hex()))
 
 
+def _check_sqlite_home(inventory: Inventory, cert: "x509.Certificate") -> None:
+    from cryptography import x509
+
+    from certkit.paths import is_ca_directory
+
+    if inventory.path is None or not is_ca_directory(home := Path(inventory.path).parent):
+        return
+    try:
+        theirs = x509.load_pem_x509_certificate((home / "ca.pem").read_bytes())
+    except (OSError, ValueError):
+        return
+    if theirs != cert:
+        raise CABroken(f"The inventory {shown(inventory.location)} belongs to another CA: it lies in the CA directory "
+                       f"of {shown(theirs.subject.rfc4514_string())}; check $CERTKIT_INVENTORY_URL and the inventory "
+                       "certkit-ca.json names.")
+
+
 def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
     """Refuse a shared inventory that belongs to another CA (a wrong URL, a wrong $CERTKIT_INVENTORY_URL):
-    its serials and revocations are not this CA's. An SQLite inventory lives in its CA's own folder."""
+    its serials and revocations are not this CA's. An SQLite inventory lives in its CA's own folder: one in
+    another CA's folder is that CA's."""
     if inventory.db.dialect == "sqlite":
+        _check_sqlite_home(inventory, cert)
         return
     from cryptography.hazmat.primitives import hashes
 

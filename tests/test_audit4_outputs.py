@@ -523,3 +523,21 @@ def test_acme_serve_that_cannot_start_leaves_no_valid_certificate_of_its_own(tmp
     assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == "Error: the disk is full.", proc.stderr
     rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
     assert [(r["status"], r["revocation_reason"]) for r in rows] == [("revoked", "cessationOfOperation")]
+
+
+def test_an_sqlite_inventory_of_another_ca_is_refused(tmp_path: Path) -> None:
+    """$CERTKIT_INVENTORY_URL naming the SQLite file in another CA's directory: refused, as a PostgreSQL
+    inventory of another CA is, and nothing is written into it."""
+    env = certkit_env(HOME=str(tmp_path))
+    for name in ("x", "y"):
+        run_certkit("init-ca", "--ca-dir", tmp_path / name, "--name", f"CA {name}", "--no-passphrase", env=env,
+                    check=True)
+    run_certkit("issue-client", "xuser", "--ca-dir", tmp_path / "x", "--out", tmp_path / "xuser", env=env, check=True)
+    wrong = dict(env, CERTKIT_CA_DIR=str(tmp_path / "y"), CERTKIT_INVENTORY_URL=str(tmp_path / "x" /
+                                                                                    "inventory.sqlite3"))
+    for args in (["list"], ["issue-client", "intruder", "--out", str(tmp_path / "intruder")], ["crl"]):
+        assert_clean_error(run_certkit(*args, env=wrong), "belongs to another CA")
+    assert not (tmp_path / "intruder").exists()
+    rows = json.loads(run_certkit("list", "--ca-dir", tmp_path / "x", "--json", env=env, check=True).stdout)
+    assert [r["subject"] for r in rows["certificates"]] == ["CN=xuser"]
+    assert run_certkit("check", "--ca-dir", tmp_path / "x", env=env).returncode == 0

@@ -342,3 +342,38 @@ def test_a_missing_driver_is_named(monkeypatch):
 
     with pytest.raises(CertkitError, match=r"pip install 'certkit\[team\]'"):
         PostgresDatabase("postgresql://certkit@127.0.0.1/x")
+
+
+def test_inventory_migrate_refuses_a_database_that_is_not_empty_or_holds_a_stale_copy(tmp_path, env,
+                                                                                      postgres_server):
+    """--to names the EMPTY database: another application's tables there are refused; a copy an earlier,
+    unfinished move left there, which the CA has since outgrown, is named as such, with the way out."""
+    run_certkit("init-ca", "--name", "Moving CA", env=env, check=True)
+    run_certkit("issue-server", "web.internal", cwd=tmp_path, env=env, check=True)
+    ca_dir = tmp_path / "ca"
+    busy = postgres_server.create_database()
+    with postgres_server.connect(busy.rsplit("/", 1)[1]) as conn:
+        conn.execute("CREATE TABLE users (id int PRIMARY KEY, name text)")
+    proc = run_certkit("inventory", "migrate", "--to", busy, env=env)
+    assert_clean_error(proc, "is not empty (it holds users)")
+    assert not (ca_dir / "certkit-ca.json").exists()
+    # An earlier move committed its copy and stopped before naming the database; the CA issued since.
+    from cryptography.hazmat.primitives import hashes
+
+    from certkit.acme.state import SCHEMA as ACME_SCHEMA
+    from certkit.db_postgres import PostgresDatabase, copy_inventory
+    from certkit.store_inventory import BINDING
+
+    stale = postgres_server.create_database()
+    ca = CADirectory(ca_dir).open()
+    with ca.inventory.db.transaction(write=True) as tx:
+        copy_inventory(tx, PostgresDatabase(stale), (BINDING, ca.cert.fingerprint(hashes.SHA256()).hex()),
+                       ACME_SCHEMA)
+    run_certkit("issue-server", "db.internal", cwd=tmp_path, env=env, check=True)
+    proc = run_certkit("inventory", "migrate", "--to", stale, env=env)
+    assert_clean_error(proc, "holds an earlier copy of this inventory")
+    assert "Drop the database, create it empty again" in proc.stderr
+    assert not (ca_dir / "certkit-ca.json").exists()
+    fresh = postgres_server.create_database()
+    run_certkit("inventory", "migrate", "--to", fresh, env=env, check=True)
+    assert len(json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]) == 2
