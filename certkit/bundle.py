@@ -417,3 +417,40 @@ def settle_folder(folder: Path) -> None:
             else:
                 remove_tree(Path(entry.path))
     sweep_stale(folder)
+
+
+def bundle_mismatch(folder: Path, cert) -> str | None:
+    """What in the bundle ``folder`` is not ``cert``'s: a cert.pem or fullchain.pem that holds another
+    certificate, a privkey.pem that is another key (a file replaced or copied in by hand); None when its
+    files agree (an encrypted or unreadable key is not judged)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certkit.constants import CERT_FILE, FULLCHAIN_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.vocabulary import serial_hex
+
+    serial = serial_hex(cert.serial_number)
+    for name in (CERT_FILE, FULLCHAIN_FILE):
+        if not (folder / name).is_file():  # a FIFO or a folder there is not read (nor waited on)
+            continue
+        try:
+            first = x509.load_pem_x509_certificates(read_limited(folder / name, MAX_CERT_FILE_BYTES))[0]
+        except (ValueError, IndexError, OSError, CertkitError):
+            continue
+        if first != cert:
+            return f"its {name} holds another certificate ({serial_hex(first.serial_number)}) than {serial}"
+    if not (folder / KEY_FILE).is_file():
+        return None
+    try:
+        key = serialization.load_pem_private_key(read_limited(folder / KEY_FILE, 1 << 20), None)
+    except (ValueError, TypeError, OSError, CertkitError):
+        return None
+
+    def spki(public) -> bytes:
+        return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    if spki(key.public_key()) != spki(cert.public_key()):
+        return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
+               "key values mismatch)"
+    return None

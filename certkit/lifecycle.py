@@ -57,6 +57,16 @@ def _read_cert(path: Path) -> "x509.Certificate":
         raise UnknownCertificate(f"{shown(path)} does not hold a readable certificate.") from None
 
 
+def _refuse_mismatch(path: Path, cert) -> None:
+    """A bundle folder whose files disagree (a cert.pem replaced by hand) names no one certificate:
+    revoking or renewing what cert.pem says could hit another server's certificate."""
+    from certkit.bundle import bundle_mismatch
+
+    if path.is_dir() and (mismatch := bundle_mismatch(path, cert)) is not None:
+        raise UnknownCertificate(f"The folder {shown(path)} names no one certificate: {mismatch} (a file replaced "
+                                 "by hand?); give the serial of the certificate you mean.")
+
+
 def holds(folder: Path | None, serial: str) -> bool:
     """Whether ``folder``'s cert.pem is the certificate ``serial``."""
     if folder is None or not (folder / CERT_FILE).is_file():
@@ -92,6 +102,8 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
             raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))
         cert = held[1][0] if held is not None else _read_cert(cert_path)  # one in a file: the one meant
         serial = serial_hex(cert.serial_number)
+        if not allow_names:  # revoke (renew says what is wrong with a folder in its own words)
+            _refuse_mismatch(path, cert)
         row = inventory.get(serial)
         if row is None or inventory.certificate(serial) != cert:
             raise UnknownCertificate(_not_in_inventory(cert_path, cert, serial, ca_cert, ca_parents,

@@ -439,7 +439,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     roots, extra = [], []
     trust_pem = None
     if ca_file is not None or ca_dir is not None:
-        from certkit.verify import load_trust
+        from certkit.anchors import load_trust
 
         roots, extra, trust = load_trust(ca_file, ca_dir)
         trust_pem = b"".join(c.public_bytes(Encoding.PEM) for c in roots + extra)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.anchors import load_trust
 from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
-from certkit.vocabulary import iso
+from certkit.vocabulary import is_ca, iso
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -115,25 +116,19 @@ def bundle_ca_note(folder: str | Path) -> str | None:
             "hold the root CA")
 
 
-def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = None
-               ) -> tuple[list["x509.Certificate"], list["x509.Certificate"], str]:
-    """Trust anchors, extra intermediates, and a description: from a PEM file of CA
-    certificates (all trusted, as OpenSSL's -CAfile), else from a certkit CA directory
-    (its root trusted, an intermediate CA's own certificate supplied as untrusted)."""
-    if ca_file is not None:
-        from certkit.material import load_material
+def _other_root(folder: Path, path: list) -> str | None:
+    """The folder's ca.pem, if it is a root other than the one this certificate chains to: peers told
+    to trust it refuse the certificate."""
+    from certkit.constants import CA_FILE
+    from certkit.material import load_material
 
-        roots = [c for c, _ in load_material(ca_file).certificates]
-        if not roots:
-            raise CertkitError(f"{shown(ca_file)} holds no CA certificate.")
-        return roots, [], str(ca_file)
-    from certkit.store import CADirectory
-
-    store = CADirectory(ca_dir)
-    cert, parents = store.load_certificates()
-    if parents:
-        return [parents[-1]], [cert, *parents[:-1]], str(store.path)
-    return [cert], [], str(store.path)
+    if not (Path(folder) / CA_FILE).is_file() or not path or not _issued_by(path[-1], path[-1]):
+        return None
+    roots = [c for c, _ in load_material(Path(folder) / CA_FILE).certificates]
+    if not roots or path[-1] in roots:
+        return None
+    return (f"the folder's {CA_FILE} holds {', '.join(cn_text(c.subject) for c in roots)}, not the root this "
+            f"certificate chains to ({cn_text(path[-1].subject)}): peers told to trust {CA_FILE} refuse it")
 
 
 # --- examining ----------------------------------------------------------------------
@@ -188,18 +183,9 @@ def _eku(cert) -> list[str] | None:
     return [eku_name(o) for o in ext.value]
 
 
-def _is_ca(cert) -> bool:
-    from cryptography import x509
-
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
 def _purpose_problem(cert, purpose: str) -> str | None:
     wanted = _EKU[purpose]
-    if _is_ca(cert):
+    if is_ca(cert):
         return f"this is a CA certificate: it signs certificates and is not a TLS {purpose} certificate"
     eku = _eku(cert)
     if eku is not None and wanted not in eku:
@@ -255,7 +241,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             verdict.reasons.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
         elif now < cert.not_valid_before_utc:
             verdict.reasons.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
-    verdict.peer = not _is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
+    verdict.peer = not is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = _purpose_problem(leaf, purpose) or (client_cn_problem(path) if purpose == "client" else None)
     if problem:
         verdict.reasons.append(problem)
@@ -308,7 +294,7 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
 
     leaf = path[0]
     for depth, ca in enumerate(path[1:]):
-        if not _is_ca(ca):
+        if not is_ca(ca):
             return f"its issuer {cn_text(ca.subject)} is not a CA"
         try:
             usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -400,7 +386,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         parse_host(name)  # a bad name is the caller's mistake, not damage in the certificate
     notes: list[str] = []
     leaf, chain = load_certificate_chain(cert_path, notes=notes)
-    roots, extra, trust = load_trust(ca_file, ca_dir)
+    roots, extra, trust = load_trust(ca_file, ca_dir, roots_only=True)
     if untrusted is not None:
         chain += [c for c, _ in load_material(untrusted).certificates]
     folder = Path(cert_path) if str(cert_path) != STDIN and Path(cert_path).is_dir() else None
@@ -412,8 +398,13 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
     verdict.notes += notes
     if folder is not None:
+        from certkit.bundle import bundle_mismatch
+
+        if (mismatch := bundle_mismatch(folder, leaf)) is not None:
+            verdict.reasons.append(f"the folder's files disagree: {mismatch}; renew or reissue the bundle")
+            verdict.valid, verdict.chain = False, []
         try:
-            note = bundle_ca_note(folder)
+            note = bundle_ca_note(folder) or _other_root(folder, path)
         except CertkitError as exc:
             note = f"the folder's ca.pem, the CA its peers are told to trust, cannot be read: {exc}"
         if note:

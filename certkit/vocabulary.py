@@ -247,3 +247,13 @@ def self_signed(cert) -> bool:
     except Exception:  # InvalidSignature, a key type that cannot sign  # noqa: BLE001
         return False
     return True
+
+
+def is_ca(cert) -> bool:
+    """Whether ``cert`` says it is a CA (basicConstraints CA:TRUE); no basicConstraints is not one."""
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False

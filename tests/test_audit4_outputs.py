@@ -541,3 +541,75 @@ def test_an_sqlite_inventory_of_another_ca_is_refused(tmp_path: Path) -> None:
     rows = json.loads(run_certkit("list", "--ca-dir", tmp_path / "x", "--json", env=env, check=True).stdout)
     assert [r["subject"] for r in rows["certificates"]] == ["CN=xuser"]
     assert run_certkit("check", "--ca-dir", tmp_path / "x", env=env).returncode == 0
+
+
+# --- the core commands' audit -------------------------------------------------------------------------------
+def _two_bundles(tmp_path: Path, env: dict) -> None:
+    for name in ("app.example", "db.example"):
+        run_certkit("issue-server", name, "--out", tmp_path / name, env=env, check=True)
+
+
+def test_revoke_and_renew_refuse_a_folder_whose_files_disagree(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """cert.pem replaced by hand with another server's: revoking 'the folder' would revoke that server's
+    certificate (and, for keyCompromise, every one of its key), while the folder's own stays valid."""
+    import shutil
+
+    _two_bundles(tmp_path, ca_env)
+    shutil.copytree(tmp_path / "app.example", tmp_path / "r")
+    shutil.copy(tmp_path / "db.example" / "cert.pem", tmp_path / "r" / "cert.pem")
+    assert_clean_error(run_certkit("revoke", tmp_path / "r", "--reason", "keyCompromise", env=ca_env),
+                       "names no one certificate")
+    assert_clean_error(run_certkit("renew", tmp_path / "r", env=ca_env), "holds a copy of the certificate")
+    statuses = {r["subject"]: r["status"] for r in json.loads(run_certkit("list", "--json", env=ca_env,
+                                                                          check=True).stdout)["certificates"]}
+    assert statuses == {"CN=app.example": "valid", "CN=db.example": "valid"}
+    run_certkit("revoke", tmp_path / "app.example", env=ca_env, check=True)  # a consistent folder: revoked
+
+
+def test_verify_folder_judges_the_bundle_a_server_would_load(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """A bundle whose privkey.pem is another certificate's (openssl s_server: key values mismatch) is not
+    valid; one whose ca.pem is another root gets a note; the intact one stays VALID."""
+    import shutil
+
+    from tests.conftest import PASSPHRASE
+
+    _two_bundles(tmp_path, ca_env)
+    shutil.copytree(tmp_path / "app.example", tmp_path / "k")
+    shutil.copy(tmp_path / "db.example" / "privkey.pem", tmp_path / "k" / "privkey.pem")
+    proc = run_certkit("verify", tmp_path / "k", "--purpose", "server", env=ca_env)
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout and "privkey.pem is not the key" in proc.stdout
+    server = subprocess.run(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                             str(tmp_path / "k" / "fullchain.pem"), "-key", str(tmp_path / "k" / "privkey.pem"),
+                             "-naccept", "1"], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert server.returncode != 0 and "mismatch" in server.stdout + server.stderr  # the peer's word for it
+    other = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "other"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Other CA", env=other, check=True)
+    shutil.copytree(tmp_path / "app.example", tmp_path / "c")
+    shutil.copy(tmp_path / "other" / "ca.pem", tmp_path / "c" / "ca.pem")
+    proc = run_certkit("verify", tmp_path / "c", "--purpose", "server", env=ca_env)
+    assert proc.returncode == 0 and "not the root this certificate chains to" in proc.stdout
+    assert run_certkit("verify", tmp_path / "app.example", "--purpose", "server", env=ca_env).returncode == 0
+
+
+def test_verify_ca_file_takes_only_a_root_as_openssl_does(tmp_path: Path) -> None:
+    from tests.conftest import PASSPHRASE, openssl
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name", "Issuing",
+                env=env, check=True)
+    run_certkit("issue-server", "web.example", "--ca-dir", tmp_path / "inter", "--out", tmp_path / "web", env=env,
+                check=True)
+    run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=env, check=True)
+    leaf = str(tmp_path / "web" / "cert.pem")
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(tmp_path / "inter" / "ca.pem"),
+                   leaf).returncode != 0
+    assert_clean_error(run_certkit("verify", leaf, "--purpose", "server", "--ca-file", tmp_path / "inter" / "ca.pem",
+                                   env=env), "holds no root CA certificate")
+    assert_clean_error(run_certkit("verify", tmp_path / "alice" / "cert.pem", "--purpose", "client", "--ca-file",
+                                   tmp_path / "alice" / "cert.pem", env=env), "is not a CA")
+    both = tmp_path / "both.pem"
+    both.write_bytes((tmp_path / "root" / "ca.pem").read_bytes() + (tmp_path / "inter" / "ca.pem").read_bytes())
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(both), leaf).returncode == 0
+    assert run_certkit("verify", leaf, "--purpose", "server", "--ca-file", both, env=env).returncode == 0
