@@ -35,16 +35,18 @@ def _reopen_closed_streams() -> None:
     descriptor, so that no file certkit opens later (a private key) takes its number and a hook's
     output never lands in it. Commands whose data goes to standard output then refuse
     (:func:`certkit.text.stdout_closed`); the others' reports go nowhere, as asked."""
-    from certkit import text
-
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
             continue
         except OSError:
             pass
-        if os.open(os.devnull, os.O_RDWR) != fd:  # the lowest free descriptor: this one
+        opened = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+        if opened != fd:
+            os.close(opened)
             continue
+        from certkit import text  # only then: nothing added to every command's start-up
+
         text.CLOSED_STREAMS.add(name)
         mode = "r" if fd == 0 else "w"
         setattr(sys, name, open(fd, mode, encoding="utf-8", errors="backslashreplace", closefd=False))  # noqa: SIM115
