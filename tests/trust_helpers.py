@@ -111,13 +111,29 @@ def restore(saved: dict[str, Entry], dirs=SYSTEM_DIRS) -> list[str]:
     return changed
 
 
+_lock_depth = 0
+
+
 @contextmanager
 def system_store_lock() -> Iterator[None]:
-    """No other test (in any xdist worker) changes the system store inside this block."""
+    """No other test (in any xdist worker) changes the system store inside this block. A block
+    nested in another of the same process holds the lock already (flock would wait for itself)."""
+    global _lock_depth
+    if _lock_depth:
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+        return
     LOCK.touch(exist_ok=True)
     with open(LOCK) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        _lock_depth = 1
+        try:
+            yield
+        finally:
+            _lock_depth = 0
 
 
 @contextmanager
@@ -256,7 +272,10 @@ def private_java_home(real_home: Path, workdir: Path, *, debian_link: bool = Tru
     for entry in (real_home / "lib" / "security").iterdir():
         if entry.name != "cacerts":
             (home / "lib" / "security" / entry.name).symlink_to(entry)
-    real_cacerts = (real_home / "lib" / "security" / "cacerts").read_bytes()
+    # The system-store tests' update-ca-certificates hook rewrites the machine's cacerts (through
+    # /etc/ssl/certs/java) while they run: a copy taken meanwhile would hold their test root.
+    with system_store_lock():
+        real_cacerts = (real_home / "lib" / "security" / "cacerts").read_bytes()
     if debian_link:
         shared = workdir / "etc-ssl-certs-java" / "cacerts"
         shared.parent.mkdir()
