@@ -96,9 +96,11 @@ def mode_for(name: str) -> int:
 
 
 # --- checks, before anything is signed -----------------------------------------------
-def check_writable(folder: Path, names: Sequence[str], *, force: bool) -> None:
-    """Raise if writing ``names`` into ``folder`` would replace files without ``force``,
-    or go through a symbolic link, or into a folder someone else controls."""
+def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces: Sequence[str] = (),
+                   public_key=None) -> None:
+    """Raise if writing ``names`` into ``folder`` would replace files without ``force`` (or remove
+    what of ``replaces`` it would leave out, :func:`leftovers`), or go through a symbolic link, or
+    into a folder someone else controls."""
     if folder.is_symlink():
         raise UnsafeOutputPath(f"The output folder {shown(folder)} is a symbolic link; certkit does not write "
                                "through links. Give the real path.")
@@ -121,6 +123,49 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool) -> None:
                                "will not replace it. Remove it or choose another folder.")
     if existing and not force:
         raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
+    if not force:
+        _refuse_leftovers(folder, leftovers(folder, names, replaces, public_key=public_key))
+
+
+def leftovers(folder: Path, written: Iterable[str], replaces: Sequence[str], *, public_key=None,
+              cert_pem: bytes | None = None) -> list[str]:
+    """The names of ``replaces`` in the existing ``folder`` that writing ``written`` there would remove
+    (the rest of another bundle: its chain.pem, bundle.p12, privkey.pem). A privkey.pem holding the
+    key of the certificate written (``public_key``, or the key of ``cert_pem``: a CSR's requester put
+    it there) is no leftover: it is kept."""
+    names = [n for n in replaces if n not in written and os.path.lexists(folder / n)]
+    if KEY_FILE in names and (public_key is not None or cert_pem):
+        if public_key is None:
+            from cryptography import x509
+
+            public_key = x509.load_pem_x509_certificate(cert_pem).public_key()
+        if _file_key_spki(folder / KEY_FILE) == _spki(public_key):
+            names.remove(KEY_FILE)
+    return names
+
+
+def _refuse_leftovers(folder: Path, names: Sequence[str]) -> None:
+    if names:
+        raise OutputExists(f"{shown(folder)} already holds {', '.join(names)}, which writing this bundle there "
+                           "would remove", count=len(names))
+
+
+def _spki(public_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _file_key_spki(path: Path) -> bytes | None:
+    """The public half of the unencrypted private key in ``path``; None if it is no such key."""
+    from cryptography.hazmat.primitives import serialization
+
+    if not path.is_file():  # a FIFO or a folder there is not read (nor waited on)
+        return None
+    try:
+        return _spki(serialization.load_pem_private_key(read_limited(path, 1 << 20), None).public_key())
+    except (ValueError, TypeError, OSError, CertkitError):
+        return None
 
 
 def check_folder_owner(folder: Path) -> None:
@@ -210,13 +255,17 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     if sweep:  # a batch sweeps its output folder once instead
         settle_folder(folder)
     check_writable(folder, list(files), force=force)
+    from certkit.constants import CERT_FILE
+
     try:
         if not folder.exists():
             with new_folder(folder, sync=sync) as staging:
                 for name, data in files.items():
                     write_new_file(staging / name, data, mode_for(name), sync=sync)
         else:
-            stale = [n for n in replaces if n not in files and os.path.lexists(folder / n)]
+            stale = leftovers(folder, files, replaces, cert_pem=files.get(CERT_FILE))
+            if not force:  # (the pipeline's check refused them before signing; a file put there since)
+                _refuse_leftovers(folder, stale)
             # Files beside the bundle (IssuedCert.write's extra) are no part of its journal, which
             # carries out bundle names only: each is replaced on its own, after the bundle.
             own = {n: d for n, d in files.items() if n in BUNDLE_FILES}
@@ -424,7 +473,6 @@ def bundle_mismatch(folder: Path, cert) -> str | None:
     certificate, a privkey.pem that is another key (a file replaced or copied in by hand); None when its
     files agree (an encrypted or unreadable key is not judged)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     from certkit.constants import CERT_FILE, FULLCHAIN_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
@@ -440,17 +488,8 @@ def bundle_mismatch(folder: Path, cert) -> str | None:
             continue
         if first != cert:
             return f"its {name} holds another certificate ({serial_hex(first.serial_number)}) than {serial}"
-    if not (folder / KEY_FILE).is_file():
-        return None
-    try:
-        key = serialization.load_pem_private_key(read_limited(folder / KEY_FILE, 1 << 20), None)
-    except (ValueError, TypeError, OSError, CertkitError):
-        return None
-
-    def spki(public) -> bytes:
-        return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    if spki(key.public_key()) != spki(cert.public_key()):
+    key = _file_key_spki(folder / KEY_FILE)
+    if key is not None and key != _spki(cert.public_key()):
         return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
                "key values mismatch)"
     return None

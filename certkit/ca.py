@@ -55,6 +55,30 @@ def _is_ed25519(key) -> bool:
     return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
 
 
+def _check_parts(cert, key, parents) -> None:
+    """What ``CA(cert, key, parents)`` is given: a CA certificate, its own key (or None: locked), CA
+    certificates above it; else certificates it signs would not verify, or a leaf would act as a CA."""
+    from cryptography import x509
+
+    from certkit.keys import public_key_der
+    from certkit.vocabulary import is_ca
+
+    if not isinstance(cert, x509.Certificate):
+        raise wrong_type("cert", "an x509.Certificate", cert)
+    if isinstance(parents, (str, bytes)) or not all(isinstance(p, x509.Certificate) for p in parents):
+        raise wrong_type("parents", "a list of x509.Certificate", parents)
+    for each in (cert, *parents):
+        if not is_ca(each):
+            raise CertkitError(f"{shown(each.subject.rfc4514_string())} is not a CA certificate (its basicConstraints "
+                               "does not say CA:TRUE): it cannot issue certificates.")
+    if key is not None:
+        if not callable(getattr(key, "public_key", None)):
+            raise wrong_type("key", "the CA's private key", key)
+        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
+            raise CertkitError(f"The key given is not the key of the CA certificate "
+                               f"{shown(cert.subject.rfc4514_string())}: certificates signed with it would not verify.")
+
+
 def subject_key_identifier(cert: "x509.Certificate") -> bytes | None:
     from cryptography import x509
 
@@ -69,6 +93,7 @@ class CA:
 
     def __init__(self, cert: "x509.Certificate", key, parents: Sequence["x509.Certificate"] = (),
                  inventory: "Inventory | None" = None, store: "CADirectory | None" = None) -> None:
+        _check_parts(cert, key, parents)
         self.cert = cert
         self.key = key  # None until unlock() for a CA opened from a directory
         # Issuers above this CA, nearest first; the last one is the root. Empty for a root.

@@ -253,7 +253,8 @@ class FolderTarget(Target):
         if guard:
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
-                                                p12=self.p12), force=self.force)
+                                                p12=self.p12), force=self.force, replaces=self.replaces,
+                       public_key=request.public_key)
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import write_bundle

@@ -307,7 +307,12 @@ def test_write_force_leaves_nothing_of_the_old_bundle(tmp_path: Path) -> None:
     key = serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None)
     assert key.public_key() == new.cert.public_key()
     keyless = root.renew(new.cert)  # the same key, not given: a bundle without privkey.pem
-    keyless.write(folder, force=True)
+    keyless.write(folder, force=True)  # the privkey.pem there is this certificate's key: it stays
+    assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "mine.log", "privkey.pem"]
+    assert serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None).public_key() \
+        == keyless.cert.public_key()
+    root.issue_server(["e.example"]).write(folder, force=True)  # a privkey.pem of another certificate...
+    keyless.write(folder, force=True)  # ...goes
     assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "mine.log"]
 
 

@@ -1,0 +1,128 @@
+"""Audit round five (reports library5, state5, badinput5), each finding as a class of defect, with
+real peers (openssl, cryptography's verifier, the CLI as a user runs it):
+
+1. a bundle written into an existing folder never removes files without ``--force`` (a CSR's own key,
+   a user's bundle.p12 or chain.pem), and never the key of the certificate it writes, even with it;
+2. ``CA(cert, key, parents)`` refuses a key that is not the CA's, a leaf as a CA, and wrong types.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certkit import CA, CertkitError
+from conftest import assert_clean_error, openssl, run_certkit
+
+
+def spki(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def csr_with_key(folder: Path, name: str) -> Path:
+    """What a requester does: ``openssl req -keyout FOLDER/privkey.pem``, the CSR beside it."""
+    folder.mkdir(exist_ok=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(folder / "privkey.pem"), "-out", str(folder / "req.csr"), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+    return folder / "req.csr"
+
+
+# --- 1. leftovers of a folder: refused without --force, the certificate's own key always kept -----------------
+def test_sign_csr_into_the_requesters_folder_keeps_its_key(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """library5 #1: the key of the CSR, which openssl req wrote beside it, was deleted; the bundle is
+    now the one a server loads (openssl s_server takes privkey.pem with cert.pem)."""
+    folder = tmp_path / "web"
+    csr = csr_with_key(folder, "web.example")
+    key_before = (folder / "privkey.pem").read_bytes()
+    for force in ((), ("--force",)):
+        proc = run_certkit("sign-csr", csr, "--server", "--out", folder, *force, env=ca_env)
+        assert proc.returncode == 0, proc.stderr
+        assert (folder / "privkey.pem").read_bytes() == key_before
+        assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "privkey.pem", "req.csr"]
+        check = openssl("x509", "-in", str(folder / "cert.pem"), "-noout", "-pubkey")
+        key = openssl("pkey", "-in", str(folder / "privkey.pem"), "-pubout")
+        assert check.stdout == key.stdout
+        if not force:
+            (folder / "cert.pem").unlink()  # the first run's files, but not its key: the folder as a user left it
+            (folder / "fullchain.pem").unlink()
+            (folder / "ca.pem").unlink()
+
+
+COMMANDS = [("issue-server", "a.example"), ("issue-client", "alice"), ("issue-peer", "p.example"),
+            ("sign-csr", "CSR", "--server")]
+
+
+# (a keyed bundle writes its own privkey.pem: one there is a replaced file, refused as ever)
+@pytest.mark.parametrize("command,left", [(c, f) for c in COMMANDS for f in ("bundle.p12", "chain.pem")]
+                         + [(COMMANDS[-1], "privkey.pem")])
+def test_files_a_bundle_would_leave_out_are_refused_without_force(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                   command: tuple, left: str):
+    """library5 #1, every command and every file of another bundle: refused in one line, nothing written;
+    with --force they go (a privkey.pem of another key included)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    other = tmp_path / "other"
+    args = [a if a != "CSR" else str(csr_with_key(other, "c.example")) for a in command]
+    (folder / left).write_bytes(CA.create("Another").issue_server("x.example").private_key_pem
+                                if left == "privkey.pem" else b"the user's own file\n")
+    (folder / "notes.txt").write_text("kept\n")
+    proc = run_certkit(*args, "--out", folder, env=ca_env)
+    assert_clean_error(proc, f"already holds {left}, which writing this bundle there would remove")
+    assert sorted(os.listdir(folder)) == sorted([left, "notes.txt"])
+    assert run_certkit("list", "--json", env=ca_env).stdout.count('"serial"') == 0
+    proc = run_certkit(*args, "--out", folder, "--force", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    assert left not in os.listdir(folder)  # (a privkey.pem of another certificate: sign-csr's CSR key is elsewhere)
+    assert (folder / "notes.txt").read_text() == "kept\n"
+
+
+def test_library_write_keeps_the_key_of_a_renewal_in_place(tmp_path: Path):
+    """library5 #2: ca.renew(old.cert).write(folder, force=True) removed the renewed certificate's own
+    key, which docs/library.md says stays; without force the write is refused and the folder unchanged."""
+    ca = CA.create("Renew in place")
+    old = ca.issue_server("localhost")
+    folder = tmp_path / "b"
+    old.write(folder)
+    renewed = ca.renew(old.cert)
+    assert renewed.private_key is None
+    (folder / "bundle.p12").write_bytes(b"p12 of the old bundle")
+    with pytest.raises(CertkitError, match="already holds"):
+        renewed.write(folder)
+    renewed.write(folder, force=True)
+    assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "privkey.pem"]
+    key = serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None)
+    assert spki(key.public_key()) == spki(renewed.cert.public_key())
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(folder / "ca.pem"),
+                   str(folder / "cert.pem")).returncode == 0
+
+
+# --- 2. CA(cert, key, parents) ---------------------------------------------------------------------------------
+def test_ca_constructor_refuses_what_would_sign_unverifiable_certificates():
+    """library5 #3: another CA's key signed certificates that do not verify; a leaf acted as a CA."""
+    a, b = CA.create("A parts"), CA.create("B parts")
+    with pytest.raises(CertkitError, match="not the key of the CA certificate"):
+        CA(a.cert, b.key)
+    leaf = a.issue_server("localhost")
+    with pytest.raises(CertkitError, match="is not a CA certificate"):
+        CA(leaf.cert, leaf.private_key)
+    with pytest.raises(CertkitError, match="is not a CA certificate"):
+        CA(a.cert, a.key, [leaf.cert])
+    for cert, key, parents, named in (("x", None, (), "cert"), (a.cert, a.key, ["x"], "parents"),
+                                      (a.cert, a.key, a.cert.public_bytes(serialization.Encoding.PEM), "parents"),
+                                      (a.cert, "key", (), "key")):
+        with pytest.raises(TypeError, match=f"^{named} must be"):
+            CA(cert, key, parents)
+    # What is right still works, and what it signs verifies (cryptography's own verifier).
+    inter = CA.create("Inter parts", parent=a)
+    again = CA(inter.cert, inter.key, inter.parents)
+    issued = again.issue_server("localhost")
+    store = x509.verification.Store([a.cert])
+    verifier = x509.verification.PolicyBuilder().store(store).build_server_verifier(x509.DNSName("localhost"))
+    assert verifier.verify(issued.cert, [inter.cert])
+    assert CA(a.cert, None).key is None  # a locked CA (opened from a directory) has no key yet
