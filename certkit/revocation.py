@@ -64,10 +64,11 @@ def stored_reason(serial: str, reason: str | None, location: str) -> str:
     return reason
 
 
-def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.CertificateRevocationList":
-    """A CRL of every certificate ``ca`` revoked, with the next CRL number, valid ``days`` days (at most
-    until ``ca`` expires: :func:`crl_deadline`). ``checked``: the caller ran :func:`check_can_sign_crl`
-    already (``certkit crl`` does, before it asks for the passphrase)."""
+def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0) -> "x509.CertificateRevocationList":
+    """A CRL of every certificate ``ca`` revoked, with the next CRL number (higher than ``above``:
+    :func:`check_published`), valid ``days`` days (at most until ``ca`` expires: :func:`crl_deadline`).
+    ``checked``: the caller ran :func:`check_can_sign_crl` already (``certkit crl`` does, before it
+    asks for the passphrase)."""
     from cryptography import x509
 
     from certkit.keys import sign_builder
@@ -81,7 +82,7 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False) -> "x509.Certif
     key = ca.signing_key()
     # The number and the revocations in one transaction: a later number never lists fewer, on any
     # host; a damaged revoked row refuses the CRL before a number is taken.
-    number, revoked = inventory.crl_contents()
+    number, revoked = inventory.crl_contents(above)
     # thisUpdate is backdated like notBefore: a verifier whose clock runs a little slow
     # would otherwise find a "not yet valid" CRL and refuse every certificate.
     this_update = (dt.datetime.now(dt.UTC) - BACKDATE).replace(microsecond=0)
@@ -232,6 +233,45 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
         other_key = theirs is not None and key_id is not None and _key_id(theirs) not in (None, key_id)
         if theirs is None or theirs.issuer != issuer or other_key:
             raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
+
+
+def check_published(path: Path, ca: "CA") -> int:
+    """The number of the CRL of ``ca`` (its name, signed with its key) already at ``path``, 0 if there
+    is none. Refused if that CRL lists a certificate the inventory does not record as revoked: an
+    inventory restored from a backup older than the published CRL, whose next CRL would take those
+    revocations off it (a compromised key trusted again), and whose numbers would run behind it."""
+    from certkit.vocabulary import serial_hex
+
+    path = Path(path)
+    theirs = _crl_file(path) if path.is_file() else None
+    if theirs is None or theirs.issuer != ca.cert.subject:
+        return 0
+    try:
+        if not theirs.is_signature_valid(ca.cert.public_key()):
+            return 0
+    except (TypeError, ValueError):
+        return 0
+    recorded = {serial for serial, _, _ in ca.require_inventory().revoked()}
+    lost = [entry for entry in theirs if serial_hex(entry.serial_number) not in recorded]
+    if lost:
+        shown_ones = ", ".join(f"{serial_hex(e.serial_number)} ({_entry_reason(e)})" for e in lost[:3])
+        more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+        raise CertkitError(
+            f"{shown(path)} (CRL number {_crl_number(theirs)} of this CA) lists {len(lost)} revoked "
+            f"certificate{'s' if len(lost) != 1 else ''} that the inventory does not record as revoked: "
+            f"{shown_ones}{more}. The inventory is older than that CRL (restored from a backup?), and a new CRL "
+            f"would take {'them' if len(lost) != 1 else 'it'} off it; nothing was signed. Record each again with 'certkit revoke SERIAL --reason "
+            "REASON', or restore a newer inventory.")
+    return _crl_number(theirs)
+
+
+def _entry_reason(entry) -> str:
+    from cryptography import x509
+
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except x509.ExtensionNotFound:
+        return "unspecified"
 
 
 def _crl_file(path: Path) -> "x509.CertificateRevocationList | None":

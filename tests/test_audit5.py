@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certkit import CA, CertkitError
+
 from conftest import assert_clean_error, openssl, run_certkit
 
 
@@ -126,3 +127,35 @@ def test_ca_constructor_refuses_what_would_sign_unverifiable_certificates():
     verifier = x509.verification.PolicyBuilder().store(store).build_server_verifier(x509.DNSName("localhost"))
     assert verifier.verify(issued.cert, [inter.cert])
     assert CA(a.cert, None).key is None  # a locked CA (opened from a directory) has no key yet
+
+
+# --- 3. a CRL after an inventory restored from a backup ------------------------------------------------------
+def test_crl_never_drops_a_revocation_the_published_crl_lists(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """state5 #1: after the restore certkit advises, the next run blamed a 'certkit crl' that never ran,
+    and the run after published a CRL without the keyCompromise revocation (openssl verify -crl_check
+    then said OK). Now: refused, naming the serial and its reason, until it is recorded again; the
+    next CRL is numbered above the published one and lists it."""
+    crl = tmp_path / "crl.pem"
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=ca_env, check=True)
+    run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    backup = (ca_dir / "inventory.sqlite3").read_bytes()
+    run_certkit("revoke", tmp_path / "web", "--reason", "keyCompromise", env=ca_env, check=True)
+    run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    published = crl.read_bytes()
+    for extra in ("-wal", "-shm"):
+        (ca_dir / f"inventory.sqlite3{extra}").unlink(missing_ok=True)
+    (ca_dir / "inventory.sqlite3").write_bytes(backup)
+    serial = x509.load_pem_x509_certificate((tmp_path / "web" / "cert.pem").read_bytes()).serial_number
+    for _ in range(2):  # cron runs again: refused every time, the published CRL kept
+        proc = run_certkit("crl", "--out", crl, env=ca_env)
+        assert_clean_error(proc, f"lists 1 revoked certificate that the inventory does not record as revoked: "
+                                 f"{serial:040X} (keyCompromise)")
+        assert crl.read_bytes() == published
+    run_certkit("revoke", f"{serial:040X}", "--reason", "keyCompromise", env=ca_env, check=True)
+    proc = run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    assert proc.stdout.startswith('Wrote CRL number 3 of "certkit test root"'), proc.stdout
+    listed = x509.load_pem_x509_crl(crl.read_bytes())
+    assert listed.get_revoked_certificate_by_serial_number(serial) is not None
+    check = openssl("verify", "-crl_check", "-CAfile", str(ca_dir / "ca.pem"), "-CRLfile", str(crl),
+                    str(tmp_path / "web" / "cert.pem"))
+    assert check.returncode != 0 and b"certificate revoked" in check.stdout + check.stderr

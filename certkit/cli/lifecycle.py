@@ -269,7 +269,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
 
     from certkit.cli.common import warn
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
-    from certkit.revocation import check_can_sign_crl, sign_crl
+    from certkit.revocation import check_can_sign_crl, check_published, sign_crl
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     from certkit.text import stdout_closed
@@ -292,8 +292,9 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
                          key_id=subject_key_identifier(ca.cert))
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
+    published = check_published(out, ca) if out is not None else 0
     unlock(ca, passphrase_file)
-    revocation_list = sign_crl(ca, days=days, checked=True)
+    revocation_list = sign_crl(ca, days=days, checked=True, above=published)
     if revocation_list.next_update_utc < revocation_list.last_update_utc + dt.timedelta(days=days):
         warn(f"nextUpdate is {when(revocation_list.next_update_utc)}, when the CA '{ca.common_name}' expires, not "
              f"{days} days from now: no CRL of it is valid after that. Create its successor with 'certkit init-ca'.")

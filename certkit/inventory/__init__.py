@@ -446,21 +446,22 @@ class Inventory:
         with self.transaction(write=True) as tx:
             return self._take_crl_number(tx)
 
-    def _take_crl_number(self, tx) -> int:
+    def _take_crl_number(self, tx, above: int = 0) -> int:
         # The row exists before it is locked, so two first CRLs cannot both take number 1.
         tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
         found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
-        number = int(found[0]) + 1
+        number = max(int(found[0]), above) + 1
         tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
         return number
 
-    def crl_contents(self) -> tuple[int, list[tuple[str, dt.datetime, str]]]:
-        """The next CRL number and every revocation (as :meth:`revoked`), read in one transaction
-        after the number is taken: a CRL with a higher number lists every revocation that one with
-        a lower number lists, and every revocation committed before its number was taken, on
+    def crl_contents(self, above: int = 0) -> tuple[int, list[tuple[str, dt.datetime, str]]]:
+        """The next CRL number (higher than ``above``: a CRL already published, which an inventory
+        restored from a backup may not know) and every revocation (as :meth:`revoked`), read in one
+        transaction after the number is taken: a CRL with a higher number lists every revocation that
+        one with a lower number lists, and every revocation committed before its number was taken, on
         any host. A damaged revoked row refuses the CRL and takes no number."""
         with self.transaction(write=True) as tx:
-            number = self._take_crl_number(tx)  # the number's row lock orders the CRLs
+            number = self._take_crl_number(tx, above)  # the number's row lock orders the CRLs
             fetched = tx.execute(f"{SELECT_ROW} WHERE status = 'revoked' OR status NOT IN ('pending', 'valid',"
                                  " 'abandoned') ORDER BY revoked_at, serial").fetchall()
             # Inside the transaction: a row no CRL can list refuses the CRL, and the number is not taken.
