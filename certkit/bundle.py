@@ -346,7 +346,9 @@ _NO_SWAP = (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES)
 def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
     parent = folder.absolute().parent
     sweep_stale(parent, folder.name)
-    staging = make_staging_dir(parent, folder.name)
+    # A folder of one's own in a folder one cannot write (/etc/ssl/web of a service account, /etc/ssl
+    # root's): no new folder beside it, so its files are replaced in it, through the journal.
+    staging = _cannot_swap_on(_NO_SWAP + (errno.EROFS,), make_staging_dir, parent, folder.name)
     try:
         for name, data in files.items():
             write_new_file(staging / name, data, mode_for(name), sync=sync)

@@ -8,8 +8,11 @@ real peers (openssl, cryptography's verifier, the CLI as a user runs it):
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,40 @@ def test_crl_never_drops_a_revocation_the_published_crl_lists(ca_dir: Path, ca_e
     check = openssl("verify", "-crl_check", "-CAfile", str(ca_dir / "ca.pem"), "-CRLfile", str(crl),
                     str(tmp_path / "web" / "cert.pem"))
     assert check.returncode != 0 and b"certificate revoked" in check.stdout + check.stderr
+
+
+# --- 4. a bundle folder of one's own in a folder one cannot write --------------------------------------------
+def obeying_modes() -> list[str]:
+    """A prefix under which file modes count: root without the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to run as root without CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps=-all"]
+
+
+def test_bundles_in_a_read_only_parent_are_replaced_in_place(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """files5 #1: /etc/ssl/web of a service account under a /etc/ssl it cannot write: renew, bulk renew,
+    --force and export-p12 failed ("Permission denied"), each leaving a signed certificate abandoned."""
+    parent = tmp_path / "srv"
+    parent.mkdir()
+    run_certkit("issue-server", "web.test", "--out", parent / "web", env=ca_env, check=True)
+    secret = tmp_path / "pw"
+    secret.write_text("a p12 password\n")
+    secret.chmod(0o600)
+    parent.chmod(0o555)
+    try:
+        for args in (("renew", parent / "web"), ("renew", "--all"), ("issue-server", "web.test", "--out",
+                     parent / "web", "--force"), ("export-p12", parent / "web", "--password-file", secret)):
+            proc = subprocess.run([*obeying_modes(), sys.executable, "-m", "certkit", *map(str, args)], env=ca_env,
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, (args, proc.stderr)
+    finally:
+        parent.chmod(0o755)
+    assert sorted(os.listdir(parent)) == ["web"]
+    assert sorted(os.listdir(parent / "web")) == ["bundle.p12", "ca.pem", "cert.pem", "fullchain.pem", "privkey.pem"]
+    rows = json.loads(run_certkit("list", "--json", env=ca_env).stdout)["certificates"]
+    assert sorted(r["status"] for r in rows) == ["valid"] * 4 and sum(not r["renewed_by"] for r in rows) == 1, rows
+    assert json.loads(run_certkit("list", "--json", "--status", "abandoned", env=ca_env).stdout)["certificates"] == []
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(parent / "web" / "ca.pem"),
+                   str(parent / "web" / "cert.pem")).returncode == 0
