@@ -128,7 +128,9 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
 
     if not os.path.lexists(path):
         found.append(Finding(check, "error", f"{path} is missing; the CA directory is incomplete: restore it from a "
-                                             "backup, or create a CA with 'certkit init-ca'."))
+                                             "backup" + (", or take it from a bundle this CA issued (a root's ca.pem; "
+                                                         "an intermediate's is the first certificate of chain.pem)."
+                                                         if check == "certificate" else ".")))
         return None
     if not path.is_file():
         kind = "a directory" if path.is_dir() and not path.is_symlink() else "not a regular file"
@@ -231,8 +233,11 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
     if not path.is_file():
         return [Finding("key", "error", f"{path} is missing; nothing can be issued without it.")]
     found: list[Finding] = []
-    key_mode = stat.S_IMODE(path.stat().st_mode)
-    data = path.read_bytes()
+    try:
+        info, data = path.stat(), path.read_bytes()
+    except OSError as exc:
+        return [Finding("key", "error", f"Cannot read the CA key {path}: {exc.strerror or exc}.")]
+    key_mode = stat.S_IMODE(info.st_mode)
     damage = key_damage(data)
     encrypted = is_encrypted(data)
     if damage is not None:  # whether it is encrypted cannot be known
@@ -245,8 +250,8 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
                              f"the {'encrypted' if encrypted else 'UNENCRYPTED'} CA key. Run: chmod 600 {path}"))
     else:
         found.append(Finding("key-mode", "ok", f"mode {key_mode:04o}, {'encrypted' if encrypted else 'not encrypted'}"))
-    if path.stat().st_uid != os.geteuid():
-        found.append(Finding("key-owner", "warning", f"{path} is owned by uid {path.stat().st_uid}, not by you."))
+    if info.st_uid != os.geteuid():
+        found.append(Finding("key-owner", "warning", f"{path} is owned by uid {info.st_uid}, not by you."))
     if damage is not None:
         found.append(Finding("key", "error", f"The CA key {path} is damaged: {damage}. Restore it from a backup; "
                                              "nothing can be issued without it."))

@@ -120,6 +120,8 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     prefix = serial_digits(ref)  # as typed: an odd number of digits is a prefix too, not padded
     if prefix is not None and len(prefix) >= MIN_SERIAL_PREFIX:
         matches = inventory.serials_starting(prefix, limit=5)
+        # Round one printed serials without their leading zero; they are stored padded to whole octets.
+        matches += [m for m in inventory.serials_starting("0" + prefix, limit=5) if m not in matches]
         if len(matches) == 1:
             return _found(inventory, inventory.get(matches[0]))
         if len(matches) > 1:

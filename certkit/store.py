@@ -218,6 +218,11 @@ class CADirectory:
                 f"A CA already exists in {self.path}; certkit will not overwrite a CA. "
                 "Choose another CA directory or remove it yourself."
             )
+        if self.path.is_symlink():
+            from certkit.errors import UnsafeOutputPath
+
+            raise UnsafeOutputPath(f"The CA directory {shown(self.path)} is a symbolic link; certkit does not write "
+                                   "through links. Give the real path.")
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CAExists(f"{self.path} exists and is not an empty folder; choose another CA directory.")
         check_output(self.path, what="CA directory")
@@ -307,6 +312,13 @@ class CADirectory:
             raise CABroken(f"{shown(self.cert_path)} is {file_kind(self.cert_path)}, not a file; the CA directory is "
                            f"damaged: restore {CERT_FILE} from a backup.")
         if not self.cert_path.is_file():
+            kept = [name for name in (KEY_FILE, CONFIG_FILE, INVENTORY_FILE) if os.path.lexists(self.path / name)]
+            if kept:  # what is left of a CA: never "no CA here, create one" (init-ca refuses it)
+                raise CABroken(f"The CA directory {shown(self.path)} has lost its {CERT_FILE} ({' and '.join(kept)} "
+                               f"{'are' if len(kept) > 1 else 'is'} there): restore it from a backup, or take it from "
+                               "a bundle this CA issued (a "
+                               "root's ca.pem; an intermediate's is the first certificate of chain.pem); certkit "
+                               "checks it against the key.")
             raise CANotFound(f"No CA in {shown(self.path)}: {CERT_FILE} is missing. Create one with 'certkit init-ca'.")
         self.check_safe()
         parents_path = self.path / PARENTS_FILE

@@ -444,7 +444,13 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     from certkit.vocabulary import serial_hex
 
     inventory = CADirectory(ca_dir).inventory
-    problems = []
+    problems: list[str] = []
+    try:  # an older schema (round one's) is migrated, as by any other command but check
+        inventory.check(settle=False)
+    except CertkitError as exc:
+        if unread is not None:
+            unread.append(str(exc).rstrip("."))
+        return problems
     for cert in chain:
         serial = serial_hex(cert.serial_number)
         try:

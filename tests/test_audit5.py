@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,52 @@ def test_bundles_in_a_read_only_parent_are_replaced_in_place(ca_dir: Path, ca_en
     assert json.loads(run_certkit("list", "--json", "--status", "abandoned", env=ca_env).stdout)["certificates"] == []
     assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(parent / "web" / "ca.pem"),
                    str(parent / "web" / "cert.pem")).returncode == 0
+
+
+# --- 5. a CA directory of round one, and its serials -----------------------------------------------------------
+def make_schema_one(ca_dir: Path) -> None:
+    """The inventory as certkit's first schema had it (no folder, sink, writer or keyed column)."""
+    columns = ("serial, kind, subject, names, not_before, not_after, fingerprint_sha256, der, status, revoked_at,"
+               " revocation_reason, renewed_from, issued_at")
+    db = sqlite3.connect(ca_dir / "inventory.sqlite3")
+    with db:
+        db.executescript(f"""
+            CREATE TABLE v1 (serial TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, names TEXT NOT NULL,
+                not_before TEXT NOT NULL, not_after TEXT NOT NULL, fingerprint_sha256 TEXT NOT NULL, der BLOB NOT NULL,
+                status TEXT NOT NULL DEFAULT 'valid', revoked_at TEXT, revocation_reason TEXT, renewed_from TEXT,
+                issued_at TEXT NOT NULL);
+            INSERT INTO v1 SELECT {columns} FROM certificates;
+            DROP TABLE certificates;
+            DROP TABLE meta;
+            ALTER TABLE v1 RENAME TO certificates;
+            CREATE INDEX certificates_not_after ON certificates(not_after);
+            PRAGMA user_version = 1;
+        """)
+    db.close()
+
+
+def test_verify_reads_an_inventory_of_an_older_schema(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """state5 #3: the first command after an upgrade, verify, called a valid certificate NOT VALID and
+    advised restoring the inventory from a backup ("lacks part of its schema")."""
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=ca_env, check=True)
+    run_certkit("issue-client", "bob", "--out", tmp_path / "bob", env=ca_env, check=True)
+    run_certkit("revoke", tmp_path / "bob", env=ca_env, check=True)
+    make_schema_one(ca_dir)
+    proc = run_certkit("verify", tmp_path / "web", "--purpose", "server", env=ca_env)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{tmp_path / 'web'}: VALID"), proc.stdout + proc.stderr
+    proc = run_certkit("verify", tmp_path / "bob" / "cert.pem", "--purpose", "client", env=ca_env)
+    assert proc.returncode == 1 and "revoked on" in proc.stdout and "schema" not in proc.stdout, proc.stdout
+
+
+def test_a_serial_prefix_without_its_leading_zero_is_found(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """state5 #4: round one printed serials without their leading zero ("any unique 8+ digit prefix works");
+    stored padded, 1 in 16 stopped matching its printed prefix."""
+    for i in range(200):
+        proc = run_certkit("issue-client", f"user{i}", "--json", cwd=tmp_path, env=ca_env, check=True)
+        serial = json.loads(proc.stdout)["serial"]
+        if serial.startswith("0"):
+            break
+    else:
+        pytest.fail("200 serials without a leading zero")
+    proc = run_certkit("revoke", serial[1:13], env=ca_env)
+    assert proc.returncode == 0 and serial in proc.stdout, proc.stdout + proc.stderr

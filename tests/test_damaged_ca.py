@@ -146,7 +146,7 @@ def test_missing_ca_files(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
     issue_refused(tmp_path, ca_env, "is missing")
     check_fails(ca_env, "key", "missing")
     (ca_dir / "ca.pem").unlink()
-    issue_refused(tmp_path, ca_env, "ca.pem is missing")
+    issue_refused(tmp_path, ca_env, "has lost its ca.pem (inventory.sqlite3 is there)")
 
 
 def test_a_missing_inventory_stays_missing(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
