@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certkit import CA, CertkitError
+from certkit.vocabulary import serial_hex
 
 from conftest import assert_clean_error, openssl, run_certkit
 
@@ -153,9 +154,9 @@ def test_crl_never_drops_a_revocation_the_published_crl_lists(ca_dir: Path, ca_e
     for _ in range(2):  # cron runs again: refused every time, the published CRL kept
         proc = run_certkit("crl", "--out", crl, env=ca_env)
         assert_clean_error(proc, f"lists 1 revoked certificate that the inventory does not record as revoked: "
-                                 f"{serial:040X} (keyCompromise)")
+                                 f"{serial_hex(serial)} (keyCompromise)")
         assert crl.read_bytes() == published
-    run_certkit("revoke", f"{serial:040X}", "--reason", "keyCompromise", env=ca_env, check=True)
+    run_certkit("revoke", f"{serial_hex(serial)}", "--reason", "keyCompromise", env=ca_env, check=True)
     proc = run_certkit("crl", "--out", crl, env=ca_env, check=True)
     assert proc.stdout.startswith('Wrote CRL number 3 of "certkit test root"'), proc.stdout
     listed = x509.load_pem_x509_crl(crl.read_bytes())
@@ -249,3 +250,38 @@ def test_a_serial_prefix_without_its_leading_zero_is_found(ca_dir: Path, ca_env:
         pytest.fail("200 serials without a leading zero")
     proc = run_certkit("revoke", serial[1:13], env=ca_env)
     assert proc.returncode == 0 and serial in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- 6. revoke FOLDER while the folder is being renewed ---------------------------------------------------------
+@pytest.mark.parametrize("point", ["recorded", "staged", "swapped"])
+def test_revoking_a_folder_being_renewed_revokes_what_it_then_delivers(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                       point: str):
+    """state5 #2: by timing, revoke FOLDER revoked the old certificate (and, superseded, its successor
+    too, unnamed), or the new one still pending, after which renew said "Renewed", exit 0, and the
+    server's folder held a revoked certificate; or it blamed the user ("a file replaced by hand?").
+    Now revoke waits for the renewal, then revokes the certificate the folder delivers."""
+    from integrity_helpers import start_paused
+
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.test", "--out", folder, env=ca_env, check=True)
+    old = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number
+    marker = tmp_path / "pause"
+    renewal = start_paused(["renew", folder], ca_env, tmp_path, point, marker)
+    revoking = subprocess.Popen([sys.executable, "-m", "certkit", "revoke", str(folder), "--reason", "superseded"],
+                                env=ca_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            revoking.wait(1.5)  # the renewal holds the folder
+    finally:
+        marker.unlink()
+    renewed_out, renewed_err = renewal.communicate(timeout=120)
+    revoked_out, revoked_err = revoking.communicate(timeout=120)
+    assert renewal.returncode == 0, renewed_err
+    assert revoking.returncode == 0, revoked_err
+    new = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number
+    assert new != old
+    assert revoked_out.startswith(f"Revoked server certificate {serial_hex(new)}\n"), revoked_out
+    assert "also" not in revoked_out
+    rows = {r["serial"]: r["status"] for r in json.loads(run_certkit("list", "--json", env=ca_env).stdout)
+            ["certificates"]}
+    assert rows == {f"{serial_hex(old)}": "valid", f"{serial_hex(new)}": "revoked"}, rows

@@ -204,11 +204,17 @@ def revoke(certificate, reason, ca_dir, as_json):
         reason = parse_reason(reason)
     except CertkitError as exc:
         raise click.BadParameter(str(exc), param_hint="'--reason'") from None
+    from certkit.bundle import folders_held
+
     store, inventory = _inventory(ca_dir)
     ca_cert, ca_parents = store.load_certificates()
-    found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert, ca_parents=tuple(ca_parents))
-    check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
-    row = inventory.revoke(found.serial, reason)
+    given = Path(certificate)
+    # A folder being renewed is revoked once the renewal is done with it: what it then delivers.
+    with folders_held(store.path, [given] if given.is_dir() else [given.parent] if given.is_file() else []):
+        found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert,
+                                 ca_parents=tuple(ca_parents))
+        check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
+        row = inventory.revoke(found.serial, reason)
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
