@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from certkit import CA, CertkitError
 from certkit.vocabulary import serial_hex
 
-from conftest import assert_clean_error, openssl, run_certkit
+from conftest import assert_clean_error, certkit_env, openssl, run_certkit
 
 
 def spki(key) -> bytes:
@@ -285,3 +285,34 @@ def test_revoking_a_folder_being_renewed_revokes_what_it_then_delivers(ca_dir: P
     rows = {r["serial"]: r["status"] for r in json.loads(run_certkit("list", "--json", env=ca_env).stdout)
             ["certificates"]}
     assert rows == {f"{serial_hex(old)}": "valid", f"{serial_hex(new)}": "revoked"}, rows
+
+
+# --- 7. secrets no prompt could give ----------------------------------------------------------------------------
+@pytest.mark.parametrize("content,why", [(b"correct horse battery\n\n", "several lines"),
+                                         (b"line one\nline two\n", "several lines"),
+                                         (b"line one\r\nline two", "several lines"), (b"   \n", "white space only"),
+                                         (b"\t\n", "white space only")])
+def test_a_secret_of_several_lines_or_white_space_is_refused(tmp_path: Path, content: bytes, why: str):
+    """badinput5 #1: the CA key was encrypted with "correct horse battery\\n" (a blank line after it), which no
+    prompt, no variable and no `openssl -passin file:` could give again; a bundle.p12 password of three
+    spaces got no warning. Files and variables, for the CA passphrase and the PKCS#12 password."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(content)
+    secret.chmod(0o600)
+    good = tmp_path / "good"
+    good.write_text("correct horse battery staple\n")
+    good.chmod(0o600)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    assert_clean_error(run_certkit("init-ca", "--passphrase-file", secret, env=env), why)
+    assert not (tmp_path / "ca").exists()
+    run_certkit("init-ca", "--passphrase-file", good, env=env, check=True)
+    for args in (("--p12", "--p12-password-file", secret), ("--passphrase-file", secret)):
+        proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", *args,
+                           *(("--passphrase-file", good) if "--p12" in args else ()), env=env)
+        assert_clean_error(proc, why)
+        assert not (tmp_path / "a").exists()
+    variable = content.decode().removesuffix("\n")
+    for name, extra in (("CERTKIT_CA_PASSPHRASE", ()), ("CERTKIT_P12_PASSWORD", ("--p12", "--passphrase-file", good))):
+        proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", *extra, env=env | {name: variable})
+        assert_clean_error(proc, why)
+    assert run_certkit("list", "--json", env=env).stdout.count('"serial"') == 0

@@ -386,6 +386,17 @@ def read_secret_file(path: Path) -> bytes:
     secret = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
     if not secret:
         raise click.ClickException(f"The file {shown(path)} holds an empty secret.")
+    return _one_line(secret, f"The file {shown(path)}")
+
+
+def _one_line(secret: bytes, where: str) -> bytes:
+    """Refuse a secret no prompt could give: several lines (a blank line after it included), or white
+    space alone; OpenSSL's -passin file: would read its first line only, a person cannot type it."""
+    if b"\n" in secret or b"\r" in secret:
+        raise click.ClickException(f"{where} holds a secret of several lines; a passphrase or password is one line "
+                                   "(no prompt could give the rest; a file's one trailing newline is ignored).")
+    if not secret.strip():
+        raise click.ClickException(f"{where} holds a secret of white space only.")
     return secret
 
 
@@ -399,7 +410,7 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
     if env in os.environ:
         if not os.environ[env]:
             raise click.ClickException(f"${env} is set but empty.")
-        return os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
+        return _one_line(os.fsencode(os.environ[env]), f"${env}")  # the bytes as set, even if not UTF-8
     if sys.stdin is not None and sys.stdin.isatty():
         return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True).encode()
     return None
