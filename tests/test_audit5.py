@@ -316,3 +316,24 @@ def test_a_secret_of_several_lines_or_white_space_is_refused(tmp_path: Path, con
         proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", *extra, env=env | {name: variable})
         assert_clean_error(proc, why)
     assert run_certkit("list", "--json", env=env).stdout.count('"serial"') == 0
+
+
+# --- 8. issue-peer: the warning comes with the certificate, not with a refusal -------------------------------------
+def test_a_refused_peer_certificate_gets_one_error_line(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """badinput5 #4: issue-peer printed its Warning, then the Error (two lines for one bad input) for a wrong
+    passphrase, a p12 password file readable by others, a missing p12 password; in a folder and in jsonl."""
+    loose = tmp_path / "loose"
+    loose.write_text("a p12 password\n")
+    loose.chmod(0o644)
+    for args, env in ((("--out", tmp_path / "p1"), ca_env | {"CERTKIT_CA_PASSPHRASE": "wrong passphrase"}),
+                      (("--out", tmp_path / "p2", "--p12", "--p12-password-file", loose), ca_env),
+                      (("--out", tmp_path / "p3", "--p12"), ca_env),
+                      (("--format", "jsonl", "--out", tmp_path / "p.jsonl"),
+                       ca_env | {"CERTKIT_CA_PASSPHRASE": "wrong passphrase"})):
+        proc = run_certkit("issue-peer", "p.example", *args, env=env)
+        assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1, \
+            (args, proc.stderr)
+    proc = run_certkit("issue-peer", "p.example", "--out", tmp_path / "p4", env=ca_env)
+    assert proc.returncode == 0 and proc.stderr.startswith("Warning: a peer certificate carries both"), proc.stderr
+    proc = run_certkit("renew", tmp_path / "p4", env=ca_env | {"CERTKIT_CA_PASSPHRASE": "wrong passphrase"})
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Warning" not in proc.stderr, proc.stderr

@@ -85,13 +85,20 @@ def test_a_batch_with_peer_lines_says_so_too(tmp_path, fmt):
     assert quiet.stderr == ""
 
 
-def test_the_warning_comes_before_the_passphrase_is_used(pki, tmp_path):
-    """Said even when the run then fails: a wrong passphrase still shows the warning first."""
+def test_the_warning_comes_before_a_passphrase_prompt(pki, tmp_path):
+    """On a terminal the warning is read before anyone types the passphrase; from a variable or a file, a
+    wrong passphrase is told its error alone (one line: audit badinput5 #4)."""
+    from test_secrets import run_on_terminal
+
+    env = {k: v for k, v in pki["env"].items() if k != "CERTKIT_CA_PASSPHRASE"}
+    code, screen = run_on_terminal(["issue-peer", "node-9.cluster.internal", "--out", str(tmp_path / "node-9")],
+                                   [(b"CA key passphrase:", b"not the passphrase")] * 3, env, tmp_path)
+    assert code == 1 and screen.index(WARNING_LINE.encode()[:60]) < screen.index(b"CA key passphrase:"), screen
+    assert not (tmp_path / "node-9").exists()
     env = dict(pki["env"], CERTKIT_CA_PASSPHRASE="not the passphrase")
     proc = run_certkit("issue-peer", "node-9.cluster.internal", "--out", tmp_path / "node-9", env=env)
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines()[0] == WARNING_LINE
-    assert "Error:" in proc.stderr and not (tmp_path / "node-9").exists()
+    assert proc.returncode == 1 and proc.stderr.startswith("Error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "node-9").exists()
 
 
 def test_a_refused_request_is_told_its_error_alone(pki, tmp_path):

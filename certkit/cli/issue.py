@@ -112,7 +112,7 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
     ca = CADirectory(ca_dir).open()
     target = FolderTarget(out, force=force, p12=want_p12)
     plan(ca, request, target)  # every refusal before any secret is asked for
-    warn_of_purpose(request)
+    asked = warn_of_purpose(request, ca=ca, passphrase_file=passphrase_file)
     if want_p12:
         from certkit.pkcs12 import issued_pkcs12
 
@@ -120,14 +120,27 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
     unlock(ca, passphrase_file)
     delivery = deliver(ca, request, target, planned=True)
+    warn_of_purpose(request, told=asked)
     summarize(delivery, out, as_json, ca, p12_legacy if want_p12 else None, requested=requested)
 
 
-def warn_of_purpose(request) -> None:
-    """A peer certificate's warning, once the request has passed every check (a refused one is
-    told its error alone)."""
-    if request.kind == "peer":
-        warn(PEER_WARNING)
+def warn_of_purpose(request, *, ca=None, passphrase_file: Path | None = None, told: bool = False) -> bool:
+    """A peer certificate's warning: before the passphrase is asked for at a prompt (given ``ca``), so
+    that it is read before anyone types it; else once the certificate is issued (a refusal, a wrong
+    passphrase too, is told its error alone: one line). Returns whether it was said."""
+    if request.kind != "peer" or told:
+        return told
+    if ca is not None:
+        import os
+        import sys
+
+        from certkit.cli.common import key_secret
+
+        env, _ = key_secret(ca.store)
+        if passphrase_file is not None or env in os.environ or sys.stdin is None or not sys.stdin.isatty():
+            return False
+    warn(PEER_WARNING)
+    return True
 
 
 def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = None, *,

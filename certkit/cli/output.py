@@ -64,7 +64,7 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     plan(ca, request, target)  # every refusal before any secret is asked for
     from certkit.cli.issue import warn_of_purpose
 
-    warn_of_purpose(request)
+    asked = warn_of_purpose(request, ca=ca, passphrase_file=passphrase_file)
     if p12_password is not None:
         from certkit.pkcs12 import issued_pkcs12
 
@@ -72,6 +72,7 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
     unlock(ca, passphrase_file)
     delivery = deliver(ca, request, target, planned=True)
+    warn_of_purpose(request, told=asked)
     released = output.released(ca.inventory)
     if released:
         delivery.notes.append(released_note(output, released))

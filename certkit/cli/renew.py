@@ -177,7 +177,8 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         raise
     from certkit.cli.issue import warn_of_purpose
 
-    warn_of_purpose(planned.request)  # a renewed peer certificate is a new one with both purposes
+    # a renewed peer certificate is a new one with both purposes
+    asked = warn_of_purpose(planned.request, ca=ca, passphrase_file=passphrase_file)
     if p12_password_file is not None and not planned.target.p12:  # asked for, but there was none to refresh
         from certkit.text import shown
 
@@ -185,6 +186,7 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
                              f"{shown(planned.target.given)} makes one")
     unlock(ca, passphrase_file)
     result = renew_planned(ca, planned)
+    warn_of_purpose(planned.request, told=asked)
     data, lines = _summary(result, rekey, key_type)
     failures, stopped = _single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
         if exec_each or exec_once else ([], None)
