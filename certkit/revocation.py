@@ -220,10 +220,13 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
     CRL of ``issuer`` (unless ``force``): its name and, where both are known, its key identifier
     (``key_id``: two CAs may share a name, as two made by one user on one host do by default)."""
     from certkit.errors import OutputExists, UnsafeOutputPath
-    from certkit.paths import check_output
+    from certkit.paths import check_can_write, check_output
 
     path = Path(path)
     check_output(path, ca_dirs, what="CRL file")
+    if not path.parent.is_dir():  # refused before a passphrase is asked for, a number taken
+        raise CertkitError(f"Cannot write the CRL to {shown(path)}: the folder {shown(path.parent)} does not exist.")
+    check_can_write(path, "CRL file")
     if path.is_symlink():
         raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
     if path.exists() and not path.is_file():
@@ -260,8 +263,8 @@ def check_published(path: Path, ca: "CA") -> int:
             f"{shown(path)} (CRL number {_crl_number(theirs)} of this CA) lists {len(lost)} revoked "
             f"certificate{'s' if len(lost) != 1 else ''} that the inventory does not record as revoked: "
             f"{shown_ones}{more}. The inventory is older than that CRL (restored from a backup?), and a new CRL "
-            f"would take {'them' if len(lost) != 1 else 'it'} off it; nothing was signed. Record each again with 'certkit revoke SERIAL --reason "
-            "REASON', or restore a newer inventory.")
+            f"would take {'them' if len(lost) != 1 else 'it'} off it; nothing was signed. Record each again with "
+            "'certkit revoke SERIAL --reason REASON', or restore a newer inventory.")
     return _crl_number(theirs)
 
 

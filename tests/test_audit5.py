@@ -337,3 +337,16 @@ def test_a_refused_peer_certificate_gets_one_error_line(ca_dir: Path, ca_env: di
     assert proc.returncode == 0 and proc.stderr.startswith("Warning: a peer certificate carries both"), proc.stderr
     proc = run_certkit("renew", tmp_path / "p4", env=ca_env | {"CERTKIT_CA_PASSPHRASE": "wrong passphrase"})
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Warning" not in proc.stderr, proc.stderr
+
+
+def test_crl_to_a_folder_that_does_not_exist_is_refused_before_the_passphrase(ca_dir: Path, ca_env: dict,
+                                                                               tmp_path: Path):
+    """badinput5 #6: the passphrase was asked for, a number taken and a CRL signed, then the write failed."""
+    proc = run_certkit("crl", "--out", tmp_path / "nodir" / "crl.pem", env=ca_env | {"CERTKIT_CA_PASSPHRASE": "wrong"})
+    assert_clean_error(proc, "the folder")
+    assert "does not exist" in proc.stderr and "passphrase" not in proc.stderr
+    number = sqlite3.connect(ca_dir / "inventory.sqlite3").execute(
+        "SELECT value FROM meta WHERE key = 'crl_number'").fetchone()
+    assert number in (None, ("0",)), number
+    proc = run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env, check=True)
+    assert proc.stdout.startswith('Wrote CRL number 1 of'), proc.stdout
