@@ -37,6 +37,9 @@ def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start,
         if not_after > latest:
             not_after = latest
             notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")
+            if latest - not_before < dt.timedelta(days=30):
+                notes.append(f"the CA '{_name(ca_cert)}' ends then: every certificate it issues ends with it; create "
+                             "its successor with 'certkit init-ca' and move its certificates to that CA")
     else:
         check_days(days)
         if profile.max_days is not None and days > profile.max_days:

@@ -350,3 +350,35 @@ def test_crl_to_a_folder_that_does_not_exist_is_refused_before_the_passphrase(ca
     assert number in (None, ("0",)), number
     proc = run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env, check=True)
     assert proc.stdout.startswith('Wrote CRL number 1 of'), proc.stdout
+
+
+# --- 9. a CA at its very end -------------------------------------------------------------------------------------
+def test_a_ca_at_its_end_says_so_and_the_lifetime_it_granted(tmp_path: Path):
+    """state5 #5: a certificate capped to the CA's last ten minutes was reported "(1 days)"; bulk renew then
+    advised "renew it with a longer lifetime", which the CA cannot grant, and never said the CA ends."""
+    import datetime as dt
+
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE
+
+    now = dt.datetime.now(dt.UTC)
+    CADirectory(tmp_path / "ca").save_new(CA.create("Ending CA", days=1, not_before=now - dt.timedelta(hours=23,
+                                                                                                     minutes=50)),
+                                          PASSPHRASE.encode())
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    proc = run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=env, check=True)
+    expires = next(line for line in proc.stdout.splitlines() if line.startswith("  expires"))
+    minutes = int(expires.rsplit("(", 1)[1].split()[0])
+    assert expires.endswith(" minutes)") and 5 <= minutes <= 16, expires
+    assert "the CA 'Ending CA' ends then" in proc.stdout and "certkit init-ca" in proc.stdout, proc.stdout
+    proc = run_certkit("issue-server", "day.test", "--days", "1", "--out", tmp_path / "day", env=env)
+    assert proc.returncode != 0  # a lifetime asked for past the CA's end is refused, as ever
+    proc = run_certkit("renew", "--expiring", "30d", env=env, check=True)
+    assert "its CA ends then; create the CA's successor with 'certkit init-ca'" in proc.stdout, proc.stdout
+    assert "renew it with a longer lifetime" not in proc.stdout
+
+
+def test_a_one_day_certificate_is_one_day(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    proc = run_certkit("issue-server", "a.test", "--days", "1", "--out", tmp_path / "a", env=ca_env, check=True)
+    assert " (1 day)\n" in proc.stdout and "(1 days)" not in proc.stdout, proc.stdout

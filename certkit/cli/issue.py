@@ -152,7 +152,13 @@ def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = 
     from certkit.vocabulary import san_entries
 
     issued, written = delivery.issued, delivery.files
-    days_left = (issued.not_after - issued.cert.not_valid_before_utc).days + 1
+    import datetime as dt
+
+    from certkit.fleet.plan import period_words
+
+    # counted inclusively (notAfter is its last second): 200 days, 1 day; 10 minutes at its CA's very end
+    span = issued.not_after - issued.cert.not_valid_before_utc + dt.timedelta(seconds=1)
+    lifetime = f"{span.days} day{'s' if span.days != 1 else ''}" if span.days else period_words(span)
     sans = san_entries(issued.cert)
     data = {
         "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
@@ -173,7 +179,7 @@ def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = 
         f"  subject   {shown(issued.cert.subject.rfc4514_string()) or '(empty)'}",
         f"  names     {shown_names or '(none)'}",
         f"  serial    {issued.serial_hex}",
-        f"  expires   {when(issued.not_after)} ({days_left} days)",
+        f"  expires   {when(issued.not_after)} ({lifetime})",
         "  files     " + "\n            ".join(shown(p) + _SECRET_NOTES.get(p.name, "") for p in written),
     ]
     if p12_legacy is not None:

@@ -53,6 +53,9 @@ def period_words(period: dt.timedelta) -> str:
     if days >= 1 and abs(days - round(days)) < 0.01:  # a lifetime counted inclusively ends a second early
         return f"{round(days)} day{'s' if round(days) != 1 else ''}"
     hours = round(period / dt.timedelta(hours=1))
+    if hours == 0:  # a certificate capped at its CA's last minutes
+        minutes = round(period / dt.timedelta(minutes=1))
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 

@@ -144,9 +144,12 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
     outcome.notes = list(renewal.notes)
     lifetime = issued.not_after - issued.cert.not_valid_before_utc
     if window is not None and lifetime <= window:
+        capped = issued.not_after >= ca.cert.not_valid_after_utc  # no longer lifetime is possible from this CA
         outcome.notes.append(f"the new certificate lives {period_words(lifetime)}, no longer than the "
-                             f"{period_words(window)} renewal window, so every run will renew it again: renew it with "
-                             "a longer lifetime, or choose a shorter window")
+                             f"{period_words(window)} renewal window, so every run will renew it again: " +
+                             ("its CA ends then; create the CA's successor with 'certkit init-ca' and move the "
+                              "certificates to it" if capped else "renew it with a longer lifetime, or choose a "
+                              "shorter window"))
     return outcome
 
 
