@@ -12,6 +12,7 @@ revocation and CRLs in :mod:`certkit.revocation`.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ from certkit import constraints as _constraints
 from certkit import names as _names
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
-from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
+from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.keys import (
     check_private_key,
@@ -38,14 +39,20 @@ from certkit.validity import cap_at_parent, check_days, check_within_parent
 from certkit.vocabulary import common_name, leaf_kind, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
+    import ssl
+
     from cryptography import x509
 
     from certkit.csr import CSRRequest
     from certkit.inventory import Inventory
     from certkit.issuing import Request
+    from certkit.keys import PrivateKey
     from certkit.store import CADirectory
 
 __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
+
+# A host name or address as issue_server() and issue_peer() take it: its text, or an ipaddress object.
+Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _is_ed25519(key) -> bool:
@@ -133,7 +140,7 @@ class CA:
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = ca_subject(common_name, organization, organizational_unit, country, intermediate=parent is not None)
         if parent is not None:
-            refuse_namesake(subject, [parent.cert, *parent.parents])
+            refuse_namesake(subject, [parent.cert, *parent.parents], library=True)
         dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
         asked, days = days, days if days is not None else profile.default_days
         check_days(days)
@@ -220,7 +227,7 @@ class CA:
         """The CA directory this CA was opened from (outputs may never land there)."""
         return [self.store.path] if self.store is not None else []
 
-    def configure_trust(self, ctx) -> None:
+    def configure_trust(self, ctx: "ssl.SSLContext") -> None:
         """Make the ``ssl.SSLContext`` ``ctx`` trust what this CA issues."""
         import ssl
 
@@ -230,7 +237,7 @@ class CA:
             raise wrong_type("ctx", "an ssl.SSLContext", ctx)
         configure_trust(self, ctx)
 
-    def server_context(self, cert: IssuedCert, *, client_certificates: str = "required"):
+    def server_context(self, cert: IssuedCert, *, client_certificates: str = "required") -> "ssl.SSLContext":
         """An ``ssl.SSLContext`` presenting ``cert`` that requires (or, ``"optional"``/``"none"``, does not)
         a client certificate issued by this CA: a mutual-TLS server in one line."""
         from certkit.sslcontext import server_context
@@ -238,7 +245,7 @@ class CA:
         _check_issued(cert, "cert")
         return server_context(self, cert, client_certificates=client_certificates)
 
-    def client_context(self, cert: IssuedCert | None = None):
+    def client_context(self, cert: IssuedCert | None = None) -> "ssl.SSLContext":
         """An ``ssl.SSLContext`` trusting this CA (host names checked), presenting ``cert`` if given."""
         from certkit.sslcontext import client_context
 
@@ -270,7 +277,7 @@ class CA:
         name constraints, a key given (``key=``, a CSR's, a renewal's) against the key policy and the
         CA keys of the chain, the lifetime against the profile and this CA's own. Returns notes."""
         if request.kind not in LEAF_KINDS:
-            raise CertkitError(f"Unknown certificate kind '{shown(request.kind)}'; choose one of: "
+            raise InvalidArgument(f"Unknown certificate kind '{shown(request.kind)}'; choose one of: "
                                f"{', '.join(LEAF_KINDS)}.")
         found = self._chain_constraints
         _constraints.check(found, request.identities, self.common_name)
@@ -338,15 +345,15 @@ class CA:
 
         return deliver(self, request).issued
 
-    def issue_server(self, names: Iterable[str], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
-                     key=None, not_before: dt.datetime | None = None) -> IssuedCert:
+    def issue_server(self, names: Host | Iterable[Host], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+                     key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a serverAuth-only certificate for DNS names and IP addresses, all in the SAN."""
         from certkit.issuing import server_request
 
         return self._in_memory(server_request(names, key_type=key_type, days=days, key=key, not_before=not_before))
 
-    def issue_peer(self, names: Iterable[str], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
-                   key=None, not_before: dt.datetime | None = None) -> IssuedCert:
+    def issue_peer(self, names: Host | Iterable[Host], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+                   key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a certificate with both serverAuth and clientAuth for cluster peers that cannot take two
         certificates; the names as for :meth:`issue_server`. Prefer a server and a client certificate
         wherever the system allows (docs/peers.md)."""
@@ -357,7 +364,7 @@ class CA:
 
     def issue_client(self, name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
                      dns_names: Iterable[str] = (), key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
-                     key=None, not_before: dt.datetime | None = None) -> IssuedCert:
+                     key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a clientAuth-only certificate whose subject CN is ``name``.
 
         Emails, URIs (SPIFFE IDs) and DNS names go in the SAN; a ``name`` that
@@ -370,25 +377,27 @@ class CA:
         return self._in_memory(client_request(name, emails=emails, uris=uris, dns_names=dns_names,
                                               key_type=key_type, days=days, key=key, not_before=not_before))
 
-    def sign_csr(self, request: "CSRRequest | bytes", kind: str, *, extra_names: Iterable[str] = (),
-                 days: int | None = None) -> IssuedCert:
+    def sign_csr(self, request: "CSRRequest | bytes | str | x509.CertificateSigningRequest", kind: str, *,
+                 extra_names: Host | Iterable[Host] = (), days: int | None = None) -> IssuedCert:
         """Issue a ``kind`` certificate for the key in a CSR: only its key and names are taken."""
         from certkit.issuing import csr_request
 
         return self._in_memory(csr_request(request, kind, extra_names=extra_names, days=days))
 
-    def renew(self, old: "x509.Certificate", *, key=None, rekey: bool = False, key_type: str | None = None,
-              days: int | None = None) -> IssuedCert:
+    def renew(self, old: "x509.Certificate | IssuedCert", *, key: "PrivateKey | None" = None, rekey: bool = False,
+              key_type: str | None = None, days: int | None = None) -> IssuedCert:
         """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it.
-        ``old`` is an ``x509.Certificate`` or an :class:`IssuedCert`, whose private key is then kept
-        (unless ``key`` or ``rekey`` says otherwise)."""
+        ``old`` is an ``x509.Certificate`` or an :class:`IssuedCert`, whose private key is then kept.
+        ``key`` is the old private key to keep; with ``rekey=True`` it is the new key instead (else one
+        of ``key_type``, by default the old key's type, is generated)."""
         from certkit.issuing import renewal_request
 
         if isinstance(old, IssuedCert):
             key = old.private_key if key is None and not rekey else key
             old = old.cert
+        new_key, key = (key, None) if rekey else (None, key)
         return self._in_memory(renewal_request(old, self.kind_of(old), rekey=rekey, key_type=key_type, days=days,
-                                               key=key))
+                                               key=key, new_key=new_key))
 
     def kind_of(self, cert: "x509.Certificate") -> str:
         """The kind of a leaf this CA issued (from the inventory when there is one); refuses others."""

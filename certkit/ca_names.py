@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from certkit import names as _names
-from certkit.errors import InvalidName
+from certkit.errors import InvalidName, cli_worded
 from certkit.text import shown
 from certkit.vocabulary import wrong_type
 
@@ -31,14 +31,17 @@ def default_ca_name(*, intermediate: bool = False) -> str:
     return name.decode("utf-8", "ignore")
 
 
-def refuse_namesake(subject: "x509.Name", above: list) -> None:
+def refuse_namesake(subject: "x509.Name", above: list, *, library: bool = False) -> None:
     """An intermediate named as a CA above it would be self-issued (RFC 5280 6.1: its own name as issuer),
-    which path-length checks count differently, and which no person, log or ``inspect`` tells apart."""
+    which path-length checks count differently, and which no person, log or ``inspect`` tells apart.
+    The fix is said as init-ca's --name, or with ``library`` as a ``CA.create`` call (which the command
+    line still says as --name, :func:`certkit.cli.common.cli_message`)."""
     for cert in above:
         if _compared(cert.subject) == _compared(subject):
             name = shown(subject.rfc4514_string())
-            raise InvalidName(f"The intermediate would carry the name of the CA above it ({name}); give it a name of "
-                              "its own (--name).")
+            fix = "CA.create(another_name, parent=...)" if library else "--name"
+            raise cli_worded(InvalidName(f"The intermediate would carry the name of the CA above it ({name}); give "
+                                         f"it a name of its own ({fix})."), fix, "--name")
 
 
 def _compared(name: "x509.Name") -> tuple:

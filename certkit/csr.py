@@ -36,6 +36,26 @@ class CSRRequest:
         return self.csr.public_key()
 
 
+def csr_of(request) -> CSRRequest:
+    """A CSR given to the library: a :class:`CSRRequest`, PEM or DER bytes, PEM text (a str) or a
+    cryptography CSR object (read again, so its signature and key are checked)."""
+    from cryptography import x509
+
+    if isinstance(request, CSRRequest):
+        return request
+    if isinstance(request, str):
+        request = request.encode("utf-8")
+    elif isinstance(request, x509.CertificateSigningRequest):
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        request = request.public_bytes(Encoding.DER)
+    elif not isinstance(request, (bytes, bytearray, memoryview)):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("The CSR", "PEM or DER bytes, PEM text or an x509.CertificateSigningRequest", request)
+    return load_csr(bytes(request))
+
+
 def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
     """Read a PEM or DER CSR, check its key and self-signature, and describe the request."""
     from cryptography import x509
@@ -233,7 +253,9 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
         identities, cn = _plan_hosts(request, kind, extra_names, dropped)
         return identities, cn, dropped
     if kind != "client":
-        raise ValueError(f"kind must be 'server', 'peer' or 'client', not {kind!r}")
+        from certkit.errors import InvalidArgument
+
+        raise InvalidArgument(f"kind must be 'server', 'peer' or 'client', not {kind!r}.")
     identities, cn = _plan_client(request, extra_names, dropped)
     return identities, cn, dropped
 
@@ -245,7 +267,9 @@ def _checked(parse, value: str, where: str):
     try:
         return parse(value)
     except InvalidName as exc:
-        raise InvalidCSR(f"{where} is refused: {exc}") from None
+        error = InvalidCSR(f"{where} is refused: {exc}")
+        error.cli_words = getattr(exc, "cli_words", None)  # its advice, in the command line's words there
+        raise error from None
 
 
 def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str]) -> tuple[list, str]:

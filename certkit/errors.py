@@ -69,8 +69,27 @@ class CertkitError(Exception):
     """Base class: an operational error with a message fit for a user."""
 
 
+def cli_worded(error: CertkitError, library: str, cli: str) -> CertkitError:
+    """``error``, whose message gives its fix in the library's words (``library``: a call, a parameter),
+    told to say ``cli`` instead on the command line (``cli_words``, which
+    :func:`certkit.cli.common.cli_message` swaps in)."""
+    error.cli_words = (library, cli)
+    return error
+
+
+def cli_text(exc: BaseException) -> str:
+    """``str(exc)`` as the command line says it: the library's words of its advice (``cli_words``)
+    replaced, for a message the command line builds from it (a batch line's reason, --name: ...)."""
+    words = getattr(exc, "cli_words", None)
+    return str(exc).replace(*words) if words else str(exc)
+
+
 class InvalidName(CertkitError, ValueError):
     """A DNS name, IP address, email or URI that cannot go in a certificate."""
+
+
+class InvalidArgument(CertkitError, ValueError):
+    """A library argument outside its choices: a certificate kind, a key type, a client-certificate mode."""
 
 
 class InvalidLifetime(CertkitError, ValueError):

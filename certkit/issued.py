@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,9 +16,14 @@ from certkit.names import Identity
 from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
+    import ssl
+    from contextlib import AbstractContextManager
+
     from cryptography import x509
 
     from certkit.inventory.rows import Facts
+    from certkit.keys import PrivateKey
+    from certkit.sslcontext import BundlePaths
 
 
 def certificate_pem(cert: "x509.Certificate") -> bytes:
@@ -25,14 +32,13 @@ def certificate_pem(cert: "x509.Certificate") -> bytes:
     return cert.public_bytes(Encoding.PEM)
 
 
-
 @dataclass
 class IssuedCert:
     """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
 
     kind: str  # "server" | "client" | "peer"
     cert: "x509.Certificate"
-    private_key: object | None
+    private_key: "PrivateKey | None"  # None when certkit does not hold it (a CSR's, a renewal keeping it)
     intermediates: list  # x509.Certificate, nearest issuer first; empty under a root
     root: "x509.Certificate"
     identities: list[Identity]
@@ -111,13 +117,14 @@ class IssuedCert:
         files[CA_FILE] = self.ca_pem
         return files
 
-    def configure_cert(self, ctx) -> None:
-        """Make the ``ssl.SSLContext`` ``ctx`` present this certificate (chain and key)."""
+    def configure_cert(self, ctx: "ssl.SSLContext") -> None:
+        """Make the ``ssl.SSLContext`` ``ctx`` present this certificate (chain and key); anything else
+        is a TypeError, before the key is written anywhere."""
         from certkit.sslcontext import configure_cert
 
         configure_cert(self, ctx)
 
-    def files(self):
+    def files(self) -> "AbstractContextManager[BundlePaths]":
         """Context manager: the bundle as files in a private temporary folder (``.cert``, ``.key``,
         ``.fullchain``, ``.ca`` paths), removed when the block ends. Without a private key (signed
         from a CSR, renewed without ``key=``) there is no key file, and ``.key`` raises saying so."""
@@ -125,7 +132,8 @@ class IssuedCert:
 
         return bundle_files(self)
 
-    def write(self, folder: str | Path, *, force: bool = False, extra: dict[str, bytes] | None = None) -> list[Path]:
+    def write(self, folder: str | os.PathLike[str], *, force: bool = False,
+              extra: Mapping[str, bytes] | None = None) -> list[Path]:
         """Write the bundle, plus ``extra`` files (plain names such as ``bundle.p12``, none of the
         bundle's own), into ``folder`` atomically (see :func:`certkit.bundle.write_bundle`); return the
         paths written. Without a private key the bundle has no privkey.pem. Over an old bundle
@@ -138,9 +146,22 @@ class IssuedCert:
         from certkit.constants import BUNDLE_FILES
         from certkit.paths import check_output
 
+        _check_write(folder, extra)
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
         # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
         # private key that is not this certificate's) go with it, as with the issuing commands' --force.
         return write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+
+
+def _check_write(folder, extra) -> None:
+    """``write``'s arguments, each a TypeError that names it (not a failure deep inside, nor a false one:
+    a bytes folder is not "a bytes-like object required")."""
+    from certkit.vocabulary import wrong_type
+
+    if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
+        raise wrong_type("folder", "a str or a Path", folder)
+    if extra is not None and not (isinstance(extra, Mapping) and all(
+            isinstance(name, str) and isinstance(data, (bytes, bytearray)) for name, data in extra.items())):
+        raise wrong_type("extra", "a dict of file name (str) -> content (bytes)", extra)

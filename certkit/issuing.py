@@ -39,8 +39,11 @@ from certkit.names import Identity
 from certkit.testhooks import pause_at
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from certkit.ca import CA, IssuedCert
     from certkit.csr import CSRRequest
+    from certkit.keys import PrivateKey
 
 
 @dataclass(frozen=True)
@@ -104,62 +107,46 @@ def client_request(name: str, *, emails: Iterable[str] = (), uris: Iterable[str]
     return Request("client", tuple(identities), cn, key_type, days, key=key, not_before=not_before)
 
 
-def csr_request(request: "CSRRequest | bytes", kind: str, *, extra_names: Iterable[str] = (),
-                days: int | None = None) -> Request:
-    """A certificate for the key in a CSR: only its key and names are taken (checked as
-    issue-server / issue-client check them); every extension comes from the profile."""
-    from certkit.csr import CSRRequest, load_csr, plan
+def csr_request(request: "CSRRequest | bytes | str | x509.CertificateSigningRequest", kind: str, *,
+                extra_names: Iterable[str] = (), days: int | None = None) -> Request:
+    """A certificate for the key in a CSR (see :func:`certkit.csr.csr_of`): only its key and names are
+    taken (checked as issue-server / issue-client check them); every extension comes from the profile."""
+    from certkit.csr import csr_of, plan
 
-    if not isinstance(request, CSRRequest):
-        request = load_csr(_csr_bytes(request))
+    request = csr_of(request)
     identities, cn, dropped = plan(request, kind, _names.name_list(extra_names, "extra_names"))
     return Request(kind, tuple(identities), cn, days=days, public_key=request.public_key, csr=request,
                    dropped=tuple(dropped))
 
 
-def _csr_bytes(request) -> bytes:
-    """A CSR given to the library as PEM or DER bytes, PEM text (a str) or a cryptography CSR object."""
-    from cryptography import x509
-
-    if isinstance(request, str):
-        return request.encode("utf-8")
-    if isinstance(request, x509.CertificateSigningRequest):
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return request.public_bytes(Encoding.DER)  # read again: its signature and key are checked
-    if not isinstance(request, (bytes, bytearray, memoryview)):
-        from certkit.vocabulary import wrong_type
-
-        raise wrong_type("The CSR", "PEM or DER bytes, PEM text or an x509.CertificateSigningRequest", request)
-    return bytes(request)
-
-
-def renewal_request(old, kind: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
-                    key=None) -> Request:
+def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, key_type: str | None = None,
+                    days: int | None = None, key: "PrivateKey | None" = None,
+                    new_key: "PrivateKey | None" = None) -> Request:
     """The successor of certificate ``old``: same subject, names and purpose. The public key is kept
-    unless ``rekey``; ``key``, the old private key, goes in the bundle when given. Without ``days``
-    it lives as long as the old one did."""
+    unless ``rekey``; ``key``, the old private key, goes in the bundle when given (with ``rekey`` it is
+    left out). With ``rekey`` the new key is ``new_key``, else one of ``key_type`` (the old key's type
+    by default); both are refused without it. Without ``days`` it lives as long as the old one did."""
     from cryptography import x509
 
-    from certkit.keys import check_key_type, check_private_key, key_type_of, public_key_der
+    from certkit.errors import CannotRenew
+    from certkit.keys import check_new_key, check_private_key, key_type_of, public_key_der
     from certkit.vocabulary import serial_hex, wrong_type
 
     if not isinstance(old, x509.Certificate):
         raise wrong_type("The certificate to renew", "an x509.Certificate or an IssuedCert", old)
+    check_new_key(new_key, old.public_key(), key_type, rekey=rekey)
     if key is not None:
         check_private_key(key)
-    if key_type is not None:
-        check_key_type(key_type)
     identities = identities_of(old, kind)
     lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
     default_days = max(1, round(lifetime / dt.timedelta(days=1)))
     common = dict(identities=tuple(identities), common_name=None, subject=old.subject, days=days,
                   renewed_from=serial_hex(old.serial_number), default_days=default_days)
+    if rekey and new_key is not None:
+        return Request(kind, key=new_key, **common)
     if rekey:
         return Request(kind, key_type=key_type or key_type_of(old.public_key()), **common)
     if key is not None and public_key_der(key.public_key()) != public_key_der(old.public_key()):
-        from certkit.errors import CannotRenew
-
         raise CannotRenew(f"The private key given does not belong to the certificate {serial_hex(old.serial_number)}.")
     if key is not None:
         return Request(kind, key=key, **common)

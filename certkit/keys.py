@@ -16,7 +16,7 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING, Union
 
-from certkit.errors import CertkitError, InvalidName, PassphraseRequired, WrongPassphrase
+from certkit.errors import CertkitError, InvalidArgument, PassphraseRequired, WrongPassphrase
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -47,8 +47,31 @@ def check_key_type(key_type: str) -> str:
 
         raise wrong_type("key_type", f"a str, one of {', '.join(KEY_TYPES)}", key_type)
     if key_type not in KEY_TYPES:
-        raise InvalidName(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
+        raise InvalidArgument(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
     return key_type
+
+
+def check_new_key(new_key, old_public_key, key_type: str | None, *, rekey: bool) -> None:
+    """What a renewal is told of its new key: ``key_type`` and ``new_key`` apply only with ``rekey``;
+    ``new_key`` meets the key policy, is of ``key_type`` if both are given, and is not the old key."""
+    from certkit.errors import CannotRenew, cli_worded
+
+    if key_type is not None:
+        check_key_type(key_type)
+        if not rekey:
+            said = "applies to a new key"
+            raise cli_worded(CannotRenew(f"key_type {said}: pass rekey=True."), f"key_type {said}: pass rekey=True",
+                             f"--key-type {said}: add --rekey")
+    if new_key is None:
+        return
+    if not rekey:
+        raise CannotRenew("A new key is for a renewal with rekey=True; to keep the old key, pass it as key=.")
+    check_private_key(new_key)
+    if key_type is not None and key_type_of(new_key) != key_type:
+        raise CannotRenew(f"The key given is {key_type_of(new_key)}, but key_type asks for {key_type}; give one "
+                          "or the other.")
+    if public_key_der(new_key.public_key()) == public_key_der(old_public_key):
+        raise CannotRenew("The key given is the certificate's current key; rekey=True asks for a new one.")
 
 
 def key_policy_problem(public_key) -> str | None:
@@ -272,16 +295,39 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
     try:
         return loader(data, passphrase if is_encrypted(data) else None,
                       unsafe_skip_rsa_key_validation=trusted)
-    except ValueError as exc:
-        if is_encrypted(data):
+    except Exception as exc:  # ValueError (not a key, or not this passphrase); TypeError, UnsupportedAlgorithm
+        if isinstance(exc, ValueError) and is_encrypted(data):
             # A wrong passphrase shows up as bad padding after decryption; so does a
             # damaged ciphertext, which is why the message names both.
             raise WrongPassphrase(
                 f"The passphrase does not decrypt the {source} (wrong passphrase, or the file is damaged)."
             ) from None
+        held = _held_instead(data, is_pem)
+        if held is not None:
+            raise CertkitError(f"The {source} holds {held}, not a private key.") from None
         raise CertkitError(f"The {source} cannot be read: {exc}") from None
-    except Exception as exc:  # TypeError, UnsupportedAlgorithm: unreadable or exotic keys
-        raise CertkitError(f"The {source} cannot be read: {exc}") from None
+
+
+def _held_instead(data: bytes, is_pem: bool) -> str | None:
+    """What a file given as a private key holds when it is a certificate or a CSR (PEM with no key
+    block, or DER), in words; None otherwise. Asked only once the key could not be read."""
+    if is_pem:
+        labels = {label for _, label in _PEM_LINE.findall(data)}
+        if any(b"PRIVATE KEY" in label for label in labels):
+            return None
+        if labels & {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}:
+            return "a certificate signing request"
+        return "a certificate" if labels & {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"} else None
+    from cryptography import x509
+
+    for held, load in (("a certificate", x509.load_der_x509_certificate),
+                       ("a certificate signing request", x509.load_der_x509_csr)):
+        try:
+            load(data)
+        except Exception:  # not this one (ValueError), or damaged
+            continue
+        return held
+    return None
 
 
 def refusing_empty(secret, message: str):
@@ -305,13 +351,17 @@ def is_encrypted(data: bytes) -> bool:
 
 
 def _der_is_encrypted_pkcs8(der: bytes) -> bool:
-    # EncryptedPrivateKeyInfo starts SEQUENCE { SEQUENCE { OID ... } }; PrivateKeyInfo
-    # starts SEQUENCE { INTEGER 0 ...}. Looking at the first inner tag tells them apart.
+    """Whether DER ``der`` is an EncryptedPrivateKeyInfo (RFC 5208): SEQUENCE { AlgorithmIdentifier
+    SEQUENCE { OID, ... }, OCTET STRING } and nothing else. A PrivateKeyInfo starts with an INTEGER; a
+    certificate or a CSR also starts SEQUENCE { SEQUENCE ... }, but holds three parts, none an OCTET STRING."""
     try:
         _, body = _der_read(der, 0x30)
-        return body[:1] == b"\x30"
+        end, algorithm = _der_read(body, 0x30)
+        _der_read(algorithm, 0x06)
+        rest, _ = _der_read(body[end:], 0x04)
     except ValueError:
         return False
+    return end + rest == len(body)
 
 
 # --- PBES2 (RFC 8018) with scrypt (RFC 7914) for PKCS#8 ----------------------------

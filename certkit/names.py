@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Literal
 
-from certkit.errors import InvalidName, UnsafeOutputPath
+from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -99,9 +99,11 @@ def _refuse_what_is_not_a_host(text: str) -> None:
         hint = f" (the host is '{_show(host)}')" if host else ""
         raise InvalidName(f"'{_show(text)}' is a URL; a certificate names the host alone{hint}. "
                           "The scheme, port and path are not part of it.")
-    if "@" in text:
-        raise InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a person "
-                          f"or a mailbox is a client certificate: 'certkit issue-client NAME --email {_show(text)}'.")
+    if "@" in text:  # the fix in the library's words; the command line says its own (cli_message)
+        fix = f"ca.issue_client(NAME, emails=['{_show(text)}'])"
+        raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
+                                     f"person or a mailbox is a client certificate: {fix}."), fix,
+                         f"'certkit issue-client NAME --email {_show(text)}'")
     if "/" in text and (net := _network(text)):  # not a DNS name with a bad label, as it would be read
         raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
                           f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
@@ -201,9 +203,7 @@ def _to_a_labels(original: str, name: str) -> str:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
     except idna.IDNAError as exc:
-        raise InvalidName(
-            f"'{_show(original)}' is not a valid internationalized domain name: {exc}."
-        ) from None
+        raise InvalidName(f"'{_show(original)}' is not a valid internationalized domain name: {exc}.") from None
     except UnicodeError:
         raise InvalidName(f"'{_show(original)}' is not a valid DNS name: a label is empty or too long.") from None
     return ascii_name
@@ -290,18 +290,14 @@ def parse_uri(text: str) -> Identity:
     with an authority, a host that is a DNS name or an IP address (RFC 5280 4.2.1.6)."""
     text = text.strip()
     if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
-        raise InvalidName(
-            f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
-            "(percent-encode other characters)."
-        )
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
+                          "(percent-encode other characters).")
     if len(text) > MAX_URI:
         raise InvalidName(f"'{_show(text[:40])}...' is not a valid URI: it is {len(text)} characters long, "
                           f"the limit is {MAX_URI}.")
     if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
-        raise InvalidName(
-            f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
-            "spiffe://example.org/service or urn:example:device:42."
-        )
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
+                          "spiffe://example.org/service or urn:example:device:42.")
     _check_uri_syntax(text)
     if text.lower().startswith("spiffe:"):
         _check_spiffe(text)
@@ -365,10 +361,8 @@ def _check_spiffe(text: str) -> None:
     # SPIFFE ID rules (SPIFFE-ID spec section 2): lowercase trust domain, a path, no query.
     match = re.fullmatch(r"spiffe://([a-z0-9._-]+)(/[A-Za-z0-9._/-]*)?", text)
     if not match or "//" in (match.group(2) or "") or (match.group(2) or "").endswith("/"):
-        raise InvalidName(
-            f"'{_show(text)}' is not a valid SPIFFE ID: it must look like "
-            "spiffe://trust-domain/path with a lowercase trust domain and no query."
-        )
+        raise InvalidName(f"'{_show(text)}' is not a valid SPIFFE ID: it must look like "
+                          "spiffe://trust-domain/path with a lowercase trust domain and no query.")
 
 
 def parse_common_name(text: str) -> str:
@@ -414,12 +408,15 @@ def parse_client_name(text: str) -> str:
     except ValueError:
         pass
     else:
-        raise InvalidName(f"'{_show(cn)}' is an IP address. A client certificate's NAME is the identity a server "
-                          "maps to a user or service (alice, billing-api); to certify an address, use "
-                          f"certkit issue-server {_show(cn)}.")
+        fix = f"ca.issue_server('{_show(cn)}')"
+        raise cli_worded(InvalidName(f"'{_show(cn)}' is an IP address. A client certificate's NAME is the identity a "
+                                     "server maps to a user or service (alice, billing-api); to certify an address, "
+                                     f"use {fix}."), fix, f"certkit issue-server {_show(cn)}")
     if _URI_SCHEME.match(cn) and "//" in cn:
-        raise InvalidName(f"'{_show(cn)}' is a URL. A client certificate's NAME is a plain name (alice, "
-                          f"billing-api); to put a URI such as a SPIFFE ID in it, add --uri {_show(cn)}.")
+        fix = f"pass uris=['{_show(cn)}']"
+        raise cli_worded(InvalidName(f"'{_show(cn)}' is a URL. A client certificate's NAME is a plain name (alice, "
+                                     f"billing-api); to put a URI such as a SPIFFE ID in it, {fix}."), fix,
+                         f"add --uri {_show(cn)}")
     return cn
 
 

@@ -95,7 +95,12 @@ def pem_file(data: bytes, name: str = "file.pem") -> Iterator[Path]:
 
 
 def configure_cert(issued: "IssuedCert", ctx: ssl.SSLContext) -> None:
-    """Make ``ctx`` present ``issued`` (its full chain and key)."""
+    """Make ``ctx`` present ``issued`` (its full chain and key). ``ctx`` is checked first: nothing is
+    written for a context that cannot take it."""
+    if not isinstance(ctx, ssl.SSLContext):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("ctx", "an ssl.SSLContext", ctx)
     if issued.private_key is None:
         from certkit.errors import CertkitError
 
@@ -120,8 +125,16 @@ def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str =
     """A server context presenting ``issued``; client certificates issued by ``ca`` (no other CA under its
     root) ``required`` (mutual TLS), ``optional`` or ``none``."""
     modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    if not isinstance(client_certificates, str):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("client_certificates", f"a str, one of {', '.join(modes)}", client_certificates)
     if client_certificates not in modes:
-        raise ValueError(f"client_certificates must be one of {', '.join(modes)}, not {client_certificates!r}")
+        from certkit.errors import InvalidArgument
+        from certkit.text import shown
+
+        raise InvalidArgument(f"client_certificates must be one of {', '.join(modes)}, not "
+                              f"'{shown(client_certificates)}'.")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     configure_cert(issued, ctx)
     if client_certificates != "none":

@@ -382,3 +382,21 @@ def test_a_ca_at_its_end_says_so_and_the_lifetime_it_granted(tmp_path: Path):
 def test_a_one_day_certificate_is_one_day(ca_dir: Path, ca_env: dict, tmp_path: Path):
     proc = run_certkit("issue-server", "a.test", "--days", "1", "--out", tmp_path / "a", env=ca_env, check=True)
     assert " (1 day)\n" in proc.stdout and "(1 days)" not in proc.stdout, proc.stdout
+
+
+def test_command_line_messages_keep_the_command_lines_advice(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """The library now gives its advice in its own words (ca.issue_client(NAME, emails=[...])); the
+    command line, where it builds its own message from the library's (a batch line, verify --name),
+    keeps saying its options."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\nserver,alice@example.com\nclient,10.0.0.5\n")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "o", env=ca_env)
+    assert "line 2: 'alice@example.com' is an email address" in proc.stderr, proc.stderr
+    assert "'certkit issue-client NAME --email alice@example.com'" in proc.stderr, proc.stderr
+    assert "use certkit issue-server 10.0.0.5" in proc.stderr and "ca.issue" not in proc.stderr, proc.stderr
+    run_certkit("issue-server", "localhost", "--out", tmp_path / "s", env=ca_env, check=True)
+    proc = run_certkit("verify", tmp_path / "s", "--purpose", "server", "--name", "alice@example.com", env=ca_env)
+    assert_clean_error(proc, "--name: 'alice@example.com' is an email address", code=proc.returncode)
+    assert "certkit issue-client NAME --email" in proc.stderr and "ca.issue" not in proc.stderr, proc.stderr
+    with pytest.raises(CertkitError, match=r"ca\.issue_client\(NAME, emails=\['alice@example.com'\]\)"):
+        CA.create("Words").issue_server("alice@example.com")

@@ -120,7 +120,9 @@ class Policy:
         try:
             identity = _names.parse_host(value)
         except InvalidName as exc:
-            raise Problem("rejectedIdentifier", str(exc), identifier=shown) from None
+            from certkit.errors import cli_text
+
+            raise Problem("rejectedIdentifier", cli_text(exc), identifier=shown) from None
         if identity.kind == "ip":
             raise Problem("malformed", f"'{identity.value}' is an IP address: order it as an identifier of type "
                                        "'ip' (RFC 8738), not 'dns'.", identifier=shown)

@@ -267,9 +267,9 @@ class _Check(BatchSpec):
                 todo = check_line(self.ca, item, self.out_dir, force=self.force, resume=self.resume,
                                   output=self.output, cache=cache)
             except CertkitError as exc:
-                from certkit.errors import OutputExists
+                from certkit.errors import OutputExists, cli_text
 
-                reason = str(exc)
+                reason = cli_text(exc)  # the batch is the command line's: its advice in its words
                 share.replaceable = share.replaceable or (isinstance(exc, OutputExists) and exc.replaceable)
             else:
                 if spool is not None:

@@ -129,7 +129,9 @@ def parse(number: int, record: dict | str, out_dir: Path, key_type: str, days: i
     try:
         return _batch_line(number, record, out_dir, key_type, days)
     except (_BadLine, CertkitError) as exc:  # CertkitError: a name that cannot name a folder
-        return number, str(exc)
+        from certkit.errors import cli_text
+
+        return number, cli_text(exc)
 
 
 def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | str]]:

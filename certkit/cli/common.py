@@ -207,12 +207,9 @@ class Failed(click.ClickException):
 
 def cli_message(exc: CertkitError) -> str:
     """A library error as the command line says it, with the fix in the command line's terms."""
-    from certkit.errors import OutputExists
+    from certkit.errors import OutputExists, cli_text
 
-    message = str(exc)
-    words = getattr(exc, "cli_words", None)
-    if words:  # (the library's parameter, the command's option) the message names
-        message = message.replace(*words)
+    message = cli_text(exc)  # (the library's parameter, the command's option) the message names
     if isinstance(exc, OutputExists) and exc.replaceable:
         message = f"{message.rstrip('.')}; pass --force to replace {'it' if exc.count == 1 else 'them'}."
     elif getattr(exc, "replaceable", False):  # a manifest whose folders hold bundles already

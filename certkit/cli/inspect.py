@@ -119,7 +119,9 @@ def _check_name(name: str, purpose: str) -> None:
         try:
             parse_host(name)
         except InvalidName as exc:
-            raise InvalidName(f"--name: {exc}") from None
+            from certkit.errors import cli_text
+
+            raise InvalidName(f"--name: {cli_text(exc)}") from None
 
 
 # --- probe --------------------------------------------------------------------------
