@@ -400,3 +400,17 @@ def test_command_line_messages_keep_the_command_lines_advice(ca_dir: Path, ca_en
     assert "certkit issue-client NAME --email" in proc.stderr and "ca.issue" not in proc.stderr, proc.stderr
     with pytest.raises(CertkitError, match=r"ca\.issue_client\(NAME, emails=\['alice@example.com'\]\)"):
         CA.create("Words").issue_server("alice@example.com")
+
+
+@pytest.mark.parametrize("args,usage,error", [
+    (("export-p12", "./x", "--ca-dir", ""), "Usage: certkit export-p12 ", "No such option '--ca-dir'"),
+    (("trust", "status", "--nss", "--ca-dir", ""), "Usage: certkit trust status ", "--ca-dir was given an empty value"),
+    (("acme", "serve", "--ca-dir", ""), "Usage: certkit acme serve ", "--ca-dir was given an empty value"),
+    (("inventory", "migrate", "--ca-dir", ""), "Usage: certkit inventory migrate ", "--ca-dir was given an empty"),
+    (("revoke", ""), "Usage: certkit revoke ", "'certkit revoke' was given an empty value"),
+])
+def test_usage_errors_name_the_command_and_option_given(tmp_path: Path, args: tuple, usage: str, error: str):
+    """badinput5 #7: an empty value after an option the command does not have was blamed on the command's
+    argument, and a subcommand's mistake showed its group's usage."""
+    proc = run_certkit(*args, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path)))
+    assert proc.returncode == 2 and proc.stderr.startswith(usage) and f"Error: {error}" in proc.stderr, proc.stderr

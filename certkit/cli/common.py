@@ -157,9 +157,15 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
                 value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
                 raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
                                        "URLs as UTF-8.", ctx=where)
+    sub_name = args[1] if command is not None and isinstance(command, click.Group) and len(args) > 1 else None
+    if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
+        where = click.Context(sub, info_name=sub_name, parent=where)
     valued = _options_with_values(command or group)
+    known = valued | _all_options(command or group)
     for i, arg in enumerate(args):
         option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if (option or (i and args[i - 1].startswith("-"))) and (option or args[i - 1]).split("=")[0] not in known:
+            return  # an option the command does not have: click says so ("No such option")
         if not eq and i and args[i - 1] in valued:  # the value of the option before it, not an argument
             option = args[i - 1]
         what = f"{option} was given" if option else f"'certkit {name}' was given" if name else "certkit was given"
@@ -178,6 +184,15 @@ def _options_with_values(command: click.Command) -> set[str]:
              and not param.count for name in param.opts}
     for sub in getattr(command, "commands", {}).values():
         names |= _options_with_values(sub)
+    return names
+
+
+def _all_options(command: click.Command) -> set[str]:
+    """Every option name of ``command`` and of its subcommands, flags included."""
+    names = {name for param in command.params if isinstance(param, click.Option) for name in
+             (*param.opts, *param.secondary_opts)} | {"--help", "-h"}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _all_options(sub)
     return names
 
 
