@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,31 @@ def test_usage_errors_name_the_command_and_option_given(tmp_path: Path, args: tu
     argument, and a subcommand's mistake showed its group's usage."""
     proc = run_certkit(*args, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path)))
     assert proc.returncode == 2 and proc.stderr.startswith(usage) and f"Error: {error}" in proc.stderr, proc.stderr
+
+
+def test_a_file_output_that_cannot_be_put_in_place_is_named(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """files5 #3: the error named a temporary file nobody gave, and said nothing of the keys it left."""
+    out = tmp_path / "o"
+    out.mkdir()
+    marker = tmp_path / "pause"
+    env = ca_env | {"CERTKIT_TEST_PAUSE_AT": "staged", "CERTKIT_TEST_PAUSE_FILE": str(marker)}
+    proc = subprocess.Popen([*obeying_modes(), sys.executable, "-m", "certkit", "issue-server", "m.test", "--format",
+                             "jsonl", "--out", str(out / "m.jsonl")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate()
+        out.chmod(0o555)
+        marker.unlink()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        out.chmod(0o755)
+    (left,) = [p for p in out.iterdir()]
+    assert proc.returncode == 1 and err.startswith(f"Error: Cannot put {out / 'm.jsonl'} in place: "), err
+    assert f"its temporary file {left} holds private keys and could not be removed: remove it." in err, err
+    assert err.count("\n") == 1
+    rows = json.loads(run_certkit("list", "--json", "--status", "abandoned", env=ca_env).stdout)["certificates"]
+    assert len(rows) == 1

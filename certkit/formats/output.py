@@ -452,16 +452,23 @@ def _place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
     """Rename the finished ``tmp`` to ``path``: replacing a file only with ``force``."""
     from certkit.atomic import fsync_dir
 
-    if force:
-        os.replace(tmp, path)
-    else:
-        try:
+    try:
+        if force:
+            os.replace(tmp, path)
+        else:
             os.link(tmp, path)  # fails if something appeared there meanwhile: nothing is replaced
-        except FileExistsError:
             _unlink(tmp)
-            raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
-                               replaceable=False) from None
+    except FileExistsError:
         _unlink(tmp)
+        raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
+                           replaceable=False) from None
+    except OSError as exc:  # said of the output, not of a temporary name nobody gave
+        from certkit.bundle import os_reason
+
+        _unlink(tmp)
+        left = (f"; its temporary file {shown(tmp)} holds private keys and could not be removed: remove it"
+                if os.path.lexists(tmp) else "")
+        raise CertkitError(f"Cannot put {shown(path)} in place: {os_reason(exc)}{left}.") from None
     if sync:
         fsync_dir(path.parent)
 
