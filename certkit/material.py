@@ -54,7 +54,7 @@ class Material:
 
 
 # --- reading ------------------------------------------------------------------------
-def load_material(path: str | Path) -> Material:
+def load_material(path: str | Path, *, wanted: str = "certificate or CSR to describe") -> Material:
     """Read a certificate/CSR/key file (PEM or DER) or a bundle folder.
 
     Raises :class:`UnreadableFile` with a sentence naming the file and the cause
@@ -64,7 +64,7 @@ def load_material(path: str | Path) -> Material:
     material = Material(path)
     if str(path) == STDIN:
         _read_file(path, material)
-        _require_something(path, material)
+        _require_something(path, material, wanted)
         return material
     if path.is_dir():
         files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
@@ -79,16 +79,26 @@ def load_material(path: str | Path) -> Material:
     if not path.exists():
         raise UnreadableFile(f"{_name(path)} does not exist.")
     _read_file(path, material)
-    _require_something(path, material)
+    _require_something(path, material, wanted)
     return material
 
 
-def _require_something(path: Path, material: Material) -> None:
+def load_certificates(path: str | Path, role: str) -> list:
+    """The certificates of ``path``, given as ``role`` (--untrusted: "intermediate CA certificates"):
+    a file with none (a CSR, a key) is refused, naming what it holds instead."""
+    material = load_material(path, wanted=f"certificate; it is given as {role}")
+    if not material.certificates:
+        found = (["a CSR"] if material.csrs else []) + (["a private key"] if material.keys else [])
+        raise UnreadableFile(f"{_name(Path(path))} holds {' and '.join(found)} but no certificate; it is given as "
+                             f"{role}.")
+    return [cert for cert, _ in material.certificates]
+
+
+def _require_something(path: Path, material: Material, wanted: str) -> None:
     if not (material.certificates or material.csrs):
         found = ["a private key"] if material.keys else []
         found += [f"a {label.lower()}" for label in sorted(set(material.other))]
-        raise UnreadableFile(f"{_name(path)} holds {' and '.join(found) or 'nothing'} but no certificate or CSR "
-                             "to describe.")
+        raise UnreadableFile(f"{_name(path)} holds {' and '.join(found) or 'nothing'} but no {wanted}.")
 
 
 def _name(path: Path) -> str:

@@ -378,7 +378,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     verdict and a description of where the trust came from."""
     from certkit.errors import describe_parse_error, parse_errors
     from certkit.files import STDIN
-    from certkit.material import load_material
+    from certkit.material import load_certificates
 
     if name is not None and purpose == "server":
         from certkit.names import parse_host
@@ -388,7 +388,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     leaf, chain = load_certificate_chain(cert_path, notes=notes)
     roots, extra, trust = load_trust(ca_file, ca_dir, roots_only=True)
     if untrusted is not None:
-        chain += [c for c, _ in load_material(untrusted).certificates]
+        chain += load_certificates(untrusted, "--untrusted, the intermediate CA certificates")
     folder = Path(cert_path) if str(cert_path) != STDIN and Path(cert_path).is_dir() else None
     try:
         verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,

@@ -443,3 +443,23 @@ def test_a_file_output_that_cannot_be_put_in_place_is_named(ca_dir: Path, ca_env
     assert err.count("\n") == 1
     rows = json.loads(run_certkit("list", "--json", "--status", "abandoned", env=ca_env).stdout)["certificates"]
     assert len(rows) == 1
+
+
+def test_verify_untrusted_takes_certificates_only(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """badinput5 #8: a CSR given as --untrusted was accepted silently (VALID); a key was refused in
+    inspect's words ("to describe")."""
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=ca_env, check=True)
+    subprocess.run(["openssl", "req", "-new", "-key", str(tmp_path / "web" / "privkey.pem"), "-subj", "/CN=x",
+                    "-out", str(tmp_path / "web.csr")], check=True, capture_output=True)
+    for given, holds in (("web.csr", "a CSR"), ("web/privkey.pem", "a private key")):
+        proc = run_certkit("verify", tmp_path / "web", "--purpose", "server", "--untrusted", tmp_path / given,
+                           env=ca_env)
+        assert_clean_error(proc, f"holds {holds} but no certificate; it is given as --untrusted")
+
+
+@pytest.mark.parametrize("host,reason", [("256.0.0.1", "256 is larger than 255"),
+                                         ("fe80::1%nosuchif", "has an IPv6 zone")])
+def test_acme_serve_says_why_a_host_cannot_be_listened_on(ca_dir: Path, ca_env: dict, host: str, reason: str):
+    proc = run_certkit("acme", "serve", "--host", host, "--port", "0", env=ca_env)
+    assert_clean_error(proc, f"Cannot listen on {host}:0: ")
+    assert reason in proc.stderr and "Name or service not known" not in proc.stderr, proc.stderr

@@ -220,7 +220,16 @@ def _check_listenable(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
             probe.bind(address)
     except OSError as exc:  # gaierror included: a host that does not resolve
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        reason = f"{exc.strerror or exc}."
+        if isinstance(exc, socket.gaierror):  # 256.0.0.1, fe80::1%nosuchif: why, in words (as serve says it)
+            from certkit.errors import InvalidName, cli_text
+            from certkit.names import parse_host
+
+            try:
+                parse_host(host)
+            except InvalidName as bad:
+                reason = cli_text(bad)
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}") from None
 
 
 def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid: str | None) -> tuple[dict, str]:
