@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from certkit.anchors import missing_issuer, withdrawn
 from certkit.errors import CertkitError
 from certkit.probe_report import refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
@@ -189,10 +190,16 @@ class ProbeResult:
     # "valid", "expired" or "not yet valid" when probed, and its dates (certkit inspect's words)
     client_validity: dict = field(default_factory=dict)
     client_chain_issuers: list[str] = field(default_factory=list)  # the issuer of each certificate in the client's file
+    # The CA the client's file stops short of, and whether it is known to be an intermediate (anchors.missing_issuer)
+    client_missing_issuer: str | None = None
+    client_missing_is_intermediate: bool | None = None
+    # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
+    withdrawn: list[str] = field(default_factory=list)
+    client_withdrawn: list[str] = field(default_factory=list)
 
     @property
     def server_ok(self) -> bool:
-        return self.verified and self.server_auth and self.name_matches
+        return self.verified and self.server_auth and self.name_matches and not self.withdrawn
 
     @property
     def client_accepted(self) -> bool | None:
@@ -209,27 +216,9 @@ class ProbeResult:
         return None if self.with_cert.http_status >= 400 else True
 
     def to_dict(self) -> dict:
-        return {
-            "url": self.url, "host": self.target.host, "port": self.target.port, "trust": self.trust,
-            "tls_version": self.tls_version, "cipher": self.cipher,
-            "server_certificate": {
-                "verified": self.verified, "verify_errors": self.verify_errors, "reasons": self.reasons,
-                "server_auth": self.server_auth, "ca_as_server": self.ca_as_server, "name_matches": self.name_matches,
-                "ok": self.server_ok,
-                "chain": self.chain,
-            },
-            "client_certificate": {
-                "requested": self.requests_client_cert, "accepted_ca_names": self.client_ca_names,
-                "without_one": self.without_cert.to_dict() if self.without_cert else None,
-                "without_one_verdict": without_verdict(self) if self.without_cert else None,
-                "given": self.client_subject, "given_usage": self.client_usage, "given_issuer": self.client_issuer,
-                "given_validity": self.client_validity.get("status"),
-                "given_chain_issuers": self.client_chain_issuers,
-                "with_it": self.with_cert.to_dict() if self.with_cert else None,
-                "accepted": self.client_accepted,
-                "verdict": with_verdict(self) if self.with_cert else None,
-            },
-        }
+        from certkit.probe_report import as_dict
+
+        return as_dict(self)
 
 
 # --- the connections ----------------------------------------------------------------
@@ -245,7 +234,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
         store = ctx.get_cert_store()
         for cert in x509.load_pem_x509_certificates(trust_pem):
             store.add_cert(crypto.X509.from_cryptography(cert))
-        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # a CA directory's intermediate is an anchor too
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # as curl --cacert: any CA of a --ca-file is an anchor
     ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
     if client is not None:
         key = _client_key(client.key)
@@ -409,9 +398,8 @@ def _matches(cert, target: Target) -> bool:
     return False
 
 
-def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list[str]]:
-    """The client certificate described, and the issuer of each certificate in its file (the leaf's, then
-    each intermediate's): a server that lists any of them in its request knows the client's chain."""
+def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:
+    """The client certificate described, and the certificates of its file (the leaf, then its intermediates)."""
     from cryptography import x509
 
     from certkit.constants import MAX_CERT_FILE_BYTES
@@ -424,7 +412,7 @@ def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> 
         certs = []
     if not certs:
         raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.")
-    return describe_certificate(certs[0], now=now), list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
+    return describe_certificate(certs[0], now=now), certs
 
 
 def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
@@ -436,22 +424,24 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     from certkit.inspect import describe_certificate
 
     target = parse_url(url)
-    roots, extra = [], []
-    trust_pem = None
+    roots, extra, trust_pem = [], [], None
     if ca_file is not None or ca_dir is not None:
-        from certkit.anchors import load_trust
+        from certkit.anchors import probe_trust
 
-        roots, extra, trust = load_trust(ca_file, ca_dir)
-        trust_pem = b"".join(c.public_bytes(Encoding.PEM) for c in roots + extra)
-        trust = f"the CA in {trust}"
+        roots, extra, trust = probe_trust(ca_file, ca_dir)
+        trust_pem = b"".join(c.public_bytes(Encoding.PEM) for c in roots)
     else:
         trust = "the system trust store"
     result = ProbeResult(url, target, trust)
     if client is not None:
-        info, result.client_chain_issuers = _client_description(client, now)
+        info, certs = _client_description(client, now)
+        result.client_chain_issuers = list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
+        result.client_missing_issuer, result.client_missing_is_intermediate = missing_issuer(
+            certs, roots + extra, beside=client.cert.parent)
         result.client_validity = {k: info[k] for k in ("status", "not_before", "not_after")}
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
+        result.client_withdrawn = withdrawn(ca_dir, certs, fail_closed=False) if ca_dir is not None else []
 
     # The client's files are read before any connection: a key certkit cannot use stops the probe at once.
     client_ctx = _context(trust_pem, client) if client is not None else None
@@ -461,7 +451,19 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
-    leaf = seen.chain[0]
+    _judge_server(result, seen, roots, ca_dir, now)
+    result.requests_client_cert = seen.requested
+    result.client_ca_names = seen.ca_names
+
+    if client is not None:
+        result.with_cert = _connect(target, client_ctx, timeout, result.client_subject).attempt
+    return result
+
+
+def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None) -> None:
+    """The server's certificate judged: OpenSSL's verdict, its purpose and names; with the CA known, certkit
+    verify's reasons, and with a CA directory its inventory's verdict (a revocation) too."""
+    leaf, target = seen.chain[0], result.target
     result.verify_errors = list(dict.fromkeys(x509_error(code, depth) for code, depth in seen.errors))
     result.verified = not seen.errors
     own = result.chain[0]
@@ -474,17 +476,14 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     if roots:
         from certkit.verify import verify_certificate
 
-        verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:] + extra,
+        verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:],
                                      name=target.host, now=now)
         result.reasons = [server_side(r, leaf) for r in verdict.reasons]
+        if ca_dir is not None:
+            result.withdrawn = [server_side(r, leaf) for r in withdrawn(ca_dir, seen.chain, fail_closed=True)]
+            result.reasons += [r for r in result.withdrawn if r not in result.reasons]
     else:
         if not result.name_matches:
             result.reasons.append(f"not valid for name {target.host}")
         if not result.server_auth:
             result.reasons.append(f"not for a TLS server: {result.chain[0]['usable_for']}")
-    result.requests_client_cert = seen.requested
-    result.client_ca_names = seen.ca_names
-
-    if client is not None:
-        result.with_cert = _connect(target, client_ctx, timeout, result.client_subject).attempt
-    return result

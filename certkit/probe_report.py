@@ -77,6 +77,33 @@ def _serve_reasons(body: str) -> list[str]:
             if line.startswith("  refused ") and line.strip() != "refused"]
 
 
+def as_dict(result: "ProbeResult") -> dict:
+    """The report as ``--json`` prints it: the same facts and verdicts as :func:`render`."""
+    return {
+        "url": result.url, "host": result.target.host, "port": result.target.port, "trust": result.trust,
+        "tls_version": result.tls_version, "cipher": result.cipher,
+        "server_certificate": {
+            "verified": result.verified, "verify_errors": result.verify_errors, "reasons": result.reasons,
+            "withdrawn": result.withdrawn,
+            "server_auth": result.server_auth, "ca_as_server": result.ca_as_server, "name_matches": result.name_matches,
+            "ok": result.server_ok,
+            "chain": result.chain,
+        },
+        "client_certificate": {
+            "requested": result.requests_client_cert, "accepted_ca_names": result.client_ca_names,
+            "without_one": result.without_cert.to_dict() if result.without_cert else None,
+            "without_one_verdict": without_verdict(result) if result.without_cert else None,
+            "given": result.client_subject, "given_usage": result.client_usage, "given_issuer": result.client_issuer,
+            "given_validity": result.client_validity.get("status"),
+            "given_chain_issuers": result.client_chain_issuers, "given_missing_issuer": result.client_missing_issuer,
+            "given_withdrawn": result.client_withdrawn,
+            "with_it": result.with_cert.to_dict() if result.with_cert else None,
+            "accepted": result.client_accepted,
+            "verdict": with_verdict(result) if result.with_cert else None,
+        },
+    }
+
+
 def without_verdict(result: "ProbeResult") -> str:
     attempt = result.without_cert
     refused = refusal(attempt)
@@ -99,7 +126,7 @@ def with_verdict(result: "ProbeResult") -> str:
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
     refused = refusal(attempt)
     if refused is not None:
-        return f"refused: {refused}"
+        return f"refused: {refused}{_missing_intermediate(result, refused)}"
     if (why := unclear(attempt)) is not None:
         return (f"not known: the handshake took it, but {why}: no HTTP answer says whether the server accepts "
                 "the certificate (probe a URL that answers HTTP)")
@@ -114,6 +141,10 @@ def with_verdict(result: "ProbeResult") -> str:
         verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
                     f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
     verdict += _out_of_date(result)
+    # The CA's inventory recorded it revoked (the clause before its advice about CRLs), and it got in anyway.
+    verdict += "".join(f"; beware: {'it was ' if p.startswith('revoked') else ''}{p.rpartition('; ')[0]}, yet it "
+                       "got in: this server loads no CRL that lists it"
+                       for p in result.client_withdrawn if "revoked on" in p and "; " in p)
     issuers = result.client_chain_issuers or [result.client_issuer]
     # A server that lists a root takes a client whose chain (sent along) leads to it: only a chain none of
     # whose issuers is listed got in against the server's own list.
@@ -138,6 +169,25 @@ def _out_of_date(result: "ProbeResult") -> str:
     return f"; beware: {when}, yet it got in: this server does not check a client certificate's validity dates"
 
 
+def _missing_intermediate(result: "ProbeResult", refused: str) -> str:
+    """For an ``unknown ca`` alert, when the client's file lacks the certificate of the CA that issued the
+    top of its chain and the server did not list that CA: that it is most likely an intermediate that must
+    be sent (fullchain.pem), certain when its certificate is known (the CA given, the bundle's chain.pem)."""
+    missing = result.client_missing_issuer
+    if not refused.endswith("alert unknown ca: " + _ALERTS["unknown ca"]) or missing is None \
+            or missing in result.client_ca_names:
+        return ""
+    listed = f" (it lists {'; '.join(result.client_ca_names)})" if result.client_ca_names else ""
+    send = "give fullchain.pem, which holds it (--cert fullchain.pem, or --bundle)"
+    if result.client_missing_is_intermediate:
+        return (f"; the client sent its certificate without its intermediate CA, {missing}, which the server "
+                f"does not list{listed}: {send}")
+    if result.client_missing_is_intermediate is False or not result.client_ca_names:  # its bundle ends there
+        return ""
+    return (f"; its issuer {missing} is not among the CA names the server listed{listed}, and the file given holds "
+            f"no certificate of it: if {missing} is an intermediate CA, the client must send it too: {send}")
+
+
 def _when(iso: str) -> str:
     return iso[:16].replace("T", " ") + " UTC"
 
@@ -154,6 +204,10 @@ def server_problem(result: "ProbeResult") -> str | None:
     """What is wrong with the server's certificate, for the exit status; None if it is valid for the host."""
     if result.server_ok:
         return None
+    if result.withdrawn:  # the CA withdrew it (its key compromised, maybe): whatever else holds, that first
+        first = result.withdrawn[0].rpartition("; ")[0] or result.withdrawn[0]  # the fact, not the advice
+        return f"the server's certificate was {first}" if first.startswith(("revoked", "never")) else \
+            f"the server's certificate is not valid: {first}"
     if result.ca_as_server and result.name_matches:
         return "the server's certificate is a CA certificate, which Firefox refuses (OpenSSL clients accept it)"
     if not result.name_matches:
@@ -190,7 +244,10 @@ _UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify
 
 def server_side(reason: str, leaf) -> str:
     """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
-    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all)."""
+    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all). Its words
+    on a revoked certificate name servers; a server's certificate is refused by its clients."""
+    reason = reason.replace("; servers refuse it once they load the next CRL", "; clients refuse it once they "
+                            "load the next CRL (certkit crl)")
     found = _UNTRUSTED_HINT.search(reason)
     if found is None:
         return reason
@@ -218,7 +275,7 @@ def render(result: "ProbeResult") -> str:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
                   f"      expires    {cert['not_after'][:16].replace('T', ' ')} UTC ({cert['validity']})"]
-    some = result.ca_as_server and result.name_matches  # OpenSSL clients take it, Firefox does not
+    some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it
     verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
     auth = "yes" if result.server_auth else \

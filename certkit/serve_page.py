@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ class ServerFacts:
     revocation: bool = False  # revoked client certificates are refused (the CA's inventory; serve.InventoryRevocations)
     revocation_ca: str | None = None  # the CA whose inventory is read, by name (when revocation is checked)
     self_issued: bool = False  # serve issued it itself, for a day; it cannot renew it (it keeps no CA key)
+    # What the CA's inventory records against its chain now, as sentences ("it was revoked on ..."); never raises
+    withdrawn: Callable[[], list[str]] = list
 
 
 def _e(value: object) -> str:
@@ -78,7 +81,7 @@ def as_json(visit: Visit, server: ServerFacts) -> dict:
                 "presented": asdict(visit.client) if visit.client else None}
     cert = server.certificate  # its validity judged at this request, by this server's clock
     data["server_certificate"] = {**{k: v for k, v in asdict(cert).items() if k != "tls_version"},
-                                  "validity": validity_of(cert)} if cert else None
+                                  "validity": validity_of(cert), "withdrawn": server.withdrawn()} if cert else None
     data["client_ca"] = server.client_ca
     return data
 
@@ -106,8 +109,7 @@ _CSS = """
 body { margin: 0; background: var(--bg); color: var(--ink);
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
 main { max-width: 1140px; margin: 0 auto; padding: 18px 24px 32px; }
-h1 { font-size: 1.7rem; margin: 0 0 4px; }
-h2 { font-size: 1.2rem; margin: 0; }
+h1 { font-size: 1.7rem; margin: 0 0 4px; } h2 { font-size: 1.2rem; margin: 0; }
 h3 { font-size: .85rem; margin: 12px 0 2px; text-transform: uppercase; letter-spacing: .04em; color: var(--soft); }
 p { margin: 4px 0; }
 .lead { color: var(--soft); max-width: 860px; }
@@ -115,9 +117,7 @@ p { margin: 4px 0; }
 @media (max-width: 800px) { .pair { grid-template-columns: 1fr; } }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
   border-top: 6px solid var(--accent); }
-.server { --accent: var(--server); }
-.client { --accent: var(--client); }
-.refusedcard { --accent: var(--bad); }
+.server { --accent: var(--server); } .client { --accent: var(--client); } .refusedcard { --accent: var(--bad); }
 .role { display: inline-block; margin: 6px 0 2px; padding: 2px 10px; border-radius: 999px; font-weight: 600;
   color: var(--accent); border: 1px solid var(--accent); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 1px 14px; margin: 8px 0 0; }
@@ -131,8 +131,7 @@ ul.rule { margin: 4px 0; padding-left: 20px; }
 ul.rule li.failed { color: var(--bad); font-weight: 600; }
 .why { margin-top: 10px; padding: 6px 12px; border-left: 4px solid var(--bad); background: var(--badbg); }
 .reasons { color: var(--bad); font-weight: 600; }
-ol.howto { padding-left: 20px; margin: 4px 0; }
-ol.howto li { margin: 4px 0; }
+ol.howto { padding-left: 20px; margin: 4px 0; } ol.howto li { margin: 4px 0; }
 footer { margin-top: 16px; color: var(--soft); font-size: .92rem; max-width: 900px; }
 """
 
@@ -199,10 +198,11 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
         ]) + "</dl>"
         issuer = f"<code>{_e(cert.issuer)}</code>"
     named = cert is None or not host or names_host(cert, host)
+    withdrawn = server.withdrawn() if cert is not None else []
     return f"""
 <section class="card server" id="server-card">
   <h2>The certificate your browser checked</h2>
-  <p>The <strong>server\u2019s</strong> certificate: {_claim(cert, host, where, now)}.</p>
+  <p>The <strong>server\u2019s</strong> certificate: {_claim(cert, host, where, now, withdrawn)}.</p>
   <span class="role">serverAuth: TLS server authentication</span>
   {facts}
   <h3>The rule your browser applied</h3>
@@ -212,6 +212,7 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
     {_time_rule(server, now)}
     <li{'' if named else ' class="failed"'}>{_name_rule(cert, host, where)}</li>
     {_purpose_rule(cert)}
+    {"".join(f'<li class="failed">not revoked; <strong>{_e(w)}</strong>: {_NO_CRL}</li>' for w in withdrawn)}
   </ul>
   <p class="why">A client certificate here would be refused because its extendedKeyUsage is
   <code>clientAuth</code> only: a browser accepts a server only with a certificate for <code>serverAuth</code>.
@@ -220,6 +221,8 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
 
 
 _REFUSES = "a browser refuses it unless told to go on"
+_NO_CRL = ("your browser took it, since the certificate names no CRL it could check; a client given the CA\u2019s "
+           "CRL (<code>certkit crl</code>) refuses it")
 _UNREAD = " (not known here: this server could not read its certificate back)"
 
 
@@ -249,16 +252,18 @@ def _purpose_rule(cert: "PeerIdentity | None") -> str:
     return f'<li class="failed">its extendedKeyUsage includes <code>serverAuth</code>; it {_purpose_problem(cert)}</li>'
 
 
-def _claim(cert: "PeerIdentity | None", host: str | None, where: str, now: dt.datetime | None = None) -> str:
+def _claim(cert: "PeerIdentity | None", host: str | None, where: str, now: dt.datetime | None = None,
+           withdrawn: list[str] | None = None) -> str:
     """What the server's certificate proves about the name the client connected to: that the server
-    is that name only when the certificate names it, is valid now and is for a TLS server (else only a
-    client told to go on got here)."""
+    is that name only when the certificate names it, is valid now, is for a TLS server and was not revoked
+    (else only a client told to go on, or one that cannot know of the revocation, got here)."""
     if cert is None:
         return f"it should prove that this server is {where}"
     if host and not names_host(cert, host):
         return f"it does <strong>not</strong> name {where}, so it does not prove that this server is {where}"
     time = _time_problem(cert, now)
-    problems = [f"{_e(time)}: {_REFUSES}" if time else "", _purpose_problem(cert) or ""]
+    problems = [f"{_e(time)}: {_REFUSES}" if time else "", _purpose_problem(cert) or "",
+                *(f"cannot be trusted any more: <strong>{_e(w)}</strong>" for w in withdrawn or [])]
     if any(problems):
         return f"it would prove that this server is {where}, but it {'; and it '.join(p for p in problems if p)}"
     return f"it proves that this server is {where}"
@@ -333,9 +338,9 @@ def _revocation_rule(server: ServerFacts, visit: Visit, item) -> str:
     if not server.revocation:
         return ""
     ca, inventory = _e(server.revocation_ca or server.client_ca), visit.inventory
-    if inventory is None:  # refused before the inventory was asked
-        return item("revoked", f"not revoked: <code>{ca}</code>’s inventory says so, read at each connection "
-                               "once the rest passes (<code>certkit revoke</code> counts at once)")
+    if inventory is None:  # refused for another reason before the inventory was read: nothing known of it
+        return (f"<li>not checked for revocation: this server reads <code>{ca}</code>’s inventory, at each "
+                "connection, only once the rest passes, and this certificate failed before that</li>")
     if visit.inventory.unrecorded:
         return item("unrecorded", f"recorded by <code>{ca}</code>: its inventory has no record of this certificate, "
                                   "so it was not issued through certkit (this is not a revocation)")

@@ -70,7 +70,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
         context = tls_context(cert_file, key_file, client_ca_pem)  # checks the files, with clear errors
-        _check_server_certificate(cert_file, chain_pem)
+        _check_server_certificate(cert_file, chain_pem, ca_dir)
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
@@ -82,7 +82,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name,
                                revocation=revocations is not None,
                                revocation_ca=revocations.name if revocations else None,
-                               self_issued=cert_file is None)
+                               self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem))
     server.revocations = revocations
     del key_pem
     from certkit.errors import handle_stop_signals, restore_signals
@@ -225,10 +225,10 @@ def _read_limited(path: Path) -> bytes:
     return read_limited(path, MAX_CERT_FILE_BYTES, what="PEM file")
 
 
-def _check_server_certificate(cert_file: Path, chain_pem: bytes) -> None:
+def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | None) -> None:
     """Refuse to serve with a certificate no TLS client takes from a server: a CA certificate, one
-    whose extendedKeyUsage lacks serverAuth, one outside its validity period (the page would
-    otherwise teach a rule the server itself breaks)."""
+    whose extendedKeyUsage lacks serverAuth, one outside its validity period, one the CA directory's
+    inventory records as revoked (the page would otherwise teach a rule the server itself breaks)."""
     import datetime as dt
 
     from cryptography import x509
@@ -254,6 +254,33 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes) -> None:
         raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
                            "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
                            "serve issue one.")
+    if withdrawn := _withdrawn_check(ca_dir, chain_pem)():  # as certkit verify, from the same inventory
+        raise CertkitError(f"{shown(cert_file)} is not a certificate to serve with: {withdrawn[0]}; clients "
+                           "refuse it once they load the next CRL (certkit crl). Give a current server certificate "
+                           "(certkit issue-server), or leave out --cert/--key to have serve issue one.")
+
+
+def _withdrawn_check(ca_dir: Path | None, chain_pem: bytes):
+    """What the CA directory's inventory records against the server's chain, read anew at each call (the page
+    asks at each request: a certkit revoke counts at once): sentences such as "it was revoked on ...", none
+    when the inventory holds none of it, or there is no CA directory, or its inventory cannot be read."""
+    from cryptography import x509
+
+    from certkit.anchors import withdrawn
+    from certkit.store import CADirectory
+
+    store, chain = CADirectory(ca_dir), x509.load_pem_x509_certificates(chain_pem)
+
+    def check() -> list[str]:
+        try:
+            found = withdrawn(store.path, chain, fail_closed=False) if store.exists() else []
+        except Exception:  # noqa: BLE001 (a damaged inventory: the page and the start say nothing, never a traceback)
+            return []
+        # verify's words, the fact without the advice to servers, about this certificate (or the CA above it)
+        return [("it was " if w.startswith(("revoked", "never")) else "") + (w.rpartition("; ")[0] or w)
+                for w in found]
+
+    return check
 
 
 def _server_identity(chain_pem: bytes):
