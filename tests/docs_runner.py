@@ -150,19 +150,32 @@ def _missing(expected: list[str], output: str) -> str | None:
 
 
 def _unshown(expected: list[str], output: str) -> str | None:
-    """Where a page shows a command's output without a '...' line, it shows all of it: the first output
-    line (blank lines aside) that is not the documented line in its place, or None."""
-    if not expected or any(want.strip() == "..." for want in expected):
+    """A page shows a command's output whole, but where a '...' line stands for any number of lines (a
+    '...' inside a line for any text): the first output line (blank lines aside) that neither a shown
+    line nor a '...' line accounts for, or None. Lines left out between two shown lines need a '...'."""
+    if not expected:
         return None
     actual = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
     wanted = [want for want in expected if want.strip()]
-    for index, have in enumerate(actual):
-        if index >= len(wanted):
-            return have
-        pattern = re.compile(".*".join(re.escape(" ".join(p.split())) for p in wanted[index].split("...")))
-        if not pattern.fullmatch(have):
-            return have
-    return None
+    patterns = [None if want.strip() == "..." else
+                re.compile(".*".join(re.escape(" ".join(p.split())) for p in want.split("..."))) for want in wanted]
+    reached, todo, seen = 0, [(0, 0)], {(0, 0)}  # (shown line, output line): how far a matching got
+    while todo:
+        w, a = todo.pop()
+        reached = max(reached, a)
+        if w == len(patterns):
+            if a == len(actual):
+                return None
+            continue
+        if patterns[w] is None:  # a gap: it takes no more lines, or one more
+            steps = [(w + 1, a)] + ([(w, a + 1)] if a < len(actual) else [])
+        else:
+            steps = [(w + 1, a + 1)] if a < len(actual) and patterns[w].fullmatch(actual[a]) else []
+        for step in steps:
+            if step not in seen:
+                seen.add(step)
+                todo.append(step)
+    return actual[reached] if reached < len(actual) else "(the output ends before the page's last lines)"
 
 
 class Session:
