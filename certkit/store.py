@@ -140,9 +140,12 @@ def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
 
 
 def resolve_ca_dir(path: str | Path | None = None) -> Path:
-    if path:
-        return Path(path)
     env = os.environ.get(ENV_CA_DIR)
+    if path and (env is None or env.strip() or os.fspath(path) != env):
+        return Path(path)
+    if env is not None and not env.strip():  # `CERTKIT_CA_DIR="$TEAM_CA"` with the variable unset
+        raise CertkitError(f"${ENV_CA_DIR} is set but empty (an unset variable?); set it to a CA directory, or "
+                           f"unset it to use the default one ({default_ca_dir()}).")
     return Path(env) if env else default_ca_dir()
 
 

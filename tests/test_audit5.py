@@ -463,3 +463,17 @@ def test_acme_serve_says_why_a_host_cannot_be_listened_on(ca_dir: Path, ca_env: 
     proc = run_certkit("acme", "serve", "--host", host, "--port", "0", env=ca_env)
     assert_clean_error(proc, f"Cannot listen on {host}:0: ")
     assert reason in proc.stderr and "Name or service not known" not in proc.stderr, proc.stderr
+
+
+# --- 10. prose5: an empty $CERTKIT_CA_DIR ------------------------------------------------------------------------
+def test_an_empty_ca_dir_variable_is_refused_not_taken_for_the_default(tmp_path: Path):
+    """prose5 #4: CERTKIT_CA_DIR="$TEAM_CA" with TEAM_CA unset issued from the user's personal CA."""
+    home = tmp_path / "home"
+    env = certkit_env(HOME=str(home), XDG_DATA_HOME=str(home / "data"), CERTKIT_CA_PASSPHRASE="a long passphrase")
+    run_certkit("init-ca", "--name", "Personal CA", env=env, check=True)
+    for value in ("", " "):
+        for args in (("issue-server", "web.example.com", "--out", tmp_path / "web"), ("list",), ("crl",)):
+            proc = run_certkit(*args, env=env | {"CERTKIT_CA_DIR": value})
+            assert_clean_error(proc, "$CERTKIT_CA_DIR is set but empty (an unset variable?)")
+    assert not (tmp_path / "web").exists()
+    assert run_certkit("list", "--json", env=env).stdout.count('"serial"') == 0

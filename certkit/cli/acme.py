@@ -19,9 +19,10 @@ MAX_SERVER_DAYS = 825
 def acme() -> None:
     """An ACME server (RFC 8555) issuing serverAuth certificates from this CA.
 
-    certbot, lego, Caddy, Traefik, acme.sh and cert-manager obtain and renew
-    certificates from it as they would from Let's Encrypt; every certificate
-    is recorded in the CA's inventory and revoked through its CRL.
+    certbot, lego and Caddy (each tested) obtain and renew certificates from
+    it as they would from Let's Encrypt; every certificate is recorded in the
+    CA's inventory and revoked through its CRL. Needs the acme extra: pip
+    install 'certkit[acme]'.
 
     \b
     Examples:

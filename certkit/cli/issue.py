@@ -312,8 +312,9 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
     chain.pem (under an intermediate) and ca.pem are written. The CSR's
     signature is checked, and every name it asks for is checked as
     issue-server / issue-client check names. Requested extensions are never
-    copied: the certificate gets exactly the profile's (one EKU, CA:FALSE, no
-    name constraints), and the summary lists what was requested but dropped.
+    copied: the certificate gets exactly the profile's (one EKU, both only
+    with --peer; CA:FALSE; no name constraints), and the summary lists what
+    was requested but dropped.
 
     With --server (or --peer) the names are the CSR's CN and DNS/IP
     subjectAltNames, plus any NAMES given after the file; the subject CN is
