@@ -10,10 +10,10 @@ required); one thread per connection.
 With ``optional=True`` (``serve --optional``) the TLS layer is pyOpenSSL's
 instead (:mod:`certkit.serve_optional`), because Python's ``ssl`` cannot
 complete a handshake with a client certificate that fails verification: it
-has no verify callback. There, as
-nginx does, the handshake completes whatever the client presents, OpenSSL's
-verdict is kept, and the page says why a certificate was refused (or that
-none was sent). Nobody is authenticated by a certificate OpenSSL refused.
+has no verify callback. There, as nginx does, the handshake completes whatever
+the client presents, OpenSSL's verdict is kept, and the page says why a
+certificate was refused (or that none was sent). Nobody is authenticated by a
+certificate OpenSSL refused.
 
 The TLS handshake runs in the connection's worker thread, not in the accept
 loop, so a slow or silent client cannot stall other connections, and every
@@ -114,6 +114,12 @@ def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
         return f"{cert_chain} holds no certificate (PEM -----BEGIN CERTIFICATE-----)"
     if b"PRIVATE KEY-----" not in key_pem:
         return f"{key} holds no private key (PEM -----BEGIN PRIVATE KEY-----)"
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(chain)
+    except ValueError:
+        return f"{cert_chain} holds a certificate block that cannot be read (a damaged or truncated PEM file)"
     return None
 
 
@@ -302,14 +308,9 @@ class IdentityHandler(BaseHTTPRequestHandler):
 
     def _wanted_format(self) -> str:
         asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
-        if asked in ("json", "html", "text"):
-            return asked
         accept = self.headers.get("Accept", "").lower()
-        if "application/json" in accept:
-            return "json"
-        if "text/html" in accept:
-            return "html"
-        return "text"
+        return asked if asked in ("json", "html", "text") else "json" if "application/json" in accept \
+            else "html" if "text/html" in accept else "text"
 
     def log_request(self, code="-", size="-") -> None:
         visit = self.server.visit_of(self.connection)

@@ -477,3 +477,23 @@ def test_an_empty_ca_dir_variable_is_refused_not_taken_for_the_default(tmp_path:
             assert_clean_error(proc, "$CERTKIT_CA_DIR is set but empty (an unset variable?)")
     assert not (tmp_path / "web").exists()
     assert run_certkit("list", "--json", env=env).stdout.count('"serial"') == 0
+
+
+# --- 11. serve: what it is given is checked before it signs anything ----------------------------------------------
+def test_serve_refuses_a_client_ca_that_holds_no_certificate_before_signing(ca_dir: Path, ca_env: dict,
+                                                                           tmp_path: Path):
+    """badinput5 #5: a CSR as --client-ca got through to OpenSSL ("Empty certificate data") after serve had
+    signed and recorded its own certificate (left abandoned); a damaged PEM as --cert got "[SSL] PEM lib"."""
+    csr = csr_with_key(tmp_path / "req", "x.example")
+    for given, holds in ((csr, "a CSR"), (tmp_path / "req" / "privkey.pem", "a private key")):
+        proc = run_certkit("serve", "--port", "0", "--client-ca", given, env=ca_env, subprocess=True)
+        assert_clean_error(proc, f"holds {holds} but no certificate; it is given as --client-ca")
+    assert json.loads(run_certkit("list", "--json", "--status", "abandoned", env=ca_env).stdout)["certificates"] == []
+    assert json.loads(run_certkit("list", "--json", env=ca_env).stdout)["certificates"] == []
+    run_certkit("issue-server", "s.example", "--out", tmp_path / "s", env=ca_env, check=True)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    proc = run_certkit("serve", "--port", "0", "--cert", bad, "--key", tmp_path / "s" / "privkey.pem", env=ca_env,
+                       subprocess=True)
+    assert_clean_error(proc, "holds a certificate block that cannot be read (a damaged or truncated PEM file)")
+    assert "PEM lib" not in proc.stderr

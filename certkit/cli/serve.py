@@ -308,9 +308,9 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None):
 
     store = CADirectory(ca_dir)
     if client_ca is not None:
-        from certkit.material import load_material
+        from certkit.material import load_certificates
 
-        certs = [c for c, _ in load_material(client_ca).certificates]
+        certs = load_certificates(client_ca, "--client-ca, the CA whose client certificates are accepted")
         _refuse_non_ca(client_ca, certs)
         try:
             own = store.load_certificates()[0] if store.exists() else None
