@@ -305,7 +305,12 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
         held = _held_instead(data, is_pem)
         if held is not None:
             raise CertkitError(f"The {source} holds {held}, not a private key.") from None
-        raise CertkitError(f"The {source} cannot be read: {exc}") from None
+        if not data.strip():
+            raise CertkitError(f"The {source} is empty.") from None
+        if is_pem or not data.lstrip().startswith(b"0"):  # "0": a DER SEQUENCE's first byte
+            if not any(b"PRIVATE KEY" in label for _, label in _PEM_LINE.findall(data)):
+                raise CertkitError(f"The {source} holds no private key (PEM -----BEGIN PRIVATE KEY-----).") from None
+        raise CertkitError(f"The {source} cannot be read: {str(exc).split('. ')[0].rstrip('.')}.") from None
 
 
 def _held_instead(data: bytes, is_pem: bool) -> str | None:

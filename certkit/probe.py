@@ -243,8 +243,11 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
             ctx.use_privatekey(key)
             ctx.check_privatekey()
         except (SSL.Error, TypeError) as exc:  # TypeError: a key OpenSSL cannot sign a handshake with (X25519)
+            reason = openssl_reason(exc)
+            if "key values mismatch" in reason:
+                reason = f"{shown(client.key)} is not the key of that certificate (OpenSSL: key values mismatch)"
             raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
-                             f"{openssl_reason(exc)} (the key must be unencrypted PEM and match).") from None
+                             f"{reason}.") from None
     return ctx
 
 

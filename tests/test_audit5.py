@@ -497,3 +497,28 @@ def test_serve_refuses_a_client_ca_that_holds_no_certificate_before_signing(ca_d
                        subprocess=True)
     assert_clean_error(proc, "holds a certificate block that cannot be read (a damaged or truncated PEM file)")
     assert "PEM lib" not in proc.stderr
+
+
+@pytest.mark.parametrize("content,said", [(b"", "is empty"), (b"   \n", "is empty"),
+                                          (b"junk text\n", "holds no private key (PEM -----BEGIN PRIVATE KEY-----)"),
+                                          ("cert", "holds a certificate, not a private key"),
+                                          ("other", "is not the key of that certificate (OpenSSL: key values "
+                                                    "mismatch)")])
+def test_probe_says_what_is_wrong_with_a_client_key_in_its_own_words(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                     content, said: str):
+    """badinput5 #8: cryptography's "Could not deserialize key data. The data may be in an incorrect format, it
+    may be encrypted with an unsupported algorithm, ..." and OpenSSL's "key values mismatch (the key must be
+    unencrypted PEM and match)" were passed on as they were."""
+    run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=ca_env, check=True)
+    key = tmp_path / "key.pem"
+    if content == "cert":
+        key.write_bytes((tmp_path / "alice" / "cert.pem").read_bytes())
+    elif content == "other":
+        key.write_bytes(CA.create("Other").issue_client("bob").private_key_pem)
+    else:
+        key.write_bytes(content)
+    key.chmod(0o600)
+    proc = run_certkit("probe", "https://127.0.0.1:1/", "--timeout", "1", "--cert", tmp_path / "alice" / "cert.pem",
+                       "--key", key, env=ca_env)
+    assert_clean_error(proc, said)
+    assert "Could not deserialize" not in proc.stderr and "must be unencrypted PEM" not in proc.stderr
