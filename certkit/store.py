@@ -139,21 +139,35 @@ def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
     raise wrong_type(f"The {what}", "bytes, a str or a callable returning one", secret)
 
 
-def resolve_ca_dir(path: str | Path | None = None) -> Path:
+def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Path:
+    """The CA directory: ``path``, else $CERTKIT_CA_DIR, else the per-user one. A variable set but empty
+    is refused (``strict``); else (a folder kept out of CA directories) it is taken as unset."""
     env = os.environ.get(ENV_CA_DIR)
     if path and (env is None or env.strip() or os.fspath(path) != env):
         return Path(path)
-    if env is not None and not env.strip():  # `CERTKIT_CA_DIR="$TEAM_CA"` with the variable unset
+    if strict and env is not None and not env.strip():  # `CERTKIT_CA_DIR="$TEAM_CA"` with the variable unset
         raise CertkitError(f"${ENV_CA_DIR} is set but empty (an unset variable?); set it to a CA directory, or "
                            f"unset it to use the default one ({default_ca_dir()}).")
-    return Path(env) if env else default_ca_dir()
+    return Path(env) if env and env.strip() else default_ca_dir()
 
 
 class CADirectory:
     """A CA stored on disk. ``CADirectory(path).load(passphrase)`` gives a :class:`~certkit.ca.CA`."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = resolve_ca_dir(path)
+        self._given = path
+
+    @property
+    def path(self) -> Path:
+        """Resolved when first used: a command that needs no CA directory (serve --cert --client-ca) is not
+        refused for an empty $CERTKIT_CA_DIR, one that uses it is."""
+        if "_path" not in self.__dict__:
+            self._path = resolve_ca_dir(self._given)
+        return self._path
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        self._path = value
 
     @property
     def cert_path(self) -> Path:

@@ -307,15 +307,17 @@ def test_a_secret_of_several_lines_or_white_space_is_refused(tmp_path: Path, con
     assert_clean_error(run_certkit("init-ca", "--passphrase-file", secret, env=env), why)
     assert not (tmp_path / "ca").exists()
     run_certkit("init-ca", "--passphrase-file", good, env=env, check=True)
-    for args in (("--p12", "--p12-password-file", secret), ("--passphrase-file", secret)):
-        proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", *args,
-                           *(("--passphrase-file", good) if "--p12" in args else ()), env=env)
-        assert_clean_error(proc, why)
-        assert not (tmp_path / "a").exists()
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", "--p12", "--p12-password-file", secret,
+                       "--passphrase-file", good, env=env)
+    assert_clean_error(proc, why)
+    assert not (tmp_path / "a").exists()
     variable = content.decode().removesuffix("\n")
-    for name, extra in (("CERTKIT_CA_PASSPHRASE", ()), ("CERTKIT_P12_PASSWORD", ("--p12", "--passphrase-file", good))):
-        proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", *extra, env=env | {name: variable})
+    for name, extra, command in (("CERTKIT_CA_PASSPHRASE", (), "init-ca"),
+                                 ("CERTKIT_P12_PASSWORD", ("--p12", "--passphrase-file", good), "issue-server")):
+        args = ("--ca-dir", tmp_path / "ca2") if command == "init-ca" else ("a.example", "--out", tmp_path / "a")
+        proc = run_certkit(command, *args, *extra, env=env | {name: variable})
         assert_clean_error(proc, why)
+    assert not (tmp_path / "ca2").exists()
     assert run_certkit("list", "--json", env=env).stdout.count('"serial"') == 0
 
 
@@ -409,6 +411,9 @@ def test_command_line_messages_keep_the_command_lines_advice(ca_dir: Path, ca_en
     (("acme", "serve", "--ca-dir", ""), "Usage: certkit acme serve ", "--ca-dir was given an empty value"),
     (("inventory", "migrate", "--ca-dir", ""), "Usage: certkit inventory migrate ", "--ca-dir was given an empty"),
     (("revoke", ""), "Usage: certkit revoke ", "'certkit revoke' was given an empty value"),
+    (("inspect", "-", ""), "Usage: certkit inspect ", "'certkit inspect' was given an empty value"),
+    (("issue-server", "a.example", "--days", "-1", ""), "Usage: certkit issue-server ",
+     "'certkit issue-server' was given an empty value"),
 ])
 def test_usage_errors_name_the_command_and_option_given(tmp_path: Path, args: tuple, usage: str, error: str):
     """badinput5 #7: an empty value after an option the command does not have was blamed on the command's
@@ -522,3 +527,21 @@ def test_probe_says_what_is_wrong_with_a_client_key_in_its_own_words(ca_dir: Pat
                        "--key", key, env=ca_env)
     assert_clean_error(proc, said)
     assert "Could not deserialize" not in proc.stderr and "must be unencrypted PEM" not in proc.stderr
+
+
+def test_a_key_made_with_a_passphrase_of_several_lines_still_opens(tmp_path: Path):
+    """regress5 #1: the rule for new secrets locked out a CA whose key was encrypted, before it, with a
+    passphrase file of several lines (openssl rand -base64 66 writes two): it still opens, from the file
+    or the variable; only a new passphrase or bundle.p12 password is held to one line."""
+    from certkit.store import CADirectory
+
+    passphrase = b"first line of it\nsecond line of it"
+    CADirectory(tmp_path / "ca").save_new(CA.create("Old CA"), passphrase)
+    secret = tmp_path / "pp"
+    secret.write_bytes(passphrase + b"\n")
+    secret.chmod(0o600)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "a", "--passphrase-file", secret, env=env, check=True)
+    run_certkit("issue-server", "b.example", "--out", tmp_path / "b", env=env | {
+        "CERTKIT_CA_PASSPHRASE": passphrase.decode()}, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", "--passphrase-file", secret, env=env, check=True)

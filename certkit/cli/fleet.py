@@ -174,7 +174,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         from certkit.paths import check_output
         from certkit.store import resolve_ca_dir
 
-        check_output(unit_dir, [resolve_ca_dir(ca_dir)], what="--unit-dir folder")
+        check_output(unit_dir, [resolve_ca_dir(ca_dir, strict=False)], what="--unit-dir folder")
         if unit_dir.is_dir():
             check_folder_owner(unit_dir)
     if not install:

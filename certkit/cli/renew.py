@@ -266,5 +266,5 @@ def _p12_password_if_any(path: Path | None) -> bytes | None:
     from certkit.pkcs12 import check_password
 
     if path is not None:
-        return check_password(read_secret_file(path))
+        return check_password(read_secret_file(path, new=True))
     return check_password(os.fsencode(os.environ[ENV_P12_PASSWORD])) if os.environ.get(ENV_P12_PASSWORD) else None

@@ -397,7 +397,7 @@ def demo(keep, tls, as_json):
         from certkit.paths import check_output
         from certkit.store import resolve_ca_dir
 
-        check_output(keep, [resolve_ca_dir(None)], what="--keep folder")
+        check_output(keep, [resolve_ca_dir(None, strict=False)], what="--keep folder")
     try:
         result = run_demo(keep, tls)
     except (KeyboardInterrupt, Terminated) as exc:

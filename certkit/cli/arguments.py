@@ -1,0 +1,96 @@
+"""Arguments every command refuses before click parses them: an empty value (an unset variable), and
+one that is not UTF-8 text (see :func:`refuse_odd_arguments`)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import click
+
+_OPTION = re.compile(r"--?[A-Za-z]")  # an option's name, not '-' (standard input) nor a negative number
+
+
+def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]) -> None:
+    """Refuse an empty argument and one that is not UTF-8, for every command and option alike.
+
+    An empty value is almost always an unset shell variable (``revoke "$SERIAL"``), and taken as a
+    path it means the current folder: ``verify --ca-file ""`` would trust every certificate there,
+    ``revoke ""`` would revoke the bundle in it, ``serve --host ""`` would listen on every
+    interface. A value that is not UTF-8 cannot go into a certificate, the inventory or a message.
+    """
+    name = args[0] if args and not args[0].startswith("-") else None
+    command = group.get_command(ctx, name) if name else None
+    if name and command is None:
+        return  # click says there is no such command
+    where = click.Context(command, info_name=name, parent=ctx) if command else ctx
+    if name:
+        from certkit.constants import ENV_CA_DIR, ENV_INVENTORY_URL
+
+        places = {"the current folder's path": _cwd(), f"${ENV_CA_DIR}": os.environ.get(ENV_CA_DIR, ""),
+                  f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, "")}
+        for label, text in places.items():
+            if not _is_utf8(text):
+                from certkit.db_postgres import shown_url
+
+                # a URL may hold a secret (refused later): never shown here
+                value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
+                raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
+                                       "URLs as UTF-8.", ctx=where)
+    sub_name = args[1] if command is not None and isinstance(command, click.Group) and len(args) > 1 else None
+    if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
+        where = click.Context(sub, info_name=sub_name, parent=where)
+    valued = _options_with_values(command or group)
+    known = valued | _all_options(command or group)
+    for i, arg in enumerate(args):
+        option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        named = option or (args[i - 1] if i and _OPTION.match(args[i - 1]) else "")  # not '-' (stdin), not -1
+        if named and named.split("=")[0] not in known:
+            return  # an option the command does not have: click says so ("No such option")
+        if not eq and i and args[i - 1] in valued:  # the value of the option before it, not an argument
+            option = args[i - 1]
+        what = f"{option} was given" if option else f"'certkit {name}' was given" if name else "certkit was given"
+        if (eq or not arg.startswith("-")) and value.strip() == "":
+            raise click.UsageError(f"{what} an empty value{' (an unset variable?)' if not value else ''}; "
+                                   "give it a value or leave it out.", ctx=where)
+        if not _is_utf8(arg):
+            raise click.UsageError(f"{what} '{_bytes_shown(arg)}', which is not UTF-8 text; certkit takes "
+                                   "names, paths and URLs as UTF-8.", ctx=where)
+
+
+def _options_with_values(command: click.Command) -> set[str]:
+    """The option names of ``command`` (and of its subcommands: ``acme serve``) that take a value
+    (``--out``, not ``--force``)."""
+    names = {name for param in command.params if isinstance(param, click.Option) and not param.is_flag
+             and not param.count for name in param.opts}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _options_with_values(sub)
+    return names
+
+
+def _all_options(command: click.Command) -> set[str]:
+    """Every option name of ``command`` and of its subcommands, flags included."""
+    names = {name for param in command.params if isinstance(param, click.Option) for name in
+             (*param.opts, *param.secondary_opts)} | {"--help", "-h"}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _all_options(sub)
+    return names
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
+        return False
+    return True
+
+
+def _bytes_shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # removed under us: the command says so when it needs it
+        return ""
