@@ -135,11 +135,12 @@ def leftovers(folder: Path, written: Iterable[str], replaces: Sequence[str], *, 
     it there) is no leftover: it is kept."""
     names = [n for n in replaces if n not in written and os.path.lexists(folder / n)]
     if KEY_FILE in names and (public_key is not None or cert_pem):
-        if public_key is None:
-            from cryptography import x509
+        from cryptography import x509
 
-            public_key = x509.load_pem_x509_certificate(cert_pem).public_key()
-        if _file_key_spki(folder / KEY_FILE) == _spki(public_key):
+        from certkit.keys import public_key_der
+
+        held = _key_in(folder / KEY_FILE)  # b"": an encrypted key, as openssl req writes one: a requester's
+        if held == b"" or held == public_key_der(public_key or x509.load_pem_x509_certificate(cert_pem).public_key()):
             names.remove(KEY_FILE)
     return names
 
@@ -150,20 +151,20 @@ def _refuse_leftovers(folder: Path, names: Sequence[str]) -> None:
                            "would remove", count=len(names))
 
 
-def _spki(public_key) -> bytes:
+def _key_in(path: Path) -> bytes | None:
+    """The public half (DER) of the private key in ``path``: b"" for an encrypted one (not compared),
+    None if it holds no key certkit can read."""
     from cryptography.hazmat.primitives import serialization
 
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _file_key_spki(path: Path) -> bytes | None:
-    """The public half of the unencrypted private key in ``path``; None if it is no such key."""
-    from cryptography.hazmat.primitives import serialization
+    from certkit.keys import is_encrypted, public_key_der
 
     if not path.is_file():  # a FIFO or a folder there is not read (nor waited on)
         return None
     try:
-        return _spki(serialization.load_pem_private_key(read_limited(path, 1 << 20), None).public_key())
+        data = read_limited(path, 1 << 20)
+        if is_encrypted(data):
+            return b""
+        return public_key_der(serialization.load_pem_private_key(data, None).public_key())
     except (ValueError, TypeError, OSError, CertkitError):
         return None
 
@@ -490,8 +491,10 @@ def bundle_mismatch(folder: Path, cert) -> str | None:
             continue
         if first != cert:
             return f"its {name} holds another certificate ({serial_hex(first.serial_number)}) than {serial}"
-    key = _file_key_spki(folder / KEY_FILE)
-    if key is not None and key != _spki(cert.public_key()):
+    from certkit.keys import public_key_der
+
+    key = _key_in(folder / KEY_FILE)
+    if key and key != public_key_der(cert.public_key()):
         return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
                "key values mismatch)"
     return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,11 +64,13 @@ def stored_reason(serial: str, reason: str | None, location: str) -> str:
     return reason
 
 
-def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0) -> "x509.CertificateRevocationList":
+def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0,
+             carried: Sequence[tuple[str, dt.datetime, str]] = ()) -> "x509.CertificateRevocationList":
     """A CRL of every certificate ``ca`` revoked, with the next CRL number (higher than ``above``:
     :func:`check_published`), valid ``days`` days (at most until ``ca`` expires: :func:`crl_deadline`).
     ``checked``: the caller ran :func:`check_can_sign_crl` already (``certkit crl`` does, before it
-    asks for the passphrase)."""
+    asks for the passphrase). ``carried``: revocations of certificates the inventory does not hold, listed
+    by the CRL it replaces (:func:`check_published`)."""
     from cryptography import x509
 
     from certkit.keys import sign_builder
@@ -96,7 +98,8 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0)
     ski = ca.ski
     if ski is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier(ski, None, None), critical=False)
-    for serial, revoked_at, reason in revoked:
+    listed = {serial for serial, _, _ in revoked}
+    for serial, revoked_at, reason in [*revoked, *(c for c in carried if c[0] not in listed)]:
         # A revocation of the last five minutes is dated thisUpdate: a CRL does not list what happened
         # after it was issued (a revocation dated a little early only covers more).
         entry = x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(
@@ -238,34 +241,39 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
             raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
 
 
-def check_published(path: Path, ca: "CA") -> int:
-    """The number of the CRL of ``ca`` (its name, signed with its key) already at ``path``, 0 if there
-    is none. Refused if that CRL lists a certificate the inventory does not record as revoked: an
-    inventory restored from a backup older than the published CRL, whose next CRL would take those
-    revocations off it (a compromised key trusted again), and whose numbers would run behind it."""
+def check_published(path: Path, ca: "CA") -> tuple[int, list[tuple[str, dt.datetime, str]]]:
+    """The number of the CRL of ``ca`` (its name, signed with its key) already at ``path`` (0 if there is
+    none), and the revocations it lists of certificates the inventory does not hold at all, which the
+    next CRL carries over (an inventory restored from a backup older than them cannot record them
+    again). Refused if it lists a certificate the inventory holds but does not record as revoked: the
+    next CRL would take that revocation off it (a compromised key trusted again); revoke it again."""
     from certkit.vocabulary import serial_hex
 
     path = Path(path)
     theirs = _crl_file(path) if path.is_file() else None
     if theirs is None or theirs.issuer != ca.cert.subject:
-        return 0
+        return 0, []
     try:
         if not theirs.is_signature_valid(ca.cert.public_key()):
-            return 0
+            return 0, []
     except (TypeError, ValueError):
-        return 0
-    recorded = {serial for serial, _, _ in ca.require_inventory().revoked()}
-    lost = [entry for entry in theirs if serial_hex(entry.serial_number) not in recorded]
+        return 0, []
+    inventory = ca.require_inventory()
+    recorded = {serial for serial, _, _ in inventory.revoked()}
+    missing = [entry for entry in theirs if serial_hex(entry.serial_number) not in recorded]
+    unknown = [entry for entry in missing if inventory.get(serial_hex(entry.serial_number)) is None]
+    lost = [entry for entry in missing if entry not in unknown]
     if lost:
         shown_ones = ", ".join(f"{serial_hex(e.serial_number)} ({_entry_reason(e)})" for e in lost[:3])
         more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
         raise CertkitError(
             f"{shown(path)} (CRL number {_crl_number(theirs)} of this CA) lists {len(lost)} revoked "
-            f"certificate{'s' if len(lost) != 1 else ''} that the inventory does not record as revoked: "
+            f"certificate{'s' if len(lost) != 1 else ''} that the inventory holds but does not record as revoked: "
             f"{shown_ones}{more}. The inventory is older than that CRL (restored from a backup?), and a new CRL "
             f"would take {'them' if len(lost) != 1 else 'it'} off it; nothing was signed. Record each again with "
             "'certkit revoke SERIAL --reason REASON', or restore a newer inventory.")
-    return _crl_number(theirs)
+    return _crl_number(theirs), [(serial_hex(e.serial_number), e.revocation_date_utc, _entry_reason(e))
+                                 for e in unknown]
 
 
 def _entry_reason(entry) -> str:

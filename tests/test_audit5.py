@@ -154,8 +154,8 @@ def test_crl_never_drops_a_revocation_the_published_crl_lists(ca_dir: Path, ca_e
     serial = x509.load_pem_x509_certificate((tmp_path / "web" / "cert.pem").read_bytes()).serial_number
     for _ in range(2):  # cron runs again: refused every time, the published CRL kept
         proc = run_certkit("crl", "--out", crl, env=ca_env)
-        assert_clean_error(proc, f"lists 1 revoked certificate that the inventory does not record as revoked: "
-                                 f"{serial_hex(serial)} (keyCompromise)")
+        assert_clean_error(proc, "lists 1 revoked certificate that the inventory holds but does not record as "
+                                 f"revoked: {serial_hex(serial)} (keyCompromise)")
         assert crl.read_bytes() == published
     run_certkit("revoke", f"{serial_hex(serial)}", "--reason", "keyCompromise", env=ca_env, check=True)
     proc = run_certkit("crl", "--out", crl, env=ca_env, check=True)
@@ -545,3 +545,59 @@ def test_a_key_made_with_a_passphrase_of_several_lines_still_opens(tmp_path: Pat
     run_certkit("issue-server", "b.example", "--out", tmp_path / "b", env=env | {
         "CERTKIT_CA_PASSPHRASE": passphrase.decode()}, check=True)
     run_certkit("crl", "--out", tmp_path / "crl.pem", "--passphrase-file", secret, env=env, check=True)
+
+
+def test_a_revocation_the_restored_inventory_never_knew_is_carried_over(ca_dir: Path, ca_env: dict,
+                                                                       tmp_path: Path):
+    """regress5 #3: a certificate issued and revoked after the backup could not be revoked again (the restored
+    inventory does not hold it), so crl --out was refused for good; now its entry is carried over, with its
+    date and reason, and a warning names it. In DER, as the page allows."""
+    crl = tmp_path / "crl.der"
+    backup = (ca_dir / "inventory.sqlite3").read_bytes()
+    run_certkit("issue-server", "b.example", "--out", tmp_path / "b", env=ca_env, check=True)
+    run_certkit("revoke", tmp_path / "b", "--reason", "keyCompromise", env=ca_env, check=True)
+    run_certkit("crl", "--der", "--out", crl, env=ca_env, check=True)
+    before = x509.load_der_x509_crl(crl.read_bytes())
+    for extra in ("-wal", "-shm"):
+        (ca_dir / f"inventory.sqlite3{extra}").unlink(missing_ok=True)
+    (ca_dir / "inventory.sqlite3").write_bytes(backup)
+    proc = run_certkit("crl", "--der", "--out", crl, env=ca_env, check=True)
+    serial = x509.load_pem_x509_certificate((tmp_path / "b" / "cert.pem").read_bytes()).serial_number
+    assert f"does not hold at all (restored from a backup older than it?): {serial_hex(serial)}" in proc.stderr
+    after = x509.load_der_x509_crl(crl.read_bytes())
+    entry = after.get_revoked_certificate_by_serial_number(serial)
+    assert entry is not None and entry.revocation_date_utc == \
+        before.get_revoked_certificate_by_serial_number(serial).revocation_date_utc
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    assert after.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
+    pem = tmp_path / "crl.pem"
+    pem.write_bytes(after.public_bytes(serialization.Encoding.PEM))
+    check = openssl("verify", "-crl_check", "-CAfile", str(ca_dir / "ca.pem"), "-CRLfile", str(pem),
+                    str(tmp_path / "b" / "cert.pem"))
+    assert check.returncode != 0 and b"certificate revoked" in check.stdout + check.stderr
+
+
+def test_sign_csr_keeps_the_requesters_encrypted_key(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """regress5 #2: openssl req encrypts the key by default; such a privkey.pem beside the CSR was refused
+    as a leftover, and --force then deleted it while the summary said "the requester keeps the private key"."""
+    folder = tmp_path / "req"
+    folder.mkdir()
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-passout",
+                    "pass:requester secret", "-keyout", str(folder / "privkey.pem"), "-out", str(folder / "req.csr"),
+                    "-subj", "/CN=req.example"], check=True, capture_output=True)
+    key = (folder / "privkey.pem").read_bytes()
+    for force in ((), ("--force",)):
+        run_certkit("sign-csr", folder / "req.csr", "--server", "--out", folder, *force, env=ca_env, check=True)
+        assert (folder / "privkey.pem").read_bytes() == key
+    CA.create("Lib").sign_csr((folder / "req.csr").read_bytes(), "server").write(folder, force=True)
+    assert (folder / "privkey.pem").read_bytes() == key
+    proc = openssl("pkey", "-in", str(folder / "privkey.pem"), "-passin", "pass:requester secret", "-pubout")
+    assert proc.stdout == openssl("x509", "-in", str(folder / "cert.pem"), "-noout", "-pubkey").stdout
+
+
+def test_commands_that_need_no_ca_directory_run_with_an_empty_variable(tmp_path: Path):
+    """regress5 #4: the refusal of an empty $CERTKIT_CA_DIR stopped demo --keep, which uses no CA directory."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR="")
+    proc = run_certkit("demo", "--keep", tmp_path / "kept", env=env)
+    assert proc.returncode == 0 and (tmp_path / "kept" / "server" / "cert.pem").exists(), proc.stderr
+    assert_clean_error(run_certkit("list", env=env), "$CERTKIT_CA_DIR is set but empty")

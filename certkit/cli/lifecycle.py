@@ -298,9 +298,15 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
                          key_id=subject_key_identifier(ca.cert))
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
-    published = check_published(out, ca) if out is not None else 0
+    published, carried = check_published(out, ca) if out is not None else (0, [])
+    if carried:
+        serials = ", ".join(serial for serial, _, _ in carried[:3]) + (", ..." if len(carried) > 3 else "")
+        warn(f"{out} lists {len(carried)} revoked certificate{'s' if len(carried) != 1 else ''} this CA's inventory "
+             f"does not hold at all (restored from a backup older than {'them' if len(carried) != 1 else 'it'}?): "
+             f"{serials}; the new CRL lists {'them' if len(carried) != 1 else 'it'} too, with the date and reason "
+             "it gives.")
     unlock(ca, passphrase_file)
-    revocation_list = sign_crl(ca, days=days, checked=True, above=published)
+    revocation_list = sign_crl(ca, days=days, checked=True, above=published, carried=carried)
     if revocation_list.next_update_utc < revocation_list.last_update_utc + dt.timedelta(days=days):
         warn(f"nextUpdate is {when(revocation_list.next_update_utc)}, when the CA '{ca.common_name}' expires, not "
              f"{days} days from now: no CRL of it is valid after that. Create its successor with 'certkit init-ca'.")
