@@ -224,9 +224,10 @@ def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: 
              domains: Sequence[str], networks: Sequence) -> "x509.NameConstraints | None":
     """An intermediate's constraints: the nearest parent's, or narrower; never wider.
 
-    A kind the user does not constrain (DNS or IP) inherits the parent's
-    subtrees of that kind; a kind the user does constrain must lie inside what
-    the parent permits.
+    Without ``domains`` and ``networks`` it inherits the parent's. With either,
+    they mean what they mean for a root (--permit-dns alone: no IP address;
+    --permit-ip alone: no DNS name), and each must lie inside what the parent
+    permits: the same flags give the same namespace under any parent.
     """
     from cryptography import x509
 
@@ -249,7 +250,4 @@ def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: 
         return build(domains, networks)
     if not domains and not networks:
         return parent_constraints[0]
-    nearest = parent_constraints[0]
-    parent_domains = [c.value for c in nearest.permitted_subtrees or [] if isinstance(c, x509.DNSName)]
-    parent_networks = [c.value for c in nearest.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
-    return build(list(domains) or parent_domains, list(networks) or parent_networks)
+    return build(domains, networks)

@@ -601,3 +601,30 @@ def test_commands_that_need_no_ca_directory_run_with_an_empty_variable(tmp_path:
     proc = run_certkit("demo", "--keep", tmp_path / "kept", env=env)
     assert proc.returncode == 0 and (tmp_path / "kept" / "server" / "cert.pem").exists(), proc.stderr
     assert_clean_error(run_certkit("list", env=env), "$CERTKIT_CA_DIR is set but empty")
+
+
+# --- 12. two-tier PKI (audit twotier5) ------------------------------------------------------------------------------
+def test_an_intermediates_permit_flags_mean_what_they_mean_for_a_root(tmp_path: Path):
+    """twotier5 #1: under a root constrained to a domain and 10.0.0.0/8, an intermediate given --permit-dns alone
+    still signed the root's whole IP range (openssl verify: OK), and --permit-ip alone the root's domain; init-ca
+    showed nothing of what it wrote."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE="a long passphrase here",
+                      CERTKIT_PARENT_CA_PASSPHRASE="a long passphrase here")
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "NC Root", "--permit-dns", "example.internal",
+                "--permit-ip", "10.0.0.0/8", env=env, check=True)
+    for name, flag, value, may_sign in (("dns", "--permit-dns", "a.example.internal",
+                                         "DNS names under a.example.internal; no IP addresses"),
+                                        ("ip", "--permit-ip", "10.1.0.0/16",
+                                         "no DNS names; IP addresses in 10.1.0.0/16")):
+        proc = run_certkit("init-ca", "--ca-dir", tmp_path / name, "--parent-ca-dir", tmp_path / "root", "--name",
+                           f"NC {name}", flag, value, env=env, check=True)
+        assert f"  may sign     {may_sign}\n" in proc.stdout, proc.stdout
+    for ca, name in (("dns", "10.200.0.1"), ("ip", "web.example.internal")):
+        proc = run_certkit("issue-server", name, "--ca-dir", tmp_path / ca, "--out", tmp_path / f"out-{ca}", env=env)
+        assert_clean_error(proc, "is outside the name constraints")
+    run_certkit("issue-server", "10.1.2.3", "--ca-dir", tmp_path / "ip", "--out", tmp_path / "ok", env=env, check=True)
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(tmp_path / "root" / "ca.pem"),
+                   "-untrusted", str(tmp_path / "ok" / "chain.pem"), str(tmp_path / "ok" / "cert.pem")).returncode == 0
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "inherit", "--parent-ca-dir", tmp_path / "root", "--name",
+                       "NC inherit", env=env, check=True)  # no flag: the parent's namespace, as before
+    assert "  may sign     DNS names under example.internal; IP addresses in 10.0.0.0/8\n" in proc.stdout

@@ -126,10 +126,12 @@ def test_name_constraints_inherited_narrowed_never_widened(tmp_path):
     proc = init_intermediate(tmp_path, env, "--permit-dns", "internal.example.com", name="narrow")
     assert proc.returncode == 0, proc.stderr
     nc = load(tmp_path / "narrow" / "ca.pem").extensions.get_extension_for_class(x509.NameConstraints).value
-    # Narrowed DNS, inherited IP range; emails and URIs follow the DNS domain.
+    # Narrowed DNS, and (as --permit-dns alone means for a root, audit twotier5 #1) no IP address: the
+    # parent's 10.0.0.0/8 is not inherited once a kind is given; emails and URIs follow the DNS domain.
     assert [g.value for g in nc.permitted_subtrees] == [
         "internal.example.com", "internal.example.com", ".internal.example.com", "internal.example.com",
-        ".internal.example.com", ipaddress.ip_network("10.0.0.0/8")]
+        ".internal.example.com"]
+    assert [g.value for g in nc.excluded_subtrees] == [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
     narrow_env = dict(env, CERTKIT_CA_DIR=str(tmp_path / "narrow"))
     assert run_certkit("issue-server", "a.internal.example.com", "--out", "ok", cwd=tmp_path,
                        env=narrow_env).returncode == 0
