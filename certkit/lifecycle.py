@@ -335,6 +335,7 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
 
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
     found = find_certificate(ca.require_inventory(), ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
+    ca.kind_of(found.cert)  # an intermediate's certificate is refused as what it is, before where it went
     recorded = Path(found.row["folder"]) if found.row.get("folder") else None
     if (out is None and found.folder is not None and recorded is not None
             and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):

@@ -628,3 +628,16 @@ def test_an_intermediates_permit_flags_mean_what_they_mean_for_a_root(tmp_path: 
     proc = run_certkit("init-ca", "--ca-dir", tmp_path / "inherit", "--parent-ca-dir", tmp_path / "root", "--name",
                        "NC inherit", env=env, check=True)  # no flag: the parent's namespace, as before
     assert "  may sign     DNS names under example.internal; IP addresses in 10.0.0.0/8\n" in proc.stdout
+
+
+def test_renewing_an_intermediates_certificate_is_refused_as_what_it_is(tmp_path: Path):
+    """twotier5 #3: 'No folder is known ... choose --out FOLDER', and with --out: 'a ca certificate'."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE="a long passphrase here",
+                      CERTKIT_PARENT_CA_PASSPHRASE="a long passphrase here")
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Issuing", env=env, check=True)
+    serial = serial_hex(x509.load_pem_x509_certificate((tmp_path / "issuing" / "ca.pem").read_bytes()).serial_number)
+    for ref in (serial, tmp_path / "issuing" / "ca.pem"):
+        proc = run_certkit("renew", "--ca-dir", tmp_path / "root", ref, env=env)
+        assert_clean_error(proc, "is a ca certificate; only server, client and peer certificates are renewed")
