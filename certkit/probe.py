@@ -454,7 +454,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
-    _judge_server(result, seen, roots, ca_dir, now)
+    _judge_server(result, seen, roots, ca_dir, now, extra)
     result.requests_client_cert = seen.requested
     result.client_ca_names = seen.ca_names
 
@@ -463,9 +463,11 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     return result
 
 
-def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None) -> None:
+def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None,
+                  known: list) -> None:
     """The server's certificate judged: OpenSSL's verdict, its purpose and names; with the CA known, certkit
-    verify's reasons, and with a CA directory its inventory's verdict (a revocation) too."""
+    verify's reasons, and with a CA directory its inventory's verdict (a revocation) too. ``known``: the
+    CA directory's intermediates (not trusted: the server must send them)."""
     leaf, target = seen.chain[0], result.target
     result.verify_errors = list(dict.fromkeys(x509_error(code, depth) for code, depth in seen.errors))
     result.verified = not seen.errors
@@ -481,7 +483,7 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
 
         verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:],
                                      name=target.host, now=now)
-        result.reasons = [server_side(r, leaf) for r in verdict.reasons]
+        result.reasons = [server_side(r, leaf, known) for r in verdict.reasons]
         if ca_dir is not None:
             result.withdrawn = [server_side(r, leaf) for r in withdrawn(ca_dir, seen.chain, fail_closed=True)]
             result.reasons += [r for r in result.withdrawn if r not in result.reasons]

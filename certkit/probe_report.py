@@ -170,12 +170,16 @@ def _out_of_date(result: "ProbeResult") -> str:
 
 
 def _missing_intermediate(result: "ProbeResult", refused: str) -> str:
-    """For an ``unknown ca`` alert, when the client's file lacks the certificate of the CA that issued the
-    top of its chain and the server did not list that CA: that it is most likely an intermediate that must
-    be sent (fullchain.pem), certain when its certificate is known (the CA given, the bundle's chain.pem)."""
+    """For a refusal of the certificate as unverifiable (OpenSSL's ``unknown ca`` or ``bad certificate`` alert,
+    nginx's HTTP 400 "The SSL certificate error"), when the client's file lacks the certificate of the CA
+    that issued the top of its chain and the server did not list that CA: that it is most likely an
+    intermediate that must be sent (fullchain.pem), certain when its certificate is known (the CA given,
+    the bundle's chain.pem)."""
     missing = result.client_missing_issuer
-    if not refused.endswith("alert unknown ca: " + _ALERTS["unknown ca"]) or missing is None \
-            or missing in result.client_ca_names:
+    unverified = refused.endswith((f"alert unknown ca: {_ALERTS['unknown ca']}",
+                                   f"alert bad certificate: {_ALERTS['bad certificate']}")) \
+        or refused.startswith("HTTP 400: The SSL certificate error")
+    if not unverified or missing is None or missing in result.client_ca_names:
         return ""
     listed = f" (it lists {'; '.join(result.client_ca_names)})" if result.client_ca_names else ""
     send = "give fullchain.pem, which holds it (--cert fullchain.pem, or --bundle)"
@@ -242,7 +246,7 @@ _UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify
                              r"or pass its certificate with --untrusted\)$")
 
 
-def server_side(reason: str, leaf) -> str:
+def server_side(reason: str, leaf, known: list = ()) -> str:
     """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
     fix is on the server, which must send its intermediate (or, self-signed, has no CA at all). Its words
     on a revoked certificate name servers; a server's certificate is refused by its clients."""
@@ -253,6 +257,10 @@ def server_side(reason: str, leaf) -> str:
         return reason
     if leaf.issuer == leaf.subject:
         hint = " (the server's certificate is self-signed: no CA issued it)"
+    elif any(c.subject == leaf.issuer for c in known):  # the CA directory given is that intermediate
+        return (f"issued by {found.group(1)}, the intermediate CA given, but the server does not send its "
+                "certificate after its own, and clients trust only the root: configure the server with "
+                "fullchain.pem, e.g. nginx ssl_certificate, not cert.pem alone")
     else:
         hint = (f" (if {found.group(1)} is an intermediate CA under it, the server must send its certificate "
                 "after its own: configure the server with fullchain.pem, e.g. nginx ssl_certificate, "

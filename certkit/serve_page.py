@@ -91,8 +91,8 @@ def as_text(visit: Visit, server: ServerFacts) -> str:
         return visit.client.as_text()
     if visit.client is None:
         return ("No client certificate was sent.\n"
-                f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n"
-                "  With curl: --cert cert.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
+                f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n  With curl: "
+                "--cert fullchain.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
     lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
     return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused)
 

@@ -641,3 +641,76 @@ def test_renewing_an_intermediates_certificate_is_refused_as_what_it_is(tmp_path
     for ref in (serial, tmp_path / "issuing" / "ca.pem"):
         proc = run_certkit("renew", "--ca-dir", tmp_path / "root", ref, env=env)
         assert_clean_error(proc, "is a ca certificate; only server, client and peer certificates are renewed")
+
+
+def test_probe_gives_the_fullchain_advice_when_nginx_refuses_a_client_without_its_intermediate(tmp_path: Path):
+    """twotier5 #2: nginx (the server the docs configure) completes the handshake and answers HTTP 400 "The SSL
+    certificate error"; probe said only "refused", although it knew the issuer the file stopped short of."""
+    from nginx_helper import nginx
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE="a long passphrase here",
+                      CERTKIT_PARENT_CA_PASSPHRASE="a long passphrase here")
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "T5 Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "T5 Issuing", env=env, check=True)
+    for args in (("issue-server", "localhost", "--out", tmp_path / "srv"), ("issue-client", "alice", "--out",
+                                                                           tmp_path / "cli")):
+        run_certkit(*args, "--ca-dir", tmp_path / "issuing", env=env, check=True)
+    srv, cli = tmp_path / "srv", tmp_path / "cli"
+    tls = (f"ssl_certificate {srv / 'fullchain.pem'};\nssl_certificate_key {srv / 'privkey.pem'};\n"
+           f"ssl_client_certificate {tmp_path / 'root' / 'ca.pem'};\nssl_verify_client on;\nssl_verify_depth 2;")
+    with nginx(tmp_path / "nginx", tls) as (port, _log):
+        url = f"https://localhost:{port}/"
+        alone = run_certkit("probe", url, "--ca-dir", tmp_path / "root", "--cert", cli / "cert.pem", "--key",
+                            cli / "privkey.pem", env=certkit_env(HOME=str(tmp_path)))
+        whole = run_certkit("probe", url, "--ca-dir", tmp_path / "root", "--bundle", cli,
+                            env=certkit_env(HOME=str(tmp_path)))
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert ("refused: HTTP 400: The SSL certificate error; the client sent its certificate without its intermediate "
+            "CA, CN=T5 Issuing, which the server does not list (it lists CN=T5 Root): give fullchain.pem") \
+        in " ".join(alone.stdout.split()), alone.stdout
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+
+
+def test_probe_names_the_intermediate_given_when_a_server_does_not_send_it(tmp_path: Path):
+    """twotier5 #4: with --ca-dir issuing, probe said "not issued by this CA ... if CN=Issuing is an
+    intermediate CA" of a certificate that very CA directory issued."""
+    from test_probe import openssl_server
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE="a long passphrase here",
+                      CERTKIT_PARENT_CA_PASSPHRASE="a long passphrase here")
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "T5 Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "T5 Issuing", env=env, check=True)
+    run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "issuing", "--out", tmp_path / "srv", env=env,
+                check=True)
+    with openssl_server("-cert", tmp_path / "srv" / "cert.pem", "-key", tmp_path / "srv" / "privkey.pem") as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", tmp_path / "issuing",
+                           env=certkit_env(HOME=str(tmp_path)))
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 1 and ("reason issued by CN=T5 Issuing, the intermediate CA given, but the server does "
+                                     "not send its certificate after its own") in text, proc.stdout
+    assert "not issued by this CA" not in text
+
+
+def test_serve_advises_fullchain_which_works_under_an_intermediate_too(tmp_path: Path):
+    """twotier5 #5: the "no certificate" answer said --cert cert.pem, which the same server refuses for every
+    client of an intermediate; fullchain.pem works for a root's clients and an intermediate's alike."""
+    from serve_process import serving
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE="a long passphrase here",
+                      CERTKIT_PARENT_CA_PASSPHRASE="a long passphrase here", CERTKIT_CA_DIR=str(tmp_path / "root"))
+    run_certkit("init-ca", "--name", "T5 Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "T5 Issuing", env=env, check=True)
+    run_certkit("issue-client", "alice", "--ca-dir", tmp_path / "issuing", "--out", tmp_path / "cli", env=env,
+                check=True)
+    with serving("--optional", "--port", "0", env=env) as server:
+        url = f"https://localhost:{server.port}/"
+        ca = str(tmp_path / "root" / "ca.pem")
+        bare = subprocess.run(["curl", "-sS", "--cacert", ca, url], capture_output=True, text=True, timeout=30)
+        assert "With curl: --cert fullchain.pem --key privkey.pem" in bare.stdout, bare.stdout
+        cli = tmp_path / "cli"
+        sent = subprocess.run(["curl", "-sS", "--cacert", ca, "--cert", str(cli / "fullchain.pem"), "--key",
+                               str(cli / "privkey.pem"), url], capture_output=True, text=True, timeout=30)
+        assert sent.stdout.startswith("Authenticated"), sent.stdout
