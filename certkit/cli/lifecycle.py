@@ -299,12 +299,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
     published, carried = check_published(out, ca) if out is not None else (0, [])
-    if carried:
-        serials = ", ".join(serial for serial, _, _ in carried[:3]) + (", ..." if len(carried) > 3 else "")
-        warn(f"{out} lists {len(carried)} revoked certificate{'s' if len(carried) != 1 else ''} this CA's inventory "
-             f"does not hold at all (restored from a backup older than {'them' if len(carried) != 1 else 'it'}?): "
-             f"{serials}; the new CRL lists {'them' if len(carried) != 1 else 'it'} too, with the date and reason "
-             "it gives.")
+    _warn_carried(out, carried)
     unlock(ca, passphrase_file)
     revocation_list = sign_crl(ca, days=days, checked=True, above=published, carried=carried)
     if revocation_list.next_update_utc < revocation_list.last_update_utc + dt.timedelta(days=days):
@@ -334,6 +329,18 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         sys.stdout.flush()
         sys.stdout.buffer.write(data_bytes)
         sys.stdout.buffer.flush()
+
+
+def _warn_carried(out: Path | None, carried: list) -> None:
+    """What a CRL carries over from the one it replaces: revocations the inventory does not hold at all."""
+    from certkit.cli.common import warn
+
+    if carried:
+        them = "them" if len(carried) != 1 else "it"
+        serials = ", ".join(serial for serial, _, _ in carried[:3]) + (", ..." if len(carried) > 3 else "")
+        warn(f"{out} lists {len(carried)} revoked certificate{'s' if len(carried) != 1 else ''} this CA's inventory "
+             f"does not hold at all (restored from a backup older than {them}?): {serials}; the new CRL lists {them} "
+             "too, with the date and reason it gives.")
 
 
 def _sha256(data: bytes) -> str:
