@@ -329,7 +329,7 @@ def _missing(inventory) -> Finding:
                                              "missing); check the URL, or restore it from a backup.")
     import os
 
-    if os.path.isdir(inventory.location):
+    if os.path.isdir(inventory.path):
         return Finding("inventory", "error", f"{inventory.location} is a directory, not a file; the CA directory "
                                              "is damaged: restore the inventory from a backup.")
     return Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")

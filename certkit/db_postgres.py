@@ -78,11 +78,16 @@ def shown_url(url: object) -> str:
     """``url`` fit to print in a message: :func:`certkit.text.shown`, with the value of every
     secret parameter (a password in the user part, ``sslpassword=``...) replaced by ``***``;
     every message that names an inventory URL goes through this, wherever the URL came from."""
-    text = str(url)
+    return shown(hide_secrets(str(url)))
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` with the value of every secret parameter replaced by ``***`` (not escaped for printing:
+    an inventory's location, kept to be printed, whatever was taken for it)."""
     values = sorted((span for _name, span in _secret_spans(text) if span is not None), reverse=True)
     for start, end in values:  # from the end: the earlier spans stay where they are
         text = text[:start] + _HIDDEN + text[end:]
-    return shown(text)
+    return text
 
 
 def _secret_spans(url: str) -> list[tuple[str, tuple[int, int] | None]]:
@@ -91,20 +96,26 @@ def _secret_spans(url: str) -> list[tuple[str, tuple[int, int] | None]]:
     takes the user part up to the first '@' before any '/' (a '?' or '#' there is part of it), a
     generic parser up to the last '@' before a '/', '?' or '#'; libpq splits the query after a '?'
     on '&' and has no fragment (a '#' is part of a value). So the user part here runs to the last
-    '@' before the first '/', and the query is split on '&' and '?' from the first '?' on."""
+    '@' before the query (a password may hold a '/'), and the query is split on '&' and '?' from the
+    first '?' on. A string without a scheme is read as libpq's keyword/value form (password=...)."""
     from urllib.parse import unquote
 
-    scheme = url.find("://")
-    start = scheme + 3 if scheme >= 0 else 0
+    scheme = re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*:/+", url)  # (a path keeps one '/' of "postgresql://")
+    start = scheme.end() if scheme else 0
     found: list[tuple[str, tuple[int, int] | None]] = []
-    slash = url.find("/", start)
-    head_end = slash if slash >= 0 else len(url)
-    at = url.rfind("@", start, head_end)
+    if not scheme:  # a libpq keyword/value string ("dbname=ca password=..."), taken for a path or refused
+        for match in re.finditer(r"(?:^|\s)([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)", url):
+            if match.group(1).lower() in SECRET_PARAMETERS:
+                found.append((match.group(1).lower(), match.span(2)))
+        return found
+    question, slash = url.find("?", start), url.find("/", start)
+    # The user part: up to the last '@' before the first '/' (libpq: a '?' may be part of it), or before
+    # the first '?' (a password may hold a '/'), whichever reaches further: masked whole either way.
+    at = url.rfind("@", start, max(len(url) if question < 0 else question, len(url) if slash < 0 else slash))
     if at >= 0:
         colon = url.find(":", start, at)
         if colon >= 0:
             found.append(("password", (colon + 1, at)))
-    question = url.find("?", start)
     if question >= 0:
         for match in re.finditer(r"[?&]([^=&?]*)(?:=([^&?]*))?", url[question:]):
             name = unquote(match.group(1), errors="replace").strip().lower()

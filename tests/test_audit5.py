@@ -714,3 +714,22 @@ def test_serve_advises_fullchain_which_works_under_an_intermediate_too(tmp_path:
         sent = subprocess.run(["curl", "-sS", "--cacert", ca, "--cert", str(cli / "fullchain.pem"), "--key",
                                str(cli / "privkey.pem"), url], capture_output=True, text=True, timeout=30)
         assert sent.stdout.startswith("Authenticated"), sent.stdout
+
+
+# --- 13. team scale (audit team5) ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("location", ["dbname=ca password=s3cr3tpw", "host=h password='s3cr3tpw two' user=x",
+                                      "POSTGRESQL://certkit:s3cr3tpw@127.0.0.1:5/ca",
+                                      " postgresql://certkit:s3cr3tpw@127.0.0.1:5/ca",
+                                      "postgresql://certkit:s3/cr3tpw@127.0.0.1:5/ca"])
+def test_a_password_in_any_inventory_location_is_never_repeated(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                location: str):
+    """team5 #2: a libpq keyword/value string, a URL in capitals or with a leading space (taken for SQLite
+    paths), a password holding '/': the Error: line and --json repeated the password."""
+    secret = "s3cr3tpw"
+    runs = [run_certkit("list", env=ca_env | {"CERTKIT_INVENTORY_URL": location}),
+            run_certkit("list", "--json", env=ca_env | {"CERTKIT_INVENTORY_URL": location}),
+            run_certkit("init-ca", "--ca-dir", tmp_path / "new", "--inventory", location, env=ca_env),
+            run_certkit("inventory", "migrate", "--to", location, env=ca_env)]
+    for proc in runs:
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert secret not in proc.stdout + proc.stderr and "s3/cr3tpw" not in proc.stdout + proc.stderr, proc.args

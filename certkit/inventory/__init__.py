@@ -72,7 +72,13 @@ class Inventory:
     def __init__(self, location: str | Path) -> None:
         self.db: Database = open_database(location)
         self.path = getattr(self.db, "path", None)  # the SQLite file, for messages and backups
+        # What messages name: never a secret, whatever was taken for the location (a libpq
+        # "dbname=... password=..." string, a URL written in capitals, are taken for SQLite paths).
         self.location = str(self.path) if self.path is not None else self.db.url
+        if self.path is not None and ("=" in self.location or "@" in self.location):
+            from certkit.db_postgres import hide_secrets
+
+            self.location = hide_secrets(self.location)
 
     def transaction(self, *, write: bool = False):
         return self.db.transaction(write=write)
@@ -230,6 +236,7 @@ class Inventory:
         otherwise it stays pending, revocable, until its own host settles it: this host cannot
         look at that host's disk, and "abandoned" would claim its key was never stored.
         """
+        from certkit.acme.state import delivered_serials
         from certkit.inventory.reconcile import holding, is_local, writer_alive
 
         with self.transaction() as tx:
@@ -248,6 +255,7 @@ class Inventory:
                     part).fetchall()
                 # Folders and output files, each file read once for all its rows.
                 found = holding([(s, bytes(d), f, k, bool(y)) for s, d, f, k, _w, y in rows])
+                found |= delivered_serials(tx, [s for s, _d, _f, k, _w, _y in rows if k == "acme"])  # an order holds it
                 for serial, _der, _folder, _sink, writer, _keyed in rows:
                     if serial in found:
                         delivered.append(serial)
