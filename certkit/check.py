@@ -335,6 +335,16 @@ def _missing(inventory) -> Finding:
     return Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")
 
 
+def _shape(inventory, version: int) -> str | None:
+    """What in the inventory's tables does not fit its schema version, or its CRL number (schema)."""
+    from certkit.inventory import schema
+
+    with inventory._read(readonly=True) as tx:
+        number = tx.execute("SELECT value FROM meta WHERE key = 'crl_number'").fetchone() \
+            if version > 1 else None
+        return schema.shape_problem(tx, version) or (schema.crl_number_problem(number[0]) if number else None)
+
+
 def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     """The inventory read as it is: nothing migrated, settled or written (query_only)."""
     from certkit.inventory import SCHEMA_VERSION
@@ -363,6 +373,9 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         if version > SCHEMA_VERSION:
             return [Finding("inventory", "error", f"{inventory.location} was written by a newer certkit (schema "
                             f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")]
+        shape = _shape(inventory, version)
+        if shape:
+            return [Finding("inventory", "error", f"{inventory.location} {shape}; restore it from a backup.")]
         if version < SCHEMA_VERSION:
             found.append(Finding("inventory", "warning", f"schema version {version}; the next command that opens "
                                  f"it migrates it to version {SCHEMA_VERSION} (check changes nothing)."))

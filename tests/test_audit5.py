@@ -733,3 +733,54 @@ def test_a_password_in_any_inventory_location_is_never_repeated(ca_dir: Path, ca
     for proc in runs:
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
         assert secret not in proc.stdout + proc.stderr and "s3/cr3tpw" not in proc.stdout + proc.stderr, proc.args
+
+
+def _rebuild_certificates(db: Path, drop: str | None = None, primary_key: bool = True) -> None:
+    """The certificates table again, with a column left out or without its primary key (damage by hand)."""
+    from certkit.inventory import schema
+
+    columns = [c for c in schema.COLUMNS[3] if c != drop]
+    conn = sqlite3.connect(db)
+    with conn:
+        declared = [c + (" TEXT PRIMARY KEY" if c == "serial" and primary_key else "") for c in columns]
+        conn.execute(f"CREATE TABLE rebuilt ({', '.join(declared)})")
+        conn.execute(f"INSERT INTO rebuilt SELECT {', '.join(columns)} FROM certificates")
+        conn.execute("DROP TABLE certificates")
+        conn.execute("ALTER TABLE rebuilt RENAME TO certificates")
+    conn.close()
+
+
+@pytest.mark.parametrize("damage,said", [
+    ("no-primary-key", "no longer keeps serials unique (the primary key on serial is gone)"),
+    ("no-writer", "lacks the column writer of schema version 3"),
+    ("version-2", "says schema version 2 but holds the columns sink, writer, keyed of a later one"),
+    ("crl-x", "holds a damaged CRL number ('x', not a whole number of 0 or more)"),
+    ("crl-negative", "holds a damaged CRL number ('-5', not a whole number of 0 or more)"),
+])
+def test_check_finds_damage_to_the_inventorys_tables(ca_dir: Path, ca_env: dict, tmp_path: Path, damage: str,
+                                                     said: str):
+    """team5 #1, #4, #5: check said "schema version 3 (current)" and exit 0 with the serial's primary key gone
+    (duplicates, a CRL listing a serial twice) or a column missing; crl died with a traceback on a CRL number
+    'x' and numbered from -5; a lowered version number was "migrated by the next command", which then failed
+    on "duplicate column name: sink"."""
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=ca_env, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env, check=True)
+    db = ca_dir / "inventory.sqlite3"
+    if damage == "no-primary-key":
+        _rebuild_certificates(db, primary_key=False)
+    elif damage == "no-writer":
+        _rebuild_certificates(db, drop="writer")
+    else:
+        conn = sqlite3.connect(db)
+        with conn:
+            if damage == "version-2":
+                conn.execute("PRAGMA user_version = 2")
+            else:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'",
+                             ("x" if damage == "crl-x" else "-5",))
+        conn.close()
+    proc = run_certkit("check", env=ca_env)
+    assert proc.returncode == 1 and said in proc.stdout, proc.stdout + proc.stderr
+    if damage in ("version-2", "crl-x", "crl-negative"):
+        proc = run_certkit("list" if damage == "version-2" else "crl", env=ca_env)
+        assert_clean_error(proc, said)

@@ -16,13 +16,15 @@ import re
 import socket
 import ssl
 import sys
+import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from certkit.acme import jws
-from certkit.acme.problems import Problem
+from certkit.acme.problems import RETRY_LATER, Problem
 from certkit.acme.response import Response
 from certkit.text import shown
 
@@ -73,6 +75,18 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
                    close=True)
 
     def _serve(self, method: str, *, read_body: bool = True) -> None:
+        if not self.server.begin_request():  # stopping: only the requests under way are finished
+            stopping = Problem("serverInternal", "The server is stopping; try again in a moment.", status=503,
+                               headers={"Retry-After": RETRY_LATER})
+            response = self.server.service.finish(Response.problem(stopping), self.server.base_url(None), mint=False)
+            self._send(response, method, close=True)
+            return
+        try:
+            self._answer(method, read_body)
+        finally:
+            self.server.end_request()
+
+    def _answer(self, method: str, read_body: bool) -> None:
         base = self.server.base_url(self.headers.get("Host"))
         body = b""
         if read_body:
@@ -126,6 +140,8 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
 class AcmeHTTPServer(ThreadingHTTPServer):
     """The ACME service over HTTPS; the handshake runs in the connection's worker thread."""
 
+    # Connection threads are daemons (an idle keep-alive connection must not hold a stop up); a
+    # clean stop waits instead for the requests under way (drain).
     daemon_threads = True
     request_queue_size = 64
 
@@ -135,9 +151,36 @@ class AcmeHTTPServer(ThreadingHTTPServer):
         covers); None: the bound address."""
         self.service, self.context, self.log_line, self.verbose = service, context, log, verbose
         self.url_host = url_host
+        self._requests = threading.Condition()
+        self.active = 0  # requests being answered now
+        self.stopping = False
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, AcmeRequestHandler)
+
+    def begin_request(self) -> bool:
+        """Count a request in; False once the server is stopping (it is refused with a 503)."""
+        with self._requests:
+            if self.stopping:
+                return False
+            self.active += 1
+            return True
+
+    def end_request(self) -> None:
+        with self._requests:
+            self.active -= 1
+            self._requests.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Refuse new requests, and wait up to ``timeout`` seconds for those under way to be
+        answered (a finalize ends with its order valid, ready or invalid, never processing);
+        return how many are still running. Call it once the listening socket is closed."""
+        deadline = time.monotonic() + timeout
+        with self._requests:
+            self.stopping = True
+            while self.active and time.monotonic() < deadline:
+                self._requests.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            return self.active
 
     def log(self, message: str) -> None:
         if self.verbose:

@@ -12,7 +12,16 @@ in between leaves an order that the next server to start on this host settles
 as invalid and a row that the next command settles as abandoned; an order that
 was settled while its certificate was being issued (``store`` finds it no
 longer processing) gets no certificate, and the row is abandoned at once:
-never a valid certificate that nobody can fetch.
+never a valid certificate that nobody can fetch. The reverse holds too: a row
+left pending by a server killed after ``store`` is settled valid, since its
+order holds the certificate (:func:`certkit.acme.state.delivered_serials`),
+never abandoned while a client can fetch it.
+
+A refusal or failure before anything was delivered is a :class:`NothingIssued`
+(the order goes back to ``ready``): a busy or unreachable inventory (503 with
+``Retry-After``) and a key the pipeline refuses (``badCSR``: one revoked for
+keyCompromise meanwhile). Once ``store`` succeeded the certificate is
+delivered, whatever happens to the marking after it (:attr:`IssuedChain.unmarked`).
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from certkit.acme.problems import Problem
-from certkit.errors import CertkitError, InvalidCSR, NameNotPermitted
+from certkit.acme.problems import RETRY_LATER, Problem
+from certkit.errors import CertkitError, InvalidCSR, InventoryError, NameNotPermitted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,6 +51,14 @@ class IssuedChain:
     serial: str  # the inventory serial (uppercase hex)
     cert: "x509.Certificate"
     chain_pem: str  # the leaf and its intermediates, not the root: what a server sends
+    # Delivered (its order holds it) but its inventory row could not be marked valid yet (the
+    # inventory was locked): still pending, to be marked by the server's next round.
+    unmarked: bool = False
+
+
+class NothingIssued(Problem):
+    """A finalize refused, or failed, before its certificate was recorded or delivered: the order
+    goes back to ``ready``, so the client may finalize it again (with a new key, or after Retry-After)."""
 
 
 def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict]) -> "CSRRequest":
@@ -75,7 +92,24 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
         ca.check_permitted(identities)
     except NameNotPermitted as exc:
         raise Problem("rejectedIdentifier", str(exc)) from None
+    check_key(ca, request.public_key)
     return request
+
+
+def check_key(ca: "CA", public_key) -> None:
+    """A ``badCSR`` Problem for a key the issuing pipeline would refuse (``CA.check_request`` runs the
+    same checks, after the key policy that :func:`certkit.csr.load_csr` applies): one revoked for
+    keyCompromise, a CA's key of the chain, an intermediate's this CA signed. Said before the order
+    is taken into processing, so that a new key can be sent at once."""
+    from certkit.keys import refuse_chain_key, refuse_reused_key
+
+    try:
+        refuse_chain_key(public_key, [ca.cert, *ca.parents, *ca.signed_cas])
+        refuse_reused_key(ca.inventory, public_key, for_ca=False)
+    except InventoryError:
+        raise  # the database, not the key: 503
+    except CertkitError as exc:
+        raise Problem("badCSR", f"The CSR's key is refused: {exc}") from None
 
 
 def lifetime(ca: "CA", days: int | None) -> int | None:
@@ -94,13 +128,37 @@ def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_
 
     target = Target()
     target.sink = "acme"
+    stored: list[IssuedChain] = []
     try:
         with begin(ca, csr_request(request, KIND, days=lifetime(ca, days)), target) as issued:
             chain = IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
             store(chain)
+            stored.append(chain)
+    except Problem:
+        raise  # from store: the order was settled meanwhile, and the certificate abandoned
     except CertkitError as exc:
-        raise Problem("serverInternal", f"The certificate could not be issued: {exc}") from None
-    return chain
+        if stored:  # its order holds it: delivered, only the row's marking failed (it stays pending)
+            stored[0].unmarked = True
+            return stored[0]
+        raise _refusal(ca, request, exc) from None
+    return stored[0]
+
+
+def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
+    """What the client is told when the pipeline failed before anything was delivered."""
+    if isinstance(exc, InventoryError):  # locked, full, unreachable: nothing was recorded
+        return NothingIssued("serverInternal", f"The certificate was not issued, the server's database is "
+                                               f"unavailable: {exc} The order is ready again: finalize it "
+                                               "again later.", status=503, headers={"Retry-After": RETRY_LATER})
+    if isinstance(exc, NameNotPermitted):  # the CA's name constraints changed since the order
+        return Problem("rejectedIdentifier", str(exc))
+    try:
+        check_key(ca, request.public_key)  # refused since check_csr (revoked for keyCompromise meanwhile)?
+    except Problem as problem:
+        return NothingIssued(problem.kind, problem.detail)
+    except CertkitError:
+        pass
+    return Problem("serverInternal", f"The certificate could not be issued: {exc}")
 
 
 def issue_listener_certificate(ca: "CA", names: list[str], days: int,

@@ -35,6 +35,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from certkit.acme.problems import Problem
 
+# What decoding a request's JSON can raise: not JSON, not UTF-8, or nested deeper than the decoder
+# recurses (18 KB of "[" is enough; json.loads raises RecursionError, no ValueError).
+UNREADABLE = (ValueError, UnicodeDecodeError, RecursionError)
+
 # Signature algorithms accepted for account keys (RFC 8555 6.2: "MUST NOT be none or a MAC").
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "EdDSA")
 # The curve each ECDSA algorithm signs with (RFC 7518 3.4).
@@ -171,7 +175,7 @@ class SignedRequest:
             return {}
         try:
             value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
+        except UNREADABLE:
             raise Problem("malformed", "The JWS payload is not JSON.") from None
         if not isinstance(value, dict):
             raise Problem("malformed", "The JWS payload must be a JSON object.")
@@ -184,7 +188,7 @@ def parse(body: bytes, *, allowed: tuple[str, ...] = ALGORITHMS) -> SignedReques
         raise Problem("malformed", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     try:
         outer = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except UNREADABLE:
         raise Problem("malformed", "The request body is not JSON; ACME requests are JWS objects.") from None
     return parse_object(outer, allowed=allowed)
 
@@ -199,7 +203,7 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
         b64decode(outer[name], f"{what}'s '{name}'")
     try:
         protected = json.loads(jose.decode_b64jose(outer["protected"]))
-    except (ValueError, UnicodeDecodeError, jose.DeserializationError):
+    except (*UNREADABLE, jose.DeserializationError):
         raise Problem("malformed", f"{what}'s protected header is not base64url-encoded JSON.") from None
     if not isinstance(protected, dict):
         raise Problem("malformed", f"{what}'s protected header is not a JSON object.")
@@ -217,7 +221,7 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
     try:
         jws = AcmeJWS.from_json(outer)
-    except (jose.DeserializationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE) as exc:
         raise Problem("malformed", f"{what} cannot be parsed: {_short(exc)}.") from None
     header = jws.signature.combined
     jwk = header.jwk
@@ -337,7 +341,7 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
         raise Problem("malformed", "The key change names another account than the one that signed it.")
     try:
         old = jose.JWK.from_json(body.get("oldKey"))
-    except (jose.DeserializationError, TypeError, KeyError, ValueError, AttributeError):
+    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE):
         raise Problem("malformed", "The key change's oldKey is not a JWK.") from None
     if thumbprint(old) != thumbprint(account_jwk):
         raise Problem("malformed", "The key change's oldKey is not the account's current key.")
@@ -354,7 +358,7 @@ def eab_kid(binding: Any) -> str | None:
         b64decode(binding[name], f"The externalAccountBinding's '{name}'")
     try:
         protected = json.loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"))
-    except (ValueError, UnicodeDecodeError):
+    except UNREADABLE:
         protected = None
     if not isinstance(protected, dict):
         raise Problem("malformed", "The externalAccountBinding's protected header is not a JSON object.")
@@ -371,7 +375,7 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
     signature = b64decode(binding["signature"], "The externalAccountBinding's 'signature'")
     try:
         payload = json.loads(b64decode(binding["payload"], "The externalAccountBinding's 'payload'"))
-    except (ValueError, UnicodeDecodeError):
+    except UNREADABLE:
         raise Problem("malformed", "The externalAccountBinding's payload is not JSON.") from None
     alg = protected.get("alg")
     if not isinstance(alg, str) or alg not in EAB_ALGORITHMS:
@@ -385,7 +389,7 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
         raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
     try:
         bound = jose.JWK.from_json(payload)
-    except (jose.DeserializationError, TypeError, KeyError, ValueError, AttributeError):
+    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE):
         raise Problem("malformed", "The externalAccountBinding's payload is not a JWK.") from None
     if thumbprint(bound) != thumbprint(account_jwk):
         raise Problem("unauthorized", "The externalAccountBinding binds another key than the account's.")

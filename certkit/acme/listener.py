@@ -57,10 +57,12 @@ class Listener:
 
 def maintain(service: AcmeService, listener: Listener, stop: threading.Event, log: Callable[[str], None],
              interval: float = MAINTENANCE_INTERVAL) -> None:
-    """Every ``interval``: drop expired nonces, expire stale orders, renew the server certificate."""
+    """Every ``interval``: drop expired nonces, expire stale orders, write what a busy database
+    refused when a finalize ended, renew the server certificate."""
     while not stop.wait(interval):
         try:
             service.state.purge()
+            service.settle()
             if listener.due():
                 listener.renew()
                 log(f"server certificate renewed: serial {listener.issued.serial_hex}")

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PREFIX = "urn:ietf:params:acme:error:"
+# When a client whose request found the database unavailable may try again, in seconds (the server
+# itself recovers as soon as the database answers again).
+RETRY_LATER = "5"
 
 # type -> the HTTP status a request failing with it gets (RFC 8555 6.7; Boulder's choices where
 # the RFC leaves it open).

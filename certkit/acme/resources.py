@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.acme import challenges, jws
-from certkit.acme.issue import check_csr, issue_for_order
+from certkit.acme.finalize import Finalizer
+from certkit.acme.finalize import refuse_expired as _refuse_expired
 from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
-from certkit.acme.state import AcmeState, Authorization, Challenge, Order, now_iso
+from certkit.acme.state import AcmeState, Authorization, Challenge, Order
 from certkit.acme.validation import Validations
 from certkit.errors import AlreadyRevoked, UnknownCertificate
 from certkit.text import shown
@@ -63,6 +64,7 @@ class Resources:
     def __init__(self, ca: "CA", state: AcmeState, config: "AcmeConfig", validations: Validations,
                  log: Callable[[str], None]) -> None:
         self.ca, self.state, self.config, self.validations, self.log = ca, state, config, validations, log
+        self.finalizer = Finalizer(ca, state, config, log)
 
     # --- JSON views ---------------------------------------------------------------------------
     def _account_json(self, account, base: str) -> dict:
@@ -225,14 +227,14 @@ class Resources:
         return _owned(request, self.state.order(order_id), "order", order_id)
 
     def order(self, request: Request, order_id: str) -> Response:
-        order = self._own_order(request, order_id)
+        order = self._settled(self._own_order(request, order_id))
         headers = [("Location", f"{request.base}/acme/order/{order.id}")]
         if order.status in ("pending", "processing"):
             headers.append(("Retry-After", RETRY_AFTER))
         return Response.json(200, self._order_json(order, request.base), headers=headers)
 
     def finalize(self, request: Request, order_id: str) -> Response:
-        order = self._own_order(request, order_id)
+        order = self._settled(self._own_order(request, order_id))
         base = request.base
         _refuse_expired(order)
         if order.status != "ready":
@@ -242,54 +244,20 @@ class Resources:
                             f"{base}/acme/cert/{order.certificate_serial}",
                    "invalid": "it is invalid; place a new order"}.get(order.status, order.status)
             raise Problem("orderNotReady", f"The order is {order.status}: {why}.")
-        csr_text = request.payload.get("csr")
-        if not isinstance(csr_text, str):
-            raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
-        csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
-        self._refuse_account_key(csr.public_key)
-        if not self.state.begin_finalize(order.id):
-            current = self.state.order(order.id)
-            _refuse_expired(current)
-            raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
-        try:
-            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order.id,
-                                     store=lambda chain: self._complete(order.id, chain))
-        except Problem as problem:
-            self.state.fail_order(order.id, problem.to_json())
-            self.log(f"order {order.id}: issuing failed: {problem.detail}")
-            raise
-        except BaseException:
-            self.state.fail_order(order.id, Problem("serverInternal", "Issuing failed.").to_json())
-            raise
+        issued = self.finalizer.finalize(order, request.payload)
         names = ", ".join(i["value"] for i in order.identifiers)
         self.log(f"order {order.id}: issued serial {issued.serial} for {names}, "
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
         return Response.json(200, self._order_json(self.state.order(order.id), base),
                              headers=[("Location", f"{base}/acme/order/{order.id}")])
 
-    def _refuse_account_key(self, public_key) -> None:
-        """RFC 8555 11.1: an account key is never a certificate's key (whoever held the server's key
-        would control the account, and the reverse), whichever account it belongs to."""
-        try:
-            thumb = jws.thumbprint(jws.jwk_for_public_key(public_key))
-        except Problem:
-            return  # a key type no account can have
-        if self.state.account_by_thumbprint(thumb) is not None:
-            raise Problem("badCSR", "The CSR's key is an ACME account key; use a separate key for the certificate "
-                                    "(RFC 8555 11.1).")
-
-    def _complete(self, order_id: str, chain) -> None:
-        """Put the certificate into its order (its inventory row still pending). If the order was
-        settled meanwhile (a server that took this one for dead, an expiry), nobody can fetch it:
-        raising here makes the issuing abandon the row, and the client is told what happened."""
-        if self.state.complete_order(order_id, chain.serial, chain.chain_pem):
-            return
-        current = self.state.order(order_id)
-        status = current.status if current else "gone"
-        raise Problem("serverInternal", f"The order became {status} while its certificate was being issued (it "
-                                        f"was settled by another server or expired), so the certificate "
-                                        f"{chain.serial} was discarded before anyone received it (the CA records "
-                                        "it as abandoned); place a new order.")
+    def _settled(self, order: Order) -> Order:
+        """``order`` as it reads once what this server could not write when its finalize ended
+        (the database was locked) is written: never left processing behind a finalize that is over."""
+        if order.status == "processing" and self.finalizer.stalled(order.id):
+            self.finalizer.settle()
+            return self.state.order(order.id)
+        return order
 
     # --- authorizations and challenges --------------------------------------------------------
     def _own_authz(self, request: Request, authz_id: str) -> Authorization:
@@ -364,24 +332,27 @@ class Resources:
         if row is None:
             raise Problem("malformed", f"The certificate {serial} was not issued by this CA.", status=404)
         if request.account is not None:
-            how = self._revoking_account(request.account.id, serial, cert, row)
+            how = self._revoking_account(request.account.id, serial, cert, row, code)
         else:
             if jws.public_key_der(request.jwk) != jws.public_key_der(jws.jwk_for_public_key(cert.public_key())):
                 raise Problem("unauthorized", "The request is signed neither by an account nor by the key of "
                                               f"certificate {serial}.")
             how = "the certificate's own key"
         try:
-            self.ca.revoke(serial, REVOCATION_CODES[code])
+            done = self.ca.revoke(serial, REVOCATION_CODES[code])
         except AlreadyRevoked as exc:
             raise Problem("alreadyRevoked", str(exc)) from None
         except UnknownCertificate as exc:
             raise Problem("malformed", str(exc), status=404) from None
-        self.log(f"revoked serial {serial} ({REVOCATION_CODES[code]}), signed by {how}")
+        also = done.get("also_revoked") or []
+        self.log(f"revoked serial {serial} ({REVOCATION_CODES[code]}), signed by {how}"
+                 + (f"; also revoked, sharing its key: {', '.join(also)}" if also else ""))
         return Response(200)
 
-    def _revoking_account(self, account_id: str, serial: str, cert, row: dict) -> str:
-        """How the account may revoke the certificate (RFC 8555 7.6): it ordered it, or it holds valid,
-        unexpired authorizations for every identifier in it; else an ``unauthorized`` Problem."""
+    def _revoking_account(self, account_id: str, serial: str, cert, row: dict, code: int) -> str:
+        """How the account may revoke the certificate (RFC 8555 7.6): it ordered it (its CSR proved it
+        held the key), or it holds valid, unexpired authorizations for every identifier in it; else an
+        ``unauthorized`` Problem."""
         owner = self.state.certificate(serial)
         if owner is not None and owner[1] == account_id:
             return f"account {account_id}"
@@ -402,7 +373,21 @@ class Resources:
                                           "revoke it with the account that ordered it, with an account that holds "
                                           "valid authorizations for all of its names, or sign with the "
                                           "certificate's own key.")
+        self._refuse_compromise_claim(serial, code)
         return f"account {account_id}, which holds valid authorizations for all of its names"
+
+    @staticmethod
+    def _refuse_compromise_claim(serial: str, code: int) -> None:
+        """keyCompromise revokes every certificate of the key (Inventory.revoke), whoever issued it:
+        only who showed they hold the key may say so. An account that merely holds authorizations
+        for the names has not (Let's Encrypt refuses it the same way); any other reason revokes the
+        named certificate alone."""
+        if REVOCATION_CODES.get(code) == "keyCompromise":
+            raise Problem("badRevocationReason", f"keyCompromise must be signed with the certificate's own key: "
+                                                 f"this account did not order certificate {serial}, and holding "
+                                                 "authorizations for its names does not show that its key was "
+                                                 "compromised. Sign the revocation with the certificate's key "
+                                                 "(certbot revoke --key-path), or give another reason.")
 
 
 def certificate_identifiers(cert) -> list[tuple[str, str]] | None:
@@ -436,13 +421,6 @@ def certificate_identifiers(cert) -> list[tuple[str, str]] | None:
         if (kind, value) not in found:
             found.append((kind, value))
     return list(dict.fromkeys(found))
-
-
-def _refuse_expired(order: Order | None) -> None:
-    """orderNotReady (RFC 8555 7.4) saying the order expired, if it did before it was finalized."""
-    if order is not None and order.status in ("pending", "ready", "invalid") and order.expires <= now_iso():
-        raise Problem("orderNotReady", f"The order expired at {order.expires} before it was finalized; "
-                                       "place a new order.")
 
 
 def _owned(request: Request, found, what: str, ident: str):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from certkit.acme import jws
 from certkit.acme.challenges import Validator
 from certkit.acme.policy import Policy
-from certkit.acme.problems import Problem
+from certkit.acme.problems import RETRY_LATER, Problem
 from certkit.acme.resources import Request, Resources, refuse_unenrolled
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
@@ -36,11 +36,6 @@ from certkit.text import shown
 
 if TYPE_CHECKING:
     from certkit.ca import CA
-
-
-# When a client whose request found the database unavailable may try again, in seconds (the server
-# itself recovers as soon as the database answers again).
-RETRY_LATER = "5"
 
 
 @dataclass
@@ -73,8 +68,18 @@ class AcmeService:
         self.validations.start(workers)
 
     def stop(self) -> None:
+        """Stop the validations and close the database, once the requests under way have been
+        answered (the HTTPS server's drain): a finalize a stop could not wait for goes back to
+        ready, and what a busy database refused earlier is written now if it can be."""
         self.validations.stop()
+        finalizer = self.resources.finalizer
+        finalizer.release_running()
+        finalizer.settle()
         self.state.db.close()
+
+    def settle(self) -> None:
+        """The maintenance round's share: write what a busy database refused when a finalize ended."""
+        self.resources.finalizer.settle()
 
     # --- HTTP entry point -------------------------------------------------------------------
     def handle(self, method: str, path: str, headers, body: bytes, base: str) -> Response:
@@ -90,6 +95,9 @@ class AcmeService:
             response = Response.problem(Problem("serverInternal", "The server's database is unavailable; try "
                                                 "again later.", status=503, headers={"Retry-After": RETRY_LATER}))
             database_down = True
+        except RecursionError:  # JSON nested too deeply, met where no decoder said so: the client's, no bug
+            self.log(f"refused {method} {shown(path)}: its JSON is nested too deeply")
+            response = Response.problem(Problem("malformed", "The request's JSON is nested too deeply to be read."))
         except Exception as exc:  # a bug must not leave a client without an answer or a nonce
             trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
             self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")

@@ -418,6 +418,13 @@ class AcmeState:
                          " WHERE id = ? AND status = 'processing' AND finalizer = ?",
                          (json.dumps(error), now_iso(), order_id, self.me))
 
+    def release_order(self, order_id: str) -> None:
+        """processing -> ready again: this process's finalize of it failed before anything was
+        recorded or delivered (a busy inventory, a refused key), so the client may finalize again."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE acme_orders SET status = 'ready', error = NULL, updated_at = ?, finalizer = NULL"
+                         " WHERE id = ? AND status = 'processing' AND finalizer = ?", (now_iso(), order_id, self.me))
+
     def abandon_interrupted(self) -> int:
         """Orders whose finalizing process died (a server stopped or killed while issuing): invalid,
         so their clients order again. Orders another live server is issuing for are left to it, as
@@ -454,6 +461,20 @@ class AcmeState:
                 f" AND identifier_value IN ({','.join('?' * len(values))}) AND status = 'valid' AND expires > ?",
                 (account_id, *values, now_iso())).fetchall()
         return {(kind, value) for kind, value in rows} & set(identifiers)
+
+
+def delivered_serials(tx, serials: Sequence[str]) -> set[str]:
+    """Which of ``serials`` (inventory rows of sink ``acme``) an order holds as its certificate, in
+    the inventory transaction ``tx``: delivered, since the client can fetch them. The inventory
+    settles a dead server's pending row by this (valid, not abandoned) when it was killed after the
+    order took the certificate but before the row was marked."""
+    from certkit.acme.schema import _columns
+
+    if not serials or "certificate_serial" not in _columns(tx, "acme_orders"):
+        return set()
+    marks = ",".join("?" * len(serials))
+    return {row[0] for row in tx.execute("SELECT certificate_serial FROM acme_orders WHERE status = 'valid'"
+                                         f" AND certificate_serial IN ({marks})", list(serials)).fetchall()}
 
 
 _EXPIRED = json.dumps({"type": "urn:ietf:params:acme:error:malformed",

@@ -13,6 +13,9 @@ from certkit.vocabulary import iso
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
 MAX_SERVER_DAYS = 825
+# How long a stop waits for the requests under way: a finalize takes well under a second, unless
+# the inventory is locked (it then waits certkit.acme.db.BUSY_TIMEOUT_S per write).
+DRAIN_TIMEOUT_S = 10.0
 
 
 @click.group("acme")
@@ -302,10 +305,28 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
             _withdraw(ca, listener)
         raise
     finally:
-        restore_signals(previous)
         stop.set()
-        service.stop()
+        try:
+            _drain(server)  # with the stop signals still raising KeyboardInterrupt: a second one ends the wait
+        finally:
+            restore_signals(previous)
+            service.stop()
     stderr_log("stopped")
+
+
+def _drain(server) -> None:
+    """A clean stop: no connection is accepted any more (the listening socket is closed), and the
+    requests under way get up to DRAIN_TIMEOUT_S to be answered before the database is closed, so a
+    finalize in flight answers its client and leaves its order valid, ready or invalid."""
+    from certkit.serve import stderr_log
+
+    try:
+        left = server.drain(DRAIN_TIMEOUT_S)
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop now
+        left = server.active
+    if left:
+        stderr_log(f"stopping with {left} request(s) still running after {DRAIN_TIMEOUT_S:g} s; an order "
+                   "being finalized goes back to ready")
 
 
 def _withdraw(ca, listener) -> None:

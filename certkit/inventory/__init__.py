@@ -97,6 +97,10 @@ class Inventory:
             raise CABroken(f"The inventory {shown(self.location)} was written by a newer certkit (schema "
                            f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")
         if version < SCHEMA_VERSION:
+            with self._read() as tx:  # a table that is not of its version: a migration would fail half-way
+                problem = schema.shape_problem(tx, version)
+            if problem:
+                raise CABroken(f"The inventory {shown(self.location)} {problem}; restore it from a backup.")
             self._migrate()
         if settle and getattr(self.db, "read_only", False):
             from certkit.inventory.reconcile import warn_unsettled
@@ -458,6 +462,10 @@ class Inventory:
         # The row exists before it is locked, so two first CRLs cannot both take number 1.
         tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
         found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
+        problem = schema.crl_number_problem(found[0])
+        if problem:
+            raise CABroken(f"The inventory {shown(self.location)} {problem}: a CRL numbered from it could repeat "
+                           "one already published; restore the inventory from a backup. No CRL was signed.")
         number = max(int(found[0]), above) + 1
         tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
         return number

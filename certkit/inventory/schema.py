@@ -100,3 +100,50 @@ def read_version(tx, *, lock: bool = False) -> int:
         raise UnknownSchema("no schema version" if value is None or version == 0
                             else f"an unreadable schema version ('{shown(str(value))}')")
     return version
+
+
+# The columns of the certificates table at each version (what a migration adds, and nothing else).
+_COLUMNS_V1 = ("serial", "kind", "subject", "names", "not_before", "not_after", "fingerprint_sha256", "der",
+               "status", "revoked_at", "revocation_reason", "renewed_from", "issued_at")
+COLUMNS = {1: _COLUMNS_V1, 2: _COLUMNS_V1 + ("folder",), 3: _COLUMNS_V1 + ("folder", "sink", "writer", "keyed")}
+
+
+def shape_problem(tx, version: int) -> str | None:
+    """What in the certificates table does not fit schema ``version``, as the end of a sentence: a
+    column missing, a column of a later version (a version number lowered by hand), the serial no
+    longer unique (its primary key dropped: duplicates, a CRL listing a serial twice); None if it fits."""
+    if tx.dialect == "sqlite":
+        info = tx.execute("PRAGMA table_info(certificates)").fetchall()
+        have = {row[1] for row in info}
+        unique = any(row[1] == "serial" and row[5] for row in info) or any(
+            index[2] and [c[2] for c in tx.execute(f"PRAGMA index_info('{index[1]}')").fetchall()] == ["serial"]
+            for index in tx.execute("PRAGMA index_list(certificates)").fetchall())
+    else:
+        have = {row[0] for row in tx.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = 'certificates'").fetchall()}
+        unique = tx.execute(
+            "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = 'certificates'::regclass AND i.indisunique AND i.indnatts = 1"
+            " AND a.attname = 'serial'").fetchone() is not None
+    wanted = COLUMNS.get(version, COLUMNS[SCHEMA_VERSION])
+    missing = [c for c in wanted if c not in have]
+    later = [c for c in COLUMNS[SCHEMA_VERSION] if c in have and c not in wanted]
+    if missing:
+        return f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} of schema version {version}"
+    if later:
+        return (f"says schema version {version} but holds the column{'s' if len(later) > 1 else ''} "
+                f"{', '.join(later)} of a later one (a version number changed by hand?)")
+    if not unique:
+        return "no longer keeps serials unique (the primary key on serial is gone)"
+    return None
+
+
+def crl_number_problem(value) -> str | None:
+    """What is wrong with the stored CRL number (a whole number, 0 before the first CRL), in words."""
+    from certkit.text import shown
+
+    text = str(value).strip()
+    if text.isdigit() and text.isascii():
+        return None
+    return f"holds a damaged CRL number ('{shown(str(value))}', not a whole number of 0 or more)"

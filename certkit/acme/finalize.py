@@ -1,0 +1,172 @@
+"""Finalizing an order (RFC 8555 7.4): :class:`Finalizer` checks the CSR, takes the order
+``ready -> processing``, issues through :func:`certkit.acme.issue.issue_for_order`, and takes the
+order out of ``processing`` by what happened:
+
+- the certificate is in the order: ``valid`` (done by ``store``), even if its inventory row could
+  not be marked valid yet (a locked inventory): the row is marked by :meth:`Finalizer.settle`;
+- refused or failed before anything was recorded or delivered (a busy inventory, a key refused
+  meanwhile: :class:`~certkit.acme.issue.NothingIssued`): ``ready`` again, so the client may
+  finalize again;
+- any other failure: ``invalid``, with the problem.
+
+When the database refuses that last write too (still locked), the order is remembered and
+settled by :meth:`Finalizer.settle`, which the server's maintenance round runs, and which a
+request for that order runs first: never an order left ``processing`` by a live server whose
+finalize has ended. :meth:`Finalizer.running` says which finalizes are in flight, for a stop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from certkit.acme import jws
+from certkit.acme.issue import IssuedChain, NothingIssued, check_csr, issue_for_order
+from certkit.acme.problems import Problem
+from certkit.acme.state import AcmeState, Order, now_iso
+from certkit.errors import CertkitError
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.acme.server import AcmeConfig
+    from certkit.ca import CA
+
+
+class Finalizer:
+    """The finalizes of this server process, and what their ends left to write."""
+
+    def __init__(self, ca: "CA", state: AcmeState, config: "AcmeConfig", log: Callable[[str], None]) -> None:
+        self.ca, self.state, self.config, self.log = ca, state, config, log
+        self._lock = threading.Lock()
+        self._running: set[str] = set()  # order ids being finalized by a thread of this process
+        self._stalled: dict[str, dict | None] = {}  # order id -> its error (None: ready again), not yet written
+        self._unmarked: set[str] = set()  # serials delivered whose inventory row is still pending
+
+    def finalize(self, order: Order, payload: dict) -> IssuedChain:
+        """Issue the certificate of the ready ``order`` for the CSR in ``payload``; a Problem otherwise."""
+        csr_text = payload.get("csr")
+        if not isinstance(csr_text, str):
+            raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
+        csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
+        self._refuse_account_key(csr.public_key)
+        if not self.state.begin_finalize(order.id):
+            current = self.state.order(order.id)
+            refuse_expired(current)
+            raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
+        with self._lock:
+            self._running.add(order.id)
+        try:
+            return self._issue(order.id, csr)
+        finally:
+            with self._lock:
+                self._running.discard(order.id)
+
+    def _issue(self, order_id: str, csr) -> IssuedChain:
+        try:
+            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order_id,
+                                     store=lambda chain: self._complete(order_id, chain))
+        except NothingIssued as problem:
+            self._end(order_id, None)
+            self.log(f"order {order_id}: nothing issued, the order is ready again: {problem.detail}")
+            raise
+        except Problem as problem:
+            self._end(order_id, problem.to_json())
+            self.log(f"order {order_id}: issuing failed: {problem.detail}")
+            raise
+        except BaseException:
+            self._end(order_id, Problem("serverInternal", "Issuing failed.").to_json())
+            raise
+        if issued.unmarked:
+            with self._lock:
+                self._unmarked.add(issued.serial)
+            self.log(f"order {order_id}: certificate {issued.serial} delivered; its inventory row could not be "
+                     "marked valid yet (the inventory is busy), retried by the next maintenance round")
+        return issued
+
+    def _complete(self, order_id: str, chain: IssuedChain) -> None:
+        """Put the certificate into its order (its inventory row still pending). If the order was
+        settled meanwhile (a server that took this one for dead, an expiry), nobody can fetch it:
+        raising here makes the issuing abandon the row, and the client is told what happened."""
+        if self.state.complete_order(order_id, chain.serial, chain.chain_pem):
+            return
+        current = self.state.order(order_id)
+        status = current.status if current else "gone"
+        raise Problem("serverInternal", f"The order became {status} while its certificate was being issued (it "
+                                        f"was settled by another server or expired), so the certificate "
+                                        f"{chain.serial} was discarded before anyone received it (the CA records "
+                                        "it as abandoned); place a new order.")
+
+    def _refuse_account_key(self, public_key) -> None:
+        """RFC 8555 11.1: an account key is never a certificate's key (whoever held the server's key
+        would control the account, and the reverse), whichever account it belongs to."""
+        try:
+            thumb = jws.thumbprint(jws.jwk_for_public_key(public_key))
+        except Problem:
+            return  # a key type no account can have
+        if self.state.account_by_thumbprint(thumb) is not None:
+            raise Problem("badCSR", "The CSR's key is an ACME account key; use a separate key for the certificate "
+                                    "(RFC 8555 11.1).")
+
+    # --- what could not be written when it happened -----------------------------------------
+    def _end(self, order_id: str, error: dict | None) -> None:
+        """Take the order out of processing: ready again (``error`` None) or invalid. A database that
+        refuses now (still locked) does not lose it: :meth:`settle` writes it later."""
+        try:
+            self._write_end(order_id, error)
+        except CertkitError as exc:
+            with self._lock:
+                self._stalled[order_id] = error
+            self.log(f"order {order_id}: cannot be taken out of processing now ({shown(exc)}); retried")
+
+    def _write_end(self, order_id: str, error: dict | None) -> None:
+        if error is None:
+            self.state.release_order(order_id)
+        else:
+            self.state.fail_order(order_id, error)
+
+    def stalled(self, order_id: str) -> bool:
+        with self._lock:
+            return order_id in self._stalled
+
+    def settle(self) -> None:
+        """Write what the database refused when a finalize ended: orders out of processing, and
+        rows of delivered certificates marked valid. What it refuses again stays for the next call."""
+        with self._lock:
+            stalled, unmarked = dict(self._stalled), sorted(self._unmarked)
+        for order_id, error in stalled.items():
+            try:
+                self._write_end(order_id, error)
+            except CertkitError:
+                continue
+            with self._lock:
+                self._stalled.pop(order_id, None)
+        if unmarked:
+            try:
+                self.ca.inventory.mark_issued(unmarked)
+            except CertkitError:
+                return
+            with self._lock:
+                self._unmarked.difference_update(unmarked)
+
+    def running(self) -> set[str]:
+        """The orders a thread of this process is finalizing now."""
+        with self._lock:
+            return set(self._running)
+
+    def release_running(self) -> None:
+        """At a stop that could not wait for them: the orders still being finalized go back to
+        ready (their certificates, if they get that far, find the order no longer processing and are
+        abandoned). Those the database refuses stay processing, for the next server to settle."""
+        for order_id in self.running():
+            try:
+                self.state.release_order(order_id)
+            except CertkitError:
+                continue
+
+
+def refuse_expired(order: Order | None) -> None:
+    """orderNotReady (RFC 8555 7.4) saying the order expired, if it did before it was finalized."""
+    if order is not None and order.status in ("pending", "ready", "invalid") and order.expires <= now_iso():
+        raise Problem("orderNotReady", f"The order expired at {order.expires} before it was finalized; "
+                                       "place a new order.")
