@@ -54,6 +54,9 @@ class SoftHSM:
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="certkit-softhsm-"))
+        from leftover_reaper import watch_over
+
+        watch_over([self.base])  # its tokens (and their PINs' keys) go with this process, however it ends
         (self.base / "tokens").mkdir()
         self.conf = self.base / "softhsm2.conf"
         self.conf.write_text(f"directories.tokendir = {self.base / 'tokens'}\nobjectstore.backend = file\n"

@@ -97,6 +97,11 @@ class PostgresServer:
                  "-o", options, "start")
         # The clients' password file: theirs (0600, this user's), where libpq is told to look.
         self._client_dir = Path(tempfile.mkdtemp(prefix="certkit-pgpass-"))
+        from leftover_reaper import watch_over
+
+        # atexit does not run on SIGTERM: the server and its folders must not outlive this process anyway
+        watch_over([self.base, self._client_dir], pg_ctl=self.bin / "pg_ctl", data=self.base / "data",
+                   uid=user.pw_uid if user else -1, gid=user.pw_gid if user else -1)
         self.passfile = self._client_dir / "pgpass"
         self.passfile.write_text(f"127.0.0.1:{self.port}:*:{USER}:{self.password}\n")
         os.chmod(self.passfile, 0o600)
