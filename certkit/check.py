@@ -387,8 +387,8 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         pending = inventory.pending_count()
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
-    except sqlite3.Error as exc:
-        return [Finding("inventory", "error", f"{inventory.location} is damaged: {exc}.")]
+    except sqlite3.Error as exc:  # in the inventory's words (never SQLite's raw bytes of a damaged row)
+        return [Finding("inventory", "error", str(inventory.db.error(exc)))]
     for row in audited.damaged:
         found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}."))
     found.extend(_listed("inventory-row", audited.contradicted, "rows contradict their certificates"))

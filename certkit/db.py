@@ -226,6 +226,9 @@ class SQLiteDatabase:
         """``exc`` in words, naming the file: what failed, not just that something did."""
         text = str(exc)
         where = shown(self.path)
+        undecodable = re.match(r"Could not decode to UTF-8 column '([^']*)'", text)
+        if undecodable:  # SQLite's message carries the raw bytes (a certificate's DER) after this
+            text = f"a row's {undecodable.group(1)} holds bytes that are not text (binary data where text belongs)"
         lowered = text.lower()
         # SQLite says "disk I/O error" when its shared-memory file cannot grow on a full disk, and
         # "unable to open" when a write-ahead-log database lies on a read-only mount: ask the file system.

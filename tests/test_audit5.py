@@ -784,3 +784,18 @@ def test_check_finds_damage_to_the_inventorys_tables(ca_dir: Path, ca_env: dict,
     if damage in ("version-2", "crl-x", "crl-negative"):
         proc = run_certkit("list" if damage == "version-2" else "crl", env=ca_env)
         assert_clean_error(proc, said)
+
+
+def test_a_certificate_stored_as_text_is_named_not_printed(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """team5 #6: SQLite's message for a DER stored as TEXT carried the raw bytes, over several lines."""
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=ca_env, check=True)
+    run_certkit("revoke", tmp_path / "a", env=ca_env, check=True)
+    conn = sqlite3.connect(ca_dir / "inventory.sqlite3")
+    with conn:
+        conn.execute("UPDATE certificates SET der = CAST(der AS TEXT)")
+    conn.close()
+    for args in (("check",), ("crl",)):
+        proc = run_certkit(*args, env=ca_env)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "a row's der holds bytes that are not text" in text, text
+        assert "Could not decode" not in text and all(line.isprintable() for line in text.splitlines()), text
