@@ -335,14 +335,23 @@ def _missing(inventory) -> Finding:
     return Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")
 
 
-def _shape(inventory, version: int) -> str | None:
-    """What in the inventory's tables does not fit its schema version, or its CRL number (schema)."""
-    from certkit.inventory import schema
+def _schema(inventory, version: int) -> list[Finding]:
+    """The schema version against this certkit's, the tables against the version, the CRL number."""
+    from certkit.inventory import SCHEMA_VERSION, schema
 
+    if version > SCHEMA_VERSION:
+        return [Finding("inventory", "error", f"{inventory.location} was written by a newer certkit (schema "
+                        f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")]
     with inventory._read(readonly=True) as tx:
         number = tx.execute("SELECT value FROM meta WHERE key = 'crl_number'").fetchone() \
             if version > 1 else None
-        return schema.shape_problem(tx, version) or (schema.crl_number_problem(number[0]) if number else None)
+        shape = schema.shape_problem(tx, version) or (schema.crl_number_problem(number[0]) if number else None)
+    if shape:
+        return [Finding("inventory", "error", f"{inventory.location} {shape}; restore it from a backup.")]
+    if version < SCHEMA_VERSION:
+        return [Finding("inventory", "warning", f"schema version {version}; the next command that opens it "
+                        f"migrates it to version {SCHEMA_VERSION} (check changes nothing).")]
+    return []
 
 
 def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
@@ -370,15 +379,10 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
             return [Finding("inventory", "error", str(exc))]
     try:
         version = inventory.version(readonly=True)
-        if version > SCHEMA_VERSION:
-            return [Finding("inventory", "error", f"{inventory.location} was written by a newer certkit (schema "
-                            f"{version}, this one knows {SCHEMA_VERSION}); upgrade certkit.")]
-        shape = _shape(inventory, version)
-        if shape:
-            return [Finding("inventory", "error", f"{inventory.location} {shape}; restore it from a backup.")]
-        if version < SCHEMA_VERSION:
-            found.append(Finding("inventory", "warning", f"schema version {version}; the next command that opens "
-                                 f"it migrates it to version {SCHEMA_VERSION} (check changes nothing)."))
+        schema_found = _schema(inventory, version)
+        if any(f.level == "error" for f in schema_found):
+            return schema_found
+        found += schema_found
         integrity = _integrity(inventory)
         if integrity != "ok":
             return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
