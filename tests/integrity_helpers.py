@@ -262,3 +262,24 @@ def fill(path: Path, leave: int) -> Path:
 
 def is_mount(path: Path) -> bool:
     return os.path.ismount(path)
+
+
+def make_schema_one(ca_dir: Path) -> None:
+    """The inventory as certkit's first schema had it (no folder, sink, writer or keyed column)."""
+    columns = ("serial, kind, subject, names, not_before, not_after, fingerprint_sha256, der, status, revoked_at,"
+               " revocation_reason, renewed_from, issued_at")
+    db = sqlite3.connect(ca_dir / "inventory.sqlite3")
+    with db:
+        db.executescript(f"""
+            CREATE TABLE v1 (serial TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, names TEXT NOT NULL,
+                not_before TEXT NOT NULL, not_after TEXT NOT NULL, fingerprint_sha256 TEXT NOT NULL, der BLOB NOT NULL,
+                status TEXT NOT NULL DEFAULT 'valid', revoked_at TEXT, revocation_reason TEXT, renewed_from TEXT,
+                issued_at TEXT NOT NULL);
+            INSERT INTO v1 SELECT {columns} FROM certificates;
+            DROP TABLE certificates;
+            DROP TABLE meta;
+            ALTER TABLE v1 RENAME TO certificates;
+            CREATE INDEX certificates_not_after ON certificates(not_after);
+            PRAGMA user_version = 1;
+        """)
+    db.close()

@@ -25,6 +25,7 @@ from certkit import CA, CertkitError
 from certkit.vocabulary import serial_hex
 
 from conftest import assert_clean_error, certkit_env, openssl, run_certkit
+from integrity_helpers import make_schema_one
 
 
 def spki(key) -> bytes:
@@ -205,27 +206,6 @@ def test_bundles_in_a_read_only_parent_are_replaced_in_place(ca_dir: Path, ca_en
 
 
 # --- 5. a CA directory of round one, and its serials -----------------------------------------------------------
-def make_schema_one(ca_dir: Path) -> None:
-    """The inventory as certkit's first schema had it (no folder, sink, writer or keyed column)."""
-    columns = ("serial, kind, subject, names, not_before, not_after, fingerprint_sha256, der, status, revoked_at,"
-               " revocation_reason, renewed_from, issued_at")
-    db = sqlite3.connect(ca_dir / "inventory.sqlite3")
-    with db:
-        db.executescript(f"""
-            CREATE TABLE v1 (serial TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, names TEXT NOT NULL,
-                not_before TEXT NOT NULL, not_after TEXT NOT NULL, fingerprint_sha256 TEXT NOT NULL, der BLOB NOT NULL,
-                status TEXT NOT NULL DEFAULT 'valid', revoked_at TEXT, revocation_reason TEXT, renewed_from TEXT,
-                issued_at TEXT NOT NULL);
-            INSERT INTO v1 SELECT {columns} FROM certificates;
-            DROP TABLE certificates;
-            DROP TABLE meta;
-            ALTER TABLE v1 RENAME TO certificates;
-            CREATE INDEX certificates_not_after ON certificates(not_after);
-            PRAGMA user_version = 1;
-        """)
-    db.close()
-
-
 def test_verify_reads_an_inventory_of_an_older_schema(ca_dir: Path, ca_env: dict, tmp_path: Path):
     """state5 #3: the first command after an upgrade, verify, called a valid certificate NOT VALID and
     advised restoring the inventory from a backup ("lacks part of its schema")."""

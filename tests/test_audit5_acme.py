@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from test_acme_concurrency import _let_go_once
 
 from certkit.vocabulary import serial_hex
 
@@ -184,17 +185,6 @@ def test_deeply_nested_json_is_malformed_everywhere(acme) -> None:
 
 
 # --- servers of their own: paused inside a finalize, killed, stopped -----------------------------------
-def _let_go_once(marker: Path) -> threading.Thread:
-    """Let the first pause (the server's own TLS certificate at start) go at once."""
-    def run() -> None:
-        wait_for(marker.exists, timeout=60, interval=0.02, what="the first pause")
-        marker.unlink()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def _own_server(tmp: Path, name: str, *, paused: bool = False, extra_env: dict | None = None) -> SimpleNamespace:
     """A two-tier CA and a server on it for ``name`` (paused at ``signed`` when asked)."""
     root, issuing, env = make_two_tier(tmp, permit=("--permit-dns", "acme.test", "--permit-dns", "localhost",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_error, run_certkit
-from integrity_helpers import read_bundle
+from integrity_helpers import make_schema_one, read_bundle
 
 DAMAGE = {
     "web1": ("not_after", "the 5th of never"),
@@ -116,22 +116,7 @@ def test_check_does_not_migrate_an_old_schema(tmp_path: Path, ca_env: dict, ca_d
     """An inventory of schema version 1 (certkit's first: no folder, sink, writer or keyed column)."""
     run_certkit("issue-server", "web.example.internal", "--out", tmp_path / "web", env=ca_env, check=True)
     path = ca_dir / "inventory.sqlite3"
-    old_columns = ("serial, kind, subject, names, not_before, not_after, fingerprint_sha256, der, status, revoked_at,"
-                   " revocation_reason, renewed_from, issued_at")
-    with sqlite3.connect(path) as db:
-        db.executescript(f"""
-            CREATE TABLE v1 (serial TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, names TEXT NOT NULL,
-                not_before TEXT NOT NULL, not_after TEXT NOT NULL, fingerprint_sha256 TEXT NOT NULL, der BLOB NOT NULL,
-                status TEXT NOT NULL DEFAULT 'valid', revoked_at TEXT, revocation_reason TEXT, renewed_from TEXT,
-                issued_at TEXT NOT NULL);
-            INSERT INTO v1 SELECT {old_columns} FROM certificates;
-            DROP TABLE certificates;
-            DROP TABLE meta;
-            ALTER TABLE v1 RENAME TO certificates;
-            CREATE INDEX certificates_not_after ON certificates(not_after);
-            PRAGMA user_version = 1;
-        """)
-    db.close()
+    make_schema_one(ca_dir)
     before = state(ca_dir)
     proc = run_certkit("check", env=ca_env)
     assert "Traceback" not in proc.stderr, proc.stderr
