@@ -143,7 +143,7 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     if jobs > 1 and can_fork() and _size(check.manifest) >= PARALLEL_FROM_BYTES:
         total = _check_in_workers(check, jobs, spool)
     else:
-        total, seen = _Share(), _Seen(output is None)
+        total, seen = _Share(), _Seen(output is None, _nests(output))
         try:
             for number, reason, todo, key, shown_out in check.lines(itertools.count().__next__, total,
                                                                     spool and spool.new_file()):
@@ -196,22 +196,44 @@ class _Share:
 class _Seen:
     """The outputs of the lines checked so far, on disk (a private SQLite database)."""
 
-    def __init__(self, folders: bool) -> None:
-        self.folders = folders
+    def __init__(self, folders: bool, nests: bool | None = None) -> None:
+        self.folders, self.nests = folders, folders if nests is None else nests  # folders, or a tar's
         self.db = sqlite3.connect("")  # "": a private temporary database that spills to disk
         self.db.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
+        self.through_files: dict[str, tuple[int, str]] = {}  # folder -> a line whose out runs through its file
 
     def add(self, key: str, number: int, shown_out: str) -> str | None:
         """Record line ``number``'s output ``key``; the reason it is refused if an earlier line has it."""
         try:
             self.db.execute("INSERT INTO outs VALUES (?, ?)", (key, number))
-            return None
+            return self._nested(key, number, shown_out) if self.nests else None
         except sqlite3.IntegrityError:
             first = self.db.execute("SELECT line FROM outs WHERE folder = ?", (key,)).fetchone()[0]
         if self.folders:
             return (f"its output folder {shown_out} is also line {first}'s (the same folder, perhaps through a "
                     "symbolic link); give one of them another 'out'.")
         return f"its name in the output, {shown_out}, is also line {first}'s; give one of them another 'out'."
+
+    def _nested(self, key: str, number: int, shown_out: str) -> str | None:
+        """Why a bundle folder ``key`` cannot be written beside the earlier lines' (``a`` and ``a/cert.pem``:
+        one bundle's file would be the other's folder), if so. Bundle file names in a path are rare, so
+        a line costs a dictionary lookup unless its path holds one."""
+        from certkit.constants import BUNDLE_FILES
+
+        if key in self.through_files:
+            first, name = self.through_files[key]
+            return (f"line {first}'s output folder lies inside this line's bundle {shown_out}, where {name} is a "
+                    "file; give one of them another 'out'.")
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if parts[i] in BUNDLE_FILES:
+                holder = "/".join(parts[:i])
+                row = self.db.execute("SELECT line FROM outs WHERE folder = ?", (holder,)).fetchone()
+                if row is not None:
+                    return (f"its output folder {shown_out} lies inside line {row[0]}'s bundle, where {parts[i]} is "
+                            "a file; give one of them another 'out'.")
+                self.through_files.setdefault(holder, (number, parts[i]))
+        return None
 
     def close(self) -> None:
         self.db.close()
@@ -391,7 +413,7 @@ def _check_in_workers(check: _Check, jobs: int, spool: Spool | None) -> _Share:
             if kind == "error":
                 raise payload
             total.merge(payload)
-        _cross_check(total, scratch, check.output is None)
+        _cross_check(total, scratch, check.output is None, _nests(check.output))
         return total
     finally:
         for proc in workers:
@@ -436,13 +458,18 @@ def _worker(check: _Check, taken, scratch: IO[str], pipe, parent: int, spool: IO
     pipe.close()
 
 
-def _cross_check(total: _Share, scratch: list[IO[str]], folders: bool) -> None:
+def _nests(output: "Output | None") -> bool:
+    """Whether the lines' outputs are folders, one of which could lie inside another's bundle."""
+    return output is None or output.format == "tar"
+
+
+def _cross_check(total: _Share, scratch: list[IO[str]], folders: bool, nests: bool) -> None:
     """Refuse the lines whose output an earlier line (of any share) has, in line order."""
     def entries(handle: IO[str]) -> Iterator[list]:
         handle.seek(0)
         return (json.loads(text) for text in handle)
 
-    seen = _Seen(folders)
+    seen = _Seen(folders, nests)
     try:
         for number, ok, todo, key, shown_out in heapq.merge(*map(entries, scratch), key=lambda e: e[0]):
             reason = seen.add(key, number, shown_out)
