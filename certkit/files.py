@@ -72,3 +72,25 @@ def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> No
             f"The {what} {shown(path)} belongs to another user (uid {info.st_uid}), who can read and replace it; "
             "use a file of your own."
         )
+
+
+def private_stream(stream) -> int | None:
+    """Make a regular file that ``stream`` writes to (``> fleet.jsonl`` under umask 022) readable by
+    its owner only, before private keys go into it, as ``--out`` creates its file: the mode it had, if
+    it was changed (None when nothing needed changing). Refused when the file is someone else's."""
+    from certkit.errors import CertkitError
+
+    try:
+        fd = stream.fileno()
+        info = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture), or closed
+        return None
+    if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o077:
+        return None
+    try:
+        os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
+    except OSError:
+        raise CertkitError(f"Standard output is a file others can read (mode {stat.S_IMODE(info.st_mode):04o}) "
+                           "that certkit cannot make private; private keys do not go there. Write them with "
+                           "--out FILE, which is created 0600.") from None
+    return stat.S_IMODE(info.st_mode)

@@ -94,6 +94,9 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         ca = CADirectory(ca_dir).open()
         if output is not None:
             output.check(ca.directories)
+            from certkit.cli.output import warn_made_private
+
+            warn_made_private(output)
             output.held_before(ca.inventory)
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}

@@ -59,6 +59,7 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     ca = CADirectory(ca_dir).open()
     output = Output(fmt, out, force=force)
     output.check(ca.directories, keyed=request.keyed)
+    warn_made_private(output)
     output.held_before(ca.inventory)
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
@@ -77,6 +78,15 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     if released:
         delivery.notes.append(released_note(output, released))
     _summarize(delivery, output, name, as_json, ca, requested, released)
+
+
+def warn_made_private(output) -> None:
+    """Say that standard output's file, readable by others, was made 0600 before keys went into it."""
+    if output.made_private is not None:
+        from certkit.cli.common import warn
+
+        warn(f"standard output is a file others could read (mode {output.made_private:04o}); certkit made it 0600 "
+             "before writing private keys into it, as --out FILE would have created it.")
 
 
 def released_note(output, serials: list[str]) -> str:

@@ -64,6 +64,7 @@ class Output:
         self.count = 0
         self._replaced: dict | None = None  # see replaced()
         self._before: list[str] = []  # see held_before()
+        self.made_private: int | None = None  # the mode standard output's file had, if check() made it 0600
 
     # what the inventory records
     @property
@@ -108,6 +109,10 @@ class Output:
                 if self.format == "tar":
                     raise CertkitError("Standard output is a terminal, and a tar archive is binary; write it to a "
                                        "file or a pipe.")
+            elif keyed:
+                from certkit.files import private_stream
+
+                self.made_private = private_stream(self.stream)
             return
         from certkit.bundle import check_folder_owner
         from certkit.paths import check_can_write, check_folders_above, check_output
