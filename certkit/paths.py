@@ -94,6 +94,12 @@ def check_name(path: str | Path, what: str = "output path") -> None:
     if not text.isprintable() and _has_control(_created_part(text)):
         raise UnsafeOutputPath(f"The {what} {shown(text)} contains a control character; certkit does not create "
                                "names that break tools reading paths a line at a time. Choose another name.")
+    if not (os.path.isabs(text) and text.isprintable()) and _has_control(absolute := os.path.abspath(text)):
+        where = "" if absolute == text else f" ({shown(absolute)})"
+        raise UnsafeOutputPath(f"The {what} {shown(text)}{where} is below a folder whose name holds a "
+                               "control character (a line break?); what certkit writes there would break tools "
+                               "reading paths a line at a time (a renewal hook's CERTKIT_FOLDERS). Write it "
+                               "elsewhere.")
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
         return  # short and plain (thousands of batch lines): no name in it, nor the whole, can be too long
     absolute = os.fsencode(os.path.abspath(text))
