@@ -397,7 +397,7 @@ class CA:
             old = old.cert
         new_key, key = (key, None) if rekey else (None, key)
         return self._in_memory(renewal_request(old, self.kind_of(old), rekey=rekey, key_type=key_type, days=days,
-                                               key=key, new_key=new_key))
+                                               key=key, new_key=new_key, ca=self.cert))
 
     def kind_of(self, cert: "x509.Certificate") -> str:
         """The kind of a leaf this CA issued (from the inventory when there is one); refuses others."""

@@ -121,11 +121,12 @@ def csr_request(request: "CSRRequest | bytes | str | x509.CertificateSigningRequ
 
 def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, key_type: str | None = None,
                     days: int | None = None, key: "PrivateKey | None" = None,
-                    new_key: "PrivateKey | None" = None) -> Request:
+                    new_key: "PrivateKey | None" = None, ca: "x509.Certificate | None" = None) -> Request:
     """The successor of certificate ``old``: same subject, names and purpose. The public key is kept
     unless ``rekey``; ``key``, the old private key, goes in the bundle when given (with ``rekey`` it is
     left out). With ``rekey`` the new key is ``new_key``, else one of ``key_type`` (the old key's type
-    by default); both are refused without it. Without ``days`` it lives as long as the old one did."""
+    by default); both are refused without it. Without ``days`` it lives as long as the old one did, and
+    one that ended with its CA ``ca`` (the CA's end cut it short) ends with it again, not sooner."""
     from cryptography import x509
 
     from certkit.errors import CannotRenew
@@ -140,6 +141,8 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
     identities = identities_of(old, kind)
     lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
     default_days = max(1, round(lifetime / dt.timedelta(days=1)))
+    if ca is not None and old.not_valid_after_utc >= ca.not_valid_after_utc:  # then capped at the CA's end
+        default_days = max(default_days, (ca.not_valid_after_utc - dt.datetime.now(dt.UTC)).days + 2)
     common = dict(identities=tuple(identities), common_name=None, subject=old.subject, days=days,
                   renewed_from=serial_hex(old.serial_number), default_days=default_days)
     if rekey and new_key is not None:

@@ -294,7 +294,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     kind = ca.kind_of(found.cert)
     notes = []
     if in_place:
-        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days)
+        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, ca=ca.cert)
         # The folder's key stays, if it holds one: a CSR's bundle never did, nor does its renewal.
         target = FolderTarget(target_folder, force=True, keeps_key=not rekey and keyed, replaces=_replaced(rekey))
         target.replacing = found.serial  # checked again when it is written, the folder held
@@ -306,7 +306,8 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                 notes.append(f"{shown(target_folder / P12_FILE)} held the old certificate and was removed; "
                              f"export it again: certkit export-p12 {shown(target_folder)}")
     else:
-        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key)
+        request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key,
+                                   ca=ca.cert)
         target = FolderTarget(target_folder, force=force)
         _refuse_to_bury(ca, found, target_folder, force)
         target.guard = lambda: _refuse_to_bury(ca, found, target_folder, force)  # again when it is written
