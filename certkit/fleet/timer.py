@@ -5,6 +5,7 @@ machines without systemd. Every argument is quoted so that it reaches certkit ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -153,7 +154,13 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
     change = TimerChange(system=system)
     if not paths:
         return change
-    _run_or_list([[*_systemctl(system), "disable", "--now", f"{name}.timer"]], manage, change)
+    units = [f"{name}.timer", f"{name}.service"]
+    if manage:
+        _run_or_list([[*_systemctl(system), "disable", "--now", units[0]]], manage, change)
+    elif links := _links_to(paths, [folder, *_usual_dirs(system)]):
+        # removed first, the files would leave these links dangling (and `disable` would fail on them)
+        raise CertkitError(f"systemd still links to the units ({', '.join(shown(p) for p in links[:3])}); run "
+                           f"'{' '.join(_systemctl(system))} disable --now {' '.join(units)}' first, then this again.")
     for path in paths:
         os.unlink(path)
         change.files.append(path)
@@ -171,13 +178,36 @@ def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool
     return system, folder, manage
 
 
-def _searched(folder: Path, system: bool) -> bool:
-    """Whether systemd (the system's, or the user's) loads units from ``folder``: its default folder
-    here, or one of the usual unit folders. ``systemctl disable`` undoes a ``link`` too."""
+def _usual_dirs(system: bool) -> list[Path]:
+    """The folders systemd (the system's, or the user's) loads units from: its default one here first."""
     usual = [unit_dir(system=system)]
-    usual += ([Path("/etc/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")] if system
-              else [Path.home() / ".config/systemd/user", Path("/etc/systemd/user")])
-    return any(os.path.realpath(folder) == os.path.realpath(d) for d in usual)
+    return usual + ([Path("/etc/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")]
+                    if system else [Path.home() / ".config/systemd/user", Path("/etc/systemd/user")])
+
+
+def _searched(folder: Path, system: bool) -> bool:
+    """Whether systemd loads units from ``folder``: its default folder here, or one of the usual
+    unit folders. ``systemctl disable`` undoes a ``link`` too."""
+    return any(os.path.realpath(folder) == os.path.realpath(d) for d in _usual_dirs(system))
+
+
+def _links_to(paths: list[Path], folders: list[Path]) -> list[Path]:
+    """The symbolic links in ``folders`` (and their ``*.wants``/``*.requires`` folders) that lead to
+    one of ``paths``: what ``systemctl link`` and ``enable`` made of them."""
+    targets = {os.path.realpath(p) for p in paths}
+    found: list[Path] = []
+    for folder in dict.fromkeys(Path(os.path.realpath(f)) for f in folders):
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink() and entry.suffix in (".wants", ".requires", ".upholds"):
+                with contextlib.suppress(OSError):
+                    entries += list(entry.iterdir())
+            elif entry.is_symlink() and os.path.realpath(entry) in targets:
+                found.append(entry)
+    return found
 
 
 def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -> None:
