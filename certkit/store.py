@@ -360,11 +360,11 @@ class CADirectory:
         me = os.geteuid()
         for path in (self.path, self.cert_path, self.path / PARENTS_FILE, self.path / INVENTORY_FILE,
                      self.config_path):  # certkit-ca.json says where the inventory and the key are
-            try:
-                info = path.lstat()
+            try:  # the directory itself may be a link (/etc/pki/current -> ca-2026): judge where it leads
+                info = path.stat() if path == self.path else path.lstat()
             except FileNotFoundError:
                 continue
-            if path != self.path and stat.S_ISLNK(info.st_mode):
+            if stat.S_ISLNK(info.st_mode):
                 raise CABroken(f"{shown(path)} is a symbolic link; a CA directory holds its own files. "
                                "Replace the link with the file it points to.")
             if info.st_uid not in (me, 0):
