@@ -69,3 +69,34 @@ def discard_stdout() -> None:
         pass
     finally:
         os.close(devnull)
+
+
+def _columns_of(ch: str) -> int:
+    import unicodedata
+
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: wide (CJK, emoji) characters two, marks none."""
+    return len(text) if text.isascii() else sum(_columns_of(ch) for ch in text)
+
+
+def fit_columns(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` columns, its last one an ellipsis when cut."""
+    if columns(text) <= width:
+        return text
+    room, kept = max(width - 1, 1), []
+    for ch in text:
+        room -= _columns_of(ch)
+        if room < 0:
+            break
+        kept.append(ch)
+    return "".join(kept) + "…"
+
+
+def pad_columns(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` columns (``str.ljust`` counts characters)."""
+    return text + " " * max(width - columns(text), 0)

@@ -29,6 +29,7 @@ def run_in_pty(args, *, env: dict, cwd: Path | None = None, rows: int = 24, cols
     """Run ``python -m certkit ARGS`` with stdin, stderr (and stdout, unless ``stdout_tty`` is False) on a
     pseudo-terminal of ``rows`` x ``cols``; return (exit status, what the terminal showed, stdout if
     it was not the terminal)."""
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}  # the terminal's size, not the shell's
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     out_file = None if stdout_tty else tempfile.TemporaryFile()

@@ -145,13 +145,13 @@ def _described(kind: str | None, status: str | None, expiring, pattern: str | No
 
 
 def _table(rows: list[dict], width: int | None) -> str:
-    from certkit.text import shown
+    from certkit.text import columns, pad_columns, shown
 
     header = ("SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT", "NAMES")
     table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"],
                          r["status"] + (" (renewed)" if r["renewed_by"] else ""),
                          r["not_after"][:10], shown(r["subject"]), _names_summary(r)) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    widths = [max(columns(row[i]) for row in table) for i in range(len(header) - 1)]
     if width is not None:  # fit the terminal: the subject column gives way first, the names after it
         fixed = sum(widths[:4]) + 2 * 5
         if width - fixed < 12 + 2 + 16:  # too narrow for both: the names stay, else the subject
@@ -165,13 +165,16 @@ def _table(rows: list[dict], width: int | None) -> str:
     lines = []
     for row in table:
         cells = [_fit(cell, w) for cell, w in zip(row[:-1], widths, strict=True) if w >= 0]
-        line = "  ".join(c.ljust(w) for c, w in zip(cells, (w for w in widths if w >= 0), strict=True)) + "  " + row[-1]
+        shown_widths = (w for w in widths if w >= 0)
+        line = "  ".join(pad_columns(c, w) for c, w in zip(cells, shown_widths, strict=True)) + "  " + row[-1]
         lines.append(_fit(line, width) if width is not None else line)
     return "\n".join(lines)
 
 
 def _fit(text: str, width: int | None) -> str:
-    return text if width is None or len(text) <= width else text[:max(width - 1, 1)] + "…"
+    from certkit.text import fit_columns
+
+    return text if width is None else fit_columns(text, width)
 
 
 # --- revoke -----------------------------------------------------------------------
