@@ -74,7 +74,7 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted:
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    elif any(o.stage == "moved" for o in result.skipped):  # said even under cron (exit 0: nothing failed)
+    if not as_json and any(o.stage == "moved" for o in result.skipped):  # named even under cron (exit 0)
         _warn_skipped([o for o in result.skipped if o.stage == "moved"])
     # nothing renewed, failed or skipped: quiet, as cron wants it
     if result.stopped is not None:

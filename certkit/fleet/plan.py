@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.constants import LEAF_KINDS
+from certkit.constants import CERT_FILE, LEAF_KINDS
 from certkit.errors import CertkitError
 from certkit.text import shown
 
@@ -191,6 +191,11 @@ def not_in_a_folder(sink: str | None, folder: str | None) -> str:
     if sink == "memory":
         return ("it was handed to a program, not written to a bundle folder (the library, certkit serve, or acme "
                 "serve's own certificate), which issues itself a new one")
+    if folder and (Path(folder) / CERT_FILE).is_file():
+        return (f"its bundle folder {shown(folder)} now holds another certificate in cert.pem (replaced by hand, "
+                "or the folder was reused), so certkit will not overwrite it")
+    if folder and Path(folder).is_dir():
+        return f"its bundle folder {shown(folder)} no longer holds its cert.pem (deleted by hand)"
     return "no bundle folder is known to hold it (it was never written to one, or was moved)"
 
 
