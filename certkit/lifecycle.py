@@ -20,7 +20,7 @@ from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_B
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
-from certkit.vocabulary import normalize_serial, serial_digits, serial_hex
+from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -108,7 +108,11 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         if row is None or inventory.certificate(serial) != cert:
             raise UnknownCertificate(_not_in_inventory(cert_path, cert, serial, ca_cert, ca_parents,
                                                        revoking=not allow_names))
-        folder = cert_path.parent if cert_path.name == CERT_FILE else None
+        # a bundle's cert.pem, or another file of it (fullchain.pem): the folder whose cert.pem it is; a
+        # copy elsewhere names the certificate, as its serial does (its recorded folder, if that holds it)
+        folder = cert_path.parent if cert_path.name == CERT_FILE or holds(cert_path.parent, serial) else None
+        if folder is None:
+            return _found(inventory, row)
         return Found(serial, row, cert, folder, inventory.successors(serial))
     serial = normalize_serial(ref)
     if serial is not None and (row := inventory.get(serial)) is not None:
@@ -349,17 +353,17 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
         raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
                           "renew that one (or give the folder that still holds the old certificate).")
     if found.row["status"] == "revoked":
-        raise CannotRenew(f"The certificate {found.serial} was revoked on {found.row['revoked_at']} (reason: "
-                          f"{found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a new one "
-                          "(with a new key) instead.")
+        raise CannotRenew(f"The certificate {found.serial} was revoked on {moment_text(found.row['revoked_at'])} "
+                          f"(reason: {found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a "
+                          "new one (with a new key) instead.")
     if target_folder is None:
         from certkit.fleet.plan import not_in_a_folder
 
         sink = found.row.get("sink")
-        why = not_in_a_folder(sink, found.row.get("folder"))
+        why = not_in_a_folder(sink, found.row.get("folder"), found.serial)
         # A bundle folder moved by hand can be named; one never written (a file, a stream) cannot.
         moved = "if its bundle folder was moved, give that folder; otherwise " if sink in (None, "folder") else ""
-        raise CannotRenew(f"No folder is known to hold the certificate {found.serial}: {why}; to renew it, "
+        raise CannotRenew(f"The certificate {found.serial} cannot be renewed in place: {why}; to renew it, "
                           f"{moved}choose where the renewed bundle goes.")
     return found, target_folder, in_place
 

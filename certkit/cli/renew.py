@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    ExistingPath,
     Failed,
     OutPath,
     Whole,
@@ -24,7 +25,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import KEY_TYPES, LEAF_KINDS
-from certkit.vocabulary import iso
+from certkit.vocabulary import iso, san_entries
 
 
 @click.command("renew")
@@ -36,7 +37,7 @@ from certkit.vocabulary import iso
               help="Write the renewed bundle to this new folder instead of replacing the old one.")
 @click.option("--force", is_flag=True, help="With --out: replace existing files there; with --install-timer: "
                                                  "replace a timer of that name that runs another renewal.")
-@click.option("--p12-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+@click.option("--p12-password-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write a fresh bundle.p12 with this password where the bundle had one (else "
                    "$CERTKIT_P12_PASSWORD; without either, a stale bundle.p12 is removed).")
 @click.option("--expiring", metavar="PERIOD", callback=parse_period,
@@ -172,7 +173,7 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         planned = plan_renewal(ca, certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
                                p12_password=p12_password)  # every refusal before the passphrase is asked for
     except CannotRenew as exc:
-        if "No folder is known" in str(exc):  # the command line's way to choose one
+        if "cannot be renewed in place" in str(exc):  # the command line's way to choose one
             raise click.ClickException(f"{str(exc).rstrip('.')} with --out FOLDER.") from None
         raise
     from certkit.cli.issue import warn_of_purpose
@@ -202,20 +203,25 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
 
 def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]]:
     """What a single renewal did: the JSON object and the lines for people."""
+    from cryptography.hazmat.primitives import hashes
+
     from certkit.text import shown
 
     issued = result.issued
     data = {
-        "renewed_from": result.old_serial, "serial": issued.serial_hex, "kind": issued.kind,
-        "subject": issued.cert.subject.rfc4514_string(), "names": [str(i) for i in issued.identities],
-        "not_after": iso(issued.not_after), "rekeyed": rekey, "folder": str(result.folder),
+        "renewed_from": result.old_serial, "serial": issued.serial_hex, "old_serial": result.old_serial,
+        "new_serial": issued.serial_hex, "kind": issued.kind, "subject": issued.cert.subject.rfc4514_string(),
+        "names": san_entries(issued.cert), "not_before": iso(issued.cert.not_valid_before_utc),
+        "not_after": iso(issued.not_after), "issuer": issued.cert.issuer.rfc4514_string(),
+        "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(), "rekeyed": rekey,
+        "folder": str(result.folder),
         "files": {p.name: str(p) for p in result.files}, "notes": result.notes,
     }
     lines = [
         f"Renewed {issued.kind} certificate {result.old_serial}",
         f"  new serial  {issued.serial_hex}",
         f"  subject     {shown(data['subject'])}",
-        f"  names       {', '.join(shown(i.value) for i in issued.identities) or '(subject DN)'}",
+        f"  names       {', '.join(shown(n) for n in data['names']) or '(none)'}",
         f"  expires     {when(issued.not_after)}",
         f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
         f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
