@@ -67,21 +67,22 @@ class Outcome:
     outcome: str  # renewed | failed | skipped
     folder: str | None = None
     kind: str | None = None
-    names: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # as hooks get them (RENEWED_DOMAINS): values alone
     new_serial: str | None = None
     not_after: str | None = None
     stage: str | None = None  # plan | renew: where a failure happened; moved: a skipped bundle not found
     error: str | None = None
     hook: HookRun | None = None
     notes: list[str] = field(default_factory=list)
+    san: list[str] = field(default_factory=list)  # SAN entries as list and inspect write them (DNS:...)
 
     @property
     def ok(self) -> bool:
         return self.outcome != "failed" and (self.hook is None or self.hook.ok)
 
     def as_dict(self) -> dict:
-        data = {"serial": self.serial, "outcome": self.outcome, "folder": self.folder, "kind": self.kind,
-                "names": self.names}
+        data = {"serial": self.serial, "old_serial": self.serial, "outcome": self.outcome, "folder": self.folder,
+                "kind": self.kind, "names": self.san, "domains": self.names}
         if self.outcome == "renewed":
             data |= {"new_serial": self.new_serial, "not_after": self.not_after, "notes": self.notes,
                      "hook": self.hook.as_dict() if self.hook else None}
@@ -161,22 +162,23 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
-            reason = not_in_a_folder(row.get("sink"), folder)
+            reason = not_in_a_folder(row.get("sink"), folder, serial)
             moved = row.get("sink") in (None, "folder")  # by design (an output file) or by mistake?
             plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason,
-                                         stage="moved" if moved else None))
+                                         stage="moved" if moved else None, san=row["names"]))
             continue
         try:
             plan_renewal(ca, serial, **plan.options)
         except CertkitError as exc:
-            plan.outcomes.append(Outcome(serial, "failed", folder, row["kind"], names, stage="plan", error=str(exc)))
+            plan.outcomes.append(Outcome(serial, "failed", folder, row["kind"], names, stage="plan", error=str(exc),
+                                         san=row["names"]))
             continue
         plan.todo.append(serial)
     return plan
 
 
-def not_in_a_folder(sink: str | None, folder: str | None) -> str:
-    """Why a selected certificate has no bundle folder to renew in, by where it was delivered."""
+def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
+    """Why the certificate ``serial`` has no bundle folder to renew in, by where it was delivered."""
     if sink == "file" and not folder:
         return ("it was delivered into an output file (--format jsonl, k8s or tar) that --force has since "
                 "overwritten with other certificates, so nothing certkit knows of holds it")
@@ -191,7 +193,9 @@ def not_in_a_folder(sink: str | None, folder: str | None) -> str:
     if sink == "memory":
         return ("it was handed to a program, not written to a bundle folder (the library, certkit serve, or acme "
                 "serve's own certificate), which issues itself a new one")
-    if folder and (Path(folder) / CERT_FILE).is_file():
+    from certkit.lifecycle import holds
+
+    if folder and (Path(folder) / CERT_FILE).is_file() and not holds(Path(folder), serial):
         return (f"its bundle folder {shown(folder)} now holds another certificate in cert.pem (replaced by hand, "
                 "or the folder was reused), so certkit will not overwrite it")
     if folder and Path(folder).is_dir():

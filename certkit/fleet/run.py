@@ -122,9 +122,11 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
         planned = plan_renewal(ca, serial, **options)
     except CertkitError as exc:
         row = ca.inventory.get(serial) or {}
-        return Outcome(serial, "failed", row.get("folder"), row.get("kind"), stage="plan", error=str(exc))
+        return Outcome(serial, "failed", row.get("folder"), row.get("kind"), row_names(row) if row else [],
+                       stage="plan", error=str(exc), san=row.get("names", []))
     found = planned.found
-    outcome = Outcome(serial, "failed", str(planned.target.folder), found.row["kind"], row_names(found.row))
+    outcome = Outcome(serial, "failed", str(planned.target.folder), found.row["kind"], row_names(found.row),
+                      san=found.row["names"])
     try:
         renewal = renew(ca, planned)
     except CertkitError as exc:
