@@ -50,6 +50,14 @@ def iso(when: "dt.datetime") -> str:
         when.year, when.month, when.day, when.hour, when.minute, when.second)
 
 
+def moment_text(stored: str) -> str:
+    """A moment as stored (:func:`iso`) as certkit says it to people: ``2026-12-01 16:04:53 UTC``."""
+    text = str(stored)
+    if len(text) == 20 and text[10] == "T" and text.endswith("Z"):
+        return f"{text[:10]} {text[11:19]} UTC"
+    return text  # not certkit's form (a damaged row): shown as it is
+
+
 def colons(hex_text: str) -> str:
     """A fingerprint as people compare it (``AB:CD:...``, as openssl prints it); --json keeps plain
     lowercase hex, as the inventory does."""

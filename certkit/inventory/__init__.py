@@ -32,7 +32,7 @@ from certkit.inventory import schema
 from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
 from certkit.inventory.succession import check_renewable
 from certkit.text import shown
-from certkit.vocabulary import normalize_serial, serial_hex
+from certkit.vocabulary import moment_text, normalize_serial, serial_hex
 
 KEY_COMPROMISE = "keyCompromise"  # the reason that revokes every certificate holding the key
 
@@ -401,7 +401,7 @@ class Inventory:
                 raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
                                          f"(inventory {shown(self.location)}).")
             if found[0] == "revoked":
-                raise AlreadyRevoked(f"The certificate {serial} was already revoked on {found[1]} "
+                raise AlreadyRevoked(f"The certificate {serial} was already revoked on {moment_text(found[1])} "
                                      f"(reason: {found[2]}).")
             if found[0] == "abandoned":
                 raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "

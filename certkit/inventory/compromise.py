@@ -15,6 +15,7 @@ import datetime as dt
 
 from certkit.errors import CertkitError
 from certkit.inventory.rows import iso, load_der
+from certkit.vocabulary import moment_text
 
 # Any constant, the same on every host: "certkcmp".
 COMPROMISE_LOCK = 0x636572746B636D70
@@ -56,8 +57,9 @@ def revoke_compromised(tx, serials: list[str], marks: str, keys: dict[bytes, tup
             continue
         tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = 'keyCompromise',"
                    " writer = NULL WHERE serial = ?", (iso(dt.datetime.now(dt.UTC)), serial))
-        notes.append((serial, f"its key was revoked for keyCompromise ({found[0]}, {found[1]}) while {serial} was "
-                              f"being issued, so {serial} is revoked too; issue a new certificate with a new key"))
+        notes.append((serial, f"its key was revoked for keyCompromise ({found[0]}, {moment_text(found[1])}) while "
+                              f"{serial} was being issued, so {serial} is revoked too; issue a new certificate with "
+                              "a new key"))
     return notes
 
 
@@ -80,7 +82,7 @@ def revoke_compromised_successors(tx, serials: list[str], marks: str, still_pend
             continue  # a new key: the revocation of the old one does not touch it
         tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?,"
                    " writer = NULL WHERE serial = ?", (iso(dt.datetime.now(dt.UTC)), reason, serial))
-        notes.append((serial, f"{old} was revoked ({reason}, {revoked_at}) while its renewal {serial} was "
+        notes.append((serial, f"{old} was revoked ({reason}, {moment_text(revoked_at)}) while its renewal {serial} was "
                               f"being written with the same key, so {serial} is revoked too; issue a new "
                               "certificate with a new key"))
     return notes

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from certkit.inventory.rows import iso, name_match
+from certkit.vocabulary import moment_text
 
 if TYPE_CHECKING:
     from certkit.inventory import Inventory
@@ -131,8 +132,8 @@ def key_reuse(inventory: "Inventory", public_key, *, for_ca: bool = False) -> st
 
     hit = compromised(inventory, public_key)
     if hit:
-        return (f"the key of certificate {hit[0]}, revoked for keyCompromise on {hit[1]}: a compromised key is "
-                "never certified again")
+        return (f"the key of certificate {hit[0]}, revoked for keyCompromise on {moment_text(hit[1])}: a compromised "
+                "key is never certified again")
     wanted = public_key_der(public_key)
     where = "status IN ('valid', 'pending')" if for_ca else "kind = 'ca' AND status IN ('valid', 'pending')"
     with inventory.transaction() as tx:

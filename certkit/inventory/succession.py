@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import AlreadyRevoked, CannotRenew, CertkitError, UnknownCertificate
 from certkit.text import shown
+from certkit.vocabulary import moment_text
 
 if TYPE_CHECKING:
     from certkit.ca import CA
@@ -33,7 +34,7 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
         raise UnknownCertificate(f"The certificate {serial} is not in the inventory {shown(location)}.")
     status, revoked_at, reason = found
     if status == "revoked":
-        raise AlreadyRevoked(f"The certificate {serial} was revoked on {revoked_at} (reason: {reason}); "
+        raise AlreadyRevoked(f"The certificate {serial} was revoked on {moment_text(revoked_at)} (reason: {reason}); "
                              "a revoked certificate is not renewed. Issue a new one (with a new key) instead.")
     if status != "valid":
         raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
