@@ -150,7 +150,7 @@ def test_requested_extensions_are_not_copied(tmp_path, ca_env, ca_dir):
         assert fragment in dropped, dropped
     assert out["granted"] == []
     assert out["requested"]["subject"] == "O=Acme Corp,CN=web.internal"
-    assert out["requested"]["names"] == ["dns:web.internal", "email:ops@example.com"]
+    assert out["requested"]["names"] == ["DNS:web.internal", "email:ops@example.com"]
     assert "basicConstraints CA:TRUE, pathlen:3" in out["requested"]["extensions"]
     human = run_certkit("sign-csr", csr, "--server", "--out", "again", cwd=tmp_path, env=ca_env)
     assert "dropped   basicConstraints CA:TRUE" in human.stdout
@@ -336,7 +336,7 @@ def test_usage_errors_and_constraints(tmp_path, ca_env, ca_dir):
         assert_clean_error(both, f"not {two[0]} and {two[1]}", code=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csr", "ca"]
     missing = run_certkit("sign-csr", tmp_path / "nope.csr", "--server", cwd=tmp_path, env=ca_env)
-    assert_clean_error(missing, "does not exist", code=2)
+    assert_clean_error(missing, "nope.csr does not exist.")
     client_extra = run_certkit("sign-csr", csr, "--client", "b.internal", cwd=tmp_path, env=ca_env)
     assert_clean_error(client_extra, "extra names are for server certificates")
     no_cn = tmp_path / "nocn.csr"

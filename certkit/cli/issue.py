@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    ExistingPath,
     OutPath,
     ca_dir_option,
     days_option,
@@ -57,7 +58,7 @@ def issue_options(f):
                      help="Write bundle.p12 with legacy 3DES/SHA-1 encryption for older macOS, Windows "
                           "and Java imports (implies --p12)."),
         click.option("--p12-password-file",
-                     type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+                     type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
                      help="Read the PKCS#12 password from this file (else $CERTKIT_P12_PASSWORD, else a prompt)."),
         ca_dir_option, passphrase_file_option, json_option,
     ]):
@@ -284,7 +285,7 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
 
 
 @click.command("sign-csr")
-@click.argument("csr_file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
+@click.argument("csr_file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True))
 @click.argument("names", nargs=-1)
 @click.option("--server", "kinds", flag_value="server", multiple=True,
               help="Issue a TLS server certificate (serverAuth only).")
@@ -331,7 +332,7 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
       certkit sign-csr alice.csr --client --json
       ssh device cat /etc/device.csr | certkit sign-csr - --client --out ./device
     """
-    from certkit.csr import load_csr
+    from certkit.csr import load_csr, san_text
     from certkit.files import read_limited
     from certkit.issuing import csr_request
     from certkit.text import shown
@@ -343,10 +344,32 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
     source = "the CSR on standard input" if str(csr_file) == "-" else f"the CSR {shown(csr_file)}"
     csr = load_csr(read_limited(csr_file, MAX_CERT_FILE_BYTES, what="CSR"), source=source)
     request = csr_request(csr, kind, extra_names=names, days=days)  # bad names refused before any passphrase
-    requested = {"subject": csr.subject, "names": [f"{k}:{v}" for k, v in csr.san], "extensions": csr.extensions}
+    requested = {"subject": csr.subject, "names": [san_text(k, v) for k, v in csr.san], "extensions": csr.extensions}
     first = request.common_name if kind == "client" else request.identities[0].value  # as issue-server/-client
     issue(request, out, first, fmt, force=force, ca_dir=ca_dir,
           passphrase_file=passphrase_file, as_json=as_json, requested=requested)
+
+
+def _refuse_revoked(cert, ca_dir: Path | None) -> None:
+    """A certificate its CA (the CA directory, when it issued it) revoked is not packed for import: the
+    browser or keystore it goes to would offer a certificate every verifier refuses."""
+    from cryptography import x509
+
+    from certkit.errors import CertkitError
+    from certkit.store import CADirectory, resolve_ca_dir
+    from certkit.vocabulary import moment_text, serial_hex
+
+    try:
+        store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
+        if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject != cert.issuer:
+            return  # not this CA's: nothing it could say
+        row = store.open().inventory.get(serial_hex(cert.serial_number))
+    except (CertkitError, OSError, ValueError):
+        return  # no CA directory to ask (a bundle copied to another machine): exported as it is
+    if row is not None and row["status"] == "revoked":
+        raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
+                           f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "
+                           "Issue a new one (with a new key) instead.")
 
 
 @click.command("export-p12")
@@ -355,10 +378,11 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
               help="Legacy encryption (3DES, SHA-1 MAC) for older macOS, Windows and Java imports.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.p12.")
 @click.option("--password-file", "--p12-password-file", "password_file",
-              type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
               help=f"Read the password from this file (else ${ENV_P12_PASSWORD}, else a prompt).")
+@ca_dir_option
 @json_option
-def export_p12(folder, legacy, force, password_file, as_json):
+def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     """Write FOLDER/bundle.p12 (PKCS#12) from an issued certificate's folder.
 
     Reads cert.pem, privkey.pem and the CA certificates in chain.pem and
@@ -382,6 +406,7 @@ def export_p12(folder, legacy, force, password_file, as_json):
     check_output(folder / P12_FILE, what="PKCS#12 file")
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
+    _refuse_revoked(bundle.cert, ca_dir)
     path = export_folder(folder, read_p12_password(password_file), legacy=legacy, force=force)
     data = {"file": str(path), "friendly_name": common_name(bundle.cert.subject),
             "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
