@@ -386,7 +386,8 @@ def test_command_line_messages_keep_the_command_lines_advice(ca_dir: Path, ca_en
 
 
 @pytest.mark.parametrize("args,usage,error", [
-    (("export-p12", "./x", "--ca-dir", ""), "Usage: certkit export-p12 ", "No such option '--ca-dir'"),
+    (("export-p12", "./x", "--ca-dir", ""), "Usage: certkit export-p12 ", "--ca-dir was given an empty value"),
+    (("export-p12", "./x", "--cadir", ""), "Usage: certkit export-p12 ", "No such option '--cadir'"),
     (("trust", "status", "--nss", "--ca-dir", ""), "Usage: certkit trust status ", "--ca-dir was given an empty value"),
     (("acme", "serve", "--ca-dir", ""), "Usage: certkit acme serve ", "--ca-dir was given an empty value"),
     (("inventory", "migrate", "--ca-dir", ""), "Usage: certkit inventory migrate ", "--ca-dir was given an empty"),

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock, warn, when
+from certkit.cli.common import (
+    ExistingPath,
+    Whole,
+    ca_dir_option,
+    emit,
+    json_option,
+    passphrase_file_option,
+    unlock,
+    warn,
+    when,
+)
 from certkit.vocabulary import iso
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
@@ -88,7 +98,7 @@ def _not_empty(ctx, param, value: str | None) -> str | None:
               help="Validate NAME at ADDRESS instead of asking DNS (repeatable).")
 @click.option("--eab-kid", metavar="KID", callback=_not_empty,
               help="Require External Account Binding with this key identifier.")
-@click.option("--eab-hmac-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--eab-hmac-file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="File (mode 0600) holding the base64url HMAC key of --eab-kid.")
 @click.option("--verbose", is_flag=True, help="Also log every HTTP request.")
 @ca_dir_option

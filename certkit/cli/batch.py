@@ -9,6 +9,7 @@ import click
 
 from certkit.cli.common import (
     EXIT_INTERRUPTED,
+    ExistingPath,
     OutPath,
     Whole,
     ca_dir_option,
@@ -34,7 +35,7 @@ def _default_jobs(total: int) -> int:
 
 
 @click.command("issue-batch")
-@click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
+@click.argument("manifest", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
                                       "write outside it.")

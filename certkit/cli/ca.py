@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    ExistingPath,
     Failed,
     Whole,
     ca_dir_option,
@@ -40,7 +41,7 @@ MIN_PASSPHRASE = 12
 @click.option("--permit-ip", multiple=True, metavar="CIDR", help="Name constraint: only this IP range (repeatable).")
 @click.option("--parent-ca-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Create an intermediate CA signed by the CA in this directory.")
-@click.option("--parent-passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--parent-passphrase-file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Passphrase file for the parent CA's key (else $CERTKIT_PARENT_CA_PASSPHRASE, else a prompt).")
 @click.option("--no-passphrase", is_flag=True, help="Store the CA key unencrypted (not recommended).")
 @click.option("--inventory", "inventory_url", metavar="URL", envvar="CERTKIT_INVENTORY_URL",
@@ -50,9 +51,9 @@ MIN_PASSPHRASE = 12
 @click.option("--key-uri", metavar="URI",
               help="Keep the CA key in a PKCS#11 token (RFC 7512: 'pkcs11:token=LABEL;object=LABEL'): generated "
                    "there, non-extractable, unless the token holds that key already.")
-@click.option("--pkcs11-module", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="PATH",
+@click.option("--pkcs11-module", type=ExistingPath(path_type=Path, dir_okay=False), metavar="PATH",
               help="The PKCS#11 module of the token (else the URI's module-path).")
-@click.option("--pin-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+@click.option("--pin-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Read the token's PIN from this file (else $CERTKIT_PKCS11_PIN, else a prompt).")
 @ca_dir_option
 @passphrase_file_option

@@ -205,7 +205,7 @@ def ca_dir_option(f):
 
 def passphrase_file_option(f):
     return click.option(
-        "--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+        "--passphrase-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
         help=f"Read the CA key passphrase from this file (else ${ENV_PASSPHRASE}, else a prompt); for a key in "
              "a PKCS#11 token, its PIN (else $CERTKIT_PKCS11_PIN).",
     )(f)
@@ -226,6 +226,28 @@ class OutPath(click.Path):
 
 
 _OUT_AS_TYPED = "certkit.out_as_typed"
+
+
+class ExistingPath(click.Path):
+    """A file (or folder) argument that must exist. That it does not is a mistake in the input, not in
+    the command's use: one line and exit status 1 (``Error: nope does not exist.``), as inspect and
+    verify say it, rather than click's usage block and exit status 2."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(exists=True, **kwargs)
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
+            if not os.path.lexists(text):
+                raise click.ClickException(f"{shown(text)} does not exist.") from None
+            if os.path.isdir(text) and not self.dir_okay:
+                raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
+            if not os.path.isdir(text) and not self.file_okay:
+                raise click.ClickException(f"{shown(text)} is not a folder.") from None
+            raise click.ClickException(exc.format_message()) from None
 
 
 def out_as_typed() -> str | None:

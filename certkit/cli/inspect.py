@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Failed, ca_dir_option, emit, json_option
+from certkit.cli.common import ExistingPath, Failed, ca_dir_option, emit, json_option
 
 
 # --- inspect ------------------------------------------------------------------------
@@ -134,16 +134,16 @@ def _finite(ctx, param, value):
 
 @click.command("probe")
 @click.argument("url")
-@click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--ca-file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Verify the server against the CA certificate(s) in this PEM file.")
-@click.option("--ca-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+@click.option("--ca-dir", type=ExistingPath(path_type=Path, file_okay=False),
               help="Verify the server against this certkit CA directory [default, without --ca-file: the "
                    "system trust store; $CERTKIT_CA_DIR is not used, since servers on the internet are probed too].")
-@click.option("--cert", "cert_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--cert", "cert_file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Also try this client certificate (cert.pem or fullchain.pem) ...")
-@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--key", "key_file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="... with this key (privkey.pem, unencrypted).")
-@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False, exists=True),
+@click.option("--bundle", type=ExistingPath(path_type=Path, file_okay=False),
               help="Also try the client certificate in this bundle folder (fullchain.pem and privkey.pem).")
 @click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, callback=_finite,
               help="Seconds to wait for the connection, the handshake and the answer.")
