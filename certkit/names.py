@@ -104,6 +104,10 @@ def _refuse_what_is_not_a_host(text: str) -> None:
         raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
                                      f"person or a mailbox is a client certificate: {fix}."), fix,
                          f"'certkit issue-client NAME --email {_show(text)}'")
+    _refuse_a_network_or_port(text)
+
+
+def _refuse_a_network_or_port(text: str) -> None:
     if "/" in text and (net := _network(text)):  # not a DNS name with a bad label, as it would be read
         raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
                           f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
@@ -478,8 +482,19 @@ def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str]
     cn = parse_common_name(name)
     own = [parse_email(cn)] if looks_like_email(cn) else []
     emails, uris, dns_names = name_list(emails, "emails"), name_list(uris, "uris"), name_list(dns_names, "dns_names")
-    return assemble([*own, *map(parse_email, emails), *map(parse_uri, uris),
-                     *(parse_dns_name(d, allow_wildcard=False) for d in dns_names)])
+    return assemble([*own, *map(parse_email, emails), *map(parse_uri, uris), *map(_client_dns_name, dns_names)])
+
+
+def _client_dns_name(text: str) -> Identity:
+    """A DNS name of a client certificate: the newcomer's URL or host:port refused in the words a
+    server name gets, an email address sent where it belongs."""
+    name = text.strip() if isinstance(text, str) else text
+    if isinstance(name, str) and "@" in name and not (_URI_SCHEME.match(name) and "//" in name):
+        raise cli_worded(InvalidName(f"'{_show(name)}' is an email address, not a DNS name: give it as an email "
+                                     "(emails=[...])."), "emails=[...]", "--email")
+    if isinstance(name, str):
+        _refuse_what_is_not_a_host(name)
+    return parse_dns_name(text, allow_wildcard=False)
 
 
 def safe_folder_name(name: str) -> str:
