@@ -207,9 +207,9 @@ class CADirectory:
     @property
     def inventory_location(self) -> str | Path:
         """``$CERTKIT_INVENTORY_URL``, else the URL in certkit-ca.json, else inventory.sqlite3 here."""
-        from certkit.constants import ENV_INVENTORY_URL
+        from certkit.store_inventory import inventory_from_environment
 
-        return os.environ.get(ENV_INVENTORY_URL) or self.config.get("inventory") or self.path / INVENTORY_FILE
+        return inventory_from_environment() or self.config.get("inventory") or self.path / INVENTORY_FILE
 
     @property
     def inventory(self) -> Inventory:

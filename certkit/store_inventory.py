@@ -186,3 +186,38 @@ def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
                        f"{'no CA' if found is None else 'another CA'} (its CA certificate fingerprint is "
                        f"{found[0][:16] + '...' if found else 'not recorded'}); check the URL in certkit-ca.json "
                        "and $CERTKIT_INVENTORY_URL.")
+
+
+def inventory_from_environment() -> str | None:
+    """``$CERTKIT_INVENTORY_URL``, if set: a PostgreSQL URL, or an SQLite file that exists (its path, or
+    ``sqlite:///PATH``). Anything else is refused naming the variable, not blamed on the CA directory
+    (a typo is not a damaged inventory to restore from a backup)."""
+    import re
+    import stat
+
+    from certkit.constants import ENV_INVENTORY_URL
+    from certkit.db_postgres import shown_url
+
+    url = os.environ.get(ENV_INVENTORY_URL)
+    if url is None or url.startswith(("postgresql://", "postgres://")):
+        return url
+    unset = "or unset it to use the CA directory's own inventory"
+    if not url.strip():
+        raise CertkitError(f"${ENV_INVENTORY_URL} is set but empty (an unset variable?); set it, {unset}.")
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme and path is url:
+        raise CertkitError(f"${ENV_INVENTORY_URL} is a {shown(scheme.group(1))}:// URL; certkit keeps its inventory "
+                           f"in PostgreSQL (postgresql://USER@HOST[:PORT]/DATABASE) or an SQLite file; fix it, "
+                           f"{unset}.")
+    header, why = b"", "which is not an SQLite database"
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):  # never opened otherwise: a FIFO would block
+            with open(path, "rb") as f:
+                header = f.read(16)
+    except OSError as exc:
+        why = f"which cannot be read ({exc.strerror})"
+    if header != b"SQLite format 3\x00":
+        raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
+                           f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
+    return url
