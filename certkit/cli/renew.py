@@ -267,10 +267,13 @@ def _p12_password_if_any(path: Path | None) -> bytes | None:
     fresh bundle.p12 instead of removing the stale one. Never prompts."""
     import os
 
-    from certkit.cli.common import read_secret_file
+    from certkit.cli.common import read_secret, read_secret_file
     from certkit.constants import ENV_P12_PASSWORD
     from certkit.pkcs12 import check_password
 
     if path is not None:
         return check_password(read_secret_file(path, new=True))
-    return check_password(os.fsencode(os.environ[ENV_P12_PASSWORD])) if os.environ.get(ENV_P12_PASSWORD) else None
+    if ENV_P12_PASSWORD not in os.environ:
+        return None
+    # the rules of a new password, as issue-* and export-p12 read it: set but empty, several lines, blank
+    return check_password(read_secret(None, ENV_P12_PASSWORD, "", confirm=True))
