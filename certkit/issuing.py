@@ -75,7 +75,7 @@ def server_request(names: Iterable[str], *, kind: str = "server", key_type: str 
                    days: int | None = None, key=None, not_before: dt.datetime | None = None) -> Request:
     """A server (or ``kind="peer"``) certificate for DNS names and IP addresses; the subject CN is
     the first DNS name (else the first address)."""
-    identities = _names.parse_hosts(names)
+    identities = _names.parse_hosts(names, kind)
     _check_key(key, key_type)
     return Request(kind, tuple(identities), server_cn(identities), key_type, days, key=key, not_before=not_before)
 

@@ -246,9 +246,10 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
     if not live:
         return None
     if len(live) > 1:
-        listed = "; ".join(f"{r['serial']}" + (f" in {r['folder']}" if r.get("folder") else "") for r in live[:5])
+        listed = "; ".join(f"{r['serial']} ({r['kind']})" + (f" in {r['folder']}" if r.get("folder") else "")
+                           for r in live[:5]) + (f"; and {len(live) - 5} more" if len(live) > 5 else "")
         raise UnknownCertificate(f"'{shown(name)}' names {len(live)} current certificates ({shown(listed)}); "
-                                 "give a serial or a bundle folder instead.")
+                                 f"give a serial or a bundle folder instead (certkit list --name '{shown(name)}').")
     return _found(inventory, live[0])
 
 
@@ -383,16 +384,23 @@ def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:
 
 def _loose_key_note(key_path: Path) -> list[str]:
     """A kept private key that others can read (certkit writes 0600; someone changed it) goes on into
-    the renewed bundle as it is: say so, and how to close it."""
+    the renewed bundle as it is: say so, and how to close it. One encrypted since (certkit cannot
+    check that it is cert.pem's key): say that too."""
     import stat
+
+    from certkit.keys import is_encrypted
 
     try:
         mode = stat.S_IMODE(key_path.stat().st_mode)
+        encrypted = is_encrypted(key_path.read_bytes()[:MAX_CERT_FILE_BYTES])
     except OSError:
         return []
+    notes = [f"{shown(key_path)} is encrypted, so certkit could not check that it is the key of cert.pem (the renewed "
+             f"certificate certifies cert.pem's key); compare: openssl pkey -in {shown(key_path)} -pubout"] \
+        if encrypted else []
     if not mode & 0o077:
-        return []
-    return [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed certificate "
+        return notes
+    return notes + [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed certificate "
             f"keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have been read)"]
 
 
