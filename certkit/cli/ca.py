@@ -83,6 +83,9 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     from certkit.store import CADirectory
 
     _check_subject(common_name, org, org_unit, country)
+    if parent_passphrase_file is not None and parent_ca_dir is None:  # else a root, not the intermediate meant
+        raise click.UsageError("--parent-passphrase-file goes with --parent-ca-dir (the CA that signs this one); "
+                               "without it init-ca makes a root CA.")
     from certkit.constraints import parse_permitted
 
     parse_permitted(permit_dns, permit_ip)  # refused before any warning, passphrase or key
