@@ -168,7 +168,6 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    from certkit.keys import key_type_of
 
     now = now or dt.datetime.now(dt.UTC)
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -206,7 +205,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "status": status,
         "validity": validity_text,
         "days_left": (not_after - now).days if status != "expired" else -days,
-        "key_type": key_type_of(cert.public_key()),
+        "key_type": _key_type(cert),
         "subject_alt_names": sans,
         "key_usage": _key_usage(ku.value) if ku else None,
         "extended_key_usage": eku_list,
@@ -225,7 +224,6 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     from cryptography import x509
 
     from certkit.csr import weak_signature
-    from certkit.keys import key_type_of
 
     san = _ext(csr, x509.SubjectAlternativeName)
     eku = _ext(csr, x509.ExtendedKeyUsage)
@@ -233,7 +231,7 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     return {
         "type": "csr",
         "subject": csr.subject.rfc4514_string(),
-        "key_type": key_type_of(csr.public_key()),
+        "key_type": _key_type(csr),
         # A CSR signed with MD5 or SHA-1 is not checked at all (cryptography refuses to): it is
         # not accepted, but not known to be altered either.
         "signature_valid": False if weak else csr.is_signature_valid,
@@ -335,3 +333,16 @@ def render(report: dict) -> str:
 
 def _names_text(sans: list[dict]) -> str:
     return ", ".join(f"{e['type']}:{_shown(e)}" for e in sans) or "(none)"
+
+
+def _key_type(signed) -> str:
+    """The key type of a certificate's or CSR's public key, an RSA-PSS key (id-RSASSA-PSS, which
+    cryptography reads as RSA) told apart: certkit certifies rsaEncryption keys only."""
+    from cryptography.x509.oid import PublicKeyAlgorithmOID
+
+    from certkit.keys import key_type_of
+
+    named = key_type_of(signed.public_key())
+    if getattr(signed, "public_key_algorithm_oid", None) == PublicKeyAlgorithmOID.RSASSA_PSS:
+        return named.replace("rsa-", "rsa-pss-", 1)
+    return named

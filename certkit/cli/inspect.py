@@ -89,14 +89,13 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
              f"  trusted   {shown(trust)}"]
     if verdict.valid:
         lines.append(f"  chain     {' -> '.join(shown(c) for c in verdict.chain)}")
-    if verdict.peer:
+    lines += [f"  reason    {shown(r)}" for r in verdict.reasons]
+    if verdict.verifier_error:
+        lines.append(f"  verifier  {shown(verdict.verifier_error)}")
+    if verdict.peer:  # added to the reasons, never in their place; the other side only once this one holds
         other = "client" if purpose == "server" else "server"
-        lines.append(f"  peer      it carries serverAuth and clientAuth, so it is meant for either side: "
-                     f"check it as a TLS {other} certificate with --purpose {other}")
-    else:
-        lines += [f"  reason    {shown(r)}" for r in verdict.reasons]
-        if verdict.verifier_error:
-            lines.append(f"  verifier  {shown(verdict.verifier_error)}")
+        lines.append("  peer      it carries serverAuth and clientAuth, so it is meant for either side" +
+                     (f": check it as a TLS {other} certificate with --purpose {other}" if verdict.valid else ""))
     lines += [f"  note      {shown(note)}" for note in verdict.notes]
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
