@@ -31,8 +31,6 @@ _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 MAX_ATTRIBUTE_BYTES = 64
 MAX_COMMON_NAME = MAX_ATTRIBUTE_BYTES  # the name certkit.ca knows it by
 # RFC 3986 section 2: the characters a URI may hold ('%' only to start a percent-encoding).
-_URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # The SPIFFE ID limit (SPIFFE-ID spec 2.3: 2048 bytes), for every URI: no identity needs more.
 MAX_URI = 2048
 # The most identities (subjectAltName entries) one certificate may carry. Public CAs allow 100 (Let's
@@ -139,6 +137,7 @@ def _try_ip(text: str) -> Identity | None:
     except ValueError:
         pass
     else:
+        _refuse_no_peers_address(text, addr)
         return Identity("ip", str(addr))
     if ":" in text:
         raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address.")
@@ -147,6 +146,19 @@ def _try_ip(text: str) -> Identity | None:
         # A name ending in a numeric label is meant as an IPv4 address (RFC 1123 2.1).
         raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {_ipv4_reason(labels)}.")
     return None
+
+
+def _refuse_no_peers_address(text: str, addr) -> None:
+    """Refuse an address no TLS client connects to: unspecified (0.0.0.0, ::: what a server listens on
+    to mean every address), broadcast, multicast."""
+    if addr.is_unspecified:
+        raise InvalidName(f"'{_show(text)}' is the unspecified address: a server listens on it to mean every "
+                          "address, but no client connects to it; name the addresses clients use (127.0.0.1, the "
+                          "host's own address, its DNS name).")
+    if addr.is_multicast or (addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255")):
+        kind = "a multicast" if addr.is_multicast else "the broadcast"
+        raise InvalidName(f"'{_show(text)}' is {kind} address, which no TLS connection goes to; name the "
+                          "host's own address.")
 
 
 def _ipv4_reason(parts: list[str]) -> str:
@@ -290,83 +302,10 @@ def parse_email(text: str) -> Identity:
 
 
 def parse_uri(text: str) -> Identity:
-    """Parse a URI for a uniformResourceIdentifier entry: absolute, ASCII, RFC 3986's syntax, and
-    with an authority, a host that is a DNS name or an IP address (RFC 5280 4.2.1.6)."""
-    text = text.strip()
-    if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
-                          "(percent-encode other characters).")
-    if len(text) > MAX_URI:
-        raise InvalidName(f"'{_show(text[:40])}...' is not a valid URI: it is {len(text)} characters long, "
-                          f"the limit is {MAX_URI}.")
-    if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
-                          "spiffe://example.org/service or urn:example:device:42.")
-    _check_uri_syntax(text)
-    if text.lower().startswith("spiffe:"):
-        _check_spiffe(text)
-    return Identity("uri", text)
+    """Parse a URI SAN (RFC 3986; SPIFFE IDs checked as such): see :mod:`certkit.names_uri`."""
+    from certkit.names_uri import parse_uri as parse
 
-
-def _check_uri_syntax(text: str) -> None:
-    """RFC 3986's syntax, as far as it decides what a certificate may carry: characters,
-    percent-encodings, one fragment, brackets only around an IPv6 host, a port, a host."""
-    from urllib.parse import urlsplit
-
-    bad = next((ch for ch in text if ch not in _URI_CHARACTERS), None)
-    if bad is not None:
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: {bad!r} may not appear in one; percent-encode it "
-                          f"(%{ord(bad):02X}).")
-    if _BAD_PERCENT.search(text):
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: '%' must start a percent-encoding, as in %20.")
-    if text.count("#") > 1:
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: it has more than one '#'.")
-    try:
-        parts = urlsplit(text)
-    except ValueError:  # an unclosed or invalid [IPv6 address]
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: '[' and ']' must enclose an IPv6 address "
-                          "in the host.") from None
-    if any(ch in part for ch in "[]" for part in (parts.path, parts.query, parts.fragment)):
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: '[' and ']' may only enclose an IPv6 address "
-                          "in the host.")
-    try:
-        _ = parts.port  # a number from 0 to 65535, or none
-    except ValueError:
-        port = parts.netloc.rpartition(":")[2]
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: its port '{_show(port)}' is not a number from 0 "
-                          "to 65535.") from None
-    if "@" in parts.netloc:  # user information: OpenSSL's name constraints read such a host otherwise
-        raise InvalidName(f"'{_show(text)}' is not a valid URI for a certificate: leave out its 'user@' part.")
-    if text[len(parts.scheme) + 1:].startswith("//") and parts.scheme.lower() != "spiffe":
-        _check_uri_host(text, parts.netloc)
-
-
-def _check_uri_host(text: str, hostport: str) -> None:
-    """An authority's host: RFC 5280 asks for a fully qualified domain name or an IP address."""
-    if hostport.startswith("["):
-        host, _, after = hostport[1:].partition("]")
-        if after[:1] not in ("", ":"):
-            raise InvalidName(f"'{_show(text)}' is not a valid URI: only ':port' may follow its [IPv6 address].")
-    else:
-        host = hostport.rpartition(":")[0] if ":" in hostport else hostport
-    if not host:
-        raise InvalidName(f"'{_show(text)}' is not a valid URI for a certificate: it has an authority ('//') "
-                          "but no host.")
-    try:
-        if _try_ip(host) is None:
-            if hostport.startswith("["):
-                raise InvalidName(f"'{_show(host)}' is not an IPv6 address.")
-            parse_dns_name(host, allow_wildcard=False)
-    except InvalidName as exc:
-        raise InvalidName(f"'{_show(text)}' is not a valid URI: its host {exc}") from None
-
-
-def _check_spiffe(text: str) -> None:
-    # SPIFFE ID rules (SPIFFE-ID spec section 2): lowercase trust domain, a path, no query.
-    match = re.fullmatch(r"spiffe://([a-z0-9._-]+)(/[A-Za-z0-9._/-]*)?", text)
-    if not match or "//" in (match.group(2) or "") or (match.group(2) or "").endswith("/"):
-        raise InvalidName(f"'{_show(text)}' is not a valid SPIFFE ID: it must look like "
-                          "spiffe://trust-domain/path with a lowercase trust domain and no query.")
+    return parse(text)
 
 
 def parse_common_name(text: str) -> str:
@@ -465,11 +404,11 @@ def name_list(names, what: str = "names") -> list[str]:
 _IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
-def parse_hosts(names: Iterable[str]) -> list[Identity]:
-    """Parse the names of a server certificate (see :func:`name_list`), in order, without duplicates."""
+def parse_hosts(names: Iterable[str], kind: str = "server") -> list[Identity]:
+    """Parse the names of a server (or peer) certificate (see :func:`name_list`), in order, without duplicates."""
     parsed = assemble(parse_host(name) for name in name_list(names))
     if not parsed:
-        raise InvalidName("A server certificate needs at least one DNS name or IP address.")
+        raise InvalidName(f"A {kind} certificate needs at least one DNS name or IP address.")
     return parsed
 
 

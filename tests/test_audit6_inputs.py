@@ -1,0 +1,170 @@
+"""Audit round six, bad inputs and peers (reports badinput6, peers6), each as a class:
+
+1. $CERTKIT_INVENTORY_URL that names no inventory is refused naming the variable, never "restore it from a
+   backup"; what it may name (a PostgreSQL URL, an SQLite inventory, sqlite:///) still works;
+2. renew reads $CERTKIT_P12_PASSWORD by the rules of a new password (set but empty, several lines, blank);
+3. renew keeping an encrypted privkey.pem says it could not check it;
+5. a CRL that cannot be written takes no CRL number;
+6. --parent-passphrase-file without --parent-ca-dir is refused (it made a root);
+8. inspect tells an RSA-PSS key from an RSA one;
+9. addresses no client connects to (unspecified, broadcast, multicast) are refused as names;
+peers6 #1: verify of a peer certificate keeps its reasons; #4: renew NAME lists every match, with its kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, openssl, run_certkit
+
+
+# --- 1. $CERTKIT_INVENTORY_URL ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,fragment", [
+    ("", "$CERTKIT_INVENTORY_URL is set but empty"), ("  ", "$CERTKIT_INVENTORY_URL is set but empty"),
+    ("garbage", "names garbage, which cannot be read (No such file or directory)"),
+    ("mysql://u@h/db", "$CERTKIT_INVENTORY_URL is a mysql:// URL"),
+    ("ca/ca.pem", "names ca/ca.pem, which is not an SQLite database"),
+    ("/dev/null", "names /dev/null, which is not an SQLite database"),
+    ("fifo", "names fifo, which is not an SQLite database"),
+    ("dbname=ca password=s3cr3tpw", "names dbname=ca password=***"),
+])
+@pytest.mark.parametrize("command", [["list"], ["issue-client", "x"], ["crl"], ["revoke", "00112233445566778899"]])
+def test_an_inventory_url_that_names_no_inventory_is_refused_by_name(ca_dir, ca_env, tmp_path, value, fragment,
+                                                                     command):
+    """badinput6 #1: a typo was reported as "the CA directory is incomplete", or "damaged ... restore it
+    from a backup", and the variable was never named."""
+    os.mkfifo(tmp_path / "fifo")
+    before = (ca_dir / "inventory.sqlite3").read_bytes()
+    proc = run_certkit(*command, env=ca_env | {"CERTKIT_INVENTORY_URL": value}, cwd=tmp_path)
+    assert_clean_error(proc, fragment)
+    assert "backup" not in proc.stderr and "s3cr3tpw" not in proc.stderr
+    assert (ca_dir / "inventory.sqlite3").read_bytes() == before and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("form", ["path", "sqlite-url"])
+def test_an_inventory_url_naming_an_sqlite_inventory_still_works(ca_dir, ca_env, tmp_path, form):
+    shared = tmp_path / "shared.sqlite3"
+    shared.write_bytes((ca_dir / "inventory.sqlite3").read_bytes())
+    env = ca_env | {"CERTKIT_INVENTORY_URL": str(shared) if form == "path" else f"sqlite:///{shared}"}
+    run_certkit("issue-server", "shared.test", "--out", tmp_path / "s", env=env, check=True)
+    with sqlite3.connect(shared) as db:
+        assert db.execute("SELECT count(*) FROM certificates").fetchone()[0] == 1
+    assert json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"] == []
+
+
+# --- 2. renew and $CERTKIT_P12_PASSWORD -------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,fragment", [("", "is set but empty"), ("line1\nline2", "several lines"),
+                                            ("   ", "white space only"), ("pw\r", "several lines")])
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+def test_renew_reads_the_p12_password_as_a_new_one(ca_dir, ca_env, tmp_path, value, fragment, bulk):
+    """badinput6 #2: an empty value removed bundle.p12 (exit 0); a two-line or blank one became its password."""
+    good = ca_env | {"CERTKIT_P12_PASSWORD": "good-p12-password"}
+    run_certkit("issue-server", "b.test", "--out", tmp_path / "b", "--p12", env=good, check=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
+    args = ["--all"] if bulk else [tmp_path / "b"]
+    proc = run_certkit("renew", *args, env=ca_env | {"CERTKIT_P12_PASSWORD": value})
+    assert_clean_error(proc, f"$CERTKIT_P12_PASSWORD {'is set but empty' if not value else 'holds a secret of'}")
+    assert fragment in proc.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
+    run_certkit("renew", *args, env=good, check=True)
+    openssl("pkcs12", "-in", tmp_path / "b" / "bundle.p12", "-nokeys", "-passin", "pass:good-p12-password")
+
+
+# --- 3. an encrypted key kept ------------------------------------------------------------------------------------------
+def test_renew_says_it_could_not_check_an_encrypted_key(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-server", "d.test", "--out", tmp_path / "d", env=ca_env, check=True)
+    key = tmp_path / "d" / "privkey.pem"
+    openssl("genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256", "-pass", "pass:secretpw",
+            "-out", key)
+    key.chmod(0o600)
+    proc = run_certkit("renew", tmp_path / "d", env=ca_env, check=True)
+    assert "privkey.pem is encrypted, so certkit could not check that it is the key of cert.pem" in proc.stdout
+
+
+# --- 5. a CRL that cannot be written ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["/proc/crl.pem", "/sys/crl.pem"])
+def test_a_crl_that_cannot_be_written_takes_no_number(ca_dir, ca_env, tmp_path, where):
+    proc = run_certkit("crl", "--out", where, env=ca_env)
+    assert_clean_error(proc, f"Cannot write the CRL to {where}")
+    run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env, check=True)
+    text = openssl("crl", "-in", tmp_path / "crl.pem", "-noout", "-crlnumber").stdout
+    assert (text.decode() if isinstance(text, bytes) else text).strip() == "crlNumber=0x01"
+    assert not [p for p in tmp_path.iterdir() if "probe" in p.name]
+
+
+# --- 6. --parent-passphrase-file alone ------------------------------------------------------------------------------------
+def test_parent_passphrase_file_without_a_parent_is_refused(ca_env, tmp_path):
+    secret = tmp_path / "pp"
+    secret.write_text("parent passphrase\n")
+    secret.chmod(0o600)
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--no-passphrase", "--parent-passphrase-file",
+                       secret, env=ca_env)
+    assert_clean_error(proc, "--parent-passphrase-file goes with --parent-ca-dir", code=2)
+    assert not (tmp_path / "issuing").exists()
+
+
+# --- 8. RSA-PSS ------------------------------------------------------------------------------------------------------------
+def test_inspect_tells_an_rsa_pss_key_apart(tmp_path, ca_env):
+    key = tmp_path / "pss.key"
+    openssl("genpkey", "-algorithm", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=pss.test", "-out", tmp_path / "pss.csr")
+    openssl("req", "-x509", "-key", key, "-subj", "/CN=pss.test", "-days", "3", "-out", tmp_path / "pss.pem")
+    for file in ("pss.csr", "pss.pem"):
+        data = json.loads(run_certkit("inspect", tmp_path / file, "--json", env=ca_env, check=True).stdout)
+        assert json.dumps(data).count('"rsa-pss-2048"') >= 1 and '"rsa-2048"' not in json.dumps(data)
+    assert_clean_error(run_certkit("sign-csr", tmp_path / "pss.csr", "--server", env=ca_env), "RSA-PSS")
+
+
+# --- 9. addresses no client connects to -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("address,fragment", [("0.0.0.0", "is the unspecified address"), ("::", "unspecified"),
+                                              ("255.255.255.255", "is the broadcast address"),
+                                              ("224.0.0.1", "is a multicast address"), ("ff02::1", "multicast")])
+@pytest.mark.parametrize("command", ["issue-server", "issue-peer", "sign-csr"])
+def test_addresses_no_client_connects_to_are_refused(ca_dir, ca_env, tmp_path, address, fragment, command):
+    if command == "sign-csr":
+        csr = tmp_path / "r.csr"
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", tmp_path / "k.pem", "-subj", "/CN=host.test", "-addext",
+                        f"subjectAltName=DNS:host.test,IP:{address}", "-out", csr], check=True, capture_output=True)
+        proc = run_certkit("sign-csr", csr, "--server", "--out", tmp_path / "o", env=ca_env)
+        if proc.returncode == 0:  # dropped, and said so, is as good as refused
+            data = run_certkit("inspect", tmp_path / "o" / "cert.pem", "--json", env=ca_env, check=True).stdout
+            assert address not in data.replace("host.test", "")
+            return
+    else:
+        proc = run_certkit(command, address, "--out", tmp_path / "o", env=ca_env)
+    assert_clean_error(proc, fragment)
+    assert not (tmp_path / "o").exists()
+
+
+# --- peers6 #1: verify keeps a peer's reasons ------------------------------------------------------------------------------
+def test_verify_of_a_peer_keeps_its_reasons(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-peer", "node-1.internal", "10.0.0.1", "--out", tmp_path / "peer", env=ca_env, check=True)
+    proc = run_certkit("verify", tmp_path / "peer" / "cert.pem", "--purpose", "server", "--name", "node-2.internal",
+                       env=ca_env)
+    assert proc.returncode == 1
+    assert "  reason    not valid for name node-2.internal: it names node-1.internal, 10.0.0.1" in proc.stdout
+    assert "peer      it carries serverAuth and clientAuth, so it is meant for either side\n" in proc.stdout
+    assert "--purpose client" not in proc.stdout  # the other side fails the same way: not sent there
+    run_certkit("revoke", tmp_path / "peer", "--reason", "keyCompromise", env=ca_env, check=True)
+    proc = run_certkit("verify", tmp_path / "peer" / "cert.pem", "--purpose", "client", env=ca_env)
+    assert proc.returncode == 1 and "  reason    revoked on " in proc.stdout, proc.stdout
+
+
+# --- peers6 #4: renew NAME with many matches ----------------------------------------------------------------------------------
+def test_renew_by_a_name_many_share_lists_them_all_with_their_kinds(ca_dir, ca_env, tmp_path):
+    for n in (1, 2, 3):
+        for command in ("issue-peer", "issue-server"):
+            run_certkit(command, f"etcd-{n}.internal", "127.0.0.1", "--out", tmp_path / f"etcd-{n}-{command}",
+                        env=ca_env, check=True)
+    proc = run_certkit("renew", "127.0.0.1", env=ca_env)
+    assert_clean_error(proc, "'127.0.0.1' names 6 current certificates")
+    assert "; and 1 more)" in proc.stderr and "(peer) in " in proc.stderr and "(server) in " in proc.stderr
+    assert "certkit list --name '127.0.0.1'" in proc.stderr
+    assert Path(tmp_path / "etcd-1-issue-peer").is_dir()
