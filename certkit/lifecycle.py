@@ -400,8 +400,9 @@ def _loose_key_note(key_path: Path) -> list[str]:
         if encrypted else []
     if not mode & 0o077:
         return notes
-    return notes + [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed certificate "
-            f"keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have been read)"]
+    return notes + [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed "
+                    f"certificate keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have "
+                    "been read)"]
 
 
 def _replaced(rekey: bool) -> tuple[str, ...]:

@@ -252,7 +252,8 @@ def _try_creating_beside(path: Path) -> None:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
     except OSError as exc:
-        raise CertkitError(f"Cannot write the CRL to {shown(path)}: {exc.strerror} (in {shown(path.parent)}).") from None
+        raise CertkitError(f"Cannot write the CRL to {shown(path)}: {exc.strerror} (in {shown(path.parent)}).") \
+            from None
 
 
 def check_published(path: Path, ca: "CA") -> tuple[int, list[tuple[str, dt.datetime, str]]]:

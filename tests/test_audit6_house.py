@@ -70,7 +70,7 @@ def test_renew_json_says_old_and_new_serials_and_san_entries_in_both_modes(ca_di
     assert by_name[("bob",)]["old_serial"] == single["new_serial"]
 
 
-# --- 4. moments in error lines ----------------------------------------------------------------------------------------
+# --- 4. moments in error lines --------------------------------------------------------------------------------------
 def test_error_lines_say_moments_as_people_read_them(ca_dir, ca_env, tmp_path):
     run_certkit("issue-client", "rita", "--out", tmp_path / "rita", env=ca_env, check=True)
     said = run_certkit("revoke", tmp_path / "rita", "--reason", "keyCompromise", env=ca_env, check=True).stdout
@@ -101,12 +101,14 @@ def test_sign_csr_json_names_what_was_asked_as_it_names_what_was_granted(ca_dir,
     assert dropped == {"email:carol@example.com", "URI:spiffe://ex.org/carol", "DirName:O=Org,CN=dirx"}
 
 
-# --- 6. a file that does not exist -----------------------------------------------------------------------------------
+# --- 6. a file that does not exist ----------------------------------------------------------------------------------
 MISSING = [
     ("inspect", "{m}"), ("verify", "{m}", "--purpose", "server"), ("sign-csr", "{m}", "--server"),
     ("issue-batch", "{m}"), ("probe", "https://127.0.0.1:1/", "--ca-file", "{m}"), ("serve", "--client-ca", "{m}"),
     ("issue-server", "a.test", "--passphrase-file", "{m}"), ("renew", "--all", "--p12-password-file", "{m}"),
-    ("probe", "https://127.0.0.1:1/", "--cert", "{m}", "--key", "{m}"), ("probe", "https://127.0.0.1:1/", "--bundle", "{m}"), ("export-p12", "{d}", "--password-file", "{m}"),
+    ("probe", "https://127.0.0.1:1/", "--cert", "{m}", "--key", "{m}"),
+    ("probe", "https://127.0.0.1:1/", "--bundle", "{m}"),
+    ("export-p12", "{d}", "--password-file", "{m}"),
     ("init-ca", "--name", "X", "--ca-dir", "{d}/new", "--pin-file", "{m}"),
 ]
 
@@ -128,7 +130,7 @@ def test_a_missing_file_is_one_line_and_exit_1_everywhere(ca_dir, ca_env, tmp_pa
         assert "Usage:" not in proc.stderr
 
 
-# --- 8. newcomer advice for a client's --dns -------------------------------------------------------------------------
+# --- 8. newcomer advice for a client's --dns ------------------------------------------------------------------------
 @pytest.mark.parametrize("value,advice", [
     ("localhost:8443", "has a port (:8443); a certificate names the host alone ('localhost')"),
     ("https://www.example.com/", "is a URL; a certificate names the host alone (the host is 'www.example.com')"),
@@ -145,7 +147,7 @@ def test_a_clients_dns_names_get_the_newcomer_advice(ca_dir, ca_env, tmp_path, v
     assert not (tmp_path / "al").exists() and not (tmp_path / "b").exists()
 
 
-# --- 11. export-p12 of a revoked certificate ---------------------------------------------------------------------------
+# --- 11. export-p12 of a revoked certificate ------------------------------------------------------------------------
 @pytest.mark.parametrize("reason", ["keyCompromise", "superseded"])
 def test_export_p12_refuses_a_revoked_certificate(ca_dir, ca_env, tmp_path, reason):
     env = ca_env | {"CERTKIT_P12_PASSWORD": "p12-password-long"}

@@ -58,7 +58,7 @@ def test_an_inventory_url_naming_an_sqlite_inventory_still_works(ca_dir, ca_env,
     assert json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"] == []
 
 
-# --- 2. renew and $CERTKIT_P12_PASSWORD -------------------------------------------------------------------------------
+# --- 2. renew and $CERTKIT_P12_PASSWORD -----------------------------------------------------------------------------
 @pytest.mark.parametrize("value,fragment", [("", "is set but empty"), ("line1\nline2", "several lines"),
                                             ("   ", "white space only"), ("pw\r", "several lines")])
 @pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
@@ -76,7 +76,7 @@ def test_renew_reads_the_p12_password_as_a_new_one(ca_dir, ca_env, tmp_path, val
     openssl("pkcs12", "-in", tmp_path / "b" / "bundle.p12", "-nokeys", "-passin", "pass:good-p12-password")
 
 
-# --- 3. an encrypted key kept ------------------------------------------------------------------------------------------
+# --- 3. an encrypted key kept ---------------------------------------------------------------------------------------
 def test_renew_says_it_could_not_check_an_encrypted_key(ca_dir, ca_env, tmp_path):
     run_certkit("issue-server", "d.test", "--out", tmp_path / "d", env=ca_env, check=True)
     key = tmp_path / "d" / "privkey.pem"
@@ -87,7 +87,7 @@ def test_renew_says_it_could_not_check_an_encrypted_key(ca_dir, ca_env, tmp_path
     assert "privkey.pem is encrypted, so certkit could not check that it is the key of cert.pem" in proc.stdout
 
 
-# --- 5. a CRL that cannot be written ------------------------------------------------------------------------------------
+# --- 5. a CRL that cannot be written --------------------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["/proc/crl.pem", "/sys/crl.pem"])
 def test_a_crl_that_cannot_be_written_takes_no_number(ca_dir, ca_env, tmp_path, where):
     proc = run_certkit("crl", "--out", where, env=ca_env)
@@ -98,7 +98,7 @@ def test_a_crl_that_cannot_be_written_takes_no_number(ca_dir, ca_env, tmp_path, 
     assert not [p for p in tmp_path.iterdir() if "probe" in p.name]
 
 
-# --- 6. --parent-passphrase-file alone ------------------------------------------------------------------------------------
+# --- 6. --parent-passphrase-file alone ------------------------------------------------------------------------------
 def test_parent_passphrase_file_without_a_parent_is_refused(ca_env, tmp_path):
     secret = tmp_path / "pp"
     secret.write_text("parent passphrase\n")
@@ -109,7 +109,7 @@ def test_parent_passphrase_file_without_a_parent_is_refused(ca_env, tmp_path):
     assert not (tmp_path / "issuing").exists()
 
 
-# --- 8. RSA-PSS ------------------------------------------------------------------------------------------------------------
+# --- 8. RSA-PSS -----------------------------------------------------------------------------------------------------
 def test_inspect_tells_an_rsa_pss_key_apart(tmp_path, ca_env):
     key = tmp_path / "pss.key"
     openssl("genpkey", "-algorithm", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key)
@@ -121,7 +121,7 @@ def test_inspect_tells_an_rsa_pss_key_apart(tmp_path, ca_env):
     assert_clean_error(run_certkit("sign-csr", tmp_path / "pss.csr", "--server", env=ca_env), "RSA-PSS")
 
 
-# --- 9. addresses no client connects to -----------------------------------------------------------------------------------
+# --- 9. addresses no client connects to -----------------------------------------------------------------------------
 @pytest.mark.parametrize("address,fragment", [("0.0.0.0", "is the unspecified address"), ("::", "unspecified"),
                                               ("255.255.255.255", "is the broadcast address"),
                                               ("224.0.0.1", "is a multicast address"), ("ff02::1", "multicast")])
@@ -143,7 +143,7 @@ def test_addresses_no_client_connects_to_are_refused(ca_dir, ca_env, tmp_path, a
     assert not (tmp_path / "o").exists()
 
 
-# --- peers6 #1: verify keeps a peer's reasons ------------------------------------------------------------------------------
+# --- peers6 #1: verify keeps a peer's reasons -----------------------------------------------------------------------
 def test_verify_of_a_peer_keeps_its_reasons(ca_dir, ca_env, tmp_path):
     run_certkit("issue-peer", "node-1.internal", "10.0.0.1", "--out", tmp_path / "peer", env=ca_env, check=True)
     proc = run_certkit("verify", tmp_path / "peer" / "cert.pem", "--purpose", "server", "--name", "node-2.internal",
@@ -157,7 +157,7 @@ def test_verify_of_a_peer_keeps_its_reasons(ca_dir, ca_env, tmp_path):
     assert proc.returncode == 1 and "  reason    revoked on " in proc.stdout, proc.stdout
 
 
-# --- peers6 #4: renew NAME with many matches ----------------------------------------------------------------------------------
+# --- peers6 #4: renew NAME with many matches ------------------------------------------------------------------------
 def test_renew_by_a_name_many_share_lists_them_all_with_their_kinds(ca_dir, ca_env, tmp_path):
     for n in (1, 2, 3):
         for command in ("issue-peer", "issue-server"):
