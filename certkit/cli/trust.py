@@ -7,7 +7,6 @@ every command module.
 
 from __future__ import annotations
 
-import datetime as dt
 import shlex
 import sys
 from pathlib import Path
@@ -96,7 +95,8 @@ def _load_anchor(ca_dir: Path | None, *, required: bool = True):
 
 
 def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[str], *, writing: bool):
-    """The stores to act on; for a store asked for by name that cannot be used, an error before any change."""
+    """The stores to act on; for a store asked for by name (``explicit``) that cannot be changed, an error before
+    any change (``writing``). Under sudo, the browser databases only when asked for by name, whatever the action."""
     import os
 
     from certkit.trust import find_stores
@@ -111,7 +111,7 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
             blocked.append(store.skipped("sudo", f"running under sudo: not {sudo_user}'s own browsers; run "
                                          f"'certkit trust {action} --nss' as {sudo_user}, without sudo"))
             continue
-        reason = store.blocked(removing=action == "uninstall") if writing else None
+        reason = store.blocked(anchor, removing=action == "uninstall") if writing else None
         if reason is None:
             usable.append(store)
         else:
@@ -121,7 +121,7 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
         if result.needs_root:
             java_home = os.environ.get("JAVA_HOME") if result.kind == "java" else None
             result.reason = f"{result.reason}; run: {_as_root(action, [result.kind], anchor, extra, java_home)}"
-    if explicit:
+    if explicit and writing:
         for kind in kinds:
             if not any(s.kind == kind for s in usable):
                 reasons = [r.reason for r in blocked if r.kind == kind] or [f"no {kind} store was found"]
@@ -153,8 +153,10 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             "stores": [r.to_dict() for r in results], "warnings": warnings, "notes": notes}
     lines = []
     if anchor is not None:
+        own = anchor.intermediate_cert
         lines.append(f"CA \"{shown(anchor.common_name)}\" ({anchor.name}), expires {when(anchor.not_after)}"
-                     + (f", root of the intermediate \"{shown(anchor.intermediate)}\"" if anchor.intermediate else ""))
+                     + (f", root of the intermediate \"{shown(anchor.intermediate)}\" (expires "
+                        f"{when(own.not_valid_after_utc)})" if own is not None else ""))
         lines.append(f"  may sign: {anchor.scope()}")
     lines += notes
     width = max([len(r.outcome) for r in results] + [7])
@@ -175,10 +177,15 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             also = "also " if state.current is not None else ""  # without certkit's copy, the only one
             for name in state.elsewhere:
                 lines.append(f"{pad}this CA is {also}trusted as {shown(name)} (not certkit's copy)")
+            for name in state.intermediate:
+                lines.append(f"{pad}{also}trusted as {shown(name)} (added by hand: the intermediate "
+                             f"\"{shown(anchor.intermediate)}\" itself, not the root certkit installs)")
             for entry in state.older:
                 via = f", through {entry.via}" if entry.via else ""
                 what = "another certkit CA also trusted" if anchor is not None else "certkit CA trusted"
                 lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via})")
+        for alias in r.aliases:
+            lines.append(f"{pad}also {shown(alias)} (the same database)")
         for note in r.notes:
             lines.append(f"{pad}{shown(note)}")
     emit(as_json, data, "\n".join(lines))
@@ -213,7 +220,24 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
     raise click.ClickException(f"{risk} {advice} Pass --unconstrained to trust it anyway.")
 
 
-def _manual(anchor, action: str, platform: str, as_json: bool) -> None:
+# What the commands printed for macOS and Windows do, after them: (platform, action) -> the closing note.
+_MANUAL_NOTES = {
+    ("darwin", "install"): "(the first command adds it for all users; the keytool line is for Java, whose own cacerts "
+                           "does not read the keychain)",
+    ("darwin", "status"): "(the first command shows whether the System keychain holds it, the second whether macOS "
+                          "trusts it; the keytool line checks Java, whose own cacerts does not read the keychain)",
+    ("darwin", "uninstall"): "(the first command takes away its trust settings, the second deletes it from the System "
+                             "keychain; the keytool line is for Java, whose own cacerts does not read the keychain)",
+    ("win32", "install"): "(Windows asks you to confirm the new root; the keytool line is for Java, whose own cacerts "
+                          "does not read the Windows store)",
+    ("win32", "status"): "(the first command shows whether your Root store holds it; the keytool line checks Java, "
+                         "whose own cacerts does not read the Windows store)",
+    ("win32", "uninstall"): "(Windows may ask you to confirm the removal; the keytool line is for Java, whose own "
+                            "cacerts does not read the Windows store)",
+}
+
+
+def _manual(anchor, action: str, platform: str, as_json: bool, warnings: list[str] | None = None) -> None:
     """Print the commands that do ``action`` on macOS or Windows, where certkit changes no store."""
     from certkit.trust import manual_steps, platform_name
 
@@ -226,22 +250,20 @@ def _manual(anchor, action: str, platform: str, as_json: bool) -> None:
     commands = manual_steps(anchor, action, platform, pem_path)
     name = platform_name(platform)
     data = {"action": action, "platform": platform, "ran": False, "commands": commands,
-            "ca": anchor.summary(), "root_pem": save, "root_pem_file": pem_path}
+            "ca": anchor.summary(), "root_pem": save, "root_pem_file": pem_path, "warnings": warnings or []}
     lines = [f"certkit does not change trust stores on {name}; it ran nothing. "
              f"To {action if action != 'status' else 'check'} the CA \"{anchor.common_name}\" ({anchor.name}) "
              f"there, run:"]
     if save:
         lines.append(f"  (first save the root certificate below as {pem_path})")
     lines += [f"  {c}" for c in commands]
-    if platform == "darwin":
-        lines.append("(the first command adds it for all users; the keytool line is for Java, "
-                     "whose own cacerts does not read the keychain)")
-    else:
-        lines.append("(Windows asks you to confirm the new root; the keytool line is for Java, whose own "
-                     "cacerts does not read the Windows store)")
+    lines.append(_MANUAL_NOTES[platform, action])
     if save:
         lines.append(save.rstrip())
     emit(as_json, data, "\n".join(lines))
+    if not as_json:
+        for text in warnings or []:
+            warn(text)
 
 
 def _platform(platform: str | None) -> str:
@@ -273,12 +295,11 @@ def install(system_store, nss_store, java_store, all_store, unconstrained, ca_di
 
     anchor = _load_anchor(ca_dir)
     platform = _platform(platform)
-    if anchor.not_after <= dt.datetime.now(dt.UTC):
-        raise lib.TrustError(f"The CA \"{anchor.common_name}\" expired on {when(anchor.not_after)}; trusting it "
-                             "would make nothing valid. Create a new CA.")
+    if (refused := lib.refusal(anchor)) is not None:
+        raise lib.TrustError(refused)
     if platform != "linux":
         _consent(anchor, unconstrained, as_json)
-        return _manual(anchor, "install", platform, as_json)
+        return _manual(anchor, "install", platform, as_json, lib.validity_warnings(anchor))
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     extra = ["--unconstrained"] if unconstrained else []
     stores, skipped = _prepare("install", kinds, explicit, anchor, extra, writing=True)
@@ -295,7 +316,7 @@ def _lacks(store, anchor) -> bool:
     from certkit.trust import TrustError
 
     try:
-        return store.state(anchor).current is None
+        return store.needs_adding(store.state(anchor))
     except TrustError:
         return True  # install will report the store's failure; ask as if it would change
 
@@ -342,8 +363,9 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
 def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, platform):
     """Show, per store, whether the CA is trusted, which other certkit CAs are, and what was skipped.
 
-    Warns when a trusted certkit CA's key is not encrypted, or the CA has
-    expired or expires within 30 days; names the command that removes each
+    Warns when a trusted certkit CA's key is not encrypted, or the CA (or,
+    for an intermediate CA directory, its intermediate) has expired, expires
+    within 30 days or is not valid yet; names the command that removes each
     other certkit CA alone. Changes nothing.
 
     \b
@@ -358,7 +380,7 @@ def status(system_store, nss_store, java_store, all_store, ca_dir, as_json, plat
     if platform != "linux":
         return _manual(anchor, "status", platform, as_json)
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
-    stores, skipped = _prepare("status", kinds, False, anchor, [], writing=False)
+    stores, skipped = _prepare("status", kinds, explicit, anchor, [], writing=False)
     results = lib.status(anchor, stores) + skipped
     notes = [] if anchor else ["No CA directory here: showing every certkit CA the stores trust."]
     _finish(results, anchor, "status", as_json, lib.warnings(anchor, results), notes)

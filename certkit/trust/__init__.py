@@ -50,7 +50,8 @@ __all__ = [
     "EXPIRY_WARNING_DAYS", "JAVA_STOREPASS", "KINDS", "LAYOUTS", "NSS_PACKAGES", "NSS_TRUST", "OS_RELEASE",
     "Anchor", "Found", "JavaStore", "NSSStore", "Store", "StoreResult", "StoreState", "SystemLayout",
     "SystemStore", "TrustError", "UnsupportedSystem", "describe_scope", "detect_system_layout", "find_stores",
-    "install", "manual_steps", "platform_name", "read_os_release", "status", "uninstall", "warnings",
+    "install", "manual_steps", "platform_name", "read_os_release", "refusal", "status", "uninstall",
+    "validity_warnings", "warnings",
 ]
 
 KINDS = ("system", "nss", "java")
@@ -82,8 +83,8 @@ def find_stores(kinds: Iterable[str] = KINDS, *, env: Mapping[str, str] | None =
     return stores, skipped
 
 
-def _check(store: Store, *, removing: bool = False) -> StoreResult | None:
-    blocked = store.blocked(removing=removing)
+def _check(store: Store, anchor: Anchor | None, *, removing: bool = False) -> StoreResult | None:
+    blocked = store.blocked(anchor, removing=removing)
     if blocked is None:
         return None
     code, reason = blocked
@@ -108,7 +109,7 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
             raise TrustError(f"the CA is not in {store.location} after adding it")
         return store.result("added", state=after)
 
-    return _change_each(stores, add, removing=False)
+    return _change_each(stores, add, anchor, removing=False)
 
 
 def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
@@ -131,16 +132,16 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
             raise TrustError(f"{', '.join(sorted(left))} still in {store.location} after removing it")
         return store.result("removed", state=after, removed=[e.name for e in targets])
 
-    return _change_each(stores, remove, removing=True)
+    return _change_each(stores, remove, anchor, removing=True)
 
 
-def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult], *,
+def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult], anchor: Anchor | None, *,
                  removing: bool) -> list[StoreResult]:
     """``change`` applied to each store: a store this user cannot change is skipped with the reason,
     one whose change fails is reported failed; the others say what ``change`` did."""
     results = []
     for store in stores:
-        if (skip := _check(store, removing=removing)) is not None:
+        if (skip := _check(store, anchor, removing=removing)) is not None:
             results.append(skip)
             continue
         try:
@@ -167,6 +168,11 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
             # an NSS entry named "Dev CA (by hand)" accepts its certificates), so "trusted" is the truth.
             outcome = "trusted"
             notes.append("certkit did not add that entry: certkit trust uninstall leaves it")
+        elif state.current is None and state.intermediate:
+            # The CA directory's own intermediate, trusted by hand: Chromium (and Java) accept what it signs.
+            outcome = "trusted"
+            notes.append("certkit did not add that entry (it installs the root above it): certkit trust uninstall "
+                         "leaves it")
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
         results.append(store.result(outcome, state.pending, state=state, notes=notes))
@@ -186,9 +192,9 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     expired or expiring CA, other certkit CAs trusted too (each with the commands that remove it alone)."""
     now = now or dt.datetime.now(dt.UTC)
     found: list[str] = []
-    # Trusted whoever added the entry: certkit's copy, or this CA under a name certkit did not give (which
-    # status reports "trusted" too: a client reading the store accepts the CA either way).
-    trusted_here = [r for r in results if r.state is not None and (r.state.current is not None or r.state.elsewhere)]
+    # Trusted whoever added the entry: certkit's copy, or this CA (or its intermediate) under a name certkit did
+    # not give (which status reports "trusted" too: a client reading the store accepts the CA either way).
+    trusted_here = [r for r in results if r.trusted_here]
     # Whose entry of this CA --every-certkit-ca would meet: certkit's own (it goes too), only others' (they stay).
     this_ca = "certkit" if any(r.state is not None and r.state.current is not None for r in results) \
         else "others" if trusted_here else None
@@ -204,7 +210,7 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
                          f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
-        found += _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now)
+        found += validity_warnings(anchor, now)
     others: dict[str, list[tuple[Found, str]]] = {}
     for result in results:
         for entry in result.state.older if result.state else []:
@@ -217,10 +223,38 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     return found
 
 
+def validity_warnings(anchor: Anchor, now: dt.datetime | None = None) -> list[str]:
+    """What the dates of the CA directory's CAs mean for its clients: the root's, and the intermediate's
+    that signs (for an intermediate CA directory), each expired, expiring or not valid yet."""
+    now = now or dt.datetime.now(dt.UTC)
+    found = _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now, anchor.not_before)
+    if (own := anchor.intermediate_cert) is not None:
+        found += _expiry(f"the intermediate CA \"{shown(anchor.intermediate)}\" (below the trusted root \""
+                         f"{shown(anchor.common_name)}\")", own.not_valid_after_utc, now, own.not_valid_before_utc)
+    return found
+
+
+def refusal(anchor: Anchor, now: dt.datetime | None = None) -> str | None:
+    """Why trusting ``anchor`` would make nothing of its CA directory valid (its root, or the intermediate
+    that signs, has expired), or None."""
+    now = now or dt.datetime.now(dt.UTC)
+    if anchor.not_after <= now:
+        return (f"The CA \"{shown(anchor.common_name)}\" expired on {anchor.not_after:%Y-%m-%d %H:%M:%S} UTC; "
+                "trusting it would make nothing valid. Create a new CA.")
+    own = anchor.intermediate_cert
+    if own is not None and own.not_valid_after_utc <= now:
+        return (f"The intermediate CA \"{shown(anchor.intermediate)}\" of {anchor.ca_dir} expired on "
+                f"{own.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC; trusting its root \"{shown(anchor.common_name)}\" "
+                "would make nothing it signs valid. Create a new intermediate CA (or give the root's own CA "
+                "directory to trust the root for its other CAs).")
+    return None
+
+
 def _take_out(trusted: Sequence[StoreResult]) -> str:
     """How to take this CA out of the stores where it is trusted: certkit's copies with certkit trust
     uninstall; entries certkit did not add (which it never removes) with the store's own tool."""
-    theirs = sorted({f"{shown(name)} in {shown(r.location)}" for r in trusted for name in r.state.elsewhere})
+    theirs = sorted({f"{shown(name)} in {shown(r.location)}" for r in trusted
+                     for name in [*r.state.elsewhere, *r.state.intermediate]})
     if not theirs:
         return "certkit trust uninstall"
     ours = "certkit trust uninstall, and " if any(r.state.current is not None for r in trusted) else ""
@@ -255,7 +289,12 @@ def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]], this
             f"no longer used, {how} (certkit trust uninstall --every-certkit-ca {every})")
 
 
-def _expiry(what: str, not_after: dt.datetime, now: dt.datetime) -> list[str]:
+def _expiry(what: str, not_after: dt.datetime, now: dt.datetime,
+            not_before: dt.datetime | None = None) -> list[str]:
+    if not_before is not None and not_before > now:
+        # A clock set wrong here or where the CA was made: until then every client refuses what it signs.
+        return [f"{what} is not valid before {not_before:%Y-%m-%d %H:%M} UTC; until then clients reject "
+                "everything it signs (check the clock of this machine and of the one that created the CA)."]
     if not_after <= now:
         return [f"{what} expired on {not_after:%Y-%m-%d}; nothing it signed is accepted any more."]
     if not_after - now < dt.timedelta(days=EXPIRY_WARNING_DAYS):

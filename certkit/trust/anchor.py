@@ -33,6 +33,9 @@ class Anchor:
     key_path: Path | None = None
     key_encrypted: bool | None = None  # None: no key file in the CA directory
     intermediate: str | None = None  # the CA directory's own CN when it holds an intermediate
+    # The CA directory's own certificate when it is an intermediate: what signs, so its dates matter as
+    # much as the root's, and a store that trusts it by hand trusts what it signs.
+    intermediate_cert: "x509.Certificate | None" = None
 
     @classmethod
     def from_ca_dir(cls, path: str | Path | None) -> "Anchor":
@@ -49,13 +52,34 @@ class Anchor:
             except OSError:
                 encrypted = None
         return cls(parents[-1] if parents else cert, store.path.resolve(), store.key_path.resolve(), encrypted,
-                   _common_name(cert) if parents else None)
+                   _common_name(cert) if parents else None, cert if parents else None)
 
     @property
     def fingerprint(self) -> str:
         from cryptography.hazmat.primitives import hashes
 
         return self.cert.fingerprint(hashes.SHA256()).hex()
+
+    @property
+    def intermediate_fingerprint(self) -> str | None:
+        from cryptography.hazmat.primitives import hashes
+
+        return self.intermediate_cert.fingerprint(hashes.SHA256()).hex() if self.intermediate_cert else None
+
+    @property
+    def pem_path(self) -> Path | None:
+        """A file of the CA directory that holds the root alone, by absolute path, for a command a user runs
+        (``certutil -A -i``, which reads the first certificate of a file): a root's ca.pem, an intermediate's
+        parents.pem when the root is all it holds (as certkit writes it); None otherwise."""
+        from certkit.trust.tools import pem_fingerprints
+
+        if self.ca_dir is None:
+            return None
+        path = self.ca_dir / ("parents.pem" if self.intermediate_cert is not None else "ca.pem")
+        try:
+            return path if pem_fingerprints(path.read_bytes()) == [self.fingerprint] else None
+        except OSError:
+            return None
 
     @property
     def sha1(self) -> str:
@@ -93,6 +117,10 @@ class Anchor:
     @property
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
+
+    @property
+    def not_before(self) -> dt.datetime:
+        return self.cert.not_valid_before_utc
 
     @property
     def constraints(self):
@@ -135,12 +163,17 @@ class Anchor:
     def summary(self) -> dict:
         return {"subject": self.cert.subject.rfc4514_string(), "common_name": self.common_name,
                 "name": self.name, "fingerprint_sha256": self.fingerprint,
-                "not_after": iso(self.not_after), "may_sign": self.scope(),
+                "not_before": iso(self.not_before), "not_after": iso(self.not_after), "may_sign": self.scope(),
                 "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
                 "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
                 # whose key key_encrypted describes: the CA directory's own (an intermediate's, below this root)
                 "key_of": self.intermediate if self.intermediate is not None else self.common_name,
-                "intermediate": self.intermediate}
+                "intermediate": self.intermediate,
+                "intermediate_fingerprint_sha256": self.intermediate_fingerprint,
+                "intermediate_not_before": iso(self.intermediate_cert.not_valid_before_utc)
+                if self.intermediate_cert else None,
+                "intermediate_not_after": iso(self.intermediate_cert.not_valid_after_utc)
+                if self.intermediate_cert else None}
 
 
 def describe_scope(nc) -> str:

@@ -12,8 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from certkit.trust.anchor import Anchor
-from certkit.trust.store import Found, Store, StoreResult, StoreState, sort_found
-from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
+from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
+from certkit.trust.tools import (
+    CERTKIT_NAME,
+    carries_fingerprint,
+    describe_pem,
+    find_tool,
+    pem_fingerprints,
+    run_tool,
+    succeeded,
+)
 
 # The JDK's documented default password of cacerts, the same on every installation: it
 # guards the file's integrity check, not a secret of the user.
@@ -35,13 +43,14 @@ class JavaStore(Store):
         self.label = f"Java ({found_by})"
         self.location = str(self.path)
         self.notes = []
+        self.aliases = []
         if cacerts.is_symlink():
             # Debian's JDKs link cacerts to /etc/ssl/certs/java/cacerts, which ca-certificates-java keeps
             # in step with the system store. certkit edits the file the link names and leaves the link.
             self.notes.append(f"{cacerts} is a link to {self.path}, shared by every JDK that links it; "
                               "certkit edits that file and leaves the link in place")
 
-    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
+    def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if not os.access(self.path, os.W_OK):
             return "not-writable", f"{self.path} is not writable by this user"
         return None
@@ -53,22 +62,37 @@ class JavaStore(Store):
                          "-J-Duser.country=US", *args,
                          "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
 
-    def state(self, anchor: Anchor | None) -> StoreState:
+    def _aliases(self) -> dict[str, bytes]:
+        """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it."""
         proc = succeeded(self._keytool("-list", "-rfc"), f"keytool -list -keystore {self.path}")
+        return {chunk.split(b"\n", 1)[0].strip().decode(errors="replace"): chunk
+                for chunk in proc.stdout.split(b"Alias name: ")[1:]}
+
+    def state(self, anchor: Anchor | None) -> StoreState:
+        # A certkit alias carries its certificate's fingerprint: one of that form holding another certificate is
+        # not certkit's doing, and is never counted (nor removed) as certkit's.
+        wanted = {anchor.fingerprint, anchor.intermediate_fingerprint} - {None} if anchor is not None else set()
         entries = []
-        for chunk in proc.stdout.split(b"Alias name: ")[1:]:
-            alias = chunk.split(b"\n", 1)[0].strip().decode(errors="replace")
-            ours = CERTKIT_NAME.match(alias) is not None
+        for alias, chunk in self._aliases().items():
             # debian:certkit-....pem is the system store's copy (ca-certificates-java): reported, and
             # removed by uninstalling from the system store, which tells Java's hook.
             mirrored = alias.startswith("debian:") and CERTKIT_NAME.match(alias, len("debian:")) is not None
-            if ours or mirrored or (anchor is not None and anchor.fingerprint in pem_fingerprints(chunk)):
-                found = describe_pem(alias, chunk, ours=ours or mirrored)
-                found.via = "the system store (Debian's ca-certificates-java)" if mirrored else None
+            named = mirrored or CERTKIT_NAME.match(alias) is not None
+            ours = named and carries_fingerprint(alias, pem_fingerprints(chunk))
+            if named and not ours:
+                self.note_misnamed(describe_pem(alias, chunk, ours=False))
+            if ours or wanted & set(pem_fingerprints(chunk)):
+                found = describe_pem(alias, chunk, ours=ours)
+                found.via = "the system store (Debian's ca-certificates-java)" if mirrored and ours else None
                 entries.append(found)
         return sort_found(anchor, entries, StoreState())
 
     def add(self, anchor: Anchor) -> None:
+        held = self._aliases().get(anchor.file_stem)
+        if held is not None and anchor.fingerprint not in pem_fingerprints(held):
+            raise TrustError(f"the alias {anchor.file_stem} in {self.path} holds another certificate, not this CA: "
+                             "certkit does not change an entry it did not add. Rename or delete that entry "
+                             f"({self.removal(Found(anchor.file_stem, ''))}) and run again")
         succeeded(self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem),
                   f"keytool -importcert -keystore {self.path}")
 

@@ -6,6 +6,7 @@ Each database is changed with ``certutil`` from the NSS tools;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -48,6 +49,7 @@ class NSSStore(Store):
         self.create = create  # a missing database is created, as Chromium would create it
         self.env = env
         self.notes = []
+        self.aliases = []
 
     @property
     def db(self) -> str:
@@ -59,7 +61,7 @@ class NSSStore(Store):
     def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
         return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
 
-    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
+    def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if not self.exists():
             nearest = next((p for p in [self.directory, *self.directory.parents] if p.exists()), Path("/"))
             if not os.access(nearest, os.W_OK):
@@ -69,22 +71,38 @@ class NSSStore(Store):
             if path.exists() and not os.access(path, os.W_OK):
                 return "not-writable", f"{path} is not writable by this user"
         # A database with a password (Firefox's Primary Password) needs it to change trust; an empty
-        # password file makes certutil say so instead of asking. Deleting a certificate needs none.
-        if removing:
+        # password file makes certutil say so instead of asking. Deleting a certificate needs none, nor
+        # does an install that finds the CA there already.
+        if removing or anchor is None:
             return None
+        try:
+            if not self.needs_adding(self.state(anchor)):
+                return None
+        except TrustError:
+            return None  # install reads the database again, and reports why it cannot
         proc = self._certutil("-K", "-f", os.devnull)
         if b"SEC_ERROR_BAD_PASSWORD" in proc.stderr or b"could not authenticate" in proc.stderr:
-            return "password", (
-                "the database is protected by a password (Firefox's Primary Password, for example) and certkit "
-                f"does not ask for it; add the CA yourself: certutil -A -d {shlex.quote(self.db)} -t {NSS_TRUST} "
-                "-n NAME -i ca.pem")
+            return "password", ("the database is protected by a password (Firefox's Primary Password, for example) "
+                                f"and certkit does not ask for it; add the CA yourself: {self._by_hand(anchor)}")
         return None
+
+    def _by_hand(self, anchor: Anchor) -> str:
+        """The certutil command that adds ``anchor`` as certkit would (certkit's nickname, so that status and
+        uninstall know it), from the file that holds the root: never an intermediate's ca.pem."""
+        command = shlex.join(["certutil", "-A", "-d", self.db, "-t", NSS_TRUST, "-n", anchor.nickname, "-i"])
+        if (path := anchor.pem_path) is not None:
+            return f"{command} {shlex.quote(str(path))}"
+        where = f", the last certificate of {anchor.ca_dir / 'parents.pem'}" if anchor.ca_dir else ""
+        return (f"{command} ROOT.pem, where ROOT.pem holds the root \"{shown(anchor.common_name)}\" alone "
+                f"(SHA-256 {anchor.fingerprint}{where})")
 
     def listing(self) -> list[tuple[str, str]]:
         """(nickname, trust flags) of every certificate in the database."""
         if not self.exists():
             return []
-        proc = succeeded(self._certutil("-L"), f"certutil -L -d {self.db}")
+        proc = self._certutil("-L")
+        if proc.returncode != 0:
+            raise self._failure(proc, f"certutil -L -d {self.db}")
         rows = []
         lines = proc.stdout.decode(errors="replace").splitlines()
         for line in lines:
@@ -118,7 +136,7 @@ class NSSStore(Store):
                 free = [b for b in blocks if pem_fingerprints(b)[0] not in claimed]
                 chosen[nick] = (free or blocks or [b""])[0]
                 if CERTKIT_NAME.match(nick):
-                    self._note_misnamed(nick, chosen[nick])
+                    self.note_misnamed(describe_pem(nick, chosen[nick], ours=False))
             if ours or "C" in trust.split(",")[0]:
                 entries.append(describe_pem(nick, chosen[nick], ours=ours))
                 if "C" not in trust.split(",")[0]:
@@ -132,12 +150,29 @@ class NSSStore(Store):
                              "sets it again")
         return state
 
-    def _note_misnamed(self, nick: str, block: bytes) -> None:
-        found = describe_pem(nick, block, ours=False)
-        note = (f"'{nick}' has the form of a certkit name, but holds a certificate whose fingerprint it does not "
-                f"carry ({found.subject}): certkit did not add it, and leaves it alone")
-        if note not in self.notes:  # the state is read more than once per command
-            self.notes.append(note)
+    def _failure(self, proc: subprocess.CompletedProcess, what: str) -> TrustError:
+        """certutil's failure, told apart from its cause where certutil cannot: it calls a database that another
+        program holds locked (a running browser) as "bad" as a damaged one. SQLite, reading the files, can tell."""
+        import sqlite3
+        from urllib.parse import quote
+
+        for path in (self.directory / "cert9.db", self.directory / "key4.db"):
+            if not path.is_file():
+                continue
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
+                                                        timeout=0.5)) as db:
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return TrustError(f"{what} failed: {path} is locked by another program, possibly a running "
+                                      "browser (Chromium, Firefox or Thunderbird) using this database; close it and "
+                                      "run again (certutil calls it a bad database, but it is in use, not known to be "
+                                      "damaged)")
+            except sqlite3.DatabaseError as exc:
+                failure = tool_failure(proc, what)
+                return TrustError(f"{failure} ({path} is damaged: SQLite cannot read it: {exc})")
+        return tool_failure(proc, what)
 
     def _stored_under(self, nickname: str) -> list[str]:
         """The SHA-256 fingerprints certutil shows for ``nickname``; none when no entry has that nickname."""
@@ -181,7 +216,7 @@ class NSSStore(Store):
             # there now and was not before (an entry already there, certkit's or not, stays as it was).
             if not before and anchor.fingerprint in self._stored_under(anchor.nickname):
                 self._certutil("-D", "-n", anchor.nickname)
-            raise tool_failure(proc, f"certutil -A -d {self.db}")
+            raise self._failure(proc, f"certutil -A -d {self.db}")
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -195,7 +230,9 @@ class NSSStore(Store):
 
     def remove(self, entries: Sequence[Found]) -> None:
         for entry in entries:
-            succeeded(self._certutil("-D", "-n", entry.name), f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+            proc = self._certutil("-D", "-n", entry.name)
+            if proc.returncode != 0:
+                raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
 
 
 def _give_to_owner_of(existing: Path, created: Path) -> None:
@@ -269,6 +306,13 @@ _PROFILE_ROOTS = (
     ("Thunderbird (snap)", "snap/thunderbird/common/.thunderbird"),
     ("Thunderbird (flatpak)", ".var/app/org.mozilla.Thunderbird/.thunderbird"),
 )
+# (program, folder holding profiles.ini, relative to $XDG_CONFIG_HOME): Firefox 147 and later keep a new
+# installation's profiles there (the XDG Base Directory layout: the legacy ~/.mozilla without its dot, under
+# ~/.config), and the Mozilla code Thunderbird shares does the same with its ~/.thunderbird.
+_XDG_PROFILE_ROOTS = (
+    ("Firefox", "mozilla/firefox"),
+    ("Thunderbird", "thunderbird"),
+)
 # Chromium-family browsers on Linux read the user's NSS database ~/.pki/nssdb.
 _CHROMIUM_DBS = (
     ("Chromium/Chrome", ".pki/nssdb"),
@@ -279,45 +323,62 @@ _CHROMIUM_PROGRAMS = ("chromium", "chromium-browser", "google-chrome", "google-c
                       "microsoft-edge", "vivaldi")
 
 
+def profile_roots(home: Path, env: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """(program, folder that holds its profiles.ini) for every place a Mozilla program of this user keeps one."""
+    xdg = env.get("XDG_CONFIG_HOME") or ""
+    config = Path(xdg) if os.path.isabs(xdg) else home / ".config"  # the spec: a relative path is ignored
+    return [(program, home / rel) for program, rel in _PROFILE_ROOTS] + [
+        (program, config / rel) for program, rel in _XDG_PROFILE_ROOTS]
+
+
 def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
+    """The NSS databases of the user whose home is ``home``, one store per database (a database reached by
+    several paths, a link or two profiles.ini entries, is one store, the other paths its aliases), and those
+    skipped with the reason."""
     certutil = find_tool("certutil", env)
     if certutil is None:
         return [], [StoreResult("nss", "NSS (Chromium, Firefox, Thunderbird)", str(home), "skipped",
                                 f"certutil is not installed: install {NSS_PACKAGES}", "no-tool")]
-    stores: list[Store] = []
-    skipped: list[StoreResult] = []
+    found: dict[Path, Store | StoreResult] = {}
+
+    def keep(directory: Path, label: str, item: Store | StoreResult) -> None:
+        try:
+            real = directory.resolve()
+        except (OSError, RuntimeError):  # a loop of links: no database there, whatever the name
+            real = directory
+        first = found.setdefault(real, item)
+        if first is not item and f"{label}: {directory}" not in first.aliases:
+            first.aliases.append(f"{label}: {directory}")
+
     for i, (label, rel) in enumerate(_CHROMIUM_DBS):
         directory = home / rel
         store = NSSStore(label, directory, certutil, create=i == 0, env=env)
-        if store.exists():
-            stores.append(store)
-        elif i == 0 and any(find_tool(p, env) for p in _CHROMIUM_PROGRAMS):
-            stores.append(store)  # Chromium is installed and would create it: create it now
+        if store.exists() or (i == 0 and any(find_tool(p, env) for p in _CHROMIUM_PROGRAMS)):
+            keep(directory, label, store)  # there, or Chromium is installed and would create it: create it now
         elif i == 0:
-            skipped.append(StoreResult("nss", label, str(directory), "skipped",
-                                       "no NSS database here, and no Chromium-family browser to read one", "missing"))
-    for program, rel in _PROFILE_ROOTS:
-        profiles, problem = _profiles(home / rel)
+            keep(directory, label, StoreResult("nss", label, str(directory), "skipped", "no NSS database here, and "
+                                               "no Chromium-family browser to read one", "missing"))
+    for program, base in profile_roots(home, env):
+        profiles, problem = _profiles(base)
         if problem is not None:  # its profiles unknown: said, never left out in silence
-            skipped.append(StoreResult("nss", program, str(home / rel / "profiles.ini"), "skipped",
-                                       f"profiles.ini {problem}, so its profiles are not known and certkit "
-                                       "touches none of them: mend the file, or run certutil -d sql:PROFILE on "
-                                       "each profile yourself",
-                                       "unreadable"))
+            keep(base / "profiles.ini", program, StoreResult(
+                "nss", program, str(base / "profiles.ini"), "skipped", f"profiles.ini {problem}, so its profiles "
+                "are not known and certkit touches none of them: mend the file, or run certutil -d sql:PROFILE on "
+                "each profile yourself", "unreadable"))
         for name, folder in profiles:
             label = f"{program} profile {shown(name)}"
             store = NSSStore(label, folder, certutil, env=env)
-            if store.exists():
-                stores.append(store)
-            elif not folder.is_dir():
-                skipped.append(StoreResult("nss", label, str(folder), "skipped",
-                                           "listed in profiles.ini, but the folder is missing", "missing"))
-            elif (folder / "cert8.db").exists():
-                skipped.append(StoreResult("nss", label, str(folder), "skipped",
-                                           "an old-format database (cert8.db); start the program once to upgrade "
-                                           "it to cert9.db", "missing"))
-            else:
-                skipped.append(StoreResult("nss", label, str(folder), "skipped",
-                                           f"no certificate database yet; start {program.split()[0]} once with "
-                                           "this profile", "missing"))
-    return stores, skipped
+            keep(folder, label, store if store.exists() else _absent_profile(program, label, folder))
+    items = list(found.values())
+    return [s for s in items if isinstance(s, Store)], [r for r in items if isinstance(r, StoreResult)]
+
+
+def _absent_profile(program: str, label: str, folder: Path) -> StoreResult:
+    """Why a profile that profiles.ini lists has no database certkit can use."""
+    if not folder.is_dir():
+        reason = "listed in profiles.ini, but the folder is missing"
+    elif (folder / "cert8.db").exists():
+        reason = "an old-format database (cert8.db); start the program once to upgrade it to cert9.db"
+    else:
+        reason = f"no certificate database yet; start {program.split()[0]} once with this profile"
+    return StoreResult("nss", label, str(folder), "skipped", reason, "missing")

@@ -53,6 +53,9 @@ class StoreState:
     # kept for the --json output, is from when it assumed the first).
     older: list[Found] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # this CA, under names certkit did not give
+    # The CA directory's own intermediate, trusted as an anchor by hand: Chromium and Java then accept what
+    # it signs, though certkit installs the root (never that entry, which it leaves alone).
+    intermediate: list[str] = field(default_factory=list)
     pending: str | None = None  # certkit's copy is there but not yet in effect (and why)
 
     def certkit_entries(self) -> list[Found]:
@@ -76,6 +79,13 @@ class StoreResult:
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     needs_root: bool = False  # skipped, but root could do it
+    aliases: list[str] = field(default_factory=list)  # other paths that lead to this same store
+
+    @property
+    def trusted_here(self) -> bool:
+        """Whether a client reading this store accepts what the CA directory signs, whoever added the entry."""
+        state = self.state
+        return state is not None and (state.current is not None or bool(state.elsewhere or state.intermediate))
 
     def to_dict(self) -> dict:
         state = self.state
@@ -85,8 +95,9 @@ class StoreResult:
             "current": state.current.name if state and state.current else None,
             "older": [f.to_dict() for f in state.older] if state else [],
             "elsewhere": list(state.elsewhere) if state else [],
+            "intermediate_trusted_as": list(state.intermediate) if state else [],
             "pending": state.pending if state else None,
-            "removed": self.removed, "notes": self.notes,
+            "removed": self.removed, "notes": self.notes, "aliases": self.aliases,
         }
 
 
@@ -97,12 +108,28 @@ class Store:
     label = ""
     location = ""
     notes: list[str] = []
+    aliases: list[str] = []  # other paths that lead to this store ("LABEL: PATH")
     holds_copies = True  # whether the store can hold the same certificate twice, under two names
 
-    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
-        """Why this user cannot change the store (``removing``: take certkit's copy out), as (code,
-        reason), or None."""
+    def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
+        """Why this user cannot change the store (``removing``: take certkit's copy out; else add
+        ``anchor``), as (code, reason), or None."""
         return None
+
+    def needs_adding(self, state: StoreState) -> bool:
+        """Whether installing would change this store, now in ``state``: certkit's copy missing (and, in a store
+        that keeps one entry per certificate, the CA not trusted under another name), or its trust taken away."""
+        if state.current is None:
+            return self.holds_copies or not state.elsewhere
+        return state.pending is not None
+
+    def note_misnamed(self, found: Found) -> None:
+        """Say that ``found``, under a name of certkit's form, holds a certificate whose fingerprint that name
+        does not carry: certkit did not add it (its names carry their certificate's fingerprint)."""
+        note = (f"'{found.name}' has the form of a certkit name, but holds a certificate whose fingerprint it does "
+                f"not carry ({found.subject}): certkit did not add it, and leaves it alone")
+        if note not in self.notes:  # the state is read more than once per command
+            self.notes.append(note)
 
     def state(self, anchor: Anchor | None) -> StoreState:
         raise NotImplementedError
@@ -125,20 +152,24 @@ class Store:
             if entry.via is None:  # a copy that another store put here goes when it leaves that store
                 entry.remove_with = self.removal(entry)
         return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
-                           **fields)
+                           aliases=list(self.aliases), **fields)
 
     def skipped(self, code: str, reason: str, *, needs_root: bool = False) -> StoreResult:
-        return StoreResult(self.kind, self.label, self.location, "skipped", reason, code, needs_root=needs_root)
+        return StoreResult(self.kind, self.label, self.location, "skipped", reason, code, needs_root=needs_root,
+                           aliases=list(self.aliases))
 
 
 def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
-    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, other certkit CAs."""
+    """Sort a store's certificates into ``state``: this CA's copy, other copies of it, the CA directory's
+    own intermediate (trusted by hand), other certkit CAs."""
     for entry in entries:
         if anchor is not None and entry.fingerprint == anchor.fingerprint:
             if entry.ours and entry.via is None and state.current is None:
                 state.current = entry
             else:
                 state.elsewhere.append(entry.name)
+        elif anchor is not None and entry.fingerprint and entry.fingerprint == anchor.intermediate_fingerprint:
+            state.intermediate.append(entry.name)
         elif entry.ours:
             state.older.append(entry)
     return state

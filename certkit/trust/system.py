@@ -19,7 +19,15 @@ from pathlib import Path
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.store import Found, Store, StoreState, TrustError, sort_found
-from certkit.trust.tools import CERTKIT_NAME, describe_pem, find_tool, pem_fingerprints, run_tool, succeeded
+from certkit.trust.tools import (
+    CERTKIT_NAME,
+    carries_fingerprint,
+    describe_pem,
+    find_tool,
+    pem_fingerprints,
+    run_tool,
+    succeeded,
+)
 
 OS_RELEASE = Path("/etc/os-release")
 _DEBIAN_JAVA_CACERTS = Path("/etc/ssl/certs/java/cacerts")  # ca-certificates-java's copy of the system store
@@ -117,8 +125,9 @@ class SystemStore(Store):
         self.label = f"{layout.family} system store"
         self.location = str(layout.anchors)
         self.notes = []
+        self.aliases = []
 
-    def blocked(self, *, removing: bool = False) -> tuple[str, str] | None:
+    def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if os.geteuid() != 0:
             return "needs-root", f"changing the system trust store ({self.layout.anchors}) needs root"
         return None
@@ -140,9 +149,16 @@ class SystemStore(Store):
         entries = []
         for path in self._files():
             try:
-                entries.append(describe_pem(path.name, path.read_bytes()))
+                found = describe_pem(path.name, data := path.read_bytes())
             except OSError as exc:
                 entries.append(Found(path.name, "", f"(unreadable: {exc.strerror})"))
+                continue
+            # certkit names a file after its certificate's fingerprint: a file of that form holding another
+            # certificate is not certkit's doing, and is never counted (nor removed) as certkit's.
+            found.ours = carries_fingerprint(path.name, pem_fingerprints(data))
+            if not found.ours:
+                self.note_misnamed(found)
+            entries.append(found)
         state = sort_found(anchor, entries, StoreState())
         if anchor is not None:
             in_bundle = anchor.fingerprint in self._bundle()
@@ -164,6 +180,10 @@ class SystemStore(Store):
         path = self.layout.anchors / f"{anchor.file_stem}{self.layout.suffix}"
         state = self.state(anchor)
         created = False
+        if state.current is None and (path.exists() or path.is_symlink()):
+            # Not this CA (certkit's copy of it would be state.current): someone else's file, under certkit's name.
+            raise TrustError(f"{path} is there and does not hold this CA: certkit does not change a file it did "
+                             "not add. Rename or delete that file and run again")
         if state.current is None:
             self.layout.anchors.mkdir(mode=0o755, parents=True, exist_ok=True)
             _write_atomically(path, anchor.pem, 0o644)

@@ -78,6 +78,13 @@ def pem_fingerprints(data: bytes) -> list[str]:
     return found
 
 
+def carries_fingerprint(name: str, fingerprints: Sequence[str]) -> bool:
+    """Whether ``name`` (of certkit's form, perhaps behind a prefix such as Debian's ``debian:``) carries the
+    fingerprint of the first certificate of its entry: certkit names each copy after its certificate."""
+    match = CERTKIT_NAME.search(name)
+    return match is not None and bool(fingerprints) and fingerprints[0].startswith(match[1])
+
+
 def pem_blocks(data: bytes) -> list[bytes]:
     """Each PEM certificate in ``data``, as its own block."""
     return [m.group(0) for m in _PEM_BLOCK.finditer(data) if pem_fingerprints(m.group(0))]
