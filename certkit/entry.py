@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int | None:
             pass  # not installed with the package: let click render it
     from certkit.cli import main as cli_main
 
-    return cli_main(args=args, prog_name="certkit")
+    try:
+        return cli_main(args=args, prog_name="certkit")
+    finally:
+        if argv is None:  # the command has ended, however: a Ctrl-C now would only interrupt the
+            import signal  # interpreter's clean-up (closing the inventory) with a traceback
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def render_help() -> str:

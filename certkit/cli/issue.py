@@ -29,6 +29,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
+from certkit.errors import CertkitError
 from certkit.vocabulary import iso
 
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
@@ -350,22 +351,29 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
           passphrase_file=passphrase_file, as_json=as_json, requested=requested)
 
 
-def _refuse_revoked(cert, ca_dir: Path | None) -> None:
-    """A certificate its CA (the CA directory, when it issued it) revoked is not packed for import: the
-    browser or keystore it goes to would offer a certificate every verifier refuses."""
+def _issuing_store(cert, ca_dir: Path | None):
+    """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``:
+    where the certificate's revocation is known and its folder's writers take turns; else None."""
     from cryptography import x509
 
-    from certkit.errors import CertkitError
     from certkit.store import CADirectory, resolve_ca_dir
-    from certkit.vocabulary import moment_text, serial_hex
 
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
-        if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject != cert.issuer:
-            return  # not this CA's: nothing it could say
-        row = store.open().inventory.get(serial_hex(cert.serial_number))
+        return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
     except (CertkitError, OSError, ValueError):
-        return  # no CA directory to ask (a bundle copied to another machine): exported as it is
+        return None  # no CA directory to ask (a bundle copied to another machine)
+
+
+def _refuse_revoked(store, cert) -> None:
+    """A certificate its CA revoked is not packed for import: the browser or keystore it goes to would
+    offer a certificate every verifier refuses."""
+    from certkit.vocabulary import moment_text, serial_hex
+
+    try:
+        row = store.open().inventory.get(serial_hex(cert.serial_number)) if store is not None else None
+    except (CertkitError, OSError, ValueError):
+        return  # an inventory that cannot be read says nothing here: exported as it is
     if row is not None and row["status"] == "revoked":
         raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
                            f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "
@@ -406,8 +414,15 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     check_output(folder / P12_FILE, what="PKCS#12 file")
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
-    _refuse_revoked(bundle.cert, ca_dir)
-    path = export_folder(folder, read_p12_password(password_file), legacy=legacy, force=force)
+    store = _issuing_store(bundle.cert, ca_dir)
+    _refuse_revoked(store, bundle.cert)
+    password = read_p12_password(password_file)
+    from certkit.bundle import folders_held
+
+    with folders_held(store.path if store is not None else None, [folder]):  # a renewal of it ends first
+        bundle = read_bundle_folder(folder)  # what the folder holds now
+        _refuse_revoked(store, bundle.cert)
+        path = export_folder(folder, password, legacy=legacy, force=force)
     data = {"file": str(path), "friendly_name": common_name(bundle.cert.subject),
             "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
     human = (f"Wrote {shown(path)} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "

@@ -212,8 +212,11 @@ def revoke(certificate, reason, ca_dir, as_json):
     store, inventory = _inventory(ca_dir)
     ca_cert, ca_parents = store.load_certificates()
     given = Path(certificate)
-    # A folder being renewed is revoked once the renewal is done with it: what it then delivers.
-    with folders_held(store.path, [given] if given.is_dir() else [given.parent] if given.is_file() else []):
+    # A folder being renewed is revoked once the renewal is done with it: what it then delivers. A serial
+    # waits for the folder its row records, so that what is being written there is revoked with it.
+    held = [given] if given.is_dir() else [given.parent] if given.is_file() else []
+    held = held or _recorded_folder(inventory, certificate)
+    with folders_held(store.path, held):
         found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert,
                                  ca_parents=tuple(ca_parents))
         check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
@@ -232,6 +235,19 @@ def revoke(certificate, reason, ca_dir, as_json):
         "--out crl.pem",
     ])
     emit(as_json, data, human)
+
+
+def _recorded_folder(inventory, ref: str) -> list[Path]:
+    """The bundle folder the inventory records for the serial ``ref``, if any (none for a bad one: the
+    refusal comes from find_certificate, in its words)."""
+    from certkit.errors import CertkitError
+    from certkit.lifecycle import find_certificate
+
+    try:
+        row = find_certificate(inventory, ref, allow_names=False).row
+    except CertkitError:
+        return []
+    return [Path(row["folder"])] if row.get("folder") and row.get("sink") in (None, "folder") else []
 
 
 def _same_ca(ca_dir: Path | None) -> str:

@@ -40,11 +40,28 @@ def mark_issued(tx, serials: Sequence[str], still_pending: str) -> dict[str, lis
                 f"or host), had recorded {serial} as abandoned; its bundle is complete, so it is recorded as "
                 "valid again")
         for serial, note in [*revoke_compromised_successors(tx, part, marks, still_pending),
-                             *revoke_compromised(tx, part, marks, keys, still_pending)]:
+                             *revoke_compromised(tx, part, marks, keys, still_pending),
+                             *_revoked_meanwhile(tx, part, marks)]:
             notes.setdefault(serial, []).append(note)
         tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
                    f" AND {still_pending}", part)
     return notes
+
+
+def _revoked_meanwhile(tx, part: list[str], marks: str) -> list[tuple[str, str]]:
+    """The rows of ``part`` someone revoked (certkit revoke SERIAL) while they were being written: they
+    stay revoked, and the writer says so (its bundle is delivered revoked), with the CRL to publish."""
+    from certkit.vocabulary import moment_text
+
+    found = tx.execute(f"SELECT serial, revocation_reason, revoked_at FROM certificates WHERE serial IN ({marks})"
+                       " AND status || '' = 'revoked' AND writer IS NOT NULL FOR UPDATE", part).fetchall()
+    if found:
+        tx.execute(f"UPDATE certificates SET writer = NULL WHERE serial IN ({','.join('?' * len(found))})",
+                   [serial for serial, _reason, _at in found])
+    return [(serial, f"{serial} was revoked ({reason}, {moment_text(at)}) while it was being written: it is "
+                     "delivered revoked, and peers that read the CRL refuse it; issue a new one (with a new key "
+                     "for keyCompromise), and publish a new CRL: certkit crl --out crl.pem")
+            for serial, reason, at in found]
 
 
 def _unabandon(tx, part: list[str], marks: str) -> list[str]:
