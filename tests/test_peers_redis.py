@@ -16,22 +16,30 @@ OpenSSL's error queue, not the verify result, so the words are:
   the last test shows that mapping on this machine's OpenSSL, next to the different alert an
   untrusted certificate gets.
 
+Renewal: Redis reads its certificate files only at start and on ``CONFIG SET`` of its TLS files,
+so a renewed certificate is presented only after docs/peers.md's ``--exec`` hook (redis-reload.sh,
+taken from the page) has run; without it the node keeps presenting the old one, in both roles.
+
 Debian's redis-server (7.0) is started by the test on 127.0.0.1 (TLS port only, ``--port 0``),
 each node in its own folder, and stopped by the test.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from certkit.tlscheck import Endpoint, client_context, handshake, server_context
 
-from conftest import free_port, new_ca, require, run_certkit, wait_or_kill
+from conftest import REPO, free_port, new_ca, require, run_certkit, wait_or_kill
+from docs_runner import steps
 
 # What each side of the replication link logs when a certificate's purpose is wrong (Redis 7.0
 # with OpenSSL 3). The error codes are OpenSSL's: 0A000086 SSL_R_CERTIFICATE_VERIFY_FAILED,
@@ -79,7 +87,9 @@ class Redis:
         self.root, self.certs = root, certs
         self.nodes: list[Node] = []
 
-    def start(self, name: str, *, server_cert: str, client_cert: str, primary: Node | None = None) -> Node:
+    def start(self, name: str, *, server_cert: str, client_cert: str, primary: Node | None = None,
+              chain: str = "cert.pem") -> Node:
+        """A node presenting ``<server_cert>/<chain>`` and ``<client_cert>/<chain>`` (folders of ``certs``)."""
         folder = self.root / name
         folder.mkdir()
         port = free_port()
@@ -90,9 +100,9 @@ class Redis:
                 # replicas to join (and, in Redis 7.0 over TLS, can answer WAIT before the replica
                 # has the write: docs/peers.md relies on WAIT).
                 "--repl-diskless-sync", "no",
-                "--tls-cert-file", str(self.certs / server_cert / "cert.pem"),
+                "--tls-cert-file", str(self.certs / server_cert / chain),
                 "--tls-key-file", str(self.certs / server_cert / "privkey.pem"),
-                "--tls-client-cert-file", str(self.certs / client_cert / "cert.pem"),
+                "--tls-client-cert-file", str(self.certs / client_cert / chain),
                 "--tls-client-key-file", str(self.certs / client_cert / "privkey.pem"),
                 "--tls-ca-cert-file", str(self.certs / "ca" / "ca.pem"),
                 "--tls-auth-clients", "yes", "--tls-replication", "yes"]
@@ -209,3 +219,155 @@ def test_unsupported_certificate_is_the_purpose_alert(certs, version, tmp_path):
     assert untrusted.server_error == "certificate verify failed: unable to get local issuer certificate"
     assert "alert unknown ca" in untrusted.client_error
     assert "unsupported certificate" not in untrusted.client_error
+
+
+# --- Renewal: the hook of docs/peers.md ------------------------------------------------------------
+
+def documented_hook(ports: dict[str, int]) -> str:
+    """docs/peers.md's redis-reload.sh, with the page's ports (6380, 6381) replaced by this test's."""
+    [hook] = [s.text for s in steps(REPO / "docs" / "peers.md") if s.kind == "file" and s.path == "redis-reload.sh"]
+    assert "6380" in hook and "6381" in hook and "$RENEWED_LINEAGE" in hook, hook
+    for documented, port in ports.items():
+        hook = hook.replace(documented, str(port))
+    return hook
+
+
+def serial_of(folder: Path) -> int:
+    return x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number
+
+
+def served_serial(certs: Path, node: Node) -> int:
+    """The serial of the server certificate ``node`` presents to a new connection (a real handshake,
+    with the app's client certificate, verified against the CA)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(certs / "ca" / "ca.pem")
+    context.load_cert_chain(certs / "app" / "cert.pem", certs / "app" / "privkey.pem")
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def presented_client_serial(redis: Redis, replica: Node, primary: Node) -> int:
+    """The serial of the client certificate ``replica`` presents when it connects to a primary: it
+    is pointed for a moment at a TLS listener of this test (which serves the primary's own
+    certificate, demands a client certificate and reads it), then back at ``primary``, and the
+    link must come up again."""
+    certs, primary_server = redis.certs, redis.certs / "redis-1" / "server"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(primary_server / "fullchain.pem", primary_server / "privkey.pem")
+    context.load_verify_locations(certs / "ca" / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(15)
+        moved = redis.command(replica, "replicaof", "127.0.0.1", str(listener.getsockname()[1]))
+        assert moved.stdout.strip() == "OK", moved
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        with context.wrap_socket(conn, server_side=True) as tls:
+            serial = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+    back = redis.command(replica, "replicaof", "127.0.0.1", str(primary.port))
+    assert back.stdout.strip() == "OK", back
+    wait_for(lambda: (lambda info: info.get("master_port") == str(primary.port)
+                      and info.get("master_link_status") == "up")(replication(redis, replica)),
+             "the replica back on its primary", replica)
+    return serial
+
+
+def replica_link(redis: Redis, primary: Node) -> str:
+    """The primary's connection from its replica (its client id and address): the same while the
+    link stays open, another after the replica reconnects."""
+    proc = redis.command(primary, "client", "list", "type", "replica")
+    [line] = proc.stdout.splitlines()
+    return " ".join(field for field in line.split() if field.split("=")[0] in ("id", "addr"))
+
+
+@pytest.fixture
+def page_certs(tmp_path) -> tuple[Path, dict[str, str]]:
+    """docs/peers.md's layout (redis-1/server, redis-1/client, redis-2/..., app), in a CA of its
+    own: these certificates get renewed. The folder and the CA's environment."""
+    root = tmp_path / "page"
+    root.mkdir()
+    env = new_ca(root, "certkit redis renewal CA")
+    for node in ("redis-1", "redis-2"):
+        run_certkit("issue-server", "localhost", "127.0.0.1", "--out", root / node / "server", env=env, check=True)
+        run_certkit("issue-client", node, "--out", root / node / "client", env=env, check=True)
+    run_certkit("issue-client", "app", "--out", root / "app", env=env, check=True)
+    return root, env
+
+
+def test_renewed_certificates_are_presented_only_after_the_documented_hook(tmp_path, page_certs):
+    """Renewal of the primary's server certificate and the replica's client certificate, as
+    docs/peers.md does it. Renewed without the hook, both nodes go on presenting the old
+    certificates (so the check below cannot pass by itself); renewed again (new keys) with the
+    page's ``--exec 'sh redis-reload.sh'``, a new connection to the primary gets its new server
+    certificate, the replica connecting out presents its new client certificate, and replication
+    over the reconnected link still carries a write."""
+    root, env = page_certs
+    redis = Redis(tmp_path / "nodes", root)
+    (tmp_path / "nodes").mkdir()
+    try:
+        primary = redis.start("primary", server_cert="redis-1/server", client_cert="redis-1/client",
+                              chain="fullchain.pem")
+        replica = redis.start("replica", server_cert="redis-2/server", client_cert="redis-2/client",
+                              primary=primary, chain="fullchain.pem")
+        wait_for(lambda: "MASTER <-> REPLICA sync: Finished with success" in replica.log, "the first sync", replica)
+        (root / "redis-reload.sh").write_text(documented_hook({"6380": primary.port, "6381": replica.port}))
+        server, client = root / "redis-1" / "server", root / "redis-2" / "client"
+        first_server, first_client = serial_of(server), serial_of(client)
+        assert served_serial(root, primary) == first_server
+        assert presented_client_serial(redis, replica, primary) == first_client
+
+        # Renewed, no hook: the files change, what the nodes present does not.
+        for folder in (server, client):
+            run_certkit("renew", folder, cwd=root, env=env, check=True)
+        assert serial_of(server) != first_server and serial_of(client) != first_client
+        assert served_serial(root, primary) == first_server
+        assert presented_client_serial(redis, replica, primary) == first_client
+
+        # Renewed with the documented hook (and new keys): the new certificates are presented.
+        link = replica_link(redis, primary)
+        said = {}
+        for folder, node in ((server, "redis-1"), (client, "redis-2")):
+            before = serial_of(folder)
+            proc = run_certkit("renew", folder.relative_to(root), "--rekey", "--exec", "sh redis-reload.sh",
+                               cwd=root, env=env, check=True)
+            said[node] = proc.stdout + proc.stderr
+            assert f"{node}: OK" in said[node] and "--exec      exit 0" in proc.stdout, said[node]
+            assert serial_of(folder) not in (before, first_server, first_client)
+        # The reloads left the open replication link alone (docs/peers.md: open connections go on).
+        assert replica_link(redis, primary) == link
+        assert served_serial(root, primary) == serial_of(server)
+        assert presented_client_serial(redis, replica, primary) == serial_of(client)
+        # The other certificate of each node, reloaded too, is the one on disk still (not renewed).
+        assert served_serial(root, replica) == serial_of(root / "redis-2" / "server")
+
+        # The link presented_client_serial brought back runs on the renewed certificates: a write
+        # on the primary reaches the (read-only) replica.
+        set_ = redis.command(primary, "set", "greeting", "after renewal")
+        assert set_.stdout.strip() == "OK", set_
+        wait_for(lambda: redis.command(replica, "get", "greeting").stdout.strip() == "after renewal",
+                 "the key on the replica", replica)
+        for node in (primary, replica):
+            assert "certificate verify failed" not in node.log and "alert" not in node.log, node.log
+    finally:
+        redis.stop()
+
+
+def test_documented_hook_fails_when_redis_refuses_the_reload(tmp_path, page_certs):
+    """redis-cli exits 0 on an error reply; the page's hook checks the reply, so a reload Redis
+    refuses (here: the renewed folder is not where the node's files are) is a failed hook, exit 1."""
+    root, env = page_certs
+    redis = Redis(tmp_path / "nodes", root)
+    (tmp_path / "nodes").mkdir()
+    try:
+        primary = redis.start("primary", server_cert="redis-1/server", client_cert="redis-1/client",
+                              chain="fullchain.pem")
+        (root / "redis-reload.sh").write_text(documented_hook({"6380": primary.port, "6381": free_port()}))
+        old = serial_of(root / "redis-1" / "server")
+        proc = run_certkit("renew", "redis-1/server", "--out", "elsewhere/redis-1/client",
+                           "--exec", "sh redis-reload.sh", cwd=root, env=env)
+        assert proc.returncode == 1, (proc.stdout, proc.stderr)
+        assert "redis-1: ERR" in proc.stderr and "--exec      exit 1" in proc.stdout, (proc.stdout, proc.stderr)
+        assert served_serial(root, primary) == old  # Redis keeps its old configuration
+    finally:
+        redis.stop()
