@@ -246,8 +246,12 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
 
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
+    from certkit.inspect_crl import crl_in, describe_crl
     from certkit.keys import key_type_of, public_key_der
 
+    crl = crl_in(path)
+    if crl is not None:
+        return {"source": str(path), "items": [{"file": str(path), **describe_crl(crl, now=now)}], "private_keys": []}
     material = load_material(path)
     items = []
     try:
@@ -287,6 +291,11 @@ def render(report: dict) -> str:
     items = report["items"]
     for n, item in enumerate(items, 1):
         head = f"{item['file']}" + (f" [{n} of {len(items)}]" if len(items) > 1 else "")
+        if item["type"] == "crl":
+            from certkit.inspect_crl import render_crl
+
+            lines += render_crl(item, head)
+            continue
         if item["type"] == "csr":
             lines += [f"Certificate signing request ({head})",
                       f"  subject       {item['subject'] or '(empty)'}",

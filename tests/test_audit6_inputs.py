@@ -168,3 +168,25 @@ def test_renew_by_a_name_many_share_lists_them_all_with_their_kinds(ca_dir, ca_e
     assert "; and 1 more)" in proc.stderr and "(peer) in " in proc.stderr and "(server) in " in proc.stderr
     assert "certkit list --name '127.0.0.1'" in proc.stderr
     assert Path(tmp_path / "etcd-1-issue-peer").is_dir()
+
+
+# --- house6 #12: inspect describes a CRL -----------------------------------------------------------------------
+@pytest.mark.parametrize("der", [False, True], ids=["pem", "der"])
+def test_inspect_describes_a_crl_as_openssl_reads_it(ca_dir, ca_env, tmp_path, der):
+    """house6 #12: inspect of the CRL certkit crl writes said "holds a x509 crl but no certificate or CSR"."""
+    for name in ("a", "b"):
+        run_certkit("issue-client", name, "--out", tmp_path / name, env=ca_env, check=True)
+    run_certkit("revoke", tmp_path / "a", "--reason", "keyCompromise", env=ca_env, check=True)
+    run_certkit("revoke", tmp_path / "b", "--reason", "affiliationChanged", env=ca_env, check=True)
+    crl = tmp_path / ("crl.der" if der else "crl.pem")
+    run_certkit("crl", "--out", crl, *(["--der"] if der else []), env=ca_env, check=True)
+    data = json.loads(run_certkit("inspect", crl, "--json", env=ca_env, check=True).stdout)
+    [item] = data["items"]
+    text = openssl("crl", "-in", crl, "-inform", "DER" if der else "PEM", "-noout", "-text").stdout
+    text = text.decode() if isinstance(text, bytes) else text
+    listed = {line.split(":", 1)[1].strip() for line in text.splitlines() if "Serial Number:" in line}
+    assert {e["serial"].lstrip("0") for e in item["revoked"]} == {s.lstrip("0") for s in listed}
+    assert {e["reason"] for e in item["revoked"]} == {"keyCompromise", "affiliationChanged"}
+    assert item["crl_number"] == 1 and item["status"] == "current" and item["issuer"] == "CN=certkit test root"
+    human = run_certkit("inspect", crl, env=ca_env, check=True).stdout
+    assert human.startswith(f"Certificate revocation list ({crl})") and "  revoked       2 certificates" in human
