@@ -3,6 +3,7 @@ certkit CA directory, with what its inventory withdrew; shared by ``verify``, ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,3 +109,127 @@ def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_close
     problems = inventory_problems(ca_dir, chain, unread=unread)
     return problems + [f"revocation could not be checked against the CA's inventory: {why} (give --ca-file to "
                        "verify the chain alone)" for why in unread[:1] if fail_closed]
+
+
+@dataclass(frozen=True)
+class RecordedCAs:
+    """The CAs a CA directory knows: the intermediates its inventory records it signed, and its own chain."""
+
+    valid: list  # the intermediate CAs its inventory records as valid (kind ca)
+    names: set  # the subjects (DER) of every CA it knows: recorded in any status, itself and those above it
+    deeper: bool  # a CA it knows may sign CAs below it (path length not 0), which its inventory does not record
+
+
+def recorded_cas(ca_dir: str | Path | None) -> RecordedCAs | None:
+    """What the CA directory's inventory records of the CAs it signed (:class:`RecordedCAs`); None when there is
+    no CA directory or it cannot be read (then nothing is known, and nothing is said from it)."""
+    from cryptography import x509
+
+    from certkit.store import CADirectory
+
+    try:
+        store = CADirectory(ca_dir)
+        if not store.exists():
+            return None
+        own, parents = store.load_certificates()
+        inventory = store.inventory
+        inventory.check(settle=False)
+        rows = inventory.rows("WHERE kind = ?", ("ca",))
+        cas = [(row["status"], inventory.certificate(row["serial"])) for row in rows]
+    except Exception:  # noqa: BLE001 (a damaged or missing inventory: nothing is claimed from it)
+        return None
+
+    def may_sign_cas(cert) -> bool:
+        try:
+            limit = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+        except x509.ExtensionNotFound:
+            return True
+        return limit is None or limit > 0
+
+    return RecordedCAs([c for status, c in cas if status == "valid"],
+                       {c.subject.public_bytes() for c in [own, *parents, *(c for _, c in cas)]},
+                       any(may_sign_cas(c) for _, c in cas))
+
+
+def whence(cert_path, folder: Path | None, name: str, certs: list, ca_dir) -> dict:
+    """For certkit verify, what tells where a certificate that does not chain to the CA comes from: the
+    intermediates the inventory of ``ca_dir`` records (``False``: no CA directory, as with --ca-file), and
+    whether the file (``name``) held the whole chain of its bundle (:func:`_ends_at_root`):
+    :func:`unanchored_leaf`'s ``recorded`` and ``whole``."""
+    from certkit.files import STDIN
+
+    recorded = recorded_cas(ca_dir) if ca_dir is not False else None
+    if str(cert_path) == STDIN:
+        return {"recorded": recorded}
+    return {"recorded": recorded, "whole": name if _ends_at_root(certs, folder or Path(cert_path).parent) else None}
+
+
+def _ends_at_root(certs: list, beside: Path) -> bool:
+    """Whether the chain file ``certs`` (leaf first) is whole: the root its bundle's peers trust (the ca.pem
+    ``beside`` it, self-signed) signed the top of it, so no intermediate is missing from it."""
+    from certkit.material import load_material
+    from certkit.vocabulary import self_signed
+
+    top = certs[0]
+    for _ in certs:  # up the chain, at most once per certificate (a file may hold a loop)
+        above = next((c for c in certs if c != top and _signed(top, c)), None)
+        if above is None:
+            break
+        top = above
+    try:
+        roots = [c for c, _ in load_material(beside / "ca.pem").certificates] if (beside / "ca.pem").is_file() else []
+    except CertkitError:
+        return False
+    return any(self_signed(r) and _signed(top, r) for r in roots)
+
+
+# How the certificate of a missing intermediate gets to the verifier, by who sends the chain: certkit verify's user,
+# a server (probe), a client (serve).
+_SEND_TOO = {
+    None: "verify fullchain.pem or pass its certificate with --untrusted",
+    "server": "send its certificate too: configure the server with fullchain.pem, e.g. nginx ssl_certificate, not "
+              "cert.pem alone",
+    "client": "send its certificate too: curl --cert fullchain.pem, or the bundle.p12 that holds it",
+}
+
+
+def unanchored_leaf(leaf, roots: list, *, sent: str | None = None, recorded: RecordedCAs | None = None,
+                    whole: str | None = None, sender: str | None = None) -> str:
+    """Why ``leaf`` does not chain to ``roots``, its issuer's certificate being nowhere in what was given: an
+    intermediate of this CA that its inventory records (``recorded``), whose certificate must be sent too; or
+    another CA, said without a hedge when the CA's inventory records no intermediate of that name or the file
+    ``whole`` held the whole chain of its bundle; else with advice for the case that it is an intermediate.
+    ``sent`` names the bundle file a server sends; ``sender`` who sends the chain (None: certkit verify's user)."""
+    from certkit.verify_names import cn_text
+
+    issuer, ca_names = cn_text(leaf.issuer), ", ".join(cn_text(r.subject) for r in roots)
+    if recorded is not None and any(_signed(leaf, c) for c in recorded.valid):
+        lacking = {None: "which the chain given lacks", "server": "which the server does not send",
+                   "client": "which the client did not send"}[sender]
+        fix = (f"{shown(sent)} does not carry it, so a server sending it leaves its peers without the chain: "
+               "send fullchain.pem" if sent is not None and sender is None else _SEND_TOO[sender])
+        return (f"issued by {issuer}, an intermediate CA of this CA ({ca_names}, whose inventory records it), "
+                f"{lacking}: {fix}")
+    said = f"not issued by this CA: it was issued by {issuer}, and the trusted CA is {ca_names}"
+    if any(r.subject == leaf.issuer for r in roots):
+        return said  # a namesake: the trusted CA's name, another key
+    if recorded is not None and leaf.issuer.public_bytes() not in recorded.names and not recorded.deeper:
+        return f"{said}, whose inventory records no intermediate CA of that name"
+    if whole is not None:
+        return f"{said} ({shown(whole)} holds its bundle's whole chain, up to {issuer}: no intermediate is missing)"
+    if sent is not None:
+        return (f"{said} ({shown(sent)} does not carry {issuer}'s certificate, so a server sending it leaves its "
+                "peers without the chain)")
+    # verify's words, which probe (probe_report.server_side) and serve (serve_optional) say their own way
+    return f"{said} (if {issuer} is an intermediate CA under it, {_SEND_TOO[None]})"
+
+
+def _signed(cert, issuer) -> bool:
+    """Whether ``issuer``'s key signed ``cert`` (names alone do not tell: a namesake CA has another key)."""
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # noqa: BLE001 (InvalidSignature, a key type that cannot sign: not this issuer)
+        return False
+    return True

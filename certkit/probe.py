@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from certkit.anchors import missing_issuer, withdrawn
+from certkit.anchors import missing_issuer, recorded_cas, withdrawn
 from certkit.errors import CertkitError
 from certkit.probe_report import refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
@@ -482,7 +482,8 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
         from certkit.verify import verify_certificate
 
         verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:],
-                                     name=target.host, now=now)
+                                     name=target.host, now=now, sender="server",
+                                     recorded=recorded_cas(ca_dir) if ca_dir is not None else None)
         result.reasons = [server_side(r, leaf, known) for r in verdict.reasons]
         if ca_dir is not None:
             result.withdrawn = [server_side(r, leaf) for r in withdrawn(ca_dir, seen.chain, fail_closed=True)]

@@ -94,7 +94,7 @@ def as_dict(result: "ProbeResult") -> dict:
             "without_one": result.without_cert.to_dict() if result.without_cert else None,
             "without_one_verdict": without_verdict(result) if result.without_cert else None,
             "given": result.client_subject, "given_usage": result.client_usage, "given_issuer": result.client_issuer,
-            "given_validity": result.client_validity.get("status"),
+            "given_status": result.client_validity.get("status"),
             "given_chain_issuers": result.client_chain_issuers, "given_missing_issuer": result.client_missing_issuer,
             "given_withdrawn": result.client_withdrawn,
             "with_it": result.with_cert.to_dict() if result.with_cert else None,

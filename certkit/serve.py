@@ -31,17 +31,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
+from certkit.serve_json import PeerIdentity, peer_identity  # noqa: F401 (serve's public names)
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import eku_names, san_entries, serial_hex
+from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -52,56 +53,6 @@ HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
 # The names a self-issued server certificate covers: what a user types to reach a local server.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-@dataclass(frozen=True)
-class PeerIdentity:
-    """What a certificate says about its holder: a client's as the server saw it, or the server's own."""
-
-    common_name: str | None
-    subject: str
-    sans: list[str]  # "DNS:host", "IP:addr", "email:a@b", "URI:spiffe://...", "DirName:CN=..."
-    serial: str
-    issuer: str
-    eku: list[str]
-    not_after: str
-    fingerprint_sha256: str
-    tls_version: str | None = None
-    not_before: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"authenticated": True, **asdict(self)}
-
-    def as_text(self) -> str:
-        rows = [
-            ("common name", self.common_name or "(none)"), ("subject", self.subject),
-            ("SAN", ", ".join(self.sans) or "(none)"), ("serial", self.serial), ("issuer", self.issuer),
-            ("EKU", ", ".join(self.eku) or "(none)"), ("expires", self.not_after),
-            ("SHA-256", self.fingerprint_sha256), ("TLS", self.tls_version or "?"),
-        ]
-        return "Authenticated client certificate\n" + "".join(f"  {k:<12} {shown(v)}\n" for k, v in rows)
-
-
-def peer_identity(der: bytes, tls_version: str | None = None) -> PeerIdentity:
-    """Describe a DER client certificate (``SSLSocket.getpeercert(binary_form=True)``)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.load_der_x509_certificate(der)
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return PeerIdentity(
-        common_name=str(cns[0].value) if cns else None,
-        subject=cert.subject.rfc4514_string(),
-        sans=san_entries(cert),
-        serial=serial_hex(cert.serial_number),
-        issuer=cert.issuer.rfc4514_string(),
-        eku=eku_names(cert) or [],  # none: no extendedKeyUsage, which TLS reads as any purpose
-        not_after=cert.not_valid_after_utc.isoformat(),
-        not_before=cert.not_valid_before_utc.isoformat(),
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
-        tls_version=tls_version,
-    )
 
 
 def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:

@@ -71,6 +71,9 @@ class OptionalContext:
         ctx.set_session_id(b"certkit-serve")
         self._ctx = ctx
         self._judge = _client_store(self.client_cas)
+        # The intermediates the client CA's inventory records it signed (anchors.recorded_cas), read at each
+        # refusal; serve sets it when the client CA is the CA directory's own (its inventory is at hand).
+        self.recorded = lambda: None
 
     def wrap_socket(self, sock: socket.socket, *, server_side: bool = True,
                     do_handshake_on_connect: bool = False) -> "_OptionalTLSSocket":
@@ -101,7 +104,8 @@ class OptionalContext:
         try:
             leaf = x509.load_der_x509_certificate(leaf_der)
             chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-            verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain)
+            verdict = verify_certificate(leaf, purpose="client", roots=self.client_cas, intermediates=chain,
+                                         recorded=self.recorded(), sender="client")
             # certkit verify's advice on --untrusted is for its command line: a client sends the intermediate.
             words = [_client_advice(r, chain) for r in verdict.reasons]
             namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)

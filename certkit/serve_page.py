@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from certkit.serve_json import as_json, status_of, text_time, time_problem  # noqa: F401 (serve_page's names)
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -69,23 +70,6 @@ def _e(value: object) -> str:
 
 
 # --- JSON and text ------------------------------------------------------------------
-def as_json(visit: Visit, server: ServerFacts) -> dict:
-    """The JSON answer: the client's identity (``authenticated``: true), or why there is none."""
-    from dataclasses import asdict
-
-    if visit.authenticated:
-        data = visit.client.as_dict()
-    else:
-        data = {"authenticated": False,
-                "reason": "; ".join(visit.refused) if visit.client else "no client certificate was sent",
-                "presented": asdict(visit.client) if visit.client else None}
-    cert = server.certificate  # its validity judged at this request, by this server's clock
-    data["server_certificate"] = {**{k: v for k, v in asdict(cert).items() if k != "tls_version"},
-                                  "validity": validity_of(cert), "withdrawn": server.withdrawn()} if cert else None
-    data["client_ca"] = server.client_ca
-    return data
-
-
 def as_text(visit: Visit, server: ServerFacts) -> str:
     if visit.authenticated:
         return visit.client.as_text()
@@ -148,26 +132,6 @@ def _subject_row(identity: "PeerIdentity") -> list[tuple[str, str]]:
     return [] if identity.subject == f"CN={identity.common_name}" else [("Subject", identity.subject)]
 
 
-def _when(iso: str) -> str:
-    return iso[:16].replace("T", " ") + " UTC"
-
-
-def _time_problem(cert: "PeerIdentity", now: dt.datetime | None = None) -> str | None:
-    """What keeps ``cert`` from being valid at ``now`` (this server's clock), in words; None when it is."""
-    now = now or dt.datetime.now(dt.UTC)
-    if dt.datetime.fromisoformat(cert.not_after) < now:
-        return f"expired on {_when(cert.not_after)}"
-    if cert.not_before and dt.datetime.fromisoformat(cert.not_before) > now:
-        return f"is not valid before {_when(cert.not_before)}"
-    return None
-
-
-def validity_of(cert: "PeerIdentity", now: dt.datetime | None = None) -> str:
-    """``valid``, ``expired`` or ``not yet valid``: ``cert`` at ``now``, by this server's clock."""
-    problem = _time_problem(cert, now)
-    return "valid" if problem is None else "expired" if problem.startswith("expired") else "not yet valid"
-
-
 def _purpose_problem(cert: "PeerIdentity") -> str | None:
     """Why TLS clients do not take ``cert`` for a server, from its extendedKeyUsage, and who refuses it (HTML);
     None when they do: it has serverAuth, or no extendedKeyUsage at all, which TLS reads as any purpose."""
@@ -192,8 +156,8 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
             *_subject_row(cert),
             ("Signed by", cert.issuer),
             ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
-            *([("Valid from", _when(cert.not_before))] if cert.not_before else []),
-            ("Expires", _when(cert.not_after)),
+            *([("Valid from", text_time(cert.not_before))] if cert.not_before else []),
+            ("Expires", text_time(cert.not_after)),
             ("Serial", cert.serial),
         ]) + "</dl>"
         issuer = f"<code>{_e(cert.issuer)}</code>"
@@ -231,9 +195,9 @@ def _time_rule(server: ServerFacts, now: dt.datetime | None) -> str:
     cert = server.certificate
     if cert is None:
         return f"<li>valid now, not expired{_UNREAD}</li>"
-    if (problem := _time_problem(cert, now)) is None:
-        since = f"from {_e(_when(cert.not_before))} " if cert.not_before else ""
-        until = _e(_when(cert.not_after))
+    if (problem := time_problem(cert, now)) is None:
+        since = f"from {_e(text_time(cert.not_before))} " if cert.not_before else ""
+        until = _e(text_time(cert.not_after))
         return f"<li>valid now, by this server\u2019s clock ({since}until {until}): not expired</li>"
     renew = (" (serve issued it for one day and does not renew it: restart <code>certkit serve</code>)"
              if server.self_issued and problem.startswith("expired") else "")
@@ -261,7 +225,7 @@ def _claim(cert: "PeerIdentity | None", host: str | None, where: str, now: dt.da
         return f"it should prove that this server is {where}"
     if host and not names_host(cert, host):
         return f"it does <strong>not</strong> name {where}, so it does not prove that this server is {where}"
-    time = _time_problem(cert, now)
+    time = time_problem(cert, now)
     problems = [f"{_e(time)}: {_REFUSES}" if time else "", _purpose_problem(cert) or "",
                 *(f"cannot be trusted any more: <strong>{_e(w)}</strong>" for w in withdrawn or [])]
     if any(problems):
@@ -286,9 +250,10 @@ def client_refusal(alert: str, server: ServerFacts, now: dt.datetime | None = No
     server, not this server refusing the client; for an expiry, what this server's certificate says."""
     words, cert = _CLIENT_ALERTS.get(alert, "it ended the handshake"), server.certificate
     if alert == "certificate expired" and cert is not None:
-        problem = _time_problem(cert, now)
+        problem = time_problem(cert, now)
+        until = text_time(cert.not_after)
         words += (f": this server's certificate {problem}" if problem else
-                  f", but by this server's clock it is valid until {_when(cert.not_after)}: check the client's clock")
+                  f", but by this server's clock it is valid until {until}: check the client's clock")
     return words
 
 
@@ -374,7 +339,7 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
         ("Other identities", ", ".join(cert.sans) or "(none)"),
         ("Signed by", cert.issuer),
         ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
-        ("Expires", _when(cert.not_after)),
+        ("Expires", text_time(cert.not_after)),
         ("Serial", cert.serial),
         ("SHA-256", cert.fingerprint_sha256),
         ("TLS", cert.tls_version or "?"),
@@ -438,8 +403,9 @@ def _no_certificate_card(server: ServerFacts) -> str:
   <code>ssl_verify_client on</code>) ends the handshake instead, and Chromium shows
   <code>ERR_BAD_SSL_CLIENT_AUTH_CERT</code>.</p>
   <h3>How to send one: import your <code>bundle.p12</code></h3>
-  <p>Make it with <code>certkit issue-client NAME --p12</code> (or <code>certkit export-p12 NAME</code>); it holds
-  your certificate, its key and the CA. Then:</p>
+  <p>Make it with <code>certkit issue-client NAME --p12</code>, or, for a certificate issued already,
+  <code>certkit export-p12 FOLDER</code> with the folder issue-client wrote (<code>certkit export-p12 alice</code>
+  for <code>alice/</code>); it holds your certificate, its key and the CA. Then:</p>
   <ol class="howto">
     <li><strong>Chromium / Chrome on Linux</strong>: Settings \u2192 Privacy and security \u2192 Security \u2192
       Manage certificates \u2192 Your certificates \u2192 Import, or

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.anchors import load_trust
+from certkit.anchors import load_trust, unanchored_leaf, whence
 from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
@@ -142,10 +142,11 @@ def _issued_by(cert, issuer) -> bool:
         return False
 
 
-def _path(leaf, intermediates, roots, sent: str | None = None) -> tuple[list, str | None]:
+def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple[list, str | None]:
     """Walk issuer links from ``leaf`` to a trust anchor; return the path and, if it
     breaks, a sentence saying where. ``sent`` names the file the chain came from, when it is
-    what a server sends (a bundle's fullchain.pem)."""
+    what a server sends (a bundle's fullchain.pem); ``known``: what else tells where the leaf comes
+    from (:func:`certkit.anchors.unanchored_leaf`'s ``recorded``, ``whole`` and ``sender``)."""
     path, cert = [leaf], leaf
     pool = list(intermediates)
     for _ in range(8):
@@ -156,13 +157,7 @@ def _path(leaf, intermediates, roots, sent: str | None = None) -> tuple[list, st
         if nxt is None:
             ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:
-                hint = ("" if any(r.subject == cert.issuer for r in roots) else
-                        f" (if {cn_text(cert.issuer)} is an intermediate CA under it, verify fullchain.pem "
-                        "or pass its certificate with --untrusted)" if sent is None else
-                        f" ({shown(sent)} does not carry {cn_text(cert.issuer)}'s certificate, so a server sending it "
-                        "leaves its peers without the chain)")
-                return path, (f"not issued by this CA: it was issued by {cn_text(cert.issuer)}, "
-                              f"and the trusted CA is {ca_names}{hint}")
+                return path, unanchored_leaf(leaf, list(roots), sent=sent, **known)
             return path, (f"the chain breaks at {cn_text(cert.subject)}: its issuer {cn_text(cert.issuer)} is "
                           f"not the trusted CA ({ca_names}) nor in the intermediates given")
         pool.remove(nxt)
@@ -217,12 +212,16 @@ def _key_usage_problem(cert, purpose: str) -> str | None:
 
 def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
                        intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
-                       now: dt.datetime | None = None, sent: str | None = None) -> Verdict:
+                       now: dt.datetime | None = None, sent: str | None = None, recorded=None,
+                       whole: str | None = None, sender: str | None = None) -> Verdict:
     """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots``.
 
     The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
     certificate's SAN entries and subject CN (the verifier does not check client names).
-    ``sent`` names the file the intermediates came from when it is what a server sends.
+    ``sent`` names the file the intermediates came from when it is what a server sends. What tells
+    where a leaf that does not chain to ``roots`` comes from: the CA directory's ``recorded`` CAs
+    (:func:`certkit.anchors.recorded_cas`), the file that held the ``whole`` chain of its bundle, and
+    who sends the chain, the ``sender`` ("server", "client"; None: certkit verify's user).
     """
     if purpose not in PURPOSES:
         raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
@@ -231,7 +230,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                       leaf.not_valid_after_utc, name_checked=name is not None)
 
     # Our own reading of the certificate, for the plain-words reasons.
-    path, broken = _path(leaf, intermediates, roots, sent)
+    path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
     if broken:
         verdict.reasons.append(broken)
     for cert in path:
@@ -392,7 +391,9 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     folder = Path(cert_path) if str(cert_path) != STDIN and Path(cert_path).is_dir() else None
     try:
         verdict = verify_certificate(leaf, purpose=purpose, roots=roots, intermediates=chain + extra,
-                                     name=name, now=now, sent=_sent(folder) if folder is not None else None)
+                                     name=name, now=now, sent=_sent(folder) if folder is not None else None,
+                                     **whence(cert_path, folder, _sent(folder) if folder else str(cert_path),
+                                              [leaf, *chain], False if ca_file is not None else ca_dir))
         path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None

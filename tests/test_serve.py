@@ -65,7 +65,7 @@ def test_start_reports_url_and_self_issued_server_certificate(server: ServeProce
     assert server.url == f"https://127.0.0.1:{server.port}/"
     cert = server.info["server_certificate"]
     assert cert["source"] == "issued"
-    assert cert["names"] == ["localhost", "127.0.0.1", "::1"]
+    assert cert["names"] == ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]
     assert server.info["client_ca"] == "Serve Test CA"
     server.wait_for_log(f"listening on {server.url}")
 
@@ -93,7 +93,7 @@ def test_curl_with_pkcs12(pki: Path, server: ServeProcess, who: str):
     assert data["authenticated"] is True
     assert data["common_name"] == who
     assert data["serial"] == serial_of(pki / who)
-    assert data["eku"] == ["clientAuth"]
+    assert data["extended_key_usage"] == ["clientAuth"]
     assert data["issuer"] == "CN=Serve Test CA"
 
 
@@ -162,7 +162,7 @@ def test_python_ssl_client_json(pki: Path, server: ServeProcess):
     assert resp.getheader("Content-Type") == "application/json"
     data = json.loads(resp.read())
     assert data["common_name"] == "alice"
-    assert data["sans"] == ["email:alice@example.com"]
+    assert data["names"] == ["email:alice@example.com"]
     assert data["tls_version"] == "TLSv1.3"
 
 

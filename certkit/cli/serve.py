@@ -9,8 +9,16 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Failed, Whole, ca_dir_option, emit, json_option, passphrase_file_option, unlock
-from certkit.vocabulary import iso
+from certkit.cli.common import (
+    ExistingPath,
+    Failed,
+    Whole,
+    ca_dir_option,
+    emit,
+    json_option,
+    passphrase_file_option,
+    unlock,
+)
 
 
 # --- serve ------------------------------------------------------------------------
@@ -19,11 +27,11 @@ from certkit.vocabulary import iso
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
 @click.option("--port", type=Whole(0, 65535), default=8443, show_default=True,
               help="TCP port; 0 picks a free one (the URL printed says which).")
-@click.option("--cert", "cert_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--cert", "cert_file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Server certificate chain (fullchain.pem) [default: issue one now from the CA].")
-@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--key", "key_file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Private key of --cert (privkey.pem).")
-@click.option("--client-ca", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--client-ca", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Accept client certificates from this CA certificate [default: the CA in --ca-dir].")
 @click.option("--optional", is_flag=True,
               help="Ask for a client certificate but do not require one (as nginx's ssl_verify_client "
@@ -38,11 +46,16 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     serial, issuer and EKU: as text, as JSON (Accept: application/json or
     ?format=json) or as a web page (browsers) that shows the server's and
     the client's certificate side by side and the rule each one passed.
-    Connections without a valid client certificate from the CA are refused
-    in the handshake; every connection gets a log line on stderr, with
-    OpenSSL's reason when refused. With --optional the handshake completes
-    without a certificate, or with a refused one, and the answer (HTTP 403)
-    says which and why: a way to see what a browser sends.
+    A connection without a client certificate, or with one OpenSSL refuses
+    (another CA's, expired, not for clientAuth), is refused in the
+    handshake. A certificate the CA signed that its inventory records as
+    revoked, or has no record of, passes the handshake (the inventory is
+    read after it) and gets HTTP 403 with the page that says why: curl
+    exits 0 then; use curl --fail to see the 403 in its exit status. Every
+    connection gets a log line on stderr, with the reason when refused.
+    With --optional the handshake completes without a certificate, or with
+    a refused one, and the answer (HTTP 403) says which and why: a way to
+    see what a browser sends.
 
     Without --cert/--key, serve issues itself a one-day server certificate
     for localhost, 127.0.0.1 and ::1 from the CA (this needs the CA key's
@@ -64,8 +77,8 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
+    host = _listen_address(host)  # [::1], as in the URL, is the address ::1: bound and named the same
     client_ca_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
-    host = _unbracketed(host)  # [::1], as in the URL, is the address ::1: bound and named the same
     names = _local_names(host)
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
@@ -74,12 +87,22 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
-        server, context, chain_pem, key_pem, server_cert = _issue_and_listen(ca_dir, passphrase_file, names, host,
-                                                                             port, client_ca_pem)
+        server, context, chain_pem, key_pem = _issue_and_listen(ca_dir, passphrase_file, names, host, port,
+                                                                client_ca_pem)
+        server_cert = {"source": "issued"}
+    identity = _server_identity(chain_pem)
+    if identity is not None:  # the certificate's facts, with the keys issue-*, list and inspect use
+        from certkit.serve_json import certificate_json
+
+        server_cert.update(certificate_json(identity))
     if optional:
         context = OptionalContext(chain_pem, key_pem, client_ca_pem)
+        if revocations is not None:  # the client CA is the CA directory's: its inventory says which CAs it signed
+            from certkit.anchors import recorded_cas
+
+            context.recorded = lambda: recorded_cas(revocations.store.path)
     server.context = context
-    server.facts = ServerFacts(certificate=_server_identity(chain_pem), client_ca=ca_name,
+    server.facts = ServerFacts(certificate=identity, client_ca=ca_name,
                                revocation=revocations is not None,
                                revocation_ca=revocations.name if revocations else None,
                                self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem))
@@ -110,7 +133,7 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
                       client_ca_pem: bytes):
     """A one-day server certificate from the CA, issued once the port is taken (no certificate for a
     server that cannot run) and recorded valid once the server holds it: the listening server, its
-    TLS context, the chain and key PEM, and what the summary says of it."""
+    TLS context, and the chain and key PEM."""
     from certkit.issuing import Target, begin, plan, server_request
     from certkit.serve import issued_context
     from certkit.store import CADirectory
@@ -127,9 +150,7 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
         server.server_close()
         raise
     ca.key = None  # serve signs nothing else: the CA key does not stay in this process
-    server_cert = {"source": "issued", "names": names, "serial": issued.serial_hex,
-                   "not_after": iso(issued.not_after), "issuer": ca.common_name}
-    return server, context, issued.fullchain_pem, issued.private_key_pem, server_cert
+    return server, context, issued.fullchain_pem, issued.private_key_pem
 
 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
@@ -141,10 +162,12 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
             "revocation": str(revocations.store.inventory_location) if revocations else None,
             "server_certificate": server_cert}
     if server_cert["source"] == "issued":
+        from certkit.serve_json import text_time
+
         # serve keeps no CA key (it drops it once this is issued), so it cannot renew it: it says so, and logs
         # the expiry when it comes (_say_when_expired).
         made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
-                f"expires {server_cert['not_after'][:16].replace('T', ' ')} UTC; serve does not renew it: "
+                f"expires {text_time(server_cert['not_after'])}; serve does not renew it: "
                 "restart serve for a new one)")
     else:
         made = f"{cert_file} (key {key_file})"
@@ -211,6 +234,36 @@ def _listen(host: str, port: int):
     except OSError as exc:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise click.ClickException(f"Cannot listen on {where}: {exc.strerror or exc}.") from None
+
+
+def _listen_address(host: str) -> str:
+    """--host as bind() takes it (``[::1]`` unbracketed), or a usage error naming --host with advice that fits an
+    address to listen on, for what people type when they mean the server's URL: a URL, a port, a mailbox."""
+    import re
+    from urllib.parse import urlsplit
+
+    from certkit.text import shown
+
+    def refuse(why: str, address: str | None, port: int | None) -> click.BadParameter:
+        fix = f"--host {address}" if address else "--host 127.0.0.1 (or localhost, or 0.0.0.0 for every interface)"
+        fix += f" --port {port}" if port is not None else " (and the port, if not 8443, with --port)"
+        return click.BadParameter(f"'{shown(host)}' {why}; --host takes the address to listen on, an IP address or "
+                                  f"a name of this machine, and --port the port: give {fix}.", param_hint="'--host'")
+
+    text = host.strip()
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            address, port = parts.hostname, parts.port
+        except ValueError:
+            address, port = None, None
+        raise refuse("is a URL", address, port)
+    if (found := re.fullmatch(r"\[([^\]]*)\]:(\d+)|([^:\[\]]*):(\d+)", text)) is not None:
+        address = found[1] if found[1] is not None else found[3]
+        raise refuse(f"has a port (:{found[2] or found[4]})", address or None, int(found[2] or found[4]))
+    if "@" in text:
+        raise refuse("is an email address", None, None)
+    return _unbracketed(host)
 
 
 def _unbracketed(host: str) -> str:
