@@ -74,10 +74,11 @@ def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> No
         )
 
 
-def private_stream(stream) -> int | None:
-    """Make a regular file that ``stream`` writes to (``> fleet.jsonl`` under umask 022) readable by
-    its owner only, before private keys go into it, as ``--out`` creates its file: the mode it had, if
-    it was changed (None when nothing needed changing). Refused when the file is someone else's."""
+def private_stream(stream, *, change: bool) -> int | None:
+    """The mode of a regular file that ``stream`` writes to (``> fleet.jsonl`` under umask 022) if others
+    can read it (None when nothing needs changing); with ``change``, the file is made readable by its owner
+    only, as ``--out`` creates its file, before private keys go into it. Refused (before anything is
+    signed, without ``change``) when certkit could not change it: the file is someone else's."""
     from certkit.errors import CertkitError
 
     try:
@@ -87,10 +88,14 @@ def private_stream(stream) -> int | None:
         return None
     if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o077:
         return None
+    mode = stat.S_IMODE(info.st_mode)
     try:
-        os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
+        if not change and info.st_uid != os.geteuid() and os.geteuid() != 0:
+            raise PermissionError
+        if change:
+            os.fchmod(fd, mode & 0o700)
     except OSError:
-        raise CertkitError(f"Standard output is a file others can read (mode {stat.S_IMODE(info.st_mode):04o}) "
-                           "that certkit cannot make private; private keys do not go there. Write them with "
-                           "--out FILE, which is created 0600.") from None
-    return stat.S_IMODE(info.st_mode)
+        raise CertkitError(f"Standard output is a file others can read (mode {mode:04o}) that certkit cannot make "
+                           "private; private keys do not go there. Write them with --out FILE, which is created "
+                           "0600.") from None
+    return mode

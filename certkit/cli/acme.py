@@ -128,6 +128,9 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
           --server https://127.0.0.1:14000/directory -d app.internal.example.com
     """
     eab = _eab_keys(eab_kid, eab_hmac_file)  # first: it says when the ACME server cannot run here
+    from certkit.cli.serve import _unbracketed
+
+    host = _unbracketed(host)  # ::0 listens where :: does, and is named as it is
     from certkit.acme.challenges import Validator
     from certkit.acme.policy import Policy
     from certkit.acme.server import AcmeConfig

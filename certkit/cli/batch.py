@@ -9,6 +9,7 @@ import click
 
 from certkit.cli.common import (
     EXIT_INTERRUPTED,
+    CheckedPath,
     ExistingPath,
     OutPath,
     Whole,
@@ -36,7 +37,7 @@ def _default_jobs(total: int) -> int:
 
 @click.command("issue-batch")
 @click.argument("manifest", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True))
-@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+@click.option("--out-dir", type=CheckedPath(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
                                       "write outside it.")
 @format_option
@@ -95,9 +96,6 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
         ca = CADirectory(ca_dir).open()
         if output is not None:
             output.check(ca.directories)
-            from certkit.cli.output import warn_made_private
-
-            warn_made_private(output)
             output.held_before(ca.inventory)
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}
@@ -113,6 +111,10 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             total = _checked(lambda: check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk,
                                                     spool=spool, name=name, **options))
             unlock(ca, passphrase_file)
+            if output is not None:
+                from certkit.cli.output import warn_made_private
+
+                warn_made_private(output)  # the manifest checked: keys go there now
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run, as_json)
             released = output.released(ca.inventory) if output is not None else []

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    CheckedPath,
     ExistingPath,
     Failed,
     Whole,
@@ -39,7 +40,7 @@ MIN_PASSPHRASE = 12
               help="Name constraint: only this DNS domain and its subdomains (repeatable). "
                    "IP addresses are then excluded unless --permit-ip is given.")
 @click.option("--permit-ip", multiple=True, metavar="CIDR", help="Name constraint: only this IP range (repeatable).")
-@click.option("--parent-ca-dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--parent-ca-dir", type=CheckedPath(path_type=Path, file_okay=False),
               help="Create an intermediate CA signed by the CA in this directory.")
 @click.option("--parent-passphrase-file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="Passphrase file for the parent CA's key (else $CERTKIT_PARENT_CA_PASSPHRASE, else a prompt).")

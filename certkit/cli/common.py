@@ -198,7 +198,7 @@ def warn(message: str) -> None:
 # --- shared options ---------------------------------------------------------------
 def ca_dir_option(f):
     return click.option(
-        "--ca-dir", type=click.Path(path_type=Path, file_okay=False), envvar="CERTKIT_CA_DIR",
+        "--ca-dir", type=CheckedPath(path_type=Path, file_okay=False), envvar="CERTKIT_CA_DIR",
         help="CA directory [default: $CERTKIT_CA_DIR, else the per-user data dir].",
     )(f)
 
@@ -215,7 +215,30 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
 
 
-class OutPath(click.Path):
+class CheckedPath(click.Path):
+    """A path argument whose refusals (a file where a folder is wanted, or the reverse; with ``exists``,
+    one that is not there) are mistakes in the input, not in the command's use: one line and exit
+    status 1 (``Error: nope does not exist.``), as inspect and verify say it, rather than click's usage
+    block and exit status 2."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
+            if os.path.islink(text) and not os.path.exists(text):
+                raise click.ClickException(f"{shown(text)} is a symbolic link to {shown(os.readlink(text))}, "
+                                           "which does not exist.") from None
+            if not os.path.lexists(text):
+                raise click.ClickException(f"{shown(text)} does not exist.") from None
+            if os.path.isdir(text) and not self.dir_okay:
+                raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
+            if not os.path.isdir(text) and not self.file_okay:
+                raise click.ClickException(f"{shown(text)} is a file; give a folder.") from None
+            raise click.ClickException(exc.format_message()) from None
+
+
+class OutPath(CheckedPath):
     """``--out`` of the issuing commands: a path, remembering what ``click.Path`` forgets, the
     value as typed (``-`` means standard output; a trailing slash means a folder)."""
 
@@ -228,26 +251,11 @@ class OutPath(click.Path):
 _OUT_AS_TYPED = "certkit.out_as_typed"
 
 
-class ExistingPath(click.Path):
-    """A file (or folder) argument that must exist. That it does not is a mistake in the input, not in
-    the command's use: one line and exit status 1 (``Error: nope does not exist.``), as inspect and
-    verify say it, rather than click's usage block and exit status 2."""
+class ExistingPath(CheckedPath):
+    """A file (or folder) argument that must exist (see :class:`CheckedPath`)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(exists=True, **kwargs)
-
-    def convert(self, value, param, ctx):
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter as exc:
-            text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
-            if not os.path.lexists(text):
-                raise click.ClickException(f"{shown(text)} does not exist.") from None
-            if os.path.isdir(text) and not self.dir_okay:
-                raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
-            if not os.path.isdir(text) and not self.file_okay:
-                raise click.ClickException(f"{shown(text)} is not a folder.") from None
-            raise click.ClickException(exc.format_message()) from None
 
 
 def out_as_typed() -> str | None:

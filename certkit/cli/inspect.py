@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import ExistingPath, Failed, ca_dir_option, emit, json_option
+from certkit.cli.common import CheckedPath, ExistingPath, Failed, ca_dir_option, emit, json_option
 
 
 # --- inspect ------------------------------------------------------------------------
@@ -46,9 +46,9 @@ def inspect_(path, as_json):
               help="The TLS role the certificate must be valid for.")
 @click.option("--name", metavar="HOST", help="Name to check: a server's DNS name or IP address, or a client's "
                                               "CN, email, URI or DNS name.")
-@click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--ca-file", type=CheckedPath(path_type=Path, dir_okay=False),
               help="Trust the CA certificate(s) in this PEM file instead of a CA directory.")
-@click.option("--untrusted", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--untrusted", type=CheckedPath(path_type=Path, dir_okay=False),
               help="Intermediate CA certificates to build the chain with (e.g. chain.pem).")
 @ca_dir_option
 @json_option

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    CheckedPath,
     ExistingPath,
     OutPath,
     ca_dir_option,
@@ -381,7 +382,7 @@ def _refuse_revoked(store, cert) -> None:
 
 
 @click.command("export-p12")
-@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("folder", type=CheckedPath(path_type=Path, file_okay=False))
 @click.option("--legacy", "--p12-legacy", "legacy", is_flag=True,
               help="Legacy encryption (3DES, SHA-1 MAC) for older macOS, Windows and Java imports.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.p12.")

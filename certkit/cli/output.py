@@ -59,7 +59,6 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
     ca = CADirectory(ca_dir).open()
     output = Output(fmt, out, force=force)
     output.check(ca.directories, keyed=request.keyed)
-    warn_made_private(output)
     output.held_before(ca.inventory)
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
@@ -72,6 +71,7 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
         password = p12_password()
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
     unlock(ca, passphrase_file)
+    warn_made_private(output)  # every refusal made: keys go there now
     delivery = deliver(ca, request, target, planned=True)
     warn_of_purpose(request, told=asked)
     released = output.released(ca.inventory)
@@ -81,9 +81,12 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
 
 
 def warn_made_private(output) -> None:
-    """Say that standard output's file, readable by others, was made 0600 before keys went into it."""
+    """Make standard output's file, readable by others, 0600 before keys go into it, and say so."""
     if output.made_private is not None:
         from certkit.cli.common import warn
+        from certkit.files import private_stream
+
+        private_stream(output.stream, change=True)
 
         warn(f"standard output is a file others could read (mode {output.made_private:04o}); certkit made it 0600 "
              "before writing private keys into it, as --out FILE would have created it.")

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
+    CheckedPath,
     ExistingPath,
     Failed,
     Whole,
@@ -267,8 +268,14 @@ def _listen_address(host: str) -> str:
 
 
 def _unbracketed(host: str) -> str:
-    """The address in ``[::1]`` (a URL's way of writing an IPv6 address), which bind() takes bare."""
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    """The address in ``[::1]`` (a URL's way of writing an IPv6 address), which bind() takes bare; every
+    spelling of the unspecified address (``::0``, ``0:0:0:0:0:0:0:0``) as ``::`` (``0.0.0.0`` for IPv4)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return bare
+    return str(address) if address.is_unspecified else bare
 
 
 def _read_limited(path: Path) -> bytes:
@@ -419,7 +426,7 @@ def _local_names(host: str) -> list[str]:
 
 # --- demo ---------------------------------------------------------------------------
 @click.command("demo")
-@click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--keep", type=CheckedPath(path_type=Path, file_okay=False),
               help="Write the demo's CAs and certificates into this new (or empty) folder and keep them.")
 @click.option("--tls", type=click.Choice(["1.2", "1.3"]),
               help="Use only this TLS version [default: the highest both sides support].")

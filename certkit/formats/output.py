@@ -112,7 +112,7 @@ class Output:
             elif keyed:
                 from certkit.files import private_stream
 
-                self.made_private = private_stream(self.stream)
+                self.made_private = private_stream(self.stream, change=False)  # made so by make_private()
             return
         from certkit.bundle import check_folder_owner
         from certkit.paths import check_can_write, check_folders_above, check_output
