@@ -151,6 +151,7 @@ def _try_ip(text: str) -> Identity | None:
 def _refuse_no_peers_address(text: str, addr) -> None:
     """Refuse an address no TLS client connects to: unspecified (0.0.0.0, ::: what a server listens on
     to mean every address), broadcast, multicast."""
+    addr = getattr(addr, "ipv4_mapped", None) or addr  # ::ffff:0.0.0.0 is 0.0.0.0
     if addr.is_unspecified:
         raise InvalidName(f"'{_show(text)}' is the unspecified address: a server listens on it to mean every "
                           "address, but no client connects to it; name the addresses clients use (127.0.0.1, the "

@@ -94,7 +94,10 @@ def check_name(path: str | Path, what: str = "output path") -> None:
     if not text.isprintable() and _has_control(_created_part(text)):
         raise UnsafeOutputPath(f"The {what} {shown(text)} contains a control character; certkit does not create "
                                "names that break tools reading paths a line at a time. Choose another name.")
-    if not (os.path.isabs(text) and text.isprintable()) and _has_control(absolute := os.path.abspath(text)):
+    # below an existing folder so named: refused for what certkit would make, not for a bundle it made
+    # there before this rule (renewed in place, or replaced with --force)
+    if not (os.path.isabs(text) and text.isprintable()) and _has_control(absolute := os.path.abspath(text)) \
+            and not os.path.lexists(text):
         where = "" if absolute == text else f" ({shown(absolute)})"
         raise UnsafeOutputPath(f"The {what} {shown(text)}{where} is below a folder whose name holds a "
                                "control character (a line break?); what certkit writes there would break tools "

@@ -218,6 +218,8 @@ def inventory_from_environment() -> str | None:
     except OSError as exc:
         why = f"which cannot be read ({exc.strerror})"
     if header != b"SQLite format 3\x00":
+        # a mistyped URL (postgresql//user:pw@host) is no URL to mask by: any user:password@ is masked
+        path = re.sub(r"(?<=:)[^:@/\s]+(?=@)", "***", path)
         raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
                            f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
     return url
