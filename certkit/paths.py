@@ -96,13 +96,12 @@ def check_name(path: str | Path, what: str = "output path") -> None:
                                "names that break tools reading paths a line at a time. Choose another name.")
     # below an existing folder so named: refused for what certkit would make, not for a bundle it made
     # there before this rule (renewed in place, or replaced with --force)
-    if not (os.path.isabs(text) and text.isprintable()) and _has_control(absolute := os.path.abspath(text)) \
-            and not os.path.lexists(text):
+    absolute = text if os.path.isabs(text) and text.isprintable() else os.path.abspath(text)
+    if absolute.splitlines() != [absolute] and not os.path.lexists(text):
         where = "" if absolute == text else f" ({shown(absolute)})"
-        raise UnsafeOutputPath(f"The {what} {shown(text)}{where} is below a folder whose name holds a "
-                               "control character (a line break?); what certkit writes there would break tools "
-                               "reading paths a line at a time (a renewal hook's CERTKIT_FOLDERS). Write it "
-                               "elsewhere.")
+        raise UnsafeOutputPath(f"The {what} {shown(text)}{where} is below a folder whose name holds a line "
+                               "break; what certkit writes there would break tools reading paths a line at a "
+                               "time (a renewal hook's CERTKIT_FOLDERS). Write it elsewhere.")
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
         return  # short and plain (thousands of batch lines): no name in it, nor the whole, can be too long
     absolute = os.fsencode(os.path.abspath(text))

@@ -129,7 +129,7 @@ def test_no_bundle_below_a_folder_with_a_line_break(ca_dir, ca_env, tmp_path, ho
                  "absolute": (["issue-server", "n.test", "--out", odd / "x"], tmp_path),
                  "batch": (["issue-batch", manifest(tmp_path, [("n.test", "x")]), "--out-dir", odd], tmp_path)}[how]
     proc = run_certkit(*args, env=ca_env, cwd=cwd)
-    assert_clean_error(proc, "below a folder whose name holds a control character")
+    assert_clean_error(proc, "below a folder whose name holds a line break")
     assert list(odd.iterdir()) == []
     assert json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"] == []
 
