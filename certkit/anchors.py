@@ -22,17 +22,15 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
     from a certkit CA directory (its root trusted, an intermediate CA's own certificate supplied as
     untrusted)."""
     if ca_file is not None:
-        from certkit.material import load_material
+        from certkit.material import load_certificates
         from certkit.vocabulary import is_ca, self_signed
 
-        found = [c for c, _ in load_material(ca_file).certificates]
-        if found and not roots_only:  # probe: what curl --cacert trusts (a self-signed server's own, too)
+        found = load_certificates(ca_file, CA_FILE_ROLE)
+        if not roots_only:  # probe: what curl --cacert trusts; a leaf only to pin it (:func:`pinned`)
             return found, [], str(ca_file)
         cas = [c for c in found if is_ca(c)]
         if not cas:
-            raise CertkitError(f"{shown(ca_file)} holds no CA certificate" + (
-                f" (what it holds, {shown(found[0].subject.rfc4514_string())}, is not a CA: basicConstraints "
-                "CA:FALSE or none)." if found else "."))
+            raise no_ca_certificate(ca_file, found)
         roots = [c for c in cas if self_signed(c)]
         if not roots:
             raise CertkitError(f"{shown(ca_file)} holds no root CA certificate (a self-signed one): OpenSSL "
@@ -46,6 +44,113 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
     if parents:
         return [parents[-1]], [cert, *parents[:-1]], str(store.path)
     return [cert], [], str(store.path)
+
+
+# What a --ca-file is, in the words of a refusal of what it holds (material.load_certificates's role).
+CA_FILE_ROLE = "--ca-file, the CA certificate(s) to trust"
+
+
+def no_ca_certificate(ca_file: str | Path, found: list, *, server: "x509.Certificate | None" = None
+                      ) -> CertkitError:
+    """The refusal of a --ca-file that holds no CA certificate (``found``: what it holds); for probe, whose
+    --ca-file may also pin the ``server``'s own certificate (curl --cacert), that it does not hold that."""
+    what = (f" (what it holds, {shown(found[0].subject.rfc4514_string())}, is not a CA: basicConstraints "
+            "CA:FALSE or none)" if found else "")
+    pin = (f", nor the server's own certificate ({shown(server.subject.rfc4514_string())}), which a --ca-file "
+           "may hold to pin it" if server is not None else "")
+    return CertkitError(f"{shown(ca_file)} holds no CA certificate{what}{pin}.")
+
+
+def pinned(ca_file: str | Path, anchors: list, sent: list) -> bool:
+    """Whether probe's --ca-file pins the server's own certificate (``sent[0]``, the chain as sent): it holds
+    that certificate, and none of its CA certificates is reached from it. OpenSSL, as curl --cacert, then
+    trusts the certificate as itself, and no CA vouches for it. A --ca-file that holds neither a CA nor the
+    server's own certificate is refused, as verify refuses it (:func:`no_ca_certificate`)."""
+    from certkit.vocabulary import is_ca
+
+    leaf, cas = sent[0], [c for c in anchors if is_ca(c)]
+    if leaf in anchors and not _reaches(leaf, sent[1:], cas):
+        return True
+    if not cas:
+        raise no_ca_certificate(ca_file, anchors, server=leaf)
+    return False
+
+
+def _reaches(leaf, sent: list, cas: list) -> bool:
+    """Whether the chain from ``leaf`` through the certificates ``sent`` after it reaches one of ``cas``."""
+    cert, pool = leaf, list(sent)
+    for _ in range(len(pool) + 1):
+        if cert in cas or any(_signed(cert, ca) for ca in cas):
+            return True
+        cert = next((c for c in pool if _signed(cert, c)), None)
+        if cert is None:
+            return False
+        pool.remove(cert)
+    return False
+
+
+def chain_strangers(certs: list) -> list[str]:
+    """The certificates of a chain file (leaf first, as a server or client sends it) that are not CA
+    certificates of its chain: a leaf (a server, client or peer certificate), or a CA that did not issue the
+    certificate before it (the chain so far), each in words naming it and its place in the file. A
+    fullchain.pem (leaf, intermediates, optionally the root) has none."""
+    from cryptography import x509
+
+    from certkit.verify_names import cn_text
+    from certkit.vocabulary import is_ca
+
+    found, top = [], certs[0]
+    for place, cert in enumerate(certs[1:], 2):
+        where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
+        if not is_ca(cert):
+            try:
+                eku = {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
+            except x509.ExtensionNotFound:
+                eku = set()
+            server, client = x509.OID_SERVER_AUTH.dotted_string in eku, x509.OID_CLIENT_AUTH.dotted_string in eku
+            kind = ("a peer" if server and client else "a server" if server else "a client" if client else "a leaf")
+            found.append(f"{where}, {kind} certificate, not a CA certificate")
+        elif not _signed(top, cert):
+            found.append(f"{where}, a CA that did not issue {shown(cn_text(top.subject))}, the certificate before it")
+        else:
+            top = cert
+    return found
+
+
+def bundle_ca_note(folder: str | Path) -> str | None:
+    """What is wrong with a bundle folder's ca.pem, the CA its peers are told to trust: it should be
+    a self-signed root, since OpenSSL and most TLS stacks take no other certificate as a trust anchor."""
+    from certkit.constants import CA_FILE
+    from certkit.material import load_material
+    from certkit.verify_names import cn_text
+
+    ca_file = Path(folder) / CA_FILE
+    if not ca_file.is_file():
+        return None
+    cas = [c for c, _ in load_material(ca_file).certificates]
+    not_roots = [c for c in cas if not _signed(c, c)]
+    if not not_roots:
+        return None
+    names = ", ".join(cn_text(c.subject) for c in not_roots)
+    return (f"the folder's {CA_FILE} holds {names}, which is not a self-signed root CA: peers told to trust "
+            f"{CA_FILE} cannot build a chain with it (OpenSSL refuses it as a trust anchor); {CA_FILE} should "
+            "hold the root CA")
+
+
+def other_root(folder: Path, path: list) -> str | None:
+    """The folder's ca.pem, if it is a root other than the one this certificate chains to: peers told
+    to trust it refuse the certificate."""
+    from certkit.constants import CA_FILE
+    from certkit.material import load_material
+    from certkit.verify_names import cn_text
+
+    if not (Path(folder) / CA_FILE).is_file() or not path or not _signed(path[-1], path[-1]):
+        return None
+    roots = [c for c, _ in load_material(Path(folder) / CA_FILE).certificates]
+    if not roots or path[-1] in roots:
+        return None
+    return (f"the folder's {CA_FILE} holds {', '.join(cn_text(c.subject) for c in roots)}, not the root this "
+            f"certificate chains to ({cn_text(path[-1].subject)}): peers told to trust {CA_FILE} refuse it")
 
 
 def probe_trust(ca_file: str | Path | None, ca_dir: str | Path | None

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from certkit.anchors import missing_issuer, recorded_cas, withdrawn
+from certkit.anchors import missing_issuer, pinned, recorded_cas, withdrawn
 from certkit.errors import CertkitError
-from certkit.probe_report import refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
+from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
 from certkit.text import shown
+from certkit.verify_names import name_problem
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 1 << 16  # the head of an HTTP answer: enough for its status line and a short body
@@ -107,9 +108,15 @@ def _encoded(text: str, safe: str) -> str:
 
 def _host(url: str, hostname: str) -> str:
     """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP."""
+    import ipaddress
+
     from certkit.errors import InvalidName
     from certkit.names import parse_host
 
+    try:  # an address as given: probe connects to it (0.0.0.0 reaches this host), it names no certificate
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        pass
     try:
         host = parse_host(hostname)
     except InvalidName as exc:
@@ -179,6 +186,8 @@ class ProbeResult:
     # CA bit of the certificate it verifies; so curl and Python's ssl take it), but Firefox refuses.
     ca_as_server: bool = False
     name_matches: bool = False
+    # probe's --ca-file holds the server's own certificate (anchors.pinned): trusted as itself, no CA checked
+    pinned: bool = False
     requests_client_cert: bool = False
     client_ca_names: list[str] = field(default_factory=list)
     without_cert: Attempt | None = None
@@ -375,32 +384,6 @@ def _body(conn, data: bytes) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def _matches(cert, target: Target) -> bool:
-    from cryptography import x509
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    if target.is_ip:
-        want = ipaddress.ip_address(target.host)
-        return any(ip == want for ip in san.get_values_for_type(x509.IPAddress))
-    host = target.host.lower().rstrip(".")
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    for pattern in san.get_values_for_type(x509.DNSName):
-        pattern = pattern.lower().rstrip(".")
-        if pattern.startswith("*."):
-            head, _, rest = host.partition(".")
-            if head and rest == pattern[2:]:
-                return True
-        elif pattern == host:
-            return True
-    return False
-
-
 def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:
     """The client certificate described, and the certificates of its file (the leaf, then its intermediates)."""
     from cryptography import x509
@@ -408,13 +391,16 @@ def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> 
     from certkit.constants import MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
     from certkit.inspect import describe_certificate
+    from certkit.material import load_certificates
 
+    load_certificates(client.cert, "the client certificate to present (--cert, --bundle)")  # a key, a CSR: said so
     try:
         certs = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))
     except ValueError:
         certs = []
-    if not certs:
-        raise ProbeError(f"{shown(client.cert)} holds no PEM certificate.")
+    if not certs:  # a DER certificate: OpenSSL sends a client certificate chain from PEM only
+        raise ProbeError(f"{shown(client.cert)} holds a DER certificate, not PEM; give it as PEM "
+                         f"(openssl x509 -in {shown(client.cert)} -out cert.pem).")
     return describe_certificate(certs[0], now=now), certs
 
 
@@ -451,6 +437,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     seen = _connect(target, _context(trust_pem, None), timeout, None)
     if not seen.chain:
         raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}.")
+    if ca_file is not None and pinned(ca_file, roots, seen.chain):
+        result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
@@ -477,11 +465,18 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
     # anyExtendedKeyUsage alone does not do: OpenSSL and certkit verify refuse it for TLS, as browsers do
     result.server_auth = not is_ca and (eku is None or "serverAuth" in eku)
     result.ca_as_server = is_ca and result.verified and (eku is None or "serverAuth" in eku)
-    result.name_matches = _matches(leaf, target)
-    if roots:
-        from certkit.verify import verify_certificate
+    result.name_matches = name_problem(leaf, "server", target.host) is None
+    if result.pinned:  # no chain to judge: the certificate itself, as OpenSSL took it
+        from certkit.verify import pinned_problems
 
-        verdict = verify_certificate(leaf, purpose="server", roots=roots, intermediates=seen.chain[1:],
+        result.reasons = pinned_problems(leaf, purpose="server", name=target.host, now=now)
+    elif roots:
+        from certkit.verify import verify_certificate
+        from certkit.vocabulary import is_ca
+
+        # The CAs of a --ca-file (a leaf in it only pins, and pins only the server's own certificate)
+        verdict = verify_certificate(leaf, purpose="server", roots=[r for r in roots if is_ca(r)],
+                                     intermediates=seen.chain[1:],
                                      name=target.host, now=now, sender="server",
                                      recorded=recorded_cas(ca_dir) if ca_dir is not None else None)
         result.reasons = [server_side(r, leaf, known) for r in verdict.reasons]

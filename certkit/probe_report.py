@@ -31,8 +31,18 @@ _ALERTS = {
 }
 
 
-def with_alert_words(reason: str) -> str:
-    for alert, words in _ALERTS.items():
+# With no certificate sent, an alert about "it" cannot be about a certificate: Go servers before Go 1.21
+# (etcd 3.4, as Debian ships it) send "bad certificate" when a required client certificate is missing.
+_ALERTS_WITHOUT = {
+    "bad certificate": "the server requires a client certificate and got none; Go servers before Go 1.21, "
+                       "etcd 3.4 among them, send this alert for a missing one",
+}
+
+
+def with_alert_words(reason: str, *, sent: bool = True) -> str:
+    """OpenSSL's reason for an alert received, with what the alert means; ``sent``: whether a client
+    certificate was sent on that connection (without one, an alert cannot be about it)."""
+    for alert, words in (_ALERTS if sent else {**_ALERTS, **_ALERTS_WITHOUT}).items():
         if reason.endswith("alert " + alert):
             return f"{reason}: {words}"
     return reason
@@ -45,10 +55,11 @@ def refusal(attempt: "Attempt") -> str | None:
     A timeout, an end of the connection or an answer that is not HTTP, after a completed handshake, is
     none of these: an SMTP server or a silent ``openssl s_server`` accepted the certificate and then did
     not speak HTTP."""
+    sent = attempt.presented is not None
     if attempt.handshake != "ok":
-        return f"the handshake failed: {with_alert_words(attempt.handshake)}"
+        return f"the handshake failed: {with_alert_words(attempt.handshake, sent=sent)}"
     if attempt.read_alert:
-        return with_alert_words(attempt.http_error)
+        return with_alert_words(attempt.http_error, sent=sent)
     if attempt.http_status is None:
         return None
     body = attempt.body_start
@@ -83,7 +94,8 @@ def as_dict(result: "ProbeResult") -> dict:
         "url": result.url, "host": result.target.host, "port": result.target.port, "trust": result.trust,
         "tls_version": result.tls_version, "cipher": result.cipher,
         "server_certificate": {
-            "verified": result.verified, "verify_errors": result.verify_errors, "reasons": result.reasons,
+            "verified": result.verified, "pinned": result.pinned, "verify_errors": result.verify_errors,
+            "reasons": result.reasons,
             "withdrawn": result.withdrawn,
             "server_auth": result.server_auth, "ca_as_server": result.ca_as_server, "name_matches": result.name_matches,
             "ok": result.server_ok,
@@ -126,7 +138,7 @@ def with_verdict(result: "ProbeResult") -> str:
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
     refused = refusal(attempt)
     if refused is not None:
-        return f"refused: {refused}{_missing_intermediate(result, refused)}"
+        return f"refused: {refused}{_no_client_auth(result)}{_missing_intermediate(result, refused)}"
     if (why := unclear(attempt)) is not None:
         return (f"not known: the handshake took it, but {why}: no HTTP answer says whether the server accepts "
                 "the certificate (probe a URL that answers HTTP)")
@@ -154,6 +166,20 @@ def with_verdict(result: "ProbeResult") -> str:
                     f"; beware: none of its chain's issuers ({', '.join(issuers)}) is among the CA names the "
                     "server listed, yet it got in")
     return verdict
+
+
+def _no_client_auth(result: "ProbeResult") -> str:
+    """For a refused client certificate whose extendedKeyUsage lacks clientAuth (a server certificate given
+    as a client's, the classic cluster mistake): that it does, and the fix. Go servers (etcd, Consul) say
+    only "bad certificate", OpenSSL's "unsupported certificate"; empty when it has clientAuth, or no
+    extendedKeyUsage at all (any purpose)."""
+    eku = result.client_eku
+    if eku is None or "clientAuth" in eku:
+        return ""
+    kind = "it is a server certificate" if eku == ["serverAuth"] else f"its extendedKeyUsage is {', '.join(eku)}"
+    return ("; the certificate given has no clientAuth in its extendedKeyUsage, so a server that checks a client "
+            f"certificate's purpose refuses it ({kind}): give a client certificate (certkit issue-client), or a "
+            "peer certificate for a cluster member (certkit issue-peer)")
 
 
 def _out_of_date(result: "ProbeResult") -> str:
@@ -193,7 +219,9 @@ def _missing_intermediate(result: "ProbeResult", refused: str) -> str:
 
 
 def _when(iso: str) -> str:
-    return iso[:16].replace("T", " ") + " UTC"
+    from certkit.vocabulary import moment_text
+
+    return moment_text(iso)
 
 
 # What real clients do with a CA certificate (basicConstraints CA:TRUE) as a server's own, such as the one
@@ -202,6 +230,10 @@ def _when(iso: str) -> str:
 CA_AS_SERVER = ("OpenSSL accepts it (the chain line above is its verdict), and so do curl and Python's ssl; Firefox "
                 "refuses a CA certificate as a server's own (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY). A server "
                 "certificate (CA:FALSE, serverAuth: certkit issue-server) works with every client")
+
+
+# How probe names the trust of a --ca-file that pins the server's own certificate (ProbeResult.trust).
+PINNED_IN = "the server's own certificate, pinned in "
 
 
 def server_problem(result: "ProbeResult") -> str | None:
@@ -282,7 +314,7 @@ def render(result: "ProbeResult") -> str:
         if i == 0:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
-                  f"      expires    {cert['not_after'][:16].replace('T', ' ')} UTC ({cert['validity']})"]
+                  f"      expires    {_when(cert['not_after'])} ({cert['validity']})"]
     some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it
     verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
@@ -293,6 +325,10 @@ def render(result: "ProbeResult") -> str:
                  f"{'is' if result.name_matches else 'is not'} among its names")
     trust_line = f"verified against {result.trust}" if result.verified else \
         f"NOT verified against {result.trust}: {'; '.join(result.verify_errors)}"
+    if result.pinned and result.verified:
+        trust_line = (f"pinned: the server's own certificate is in {result.trust.removeprefix(PINNED_IN)}, "
+                      "trusted as itself, as curl --cacert does: no CA vouches for it, and a renewed "
+                      "certificate must be pinned again")
     lines.append(f"  chain       {shown(trust_line)}")
     lines += [f"  reason      {shown(r)}" for r in result.reasons]
     if some:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.anchors import load_trust, unanchored_leaf, whence
+from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
@@ -83,7 +83,7 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
                 raise UnreadableFile(f"The folder {shown(path)} holds only {CA_FILE}, the CA certificate a peer "
                                      "trusts; give the certificate to verify (cert.pem or fullchain.pem).")
     else:
-        material = load_material(path)
+        material = load_material(path, wanted="certificate to verify")
         certs = [c for c, _ in material.certificates] if material.sent is None else material.sent
         if len(material.records) > 1 and notes is not None:
             import shlex
@@ -95,40 +95,6 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
         raise UnreadableFile(f"{shown(path)} holds a certificate signing request, not a certificate; "
                              "a CSR becomes verifiable once a CA signs it.")
     return certs[0], certs[1:]
-
-
-def bundle_ca_note(folder: str | Path) -> str | None:
-    """What is wrong with a bundle folder's ca.pem, the CA its peers are told to trust: it should be
-    a self-signed root, since OpenSSL and most TLS stacks take no other certificate as a trust anchor."""
-    from certkit.constants import CA_FILE
-    from certkit.material import load_material
-
-    ca_file = Path(folder) / CA_FILE
-    if not ca_file.is_file():
-        return None
-    cas = [c for c, _ in load_material(ca_file).certificates]
-    not_roots = [c for c in cas if not _issued_by(c, c)]
-    if not not_roots:
-        return None
-    names = ", ".join(cn_text(c.subject) for c in not_roots)
-    return (f"the folder's {CA_FILE} holds {names}, which is not a self-signed root CA: peers told to trust "
-            f"{CA_FILE} cannot build a chain with it (OpenSSL refuses it as a trust anchor); {CA_FILE} should "
-            "hold the root CA")
-
-
-def _other_root(folder: Path, path: list) -> str | None:
-    """The folder's ca.pem, if it is a root other than the one this certificate chains to: peers told
-    to trust it refuse the certificate."""
-    from certkit.constants import CA_FILE
-    from certkit.material import load_material
-
-    if not (Path(folder) / CA_FILE).is_file() or not path or not _issued_by(path[-1], path[-1]):
-        return None
-    roots = [c for c, _ in load_material(Path(folder) / CA_FILE).certificates]
-    if not roots or path[-1] in roots:
-        return None
-    return (f"the folder's {CA_FILE} holds {', '.join(cn_text(c.subject) for c in roots)}, not the root this "
-            f"certificate chains to ({cn_text(path[-1].subject)}): peers told to trust {CA_FILE} refuse it")
 
 
 # --- examining ----------------------------------------------------------------------
@@ -233,13 +199,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
     if broken:
         verdict.reasons.append(broken)
-    for cert in path:
-        who = "" if cert is leaf else f"the issuing CA {cn_text(cert.subject)} "
-        if now > cert.not_valid_after_utc:
-            days = (now - cert.not_valid_after_utc).days
-            verdict.reasons.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
-        elif now < cert.not_valid_before_utc:
-            verdict.reasons.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    verdict.reasons += _date_problems(path, now)
     verdict.peer = not is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = _purpose_problem(leaf, purpose) or (client_cn_problem(path) if purpose == "client" else None)
     if problem:
@@ -268,6 +228,31 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict
+
+
+def _date_problems(path: list, now: dt.datetime) -> list[str]:
+    """The certificates of ``path`` (the leaf first) outside their validity period, in words."""
+    problems = []
+    for cert in path:
+        who = "" if cert is path[0] else f"the issuing CA {cn_text(cert.subject)} "
+        if now > cert.not_valid_after_utc:
+            days = (now - cert.not_valid_after_utc).days
+            problems.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
+        elif now < cert.not_valid_before_utc:
+            problems.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
+    return problems
+
+
+def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None = None,
+                    now: dt.datetime | None = None) -> list[str]:
+    """What is wrong with a certificate trusted as itself, pinned (probe's --ca-file holding the server's own
+    certificate, as curl --cacert takes it), where no chain is built: its dates, purpose and name, in the
+    words of :func:`verify_certificate`."""
+    reasons = _date_problems([leaf], now or dt.datetime.now(dt.UTC))
+    reasons += [p for p in (_purpose_problem(leaf, purpose),) if p]
+    if name is not None and (problem := name_problem(leaf, purpose, name)):
+        reasons.append(problem)
+    return reasons
 
 
 # What cryptography's web-PKI verifier refuses without judging the certificate: (its words, ours).
@@ -385,6 +370,11 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         parse_host(name)  # a bad name is the caller's mistake, not damage in the certificate
     notes: list[str] = []
     leaf, chain = load_certificate_chain(cert_path, notes=notes)
+    if strangers := chain_strangers([leaf, *chain]):
+        notes.append(f"{shown(cert_path)} holds more than the certificate verified and its chain: "
+                     f"{'; '.join(strangers)}. Only the first certificate was verified; a server given this file "
+                     "sends the others as its chain (certkit serve --cert refuses it): keep one certificate per "
+                     "file, followed by the intermediate CAs that issued it")
     roots, extra, trust = load_trust(ca_file, ca_dir, roots_only=True)
     if untrusted is not None:
         chain += load_certificates(untrusted, "--untrusted, the intermediate CA certificates")
@@ -405,7 +395,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
             verdict.reasons.append(f"the folder's files disagree: {mismatch}; renew or reissue the bundle")
             verdict.valid, verdict.chain = False, []
         try:
-            note = bundle_ca_note(folder) or _other_root(folder, path)
+            note = bundle_ca_note(folder) or other_root(folder, path)
         except CertkitError as exc:
             note = f"the folder's ca.pem, the CA its peers are told to trust, cannot be read: {exc}"
         if note:

@@ -488,8 +488,8 @@ def test_probe_bewares_of_a_server_that_lets_in_an_out_of_date_client_certificat
              "not-yet-valid": (NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=10))}[when]
     old = sign(ca_dir, tmp_path / "old", "old", eku=["clientAuth"], not_before=dates[0], not_after=dates[1])
     server = sign(ca_dir, tmp_path / "srv", "localhost", eku=["serverAuth"], names=("localhost",))
-    note = (f"beware: it expired on {dates[1]:%Y-%m-%d %H:%M} UTC" if when == "expired" else
-            f"beware: it is not valid before {dates[0]:%Y-%m-%d %H:%M} UTC")
+    note = (f"beware: it expired on {dates[1]:%Y-%m-%d %H:%M:%S} UTC" if when == "expired" else
+            f"beware: it is not valid before {dates[0]:%Y-%m-%d %H:%M:%S} UTC")
     args = ["--ca-file", ca_dir / "ca.pem"]
     with openssl_server("-cert", server / "cert.pem", "-key", server / "privkey.pem", "-CAfile", ca_dir / "ca.pem",
                         "-verify", "1") as port:

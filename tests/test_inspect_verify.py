@@ -186,7 +186,7 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
                             "(truncated)."),
         (tmp / "bad-base64.pem", "bad-base64.pem holds a certificate whose base64 text is damaged"),
         (tmp / "no-certs", "no-certs holds no certificate or CSR"),
-        (tmp / "key-only.pem", "key-only.pem holds a private key but no certificate or CSR"),
+        (tmp / "key-only.pem", "key-only.pem holds a private key but no certificate"),
         (tmp / "missing.pem", "missing.pem does not exist"),
     ]
 
