@@ -8,6 +8,7 @@ the same inventory and revoked through the same CRL as everything else.
 - :mod:`~certkit.acme.jws`: JWS/JWK verification (josepy, plus EdDSA), nonces' rules;
 - :mod:`~certkit.acme.state`: accounts, orders, authorizations, challenges and nonces
   in the CA's inventory database (all SQL lives there, but the tables');
+- :mod:`~certkit.acme.records`: the records it reads back (account, order, authorization, challenge);
 - :mod:`~certkit.acme.schema`: the tables, created (and brought up to date) when a server starts;
 - :mod:`~certkit.acme.db`: the one adapter to the inventory's database connection;
 - :mod:`~certkit.acme.issue`: the one adapter to certkit's issuing;

@@ -5,7 +5,9 @@ The server connects to the name's addresses on port 80 (http-01) or 443
 (tls-alpn-01); for tests and closed networks ``--http01-port`` and
 ``--tls-alpn01-port`` change the ports (as Pebble's ``-httpport`` and
 ``-tlsport`` do) and ``--resolve NAME=ADDRESS`` answers for names instead of
-the system resolver. http-01 follows up to :data:`MAX_REDIRECTS` redirects
+the system resolver (a name given several addresses is tried at each in turn, as
+the system resolver's addresses are, until one accepts the connection).
+http-01 follows up to :data:`MAX_REDIRECTS` redirects
 (RFC 8555 8.3) to http or https on ports 80 and 443 (or those two options'
 ports); https is not verified there, as Let's Encrypt does. Each attempt,
 redirects included, ends within :data:`TIMEOUT` seconds however slowly the
@@ -54,7 +56,7 @@ class Validator:
 
     http_port: int = 80
     tls_port: int = 443
-    resolve: dict[str, str] = field(default_factory=dict)  # lowercase name -> IP address
+    resolve: dict[str, list[str]] = field(default_factory=dict)  # lowercase name -> its IP addresses, in turn
     timeout: float = TIMEOUT
 
     def validate(self, kind: str, identifier: dict, token: str, key_auth: str) -> None:
@@ -74,8 +76,8 @@ class Validator:
         if host["type"] == "ip":
             return [value]
         mapped = self.resolve.get(value.lower())
-        if mapped is not None:
-            return [mapped]
+        if mapped:
+            return [mapped] if isinstance(mapped, str) else list(mapped)
         try:
             infos = socket.getaddrinfo(value, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:

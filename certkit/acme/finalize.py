@@ -99,7 +99,8 @@ class Finalizer:
 
     def _refuse_account_key(self, public_key) -> None:
         """RFC 8555 11.1: an account key is never a certificate's key (whoever held the server's key
-        would control the account, and the reverse), whichever account it belongs to."""
+        would control the account, and the reverse), whichever account it belongs to. The reverse
+        is :func:`refuse_certificate_key`, at newAccount and keyChange."""
         try:
             thumb = jws.thumbprint(jws.jwk_for_public_key(public_key))
         except Problem:
@@ -163,6 +164,20 @@ class Finalizer:
                 self.state.release_order(order_id)
             except CertkitError:
                 continue
+
+
+def refuse_certificate_key(state: AcmeState, jwk) -> None:
+    """RFC 8555 11.1, the reverse of :meth:`Finalizer._refuse_account_key`: a ``badPublicKey``
+    Problem for a new account key (newAccount, keyChange) that is the key of a certificate this CA
+    issued, valid, being issued or revoked (whoever reads that certificate's privkey.pem would
+    control the account, and its key-keeping renewals would be refused as an account's key).
+    Only abandoned rows (never delivered) do not count."""
+    found = state.certificate_of_key(jws.public_key_der(jwk))
+    if found is not None:
+        serial, kind, status = found
+        what = "an intermediate CA" if kind == "ca" else f"the {kind} certificate {serial}"
+        raise Problem("badPublicKey", f"This key is the key of {what} this CA issued ({status}); an account key "
+                                      "is never a certificate's key (RFC 8555 11.1): generate a new account key.")
 
 
 def refuse_expired(order: Order | None) -> None:

@@ -58,7 +58,8 @@ class Listener:
 def maintain(service: AcmeService, listener: Listener, stop: threading.Event, log: Callable[[str], None],
              interval: float = MAINTENANCE_INTERVAL) -> None:
     """Every ``interval``: drop expired nonces, expire stale orders, write what a busy database
-    refused when a finalize ended, renew the server certificate."""
+    refused when a finalize or a validation ended (and validate again a challenge left processing
+    without an outcome), renew the server certificate."""
     while not stop.wait(interval):
         try:
             service.state.purge()

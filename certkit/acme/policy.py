@@ -23,6 +23,9 @@ from certkit.errors import InvalidName, NameNotPermitted
 
 # Let's Encrypt's limit; a certificate with more names is a configuration mistake more often than not.
 MAX_IDENTIFIERS = 100
+# An order's list of identifiers is read entry by entry (repeats are merged, then counted) up to
+# this many entries; a longer one is refused unread.
+MAX_ENTRIES = 10 * MAX_IDENTIFIERS
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,13 @@ class Policy:
         return f"DNS names: {domains}; IP addresses: {ips}"
 
     def check_identifiers(self, ca, identifiers) -> list[dict]:
-        """The canonical identifiers of a new order, or a Problem naming each refused one."""
+        """The canonical identifiers of a new order, repeats merged (at most :data:`MAX_IDENTIFIERS`
+        of them), or a Problem naming each refused one."""
         if not isinstance(identifiers, list) or not identifiers:
             raise Problem("malformed", "A new order needs a non-empty list of identifiers.")
-        if len(identifiers) > MAX_IDENTIFIERS:
-            raise Problem("rejectedIdentifier", f"An order may name at most {MAX_IDENTIFIERS} identifiers, "
-                                                f"not {len(identifiers)}.")
+        if len(identifiers) > MAX_ENTRIES:  # not worth reading one by one
+            raise Problem("rejectedIdentifier", f"An order may name at most {MAX_IDENTIFIERS} identifiers; this "
+                                                f"one sends {len(identifiers)} entries.")
         accepted: list[dict] = []
         refused: list[Problem] = []
         for ident in identifiers:
@@ -95,6 +99,9 @@ class Policy:
                 raise Problem(first.kind, first.detail, subproblems=refused)
             raise Problem(first.kind, f"{len(refused)} of the order's identifiers are refused; "
                                       f"the first: {first.detail}", subproblems=refused)
+        if len(accepted) > MAX_IDENTIFIERS:  # counted once merged: repeats and case variants are one name
+            raise Problem("rejectedIdentifier", f"An order may name at most {MAX_IDENTIFIERS} identifiers, not "
+                                                f"{len(accepted)} (counted once repeats are merged).")
         return accepted
 
     def check(self, ca, ident) -> dict:

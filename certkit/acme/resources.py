@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.acme import challenges, jws
-from certkit.acme.finalize import Finalizer
+from certkit.acme.finalize import Finalizer, refuse_certificate_key
 from certkit.acme.finalize import refuse_expired as _refuse_expired
 from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
@@ -43,6 +43,9 @@ CHALLENGE_WAIT = 2.0
 # removeFromCRL are not offered by certkit, whose revocations are final; aACompromise is for
 # attribute certificates).
 # cACompromise (2) is for a CA certificate, never one ACME issues (Inventory.revoke says so).
+# The account's orders list is served this many orders a page (RFC 8555 7.1.2.1), each page
+# linking to the next.
+ORDERS_PAGE = 100
 REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged",
                     4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn"}
 
@@ -56,6 +59,7 @@ class Request:
     account: object | None  # state.Account for kid requests
     jwk: object  # the key that verified the signature
     base: str
+    query: str = ""  # the request URL's query string, without its '?'
 
 
 class Resources:
@@ -123,6 +127,7 @@ class Resources:
             raise Problem("accountDoesNotExist", "No account exists for this key.")
         contact = self._contact(payload.get("contact", []))
         eab_kid = self._binding(payload, jwk, base)
+        refuse_certificate_key(self.state, jwk)
         tos = payload.get("termsOfServiceAgreed", False)
         account, created = self.state.create_account(thumb, jws.jwk_json(jwk), contact, tos, eab_kid)
         if created:
@@ -189,14 +194,34 @@ class Resources:
                              headers=[("Location", f"{request.base}/acme/acct/{account.id}")])
 
     def account_orders(self, request: Request, account_id: str) -> Response:
+        """RFC 8555 7.1.2.1: the account's pending, ready, processing and valid orders (not the
+        invalid ones, expired included), newest first, :data:`ORDERS_PAGE` a page; a page with more
+        after it links to the next with ``Link: <...?cursor=ORDER>;rel="next"``."""
+        from urllib.parse import parse_qs
+
         account = self._own_account(request, account_id)
-        ids = self.state.order_ids(account.id)
-        return Response.json(200, {"orders": [f"{request.base}/acme/order/{i}" for i in ids]})
+        listing = f"{request.base}/acme/acct/{account.id}/orders"
+        try:
+            query = parse_qs(request.query, keep_blank_values=True, strict_parsing=bool(request.query))
+        except ValueError:
+            query = {"": []}
+        if set(query) - {"cursor"} or any(len(v) != 1 for v in query.values()):
+            raise Problem("malformed", f"The orders list takes one query parameter, 'cursor' (from its Link "
+                                       f"rel=\"next\"), not '?{shown(request.query)}'.")
+        after = query["cursor"][0] if query else None
+        page = self.state.order_page(account.id, after, ORDERS_PAGE)
+        if page is None:
+            raise Problem("malformed", f"The cursor '{shown(after)}' names no order of this account; start at "
+                                       f"{listing}.")
+        ids, more = page
+        headers = [("Link", f'<{listing}?cursor={ids[-1]}>;rel="next"')] if more else []
+        return Response.json(200, {"orders": [f"{request.base}/acme/order/{i}" for i in ids]}, headers=headers)
 
     def key_change(self, request: Request) -> Response:
         account, base = request.account, request.base
         account_url = f"{base}/acme/acct/{account.id}"
         new_key = jws.verify_key_change(request.payload, request.signed, account_url, request.jwk)
+        refuse_certificate_key(self.state, new_key)
         outcome, holder = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
                                                 jws.jwk_json(new_key))
         if outcome != "changed":
@@ -252,18 +277,30 @@ class Resources:
                              headers=[("Location", f"{base}/acme/order/{order.id}")])
 
     def _settled(self, order: Order) -> Order:
-        """``order`` as it reads once what this server could not write when its finalize ended
-        (the database was locked) is written: never left processing behind a finalize that is over."""
+        """``order`` as it reads once what this server could not write when its finalize or a
+        validation ended (the database was locked) is written: never left processing behind a
+        finalize that is over, never pending behind a validation that is."""
+        if order.status == "pending" and self._validations_written():
+            order = self.state.order(order.id)
         if order.status == "processing" and self.finalizer.stalled(order.id):
             self.finalizer.settle()
             return self.state.order(order.id)
         return order
 
     # --- authorizations and challenges --------------------------------------------------------
+    def _validations_written(self) -> bool:
+        """Write the validation outcomes the database refused earlier, first thing in a request
+        that reads them; True if there were any."""
+        if not self.validations.unwritten():
+            return False
+        self.validations.write_outcomes()
+        return True
+
     def _own_authz(self, request: Request, authz_id: str) -> Authorization:
         return _owned(request, self.state.authorization(authz_id), "authorization", authz_id)
 
     def authorization(self, request: Request, authz_id: str) -> Response:
+        self._validations_written()
         authz = self._own_authz(request, authz_id)
         status = request.payload.get("status")
         if status is not None:
@@ -280,6 +317,8 @@ class Resources:
             raise Problem("malformed", f"No challenge {shown(challenge_id)} exists.", status=404)
         challenge, authz = found
         self._own_authz(request, authz.id)
+        if self._validations_written():
+            challenge, authz = self.state.challenge(challenge_id)
         if not request.signed.is_post_as_get:  # a JSON object ({}): the client is ready to be checked
             if authz.status != "pending" and challenge.status == "pending":
                 raise Problem("malformed", f"The authorization is {authz.status}; its challenges are closed.")

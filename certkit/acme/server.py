@@ -9,8 +9,10 @@ worker threads; :mod:`certkit.acme.https` carries the service over TLS and
 
 URLs are built from the request's ``Host`` header, as Boulder and Pebble build
 them, so a client that reaches the server as ``localhost`` or as
-``127.0.0.1`` gets URLs it can use; every JWS ``url`` must match the URL it
-was sent to.
+``127.0.0.1`` gets URLs it can use; every JWS ``url`` must be exactly the URL
+it was sent to, its query string included (RFC 8555 6.4). Only the account's
+orders list takes a query (its pages: ``?cursor=``); any other resource
+refuses one.
 """
 
 from __future__ import annotations
@@ -70,16 +72,24 @@ class AcmeService:
     def stop(self) -> None:
         """Stop the validations and close the database, once the requests under way have been
         answered (the HTTPS server's drain): a finalize a stop could not wait for goes back to
-        ready, and what a busy database refused earlier is written now if it can be."""
+        ready, and what a busy database refused earlier (a finalize's end, a validation's outcome)
+        is written now if it can be. A validation outcome still refused leaves its challenge
+        processing, validated again by the next server to start."""
         self.validations.stop()
         finalizer = self.resources.finalizer
         finalizer.release_running()
         finalizer.settle()
+        try:
+            self.validations.write_outcomes()
+        except Exception as exc:  # noqa: BLE001 - the database is gone: the next server validates again
+            self.log(f"error writing validation outcomes at stop: {type(exc).__name__}: {shown(exc)}")
         self.state.db.close()
 
     def settle(self) -> None:
-        """The maintenance round's share: write what a busy database refused when a finalize ended."""
+        """The maintenance round's share: write what a busy database refused when a finalize or a
+        validation ended, and validate again what this server left processing without an outcome."""
         self.resources.finalizer.settle()
+        self.validations.settle()
 
     # --- HTTP entry point -------------------------------------------------------------------
     def handle(self, method: str, path: str, headers, body: bytes, base: str) -> Response:
@@ -87,7 +97,7 @@ class AcmeService:
         nonce: list[str] = []
         database_down = False
         try:
-            response = self._route(method, path.split("?", 1)[0], headers, body, base, nonce)
+            response = self._route(method, path, headers, body, base, nonce)
         except Problem as problem:
             response = Response.problem(problem)
         except InventoryError as exc:  # the database is unreachable, locked, full: said in one line, no bug
@@ -117,7 +127,9 @@ class AcmeService:
         response.headers.append(("Link", f'<{base}/directory>;rel="index"'))
         return response
 
-    def _route(self, method: str, path: str, headers, body: bytes, base: str, nonce: list[str]) -> Response:
+    def _route(self, method: str, target: str, headers, body: bytes, base: str, nonce: list[str]) -> Response:
+        """Answer the request for ``target`` (the request's path and query, as sent)."""
+        path, _sep, query = target.partition("?")
         if path == "/directory":
             self._only(method, ("GET", "HEAD"))
             return Response.json(200, self._directory(base))
@@ -149,7 +161,10 @@ class AcmeService:
             match = re.fullmatch(pattern, path)
             if match:
                 self._only(method, ("POST",))
-                request = self._authenticate(headers, body, base + path, key_rule, base, nonce)
+                request = self._authenticate(headers, body, base + target, key_rule, base, nonce)
+                if _sep and handler != self.resources.account_orders:
+                    raise Problem("malformed", f"{base}{path} takes no query string ('?{shown(query)}').")
+                request.query = query
                 return handler(request, *match.groups())
         raise Problem("malformed", f"There is no ACME resource at {shown(path)}; start at {base}/directory.",
                       status=404)

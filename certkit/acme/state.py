@@ -41,9 +41,9 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from certkit.acme.db import Database
+from certkit.acme.records import Account, Authorization, Challenge, Order, gone
 from certkit.acme.schema import SCHEMA, create_tables  # noqa: F401 (SCHEMA: importable from here, as it was)
 from certkit.vocabulary import iso
 
@@ -60,57 +60,6 @@ def now_iso() -> str:
 def new_id() -> str:
     """A random identifier for URLs (128 bits, base64url)."""
     return secrets.token_urlsafe(16)
-
-
-@dataclass
-class Account:
-    id: str
-    thumbprint: str
-    jwk: str
-    status: str
-    contact: list[str]
-    tos_agreed: bool
-    eab_kid: str | None
-    created_at: str
-
-
-@dataclass
-class Challenge:
-    id: str
-    authz_id: str
-    type: str
-    token: str
-    status: str
-    validated: str | None = None
-    error: dict | None = None
-
-
-@dataclass
-class Authorization:
-    id: str
-    order_id: str
-    account_id: str
-    identifier: dict
-    status: str
-    expires: str
-    challenges: list[Challenge] = field(default_factory=list)
-
-    @property
-    def wildcard(self) -> bool:
-        return self.identifier["value"].startswith("*.")
-
-
-@dataclass
-class Order:
-    id: str
-    account_id: str
-    status: str
-    identifiers: list[dict]
-    expires: str
-    error: dict | None
-    certificate_serial: str | None
-    authz_ids: list[str]
-    created_at: str
 
 
 def _loads(text: str | None):
@@ -288,12 +237,28 @@ class AcmeState:
             status, error = "invalid", json.loads(_EXPIRED)
         return Order(row[0], row[1], status, json.loads(row[3]), row[4], error, row[6], authz, row[7])
 
-    def order_ids(self, account_id: str, limit: int = 1000) -> list[str]:
-        """The account's orders, newest first."""
+    # RFC 8555 7.1.2.1: the orders list holds pending (unexpired), ready, processing and valid
+    # orders; invalid ones (expired included: a pending or ready order past its expiry reads invalid)
+    # are left out.
+    _LISTED = ("status IN ('processing', 'valid') OR (status IN ('pending', 'ready') AND expires > ?)")
+
+    def order_page(self, account_id: str, after: str | None, limit: int) -> tuple[list[str], bool] | None:
+        """The account's listed orders, newest first, ``limit`` of them from just after the order
+        ``after`` (the last of the previous page); and whether more follow. None if ``after`` is not
+        an order of the account."""
+        now = now_iso()
         with self.db.read() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at DESC, id LIMIT ?",
-                (account_id, limit))]
+            where, args = f"account_id = ? AND ({self._LISTED})", [account_id, now]
+            if after is not None:
+                row = conn.execute("SELECT created_at FROM acme_orders WHERE id = ? AND account_id = ?",
+                                   (after, account_id)).fetchone()
+                if row is None:
+                    return None
+                where += " AND (created_at < ? OR (created_at = ? AND id > ?))"
+                args += [row[0], row[0], after]
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM acme_orders WHERE {where}"
+                                              " ORDER BY created_at DESC, id LIMIT ?", (*args, limit + 1))]
+        return ids[:limit], len(ids) > limit
 
     def authorization(self, authz_id: str) -> Authorization | None:
         with self.db.read() as conn:
@@ -386,11 +351,19 @@ class AcmeState:
         with self.db.write() as conn:
             rows = conn.execute("SELECT id, validator FROM acme_challenges WHERE status = 'processing'"
                                 " FOR UPDATE SKIP LOCKED").fetchall()
-            claimed = [challenge_id for challenge_id, validator in rows if _gone(validator)]
+            claimed = [challenge_id for challenge_id, validator in rows if gone(validator)]
             for challenge_id in claimed:
                 conn.execute("UPDATE acme_challenges SET validator = ? WHERE id = ? AND status = 'processing'",
                              (self.me, challenge_id))
         return claimed
+
+    def validating(self) -> list[tuple[str, str]]:
+        """(challenge id, account id) of every challenge this process is validating (processing,
+        naming it the validator)."""
+        with self.db.read() as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                "SELECT c.id, a.account_id FROM acme_challenges AS c JOIN acme_authorizations AS a"
+                " ON a.id = c.authz_id WHERE c.status = 'processing' AND c.validator = ?", (self.me,))]
 
     # --- finalization and certificates ---------------------------------------------------
     def begin_finalize(self, order_id: str) -> bool:
@@ -436,7 +409,7 @@ class AcmeState:
         with self.db.write() as conn:
             rows = conn.execute("SELECT id, finalizer FROM acme_orders WHERE status = 'processing'"
                                 " FOR UPDATE SKIP LOCKED").fetchall()
-            dead = [order_id for order_id, finalizer in rows if _gone(finalizer)]
+            dead = [order_id for order_id, finalizer in rows if gone(finalizer)]
             for order_id in dead:
                 conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
                              " WHERE id = ? AND status = 'processing'", (json.dumps(error), now_iso(), order_id))
@@ -448,6 +421,25 @@ class AcmeState:
             row = conn.execute("SELECT certificate_chain, account_id FROM acme_orders WHERE certificate_serial = ?"
                                " AND status = 'valid'", (serial,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def certificate_of_key(self, key_der: bytes) -> tuple[str, str, str] | None:
+        """(serial, kind, status) of a certificate of the CA's inventory (valid, pending or
+        revoked: every one whose key may be in someone's hands) whose public key is ``key_der``
+        (SubjectPublicKeyInfo DER); None if there is none."""
+        from certkit.errors import CertkitError
+        from certkit.inventory.rows import load_der
+        from certkit.keys import public_key_der
+
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT serial, der, kind, status FROM certificates"
+                                " WHERE status IN ('valid', 'pending', 'revoked')").fetchall()
+        for serial, der, kind, status in rows:
+            try:
+                if public_key_der(load_der(serial, der).public_key()) == key_der:
+                    return serial, kind, status
+            except CertkitError:
+                continue  # a damaged row: certkit check names it
+        return None
 
     def authorized(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of ``identifiers`` ((type, value) pairs) the account holds a valid, unexpired
@@ -463,6 +455,10 @@ class AcmeState:
         return {(kind, value) for kind, value in rows} & set(identifiers)
 
 
+_EXPIRED = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
+                       "detail": "The order expired before it was finalized.", "status": 400})
+
+
 def delivered_serials(tx, serials: Sequence[str]) -> set[str]:
     """Which of ``serials`` (inventory rows of sink ``acme``) an order holds as its certificate, in
     the inventory transaction ``tx``: delivered, since the client can fetch them. The inventory
@@ -475,21 +471,3 @@ def delivered_serials(tx, serials: Sequence[str]) -> set[str]:
     marks = ",".join("?" * len(serials))
     return {row[0] for row in tx.execute("SELECT certificate_serial FROM acme_orders WHERE status = 'valid'"
                                          f" AND certificate_serial IN ({marks})", list(serials)).fetchall()}
-
-
-_EXPIRED = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
-                       "detail": "The order expired before it was finalized.", "status": 400})
-
-
-def _gone(process: str | None) -> bool:
-    """Whether the process that finalizes an order or validates a challenge is certainly dead: it
-    ran on this host (the inventory's writer liveness check) and is gone, or on an earlier boot of
-    this host, or it was never named (a server of an older version recorded the row). A process on
-    another host may live: only that host can tell, and its server settles the row when it starts."""
-    from certkit.inventory.reconcile import is_local, writer_alive, writer_id
-
-    if not process:
-        return True
-    if is_local(process):
-        return not writer_alive(process, dt.datetime.now(dt.UTC))
-    return process.split("/", 1)[0] == writer_id().split("/", 1)[0]  # this host's name, another boot

@@ -9,6 +9,14 @@ running are left to it. Each account's challenges wait in a line of their own an
 the accounts take turns, at most :data:`PER_ACCOUNT` validations each at once, so
 one account's slow responders cannot hold every worker (each attempt also ends
 by its deadline: :data:`certkit.acme.challenges.TIMEOUT`).
+
+An outcome the database refuses to record (another certkit process holds an SQLite inventory's
+write lock longer than the server waits, a PostgreSQL server gone) is kept, and written again
+every :data:`RETRY_WRITE` seconds until it is: by a retry of its own, by the next request for that
+challenge, its authorization or its order, and by the maintenance round (:meth:`Validations.settle`),
+which also queues again any challenge this process is validating that is neither queued, running
+nor waiting to be written (a validation that failed before it had an outcome). A challenge is
+never left ``processing`` behind a live server whose validation has ended.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from certkit.acme import challenges
 from certkit.acme.challenges import Validator
 from certkit.acme.problems import Problem
 from certkit.acme.state import AcmeState
+from certkit.errors import CertkitError
 from certkit.text import shown
 
 VALIDATION_WORKERS = 8
@@ -29,6 +38,8 @@ VALIDATION_WORKERS = 8
 # account's slow responders (each held until the deadline) can never occupy every worker while
 # other clients' challenges wait.
 PER_ACCOUNT = 2
+# How often an outcome the database refused is written again, until it is.
+RETRY_WRITE = 2.0
 
 
 class Validations:
@@ -42,6 +53,9 @@ class Validations:
         self._stopping = False
         self._done: dict[str, threading.Event] = {}
         self._workers: list[threading.Thread] = []
+        self._active: set[str] = set()  # challenge ids queued or being validated here
+        self._unwritten: dict[str, dict | None] = {}  # challenge id -> its outcome the database refused
+        self._retrying = False  # a retry of the unwritten outcomes is scheduled
 
     def start(self, workers: int = VALIDATION_WORKERS) -> None:
         """Start the workers, and queue again the validations a stop (or a kill) cut off."""
@@ -70,6 +84,9 @@ class Validations:
 
     def _submit(self, challenge_id: str, account_id: str) -> None:
         with self._lock:
+            if challenge_id in self._active or challenge_id in self._unwritten:
+                return  # queued, running or done already: once is enough
+            self._active.add(challenge_id)
             self._waiting.setdefault(account_id, deque()).append(challenge_id)
             self._lock.notify()
 
@@ -92,6 +109,7 @@ class Validations:
     def _finished(self, account_id: str, challenge_id: str) -> None:
         with self._lock:
             self._running[account_id] -= 1
+            self._active.discard(challenge_id)
             if not self._running[account_id]:
                 del self._running[account_id]
             event = self._done.get(challenge_id)
@@ -104,8 +122,9 @@ class Validations:
             account_id, challenge_id = taken
             try:
                 self.validate(challenge_id)
-            except Exception as exc:  # the database went away: the challenge stays processing, retried on restart
-                self.log(f"error validating challenge {challenge_id}: {type(exc).__name__}: {shown(exc)}")
+            except Exception as exc:  # before an outcome (the database went away): queued again by settle
+                self.log(f"error validating challenge {challenge_id}: {type(exc).__name__}: {shown(exc)}; "
+                         "validated again by the next maintenance round")
             finally:
                 self._finished(account_id, challenge_id)
 
@@ -125,7 +144,65 @@ class Validations:
             error = problem.to_json()
         except Exception as exc:
             error = Problem("serverInternal", f"Validation failed unexpectedly: {type(exc).__name__}.").to_json()
-        self.state.finish_challenge(challenge.id, error)
+        self._record(challenge.id, error)
         took = f"{(time.monotonic() - started) * 1000:.0f} ms"
         outcome = "valid" if error is None else f"invalid: {error['detail']}"
         self.log(f"{challenge.type} for {authz.identifier['value']}: {outcome} ({took})")
+
+    # --- outcomes the database refused -------------------------------------------------------
+    def _record(self, challenge_id: str, error: dict | None) -> None:
+        """Write the outcome; one the database refuses is kept and written again (:meth:`settle`)."""
+        try:
+            self.state.finish_challenge(challenge_id, error)
+        except CertkitError as exc:
+            with self._lock:
+                self._unwritten[challenge_id] = error
+            self.log(f"challenge {challenge_id}: its outcome cannot be written now ({shown(exc)}); "
+                     f"retried every {RETRY_WRITE:g} s")
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        with self._lock:
+            if self._retrying or self._stopping or not self._unwritten:
+                return
+            self._retrying = True
+        timer = threading.Timer(RETRY_WRITE, self._retry)
+        timer.daemon = True
+        timer.start()
+
+    def _retry(self) -> None:
+        with self._lock:
+            self._retrying = False
+            if self._stopping:
+                return  # the stop writes what it can; the next server validates the rest again
+        try:
+            self.write_outcomes()
+        except Exception as exc:  # not the database's refusal (that is kept): a bug, said and retried
+            self.log(f"writing validation outcomes failed: {type(exc).__name__}: {shown(exc)}")
+        self._schedule_retry()
+
+    def unwritten(self) -> bool:
+        with self._lock:
+            return bool(self._unwritten)
+
+    def write_outcomes(self) -> None:
+        """Write the outcomes the database refused; those it refuses again stay for the next call."""
+        with self._lock:
+            pending = dict(self._unwritten)
+        for challenge_id, error in pending.items():
+            try:
+                self.state.finish_challenge(challenge_id, error)
+            except CertkitError:
+                return  # still refused: the rest would wait as long
+            with self._lock:
+                self._unwritten.pop(challenge_id, None)
+            self.log(f"challenge {challenge_id}: its outcome ({'valid' if error is None else 'invalid'}) is "
+                     "written now")
+
+    def settle(self) -> None:
+        """The maintenance round's share: write the refused outcomes, and queue again the challenges
+        this process is validating that nothing here is working on (a validation that failed
+        before it had an outcome)."""
+        self.write_outcomes()
+        for challenge_id, account_id in self.state.validating():
+            self._submit(challenge_id, account_id)  # skips those queued, running or awaiting their write

@@ -44,20 +44,25 @@ def acme() -> None:
     """
 
 
-def _parse_resolve(ctx, param, values) -> dict[str, str]:
+def _parse_resolve(ctx, param, values) -> dict[str, list[str]]:
+    """NAME -> its addresses, in the order given: a name given twice has both (as DNS answers with
+    several), tried in turn as the system resolver's are; the same pair twice counts once."""
     import ipaddress
 
     from certkit.errors import InvalidName
     from certkit.names import parse_dns_name
 
-    mapping = {}
+    mapping: dict[str, list[str]] = {}
     for item in values:
         name, sep, address = item.partition("=")
         try:
             if not sep:
                 raise ValueError
             canonical = parse_dns_name(name, allow_wildcard=False).value
-            mapping[canonical] = str(ipaddress.ip_address(address.strip()))
+            addresses = mapping.setdefault(canonical, [])
+            text = str(ipaddress.ip_address(address.strip()))
+            if text not in addresses:
+                addresses.append(text)
         except (ValueError, InvalidName) as exc:
             reason = f": {exc}" if str(exc) else ""
             raise click.BadParameter(f"'{item}' is not NAME=ADDRESS with a DNS name and an IP address{reason}") \
@@ -95,7 +100,8 @@ def _not_empty(ctx, param, value: str | None) -> str | None:
 @click.option("--tls-alpn01-port", type=Whole(1, 65535), default=443, show_default=True,
               help="Port to connect to for tls-alpn-01 validation.")
 @click.option("--resolve", "resolve", multiple=True, metavar="NAME=ADDRESS", callback=_parse_resolve,
-              help="Validate NAME at ADDRESS instead of asking DNS (repeatable).")
+              help="Validate NAME at ADDRESS instead of asking DNS (repeatable; a NAME given twice has both "
+                   "addresses, tried in turn).")
 @click.option("--eab-kid", metavar="KID", callback=_not_empty,
               help="Require External Account Binding with this key identifier.")
 @click.option("--eab-hmac-file", type=ExistingPath(path_type=Path, dir_okay=False),
@@ -268,7 +274,8 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
         "server_certificate": {"names": names, "serial": issued.serial_hex,
                                "not_after": iso(issued.not_after)},
     }
-    resolving = f"; resolving {', '.join(f'{k}={v}' for k, v in resolve.items())}" if resolve else ""
+    pairs = [f"{name}={address}" for name, addresses in resolve.items() for address in addresses]
+    resolving = f"; resolving {', '.join(pairs)}" if resolve else ""
     human = "\n".join([
         f"ACME directory: {server.directory_url}",
         f"  server certificate  issued now for {', '.join(names)} (serial {issued.serial_hex}, "

@@ -1,0 +1,73 @@
+"""The ACME state's records (:class:`Account`, :class:`Order`, :class:`Authorization`,
+:class:`Challenge`), and :func:`gone`: whether the process
+working on a row (finalizing an order, validating a challenge) is certainly dead."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Account:
+    id: str
+    thumbprint: str
+    jwk: str
+    status: str
+    contact: list[str]
+    tos_agreed: bool
+    eab_kid: str | None
+    created_at: str
+
+
+@dataclass
+class Challenge:
+    id: str
+    authz_id: str
+    type: str
+    token: str
+    status: str
+    validated: str | None = None
+    error: dict | None = None
+
+
+@dataclass
+class Authorization:
+    id: str
+    order_id: str
+    account_id: str
+    identifier: dict
+    status: str
+    expires: str
+    challenges: list[Challenge] = field(default_factory=list)
+
+    @property
+    def wildcard(self) -> bool:
+        return self.identifier["value"].startswith("*.")
+
+
+@dataclass
+class Order:
+    id: str
+    account_id: str
+    status: str
+    identifiers: list[dict]
+    expires: str
+    error: dict | None
+    certificate_serial: str | None
+    authz_ids: list[str]
+    created_at: str
+
+
+def gone(process: str | None) -> bool:
+    """Whether the process that finalizes an order or validates a challenge is certainly dead: it
+    ran on this host (the inventory's writer liveness check) and is gone, or on an earlier boot of
+    this host, or it was never named (a server of an older version recorded the row). A process on
+    another host may live: only that host can tell, and its server settles the row when it starts."""
+    from certkit.inventory.reconcile import is_local, writer_alive, writer_id
+
+    if not process:
+        return True
+    if is_local(process):
+        return not writer_alive(process, dt.datetime.now(dt.UTC))
+    return process.split("/", 1)[0] == writer_id().split("/", 1)[0]  # this host's name, another boot
