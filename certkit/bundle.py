@@ -51,6 +51,7 @@ from certkit.atomic import (
 )
 from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
+from certkit.file_modes import is_secret, kept_mode, mode_for  # noqa: F401 (part of this module's API)
 from certkit.files import read_limited
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -85,14 +86,6 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
             raise TypeError(f"The content of the extra file {name} must be bytes, not {type(data).__name__}.")
         checked[name] = bytes(data)
     return checked
-
-
-def is_secret(name: str) -> bool:
-    return name.endswith(("key.pem", ".p12"))
-
-
-def mode_for(name: str) -> int:
-    return SECRET_MODE if is_secret(name) else PUBLIC_MODE
 
 
 # --- checks, before anything is signed -----------------------------------------------
@@ -249,7 +242,8 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     A new folder appears whole. An existing one (with ``force``) gets ``files``,
     and loses the names in ``replaces`` that ``files`` lacks (the rest of an old
     bundle: a whole new bundle passes :data:`BUNDLE_FILES`); nothing else in it
-    is touched. Secrets get mode 0600, others 0644.
+    is touched. Secrets get mode 0600, others 0644 (:mod:`certkit.file_modes`), and
+    no file replaced becomes more readable than it was.
     With ``sync`` False nothing is fsynced (a batch syncs once per chunk).
     """
     folder = Path(folder)
@@ -262,7 +256,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
         if not folder.exists():
             with new_folder(folder, sync=sync) as staging:
                 for name, data in files.items():
-                    write_new_file(staging / name, data, mode_for(name), sync=sync)
+                    write_new_file(staging / name, data, mode_for(name, data), sync=sync)
         else:
             stale = leftovers(folder, files, replaces, cert_pem=files.get(CERT_FILE))
             if not force:  # (the pipeline's check refused them before signing; a file put there since)
@@ -273,7 +267,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
             if own or stale:
                 replace_bundle(folder, own, remove=stale, sync=sync)
             for name in files.keys() - own.keys():
-                replace_file(folder / name, files[name], mode_for(name))
+                replace_file(folder / name, files[name], kept_mode(folder / name, mode_for(name, files[name])))
     except OSError as exc:
         raise bundle_error(folder, exc) from None
     return [folder / name for name in files]
@@ -352,7 +346,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
     staging = _cannot_swap_on(_NO_SWAP + (errno.EROFS,), make_staging_dir, parent, folder.name)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, mode_for(name), sync=sync)
+            write_new_file(staging / name, data, kept_mode(folder / name, mode_for(name, data)), sync=sync)
         for entry in os.listdir(folder):  # the kept files of the bundle: the very same files
             if entry in BUNDLE_FILES and entry not in files and entry not in remove:
                 _cannot_swap_on(_NO_SWAP, os.link, folder / entry, staging / entry)
@@ -394,7 +388,7 @@ def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], 
     os.mkdir(staging, 0o700)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, mode_for(name), sync=sync)
+            write_new_file(staging / name, data, kept_mode(folder / name, mode_for(name, data)), sync=sync)
         commit = json.dumps({"write": list(files), "remove": list(remove)}).encode()
         # The journal commits when COMMIT appears, whole: written aside, then renamed.
         write_new_file(staging / f".{_COMMIT}", commit, SECRET_MODE, sync=True)

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
+from certkit.ca_checks import check_parts, resolve_serial
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
-from certkit.constants import DEFAULT_KEY_TYPE, LEAF_KINDS
+from certkit.constants import LEAF_KINDS
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
+from certkit.key_choice import ca_key_type, generate_any
 from certkit.keys import (
-    check_private_key,
     generate_key,
     key_policy_problem,
     refuse_chain_key,
@@ -36,7 +37,7 @@ from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, lea
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import cap_at_parent, check_days, check_within_parent
-from certkit.vocabulary import common_name, leaf_kind, serial_argument, serial_hex, wrong_type
+from certkit.vocabulary import check_bool, common_name, leaf_kind, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
     import ssl
@@ -62,30 +63,6 @@ def _is_ed25519(key) -> bool:
     return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
 
 
-def _check_parts(cert, key, parents) -> None:
-    """What ``CA(cert, key, parents)`` is given: a CA certificate, its own key (or None: locked), CA
-    certificates above it; else certificates it signs would not verify, or a leaf would act as a CA."""
-    from cryptography import x509
-
-    from certkit.keys import public_key_der
-    from certkit.vocabulary import is_ca
-
-    if not isinstance(cert, x509.Certificate):
-        raise wrong_type("cert", "an x509.Certificate", cert)
-    if isinstance(parents, (str, bytes)) or not all(isinstance(p, x509.Certificate) for p in parents):
-        raise wrong_type("parents", "a list of x509.Certificate", parents)
-    for each in (cert, *parents):
-        if not is_ca(each):
-            raise CertkitError(f"{shown(each.subject.rfc4514_string())} is not a CA certificate (its basicConstraints "
-                               "does not say CA:TRUE): it cannot issue certificates.")
-    if key is not None:
-        if not callable(getattr(key, "public_key", None)):
-            raise wrong_type("key", "the CA's private key", key)
-        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
-            raise CertkitError(f"The key given is not the key of the CA certificate "
-                               f"{shown(cert.subject.rfc4514_string())}: certificates signed with it would not verify.")
-
-
 def subject_key_identifier(cert: "x509.Certificate") -> bytes | None:
     from cryptography import x509
 
@@ -100,7 +77,7 @@ class CA:
 
     def __init__(self, cert: "x509.Certificate", key, parents: Sequence["x509.Certificate"] = (),
                  inventory: "Inventory | None" = None, store: "CADirectory | None" = None) -> None:
-        _check_parts(cert, key, parents)
+        check_parts(cert, key, parents, inventory, store)
         self.cert = cert
         self.key = key  # None until unlock() for a CA opened from a directory
         # Issuers above this CA, nearest first; the last one is the root. Empty for a root.
@@ -116,7 +93,7 @@ class CA:
     @classmethod
     def create(cls, common_name: str | None = None, *, organization: str | None = None,
                organizational_unit: str | None = None, country: str | None = None,
-               key_type: str = DEFAULT_KEY_TYPE, days: int | None = None, permitted_dns: Iterable[str] = (),
+               key_type: str | None = None, days: int | None = None, permitted_dns: Iterable[str] = (),
                permitted_ips: Iterable[str] = (), parent: "CA | None" = None,
                not_before: dt.datetime | None = None, key=None, directory: str | Path | None = None) -> "CA":
         """Create a root CA, or an intermediate signed by ``parent``.
@@ -124,19 +101,19 @@ class CA:
         ``not_before`` backdates the CA (for demos and tests that need a leaf
         which has already expired: a leaf never starts before its issuer).
         ``key`` is the CA's own key when it exists already (a key in a PKCS#11
-        token, :mod:`certkit.pkcs11`), held to the key policy CSRs get; else one
-        of ``key_type`` is generated. ``permitted_dns`` and ``permitted_ips`` take
-        one name or a list of them (:func:`certkit.names.name_list`). ``directory``: the CA
-        directory an intermediate is about to be saved in (:meth:`CADirectory.save_new` with
-        ``parent``): the parent records it pending until it is there, not valid at once.
+        token, :mod:`certkit.pkcs11`), held to the key policy CSRs get (a ``key_type`` beside it must
+        be its type); else one of ``key_type`` (by default ``ecdsa-p256``) is generated.
+        ``permitted_dns`` and ``permitted_ips`` take one name or a list of them
+        (:func:`certkit.names.name_list`). ``directory``: the CA directory an intermediate is about
+        to be saved in (:meth:`CADirectory.save_new` with ``parent``): the parent records it pending
+        until it is there, not valid at once.
         """
         if parent is not None and not isinstance(parent, CA):
             raise wrong_type("parent", "a CA", parent)
-        if key is not None:
-            check_private_key(key, token=True)
-            if parent is not None:
-                refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
-                refuse_reused_key(parent.inventory, key.public_key(), for_ca=True)
+        key_type = ca_key_type(key, key_type)
+        if key is not None and parent is not None:
+            refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
+            refuse_reused_key(parent.inventory, key.public_key(), for_ca=True)
         profile = PROFILES["intermediate-ca" if parent else "root-ca"]
         subject = ca_subject(common_name, organization, organizational_unit, country, intermediate=parent is not None)
         if parent is not None:
@@ -302,12 +279,12 @@ class CA:
         """Sign ``request`` (checked by :meth:`check_request`) with a fresh serial. Nothing is recorded:
         :mod:`certkit.issuing` does that."""
         profile = PROFILES[request.kind]
-        notes: list[str] = []
+        notes: list[str] = list(request.notes)
         not_before, not_after = self.leaf_validity(profile, request.days, request.not_before, notes,
                                                    request.default_days)
         key, public_key = request.key, request.public_key
         if public_key is None:
-            key = key if key is not None else generate_key(request.key_type)
+            key = key if key is not None else generate_any(request.key_type)
             public_key = key.public_key()
         if _is_ed25519(public_key) or _is_ed25519(self.signing_key()):
             notes.append("Ed25519 works with OpenSSL-based peers, but browsers and WebPKI verifiers "
@@ -340,19 +317,24 @@ class CA:
         return cn
 
     # --- library conveniences: issue in memory, recorded if the CA has an inventory ---
-    def _in_memory(self, request: "Request") -> IssuedCert:
+    def _in_memory(self, request: "Request", target=None) -> IssuedCert:
         from certkit.issuing import deliver
 
-        return deliver(self, request).issued
+        issued = deliver(self, request, target).issued
+        if self.inventory is not None:  # write() records where it goes (certkit.memory_delivery)
+            from certkit.memory_delivery import WriteRecorder
 
-    def issue_server(self, names: Host | Iterable[Host], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+            issued.recorder = WriteRecorder(self)
+        return issued
+
+    def issue_server(self, names: Host | Iterable[Host], *, key_type: str | None = None, days: int | None = None,
                      key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a serverAuth-only certificate for DNS names and IP addresses, all in the SAN."""
         from certkit.issuing import server_request
 
         return self._in_memory(server_request(names, key_type=key_type, days=days, key=key, not_before=not_before))
 
-    def issue_peer(self, names: Host | Iterable[Host], *, key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+    def issue_peer(self, names: Host | Iterable[Host], *, key_type: str | None = None, days: int | None = None,
                    key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a certificate with both serverAuth and clientAuth for cluster peers that cannot take two
         certificates; the names as for :meth:`issue_server`. Prefer a server and a client certificate
@@ -363,7 +345,7 @@ class CA:
                                               not_before=not_before))
 
     def issue_client(self, name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
-                     dns_names: Iterable[str] = (), key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+                     dns_names: Iterable[str] = (), key_type: str | None = None, days: int | None = None,
                      key: "PrivateKey | None" = None, not_before: dt.datetime | None = None) -> IssuedCert:
         """Issue a clientAuth-only certificate whose subject CN is ``name``.
 
@@ -389,15 +371,23 @@ class CA:
         """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it.
         ``old`` is an ``x509.Certificate`` or an :class:`IssuedCert`, whose private key is then kept.
         ``key`` is the old private key to keep; with ``rekey=True`` it is the new key instead (else one
-        of ``key_type``, by default the old key's type, is generated)."""
+        of ``key_type``, by default the old key's type, is generated). Of a CA directory, a renewal of a
+        certificate whose bundle is in a folder succeeds it once written there (:mod:`certkit.memory_delivery`)."""
         from certkit.issuing import renewal_request
+        from certkit.memory_delivery import UndeployedRenewal, renewal_target, undeployed_note
 
+        check_bool("rekey", rekey)
         if isinstance(old, IssuedCert):
             key = old.private_key if key is None and not rekey else key
             old = old.cert
         new_key, key = (key, None) if rekey else (None, key)
-        return self._in_memory(renewal_request(old, self.kind_of(old), rekey=rekey, key_type=key_type, days=days,
-                                               key=key, new_key=new_key, ca=self.cert))
+        request = renewal_request(old, self.kind_of(old), rekey=rekey, key_type=key_type, days=days, key=key,
+                                  new_key=new_key, ca=self.cert)
+        target = renewal_target(self, serial_hex(old.serial_number))
+        issued = self._in_memory(request, target)
+        if isinstance(target, UndeployedRenewal):
+            issued.notes.append(undeployed_note(target))
+        return issued
 
     def kind_of(self, cert: "x509.Certificate") -> str:
         """The kind of a leaf this CA issued (from the inventory when there is one); refuses others."""
@@ -428,16 +418,21 @@ class CA:
         """Record ``serial`` as revoked for ``reason`` (see :data:`certkit.constants.REVOCATION_REASONS`).
 
         ``serial`` is read as ``certkit revoke`` reads it (hex in either case, colon-separated octets as
-        openssl prints them, a 0x prefix) or is the int ``cert.serial_number``."""
-        from certkit.revocation import check_can_revoke, parse_reason
+        openssl prints them, a 0x prefix, a unique prefix of 8 or more hex digits) or is the int
+        ``cert.serial_number``. ``when`` is a time between the certificate's notBefore and now."""
+        from certkit.revocation import check_can_revoke, parse_reason, revocation_time
 
-        serial = serial_argument(serial)
+        typed, serial = serial, serial_argument(serial)
         inventory = self.require_inventory()
         reason = parse_reason(reason)
+        serial = resolve_serial(inventory, serial, typed)
         try:
-            check_can_revoke(self.cert, serial, inventory.certificate(serial), inventory.location)
+            cert = inventory.certificate(serial)
         except UnknownCertificate:
-            pass  # inventory.revoke says so, in its words
+            cert = None  # inventory.revoke says so, in its words
+        if cert is not None:
+            check_can_revoke(self.cert, serial, cert, inventory.location)
+            revocation_time(when, not_before=cert.not_valid_before_utc)
         return inventory.revoke(serial, reason, when)
 
     def crl(self, *, days: int = 30) -> "x509.CertificateRevocationList":

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.errors import InvalidCSR, describe_parse_error, parse_errors
+from certkit.errors import InvalidCSR, cli_worded, describe_parse_error, parse_errors
 from certkit.keys import KEYS_CERTIFIED, MIN_RSA_BITS, key_policy_problem, pem_damage  # noqa: F401 (MIN_RSA_BITS: once defined here)
 from certkit.text import shown
 
@@ -283,9 +283,11 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
     hosts = []
     if request.common_name is not None:
         if _names.looks_like_email(request.common_name) and "/" not in request.common_name:
-            raise InvalidCSR(f"The CSR's common name '{shown(request.common_name)}' is an email address, not a "
-                             f"host name: a certificate for a person or a mailbox is a client certificate (sign it "
-                             f"with --client).")
+            said = "sign it as one: sign_csr(csr, 'client')"
+            cn = shown(request.common_name)
+            raise cli_worded(InvalidCSR(f"The CSR's common name '{cn}' is an email address, not a host name: a "
+                                        f"certificate for a person or a mailbox is a client certificate ({said})."),
+                             said, "sign it with --client")
         hosts.append(_checked(_names.parse_host, request.common_name, "The CSR's common name"))
     for san_kind, value in request.san:
         if san_kind in ("dns", "ip"):
@@ -301,8 +303,9 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
         whose = "The names (the CSR's and those given after it)" if extra_names else "The CSR's names"
         raise InvalidCSR(f"{whose} are refused: {exc}") from None
     if not identities:
-        raise InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
-                         "give the names as arguments after the CSR file.")
+        said = "give the names as extra_names=[...]"
+        raise cli_worded(InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
+                                    f"{said}."), said, "give the names as arguments after the CSR file")
     return identities, hosts[0].value if request.common_name is not None else server_cn(identities)
 
 
@@ -349,10 +352,12 @@ def _refuse_host_as_client_cn(cn: str) -> None:
         parse_client_name(cn)
     except InvalidName:
         what = "a URL" if "//" in cn else "an IP address"
+        said = "an address is a server's name: sign it as one, sign_csr(csr, 'server')"
         fix = ("a URI identity (a SPIFFE ID) goes in the CSR's subjectAltName, under a plain CN" if "//" in cn
-               else "an address is a server's name: sign it with --server")
-        raise InvalidCSR(f"The CSR's common name '{shown(cn)}' is {what}; a client certificate's CN is the identity "
-                         f"a server maps to a user or service (alice, billing-api): {fix}.") from None
+               else said)
+        raise cli_worded(InvalidCSR(f"The CSR's common name '{shown(cn)}' is {what}; a client certificate's CN is the "
+                                    f"identity a server maps to a user or service (alice, billing-api): {fix}."),
+                         said, "an address is a server's name: sign it with --server") from None
 
 
 def _entry(kind: str, value: str) -> str:

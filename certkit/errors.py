@@ -92,6 +92,11 @@ class InvalidArgument(CertkitError, ValueError):
     """A library argument outside its choices: a certificate kind, a key type, a client-certificate mode."""
 
 
+class WrongType(InvalidArgument, TypeError):
+    """A library argument of the wrong type (a str where a bool goes, a path that is an int): a
+    ``TypeError`` as Python's own are, naming the argument and what it takes, and a certkit error too."""
+
+
 class InvalidLifetime(CertkitError, ValueError):
     """A requested lifetime that the profile or the issuing CA does not allow."""
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE
 from certkit.keys import private_key_pem
@@ -52,6 +52,9 @@ class IssuedCert:
     # The CA directories of the CA that issued it (CA.directories), where write() never writes; any
     # other CA directory is told by what it holds (certkit.paths.is_ca_directory).
     ca_directories: list = field(default_factory=list, repr=False)
+    # For a certificate a CA directory issued to memory: what write() records of the folder it goes to
+    # (certkit.memory_delivery.WriteRecorder); None otherwise.
+    recorder: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
     def serial_hex(self) -> str:
@@ -137,29 +140,37 @@ class IssuedCert:
         """Write the bundle, plus ``extra`` files (plain names such as ``bundle.p12``, none of the
         bundle's own), into ``folder`` atomically (see :func:`certkit.bundle.write_bundle`); return the
         paths written. Without a private key the bundle has no privkey.pem. Over an old bundle
-        (``force``), the old bundle's files that this one lacks are removed; other files are kept.
+        (``force``), the old bundle's files that this one lacks are removed; other files are kept. Extra
+        files are 0600 unless plainly public (certificates), and no file replaced becomes more readable.
 
         Like every certkit output, ``folder`` may not be, or lie inside, a CA directory, whatever
         ``force`` says. For certificates of a CA directory, issue with :func:`certkit.issuing.deliver`
-        and a FolderTarget instead: that records the folder."""
+        and a FolderTarget instead: that records the folder. A certificate such a CA issued to memory is
+        recorded in the first folder it is written to, and, written over the bundle of the certificate it
+        renews, as that one's successor (:mod:`certkit.memory_delivery`)."""
         from certkit.bundle import check_extra, write_bundle
         from certkit.constants import BUNDLE_FILES
         from certkit.paths import check_output
 
-        _check_write(folder, extra)
+        _check_write(folder, extra, force)
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
+        planned = self.recorder.before(self, folder) if self.recorder is not None else None
         # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
         # private key that is not this certificate's) go with it, as with the issuing commands' --force.
-        return write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+        written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+        if planned is not None:
+            self.recorder.after(self, planned)
+        return written
 
 
-def _check_write(folder, extra) -> None:
+def _check_write(folder, extra, force) -> None:
     """``write``'s arguments, each a TypeError that names it (not a failure deep inside, nor a false one:
     a bytes folder is not "a bytes-like object required")."""
-    from certkit.vocabulary import wrong_type
+    from certkit.vocabulary import check_bool, wrong_type
 
+    check_bool("force", force)
     if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
         raise wrong_type("folder", "a str or a Path", folder)
     if extra is not None and not (isinstance(extra, Mapping) and all(

@@ -36,6 +36,7 @@ from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CertkitError, InventoryError, Terminated
 from certkit.names import Identity
+from certkit.san_identities import identities_of  # noqa: F401 (part of this module's API)
 from certkit.testhooks import pause_at
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class Request:
     not_before: dt.datetime | None = None
     csr: "CSRRequest | None" = None  # what a CSR asked for, to say what it did not get
     dropped: tuple[str, ...] = ()  # what of it the certificate will not carry (subject attributes, SANs)
+    notes: tuple[str, ...] = ()  # what the issued certificate's notes say of the request (a key type chosen)
 
     @property
     def keyed(self) -> bool:
@@ -71,24 +73,16 @@ class Request:
 
 
 # --- building requests ------------------------------------------------------------------
-def server_request(names: Iterable[str], *, kind: str = "server", key_type: str = DEFAULT_KEY_TYPE,
+def server_request(names: Iterable[str], *, kind: str = "server", key_type: str | None = None,
                    days: int | None = None, key=None, not_before: dt.datetime | None = None) -> Request:
     """A server (or ``kind="peer"``) certificate for DNS names and IP addresses; the subject CN is
-    the first DNS name (else the first address)."""
+    the first DNS name (else the first address). ``key_type`` (by default :data:`DEFAULT_KEY_TYPE`)
+    beside ``key`` must be ``key``'s type (:func:`certkit.key_choice.check_key_choice`)."""
+    from certkit.key_choice import check_key_choice
+
     identities = _names.parse_hosts(names, kind)
-    _check_key(key, key_type)
+    key_type = check_key_choice(key, key_type)
     return Request(kind, tuple(identities), server_cn(identities), key_type, days, key=key, not_before=not_before)
-
-
-def _check_key(key, key_type) -> None:
-    """``key=`` held to the key policy CSRs get (no weak key, none that cannot sign), else ``key_type``
-    checked: both refused here, before anything is signed, rather than deep inside signing."""
-    from certkit.keys import check_key_type, check_private_key
-
-    if key is not None:
-        check_private_key(key)
-    else:
-        check_key_type(key_type)
 
 
 def server_cn(identities: Sequence[Identity]) -> str:
@@ -98,12 +92,14 @@ def server_cn(identities: Sequence[Identity]) -> str:
 
 
 def client_request(name: str, *, emails: Iterable[str] = (), uris: Iterable[str] = (),
-                   dns_names: Iterable[str] = (), key_type: str = DEFAULT_KEY_TYPE, days: int | None = None,
+                   dns_names: Iterable[str] = (), key_type: str | None = None, days: int | None = None,
                    key=None, not_before: dt.datetime | None = None) -> Request:
     """A client certificate whose subject CN is ``name``, with optional email, URI and DNS identities."""
+    from certkit.key_choice import check_key_choice
+
     cn = _names.parse_client_name(name)
     identities = _names.client_identities(cn, emails, uris, dns_names)
-    _check_key(key, key_type)
+    key_type = check_key_choice(key, key_type)
     return Request("client", tuple(identities), cn, key_type, days, key=key, not_before=not_before)
 
 
@@ -130,11 +126,12 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
     from cryptography import x509
 
     from certkit.errors import CannotRenew
-    from certkit.keys import check_new_key, check_private_key, key_type_of, public_key_der
-    from certkit.vocabulary import serial_hex, wrong_type
+    from certkit.keys import check_new_key, check_private_key, public_key_der
+    from certkit.vocabulary import check_bool, serial_hex, wrong_type
 
     if not isinstance(old, x509.Certificate):
         raise wrong_type("The certificate to renew", "an x509.Certificate or an IssuedCert", old)
+    check_bool("rekey", rekey)
     check_new_key(new_key, old.public_key(), key_type, rekey=rekey)
     if key is not None:
         check_private_key(key)
@@ -147,36 +144,18 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
                   renewed_from=serial_hex(old.serial_number), default_days=default_days)
     if rekey and new_key is not None:
         return Request(kind, key=new_key, **common)
+    if rekey and key_type is not None:
+        return Request(kind, key_type=key_type, **common)
     if rekey:
-        return Request(kind, key_type=key_type or key_type_of(old.public_key()), **common)
+        from certkit.key_choice import renewal_key_type
+
+        chosen, notes = renewal_key_type(old.public_key())
+        return Request(kind, key_type=chosen, notes=tuple(notes), **common)
     if key is not None and public_key_der(key.public_key()) != public_key_der(old.public_key()):
         raise CannotRenew(f"The private key given does not belong to the certificate {serial_hex(old.serial_number)}.")
     if key is not None:
         return Request(kind, key=key, **common)
     return Request(kind, public_key=old.public_key(), **common)
-
-
-def identities_of(cert, kind: str) -> list[Identity]:
-    """The SAN of a certificate this CA issued, checked again by today's rules."""
-    from cryptography import x509
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    out = []
-    for gn in san:
-        if isinstance(gn, x509.DNSName):
-            out.append(_names.parse_host(gn.value) if kind in ("server", "peer")
-                       else _names.parse_dns_name(gn.value, allow_wildcard=False))
-        elif isinstance(gn, x509.IPAddress):
-            out.append(Identity("ip", str(gn.value)))
-        elif isinstance(gn, x509.RFC822Name):
-            out.append(_names.parse_email(gn.value))
-        elif isinstance(gn, x509.UniformResourceIdentifier):
-            out.append(_names.parse_uri(gn.value))
-        # a DirectoryName SAN is the subject DN, which the profile puts back itself
-    return out
 
 
 # --- where a certificate goes -----------------------------------------------------------
@@ -185,6 +164,9 @@ class Target:
 
     sink = "memory"
     folder: Path | None = None
+    # False for a renewal delivered to memory whose predecessor is in a bundle folder: the new
+    # certificate is recorded as succeeding it only once written there (certkit.memory_delivery).
+    succeeds = True
     # True when the certificate is valid only once a whole shared output is in place (a batch
     # into one archive): deliver_many leaves its row pending, the output marks it
     # (certkit.formats.Output.commit) or abandons it (abort).
@@ -207,7 +189,12 @@ class FolderTarget(Target):
                  sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None,
                  cache: dict | None = None) -> None:
         from certkit.constants import BUNDLE_FILES
+        from certkit.vocabulary import check_bool, wrong_type
 
+        if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
+            raise wrong_type("folder", "a str or a Path", folder)
+        for name, value in (("force", force), ("p12", p12), ("sync", sync), ("sweep", sweep)):
+            check_bool(name, value)
         self.given = Path(folder)
         self.folder = Path(os.path.abspath(folder))
         self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
@@ -273,6 +260,16 @@ def plan(ca: "CA", request: Request, target: Target) -> list[str]:
 
 def deliver(ca: "CA", request: Request, target: Target | None = None, *, planned: bool = False) -> Delivery:
     """Issue ``request`` to ``target`` through every step of the pipeline (see the module docstring)."""
+    from certkit.ca import CA
+    from certkit.vocabulary import wrong_type
+
+    if not isinstance(ca, CA):
+        raise wrong_type("ca", "a CA (CADirectory(path).open(), or CA.create())", ca)
+    if not isinstance(request, Request):
+        raise wrong_type("request", "a Request (server_request(), client_request(), csr_request() or "
+                         "renewal_request())", request)
+    if target is not None and not isinstance(target, Target):
+        raise wrong_type("target", "a Target (FolderTarget(folder)) or None", target)
     target = target or Target()
     if not planned:
         plan(ca, request, target)
@@ -400,7 +397,7 @@ def _predecessor(ca: "CA", request: Request, target: Target) -> str | None:
     this CA whose bundle ``--force`` replaces (its key deleted with it), so that the replaced one no
     longer counts as due for renewal (single issuance and batches alike)."""
     if request.renewed_from is not None:
-        return request.renewed_from
+        return request.renewed_from if getattr(target, "succeeds", True) else None
     if getattr(target, "force", False) and target.folder is not None:
         from certkit.inventory.succession import replaced_certificate
 

@@ -241,7 +241,11 @@ def private_key_pem(key, passphrase: bytes | None = None) -> bytes:
     if passphrase is None:
         return _pem(der, "PRIVATE KEY")
     if not passphrase:
-        raise CertkitError("The passphrase is empty; choose a non-empty one or use --no-passphrase.")
+        from certkit.errors import cli_worded
+
+        said = "pass passphrase=None for an unencrypted key"
+        raise cli_worded(CertkitError(f"The passphrase is empty; choose a non-empty one or {said}."), said,
+                         "use --no-passphrase")
     return _pem(_encrypt_pkcs8(der, passphrase), "ENCRYPTED PRIVATE KEY")
 
 

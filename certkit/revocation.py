@@ -33,9 +33,10 @@ def parse_reason(text: str) -> str:
     raise CertkitError(f"'{shown(text)}' is not a revocation reason; choose one of: {', '.join(REVOCATION_REASONS)}.")
 
 
-def revocation_time(when: dt.datetime | None) -> dt.datetime:
+def revocation_time(when: dt.datetime | None, *, not_before: dt.datetime | None = None) -> dt.datetime:
     """When a revocation is recorded: now, or ``when`` if it is an aware time not after now (a CRL
-    that lists a certificate as revoked from a date still to come would state what has not happened)."""
+    that lists a certificate as revoked from a date still to come would state what has not happened)
+    nor before the certificate's ``not_before`` (revoked before it existed: as impossible)."""
     now = dt.datetime.now(dt.UTC)
     if when is None:
         return now
@@ -44,6 +45,10 @@ def revocation_time(when: dt.datetime | None) -> dt.datetime:
     if aware(when, "when") > now:
         raise CertkitError(f"The revocation time {when.isoformat()} is in the future; a certificate is revoked "
                            "when the revocation is recorded, or earlier: give a time up to now.")
+    if not_before is not None and when < not_before:
+        raise CertkitError(f"The revocation time {when.isoformat()} is before the certificate's notBefore "
+                           f"({not_before.isoformat()}): it cannot be revoked before it existed; give a time from "
+                           "then up to now.")
     return when
 
 
@@ -76,7 +81,11 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0,
     from certkit.keys import sign_builder
     from certkit.profiles import BACKDATE
 
-    if not isinstance(days, int) or not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
+    if not isinstance(days, int) or isinstance(days, bool):
+        from certkit.vocabulary import wrong_type
+
+        raise wrong_type("days", f"an int, {MIN_CRL_DAYS} to {MAX_CRL_DAYS}", days)
+    if not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
         raise CertkitError(f"A CRL valid for {days} days is not possible; give {MIN_CRL_DAYS} to {MAX_CRL_DAYS}.")
     inventory = ca.require_inventory()
     if not checked:

@@ -155,6 +155,10 @@ class CADirectory:
     """A CA stored on disk. ``CADirectory(path).load(passphrase)`` gives a :class:`~certkit.ca.CA`."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        if path is not None and (not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str)):
+            from certkit.vocabulary import wrong_type
+
+            raise wrong_type("path", "a str or a Path (or None: $CERTKIT_CA_DIR, else the per-user CA)", path)
         self._given = path
 
     @property
@@ -258,7 +262,9 @@ class CADirectory:
         inventory once the directory is in place, and abandoned if it could not be written.
         """
         from certkit.atomic import sweep_stale
+        from certkit.ca_checks import check_saved
 
+        passphrase = check_saved(ca, passphrase)
         sweep_stale(self.path.absolute().parent, self.path.name)  # what a killed init-ca left here
         self.check_new()
         serial = serial_hex(ca.cert.serial_number)

@@ -95,10 +95,21 @@ def serial_digits(text: str) -> str | None:
 
 
 def wrong_type(what: str, expected: str, value) -> TypeError:
-    """The TypeError for a library argument of the wrong type, naming what was given:
-    ``names must be str, got bytes b'localhost'`` (not a failure deep inside, or a false message)."""
+    """The TypeError (:class:`certkit.errors.WrongType`, a CertkitError too) for a library argument of
+    the wrong type, naming what was given: ``names must be str, got bytes b'localhost'`` (not a failure
+    deep inside, or a false message)."""
+    from certkit.errors import WrongType
+
     given = "None" if value is None else f"{type(value).__name__} {_short_repr(value)}"
-    return TypeError(f"{what} must be {expected}, got {given}")
+    return WrongType(f"{what} must be {expected}, got {given}")
+
+
+def check_bool(what: str, value) -> bool:
+    """``value`` if it is a bool; anything else (``force="no"``, which Python would take as true) is
+    :func:`wrong_type`, naming ``what``."""
+    if not isinstance(value, bool):
+        raise wrong_type(what, "a bool (True or False)", value)
+    return value
 
 
 def _short_repr(value) -> str:

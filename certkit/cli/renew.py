@@ -206,6 +206,7 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
     """What a single renewal did: the JSON object and the lines for people."""
     from cryptography.hazmat.primitives import hashes
 
+    from certkit.keys import key_type_of
     from certkit.text import shown
 
     issued = result.issued
@@ -224,7 +225,7 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
         f"  subject     {shown(data['subject'])}",
         f"  names       {', '.join(shown(n) for n in data['names']) or '(none)'}",
         f"  expires     {when(issued.not_after)}",
-        f"  key         {'new (' + (key_type or 'same type') + ')' if rekey else 'kept'}",
+        f"  key         {'new (' + key_type_of(issued.cert.public_key()) + ')' if rekey else 'kept'}",
         f"  folder      {shown(result.folder)}  ({', '.join(p.name for p in result.files)})",
     ]
     lines += [f"  note        {shown(n)}" for n in result.notes]

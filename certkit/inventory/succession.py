@@ -49,8 +49,8 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
         if other_status == "pending":
             raise CannotRenew(f"The certificate {serial} is being renewed right now, as {other}, by another certkit "
                               "command; this renewal was not recorded and wrote nothing.")
-        raise CannotRenew(f"The certificate {serial} was already renewed as {other} (by another certkit command, "
-                          f"meanwhile); this renewal was not recorded and wrote nothing. Renew {other} instead.")
+        raise CannotRenew(f"The certificate {serial} was already renewed as {other} ('certkit list' shows it); this "
+                          f"renewal was not recorded and wrote nothing. Renew {other} instead.")
 
 
 def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:

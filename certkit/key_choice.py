@@ -1,0 +1,82 @@
+"""Which key a new certificate gets: ``key=`` and ``key_type=`` checked together (never one of them
+silently left unused), and the key type a renewal with a new key generates (the old key's own)."""
+
+from __future__ import annotations
+
+from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES
+from certkit.errors import CannotRenew, InvalidArgument, cli_worded
+
+# Key types certkit generates only to renew a key of that type (not offered for new keys).
+RENEWAL_ONLY_TYPES = ("ecdsa-p521",)
+
+
+def check_key_choice(key, key_type: str | None) -> str:
+    """The key type of a new certificate: ``key``'s, held to the key policy CSRs get, when it is given
+    (a ``key_type`` beside it must name the same type), else ``key_type`` (by default
+    :data:`DEFAULT_KEY_TYPE`), checked. Refused here, before anything is signed."""
+    from certkit.keys import check_key_type, check_private_key, key_type_of
+
+    if key_type is not None:
+        check_key_type(key_type)
+    if key is None:
+        return key_type if key_type is not None else DEFAULT_KEY_TYPE
+    check_private_key(key)
+    given = key_type_of(key)
+    if key_type is not None and given != key_type:
+        raise InvalidArgument(f"The key given is {given}, but key_type asks for {key_type}; give one or the other "
+                              "(key_type applies only to a key certkit generates).")
+    return given
+
+
+def ca_key_type(key, key_type: str | None) -> str:
+    """``CA.create``'s key type: ``key``'s (held to the key policy; a ``key_type`` beside it must name
+    the same), else ``key_type`` checked, by default :data:`certkit.constants.DEFAULT_KEY_TYPE`."""
+    from certkit.keys import check_key_type, check_private_key, key_type_of
+
+    if key_type is not None:
+        check_key_type(key_type)
+    if key is None:
+        return key_type or DEFAULT_KEY_TYPE
+    check_private_key(key, token=True)
+    given = key_type_of(key.public_key())
+    if key_type is not None and given != key_type:
+        raise InvalidArgument(f"The key given is {given}, but key_type asks for {key_type}; give one or the other "
+                              "(key_type applies only to a key certkit generates).")
+    return given
+
+
+def renewal_key_type(public_key) -> tuple[str, list[str]]:
+    """The key type a renewal with a new key generates when none is asked for: the old key's
+    (``public_key``) own type; for an RSA size certkit does not generate, the nearest larger one,
+    said in a note. A type with no such choice is refused, naming what to give."""
+    from certkit.keys import key_type_of
+
+    kind = key_type_of(public_key)
+    if kind in KEY_TYPES or kind in RENEWAL_ONLY_TYPES:
+        return kind, []
+    sizes = sorted(int(t[4:]) for t in KEY_TYPES if t.startswith("rsa-"))
+    if kind.startswith("rsa-") and kind[4:].isdigit():
+        larger = [bits for bits in sizes if bits >= int(kind[4:])]
+        if larger:
+            chosen = f"rsa-{larger[0]}"
+            return chosen, [f"the old key is {kind}, a size certkit does not generate: the new key is {chosen}, the "
+                            "nearest larger size"]
+    choices = ", ".join(KEY_TYPES)
+    said = f"give the new key's type: key_type= one of {choices}"
+    return _refuse(f"The old key is {kind}, of a type or size certkit does not generate; {said}.", said,
+                   f"give the new key's type: --key-type one of {choices}")
+
+
+def _refuse(message: str, library: str, cli: str):
+    raise cli_worded(CannotRenew(message), library, cli)
+
+
+def generate_any(key_type: str):
+    """A new key of ``key_type``: one of :data:`KEY_TYPES`, or of :data:`RENEWAL_ONLY_TYPES`."""
+    from certkit.keys import generate_key
+
+    if key_type == "ecdsa-p521":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return ec.generate_private_key(ec.SECP521R1())
+    return generate_key(key_type)

@@ -1,0 +1,95 @@
+"""Certificates a CA directory issues to memory (``ca.issue_server()``, ``ca.renew()``), and what
+writing one to a folder later (:meth:`certkit.issued.IssuedCert.write`) records.
+
+The inventory, the folders and ``certkit renew --expiring`` must never disagree. A renewal handed
+to the caller in memory has reached no folder: were it recorded as the successor of a certificate
+whose bundle is in a folder, that folder would be left to expire, skipped by every bulk renewal as
+renewed already. So such a renewal is recorded as a certificate of its own (sink ``memory``), the old
+one stays due where it is deployed, and the succession is recorded when the renewal is written over
+that bundle (``new.write(folder, force=True)``), which also records the folder, so that later bulk
+renewals renew it there. A renewal of a certificate that is in no folder is its successor at once:
+nothing is stranded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+from certkit.issuing import Target
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from certkit.ca import CA
+    from certkit.issued import IssuedCert
+
+
+class UndeployedRenewal(Target):
+    """Memory, for a renewal of the certificate ``old`` whose bundle is in ``folder``: recorded as a
+    certificate of its own until it is written there."""
+
+    succeeds = False
+
+    def __init__(self, old: str, folder: str) -> None:
+        self.old, self.deployed = old, folder
+
+
+def renewal_target(ca: "CA", old: str) -> Target:
+    """Where ``ca.renew()`` delivers the renewal of the certificate ``old``: memory; an
+    :class:`UndeployedRenewal` when ``old`` is in a bundle folder, refused now (as recording a
+    successor would be) if ``old`` is revoked, not valid, or renewed already."""
+    if ca.inventory is None:
+        return Target()
+    row = ca.inventory.get(old)
+    if row is None or not row.get("folder") or row.get("sink") not in (None, "folder"):
+        return Target()
+    from certkit.inventory.succession import check_renewable
+
+    with ca.inventory.transaction(write=True) as tx:
+        check_renewable(tx, old, folder=None, in_place=False, location=ca.inventory.location)
+    return UndeployedRenewal(old, row["folder"])
+
+
+def undeployed_note(target: UndeployedRenewal) -> str:
+    return (f"{target.old} stays due for renewal in {target.deployed} ('certkit renew --expiring' renews it there) "
+            f"until this certificate is written there: write({target.deployed!r}, force=True) records it as "
+            f"renewing {target.old}")
+
+
+class WriteRecorder:
+    """What :meth:`IssuedCert.write` records of a certificate ``ca`` issued to memory: the folder it
+    was first written to (so that bulk renewal finds it), and, when that folder held the bundle of
+    another valid certificate of ``ca`` (the one it renews), that it succeeds that one."""
+
+    def __init__(self, ca: "CA") -> None:
+        self.ca = ca
+
+    def before(self, issued: "IssuedCert", folder: "str | Path") -> tuple[str, str | None] | None:
+        """Looked at before the bundle is written: the folder to record, and the certificate whose
+        bundle it replaces; None if nothing is to be recorded (the row has a folder already)."""
+        from certkit.inventory.succession import replaced_certificate
+
+        row = self.ca.inventory.get(issued.serial_hex)
+        if row is None or row.get("folder") or row["status"] != "valid":
+            return None
+        path = os.path.abspath(folder)
+        replaced = replaced_certificate(self.ca, path)
+        return path, replaced if replaced != issued.serial_hex else None
+
+    def after(self, issued: "IssuedCert", planned: tuple[str, str | None]) -> None:
+        """Once the bundle is written: record the folder, and the succession if it still holds."""
+        from certkit.inventory.succession import check_renewable
+
+        path, replaced = planned
+        inventory = self.ca.inventory
+        with inventory.transaction(write=True) as tx:
+            if replaced is not None:
+                try:
+                    check_renewable(tx, replaced, folder=path, in_place=True, location=inventory.location)
+                except CertkitError:
+                    replaced = None  # revoked or renewed meanwhile: the folder is recorded, no succession
+            tx.execute("UPDATE certificates SET folder = ?, sink = 'folder', renewed_from = COALESCE(renewed_from, ?)"
+                       " WHERE serial = ? AND folder IS NULL AND status = 'valid'",
+                       (path, replaced, issued.serial_hex))
