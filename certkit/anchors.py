@@ -91,17 +91,25 @@ def _reaches(leaf, sent: list, cas: list) -> bool:
 
 def chain_strangers(certs: list) -> list[str]:
     """The certificates of a chain file (leaf first, as a server or client sends it) that are not CA
-    certificates of its chain: a leaf (a server, client or peer certificate), or a CA that did not issue the
-    certificate before it (the chain so far), each in words naming it and its place in the file. A
-    fullchain.pem (leaf, intermediates, optionally the root) has none."""
+    certificates of its chain: a leaf (a server, client or peer certificate), or a CA that issued none of the
+    chain's certificates, each in words naming it and its place in the file. The chain is followed from the
+    leaf through the file's CAs in any order (clients build it so): a fullchain.pem (leaf, intermediates,
+    optionally the root), in order or not, has none."""
     from cryptography import x509
 
     from certkit.verify_names import cn_text
     from certkit.vocabulary import is_ca
 
-    found, top = [], certs[0]
+    used, top = set(), certs[0]
+    while (issuer := next((place for place, cert in enumerate(certs[1:], 2)
+                           if place not in used and is_ca(cert) and _signed(top, cert)), None)) is not None:
+        used.add(issuer)
+        top = certs[issuer - 1]
+    found = []
     for place, cert in enumerate(certs[1:], 2):
         where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
+        if place in used:
+            continue
         if not is_ca(cert):
             try:
                 eku = {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
@@ -110,10 +118,9 @@ def chain_strangers(certs: list) -> list[str]:
             server, client = x509.OID_SERVER_AUTH.dotted_string in eku, x509.OID_CLIENT_AUTH.dotted_string in eku
             kind = ("a peer" if server and client else "a server" if server else "a client" if client else "a leaf")
             found.append(f"{where}, {kind} certificate, not a CA certificate")
-        elif not _signed(top, cert):
-            found.append(f"{where}, a CA that did not issue {shown(cn_text(top.subject))}, the certificate before it")
         else:
-            top = cert
+            found.append(f"{where}, a CA that issued none of the chain's certificates (the chain from "
+                         f"{shown(cn_text(certs[0].subject))} ends at {shown(cn_text(top.subject))})")
     return found
 
 
