@@ -186,6 +186,12 @@ def test_inventory_migrate_moves_every_row(tmp_path, env, postgres_url):
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2 and len(crl) == 1
     run_certkit("issue-server", "new.internal", cwd=tmp_path, env=env, check=True)
     assert inventory.count() == 5
+    # acme serve finds a certificate by its key with PostgreSQL's byte search (an account key is never one)
+    from certkit.keys import public_key_der
+
+    new = x509.load_pem_x509_certificate((tmp_path / "new.internal" / "cert.pem").read_bytes())
+    found = AcmeState(Database(inventory)).certificate_of_key(public_key_der(new.public_key()))
+    assert found is not None and found[1:] == ("server", "valid")
     # The old file stays as a backup and refuses every write, naming where the inventory went.
     old = Inventory(ca_dir / "inventory.sqlite3")
     assert old.count() == 4
