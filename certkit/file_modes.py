@@ -21,6 +21,9 @@ from certkit.constants import BUNDLE_FILES, KEY_FILE, P12_FILE
 _PUBLIC_LABELS = {b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CRL", b"PUBLIC KEY", b"RSA PUBLIC KEY",
                   b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+# A whole PEM block: what may stand between blocks is white space (and OpenSSL's "subject=" comments).
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s:,-]*?-----END \1-----")
+_COMMENT_LINE = re.compile(rb"^(?:subject|issuer)=.*$", re.MULTILINE)
 # Names that say "a key or a key store", whatever the content.
 _SECRET_SUFFIXES = ("key.pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".p8", ".pk8", ".der.key")
 
@@ -41,8 +44,9 @@ def _plainly_public(data: bytes) -> bool:
     if b"PRIVATE KEY" in data:
         return False
     labels = _PEM_BEGIN.findall(data)
-    if labels:
-        return all(label in _PUBLIC_LABELS for label in labels)
+    if labels:  # PEM blocks with public labels, and nothing else around them (a YAML with a key in base64)
+        rest = _COMMENT_LINE.sub(b"", _PEM_BLOCK.sub(b"", data))
+        return all(label in _PUBLIC_LABELS for label in labels) and not rest.strip()
     from cryptography import x509
 
     try:

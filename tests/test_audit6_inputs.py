@@ -190,3 +190,69 @@ def test_inspect_describes_a_crl_as_openssl_reads_it(ca_dir, ca_env, tmp_path, d
     assert item["crl_number"] == 1 and item["status"] == "current" and item["issuer"] == "CN=certkit test root"
     human = run_certkit("inspect", crl, env=ca_env, check=True).stdout
     assert human.startswith(f"Certificate revocation list ({crl})") and "  revoked       2 certificates" in human
+
+
+# --- regress7 #1, #2: a chain file's CAs in any order --------------------------------------------------------
+def test_a_chain_file_with_its_cas_out_of_order_is_served_and_verified_without_a_note(tmp_path):
+    """regress7: leaf, root, intermediate: serve refused it ("the root did not issue the leaf"), verify printed
+    a chain through the root and a note calling the root a stranger. Clients build the chain in any order."""
+    import ssl
+
+    from conftest import PASSPHRASE, certkit_env
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Order Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Order Issuing", env=env, check=True)
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--ca-dir", tmp_path / "inter", "--out", tmp_path / "web",
+                env=env, check=True)
+    web = tmp_path / "web"
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes((web / "cert.pem").read_bytes() + (tmp_path / "root" / "ca.pem").read_bytes()
+                      + (tmp_path / "inter" / "ca.pem").read_bytes())
+    proc = run_certkit("verify", mixed, "--purpose", "server", "--ca-dir", tmp_path / "root", env=env)
+    assert proc.returncode == 0 and "note" not in proc.stdout, proc.stdout
+    import socket
+
+    from serve_process import serving
+
+    with serving("--port", "0", "--cert", str(mixed), "--key", str(web / "privkey.pem"), env=env) as server:
+        context = ssl.create_default_context(cafile=str(tmp_path / "root" / "ca.pem"))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version()
+
+
+# --- regress7 #4: an extra file mixing a key with public PEM --------------------------------------------------
+def test_an_extra_file_with_anything_besides_public_pem_is_0600(tmp_path):
+    import base64
+    import stat
+
+    from certkit import CA
+
+    ca = CA.create("Modes CA")
+    issued = ca.issue_server(["web.test"])
+    secret = (b"apiVersion: v1\nkind: Secret\ndata:\n  tls.key: " + base64.b64encode(issued.private_key_pem)
+              + b"\nstringData:\n  ca.crt: |\n" + ca.cert_pem)
+    issued.write(tmp_path / "b", extra={"secret.yaml": secret, "ca.crt": ca.cert_pem,
+                                        "both.crt": issued.cert_pem + ca.cert_pem})
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "b").iterdir()}
+    assert modes["secret.yaml"] == 0o600 and modes["privkey.pem"] == 0o600
+    assert modes["ca.crt"] == 0o644 and modes["both.crt"] == 0o644
+
+
+# --- regress7 #5, #6: acme serve --host as serve's; '-' for a folder ------------------------------------------
+@pytest.mark.parametrize("host,advice", [("localhost:14000", "give --host localhost --port 14000"),
+                                         ("https://localhost/", "is a URL"), ("ops@example.com", "email")])
+def test_acme_serve_host_gets_serves_advice(ca_dir, ca_env, host, advice):
+    proc = run_certkit("acme", "serve", "--host", host, "--port", "0", env=ca_env)
+    assert_clean_error(proc, "Invalid value for '--host'", code=2)
+    assert advice in proc.stderr and "issue-client" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["init-ca", "--no-passphrase"], ["list"], ["issue-server", "a.test"]])
+def test_a_dash_names_no_ca_directory(ca_env, tmp_path, command):
+    proc = run_certkit(*command, "--ca-dir", "-", env=ca_env, cwd=tmp_path)
+    assert_clean_error(proc, "'-' names no folder here")
+    assert not (tmp_path / "-").exists()

@@ -134,9 +134,9 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
           --server https://127.0.0.1:14000/directory -d app.internal.example.com
     """
     eab = _eab_keys(eab_kid, eab_hmac_file)  # first: it says when the ACME server cannot run here
-    from certkit.cli.serve import _unbracketed
+    from certkit.cli.serve import _listen_address
 
-    host = _unbracketed(host)  # ::0 listens where :: does, and is named as it is
+    host = _listen_address(host)  # a URL or a port told to use --port; ::0 listens where :: does
     from certkit.acme.challenges import Validator
     from certkit.acme.policy import Policy
     from certkit.acme.server import AcmeConfig

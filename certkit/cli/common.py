@@ -222,6 +222,9 @@ class CheckedPath(click.Path):
     block and exit status 2."""
 
     def convert(self, value, param, ctx):
+        if value == "-" and not self.file_okay:  # standard input or output elsewhere, never a folder
+            raise click.ClickException("'-' names no folder here (elsewhere it means standard input or output); "
+                                       "for a folder of that name, give ./-")
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
