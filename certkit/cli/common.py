@@ -248,6 +248,8 @@ class OutPath(CheckedPath):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and ctx is not None:
             ctx.meta[_OUT_AS_TYPED] = value
+        if value == "-":  # standard output: the command says where that can go (typed_out, file_out)
+            return self.coerce_path_result(value)
         return super().convert(value, param, ctx)
 
 
