@@ -108,8 +108,8 @@ def chain_strangers(certs: list) -> list[str]:
     found = []
     for place, cert in enumerate(certs[1:], 2):
         where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
-        if place in used:
-            continue
+        if place in used or cert == certs[0] or any(cert == certs[u - 1] for u in used):
+            continue  # of the chain, or a copy of one of its certificates (clients take it so)
         if not is_ca(cert):
             try:
                 eku = {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}

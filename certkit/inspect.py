@@ -249,9 +249,10 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     from certkit.inspect_crl import crl_in, describe_crl
     from certkit.keys import key_type_of, public_key_der
 
-    crl = crl_in(path)
-    if crl is not None:
-        return {"source": str(path), "items": [{"file": str(path), **describe_crl(crl, now=now)}], "private_keys": []}
+    crl, alone = crl_in(path) or (None, True)
+    crls = [{"file": str(path), **describe_crl(crl, now=now)}] if crl is not None else []
+    if crl is not None and alone:
+        return {"source": str(path), "items": crls, "private_keys": []}
     material = load_material(path)
     items = []
     try:
@@ -276,7 +277,7 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
                      "summary": (f"private key ({key_type_of(key)}) matches the certificate {subject or '(empty)'}"
                                  if match is not None else
                                  f"private key ({key_type_of(key)}) matches NONE of the certificates here")})
-    return {"source": str(material.source), "items": items, "private_keys": keys}
+    return {"source": str(material.source), "items": items + crls, "private_keys": keys}
 
 
 def _csr_signature(item: dict) -> str:

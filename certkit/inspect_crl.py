@@ -14,8 +14,9 @@ SHOWN_ENTRIES = 20  # the text lists this many revoked certificates; --json list
 
 
 def crl_in(path: str | Path):
-    """The CRL a file holds (PEM ``X509 CRL`` or DER), or None for anything else (a folder, standard
-    input, a certificate: :func:`certkit.inspect.inspect_path` reads those)."""
+    """The CRL a file holds (PEM ``X509 CRL`` or DER) and whether it holds nothing else; None for
+    anything else (a folder, standard input, a certificate: :func:`certkit.inspect.inspect_path`
+    reads those)."""
     from cryptography import x509
 
     from certkit.files import read_limited
@@ -26,8 +27,9 @@ def crl_in(path: str | Path):
     data = read_limited(path, MAX_CERT_FILE_BYTES, what="file")
     try:
         if b"-----BEGIN X509 CRL-----" in data:
-            return x509.load_pem_x509_crl(data[data.index(b"-----BEGIN X509 CRL-----"):])
-        return None if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+            alone = data.count(b"-----BEGIN ") == data.count(b"-----BEGIN X509 CRL-----")
+            return x509.load_pem_x509_crl(data[data.index(b"-----BEGIN X509 CRL-----"):]), alone
+        return None if b"-----BEGIN" in data else (x509.load_der_x509_crl(data), True)
     except ValueError:
         if b"-----BEGIN X509 CRL-----" in data:
             from certkit.material import UnreadableFile

@@ -19,7 +19,7 @@ from certkit.cli.common import (
     warn,
     when,
 )
-from certkit.vocabulary import iso
+from certkit.vocabulary import iso, san_entries
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
 MAX_SERVER_DAYS = 825
@@ -271,7 +271,7 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
         "days": days, "allowed": {"domains": list(policy.allow_domains), "ips": [str(n) for n in policy.allow_ips]},
         "challenges": {"http-01": validator.http_port, "tls-alpn-01": validator.tls_port}, "resolve": resolve,
         "external_account_required": bool(eab),
-        "server_certificate": {"names": names, "serial": issued.serial_hex,
+        "server_certificate": {"names": san_entries(issued.cert), "serial": issued.serial_hex,
                                "not_after": iso(issued.not_after)},
     }
     pairs = [f"{name}={address}" for name, addresses in resolve.items() for address in addresses]

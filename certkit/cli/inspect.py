@@ -18,8 +18,8 @@ def inspect_(path, as_json):
     """Describe a certificate, CSR, CRL or bundle in plain words.
 
     PATH is a PEM or DER certificate (- reads standard input), a CSR, a PEM file holding several
-    certificates (and perhaps a key), a CRL (its issuer, number, dates and the certificates it
-    revokes), or a bundle folder written by certkit
+    certificates (and perhaps a key), a CRL file (its issuer, number, dates and the certificates
+    it revokes), or a bundle folder written by certkit
     (cert.pem, privkey.pem, fullchain.pem, ca.pem). For each certificate:
     subject, issuer, serial, validity and days left, key type, names,
     key usage, extended key usage, constraints, fingerprints, and what it
