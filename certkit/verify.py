@@ -402,7 +402,8 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
             verdict.notes.append(note)
     if ca_file is None:
         unread: list[str] = []
-        problems = inventory_problems(ca_dir, path, unread=unread)
+        problems = _above_this_ca(ca_dir, path) if verdict.valid else []
+        problems += inventory_problems(ca_dir, path, unread=unread)
         # Fail closed: a script that reads the exit status must not take a certificate the CA may
         # have revoked (its key compromised) as valid because the record could not be read.
         problems += [f"revocation could not be checked against the CA's inventory: {why} (give --ca-file "
@@ -477,3 +478,22 @@ def plain_verifier_error(text: str) -> str:
     text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
     text = text.replace("Python extension validator failed: ValueError: ", "")
     return re.sub(r"<Name\((.*?)\)>", r"\1", text)
+
+
+def _above_this_ca(ca_dir, path: Sequence["x509.Certificate"]) -> list[str]:
+    """An intermediate's CA directory vouches for what it (or a CA below it) issued: a certificate whose
+    chain does not pass through it (issued by the root above it) is not this CA's to call valid, and its
+    revocation is in the root's inventory, not this one's."""
+    from cryptography import x509
+
+    from certkit.store import CADirectory
+
+    try:
+        own = x509.load_pem_x509_certificate(CADirectory(ca_dir).cert_path.read_bytes())
+    except (OSError, ValueError):
+        return []  # load_trust read it; a file gone since is not this check's to report
+    if own in path:
+        return []
+    return [f"not issued by this CA ({cn_text(own.subject)}) nor by a CA below it: its issuer "
+            f"{cn_text(path[0].issuer)} is a CA above this one, whose own inventory records whether it revoked "
+            "it; verify it with --ca-dir of that CA"]

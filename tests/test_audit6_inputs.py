@@ -256,3 +256,67 @@ def test_a_dash_names_no_ca_directory(ca_env, tmp_path, command):
     proc = run_certkit(*command, "--ca-dir", "-", env=ca_env, cwd=tmp_path)
     assert_clean_error(proc, "'-' names no folder here")
     assert not (tmp_path / "-").exists()
+
+
+# --- docs6 #1, #2: a CRL beside certificates; a certificate repeated in a chain file --------------------------
+def test_inspect_of_a_file_with_a_crl_beside_a_certificate_describes_both(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-server", "m.test", "--out", tmp_path / "m", env=ca_env, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", env=ca_env, check=True)
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes(b"".join((tmp_path / n).read_bytes() for n in ("m/cert.pem", "m/privkey.pem", "crl.pem")))
+    data = json.loads(run_certkit("inspect", mixed, "--json", env=ca_env, check=True).stdout)
+    assert [i["type"] for i in data["items"]] == ["certificate", "crl"]
+    assert data["private_keys"][0]["matches"] == "CN=m.test"
+
+
+def test_a_chain_file_repeating_a_certificate_is_served_and_gets_no_note(tmp_path):
+    from conftest import PASSPHRASE, certkit_env
+    from serve_process import serving
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Dup Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "inter", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Dup Issuing", env=env, check=True)
+    run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "inter", "--out", tmp_path / "web", env=env,
+                check=True)
+    web = tmp_path / "web"
+    twice = tmp_path / "twice.pem"
+    twice.write_bytes((web / "fullchain.pem").read_bytes() + (tmp_path / "inter" / "ca.pem").read_bytes())
+    proc = run_certkit("verify", twice, "--purpose", "server", "--ca-dir", tmp_path / "root", env=env)
+    assert proc.returncode == 0 and "note" not in proc.stdout, proc.stdout
+    with serving("--port", "0", "--cert", str(twice), "--key", str(web / "privkey.pem"), env=env) as server:
+        assert server.port > 0
+
+
+# --- team6 #1, #2: an intermediate's directory and the root's certificates; the variable named ------------------
+def test_verify_with_an_intermediates_directory_refuses_what_the_root_issued(tmp_path):
+    """team6 #1: a certificate the ROOT issued and revoked for keyCompromise was VALID "trusted int1": the
+    intermediate's inventory knows nothing of it. Now refused as not this CA's; the root's directory says why."""
+    from conftest import PASSPHRASE, certkit_env
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "T Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "int1", "--parent-ca-dir", tmp_path / "root", "--name", "T Int",
+                env=env, check=True)
+    run_certkit("issue-server", "a.test", "--out", tmp_path / "a", env=env, check=True)
+    run_certkit("revoke", tmp_path / "a", "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("issue-server", "b.test", "--out", tmp_path / "b", "--ca-dir", tmp_path / "int1", env=env, check=True)
+    proc = run_certkit("verify", tmp_path / "a" / "cert.pem", "--purpose", "server", "--ca-dir", tmp_path / "int1",
+                       env=env)
+    assert proc.returncode == 1 and "not issued by this CA (CN=T Int) nor by a CA below it" in proc.stdout
+    proc = run_certkit("verify", tmp_path / "a" / "cert.pem", "--purpose", "server", "--ca-dir", tmp_path / "root",
+                       env=env)
+    assert proc.returncode == 1 and "reason: keyCompromise" in proc.stdout
+    for ca in ("int1", "root"):  # what the intermediate issued: valid under either
+        proc = run_certkit("verify", tmp_path / "b", "--purpose", "server", "--ca-dir", tmp_path / ca, env=env)
+        assert proc.returncode == 0, proc.stdout
+
+
+def test_an_inventory_the_variable_names_is_blamed_on_the_variable(ca_dir, ca_env, tmp_path):
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE x (a)")
+    proc = run_certkit("list", env=ca_env | {"CERTKIT_INVENTORY_URL": str(other)})
+    assert_clean_error(proc, "that inventory is the one $CERTKIT_INVENTORY_URL names, not the CA directory's own")

@@ -148,6 +148,12 @@ def cli_message(exc: CertkitError) -> str:
     elif getattr(exc, "replaceable", False):  # a manifest whose folders hold bundles already
         message += ("\n  Pass --force to replace the bundles already there, or --resume to keep those that are "
                     "complete and issue the rest.")
+    from certkit.constants import ENV_INVENTORY_URL
+    from certkit.errors import CABroken
+
+    if isinstance(exc, CABroken) and os.environ.get(ENV_INVENTORY_URL) and "inventory" in message:
+        message = (f"{message.rstrip('.')} (that inventory is the one ${ENV_INVENTORY_URL} names, not the CA "
+                   "directory's own: check the variable, or unset it).")
     return message
 
 
