@@ -68,27 +68,41 @@ def signed_by(child, issuer) -> bool:
     return True
 
 
+def chain_fault(cert: "x509.Certificate", parents: list) -> tuple[str, object, object] | None:
+    """Where ``[cert, *parents]`` fails to chain to a root, if it does: ``("past-root", root, None)``
+    (certificates after a root), ``("unsigned", child, issuer)`` (a link that does not sign the one
+    before), ``("no-root", top, None)`` (the last is no root). The CA directory's check and the
+    library's :func:`check_chain` word it each in their terms."""
+    chain = [cert, *parents]
+    for child, issuer in zip(chain, chain[1:], strict=False):
+        if signed_by(child, child):
+            return "past-root", child, None
+        if not signed_by(child, issuer):
+            return "unsigned", child, issuer
+    return None if signed_by(chain[-1], chain[-1]) else ("no-root", chain[-1], None)
+
+
 def check_chain(cert: "x509.Certificate", parents: list) -> None:
     """``parents`` chain ``cert`` to a root: each signs the one before, and the last (or ``cert``
     itself, with no parents) is self-signed. Otherwise every bundle would carry a chain no peer can
     follow, and a TLS context of this CA would verify nothing (an intermediate taken for a root)."""
-    chain = [cert, *parents]
-    for child, issuer in zip(chain, chain[1:], strict=False):
-        if signed_by(child, child):
-            raise InvalidArgument(f"parents go on after the root {_name(child)}: a root ends the chain; pass the "
-                                  "CA certificates above this CA only, nearest first.")
-        if not signed_by(child, issuer):
-            raise InvalidArgument(f"parents do not chain to cert: {_name(child)} is not signed by {_name(issuer)}; "
-                                  "pass the CA certificates above this CA, nearest first, up to the root.")
-    top = chain[-1]
-    if not signed_by(top, top):
-        issuer = shown(top.issuer.rfc4514_string())
-        if not parents:
-            raise InvalidArgument(f"{_name(top)} is an intermediate CA (issued by {issuer}), but no parents were "
-                                  "given: pass the certificates above it, nearest first, up to the root "
-                                  "(CA(cert, key, [issuer_cert, ..., root_cert])).")
-        raise InvalidArgument(f"parents end with {_name(top)}, which is not a root (it is issued by {issuer}): "
-                              "the certificates above it are missing; pass the chain up to the root.")
+    fault = chain_fault(cert, parents)
+    if fault is None:
+        return
+    kind, child, issuer = fault
+    if kind == "past-root":
+        raise InvalidArgument(f"parents go on after the root {_name(child)}: a root ends the chain; pass the "
+                              "CA certificates above this CA only, nearest first.")
+    if kind == "unsigned":
+        raise InvalidArgument(f"parents do not chain to cert: {_name(child)} is not signed by {_name(issuer)}; "
+                              "pass the CA certificates above this CA, nearest first, up to the root.")
+    above = shown(child.issuer.rfc4514_string())  # "no-root": the top of the chain is no root
+    if not parents:
+        raise InvalidArgument(f"{_name(child)} is an intermediate CA (issued by {above}), but no parents were "
+                              "given: pass the certificates above it, nearest first, up to the root "
+                              "(CA(cert, key, [issuer_cert, ..., root_cert])).")
+    raise InvalidArgument(f"parents end with {_name(child)}, which is not a root (it is issued by {above}): "
+                          "the certificates above it are missing; pass the chain up to the root.")
 
 
 def resolve_serial(inventory: "Inventory", serial: str, typed) -> str:

@@ -87,28 +87,29 @@ def no_core_dumps() -> None:
 def _check_chain(path: Path, cert, parents: list) -> None:
     """ca.pem must be signed by the first of parents.pem, each parent by the next, and the last
     must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
-    chain = [cert, *parents]
-    for child, issuer in zip(chain, chain[1:], strict=False):
-        if _signed_by(child, child):
-            where = CERT_FILE if child is cert else PARENTS_FILE
-            root = shown(child.subject.rfc4514_string())
-            raise CABroken(f"{shown(path / PARENTS_FILE)} goes on after the root {root} (in {where}): a root ends "
-                           "the chain, and every bundle would carry the extra "
-                           f"certificates. Restore {PARENTS_FILE} from a backup.")
-        if not _signed_by(child, issuer):
-            raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
-                           f"{shown(child.subject.rfc4514_string())} is not signed by "
-                           f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE})."
-                           ) from None
-    top = chain[-1]
-    if not _signed_by(top, top):
-        issuer = shown(top.issuer.rfc4514_string())
-        if not parents:
-            raise CABroken(f"{shown(path / CERT_FILE)} is an intermediate CA (issued by {issuer}), but {PARENTS_FILE} "
-                           f"is missing, so its bundles would carry no chain to the root: copy {PARENTS_FILE} back "
-                           "(the parent's ca.pem, and its own parents.pem if it has one).")
-        raise CABroken(f"{shown(path / PARENTS_FILE)} ends with {shown(top.subject.rfc4514_string())}, which is not a "
-                       f"root (it is issued by {issuer}): the chain to the root is incomplete.")
+    from certkit.ca_checks import chain_fault
+
+    fault = chain_fault(cert, parents)
+    if fault is None:
+        return
+    kind, child, issuer = fault
+    if kind == "past-root":
+        where = CERT_FILE if child is cert else PARENTS_FILE
+        root = shown(child.subject.rfc4514_string())
+        raise CABroken(f"{shown(path / PARENTS_FILE)} goes on after the root {root} (in {where}): a root ends "
+                       "the chain, and every bundle would carry the extra "
+                       f"certificates. Restore {PARENTS_FILE} from a backup.")
+    if kind == "unsigned":
+        raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
+                       f"{shown(child.subject.rfc4514_string())} is not signed by "
+                       f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE}).")
+    above = shown(child.issuer.rfc4514_string())  # "no-root": the top of the chain is no root
+    if not parents:
+        raise CABroken(f"{shown(path / CERT_FILE)} is an intermediate CA (issued by {above}), but {PARENTS_FILE} "
+                       f"is missing, so its bundles would carry no chain to the root: copy {PARENTS_FILE} back "
+                       "(the parent's ca.pem, and its own parents.pem if it has one).")
+    raise CABroken(f"{shown(path / PARENTS_FILE)} ends with {shown(child.subject.rfc4514_string())}, which is not a "
+                   f"root (it is issued by {above}): the chain to the root is incomplete.")
 
 
 def _unreadable(exc: Exception) -> str:
@@ -116,14 +117,6 @@ def _unreadable(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return "it is not a complete PEM certificate (damaged or cut short?); restore it from a backup"
-
-
-def _signed_by(child, issuer) -> bool:
-    try:
-        child.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, a name mismatch (ValueError), an unusable key type
-        return False
-    return True
 
 
 def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
