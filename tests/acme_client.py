@@ -214,7 +214,8 @@ def make_csr(key, names: list[str], common_name: str | None = None) -> bytes:
 
 # --- responders -------------------------------------------------------------------------------
 class HTTP01Responder:
-    """Answers GET /.well-known/acme-challenge/TOKEN on 127.0.0.1:port; ``wrong`` answers garbage."""
+    """Answers GET /.well-known/acme-challenge/TOKEN on 127.0.0.1:port; ``wrong`` answers garbage.
+    A subclass may act when the server fetches a known token (:meth:`fetched`), before the answer."""
 
     def __init__(self, port: int, *, wrong: bool = False, host: str = "127.0.0.1") -> None:
         self.tokens: dict[str, str] = {}
@@ -225,6 +226,8 @@ class HTTP01Responder:
             def do_GET(self):
                 responder.requests.append((self.headers.get("Host", ""), self.path))
                 token = self.path.rsplit("/", 1)[-1]
+                if token in responder.tokens:
+                    responder.fetched()
                 body = ("not the key authorization" if wrong else responder.tokens.get(token, "")).encode()
                 self.send_response(200 if token in responder.tokens else 404)
                 self.send_header("Content-Length", str(len(body)))
@@ -240,6 +243,9 @@ class HTTP01Responder:
 
     def add(self, name: str, token: str, key_auth: str) -> None:
         self.tokens[token] = key_auth
+
+    def fetched(self) -> None:
+        """Called when the server fetches a known token, before it is answered."""
 
     def close(self) -> None:
         self.server.shutdown()

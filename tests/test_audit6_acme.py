@@ -6,7 +6,6 @@ the test ACME client over HTTPS."""
 
 from __future__ import annotations
 
-import http.server
 import sqlite3
 import threading
 import time
@@ -42,50 +41,31 @@ def _problem(exc: pytest.ExceptionInfo) -> tuple[int, str, str]:
 
 
 # --- finding 1: a validation outcome the locked inventory refused ------------------------------------
-class _LockingResponder:
+class _LockingResponder(HTTP01Responder):
     """http-01 on 127.0.0.1:``port``: on the server's fetch, another process's connection takes the
     inventory's write lock (BEGIN EXCLUSIVE) for ``hold`` seconds, then the right answer is sent, so
     the server has its outcome while it cannot write it."""
 
     def __init__(self, port: int, inventory: Path, hold: float) -> None:
-        self.tokens: dict[str, str] = {}
+        self.inventory, self.hold = inventory, hold
         self.released = threading.Event()
-        responder = self
+        super().__init__(port)
 
-        def lock(taken: threading.Event) -> None:
-            conn = sqlite3.connect(inventory, isolation_level=None, timeout=30)
-            conn.execute("BEGIN EXCLUSIVE")
-            taken.set()
-            time.sleep(hold)
-            conn.execute("ROLLBACK")
-            conn.close()
-            responder.released.set()
+    def fetched(self) -> None:
+        if self.released.is_set():
+            return
+        taken = threading.Event()
+        threading.Thread(target=self._lock, args=(taken,), daemon=True).start()
+        taken.wait(30)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                token = self.path.rsplit("/", 1)[-1]
-                body = responder.tokens.get(token, "").encode()
-                if body and not responder.released.is_set():
-                    taken = threading.Event()
-                    threading.Thread(target=lock, args=(taken,), daemon=True).start()
-                    taken.wait(30)
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-
-    def add(self, name: str, token: str, key_auth: str) -> None:
-        self.tokens[token] = key_auth
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _lock(self, taken: threading.Event) -> None:
+        conn = sqlite3.connect(self.inventory, isolation_level=None, timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        taken.set()
+        time.sleep(self.hold)
+        conn.execute("ROLLBACK")
+        conn.close()
+        self.released.set()
 
 
 def _challenge_status(inventory: Path, challenge_url: str) -> str:
