@@ -246,20 +246,18 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
 
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
-    from certkit.inspect_crl import crl_in, describe_crl
+    from certkit.inspect_crl import describe_crl
     from certkit.keys import key_type_of, public_key_der
 
-    crl, alone = crl_in(path) or (None, True)
-    crls = [{"file": str(path), **describe_crl(crl, now=now)}] if crl is not None else []
-    if crl is not None and alone:
-        return {"source": str(path), "items": crls, "private_keys": []}
-    material = load_material(path)
+    material = load_material(path, crls=True)
     items = []
     try:
         for cert, name in material.certificates:
             items.append({"file": name, **describe_certificate(cert, now=now)})
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
+        for crl, name in material.crls:
+            items.append({"file": name, **describe_crl(crl, now=now)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
         raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
     keys = []
@@ -277,7 +275,7 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
                      "summary": (f"private key ({key_type_of(key)}) matches the certificate {subject or '(empty)'}"
                                  if match is not None else
                                  f"private key ({key_type_of(key)}) matches NONE of the certificates here")})
-    return {"source": str(material.source), "items": items + crls, "private_keys": keys}
+    return {"source": str(material.source), "items": items, "private_keys": keys}
 
 
 def _csr_signature(item: dict) -> str:

@@ -4,38 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-from certkit.constants import MAX_CERT_FILE_BYTES
-from certkit.text import shown
 from certkit.vocabulary import iso, moment_text, serial_hex
 
 SHOWN_ENTRIES = 20  # the text lists this many revoked certificates; --json lists them all
-
-
-def crl_in(path: str | Path):
-    """The CRL a file holds (PEM ``X509 CRL`` or DER) and whether it holds nothing else; None for
-    anything else (a folder, standard input, a certificate: :func:`certkit.inspect.inspect_path`
-    reads those)."""
-    from cryptography import x509
-
-    from certkit.files import read_limited
-
-    path = Path(path)
-    if str(path) == "-" or not path.is_file():
-        return None
-    data = read_limited(path, MAX_CERT_FILE_BYTES, what="file")
-    try:
-        if b"-----BEGIN X509 CRL-----" in data:
-            alone = data.count(b"-----BEGIN ") == data.count(b"-----BEGIN X509 CRL-----")
-            return x509.load_pem_x509_crl(data[data.index(b"-----BEGIN X509 CRL-----"):]), alone
-        return None if b"-----BEGIN" in data else (x509.load_der_x509_crl(data), True)
-    except ValueError:
-        if b"-----BEGIN X509 CRL-----" in data:
-            from certkit.material import UnreadableFile
-
-            raise UnreadableFile(f"{shown(path)} holds a damaged CRL.") from None
-        return None
 
 
 def describe_crl(crl, *, now: dt.datetime | None = None) -> dict:

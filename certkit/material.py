@@ -34,7 +34,7 @@ _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 # Files looked at in a bundle folder: certbot's names first, so the leaf comes first.
 _BUNDLE_ORDER = (CERT_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, KEY_FILE)
-_BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key")
+_BUNDLE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".csr", ".key", ".crl")
 
 
 
@@ -47,6 +47,7 @@ class Material:
     certificates: list = field(default_factory=list)  # (x509.Certificate, file name)
     csrs: list = field(default_factory=list)  # (x509.CertificateSigningRequest, file name)
     keys: list = field(default_factory=list)  # (private key or None if encrypted, file name)
+    crls: list = field(default_factory=list)  # (x509.CertificateRevocationList, file name)
     # Of a certkit JSON file: a description of each object read ("line 2 (web)"), and the first one's
     # certificate and chain, which its server sends (its ca is what a peer trusts, not a link of the chain).
     records: list[str] = field(default_factory=list)
@@ -54,8 +55,10 @@ class Material:
 
 
 # --- reading ------------------------------------------------------------------------
-def load_material(path: str | Path, *, wanted: str = "certificate or CSR to describe") -> Material:
-    """Read a certificate/CSR/key file (PEM or DER) or a bundle folder.
+def load_material(path: str | Path, *, wanted: str = "certificate or CSR to describe",
+                  crls: bool = False) -> Material:
+    """Read a certificate/CSR/key file (PEM or DER) or a bundle folder; with ``crls``, a CRL is
+    something to describe too (``certkit inspect``), else it is only named when nothing else is found.
 
     Raises :class:`UnreadableFile` with a sentence naming the file and the cause
     when nothing usable is found, or when a file is empty, damaged or truncated.
@@ -64,7 +67,7 @@ def load_material(path: str | Path, *, wanted: str = "certificate or CSR to desc
     material = Material(path)
     if str(path) == STDIN:
         _read_file(path, material)
-        _require_something(path, material, wanted)
+        _require_something(path, material, wanted, crls)
         return material
     if path.is_dir():
         files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
@@ -72,14 +75,14 @@ def load_material(path: str | Path, *, wanted: str = "certificate or CSR to desc
                         and p not in files and not p.name.startswith("."))
         for f in files:
             _read_file(f, material)
-        if not (material.certificates or material.csrs):
+        if not (material.certificates or material.csrs or (crls and material.crls)):
             raise UnreadableFile(f"The folder {shown(path)} holds no certificate or CSR "
                                  f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
         return material
     if not path.exists():
         raise UnreadableFile(f"{_name(path)} does not exist.")
     _read_file(path, material)
-    _require_something(path, material, wanted)
+    _require_something(path, material, wanted, crls)
     return material
 
 
@@ -94,9 +97,10 @@ def load_certificates(path: str | Path, role: str) -> list:
     return [cert for cert, _ in material.certificates]
 
 
-def _require_something(path: Path, material: Material, wanted: str) -> None:
-    if not (material.certificates or material.csrs):
+def _require_something(path: Path, material: Material, wanted: str, crls: bool) -> None:
+    if not (material.certificates or material.csrs or (crls and material.crls)):
         found = ["a private key"] if material.keys else []
+        found += ["a CRL"] if material.crls else []
         found += [f"a {label.lower()}" for label in sorted(set(material.other))]
         raise UnreadableFile(f"{_name(path)} holds {' and '.join(found) or 'nothing'} but no {wanted}.")
 
@@ -146,10 +150,12 @@ def _read_pem(data: bytes, material: Material, where: str, file_name: str) -> No
                 material.csrs.append((x509.load_der_x509_csr(der), file_name))
             elif label.endswith(b"PRIVATE KEY"):
                 material.keys.append((_load_key(block.group(0), label), file_name))
+            elif label == b"X509 CRL":
+                material.crls.append((x509.load_der_x509_crl(der), file_name))
             else:
                 material.other.append(label.decode())
         except parse_errors() as exc:
-            what = label.decode().lower()
+            what = "CRL" if label == b"X509 CRL" else label.decode().lower()
             raise UnreadableFile(f"{where} holds a damaged {what}: {describe_parse_error(exc)}.") from None
 
 
@@ -217,13 +223,14 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
     from cryptography import x509
 
     for loader, bucket in ((x509.load_der_x509_certificate, material.certificates),
-                           (x509.load_der_x509_csr, material.csrs)):
+                           (x509.load_der_x509_csr, material.csrs),
+                           (x509.load_der_x509_crl, material.crls)):
         try:
             bucket.append((loader(data), path.name))
             return
         except parse_errors():
             continue
     raise UnreadableFile(
-        f"{_name(path)} is neither a PEM file nor a DER certificate or CSR (it may be truncated or not "
+        f"{_name(path)} is neither a PEM file nor a DER certificate, CSR or CRL (it may be truncated or not "
         "a certificate at all)."
     )

@@ -189,7 +189,7 @@ def test_inspect_describes_a_crl_as_openssl_reads_it(ca_dir, ca_env, tmp_path, d
     assert {e["reason"] for e in item["revoked"]} == {"keyCompromise", "affiliationChanged"}
     assert item["crl_number"] == 1 and item["status"] == "current" and item["issuer"] == "CN=certkit test root"
     human = run_certkit("inspect", crl, env=ca_env, check=True).stdout
-    assert human.startswith(f"Certificate revocation list ({crl})") and "  revoked       2 certificates" in human
+    assert human.startswith(f"Certificate revocation list ({crl.name})") and "  revoked       2 certificates" in human
 
 
 # --- regress7 #1, #2: a chain file's CAs in any order --------------------------------------------------------

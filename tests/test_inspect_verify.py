@@ -177,11 +177,11 @@ def _bad_files(pki: Path, tmp: Path) -> list[tuple[Path, str]]:
     (tmp / "no-certs" / "README").write_text("nothing")
     (tmp / "key-only.pem").write_bytes((pki / "server" / "privkey.pem").read_bytes())
     return [
-        (tmp / "garbage.pem", "garbage.pem is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "garbage.pem", "garbage.pem is neither a PEM file nor a DER certificate, CSR or CRL"),
         (tmp / "empty.pem", "empty.pem is empty"),
         (tmp / "blank.pem", "blank.pem is empty"),
         (tmp / "cut.pem", "cut.pem holds a PEM block without its END line: the file is truncated"),
-        (tmp / "cut.der", "cut.der is neither a PEM file nor a DER certificate or CSR"),
+        (tmp / "cut.der", "cut.der is neither a PEM file nor a DER certificate, CSR or CRL"),
         (tmp / "short.pem", "short.pem holds a damaged certificate: it is not valid DER: the data ends too soon "
                             "(truncated)."),
         (tmp / "bad-base64.pem", "bad-base64.pem holds a certificate whose base64 text is damaged"),
