@@ -216,6 +216,39 @@ def test_http01_redirects_are_bounded(acme) -> None:
     assert all(e["type"].endswith(":incorrectResponse") for e in elsewhere.values()), elsewhere
 
 
+@pytest.mark.parametrize("target,why", [
+    ("localhost", "'localhost' is outside the domains this ACME server issues for (acme.test)"),
+    ("internal.example", "'internal.example' is outside the domains this ACME server issues for"),
+    ("10.1.2.3", "'10.1.2.3' is outside the IP ranges this ACME server issues for (127.0.0.0/8)"),
+    ("[::1]", "'::1' is outside the IP ranges this ACME server issues for"),
+])
+def test_http01_redirects_only_to_hosts_the_server_validates(acme, target, why) -> None:
+    """acme7 #2: a redirect reached any host (localhost, an internal address) and its page came back in
+    the error; now a host outside the server's policy is refused before anything is fetched from it."""
+    c = client(acme)
+    with Scripted(acme.http_port) as http:
+        ch = challenge(c, "red.acme.test")
+        http.routes[PREFIX + ch["token"]] = redirect(f"http://{target}:{acme.http_port}/secret")
+        http.routes["/secret"] = answer(b"internal-page")
+        c.post(ch["url"], {})
+        done = c.wait(ch["url"], ("valid", "invalid"))
+    assert done["status"] == "invalid" and done["error"]["type"].endswith(":incorrectResponse"), done
+    assert why in done["error"]["detail"] and "internal-page" not in done["error"]["detail"], done
+    assert [path for _host, path in http.seen] == [PREFIX + ch["token"]]
+
+
+@pytest.mark.parametrize("target", ["honest.acme.test", "127.0.0.1"])
+def test_http01_redirects_to_another_host_the_server_validates(acme, target) -> None:
+    c = client(acme)
+    with Scripted(acme.http_port) as http:
+        ch = challenge(c, "red.acme.test")
+        http.routes[PREFIX + ch["token"]] = redirect(f"http://{target}:{acme.http_port}/elsewhere")
+        http.routes["/elsewhere"] = answer(c.key_authorization(ch["token"]).encode())
+        c.post(ch["url"], {})
+        assert c.wait(ch["url"], ("valid", "invalid"))["status"] == "valid"
+    assert http.seen[-1] == (f"{target}:{acme.http_port}", "/elsewhere")
+
+
 def test_an_answer_too_long_says_so(acme) -> None:
     c = client(acme)
     with Scripted(acme.http_port) as http:

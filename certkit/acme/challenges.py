@@ -25,6 +25,7 @@ import ipaddress
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from certkit.acme.fetch import Channel, Deadline, DeadlinePassed, connect, unverified_context
@@ -58,6 +59,9 @@ class Validator:
     tls_port: int = 443
     resolve: dict[str, list[str]] = field(default_factory=dict)  # lowercase name -> its IP addresses, in turn
     timeout: float = TIMEOUT
+    # Whether a redirect may lead to a host (raises a Problem if not): the server's policy, so that no
+    # redirect reaches a host this server would not validate (an internal page read back through the error).
+    permits: Callable[[dict], object] | None = field(default=None, compare=False, repr=False)
 
     def validate(self, kind: str, identifier: dict, token: str, key_auth: str) -> None:
         """Return if the challenge is met; raise a Problem saying why not otherwise."""
@@ -188,6 +192,12 @@ class Validator:
             host = {"type": "ip", "value": str(ipaddress.ip_address(parts.hostname))}
         except ValueError:
             host = {"type": "dns", "value": parts.hostname}
+        if self.permits is not None and (host["type"], host["value"]) != (identifier["type"], identifier["value"]):
+            try:
+                self.permits(host)
+            except Problem as exc:
+                raise refuse(f"is a host this server does not validate ({exc.detail.rstrip('.')}); redirects are "
+                             "followed only to hosts it could issue for") from None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return _Hop(parts.scheme, host, port, path)
 

@@ -63,6 +63,15 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS acme_nonces (
         nonce TEXT PRIMARY KEY,
         expires TEXT NOT NULL
+    )""",  # an older version's nonces, each given out: kept for such a server beside this one
+    # This version's (certkit.acme.nonces): the key that signs them, and those used up, until they expire.
+    """CREATE TABLE IF NOT EXISTS acme_keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS acme_used_nonces (
+        nonce TEXT PRIMARY KEY,
+        expires TEXT NOT NULL
     )""",
 )
 

@@ -11,14 +11,15 @@ URLs are built from the request's ``Host`` header, as Boulder and Pebble build
 them, so a client that reaches the server as ``localhost`` or as
 ``127.0.0.1`` gets URLs it can use; every JWS ``url`` must be exactly the URL
 it was sent to, its query string included (RFC 8555 6.4). Only the account's
-orders list takes a query (its pages: ``?cursor=``); any other resource
-refuses one.
+orders list takes a query (its pages: ``?cursor=``); any other signed resource
+refuses one (the directory and newNonce, fetched with GET, ignore one).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 import traceback
 from collections.abc import Callable
@@ -54,7 +55,8 @@ class AcmeService:
     def __init__(self, ca: "CA", state: AcmeState, config: AcmeConfig,
                  log: Callable[[str], None] = lambda message: None) -> None:
         self.ca, self.state, self.config, self.log = ca, state, config, log
-        self.validations = Validations(state, config.validator, log)
+        validator = dataclasses.replace(config.validator, permits=lambda host: config.policy.check(ca, host))
+        self.validations = Validations(state, validator, log)
         self.resources = Resources(ca, state, config, self.validations, log)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -63,6 +65,7 @@ class AcmeService:
         server may share the database), start the validation workers."""
         self.state.db.hold_open()
         self.state.create_schema()
+        self.state.nonces.key()  # read once here: making a nonce never waits for the database after
         abandoned = self.state.abandon_interrupted()
         if abandoned:
             self.log(f"{abandoned} order(s) interrupted while issuing (their server stopped) are now invalid; "
@@ -95,16 +98,14 @@ class AcmeService:
     def handle(self, method: str, path: str, headers, body: bytes, base: str) -> Response:
         """Answer one request; every answer carries a fresh nonce and the index link."""
         nonce: list[str] = []
-        database_down = False
         try:
-            response = self._route(method, path, headers, body, base, nonce)
+            response = self._route(method, _origin_form(path), headers, body, base, nonce)
         except Problem as problem:
             response = Response.problem(problem)
         except InventoryError as exc:  # the database is unreachable, locked, full: said in one line, no bug
             self.log(f"error {method} {shown(path)}: {shown(exc)}")
             response = Response.problem(Problem("serverInternal", "The server's database is unavailable; try "
                                                 "again later.", status=503, headers={"Retry-After": RETRY_LATER}))
-            database_down = True
         except RecursionError:  # JSON nested too deeply, met where no decoder said so: the client's, no bug
             self.log(f"refused {method} {shown(path)}: its JSON is nested too deeply")
             response = Response.problem(Problem("malformed", "The request's JSON is nested too deeply to be read."))
@@ -112,13 +113,12 @@ class AcmeService:
             trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
             self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")
             response = Response.problem(Problem("serverInternal", "The server failed to handle the request."))
-        return self.finish(response, base, nonce[0] if nonce else None, mint=not database_down)
+        return self.finish(response, base, nonce[0] if nonce else None)
 
     def finish(self, response: Response, base: str, nonce: str | None = None, *, mint: bool = True) -> Response:
-        """Add what every answer carries: a fresh nonce (RFC 8555 6.5) and the index link (7.1).
-
-        ``mint=False`` after the database failed this request: minting would wait for it again
-        (a locked inventory for the whole busy timeout), and the client is told to retry anyway."""
+        """Add what every answer carries: a fresh nonce (RFC 8555 6.5; making one needs no database,
+        so a 503 for a database that failed carries one too) and the index link (7.1). ``mint=False``:
+        the server is stopping."""
         try:
             if nonce or mint:
                 response.headers.append(("Replay-Nonce", nonce or self.state.new_nonce()))
@@ -242,3 +242,15 @@ def decode_hmac_key(text: str) -> bytes:
         raise ValueError("an EAB HMAC key is base64url text of at least 16 bytes (as 'openssl rand -base64 32 | "
                          "tr +/ -_' makes)")
     return key
+
+
+def _origin_form(target: str) -> str:
+    """The path and query of a request target (RFC 9112 3.2): given in absolute form
+    (``https://host:port/directory``, as a proxy-minded client sends it), its scheme and authority are
+    dropped; the URLs this server builds come from the Host header either way."""
+    lowered = target[:8].lower()
+    if not (lowered.startswith("https://") or lowered.startswith("http://")):
+        return target
+    rest = target.split("://", 1)[1]
+    ends = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+    return "/" if not ends else ("/" if rest[min(ends)] == "?" else "") + rest[min(ends):]

@@ -8,8 +8,9 @@ Every SQL statement of the ACME server is in this module, behind methods of
 The rules that keep concurrent clients safe are conditional updates whose
 row count is checked, inside the database's own transaction:
 
-- a nonce is taken by ``DELETE ... WHERE nonce = ?``: one request gets row
-  count 1, a replay gets 0 (``badNonce``);
+- a nonce is taken by inserting it into the used ones (:mod:`certkit.acme.nonces`:
+  giving one out writes nothing): one request gets row count 1, a replay
+  gets 0 (``badNonce``);
 - a challenge starts by ``pending -> processing`` and finishes by
   ``processing -> valid|invalid``, so it is validated once and recorded once;
 - an order is finalized by ``ready -> processing`` (only one of two
@@ -43,14 +44,13 @@ import secrets
 from collections.abc import Sequence
 
 from certkit.acme.db import Database
+from certkit.acme.nonces import Nonces
 from certkit.acme.records import Account, Authorization, Challenge, Order, gone
 from certkit.acme.schema import SCHEMA, create_tables  # noqa: F401 (SCHEMA: importable from here, as it was)
 from certkit.vocabulary import iso
 
-# How long a client has to complete an order, and a nonce to be used (Boulder: 7 days; nonces
-# are short-lived everywhere: a client asks for a fresh one when it is refused).
+# How long a client has to complete an order (Boulder: 7 days); a nonce's: certkit.acme.nonces.
 ORDER_LIFETIME = dt.timedelta(days=7)
-NONCE_LIFETIME = dt.timedelta(hours=1)
 
 
 def now_iso() -> str:
@@ -72,6 +72,7 @@ class AcmeState:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._me: str | None = None
+        self.nonces = Nonces(db)
 
     def create_schema(self) -> None:
         """Create the tables, or add what an older version's lack; one server at a time."""
@@ -89,29 +90,15 @@ class AcmeState:
 
     # --- nonces ------------------------------------------------------------------------
     def new_nonce(self) -> str:
-        nonce = secrets.token_urlsafe(16)
-        with self.db.write(durable=False) as conn:
-            conn.execute("INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)",
-                         (nonce, iso(dt.datetime.now(dt.UTC) + NONCE_LIFETIME)))
-        return nonce
+        return self.nonces.new()
 
     def take_nonce(self, nonce: str) -> bool:
         """Use ``nonce`` up; False if it was never given, was used already, or expired."""
-        with self.db.write(durable=False) as conn:
-            taken = conn.execute("DELETE FROM acme_nonces WHERE nonce = ? AND expires > ?",
-                                 (nonce, now_iso())).rowcount
-        return taken == 1
+        return self.nonces.take(nonce)
 
     def swap_nonce(self, nonce: str) -> tuple[bool, str]:
-        """Use ``nonce`` up and give the next one, in one transaction: (was it usable, the new nonce)."""
-        fresh = secrets.token_urlsafe(16)
-        now = dt.datetime.now(dt.UTC)
-        with self.db.write(durable=False) as conn:
-            taken = conn.execute("DELETE FROM acme_nonces WHERE nonce = ? AND expires > ?",
-                                 (nonce, iso(now))).rowcount
-            conn.execute("INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)",
-                         (fresh, iso(now + NONCE_LIFETIME)))
-        return taken == 1, fresh
+        """Use ``nonce`` up and give the next one: (was it usable, the new nonce)."""
+        return self.nonces.take(nonce), self.nonces.new()
 
     def purge(self) -> None:
         """Drop expired nonces, and mark expired what a client left unfinished."""
@@ -124,6 +111,7 @@ class AcmeState:
         stale = iso(dt.datetime.now(dt.UTC) - FOREIGN_LEASE)
         expired = _EXPIRED
         with self.db.write() as conn:
+            conn.execute("DELETE FROM acme_used_nonces WHERE expires <= ?", (now,))
             conn.execute("DELETE FROM acme_nonces WHERE expires <= ?", (now,))
             conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
                          " WHERE (status IN ('pending', 'ready') OR (status = 'processing' AND updated_at <= ?))"

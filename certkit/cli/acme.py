@@ -255,6 +255,20 @@ def _check_listenable(host: str, port: int) -> None:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}") from None
 
 
+def _lifetime(ca, days: int | None) -> tuple[str, int]:
+    """The lifetime a certificate issued now gets, in words and in days: ``--days``, else the server
+    profile's default, neither past the CA's expiry."""
+    import datetime as dt
+
+    from certkit.profiles import PROFILES
+
+    default = PROFILES["server"].default_days
+    left = (ca.cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    if days is None and default > left:
+        return f"{left} days (the server profile's {default}-day default ends with the CA)", left
+    return (f"{days} days", days) if days else (f"{default} days (the server profile's default)", default)
+
+
 def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid: str | None) -> tuple[dict, str]:
     """What the server prints at start: (the JSON object, the text)."""
     validator = config.validator
@@ -264,11 +278,12 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
         trust = f"the root CA \"{_common_name(ca.root)}\" (the ca.pem of its CA directory), not this intermediate"
     else:
         trust = str(ca.store.cert_path.absolute())
-    lifetime = f"{days} days" if days else "200 days (the server profile's default)"
+    lifetime, effective = _lifetime(ca, days)
     data = {
         "directory": server.directory_url, "host": host, "port": server.server_address[1],
         "ca": ca.common_name, "root": _common_name(ca.root), "intermediate": bool(ca.parents),
-        "days": days, "allowed": {"domains": list(policy.allow_domains), "ips": [str(n) for n in policy.allow_ips]},
+        "days": effective, "days_default": days is None,
+        "allowed": {"domains": list(policy.allow_domains), "ips": [str(n) for n in policy.allow_ips]},
         "challenges": {"http-01": validator.http_port, "tls-alpn-01": validator.tls_port}, "resolve": resolve,
         "external_account_required": bool(eab),
         "server_certificate": {"names": san_entries(issued.cert), "serial": issued.serial_hex,

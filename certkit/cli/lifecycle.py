@@ -224,12 +224,15 @@ def revoke(certificate, reason, ca_dir, as_json):
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
-            "revoked_at": iso(revoked_at), "revocation_reason": row["revocation_reason"], "also_revoked": also}
+            "revoked_at": iso(revoked_at), "revocation_reason": row["revocation_reason"], "also_revoked": also,
+            "reason_was": row.get("reason_was")}
+    was = row.get("reason_was")
     human = "\n".join([
         f"Revoked {row['kind']} certificate {row['serial']}",
         f"  subject   {shown(row['subject'])}",
-        f"  reason    {row['revocation_reason']}",
-        f"  at        {when(revoked_at)}",
+        f"  reason    {row['revocation_reason']}" + (f" (it was revoked as {was}; now its key is known to be "
+                                                      "compromised)" if was else ""),
+        f"  at        {when(revoked_at)}" + (" (when it was first revoked)" if was else ""),
         *[f"  also      {serial} (the same key)" for serial in also],
         "Publish a new CRL so servers refuse " + ("them" if also else "it") + f": certkit crl{_same_ca(ca_dir)} "
         "--out crl.pem",

@@ -386,7 +386,9 @@ class Inventory:
     def revoke(self, serial: str, reason: str = "unspecified", when: dt.datetime | None = None) -> dict:
         """Mark ``serial`` revoked for ``reason`` (RFC 5280's, as :func:`certkit.revocation.parse_reason` reads
         it) at ``when`` (now, or a time before); the next CRL lists it. Refuses unknown, undelivered and
-        revoked serials."""
+        revoked serials, except a keyCompromise of one revoked for another reason (a renewal that kept its
+        key, say, then superseded): its reason becomes keyCompromise, its date stays, and every other
+        certificate of the key is revoked with it (the row's ``reason_was`` says what it was)."""
         from certkit.revocation import parse_reason, revocation_time
 
         reason, when = parse_reason(reason), revocation_time(when)
@@ -400,7 +402,8 @@ class Inventory:
             if found is None:
                 raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
                                          f"(inventory {shown(self.location)}).")
-            if found[0] == "revoked":
+            upgrade = found[0] == "revoked" and reason == KEY_COMPROMISE and found[2] != KEY_COMPROMISE
+            if found[0] == "revoked" and not upgrade:
                 raise AlreadyRevoked(f"The certificate {serial} was already revoked on {moment_text(found[1])} "
                                      f"(reason: {found[2]}).")
             if found[0] == "abandoned":
@@ -411,7 +414,7 @@ class Inventory:
                                    f"(an intermediate, at its parent), not this {found[3]} certificate {serial}. "
                                    "For a leaf whose key leaked, use keyCompromise.")
             tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
-                       " WHERE serial = ?", (iso(when), reason, serial))
+                       " WHERE serial = ?", (found[1] if upgrade else iso(when), reason, serial))
             # A compromised key is compromised in every certificate that holds it (the one renewed
             # with its key kept, the renewal of it, a CSR signed twice): all go on the CRL, at once.
             sharers = self._same_key(tx, serial) if reason == KEY_COMPROMISE else []
@@ -420,6 +423,7 @@ class Inventory:
                            " WHERE serial = ?", (iso(when), reason, other))
         row = self.get(serial)
         row["also_revoked"] = sharers
+        row["reason_was"] = found[2] if upgrade else None
         return row
 
     def _same_key(self, tx, serial: str) -> list[str]:
