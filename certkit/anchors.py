@@ -215,7 +215,7 @@ def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_close
     """What a CA directory's inventory records against ``chain`` (leaf first), in certkit verify's words
     (:func:`certkit.verify.inventory_problems`): revoked, never delivered. With ``fail_closed``, an
     inventory that cannot be read is one more problem, as for verify."""
-    from certkit.verify import inventory_problems
+    from certkit.withdrawals import inventory_problems
 
     unread: list[str] = []
     problems = inventory_problems(ca_dir, chain, unread=unread)

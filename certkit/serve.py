@@ -160,6 +160,7 @@ class InventoryVerdict:
     problems: list[str] = field(default_factory=list)  # why it refuses the chain: revoked, never delivered, unread
     unrecorded: bool = False  # the leaf names the CA as its issuer, but the inventory has no record of it
     leaf_held: bool = False  # the inventory holds the client's certificate itself (else only CAs above it)
+    leaf_below: bool = False  # the inventory of the intermediate that issued it holds it, found through this one
 
 
 class InventoryRevocations:
@@ -180,17 +181,19 @@ class InventoryRevocations:
     def check(self, chain: list) -> InventoryVerdict:
         """``chain``: the client's certificates (``cryptography``), leaf first, as verified or as sent."""
         from certkit.pkcs12 import common_name
-        from certkit.verify import inventory_problems
+        from certkit.withdrawals import inventory_problems
 
         leaf = chain[0]
         if not any(c == self.ca_cert or c.issuer.public_bytes() == self.ca_name for c in chain):
             return InventoryVerdict(self.name, under=False)
         unread: list[str] = []
+        found: list[bool] = []  # the leaf's record: in this inventory, or an intermediate's it records
         try:
             inventory = self.store.inventory
             held = [c for c in chain if c != self.ca_cert and _holds(inventory, c)]
             unrecorded = leaf.issuer.public_bytes() == self.ca_name and not _holds(inventory, leaf)
-            problems = inventory_problems(self.store.path, [c for c in chain if c != self.ca_cert], unread=unread)
+            problems = inventory_problems(self.store.path, [c for c in chain if c != self.ca_cert], unread=unread,
+                                          leaf_found=found)
         except Exception as exc:  # CertkitError, a database gone: refused, never a traceback in the thread
             unread.append(reason_of(exc))
             held, unrecorded, problems = [], False, []
@@ -201,7 +204,7 @@ class InventoryRevocations:
                             "it (signed by the CA key outside certkit, or the inventory was restored from an "
                             "older backup)")
         return InventoryVerdict(self.name, True, [common_name(c) or c.subject.rfc4514_string() for c in held],
-                                problems, unrecorded, leaf in held)
+                                problems, unrecorded, leaf in held, bool(found) and leaf not in held)
 
 
 def _holds(inventory, cert) -> bool:

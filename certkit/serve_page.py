@@ -280,19 +280,24 @@ def _name_rule(cert, host: str | None, where: str) -> str:
 
 def _client_rule(server: ServerFacts, visit: Visit) -> str:
     failed = frozenset() if visit.authenticated else visit.failed
+    cert = visit.client
 
-    def item(key: str, text: str) -> str:
-        return f'<li class="failed">{text}</li>' if key in failed else f"<li>{text}</li>"
+    def item(key: str, text: str, why: str = "") -> str:
+        """A line of the rule; one this certificate breaks says how, in words (not by its colour alone)."""
+        if key not in failed:
+            return f"<li>{text}</li>"
+        return f'<li class="failed">{text}' + (f"; <strong>{why}</strong>" if why else "") + "</li>"
 
-    if visit.client.eku or "purpose" in failed:
+    if cert.eku or "purpose" in failed:
         purpose = "its extendedKeyUsage includes <code>clientAuth</code>"
     else:  # OpenSSL takes a certificate without the extension for any purpose, as it took this one
         purpose = ("it has no extendedKeyUsage, which TLS reads as “any purpose”, so "
                    "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
-            + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients")
-            + item("time", "valid now, not expired")
-            + item("purpose", purpose)
+            + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients",
+                   f"it is signed by {_e(cert.issuer)}, and does not chain to that CA")
+            + item("time", "valid now, not expired", f"it {_e(time_problem(cert) or 'is outside its dates')}")
+            + item("purpose", purpose, _client_purpose_failure(cert))
             + _revocation_rule(server, visit, item)
             + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
             + "</ul>")
@@ -312,14 +317,25 @@ def _revocation_rule(server: ServerFacts, visit: Visit, item) -> str:
     if not inventory.under:
         return (f"<li>not checked for revocation: it is not under <code>{ca}</code>, the only CA whose inventory "
                 "this server reads</li>")
+    if inventory.problems:
+        return item("revoked", "not revoked", _e(inventory.problems[0]))
     held = ", ".join(inventory.held)
     if inventory.leaf_held:
-        whose = f"holds {_e(held)}"
+        whose = f"holds {_e(held)} (<code>certkit revoke</code> counts at once)"
+    elif inventory.leaf_below:
+        whose = (f"holds {_e(held) or 'none of its chain'}, and leads to the inventory of the intermediate CA that "
+                 "issued your certificate, read too, which holds it (<code>certkit revoke</code> there counts at once)")
     else:
         whose = (f"holds {_e(held) or 'none of its chain'}; your certificate itself is recorded by its issuing CA, "
-                 "whose inventory this server does not read")
-    return item("revoked", f"not revoked: <code>{ca}</code>’s inventory, read at each connection, {whose} "
-                           "(<code>certkit revoke</code> counts at once)")
+                 "whose inventory this server does not read (a revocation there reaches it only through a CRL)")
+    return item("revoked", f"not revoked: <code>{ca}</code>’s inventory, read at each connection, {whose}")
+
+
+def _client_purpose_failure(cert: "PeerIdentity") -> str:
+    """Why a client certificate's purpose line fails, in words: the usages it has instead."""
+    if cert.eku and "clientAuth" not in cert.eku:
+        return f"its extendedKeyUsage is {_e(', '.join(cert.eku))}, without clientAuth"
+    return "OpenSSL does not take it to prove a client (a CA certificate, or a purpose it refuses)"
 
 
 _WHY_NOT_SERVER = (

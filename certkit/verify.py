@@ -363,6 +363,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     from certkit.errors import describe_parse_error, parse_errors
     from certkit.files import STDIN
     from certkit.material import load_certificates
+    from certkit.withdrawals import inventory_problems
 
     if name is not None and purpose == "server":
         from certkit.names import parse_host
@@ -423,53 +424,6 @@ def _sent(folder: Path) -> str:
     if (folder / CHAIN_FILE).is_file():
         return f"{folder / CERT_FILE} with {CHAIN_FILE}"
     return str(folder / CERT_FILE)
-
-
-def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"], *,
-                       unread: list[str] | None = None) -> list[str]:
-    """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
-    holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
-    intermediate CA above it (a CRL says so to peers). Why a certificate's record could not be read
-    (a missing or damaged inventory) goes into ``unread``."""
-    from certkit.inventory.rows import parse_iso
-    from certkit.store import CADirectory
-    from certkit.vocabulary import serial_hex
-
-    inventory = CADirectory(ca_dir).inventory
-    problems: list[str] = []
-    try:  # an older schema (round one's) is migrated, as by any other command but check
-        inventory.check(settle=False)
-    except CertkitError as exc:
-        if unread is not None:
-            unread.append(str(exc).rstrip("."))
-        return problems
-    for cert in chain:
-        serial = serial_hex(cert.serial_number)
-        try:
-            row = inventory.get(serial)
-            if row is None or inventory.certificate(serial) != cert:
-                continue
-        except CertkitError as exc:  # an unreadable inventory or row: the chain's verdict stands, and says so
-            if unread is not None:
-                unread.append(str(exc).rstrip("."))
-            continue
-        if cert is chain[0]:
-            if row["status"] == "revoked":
-                problems.append(f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
-                                f"{row['revocation_reason']}), as this CA's inventory records; servers refuse it "
-                                "once they load the next CRL")
-            elif row["status"] == "abandoned":
-                problems.append("never delivered: this CA's inventory records it as abandoned (its key was never "
-                                "stored)")
-        elif row["status"] == "revoked":
-            problems.append(f"the issuing CA {cn_text(cert.subject)} was revoked on "
-                            f"{parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
-                            f"{row['revocation_reason']}), as this CA's inventory records; peers that load the "
-                            "next CRL refuse every certificate it issued")
-        elif row["status"] == "abandoned":
-            problems.append(f"the issuing CA {cn_text(cert.subject)} was never delivered: this CA's inventory records "
-                            "it as abandoned")
-    return problems
 
 
 def plain_verifier_error(text: str) -> str:

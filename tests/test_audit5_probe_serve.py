@@ -201,7 +201,8 @@ def test_optional_page_does_not_say_not_revoked_of_a_certificate_it_never_looked
     assert "Your certificate was not accepted" in page
     assert "inventory says so" not in page and "not revoked:" not in page
     assert "<li>not checked for revocation: this server reads <code>Audit5 CA</code>’s inventory" in page
-    assert '<li class="failed">its extendedKeyUsage includes <code>clientAuth</code></li>' in page
+    assert ('<li class="failed">its extendedKeyUsage includes <code>clientAuth</code>; <strong>its extendedKeyUsage '
+            'is serverAuth, without clientAuth</strong></li>') in page
 
 
 # --- 4. a client certificate sent without its intermediate -----------------------------------------------

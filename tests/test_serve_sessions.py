@@ -156,7 +156,8 @@ def test_root_revoking_its_intermediate_refuses_the_clients_under_it(tmp_path: P
         before = _curl(srv.port, "?format=html", *url_args)
         assert before.startswith("<!DOCTYPE html>") and "Hello," in before, before
         assert "not revoked: <code>Example Root CA</code>\u2019s inventory, read at each connection, holds " \
-               "Example Issuing CA 1; your certificate itself is recorded by its issuing CA" in before
+               "Example Issuing CA 1, and leads to the inventory of the intermediate CA that issued your " \
+               "certificate, read too, which holds it" in before
         _revoke_intermediate(tmp_path, env)
         after = _curl(srv.port, "?format=json", *url_args)
         data = json.loads(after)

@@ -1,0 +1,115 @@
+"""What a CA's inventory records against a chain it vouches for: the leaf or an intermediate revoked,
+or never delivered (``certkit verify``, ``serve`` at each connection, ``probe``).
+
+A root's CA directory vouches for what its intermediates issued too; the leaf's record is then in the
+inventory of the intermediate that issued it, which the root's inventory finds: it records the folder of
+every intermediate it created (``init-ca --parent-ca-dir``). That inventory is read as well, so a leaf the
+intermediate revoked is not called valid through the root; one whose recorded folder cannot be read is
+said to be unchecked (verify and serve then refuse it: fail closed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.errors import CertkitError
+from certkit.verify_names import cn_text
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+THIS_CA = "this CA's inventory"
+
+
+def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"], *,
+                       unread: list[str] | None = None, leaf_found: list[bool] | None = None,
+                       whose: str = THIS_CA) -> list[str]:
+    """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
+    holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
+    intermediate CA above it (a CRL says so to peers). Why a certificate's record could not be read
+    (a missing or damaged inventory) goes into ``unread``; ``leaf_found`` gets True when an inventory
+    read (this one, or an intermediate's below it) holds the leaf."""
+    from certkit.store import CADirectory
+
+    inventory = CADirectory(ca_dir).inventory
+    problems: list[str] = []
+    try:  # an older schema (round one's) is migrated, as by any other command but check
+        inventory.check(settle=False)
+    except CertkitError as exc:
+        if unread is not None:
+            unread.append(str(exc).rstrip("."))
+        return problems
+    here = False
+    for cert in chain:
+        row = _row_of(inventory, cert, unread)
+        if row is None:
+            continue
+        if cert is chain[0]:
+            here = True
+            if leaf_found is not None:
+                leaf_found.append(True)
+        problems += _row_problems(row, cert, cert is chain[0], whose)
+    if not here and len(chain) > 1:
+        problems += _issuers_inventory(inventory, chain, unread, leaf_found)
+    return problems
+
+
+def _row_of(inventory, cert, unread: list[str] | None) -> dict | None:
+    """The inventory's row for ``cert`` (None when it holds another certificate of that serial, or none)."""
+    from certkit.vocabulary import serial_hex
+
+    serial = serial_hex(cert.serial_number)
+    try:
+        row = inventory.get(serial)
+        if row is None or inventory.certificate(serial) != cert:
+            return None
+    except CertkitError as exc:  # an unreadable inventory or row: the chain's verdict stands, and says so
+        if unread is not None:
+            unread.append(str(exc).rstrip("."))
+        return None
+    return row
+
+
+def _row_problems(row: dict, cert, leaf: bool, whose: str) -> list[str]:
+    from certkit.inventory.rows import parse_iso
+
+    if row["status"] not in ("revoked", "abandoned"):
+        return []
+    if leaf:
+        if row["status"] == "revoked":
+            return [f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
+                    f"{row['revocation_reason']}), as {whose} records; servers refuse it once they load the next "
+                    "CRL"]
+        return [f"never delivered: {whose} records it as abandoned (its key was never stored)"]
+    if row["status"] == "revoked":
+        return [f"the issuing CA {cn_text(cert.subject)} was revoked on "
+                f"{parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: {row['revocation_reason']}), as "
+                f"{whose} records; peers that load the next CRL refuse every certificate it issued"]
+    return [f"the issuing CA {cn_text(cert.subject)} was never delivered: {whose} records it as abandoned"]
+
+
+def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, leaf_found) -> list[str]:
+    """The problems the inventory of the lowest intermediate of ``chain`` that ``inventory`` records (with its
+    CA directory's folder) finds against what is below it; an unreadable one goes into ``unread``."""
+    from certkit.store import CADirectory
+
+    for depth, cert in enumerate(chain[1:], 1):
+        row = _row_of(inventory, cert, None)
+        if row is None or row.get("kind") != "ca" or not row.get("folder"):
+            continue
+        folder, name = Path(row["folder"]), cn_text(cert.subject)
+        try:
+            own, _parents = CADirectory(folder).load_certificates()
+        except CertkitError as exc:
+            own, why = None, (f"{folder}, where it was created, is gone (moved or removed: verify with --ca-dir of "
+                              "its new place)" if not folder.exists() else str(exc).rstrip("."))
+        else:
+            why = None if own == cert else f"its folder {folder} now holds another CA ({cn_text(own.subject)})"
+        if why is not None:
+            if unread is not None:
+                unread.append(f"the inventory of {name}, which issued it, cannot be read: {why}")
+            return []
+        return inventory_problems(folder, chain[:depth], unread=unread, leaf_found=leaf_found,
+                                  whose=f"the inventory of its issuing CA {name} (at {folder})")
+    return []

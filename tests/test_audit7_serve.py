@@ -1,0 +1,97 @@
+"""Audit serve7, against real peers on 127.0.0.1 (certkit serve as a process, curl, Python's ssl):
+
+1. a root's CA directory vouches for what its intermediates issued: a leaf the intermediate revoked is NOT
+   VALID for verify and refused by serve (the root's inventory records the intermediate's folder, whose
+   inventory is read too); a folder that cannot be read refuses it (fail closed); the page says "counts at
+   once" only of an inventory it reads;
+3. the page's client card says in words how a failed rule line fails, not by its colour alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
+from serve_process import serving
+
+
+def _env(top: Path, ca: str = "root", **extra: str) -> dict[str, str]:
+    return certkit_env(CERTKIT_CA_DIR=str(top / ca), HOME=str(top / "home"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                       **extra)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """root/ (Lab CA) with int/ (Lab Issuing, recorded with its folder); carol/ and dave/ issued by int/,
+    carol revoked there for keyCompromise; erin/ issued by root/ and expired-looking is not needed here."""
+    (tmp_path / "home").mkdir()
+    run_certkit("init-ca", "--name", "Lab CA", env=_env(tmp_path), check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "int", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Lab Issuing", env=_env(tmp_path, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE), cwd=tmp_path, check=True)
+    for name in ("carol", "dave"):
+        run_certkit("issue-client", name, env=_env(tmp_path, "int"), cwd=tmp_path, check=True)
+    run_certkit("issue-server", "localhost", env=_env(tmp_path), cwd=tmp_path, check=True)
+    run_certkit("revoke", tmp_path / "carol", "--reason", "keyCompromise", env=_env(tmp_path, "int"), check=True)
+    return tmp_path
+
+
+def _verify(pki: Path, name: str) -> tuple[int, dict]:
+    proc = run_certkit("verify", pki / name / "fullchain.pem", "--purpose", "client", "--json", env=_env(pki))
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_verify_with_the_roots_directory_reads_the_intermediates_inventory(pki: Path) -> None:
+    code, data = _verify(pki, "carol")
+    assert code == 1 and data["valid"] is False, data
+    assert any("revoked on" in r and "(reason: keyCompromise)" in r and "the inventory of its issuing CA CN=Lab "
+               "Issuing" in r for r in data["reasons"]), data
+    code, data = _verify(pki, "dave")
+    assert code == 0 and data["valid"] is True, data
+
+
+def test_an_intermediates_folder_that_cannot_be_read_refuses_its_leaves(pki: Path) -> None:
+    shutil.move(pki / "int", pki / "int-moved")
+    code, data = _verify(pki, "dave")
+    assert code == 1 and data["valid"] is False, data
+    assert any("the inventory of CN=Lab Issuing, which issued it, cannot be read" in r and "is gone" in r for r in data["reasons"]), data
+
+
+def _curl(port: int, pki: Path, who: str) -> str:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(pki / "root" / "ca.pem"),
+                           "--cert", str(pki / who / "fullchain.pem"), "--key", str(pki / who / "privkey.pem"),
+                           f"https://localhost:{port}/?format=html"], capture_output=True, text=True, timeout=30,
+                          check=False).stdout
+
+
+@pytest.mark.parametrize("optional", [False, True], ids=["required", "optional"])
+def test_serve_refuses_a_leaf_its_intermediate_revoked(pki: Path, optional: bool) -> None:
+    args = ["--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem"]
+    with serving(*map(str, args), *(["--optional"] if optional else []), env=_env(pki)) as srv:
+        carol = _curl(srv.port, pki, "carol")
+        dave = _curl(srv.port, pki, "dave")
+    assert "Hello," not in carol
+    if optional:
+        assert '<li class="failed">not revoked; <strong>revoked on ' in carol, carol
+    assert "Hello," in dave and "which holds it (<code>certkit revoke</code> there counts at once)" in dave, dave
+
+
+def test_a_failed_rule_line_says_how_it_fails() -> None:
+    from test_serve_page import _identity
+
+    from certkit.serve_page import ServerFacts, Visit, render_page
+
+    server = ServerFacts(None, "Example Lab CA")
+    expired = _identity(eku=["serverAuth"], not_after="2020-01-01T00:00:00Z", issuer="CN=Other CA")
+    page = render_page(Visit(expired, ["refused"], True, frozenset({"ca", "time", "purpose"})), server, "localhost")
+    import re
+
+    failed = re.findall(r'<li class="failed">(.*?)</li>', page)
+    assert len(failed) == 3, failed
+    assert all("<strong>" in line for line in failed), failed
+    assert "it is signed by CN=Other CA" in failed[0] and "expired on 2020-01-01" in failed[1], failed
+    assert "its extendedKeyUsage is serverAuth, without clientAuth" in failed[2], failed
