@@ -42,7 +42,6 @@ from certkit.atomic import (
     new_folder,
     parse_temporary,
     remove_tree,
-    replace_file,
     swap_by_renames,
     sweep_stale,
     temporary_name,
@@ -51,7 +50,7 @@ from certkit.atomic import (
 )
 from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
-from certkit.file_modes import is_secret, kept_mode, mode_for  # noqa: F401 (part of this module's API)
+from certkit.file_modes import is_secret, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
 from certkit.files import read_limited
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -267,7 +266,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
             if own or stale:
                 replace_bundle(folder, own, remove=stale, sync=sync)
             for name in files.keys() - own.keys():
-                replace_file(folder / name, files[name], kept_mode(folder / name, mode_for(name, files[name])))
+                replace_kept(folder / name, files[name], mode_for(name, files[name]))
     except OSError as exc:
         raise bundle_error(folder, exc) from None
     return [folder / name for name in files]
@@ -346,7 +345,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
     staging = _cannot_swap_on(_NO_SWAP + (errno.EROFS,), make_staging_dir, parent, folder.name)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, kept_mode(folder / name, mode_for(name, data)), sync=sync)
+            write_kept(staging / name, data, folder / name, mode_for(name, data), sync=sync)
         for entry in os.listdir(folder):  # the kept files of the bundle: the very same files
             if entry in BUNDLE_FILES and entry not in files and entry not in remove:
                 _cannot_swap_on(_NO_SWAP, os.link, folder / entry, staging / entry)
@@ -388,7 +387,7 @@ def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], 
     os.mkdir(staging, 0o700)
     try:
         for name, data in files.items():
-            write_new_file(staging / name, data, kept_mode(folder / name, mode_for(name, data)), sync=sync)
+            write_kept(staging / name, data, folder / name, mode_for(name, data), sync=sync)
         commit = json.dumps({"write": list(files), "remove": list(remove)}).encode()
         # The journal commits when COMMIT appears, whole: written aside, then renamed.
         write_new_file(staging / f".{_COMMIT}", commit, SECRET_MODE, sync=True)

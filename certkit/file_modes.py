@@ -70,3 +70,95 @@ def kept_mode(path: Path, mode: int) -> int:
     if not stat.S_ISREG(info.st_mode):
         return mode
     return (mode & stat.S_IMODE(info.st_mode)) | (mode & 0o600)
+
+
+def write_kept(path: Path, data: bytes, old: Path, mode: int, *, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) holding ``data``, to be renamed over ``old``: with
+    :func:`kept_mode`, and, when that mode lets the group read, ``old``'s group too. A cert.pem at
+    root:postgres 0640 is for the server's group (PostgreSQL, HAProxy reading through their group):
+    the same bits for the renewer's group would lock the server out. Where that group cannot be given
+    (a user not in it), a public file gets the public mode 0644 instead and a secret one its owner's
+    bits only: never group bits for another group than the old file's."""
+    from certkit.atomic import write_new_file
+
+    final = kept_mode(old, mode)
+    try:
+        gid = os.lstat(old).st_gid if final & 0o070 else None
+    except OSError:
+        gid = None
+    write_new_file(path, data, final & 0o700 if gid is not None else final, sync=sync)
+    if gid is None:
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if os.fstat(fd).st_gid != gid:
+            try:
+                os.fchown(fd, -1, gid)  # the owner may give any group it is in; root, any
+            except OSError:
+                final = PUBLIC_MODE if mode & 0o004 else final & 0o700
+        os.fchmod(fd, final)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_kept(path: Path, data: bytes, mode: int) -> None:
+    """:func:`certkit.atomic.replace_file`, the new file's mode and group as :func:`write_kept` keeps them."""
+    from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly
+
+    path = Path(path)
+    sweep_stale(path.absolute().parent, path.name)
+    tmp = path.with_name(temporary_name(path.name))
+    try:
+        write_kept(tmp, data, path, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    fsync_dir(path.absolute().parent)
+
+
+def kept_key_notes(key_path: Path) -> list[str]:
+    """What to say of a private key kept by a renewal. One encrypted since (certkit cannot check that
+    it is cert.pem's key): say so. One that others can read (certkit writes 0600; someone changed it)
+    goes on into the renewed bundle as it is: say so, and how to close it; but not a key readable by
+    its own group only, that group not the user's own: a server that reads its key through its group
+    (PostgreSQL's root:postgres 0640, docs/renew.md) needs just that, and chmod 600 would stop it."""
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.keys import is_encrypted
+    from certkit.text import shown
+
+    try:
+        info = key_path.stat()
+        encrypted = is_encrypted(key_path.read_bytes()[:MAX_CERT_FILE_BYTES])
+    except OSError:
+        return []
+    mode = stat.S_IMODE(info.st_mode)
+    notes = [f"{shown(key_path)} is encrypted, so certkit could not check that it is the key of cert.pem (the renewed "
+             f"certificate certifies cert.pem's key); compare: openssl pkey -in {shown(key_path)} -pubout"] \
+        if encrypted else []
+    if not mode & 0o077 or (not mode & 0o037 and info.st_gid != _primary_group()):
+        return notes
+    who = "every user" if mode & 0o007 else f"the users of the group {_group_name(info.st_gid)}"
+    return notes + [f"{shown(key_path)} has mode {mode:04o}: {who} can read the private key the renewed "
+                    f"certificate keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have "
+                    "been read)"]
+
+
+def _primary_group() -> int:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_gid
+    except KeyError:
+        return os.getgid()
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

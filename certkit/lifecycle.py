@@ -304,7 +304,9 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         target = FolderTarget(target_folder, force=True, keeps_key=not rekey and keyed, replaces=_replaced(rekey))
         target.replacing = found.serial  # checked again when it is written, the folder held
         if not rekey and keyed:
-            notes += _loose_key_note(target_folder / KEY_FILE)
+            from certkit.file_modes import kept_key_notes
+
+            notes += kept_key_notes(target_folder / KEY_FILE)
         if (target_folder / P12_FILE).exists():
             target.p12 = p12_password is not None
             if p12_password is None:
@@ -358,12 +360,15 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
                           f"(reason: {found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a "
                           "new one (with a new key) instead.")
     if target_folder is None:
-        from certkit.fleet.plan import not_in_a_folder
+        from certkit.fleet.plan import damaged_cert, not_in_a_folder
 
         sink = found.row.get("sink")
         why = not_in_a_folder(sink, found.row.get("folder"), found.serial)
         # A bundle folder moved by hand can be named; one never written (a file, a stream) cannot.
         moved = "if its bundle folder was moved, give that folder; otherwise " if sink in (None, "folder") else ""
+        if damaged_cert(found.row.get("folder")):
+            moved = "put the certificate back into its cert.pem (fullchain.pem begins with it) and renew the " \
+                    "folder; or "
         raise CannotRenew(f"The certificate {found.serial} cannot be renewed in place: {why}; to renew it, "
                           f"{moved}choose where the renewed bundle goes.")
     return found, target_folder, in_place
@@ -380,29 +385,6 @@ def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:
         raise CannotRenew(f"{shown(folder)} holds the bundle of certificate {other}, which is still valid: --force "
                           "would delete its key and leave it recorded as valid. Choose another folder, or first "
                           f"revoke it: certkit revoke {other} --reason superseded.")
-
-
-def _loose_key_note(key_path: Path) -> list[str]:
-    """A kept private key that others can read (certkit writes 0600; someone changed it) goes on into
-    the renewed bundle as it is: say so, and how to close it. One encrypted since (certkit cannot
-    check that it is cert.pem's key): say that too."""
-    import stat
-
-    from certkit.keys import is_encrypted
-
-    try:
-        mode = stat.S_IMODE(key_path.stat().st_mode)
-        encrypted = is_encrypted(key_path.read_bytes()[:MAX_CERT_FILE_BYTES])
-    except OSError:
-        return []
-    notes = [f"{shown(key_path)} is encrypted, so certkit could not check that it is the key of cert.pem (the renewed "
-             f"certificate certifies cert.pem's key); compare: openssl pkey -in {shown(key_path)} -pubout"] \
-        if encrypted else []
-    if not mode & 0o077:
-        return notes
-    return notes + [f"{shown(key_path)} has mode {mode:04o}: other users can read the private key the renewed "
-                    f"certificate keeps; run: chmod 600 {shown(key_path)} (or renew with --rekey, since it may have "
-                    "been read)"]
 
 
 def _replaced(rekey: bool) -> tuple[str, ...]:

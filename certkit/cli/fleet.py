@@ -74,8 +74,8 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted:
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    if not as_json and any(o.stage == "moved" for o in result.skipped):  # named even under cron (exit 0)
-        _warn_skipped([o for o in result.skipped if o.stage == "moved"])
+    if not as_json and any(o.stage in ("moved", "damaged") for o in result.skipped):  # even under cron (exit 0)
+        _warn_skipped([o for o in result.skipped if o.stage in ("moved", "damaged")])
     # nothing renewed, failed or skipped: quiet, as cron wants it
     if result.stopped is not None:
         sys.stderr.flush()
@@ -110,8 +110,11 @@ def _lines(result, rekey: bool) -> list[str]:
         lines += [f"           note: {shown(n)}" for n in o.notes]
     for o in failed:
         lines.append(f"  failed   {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}")
-    if result.skipped:
-        lines.append(f"  skipped  {len(result.skipped)} not in a known bundle folder (--json lists them)")
+    meanwhile = [o for o in result.skipped if o.stage == "meanwhile"]
+    lines += [f"  skipped  {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}" for o in meanwhile]
+    if len(result.skipped) > len(meanwhile):
+        lines.append(f"  skipped  {len(result.skipped) - len(meanwhile)} not in a known bundle folder (--json lists "
+                     "them)")
     if result.exec_once is not None:
         lines.append(f"  --exec-once: {shown(result.exec_once.describe())}")
     return lines
@@ -122,10 +125,11 @@ def _warn_skipped(skipped) -> None:
     each (at most 10 named): without a word they would expire under a quiet cron job. (A certificate
     delivered into an output file is skipped by design, quietly: bulk renewal never renews those.)"""
     from certkit.cli.common import warn
+    from certkit.fleet.plan import DAMAGED_ADVICE
 
     for o in skipped[:10]:
-        warn(f"{o.serial} ({', '.join(o.names) or o.kind}) was not renewed: {o.error}; renew it by name with "
-             "--out DIR.")
+        advice = DAMAGED_ADVICE if o.stage == "damaged" else "renew it by name with --out DIR"
+        warn(f"{o.serial} ({', '.join(o.names) or o.kind}) was not renewed: {o.error}; {advice}.")
     if len(skipped) > 10:
         warn(f"{len(skipped) - 10} more were not renewed for the same reasons (--json lists them).")
 
@@ -182,7 +186,8 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         data = {"removed": [str(p) for p in change.files], "ran": change.ran, "failed": change.failed,
                 "todo": change.todo}
         if not change.files:
-            emit(as_json, data, f"No {name} timer to remove in {shown(unit_dir or fleet.unit_dir())}.")
+            cron = "" if unit_dir is not None or fleet.systemd_running() else " (a crontab line: crontab -e)"
+            emit(as_json, data, f"No {name} timer to remove in {shown(unit_dir or fleet.unit_dir())}{cron}.")
             return
         lines = [f"Removed the {name} timer:"] + [f"  removed  {shown(p)}" for p in change.files]
         _timer_tail(change, lines)
@@ -214,6 +219,19 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
              f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
     _timer_tail(change, lines)
     emit(as_json, data, "\n".join(lines))
+
+
+def refuse_crontab_removal(ca_dir: Path | None) -> None:
+    """``--remove-timer --cron``: certkit never edits a crontab; say which line to delete, and how."""
+    from certkit import fleet
+    from certkit.store import resolve_ca_dir
+
+    argv, _env = fleet.program()
+    ca = os.path.abspath(resolve_ca_dir(ca_dir, strict=False))
+    raise click.ClickException(
+        f"certkit does not edit crontabs, so nothing was removed: delete the line with 'crontab -e' (the one "
+        f"--install-timer --cron printed: 'M H * * * PATH=... {shown(shlex.join([*argv, 'renew']))} ... --ca-dir "
+        f"{shown(shlex.quote(ca))} ...').")
 
 
 def _warn_of_uncarried_password(renew_argv: list[str]) -> None:

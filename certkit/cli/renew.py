@@ -106,9 +106,14 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
 
     _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
                           remove_timer, cron, unit_dir, timer_name, include_expired)
+    if remove_timer:
+        _refuse_with_remove_timer(exec_each=exec_each, exec_once=exec_once, days=days, passphrase_file=passphrase_file,
+                                  p12_password_file=p12_password_file, cron=cron)
     schedule = dict(cron=cron, unit_dir=unit_dir, name=timer_name, ca_dir=ca_dir, passphrase_file=passphrase_file,
                     as_json=as_json, force=force)
     hooks = dict(exec_each=exec_each, exec_once=exec_once, exec_timeout=exec_timeout)
+    if remove_timer and cron:
+        return cli_fleet.refuse_crontab_removal(ca_dir)
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
     if install_timer:
@@ -140,6 +145,9 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
         raise click.UsageError("--install-timer and --remove-timer: choose one.")
     if not (install_timer or remove_timer) and (cron or unit_dir is not None or timer_name != "certkit-renew"):
         raise click.UsageError("--cron, --unit-dir and --timer-name apply with --install-timer or --remove-timer.")
+    if cron and (unit_dir is not None or timer_name != "certkit-renew" or force):
+        raise click.UsageError("--cron is about a crontab line, not systemd units: leave out --unit-dir, --timer-name "
+                               "and --force (or leave out --cron, for systemd units).")
     if expiring is not None and renew_all:
         raise click.UsageError("--expiring and --all: choose one (--all renews every valid certificate).")
     if key_type and not rekey:
@@ -155,6 +163,21 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
     if not (bulk or install_timer) and (kind or pattern or include_expired):
         raise click.UsageError("--kind, --name and --include-expired choose certificates for bulk renewal: add "
                                "--expiring PERIOD or --all.")
+
+
+def _refuse_with_remove_timer(**given) -> None:
+    """--remove-timer takes only where the units are (--unit-dir, --timer-name, --ca-dir): options of
+    what a timer runs would be silently ignored."""
+    from click.core import ParameterSource
+
+    names = {"exec_each": "--exec", "exec_once": "--exec-once", "days": "--days", "passphrase_file":
+             "--passphrase-file", "p12_password_file": "--p12-password-file"}
+    ignored = [names[k] for k, v in given.items() if k in names and v is not None]
+    if click.get_current_context().get_parameter_source("exec_timeout") not in (None, ParameterSource.DEFAULT):
+        ignored.append("--exec-timeout")
+    if ignored:
+        raise click.UsageError(f"--remove-timer removes the timer, whatever it runs: it takes only --unit-dir, "
+                               f"--timer-name and --ca-dir (or --cron); leave out {', '.join(ignored)}.")
 
 
 # --- one certificate ----------------------------------------------------------------------
@@ -190,7 +213,7 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
     result = renew_planned(ca, planned)
     warn_of_purpose(planned.request, told=asked)
     data, lines = _summary(result, rekey, key_type)
-    failures, stopped = _single_hooks(result, exec_each, exec_once, exec_timeout, data, lines) \
+    failures, stopped = _single_hooks(ca, result, exec_each, exec_once, exec_timeout, data, lines) \
         if exec_each or exec_once else ([], None)
     emit(as_json, data, "\n".join(lines))
     if stopped is not None:  # the renewal was reported above; the exit status says a stop came
@@ -232,12 +255,12 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
     return data, lines
 
 
-def _single_hooks(result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
+def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, timeout: int, data: dict,
                   lines: list[str]) -> tuple[list[str], int | None]:
     """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
     failures, and the stop signal (2, 15) that interrupted a hook (the hooks after it do not run)."""
     from certkit.cli.fleet import show_hook_output
-    from certkit.fleet import Outcome, hook_environment
+    from certkit.fleet import Outcome, ca_environment, hook_environment
     from certkit.fleet.hooks import run_hook_until_stopped
     from certkit.inventory.rows import subject_common_names
     from certkit.text import shown
@@ -248,9 +271,10 @@ def _single_hooks(result, exec_each: str | None, exec_once: str | None, timeout:
                       new_serial=issued.serial_hex,
                       not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
     failures = []
-    for option, command, env in (("--exec", exec_each, hook_environment(outcome)),
-                                 ("--exec-once", exec_once, {"CERTKIT_RENEWED": "1",
-                                                             "CERTKIT_FOLDERS": outcome.folder})):
+    ca_env = ca_environment(ca)
+    for option, command, env in (("--exec", exec_each, ca_env | hook_environment(outcome)),
+                                 ("--exec-once", exec_once, ca_env | {"CERTKIT_RENEWED": "1",
+                                                                      "CERTKIT_FOLDERS": outcome.folder})):
         if not command:
             continue
         run, stopped = run_hook_until_stopped(command, env, timeout=timeout)

@@ -30,11 +30,13 @@ timer and the crontab line). Everything public is importable from here.
 """
 
 from certkit.fleet.hooks import (
+    CA_ENV,
     DEFAULT_HOOK_TIMEOUT,
     HOOK_ENV,
     HOOK_OUTPUT,
     ONCE_ENV,
     HookRun,
+    ca_environment,
     hook_environment,
     run_hook,
 )
@@ -57,6 +59,7 @@ from certkit.fleet.timer import (
 )
 
 __all__ = [
+    "CA_ENV",
     "DEFAULT_HOOK_TIMEOUT",
     "ENV_SYSTEM_UNIT_DIR",
     "HOOK_ENV",
@@ -71,6 +74,7 @@ __all__ = [
     "Outcome",
     "Selection",
     "TimerChange",
+    "ca_environment",
     "crontab_line",
     "hook_environment",
     "install_timer",

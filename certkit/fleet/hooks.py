@@ -1,7 +1,8 @@
 """The hooks a bulk renewal runs: after each renewed bundle (certbot's deploy-hook variables:
 :data:`HOOK_ENV`) and once at the end (:data:`ONCE_ENV`). A hook runs through ``/bin/sh -c``
 with certkit's environment minus its secrets, in its own session (stopped with everything it
-started on a timeout or Ctrl-C); its last :data:`HOOK_OUTPUT` bytes are kept in :class:`HookRun`."""
+started on a timeout or Ctrl-C); its last :data:`HOOK_OUTPUT` bytes are kept in :class:`HookRun`, from a
+line's start, after a line that says how much came before."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ ONCE_ENV = {
     "CERTKIT_RENEWED": "how many bundles were renewed",
     "CERTKIT_FOLDERS": "their folders, one per line",
 }
+# What both find: the CA in use (a timer passes --ca-dir, so a hook that runs certkit needs it).
+CA_ENV = {"CERTKIT_CA_DIR": "the CA directory in use (absolute), so that a hook that runs certkit acts on this CA"}
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
 HOOK_OUTPUT = 64 << 10  # bytes of a hook's output kept: its last words, not a runaway log
 _SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*|PGPASSWORD")
@@ -47,6 +50,7 @@ class HookRun:
     exit: int | None
     error: str | None = None
     output: str = ""
+    truncated: bool = False  # the output was longer: its start was dropped (and said so in its first line)
 
     @property
     def ok(self) -> bool:
@@ -54,10 +58,16 @@ class HookRun:
 
     def as_dict(self) -> dict:
         return {"command": self.command, "exit": self.exit, "ok": self.ok, "error": self.error,
-                "output": self.output}
+                "output": self.output, "output_truncated": self.truncated}
 
     def describe(self) -> str:
         return "exit 0" if self.ok else self.error or f"exit {self.exit}"
+
+
+def ca_environment(ca) -> dict[str, str]:
+    """The variables of :data:`CA_ENV` for ``ca`` (none for a CA that is no CA directory's)."""
+    store = getattr(ca, "store", None)
+    return {"CERTKIT_CA_DIR": os.path.abspath(store.path)} if store is not None else {}
 
 
 def hook_environment(outcome: Outcome) -> dict[str, str]:
@@ -85,6 +95,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
         return HookRun(command, None, f"could not run it: {exc.strerror or exc}")
     deadline = time.monotonic() + timeout
     kept = bytearray()
+    dropped = 0  # bytes of earlier output not kept
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     closed = False  # the output's end of file: nothing the hook started holds it any more
@@ -100,6 +111,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
                     continue
                 closed = not chunk
                 kept.extend(chunk)
+                dropped += max(0, len(kept) - HOOK_OUTPUT)
                 del kept[:-HOOK_OUTPUT]
         try:
             code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -114,16 +126,27 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
         raise
     finally:
         proc.stdout.close()
-    output = kept.decode("utf-8", "replace")
+    output = kept_output(kept, dropped)
     if code is None:
-        return HookRun(command, None, f"still running after {timeout:g} s, so it was stopped", output)
-    if not closed:
-        return HookRun(command, code, f"exit {code}, but what it started still held its output after "
-                                      f"{timeout:g} s, so it was stopped (redirect a background "
-                                      f"command's output: cmd >/dev/null 2>&1 &)", output)
-    if code < 0:
-        return HookRun(command, code, f"killed by signal {-code}", output)
-    return HookRun(command, code, None if code == 0 else f"exit {code}", output)
+        error = f"still running after {timeout:g} s, so it was stopped"
+    elif not closed:
+        error = (f"exit {code}, but what it started still held its output after {timeout:g} s, so it was stopped "
+                 "(redirect a background command's output: cmd >/dev/null 2>&1 &)")
+    else:
+        error = f"killed by signal {-code}" if code < 0 else None if code == 0 else f"exit {code}"
+    return HookRun(command, code, error, output, truncated=dropped > 0)
+
+
+def kept_output(kept: bytearray, dropped: int) -> str:
+    """The last bytes of a hook's output, ``kept``, as text; when ``dropped`` bytes came before them,
+    from the first whole line on, after a line that says how much was not kept."""
+    if not dropped:
+        return kept.decode("utf-8", "replace")
+    cut = kept.find(b"\n") + 1  # 0 (no line break at all): one long line, kept as it is
+    if cut < len(kept):
+        dropped += cut
+        del kept[:cut]
+    return f"[... {dropped:,} bytes of earlier output not kept]\n" + kept.decode("utf-8", "replace")
 
 
 def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT

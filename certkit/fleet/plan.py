@@ -15,6 +15,10 @@ from certkit.constants import CERT_FILE, LEAF_KINDS
 from certkit.errors import CertkitError
 from certkit.text import shown
 
+# What to do about a bundle folder whose cert.pem holds no certificate (see :func:`damaged_cert`).
+DAMAGED_ADVICE = ("put the certificate back into cert.pem (fullchain.pem begins with it, if that file is intact) "
+                  "and run again, or renew it by serial with --out DIR")
+
 if TYPE_CHECKING:
     from certkit.ca import CA
     from certkit.fleet.hooks import HookRun
@@ -70,7 +74,9 @@ class Outcome:
     names: list[str] = field(default_factory=list)  # as hooks get them (RENEWED_DOMAINS): values alone
     new_serial: str | None = None
     not_after: str | None = None
-    stage: str | None = None  # plan | renew: where a failure happened; moved: a skipped bundle not found
+    # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: cert.pem unreadable);
+    # meanwhile: skipped, renewed or revoked by another command while this run went on
+    stage: str | None = None
     error: str | None = None
     hook: HookRun | None = None
     notes: list[str] = field(default_factory=list)
@@ -162,10 +168,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
-            reason = not_in_a_folder(row.get("sink"), folder, serial)
-            moved = row.get("sink") in (None, "folder")  # by design (an output file) or by mistake?
-            plan.outcomes.append(Outcome(serial, "skipped", folder, row["kind"], names, error=reason,
-                                         stage="moved" if moved else None, san=row["names"]))
+            plan.outcomes.append(folder_skipped(row))
             continue
         try:
             plan_renewal(ca, serial, **plan.options)
@@ -175,6 +178,65 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
             continue
         plan.todo.append(serial)
     return plan
+
+
+def folder_skipped(row: dict) -> Outcome:
+    """The certificate of inventory ``row`` skipped, its bundle folder not holding it: ``moved`` (moved or
+    deleted by mistake: warned of), ``damaged`` (its cert.pem unreadable: warned of) or, delivered into an
+    output file, a stream or a program, by design."""
+    serial, folder, sink = row["serial"], row.get("folder"), row.get("sink")
+    stage = None
+    if sink in (None, "folder"):  # by design (an output file) or by mistake?
+        stage = "damaged" if damaged_cert(folder) else "moved"
+    return Outcome(serial, "skipped", folder, row["kind"], row_names(row), error=not_in_a_folder(sink, folder, serial),
+                   stage=stage, san=row["names"])
+
+
+def changed_meanwhile(ca: "CA", serial: str) -> Outcome | None:
+    """What the planner would make now of ``serial``, planned earlier in this run, if it has left the
+    selection since: renewed (or being renewed) or revoked by another command, or its bundle folder
+    moved, deleted or damaged. Skipped, as at planning time, not failed: nothing went wrong here."""
+    from certkit.vocabulary import moment_text
+
+    inventory = ca.require_inventory()
+    row = inventory.get(serial)
+    if row is None:
+        return None
+    skipped = Outcome(serial, "skipped", row.get("folder"), row["kind"], row_names(row), stage="meanwhile",
+                      san=row["names"])
+    if row["status"] == "revoked":
+        skipped.error = (f"it was revoked on {moment_text(row['revoked_at'])} (reason: {row['revocation_reason']}) "
+                         "while this run went on, so it is not renewed")
+        return skipped
+    newer = inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'revoked', 'pending') "
+                           "ORDER BY issued_at, serial", [serial])
+    if newer:
+        skipped.error = (f"another command renewed it as {newer[-1]['serial']} while this run went on"
+                         + (" (still being written)" if newer[-1]["status"] == "pending" else ""))
+        return skipped
+    folder = row.get("folder")
+    if row.get("sink") not in (None, "folder") or not folder or not _holds(folder, serial):
+        return folder_skipped(row)
+    return None
+
+
+def _holds(folder: str, serial: str) -> bool:
+    from certkit.lifecycle import holds
+
+    return holds(Path(folder), serial)
+
+
+def damaged_cert(folder: str | None) -> bool:
+    """Whether ``folder`` has a cert.pem that holds no readable certificate (truncated, junk, a key)."""
+    from certkit.lifecycle import _read_cert
+
+    if not folder or not (Path(folder) / CERT_FILE).is_file():
+        return False
+    try:
+        _read_cert(Path(folder) / CERT_FILE)
+    except (CertkitError, OSError):
+        return True
+    return False
 
 
 def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
@@ -195,6 +257,9 @@ def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
                 "serve's own certificate), which issues itself a new one")
     from certkit.lifecycle import holds
 
+    if damaged_cert(folder):
+        return (f"its bundle folder {shown(folder)} holds no readable certificate in cert.pem (the file is damaged "
+                "or was replaced by hand), so certkit will not write into it")
     if folder and (Path(folder) / CERT_FILE).is_file() and not holds(Path(folder), serial):
         return (f"its bundle folder {shown(folder)} now holds another certificate in cert.pem (replaced by hand, "
                 "or the folder was reused), so certkit will not overwrite it")

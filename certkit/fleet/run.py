@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
-from certkit.fleet.hooks import DEFAULT_HOOK_TIMEOUT, HookRun, hook_environment, run_hook_until_stopped
-from certkit.fleet.plan import FleetPlan, Outcome, period_words, row_names
+from certkit.fleet.hooks import (
+    DEFAULT_HOOK_TIMEOUT,
+    HookRun,
+    ca_environment,
+    hook_environment,
+    run_hook_until_stopped,
+)
+from certkit.fleet.plan import FleetPlan, Outcome, changed_meanwhile, period_words, row_names
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -66,6 +72,7 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
 
     result = FleetResult(plan, outcomes=list(plan.outcomes))
     folders: list[str] = []
+    ca_env = ca_environment(ca)  # a hook that runs certkit acts on this CA (a timer gives --ca-dir)
 
     def deploy(outcome: Outcome) -> None:
         """A renewed bundle's own hook: also when a stop came as it was written (the bundle is new on
@@ -75,7 +82,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
             return
         folders.append(outcome.folder)
         if exec_each:
-            outcome.hook, stopped = run_hook_until_stopped(exec_each, hook_environment(outcome), timeout=hook_timeout)
+            outcome.hook, stopped = run_hook_until_stopped(exec_each, ca_env | hook_environment(outcome),
+                                                           timeout=hook_timeout)
             result.stopped = result.stopped or stopped
             if on_hook is not None:
                 on_hook(outcome.hook)
@@ -101,9 +109,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
         result.stopped = exc.signum  # 15 for SIGTERM, 1 for SIGHUP
     if exec_once and folders:
         # also after a stop: servers pick up what was written; a stop during it is reported as one too
-        result.exec_once, stopped = run_hook_until_stopped(exec_once, {"CERTKIT_RENEWED": str(len(folders)),
-                                                                       "CERTKIT_FOLDERS": "\n".join(folders)},
-                                                           timeout=hook_timeout)
+        result.exec_once, stopped = run_hook_until_stopped(exec_once, ca_env | {
+            "CERTKIT_RENEWED": str(len(folders)), "CERTKIT_FOLDERS": "\n".join(folders)}, timeout=hook_timeout)
         result.stopped = result.stopped or stopped
         if on_hook is not None:
             on_hook(result.exec_once)
@@ -115,12 +122,14 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
     ``window``: the bulk renewal's ``expiring`` period, to warn when the successor is due at once.
     Interrupted right after the renewal was delivered, the exception carries its outcome
     (``certkit_outcome``)."""
-    from certkit.errors import Terminated
+    from certkit.errors import InventoryError, Terminated
     from certkit.lifecycle import plan_renewal, renew
 
     try:
         planned = plan_renewal(ca, serial, **options)
     except CertkitError as exc:
+        if (skipped := changed_meanwhile(ca, serial)) is not None:  # as the planner would now: not a failure
+            return skipped
         row = ca.inventory.get(serial) or {}
         return Outcome(serial, "failed", row.get("folder"), row.get("kind"), row_names(row) if row else [],
                        stage="plan", error=str(exc), san=row.get("names", []))
@@ -129,9 +138,9 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
                       san=found.row["names"])
     try:
         renewal = renew(ca, planned)
-    except CertkitError as exc:
+    except CertkitError as exc:  # another command renewed or revoked it first: the inventory refused this one
         outcome.stage, outcome.error = "renew", str(exc)
-        return outcome
+        return (None if isinstance(exc, InventoryError) else changed_meanwhile(ca, serial)) or outcome
     except (KeyboardInterrupt, Terminated) as exc:
         # A signal held off while the bundle was written lands right after it: say what was done.
         successors = ca.inventory.successors(serial)

@@ -261,12 +261,22 @@ def _user() -> str:
         return "$USER"
 
 
+def cron_path() -> dict[str, str]:
+    """``PATH`` as this command has it, for the crontab line (as certbot's cron file sets one): cron runs a
+    job with ``/usr/bin:/bin``, where neither ``nginx`` nor ``pg_ctl`` (in ``/usr/sbin``) nor ``certkit``
+    may be, so hooks would not find them. Only absolute folders: cron starts in the home folder."""
+    folders = [d for d in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(d)]
+    return {"PATH": os.pathsep.join(dict.fromkeys(folders))} if folders else {}
+
+
 def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: int | None = None) -> str:
     """The crontab line that runs ``renew_argv`` daily at a random minute of a random night hour
-    (chosen here: cron has no randomized delay). ``%`` is escaped: cron would end the command there."""
+    (chosen here: cron has no randomized delay), with this command's ``PATH`` (:func:`cron_path`).
+    ``%`` is escaped: cron would end the command there."""
     import random
 
     argv, env = program()
+    env = cron_path() | env
     _check_args([*argv, *renew_argv, *env.values()])
     minute = random.randrange(60) if minute is None else minute
     hour = random.randrange(6) if hour is None else hour
