@@ -159,16 +159,17 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
 
 
 def not_a_folder(path: Path) -> str:
-    """What ``path`` (which exists, but is no folder) is, in a few words: "a file", "a symbolic link"."""
+    """``path`` (which exists, but is no folder) and what it is instead, in a few words: "web is a file,
+    not a folder", "web is a symbolic link, not a folder", "sock is not a folder"."""
     if os.path.islink(path):
-        return "a symbolic link to nothing" if not os.path.exists(path) else "a symbolic link"
-    return "a file" if os.path.isfile(path) else "not a folder"
+        kind = "a symbolic link to nothing" if not os.path.exists(path) else "a symbolic link"
+    else:
+        kind = "a file" if os.path.isfile(path) else None
+    return f"{shown(path)} is {kind}, not a folder" if kind else f"{shown(path)} is not a folder"
 
 
 def _in_the_way(path: Path) -> NotADirectoryError:
-    kind = not_a_folder(path)
-    what = f"is {kind}, not a folder" if kind != "not a folder" else "is not a folder"
-    return NotADirectoryError(errno.ENOTDIR, f"{shown(path)} {what}", str(path))
+    return NotADirectoryError(errno.ENOTDIR, not_a_folder(path), str(path))
 
 
 def make_folders(folder: Path) -> list[Path]:

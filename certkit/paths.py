@@ -172,7 +172,7 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
         if os.path.isdir(above):
             return
         if os.path.lexists(above):
-            raise OutputExists(f"{shown(above)} is {not_a_folder(above)}, not a folder, so the {what} "
+            raise OutputExists(f"{not_a_folder(above)}, so the {what} "
                                f"{shown(path)} cannot be written.", replaceable=False)
 
 

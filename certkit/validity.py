@@ -111,8 +111,17 @@ def _starts_too_late(start: dt.datetime, latest: dt.datetime, issuer: str) -> st
 def _past_issuer_message(days: int, latest: dt.datetime, not_before: dt.datetime, *,
                          what: str = "certificate", issuer: str = "the CA") -> str:
     most = (latest - not_before).days
-    return (f"A lifetime of {days} days would end after {issuer} expires on {latest:%Y-%m-%d %H:%M:%S} UTC; "
-            f"a{'n' if what[0] in 'aeiou' else ''} {what} issued now can live at most {max(most, 0)} days "
-            f"(until {latest:%Y-%m-%d}).")
+    a_what = f"a{'n' if what[0] in 'aeiou' else ''} {what}"
+    return (f"A lifetime of {days} day{'s' if days != 1 else ''} would end after {issuer} expires on "
+            f"{latest:%Y-%m-%d %H:%M:%S} UTC; " + longest_text(most, latest, a_what))
+
+
+def longest_text(most: int, latest: dt.datetime, a_what: str = "a certificate") -> str:
+    """What lifetime is left below an issuer that ends at ``latest``, ``most`` whole days away: a number of
+    days --days takes, or (under a day) that leaving --days out issues until then."""
+    if most >= 1:
+        return f"{a_what} issued now can live at most {most} day{'s' if most != 1 else ''} (until {latest:%Y-%m-%d})."
+    return (f"less than a day is left, which --days cannot give: leave --days out to issue {a_what} that ends "
+            "with it, and create its successor.")
 
 

@@ -58,7 +58,8 @@ def test_an_intermediates_folder_that_cannot_be_read_refuses_its_leaves(pki: Pat
     shutil.move(pki / "int", pki / "int-moved")
     code, data = _verify(pki, "dave")
     assert code == 1 and data["valid"] is False, data
-    assert any("the inventory of CN=Lab Issuing, which issued it, cannot be read" in r and "is gone" in r for r in data["reasons"]), data
+    assert any("the inventory of CN=Lab Issuing, which issued it, cannot be read" in r and "is gone" in r
+               for r in data["reasons"]), data
 
 
 def _curl(port: int, pki: Path, who: str) -> str:

@@ -187,9 +187,11 @@ def _open_ca(ca_dir, days: int | None, passphrase_file, policy):
     ca.inventory.db.busy_timeout = BUSY_TIMEOUT_S  # finalize too: clients give up long before 60 s
     expires = ca.cert.not_valid_after_utc
     if days is not None and dt.datetime.now(dt.UTC) + dt.timedelta(days=days) > expires:
+        from certkit.validity import longest_text
+
         most = (expires - dt.datetime.now(dt.UTC)).days
-        raise InvalidLifetime(f"A lifetime of {days} days would end after the CA expires on {when(expires)}; "
-                              f"a certificate issued now can live at most {max(most, 0)} days.")
+        raise InvalidLifetime(f"A lifetime of {days} day{'s' if days != 1 else ''} would end after the CA expires on "
+                              f"{when(expires)}; " + longest_text(most, expires))
     policy.check_within(ca)
     ca.check_usable()
     unlock(ca, passphrase_file)
@@ -265,7 +267,8 @@ def _lifetime(ca, days: int | None) -> tuple[str, int]:
     default = PROFILES["server"].default_days
     left = (ca.cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
     if days is None and default > left:
-        return f"{left} days (the server profile's {default}-day default ends with the CA)", left
+        span = f"{left} day{'s' if left != 1 else ''}" if left >= 1 else "less than a day"
+        return f"{span} (the server profile's {default}-day default ends with the CA)", left
     return (f"{days} days", days) if days else (f"{default} days (the server profile's default)", default)
 
 

@@ -38,8 +38,10 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
                 raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
                                        "URLs as UTF-8.", ctx=where)
     sub_name = args[1] if command is not None and isinstance(command, click.Group) and len(args) > 1 else None
+    leaf, start = command, 1
     if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
         where = click.Context(sub, info_name=sub_name, parent=where)
+        leaf, start = sub, 2
     valued = _options_with_values(command or group)
     known = valued | _all_options(command or group)
     for i, arg in enumerate(args):
@@ -56,6 +58,35 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
         if not _is_utf8(arg):
             raise click.UsageError(f"{what} '{_bytes_shown(arg)}', which is not UTF-8 text; certkit takes "
                                    "names, paths and URLs as UTF-8.", ctx=where)
+    if leaf is not None and not isinstance(leaf, click.Group):
+        _refuse_repeated(leaf, args[start:], where)
+
+
+def _refuse_repeated(command: click.Command, args: list[str], where: click.Context) -> None:
+    """Refuse an option that takes one value given twice: click keeps the last one without a word, so
+    ``verify --name evil --name good`` checked one name of two, and ``--passphrase-file a
+    --passphrase-file b`` encrypted with the file not meant. Options that take several (``--dns``) may
+    repeat; a flag given twice says the same thing twice."""
+    singles = {name: param for param in command.params if isinstance(param, click.Option) and not param.multiple
+               and not param.is_flag and not param.count for name in param.opts}
+    valued = _options_with_values(command)
+    seen: dict[str, str] = {}
+    skip = False
+    for arg in args:
+        if arg == "--":
+            return
+        if skip:  # the value of the option before it, even one that looks like an option
+            skip = False
+            continue
+        option = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if option in singles:
+            name = singles[option].name
+            if name in seen:
+                same = option if option == seen[name] else f"{seen[name]} and {option}"
+                raise click.UsageError(f"{same} {'was' if option == seen[name] else 'were'} given twice; it takes one "
+                                       "value: give it once.", ctx=where)
+            seen[name] = option
+        skip = option in valued and "=" not in arg
 
 
 def _options_with_values(command: click.Command) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ from certkit.cli.common import (
     warn,
     when,
 )
-from certkit.constants import ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
+from certkit.constants import ENV_INVENTORY_URL, ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
 from certkit.vocabulary import iso, serial_hex
 
@@ -102,6 +103,10 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
                        "Choose another --ca-dir or remove it yourself.")
     store.check_new()  # a folder that is not empty, or lies in a CA directory
+    if inventory_url is None and os.environ.get(ENV_INVENTORY_URL, "x").strip() == "":
+        from certkit.store_inventory import inventory_from_environment
+
+        inventory_from_environment()  # click takes an empty variable as unset: refused, as every command does
     if inventory_url is not None:
         _check_inventory_database(inventory_url)
     if key_uri is not None or pkcs11_module is not None or pin_file is not None:

@@ -62,7 +62,7 @@ class CertkitGroup(click.Group):
         if sys.stdin is not None and sys.stdin.isatty():
             import certkit.db_postgres  # (imports no driver) a shared inventory's password, asked on a terminal
 
-            certkit.db_postgres.password_prompt = lambda text: click.prompt(text, hide_input=True, err=True)
+            certkit.db_postgres.password_prompt = prompt_secret
         try:
             return super().invoke(ctx)
         except CertkitError as exc:
@@ -370,6 +370,15 @@ def _one_line(secret: bytes, where: str) -> bytes:
                                    "(no prompt could give the rest; a file's one trailing newline is ignored).")
     if not secret.strip():
         raise click.ClickException(f"{where} holds a secret of white space only.")
+    if len(secret) > MAX_SECRET_FILE_BYTES:
+        raise click.ClickException(f"{where} holds a secret longer than 4 KiB, which no secret file (what "
+                                   "--passphrase-file and a renewal timer read) could give again; choose a shorter "
+                                   "one.")
+    try:
+        secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{where} holds a secret that is not UTF-8 text, which a prompt could not take "
+                                   "again; choose one in UTF-8.") from None
     return secret
 
 
@@ -384,10 +393,25 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
         if not os.environ[env]:
             raise click.ClickException(f"${env} is set but empty.")
         secret = os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
-        return _one_line(secret, f"${env}") if confirm else secret
+        if confirm:
+            return _one_line(secret, f"${env}")
+        # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
+        # systemd EnvironmentFile may): a PIN sent with it would use up one of the token's tries.
+        return secret[:-2] if secret.endswith(b"\r\n") else secret[:-1] if secret.endswith(b"\n") else secret
     if sys.stdin is not None and sys.stdin.isatty():
-        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True).encode()
+        return prompt_secret(prompt, confirm=confirm).encode()
     return None
+
+
+def prompt_secret(prompt: str, *, confirm: bool = False) -> str:
+    """A secret typed on the terminal; one that is not UTF-8 text (a Latin-1 terminal, a pasted byte) is
+    refused in one line."""
+    try:
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    except UnicodeDecodeError:
+        raise click.ClickException(f"What was typed at '{prompt.rstrip(': ')}' is not UTF-8 text (is the terminal "
+                                   "set to another encoding?); type it in a UTF-8 terminal, or give it in a "
+                                   "file.") from None
 
 
 def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
@@ -434,7 +458,9 @@ def unlock(ca, passphrase_file: Path | None):
 
 # --- output -----------------------------------------------------------------------
 def emit(as_json: bool, data: dict, human: str) -> None:
-    """Print ``data`` as one JSON object with --json, else ``human`` (escaped for the terminal)."""
+    """Print ``data`` as one JSON object with --json, else ``human`` (escaped for the terminal). Standard
+    output closed (``>&-``: click would print nothing and the command exit 0) is said, exit 1: a script
+    must not take an answer that went nowhere for one that was empty."""
     if as_json:
         import json  # only for --json: certkit --help should not load it
 
