@@ -323,21 +323,30 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]
         if seen.attempt.handshake == "ok":
             seen.cipher = conn.get_cipher_name()
-            _request(conn, target, seen.attempt)
+            first, refused = b"", None
+            if seen.requested and seen.attempt.tls_version == "TLSv1.3":
+                from certkit.probe_http import await_refusal
+
+                first, refused = await_refusal(conn, sock, timeout)
+            _request(conn, target, seen.attempt, first, refused)
     finally:
         sock.close()
     return seen
 
 
-def _request(conn, target: Target, attempt: Attempt) -> None:
-    """One HTTP/1.1 GET and the head of its answer; a TLS alert instead is recorded as such."""
+def _request(conn, target: Target, attempt: Attempt, data: bytes = b"", refused: Exception | None = None) -> None:
+    """One HTTP/1.1 GET and the head of its answer; a TLS alert instead is recorded as such. ``data`` and
+    ``refused``: what the server sent, and how its connection ended, before the request was written."""
     from OpenSSL import SSL
+
+    from certkit.probe_http import read_body
 
     host = f"[{target.host}]" if ":" in target.host else target.host
     request = (f"GET {target.path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: certkit-probe\r\n"
                "Accept: text/plain, */*\r\nConnection: close\r\n\r\n")
-    data = b""
     try:
+        if refused is not None:
+            raise refused
         conn.sendall(request.encode("ascii", "replace"))
         while len(data) < MAX_RESPONSE_BYTES and b"\r\n\r\n" not in data:
             chunk = conn.recv(4096)
@@ -345,7 +354,7 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
                 break
             data += chunk
         if b"\r\n\r\n" in data:
-            data = _body(conn, data)
+            data = read_body(conn, data, MAX_BODY_BYTES)
     except SSL.ZeroReturnError:
         pass
     except (SSL.WantReadError, SSL.WantWriteError):
@@ -363,25 +372,6 @@ def _request(conn, target: Target, attempt: Attempt) -> None:
         attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
     elif data and not attempt.read_alert:
         attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended
-
-
-def _body(conn, data: bytes) -> bytes:
-    """Read on into the body, for the page nginx answers with and the reasons certkit serve gives: up to
-    MAX_BODY_BYTES of it, its Content-Length, or the end of the connection."""
-    from OpenSSL import SSL
-
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"(?im)^content-length:[ \t]*(\d{1,12})[ \t]*$", head)
-    want = min(MAX_BODY_BYTES, int(length.group(1)) if length else MAX_BODY_BYTES)
-    while len(body) < want:
-        try:
-            chunk = conn.recv(4096)
-        except SSL.Error:
-            break
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:

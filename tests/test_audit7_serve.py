@@ -96,3 +96,39 @@ def test_a_failed_rule_line_says_how_it_fails() -> None:
     assert all("<strong>" in line for line in failed), failed
     assert "it is signed by CN=Other CA" in failed[0] and "expired on 2020-01-01" in failed[1], failed
     assert "its extendedKeyUsage is serverAuth, without clientAuth" in failed[2], failed
+
+
+# --- serve7 #2: probe and a server that refuses after a TLS 1.3 handshake (Redis) -----------------------------
+def test_probe_sees_redis_refuse_a_missing_client_certificate_every_time(tmp_path: Path) -> None:
+    """Redis with tls-auth-clients yes refuses a client without a certificate by an alert after the TLS 1.3
+    handshake; probe wrote its request at once, met the reset, and said in most runs that the handshake
+    "completed without it". It now waits for that refusal before writing: the same verdict every run."""
+    from test_peers_redis import Redis
+    from test_peers_redis import certs as make_certs
+
+    certs = make_certs.__wrapped__(_Factory(tmp_path))  # the module fixture's certificates, made here
+    cluster = Redis(tmp_path / "redis", certs)
+    (tmp_path / "redis").mkdir()
+    try:
+        node = cluster.start("primary", server_cert="primary-server", client_cert="primary-client")
+        verdicts = []
+        for _ in range(6):
+            proc = run_certkit("probe", f"https://127.0.0.1:{node.port}/", "--ca-file", certs / "ca" / "ca.pem",
+                               "--json", env=certkit_env())
+            verdicts.append(json.loads(proc.stdout)["client_certificate"])
+    finally:
+        cluster.stop()
+    assert all(v == verdicts[0] for v in verdicts), verdicts
+    assert "refused" in json.dumps(verdicts[0]) and "completed the handshake without" not in json.dumps(verdicts)
+
+
+class _Factory:
+    """The tmp_path_factory a module fixture is given, for a fixture called directly."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def mktemp(self, name: str) -> Path:
+        path = self.base / name
+        path.mkdir()
+        return path
