@@ -246,6 +246,11 @@ def server_problem(result: "ProbeResult") -> str | None:
             f"the server's certificate is not valid: {first}"
     if result.ca_as_server and result.name_matches:
         return "the server's certificate is a CA certificate, which Firefox refuses (OpenSSL clients accept it)"
+    # The purpose first: a client certificate served by mistake (etcd's --cert-file given the client bundle)
+    # never names the host either, and fixing the bundle is what matters.
+    if not result.server_auth and result.chain and "clientAuth" in (result.chain[0]["extended_key_usage"] or ()):
+        return ("the server's certificate is a client certificate (clientAuth, no serverAuth): the server is "
+                "configured with the wrong bundle")
     if not result.name_matches:
         return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
     if not result.server_auth:

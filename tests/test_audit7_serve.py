@@ -132,3 +132,19 @@ class _Factory:
         path = self.base / name
         path.mkdir()
         return path
+
+
+# --- serve7 #5: probe's Error line names a client certificate served by mistake -------------------------------
+def test_probe_headline_names_a_client_certificate_served_by_mistake(tmp_path: Path) -> None:
+    from test_probe import openssl_server
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Probe CA", env=env, check=True)
+    run_certkit("issue-client", "etcd-1.cluster.internal", "--out", tmp_path / "wrong", env=env, check=True)
+    with openssl_server("-cert", tmp_path / "wrong" / "fullchain.pem", "-key", tmp_path / "wrong" / "privkey.pem") \
+            as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", env=env)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"Error: localhost:{port}: the server's certificate is a client certificate (clientAuth, no "
+                    "serverAuth): the server is configured with the wrong bundle."), proc.stderr
