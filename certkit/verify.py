@@ -124,6 +124,12 @@ def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple
             ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:
                 return path, unanchored_leaf(leaf, list(roots), sent=sent, **known)
+            if cert.issuer == cert.subject:  # it reached a root: one above the trusted CA, or another's
+                above = any(_issued_by(r, cert) for r in roots)
+                return path, (f"not issued by the trusted CA ({ca_names}) nor by a CA below it: its chain ends at "
+                              f"the root {cn_text(cert.subject)}"
+                              + (", a CA above the trusted one, whose own inventory records whether it revoked it"
+                                 if above else ", another CA's"))
             return path, (f"the chain breaks at {cn_text(cert.subject)}: its issuer {cn_text(cert.issuer)} is "
                           f"not the trusted CA ({ca_names}) nor in the intermediates given")
         pool.remove(nxt)

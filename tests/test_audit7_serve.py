@@ -148,3 +148,18 @@ def test_probe_headline_names_a_client_certificate_served_by_mistake(tmp_path: P
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (f"Error: localhost:{port}: the server's certificate is a client certificate (clientAuth, no "
                     "serverAuth): the server is configured with the wrong bundle."), proc.stderr
+
+
+# --- serve7 #4: a certificate the root above the trusted intermediate issued ----------------------------------
+def test_serve_optional_says_a_roots_certificate_is_from_above_the_intermediate(pki: Path) -> None:
+    run_certkit("issue-client", "erin", env=_env(pki), cwd=pki, check=True)  # issued by the root
+    with serving("--optional", env=_env(pki, "int")) as srv:
+        answer = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(pki / "root" / "ca.pem"),
+                                 "--cert", str(pki / "erin" / "fullchain.pem"), "--key",
+                                 str(pki / "erin" / "privkey.pem"), f"https://localhost:{srv.port}/?format=json"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+    data = json.loads(answer)
+    assert data["authenticated"] is False, data
+    assert ("not issued by the trusted CA (CN=Lab Issuing) nor by a CA below it: its chain ends at the root CN=Lab "
+            "CA, a CA above the trusted one") in data["reason"], data
+    assert "nor in the intermediates given" not in data["reason"]
