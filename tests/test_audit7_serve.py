@@ -163,3 +163,17 @@ def test_serve_optional_says_a_roots_certificate_is_from_above_the_intermediate(
     assert ("not issued by the trusted CA (CN=Lab Issuing) nor by a CA below it: its chain ends at the root CN=Lab "
             "CA, a CA above the trusted one") in data["reason"], data
     assert "nor in the intermediates given" not in data["reason"]
+
+
+# --- serve7 #7: serials in the docs as certkit prints them ----------------------------------------------------
+def test_every_serial_in_the_docs_has_whole_bytes() -> None:
+    """certkit prints a serial as openssl does, whole bytes (vocabulary.serial_hex: 40 digits, not 39): a page
+    showing an odd number of digits shows what certkit never prints."""
+    import re
+
+    from conftest import REPO
+
+    odd = [f"{page.name}:{n}: {token}" for page in [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+           for n, line in enumerate(page.read_text().splitlines(), 1)
+           for token in re.findall(r"\b[0-9A-F]{20,41}\b", line) if len(token) % 2]
+    assert odd == []
