@@ -445,8 +445,9 @@ def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> s
     return f"rejected {peer}: {reason}"
 
 
-def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None) -> None:
-    """Run ``server`` until SIGINT/SIGTERM (main thread only), then close it.
+def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None) -> int | None:
+    """Run ``server`` until SIGINT/SIGTERM/SIGHUP (main thread only), then close it; return the
+    number of the signal that stopped it (None if it stopped otherwise), for the exit status.
 
     The signal handler raises KeyboardInterrupt in the main thread, which
     leaves ``serve_forever``; calling ``shutdown()`` from the handler would
@@ -454,7 +455,10 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
     """
     import signal
 
+    received: list[int] = []
+
     def stop(signum, frame):
+        received.append(signum)
         raise KeyboardInterrupt
 
     installed = {}
@@ -465,8 +469,9 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
-        pass
+        return received[0] if received else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
     finally:
         for sig, previous in installed.items():
             signal.signal(sig, previous)
         server.server_close()
+    return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.text import shown
-from certkit.vocabulary import eku_names, iso, san_entries, serial_hex
+from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex
 
 if TYPE_CHECKING:
     from certkit.serve_page import ServerFacts, Visit
@@ -46,7 +46,7 @@ class PeerIdentity:
             ("common name", self.common_name or "(none)"), ("subject", self.subject),
             ("SAN", ", ".join(self.sans) or "(none)"), ("serial", self.serial), ("issuer", self.issuer),
             ("EKU", ", ".join(self.eku) or "(none)"), ("expires", text_time(self.not_after)),
-            ("SHA-256", self.fingerprint_sha256), ("TLS", self.tls_version or "?"),
+            ("SHA-256", colons(self.fingerprint_sha256)), ("TLS", self.tls_version or "?"),
         ]
         return "Authenticated client certificate\n" + "".join(f"  {k:<12} {shown(v)}\n" for k, v in rows)
 
@@ -119,14 +119,25 @@ def certificate_json(identity: "PeerIdentity", now: dt.datetime | None = None) -
     return {**data, "status": status_of(identity, now)}
 
 
+def presented_json(visit: "Visit") -> dict:
+    """The refused client's certificate, with its ``status`` (by this server's clock) and what the CA's
+    inventory records against it (``withdrawn``), as serve gives its own certificate."""
+    withdrawn = list(visit.inventory.problems) if visit.inventory is not None else []
+    return {**identity_json(visit.client), "status": status_of(visit.client), "withdrawn": withdrawn}
+
+
 def as_json(visit: "Visit", server: "ServerFacts") -> dict:
     """The JSON answer: the client's identity (``authenticated``: true), or why there is none."""
     if visit.authenticated:
         data = visit.client.as_dict()
     else:
+        ours = [r for r in visit.refused if not r.startswith("OpenSSL: ")]
         data = {"authenticated": False,
                 "reason": "; ".join(visit.refused) if visit.client else "no client certificate was sent",
-                "presented": identity_json(visit.client) if visit.client else None}
+                # as certkit verify and probe give them: certkit's reasons, and OpenSSL's words apart
+                "reasons": ours if visit.client else ["no client certificate was sent"],
+                "verify_errors": [r.removeprefix("OpenSSL: ") for r in visit.refused if r.startswith("OpenSSL: ")],
+                "presented": presented_json(visit) if visit.client else None}
     cert = server.certificate  # its status judged at this request, by this server's clock
     data["server_certificate"] = {**certificate_json(cert), "withdrawn": server.withdrawn()} if cert else None
     data["client_ca"] = server.client_ca

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from certkit.serve_json import as_json, status_of, text_time, time_problem  # noqa: F401 (serve_page's names)
 from certkit.text import shown
+from certkit.vocabulary import colons
 
 if TYPE_CHECKING:
     from certkit.serve import InventoryVerdict, PeerIdentity
@@ -357,7 +358,7 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
         ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
         ("Expires", text_time(cert.not_after)),
         ("Serial", cert.serial),
-        ("SHA-256", cert.fingerprint_sha256),
+        ("SHA-256", colons(cert.fingerprint_sha256)),
         ("TLS", cert.tls_version or "?"),
     ]) + "</dl>"
     if visit.authenticated:

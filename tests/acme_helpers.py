@@ -15,10 +15,13 @@ from serve_process import ServeProcess
 
 
 class AcmeServer(ServeProcess):
-    """``python -m certkit acme serve --port 0 --json ARGS``; ``info`` is what it printed at start."""
+    """``python -m certkit acme serve --port 0 --json ARGS`` (ARGS may give the --port: an option is
+    given once); ``info`` is what it printed at start."""
 
     def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
-        self._start(["acme", "serve", "--port", "0", "--json", "--verbose", *map(str, args)], env=env, cwd=cwd)
+        args = tuple(map(str, args))
+        port = () if "--port" in args else ("--port", "0")
+        self._start(["acme", "serve", *port, "--json", "--verbose", *args], env=env, cwd=cwd)
 
     @property
     def directory(self) -> str:

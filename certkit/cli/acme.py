@@ -310,18 +310,24 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
 
 
 def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -> None:
-    """Print the summary and serve until Ctrl-C or SIGTERM; then stop the service."""
+    """Print the summary and serve until Ctrl-C or SIGTERM; then stop the service, and exit as a
+    command stopped by that signal does (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    import signal
     import threading
 
     from certkit.acme.listener import maintain
+    from certkit.cli.serve import exit_stopped
     from certkit.errors import handle_stop_signals, restore_signals
     from certkit.serve import serve_until_stopped, stderr_log
 
+    stopped_by: list[int] = []
+
     def interrupted(signum, frame):
+        stopped_by.append(signum)
         raise KeyboardInterrupt
 
     # From here on SIGTERM (and SIGHUP) stops the server as Ctrl-C does, even before it serves its
-    # first request.
+    # first request; the exit status says which (exit_stopped: 130, 143, 129), once it has drained.
     previous = handle_stop_signals(interrupted)
     stop = threading.Event()
     serving = False
@@ -335,8 +341,9 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
         threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
         stderr_log(f"listening on {server.directory_url}")
         serving = True
-        serve_until_stopped(server)
+        signum = serve_until_stopped(server)
     except KeyboardInterrupt:
+        signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()
     except BaseException:
         if not serving:  # it never served: the certificate it issued itself, whose key dies with it, is no use
@@ -350,6 +357,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
             restore_signals(previous)
             service.stop()
     stderr_log("stopped")
+    exit_stopped(signum)
 
 
 def _drain(server) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import sys
 from pathlib import Path
 
@@ -111,23 +112,35 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     del key_pem
     from certkit.errors import handle_stop_signals, restore_signals
 
+    stopped_by: list[int] = []
+
     def interrupted(signum, frame):
+        stopped_by.append(signum)
         raise KeyboardInterrupt
 
     # From here on SIGTERM (and SIGHUP) stops the server as Ctrl-C does, even before serve_forever runs:
-    # a script that stops it as soon as it printed its URL gets exit 0.
+    # a script that stops it as soon as it printed its URL gets the same exit status (exit_stopped).
     previous = handle_stop_signals(interrupted)
     try:
         _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
         sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
         _say_when_expired(chain_pem, self_issued=cert_file is None)
         stderr_log(f"listening on {server.url}")
-        serve_until_stopped(server)
+        signum = serve_until_stopped(server)
     except KeyboardInterrupt:
+        signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()
     finally:
         restore_signals(previous)
     stderr_log("stopped")
+    exit_stopped(signum)
+
+
+def exit_stopped(signum: int | None) -> None:
+    """A server stopped cleanly by signal ``signum`` exits as every command does when that signal
+    stops it (and as shells report it): 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    if signum is not None:
+        raise click.exceptions.Exit(128 + signum)
 
 
 def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: list[str], host: str, port: int,
