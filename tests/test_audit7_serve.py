@@ -177,3 +177,27 @@ def test_every_serial_in_the_docs_has_whole_bytes() -> None:
            for n, line in enumerate(page.read_text().splitlines(), 1)
            for token in re.findall(r"\b[0-9A-F]{20,41}\b", line) if len(token) % 2]
     assert odd == []
+
+
+# --- serve7 #6: one vocabulary for a refused client ---------------------------------------------------------
+def test_a_refused_clients_answer_has_verify_and_probes_fields(pki: Path) -> None:
+    with serving("--optional", env=_env(pki, "int")) as srv:
+        answer = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(pki / "root" / "ca.pem"),
+                                 "--cert", str(pki / "carol" / "fullchain.pem"), "--key",
+                                 str(pki / "carol" / "privkey.pem"), f"https://localhost:{srv.port}/?format=json"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+        text = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(pki / "root" / "ca.pem"),
+                               "--cert", str(pki / "dave" / "fullchain.pem"), "--key",
+                               str(pki / "dave" / "privkey.pem"), f"https://localhost:{srv.port}/?format=text"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+    data = json.loads(answer)
+    verify = json.loads(run_certkit("verify", pki / "carol" / "fullchain.pem", "--purpose", "client", "--json",
+                                    env=_env(pki, "int")).stdout)
+    assert data["authenticated"] is False and data["reasons"] == verify["reasons"], (data, verify)
+    assert data["verify_errors"] == [] and data["presented"]["status"] == "valid"
+    assert data["presented"]["withdrawn"] == verify["reasons"]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    dave = x509.load_pem_x509_certificate((pki / "dave" / "cert.pem").read_bytes())
+    assert f"  SHA-256      {dave.fingerprint(hashes.SHA256()).hex(':').upper()}" in text, text
