@@ -25,7 +25,6 @@ from certkit.trust.tools import (
     pem_blocks,
     pem_fingerprints,
     run_tool,
-    succeeded,
     tool_failure,
 )
 
@@ -159,6 +158,9 @@ class NSSStore(Store):
         for path in (self.directory / "cert9.db", self.directory / "key4.db"):
             if not path.is_file():
                 continue
+            if path.stat().st_size == 0:  # left half-made: created, never written (a full disk, a killed run)
+                return TrustError(f"{tool_failure(proc, what)} ({path} is empty: the database was left half-made, "
+                                  f"holding nothing; remove {self.directory} and run again)")
             try:
                 with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
                                                         timeout=0.5)) as db:
@@ -192,8 +194,16 @@ class NSSStore(Store):
             # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
             # others may write lets them put a database of their own, trusting their CA, where browsers read it.
             make_folders(self.directory.parent)
+            fresh = not self.directory.exists() or not any(self.directory.iterdir())
             self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
-            succeeded(self._certutil("-N", "--empty-password"), f"certutil -N -d {self.db} --empty-password")
+            made = self._certutil("-N", "--empty-password")
+            if made.returncode != 0:
+                # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
+                # every later certutil, and the browser, would call it bad. What this run made goes.
+                if fresh:
+                    _remove_half_made(self.directory)
+                raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
+                                 f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         if (held := self._held_as(anchor)) is not None:
@@ -382,3 +392,22 @@ def _absent_profile(program: str, label: str, folder: Path) -> StoreResult:
     else:
         reason = f"no certificate database yet; start {program.split()[0]} once with this profile"
     return StoreResult("nss", label, str(folder), "skipped", reason, "missing")
+
+
+def _remove_half_made(directory: Path) -> None:
+    """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder."""
+    for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # only when nothing else is in it
+
+
+def _disk_full(folder: Path) -> str:
+    """`` (the disk is full: N KiB free)`` when the file system of ``folder`` has under 1 MiB free."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = info.f_bavail * info.f_frsize
+    return f" (the disk is full: {free // 1024} KiB free in {folder})" if free < (1 << 20) else ""
