@@ -193,3 +193,16 @@ def test_not_a_folder_is_said_once(ca_dir, ca_env, tmp_path):
         proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "sock", env=ca_env)
     assert proc.returncode == 1 and "is not a folder, so the output folder" in proc.stderr, proc.stderr
     assert "not a folder, not a folder" not in proc.stderr
+
+
+# --- badinput7 #10: a variable that is not UTF-8 is not a usage error -----------------------------------------
+@pytest.mark.parametrize("variable", ["CERTKIT_CA_DIR", "CERTKIT_INVENTORY_URL"])
+def test_a_variable_that_is_not_utf8_gets_one_line(tmp_path, variable):
+    import os
+
+    env = {k: os.fsencode(v) for k, v in certkit_env(HOME=str(tmp_path)).items()}
+    env[variable.encode()] = b"\xff\xfe"
+    proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and proc.stderr == (f"Error: ${variable} is '\\xff\\xfe', which is not UTF-8 text; "
+                                                    "certkit records paths and URLs as UTF-8.\n"), proc.stderr

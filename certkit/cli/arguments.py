@@ -35,8 +35,9 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
 
                 # a URL may hold a secret (refused later): never shown here
                 value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
-                raise click.UsageError(f"{label} is '{value}', which is not UTF-8 text; certkit records paths and "
-                                       "URLs as UTF-8.", ctx=where)
+                # not the command line's usage: one line, exit 1, as for the same variable set but empty
+                raise click.ClickException(f"{label} is '{value}', which is not UTF-8 text; certkit records paths "
+                                           "and URLs as UTF-8.")
     sub_name = args[1] if command is not None and isinstance(command, click.Group) and len(args) > 1 else None
     leaf, start = command, 1
     if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
