@@ -14,17 +14,21 @@ Two ways to replace, both crash-safe:
 - a folder that holds nothing but bundle files is swapped whole with Linux's
   ``renameat2(RENAME_EXCHANGE)``: a reader opening ``cert.pem`` and
   ``privkey.pem`` sees the old pair or the new pair, never one of each;
-- any other folder (a user's files beside the bundle, a mount point) gets a
-  journal: the new files are staged in a hidden subfolder with a ``COMMIT``
-  list, then renamed over the old ones. A writer killed after ``COMMIT`` is
-  rolled forward by the next certkit command (:func:`settle_folder`), one
-  killed before it is rolled back, so the folder holds one whole bundle.
+- any other folder (a user's files beside the bundle, a mount point, a file
+  mounted in it) gets a journal (:mod:`certkit.bundle_journal`): the new files
+  are staged in a hidden subfolder with a ``COMMIT`` list, then renamed over the
+  old ones, which the journal keeps until all are in; one that cannot be
+  replaced undoes the others. A writer killed after ``COMMIT`` is rolled
+  forward by the next certkit command (:func:`settle_folder`), one killed
+  before it is rolled back, so the folder holds one whole bundle.
+
+A bundle file that is itself a mount point is refused (:func:`check_writable`):
+no rename can replace it.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,8 +48,6 @@ from certkit.atomic import (
     remove_tree,
     swap_by_renames,
     sweep_stale,
-    temporary_name,
-    unlink_quietly,
     write_new_file,
 )
 from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
@@ -57,8 +59,6 @@ from certkit.text import shown
 
 __all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_extra", "check_writable",
            "new_folder", "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
-_JOURNAL = "certkit-swap"  # the hidden staging subfolder of a journaled replacement
-_COMMIT = "COMMIT"
 
 
 def bundle_names(*, chain: bool, key: bool = True, p12: bool = False) -> list[str]:
@@ -113,6 +113,11 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
     if links:
         raise UnsafeOutputPath(f"{shown(folder / links[0])} is a symbolic link or not a regular file; certkit "
                                "will not replace it. Remove it or choose another folder.")
+    mounted = [n for n in existing if is_mount_point(folder / n)]
+    if mounted:  # a rename over it fails (busy); swapping the folder whole would carry the mount away
+        raise UnsafeOutputPath(f"{shown(folder / mounted[0])} is a mount point (a file mounted there); certkit "
+                               f"cannot replace it. Unmount it (umount {shown(folder / mounted[0])}) and mount "
+                               "the file certkit writes instead, or choose another folder.")
     if existing and not force:
         raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
     if not force:
@@ -235,7 +240,7 @@ def _try_lock(fcntl, fd: int, slot: int) -> bool:
 
 # --- writing ---------------------------------------------------------------------------
 def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False, sync: bool = True,
-                 sweep: bool = True, replaces: Sequence[str] = ()) -> list[Path]:
+                 sweep: bool = True, replaces: Sequence[str] = (), owner: tuple[str, str] | None = None) -> list[Path]:
     """Write the bundle ``files`` (name -> content) into ``folder``; return the paths written.
 
     A new folder appears whole. An existing one (with ``force``) gets ``files``,
@@ -264,7 +269,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
             # carries out bundle names only: each is replaced on its own, after the bundle.
             own = {n: d for n, d in files.items() if n in BUNDLE_FILES}
             if own or stale:
-                replace_bundle(folder, own, remove=stale, sync=sync)
+                replace_bundle(folder, own, remove=stale, sync=sync, owner=owner)
             for name in files.keys() - own.keys():
                 replace_kept(folder / name, files[name], mode_for(name, files[name]))
     except OSError as exc:
@@ -285,18 +290,22 @@ def os_reason(exc: OSError) -> str:
 
 
 def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence[str] = (),
-                   sync: bool = True) -> None:
-    """Replace bundle files in the existing ``folder``: write ``files``, delete ``remove``, keep the rest."""
+                   sync: bool = True, owner: tuple[str, str] | None = None) -> None:
+    """Replace bundle files in the existing ``folder``: write ``files``, delete ``remove``, keep the rest.
+    ``owner``: the inventory file and serial of the certificate written (:mod:`certkit.bundle_journal`)."""
+    from certkit.bundle_journal import journaled
+
     entries = [e for e in os.listdir(folder) if not e.endswith(TEMP_SUFFIX)]
+    # A file mounted there (a shared ca.pem) would move with a folder swapped whole, into the old one.
     only_bundle = all(e in BUNDLE_FILES and (folder / e).is_file() and not (folder / e).is_symlink()
-                      for e in entries)
+                      and not is_mount_point(folder / e) for e in entries)
     if only_bundle and not is_mount_point(folder):
         try:
             _swap_folder(folder, files, remove, sync)
             return
         except _CannotSwap:
             pass  # a bind mount, a file system without exchange: the journal works everywhere
-    _journaled(folder, files, remove, sync)
+    journaled(folder, files, remove, sync, owner)
 
 
 def is_mount_point(folder: Path) -> bool:
@@ -382,70 +391,13 @@ def _cannot_swap_on(errors: tuple[int, ...], step, *args):
         raise
 
 
-def _journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool) -> None:
-    staging = folder / temporary_name(_JOURNAL)
-    os.mkdir(staging, 0o700)
-    try:
-        for name, data in files.items():
-            write_kept(staging / name, data, folder / name, mode_for(name, data), sync=sync)
-        commit = json.dumps({"write": list(files), "remove": list(remove)}).encode()
-        # The journal commits when COMMIT appears, whole: written aside, then renamed.
-        write_new_file(staging / f".{_COMMIT}", commit, SECRET_MODE, sync=True)
-        os.rename(staging / f".{_COMMIT}", staging / _COMMIT)
-        fsync_dir(staging)
-    except BaseException:
-        remove_tree(staging)
-        raise
-    pause_at("staged")
-    _roll_forward(folder, staging)
-    pause_at("swapped")
-
-
-def _roll_forward(folder: Path, staging: Path) -> None:
-    """Carry out a committed journal: move each new file over the old one, delete the stale ones.
-
-    Only a journal certkit could have written is carried out: this user's, naming bundle files
-    only, each new one a regular file of this user's. Anything else (a planted journal naming
-    ``../x`` or ``/etc/x``, a symlink) is removed unread: nothing outside the bundle is touched."""
-    plan = _journal_plan(staging)
-    if plan is not None:
-        for name in plan["write"]:
-            if os.path.lexists(staging / name):
-                os.rename(staging / name, folder / name)
-        for name in plan["remove"]:
-            unlink_quietly(folder / name)
-        fsync_dir(folder)
-    remove_tree(staging)
-
-
-def _journal_plan(staging: Path) -> dict | None:
-    """The journal's plan, if it is one certkit wrote (see :func:`_roll_forward`); else None."""
-    import stat
-
-    def ours(path: Path) -> bool:
-        info = os.lstat(path)
-        return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
-
-    try:
-        if os.lstat(staging).st_uid != os.geteuid() or not ours(staging / _COMMIT):
-            return None
-        plan = json.loads(read_limited(staging / _COMMIT, 4096, what="journal"))
-        if not (isinstance(plan, dict) and set(plan) == {"write", "remove"}):
-            return None
-        names = [*plan["write"], *plan["remove"]]
-        if not all(isinstance(n, str) and n in BUNDLE_FILES for n in names):
-            return None
-        if not all(ours(staging / n) for n in plan["write"] if os.path.lexists(staging / n)):
-            return None
-    except (OSError, ValueError, TypeError, CertkitError):
-        return None
-    return plan
-
-
 def settle_folder(folder: Path) -> None:
     """Finish or undo what a dead writer left in or beside ``folder``: a committed journal is
-    rolled forward, an uncommitted one and any temporary file or folder are removed (they may
-    hold a private key), a set-aside old bundle is put back if the bundle is missing."""
+    rolled forward (or back: :func:`certkit.bundle_journal.settle_journal`), an uncommitted one and
+    any temporary file or folder are removed (they may hold a private key), a set-aside old bundle
+    is put back if the bundle is missing."""
+    from certkit.bundle_journal import JOURNAL, settle_journal
+
     folder = Path(folder)
     sweep_stale(folder.absolute().parent, folder.name)
     if not folder.is_dir() or folder.is_symlink():
@@ -454,13 +406,18 @@ def settle_folder(folder: Path) -> None:
         entries = [e for e in os.scandir(folder) if e.name.endswith(TEMP_SUFFIX)]
     except OSError:
         return
-    for entry in entries:
-        parsed = parse_temporary(entry.name)
-        if parsed and parsed[0] == _JOURNAL and not alive(parsed[1]) and entry.is_dir(follow_symlinks=False):
-            if os.path.exists(os.path.join(entry.path, _COMMIT)):
-                _roll_forward(folder, Path(entry.path))
-            else:
-                remove_tree(Path(entry.path))
+    journals = [e.name for e in entries if (parsed := parse_temporary(e.name)) and parsed[0] == JOURNAL
+                and not alive(parsed[1]) and e.is_dir(follow_symlinks=False)]
+    if journals:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            for name in journals:
+                settle_journal(folder, fd, name)
+        finally:
+            os.close(fd)
     sweep_stale(folder)
 
 

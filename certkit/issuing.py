@@ -237,8 +237,11 @@ class FolderTarget(Target):
         from certkit.bundle import write_bundle
 
         files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
+        # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
+        inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
+        owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None
         return write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
-                            replaces=self.replaces)
+                            replaces=self.replaces, owner=owner)
 
 
 @dataclass
@@ -311,7 +314,9 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 if sync:
                     os.sync()  # durable before the inventory says so
             except BaseException as exc:
-                exc.certkit_delivered = _settle_after_failure(ca, items, issued, done)
+                # A bundle left half replaced (its journal finishes it) stays pending, never abandoned.
+                half = getattr(exc, "folder", None) if type(exc).__name__ == "HalfWritten" else None
+                exc.certkit_delivered = _settle_after_failure(ca, items, issued, done, half)
                 raise
             if ca.inventory is not None:
                 # A deferred target (one output file for many certificates) marks them once it is in place.
@@ -437,8 +442,9 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     raise CertkitError("Could not find an unused serial number; check the system's random source.")
 
 
-def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
-    """After a failure part-way: what is complete on disk is valid, the rest abandoned.
+def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None) -> int:
+    """After a failure part-way: what is complete on disk is valid, the rest abandoned but the one
+    whose folder ``half`` was left half replaced (pending: the next command finishes its journal).
     Returns how many were delivered."""
     if ca.inventory is None:
         return len(done)
@@ -450,6 +456,8 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int]) -> int:
         complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
             target.folder, one.der, keyed))
         complete = complete and not target.deferred  # only in a temporary file, which its output removes
+        if not complete and half is not None and target.folder is not None and Path(target.folder) == half:
+            continue
         (delivered if complete else lost).append(one.serial_hex)
         if complete:
             indexes.append(index)

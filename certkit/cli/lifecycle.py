@@ -197,7 +197,7 @@ def revoke(certificate, reason, ca_dir, as_json):
       certkit revoke 5F3A9C01D2B4 --reason superseded
       certkit revoke ./old-laptop --reason cessation-of-operation && certkit crl --out crl.pem
     """
-    from certkit.errors import CertkitError
+    from certkit.errors import AlreadyRevoked, CertkitError
     from certkit.inventory.rows import parse_iso
     from certkit.lifecycle import find_certificate
     from certkit.revocation import check_can_revoke, parse_reason
@@ -220,7 +220,11 @@ def revoke(certificate, reason, ca_dir, as_json):
         found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert,
                                  ca_parents=tuple(ca_parents))
         check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
-        row = inventory.revoke(found.serial, reason)
+        try:
+            row = inventory.revoke(found.serial, reason)
+        except AlreadyRevoked as exc:  # a revoke killed after its commit: the CRL may not have been published
+            raise AlreadyRevoked(f"{exc} If no CRL was published since, publish one now so servers refuse it: "
+                                 f"certkit crl{_same_ca(ca_dir)} --out crl.pem") from None
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
