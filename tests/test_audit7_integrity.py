@@ -199,3 +199,25 @@ def test_revoking_again_says_to_publish_the_crl(ca_dir, ca_env, tmp_path):
     again = run_certkit("revoke", serial, "--reason", "keyCompromise", env=ca_env)
     assert_clean_error(again, "already revoked")
     assert "certkit crl --out crl.pem" in again.stderr, again.stderr
+
+
+# --- integrity7 #3: --force over another CA's bundle ----------------------------------------------------------
+def test_force_over_another_cas_bundle_names_it_and_its_ca(tmp_path: Path) -> None:
+    import json as _json
+
+    from conftest import PASSPHRASE, certkit_env, run_certkit
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "Root", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "Issuing", env=env, check=True)
+    first = _json.loads(run_certkit("issue-server", "web.test", "--ca-dir", tmp_path / "root", "--out",
+                                    tmp_path / "web", "--json", env=env, check=True).stdout)
+    proc = run_certkit("issue-server", "web.test", "--ca-dir", tmp_path / "issuing", "--out", tmp_path / "web",
+                       "--force", "--json", env=env, check=True)
+    notes = _json.loads(proc.stdout)["notes"]
+    assert any(f"held certificate {first['serial']} of another CA (CN=Root)" in n and "certkit revoke "
+               f"{first['serial']} --ca-dir" in n for n in notes), notes
+    again = _json.loads(run_certkit("issue-server", "web.test", "--ca-dir", tmp_path / "issuing", "--out",
+                                    tmp_path / "web", "--force", "--json", env=env, check=True).stdout)
+    assert not any("another CA" in n for n in again["notes"]), again  # its own CA's: recorded as replaced

@@ -75,3 +75,27 @@ def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
     if ca.inventory.successors(row["serial"]) or ca.inventory.certificate(row["serial"]) != cert:
         return None  # renewed already (a copy of an old bundle), or not this CA's certificate
     return row["serial"]
+
+
+def foreign_replaced(ca: "CA", folder: str | Path) -> str | None:
+    """A note for ``--force`` over a bundle whose certificate another CA issued (the root above an issuing CA,
+    a sibling): this CA cannot record it as replaced, and its key goes with the folder. Names it, and its CA
+    (with its directory when it is one of this CA's parents, whose directory is known), so that it can be
+    revoked there; None when the folder holds no certificate, or one of this CA."""
+    from cryptography import x509
+
+    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.vocabulary import name_text, serial_hex
+
+    path = Path(os.path.abspath(folder)) / CERT_FILE
+    try:
+        cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
+    except (OSError, ValueError, CertkitError):
+        return None
+    if cert.issuer == ca.cert.subject:
+        return None
+    serial = serial_hex(cert.serial_number)
+    return (f"the bundle replaced held certificate {serial} of another CA ({name_text(cert.issuer)}), which this CA "
+            "cannot record as replaced: its key went with the old files. If it is still valid, revoke it with "
+            f"that CA: certkit revoke {serial} --ca-dir DIR-OF-THAT-CA, then publish its CRL")
