@@ -33,7 +33,9 @@ class ServeProcess:
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self._start(["serve", "--port", "0", "--json", *map(str, args)], env=env or certkit_env(), cwd=cwd)
+        args = tuple(map(str, args))
+        port = () if "--port" in args else ("--port", "0")  # an option is given once (certkit refuses twice)
+        self._start(["serve", *port, "--json", *args], env=env or certkit_env(), cwd=cwd)
 
     def _start(self, args: list[str], *, env: dict[str, str], cwd: Path | None) -> None:
         """Run ``python -m certkit ARGS``, collect its output in threads, read the JSON it prints at start."""
