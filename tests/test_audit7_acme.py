@@ -192,3 +192,43 @@ def test_the_directory_and_new_nonce_ignore_a_query_signed_resources_refuse_one(
 # --- 6. --json days ----------------------------------------------------------------------------------------
 def test_json_gives_the_lifetime_certificates_get(acme) -> None:
     assert acme.server.info["days"] == 200 and acme.server.info["days_default"] is True
+
+
+# --- regress8 #1: redirects on a server without --allow-domain; another host's page is never echoed ---------------
+def test_without_allow_domain_a_redirect_stays_on_the_name(tmp_path) -> None:
+    from test_acme_validation import PREFIX, Scripted, answer, challenge, redirect
+
+    from acme_helpers import AcmeServer, make_two_tier, ports
+
+    _root, _issuing, env = make_two_tier(tmp_path)  # no name constraints
+    (http_port,) = ports(1)
+    server = AcmeServer("--http01-port", http_port, "--resolve", "r.acme.test=127.0.0.1", env=env)
+    try:
+        c = Client(server.directory, tmp_path / "root" / "ca.pem")
+        c.register()
+        with Scripted(http_port) as http:
+            ch = challenge(c, "r.acme.test")
+            http.routes[PREFIX + ch["token"]] = redirect(f"http://localhost:{http_port}/admin")
+            http.routes["/admin"] = answer(b"internal-admin-page")
+            c.post(ch["url"], {})
+            done = c.wait(ch["url"], ("valid", "invalid"))
+    finally:
+        server.stop()
+    assert done["status"] == "invalid", done
+    detail = done["error"]["detail"]
+    assert "follows redirects only on the name it validates" in detail and "internal-admin-page" not in detail
+    assert [path for _host, path in http.seen] == [PREFIX + ch["token"]]
+
+
+def test_another_hosts_wrong_answer_is_given_by_its_size(acme) -> None:
+    from test_acme_validation import PREFIX, Scripted, answer, challenge, redirect
+
+    c = _account(acme.server.directory, acme.root)
+    with Scripted(acme.http_port) as http:
+        ch = challenge(c, "k.acme.test")
+        http.routes[PREFIX + ch["token"]] = redirect(f"http://n.acme.test:{acme.http_port}/page")
+        http.routes["/page"] = answer(b"another-machines-page")
+        c.post(ch["url"], {})
+        done = c.wait(ch["url"], ("valid", "invalid"))
+    detail = done["error"]["detail"]
+    assert "answered '21 bytes', not the key authorization" in detail and "another-machines-page" not in detail

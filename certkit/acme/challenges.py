@@ -136,6 +136,8 @@ class Validator:
         text = body.decode("ascii", "replace").rstrip()
         if text != key_auth:
             seen = text[:100] + ("..." if len(text) > 100 else "")
+            if hop.host["value"] != identifier["value"]:  # another machine's page is not the client's to read
+                seen = f"{len(body)} bytes"
             raise Problem("incorrectResponse", f"http-01: {where} answered '{shown(seen)}', not the key "
                                                f"authorization '{key_auth}'.", identifier=identifier)
 

@@ -55,7 +55,8 @@ class AcmeService:
     def __init__(self, ca: "CA", state: AcmeState, config: AcmeConfig,
                  log: Callable[[str], None] = lambda message: None) -> None:
         self.ca, self.state, self.config, self.log = ca, state, config, log
-        validator = dataclasses.replace(config.validator, permits=lambda host: config.policy.check(ca, host))
+        permits = lambda host: _redirect_target(config.policy, ca, host)  # noqa: E731
+        validator = dataclasses.replace(config.validator, permits=permits)
         self.validations = Validations(state, validator, log)
         self.resources = Resources(ca, state, config, self.validations, log)
 
@@ -254,3 +255,13 @@ def _origin_form(target: str) -> str:
     rest = target.split("://", 1)[1]
     ends = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
     return "/" if not ends else ("/" if rest[min(ends)] == "?" else "") + rest[min(ends):]
+
+
+def _redirect_target(policy: Policy, ca, host: dict) -> None:
+    """Whether an http-01 redirect may lead to ``host``, another host than the name validated: one this
+    server could issue for. Without --allow-domain that is any name, localhost and the cloud's metadata
+    host included, so then a redirect stays on the name validated (a Problem otherwise)."""
+    if host["type"] == "dns" and not policy.allow_domains:
+        raise Problem("rejectedIdentifier", f"'{host['value']}' is another host, and this server, started without "
+                                            "--allow-domain, follows redirects only on the name it validates")
+    policy.check(ca, host)
