@@ -62,7 +62,10 @@ def default_ca_dir() -> Path:
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
     else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        # The XDG base directory rules: a relative path in the variable is invalid and ignored (taken as it
+        # is, the default CA would be a different folder from each current folder).
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
     return base / "certkit"
 
 

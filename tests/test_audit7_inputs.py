@@ -200,9 +200,36 @@ def test_not_a_folder_is_said_once(ca_dir, ca_env, tmp_path):
 def test_a_variable_that_is_not_utf8_gets_one_line(tmp_path, variable):
     import os
 
-    env = {k: os.fsencode(v) for k, v in certkit_env(HOME=str(tmp_path)).items()}
+    env = {os.fsencode(k): os.fsencode(v) for k, v in certkit_env(HOME=str(tmp_path)).items()}
     env[variable.encode()] = b"\xff\xfe"
     proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and proc.stderr == (f"Error: ${variable} is '\\xff\\xfe', which is not UTF-8 text; "
                                                     "certkit records paths and URLs as UTF-8.\n"), proc.stderr
+
+
+# --- regress8 #2, badinput7 #4: what the default CA directory is made of -------------------------------------
+@pytest.mark.parametrize("variable", ["HOME", "XDG_DATA_HOME"])
+def test_a_home_that_is_not_utf8_gets_one_line(tmp_path, variable):
+    import os
+
+    env = {os.fsencode(k): os.fsencode(v) for k, v in certkit_env(HOME=str(tmp_path)).items()
+           if k != "CERTKIT_CA_DIR"}
+    env[variable.encode()] = os.fsencode(str(tmp_path)) + b"/\xff"
+    for command in (["init-ca", "--no-passphrase"], ["list"]):
+        proc = subprocess.run([sys.executable, "-m", "certkit", *command], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"${variable} is '" in proc.stderr and "which is not UTF-8 text" in proc.stderr, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_relative_xdg_data_home_is_ignored(tmp_path):
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "other").mkdir()
+    env = certkit_env(HOME=str(tmp_path / "home"), XDG_DATA_HOME="data")
+    env.pop("CERTKIT_CA_DIR", None)
+    run_certkit("init-ca", "--no-passphrase", env=env, cwd=tmp_path / "proj", check=True)
+    assert (tmp_path / "home" / ".local" / "share" / "certkit" / "ca.pem").is_file()
+    assert not (tmp_path / "proj" / "data").exists()
+    run_certkit("list", env=env, cwd=tmp_path / "other", check=True)

@@ -28,7 +28,9 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
         from certkit.constants import ENV_CA_DIR, ENV_INVENTORY_URL
 
         places = {"the current folder's path": _cwd(), f"${ENV_CA_DIR}": os.environ.get(ENV_CA_DIR, ""),
-                  f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, "")}
+                  f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, ""),
+                  # what the default CA directory is made of, when $CERTKIT_CA_DIR does not name one
+                  "$HOME": os.environ.get("HOME", ""), "$XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME", "")}
         for label, text in places.items():
             if not _is_utf8(text):
                 from certkit.db_postgres import shown_url
