@@ -1,30 +1,20 @@
 """The inventory on PostgreSQL (psycopg 3): the same transactions and SQL as on SQLite, for teams.
 
-A CA directory whose inventory URL is ``postgresql://...`` (``init-ca --inventory``,
-or ``CERTKIT_INVENTORY_URL``) keeps its record of certificates in one shared
-database, so several operators and hosts can issue from one CA. What SQLite
-gets from its whole-file write lock, PostgreSQL gets from the database itself:
+A CA directory whose inventory URL is ``postgresql://...`` (``init-ca --inventory``, or
+``CERTKIT_INVENTORY_URL``) keeps its record in one shared database. What SQLite gets from its
+whole-file write lock, PostgreSQL gets from the database: a serial is the primary key (no two rows
+hold one serial, whichever host recorded them); ``SELECT ... FOR UPDATE`` locks the rows a write
+decides on (a revocation, the CRL number, a renewal's predecessor); ``FOR UPDATE SKIP LOCKED`` lets
+two hosts settle pending rows at once, each row by one (:meth:`certkit.inventory.Inventory.reconcile`).
 
-- a serial is the primary key: no two rows can ever hold the same serial,
-  whichever host recorded them;
-- ``SELECT ... FOR UPDATE`` locks the rows a write transaction decides on (a
-  revocation, the CRL number, a renewal's predecessor), so two hosts never
-  take the same CRL number nor decide on the same row at once;
-- ``FOR UPDATE SKIP LOCKED`` lets two hosts settle pending rows at the same
-  time, each row by one of them (:meth:`certkit.inventory.Inventory.reconcile`).
+No secret is ever in the URL (nor in argv): libpq finds the password in its usual places
+(``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``, a service file), and the command line asks on a
+terminal (:data:`password_prompt`); :func:`check_url` refuses every secret parameter
+(:data:`SECRET_PARAMETERS`), and :func:`shown_url` is how a message shows a URL.
 
-The password is never in the URL (nor in argv): libpq finds it in its usual
-places (``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``, a service file), and
-the command line asks on a terminal when the server wants one and none was
-found (:data:`password_prompt`). Nor is any other secret libpq takes
-(``sslpassword``...: :data:`SECRET_PARAMETERS`): :func:`check_url` refuses
-them, and :func:`shown_url` is how a message shows a URL.
-
-Connections are kept open between transactions of one process (a command takes
-several), one at a time per thread, and are never used by a forked child.
-
-Moving an SQLite inventory here, verified row by row, is :mod:`certkit.db_copy`
-(``copy_inventory`` and ``Copied`` stay importable from this module).
+Connections are kept open between the transactions of one process, one at a time per thread, and
+never used by a forked child; one the server closed meanwhile is replaced (:meth:`PostgresDatabase._begin`).
+Moving an SQLite inventory here is :mod:`certkit.db_copy` (``copy_inventory`` is importable from here).
 """
 
 from __future__ import annotations
@@ -34,142 +24,31 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
+# The rules of an inventory URL live in certkit.db (no secret in it, nor in a message): importable from here.
+from certkit.db import (  # noqa: F401
+    SCHEMES,
+    SECRET_PARAMETERS,
+    check_url,
+    hide_secrets,
+    is_postgres_url,
+    secrets_in,
+    shown_url,
+)
 from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
 from certkit.errors import InventoryError
-from certkit.text import shown
 
 LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEOUT_S)
 CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
-SCHEMES = ("postgresql://", "postgres://")
 
 # Asked for the password when the server wants one and libpq found none; the command line
 # sets it on a terminal (certkit.cli.common). Takes the prompt text, returns the password or None.
 password_prompt: Callable[[str], str | None] | None = None
-
-
-def is_postgres_url(text: str) -> bool:
-    return str(text).startswith(SCHEMES)
-
-
-# libpq's connection parameters that hold a secret: those PQconndefaults() marks "*" (shown as
-# stars: password, sslpassword, oauth_client_secret) and the SCRAM keys it hides as debug options
-# (a ClientKey logs in as well as the password it was derived from). A path to a secret (passfile,
-# sslkey, a service file) is not one: the file is where the secret belongs, and libpq checks its mode.
-SECRET_PARAMETERS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key")
-_HIDDEN = "***"
-
-
-def secrets_in(url: str) -> list[str]:
-    """The secret connection parameters ``url`` sets (:data:`SECRET_PARAMETERS`, in that order),
-    wherever libpq (or a generic URL parser) would find them: a password in the user part, or a
-    query parameter, whatever its case and %-escapes (libpq decodes the names), given once or twice."""
-    found = {name for name, _value in _secret_spans(url)}
-    return [name for name in SECRET_PARAMETERS if name in found]
-
-
-def shown_url(url: object) -> str:
-    """``url`` fit to print in a message: :func:`certkit.text.shown`, with the value of every
-    secret parameter (a password in the user part, ``sslpassword=``...) replaced by ``***``;
-    every message that names an inventory URL goes through this, wherever the URL came from."""
-    return shown(hide_secrets(str(url)))
-
-
-def hide_secrets(text: str) -> str:
-    """``text`` with the value of every secret parameter replaced by ``***`` (not escaped for printing:
-    an inventory's location, kept to be printed, whatever was taken for it)."""
-    values = sorted((span for _name, span in _secret_spans(text) if span is not None), reverse=True)
-    for start, end in values:  # from the end: the earlier spans stay where they are
-        text = text[:start] + _HIDDEN + text[end:]
-    return text
-
-
-def _secret_spans(url: str) -> list[tuple[str, tuple[int, int] | None]]:
-    """Each secret parameter in ``url``: its name and where its value is ((start, end), or None for
-    a name without a value). Read more widely than libpq reads a URI, never more narrowly: libpq
-    takes the user part up to the first '@' before any '/' (a '?' or '#' there is part of it), a
-    generic parser up to the last '@' before a '/', '?' or '#'; libpq splits the query after a '?'
-    on '&' and has no fragment (a '#' is part of a value). So the user part here runs to the last
-    '@' before the query (a password may hold a '/'), and the query is split on '&' and '?' from the
-    first '?' on. A string without a scheme is read as libpq's keyword/value form (password=...)."""
-    from urllib.parse import unquote
-
-    scheme = re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*:/+", url)  # (a path keeps one '/' of "postgresql://")
-    start = scheme.end() if scheme else 0
-    found: list[tuple[str, tuple[int, int] | None]] = []
-    if not scheme:  # a libpq keyword/value string ("dbname=ca password=..."), taken for a path or refused
-        for match in re.finditer(r"(?:^|\s)([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)", url):
-            if match.group(1).lower() in SECRET_PARAMETERS:
-                found.append((match.group(1).lower(), match.span(2)))
-        return found
-    question, slash = url.find("?", start), url.find("/", start)
-    # The user part: up to the last '@' before the first '/' (libpq: a '?' may be part of it), or before
-    # the first '?' (a password may hold a '/'), whichever reaches further: masked whole either way.
-    at = url.rfind("@", start, max(len(url) if question < 0 else question, len(url) if slash < 0 else slash))
-    if at >= 0:
-        colon = url.find(":", start, at)
-        if colon >= 0:
-            found.append(("password", (colon + 1, at)))
-    if question >= 0:
-        for match in re.finditer(r"[?&]([^=&?]*)(?:=([^&?]*))?", url[question:]):
-            name = unquote(match.group(1), errors="replace").strip().lower()
-            if name in SECRET_PARAMETERS:
-                value = match.span(2) if match.group(2) is not None else None
-                found.append((name, (question + value[0], question + value[1]) if value else None))
-    return found
-
-
-def check_url(url: str) -> str:
-    """``url`` if it can name an inventory: a PostgreSQL URL without a secret in it (a password,
-    the client key's passphrase...: :data:`SECRET_PARAMETERS`)."""
-    if not is_postgres_url(url):
-        raise InventoryError(f"'{shown_url(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
-    found = secrets_in(url)  # before anything else: an error message never repeats a secret
-    if found:
-        raise InventoryError(_refusal(found))
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise InventoryError(f"The inventory URL cannot be read: {exc}.") from None
-    if "," not in parts.netloc:  # libpq's host1:port1,host2:port2 is not urlsplit's to judge
-        try:
-            parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
-        except ValueError as exc:
-            raise InventoryError(f"The inventory URL '{shown_url(url)}' cannot be read: {exc}.") from None
-    return url
-
-
-def _refusal(found: list[str]) -> str:
-    """Why a URL holding the secret parameters ``found`` is refused, and where each secret goes
-    instead (their names only: never a value)."""
-    if found == ["password"]:
-        return ("The inventory URL holds a password; certkit never stores one (nor takes it from the command "
-                "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
-                "service file, or let certkit ask for it on a terminal.")
-    what = {"password": "a password", "sslpassword": "sslpassword (the passphrase of the client key)"}
-    advice = {
-        "password": "put the password in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a service file, or let "
-                    "certkit ask for it on a terminal",
-        "sslpassword": "keep the client key unencrypted and readable by its owner only (chmod 600: libpq refuses "
-                       "a key others can read) at ~/.postgresql/postgresql.key, $PGSSLKEY or sslkey=PATH, or put "
-                       "sslpassword in a service file (~/.pg_service.conf, mode 600) and name it with "
-                       "?service=NAME",
-    }
-    others = [name for name in found if name not in advice]
-    names = [what.get(name, name) for name in found]
-    steps = [advice[name] for name in found if name in advice]
-    if others:
-        steps.append(f"put {' and '.join(others)} in a service file (~/.pg_service.conf, mode 600) and name it "
-                     "with ?service=NAME")
-    return (f"The inventory URL holds {' and '.join(names)}; certkit never stores a secret (nor takes one from "
-            f"the command line). Remove {'it' if len(found) == 1 else 'them'} from the URL: "
-            + "; ".join(steps) + ".")
 
 
 class PostgresDatabase:
@@ -195,30 +74,53 @@ class PostgresDatabase:
         run their statements as one (their row locks and constraints do what SQLite's write lock
         does); reads run each statement on its own, like SQLite's; ``readonly`` refuses every
         write; ``durable=False`` commits without waiting for the server's disk
-        (``synchronous_commit = off``: a server crash may lose the last commits, never corrupt)."""
+        (``synchronous_commit = off``: a server crash may lose the last commits, never corrupt).
+        A kept connection the server closed (a restart, ``idle_session_timeout``) is replaced, and
+        what failed on it run again, when nothing of this transaction can have reached the server."""
         import psycopg
 
-        conn = self._checkout()
+        tx: _PostgresTx | None = None
         try:
-            if write or readonly or not durable:
-                with conn.transaction():
-                    if readonly:
-                        conn.execute("SET TRANSACTION READ ONLY")
-                    if not durable:
-                        conn.execute("SET LOCAL synchronous_commit = off")
-                    yield _PostgresTx(conn)
-            else:
-                yield _PostgresTx(conn)
+            with ExitStack() as stack:
+                tx = self._begin(stack, write or readonly or not durable, readonly, durable)
+                yield tx
         except psycopg.Error as exc:
-            self._checkin(conn)
+            if tx is not None:
+                self._checkin(tx.conn)
             raise self.error(exc) from None
         except Exception:
-            self._checkin(conn)
+            if tx is not None:
+                self._checkin(tx.conn)
             raise
         except BaseException:  # Ctrl-C or SIGTERM mid-statement: the connection's state is unknown
-            _close(conn)
+            if tx is not None:
+                _close(tx.conn)
             raise
-        self._checkin(conn)
+        self._checkin(tx.conn)
+
+    def _begin(self, stack: ExitStack, explicit: bool, readonly: bool, durable: bool) -> _PostgresTx:
+        """A connection, its transaction begun (``explicit``): a kept one the server closed under
+        its BEGIN is replaced by a new one once (nothing was sent on it that could have run)."""
+        import psycopg
+
+        conn, kept = self._checkout()
+        if not explicit:  # its first statement is the one to run again (:meth:`_PostgresTx.execute`)
+            return _PostgresTx(conn, self if kept else None)
+        try:
+            stack.enter_context(conn.transaction())
+        except psycopg.OperationalError:
+            if not (kept and _lost(conn)):
+                _close(conn)
+                raise
+            _close(conn)
+            conn = self._connect()
+            stack.enter_context(conn.transaction())
+        tx = _PostgresTx(conn)
+        if readonly:
+            conn.execute("SET TRANSACTION READ ONLY")
+        if not durable:
+            conn.execute("SET LOCAL synchronous_commit = off")
+        return tx
 
     def sync(self) -> None:
         """Make durable what was committed with ``durable=False``: a durable commit waits until the
@@ -265,23 +167,25 @@ class PostgresDatabase:
             return tx.execute("SHOW server_version").fetchone()[0]
 
     # --- connections -------------------------------------------------------------------
-    def _checkout(self):
+    def _checkout(self) -> tuple[Any, bool]:
+        """A connection, and whether it was kept from an earlier transaction. A kept one the server
+        has written to since (its goodbye: a restart, an idle timeout), or idle for long, is tried first."""
         key = (self.url, os.getpid())
         while True:
             with _POOL_LOCK:
                 idle = _IDLE.get(key)
                 conn = idle.pop() if idle else None
             if conn is None:
-                return self._connect()
+                return self._connect(), False
             if conn.closed or conn.broken:
                 continue
-            if time.monotonic() - getattr(conn, "_certkit_idle_since", 0.0) > IDLE_CHECK_S:
+            if _readable(conn) or time.monotonic() - getattr(conn, "_certkit_idle_since", 0.0) > IDLE_CHECK_S:
                 try:
                     conn.execute("SELECT 1")
                 except Exception:  # closed by the server (restart, idle timeout): take another
                     _close(conn)
                     continue
-            return conn
+            return conn, True
 
     def _checkin(self, conn) -> None:
         from psycopg import pq
@@ -357,6 +261,12 @@ class PostgresDatabase:
             message = f"The inventory {where} cannot be written: the database server's disk is full."
         elif state == "42501":
             message = f"The inventory {where} may not be used by this database user: {text}."
+        elif state == "57014":
+            message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
+                       "database, or a cancel request); nothing of that transaction was committed, try again.")
+        elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
+            message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
+                       "or an idle timeout); try again once the server is back.")
         elif state.startswith(("08", "57")) or _is_connection_error(exc):
             message = f"The inventory {where} cannot be reached: {text}."
         else:
@@ -383,10 +293,25 @@ def _quiet_psycopg_log() -> None:
 class _PostgresTx:
     dialect = "postgresql"
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, again: PostgresDatabase | None = None) -> None:
         self.conn = conn
+        self._again = again  # a kept connection's first statement: run again on a new one if it was lost
 
     def execute(self, sql: str, params: Sequence[Any] = ()):
+        import psycopg
+
+        again, self._again = self._again, None
+        try:
+            return self._execute(sql, params)
+        except psycopg.OperationalError:
+            # Only a read (each statement on its own here): a write lost with its connection may have run.
+            if again is None or not _lost(self.conn) or not re.match(r"\s*(SELECT|SHOW)\b", sql, re.I):
+                raise
+            _close(self.conn)
+            self.conn = again._connect()
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]):
         cursor = self.conn.cursor()
         if params:
             cursor.execute(_placeholders(sql), tuple(params))
@@ -477,6 +402,23 @@ def _first_line(exc: Exception) -> str:
 def _wants_password(exc: Exception | None) -> bool:
     text = str(exc).lower()
     return "no password supplied" in text or "fe_sendauth" in text
+
+
+def _lost(conn) -> bool:
+    return bool(conn.closed or conn.broken)
+
+
+def _readable(conn) -> bool:
+    """Whether the server wrote to an idle connection: nothing is due on one but its goodbye (a
+    FATAL message, or the end of the stream), so this says cheaply (no round trip) that it is gone."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True  # unknown: tried with a statement
 
 
 def _is_connection_error(exc: Exception | None) -> bool:

@@ -275,7 +275,7 @@ def test_init_ca_tries_the_database_before_generating_a_key(tmp_path, token, pos
     proc = init_token_ca(tmp_path, token, fresh)
     assert proc.returncode == 0, proc.stdout
     assert json.loads(proc.stdout)["key_generated"] is True
-    assert len(token_objects(token)) == 2  # the new pair, private and public
+    assert len(token_objects(token)) == 3  # the new pair, private and public, and the CA certificate beside it
 
 
 def test_a_key_generated_before_a_later_failure_is_reported(tmp_path, token, postgres_url):
@@ -324,7 +324,7 @@ def test_an_inventory_url_that_is_not_utf8_is_refused_without_its_secret(tmp_pat
     url = os.fsdecode(f"postgresql://certkit:{SECRET}@127.0.0.1/db\xff".encode("latin-1"))
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_INVENTORY_URL=url)
     proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True)
-    assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
 
 

@@ -160,11 +160,12 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
         job.run(report)
     except (KeyboardInterrupt, Terminated) as exc:
         result.issued += delivered(exc)
+        result.unmarked += unmarked(exc)
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, signum) from None
     except (CertkitError, OSError) as exc:  # OSError: a file-system failure the library did not anticipate
         result.issued += delivered(exc)
-        result.unmarked += getattr(exc, "certkit_unmarked", 0)
+        result.unmarked += unmarked(exc)
         raise BatchStopped(f"{in_words(exc)} {_stopped(result, 'stopped', job.output)}", result) from None
 
 
@@ -190,6 +191,15 @@ def delivered(exc: BaseException) -> int:
     for one in (exc, exc.__context__):
         if one is not None and hasattr(one, "certkit_delivered"):
             return one.certkit_delivered
+    return 0
+
+
+def unmarked(exc: BaseException) -> int:
+    """How many of :func:`delivered`'s bundles are written whole but not marked (the inventory went
+    away): also when a stop (the parent's SIGTERM to every worker after another's error) landed on top."""
+    for one in (exc, exc.__context__):
+        if one is not None and hasattr(one, "certkit_unmarked"):
+            return one.certkit_unmarked
     return 0
 
 
@@ -358,11 +368,11 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
             handle_stop_signals(signal.SIG_IGN)
         messages.put(("done", {}))
     except (KeyboardInterrupt, Terminated) as exc:
-        messages.put(("stopped", {"stats": {"issued": delivered(exc)}}))
+        messages.put(("stopped", {"stats": {"issued": delivered(exc), "unmarked": unmarked(exc)}}))
     except BaseException as exc:  # reported by the parent as one line, not a traceback
         # with what the chunk it stopped had delivered, whatever the failure: those are recorded valid
         messages.put(("error", {"error": in_words(exc), "stats": {"issued": delivered(exc),
-                                                                  "unmarked": getattr(exc, "certkit_unmarked", 0)}}))
+                                                                  "unmarked": unmarked(exc)}}))
     finally:
         from certkit.db import release_held
 

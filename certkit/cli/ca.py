@@ -22,7 +22,7 @@ from certkit.cli.common import (
 )
 from certkit.constants import ENV_INVENTORY_URL, ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
-from certkit.vocabulary import iso, serial_hex
+from certkit.vocabulary import colons, iso, serial_hex
 
 # Below this, a stolen encrypted CA key falls to an offline guess too easily (scrypt or not).
 MIN_PASSPHRASE = 12
@@ -53,6 +53,9 @@ MIN_PASSPHRASE = 12
 @click.option("--key-uri", metavar="URI",
               help="Keep the CA key in a PKCS#11 token (RFC 7512: 'pkcs11:token=LABEL;object=LABEL'): generated "
                    "there, non-extractable, unless the token holds that key already.")
+@click.option("--reuse-key", is_flag=True,
+              help="Use the token key --key-uri names even though it already signs a CA (its certificate is in "
+                   "the token): a new certificate for the same key, e.g. a root's renewal.")
 @click.option("--pkcs11-module", type=ExistingPath(path_type=Path, dir_okay=False), metavar="PATH",
               help="The PKCS#11 module of the token (else the URI's module-path).")
 @click.option("--pin-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
@@ -62,8 +65,8 @@ MIN_PASSPHRASE = 12
 @json_option
 @click.pass_context
 def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns, permit_ip,
-            parent_ca_dir, parent_passphrase_file, no_passphrase, inventory_url, key_uri, pkcs11_module, pin_file,
-            ca_dir, passphrase_file, as_json):
+            parent_ca_dir, parent_passphrase_file, no_passphrase, inventory_url, key_uri, reuse_key, pkcs11_module,
+            pin_file, ca_dir, passphrase_file, as_json):
     """Create a CA: a root, or with --parent-ca-dir an intermediate.
 
     The CA key is encrypted (PKCS#8, scrypt + AES-256) with a passphrase from
@@ -109,12 +112,12 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         inventory_from_environment()  # click takes an empty variable as unset: refused, as every command does
     if inventory_url is not None:
         _check_inventory_database(inventory_url)
-    if key_uri is not None or pkcs11_module is not None or pin_file is not None:
+    if key_uri is not None or pkcs11_module is not None or pin_file is not None or reuse_key:
         from click.core import ParameterSource
 
         explicit_type = ctx.get_parameter_source("key_type") != ParameterSource.DEFAULT
         key, parent = _token_key(key_uri, pkcs11_module, pin_file, key_type if explicit_type else None,
-                                 no_passphrase, passphrase_file, parent_ca_dir, parent_passphrase_file)
+                                 no_passphrase, passphrase_file, parent_ca_dir, parent_passphrase_file, reuse_key)
         try:
             _create_and_report(store, CA, key, None, parent, key.key_type, common_name, org, org_unit, country,
                                days, permit_dns, permit_ip, inventory_url, as_json)
@@ -126,6 +129,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
 
             said = cli_message(exc) if isinstance(exc, CertkitError) else describe_os_error(exc)
             raise click.ClickException(f"{said} {left_in_token(key)}") from None
+        _keep_in_token(key, store)
         return
     passphrase = _new_passphrase(store, no_passphrase, passphrase_file)
     parent = _load_parent(parent_ca_dir, parent_passphrase_file, (common_name, org, org_unit, country))
@@ -213,14 +217,15 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
 
 
 def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passphrase_file, parent_ca_dir,
-               parent_passphrase_file):
-    """The CA key in a PKCS#11 token (generated there unless it exists) and the parent CA, PIN and
-    passphrases asked for only after everything else was checked."""
+               parent_passphrase_file, reuse_key: bool = False):
+    """The CA key in a PKCS#11 token (generated there unless it exists; one that already signs a
+    CA only with ``reuse_key``) and the parent CA, PIN and passphrases asked for only after
+    everything else was checked."""
     from certkit import pkcs11
     from certkit.constants import ENV_PKCS11_PIN
 
     if key_uri is None:
-        raise click.UsageError("--pkcs11-module and --pin-file go with --key-uri (the key in the token).")
+        raise click.UsageError("--pkcs11-module, --pin-file and --reuse-key go with --key-uri (the key in the token).")
     if no_passphrase or passphrase_file is not None:
         raise click.UsageError("--passphrase-file and --no-passphrase are for a key file; a key in a token is "
                                "protected by the token's PIN (--pin-file, $CERTKIT_PKCS11_PIN or a prompt).")
@@ -241,10 +246,48 @@ def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passph
         if key_type is not None and key.key_type != key_type:
             raise click.ClickException(f"The token's {uri.describe()} is a {key.key_type} key, not {key_type}; "
                                        "leave out --key-type to use it, or name another object to generate one.")
+        _refuse_a_key_in_use(key, reuse_key)
+    elif reuse_key:
+        raise click.ClickException(f"--reuse-key: the token holds no private {uri.describe()}; leave out "
+                                   "--reuse-key to generate one there.")
     else:
         key = pkcs11.generate_key(uri, module, pin, key_type or "ecdsa-p256")
         key.generated = True
     return key, parent
+
+
+def _refuse_a_key_in_use(key, reuse_key: bool) -> None:
+    """A token key that already signs a CA (its certificate is in the token) is not taken for another
+    one without --reuse-key: the two CAs' certificates and CRLs would be indistinguishable to peers
+    (one CA's revocations unknown to the other's inventory)."""
+    from certkit.pkcs11.provision import certificates_for
+    from certkit.text import shown
+
+    used = certificates_for(key)
+    if not used:
+        return
+    names = ", ".join(f"'{shown(c.subject.rfc4514_string())}'" for c in used[:3])
+    if reuse_key:
+        warn(f"the {key.uri.describe()} already signs the CA {names}: the new CA shares that key, and peers cannot "
+             "tell its certificates and CRLs from that CA's.")
+        return
+    label = key.uri.object or "NEW-LABEL"
+    raise click.ClickException(
+        f"The token's {key.uri.describe()} already signs the CA {names} (its certificate is in the token): a second "
+        f"CA on that key would issue certificates and CRLs peers cannot tell from that CA's. Name another object "
+        f"for a new key (e.g. --key-uri '{shown(key.uri.text.replace(label, label + '-2', 1))}'), or pass "
+        "--reuse-key if a new certificate for this same key is what you want.")
+
+
+def _keep_in_token(key, store) -> None:
+    """The new CA's certificate, kept in the token next to its key (:func:`certificates_for` finds it)."""
+    from certkit.errors import CertkitError
+    from certkit.pkcs11.provision import keep_certificate
+
+    try:
+        keep_certificate(key, store.load_certificates()[0])
+    except CertkitError as exc:
+        warn(f"{exc} Another init-ca naming this key would not know that it signs this CA.")
 
 
 def _warn_of_public_suffixes(domains) -> None:
@@ -307,7 +350,7 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         *([f"  may sign     {data['may_sign']}"] if constrained else []),
         *([f"  inventory    {data['inventory']}  (PostgreSQL)"] if inventory_url else []),
         f"  expires      {when(ca.cert.not_valid_after_utc)}",
-        f"  SHA-256      {data['fingerprint_sha256']}",
+        f"  SHA-256      {colons(data['fingerprint_sha256'])}",
     ])
     if key is not None and (attributes["extractable"] or not attributes["sensitive"]):
         warn(f"the token's key {key.uri.text} is {'extractable' if attributes['extractable'] else 'not sensitive'}: "

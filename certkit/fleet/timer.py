@@ -28,7 +28,14 @@ ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
 RANDOM_DELAY = 6 * 3600
 
 
-CARRIED_ENVIRONMENT = (ENV_INVENTORY_URL, "PGPASSFILE", "SOFTHSM2_CONF")
+# What chooses the inventory and the token, and how they are reached (libpq's connection variables
+# but PGPASSWORD, a secret), carried into the timer when set; the paths among them made absolute
+# (cron starts in the home folder, systemd in /).
+CARRIED_PATHS = ("PGPASSFILE", "SOFTHSM2_CONF", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT", "PGSSLKEY",
+                 "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR")
+CARRIED_ENVIRONMENT = (ENV_INVENTORY_URL, *CARRIED_PATHS, "PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER",
+                       "PGDATABASE", "PGSSLMODE", "PGREQUIRESSL", "PGGSSENCMODE", "PGTARGETSESSIONATTRS",
+                       "PGCONNECT_TIMEOUT", "PGCLIENTENCODING", "PGOPTIONS")
 
 
 def program() -> tuple[list[str], dict[str, str]]:
@@ -45,8 +52,73 @@ def program() -> tuple[list[str], dict[str, str]]:
     env = {} if probe.returncode == 0 and probe.stdout.strip() == home else {"PYTHONPATH": home}
     # What decides which inventory and token this CA uses, set for this command: the timer must
     # renew against the same ones. None is a secret (a URL with a password is refused everywhere).
-    env |= {name: os.environ[name] for name in CARRIED_ENVIRONMENT if os.environ.get(name)}
+    env |= {name: _carried(name, os.environ[name]) for name in CARRIED_ENVIRONMENT if os.environ.get(name)}
     return argv, env
+
+
+def _carried(name: str, value: str) -> str:
+    if name in CARRIED_PATHS and value != "system":  # PGSSLROOTCERT=system: the system's CAs, not a file
+        return os.path.abspath(os.path.expanduser(value))
+    return value
+
+
+def check_environment(renew_argv: Sequence[str], env: dict[str, str]) -> None:
+    """Open the CA that ``renew_argv`` renews from, reach its inventory and unlock a token key with
+    its ``--passphrase-file``, in a process with the environment the timer gives it (``env``, this
+    user's HOME and PATH, started in /): what works only through this shell's other variables (a
+    password in $PGPASSWORD, a relative path) is refused now, not every night. A CA whose inventory
+    is a file and whose key is ca-key.pem depends on none of them."""
+    from certkit.store import CADirectory
+
+    options = dict(zip(renew_argv[:-1], renew_argv[1:], strict=True))  # the last --ca-dir: _ca_arguments's
+    if "--ca-dir" not in options:
+        return
+    store = CADirectory(options["--ca-dir"])
+    if store.key_uri is None and not str(store.inventory_location).startswith(("postgresql:", "postgres:")):
+        return
+    given = {k: os.environ[k] for k in ("HOME", "PATH", "LANG", "LC_ALL") if os.environ.get(k)}
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from certkit.fleet.timer import _probe; "
+                               "sys.exit(_probe(sys.argv[1:]))", options["--ca-dir"],
+                               options.get("--passphrase-file", "")], env=given | env, cwd="/",
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CertkitError(f"The timer's environment could not be tried: {exc}.") from None
+    if proc.returncode == 0:
+        return
+    said = (proc.stderr.strip().splitlines() or ["it failed"])[-1].removeprefix("Error: ").rstrip(".")
+    if os.environ.get("PGPASSWORD") and "needs a password" in said:
+        raise CertkitError("The inventory's password is only in $PGPASSWORD, which is never written into a timer or "
+                           "crontab (it is a secret): put it in ~/.pgpass, or in a file only you can read named by "
+                           "$PGPASSFILE, and install the timer again.")
+    carried = ", ".join(f"${k}" for k in env if k != "PYTHONPATH") or "none"
+    raise CertkitError(f"The timer would fail in the environment it runs with (this user's HOME and PATH, and "
+                       f"{carried}): {said}. Set what it needs in this shell (absolute paths), and install it again.")
+
+
+def _probe(args: list[str]) -> int:
+    """In the timer's environment (:func:`check_environment`): the CA opened, its inventory read, a
+    token key unlocked with the passphrase file; 1 and one line on standard error if any fails."""
+    from certkit.constants import MAX_SECRET_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.store import CADirectory
+
+    def secret() -> bytes:  # as the command line reads a secret file: one trailing newline dropped
+        text = read_limited(Path(passphrase_file), MAX_SECRET_FILE_BYTES, what="secret file")
+        return text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
+
+    ca_dir, passphrase_file = args
+    try:
+        store = CADirectory(ca_dir)
+        ca = store.open()
+        store.inventory.count()
+        if passphrase_file and store.key_uri is not None:
+            ca.unlock(secret)
+    except Exception as exc:  # (click's exceptions are not CertkitErrors: each said in its line)
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        print(text.splitlines()[0] if text.strip() else type(exc).__name__, file=sys.stderr)
+        return 1
+    return 0
 
 
 def systemd_running() -> bool:
@@ -124,6 +196,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
 
     system, folder, manage = _where(directory, name, manage)
     argv, env = program()
+    check_environment(renew_argv, env)
     service = service_text([*argv, *renew_argv], env, description)
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
@@ -278,6 +351,7 @@ def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: 
     argv, env = program()
     env = cron_path() | env
     _check_args([*argv, *renew_argv, *env.values()])
+    check_environment(renew_argv, {k: v for k, v in env.items() if k != "PATH"})
     minute = random.randrange(60) if minute is None else minute
     hour = random.randrange(6) if hour is None else hour
     words = [f"{k}={shlex.quote(v)}" for k, v in env.items()] + [shlex.quote(a) for a in [*argv, *renew_argv]]

@@ -1,6 +1,7 @@
 """Getting the CA key from a token: :func:`open_key` (the key a URI names, logged in),
 :func:`key_exists`, and :func:`generate_key` (a new key pair, the private half sensitive and
-never extractable, checked to be so)."""
+never extractable, checked to be so); :func:`keep_certificate` keeps a CA certificate next to its
+key, so that :func:`certificates_for` knows that a key already signs a CA."""
 
 from __future__ import annotations
 
@@ -82,6 +83,58 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                          "that can never leave the token. Remove it (pkcs11-tool --delete-object) and use another "
                          "token.")
     return key
+
+
+def certificates_for(key: TokenKey) -> list:
+    """The certificates the token holds whose public key is ``key``'s (``cryptography`` objects):
+    the CAs that already sign with it (certkit keeps each one it makes: :func:`keep_certificate`;
+    others import theirs with pkcs11-tool --write-object --type cert)."""
+    pkcs11 = binding()
+    from cryptography import x509
+
+    from certkit.keys import public_key_der
+
+    mine = public_key_der(key.public_key())
+    with key._lock:
+        key._ensure_session()
+        objects = _objects(key._session, {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.CERTIFICATE})
+        values = [_attribute(obj, pkcs11.Attribute.VALUE) for obj in objects]
+    found = []
+    for value in values:
+        try:
+            certificate = x509.load_der_x509_certificate(bytes(value or b""))
+            if public_key_der(certificate.public_key()) == mine:
+                found.append(certificate)
+        except (TypeError, ValueError):  # not X.509, or a key type cryptography does not read: not this key's
+            continue
+    return found
+
+
+def keep_certificate(key: TokenKey, certificate) -> None:
+    """Store ``certificate`` (the CA certificate just made with ``key``) in the token as a public
+    certificate object with the key's label and id, as HSM tools do: the record that the key signs a
+    CA, which the next ``init-ca`` naming the key finds (:func:`certificates_for`). Raises
+    :class:`TokenError` when the token does not take it."""
+    pkcs11 = binding()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    with key._lock:
+        key._ensure_session()
+        label = key.uri.object if key.uri.object is not None else _attribute(key._private, pkcs11.Attribute.LABEL)
+        key_id = bytes(_attribute(key._private, pkcs11.Attribute.ID) or b"")
+    template = {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.CERTIFICATE, pkcs11.Attribute.TOKEN: True,
+                pkcs11.Attribute.PRIVATE: False, pkcs11.Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                pkcs11.Attribute.LABEL: label or key_id.hex(), pkcs11.Attribute.ID: key_id,
+                pkcs11.Attribute.SUBJECT: certificate.subject.public_bytes(),
+                pkcs11.Attribute.VALUE: certificate.public_bytes(Encoding.DER)}
+    session = open_session(key.uri, key.module, key._pin, rw=True)
+    try:
+        transient(session.create_object, template)
+    except pkcs11.PKCS11Error as exc:
+        raise TokenError(f"The token '{shown(session.token.label)}' did not store the CA certificate next to the "
+                         f"key: {words(exc)}.") from None
+    finally:
+        session.close()
 
 
 _KINDS = {"PRIVATE_KEY": ("private key", "privkey"), "PUBLIC_KEY": ("public key", "pubkey"),
