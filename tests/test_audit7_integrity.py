@@ -221,3 +221,21 @@ def test_force_over_another_cas_bundle_names_it_and_its_ca(tmp_path: Path) -> No
     again = _json.loads(run_certkit("issue-server", "web.test", "--ca-dir", tmp_path / "issuing", "--out",
                                     tmp_path / "web", "--force", "--json", env=env, check=True).stdout)
     assert not any("another CA" in n for n in again["notes"]), again  # its own CA's: recorded as replaced
+
+
+# --- integrity7 #6: init-ca over a CA that exists (an interrupted run had finished) ------------------------------
+def test_init_ca_over_an_intermediate_names_it_and_its_record_at_the_parent(tmp_path: Path) -> None:
+    import json as _json
+
+    from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "root", "--name", "R", env=env, check=True)
+    made = _json.loads(run_certkit("init-ca", "--ca-dir", tmp_path / "ica", "--parent-ca-dir", tmp_path / "root",
+                                   "--name", "Issuing 1", "--json", env=env, check=True).stdout)
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "ica", "--parent-ca-dir", tmp_path / "root", "--name",
+                       "Issuing 1", env=env)
+    assert_clean_error(proc, "(CN=Issuing 1, made ")
+    advice = f"certkit revoke {made['serial']} --ca-dir {tmp_path / 'root'} --reason cessationOfOperation"
+    assert "that CA can be used as it is" in proc.stderr and advice in proc.stderr, proc.stderr
+    run_certkit(*advice.split()[1:], env=env, check=True)  # the advice works as given

@@ -103,8 +103,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         if (store.path / CERT_FILE).is_file() and not (store.key_path.exists() or store.config_path.exists()):
             raise CAExists(f"{shown(store.path)} is a certificate bundle (it holds {CERT_FILE} and the ca.pem of the "
                            "CA that issued it), not a CA directory; choose another --ca-dir.")
-        raise CAExists(f"A CA already exists in {store.path}; certkit will not overwrite a CA. "
-                       "Choose another --ca-dir or remove it yourself.")
+        raise CAExists(f"A CA already exists in {store.path}{_existing(store, parent_ca_dir)}")
     store.check_new()  # a folder that is not empty, or lies in a CA directory
     if inventory_url is None and os.environ.get(ENV_INVENTORY_URL, "x").strip() == "":
         from certkit.store_inventory import inventory_from_environment
@@ -396,3 +395,31 @@ def check(ca_dir, passphrase_file, as_json):
             counts[e.check] = counts.get(e.check, 0) + 1
         raise Failed(f"{len(errors)} check{'s' if len(errors) > 1 else ''} failed: "
                      + "; ".join(f"{check} ({n})" if n > 1 else check for check, n in counts.items()) + ".")
+
+
+def _existing(store, parent_ca_dir: Path | None) -> str:
+    """What to say of the CA already in ``store``: which it is, that an interrupted init-ca may have made
+    it (it is whole: use it), and, to start over, that the parent records its certificate as valid."""
+    from certkit.errors import CertkitError
+    from certkit.store import CADirectory
+    from certkit.text import shown
+    from certkit.vocabulary import name_text
+
+    try:
+        cert, _parents = store.load_certificates()
+    except CertkitError:
+        return "; certkit will not overwrite a CA. Choose another --ca-dir or remove it yourself."
+    said = (f" ({name_text(cert.subject)}, made {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC); certkit will not "
+            "overwrite a CA (an init-ca interrupted after making it had finished: that CA can be used as it is). "
+            "Choose another --ca-dir")
+    if parent_ca_dir is None or cert.issuer == cert.subject:
+        return said + ", or remove it yourself."
+    try:
+        row = CADirectory(parent_ca_dir).inventory.get(serial_hex(cert.serial_number))
+    except CertkitError:
+        row = None
+    if row is None or row["status"] != "valid":
+        return said + ", or remove it yourself."
+    return (said + f". To start over, revoke its certificate at its parent first (it records it as valid), then "
+            f"remove it: certkit revoke {row['serial']} --ca-dir {shown(str(parent_ca_dir))} --reason "
+            "cessationOfOperation")
