@@ -365,3 +365,14 @@ def test_a_stopped_worker_reports_its_pending_bundles(monkeypatch):
         result.add(stats)
     said = runner._stopped(result, "stopped")
     assert "300 bundles were written and recorded (100 of them as pending only" in said, said
+
+
+def test_a_softhsm_that_cannot_read_its_configuration_is_told(tmp_path, token):
+    """badinput7 #11: a wrong $SOFTHSM2_CONF was only "cannot be loaded: general error"."""
+    assert token_ca(tmp_path, token, "ca", "hint").returncode == 0
+    for conf in (str(tmp_path / "nowhere.conf"), ""):
+        env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin, SOFTHSM2_CONF=conf)
+        proc = run_certkit("issue-server", "h.example", "--out", tmp_path / "h", env=env, subprocess=True)
+        assert_clean_error(proc, "cannot be loaded")
+        assert "SoftHSM reads its configuration from $SOFTHSM2_CONF" in proc.stderr, proc.stderr
+        assert not (tmp_path / "h").exists()

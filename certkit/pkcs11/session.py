@@ -50,7 +50,13 @@ def _lib(path: str, *, locked: bool = False):
     try:
         lib = pkcs11.lib(path)
     except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
-        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}.") from None
+        hint = ""
+        if "softhsm" in os.path.basename(path).lower():  # SoftHSM fails to initialize without its configuration
+            conf = os.environ.get("SOFTHSM2_CONF")
+            hint = (f" (SoftHSM reads its configuration from $SOFTHSM2_CONF, here {shown(conf)}: is that file there, "
+                    "and its tokendir readable?)" if conf else " (SoftHSM reads its configuration from "
+                    "$SOFTHSM2_CONF, else /etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?)")
+        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}{hint}.") from None
     pid = _INITIALIZED_IN.get(path)
     if pid is not None and pid != os.getpid():
         lib.reinitialize()
