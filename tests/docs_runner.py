@@ -253,7 +253,7 @@ class Session:
 
     def _stop_job(self, number: int, where: str) -> None:
         proc, log, step = self.jobs[number - 1]
-        clean = 128 + signal.SIGTERM if step.text.split()[0] == "certkit" else 0  # certkit serve, acme serve
+        clean = 128 + signal.SIGTERM if _program(step.text) == "certkit" else 0  # certkit serve, acme serve
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(20)
@@ -287,3 +287,11 @@ def run_page(page: Path, *, cwd: Path, env: dict[str, str], substitutions: dict[
     return session
 
 
+
+
+def _program(command: str) -> str:
+    """The program a shell line runs: past ``env`` with its ``-u NAME`` and ``NAME=value`` words."""
+    words = command.split()
+    while words and (words[0] == "env" or "=" in words[0] or words[0] == "-u"):
+        words = words[2:] if words[0] == "-u" else words[1:]
+    return words[0] if words else ""
