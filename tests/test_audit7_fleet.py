@@ -154,6 +154,14 @@ def test_without_the_right_to_give_the_group_a_certificate_is_public_a_key_priva
         pytest.skip("needs root (to act as another user with setpriv)")
     nobody = 65534
     place = Path(tempfile.mkdtemp(prefix="certkit-audit7-", dir="/tmp"))
+    # The code, where that user can read it (a checkout under a 0700 folder, as mktemp -d makes, is not).
+    code = Path(tempfile.mkdtemp(prefix="certkit-audit7-code-", dir="/tmp"))
+    code.chmod(0o755)
+    shutil.copytree(REPO / "certkit", code / "certkit", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, _dirs, files in os.walk(code):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
     try:
         os.chown(place, nobody, nobody)
         for name in ("cert.pem", "key.pem"):
@@ -165,12 +173,13 @@ def test_without_the_right_to_give_the_group_a_certificate_is_public_a_key_priva
                   "write_kept(p / 'cert.new', b'c', p / 'cert.pem', 0o644); "
                   "write_kept(p / 'key.new', b'k', p / 'key.pem', 0o640)")
         subprocess.run(["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", sys.executable, "-c",
-                        script, str(place)], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                        script, str(place)], env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"},
                        check=True, capture_output=True, timeout=60)
         assert group_and_mode(place / "cert.new") == (nobody, 0o644)
         assert group_and_mode(place / "key.new") == (nobody, 0o600)
     finally:
         shutil.rmtree(place)
+        shutil.rmtree(code)
 
 
 # --- 3. a key for the server's group -----------------------------------------------------------------------------
