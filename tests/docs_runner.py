@@ -295,3 +295,15 @@ def _program(command: str) -> str:
     while words and (words[0] == "env" or "=" in words[0] or words[0] == "-u"):
         words = words[2:] if words[0] == "-u" else words[1:]
     return words[0] if words else ""
+
+
+def without_asides(text: str) -> str:
+    """``text`` without its parenthesized asides (nested ones too): what a page's sentence or table cell names,
+    its explanations left out."""
+    out, depth = [], 0
+    for char in text:
+        depth += char == "("
+        if depth == 0:
+            out.append(char)
+        depth -= char == ")" and depth > 0
+    return "".join(out)

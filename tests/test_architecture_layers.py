@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from conftest import REPO
+from docs_runner import without_asides
 
 PAGE = REPO / "docs" / "architecture.md"
 PACKAGE = REPO / "certkit"
@@ -22,19 +23,9 @@ LAYERS_HEADER = "| layer | modules | what they own |"
 EXCEPTIONS_HEADER = "| module | imports, when called | why |"
 
 
-def _without_asides(text: str) -> str:
-    out, depth = [], 0
-    for char in text:
-        depth += char == "("
-        if depth == 0:
-            out.append(char)
-        depth -= char == ")" and depth > 0
-    return "".join(out)
-
-
 def _names(cell: str) -> list[str]:
     """The modules a table cell names (`pkcs11/` is the package pkcs11), its asides left out."""
-    return [name.rstrip("/") for name in re.findall(r"`([^`]+)`", _without_asides(cell))]
+    return [name.rstrip("/") for name in re.findall(r"`([^`]+)`", without_asides(cell))]
 
 
 def _table(header: str) -> list[list[str]]:

@@ -17,19 +17,9 @@ import pytest
 from test_docs_options import PAGES, _commands
 
 from conftest import REPO, run_certkit
+from docs_runner import without_asides
 
 INSPECT_PAGE = REPO / "docs" / "inspect.md"
-
-
-def _without_asides(text: str) -> str:
-    """``text`` without its parenthesized asides (nested ones too): what is left names the keys."""
-    out, depth = [], 0
-    for char in text:
-        depth += char == "("
-        if depth == 0:
-            out.append(char)
-        depth -= char == ")" and depth > 0
-    return "".join(out)
 
 
 def _ticked(text: str) -> list[str]:
@@ -43,7 +33,7 @@ def documented_item_keys() -> dict[str, list[str]]:
     found = {}
     for bullet in re.findall(r"^- a (?:certificate|CSR|CRL)'s .*?(?=^- |^\n)", section, re.M | re.S):
         kind = _ticked(bullet.split(")", 1)[0])[1]  # the item's `type`, in the bullet's first aside
-        found[kind] = _ticked(_without_asides(bullet).split(":", 1)[1])
+        found[kind] = _ticked(without_asides(bullet).split(":", 1)[1])
     return found
 
 
@@ -98,7 +88,7 @@ def test_inspect_json_nested_keys_are_documented(materials: dict[str, Path], ca_
     crl = _inspect(materials["crl"], ca_env)["items"][0]
     assert crl["revoked"] and list(crl["revoked"][0]) == _ticked(_aside_after(section, "revoked"))
     keys = _inspect(materials["certificate"], ca_env)["private_keys"]
-    documented = _ticked(_without_asides(section.split("Each of `private_keys` has", 1)[1].split("\n\n")[0]))
+    documented = _ticked(without_asides(section.split("Each of `private_keys` has", 1)[1].split("\n\n")[0]))
     assert keys and list(keys[0]) == documented
 
 
