@@ -445,9 +445,12 @@ def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> s
     return f"rejected {peer}: {reason}"
 
 
-def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None) -> int | None:
+def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None,
+                        received: list[int] | None = None) -> int | None:
     """Run ``server`` until SIGINT/SIGTERM/SIGHUP (main thread only), then close it; return the
     number of the signal that stopped it (None if it stopped otherwise), for the exit status.
+    ``received``: the caller's record of stop signals, which its own handler (in place until these are
+    installed) writes too, so that a signal landing in between is known by its number.
 
     The signal handler raises KeyboardInterrupt in the main thread, which
     leaves ``serve_forever``; calling ``shutdown()`` from the handler would
@@ -455,7 +458,7 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
     """
     import signal
 
-    received: list[int] = []
+    received = [] if received is None else received
 
     def stop(signum, frame):
         received.append(signum)
@@ -464,9 +467,9 @@ def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | No
     installed = {}
     from certkit.errors import stop_signals as terminating
 
-    for sig in stop_signals if stop_signals is not None else (signal.SIGINT, *terminating()):
-        installed[sig] = signal.signal(sig, stop)
-    try:
+    try:  # a signal landing while the handlers are installed is one of this stop's (received) too
+        for sig in stop_signals if stop_signals is not None else (signal.SIGINT, *terminating()):
+            installed[sig] = signal.signal(sig, stop)
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         return received[0] if received else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)

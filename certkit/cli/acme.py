@@ -341,7 +341,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
         threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
         stderr_log(f"listening on {server.directory_url}")
         serving = True
-        signum = serve_until_stopped(server)
+        signum = serve_until_stopped(server, received=stopped_by)
     except KeyboardInterrupt:
         signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()

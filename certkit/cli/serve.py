@@ -126,7 +126,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
         _say_when_expired(chain_pem, self_issued=cert_file is None)
         stderr_log(f"listening on {server.url}")
-        signum = serve_until_stopped(server)
+        signum = serve_until_stopped(server, received=stopped_by)
     except KeyboardInterrupt:
         signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()
