@@ -326,11 +326,16 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                 notes.append(f"no {P12_FILE} written (no PKCS#12 password was given): certkit export-p12 "
                              f"{shown(target_folder)}")
     if target.p12 and p12_password is not None:
-        from certkit.pkcs12 import issued_pkcs12
+        from certkit.pkcs12 import is_legacy, issued_pkcs12
 
         key_path = target_folder / KEY_FILE  # in place, the key kept there; elsewhere, the renewal holds it
-        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, key=None if rekey or not in_place
-                                                                 else _load_key(key_path))}
+        # The format the old one had: a --p12-legacy bundle.p12 is for an importer that takes no other.
+        legacy = is_legacy((target_folder if in_place else found.folder) / P12_FILE)
+        if legacy:
+            notes.append(f"{P12_FILE} written again the legacy way (3DES, HMAC-SHA1), as the one it replaces was")
+        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, legacy=legacy,
+                                                               key=None if rekey or not in_place
+                                                               else _load_key(key_path))}
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
 

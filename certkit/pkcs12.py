@@ -66,6 +66,23 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
         name.encode() if name else None, private_key, cert, chain or None, builder.build(password))
 
 
+# pbeWithSHAAnd3-KeyTripleDES-CBC (1.2.840.113549.1.12.1.3), DER-encoded: a bag encrypted the legacy way,
+# as --p12-legacy and `openssl pkcs12 -export -legacy` write a key.
+_LEGACY_PBE = bytes.fromhex("060a2a864886f70d010c0103")
+
+
+def is_legacy(path: Path) -> bool:
+    """Whether the PKCS#12 file ``path`` was written the legacy way (3DES), so that one written in its
+    place (a renewal's) keeps to what its importer takes; False for one that cannot be read."""
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    try:
+        return _LEGACY_PBE in read_limited(path, MAX_CERT_FILE_BYTES, what="PKCS#12 file")
+    except (OSError, CertkitError):
+        return False
+
+
 def check_password(password: bytes) -> bytes:
     """A PKCS#12 password: not empty, and UTF-8 text (what the format's BMPString and every importer take)."""
     if not password:

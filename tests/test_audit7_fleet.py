@@ -323,3 +323,26 @@ def test_a_damaged_cert_pem_is_said_to_be_damaged(ca_dir, ca_env, tmp_path, cont
     by_serial = run_certkit("renew", serial, env=ca_env)
     assert_clean_error(by_serial, "holds no readable certificate in cert.pem")
     assert "another certificate" not in by_serial.stderr
+
+
+# --- left alone until round seven: a --p12-legacy bundle.p12 keeps its format across renewals --------------------
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "modern"])
+def test_a_renewed_bundle_p12_keeps_its_format(ca_dir, ca_env, tmp_path, bulk, legacy):
+    import subprocess as _subprocess
+
+    password = tmp_path / "p12.pass"
+    password.write_text("p12-password-here\n")
+    password.chmod(0o600)
+    folder = tmp_path / "web.test"
+    run_certkit("issue-server", "web.test", "--out", folder, "--days", "5", "--p12-password-file", password,
+                *(["--p12-legacy"] if legacy else ["--p12"]), env=ca_env, check=True)
+    args = ["--expiring", "30d"] if bulk else [folder]
+    run_certkit("renew", *args, "--p12-password-file", password, env=ca_env, check=True)
+    info = _subprocess.run(["openssl", "pkcs12", "-in", folder / "bundle.p12", "-info", "-noout", "-passin",
+                            f"file:{password}", *(["-legacy"] if legacy else [])], capture_output=True, text=True,
+                           timeout=60)
+    assert info.returncode == 0, info.stderr
+    said = info.stdout + info.stderr
+    assert ("pbeWithSHA1And3-KeyTripleDES-CBC" in said) is legacy, said
+    assert ("AES-256-CBC" in said) is not legacy, said
