@@ -216,6 +216,19 @@ def test_http01_redirects_are_bounded(acme) -> None:
     assert all(e["type"].endswith(":incorrectResponse") for e in elsewhere.values()), elsewhere
 
 
+def redirected(c: Client, port: int, name: str, location: str, body: bytes) -> tuple[dict, dict, "Scripted"]:
+    """An http-01 challenge for ``name`` whose responder on ``port`` redirects to ``location``, whose path
+    answers ``body``: (the challenge, its outcome, the responder, with what it was asked)."""
+    from urllib.parse import urlsplit
+
+    with Scripted(port) as http:
+        ch = challenge(c, name)
+        http.routes[PREFIX + ch["token"]] = redirect(location)
+        http.routes[urlsplit(location).path] = answer(body)
+        c.post(ch["url"], {})
+        return ch, c.wait(ch["url"], ("valid", "invalid")), http
+
+
 @pytest.mark.parametrize("target,why", [
     ("localhost", "'localhost' is outside the domains this ACME server issues for (acme.test)"),
     ("internal.example", "'internal.example' is outside the domains this ACME server issues for"),
@@ -225,13 +238,8 @@ def test_http01_redirects_are_bounded(acme) -> None:
 def test_http01_redirects_only_to_hosts_the_server_validates(acme, target, why) -> None:
     """acme7 #2: a redirect reached any host (localhost, an internal address) and its page came back in
     the error; now a host outside the server's policy is refused before anything is fetched from it."""
-    c = client(acme)
-    with Scripted(acme.http_port) as http:
-        ch = challenge(c, "red.acme.test")
-        http.routes[PREFIX + ch["token"]] = redirect(f"http://{target}:{acme.http_port}/secret")
-        http.routes["/secret"] = answer(b"internal-page")
-        c.post(ch["url"], {})
-        done = c.wait(ch["url"], ("valid", "invalid"))
+    ch, done, http = redirected(client(acme), acme.http_port, "red.acme.test",
+                                f"http://{target}:{acme.http_port}/secret", b"internal-page")
     assert done["status"] == "invalid" and done["error"]["type"].endswith(":incorrectResponse"), done
     assert why in done["error"]["detail"] and "internal-page" not in done["error"]["detail"], done
     assert [path for _host, path in http.seen] == [PREFIX + ch["token"]]

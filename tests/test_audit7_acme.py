@@ -196,7 +196,7 @@ def test_json_gives_the_lifetime_certificates_get(acme) -> None:
 
 # --- regress8 #1: redirects on a server without --allow-domain; another host's page is never echoed ---------------
 def test_without_allow_domain_a_redirect_stays_on_the_name(tmp_path) -> None:
-    from test_acme_validation import PREFIX, Scripted, answer, challenge, redirect
+    from test_acme_validation import PREFIX, redirected
 
     from acme_helpers import AcmeServer, make_two_tier, ports
 
@@ -206,12 +206,8 @@ def test_without_allow_domain_a_redirect_stays_on_the_name(tmp_path) -> None:
     try:
         c = Client(server.directory, tmp_path / "root" / "ca.pem")
         c.register()
-        with Scripted(http_port) as http:
-            ch = challenge(c, "r.acme.test")
-            http.routes[PREFIX + ch["token"]] = redirect(f"http://localhost:{http_port}/admin")
-            http.routes["/admin"] = answer(b"internal-admin-page")
-            c.post(ch["url"], {})
-            done = c.wait(ch["url"], ("valid", "invalid"))
+        ch, done, http = redirected(c, http_port, "r.acme.test", f"http://localhost:{http_port}/admin",
+                                    b"internal-admin-page")
     finally:
         server.stop()
     assert done["status"] == "invalid", done
@@ -221,14 +217,9 @@ def test_without_allow_domain_a_redirect_stays_on_the_name(tmp_path) -> None:
 
 
 def test_another_hosts_wrong_answer_is_given_by_its_size(acme) -> None:
-    from test_acme_validation import PREFIX, Scripted, answer, challenge, redirect
+    from test_acme_validation import redirected
 
-    c = _account(acme.server.directory, acme.root)
-    with Scripted(acme.http_port) as http:
-        ch = challenge(c, "k.acme.test")
-        http.routes[PREFIX + ch["token"]] = redirect(f"http://n.acme.test:{acme.http_port}/page")
-        http.routes["/page"] = answer(b"another-machines-page")
-        c.post(ch["url"], {})
-        done = c.wait(ch["url"], ("valid", "invalid"))
+    _ch, done, _http = redirected(_account(acme.server.directory, acme.root), acme.http_port, "k.acme.test",
+                                  f"http://n.acme.test:{acme.http_port}/page", b"another-machines-page")
     detail = done["error"]["detail"]
     assert "answered '21 bytes', not the key authorization" in detail and "another-machines-page" not in detail
