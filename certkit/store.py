@@ -65,8 +65,24 @@ def default_ca_dir() -> Path:
         xdg = os.environ.get("XDG_DATA_HOME", "")
         # The XDG base directory rules: a relative path in the variable is invalid and ignored (taken as it
         # is, the default CA would be a different folder from each current folder).
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+        if os.path.isabs(xdg):
+            return utf8_path(Path(xdg), "$XDG_DATA_HOME") / "certkit"
+        base = utf8_path(Path.home(), "$HOME") / ".local" / "share"
     return base / "certkit"
+
+
+def utf8_path(path: Path, label: str) -> Path:
+    """``path`` if it is UTF-8 text; else a :class:`CertkitError` naming ``label`` (``$HOME``, ``The CA
+    directory``): certkit records the paths of its CA and bundles as UTF-8, in the inventory and in
+    messages, so a CA made under such a path could never be opened again."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
+        shown_bytes = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise CertkitError(f"{label} is '{shown_bytes}', which is not UTF-8 text; certkit records paths and URLs "
+                           "as UTF-8.") from None
+    return path
 
 
 def no_core_dumps() -> None:
@@ -140,11 +156,11 @@ def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Pa
     is refused (``strict``); else (a folder kept out of CA directories) it is taken as unset."""
     env = os.environ.get(ENV_CA_DIR)
     if path and (env is None or env.strip() or os.fspath(path) != env):
-        return Path(path)
+        return utf8_path(Path(path), f"${ENV_CA_DIR}" if os.fspath(path) == env else "The CA directory")
     if strict and env is not None and not env.strip():  # `CERTKIT_CA_DIR="$TEAM_CA"` with the variable unset
         raise CertkitError(f"${ENV_CA_DIR} is set but empty (an unset variable?); set it to a CA directory, or "
                            f"unset it to use the default one ({default_ca_dir()}).")
-    return Path(env) if env and env.strip() else default_ca_dir()
+    return utf8_path(Path(env), f"${ENV_CA_DIR}") if env and env.strip() else default_ca_dir()
 
 
 class CADirectory:

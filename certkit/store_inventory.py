@@ -199,6 +199,10 @@ def inventory_from_environment() -> str | None:
     from certkit.db_postgres import shown_url
 
     url = os.environ.get(ENV_INVENTORY_URL)
+    if url is not None and not _utf8(url):  # a URL may hold a secret: shown masked
+        raise CertkitError(f"${ENV_INVENTORY_URL} is "
+                           f"'{shown_url(url.encode('utf-8', 'surrogateescape').decode('ascii', 'backslashreplace'))}', "
+                           "which is not UTF-8 text; certkit records paths and URLs as UTF-8.")
     if url is None or url.startswith(("postgresql://", "postgres://")):
         return url
     unset = "or unset it to use the CA directory's own inventory"
@@ -223,3 +227,11 @@ def inventory_from_environment() -> str | None:
         raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
                            f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
     return url
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
+        return False
+    return True

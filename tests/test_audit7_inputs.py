@@ -200,7 +200,9 @@ def test_not_a_folder_is_said_once(ca_dir, ca_env, tmp_path):
 def test_a_variable_that_is_not_utf8_gets_one_line(tmp_path, variable):
     import os
 
-    env = {os.fsencode(k): os.fsencode(v) for k, v in certkit_env(HOME=str(tmp_path)).items()}
+    base = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    run_certkit("init-ca", "--no-passphrase", env=base, check=True)  # the inventory's URL is read for a CA
+    env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()}
     env[variable.encode()] = b"\xff\xfe"
     proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True,
                           timeout=60)

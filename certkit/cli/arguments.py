@@ -25,21 +25,12 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
         return  # click says there is no such command
     where = click.Context(command, info_name=name, parent=ctx) if command else ctx
     if name:
-        from certkit.constants import ENV_CA_DIR, ENV_INVENTORY_URL
-
-        places = {"the current folder's path": _cwd(), f"${ENV_CA_DIR}": os.environ.get(ENV_CA_DIR, ""),
-                  f"${ENV_INVENTORY_URL}": os.environ.get(ENV_INVENTORY_URL, ""),
-                  # what the default CA directory is made of, when $CERTKIT_CA_DIR does not name one
-                  "$HOME": os.environ.get("HOME", ""), "$XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME", "")}
-        for label, text in places.items():
-            if not _is_utf8(text):
-                from certkit.db_postgres import shown_url
-
-                # a URL may hold a secret (refused later): never shown here
-                value = shown_url(_bytes_shown(text)) if label.endswith(ENV_INVENTORY_URL) else _bytes_shown(text)
-                # not the command line's usage: one line, exit 1, as for the same variable set but empty
-                raise click.ClickException(f"{label} is '{value}', which is not UTF-8 text; certkit records paths "
-                                           "and URLs as UTF-8.")
+        # $CERTKIT_CA_DIR, $HOME, $XDG_DATA_HOME and $CERTKIT_INVENTORY_URL are checked where they are used
+        # (certkit.store.resolve_ca_dir, store_inventory): a command that needs no CA is not refused for them
+        if not _is_utf8(cwd := _cwd()):
+            # not the command line's usage: one line, exit 1, as for a variable set but empty
+            raise click.ClickException(f"the current folder's path is '{_bytes_shown(cwd)}', which is not UTF-8 "
+                                       "text; certkit records paths and URLs as UTF-8.")
     sub_name = args[1] if command is not None and isinstance(command, click.Group) and len(args) > 1 else None
     leaf, start = command, 1
     if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
