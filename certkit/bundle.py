@@ -205,19 +205,62 @@ def folders_held(ca_dir: Path | None, places: Iterable[Path], *, wait: float = L
         return os.path.join(parents.get(head) or parents.setdefault(head, os.path.realpath(head)), name)
 
     slots = {int.from_bytes(hashlib.sha256(os.fsencode(resolved(p))).digest()[:7], "big"): p for p in places}
-    fd = _lock_file(ca_dir) if slots and ca_dir is not None else None
+    opened = _LockFile.of(ca_dir) if slots and ca_dir is not None else None
+    taken: list[int] = []
     try:
-        for slot in sorted(slots) if fd is not None else ():
+        for slot in sorted(slots) if opened is not None else ():
             deadline = time.monotonic() + wait
-            while not _try_lock(fcntl, fd, slot):
+            while not opened.counts.get(slot) and not _try_lock(fcntl, opened.fd, slot):  # held here: nested
                 if time.monotonic() > deadline:
                     raise CertkitError(f"Another certkit command has been writing {shown(slots[slot])} for over "
                                        f"{wait:.0f} seconds; nothing was written. Try again once it is done.")
                 time.sleep(0.02)
+            opened.counts[slot] = opened.counts.get(slot, 0) + 1
+            taken.append(slot)
         yield
     finally:
-        if fd is not None:
-            os.close(fd)  # releases every lock this process holds on the file
+        if opened is not None:
+            opened.release(fcntl, taken)
+
+
+class _LockFile:
+    """The lock file of one CA directory, open once per process while any of its byte ranges is held:
+    a holder may nest (a command holds its output file for its whole run; delivering into it holds it
+    again), and closing any descriptor of a file drops every lock the process has on it, so it is
+    closed only when the last is released."""
+
+    _open: dict[str, "_LockFile"] = {}
+    _pid = os.getpid()
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.counts = fd, {}
+
+    @classmethod
+    def of(cls, ca_dir: Path) -> "_LockFile | None":
+        if cls._pid != os.getpid():  # a forked child holds none of its parent's locks
+            cls._open, cls._pid = {}, os.getpid()
+        key = os.path.realpath(Path(ca_dir) / LOCK_FILE)
+        if key not in cls._open:
+            fd = _lock_file(ca_dir)
+            if fd is None:
+                return None
+            cls._open[key] = cls(fd)
+        return cls._open[key]
+
+    def release(self, fcntl, slots: list[int]) -> None:
+        for slot in slots:
+            self.counts[slot] -= 1
+            if not self.counts[slot]:
+                del self.counts[slot]
+                try:
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, slot)
+                except OSError:
+                    pass
+        if not self.counts:
+            for key, opened in list(self._open.items()):
+                if opened is self:
+                    del self._open[key]
+            os.close(self.fd)  # releases every lock this process holds on the file
 
 
 def _lock_file(ca_dir: Path) -> int | None:

@@ -285,19 +285,31 @@ class Renewal:
 
 
 def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
-                 out: Path | None = None, force: bool = False, p12_password: bytes | None = None) -> RenewalPlan:
+                 out: Path | None = None, force: bool = False, p12_password: bytes | None = None,
+                 rekey_keeps_requesters: bool = False) -> RenewalPlan:
     """Find the certificate ``ref`` names and plan its successor: into the folder that holds the
     old bundle (its bundle files replaced, the key kept unless ``rekey``), or into ``out``.
-    Every refusal happens here, before the CA key is needed."""
+    Every refusal happens here, before the CA key is needed. A certificate signed from a CSR is
+    renewed with ``rekey`` only with ``rekey_keeps_requesters`` (bulk renewal), which keeps the
+    requester's key: a key made here would not be the one its requester holds."""
     from certkit.issuing import FolderTarget, plan, renewal_request
 
     inventory = ca.require_inventory()
     found, target_folder, in_place = _renewable(ca, ref, out)
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     keyed = _written_with_key(inventory, found)
+    notes = []
+    if rekey and not keyed:
+        if not rekey_keeps_requesters:
+            raise CannotRenew(f"{found.serial} was signed from a CSR: its requester holds the private key, so a new "
+                              "key made here would not be theirs (nor should it be made on the CA's machine). "
+                              "Renew it without --rekey (the requester's key is kept), or ask for a new CSR and sign "
+                              "it: certkit sign-csr.")
+        rekey, key_type = False, None
+        notes.append("signed from a CSR: renewed with the requester's key (--rekey makes no key for a certificate "
+                     "whose key its requester holds; ask for a new CSR to change it)")
     old_key = _old_key(source, found, check=not rekey, keyed=keyed)
     kind = ca.kind_of(found.cert)
-    notes = []
     if in_place:
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, ca=ca.cert)
         # The folder's key stays, if it holds one: a CSR's bundle never did, nor does its renewal.

@@ -200,9 +200,9 @@ def inventory_from_environment() -> str | None:
 
     url = os.environ.get(ENV_INVENTORY_URL)
     if url is not None and not _utf8(url):  # a URL may hold a secret: shown masked
-        raise CertkitError(f"${ENV_INVENTORY_URL} is "
-                           f"'{shown_url(url.encode('utf-8', 'surrogateescape').decode('ascii', 'backslashreplace'))}', "
-                           "which is not UTF-8 text; certkit records paths and URLs as UTF-8.")
+        text = url.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise CertkitError(f"${ENV_INVENTORY_URL} is '{shown_url(text)}', which is not UTF-8 text; certkit records "
+                           "paths and URLs as UTF-8.")
     if url is None or url.startswith(("postgresql://", "postgres://")):
         return url
     unset = "or unset it to use the CA directory's own inventory"

@@ -138,11 +138,11 @@ def backdated_ca(path: Path, days_ago: int = 60):
     return CADirectory(path).load(PASSPHRASE.encode())
 
 
-def bundle(ca, folder: Path, *names: str, kind: str = "server", days: int = 40, age: int = 0):
+def bundle(ca, folder: Path, *names: str, kind: str = "server", days: int = 40, age: int = 0, emails=()):
     """Issue a certificate of ``days`` days that began ``age`` days ago into the bundle folder ``folder``."""
     from certkit.issuing import FolderTarget, client_request, deliver, server_request
 
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=age)
-    request = client_request(names[0], days=days, not_before=start) if kind == "client" else \
+    request = client_request(names[0], days=days, not_before=start, emails=emails) if kind == "client" else \
         server_request(names, days=days, not_before=start)
     return deliver(ca, request, FolderTarget(folder)).issued

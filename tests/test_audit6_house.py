@@ -63,11 +63,11 @@ def test_renew_json_says_old_and_new_serials_and_san_entries_in_both_modes(ca_di
     assert single["issuer"] == "CN=certkit test root" and len(single["fingerprint_sha256"]) == 64
     bulk = json.loads(run_certkit("renew", "--expiring", "1000d", "--kind", "client", "--json", env=ca_env,
                                   check=True).stdout)
-    by_name = {tuple(c["domains"]): c for c in bulk["certificates"]}
+    by_name = {tuple(c["domains"]) or (c["names"][0],): c for c in bulk["certificates"]}
     alice = by_name[("alice@example.com",)]
     assert alice["names"] == listed["CN=alice"] == ["email:alice@example.com"]
     assert alice["old_serial"] == alice["serial"] and alice["new_serial"] == serial_in(tmp_path / "alice")
-    assert by_name[("bob",)]["old_serial"] == single["new_serial"]
+    assert by_name[("DirName:CN=bob",)]["old_serial"] == single["new_serial"]
 
 
 # --- 4. moments in error lines --------------------------------------------------------------------------------------

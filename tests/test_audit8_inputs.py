@@ -43,7 +43,8 @@ def test_a_home_that_is_not_utf8_stops_only_what_uses_the_default_ca(made, varia
     cert = str(tmp_path / "www" / "cert.pem")
     ca_pem = str(tmp_path / "ca" / "ca.pem")
     for args, environment in ((["inspect", cert], without),
-                              (["verify", cert, "--purpose", "server", "--ca-file", ca_pem, "--name", "www.example.com"], without),
+                              (["verify", cert, "--purpose", "server", "--ca-file", ca_pem, "--name",
+                                "www.example.com"], without),
                               (["list"], with_ca_dir),
                               (["list", "--ca-dir", str(tmp_path / "ca")], without),
                               (["issue-server", "api.example.com", "--out", str(tmp_path / "api")], with_ca_dir)):

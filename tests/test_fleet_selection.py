@@ -116,26 +116,45 @@ def odd_clients(tmp_path):
     return work, serials, env
 
 
-HOOK = 'printf "%s|%s\\n" "$CERTKIT_OLD_SERIAL" "$RENEWED_DOMAINS" >> "$HOME/domains"'
+# for d in $RENEWED_DOMAINS, as certbot's hooks do: each word on a line of its own
+HOOK = ('printf "%s|%s|" "$CERTKIT_OLD_SERIAL" "$(printf %s "$CERTKIT_NAMES" | tr "\\n" ,)" >> "$HOME/domains"; '
+        'for d in $RENEWED_DOMAINS; do printf "[%s]" "$d"; done >> "$HOME/domains"; echo >> "$HOME/domains"')
 
 
-def hook_domains(home: Path) -> dict[str, str]:
-    return dict(line.split("|", 1) for line in (home / "domains").read_text().splitlines())
+def hook_domains(home: Path) -> dict[str, tuple[str, str]]:
+    return {serial: (names, words) for serial, names, words in
+            (line.split("|", 2) for line in (home / "domains").read_text().splitlines())}
 
 
 def test_hooks_get_a_clients_common_name_as_written(odd_clients, tmp_path) -> None:
+    """A client's common name is in CERTKIT_NAMES as written; RENEWED_DOMAINS holds the SAN values alone, so
+    that certbot's `for d in $RENEWED_DOMAINS` never splits a name that holds a space into two."""
     _work, serials, env = odd_clients
     env = env | {"HOME": str(tmp_path)}
     data = bulk(env, "--all", "--kind", "client", "--exec", HOOK)
     assert len(renewed(data)) == 4
     bulk_domains = hook_domains(tmp_path)
-    assert bulk_domains == {serials["backup-job"]: "backup-job", serials["Smith, John"]: "Smith, John",
-                            serials["O=Evil,CN=x"]: "O=Evil,CN=x", serials["x"]: "x"}
+    assert bulk_domains == {serials["backup-job"]: ("backup-job", ""), serials["Smith, John"]: ("Smith, John", ""),
+                            serials["O=Evil,CN=x"]: ("O=Evil,CN=x", ""), serials["x"]: ("x", "")}
+    assert all(o["domains"] == [] for o in data["certificates"])
     (tmp_path / "domains").unlink()
     # a single renewal gives the same values as the bulk one
     proc = run_certkit("renew", _work / "smith", "--exec", HOOK, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert list(hook_domains(tmp_path).values()) == ["Smith, John"]
+    assert list(hook_domains(tmp_path).values()) == [("Smith, John", "")]
+
+
+def test_renewed_domains_split_as_certbot_hooks_split_them(tmp_path) -> None:
+    """A client certificate with an email, and a server certificate with two names: each SAN value is one word."""
+    ca = backdated_ca(tmp_path / "ca")
+    work = tmp_path / "w"
+    alice = bundle(ca, work / "alice", "Alice Smith", kind="client", days=40, age=35, emails=["alice@example.com"])
+    web = bundle(ca, work / "web", "www.example.com", "10.0.0.7", days=40, age=35)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    bulk(env, "--all", "--exec", HOOK)
+    got = hook_domains(tmp_path)
+    assert got[alice.serial_hex] == ("alice@example.com", "[alice@example.com]")
+    assert got[web.serial_hex] == ("www.example.com,10.0.0.7", "[www.example.com][10.0.0.7]")
 
 
 def test_a_name_finds_the_certificate_of_that_common_name_only(odd_clients) -> None:
@@ -207,12 +226,12 @@ def test_timer_description_and_crontab_hint_say_the_whole_selection(due, tmp_pat
     secret = tmp_path / "passphrase"
     secret.write_text(PASSPHRASE + "\n")
     secret.chmod(0o600)
-    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--all", "--kind", "client",
-                       "--name", "db*", "--passphrase-file", secret, env=env)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--expiring", "21d", "--kind",
+                       "client", "--name", "db*", "--passphrase-file", secret, env=env)
     assert proc.returncode == 0, proc.stderr
     description = [line for line in (tmp_path / "u" / "certkit-renew.timer").read_text().splitlines()
                    if line.startswith("Description=")]
-    assert description == ["Description=certkit: renew certificates (--all --kind client --name 'db*')"]
+    assert description == ["Description=certkit: renew certificates (--expiring 21d --kind client --name 'db*')"]
     proc = run_certkit("renew", "--install-timer", "--cron", "--expiring", "20d", "--exec-once", "systemctl reload x",
                        "--passphrase-file", secret, env=env)
     assert proc.returncode == 0, proc.stderr

@@ -97,11 +97,11 @@ def test_units_verified_and_their_command_renews(due):
     assert run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret,
                        "--expiring", "14d", "--exec-once", hook, env=env).returncode == 0
     assert service.read_text() == before
-    other = ["renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, "--all"]
+    other = ["renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, "--expiring", "20d"]
     assert_clean_error(run_certkit(*other, env=env), "already installed")
     assert service.read_text() == before
     assert run_certkit(*other, "--force", env=env).returncode == 0
-    assert "--all" in exec_start(service.read_text())[0]
+    assert "20d" in exec_start(service.read_text())[0]
     # removing takes both away, once; it has no selection to give
     assert_clean_error(run_certkit("renew", "--remove-timer", "--all", "--unit-dir", units, env=env),
                        "--remove-timer removes the timer", code=2)

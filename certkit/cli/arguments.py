@@ -1,5 +1,6 @@
 """Arguments every command refuses before click parses them: an empty value (an unset variable), and
-one that is not UTF-8 text (see :func:`refuse_odd_arguments`)."""
+one that is not UTF-8 text (see :func:`refuse_odd_arguments`); and, once parsed, an output file that is
+one of the command's own inputs (:func:`refuse_inputs_as_output`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import re
 
 import click
+
+from certkit.text import shown
 
 _OPTION = re.compile(r"--?[A-Za-z]")  # an option's name, not '-' (standard input) nor a negative number
 
@@ -119,3 +122,28 @@ def _cwd() -> str:
         return os.getcwd()
     except OSError:  # removed under us: the command says so when it needs it
         return ""
+
+
+def refuse_inputs_as_output(out, what: str = "--out") -> None:
+    """Refuse an output file that is one of the files the command reads (its passphrase or password file,
+    the manifest, the CSR...), even with --force: replaced by the output, a passphrase file's only copy
+    would be gone, and the CA key with it."""
+    ctx = click.get_current_context(silent=True)
+    if out is None or ctx is None or str(out) == "-" or not os.path.isfile(out):
+        return
+    for param in ctx.command.params:
+        if param.name == "out":
+            continue
+        values = ctx.params.get(param.name)
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if not isinstance(value, (str, os.PathLike)) or str(value) == "-":
+                continue
+            try:
+                same = os.path.isfile(value) and os.path.samefile(value, out)
+            except (OSError, ValueError):
+                continue
+            if same:
+                given = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+                raise click.ClickException(f"{what} {shown(out)} is the file given as {given}, which this command "
+                                           f"reads; certkit will not write over it, even with --force. Choose "
+                                           "another file.")

@@ -84,6 +84,8 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
       certkit issue-batch fleet.csv --format tar --out fleet.tar
       certkit issue-batch pods.csv --format k8s | kubectl apply -f -
     """
+    import contextlib
+
     from certkit.batch import CHUNK_SIZE, check_manifest
     from certkit.batch.checking import Spool
     from certkit.batch.manifest import STDIN
@@ -92,10 +94,11 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
 
     output = _output(fmt, out, force, resume, sync, as_json)  # --format jsonl, k8s, tar: one file or stream
     name = STDIN if str(manifest) == "-" else None  # what messages call it: not the copy's temporary file
-    with _spooled(manifest) as path:
+    with _spooled(manifest) as path, contextlib.ExitStack() as holding:
         ca = CADirectory(ca_dir).open()
         if output is not None:
-            output.check(ca.directories)
+            holding.enter_context(output.held(ca))  # to released(): another writer of the file waits
+            output.check(ca.directories, inventory=ca.inventory)
             output.held_before(ca.inventory)
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}

@@ -295,6 +295,9 @@ def file_out(out: Path | None, writes: str, example: str) -> Path | None:
     if typed is not None and typed.endswith((os.sep, "/")):
         raise click.UsageError(f"--out '{shown(typed)}' ends with a slash, so it names a folder; {writes}: name "
                                f"it (for example {shown(typed.rstrip('/' + os.sep) or '.')}/{example}).")
+    from certkit.cli.arguments import refuse_inputs_as_output
+
+    refuse_inputs_as_output(out)  # the passphrase file, the manifest, the CSR
     return out
 
 

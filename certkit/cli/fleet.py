@@ -58,7 +58,8 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
     data = {
         "ca_dir": str(ca.store.path), "selection": result.plan.selection.describe(), "ok": result.ok,
         "renewed": len(result.renewed), "failed": len(result.failed), "skipped": len(result.skipped),
-        "hook_failures": len(result.hook_failures), "rekeyed": rekey, "interrupted": result.stopped is not None,
+        "hook_failures": len(result.hook_failures), "rekeyed": rekey,
+        "needs_attention": sum(o.needs_attention for o in result.skipped), "interrupted": result.stopped is not None,
         "halted": result.halted,
         "certificates": [o.as_dict() for o in result.outcomes],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
@@ -74,14 +75,16 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted:
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    if not as_json and any(o.stage in ("moved", "damaged") for o in result.skipped):  # even under cron (exit 0)
-        _warn_skipped([o for o in result.skipped if o.stage in ("moved", "damaged")])
+    if any(o.needs_attention for o in result.skipped):  # even under cron (exit 0), and beside --json's own count
+        _warn_skipped([o for o in result.skipped if o.needs_attention])
     # nothing renewed, failed or skipped: quiet, as cron wants it
     if result.stopped is not None:
         sys.stderr.flush()
+        left = len(result.untried)
+        rest = (f"; {left} planned renewal{'s were' if left != 1 else ' was'} not done: run the same command again "
+                "to renew the rest" if left else "; every planned renewal was done")
         click.echo(f"Error: interrupted after {len(result.renewed)} renewal"
-                   f"{'s' if len(result.renewed) != 1 else ''}; run the same command again to renew the rest.",
-                   err=True)
+                   f"{'s' if len(result.renewed) != 1 else ''}{rest}.", err=True)
         sys.exit(EXIT_INTERRUPTED if result.stopped == 2 else 128 + result.stopped)
     if result.halted:
         raise Failed(f"{result.halted.rstrip('.')}. The run stopped after {len(result.renewed)} renewal"
@@ -196,6 +199,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
     _warn_of_uncarried_password(renew_argv)
+    _warn_of_short_lives(ca_dir, renew_argv)
     description = f"certkit: renew certificates ({selection})"
     if cron or (unit_dir is None and not fleet.systemd_running()):
         line = fleet.crontab_line(renew_argv)
@@ -263,6 +267,33 @@ def _timer_tail(change, lines: list[str]) -> None:
     if change.todo:
         lines.append("To finish, run:")
         lines += [f"  {shown(c)}" for c in change.todo]
+
+
+def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
+    """Without --days a successor lives as long as the certificate it renews: warn now, not in tomorrow's
+    cron mail, of the certificates that live no longer than the timer's window (each day's run would renew
+    them again)."""
+    import datetime as dt
+
+    from certkit.constants import LEAF_KINDS
+    from certkit.fleet.plan import period_words
+    from certkit.inventory.rows import parse_iso
+    from certkit.store import CADirectory
+
+    if "--days" in renew_argv or "--expiring" not in renew_argv:
+        return
+    text = renew_argv[renew_argv.index("--expiring") + 1]
+    window = dt.timedelta(hours=int(text[:-1])) if text.endswith("h") else dt.timedelta(days=int(text[:-1]))
+    kind = renew_argv[renew_argv.index("--kind") + 1] if "--kind" in renew_argv else None
+    rows = CADirectory(ca_dir).open().require_inventory().rows(
+        "WHERE status = 'valid'" + (" AND kind = ?" if kind else ""), [kind] if kind else [])
+    short = [row for row in rows if row["kind"] in LEAF_KINDS
+             and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window]
+    if short:
+        warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no longer than the "
+             f"renewal window of {period_words(window)} (such as {short[0]['serial']}), so each day's run would renew "
+             f"{'them' if len(short) != 1 else 'it'} again: add --days with a longer lifetime, or give a shorter "
+             "--expiring.")
 
 
 def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str]:

@@ -53,12 +53,20 @@ def issue_to_output(request, fmt: str, out: Path | None, *, name: str, force: bo
                     requested: dict | None = None) -> None:
     """Plan against the locked CA and the output, read secrets, unlock, deliver, summarize."""
     from certkit.formats import Output
-    from certkit.issuing import deliver, plan
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()
     output = Output(fmt, out, force=force)
-    output.check(ca.directories, keyed=request.keyed)
+    with output.held(ca):
+        _issue_held(ca, output, request, name=name, passphrase_file=passphrase_file, as_json=as_json,
+                    p12_password=p12_password, p12_legacy=p12_legacy, requested=requested)
+
+
+def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: bool, p12_password, p12_legacy: bool,
+                requested: dict | None) -> None:
+    from certkit.issuing import deliver, plan
+
+    output.check(ca.directories, keyed=request.keyed, inventory=ca.inventory)
     output.held_before(ca.inventory)
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for

@@ -117,6 +117,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
     if install_timer:
+        _refuse_a_timer_that_renews_everything(renew_all, expiring, days)
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
                                     include_expired=include_expired, **hooks)
         return cli_fleet.timer(True, renew_argv=argv, **schedule)
@@ -163,6 +164,23 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
     if not (bulk or install_timer) and (kind or pattern or include_expired):
         raise click.UsageError("--kind, --name and --include-expired choose certificates for bulk renewal: add "
                                "--expiring PERIOD or --all.")
+
+
+def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int | None) -> None:
+    """A daily timer renews what is due: ``--all`` (or successors that live no longer than the window) would
+    renew every selected certificate every day, forever: new certificates, hooks and reloads each night."""
+    import datetime as dt
+
+    from certkit.fleet.plan import period_words
+
+    if renew_all:
+        raise click.UsageError("A timer runs every day, and --all would renew every certificate every day: give "
+                               "--expiring PERIOD (the default, 30d, renews each one 30 days before it expires).")
+    window = expiring or dt.timedelta(days=30)
+    if days is not None and dt.timedelta(days=days) <= window:
+        raise click.UsageError(f"--days {days} gives the renewed certificates a life no longer than the renewal "
+                               f"window of {period_words(window)}, so every day's run would renew them again: give "
+                               "a longer --days or a shorter --expiring.")
 
 
 def _refuse_with_remove_timer(**given) -> None:

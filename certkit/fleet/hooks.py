@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 # certbot's deploy-hook variables (so hooks written for certbot work unchanged); the rest are certkit's.
 HOOK_ENV = {
     "RENEWED_LINEAGE": "the bundle folder (absolute), as certbot's deploy hooks get it",
-    "RENEWED_DOMAINS": "the certificate's names, space-separated (DNS names, IP addresses, emails, URIs; a "
-                       "client certificate without any: its common name)",
+    "RENEWED_DOMAINS": "the certificate's subject alternative names, space-separated (DNS names, IP addresses, "
+                       "emails, URIs; none holds a space); empty for a client certificate without any",
+    "CERTKIT_NAMES": "the certificate's names, one per line: its subject alternative names, else its common name "
+                     "(which may hold spaces: Alice Smith)",
     "CERTKIT_FOLDER": "the bundle folder (absolute)",
     "CERTKIT_SERIAL": "the new certificate's serial",
     "CERTKIT_OLD_SERIAL": "the serial of the certificate it renews",
@@ -37,6 +39,7 @@ ONCE_ENV = {
 # What both find: the CA in use (a timer passes --ca-dir, so a hook that runs certkit needs it).
 CA_ENV = {"CERTKIT_CA_DIR": "the CA directory in use (absolute), so that a hook that runs certkit acts on this CA"}
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
+STOP_GRACE = 5.0  # seconds a hook gets to end after SIGTERM when the run is stopped, before SIGKILL
 HOOK_OUTPUT = 64 << 10  # bytes of a hook's output kept: its last words, not a runaway log
 _SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*|PGPASSWORD")
 
@@ -72,17 +75,21 @@ def ca_environment(ca) -> dict[str, str]:
 
 def hook_environment(outcome: Outcome) -> dict[str, str]:
     """The variables of :data:`HOOK_ENV` for one renewed bundle."""
-    return {"RENEWED_LINEAGE": outcome.folder, "RENEWED_DOMAINS": " ".join(outcome.names),
+    return {"RENEWED_LINEAGE": outcome.folder, "RENEWED_DOMAINS": " ".join(outcome.domains),
+            "CERTKIT_NAMES": "\n".join(outcome.names),
             "CERTKIT_FOLDER": outcome.folder, "CERTKIT_SERIAL": outcome.new_serial,
             "CERTKIT_OLD_SERIAL": outcome.serial, "CERTKIT_KIND": outcome.kind or "",
             "CERTKIT_NOT_AFTER": outcome.not_after or ""}
 
 
-def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT) -> HookRun:
+def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT,
+             interrupted: list | None = None) -> HookRun:
     """Run ``command`` with ``/bin/sh -c``: certkit's environment without its secrets, plus
     ``extra_env``; what it prints is kept in the result. ``timeout`` bounds the whole run,
     including anything the hook started that still holds its output (``my-daemon &``): at the
-    deadline, the hook's session is killed and certkit stops waiting."""
+    deadline, the hook's session is killed and certkit stops waiting. A stop (Ctrl-C, SIGTERM)
+    during the hook stops it (:func:`_stop`) and is raised again; ``interrupted`` then receives how the
+    hook ended (its exit status, and what happened to it)."""
     import selectors
     import signal
     import time
@@ -121,8 +128,9 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
     except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
-        _kill_group(proc.pid, signal.SIGTERM)
-        proc.wait()
+        ended = _stop(proc, deadline)
+        if interrupted is not None:
+            interrupted.append(ended)
         raise
     finally:
         proc.stdout.close()
@@ -133,8 +141,36 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
         error = (f"exit {code}, but what it started still held its output after {timeout:g} s, so it was stopped "
                  "(redirect a background command's output: cmd >/dev/null 2>&1 &)")
     else:
-        error = f"killed by signal {-code}" if code < 0 else None if code == 0 else f"exit {code}"
+        error = None if code == 0 else describe_status(code)
     return HookRun(command, code, error, output, truncated=dropped > 0)
+
+
+def _stop(proc: subprocess.Popen, deadline: float) -> tuple[int | None, str]:
+    """Stop a hook because the run is stopped: SIGTERM to its session, at most :data:`STOP_GRACE` seconds
+    (nor past its own ``--exec-timeout``) to end, then SIGKILL to whatever is left of it. Its exit status
+    (None if it had to be killed) and what happened, as the report says it."""
+    import signal
+    import time
+
+    _kill_group(proc.pid, signal.SIGTERM)
+    grace = max(0.0, min(STOP_GRACE, deadline - time.monotonic()))
+    try:
+        code = proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:  # also what it started that ignores SIGTERM, and on a second Ctrl-C
+        _kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if code is None:
+        return None, f"it was still running {grace:g} s after SIGTERM, so it was killed"
+    if code == -signal.SIGTERM:
+        return code, "so it was stopped"
+    return code, f"it ended ({'exit 0' if code == 0 else describe_status(code)}) when told to stop"
+
+
+def describe_status(code: int) -> str:
+    """``exit 3`` or ``killed by signal 9``: a hook's exit status in words."""
+    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
 
 
 def kept_output(kept: bytearray, dropped: int) -> str:
@@ -155,13 +191,15 @@ def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: 
     None: a stop during a hook still lets the caller report what was renewed before it exits."""
     from certkit.errors import Terminated
 
+    ended: list[tuple[int | None, str]] = []
     try:
-        return run_hook(command, extra_env, timeout=timeout), None
+        return run_hook(command, extra_env, timeout=timeout, interrupted=ended), None
     except KeyboardInterrupt:
-        return HookRun(command, None, "interrupted (Ctrl-C), so it was stopped"), 2
+        signum, name = 2, "Ctrl-C"
     except Terminated as exc:
-        name = "SIGHUP" if exc.signum == 1 else "SIGTERM"
-        return HookRun(command, None, f"interrupted ({name}), so it was stopped"), exc.signum
+        signum, name = exc.signum, "SIGHUP" if exc.signum == 1 else "SIGTERM"
+    code, what = ended[0] if ended else (None, "so it was stopped")
+    return HookRun(command, code, f"interrupted ({name}), {what}"), signum
 
 
 def hook_base_environment() -> dict[str, str]:

@@ -71,7 +71,7 @@ class Outcome:
     outcome: str  # renewed | failed | skipped
     folder: str | None = None
     kind: str | None = None
-    names: list[str] = field(default_factory=list)  # as hooks get them (RENEWED_DOMAINS): values alone
+    names: list[str] = field(default_factory=list)  # as hooks get them (CERTKIT_NAMES): SAN values, else the CN
     new_serial: str | None = None
     not_after: str | None = None
     # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: cert.pem unreadable);
@@ -88,15 +88,29 @@ class Outcome:
 
     def as_dict(self) -> dict:
         data = {"serial": self.serial, "old_serial": self.serial, "outcome": self.outcome, "folder": self.folder,
-                "kind": self.kind, "names": self.san, "domains": self.names}
+                "kind": self.kind, "names": self.san, "domains": self.domains}
         if self.outcome == "renewed":
             data |= {"new_serial": self.new_serial, "not_after": self.not_after, "notes": self.notes,
                      "hook": self.hook.as_dict() if self.hook else None}
         elif self.outcome == "failed":
             data |= {"stage": self.stage, "error": self.error}
         else:
-            data["reason"] = self.error
+            data |= {"reason": self.error, "why": self.stage or "elsewhere",
+                     "needs_attention": self.needs_attention}
         return data
+
+    @property
+    def domains(self) -> list[str]:
+        """The SAN values alone (DNS names, IP addresses, emails, URIs), as certbot's RENEWED_DOMAINS holds
+        them: none of them holds a space, so ``for d in $RENEWED_DOMAINS`` splits them right (a client's
+        common name, ``Alice Smith``, would not be)."""
+        return [entry.split(":", 1)[1] for entry in self.san if ":" in entry and not entry.startswith("DirName:")]
+
+    @property
+    def needs_attention(self) -> bool:
+        """A skipped bundle that would expire unrenewed unless someone acts: moved, deleted or damaged (one
+        delivered elsewhere by design, or changed by another command meanwhile, needs nothing)."""
+        return self.outcome == "skipped" and self.stage in ("moved", "damaged")
 
 
 @dataclass
@@ -163,7 +177,8 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
 
     inventory = ca.require_inventory()
     now = now or dt.datetime.now(dt.UTC)
-    plan = FleetPlan(selection, options=dict(rekey=rekey, key_type=key_type, days=days, p12_password=p12_password))
+    plan = FleetPlan(selection, options=dict(rekey=rekey, key_type=key_type, days=days, p12_password=p12_password,
+                                             rekey_keeps_requesters=True))
     for row in selected(inventory, selection, now=now):
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)

@@ -51,6 +51,12 @@ class FleetResult:
         return [o for o in self.outcomes if o.outcome == "skipped"]
 
     @property
+    def untried(self) -> list[str]:
+        """The planned renewals a stop or a halt left undone (serials)."""
+        tried = {o.serial for o in self.outcomes}
+        return [serial for serial in self.plan.todo if serial not in tried]
+
+    @property
     def hook_failures(self) -> list[Outcome]:
         return [o for o in self.renewed if o.hook is not None and not o.hook.ok]
 
@@ -182,8 +188,9 @@ class FleetLock:
         except BlockingIOError:
             os.close(self.fd)
             self.fd = None
-            raise CertkitError(f"Another bulk renewal of the CA in {shown(self.path)} is running; this one did "
-                               "nothing (the other renews what is due).") from None
+            raise CertkitError(f"Another bulk renewal of the CA in {shown(self.path)} is running, so this one "
+                               "renewed nothing (not even what only this one selects): run it again once the "
+                               "other has ended.") from None
         return self
 
     def __exit__(self, *exc) -> None:

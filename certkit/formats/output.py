@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import Encoder, FormatRefused, member_name, secret_name
+from certkit.formats.recorded import identity, refuse_a_bundle_file, release
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
 from certkit.text import discard_stdout, shown
@@ -92,7 +93,20 @@ class Output:
         return self._stream if self._stream is not None else sys.stdout.buffer
 
     # --- before anything is signed ------------------------------------------------------
-    def check(self, ca_dirs: Iterable[str | Path] = (), *, keyed: bool = True) -> None:
+    def held(self, ca: "CA"):
+        """Hold the output file for this process alone, from the check to :meth:`released` (waiting while
+        another certkit command writes it): two commands given the same file with ``--force`` would each
+        record in it certificates only the last one's file holds (their keys lost)."""
+        from contextlib import nullcontext
+
+        from certkit.bundle import folders_held
+
+        if self.path is None or not ca.directories or ca.inventory is None:
+            return nullcontext()
+        return folders_held(ca.directories[0], [self.path])
+
+    def check(self, ca_dirs: Iterable[str | Path] = (), *, keyed: bool = True,
+              inventory: "Inventory | None" = None) -> None:
         """Refuse what writing could not do: a path in a CA directory, through a link, over a
         folder, over an existing file (unless ``force``); a key or an archive for a terminal."""
         if self.path is None:
@@ -127,6 +141,7 @@ class Output:
             raise OutputExists(f"{shown(self.file_text)} already exists.")
         check_folders_above(self.given, "output file")
         check_can_write(self.given, "output file")
+        refuse_a_bundle_file(self.path, self.file_text, inventory)
         parent = self.path.parent
         if parent.is_dir():
             check_folder_owner(parent)
@@ -163,7 +178,7 @@ class Output:
         if self._replaced is None:  # once per output: a batch asks for every line
             self._replaced = {}
             for row in self._held(ca.inventory):
-                key = (row["kind"], _identity(row["names"], row["subject"]))
+                key = (row["kind"], identity(row["names"], row["subject"]))
                 self._replaced[key] = None if key in self._replaced else row["serial"]
         if request.identities:
             return self._replaced.get((request.kind, frozenset(str(i) for i in request.identities)))
@@ -196,13 +211,7 @@ class Output:
         use them) until revoked. Returns their serials."""
         if not self._before or inventory is None or self.path is None:
             return []
-        gone = []
-        with inventory.transaction(write=True) as tx:
-            for serial in self._before:
-                if tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND folder = ? AND sink = 'file'"
-                              " AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.renewed_from"
-                              " = ? AND n.status IN ('valid', 'revoked'))", (serial, str(self.path), serial)).rowcount:
-                    gone.append(serial)
+        gone = release(inventory, self.path, self._before)
         self._before = []
         return gone
 
@@ -417,14 +426,6 @@ class OutputTarget(Target):
         else:
             self.output.write_one(data)
         return [self.output.path] if self.output.path is not None else []
-
-
-def _identity(names: list[str], subject: str):
-    """What a recorded certificate is for: its SAN entries, in any order; its subject when those only
-    repeat it (a client known by its common name alone)."""
-    if names and all(n.startswith("DirName:") for n in names):
-        return ("subject", subject)
-    return frozenset(names)
 
 
 def _real_parent(path: Path) -> Path:

@@ -1,0 +1,52 @@
+"""What the inventory records of a one-output file and the folders around it: which certificates a file
+``--force`` overwrites held (:func:`identity`, :func:`release`), and the bundle folders no output file
+may be written into (:func:`refuse_a_bundle_file`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constants import BUNDLE_FILES, P12_FILE
+from certkit.errors import UnsafeOutputPath
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.inventory import Inventory
+
+
+def identity(names: list[str], subject: str):
+    """What a recorded certificate is for: its SAN entries, in any order; its subject when those only
+    repeat it (a client known by its common name alone)."""
+    if names and all(n.startswith("DirName:") for n in names):
+        return ("subject", subject)
+    return frozenset(names)
+
+
+def release(inventory: "Inventory", path: Path, serials: list[str]) -> list[str]:
+    """The certificates of ``serials``, recorded in the output file ``path`` that was just replaced, that no
+    new certificate succeeds: their rows stop naming the file (it no longer holds them nor their keys).
+    Returns their serials."""
+    gone = []
+    with inventory.transaction(write=True) as tx:
+        for serial in serials:
+            if tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND folder = ? AND sink = 'file'"
+                          " AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.renewed_from"
+                          " = ? AND n.status IN ('valid', 'revoked'))", (serial, str(path), serial)).rowcount:
+                gone.append(serial)
+    return gone
+
+
+def refuse_a_bundle_file(path: Path, text: str, inventory: "Inventory | None") -> None:
+    """Refuse the output file ``path`` (given as ``text``) when it is a file of a bundle folder the inventory
+    records (its cert.pem, privkey.pem...): written over, the inventory would go on saying the folder holds
+    its certificate, whose key would be gone."""
+    if inventory is None or path.name not in (*BUNDLE_FILES, P12_FILE):
+        return
+    rows = inventory.rows("WHERE folder = ? AND (sink IS NULL OR sink = 'folder') AND status IN ('valid', "
+                          "'pending') ORDER BY issued_at DESC LIMIT 1", (str(path.parent),))
+    if rows:
+        raise UnsafeOutputPath(f"{shown(text)} is the {path.name} of the bundle folder of certificate "
+                               f"{rows[0]['serial']} ({rows[0]['status']}), which the inventory records there; "
+                               "certkit will not write another format over it, even with --force. Choose another "
+                               "file.")
