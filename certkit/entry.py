@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int | None:
             return 0
         except OSError:
             pass  # not installed with the package: let click render it
-    from certkit.cli import main as cli_main
+    try:
+        from certkit.cli import main as cli_main  # a Ctrl-C while it loads: said as the commands say it
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
 
     try:
         return cli_main(args=args, prog_name="certkit")

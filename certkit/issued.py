@@ -157,11 +157,20 @@ class IssuedCert:
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
         planned = self.recorder.before(self, folder) if self.recorder is not None else None
+        foreign = None
+        if force:  # read before the old bundle goes: another CA's certificate, its key going with it
+            from certkit.inventory.succession import foreign_replaced
+
+            foreign = foreign_replaced(self.cert.issuer, folder)
         # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
         # private key that is not this certificate's) go with it, as with the issuing commands' --force.
         written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
         if planned is not None:
             self.recorder.after(self, planned)
+        if foreign:
+            import warnings
+
+            warnings.warn(foreign[0].upper() + foreign[1:], stacklevel=2)
         return written
 
 

@@ -207,6 +207,8 @@ class FolderTarget(Target):
         # and any other check of what the folder holds, made again then (renew --out --force).
         self.replacing: str | None = None
         self.guard: Callable[[], None] | None = None
+        # --force over a bundle of another CA's certificate: the note that names it (see foreign_replaced)
+        self.foreign: str | None = None
 
     def recheck(self) -> None:
         """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
@@ -237,6 +239,10 @@ class FolderTarget(Target):
         from certkit.bundle import write_bundle
 
         files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
+        if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
+            from certkit.inventory.succession import foreign_replaced
+
+            self.foreign = foreign_replaced(issued.cert.issuer, self.given)
         # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
         inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
         owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None
@@ -310,6 +316,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 pause_at("recorded")
                 for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
                     deliveries[index].files = target.write(one)
+                    deliveries[index].notes += [n for n in (getattr(target, "foreign", None),) if n]
                     done.append(index)
                 if sync:
                     os.sync()  # durable before the inventory says so

@@ -26,6 +26,7 @@ from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bu
 from certkit.batch.manifest import BatchLine
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
 from certkit.errors import CertkitError, Terminated, handle_stop_signals, raise_terminated, restore_signals
+from certkit.inventory.succession import FOREIGN_NOTE
 
 if TYPE_CHECKING:
     from certkit.ca import CA
@@ -46,6 +47,7 @@ class BatchResult:
     kept: int = 0  # lines whose bundle was already complete (resume)
     by_kind: dict[str, int] = field(default_factory=dict)
     capped: int = 0  # certificates whose default lifetime was cut at the CA's expiry
+    foreign: list[str] = field(default_factory=list)  # --force over bundles of another CA's certificates
     seconds: float = 0.0
     unmarked: int = 0  # of ``issued``: written whole, not yet marked (the inventory went away)
 
@@ -54,6 +56,7 @@ class BatchResult:
         self.unmarked += stats.get("unmarked", 0)
         self.kept += stats.get("kept", 0)
         self.capped += stats.get("capped", 0)
+        self.foreign += stats.get("foreign", [])
         for kind, n in stats.get("by_kind", {}).items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
 
@@ -254,7 +257,8 @@ class _Job(BatchSpec):
             for delivery in deliveries:
                 by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
             report({"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
-                    "capped": sum(any("capped" in n for n in d.notes) for d in deliveries)})
+                    "capped": sum(any("capped" in n for n in d.notes) for d in deliveries),
+                    "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)]})
 
         if items:
             # a single output is made durable once, when it is complete (Output.commit)

@@ -181,6 +181,7 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
         "out_dir": str(out_dir),
         "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
         "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
+        "foreign_replaced": result.foreign,
     }
     from certkit.text import shown
 
@@ -206,13 +207,20 @@ def summary_head(result, manifest: Path) -> str:
 
 
 def summary_notes(result) -> list[str]:
-    """The summary's lines about bundles kept (--resume) and lifetimes capped, if any."""
+    """The summary's lines about bundles kept (--resume), lifetimes capped and bundles of another CA's
+    certificates replaced (--force), if any."""
+    from certkit.text import shown
+
     notes = []
     if result.kept:
         notes.append(f"  kept       {_counted(result.kept, 'bundle')} already complete (--resume)")
     if result.capped:
         were = "was" if result.capped == 1 else "were"
         notes.append(f"  note       {_counted(result.capped, 'lifetime')} {were} capped at the CA's expiry")
+    notes += [f"  note       {shown(note)}" for note in result.foreign[:10]]
+    if len(result.foreign) > 10:
+        notes.append(f"  note       {len(result.foreign) - 10} more bundles of another CA's certificates were "
+                     "replaced (--json lists them)")
     return notes
 
 

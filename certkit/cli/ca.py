@@ -270,11 +270,11 @@ def _refuse_a_key_in_use(key, reuse_key: bool) -> None:
         warn(f"the {key.uri.describe()} already signs the CA {names}: the new CA shares that key, and peers cannot "
              "tell its certificates and CRLs from that CA's.")
         return
-    label = key.uri.object or "NEW-LABEL"
+    suggested = key.uri.with_object(f"{key.uri.object or 'ca'}-2")
     raise click.ClickException(
         f"The token's {key.uri.describe()} already signs the CA {names} (its certificate is in the token): a second "
         f"CA on that key would issue certificates and CRLs peers cannot tell from that CA's. Name another object "
-        f"for a new key (e.g. --key-uri '{shown(key.uri.text.replace(label, label + '-2', 1))}'), or pass "
+        f"for a new key (e.g. --key-uri '{shown(suggested)}'), or pass "
         "--reuse-key if a new certificate for this same key is what you want.")
 
 
@@ -409,8 +409,8 @@ def _existing(store, parent_ca_dir: Path | None) -> str:
         cert, _parents = store.load_certificates()
     except CertkitError:
         return "; certkit will not overwrite a CA. Choose another --ca-dir or remove it yourself."
-    said = (f" ({name_text(cert.subject)}, made {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC); certkit will not "
-            "overwrite a CA (an init-ca interrupted after making it had finished: that CA can be used as it is). "
+    said = (f" ({name_text(cert.subject)}, valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC); certkit will "
+            "not overwrite a CA (an init-ca interrupted after making it had finished: that CA can be used as it is). "
             "Choose another --ca-dir")
     if parent_ca_dir is None or cert.issuer == cert.subject:
         return said + ", or remove it yourself."
@@ -420,6 +420,14 @@ def _existing(store, parent_ca_dir: Path | None) -> str:
         row = None
     if row is None or row["status"] != "valid":
         return said + ", or remove it yourself."
-    return (said + f". To start over, revoke its certificate at its parent first (it records it as valid), then "
-            f"remove it: certkit revoke {row['serial']} --ca-dir {shown(str(parent_ca_dir))} --reason "
-            "cessationOfOperation")
+    import shlex
+
+    try:
+        valid = store.inventory.rows("WHERE status = 'valid' LIMIT 1001")
+    except CertkitError:
+        valid = []
+    issued = (f"; it has issued {len(valid) if len(valid) <= 1000 else 'over 1000'} valid certificate"
+              f"{'s' if len(valid) != 1 else ''}, which revoking it invalidates" if valid else "")
+    return (said + f". To start over, revoke its certificate at its parent first (it records it as valid{issued}), "
+            f"then remove it: certkit revoke {row['serial']} --ca-dir {shown(shlex.quote(str(parent_ca_dir)))} "
+            "--reason cessationOfOperation")

@@ -122,12 +122,7 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
         password = read_p12_password(p12_password_file)
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
     unlock(ca, passphrase_file)
-    from certkit.inventory.succession import foreign_replaced
-
-    foreign = foreign_replaced(ca, out) if force else None  # read before the old bundle goes
-    delivery = deliver(ca, request, target, planned=True)
-    if foreign:
-        delivery.notes.append(foreign)
+    delivery = deliver(ca, request, target, planned=True)  # --force over another CA's bundle: noted
     warn_of_purpose(request, told=asked)
     summarize(delivery, out, as_json, ca, p12_legacy if want_p12 else None, requested=requested)
 

@@ -20,6 +20,8 @@ from certkit.text import shown
 from certkit.vocabulary import moment_text
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from certkit.ca import CA
 
 
@@ -77,11 +79,14 @@ def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
     return row["serial"]
 
 
-def foreign_replaced(ca: "CA", folder: str | Path) -> str | None:
-    """A note for ``--force`` over a bundle whose certificate another CA issued (the root above an issuing CA,
-    a sibling): this CA cannot record it as replaced, and its key goes with the folder. Names it, and its CA
-    (with its directory when it is one of this CA's parents, whose directory is known), so that it can be
-    revoked there; None when the folder holds no certificate, or one of this CA."""
+FOREIGN_NOTE = "the bundle replaced held certificate"  # how the note begins (a batch counts them)
+
+
+def foreign_replaced(issuer: "x509.Name", folder: str | Path) -> str | None:
+    """A note for ``--force`` over a bundle whose certificate another CA than ``issuer`` (the CA about to
+    write there) issued (the root above an issuing CA, a sibling): this CA cannot record it as replaced, and
+    its key goes with the folder. Names it and its CA, so that it can be revoked there; None when the folder
+    holds no certificate, or one of this CA."""
     from cryptography import x509
 
     from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
@@ -93,9 +98,9 @@ def foreign_replaced(ca: "CA", folder: str | Path) -> str | None:
         cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
     except (OSError, ValueError, CertkitError):
         return None
-    if cert.issuer == ca.cert.subject:
+    if cert.issuer == issuer:
         return None
     serial = serial_hex(cert.serial_number)
-    return (f"the bundle replaced held certificate {serial} of another CA ({name_text(cert.issuer)}), which this CA "
+    return (f"{FOREIGN_NOTE} {serial} of another CA ({name_text(cert.issuer)}), which this CA "
             "cannot record as replaced: its key went with the old files. If it is still valid, revoke it with "
             f"that CA: certkit revoke {serial} --ca-dir DIR-OF-THAT-CA, then publish its CRL")

@@ -50,18 +50,26 @@ def _lib(path: str, *, locked: bool = False):
     try:
         lib = pkcs11.lib(path)
     except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
-        hint = ""
-        if "softhsm" in os.path.basename(path).lower():  # SoftHSM fails to initialize without its configuration
-            conf = os.environ.get("SOFTHSM2_CONF")
-            hint = (f" (SoftHSM reads its configuration from $SOFTHSM2_CONF, here {shown(conf)}: is that file there, "
-                    "and its tokendir readable?)" if conf else " (SoftHSM reads its configuration from "
-                    "$SOFTHSM2_CONF, else /etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?)")
-        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}{hint}.") from None
+        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}"
+                         f"{softhsm_hint(path)}.") from None
     pid = _INITIALIZED_IN.get(path)
     if pid is not None and pid != os.getpid():
         lib.reinitialize()
     _INITIALIZED_IN[path] = os.getpid()
     return lib
+
+
+def softhsm_hint(module: str) -> str:
+    """For SoftHSM, where its configuration says its tokens are: a wrong $SOFTHSM2_CONF (a folder, another
+    file, none) fails to load the module, or shows no token; "" for any other module."""
+    if "softhsm" not in os.path.basename(str(module)).lower():
+        return ""
+    conf = os.environ.get("SOFTHSM2_CONF")
+    if conf:
+        return (f" (SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, here "
+                f"{shown(conf)}: is that its configuration file, and its tokendir readable?)")
+    return (" (SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, else "
+            "/etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?)")
 
 
 def _reinitialize(module: str) -> None:
@@ -109,7 +117,7 @@ def find_token(uri: KeyURI, module: str):
     if not found:
         present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
         raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
-                          f"present: {present}).", present=seen)
+                          f"present: {present}){softhsm_hint(module)}.", present=seen)
     if len(found) > 1:
         raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
     return found[0]

@@ -101,6 +101,15 @@ class KeyURI:
         if self.object is None and self.id is None:
             raise TokenError(f"The PKCS#11 URI '{shown(self.text)}' names no key; add object=LABEL (or id=).")
 
+    def with_object(self, label: str) -> str:
+        """This URI's text naming the object ``label`` (%-escaped) in place of its key (its object= and
+        id= dropped), the rest as written: the URI of a new key beside it."""
+        from urllib.parse import quote
+
+        path, sep, query = self.text[len("pkcs11:"):].partition("?")
+        kept = [part for part in path.split(";") if part and part.partition("=")[0].lower() not in ("object", "id")]
+        return "pkcs11:" + ";".join([*kept, "object=" + quote(label, safe="")]) + sep + query
+
     def describe(self) -> str:
         key = f"'{self.object}'" if self.object is not None else f"id {self.id.hex()}"
         token = f"'{self.token}'" if self.token is not None else f"serial {self.serial}" if self.serial else \
