@@ -58,6 +58,7 @@ class NSSStore(Store):
         return (self.directory / "cert9.db").is_file()
 
     def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        self._roll_back_interrupted()
         return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
 
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
@@ -148,6 +149,23 @@ class NSSStore(Store):
                              f"{untrusted[state.current.name]}): browsers do not trust it; certkit trust install "
                              "sets it again")
         return state
+
+    def _roll_back_interrupted(self) -> None:
+        """A write that was killed part-way (certutil stopped by a timeout, the OOM killer) leaves a hot
+        rollback journal beside cert9.db or key4.db, and certutil, opening the database read-only, then calls it
+        bad. Opening it read-write, SQLite rolls the interrupted write back, as it does for any program that
+        opens it next; a journal of a write still going on (a running browser's) holds a lock, and is left alone."""
+        import sqlite3
+
+        for name in ("cert9.db", "key4.db"):
+            path, journal = self.directory / name, self.directory / f"{name}-journal"
+            try:
+                if not (path.is_file() and journal.is_file() and journal.stat().st_size):
+                    continue
+                with contextlib.closing(sqlite3.connect(path, timeout=0.5)) as db:
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except (OSError, sqlite3.Error):
+                continue  # busy (in use), or damaged: certutil's own failure, told by _failure, says which
 
     def _failure(self, proc: subprocess.CompletedProcess, what: str) -> TrustError:
         """certutil's failure, told apart from its cause where certutil cannot: it calls a database that another
