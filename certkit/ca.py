@@ -56,6 +56,21 @@ __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
 Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+def _ed25519_note(public_key, chain) -> str | None:
+    """What an Ed25519 key in a new certificate, or in the CA ``chain`` above it, means to peers: cryptography's
+    verifier takes an Ed25519 leaf under an RSA or ECDSA CA, never a chain through an Ed25519 CA."""
+    from cryptography.x509.oid import PublicKeyAlgorithmOID
+
+    if any(ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.ED25519 for ca in chain):
+        return ("this CA (or a CA above it) has an Ed25519 key: OpenSSL-based peers accept what it signs, but "
+                "browsers and web-PKI verifiers (Chrome, cryptography's) refuse every certificate under it")
+    if _is_ed25519(public_key):
+        return ("an Ed25519 key works with OpenSSL-based peers, and cryptography's verifier accepts it under this "
+                "CA, but browsers (Chrome, Firefox) do not take Ed25519 in a TLS handshake: give browsers an RSA "
+                "or ECDSA certificate")
+    return None
+
+
 def _is_ed25519(key) -> bool:
     """``key_type_of(key) == "ed25519"``, with one isinstance check (a batch asks twice per certificate)."""
     from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -286,9 +301,8 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_any(request.key_type)
             public_key = key.public_key()
-        if _is_ed25519(public_key) or _is_ed25519(self.signing_key()):
-            notes.append("Ed25519 works with OpenSSL-based peers, but browsers and WebPKI verifiers "
-                         "(Chrome, cryptography) accept only RSA and ECDSA certificates")
+        if (note := _ed25519_note(public_key, (self.cert, *self.parents))) is not None:
+            notes.append(note)
         subject = request.subject if request.subject is not None else leaf_subject(self._leaf_cn(request))
         cert = build_certificate(
             profile, subject=subject, public_key=public_key, issuer_name=self.cert.subject,

@@ -15,16 +15,18 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import describe_parse_error, parse_errors
+from certkit.errors import CertkitError, describe_parse_error, parse_errors
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.text import shown
 from certkit.vocabulary import (
     colons,
     common_name,
+    dn_text,
     eku_name,
     general_name_text,
     iso,
     key_usage_names,
+    ns_cert_type,
     self_signed,
     serial_hex,
 )
@@ -127,11 +129,20 @@ CLIENT_KEY_USAGES = ("digitalSignature", "keyAgreement")
 
 
 def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_cn: str | None,
-               path_length: int | None = None, key_usage: list[str] | None = None) -> str:
+               path_length: int | None = None, key_usage: list[str] | None = None,
+               ns_types: list[str] | None = None) -> str:
     """The plain-words purpose: what a verifier will accept this certificate for."""
     if is_ca:
         limit = " (path length 0: end-entity certificates only)" if path_length == 0 else ""
-        return f"issuing certificates (CA){limit}"
+        return f"issuing certificates (CA){limit}{_ca_eku_text(eku)}"
+    ruled_out = [p for p in ("server", "client") if ns_types is not None and p not in ns_types]
+    if ruled_out:
+        kept = [u for u in (eku if eku is not None else ["serverAuth", "clientAuth"])
+                if u not in [f"{side}Auth" for side in ruled_out]]
+        said = usable_for(is_ca=False, eku=kept, sans=sans, subject_cn=subject_cn, key_usage=key_usage)
+        return (f"{said}; its Netscape certificate type (nsCertType: {', '.join(ns_types) or 'empty'}) rules out "
+                f"TLS {' and '.join(ruled_out)} authentication, which OpenSSL-based peers (Python's ssl among "
+                "them) then refuse (\"unsuitable certificate purpose\")")
     if key_usage is not None and "keyCertSign" in key_usage:
         return ("nothing TLS can use: its keyUsage asserts keyCertSign, which only a CA may (certkit verify and "
                 "cryptography refuse it)")
@@ -163,6 +174,21 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
     return " and ".join(purposes) if purposes else "nothing TLS can use"
 
 
+def _ca_eku_text(eku: list[str] | None) -> str:
+    """What a CA's extendedKeyUsage does to the TLS certificates it issues: OpenSSL's purpose check refuses a
+    server (client) certificate under a CA whose extendedKeyUsage lacks serverAuth (clientAuth);
+    anyExtendedKeyUsage does not stand in for them. Empty without the extension, which restricts nothing."""
+    if eku is None:
+        return ""
+    refused = [side for side, usage in (("server", "serverAuth"), ("client", "clientAuth")) if usage not in eku]
+    if not refused:
+        return ""
+    return (f"; OpenSSL-based peers (Python's ssl among them) refuse the TLS {' and '.join(refused)} certificates "
+            f"it issues: its extendedKeyUsage ({', '.join(eku)}) has no "
+            f"{' nor '.join(u + 'Auth' for u in refused)}"
+            + (" (anyExtendedKeyUsage does not stand in for it)" if "anyExtendedKeyUsage" in eku else ""))
+
+
 def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = None) -> dict:
     """Everything ``certkit inspect`` says about one certificate, as JSON-ready data."""
     from cryptography import x509
@@ -188,16 +214,17 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
+    ns_types = ns_cert_type(cert)
     usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=common_name(cert.subject),
                         path_length=bc.value.path_length if bc else None,
-                        key_usage=_key_usage(ku.value) if ku else None)
+                        key_usage=_key_usage(ku.value) if ku else None, ns_types=ns_types)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"
     kind = leaf_kind(is_ca=is_ca, eku=eku_list)
     return {
         "type": "certificate",
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": dn_text(cert.subject),
+        "issuer": dn_text(cert.issuer),
         "self_signed": self_signed(cert),
         "serial": serial_hex(cert.serial_number),
         "not_before": iso(not_before),
@@ -209,6 +236,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         "subject_alt_names": sans,
         "key_usage": _key_usage(ku.value) if ku else None,
         "extended_key_usage": eku_list,
+        "ns_cert_type": ns_types,  # Netscape's certificate types; OpenSSL's purpose check still honours them
         "basic_constraints": {"ca": is_ca, "path_length": bc.value.path_length if bc else None,
                               "critical": bc.critical} if bc else None,
         "name_constraints": _name_constraints(nc.value) if nc else None,
@@ -230,7 +258,7 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     weak = weak_signature(csr)
     return {
         "type": "csr",
-        "subject": csr.subject.rfc4514_string(),
+        "subject": dn_text(csr.subject),
         "key_type": _key_type(csr),
         # A CSR signed with MD5 or SHA-1 is not checked at all (cryptography refuses to): it is
         # not accepted, but not known to be altered either.
@@ -246,6 +274,7 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
 
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     """Describe everything in a file or bundle folder: one dict for ``--json``."""
+    from certkit.files import STDIN
     from certkit.inspect_crl import describe_crl
     from certkit.keys import key_type_of, public_key_der
 
@@ -270,12 +299,56 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
             continue
         own = public_key_der(key.public_key())
         match = next((obj for der, obj in publics if der == own), None)
-        subject = match.subject.rfc4514_string() if match is not None else None
+        subject = dn_text(match.subject) if match is not None else None
         keys.append({"file": name, "encrypted": False, "key_type": key_type_of(key), "matches": subject,
                      "summary": (f"private key ({key_type_of(key)}) matches the certificate {subject or '(empty)'}"
                                  if match is not None else
                                  f"private key ({key_type_of(key)}) matches NONE of the certificates here")})
-    return {"source": str(material.source), "items": items, "private_keys": keys}
+    # A bundle file load_material passes over (a dangling link, a folder, a device) is named, never silent.
+    unread = [{"file": name, "problem": why} for name, why in unreadable_files(Path(path))] \
+        if str(path) != STDIN and Path(path).is_dir() else []
+    return {"source": str(material.source), "items": items, "private_keys": keys, "unreadable": unread}
+
+
+def unreadable_files(folder: Path) -> list[tuple[str, str]]:
+    """The bundle files of ``folder`` that are there but hold nothing certkit (or a server) can read, each
+    as (its name, why in words): "is empty", "is a folder, not a file", "does not hold a private key
+    certkit can read". A missing file is not one (a bundle from a CSR has no privkey.pem); an encrypted
+    key is not judged."""
+    import os
+
+    from cryptography import x509
+
+    from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+    from certkit.keys import is_encrypted, load_private_key
+    from certkit.vocabulary import file_kind_text
+
+    found = []
+    for name in (CERT_FILE, FULLCHAIN_FILE, CHAIN_FILE, KEY_FILE, CA_FILE):
+        file = folder / name
+        if not file.is_file():  # a FIFO, a device, a folder or a dangling link there is not read
+            if os.path.lexists(file):
+                found.append((name, f"is {file_kind_text(file)}"))
+            continue
+        try:
+            data = read_limited(file, MAX_CERT_FILE_BYTES)
+        except CertkitError as exc:
+            found.append((name, f"cannot be read: {str(exc).rstrip('.')}"))
+            continue
+        if not data.strip():
+            found.append((name, "is empty"))
+        elif name == KEY_FILE and not is_encrypted(data):
+            try:
+                load_private_key(data, None, source=f"key {file}")
+            except CertkitError:
+                found.append((name, "does not hold a private key certkit can read"))
+        elif name != KEY_FILE and name != CA_FILE:  # ca.pem is judged by bundle_ca_note, in its own words
+            try:
+                x509.load_pem_x509_certificates(data)
+            except ValueError:
+                found.append((name, "does not hold a PEM certificate certkit can read"))
+    return found
 
 
 def _csr_signature(item: dict) -> str:
@@ -317,6 +390,8 @@ def render(report: dict) -> str:
                   f"  names (SAN)   {_names_text(item['subject_alt_names'])}",
                   f"  key usage     {', '.join(item['key_usage'] or ['(none)'])}",
                   f"  EKU           {', '.join(item['extended_key_usage'] or ['(none)'])}",
+                  *([f"  nsCertType    {', '.join(item['ns_cert_type']) or '(empty)'} (Netscape certificate type)"]
+                    if item["ns_cert_type"] is not None else []),
                   "  basic constr. " + ("(none)" if bc is None else
                                         f"CA:{'TRUE' if bc['ca'] else 'FALSE'}"
                                         + (f", pathlen {bc['path_length']}" if bc["path_length"] is not None else "")
@@ -334,6 +409,8 @@ def render(report: dict) -> str:
         lines.append("")
     for key in report["private_keys"]:
         lines.append(f"{key['file']}: {key['summary']}")
+    for entry in report.get("unreadable", ()):
+        lines.append(f"{entry['file']}: not read: it {entry['problem']}")
     # Each entry is one line; a subject, a SAN or a file name holding a newline or an escape
     # sequence is shown escaped within it, never as a line of its own.
     return "\n".join(shown(line) for line in lines).rstrip()

@@ -138,6 +138,11 @@ def _try_ip(text: str) -> Identity | None:
         pass
     else:
         _refuse_no_peers_address(text, addr)
+        if getattr(addr, "ipv4_mapped", None) is not None:
+            # Clients connecting to the IPv4 address match only a 4-octet IP entry, never this 16-octet one.
+            raise InvalidName(f"'{_show(text)}' is the IPv4 address {addr.ipv4_mapped} written as IPv6 "
+                              f"(IPv4-mapped): clients that connect to {addr.ipv4_mapped} do not match it in a "
+                              f"certificate; give the IPv4 address itself ({addr.ipv4_mapped}).")
         return Identity("ip", str(addr))
     if ":" in text:
         raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address.")

@@ -19,15 +19,21 @@ from typing import TYPE_CHECKING
 from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
 from certkit.text import shown
-from certkit.verify_names import client_cn_problem, cn_text, name_problem, san_list, server_name
-from certkit.vocabulary import is_ca, iso
+from certkit.verify_names import (
+    ca_purpose_problem,
+    client_cn_problem,
+    cn_text,
+    name_problem,
+    purpose_problem,
+    san_list,
+    server_name,
+)
+from certkit.vocabulary import dn_text, eku_names, is_ca, iso
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 PURPOSES = ("server", "client")
-_EKU = {"server": "serverAuth", "client": "clientAuth"}
-_OTHER = {"server": "client", "client": "server"}
 
 
 @dataclass
@@ -138,50 +144,6 @@ def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple
     return path, "the chain is longer than certkit follows (8 certificates)"
 
 
-def _eku(cert) -> list[str] | None:
-    from cryptography import x509
-
-    from certkit.vocabulary import eku_name
-
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    except x509.ExtensionNotFound:
-        return None
-    return [eku_name(o) for o in ext.value]
-
-
-def _purpose_problem(cert, purpose: str) -> str | None:
-    wanted = _EKU[purpose]
-    if is_ca(cert):
-        return f"this is a CA certificate: it signs certificates and is not a TLS {purpose} certificate"
-    eku = _eku(cert)
-    if eku is not None and wanted not in eku:
-        other = _EKU[_OTHER[purpose]]
-        if other in eku:
-            return f"this is a {_OTHER[purpose]} certificate: it has no {wanted} usage"
-        return f"its extendedKeyUsage ({', '.join(eku)}) has no {wanted} usage"
-    return _key_usage_problem(cert, purpose)
-
-
-def _key_usage_problem(cert, purpose: str) -> str | None:
-    """A keyUsage without a bit a TLS ``purpose`` can use (OpenSSL's purpose check refuses it;
-    cryptography's verifier does not look), in words; None when it has one, or has no keyUsage."""
-    from cryptography import x509
-
-    from certkit.inspect import CLIENT_KEY_USAGES, SERVER_KEY_USAGES
-    from certkit.vocabulary import key_usage_names
-
-    try:
-        usages = key_usage_names(cert.extensions.get_extension_for_class(x509.KeyUsage).value)
-    except x509.ExtensionNotFound:
-        return None
-    needed = SERVER_KEY_USAGES if purpose == "server" else CLIENT_KEY_USAGES
-    if any(u in usages for u in needed):
-        return None
-    return (f"its keyUsage ({', '.join(usages) or 'empty'}) has none of {', '.join(needed[:-1])} or {needed[-1]}, "
-            f"which a TLS {purpose} needs")
-
-
 def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
                        intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
                        now: dt.datetime | None = None, sent: str | None = None, recorded=None,
@@ -198,7 +160,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if purpose not in PURPOSES:
         raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
     now = now or dt.datetime.now(dt.UTC)
-    verdict = Verdict(False, purpose, name, leaf.subject.rfc4514_string(), leaf.issuer.rfc4514_string(),
+    verdict = Verdict(False, purpose, name, dn_text(leaf.subject), dn_text(leaf.issuer),
                       leaf.not_valid_after_utc, name_checked=name is not None)
 
     # Our own reading of the certificate, for the plain-words reasons.
@@ -206,8 +168,9 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if broken:
         verdict.reasons.append(broken)
     verdict.reasons += _date_problems(path, now)
-    verdict.peer = not is_ca(leaf) and set(_eku(leaf) or ()) == {"serverAuth", "clientAuth"}
-    problem = _purpose_problem(leaf, purpose) or (client_cn_problem(path) if purpose == "client" else None)
+    verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
+    problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
+        or (client_cn_problem(path) if purpose == "client" else None)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:
@@ -227,7 +190,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
             verdict.notes.append(f"cryptography's verifier cannot judge this certificate ({unjudged}); certkit "
                                  "checked the chain's signatures, dates, purposes, names and name constraints "
                                  "itself, as OpenSSL and GnuTLS do")
-            verdict.chain, verdict.verifier_error = [c.subject.rfc4514_string() for c in path], None
+            verdict.chain, verdict.verifier_error = [dn_text(c.subject) for c in path], None
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
@@ -255,7 +218,7 @@ def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None 
     certificate, as curl --cacert takes it), where no chain is built: its dates, purpose and name, in the
     words of :func:`verify_certificate`."""
     reasons = _date_problems([leaf], now or dt.datetime.now(dt.UTC))
-    reasons += [p for p in (_purpose_problem(leaf, purpose),) if p]
+    reasons += [p for p in (purpose_problem(leaf, purpose),) if p]
     if name is not None and (problem := name_problem(leaf, purpose, name)):
         reasons.append(problem)
     return reasons
@@ -329,7 +292,7 @@ def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None
         else:
             builder = builder.extension_policies(**_client_policies())
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
-        return [c.subject.rfc4514_string() for c in chain], None
+        return [dn_text(c.subject) for c in chain], None
     except VerificationError as exc:
         return [], plain_verifier_error(str(exc))
     except ValueError as exc:  # e.g. a certificate the verifier cannot parse as a leaf
@@ -396,17 +359,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
     verdict.notes += notes
     if folder is not None:
-        from certkit.bundle import bundle_mismatch
-
-        if (mismatch := bundle_mismatch(folder, leaf)) is not None:
-            verdict.reasons.append(f"the folder's files disagree: {mismatch}; renew or reissue the bundle")
-            verdict.valid, verdict.chain = False, []
-        try:
-            note = bundle_ca_note(folder) or other_root(folder, path)
-        except CertkitError as exc:
-            note = f"the folder's ca.pem, the CA its peers are told to trust, cannot be read: {exc}"
-        if note:
-            verdict.notes.append(note)
+        _judge_folder(verdict, folder, leaf, path)
     if ca_file is None:
         unread: list[str] = []
         problems = _above_this_ca(ca_dir, path) if verdict.valid else []
@@ -419,6 +372,32 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
             verdict.reasons += problems
             verdict.valid, verdict.chain = False, []
     return verdict, trust
+
+
+def _judge_folder(verdict: Verdict, folder: Path, leaf, path: list) -> None:
+    """What a bundle folder's own files add to ``verdict``: a file of another certificate or key, or one a
+    server cannot read, makes it NOT VALID; a ca.pem peers cannot use gets a note."""
+    from certkit.bundle import bundle_mismatch
+    from certkit.constants import CA_FILE
+    from certkit.inspect import unreadable_files
+
+    unreadable = unreadable_files(folder)
+    if (mismatch := bundle_mismatch(folder, leaf)) is not None:
+        verdict.reasons.append(f"the folder's files disagree: {mismatch}; renew or reissue the bundle")
+        verdict.valid, verdict.chain = False, []
+    elif unread := [f"{name} {why}" for name, why in unreadable if name != CA_FILE]:
+        # As a foreign key makes it NOT VALID: a server given this folder cannot start either way.
+        verdict.reasons.append(f"the folder's {'; '.join(unread)}: a server given these files cannot start; "
+                               "restore the file, or reissue the bundle")
+        verdict.valid, verdict.chain = False, []
+    try:
+        note = bundle_ca_note(folder) or other_root(folder, path)
+        note = note or next((f"the folder's ca.pem, the CA its peers are told to trust, {why}" for name, why
+                             in unreadable if name == CA_FILE), None)
+    except CertkitError as exc:
+        note = f"the folder's ca.pem, the CA its peers are told to trust, cannot be read: {exc}"
+    if note:
+        verdict.notes.append(note)
 
 
 def _sent(folder: Path) -> str:

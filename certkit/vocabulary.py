@@ -147,9 +147,77 @@ def common_name(name: "x509.Name") -> str | None:
     return str(attrs[-1].value) if attrs else None
 
 
+def dn_text(name: "x509.Name") -> str:
+    """A distinguished name as RFC 4514 text (``CN=alice,O=Example``); "" if it has none. The attributes
+    cryptography leaves as bare OIDs (1.2.840.113549.1.9.1=...) get OpenSSL's names (emailAddress=...)."""
+    from cryptography.x509 import ObjectIdentifier
+
+    return name.rfc4514_string({ObjectIdentifier(oid): label for oid, label in _ATTRIBUTE_NAMES.items()})
+
+
+def attribute_text(attr: "x509.NameAttribute") -> str:
+    """One attribute of a distinguished name as :func:`dn_text` writes it (``emailAddress=a@example.com``)."""
+    from cryptography.x509 import ObjectIdentifier
+
+    return attr.rfc4514_string({ObjectIdentifier(oid): label for oid, label in _ATTRIBUTE_NAMES.items()})
+
+
 def name_text(name: "x509.Name") -> str:
-    """A distinguished name as RFC 4514 text (``CN=alice,O=Example``); ``(empty)`` if it has none."""
-    return name.rfc4514_string() or "(empty)"
+    """A distinguished name as :func:`dn_text` writes it; ``(empty)`` if it has none."""
+    return dn_text(name) or "(empty)"
+
+
+# Subject attributes RFC 4514 gives no short name, so cryptography writes their OID: OpenSSL's names.
+_ATTRIBUTE_NAMES = {"1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber"}
+# Extensions cryptography has no name for, as OpenSSL's configuration and x509 -text name them.
+_EXTENSION_NAMES = {"2.16.840.1.113730.1.1": "nsCertType", "2.16.840.1.113730.1.13": "nsComment"}
+NS_CERT_TYPE_OID = "2.16.840.1.113730.1.1"
+# The Netscape certificate types (nsCertType), bit 0 first, as OpenSSL's configuration names them.
+# OpenSSL's purpose check still honours it: a leaf with the extension is refused for a TLS server
+# without "server", for a TLS client without "client" ("unsuitable certificate purpose").
+NS_CERT_TYPES = ("client", "server", "email", "objsign", "reserved", "sslCA", "emailCA", "objCA")
+
+
+def oid_name(oid) -> str:
+    """The name of an extension or attribute OID (``nsCertType``, ``emailAddress``, ``keyUsage``); the
+    dotted OID when neither certkit nor cryptography has one."""
+    dotted = oid.dotted_string
+    name = _EXTENSION_NAMES.get(dotted) or _ATTRIBUTE_NAMES.get(dotted) or getattr(oid, "_name", None)
+    return name if name and name != "Unknown OID" else dotted
+
+
+def ns_cert_type(cert) -> list[str] | None:
+    """The Netscape certificate types ``cert`` asserts (nsCertType), by :data:`NS_CERT_TYPES` name; None
+    without the extension. As OpenSSL, only the first octet counts; an empty or unreadable value asserts
+    no type (OpenSSL then refuses every purpose)."""
+    ext = next((e for e in cert.extensions if e.oid.dotted_string == NS_CERT_TYPE_OID), None)
+    if ext is None:
+        return None
+    der = getattr(ext.value, "value", b"")  # an UnrecognizedExtension: the DER of a BIT STRING
+    if len(der) < 4 or der[0] != 0x03 or der[1] != len(der) - 2:
+        return []
+    return [name for bit, name in enumerate(NS_CERT_TYPES) if der[3] & (0x80 >> bit)]
+
+
+def file_kind_text(path) -> str:
+    """What ``path``, which is there but is not a regular file, is, in words: "a folder, not a file", "a symbolic
+    link to X, which does not exist", "a loop of symbolic links", "a device or other special file"."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+        try:
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        except OSError:
+            return "a symbolic link that leads nowhere"
+    if os.path.isdir(path):
+        return "a folder, not a file"
+    link = f" (a symbolic link to {os.readlink(path)})" if os.path.islink(path) else ""
+    return f"a device or other special file{link}, not a file"
 
 
 # OpenSSL's label for each kind of SAN entry certkit issues (the kinds of csr.CSRRequest.san).

@@ -102,6 +102,10 @@ def test_ip_forms_are_canonical_and_verify(addr) -> None:
         with pytest.raises(InvalidName, match="address"):  # no client connects to it: never a name
             parse_host(str(addr))
         return
+    if getattr(addr, "ipv4_mapped", None) is not None:  # clients of the IPv4 address would not match it
+        with pytest.raises(InvalidName, match=f"give the IPv4 address itself \\({addr.ipv4_mapped}\\)"):
+            parse_host(str(addr))
+        return
     forms = {str(addr), str(addr).upper()}
     if addr.version == 6:
         forms.add(addr.exploded)
@@ -113,11 +117,12 @@ def test_ip_forms_are_canonical_and_verify(addr) -> None:
     verify_server(cert, v.IPAddress(addr))
 
 
-def test_ipv4_mapped_ipv6_stays_ipv6() -> None:
-    # ::ffff:127.0.0.1 names an IPv6 socket address; certkit keeps it as given (16 octets),
-    # whatever the spelling, rather than silently turning it into 127.0.0.1.
-    spellings = ["::ffff:127.0.0.1", "::FFFF:7F00:1", "0:0:0:0:0:ffff:7f00:0001"]
-    assert {parse_host(s).value for s in spellings} == {str(ipaddress.ip_address("::ffff:127.0.0.1"))}
+def test_ipv4_mapped_ipv6_is_refused_in_every_spelling() -> None:
+    # ::ffff:127.0.0.1 in a certificate (16 octets) does not match a client connecting to 127.0.0.1
+    # (audit x5098 #4): certkit neither keeps it nor silently turns it into 127.0.0.1, it says which to give.
+    for spelling in ["::ffff:127.0.0.1", "::FFFF:7F00:1", "0:0:0:0:0:ffff:7f00:0001"]:
+        with pytest.raises(InvalidName, match=r"give the IPv4 address itself \(127\.0\.0\.1\)"):
+            parse_host(spelling)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

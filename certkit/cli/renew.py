@@ -263,7 +263,7 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
     lines = [
         f"Renewed {issued.kind} certificate {result.old_serial}",
         f"  new serial  {issued.serial_hex}",
-        f"  subject     {shown(data['subject'])}",
+        f"  subject     {shown(data['subject']) or '(empty)'}",
         f"  names       {', '.join(shown(n) for n in data['names']) or '(none)'}",
         f"  expires     {when(issued.not_after)}",
         f"  key         {'new (' + key_type_of(issued.cert.public_key()) + ')' if rekey else 'kept'}",
