@@ -8,6 +8,7 @@ wherever a command reads a file.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -49,6 +50,35 @@ def _size(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
     return f"{n} bytes"
+
+
+def is_link_loop(path: str | bytes | os.PathLike) -> bool:
+    """Whether following ``path``'s symbolic links never ends (ELOOP): ``a -> b -> a``, or one of the
+    folders on its way such a loop. Nothing can be read or written there."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    except ValueError:  # a NUL byte: no such path, and said where paths are checked
+        return False
+    return False
+
+
+def broken_link(path: str | bytes | os.PathLike) -> str | None:
+    """Why ``path`` leads to nothing although a link of that name is there, as a sentence ("a is a loop
+    of symbolic links.", "a is a symbolic link to b, which does not exist."); None when it is no such
+    link. The one wording for every file argument, read or written."""
+    text = os.fsdecode(path)
+    if is_link_loop(text):
+        return f"{shown(text)} is a loop of symbolic links."
+    if os.path.islink(text) and not os.path.exists(text):
+        return f"{shown(text)} is a symbolic link to {shown(os.readlink(text))}, which does not exist."
+    return None
+
+
+def not_there(path: str | Path) -> str:
+    """Why a file named by the user cannot be found, as a sentence (see :func:`broken_link`)."""
+    return broken_link(path) or f"{shown(path)} does not exist."
 
 
 def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> None:

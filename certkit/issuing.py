@@ -203,11 +203,11 @@ class FolderTarget(Target):
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
         # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
         self.cache = cache
-        # A renewal in place: the serial whose bundle the folder must still hold when it is written;
-        # and any other check of what the folder holds, made again then (renew --out --force).
+        # A renewal in place: the serial whose bundle the folder must still hold when it is written; any
+        # other check of what the folder holds, made again then (renew --out --force); and --force over a
+        # bundle of another CA's certificate: the note that names it (see foreign_replaced).
         self.replacing: str | None = None
         self.guard: Callable[[], None] | None = None
-        # --force over a bundle of another CA's certificate: the note that names it (see foreign_replaced)
         self.foreign: str | None = None
 
     def recheck(self) -> None:
@@ -237,11 +237,10 @@ class FolderTarget(Target):
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import write_bundle
+        from certkit.inventory.succession import foreign_replaced
 
         files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
-            from certkit.inventory.succession import foreign_replaced
-
             self.foreign = foreign_replaced(issued.cert.issuer, self.given)
         # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
         inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]

@@ -49,8 +49,9 @@ def _read_cert(path: Path) -> "x509.Certificate":
 
     from certkit.errors import parse_errors
     from certkit.files import read_limited
+    from certkit.material import one_leaf
 
-    data = read_limited(path, MAX_CERT_FILE_BYTES, what="certificate")
+    data = one_leaf(path, read_limited(path, MAX_CERT_FILE_BYTES, what="certificate"))  # a revocation is final
     try:
         return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except parse_errors():

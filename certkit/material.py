@@ -80,7 +80,9 @@ def load_material(path: str | Path, *, wanted: str = "certificate or CSR to desc
                                  f"(looked for {', '.join(_BUNDLE_SUFFIXES)} files).")
         return material
     if not path.exists():
-        raise UnreadableFile(f"{_name(path)} does not exist.")
+        from certkit.files import not_there
+
+        raise UnreadableFile(not_there(path))
     _read_file(path, material)
     _require_something(path, material, wanted, crls)
     return material
@@ -234,3 +236,31 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
         f"{_name(path)} is neither a PEM file nor a DER certificate, CSR or CRL (it may be truncated or not "
         "a certificate at all)."
     )
+
+
+def one_leaf(path: Path, data: bytes) -> bytes:
+    """``data``, the bytes of the certificate file ``path``, refused when it holds several end-entity
+    certificates (``cat bob.pem a.pem``): it names no one certificate, and taking the first would revoke
+    (for good) or renew the wrong one. CA certificates after a leaf (a fullchain.pem) are no others; a
+    damaged later block (a truncated copy) leaves the first certificate the one meant, as before."""
+    from cryptography import x509
+
+    from certkit.errors import UnknownCertificate
+    from certkit.vocabulary import serial_hex
+
+    def is_ca(cert: "x509.Certificate") -> bool:
+        try:
+            return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            return False
+
+    try:
+        leaves = [cert for cert in x509.load_pem_x509_certificates(data) if not is_ca(cert)]
+        listed = "; ".join(f"{shown(c.subject.rfc4514_string()) or 'an empty subject'}, serial "
+                           f"{serial_hex(c.serial_number)}" for c in leaves[:3]) + ("; ..." if len(leaves) > 3 else "")
+    except parse_errors():  # DER, or a damaged block
+        return data
+    if len(leaves) > 1:
+        raise UnknownCertificate(f"{_name(path)} holds {len(leaves)} end-entity certificates, not one ({listed}); "
+                                 "certkit will not pick one of them: give that certificate's own file, or its serial.")
+    return data

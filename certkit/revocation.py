@@ -191,7 +191,7 @@ def crl_bytes(crl, *, der: bool = False) -> bytes:
 
 
 def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = False,
-              ca_dirs: tuple = ()) -> None:
+              ca_dirs: tuple = (), inventory=None) -> None:
     """Write the CRL ``data`` (PEM or DER) to ``path`` atomically.
 
     An existing file is replaced only if it is an older CRL of the same CA (the usual refresh, e.g.
@@ -200,22 +200,44 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
     never replaced, ``force`` or not: another ``certkit crl`` took a later number and wrote it
     meanwhile, and putting this one over it would take its revocations off the published CRL.
     Writers of one file take turns (a lock on its folder), so the number read is the one replaced.
+
+    ``inventory``: the one that gave ``data`` its number (:func:`sign_crl`). A CRL that does not reach
+    ``path`` (a full disk, a refusal) gives its number back, unless a later one was taken meanwhile:
+    no one saw a CRL of that number, and a cron job writing to a full disk would otherwise use up a
+    number on every try. A number is given back only while the file is not in place, so no published
+    CRL's number is ever given to another.
     """
     from certkit.atomic import PUBLIC_MODE, replace_file
 
     path = Path(path)
     ours = _read_crl(data)
-    with _folder_held(path.parent):
-        check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs, key_id=_key_id(ours) if ours else None)
-        theirs = _crl_file(path)
-        if ours is not None and theirs is not None and _same_ca(ours, theirs):
-            _refuse_older(path, _crl_number(ours), _crl_number(theirs))
-        try:
-            replace_file(path, data, PUBLIC_MODE)
-        except OSError as exc:
-            from certkit.bundle import bundle_error
+    try:
+        with _folder_held(path.parent):
+            check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs, key_id=_key_id(ours) if ours else None)
+            theirs = _crl_file(path)
+            if ours is not None and theirs is not None and _same_ca(ours, theirs):
+                _refuse_older(path, _crl_number(ours), _crl_number(theirs))
+            try:
+                replace_file(path, data, PUBLIC_MODE)  # a temporary file beside it, fsynced, then renamed
+            except OSError as exc:
+                from certkit.bundle import bundle_error
 
-            raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
+                raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
+    except Exception:
+        if inventory is not None and ours is not None:
+            _give_back_number(inventory, _crl_number(ours))
+        raise
+
+
+def _give_back_number(inventory, number: int) -> None:
+    """Make ``number`` the next CRL number again, if it is still the last one taken (a CRL signed with it
+    was written nowhere); a later one taken meanwhile leaves a gap, which numbers may have."""
+    try:
+        with inventory.transaction(write=True) as tx:
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number' AND value = ?",
+                       (str(number - 1), str(number)))
+    except Exception:  # the inventory cannot be written either: the number stays taken (a gap)
+        pass
 
 
 def _refuse_older(path: Path, ours: int, theirs: int) -> None:

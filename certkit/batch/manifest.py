@@ -160,11 +160,33 @@ def _bounded_lines(handle, the: str) -> Iterator[str]:
         if not text:
             return
         number += 1
-        if len(text) > MAX_MANIFEST_LINE_BYTES:
-            raise InputTooLarge(f"Line {number} of the {the} is longer than "
-                                f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB; a manifest line names one certificate, "
-                                "so this is not the file you meant.")
+        _check_line(text, number, the)
         yield text
+
+
+def _check_line(text: str | bytes, number: int, the: str) -> None:
+    """Refuse a line no manifest has: longer than :data:`MAX_MANIFEST_LINE_BYTES`, or holding a NUL
+    byte (a binary file, or UTF-16, whose every other byte is one)."""
+    if len(text) > MAX_MANIFEST_LINE_BYTES:
+        raise InputTooLarge(f"Line {number} of the {the} is longer than "
+                            f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB; a manifest line names one certificate, "
+                            "so this is not the file you meant.")
+    if ("\0" if isinstance(text, str) else b"\0") in text:
+        raise CertkitError(f"The {the} is not text: line {number} holds a NUL byte (a binary file, or UTF-16?); "
+                           "a manifest is UTF-8 text.")
+
+
+def check_spooled_line(line: bytes, number: int, name: str) -> None:
+    """What reading the manifest would refuse in ``line`` (its ``number``), refused as standard input
+    is copied to a file (see certkit.cli.batch), in the same words: a line too long, a NUL byte, bytes
+    that are not UTF-8. ``name``: what messages call the manifest (:data:`STDIN`)."""
+    the = the_manifest(name)
+    if len(line) <= MAX_MANIFEST_LINE_BYTES:
+        try:
+            line.decode("utf-8")  # a line ends at a newline byte, which no character's UTF-8 holds: never cut
+        except UnicodeDecodeError:
+            raise CertkitError(f"The {the} is not UTF-8 text.") from None
+    _check_line(line, number, the)
 
 
 def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:

@@ -249,10 +249,18 @@ def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as
     return Output(fmt, out, force=force, shared=True, sync=sync != "none")
 
 
+# A manifest on standard input is copied to a temporary file, which must not fill the disk: at most
+# this much (a file argument, which is read where it is, has no such limit). 256 MiB is two million
+# lines of 128 bytes, a hundred times the largest batch measured (docs/performance.md).
+MAX_SPOOLED_MANIFEST_BYTES = 256 << 20
+
+
 def _spooled(manifest: Path):
     """The manifest as a file that every checking process can read (a large manifest is checked by
-    several, each reading it through): standard input is copied to a private temporary file
-    first, line by line with the manifest's line limit."""
+    several, each reading it through): standard input is copied to a private temporary file first,
+    line by line, each line checked as reading the manifest would check it (not too long, no NUL
+    byte, UTF-8), so that endless junk (``< /dev/urandom``) is refused at its first bad line rather
+    than copied until the disk is full; the copy as a whole stops at :data:`MAX_SPOOLED_MANIFEST_BYTES`."""
     import contextlib
     import os
     import tempfile
@@ -262,18 +270,21 @@ def _spooled(manifest: Path):
 
     @contextlib.contextmanager
     def spool():
+        from certkit.batch.manifest import STDIN, check_spooled_line
         from certkit.constants import MAX_MANIFEST_LINE_BYTES
         from certkit.errors import InputTooLarge
 
         fd, name = tempfile.mkstemp(prefix="certkit-manifest-", suffix=".txt")
         try:
             with os.fdopen(fd, "wb") as out:
-                number = 0
+                number = size = 0
                 while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
-                    number += 1
-                    if len(line) > MAX_MANIFEST_LINE_BYTES:
-                        raise InputTooLarge(f"Line {number} of the manifest on standard input is longer than "
-                                            f"{MAX_MANIFEST_LINE_BYTES // 1024} KiB.")
+                    number, size = number + 1, size + len(line)
+                    check_spooled_line(line, number, STDIN)
+                    if size > MAX_SPOOLED_MANIFEST_BYTES:
+                        raise InputTooLarge(f"The manifest on standard input is larger than "
+                                            f"{MAX_SPOOLED_MANIFEST_BYTES >> 20} MiB, all that certkit copies to a "
+                                            "temporary file; give a manifest that large as a file.")
                     out.write(line)
             yield Path(name)
         finally:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import click
 
-from certkit.constants import ENV_PASSPHRASE, MAX_DAYS, MAX_SECRET_FILE_BYTES
+# The secrets' rules live in certkit.cli.secrets_input; the commands take them from here.
+from certkit.cli.secrets_input import prompt_secret, read_secret, read_secret_file  # noqa: F401
+from certkit.constants import ENV_PASSPHRASE, MAX_DAYS
 from certkit.errors import CertkitError
 from certkit.text import shown, terminal_safe
 
@@ -231,13 +233,16 @@ class CheckedPath(click.Path):
         if value == "-" and not self.file_okay:  # standard input or output elsewhere, never a folder
             raise click.ClickException("'-' names no folder here (elsewhere it means standard input or output); "
                                        "for a folder of that name, give ./-")
+        from certkit.files import broken_link, is_link_loop
+
+        if isinstance(value, (str, bytes, os.PathLike)) and is_link_loop(value):  # to read or to write: neither
+            raise click.ClickException(broken_link(value))
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
             text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
-            if os.path.islink(text) and not os.path.exists(text):
-                raise click.ClickException(f"{shown(text)} is a symbolic link to {shown(os.readlink(text))}, "
-                                           "which does not exist.") from None
+            if (broken := broken_link(text)) is not None:
+                raise click.ClickException(broken) from None
             if not os.path.lexists(text):
                 raise click.ClickException(f"{shown(text)} does not exist.") from None
             if os.path.isdir(text) and not self.dir_okay:
@@ -350,73 +355,6 @@ def parse_period(ctx, param, value):
     return period
 
 
-# --- secrets ----------------------------------------------------------------------
-def read_secret_file(path: Path, *, new: bool = False) -> bytes:
-    """A secret from a file: private to its owner, small, not empty; one trailing newline dropped. A
-    ``new`` one (a CA passphrase, a bundle.p12 password being set) must be one line that is not blank."""
-    from certkit.files import read_limited, refuse_readable_by_others
-
-    refuse_readable_by_others(path, "secret file")
-    text = read_limited(path, MAX_SECRET_FILE_BYTES, what="secret file")
-    secret = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
-    if not secret:
-        raise click.ClickException(f"The file {shown(path)} holds an empty secret.")
-    return _one_line(secret, f"The file {shown(path)}") if new else secret
-
-
-def _one_line(secret: bytes, where: str) -> bytes:
-    """Refuse a new secret no prompt could give again: several lines (a blank line after it included), or
-    white space alone (OpenSSL's -passin file: reads the first line only). One that opens a key made
-    before this rule is taken as it is."""
-    if b"\n" in secret or b"\r" in secret:
-        raise click.ClickException(f"{where} holds a secret of several lines; a passphrase or password is one line "
-                                   "(no prompt could give the rest; a file's one trailing newline is ignored).")
-    if not secret.strip():
-        raise click.ClickException(f"{where} holds a secret of white space only.")
-    if len(secret) > MAX_SECRET_FILE_BYTES:
-        raise click.ClickException(f"{where} holds a secret longer than 4 KiB, which no secret file (what "
-                                   "--passphrase-file and a renewal timer read) could give again; choose a shorter "
-                                   "one.")
-    try:
-        secret.decode("utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{where} holds a secret that is not UTF-8 text, which a prompt could not take "
-                                   "again; choose one in UTF-8.") from None
-    return secret
-
-
-def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False) -> bytes | None:
-    """A secret from a file, else an environment variable, else a prompt on a terminal.
-
-    Returns None when none of the three is available.
-    """
-    if path is not None:
-        return read_secret_file(path, new=confirm)
-    if env in os.environ:
-        if not os.environ[env]:
-            raise click.ClickException(f"${env} is set but empty.")
-        secret = os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
-        if confirm:
-            return _one_line(secret, f"${env}")
-        # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
-        # systemd EnvironmentFile may): a PIN sent with it would use up one of the token's tries.
-        return secret[:-2] if secret.endswith(b"\r\n") else secret[:-1] if secret.endswith(b"\n") else secret
-    if sys.stdin is not None and sys.stdin.isatty():
-        return prompt_secret(prompt, confirm=confirm).encode()
-    return None
-
-
-def prompt_secret(prompt: str, *, confirm: bool = False) -> str:
-    """A secret typed on the terminal; one that is not UTF-8 text (a Latin-1 terminal, a pasted byte) is
-    refused in one line."""
-    try:
-        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-    except UnicodeDecodeError:
-        raise click.ClickException(f"What was typed at '{prompt.rstrip(': ')}' is not UTF-8 text (is the terminal "
-                                   "set to another encoding?); type it in a UTF-8 terminal, or give it in a "
-                                   "file.") from None
-
-
 def load_ca(ca_dir: Path | None, passphrase_file: Path | None):
     """The CA in ``ca_dir``, its key decrypted (asked for on a terminal up to three times)."""
     from certkit.store import CADirectory
@@ -450,8 +388,13 @@ def unlock(ca, passphrase_file: Path | None):
             raise click.ClickException(
                 f"{exc} Set ${env}, pass --passphrase-file, or run on a terminal to be asked."
             ) from None
-        except WrongPassphrase:
+        except WrongPassphrase as exc:
             if not interactive or attempt == 2:
+                from certkit.cli.secrets_input import byte_order_mark_hint
+
+                hint = byte_order_mark_hint(passphrase_file)
+                if hint:
+                    raise WrongPassphrase(f"{exc}{hint}") from None
                 raise
             click.echo("Wrong passphrase; try again.", err=True)
     for warning in ca.warnings:

@@ -208,7 +208,10 @@ def revoke(certificate, reason, ca_dir, as_json):
     except CertkitError as exc:
         raise click.BadParameter(str(exc), param_hint="'--reason'") from None
     from certkit.bundle import folders_held
+    from certkit.files import broken_link
 
+    if (broken := broken_link(certificate)) is not None:  # a link of that name: a path that leads nowhere
+        raise CertkitError(f"{broken} Give the bundle folder, its cert.pem, or the serial.")
     store, inventory = _inventory(ca_dir)
     ca_cert, ca_parents = store.load_certificates()
     given = Path(certificate)
@@ -341,7 +344,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         "sha256": _sha256(data_bytes),
     }
     if out is not None:
-        write_crl(out, data_bytes, ca.cert.subject, force=force, ca_dirs=ca.directories)
+        write_crl(out, data_bytes, ca.cert.subject, force=force, ca_dirs=ca.directories, inventory=ca.inventory)
         info["file"] = str(out)
         emit(as_json, info, "\n".join([
             f"Wrote CRL number {number} of \"{ca.common_name}\" to {out} ({info['format']})",

@@ -1,0 +1,129 @@
+"""Reading secrets: a CA passphrase, a PKCS#12 password or a token's PIN, from a file, an environment
+variable or a prompt, by one set of rules (:mod:`certkit.cli.common` hands them to the commands).
+
+A secret is the bytes given, less one trailing newline. A NEW one (a CA passphrase or a bundle.p12
+password being set) must be one a prompt could give again: one line, not blank, UTF-8, and not
+starting with a byte-order mark (U+FEFF, which Windows Notepad puts at the start of a "UTF-8" file).
+OpenSSL's ``-passin file:`` keeps such a mark as part of the passphrase, so dropping it silently would
+make a key that certkit opens with the file but OpenSSL, given the same file, does not; refusing it
+keeps the three (the file, the typed text, OpenSSL) in agreement. A secret that opens something made
+before (an existing CA passphrase) is taken as it is, as OpenSSL takes it; a PIN with the mark is
+refused, because a token counts each wrong PIN against its few tries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from certkit.constants import MAX_SECRET_FILE_BYTES
+from certkit.text import shown
+
+BOM = "\ufeff".encode()  # U+FEFF in UTF-8: EF BB BF
+
+
+def read_secret_file(path: Path, *, new: bool = False) -> bytes:
+    """A secret from a file: private to its owner, small, not empty; one trailing newline dropped. A
+    ``new`` one (a CA passphrase, a bundle.p12 password being set) must be one line that is not blank."""
+    from certkit.files import read_limited, refuse_readable_by_others
+
+    refuse_readable_by_others(path, "secret file")
+    text = read_limited(path, MAX_SECRET_FILE_BYTES, what="secret file")
+    secret = _without_newline(text)
+    if not secret:
+        raise click.ClickException(f"The file {shown(path)} holds an empty secret.")
+    return _one_line(secret, f"The file {shown(path)}") if new else secret
+
+
+def _without_newline(text: bytes) -> bytes:
+    return text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
+
+
+def _one_line(secret: bytes, where: str) -> bytes:
+    """Refuse a new secret no prompt could give again: several lines (a blank line after it included), or
+    white space alone (OpenSSL's -passin file: reads the first line only). One that opens a key made
+    before this rule is taken as it is."""
+    if b"\n" in secret or b"\r" in secret:
+        raise click.ClickException(f"{where} holds a secret of several lines; a passphrase or password is one line "
+                                   "(no prompt could give the rest; a file's one trailing newline is ignored).")
+    refuse_byte_order_mark(secret, where)
+    if not secret.strip():
+        raise click.ClickException(f"{where} holds a secret of white space only.")
+    if len(secret) > MAX_SECRET_FILE_BYTES:
+        raise click.ClickException(f"{where} holds a secret longer than 4 KiB, which no secret file (what "
+                                   "--passphrase-file and a renewal timer read) could give again; choose a shorter "
+                                   "one.")
+    try:
+        secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{where} holds a secret that is not UTF-8 text, which a prompt could not take "
+                                   "again; choose one in UTF-8.") from None
+    return secret
+
+
+def refuse_byte_order_mark(secret: bytes, where: str) -> None:
+    """Refuse a secret that starts with a UTF-8 byte-order mark (see the module's docstring for why it
+    is refused rather than dropped)."""
+    if secret.startswith(BOM):
+        raise click.ClickException(
+            f"{where} starts with a byte-order mark (U+FEFF, which Windows Notepad writes), which no prompt could "
+            "type and OpenSSL's -passin file: would take as part of the secret; remove it (an editor saves a file "
+            "without one as 'UTF-8', not 'UTF-8 with BOM').")
+
+
+def byte_order_mark_hint(path: Path | None) -> str:
+    """For a secret that did not open a key: that the file it came from starts with a byte-order mark,
+    taken as part of the secret (as OpenSSL takes it), if it does; else nothing."""
+    if path is None or str(path) == "-":
+        return ""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(BOM)) != BOM:
+                return ""
+    except OSError:
+        return ""
+    return (f" The file {shown(path)} starts with a byte-order mark (U+FEFF), which is part of the passphrase as "
+            "read (OpenSSL's -passin file: reads it so too); if the passphrase does not start with one, save the "
+            "file without it.")
+
+
+def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False) -> bytes | None:
+    """A secret from a file, else an environment variable, else a prompt on a terminal.
+
+    Returns None when none of the three is available.
+    """
+    from certkit.constants import ENV_PKCS11_PIN
+
+    if path is not None:
+        secret = read_secret_file(path, new=confirm)
+        if env == ENV_PKCS11_PIN:  # a wrong PIN uses up one of the token's tries
+            refuse_byte_order_mark(secret, f"The file {shown(path)}")
+        return secret
+    if env in os.environ:
+        if not os.environ[env]:
+            raise click.ClickException(f"${env} is set but empty.")
+        secret = os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
+        if confirm:
+            return _one_line(secret, f"${env}")
+        if env == ENV_PKCS11_PIN:
+            refuse_byte_order_mark(secret, f"${env}")
+        # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
+        # systemd EnvironmentFile may): a PIN sent with it would use up one of the token's tries.
+        return _without_newline(secret)
+    if sys.stdin is not None and sys.stdin.isatty():
+        return prompt_secret(prompt, confirm=confirm).encode()
+    return None
+
+
+def prompt_secret(prompt: str, *, confirm: bool = False) -> str:
+    """A secret typed on the terminal; one that is not UTF-8 text (a Latin-1 terminal, a pasted byte) is
+    refused in one line."""
+    try:
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    except UnicodeDecodeError:
+        raise click.ClickException(f"What was typed at '{prompt.rstrip(': ')}' is not UTF-8 text (is the terminal "
+                                   "set to another encoding?); type it in a UTF-8 terminal, or give it in a "
+                                   "file.") from None
