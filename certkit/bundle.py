@@ -6,8 +6,9 @@ assembled under a temporary name and renamed into place (:mod:`certkit.atomic`).
 Replacing one (``--force``, ``renew``) touches the bundle's files and nothing
 else in the folder: files of the old bundle that the new one does not have (a
 ``bundle.p12`` or ``chain.pem`` of another key or CA) are removed, everything
-else (a log, a subfolder, a mount) is left exactly as it is. Private keys are
-0600 from the moment they exist; nothing is written through a symbolic link.
+else (a log, a subfolder, a mount) is left exactly as it is (a folder or link
+under a bundle file's name is refused). Private keys are 0600 from the moment
+they exist; nothing is written through a symbolic link.
 
 Two ways to replace, both crash-safe:
 
@@ -50,6 +51,7 @@ from certkit.atomic import (
     sweep_stale,
     write_new_file,
 )
+from certkit.bundle_journal import refuse_irregular
 from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
@@ -113,15 +115,17 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
     if links:
         raise UnsafeOutputPath(f"{shown(folder / links[0])} is a symbolic link or not a regular file; certkit "
                                "will not replace it. Remove it or choose another folder.")
-    mounted = [n for n in existing if is_mount_point(folder / n)]
+    stale = leftovers(folder, names, replaces, public_key=public_key)  # removed: checked as the written are
+    refuse_irregular(folder, stale)
+    mounted = [n for n in existing + stale if is_mount_point(folder / n)]
     if mounted:  # a rename over it fails (busy); swapping the folder whole would carry the mount away
         raise UnsafeOutputPath(f"{shown(folder / mounted[0])} is a mount point (a file mounted there); certkit "
-                               f"cannot replace it. Unmount it (umount {shown(folder / mounted[0])}) and mount "
-                               "the file certkit writes instead, or choose another folder.")
+                               f"cannot replace or remove it. Unmount it (umount {shown(folder / mounted[0])}) "
+                               "and mount the file certkit writes instead, or choose another folder.")
     if existing and not force:
         raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
     if not force:
-        _refuse_leftovers(folder, leftovers(folder, names, replaces, public_key=public_key))
+        _refuse_leftovers(folder, stale)
 
 
 def leftovers(folder: Path, written: Iterable[str], replaces: Sequence[str], *, public_key=None,
@@ -338,6 +342,7 @@ def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence
     ``owner``: the inventory file and serial of the certificate written (:mod:`certkit.bundle_journal`)."""
     from certkit.bundle_journal import journaled
 
+    refuse_irregular(folder, remove)  # a folder or link put there since the checks: never removed
     entries = [e for e in os.listdir(folder) if not e.endswith(TEMP_SUFFIX)]
     # A file mounted there (a shared ca.pem) would move with a folder swapped whole, into the old one.
     only_bundle = all(e in BUNDLE_FILES and (folder / e).is_file() and not (folder / e).is_symlink()
@@ -413,9 +418,10 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         if sync:
             fsync_dir(parent)
         pause_at("swapped")
-        # Anything created in the old folder while the new one was assembled goes back.
+        # Anything created in the old folder meanwhile goes back, but for the old bundle's (regular) files.
         for entry in os.listdir(staging):
-            if entry not in BUNDLE_FILES and not os.path.lexists(folder / entry):
+            if (entry not in BUNDLE_FILES or (staging / entry).is_symlink() or not (staging / entry).is_file()) \
+                    and not os.path.lexists(folder / entry):
                 os.rename(staging / entry, folder / entry)
     except BaseException:
         remove_tree(staging)

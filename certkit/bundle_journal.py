@@ -5,8 +5,10 @@ The new files are staged in a hidden subfolder of the bundle folder, ``.certkit-
 which commits when its ``COMMIT`` (the plan: the names to write and remove, the folder, the certificate's
 serial and inventory) appears whole. Rolling it forward first keeps every file it replaces in the journal's
 ``old`` subfolder (a hard link, else a copy; ``NAME.absent`` for a name the folder did not have), then
-renames the new files in. A roll-forward that fails part-way (a file that cannot be replaced: a mount
-point, a folder in its place, a file system turned read-only) is undone: ``COMMIT`` becomes ``UNDO``
+renames the new files in; a name to remove goes into ``old`` only if it is a regular file (a folder or a
+symbolic link there is the user's: refused before anything is signed, left alone if it appears later). A
+roll-forward that fails part-way (a file that cannot be replaced: a mount point, a folder in its place, a
+file system turned read-only) is undone: ``COMMIT`` becomes ``UNDO``
 and the old files go back, so the folder holds the old bundle whole, and the command says so. Only if
 undoing fails too does the folder stay half replaced: the error says which files are which, the journal
 stays committed and the certificate pending, and the next certkit command finishes the bundle.
@@ -25,12 +27,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from certkit.atomic import SECRET_MODE, temporary_name, write_new_file
 from certkit.constants import BUNDLE_FILES
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, UnsafeOutputPath
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
@@ -82,10 +84,33 @@ def _exists(fd: int, name: str) -> bool:
     return True
 
 
+def _regular(fd: int, name: str) -> bool:
+    """Whether the folder's ``name`` is a regular file (not followed if it is a symbolic link)."""
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def _remove(fd: int, name: str) -> None:
+    """Remove the journal ``name`` (certkit's own hidden subfolder): what it holds is certkit's staged
+    files and the regular files it replaced, never a folder or link of the user's (:func:`roll_forward`)."""
     import shutil
 
     shutil.rmtree(name, dir_fd=fd, ignore_errors=True)
+
+
+def refuse_irregular(folder: Path, names: Iterable[str]) -> None:
+    """Refuse to remove the leftovers ``names`` of ``folder`` unless each is a regular file: a folder
+    there holds someone's files (removing it would take them all), a symbolic link points elsewhere, a
+    FIFO or device is nobody's bundle file. The same rule as for the names a bundle writes."""
+    for name in names:
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            what = ("a symbolic link, not a regular file" if path.is_symlink()
+                    else "a folder, not a regular file" if path.is_dir() else "not a regular file")
+            raise UnsafeOutputPath(f"{shown(path)} is {what}; certkit will not remove it (the new bundle has no "
+                                   f"{name}). Move it out of {shown(folder)} or choose another folder.")
 
 
 def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool,
@@ -99,6 +124,11 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
     try:
         if not _same_folder(folder, fd):
             raise _moved(folder)
+        irregular = [n for n in remove if _exists(fd, n) and not _regular(fd, n)]
+        if irregular:  # a folder of the user's files, a link: never carried into the journal and deleted
+            raise CertkitError(f"{shown(folder / irregular[0])} is not a regular file; certkit will not remove it "
+                               f"(the new bundle has no {irregular[0]}). Move it out of {shown(folder)}; nothing "
+                               "was replaced.")
         journal = temporary_name(JOURNAL)
         os.mkdir(journal, 0o700, dir_fd=fd)
         try:
@@ -227,7 +257,7 @@ def roll_forward(fd: int, journal: str, plan: dict) -> None:
         if _exists(fd, f"{journal}/{name}"):
             os.rename(f"{journal}/{name}", name, src_dir_fd=fd, dst_dir_fd=fd)
     for name in plan["remove"]:
-        if _exists(fd, name):
+        if _regular(fd, name):  # a folder or link put there since is left alone: the journal is deleted whole
             os.rename(name, f"{old}/{name}", src_dir_fd=fd, dst_dir_fd=fd)
     os.fsync(fd)
 

@@ -320,11 +320,12 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
             from certkit.file_modes import kept_key_notes
 
             notes += kept_key_notes(target_folder / KEY_FILE)
-        if (target_folder / P12_FILE).exists():
+        p12 = target_folder / P12_FILE
+        if p12.is_file() and not p12.is_symlink():  # anything else there is refused (bundle.check_writable)
             target.p12 = p12_password is not None
-            if p12_password is None:
-                notes.append(f"{shown(target_folder / P12_FILE)} held the old certificate and was removed; "
-                             f"export it again: certkit export-p12 {shown(target_folder)}")
+            if p12_password is None:  # what it held is not read (it needs a password): only where it was
+                notes.append(f"{shown(p12)} was the old bundle's {P12_FILE} and was removed; export it again: "
+                             f"certkit export-p12 {shown(target_folder)}")
     else:
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, key=old_key,
                                    ca=ca.cert)

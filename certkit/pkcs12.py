@@ -14,7 +14,7 @@ keystores and Windows import a client certificate this way. Two encryptions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,8 @@ from certkit.constants import ENV_P12_PASSWORD, P12_FILE  # noqa: F401 (also thi
 from certkit.errors import CertkitError
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from cryptography import x509
 
     from certkit.ca import IssuedCert
@@ -114,18 +116,20 @@ def common_name(cert: "x509.Certificate") -> str | None:
 
 @dataclass
 class BundleFolder:
-    """An output folder's certificate, key and CA certificates, read back from disk."""
+    """An output folder's certificate, key and CA certificates, read back from disk, and what the
+    person exporting it should know (``notes``: an expired certificate, a certificate left out)."""
 
     folder: Path
     cert: "x509.Certificate"
     private_key: object
-    chain: list  # x509.Certificate: chain.pem's intermediates, then ca.pem's root
+    chain: list  # x509.Certificate: the CA certificates above cert, the issuer first, up to the root
+    notes: list[str] = field(default_factory=list)
 
 
 def read_bundle_folder(folder: str | Path) -> BundleFolder:
     """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``
     (each through the one bounded reader, :mod:`certkit.material`)."""
-    from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+    from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
     from certkit.keys import load_private_key
     from certkit.material import load_material
@@ -142,23 +146,75 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     if not key_path.is_file():
         raise CertkitError(f"{shown(folder)} holds no privkey.pem (a certificate signed from a CSR?); "
                            "a PKCS#12 file needs the private key.")
-    cert = load_material(cert_path).certificates[0][0]
+    certs = [c for c, _ in load_material(cert_path).certificates]
+    cert, notes = certs[0], []
+    if len(certs) > 1:
+        from certkit.verify_names import cn_text
+
+        notes.append(f"{shown(cert_path)} holds {len(certs)} certificates; only the first, "
+                     f"{shown(cn_text(cert.subject))}, is packed (the others: "
+                     f"{', '.join(shown(cn_text(c.subject)) for c in certs[1:])})")
     key = load_private_key(read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key"),
                            source=f"key {shown(key_path)}")
     if _spki(key.public_key()) != _spki(cert.public_key()):
         raise CertkitError(f"{shown(key_path)} is not the private key of {shown(cert_path)}; they do not belong "
                            "together.")
-    chain = []
-    for name in (CHAIN_FILE, CA_FILE):
-        if (folder / name).is_file():
-            chain += [c for c, _ in load_material(folder / name).certificates if c not in chain]
-    if chain and not any(_issued_by(cert, ca) for ca in chain):
+    chain = _chain_of(folder, cert, notes)
+    if (problem := validity_problem(cert)) is not None:
+        notes.append(f"the certificate {problem}: every verifier refuses it"
+                     + ("; renew it (certkit renew " + shown(folder) + ") and export it again"
+                        if problem.startswith("expired") else " until then"))
+    return BundleFolder(folder, cert, key, chain, notes)
+
+
+def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
+    """The CA certificates of the folder's chain.pem and ca.pem that lead from ``cert`` up (its issuer
+    first). A certificate there that is no CA (another's client certificate pasted in) is refused: the
+    .p12 would hand it to whoever imports it as a CA's. A CA off the way up is left out, with a note."""
+    from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE
+    from certkit.material import load_material
+    from certkit.text import shown
+    from certkit.verify_names import cn_text
+    from certkit.vocabulary import is_ca, leaf_kind, serial_hex
+
+    files = [name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file()]
+    pool: dict = {}  # each CA certificate found -> the file it is in
+    for name in files:
+        for other, _ in load_material(folder / name).certificates:
+            if not is_ca(other):
+                kind = {"unknown": "a leaf"}.get(leaf_kind(other), f"a {leaf_kind(other)}")
+                raise CertkitError(f"{shown(folder / name)} holds {shown(cn_text(other.subject))}, {kind} "
+                                   "certificate, not a CA certificate; a PKCS#12 file's chain holds CA certificates "
+                                   "only. Put back the CA files of its bundle (certkit renew rewrites them).")
+            pool.setdefault(other, name)
+    chain, top = [], cert
+    while issuer := next((ca for ca in pool if ca not in chain and ca != top and _issued_by(top, ca)), None):
+        chain.append(issuer)
+        top = issuer
+    if pool and not chain:
         # another CA's ca.pem copied in: the .p12 would teach whoever imports it to trust the wrong CA
-        files = " and ".join(name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file())
-        raise CertkitError(f"None of the CA certificates in {shown(folder)} ({files}) issued {shown(cert_path)}; "
-                           "they do not belong together. Put back the CA files of its bundle (certkit renew "
-                           "rewrites them).")
-    return BundleFolder(folder, cert, key, chain)
+        raise CertkitError(f"None of the CA certificates in {shown(folder)} ({' and '.join(files)}) issued "
+                           f"{shown(folder / CERT_FILE)}; they do not belong together. Put back the CA files of "
+                           "its bundle (certkit renew rewrites them).")
+    for ca in (ca for ca in pool if ca not in chain):
+        notes.append(f"{shown(cn_text(ca.subject))} (serial {serial_hex(ca.serial_number)}, in {pool[ca]}) is left "
+                     f"out of the file: a CA certificate that is not in the chain of {shown(cn_text(cert.subject))}")
+    return chain
+
+
+def validity_problem(cert: "x509.Certificate", now: "dt.datetime | None" = None) -> str | None:
+    """What keeps ``cert`` from being valid ``now``, in the words serve uses (``expired on ...``, ``is not
+    valid before ...``); None when it is valid."""
+    import datetime as dt
+
+    from certkit.vocabulary import iso, moment_text
+
+    now = now or dt.datetime.now(dt.UTC)
+    if cert.not_valid_after_utc < now:
+        return f"expired on {moment_text(iso(cert.not_valid_after_utc))}"
+    if cert.not_valid_before_utc > now:
+        return f"is not valid before {moment_text(iso(cert.not_valid_before_utc))}"
+    return None
 
 
 def _issued_by(cert: "x509.Certificate", ca: "x509.Certificate") -> bool:

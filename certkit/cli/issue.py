@@ -435,4 +435,6 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     if not bundle.chain:
         warn(f"{shown(folder)} holds no ca.pem, so the file holds no CA certificate: whoever imports it gets "
              "the key and certificate, and must be given the CA's ca.pem to trust separately.")
+    for note in bundle.notes:  # an expired certificate, a certificate left out of the file
+        warn(note)
     emit(as_json, data, human)
