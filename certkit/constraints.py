@@ -44,9 +44,15 @@ _HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-
 
 def parse_network(text: str):
     try:
-        return ipaddress.ip_network(str(text).strip(), strict=True)
+        network = ipaddress.ip_network(str(text).strip(), strict=True)
     except ValueError as exc:
         raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}.") from None
+    mapped = ipaddress.ip_network("::ffff:0:0/96")
+    if network.version == 6 and network.subnet_of(mapped):  # only IPv4-mapped addresses, which certkit refuses
+        v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+        raise InvalidName(f"'{shown(text)}' is IPv4 written as IPv6 (IPv4-mapped), which no certificate names (an "
+                          f"address of it is refused); permit the IPv4 range itself ({v4}).")
+    return network
 
 
 def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[list[str], list]:

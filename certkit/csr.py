@@ -233,8 +233,9 @@ def describe_extension(ext) -> str:
 
 
 def _oid_name(oid) -> str:
-    name = getattr(oid, "_name", None)
-    return name if name and name != "Unknown OID" else oid.dotted_string
+    from certkit.vocabulary import oid_name
+
+    return oid_name(oid)
 
 
 def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | None, list[str]]:
@@ -247,8 +248,9 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
     lists in words the requested subject attributes and SAN entries the
     certificate will not carry.
     """
-    dropped = [f"subject attribute {attr.rfc4514_string()}" for attr in request.csr.subject
-               if attr.oid != _CN_OID()]
+    from certkit.vocabulary import attribute_text
+
+    dropped = [f"subject attribute {attribute_text(attr)}" for attr in request.csr.subject if attr.oid != _CN_OID()]
     if kind in ("server", "peer"):
         identities, cn = _plan_hosts(request, kind, extra_names, dropped)
         return identities, cn, dropped

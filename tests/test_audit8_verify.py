@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 SERVER, CLIENT, ANY = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, \
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
@@ -328,3 +328,31 @@ def test_verify_of_a_folder_names_a_ca_pem_it_cannot_read(tmp_path: Path, ca_dir
     assert "the folder's ca.pem, the CA its peers are told to trust, is a loop of symbolic links" in proc.stdout
     assert "ca.pem: not read: it is a loop of symbolic links" in run_certkit(
         "inspect", "b", cwd=tmp_path, env=ca_env, check=True).stdout
+
+
+# --- the same classes, in sign-csr's words and init-ca's constraints ----------------------------------------------
+def test_sign_csr_names_what_it_drops(ca_dir, ca_env, tmp_path):
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(tmp_path / "k.key"), "-subj", "/CN=c.example/emailAddress=a@b.example/serialNumber=123",
+            "-addext", "nsCertType=client", "-addext", "subjectAltName=DNS:c.example", "-out", str(tmp_path / "r.csr"))
+    proc = run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", tmp_path / "o", env=ca_env, check=True)
+    dropped = [line.split("dropped", 1)[1].strip() for line in proc.stdout.splitlines() if "dropped" in line]
+    assert dropped == ["nsCertType (not in the certificate)", "subject attribute emailAddress=a@b.example",
+                       "subject attribute serialNumber=123"], proc.stdout
+
+
+@pytest.mark.parametrize("network", ["::ffff:10.0.0.0/104", "::ffff:0:0/96"])
+def test_a_mapped_range_is_not_a_constraint(tmp_path, network):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    proc = run_certkit("init-ca", "--name", "Mapped", "--permit-ip", network, env=env)
+    assert_clean_error(proc, "is IPv4 written as IPv6 (IPv4-mapped)")
+    assert "permit the IPv4 range itself" in proc.stderr and not (tmp_path / "ca").exists()
+
+
+def test_list_and_revoke_say_an_empty_subject_is_empty(ca_dir, ca_env, tmp_path):
+    long_name = "a" * 63 + ".example.com"  # longer than a CN holds: the subject is empty, the name in the SAN
+    run_certkit("issue-server", long_name, "--out", tmp_path / "long", env=ca_env, check=True)
+    listed = run_certkit("list", env=ca_env, check=True).stdout
+    assert "  (empty)  " + long_name in listed, listed
+    revoked = run_certkit("revoke", tmp_path / "long", env=ca_env, check=True).stdout
+    assert "  subject   (empty)\n" in revoked, revoked

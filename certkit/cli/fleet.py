@@ -285,8 +285,10 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
     text = renew_argv[renew_argv.index("--expiring") + 1]
     window = dt.timedelta(hours=int(text[:-1])) if text.endswith("h") else dt.timedelta(days=int(text[:-1]))
     kind = renew_argv[renew_argv.index("--kind") + 1] if "--kind" in renew_argv else None
-    rows = CADirectory(ca_dir).open().require_inventory().rows(
-        "WHERE status = 'valid'" + (" AND kind = ?" if kind else ""), [kind] if kind else [])
+    rows = CADirectory(ca_dir).open().require_inventory().rows(  # valid, not renewed yet: what a run may renew
+        "WHERE status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = "
+        "certificates.serial AND r.status IN ('valid', 'revoked', 'pending'))" + (" AND kind = ?" if kind else ""),
+        [kind] if kind else [])
     short = [row for row in rows if row["kind"] in LEAF_KINDS
              and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window]
     if short:

@@ -150,7 +150,7 @@ def _table(rows: list[dict], width: int | None) -> str:
     header = ("SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT", "NAMES")
     table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"],
                          r["status"] + (" (renewed)" if r["renewed_by"] else ""),
-                         r["not_after"][:10], shown(r["subject"]), _names_summary(r)) for r in rows]
+                         r["not_after"][:10], shown(r["subject"]) or "(empty)", _names_summary(r)) for r in rows]
     widths = [max(columns(row[i]) for row in table) for i in range(len(header) - 1)]
     if width is not None:  # fit the terminal: the subject column gives way first, the names after it
         fixed = sum(widths[:4]) + 2 * 5
@@ -236,7 +236,7 @@ def revoke(certificate, reason, ca_dir, as_json):
     was = row.get("reason_was")
     human = "\n".join([
         f"Revoked {row['kind']} certificate {row['serial']}",
-        f"  subject   {shown(row['subject'])}",
+        f"  subject   {shown(row['subject']) or '(empty)'}",
         f"  reason    {row['revocation_reason']}" + (f" (it was revoked as {was}; now its key is known to be "
                                                       "compromised)" if was else ""),
         f"  at        {when(revoked_at)}" + (" (when it was first revoked)" if was else ""),
