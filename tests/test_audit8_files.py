@@ -174,6 +174,23 @@ def test_an_existing_passphrase_read_with_a_mark_fails_with_a_hint(ca_dir, ca_en
     assert "starts with a byte-order mark (U+FEFF)" in proc.stderr
 
 
+def test_the_timer_gives_the_same_hint_and_never_sends_a_marked_pin(ca_dir, ca_env, tmp_path, monkeypatch, capsys):
+    marked = _secret(tmp_path / "ppbom", BOM + PASSPHRASE.encode() + b"\n")
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u", "--passphrase-file", marked, env=env)
+    assert_clean_error(proc, "The passphrase does not decrypt the CA key")
+    assert "starts with a byte-order mark (U+FEFF)" in proc.stderr and not (tmp_path / "u").exists()
+    # The timer's own try of its CA (in the environment it will run with): a key in a token would be sent the
+    # PIN file's text; one that starts with the mark is refused before the token sees it.
+    import certkit.store
+    from certkit.fleet.timer import _probe
+
+    monkeypatch.setattr(certkit.store.CADirectory, "key_uri", property(lambda self: "pkcs11:token=t;object=k"))
+    monkeypatch.setattr("certkit.ca.CA.unlock", lambda self, secret: pytest.fail(f"sent to the token: {secret()!r}"))
+    assert _probe([str(ca_dir), str(marked)]) == 1
+    assert "starts with a byte-order mark (U+FEFF), which is no part of a PIN" in capsys.readouterr().err
+
+
 # --- #4: crl --out that cannot be written -----------------------------------------------------
 def _crl_number(ca_dir: Path) -> int:
     with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
@@ -239,6 +256,7 @@ LOOP_COMMANDS = {
     "verify --untrusted": ["verify", "a/cert.pem", "--purpose", "server", "--name", "a.example", "--untrusted",
                            "loopa"],
     "revoke": ["revoke", "loopa"],
+    "renew": ["renew", "loopa"],
     "renew --unit-dir": ["renew", "--install-timer", "--unit-dir", "loopa"],
     "issue-batch": ["issue-batch", "loopa"],
     "serve --cert": ["serve", "--cert", "loopa", "--key", "a/privkey.pem"],
@@ -257,7 +275,7 @@ def test_a_loop_of_symbolic_links_is_called_one(ca_dir, ca_env, tmp_path, what):
     assert "does not exist" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", [["inspect"], ["revoke"]])
+@pytest.mark.parametrize("command", [["inspect"], ["revoke"], ["renew"]])
 def test_a_dangling_link_says_where_it_points(ca_dir, ca_env, tmp_path, command):
     os.symlink("nowhere", tmp_path / "dangling")
     proc = run_certkit(*command, "dangling", env=ca_env, cwd=tmp_path)

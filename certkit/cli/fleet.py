@@ -298,6 +298,16 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
              "--expiring.")
 
 
+def _pin_checked(secret: bytes, path: Path, key_uri) -> bytes:
+    """A token's PIN with a byte-order mark is refused before the token sees it (a try used up); a
+    passphrase is taken as it is, as OpenSSL takes it (a wrong one says the mark is there)."""
+    from certkit.cli.secrets_input import refuse_byte_order_mark
+
+    if key_uri is not None:
+        refuse_byte_order_mark(secret, f"The PIN file {shown(path)}")
+    return secret
+
+
 def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str]:
     """--ca-dir (absolute), and --passphrase-file when the CA key is encrypted: a timer cannot ask,
     and an environment variable holding the passphrase is never copied into a unit or crontab."""
@@ -315,7 +325,14 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
         if str(passphrase_file) == "-":
             raise click.UsageError("A timer cannot read the passphrase from standard input: give a file.")
         refuse_readable_by_others(passphrase_file, "passphrase file")
-        ca.unlock(lambda: read_secret_file(passphrase_file))  # a wrong passphrase now, not every night
+        from certkit.errors import WrongPassphrase
+
+        try:  # a wrong passphrase now, not every night
+            ca.unlock(lambda: _pin_checked(read_secret_file(passphrase_file), passphrase_file, store.key_uri))
+        except WrongPassphrase as exc:
+            from certkit.cli.secrets_input import byte_order_mark_hint
+
+            raise WrongPassphrase(f"{exc}{byte_order_mark_hint(passphrase_file)}") from None
         args += ["--passphrase-file", os.path.abspath(passphrase_file)]
     elif store.key_uri is not None:
         from certkit.constants import ENV_PKCS11_PIN

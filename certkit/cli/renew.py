@@ -204,11 +204,14 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
                exec_timeout: int, ca_dir: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
     """Renew ``certificate`` (every refusal before the passphrase is asked for), say what was done,
     then run its hooks; exit 1 if a hook failed (the renewed bundle stays)."""
-    from certkit.errors import CannotRenew
+    from certkit.errors import CannotRenew, CertkitError
+    from certkit.files import broken_link
     from certkit.lifecycle import plan_renewal
     from certkit.lifecycle import renew as renew_planned
     from certkit.store import CADirectory
 
+    if (broken := broken_link(certificate)) is not None:  # a link of that name: a path that leads nowhere
+        raise CertkitError(f"{broken} Give the bundle folder, its cert.pem, the serial or the name.")
     ca = CADirectory(ca_dir).open()
     p12_password = _p12_password_if_any(p12_password_file)
     try:

@@ -105,6 +105,9 @@ def _probe(args: list[str]) -> int:
 
     def secret() -> bytes:  # as the command line reads a secret file: one trailing newline dropped
         text = read_limited(Path(passphrase_file), MAX_SECRET_FILE_BYTES, what="secret file")
+        if text.startswith(b"\xef\xbb\xbf"):  # never sent to the token: a PIN try it would use up
+            raise CertkitError(f"The PIN file {passphrase_file} starts with a byte-order mark (U+FEFF), which is "
+                               "no part of a PIN; remove it.")
         return text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
 
     ca_dir, passphrase_file = args
