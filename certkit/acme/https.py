@@ -7,7 +7,9 @@ Requests http.server refuses itself (an unknown method, a bad request line,
 headers too long) are answered with problem documents too (:meth:`AcmeRequestHandler.send_error`).
 The handler reads a bounded request body and hands method, path, headers and
 body to :meth:`AcmeService.handle <certkit.acme.server.AcmeService.handle>`;
-URLs are built from the request's ``Host`` header (:meth:`AcmeHTTPServer.base_url`).
+URLs are built from the authority the request names (:meth:`AcmeRequestHandler._base`): its
+request target's, given in absolute form (RFC 9112 3.2.2), else its ``Host`` header's; an
+HTTP/1.1 request without one ``Host`` header is refused (RFC 9112 3.2).
 """
 
 from __future__ import annotations
@@ -87,16 +89,32 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
             self.server.end_request()
 
     def _answer(self, method: str, read_body: bool) -> None:
-        base = self.server.base_url(self.headers.get("Host"))
+        base, refusal = self._base()
         body = b""
-        if read_body:
-            refusal = self._body_refusal()
+        if read_body or refusal is not None:
+            refusal = refusal or self._body_refusal()
             if refusal is not None:  # its body, if any, is not read: the connection ends with the answer
                 self._send(self.server.service.finish(Response.problem(refusal), base), method, close=True)
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         response = self.server.service.handle(method, self.path, self.headers, body, base)
         self._send(response, method)
+
+    def _base(self) -> tuple[str, Problem | None]:
+        """The base of the URLs this request is answered with, and why it is refused, or None. The
+        authority is the request target's when it is in absolute form (RFC 9112 3.2.2: the Host
+        header is then ignored), else the Host header's; either must look like a host and port,
+        else the server's own address is used (:meth:`AcmeHTTPServer.base_url`). An HTTP/1.1
+        request must carry exactly one Host header, whatever its target (RFC 9112 3.2)."""
+        hosts = self.headers.get_all("Host") or []
+        authority = target_authority(self.path)
+        base = self.server.base_url(authority if authority is not None else (hosts[0] if hosts else None))
+        if len(hosts) > 1:
+            return base, Problem("malformed", "The request carries more than one Host header (RFC 9112 3.2).")
+        if not hosts and self.request_version not in ("HTTP/0.9", "HTTP/1.0"):
+            return base, Problem("malformed", f"An {self.request_version} request must carry a Host header naming "
+                                              "the server it is for (RFC 9112 3.2).")
+        return base, None
 
     def _body_refusal(self) -> Problem | None:
         """Why the request's body cannot be read, or None. Every method's declared body is read,
@@ -224,6 +242,15 @@ class AcmeHTTPServer(ThreadingHTTPServer):
         if isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
             return  # a client that went away
         self.log_line(f"error serving {_peer(client_address)}: {type(exc).__name__}: {shown(exc)}")
+
+
+def target_authority(target: str) -> str | None:
+    """The authority (``host:port``) a request target in absolute form (``https://host:port/path``)
+    names, '' when it names none; None for a target in origin form (``/path``)."""
+    if not target[:8].lower().startswith(("https://", "http://")):
+        return None
+    rest = target.split("://", 1)[1]
+    return rest[:min([i for i in (rest.find("/"), rest.find("?")) if i >= 0], default=len(rest))]
 
 
 def _peer(address) -> str:

@@ -170,7 +170,9 @@ class SignedRequest:
         return self.payload == b""
 
     def json_payload(self) -> dict:
-        """The payload as a JSON object; POST-as-GET (empty payload) reads as ``{}``."""
+        """The payload as a JSON object; POST-as-GET (empty payload) reads as ``{}`` (only a resource
+        that may be fetched takes one: :meth:`AcmeService._route <certkit.acme.server.AcmeService._route>`
+        refuses it elsewhere)."""
         if self.payload == b"":
             return {}
         try:

@@ -13,12 +13,12 @@ parsing; issuing goes through :mod:`certkit.acme.issue`, storage through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.acme import challenges, jws
+from certkit.acme.fields import REVOCATION_CODES, check_booleans, deactivation, revocation_code
 from certkit.acme.finalize import Finalizer, refuse_certificate_key
 from certkit.acme.finalize import refuse_expired as _refuse_expired
 from certkit.acme.problems import Problem
@@ -39,15 +39,9 @@ RETRY_AFTER = "1"
 # How long a challenge POST waits for its validation before answering "processing": most
 # validations take milliseconds, and a client told "valid" at once skips a polling round.
 CHALLENGE_WAIT = 2.0
-# RFC 5280 CRLReason codes a subscriber may give (7 is unused; certificateHold and
-# removeFromCRL are not offered by certkit, whose revocations are final; aACompromise is for
-# attribute certificates).
-# cACompromise (2) is for a CA certificate, never one ACME issues (Inventory.revoke says so).
 # The account's orders list is served this many orders a page (RFC 8555 7.1.2.1), each page
 # linking to the next.
 ORDERS_PAGE = 100
-REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged",
-                    4: "superseded", 5: "cessationOfOperation", 9: "privilegeWithdrawn"}
 
 
 @dataclass
@@ -104,9 +98,7 @@ class Resources:
     # --- accounts ---------------------------------------------------------------------------
     def new_account(self, request: Request) -> Response:
         payload, jwk, base = request.payload, request.jwk, request.base
-        for name in ("onlyReturnExisting", "termsOfServiceAgreed"):
-            if not isinstance(payload.get(name, False), bool):
-                raise Problem("malformed", f"{name} must be true or false, not {shown(json.dumps(payload[name]))}.")
+        check_booleans(payload, "onlyReturnExisting", "termsOfServiceAgreed")
         thumb = jws.thumbprint(jwk)
         existing = self.state.account_by_thumbprint(thumb)
         only_existing = payload.get("onlyReturnExisting", False)
@@ -181,15 +173,15 @@ class Resources:
     def account(self, request: Request, account_id: str) -> Response:
         account = self._own_account(request, account_id)
         payload = request.payload
-        status = payload.get("status")
-        if status is not None and status != "deactivated":
-            raise Problem("malformed", f"An account's status can only be changed to 'deactivated', not "
-                                       f"'{shown(status)}'.")
-        if "contact" in payload or status:
+        # Read as strictly as at newAccount; an agreement already given is not taken back, and one
+        # not given is not asked for (this server has no terms of service).
+        check_booleans(payload, "onlyReturnExisting", "termsOfServiceAgreed")
+        deactivate = deactivation(payload, "An account")
+        if "contact" in payload or deactivate:
             contact = self._contact(payload["contact"]) if "contact" in payload else None
-            account = self.state.update_account(account.id, contact=contact, deactivate=status == "deactivated")
-            if status:
-                self.log(f"account {account.id} deactivated")
+            account = self.state.update_account(account.id, contact=contact, deactivate=deactivate)
+            if deactivate:
+                self.log(f"account {account.id} deactivated, and its pending and ready orders with it")
         return Response.json(200, self._account_json(account, request.base),
                              headers=[("Location", f"{request.base}/acme/acct/{account.id}")])
 
@@ -302,10 +294,7 @@ class Resources:
     def authorization(self, request: Request, authz_id: str) -> Response:
         self._validations_written()
         authz = self._own_authz(request, authz_id)
-        status = request.payload.get("status")
-        if status is not None:
-            if status != "deactivated":
-                raise Problem("malformed", "An authorization's status can only be changed to 'deactivated'.")
+        if deactivation(request.payload, "An authorization"):
             self.state.deactivate_authorization(authz.id)
             authz = self.state.authorization(authz.id)
         headers = [("Retry-After", RETRY_AFTER)] if authz.status == "pending" else []
@@ -354,14 +343,7 @@ class Resources:
         except (ValueError, *parse_errors()):
             raise Problem("malformed", "revokeCert needs the certificate as base64url DER in 'certificate'.") \
                 from None
-        code = payload.get("reason", 0)
-        if not isinstance(code, int) or isinstance(code, bool):
-            raise Problem("badRevocationReason", f"The revocation reason must be an integer (RFC 8555 7.6), not "
-                                                 f"{shown(json.dumps(code))}; use one of "
-                          + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
-        if code not in REVOCATION_CODES:
-            raise Problem("badRevocationReason", f"Revocation reason {shown(code)} is not accepted; use one of "
-                          + ", ".join(f"{c} ({n})" for c, n in REVOCATION_CODES.items()) + ".")
+        code = revocation_code(payload)
         serial = serial_hex(cert.serial_number)
         try:
             cert.verify_directly_issued_by(self.ca.cert)

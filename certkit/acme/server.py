@@ -7,8 +7,9 @@ to a :class:`~certkit.acme.response.Response`. What each resource does is in
 worker threads; :mod:`certkit.acme.https` carries the service over TLS and
 :mod:`certkit.acme.listener` keeps the server's own certificate.
 
-URLs are built from the request's ``Host`` header, as Boulder and Pebble build
-them, so a client that reaches the server as ``localhost`` or as
+URLs are built from the authority the request names (its ``Host`` header, as
+Boulder and Pebble build them, or its request target's, given in absolute form:
+RFC 9112 3.2.2), so a client that reaches the server as ``localhost`` or as
 ``127.0.0.1`` gets URLs it can use; every JWS ``url`` must be exactly the URL
 it was sent to, its query string included (RFC 8555 6.4). Only the account's
 orders list takes a query (its pages: ``?cursor=``); any other signed resource
@@ -158,6 +159,9 @@ class AcmeService:
             (r"/acme/chall/([\w-]+)", "kid", self.resources.challenge),
             (r"/acme/cert/([0-9A-F]+)", "kid", self.resources.certificate),
         ]
+        # RFC 8555 6.3: POST-as-GET (an empty payload) fetches a resource; the others act on a JSON object.
+        fetched = (self.resources.account, self.resources.account_orders, self.resources.order,
+                   self.resources.authorization, self.resources.challenge, self.resources.certificate)
         for pattern, key_rule, handler in routes:
             match = re.fullmatch(pattern, path)
             if match:
@@ -165,6 +169,10 @@ class AcmeService:
                 request = self._authenticate(headers, body, base + target, key_rule, base, nonce)
                 if _sep and handler != self.resources.account_orders:
                     raise Problem("malformed", f"{base}{path} takes no query string ('?{shown(query)}').")
+                if request.signed.is_post_as_get and handler not in fetched:
+                    raise Problem("malformed", f"{base}{path} takes a JSON object as its payload; an empty payload "
+                                               "(POST-as-GET) only fetches an account, an order, an authorization, "
+                                               "a challenge, a certificate or an orders list.")
                 request.query = query
                 return handler(request, *match.groups())
         raise Problem("malformed", f"There is no ACME resource at {shown(path)}; start at {base}/directory.",
@@ -248,7 +256,8 @@ def decode_hmac_key(text: str) -> bytes:
 def _origin_form(target: str) -> str:
     """The path and query of a request target (RFC 9112 3.2): given in absolute form
     (``https://host:port/directory``, as a proxy-minded client sends it), its scheme and authority are
-    dropped; the URLs this server builds come from the Host header either way."""
+    dropped here; the URLs this server builds come from that authority (RFC 9112 3.2.2), as
+    :mod:`certkit.acme.https` gives them in ``base``."""
     lowered = target[:8].lower()
     if not (lowered.startswith("https://") or lowered.startswith("http://")):
         return target

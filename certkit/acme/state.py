@@ -109,13 +109,12 @@ class AcmeState:
         # that never started a server again (a finalize takes seconds; complete_order would find the
         # order settled and discard its certificate, so this is safe even if it lived).
         stale = iso(dt.datetime.now(dt.UTC) - FOREIGN_LEASE)
-        expired = _EXPIRED
         with self.db.write() as conn:
             conn.execute("DELETE FROM acme_used_nonces WHERE expires <= ?", (now,))
             conn.execute("DELETE FROM acme_nonces WHERE expires <= ?", (now,))
-            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
+            conn.execute("UPDATE acme_orders SET status = 'invalid', updated_at = ?, finalizer = NULL"
                          " WHERE (status IN ('pending', 'ready') OR (status = 'processing' AND updated_at <= ?))"
-                         " AND expires <= ?", (expired, now, stale, now))
+                         " AND expires <= ?", (now, stale, now))
             conn.execute("UPDATE acme_authorizations SET status = 'expired' WHERE status IN ('pending', 'valid')"
                          " AND expires <= ?", (now,))
 
@@ -162,7 +161,10 @@ class AcmeState:
                              (json.dumps(list(contact)), account_id))
             if deactivate:
                 conn.execute("UPDATE acme_accounts SET status = 'deactivated' WHERE id = ?", (account_id,))
-                # RFC 8555 7.3.6: pending work of a deactivated account is abandoned.
+                # RFC 8555 7.3.6: pending work of a deactivated account is abandoned: its open orders
+                # (those being issued finish), then their authorizations (orders first, the lock order).
+                conn.execute("UPDATE acme_orders SET status = 'invalid', updated_at = ? WHERE account_id = ?"
+                             " AND status IN ('pending', 'ready')", (now_iso(), account_id))
                 conn.execute("UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ?"
                              " AND status IN ('pending', 'valid')", (account_id,))
             row = conn.execute(f"SELECT {self._ACCOUNT_COLUMNS} FROM acme_accounts WHERE id = ?",
@@ -222,7 +224,9 @@ class AcmeState:
                 "SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", (order_id,))]
         status, error = row[2], _loads(row[5])
         if status in ("pending", "ready") and row[4] <= now_iso():  # RFC 8555 7.1.6; purge() records it later
-            status, error = "invalid", json.loads(_EXPIRED)
+            status = "invalid"
+        if error == _EXPIRED_BEFORE:  # recorded by an older version: the client sent nothing malformed
+            error = None
         return Order(row[0], row[1], status, json.loads(row[3]), row[4], error, row[6], authz, row[7])
 
     # RFC 8555 7.1.2.1: the orders list holds pending (unexpired), ready, processing and valid
@@ -446,8 +450,10 @@ class AcmeState:
         return {(kind, value) for kind, value in rows} & set(identifiers)
 
 
-_EXPIRED = json.dumps({"type": "urn:ietf:params:acme:error:malformed",
-                       "detail": "The order expired before it was finalized.", "status": 400})
+# An expired order is invalid with no error: its status and expires say what happened, and no
+# problem type fits (malformed, which older versions recorded, blamed a request that was fine).
+_EXPIRED_BEFORE = {"type": "urn:ietf:params:acme:error:malformed",
+                   "detail": "The order expired before it was finalized.", "status": 400}
 
 
 def delivered_serials(tx, serials: Sequence[str]) -> set[str]:

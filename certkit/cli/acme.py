@@ -159,13 +159,17 @@ def _eab_keys(eab_kid: str | None, eab_hmac_file: Path | None) -> dict[str, byte
                                    "pip install 'certkit[acme]'") from None
     from certkit.acme.server import decode_hmac_key
     from certkit.cli.common import read_secret_file
+    from certkit.cli.secrets_input import refuse_byte_order_mark
+    from certkit.text import shown
 
     if (eab_kid is None) != (eab_hmac_file is None):
         raise click.UsageError("--eab-kid and --eab-hmac-file go together.")
     eab = {}
     if eab_kid is not None:
+        secret = read_secret_file(eab_hmac_file)
+        refuse_byte_order_mark(secret, f"The file {shown(eab_hmac_file)}")  # named, not "not base64url"
         try:
-            eab[eab_kid] = decode_hmac_key(read_secret_file(eab_hmac_file).decode("ascii", "replace"))
+            eab[eab_kid] = decode_hmac_key(secret.decode("ascii", "replace"))
         except ValueError as exc:
             raise click.ClickException(f"The EAB key in {eab_hmac_file} is unusable: {exc}.") from None
     return eab
