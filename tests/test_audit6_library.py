@@ -169,7 +169,10 @@ def test_cli_rekey_of_a_p521_csr_bundle(env: dict[str, str], tmp_path: Path) -> 
     (tmp_path / "r521.csr").write_bytes(csr_pem(ec.generate_private_key(ec.SECP521R1()), "p521.example",
                                                 "p521.example"))
     run_certkit("sign-csr", tmp_path / "r521.csr", "--server", "--out", tmp_path / "b521", env=env, check=True)
-    proc = run_certkit("renew", tmp_path / "b521", "--rekey", env=env)
+    # A CSR's requester holds the key: --rekey makes none for it (audit fleet8 #5); the renewal keeps it.
+    refused = run_certkit("renew", tmp_path / "b521", "--rekey", env=env)
+    assert refused.returncode == 1 and "was signed from a CSR" in refused.stderr, refused.stderr
+    proc = run_certkit("renew", tmp_path / "b521", env=env)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "b521"
     cert = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())

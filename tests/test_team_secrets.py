@@ -322,6 +322,7 @@ def test_a_key_generated_before_a_later_failure_is_reported(tmp_path, token, pos
 
 def test_an_inventory_url_that_is_not_utf8_is_refused_without_its_secret(tmp_path) -> None:
     url = os.fsdecode(f"postgresql://certkit:{SECRET}@127.0.0.1/db\xff".encode("latin-1"))
+    run_certkit("init-ca", "--no-passphrase", env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca")), check=True)
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_INVENTORY_URL=url)
     proc = subprocess.run([sys.executable, "-m", "certkit", "list"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
