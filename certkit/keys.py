@@ -288,7 +288,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
     """
     from cryptography.hazmat.primitives import serialization
 
-    is_pem = data.lstrip().startswith(b"-----")
+    is_pem = b"-----BEGIN" in data  # as OpenSSL reads PEM: text or a byte-order mark before it is skipped
     damage = key_damage(data)
     if damage is not None:  # before the passphrase: no passphrase opens a truncated file
         raise CertkitError(f"The {source} is damaged: {damage}.")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
+from certkit.names import mapped_address_notes
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
 from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
@@ -299,7 +300,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     found, target_folder, in_place = _renewable(ca, ref, out)
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     keyed = _written_with_key(inventory, found)
-    notes = []
+    notes = mapped_address_notes(found.cert)  # carried over as it was certified: said, never dropped silently
     if rekey and not keyed:
         if not rekey_keeps_requesters:
             raise CannotRenew(f"{found.serial} was signed from a CSR: its requester holds the private key, so a new "

@@ -455,3 +455,17 @@ def safe_folder_name(name: str) -> str:
         )
     safe = name.replace("*", "_wildcard").replace(":", "_")
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", safe)
+
+
+def mapped_address_notes(cert) -> list[str]:
+    """What to say of the IPv4-mapped IPv6 addresses ``cert`` names (certified before certkit refused them,
+    or by another tool): a renewal keeps its names, and clients connecting to the IPv4 address never match."""
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [f"it names {address}, the IPv4 address {address.ipv4_mapped} written as IPv6, which clients connecting "
+            f"to {address.ipv4_mapped} never match; to change it, issue a new certificate naming {address.ipv4_mapped}"
+            for address in san.get_values_for_type(x509.IPAddress) if getattr(address, "ipv4_mapped", None)]

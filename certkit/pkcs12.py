@@ -130,7 +130,7 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``
     (each through the one bounded reader, :mod:`certkit.material`)."""
     from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
+    from certkit.files import broken_link, read_limited
     from certkit.keys import load_private_key
     from certkit.material import load_material
     from certkit.text import shown
@@ -140,6 +140,11 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
         raise CertkitError(f"{shown(folder)} is not a folder; give the output folder of issue-server or "
                            "issue-client.")
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
+    for path in (cert_path, key_path):
+        if path.exists() and not path.is_file():
+            raise CertkitError(f"{shown(path)} is not a regular file; a PKCS#12 file is made from the bundle's files.")
+        if (broken := broken_link(path)) is not None:  # a loop, or a link to nothing: said as such
+            raise CertkitError(f"{broken} A PKCS#12 file is made from the bundle's files: restore it.")
     if not cert_path.is_file():
         raise CertkitError(f"{shown(folder)} holds no cert.pem; give the output folder of issue-server or "
                            "issue-client.")

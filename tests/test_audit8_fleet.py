@@ -145,14 +145,15 @@ def test_a_timer_never_renews_everything_every_day(ca_dir, ca_env, tmp_path):
                        code=2)
     assert_clean_error(run_certkit("renew", "--install-timer", "--cron", "--all", "--passphrase-file", secret,
                                    env=ca_env), "give --expiring PERIOD", code=2)
-    assert_clean_error(run_certkit(*base, "--expiring", "30d", "--days", "30", env=ca_env),
-                       "no longer than the renewal window of 30 days", code=2)
+    for days in ("30", "31"):  # a 31-day successor is due again the next day
+        assert_clean_error(run_certkit(*base, "--expiring", "30d", "--days", days, env=ca_env),
+                           "no more than a day longer than the renewal window of 30 days", code=2)
     assert not units.exists()
     run_certkit("issue-server", "short.example", "--days", "20", "--out", tmp_path / "short", env=ca_env, check=True)
     run_certkit("issue-server", "long.example", "--out", tmp_path / "long", env=ca_env, check=True)
     proc = run_certkit(*base, "--expiring", "30d", env=ca_env)
     assert proc.returncode == 0, proc.stderr
-    assert f"1 valid certificate lives no longer than the renewal window of 30 days (such as " \
+    assert f"1 valid certificate lives no more than a day longer than the renewal window of 30 days (such as " \
            f"{serial_in(tmp_path / 'short')})" in proc.stderr
     quiet = run_certkit(*base, "--expiring", "14d", "--force", env=ca_env)
     assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
@@ -230,3 +231,56 @@ def test_a_second_bulk_renewal_says_what_is_true(ca_dir, ca_env):
     assert_clean_error(proc, "is running, so this one renewed nothing (not even what only this one selects): run "
                              "it again once the other has ended")
     assert "renews what is due" not in proc.stderr
+
+
+# --- regress10: the same classes, one step further -----------------------------------------------------------------
+def test_a_crl_never_replaces_a_recorded_file(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-server", "d.example", "--out", tmp_path / "d", env=ca_env, check=True)
+    run_certkit("issue-server", "j.example", "--format", "jsonl", "--out", tmp_path / "keys.jsonl", env=ca_env,
+                check=True)
+    for target, said in ((tmp_path / "d" / "privkey.pem", "is the privkey.pem of the bundle folder"),
+                         (tmp_path / "keys.jsonl", "holds certificate")):
+        before = target.read_bytes()
+        assert_clean_error(run_certkit("crl", "--out", target, "--force", env=ca_env), said)
+        assert target.read_bytes() == before
+
+
+def test_a_name_equal_to_the_output_file_is_no_input(ca_dir, ca_env, tmp_path):
+    """regress10 #2: every text argument was taken for a file the command reads (NAMES, NAME)."""
+    for args in (["issue-server", "fp.example"], ["issue-client", "alice"]):
+        out = args[1]
+        run_certkit(*args, "--format", "jsonl", "--out", out, env=ca_env, cwd=tmp_path, check=True)
+        proc = run_certkit(*args, "--format", "jsonl", "--out", out, "--force", env=ca_env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_force_over_another_cas_output_file_is_said(tmp_path):
+    from conftest import certkit_env
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "R", "--ca-dir", tmp_path / "ca", env=env, check=True)
+    run_certkit("init-ca", "--name", "I", "--ca-dir", tmp_path / "ica", "--parent-ca-dir", tmp_path / "ca", env=env,
+                check=True)
+    first = json.loads(run_certkit("issue-server", "xa.example", "--format", "jsonl", "--out", tmp_path / "x.jsonl",
+                                   "--ca-dir", tmp_path / "ca", "--json", env=env, check=True).stdout)
+    proc = run_certkit("issue-server", "xb.example", "--format", "jsonl", "--out", tmp_path / "x.jsonl", "--force",
+                       "--ca-dir", tmp_path / "ica", "--json", env=env, check=True)
+    notes = json.loads(proc.stdout)["notes"]
+    assert any(f"held certificate {first['serial']} of another CA (CN=R)" in n for n in notes), notes
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\nserver,b1.example\n")
+    batch = run_certkit("issue-batch", manifest, "--format", "jsonl", "--out", tmp_path / "x.jsonl", "--force",
+                        "--ca-dir", tmp_path / "ca", "--json", env=env, check=True)
+    assert len(json.loads(batch.stdout)["foreign_replaced"]) == 1  # xb.example, of the intermediate
+
+
+def test_export_p12_names_a_link_loop(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-server", "v.example", "--out", tmp_path / "v", env=ca_env, check=True)
+    (tmp_path / "v" / "privkey.pem").unlink()
+    os.symlink("x", tmp_path / "v" / "privkey.pem")
+    os.symlink("privkey.pem", tmp_path / "v" / "x")
+    secret = tmp_path / "pw"
+    secret.write_text("p12 password 123\n")
+    secret.chmod(0o600)
+    proc = run_certkit("export-p12", tmp_path / "v", "--password-file", secret, env=ca_env)
+    assert_clean_error(proc, "privkey.pem is a loop of symbolic links")

@@ -356,3 +356,35 @@ def test_list_and_revoke_say_an_empty_subject_is_empty(ca_dir, ca_env, tmp_path)
     assert "  (empty)  " + long_name in listed, listed
     revoked = run_certkit("revoke", tmp_path / "long", env=ca_env, check=True).stdout
     assert "  subject   (empty)\n" in revoked, revoked
+
+
+def test_a_renewal_names_a_mapped_address_it_carries_over(ca_dir, ca_env, tmp_path):
+    """regress10 #5: a certificate that names an IPv4-mapped address (made before certkit refused them, or by
+    the library) is renewed with its names, and the renewal says what that address means to clients."""
+    import dataclasses
+
+    from certkit.issuing import FolderTarget, deliver, server_request
+    from certkit.names import Identity
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).load(PASSPHRASE.encode())
+    request = server_request(["mapped.example"])
+    request = dataclasses.replace(request, identities=[*request.identities, Identity("ip", "::ffff:c000:209")])
+    deliver(ca, request, FolderTarget(tmp_path / "m"))
+    proc = run_certkit("renew", tmp_path / "m", env=ca_env, check=True)
+    assert "it names ::ffff:c000:209, the IPv4 address 192.0.2.9 written as IPv6" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("before", [b"# web01 key\n", b"\xef\xbb\xbf"])
+def test_a_key_openssl_reads_is_read(ca_dir, ca_env, tmp_path, before):
+    """regress10 #3: text or a byte-order mark before the PEM key made verify call the folder NOT VALID (and
+    inspect say the key both matched and was unreadable); OpenSSL and Python's ssl load such a key."""
+    run_certkit("issue-server", "v.example", "--out", tmp_path / "v", env=ca_env, check=True)
+    key = tmp_path / "v" / "privkey.pem"
+    key.write_bytes(before + key.read_bytes())
+    assert openssl("pkey", "-in", str(key), "-noout").returncode == 0
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(tmp_path / "v" / "fullchain.pem", key)
+    proc = run_certkit("verify", tmp_path / "v", "--purpose", "server", "--name", "v.example", env=ca_env)
+    assert proc.returncode == 0 and "VALID" in proc.stdout, proc.stdout + proc.stderr
+    inspected = run_certkit("inspect", tmp_path / "v", env=ca_env, check=True).stdout
+    assert "matches the certificate" in inspected and "not read" not in inspected, inspected

@@ -132,8 +132,8 @@ def refuse_inputs_as_output(out, what: str = "--out") -> None:
     if out is None or ctx is None or str(out) == "-" or not os.path.isfile(out):
         return
     for param in ctx.command.params:
-        if param.name == "out":
-            continue
+        if param.name == "out" or not isinstance(param.type, (click.Path, click.File)):
+            continue  # a name, a number: no file this command reads (issue-server NAMES may equal --out)
         values = ctx.params.get(param.name)
         for value in values if isinstance(values, (list, tuple)) else [values]:
             if not isinstance(value, (str, os.PathLike)) or str(value) == "-":

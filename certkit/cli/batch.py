@@ -100,6 +100,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             holding.enter_context(output.held(ca))  # to released(): another writer of the file waits
             output.check(ca.directories, inventory=ca.inventory)
             output.held_before(ca.inventory)
+        foreign = output.foreign_held(ca) if output is not None else []  # before the file goes
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
@@ -120,6 +121,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
                 warn_made_private(output)  # the manifest checked: keys go there now
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run, as_json)
+            result.foreign += foreign
             released = output.released(ca.inventory) if output is not None else []
     if result.by_kind.get("peer"):  # as issue-peer says every time it runs
         from certkit.cli.issue import PEER_WARNING

@@ -290,12 +290,12 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
         "certificates.serial AND r.status IN ('valid', 'revoked', 'pending'))" + (" AND kind = ?" if kind else ""),
         [kind] if kind else [])
     short = [row for row in rows if row["kind"] in LEAF_KINDS
-             and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window]
-    if short:
-        warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no longer than the "
-             f"renewal window of {period_words(window)} (such as {short[0]['serial']}), so each day's run would renew "
-             f"{'them' if len(short) != 1 else 'it'} again: add --days with a longer lifetime, or give a shorter "
-             "--expiring.")
+             and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window + dt.timedelta(days=1)]
+    if short:  # each renewed with the life it had, and due again by the next day's run
+        warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no more than a day longer "
+             f"than the renewal window of {period_words(window)} (such as {short[0]['serial']}), so (almost) each "
+             f"day's run would renew {'them' if len(short) != 1 else 'it'} again: add --days with a longer lifetime, "
+             "or give a shorter --expiring.")
 
 
 def _pin_checked(secret: bytes, path: Path, key_uri) -> bytes:

@@ -303,20 +303,18 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from cryptography import x509
 
     from certkit.cli.common import warn
+    from certkit.errors import CertkitError
+    from certkit.formats.recorded import refuse_a_recorded_file
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
     from certkit.revocation import check_can_sign_crl, check_published, sign_crl
-
-    out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     from certkit.text import stdout_closed
 
+    out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     if out is None and (closed := stdout_closed("the CRL")):
-        from certkit.errors import CertkitError
-
         raise CertkitError(closed)
-    if out is None and der and sys.stdout.isatty():
-        raise click.UsageError("A DER CRL is binary: give --out FILE or redirect stdout.")
-    if out is None and der and as_json:
-        raise click.UsageError("--json without --out prints the PEM CRL in the JSON; drop --der or add --out.")
+    if out is None and der and (as_json or sys.stdout.isatty()):
+        raise click.UsageError("--json without --out prints the PEM CRL in the JSON; drop --der or add --out."
+                               if as_json else "A DER CRL is binary: give --out FILE or redirect stdout.")
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()
@@ -325,6 +323,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
 
         check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories,  # before taking a number
                          key_id=subject_key_identifier(ca.cert))
+        refuse_a_recorded_file(out, ca.inventory)  # a jsonl output's keys, a bundle's privkey.pem
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
     published, carried = check_published(out, ca) if out is not None else (0, [])

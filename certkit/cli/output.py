@@ -68,6 +68,7 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
 
     output.check(ca.directories, keyed=request.keyed, inventory=ca.inventory)
     output.held_before(ca.inventory)
+    foreign = output.foreign_held(ca)  # read before the file goes: said once it has
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
     from certkit.cli.issue import warn_of_purpose
@@ -81,6 +82,7 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
     unlock(ca, passphrase_file)
     warn_made_private(output)  # every refusal made: keys go there now
     delivery = deliver(ca, request, target, planned=True)
+    delivery.notes += foreign
     warn_of_purpose(request, told=asked)
     released = output.released(ca.inventory)
     if released:
@@ -164,7 +166,7 @@ def batch_summary(output, manifest, result, ca, as_json: bool, released: list[st
     data = {"manifest": str(manifest), "issued": result.issued, "by_kind": result.by_kind, "format": output.format,
             "file": output.file_text, "ca_dir": str(ca.store.path),
             "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
-            "lifetime_capped": result.capped, "released": released}
+            "lifetime_capped": result.capped, "released": released, "foreign_replaced": result.foreign}
     lines = [summary_head(result, manifest),
              f"  output     {_WHAT_MANY[output.format]} to {where}"
              + (f" (mode 0600: it holds the private key{'s' if result.issued != 1 else ''})"

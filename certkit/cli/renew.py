@@ -177,10 +177,10 @@ def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int 
         raise click.UsageError("A timer runs every day, and --all would renew every certificate every day: give "
                                "--expiring PERIOD (the default, 30d, renews each one 30 days before it expires).")
     window = expiring or dt.timedelta(days=30)
-    if days is not None and dt.timedelta(days=days) <= window:
-        raise click.UsageError(f"--days {days} gives the renewed certificates a life no longer than the renewal "
-                               f"window of {period_words(window)}, so every day's run would renew them again: give "
-                               "a longer --days or a shorter --expiring.")
+    if days is not None and dt.timedelta(days=days) <= window + dt.timedelta(days=1):  # due again by the next run
+        raise click.UsageError(f"--days {days} gives the renewed certificates a life no more than a day longer than "
+                               f"the renewal window of {period_words(window)}, so (almost) every day's run would "
+                               "renew them again: give a longer --days or a shorter --expiring.")
 
 
 def _refuse_with_remove_timer(**given) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import Encoder, FormatRefused, member_name, secret_name
-from certkit.formats.recorded import identity, refuse_a_bundle_file, release
+from certkit.formats.recorded import foreign_notes, identity, refuse_a_bundle_file, release
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
 from certkit.text import discard_stdout, shown
@@ -198,6 +198,10 @@ class Output:
         return inventory.rows("WHERE folder = ? AND sink = 'file' AND status = 'valid' AND NOT EXISTS "
                               "(SELECT 1 FROM certificates n WHERE n.renewed_from = certificates.serial"
                               " AND n.status IN ('valid', 'revoked'))", (str(self.path),))
+
+    def foreign_held(self, ca: "CA") -> list[str]:
+        """Notes for another CA's certificates in the file ``--force`` overwrites (:func:`foreign_notes`)."""
+        return foreign_notes(self.path, ca) if self.force and self.path is not None else []
 
     def held_before(self, inventory: "Inventory | None") -> None:
         """Before anything is signed: note the certificates the file ``--force`` overwrites holds (see

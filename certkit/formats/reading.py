@@ -30,19 +30,29 @@ def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[by
 
     path = Path(path)
     sweep_stale(path.parent, path.name)  # a dead writer's temporary file: it may hold keys
+    return {der for der, key in _bundles_in(path) if der in wanted and (not wanted[der] or key)}
+
+
+def certificates_in(path: str | Path) -> list[bytes]:
+    """The certificates (DER) an output file holds whole, in order; none for a damaged or foreign file."""
+    return [der for der, _key in _bundles_in(Path(path))]  # for --force over one file: a few thousand at most
+
+
+def _bundles_in(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """Each whole bundle of the output file ``path``, read as a stream (memory stays flat for any size):
+    its certificate's DER, and whether its key is there."""
     try:
         with open(path, "rb") as f:
             head = f.read(512)
             f.seek(0)
             if len(head) == 512 and head[257:262] == b"ustar":
-                found = _tar_bundles(f)
+                yield from _tar_bundles(f)
             elif looks_like_json(head):
-                found = _jsonl_bundles(f)
+                yield from _jsonl_bundles(f)
             else:
-                found = _secret_bundles(f)
-            return {der for der, key in found if der in wanted and (not wanted[der] or key)}
+                yield from _secret_bundles(f)
     except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError):
-        return set()
+        return
 
 
 def _pair(cert_pem: bytes, key_pem: bytes | None) -> tuple[bytes, bool] | None:

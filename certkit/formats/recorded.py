@@ -1,6 +1,6 @@
 """What the inventory records of a one-output file and the folders around it: which certificates a file
 ``--force`` overwrites held (:func:`identity`, :func:`release`), and the bundle folders no output file
-may be written into (:func:`refuse_a_bundle_file`)."""
+may be written into (:func:`refuse_a_bundle_file`, :func:`refuse_a_recorded_file`)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,36 @@ def refuse_a_bundle_file(path: Path, text: str, inventory: "Inventory | None") -
                                f"{rows[0]['serial']} ({rows[0]['status']}), which the inventory records there; "
                                "certkit will not write another format over it, even with --force. Choose another "
                                "file.")
+
+
+def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, what: str = "a CRL") -> None:
+    """Refuse writing ``what`` over a file the inventory records as holding certificates (a jsonl, k8s or tar
+    output, and its keys) or over a recorded bundle's file, even with --force: the keys would be gone, and the
+    inventory would go on saying they are there."""
+    import os
+
+    if inventory is None:
+        return
+    real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
+    refuse_a_bundle_file(real, str(path), inventory)
+    rows = inventory.rows("WHERE folder = ? AND sink = 'file' AND status IN ('valid', 'pending') "
+                          "ORDER BY issued_at DESC LIMIT 1", (str(real),))
+    if rows:
+        raise UnsafeOutputPath(f"{shown(path)} holds certificate {rows[0]['serial']} and its private key (a --format "
+                               f"jsonl, k8s or tar output), which the inventory records there; certkit will not "
+                               f"write {what} over it, even with --force. Choose another file.")
+
+
+def foreign_notes(path: Path, ca) -> list[str]:
+    """Notes for the certificates of another CA than ``ca`` in the output file ``path`` that ``--force``
+    overwrites: this CA cannot record them as gone, and their keys go with the file (named, so that their
+    CA can revoke them)."""
+    from cryptography import x509
+
+    from certkit.formats.reading import certificates_in
+    from certkit.inventory.succession import foreign_note
+
+    if not path.is_file():
+        return []
+    certs = [x509.load_der_x509_certificate(der) for der in certificates_in(path)]
+    return [foreign_note(cert, "file") for cert in certs if cert.issuer != ca.cert.subject]

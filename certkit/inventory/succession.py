@@ -91,16 +91,21 @@ def foreign_replaced(issuer: "x509.Name", folder: str | Path) -> str | None:
 
     from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
-    from certkit.vocabulary import name_text, serial_hex
 
     path = Path(os.path.abspath(folder)) / CERT_FILE
     try:
         cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
     except (OSError, ValueError, CertkitError):
         return None
-    if cert.issuer == issuer:
-        return None
+    return None if cert.issuer == issuer else foreign_note(cert)
+
+
+def foreign_note(cert: "x509.Certificate", replaced: str = "bundle") -> str:
+    """The note for another CA's certificate whose ``replaced`` (bundle, file) ``--force`` overwrote."""
+    from certkit.vocabulary import name_text, serial_hex
+
     serial = serial_hex(cert.serial_number)
-    return (f"{FOREIGN_NOTE} {serial} of another CA ({name_text(cert.issuer)}), which this CA "
-            "cannot record as replaced: its key went with the old files. If it is still valid, revoke it with "
-            f"that CA: certkit revoke {serial} --ca-dir DIR-OF-THAT-CA, then publish its CRL")
+    return (f"{FOREIGN_NOTE.replace('bundle', replaced)} {serial} of another CA ({name_text(cert.issuer)}), which this "
+            f"CA cannot record as replaced: its key went with the old {'files' if replaced == 'bundle' else replaced}. "
+            f"If it is still valid, revoke it with that CA: certkit revoke {serial} --ca-dir DIR-OF-THAT-CA, then "
+            "publish its CRL")
