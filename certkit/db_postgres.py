@@ -271,7 +271,10 @@ class PostgresDatabase:
             message = f"The inventory {where} cannot be reached: {text}."
         else:
             message = f"The inventory {where} cannot be used: {text}."
-        return InventoryError(message)
+        error = InventoryError(message)
+        # read-only (a standby, a read-only role), no privilege to write, or a full disk: it may still be read
+        error.cannot_write = state in ("25006", "42501", "53100")
+        return error
 
 
 class _RolledBack(Exception):

@@ -102,12 +102,10 @@ class Inventory:
             if problem:
                 raise CABroken(f"The inventory {shown(self.location)} {problem}; restore it from a backup.")
             self._migrate()
-        if settle and getattr(self.db, "read_only", False):
-            from certkit.inventory.reconcile import warn_unsettled
+        if settle:
+            from certkit.inventory.reconcile import settle_or_warn
 
-            warn_unsettled(self)
-        elif settle:
-            self.reconcile()
+            settle_or_warn(self)
 
     def version(self, *, readonly: bool = False) -> int:
         from certkit.errors import UnknownSchema

@@ -194,6 +194,22 @@ def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> s
     return found
 
 
+def settle_or_warn(inventory) -> None:
+    """Settle the pending rows of dead writers (:meth:`Inventory.reconcile`); an inventory that cannot be
+    written here (read-only media, a PostgreSQL standby, a role that may only read, a full disk) is read as
+    it is, with a warning (:func:`warn_unsettled`): listing what a CA holds never needs to write."""
+    from certkit.errors import InventoryError
+
+    if not getattr(inventory.db, "read_only", False):
+        try:
+            inventory.reconcile()
+            return
+        except InventoryError as exc:
+            if not getattr(exc, "cannot_write", False):
+                raise
+    warn_unsettled(inventory)
+
+
 def warn_unsettled(inventory) -> None:
     """An inventory that cannot be written here (read-only media, a full disk) is read as it is:
     its pending rows stay pending, and a warning says so."""
