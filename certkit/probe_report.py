@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 _ALERTS = {
     "certificate required": "the server requires a client certificate and got none",
     "unsupported certificate": "the server does not accept this kind of certificate: for a client it "
-                               "needs clientAuth in the extendedKeyUsage",
+                               "needs clientAuth in the extendedKeyUsage, and digitalSignature or keyAgreement in "
+                               "the keyUsage if it has one",
     "unknown ca": "the server does not know the CA that issued it",
     "certificate expired": "the certificate has expired (or is not yet valid)",
     "bad certificate": "the server could not verify it",
@@ -107,6 +108,7 @@ def as_dict(result: "ProbeResult") -> dict:
             "without_one_verdict": without_verdict(result) if result.without_cert else None,
             "given": result.client_subject, "given_usage": result.client_usage, "given_issuer": result.client_issuer,
             "given_status": result.client_validity.get("status"),
+            "given_purpose_problem": result.client_purpose,
             "given_chain_issuers": result.client_chain_issuers, "given_missing_issuer": result.client_missing_issuer,
             "given_withdrawn": result.client_withdrawn,
             "with_it": result.with_cert.to_dict() if result.with_cert else None,
@@ -138,7 +140,8 @@ def with_verdict(result: "ProbeResult") -> str:
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
     refused = refusal(attempt)
     if refused is not None:
-        return f"refused: {refused}{_no_client_auth(result)}{_missing_intermediate(result, refused)}"
+        missing = _missing_intermediate(result, refused)
+        return f"refused: {refused}{_no_client_auth(result)}{missing}{_known_faults(result, not missing)}"
     if (why := unclear(attempt)) is not None:
         return (f"not known: the handshake took it, but {why}: no HTTP answer says whether the server accepts "
                 "the certificate (probe a URL that answers HTTP)")
@@ -146,53 +149,95 @@ def with_verdict(result: "ProbeResult") -> str:
     if attempt.http_status >= 400:
         return (f"not known: the handshake took it, but the server answered {status}, an error that does not "
                 "say whether it accepts the certificate (probe a URL that answers 200)")
-    verdict = f"accepted: the server answered {status}"
     # A server that lets in what it should not is worth a word (openssl s_server without
     # -verify_return_error only logs verification errors, for one).
-    if result.client_eku is not None and "clientAuth" not in result.client_eku:
-        verdict += ("; beware: this is not a client certificate (extendedKeyUsage "
-                    f"{', '.join(result.client_eku)}), so this server does not check a client certificate's purpose")
-    verdict += _out_of_date(result)
+    verdict = f"accepted: the server answered {status}{_lax_purpose(result)}{_out_of_date(result)}"
     # The CA's inventory recorded it revoked (the clause before its advice about CRLs), and it got in anyway.
-    verdict += "".join(f"; beware: {'it was ' if p.startswith('revoked') else ''}{p.rpartition('; ')[0]}, yet it "
-                       "got in: this server loads no CRL that lists it"
-                       for p in result.client_withdrawn if "revoked on" in p and "; " in p)
-    issuers = result.client_chain_issuers or [result.client_issuer]
-    # A server that lists a root takes a client whose chain (sent along) leads to it: only a chain none of
-    # whose issuers is listed got in against the server's own list.
-    if result.client_ca_names and not set(issuers) & set(result.client_ca_names):
-        verdict += (f"; beware: its issuer {issuers[0]} is not among the CA names the server listed, yet it got in"
-                    if len(issuers) == 1 else
-                    f"; beware: none of its chain's issuers ({', '.join(issuers)}) is among the CA names the "
-                    "server listed, yet it got in")
+    verdict += "".join(f"; beware: {fact}, yet it got in: this server loads no CRL that lists it"
+                       for fact in _revoked_facts(result))
+    if (unlisted := _unlisted_issuer(result)) is not None:
+        verdict += f"; beware: {unlisted}, yet it got in"
     return verdict
 
 
-def _no_client_auth(result: "ProbeResult") -> str:
-    """For a refused client certificate whose extendedKeyUsage lacks clientAuth (a server certificate given
-    as a client's, the classic cluster mistake): that it does, and the fix. Go servers (etcd, Consul) say
-    only "bad certificate", OpenSSL's "unsupported certificate"; empty when it has clientAuth, or no
-    extendedKeyUsage at all (any purpose)."""
-    eku = result.client_eku
-    if eku is None or "clientAuth" in eku:
+def _known_faults(result: "ProbeResult", issuer: bool = True) -> str:
+    """For a refused client certificate, what probe knows is wrong with it, as the accepted branch's ``beware:``
+    notes say it: out of its dates, revoked in the --ca-dir inventory, and (``issuer``: unless the note on a
+    missing intermediate said it) an issuer the server did not list; empty when none is known."""
+    facts = [_date_fact(result), *_revoked_facts(result), _unlisted_issuer(result) if issuer else None]
+    return "".join(f"; {fact}" for fact in facts if fact)
+
+
+def _revoked_facts(result: "ProbeResult") -> list[str]:
+    """What the --ca-dir inventory records revoked of the client's chain: the clause before its advice on CRLs."""
+    return [f"{'it was ' if p.startswith('revoked') else ''}{p.rpartition('; ')[0]}"
+            for p in result.client_withdrawn if "revoked on" in p and "; " in p]
+
+
+def _unlisted_issuer(result: "ProbeResult") -> str | None:
+    """That none of the client chain's issuers is among the CA names the server listed; None when one is, or
+    it listed none. A server that lists a root takes a client whose chain (sent along) leads to it."""
+    issuers = result.client_chain_issuers or [result.client_issuer]
+    if not result.client_ca_names or set(issuers) & set(result.client_ca_names):
+        return None
+    if len(issuers) == 1:
+        return f"its issuer {issuers[0]} is not among the CA names the server listed"
+    return f"none of its chain's issuers ({', '.join(issuers)}) is among the CA names the server listed"
+
+
+def _lax_purpose(result: "ProbeResult") -> str:
+    """The note for a client certificate that is not for a TLS client (:func:`purpose_problem`) and got in:
+    anyExtendedKeyUsage, which Go's crypto/x509 takes for clientAuth; another extendedKeyUsage without
+    clientAuth; or (its EKU right) a keyUsage or nsCertType OpenSSL refuses, which Go does not look at."""
+    eku, problem = result.client_eku, result.client_purpose
+    if eku is not None and "clientAuth" not in eku and "anyExtendedKeyUsage" in eku:
+        return (f"; beware: its extendedKeyUsage is {', '.join(eku)}, without clientAuth, yet it got in: this server "
+                "takes anyExtendedKeyUsage as clientAuth (Go's crypto/x509 does, and so etcd; OpenSSL-based servers "
+                "refuse it), or does not check a client certificate's purpose")
+    if eku is not None and "clientAuth" not in eku:
+        return (f"; beware: this is not a client certificate (extendedKeyUsage {', '.join(eku)}), so this server "
+                "does not check a client certificate's purpose")
+    if problem is None:
         return ""
-    kind = "it is a server certificate" if eku == ["serverAuth"] else f"its extendedKeyUsage is {', '.join(eku)}"
-    return ("; the certificate given has no clientAuth in its extendedKeyUsage, so a server that checks a client "
-            f"certificate's purpose refuses it ({kind}): give a client certificate (certkit issue-client), or a "
-            "peer certificate for a cluster member (certkit issue-peer)")
+    return (f"; beware: {problem}, yet it got in: this server does not check a client certificate's purpose as "
+            "OpenSSL does (Go's crypto/x509, etcd's among them, looks at the extendedKeyUsage alone)")
+
+
+def _no_client_auth(result: "ProbeResult") -> str:
+    """For a refused client certificate that is not for a TLS client (:func:`certkit.verify_names.purpose_problem`):
+    that it is not, why, and the fix. An extendedKeyUsage without clientAuth (a server certificate given as a
+    client's, the classic cluster mistake) is said as such: Go servers (etcd, Consul) say only "bad
+    certificate", OpenSSL's "unsupported certificate"; a keyUsage or nsCertType OpenSSL refuses, or a CA
+    certificate, in certkit verify's words. Empty when nothing in it rules a TLS client out."""
+    eku, problem = result.client_eku, result.client_purpose
+    if eku is not None and "clientAuth" not in eku:
+        kind = "it is a server certificate" if eku == ["serverAuth"] else \
+            f"its extendedKeyUsage is {', '.join(eku)}"
+        return ("; the certificate given has no clientAuth in its extendedKeyUsage, so a server that checks a "
+                f"client certificate's purpose refuses it ({kind}): give a client certificate (certkit "
+                "issue-client), or a peer certificate for a cluster member (certkit issue-peer)")
+    if problem is None:
+        return ""
+    return (f"; the certificate given is not for a TLS client: {problem}, so a server that checks a client "
+            "certificate's purpose as OpenSSL does refuses it: give a client certificate (certkit issue-client)")
+
+
+def _date_fact(result: "ProbeResult") -> str | None:
+    """That the client certificate is outside its validity period, in words; None when it is in date."""
+    validity = result.client_validity
+    if validity.get("status") == "expired":
+        return f"it expired on {_when(validity['not_after'])}"
+    if validity.get("status") == "not yet valid":
+        return f"it is not valid before {_when(validity['not_before'])}"
+    return None
 
 
 def _out_of_date(result: "ProbeResult") -> str:
     """The note for a client certificate outside its validity period that got in anyway (openssl s_server
     without -verify_return_error only logs "certificate has expired"): empty when it is in date."""
-    validity = result.client_validity
-    if validity.get("status") == "expired":
-        when = f"it expired on {_when(validity['not_after'])}"
-    elif validity.get("status") == "not yet valid":
-        when = f"it is not valid before {_when(validity['not_before'])}"
-    else:
-        return ""
-    return f"; beware: {when}, yet it got in: this server does not check a client certificate's validity dates"
+    when = _date_fact(result)
+    return "" if when is None else \
+        f"; beware: {when}, yet it got in: this server does not check a client certificate's validity dates"
 
 
 def _missing_intermediate(result: "ProbeResult", refused: str) -> str:

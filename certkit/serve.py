@@ -22,6 +22,7 @@ handshake, accepted or rejected, is logged with OpenSSL's reason.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -29,6 +30,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -359,9 +361,8 @@ class IdentityServer(ThreadingHTTPServer):
         from certkit.serve_page import Visit
 
         peer = peer_label(client_address)
-        request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            request.do_handshake()
+            _handshake(request, HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError) as exc:
             self.log(_handshake_failure(exc, peer, self.facts))
             _drain(request)
@@ -380,7 +381,8 @@ class IdentityServer(ThreadingHTTPServer):
                 inventory = self.revocations.check(peer_chain(request, der))
                 refused += inventory.problems
                 failed |= {"unrecorded"} if inventory.unrecorded else {"revoked"} if inventory.problems else set()
-        request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory)
+        request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory,
+                                      dict(getattr(request, "causes", {})) if refused else {})
         if identity is None:  # only possible with --optional
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
                      f"({request.version()})")
@@ -398,20 +400,37 @@ class IdentityServer(ThreadingHTTPServer):
         self.log(f"error {peer_label(client_address)}: {reason_of(exc) if exc else 'unknown error'}")
 
 
+def _handshake(request, seconds: float) -> None:
+    """The TLS handshake within ``seconds`` in all, not per read (a client sending a byte now and then would hold
+    it, and its thread, at will): at the deadline the socket is shut, which ends a read, and it times out."""
+    late = threading.Event()
+    def cut() -> None:
+        late.set()
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(getattr(request, "raw_socket", request), socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True  # a stop of serve does not wait for it
+    request.settimeout(seconds)  # a silent client: no read waits longer than the whole
+    timer.start()
+    try:
+        request.do_handshake()
+    except (ssl.SSLError, OSError) as exc:
+        raise (TimeoutError("timed out") if late.is_set() else exc) from None
+    finally:
+        timer.cancel()
+
+
 def _record_sni(sock, server_name: str | None, context) -> None:
     """``sni_callback``: keep on the connection the name the client asked for (None without SNI)."""
     sock.certkit_sni = server_name
 
 
 def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
-    """Half-close a rejected connection and read what the client still sends, until it closes.
-
-    In TLS 1.3 a client sends its certificate and, at once, its request; the
-    server's rejection alert comes after. Closing with that request unread makes
-    the kernel send a reset, which can overtake the alert, and the client then
-    reports "connection reset" instead of "certificate required". Reading first
-    lets the alert arrive. The raw socket methods are used: TLS is dead here.
-    """
+    """Half-close a rejected connection and read what the client still sends, until it closes: in TLS 1.3 a
+    client sends its certificate and its request at once, and closing with that request unread makes the kernel
+    send a reset, which can overtake the rejection alert ("connection reset" instead of "certificate required").
+    The raw socket methods are used: TLS is dead here."""
     deadline = time.monotonic() + timeout
     sock = getattr(sock, "raw_socket", sock)  # --optional: the socket under pyOpenSSL's connection
     try:

@@ -160,29 +160,40 @@ _TIME_ERRORS, _PURPOSE_ERRORS = (9, 10), (26,)
 
 def failed_rules(leaf, errors: list[tuple[int, int]]) -> frozenset[str]:
     """Which line of the page's rule a refused certificate breaks ("ca", "time", "purpose"), from
-    facts: OpenSSL's error codes and the certificate's own dates, basicConstraints and EKU."""
+    facts: OpenSSL's error codes and the certificate's own dates and purpose (:func:`purpose_problem`:
+    a CA, its extendedKeyUsage, nsCertType or keyUsage)."""
     import datetime as dt
 
-    from cryptography import x509
+    from certkit.verify_names import purpose_problem
 
     now = dt.datetime.now(dt.UTC)
     codes = {code for code, _ in errors}
     failed = set()
     if codes & set(_TIME_ERRORS) or not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         failed.add("time")
-    try:
-        eku = list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        eku = None
-    try:
-        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if codes & set(_PURPOSE_ERRORS) or is_ca or (eku is not None and x509.ExtendedKeyUsageOID.CLIENT_AUTH not in eku):
+    if codes & set(_PURPOSE_ERRORS) or purpose_problem(leaf, "client") is not None:
         failed.add("purpose")
     if codes - set(_TIME_ERRORS) - set(_PURPOSE_ERRORS):
         failed.add("ca")
     return frozenset(failed)
+
+
+def rule_causes(leaf, sent: list, client_cas: list, recorded) -> dict[str, str]:
+    """How the "purpose" and "ca" lines of the rule fail, in the words certkit verify uses for the same facts:
+    the certificate's purpose (:func:`purpose_problem`) or a CA's above it (:func:`ca_purpose_problem`), and a
+    chain that stops at an intermediate CA the client CA's inventory records (``recorded``) but the client
+    did not send. A line without a known cause has no entry (the page then says what it can)."""
+    from certkit.verify_names import ca_purpose_problem, cn_text, purpose_problem
+
+    causes = {}
+    if (purpose := purpose_problem(leaf, "client") or ca_purpose_problem([leaf, *sent, *client_cas], "client")):
+        causes["purpose"] = purpose
+    top = sent[-1] if sent else leaf
+    if recorded is not None and any(ca.subject == top.issuer for ca in recorded.valid) \
+            and not any(ca.subject == top.issuer for ca in client_cas):
+        causes["ca"] = (f"its chain stops at {cn_text(top.issuer)}, an intermediate CA of that CA (its inventory "
+                        "records it), whose certificate the client did not send")
+    return causes
 
 
 class _OptionalTLSSocket:
@@ -197,6 +208,7 @@ class _OptionalTLSSocket:
         self.context = context
         self.refused: list[str] = []
         self.failed: frozenset[str] = frozenset()  # the rule's lines the refused certificate breaks
+        self.causes: dict[str, str] = {}  # how those lines fail, in words, where that is known (rule_causes)
         self.verified_chain: list = []  # leaf to the client CA, when accepted
         self._errors: list[tuple[int, int]] = []
         sock.settimeout(None)
@@ -231,6 +243,7 @@ class _OptionalTLSSocket:
         if errors:
             self.verified_chain = []
             self.failed = failed_rules(leaf, errors)
+            self.causes = rule_causes(leaf, sent, self.context.client_cas, self.context.recorded())
             self.refused = self.context.words_for(
                 leaf.public_bytes(Encoding.DER), [c.public_bytes(Encoding.DER) for c in sent], errors)
 

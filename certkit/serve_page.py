@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.serve_json import as_json, status_of, text_time, time_problem  # noqa: F401 (serve_page's names)
@@ -47,6 +47,8 @@ class Visit:
     # inventory's verdict), never from the words of ``refused``: "ca", "time", "purpose", "revoked", "unrecorded".
     failed: frozenset[str] = frozenset()
     inventory: "InventoryVerdict | None" = None  # what the serving CA's inventory said, when it was read
+    # How a failed line fails, in certkit verify's words, where known (serve_optional.rule_causes): "ca", "purpose"
+    causes: dict[str, str] = field(default_factory=dict)
 
     @property
     def authenticated(self) -> bool:
@@ -281,7 +283,7 @@ def _name_rule(cert, host: str | None, where: str) -> str:
 
 def _client_rule(server: ServerFacts, visit: Visit) -> str:
     failed = frozenset() if visit.authenticated else visit.failed
-    cert = visit.client
+    cert, causes = visit.client, visit.causes
 
     def item(key: str, text: str, why: str = "") -> str:
         """A line of the rule; one this certificate breaks says how, in words (not by its colour alone)."""
@@ -289,16 +291,17 @@ def _client_rule(server: ServerFacts, visit: Visit) -> str:
             return f"<li>{text}</li>"
         return f'<li class="failed">{text}' + (f"; <strong>{why}</strong>" if why else "") + "</li>"
 
-    if cert.eku or "purpose" in failed:
-        purpose = "its extendedKeyUsage includes <code>clientAuth</code>"
+    if cert.eku or "purpose" in failed:  # OpenSSL's sslclient purpose: the EKU, and the keyUsage too
+        purpose = ("its extendedKeyUsage includes <code>clientAuth</code>, and its keyUsage, if it has one, "
+                   "<code>digitalSignature</code> or <code>keyAgreement</code>")
     else:  # OpenSSL takes a certificate without the extension for any purpose, as it took this one
         purpose = ("it has no extendedKeyUsage, which TLS reads as “any purpose”, so "
                    "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
             + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients",
-                   f"it is signed by {_e(cert.issuer)}, and does not chain to that CA")
+                   _e(causes.get("ca") or f"it is signed by {cert.issuer}, and does not chain to that CA"))
             + item("time", "valid now, not expired", f"it {_e(time_problem(cert) or 'is outside its dates')}")
-            + item("purpose", purpose, _client_purpose_failure(cert))
+            + item("purpose", purpose, _e(causes["purpose"]) if "purpose" in causes else _client_purpose_failure(cert))
             + _revocation_rule(server, visit, item)
             + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
             + "</ul>")

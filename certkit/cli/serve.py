@@ -299,30 +299,24 @@ def _read_limited(path: Path) -> bytes:
 
 
 def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | None) -> None:
-    """Refuse to serve with a certificate no TLS client takes from a server: a CA certificate, one
-    whose extendedKeyUsage lacks serverAuth, one outside its validity period, one the CA directory's
-    inventory records as revoked (the page would otherwise teach a rule the server itself breaks)."""
+    """Refuse to serve with a certificate no TLS client takes from a server: one that is not for a TLS server
+    (a CA certificate, or its extendedKeyUsage, nsCertType or keyUsage without it: certkit verify's words), one
+    outside its validity period, one the CA directory's inventory records as revoked (the page would otherwise
+    teach a rule the server itself breaks)."""
     import datetime as dt
 
     from cryptography import x509
 
     from certkit.errors import CertkitError
     from certkit.text import shown
-    from certkit.vocabulary import eku_names
+    from certkit.verify_names import purpose_problem
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
-    try:
-        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    ekus = eku_names(leaf)
     now = dt.datetime.now(dt.UTC)
-    problem = ("it is a CA certificate" if is_ca
-               else f"its extendedKeyUsage is {', '.join(ekus) or '(empty)'}, without serverAuth"
-               if ekus is not None and "serverAuth" not in ekus
-               else f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d}" if leaf.not_valid_after_utc < now
-               else f"it is valid only from {leaf.not_valid_before_utc:%Y-%m-%d}" if leaf.not_valid_before_utc > now
-               else None)
+    problem = (purpose_problem(leaf, "server")
+               or (f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d}" if leaf.not_valid_after_utc < now
+                   else f"it is valid only from {leaf.not_valid_before_utc:%Y-%m-%d}"
+                   if leaf.not_valid_before_utc > now else None))
     if problem:
         raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
                            "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
@@ -378,6 +372,7 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None):
     from certkit.pkcs12 import common_name
     from certkit.serve import InventoryRevocations
     from certkit.store import CADirectory
+    from certkit.verify_names import cn_text
 
     store = CADirectory(ca_dir)
     if client_ca is not None:
@@ -396,9 +391,9 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None):
     if own is not None and own in certs:
         store.open()  # its inventory checked (and settled) now: a damaged one is an error before listening
         revocations = InventoryRevocations(store, own)
-    names = [common_name(c) or c.subject.rfc4514_string() for c in certs]
+    names = [cn_text(c.subject) for c in certs]  # as the issuer of a certificate is shown: CN=...
     if revocations is not None:  # the other client CAs, whose inventories are not at hand
-        revocations.others = [n for c, n in zip(certs, names, strict=True) if c != own]
+        revocations.others = [common_name(c) or c.subject.rfc4514_string() for c in certs if c != own]
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names), revocations
 
 

@@ -18,6 +18,15 @@ _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = cert
             " AND r.status IN ('valid', 'revoked'))")
 
 
+def status_now(recorded: str, not_before: str, not_after: str, stamp: str) -> str:
+    """A certificate's ``status`` as list, inspect --json, serve and probe all say it: the inventory's state
+    (revoked, pending, abandoned), or for a delivered one whether it is valid at ``stamp`` (ISO, as
+    :func:`iso` writes it): ``valid``, ``expired`` (past notAfter) or ``not yet valid`` (before notBefore)."""
+    if recorded != "valid":
+        return recorded
+    return "expired" if not_after < stamp else "not yet valid" if not_before > stamp else "valid"
+
+
 def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
     where, params = _where(kind, status, expiring_within, now)
@@ -35,8 +44,7 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     renewed_by = _renewed_by(inventory, [r["serial"] for r in rows])
     stamp = iso(now)
     for row in rows:
-        if row["status"] == "valid" and row["not_after"] < stamp:
-            row["status"] = "expired"
+        row["status"] = status_now(row["status"], row["not_before"], row["not_after"], stamp)
         row["renewed_by"] = renewed_by.get(row["serial"])
         del row["writer"]
     return rows
@@ -72,7 +80,10 @@ def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
         where.append("status = ?")
         params.append(status)
     elif status == "valid":
-        where.append("status = 'valid' AND not_after >= ?")
+        where.append("status = 'valid' AND not_before <= ? AND not_after >= ?")
+        params += [iso(now), iso(now)]
+    elif status == "not yet valid":  # the library's (Inventory.query); list's --status has no such choice yet
+        where.append("status = 'valid' AND not_before > ?")
         params.append(iso(now))
     elif status == "expired":
         where.append("status = 'valid' AND not_after < ?")
