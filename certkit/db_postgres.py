@@ -267,6 +267,12 @@ class PostgresDatabase:
         elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
             message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
                        "or an idle timeout); try again once the server is back.")
+        elif re.search(r"invalid (connection option|\S+ value|value for|uri query parameter)", lowered):
+            message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
+        elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
+            message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
+                       "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
+                       "the host name that certificate names, or choose another sslmode.")
         elif state.startswith(("08", "57")) or _is_connection_error(exc):
             message = f"The inventory {where} cannot be reached: {text}."
         else:

@@ -284,3 +284,19 @@ def test_export_p12_names_a_link_loop(ca_dir, ca_env, tmp_path):
     secret.chmod(0o600)
     proc = run_certkit("export-p12", tmp_path / "v", "--password-file", secret, env=ca_env)
     assert_clean_error(proc, "privkey.pem is a loop of symbolic links")
+
+
+def test_a_run_stopped_early_counts_what_was_due(ca_dir, ca_env, tmp_path):
+    """team8 #3: a run stopped early said "Renewed 12 of 12" when 60 were due."""
+    for name in ("s1.example", "s2.example", "s3.example"):
+        run_certkit("issue-server", name, "--days", "10", "--out", tmp_path / name, env=ca_env, check=True)
+    marker = tmp_path / "pause"
+    proc = start_paused(["renew", "--expiring", "30d", "--days", "60"], ca_env, tmp_path, "signed", marker)
+    try:
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        marker.unlink()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    first = out.splitlines()[0] if out else ""
+    assert first.startswith("Renewed ") and " of 3 " in first, (out, err)

@@ -44,3 +44,13 @@ def test_a_role_that_may_only_read_lists_a_pending_row(tmp_path, postgres_url, p
     assert not (tmp_path / "w").exists()
     settled = run_certkit("list", "--json", env=env, check=True)  # the writer settles it: the bundle is there
     assert json.loads(settled.stdout)["certificates"][0]["status"] == "valid"
+
+
+@pytest.mark.parametrize("query", ["sslmode=bogus", "nosuchoption=1"])
+def test_a_url_parameter_libpq_refuses_is_said_to_be_one(tmp_path, postgres_url, query):
+    """team8 #2: a bad parameter was reported as "cannot be reached", which sends one looking at the network."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    proc = run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{postgres_url}?{query}"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is not valid:" in proc.stderr and "cannot be reached" not in proc.stderr, proc.stderr

@@ -104,8 +104,10 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
 
 def _lines(result, rekey: bool) -> list[str]:
     renewed, failed = result.renewed, result.failed
-    lines = [f"Renewed {len(renewed)} of {len(renewed) + len(failed)} {result.plan.selection.describe(every=False)}"
-             + (" (new keys)" if rekey else "")]
+    # of all that were due: a run stopped early (a signal, the inventory gone) says how many it did not reach
+    due = len(result.plan.todo) + sum(o.outcome == "failed" for o in result.plan.outcomes)
+    lines = [f"Renewed {len(renewed)} of {max(due, len(renewed) + len(failed))} "
+             f"{result.plan.selection.describe(every=False)}" + (" (new keys)" if rekey else "")]
     for o in renewed:
         lines.append(f"  renewed  {o.serial} -> {o.new_serial}  {shown(o.folder)}  (expires {o.not_after[:10]})")
         if o.hook is not None:
