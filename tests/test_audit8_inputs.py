@@ -92,3 +92,16 @@ def test_the_library_refuses_a_ca_directory_that_is_not_utf8_before_writing(tmp_
     with pytest.raises(CertkitError, match=r"\$HOME is '.*h\\xfe'"):
         CADirectory().save_new(CA.create("API CA"), b"pass phrase 123")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_path_that_is_not_utf8_is_shown_by_its_bytes(tmp_path):
+    """regress10 #9: trust showed a $HOME of byte 0xff as '\\udcff', where every other message writes '\\xff'."""
+    home = os.fsencode(str(tmp_path)) + b"/h\xff"
+    os.makedirs(home)
+    env = _bytes_env(certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca")), HOME=home)
+    subprocess.run([sys.executable, "-m", "certkit", "init-ca", "--no-passphrase"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "certkit", "trust", "status", "--nss"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    said = proc.stdout + proc.stderr
+    assert "h\\xff" in said and "\\udcff" not in said, said
