@@ -75,13 +75,13 @@ def utf8_path(path: Path, label: str) -> Path:
     """``path`` if it is UTF-8 text; else a :class:`CertkitError` naming ``label`` (``$HOME``, ``The CA
     directory``): certkit records the paths of its CA and bundles as UTF-8, in the inventory and in
     messages, so a CA made under such a path could never be opened again."""
+    from certkit.text import is_utf8
+
     text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
+    if not is_utf8(text):
         shown_bytes = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
         raise CertkitError(f"{label} is '{shown_bytes}', which is not UTF-8 text; certkit records paths and URLs "
-                           "as UTF-8.") from None
+                           "as UTF-8.")
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CABroken, CertkitError
-from certkit.text import shown
+from certkit.text import is_utf8, shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -199,7 +199,7 @@ def inventory_from_environment() -> str | None:
     from certkit.db_postgres import shown_url
 
     url = os.environ.get(ENV_INVENTORY_URL)
-    if url is not None and not _utf8(url):  # a URL may hold a secret: shown masked
+    if url is not None and not is_utf8(url):  # a URL may hold a secret: shown masked
         text = url.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
         raise CertkitError(f"${ENV_INVENTORY_URL} is '{shown_url(text)}', which is not UTF-8 text; certkit records "
                            "paths and URLs as UTF-8.")
@@ -227,11 +227,3 @@ def inventory_from_environment() -> str | None:
         raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
                            f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
     return url
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
-        return False
-    return True

@@ -35,6 +35,16 @@ def shown(text: object) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text: no byte that did not decode (kept by surrogateescape, as the paths,
+    arguments and environment variables Python reads are)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def terminal_safe(text: str) -> str:
     """A block of output with everything escaped but the newlines and tabs that lay it out."""
     if text.isprintable():

@@ -9,7 +9,7 @@ import re
 
 import click
 
-from certkit.text import shown
+from certkit.text import is_utf8, shown
 
 _OPTION = re.compile(r"--?[A-Za-z]")  # an option's name, not '-' (standard input) nor a negative number
 
@@ -30,7 +30,7 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
     if name:
         # $CERTKIT_CA_DIR, $HOME, $XDG_DATA_HOME and $CERTKIT_INVENTORY_URL are checked where they are used
         # (certkit.store.resolve_ca_dir, store_inventory): a command that needs no CA is not refused for them
-        if not _is_utf8(cwd := _cwd()):
+        if not is_utf8(cwd := _cwd()):
             # not the command line's usage: one line, exit 1, as for a variable set but empty
             raise click.ClickException(f"the current folder's path is '{_bytes_shown(cwd)}', which is not UTF-8 "
                                        "text; certkit records paths and URLs as UTF-8.")
@@ -52,7 +52,7 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
         if (eq or not arg.startswith("-")) and value.strip() == "":
             raise click.UsageError(f"{what} an empty value{' (an unset variable?)' if not value else ''}; "
                                    "give it a value or leave it out.", ctx=where)
-        if not _is_utf8(arg):
+        if not is_utf8(arg):
             raise click.UsageError(f"{what} '{_bytes_shown(arg)}', which is not UTF-8 text; certkit takes "
                                    "names, paths and URLs as UTF-8.", ctx=where)
     if leaf is not None and not isinstance(leaf, click.Group):
@@ -103,14 +103,6 @@ def _all_options(command: click.Command) -> set[str]:
     for sub in getattr(command, "commands", {}).values():
         names |= _all_options(sub)
     return names
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a byte that did not decode (surrogateescape)
-        return False
-    return True
 
 
 def _bytes_shown(text: str) -> str:
