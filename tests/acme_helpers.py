@@ -139,3 +139,15 @@ def module_server(tmp: Path, names, *extra: str):
     server = AcmeServer(*args, env=env)
     return SimpleNamespace(server=server, root=root / "ca.pem", env=env, issuing=issuing, http_port=http_port,
                            tls_port=tls_port, tmp=tmp)
+
+
+def serving(tmp: Path, names, *, clean: bool = True):
+    """A module fixture's body: :func:`module_server` for the module's tests, stopped after them; with
+    ``clean``, its standard error must hold no traceback."""
+    setup = module_server(tmp, names)
+    try:
+        yield setup
+    finally:
+        setup.server.stop()
+    if clean:
+        assert "Traceback" not in setup.server.stderr, setup.server.stderr

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from acme_client import Client, sign, validation_certificate
-from acme_helpers import module_server
+from acme_helpers import serving
 
 SLOW = [f"slow{i}.acme.test" for i in range(8)]
 NAMES = (*SLOW, "honest.acme.test", "tls-slow.acme.test", "red.acme.test", "long.acme.test")
@@ -24,11 +24,7 @@ PREFIX = "/.well-known/acme-challenge/"
 
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory):
-    setup = module_server(tmp_path_factory.mktemp("acme"), NAMES)
-    try:
-        yield setup
-    finally:
-        setup.server.stop()
+    yield from serving(tmp_path_factory.mktemp("acme"), NAMES, clean=False)
 
 
 def client(acme) -> Client:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from test_audit5_acme import _account, _obtain, _revoke_body, _serial
 
 from acme_client import AcmeError, Client, HTTP01Responder, make_csr
-from acme_helpers import listed_serials, module_server
+from acme_helpers import listed_serials, serving
 from conftest import run_certkit
 
 NAMES = ("k.acme.test", "n.acme.test")
@@ -32,12 +32,7 @@ NAMES = ("k.acme.test", "n.acme.test")
 
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory):
-    setup = module_server(tmp_path_factory.mktemp("acme7"), NAMES)
-    try:
-        yield setup
-    finally:
-        setup.server.stop()
-    assert "Traceback" not in setup.server.stderr, setup.server.stderr
+    yield from serving(tmp_path_factory.mktemp("acme7"), NAMES)
 
 
 def _session(acme) -> requests.Session:

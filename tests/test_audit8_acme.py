@@ -27,7 +27,7 @@ from test_acme_concurrency import BACKENDS, _inventory, _state
 from test_audit5_acme import _account, _ready
 
 from acme_client import AcmeError, Client, HTTP01Responder, account_key, b64, sign
-from acme_helpers import module_server
+from acme_helpers import serving
 from conftest import run_certkit
 
 NAMES = ("p.acme.test", "r.acme.test", "x.acme.test")
@@ -35,12 +35,7 @@ NAMES = ("p.acme.test", "r.acme.test", "x.acme.test")
 
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory):
-    setup = module_server(tmp_path_factory.mktemp("acme8"), NAMES)
-    try:
-        yield setup
-    finally:
-        setup.server.stop()
-    assert "Traceback" not in setup.server.stderr, setup.server.stderr
+    yield from serving(tmp_path_factory.mktemp("acme8"), NAMES)
 
 
 def _refused(call, *args, **kwargs) -> AcmeError:
