@@ -124,12 +124,7 @@ class Policy:
         return {"type": kind, "value": identity.value}
 
     def _dns(self, value: str, shown: dict) -> _names.Identity:
-        try:
-            identity = _names.parse_host(value)
-        except InvalidName as exc:
-            from certkit.errors import cli_text
-
-            raise Problem("rejectedIdentifier", cli_text(exc), identifier=shown) from None
+        identity = _parse_host(value, shown)
         if identity.kind == "ip":
             raise Problem("malformed", f"'{identity.value}' is an IP address: order it as an identifier of type "
                                        "'ip' (RFC 8738), not 'dns'.", identifier=shown)
@@ -154,6 +149,7 @@ class Policy:
             raise Problem("rejectedIdentifier", f"'{_names._show(value)}' has a zone (%{address.scope_id}), which "
                                                 "cannot go in a certificate: it names an address on one host only.",
                           identifier=shown)
+        _parse_host(value, shown)  # the rules every command applies: no unspecified, multicast, IPv4-mapped address
         if str(address) != value:  # RFC 8738: the canonical text form
             raise Problem("rejectedIdentifier", f"'{_names._show(value)}' is not in canonical form; send "
                                                 f"'{address}'.", identifier=shown)
@@ -164,6 +160,16 @@ class Policy:
             raise Problem("rejectedIdentifier", f"'{address}' is outside the IP ranges this ACME server issues "
                                                 f"for ({', '.join(map(str, self.allow_ips))}).", identifier=shown)
         return _names.Identity("ip", str(address))
+
+
+def _parse_host(value: str, shown: dict) -> _names.Identity:
+    """The name rules of every command, an order's refusal when they refuse ``value``."""
+    try:
+        return _names.parse_host(value)
+    except InvalidName as exc:
+        from certkit.errors import cli_text
+
+        raise Problem("rejectedIdentifier", cli_text(exc), identifier=shown) from None
 
 
 def _within(name: str, suffix: str) -> bool:

@@ -259,7 +259,7 @@ class Resources:
                    "processing": "it is being finalized already",
                    "valid": "it was finalized already; its certificate is at "
                             f"{base}/acme/cert/{order.certificate_serial}",
-                   "invalid": "it is invalid; place a new order"}.get(order.status, order.status)
+                   "invalid": _why_invalid(order)}.get(order.status, order.status)
             raise Problem("orderNotReady", f"The order is {order.status}: {why}.")
         issued = self.finalizer.finalize(order, request.payload)
         names = ", ".join(i["value"] for i in order.identifiers)
@@ -472,3 +472,11 @@ def refuse_unenrolled(eab: dict, account) -> None:
     raise Problem("unauthorized", f"This account is bound to the EAB key identifier '{shown(account.eab_kid)}', "
                                   "which this server does not enroll; register its key again with an "
                                   "externalAccountBinding.")
+
+
+def _why_invalid(order: Order) -> str:
+    """Why an invalid order cannot be finalized, in the words of the error it recorded."""
+    detail = (order.error or {}).get("detail") if isinstance(order.error, dict) else None
+    if isinstance(detail, str) and detail:
+        return f"it failed ({detail.rstrip('.')}); place a new order"
+    return "it can no longer be finalized; place a new order"
