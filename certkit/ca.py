@@ -382,13 +382,13 @@ class CA:
 
     def renew(self, old: "x509.Certificate | IssuedCert", *, key: "PrivateKey | None" = None, rekey: bool = False,
               key_type: str | None = None, days: int | None = None) -> IssuedCert:
-        """Issue the successor of ``old``: same subject, names and purpose, recorded as renewing it.
-        ``old`` is an ``x509.Certificate`` or an :class:`IssuedCert`, whose private key is then kept.
-        ``key`` is the old private key to keep; with ``rekey=True`` it is the new key instead (else one
-        of ``key_type``, by default the old key's type, is generated). Of a CA directory, a renewal of a
-        certificate whose bundle is in a folder succeeds it once written there (:mod:`certkit.memory_delivery`)."""
+        """Issue the successor of ``old`` (an ``x509.Certificate``, or an :class:`IssuedCert` whose key is then
+        kept): same subject, names and purpose, recorded as renewing it. ``key`` is the old private key to keep;
+        with ``rekey=True`` the new key (else one of ``key_type``, by default the old key's type, is made). Of
+        a CA directory, a renewal of a bundle in a folder succeeds it once written there (`memory_delivery`)."""
         from certkit.issuing import renewal_request
         from certkit.memory_delivery import UndeployedRenewal, renewal_target, undeployed_note
+        from certkit.names import mapped_address_notes
 
         check_bool("rekey", rekey)
         if isinstance(old, IssuedCert):
@@ -399,6 +399,7 @@ class CA:
                                   new_key=new_key, ca=self.cert)
         target = renewal_target(self, serial_hex(old.serial_number))
         issued = self._in_memory(request, target)
+        issued.notes.extend(mapped_address_notes(old))  # carried over as certified: said, as the command says it
         if isinstance(target, UndeployedRenewal):
             issued.notes.append(undeployed_note(target))
         return issued

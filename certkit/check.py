@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from certkit.errors import CertkitError, PassphraseRequired
+from certkit.errors import CertkitError, PassphraseRequired, WrongPassphrase
 from certkit.keys import key_damage, pem_damage
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
 from certkit.vocabulary import self_signed
@@ -31,9 +31,10 @@ class Finding:
 
 
 def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
-                       *, now: dt.datetime | None = None) -> list[Finding]:
+                       *, now: dt.datetime | None = None, wrong_hint: str = "") -> list[Finding]:
     """Run every check on the CA directory at ``path`` and return the findings in order. Each
-    finding is about one file; a problem with one file does not keep the others from being checked."""
+    finding is about one file; a problem with one file does not keep the others from being checked.
+    ``wrong_hint``: said after a passphrase that does not decrypt the key (where it came from)."""
     store = CADirectory(path)
     now = now or dt.datetime.now(dt.UTC)
     out: list[Finding] = []
@@ -52,7 +53,7 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
         out.append(Finding("config", "error", str(exc)))
         return out
     if not token:
-        out.extend(_check_key(store, cert, passphrase))
+        out.extend(_check_key(store, cert, passphrase, wrong_hint))
     elif cert is not None:
         out.extend(_check_token_key(store, cert, passphrase))
     else:
@@ -226,7 +227,7 @@ def _check_chain(chain: list) -> list[Finding]:
     return []
 
 
-def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding]:
+def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str = "") -> list[Finding]:
     from certkit.keys import is_encrypted
 
     path = store.key_path
@@ -266,6 +267,8 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase) -> list[Finding
             store.load_key(cert, passphrase)
     except PassphraseRequired:
         found.append(Finding("key", "warning", "the key is encrypted and no passphrase was given: not checked."))
+    except WrongPassphrase as exc:
+        found.append(Finding("key", "error", f"{exc}{wrong_hint}"))
     except CertkitError as exc:
         found.append(Finding("key", "error", str(exc)))
     else:

@@ -105,6 +105,11 @@ class IssuedCert:
         return self.cert_pem + self.chain_pem
 
     @property
+    def issuer_cert(self):
+        """The certificate of the CA that signed this one."""
+        return self.intermediates[0] if self.intermediates else self.root
+
+    @property
     def ca_pem(self) -> bytes:
         return certificate_pem(self.root)
 
@@ -161,7 +166,7 @@ class IssuedCert:
         if force:  # read before the old bundle goes: another CA's certificate, its key going with it
             from certkit.inventory.succession import foreign_replaced
 
-            foreign = foreign_replaced(self.cert.issuer, folder)
+            foreign = foreign_replaced(self.issuer_cert, folder)
         # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
         # private key that is not this certificate's) go with it, as with the issuing commands' --force.
         written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)

@@ -241,7 +241,7 @@ class FolderTarget(Target):
 
         files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
-            self.foreign = foreign_replaced(issued.cert.issuer, self.given)
+            self.foreign = foreign_replaced(issued.issuer_cert, self.given)
         # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
         inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
         owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None

@@ -242,7 +242,8 @@ def one_leaf(path: Path, data: bytes) -> bytes:
     """``data``, the bytes of the certificate file ``path``, refused when it holds several end-entity
     certificates (``cat bob.pem a.pem``): it names no one certificate, and taking the first would revoke
     (for good) or renew the wrong one. CA certificates after a leaf (a fullchain.pem) are no others; a
-    damaged later block (a truncated copy) leaves the first certificate the one meant, as before."""
+    damaged later block (a truncated copy) leaves the first certificate the one meant, as before; nor is the
+    same certificate again (``cat cert.pem fullchain.pem``)."""
     from cryptography import x509
 
     from certkit.errors import UnknownCertificate
@@ -255,7 +256,7 @@ def one_leaf(path: Path, data: bytes) -> bytes:
             return False
 
     try:
-        leaves = [cert for cert in x509.load_pem_x509_certificates(data) if not is_ca(cert)]
+        leaves = list({cert: None for cert in x509.load_pem_x509_certificates(data) if not is_ca(cert)})
         listed = "; ".join(f"{shown(c.subject.rfc4514_string()) or 'an empty subject'}, serial "
                            f"{serial_hex(c.serial_number)}" for c in leaves[:3]) + ("; ..." if len(leaves) > 3 else "")
     except parse_errors():  # DER, or a damaged block

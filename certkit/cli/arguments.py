@@ -12,6 +12,10 @@ import click
 from certkit.text import is_utf8, shown
 
 _OPTION = re.compile(r"--?[A-Za-z]")  # an option's name, not '-' (standard input) nor a negative number
+# Commands that record no path made from the current folder's: they read, and say what they read in
+# words that show a path's odd bytes (\xNN); the others refuse a current folder that is not UTF-8.
+_RECORDS_NO_PATH = frozenset({"list", "inspect", "verify", "probe", "check", "trust status"})
+_HELP = frozenset({"--help", "-h"})
 
 
 def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]) -> None:
@@ -30,7 +34,8 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
     if name:
         # $CERTKIT_CA_DIR, $HOME, $XDG_DATA_HOME and $CERTKIT_INVENTORY_URL are checked where they are used
         # (certkit.store.resolve_ca_dir, store_inventory): a command that needs no CA is not refused for them
-        if not is_utf8(cwd := _cwd()):
+        reads = name in _RECORDS_NO_PATH or " ".join(args[:2]) in _RECORDS_NO_PATH or _HELP.intersection(args)
+        if not reads and not is_utf8(cwd := _cwd()):
             # not the command line's usage: one line, exit 1, as for a variable set but empty
             raise click.ClickException(f"the current folder's path is '{_bytes_shown(cwd)}', which is not UTF-8 "
                                        "text; certkit records paths and URLs as UTF-8.")

@@ -212,7 +212,11 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         where = "$CERTKIT_PKCS11_PIN" if token else "$CERTKIT_PARENT_CA_PASSPHRASE"
         raise click.ClickException(f"{exc} Set {where} or pass --parent-passphrase-file.") from None
     except CertkitError as exc:
-        raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}") from None
+        from certkit.cli.secrets_input import byte_order_mark_hint
+        from certkit.errors import WrongPassphrase
+
+        hint = byte_order_mark_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
+        raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}{hint}") from None
 
 
 def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passphrase_file, parent_ca_dir,
@@ -383,7 +387,10 @@ def check(ca_dir, passphrase_file, as_json):
         env, prompt = key_secret(CADirectory(ca_dir))
     except CertkitError:  # an unreadable certkit-ca.json: check_ca_directory reports it
         env, prompt = ENV_PASSPHRASE, "CA key passphrase"
-    findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, env, prompt))
+    from certkit.cli.secrets_input import byte_order_mark_hint
+
+    findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, env, prompt),
+                                  wrong_hint=byte_order_mark_hint(passphrase_file))
     errors = [f for f in findings if f.level == "error"]
     data = {"ok": not errors, "findings": [f.__dict__ for f in findings]}
     width = max(len(f.check) for f in findings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.constants import BUNDLE_FILES, P12_FILE
+from certkit.constants import BUNDLE_FILES, CERT_FILE, FULLCHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import UnsafeOutputPath
 from certkit.text import shown
 
@@ -40,34 +40,91 @@ def release(inventory: "Inventory", path: Path, serials: list[str]) -> list[str]
 def refuse_a_bundle_file(path: Path, text: str, inventory: "Inventory | None") -> None:
     """Refuse the output file ``path`` (given as ``text``) when it is a file of a bundle folder the inventory
     records (its cert.pem, privkey.pem...): written over, the inventory would go on saying the folder holds
-    its certificate, whose key would be gone."""
-    if inventory is None or path.name not in (*BUNDLE_FILES, P12_FILE):
+    its certificate, whose key would be gone. A bundle folder no inventory here records (another CA's) is
+    refused by what it holds."""
+    if path.name not in (*BUNDLE_FILES, P12_FILE):
         return
-    rows = inventory.rows("WHERE folder = ? AND (sink IS NULL OR sink = 'folder') AND status IN ('valid', "
-                          "'pending') ORDER BY issued_at DESC LIMIT 1", (str(path.parent),))
+    rows = [] if inventory is None else inventory.rows(
+        "WHERE folder = ? AND (sink IS NULL OR sink = 'folder') AND status IN ('valid', 'pending') ORDER BY "
+        "issued_at DESC LIMIT 1", (str(path.parent),))
     if rows:
         raise UnsafeOutputPath(f"{shown(text)} is the {path.name} of the bundle folder of certificate "
                                f"{rows[0]['serial']} ({rows[0]['status']}), which the inventory records there; "
                                "certkit will not write another format over it, even with --force. Choose another "
                                "file.")
+    if _is_a_bundle_folder(path.parent):
+        raise UnsafeOutputPath(f"{shown(text)} is the {path.name} of a bundle folder (it holds {CERT_FILE} and "
+                               f"{KEY_FILE} or {FULLCHAIN_FILE}); certkit will not write another format over a "
+                               "bundle's file, even with --force. Choose another file.")
 
 
 def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, what: str = "a CRL") -> None:
     """Refuse writing ``what`` over a file the inventory records as holding certificates (a jsonl, k8s or tar
     output, and its keys) or over a recorded bundle's file, even with --force: the keys would be gone, and the
-    inventory would go on saying they are there."""
+    inventory would go on saying they are there. Nor over any other file holding a private key (another CA's
+    output or bundle, the user's own key file)."""
     import os
 
-    if inventory is None:
-        return
     real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
     refuse_a_bundle_file(real, str(path), inventory)
-    rows = inventory.rows("WHERE folder = ? AND sink = 'file' AND status IN ('valid', 'pending') "
-                          "ORDER BY issued_at DESC LIMIT 1", (str(real),))
+    rows = [] if inventory is None else inventory.rows(
+        "WHERE folder = ? AND sink = 'file' AND status IN ('valid', 'pending') ORDER BY issued_at DESC LIMIT 1",
+        (str(real),))
     if rows:
         raise UnsafeOutputPath(f"{shown(path)} holds certificate {rows[0]['serial']} and its private key (a --format "
                                f"jsonl, k8s or tar output), which the inventory records there; certkit will not "
                                f"write {what} over it, even with --force. Choose another file.")
+    if holds_a_private_key(real):  # another CA's output, or a key file of the user's own
+        raise UnsafeOutputPath(f"{shown(path)} holds a private key; certkit will not write {what} over it, even "
+                               "with --force. Choose another file.")
+
+
+def _is_a_bundle_folder(folder: Path) -> bool:
+    return (folder / CERT_FILE).is_file() and ((folder / KEY_FILE).is_file() or (folder / FULLCHAIN_FILE).is_file())
+
+
+# What a file holding a private key shows, in each form certkit writes or reads: PEM (a key file, a jsonl
+# line's "key", a tar member), a Kubernetes Secret's tls.key.
+_KEY_MARKS = (b"PRIVATE KEY-----", b"tls.key")
+_SCAN_CHUNK = 1 << 20
+
+
+def holds_a_private_key(path: Path) -> bool:
+    """Whether the regular file ``path`` holds a private key: a PEM block or a Secret's tls.key anywhere in
+    it (read a chunk at a time), or, for a small file, a DER key."""
+    import os
+    import stat
+
+    try:
+        if not path.is_file():  # a FIFO would block the read
+            return False
+        with open(path, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return False
+            tail = b""
+            while chunk := file.read(_SCAN_CHUNK):
+                if any(mark in tail + chunk for mark in _KEY_MARKS):
+                    return True
+                tail = chunk[-32:]
+            size = file.tell()
+            if size > 64 * 1024:
+                return False
+            file.seek(0)
+            return _is_a_der_key(file.read())
+    except OSError:
+        return False
+
+
+def _is_a_der_key(data: bytes) -> bool:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    try:
+        load_der_private_key(data, None)
+    except TypeError:  # encrypted: a key all the same
+        return True
+    except Exception:  # not a key (ValueError), or one of a type cryptography does not support
+        return False
+    return True
 
 
 def foreign_notes(path: Path, ca) -> list[str]:
@@ -77,9 +134,9 @@ def foreign_notes(path: Path, ca) -> list[str]:
     from cryptography import x509
 
     from certkit.formats.reading import certificates_in
-    from certkit.inventory.succession import foreign_note
+    from certkit.inventory.succession import foreign_note, of_this_ca
 
     if not path.is_file():
         return []
     certs = [x509.load_der_x509_certificate(der) for der in certificates_in(path)]
-    return [foreign_note(cert, "file") for cert in certs if cert.issuer != ca.cert.subject]
+    return [foreign_note(cert, "file") for cert in certs if not of_this_ca(cert, ca.cert)]

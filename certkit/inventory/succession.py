@@ -82,11 +82,11 @@ def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
 FOREIGN_NOTE = "the bundle replaced held certificate"  # how the note begins (a batch counts them)
 
 
-def foreign_replaced(issuer: "x509.Name", folder: str | Path) -> str | None:
-    """A note for ``--force`` over a bundle whose certificate another CA than ``issuer`` (the CA about to
-    write there) issued (the root above an issuing CA, a sibling): this CA cannot record it as replaced, and
-    its key goes with the folder. Names it and its CA, so that it can be revoked there; None when the folder
-    holds no certificate, or one of this CA."""
+def foreign_replaced(ca_cert: "x509.Certificate", folder: str | Path) -> str | None:
+    """A note for ``--force`` over a bundle whose certificate another CA than ``ca_cert`` (the CA about to
+    write there) issued (the root above an issuing CA, a sibling, a CA of the same name): this CA cannot
+    record it as replaced, and its key goes with the folder. Names it and its CA, so that it can be revoked
+    there; None when the folder holds no certificate, or one this CA's key signed."""
     from cryptography import x509
 
     from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
@@ -97,7 +97,15 @@ def foreign_replaced(issuer: "x509.Name", folder: str | Path) -> str | None:
         cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
     except (OSError, ValueError, CertkitError):
         return None
-    return None if cert.issuer == issuer else foreign_note(cert)
+    return None if of_this_ca(cert, ca_cert) else foreign_note(cert)
+
+
+def of_this_ca(cert: "x509.Certificate", ca_cert: "x509.Certificate") -> bool:
+    """Whether the CA of ``ca_cert`` issued ``cert``: its name, and its key's signature (every CA made
+    without --name on one host for one user has the same name)."""
+    from certkit.ca_checks import signed_by
+
+    return cert.issuer == ca_cert.subject and signed_by(cert, ca_cert)
 
 
 def foreign_note(cert: "x509.Certificate", replaced: str = "bundle") -> str:
