@@ -90,11 +90,16 @@ def _reaches(leaf, sent: list, cas: list) -> bool:
 
 
 def chain_strangers(certs: list) -> list[str]:
-    """The certificates of a chain file (leaf first, as a server or client sends it) that are not CA
-    certificates of its chain: a leaf (a server, client or peer certificate), or a CA that issued none of the
-    chain's certificates, each in words naming it and its place in the file. The chain is followed from the
-    leaf through the file's CAs in any order (clients build it so): a fullchain.pem (leaf, intermediates,
-    optionally the root), in order or not, has none."""
+    """:func:`stranger_places`, in words only."""
+    return list(stranger_places(certs).values())
+
+
+def stranger_places(certs: list) -> dict[int, str]:
+    """By their place in ``certs`` (0 the leaf), the certificates of a chain file (leaf first, as a server or
+    client sends it) that are not CA certificates of its chain: a leaf (a server, client or peer certificate),
+    or a CA that issued none of the chain's certificates, each in words naming it and its place in the file.
+    The chain is followed from the leaf through the file's CAs in any order (clients build it so): a
+    fullchain.pem (leaf, intermediates, optionally the root), in order or not, has none."""
     from cryptography import x509
 
     from certkit.verify_names import cn_text
@@ -105,7 +110,7 @@ def chain_strangers(certs: list) -> list[str]:
                            if place not in used and is_ca(cert) and _signed(top, cert)), None)) is not None:
         used.add(issuer)
         top = certs[issuer - 1]
-    found = []
+    found = {}
     for place, cert in enumerate(certs[1:], 2):
         where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
         if place in used or cert == certs[0] or any(cert == certs[u - 1] for u in used):
@@ -117,10 +122,10 @@ def chain_strangers(certs: list) -> list[str]:
                 eku = set()
             server, client = x509.OID_SERVER_AUTH.dotted_string in eku, x509.OID_CLIENT_AUTH.dotted_string in eku
             kind = ("a peer" if server and client else "a server" if server else "a client" if client else "a leaf")
-            found.append(f"{where}, {kind} certificate, not a CA certificate")
+            found[place - 1] = f"{where}, {kind} certificate, not a CA certificate"
         else:
-            found.append(f"{where}, a CA that issued none of the chain's certificates (the chain from "
-                         f"{shown(cn_text(certs[0].subject))} ends at {shown(cn_text(top.subject))})")
+            found[place - 1] = (f"{where}, a CA that issued none of the chain's certificates (the chain from "
+                                f"{shown(cn_text(certs[0].subject))} ends at {shown(cn_text(top.subject))})")
     return found
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from certkit.anchors import missing_issuer, pinned, recorded_cas, withdrawn
+from certkit.anchors import missing_issuer, pinned, recorded_cas, stranger_places, withdrawn
 from certkit.errors import CertkitError
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
@@ -207,6 +207,10 @@ class ProbeResult:
     # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
     withdrawn: list[str] = field(default_factory=list)
     client_withdrawn: list[str] = field(default_factory=list)
+    # The certificates the server sends that are not of its chain (anchors.stranger_places), by place
+    strangers: dict[int, str] = field(default_factory=dict)
+    final_dot: bool = False  # the URL's host ends with a dot, which Python and OpenSSL clients keep
+    partial_anchor: str | None = None  # a --ca-file of CAs but no root: curl takes it, OpenSSL, Python, Node do not
 
     @property
     def server_ok(self) -> bool:
@@ -414,7 +418,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         trust_pem = b"".join(c.public_bytes(Encoding.PEM) for c in roots)
     else:
         trust = "the system trust store"
-    result = ProbeResult(url, target, trust)
+    result = ProbeResult(url, target, trust, final_dot=(urlsplit(url.strip()).hostname or "").endswith("."))
     if client is not None:
         info, certs = _client_description(client, now)
         result.client_chain_issuers = list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
@@ -433,9 +437,14 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}.")
     if ca_file is not None and pinned(ca_file, roots, seen.chain):
         result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
+    elif ca_file is not None:
+        from certkit.vocabulary import is_ca, self_signed
+
+        result.partial_anchor = None if any(self_signed(r) for r in roots if is_ca(r)) else str(ca_file)
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
+    result.strangers = stranger_places(seen.chain)
     _judge_server(result, seen, roots, ca_dir, now, extra)
     result.requests_client_cert = seen.requested
     result.client_ca_names = seen.ca_names

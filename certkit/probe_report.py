@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from certkit.text import shown
+from certkit.verify_names import final_dot_note
 
 if TYPE_CHECKING:
     from certkit.probe import Attempt, ProbeResult
@@ -101,6 +102,9 @@ def as_dict(result: "ProbeResult") -> dict:
             "server_auth": result.server_auth, "ca_as_server": result.ca_as_server, "name_matches": result.name_matches,
             "ok": result.server_ok,
             "chain": result.chain,
+            "not_of_its_chain": list(result.strangers.values()),
+            "final_dot_note": final_dot_note(result.target.host + ".") if result.final_dot else None,
+            "partial_anchor_note": PARTIAL_ANCHOR_NOTE.format(result.partial_anchor) if result.partial_anchor else None,
         },
         "client_certificate": {
             "requested": result.requests_client_cert, "accepted_ca_names": result.client_ca_names,
@@ -350,6 +354,18 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
     return reason[:found.start()] + hint
 
 
+# Certificates a server sends that are not of its chain (verify says it of such a file)
+STRANGERS_NOTE = ("the server also sends {}: it sends every client someone else's certificate as its chain; "
+                  "configure it with one certificate followed by the intermediate CAs that issued it (a "
+                  "fullchain.pem), not a concatenation of others")
+
+
+# A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
+PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl and GnuTLS clients given it accept this "
+                       "server, but OpenSSL (s_client, nginx), Python and Node clients refuse it (unable to get "
+                       "issuer certificate): give them the root at the top of the chain")
+
+
 def render(result: "ProbeResult") -> str:
     t = result.target
     lines = [f"{shown(result.url)}: {shown(t.label)}, {result.tls_version or 'no TLS'}"
@@ -357,7 +373,8 @@ def render(result: "ProbeResult") -> str:
     lines.append("")
     lines.append(f"The server presents {len(result.chain)} certificate{'s' if len(result.chain) != 1 else ''}:")
     for i, cert in enumerate(result.chain):
-        role = "its own" if i == 0 else "intermediate" if not cert["self_signed"] else "root (sent along)"
+        role = "its own" if i == 0 else "NOT of its chain" if i in result.strangers else \
+            "intermediate" if not cert["self_signed"] else "root (sent along)"
         names = ", ".join(e["value"] for e in cert["subject_alt_names"]) or "(none)"
         lines += [f"  [{i}] {shown(cert['subject']) or '(empty subject)'}  ({role})",
                   f"      issued by  {shown(cert['issuer'])}"]
@@ -381,6 +398,12 @@ def render(result: "ProbeResult") -> str:
                       "certificate must be pinned again")
     lines.append(f"  chain       {shown(trust_line)}")
     lines += [f"  reason      {shown(r)}" for r in result.reasons]
+    if result.final_dot and result.name_matches:
+        lines.append(f"  beware      {shown(final_dot_note(result.target.host + '.'))}")
+    if result.partial_anchor and result.verified:
+        lines.append(f"  beware      {shown(PARTIAL_ANCHOR_NOTE.format(result.partial_anchor))}")
+    if result.strangers:
+        lines.append(f"  beware      {shown(STRANGERS_NOTE.format('; '.join(result.strangers.values())))}")
     if some:
         lines.append(f"  clients     {CA_AS_SERVER}")
 

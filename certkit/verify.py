@@ -23,6 +23,7 @@ from certkit.verify_names import (
     ca_purpose_problem,
     client_cn_problem,
     cn_text,
+    final_dot_note,
     name_problem,
     purpose_problem,
     san_list,
@@ -178,6 +179,8 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
         verdict.name_ok = problem is None
         if problem:
             verdict.reasons.append(problem)
+        elif purpose == "server" and name.endswith("."):
+            verdict.notes.append(final_dot_note(name))
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)

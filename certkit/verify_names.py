@@ -98,6 +98,13 @@ def _client_san_matches(san, name: str) -> bool:
     return False
 
 
+def final_dot_note(name: str) -> str:
+    """What to say of a host name given with its final dot (``localhost.``) that the certificate matches."""
+    return (f"{name} ends with a dot: curl, browsers, Node and GnuTLS drop it and match, but Python and OpenSSL "
+            "clients connecting to that name refuse the certificate (hostname mismatch); connect to "
+            f"{name.rstrip('.')}")
+
+
 def name_problem(cert, purpose: str, name: str) -> str | None:
     from cryptography import x509
 

@@ -201,6 +201,7 @@ class NSSStore(Store):
         return pem_fingerprints(self._export(nickname))
 
     def add(self, anchor: Anchor) -> None:
+        created = False
         if not self.exists():
             if not self.create:
                 raise TrustError(f"There is no NSS database in {self.directory}.")
@@ -224,6 +225,7 @@ class NSSStore(Store):
                                  f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
+            created = fresh
         if (held := self._held_as(anchor)) is not None:
             # NSS keeps a certificate once, under its first nickname: adding certkit's copy would only set
             # the trust of that entry, which certkit did not add and so would never take out again.
@@ -244,7 +246,12 @@ class NSSStore(Store):
             # there now and was not before (an entry already there, certkit's or not, stays as it was).
             if not before and anchor.fingerprint in self._stored_under(anchor.nickname):
                 self._certutil("-D", "-n", anchor.nickname)
-            raise self._failure(proc, f"certutil -A -d {self.db}")
+            failure = self._failure(proc, f"certutil -A -d {self.db}")
+            if created:  # made for this install, which put nothing in it: it goes (browsers read it)
+                _remove_half_made(self.directory)
+                self.notes[:] = [n for n in self.notes if not n.startswith("created the NSS database")] + [
+                    f"removed the NSS database {self.directory} it had created for this install"]
+            raise TrustError(f"{failure}{_key_type_hint(anchor, proc)}") from None
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -410,6 +417,19 @@ def _absent_profile(program: str, label: str, folder: Path) -> StoreResult:
     else:
         reason = f"no certificate database yet; start {program.split()[0]} once with this profile"
     return StoreResult("nss", label, str(folder), "skipped", reason, "missing")
+
+
+def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
+    """Why certutil could not add the CA, when its key type is the cause: this NSS stores no certificate
+    whose own key is Ed25519 (browsers verify nothing under such a CA either)."""
+    from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+
+    if b"SEC_ERROR_ADDING_CERT" not in proc.stderr or not isinstance(
+            anchor.cert.public_key(), (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return ""
+    return (f" (the CA '{shown(anchor.common_name)}' has an Ed25519 key, which this NSS's certutil cannot store, and "
+            "browsers (Chrome, Firefox) accept no certificate under it: make an ECDSA or RSA CA for browsers, "
+            "certkit init-ca --key-type ecdsa-p256)")
 
 
 def _remove_half_made(directory: Path) -> None:
