@@ -43,6 +43,10 @@ _HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-
 
 
 def parse_network(text: str):
+    address = str(text).strip().partition("/")[0]
+    if "%" in address and ":" in address:  # Python keeps the zone, and a certificate would lose it
+        raise InvalidName(f"'{shown(text)}' has an IPv6 zone (%{shown(address.partition('%')[2])}): a zone only means "
+                          "something on one host and cannot go in a certificate; give the range without it.")
     try:
         network = ipaddress.ip_network(str(text).strip(), strict=True)
     except ValueError as exc:
@@ -55,12 +59,23 @@ def parse_network(text: str):
     return network
 
 
+def parse_domain(text: str) -> str:
+    """A domain that covers itself and its subdomains (--permit-dns, acme serve --allow-domain), as an
+    A-label name; a leading dot (how some tools write "the subdomains") is refused with the form to give."""
+    from certkit import names
+
+    if str(text).strip().startswith("."):
+        bare = str(text).strip().lstrip(".")
+        raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
+                          f"'{shown(bare)}' without it.")
+    return names.parse_dns_name(text, allow_wildcard=False).value
+
+
 def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[list[str], list]:
     """A CA's permitted DNS names (A-labels, no wildcard) and IP ranges, each once, in any case."""
     from certkit import names
 
-    dns = list(dict.fromkeys(names.parse_dns_name(d, allow_wildcard=False).value
-                             for d in names.name_list(domains, "permitted_dns")))
+    dns = list(dict.fromkeys(parse_domain(d) for d in names.name_list(domains, "permitted_dns")))
     if NO_DNS in dns:  # it would read as "no DNS names", the constraint of a CA permitting IP addresses alone
         raise InvalidName(f"'{NO_DNS}' cannot be a permitted domain: it is reserved (RFC 6761) and names no host; "
                           "to permit no DNS name at all, permit IP addresses alone.")

@@ -112,3 +112,11 @@ def fit_columns(text: str, width: int) -> str:
 def pad_columns(text: str, width: int) -> str:
     """``text`` padded with spaces to ``width`` columns (``str.ljust`` counts characters)."""
     return text + " " * max(width - columns(text), 0)
+
+
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is a whole number as people write one: a sign, then the digits 0 to 9 alone (int()
+    also reads other scripts' digits, '٣٠', and digits grouped with underscores, '1_0')."""
+    import re
+
+    return re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) is not None

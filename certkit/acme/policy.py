@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from certkit import names as _names
 from certkit.acme.problems import Problem
-from certkit.constraints import parse_network
+from certkit.constraints import parse_domain, parse_network
 from certkit.errors import InvalidName, NameNotPermitted
 
 # Let's Encrypt's limit; a certificate with more names is a configuration mistake more often than not.
@@ -41,11 +41,10 @@ class Policy:
         """Parse ``--allow-domain`` suffixes and ``--allow-ip`` CIDR ranges; InvalidName if one is bad."""
         parsed = []
         for suffix in domains:
-            text = suffix.strip().lstrip(".")
-            if text.startswith("*."):
+            if suffix.strip().startswith("*."):
                 raise InvalidName(f"'{_names._show(suffix)}': --allow-domain takes a domain suffix such as "
                                   "example.com (it covers its subdomains), not a wildcard.")
-            parsed.append(_names.parse_dns_name(text, allow_wildcard=False).value)
+            parsed.append(parse_domain(suffix))
         networks = [parse_network(text) for text in ips]  # as init-ca --permit-ip: no host bits
         return cls(tuple(dict.fromkeys(parsed)), tuple(networks))
 

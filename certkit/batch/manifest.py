@@ -361,7 +361,9 @@ def _days(value: Any, default: int | None) -> int | None:
     if isinstance(value, str):
         value = value.strip() or None
         if value is not None:
-            if not value.lstrip("+-").isascii():  # int() reads other scripts' digits too ('٣٠' is 30)
+            from certkit.text import is_whole_number
+
+            if not is_whole_number(value):  # int() reads other scripts' digits ('٣٠' is 30) and '1_0' too
                 raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number in the digits 0 to 9.")
             try:
                 value = int(value)

@@ -318,10 +318,13 @@ def format_option(f):
 
 class Whole(click.IntRange):
     """A whole number in a range, written in the digits 0 to 9: Python's int() also reads other
-    scripts' digits ('٣٠' is 30), which no one means in a lifetime, a count or a port."""
+    scripts' digits ('٣٠' is 30) and digits grouped with underscores ('1_0' is 10), which no one means
+    in a lifetime, a count or a port."""
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and not value.strip().lstrip("+-").isascii():
+        from certkit.text import is_whole_number
+
+        if isinstance(value, str) and not is_whole_number(value):
             self.fail(f"'{shown(value)}' is not a whole number in the digits 0 to 9.", param, ctx)
         return super().convert(value, param, ctx)
 

@@ -125,6 +125,19 @@ def _check_name(name: str, purpose: str) -> None:
 
 
 # --- probe --------------------------------------------------------------------------
+class _Seconds(click.FloatRange):
+    """A number of seconds written in the digits 0 to 9 (float() also reads '１', '1_0', 'nan' and 'inf')."""
+
+    def convert(self, value, param, ctx):
+        import re
+
+        from certkit.text import shown
+
+        if isinstance(value, str) and not re.fullmatch(r"\s*\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*", value):
+            self.fail(f"'{shown(value)}' is not a number of seconds in the digits 0 to 9.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _finite(ctx, param, value):
     # click's FloatRange lets NaN through (every comparison with NaN is false).
     if value is not None and value != value:
@@ -145,7 +158,7 @@ def _finite(ctx, param, value):
               help="... with this key (privkey.pem, unencrypted).")
 @click.option("--bundle", type=ExistingPath(path_type=Path, file_okay=False),
               help="Also try the client certificate in this bundle folder (fullchain.pem and privkey.pem).")
-@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, callback=_finite,
+@click.option("--timeout", type=_Seconds(0.5, 120), default=10.0, show_default=True, callback=_finite,
               help="Seconds to wait for the connection, the handshake and the answer.")
 @json_option
 def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):

@@ -1,0 +1,68 @@
+"""Audit round nine, bad input (report badinput9), each as a class:
+
+2. an IPv6 zone in a range (``fe80::%eth0/64``) is refused as in an address, by --permit-ip, --allow-ip and
+   the library (the zone was dropped, and the range went into the CA certificate);
+4. a whole number is written in the digits 0 to 9, with no underscore (``--days 1_0`` issued a 10-day
+   certificate): every Whole option, the manifest's days, and probe --timeout;
+6. a domain with a leading dot is refused with the form to give, by init-ca --permit-dns and acme serve
+   --allow-domain alike (one read it as the domain, the other called it "an empty label").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_clean_error, run_certkit
+
+
+@pytest.mark.parametrize("network", ["fe80::%eth0/64", "fe80::1%eth0/128", "2001:db8::%1/32"])
+def test_a_zone_in_a_range_is_refused_everywhere(network, ca_dir, ca_env, tmp_path):
+    from certkit import CA
+    from certkit.acme.policy import Policy
+    from certkit.errors import InvalidName
+
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "z", "--name", "Z", "--permit-ip", network, env=ca_env)
+    assert_clean_error(proc, "has an IPv6 zone (%")
+    assert not (tmp_path / "z").exists()
+    for build in (lambda: Policy.build(ips=[network]), lambda: CA.create("Z", permitted_ips=[network])):
+        with pytest.raises(InvalidName, match="has an IPv6 zone"):
+            build()
+    Policy.build(ips=["fe80::/64"])  # the range without it is fine
+
+
+@pytest.mark.parametrize("value", ["1_0", "3_0", "٣٠", "３０", "0x1e", "30.0"])
+def test_a_whole_number_is_in_the_digits_0_to_9_alone(value, ca_dir, ca_env, tmp_path):
+    proc = run_certkit("issue-server", "u.example", "--days", value, "--out", tmp_path / "u", env=ca_env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"'{value}' is not" in proc.stderr and not (tmp_path / "u").exists(), proc.stderr
+    assert_clean_error(run_certkit("list", "--limit", value, env=ca_env), "is not", code=2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"kind,names,days\nserver,m.example,{value}\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "b", env=ca_env)
+    assert proc.returncode != 0 and "days is" in proc.stderr and not (tmp_path / "b").exists(), proc.stderr
+
+
+@pytest.mark.parametrize("value", ["１", "1_0", "nan", "inf", "+inf", "1e1"])
+def test_probe_timeout_is_seconds_in_the_digits_0_to_9(value):
+    proc = run_certkit("probe", "https://127.0.0.1:1/", "--timeout", value)
+    assert_clean_error(proc, "is not a number of seconds", code=2)
+
+
+def test_ordinary_whole_numbers_still_pass(ca_dir, ca_env, tmp_path):
+    for i, days in enumerate(("30", " 30 ", "+30")):
+        run_certkit("issue-server", "ok.example", "--days", days, "--out", tmp_path / f"o{i}", env=ca_env, check=True)
+
+
+def test_a_leading_dot_is_refused_by_both_domain_options(ca_dir, ca_env, tmp_path):
+    from certkit.acme.policy import Policy
+    from certkit.errors import InvalidName
+
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "z", "--name", "Z", "--permit-dns", ".example.com",
+                       env=ca_env)
+    assert_clean_error(proc, "'.example.com' starts with a dot: a domain covers itself and its subdomains, so give "
+                             "'example.com' without it.")
+    with pytest.raises(InvalidName, match="starts with a dot"):
+        Policy.build(domains=[".example.com"])
+    proc = run_certkit("acme", "serve", "--port", "1", "--allow-domain", ".example.com", env=ca_env)
+    assert proc.returncode != 0 and "starts with a dot" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert Policy.build(domains=["example.com"]).allow_domains == ("example.com",)
