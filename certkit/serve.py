@@ -29,7 +29,6 @@ import re
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -141,14 +140,11 @@ def self_issued_context(ca: "CA", client_ca_pem: bytes, names: Iterable[str] = L
 
 
 def issued_context(issued: "IssuedCert", client_ca_pem: bytes) -> ssl.SSLContext:
-    """The server context for a certificate held in memory. The key exists on disk only for the
-    moment OpenSSL reads it, in a private temporary folder (``ssl`` loads keys from files only)."""
-    from certkit.atomic import SECRET_MODE, write_new_file
+    """The server context for a certificate held in memory: its key never touches a disk
+    (:func:`certkit.sslcontext.in_memory`), so a kill leaves none behind."""
+    from certkit.sslcontext import in_memory
 
-    with tempfile.TemporaryDirectory(prefix="certkit-serve-") as tmp:
-        chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
-        write_new_file(chain, issued.fullchain_pem, SECRET_MODE)
-        write_new_file(key, issued.private_key_pem, SECRET_MODE)
+    with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
         return tls_context(chain, key, client_ca_pem)
 
 

@@ -84,6 +84,36 @@ def bundle_files(issued: "IssuedCert") -> Iterator[BundlePaths]:
 
 
 @contextmanager
+def in_memory(*blobs: bytes) -> Iterator[list[Path]]:
+    """Paths from which OpenSSL reads ``blobs`` (``ssl`` loads certificates and keys from files only) that
+    never touch a disk: anonymous memory files (memfd), opened through /proc/self/fd, gone when the block ends
+    or the process dies, even killed. Where there is no memfd, a private temporary folder (removed when the
+    block ends)."""
+    import os
+
+    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
+        from certkit.atomic import SECRET_MODE, write_new_file
+
+        with tempfile.TemporaryDirectory(prefix="certkit-") as tmp:
+            paths = [Path(tmp) / f"{i}.pem" for i in range(len(blobs))]
+            for path, data in zip(paths, blobs, strict=True):
+                write_new_file(path, data, SECRET_MODE, sync=False)
+            yield paths
+        return
+    fds: list[int] = []
+    try:
+        for data in blobs:
+            fds.append(os.memfd_create("certkit", os.MFD_CLOEXEC))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[-1], view):]
+        yield [Path(f"/proc/self/fd/{fd}") for fd in fds]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@contextmanager
 def pem_file(data: bytes, name: str = "file.pem") -> Iterator[Path]:
     """``data`` as a private temporary file, removed when the block ends (trustme's ``Blob.tempfile``)."""
     from certkit.atomic import SECRET_MODE, write_new_file
@@ -105,8 +135,8 @@ def configure_cert(issued: "IssuedCert", ctx: ssl.SSLContext) -> None:
         from certkit.errors import CertkitError
 
         raise CertkitError(missing_key(issued))
-    with bundle_files(issued) as paths:
-        ctx.load_cert_chain(paths.fullchain, paths.key)
+    with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
+        ctx.load_cert_chain(chain, key)
 
 
 def configure_trust(ca: "CA", ctx: ssl.SSLContext) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.acme.issue import issue_listener_certificate
@@ -37,14 +35,11 @@ class Listener:
             self.renew()
 
     def renew(self) -> None:
-        from certkit.atomic import SECRET_MODE, write_new_file
+        from certkit.sslcontext import in_memory
 
         def load(issued) -> None:
-            # ssl loads keys from files only: the key exists on disk for the moment OpenSSL reads it.
-            with tempfile.TemporaryDirectory(prefix="certkit-acme-") as tmp:
-                chain, key = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
-                write_new_file(chain, issued.fullchain_pem, SECRET_MODE, sync=False)
-                write_new_file(key, issued.private_key_pem, SECRET_MODE, sync=False)
+            # The key never touches a disk (a memory file OpenSSL reads by path): a kill leaves none behind.
+            with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
                 self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate
 
         self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)

@@ -27,13 +27,23 @@ def release(inventory: "Inventory", path: Path, serials: list[str]) -> list[str]
     """The certificates of ``serials``, recorded in the output file ``path`` that was just replaced, that no
     new certificate succeeds: their rows stop naming the file (it no longer holds them nor their keys).
     Returns their serials."""
+    from certkit.errors import InventoryError
+
     gone = []
-    with inventory.transaction(write=True) as tx:
-        for serial in serials:
-            if tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND folder = ? AND sink = 'file'"
-                          " AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.renewed_from"
-                          " = ? AND n.status IN ('valid', 'revoked'))", (serial, str(path), serial)).rowcount:
-                gone.append(serial)
+    try:
+        with inventory.transaction(write=True) as tx:
+            for serial in serials:
+                if tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND folder = ? AND sink = "
+                              "'file' AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates n WHERE "
+                              "n.renewed_from = ? AND n.status IN ('valid', 'revoked'))",
+                              (serial, str(path), serial)).rowcount:
+                    gone.append(serial)
+    except InventoryError as exc:  # the file is in place, the certificates issued: said, with what is now untrue
+        listed = ", ".join(serials[:3]) + (", ..." if len(serials) > 3 else "")
+        raise InventoryError(f"{str(exc).rstrip()} {shown(path)} was replaced and holds what this command issued; "
+                             f"the inventory still says it holds the {len(serials)} certificate(s) it held before "
+                             f"({listed}), whose keys went with the old file: revoke any that nobody else "
+                             "holds.") from None
     return gone
 
 

@@ -239,7 +239,7 @@ class Inventory:
         look at that host's disk, and "abandoned" would claim its key was never stored.
         """
         from certkit.acme.state import delivered_serials
-        from certkit.inventory.reconcile import holding, is_local, writer_alive
+        from certkit.inventory.reconcile import holding, is_local, release_replaced, writer_alive
 
         with self.transaction() as tx:
             pending = tx.execute("SELECT serial, writer, issued_at FROM certificates"
@@ -265,6 +265,7 @@ class Inventory:
                         lost.append(serial)
             if delivered:
                 self._mark_issued(tx, delivered)
+                release_replaced(tx, delivered)  # in the files a dead writer put in place: what they no more hold
             if lost:
                 self._mark_abandoned(tx, lost)
         return len(delivered), len(lost)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -221,3 +222,24 @@ def warn_unsettled(inventory) -> None:
         warnings.warn(f"The inventory {shown(inventory.location)} cannot be written here, so the certificates it "
                       "lists as pending were not settled (a command run where it can be written settles them).",
                       stacklevel=3)
+
+
+def release_replaced(tx, delivered: Iterable[str]) -> list[str]:
+    """For the output files in which a dead writer's rows were just found (``delivered``, their serials): the
+    valid rows that still name one of those files but whose certificate it no longer holds stop naming it.
+    The file the writer replaced held them, and the writer died before recording that it had (see
+    ``Output.released``): their keys went with the old file. Returns their serials."""
+    serials = list(delivered)
+    paths = {row[0] for start in range(0, len(serials), 500) for row in tx.execute(
+        f"SELECT DISTINCT folder FROM certificates WHERE sink = 'file' AND folder IS NOT NULL AND serial IN "
+        f"({','.join('?' * len(serials[start:start + 500]))})", serials[start:start + 500]).fetchall()}
+    gone = []
+    for path in sorted(paths):
+        rows = tx.execute("SELECT serial, der, keyed FROM certificates WHERE folder = ? AND sink = 'file' AND "
+                          "status = 'valid'", (path,)).fetchall()
+        held = file_holds(path, {bytes(der): bool(keyed) for _serial, der, keyed in rows}) if rows else set()
+        for serial, der, _keyed in rows:
+            if bytes(der) not in held:
+                tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND status = 'valid'", (serial,))
+                gone.append(serial)
+    return gone

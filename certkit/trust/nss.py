@@ -173,6 +173,9 @@ class NSSStore(Store):
         import sqlite3
         from urllib.parse import quote
 
+        if (self.directory / "cert9.db").is_file() and not (self.directory / "key4.db").exists():
+            return TrustError(f"{tool_failure(proc, what)} ({self.directory} holds cert9.db but no key4.db: the "
+                              f"database was left half-made, holding nothing; remove {self.directory} and run again)")
         for path in (self.directory / "cert9.db", self.directory / "key4.db"):
             if not path.is_file():
                 continue
@@ -215,7 +218,12 @@ class NSSStore(Store):
             make_folders(self.directory.parent)
             fresh = not self.directory.exists() or not any(self.directory.iterdir())
             self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
-            made = self._certutil("-N", "--empty-password")
+            try:
+                made = self._certutil("-N", "--empty-password")
+            except BaseException:  # Ctrl-C, SIGTERM, SIGHUP while certutil makes it: what this run made goes too
+                if fresh:
+                    _remove_half_made(self.directory)
+                raise
             if made.returncode != 0:
                 # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
                 # every later certutil, and the browser, would call it bad. What this run made goes.
