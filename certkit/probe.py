@@ -295,7 +295,7 @@ class _Seen:
 def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _Seen:
     from OpenSSL import SSL
 
-    from certkit.pyossl import name_text
+    from certkit.pyossl import interrupt_after, name_text
 
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout)
@@ -316,7 +316,8 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         conn.set_info_callback(on_state)
         conn.set_connect_state()
         try:
-            conn.do_handshake()
+            with interrupt_after():  # a Ctrl-C inside OpenSSL's callbacks: "Interrupted.", not a timeout
+                conn.do_handshake()
         except (SSL.WantReadError, SSL.WantWriteError):
             seen.attempt.handshake = f"no answer within {timeout:g} s"
         except SSL.SysCallError as exc:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # OpenSSL's verification errors (X509_V_ERR_*) that TLS peers meet, in OpenSSL's own words
 # (X509_verify_cert_error_string), which pyOpenSSL does not expose.
@@ -75,3 +77,24 @@ def _escape_rdn(value: str) -> str:
     if out.startswith((" ", "#")):
         out = "\\" + out
     return out[:-1] + "\\ " if out.endswith(" ") and len(out) > 1 else out
+
+
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C that comes during a blocking pyOpenSSL call (a handshake) until the call returns, then
+    raise it, whatever the call raised: raised inside pyOpenSSL's callbacks (the info and verify callbacks run
+    there), cffi would print it with a traceback and swallow it, and the handshake would end as a timeout."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt  # noqa: B012 (it replaces what the interrupted call raised, by design)
