@@ -1,7 +1,9 @@
 """Audit round nine against the spec (report spec9):
 
 1. a Ctrl-C while probe waits for a TLS handshake is "Interrupted.", exit 130, with no traceback: raised inside
-   pyOpenSSL's callbacks, it was printed by cffi and swallowed, and the handshake was said to have timed out.
+   pyOpenSSL's callbacks, it was printed by cffi and swallowed, and the handshake was said to have timed out;
+2. ``trust uninstall --nss`` takes out the NSS database ``trust install`` created, once it holds nothing else
+   (exactly reversible, as the spec says); a database holding anything else stays.
 """
 
 from __future__ import annotations
@@ -36,3 +38,34 @@ def test_a_ctrl_c_during_probes_handshake_is_interrupted_not_a_timeout():
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert err.strip() == "Interrupted." and "Traceback" not in err and "no answer" not in err, err
     assert time.monotonic() - started < 10
+
+
+# --- 2. trust uninstall --nss takes out the database install created --------------------------------------------
+def test_trust_uninstall_takes_out_the_nss_database_install_created(ca_dir, tmp_path):
+    import os
+
+    from conftest import PASSPHRASE, require, run_certkit
+
+    require("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = certkit_env(HOME=str(home), CERTKIT_CA_DIR=str(ca_dir), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    db = home / ".pki" / "nssdb"
+    run_certkit("trust", "install", "--nss", "--unconstrained", env=env, check=True)
+    assert (db / "cert9.db").is_file()
+    proc = run_certkit("trust", "uninstall", "--nss", env=env, check=True)
+    assert f"removed the NSS database {db}, which install had created for it" in proc.stdout, proc.stdout
+    assert not db.exists()
+    # Once it holds something else (the user's own CA, added by hand), the database stays.
+    run_certkit("trust", "install", "--nss", "--unconstrained", env=env, check=True)
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "k.pem"), "-subj", "/CN=mine", "-days", "3", "-out", str(other)],
+                   check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "mine", "-t", "C,,", "-i", str(other)], check=True,
+                   capture_output=True)
+    proc = run_certkit("trust", "uninstall", "--nss", env=env, check=True)
+    assert "removed the NSS database" not in proc.stdout and (db / "cert9.db").is_file()
+    listed = subprocess.run(["certutil", "-L", "-d", f"sql:{db}"], capture_output=True, text=True).stdout
+    assert "mine" in listed and "certkit-" not in listed, listed
+    assert os.listdir(home) == [".pki"]

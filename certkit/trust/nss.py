@@ -231,6 +231,8 @@ class NSSStore(Store):
                     _remove_half_made(self.directory)
                 raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
                                  f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
+            if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
+                (self.directory / CREATED_MARK).touch(mode=0o600)
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
             created = fresh
@@ -268,6 +270,9 @@ class NSSStore(Store):
                 return nick, trust
         return None
 
+    def _holds_no_keys(self) -> bool:
+        return _no_keys(self._certutil("-K", "-f", os.devnull))
+
     def removal(self, entry: Found) -> str | None:
         return shlex.join(["certutil", "-D", "-d", self.db, "-n", entry.name])
 
@@ -276,6 +281,18 @@ class NSSStore(Store):
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+        if (self.directory / CREATED_MARK).is_file() and not self.listing() and self._holds_no_keys():
+            _remove_half_made(self.directory)  # install made it, and it holds nothing else: it goes as it came
+            self.notes.append(f"removed the NSS database {self.directory}, which install had created for it")
+
+
+# Left in an NSS database folder that trust install created (empty, for the CA alone): uninstall removes the
+# database once it holds nothing else. Browsers ignore files they do not know.
+CREATED_MARK = ".certkit-created"
+
+
+def _no_keys(proc: subprocess.CompletedProcess) -> bool:
+    return b"no keys found" in (proc.stdout or b"") + (proc.stderr or b"")
 
 
 def _give_to_owner_of(existing: Path, created: Path) -> None:
@@ -442,7 +459,7 @@ def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
 
 def _remove_half_made(directory: Path) -> None:
     """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder."""
-    for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal"):
+    for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal", CREATED_MARK):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
     with contextlib.suppress(OSError):
