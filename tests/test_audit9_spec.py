@@ -69,3 +69,36 @@ def test_trust_uninstall_takes_out_the_nss_database_install_created(ca_dir, tmp_
     listed = subprocess.run(["certutil", "-L", "-d", f"sql:{db}"], capture_output=True, text=True).stdout
     assert "mine" in listed and "certkit-" not in listed, listed
     assert os.listdir(home) == [".pki"]
+
+
+# --- 3. --json is the option, not another option's value ------------------------------------------------------
+def test_json_is_asked_by_the_option_not_by_a_value(ca_dir, ca_env):
+    import json
+
+    from conftest import run_certkit
+
+    proc = run_certkit("init-ca", "--name", "--json", env=ca_env)  # a CA is there: refused, in words
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.startswith("Error: A CA already exists"), proc
+    listed = run_certkit("list", "--name", "--json", env=ca_env)
+    assert listed.returncode == 0 and not listed.stdout.startswith("{"), listed.stdout
+    proc = run_certkit("init-ca", "--name", "Again", "--json", env=ca_env)
+    assert proc.stdout.startswith("{"), (proc.stdout, proc.stderr)
+    assert json.loads(proc.stdout)["exit"] == 1 and "A CA already exists" in json.loads(proc.stdout)["error"]
+    proc = run_certkit("acme", "serve", "--port", "x", "--json", env=ca_env)
+    assert json.loads(proc.stdout)["exit"] == 2, proc.stdout
+
+
+# --- 4. issue-batch --days past the CA's life is said of --days ---------------------------------------------
+def test_batch_days_past_the_cas_life_is_said_of_the_option(tmp_path):
+    from conftest import PASSPHRASE, assert_clean_error, run_certkit
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "short"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Short", "--days", "100", env=env, check=True)
+    manifest = tmp_path / "m2.csv"
+    manifest.write_text("kind,names\nserver,y.test\n")
+    proc = run_certkit("issue-batch", manifest, "--days", "150", "--out-dir", tmp_path / "out", env=env)
+    assert_clean_error(proc, "Error: A lifetime of 150 days would end after the CA expires on ")
+    assert "line 2" not in proc.stderr and not (tmp_path / "out").exists()
+    manifest.write_text("kind,names,days\nserver,y.test,150\n")  # a line's own days is still said of its line
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", env=env)
+    assert proc.returncode != 0 and "line 2" in proc.stderr, proc.stderr

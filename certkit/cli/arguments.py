@@ -144,3 +144,19 @@ def refuse_inputs_as_output(out, what: str = "--out") -> None:
                 raise click.ClickException(f"{what} {shown(out)} is the file given as {given}, which this command "
                                            f"reads; certkit will not write over it, even with --force. Choose "
                                            "another file.")
+
+
+def asks_for_json(group: click.Group, argv: list[str]) -> bool:
+    """Whether the command line asks for --json: the option itself, not the value of another option that takes
+    one (``init-ca --name --json`` names a CA "--json"), before ``--``. Read before click parses it, so that an
+    error click raises while parsing is JSON too."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    if "--json" not in args:
+        return False
+    name = args[0] if args and not args[0].startswith("-") else None
+    try:
+        command = group.get_command(click.Context(group), name) if name else None
+    except Exception:  # a command that cannot load: its error says so, in text
+        command = None
+    valued = _options_with_values(command or group)
+    return any(arg == "--json" and not (i and args[i - 1] in valued) for i, arg in enumerate(args))

@@ -96,6 +96,11 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     name = STDIN if str(manifest) == "-" else None  # what messages call it: not the copy's temporary file
     with _spooled(manifest) as path, contextlib.ExitStack() as holding:
         ca = CADirectory(ca_dir).open()
+        if days is not None:  # --days against the CA's life said of the option, once, not of a manifest line
+            from certkit.profiles import PROFILES
+            from certkit.validity import leaf_validity
+
+            leaf_validity(ca.cert, ca.parents, PROFILES["server"], days, None, [])
         if output is not None:
             holding.enter_context(output.held(ca))  # to released(): another writer of the file waits
             output.check(ca.directories, inventory=ca.inventory)

@@ -79,7 +79,9 @@ class CertkitGroup(click.Group):
         from certkit.errors import Terminated, handle_stop_signals, raise_terminated, restore_signals
 
         argv = list(sys.argv[1:] if args is None else args)
-        as_json = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+        from certkit.cli.arguments import asks_for_json
+
+        as_json = asks_for_json(self, argv)
         previous = handle_stop_signals(raise_terminated) if threading_main() else None
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
