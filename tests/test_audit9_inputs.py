@@ -66,3 +66,26 @@ def test_a_leading_dot_is_refused_by_both_domain_options(ca_dir, ca_env, tmp_pat
     proc = run_certkit("acme", "serve", "--port", "1", "--allow-domain", ".example.com", env=ca_env)
     assert proc.returncode != 0 and "starts with a dot" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert Policy.build(domains=["example.com"]).allow_domains == ("example.com",)
+
+
+# --- 7. what an error names: the folder given, not a temporary file in it ------------------------------------
+def test_a_timer_folder_that_cannot_hold_files_is_named(ca_dir, ca_env, tmp_path):
+    from conftest import PASSPHRASE
+
+    env = dict(ca_env, HOME=str(tmp_path))
+    secret = tmp_path / "pass"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", "/proc", "--passphrase-file", secret, env=env)
+    assert_clean_error(proc, "Error: Cannot write the timer units to /proc: ")
+    assert "certkit-tmp" not in proc.stderr
+
+
+# --- 8. '-' where an option reads no standard input ------------------------------------------------------------
+@pytest.mark.parametrize("args", [["probe", "https://127.0.0.1:1/", "--ca-file", "-"],
+                                  ["serve", "--port", "0", "--cert", "-", "--key", "k.pem"],
+                                  ["serve", "--port", "0", "--client-ca", "-"]])
+def test_a_dash_where_no_standard_input_is_read_says_so(args, ca_dir, ca_env, tmp_path):
+    proc = run_certkit(*args, env=ca_env, cwd=tmp_path)
+    assert_clean_error(proc, "'-' names no file here (this option does not read standard input); for a file of "
+                             "that name, give ./-")

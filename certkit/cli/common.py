@@ -245,6 +245,9 @@ class CheckedPath(click.Path):
             text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
             if (broken := broken_link(text)) is not None:
                 raise click.ClickException(broken) from None
+            if text == "-" and not self.allow_dash:  # standard input elsewhere (verify --ca-file -), not here
+                raise click.ClickException("'-' names no file here (this option does not read standard input); for "
+                                           "a file of that name, give ./-") from None
             if not os.path.lexists(text):
                 raise click.ClickException(f"{shown(text)} does not exist.") from None
             if os.path.isdir(text) and not self.dir_okay:

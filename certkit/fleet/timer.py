@@ -207,9 +207,12 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
         if _check_ours(path) not in (None, text) and not force:
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
                               "schedule; pass --force to replace it, or --timer-name for a second timer.")
-    with folders_made(folder):
-        for path, text in zip(paths, (service, timer), strict=True):
-            replace_file(path, text.encode(), PUBLIC_MODE)
+    try:
+        with folders_made(folder):
+            for path, text in zip(paths, (service, timer), strict=True):
+                replace_file(path, text.encode(), PUBLIC_MODE)
+    except OSError as exc:  # said of the folder given, not of a temporary file in it
+        raise CertkitError(f"Cannot write the timer units to {shown(folder)}: {exc.strerror or exc}.") from None
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
     if not _searched(folder, system):  # systemd does not look there: linked into its unit path first
