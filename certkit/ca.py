@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
-from certkit.ca_checks import check_parts, resolve_serial
+from certkit.ca_checks import check_directory, check_parts, record_signed_ca, resolve_serial
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import LEAF_KINDS
-from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate
+from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.key_choice import ca_key_type, generate_any
 from certkit.keys import (
@@ -37,7 +37,7 @@ from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, lea
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import cap_at_parent, check_days, check_within_parent
-from certkit.vocabulary import check_bool, common_name, leaf_kind, serial_argument, serial_hex, wrong_type
+from certkit.vocabulary import check_bool, common_name, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
     import ssl
@@ -125,6 +125,7 @@ class CA:
         """
         if parent is not None and not isinstance(parent, CA):
             raise wrong_type("parent", "a CA", parent)
+        directory = check_directory(directory, parent)
         key_type = ca_key_type(key, key_type)
         if key is not None and parent is not None:
             refuse_chain_key(key.public_key(), [parent.cert, *parent.parents])
@@ -156,8 +157,7 @@ class CA:
         if parent is not None:
             parent.signed_cas = [*parent.signed_cas, cert]
         pause_at("signed")
-        if parent is not None and parent.inventory is not None:
-            parent.inventory.add(cert, "ca", issuer=parent.cert, ca_dir=directory)
+        record_signed_ca(parent, ca, directory)
         return ca
 
     def check_can_sign_ca(self) -> None:
@@ -405,28 +405,11 @@ class CA:
         return issued
 
     def kind_of(self, cert: "x509.Certificate") -> str:
-        """The kind of a leaf this CA issued (from the inventory when there is one); refuses others."""
-        from cryptography import x509
+        """The kind of a leaf this CA issued (from the inventory when there is one); refuses others, a CA
+        certificate (this one's too) as renewed with init-ca (:func:`certkit.ca_checks.kind_of`)."""
+        from certkit.ca_checks import kind_of
 
-        if not isinstance(cert, x509.Certificate):
-            raise wrong_type("The certificate", "an x509.Certificate or an IssuedCert", cert)
-        serial = serial_hex(cert.serial_number)
-        try:
-            cert.verify_directly_issued_by(self.cert)
-        except Exception:  # wrong issuer name (ValueError), bad signature, other key type
-            raise UnknownCertificate(f"The certificate {serial} ({shown(cert.subject.rfc4514_string())}) was not "
-                                     f"issued by the CA '{shown(self.common_name)}'.") from None
-        kind = leaf_kind(cert)
-        if self.inventory is not None:
-            row = self.inventory.get(serial)
-            if row is None:
-                raise UnknownCertificate(f"The certificate {serial} is not in the inventory of CA "
-                                         f"'{shown(self.common_name)}'.")
-            kind = row["kind"]
-        if kind not in LEAF_KINDS:
-            raise CannotRenew(f"The certificate {serial} is a {kind} certificate; only server, client and peer "
-                              "certificates are renewed (CAs with 'init-ca').")
-        return kind
+        return kind_of(self, cert)
 
     # --- revocation -----------------------------------------------------------------
     def revoke(self, serial: str | int, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:

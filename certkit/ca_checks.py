@@ -10,6 +10,8 @@ from certkit.text import shown
 from certkit.vocabulary import wrong_type
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cryptography import x509
 
     from certkit.inventory import Inventory
@@ -32,6 +34,8 @@ def check_parts(cert, key, parents, inventory=None, store=None) -> None:
     if isinstance(parents, (str, bytes)) or not all(isinstance(p, x509.Certificate) for p in parents):
         raise wrong_type("parents", "a list of x509.Certificate", parents)
     _check_companions(inventory, store)
+    if inventory is not None:
+        check_binding_of(inventory, cert)
     for each in (cert, *parents):
         if not is_ca(each):
             raise CertkitError(f"{shown(each.subject.rfc4514_string())} is not a CA certificate (its basicConstraints "
@@ -80,6 +84,35 @@ def chain_fault(cert: "x509.Certificate", parents: list) -> tuple[str, object, o
         if not signed_by(child, issuer):
             return "unsigned", child, issuer
     return None if signed_by(chain[-1], chain[-1]) else ("no-root", chain[-1], None)
+
+
+def check_directory_chain(path: "Path", cert, parents: list) -> None:
+    """ca.pem must be signed by the first of parents.pem, each parent by the next, and the last
+    must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
+    from certkit.errors import CABroken
+    from certkit.store import CERT_FILE, PARENTS_FILE
+
+    fault = chain_fault(cert, parents)
+    if fault is None:
+        return
+    kind, child, issuer = fault
+    if kind == "past-root":
+        where = CERT_FILE if child is cert else PARENTS_FILE
+        root = shown(child.subject.rfc4514_string())
+        raise CABroken(f"{shown(path / PARENTS_FILE)} goes on after the root {root} (in {where}): a root ends "
+                       "the chain, and every bundle would carry the extra "
+                       f"certificates. Restore {PARENTS_FILE} from a backup.")
+    if kind == "unsigned":
+        raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
+                       f"{shown(child.subject.rfc4514_string())} is not signed by "
+                       f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE}).")
+    above = shown(child.issuer.rfc4514_string())  # "no-root": the top of the chain is no root
+    if not parents:
+        raise CABroken(f"{shown(path / CERT_FILE)} is an intermediate CA (issued by {above}), but {PARENTS_FILE} "
+                       f"is missing, so its bundles would carry no chain to the root: copy {PARENTS_FILE} back "
+                       "(the parent's ca.pem, and its own parents.pem if it has one).")
+    raise CABroken(f"{shown(path / PARENTS_FILE)} ends with {shown(child.subject.rfc4514_string())}, which is not a "
+                   f"root (it is issued by {above}): the chain to the root is incomplete.")
 
 
 def check_chain(cert: "x509.Certificate", parents: list) -> None:
@@ -145,3 +178,137 @@ def check_saved(ca, passphrase) -> bytes | None:
     if callable(passphrase):
         raise wrong_type("passphrase", "bytes, a str or None", passphrase)
     return _secret_bytes(passphrase)
+
+
+def check_binding_of(inventory, cert) -> None:
+    """``CA(cert, key, inventory=...)``: an inventory of another CA is refused (a CA directory's, or a
+    shared one bound to another certificate, :func:`certkit.store_inventory.bind`): what this CA
+    records there would be certificates that CA did not issue, and that CA could sign no CRL again."""
+    from certkit.errors import CABroken
+    from certkit.store import check_binding
+
+    try:
+        check_binding(inventory, cert)
+    except CABroken as exc:
+        reason = str(exc).split("; check ")[0]
+        raise InvalidArgument(f"{reason}; it is not the inventory of {_name(cert)}: pass this CA's own inventory "
+                              "(CADirectory(path).inventory of the directory it is saved in), or none.") from None
+
+
+def check_directory(directory, parent) -> "Path | None":
+    """``CA.create``'s ``directory``, checked before anything is signed: the CA directory an intermediate
+    is about to be saved in (a str or a Path, not empty, UTF-8 text), for its ``parent`` to record it
+    pending there. A root has no parent to record it (init-ca passes its directory either way): checked, unused."""
+    import os
+    from pathlib import Path
+
+    from certkit.names import check_utf8
+
+    if directory is None:
+        return None
+    if not isinstance(directory, (str, os.PathLike)) or not isinstance(os.fspath(directory), str):
+        raise wrong_type("directory", "a str or a Path (the CA directory the intermediate will be saved in)",
+                         directory)
+    if not os.fspath(directory).strip():
+        raise InvalidArgument("directory is empty (an unset variable?); give the CA directory the intermediate "
+                              "will be saved in.")
+    checked = Path(check_utf8(os.fspath(directory), "The CA directory", InvalidArgument)).absolute()
+    return checked if parent is not None else None
+
+
+def record_signed_ca(parent, ca, directory) -> None:
+    """A new intermediate, recorded by its ``parent``'s inventory: valid at once, or with ``directory``
+    pending there until :meth:`CADirectory.save_new` puts it in a CA directory (wherever that is:
+    the row then names the real one, :func:`recorded_by`)."""
+    if parent is None or parent.inventory is None:
+        return
+    parent.inventory.add(ca.cert, "ca", issuer=parent.cert, ca_dir=directory)
+    if directory is not None:
+        ca._recorded_by = parent.inventory
+
+
+def recorded_by(ca, parent) -> "Inventory | None":
+    """The inventory that records ``ca`` pending until it is saved: its parent's, as ``CA.create(...,
+    parent=..., directory=...)`` recorded it (else ``parent``'s, given to save_new)."""
+    found = getattr(ca, "_recorded_by", None)
+    return found if found is not None else parent.inventory if parent is not None else None
+
+
+def check_not_stored(ca, here, parent) -> None:
+    """``save_new`` of a CA that is stored already (opened from a directory, saved once by this object, or
+    in a directory its parent's inventory or the default CA directory holds) is refused: a second directory
+    would start a new inventory, knowing none of its certificates and revocations, and number its CRLs
+    from 1 again (RFC 5280 wants them to increase), so a revoked certificate would be called valid."""
+    from pathlib import Path
+
+    from certkit.errors import CAExists
+
+    where = ca.store.path if ca.store is not None else getattr(ca, "_saved_in", None)
+    where = where if where is not None else _directory_of(ca, parent, Path(here).absolute())
+    if where is not None:
+        raise CAExists(f"The CA '{shown(ca.common_name)}' is stored already, in {shown(where)}: a CA directory is "
+                       f"copied with its inventory (cp -a {shown(where)} NEW-DIR), not re-created with save_new(), "
+                       "which would start a new inventory that knows none of its certificates and revocations and "
+                       "numbers its CRLs from 1 again.")
+
+
+def _directory_of(ca, parent, here) -> "Path | None":
+    """Another CA directory that holds ``ca``'s certificate: the one its parent's inventory records, or
+    the default CA directory ($CERTKIT_CA_DIR, else the per-user one)."""
+    from pathlib import Path
+
+    from certkit.inventory.reconcile import ca_directory_holds
+    from certkit.store import resolve_ca_dir
+    from certkit.vocabulary import serial_hex
+
+    der = ca.cert.public_bytes(_der())
+    inventory = recorded_by(ca, parent)
+    row = inventory.get(serial_hex(ca.cert.serial_number)) if inventory is not None else None
+    try:
+        default = resolve_ca_dir(None, strict=False).absolute()
+    except CertkitError:
+        default = None
+    for folder in (row and row["folder"], default):
+        if folder and Path(folder) != here and ca_directory_holds(folder, der):
+            return Path(folder)
+    return None
+
+
+def _der():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def kind_of(ca, cert) -> str:
+    """The kind of a leaf ``ca`` issued (from its inventory when it has one); refuses the others: a
+    certificate of another CA, one the inventory does not hold, and a CA certificate (init-ca's)."""
+    from cryptography import x509
+
+    from certkit.constants import LEAF_KINDS
+    from certkit.errors import CannotRenew
+    from certkit.vocabulary import leaf_kind, serial_hex
+
+    if not isinstance(cert, x509.Certificate):
+        raise wrong_type("The certificate", "an x509.Certificate or an IssuedCert", cert)
+    serial = serial_hex(cert.serial_number)
+    if cert == ca.cert:  # as `certkit renew ca.pem` says
+        raise CannotRenew(f"The certificate {serial} is this CA's own certificate, not one it issued: a CA "
+                          "certificate is renewed with 'certkit init-ca' (a new CA certificate), not renew().")
+    if not signed_by(cert, ca.cert):  # wrong issuer name, bad signature, other key type
+        raise UnknownCertificate(f"The certificate {serial} ({shown(cert.subject.rfc4514_string())}) was not "
+                                 f"issued by the CA '{shown(ca.common_name)}'.")
+    kind = leaf_kind(cert)
+    if kind == "ca":
+        raise CannotRenew(f"The certificate {serial} is a CA certificate; only server, client and peer "
+                          "certificates are renewed: a CA certificate is renewed with 'certkit init-ca'.")
+    if ca.inventory is not None:
+        row = ca.inventory.get(serial)
+        if row is None:
+            raise UnknownCertificate(f"The certificate {serial} is not in the inventory of CA "
+                                     f"'{shown(ca.common_name)}'.")
+        kind = row["kind"]
+    if kind not in LEAF_KINDS:
+        raise CannotRenew(f"The certificate {serial} is a {kind} certificate; only server, client and peer "
+                          "certificates are renewed (CAs with 'init-ca').")
+    return kind

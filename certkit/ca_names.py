@@ -27,7 +27,9 @@ def default_ca_name(*, intermediate: bool = False) -> str:
         user = "user"
     # cut to what a common name holds: 64 bytes in UTF-8 (a login name need not be ASCII)
     kind = "intermediate CA" if intermediate else "CA"
-    name = f"certkit {kind} {user}@{socket.gethostname()}".encode()[:_names.MAX_ATTRIBUTE_BYTES]
+    # (a login name or host name that is not UTF-8, as $USER gives Latin-1 bytes, loses those bytes)
+    name = f"certkit {kind} {user}@{socket.gethostname()}".encode("utf-8", "surrogateescape")
+    name = name[:_names.MAX_ATTRIBUTE_BYTES]
     return name.decode("utf-8", "ignore")
 
 

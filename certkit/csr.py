@@ -44,6 +44,11 @@ def csr_of(request) -> CSRRequest:
     if isinstance(request, CSRRequest):
         return request
     if isinstance(request, str):
+        from certkit.text import is_utf8
+
+        if not is_utf8(request):  # a PEM CSR is ASCII: a str with bytes that did not decode is no CSR
+            raise InvalidCSR("The CSR text is not UTF-8 text (it holds a byte that did not decode); a PEM CSR is "
+                             "ASCII: pass the file's bytes, open(path, 'rb').read().")
         request = request.encode("utf-8")
     elif isinstance(request, x509.CertificateSigningRequest):
         from cryptography.hazmat.primitives.serialization import Encoding

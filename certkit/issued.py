@@ -17,6 +17,7 @@ from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from cryptography import x509
@@ -179,14 +180,56 @@ class IssuedCert:
         return written
 
 
+def check_folder(folder) -> None:
+    """A bundle folder as the library is given it (``write``, ``FolderTarget``), refused as the command line
+    refuses ``--out``: not a str or a Path (a TypeError that names it, not a failure deep inside, nor a false
+    one: a bytes folder is not "a bytes-like object required"), empty (an unset variable: taken as it is, the
+    current folder), or not UTF-8 text (no path the inventory records, nor a message, can hold it)."""
+    from certkit.errors import InvalidArgument, UnsafeOutputPath
+    from certkit.names import check_utf8
+    from certkit.vocabulary import wrong_type
+
+    if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
+        raise wrong_type("folder", "a str or a Path", folder)
+    if not os.fspath(folder).strip():
+        raise InvalidArgument(f"folder is {'empty (an unset variable?)' if not os.fspath(folder) else 'blank'}; give "
+                              "the folder the bundle goes to ('.' for the current folder).")
+    check_utf8(os.fspath(folder), "The output folder", UnsafeOutputPath)
+
+
+def p12_guard(target) -> "Callable[[], None]":
+    """The check, made once the target is about to be recorded (its ``extra=`` may be set after it is
+    made, once a password is read: ``issue-server --p12`` does), that a ``FolderTarget(p12=True)`` has an
+    ``extra`` that makes the bundle.p12: ``p12`` itself only checks for one already in the folder."""
+    def guard() -> None:
+        if target.extra is None:
+            from certkit.errors import InvalidArgument
+
+            raise InvalidArgument("FolderTarget(p12=True) writes no bundle.p12 by itself: pass extra=lambda issued: "
+                                  "{'bundle.p12': certkit.pkcs12.issued_pkcs12(issued, password)}, with the password "
+                                  "as bytes (read from a file, never from the command line), or leave p12 out. "
+                                  "Nothing was recorded or written.")
+    return guard
+
+
 def _check_write(folder, extra, force) -> None:
-    """``write``'s arguments, each a TypeError that names it (not a failure deep inside, nor a false one:
-    a bytes folder is not "a bytes-like object required")."""
+    """``write``'s arguments, each refused with a sentence before anything is written: the folder
+    (:func:`check_folder`); ``extra`` a dict of plain names that are UTF-8 text without control characters
+    (the folder's own rule: a name with a line break breaks every tool reading paths a line at a time)."""
+    from certkit.errors import UnsafeOutputPath
+    from certkit.names import check_utf8
+    from certkit.paths import _has_control
+    from certkit.text import shown
     from certkit.vocabulary import check_bool, wrong_type
 
     check_bool("force", force)
-    if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
-        raise wrong_type("folder", "a str or a Path", folder)
+    check_folder(folder)
     if extra is not None and not (isinstance(extra, Mapping) and all(
             isinstance(name, str) and isinstance(data, (bytes, bytearray)) for name, data in extra.items())):
         raise wrong_type("extra", "a dict of file name (str) -> content (bytes)", extra)
+    for name in extra or {}:
+        check_utf8(name, "The extra file name", UnsafeOutputPath)
+        if _has_control(name) and "\0" not in name:  # a NUL: no plain name at all (check_extra says so)
+            raise UnsafeOutputPath(f"The extra file name {shown(name)} contains a control character; certkit does not "
+                                   "create names that break tools reading paths a line at a time. Choose another "
+                                   "name.")

@@ -189,10 +189,10 @@ class FolderTarget(Target):
                  sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None,
                  cache: dict | None = None) -> None:
         from certkit.constants import BUNDLE_FILES
-        from certkit.vocabulary import check_bool, wrong_type
+        from certkit.issued import check_folder, p12_guard
+        from certkit.vocabulary import check_bool
 
-        if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
-            raise wrong_type("folder", "a str or a Path", folder)
+        check_folder(folder)
         for name, value in (("force", force), ("p12", p12), ("sync", sync), ("sweep", sweep)):
             check_bool(name, value)
         self.given = Path(folder)
@@ -207,7 +207,7 @@ class FolderTarget(Target):
         # other check of what the folder holds, made again then (renew --out --force); and --force over a
         # bundle of another CA's certificate: the note that names it (see foreign_replaced).
         self.replacing: str | None = None
-        self.guard: Callable[[], None] | None = None
+        self.guard: Callable[[], None] | None = p12_guard(self) if p12 else None  # p12=True needs extra=
         self.foreign: str | None = None
 
     def recheck(self) -> None:

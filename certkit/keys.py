@@ -47,7 +47,9 @@ def check_key_type(key_type: str) -> str:
 
         raise wrong_type("key_type", f"a str, one of {', '.join(KEY_TYPES)}", key_type)
     if key_type not in KEY_TYPES:
-        raise InvalidArgument(f"Unknown key type '{key_type}'; choose one of: {', '.join(KEY_TYPES)}.")
+        from certkit.text import shown
+
+        raise InvalidArgument(f"Unknown key type '{shown(key_type)}'; choose one of: {', '.join(KEY_TYPES)}.")
     return key_type
 
 

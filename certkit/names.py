@@ -66,7 +66,20 @@ class Identity:
 def _show(text: str) -> str:
     """``text`` for an error message: control characters escaped, so a hostile or
     mistyped value can neither break the one-line error nor drive the terminal."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF
+                   else repr(ch)[1:-1] for ch in text)  # a byte that was not UTF-8 as \xNN, as shown() has it
+
+
+def check_utf8(text: str, label: str, error: type[Exception] = InvalidName) -> str:
+    """``text`` if it is UTF-8 text; else ``error`` naming ``label`` (a lone surrogate, as ``os.environ`` and
+    ``sys.argv`` give for bytes that were not UTF-8, cannot go in a certificate, a path or the inventory):
+    the library's refusal of what the command line refuses as an argument."""
+    from certkit.text import is_utf8, shown
+
+    if not is_utf8(text):
+        raise error(f"{label} is '{shown(text)}', which is not UTF-8 text; certkit takes names, paths and URLs "
+                    "as UTF-8.")
+    return text
 
 
 def parse_host(text: str) -> Identity:
@@ -331,6 +344,7 @@ def parse_attribute(text: str, field: str = "common name", option: str | None = 
     article = "an" if field[0] in "aeiou" else "a"
     if not isinstance(text, str):
         raise wrong_type(f"{option or 'The ' + field}", "a str", text)
+    check_utf8(text, option or f"The {field}")
     if not text.strip():
         raise InvalidName(f"{given}'{_show(text or '')}' is blank; {article} {field} needs at least one visible "
                           "character.")
@@ -403,7 +417,7 @@ def name_list(names, what: str = "names") -> list[str]:
     for name in names:
         if not isinstance(name, (str, *_IP_TYPES)):
             raise wrong_type(what, "str", name)
-        out.append(str(name))
+        out.append(check_utf8(str(name), f"An entry of {what}"))
     return out
 
 

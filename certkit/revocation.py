@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import MAX_CRL_DAYS, MIN_CRL_DAYS, REVOCATION_REASONS
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, InvalidArgument, InvalidLifetime, WrongType
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -24,13 +24,14 @@ if TYPE_CHECKING:
 def parse_reason(text: str) -> str:
     """The RFC 5280 reason named by ``text`` (any case; ``key-compromise`` works too)."""
     if not isinstance(text, str):
-        raise CertkitError(f"A revocation reason is a name such as keyCompromise, not {type(text).__name__}; "
+        raise WrongType(f"A revocation reason is a name such as keyCompromise, not {type(text).__name__}; "
                            f"choose one of: {', '.join(REVOCATION_REASONS)}.")
     wanted = text.replace("-", "").replace("_", "").lower()
     for reason in REVOCATION_REASONS:
         if reason.lower() == wanted:
             return reason
-    raise CertkitError(f"'{shown(text)}' is not a revocation reason; choose one of: {', '.join(REVOCATION_REASONS)}.")
+    raise InvalidArgument(f"'{shown(text)}' is not a revocation reason; choose one of: "
+                          f"{', '.join(REVOCATION_REASONS)}.")
 
 
 def revocation_time(when: dt.datetime | None, *, not_before: dt.datetime | None = None) -> dt.datetime:
@@ -43,12 +44,12 @@ def revocation_time(when: dt.datetime | None, *, not_before: dt.datetime | None 
     from certkit.profiles import aware
 
     if aware(when, "when") > now:
-        raise CertkitError(f"The revocation time {when.isoformat()} is in the future; a certificate is revoked "
-                           "when the revocation is recorded, or earlier: give a time up to now.")
+        raise InvalidArgument(f"The revocation time {when.isoformat()} is in the future; a certificate is revoked "
+                              "when the revocation is recorded, or earlier: give a time up to now.")
     if not_before is not None and when < not_before:
-        raise CertkitError(f"The revocation time {when.isoformat()} is before the certificate's notBefore "
-                           f"({not_before.isoformat()}): it cannot be revoked before it existed; give a time from "
-                           "then up to now.")
+        raise InvalidArgument(f"The revocation time {when.isoformat()} is before the certificate's notBefore "
+                              f"({not_before.isoformat()}): it cannot be revoked before it existed; give a time "
+                              "from then up to now.")
     return when
 
 
@@ -86,7 +87,7 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0,
 
         raise wrong_type("days", f"an int, {MIN_CRL_DAYS} to {MAX_CRL_DAYS}", days)
     if not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
-        raise CertkitError(f"A CRL valid for {days} days is not possible; give {MIN_CRL_DAYS} to {MAX_CRL_DAYS}.")
+        raise InvalidLifetime(f"A CRL valid for {days} days is not possible; give {MIN_CRL_DAYS} to {MAX_CRL_DAYS}.")
     inventory = ca.require_inventory()
     if not checked:
         check_can_sign_crl(ca)

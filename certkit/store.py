@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from certkit.atomic import new_folder, write_new_file
+from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
 from certkit.files import read_limited
@@ -103,34 +104,6 @@ def no_core_dumps() -> None:
             pass
 
 
-def _check_chain(path: Path, cert, parents: list) -> None:
-    """ca.pem must be signed by the first of parents.pem, each parent by the next, and the last
-    must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
-    from certkit.ca_checks import chain_fault
-
-    fault = chain_fault(cert, parents)
-    if fault is None:
-        return
-    kind, child, issuer = fault
-    if kind == "past-root":
-        where = CERT_FILE if child is cert else PARENTS_FILE
-        root = shown(child.subject.rfc4514_string())
-        raise CABroken(f"{shown(path / PARENTS_FILE)} goes on after the root {root} (in {where}): a root ends "
-                       "the chain, and every bundle would carry the extra "
-                       f"certificates. Restore {PARENTS_FILE} from a backup.")
-    if kind == "unsigned":
-        raise CABroken(f"The certificates in {shown(path)} do not form a chain: "
-                       f"{shown(child.subject.rfc4514_string())} is not signed by "
-                       f"{shown(issuer.subject.rfc4514_string())} ({PARENTS_FILE} does not fit {CERT_FILE}).")
-    above = shown(child.issuer.rfc4514_string())  # "no-root": the top of the chain is no root
-    if not parents:
-        raise CABroken(f"{shown(path / CERT_FILE)} is an intermediate CA (issued by {above}), but {PARENTS_FILE} "
-                       f"is missing, so its bundles would carry no chain to the root: copy {PARENTS_FILE} back "
-                       "(the parent's ca.pem, and its own parents.pem if it has one).")
-    raise CABroken(f"{shown(path / PARENTS_FILE)} ends with {shown(child.subject.rfc4514_string())}, which is not a "
-                   f"root (it is issued by {above}): the chain to the root is incomplete.")
-
-
 def _unreadable(exc: Exception) -> str:
     """Why a PEM file of the CA directory cannot be read, in words (not the parser's)."""
     if isinstance(exc, OSError):
@@ -142,7 +115,13 @@ def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
     """A passphrase or PIN as the library may be given it: bytes, or a str taken as UTF-8."""
     if secret is None or isinstance(secret, bytes):
         return secret
-    if isinstance(secret, str):
+    if isinstance(secret, str):  # never shown: a secret; bytes that were not UTF-8 are passed as bytes
+        from certkit.errors import InvalidArgument
+        from certkit.text import is_utf8
+
+        if not is_utf8(secret):
+            raise InvalidArgument(f"The {what} is a str that is not UTF-8 text (a byte that did not decode, as "
+                                  "os.environ gives for Latin-1); pass it as bytes (os.environb) instead.")
         return secret.encode("utf-8")
     if isinstance(secret, (bytearray, memoryview)):
         return bytes(secret)
@@ -171,6 +150,12 @@ class CADirectory:
             from certkit.vocabulary import wrong_type
 
             raise wrong_type("path", "a str or a Path (or None: $CERTKIT_CA_DIR, else the per-user CA)", path)
+        # not taken for None (the command line's --ca-dir): an empty $CERTKIT_CA_DIR is said by resolve_ca_dir
+        if path is not None and not os.fspath(path).strip() and os.fspath(path) != os.environ.get(ENV_CA_DIR):
+            from certkit.errors import InvalidArgument
+
+            raise InvalidArgument(f"path is {'empty (an unset variable?)' if not os.fspath(path) else 'blank'}; "
+                                  "give a CA directory, or None for $CERTKIT_CA_DIR, else the per-user CA.")
         self._given = path
 
     @property
@@ -274,22 +259,28 @@ class CADirectory:
         inventory once the directory is in place, and abandoned if it could not be written.
         """
         from certkit.atomic import sweep_stale
-        from certkit.ca_checks import check_saved
+        from certkit.ca_checks import check_not_stored, check_saved, recorded_by
 
         passphrase = check_saved(ca, passphrase)
+        check_not_stored(ca, self.path, parent)
         sweep_stale(self.path.absolute().parent, self.path.name)  # what a killed init-ca left here
         self.check_new()
         serial = serial_hex(ca.cert.serial_number)
-        recorded = parent is not None and parent.inventory is not None
+        recorded = recorded_by(ca, parent)  # CA.create(parent=..., directory=...) recorded it pending
+        if recorded is not None:  # here, wherever it was planned to go (a crash: reconciled by looking here)
+            from certkit.store_inventory import record_ca_dir
+
+            record_ca_dir(recorded, serial, self.path)
         try:
             files = self._write_new(ca, passphrase, inventory_url)
         except BaseException:
-            if recorded:
-                parent.inventory.mark_abandoned([serial])  # a pending row only: a valid one stays
+            if recorded is not None:
+                recorded.mark_abandoned([serial])  # a pending row only: a valid one stays
             raise
         pause_at("placed")
-        if recorded:
-            parent.inventory.mark_issued([serial])
+        ca._saved_in = self.path.absolute()  # saved once: a second directory of it is refused
+        if recorded is not None:
+            recorded.mark_issued([serial])
         return files
 
     def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:
@@ -320,7 +311,9 @@ class CADirectory:
                     inventory.create()
                     bind(inventory, ca.cert)
                 else:
-                    _create_staged_inventory(staging / INVENTORY_FILE, self.path)
+                    from certkit.store_inventory import create_staged_inventory
+
+                    create_staged_inventory(staging / INVENTORY_FILE, self.path)
         except OSError as exc:
             from certkit.bundle import os_reason
 
@@ -465,7 +458,8 @@ class CADirectory:
         secret = _secret_bytes(pin() if callable(pin) else pin, "PIN")
         if secret is None:
             raise PassphraseRequired(f"The CA key is in a PKCS#11 token ({shown(self.key_uri)}) and no PIN was given.")
-        key = open_key(self.key_uri, self.config.get("pkcs11_module"), secret)
+        key = open_key(self.key_uri, self.config.get("pkcs11_module"), secret, expected=cert.public_key(),
+                       named_in=str(self.config_path))
         no_core_dumps()  # the PIN stays in memory (a forked batch worker logs in again)
         if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
             key.close()
@@ -487,14 +481,3 @@ class CADirectory:
         return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
                 f"Run: chmod 600 {self.key_path}"]
 
-
-def _create_staged_inventory(path: Path, ca_dir: Path) -> None:
-    """Create the inventory in the staging folder; a failure names the CA directory asked for,
-    not the temporary folder it was being assembled in (gone by the time the message is read)."""
-    from certkit.errors import InventoryError
-
-    try:
-        Inventory(path).create()
-    except InventoryError as exc:
-        reason = "the disk is full" if "disk is full" in str(exc) else str(exc).replace(str(path), INVENTORY_FILE)
-        raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None

@@ -227,3 +227,28 @@ def inventory_from_environment() -> str | None:
         raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
                            f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
     return url
+
+
+def create_staged_inventory(path: Path, ca_dir: Path) -> None:
+    """Create the inventory in the staging folder; a failure names the CA directory asked for,
+    not the temporary folder it was being assembled in (gone by the time the message is read)."""
+    from certkit.errors import InventoryError
+    from certkit.inventory import Inventory
+    from certkit.store import INVENTORY_FILE
+
+    try:
+        Inventory(path).create()
+    except InventoryError as exc:
+        reason = "the disk is full" if "disk is full" in str(exc) else str(exc).replace(str(path), INVENTORY_FILE)
+        raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None
+
+
+def record_ca_dir(inventory: Inventory, serial: str, ca_dir: Path) -> None:
+    """An intermediate recorded pending for one CA directory (``CA.create(..., directory=...)``) and saved in
+    ``ca_dir``: its row names ``ca_dir``, where it is, so that the row is settled by what is there (valid
+    once written; reconciled by looking there after a crash), never abandoned for a folder it never went to.
+    A row settled abandoned meanwhile (the process that planned it ended) is pointed there too, and marked
+    valid again once the directory is written."""
+    with inventory.transaction(write=True) as tx:
+        tx.execute("UPDATE certificates SET folder = ? WHERE serial = ? AND sink = 'ca-dir' AND status IN "
+                   "('pending', 'abandoned')", (str(Path(ca_dir).absolute()), serial))

@@ -31,8 +31,8 @@ from certkit.errors import AlreadyRevoked, CABroken, CertkitError, DamagedRow, U
 from certkit.inventory import schema
 from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
 from certkit.inventory.succession import check_renewable
-from certkit.text import shown
-from certkit.vocabulary import moment_text, normalize_serial, serial_hex
+from certkit.text import is_utf8, shown
+from certkit.vocabulary import moment_text, normalize_serial, serial_hex, wrong_type
 
 KEY_COMPROMISE = "keyCompromise"  # the reason that revokes every certificate holding the key
 
@@ -70,6 +70,8 @@ class Inventory:
     """The inventory of one CA: an SQLite file (default) or a PostgreSQL database URL."""
 
     def __init__(self, location: str | Path) -> None:
+        if not isinstance(location, (str, Path)) or not is_utf8(str(location)) or not str(location).strip():
+            raise wrong_type("location", "an SQLite file (a str or a Path, UTF-8) or a postgresql:// URL", location)
         self.db: Database = open_database(location)
         self.path = getattr(self.db, "path", None)  # the SQLite file, for messages and backups
         # What messages name: never a secret, whatever was taken for the location (a libpq
@@ -405,7 +407,7 @@ class Inventory:
             if found[0] == "revoked" and not upgrade:
                 raise AlreadyRevoked(f"The certificate {serial} was already revoked on {moment_text(found[1])} "
                                      f"(reason: {found[2]}).")
-            if found[0] == "abandoned":
+            if found[0] == "abandoned" and found[3] != "ca":  # a CA's key may be anywhere: revocable
                 raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "
                                          "never stored), so there is nothing to revoke.")
             if reason == "cACompromise" and found[3] != "ca":
