@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-from integrity_helpers import interrupt, start_paused
 
 from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit
+from integrity_helpers import interrupt, start_paused
 
 
 def _row(ca_dir: Path, serial: str) -> dict:
