@@ -251,7 +251,8 @@ def private_key_pem(key, passphrase: bytes | None = None) -> bytes:
     return _pem(_encrypt_pkcs8(der, passphrase), "ENCRYPTED PRIVATE KEY")
 
 
-_PEM_LINE = re.compile(rb"^-----(BEGIN|END) ([A-Z0-9 ]+)-----[ \t\r]*$", re.MULTILINE)
+# A file's first line may start with a UTF-8 byte-order mark (Windows editors write one), as OpenSSL reads it.
+_PEM_LINE = re.compile(rb"^(?:\xef\xbb\xbf)?-----(BEGIN|END) ([A-Z0-9 ]+)-----[ \t\r]*$", re.MULTILINE)
 
 
 def pem_damage(data: bytes) -> str | None:

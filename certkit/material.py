@@ -265,3 +265,31 @@ def one_leaf(path: Path, data: bytes) -> bytes:
         raise UnknownCertificate(f"{_name(path)} holds {len(leaves)} end-entity certificates, not one ({listed}); "
                                  "certkit will not pick one of them: give that certificate's own file, or its serial.")
     return data
+
+
+def held_instead_of_certificate(data: bytes) -> str | None:
+    """What a file that should hold a PEM certificate holds instead, in words with what to do (a private
+    key, a CSR, a DER certificate or key), when it can be told; None otherwise."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    if b"PRIVATE KEY-----" in data:
+        return ("it holds a private key, not a certificate (were a key and a certificate copied over each other?); "
+                "put the CA's certificate back (a root's is the ca.pem of every bundle it issued)")
+    if b"CERTIFICATE REQUEST-----" in data:
+        return "it holds a certificate signing request, not a certificate; put the CA's certificate back"
+    if b"-----BEGIN" in data:
+        return None
+    try:
+        x509.load_der_x509_certificate(data)
+        return ("it is a DER (binary) certificate; certkit keeps it in PEM: openssl x509 -inform DER -in FILE "
+                "-out FILE.pem, then put FILE.pem in its place")
+    except ValueError:
+        pass
+    try:
+        load_der_private_key(data, None)
+    except TypeError:  # encrypted: a key all the same
+        pass
+    except Exception:  # not a key either
+        return None
+    return "it holds a private key (DER), not a certificate; put the CA's certificate back"

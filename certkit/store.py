@@ -104,10 +104,16 @@ def no_core_dumps() -> None:
             pass
 
 
-def _unreadable(exc: Exception) -> str:
-    """Why a PEM file of the CA directory cannot be read, in words (not the parser's)."""
+def _unreadable(exc: Exception, data: bytes | None = None) -> str:
+    """Why a PEM file of the CA directory cannot be read, in words (not the parser's): what it holds
+    instead of a certificate, when that can be told (a key and a certificate copied over each other)."""
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    from certkit.material import held_instead_of_certificate
+
+    held = held_instead_of_certificate(data) if data else None
+    if held is not None:
+        return held
     return "it is not a complete PEM certificate (damaged or cut short?); restore it from a backup"
 
 
@@ -350,11 +356,13 @@ class CADirectory:
             raise CANotFound(f"No CA in {shown(self.path)}: {CERT_FILE} is missing. Create one with 'certkit init-ca'.")
         self.check_safe()
         parents_path = self.path / PARENTS_FILE
+        cert_pem = None
         try:
             cert_pem = read_limited(self.cert_path, MAX_CERT_FILE_BYTES, what="CA certificate")
             cert = x509.load_pem_x509_certificate(cert_pem)
         except (*parse_errors(), OSError) as exc:
-            raise CABroken(f"The CA certificate {shown(self.cert_path)} cannot be read: {_unreadable(exc)}.") from None
+            raise CABroken(f"The CA certificate {shown(self.cert_path)} cannot be read: "
+                           f"{_unreadable(exc, cert_pem)}.") from None
         try:
             parents = (x509.load_pem_x509_certificates(read_limited(parents_path, MAX_CERT_FILE_BYTES,
                                                                     what="parent certificates"))

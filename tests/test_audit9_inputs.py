@@ -89,3 +89,32 @@ def test_a_dash_where_no_standard_input_is_read_says_so(args, ca_dir, ca_env, tm
     proc = run_certkit(*args, env=ca_env, cwd=tmp_path)
     assert_clean_error(proc, "'-' names no file here (this option does not read standard input); for a file of "
                              "that name, give ./-")
+
+
+# --- 3, 5. a ca.pem with a byte-order mark, and one of the wrong kind -------------------------------------------
+def test_check_reads_a_ca_pem_with_a_byte_order_mark_as_every_command_does(ca_dir, ca_env):
+    pem = (ca_dir / "ca.pem").read_bytes()
+    (ca_dir / "ca.pem").write_bytes(b"\xef\xbb\xbf" + pem)
+    proc = run_certkit("check", env=ca_env)
+    assert proc.returncode == 0 and "damaged" not in proc.stdout, proc.stdout
+    run_certkit("list", env=ca_env, check=True)
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("key", "it holds a private key, not a certificate (were a key and a certificate copied over each other?)"),
+    ("der", "it is a DER (binary) certificate; certkit keeps it in PEM: openssl x509 -inform DER"),
+    ("csr", "it holds a certificate signing request, not a certificate"),
+])
+def test_a_ca_pem_of_the_wrong_kind_says_what_it_holds(kind, said, ca_dir, ca_env, tmp_path):
+    import subprocess
+
+    pem = ca_dir / "ca.pem"
+    if kind == "key":
+        pem.write_bytes((ca_dir / "ca-key.pem").read_bytes())
+    elif kind == "der":
+        subprocess.run(["openssl", "x509", "-in", str(pem), "-outform", "DER", "-out", str(pem)], check=True)
+    else:
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", str(tmp_path / "k.pem"), "-subj", "/CN=x", "-out", str(pem)], check=True,
+                       capture_output=True)
+    assert_clean_error(run_certkit("list", env=ca_env), said)

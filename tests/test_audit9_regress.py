@@ -58,7 +58,12 @@ def test_crl_force_never_goes_over_a_private_key_of_any_ca(two_cas):
     (tmp / "notes.txt").write_text("a header\n" + key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()).decode())
-    for target in ("ddir/privkey.pem", "keys.jsonl", "secret.yaml", "bundle.tar", "mine.der", "enc.der", "notes.txt"):
+    for password in ("pass phrase", ""):  # a PKCS#12 file of any name holds its key, encrypted or not
+        subprocess.run(["openssl", "pkcs12", "-export", "-in", str(tmp / "ddir" / "cert.pem"), "-inkey",
+                        str(tmp / "ddir" / "privkey.pem"), "-out", str(tmp / f"p{len(password)}.pfx"), "-passout",
+                        f"pass:{password}"], check=True, capture_output=True)
+    for target in ("ddir/privkey.pem", "keys.jsonl", "secret.yaml", "bundle.tar", "mine.der", "enc.der", "notes.txt",
+                   "p11.pfx", "p0.pfx"):
         before = (tmp / target).read_bytes()
         proc = run_certkit("crl", "--out", tmp / target, "--force", "--ca-dir", c, env=env)
         assert_clean_error(proc, "private key" if target != "ddir/privkey.pem" else "bundle folder")

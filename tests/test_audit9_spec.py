@@ -55,7 +55,7 @@ def test_trust_uninstall_takes_out_the_nss_database_install_created(ca_dir, tmp_
     assert (db / "cert9.db").is_file()
     proc = run_certkit("trust", "uninstall", "--nss", env=env, check=True)
     assert f"removed the NSS database {db}, which install had created for it" in proc.stdout, proc.stdout
-    assert not db.exists()
+    assert not db.exists() and os.listdir(home) == []  # ~/.pki, made by install, goes too
     # Once it holds something else (the user's own CA, added by hand), the database stays.
     run_certkit("trust", "install", "--nss", "--unconstrained", env=env, check=True)
     other = tmp_path / "other.pem"

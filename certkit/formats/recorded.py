@@ -116,13 +116,26 @@ def holds_a_private_key(path: Path) -> bool:
                 if any(mark in tail + chunk for mark in _KEY_MARKS):
                     return True
                 tail = chunk[-32:]
-            size = file.tell()
+            file.seek(0)
+            head = file.read(64)
+            if _is_pkcs12(head):  # a bundle.p12 of any name: its key is inside, encrypted or not
+                return True
+            size = os.fstat(file.fileno()).st_size
             if size > 64 * 1024:
                 return False
             file.seek(0)
             return _is_a_der_key(file.read())
     except OSError:
         return False
+
+
+# PKCS#12 (RFC 7292): a DER SEQUENCE, version 3, then the authSafe ContentInfo of type pkcs7-data.
+_PKCS12_VERSION = b"\x02\x01\x03"
+_PKCS7_DATA = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01"
+
+
+def _is_pkcs12(head: bytes) -> bool:
+    return head[:1] == b"\x30" and _PKCS12_VERSION in head[:8] and _PKCS7_DATA in head[:32]
 
 
 def _is_a_der_key(data: bytes) -> bool:

@@ -204,7 +204,7 @@ class NSSStore(Store):
         return pem_fingerprints(self._export(nickname))
 
     def add(self, anchor: Anchor) -> None:
-        created = False
+        created = above = False
         if not self.exists():
             if not self.create:
                 raise TrustError(f"There is no NSS database in {self.directory}.")
@@ -215,6 +215,7 @@ class NSSStore(Store):
                                  f"{where}; move the file away and run again")
             # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
             # others may write lets them put a database of their own, trusting their CA, where browsers read it.
+            above = not self.directory.parent.exists()  # ~/.pki made here too: uninstall takes it out with the rest
             make_folders(self.directory.parent)
             fresh = not self.directory.exists() or not any(self.directory.iterdir())
             self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
@@ -232,7 +233,7 @@ class NSSStore(Store):
                 raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
                                  f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
             if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
-                (self.directory / CREATED_MARK).touch(mode=0o600)
+                (self.directory / CREATED_MARK).write_bytes(b"with its folder\n" if above else b"")
             _give_to_owner_of(nearest, self.directory)
             self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
             created = fresh
@@ -259,6 +260,9 @@ class NSSStore(Store):
             failure = self._failure(proc, f"certutil -A -d {self.db}")
             if created:  # made for this install, which put nothing in it: it goes (browsers read it)
                 _remove_half_made(self.directory)
+                if above:
+                    with contextlib.suppress(OSError):
+                        self.directory.parent.rmdir()
                 self.notes[:] = [n for n in self.notes if not n.startswith("created the NSS database")] + [
                     f"removed the NSS database {self.directory} it had created for this install"]
             raise TrustError(f"{failure}{_key_type_hint(anchor, proc)}") from None
@@ -282,7 +286,11 @@ class NSSStore(Store):
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
         if (self.directory / CREATED_MARK).is_file() and not self.listing() and self._holds_no_keys():
+            above = (self.directory / CREATED_MARK).read_bytes().startswith(b"with its folder")
             _remove_half_made(self.directory)  # install made it, and it holds nothing else: it goes as it came
+            if above:
+                with contextlib.suppress(OSError):
+                    self.directory.parent.rmdir()  # only when nothing else is in it
             self.notes.append(f"removed the NSS database {self.directory}, which install had created for it")
 
 
