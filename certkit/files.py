@@ -129,3 +129,22 @@ def private_stream(stream, *, change: bool) -> int | None:
                            "private; private keys do not go there. Write them with --out FILE, which is created "
                            "0600.") from None
     return mode
+
+
+def home_folder(env=None) -> Path:
+    """``$HOME`` (of ``env``, default the process's) as certkit puts its default CA and finds trust stores
+    under it; refused when set but empty (Python reads that as '/'), relative (the place would move with the
+    current folder) or not an existing folder (certkit never creates a home). Unset: the account's home."""
+    value = (os.environ if env is None else env).get("HOME")
+    if value is None:
+        return Path.home()
+    if not value.strip():
+        raise CertkitError("$HOME is set but empty (an unset variable?); certkit keeps its default CA and finds "
+                           "the browsers' trust stores under it: set it to your home folder.")
+    if not os.path.isabs(value):
+        raise CertkitError(f"$HOME is '{shown(value)}', not an absolute path: the default CA and the trust stores "
+                           "under it would move with the current folder; set it to your home folder.")
+    if not os.path.isdir(value):
+        raise CertkitError(f"$HOME ({shown(value)}) is not an existing folder; certkit does not create a home "
+                           "folder: set $HOME to yours.")
+    return Path(value)

@@ -68,7 +68,9 @@ def default_ca_dir() -> Path:
         # is, the default CA would be a different folder from each current folder).
         if os.path.isabs(xdg):
             return utf8_path(Path(xdg), "$XDG_DATA_HOME") / "certkit"
-        base = utf8_path(Path.home(), "$HOME") / ".local" / "share"
+        from certkit.files import home_folder
+
+        base = utf8_path(home_folder(), "$HOME") / ".local" / "share"
     return base / "certkit"
 
 

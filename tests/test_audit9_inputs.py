@@ -118,3 +118,22 @@ def test_a_ca_pem_of_the_wrong_kind_says_what_it_holds(kind, said, ca_dir, ca_en
                         "-keyout", str(tmp_path / "k.pem"), "-subj", "/CN=x", "-out", str(pem)], check=True,
                        capture_output=True)
     assert_clean_error(run_certkit("list", env=ca_env), said)
+
+
+# --- 1. $HOME empty, relative or missing ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("home", "said"), [("", "$HOME is set but empty (an unset variable?)"),
+                                            ("rel", "$HOME is 'rel', not an absolute path"),
+                                            ("missing", "is not an existing folder; certkit does not create a home")])
+def test_a_home_that_is_empty_relative_or_missing_is_refused_where_it_is_used(home, said, ca_dir, ca_env, tmp_path):
+    from conftest import certkit_env
+
+    value = str(tmp_path / "no" / "such") if home == "missing" else home
+    work = tmp_path / "work"
+    work.mkdir()
+    for args in (["trust", "install", "--nss", "--unconstrained"], ["trust", "status", "--nss"]):
+        assert_clean_error(run_certkit(*args, env=dict(ca_env, HOME=value), cwd=work), said)
+    default = certkit_env(HOME=value)  # no CERTKIT_CA_DIR: the default CA is under $HOME
+    assert_clean_error(run_certkit("init-ca", "--no-passphrase", env=default, cwd=work), said)
+    assert list(work.iterdir()) == [] and not (tmp_path / "no").exists() and not (work / ".pki").exists()
+    # A command that needs no home is not refused for it.
+    run_certkit("list", env=dict(ca_env, HOME=value), cwd=work, check=True)

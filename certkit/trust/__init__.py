@@ -63,7 +63,9 @@ def find_stores(kinds: Iterable[str] = KINDS, *, env: Mapping[str, str] | None =
     """The stores of ``kinds`` on this Linux machine for this user (HOME and PATH from ``env``),
     and those skipped with the reason (a missing tool, an unknown distribution...)."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("HOME") or Path.home())
+    from certkit.files import home_folder
+
+    home = home_folder(env)
     stores: list[Store] = []
     skipped: list[StoreResult] = []
     kinds = list(kinds)
