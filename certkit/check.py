@@ -306,9 +306,10 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]
     finally:
         key.close()
     if attributes["extractable"] or not attributes["sensitive"]:
-        found.append(Finding("key", "warning", f"{uri_text} matches ca.pem but is "
-                             f"{'extractable' if attributes['extractable'] else 'not sensitive'}: it can leave the "
-                             "token."))
+        faults = [word for word, fault in (("not sensitive", not attributes["sensitive"]),
+                                           ("extractable", attributes["extractable"])) if fault]
+        found.append(Finding("key", "warning", f"{uri_text} matches ca.pem but is {' and '.join(faults)}: it can "
+                             "leave the token."))
     else:
         found.append(Finding("key", "ok", f"{uri_text}: {key.key_type}, signs for ca.pem, sensitive and "
                                           "non-extractable"))

@@ -215,7 +215,8 @@ class PostgresDatabase:
                     password = password_prompt(f"Password for the inventory {shown_url(self.url)}")
                     if password:
                         continue
-                raise self.error(exc) from None
+                # a password certkit holds was typed at its prompt (now, or earlier in this process)
+                raise self.error(exc, typed=password is not None) from None
             if password is not None:
                 _PASSWORDS[self.url] = password  # asked once per process
             try:
@@ -228,8 +229,9 @@ class PostgresDatabase:
         raise self.error(None)
 
     # --- errors ------------------------------------------------------------------------
-    def error(self, exc: Exception | None) -> InventoryError:
-        """``exc`` in words, naming the database: what failed, not just that something did."""
+    def error(self, exc: Exception | None, *, typed: bool = False) -> InventoryError:
+        """``exc`` in words, naming the database: what failed, not just that something did (``typed``:
+        the password was typed at certkit's prompt, not found by libpq)."""
         where = shown_url(self.url)
         text = _first_line(exc) if exc is not None else "no password was given"
         lowered = text.lower()
@@ -237,6 +239,8 @@ class PostgresDatabase:
         if exc is None or _wants_password(exc):
             message = (f"The inventory {where} needs a password and none was found: put it in ~/.pgpass (or "
                        "$PGPASSFILE), $PGPASSWORD or a service file, or run on a terminal to be asked.")
+        elif ("password authentication failed" in lowered or state == "28P01") and typed:
+            message = f"The inventory {where} refused the password typed at the prompt ({text}); try again."
         elif "password authentication failed" in lowered or state == "28P01":
             message = (f"The inventory {where} refused the password ({text}); check ~/.pgpass, $PGPASSFILE "
                        "or $PGPASSWORD.")
@@ -269,6 +273,8 @@ class PostgresDatabase:
                        "or an idle timeout); try again once the server is back.")
         elif re.search(r"invalid (connection option|\S+ value|value for|uri query parameter)", lowered):
             message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
+        elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
+            message = f"The inventory {where} {answer.format(text=text)}"
         elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
             message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
                        "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
@@ -428,6 +434,45 @@ def _readable(conn) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return True  # unknown: tried with a statement
+
+
+# What a server that was reached answered when it refused a new connection (libpq's words, lowered),
+# and what certkit says: the server's answer, never "cannot be reached" (which sends one to the network).
+_ANSWERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("permission denied for database",),
+     "may not be used by this database user: {text} (the server refused it; GRANT CONNECT ON DATABASE to this "
+     "role)."),
+    (("too many clients already", "remaining connection slots are reserved", "too many connections for"),
+     "was reached, but it has no free connection for this user: {text}; raise the server's max_connections (or "
+     "the role's or database's CONNECTION LIMIT), run fewer --jobs or certkit processes at once, or put a "
+     "connection pooler in front, then try again."),
+    (("pg_hba.conf",),
+     "was reached, but its pg_hba.conf refuses this connection: {text}; a line there must let this user reach "
+     "this database from this host (then SELECT pg_reload_conf())."),
+    (("does not support ssl",),
+     "was reached, but it does not offer TLS, and the URL's sslmode requires it: {text}; enable ssl on the "
+     "server, or choose another sslmode (prefer, disable)."),
+    (("gssapi encryption required", "does not support gssapi"),
+     "was reached, but GSSAPI encryption, which the URL's gssencmode requires, cannot be used: {text}; choose "
+     "another gssencmode."),
+    (("channel binding required",),
+     "was reached, but the URL's channel_binding=require cannot be met: {text}; use TLS (sslmode) or choose "
+     "another channel_binding."),
+    (("hot standby mode", "session is read-only", "session is not read-only", "server is in hot standby"),
+     "was reached, but it is not the kind of server the URL's target_session_attrs asks for: {text}."),
+    (("requires a valid client certificate",),
+     "was reached, but it wants a client certificate: {text}; give one with sslcert=PATH and sslkey=PATH (or "
+     "~/.postgresql/postgresql.crt and .key)."),
+    (("is not permitted to log in",),
+     "was reached, but this role may not log in there: {text}; ALTER ROLE ... LOGIN lets it."),
+    (("fatal:",), "was reached, but it refused the connection: {text}."),
+)
+
+
+def _server_answer(lowered: str) -> str | None:
+    """What certkit says of a refused connection, from libpq's words (``{text}`` to fill), if the
+    server was reached and answered; None when it was not (a network or an address problem)."""
+    return next((said for words_, said in _ANSWERS if any(w in lowered for w in words_)), None)
 
 
 def _is_connection_error(exc: Exception | None) -> bool:

@@ -330,9 +330,8 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         data |= {"encrypted": None, "key_uri": key.uri.text, "pkcs11_module": key.module,
                  "key_generated": key.generated, "key_sensitive": attributes["sensitive"],
                  "key_extractable": attributes["extractable"]}
-        kept = "generated in the token" if key.generated else "already in the token"
-        kept += ", non-extractable" if not attributes["extractable"] and attributes["sensitive"] else \
-            ", EXTRACTABLE: it can be copied out of the token"
+        kept = ", ".join(["generated in the token" if key.generated else "already in the token",
+                          *_exposures(attributes)])
         key_line = f"  private key  {key.uri.text}  ({kept})"
     else:
         key_line = f"  private key  {store.key_path}  ({'encrypted' if passphrase else 'UNENCRYPTED'}, mode 0600)"
@@ -356,9 +355,22 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         f"  SHA-256      {colons(data['fingerprint_sha256'])}",
     ])
     if key is not None and (attributes["extractable"] or not attributes["sensitive"]):
-        warn(f"the token's key {key.uri.text} is {'extractable' if attributes['extractable'] else 'not sensitive'}: "
-             "it can leave the token. Generate a new one (name another object) to keep it there.")
+        faults = [word for word, fault in (("not sensitive", not attributes["sensitive"]),
+                                           ("extractable", attributes["extractable"])) if fault]
+        warn(f"the token's key {key.uri.text} is {' and '.join(faults)}: it can leave the token. Generate a new "
+             "one (name another object) to keep it there.")
     emit(as_json, data, human)
+
+
+def _exposures(attributes: dict[str, bool]) -> list[str]:
+    """What the summary says of a token key's two attributes that keep it in the token, each as it is
+    (a key may be non-extractable yet not sensitive: its value can still be read, as check says)."""
+    said = []
+    if not attributes["sensitive"]:
+        said.append("NOT SENSITIVE: its value can be read out of the token")
+    if attributes["extractable"]:
+        said.append("EXTRACTABLE: it can be copied out of the token")
+    return said or ["non-extractable"]
 
 
 

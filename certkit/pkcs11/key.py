@@ -29,9 +29,12 @@ class TokenKey:
     """
 
     def __init__(self, uri: KeyURI, module: str, pin: bytes | None, *, rsa_pss: bool = False,
-                 session=None, private=None, public_key=None) -> None:
+                 session=None, private=None, public_key=None, expected=None, named_in: str | None = None) -> None:
         self.uri, self.module, self.rsa_pss = uri, module, rsa_pss
         self._pin = pin
+        # The public key the caller wants (its CA certificate's), and where the URI is written: when
+        # the URI names several keys, the message says which one is that and what to write there.
+        self._expected, self._named_in = expected, named_in
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._session, self._private = session, private
@@ -58,7 +61,7 @@ class TokenKey:
                 raise TokenKeyMissing(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
                                       "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
             if len(keys) > 1:
-                raise TokenError(f"{len(keys)} private keys match {shown(self.uri.text)}; add id= to name one.")
+                raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
             self._private = keys[0]
             if self._public is None:
                 self._public = public_key_of(session, self.uri, self._private)
@@ -250,6 +253,41 @@ def public_key_of(session, uri: KeyURI, private):
         return x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE]).public_key()
     raise TokenError(f"The token holds the private {uri.describe()} but no public key object for it (nor a "
                      "certificate); certkit needs its public half to build the CA certificate.")
+
+
+def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -> str:
+    """Why ``uri``, which names several private ``keys``, names none: their ids, which one's public half
+    is ``expected`` (the CA certificate's key, when the caller gave it), and the URI that names it."""
+    ids = [_id_of(key) for key in keys]
+    said = f"{len(keys)} private keys match {shown(uri.text)} (ids {', '.join(i.hex() or 'none' for i in ids)})"
+    if not all(ids) or len(set(ids)) < len(ids):
+        return (f"{said}; they share an id (or have none), so no URI can name one of them: remove the one this "
+                "CA does not use (pkcs11-tool --list-objects --login shows them).")
+    where = f"the key URI in {shown(named_in)}" if named_in else "the key URI"
+    mine = []
+    if expected is not None:
+        from certkit.keys import public_key_der
+
+        wanted = public_key_der(expected)
+        mine = [i for key, i in zip(keys, ids, strict=True) if _public_der(session, uri, key, i) == wanted]
+        if not mine:
+            return (f"{said}, and none of them is the CA certificate's key: the key this CA was made with is not "
+                    "under that URI.")
+    if len(mine) != 1:
+        named = " or ".join("'" + shown(uri.with_id(i)) + "'" for i in (mine or ids))
+        return f"{said}; add id= to {where} to name one: {named}."
+    return (f"{said}; id {mine[0].hex()} is the CA certificate's key: add its id to {where}, which then reads "
+            f"'{shown(uri.with_id(mine[0]))}'.")
+
+
+def _public_der(session, uri: KeyURI, private, key_id: bytes) -> bytes | None:
+    """The DER public half of the private key of id ``key_id`` under ``uri`` (None if unknown)."""
+    from certkit.keys import public_key_der
+
+    try:
+        return public_key_der(public_key_of(session, KeyURI.parse(uri.with_id(key_id)), private))
+    except (TokenError, binding().PKCS11Error, ValueError, TypeError):
+        return None
 
 
 def _id_of(obj) -> bytes:

@@ -17,11 +17,14 @@ from certkit.text import shown
 _CURVES = {"ecdsa-p256": "secp256r1", "ecdsa-p384": "secp384r1"}
 
 
-def open_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, *, rsa_pss: bool = False) -> TokenKey:
-    """The key ``uri`` names, logged in with ``pin``."""
+def open_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, *, rsa_pss: bool = False,
+             expected=None, named_in: str | None = None) -> TokenKey:
+    """The key ``uri`` names, logged in with ``pin``. ``expected`` (the public key of the CA certificate
+    the key is for) and ``named_in`` (the file that holds the URI) make the message for a URI that
+    names several keys say which one is the CA's, and where to name it."""
     uri = KeyURI.parse(uri) if isinstance(uri, str) else uri
     uri.check_names_a_key()
-    return TokenKey(uri, module_path(uri, module), pin, rsa_pss=rsa_pss)
+    return TokenKey(uri, module_path(uri, module), pin, rsa_pss=rsa_pss, expected=expected, named_in=named_in)
 
 
 def key_exists(uri: KeyURI, module: str | Path | None, pin: bytes | None) -> bool:

@@ -119,8 +119,18 @@ def find_token(uri: KeyURI, module: str):
         raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
                           f"present: {present}){softhsm_hint(module)}.", present=seen)
     if len(found) > 1:
-        raise TokenError(f"{len(found)} tokens match {shown(uri.text)}; add serial= to the URI to name one.")
+        raise TokenError(_several_tokens(uri, found))
     return found[0]
+
+
+def _several_tokens(uri: KeyURI, found: list) -> str:
+    """Why ``uri``, which matches several tokens, names none: their serials, and the URIs that name each."""
+    serials = [token.serial.decode(errors="replace").strip() for token in found]
+    said = f"{len(found)} tokens match {shown(uri.text)} (serials {', '.join(map(shown, serials))})"
+    if len(set(serials)) < len(serials):
+        return f"{said}; they share a serial, so no URI can name one of them: give one of them another label."
+    named = " or ".join("'" + shown(uri.with_serial(serial)) + "'" for serial in serials)
+    return f"{said}; add serial= to the key URI to name one: {named}."
 
 
 def _look(uri: KeyURI, module: str) -> tuple[list, list[str], Exception | None]:

@@ -110,6 +110,22 @@ class KeyURI:
         kept = [part for part in path.split(";") if part and part.partition("=")[0].lower() not in ("object", "id")]
         return "pkcs11:" + ";".join([*kept, "object=" + quote(label, safe="")]) + sep + query
 
+    def with_id(self, key_id: bytes) -> str:
+        """This URI's text naming also the id ``key_id`` (every byte %-escaped, as p11tool writes it; an
+        id= it had is replaced), the rest as written: the URI of one of several keys under one label."""
+        return self._with("id", "".join(f"%{byte:02x}" for byte in key_id))
+
+    def with_serial(self, serial: str) -> str:
+        """This URI's text naming also the token serial ``serial``: one of several tokens of one label."""
+        from urllib.parse import quote
+
+        return self._with("serial", quote(serial, safe=""))
+
+    def _with(self, name: str, encoded: str) -> str:
+        path, sep, query = self.text[len("pkcs11:"):].partition("?")
+        kept = [part for part in path.split(";") if part and part.partition("=")[0].lower() != name]
+        return "pkcs11:" + ";".join([*kept, f"{name}={encoded}"]) + sep + query
+
     def describe(self) -> str:
         key = f"'{self.object}'" if self.object is not None else f"id {self.id.hex()}"
         token = f"'{self.token}'" if self.token is not None else f"serial {self.serial}" if self.serial else \
