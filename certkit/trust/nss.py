@@ -204,39 +204,7 @@ class NSSStore(Store):
         return pem_fingerprints(self._export(nickname))
 
     def add(self, anchor: Anchor) -> None:
-        created = above = False
-        if not self.exists():
-            if not self.create:
-                raise TrustError(f"There is no NSS database in {self.directory}.")
-            nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
-            if not nearest.is_dir():
-                where = "there" if nearest == self.directory else f"in {shown(self.directory)}"
-                raise TrustError(f"{shown(nearest)} is a file, not a folder: the NSS database cannot be created "
-                                 f"{where}; move the file away and run again")
-            # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
-            # others may write lets them put a database of their own, trusting their CA, where browsers read it.
-            above = not self.directory.parent.exists()  # ~/.pki made here too: uninstall takes it out with the rest
-            make_folders(self.directory.parent)
-            fresh = not self.directory.exists() or not any(self.directory.iterdir())
-            self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
-            try:
-                made = self._certutil("-N", "--empty-password")
-            except BaseException:  # Ctrl-C, SIGTERM, SIGHUP while certutil makes it: what this run made goes too
-                if fresh:
-                    _remove_half_made(self.directory)
-                raise
-            if made.returncode != 0:
-                # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
-                # every later certutil, and the browser, would call it bad. What this run made goes.
-                if fresh:
-                    _remove_half_made(self.directory)
-                raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
-                                 f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
-            if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
-                (self.directory / CREATED_MARK).write_bytes(b"with its folder\n" if above else b"")
-            _give_to_owner_of(nearest, self.directory)
-            self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
-            created = fresh
+        created = self._create() if not self.exists() else False
         if (held := self._held_as(anchor)) is not None:
             # NSS keeps a certificate once, under its first nickname: adding certkit's copy would only set
             # the trust of that entry, which certkit did not add and so would never take out again.
@@ -259,13 +227,54 @@ class NSSStore(Store):
                 self._certutil("-D", "-n", anchor.nickname)
             failure = self._failure(proc, f"certutil -A -d {self.db}")
             if created:  # made for this install, which put nothing in it: it goes (browsers read it)
-                _remove_half_made(self.directory)
-                if above:
-                    with contextlib.suppress(OSError):
-                        self.directory.parent.rmdir()
+                self._take_out_created()
                 self.notes[:] = [n for n in self.notes if not n.startswith("created the NSS database")] + [
                     f"removed the NSS database {self.directory} it had created for this install"]
             raise TrustError(f"{failure}{_key_type_hint(anchor, proc)}") from None
+
+    def _create(self) -> bool:
+        """Create the database (install with ``create``); whether this run made it in an empty folder, which a
+        failed install, or an uninstall once it holds nothing else, takes out again (:data:`CREATED_MARK`)."""
+        if not self.create:
+            raise TrustError(f"There is no NSS database in {self.directory}.")
+        nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
+        if not nearest.is_dir():
+            where = "there" if nearest == self.directory else f"in {shown(self.directory)}"
+            raise TrustError(f"{shown(nearest)} is a file, not a folder: the NSS database cannot be created "
+                             f"{where}; move the file away and run again")
+        # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
+        # others may write lets them put a database of their own, trusting their CA, where browsers read it.
+        above = not self.directory.parent.exists()  # ~/.pki made here too: uninstall takes it out with the rest
+        make_folders(self.directory.parent)
+        fresh = not self.directory.exists() or not any(self.directory.iterdir())
+        self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
+        try:
+            made = self._certutil("-N", "--empty-password")
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP while certutil makes it: what this run made goes too
+            if fresh:
+                _remove_half_made(self.directory)
+            raise
+        if made.returncode != 0:
+            # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
+            # every later certutil, and the browser, would call it bad. What this run made goes.
+            if fresh:
+                _remove_half_made(self.directory)
+            raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
+                             f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
+        if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
+            (self.directory / CREATED_MARK).write_bytes(b"with its folder\n" if above else b"")
+        _give_to_owner_of(nearest, self.directory)
+        self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
+        return fresh
+
+    def _take_out_created(self) -> None:
+        """Remove the database :meth:`_create` made, and ~/.pki if it made that too (when nothing else is in it)."""
+        mark = self.directory / CREATED_MARK
+        above = mark.is_file() and mark.read_bytes().startswith(b"with its folder")
+        _remove_half_made(self.directory)
+        if above:
+            with contextlib.suppress(OSError):
+                self.directory.parent.rmdir()
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -286,11 +295,7 @@ class NSSStore(Store):
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
         if (self.directory / CREATED_MARK).is_file() and not self.listing() and self._holds_no_keys():
-            above = (self.directory / CREATED_MARK).read_bytes().startswith(b"with its folder")
-            _remove_half_made(self.directory)  # install made it, and it holds nothing else: it goes as it came
-            if above:
-                with contextlib.suppress(OSError):
-                    self.directory.parent.rmdir()  # only when nothing else is in it
+            self._take_out_created()  # install made it, and it holds nothing else: it goes as it came
             self.notes.append(f"removed the NSS database {self.directory}, which install had created for it")
 
 
