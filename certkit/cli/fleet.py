@@ -186,8 +186,8 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         check_output(unit_dir, [resolve_ca_dir(ca_dir, strict=False)], what="--unit-dir folder")
         if unit_dir.is_dir():
             check_folder_owner(unit_dir)
-    if not install:
-        change = fleet.remove_timer(directory=unit_dir, name=name)
+    if not install:  # with a CA directory (--ca-dir, $CERTKIT_CA_DIR): only the timer that renews it
+        change = fleet.remove_timer(directory=unit_dir, name=name, ca_dir=ca_dir or None)
         data = {"removed": [str(p) for p in change.files], "ran": change.ran, "failed": change.failed,
                 "todo": change.todo}
         if not change.files:
@@ -198,17 +198,21 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         _timer_tail(change, lines)
         emit(as_json, data, "\n".join(lines))
         return
+    no_systemd = not cron and unit_dir is None and not fleet.systemd_running()  # a crontab line instead
+    problem = fleet.window_problem(fleet.window_of(renew_argv), cron=cron or no_systemd)
+    if problem:  # before the CA is opened: a certificate could expire between two runs
+        raise click.UsageError(problem)
     selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
     _warn_of_uncarried_password(renew_argv)
     _warn_of_short_lives(ca_dir, renew_argv)
     description = f"certkit: renew certificates ({selection})"
-    if cron or (unit_dir is None and not fleet.systemd_running()):
+    if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)
         if as_json:
             emit(True, {"crontab": line, "systemd": False}, "")
             return
-        why = "" if cron else "systemd does not run this machine, so no timer was written. "
+        why = "systemd does not run this machine, so no timer was written. " if no_systemd else ""
         again = shlex.join(["certkit", *renew_argv, "--install-timer", "--cron"])  # this command's own options
         click.echo(f"{why}Add this line to your crontab (crontab -e), or pipe it: "
                    f"(crontab -l; {terminal_safe(again)}) | crontab -", err=True)
@@ -279,13 +283,13 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
 
     from certkit.constants import LEAF_KINDS
     from certkit.fleet.plan import period_words
+    from certkit.fleet.timer import window_of
     from certkit.inventory.rows import parse_iso
     from certkit.store import CADirectory
 
-    if "--days" in renew_argv or "--expiring" not in renew_argv:
+    window = window_of(renew_argv)
+    if "--days" in renew_argv or window is None:
         return
-    text = renew_argv[renew_argv.index("--expiring") + 1]
-    window = dt.timedelta(hours=int(text[:-1])) if text.endswith("h") else dt.timedelta(days=int(text[:-1]))
     kind = renew_argv[renew_argv.index("--kind") + 1] if "--kind" in renew_argv else None
     rows = CADirectory(ca_dir).open().require_inventory().rows(  # valid, not renewed yet: what a run may renew
         "WHERE status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = "

@@ -56,6 +56,8 @@ from certkit.fleet.timer import (
     systemd_running,
     timer_text,
     unit_dir,
+    window_of,
+    window_problem,
 )
 
 __all__ = [
@@ -90,4 +92,6 @@ __all__ = [
     "systemd_running",
     "timer_text",
     "unit_dir",
+    "window_of",
+    "window_problem",
 ]

@@ -47,20 +47,30 @@ _SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*|PGPASSWORD")
 @dataclass
 class HookRun:
     """One run of a hook: the command, its exit status (None if it could not run or timed out),
-    and what it printed (standard output and error together, the last :data:`HOOK_OUTPUT` bytes)."""
+    and what it printed (standard output and error together, the last :data:`HOOK_OUTPUT` bytes).
+    A hook killed by a signal N has the status a shell gives it, 128 + N (143 for SIGTERM), and
+    ``signal`` names it (``SIGTERM``; :meth:`as_dict` has it only then); Python's negative return code
+    is never an exit status."""
 
     command: str
     exit: int | None
     error: str | None = None
     output: str = ""
     truncated: bool = False  # the output was longer: its start was dropped (and said so in its first line)
+    signal: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.exit is not None and self.exit < 0:  # subprocess's -N: killed by signal N
+            self.signal = signal_name(-self.exit)
+            self.exit = 128 - self.exit
 
     @property
     def ok(self) -> bool:
         return self.exit == 0 and self.error is None
 
     def as_dict(self) -> dict:
-        return {"command": self.command, "exit": self.exit, "ok": self.ok, "error": self.error,
+        signal = {"signal": self.signal} if self.signal else {}  # only for a hook a signal ended
+        return {"command": self.command, "exit": self.exit, **signal, "ok": self.ok, "error": self.error,
                 "output": self.output, "output_truncated": self.truncated}
 
     def describe(self) -> str:
@@ -169,8 +179,18 @@ def _stop(proc: subprocess.Popen, deadline: float) -> tuple[int | None, str]:
 
 
 def describe_status(code: int) -> str:
-    """``exit 3`` or ``killed by signal 9``: a hook's exit status in words."""
-    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
+    """``exit 3`` or ``killed by SIGKILL (signal 9)``: a hook's exit status (subprocess's) in words."""
+    return f"killed by {signal_name(-code)} (signal {-code})" if code < 0 else f"exit {code}"
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15; ``signal 64`` for a number without a name here."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def kept_output(kept: bytearray, dropped: int) -> str:

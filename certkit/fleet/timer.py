@@ -6,6 +6,7 @@ machines without systemd. Every argument is quoted so that it reaches certkit ex
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import shlex
@@ -26,6 +27,9 @@ ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
 # A random moment within this many seconds after midnight, chosen anew every day: a fleet of
 # machines does not renew (nor reload its servers) all at the same second.
 RANDOM_DELAY = 6 * 3600
+CALENDAR = "daily"  # OnCalendar=: once a day, at midnight (plus the random delay)
+PERIOD = 24 * 3600  # seconds between two midnights: CALENDAR's period
+ACCURACY = 60  # systemd's default AccuracySec=1min: a timer may elapse up to this much late
 
 
 # What chooses the inventory and the token, and how they are reached (libpq's connection variables
@@ -166,11 +170,59 @@ def timer_text(description: str) -> str:
     _check_args([description])
     return "\n".join([
         _MARK, "[Unit]", f"Description={description.replace('%', '%%')}", "", "[Timer]",
-        "OnCalendar=daily",
+        f"OnCalendar={CALENDAR}",
         f"RandomizedDelaySec={RANDOM_DELAY}",
         "Persistent=true",  # a machine that was off at the time renews when it comes back
         "", "[Install]", "WantedBy=timers.target",
     ]) + "\n"
+
+
+def longest_gap(*, cron: bool = False) -> dt.timedelta:
+    """The longest time between two runs of the schedule certkit writes. The timer (:func:`timer_text`)
+    elapses once a :data:`CALENDAR` day, each time at a new random moment within :data:`RANDOM_DELAY`
+    after midnight and up to :data:`ACCURACY` late: one run just after midnight, the next as late as
+    the following day allows. The crontab line (``cron``) runs at one fixed time each day."""
+    if cron:
+        return dt.timedelta(seconds=PERIOD)
+    return dt.timedelta(seconds=PERIOD + RANDOM_DELAY + ACCURACY)
+
+
+def window_of(renew_argv: Sequence[str]) -> dt.timedelta | None:
+    """The renewal window of ``renew_argv`` (``--expiring 30d``, ``12h``, ``2w``), None without one."""
+    if "--expiring" not in renew_argv[:-1]:
+        return None
+    text = renew_argv[max(i for i, arg in enumerate(renew_argv[:-1]) if arg == "--expiring") + 1]
+    unit = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}.get(text[-1:])
+    return unit * int(text[:-1]) if unit is not None and text[:-1].isdigit() else None
+
+
+def window_problem(window: dt.timedelta | None, *, cron: bool = False) -> str | None:
+    """Why a renewal ``window`` is too short for the schedule (None if it is not): a certificate due
+    only within the window may expire between two runs (:func:`longest_gap`), and no run renews an
+    expired certificate. The smallest window that works, in whole days, is said."""
+    gap = longest_gap(cron=cron)
+    if window is None or window > gap:
+        return None
+    from certkit.fleet.plan import period_words
+
+    smallest = gap // dt.timedelta(days=1) + 1
+    when = ("A crontab line runs once a day at the same time, so two runs are 24 hours apart" if cron else
+            f"The timer runs daily at a random time within {RANDOM_DELAY // 3600} hours after midnight "
+            f"(OnCalendar={CALENDAR}, RandomizedDelaySec={RANDOM_DELAY}, and up to {ACCURACY} s late), so two "
+            f"runs can be up to {_hours_and_minutes(gap)} apart")
+    return (f"{when}: a certificate due within the renewal window of {period_words(window)} could expire between "
+            f"two runs, and an expired certificate is never renewed by them. Give --expiring {smallest}d or longer.")
+
+
+def _hours_and_minutes(period: dt.timedelta) -> str:
+    hours, minutes = divmod(int(period.total_seconds()) // 60, 60)
+    return f"{hours} hours" + (f" and {minutes} minute{'s' if minutes != 1 else ''}" if minutes else "")
+
+
+def _check_window(renew_argv: Sequence[str], *, cron: bool) -> None:
+    problem = window_problem(window_of(renew_argv), cron=cron)
+    if problem:
+        raise CertkitError(problem)
 
 
 @dataclass
@@ -197,10 +249,13 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     machine and the default folder was used (``manage``), reload systemd and enable the timer."""
     from certkit.atomic import PUBLIC_MODE, folders_made, replace_file
 
+    _check_window(renew_argv, cron=False)
     system, folder, manage = _where(directory, name, manage)
     argv, env = program()
     check_environment(renew_argv, env)
-    service = service_text([*argv, *renew_argv], env, description)
+    # this command's PATH, as the crontab line has it: systemd gives a service only its own default
+    # (/usr/local/bin:/usr/bin:/bin and the sbin folders), where a hook's certkit or tools may not be
+    service = service_text([*argv, *renew_argv], cron_path() | env, description)
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
     for path, text in zip(paths, (service, timer), strict=True):
@@ -223,13 +278,17 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     return change
 
 
-def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage: bool | None = None) -> TimerChange:
+def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage: bool | None = None,
+                 ca_dir: str | Path | None = None) -> TimerChange:
     """Disable the timer (when systemd runs this machine and the default folder is used) and remove
-    both units, if certkit wrote them. Removing what is not there changes nothing."""
+    both units, if certkit wrote them. Removing what is not there changes nothing. With ``ca_dir``,
+    only a timer that renews that CA (its service runs ``--ca-dir`` that folder) is removed; another
+    CA's is refused (:class:`TimerExists`), as installing over it is."""
     system, folder, manage = _where(directory, name, manage)
     paths = [p for p in (folder / f"{name}.timer", folder / f"{name}.service") if os.path.lexists(p)]
-    for path in paths:
-        _check_ours(path)
+    said = {path: _check_ours(path) for path in paths}
+    if ca_dir is not None and paths:
+        _check_renews(folder / f"{name}.service", said.get(folder / f"{name}.service"), ca_dir, name)
     change = TimerChange(system=system)
     if not paths:
         return change
@@ -327,6 +386,35 @@ def _check_ours(path: Path) -> str | None:
     return text.decode("utf-8", "replace")
 
 
+def _check_renews(service: Path, text: str | None, ca_dir: str | Path, name: str) -> None:
+    """Refuse to remove a timer whose service renews another CA than ``ca_dir`` (or none that can be told)."""
+    renews = service_ca_dir(text) if text is not None else None
+    wanted = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(ca_dir))))
+    if renews is not None and os.path.realpath(renews) == wanted:
+        return
+    which = (f"renews the CA in {shown(renews)}" if renews is not None else
+             f"has no service that says which CA it renews ({shown(service)})")
+    raise TimerExists(f"The {name} timer {which}, not the one in {shown(wanted)}, so nothing was removed: give "
+                      "--timer-name for that CA's timer, or the --ca-dir it renews.")
+
+
+def service_ca_dir(text: str) -> str | None:
+    """The CA directory a service :func:`service_text` wrote renews: the last ``--ca-dir`` of its ExecStart=."""
+    args = next((_exec_args(line[len("ExecStart="):]) for line in text.splitlines()
+                 if line.startswith("ExecStart=")), [])
+    found = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--ca-dir"]
+    return found[-1] if found else None
+
+
+def _exec_args(line: str) -> list[str]:
+    """The arguments of an ExecStart= line as :func:`systemd_quote` wrote them (each double-quoted)."""
+    args = []
+    for quoted in re.findall(r'"((?:[^"\\]|\\.)*)"', line):
+        arg = re.sub(r"\\(.)", r"\1", quoted)
+        args.append(arg.replace("%%", "%").replace("$$", "$"))
+    return args
+
+
 class TimerExists(CertkitError):
     """A timer of this name is installed already, running something else."""
 
@@ -354,6 +442,7 @@ def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: 
     ``%`` is escaped: cron would end the command there."""
     import random
 
+    _check_window(renew_argv, cron=True)
     argv, env = program()
     env = cron_path() | env
     _check_args([*argv, *renew_argv, *env.values()])

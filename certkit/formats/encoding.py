@@ -13,7 +13,7 @@ from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING
 
-from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, OUTPUT_FORMATS
+from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, OUTPUT_FORMATS, P12_FILE
 from certkit.errors import CertkitError, UnsafeOutputPath
 from certkit.text import shown
 
@@ -60,12 +60,44 @@ def secret_name(name: str) -> str:
 
 
 def member_name(name: str) -> str:
-    """A bundle's folder inside a tar archive: a relative path, never absolute or climbing out."""
+    """A bundle's folder inside a tar archive: a relative path, never absolute or climbing out, that
+    ``tar -x`` can make (:func:`_check_member`)."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if not parts or ".." in parts or name.startswith(("/", "~")):
         raise UnsafeOutputPath(f"'{shown(name)}' cannot name a folder in an archive: it must be a relative path "
                                "without '..'.")
-    return "/".join(parts)
+    folder = "/".join(parts)
+    if len(folder) > 200 or not folder.isascii() or not folder.isprintable():  # else short and plain: fine
+        _check_member(folder)
+    return folder
+
+
+# The longest name of a file in a bundle folder: a member's path is its folder's, '/' and this at most.
+_LONGEST_FILE = max(len(n) for n in (CERT_FILE, KEY_FILE, FULLCHAIN_FILE, CHAIN_FILE, CA_FILE, P12_FILE))
+
+
+def _check_member(folder: str) -> None:
+    """Refuse, before anything is signed, an archive folder that the folder format refuses too and that
+    ``tar -x`` could not make or would make into a trap: a control character (a line break, which breaks
+    tools reading paths a line at a time, ``tar -t`` among them), a name over the file systems' 255
+    bytes, or a member path over the 4,095 bytes GNU tar extracts (its ``mkdir``/``open`` fail with
+    "File name too long")."""
+    from certkit.paths import NAME_MAX, PATH_MAX, _has_control
+
+    if _has_control(folder):
+        raise UnsafeOutputPath(f"The archive folder {shown(folder)} contains a control character; certkit does not "
+                               "create names that break tools reading paths a line at a time. Choose another name.")
+    for part in folder.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX:
+            raise UnsafeOutputPath(
+                f"The archive folder {shown(folder[:60])}... has a name of {size} bytes ('{shown(part[:30])}...'); "
+                f"file systems allow names of at most {NAME_MAX} bytes, so tar -x could not make it.")
+    longest = len(folder.encode("utf-8", "surrogatepass")) + 1 + _LONGEST_FILE
+    if longest >= PATH_MAX:
+        raise UnsafeOutputPath(
+            f"The archive folder {shown(folder[:60])}... makes member paths of up to {longest} bytes (with "
+            f"'/{FULLCHAIN_FILE}'); tar -x extracts paths of at most {PATH_MAX - 1} bytes. Choose a shorter name.")
 
 
 # --- encoding ---------------------------------------------------------------------------
