@@ -135,9 +135,13 @@ def home_folder(env=None) -> Path:
     """``$HOME`` (of ``env``, default the process's) as certkit puts its default CA and finds trust stores
     under it; refused when set but empty (Python reads that as '/'), relative (the place would move with the
     current folder) or not an existing folder (certkit never creates a home). Unset: the account's home."""
+    from certkit.text import is_utf8
+
     value = (os.environ if env is None else env).get("HOME")
     if value is None:
         return Path.home()
+    if not is_utf8(value):
+        return Path(value)  # the caller's UTF-8 check says so (certkit.store.utf8_path)
     if not value.strip():
         raise CertkitError("$HOME is set but empty (an unset variable?); certkit keeps its default CA and finds "
                            "the browsers' trust stores under it: set it to your home folder.")

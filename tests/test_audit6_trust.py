@@ -248,6 +248,7 @@ def _profile(base: Path, folder: str) -> Path:
 @pytest.mark.parametrize("xdg", [None, "elsewhere/config"], ids=["~/.config", "XDG_CONFIG_HOME"])
 def test_firefox_and_thunderbird_profiles_under_xdg_config_home_are_found(pki: PKI, tmp_path: Path, xdg: str | None):
     home = tmp_path / "home"
+    home.mkdir()  # a $HOME that is not there is refused (round nine)
     config = tmp_path / xdg if xdg else home / ".config"
     firefox = _profile(config / "mozilla/firefox", "abcd.default-release")
     thunderbird = _profile(config / "thunderbird", "efgh.default")

@@ -227,8 +227,8 @@ def test_a_home_that_is_not_utf8_gets_one_line(tmp_path, variable):
 
 
 def test_a_relative_xdg_data_home_is_ignored(tmp_path):
-    (tmp_path / "proj").mkdir()
-    (tmp_path / "other").mkdir()
+    for folder in ("proj", "other", "home"):  # a $HOME that is not there is refused (round nine)
+        (tmp_path / folder).mkdir()
     env = certkit_env(HOME=str(tmp_path / "home"), XDG_DATA_HOME="data")
     env.pop("CERTKIT_CA_DIR", None)
     run_certkit("init-ca", "--no-passphrase", env=env, cwd=tmp_path / "proj", check=True)

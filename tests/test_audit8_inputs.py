@@ -59,6 +59,7 @@ def test_a_home_that_is_not_utf8_stops_only_what_uses_the_default_ca(made, varia
 def test_a_relative_xdg_data_home_that_is_not_utf8_is_ignored_as_any_relative_one(made):
     tmp_path, env = made
     home = tmp_path / "home"
+    home.mkdir()  # a $HOME that is not there is refused (round nine)
     environment = _bytes_env(env | {"HOME": str(home)}, XDG_DATA_HOME=b"rel\xff")
     environment.pop(b"CERTKIT_CA_DIR")
     proc = subprocess.run([sys.executable, "-m", "certkit", "init-ca", "--no-passphrase"], env=environment,

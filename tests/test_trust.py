@@ -632,6 +632,7 @@ def test_certkits_nss_entry_whose_trust_was_taken_away(pki: PKI, tmp_path: Path)
     (incomplete, not trusted) and install sets the trust again."""
     require("certutil")
     home = tmp_path / "home"
+    home.mkdir()  # a $HOME that is not there is refused (round nine)
     db = home / ".pki/nssdb"
     trust("install", "--nss", home=home, ca_dir=pki.issuing, check=True)
     subprocess.run(["certutil", "-M", "-d", f"sql:{db}", "-n", pki.anchor.nickname, "-t", ",,"], check=True,

@@ -173,9 +173,6 @@ class NSSStore(Store):
         import sqlite3
         from urllib.parse import quote
 
-        if (self.directory / "cert9.db").is_file() and not (self.directory / "key4.db").exists():
-            return TrustError(f"{tool_failure(proc, what)} ({self.directory} holds cert9.db but no key4.db: the "
-                              f"database was left half-made, holding nothing; remove {self.directory} and run again)")
         for path in (self.directory / "cert9.db", self.directory / "key4.db"):
             if not path.is_file():
                 continue
@@ -195,6 +192,9 @@ class NSSStore(Store):
             except sqlite3.DatabaseError as exc:
                 failure = tool_failure(proc, what)
                 return TrustError(f"{failure} ({path} is damaged: SQLite cannot read it: {exc})")
+        if (self.directory / "cert9.db").is_file() and not (self.directory / "key4.db").exists():
+            return TrustError(f"{tool_failure(proc, what)} ({self.directory} holds cert9.db but no key4.db: the "
+                              f"database was left half-made, holding nothing; remove {self.directory} and run again)")
         return tool_failure(proc, what)
 
     def _stored_under(self, nickname: str) -> list[str]:
