@@ -139,7 +139,10 @@ def unit_dir(*, system: bool | None = None) -> Path:
         system = os.geteuid() == 0
     if system:
         return Path(os.environ.get(ENV_SYSTEM_UNIT_DIR) or "/etc/systemd/system")
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    from certkit.files import home_folder
+
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")  # a relative one is ignored, as the XDG rules say
+    config = xdg if os.path.isabs(xdg) else str(home_folder() / ".config")
     return Path(config) / "systemd" / "user"
 
 
