@@ -102,3 +102,24 @@ def test_batch_days_past_the_cas_life_is_said_of_the_option(tmp_path):
     manifest.write_text("kind,names,days\nserver,y.test,150\n")  # a line's own days is still said of its line
     proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", env=env)
     assert proc.returncode != 0 and "line 2" in proc.stderr, proc.stderr
+
+
+# --- 5. init-ca over an existing CA: the words for a CA just made, and for any other ---------------------------
+def test_init_ca_over_an_old_ca_does_not_talk_of_an_interrupted_init_ca(tmp_path):
+    import datetime as dt
+
+    from certkit import CA
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE, assert_clean_error, run_certkit
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    old = CA.create("Old CA", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    CADirectory(tmp_path / "ca").save_new(old, PASSPHRASE.encode())
+    proc = run_certkit("init-ca", "--name", "Again", env=env)
+    assert_clean_error(proc, "certkit will not overwrite a CA. Choose another --ca-dir")
+    assert "stopped" not in proc.stderr and "interrupted" not in proc.stderr
+    run_certkit("init-ca", "--name", "New", "--ca-dir", tmp_path / "new", env=env, check=True)
+    proc = run_certkit("init-ca", "--name", "Again", "--ca-dir", tmp_path / "new", env=env)
+    assert_clean_error(proc, "(if an init-ca was stopped just after it made this one, the CA is whole and can be used "
+                             "as it is). Choose another --ca-dir")

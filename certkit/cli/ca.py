@@ -428,9 +428,12 @@ def _existing(store, parent_ca_dir: Path | None) -> str:
         cert, _parents = store.load_certificates()
     except CertkitError:
         return "; certkit will not overwrite a CA. Choose another --ca-dir or remove it yourself."
+    import datetime as dt
+
+    recent = dt.datetime.now(dt.UTC) - cert.not_valid_before_utc < dt.timedelta(hours=1)
     said = (f" ({name_text(cert.subject)}, valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC); certkit will "
-            "not overwrite a CA (an init-ca interrupted after making it had finished: that CA can be used as it is). "
-            "Choose another --ca-dir")
+            "not overwrite a CA" + (" (if an init-ca was stopped just after it made this one, the CA is whole and can "
+                                    "be used as it is)" if recent else "") + ". Choose another --ca-dir")
     if parent_ca_dir is None or cert.issuer == cert.subject:
         return said + ", or remove it yourself."
     try:
