@@ -3,9 +3,10 @@
 A CA created with ``--permit-dns`` and/or ``--permit-ip`` constrains every kind
 of name certkit issues, not only the kinds named:
 
-- DNS names: the permitted domains; with ``--permit-ip`` alone, only the
-  reserved ``invalid`` domain (RFC 6761), i.e. no DNS name: certkit issues
-  none under it either, nor an email or URI (a placeholder, not a domain);
+- DNS names: the permitted domains; with ``--permit-ip`` alone, only
+  ``invalid.invalid``, a name in the reserved ``invalid`` domain (RFC 6761),
+  i.e. no DNS name: certkit issues none under it either, nor an email or URI
+  (a placeholder, not a domain);
 - email addresses and URIs (SPIFFE IDs): hosts in the permitted domains (both
   the domain itself and its subdomains, as RFC 5280 spells them);
 - IP addresses: the permitted ranges; with ``--permit-dns`` alone, none
@@ -32,10 +33,12 @@ from certkit.text import shown
 if TYPE_CHECKING:
     from cryptography import x509
 
-# RFC 6761 reserves "invalid": no real name is in it, so permitting only it permits no DNS name
-# while keeping the extension readable by every verifier (an empty excluded DNS subtree, the
-# standard way to exclude all, makes Java refuse to parse the CA certificate).
-NO_DNS = "invalid"
+# RFC 6761 reserves "invalid": no real name is in it, so permitting only a name in it permits no DNS
+# name while keeping the extension readable by every verifier (an empty excluded DNS subtree, the
+# standard way to exclude all, makes Java refuse to parse the CA certificate). Two labels, as RFC 5280's
+# subtrees allow either: pkilint (the web rules of the `validators` package) refuses a one-label name
+# in a DNS, email or URI subtree, and a CA made before this carries that one, OLD_NO_DNS ("invalid").
+NO_DNS, OLD_NO_DNS = "invalid.invalid", "invalid"
 ALL_IPV4, ALL_IPV6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
 # Java's sun.security.x509.DNSName accepts this, and OpenSSL's NAME_CONSTRAINTS_check_CN too
 # (OpenSSL wants a dot as well): a common name of this shape is checked as a DNS name.
@@ -76,8 +79,8 @@ def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[li
     from certkit import names
 
     dns = list(dict.fromkeys(parse_domain(d) for d in names.name_list(domains, "permitted_dns")))
-    if NO_DNS in dns:  # it would read as "no DNS names", the constraint of a CA permitting IP addresses alone
-        raise InvalidName(f"'{NO_DNS}' cannot be a permitted domain: it is reserved (RFC 6761) and names no host; "
+    for domain in filter(no_names, dns):  # it would read as "no DNS names", a CA permitting IP addresses alone
+        raise InvalidName(f"'{domain}' cannot be a permitted domain: it is reserved (RFC 6761) and names no host; "
                           "to permit no DNS name at all, permit IP addresses alone.")
     return dns, list(dict.fromkeys(parse_network(n) for n in names.name_list(networks, "permitted_ips")))
 
@@ -124,13 +127,29 @@ def describe(nc: "x509.NameConstraints") -> str:
     return text
 
 
+def no_names(domain: str) -> bool:
+    """Whether a constraint's domain is the placeholder that stands for no name of its kind at all:
+    :data:`NO_DNS`, or :data:`OLD_NO_DNS` in a CA made before it; with or without a leading dot."""
+    return domain.lower().strip(".") in (NO_DNS, OLD_NO_DNS)
+
+
 def _placeholder(subtree) -> bool:
-    """Whether a DNS, email or URI subtree is :data:`NO_DNS` (``invalid`` or ``.invalid``), which
-    stands for no name of its kind at all."""
+    """Whether a DNS, email or URI subtree is the placeholder (:func:`no_names`)."""
     from cryptography import x509
 
     kinds = (x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier)
-    return isinstance(subtree, kinds) and subtree.value.lower().lstrip(".") == NO_DNS
+    return isinstance(subtree, kinds) and no_names(subtree.value)
+
+
+def _renewed(nc: "x509.NameConstraints") -> "x509.NameConstraints":
+    """``nc`` with an :data:`OLD_NO_DNS` placeholder written as :data:`NO_DNS` (what an intermediate
+    inherits from a CA made before it): the same names, none, in the form pkilint accepts."""
+    subtrees = nc.permitted_subtrees or []
+    old = [c for c in subtrees if _placeholder(c) and c.value.lower().strip(".") == OLD_NO_DNS]
+    if not old:
+        return nc
+    renewed = [type(c)(("." if c.value.startswith(".") else "") + NO_DNS) if c in old else c for c in subtrees]
+    return type(nc)(permitted_subtrees=list(dict.fromkeys(renewed)), excluded_subtrees=nc.excluded_subtrees)
 
 
 def _dns_within(name: str, domain: str) -> bool:
@@ -212,7 +231,7 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
     for nc in client_cn_outside(constraints, cn, identities):
         as_dns = Identity("dns", cn.rstrip(".").lower())
         domains = [str(c.value) for c in nc.permitted_subtrees or [] if _matches(as_dns, c) is not None]
-        inside = [d for d in domains if d != NO_DNS]
+        inside = [d for d in domains if not no_names(d)]
         example = f"{shown(cn.split('.')[0].lower())}.{inside[0]}" if inside else ""
         library_fix = cli_fix = ""
         if from_csr:  # sign-csr takes names from the request only: the requester must make a new one
@@ -270,5 +289,5 @@ def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: 
     if not parent_constraints:
         return build(domains, networks)
     if not domains and not networks:
-        return parent_constraints[0]
+        return _renewed(parent_constraints[0])
     return build(domains, networks)

@@ -167,10 +167,26 @@ def name_text(name: "x509.Name") -> str:
     return dn_text(name) or "(empty)"
 
 
-# Subject attributes RFC 4514 gives no short name, so cryptography writes their OID: OpenSSL's names.
-_ATTRIBUTE_NAMES = {"1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber"}
-# Extensions cryptography has no name for, as OpenSSL's configuration and x509 -text name them.
-_EXTENSION_NAMES = {"2.16.840.1.113730.1.1": "nsCertType", "2.16.840.1.113730.1.13": "nsComment"}
+# Subject attributes RFC 4514 gives no short name, so cryptography writes their OID: the names OpenSSL
+# (and RFC 4519) give them (OpenSSL's long ones where its short one is unclear: surname, not SN).
+_ATTRIBUTE_NAMES = {
+    "1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber", "2.5.4.4": "surname",
+    "2.5.4.12": "title", "2.5.4.13": "description", "2.5.4.15": "businessCategory", "2.5.4.16": "postalAddress",
+    "2.5.4.17": "postalCode", "2.5.4.18": "postOfficeBox", "2.5.4.20": "telephoneNumber", "2.5.4.41": "name",
+    "2.5.4.42": "givenName", "2.5.4.43": "initials", "2.5.4.44": "generationQualifier",
+    "2.5.4.45": "x500UniqueIdentifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym", "2.5.4.72": "role",
+    "2.5.4.97": "organizationIdentifier", "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionLocalityName",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionStateOrProvinceName",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionCountryName",
+}
+# Extensions cryptography has no name for, as OpenSSL's configuration and x509 -text name them, and
+# the two Microsoft ones every Windows certreq CSR asks for (a template by name, v1, or by OID, v2).
+_EXTENSION_NAMES = {
+    "2.16.840.1.113730.1.1": "nsCertType", "2.16.840.1.113730.1.13": "nsComment",
+    "1.2.840.113549.1.9.15": "smimeCapabilities", "1.3.6.1.4.1.311.20.2": "msCertificateTemplateName",
+    "1.3.6.1.4.1.311.21.7": "msCertificateTemplate", "1.3.6.1.4.1.311.21.10": "msApplicationPolicies",
+}
 NS_CERT_TYPE_OID = "2.16.840.1.113730.1.1"
 # The Netscape certificate types (nsCertType), bit 0 first, as OpenSSL's configuration names them.
 # OpenSSL's purpose check still honours it: a leaf with the extension is refused for a TLS server
