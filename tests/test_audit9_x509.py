@@ -160,6 +160,12 @@ def test_a_ca_made_with_the_old_placeholder(tmp_path, monkeypatch):
     with pytest.raises(NameNotPermitted, match="no DNS names, emails or URIs"):
         heir.issue_server(["h.invalid.invalid"])
     assert str(heir.issue_server(["10.1.2.3"]).identities[0].value) == "10.1.2.3"
+    # trust's words for it (install and status say what a CA may sign): no DNS names, old placeholder or new
+    from certkit.trust.anchor import describe_scope
+
+    for ca in (old, heir):
+        nc = ca.cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        assert describe_scope(nc).startswith("no DNS names; "), describe_scope(nc)
 
 
 # --- 2. subject attributes and requested extensions by name ------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.constraints import NO_DNS  # no third-party imports: cheap
+from certkit.constraints import no_names  # no third-party imports: cheap
 from certkit.vocabulary import iso
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class Anchor:
         matters, as every website under them belongs to someone else."""
         from certkit.names import public_suffix_scope
 
-        return [d for d in self.permitted_dns if d != NO_DNS and public_suffix_scope(d)]
+        return [d for d in self.permitted_dns if not no_names(d) and public_suffix_scope(d)]
 
     def scope(self) -> str:
         """What a client trusting this root would accept it for, in words."""
@@ -189,7 +189,7 @@ def describe_scope(nc) -> str:
     dns_out = [c.value for c in excluded if isinstance(c, x509.DNSName)]
     ips = [str(c.value) for c in permitted if isinstance(c, x509.IPAddress)]
     ips_out = [c.value for c in excluded if isinstance(c, x509.IPAddress)]
-    if dns == [NO_DNS]:
+    if dns and all(no_names(d) for d in dns):  # the placeholder, of this version (invalid.invalid) or before
         dns_text = "no DNS names"
     elif dns:
         dns_text = "DNS names under " + ", ".join(dns)
