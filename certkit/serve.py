@@ -32,18 +32,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.serve_json import PeerIdentity, peer_identity  # noqa: F401 (serve's public names)
+from certkit.serve_json import (  # noqa: F401 (serve's public names)
+    InventoryRevocations,
+    InventoryVerdict,
+    PeerIdentity,
+    peer_identity,
+)
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
 from certkit.tlscheck import reason_of
-from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -146,70 +149,6 @@ def issued_context(issued: "IssuedCert", client_ca_pem: bytes) -> ssl.SSLContext
 
     with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
         return tls_context(chain, key, client_ca_pem)
-
-
-@dataclass(frozen=True)
-class InventoryVerdict:
-    """What the serving CA's inventory says of one client chain: facts the page and the log state."""
-
-    ca: str  # the CA whose inventory was read, by name
-    under: bool  # the chain leads to that CA; else it is another --client-ca's, whose inventory is not read
-    held: list[str] = field(default_factory=list)  # the chain's certificates the inventory holds, by name
-    problems: list[str] = field(default_factory=list)  # why it refuses the chain: revoked, never delivered, unread
-    unrecorded: bool = False  # the leaf names the CA as its issuer, but the inventory has no record of it
-    leaf_held: bool = False  # the inventory holds the client's certificate itself (else only CAs above it)
-    leaf_below: bool = False  # the inventory of the intermediate that issued it holds it, found through this one
-
-
-class InventoryRevocations:
-    """Whether a client chain the handshake accepted was withdrawn since: every certificate of it (the
-    leaf and the intermediates sent) that the inventory of the serving CA holds, read at every
-    connection, so a ``certkit revoke`` counts at once, without a CRL or a restart; a revoked
-    intermediate refuses every certificate under it, as a CRL for each CA does. The same check as
-    ``certkit verify`` (:func:`certkit.verify.inventory_problems`). A row that cannot be read refuses the
-    certificate: the server does not let in what it cannot check."""
-
-    def __init__(self, store, ca_cert) -> None:
-        from certkit.pkcs12 import common_name
-
-        self.store, self.ca_cert, self.ca_name = store, ca_cert, ca_cert.subject.public_bytes()
-        self.name = common_name(ca_cert) or ca_cert.subject.rfc4514_string()
-        self.others: list[str] = []  # the other client CAs (--client-ca with several), whose revocations are not read
-
-    def check(self, chain: list) -> InventoryVerdict:
-        """``chain``: the client's certificates (``cryptography``), leaf first, as verified or as sent."""
-        from certkit.pkcs12 import common_name
-        from certkit.withdrawals import inventory_problems
-
-        leaf = chain[0]
-        if not any(c == self.ca_cert or c.issuer.public_bytes() == self.ca_name for c in chain):
-            return InventoryVerdict(self.name, under=False)
-        unread: list[str] = []
-        found: list[bool] = []  # the leaf's record: in this inventory, or an intermediate's it records
-        try:
-            inventory = self.store.inventory
-            held = [c for c in chain if c != self.ca_cert and _holds(inventory, c)]
-            unrecorded = leaf.issuer.public_bytes() == self.ca_name and not _holds(inventory, leaf)
-            problems = inventory_problems(self.store.path, [c for c in chain if c != self.ca_cert], unread=unread,
-                                          leaf_found=found)
-        except Exception as exc:  # CertkitError, a database gone: refused, never a traceback in the thread
-            unread.append(reason_of(exc))
-            held, unrecorded, problems = [], False, []
-        if unread:
-            problems.append(f"its revocation status cannot be read ({unread[0]})")
-        if unrecorded:
-            problems.insert(0, f"it is not a certificate {self.name} recorded: the CA's inventory has no record of "
-                            "it (signed by the CA key outside certkit, or the inventory was restored from an "
-                            "older backup)")
-        return InventoryVerdict(self.name, True, [common_name(c) or c.subject.rfc4514_string() for c in held],
-                                problems, unrecorded, leaf in held, bool(found) and leaf not in held)
-
-
-def _holds(inventory, cert) -> bool:
-    from cryptography.hazmat.primitives import hashes
-
-    row = inventory.get(serial_hex(cert.serial_number))
-    return row is not None and row["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()
 
 
 def peer_chain(request, der: bytes) -> list:
@@ -355,6 +294,7 @@ class IdentityServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         from certkit.serve_page import Visit
+        from certkit.verify_names import cn_text
 
         peer = peer_label(client_address)
         try:
@@ -364,7 +304,7 @@ class IdentityServer(ThreadingHTTPServer):
             _drain(request)
             return
         der = request.getpeercert(binary_form=True)
-        identity, refused, failed, inventory = None, [], set(), None
+        identity, refused, failed, inventory, above = None, [], set(), None, ()
         if der is not None:
             try:
                 identity = peer_identity(der, request.version())
@@ -373,12 +313,17 @@ class IdentityServer(ThreadingHTTPServer):
                 return
             refused = list(getattr(request, "refused", []))
             failed = set(getattr(request, "failed", ()))
+            if not refused:  # the CAs above it, as verified: the rule names the one that signed it, and its chain
+                chain = peer_chain(request, der)
+                above = tuple(cn_text(c.subject) for c in chain[1:])
+                if self.revocations is not None and chain[-1] in self.revocations.trusted:  # trust stopped there
+                    above += (cn_text(self.revocations.ca_cert.subject),)
             if not refused and self.revocations is not None:
-                inventory = self.revocations.check(peer_chain(request, der))
+                inventory = self.revocations.check(chain)
                 refused += inventory.problems
                 failed |= {"unrecorded"} if inventory.unrecorded else {"revoked"} if inventory.problems else set()
         request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory,
-                                      dict(getattr(request, "causes", {})) if refused else {})
+                                      dict(getattr(request, "causes", {})) if refused else {}, above)
         if identity is None:  # only possible with --optional
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
                      f"({request.version()})")
@@ -444,13 +389,13 @@ def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> N
 def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> str:
     """The log line of a failed handshake: this server "rejected" the client, or, when the client sent the TLS
     alert (curl about an expired server certificate: "certificate expired"), the client refused this server."""
-    from certkit.serve_page import client_refusal
-
     reason = reason_of(exc)
     if (alert := re.search(r"\b(?:sslv3|tlsv1|tlsv13) alert (.+)$", reason)) is not None:
         return f"refused by the client {peer}: {reason}: {client_refusal(alert[1], facts)}"
     if reason == "peer did not return a certificate":
         reason = "no client certificate (peer did not return a certificate)"
+    elif reason.endswith("unable to get local issuer certificate"):
+        reason += f": {_no_issuer(facts)}"
     elif reason == "http request":
         reason = "plain HTTP sent to the HTTPS port (use https://)"
     elif isinstance(exc, TimeoutError | socket.timeout):
@@ -458,6 +403,41 @@ def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> s
     elif "eof" in reason.lower() or isinstance(exc, ConnectionResetError):
         reason = f"the client closed the connection during the handshake ({reason})"
     return f"rejected {peer}: {reason}"
+
+
+# What a TLS alert from the client in the handshake says: it refuses this server (its certificate, mostly).
+_CLIENT_ALERTS = {
+    "certificate expired": "it finds this server's certificate expired or not yet valid",
+    "unknown ca": "it does not trust the CA that issued this server's certificate (curl: --cacert ca.pem; "
+                  "a browser: certkit trust install)",
+    "bad certificate": "it does not accept this server's certificate",
+    "certificate unknown": "it does not accept this server's certificate",
+    "unsupported certificate": "it does not take this server's certificate for a TLS server",
+    "certificate revoked": "it finds this server's certificate revoked",
+}
+
+
+def client_refusal(alert: str, server: "ServerFacts", now: dt.datetime | None = None) -> str:
+    """The log's words for a TLS ``alert`` the client sent in the handshake: the client refusing this
+    server, not this server refusing the client; for an expiry, what this server's certificate says."""
+    from certkit.serve_json import text_time, time_problem
+
+    words, cert = _CLIENT_ALERTS.get(alert, "it ended the handshake"), server.certificate
+    if alert == "certificate expired" and cert is not None:
+        problem = time_problem(cert, now)
+        until = text_time(cert.not_after)
+        words += (f": this server's certificate {problem}" if problem else
+                  f", but by this server's clock it is valid until {until}: check the client's clock")
+    return words
+
+
+def _no_issuer(facts: "ServerFacts") -> str:
+    """The likely cause of OpenSSL's error 20 for a client: its certificate's issuer is in no certificate this server
+    trusts (the handshake's error names none, and Python's ssl gives no certificate it refused)."""
+    also = f" nor an intermediate CA of it this server trusts too ({', '.join(facts.trusted)})" if facts.trusted else ""
+    return (f"the client certificate's issuer is not {facts.client_ca}{also}: most likely it comes from an "
+            "intermediate CA, sent without that CA's certificate (curl --cert fullchain.pem, or the bundle.p12 that "
+            "holds it), or from another CA; certkit serve --optional says which")
 
 
 def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None,

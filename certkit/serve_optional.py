@@ -74,6 +74,9 @@ class OptionalContext:
         # The intermediates the client CA's inventory records it signed (anchors.recorded_cas), read at each
         # refusal; serve sets it when the client CA is the CA directory's own (its inventory is at hand).
         self.recorded = lambda: None
+        # Why a chain that stops at an intermediate CA the client did not send is dead, when the client CA's
+        # inventory records that CA as withdrawn (InventoryRevocations.withdrawn_issuer); set with ``recorded``.
+        self.withdrawn_issuer = lambda chain: None
 
     def wrap_socket(self, sock: socket.socket, *, server_side: bool = True,
                     do_handshake_on_connect: bool = False) -> "_OptionalTLSSocket":
@@ -93,9 +96,11 @@ class OptionalContext:
             code, depth = exc.errors[0], exc.errors[1]
             return [(int(code), int(depth))], []
 
-    def words_for(self, leaf_der: bytes, chain_der: list[bytes], errors: list[tuple[int, int]]) -> list[str]:
+    def words_for(self, leaf_der: bytes, chain_der: list[bytes], errors: list[tuple[int, int]],
+                  withdrawn: str | None = None) -> list[str]:
         """Why OpenSSL refused this client certificate, in words: certkit's reading of it
-        (:mod:`certkit.verify`) followed by OpenSSL's own reason."""
+        (:mod:`certkit.verify`) followed by OpenSSL's own reason. ``withdrawn``: the words for a chain that
+        stops at an intermediate CA of the client CA that it withdrew (it is not "not issued by this CA")."""
         from cryptography import x509
 
         from certkit.verify import verify_certificate
@@ -108,6 +113,8 @@ class OptionalContext:
                                          recorded=self.recorded(), sender="client")
             # certkit verify's advice on --untrusted is for its command line: a client sends the intermediate.
             words = [_client_advice(r, chain) for r in verdict.reasons]
+            if withdrawn is not None:
+                words = [withdrawn if w.startswith("not issued by this CA") else w for w in words]
             namesake = next((ca for ca in self.client_cas if ca.subject == leaf.issuer), None)
             if namesake is not None and any(w.startswith("not issued by this CA") for w in words):
                 # "issued by X, and the trusted CA is X" would puzzle anyone: say what happened.
@@ -244,8 +251,11 @@ class _OptionalTLSSocket:
             self.verified_chain = []
             self.failed = failed_rules(leaf, errors)
             self.causes = rule_causes(leaf, sent, self.context.client_cas, self.context.recorded())
+            withdrawn = self.context.withdrawn_issuer([leaf, *sent]) if "ca" in self.failed else None
+            if withdrawn is not None:
+                self.causes["ca"] = withdrawn
             self.refused = self.context.words_for(
-                leaf.public_bytes(Encoding.DER), [c.public_bytes(Encoding.DER) for c in sent], errors)
+                leaf.public_bytes(Encoding.DER), [c.public_bytes(Encoding.DER) for c in sent], errors, withdrawn)
 
     def getpeercert(self, binary_form: bool = False):
         from cryptography.hazmat.primitives.serialization import Encoding

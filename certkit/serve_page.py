@@ -49,6 +49,7 @@ class Visit:
     inventory: "InventoryVerdict | None" = None  # what the serving CA's inventory said, when it was read
     # How a failed line fails, in certkit verify's words, where known (serve_optional.rule_causes): "ca", "purpose"
     causes: dict[str, str] = field(default_factory=dict)
+    chain: tuple[str, ...] = ()  # the CAs above the certificate as the handshake verified it: its issuer first
 
     @property
     def authenticated(self) -> bool:
@@ -63,6 +64,8 @@ class ServerFacts:
     client_ca: str  # the CA(s) whose client certificates are accepted, by name
     revocation: bool = False  # revoked client certificates are refused (the CA's inventory; serve.InventoryRevocations)
     revocation_ca: str | None = None  # the CA whose inventory is read, by name (when revocation is checked)
+    unchecked: str = "this server reads no inventory of that CA"  # why revocation is not checked, when it is not
+    trusted: tuple[str, ...] = ()  # the intermediate CAs the handshake trusts too (the CA's inventory records them)
     self_issued: bool = False  # serve issued it itself, for a day; it cannot renew it (it keeps no CA key)
     # What the CA's inventory records against its chain now, as sentences ("it was revoked on ..."); never raises
     withdrawn: Callable[[], list[str]] = list
@@ -75,13 +78,17 @@ def _e(value: object) -> str:
 # --- JSON and text ------------------------------------------------------------------
 def as_text(visit: Visit, server: ServerFacts) -> str:
     if visit.authenticated:
-        return visit.client.as_text()
+        return visit.client.as_text() + _unchecked_text(server)
     if visit.client is None:
         return ("No client certificate was sent.\n"
                 f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n  With curl: "
                 "--cert fullchain.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
     lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
-    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused)
+    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused) + _unchecked_text(server)
+
+
+def _unchecked_text(server: ServerFacts) -> str:
+    return "" if (line := unchecked_line(server)) is None else f"  revocation   {line}\n"
 
 
 # --- the page -----------------------------------------------------------------------
@@ -236,30 +243,6 @@ def _claim(cert: "PeerIdentity | None", host: str | None, where: str, now: dt.da
     return f"it proves that this server is {where}"
 
 
-# What a TLS alert from the client in the handshake says: it refuses this server (its certificate, mostly).
-_CLIENT_ALERTS = {
-    "certificate expired": "it finds this server's certificate expired or not yet valid",
-    "unknown ca": "it does not trust the CA that issued this server's certificate (curl: --cacert ca.pem; "
-                  "a browser: certkit trust install)",
-    "bad certificate": "it does not accept this server's certificate",
-    "certificate unknown": "it does not accept this server's certificate",
-    "unsupported certificate": "it does not take this server's certificate for a TLS server",
-    "certificate revoked": "it finds this server's certificate revoked",
-}
-
-
-def client_refusal(alert: str, server: ServerFacts, now: dt.datetime | None = None) -> str:
-    """The log's words for a TLS ``alert`` the client sent in the handshake: the client refusing this
-    server, not this server refusing the client; for an expiry, what this server's certificate says."""
-    words, cert = _CLIENT_ALERTS.get(alert, "it ended the handshake"), server.certificate
-    if alert == "certificate expired" and cert is not None:
-        problem = time_problem(cert, now)
-        until = text_time(cert.not_after)
-        words += (f": this server's certificate {problem}" if problem else
-                  f", but by this server's clock it is valid until {until}: check the client's clock")
-    return words
-
-
 def names_host(cert: "PeerIdentity", host: str) -> bool:
     """Whether a DNS or IP name of ``cert`` covers ``host`` (a wildcard covers one label)."""
     wanted = host.lower().rstrip(".").strip("[]")
@@ -298,7 +281,7 @@ def _client_rule(server: ServerFacts, visit: Visit) -> str:
         purpose = ("it has no extendedKeyUsage, which TLS reads as “any purpose”, so "
                    "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
-            + item("ca", f"signed by <code>{_e(server.client_ca)}</code>, the CA this server trusts for clients",
+            + item("ca", _signed_by(server, visit),
                    _e(causes.get("ca") or f"it is signed by {cert.issuer}, and does not chain to that CA"))
             + item("time", "valid now, not expired", f"it {_e(time_problem(cert) or 'is outside its dates')}")
             + item("purpose", purpose, _e(causes["purpose"]) if "purpose" in causes else _client_purpose_failure(cert))
@@ -307,10 +290,26 @@ def _client_rule(server: ServerFacts, visit: Visit) -> str:
             + "</ul>")
 
 
+def _signed_by(server: ServerFacts, visit: Visit) -> str:
+    """The CA line of the rule, true of this certificate: the CA that signed it, and, when that is an intermediate
+    CA, the chain that leads from it to the CA this server trusts (as the handshake verified it)."""
+    trusts = "the CA this server trusts for clients"
+    if len(visit.chain) < 2:
+        return f"signed by <code>{_e(visit.chain[0] if visit.chain else server.client_ca)}</code>, {trusts}"
+    through = "".join(f", under <code>{_e(ca)}</code>" for ca in visit.chain[1:-1])
+    return (f"signed by <code>{_e(visit.chain[0])}</code>, an intermediate CA{through}, whose chain leads to "
+            f"<code>{_e(visit.chain[-1])}</code>, {trusts}")
+
+
+def unchecked_line(server: ServerFacts) -> str | None:
+    """Why a client certificate's revocation is not checked at all (another CA's clients); None when it is."""
+    return None if server.revocation else f"not checked for revocation: {shown(server.unchecked)}"
+
+
 def _revocation_rule(server: ServerFacts, visit: Visit, item) -> str:
     """The revocation line, true of this certificate: whose inventory was read, and what it holds of its chain."""
-    if not server.revocation:
-        return ""
+    if (unchecked := unchecked_line(server)) is not None:
+        return f"<li>{html.escape(unchecked)}</li>"
     ca, inventory = _e(server.revocation_ca or server.client_ca), visit.inventory
     if inventory is None:  # refused for another reason before the inventory was read: nothing known of it
         return (f"<li>not checked for revocation: this server reads <code>{ca}</code>’s inventory, at each "

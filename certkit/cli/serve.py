@@ -74,39 +74,35 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
       certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
       curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
     """
-    from certkit.serve import OptionalContext, serve_until_stopped, stderr_log, tls_context
+    from certkit.serve import serve_until_stopped, stderr_log, tls_context
+    from certkit.serve_json import certificate_json, server_identity, unchecked
     from certkit.serve_page import ServerFacts
+    from certkit.verify_names import cn_text
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
     host = _listen_address(host)  # [::1], as in the URL, is the address ::1: bound and named the same
-    client_ca_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
+    client_ca_pem, verify_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
         chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
-        context = tls_context(cert_file, key_file, client_ca_pem)  # checks the files, with clear errors
+        context = tls_context(cert_file, key_file, verify_pem)  # checks the files, with clear errors
         _check_server_certificate(cert_file, chain_pem, ca_dir)
         server = _listen(host, port)
         server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
     else:
         server, context, chain_pem, key_pem = _issue_and_listen(ca_dir, passphrase_file, names, host, port,
-                                                                client_ca_pem)
+                                                                verify_pem)
         server_cert = {"source": "issued"}
-    identity = _server_identity(chain_pem)
+    identity = server_identity(chain_pem)
     if identity is not None:  # the certificate's facts, with the keys issue-*, list and inspect use
-        from certkit.serve_json import certificate_json
-
         server_cert.update(certificate_json(identity))
-    if optional:
-        context = OptionalContext(chain_pem, key_pem, client_ca_pem)
-        if revocations is not None:  # the client CA is the CA directory's: its inventory says which CAs it signed
-            from certkit.anchors import recorded_cas
-
-            context.recorded = lambda: recorded_cas(revocations.store.path)
-    server.context = context
+    server.context = _optional_context(chain_pem, key_pem, client_ca_pem, revocations) if optional else context
     server.facts = ServerFacts(certificate=identity, client_ca=ca_name,
                                revocation=revocations is not None,
                                revocation_ca=revocations.name if revocations else None,
+                               unchecked=unchecked(ca_name), trusted=tuple(cn_text(c.subject) for c in
+                                                                          getattr(revocations, "trusted", [])),
                                self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem))
     server.revocations = revocations
     del key_pem
@@ -134,6 +130,20 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         restore_signals(previous)
     stderr_log("stopped")
     exit_stopped(signum)
+
+
+def _optional_context(chain_pem: bytes, key_pem: bytes, client_ca_pem: bytes, revocations):
+    """--optional's TLS layer; when the client CA is the CA directory's own, its inventory says which intermediate
+    CAs it signed, and which it withdrew, for the words of a refusal."""
+    from certkit.serve import OptionalContext
+
+    context = OptionalContext(chain_pem, key_pem, client_ca_pem)
+    if revocations is not None and revocations.ca_cert in context.client_cas:
+        from certkit.anchors import recorded_cas
+
+        context.recorded = lambda: recorded_cas(revocations.store.path)
+        context.withdrawn_issuer = revocations.withdrawn_issuer
+    return context
 
 
 def exit_stopped(signum: int | None) -> None:
@@ -170,10 +180,14 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
               optional: bool, server_cert: dict, as_json: bool) -> None:
     """Where the server listens, with which certificate, and whose client certificates it takes."""
+    from certkit.serve_json import revocation_line
+
     revocations = server.revocations
     data = {"url": server.url, "host": host, "port": server.server_address[1],
             "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
             "revocation": str(revocations.store.inventory_location) if revocations else None,
+            "revocation_inventories": [str(revocations.store.inventory_location),
+                                       *(where for _who, where in revocations.intermediates())] if revocations else [],
             "server_certificate": server_cert}
     if server_cert["source"] == "issued":
         from certkit.serve_json import text_time
@@ -190,7 +204,7 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
         f"  server certificate  {made}",
         f"  client certificates must be issued by \"{ca_name}\""
         + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
-        _revocation_line(revocations, ca_name),
+        revocation_line(revocations, ca_name),
         "Stop with Ctrl-C.",
     ])
     emit(as_json, data, human)
@@ -222,20 +236,6 @@ def _say_when_expired(chain_pem: bytes, *, self_issued: bool) -> None:
                    f"check it refuse to connect; {fix}")
 
     threading.Thread(target=watch, name="certkit-serve-expiry", daemon=True).start()
-
-
-def _revocation_line(revocations, ca_name: str) -> str:
-    """Whose revocations are checked: the CA directory's CA's only (its inventory is the one at hand)."""
-    if revocations is None:
-        return "  revocation is not checked (--client-ca is not the CA directory's CA)"
-    others, name = revocations.others, revocations.name
-    return (f"  revoked ones are refused: what \"{name}\" issued (client certificates, intermediate CAs) "
-            "is looked up in its inventory at each connection; revocations other CAs record are not read"
-            + (f" (so \"{', '.join(others)}\"'s are not checked)" if others else "")
-            # serve's own rule (serve.InventoryRevocations): a server given the CA's CRL lets these in.
-            + f"\n  so are client certificates \"{name}\" signed that its inventory has no record of (signed with "
-            "its key outside certkit, or the inventory restored from an older backup): serve's own rule, which "
-            "real servers (nginx, OpenSSL) do not apply")
 
 
 def _listen(host: str, port: int):
@@ -350,22 +350,11 @@ def _withdrawn_check(ca_dir: Path | None, chain_pem: bytes):
     return check
 
 
-def _server_identity(chain_pem: bytes):
-    """The server certificate (the first in the chain) as the page shows it; None if unreadable."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from certkit.serve import peer_identity
-
-    try:
-        return peer_identity(x509.load_pem_x509_certificates(chain_pem)[0].public_bytes(Encoding.DER))
-    except (ValueError, IndexError):
-        return None
-
-
 def _client_ca(client_ca: Path | None, ca_dir: Path | None):
-    """PEM of the CA whose client certificates are accepted, its name for messages, and the check of
-    revocations in its inventory (when the CA directory's CA is one of them; else None)."""
+    """PEM of the CA whose client certificates are accepted, the PEM the handshake trusts (with the intermediate
+    CAs the CA's inventory records as valid), its name for messages, and the check of
+    revocations in the CA directory's inventory (when its CA, or an intermediate CA its inventory records, is
+    one of them; else None)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certkit.errors import CertkitError
@@ -387,14 +376,28 @@ def _client_ca(client_ca: Path | None, ca_dir: Path | None):
     else:
         own = store.load_certificates()[0]
         certs = [own]
-    revocations = None
-    if own is not None and own in certs:
-        store.open()  # its inventory checked (and settled) now: a damaged one is an error before listening
+    revocations, ours = None, []
+    if own is not None:  # its inventory, and those of the intermediates it records, say what was revoked
+        try:
+            store.open()  # its inventory checked (and settled) now: a damaged one is an error before listening
+        except CertkitError:
+            if own in certs:
+                raise
+            own = None  # only another CA's clients: an inventory serve does not need
+    if own is not None:
         revocations = InventoryRevocations(store, own)
+        ours = [c for c in certs if c == own or revocations.records(c)]
+        revocations = revocations if ours else None
     names = [cn_text(c.subject) for c in certs]  # as the issuer of a certificate is shown: CN=...
+    pem = b"".join(c.public_bytes(Encoding.PEM) for c in certs)
     if revocations is not None:  # the other client CAs, whose inventories are not at hand
-        revocations.others = [common_name(c) or c.subject.rfc4514_string() for c in certs if c != own]
-    return b"".join(c.public_bytes(Encoding.PEM) for c in certs), ", ".join(names), revocations
+        revocations.others = [common_name(c) or c.subject.rfc4514_string() for c in certs if c not in ours]
+        revocations.trusted = [c for c in revocations.valid_intermediates() if own in certs and c not in certs]
+    # The handshake also trusts the intermediate CAs the CA's inventory records as valid: Python's ssl cannot name
+    # the accepted CA in its request, so a browser sends their client certificates without them (the inventories
+    # still judge each chain at each connection: a revoked intermediate refuses its clients).
+    verify_pem = pem + b"".join(c.public_bytes(Encoding.PEM) for c in getattr(revocations, "trusted", []))
+    return pem, verify_pem, ", ".join(names), revocations
 
 
 def _refuse_non_ca(path: Path, certs: list) -> None:
