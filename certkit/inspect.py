@@ -210,7 +210,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         validity_text = f"expired {days} day{'s' if days != 1 else ''} ago"
     elif now < not_before:
         status, days = "not yet valid", (not_before - now).days
-        validity_text = f"not valid for another {days} day{'s' if days != 1 else ''}"
+        validity_text = f"not valid for another {_time_until(not_before - now)}"
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
@@ -431,3 +431,15 @@ def _key_type(signed) -> str:
     if getattr(signed, "public_key_algorithm_oid", None) == PublicKeyAlgorithmOID.RSASSA_PSS:
         return named.replace("rsa-", "rsa-pss-", 1)
     return named
+
+
+def _time_until(left) -> str:
+    """How long until a moment, never less than it is: whole hours under two days ("47 hours", not the
+    "1 day" that 1 day 23 h would floor to), whole days (rounded up) beyond."""
+    import math
+
+    hours = math.ceil(left.total_seconds() / 3600)
+    if hours < 48:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    days = math.ceil(left.total_seconds() / 86400)
+    return f"{days} days"

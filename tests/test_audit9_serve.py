@@ -223,3 +223,22 @@ def test_optional_says_the_unsent_intermediate_was_revoked(lab: Path) -> None:
                              "inventory records it): the issuing CA CN=Lab Old Issuing was revoked on "), reason
     assert "(reason: cACompromise)" in reason and "must send" not in reason, reason
     assert any("was revoked on" in r for r in _rules(page) if r.startswith("signed by")), _rules(page)
+
+
+# --- 7. how long until a certificate is valid, never less than it is ----------------------------------------------
+def test_a_certificate_not_yet_valid_says_how_long_without_rounding_down(tmp_path):
+    import datetime as dt
+
+    from conftest import run_certkit
+
+    from certkit import CA
+
+    ca = CA.create("Later CA", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    for ahead, said in ((dt.timedelta(days=1, hours=23), "not valid for another 47 hours"),
+                        (dt.timedelta(hours=5, minutes=10), "not valid for another 6 hours"),
+                        (dt.timedelta(days=9, hours=1), "not valid for another 10 days")):
+        issued = ca.issue_server(["later.example"], not_before=dt.datetime.now(dt.UTC) + ahead, days=30)
+        path = tmp_path / "later.pem"
+        path.write_bytes(issued.cert_pem)
+        proc = run_certkit("inspect", path)
+        assert said in proc.stdout, (said, proc.stdout)
