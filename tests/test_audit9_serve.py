@@ -229,9 +229,9 @@ def test_optional_says_the_unsent_intermediate_was_revoked(lab: Path) -> None:
 def test_a_certificate_not_yet_valid_says_how_long_without_rounding_down(tmp_path):
     import datetime as dt
 
-    from conftest import run_certkit
-
     from certkit import CA
+
+    from conftest import run_certkit
 
     ca = CA.create("Later CA", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     for ahead, said in ((dt.timedelta(days=1, hours=23), "not valid for another 47 hours"),
