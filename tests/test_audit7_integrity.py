@@ -237,5 +237,5 @@ def test_init_ca_over_an_intermediate_names_it_and_its_record_at_the_parent(tmp_
                        "Issuing 1", env=env)
     assert_clean_error(proc, "(CN=Issuing 1, valid from ")
     advice = f"certkit revoke {made['serial']} --ca-dir {tmp_path / 'root'} --reason cessationOfOperation"
-    assert "that CA can be used as it is" in proc.stderr and advice in proc.stderr, proc.stderr
+    assert "the CA is whole and can be used as it is" in proc.stderr and advice in proc.stderr, proc.stderr
     run_certkit(*advice.split()[1:], env=env, check=True)  # the advice works as given
