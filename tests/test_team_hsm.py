@@ -8,7 +8,9 @@ and the token in both directions; ``certkit check``; forked batch workers.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -113,20 +115,37 @@ def test_the_key_never_leaves_the_token(tmp_path, token):
     assert "never extractable" in listed.stdout and "sensitive" in listed.stdout and "local" in listed.stdout
     assert "label:      root" in listed.stdout
     # Asked directly (python-pkcs11, not certkit's code), the token refuses the private value and
-    # refuses to make the key extractable.
-    import pkcs11
-
-    session = pkcs11.lib(token.module).get_token(token_label=token.label).open(rw=True, user_pin=token.pin)
-    try:
-        private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label="root")
-        with pytest.raises(pkcs11.AttributeSensitive):
-            private[pkcs11.Attribute.VALUE]
-        assert private[pkcs11.Attribute.NEVER_EXTRACTABLE] and not private[pkcs11.Attribute.EXTRACTABLE]
-        with pytest.raises(pkcs11.PKCS11Error):
-            private[pkcs11.Attribute.EXTRACTABLE] = True
-        assert not private[pkcs11.Attribute.EXTRACTABLE]
-    finally:
-        session.close()
+    # refuses to make the key extractable. In a process of its own: one that loaded SoftHSM earlier (this
+    # test process, through in-process certkit runs) may not list a token made since.
+    script = textwrap.dedent(f"""
+        import json, pkcs11
+        from pkcs11 import Attribute
+        session = pkcs11.lib({token.module!r}).get_token(token_label={token.label!r}).open(
+            rw=True, user_pin={token.pin!r})
+        seen = {{}}
+        try:
+            private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label="root")
+            try:
+                private[Attribute.VALUE]
+                seen["value"] = "read"
+            except pkcs11.AttributeSensitive:
+                seen["value"] = "refused"
+            seen["never_extractable"] = bool(private[Attribute.NEVER_EXTRACTABLE])
+            seen["extractable"] = bool(private[Attribute.EXTRACTABLE])
+            try:
+                private[Attribute.EXTRACTABLE] = True
+                seen["made_extractable"] = "allowed"
+            except pkcs11.PKCS11Error:
+                seen["made_extractable"] = "refused"
+            seen["extractable_after"] = bool(private[Attribute.EXTRACTABLE])
+        finally:
+            session.close()
+        print(json.dumps(seen))
+    """)
+    asked = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout) == {"value": "refused", "never_extractable": True, "extractable": False,
+                                        "made_extractable": "refused", "extractable_after": False}
     assert data["key_uri"] == token.uri("root")
     # The CA directory holds the certificate, where to find the key, and the inventory: no key material.
     ca_dir = tmp_path / "ca"
