@@ -55,7 +55,7 @@ def renewal_key_type(public_key) -> tuple[str, list[str]]:
     if kind in KEY_TYPES or kind in RENEWAL_ONLY_TYPES:
         return kind, []
     sizes = sorted(int(t[4:]) for t in KEY_TYPES if t.startswith("rsa-"))
-    if kind.startswith("rsa-") and kind[4:].isdigit():
+    if kind.startswith("rsa-") and kind[4:].isascii() and kind[4:].isdigit():
         larger = [bits for bits in sizes if bits >= int(kind[4:])]
         if larger:
             chosen = f"rsa-{larger[0]}"

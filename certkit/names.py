@@ -18,6 +18,7 @@ from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
+from certkit.text import is_digits
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -123,7 +124,7 @@ def _refuse_a_network_or_port(text: str) -> None:
         raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
                           f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
     head, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
+    if sep and is_digits(port) and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
         host = head.strip("[]")
         raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
                           f"('{_show(host)}'), and is valid on every port.")
@@ -184,7 +185,7 @@ def _ipv4_reason(parts: list[str]) -> str:
     if len(parts) != 4:
         return f"it has {len(parts)} parts, an IPv4 address has 4"
     for part in parts:
-        if not part.isdigit():
+        if not is_digits(part):
             return f"'{_show(part)}' is not a number"
         if len(part) > 1 and part.startswith("0"):
             return f"'{_show(part)}' has a leading zero, which some software reads as octal"

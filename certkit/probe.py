@@ -35,7 +35,7 @@ from certkit.anchors import missing_issuer, pinned, recorded_cas, stranger_place
 from certkit.errors import CertkitError
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
-from certkit.text import shown
+from certkit.text import is_digits, shown
 from certkit.verify_names import name_problem
 
 DEFAULT_TIMEOUT = 10.0
@@ -373,7 +373,7 @@ def _request(conn, target: Target, attempt: Attempt, data: bytes = b"", refused:
     head, _, body = data.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     bits = status_line.split(" ", 2)
-    if len(bits) >= 2 and bits[0].startswith("HTTP/") and bits[1].isdigit():
+    if len(bits) >= 2 and bits[0].startswith("HTTP/") and is_digits(bits[1]):
         attempt.http_status = int(bits[1])
         attempt.http_reason = bits[2] if len(bits) > 2 else ""
         attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")

@@ -50,4 +50,4 @@ def pause_at(point: str) -> None:
 def chunk_size(default: int) -> int:
     """``issue-batch``'s chunk size: ``default`` unless a test sets ``CERTKIT_TEST_CHUNK_SIZE``."""
     value = os.environ.get(ENV_CHUNK, "")
-    return int(value) if value.isdigit() and int(value) > 0 else default
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else default

@@ -114,6 +114,12 @@ def pad_columns(text: str, width: int) -> str:
     return text + " " * max(width - columns(text), 0)
 
 
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is the digits 0 to 9 alone (``str.isdigit`` also takes '²' and '٣', which int()
+    refuses or reads as another script's digits)."""
+    return text.isascii() and text.isdigit()
+
+
 def is_whole_number(text: str) -> bool:
     """Whether ``text`` is a whole number as people write one: a sign, then the digits 0 to 9 alone (int()
     also reads other scripts' digits, '٣٠', and digits grouped with underscores, '1_0')."""

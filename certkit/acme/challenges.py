@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from certkit.acme.fetch import Channel, Deadline, DeadlinePassed, connect, unverified_context
 from certkit.acme.problems import Problem
-from certkit.text import shown
+from certkit.text import is_digits, shown
 
 HTTP01, TLS_ALPN01 = "http-01", "tls-alpn-01"
 TYPES = (HTTP01, TLS_ALPN01)
@@ -167,7 +167,7 @@ class Validator:
             conn.close()
             sock.close()  # the answer is read, or will not be
         length = response.getheader("Content-Length")
-        return (response.status, response.getheader("Location"), int(length) if (length or "").isdigit() else None,
+        return (response.status, response.getheader("Location"), int(length) if is_digits(length or "") else None,
                 body, _hostport(address, port))
 
     def _redirect(self, identifier: dict, hop: "_Hop", location: str | None, where: str) -> "_Hop":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from certkit.constants import ENV_INVENTORY_URL
 from certkit.errors import CertkitError
-from certkit.text import shown
+from certkit.text import is_digits, shown
 
 UNIT_NAME = "certkit-renew"
 _MARK = "# Written by certkit renew --install-timer; certkit renew --remove-timer removes it."
@@ -196,7 +196,7 @@ def window_of(renew_argv: Sequence[str]) -> dt.timedelta | None:
         return None
     text = renew_argv[max(i for i, arg in enumerate(renew_argv[:-1]) if arg == "--expiring") + 1]
     unit = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}.get(text[-1:])
-    return unit * int(text[:-1]) if unit is not None and text[:-1].isdigit() else None
+    return unit * int(text[:-1]) if unit is not None and is_digits(text[:-1]) else None
 
 
 def window_problem(window: dt.timedelta | None, *, cron: bool = False) -> str | None:

@@ -95,7 +95,8 @@ def _is_a_bundle_folder(folder: Path) -> bool:
 
 # What a file holding a private key shows, in each form certkit writes or reads: PEM (a key file, a jsonl
 # line's "key", a tar member), a Kubernetes Secret's tls.key.
-_KEY_MARKS = (b"PRIVATE KEY-----", b"tls.key")
+# PEM and OpenSSH keys, a Secret's tls.key, an OpenPGP secret key's armor, a PuTTY key, an age identity.
+_KEY_MARKS = (b"PRIVATE KEY-----", b"tls.key", b"PRIVATE KEY BLOCK-----", b"PuTTY-User-Key-File-", b"AGE-SECRET-KEY-1")
 _SCAN_CHUNK = 1 << 20
 
 
@@ -118,8 +119,8 @@ def holds_a_private_key(path: Path) -> bool:
                 tail = chunk[-32:]
             file.seek(0)
             head = file.read(64)
-            if _is_pkcs12(head):  # a bundle.p12 of any name: its key is inside, encrypted or not
-                return True
+            if _is_pkcs12(head) or _is_keystore(head):  # a bundle.p12 of any name, a Java keystore, an
+                return True  # OpenPGP secret key: its key is inside, encrypted or not
             size = os.fstat(file.fileno()).st_size
             if size > 64 * 1024:
                 return False
@@ -136,6 +137,27 @@ _PKCS7_DATA = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01"
 
 def _is_pkcs12(head: bytes) -> bool:
     return head[:1] == b"\x30" and _PKCS12_VERSION in head[:8] and _PKCS7_DATA in head[:32]
+
+
+# Java's JKS and JCEKS keystores, by their magic numbers.
+_KEYSTORE_MAGIC = (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")
+
+
+def _is_keystore(head: bytes) -> bool:
+    """A Java keystore, or a binary OpenPGP secret key: its first packet a Secret-Key packet (tag 5, RFC 9580
+    4.2, in the old or the new packet format) whose body starts with a key version of 3 to 6."""
+    if head[:4] in _KEYSTORE_MAGIC:
+        return True
+    if len(head) < 6:
+        return False
+    first = head[0]
+    if first == 0xC5:  # new format: a length of 1, 2 or 5 octets
+        skip = 1 if head[1] < 192 else 2 if head[1] < 224 else 5 if head[1] == 255 else None
+    elif first & 0xFC == 0x94:  # old format, tag 5: a length of 1, 2 or 4 octets
+        skip = {0: 1, 1: 2, 2: 4}.get(first & 0x03)
+    else:
+        return False
+    return skip is not None and head[1 + skip] in (3, 4, 5, 6)
 
 
 def _is_a_der_key(data: bytes) -> bool:

@@ -81,7 +81,7 @@ def _parse(writer: str) -> tuple[str, str | None, int, str]:
     if it is none. Rows of certkit before the namespace was recorded have none."""
     host, pid_text, start = writer.rsplit(" ", 2)
     machine, mark, namespace = host.rpartition("#")
-    if not mark or not (namespace.isdigit() or namespace == "-"):
+    if not mark or not ((namespace.isascii() and namespace.isdigit()) or namespace == "-"):
         machine, namespace = host, None
     return machine, namespace, int(pid_text), start
 

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from certkit.pkcs11.errors import TokenError
-from certkit.text import shown
+from certkit.text import is_digits, shown
 
 # RFC 7512 path attributes certkit understands (the rest would narrow the search in ways it cannot honour).
 _PATH_ATTRIBUTES = ("token", "object", "id", "type", "serial", "manufacturer", "model", "slot-id")
@@ -89,7 +89,7 @@ class KeyURI:
                              "object; a CA key URI names a private key (type=private, or no type).")
         text_of = lambda name: found[name].decode("utf-8", errors="replace") if name in found else None  # noqa: E731
         slot = text_of("slot-id")
-        if slot is not None and not slot.isdigit():
+        if slot is not None and not is_digits(slot):
             raise TokenError(f"The slot-id in '{shown(text)}' is not a number.")
         return cls(text=text, token=text_of("token"), object=text_of("object"), id=found.get("id"),
                    serial=text_of("serial"), manufacturer=text_of("manufacturer"), model=text_of("model"),

@@ -244,7 +244,7 @@ class NSSStore(Store):
                              f"{where}; move the file away and run again")
         # The folders above it (~/.pki) as certkit makes any folder, at most 0755 whatever the umask: one that
         # others may write lets them put a database of their own, trusting their CA, where browsers read it.
-        above = not self.directory.parent.exists()  # ~/.pki made here too: uninstall takes it out with the rest
+        above = sum(not p.exists() for p in self.directory.parents)  # ~/.pki made here too: taken out with the rest
         make_folders(self.directory.parent)
         fresh = not self.directory.exists() or not any(self.directory.iterdir())
         self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
@@ -252,17 +252,17 @@ class NSSStore(Store):
             made = self._certutil("-N", "--empty-password")
         except BaseException:  # Ctrl-C, SIGTERM, SIGHUP while certutil makes it: what this run made goes too
             if fresh:
-                _remove_half_made(self.directory)
+                _remove_half_made(self.directory, above)
             raise
         if made.returncode != 0:
             # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
             # every later certutil, and the browser, would call it bad. What this run made goes.
             if fresh:
-                _remove_half_made(self.directory)
+                _remove_half_made(self.directory, above)
             raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
                              f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
         if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
-            (self.directory / CREATED_MARK).write_bytes(b"with its folder\n" if above else b"")
+            (self.directory / CREATED_MARK).write_bytes(f"with its folder\n{above}\n".encode() if above else b"")
         _give_to_owner_of(nearest, self.directory)
         self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         return fresh
@@ -270,11 +270,9 @@ class NSSStore(Store):
     def _take_out_created(self) -> None:
         """Remove the database :meth:`_create` made, and ~/.pki if it made that too (when nothing else is in it)."""
         mark = self.directory / CREATED_MARK
-        above = mark.is_file() and mark.read_bytes().startswith(b"with its folder")
-        _remove_half_made(self.directory)
-        if above:
-            with contextlib.suppress(OSError):
-                self.directory.parent.rmdir()
+        said = mark.read_bytes().split(b"\n") if mark.is_file() else [b""]
+        above = (int(said[1]) if len(said) > 2 and said[1].isdigit() else 1) if said[0] == b"with its folder" else 0
+        _remove_half_made(self.directory, above)
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -470,13 +468,17 @@ def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
             "certkit init-ca --key-type ecdsa-p256)")
 
 
-def _remove_half_made(directory: Path) -> None:
-    """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder."""
+def _remove_half_made(directory: Path, above: int = 0) -> None:
+    """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder,
+    then the ``above`` folders over it that the run made too (~/.pki), each only when nothing else is in it."""
     for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal", CREATED_MARK):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
-    with contextlib.suppress(OSError):
-        directory.rmdir()  # only when nothing else is in it
+    for folder in [directory, *directory.parents[:above]]:
+        try:
+            folder.rmdir()  # only when nothing else is in it
+        except OSError:
+            return
 
 
 def _disk_full(folder: Path) -> str:
