@@ -59,7 +59,18 @@ def parse_network(text: str):
         v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
         raise InvalidName(f"'{shown(text)}' is IPv4 written as IPv6 (IPv4-mapped), which no certificate names (an "
                           f"address of it is refused); permit the IPv4 range itself ({v4}).")
+    for kind, whole in _NO_PEERS:
+        if network.version == whole.version and network.subnet_of(whole):
+            raise InvalidName(f"'{shown(text)}' holds only {kind}, which no TLS connection goes to and no certificate "
+                              "names (an address of it is refused); give the range of the hosts' own addresses.")
     return network
+
+
+# Ranges of addresses no certificate names (names.py refuses each of them): multicast, broadcast, unspecified.
+_NO_PEERS = [(kind, ipaddress.ip_network(net)) for kind, net in (
+    ("multicast addresses", "224.0.0.0/4"), ("multicast addresses", "ff00::/8"),
+    ("the broadcast address", "255.255.255.255/32"), ("the unspecified address", "0.0.0.0/32"),
+    ("the unspecified address", "::/128"))]
 
 
 def parse_domain(text: str) -> str:

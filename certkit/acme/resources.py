@@ -99,6 +99,9 @@ class Resources:
     def new_account(self, request: Request) -> Response:
         payload, jwk, base = request.payload, request.jwk, request.base
         check_booleans(payload, "onlyReturnExisting", "termsOfServiceAgreed")
+        self._contact_shape(payload.get("contact", []))  # whatever the answer: a field of the wrong type is said
+        if payload.get("externalAccountBinding") is not None:  # even where no binding is needed (RFC 8555 7.3.4)
+            jws.eab_kid(payload["externalAccountBinding"])
         thumb = jws.thumbprint(jwk)
         existing = self.state.account_by_thumbprint(thumb)
         only_existing = payload.get("onlyReturnExisting", False)
@@ -145,11 +148,15 @@ class Resources:
         return eab_kid
 
     @staticmethod
-    def _contact(contact) -> list[str]:
-        from certkit import names
-
+    def _contact_shape(contact) -> None:
         if not isinstance(contact, list) or not all(isinstance(c, str) for c in contact):
             raise Problem("malformed", "contact must be a list of strings (mailto: URLs).")
+
+    @classmethod
+    def _contact(cls, contact) -> list[str]:
+        from certkit import names
+
+        cls._contact_shape(contact)
         if len(contact) > 10:
             raise Problem("invalidContact", "An account may have at most 10 contacts.")
         for url in contact:

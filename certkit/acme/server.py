@@ -173,6 +173,10 @@ class AcmeService:
                     raise Problem("malformed", f"{base}{path} takes a JSON object as its payload; an empty payload "
                                                "(POST-as-GET) only fetches an account, an order, an authorization, "
                                                "a challenge, a certificate or an orders list.")
+                if not request.signed.is_post_as_get and handler in fetched[1:3] + fetched[5:]:
+                    raise Problem("malformed", f"{base}{path} is fetched with POST-as-GET (an empty payload) and "
+                                               "cannot be changed: send no payload (an order ends when it is "
+                                               "finalized or expires; deactivate an authorization to drop it).")
                 request.query = query
                 return handler(request, *match.groups())
         raise Problem("malformed", f"There is no ACME resource at {shown(path)}; start at {base}/directory.",
