@@ -111,20 +111,23 @@ def timer_env(ca_dir, ca_env, tmp_path):
 
 def _longest_gap_of(timer: Path) -> dt.timedelta:
     """The longest time between two runs of the timer as written: the period of its OnCalendar= (two elapses
-    as systemd-analyze computes them), its RandomizedDelaySec= and systemd's default AccuracySec= (1 min)."""
+    as systemd-analyze computes them in local time, over the night clocks go back: fleet10 #4), its
+    RandomizedDelaySec= and systemd's default AccuracySec= (1 min)."""
     text = timer.read_text()
     calendar = re.search(r"^OnCalendar=(.+)$", text, re.M).group(1)
     delay = int(re.search(r"^RandomizedDelaySec=(\d+)$", text, re.M).group(1))
     assert "AccuracySec=" not in text
     if shutil.which("systemd-analyze"):
-        shown = subprocess.run(["systemd-analyze", "calendar", "--iterations=2", calendar], capture_output=True,
-                               text=True, env=dict(os.environ, TZ="UTC"), timeout=60).stdout
+        shown = subprocess.run(["systemd-analyze", "calendar", "--iterations=2", "--base-time=2026-10-24 12:00",
+                                calendar], capture_output=True, text=True, env=dict(os.environ, TZ="Europe/Berlin"),
+                               timeout=60).stdout
         when = [dt.datetime.strptime(m, "%Y-%m-%d %H:%M:%S")
-                for m in re.findall(r"(?:Next elapse|Iter\. #2): \w+ (\S+ \S+) UTC", shown)]
+                for m in re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", shown)]
         period = when[1] - when[0]
+        assert period == dt.timedelta(hours=25), shown
     else:
         assert calendar == "daily"
-        period = dt.timedelta(days=1)
+        period = dt.timedelta(hours=25)
     return period + dt.timedelta(seconds=delay) + dt.timedelta(minutes=1)
 
 
@@ -136,15 +139,15 @@ def test_a_timer_refuses_a_window_a_certificate_can_expire_in_between_runs(timer
     run_certkit("renew", "--install-timer", "--expiring", "2d", "--passphrase-file", secret, "--unit-dir", units,
                 env=env, check=True)
     gap = _longest_gap_of(units / "certkit-renew.timer")
-    assert dt.timedelta(hours=30) < gap < dt.timedelta(days=2)
+    assert dt.timedelta(hours=31) < gap < dt.timedelta(days=2)
     for window in ("12h", "1d", f"{gap // dt.timedelta(hours=1)}h"):  # each no longer than the gap
         proc = run_certkit("renew", "--install-timer", "--expiring", window, "--passphrase-file", secret,
                            "--unit-dir", tmp_path / f"u{window}", "--force", env=env)
         assert_clean_error(proc, "Give --expiring 2d or longer", code=2)
-        assert "30 hours and 1 minute apart" in proc.stderr and not (tmp_path / f"u{window}").exists()
+        assert "31 hours and 1 minute apart" in proc.stderr and not (tmp_path / f"u{window}").exists()
     cron = run_certkit("renew", "--install-timer", "--cron", "--expiring", "1d", "--passphrase-file", secret,
                        env=env)
-    assert_clean_error(cron, "24 hours apart", code=2)
+    assert_clean_error(cron, "25 hours apart", code=2)
     assert "Give --expiring 2d" in cron.stderr
     ok = run_certkit("renew", "--install-timer", "--cron", "--expiring", "2d", "--passphrase-file", secret, env=env)
     assert ok.returncode == 0 and "--expiring 2d" in ok.stdout, ok.stderr
@@ -156,7 +159,7 @@ def test_the_library_refuses_a_short_window_too(ca_dir, tmp_path):
     argv = ["renew", "--expiring", "1d", "--ca-dir", str(ca_dir)]
     with pytest.raises(CertkitError, match="Give --expiring 2d"):
         fleet.install_timer(argv, description="t", directory=tmp_path / "units", manage=False)
-    with pytest.raises(CertkitError, match="24 hours apart"):
+    with pytest.raises(CertkitError, match="25 hours apart"):
         fleet.crontab_line(argv)
     assert not (tmp_path / "units").exists()
 

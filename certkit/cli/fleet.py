@@ -199,7 +199,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         emit(as_json, data, "\n".join(lines))
         return
     no_systemd = not cron and unit_dir is None and not fleet.systemd_running()  # a crontab line instead
-    problem = fleet.window_problem(fleet.window_of(renew_argv), cron=cron or no_systemd)
+    problem = fleet.schedule_problem(renew_argv, cron=cron or no_systemd)
     if problem:  # before the CA is opened: a certificate could expire between two runs
         raise click.UsageError(problem)
     selection = _selection_words(renew_argv)

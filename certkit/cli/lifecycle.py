@@ -116,7 +116,9 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
         count = f"{len(rows):,} of {total:,} {_described(kind, status, expiring, pattern)}"
     if any(len(r["serial"]) > 16 for r in rows):
         note = "serials shortened: any unique 8+ digit prefix works in renew and revoke"
-        if width is None or len(count) + len(note) + 3 <= width:
+        from certkit.text import columns
+
+        if width is None or columns(count) + len(note) + 3 <= width:
             count += f" ({note})"
         else:  # lines of their own, wrapped (never cut) to the terminal
             import textwrap
@@ -124,7 +126,7 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
             count = textwrap.fill("Serials are shortened: any unique 8+ digit prefix works in renew and revoke.",
                                   width) + "\n" + count
     text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
-    if sys.stdout.isatty() and len(rows) > shutil.get_terminal_size((80, 24)).lines - 2:
+    if sys.stdout.isatty() and text.count("\n") + 1 > shutil.get_terminal_size((80, 24)).lines - 1:
         click.echo_via_pager(text)
     else:
         click.echo(text)

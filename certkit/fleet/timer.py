@@ -18,7 +18,7 @@ from pathlib import Path
 
 from certkit.constants import ENV_INVENTORY_URL
 from certkit.errors import CertkitError
-from certkit.text import is_digits, shown
+from certkit.text import is_digits, is_utf8, shown
 
 UNIT_NAME = "certkit-renew"
 _MARK = "# Written by certkit renew --install-timer; certkit renew --remove-timer removes it."
@@ -28,7 +28,9 @@ ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
 # machines does not renew (nor reload its servers) all at the same second.
 RANDOM_DELAY = 6 * 3600
 CALENDAR = "daily"  # OnCalendar=: once a day, at midnight (plus the random delay)
-PERIOD = 24 * 3600  # seconds between two midnights: CALENDAR's period
+# The most seconds between two midnights, CALENDAR's period: 25 hours on the night clocks go back (a timer
+# and cron both run in local time).
+PERIOD = 25 * 3600
 ACCURACY = 60  # systemd's default AccuracySec=1min: a timer may elapse up to this much late
 
 
@@ -57,6 +59,10 @@ def program() -> tuple[list[str], dict[str, str]]:
     # What decides which inventory and token this CA uses, set for this command: the timer must
     # renew against the same ones. None is a secret (a URL with a password is refused everywhere).
     env |= {name: _carried(name, os.environ[name]) for name in CARRIED_ENVIRONMENT if os.environ.get(name)}
+    for name, value in env.items():
+        if not is_utf8(value):  # a unit file and a crontab are UTF-8 text
+            raise CertkitError(f"${name} is '{shown(value)}', which is not UTF-8 text; a timer or crontab line "
+                               "cannot carry it. Set it to UTF-8 text (rename a folder it names).")
     return argv, env
 
 
@@ -148,6 +154,8 @@ def unit_dir(*, system: bool | None = None) -> Path:
 
 def _check_args(argv: Sequence[str]) -> None:
     for arg in argv:
+        if not is_utf8(arg):
+            raise CertkitError(f"'{shown(arg)}' is not UTF-8 text; a timer or crontab line cannot carry it.")
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in arg):
             raise CertkitError(f"'{shown(arg)}' holds a control character (a line break?); a timer or crontab "
                                "line cannot carry it. Put the command in a script and give its path.")
@@ -184,7 +192,8 @@ def longest_gap(*, cron: bool = False) -> dt.timedelta:
     """The longest time between two runs of the schedule certkit writes. The timer (:func:`timer_text`)
     elapses once a :data:`CALENDAR` day, each time at a new random moment within :data:`RANDOM_DELAY`
     after midnight and up to :data:`ACCURACY` late: one run just after midnight, the next as late as
-    the following day allows. The crontab line (``cron``) runs at one fixed time each day."""
+    the following day allows. The crontab line (``cron``) runs at one fixed time each day. A day is
+    :data:`PERIOD` long at most (the night clocks go back)."""
     if cron:
         return dt.timedelta(seconds=PERIOD)
     return dt.timedelta(seconds=PERIOD + RANDOM_DELAY + ACCURACY)
@@ -209,12 +218,20 @@ def window_problem(window: dt.timedelta | None, *, cron: bool = False) -> str | 
     from certkit.fleet.plan import period_words
 
     smallest = gap // dt.timedelta(days=1) + 1
-    when = ("A crontab line runs once a day at the same time, so two runs are 24 hours apart" if cron else
+    when = ("A crontab line runs once a day at the same local time, so two runs can be up to 25 hours apart (the "
+            "night clocks go back)" if cron else
             f"The timer runs daily at a random time within {RANDOM_DELAY // 3600} hours after midnight "
             f"(OnCalendar={CALENDAR}, RandomizedDelaySec={RANDOM_DELAY}, and up to {ACCURACY} s late), so two "
-            f"runs can be up to {_hours_and_minutes(gap)} apart")
+            f"runs can be up to {_hours_and_minutes(gap)} apart (on the night clocks go back)")
     return (f"{when}: a certificate due within the renewal window of {period_words(window)} could expire between "
-            f"two runs, and an expired certificate is never renewed by them. Give --expiring {smallest}d or longer.")
+            f"two runs, and an expired certificate is never renewed by them. Give --expiring {smallest}d or longer "
+            "(or --include-expired, to renew a certificate that expired between two runs).")
+
+
+def schedule_problem(renew_argv: Sequence[str], *, cron: bool = False) -> str | None:
+    """:func:`window_problem` for the renewal ``renew_argv`` runs; none with ``--include-expired``, whose runs
+    renew a certificate that expired between two of them."""
+    return None if "--include-expired" in renew_argv else window_problem(window_of(renew_argv), cron=cron)
 
 
 def _hours_and_minutes(period: dt.timedelta) -> str:
@@ -223,7 +240,7 @@ def _hours_and_minutes(period: dt.timedelta) -> str:
 
 
 def _check_window(renew_argv: Sequence[str], *, cron: bool) -> None:
-    problem = window_problem(window_of(renew_argv), cron=cron)
+    problem = schedule_problem(renew_argv, cron=cron)
     if problem:
         raise CertkitError(problem)
 
@@ -262,7 +279,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
     for path, text in zip(paths, (service, timer), strict=True):
-        if _check_ours(path) not in (None, text) and not force:
+        if _but_path(_check_ours(path)) not in (None, _but_path(text)) and not force:  # PATH: the newest
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
                               "schedule; pass --force to replace it, or --timer-name for a second timer.")
     try:
@@ -389,8 +406,19 @@ def _check_ours(path: Path) -> str | None:
     return text.decode("utf-8", "replace")
 
 
+def _but_path(text: str | None) -> str | None:
+    """A unit's text without its PATH line, which holds the installing shell's PATH (a virtualenv, ~/bin...):
+    installed again from another shell, the timer is the same, and takes the new PATH."""
+    if text is None:
+        return None
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith('Environment="PATH='))
+
+
 def _check_renews(service: Path, text: str | None, ca_dir: str | Path, name: str) -> None:
-    """Refuse to remove a timer whose service renews another CA than ``ca_dir`` (or none that can be told)."""
+    """Refuse to remove a timer whose service renews another CA than ``ca_dir`` (or none that can be told);
+    a timer whose service is gone renews no CA, and goes."""
+    if text is None and not os.path.lexists(service):
+        return
     renews = service_ca_dir(text) if text is not None else None
     wanted = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(ca_dir))))
     if renews is not None and os.path.realpath(renews) == wanted:
@@ -434,8 +462,9 @@ def _user() -> str:
 def cron_path() -> dict[str, str]:
     """``PATH`` as this command has it, for the crontab line (as certbot's cron file sets one): cron runs a
     job with ``/usr/bin:/bin``, where neither ``nginx`` nor ``pg_ctl`` (in ``/usr/sbin``) nor ``certkit``
-    may be, so hooks would not find them. Only absolute folders: cron starts in the home folder."""
-    folders = [d for d in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(d)]
+    may be, so hooks would not find them. Only absolute folders (cron starts in the home folder), in UTF-8 (a
+    unit file and a crontab are UTF-8 text)."""
+    folders = [d for d in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(d) and is_utf8(d)]
     return {"PATH": os.pathsep.join(dict.fromkeys(folders))} if folders else {}
 
 

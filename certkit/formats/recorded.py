@@ -47,6 +47,41 @@ def release(inventory: "Inventory", path: Path, serials: list[str]) -> list[str]
     return gone
 
 
+# Files certkit reads that the environment names: an inventory, and what PostgreSQL and SoftHSM read.
+_ENV_FILES = ("CERTKIT_INVENTORY_URL", "PGPASSFILE", "PGSERVICEFILE", "SOFTHSM2_CONF")
+# An SQLite database (an inventory), its write-ahead log (two magics) and its rollback journal.
+_SQLITE_MAGIC = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")
+
+
+def refuse_a_file_certkit_reads(path: Path, text: str) -> None:
+    """Refuse the output file ``path`` (given as ``text``) when the environment names it for certkit to read
+    ($CERTKIT_INVENTORY_URL, $PGPASSFILE...), or when it is an SQLite database, wherever it is kept (an
+    inventory: the record of every certificate), even with --force."""
+    import os
+
+    for name in _ENV_FILES:
+        value = os.environ.get(name, "")
+        value = value[len("sqlite:///"):] if value.startswith("sqlite:///") else value
+        try:
+            same = bool(value) and os.path.isfile(value) and os.path.samefile(value, path)
+        except (OSError, ValueError):
+            continue
+        if same:
+            raise UnsafeOutputPath(f"{shown(text)} is the file ${name} names, which certkit reads; it will not "
+                                   "write over it, even with --force. Choose another file.")
+    try:
+        if not os.path.isfile(path):  # a FIFO would block the read
+            return
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return
+    if head.startswith(_SQLITE_MAGIC):
+        raise UnsafeOutputPath(f"{shown(text)} is an SQLite database (an inventory keeps the record of every "
+                               "certificate in one); certkit will not write over it, even with --force. Choose "
+                               "another file.")
+
+
 def refuse_a_bundle_file(path: Path, text: str, inventory: "Inventory | None") -> None:
     """Refuse the output file ``path`` (given as ``text``) when it is a file of a bundle folder the inventory
     records (its cert.pem, privkey.pem...): written over, the inventory would go on saying the folder holds
@@ -76,6 +111,7 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
     import os
 
     real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
+    refuse_a_file_certkit_reads(real, str(path))
     refuse_a_bundle_file(real, str(path), inventory)
     rows = [] if inventory is None else inventory.rows(
         "WHERE folder = ? AND sink = 'file' AND status IN ('valid', 'pending') ORDER BY issued_at DESC LIMIT 1",
