@@ -72,6 +72,13 @@ class WriteRecorder:
         from certkit.inventory.succession import replaced_certificate
 
         row = self.ca.inventory.get(issued.serial_hex)
+        if row is not None and row["status"] == "revoked":  # as export-p12 refuses it: nobody may use its key
+            from certkit.errors import AlreadyRevoked
+            from certkit.vocabulary import moment_text
+
+            raise AlreadyRevoked(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
+                                 f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not "
+                                 "written. Issue a new one (with a new key) instead.")
         if row is None or row.get("folder") or row["status"] != "valid":
             return None
         path = os.path.abspath(folder)

@@ -289,6 +289,8 @@ class CADirectory:
         ca._saved_in = self.path.absolute()  # saved once: a second directory of it is refused
         if recorded is not None:
             recorded.mark_issued([serial])
+        if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
+            ca.inventory, ca.store = self.open().inventory, self
         return files
 
     def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:

@@ -1,0 +1,56 @@
+"""Audit round ten, the Python library against the command line (report library8):
+
+1. a CA saved with ``CADirectory(d).save_new(ca)`` records what it issues afterwards in d's inventory (leaves
+   and intermediates), as one loaded from d does: before, they were recorded nowhere, and no command could
+   revoke or renew them;
+4. ``IssuedCert.write`` of a certificate its CA revoked is refused (as ``export-p12`` refuses to pack one),
+   before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
+
+
+def test_a_saved_ca_records_what_it_issues_afterwards(tmp_path, monkeypatch):
+    from certkit import CA, CADirectory
+    from certkit.vocabulary import serial_hex
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ca = CA.create("Saved CA")
+    CADirectory(tmp_path / "d").save_new(ca, PASSPHRASE.encode())
+    leaf = ca.issue_server("a.example")
+    leaf.write(tmp_path / "a")
+    sub = CA.create("Sub of saved", parent=ca, directory=tmp_path / "sub")
+    CADirectory(tmp_path / "sub").save_new(sub, PASSPHRASE.encode(), parent=ca)
+    client = sub.issue_client("bob")
+    client.write(tmp_path / "bob")
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    listed = json.loads(run_certkit("list", "--json", "--ca-dir", tmp_path / "d", env=env, check=True).stdout)
+    assert {row["serial"] for row in listed["certificates"]} == {leaf.serial_hex, serial_hex(sub.cert.serial_number)}
+    assert sub.revoke(client.serial_hex)["status"] == "revoked"
+    crl = run_certkit("crl", "--ca-dir", tmp_path / "sub", env=env, check=True).stdout
+    from cryptography import x509
+
+    assert x509.load_pem_x509_crl(crl.encode()).get_revoked_certificate_by_serial_number(
+        int(client.serial_hex, 16)) is not None
+    renewed = run_certkit("renew", tmp_path / "a", "--ca-dir", tmp_path / "d", "--json", env=env)
+    assert renewed.returncode == 0, renewed.stderr
+    run_certkit("check", "--ca-dir", tmp_path / "d", env=env, check=True)
+
+
+def test_a_revoked_certificate_is_not_written(ca_dir, tmp_path):
+    from certkit import CADirectory
+    from certkit.errors import AlreadyRevoked
+
+    ca = CADirectory(ca_dir).load(PASSPHRASE)
+    issued = ca.issue_client("alice")
+    ca.revoke(issued.serial_hex, "keyCompromise")
+    with pytest.raises(AlreadyRevoked, match="keyCompromise"):
+        issued.write(tmp_path / "alice")
+    assert not (tmp_path / "alice").exists()
