@@ -118,7 +118,11 @@ def sign_crl(ca: "CA", *, days: int = 30, checked: bool = False, above: int = 0,
         if reason != "unspecified":  # RFC 5280 5.3.1: omit the code rather than say unspecified
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return sign_builder(key, builder)  # a key file, or a PKCS#11 token (certkit.pkcs11)
+    try:
+        return sign_builder(key, builder)  # a key file, or a PKCS#11 token (certkit.pkcs11)
+    except BaseException:  # not signed (a token that refused, went away, was interrupted): nothing used it
+        _give_back_number(inventory, number)
+        raise
 
 
 def crl_deadline(ca: "CA") -> dt.datetime:

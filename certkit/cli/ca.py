@@ -183,9 +183,13 @@ def _new_passphrase(store, no_passphrase: bool, passphrase_file: Path | None) ->
     return passphrase
 
 
-def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None, names: tuple = (None,) * 4):
+def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None, names: tuple = (None,) * 4,
+                 own_token=None):
     """The parent CA, unlocked with its passphrase (or its token's PIN); None for a root. ``names``
-    (--name, --org, --org-unit, --country): an intermediate named as a CA above it is refused first."""
+    (--name, --org, --org-unit, --country): an intermediate named as a CA above it is refused first.
+    A parent's token PIN comes from $CERTKIT_PARENT_CA_PASSPHRASE, else $CERTKIT_PKCS11_PIN unless that is
+    the PIN of another token, the new CA's own (``own_token``, its key URI): a wrong PIN counts towards
+    the lock of the parent's token."""
     if parent_ca_dir is None:
         return None
     from certkit.ca import CA
@@ -203,20 +207,32 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         CA(parent_cert, None, grandparents).check_can_sign_ca()
         refuse_namesake(ca_subject(*names, intermediate=True), [parent_cert, *grandparents])
         token = key_secret(parent_store)[0] == ENV_PKCS11_PIN
-        env, prompt = (ENV_PKCS11_PIN, "PIN of the token holding the parent CA key") if token else \
-            (ENV_PARENT_PASSPHRASE, "Parent CA key passphrase")
+        env, prompt = (_parent_pin_variable(parent_store, own_token), "PIN of the token holding the parent CA key") \
+            if token else (ENV_PARENT_PASSPHRASE, "Parent CA key passphrase")
         return parent_store.load(lambda: read_secret(parent_passphrase_file, env, prompt))
     except InvalidName as exc:  # the intermediate's name, not the parent, is at fault
         raise click.ClickException(str(exc)) from None
     except PassphraseRequired as exc:
-        where = "$CERTKIT_PKCS11_PIN" if token else "$CERTKIT_PARENT_CA_PASSPHRASE"
-        raise click.ClickException(f"{exc} Set {where} or pass --parent-passphrase-file.") from None
+        raise click.ClickException(f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") \
+            from None
     except CertkitError as exc:
         from certkit.cli.secrets_input import byte_order_mark_hint
         from certkit.errors import WrongPassphrase
 
         hint = byte_order_mark_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
         raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}{hint}") from None
+
+
+def _parent_pin_variable(parent_store, own_token) -> str:
+    """Where the PIN of the parent's token comes from (see :func:`_load_parent`)."""
+    from certkit.constants import ENV_PKCS11_PIN
+    from certkit.pkcs11.uri import KeyURI
+
+    if ENV_PARENT_PASSPHRASE in os.environ or own_token is None:
+        return ENV_PARENT_PASSPHRASE if ENV_PARENT_PASSPHRASE in os.environ else ENV_PKCS11_PIN
+    parent = KeyURI.parse(parent_store.key_uri)
+    same = (parent.token, parent.serial) == (own_token.token, own_token.serial)
+    return ENV_PKCS11_PIN if same else ENV_PARENT_PASSPHRASE
 
 
 def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passphrase_file, parent_ca_dir,
@@ -238,7 +254,7 @@ def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passph
         raise click.UsageError(f"A key in a token is one of {', '.join(pkcs11.SUPPORTED_KEY_TYPES)}, not {key_type}.")
     module = pkcs11.module_path(uri, pkcs11_module)
     pkcs11.find_token(uri, module)  # present? (no PIN needed yet)
-    parent = _load_parent(parent_ca_dir, parent_passphrase_file)
+    parent = _load_parent(parent_ca_dir, parent_passphrase_file, own_token=uri)
     pin = read_secret(pin_file, ENV_PKCS11_PIN, f"PIN of token '{uri.token or uri.serial}'")
     if pin is None:
         raise click.ClickException("The token's PIN is needed: pass --pin-file, set $CERTKIT_PKCS11_PIN, or run on a "

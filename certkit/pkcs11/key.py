@@ -133,6 +133,9 @@ class TokenKey:
         with self._lock:
             self._ensure_session()
             for attempt in range(2):
+                if not hasattr(self._private, "sign"):  # python-pkcs11 gives it no sign() when CKA_SIGN is false
+                    raise TokenError(f"The {self.uri.describe()} may not sign: the token marks it so (CKA_SIGN is "
+                                     "false). Give a key made for signing, or set its CKA_SIGN to true.")
                 try:
                     if self.key_type.startswith("ecdsa"):
                         digest = hashes.Hash(self.hash())
