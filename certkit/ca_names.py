@@ -29,8 +29,10 @@ def default_ca_name(*, intermediate: bool = False) -> str:
     kind = "intermediate CA" if intermediate else "CA"
     # (a login name or host name that is not UTF-8, as $USER gives Latin-1 bytes, loses those bytes)
     name = f"certkit {kind} {user}@{socket.gethostname()}".encode("utf-8", "surrogateescape")
-    name = name[:_names.MAX_ATTRIBUTE_BYTES]
-    return name.decode("utf-8", "ignore")
+    name = name[:_names.MAX_ATTRIBUTE_BYTES].decode("utf-8", "ignore")
+    # what a login or host name may hold that a common name cannot (a tab, an escape), and blanks at the end
+    # of the cut: dropped, as a default is not the user's to fix (--name is)
+    return "".join(ch for ch in name if ch.isprintable()).rstrip()
 
 
 def refuse_namesake(subject: "x509.Name", above: list, *, library: bool = False) -> None:

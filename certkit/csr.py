@@ -255,7 +255,8 @@ def plan(request: CSRRequest, kind: str, extra_names=()) -> tuple[list, str | No
     """
     from certkit.vocabulary import attribute_text
 
-    dropped = [f"subject attribute {attribute_text(attr)}" for attr in request.csr.subject if attr.oid != _CN_OID()]
+    dropped = [f"subject attribute {_cut(attribute_text(attr))}" for attr in request.csr.subject
+               if attr.oid != _CN_OID()]
     if kind in ("server", "peer"):
         identities, cn = _plan_hosts(request, kind, extra_names, dropped)
         return identities, cn, dropped
@@ -418,3 +419,8 @@ def _SAN_OID():  # noqa: N802
     from cryptography.x509.oid import ExtensionOID
 
     return ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+
+
+def _cut(text: str, most: int = 100) -> str:
+    """``text`` cut to ``most`` characters (a requester's value may be thousands long), its end marked."""
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"

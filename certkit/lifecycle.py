@@ -231,17 +231,19 @@ def _found(inventory: "Inventory", row: dict) -> Found:
 
 
 def _by_name(inventory: "Inventory", name: str) -> Found | None:
-    from certkit.inventory.rows import subject_common_names
+    import unicodedata
+
+    from certkit.inventory.rows import name_patterns, subject_common_names
 
     literal = "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name.lower())
-    wanted = name.lower().rstrip(".")
+    wanted = set(name_patterns(name))  # as typed when issued: café.example, r.example., José in any form
     rows = []
     for row in inventory.query(name=literal, damaged=[]):  # a damaged row elsewhere does not block this one
         if row["kind"] == "ca":
             continue
         values = {entry.split(":", 1)[1].lower() for entry in row["names"] if ":" in entry}
-        cn = [value.lower() for value in subject_common_names(row["subject"])]
-        if wanted in values or wanted in cn:
+        values |= {value.lower() for value in subject_common_names(row["subject"])}
+        if wanted & {unicodedata.normalize("NFC", value) for value in values}:
             rows.append(row)
     current = [r for r in rows if not inventory.successors(r["serial"])]
     live = [r for r in current if r["status"] != "revoked"] or current

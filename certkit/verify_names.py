@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 
 from certkit.errors import CertkitError
 from certkit.vocabulary import eku_names, is_ca
@@ -127,11 +128,22 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
         return None
     if any(_client_san_matches(san, name) for san in san_list(cert)):
         return None
+    if cn is not None and cn != name and unicodedata.normalize("NFC", cn) == unicodedata.normalize("NFC", name):
+        return (f"not valid for name {name}: its CN is the same text in another Unicode form ({_form(cn)}, the "
+                f"name given {_form(name)}), and servers that map a CN to a user compare the bytes")
     looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
     hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
             if looks_like_dn and cn is not None else "")
     return (f"not valid for name {name}: it names {cn_text(cert.subject)}" + (f" and {listed}" if names else "")
             + hint)
+
+
+def _form(text: str) -> str:
+    """``NFC``, ``NFD`` or ``mixed``: which Unicode normalization form ``text`` is in."""
+    for form in ("NFC", "NFD"):
+        if unicodedata.is_normalized(form, text):
+            return form
+    return "mixed"
 
 
 def client_cn_problem(path: list) -> str | None:

@@ -87,6 +87,9 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     from certkit.cli.common import warn
     from certkit.text import shown
 
+    if expiring is not None and status not in (None, "valid"):  # it selects valid certificates
+        raise click.UsageError(f"--expiring selects valid certificates that expire within the period; it cannot go "
+                               f"with --status {status} (which lists {status} ones).")
     store, inventory = _inventory(ca_dir)
     now = dt.datetime.now(dt.UTC)
     damaged: list = []
@@ -312,6 +315,9 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from certkit.text import stdout_closed
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
+    if out is None and force:
+        raise click.UsageError("--force replaces an existing --out file; standard output replaces nothing: add --out "
+                               "FILE, or leave out --force.")
     if out is None and (closed := stdout_closed("the CRL")):
         raise CertkitError(closed)
     if out is None and der and (as_json or sys.stdout.isatty()):

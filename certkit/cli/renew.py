@@ -109,6 +109,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     if remove_timer:
         _refuse_with_remove_timer(exec_each=exec_each, exec_once=exec_once, days=days, passphrase_file=passphrase_file,
                                   p12_password_file=p12_password_file, cron=cron)
+    elif exec_each is None and exec_once is None and _given("exec_timeout"):
+        raise click.UsageError("--exec-timeout limits a hook: add --exec or --exec-once, or leave it out.")
     schedule = dict(cron=cron, unit_dir=unit_dir, name=timer_name, ca_dir=ca_dir, passphrase_file=passphrase_file,
                     as_json=as_json, force=force)
     hooks = dict(exec_each=exec_each, exec_once=exec_once, exec_timeout=exec_timeout)
@@ -166,6 +168,13 @@ def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, re
                                "--expiring PERIOD or --all.")
 
 
+def _given(name: str) -> bool:
+    """Whether the option ``name`` was given (on the command line or in the environment), not defaulted."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
 def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int | None) -> None:
     """A daily timer renews what is due: ``--all`` (or successors that live no longer than the window) would
     renew every selected certificate every day, forever: new certificates, hooks and reloads each night."""
@@ -186,12 +195,11 @@ def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int 
 def _refuse_with_remove_timer(**given) -> None:
     """--remove-timer takes only where the units are (--unit-dir, --timer-name, --ca-dir): options of
     what a timer runs would be silently ignored."""
-    from click.core import ParameterSource
 
     names = {"exec_each": "--exec", "exec_once": "--exec-once", "days": "--days", "passphrase_file":
              "--passphrase-file", "p12_password_file": "--p12-password-file"}
     ignored = [names[k] for k, v in given.items() if k in names and v is not None]
-    if click.get_current_context().get_parameter_source("exec_timeout") not in (None, ParameterSource.DEFAULT):
+    if _given("exec_timeout"):
         ignored.append("--exec-timeout")
     if ignored:
         raise click.UsageError(f"--remove-timer removes the timer, whatever it runs: it takes only --unit-dir, "

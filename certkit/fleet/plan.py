@@ -128,7 +128,7 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     leaves not renewed yet (nor being renewed), not expired (unless ``selection.include_expired``),
     expiring by ``now + selection.expiring``: the certificates ``certkit list --expiring`` shows.
     A run reads them all before it renews any, so it never meets its own successors."""
-    from certkit.inventory.rows import iso, name_match
+    from certkit.inventory.rows import iso, name_match, name_patterns
 
     now = now or dt.datetime.now(dt.UTC)
     where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
@@ -144,7 +144,7 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     if selection.expiring is not None:
         where.append("not_after <= ?")
         params.append(iso(now + selection.expiring))
-    pattern = selection.name.lower() if selection.name else None
+    pattern = name_patterns(selection.name) if selection.name else None
     last: tuple[str, str] | None = None
     while True:
         page_where = list(where)

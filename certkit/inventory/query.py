@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from certkit.inventory.rows import iso, name_match
+from certkit.inventory.rows import iso, name_match, name_patterns
 from certkit.vocabulary import moment_text
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
         sql += f" LIMIT {int(limit)}"
     rows = inventory.rows(sql, params, damaged=damaged)
     if name:
-        pattern = name.lower()
+        pattern = name_patterns(name)
         import json
 
         rows = [r for r in rows if name_match(pattern, r["subject"], json.dumps(r["names"]))][:limit]
@@ -60,7 +60,7 @@ def count(inventory: "Inventory", *, kind: str | None, status: str | None, expir
         if not name:
             return tx.execute(f"SELECT count(*) FROM certificates {where}", tuple(params)).fetchone()[0]
         found = tx.execute(f"SELECT subject, names FROM certificates {where}", tuple(params)).fetchall()
-    pattern = name.lower()
+    pattern = name_patterns(name)
     return sum(name_match(pattern, subject, names) for subject, names in found)
 
 

@@ -155,13 +155,43 @@ def subject_common_names(subject: str) -> list[str]:
     return [value for kind, value in subject_attributes(subject) if kind.upper() == "CN"]
 
 
-def name_match(pattern: str, subject: str, names_json: str) -> bool:
-    """Whether the glob ``pattern`` (lower case) matches one of the subject's attribute values or a
-    SAN value; used as an SQL function on SQLite and in Python elsewhere. The subject as a whole
-    (``cn=alice,o=lab``) is matched only by a pattern that names an attribute (holds ``=``):
-    otherwise ``c*`` would match every ``CN=`` subject."""
-    import fnmatch
+def name_patterns(name: str) -> tuple[str, ...]:
+    """The glob ``name`` (``list --name``, ``renew --name``, ``renew NAME``) in the forms issuing stores names in:
+    lower case, NFC, without surrounding blanks or a final dot; and, with non-ASCII DNS labels (an email's
+    domain's too), with those labels as A-labels (café.example is stored as xn--caf-dma.example), beside the
+    text itself (a client's CN, José, is stored as it is)."""
+    import unicodedata
 
+    text = unicodedata.normalize("NFC", name.strip()).lower()
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1]
+    found = [text]
+    if not text.isascii() and "=" not in text:
+        import idna
+
+        local, at, domain = text.rpartition("@")
+        labels = []
+        for label in domain.split("."):
+            if not label.isascii() and not any(ch in label for ch in "*?["):
+                try:
+                    label = idna.encode(label, uts46=True).decode("ascii")
+                except (idna.IDNAError, UnicodeError):
+                    pass
+            labels.append(label)
+        found.append(local + at + ".".join(labels))
+    return tuple(dict.fromkeys(found))
+
+
+def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) -> bool:
+    """Whether the glob ``pattern`` (lower case; or any of several: :func:`name_patterns`) matches one of the
+    subject's attribute values or a SAN value (compared in NFC); used as an SQL function on SQLite and in
+    Python elsewhere. The subject as a whole (``cn=alice,o=lab``) is matched only by a pattern that names an
+    attribute (holds ``=``): otherwise ``c*`` would match every ``CN=`` subject."""
+    import fnmatch
+    import unicodedata
+
+    patterns = (pattern,) if isinstance(pattern, str) else pattern
+    pattern = patterns[0]
     candidates = [value.lower() for _kind, value in subject_attributes(subject)]
     if "=" in pattern:
         candidates.append(subject.lower())
@@ -177,4 +207,5 @@ def name_match(pattern: str, subject: str, names_json: str) -> bool:
                 if "=" not in pattern:
                     continue
             candidates.append(value.lower())
-    return any(fnmatch.fnmatchcase(c, pattern) for c in candidates)
+    candidates = [c if c.isascii() else unicodedata.normalize("NFC", c) for c in candidates]
+    return any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns)
