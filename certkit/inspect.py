@@ -262,7 +262,7 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
         "key_type": _key_type(csr),
         # A CSR signed with MD5 or SHA-1 is not checked at all (cryptography refuses to): it is
         # not accepted, but not known to be altered either.
-        "signature_valid": False if weak else csr.is_signature_valid,
+        "signature_valid": False if weak else _signature_valid(csr),
         "weak_signature": weak,
         "subject_alt_names": general_names(san.value) if san else [],
         "requested_extended_key_usage": _eku(eku) if eku else None,
@@ -290,8 +290,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
         raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
     keys = []
-    publics = [(public_key_der(c.public_key()), c) for c, _ in material.certificates]
-    publics += [(public_key_der(r.public_key()), r) for r, _ in material.csrs]
+    publics = [(_public_der(c), c) for c, _ in material.certificates]
+    publics += [(_public_der(r), r) for r, _ in material.csrs]
     for key, name in material.keys:
         if key is None:
             keys.append({"file": name, "encrypted": True, "matches": None,
@@ -354,6 +354,8 @@ def unreadable_files(folder: Path) -> list[tuple[str, str]]:
 def _csr_signature(item: dict) -> str:
     if item.get("weak_signature"):
         return f"not accepted: {item['weak_signature']}, a weak signature algorithm (sign it with SHA-256)"
+    if item["signature_valid"] is None:
+        return "not checked: its key type is one certkit cannot read"
     return "valid" if item["signature_valid"] else "INVALID (tampered or damaged)"
 
 
@@ -420,14 +422,40 @@ def _names_text(sans: list[dict]) -> str:
     return ", ".join(f"{e['type']}:{_shown(e)}" for e in sans) or "(none)"
 
 
+def _signature_valid(csr) -> bool | None:
+    """Whether the CSR's signature is valid; None (not checked) for a key type cryptography cannot read."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        return csr.is_signature_valid
+    except UnsupportedAlgorithm:
+        return None
+
+
+def _public_der(signed) -> bytes | None:
+    """The DER of a certificate's or CSR's public key; None for a key type cryptography cannot read."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from certkit.keys import public_key_der
+
+    try:
+        return public_key_der(signed.public_key())
+    except UnsupportedAlgorithm:
+        return None
+
+
 def _key_type(signed) -> str:
     """The key type of a certificate's or CSR's public key, an RSA-PSS key (id-RSASSA-PSS, which
     cryptography reads as RSA) told apart: certkit certifies rsaEncryption keys only."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.x509.oid import PublicKeyAlgorithmOID
 
     from certkit.keys import key_type_of
 
-    named = key_type_of(signed.public_key())
+    try:
+        named = key_type_of(signed.public_key())
+    except UnsupportedAlgorithm as exc:  # a well-formed certificate of a key type cryptography cannot read
+        return f"unreadable here ({str(exc).rstrip('.')})"
     if getattr(signed, "public_key_algorithm_oid", None) == PublicKeyAlgorithmOID.RSASSA_PSS:
         return named.replace("rsa-", "rsa-pss-", 1)
     return named

@@ -44,7 +44,9 @@ MIN_PASSPHRASE = 12
 @click.option("--parent-ca-dir", type=CheckedPath(path_type=Path, file_okay=False),
               help="Create an intermediate CA signed by the CA in this directory.")
 @click.option("--parent-passphrase-file", type=ExistingPath(path_type=Path, dir_okay=False),
-              help="Passphrase file for the parent CA's key (else $CERTKIT_PARENT_CA_PASSPHRASE, else a prompt).")
+              help="Passphrase file for the parent CA's key, or its token's PIN (else $CERTKIT_PARENT_CA_PASSPHRASE; "
+                   "for a token, else $CERTKIT_PKCS11_PIN unless this CA's key is in another token; else a "
+                   "prompt).")
 @click.option("--no-passphrase", is_flag=True, help="Store the CA key unencrypted (not recommended).")
 @click.option("--inventory", "inventory_url", metavar="URL", envvar="CERTKIT_INVENTORY_URL",
               help="Keep the inventory in this empty PostgreSQL database (postgresql://USER@HOST/DB, no password: "

@@ -42,8 +42,8 @@ def inspect_(path, as_json):
 # --- verify -------------------------------------------------------------------------
 @click.command("verify")
 @click.argument("cert", type=click.Path(path_type=Path))
-@click.option("--purpose", type=click.Choice(["server", "client"]), required=True,
-              help="The TLS role the certificate must be valid for.")
+@click.option("--purpose", type=click.Choice(["server", "client"]),
+              help="The TLS role the certificate must be valid for (required).")
 @click.option("--name", metavar="HOST", help="Name to check: a server's DNS name or IP address, or a client's "
                                               "CN, email, URI or DNS name.")
 @click.option("--ca-file", type=CheckedPath(path_type=Path, dir_okay=False),
@@ -71,6 +71,8 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     from certkit.text import shown
     from certkit.verify import verify_path
 
+    if purpose is None:  # in one line (click's own says the choices on lines of their own)
+        raise click.UsageError("Missing option '--purpose': give --purpose server or --purpose client.")
     if ca_file is not None and ca_dir is not None and click.get_current_context().get_parameter_source(
             "ca_dir") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")

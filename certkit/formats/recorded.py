@@ -203,9 +203,27 @@ def _is_a_der_key(data: bytes) -> bool:
         load_der_private_key(data, None)
     except TypeError:  # encrypted: a key all the same
         return True
-    except Exception:  # not a key (ValueError), or one of a type cryptography does not support
-        return False
+    except Exception:  # not a key (ValueError), or one of a type cryptography does not support: its shape says
+        return _shaped_as_a_der_key(data)
     return True
+
+
+def _shaped_as_a_der_key(data: bytes) -> bool:
+    """Whether ``data`` is one DER SEQUENCE shaped as a private key, of any algorithm (a curve cryptography
+    does not implement, SM2): PKCS#8 (a version 0 or 1, then the algorithm's SEQUENCE), SEC 1 (version 1, then
+    the key's OCTET STRING) or PKCS#1 / DSA (version 0, then an INTEGER)."""
+    if len(data) < 8 or data[0] != 0x30:
+        return False
+    if data[1] < 0x80:
+        body, size = 2, data[1]
+    elif 1 <= data[1] - 0x80 <= 4:
+        body, size = 2 + data[1] - 0x80, int.from_bytes(data[2:2 + data[1] - 0x80], "big")
+    else:
+        return False
+    if body + size != len(data) or data[body:body + 2] != b"\x02\x01" or len(data) < body + 4:
+        return False
+    version, after = data[body + 2], data[body + 3]
+    return (version in (0, 1) and after == 0x30) or (version == 1 and after == 0x04) or (version == 0 and after == 0x02)
 
 
 def foreign_notes(path: Path, ca) -> list[str]:
