@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
-from certkit.ca_checks import check_directory, check_parts, record_signed_ca, resolve_serial
+from certkit.ca_checks import check_directory, check_parts, intermediate_limits, record_signed_ca, resolve_serial
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import LEAF_KINDS
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
@@ -36,7 +36,7 @@ from certkit.keys import (
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
 from certkit.testhooks import pause_at
 from certkit.text import shown
-from certkit.validity import cap_at_parent, check_days, check_within_parent
+from certkit.validity import check_days
 from certkit.vocabulary import check_bool, common_name, serial_argument, serial_hex, wrong_type
 
 if TYPE_CHECKING:
@@ -134,16 +134,13 @@ class CA:
         subject = ca_subject(common_name, organization, organizational_unit, country, intermediate=parent is not None)
         if parent is not None:
             refuse_namesake(subject, [parent.cert, *parent.parents], library=True)
-        dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
-        asked, days = days, days if days is not None else profile.default_days
-        check_days(days)
-        not_before, not_after = validity(days, start=not_before)
         if parent is not None:
-            parent.check_can_sign_ca()
-            not_after = cap_at_parent(parent, asked, not_before, not_after)
-            check_within_parent(parent.cert, parent.common_name, days, not_before, not_after)
-            nc = _constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
+            not_before, not_after, nc = intermediate_limits(parent, days, permitted_dns, permitted_ips, not_before)
         else:
+            dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
+            days = days if days is not None else profile.default_days
+            check_days(days)
+            not_before, not_after = validity(days, start=not_before)
             nc = _constraints.build(dns, ips)
         key = key if key is not None else generate_key(key_type)
         cert = build_certificate(

@@ -312,3 +312,23 @@ def kind_of(ca, cert) -> str:
         raise CannotRenew(f"The certificate {serial} is a {kind} certificate; only server, client and peer "
                           "certificates are renewed (CAs with 'init-ca').")
     return kind
+
+
+def intermediate_limits(parent, days: int | None, permitted_dns, permitted_ips, not_before=None) -> tuple:
+    """What an intermediate of ``parent`` may be, from the parent's certificates alone (its key is not needed,
+    so init-ca refuses before any passphrase): its lifetime within the parent's (``days``, by default the
+    profile's; refused past it), its name constraints no wider. Returns (not_before, not_after, the
+    NameConstraints)."""
+    from certkit import constraints
+    from certkit.profiles import PROFILES, validity
+    from certkit.validity import cap_at_parent, check_days, check_within_parent
+
+    dns, ips = constraints.parse_permitted(permitted_dns, permitted_ips)
+    asked, days = days, days if days is not None else PROFILES["intermediate-ca"].default_days
+    check_days(days)
+    not_before, not_after = validity(days, start=not_before)
+    parent.check_can_sign_ca()
+    not_after = cap_at_parent(parent, asked, not_before, not_after)
+    check_within_parent(parent.cert, parent.common_name, days, not_before, not_after)
+    return not_before, not_after, constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
+

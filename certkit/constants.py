@@ -40,6 +40,9 @@ OUTPUT_FORMATS = ("folder", "jsonl", "k8s", "tar")
 
 # States ``certkit list`` filters by: "valid" and "expired" split issued certificates by date;
 # "pending" ones are being written right now; "abandoned" ones were signed but never delivered.
+# Where an abandoned certificate's delivery cannot be looked for again (standard output, a program's memory):
+# its writer may have stopped after the certificate left, so it stays revocable.
+UNSEEN_SINKS = ("stream", "memory")
 LIST_STATUSES = ("valid", "expired", "revoked", "pending", "abandoned")
 
 # --- revocation ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.constants import UNSEEN_SINKS
 from certkit.errors import CertkitError
 from certkit.verify_names import cn_text
 
@@ -81,6 +82,10 @@ def _row_problems(row: dict, cert, leaf: bool, whose: str) -> list[str]:
             return [f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
                     f"{row['revocation_reason']}), as {whose} records; servers refuse it once they load the next "
                     "CRL"]
+        if row.get("sink") in UNSEEN_SINKS:
+            return [f"never marked delivered: {whose} records it as abandoned, but its writer sent it to standard "
+                    "output (or a program's memory) and stopped before marking it; if it reached anyone, revoke "
+                    "it (certkit revoke SERIAL)"]
         return [f"never delivered: {whose} records it as abandoned (its key was never stored)"]
     if row["status"] == "revoked":
         return [f"the issuing CA {cn_text(cert.subject)} was revoked on "

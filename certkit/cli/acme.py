@@ -142,6 +142,7 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
     from certkit.acme.server import AcmeConfig
 
     policy = Policy.build(allow_domains, allow_ips)
+    _check_listenable(host, port)  # a port in use is said before the passphrase is asked for
     ca = _open_ca(ca_dir, days, passphrase_file, policy)
     config = AcmeConfig(policy, Validator(http01_port, tls_alpn01_port, resolve), days, eab)
     names, listener, service, server = _start(ca, config, host, port, verbose)

@@ -113,6 +113,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         inventory_from_environment()  # click takes an empty variable as unset: refused, as every command does
     if inventory_url is not None:
         _check_inventory_database(inventory_url)
+    _check_against_parent(parent_ca_dir, days, permit_dns, permit_ip)  # before any passphrase, PIN or key
     if key_uri is not None or pkcs11_module is not None or pin_file is not None or reuse_key:
         from click.core import ParameterSource
 
@@ -136,6 +137,21 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     parent = _load_parent(parent_ca_dir, parent_passphrase_file, (common_name, org, org_unit, country))
     _create_and_report(store, CA, None, passphrase, parent, key_type, common_name, org, org_unit, country, days,
                        permit_dns, permit_ip, inventory_url, as_json)
+
+
+def _check_against_parent(parent_ca_dir: Path | None, days: int | None, permit_dns, permit_ip) -> None:
+    """An intermediate's lifetime and name constraints against its parent's certificate (no key needed)."""
+    if parent_ca_dir is None:
+        return
+    from certkit.ca import CA
+    from certkit.ca_checks import intermediate_limits
+    from certkit.store import CADirectory
+
+    try:
+        parent_cert, grandparents = CADirectory(parent_ca_dir).load_certificates()
+    except CertkitError:
+        return  # said, in its words, where the parent is loaded
+    intermediate_limits(CA(parent_cert, None, grandparents), days, permit_dns, permit_ip)
 
 
 def _check_inventory_database(url: str) -> None:

@@ -165,9 +165,9 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
     ca = CADirectory(ca_dir).open()
     request = server_request(names, days=1)
     plan(ca, request, Target())  # refused before the passphrase is asked for
-    unlock(ca, passphrase_file)
-    server = _listen(host, port)  # the port first: no certificate is issued for a server that cannot run
-    try:
+    server = _listen(host, port)  # the port first: no passphrase asked, no certificate issued, for a server that
+    try:  # cannot run
+        unlock(ca, passphrase_file)
         with begin(ca, request) as issued:  # recorded pending, valid once the server holds it
             context = issued_context(issued, client_ca_pem)
     except BaseException:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certkit.constants import KINDS
+from certkit.constants import KINDS, UNSEEN_SINKS
 from certkit.db import Database, open_database
 from certkit.errors import AlreadyRevoked, CABroken, CertkitError, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
@@ -398,7 +398,7 @@ class Inventory:
                 from certkit.inventory.compromise import hold_compromise_lock
 
                 hold_compromise_lock(tx, shared=False)
-            found = tx.execute("SELECT status, revoked_at, revocation_reason, kind FROM certificates"
+            found = tx.execute("SELECT status, revoked_at, revocation_reason, kind, sink FROM certificates"
                                " WHERE serial = ? FOR UPDATE", (serial,)).fetchone()
             if found is None:
                 raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
@@ -407,7 +407,7 @@ class Inventory:
             if found[0] == "revoked" and not upgrade:
                 raise AlreadyRevoked(f"The certificate {serial} was already revoked on {moment_text(found[1])} "
                                      f"(reason: {found[2]}).")
-            if found[0] == "abandoned" and found[3] != "ca":  # a CA's key may be anywhere: revocable
+            if found[0] == "abandoned" and found[3] != "ca" and found[4] not in UNSEEN_SINKS:  # else: may be out
                 raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "
                                          "never stored), so there is nothing to revoke.")
             if reason == "cACompromise" and found[3] != "ca":
