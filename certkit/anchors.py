@@ -34,8 +34,8 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
         roots = [c for c in cas if self_signed(c)]
         if not roots:
             raise CertkitError(f"{shown(ca_file)} holds no root CA certificate (a self-signed one): OpenSSL "
-                               f"(openssl verify -CAfile, nginx, Python) takes no other as a trust anchor; give "
-                               f"the root above {shown(cas[0].subject.rfc4514_string())}.")
+                               f"(openssl verify -CAfile, nginx, Python before 3.13) takes no other as a trust anchor; "
+                               f"give the root above {shown(cas[0].subject.rfc4514_string())}.")
         return roots, [c for c in cas if c not in roots], str(ca_file)
     from certkit.store import CADirectory
 

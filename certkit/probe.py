@@ -210,7 +210,7 @@ class ProbeResult:
     # The certificates the server sends that are not of its chain (anchors.stranger_places), by place
     strangers: dict[int, str] = field(default_factory=dict)
     final_dot: bool = False  # the URL's host ends with a dot, which Python and OpenSSL clients keep
-    partial_anchor: str | None = None  # a --ca-file of CAs but no root: curl takes it, OpenSSL, Python, Node do not
+    partial_anchor: str | None = None  # a --ca-file of CAs but no root: curl takes it, OpenSSL, Node do not
 
     @property
     def server_ok(self) -> bool:

@@ -27,6 +27,8 @@ _ALERTS = {
     "unknown ca": "the server does not know the CA that issued it",
     "certificate expired": "the certificate has expired (or is not yet valid)",
     "bad certificate": "the server could not verify it",
+    "certificate unknown": "the server did not accept it (Java and NSS servers say any refusal of a client "
+                           "certificate so)",
     "certificate revoked": "the certificate is revoked",
     "handshake failure": "the server ended the handshake (no acceptable certificate?)",
     "decrypt error": "the server could not verify the certificate's signature",
@@ -361,9 +363,9 @@ STRANGERS_NOTE = ("the server also sends {}: it sends every client someone else'
 
 
 # A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
-PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl and GnuTLS clients given it accept this "
-                       "server, but OpenSSL (s_client, nginx), Python and Node clients refuse it (unable to get "
-                       "issuer certificate): give them the root at the top of the chain")
+PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl, GnuTLS and Python 3.13 clients given it "
+                       "accept this server, but OpenSSL (s_client, nginx), Python before 3.13 and Node clients refuse "
+                       "it (unable to get issuer certificate): give them the root at the top of the chain")
 
 
 def render(result: "ProbeResult") -> str:

@@ -390,7 +390,7 @@ def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> s
     """The log line of a failed handshake: this server "rejected" the client, or, when the client sent the TLS
     alert (curl about an expired server certificate: "certificate expired"), the client refused this server."""
     reason = reason_of(exc)
-    if (alert := re.search(r"\b(?:sslv3|tlsv1|tlsv13) alert (.+)$", reason)) is not None:
+    if (alert := re.search(r"\b(?:sslv3|tlsv1|tlsv13|tls) alert (.+)$", reason)) is not None:
         return f"refused by the client {peer}: {reason}: {client_refusal(alert[1], facts)}"
     if reason == "peer did not return a certificate":
         reason = "no client certificate (peer did not return a certificate)"
@@ -428,6 +428,9 @@ def client_refusal(alert: str, server: "ServerFacts", now: dt.datetime | None = 
         until = text_time(cert.not_after)
         words += (f": this server's certificate {problem}" if problem else
                   f", but by this server's clock it is valid until {until}: check the client's clock")
+    elif alert in ("bad certificate", "certificate unknown") and cert is not None and (
+            problem := time_problem(cert, now)):  # Java, GnuTLS and Go say an expiry in these words
+        words += f": this server's certificate {problem}, which is likely why"
     return words
 
 
