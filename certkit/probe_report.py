@@ -205,6 +205,9 @@ def _lax_purpose(result: "ProbeResult") -> str:
                 "does not check a client certificate's purpose")
     if problem is None:
         return ""
+    if problem.startswith("this is a CA certificate"):  # OpenSSL's purpose check takes one as a client's
+        return (f"; beware: {problem}: OpenSSL-based servers (nginx, Python's ssl) take it as a client certificate, "
+                "as this one did, but rustls-based ones and certkit verify (cryptography's verifier) refuse it")
     return (f"; beware: {problem}, yet it got in: this server does not check a client certificate's purpose as "
             "OpenSSL does (Go's crypto/x509, etcd's among them, looks at the extendedKeyUsage alone)")
 
@@ -222,7 +225,7 @@ def _no_client_auth(result: "ProbeResult") -> str:
         return ("; the certificate given has no clientAuth in its extendedKeyUsage, so a server that checks a "
                 f"client certificate's purpose refuses it ({kind}): give a client certificate (certkit "
                 "issue-client), or a peer certificate for a cluster member (certkit issue-peer)")
-    if problem is None:
+    if problem is None or problem.startswith("this is a CA certificate"):  # OpenSSL takes it: not why it failed
         return ""
     return (f"; the certificate given is not for a TLS client: {problem}, so a server that checks a client "
             "certificate's purpose as OpenSSL does refuses it: give a client certificate (certkit issue-client)")

@@ -164,6 +164,24 @@ def peer_chain(request, der: bytes) -> list:
     return chain if chain and chain[0] == leaf else [leaf, *[c for c in chain if c != leaf]]
 
 
+def _not_sent(request, chain: list) -> tuple[str, ...]:
+    """The intermediate CAs of the verified ``chain`` the client did not send (serve trusts the ones its root's
+    inventory records, so that a browser's leaf alone gets in): a real server given only the root refuses it."""
+    from cryptography import x509
+
+    from certkit.verify_names import cn_text
+
+    sslobj = getattr(request, "_sslobj", None)
+    try:
+        sent = {x509.load_der_x509_certificate(c.public_bytes(ssl._ssl.ENCODING_DER))
+                for c in (sslobj.get_unverified_chain() or [])} if sslobj is not None else None
+    except (AttributeError, ValueError):
+        return ()
+    if sent is None:
+        return ()
+    return tuple(cn_text(c.subject) for c in chain[1:] if c not in sent)
+
+
 def peer_label(address) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -304,7 +322,7 @@ class IdentityServer(ThreadingHTTPServer):
             _drain(request)
             return
         der = request.getpeercert(binary_form=True)
-        identity, refused, failed, inventory, above = None, [], set(), None, ()
+        identity, refused, failed, inventory, above, supplied = None, [], set(), None, (), ()
         if der is not None:
             try:
                 identity = peer_identity(der, request.version())
@@ -318,12 +336,13 @@ class IdentityServer(ThreadingHTTPServer):
                 above = tuple(cn_text(c.subject) for c in chain[1:])
                 if self.revocations is not None and chain[-1] in self.revocations.trusted:  # trust stopped there
                     above += (cn_text(self.revocations.ca_cert.subject),)
+                    supplied = _not_sent(request, chain)
             if not refused and self.revocations is not None:
                 inventory = self.revocations.check(chain)
                 refused += inventory.problems
                 failed |= {"unrecorded"} if inventory.unrecorded else {"revoked"} if inventory.problems else set()
         request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory,
-                                      dict(getattr(request, "causes", {})) if refused else {}, above)
+                                      dict(getattr(request, "causes", {})) if refused else {}, above, supplied)
         if identity is None:  # only possible with --optional
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
                      f"({request.version()})")
@@ -332,7 +351,8 @@ class IdentityServer(ThreadingHTTPServer):
                      f"{identity.serial}: {shown('; '.join(refused))}; answering with the page that says why")
         else:
             self.log(f"accepted {peer}: client \"{shown(identity.common_name or identity.subject)}\" "
-                     f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})")
+                     f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})"
+                     + (f"; it did not send {', '.join(supplied)}, which this server supplied" if supplied else ""))
         request.settimeout(IDLE_TIMEOUT)
         super().finish_request(request, client_address)
 

@@ -143,7 +143,11 @@ def as_json(visit: "Visit", server: "ServerFacts") -> dict:
     data["server_certificate"] = {**certificate_json(cert), "withdrawn": server.withdrawn()} if cert else None
     data["client_ca"] = server.client_ca
     # what this server did not check of the client's certificate: its revocation, for another CA's clients
-    data["not_checked"] = [] if server.revocation or visit.client is None else [f"revocation: {server.unchecked}"]
+    from certkit.serve_page import unchecked_line
+
+    data["supplied_by_server"] = list(visit.supplied)  # intermediate CAs the client did not send: serve supplied them
+    line = unchecked_line(server, visit) if visit.client is not None else None
+    data["not_checked"] = [] if line is None else [f"revocation: {line.removeprefix('not checked for revocation: ')}"]
     return data
 
 
@@ -304,3 +308,23 @@ def server_identity(chain_pem: bytes):
         return peer_identity(x509.load_pem_x509_certificates(chain_pem)[0].public_bytes(Encoding.DER))
     except (ValueError, IndexError):
         return None
+
+
+def supplied_line(visit) -> str | None:
+    """That the client did not send its intermediate CA, which serve supplied (a real server would not)."""
+    if not visit.supplied:
+        return None
+    return (f"your client did not send {', '.join(visit.supplied)} (above its certificate), which this server "
+            "supplied from what its CA's inventory records; a server given only the root's ca.pem (nginx, openssl "
+            "s_server) refuses it sent alone: send fullchain.pem (curl --cert fullchain.pem)")
+
+
+def unchecked_line(server, visit=None) -> str | None:
+    """Why a client certificate's revocation is not checked at all (another CA's clients: every one, or this
+    ``visit``'s, whose chain is not under the CA whose inventory is read); None when it is."""
+    if not server.revocation:
+        return f"not checked for revocation: {shown(server.unchecked)}"
+    if visit is not None and visit.inventory is not None and not visit.inventory.under:
+        return (f"not checked for revocation: it is not under {shown(server.revocation_ca or server.client_ca)}, the "
+                "only CA whose inventory this server reads")
+    return None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.serve_json import as_json, status_of, text_time, time_problem  # noqa: F401 (serve_page's names)
+from certkit.serve_json import as_json, status_of, supplied_line, text_time, time_problem, unchecked_line  # noqa: F401
 from certkit.text import shown
 from certkit.vocabulary import colons
 
@@ -50,6 +50,7 @@ class Visit:
     # How a failed line fails, in certkit verify's words, where known (serve_optional.rule_causes): "ca", "purpose"
     causes: dict[str, str] = field(default_factory=dict)
     chain: tuple[str, ...] = ()  # the CAs above the certificate as the handshake verified it: its issuer first
+    supplied: tuple[str, ...] = ()  # of those, the intermediate CAs the client did not send, which serve supplied
 
     @property
     def authenticated(self) -> bool:
@@ -78,17 +79,21 @@ def _e(value: object) -> str:
 # --- JSON and text ------------------------------------------------------------------
 def as_text(visit: Visit, server: ServerFacts) -> str:
     if visit.authenticated:
-        return visit.client.as_text() + _unchecked_text(server)
+        return visit.client.as_text() + _supplied_text(visit) + _unchecked_text(server, visit)
     if visit.client is None:
         return ("No client certificate was sent.\n"
                 f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n  With curl: "
                 "--cert fullchain.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
     lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
-    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused) + _unchecked_text(server)
+    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused) + _unchecked_text(server, visit)
 
 
-def _unchecked_text(server: ServerFacts) -> str:
-    return "" if (line := unchecked_line(server)) is None else f"  revocation   {line}\n"
+def _supplied_text(visit: Visit) -> str:
+    return "" if (line := supplied_line(visit)) is None else f"  note         {shown(line)}\n"
+
+
+def _unchecked_text(server: ServerFacts, visit: "Visit | None" = None) -> str:
+    return "" if (line := unchecked_line(server, visit)) is None else f"  revocation   {line}\n"
 
 
 # --- the page -----------------------------------------------------------------------
@@ -281,13 +286,24 @@ def _client_rule(server: ServerFacts, visit: Visit) -> str:
         purpose = ("it has no extendedKeyUsage, which TLS reads as “any purpose”, so "
                    "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
-            + item("ca", _signed_by(server, visit),
-                   _e(causes.get("ca") or f"it is signed by {cert.issuer}, and does not chain to that CA"))
+            + item("ca", _signed_by(server, visit), _e(causes.get("ca") or _not_chained(server, cert)))
             + item("time", "valid now, not expired", f"it {_e(time_problem(cert) or 'is outside its dates')}")
             + item("purpose", purpose, _e(causes["purpose"]) if "purpose" in causes else _client_purpose_failure(cert))
             + _revocation_rule(server, visit, item)
-            + "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
-            + "</ul>")
+            + _identity_rule(cert) + "</ul>")
+
+
+def _identity_rule(cert) -> str:
+    if cert.common_name:
+        return "<li>then your identity is its subject (the CN), as nginx, PostgreSQL or Mosquitto would map it</li>"
+    return ("<li>then your identity would be its CN, which it has none of: PostgreSQL and Mosquitto map no user "
+            f"from it; nginx's <code>$ssl_client_s_dn</code> holds its subject, <code>{_e(cert.subject)}</code></li>")
+
+
+def _not_chained(server: ServerFacts, cert) -> str:
+    if cert.issuer == server.client_ca:  # the name of the CA this server trusts, from another key
+        return f"it names {cert.issuer} as its issuer, but another CA of that name signed it"
+    return f"it is signed by {cert.issuer}, and does not chain to that CA"
 
 
 def _signed_by(server: ServerFacts, visit: Visit) -> str:
@@ -297,13 +313,11 @@ def _signed_by(server: ServerFacts, visit: Visit) -> str:
     if len(visit.chain) < 2:
         return f"signed by <code>{_e(visit.chain[0] if visit.chain else server.client_ca)}</code>, {trusts}"
     through = "".join(f", under <code>{_e(ca)}</code>" for ca in visit.chain[1:-1])
+    supplied = "" if (line := supplied_line(visit)) is None else f"; {_e(line)}"
     return (f"signed by <code>{_e(visit.chain[0])}</code>, an intermediate CA{through}, whose chain leads to "
-            f"<code>{_e(visit.chain[-1])}</code>, {trusts}")
+            f"<code>{_e(visit.chain[-1])}</code>, {trusts}{supplied}")
 
 
-def unchecked_line(server: ServerFacts) -> str | None:
-    """Why a client certificate's revocation is not checked at all (another CA's clients); None when it is."""
-    return None if server.revocation else f"not checked for revocation: {shown(server.unchecked)}"
 
 
 def _revocation_rule(server: ServerFacts, visit: Visit, item) -> str:

@@ -198,9 +198,13 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
     """A CA that may sign any website is trusted only with --unconstrained or a yes on a terminal."""
     from certkit.text import shown
 
-    if anchor.limits_dns or unconstrained:
+    if anchor.limited or unconstrained:
         return
-    if anchor.public_suffixes:
+    if anchor.limits_dns:  # its IP addresses are what is wide
+        risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) may sign {anchor.scope()}: "
+                f"{', '.join(anchor.wide_ips)} holds addresses of everyone's servers. Once trusted, whoever holds "
+                "its key can impersonate any server reached by those addresses to this machine's programs.")
+    elif anchor.public_suffixes:
         risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) is limited to DNS names under "
                 f"{', '.join(shown(d) for d in anchor.public_suffixes)}, a public suffix: every website there "
                 f"belongs to someone else. It may sign {anchor.scope()}. Once trusted, whoever holds its key can "
@@ -303,7 +307,7 @@ def install(system_store, nss_store, java_store, all_store, unconstrained, ca_di
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     extra = ["--unconstrained"] if unconstrained else []
     stores, skipped = _prepare("install", kinds, explicit, anchor, extra, writing=True)
-    if not anchor.limits_dns:
+    if not anchor.limited:
         # Ask only when something would change: a repeated install is a no-op without a question.
         lacking = [store for store in stores if _lacks(store, anchor)]
         if lacking:

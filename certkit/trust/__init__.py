@@ -206,11 +206,11 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
             # The CA directory holds an intermediate: its key is the one at hand (the root's is elsewhere).
             found.append(f"the key of the intermediate CA \"{shown(anchor.intermediate)}\" ({anchor.key_path}), "
                          f"below the trusted root \"{shown(anchor.common_name)}\", is not encrypted: whoever copies "
-                         f"it can sign certificates for {anchor.scope()} that this machine's clients accept "
+                         f"it can sign certificates for {anchor.reach()} that this machine's clients accept "
                          f"({where}). Keep it encrypted, or take the root out: {out}")
         elif anchor.key_encrypted is False:
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
-                         f"encrypted: whoever copies it can impersonate {anchor.scope()} to this machine's "
+                         f"encrypted: whoever copies it can impersonate {anchor.reach()} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
         found += validity_warnings(anchor, now)
     others: dict[str, list[tuple[Found, str]]] = {}

@@ -142,6 +142,29 @@ class Anchor:
         return bool(self.permitted_dns) and not self.public_suffixes
 
     @property
+    def wide_ips(self) -> list[str]:
+        """The IP ranges it may vouch for that limit nothing that matters: ranges wider than a /8 (IPv4) or a /16
+        (IPv6), such as 0.0.0.0/0; or "any IP address" when its constraints name no IP range at all (another
+        tool's CA limited to DNS names: certkit's exclude every address). Empty without name constraints (then
+        :attr:`limits_dns` is what matters)."""
+        from cryptography import x509
+
+        nc = self.constraints
+        if nc is None:
+            return []
+        permitted = [c.value for c in nc.permitted_subtrees or [] if isinstance(c, x509.IPAddress)]
+        if not permitted:
+            excluded = {str(c.value) for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)}
+            return [] if {"0.0.0.0/0", "::/0"} <= excluded else ["any IP address"]
+        return [str(n) for n in permitted if n.prefixlen < (8 if n.version == 4 else 16)]
+
+    @property
+    def limited(self) -> bool:
+        """Whether its name constraints limit both the DNS names and the IP addresses it may vouch for to what
+        someone could own: else ``trust install`` asks first."""
+        return self.limits_dns and not self.wide_ips
+
+    @property
     def permitted_dns(self) -> list[str]:
         from cryptography import x509
 
@@ -160,11 +183,17 @@ class Anchor:
         """What a client trusting this root would accept it for, in words."""
         return describe_scope(self.constraints)
 
+    def reach(self) -> str:
+        """:meth:`scope` without the kinds of names it may not vouch for ("IP addresses in 127.0.0.0/8", not
+        "no DNS names; IP addresses in 127.0.0.0/8"): what its key could impersonate."""
+        return " and ".join(part for part in self.scope().split("; ") if not part.startswith("no ")) or "nothing"
+
     def summary(self) -> dict:
         return {"subject": self.cert.subject.rfc4514_string(), "common_name": self.common_name,
                 "name": self.name, "fingerprint_sha256": self.fingerprint,
                 "not_before": iso(self.not_before), "not_after": iso(self.not_after), "may_sign": self.scope(),
                 "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
+                "limits_ips": self.constraints is not None and not self.wide_ips,
                 "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
                 # whose key key_encrypted describes: the CA directory's own (an intermediate's, below this root)
                 "key_of": self.intermediate if self.intermediate is not None else self.common_name,
