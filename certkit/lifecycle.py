@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
 from certkit.names import mapped_address_notes
+from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
 from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
@@ -312,7 +313,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         rekey, key_type = False, None
         notes.append("signed from a CSR: renewed with the requester's key (--rekey makes no key for a certificate "
                      "whose key its requester holds; ask for a new CSR to change it)")
-    old_key = _old_key(source, found, check=not rekey, keyed=keyed)
+    old_key = old_key_of(source, found, check=not rekey, keyed=keyed, notes=notes)
     kind = ca.kind_of(found.cert)
     if in_place:
         request = renewal_request(found.cert, kind, rekey=rekey, key_type=key_type, days=days, ca=ca.cert)
@@ -430,50 +431,6 @@ def _written_with_key(inventory: "Inventory", found: Found) -> bool:
         return public_key_der(inventory.certificate(before).public_key()) != public_key_der(found.cert.public_key())
     except CertkitError:
         return True
-
-
-def _old_key(source: Path | None, found: Found, *, check: bool, keyed: bool = True):
-    """The private key in ``source`` that goes on with the renewed certificate (None if there is
-    none to carry: the requester of a CSR holds it, or it is encrypted). With ``check``, a bundle
-    that was written with its key must still hold it, readable and matching the certificate:
-    otherwise the renewed bundle would be one no server can load."""
-    import stat
-
-    from certkit.files import read_limited
-    from certkit.keys import is_encrypted, load_private_key, public_key_der
-
-    if source is None:
-        return None
-    key_path = source / KEY_FILE
-    expected = check and keyed
-
-    def damaged(problem: str) -> CannotRenew:
-        return CannotRenew(f"{shown(key_path)} {problem}: the bundle is damaged, and certkit will not renew it "
-                           "with its key kept. Restore the key, or renew with --rekey for a new one.")
-
-    try:
-        mode = key_path.lstat().st_mode
-    except FileNotFoundError:
-        if expected:
-            raise damaged("is missing") from None
-        return None
-    if not stat.S_ISREG(mode):
-        if expected:
-            raise damaged("is not a regular file")
-        return None
-    data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
-    if is_encrypted(data):
-        return None  # not ours to check; it stays as it is
-    try:
-        key = load_private_key(data, None, source=f"key {key_path}")
-    except CertkitError:
-        if expected:
-            raise damaged("is empty" if not data.strip() else "does not hold a private key certkit can read") from None
-        return None
-    if check and public_key_der(key.public_key()) != public_key_der(found.cert.public_key()):
-        raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
-                          "already inconsistent, so certkit will not renew into it. Restore the pair first.")
-    return key
 
 
 def _load_key(path: Path):

@@ -54,6 +54,22 @@ def _names_summary(row: dict, limit: int = 3) -> str:
     return text + (f" (+{len(values) - limit})" if len(values) > limit else "")
 
 
+def _check_crl_to_stdout(der: bool, force: bool, as_json: bool) -> None:
+    """What a CRL on standard output cannot be: --force (it replaces nothing), nowhere (closed), DER on a
+    terminal or in JSON."""
+    from certkit.errors import CertkitError
+    from certkit.text import stdout_closed
+
+    if force:
+        raise click.UsageError("--force replaces an existing --out file; standard output replaces nothing: add --out "
+                               "FILE, or leave out --force.")
+    if closed := stdout_closed("the CRL"):
+        raise CertkitError(closed)
+    if der and (as_json or sys.stdout.isatty()):
+        raise click.UsageError("--json without --out prints the PEM CRL in the JSON; drop --der or add --out."
+                               if as_json else "A DER CRL is binary: give --out FILE or redirect stdout.")
+
+
 @click.command("list")
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of certificate.")
 @click.option("--status", type=click.Choice(LIST_STATUSES),
@@ -308,21 +324,13 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from cryptography import x509
 
     from certkit.cli.common import warn
-    from certkit.errors import CertkitError
     from certkit.formats.recorded import refuse_a_recorded_file
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
     from certkit.revocation import check_can_sign_crl, check_published, sign_crl
-    from certkit.text import stdout_closed
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
-    if out is None and force:
-        raise click.UsageError("--force replaces an existing --out file; standard output replaces nothing: add --out "
-                               "FILE, or leave out --force.")
-    if out is None and (closed := stdout_closed("the CRL")):
-        raise CertkitError(closed)
-    if out is None and der and (as_json or sys.stdout.isatty()):
-        raise click.UsageError("--json without --out prints the PEM CRL in the JSON; drop --der or add --out."
-                               if as_json else "A DER CRL is binary: give --out FILE or redirect stdout.")
+    if out is None:
+        _check_crl_to_stdout(der, force, as_json)
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()

@@ -198,8 +198,12 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
 def folder_skipped(row: dict) -> Outcome:
     """The certificate of inventory ``row`` skipped, its bundle folder not holding it: ``moved`` (moved or
     deleted by mistake: warned of), ``damaged`` (its cert.pem unreadable: warned of) or, delivered into an
-    output file, a stream or a program, by design."""
+    output file, a stream or a program, by design. A cert.pem the file system cannot read (an I/O error) is a
+    failure, not a skip: nothing was done by hand, and the run's exit status says so."""
     serial, folder, sink = row["serial"], row.get("folder"), row.get("sink")
+    if sink in (None, "folder") and (error := _read_error(folder)) is not None:  # a disk error: said, and a failure
+        return Outcome(serial, "failed", folder, row["kind"], row_names(row), stage="plan", san=row["names"],
+                       error=f"{shown(Path(folder) / CERT_FILE)} cannot be read ({error}): it is not renewed")
     stage = None
     if sink in (None, "folder"):  # by design (an output file) or by mistake?
         stage = "damaged" if damaged_cert(folder) else "moved"
@@ -239,6 +243,21 @@ def _holds(folder: str, serial: str) -> bool:
     from certkit.lifecycle import holds
 
     return holds(Path(folder), serial)
+
+
+def _read_error(folder: str | None) -> str | None:
+    """Why ``folder``'s cert.pem cannot be read, when the file system says so (an I/O error, no permission);
+    None when it reads, or is not there (moved or deleted: :func:`folder_skipped`'s business)."""
+    if not folder:
+        return None
+    try:
+        with open(Path(folder) / CERT_FILE, "rb") as file:
+            file.read(1 << 16)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def damaged_cert(folder: str | None) -> bool:

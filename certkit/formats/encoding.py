@@ -59,6 +59,16 @@ def secret_name(name: str) -> str:
     return text
 
 
+def check_record_name(name: str) -> None:
+    """A jsonl record's or a Secret's name holds no control character, as a folder's may not."""
+    from certkit.paths import _has_control
+
+    if _has_control(name):
+        raise FormatRefused(f"The name {shown(name)} contains a control character; certkit does not write names that "
+                            "break tools reading them a line at a time (jq -r, a shell loop, cfssljson -bare). Choose "
+                            "another name.")
+
+
 def member_name(name: str) -> str:
     """A bundle's folder inside a tar archive: a relative path, never absolute or climbing out, that
     ``tar -x`` can make (:func:`_check_member`)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
-from certkit.formats.encoding import Encoder, FormatRefused, member_name, secret_name
+from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, member_name, secret_name
 from certkit.formats.recorded import foreign_notes, identity, refuse_a_bundle_file, refuse_a_file_certkit_reads, release
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
@@ -150,12 +150,8 @@ class Output:
     def check_name(self, request: Request, name: str) -> None:
         """Refuse, per certificate, what this format cannot hold: a Secret without a key, a name that
         is no Kubernetes name or archive path, a name given twice, a control character (as a folder's)."""
-        from certkit.paths import _has_control
-
-        if self.format != "tar" and _has_control(name):  # tar's member_name says it in its words
-            raise FormatRefused(f"The name {shown(name)} contains a control character; certkit does not write names "
-                                "that break tools reading them a line at a time (jq -r, a shell loop, cfssljson "
-                                "-bare). Choose another name.")
+        if self.format != "tar":  # tar's member_name says it in its words
+            check_record_name(name)
         if self.format == "k8s":
             if not request.keyed:
                 raise FormatRefused("A kubernetes.io/tls Secret holds the private key, and a certificate signed "

@@ -41,6 +41,27 @@ def certificates_in(path: str | Path) -> list[bytes]:
 def _bundles_in(path: Path) -> Iterator[tuple[bytes, bool]]:
     """Each whole bundle of the output file ``path``, read as a stream (memory stays flat for any size):
     its certificate's DER, and whether its key is there."""
+    for cert_pem, key_pem in _records_in(path):
+        if found := _pair(cert_pem, key_pem):
+            yield found
+
+
+def key_in(path: str | Path, cert) -> object | None:
+    """The private key of ``cert`` that the output file ``path`` holds beside it (a renewal that keeps the key
+    takes it from there), or None."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.keys import load_private_key
+
+    der = cert.public_bytes(Encoding.DER)
+    for cert_pem, key_pem in _records_in(Path(path)):
+        if key_pem and _pair(cert_pem, key_pem) == (der, True):
+            return load_private_key(key_pem, None)
+    return None
+
+
+def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each whole record of the output file ``path``: its certificate's PEM (first of its chain) and its key's."""
     try:
         with open(path, "rb") as f:
             head = f.read(512)
@@ -80,32 +101,29 @@ def _pair(cert_pem: bytes, key_pem: bytes | None) -> tuple[bytes, bool] | None:
 _MAX_RECORD = 1 << 20  # one record of any format: a few kilobytes in practice
 
 
-def _jsonl_bundles(f) -> Iterator[tuple[bytes, bool]]:
+def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     while line := f.readline(_MAX_RECORD + 1):
         if len(line) > _MAX_RECORD or not line.endswith(b"\n"):
             return  # a line cut off by a dead writer, or not ours
         try:
             record = json.loads(line)
-            found = _pair(record["cert"].encode(), record["key"].encode() if record.get("key") else None)
+            found = (record["cert"].encode(), record["key"].encode() if record.get("key") else None)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        if found:
-            yield found
+        yield found
 
 
-def _secret_bundles(f) -> Iterator[tuple[bytes, bool]]:
+def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     data: dict[str, str] = {}
 
-    def done() -> Iterator[tuple[bytes, bool]]:
+    def done() -> Iterator[tuple[bytes, bytes | None]]:
         if "tls.crt" in data and "ca.crt" in data:  # ca.crt comes last: the document is whole
             try:
                 chain = base64.b64decode(data["tls.crt"], validate=True)
                 key = base64.b64decode(data["tls.key"], validate=True) if "tls.key" in data else None
             except ValueError:
                 return
-            found = _pair(chain, key)
-            if found:
-                yield found
+            yield chain, key
 
     while line := f.readline(_MAX_RECORD + 1):
         if not line.endswith(b"\n"):
@@ -121,7 +139,7 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bool]]:
     yield from done()
 
 
-def _tar_bundles(f) -> Iterator[tuple[bytes, bool]]:
+def _tar_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     """Each bundle folder of an archive whose members are whole up to ca.pem (written last but for
     bundle.p12): a folder cut off before it does not count."""
     certs: dict[str, bytes] = {}
@@ -137,9 +155,7 @@ def _tar_bundles(f) -> Iterator[tuple[bytes, bool]]:
                     elif file_name == KEY_FILE:
                         keys[folder] = data
                     elif folder in certs:
-                        found = _pair(certs.pop(folder), keys.pop(folder, None))
-                        if found:
-                            yield found
+                        yield certs.pop(folder), keys.pop(folder, None)
                 archive.members.clear()  # a stream: nothing is looked up again, so memory stays flat
     except tarfile.ReadError:
         pass  # an archive cut off: what came before still counts

@@ -1,0 +1,72 @@
+"""The private key a renewal keeps: from the old bundle folder, or (a certificate delivered into a jsonl, k8s or
+tar file with its key) from that file, so that the new bundle holds it whatever becomes of the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
+from certkit.errors import CannotRenew, CertkitError
+from certkit.text import shown
+
+if TYPE_CHECKING:
+    from certkit.lifecycle import Found
+
+
+def old_key_of(source: Path | None, found: "Found", *, check: bool, keyed: bool, notes: list[str]):
+    """:func:`_old_key`, else, for a certificate recorded in an output file with its key (renewed elsewhere,
+    the key kept), that file's key of it, said in ``notes``."""
+    key = _old_key(source, found, check=check, keyed=keyed)
+    row = found.row
+    if key is None and check and keyed and row.get("sink") == "file" and row.get("folder"):
+        from certkit.formats.reading import key_in
+
+        if (key := key_in(row["folder"], found.cert)) is not None:
+            notes.append(f"the key is taken from {shown(row['folder'])}, which holds it: the new bundle has it "
+                         "too, whatever becomes of that file")
+    return key
+
+
+def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = True):
+    """The private key in ``source`` that goes on with the renewed certificate (None if there is
+    none to carry: the requester of a CSR holds it, or it is encrypted). With ``check``, a bundle
+    that was written with its key must still hold it, readable and matching the certificate:
+    otherwise the renewed bundle would be one no server can load."""
+    import stat
+
+    from certkit.files import read_limited
+    from certkit.keys import is_encrypted, load_private_key, public_key_der
+
+    if source is None:
+        return None
+    key_path = source / KEY_FILE
+    expected = check and keyed
+
+    def damaged(problem: str) -> CannotRenew:
+        return CannotRenew(f"{shown(key_path)} {problem}: the bundle is damaged, and certkit will not renew it "
+                           "with its key kept. Restore the key, or renew with --rekey for a new one.")
+
+    try:
+        mode = key_path.lstat().st_mode
+    except FileNotFoundError:
+        if expected:
+            raise damaged("is missing") from None
+        return None
+    if not stat.S_ISREG(mode):
+        if expected:
+            raise damaged("is not a regular file")
+        return None
+    data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
+    if is_encrypted(data):
+        return None  # not ours to check; it stays as it is
+    try:
+        key = load_private_key(data, None, source=f"key {key_path}")
+    except CertkitError:
+        if expected:
+            raise damaged("is empty" if not data.strip() else "does not hold a private key certkit can read") from None
+        return None
+    if check and public_key_der(key.public_key()) != public_key_der(found.cert.public_key()):
+        raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
+                          "already inconsistent, so certkit will not renew into it. Restore the pair first.")
+    return key
