@@ -220,6 +220,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
                         key_usage=_key_usage(ku.value) if ku else None, ns_types=ns_types)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"
+    elif weak := _weak_key(cert):  # OpenSSL refuses it at its default security level: said where it is usable
+        usable = f"nothing with OpenSSL-based peers: {weak}; issued for {usable}"
     kind = leaf_kind(is_ca=is_ca, eku=eku_list)
     return {
         "type": "certificate",
@@ -420,6 +422,18 @@ def render(report: dict) -> str:
 
 def _names_text(sans: list[dict]) -> str:
     return ", ".join(f"{e['type']}:{_shown(e)}" for e in sans) or "(none)"
+
+
+def _weak_key(cert) -> str | None:
+    """``its RSA key has 1024 bits: ...`` (certkit verify's words), or None."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from certkit.verify import _weak_chain
+
+    try:
+        return next(iter(_weak_chain([cert])), None)
+    except UnsupportedAlgorithm:
+        return None
 
 
 def _signature_valid(csr) -> bool | None:

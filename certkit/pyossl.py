@@ -22,7 +22,8 @@ X509_ERRORS = {
     18: "self-signed certificate", 19: "self-signed certificate in certificate chain",
     20: "unable to get local issuer certificate", 21: "unable to verify the first certificate",
     23: "certificate revoked", 24: "invalid CA certificate", 26: "unsuitable certificate purpose",
-    62: "hostname mismatch", 64: "IP address mismatch",
+    62: "hostname mismatch", 64: "IP address mismatch", 66: "EE certificate key too weak",
+    67: "CA certificate key too weak", 68: "CA signature digest algorithm too weak",
 }
 
 # The state OpenSSL is in right after it read a CertificateRequest (TLS_ST_CR_CERT_REQ), TLS 1.2 and 1.3.

@@ -111,8 +111,53 @@ def _issued_by(cert, issuer) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except Exception:  # InvalidSignature, ValueError, TypeError: not this issuer
+    except ValueError:  # a signature algorithm cryptography refuses to check (SHA-1, MD5): checked here
+        return _weakly_signed_by(cert, issuer)
+    except Exception:  # InvalidSignature, TypeError: not this issuer
         return False
+
+
+def _weakly_signed_by(cert, issuer) -> bool:
+    """Whether ``issuer``'s key made ``cert``'s RSA or ECDSA signature with a digest the X.509 API refuses (SHA-1,
+    MD5): it is this issuer's, and the digest is said as the reason (:func:`_weak_chain`)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    key, digest = issuer.public_key(), cert.signature_hash_algorithm
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        else:
+            return False
+    except Exception:  # InvalidSignature, an algorithm not even this API has
+        return False
+    return True
+
+
+def _weak_chain(path: list) -> list[str]:
+    """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
+    but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+    problems = []
+    for depth, cert in enumerate(path):
+        key = cert.public_key()
+        whose = "its" if depth == 0 else f"the CA {cn_text(cert.subject)}'s"
+        if isinstance(key, (rsa.RSAPublicKey, dsa.DSAPublicKey)) and key.key_size < 2048:
+            problems.append(f"{whose} {'RSA' if isinstance(key, rsa.RSAPublicKey) else 'DSA'} key has {key.key_size} "
+                            "bits: OpenSSL at its default security level (Python's ssl, nginx) refuses keys under "
+                            "2048 bits (\"key too weak\")")
+        try:  # the trust anchor's own signature is not checked by anyone
+            digest = cert.signature_hash_algorithm if depth < len(path) - 1 else None
+        except Exception:  # an algorithm cryptography does not know: the verifier says it
+            digest = None
+        if isinstance(digest, (hashes.SHA1, hashes.MD5)):
+            problems.append(f"{'it' if depth == 0 else 'the CA ' + cn_text(cert.subject)} is signed with "
+                            f"{digest.name.upper()}, a digest OpenSSL (Python's ssl, nginx) and cryptography's "
+                            "verifier refuse (\"digest algorithm too weak\")")
+    return problems
 
 
 def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple[list, str | None]:
@@ -168,7 +213,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
     if broken:
         verdict.reasons.append(broken)
-    verdict.reasons += _date_problems(path, now)
+    verdict.reasons += _date_problems(path, now) + _weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
         or (client_cn_problem(path) if purpose == "client" else None)
@@ -231,7 +276,8 @@ def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None 
 _BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
                                            "every constrained CA"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
-           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"))
+           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"),
+           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept"))
 
 
 def _beyond_the_verifier(error: str | None) -> str | None:
@@ -419,7 +465,14 @@ def plain_verifier_error(text: str) -> str:
     becomes ``CN=x``; a refusal of certkit's own extension check is said in its own words."""
     text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
     text = text.replace("Python extension validator failed: ValueError: ", "")
+    text = re.sub(r"AlgorithmIdentifier \{.*\}", _algorithm_named, text)  # a Rust debug dump: its name alone
     return re.sub(r"<Name\((.*?)\)>", r"\1", text)
+
+
+def _algorithm_named(dump: re.Match) -> str:
+    """The algorithm a Rust ``AlgorithmIdentifier { ... }`` dump names: ``EcDsaWithSha224``, or an OID."""
+    found = re.search(r"ObjectIdentifier \{ oid: ([0-9.]+) \}", dump[0]) or re.search(r"params: (\w+)", dump[0])
+    return found[1] if found else "a signature algorithm it does not allow"
 
 
 def _above_this_ca(ca_dir, path: Sequence["x509.Certificate"]) -> list[str]:

@@ -55,6 +55,11 @@ class Policy:
 
         from certkit.constraints import describe
 
+        if _permits_no_dns(ca) and not self.allow_ips:  # every order would be refused
+            raise NameNotPermitted(f"CA '{_names._show(ca.common_name)}' permits no DNS names, only IP ranges "
+                                   f"({'; '.join(describe(nc) for nc in ca.constraints())}), and this server allows "
+                                   "no IP address: every order would be refused. Give --allow-ip with a range inside "
+                                   "the CA's.")
         for domain in self.allow_domains:
             try:
                 ca.check_permitted([_names.Identity("dns", domain)])
@@ -69,8 +74,9 @@ class Policy:
                     raise NameNotPermitted(f"--allow-ip {net}: '{net}' is not within the name constraints of "
                                            f"CA '{_names._show(ca.common_name)}' ({describe(nc)}).")
 
-    def describe(self) -> str:
-        domains = ", ".join(self.allow_domains) if self.allow_domains else "any DNS name the CA may sign"
+    def describe(self, ca=None) -> str:
+        domains = ", ".join(self.allow_domains) if self.allow_domains else \
+            "none (the CA permits none)" if ca is not None and _permits_no_dns(ca) else "any DNS name the CA may sign"
         ips = ", ".join(map(str, self.allow_ips)) if self.allow_ips else "none"
         return f"DNS names: {domains}; IP addresses: {ips}"
 
@@ -180,3 +186,17 @@ def same_names(csr_identities: Sequence[_names.Identity], identifiers: Sequence[
     wanted = {(i["type"], i["value"].lower()) for i in identifiers}
     given = {(i.kind, i.value.lower()) for i in csr_identities}
     return wanted == given
+
+
+def _permits_no_dns(ca) -> bool:
+    """Whether ``ca``'s name constraints (or a CA's above it) permit no DNS name at all: an IP-only CA, whose
+    permitted DNS subtree is the placeholder :func:`certkit.constraints.no_names` recognizes."""
+    from cryptography import x509
+
+    from certkit.constraints import no_names
+
+    for nc in ca.constraints():
+        dns = [c.value for c in nc.permitted_subtrees or [] if isinstance(c, x509.DNSName)]
+        if dns and all(no_names(d) for d in dns):
+            return True
+    return False

@@ -304,7 +304,7 @@ def _summary(ca, config, host: str, names: list[str], listener, server, eab_kid:
         f"  server certificate  issued now for {', '.join(names)} (serial {issued.serial_hex}, "
         f"expires {when(issued.not_after)})",
         f"  issuing             serverAuth certificates from \"{ca.common_name}\", {lifetime}",
-        f"  names allowed       {policy.describe()}",
+        f"  names allowed       {policy.describe(ca)}",
         f"  validation          http-01 on port {validator.http_port}, tls-alpn-01 on port {validator.tls_port}"
         f"{resolving}",
         f"  accounts            {'External Account Binding required (key id ' + eab_kid + ')' if eab else 'open'}",
