@@ -45,6 +45,7 @@ class Tx(Protocol):
 class Database(Protocol):
     url: str
     dialect: str
+    missing: str  # what an inventory that is not there is, in words (after its location)
 
     def transaction(self, *, write: bool = False) -> Any: ...
 
@@ -158,6 +159,8 @@ class SQLiteDatabase:
         if held is not None:
             _HOLDERS.discard(self)
             _close_quietly(held)
+
+    missing = "is missing; the CA directory is incomplete."
 
     def exists(self) -> bool:
         return self.path.is_file()

@@ -128,6 +128,9 @@ class PostgresDatabase:
         with self.transaction(write=True) as tx:
             tx.execute("SELECT txid_current()")  # a transaction id: the commit is logged, and waited for
 
+    missing = ("holds no certkit inventory (its tables are missing); check the URL and libpq's settings ($PGOPTIONS, "
+               "$PGDATABASE, $PGSERVICE), or restore it from a backup.")
+
     def exists(self) -> bool:
         """Whether the database holds an inventory (raises if it cannot be reached)."""
         with self.transaction() as tx:

@@ -108,3 +108,36 @@ def test_a_parent_in_another_token_is_never_sent_the_new_cas_pin(tmp_path, softh
     run_certkit("init-ca", "--ca-dir", tmp_path / "file-int", "--parent-ca-dir", tmp_path / "root", "--name",
                 "File Int", "--no-passphrase",
                 env=certkit_env(CERTKIT_PARENT_CA_PASSPHRASE=parent_token.pin), check=True)
+
+
+# --- #4: a PIN no token holds is not tried ----------------------------------------------------------------------
+@pytest.mark.parametrize(("content", "said"), [(b"{pin}\n\n", "several lines"), (b"{pin}\nsecond\n", "several lines"),
+                                               (b" \n", "white space only")])
+def test_a_pin_file_no_token_holds_is_not_tried(tmp_path, token, content, said):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin)
+    run_certkit("init-ca", "--name", "PIN CA", "--key-uri", token.uri("root"), "--pkcs11-module", token.module,
+                env=env, check=True)
+    pin_file = tmp_path / "pin"
+    pin_file.write_bytes(content.replace(b"{pin}", token.pin.encode()))
+    pin_file.chmod(0o600)
+    bare = {k: v for k, v in env.items() if k != "CERTKIT_PKCS11_PIN"}
+    proc = run_certkit("crl", "--passphrase-file", pin_file, "--out", tmp_path / "c.crl", env=bare)
+    assert_clean_error(proc, said)
+    assert "was not tried" in proc.stderr and "refused the PIN" not in proc.stderr
+    if said == "several lines":  # the same, from the environment
+        proc = run_certkit("crl", "--out", tmp_path / "c.crl", env=dict(bare, CERTKIT_PKCS11_PIN=f"{token.pin}\n\n"))
+        assert_clean_error(proc, "several lines")
+    run_certkit("crl", "--out", tmp_path / "c.crl", env=env, check=True)  # the token still takes its PIN
+
+
+# --- #5: a PostgreSQL database without certkit's tables ------------------------------------------------------------
+def test_a_database_without_the_inventory_is_said_as_check_says_it(tmp_path, postgres_url, postgres_server):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE="a long pass phrase")
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as db:
+        db.execute("CREATE SCHEMA elsewhere")
+    moved = dict(env, PGOPTIONS="-c search_path=elsewhere")
+    for args in (("list",), ("issue-server", "pgo.example", "--out", tmp_path / "pgo")):
+        proc = run_certkit(*args, env=moved)
+        assert_clean_error(proc, "holds no certkit inventory (its tables are missing)")
+        assert "$PGOPTIONS" in proc.stderr and "CA directory is incomplete" not in proc.stderr

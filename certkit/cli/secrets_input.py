@@ -90,6 +90,16 @@ def byte_order_mark_hint(path: Path | None) -> str:
             "file without it.")
 
 
+def _refuse_impossible_pin(secret: bytes, where: str) -> None:
+    """Refuse, before the token sees it, a PIN no token holds: a byte-order mark, a line break (a blank line
+    after it), white space alone; each wrong PIN uses up one of the token's few tries."""
+    refuse_byte_order_mark(secret, where)
+    if b"\n" in secret or b"\r" in secret or not secret.strip():
+        shape = "white space only" if not secret.strip() else "a PIN of several lines (a blank line after it?)"
+        raise click.ClickException(f"{where} holds {shape}; a PIN is one line, and the token counts a wrong one "
+                                   "against the few tries before it locks, so it was not tried.")
+
+
 def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False) -> bytes | None:
     """A secret from a file, else an environment variable, else a prompt on a terminal.
 
@@ -100,7 +110,7 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
     if path is not None:
         secret = read_secret_file(path, new=confirm)
         if env == ENV_PKCS11_PIN:  # a wrong PIN uses up one of the token's tries
-            refuse_byte_order_mark(secret, f"The file {shown(path)}")
+            _refuse_impossible_pin(secret, f"The file {shown(path)}")
         return secret
     if env in os.environ:
         if not os.environ[env]:
@@ -108,10 +118,10 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
         secret = os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
         if confirm:
             return _one_line(secret, f"${env}")
-        if env == ENV_PKCS11_PIN:
-            refuse_byte_order_mark(secret, f"${env}")
         # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
         # systemd EnvironmentFile may): a PIN sent with it would use up one of the token's tries.
+        if env == ENV_PKCS11_PIN:
+            _refuse_impossible_pin(_without_newline(secret), f"${env}")
         return _without_newline(secret)
     if sys.stdin is not None and sys.stdin.isatty():
         return prompt_secret(prompt, confirm=confirm).encode()

@@ -92,8 +92,8 @@ class Inventory:
     def check(self, *, settle: bool = True) -> None:
         """Refuse an inventory that is missing, damaged or newer; migrate an older one; settle
         the pending rows of dead writers (``settle``)."""
-        if not self.db.exists():
-            raise CABroken(f"The inventory {shown(self.location)} is missing; the CA directory is incomplete.")
+        if not self.db.exists():  # a database reached that holds no tables is not a missing file
+            raise CABroken(f"The inventory {shown(self.location)} {self.db.missing}")
         version = self.version()
         if version > SCHEMA_VERSION:
             raise CABroken(f"The inventory {shown(self.location)} was written by a newer certkit (schema "
