@@ -320,6 +320,7 @@ def intermediate_limits(parent, days: int | None, permitted_dns, permitted_ips, 
     profile's; refused past it), its name constraints no wider. Returns (not_before, not_after, the
     NameConstraints)."""
     from certkit import constraints
+    from certkit.errors import InvalidLifetime
     from certkit.profiles import PROFILES, validity
     from certkit.validity import cap_at_parent, check_days, check_within_parent
 
@@ -327,6 +328,11 @@ def intermediate_limits(parent, days: int | None, permitted_dns, permitted_ips, 
     asked, days = days, days if days is not None else PROFILES["intermediate-ca"].default_days
     check_days(days)
     not_before, not_after = validity(days, start=not_before)
+    # as a leaf: never before its issuer (backdated, for a test that needs an expired one, within the parent's life)
+    not_before = max(not_before, parent.cert.not_valid_before_utc)
+    if not_after <= not_before:
+        raise InvalidLifetime(f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the parent CA "
+                              f"'{parent.common_name}' became valid; a CA cannot be valid before its issuer.")
     parent.check_can_sign_ca()
     not_after = cap_at_parent(parent, asked, not_before, not_after)
     check_within_parent(parent.cert, parent.common_name, days, not_before, not_after)

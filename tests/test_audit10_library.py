@@ -54,3 +54,19 @@ def test_a_revoked_certificate_is_not_written(ca_dir, tmp_path):
     with pytest.raises(AlreadyRevoked, match="keyCompromise"):
         issued.write(tmp_path / "alice")
     assert not (tmp_path / "alice").exists()
+
+
+def test_an_intermediate_never_starts_before_its_parent(ca_dir):
+    """#5: held to the rule leaves are held to; one that would end before its parent began is refused."""
+    import datetime as dt
+
+    from certkit import CA, CADirectory
+    from certkit.errors import InvalidLifetime
+
+    root = CADirectory(ca_dir).load(PASSPHRASE)
+    start = root.cert.not_valid_before_utc
+    inter = CA.create("Early Intermediate", parent=root, not_before=start - dt.timedelta(days=3), days=30)
+    assert inter.cert.not_valid_before_utc == start
+    inter.cert.verify_directly_issued_by(root.cert)
+    with pytest.raises(InvalidLifetime, match="before the parent CA"):
+        CA.create("Too Early", parent=root, not_before=start - dt.timedelta(days=400), days=30)
