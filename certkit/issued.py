@@ -162,17 +162,21 @@ class IssuedCert:
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
-        planned = self.recorder.before(self, folder) if self.recorder is not None else None
-        foreign = None
-        if force:  # read before the old bundle goes: another CA's certificate, its key going with it
-            from certkit.inventory.succession import foreign_replaced
+        from certkit.bundle import folders_held
 
-            foreign = foreign_replaced(self.issuer_cert, folder)
-        # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
-        # private key that is not this certificate's) go with it, as with the issuing commands' --force.
-        written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
-        if planned is not None:
-            self.recorder.after(self, planned)
+        dirs = self.recorder.ca.directories if self.recorder is not None else []
+        with folders_held(dirs[0] if dirs else None, [Path(folder)]):  # as every command's writer: one at a time
+            planned = self.recorder.before(self, folder) if self.recorder is not None else None
+            foreign = None
+            if force:  # read before the old bundle goes: another CA's certificate, its key going with it
+                from certkit.inventory.succession import foreign_replaced
+
+                foreign = foreign_replaced(self.issuer_cert, folder)
+            # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
+            # private key that is not this certificate's) go with it, as with the issuing commands' --force.
+            written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+            if planned is not None:
+                self.recorder.after(self, planned)
         if foreign:
             import warnings
 

@@ -70,3 +70,55 @@ def test_an_intermediate_never_starts_before_its_parent(ca_dir):
     inter.cert.verify_directly_issued_by(root.cert)
     with pytest.raises(InvalidLifetime, match="before the parent CA"):
         CA.create("Too Early", parent=root, not_before=start - dt.timedelta(days=400), days=30)
+
+
+def test_write_takes_the_folder_lock_as_every_command_does(ca_dir, ca_env, tmp_path):
+    """#3: IssuedCert.write waits while `certkit renew` holds the folder, then writes: the inventory and the
+    folder agree (before, its bundle was written during the renewal, then swapped out, and still recorded)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from cryptography import x509
+
+    from certkit import CADirectory
+
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "A", "--days", "10", env=ca_env, check=True)
+    ca = CADirectory(ca_dir).load(PASSPHRASE)
+    old = x509.load_pem_x509_certificate((tmp_path / "A" / "cert.pem").read_bytes())
+    new = ca.renew(old)
+    marker = tmp_path / "pause"
+    env = dict(ca_env, CERTKIT_TEST_PAUSE_AT="staged", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    cli = subprocess.Popen([sys.executable, "-m", "certkit", "renew", str(tmp_path / "A")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert cli.poll() is None, cli.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    done = threading.Event()
+    outcome: list = []
+
+    def write() -> None:
+        try:
+            outcome.append(new.write(tmp_path / "A", force=True))
+        except Exception as exc:  # said below
+            outcome.append(exc)
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert not done.wait(1.5)  # the folder is held by the renewal: the library waits
+    os.unlink(marker)
+    assert cli.wait(60) == 0, cli.communicate()
+    assert done.wait(60), "the library's write never ended"
+    assert not isinstance(outcome[0], Exception), outcome
+    held = x509.load_pem_x509_certificate((tmp_path / "A" / "cert.pem").read_bytes())
+    assert held == new.cert  # the last writer's, and recorded there
+    rows = {r["serial"]: r for r in json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)
+            ["certificates"]}
+    assert rows[new.serial_hex]["folder"] == str(tmp_path / "A")
+    run_certkit("check", env=ca_env, check=True)
+    bulk = run_certkit("renew", "--expiring", "3650d", "--json", env=ca_env)
+    assert "now holds another certificate" not in bulk.stdout + bulk.stderr, bulk.stdout + bulk.stderr
