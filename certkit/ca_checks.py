@@ -223,8 +223,7 @@ def record_signed_ca(parent, ca, directory) -> None:
     if parent is None or parent.inventory is None:
         return
     parent.inventory.add(ca.cert, "ca", issuer=parent.cert, ca_dir=directory)
-    if directory is not None:
-        ca._recorded_by = parent.inventory
+    ca._recorded_by = parent.inventory  # save_new records where it is saved, with or without directory
 
 
 def recorded_by(ca, parent) -> "Inventory | None":

@@ -288,7 +288,10 @@ class CADirectory:
         pause_at("placed")
         ca._saved_in = self.path.absolute()  # saved once: a second directory of it is refused
         if recorded is not None:
+            from certkit.store_inventory import record_saved_ca
+
             recorded.mark_issued([serial])
+            record_saved_ca(recorded, serial, self.path)
         if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
             ca.inventory, ca.store = self.open().inventory, self
         return files

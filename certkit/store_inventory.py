@@ -243,6 +243,14 @@ def create_staged_inventory(path: Path, ca_dir: Path) -> None:
         raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None
 
 
+def record_saved_ca(inventory: Inventory, serial: str, ca_dir: Path) -> None:
+    """An intermediate its parent recorded as handed to a program (``CA.create(parent=...)`` without
+    ``directory=``), now saved in ``ca_dir``: its row names that directory, as init-ca's does."""
+    with inventory.transaction(write=True) as tx:
+        tx.execute("UPDATE certificates SET folder = ?, sink = 'ca-dir' WHERE serial = ? AND sink = 'memory' AND "
+                   "folder IS NULL AND status = 'valid'", (str(Path(ca_dir).absolute()), serial))
+
+
 def record_ca_dir(inventory: Inventory, serial: str, ca_dir: Path) -> None:
     """An intermediate recorded pending for one CA directory (``CA.create(..., directory=...)``) and saved in
     ``ca_dir``: its row names ``ca_dir``, where it is, so that the row is settled by what is there (valid

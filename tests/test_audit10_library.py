@@ -122,3 +122,18 @@ def test_write_takes_the_folder_lock_as_every_command_does(ca_dir, ca_env, tmp_p
     run_certkit("check", env=ca_env, check=True)
     bulk = run_certkit("renew", "--expiring", "3650d", "--json", env=ca_env)
     assert "now holds another certificate" not in bulk.stdout + bulk.stderr, bulk.stdout + bulk.stderr
+
+
+@pytest.mark.parametrize("given_parent", [False, True])
+def test_an_intermediate_saved_without_directory_is_recorded_where_it_is(ca_dir, tmp_path, given_parent):
+    """#6: recorded as init-ca --parent-ca-dir records one (sink ca-dir, its directory), not as a program's."""
+    from certkit import CA, CADirectory
+
+    root = CADirectory(ca_dir).load(PASSPHRASE)
+    inter = CA.create("Saved Later", parent=root)
+    CADirectory(tmp_path / "int").save_new(inter, PASSPHRASE.encode(), **({"parent": root} if given_parent else {}))
+    (row,) = [r for r in root.inventory.rows("WHERE kind = 'ca'", []) if r["subject"] == "CN=Saved Later"]
+    assert (row["sink"], row["folder"], row["status"]) == ("ca-dir", str((tmp_path / "int").absolute()), "valid")
+    kept = CA.create("Never Saved", parent=root)  # handed to a program: recorded as such
+    (row,) = [r for r in root.inventory.rows("WHERE kind = 'ca'", []) if r["subject"] == "CN=Never Saved"]
+    assert (row["sink"], row["folder"]) == ("memory", None) and kept.cert is not None
