@@ -339,9 +339,9 @@ def parse_common_name(text: str) -> str:
 
 def parse_attribute(text: str, field: str = "common name", option: str | None = None) -> str:
     """Check a value for a certificate's subject: 1 to 64 bytes in UTF-8 (what cryptography
-    accepts), printable, without whitespace around it; returned in Unicode's composed form (NFC).
-    ``field`` names the attribute ("common name", "organization") and ``option`` where the value came
-    from ("--org"), for the message."""
+    accepts), printable, without whitespace around it, kept as given (servers that map a CN to a user
+    compare the bytes). ``field`` names the attribute ("common name", "organization") and ``option`` where
+    the value came from ("--org"), for the message."""
     given = f"{option} " if option else ""
     article = "an" if field[0] in "aeiou" else "a"
     if not isinstance(text, str):
@@ -352,10 +352,6 @@ def parse_attribute(text: str, field: str = "common name", option: str | None = 
                           "character.")
     if text != text.strip():
         raise InvalidName(f"{given}'{_show(text)}' starts or ends with whitespace; remove it.")
-    if not text.isascii():  # one form of José (NFC), whichever a keyboard made: servers compare the bytes
-        import unicodedata
-
-        text = unicodedata.normalize("NFC", text)
     size = len(text.encode("utf-8"))
     if size > MAX_ATTRIBUTE_BYTES:
         shown = _show(text) if len(text) <= 20 else f"{_show(text[:20])}..."

@@ -129,8 +129,8 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
     if any(_client_san_matches(san, name) for san in san_list(cert)):
         return None
     if cn is not None and cn != name and unicodedata.normalize("NFC", cn) == unicodedata.normalize("NFC", name):
-        return (f"not valid for name {name}: its CN is the same text in another Unicode form ({_form(cn)}, the "
-                f"name given {_form(name)}), and servers that map a CN to a user compare the bytes")
+        return (f"not valid for name {name}: its CN is the same text in another Unicode form (the CN in {_form(cn)}, "
+                f"the name given in {_form(name)}), and servers that map a CN to a user compare the bytes")
     looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
     hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
             if looks_like_dn and cn is not None else "")
@@ -139,11 +139,11 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
 
 
 def _form(text: str) -> str:
-    """``NFC``, ``NFD`` or ``mixed``: which Unicode normalization form ``text`` is in."""
+    """``NFC``, ``NFD`` or ``a mixed form``: which Unicode normalization form ``text`` is in."""
     for form in ("NFC", "NFD"):
         if unicodedata.is_normalized(form, text):
             return form
-    return "mixed"
+    return "a mixed form"
 
 
 def client_cn_problem(path: list) -> str | None:

@@ -73,7 +73,9 @@ def test_default_serve_says_it_supplied_the_intermediate(lab: Path) -> None:  # 
 
 # --- 4. trust: a CA that may sign any IP address ----------------------------------------------------------------------
 @pytest.mark.parametrize(("ips", "asks"), [(("0.0.0.0/0", "::/0"), True), (("0.0.0.0/1",), True),
-                                           (("10.0.0.0/8",), False), (("fd00::/16",), False), ((), False)])
+                                           (("8.0.0.0/8",), True), (("2001::/16",), True),
+                                           (("10.0.0.0/8",), False), (("fd00::/8",), False), (("fc00::/7",), False),
+                                           (("fe80::/10",), False), (("8.8.8.0/24",), False), ((), False)])
 def test_trust_asks_before_a_ca_that_may_sign_any_ip_address(tmp_path, ips, asks):
     home = tmp_path / "home"
     home.mkdir()
@@ -82,7 +84,7 @@ def test_trust_asks_before_a_ca_that_may_sign_any_ip_address(tmp_path, ips, asks
                 *[arg for ip in ips for arg in ("--permit-ip", ip)], env=env, check=True)
     proc = run_certkit("trust", "install", "--nss", env=env, input="")
     if asks:
-        assert_clean_error(proc, "holds addresses of everyone's servers")
+        assert_clean_error(proc, "holds public addresses, other people's servers among them")
         assert not (home / ".pki").exists()
         status = json.loads(run_certkit("trust", "status", "--nss", "--json", env=env).stdout)
         assert status["ca"]["limits_ips"] is False

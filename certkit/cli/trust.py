@@ -202,8 +202,9 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
         return
     if anchor.limits_dns:  # its IP addresses are what is wide
         risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) may sign {anchor.scope()}: "
-                f"{', '.join(anchor.wide_ips)} holds addresses of everyone's servers. Once trusted, whoever holds "
-                "its key can impersonate any server reached by those addresses to this machine's programs.")
+                f"{', '.join(anchor.wide_ips)} holds public addresses, other people's servers among them. Once "
+                "trusted, whoever holds its key can impersonate any server reached by those addresses to this "
+                "machine's programs.")
     elif anchor.public_suffixes:
         risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) is limited to DNS names under "
                 f"{', '.join(shown(d) for d in anchor.public_suffixes)}, a public suffix: every website there "
@@ -213,8 +214,9 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
         risk = (f"The CA \"{shown(anchor.common_name)}\" ({anchor.name}) has no name constraints limiting its DNS "
                 f"names: it may sign {anchor.scope()}. Once trusted, whoever holds its key can impersonate any "
                 "website to this machine's programs.")
-    advice = ("A CA created with name constraints, e.g. 'certkit init-ca --permit-dns home.arpa "
-              "--permit-ip 192.168.0.0/16', can only vouch for those names.")
+    advice = ("A CA limited to the addresses you own, e.g. 'certkit init-ca --permit-ip 192.168.0.0/16', can only "
+              "vouch for those." if anchor.limits_dns else "A CA created with name constraints, e.g. 'certkit "
+              "init-ca --permit-dns home.arpa --permit-ip 192.168.0.0/16', can only vouch for those names.")
     if not as_json and sys.stdin is not None and sys.stdin.isatty():
         where = "".join(f"\n  {s.kind}: {s.label} ({shown(s.location)})" for s in stores)
         click.echo(f"{risk}\n{advice}" + (f"\nIt would be added to:{where}" if where else ""), err=True)

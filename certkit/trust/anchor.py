@@ -143,10 +143,11 @@ class Anchor:
 
     @property
     def wide_ips(self) -> list[str]:
-        """The IP ranges it may vouch for that limit nothing that matters: ranges wider than a /8 (IPv4) or a /16
-        (IPv6), such as 0.0.0.0/0; or "any IP address" when its constraints name no IP range at all (another
-        tool's CA limited to DNS names: certkit's exclude every address). Empty without name constraints (then
-        :attr:`limits_dns` is what matters)."""
+        """The IP ranges it may vouch for that limit nothing that matters: public ranges (not private, ULA,
+        link-local) wider than a /16 (IPv4) or a /32 (IPv6), larger than any one organisation's, such as
+        0.0.0.0/0; or "any IP address" when its constraints name no IP range at all (another tool's CA limited
+        to DNS names: certkit's exclude every address). Empty without name constraints (then :attr:`limits_dns`
+        is what matters)."""
         from cryptography import x509
 
         nc = self.constraints
@@ -156,7 +157,7 @@ class Anchor:
         if not permitted:
             excluded = {str(c.value) for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)}
             return [] if {"0.0.0.0/0", "::/0"} <= excluded else ["any IP address"]
-        return [str(n) for n in permitted if n.prefixlen < (8 if n.version == 4 else 16)]
+        return [str(n) for n in permitted if n.prefixlen < (16 if n.version == 4 else 32) and not n.is_private]
 
     @property
     def limited(self) -> bool:
