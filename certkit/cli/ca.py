@@ -149,9 +149,11 @@ def _check_against_parent(parent_ca_dir: Path | None, days: int | None, permit_d
 
     try:
         parent_cert, grandparents = CADirectory(parent_ca_dir).load_certificates()
+        parent = CA(parent_cert, None, grandparents)
+        parent.check_can_sign_ca()
     except CertkitError:
         return  # said, in its words, where the parent is loaded
-    intermediate_limits(CA(parent_cert, None, grandparents), days, permit_dns, permit_ip)
+    intermediate_limits(parent, days, permit_dns, permit_ip)
 
 
 def _check_inventory_database(url: str) -> None:
