@@ -428,10 +428,10 @@ def _weak_key(cert) -> str | None:
     """``its RSA key has 1024 bits: ...`` (certkit verify's words), or None."""
     from cryptography.exceptions import UnsupportedAlgorithm
 
-    from certkit.verify import _weak_chain
+    from certkit.verify import weak_chain
 
     try:
-        return next(iter(_weak_chain([cert])), None)
+        return next(iter(weak_chain([cert])), None)
     except UnsupportedAlgorithm:
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES
 from certkit.errors import CannotRenew, InvalidArgument, cli_worded
+from certkit.text import is_digits
 
 # Key types certkit generates only to renew a key of that type (not offered for new keys).
 RENEWAL_ONLY_TYPES = ("ecdsa-p521",)
@@ -55,7 +56,7 @@ def renewal_key_type(public_key) -> tuple[str, list[str]]:
     if kind in KEY_TYPES or kind in RENEWAL_ONLY_TYPES:
         return kind, []
     sizes = sorted(int(t[4:]) for t in KEY_TYPES if t.startswith("rsa-"))
-    if kind.startswith("rsa-") and kind[4:].isascii() and kind[4:].isdigit():
+    if kind.startswith("rsa-") and is_digits(kind[4:]):
         larger = [bits for bits in sizes if bits >= int(kind[4:])]
         if larger:
             chosen = f"rsa-{larger[0]}"

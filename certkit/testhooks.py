@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 import time
 
+from certkit.text import is_digits
+
 ENV_POINT = "CERTKIT_TEST_PAUSE_AT"
 ENV_FILE = "CERTKIT_TEST_PAUSE_FILE"
 ENV_CHUNK = "CERTKIT_TEST_CHUNK_SIZE"
@@ -50,4 +52,4 @@ def pause_at(point: str) -> None:
 def chunk_size(default: int) -> int:
     """``issue-batch``'s chunk size: ``default`` unless a test sets ``CERTKIT_TEST_CHUNK_SIZE``."""
     value = os.environ.get(ENV_CHUNK, "")
-    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else default
+    return int(value) if is_digits(value) and int(value) > 0 else default

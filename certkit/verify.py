@@ -119,7 +119,7 @@ def _issued_by(cert, issuer) -> bool:
 
 def _weakly_signed_by(cert, issuer) -> bool:
     """Whether ``issuer``'s key made ``cert``'s RSA or ECDSA signature with a digest the X.509 API refuses (SHA-1,
-    MD5): it is this issuer's, and the digest is said as the reason (:func:`_weak_chain`)."""
+    MD5): it is this issuer's, and the digest is said as the reason (:func:`weak_chain`)."""
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     key, digest = issuer.public_key(), cert.signature_hash_algorithm
@@ -135,7 +135,7 @@ def _weakly_signed_by(cert, issuer) -> bool:
     return True
 
 
-def _weak_chain(path: list) -> list[str]:
+def weak_chain(path: list) -> list[str]:
     """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
     but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures."""
     from cryptography.hazmat.primitives import hashes
@@ -213,7 +213,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
     if broken:
         verdict.reasons.append(broken)
-    verdict.reasons += _date_problems(path, now) + _weak_chain(path)
+    verdict.reasons += _date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
         or (client_cn_problem(path) if purpose == "client" else None)

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from certkit.text import is_digits
+
 # A pending row lasts as long as writing one chunk of bundles: seconds. A writer on another
 # host cannot be asked whether it lives, so its rows are settled after this long.
 FOREIGN_LEASE = dt.timedelta(minutes=15)
@@ -81,7 +83,7 @@ def _parse(writer: str) -> tuple[str, str | None, int, str]:
     if it is none. Rows of certkit before the namespace was recorded have none."""
     host, pid_text, start = writer.rsplit(" ", 2)
     machine, mark, namespace = host.rpartition("#")
-    if not mark or not ((namespace.isascii() and namespace.isdigit()) or namespace == "-"):
+    if not mark or not (is_digits(namespace) or namespace == "-"):
         machine, namespace = host, None
     return machine, namespace, int(pid_text), start
 
