@@ -48,8 +48,8 @@ class Finalizer:
         csr_text = payload.get("csr")
         if not isinstance(csr_text, str):
             raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
+        # check_csr refuses, among the keys the pipeline never certifies, any ACME account's key (RFC 8555 11.1).
         csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
-        self._refuse_account_key(csr.public_key)
         if not self.state.begin_finalize(order.id):
             current = self.state.order(order.id)
             refuse_expired(current)
@@ -96,18 +96,6 @@ class Finalizer:
                                         f"was settled by another server or expired), so the certificate "
                                         f"{chain.serial} was discarded before anyone received it (the CA records "
                                         "it as abandoned); place a new order.")
-
-    def _refuse_account_key(self, public_key) -> None:
-        """RFC 8555 11.1: an account key is never a certificate's key (whoever held the server's key
-        would control the account, and the reverse), whichever account it belongs to. The reverse
-        is :func:`refuse_certificate_key`, at newAccount and keyChange."""
-        try:
-            thumb = jws.thumbprint(jws.jwk_for_public_key(public_key))
-        except Problem:
-            return  # a key type no account can have
-        if self.state.account_by_thumbprint(thumb) is not None:
-            raise Problem("badCSR", "The CSR's key is an ACME account key; use a separate key for the certificate "
-                                    "(RFC 8555 11.1).")
 
     # --- what could not be written when it happened -----------------------------------------
     def _end(self, order_id: str, error: dict | None) -> None:
@@ -166,12 +154,23 @@ class Finalizer:
                 continue
 
 
-def refuse_certificate_key(state: AcmeState, jwk) -> None:
-    """RFC 8555 11.1, the reverse of :meth:`Finalizer._refuse_account_key`: a ``badPublicKey``
-    Problem for a new account key (newAccount, keyChange) that is the key of a certificate this CA
-    issued, valid, being issued or revoked (whoever reads that certificate's privkey.pem would
-    control the account, and its key-keeping renewals would be refused as an account's key).
-    Only abandoned rows (never delivered) do not count."""
+def refuse_certificate_key(state: AcmeState, jwk, ca=None) -> None:
+    """RFC 8555 11.1, the reverse of :func:`certkit.acme.account_keys.account_holding` (which the
+    pipeline asks for every key it certifies): a ``badPublicKey`` Problem for a new account key
+    (newAccount, keyChange) that is the key of a certificate this CA issued, valid, being issued or
+    revoked (whoever reads that certificate's privkey.pem would control the account, and its
+    key-keeping renewals would be refused as an account's key), or the key of a CA of ``ca``'s
+    chain (the CA's own key signing requests as an account). Only abandoned rows (never delivered)
+    do not count."""
+    if ca is not None:
+        from certkit.keys import refuse_chain_key
+
+        try:
+            refuse_chain_key(getattr(jwk.key, "_wrapped", jwk.key), [ca.cert, *ca.parents, *ca.signed_cas])
+        except CertkitError:
+            raise Problem("badPublicKey", "This key is the key of a CA of this server's chain; an account key is "
+                                          "never a CA's or a certificate's key (RFC 8555 11.1): generate a new "
+                                          "account key.") from None
     found = state.certificate_of_key(jws.public_key_der(jwk))
     if found is not None:
         serial, kind, status = found

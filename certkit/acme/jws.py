@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from certkit.acme.problems import Problem
+from certkit.text import shown
 
 # What decoding a request's JSON can raise: not JSON, not UTF-8, or nested deeper than the decoder
 # recurses (18 KB of "[" is enough; json.loads raises RecursionError, no ValueError).
@@ -79,6 +80,59 @@ def _json_type(value: Any) -> str:
         return json.dumps(value)
     return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__)
+
+
+# --- a JWK, read strictly before josepy sees it ------------------------------------------------
+# The members of each accepted key type (RFC 7518 6.2.1, 6.3.1; RFC 8037 2), the size of an EC
+# coordinate and of an OKP key, and the members that would make it a private key.
+_JWK_MEMBERS = {"EC": ("crv", "x", "y"), "RSA": ("n", "e"), "OKP": ("crv", "x")}
+_JWK_SIZES = {"P-256": 32, "P-384": 48, "P-521": 66, "Ed25519": 32, "Ed448": 57}
+_JWK_CURVES = {"EC": ("P-256", "P-384", "P-521"), "OKP": ("Ed25519", "Ed448")}
+_JWK_PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_ACCEPTED_KEYS = "EC (P-256, P-384, P-521), RSA (2048 bits or more) or OKP (Ed25519, Ed448)"
+
+
+def read_jwk(value: Any, what: str = "The JWK") -> jose.JWK:
+    """``value`` (a JWK as JSON) as a public key, checked member by member first: the key types
+    and curves accounts may have (``badPublicKey`` otherwise, RFC 8555 6.7), every member base64url
+    in its one spelling (josepy's decoder takes padding and the other alphabet: one key in many
+    spellings, whose RFC 7638 thumbprints the client and the server would compute differently),
+    EC coordinates of their curve's full size and RSA integers without leading zero octets
+    (RFC 7518 2, 6.2.1.2), no private member. Each refusal names the member."""
+    if not isinstance(value, dict):
+        raise Problem("malformed", f"{what} must be a JSON object, not {_json_type(value)}.")
+    kty = value.get("kty")
+    if not isinstance(kty, str):
+        raise Problem("malformed", f"{what} has no 'kty' string (it is {_json_type(kty)}).")
+    if kty not in _JWK_MEMBERS:
+        raise Problem("badPublicKey", f"{what} is a key of type {shown(kty)!r}; account keys are {_ACCEPTED_KEYS}.")
+    if private := [name for name in _JWK_PRIVATE if name in value]:
+        raise Problem("malformed", f"{what} holds private key members ({', '.join(private)}); send only the public "
+                                   "key.")
+    for name in _JWK_MEMBERS[kty]:
+        if name not in value:
+            raise Problem("malformed", f"{what} has no {name!r}; a {kty} key has {', '.join(_JWK_MEMBERS[kty])}.")
+    crv = value.get("crv")
+    if kty in _JWK_CURVES and crv not in _JWK_CURVES[kty]:
+        shown_crv = repr(shown(crv)) if isinstance(crv, str) else _json_type(crv)
+        raise Problem("badPublicKey", f"{what}'s curve {shown_crv} is not accepted; account keys are "
+                                      f"{_ACCEPTED_KEYS}.")
+    for name in _JWK_MEMBERS[kty]:
+        if name == "crv":
+            continue
+        data = b64decode(value[name], f"{what}'s {name!r}")
+        if kty != "RSA" and len(data) != _JWK_SIZES[crv]:
+            raise Problem("malformed", f"{what}'s {name!r} is {len(data)} octets; a {crv} key's is "
+                                       f"{_JWK_SIZES[crv]} (RFC 7518 6.2.1.2, RFC 8037 2).")
+        if kty == "RSA" and (not data or (data[0] == 0 and len(data) > 1)):
+            raise Problem("malformed", f"{what}'s {name!r} is not in the minimum number of octets (RFC 7518 2: "
+                                       "no leading zero octet).")
+    try:
+        return jose.JWK.from_json(value)
+    except (jose.DeserializationError, ValueError, TypeError, KeyError, AttributeError):
+        fault = {"EC": f"its point (x, y) is not on the curve {crv}", "RSA": "its modulus 'n' and exponent 'e' do "
+                 "not make an RSA key (e must be odd, at least 3 and below n)"}.get(kty, "its 'x' is no point")
+        raise Problem("malformed", f"{what} is not a valid {kty} public key: {fault}.") from None
 
 
 # --- EdDSA for josepy (RFC 8037) -------------------------------------------------------
@@ -221,6 +275,8 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
     for name in ("nonce", "url", "kid"):
         if name in protected and not isinstance(protected[name], str):
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
+    if "jwk" in protected:
+        read_jwk(protected["jwk"], f"{what}'s 'jwk'")
     try:
         jws = AcmeJWS.from_json(outer)
     except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE) as exc:
@@ -341,10 +397,7 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
     body = inner.json_payload()
     if body.get("account") != account_url:
         raise Problem("malformed", "The key change names another account than the one that signed it.")
-    try:
-        old = jose.JWK.from_json(body.get("oldKey"))
-    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE):
-        raise Problem("malformed", "The key change's oldKey is not a JWK.") from None
+    old = read_jwk(body.get("oldKey"), "The key change's 'oldKey'")
     if thumbprint(old) != thumbprint(account_jwk):
         raise Problem("malformed", "The key change's oldKey is not the account's current key.")
     return inner.jwk
@@ -389,10 +442,7 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
         raise Problem("malformed", "The externalAccountBinding's url is not the newAccount URL.")
     if protected.get("kid") != kid:
         raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
-    try:
-        bound = jose.JWK.from_json(payload)
-    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE):
-        raise Problem("malformed", "The externalAccountBinding's payload is not a JWK.") from None
+    bound = read_jwk(payload, "The externalAccountBinding's payload (the account's JWK)")
     if thumbprint(bound) != thumbprint(account_jwk):
         raise Problem("unauthorized", "The externalAccountBinding binds another key than the account's.")
     from cryptography.hazmat.primitives import hmac as crypto_hmac

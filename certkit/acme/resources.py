@@ -122,7 +122,7 @@ class Resources:
             raise Problem("accountDoesNotExist", "No account exists for this key.")
         contact = self._contact(payload.get("contact", []))
         eab_kid = self._binding(payload, jwk, base)
-        refuse_certificate_key(self.state, jwk)
+        refuse_certificate_key(self.state, jwk, self.ca)
         tos = payload.get("termsOfServiceAgreed", False)
         account, created = self.state.create_account(thumb, jws.jwk_json(jwk), contact, tos, eab_kid)
         if created:
@@ -220,7 +220,7 @@ class Resources:
         account, base = request.account, request.base
         account_url = f"{base}/acme/acct/{account.id}"
         new_key = jws.verify_key_change(request.payload, request.signed, account_url, request.jwk)
-        refuse_certificate_key(self.state, new_key)
+        refuse_certificate_key(self.state, new_key, self.ca)
         outcome, holder = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
                                                 jws.jwk_json(new_key))
         if outcome != "changed":
@@ -301,6 +301,9 @@ class Resources:
     def authorization(self, request: Request, authz_id: str) -> Response:
         self._validations_written()
         authz = self._own_authz(request, authz_id)
+        if not request.signed.is_post_as_get and "status" not in request.payload:
+            raise Problem("malformed", "An authorization is fetched with an empty payload (POST-as-GET) or "
+                                       'deactivated with {"status": "deactivated"}; nothing else in it can be changed.')
         if deactivation(request.payload, "An authorization"):
             self.state.deactivate_authorization(authz.id)
             authz = self.state.authorization(authz.id)

@@ -162,6 +162,11 @@ class AcmeService:
         # RFC 8555 6.3: POST-as-GET (an empty payload) fetches a resource; the others act on a JSON object.
         fetched = (self.resources.account, self.resources.account_orders, self.resources.order,
                    self.resources.authorization, self.resources.challenge, self.resources.certificate)
+        # The resources a payload cannot change, and what the client can do instead.
+        fetch_only = {self.resources.account_orders: "orders are placed at newOrder",
+                         self.resources.order: "an order ends when it is finalized or expires; deactivate an "
+                                               "authorization to drop it",
+                         self.resources.certificate: "a certificate is revoked at revokeCert"}
         for pattern, key_rule, handler in routes:
             match = re.fullmatch(pattern, path)
             if match:
@@ -173,10 +178,9 @@ class AcmeService:
                     raise Problem("malformed", f"{base}{path} takes a JSON object as its payload; an empty payload "
                                                "(POST-as-GET) only fetches an account, an order, an authorization, "
                                                "a challenge, a certificate or an orders list.")
-                if not request.signed.is_post_as_get and handler in fetched[1:3] + fetched[5:]:
+                if not request.signed.is_post_as_get and handler in fetch_only:
                     raise Problem("malformed", f"{base}{path} is fetched with POST-as-GET (an empty payload) and "
-                                               "cannot be changed: send no payload (an order ends when it is "
-                                               "finalized or expires; deactivate an authorization to drop it).")
+                                               f"cannot be changed: send no payload ({fetch_only[handler]}).")
                 request.query = query
                 return handler(request, *match.groups())
         raise Problem("malformed", f"There is no ACME resource at {shown(path)}; start at {base}/directory.",

@@ -136,7 +136,9 @@ def key_reuse(inventory: "Inventory", public_key, *, for_ca: bool = False) -> st
     key to certify is", or None: revoked for keyCompromise (never certified again); the key of an
     intermediate CA this CA signed (a leaf's privkey.pem would hand out that CA's key); and, for a
     new intermediate (``for_ca``), the key of any certificate this CA issued that is not revoked
-    (whoever holds that bundle's privkey.pem could sign as the CA)."""
+    (whoever holds that bundle's privkey.pem could sign as the CA); and the key of an ACME account of
+    this CA (RFC 8555 11.1: whoever held the bundle's privkey.pem would control the account)."""
+    from certkit.acme.account_keys import account_holding
     from certkit.errors import CertkitError
     from certkit.inventory.rows import load_der, subject_text
     from certkit.keys import public_key_der
@@ -148,7 +150,11 @@ def key_reuse(inventory: "Inventory", public_key, *, for_ca: bool = False) -> st
     wanted = public_key_der(public_key)
     where = "status IN ('valid', 'pending')" if for_ca else "kind = 'ca' AND status IN ('valid', 'pending')"
     with inventory.transaction() as tx:
-        rows = tx.execute(f"SELECT serial, der, kind FROM certificates WHERE {where}").fetchall()
+        account = account_holding(tx, public_key)
+        rows = [] if account else tx.execute(f"SELECT serial, der, kind FROM certificates WHERE {where}").fetchall()
+    if account:
+        return (f"the key of the ACME account {account} of this CA: an account key is never a certificate's key "
+                "(RFC 8555 11.1; whoever read the bundle's privkey.pem would control the account)")
     for serial, der, kind in rows:
         try:
             cert = load_der(serial, der)
