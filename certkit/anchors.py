@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
 from certkit.text import shown
+from certkit.vocabulary import self_signed, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -23,7 +24,7 @@ def load_trust(ca_file: str | Path | None = None, ca_dir: str | Path | None = No
     untrusted)."""
     if ca_file is not None:
         from certkit.material import load_certificates
-        from certkit.vocabulary import is_ca, self_signed
+        from certkit.vocabulary import is_ca
 
         found = load_certificates(ca_file, CA_FILE_ROLE)
         if not roots_only:  # probe: what curl --cacert trusts; a leaf only to pin it (:func:`pinned`)
@@ -80,9 +81,9 @@ def _reaches(leaf, sent: list, cas: list) -> bool:
     """Whether the chain from ``leaf`` through the certificates ``sent`` after it reaches one of ``cas``."""
     cert, pool = leaf, list(sent)
     for _ in range(len(pool) + 1):
-        if cert in cas or any(_signed(cert, ca) for ca in cas):
+        if cert in cas or any(signed_by(cert, ca) for ca in cas):
             return True
-        cert = next((c for c in pool if _signed(cert, c)), None)
+        cert = next((c for c in pool if signed_by(cert, c)), None)
         if cert is None:
             return False
         pool.remove(cert)
@@ -107,7 +108,7 @@ def stranger_places(certs: list) -> dict[int, str]:
 
     used, top = set(), certs[0]
     while (issuer := next((place for place, cert in enumerate(certs[1:], 2)
-                           if place not in used and is_ca(cert) and _signed(top, cert)), None)) is not None:
+                           if place not in used and is_ca(cert) and signed_by(top, cert)), None)) is not None:
         used.add(issuer)
         top = certs[issuer - 1]
     found = {}
@@ -140,7 +141,7 @@ def bundle_ca_note(folder: str | Path) -> str | None:
     if not ca_file.is_file():
         return None
     cas = [c for c, _ in load_material(ca_file).certificates]
-    not_roots = [c for c in cas if not _signed(c, c)]
+    not_roots = [c for c in cas if not self_signed(c)]
     if not not_roots:
         return None
     names = ", ".join(cn_text(c.subject) for c in not_roots)
@@ -156,7 +157,7 @@ def other_root(folder: Path, path: list) -> str | None:
     from certkit.material import load_material
     from certkit.verify_names import cn_text
 
-    if not (Path(folder) / CA_FILE).is_file() or not path or not _signed(path[-1], path[-1]):
+    if not (Path(folder) / CA_FILE).is_file() or not path or not self_signed(path[-1]):
         return None
     roots = [c for c, _ in load_material(Path(folder) / CA_FILE).certificates]
     if not roots or path[-1] in roots:
@@ -184,7 +185,6 @@ def missing_issuer(certs: list["x509.Certificate"], known: list["x509.Certificat
     certificate of it, not self-signed, is among ``known`` or in the chain.pem and fullchain.pem of the
     ``beside`` folder (a certkit bundle), so the file lacks a certificate its peer may need; False when that
     bundle holds none (its chain ends there); None when nothing tells."""
-    from certkit.vocabulary import self_signed
 
     top = certs[0]
     for _ in certs:  # up the chain, at most once per certificate (a file may hold a loop)
@@ -285,11 +285,10 @@ def _ends_at_root(certs: list, beside: Path) -> bool:
     """Whether the chain file ``certs`` (leaf first) is whole: the root its bundle's peers trust (the ca.pem
     ``beside`` it, self-signed) signed the top of it, so no intermediate is missing from it."""
     from certkit.material import load_material
-    from certkit.vocabulary import self_signed
 
     top = certs[0]
     for _ in certs:  # up the chain, at most once per certificate (a file may hold a loop)
-        above = next((c for c in certs if c != top and _signed(top, c)), None)
+        above = next((c for c in certs if c != top and signed_by(top, c)), None)
         if above is None:
             break
         top = above
@@ -297,7 +296,7 @@ def _ends_at_root(certs: list, beside: Path) -> bool:
         roots = [c for c, _ in load_material(beside / "ca.pem").certificates] if (beside / "ca.pem").is_file() else []
     except CertkitError:
         return False
-    return any(self_signed(r) and _signed(top, r) for r in roots)
+    return any(self_signed(r) and signed_by(top, r) for r in roots)
 
 
 # How the certificate of a missing intermediate gets to the verifier, by who sends the chain: certkit verify's user,
@@ -320,7 +319,7 @@ def unanchored_leaf(leaf, roots: list, *, sent: str | None = None, recorded: Rec
     from certkit.verify_names import cn_text
 
     issuer, ca_names = cn_text(leaf.issuer), ", ".join(cn_text(r.subject) for r in roots)
-    if recorded is not None and any(_signed(leaf, c) for c in recorded.valid):
+    if recorded is not None and any(signed_by(leaf, c) for c in recorded.valid):
         lacking = {None: "which the chain given lacks", "server": "which the server does not send",
                    "client": "which the client did not send"}[sender]
         fix = (f"{shown(sent)} does not carry it, so a server sending it leaves its peers without the chain: "
@@ -341,12 +340,34 @@ def unanchored_leaf(leaf, roots: list, *, sent: str | None = None, recorded: Rec
     return f"{said} (if {issuer} is an intermediate CA under it, {_SEND_TOO[None]})"
 
 
-def _signed(cert, issuer) -> bool:
-    """Whether ``issuer``'s key signed ``cert`` (names alone do not tell: a namesake CA has another key)."""
-    if cert.issuer != issuer.subject:
-        return False
+def refuse_server_chain(cert_chain, store_pem: bytes) -> None:
+    """Refuse a server's certificate file (``serve --cert``) that a real server would send otherwise than
+    serve does: certificates after the first that are not the CAs of its chain (:func:`chain_strangers`:
+    OpenSSL sends every one to every client), or a chain that stops below an intermediate CA of
+    ``store_pem`` (the client CAs serve checks clients with), which OpenSSL would add to what it sends from
+    that store, where nginx or openssl s_server given the same file send the certificate alone."""
+    from cryptography import x509
+
+    from certkit.verify_names import cn_text
+
     try:
-        cert.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 (InvalidSignature, a key type that cannot sign: not this issuer)
-        return False
-    return True
+        certs = x509.load_pem_x509_certificates(Path(cert_chain).read_bytes())
+        store = x509.load_pem_x509_certificates(store_pem)
+    except (OSError, ValueError):
+        return  # OpenSSL has just read it; nothing more to say of it here
+    if strangers := chain_strangers(certs):
+        raise CertkitError(f"{shown(cert_chain)} holds more than a certificate and its chain: {'; '.join(strangers)}; "
+                           "a server sends every certificate of its file to its clients as the chain: give cert.pem "
+                           "or fullchain.pem (the certificate, then the intermediate CAs that issued it).")
+    top, seen = certs[0], [certs[0]]
+    while (above := next((c for c in certs if c not in seen and signed_by(top, c)), None)) is not None:
+        top = above
+        seen.append(above)
+    missing = next((c for c in store if not self_signed(c) and signed_by(top, c)), None)
+    if missing is not None and not self_signed(top):
+        raise CertkitError(f"{shown(cert_chain)} holds {shown(cn_text(top.subject))}'s certificate without "
+                           f"{shown(cn_text(missing.subject))}, the intermediate CA that issued it: a server (nginx, "
+                           "openssl s_server) given this file sends the certificate alone, and clients that hold only "
+                           "the root refuse it (unable to get local issuer certificate); give fullchain.pem (the "
+                           "certificate, then the intermediate CAs that issued it).")
+

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.text import shown
-from certkit.vocabulary import wrong_type
+from certkit.vocabulary import signed_by, wrong_type
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,14 +62,6 @@ def _check_companions(inventory, store) -> None:
 
 def _name(cert) -> str:
     return shown(cert.subject.rfc4514_string())
-
-
-def signed_by(child, issuer) -> bool:
-    try:
-        child.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, a name mismatch (ValueError), an unusable key type
-        return False
-    return True
 
 
 def chain_fault(cert: "x509.Certificate", parents: list) -> tuple[str, object, object] | None:

@@ -431,7 +431,7 @@ def _weak_key(cert) -> str | None:
     from certkit.verify import weak_chain
 
     try:
-        return next(iter(weak_chain([cert])), None)
+        return next(iter(weak_chain([cert], anchored=self_signed(cert))), None)
     except UnsupportedAlgorithm:
         return None
 

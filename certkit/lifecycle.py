@@ -22,7 +22,7 @@ from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
-from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
+from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -209,12 +209,7 @@ def _not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
         above = common_name(ca_parents[0].subject) or ca_parents[0].subject.rfc4514_string()
         return (f"{which} is this CA's own certificate, not one it issued: an intermediate CA is revoked by the CA "
                 f"above it ({shown(above)}): certkit revoke --ca-dir <that CA's directory> {shown(cert_path)}.")
-    try:
-        cert.verify_directly_issued_by(ca_cert)
-        signed = True
-    except Exception:  # InvalidSignature, ValueError, TypeError: another issuer
-        signed = False
-    if signed:
+    if signed_by(cert, ca_cert):
         return (f"{which} is signed by this CA, but this CA's inventory has no record of it (was the inventory "
                 "restored from an older backup, or the CA key used outside certkit?).")
     if cert.issuer == ca_cert.subject:

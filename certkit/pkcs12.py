@@ -180,7 +180,7 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
     from certkit.material import load_material
     from certkit.text import shown
     from certkit.verify_names import cn_text
-    from certkit.vocabulary import is_ca, leaf_kind, serial_hex
+    from certkit.vocabulary import is_ca, leaf_kind, serial_hex, signed_by
 
     files = [name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file()]
     pool: dict = {}  # each CA certificate found -> the file it is in
@@ -193,7 +193,7 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
                                    "only. Put back the CA files of its bundle (certkit renew rewrites them).")
             pool.setdefault(other, name)
     chain, top = [], cert
-    while issuer := next((ca for ca in pool if ca not in chain and ca != top and _issued_by(top, ca)), None):
+    while issuer := next((ca for ca in pool if ca not in chain and ca != top and signed_by(top, ca)), None):
         chain.append(issuer)
         top = issuer
     if pool and not chain:
@@ -220,14 +220,6 @@ def validity_problem(cert: "x509.Certificate", now: "dt.datetime | None" = None)
     if cert.not_valid_before_utc > now:
         return f"is not valid before {moment_text(iso(cert.not_valid_before_utc))}"
     return None
-
-
-def _issued_by(cert: "x509.Certificate", ca: "x509.Certificate") -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except Exception:  # another issuer's name, key or signature algorithm
-        return False
-    return True
 
 
 def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False) -> Path:

@@ -198,6 +198,7 @@ class ProbeResult:
     client_eku: list[str] | None = None
     # Why the given certificate is no TLS client certificate (certkit verify's purpose_problem), or None
     client_purpose: str | None = None
+    client_openssl_purpose: str | None = None  # what OpenSSL's purpose check says of it (a CA certificate too)
     # "valid", "expired" or "not yet valid" when probed, and its dates (certkit inspect's words)
     client_validity: dict = field(default_factory=dict)
     client_chain_issuers: list[str] = field(default_factory=list)  # the issuer of each certificate in the client's file
@@ -408,7 +409,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certkit.inspect import describe_certificate
-    from certkit.verify_names import purpose_problem
+    from certkit.verify_names import openssl_purpose_problem, purpose_problem
 
     target = parse_url(url)
     roots, extra, trust_pem = [], [], None
@@ -429,6 +430,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
         result.client_purpose = purpose_problem(certs[0], "client")
+        result.client_openssl_purpose = openssl_purpose_problem(certs[0], "client")
         result.client_withdrawn = withdrawn(ca_dir, certs, fail_closed=False) if ca_dir is not None else []
 
     # The client's files are read before any connection: a key certkit cannot use stops the probe at once.

@@ -205,7 +205,7 @@ def _lax_purpose(result: "ProbeResult") -> str:
                 "does not check a client certificate's purpose")
     if problem is None:
         return ""
-    if problem.startswith("this is a CA certificate"):  # OpenSSL's purpose check takes one as a client's
+    if problem.startswith("this is a CA certificate") and result.client_openssl_purpose is None:  # OpenSSL takes it
         return (f"; beware: {problem}: OpenSSL-based servers (nginx, Python's ssl) take it as a client certificate, "
                 "as this one did, but rustls-based ones and certkit verify (cryptography's verifier) refuse it")
     return (f"; beware: {problem}, yet it got in: this server does not check a client certificate's purpose as "
@@ -225,8 +225,10 @@ def _no_client_auth(result: "ProbeResult") -> str:
         return ("; the certificate given has no clientAuth in its extendedKeyUsage, so a server that checks a "
                 f"client certificate's purpose refuses it ({kind}): give a client certificate (certkit "
                 "issue-client), or a peer certificate for a cluster member (certkit issue-peer)")
-    if problem is None or problem.startswith("this is a CA certificate"):  # OpenSSL takes it: not why it failed
-        return ""
+    if problem is None or (problem.startswith("this is a CA certificate") and result.client_openssl_purpose is None):
+        return ""  # OpenSSL takes it: not why it failed
+    if result.client_openssl_purpose and problem.startswith("this is a CA certificate"):
+        problem = f"{problem}, and {result.client_openssl_purpose}"
     return (f"; the certificate given is not for a TLS client: {problem}, so a server that checks a client "
             "certificate's purpose as OpenSSL does refuses it: give a client certificate (certkit issue-client)")
 
@@ -313,6 +315,8 @@ def server_problem(result: "ProbeResult") -> str | None:
     if dated:  # it chains to the anchors, and is out of date (or one above it is)
         return f"the server's certificate is not valid now ({dated[0]})"
     why = f" ({result.verify_errors[0]})" if result.verify_errors else ""
+    if "subtree violation" in why:  # it chains to the anchor, and names what that CA may not vouch for
+        return f"the server's certificate names what the name constraints of a CA above it forbid{why}"
     return f"the server's certificate is not trusted by {result.trust}{why}"
 
 

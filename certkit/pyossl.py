@@ -15,8 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # OpenSSL's verification errors (X509_V_ERR_*) that TLS peers meet, in OpenSSL's own words
-# (X509_verify_cert_error_string), which pyOpenSSL does not expose.
+# (X509_verify_cert_error_string, which pyOpenSSL's public API does not expose: asked through its binding
+# when it has it, this table otherwise).
 X509_ERRORS = {
+    25: "path length constraint exceeded", 27: "certificate not trusted", 28: "certificate rejected",
+    32: "key usage does not include certificate signing", 47: "permitted subtree violation",
+    48: "excluded subtree violation", 49: "name constraints minimum and maximum not supported",
+    51: "unsupported name constraint type", 53: "unsupported or invalid name syntax",
+    65: "Certificate Transparency required, but no valid SCTs found",
     2: "unable to get issuer certificate", 4: "unable to decrypt certificate's signature",
     7: "certificate signature failure", 9: "certificate is not yet valid", 10: "certificate has expired",
     18: "self-signed certificate", 19: "self-signed certificate in certificate chain",
@@ -31,8 +37,19 @@ CERT_REQUEST_STATE = b"SSLv3/TLS read server certificate request"
 
 
 def x509_error(code: int, depth: int = 0) -> str:
-    words = X509_ERRORS.get(code, f"X.509 verification error {code}")
+    words = X509_ERRORS.get(code) or _openssl_words(code) or f"X.509 verification error {code}"
     return words + (f" (at depth {depth})" if depth else "")
+
+
+def _openssl_words(code: int) -> str | None:
+    """OpenSSL's own words for a verification error, through pyOpenSSL's binding (None if it lacks them)."""
+    try:
+        from OpenSSL._util import ffi, lib
+
+        words = ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
+    except Exception:  # noqa: BLE001 (a pyOpenSSL without the binding: the table's words, or the number)
+        return None
+    return None if words.startswith("unknown certificate verification error") else words
 
 
 def record_verify_error(conn, cert, errnum: int, depth: int, ok: int) -> bool:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
+from certkit.anchors import refuse_server_chain
 from certkit.errors import CertkitError
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
     InventoryRevocations,
@@ -90,7 +91,7 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
     except (ssl.SSLError, OSError) as exc:
         raise CertkitError(f"Cannot use {cert_chain} with {key} as the server certificate: "
                            f"{_load_problem(cert_chain, key) or reason_of(exc)}.") from None
-    _refuse_strangers(cert_chain)
+    refuse_server_chain(cert_chain, client_ca_pem)  # what OpenSSL would send, and what it would add
     try:
         ctx.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
     except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
@@ -104,23 +105,6 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
     ctx.options |= ssl.OP_NO_TICKET
     ctx.num_tickets = 0
     return ctx
-
-
-def _refuse_strangers(cert_chain: str | Path) -> None:
-    """Refuse a certificate file whose certificates after the first are not the CAs of its chain
-    (:func:`certkit.anchors.chain_strangers`): OpenSSL would send them to every client as the chain."""
-    from cryptography import x509
-
-    from certkit.anchors import chain_strangers
-
-    try:
-        certs = x509.load_pem_x509_certificates(Path(cert_chain).read_bytes())
-    except (OSError, ValueError):
-        return  # OpenSSL has just read it; nothing more to say of it here
-    if strangers := chain_strangers(certs):
-        raise CertkitError(f"{shown(cert_chain)} holds more than a certificate and its chain: {'; '.join(strangers)}; "
-                           "a server sends every certificate of its file to its clients as the chain: give cert.pem "
-                           "or fullchain.pem (the certificate, then the intermediate CAs that issued it).")
 
 
 class _EncryptedKey(Exception):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.text import shown
-from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex
+from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex, signed_by
 
 if TYPE_CHECKING:
     from certkit.serve_page import ServerFacts, Visit
@@ -250,7 +250,7 @@ class InventoryRevocations:
 
         top = chain[-1]
         issuer = next((cert for row, cert in self._cas(" AND status != ?", ("valid",))
-                       if cert.subject == top.issuer and _signed(top, cert)), None)
+                       if cert.subject == top.issuer and signed_by(top, cert)), None)
         if issuer is None:
             return None
         problems = self.check([*chain, issuer]).problems
@@ -259,14 +259,6 @@ class InventoryRevocations:
             return None
         return (f"issued by {cn_text(issuer.subject)}, an intermediate CA of this CA ({cn_text(self.ca_cert.subject)}, "
                 f"whose inventory records it): {problem}")
-
-
-def _signed(cert, issuer) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 (InvalidSignature, a key type that cannot sign: not this issuer)
-        return False
-    return True
 
 
 def _holds(inventory, cert) -> bool:
@@ -315,8 +307,10 @@ def supplied_line(visit) -> str | None:
     if not visit.supplied:
         return None
     return (f"your client did not send {', '.join(visit.supplied)} (above its certificate), which this server "
-            "supplied from what its CA's inventory records; a server given only the root's ca.pem (nginx, openssl "
-            "s_server) refuses it sent alone: send fullchain.pem (curl --cert fullchain.pem)")
+            "supplied from what its CA's inventory records. This server's certificate request names no CA (Python's "
+            "ssl cannot name one), so a browser sends its certificate alone here and the chain to a server that names "
+            "its CA (nginx, serve --optional); a client that sends what it is given (curl, Python) needs fullchain.pem "
+            "(curl --cert fullchain.pem), since a server given only the root's ca.pem refuses the certificate alone")
 
 
 def unchecked_line(server, visit=None) -> str | None:

@@ -8,6 +8,7 @@ Python's ``ssl`` module, i.e. OpenSSL, and reports what each side saw. Used by
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import threading
@@ -50,7 +51,16 @@ def reason_of(exc: BaseException) -> str:
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return exc.reason.replace("_", " ").lower()
+    args = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and args[0] in _PEER_GONE:  # pyOpenSSL's SysCallError
+        return _PEER_GONE[args[0]]
     return str(exc) or type(exc).__name__
+
+
+# What pyOpenSSL's SysCallError(errno, name) means when the peer went away mid-connection.
+_PEER_GONE = {-1: "the peer closed the connection (unexpected end of file)",
+              errno.ECONNRESET: "the peer closed the connection before the answer was sent (connection reset)",
+              errno.EPIPE: "the peer closed the connection before the answer was sent (broken pipe)"}
 
 
 def server_context(server: Endpoint, client_ca: Path | None, *, require_client_cert: bool = True,

@@ -29,7 +29,7 @@ from certkit.verify_names import (
     san_list,
     server_name,
 )
-from certkit.vocabulary import dn_text, eku_names, is_ca, iso
+from certkit.vocabulary import dn_text, eku_names, is_ca, iso, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -105,39 +105,11 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
 
 
 # --- examining ----------------------------------------------------------------------
-def _issued_by(cert, issuer) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except ValueError:  # a signature algorithm cryptography refuses to check (SHA-1, MD5): checked here
-        return _weakly_signed_by(cert, issuer)
-    except Exception:  # InvalidSignature, TypeError: not this issuer
-        return False
-
-
-def _weakly_signed_by(cert, issuer) -> bool:
-    """Whether ``issuer``'s key made ``cert``'s RSA or ECDSA signature with a digest the X.509 API refuses (SHA-1,
-    MD5): it is this issuer's, and the digest is said as the reason (:func:`weak_chain`)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-    key, digest = issuer.public_key(), cert.signature_hash_algorithm
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
-        else:
-            return False
-    except Exception:  # InvalidSignature, an algorithm not even this API has
-        return False
-    return True
-
-
-def weak_chain(path: list) -> list[str]:
+def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
-    but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures."""
+    but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures.
+    ``anchored``: the last certificate of ``path`` is the trust anchor, whose own signature nobody checks (a
+    certificate inspected alone is one only when it signed itself)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
@@ -150,7 +122,7 @@ def weak_chain(path: list) -> list[str]:
                             "bits: OpenSSL at its default security level (Python's ssl, nginx) refuses keys under "
                             "2048 bits (\"key too weak\")")
         try:  # the trust anchor's own signature is not checked by anyone
-            digest = cert.signature_hash_algorithm if depth < len(path) - 1 else None
+            digest = cert.signature_hash_algorithm if depth < len(path) - anchored else None
         except Exception:  # an algorithm cryptography does not know: the verifier says it
             digest = None
         if isinstance(digest, (hashes.SHA1, hashes.MD5)):
@@ -168,16 +140,16 @@ def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple
     path, cert = [leaf], leaf
     pool = list(intermediates)
     for _ in range(8):
-        anchor = next((r for r in roots if _issued_by(cert, r)), None)
+        anchor = next((r for r in roots if signed_by(cert, r)), None)
         if anchor is not None:
             return path + ([anchor] if anchor != cert else []), None
-        nxt = next((c for c in pool if _issued_by(cert, c)), None)
+        nxt = next((c for c in pool if signed_by(cert, c)), None)
         if nxt is None:
             ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:
                 return path, unanchored_leaf(leaf, list(roots), sent=sent, **known)
             if cert.issuer == cert.subject:  # it reached a root: one above the trusted CA, or another's
-                above = any(_issued_by(r, cert) for r in roots)
+                above = any(signed_by(r, cert) for r in roots)
                 return path, (f"not issued by the trusted CA ({ca_names}) nor by a CA below it: its chain ends at "
                               f"the root {cn_text(cert.subject)}"
                               + (", a CA above the trusted one, whose own inventory records whether it revoked it"
@@ -277,7 +249,9 @@ _BEYOND = (("unsupported name constraint", "it does not implement URI name const
                                            "every constrained CA"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
            ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"),
-           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept"))
+           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept"),
+           ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS keys, which OpenSSL and Python's ssl accept"),
+           ("algorithm: Dsa", "its web-PKI policy forbids DSA keys, which OpenSSL and Python's ssl accept"))
 
 
 def _beyond_the_verifier(error: str | None) -> str | None:

@@ -120,6 +120,12 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
                 return None
             if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
                 return None
+        cn = common_name(cert.subject)
+        if isinstance(gn, x509.DNSName) and cn is not None and cn.lower().rstrip(".") == canonical.lower() \
+                and not any(isinstance(s, (x509.DNSName, x509.IPAddress)) for s in san_list(cert)):
+            return (f"not valid for name {name}: it names {name} only in its subject CN, without a subjectAltName: "
+                    "curl, Python's ssl and OpenSSL fall back to the CN and accept it, browsers and Go refuse it; "
+                    "reissue it with the name as a subjectAltName (certkit issue-server)")
         return f"not valid for name {name}: it names {listed}"
     # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
     # may be given as its value (alice) or as it is shown (CN=alice).
@@ -177,9 +183,17 @@ _OTHER = {"server": "client", "client": "server"}
 def purpose_problem(cert, purpose: str) -> str | None:
     """Why ``cert`` is no TLS ``purpose`` ("server" or "client") certificate, in words: a CA, an extendedKeyUsage,
     an nsCertType or a keyUsage without it; None when nothing in it rules the purpose out."""
-    wanted = _EKU[purpose]
     if is_ca(cert):
         return f"this is a CA certificate: it signs certificates and is not a TLS {purpose} certificate"
+    return openssl_purpose_problem(cert, purpose)
+
+
+def openssl_purpose_problem(cert, purpose: str) -> str | None:
+    """What OpenSSL's purpose check (Python's ssl, nginx) refuses in ``cert`` as the TLS ``purpose`` leaf of a
+    chain, in words: its extendedKeyUsage, nsCertType or keyUsage. A CA certificate given as a leaf is judged
+    by these alone: one whose keyUsage is only keyCertSign and cRLSign (certkit's) is refused, one without
+    keyUsage taken."""
+    wanted = _EKU[purpose]
     eku = eku_names(cert)
     if eku is not None and wanted not in eku:
         other = _EKU[_OTHER[purpose]]

@@ -340,16 +340,64 @@ def leaf_kind(cert) -> str:
         "peer" if sorted(ekus) == [CLIENT_AUTH, SERVER_AUTH] else "unknown")
 
 
-def self_signed(cert) -> bool:
-    """Whether ``cert`` signed itself (a root): its issuer is its subject and its own key verifies its
-    signature. Equal names alone are not enough: an intermediate may carry its parent's name."""
-    if cert.issuer != cert.subject:
+def signature_by(cert, issuer) -> bool | None:
+    """Whether ``issuer``'s key made ``cert``'s signature (its names fit, the signature verifies), under
+    any digest: cryptography's X.509 API refuses to check SHA-1 and MD5 (a ValueError, not a verdict),
+    and is asked again through the key, since OpenSSL and Python still take such a certificate as this
+    issuer's (and refuse its digest: :func:`certkit.verify.weak_chain` says so). None when it cannot be
+    told here: a key type or signature algorithm cryptography does not have (sect283k1, SM2, DSA)."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if cert.issuer != issuer.subject:
         return False
     try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # InvalidSignature, a key type that cannot sign  # noqa: BLE001
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except InvalidSignature:
         return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        pass  # a digest the X.509 API refuses, or a key it cannot load or use: asked through the key
+    try:
+        key, digest = issuer.public_key(), cert.signature_hash_algorithm
+        if isinstance(key, rsa.RSAPublicKey) and cert.signature_algorithm_parameters is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, cert.signature_algorithm_parameters, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        else:
+            return None
+    except InvalidSignature:
+        return False
+    except Exception:  # noqa: BLE001 (a key, curve or algorithm cryptography does not have)
+        return None
     return True
+
+
+def signed_by(cert, issuer) -> bool:
+    """Whether ``issuer``'s key made ``cert``'s signature, as far as it can be told (:func:`signature_by`;
+    a signature no one here can check is not taken as this issuer's)."""
+    return signature_by(cert, issuer) is True
+
+
+def self_signed(cert) -> bool:
+    """Whether ``cert`` signed itself (a root): its issuer is its subject and its own key verifies its
+    signature. Equal names alone are not enough: an intermediate may carry its parent's name. When the
+    signature cannot be checked here (a key on a curve cryptography lacks), the key identifiers decide, as
+    OpenSSL's own test of a self-signed certificate does: no authority key identifier, or its own."""
+    from cryptography import x509
+
+    found = signature_by(cert, cert)
+    if found is not None:
+        return found
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return True
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return aki is None
+    return aki is None or aki == ski
 
 
 def is_ca(cert) -> bool:

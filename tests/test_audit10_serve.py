@@ -45,12 +45,17 @@ def test_a_client_of_the_second_client_ca_is_told_revocation_was_not_checked(lab
 def test_probe_says_openssl_takes_a_ca_certificate_as_a_client_certificate() -> None:
     from certkit.probe_report import _lax_purpose, _no_client_auth
 
-    result = SimpleNamespace(client_eku=["clientAuth"],
+    result = SimpleNamespace(client_eku=["clientAuth"], client_openssl_purpose=None,
                              client_purpose="this is a CA certificate: it signs certificates and is not a TLS "
                                             "client certificate")
     said = _lax_purpose(result)
     assert "OpenSSL-based servers (nginx, Python's ssl) take it" in said and "does not check" not in said
     assert _no_client_auth(result) == ""  # not why a handshake failed: OpenSSL takes it
+    # a CA certificate whose keyUsage OpenSSL refuses for a client (certkit's: keyCertSign, cRLSign) (audit serve11)
+    result.client_openssl_purpose = "its keyUsage (keyCertSign, cRLSign) has no digitalSignature"
+    said = _lax_purpose(result)
+    assert "take it" not in said and "does not check a client certificate's purpose as OpenSSL does" in said
+    assert "keyUsage" in _no_client_auth(result)
 
 
 # --- 3. the intermediate the client did not send ------------------------------------------------------------------
@@ -75,7 +80,11 @@ def test_default_serve_says_it_supplied_the_intermediate(lab: Path) -> None:  # 
 @pytest.mark.parametrize(("ips", "asks"), [(("0.0.0.0/0", "::/0"), True), (("0.0.0.0/1",), True),
                                            (("8.0.0.0/8",), True), (("2001::/16",), True),
                                            (("10.0.0.0/8",), False), (("fd00::/8",), False), (("fc00::/7",), False),
-                                           (("fe80::/10",), False), (("8.8.8.0/24",), False), ((), False)])
+                                           (("fe80::/10",), False), (("8.8.8.0/24",), False), ((), False),
+                                           # shared address space (RFC 6598: CGNAT, Tailscale) is no one's public
+                                           # range (audit regress14); a /8 around private ones still holds some
+                                           (("100.64.0.0/10",), False), (("198.18.0.0/15",), False),
+                                           (("192.0.0.0/8",), True)])
 def test_trust_asks_before_a_ca_that_may_sign_any_ip_address(tmp_path, ips, asks):
     home = tmp_path / "home"
     home.mkdir()

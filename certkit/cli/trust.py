@@ -279,7 +279,8 @@ def _platform(platform: str | None) -> str:
 @trust.command("install")
 @_store_options
 @click.option("--unconstrained", is_flag=True,
-              help="Trust a CA without name constraints without asking (it may sign any website).")
+              help="Trust without asking a CA whose name constraints do not limit its DNS names or its public IP "
+                   "ranges (it may sign other people's websites).")
 @ca_dir_option
 @json_option
 @_platform_option
@@ -287,8 +288,9 @@ def install(system_store, nss_store, java_store, all_store, unconstrained, ca_di
     """Add the CA's root to the trust stores.
 
     Idempotent: a store that holds it already is left as it is. A CA whose
-    name constraints do not limit its DNS names needs your confirmation on a
-    terminal, or --unconstrained.
+    name constraints do not limit its DNS names (or allow a public IP range
+    wider than a /16 or an IPv6 /32) needs your confirmation on a terminal, or
+    --unconstrained.
 
     \b
     Examples:

@@ -131,8 +131,10 @@ def _is_a_bundle_folder(folder: Path) -> bool:
 
 # What a file holding a private key shows, in each form certkit writes or reads: PEM (a key file, a jsonl
 # line's "key", a tar member), a Kubernetes Secret's tls.key.
-# PEM and OpenSSH keys, a Secret's tls.key, an OpenPGP secret key's armor, a PuTTY key, an age identity.
-_KEY_MARKS = (b"PRIVATE KEY-----", b"tls.key", b"PRIVATE KEY BLOCK-----", b"PuTTY-User-Key-File-", b"AGE-SECRET-KEY-1")
+# PEM and OpenSSH keys, a Secret's tls.key, an OpenPGP secret key's armor, a PuTTY key, an age identity, an
+# SSH.com (RFC 4716 style) key of PuTTYgen's export.
+_KEY_MARKS = (b"PRIVATE KEY-----", b"tls.key", b"PRIVATE KEY BLOCK-----", b"PuTTY-User-Key-File-", b"AGE-SECRET-KEY-1",
+              b"PRIVATE KEY ----")
 _SCAN_CHUNK = 1 << 20
 
 
@@ -161,9 +163,25 @@ def holds_a_private_key(path: Path) -> bool:
             if size > 64 * 1024:
                 return False
             file.seek(0)
-            return _is_a_der_key(file.read())
+            data = file.read()
+            return _is_a_der_key(data) or _is_a_private_jwk(data)
     except OSError:
         return False
+
+
+def _is_a_private_jwk(data: bytes) -> bool:
+    """Whether ``data`` is a JSON Web Key (or a set of them) holding a private or secret key (``d``, ``k``):
+    certbot keeps its ACME account key so, in private_key.json."""
+    import json
+
+    if not data.lstrip()[:1] == b"{" or b'"kty"' not in data:
+        return False
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return False
+    keys = value.get("keys") if isinstance(value.get("keys"), list) else [value]
+    return any(isinstance(k, dict) and "kty" in k and ("d" in k or "k" in k) for k in keys)
 
 
 # PKCS#12 (RFC 7292): a DER SEQUENCE, version 3, then the authSafe ContentInfo of type pkcs7-data.
@@ -223,7 +241,25 @@ def _shaped_as_a_der_key(data: bytes) -> bool:
     if body + size != len(data) or data[body:body + 2] != b"\x02\x01" or len(data) < body + 4:
         return False
     version, after = data[body + 2], data[body + 3]
-    return (version in (0, 1) and after == 0x30) or (version == 1 and after == 0x04) or (version == 0 and after == 0x02)
+    if version in (0, 1) and after == 0x30:  # PKCS#8: an AlgorithmIdentifier (an OID first), then the key's OCTETs
+        algorithm = _der_span(data, body + 3)
+        return algorithm is not None and data[algorithm[0]:algorithm[0] + 1] == b"\x06" \
+            and data[algorithm[1]:algorithm[1] + 1] == b"\x04"
+    return (version == 1 and after == 0x04) or (version == 0 and after == 0x02)
+
+
+def _der_span(data: bytes, at: int) -> tuple[int, int] | None:
+    """(where the contents of the DER element at ``at`` start, where the element ends), or None."""
+    if at + 2 > len(data):
+        return None
+    first = data[at + 1]
+    if first < 0x80:
+        start, size = at + 2, first
+    elif 1 <= first - 0x80 <= 4 and at + 2 + first - 0x80 <= len(data):
+        start, size = at + 2 + first - 0x80, int.from_bytes(data[at + 2:at + 2 + first - 0x80], "big")
+    else:
+        return None
+    return (start, start + size) if start + size <= len(data) else None
 
 
 def foreign_notes(path: Path, ca) -> list[str]:

@@ -163,8 +163,8 @@ def name_patterns(name: str) -> tuple[str, ...]:
     import unicodedata
 
     text = unicodedata.normalize("NFC", name.strip()).lower()
-    if text.endswith(".") and not text.endswith(".."):
-        text = text[:-1]
+    if text.endswith(".") and not text.endswith("..") and text[-2:-1] not in ("", "*", "?", "]"):
+        text = text[:-1]  # a host name's final dot (not after a glob character: "*." names none)
     found = [text]
     if not text.isascii() and "=" not in text:
         import idna

@@ -12,6 +12,7 @@ copies, and an older (rotated) certkit CA is recognised by its name.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,7 @@ class Anchor:
         if not permitted:
             excluded = {str(c.value) for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)}
             return [] if {"0.0.0.0/0", "::/0"} <= excluded else ["any IP address"]
-        return [str(n) for n in permitted if n.prefixlen < (16 if n.version == 4 else 32) and not n.is_private]
+        return [str(n) for n in permitted if n.prefixlen < (16 if n.version == 4 else 32) and _holds_public(n)]
 
     @property
     def limited(self) -> bool:
@@ -239,3 +240,20 @@ def _common_name(cert) -> str:
     from certkit.vocabulary import common_name
 
     return common_name(cert.subject) or cert.subject.rfc4514_string()
+
+
+# The address blocks that hold no one's public servers (RFC 6890's registries: not globally reachable, or
+# no host's): private, shared (RFC 6598, CGNAT and Tailscale's 100.64.0.0/10), loopback, link-local,
+# documentation, benchmarking, reserved, multicast; ULA and the like for IPv6.
+_NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
+    "240.0.0.0/4", "::/127", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001:db8::/32", "fc00::/7",
+    "fe80::/10", "ff00::/8"))
+
+
+def _holds_public(network) -> bool:
+    """Whether ``network`` holds addresses of other people's servers: it lies inside none of the
+    blocks that are no one's public addresses."""
+    return not any(network.version == block.version and network.subnet_of(block) for block in _NOT_PUBLIC)
+
