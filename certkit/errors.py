@@ -154,6 +154,15 @@ class CannotRenew(CertkitError):
     """A certificate that cannot be renewed as asked (a CA, superseded, no folder to write)."""
 
 
+class UnreadableFile(CertkitError):
+    """A file the file system refuses to read (an I/O error, no permission): ``errno`` says which. Not a
+    damaged file, and, but for ENOENT (gone meanwhile), not a file moved or deleted by hand."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class InputTooLarge(CertkitError):
     """A file or line larger than anything certkit reads could legitimately be."""
 

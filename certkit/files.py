@@ -14,7 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-from certkit.errors import CertkitError, InputTooLarge, UnsafeSecretFile
+from certkit.errors import CertkitError, InputTooLarge, UnreadableFile, UnsafeSecretFile
 from certkit.text import shown
 
 STDIN = "-"
@@ -38,7 +38,7 @@ def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
         except IsADirectoryError:
             raise CertkitError(f"The {what} {name} is a folder, not a file.") from None
         except OSError as exc:
-            raise CertkitError(f"Cannot read the {what} {name}: {exc.strerror or exc}.") from None
+            raise UnreadableFile(f"Cannot read the {what} {name}: {exc.strerror or exc}.", exc.errno) from None
     if len(data) > limit:
         raise InputTooLarge(f"The {what} {name} is larger than {_size(limit)}; "
                             f"a {what} is much smaller, so this is not the file you meant.")

@@ -1,24 +1,22 @@
 """The one issuing pipeline: every certificate certkit signs goes through :func:`deliver`.
 
-issue-server, issue-client, issue-peer, sign-csr, issue-batch, renew, serve and
-the ACME server all take the same steps, in this order:
+issue-server, issue-client, issue-peer, sign-csr, issue-batch, renew, serve and the ACME server all
+take the same steps, in this order:
 
-1. **plan**: check everything that can be checked without the CA key (the
-   names, the CA's name constraints, the lifetime, every output path resolved
-   against the CA directory, folder-name lengths, existing files);
+1. **plan**: check everything that can be checked without the CA key (the names, the CA's name
+   constraints, the lifetime, every output path resolved against the CA directory, existing files);
 2. only then is the passphrase asked for and the key decrypted (the caller's step);
 3. **sign** (a fresh random serial);
-4. **record** the row as ``pending``, with the folder its bundle goes to, in one
-   transaction that also refuses a renewal of a revoked certificate;
-5. **write** the bundle atomically (:mod:`certkit.bundle`), with Ctrl-C and
-   SIGTERM held off for the few milliseconds it takes;
-6. **mark** the row ``valid`` (or ``abandoned`` if the bundle was not written),
-   in one transaction that also revokes a same-key renewal whose predecessor was
-   revoked meanwhile.
+4. **record** the row as ``pending``, with the folder its bundle goes to, in one transaction that
+   also refuses a renewal of a revoked certificate;
+5. **write** the bundle atomically (:mod:`certkit.bundle`; its folder checked against the CA
+   directories again), with Ctrl-C and SIGTERM held off for the few milliseconds it takes;
+6. **mark** the row ``valid`` (or ``abandoned`` if the bundle was not written), in one transaction
+   that also revokes a same-key renewal whose predecessor was revoked meanwhile.
 
-A process killed between 4 and 6 leaves a pending row that the next command
-settles by looking at the folder (:mod:`certkit.inventory.reconcile`). So the
-inventory never lists as valid a certificate that exists nowhere.
+A process killed between 4 and 6 leaves a pending row that the next command settles by looking at
+the folder (:mod:`certkit.inventory.reconcile`). So the inventory never lists as valid a certificate
+that exists nowhere.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CertkitError, InventoryError, Terminated
 from certkit.names import Identity
+from certkit.paths import check_output
 from certkit.san_identities import identities_of  # noqa: F401 (part of this module's API)
 from certkit.testhooks import pause_at
 
@@ -195,20 +194,19 @@ class FolderTarget(Target):
         check_folder(folder)
         for name, value in (("force", force), ("p12", p12), ("sync", sync), ("sweep", sweep)):
             check_bool(name, value)
-        self.given = Path(folder)
-        self.folder = Path(os.path.abspath(folder))
+        self.given, self.folder = Path(folder), Path(os.path.abspath(folder))
         self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
         # A renewal in place keeps the private key already in the folder (not rewritten, not removed).
         self.keeps_key = keeps_key
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
         # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
         self.cache = cache
-        # A renewal in place: the serial whose bundle the folder must still hold when it is written; any
-        # other check of what the folder holds, made again then (renew --out --force); and --force over a
-        # bundle of another CA's certificate: the note that names it (see foreign_replaced).
+        # A renewal in place: the serial whose bundle the folder must still hold when written; any other check
+        # made again then (renew --out --force); the note naming another CA's bundle --force replaced; and the
+        # CA directories the folder is checked against, at the plan and as it is written.
         self.replacing: str | None = None
         self.guard: Callable[[], None] | None = p12_guard(self) if p12 else None  # p12=True needs extra=
-        self.foreign: str | None = None
+        self.foreign, self.ca_directories = None, ()
 
     def recheck(self) -> None:
         """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
@@ -227,10 +225,10 @@ class FolderTarget(Target):
 
     def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
         from certkit.bundle import bundle_names, check_writable
-        from certkit.paths import check_output
 
         if guard:
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
+            self.ca_directories = tuple(ca.directories)  # checked again as the bundle is written
         check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                 p12=self.p12), force=self.force, replaces=self.replaces,
                        public_key=request.public_key)
@@ -240,6 +238,8 @@ class FolderTarget(Target):
         from certkit.inventory.succession import foreign_replaced
 
         files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
+        if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
+            check_output(self.given, self.ca_directories, what="output folder")
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
             self.foreign = foreign_replaced(issued.issuer_cert, self.given)
         # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.

@@ -11,13 +11,14 @@ where it goes; :func:`renew` issues it through the pipeline
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
-from certkit.errors import CannotRenew, CertkitError, UnknownCertificate
+from certkit.errors import CannotRenew, CertkitError, UnknownCertificate, UnreadableFile
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -76,6 +77,10 @@ def holds(folder: Path | None, serial: str) -> bool:
         return False
     try:
         return serial_hex(_read_cert(folder / CERT_FILE).serial_number) == serial
+    except UnreadableFile as exc:  # the disk, not the folder: said, never taken for a bundle gone or replaced
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise
     except CertkitError:
         return False
 

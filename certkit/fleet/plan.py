@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import CERT_FILE, LEAF_KINDS
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, UnreadableFile
 from certkit.text import shown
 
 # What to do about a bundle folder whose cert.pem holds no certificate (see :func:`damaged_cert`).
@@ -182,7 +182,13 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
     for row in selected(inventory, selection, now=now):
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
-        if row.get("sink") not in (None, "folder") or not folder or not holds(Path(folder), serial):
+        try:
+            here = row.get("sink") in (None, "folder") and folder and holds(Path(folder), serial)
+        except UnreadableFile as exc:  # a disk error: a failure, said as it is, never "deleted by hand"
+            plan.outcomes.append(Outcome(serial, "failed", folder, row["kind"], names, stage="plan", san=row["names"],
+                                         error=f"{exc} It is not renewed."))
+            continue
+        if not here:
             plan.outcomes.append(folder_skipped(row))
             continue
         try:
@@ -234,9 +240,11 @@ def changed_meanwhile(ca: "CA", serial: str) -> Outcome | None:
                          + (" (still being written)" if newer[-1]["status"] == "pending" else ""))
         return skipped
     folder = row.get("folder")
-    if row.get("sink") not in (None, "folder") or not folder or not _holds(folder, serial):
-        return folder_skipped(row)
-    return None
+    try:
+        here = row.get("sink") in (None, "folder") and folder and _holds(folder, serial)
+    except UnreadableFile:
+        return None  # a disk error, not a change: the caller's failure says it
+    return None if here else folder_skipped(row)
 
 
 def _holds(folder: str, serial: str) -> bool:
