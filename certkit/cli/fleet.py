@@ -196,7 +196,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
             return
         lines = [f"Removed the {name} timer:"] + [f"  removed  {shown(p)}" for p in change.files]
         _timer_tail(change, lines)
-        emit(as_json, data, "\n".join(lines))
+        _emit_timer(as_json, data, lines, change, "systemd did not reload its units")
         return
     no_systemd = not cron and unit_dir is None and not fleet.systemd_running()  # a crontab line instead
     problem = fleet.schedule_problem(renew_argv, cron=cron or no_systemd)
@@ -228,7 +228,20 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
              f"  timer    {shown(change.files[1])}",
              f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
     _timer_tail(change, lines)
+    _emit_timer(as_json, data, lines, change, "the units were written, but systemd did not enable the timer, so it "
+                                              "does not run")
+
+
+def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: str) -> None:
+    """Say what installing or removing the timer did; a systemctl command that failed is a failure (an
+    ``Error:`` line, ``"ok": false``, exit 1), never a success a script would believe."""
+    data["ok"] = not change.failed
     emit(as_json, data, "\n".join(lines))
+    if change.failed:
+        if not as_json:
+            click.echo(f"Error: {problem}: {shown(change.failed[0])}; run the commands above under 'To finish, run' "
+                       "(for a user without a session, 'loginctl enable-linger' first).", err=True)
+        raise SystemExit(1)
 
 
 def refuse_crontab_removal(ca_dir: Path | None) -> None:
@@ -290,12 +303,18 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
     window = window_of(renew_argv)
     if "--days" in renew_argv or window is None:
         return
+    import json
+
+    from certkit.inventory.rows import name_match, name_patterns
+
     kind = renew_argv[renew_argv.index("--kind") + 1] if "--kind" in renew_argv else None
+    name = name_patterns(renew_argv[renew_argv.index("--name") + 1]) if "--name" in renew_argv else None
     rows = CADirectory(ca_dir).open().require_inventory().rows(  # valid, not renewed yet: what a run may renew
         "WHERE status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = "
         "certificates.serial AND r.status IN ('valid', 'revoked', 'pending'))" + (" AND kind = ?" if kind else ""),
         [kind] if kind else [])
-    short = [row for row in rows if row["kind"] in LEAF_KINDS
+    short = [row for row in rows if row["kind"] in LEAF_KINDS and row.get("sink") in (None, "folder")  # what runs renew
+             and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))
              and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window + dt.timedelta(days=1)]
     if short:  # each renewed with the life it had, and due again by the next day's run
         warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no more than a day longer "

@@ -297,7 +297,7 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
     issued = result.issued
     outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
                       [i.value for i in issued.identities] or subject_common_names(data["subject"]),
-                      new_serial=issued.serial_hex,
+                      new_serial=issued.serial_hex, san=data["names"],
                       not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
     failures = []
     ca_env = ca_environment(ca)

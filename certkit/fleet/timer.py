@@ -315,6 +315,9 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
     units = [f"{name}.timer", f"{name}.service"]
     if manage:
         _run_or_list([[*_systemctl(system), "disable", "--now", units[0]]], manage, change)
+        if change.failed:  # removed now, the files would leave systemd running the timer from its memory
+            raise CertkitError(f"{change.failed[0]}; nothing was removed (systemd would go on running the timer, "
+                               f"its enable link left dangling): run '{change.todo[0]}' yourself, then this again.")
     elif links := _links_to(paths, [folder, *_usual_dirs(system)]):
         # removed first, the files would leave these links dangling (and `disable` would fail on them)
         raise CertkitError(f"systemd still links to the units ({', '.join(shown(p) for p in links[:3])}); run "
@@ -378,11 +381,14 @@ def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -
             proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             change.failed.append(f"{text}: {exc}")
+            change.todo.append(text)
             continue
         if proc.returncode == 0:
             change.ran.append(text)
-        else:
-            change.failed.append(f"{text}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['failed']}")
+        else:  # said with systemctl's last line, and left to run by hand
+            said = ((proc.stderr or proc.stdout).strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            change.failed.append(f"{text}: {said}")
+            change.todo.append(text)
 
 
 def _check_name(name: str) -> None:
