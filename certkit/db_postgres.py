@@ -250,7 +250,9 @@ class PostgresDatabase:
         elif state.startswith("28") or "authentication" in lowered:
             message = f"The inventory {where} refused the connection: {text}."
         elif "does not exist" in lowered and "database" in lowered:
-            message = f"The inventory {where} cannot be opened: {text}; create it first (CREATE DATABASE)."
+            message = (f"The inventory {where} cannot be opened: {text}; for a new CA, create it first (CREATE "
+                       "DATABASE); for a CA that used it, check the URL, or restore it from a backup (a new, empty "
+                       "database holds none of its certificates).")
         elif state in ("42P01", "42703"):
             message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
         elif state == "23505":

@@ -229,7 +229,7 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         token = key_secret(parent_store)[0] == ENV_PKCS11_PIN
         env, prompt = (_parent_pin_variable(parent_store, own_token), "PIN of the token holding the parent CA key") \
             if token else (ENV_PARENT_PASSPHRASE, "Parent CA key passphrase")
-        return parent_store.load(lambda: read_secret(parent_passphrase_file, env, prompt))
+        return parent_store.load(lambda: read_secret(parent_passphrase_file, env, prompt, pin=token))
     except InvalidName as exc:  # the intermediate's name, not the parent, is at fault
         raise click.ClickException(str(exc)) from None
     except PassphraseRequired as exc:

@@ -100,16 +100,19 @@ def _refuse_impossible_pin(secret: bytes, where: str) -> None:
                                    "against the few tries before it locks, so it was not tried.")
 
 
-def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False) -> bytes | None:
+def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False, pin: bool = False) -> bytes | None:
     """A secret from a file, else an environment variable, else a prompt on a terminal.
 
-    Returns None when none of the three is available.
+    Returns None when none of the three is available. ``pin``: it is a token's PIN (whatever the variable
+    it comes from: a parent CA's is $CERTKIT_PARENT_CA_PASSPHRASE), refused before the token counts it if
+    no token could hold it.
     """
     from certkit.constants import ENV_PKCS11_PIN
 
+    pin = pin or env == ENV_PKCS11_PIN
     if path is not None:
         secret = read_secret_file(path, new=confirm)
-        if env == ENV_PKCS11_PIN:  # a wrong PIN uses up one of the token's tries
+        if pin:  # a wrong PIN uses up one of the token's tries
             _refuse_impossible_pin(secret, f"The file {shown(path)}")
         return secret
     if env in os.environ:
@@ -120,7 +123,7 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
             return _one_line(secret, f"${env}")
         # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
         # systemd EnvironmentFile may): a PIN sent with it would use up one of the token's tries.
-        if env == ENV_PKCS11_PIN:
+        if pin:
             _refuse_impossible_pin(_without_newline(secret), f"${env}")
         return _without_newline(secret)
     if sys.stdin is not None and sys.stdin.isatty():
