@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
-from certkit.text import shown
+from certkit.text import new_secret_problem, shown
 from certkit.vocabulary import signed_by, wrong_type
 
 if TYPE_CHECKING:
@@ -169,7 +169,10 @@ def check_saved(ca, passphrase) -> bytes | None:
                            "saving it as a new CA directory.")
     if callable(passphrase):
         raise wrong_type("passphrase", "bytes, a str or None", passphrase)
-    return _secret_bytes(passphrase)
+    secret = _secret_bytes(passphrase)
+    if secret and (problem := new_secret_problem(secret)):  # as init-ca refuses it (empty: said below, passphrase=None)
+        raise InvalidArgument(f"The passphrase {problem}.")
+    return secret
 
 
 def check_binding_of(inventory, cert) -> None:

@@ -213,6 +213,9 @@ class PostgresDatabase:
             try:
                 conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                        application_name="certkit", **extra)
+            except UnicodeError as exc:  # a host name with an empty or long label (db..example.com): the resolver's
+                raise InventoryError(f"The inventory {shown_url(self.url)} cannot be reached: its host name is not "
+                                     f"valid ({_first_line(exc)}).") from None
             except psycopg.Error as exc:
                 if password is None and _wants_password(exc) and password_prompt is not None:
                     password = password_prompt(f"Password for the inventory {shown_url(self.url)}")

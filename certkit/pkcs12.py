@@ -56,7 +56,7 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
-    check_password(password)
+    password = check_password(password)
     enc = ENCRYPTIONS["legacy" if legacy else "modern"]
     builder = PrivateFormat.PKCS12.encryption_builder().kdf_rounds(enc.kdf_rounds)
     if legacy:
@@ -85,15 +85,21 @@ def is_legacy(path: Path) -> bool:
         return False
 
 
-def check_password(password: bytes) -> bytes:
-    """A PKCS#12 password: not empty, and UTF-8 text (what the format's BMPString and every importer take)."""
+def check_password(password: bytes | str) -> bytes:
+    """A PKCS#12 password: not empty, and one a prompt could give again (UTF-8 text on one line, no NUL, which
+    every importer would take as its end: :func:`certkit.text.new_secret_problem`); a str is taken as UTF-8."""
+    from certkit.errors import InvalidArgument
+    from certkit.text import new_secret_problem
+    from certkit.vocabulary import wrong_type
+
+    if isinstance(password, str):
+        password = password.encode("utf-8", "surrogateescape")
+    if not isinstance(password, bytes):
+        raise wrong_type("password", "bytes or a str", password)
     if not password:
         raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
-    try:
-        password.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CertkitError("The PKCS#12 password is not UTF-8 text, so no importer could take it; choose "
-                           "one that is.") from None
+    if problem := new_secret_problem(password):
+        raise InvalidArgument(f"The PKCS#12 password {problem}.")
     return password
 
 

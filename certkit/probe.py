@@ -88,6 +88,10 @@ def parse_url(url: str) -> Target:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
+        given = authority.rpartition("]")[2].rpartition(":")[2]
+        if given and not is_digits(given):  # in certkit's words, as the host's digits are (４４３, 8o)
+            raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: its port '{shown(given)}' is not a "
+                             "number in the digits 0 to 9.") from None
         raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: {exc}.") from None
     if parts.scheme.lower() != "https":
         raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")

@@ -66,9 +66,25 @@ def validity(days: int, *, start: dt.datetime | None = None) -> tuple[dt.datetim
     notBefore is backdated by :data:`BACKDATE`; the validity period (notAfter -
     notBefore + 1 second) is exactly ``days`` days.
     """
+    from certkit.errors import InvalidLifetime
+
     start = dt.datetime.now(dt.UTC) - BACKDATE if start is None else aware(start)
     start = start.replace(microsecond=0)
-    return start, start + dt.timedelta(days=days) - dt.timedelta(seconds=1)
+    if start < _FIRST_DATE:
+        raise InvalidLifetime(f"notBefore {start.isoformat(' ')} cannot be written in a certificate: X.509 dates "
+                              "run from 1950 on (RFC 5280 4.1.2.5).")
+    try:
+        end = start + dt.timedelta(days=days) - dt.timedelta(seconds=1)
+    except OverflowError:
+        end = None
+    if end is None or end > _LAST_DATE:
+        raise InvalidLifetime(f"A validity of {days} days from {start.date()} ends after 9999-12-31, the last date "
+                              "a certificate can hold (RFC 5280 4.1.2.5).")
+    return start, end
+
+
+_FIRST_DATE = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
+_LAST_DATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 def aware(moment, what: str = "not_before") -> dt.datetime:

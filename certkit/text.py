@@ -125,4 +125,45 @@ def is_whole_number(text: str) -> bool:
     also reads other scripts' digits, '٣٠', and digits grouped with underscores, '1_0')."""
     import re
 
-    return re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) is not None
+    return re.fullmatch(r"[ \t]*[+-]?[0-9]+[ \t]*", text) is not None  # blanks and tabs only: no NBSP, no U+2028
+
+
+BYTE_ORDER_MARK = "\ufeff".encode()  # U+FEFF in UTF-8: EF BB BF
+
+
+def new_secret_problem(secret: bytes) -> str | None:
+    """Why ``secret``, a new passphrase or password (a CA key's, a bundle.p12's), is one no prompt could give
+    again, in words to follow "The file F" or "$VARIABLE"; None when it is fine. Several lines (a blank line
+    after it), a byte-order mark, a NUL byte (OpenSSL, Java and cryptography end a password there), white space
+    alone, more than a secret file holds, or not UTF-8: the command line and the library refuse the same."""
+    if b"\n" in secret or b"\r" in secret:
+        return ("holds a secret of several lines; a passphrase or password is one line (no prompt could give the "
+                "rest; a file's one trailing newline is ignored)")
+    if secret.startswith(BYTE_ORDER_MARK):
+        return ("starts with a byte-order mark (U+FEFF, which Windows Notepad writes), which no prompt could type and "
+                "OpenSSL's -passin file: would take as part of the secret; remove it (an editor saves a file without "
+                "one as 'UTF-8', not 'UTF-8 with BOM')")
+    if b"\0" in secret:
+        return ("holds a NUL byte, which no prompt could type and OpenSSL, Java and other C tools take as the end of "
+                "the secret; choose one without")
+    if not secret.strip():
+        return "holds a secret of white space only"
+    from certkit.constants import MAX_SECRET_FILE_BYTES
+
+    if len(secret) > MAX_SECRET_FILE_BYTES:
+        return ("holds a secret longer than 4 KiB, which no secret file (what --passphrase-file and a renewal timer "
+                "read) could give again; choose a shorter one")
+    try:
+        secret.decode("utf-8")
+    except UnicodeDecodeError:
+        return "holds a secret that is not UTF-8 text, which a prompt could not take again; choose one in UTF-8"
+    return None
+
+
+def cut_long_words(text: str, limit: int = 300) -> str:
+    """``text`` with every run of more than ``limit`` characters without a blank (a value or path the user
+    gave, echoed in a message) cut to its start and its length: an error stays one readable line."""
+    import re
+
+    return re.sub(rf"\S{{{limit + 1},}}", lambda m: f"{m.group()[:60]}... ({len(m.group())} characters)", text)
+

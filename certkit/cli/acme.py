@@ -249,9 +249,9 @@ def _check_listenable(host: str, port: int) -> None:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
             probe.bind(address)
-    except OSError as exc:  # gaierror included: a host that does not resolve
-        reason = f"{exc.strerror or exc}."
-        if isinstance(exc, socket.gaierror):  # 256.0.0.1, fe80::1%nosuchif: why, in words (as serve says it)
+    except (OSError, UnicodeError) as exc:  # gaierror included: a host that does not resolve
+        reason = f"{getattr(exc, 'strerror', None) or exc}."
+        if isinstance(exc, socket.gaierror | UnicodeError):  # 256.0.0.1, a..b: why, in words
             from certkit.errors import InvalidName, cli_text
             from certkit.names import parse_host
 

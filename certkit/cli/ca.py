@@ -218,6 +218,7 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
     from certkit.constants import ENV_PKCS11_PIN
     from certkit.errors import InvalidName, PassphraseRequired
     from certkit.store import CADirectory
+    from certkit.text import shown
 
     parent_store = CADirectory(parent_ca_dir)
     token = False
@@ -240,7 +241,7 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         from certkit.errors import WrongPassphrase
 
         hint = byte_order_mark_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
-        raise click.ClickException(f"The parent CA in {parent_ca_dir} cannot be used: {exc}{hint}") from None
+        raise click.ClickException(f"The parent CA in {shown(parent_ca_dir)} cannot be used: {exc}{hint}") from None
 
 
 def _parent_pin_variable(parent_store, own_token) -> str:

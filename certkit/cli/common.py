@@ -163,8 +163,9 @@ def cli_message(exc: CertkitError) -> str:
 
 def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
     """Print an error as the contract says: one ``Error:`` line, or one JSON object with --json."""
-    from certkit.text import CLOSED_STREAMS, discard_stdout
+    from certkit.text import CLOSED_STREAMS, cut_long_words, discard_stdout
 
+    message = cut_long_words(message)  # a 100 kB value echoed would make no line anyone reads
     if as_json and "stdout" not in CLOSED_STREAMS:  # else nobody reads it: the Error: line instead
         import json
 
@@ -174,7 +175,7 @@ def report_error(message: str, code: int, *, as_json: bool = False, usage: click
         except OSError:  # the standard output that just failed (a full disk): the Error: line instead
             discard_stdout()
     if usage is not None:
-        usage.message = shown(usage.message)  # one line: a file name's newline cannot forge another
+        usage.message = cut_long_words(shown(usage.message))  # one line: a file name's newline cannot forge another
         usage.show()
         return
     click.echo(f"Error: {terminal_safe(message)}", err=True)
@@ -346,7 +347,7 @@ def parse_period(ctx, param, value):
     import datetime as dt
     import re
 
-    match = re.fullmatch(r"\s*([0-9]+)\s*([dwh]?)\s*", value.lower())
+    match = re.fullmatch(r"[ \t]*([0-9]+)[ \t]*([dwh]?)[ \t]*", value.lower())
     if not match:
         raise click.BadParameter(f"'{shown(value)}' is not a period: use days such as 30d or 30 (also 2w, 12h).")
     digits = match.group(1).lstrip("0")[:12] or "0"  # 12 digits are past any lifetime already

@@ -43,24 +43,13 @@ def _without_newline(text: bytes) -> bytes:
 
 
 def _one_line(secret: bytes, where: str) -> bytes:
-    """Refuse a new secret no prompt could give again: several lines (a blank line after it included), or
-    white space alone (OpenSSL's -passin file: reads the first line only). One that opens a key made
-    before this rule is taken as it is."""
-    if b"\n" in secret or b"\r" in secret:
-        raise click.ClickException(f"{where} holds a secret of several lines; a passphrase or password is one line "
-                                   "(no prompt could give the rest; a file's one trailing newline is ignored).")
-    refuse_byte_order_mark(secret, where)
-    if not secret.strip():
-        raise click.ClickException(f"{where} holds a secret of white space only.")
-    if len(secret) > MAX_SECRET_FILE_BYTES:
-        raise click.ClickException(f"{where} holds a secret longer than 4 KiB, which no secret file (what "
-                                   "--passphrase-file and a renewal timer read) could give again; choose a shorter "
-                                   "one.")
-    try:
-        secret.decode("utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{where} holds a secret that is not UTF-8 text, which a prompt could not take "
-                                   "again; choose one in UTF-8.") from None
+    """Refuse a new secret no prompt could give again (:func:`certkit.text.new_secret_problem`: several lines,
+    a byte-order mark, a NUL byte, white space alone, too long, not UTF-8). One that opens a key made before
+    this rule is taken as it is."""
+    from certkit.text import new_secret_problem
+
+    if problem := new_secret_problem(secret):
+        raise click.ClickException(f"{where} {problem}.")
     return secret
 
 
@@ -94,8 +83,9 @@ def _refuse_impossible_pin(secret: bytes, where: str) -> None:
     """Refuse, before the token sees it, a PIN no token holds: a byte-order mark, a line break (a blank line
     after it), white space alone; each wrong PIN uses up one of the token's few tries."""
     refuse_byte_order_mark(secret, where)
-    if b"\n" in secret or b"\r" in secret or not secret.strip():
-        shape = "white space only" if not secret.strip() else "a PIN of several lines (a blank line after it?)"
+    if b"\n" in secret or b"\r" in secret or not secret.strip() or b"\0" in secret:
+        shape = ("white space only" if not secret.strip() else "a NUL byte" if b"\0" in secret and b"\n" not in secret
+                 and b"\r" not in secret else "a PIN of several lines (a blank line after it?)")
         raise click.ClickException(f"{where} holds {shape}; a PIN is one line, and the token counts a wrong one "
                                    "against the few tries before it locks, so it was not tried.")
 

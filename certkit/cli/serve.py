@@ -81,6 +81,9 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together: give both, or neither to issue a certificate now.")
+    if cert_file is not None and passphrase_file is not None:
+        raise click.UsageError("--passphrase-file unlocks the CA key, which serve needs only to issue its own "
+                               "certificate; with --cert and --key it opens none: leave it out.")
     host = _listen_address(host)  # [::1], as in the URL, is the address ::1: bound and named the same
     client_ca_pem, verify_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
     names = _local_names(host)

@@ -166,10 +166,11 @@ def name_patterns(name: str) -> tuple[str, ...]:
     if text.endswith(".") and not text.endswith("..") and text[-2:-1] not in ("", "*", "?", "]"):
         text = text[:-1]  # a host name's final dot (not after a glob character: "*." names none)
     found = [text]
-    if not text.isascii() and "=" not in text:
+    if not text.isascii():  # cn=café.example too: the value after the attribute's name
         import idna
 
-        local, at, domain = text.rpartition("@")
+        attribute, equals, value = text.rpartition("=")
+        local, at, domain = value.rpartition("@")
         labels = []
         for label in domain.split("."):
             if not label.isascii() and not any(ch in label for ch in "*?["):
@@ -178,7 +179,7 @@ def name_patterns(name: str) -> tuple[str, ...]:
                 except (idna.IDNAError, UnicodeError):
                     pass
             labels.append(label)
-        found.append(local + at + ".".join(labels))
+        found.append(attribute + equals + local + at + ".".join(labels))
     return tuple(dict.fromkeys(found))
 
 
