@@ -249,9 +249,12 @@ _BEYOND = (("unsupported name constraint", "it does not implement URI name const
                                            "every constrained CA"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
            ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"),
-           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept"),
-           ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS keys, which OpenSSL and Python's ssl accept"),
-           ("algorithm: Dsa", "its web-PKI policy forbids DSA keys, which OpenSSL and Python's ssl accept"))
+           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept and Go's "
+                      "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
+           ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS CA keys, which OpenSSL and Python's ssl accept "
+                                 "and Go's crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
+           ("algorithm: Dsa", "its web-PKI policy forbids DSA keys, which OpenSSL and Python's ssl accept and Go's "
+                              "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"))
 
 
 def _beyond_the_verifier(error: str | None) -> str | None:

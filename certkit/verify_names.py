@@ -124,8 +124,8 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
         if isinstance(gn, x509.DNSName) and cn is not None and cn.lower().rstrip(".") == canonical.lower() \
                 and not any(isinstance(s, (x509.DNSName, x509.IPAddress)) for s in san_list(cert)):
             return (f"not valid for name {name}: it names {name} only in its subject CN, without a subjectAltName: "
-                    "curl, Python's ssl and OpenSSL fall back to the CN and accept it, browsers and Go refuse it; "
-                    "reissue it with the name as a subjectAltName (certkit issue-server)")
+                    "curl, Python's ssl, OpenSSL, GnuTLS, Node and Java fall back to the CN and accept it, browsers "
+                    "and Go refuse it; reissue it with the name as a subjectAltName (certkit issue-server)")
         return f"not valid for name {name}: it names {listed}"
     # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
     # may be given as its value (alice) or as it is shown (CN=alice).
