@@ -75,16 +75,21 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
     name (no folder, no ``..``), none of certkit's bundle names but ``bundle.p12``, none of ``own``."""
     checked: dict[str, bytes] = {}
     for name, data in (extra or {}).items():
-        plain = isinstance(name, str) and name not in ("", ".", "..") and "\0" not in name and not any(
+        from certkit.paths import _has_control
+
+        plain = isinstance(name, str) and name not in ("", ".", "..") and not _has_control(name) and not any(
             sep and sep in name for sep in (os.sep, os.altsep, "/"))
         if not plain or name.endswith(TEMP_SUFFIX):
             raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a "
-                                   "name without folders or '..' (the file goes into the bundle folder).")
+                                   "name without folders, '..' or control characters (the file goes into the bundle "
+                                   "folder).")
         if name in own or (name in BUNDLE_FILES and name != P12_FILE):
             raise CertkitError(f"The extra file {name} would replace the bundle's own {name}; certkit writes "
                                f"that file itself. Give another name.")
         if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"The content of the extra file {name} must be bytes, not {type(data).__name__}.")
+            from certkit.vocabulary import wrong_type
+
+            raise wrong_type(f"the content of the extra file {name}", "bytes", data)
         checked[name] = bytes(data)
     return checked
 

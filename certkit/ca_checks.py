@@ -156,11 +156,19 @@ def _by_prefix(inventory: "Inventory", serial: str, prefix: str) -> str:
     return matches[0] if matches else serial
 
 
-def check_saved(ca, passphrase) -> bytes | None:
+def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
     """``save_new``'s arguments, checked before anything is written (or a parent's pending row abandoned):
-    an unlocked :class:`~certkit.ca.CA`, and the passphrase as bytes (a str is taken as UTF-8)."""
+    an unlocked :class:`~certkit.ca.CA`, the passphrase as bytes (a str is taken as UTF-8; one init-ca
+    refuses, refused), and an ``inventory_url`` that is a PostgreSQL URL, as init-ca --inventory takes."""
     from certkit.ca import CA
     from certkit.store import _secret_bytes
+
+    if inventory_url is not None:
+        from certkit.db import check_url
+
+        if not isinstance(inventory_url, str):
+            raise wrong_type("inventory_url", "a PostgreSQL URL (a str) or None", inventory_url)
+        check_url(inventory_url)
 
     if not isinstance(ca, CA):
         raise wrong_type("ca", "a CA (CA.create())", ca)

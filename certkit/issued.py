@@ -159,6 +159,10 @@ class IssuedCert:
         from certkit.paths import check_output
 
         _check_write(folder, extra, force)
+        if self.recorder is None:  # issued through deliver(): its CA's inventory may record it revoked since
+            from certkit.memory_delivery import recorded_row, refuse_revoked
+
+            refuse_revoked(recorded_row(self), "written")
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")

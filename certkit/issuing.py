@@ -163,12 +163,10 @@ class Target:
 
     sink = "memory"
     folder: Path | None = None
-    # False for a renewal delivered to memory whose predecessor is in a bundle folder: the new
-    # certificate is recorded as succeeding it only once written there (certkit.memory_delivery).
+    # False for a renewal to memory whose predecessor is in a bundle folder: succeeds it once written there.
     succeeds = True
-    # True when the certificate is valid only once a whole shared output is in place (a batch
-    # into one archive): deliver_many leaves its row pending, the output marks it
-    # (certkit.formats.Output.commit) or abandons it (abort).
+    # True when the certificate is valid only once a whole shared output is in place (a batch into one archive):
+    # deliver_many leaves its row pending, the output marks it (formats.Output.commit) or abandons it (abort).
     deferred = False
 
     def check(self, ca: "CA", request: Request) -> None:
@@ -189,11 +187,13 @@ class FolderTarget(Target):
                  cache: dict | None = None) -> None:
         from certkit.constants import BUNDLE_FILES
         from certkit.issued import check_folder, p12_guard
-        from certkit.vocabulary import check_bool
+        from certkit.vocabulary import check_bool, wrong_type
 
         check_folder(folder)
         for name, value in (("force", force), ("p12", p12), ("sync", sync), ("sweep", sweep)):
             check_bool(name, value)
+        if extra is not None and not callable(extra):  # before anything is signed
+            raise wrong_type("extra", "a function of the IssuedCert returning {file name: bytes}", extra)
         self.given, self.folder = Path(folder), Path(os.path.abspath(folder))
         self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
         # A renewal in place keeps the private key already in the folder (not rewritten, not removed).
@@ -234,10 +234,10 @@ class FolderTarget(Target):
                        public_key=request.public_key)
 
     def write(self, issued: "IssuedCert") -> list[Path]:
-        from certkit.bundle import write_bundle
+        from certkit.bundle import check_extra, write_bundle
         from certkit.inventory.succession import foreign_replaced
 
-        files = issued.bundle_files() | dict(self.extra(issued) if self.extra else {})
+        files = (own := issued.bundle_files()) | check_extra(self.extra(issued) if self.extra else None, own)
         if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
             check_output(self.given, self.ca_directories, what="output folder")
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has

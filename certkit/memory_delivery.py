@@ -72,13 +72,14 @@ class WriteRecorder:
         from certkit.inventory.succession import replaced_certificate
 
         row = self.ca.inventory.get(issued.serial_hex)
-        if row is not None and row["status"] == "revoked":  # as export-p12 refuses it: nobody may use its key
-            from certkit.errors import AlreadyRevoked
-            from certkit.vocabulary import moment_text
+        refuse_revoked(row, "written")
+        newer = self.ca.inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'pending', 'revoked') "
+                                       "ORDER BY issued_at", [issued.serial_hex]) if row is not None else []
+        if newer:  # deployed now, it would expire where no renewal, list --expiring or check looks
+            from certkit.errors import CannotRenew
 
-            raise AlreadyRevoked(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
-                                 f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not "
-                                 "written. Issue a new one (with a new key) instead.")
+            raise CannotRenew(f"The certificate {issued.serial_hex} was renewed as {newer[-1]['serial']}; write that "
+                              "one instead (this one is replaced, and a folder holding it would be left to expire).")
         if row is None or row.get("folder") or row["status"] != "valid":
             return None
         path = os.path.abspath(folder)
@@ -100,3 +101,35 @@ class WriteRecorder:
             tx.execute("UPDATE certificates SET folder = ?, sink = 'folder', renewed_from = COALESCE(renewed_from, ?)"
                        " WHERE serial = ? AND folder IS NULL AND status = 'valid'",
                        (path, replaced, issued.serial_hex))
+
+
+def refuse_revoked(row: dict | None, what: str) -> None:
+    """As export-p12 refuses it: a certificate its CA's inventory ``row`` records as revoked is not
+    ``what`` (written, packed into a PKCS#12 file): nobody may use its key."""
+    if row is not None and row["status"] == "revoked":
+        from certkit.errors import AlreadyRevoked
+        from certkit.vocabulary import moment_text
+
+        raise AlreadyRevoked(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
+                             f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not {what}. "
+                             "Issue a new one (with a new key) instead.")
+
+
+def recorded_row(issued: "IssuedCert", *, directories: bool = True) -> dict | None:
+    """The inventory row of ``issued`` in its CA's inventory (the recorder's, else, with ``directories``, the
+    first CA directory it was issued from: not asked while the pipeline writes a bundle's extra files, whose
+    row it holds pending); None when no inventory records it or none can be opened."""
+    from certkit.errors import CertkitError
+
+    try:
+        if issued.recorder is not None:
+            return issued.recorder.ca.inventory.get(issued.serial_hex)
+        if directories and issued.ca_directories:
+            from certkit.store import CADirectory
+
+            inventory = CADirectory(issued.ca_directories[0]).open().inventory
+            return inventory.get(issued.serial_hex) if inventory is not None else None
+    except (CertkitError, OSError):
+        return None
+    return None
+

@@ -106,10 +106,22 @@ def check_password(password: bytes | str) -> bytes:
 def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None) -> bytes:
     """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root.
     ``key`` is the private key when the certificate kept one certkit did not generate (renewal)."""
+    from certkit.issued import IssuedCert
+    from certkit.keys import public_key_der
+    from certkit.memory_delivery import recorded_row, refuse_revoked
+    from certkit.vocabulary import check_bool, wrong_type
+
+    if not isinstance(issued, IssuedCert):
+        raise wrong_type("issued", "an IssuedCert (ca.issue_server(), deliver(...).issued)", issued)
+    check_bool("legacy", legacy)
+    refuse_revoked(recorded_row(issued, directories=False), "packed into a PKCS#12 file")
     key = key if key is not None else issued.private_key
     if key is None:
         raise CertkitError("This certificate was signed from a CSR: certkit does not hold its private key, "
                            "so it cannot write a PKCS#12 file for it.")
+    if not hasattr(key, "public_key") or public_key_der(key.public_key()) != public_key_der(issued.cert.public_key()):
+        raise CertkitError(f"The key given is not the key of the certificate {issued.serial_hex}; a PKCS#12 file "
+                           "pairs a certificate with its own key.")
     return pkcs12_bytes(key, issued.cert, [*issued.intermediates, issued.root], password, legacy=legacy)
 
 
@@ -231,7 +243,12 @@ def validity_problem(cert: "x509.Certificate", now: "dt.datetime | None" = None)
 def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False) -> Path:
     """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``."""
     from certkit.bundle import check_writable, write_bundle
+    from certkit.vocabulary import check_bool, wrong_type
 
+    if not isinstance(folder, (str, Path)):
+        raise wrong_type("folder", "a str or a Path", folder)
+    check_bool("legacy", legacy)
+    check_bool("force", force)
     folder = Path(folder)
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)

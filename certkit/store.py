@@ -269,7 +269,7 @@ class CADirectory:
         from certkit.atomic import sweep_stale
         from certkit.ca_checks import check_not_stored, check_saved, recorded_by
 
-        passphrase = check_saved(ca, passphrase)
+        passphrase = check_saved(ca, passphrase, inventory_url)
         check_not_stored(ca, self.path, parent)
         sweep_stale(self.path.absolute().parent, self.path.name)  # what a killed init-ca left here
         self.check_new()
