@@ -11,7 +11,6 @@ under a bundle file's name is refused). Private keys are 0600 from the moment
 they exist; nothing is written through a symbolic link.
 
 Two ways to replace, both crash-safe:
-
 - a folder that holds nothing but bundle files is swapped whole with Linux's
   ``renameat2(RENAME_EXCHANGE)``: a reader opening ``cert.pem`` and
   ``privkey.pem`` sees the old pair or the new pair, never one of each;
@@ -23,8 +22,7 @@ Two ways to replace, both crash-safe:
   forward by the next certkit command (:func:`settle_folder`), one killed
   before it is rolled back, so the folder holds one whole bundle.
 
-A bundle file that is itself a mount point is refused (:func:`check_writable`):
-no rename can replace it.
+A bundle file that is itself a mount point is refused (:func:`check_writable`): no rename can replace it.
 """
 
 from __future__ import annotations
@@ -73,22 +71,20 @@ def bundle_names(*, chain: bool, key: bool = True, p12: bool = False) -> list[st
 def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> dict[str, bytes]:
     """``extra`` files to write beside the bundle ``own`` (name -> content), checked: each a plain file
     name (no folder, no ``..``), none of certkit's bundle names but ``bundle.p12``, none of ``own``."""
+    from certkit.paths import _has_control
+    from certkit.vocabulary import wrong_type
+
     checked: dict[str, bytes] = {}
     for name, data in (extra or {}).items():
-        from certkit.paths import _has_control
-
         plain = isinstance(name, str) and name not in ("", ".", "..") and not _has_control(name) and not any(
             sep and sep in name for sep in (os.sep, os.altsep, "/"))
         if not plain or name.endswith(TEMP_SUFFIX):
-            raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a "
-                                   "name without folders, '..' or control characters (the file goes into the bundle "
-                                   "folder).")
+            raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a name "
+                                   "without folders, '..' or control characters (it goes into the bundle folder).")
         if name in own or (name in BUNDLE_FILES and name != P12_FILE):
             raise CertkitError(f"The extra file {name} would replace the bundle's own {name}; certkit writes "
                                f"that file itself. Give another name.")
         if not isinstance(data, (bytes, bytearray)):
-            from certkit.vocabulary import wrong_type
-
             raise wrong_type(f"the content of the extra file {name}", "bytes", data)
         checked[name] = bytes(data)
     return checked

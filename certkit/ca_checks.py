@@ -31,7 +31,8 @@ def check_parts(cert, key, parents, inventory=None, store=None) -> None:
 
     if not isinstance(cert, x509.Certificate):
         raise wrong_type("cert", "an x509.Certificate", cert)
-    if isinstance(parents, (str, bytes)) or not all(isinstance(p, x509.Certificate) for p in parents):
+    if isinstance(parents, (str, bytes)) or not hasattr(parents, "__iter__") \
+            or not all(isinstance(p, x509.Certificate) for p in parents):
         raise wrong_type("parents", "a list of x509.Certificate", parents)
     _check_companions(inventory, store)
     if inventory is not None:
@@ -243,8 +244,11 @@ def check_not_stored(ca, here, parent) -> None:
     from 1 again (RFC 5280 wants them to increase), so a revoked certificate would be called valid."""
     from pathlib import Path
 
+    from certkit.ca import CA
     from certkit.errors import CAExists
 
+    if parent is not None and not isinstance(parent, CA):
+        raise wrong_type("parent", "the parent CA (a CA object) or None", parent)
     where = ca.store.path if ca.store is not None else getattr(ca, "_saved_in", None)
     where = where if where is not None else _directory_of(ca, parent, Path(here).absolute())
     if where is not None:

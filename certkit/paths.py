@@ -102,6 +102,12 @@ def check_name(path: str | Path, what: str = "output path") -> None:
         raise UnsafeOutputPath(f"The {what} {shown(text)}{where} is below a folder whose name holds a line "
                                "break; what certkit writes there would break tools reading paths a line at a "
                                "time (a renewal hook's CERTKIT_FOLDERS). Write it elsewhere.")
+    check_lengths(text, what)
+
+
+def check_lengths(text: str, what: str) -> None:
+    """Refuse a path whose whole, or one of whose names, is longer than the kernel takes (with room for the
+    temporary name certkit writes beside the last one)."""
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
         return  # short and plain (thousands of batch lines): no name in it, nor the whole, can be too long
     absolute = os.fsencode(os.path.abspath(text))

@@ -35,6 +35,7 @@ from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, Passphr
 from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
+from certkit.paths import check_lengths
 from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -152,12 +153,13 @@ def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Pa
 
 class CADirectory:
     """A CA stored on disk. ``CADirectory(path).load(passphrase)`` gives a :class:`~certkit.ca.CA`."""
-
     def __init__(self, path: str | Path | None = None) -> None:
         if path is not None and (not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str)):
             from certkit.vocabulary import wrong_type
 
             raise wrong_type("path", "a str or a Path (or None: $CERTKIT_CA_DIR, else the per-user CA)", path)
+        if path is not None and "\0" not in os.fspath(path):  # a name the kernel refuses: said, not an OSError
+            check_lengths(os.fspath(path), "CA directory")
         # not taken for None (the command line's --ca-dir): an empty $CERTKIT_CA_DIR is said by resolve_ca_dir
         if path is not None and not os.fspath(path).strip() and os.fspath(path) != os.environ.get(ENV_CA_DIR):
             from certkit.errors import InvalidArgument

@@ -104,3 +104,16 @@ def test_the_pkcs12_helpers_refuse_wrong_arguments_in_words(ca, tmp_path: Path) 
     export_folder(tmp_path / "alice", b"a long password")
     with pytest.raises(WrongType):
         export_folder(tmp_path / "alice", b"a long password", force="no")
+
+
+def test_other_wrong_arguments_are_said(tmp_path: Path) -> None:
+    from certkit import CA, CADirectory
+    from certkit.errors import CertkitError, WrongType
+
+    root = CA.create("Args")
+    with pytest.raises(WrongType, match="parents"):
+        CA(root.cert, root.key, None)
+    with pytest.raises(WrongType, match="parent"):
+        CADirectory(tmp_path / "n").save_new(CA.create("N"), PASSPHRASE, parent="ca")
+    with pytest.raises(CertkitError, match="300 bytes"):
+        CADirectory(tmp_path / ("a" * 300)).open()
