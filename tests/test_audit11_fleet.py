@@ -86,3 +86,25 @@ def test_the_short_lives_warning_counts_only_what_the_timer_renews(due) -> None:
     assert "live no more than a day longer" not in for_db.stderr and "lives no more" not in for_db.stderr
     every = run_certkit(*args, "--name", "*.example.com", "--unit-dir", tmp_path / "u2", env=env)
     assert "1 valid certificate lives no more than a day longer" in every.stderr, every.stderr  # not j's jsonl
+
+
+def test_bulk_rekey_says_which_kept_their_key(tmp_path: Path) -> None:
+    """--rekey renews a CSR's bundle with its requester's key (certkit holds no other): said per certificate
+    and in the header, not "(new keys)" for every one."""
+    import json
+    import subprocess
+
+    from conftest import certkit_env
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE="a long pass phrase")
+    run_certkit("init-ca", "--name", "Rekey CA", env=env, check=True)
+    run_certkit("issue-server", "own.example", "--out", tmp_path / "own", env=env, check=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", tmp_path / "csr.key", "-subj", "/CN=csr.example", "-addext",
+                    "subjectAltName=DNS:csr.example", "-out", tmp_path / "r.csr"], check=True, capture_output=True)
+    run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", tmp_path / "csr", env=env, check=True)
+    data = json.loads(run_certkit("renew", "--all", "--rekey", "--json", env=env, check=True).stdout)
+    keys = {o["folder"].rsplit("/", 1)[-1]: o["new_key"] for o in data["certificates"]}
+    assert keys == {"own": True, "csr": False}, data
+    text = run_certkit("renew", "--all", "--rekey", env=env, check=True).stdout
+    assert "1 kept their key, held by the CSR's requester" in text, text

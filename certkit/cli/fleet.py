@@ -107,7 +107,7 @@ def _lines(result, rekey: bool) -> list[str]:
     # of all that were due: a run stopped early (a signal, the inventory gone) says how many it did not reach
     due = len(result.plan.todo) + sum(o.outcome == "failed" for o in result.plan.outcomes)
     lines = [f"Renewed {len(renewed)} of {max(due, len(renewed) + len(failed))} "
-             f"{result.plan.selection.describe(every=False)}" + (" (new keys)" if rekey else "")]
+             f"{result.plan.selection.describe(every=False)}" + (_new_keys(renewed) if rekey else "")]
     for o in renewed:
         lines.append(f"  renewed  {o.serial} -> {o.new_serial}  {shown(o.folder)}  (expires {o.not_after[:10]})")
         if o.hook is not None:
@@ -242,6 +242,12 @@ def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: st
             click.echo(f"Error: {problem}: {shown(change.failed[0])}; run the commands above under 'To finish, run' "
                        "(for a user without a session, 'loginctl enable-linger' first).", err=True)
         raise SystemExit(1)
+
+
+def _new_keys(renewed) -> str:
+    """--rekey's words: new keys, but for the bundles of CSRs, whose requesters hold their keys."""
+    kept = sum(o.new_key is False for o in renewed)
+    return " (new keys)" if not kept else f" (new keys; {kept} kept their key, held by the CSR's requester)"
 
 
 def refuse_crontab_removal(ca_dir: Path | None) -> None:

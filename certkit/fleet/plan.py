@@ -81,6 +81,7 @@ class Outcome:
     hook: HookRun | None = None
     notes: list[str] = field(default_factory=list)
     san: list[str] = field(default_factory=list)  # SAN entries as list and inspect write them (DNS:...)
+    new_key: bool | None = None  # renewed: whether the new certificate has a new key
 
     @property
     def ok(self) -> bool:
@@ -90,8 +91,8 @@ class Outcome:
         data = {"serial": self.serial, "old_serial": self.serial, "outcome": self.outcome, "folder": self.folder,
                 "kind": self.kind, "names": self.san, "domains": self.domains}
         if self.outcome == "renewed":
-            data |= {"new_serial": self.new_serial, "not_after": self.not_after, "notes": self.notes,
-                     "hook": self.hook.as_dict() if self.hook else None}
+            data |= {"new_serial": self.new_serial, "not_after": self.not_after, "new_key": self.new_key,
+                     "notes": self.notes, "hook": self.hook.as_dict() if self.hook else None}
         elif self.outcome == "failed":
             data |= {"stage": self.stage, "error": self.error}
         else:

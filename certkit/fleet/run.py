@@ -157,6 +157,7 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
         raise
     issued = renewal.issued
     outcome.outcome, outcome.new_serial = "renewed", issued.serial_hex
+    outcome.new_key = issued.cert.public_key() != found.cert.public_key()  # --rekey keeps a CSR requester's key
     outcome.not_after = issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
     outcome.notes = list(renewal.notes)
     lifetime = issued.not_after - issued.cert.not_valid_before_utc
