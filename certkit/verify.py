@@ -111,7 +111,7 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     ``anchored``: the last certificate of ``path`` is the trust anchor, whose own signature nobody checks (a
     certificate inspected alone is one only when it signed itself)."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
     problems = []
     for depth, cert in enumerate(path):
@@ -121,6 +121,9 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
             problems.append(f"{whose} {'RSA' if isinstance(key, rsa.RSAPublicKey) else 'DSA'} key has {key.key_size} "
                             "bits: OpenSSL at its default security level (Python's ssl, nginx) refuses keys under "
                             "2048 bits (\"key too weak\")")
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.key_size < 224:
+            problems.append(f"{whose} EC key is on {key.curve.name}, of {key.key_size} bits: OpenSSL at its default "
+                            "security level (Python's ssl, nginx) refuses EC keys under 224 bits (\"key too weak\")")
         try:  # the trust anchor's own signature is not checked by anyone
             digest = cert.signature_hash_algorithm if depth < len(path) - anchored else None
         except Exception:  # an algorithm cryptography does not know: the verifier says it
@@ -201,7 +204,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
-    unjudged = _beyond_the_verifier(verdict.verifier_error)
+    unjudged = _beyond_the_verifier(verdict.verifier_error) or (verdict.verifier_error and _names_in_other_forms(path))
     if unjudged and not verdict.reasons and not broken:
         problem = _own_path_problem(path, purpose)
         if problem:
@@ -260,6 +263,16 @@ _BEYOND = (("unsupported name constraint", "it does not implement URI name const
 def _beyond_the_verifier(error: str | None) -> str | None:
     """Why the verifier refused without judging (a feature it lacks), or None."""
     return next((ours for words, ours in _BEYOND if error and words in error), None)
+
+
+def _names_in_other_forms(path: list) -> str | None:
+    """What the verifier cannot judge in ``path``: an issuer name that is its CA's subject only as RFC 5280 and
+    OpenSSL compare names (another case, spacing or string type), which the verifier compares byte for byte."""
+    if any(cert.issuer.public_bytes() != above.subject.public_bytes() for cert, above in zip(path, path[1:],
+                                                                                           strict=False)):
+        return ("it compares an issuer name with its CA's subject byte for byte, where RFC 5280 and OpenSSL compare "
+                "them case-insensitively, whatever the string type")
+    return None
 
 
 def _own_path_problem(path: list, purpose: str) -> str | None:

@@ -33,9 +33,9 @@ def san_list(cert) -> list:
 
 def _dns_matches(pattern: str, host: str) -> bool:
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
-    if pattern.startswith("*."):
+    if pattern.startswith("*."):  # as OpenSSL (Python's ssl) matches one: never over a single label (*.com)
         head, _, rest = host.partition(".")
-        return bool(head) and rest == pattern[2:]
+        return bool(head) and rest == pattern[2:] and "." in rest
     return pattern == host
 
 

@@ -347,9 +347,9 @@ def signature_by(cert, issuer) -> bool | None:
     issuer's (and refuse its digest: :func:`certkit.verify.weak_chain` says so). None when it cannot be
     told here: a key type or signature algorithm cryptography does not have (sect283k1, SM2, DSA)."""
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-    if cert.issuer != issuer.subject:
+    if not names_match(cert.issuer, issuer.subject) or not _key_ids_fit(cert, issuer):
         return False
     try:
         cert.verify_directly_issued_by(issuer)
@@ -364,6 +364,8 @@ def signature_by(cert, issuer) -> bool | None:
             key.verify(cert.signature, cert.tbs_certificate_bytes, cert.signature_algorithm_parameters, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes)
         else:
             return None
     except InvalidSignature:
@@ -371,6 +373,43 @@ def signature_by(cert, issuer) -> bool | None:
     except Exception:  # noqa: BLE001 (a key, curve or algorithm cryptography does not have)
         return None
     return True
+
+
+def names_match(one, other) -> bool:
+    """Whether two distinguished names are the same as RFC 5280 7.1 and OpenSSL compare them (an issuer with
+    the subject of its CA): byte for byte, or RDN by RDN with each value case-folded and its white space
+    collapsed, whatever its string type (PrintableString, UTF8String)."""
+    if one == other:
+        return True
+
+    def canonical(name) -> list:
+        return [sorted((a.oid.dotted_string, " ".join(str(a.value).split()).casefold()) for a in rdn)
+                for rdn in name.rdns]
+
+    return canonical(one) == canonical(other)
+
+
+def _key_ids_fit(cert, issuer) -> bool:
+    """Whether ``cert``'s authority key identifier, if it has one, names ``issuer`` as OpenSSL's issuer check
+    (X509_check_issued) requires: its keyIdentifier the issuer's subject key identifier, and its issuer name
+    and serial, when given, the issuer's own. A certificate that names another key is not this issuer's."""
+    from cryptography import x509
+
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (x509.ExtensionNotFound, ValueError):
+        return True
+    if aki.key_identifier is not None:
+        try:
+            ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except (x509.ExtensionNotFound, ValueError):
+            ski = None
+        if ski is not None and ski != aki.key_identifier:
+            return False
+    if aki.authority_cert_serial_number is not None and aki.authority_cert_serial_number != issuer.serial_number:
+        return False
+    names = [n.value for n in aki.authority_cert_issuer or [] if isinstance(n, x509.DirectoryName)]
+    return not names or issuer.issuer in names
 
 
 def signed_by(cert, issuer) -> bool:

@@ -1,0 +1,122 @@
+"""The eleventh round's verification findings (audit x50911), each judged against ``openssl verify``:
+
+1. a certificate whose authority key identifier names another key than its CA's (or another issuer or serial) is
+   not that CA's, as OpenSSL's issuer check says (verify and inspect called it VALID);
+2. a wildcard over a single label (``*.com``) matches no host, as in OpenSSL and Python;
+3. an issuer name that is its CA's subject as RFC 5280 compares names (another case, spacing, or string type) is
+   that CA's: certkit's own checks judge the chain, with the note, where the verifier compares bytes;
+4. an EC key under 224 bits (P-192) is too weak for OpenSSL at its default level, as RSA under 2048 is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import certkit_env, openssl, run_certkit
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _name(cn: str, printable: bool = False) -> x509.Name:
+    from cryptography.x509.name import _ASN1Type
+
+    if printable:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _type=_ASN1Type.PrintableString)])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _root(key, name: x509.Name) -> x509.Certificate:
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(hours=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(ski, critical=False).sign(key, hashes.SHA256()))
+
+
+def _leaf(ca_key, issuer: x509.Name, *, aki: x509.AuthorityKeyIdentifier | None, name: str = "f.example.com",
+          key=None) -> x509.Certificate:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(issuer).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(hours=1))
+               .not_valid_after(NOW + dt.timedelta(days=10))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False))
+    if aki is not None:
+        builder = builder.add_extension(aki, critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def _write(tmp_path: Path, **certs: x509.Certificate) -> dict[str, Path]:
+    paths = {}
+    for label, cert in certs.items():
+        paths[label] = tmp_path / f"{label}.pem"
+        paths[label].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def _both(tmp_path: Path, root: Path, leaf: Path, name: str = "f.example.com") -> tuple[bool, object]:
+    ok = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", name, "-CAfile", root,
+                 leaf).returncode == 0
+    proc = run_certkit("verify", leaf, "--purpose", "server", "--name", name, "--ca-file", root,
+                       env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "none")))
+    return ok, proc
+
+
+@pytest.mark.parametrize("which", ["key id", "issuer and serial"])
+def test_an_authority_key_identifier_naming_another_key_is_not_this_cas(tmp_path: Path, which: str) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("AKI Root"))
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    aki = (x509.AuthorityKeyIdentifier.from_issuer_public_key(other) if which == "key id" else
+           x509.AuthorityKeyIdentifier(None, [x509.DirectoryName(_name("Someone Else"))], 12345))
+    paths = _write(tmp_path, root=root, leaf=_leaf(ca_key, root.subject, aki=aki))
+    openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
+    assert not openssl_ok
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout
+
+
+def test_a_wildcard_over_one_label_matches_no_host(tmp_path: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("Wild Root"))
+    leaf = _leaf(ca_key, root.subject, aki=x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                 name="*.com")
+    paths = _write(tmp_path, root=root, leaf=leaf)
+    openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"], name="example.com")
+    assert not openssl_ok
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("form", ["printable", "case", "spacing"])
+def test_an_issuer_name_equal_as_rfc_5280_compares_is_this_cas(tmp_path: Path, form: str) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("Form Root"))
+    issuer = {"printable": _name("Form Root", printable=True), "case": _name("FORM ROOT"),
+              "spacing": _name("Form  Root")}[form]
+    leaf = _leaf(ca_key, issuer, aki=x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()))
+    paths = _write(tmp_path, root=root, leaf=leaf)
+    openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
+    assert (proc.returncode == 0) == openssl_ok, (openssl_ok, proc.stdout)
+    if openssl_ok:
+        assert "VALID" in proc.stdout and "note" in proc.stdout
+
+
+def test_an_ec_key_under_224_bits_is_too_weak(tmp_path: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("Weak Root"))
+    leaf = _leaf(ca_key, root.subject, aki=x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                 key=ec.generate_private_key(ec.SECP192R1()))
+    paths = _write(tmp_path, root=root, leaf=leaf)
+    assert openssl("verify", "-auth_level", "2", "-CAfile", paths["root"], paths["leaf"]).returncode != 0
+    _ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
+    assert proc.returncode == 1 and "under 224 bits" in proc.stdout, proc.stdout
