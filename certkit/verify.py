@@ -29,7 +29,7 @@ from certkit.verify_names import (
     san_list,
     server_name,
 )
-from certkit.vocabulary import dn_text, eku_names, is_ca, iso, signed_by
+from certkit.vocabulary import dn_text, eku_names, is_ca, iso, signature_by, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -147,6 +147,9 @@ def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple
         if anchor is not None:
             return path + ([anchor] if anchor != cert else []), None
         nxt = next((c for c in pool if signed_by(cert, c)), None)
+        if nxt is None and (unknown := next((c for c in [*roots, *pool] if signature_by(cert, c) is None), None)):
+            return path, (f"certkit cannot check its signature by {cn_text(unknown.subject)}: that CA's key or "
+                          "signature algorithm is one cryptography does not implement (OpenSSL may accept it)")
         if nxt is None:
             ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:

@@ -157,3 +157,12 @@ def test_a_pattern_ending_in_a_glob_and_a_dot_names_no_certificate(tmp_path: Pat
     for pattern in ("*.", "a?."):
         proc = run_certkit("list", "--name", pattern, env=crl_env)
         assert "a.example.com" not in proc.stdout and "No certificates match" in proc.stdout + proc.stderr
+
+
+def test_a_signature_no_one_here_can_check_is_said_as_such(tmp_path: Path) -> None:
+    key, root = _root(tmp_path, "K283 Root", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:sect283k1"])
+    leaf = _leaf(tmp_path, key, root, "leaf")
+    assert openssl("verify", "-CAfile", root, leaf).returncode == 0
+    proc = _verify(leaf, root, tmp_path)
+    assert proc.returncode == 1 and "certkit cannot check its signature by CN=K283 Root" in proc.stdout, proc.stdout
+    assert "not issued by this CA" not in proc.stdout
