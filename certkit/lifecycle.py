@@ -120,11 +120,11 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         # copy elsewhere names the certificate, as its serial does (its recorded folder, if that holds it)
         folder = cert_path.parent if cert_path.name == CERT_FILE or holds(cert_path.parent, serial) else None
         if folder is None:
-            return _found(inventory, row)
+            return _found(inventory, row, strict=allow_names)
         return Found(serial, row, cert, folder, inventory.successors(serial))
     serial = normalize_serial(ref)
     if serial is not None and (row := inventory.get(serial)) is not None:
-        return _found(inventory, row)
+        return _found(inventory, row, strict=allow_names)
     if allow_names:
         by_name = _by_name(inventory, ref)
         if by_name is not None:
@@ -135,7 +135,7 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         # Round one printed serials without their leading zero; they are stored padded to whole octets.
         matches += [m for m in inventory.serials_starting("0" + prefix, limit=5) if m not in matches]
         if len(matches) == 1:
-            return _found(inventory, inventory.get(matches[0]))
+            return _found(inventory, inventory.get(matches[0]), strict=allow_names)
         if len(matches) > 1:
             raise UnknownCertificate(f"The serial prefix {prefix} matches several certificates "
                                      f"({', '.join(matches)}); give more digits.")
@@ -224,11 +224,18 @@ def _not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
     return f"{which} was not issued by this CA: its issuer is {shown(issuer)}."
 
 
-def _found(inventory: "Inventory", row: dict) -> Found:
+def _found(inventory: "Inventory", row: dict, *, strict: bool = True) -> Found:
+    """The certificate of ``row``, with its recorded folder if that still holds it. A folder the disk cannot
+    read is an error for a renewal (``strict``), and no folder for a revocation, which needs none."""
     folder = Path(row["folder"]) if row.get("folder") else None
     serial = row["serial"]
-    return Found(serial, row, inventory.certificate(serial), folder if holds(folder, serial) else None,
-                 inventory.successors(serial))
+    try:
+        here = holds(folder, serial)
+    except UnreadableFile:
+        if strict:
+            raise
+        here = False
+    return Found(serial, row, inventory.certificate(serial), folder if here else None, inventory.successors(serial))
 
 
 def _by_name(inventory: "Inventory", name: str) -> Found | None:

@@ -73,7 +73,7 @@ class WriteRecorder:
 
         row = self.ca.inventory.get(issued.serial_hex)
         refuse_revoked(row, "written")
-        newer = self.ca.inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'pending', 'revoked') "
+        newer = self.ca.inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'pending') "
                                        "ORDER BY issued_at", [issued.serial_hex]) if row is not None else []
         if newer:  # deployed now, it would expire where no renewal, list --expiring or check looks
             from certkit.errors import CannotRenew

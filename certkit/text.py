@@ -160,10 +160,15 @@ def new_secret_problem(secret: bytes) -> str | None:
     return None
 
 
-def cut_long_words(text: str, limit: int = 300) -> str:
+def cut_long_words(text: str, limit: int = 500) -> str:
     """``text`` with every run of more than ``limit`` characters without a blank (a value or path the user
-    gave, echoed in a message) cut to its start and its length: an error stays one readable line."""
+    gave, echoed in a message) cut to its start and its end (a path's file name) and its length: an error
+    stays one readable line."""
     import re
 
-    return re.sub(rf"\S{{{limit + 1},}}", lambda m: f"{m.group()[:60]}... ({len(m.group())} characters)", text)
+    def cut(match) -> str:
+        word = match.group()
+        return f"{word[:100]}...{word[-100:]} ({len(word)} characters)"
+
+    return re.sub(rf"\S{{{limit + 1},}}", cut, text)
 

@@ -360,6 +360,13 @@ def signature_by(cert, issuer) -> bool | None:
         pass  # a digest the X.509 API refuses, or a key it cannot load or use: asked through the key
     try:
         key, digest = issuer.public_key(), cert.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 (a key or algorithm cryptography does not have)
+        return None
+    family = _SIGNATURE_FAMILIES.get(cert.signature_algorithm_oid.dotted_string.rsplit(".", 1)[0]) \
+        or _SIGNATURE_FAMILIES.get(cert.signature_algorithm_oid.dotted_string)
+    if family is not None and not isinstance(key, family(rsa, ec, ed25519, ed448)):
+        return False  # a signature of another key type: never this key's
+    try:
         if isinstance(key, rsa.RSAPublicKey) and cert.signature_algorithm_parameters is not None:
             key.verify(cert.signature, cert.tbs_certificate_bytes, cert.signature_algorithm_parameters, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -373,6 +380,16 @@ def signature_by(cert, issuer) -> bool | None:
     except Exception:  # noqa: BLE001 (a key, curve or algorithm cryptography does not have)
         return None
     return True
+
+
+# The key type a signature algorithm's OID (or its arc) is made with: RSA (PKCS #1 v1.5 and PSS), ECDSA, EdDSA.
+_SIGNATURE_FAMILIES = {
+    "1.2.840.113549.1.1": lambda rsa, ec, ed25519, ed448: rsa.RSAPublicKey,
+    "1.2.840.10045.4.3": lambda rsa, ec, ed25519, ed448: ec.EllipticCurvePublicKey,
+    "1.2.840.10045.4.1": lambda rsa, ec, ed25519, ed448: ec.EllipticCurvePublicKey,
+    "1.3.101.112": lambda rsa, ec, ed25519, ed448: ed25519.Ed25519PublicKey,
+    "1.3.101.113": lambda rsa, ec, ed25519, ed448: ed448.Ed448PublicKey,
+}
 
 
 def names_match(one, other) -> bool:

@@ -80,3 +80,15 @@ def test_a_one_off_read_error_in_a_single_renewal_is_said_as_such(ca_dir, ca_env
     assert "Input/output error" in proc.stderr, proc.stderr
     assert "--force" not in proc.stderr and "another certkit command" not in proc.stderr, proc.stderr
     assert (tmp_path / "w" / "cert.pem").read_bytes() == before
+
+
+def test_a_revocation_needs_no_readable_bundle(ca_dir, ca_env, tmp_path: Path) -> None:
+    """revoke SERIAL of a certificate whose recorded folder the disk fails to read still revokes: a
+    revocation needs no folder (regress15)."""
+    run_certkit("issue-server", "w.test", "--out", tmp_path / "w", env=ca_env, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"][0]["serial"]
+    proc = _strace(["revoke", serial, "--reason", "keyCompromise"], tmp_path / "w" / "cert.pem", ca_env, "1+")
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(run_certkit("list", "--status", "revoked", "--json", env=ca_env, check=True).stdout)
+    listed = listed["certificates"]
+    assert [c["status"] for c in listed if c["serial"] == serial] == ["revoked"]

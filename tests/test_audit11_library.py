@@ -117,3 +117,11 @@ def test_other_wrong_arguments_are_said(tmp_path: Path) -> None:
         CADirectory(tmp_path / "n").save_new(CA.create("N"), PASSPHRASE, parent="ca")
     with pytest.raises(CertkitError, match="300 bytes"):
         CADirectory(tmp_path / ("a" * 300)).open()
+
+
+def test_a_certificate_whose_renewal_was_revoked_can_be_written(ca, tmp_path: Path) -> None:
+    old = ca.issue_server("b.example", days=10)
+    new = ca.renew(old)
+    ca.revoke(new.serial_hex, "superseded")
+    old.write(tmp_path / "site")  # the valid one: nothing newer stands in its way
+    assert (tmp_path / "site" / "cert.pem").is_file()

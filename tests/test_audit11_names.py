@@ -120,3 +120,26 @@ def test_an_ec_key_under_224_bits_is_too_weak(tmp_path: Path) -> None:
     assert openssl("verify", "-auth_level", "2", "-CAfile", paths["root"], paths["leaf"]).returncode != 0
     _ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
     assert proc.returncode == 1 and "under 224 bits" in proc.stdout, proc.stdout
+
+
+def test_an_intermediate_with_its_parents_name_and_another_key_type_is_no_root(tmp_path: Path) -> None:
+    """Its signature (RSA, by its parent) is not one its own EC key could make: not self-signed, whatever the
+    names say (regress15)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    parent_key = rsa.generate_private_key(65537, 2048)
+    name = _name("Same Name CA")
+    parent = _root(parent_key, name)
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(inter_key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(hours=1))
+             .not_valid_after(NOW + dt.timedelta(days=20))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+             .sign(parent_key, hashes.SHA256()))
+    leaf = _leaf(inter_key, name, aki=None)
+    paths = _write(tmp_path, parent=parent, inter=inter, leaf=leaf)
+    shown = run_certkit("inspect", paths["inter"], "--json", env=certkit_env()).stdout
+    assert '"self_signed": false' in shown
+    openssl_ok, proc = _both(tmp_path, paths["inter"], paths["leaf"])
+    assert not openssl_ok and proc.returncode == 1, proc.stdout
