@@ -362,9 +362,11 @@ def signature_by(cert, issuer) -> bool | None:
         key, digest = issuer.public_key(), cert.signature_hash_algorithm
     except Exception:  # noqa: BLE001 (a key or algorithm cryptography does not have)
         return None
-    family = _SIGNATURE_FAMILIES.get(cert.signature_algorithm_oid.dotted_string.rsplit(".", 1)[0]) \
-        or _SIGNATURE_FAMILIES.get(cert.signature_algorithm_oid.dotted_string)
-    if family is not None and not isinstance(key, family(rsa, ec, ed25519, ed448)):
+    oid = cert.signature_algorithm_oid.dotted_string
+    family = _SIGNATURE_FAMILIES.get(oid) or _SIGNATURE_FAMILIES.get(oid.rsplit(".", 1)[0])
+    kinds = {"rsa": rsa.RSAPublicKey, "ec": ec.EllipticCurvePublicKey, "ed25519": ed25519.Ed25519PublicKey,
+             "ed448": ed448.Ed448PublicKey}
+    if family is not None and not isinstance(key, kinds[family]):
         return False  # a signature of another key type: never this key's
     try:
         if isinstance(key, rsa.RSAPublicKey) and cert.signature_algorithm_parameters is not None:
@@ -383,13 +385,8 @@ def signature_by(cert, issuer) -> bool | None:
 
 
 # The key type a signature algorithm's OID (or its arc) is made with: RSA (PKCS #1 v1.5 and PSS), ECDSA, EdDSA.
-_SIGNATURE_FAMILIES = {
-    "1.2.840.113549.1.1": lambda rsa, ec, ed25519, ed448: rsa.RSAPublicKey,
-    "1.2.840.10045.4.3": lambda rsa, ec, ed25519, ed448: ec.EllipticCurvePublicKey,
-    "1.2.840.10045.4.1": lambda rsa, ec, ed25519, ed448: ec.EllipticCurvePublicKey,
-    "1.3.101.112": lambda rsa, ec, ed25519, ed448: ed25519.Ed25519PublicKey,
-    "1.3.101.113": lambda rsa, ec, ed25519, ed448: ed448.Ed448PublicKey,
-}
+_SIGNATURE_FAMILIES = {"1.2.840.113549.1.1": "rsa", "1.2.840.10045.4.3": "ec", "1.2.840.10045.4.1": "ec",
+                       "1.3.101.112": "ed25519", "1.3.101.113": "ed448"}
 
 
 def names_match(one, other) -> bool:
