@@ -231,6 +231,12 @@ def test_an_intermediate_without_its_chain_issues_nothing(tmp_path, ca_env, ca_d
     assert [r for r in CADirectory(inter).inventory.rows() if r["kind"] != "ca"] == []
 
 
+def _ski(cert) -> bytes:
+    from cryptography import x509
+
+    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
 def test_a_chain_that_stops_short_of_a_root_is_refused(tmp_path):
     """parents.pem holding the issuer but not the root above it: the chain is incomplete."""
     from certkit.ca import CA
@@ -245,7 +251,7 @@ def test_a_chain_that_stops_short_of_a_root_is_refused(tmp_path):
     now = dt.datetime.now(dt.UTC)
     bottom = build_certificate(PROFILES["intermediate-ca"], subject=leaf_subject("Bottom"),
                                public_key=bottom_key.public_key(), issuer_name=middle.cert.subject,
-                               issuer_key=middle.key, issuer_ski=None, serial=7, not_before=now,
+                               issuer_key=middle.key, issuer_ski=_ski(middle.cert), serial=7, not_before=now,
                                not_after=now + dt.timedelta(days=30), path_length=0)
     _check_chain(tmp_path, bottom, [middle.cert, root.cert])  # complete: fine
     with pytest.raises(CABroken, match="ends with CN=Middle, which is not a root"):

@@ -323,6 +323,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     from certkit.acme.listener import maintain
     from certkit.cli.serve import exit_stopped
     from certkit.errors import handle_stop_signals, restore_signals
+    from certkit.issuing import uninterrupted
     from certkit.serve import serve_until_stopped, stderr_log
 
     stopped_by: list[int] = []
@@ -343,7 +344,8 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
                  "refuses ('less than 2 certificates in chain'; lego and Caddy accept it). Serve ACME from an "
                  "intermediate CA (docs/two-tier-pki.md), which also keeps the root's key offline.")
         sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
-        threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
+        with uninterrupted():  # a stop signal inside Thread.start() breaks its lock: it lands right after instead
+            threading.Thread(target=maintain, args=(service, listener, stop, stderr_log), daemon=True).start()
         stderr_log(f"listening on {server.directory_url}")
         serving = True
         signum = serve_until_stopped(server, received=stopped_by)
