@@ -207,7 +207,9 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
-    unjudged = _beyond_the_verifier(verdict.verifier_error) or (verdict.verifier_error and _names_in_other_forms(path))
+    unjudged = _beyond_the_verifier(verdict.verifier_error)
+    if verdict.verifier_error and not verdict.reasons and not broken and (other := _names_in_other_forms(path)):
+        verdict.reasons.append(other)  # the verifier's refusal stands: said in words, not "candidates exhausted"
     if unjudged and not verdict.reasons and not broken:
         problem = _own_path_problem(path, purpose)
         if problem:
@@ -269,12 +271,14 @@ def _beyond_the_verifier(error: str | None) -> str | None:
 
 
 def _names_in_other_forms(path: list) -> str | None:
-    """What the verifier cannot judge in ``path``: an issuer name that is its CA's subject only as RFC 5280 and
-    OpenSSL compare names (another case, spacing or string type), which the verifier compares byte for byte."""
-    if any(cert.issuer.public_bytes() != above.subject.public_bytes() for cert, above in zip(path, path[1:],
-                                                                                           strict=False)):
-        return ("it compares an issuer name with its CA's subject byte for byte, where RFC 5280 and OpenSSL compare "
-                "them case-insensitively, whatever the string type")
+    """Why the verifier refused ``path``, when an issuer name is its CA's subject only as OpenSSL compares names
+    (another case of A-Z, spacing or string type): the verifier compares them byte for byte, and so refuses it."""
+    for cert, above in zip(path, path[1:], strict=False):
+        if cert.issuer.public_bytes() != above.subject.public_bytes():
+            return (f"its issuer name is the subject of {cn_text(above.subject)} only as OpenSSL compares names "
+                    "(another case, spacing or string type): OpenSSL and Python's ssl accept the chain, "
+                    "cryptography's verifier (which certkit verify uses) compares the names byte for byte and refuses "
+                    "it; reissue it with the issuer name exactly as the CA's subject")
     return None
 
 

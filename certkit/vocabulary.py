@@ -390,17 +390,24 @@ _SIGNATURE_FAMILIES = {"1.2.840.113549.1.1": "rsa", "1.2.840.10045.4.3": "ec", "
 
 
 def names_match(one, other) -> bool:
-    """Whether two distinguished names are the same as RFC 5280 7.1 and OpenSSL compare them (an issuer with
-    the subject of its CA): byte for byte, or RDN by RDN with each value case-folded and its white space
-    collapsed, whatever its string type (PrintableString, UTF8String)."""
+    """Whether two distinguished names are the same as OpenSSL compares them (an issuer with the subject of its
+    CA): byte for byte, or RDN by RDN with each value's ASCII letters in lower case and its runs of ASCII white
+    space made one space, whatever its string type (PrintableString, UTF8String). Only ASCII, as OpenSSL: CAFÉ
+    is not café, and a no-break space is no space."""
     if one == other:
         return True
 
     def canonical(name) -> list:
-        return [sorted((a.oid.dotted_string, " ".join(str(a.value).split()).casefold()) for a in rdn)
-                for rdn in name.rdns]
+        return [sorted((a.oid.dotted_string, _ascii_canonical(str(a.value))) for a in rdn) for rdn in name.rdns]
 
     return canonical(one) == canonical(other)
+
+
+def _ascii_canonical(value: str) -> str:
+    import re
+
+    folded = "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in value)
+    return re.sub(r"[ \t\n\r\f\v]+", " ", folded).strip(" ")
 
 
 def _key_ids_fit(cert, issuer) -> bool:
@@ -423,7 +430,7 @@ def _key_ids_fit(cert, issuer) -> bool:
     if aki.authority_cert_serial_number is not None and aki.authority_cert_serial_number != issuer.serial_number:
         return False
     names = [n.value for n in aki.authority_cert_issuer or [] if isinstance(n, x509.DirectoryName)]
-    return not names or issuer.issuer in names
+    return not names or any(names_match(issuer.issuer, name) for name in names)
 
 
 def signed_by(cert, issuer) -> bool:

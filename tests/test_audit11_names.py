@@ -3,8 +3,10 @@
 1. a certificate whose authority key identifier names another key than its CA's (or another issuer or serial) is
    not that CA's, as OpenSSL's issuer check says (verify and inspect called it VALID);
 2. a wildcard over a single label (``*.com``) matches no host, as in OpenSSL and Python;
-3. an issuer name that is its CA's subject as RFC 5280 compares names (another case, spacing, or string type) is
-   that CA's: certkit's own checks judge the chain, with the note, where the verifier compares bytes;
+3. an issuer name that is its CA's subject only as OpenSSL compares names (another case of A-Z, spacing, or string
+   type) is said as such: OpenSSL accepts the chain, cryptography's verifier refuses it, and certkit verify with it
+   (its own checks alone would miss what the verifier checks: regress16); a name OpenSSL does not take for the
+   CA's (CAFÉ against Café, a no-break space) is no such case;
 4. an EC key under 224 bits (P-192) is too weak for OpenSSL at its default level, as RSA under 2048 is.
 """
 
@@ -97,18 +99,52 @@ def test_a_wildcard_over_one_label_matches_no_host(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("form", ["printable", "case", "spacing"])
-def test_an_issuer_name_equal_as_rfc_5280_compares_is_this_cas(tmp_path: Path, form: str) -> None:
+@pytest.mark.parametrize("form", ["printable", "case", "spacing", "non-ascii case", "no-break space"])
+def test_an_issuer_name_openssl_takes_for_its_cas_is_said_as_such(tmp_path: Path, form: str) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    root = _root(ca_key, _name("Form Root"))
-    issuer = {"printable": _name("Form Root", printable=True), "case": _name("FORM ROOT"),
-              "spacing": _name("Form  Root")}[form]
+    root = _root(ca_key, _name("Form Café Root"))
+    issuer = {"printable": _name("Form Root", printable=True), "case": _name("FORM Café ROOT"),
+              "spacing": _name("Form  Café Root"), "non-ascii case": _name("Form CAFÉ Root"),
+              "no-break space": _name("Form\u00a0Café Root")}[form]
+    if form == "printable":
+        root = _root(ca_key, _name("Form Root"))
     leaf = _leaf(ca_key, issuer, aki=x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()))
     paths = _write(tmp_path, root=root, leaf=leaf)
     openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
-    assert (proc.returncode == 0) == openssl_ok, (openssl_ok, proc.stdout)
-    if openssl_ok:
-        assert "VALID" in proc.stdout and "note" in proc.stdout
+    assert openssl_ok == (form in ("printable", "case", "spacing")), form
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout  # cryptography's verifier refuses all
+    assert ("only as OpenSSL compares names" in proc.stdout) == openssl_ok, proc.stdout
+    assert "candidates exhausted with no interior errors" not in proc.stdout.split("verifier")[0]
+
+
+def test_a_name_in_another_form_never_hides_what_the_verifier_refuses(tmp_path: Path) -> None:
+    """An unknown critical extension under a case-differing issuer name: NOT VALID, as OpenSSL says (regress16)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("Crit Root"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name("f.example.com")).issuer_name(_name("CRIT ROOT"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(hours=1)).not_valid_after(NOW + dt.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("f.example.com")]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
+                           critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    paths = _write(tmp_path, root=root, leaf=leaf)
+    openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
+    assert not openssl_ok and proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout
+
+
+def test_an_authority_key_identifier_naming_its_issuer_in_another_case_fits(tmp_path: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _root(ca_key, _name("Case Root"))
+    ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()).digest
+    aki = x509.AuthorityKeyIdentifier(ski, [x509.DirectoryName(_name("CASE ROOT"))], root.serial_number)
+    paths = _write(tmp_path, root=root, leaf=_leaf(ca_key, root.subject, aki=aki))
+    openssl_ok, proc = _both(tmp_path, paths["root"], paths["leaf"])
+    assert openssl_ok and proc.returncode == 0, proc.stdout
 
 
 def test_an_ec_key_under_224_bits_is_too_weak(tmp_path: Path) -> None:
