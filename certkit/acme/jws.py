@@ -276,7 +276,7 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
         if name in protected and not isinstance(protected[name], str):
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
     if "jwk" in protected:
-        read_jwk(protected["jwk"], f"{what}'s 'jwk'")
+        read_jwk(protected["jwk"], "The JWK" if what == "The JWS" else f"The JWK of {what[:1].lower()}{what[1:]}")
     try:
         jws = AcmeJWS.from_json(outer)
     except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE) as exc:

@@ -248,16 +248,26 @@ class AcmeService:
         return self.directory(base) | {"meta": {"externalAccountRequired": bool(self.config.eab)}}
 
 
+_HMAC_RECIPE = "openssl rand -base64 32 | tr +/ -_ | tr -d ="
+
+
 def decode_hmac_key(text: str) -> bytes:
-    """An EAB HMAC key as ACME clients take it (base64url, padding optional)."""
+    """An EAB HMAC key as every ACME client takes it: base64url without '=' padding (lego and Caddy refuse a
+    padded one, certbot takes both), of at least 16 bytes."""
     text = text.strip()
+    if "=" in text:
+        raise ValueError(f"it ends in '=' padding, which lego and Caddy refuse (\"illegal base64 data\"): remove "
+                         f"the '=' (a key is made so by '{_HMAC_RECIPE}')")
+    if re.search(r"[+/]", text):
+        raise ValueError(f"it holds '+' or '/', which base64url spells '-' and '_' (a key is made so by "
+                         f"'{_HMAC_RECIPE}')")
     try:
-        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)) if re.fullmatch(r"[A-Za-z0-9_-]+", text) \
+            else b""
     except (ValueError, binascii.Error):
         key = b""
-    if len(key) < 16 or not re.fullmatch(r"[A-Za-z0-9_-]+=*", text):
-        raise ValueError("an EAB HMAC key is base64url text of at least 16 bytes (as 'openssl rand -base64 32 | "
-                         "tr +/ -_' makes)")
+    if len(key) < 16:
+        raise ValueError(f"an EAB HMAC key is base64url text of at least 16 bytes (as '{_HMAC_RECIPE}' makes)")
     return key
 
 
