@@ -238,10 +238,7 @@ def _say_when_expired(chain_pem: bytes, *, self_issued: bool) -> None:
         stderr_log(f"warning: this server's certificate expired on {not_after:%Y-%m-%d %H:%M:%S} UTC: clients that "
                    f"check it refuse to connect; {fix}")
 
-    from certkit.issuing import uninterrupted
-
-    with uninterrupted():  # a stop signal inside Thread.start() would break its lock: it lands right after
-        threading.Thread(target=watch, name="certkit-serve-expiry", daemon=True).start()
+    threading.Thread(target=watch, name="certkit-serve-expiry", daemon=True).start()
 
 
 def _listen(host: str, port: int):
