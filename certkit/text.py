@@ -129,6 +129,9 @@ def is_whole_number(text: str) -> bool:
 
 
 BYTE_ORDER_MARK = "\ufeff".encode()  # U+FEFF in UTF-8: EF BB BF
+BOM_PROBLEM = ("starts with a byte-order mark (U+FEFF, which Windows Notepad writes), which no prompt could type and "
+               "OpenSSL's -passin file: would take as part of the secret; remove it (an editor saves a file without "
+               "one as 'UTF-8', not 'UTF-8 with BOM')")
 
 
 def new_secret_problem(secret: bytes) -> str | None:
@@ -140,9 +143,7 @@ def new_secret_problem(secret: bytes) -> str | None:
         return ("holds a secret of several lines; a passphrase or password is one line (no prompt could give the "
                 "rest; a file's one trailing newline is ignored)")
     if secret.startswith(BYTE_ORDER_MARK):
-        return ("starts with a byte-order mark (U+FEFF, which Windows Notepad writes), which no prompt could type and "
-                "OpenSSL's -passin file: would take as part of the secret; remove it (an editor saves a file without "
-                "one as 'UTF-8', not 'UTF-8 with BOM')")
+        return BOM_PROBLEM
     if b"\0" in secret:
         return ("holds a NUL byte, which no prompt could type and OpenSSL, Java and other C tools take as the end of "
                 "the secret; choose one without")

@@ -20,9 +20,8 @@ from pathlib import Path
 import click
 
 from certkit.constants import MAX_SECRET_FILE_BYTES
-from certkit.text import shown
-
-BOM = "\ufeff".encode()  # U+FEFF in UTF-8: EF BB BF
+from certkit.text import BOM_PROBLEM, shown
+from certkit.text import BYTE_ORDER_MARK as BOM
 
 
 def read_secret_file(path: Path, *, new: bool = False) -> bytes:
@@ -57,10 +56,7 @@ def refuse_byte_order_mark(secret: bytes, where: str) -> None:
     """Refuse a secret that starts with a UTF-8 byte-order mark (see the module's docstring for why it
     is refused rather than dropped)."""
     if secret.startswith(BOM):
-        raise click.ClickException(
-            f"{where} starts with a byte-order mark (U+FEFF, which Windows Notepad writes), which no prompt could "
-            "type and OpenSSL's -passin file: would take as part of the secret; remove it (an editor saves a file "
-            "without one as 'UTF-8', not 'UTF-8 with BOM').")
+        raise click.ClickException(f"{where} {BOM_PROBLEM}.")
 
 
 def byte_order_mark_hint(path: Path | None) -> str:
