@@ -130,10 +130,23 @@ def require(tool: str) -> str:
     pytest.skip(f"{tool} is not installed")
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and not handed out before in this test process.
+
+    The kernel may give a port just closed again, so two calls in a row could name the same port
+    (three etcd members were once given two ports alike); a port already handed out is never given twice.
+    """
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
+    raise RuntimeError("no loopback port left that this test process has not handed out")
 
 
 def wait_or_kill(process: subprocess.Popen, timeout: float = 15.0) -> None:
