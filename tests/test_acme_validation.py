@@ -112,6 +112,11 @@ class Scripted:
         else:
             sock.sendall(reply)
 
+    def seen_for(self, token: str) -> list[tuple[str, str]]:
+        """What was asked, less other challenges' own paths: a validation an earlier test started (a slow
+        one, retried) may still reach this port, and once made a test see one request too many."""
+        return [(host, path) for host, path in self.seen if not path.startswith(PREFIX) or token in path]
+
     def __enter__(self):
         return self
 
@@ -185,8 +190,8 @@ def test_http01_follows_redirects(acme, tmp_path: Path) -> None:
         https.routes[f"/final/{token}?x=1"] = answer(key_auth + b"\n")
         c.post(ch["url"], {})
         assert c.wait(ch["url"], ("valid", "invalid"))["status"] == "valid"
-    assert [path for _host, path in http.seen] == [PREFIX + token, f"/central/{token}", f"/tls/{token}"]
-    assert https.seen == [(f"red.acme.test:{acme.tls_port}", f"/final/{token}?x=1")]
+    assert [path for _host, path in http.seen_for(token)] == [PREFIX + token, f"/central/{token}", f"/tls/{token}"]
+    assert https.seen_for(token) == [(f"red.acme.test:{acme.tls_port}", f"/final/{token}?x=1")]
 
 
 def test_http01_redirects_are_bounded(acme) -> None:
@@ -196,7 +201,7 @@ def test_http01_redirects_are_bounded(acme) -> None:
         http.routes[PREFIX + ch["token"]] = redirect(PREFIX + ch["token"])  # a loop
         c.post(ch["url"], {})
         looped = c.wait(ch["url"], ("valid", "invalid"))
-        assert len(http.seen) == 11
+        assert len(http.seen_for(ch["token"])) == 11
         elsewhere = {}
         for label, location in (("port", "http://red.acme.test:1/x"), ("scheme", "ftp://red.acme.test/x"),
                                 ("none", "")):
@@ -238,7 +243,7 @@ def test_http01_redirects_only_to_hosts_the_server_validates(acme, target, why) 
                                 f"http://{target}:{acme.http_port}/secret", b"internal-page")
     assert done["status"] == "invalid" and done["error"]["type"].endswith(":incorrectResponse"), done
     assert why in done["error"]["detail"] and "internal-page" not in done["error"]["detail"], done
-    assert [path for _host, path in http.seen] == [PREFIX + ch["token"]]
+    assert [path for _host, path in http.seen_for(ch["token"])] == [PREFIX + ch["token"]]
 
 
 @pytest.mark.parametrize("target", ["honest.acme.test", "127.0.0.1"])
