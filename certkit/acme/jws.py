@@ -395,6 +395,11 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
         raise Problem("malformed", "The inner JWS's url differs from the outer JWS's url.")
     verify(inner, inner.jwk)
     body = inner.json_payload()
+    if "account" not in body:
+        raise Problem("malformed", "The key change's payload must name the account it changes, its URL as 'account'.")
+    if not isinstance(body["account"], str):  # said as the type it is, as oldKey's
+        raise Problem("malformed", f"The key change's 'account' must be a string (the account URL), not "
+                                   f"{_json_type(body['account'])}.")
     if body.get("account") != account_url:
         raise Problem("malformed", "The key change names another account than the one that signed it.")
     old = read_jwk(body.get("oldKey"), "The key change's 'oldKey'")

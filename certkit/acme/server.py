@@ -170,7 +170,8 @@ class AcmeService:
         for pattern, key_rule, handler in routes:
             match = re.fullmatch(pattern, path)
             if match:
-                self._only(method, ("POST",))
+                self._only(method, ("POST",), " (use POST-as-GET: a JWS with an empty payload)" if handler in fetched
+                           else " (POST a JWS whose payload is this request's JSON object)")
                 request = self._authenticate(headers, body, base + target, key_rule, base, nonce)
                 if _sep and handler != self.resources.account_orders:
                     raise Problem("malformed", f"{base}{path} takes no query string ('?{shown(query)}').")
@@ -187,9 +188,8 @@ class AcmeService:
                       status=404)
 
     @staticmethod
-    def _only(method: str, allowed: tuple[str, ...]) -> None:
+    def _only(method: str, allowed: tuple[str, ...], hint: str = "") -> None:
         if method not in allowed:
-            hint = " (use POST-as-GET: a JWS with an empty payload)" if allowed == ("POST",) else ""
             raise Problem("malformed", f"{method} is not allowed here{hint}.", status=405,
                           headers={"Allow": ", ".join(allowed)})
 
