@@ -182,14 +182,17 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Fi
             found.append(Finding("validity", "error", f"{name} is not valid before {c.not_valid_before_utc:%Y-%m-%d};"
                                  " check the system clock."))
     if not any(f.check == "validity" for f in found):
-        chained = parents and not any(f.check == "chain" for f in found)
+        chained = parents and not any(f.check == "chain" and f.level == "error" for f in found)
         found.append(Finding("validity", "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
                              + (f", chain of {len(chain)}" if chained else "")))
     return found
 
 
 def _check_chain(chain: list) -> list[Finding]:
-    """Each certificate issued (name and signature) by the next; the last one a root that signed itself."""
+    """Each certificate issued (name and signature) by the next; the last one a root that signed itself. A
+    signature under a digest OpenSSL refuses (SHA-1) is a warning, not damage: the key made it."""
+    from certkit.vocabulary import signature_by
+
     for index, child in enumerate(chain):
         where = CERT_FILE if index == 0 else f"{PARENTS_FILE} (certificate {index})"
         name = child.subject.rfc4514_string()
@@ -215,16 +218,19 @@ def _check_chain(chain: list) -> list[Finding]:
                 return [Finding("chain", "error", f"{where} ({name}) is issued by {issuer_name}, but the next "
                                 f"certificate in {PARENTS_FILE} is {issuer.subject.rfc4514_string()}: "
                                 f"{PARENTS_FILE} does not fit {CERT_FILE}.")]
-        try:
-            child.verify_directly_issued_by(issuer)
-        except Exception:  # InvalidSignature, or a key type that cannot sign
+        if signature_by(child, issuer) is False:  # None: an algorithm cryptography lacks, which OpenSSL may have
             if issuer is child:
                 problem = f"the signature of {where} ({name}) on itself does not verify: it is damaged"
             else:
                 problem = (f"{where} ({name}) is not signed by the key of {issuer.subject.rfc4514_string()}: "
                            f"{PARENTS_FILE} does not fit {CERT_FILE}")
             return [Finding("chain", "error", f"{problem}. Restore it from a backup.")]
-    return []
+    from certkit.verify import weak_chain
+
+    # What OpenSSL refuses in every chain this CA's certificates carry (a SHA-1 root's own signature is no part)
+    name = chain[0].subject.rfc4514_string()
+    return [Finding("chain", "warning", f"{CERT_FILE} ({name}) or its chain: {problem}; every certificate this CA "
+                    "issues carries that chain") for problem in weak_chain(chain)]
 
 
 def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str = "") -> list[Finding]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
-from certkit.errors import CannotRenew, CertkitError, UnknownCertificate, UnreadableFile
+from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -72,9 +73,19 @@ def _refuse_mismatch(path: Path, cert) -> None:
 
 
 def holds(folder: Path | None, serial: str) -> bool:
-    """Whether ``folder``'s cert.pem is the certificate ``serial``."""
-    if folder is None or not (folder / CERT_FILE).is_file():
+    """Whether ``folder``'s cert.pem is the certificate ``serial``. A cert.pem the file system will not
+    reach (a loop of links, no permission, an I/O error) is :class:`UnreadableFile`, not a folder emptied by
+    hand: pathlib's is_file() takes those for "no file"."""
+    if folder is None:
         return False
+    try:
+        if not stat.S_ISREG((folder / CERT_FILE).stat().st_mode):
+            return False
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UnreadableFile(f"Cannot read the certificate file {shown(folder / CERT_FILE)}: "
+                             f"{exc.strerror or exc}.", exc.errno) from None
     try:
         return serial_hex(_read_cert(folder / CERT_FILE).serial_number) == serial
     except UnreadableFile as exc:  # the disk, not the folder: said, never taken for a bundle gone or replaced
@@ -351,7 +362,12 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                 notes.append(f"no {P12_FILE} written (no PKCS#12 password was given): certkit export-p12 "
                              f"{shown(target_folder)}")
     if target.p12 and p12_password is not None:
-        from certkit.pkcs12 import is_legacy, issued_pkcs12
+        from certkit.pkcs12 import RefusedPassword, is_legacy, issued_pkcs12
+
+        if isinstance(p12_password, RefusedPassword):  # nothing else of the bundle is renewed without it
+            reason = p12_password.reason
+            raise InvalidArgument(f"its {P12_FILE} cannot be written again: {reason[:1].lower()}{reason[1:]} "
+                                  "It is not renewed.")
 
         key_path = target_folder / KEY_FILE  # in place, the key kept there; elsewhere, the renewal holds it
         # The format the old one had: a --p12-legacy bundle.p12 is for an importer that takes no other.

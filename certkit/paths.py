@@ -105,9 +105,9 @@ def check_name(path: str | Path, what: str = "output path") -> None:
     check_lengths(text, what)
 
 
-def check_lengths(text: str, what: str) -> None:
+def check_lengths(text: str, what: str, *, temporary: bool = True) -> None:
     """Refuse a path whose whole, or one of whose names, is longer than the kernel takes (with room for the
-    temporary name certkit writes beside the last one)."""
+    temporary name certkit writes beside the last one, when it is to be written: ``temporary``)."""
     if len(text) < NAME_MAX - TEMPORARY_OVERHEAD and text.isascii() and len(os.getcwd()) < PATH_MAX // 2:
         return  # short and plain (thousands of batch lines): no name in it, nor the whole, can be too long
     absolute = os.fsencode(os.path.abspath(text))
@@ -116,12 +116,15 @@ def check_lengths(text: str, what: str) -> None:
                                f"paths are limited to {PATH_MAX - 1}.")
     parts = Path(text).parts
     for part in parts:
-        limit = NAME_MAX - (TEMPORARY_OVERHEAD if part is parts[-1] else 0)
+        room = temporary and part is parts[-1]
+        limit = NAME_MAX - (TEMPORARY_OVERHEAD if room else 0)
         if len(os.fsencode(part)) > limit:
             raise UnsafeOutputPath(
                 f"The {what} {shown(text[:60])}... has a name of {len(os.fsencode(part))} bytes "
-                f"('{shown(part[:30])}...'); certkit can write names of at most {limit} bytes "
-                f"there (file systems allow {NAME_MAX}, and certkit needs room for a temporary name)."
+                f"('{shown(part[:30])}...'); " + (f"certkit can write names of at most {limit} bytes there (file "
+                                                  f"systems allow {NAME_MAX}, and certkit needs room for a "
+                                                  "temporary name)." if room else
+                                                  f"file systems allow names of at most {NAME_MAX} bytes.")
             )
 
 

@@ -85,15 +85,25 @@ def is_legacy(path: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RefusedPassword:
+    """A bundle.p12 password a bulk renewal was given that the rule of a new secret refuses (a renewal timer
+    installed before the rule, whose file holds a NUL byte or several lines): the bundles holding a bundle.p12
+    fail with ``reason``, and the others are renewed, as they were before the rule."""
+    reason: str
+
+
 def check_password(password: bytes | str) -> bytes:
     """A PKCS#12 password: not empty, and one a prompt could give again (UTF-8 text on one line, no NUL, which
     every importer would take as its end: :func:`certkit.text.new_secret_problem`); a str is taken as UTF-8."""
     from certkit.errors import InvalidArgument
-    from certkit.text import new_secret_problem
+    from certkit.text import NOT_UTF8_SECRET, is_utf8, new_secret_problem
     from certkit.vocabulary import wrong_type
 
     if isinstance(password, str):
-        password = password.encode("utf-8", "surrogateescape")
+        if not is_utf8(password):  # as save_new says it of a passphrase
+            raise InvalidArgument(f"The PKCS#12 password {NOT_UTF8_SECRET}.")
+        password = password.encode("utf-8")
     if not isinstance(password, bytes):
         raise wrong_type("password", "bytes or a str", password)
     if not password:

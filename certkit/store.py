@@ -126,11 +126,10 @@ def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
         return secret
     if isinstance(secret, str):  # never shown: a secret; bytes that were not UTF-8 are passed as bytes
         from certkit.errors import InvalidArgument
-        from certkit.text import is_utf8
+        from certkit.text import NOT_UTF8_SECRET, is_utf8
 
         if not is_utf8(secret):
-            raise InvalidArgument(f"The {what} is a str that is not UTF-8 text (a byte that did not decode, as "
-                                  "os.environ gives for Latin-1); pass it as bytes (os.environb) instead.")
+            raise InvalidArgument(f"The {what} {NOT_UTF8_SECRET}.")
         return secret.encode("utf-8")
     if isinstance(secret, (bytearray, memoryview)):
         return bytes(secret)
@@ -159,7 +158,7 @@ class CADirectory:
 
             raise wrong_type("path", "a str or a Path (or None: $CERTKIT_CA_DIR, else the per-user CA)", path)
         if path is not None and "\0" not in os.fspath(path):  # a name the kernel refuses: said, not an OSError
-            check_lengths(os.fspath(path), "CA directory")
+            check_lengths(os.fspath(path), "CA directory", temporary=False)  # creating one: check_new
         # not taken for None (the command line's --ca-dir): an empty $CERTKIT_CA_DIR is said by resolve_ca_dir
         if path is not None and not os.fspath(path).strip() and os.fspath(path) != os.environ.get(ENV_CA_DIR):
             from certkit.errors import InvalidArgument

@@ -35,6 +35,11 @@ def shown(text: object) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+# Why a secret given as a str is refused when it holds a byte that did not decode (see is_utf8).
+NOT_UTF8_SECRET = ("is a str that is not UTF-8 text (a byte that did not decode, as os.environ gives for Latin-1, "
+                   "or a lone surrogate); pass it as bytes (os.environb) instead")
+
+
 def is_utf8(text: str) -> bool:
     """Whether ``text`` is UTF-8 text: no byte that did not decode (kept by surrogateescape, as the paths,
     arguments and environment variables Python reads are)."""

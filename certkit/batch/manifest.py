@@ -359,7 +359,7 @@ def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
 
 def _days(value: Any, default: int | None) -> int | None:
     if isinstance(value, str):
-        value = value.strip() or None
+        value = value.strip(" \t") or None  # as --days: a no-break space or U+2028 is no blank around a number
         if value is not None:
             from certkit.text import is_whole_number
 

@@ -170,6 +170,10 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
         if str(p12_password_file) == "-":
             raise click.UsageError("A timer cannot read the PKCS#12 password from standard input: give a file.")
         refuse_readable_by_others(p12_password_file, "PKCS#12 password file")
+        from certkit.cli.common import read_secret_file
+        from certkit.pkcs12 import check_password
+
+        check_password(read_secret_file(p12_password_file, new=True))  # what each run reads: refused now, not daily
         argv += ["--p12-password-file", os.path.abspath(p12_password_file)]
     return argv
 

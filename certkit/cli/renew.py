@@ -128,7 +128,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
 
         return cli_fleet.renew_in_bulk(
             Selection(expiring, kind, pattern, include_expired), rekey=rekey, key_type=key_type, days=days,
-            p12_password=_p12_password_if_any(p12_password_file), ca_dir=ca_dir, passphrase_file=passphrase_file,
+            p12_password=_p12_password_if_any(p12_password_file, bulk=True), ca_dir=ca_dir,
+            passphrase_file=passphrase_file,
             as_json=as_json, **hooks)
     if certificate is None:
         raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
@@ -317,17 +318,27 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
     return failures, None
 
 
-def _p12_password_if_any(path: Path | None) -> bytes | None:
+def _p12_password_if_any(path: Path | None, *, bulk: bool = False):
     """The PKCS#12 password, when one is at hand (a file or the environment): renew then writes a
-    fresh bundle.p12 instead of removing the stale one. Never prompts."""
+    fresh bundle.p12 instead of removing the stale one. Never prompts. In a ``bulk`` renewal (what a timer
+    runs), a file the rule of a new secret refuses fails only the bundles that hold a bundle.p12
+    (:class:`certkit.pkcs12.RefusedPassword`): a timer installed before the rule renews the others."""
     import os
 
     from certkit.cli.common import read_secret, read_secret_file
     from certkit.constants import ENV_P12_PASSWORD
-    from certkit.pkcs12 import check_password
+    from certkit.pkcs12 import RefusedPassword, check_password
 
     if path is not None:
-        return check_password(read_secret_file(path, new=True))
+        from certkit.errors import CertkitError
+
+        try:
+            return check_password(read_secret_file(path, new=True))
+        except (click.ClickException, CertkitError) as exc:
+            if not bulk:
+                raise
+            read_secret_file(path)  # unreadable, empty, readable by others: refused, as before the rule
+            return RefusedPassword(exc.message if isinstance(exc, click.ClickException) else str(exc))
     if ENV_P12_PASSWORD not in os.environ:
         return None
     # the rules of a new password, as issue-* and export-p12 read it: set but empty, several lines, blank
