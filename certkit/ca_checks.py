@@ -275,8 +275,11 @@ def _directory_of(ca, parent, here) -> "Path | None":
     except CertkitError:
         default = None
     for folder in (row and row["folder"], default):
-        if folder and Path(folder) != here and ca_directory_holds(folder, der):
-            return Path(folder)
+        try:
+            if folder and Path(folder) != here and ca_directory_holds(folder, der):
+                return Path(folder)
+        except CertkitError:  # one it cannot read: it is not known to hold it
+            continue
     return None
 
 

@@ -14,9 +14,8 @@ take the same steps, in this order:
 6. **mark** the row ``valid`` (or ``abandoned`` if the bundle was not written), in one transaction
    that also revokes a same-key renewal whose predecessor was revoked meanwhile.
 
-A process killed between 4 and 6 leaves a pending row that the next command settles by looking at
-the folder (:mod:`certkit.inventory.reconcile`). So the inventory never lists as valid a certificate
-that exists nowhere.
+A process killed between 4 and 6 leaves a pending row that the next command settles by looking at the
+folder (:mod:`certkit.inventory.reconcile`): never valid if it exists nowhere, never abandoned if unread.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
 from certkit.constants import DEFAULT_KEY_TYPE
-from certkit.errors import CertkitError, InventoryError, Terminated
+from certkit.errors import CertkitError, InventoryError, Terminated, UnreadableFile
 from certkit.names import Identity
 from certkit.paths import check_output
 from certkit.san_identities import identities_of  # noqa: F401 (part of this module's API)
@@ -449,9 +448,9 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
 
 
 def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None) -> int:
-    """After a failure part-way: what is complete on disk is valid, the rest abandoned but the one
-    whose folder ``half`` was left half replaced (pending: the next command finishes its journal).
-    Returns how many were delivered."""
+    """After a failure part-way: what is complete on disk is valid, the rest abandoned but the one whose folder
+    ``half`` was left half replaced, or that cannot be read (pending: the next command settles it). How many
+    were delivered."""
     if ca.inventory is None:
         return len(done)
     from certkit.inventory.reconcile import bundle_holds
@@ -459,8 +458,11 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path |
     delivered, lost, indexes = [], [], []
     for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
         keyed = one.private_key is not None or getattr(target, "keeps_key", False)
-        complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
-            target.folder, one.der, keyed))
+        try:
+            complete = index in done or (target.sink == "folder" and target.folder is not None and bundle_holds(
+                target.folder, one.der, keyed))
+        except UnreadableFile:
+            continue
         complete = complete and not target.deferred  # only in a temporary file, which its output removes
         if not complete and half is not None and target.folder is not None and Path(target.folder) == half:
             continue
@@ -473,9 +475,7 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path |
             ca.inventory.mark_issued(delivered)
         if lost:
             ca.inventory.mark_abandoned(lost)
-        # Before a signal held off meanwhile lands (as this block ends): the count deliver_many
-        # reports with it must be these, not the bundles written before the failure.
-        done[:] = indexes
+        done[:] = indexes  # before a held signal lands: deliver_many reports these, not all written before
     return len(delivered)
 
 

@@ -337,10 +337,21 @@ def _entry_reason(entry) -> str:
 
 
 def _crl_file(path: Path) -> "x509.CertificateRevocationList | None":
+    """The CRL at ``path``; None when there is none (or it is no CRL). A file the file system will not read
+    (an I/O error, no permission) is :class:`UnreadableFile`: its revocations, its number, are not known, and
+    a CRL written over it could drop them (or be older), so nothing is written, even with --force."""
+    import errno
+
+    from certkit.errors import UnreadableFile
     from certkit.files import read_limited
 
     try:
         return _read_crl(read_limited(path, 64 << 20, what="CRL"))
+    except UnreadableFile as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise UnreadableFile(f"{exc} certkit will not write a CRL over a file it cannot read, even with --force: "
+                             "what it lists would be lost.", exc.errno) from None
     except (CertkitError, OSError):
         return None
 

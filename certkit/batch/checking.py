@@ -113,8 +113,11 @@ def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None
     if row["kind"] != line.kind or have != wanted:
         return (f"its certificate is a {row['kind']} certificate for {', '.join(have) or 'no names'}; the line asks "
                 f"for a {line.kind} certificate for {', '.join(wanted) or 'no names'}")
-    if not bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True):
-        return "it is incomplete (a file is missing, or privkey.pem is not its key)"
+    try:
+        if not bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True):
+            return "it is incomplete (a file is missing, or privkey.pem is not its key)"
+    except CertkitError as exc:  # a file the file system would not read: said, not taken for one missing
+        return f"its files cannot be read ({exc})"
     return None
 
 

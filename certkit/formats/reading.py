@@ -61,7 +61,8 @@ def key_in(path: str | Path, cert) -> object | None:
 
 
 def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
-    """Each whole record of the output file ``path``: its certificate's PEM (first of its chain) and its key's."""
+    """Each whole record of the output file ``path``: its certificate's PEM (first of its chain) and its key's.
+    A file the file system will not read is :class:`certkit.errors.UnreadableFile`, not a file that holds none."""
     try:
         with open(path, "rb") as f:
             head = f.read(512)
@@ -72,8 +73,14 @@ def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
                 yield from _jsonl_bundles(f)
             else:
                 yield from _secret_bundles(f)
-    except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, tarfile.TarError, ValueError,
+            UnicodeDecodeError):
         return
+    except OSError as exc:  # an I/O error, no permission: what it holds is not known, so never "nothing"
+        from certkit.errors import UnreadableFile
+        from certkit.text import shown
+
+        raise UnreadableFile(f"Cannot read {shown(path)}: {exc.strerror or exc}.", exc.errno) from None
 
 
 def _pair(cert_pem: bytes, key_pem: bytes | None) -> tuple[bytes, bool] | None:

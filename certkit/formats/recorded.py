@@ -4,6 +4,8 @@ may be written into (:func:`refuse_a_bundle_file`, :func:`refuse_a_recorded_file
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,8 +59,6 @@ def refuse_a_file_certkit_reads(path: Path, text: str) -> None:
     """Refuse the output file ``path`` (given as ``text``) when the environment names it for certkit to read
     ($CERTKIT_INVENTORY_URL, $PGPASSFILE...), or when it is an SQLite database, wherever it is kept (an
     inventory: the record of every certificate), even with --force."""
-    import os
-
     for name in _ENV_FILES:
         value = os.environ.get(name, "")
         value = value[len("sqlite:///"):] if value.startswith("sqlite:///") else value
@@ -70,12 +70,14 @@ def refuse_a_file_certkit_reads(path: Path, text: str) -> None:
             raise UnsafeOutputPath(f"{shown(text)} is the file ${name} names, which certkit reads; it will not "
                                    "write over it, even with --force. Choose another file.")
     try:
-        if not os.path.isfile(path):  # a FIFO would block the read
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
             return
         with open(path, "rb") as file:
             head = file.read(16)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return
+    except OSError as exc:  # what it holds cannot be told, so it is not written over
+        raise _cannot_check(text, exc) from None
     if head.startswith(_SQLITE_MAGIC):
         raise UnsafeOutputPath(f"{shown(text)} is an SQLite database (an inventory keeps the record of every "
                                "certificate in one); certkit will not write over it, even with --force. Choose "
@@ -108,8 +110,6 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
     output, and its keys) or over a recorded bundle's file, even with --force: the keys would be gone, and the
     inventory would go on saying they are there. Nor over any other file holding a private key (another CA's
     output or bundle, the user's own key file)."""
-    import os
-
     real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
     refuse_a_file_certkit_reads(real, str(path))
     refuse_a_bundle_file(real, str(path), inventory)
@@ -120,9 +120,19 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
         raise UnsafeOutputPath(f"{shown(path)} holds certificate {rows[0]['serial']} and its private key (a --format "
                                f"jsonl, k8s or tar output), which the inventory records there; certkit will not "
                                f"write {what} over it, even with --force. Choose another file.")
-    if holds_a_private_key(real):  # another CA's output, or a key file of the user's own
+    try:
+        holds_key = holds_a_private_key(real)
+    except OSError as exc:
+        raise _cannot_check(str(path), exc) from None
+    if holds_key:  # another CA's output, or a key file of the user's own
         raise UnsafeOutputPath(f"{shown(path)} holds a private key; certkit will not write {what} over it, even "
                                "with --force. Choose another file.")
+
+
+def _cannot_check(text: str, exc: OSError) -> UnsafeOutputPath:
+    return UnsafeOutputPath(f"{shown(text)} cannot be read ({exc.strerror or exc}), so whether it holds a private key "
+                            "or an inventory cannot be told; certkit will not write over it, even with --force. "
+                            "Choose another file, or make it readable.")
 
 
 def _is_a_bundle_folder(folder: Path) -> bool:
@@ -140,12 +150,11 @@ _SCAN_CHUNK = 1 << 20
 
 def holds_a_private_key(path: Path) -> bool:
     """Whether the regular file ``path`` holds a private key: a PEM block or a Secret's tls.key anywhere in
-    it (read a chunk at a time), or, for a small file, a DER key."""
-    import os
-    import stat
+    it (read a chunk at a time), or, for a small file, a DER key. OSError when the file system will not say
+    (an I/O error, no permission): never "no key"."""
 
     try:
-        if not path.is_file():  # a FIFO would block the read
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
             return False
         with open(path, "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
@@ -165,7 +174,7 @@ def holds_a_private_key(path: Path) -> bool:
             file.seek(0)
             data = file.read()
             return _is_a_der_key(data) or _is_a_private_jwk(data)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
 
 

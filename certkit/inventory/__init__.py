@@ -6,14 +6,12 @@ exists without its certificate. Rows move through the issuing pipeline
 to) before any file is written, ``valid`` once the bundle is complete, or
 ``abandoned`` if it never was; later perhaps ``revoked``. Every command that
 opens the inventory first settles pending rows whose writer died
-(:mod:`certkit.inventory.reconcile`), so the inventory never lists as valid a
-certificate that exists nowhere.
+(:mod:`certkit.inventory.reconcile`): never valid if it exists nowhere.
 
 The database is SQLite (default) or PostgreSQL (:mod:`certkit.db`); the serial
 is the primary key, so a duplicate can never be recorded: :meth:`record_pending`
-reports it and the CA re-signs with a fresh serial. Renewal links, revocation
-checks and the "renewed" status are decided inside the transaction that
-records or settles the successor.
+reports it and the CA re-signs with a fresh serial. Renewal links, revocation checks
+and the "renewed" status are decided in the transaction that records or settles the successor.
 """
 
 from __future__ import annotations
@@ -241,7 +239,7 @@ class Inventory:
         look at that host's disk, and "abandoned" would claim its key was never stored.
         """
         from certkit.acme.state import delivered_serials
-        from certkit.inventory.reconcile import holding, is_local, release_replaced, writer_alive
+        from certkit.inventory.reconcile import holding, is_local, release_replaced, warn_unjudged, writer_alive
 
         with self.transaction() as tx:
             pending = tx.execute("SELECT serial, writer, issued_at FROM certificates"
@@ -249,7 +247,7 @@ class Inventory:
         orphans = [p[0] for p in pending if not writer_alive(p[1], _when(p[2]))]
         if not orphans:
             return 0, 0
-        delivered, lost = [], []
+        delivered, lost, unjudged = [], [], {}
         with self.transaction(write=True) as tx:
             for start in range(0, len(orphans), _PARAMS_PER_STATEMENT):
                 part = orphans[start:start + _PARAMS_PER_STATEMENT]
@@ -257,19 +255,21 @@ class Inventory:
                     "SELECT serial, der, folder, sink, writer, keyed FROM certificates WHERE serial IN"
                     f" ({','.join('?' * len(part))}) AND {_STILL_PENDING} FOR UPDATE SKIP LOCKED",
                     part).fetchall()
-                # Folders and output files, each file read once for all its rows.
-                found = holding([(s, bytes(d), f, k, bool(y)) for s, d, f, k, _w, y in rows])
+                # Folders and output files, each file read once for all its rows; one unread: no verdict, pending
+                found, unknown = holding([(s, bytes(d), f, k, bool(y)) for s, d, f, k, _w, y in rows])
                 found |= delivered_serials(tx, [s for s, _d, _f, k, _w, _y in rows if k == "acme"])  # an order holds it
                 for serial, _der, _folder, _sink, writer, _keyed in rows:
                     if serial in found:
                         delivered.append(serial)
-                    elif is_local(writer):
+                    elif is_local(writer) and serial not in unknown:
                         lost.append(serial)
+                unjudged.update(unknown)
             if delivered:
                 self._mark_issued(tx, delivered)
                 release_replaced(tx, delivered)  # in the files a dead writer put in place: what they no more hold
             if lost:
                 self._mark_abandoned(tx, lost)
+        warn_unjudged(unjudged)
         return len(delivered), len(lost)
 
     def add(self, cert: "x509.Certificate", kind: str, *, issuer: "x509.Certificate | None" = None,

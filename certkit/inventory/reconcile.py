@@ -23,12 +23,14 @@ finds its row settled as abandoned makes it valid again when it marks it
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import socket
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from certkit.errors import UnreadableFile
 from certkit.text import is_digits
 
 # A pending row lasts as long as writing one chunk of bundles: seconds. A writer on another
@@ -127,21 +129,41 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
+def _absent(exc: OSError | Exception) -> bool:
+    """Whether a failed read says the file is not there (gone, or a folder above it is no folder); any other
+    error (an I/O error, no permission, a loop of links) says nothing of what the file holds."""
+    return getattr(exc, "errno", None) in (None, errno.ENOENT, errno.ENOTDIR)
+
+
+def unreadable(path: str | Path, exc: Exception) -> UnreadableFile:
+    from certkit.text import shown
+
+    return UnreadableFile(f"Cannot read {shown(path)}: {getattr(exc, 'strerror', None) or exc}.",
+                          getattr(exc, "errno", None))
+
+
 def ca_directory_holds(folder: str | Path, der: bytes) -> bool:
-    """Whether the CA directory ``folder`` is the intermediate CA ``der`` (its ca.pem), written whole."""
+    """Whether the CA directory ``folder`` is the intermediate CA ``der`` (its ca.pem), written whole.
+    :class:`UnreadableFile` when the file system will not say (an I/O error, no permission)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     try:
         cert = x509.load_pem_x509_certificate((Path(folder) / "ca.pem").read_bytes())
         return cert.public_bytes(Encoding.DER) == bytes(der)
-    except (OSError, ValueError):
+    except ValueError:
         return False
+    except OSError as exc:
+        if _absent(exc) or isinstance(exc, IsADirectoryError):
+            return False
+        raise unreadable(Path(folder) / "ca.pem", exc) from None
 
 
 def bundle_holds(folder: str | Path, der: bytes, keyed: bool) -> bool:
     """Whether ``folder`` holds a complete bundle of the certificate ``der``: its cert.pem is that
-    certificate, fullchain.pem starts with it, and privkey.pem (if ``keyed``) is its key."""
+    certificate, fullchain.pem starts with it, and privkey.pem (if ``keyed``) is its key.
+    :class:`UnreadableFile` when the file system will not say (an I/O error, no permission): that is no
+    bundle gone."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -164,7 +186,15 @@ def bundle_holds(folder: str | Path, der: bytes, keyed: bool) -> bool:
         if keyed:
             key = load_private_key(read_limited(folder / KEY_FILE, MAX_CERT_FILE_BYTES), None)
             return public_key_der(key.public_key()) == public_key_der(cert.public_key())
-    except (CertkitError, OSError, *parse_errors()):
+    except UnreadableFile as exc:
+        if _absent(exc):
+            return False
+        raise
+    except OSError as exc:
+        if _absent(exc):
+            return False
+        raise unreadable(folder, exc) from None
+    except (CertkitError, *parse_errors()):
         return False
     return True
 
@@ -178,23 +208,43 @@ def file_holds(path: str | Path, wanted: dict[bytes, bool]) -> set[bytes]:
     return holds_certificates(path, wanted)
 
 
-def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> set[str]:
+def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> tuple[set[str], dict[str, str]]:
     """The serials of ``orphans`` (serial, DER, folder, sink, keyed) whose bundle is where their row
-    says: a complete bundle folder (sink ``folder``) or an output file that holds them (sink
-    ``file``). A certificate sent to standard output, memory or elsewhere cannot be found again."""
-    found = {serial for serial, der, folder, sink, keyed in orphans
-             if sink == "folder" and folder and bundle_holds(folder, der, keyed)}
-    found |= {serial for serial, der, folder, sink, _keyed in orphans
-              if sink == "ca-dir" and folder and ca_directory_holds(folder, der)}
+    says: a complete bundle folder (sink ``folder``), a CA directory (``ca-dir``) or an output file
+    that holds them (sink ``file``). A certificate sent to standard output, memory or elsewhere cannot be
+    found again. Also, the serials whose files the file system would not read (serial -> why): those
+    cannot be judged here, and stay pending."""
+    found: set[str] = set()
+    unknown: dict[str, str] = {}
     by_file: dict[str, dict[bytes, str]] = {}
     keyed_of: dict[str, dict[bytes, bool]] = {}
     for serial, der, folder, sink, keyed in orphans:
+        try:
+            if (sink == "folder" and folder and bundle_holds(folder, der, keyed)) or (
+                    sink == "ca-dir" and folder and ca_directory_holds(folder, der)):
+                found.add(serial)
+        except UnreadableFile as exc:
+            unknown[serial] = str(exc)
         if sink == "file" and folder:
             by_file.setdefault(folder, {})[bytes(der)] = serial
             keyed_of.setdefault(folder, {})[bytes(der)] = keyed
     for path, serials in by_file.items():
-        found.update(serials[der] for der in file_holds(path, keyed_of[path]))
-    return found
+        try:
+            found.update(serials[der] for der in file_holds(path, keyed_of[path]))
+        except UnreadableFile as exc:
+            unknown.update((serial, str(exc)) for serial in serials.values())
+    return found, unknown
+
+
+def warn_unjudged(unknown: dict[str, str]) -> None:
+    """Pending rows whose files could not be read: left pending (revocable, listed as pending), said once."""
+    import warnings
+
+    for serial, why in sorted(unknown.items())[:5]:
+        warnings.warn(f"The pending certificate {serial} stays pending: {why[:1].lower()}{why[1:]} Its files "
+                      "may be whole; a command that can read them settles it.", stacklevel=3)
+    if len(unknown) > 5:
+        warnings.warn(f"{len(unknown) - 5} more pending certificates stay pending for the same reason.", stacklevel=3)
 
 
 def settle_or_warn(inventory) -> None:
@@ -239,7 +289,10 @@ def release_replaced(tx, delivered: Iterable[str]) -> list[str]:
     for path in sorted(paths):
         rows = tx.execute("SELECT serial, der, keyed FROM certificates WHERE folder = ? AND sink = 'file' AND "
                           "status = 'valid'", (path,)).fetchall()
-        held = file_holds(path, {bytes(der): bool(keyed) for _serial, der, keyed in rows}) if rows else set()
+        try:
+            held = file_holds(path, {bytes(der): bool(keyed) for _serial, der, keyed in rows}) if rows else set()
+        except UnreadableFile:  # what it holds cannot be told: every row keeps naming it
+            continue
         for serial, der, _keyed in rows:
             if bytes(der) not in held:
                 tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND status = 'valid'", (serial,))
