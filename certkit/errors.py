@@ -66,7 +66,15 @@ def describe_parse_error(exc: Exception) -> str:
 
 
 class CertkitError(Exception):
-    """Base class: an operational error with a message fit for a user."""
+    """Base class: an operational error with a message fit for a user (a line of thousands of characters, a
+    long value echoed, is cut to its start and end: :func:`certkit.text.cut_long_lines`)."""
+
+    def __init__(self, *args) -> None:
+        if args and isinstance(args[0], str) and len(args[0]) > 1000:  # text.MESSAGE_LINE_LIMIT, without importing it
+            from certkit.text import cut_long_lines
+
+            args = (cut_long_lines(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 def cli_worded(error: CertkitError, library: str, cli: str) -> CertkitError:

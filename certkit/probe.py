@@ -14,11 +14,9 @@ client certificate would get in.
    refusal arrives only as an alert on the client's first read: the verdict
    "accepted" is given only after a full application-data round trip.
 
-Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so
-the connections are pyOpenSSL's (``Connection.get_client_ca_list()``, and
-OpenSSL's state after reading the request); see :mod:`certkit.pyossl`.
-Every string taken from a certificate or the server is escaped before it is
-printed (:func:`certkit.text.shown`).
+Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so the connections are
+pyOpenSSL's (``Connection.get_client_ca_list()``, and OpenSSL's state after reading the request;
+:mod:`certkit.pyossl`). Every string from a certificate or the server is escaped (:func:`certkit.text.shown`).
 """
 
 from __future__ import annotations
@@ -304,8 +302,9 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
 
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout)
-    except OSError as exc:
-        raise ProbeError(f"Cannot connect to {shown(target.label)}: {exc.strerror or exc}.") from None
+    except (OSError, UnicodeError) as exc:  # UnicodeError: the resolver's codec, for an IPv6 zone like a..b
+        why = "a part of its name is empty or over 63 bytes" if isinstance(exc, UnicodeError) else exc.strerror or exc
+        raise ProbeError(f"Cannot connect to {shown(target.label)}: {why}.") from None
     seen = _Seen(Attempt(presented, "ok"))
     try:
         set_kernel_timeout(sock, timeout)

@@ -178,3 +178,17 @@ def cut_long_words(text: str, limit: int = 500) -> str:
 
     return re.sub(rf"\S{{{limit + 1},}}", cut, text)
 
+
+MESSAGE_LINE_LIMIT = 1000  # characters of one line of an error message: a value of thousands, echoed, is cut
+
+
+def cut_long_lines(text: str, limit: int = MESSAGE_LINE_LIMIT) -> str:
+    """``text`` with its long words cut (:func:`cut_long_words`), then each line still over ``limit`` characters
+    (a long value with blanks in it, echoed) cut to its start, where what is wrong is said, and its end, where
+    what to do is: a message stays readable, whatever it quotes."""
+    head, tail = limit * 3 // 5 - 20, limit * 2 // 5 - 20  # and the mark between, of at most 40: no line over limit
+    lines = cut_long_words(text).split("\n")
+    return "\n".join(line if len(line) <= limit else
+                     f"{line[:head]} ... ({len(line) - head - tail} characters cut) ... {line[-tail:]}"
+                     for line in lines)
+

@@ -19,6 +19,7 @@ from certkit.cli.common import (
     warn,
     when,
 )
+from certkit.text import shown
 from certkit.vocabulary import iso, san_entries
 
 # The server profile's limit (Apple's for locally trusted roots), as issue-server enforces it.
@@ -226,7 +227,7 @@ def _start(ca, config, host: str, port: int, verbose: bool):
             server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose,
                                     url_host=url_host)
         except OSError as exc:
-            raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+            raise click.ClickException(f"Cannot listen on {shown(host)}:{port}: {exc.strerror or exc}.") from None
         try:
             listener.renew()
         except BaseException:
@@ -259,7 +260,7 @@ def _check_listenable(host: str, port: int) -> None:
                 parse_host(host)
             except InvalidName as bad:
                 reason = cli_text(bad)
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}") from None
+        raise click.ClickException(f"Cannot listen on {shown(host)}:{port}: {reason}") from None
 
 
 def _lifetime(ca, days: int | None) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from certkit.cli.common import (
 )
 from certkit.constants import ENV_INVENTORY_URL, ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
 from certkit.errors import CertkitError
+from certkit.text import shown
 from certkit.vocabulary import colons, iso, serial_hex
 
 # Below this, a stolen encrypted CA key falls to an offline guess too easily (scrypt or not).
@@ -350,7 +351,7 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
     _warn_of_public_suffixes(permit_dns)
     files = store.save_new(ca, passphrase, inventory_url=inventory_url, parent=parent)
     if key is None and passphrase is None:  # said once it is so: a warning of a key never written is noise
-        warn(f"the CA key is stored unencrypted; anyone who can read {store.key_path} can issue certificates "
+        warn(f"the CA key is stored unencrypted; anyone who can read {shown(store.key_path)} can issue certificates "
              "your machines trust.")
     from cryptography.hazmat.primitives import hashes
 

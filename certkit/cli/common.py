@@ -163,9 +163,9 @@ def cli_message(exc: CertkitError) -> str:
 
 def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
     """Print an error as the contract says: one ``Error:`` line, or one JSON object with --json."""
-    from certkit.text import CLOSED_STREAMS, cut_long_words, discard_stdout
+    from certkit.text import CLOSED_STREAMS, MESSAGE_LINE_LIMIT, cut_long_lines, discard_stdout
 
-    message = cut_long_words(message)  # a 100 kB value echoed would make no line anyone reads
+    message = cut_long_lines(message)  # a 100 kB value echoed would make no line anyone reads
     if as_json and "stdout" not in CLOSED_STREAMS:  # else nobody reads it: the Error: line instead
         import json
 
@@ -175,7 +175,8 @@ def report_error(message: str, code: int, *, as_json: bool = False, usage: click
         except OSError:  # the standard output that just failed (a full disk): the Error: line instead
             discard_stdout()
     if usage is not None:
-        usage.message = cut_long_words(shown(usage.message))  # one line: a file name's newline cannot forge another
+        # one line (a file name's newline cannot forge another), short enough for click to add the option's name
+        usage.message = cut_long_lines(shown(usage.message), MESSAGE_LINE_LIMIT - 100)
         usage.show()
         return
     click.echo(f"Error: {terminal_safe(message)}", err=True)

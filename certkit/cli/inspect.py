@@ -135,7 +135,7 @@ class _Seconds(click.FloatRange):
 
         from certkit.text import shown
 
-        if isinstance(value, str) and not re.fullmatch(r"\s*\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*", value):
+        if isinstance(value, str) and not re.fullmatch(r"[ \t]*\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ \t]*", value):
             self.fail(f"'{shown(value)}' is not a number of seconds in the digits 0 to 9.", param, ctx)
         return super().convert(value, param, ctx)
 

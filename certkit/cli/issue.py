@@ -354,11 +354,18 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
 
 def _issuing_store(cert, ca_dir: Path | None):
     """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``:
-    where the certificate's revocation is known and its folder's writers take turns; else None."""
+    where the certificate's revocation is known and its folder's writers take turns; else None. One given
+    (--ca-dir, $CERTKIT_CA_DIR) must hold a CA, as every command's does: a typo would turn the check off."""
+    import os
+
     from cryptography import x509
 
+    from certkit.constants import ENV_CA_DIR
     from certkit.store import CADirectory, resolve_ca_dir
 
+    if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
+        store = CADirectory(resolve_ca_dir(ca_dir))
+        return store if store.open().cert.subject == cert.issuer else None  # its refusal, in its words
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
         return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
@@ -373,8 +380,9 @@ def _refuse_revoked(store, cert) -> None:
 
     try:
         row = store.open().inventory.get(serial_hex(cert.serial_number)) if store is not None else None
-    except (CertkitError, OSError, ValueError):
-        return  # an inventory that cannot be read says nothing here: exported as it is
+    except (CertkitError, OSError, ValueError) as exc:  # its CA's, unread: whether it was revoked is not known
+        raise CertkitError(f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be told, so "
+                           f"it is not exported: {str(exc).rstrip('.')}.") from None
     if row is not None and row["status"] == "revoked":
         raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
                            f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "
