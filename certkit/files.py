@@ -92,11 +92,11 @@ def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> No
     if not stat.S_ISREG(info.st_mode):
         return  # a pipe or process substitution (<(pass show ca)) has no mode to speak of
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise UnsafeSecretFile(
-            f"The {what} {shown(path)} has mode {mode:04o}: other users can read it. "
-            f"Run: chmod 600 {shown(path)}"
-        )
+    if mode & 0o077:  # said as the mode is: read, changed, or only a right a secret file gives no one else
+        can = [word for bits, word in ((0o044, "read"), (0o022, "change")) if mode & bits]
+        why = (f"other users can {' and '.join(can)} it" if can
+               else "other users have a right on it (execute), which a secret file gives no one but its owner")
+        raise UnsafeSecretFile(f"The {what} {shown(path)} has mode {mode:04o}: {why}. Run: chmod 600 {shown(path)}")
     if info.st_uid not in (os.geteuid(), 0):
         raise UnsafeSecretFile(
             f"The {what} {shown(path)} belongs to another user (uid {info.st_uid}), who can read and replace it; "

@@ -256,7 +256,8 @@ def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None 
 _BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
                                            "every constrained CA"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
-           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448"),
+           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
+                     "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),
            ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept and Go's "
                       "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
            ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS CA keys, which OpenSSL and Python's ssl accept "

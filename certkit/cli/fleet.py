@@ -251,6 +251,9 @@ def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: st
 def _new_keys(renewed) -> str:
     """--rekey's words: new keys, but for the bundles of CSRs, whose requesters hold their keys."""
     kept = sum(o.new_key is False for o in renewed)
+    if kept and kept == len(renewed):  # no key was made
+        return " (--rekey: no new key, each held by the CSR's requester)" if kept > 1 else \
+            " (--rekey: no new key, held by the CSR's requester)"
     return " (new keys)" if not kept else f" (new keys; {kept} kept their key, held by the CSR's requester)"
 
 
