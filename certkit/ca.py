@@ -279,10 +279,10 @@ class CA:
             # Above it, and below it: the CAs it signed (recorded, or signed in this process).
             refuse_chain_key(public_key, [self.cert, *self.parents, *self.signed_cas])
             refuse_reused_key(self.inventory, public_key, for_ca=False)
-        if request.kind == "client":
+        if request.kind == "client" or request.subject is not None:  # a server's CN is one of its names, or none
             cn = request.common_name if request.subject is None else common_name(request.subject)
             _constraints.check_client_common_name(found, cn, request.identities, self.common_name,
-                                                   from_csr=request.csr is not None)
+                                                   from_csr=request.csr is not None, kind=request.kind)
         notes: list[str] = []
         self.leaf_validity(PROFILES[request.kind], request.days, request.not_before, notes, request.default_days)
         return notes

@@ -220,18 +220,23 @@ def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Id
 
 def client_cn_outside(constraints: Sequence["x509.NameConstraints"], cn: str | None,
                       identities: Sequence[Identity]) -> list["x509.NameConstraints"]:
-    """The constraints that a client certificate's common name breaks, read as a host name as Java
-    (JSSE) and OpenSSL read it when the certificate has no DNS name or IP address (see
-    :func:`check_client_common_name`); empty when it breaks none, or is not read so."""
-    if cn is None or any(i.kind in ("dns", "ip") for i in identities) or not _HOSTNAME_LIKE.match(cn):
+    """The constraints that a certificate's common name breaks, read as a host name as Java (JSSE) reads it
+    when the certificate has no DNS name or IP address, and OpenSSL when it has no DNS name and the common name
+    a dot, whatever addresses it has (NAME_CONSTRAINTS_check_CN; see :func:`check_client_common_name`); empty
+    when it breaks none, or is not read so."""
+    kinds = {i.kind for i in identities}
+    if cn is None or "dns" in kinds or not _HOSTNAME_LIKE.match(cn):
+        return []
+    if "ip" in kinds and "." not in cn.rstrip("."):  # beside an address, only OpenSSL reads it: with a dot
         return []
     as_dns = Identity("dns", cn.rstrip(".").lower())
     return [nc for nc in constraints if not permitted(nc, as_dns)]
 
 
 def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: str | None,
-                             identities: Sequence[Identity], ca_name: str, *, from_csr: bool = False) -> None:
-    """Refuse a client certificate that Java (JSSE) and OpenSSL would reject under DNS constraints.
+                             identities: Sequence[Identity], ca_name: str, *, from_csr: bool = False,
+                             kind: str = "client") -> None:
+    """Refuse a certificate (a client's, mostly) that Java (JSSE) and OpenSSL would reject under DNS constraints.
 
     With no DNS name or IP address in the SAN, both read a common name that
     looks like a host name as a DNS name and check it against the constraints:
@@ -252,9 +257,10 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
             library_fix, cli_fix = f"dns_names=['{example}']", f"--dns {example}"
             fix = (f"give it a DNS name inside them ({library_fix}), or " if inside else "") + \
                 "use a common name that is not a host name"
-        one = "." not in cn.rstrip(".")  # Java alone
+        readers = readers_of_common_name(cn, identities)
+        one = " and " not in readers
         error = NameNotPermitted(
-            f"{readers_of_common_name(cn)} read{'s' if one else ''} the common name '{shown(cn)}' of a client "
+            f"{readers} read{'s' if one else ''} the common name '{shown(cn)}' of a {kind} "
             f"certificate without a DNS name as a host name and check{'s' if one else ''} it against the name "
             f"constraints of CA '{shown(ca_name)}' ({describe(nc)}), so {'it' if one else 'they'} would reject "
             f"this certificate; {fix}, such as 'Alice Smith' "
@@ -265,9 +271,11 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
         raise error
 
 
-def readers_of_common_name(cn: str) -> str:
-    """Who checks a client certificate's host-like common name against DNS name constraints: Java's
-    JSSE always, OpenSSL only a name with a dot in it (NAME_CONSTRAINTS_check_CN)."""
+def readers_of_common_name(cn: str, identities: Sequence[Identity] = ()) -> str:
+    """Who checks a certificate's host-like common name against DNS name constraints: Java's JSSE when it has
+    no address either, OpenSSL only a name with a dot in it (NAME_CONSTRAINTS_check_CN)."""
+    if any(i.kind == "ip" for i in identities):
+        return "OpenSSL"
     return "Java (JSSE) and OpenSSL" if "." in cn.rstrip(".") else "Java (JSSE)"
 
 

@@ -10,7 +10,6 @@ each problem as a plain sentence, keeping the verifier's own words beside them.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,13 @@ from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import (
     ca_purpose_problem,
-    client_cn_problem,
+    cn_problem,
     cn_text,
+    dns_names,
     final_dot_note,
+    identities_as_written,
     name_problem,
+    plain_verifier_error,
     purpose_problem,
     san_list,
     server_name,
@@ -194,7 +196,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     verdict.reasons += _date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
-        or (client_cn_problem(path) if purpose == "client" else None)
+        or cn_problem(path, purpose)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:
@@ -202,8 +204,8 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
         verdict.name_ok = problem is None
         if problem:
             verdict.reasons.append(problem)
-        elif purpose == "server" and name.endswith("."):
-            verdict.notes.append(final_dot_note(name))
+        elif purpose == "server" and name.endswith(".") and name.lower() not in dns_names(leaf):
+            verdict.notes.append(final_dot_note(name))  # matched a name without its dot
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
@@ -219,12 +221,37 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                                  "checked the chain's signatures, dates, purposes, names and name constraints "
                                  "itself, as OpenSSL and GnuTLS do")
             verdict.chain, verdict.verifier_error = [dn_text(c.subject) for c in path], None
+    if verdict.verifier_error and not verdict.reasons and name and name.endswith(".") and verdict.name_ok:
+        verdict.reasons.append(f"its subjectAltName {name} ends with a dot: OpenSSL and Python's ssl match it to "
+                               f"{name} only, and cryptography's verifier (certkit verify's) refuses a name with a "
+                               f"final dot; certificates name hosts without it: reissue it for {name.rstrip('.')}")
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
+    if verdict.valid:
+        verdict.notes += strict_notes(path)
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict
+
+
+def strict_notes(path: list) -> list[str]:
+    """What only strict verifiers (Python 3.13's default context, openssl -x509_strict) refuse in a chain others
+    take: a CA certificate without a subject key identifier, an intermediate without an authority key identifier."""
+    from cryptography import x509
+
+    notes = []
+    for depth, ca in enumerate(path[1:], start=1):
+        for wanted, missing in ((x509.SubjectKeyIdentifier, "Subject"), (x509.AuthorityKeyIdentifier, "Authority")):
+            if missing == "Authority" and depth == len(path) - 1 and ca.issuer == ca.subject:
+                continue  # a root needs none
+            try:
+                ca.extensions.get_extension_for_class(wanted)
+            except x509.ExtensionNotFound:
+                notes.append(f"the CA {cn_text(ca.subject)} has no {missing.lower()} key identifier: Python 3.13's "
+                             f"default context and openssl verify -x509_strict refuse the chain (\"Missing {missing} "
+                             "Key Identifier\"); Python 3.12 and older, OpenSSL's default and GnuTLS accept it")
+    return notes
 
 
 def _date_problems(path: list, now: dt.datetime) -> list[str]:
@@ -290,7 +317,6 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
     from cryptography import x509
 
     from certkit.constraints import of_chain, permitted
-    from certkit.issuing import identities_of
 
     leaf = path[0]
     for depth, ca in enumerate(path[1:]):
@@ -305,10 +331,7 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
         limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
         if limit is not None and depth > limit:
             return f"the issuing CA {cn_text(ca.subject)} allows {limit} intermediate CAs below it, not {depth}"
-    try:
-        identities = identities_of(leaf, purpose)
-    except CertkitError as exc:
-        return f"one of its names is not valid: {exc}"
+    identities = identities_as_written(leaf)  # not by certkit's rules of issuing: a verifier takes them as they are
     for ca in path[1:]:
         for nc in of_chain([ca]):
             outside = [i.value for i in identities if not permitted(nc, i)]
@@ -335,9 +358,10 @@ def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None
                 if isinstance(subject, x509.DNSName) and subject.value.startswith("*."):
                     # The verifier wants a host, not a pattern: take one the wildcard covers.
                     subject = x509.DNSName("name-not-given" + subject.value[1:])
+            builder = builder.extension_policies(**_policies(purpose))
             chain = builder.build_server_verifier(subject).verify(leaf, list(intermediates))
         else:
-            builder = builder.extension_policies(**_client_policies())
+            builder = builder.extension_policies(**_policies(purpose))
             chain = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
         return [dn_text(c.subject) for c in chain], None
     except VerificationError as exc:
@@ -346,11 +370,12 @@ def _verifier_verdict(leaf, purpose: str, roots, intermediates, name: str | None
         return [], plain_verifier_error(str(exc))
 
 
-def _client_policies() -> dict:
-    """cryptography's web-PKI extension policies for a client chain, but for one thing: the client's
-    certificate may lack a subjectAltName, as OpenSSL, nginx and PostgreSQL accept (they know a client
-    by its subject CN). A subjectAltName that is present meets the same rules as by default, and a
-    certificate with neither subject nor subjectAltName, which names nobody, is still refused."""
+def _policies(purpose: str) -> dict:
+    """cryptography's web-PKI extension policies, but for what OpenSSL (-x509_strict too), GnuTLS and Python's
+    ssl accept: a subjectAltName marked critical beside a subject (RFC 5280 says only SHOULD NOT); and, for a
+    client, no subjectAltName at all (OpenSSL, nginx and PostgreSQL know a client by its subject CN). A
+    certificate with neither subject nor subjectAltName, which names nobody, and one with an empty subject whose
+    subjectAltName is not critical (OpenSSL -x509_strict's refusal) are still refused."""
     from cryptography import x509
     from cryptography.x509.verification import Criticality, ExtensionPolicy
 
@@ -359,14 +384,12 @@ def _client_policies() -> dict:
             if not len(cert.subject):
                 raise ValueError("it names nobody: its subject is empty and it has no subjectAltName")
             return
-        critical = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
-        if len(cert.subject) and critical:
-            raise ValueError("its subjectAltName is marked critical although its subject is not empty")
-        if not len(cert.subject) and not critical:
+        if not len(cert.subject) and not cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical:
             raise ValueError("its subject is empty, so its subjectAltName must be marked critical")
 
-    ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC,
-                                                             subject_alt_name)
+    ee = ExtensionPolicy.webpki_defaults_ee()
+    ee = (ee.require_present if purpose == "server" else ee.may_be_present)(
+        x509.SubjectAlternativeName, Criticality.AGNOSTIC, subject_alt_name)
     return {"ca_policy": ExtensionPolicy.webpki_defaults_ca(), "ee_policy": ee}
 
 
@@ -456,21 +479,6 @@ def _sent(folder: Path) -> str:
     if (folder / CHAIN_FILE).is_file():
         return f"{folder / CERT_FILE} with {CHAIN_FILE}"
     return str(folder / CERT_FILE)
-
-
-def plain_verifier_error(text: str) -> str:
-    """cryptography's verifier message without Python reprs: ``<Certificate(subject=<Name(CN=x)>, ...)>``
-    becomes ``CN=x``; a refusal of certkit's own extension check is said in its own words."""
-    text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
-    text = text.replace("Python extension validator failed: ValueError: ", "")
-    text = re.sub(r"AlgorithmIdentifier \{.*\}", _algorithm_named, text)  # a Rust debug dump: its name alone
-    return re.sub(r"<Name\((.*?)\)>", r"\1", text)
-
-
-def _algorithm_named(dump: re.Match) -> str:
-    """The algorithm a Rust ``AlgorithmIdentifier { ... }`` dump names: ``EcDsaWithSha224``, or an OID."""
-    found = re.search(r"ObjectIdentifier \{ oid: ([0-9.]+) \}", dump[0]) or re.search(r"params: (\w+)", dump[0])
-    return found[1] if found else "a signature algorithm it does not allow"
 
 
 def _above_this_ca(ca_dir, path: Sequence["x509.Certificate"]) -> list[str]:

@@ -32,11 +32,34 @@ def san_list(cert) -> list:
 
 
 def _dns_matches(pattern: str, host: str) -> bool:
-    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    """Whether the SAN ``pattern`` names ``host``. A final dot on the host is dropped, as curl, browsers, Node
+    and GnuTLS drop it (:func:`final_dot_note` says who does not); one on the pattern is kept: OpenSSL and
+    Python's ssl match such a name only to the same name with its dot."""
+    pattern, host = pattern.lower(), host.lower()
+    host = host if pattern.endswith(".") else host.rstrip(".")
     if pattern.startswith("*."):  # as OpenSSL (Python's ssl) matches one: never over a single label (*.com)
         head, _, rest = host.partition(".")
         return bool(head) and rest == pattern[2:] and "." in rest
     return pattern == host
+
+
+def dns_names(cert) -> set[str]:
+    """The certificate's SAN DNS names, in lower case, as written (a final dot kept)."""
+    from cryptography import x509
+
+    return {san.value.lower() for san in san_list(cert) if isinstance(san, x509.DNSName)}
+
+
+def identities_as_written(leaf) -> list:
+    """The leaf's names as its subjectAltName writes them (a wildcard, '_svc', a long label kept), for the name
+    constraints; a name certkit would not issue is no reason here, as OpenSSL and GnuTLS take it."""
+    from cryptography import x509
+
+    from certkit.names import Identity
+
+    kinds = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "uri"}
+    return [Identity(kinds[type(san)], san.value.lower().rstrip(".") if isinstance(san, x509.DNSName) else
+                     str(san.value)) for san in san_list(leaf) if type(san) in kinds]
 
 
 def server_name(name: str):
@@ -115,10 +138,11 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
     listed = ", ".join(names) or "no host at all"
     if purpose == "server":
         canonical, gn = server_name(name)
+        host = canonical + ("." if name.endswith(".") else "")  # a final dot kept: _dns_matches says what it does
         for san in san_list(cert):
             if isinstance(gn, x509.IPAddress) and isinstance(san, x509.IPAddress) and san.value == gn.value:
                 return None
-            if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, canonical):
+            if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, host):
                 return None
         cn = common_name(cert.subject)
         if isinstance(gn, x509.DNSName) and cn is not None and cn.lower().rstrip(".") == canonical.lower() \
@@ -152,26 +176,27 @@ def _form(text: str) -> str:
     return "a mixed form"
 
 
-def client_cn_problem(path: list) -> str | None:
-    """A client certificate without a DNS name or IP address whose common name reads as a host
-    name outside a CA's DNS name constraints: Java refuses it (and OpenSSL, error 47, when the name
-    has a dot), and certkit does not issue it (:func:`certkit.constraints.check_client_common_name`);
-    None otherwise."""
+def cn_problem(path: list, purpose: str) -> str | None:
+    """A certificate without a DNS name whose common name reads as a host name outside a CA's DNS name
+    constraints: OpenSSL (error 47) refuses it when the name has a dot, Java when it has no IP address either,
+    and certkit does not issue it (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
+    from cryptography import x509
+
     from certkit.constraints import client_cn_outside, of_chain, readers_of_common_name
-    from certkit.issuing import identities_of
+    from certkit.names import Identity
     from certkit.text import shown
     from certkit.vocabulary import common_name
 
-    try:
-        identities = identities_of(path[0], "client")
-    except CertkitError:
-        return None  # a bad name is said by the checks of the names
+    identities = [Identity("dns" if isinstance(san, x509.DNSName) else "ip", str(san.value))
+                  for san in san_list(path[0]) if isinstance(san, (x509.DNSName, x509.IPAddress))]
     cn = common_name(path[0].subject)
     for ca in path[1:]:
         if client_cn_outside(of_chain([ca]), cn, identities):
-            readers = readers_of_common_name(cn).replace("OpenSSL", "OpenSSL (permitted subtree violation)")
-            return (f"its common name '{shown(cn)}' reads as a host name (it has no DNS name or IP address), and "
-                    f"it is outside the name constraints of {cn_text(ca.subject)}: {readers} servers refuse it")
+            readers = readers_of_common_name(cn, identities).replace("OpenSSL", "OpenSSL (permitted subtree violation)")
+            return (f"its common name '{shown(cn)}' reads as a host name (it has no DNS name"
+                    f"{'' if identities else ' or IP address'}), and it is outside the name constraints of "
+                    f"{cn_text(ca.subject)}: {readers}{', Python and GnuTLS' if identities else ''} "
+                    f"{'clients' if purpose == 'server' else 'servers'} refuse it")
     return None
 
 
@@ -255,3 +280,44 @@ def _key_usage_problem(cert, purpose: str) -> str | None:
         return None
     return (f"its keyUsage ({', '.join(usages) or 'empty'}) has none of {', '.join(needed[:-1])} or {needed[-1]}, "
             f"which a TLS {purpose} needs")
+
+
+def plain_verifier_error(text: str) -> str:
+    """cryptography's verifier message without Python reprs: ``<Certificate(subject=<Name(CN=x)>, ...)>``
+    becomes ``CN=x``; a refusal of certkit's own extension check is said in its own words."""
+    text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>.*?\)>", r"\1", text)
+    text = text.replace("Python extension validator failed: ValueError: ", "")
+    text = re.sub(r"AlgorithmIdentifier \{.*\}", _algorithm_named, text)  # a Rust debug dump: its name alone
+    text = re.sub(r"<Name\((.*?)\)>", r"\1", text)
+    return _in_words(text)
+
+
+# cryptography's words for an extension, by OID, and for what is wrong with it: said in words, OID beside
+_EXTENSIONS = {"2.5.29.15": "keyUsage", "2.5.29.19": "basicConstraints", "2.5.29.35": "authorityKeyIdentifier",
+               "2.5.29.14": "subjectKeyIdentifier", "2.5.29.17": "subjectAltName", "2.5.29.37": "extendedKeyUsage",
+               "2.5.29.30": "nameConstraints"}
+_WRONG = {"Certificate is missing required extension": "lacks the {} extension, which cryptography's verifier "
+                                                        "requires (the web PKI's rules; OpenSSL's default and GnuTLS "
+                                                        "do not)",
+          "Certificate extension has incorrect criticality": "marks its {} extension critical where the rules say "
+                                                             "otherwise"}
+
+
+def _in_words(text: str) -> str:
+    """The verifier's reasons with OIDs named and its phrases said plainly (its own text stays on the verifier
+    line): which certificate, which extension, what is wrong."""
+    def extension(match: re.Match) -> str:
+        oid, wrong = match[1], match[2]
+        return f"a certificate {_WRONG.get(wrong, wrong + ': {}').format(f'{_EXTENSIONS.get(oid, oid)} ({oid})')}"
+
+    text = re.sub(r"invalid extension: ([0-9.]+): ([^(]+?)(?= \(|$)", extension, text)
+    text = text.replace("no permitted name constraints matched SAN", "one of its names is outside a CA's name "
+                        "constraints (OpenSSL: permitted subtree violation)")
+    text = text.replace("candidates exhausted: ", "no chain to a trusted CA passes: ")
+    return re.sub(r"\(encountered processing (.*?)\)", r"(in \1)", text)
+
+
+def _algorithm_named(dump: re.Match) -> str:
+    """The algorithm a Rust ``AlgorithmIdentifier { ... }`` dump names: ``EcDsaWithSha224``, or an OID."""
+    found = re.search(r"ObjectIdentifier \{ oid: ([0-9.]+) \}", dump[0]) or re.search(r"params: (\w+)", dump[0])
+    return found[1] if found else "a signature algorithm it does not allow"

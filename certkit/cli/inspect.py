@@ -102,7 +102,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     lines += [f"  note      {shown(note)}" for note in verdict.notes]
     emit(as_json, data, "\n".join(lines))
     if not verdict.valid:
-        raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons))}.")
+        raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons)).rstrip('.')}.")
 
 
 def _check_name(name: str, purpose: str) -> None:
