@@ -307,6 +307,23 @@ class Renewal:
         return self.delivery.notes
 
 
+def _p12_again(target, p12_password, old_p12: Path, *, key_path: Path | None, notes: list[str]) -> None:
+    """The renewed bundle's bundle.p12, in the format of the one it replaces (``old_p12``: a --p12-legacy one is
+    for an importer that takes no other); its key read from ``key_path`` (in place, the key kept there), else
+    the renewal's own. A password the rule of a new secret refuses (an old timer's) fails this bundle."""
+    from certkit.pkcs12 import RefusedPassword, is_legacy, issued_pkcs12
+
+    if isinstance(p12_password, RefusedPassword):  # nothing else of the bundle is renewed without it
+        reason = p12_password.reason
+        raise InvalidArgument(f"its {P12_FILE} cannot be written again: {reason[:1].lower()}{reason[1:]} "
+                              "It is not renewed.")
+    legacy = is_legacy(old_p12)
+    if legacy:
+        notes.append(f"{P12_FILE} written again the legacy way (3DES, HMAC-SHA1), as the one it replaces was")
+    target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, legacy=legacy,
+                                                           key=None if key_path is None else _load_key(key_path))}
+
+
 def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,
                  out: Path | None = None, force: bool = False, p12_password: bytes | None = None,
                  rekey_keeps_requesters: bool = False) -> RenewalPlan:
@@ -362,21 +379,8 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                 notes.append(f"no {P12_FILE} written (no PKCS#12 password was given): certkit export-p12 "
                              f"{shown(target_folder)}")
     if target.p12 and p12_password is not None:
-        from certkit.pkcs12 import RefusedPassword, is_legacy, issued_pkcs12
-
-        if isinstance(p12_password, RefusedPassword):  # nothing else of the bundle is renewed without it
-            reason = p12_password.reason
-            raise InvalidArgument(f"its {P12_FILE} cannot be written again: {reason[:1].lower()}{reason[1:]} "
-                                  "It is not renewed.")
-
-        key_path = target_folder / KEY_FILE  # in place, the key kept there; elsewhere, the renewal holds it
-        # The format the old one had: a --p12-legacy bundle.p12 is for an importer that takes no other.
-        legacy = is_legacy((target_folder if in_place else found.folder) / P12_FILE)
-        if legacy:
-            notes.append(f"{P12_FILE} written again the legacy way (3DES, HMAC-SHA1), as the one it replaces was")
-        target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, legacy=legacy,
-                                                               key=None if rekey or not in_place
-                                                               else _load_key(key_path))}
+        _p12_again(target, p12_password, (target_folder if in_place else found.folder) / P12_FILE,
+                   key_path=None if rekey or not in_place else target_folder / KEY_FILE, notes=notes)
     plan(ca, request, target)
     return RenewalPlan(found, request, target, in_place, notes)
 

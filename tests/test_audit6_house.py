@@ -161,5 +161,10 @@ def test_export_p12_refuses_a_revoked_certificate(ca_dir, ca_env, tmp_path, reas
     info = subprocess.run(["openssl", "pkcs12", "-in", tmp_path / "ok" / "bundle.p12", "-nokeys", "-passin",
                            "pass:p12-password-long"], capture_output=True, text=True, check=True)
     assert "BEGIN CERTIFICATE" in info.stdout
-    other = env | {"CERTKIT_CA_DIR": str(tmp_path / "elsewhere")}  # no CA to ask: exported as it is
+    # A bundle copied to a machine with no CA (no --ca-dir, no $CERTKIT_CA_DIR, no per-user CA): no CA to ask,
+    # exported as it is. A CA directory that is given must hold a CA (badinput12): a typo does not skip the check.
+    other = {k: v for k, v in env.items() if k != "CERTKIT_CA_DIR"} | {"HOME": str(tmp_path / "elsewhere"),
+                                                                         "XDG_DATA_HOME": str(tmp_path / "elsewhere")}
     run_certkit("export-p12", tmp_path / "kc", env=other, check=True)
+    typo = env | {"CERTKIT_CA_DIR": str(tmp_path / "elsewhere")}
+    assert "No CA in" in run_certkit("export-p12", tmp_path / "kc", "--force", env=typo).stderr
