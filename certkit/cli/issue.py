@@ -407,8 +407,8 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     curl --cert-type P12, Java keystores and Windows import this file. The
     password comes from --password-file, $CERTKIT_P12_PASSWORD or a prompt.
     A certificate the CA directory (--ca-dir, else $CERTKIT_CA_DIR or the
-    default one) issued and has revoked is refused, and a renewal of the
-    folder under way is waited for.
+    default one) issued and has revoked is refused (a CA directory given must
+    hold a CA), and a renewal of the folder under way is waited for.
 
     \b
     Examples:
