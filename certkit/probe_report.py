@@ -146,6 +146,7 @@ def with_verdict(result: "ProbeResult") -> str:
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
     refused = refusal(attempt)
     if refused is not None:
+        refused = _crl_cause(result, refused)
         missing = _missing_intermediate(result, refused)
         return f"refused: {refused}{_no_client_auth(result)}{missing}{_known_faults(result, not missing)}"
     if (why := unclear(attempt)) is not None:
@@ -231,6 +232,25 @@ def _no_client_auth(result: "ProbeResult") -> str:
         problem = f"{problem}, and {result.client_openssl_purpose}"
     return (f"; the certificate given is not for a TLS client: {problem}, so a server that checks a client "
             "certificate's purpose as OpenSSL does refuses it: give a client certificate (certkit issue-client)")
+
+
+def _crl_cause(result: "ProbeResult", refused: str) -> str:
+    """``refused`` with an alert's fixed words replaced when what probe holds shows they are not about the
+    certificate: OpenSSL's server sends "certificate expired" for its own expired CRL too, and "unknown ca" when
+    it checks CRLs and holds none for a CA of the chain (an intermediate's), though it lists that chain's CA."""
+    expired, unknown = (f"alert {a}: {_ALERTS[a]}" for a in ("certificate expired", "unknown ca"))
+    if refused.endswith(expired) and result.client_validity.get("status") and _date_fact(result) is None:
+        return (refused[:-len(_ALERTS["certificate expired"])] + "the certificate given is in date (until "
+                f"{_when(result.client_validity['not_after'])}), and OpenSSL servers send this alert for an expired "
+                "CRL too: the server's CRL (ssl_crl, -CRL) has most likely expired; publish a new one (certkit crl) "
+                "and have the server load it")
+    complete = result.client_missing_issuer is None or result.client_missing_issuer in result.client_ca_names
+    if refused.endswith(unknown) and result.client_ca_names and _unlisted_issuer(result) is None and complete:
+        return (refused[:-len(_ALERTS["unknown ca"])] + "the server lists a CA of the chain given by name; OpenSSL "
+                "servers send this alert when the CA they hold of that name did not sign the chain (another CA of "
+                "the same name), and when they check CRLs and hold none for a CA of the chain (an intermediate's): "
+                "check which CA the server trusts, and give it the CRL of every CA in the chain (certkit crl)")
+    return refused
 
 
 def _date_fact(result: "ProbeResult") -> str | None:

@@ -123,7 +123,9 @@ def certificate_json(identity: "PeerIdentity", now: dt.datetime | None = None) -
 def presented_json(visit: "Visit") -> dict:
     """The refused client's certificate, with its ``status`` (by this server's clock) and what the CA's
     inventory records against it (``withdrawn``), as serve gives its own certificate."""
-    withdrawn = list(visit.inventory.problems) if visit.inventory is not None else []
+    verdict = visit.inventory  # what it records; an inventory it could not read records nothing (said in reasons)
+    withdrawn = [p for p in verdict.problems if not p.startswith("its revocation status cannot be read")] \
+        if verdict is not None else []
     return {**identity_json(visit.client), "status": status_of(visit.client), "withdrawn": withdrawn}
 
 
@@ -162,6 +164,7 @@ class InventoryVerdict:
     unrecorded: bool = False  # the leaf names the CA as its issuer, but the inventory has no record of it
     leaf_held: bool = False  # the inventory holds the client's certificate itself (else only CAs above it)
     leaf_below: bool = False  # the inventory of the intermediate that issued it holds it, found through this one
+    unread: str | None = None  # why the inventory could not be read: the chain is refused, nothing is recorded
 
 
 class InventoryRevocations:
@@ -207,7 +210,8 @@ class InventoryRevocations:
                             "it (signed by the CA key outside certkit, or the inventory was restored from an "
                             "older backup)")
         return InventoryVerdict(self.name, True, [common_name(c) or c.subject.rfc4514_string() for c in held],
-                                problems, unrecorded, leaf in held, bool(found) and leaf not in held)
+                                problems, unrecorded, leaf in held, bool(found) and leaf not in held,
+                                unread[0] if unread else None)
 
 
     def _cas(self, where: str = "", args: tuple = ()) -> list[tuple[dict, object]]:

@@ -411,13 +411,14 @@ _AFTER_HANDSHAKE = ("<p>The handshake accepted this certificate (the CA signed i
 
 
 def _after_handshake(visit: Visit) -> str:
-    if "revoked" in visit.failed:
-        return _AFTER_HANDSHAKE
-    if "unrecorded" in visit.failed:
-        return _UNRECORDED
-    return _OPTIONAL_ONLY if visit.optional else ""
+    unread = visit.inventory is not None and visit.inventory.unread  # nothing recorded: no CRL advice
+    return _UNREAD if unread else _AFTER_HANDSHAKE if "revoked" in visit.failed else \
+        _UNRECORDED if "unrecorded" in visit.failed else _OPTIONAL_ONLY if visit.optional else ""
 
 
+_UNREAD = ("<p>The handshake accepted this certificate (the CA signed it, and it is in date); this server then asks "
+           "the CA’s inventory whether it was revoked, and could not read it, so it refuses every client until it can: "
+           "restore the inventory from a backup, or start its database. Nothing says this certificate was revoked.</p>")
 _UNRECORDED = ("<p>The handshake accepted this certificate (the CA’s key signed it, and it is in date); this "
                "server also asks the CA’s inventory, which has no record of it, so it refuses it. It is not "
                "revoked: no CRL from <code>certkit crl</code> lists it, and nginx, HAProxy or PostgreSQL given that "
