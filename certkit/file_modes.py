@@ -9,6 +9,7 @@ certificate). A file replaced never becomes more readable than it was (:func:`ke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -83,24 +84,44 @@ def write_kept(path: Path, data: bytes, old: Path, mode: int, *, sync: bool = Tr
 
     final = kept_mode(old, mode)
     try:
-        gid = os.lstat(old).st_gid if final & 0o070 else None
+        was = os.lstat(old)
     except OSError:
-        gid = None
+        was = None
+    gid = was.st_gid if was is not None and final & 0o070 else None
+    uid = was.st_uid if was is not None and was.st_uid != os.geteuid() else None  # a service's own bundle
+    acl = _acl_of(old)
     write_new_file(path, data, final & 0o700 if gid is not None else final, sync=sync)
-    if gid is None:
+    if gid is None and uid is None and acl is None:
         return
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if os.fstat(fd).st_gid != gid:
+        if gid is not None and os.fstat(fd).st_gid != gid:
             try:
                 os.fchown(fd, -1, gid)  # the owner may give any group it is in; root, any
             except OSError:
                 final = PUBLIC_MODE if mode & 0o004 else final & 0o700
+        if uid is not None:
+            with contextlib.suppress(OSError):  # root gives the file back to its owner; another user cannot
+                os.fchown(fd, uid, -1)
         os.fchmod(fd, final)
+        if acl is not None:  # after the mode: an ACL's mask is the group bits ls shows
+            with contextlib.suppress(OSError):
+                os.setxattr(fd, _ACL, acl)
         if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_ACL = "system.posix_acl_access"  # a POSIX ACL (setfacl): users and groups given access beyond the mode
+
+
+def _acl_of(path: Path) -> bytes | None:
+    """The POSIX access ACL of ``path`` (what setfacl gave it), None when it has none or it cannot be read."""
+    try:
+        return os.getxattr(path, _ACL, follow_symlinks=False)
+    except (OSError, AttributeError):
+        return None
 
 
 def replace_kept(path: Path, data: bytes, mode: int) -> None:
@@ -138,6 +159,10 @@ def kept_key_notes(key_path: Path) -> list[str]:
     notes = [f"{shown(key_path)} is encrypted, so certkit could not check that it is the key of cert.pem (the renewed "
              f"certificate certifies cert.pem's key); compare: openssl pkey -in {shown(key_path)} -pubout"] \
         if encrypted else []
+    if _acl_of(key_path) is not None and mode & 0o077 and not mode & 0o007:  # its group bits are the ACL's mask
+        return notes + [f"{shown(key_path)} has an access control list (setfacl), which gives users or groups "
+                        f"access to the private key the renewed certificate keeps: check that it lets in only the "
+                        f"server that uses it: getfacl {shown(key_path)}"]
     if not mode & 0o077 or (not mode & 0o037 and info.st_gid != _primary_group()):
         return notes
     who = "every user" if mode & 0o007 else f"the users of the group {_group_name(info.st_gid)}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, member_name, secret_name
-from certkit.formats.recorded import foreign_notes, identity, refuse_a_bundle_file, refuse_a_file_certkit_reads, release
+from certkit.formats.recorded import foreign_notes, identity, refuse_output_misfits, release
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
 from certkit.text import discard_stdout, shown
@@ -123,7 +123,8 @@ class Output:
                 if self.format == "tar":
                     raise CertkitError("Standard output is a terminal, and a tar archive is binary; write it to a "
                                        "file or a pipe.")
-            elif keyed:
+            refuse_output_misfits(None, "", inventory, self.format, self.stream)  # a terminal was refused above
+            if keyed:
                 from certkit.files import private_stream
 
                 self.made_private = private_stream(self.stream, change=False)  # made so by make_private()
@@ -141,8 +142,7 @@ class Output:
             raise OutputExists(f"{shown(self.file_text)} already exists.")
         check_folders_above(self.given, "output file")
         check_can_write(self.given, "output file")
-        refuse_a_file_certkit_reads(self.path, self.file_text)
-        refuse_a_bundle_file(self.path, self.file_text, inventory)
+        refuse_output_misfits(self.path, self.file_text, inventory, self.format)
         parent = self.path.parent
         if parent.is_dir():
             check_folder_owner(parent)

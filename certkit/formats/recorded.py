@@ -284,3 +284,44 @@ def foreign_notes(path: Path, ca) -> list[str]:
         return []
     certs = [x509.load_der_x509_certificate(der) for der in certificates_in(path)]
     return [foreign_note(cert, "file") for cert in certs if not of_this_ca(cert, ca.cert)]
+
+
+_COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst", ".lz", ".lzma", ".Z")
+
+
+def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
+    """Refuse a tar archive that tar would not read as it is given: one named as a compressed archive
+    (``.tar.gz``: certkit writes an uncompressed one, and ``tar -tzf`` fails on it), or one appended to a
+    file that holds data already (``>> fleet.tar``: tar stops at the first archive's end, and never sees the
+    new certificates or their keys, which the inventory would say were delivered)."""
+    from certkit.formats.encoding import FormatRefused
+
+    if path is not None:
+        if text.endswith(_COMPRESSED):
+            raise FormatRefused(f"{shown(text)} is named as a compressed archive, but certkit writes an uncompressed "
+                                "tar; name it .tar, or write to standard output and compress it: --out - | gzip")
+        return
+    try:
+        import fcntl
+
+        fd = stream.fileno()
+        appended = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND or os.lseek(fd, 0, os.SEEK_CUR) > 0
+        holds = stat.S_ISREG(os.fstat(fd).st_mode) and os.fstat(fd).st_size > 0
+    except (OSError, ValueError, AttributeError):  # no descriptor, or one that cannot be asked: a pipe's end
+        return
+    if appended and holds:
+        raise FormatRefused("Standard output is a file that already holds data (>>?): a tar archive written after it "
+                            "is one tar never reads (it stops at the first archive's end); write a new file "
+                            "(--out FILE, or > FILE).")
+
+
+def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, stream=None) -> None:
+    """For a one-output file at ``path`` (None: standard output, ``stream``): what no --force writes over
+    (:func:`refuse_a_file_certkit_reads`, :func:`refuse_a_bundle_file`), and a tar archive tar would not read
+    (:func:`refuse_unreadable_tar`)."""
+    if path is not None:
+        refuse_a_file_certkit_reads(path, text)
+        refuse_a_bundle_file(path, text, inventory)
+    if fmt == "tar":
+        refuse_unreadable_tar(path, text, stream)
+
