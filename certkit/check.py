@@ -414,8 +414,9 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     found.extend(_listed("issuer", audited.foreign, "certificates were not issued by this CA"))
     if pending:
         found.append(Finding("inventory", "warning", f"{pending} certificate{'s are' if pending > 1 else ' is'} "
-                             "pending (being written now, or left by a process that died: the next command that "
-                             "opens the inventory settles those)."))
+                             "pending (being written now, or left by a process that died whose files cannot be "
+                             "read here: a command that can read them settles those; certkit list --status "
+                             "pending lists them)."))
     if not (audited.damaged or audited.contradicted or audited.foreign):
         issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be read)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"

@@ -40,9 +40,37 @@ if TYPE_CHECKING:
 # in a DNS, email or URI subtree, and a CA made before this carries that one, OLD_NO_DNS ("invalid").
 NO_DNS, OLD_NO_DNS = "invalid.invalid", "invalid"
 ALL_IPV4, ALL_IPV6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
-# Java's sun.security.x509.DNSName accepts this, and OpenSSL's NAME_CONSTRAINTS_check_CN too
-# (OpenSSL wants a dot as well): a common name of this shape is checked as a DNS name.
+# Java's sun.security.x509.DNSName accepts this: a common name of this shape is checked as a DNS name by Java
+# (when the certificate has no DNS name or IP address). OpenSSL's rule is :func:`_openssl_reads`.
 _HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-9-]*)*\.?$")
+
+
+def _openssl_reads(cn: str) -> bool:
+    """Whether OpenSSL's NAME_CONSTRAINTS_check_CN (cn2dnsid) reads ``cn`` as a DNS name: ASCII letters, digits
+    and '_', with '-' and '.' inside only, no '.' beside another '.' or a '-', and at least one '.' (so no final
+    dot, and no single label)."""
+    dotted = False
+    for i, ch in enumerate(cn):
+        if ch.isascii() and (ch.isalnum() or ch == "_"):
+            continue
+        if 0 < i < len(cn) - 1 and ch == "-":
+            continue
+        if 0 < i < len(cn) - 1 and ch == "." and cn[i + 1] not in ".-" and cn[i - 1] != "-":
+            dotted = True
+            continue
+        return False
+    return dotted
+
+
+def common_name_readers(cn: str | None, identities: Sequence[Identity]) -> list[str]:
+    """Who reads a certificate's common name as a DNS name and checks it against DNS name constraints: Java
+    (JSSE) when the certificate has no DNS name or IP address and the name is of :data:`_HOSTNAME_LIKE`'s shape,
+    OpenSSL (Python's ssl with it) when it has no DNS name and cn2dnsid takes the name (:func:`_openssl_reads`)."""
+    kinds = {i.kind for i in identities}
+    if cn is None or "dns" in kinds:
+        return []
+    java = "ip" not in kinds and _HOSTNAME_LIKE.match(cn) is not None
+    return [who for who, reads in (("Java (JSSE)", java), ("OpenSSL", _openssl_reads(cn))) if reads]
 
 
 def parse_network(text: str):
@@ -224,10 +252,7 @@ def client_cn_outside(constraints: Sequence["x509.NameConstraints"], cn: str | N
     when the certificate has no DNS name or IP address, and OpenSSL when it has no DNS name and the common name
     a dot, whatever addresses it has (NAME_CONSTRAINTS_check_CN; see :func:`check_client_common_name`); empty
     when it breaks none, or is not read so."""
-    kinds = {i.kind for i in identities}
-    if cn is None or "dns" in kinds or not _HOSTNAME_LIKE.match(cn):
-        return []
-    if "ip" in kinds and "." not in cn.rstrip("."):  # beside an address, only OpenSSL reads it: with a dot
+    if not common_name_readers(cn, identities):
         return []
     as_dns = Identity("dns", cn.rstrip(".").lower())
     return [nc for nc in constraints if not permitted(nc, as_dns)]
@@ -272,11 +297,8 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
 
 
 def readers_of_common_name(cn: str, identities: Sequence[Identity] = ()) -> str:
-    """Who checks a certificate's host-like common name against DNS name constraints: Java's JSSE when it has
-    no address either, OpenSSL only a name with a dot in it (NAME_CONSTRAINTS_check_CN)."""
-    if any(i.kind == "ip" for i in identities):
-        return "OpenSSL"
-    return "Java (JSSE) and OpenSSL" if "." in cn.rstrip(".") else "Java (JSSE)"
+    """:func:`common_name_readers` in words."""
+    return " and ".join(common_name_readers(cn, identities))
 
 
 def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: str,

@@ -23,6 +23,7 @@ from certkit.verify_names import (
     cn_problem,
     cn_text,
     dns_names,
+    dotted_san,
     final_dot_note,
     identities_as_written,
     name_problem,
@@ -221,10 +222,8 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                                  "checked the chain's signatures, dates, purposes, names and name constraints "
                                  "itself, as OpenSSL and GnuTLS do")
             verdict.chain, verdict.verifier_error = [dn_text(c.subject) for c in path], None
-    if verdict.verifier_error and not verdict.reasons and name and name.endswith(".") and verdict.name_ok:
-        verdict.reasons.append(f"its subjectAltName {name} ends with a dot: OpenSSL and Python's ssl match it to "
-                               f"{name} only, and cryptography's verifier (certkit verify's) refuses a name with a "
-                               f"final dot; certificates name hosts without it: reissue it for {name.rstrip('.')}")
+    if verdict.verifier_error and not verdict.reasons and verdict.name_ok and (dotted := dotted_san(leaf, name)):
+        verdict.reasons.append(dotted)
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons

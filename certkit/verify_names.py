@@ -36,6 +36,8 @@ def _dns_matches(pattern: str, host: str) -> bool:
     and GnuTLS drop it (:func:`final_dot_note` says who does not); one on the pattern is kept: OpenSSL and
     Python's ssl match such a name only to the same name with its dot."""
     pattern, host = pattern.lower(), host.lower()
+    if pattern.startswith("*.") and pattern.endswith("."):  # OpenSSL and Python take it for no wildcard at all
+        return False
     host = host if pattern.endswith(".") else host.rstrip(".")
     if pattern.startswith("*."):  # as OpenSSL (Python's ssl) matches one: never over a single label (*.com)
         head, _, rest = host.partition(".")
@@ -60,6 +62,15 @@ def identities_as_written(leaf) -> list:
     kinds = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "uri"}
     return [Identity(kinds[type(san)], san.value.lower().rstrip(".") if isinstance(san, x509.DNSName) else
                      str(san.value)) for san in san_list(leaf) if type(san) in kinds]
+
+
+def dotted_san(leaf, name: str | None) -> str | None:
+    """Why the verifier refused a certificate whose SAN ``name`` ends with a dot, as asked; None otherwise."""
+    dotted = next((n for n in dns_names(leaf) if n == (name or "").lower() and n.endswith(".")), None)
+    return None if dotted is None else (
+        f"its subjectAltName {dotted} ends with a dot: OpenSSL and Python's ssl match it to {dotted} only, and "
+        "cryptography's verifier (certkit verify's) refuses a name with a final dot; certificates name hosts "
+        f"without it: reissue it for {dotted.rstrip('.')}")
 
 
 def server_name(name: str):
@@ -182,7 +193,7 @@ def cn_problem(path: list, purpose: str) -> str | None:
     and certkit does not issue it (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
     from cryptography import x509
 
-    from certkit.constraints import client_cn_outside, of_chain, readers_of_common_name
+    from certkit.constraints import client_cn_outside, common_name_readers, of_chain
     from certkit.names import Identity
     from certkit.text import shown
     from certkit.vocabulary import common_name
@@ -192,11 +203,13 @@ def cn_problem(path: list, purpose: str) -> str | None:
     cn = common_name(path[0].subject)
     for ca in path[1:]:
         if client_cn_outside(of_chain([ca]), cn, identities):
-            readers = readers_of_common_name(cn, identities).replace("OpenSSL", "OpenSSL (permitted subtree violation)")
+            who = common_name_readers(cn, identities)
+            names = [*(["Java (JSSE)"] if "Java (JSSE)" in who else []),
+                     *(["OpenSSL (permitted subtree violation)", "Python's ssl"] if "OpenSSL" in who else [])]
+            readers = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
             return (f"its common name '{shown(cn)}' reads as a host name (it has no DNS name"
                     f"{'' if identities else ' or IP address'}), and it is outside the name constraints of "
-                    f"{cn_text(ca.subject)}: {readers}{', Python and GnuTLS' if identities else ''} "
-                    f"{'clients' if purpose == 'server' else 'servers'} refuse it")
+                    f"{cn_text(ca.subject)}: {readers} {'clients' if purpose == 'server' else 'servers'} refuse it")
     return None
 
 

@@ -77,6 +77,8 @@ def test_a_pending_row_whose_files_cannot_be_read_stays_pending(tmp_path: Path, 
     assert f"The pending certificate {serial} stays pending" in proc.stderr, proc.stderr
     assert "Input/output error" in proc.stderr, proc.stderr
     assert _status(inventory, serial) == "pending"
+    checked = _broken(["check"], env, broken, "read" if sink == "folder" else "openat")
+    assert "a command that can read them settles those" in checked.stdout, checked.stdout  # not "the next command"
     # a revocation for a compromised key still reaches it (and the CRL) meanwhile; here, once readable,
     # the row is settled as what its files show: delivered
     listed = run_certkit("list", "--json", env=env, check=True)

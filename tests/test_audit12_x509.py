@@ -196,3 +196,36 @@ def test_the_verifiers_refusals_name_extensions_in_words(tmp_path: Path) -> None
     said = _verify(env, foreign, "server")
     reason = next(line for line in said.stdout.splitlines() if line.strip().startswith("reason"))
     assert said.returncode == 1 and "authorityKeyIdentifier" in reason and "2.5.29.35:" not in reason, said.stdout
+
+
+# --- regress18: the common-name rule is each peer's own, and a wildcard with a final dot matches nothing ----------
+@pytest.mark.parametrize("cn,openssl_reads", [("my_host.other.com", True), ("host.other.com.", False),
+                                              ("a-.other.com", False), ("x.-b.other.com", False)])
+def test_the_common_name_rule_is_openssls_own(tmp_path: Path, cn: str, openssl_reads: bool) -> None:
+    env, ca = _ca(tmp_path, "--permit-dns", "example.internal", "--permit-ip", "10.0.0.0/8")
+    leaf = _leaf(ca, tmp_path / "leaf.pem", cn=cn, ips=["10.0.0.5"])
+    said = _verify(env, leaf, "server")
+    assert _openssl(ca, leaf, "server") != openssl_reads  # OpenSSL refuses exactly the names it reads
+    assert (said.returncode == 1) == openssl_reads, said.stdout
+    if openssl_reads:
+        assert "OpenSSL (permitted subtree violation) and Python's ssl clients refuse it" in said.stdout, said.stdout
+
+
+def test_issuing_refuses_a_client_name_openssl_reads_and_names_only_who_reads_it(tmp_path: Path) -> None:
+    env, ca = _ca(tmp_path, "--permit-dns", "example.internal")
+    refused = run_certkit("issue-client", "my_host.other.com", "--out", tmp_path / "u", env=env)
+    assert refused.returncode == 1 and "OpenSSL" in refused.stderr and "Java" not in refused.stderr, refused.stderr
+    java_only = run_certkit("issue-client", "host.other.com.", "--out", tmp_path / "t", env=env)
+    assert java_only.returncode == 1 and "Java (JSSE) reads" in java_only.stderr, java_only.stderr
+    assert "OpenSSL" not in java_only.stderr
+    assert not (tmp_path / "u").exists() and not (tmp_path / "t").exists()
+
+
+def test_a_wildcard_with_a_final_dot_matches_nothing(tmp_path: Path) -> None:
+    env, ca = _ca(tmp_path)
+    leaf = _leaf(ca, tmp_path / "w.pem", dns=["*.example.com."])
+    for name in ("a.example.com.", "a.example.com"):
+        assert not _openssl(ca, leaf, "server", "-verify_hostname", name)
+        said = _verify(env, leaf, "server", "--name", name)
+        assert said.returncode == 1 and f"{name}: does not match" in said.stdout, said.stdout
+        assert "match it to" not in said.stdout
