@@ -55,17 +55,15 @@ from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
 from certkit.files import read_limited
 from certkit.testhooks import pause_at
-from certkit.text import shown
+from certkit.text import is_utf8, shown
 
 __all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_extra", "check_writable",
            "new_folder", "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
 
 
 def bundle_names(*, chain: bool, key: bool = True, p12: bool = False) -> list[str]:
-    """The files of an issued certificate's folder: ``chain.pem`` under an intermediate CA,
-    ``privkey.pem`` unless signed from a CSR, ``bundle.p12`` when asked for."""
-    return [n for n in BUNDLE_FILES if (n != CHAIN_FILE or chain) and (n != KEY_FILE or key)
-            and (n != P12_FILE or p12)]
+    """An issued certificate's folder's files: chain.pem under an intermediate, privkey.pem unless from a CSR."""
+    return [n for n in BUNDLE_FILES if (n != CHAIN_FILE or chain) and (n != KEY_FILE or key) and (n != P12_FILE or p12)]
 
 
 def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -74,13 +72,15 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
     from certkit.paths import _has_control
     from certkit.vocabulary import wrong_type
 
+    if extra is not None and not isinstance(extra, Mapping):
+        raise wrong_type("extra's result", "a mapping of {file name: bytes}", extra)
     checked: dict[str, bytes] = {}
     for name, data in (extra or {}).items():
-        plain = isinstance(name, str) and name not in ("", ".", "..") and not _has_control(name) and not any(
-            sep and sep in name for sep in (os.sep, os.altsep, "/"))
+        plain = isinstance(name, str) and name not in ("", ".", "..") and is_utf8(name) and not _has_control(
+            name) and not any(sep and sep in name for sep in (os.sep, os.altsep, "/"))
         if not plain or name.endswith(TEMP_SUFFIX):
-            raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a name "
-                                   "without folders, '..' or control characters (it goes into the bundle folder).")
+            raise UnsafeOutputPath(f"The extra file name '{shown(str(name))}' is not a plain file name; give a UTF-8 "
+                                   "name without folders, '..' or control characters (it goes into the bundle folder).")
         if name in own or (name in BUNDLE_FILES and name != P12_FILE):
             raise CertkitError(f"The extra file {name} would replace the bundle's own {name}; certkit writes "
                                f"that file itself. Give another name.")

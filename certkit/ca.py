@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 
 from certkit import constraints as _constraints
 from certkit import names as _names
-from certkit.ca_checks import check_directory, check_parts, intermediate_limits, record_signed_ca, resolve_serial
+from certkit.ca_checks import (
+    check_directory,
+    check_parts,
+    check_still_home,
+    intermediate_limits,
+    record_signed_ca,
+    resolve_serial,
+)
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import LEAF_KINDS
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
@@ -419,6 +426,7 @@ class CA:
 
         typed, serial = serial, serial_argument(serial)
         inventory = self.require_inventory()
+        check_still_home(self)
         reason = parse_reason(reason)
         serial = resolve_serial(inventory, serial, typed)
         try:

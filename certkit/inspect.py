@@ -280,6 +280,14 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     from certkit.inspect_crl import describe_crl
     from certkit.keys import key_type_of, public_key_der
 
+    if str(path) != STDIN:
+        from certkit.paths import check_path_argument
+
+        check_path_argument(path, "path")
+    if now is not None:
+        from certkit.profiles import aware
+
+        aware(now, "now")
     material = load_material(path, crls=True)
     items = []
     try:

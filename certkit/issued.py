@@ -162,7 +162,7 @@ class IssuedCert:
         if self.recorder is None:  # issued through deliver(): its CA's inventory may record it revoked since
             from certkit.memory_delivery import recorded_row, refuse_revoked
 
-            refuse_revoked(recorded_row(self), "written")
+            refuse_revoked(recorded_row(self, "written"), "written")
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
@@ -188,7 +188,7 @@ class IssuedCert:
         return written
 
 
-def check_folder(folder) -> None:
+def check_folder(folder, *, what: str = "folder") -> None:
     """A bundle folder as the library is given it (``write``, ``FolderTarget``), refused as the command line
     refuses ``--out``: not a str or a Path (a TypeError that names it, not a failure deep inside, nor a false
     one: a bytes folder is not "a bytes-like object required"), empty (an unset variable: taken as it is, the
@@ -198,11 +198,12 @@ def check_folder(folder) -> None:
     from certkit.vocabulary import wrong_type
 
     if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
-        raise wrong_type("folder", "a str or a Path", folder)
+        raise wrong_type(what, "a str or a Path", folder)
     if not os.fspath(folder).strip():
-        raise InvalidArgument(f"folder is {'empty (an unset variable?)' if not os.fspath(folder) else 'blank'}; give "
-                              "the folder the bundle goes to ('.' for the current folder).")
-    check_utf8(os.fspath(folder), "The output folder", UnsafeOutputPath)
+        raise InvalidArgument(f"{what} is {'empty (an unset variable?)' if not os.fspath(folder) else 'blank'}; give "
+                              + ("the folder the bundle goes to ('.' for the current folder)." if what == "folder"
+                                 else "the file the certificates go to (None for standard output)."))
+    check_utf8(os.fspath(folder), "The output folder" if what == "folder" else "The output file", UnsafeOutputPath)
 
 
 def p12_guard(target) -> "Callable[[], None]":

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
+from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CertkitError, InventoryError, Terminated, UnreadableFile
 from certkit.names import Identity
 from certkit.paths import check_output
-from certkit.san_identities import identities_of  # noqa: F401 (part of this module's API)
+from certkit.san_identities import check_request_names, identities_of, renewal_identities  # noqa: F401
 from certkit.testhooks import pause_at
 
 if TYPE_CHECKING:
@@ -133,17 +134,15 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
     check_new_key(new_key, old.public_key(), key_type, rekey=rekey)
     if key is not None:
         check_private_key(key)
-    identities = identities_of(old, kind)
+    identities = renewal_identities(old, kind)  # and its kind, the old one's: a purpose is never changed so
     lifetime = old.not_valid_after_utc - old.not_valid_before_utc + dt.timedelta(seconds=1)
     default_days = max(1, round(lifetime / dt.timedelta(days=1)))
     if ca is not None and old.not_valid_after_utc >= ca.not_valid_after_utc:  # then capped at the CA's end
         default_days = max(default_days, (ca.not_valid_after_utc - dt.datetime.now(dt.UTC)).days + 2)
     common = dict(identities=tuple(identities), common_name=None, subject=old.subject, days=days,
                   renewed_from=serial_hex(old.serial_number), default_days=default_days)
-    if rekey and new_key is not None:
-        return Request(kind, key=new_key, **common)
-    if rekey and key_type is not None:
-        return Request(kind, key_type=key_type, **common)
+    if rekey and (new_key is not None or key_type is not None):
+        return Request(kind, key=new_key, key_type=DEFAULT_KEY_TYPE if new_key is not None else key_type, **common)
     if rekey:
         from certkit.key_choice import renewal_key_type
 
@@ -195,8 +194,7 @@ class FolderTarget(Target):
             raise wrong_type("extra", "a function of the IssuedCert returning {file name: bytes}", extra)
         self.given, self.folder = Path(folder), Path(os.path.abspath(folder))
         self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
-        # A renewal in place keeps the private key already in the folder (not rewritten, not removed).
-        self.keeps_key = keeps_key
+        self.keeps_key = keeps_key  # a renewal in place keeps the folder's private key (not rewritten, not removed)
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
         # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
         self.cache = cache
@@ -260,6 +258,7 @@ class Delivery:
 # --- the pipeline ---------------------------------------------------------------------
 def plan(ca: "CA", request: Request, target: Target) -> list[str]:
     """Every check that needs no CA key; return the notes issuing will carry (a capped lifetime)."""
+    check_request_names(request)  # as the builders made them: a Request built by hand is held to the same rules
     notes = ca.check_request(request)
     target.check(ca, request)
     return notes
@@ -299,6 +298,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     """
     done: list[int] = []
     reported = False
+    check_still_home(ca)
     try:
         issued = [ca.sign(request) for request, _target in items]
         pause_at("signed")

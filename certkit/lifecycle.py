@@ -320,7 +320,7 @@ def _p12_again(target, p12_password, old_p12: Path, *, key_path: Path | None, no
     legacy = is_legacy(old_p12)
     if legacy:
         notes.append(f"{P12_FILE} written again the legacy way (3DES, HMAC-SHA1), as the one it replaces was")
-    target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, legacy=legacy,
+    target.extra = lambda issued: {P12_FILE: issued_pkcs12(issued, p12_password, legacy=legacy, delivering=True,
                                                            key=None if key_path is None else _load_key(key_path))}
 
 

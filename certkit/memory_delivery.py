@@ -115,21 +115,22 @@ def refuse_revoked(row: dict | None, what: str) -> None:
                              "Issue a new one (with a new key) instead.")
 
 
-def recorded_row(issued: "IssuedCert", *, directories: bool = True) -> dict | None:
-    """The inventory row of ``issued`` in its CA's inventory (the recorder's, else, with ``directories``, the
-    first CA directory it was issued from: not asked while the pipeline writes a bundle's extra files, whose
-    row it holds pending); None when no inventory records it or none can be opened."""
+def recorded_row(issued: "IssuedCert", what: str) -> dict | None:
+    """The inventory row of ``issued`` in its CA's inventory (the recorder's, else the first CA directory it
+    was issued from); None when it has neither (a CA made in memory). One that cannot be read refuses ``what``
+    (written, packed), as export-p12 refuses: whether the certificate was revoked cannot be told."""
     from certkit.errors import CertkitError
 
     try:
         if issued.recorder is not None:
             return issued.recorder.ca.inventory.get(issued.serial_hex)
-        if directories and issued.ca_directories:
+        if issued.ca_directories:
             from certkit.store import CADirectory
 
             inventory = CADirectory(issued.ca_directories[0]).open().inventory
             return inventory.get(issued.serial_hex) if inventory is not None else None
-    except (CertkitError, OSError):
-        return None
+    except (CertkitError, OSError) as exc:
+        raise CertkitError(f"Whether the certificate {issued.serial_hex} was revoked cannot be told, so it is not "
+                           f"{what}: {str(exc).rstrip('.')}.") from None
     return None
 

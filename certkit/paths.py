@@ -105,6 +105,36 @@ def check_name(path: str | Path, what: str = "output path") -> None:
     check_lengths(text, what)
 
 
+def check_path_argument(value, what: str) -> str:
+    """A path the library is given to read, refused as the command line refuses an argument: not a str or a
+    Path (a TypeError that names it), empty (an unset variable: not the current folder), not UTF-8, or longer
+    than the kernel takes. Returns it as a str."""
+    from certkit.errors import InvalidArgument
+    from certkit.names import check_utf8
+    from certkit.vocabulary import wrong_type
+
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        raise wrong_type(what, "a str or a Path", value)
+    text = os.fspath(value)
+    if not text.strip():
+        raise InvalidArgument(f"{what} is {'empty (an unset variable?)' if not text else 'blank'}; give a path.")
+    check_utf8(text, f"The {what}", InvalidArgument)
+    if "\0" not in text:
+        check_lengths(text, what, temporary=False)
+    return text
+
+
+def refuse_bundle_as_ca(folder: Path, other: str = "folder") -> None:
+    """Refuse a certificate bundle folder (cert.pem beside the ca.pem of its CA, no CA key nor configuration) as
+    a new CA directory: it is no CA, whatever its ca.pem says, and making one there would mix the two."""
+    from certkit.errors import CAExists
+
+    if (folder / "cert.pem").is_file() and (folder / "ca.pem").exists() and not any(
+            (folder / name).exists() for name in ("ca-key.pem", "certkit-ca.json")):
+        raise CAExists(f"{shown(folder)} is a certificate bundle (it holds cert.pem and the ca.pem of the CA that "
+                       f"issued it), not a CA directory; choose another {other}.")
+
+
 def check_lengths(text: str, what: str, *, temporary: bool = True) -> None:
     """Refuse a path whose whole, or one of whose names, is longer than the kernel takes (with room for the
     temporary name certkit writes beside the last one, when it is to be written: ``temporary``)."""

@@ -113,7 +113,8 @@ def check_password(password: bytes | str) -> bytes:
     return password
 
 
-def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None) -> bytes:
+def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None,
+                  delivering: bool = False) -> bytes:
     """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root.
     ``key`` is the private key when the certificate kept one certkit did not generate (renewal)."""
     from certkit.issued import IssuedCert
@@ -124,7 +125,8 @@ def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False
     if not isinstance(issued, IssuedCert):
         raise wrong_type("issued", "an IssuedCert (ca.issue_server(), deliver(...).issued)", issued)
     check_bool("legacy", legacy)
-    refuse_revoked(recorded_row(issued, directories=False), "packed into a PKCS#12 file")
+    if not delivering:  # the pipeline's own call, for the bundle it writes: its row is pending, in this delivery
+        refuse_revoked(recorded_row(issued, "packed into a PKCS#12 file"), "packed into a PKCS#12 file")
     key = key if key is not None else issued.private_key
     if key is None:
         raise CertkitError("This certificate was signed from a CSR: certkit does not hold its private key, "
@@ -250,8 +252,47 @@ def validity_problem(cert: "x509.Certificate", now: "dt.datetime | None" = None)
     return None
 
 
-def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False) -> Path:
-    """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``."""
+def issuing_store(cert, ca_dir: str | Path | None):
+    """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``:
+    where the certificate's revocation is known and its folder's writers take turns; else None. One given
+    (--ca-dir, $CERTKIT_CA_DIR) must hold a CA, as every command's does: a typo would turn the check off."""
+    import os
+
+    from cryptography import x509
+
+    from certkit.constants import ENV_CA_DIR
+    from certkit.store import CADirectory, resolve_ca_dir
+
+    if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
+        store = CADirectory(resolve_ca_dir(ca_dir))
+        return store if store.open().cert.subject == cert.issuer else None  # its refusal, in its words
+    try:
+        store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
+        return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
+    except (CertkitError, OSError, ValueError):
+        return None  # no CA directory to ask (a bundle copied to another machine)
+
+
+def refuse_revoked_export(store, cert) -> None:
+    """A certificate its CA revoked is not packed for import: the browser or keystore it goes to would
+    offer a certificate every verifier refuses."""
+    from certkit.vocabulary import moment_text, serial_hex
+
+    try:
+        row = store.open().inventory.get(serial_hex(cert.serial_number)) if store is not None else None
+    except (CertkitError, OSError, ValueError) as exc:  # its CA's, unread: whether it was revoked is not known
+        raise CertkitError(f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be told, so "
+                           f"it is not exported: {str(exc).rstrip('.')}.") from None
+    if row is not None and row["status"] == "revoked":
+        raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
+                           f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "
+                           "Issue a new one (with a new key) instead.")
+
+
+def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False,
+                  ca_dir: str | Path | None = None) -> Path:
+    """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``, and a
+    certificate its CA (``ca_dir``, else $CERTKIT_CA_DIR or the per-user CA: :func:`issuing_store`) revoked."""
     from certkit.bundle import check_writable, write_bundle
     from certkit.vocabulary import check_bool, wrong_type
 
@@ -262,6 +303,7 @@ def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, 
     folder = Path(folder)
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)
+    refuse_revoked_export(issuing_store(bundle.cert, ca_dir), bundle.cert)
     data = pkcs12_bytes(bundle.private_key, bundle.cert, bundle.chain, password, legacy=legacy)
     return write_bundle(folder, {P12_FILE: data}, force=force)[0]
 

@@ -3,6 +3,8 @@ checks a peer's), each checked again by today's rules."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from certkit import names as _names
 from certkit.names import Identity
 
@@ -28,3 +30,55 @@ def identities_of(cert, kind: str) -> list[Identity]:
             out.append(_names.parse_uri(gn.value))
         # a DirectoryName SAN is the subject DN, which the profile puts back itself
     return out
+
+
+def renewal_identities(old, kind: str) -> list[Identity]:
+    """The identities a renewal of ``old`` as a ``kind`` certificate keeps; refused when ``kind`` is not the old
+    certificate's (its extendedKeyUsage says which): a client renewed as a server would gain serverAuth."""
+    from certkit.constants import LEAF_KINDS
+    from certkit.errors import InvalidArgument
+    from certkit.text import shown
+    from certkit.vocabulary import leaf_kind, serial_hex
+
+    was = leaf_kind(old)
+    if was in LEAF_KINDS and kind != was:
+        raise InvalidArgument(f"The certificate {serial_hex(old.serial_number)} is a {was} certificate, and its "
+                              f"renewal is one too, not a {shown(str(kind))} certificate: a certificate for another "
+                              "purpose is a new one (issue it).")
+    return identities_of(old, kind)
+
+
+def check_request_names(request) -> None:
+    """A request's kind and names as the builders (server_request(), client_request(), csr_request(),
+    renewal_request()) make them, for one built by hand: each identity as its kind's parser writes it (no
+    ``*.com``, no ``bad..name``), only host names and addresses in a server's or peer's, and at least one."""
+    from certkit.constants import LEAF_KINDS
+    from certkit.errors import InvalidArgument, InvalidName
+    from certkit.text import shown
+    from certkit.vocabulary import wrong_type
+
+    if request.kind not in LEAF_KINDS:
+        raise InvalidArgument(f"Unknown certificate kind '{shown(str(request.kind))}'; choose one of: "
+                              f"{', '.join(LEAF_KINDS)}.")
+    if not isinstance(request.identities, (tuple, list)) or not all(isinstance(i, Identity)
+                                                                     for i in request.identities):
+        raise wrong_type("Request.identities", "a tuple of Identity (server_request() makes them)", request.identities)
+    host = request.kind in ("server", "peer")
+    for ident in request.identities:
+        if ident.kind == "ip":  # as written (a renewal carries an IPv4-mapped address an older certkit wrote)
+            try:
+                again = Identity("ip", str(ipaddress.ip_address(ident.value)))
+            except ValueError:
+                raise InvalidName(f"'{shown(str(ident.value))}' is not an IP address.") from None
+        elif ident.kind == "dns":
+            again = _names.parse_host(ident.value) if host else _names.parse_dns_name(ident.value, allow_wildcard=False)
+        elif ident.kind in ("email", "uri") and not host:
+            again = (_names.parse_email if ident.kind == "email" else _names.parse_uri)(ident.value)
+        else:
+            raise InvalidName(f"A {request.kind} certificate names no {ident.kind} ('{shown(str(ident.value))}').")
+        if (again.kind, again.value) != (ident.kind, ident.value):
+            raise InvalidName(f"'{shown(str(ident.value))}' is written '{shown(again.value)}' in a certificate; "
+                              "build the request with server_request() or client_request().")
+    if host and not any(i.kind in ("dns", "ip") for i in request.identities):
+        raise InvalidName(f"A {request.kind} certificate names at least one DNS name or IP address.")
+

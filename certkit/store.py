@@ -238,13 +238,12 @@ class CADirectory:
         """Refuse to create a CA here: one exists, the folder is not empty, or it lies in another CA's
         directory (whose backups and copies would carry this CA's key). Checked before any
         passphrase is asked for, and again by :meth:`save_new`."""
-        from certkit.paths import check_can_write, check_output
+        from certkit.paths import check_can_write, check_output, refuse_bundle_as_ca
 
+        refuse_bundle_as_ca(self.path)
         if self.exists():
-            raise CAExists(
-                f"A CA already exists in {self.path}; certkit will not overwrite a CA. "
-                "Choose another CA directory or remove it yourself."
-            )
+            raise CAExists(f"A CA already exists in {self.path}; certkit will not overwrite a CA. Choose another CA "
+                           "directory or remove it yourself.")
         if self.path.is_symlink():
             from certkit.errors import UnsafeOutputPath
 

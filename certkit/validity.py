@@ -33,7 +33,12 @@ def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start,
     if start is not None and aware(start) >= latest:
         raise InvalidLifetime(_starts_too_late(start, latest, f"the CA '{_name(ca_cert)}'"))
     if days is None:
-        not_before, not_after = validity(default_days or profile.default_days, start=start)
+        lifetime = default_days or profile.default_days
+        if profile.max_days is not None and lifetime > profile.max_days:  # a renewal of an older, longer one
+            notes.append(f"lifetime capped at {profile.max_days} days, a {profile.name} certificate's most (it "
+                         f"would have lived {lifetime}, as the one it renews)")
+            lifetime = profile.max_days
+        not_before, not_after = validity(lifetime, start=start)
         if not_after > latest:
             not_after = latest
             notes.append(f"lifetime capped at the CA's expiry ({latest:%Y-%m-%d %H:%M:%S} UTC)")

@@ -20,6 +20,7 @@ from certkit.errors import CertkitError
 from certkit.text import shown
 from certkit.verify_names import (
     ca_purpose_problem,
+    check_verify_arguments,
     cn_problem,
     cn_text,
     dns_names,
@@ -227,8 +228,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
-    if verdict.valid:
-        verdict.notes += strict_notes(path)
+    verdict.notes += strict_notes(path) if verdict.valid else []
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict
@@ -403,6 +403,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     from certkit.material import load_certificates
     from certkit.withdrawals import inventory_problems
 
+    check_verify_arguments(cert_path, name, now, ca_file=ca_file, ca_dir=ca_dir, untrusted=untrusted)
     if name is not None and purpose == "server":
         from certkit.names import parse_host
 

@@ -334,3 +334,21 @@ def _algorithm_named(dump: re.Match) -> str:
     """The algorithm a Rust ``AlgorithmIdentifier { ... }`` dump names: ``EcDsaWithSha224``, or an OID."""
     found = re.search(r"ObjectIdentifier \{ oid: ([0-9.]+) \}", dump[0]) or re.search(r"params: (\w+)", dump[0])
     return found[1] if found else "a signature algorithm it does not allow"
+
+
+def check_verify_arguments(cert_path, name, now, **paths) -> None:
+    """The caller's mistakes said as such, before a parse error could be taken for damage in a certificate."""
+    from certkit.files import STDIN
+    from certkit.paths import check_path_argument
+    from certkit.profiles import aware
+    from certkit.vocabulary import wrong_type
+
+    if str(cert_path) != STDIN:
+        check_path_argument(cert_path, "cert_path")
+    for what, value in paths.items():
+        if value is not None:
+            check_path_argument(value, what)
+    if name is not None and not isinstance(name, str):
+        raise wrong_type("name", "a str (a host name, an IP address, a client's name)", name)
+    if now is not None:
+        aware(now, "now")

@@ -99,13 +99,10 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     parse_permitted(permit_dns, permit_ip)  # refused before any warning, passphrase or key
     store = CADirectory(ca_dir)
     if store.exists():  # before asking for any passphrase
-        from certkit.constants import CERT_FILE
         from certkit.errors import CAExists
-        from certkit.text import shown
+        from certkit.paths import refuse_bundle_as_ca
 
-        if (store.path / CERT_FILE).is_file() and not (store.key_path.exists() or store.config_path.exists()):
-            raise CAExists(f"{shown(store.path)} is a certificate bundle (it holds {CERT_FILE} and the ca.pem of the "
-                           "CA that issued it), not a CA directory; choose another --ca-dir.")
+        refuse_bundle_as_ca(store.path, "--ca-dir")
         raise CAExists(f"A CA already exists in {store.path}{_existing(store, parent_ca_dir)}")
     store.check_new()  # a folder that is not empty, or lies in a CA directory
     if inventory_url is None and os.environ.get(ENV_INVENTORY_URL, "x").strip() == "":

@@ -30,7 +30,6 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
-from certkit.errors import CertkitError
 from certkit.vocabulary import iso
 
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
@@ -120,7 +119,8 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
         from certkit.pkcs12 import issued_pkcs12
 
         password = read_p12_password(p12_password_file)
-        target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
+        target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy,
+                                                                  delivering=True)}
     unlock(ca, passphrase_file)
     delivery = deliver(ca, request, target, planned=True)  # --force over another CA's bundle: noted
     warn_of_purpose(request, told=asked)
@@ -352,43 +352,6 @@ def sign_csr(csr_file, names, kinds, out, fmt, days, force, ca_dir, passphrase_f
           passphrase_file=passphrase_file, as_json=as_json, requested=requested)
 
 
-def _issuing_store(cert, ca_dir: Path | None):
-    """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``:
-    where the certificate's revocation is known and its folder's writers take turns; else None. One given
-    (--ca-dir, $CERTKIT_CA_DIR) must hold a CA, as every command's does: a typo would turn the check off."""
-    import os
-
-    from cryptography import x509
-
-    from certkit.constants import ENV_CA_DIR
-    from certkit.store import CADirectory, resolve_ca_dir
-
-    if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
-        store = CADirectory(resolve_ca_dir(ca_dir))
-        return store if store.open().cert.subject == cert.issuer else None  # its refusal, in its words
-    try:
-        store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
-        return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
-    except (CertkitError, OSError, ValueError):
-        return None  # no CA directory to ask (a bundle copied to another machine)
-
-
-def _refuse_revoked(store, cert) -> None:
-    """A certificate its CA revoked is not packed for import: the browser or keystore it goes to would
-    offer a certificate every verifier refuses."""
-    from certkit.vocabulary import moment_text, serial_hex
-
-    try:
-        row = store.open().inventory.get(serial_hex(cert.serial_number)) if store is not None else None
-    except (CertkitError, OSError, ValueError) as exc:  # its CA's, unread: whether it was revoked is not known
-        raise CertkitError(f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be told, so "
-                           f"it is not exported: {str(exc).rstrip('.')}.") from None
-    if row is not None and row["status"] == "revoked":
-        raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
-                           f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "
-                           "Issue a new one (with a new key) instead.")
-
-
 @click.command("export-p12")
 @click.argument("folder", type=CheckedPath(path_type=Path, file_okay=False))
 @click.option("--legacy", "--p12-legacy", "legacy", is_flag=True,
@@ -419,22 +382,21 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     from certkit.bundle import check_writable
     from certkit.constants import P12_FILE
     from certkit.paths import check_output
-    from certkit.pkcs12 import export_folder, read_bundle_folder
+    from certkit.pkcs12 import export_folder, issuing_store, read_bundle_folder, refuse_revoked_export
     from certkit.text import shown
     from certkit.vocabulary import common_name
 
     check_output(folder / P12_FILE, what="PKCS#12 file")
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
-    store = _issuing_store(bundle.cert, ca_dir)
-    _refuse_revoked(store, bundle.cert)
+    store = issuing_store(bundle.cert, ca_dir)
+    refuse_revoked_export(store, bundle.cert)
     password = read_p12_password(password_file)
     from certkit.bundle import folders_held
 
     with folders_held(store.path if store is not None else None, [folder]):  # a renewal of it ends first
         bundle = read_bundle_folder(folder)  # what the folder holds now
-        _refuse_revoked(store, bundle.cert)
-        path = export_folder(folder, password, legacy=legacy, force=force)
+        path = export_folder(folder, password, legacy=legacy, force=force, ca_dir=ca_dir)  # checked again there
     data = {"file": str(path), "friendly_name": common_name(bundle.cert.subject),
             "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
     human = (f"Wrote {shown(path)} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "

@@ -78,7 +78,8 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
         from certkit.pkcs12 import issued_pkcs12
 
         password = p12_password()
-        target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy)}
+        target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy,
+                                                                  delivering=True)}
     unlock(ca, passphrase_file)
     warn_made_private(output)  # every refusal made: keys go there now
     delivery = deliver(ca, request, target, planned=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, member_name, secret_name
+from certkit.formats.placing import create_temporary, place, unlink_quiet, write_all
 from certkit.formats.recorded import foreign_notes, identity, refuse_output_misfits, release
 from certkit.issuing import Request, Target
 from certkit.testhooks import pause_at
@@ -45,8 +46,16 @@ class Output:
 
     def __init__(self, fmt: str, path: str | Path | None = None, *, force: bool = False, shared: bool = False,
                  sync: bool = True, stream: BinaryIO | None = None) -> None:
+        from certkit.vocabulary import check_bool
+
         self.encoder = Encoder(fmt)
         self.format = fmt
+        for flag, value in (("force", force), ("shared", shared), ("sync", sync)):
+            check_bool(flag, value)
+        if path is not None:  # a str or a Path, not empty, UTF-8: as a bundle folder is taken
+            from certkit.issued import check_folder
+
+            check_folder(path, what="output file")
         self.given = Path(path) if path is not None else None
         # the real folder above it: one file has one record, whatever path (a link above it) spells it
         self.path = _real_parent(Path(os.path.abspath(path))) if path is not None else None
@@ -63,6 +72,7 @@ class Output:
         self._pending: list[bytes] = []  # a deferred output's records not yet written (see flush)
         self._serials: list[bytes] = []
         self.count = 0
+        self.checked = False  # check() ran: a deliver() of its targets asks it once, as the commands do
         self._replaced: dict | None = None  # see replaced()
         self._before: list[str] = []  # see held_before()
         self.made_private: int | None = None  # the mode standard output's file had, if check() made it 0600
@@ -109,6 +119,7 @@ class Output:
               inventory: "Inventory | None" = None) -> None:
         """Refuse what writing could not do: a path in a CA directory, through a link, over a
         folder, over an existing file (unless ``force``); a key or an archive for a terminal."""
+        self.checked = True
         if self.path is None:
             from certkit.text import stdout_closed
 
@@ -236,7 +247,7 @@ class Output:
             self._to_stream(b"")  # nothing buffered before the workers are forked
             self._out = -1  # records go to the stream
         elif self.shared:
-            self._tmp, self._out, self._made = _create_temporary(self.path)
+            self._tmp, self._out, self._made = create_temporary(self.path)
             import tempfile
 
             spool = tempfile.TemporaryFile(prefix="certkit-serials-")  # gone with the process
@@ -256,18 +267,18 @@ class Output:
             return
         from certkit.atomic import remove_made
 
-        tmp, fd, made = _create_temporary(self.path)
+        tmp, fd, made = create_temporary(self.path)
         try:
             try:
-                _write_all(fd, data + self.encoder.end())
+                write_all(fd, data + self.encoder.end())
                 if self.sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
             pause_at("staged")
-            _place(tmp, self.path, force=self.force, sync=self.sync)
+            place(tmp, self.path, force=self.force, sync=self.sync)
         except BaseException:
-            _unlink(tmp)
+            unlink_quiet(tmp)
             remove_made(made)
             raise
         pause_at("placed")
@@ -299,11 +310,11 @@ class Output:
             # The serials first: if the records cannot be written (a full disk), abort() still
             # knows which certificates the given-up file was to hold, and marks them abandoned.
             if serials and self._spool is not None:
-                _write_all(self._spool, serials)
+                write_all(self._spool, serials)
             if self.path is None:
                 self._to_stream(data)  # flushed: whole, before another process writes
             else:
-                _write_all(self._out, data)
+                write_all(self._out, data)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -362,7 +373,7 @@ class Output:
             if inventory is not None and self.deferred:
                 inventory.sync()  # its certificates' pending rows on disk before the file is in place
             pause_at("staged")
-            _place(self._tmp, self.path, force=self.force, sync=self.sync)
+            place(self._tmp, self.path, force=self.force, sync=self.sync)
             self._tmp, self._made, self.placed = None, [], True
             pause_at("placed")
 
@@ -375,7 +386,7 @@ class Output:
         if self._tmp is not None:
             if self._out is not None:
                 os.close(self._out)
-            _unlink(self._tmp)
+            unlink_quiet(self._tmp)
             self._tmp = None
         remove_made(self._made)
         self._out = None
@@ -415,6 +426,10 @@ class OutputTarget(Target):
 
     def __init__(self, output: Output, name: str, *,
                  extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None) -> None:
+        if not isinstance(name, str):
+            from certkit.vocabulary import wrong_type
+
+            raise wrong_type("name", "a str (its folder in an archive, its Secret's name)", name)
         self.output, self.name, self.extra = output, name, extra
         self.sink = output.sink
         self.folder = output.path
@@ -424,6 +439,8 @@ class OutputTarget(Target):
         return self.output.replaced(ca, request)
 
     def check(self, ca: "CA", request: Request) -> None:
+        if not self.output.checked:  # a library caller's Output: checked as the commands check theirs
+            self.output.check(ca.directories, keyed=request.keyed, inventory=ca.inventory)
         self.output.check_name(request, self.name)
 
     def write(self, issued: "IssuedCert") -> list[Path]:
@@ -438,63 +455,3 @@ class OutputTarget(Target):
 def _real_parent(path: Path) -> Path:
     """``path`` with the folder above it resolved (links followed); the file's own name kept."""
     return Path(os.path.realpath(path.parent)) / path.name
-
-
-# --- file steps -------------------------------------------------------------------------
-def _create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
-    """A new private (0600) file beside ``path``, named so that a later run can tell a dead
-    writer's leftover (it may hold keys) and remove it; and the folders above ``path`` created
-    for it (for :func:`certkit.atomic.remove_made` if the file is given up)."""
-    from certkit.atomic import SECRET_MODE, folders_made, sweep_stale, temporary_name
-
-    with folders_made(path.parent) as made:
-        sweep_stale(path.parent, path.name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        for _attempt in range(100):
-            tmp = path.with_name(temporary_name(path.name))
-            try:
-                fd = os.open(tmp, flags, SECRET_MODE)
-            except FileExistsError:
-                continue
-            os.fchmod(fd, SECRET_MODE)  # whatever the umask
-            return tmp, fd, made
-        raise FileExistsError(f"Could not create a temporary file beside {path}.")
-
-
-def _place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
-    """Rename the finished ``tmp`` to ``path``: replacing a file only with ``force``."""
-    from certkit.atomic import fsync_dir
-
-    try:
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if something appeared there meanwhile: nothing is replaced
-            _unlink(tmp)
-    except FileExistsError:
-        _unlink(tmp)
-        raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
-                           replaceable=False) from None
-    except OSError as exc:  # said of the output, not of a temporary name nobody gave
-        from certkit.bundle import os_reason
-
-        _unlink(tmp)
-        left = (f"; its temporary file {shown(tmp)} holds private keys and could not be removed: remove it"
-                if os.path.lexists(tmp) else "")
-        raise CertkitError(f"Cannot put {shown(path)} in place: {os_reason(exc)}{left}.") from None
-    if sync:
-        fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
