@@ -28,7 +28,8 @@ _ALERTS = {
     "certificate expired": "the certificate has expired (or is not yet valid)",
     "bad certificate": "the server could not verify it",
     "certificate unknown": "the server did not accept it (Java and NSS servers say any refusal of a client "
-                           "certificate so)",
+                           "certificate so, and OpenSSL servers a verify error they have no other alert for, such "
+                           "as a name-constraint violation or an unhandled critical extension)",
     "certificate revoked": "the certificate is revoked",
     "handshake failure": "the server ended the handshake (no acceptable certificate?)",
     "decrypt error": "the server could not verify the certificate's signature",

@@ -32,6 +32,7 @@ from certkit.verify_names import (
     purpose_problem,
     san_list,
     server_name,
+    unhandled_critical,
 )
 from certkit.vocabulary import dn_text, eku_names, is_ca, iso, signature_by, signed_by
 
@@ -193,12 +194,10 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
 
     # Our own reading of the certificate, for the plain-words reasons.
     path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
-    if broken:
-        verdict.reasons.append(broken)
-    verdict.reasons += _date_problems(path, now) + weak_chain(path)
+    verdict.reasons += ([broken] if broken else []) + _date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
-        or cn_problem(path, purpose)
+        or cn_problem(path, purpose) or unhandled_critical(path)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:

@@ -308,20 +308,50 @@ def plain_verifier_error(text: str) -> str:
 # cryptography's words for an extension, by OID, and for what is wrong with it: said in words, OID beside
 _EXTENSIONS = {"2.5.29.15": "keyUsage", "2.5.29.19": "basicConstraints", "2.5.29.35": "authorityKeyIdentifier",
                "2.5.29.14": "subjectKeyIdentifier", "2.5.29.17": "subjectAltName", "2.5.29.37": "extendedKeyUsage",
-               "2.5.29.30": "nameConstraints"}
-_WRONG = {"Certificate is missing required extension": "lacks the {} extension, which cryptography's verifier "
-                                                        "requires (the web PKI's rules; OpenSSL's default and GnuTLS "
-                                                        "do not)",
-          "Certificate extension has incorrect criticality": "marks its {} extension critical where the rules say "
-                                                             "otherwise"}
+               "2.5.29.30": "nameConstraints", "2.5.29.31": "cRLDistributionPoints", "2.5.29.32": "certificatePolicies",
+               "1.3.6.1.5.5.7.1.1": "authorityInformationAccess"}
+# The extensions OpenSSL handles when critical (X509_supported_extension); any other critical one it refuses, in any
+# certificate of the chain, the trust anchor's too: "unhandled critical extension" (and Java refuses them as well).
+_OPENSSL_CRITICAL = {"2.16.840.1.113730.1.1", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.32", "2.5.29.31",
+                     "2.5.29.37", "1.3.6.1.5.5.7.1.7", "1.3.6.1.5.5.7.1.8", "1.3.6.1.5.5.7.48.1.5", "2.5.29.36",
+                     "1.3.6.1.5.5.7.1.14", "2.5.29.30", "2.5.29.33", "2.5.29.54"}
+_CRITICALITY = {
+    "2.5.29.19": "does not mark its basicConstraints critical, as a CA's must be: Python 3.13's default context and "
+                 "openssl verify -x509_strict refuse the chain; OpenSSL's default, GnuTLS, Java, Node and Go accept it",
+    "2.5.29.37": "marks its extendedKeyUsage critical, which the web PKI's rules forbid: cryptography-based verifiers "
+                 "refuse it; OpenSSL (-x509_strict too), Python, GnuTLS, Java, Node and Go accept it"}
+
+
+def unhandled_critical(path: list) -> str | None:
+    """A critical extension OpenSSL does not handle, in any certificate of the chain: OpenSSL (so Python's ssl,
+    curl, nginx, Node) and Java refuse it, whatever cryptography's verifier says; None when there is none."""
+    for cert in path:
+        for ext in cert.extensions:
+            oid = ext.oid.dotted_string
+            if ext.critical and oid not in _OPENSSL_CRITICAL:
+                who = "it marks" if cert is path[0] else f"the CA {cn_text(cert.subject)} marks"
+                return (f"{who} its {_EXTENSIONS.get(oid, 'extension')} ({oid}) extension critical, which OpenSSL does "
+                        "not handle: OpenSSL (so Python's ssl, curl, nginx and Node) and Java refuse it (\"unhandled "
+                        "critical extension\"); GnuTLS and Go accept it")
+    return None
 
 
 def _in_words(text: str) -> str:
     """The verifier's reasons with OIDs named and its phrases said plainly (its own text stays on the verifier
-    line): which certificate, which extension, what is wrong."""
+    line): which certificate, which extension, what is wrong, and who else refuses it."""
     def extension(match: re.Match) -> str:
         oid, wrong = match[1], match[2]
-        return f"a certificate {_WRONG.get(wrong, wrong + ': {}').format(f'{_EXTENSIONS.get(oid, oid)} ({oid})')}"
+        name = f"{_EXTENSIONS.get(oid, 'an')} ({oid})"
+        if wrong == "Certificate is missing required extension":
+            return (f"a certificate lacks the {name} extension, which cryptography's verifier requires (the web "
+                    "PKI's rules; OpenSSL's default and GnuTLS do not)")
+        if wrong == "Certificate extension has incorrect criticality":
+            return "a certificate " + _CRITICALITY.get(oid, f"gives its {name} extension a criticality cryptography's "
+                                                            "verifier (the web PKI's rules) refuses")
+        if "unaccounted-for critical extensions" in wrong:  # one OpenSSL handles (an unhandled one is said before)
+            return (f"a certificate marks its {name} extension critical, which cryptography's verifier does not handle "
+                    "(nor does Java); OpenSSL, Python, GnuTLS, Node and Go accept it")
+        return f"a certificate's {name} extension: {wrong}"
 
     text = re.sub(r"invalid extension: ([0-9.]+): ([^(]+?)(?= \(|$)", extension, text)
     text = text.replace("no permitted name constraints matched SAN", "one of its names is outside a CA's name "

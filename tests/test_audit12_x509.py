@@ -229,3 +229,60 @@ def test_a_wildcard_with_a_final_dot_matches_nothing(tmp_path: Path) -> None:
         said = _verify(env, leaf, "server", "--name", name)
         assert said.returncode == 1 and f"{name}: does not match" in said.stdout, said.stdout
         assert "match it to" not in said.stdout
+
+
+# --- peers10: critical extensions as OpenSSL handles them, and the verifier's words true to the certificate --------
+def _custom_leaf(ca: Path, out: Path, extra, *, ski_critical: bool = False, key_usage=None) -> Path:
+    """A localhost server leaf the CA's key signed, with ``extra`` extensions (Extension value, critical)."""
+    cert = x509.load_pem_x509_certificate((ca / "ca.pem").read_bytes())
+    key = serialization.load_pem_private_key((ca / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
+    mine = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    usage = key_usage or x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+               .issuer_name(cert.subject).public_key(mine.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(False, None), True).add_extension(usage, True)
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(mine.public_key()), ski_critical)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False))
+    for value, critical in extra:
+        builder = builder.add_extension(value, critical)
+    out.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return out
+
+
+def test_a_critical_extension_openssl_does_not_handle_is_not_valid(tmp_path: Path) -> None:
+    env, ca = _ca(tmp_path)
+    eku = (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    leaf = _custom_leaf(ca, tmp_path / "ski.pem", [eku], ski_critical=True)
+    refused = openssl("verify", "-purpose", "sslserver", "-CAfile", ca / "ca.pem", leaf)
+    assert refused.returncode != 0 and b"unhandled critical extension" in refused.stdout + refused.stderr
+    said = _verify(env, leaf, "server")
+    assert said.returncode == 1 and "subjectKeyIdentifier (2.5.29.14) extension critical" in said.stdout, said.stdout
+    assert "unhandled critical extension" in said.stdout
+
+
+def test_the_verifiers_criticality_words_are_true(tmp_path: Path) -> None:
+    env, ca = _ca(tmp_path)
+    eku = (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    cdp = (x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(
+        "http://crl.example/ca.crl")], None, None, None)]), True)
+    leaf = _custom_leaf(ca, tmp_path / "cdp.pem", [eku, cdp])
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca / "ca.pem", leaf).returncode == 0
+    said = _verify(env, leaf, "server")
+    reason = next(line for line in said.stdout.splitlines() if line.strip().startswith("reason"))
+    assert "cRLDistributionPoints (2.5.29.31) extension critical" in reason and "certificate certificate" not in reason
+    assert "OpenSSL, Python, GnuTLS, Node and Go accept it" in reason, reason
+
+
+def test_a_leaf_asserting_keycertsign_is_usable_with_a_beware(tmp_path: Path) -> None:
+    env, ca = _ca(tmp_path)
+    eku = (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    usage = x509.KeyUsage(True, False, False, False, False, True, False, False, False)  # digitalSignature, keyCertSign
+    leaf = _custom_leaf(ca, tmp_path / "kcs.pem", [eku], key_usage=usage)
+    assert openssl("verify", "-purpose", "sslserver", "-CAfile", ca / "ca.pem", leaf).returncode == 0
+    usable = next(line for line in run_certkit("inspect", leaf, env=env, check=True).stdout.splitlines()
+                  if "Usable for" in line)
+    assert "TLS server authentication" in usable and "beware" in usable and "Python 3.13" in usable, usable
+    assert "nothing TLS can use" not in usable
