@@ -143,7 +143,7 @@ def usable_for(*, is_ca: bool, eku: list[str] | None, sans: list[dict], subject_
         return (f"{said}; its Netscape certificate type (nsCertType: {', '.join(ns_types) or 'empty'}) rules out "
                 f"TLS {' and '.join(ruled_out)} authentication, which OpenSSL-based peers (Python's ssl among "
                 "them) then refuse (\"unsuitable certificate purpose\")")
-    if key_usage is not None and "keyCertSign" in key_usage:  # said, then read as the peers read it
+    if key_usage is not None and "keyCertSign" in key_usage and any(u in key_usage for u in SERVER_KEY_USAGES):
         said = usable_for(is_ca=False, eku=eku, sans=sans, subject_cn=subject_cn,
                           key_usage=[u for u in key_usage if u != "keyCertSign"])
         return (f"{said}; beware: its keyUsage asserts keyCertSign, which only a CA may: Python 3.13's default context "
