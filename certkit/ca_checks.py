@@ -84,7 +84,14 @@ def check_directory_chain(path: "Path", cert, parents: list) -> None:
     must be a root (self-signed): otherwise every bundle would carry a chain no client can follow."""
     from certkit.errors import CABroken
     from certkit.store import CERT_FILE, PARENTS_FILE
+    from certkit.vocabulary import is_ca, leaf_kind
 
+    if not is_ca(cert):  # a leaf (a server certificate copied over ca.pem) is no CA, nor an intermediate
+        what = {"server": "a TLS server", "client": "a TLS client", "peer": "a peer"}.get(leaf_kind(cert),
+                                                                                           "an end-entity")
+        raise CABroken(f"{shown(path / CERT_FILE)} is not a CA certificate (no basicConstraints CA:TRUE): it is "
+                       f"{what} certificate ({shown(cert.subject.rfc4514_string())}); nothing can be trusted or "
+                       f"issued from it. Restore the CA's own {CERT_FILE} from a backup.")
     fault = chain_fault(cert, parents)
     if fault is None:
         return

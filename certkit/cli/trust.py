@@ -82,15 +82,19 @@ def _selected(system_store: bool, nss_store: bool, java_store: bool, all_store: 
     return (chosen, True) if chosen else (list(KINDS), False)
 
 
-def _load_anchor(ca_dir: Path | None, *, required: bool = True):
-    from certkit.errors import CANotFound
+def _load_anchor(ca_dir: Path | None, *, required: bool = True, unread: list[str] | None = None):
+    """The CA to act on; without ``required`` (--every-certkit-ca), None when there is none or it cannot be read
+    (its reason then in ``unread``): a half-deleted CA is when a clean-up is wanted most."""
+    from certkit.errors import CABroken, CANotFound
     from certkit.trust import Anchor
 
     try:
         return Anchor.from_ca_dir(ca_dir)
-    except CANotFound:
+    except (CANotFound, CABroken) as exc:
         if required:
             raise
+        if isinstance(exc, CABroken) and unread is not None:
+            unread.append(str(exc).rstrip("."))
         return None
 
 
@@ -136,7 +140,8 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
 
 def _sentence(text: str) -> str:
     # A message that ends with a command to copy ends there: a full stop would become part of a path.
-    return text if "run: " in text.rsplit(";", 1)[-1] or text.endswith(".") else text + "."
+    last = text.rsplit(";", 1)[-1]
+    return text if "run: " in last or "yourself: " in last or text.endswith(".") else text + "."
 
 
 def _in_order(results):
@@ -349,7 +354,8 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
     from certkit import trust as lib
     from certkit.text import shown
 
-    anchor = _load_anchor(ca_dir, required=not every_certkit_ca)
+    unread: list[str] = []
+    anchor = _load_anchor(ca_dir, required=not every_certkit_ca, unread=unread)
     platform = _platform(platform)
     if platform != "linux":
         return _manual(anchor, "uninstall", platform, as_json)
@@ -359,6 +365,7 @@ def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, 
     results = lib.uninstall(anchor, stores, every_certkit_ca=every_certkit_ca) + skipped
     # --every-certkit-ca removes the same with or without the CA: a --ca-dir that holds none is said, not refused.
     where = f"no CA in {shown(ca_dir)}" if ca_dir is not None else "no CA directory"
+    where = f"the CA cannot be read ({unread[0]})" if unread else where
     notes = [] if anchor else [f"({where}: removing every certificate certkit named)"]
     _finish(results, anchor, "uninstall", as_json, [], notes)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from certkit.atomic import make_folders
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
+from certkit.trust.nss_files import CREATED_MARK, disk_full, made_meanwhile, only_its_own_module, remove_half_made
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
     CERTKIT_NAME,
@@ -180,9 +181,11 @@ class NSSStore(Store):
                 return TrustError(f"{tool_failure(proc, what)} ({path} is empty: the database was left half-made, "
                                   f"holding nothing; remove {self.directory} and run again)")
             try:
-                with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
-                                                        timeout=0.5)) as db:
+                with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=0.5,
+                                                        isolation_level=None)) as db:
                     db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    db.execute("BEGIN IMMEDIATE")  # another writer (a browser) holds it: reading alone would pass
+                    db.execute("ROLLBACK")
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     return TrustError(f"{what} failed: {path} is locked by another program, possibly a running "
@@ -246,21 +249,28 @@ class NSSStore(Store):
         # others may write lets them put a database of their own, trusting their CA, where browsers read it.
         above = sum(not p.exists() for p in self.directory.parents)  # ~/.pki made here too: taken out with the rest
         make_folders(self.directory.parent)
-        fresh = not self.directory.exists() or not any(self.directory.iterdir())
-        self.directory.mkdir(mode=0o700, exist_ok=True)  # the umask may remove more, never add
-        try:
-            made = self._certutil("-N", "--empty-password")
+        try:  # made by this run (exclusively: another install racing this one finds it made), or found
+            self.directory.mkdir(mode=0o700)  # the umask may remove more, never add
+            fresh = True
+        except FileExistsError:
+            fresh = False
+        if not fresh and made_meanwhile(self.directory, self.exists, self.db):
+            return False
+        try:  # -f: a password asked for (a key database there already) fails at once, never a prompt
+            made = self._certutil("-N", "--empty-password", "-f", os.devnull)
         except BaseException:  # Ctrl-C, SIGTERM, SIGHUP while certutil makes it: what this run made goes too
             if fresh:
-                _remove_half_made(self.directory, above)
+                remove_half_made(self.directory, above)
             raise
+        if made.returncode != 0 and self.exists() and (self.directory / "key4.db").exists():
+            return False  # another install made it meanwhile (racing this one): used as found, never removed
         if made.returncode != 0:
             # A half-made database (an empty cert9.db: a full disk, certutil killed) is where browsers read:
             # every later certutil, and the browser, would call it bad. What this run made goes.
             if fresh:
-                _remove_half_made(self.directory, above)
+                remove_half_made(self.directory, above)
             raise TrustError(f"{tool_failure(made, f'certutil -N -d {self.db} --empty-password')}"
-                             f"{_disk_full(self.directory.parent)}; nothing was left in {self.directory}")
+                             f"{disk_full(self.directory.parent)}; nothing was left in {self.directory}")
         if fresh:  # so that uninstall takes it out again once it holds nothing else (exactly reversible)
             (self.directory / CREATED_MARK).write_bytes(f"with its folder\n{above}\n".encode() if above else b"")
         _give_to_owner_of(nearest, self.directory)
@@ -272,7 +282,7 @@ class NSSStore(Store):
         mark = self.directory / CREATED_MARK
         said = mark.read_bytes().split(b"\n") if mark.is_file() else [b""]
         above = (int(said[1]) if len(said) > 2 and said[1].isdigit() else 1) if said[0] == b"with its folder" else 0
-        _remove_half_made(self.directory, above)
+        remove_half_made(self.directory, above)
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -292,14 +302,16 @@ class NSSStore(Store):
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
-        if (self.directory / CREATED_MARK).is_file() and not self.listing() and self._holds_no_keys():
+        if not (self.directory / CREATED_MARK).is_file() or self.listing() or not self._holds_no_keys():
+            return
+        if only_its_own_module(self.directory):
             self._take_out_created()  # install made it, and it holds nothing else: it goes as it came
             self.notes.append(f"removed the NSS database {self.directory}, which install had created for it")
+        else:
+            self.notes.append(f"kept the NSS database {self.directory}, which install had created: a module was "
+                              "registered in it since (its pkcs11.txt), which is not certkit's to remove")
 
 
-# Left in an NSS database folder that trust install created (empty, for the CA alone): uninstall removes the
-# database once it holds nothing else. Browsers ignore files they do not know.
-CREATED_MARK = ".certkit-created"
 
 
 def _no_keys(proc: subprocess.CompletedProcess) -> bool:
@@ -466,26 +478,3 @@ def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
     return (f" (the CA '{shown(anchor.common_name)}' has an Ed25519 key, which this NSS's certutil cannot store, and "
             "browsers (Chrome, Firefox) accept no certificate under it: make an ECDSA or RSA CA for browsers, "
             "certkit init-ca --key-type ecdsa-p256)")
-
-
-def _remove_half_made(directory: Path, above: int = 0) -> None:
-    """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder,
-    then the ``above`` folders over it that the run made too (~/.pki), each only when nothing else is in it."""
-    for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal", CREATED_MARK):
-        with contextlib.suppress(FileNotFoundError):
-            (directory / name).unlink()
-    for folder in [directory, *directory.parents[:above]]:
-        try:
-            folder.rmdir()  # only when nothing else is in it
-        except OSError:
-            return
-
-
-def _disk_full(folder: Path) -> str:
-    """`` (the disk is full: N KiB free)`` when the file system of ``folder`` has under 1 MiB free."""
-    try:
-        info = os.statvfs(folder)
-    except OSError:
-        return ""
-    free = info.f_bavail * info.f_frsize
-    return f" (the disk is full: {free // 1024} KiB free in {folder})" if free < (1 << 20) else ""

@@ -1,0 +1,70 @@
+"""The NSS database certkit makes for a browser's trust (``trust install --nss``): made only where there is none,
+never over a part of one, and taken out again only as far as this run made it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from certkit.trust.store import TrustError
+
+# Left in an NSS database folder that trust install created (empty, for the CA alone): uninstall removes the
+# database once it holds nothing else. Browsers ignore files they do not know.
+CREATED_MARK = ".certkit-created"
+
+
+def made_meanwhile(directory: Path, exists: Callable[[], bool], db: str) -> bool:
+    """For a folder this run did not make: whether a database is there to use, or comes to be (another install
+    racing this one is making it). An empty folder is given a second for that, then made here; a part of a
+    database (a key4.db alone, an old cert8.db) is waited for, then refused: certutil -N would ask for its
+    password, and nothing of it is certkit's to remove."""
+    parts = ("key4.db", "pkcs11.txt", "cert8.db", "key3.db", "secmod.db")
+    waited = time.monotonic()
+    while not exists():
+        found = sorted(n for n in parts if (directory / n).exists())
+        if time.monotonic() - waited > (10 if found else 1):
+            if not found:
+                return False  # an empty folder nobody else fills: made here
+            raise TrustError(f"{directory} holds part of an NSS database ({', '.join(found)}) but no cert9.db (a "
+                             "half-made one, or one of the old dbm: format); certkit does not make a database over "
+                             f"it: move those files away, or make it yourself: certutil -N -d {shlex.quote(db)}")
+        time.sleep(0.1)
+    return True
+
+
+def remove_half_made(directory: Path, above: int = 0) -> None:
+    """Remove what ``certutil -N`` left in a folder this run created: NSS's own files only, then the folder,
+    then the ``above`` folders over it that the run made too (~/.pki), each only when nothing else is in it."""
+    for name in ("cert9.db", "key4.db", "pkcs11.txt", "cert9.db-journal", "key4.db-journal", CREATED_MARK):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    for folder in [directory, *directory.parents[:above]]:
+        try:
+            folder.rmdir()  # only when nothing else is in it
+        except OSError:
+            return
+
+def disk_full(folder: Path) -> str:
+    """`` (the disk is full: N KiB free)`` when the file system of ``folder`` has under 1 MiB free."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = info.f_bavail * info.f_frsize
+    return f" (the disk is full: {free // 1024} KiB free in {folder})" if free < (1 << 20) else ""
+
+
+def only_its_own_module(directory: Path) -> bool:
+    """Whether the database's pkcs11.txt registers no module but NSS's internal one, as certutil -N left it: a
+    module registered since (a smart card, p11-kit's trust) is the user's, and keeps the database."""
+    try:
+        lines = (directory / "pkcs11.txt").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return all(line[5:].strip() == "NSS Internal PKCS #11 Module" for line in lines if line.startswith("name="))
