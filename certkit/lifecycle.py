@@ -409,6 +409,11 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
         raise CannotRenew(f"The certificate {found.serial} was revoked on {moment_text(found.row['revoked_at'])} "
                           f"(reason: {found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a "
                           "new one (with a new key) instead.")
+    if target_folder is None and (pending := ca.inventory.rows(
+            "WHERE renewed_from = ? AND status = 'pending' ORDER BY issued_at DESC LIMIT 1", [found.serial])):
+        raise CannotRenew(f"The certificate {found.serial} is being renewed by another certkit command (its successor "
+                          f"{pending[0]['serial']} is being written to {shown(pending[0].get('folder') or '-')}); "
+                          "nothing was done: run again once it is done ('certkit list' shows it).")
     if target_folder is None:
         from certkit.fleet.plan import damaged_cert, not_in_a_folder
 

@@ -293,7 +293,7 @@ def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, 
                   ca_dir: str | Path | None = None) -> Path:
     """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``, and a
     certificate its CA (``ca_dir``, else $CERTKIT_CA_DIR or the per-user CA: :func:`issuing_store`) revoked."""
-    from certkit.bundle import check_writable, write_bundle
+    from certkit.bundle import check_writable, settle_folder, write_bundle
     from certkit.vocabulary import check_bool, wrong_type
 
     if not isinstance(folder, (str, Path)):
@@ -301,6 +301,7 @@ def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, 
     check_bool("legacy", legacy)
     check_bool("force", force)
     folder = Path(folder)
+    settle_folder(folder)  # a killed writer's leftover beside it (it may hold the key) goes before any refusal
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)
     refuse_revoked_export(issuing_store(bundle.cert, ca_dir), bundle.cert)

@@ -169,3 +169,48 @@ def test_a_renewal_keeping_a_jsonl_key_it_cannot_read_fails_before_signing(tmp_p
     # readable, the same renewal takes the key from the file
     done = run_certkit("renew", serial, "--out", tmp_path / "nf", env=env, check=True)
     assert (tmp_path / "nf" / "privkey.pem").is_file(), done.stdout
+
+
+# --- integrity13: a renewal racing another, and a killed export-p12's leftover --------------------------------------
+def test_a_renewal_racing_another_is_told_so(tmp_path: Path) -> None:
+    from integrity_helpers import start_paused
+
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Race CA", env=env, check=True)
+    run_certkit("issue-server", "w.test", "--out", tmp_path / "w", env=env, check=True)
+    serial = _serial_of(env, "w.test")
+    marker = tmp_path / "paused"
+    first = start_paused(["renew", tmp_path / "w"], env, tmp_path, "swapped", marker)
+    try:
+        second = run_certkit("renew", serial, env=env)
+        assert second.returncode == 1 and "is being renewed by another certkit command" in second.stderr, \
+            second.stderr
+        assert "by hand" not in second.stderr and "--out" not in second.stderr
+    finally:
+        marker.unlink()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, (out, err)
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert len([r for r in rows if r["status"] == "valid" and not r.get("renewed_by")]) == 1, rows
+
+
+def test_a_killed_export_p12s_leftover_is_removed_by_the_next(tmp_path: Path) -> None:
+    env = _env(tmp_path) | {"CERTKIT_P12_PASSWORD": "p12-password-1"}
+    run_certkit("init-ca", "--name", "P12 CA", env=env, check=True)
+    run_certkit("issue-server", "w.test", "--out", tmp_path / "out" / "w", env=env, check=True)
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    for when in (1, 2, 3):
+        (tmp_path / "out" / "w" / "bundle.p12").unlink(missing_ok=True)
+        subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+                        f"inject=fsync:signal=KILL:when={when}", sys.executable, "-m", "certkit", "export-p12",
+                        str(tmp_path / "out" / "w")], env=env, capture_output=True, timeout=120)
+        if (tmp_path / "out" / "w" / "bundle.p12").exists() and any(
+                p.name.endswith(".certkit-tmp") for p in (tmp_path / "out").iterdir()):
+            break  # killed after the exchange: its bundle.p12 in place, the old folder's copy left beside it
+    else:
+        pytest.skip("no kill left a temporary copy beside the folder on this system")
+    again = run_certkit("export-p12", tmp_path / "out" / "w", env=env)  # refused or not, the leftover goes first
+    assert "Traceback" not in again.stderr, again.stderr
+    assert not any(p.name.endswith(".certkit-tmp") for p in (tmp_path / "out").iterdir())
