@@ -14,9 +14,8 @@ client certificate would get in.
    refusal arrives only as an alert on the client's first read: the verdict
    "accepted" is given only after a full application-data round trip.
 
-Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so the connections are
-pyOpenSSL's (``Connection.get_client_ca_list()``, and OpenSSL's state after reading the request;
-:mod:`certkit.pyossl`). Every string from a certificate or the server is escaped (:func:`certkit.text.shown`).
+Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so the connections are pyOpenSSL's
+(:mod:`certkit.pyossl`). Every string from a certificate or the server is escaped (:func:`certkit.text.shown`).
 """
 
 from __future__ import annotations
@@ -429,7 +428,9 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         result.client_chain_issuers = list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
         result.client_missing_issuer, result.client_missing_is_intermediate = missing_issuer(
             certs, roots + extra, beside=client.cert.parent)
-        result.client_validity = {k: info[k] for k in ("status", "not_before", "not_after")}
+        at = now or dt.datetime.now(dt.UTC)  # the chain in date: an "expired" alert is then of no certificate
+        result.client_validity = {k: info[k] for k in ("status", "not_before", "not_after")} | {
+            "chain_in_date": all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in certs)}
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
         result.client_purpose = purpose_problem(certs[0], "client")

@@ -240,7 +240,7 @@ def _crl_cause(result: "ProbeResult", refused: str) -> str:
     certificate: OpenSSL's server sends "certificate expired" for its own expired CRL too, and "unknown ca" when
     it checks CRLs and holds none for a CA of the chain (an intermediate's), though it lists that chain's CA."""
     expired, unknown = (f"alert {a}: {_ALERTS[a]}" for a in ("certificate expired", "unknown ca"))
-    if refused.endswith(expired) and result.client_validity.get("status") and _date_fact(result) is None:
+    if refused.endswith(expired) and result.client_validity.get("chain_in_date") and _date_fact(result) is None:
         return (refused[:-len(_ALERTS["certificate expired"])] + "the certificate given is in date (until "
                 f"{_when(result.client_validity['not_after'])}), and OpenSSL servers send this alert for an expired "
                 "CRL too: the server's CRL (ssl_crl, -CRL) has most likely expired; publish a new one (certkit crl) "

@@ -309,7 +309,9 @@ def plain_verifier_error(text: str) -> str:
 _EXTENSIONS = {"2.5.29.15": "keyUsage", "2.5.29.19": "basicConstraints", "2.5.29.35": "authorityKeyIdentifier",
                "2.5.29.14": "subjectKeyIdentifier", "2.5.29.17": "subjectAltName", "2.5.29.37": "extendedKeyUsage",
                "2.5.29.30": "nameConstraints", "2.5.29.31": "cRLDistributionPoints", "2.5.29.32": "certificatePolicies",
-               "1.3.6.1.5.5.7.1.1": "authorityInformationAccess"}
+               "1.3.6.1.5.5.7.1.1": "authorityInformationAccess", "2.5.29.36": "policyConstraints",
+               "2.5.29.33": "policyMappings", "2.5.29.54": "inhibitAnyPolicy"}
+_JAVA_REFUSES_CRITICAL = {"2.5.29.31", "1.3.6.1.5.5.7.1.1", "2.5.29.14", "2.5.29.35"}  # of a certificate it checks
 # The extensions OpenSSL handles when critical (X509_supported_extension); any other critical one it refuses, in any
 # certificate of the chain, the trust anchor's too: "unhandled critical extension" (and Java refuses them as well).
 _OPENSSL_CRITICAL = {"2.16.840.1.113730.1.1", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.32", "2.5.29.31",
@@ -330,8 +332,9 @@ def unhandled_critical(path: list) -> str | None:
             oid = ext.oid.dotted_string
             if ext.critical and oid not in _OPENSSL_CRITICAL:
                 who = "it marks" if cert is path[0] else f"the CA {cn_text(cert.subject)} marks"
+                java = " and Java" if cert is not path[-1] or len(path) == 1 else ""  # Java checks no trust anchor's
                 return (f"{who} its {_EXTENSIONS.get(oid, 'extension')} ({oid}) extension critical, which OpenSSL does "
-                        "not handle: OpenSSL (so Python's ssl, curl, nginx and Node) and Java refuse it (\"unhandled "
+                        f"not handle: OpenSSL (so Python's ssl, curl, nginx and Node){java} refuse it (\"unhandled "
                         "critical extension\"); GnuTLS and Go accept it")
     return None
 
@@ -341,7 +344,7 @@ def _in_words(text: str) -> str:
     line): which certificate, which extension, what is wrong, and who else refuses it."""
     def extension(match: re.Match) -> str:
         oid, wrong = match[1], match[2]
-        name = f"{_EXTENSIONS.get(oid, 'an')} ({oid})"
+        name = f"{_EXTENSIONS.get(oid, 'unnamed')} ({oid})"
         if wrong == "Certificate is missing required extension":
             return (f"a certificate lacks the {name} extension, which cryptography's verifier requires (the web "
                     "PKI's rules; OpenSSL's default and GnuTLS do not)")
@@ -349,8 +352,10 @@ def _in_words(text: str) -> str:
             return "a certificate " + _CRITICALITY.get(oid, f"gives its {name} extension a criticality cryptography's "
                                                             "verifier (the web PKI's rules) refuses")
         if "unaccounted-for critical extensions" in wrong:  # one OpenSSL handles (an unhandled one is said before)
-            return (f"a certificate marks its {name} extension critical, which cryptography's verifier does not handle "
-                    "(nor does Java); OpenSSL, Python, GnuTLS, Node and Go accept it")
+            java = oid in _JAVA_REFUSES_CRITICAL
+            return (f"a certificate marks its {name} extension critical, which cryptography's verifier does not "
+                    f"handle{' (nor does Java)' if java else ''}; OpenSSL, Python, GnuTLS, Node"
+                    f"{'' if java else ', Java'} and Go accept it")
         return f"a certificate's {name} extension: {wrong}"
 
     text = re.sub(r"invalid extension: ([0-9.]+): ([^(]+?)(?= \(|$)", extension, text)

@@ -154,3 +154,13 @@ def test_a_tar_named_as_compressed_is_refused(tmp_path: Path, ca, name: str) -> 
     assert proc.returncode == 1 and "uncompressed tar" in proc.stderr and "| gzip" in proc.stderr, proc.stderr
     assert not (tmp_path / name).exists()
     assert json.loads(run_certkit("list", "--json", env=ca, check=True).stdout)["certificates"] == []
+
+
+@pytest.mark.parametrize("name", ["fleet.tar.gz", "FLEET.TGZ"])
+def test_a_tar_redirected_to_a_compressed_name_is_refused(tmp_path: Path, ca, name: str) -> None:
+    with (tmp_path / name).open("wb") as out:
+        run = subprocess.run(["python3", "-m", "certkit", "issue-server", "z.example.com", "--format", "tar"],
+                             stdout=out, stderr=subprocess.PIPE, text=True, env=ca, timeout=60)
+    assert run.returncode == 1 and "uncompressed tar" in run.stderr, run.stderr
+    assert (tmp_path / name).stat().st_size == 0
+    assert json.loads(run_certkit("list", "--json", env=ca, check=True).stdout)["certificates"] == []

@@ -100,3 +100,18 @@ def test_probe_says_a_crl_alert_is_about_the_servers_crl(tmp_path: Path) -> None
     assert no_crl.returncode == 1 and "alert unknown ca" in no_crl.stdout, no_crl.stdout
     assert "the server does not know the CA that issued it" not in no_crl.stdout
     assert "hold none for a CA of the chain" in no_crl.stdout, no_crl.stdout
+
+
+def test_probe_does_not_blame_a_crl_when_a_certificate_of_the_chain_has_expired() -> None:
+    """regress19: the 'certificate expired' alert is said to be the server's CRL only when every certificate of the
+    client's chain is in date (an expired intermediate beside an in-date leaf is the certificate's fault)."""
+    from certkit.probe import ProbeResult, Target
+    from certkit.probe_report import _ALERTS, _crl_cause
+
+    refused = f"tls alert certificate expired: {_ALERTS['certificate expired']}"
+    result = ProbeResult("https://h/", Target("h", 443, "/"), "the CA")
+    result.client_validity = {"status": "valid", "not_before": "2026-01-01T00:00:00Z",
+                              "not_after": "2027-12-02T00:00:00Z", "chain_in_date": False}
+    assert _crl_cause(result, refused) == refused  # left as OpenSSL's alert says it
+    result.client_validity["chain_in_date"] = True
+    assert "the server's CRL" in _crl_cause(result, refused)

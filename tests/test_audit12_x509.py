@@ -286,3 +286,17 @@ def test_a_leaf_asserting_keycertsign_is_usable_with_a_beware(tmp_path: Path) ->
                   if "Usable for" in line)
     assert "TLS server authentication" in usable and "beware" in usable and "Python 3.13" in usable, usable
     assert "nothing TLS can use" not in usable
+
+
+def test_a_critical_policy_extension_is_said_with_who_accepts_it(tmp_path: Path) -> None:
+    """regress19: cryptography refuses a critical certificatePolicies, which OpenSSL (-x509_strict too) and Java
+    take: the reason names the extension and does not put Java among those who refuse it."""
+    env, ca = _ca(tmp_path)
+    eku = (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    policies = (x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)]),
+                True)
+    leaf = _custom_leaf(ca, tmp_path / "pol.pem", [eku, policies])
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca / "ca.pem", leaf).returncode == 0
+    said = _verify(env, leaf, "server")
+    reason = next(line for line in said.stdout.splitlines() if line.strip().startswith("reason"))
+    assert "certificatePolicies (2.5.29.32)" in reason and "nor does Java" not in reason and "Java" in reason, reason

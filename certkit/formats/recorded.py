@@ -4,6 +4,7 @@ may be written into (:func:`refuse_a_bundle_file`, :func:`refuse_a_recorded_file
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -290,16 +291,19 @@ _COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".
 
 
 def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
-    """Refuse a tar archive that tar would not read as it is given: one named as a compressed archive
-    (``.tar.gz``: certkit writes an uncompressed one, and ``tar -tzf`` fails on it), or one appended to a
+    """Refuse a tar archive that tar would not read as it is given: one named as a compressed archive, in any case
+    (``.tar.gz``, ``> x.TGZ``: certkit writes an uncompressed one, and ``tar -tzf`` fails on it), or one appended to a
     file that holds data already (``>> fleet.tar``: tar stops at the first archive's end, and never sees the
     new certificates or their keys, which the inventory would say were delivered)."""
     from certkit.formats.encoding import FormatRefused
 
+    if path is None:  # standard output redirected to a file (> fleet.tar.gz): its name, as the kernel knows it
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            text = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+    if text.lower().endswith(_COMPRESSED):
+        raise FormatRefused(f"{shown(text)} is named as a compressed archive, but certkit writes an uncompressed "
+                            "tar; name it .tar, or write to standard output and compress it: --out - | gzip")
     if path is not None:
-        if text.endswith(_COMPRESSED):
-            raise FormatRefused(f"{shown(text)} is named as a compressed archive, but certkit writes an uncompressed "
-                                "tar; name it .tar, or write to standard output and compress it: --out - | gzip")
         return
     try:
         import fcntl
