@@ -265,12 +265,38 @@ def issuing_store(cert, ca_dir: str | Path | None):
 
     if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
         store = CADirectory(resolve_ca_dir(ca_dir))
-        return store if store.open().cert.subject == cert.issuer else None  # its refusal, in its words
+        found = _issuer_below(store, cert, depth=3)  # it, or an intermediate it recorded in its own directory
+        if found is None:
+            from certkit.text import shown
+  # asked of a CA that did not issue it: its revocation cannot be told there
+            raise CertkitError(f"The certificate was issued by {shown(cert.issuer.rfc4514_string())}, neither by the "
+                               f"CA in {shown(store.path)} nor by an intermediate it recorded, so whether it was "
+                               "revoked cannot be told there; give its issuer's CA directory with --ca-dir.")
+        return found
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
         return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
     except (CertkitError, OSError, ValueError):
         return None  # no CA directory to ask (a bundle copied to another machine)
+
+
+def _issuer_below(store, cert, depth: int):
+    """``store`` if its CA issued ``cert``, else the CA directory of an intermediate it recorded (sink ca-dir), and
+    so on ``depth`` levels down, that did; None when none did. The given one's refusal is said in its words."""
+    ca = store.open()
+    if ca.cert.subject == cert.issuer:
+        return store
+    if depth == 0 or ca.inventory is None:
+        return None
+    from certkit.store import CADirectory
+
+    for row in ca.inventory.rows("WHERE kind = 'ca' AND sink = 'ca-dir' AND folder IS NOT NULL ORDER BY issued_at"):
+        try:
+            if (found := _issuer_below(CADirectory(row["folder"]), cert, depth - 1)) is not None:
+                return found
+        except CertkitError:  # an intermediate's directory gone or damaged: not this one
+            continue
+    return None
 
 
 def refuse_revoked_export(store, cert) -> None:

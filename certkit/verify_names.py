@@ -310,7 +310,7 @@ _EXTENSIONS = {"2.5.29.15": "keyUsage", "2.5.29.19": "basicConstraints", "2.5.29
                "2.5.29.14": "subjectKeyIdentifier", "2.5.29.17": "subjectAltName", "2.5.29.37": "extendedKeyUsage",
                "2.5.29.30": "nameConstraints", "2.5.29.31": "cRLDistributionPoints", "2.5.29.32": "certificatePolicies",
                "1.3.6.1.5.5.7.1.1": "authorityInformationAccess", "2.5.29.36": "policyConstraints",
-               "2.5.29.33": "policyMappings", "2.5.29.54": "inhibitAnyPolicy"}
+               "2.5.29.33": "policyMappings", "2.5.29.54": "inhibitAnyPolicy", "1.3.6.1.5.5.7.48.1.5": "ocspNoCheck"}
 _JAVA_REFUSES_CRITICAL = {"2.5.29.31", "1.3.6.1.5.5.7.1.1", "2.5.29.14", "2.5.29.35"}  # of a certificate it checks
 # The extensions OpenSSL handles when critical (X509_supported_extension); any other critical one it refuses, in any
 # certificate of the chain, the trust anchor's too: "unhandled critical extension" (and Java refuses them as well).

@@ -164,3 +164,10 @@ def test_a_tar_redirected_to_a_compressed_name_is_refused(tmp_path: Path, ca, na
     assert run.returncode == 1 and "uncompressed tar" in run.stderr, run.stderr
     assert (tmp_path / name).stat().st_size == 0
     assert json.loads(run_certkit("list", "--json", env=ca, check=True).stdout)["certificates"] == []
+
+
+@pytest.mark.parametrize("name", ["fleet.tar.Z", "fleet.taz", "fleet.tar.lz4"])
+def test_every_compressed_name_is_refused(tmp_path: Path, ca, name: str) -> None:
+    proc = run_certkit("issue-server", "z.example.com", "--format", "tar", "--out", tmp_path / name, env=ca)
+    assert proc.returncode == 1 and "uncompressed tar" in proc.stderr, proc.stderr
+    assert not (tmp_path / name).exists()

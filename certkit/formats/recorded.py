@@ -287,7 +287,8 @@ def foreign_notes(path: Path, ca) -> list[str]:
     return [foreign_note(cert, "file") for cert in certs if not of_this_ca(cert, ca.cert)]
 
 
-_COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst", ".lz", ".lzma", ".Z")
+_COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst", ".lz", ".lzma", ".Z", ".lz4",
+               ".taz", ".tlz", ".lzo", ".br")
 
 
 def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
@@ -300,7 +301,7 @@ def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
     if path is None:  # standard output redirected to a file (> fleet.tar.gz): its name, as the kernel knows it
         with contextlib.suppress(OSError, ValueError, AttributeError):
             text = os.readlink(f"/proc/self/fd/{stream.fileno()}")
-    if text.lower().endswith(_COMPRESSED):
+    if text.lower().endswith(tuple(suffix.lower() for suffix in _COMPRESSED)):
         raise FormatRefused(f"{shown(text)} is named as a compressed archive, but certkit writes an uncompressed "
                             "tar; name it .tar, or write to standard output and compress it: --out - | gzip")
     if path is not None:
