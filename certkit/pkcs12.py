@@ -265,14 +265,7 @@ def issuing_store(cert, ca_dir: str | Path | None):
 
     if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
         store = CADirectory(resolve_ca_dir(ca_dir))
-        found = _issuer_below(store, cert, depth=3)  # it, or an intermediate it recorded in its own directory
-        if found is None:
-            from certkit.text import shown
-  # asked of a CA that did not issue it: its revocation cannot be told there
-            raise CertkitError(f"The certificate was issued by {shown(cert.issuer.rfc4514_string())}, neither by the "
-                               f"CA in {shown(store.path)} nor by an intermediate it recorded, so whether it was "
-                               "revoked cannot be told there; give its issuer's CA directory with --ca-dir.")
-        return found
+        return _issuer_below(store, cert, depth=3)  # it, or an intermediate it recorded; None: another CA's bundle
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
         return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
