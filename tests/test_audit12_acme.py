@@ -13,6 +13,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_audit5_acme import _account
+from test_audit11_acme import _problem
 
 from acme_client import sign
 from acme_helpers import serving
@@ -23,11 +24,6 @@ NAMES = ("k.acme.test",)
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory):
     yield from serving(tmp_path_factory.mktemp("acme13"), NAMES)
-
-
-def _problem(response) -> tuple[int, str, str]:
-    body = response.json()
-    return response.status_code, body.get("type", "").rsplit(":", 1)[-1], body.get("detail", "")
 
 
 def test_a_get_is_told_what_each_resource_takes(acme) -> None:
