@@ -26,6 +26,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A suite started in the background by a shell without job control (`cmd &` in a script) inherits
+# SIGINT ignored, and every process it starts would inherit that too (an ignored signal survives
+# exec; Python then installs no Ctrl-C handler): the tests that send SIGINT would find it ignored.
+# A Python handler is reset to the default at exec, so the processes the tests start get Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 PASSPHRASE = "correct horse battery staple"
 
 
