@@ -28,6 +28,9 @@ from certkit.constants import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401 (part of
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # The keys certkit certifies, whoever made them (a CSR, ``key=``, a CA's own): what TLS stacks accept.
 MIN_RSA_BITS = 2048
+# Go's crypto/tls refuses a peer's certificate with a larger RSA key (CVE-2023-29409, since Go 1.19.12
+# and 1.20.7): etcd, Kubernetes, Vault and Caddy would refuse what certkit signed.
+MAX_RSA_BITS = 8192
 # CA/Browser Forum Baseline Requirements 6.1.6: an RSA public exponent is odd, from 2^16+1 to 2^256-1.
 # Below it, e=1 makes a signature the padded message itself (anyone can forge one) and e=3 is the
 # exponent of the published padding attacks.
@@ -81,6 +84,10 @@ def key_policy_problem(public_key) -> str | None:
     a sentence ("holds ..."); None if it does. CSRs and every ``key=`` of the library are held to it."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size > MAX_RSA_BITS:
+        return (f"an {key_type_of(public_key)} key, larger than the {MAX_RSA_BITS} bits Go's TLS accepts (etcd, "
+                "Kubernetes, Vault and Caddy refuse such a certificate in the handshake), which certkit does not "
+                f"sign: use RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519")
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= MIN_RSA_BITS:
         return rsa_key_problem(public_key)
     if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in CURVES:

@@ -89,3 +89,7 @@ def _check_spiffe(text: str) -> None:
     if not match or "//" in (match.group(2) or "") or (match.group(2) or "").endswith("/"):
         raise InvalidName(f"'{_show(text)}' is not a valid SPIFFE ID: it must look like "
                           "spiffe://trust-domain/path with a lowercase trust domain and no query.")
+    if any(segment in (".", "..") for segment in (match.group(2) or "").split("/")):
+        raise InvalidName(f"'{_show(text)}' is not a valid SPIFFE ID: a path segment may not be '.' or '..' "
+                          "(SPIFFE-ID section 2.2; go-spiffe refuses it, and a service that resolves the path would "
+                          "read another ID).")

@@ -82,6 +82,8 @@ def move(store: "CADirectory", url: str):
                            f"({shown(source.location)}).")
     target = PostgresDatabase(url)
     check_inventory_file(source)
+    if not os.path.lexists(store.path / INVENTORY_FILE):  # said as every other command says it
+        raise CABroken(f"The inventory {shown(store.path / INVENTORY_FILE)} {source.db.missing}")
     _check_can_move(store, store.path / INVENTORY_FILE)
     moving = _exclusive(store.path / INVENTORY_FILE)  # no server holds it (hold); none starts
     try:

@@ -194,11 +194,19 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
 
     human = [
         summary_head(result, manifest),
-        f"  folders    under {shown(out_dir)}, one per line (cert.pem, privkey.pem mode 0600, fullchain.pem, ca.pem)",
+        f"  folders    under {shown(out_dir)}, one per line ({_files_written(bool(ca.parents))})",
         f"  inventory  {ca.inventory.location}",
         *summary_notes(result),
     ]
     emit(as_json, data, "\n".join(human))
+
+
+def _files_written(chain: bool) -> str:
+    """The files of each folder, as the single commands' summaries name them: chain.pem under an intermediate."""
+    from certkit.bundle import bundle_names
+    from certkit.constants import KEY_FILE
+
+    return ", ".join(f"{name} mode 0600" if name == KEY_FILE else name for name in bundle_names(chain=chain))
 
 
 def summary_head(result, manifest: Path) -> str:

@@ -1,0 +1,103 @@
+"""The thirteenth round's findings fixed on main directly (audits badinput14 and x50914), each as a class:
+
+1. a SPIFFE ID with a ``.`` or ``..`` path segment is refused, wherever a URI comes in (``issue-client
+   --uri``, a manifest's ``uri`` column, a CSR's URI SAN under ``sign-csr --client``): a service that
+   resolves the path would read another ID, and go-spiffe refuses it;
+2. ``inventory migrate`` with the SQLite inventory missing says so as every other command does;
+3. issue-batch's summary names the files each folder holds: chain.pem too, under an intermediate;
+4. an RSA key over 8192 bits is not certified (Go's TLS refuses it), whoever made it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, certkit_env, openssl, run_certkit
+
+DOT_SEGMENTS = ["spiffe://example.com/ns/../admin", "spiffe://example.com/a/./b", "spiffe://example.com/.."]
+
+
+def _env(tmp_path: Path, **extra) -> dict[str, str]:
+    return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path), **extra)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Thirteen CA", "--no-passphrase", env=env, check=True)
+    return env
+
+
+@pytest.mark.parametrize("uri", DOT_SEGMENTS)
+def test_a_spiffe_id_with_a_dot_segment_is_refused_by_issue_client(tmp_path: Path, env, uri) -> None:
+    proc = run_certkit("issue-client", "svc", "--uri", uri, "--out", tmp_path / "svc", env=env)
+    assert_clean_error(proc, "is not a valid SPIFFE ID: a path segment may not be '.' or '..'")
+    assert not (tmp_path / "svc").exists()
+    listed = run_certkit("list", "--json", env=env, check=True)
+    assert "svc" not in listed.stdout
+
+
+def test_a_spiffe_id_with_a_dot_segment_is_refused_in_a_manifest_and_a_csr(tmp_path: Path, env) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,uri\nclient,dev1,spiffe://example.com/./x\n")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "b", env=env)
+    assert proc.returncode == 1 and "a path segment may not be '.' or '..'" in proc.stderr + proc.stdout
+    assert not (tmp_path / "b" / "dev1").exists()
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-subj", "/CN=svc", "-addext", "subjectAltName=URI:spiffe://example.com/ns/../admin", "-out", csr)
+    proc = run_certkit("sign-csr", csr, "--client", "--out", tmp_path / "svc", env=env)
+    assert_clean_error(proc, "a path segment may not be '.' or '..'")
+    assert not (tmp_path / "svc").exists()
+    # A plain SPIFFE ID, and one with dots inside a segment, are still issued.
+    for uri in ("spiffe://example.com/ns/prod/sa/billing", "spiffe://example.com/ns/.x/a..b"):
+        out = tmp_path / f"ok{len(uri)}"
+        run_certkit("issue-client", "svc", "--uri", uri, "--out", out, env=env, check=True)
+        assert f"URI:{uri}" in openssl("x509", "-in", out / "cert.pem", "-noout", "-ext", "subjectAltName").stdout.decode()
+
+
+def test_inventory_migrate_says_a_missing_inventory_as_every_command_does(tmp_path: Path, env) -> None:
+    (tmp_path / "ca" / "inventory.sqlite3").unlink()
+    said = "inventory.sqlite3 is missing; the CA directory is incomplete."
+    assert_clean_error(run_certkit("list", env=env), said)
+    proc = run_certkit("inventory", "migrate", "--to", "postgresql://u@127.0.0.1:1/db", env=env)
+    assert_clean_error(proc, said)
+    assert not (tmp_path / "ca" / "inventory.sqlite3").exists()
+
+
+@pytest.mark.parametrize("tier", ["root", "intermediate"])
+def test_the_batch_summary_names_the_files_each_folder_holds(tmp_path: Path, tier) -> None:
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Root", "--ca-dir", tmp_path / "root", "--no-passphrase", env=env, check=True)
+    ca = tmp_path / "root"
+    if tier == "intermediate":
+        ca = tmp_path / "int"
+        run_certkit("init-ca", "--name", "Int", "--ca-dir", ca, "--parent-ca-dir", tmp_path / "root",
+                    "--no-passphrase", env=env, check=True)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\nserver,y.example.com\n")
+    proc = run_certkit("issue-batch", manifest, "--ca-dir", ca, "--out-dir", tmp_path / "out", "--jobs", "1",
+                       env=env, check=True)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("folders"))
+    said = line[line.index("(") + 1:line.rindex(")")].replace(" mode 0600", "").split(", ")
+    assert sorted(said) == sorted(os.listdir(tmp_path / "out" / "y.example.com")), line
+    assert ("chain.pem" in said) == (tier == "intermediate")
+
+
+def test_an_rsa_key_over_8192_bits_is_not_certified() -> None:
+    """Generating an 8200-bit key takes a minute: the policy is asked about a public key made from its
+    numbers (the modulus is never factored: the size is refused first). Every way in asks this policy
+    (CSRs and ``key=``: tests/test_x5094.py and test_library_inputs.py show it for small keys)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from certkit.keys import key_policy_problem
+
+    def key(bits: int):
+        return rsa.RSAPublicNumbers(65537, (1 << (bits - 1)) | 0xF0F1).public_key()
+
+    said = key_policy_problem(key(8200))
+    assert said is not None and "larger than the 8192 bits Go's TLS accepts" in said and "rsa-8200" in said
+    assert "larger than" not in (key_policy_problem(key(8192)) or "")
