@@ -252,44 +252,100 @@ def validity_problem(cert: "x509.Certificate", now: "dt.datetime | None" = None)
     return None
 
 
-def issuing_store(cert, ca_dir: str | Path | None):
-    """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``:
-    where the certificate's revocation is known and its folder's writers take turns; else None. One given
-    (--ca-dir, $CERTKIT_CA_DIR) must hold a CA, as every command's does: a typo would turn the check off."""
+def issuing_store(cert, ca_dir: str | Path | None, *, chain=()):
+    """The CA directory (``ca_dir``, else $CERTKIT_CA_DIR or the default one) if its CA issued ``cert``, or
+    the directory of an intermediate it recorded that did: where the certificate's revocation is known and its
+    folder's writers take turns; else None. One given (--ca-dir, $CERTKIT_CA_DIR) must hold a CA, as every
+    command's does: a typo would turn the check off. ``chain`` (the bundle's CA certificates) tells which
+    recorded intermediates are above ``cert``: one of them that cannot be opened, or that the CA above it
+    revoked, refuses the export (:func:`_issuer_below`)."""
     import os
-
-    from cryptography import x509
 
     from certkit.constants import ENV_CA_DIR
     from certkit.store import CADirectory, resolve_ca_dir
 
     if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
         store = CADirectory(resolve_ca_dir(ca_dir))
-        return _issuer_below(store, cert, depth=3)  # it, or an intermediate it recorded; None: another CA's bundle
+        return _issuer_below(store, store.open(), cert, list(chain), depth=3)  # None: another CA's bundle
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
-        return store if x509.load_pem_x509_certificate(store.cert_path.read_bytes()).subject == cert.issuer else None
+        if store.load_certificates()[0].subject == cert.issuer:
+            return store  # its inventory is asked (refuse_revoked_export), and refuses if it cannot be read
+        ca = store.open()
     except (CertkitError, OSError, ValueError):
         return None  # no CA directory to ask (a bundle copied to another machine)
+    return _issuer_below(store, ca, cert, list(chain), depth=3)
 
 
-def _issuer_below(store, cert, depth: int):
-    """``store`` if its CA issued ``cert``, else the CA directory of an intermediate it recorded (sink ca-dir), and
-    so on ``depth`` levels down, that did; None when none did. The given one's refusal is said in its words."""
-    ca = store.open()
+def _issuer_below(store, ca, cert, chain: list, depth: int):
+    """``store`` (holding ``ca``) if its CA issued ``cert``, else the CA directory of an intermediate it recorded
+    (sink ca-dir), and so on ``depth`` levels down, that did; None when none did. A recorded intermediate above
+    ``cert`` (it signed it, or is in its ``chain``) is asked, never skipped: one whose directory cannot be opened
+    refuses (whether it revoked the certificate cannot be told), and so does one ``ca`` revoked (every verifier
+    that loads its CRL refuses the chain)."""
     if ca.cert.subject == cert.issuer:
         return store
     if depth == 0 or ca.inventory is None:
         return None
-    from certkit.store import CADirectory
+    from certkit.vocabulary import signed_by
 
     for row in ca.inventory.rows("WHERE kind = 'ca' AND sink = 'ca-dir' AND folder IS NOT NULL ORDER BY issued_at"):
+        recorded = ca.inventory.certificate(row["serial"])
+        above = signed_by(cert, recorded) or recorded in chain
         try:
-            if (found := _issuer_below(CADirectory(row["folder"]), cert, depth - 1)) is not None:
-                return found
-        except CertkitError:  # an intermediate's directory gone or damaged: not this one
-            continue
+            child, child_ca = _recorded_directory(row["folder"], recorded)
+        except (CertkitError, OSError) as exc:
+            if not above:  # another intermediate's directory gone or damaged: not this one
+                continue
+            raise CertkitError(_unknown(cert, recorded, row["folder"], exc)) from None
+        if (found := _issuer_below(child, child_ca, cert, chain, depth - 1)) is not None:
+            _refuse_withdrawn_issuer(row, recorded, store, cert)
+            return found
     return None
+
+
+def _recorded_directory(folder: str, recorded):
+    """The CA directory an intermediate ``recorded`` was created in, and its CA, opened; a CertkitError if it
+    cannot be opened or now holds another CA."""
+    from certkit.store import CADirectory
+    from certkit.verify_names import cn_text
+
+    child = CADirectory(folder)
+    child_ca = child.open()
+    if child_ca.cert != recorded:
+        raise CertkitError(f"its folder {folder} now holds another CA ({cn_text(child_ca.cert.subject)})")
+    return child, child_ca
+
+
+def _unknown(cert, recorded, folder: str, exc: Exception) -> str:
+    """Why the revocation of ``cert`` cannot be told: the directory of ``recorded``, above it, cannot be opened."""
+    from certkit.text import shown
+    from certkit.verify_names import cn_text
+    from certkit.vocabulary import serial_hex, signed_by
+
+    if not Path(folder).exists():
+        why = (f"{shown(folder)}, where it was created, is gone (moved or removed: export with --ca-dir of its new "
+               "place)")
+    elif isinstance(exc, OSError):
+        why = f"{shown(exc.filename or folder)}: {exc.strerror or exc}"
+    else:
+        why = str(exc).rstrip(".")
+    role = "which issued it" if signed_by(cert, recorded) else "above its issuer"
+    return (f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be told, so it is not "
+            f"exported: the inventory of {cn_text(recorded.subject)}, {role}, cannot be read: {why}.")
+
+
+def _refuse_withdrawn_issuer(row: dict, recorded, store, cert) -> None:
+    """A CA above ``cert`` that the CA of ``store`` revoked (its inventory's ``row``) refuses the export, as
+    verify says NOT VALID: every verifier that loads the CRL refuses every certificate it issued."""
+    from certkit.text import shown
+    from certkit.vocabulary import serial_hex
+    from certkit.withdrawals import issuer_withdrawn
+
+    if row["status"] == "revoked":
+        problem = issuer_withdrawn(row, recorded, f"the inventory of {shown(store.path)}")
+        raise CertkitError(f"The certificate {serial_hex(cert.serial_number)} is not exported: {problem}. Issue "
+                           "a new one (with a new key) from a CA that is not revoked instead.")
 
 
 def refuse_revoked_export(store, cert) -> None:
@@ -323,7 +379,7 @@ def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, 
     settle_folder(folder)  # a killed writer's leftover beside it (it may hold the key) goes before any refusal
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)
-    refuse_revoked_export(issuing_store(bundle.cert, ca_dir), bundle.cert)
+    refuse_revoked_export(issuing_store(bundle.cert, ca_dir, chain=bundle.chain), bundle.cert)
     data = pkcs12_bytes(bundle.private_key, bundle.cert, bundle.chain, password, legacy=legacy)
     return write_bundle(folder, {P12_FILE: data}, force=force)[0]
 

@@ -94,6 +94,12 @@ def _row_problems(row: dict, cert, leaf: bool, whose: str) -> list[str]:
     return [f"the issuing CA {cn_text(cert.subject)} was never delivered: {whose} records it as abandoned"]
 
 
+def issuer_withdrawn(row: dict, cert, whose: str) -> str | None:
+    """What ``whose`` inventory's ``row`` of the CA certificate ``cert`` (above a leaf) says against every
+    certificate below it, in verify's words: revoked, or never delivered; None when neither."""
+    return next(iter(_row_problems(row, cert, False, whose)), None)
+
+
 def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, leaf_found) -> list[str]:
     """The problems the inventory of the lowest intermediate of ``chain`` that ``inventory`` records (with its
     CA directory's folder) finds against what is below it; an unreadable one goes into ``unread``."""

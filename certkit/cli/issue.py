@@ -390,7 +390,7 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     settle_folder(folder)  # what a killed writer left beside it (a copy of the bundle, its key too) goes first
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password
-    store = issuing_store(bundle.cert, ca_dir)
+    store = issuing_store(bundle.cert, ca_dir, chain=bundle.chain)
     refuse_revoked_export(store, bundle.cert)
     password = read_p12_password(password_file)
     from certkit.bundle import folders_held

@@ -1,0 +1,132 @@
+"""The thirteenth round's findings on export-p12, renew's bundle.p12, trust and verify's report (regress20):
+
+2. export-p12 --ca-dir ROOT never packs a certificate whose issuing intermediate (recorded by the root) cannot
+   be asked: its folder gone or its inventory unreadable refuses ("cannot be told"), in the CLI and the library;
+4. export-p12 asks about the whole chain, as verify does: an intermediate the given root revoked refuses;
+6. renew stops, before signing, over a bundle.p12 it cannot read (it could not tell whether to keep it legacy);
+8. trust uninstall --every-certkit-ca goes ahead when the CA's ca.pem, or the CA directory itself, cannot be read;
+12. verify's report cuts a long value as error lines are cut, and "(N characters)" counts the value only.
+
+Unreadable files are tested with file modes in force: root without the capabilities that bypass them (the
+pytest interpreter lives under /root, which the user nobody cannot reach), as tests/test_audit5.py does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, certkit_env, run_certkit
+
+
+def obeying_modes() -> list[str]:
+    """A prefix under which file modes count: not root, or root without the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to run as root without CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps=-all"]
+
+
+def _run_obeying_modes(*args, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*obeying_modes(), sys.executable, "-m", "certkit", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _library(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([*obeying_modes(), sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+# --- 2 and 4: export-p12 under a root, its intermediate unreadable or revoked -------------------------------
+@pytest.fixture
+def chain(tmp_path: Path) -> tuple[dict, Path, Path]:
+    """A root, an intermediate it recorded, and a client bundle of the intermediate; the password file."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Export Root", "--no-passphrase", env=env, check=True)
+    run_certkit("init-ca", "--name", "Export Int", "--ca-dir", tmp_path / "int", "--parent-ca-dir", tmp_path / "root",
+                "--no-passphrase", env=env, check=True)
+    run_certkit("issue-client", "bob", "--ca-dir", tmp_path / "int", "--out", tmp_path / "bob", env=env, check=True)
+    password = tmp_path / "pw"
+    password.write_text("a good password\n")
+    password.chmod(0o600)
+    return env, tmp_path / "bob", password
+
+
+def _export(tmp_path: Path, env: dict, bob: Path, password: Path, *, modes: bool = False):
+    args = ("export-p12", bob, "--password-file", password, "--ca-dir", tmp_path / "root")
+    return _run_obeying_modes(*args, env=env) if modes else run_certkit(*args, env=env)
+
+
+def _export_folder(tmp_path: Path, env: dict, bob: Path) -> subprocess.CompletedProcess:
+    code = ("import certkit.pkcs12 as p, certkit.errors as e\n"
+            f"try: p.export_folder({str(bob)!r}, b'pw', ca_dir={str(tmp_path / 'root')!r})\n"
+            "except e.CertkitError as exc: print('refused:', exc)\nelse: print('written')\n")
+    return _library(code, env)
+
+
+def test_export_p12_refuses_when_the_issuing_intermediates_folder_is_gone(tmp_path: Path, chain) -> None:
+    env, bob, password = chain
+    run_certkit("revoke", bob, "--reason", "keyCompromise", "--ca-dir", tmp_path / "int", env=env, check=True)
+    (tmp_path / "int").rename(tmp_path / "int-moved")
+    proc = _export(tmp_path, env, bob, password)
+    assert_clean_error(proc, "was revoked cannot be told, so it is not exported: the inventory of CN=Export Int, "
+                             "which issued it, cannot be read")
+    assert "where it was created, is gone" in proc.stderr, proc.stderr
+    lib = _export_folder(tmp_path, env, bob)
+    assert lib.stdout.startswith("refused: Whether the certificate"), lib.stdout + lib.stderr
+    assert not (bob / "bundle.p12").exists()
+
+
+def test_export_p12_refuses_when_the_issuing_intermediates_inventory_cannot_be_read(tmp_path: Path, chain) -> None:
+    env, bob, password = chain
+    run_certkit("revoke", bob, "--reason", "keyCompromise", "--ca-dir", tmp_path / "int", env=env, check=True)
+    (tmp_path / "int" / "inventory.sqlite3").chmod(0)
+    proc = _export(tmp_path, env, bob, password, modes=True)
+    assert_clean_error(proc, "was revoked cannot be told, so it is not exported: the inventory of CN=Export Int")
+    lib = _export_folder(tmp_path, env, bob)
+    assert lib.stdout.startswith("refused: Whether the certificate"), lib.stdout + lib.stderr
+    assert not (bob / "bundle.p12").exists()
+
+
+def test_another_intermediates_folder_gone_does_not_stop_the_export(tmp_path: Path, chain) -> None:
+    """A recorded intermediate that is not above the bundle: skipped, as before."""
+    env, bob, password = chain
+    run_certkit("init-ca", "--name", "Other Int", "--ca-dir", tmp_path / "other", "--parent-ca-dir",
+                tmp_path / "root", "--no-passphrase", env=env, check=True)
+    shutil.rmtree(tmp_path / "other")
+    proc = _export(tmp_path, env, bob, password)
+    assert proc.returncode == 0, proc.stderr
+    assert (bob / "bundle.p12").is_file()
+
+
+def _serial_of(env: dict, ca_dir: Path, cn: str) -> str:
+    import json
+
+    rows = json.loads(run_certkit("list", "--json", "--ca-dir", ca_dir, env=env, check=True).stdout)
+    rows = rows["certificates"] if isinstance(rows, dict) else rows
+    return next(r["serial"] for r in rows if cn in (r.get("subject") or r.get("common_name") or ""))
+
+
+def test_export_p12_refuses_a_bundle_whose_intermediate_the_root_revoked(tmp_path: Path, chain) -> None:
+    env, bob, password = chain
+    serial = _serial_of(env, tmp_path / "root", "Export Int")
+    run_certkit("revoke", serial, "--reason", "keyCompromise", "--ca-dir", tmp_path / "root", env=env, check=True)
+    verify = run_certkit("verify", bob / "fullchain.pem", "--purpose", "client", "--ca-dir", tmp_path / "root",
+                         env=env)
+    assert "the issuing CA CN=Export Int was revoked" in verify.stdout, verify.stdout
+    proc = _export(tmp_path, env, bob, password)
+    assert_clean_error(proc, "is not exported: the issuing CA CN=Export Int was revoked on ")
+    assert "(reason: keyCompromise)" in proc.stderr, proc.stderr
+    lib = _export_folder(tmp_path, env, bob)
+    assert lib.stdout.startswith("refused: The certificate") and "was revoked" in lib.stdout, lib.stdout + lib.stderr
+    default = certkit_env(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "xdg"))  # the root as the per-user CA
+    shutil.copytree(tmp_path / "root", tmp_path / "xdg" / "certkit", symlinks=True)
+    proc = run_certkit("export-p12", bob, "--password-file", password, env=default)
+    assert_clean_error(proc, "the issuing CA CN=Export Int was revoked")
+    assert not (bob / "bundle.p12").exists()
