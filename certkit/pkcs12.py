@@ -75,13 +75,28 @@ _LEGACY_PBE = bytes.fromhex("060a2a864886f70d010c0103")
 
 def is_legacy(path: Path) -> bool:
     """Whether the PKCS#12 file ``path`` was written the legacy way (3DES), so that one written in its
-    place (a renewal's) keeps to what its importer takes; False for one that cannot be read."""
+    place (a renewal's) keeps to what its importer takes; False for one that is gone. One that cannot be
+    read is refused (:class:`~certkit.errors.UnreadableFile`), before anything is signed: written again the
+    modern way, unasked, it would no longer import where it was made to."""
+    import errno
+    import os
+
     from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.errors import UnreadableFile
     from certkit.files import read_limited
+    from certkit.text import shown
 
     try:
         return _LEGACY_PBE in read_limited(path, MAX_CERT_FILE_BYTES, what="PKCS#12 file")
-    except (OSError, CertkitError):
+    except UnreadableFile as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        why = os.strerror(exc.errno) if exc.errno else str(exc).rstrip(".")
+        raise UnreadableFile(f"Whether {shown(path)} was written the legacy way (3DES, for an older importer) "
+                             f"cannot be told, so the bundle is not renewed: it cannot be read: {why}. Make it "
+                             "readable, or remove it and export it again once renewed (certkit export-p12).",
+                             exc.errno) from None
+    except CertkitError:  # larger than any PKCS#12 file certkit writes: not one it wrote
         return False
 
 

@@ -130,3 +130,27 @@ def test_export_p12_refuses_a_bundle_whose_intermediate_the_root_revoked(tmp_pat
     proc = run_certkit("export-p12", bob, "--password-file", password, env=default)
     assert_clean_error(proc, "the issuing CA CN=Export Int was revoked")
     assert not (bob / "bundle.p12").exists()
+
+
+# --- 6. renew over a bundle.p12 it cannot read ------------------------------------------------------------
+@pytest.mark.parametrize("how", [("srv",), ("--all",), ("srv", "--out", "elsewhere")])
+def test_renew_stops_before_signing_over_a_bundle_p12_it_cannot_read(tmp_path: Path, how) -> None:
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "P12 Renew CA", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-server", "a.example.com", "--out", tmp_path / "srv", env=env, check=True)
+    password = tmp_path / "pw"
+    password.write_text("a good password\n")
+    password.chmod(0o600)
+    run_certkit("export-p12", tmp_path / "srv", "--legacy", "--password-file", password, env=env, check=True)
+    p12 = tmp_path / "srv" / "bundle.p12"
+    before = p12.read_bytes()
+    p12.chmod(0)
+    proc = _run_obeying_modes("renew", *how, "--p12-password-file", password, env=env, cwd=tmp_path)
+    p12.chmod(0o600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "srv/bundle.p12 was written the legacy way (3DES, for an older importer) cannot be told, so the bundle " \
+           "is not renewed: it cannot be read: Permission denied" in said, said
+    assert p12.read_bytes() == before and not (tmp_path / "elsewhere").exists()
+    listed = run_certkit("list", "--json", env=env, check=True).stdout
+    assert listed.count('"serial"') == 1, listed  # nothing signed
