@@ -154,3 +154,37 @@ def test_renew_stops_before_signing_over_a_bundle_p12_it_cannot_read(tmp_path: P
     assert p12.read_bytes() == before and not (tmp_path / "elsewhere").exists()
     listed = run_certkit("list", "--json", env=env, check=True).stdout
     assert listed.count('"serial"') == 1, listed  # nothing signed
+
+
+# --- 8. trust uninstall --every-certkit-ca with a CA it cannot read --------------------------------------
+@pytest.mark.parametrize("unreadable", ["ca.pem", "the CA directory"])
+@pytest.mark.parametrize("named_by", ["--ca-dir", "$CERTKIT_CA_DIR"])
+def test_every_certkit_ca_goes_ahead_with_a_ca_it_cannot_read(tmp_path: Path, unreadable: str, named_by: str) -> None:
+    """Private HOME, NSS only (certutil): the CA's ca.pem, or its whole folder, unreadable (file modes in force)."""
+    from test_trust import trust
+
+    from conftest import PASSPHRASE, require
+    from trust_helpers import nss_listing
+
+    require("certutil")
+    ca = tmp_path / "ca"
+    env = certkit_env(CERTKIT_CA_DIR=str(ca), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Unread CA", "--permit-dns", "localhost", env=env, check=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    trust("install", "--nss", home=home, ca_dir=ca, check=True)
+    assert "certkit-" in nss_listing(home / ".pki" / "nssdb")
+    target = ca / "ca.pem" if unreadable == "ca.pem" else ca
+    target.chmod(0)
+    try:
+        given = {"ca_dir": ca} if named_by == "--ca-dir" else {"extra_env": {"CERTKIT_CA_DIR": str(ca)}}
+        proc = trust("uninstall", "--every-certkit-ca", "--nss", home=home, prefix=obeying_modes(), **given)
+        plain = trust("uninstall", "--nss", home=home, prefix=obeying_modes(), **given)  # without it: refused
+    finally:
+        target.chmod(0o755 if target == ca else 0o644)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(the CA cannot be read (" in proc.stdout and "Permission denied" in proc.stdout, proc.stdout
+    assert "removed certkit-" in proc.stdout, proc.stdout
+    db = home / ".pki" / "nssdb"  # removed whole when install had created it
+    assert not db.exists() or "certkit-" not in nss_listing(db)
+    assert_clean_error(plain, "Permission denied")

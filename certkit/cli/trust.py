@@ -85,16 +85,21 @@ def _selected(system_store: bool, nss_store: bool, java_store: bool, all_store: 
 def _load_anchor(ca_dir: Path | None, *, required: bool = True, unread: list[str] | None = None):
     """The CA to act on; without ``required`` (--every-certkit-ca), None when there is none or it cannot be read
     (its reason then in ``unread``): a half-deleted CA is when a clean-up is wanted most."""
-    from certkit.errors import CABroken, CANotFound
+    from certkit.errors import CABroken, CANotFound, CertkitError
+    from certkit.text import shown
     from certkit.trust import Anchor
 
     try:
         return Anchor.from_ca_dir(ca_dir)
-    except (CANotFound, CABroken) as exc:
+    except (CertkitError, OSError) as exc:  # missing, damaged, or unreadable (its ca.pem, the folder itself)
+        why = (str(exc).rstrip(".") if isinstance(exc, CertkitError)
+               else f"{shown(exc.filename or ca_dir)}: {exc.strerror or exc}")
         if required:
-            raise
-        if isinstance(exc, CABroken) and unread is not None:
-            unread.append(str(exc).rstrip("."))
+            if isinstance(exc, CertkitError):
+                raise
+            raise CABroken(f"The CA directory cannot be read: {why}.") from None
+        if not isinstance(exc, CANotFound) and unread is not None:
+            unread.append(why)
         return None
 
 
@@ -334,12 +339,22 @@ def _lacks(store, anchor) -> bool:
         return True  # install will report the store's failure; ask as if it would change
 
 
+def _uninstall_ca_dir_option(f):
+    """--ca-dir of uninstall: a folder that cannot be read is said by the command (--every-certkit-ca needs
+    none, and goes ahead), not refused by the option."""
+    from certkit.cli.common import CheckedPath
+
+    return click.option("--ca-dir", type=CheckedPath(path_type=Path, file_okay=False, readable=False),
+                        envvar="CERTKIT_CA_DIR",
+                        help="CA directory [default: $CERTKIT_CA_DIR, else the per-user data dir].")(f)
+
+
 @trust.command("uninstall")
 @_store_options
 @click.option("--every-certkit-ca", is_flag=True,
               help="Remove every certificate certkit named, of every certkit CA: replaced ones, those still in "
                    "use, and this one; no CA directory needed.")
-@ca_dir_option
+@_uninstall_ca_dir_option
 @json_option
 @_platform_option
 def uninstall(system_store, nss_store, java_store, all_store, every_certkit_ca, ca_dir, as_json, platform):
