@@ -169,14 +169,28 @@ def new_secret_problem(secret: bytes) -> str | None:
 def cut_long_words(text: str, limit: int = 500) -> str:
     """``text`` with every run of more than ``limit`` characters without a blank (a value or path the user
     gave, echoed in a message) cut to its start and its end (a path's file name) and its length: an error
-    stays one readable line."""
+    stays one readable line. The length is the value's: quotes or brackets around it and the punctuation
+    after it (``"...".``, ``...:``) are kept out of the cut and out of the count."""
     import re
 
     def cut(match) -> str:
         word = match.group()
-        return f"{word[:100]}...{word[-100:]} ({len(word)} characters)"
+        value = word.lstrip(_OPENING)
+        opening = word[:len(word) - len(value)]
+        closed = value.rstrip(_PUNCTUATION)
+        punctuation = value[len(closed):]
+        value = closed.rstrip(_CLOSING)
+        closing = closed[len(value):]
+        if len(value) <= limit:  # a short value: the word stays whole, unless what surrounds it is long
+            if len(word) - len(value) <= 10:
+                return word
+            opening, value, closing, punctuation = "", word, "", ""
+        return f"{opening}{value[:100]}...{value[-100:]}{closing} ({len(value)} characters){punctuation}"
 
     return re.sub(rf"\S{{{limit + 1},}}", cut, text)
+
+
+_OPENING, _CLOSING, _PUNCTUATION = "\"'([{<", "\"')]}>", ".,:;!?"
 
 
 MESSAGE_LINE_LIMIT = 1000  # characters of one line of an error message: a value of thousands, echoed, is cut

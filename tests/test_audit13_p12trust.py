@@ -188,3 +188,41 @@ def test_every_certkit_ca_goes_ahead_with_a_ca_it_cannot_read(tmp_path: Path, un
     db = home / ".pki" / "nssdb"  # removed whole when install had created it
     assert not db.exists() or "certkit-" not in nss_listing(db)
     assert_clean_error(plain, "Permission denied")
+
+
+# --- 12. verify's report with a long --name; the cut's count ----------------------------------------------
+@pytest.mark.parametrize("as_json", [False, True])
+def test_verify_report_lines_are_cut_as_error_lines_are(tmp_path: Path, as_json: bool) -> None:
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Long CA", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-client", "cli", "--out", tmp_path / "cli", env=env, check=True)
+    name = "a" * 3000
+    proc = run_certkit("verify", tmp_path / "cli" / "cert.pem", "--purpose", "client", "--name", name,
+                       *(["--json"] if as_json else []), env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for line in (proc.stdout + proc.stderr).splitlines():
+        assert len(line) <= 1000, line[:200]
+    assert "(3000 characters)" in proc.stdout, proc.stdout
+    if as_json:
+        import json
+
+        report = json.loads(proc.stdout)
+        assert report["name_checked"] and report["name_ok"] is False
+        assert report["reasons"][0].startswith("not valid for name " + "a" * 100 + "..."), report["reasons"]
+
+
+@pytest.mark.parametrize("purpose", ["server", "client"])
+def test_the_cut_counts_the_value_alone(tmp_path: Path, purpose: str) -> None:
+    """A --name of exactly 1,100 characters was said to be of 1,102 (in quotes) or 1,101 (before a colon)."""
+    from certkit.text import cut_long_words
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Count CA", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-client", "cli", "--out", tmp_path / "cli", env=env, check=True)
+    name = "b" * 1100 if purpose == "client" else ("b" * 60 + ".") * 18 + "b" * 2  # 1,100 characters
+    assert len(name) == 1100
+    proc = run_certkit("verify", tmp_path / "cli" / "cert.pem", "--purpose", purpose, "--name", name, env=env)
+    said = proc.stdout + proc.stderr
+    assert "(1100 characters)" in said and "(1101 characters)" not in said and "(1102 characters)" not in said, said
+    assert cut_long_words(f'the name "{"c" * 700}".') == f'the name "{"c" * 100}...{"c" * 100}" (700 characters).'
+    assert cut_long_words(f"({'d' * 600}):") == f"({'d' * 100}...{'d' * 100}) (600 characters):"

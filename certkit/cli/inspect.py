@@ -68,7 +68,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """
-    from certkit.text import shown
+    from certkit.text import cut_long_lines, shown
     from certkit.verify import verify_path
 
     if purpose is None:  # in one line (click's own says the choices on lines of their own)
@@ -100,9 +100,18 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
         lines.append("  peer      it carries serverAuth and clientAuth, so it is meant for either side" +
                      (f": check it as a TLS {other} certificate with --purpose {other}" if verdict.valid else ""))
     lines += [f"  note      {shown(note)}" for note in verdict.notes]
-    emit(as_json, data, "\n".join(lines))
+    emit(as_json, _cut_report(data), cut_long_lines("\n".join(lines)))  # a long value echoed: cut as in errors
     if not verdict.valid:
         raise Failed(f"{shown(cert)} is not valid as a {role}: {shown('; '.join(verdict.reasons)).rstrip('.')}.")
+
+
+def _cut_report(data: dict) -> dict:
+    """verify's JSON with its text (the name given, reasons, notes, the verifier's words) cut as the lines of an
+    error are (:func:`certkit.text.cut_long_lines`): a --name of thousands of characters is echoed in a few."""
+    from certkit.text import cut_long_lines
+
+    cut = {key: cut_long_lines(data[key]) for key in ("name", "verifier_error") if data.get(key)}
+    return data | cut | {key: [cut_long_lines(text) for text in data[key]] for key in ("reasons", "notes")}
 
 
 def _check_name(name: str, purpose: str) -> None:
