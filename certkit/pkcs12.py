@@ -279,7 +279,7 @@ def issuing_store(cert, ca_dir: str | Path | None, *, chain=()):
     from certkit.constants import ENV_CA_DIR
     from certkit.store import CADirectory, resolve_ca_dir
 
-    if ca_dir is not None or os.environ.get(ENV_CA_DIR, "").strip():
+    if ca_dir is not None or ENV_CA_DIR in os.environ:  # set but empty: refused as every command refuses it
         store = CADirectory(resolve_ca_dir(ca_dir))
         return _issuer_below(store, store.open(), cert, list(chain), depth=3)  # None: another CA's bundle
     try:
