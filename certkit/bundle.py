@@ -49,11 +49,11 @@ from certkit.atomic import (
     sweep_stale,
     write_new_file,
 )
+from certkit.bundle_contents import bundle_mismatch, leftovers, refuse_unreadable_cert  # noqa: F401
 from certkit.bundle_journal import refuse_irregular
-from certkit.constants import BUNDLE_FILES, CHAIN_FILE, KEY_FILE, P12_FILE
+from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
-from certkit.files import read_limited
 from certkit.testhooks import pause_at
 from certkit.text import is_utf8, shown
 
@@ -127,48 +127,14 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
         raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
     if not force:
         _refuse_leftovers(folder, stale)
-
-
-def leftovers(folder: Path, written: Iterable[str], replaces: Sequence[str], *, public_key=None,
-              cert_pem: bytes | None = None) -> list[str]:
-    """The names of ``replaces`` in the existing ``folder`` that writing ``written`` there would remove
-    (the rest of another bundle: its chain.pem, bundle.p12, privkey.pem). A privkey.pem holding the
-    key of the certificate written (``public_key``, or the key of ``cert_pem``: a CSR's requester put
-    it there) is no leftover: it is kept."""
-    names = [n for n in replaces if n not in written and os.path.lexists(folder / n)]
-    if KEY_FILE in names and (public_key is not None or cert_pem):
-        from cryptography import x509
-
-        from certkit.keys import public_key_der
-
-        held = _key_in(folder / KEY_FILE)  # b"": an encrypted key, as openssl req writes one: a requester's
-        if held == b"" or held == public_key_der(public_key or x509.load_pem_x509_certificate(cert_pem).public_key()):
-            names.remove(KEY_FILE)
-    return names
+    elif CERT_FILE in names:  # a whole bundle replaced: the one there must be known (its key goes)
+        refuse_unreadable_cert(folder)
 
 
 def _refuse_leftovers(folder: Path, names: Sequence[str]) -> None:
     if names:
         raise OutputExists(f"{shown(folder)} already holds {', '.join(names)}, which writing this bundle there "
                            "would remove", count=len(names))
-
-
-def _key_in(path: Path) -> bytes | None:
-    """The public half (DER) of the private key in ``path``: b"" for an encrypted one (not compared),
-    None if it holds no key certkit can read."""
-    from cryptography.hazmat.primitives import serialization
-
-    from certkit.keys import is_encrypted, public_key_der
-
-    if not path.is_file():  # a FIFO or a folder there is not read (nor waited on)
-        return None
-    try:
-        data = read_limited(path, 1 << 20)
-        if is_encrypted(data):
-            return b""
-        return public_key_der(serialization.load_pem_private_key(data, None).public_key())
-    except (ValueError, TypeError, OSError, CertkitError):
-        return None
 
 
 def check_folder_owner(folder: Path) -> None:
@@ -470,31 +436,3 @@ def settle_folder(folder: Path) -> None:
             os.close(fd)
     sweep_stale(folder)
 
-
-def bundle_mismatch(folder: Path, cert) -> str | None:
-    """What in the bundle ``folder`` is not ``cert``'s: a cert.pem or fullchain.pem that holds another
-    certificate, a privkey.pem that is another key (a file replaced or copied in by hand); None when its
-    files agree (an encrypted or unreadable key is not judged)."""
-    from cryptography import x509
-
-    from certkit.constants import CERT_FILE, FULLCHAIN_FILE, MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
-    from certkit.vocabulary import serial_hex
-
-    serial = serial_hex(cert.serial_number)
-    for name in (CERT_FILE, FULLCHAIN_FILE):
-        if not (folder / name).is_file():  # a FIFO or a folder there is not read (nor waited on)
-            continue
-        try:
-            first = x509.load_pem_x509_certificates(read_limited(folder / name, MAX_CERT_FILE_BYTES))[0]
-        except (ValueError, IndexError, OSError, CertkitError):
-            continue
-        if first != cert:
-            return f"its {name} holds another certificate ({serial_hex(first.serial_number)}) than {serial}"
-    from certkit.keys import public_key_der
-
-    key = _key_in(folder / KEY_FILE)
-    if key and key != public_key_der(cert.public_key()):
-        return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
-               "key values mismatch)"
-    return None

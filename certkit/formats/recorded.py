@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,26 +51,32 @@ def release(inventory: "Inventory", path: Path, serials: list[str]) -> list[str]
     return gone
 
 
-# Files certkit reads that the environment names: an inventory, and what PostgreSQL and SoftHSM read.
-_ENV_FILES = ("CERTKIT_INVENTORY_URL", "PGPASSFILE", "PGSERVICEFILE", "SOFTHSM2_CONF")
+# Files certkit reads that the environment names: an inventory, and what PostgreSQL (libpq) and SoftHSM read.
+_ENV_FILES = ("CERTKIT_INVENTORY_URL", "PGPASSFILE", "PGSERVICEFILE", "PGSSLKEY", "PGSSLCERT", "PGSSLROOTCERT",
+              "SOFTHSM2_CONF")
+# What libpq reads for an inventory on PostgreSQL when nothing names them, in the home folder: the password file,
+# the service file, the client certificate and its key, the CAs it checks the server with. (Not root.crl: a CRL
+# of this CA is what ``certkit crl`` writes, and refreshing it there is its use.)
+_LIBPQ_HOME_FILES = (".pgpass", ".pg_service.conf", ".postgresql/postgresql.key", ".postgresql/postgresql.crt",
+                     ".postgresql/root.crt")
+# The parameters of an inventory's PostgreSQL URL (or key=value string) that name a file libpq reads.
+_URL_FILES = ("passfile", "sslkey", "sslcert", "sslrootcert")
 # An SQLite database (an inventory), its write-ahead log (two magics) and its rollback journal.
 _SQLITE_MAGIC = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")
 
 
-def refuse_a_file_certkit_reads(path: Path, text: str) -> None:
-    """Refuse the output file ``path`` (given as ``text``) when the environment names it for certkit to read
-    ($CERTKIT_INVENTORY_URL, $PGPASSFILE...), or when it is an SQLite database, wherever it is kept (an
-    inventory: the record of every certificate), even with --force."""
-    for name in _ENV_FILES:
-        value = os.environ.get(name, "")
-        value = value[len("sqlite:///"):] if value.startswith("sqlite:///") else value
+def refuse_a_file_certkit_reads(path: Path, text: str, inventory: "Inventory | None" = None) -> None:
+    """Refuse the output file ``path`` (given as ``text``) when certkit reads it (:func:`files_certkit_reads`:
+    what the environment names, libpq's own files, the files ``inventory``'s URL names), or when it is an
+    SQLite database, wherever it is kept (an inventory: the record of every certificate), even with --force."""
+    for value, what in files_certkit_reads(inventory):
         try:
             same = bool(value) and os.path.isfile(value) and os.path.samefile(value, path)
         except (OSError, ValueError):
             continue
         if same:
-            raise UnsafeOutputPath(f"{shown(text)} is the file ${name} names, which certkit reads; it will not "
-                                   "write over it, even with --force. Choose another file.")
+            raise UnsafeOutputPath(f"{shown(text)} is {what}; certkit will not write over it, even with --force. "
+                                   "Choose another file.")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
             return
@@ -83,6 +90,53 @@ def refuse_a_file_certkit_reads(path: Path, text: str) -> None:
         raise UnsafeOutputPath(f"{shown(text)} is an SQLite database (an inventory keeps the record of every "
                                "certificate in one); certkit will not write over it, even with --force. Choose "
                                "another file.")
+
+
+def files_certkit_reads(inventory: "Inventory | None" = None) -> Iterator[tuple[str, str]]:
+    """(a path, what it is) for each file certkit, or libpq for it, reads whoever names it: the files the
+    environment names ($CERTKIT_INVENTORY_URL, $PGPASSFILE...), libpq's own in the home folder (~/.pgpass,
+    ~/.postgresql/postgresql.key...) and in $PGSYSCONFDIR, and those the inventory URL's ``passfile=``,
+    ``sslkey=``... name (``inventory``'s, and $CERTKIT_INVENTORY_URL's)."""
+    for name in _ENV_FILES:
+        value = os.environ.get(name, "")
+        value = value[len("sqlite:///"):] if value.startswith("sqlite:///") else value
+        yield value, f"the file ${name} names, which certkit reads"
+    if os.environ.get("PGSYSCONFDIR"):
+        yield (os.path.join(os.environ["PGSYSCONFDIR"], "pg_service.conf"),
+               "the service file in $PGSYSCONFDIR, which libpq reads for an inventory on PostgreSQL")
+    for home in _homes():
+        for name in _LIBPQ_HOME_FILES:
+            yield os.path.join(home, name), f"libpq's ~/{name}, which it reads for an inventory on PostgreSQL"
+    urls = {os.environ.get("CERTKIT_INVENTORY_URL", ""), getattr(getattr(inventory, "db", None), "url", None) or ""}
+    for url in urls - {""}:
+        for key, value in _url_files(url):
+            yield value, f"the file the inventory URL's {key}= names, which libpq reads for the inventory"
+
+
+def _homes() -> set[str]:
+    """The home folders libpq may take for ~: $HOME, and the user's in the password database."""
+    import pwd
+
+    homes = {os.environ.get("HOME", "")}
+    with contextlib.suppress(KeyError, OSError):
+        homes.add(pwd.getpwuid(os.geteuid()).pw_dir)
+    return homes - {""}
+
+
+def _url_files(url: str) -> list[tuple[str, str]]:
+    """The (parameter, file) pairs of a PostgreSQL URL or key=value string that name a file libpq reads."""
+    if url.startswith("sqlite:") or ("=" not in url and "?" not in url):
+        return []
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except Exception:  # no psycopg (then no PostgreSQL inventory either), or no URL it reads: its query, as a URL's
+        from urllib.parse import parse_qsl, urlsplit
+
+        with contextlib.suppress(ValueError):
+            params = dict(parse_qsl(urlsplit(url).query))
+    return [(key, params[key]) for key in _URL_FILES if params.get(key)]
 
 
 def refuse_a_bundle_file(path: Path, text: str, inventory: "Inventory | None") -> None:
@@ -112,7 +166,7 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
     inventory would go on saying they are there. Nor over any other file holding a private key (another CA's
     output or bundle, the user's own key file)."""
     real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
-    refuse_a_file_certkit_reads(real, str(path))
+    refuse_a_file_certkit_reads(real, str(path), inventory)
     refuse_a_bundle_file(real, str(path), inventory)
     rows = [] if inventory is None else inventory.rows(
         "WHERE folder = ? AND sink = 'file' AND status IN ('valid', 'pending') ORDER BY issued_at DESC LIMIT 1",
@@ -128,6 +182,26 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
     if holds_key:  # another CA's output, or a key file of the user's own
         raise UnsafeOutputPath(f"{shown(path)} holds a private key; certkit will not write {what} over it, even "
                                "with --force. Choose another file.")
+
+
+def refuse_a_key_file(path: Path, text: str) -> None:
+    """Refuse writing a jsonl, k8s or tar output over a file holding a private key that is no such output (a key
+    file of the user's own, an OpenSSH key, a PKCS#12 file, a keystore), even with --force: the rule of every
+    output (a CRL is written over none, :func:`refuse_a_recorded_file`), but for an earlier output of these
+    formats, which is what --force replaces (its certificates recorded as replaced or released)."""
+    from certkit.errors import CertkitError
+    from certkit.formats.reading import certificates_in
+
+    try:
+        if not holds_a_private_key(path) or certificates_in(path):
+            return
+    except OSError as exc:
+        raise _cannot_check(text, exc) from None
+    except CertkitError as exc:  # the file system refused the read (reading.UnreadableFile)
+        number = getattr(exc, "errno", None)
+        raise _cannot_check(text, OSError(number, os.strerror(number) if number else str(exc))) from None
+    raise UnsafeOutputPath(f"{shown(text)} holds a private key and is no jsonl, k8s or tar output certkit wrote; "
+                           "certkit will not write over it, even with --force. Choose another file.")
 
 
 def _cannot_check(text: str, exc: OSError) -> UnsafeOutputPath:
@@ -322,11 +396,12 @@ def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
 
 def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, stream=None) -> None:
     """For a one-output file at ``path`` (None: standard output, ``stream``): what no --force writes over
-    (:func:`refuse_a_file_certkit_reads`, :func:`refuse_a_bundle_file`), and a tar archive tar would not read
-    (:func:`refuse_unreadable_tar`)."""
+    (:func:`refuse_a_file_certkit_reads`, :func:`refuse_a_bundle_file`, :func:`refuse_a_key_file`), and a tar
+    archive tar would not read (:func:`refuse_unreadable_tar`)."""
     if path is not None:
-        refuse_a_file_certkit_reads(path, text)
+        refuse_a_file_certkit_reads(path, text, inventory)
         refuse_a_bundle_file(path, text, inventory)
+        refuse_a_key_file(path, text)
     if fmt == "tar":
         refuse_unreadable_tar(path, text, stream)
 

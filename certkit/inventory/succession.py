@@ -11,11 +11,12 @@ succeeds, is :func:`replaced_certificate`.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import AlreadyRevoked, CannotRenew, CertkitError, UnknownCertificate
+from certkit.errors import AlreadyRevoked, CannotRenew, CertkitError, UnknownCertificate, UnreadableFile
 from certkit.text import shown
 from certkit.vocabulary import moment_text
 
@@ -57,26 +58,57 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
 
 def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
     """The serial of the valid certificate of ``ca`` whose bundle is in ``folder`` (as its
-    inventory records it), which ``--force`` replaces; None if there is none."""
-    from cryptography import x509
+    inventory records it), which ``--force`` replaces; None if there is none.
 
-    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
+    Told by the folder's cert.pem; when that is no certificate certkit can read (damaged, cut short, unreadable,
+    or gone while the rest of the bundle is there), by the inventory's record of the folder: the newest valid
+    certificate recorded there and not renewed. A failed read is never taken for "no certificate there": the
+    certificate would stay valid, and due, with its key deleted."""
     from certkit.vocabulary import serial_hex
 
     folder = Path(os.path.abspath(folder))
-    if ca.inventory is None or not (folder / CERT_FILE).is_file():
+    if ca.inventory is None or not folder.is_dir():
         return None
-    try:  # a bounded read, as of every file certkit reads: the folder is the user's
-        cert = x509.load_pem_x509_certificate(read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES))
-        row = ca.inventory.get(serial_hex(cert.serial_number))
-    except (OSError, ValueError, CertkitError):
-        return None
+    cert = _certificate_in(folder)
+    if cert is None:
+        return _recorded_in(ca, folder) if _holds_a_bundle(folder) else None
+    row = ca.inventory.get(serial_hex(cert.serial_number))
     if row is None or row["status"] != "valid" or row.get("folder") != str(folder):
         return None
     if ca.inventory.successors(row["serial"]) or ca.inventory.certificate(row["serial"]) != cert:
         return None  # renewed already (a copy of an old bundle), or not this CA's certificate
     return row["serial"]
+
+
+def _certificate_in(folder: Path) -> "x509.Certificate | None":
+    """The certificate of ``folder``'s cert.pem; None when there is none certkit can read (a bounded read, as
+    of every file certkit reads: the folder is the user's)."""
+    from cryptography import x509
+
+    from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    if not (folder / CERT_FILE).is_file():  # a FIFO or a folder there is not read (nor waited on)
+        return None
+    try:
+        return x509.load_pem_x509_certificate(read_limited(folder / CERT_FILE, MAX_CERT_FILE_BYTES))
+    except (ValueError, CertkitError):
+        return None
+
+
+def _holds_a_bundle(folder: Path) -> bool:
+    from certkit.constants import BUNDLE_FILES
+
+    return any(os.path.lexists(folder / name) for name in BUNDLE_FILES)
+
+
+def _recorded_in(ca: "CA", folder: Path) -> str | None:
+    """The newest certificate the inventory records valid, and not renewed, in the bundle folder ``folder``."""
+    rows = ca.inventory.rows(
+        "WHERE folder = ? AND (sink IS NULL OR sink = 'folder') AND status = 'valid' AND NOT EXISTS (SELECT 1 FROM "
+        "certificates n WHERE n.renewed_from = certificates.serial AND n.status IN ('valid', 'revoked')) ORDER BY "
+        "issued_at DESC, serial DESC LIMIT 1", (str(folder),))
+    return rows[0]["serial"] if rows else None
 
 
 FOREIGN_NOTE = "the bundle replaced held certificate"  # how the note begins (a batch counts them)
@@ -95,6 +127,12 @@ def foreign_replaced(ca_cert: "x509.Certificate", folder: str | Path) -> str | N
     path = Path(os.path.abspath(folder)) / CERT_FILE
     try:
         cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
+    except UnreadableFile as exc:  # made unreadable since the plan, which refuses it: never "nothing there"
+        if exc.errno == errno.ENOENT:
+            return None
+        return (f"the bundle replaced held a {CERT_FILE} that could not be read ({os.strerror(exc.errno or 0)}): "
+                "which certificate it was cannot be told, and its key went with the old files; if it was still "
+                "valid, revoke it with the CA that issued it")
     except (OSError, ValueError, CertkitError):
         return None
     return None if of_this_ca(cert, ca_cert) else foreign_note(cert)

@@ -1,0 +1,123 @@
+"""What a bundle folder holds, read before certkit replaces it: the files of an old bundle that a new
+one would remove (:func:`leftovers`), whether its privkey.pem is the key of the certificate written,
+the certificate its cert.pem holds (:func:`refuse_unreadable_cert`), and what in it is not a
+certificate's own (:func:`bundle_mismatch`).
+
+A file the file system will not read (no permission, an I/O error) says nothing of what it holds: it is
+never taken for "no key" or "no certificate" where that would delete a key or leave a certificate whose
+key is gone recorded as valid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from certkit.constants import CERT_FILE, KEY_FILE
+from certkit.errors import CertkitError, UnreadableFile
+from certkit.files import read_limited
+from certkit.text import shown
+
+
+def leftovers(folder: Path, written: Iterable[str], replaces: Sequence[str], *, public_key=None,
+              cert_pem: bytes | None = None) -> list[str]:
+    """The names of ``replaces`` in the existing ``folder`` that writing ``written`` there would remove
+    (the rest of another bundle: its chain.pem, bundle.p12, privkey.pem). A privkey.pem holding the
+    key of the certificate written (``public_key``, or the key of ``cert_pem``: a CSR's requester put
+    it there) is no leftover: it is kept."""
+    names = [n for n in replaces if n not in written and os.path.lexists(folder / n)]
+    if KEY_FILE in names and (public_key is not None or cert_pem):
+        from cryptography import x509
+
+        from certkit.keys import public_key_der
+
+        held = _key_in(folder / KEY_FILE, strict=True)  # b"": an encrypted key (openssl req's): a requester's
+        if held == b"" or held == public_key_der(public_key or x509.load_pem_x509_certificate(cert_pem).public_key()):
+            names.remove(KEY_FILE)
+    return names
+
+
+def _unreadable_key(path: Path, reason: str, errno: int | None) -> UnreadableFile:
+    """A privkey.pem that cannot be read is never removed: it may be the only copy of the key the new
+    certificate certifies (a CSR's requester keeps it in the folder, owned by the service)."""
+    return UnreadableFile(f"Cannot read {shown(path)} ({reason}), so whether it holds the key of the certificate "
+                          "being written (a CSR's requester may keep it there) cannot be told; certkit will not "
+                          "remove it, even with --force. Make it readable, or choose another folder.", errno)
+
+
+def _key_in(path: Path, *, strict: bool = False) -> bytes | None:
+    """The public half (DER) of the private key in ``path``: b"" for an encrypted one (not compared),
+    None if it holds no key certkit can read. ``strict``: a file the file system will not read
+    (no permission, an I/O error) is :class:`UnreadableFile`, never "no key"."""
+    from cryptography.hazmat.primitives import serialization
+
+    from certkit.keys import is_encrypted, public_key_der
+
+    if not path.is_file():  # a FIFO or a folder there is not read (nor waited on)
+        return None
+    try:
+        data = read_limited(path, 1 << 20)
+    except UnreadableFile as exc:
+        if strict:
+            raise _unreadable_key(path, _reason(exc), exc.errno) from None
+        return None
+    except CertkitError:  # larger than any key
+        return None
+    try:
+        if is_encrypted(data):
+            return b""
+        return public_key_der(serialization.load_pem_private_key(data, None).public_key())
+    except (ValueError, TypeError, CertkitError):
+        return None
+
+
+def refuse_unreadable_cert(folder: Path) -> None:
+    """Refuse replacing the bundle in ``folder`` when its cert.pem cannot be read: which certificate's bundle
+    ``--force`` would replace (and whose key it would delete) cannot be told, so the inventory could not
+    record it as replaced, and it would stay valid, and due, with its key gone."""
+    from certkit.constants import MAX_CERT_FILE_BYTES
+
+    path = folder / CERT_FILE
+    if not path.is_file() or path.is_symlink():  # a link or a FIFO there is refused as such
+        return
+    try:
+        read_limited(path, MAX_CERT_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise UnreadableFile(f"Cannot read {shown(path)} ({_reason(exc)}), so which certificate's bundle --force "
+                             "would replace (its key deleted with it) cannot be told; certkit will not replace it, "
+                             "even with --force. Make it readable, or choose another folder.", exc.errno) from None
+    except CertkitError:  # larger than any certificate: a damaged file, which the inventory's record names
+        return
+
+
+def _reason(exc: UnreadableFile) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc).rstrip(".")
+
+
+def bundle_mismatch(folder: Path, cert) -> str | None:
+    """What in the bundle ``folder`` is not ``cert``'s: a cert.pem or fullchain.pem that holds another
+    certificate, a privkey.pem that is another key (a file replaced or copied in by hand); None when its
+    files agree (an encrypted or unreadable key is not judged)."""
+    from cryptography import x509
+
+    from certkit.constants import FULLCHAIN_FILE, MAX_CERT_FILE_BYTES
+    from certkit.vocabulary import serial_hex
+
+    serial = serial_hex(cert.serial_number)
+    for name in (CERT_FILE, FULLCHAIN_FILE):
+        if not (folder / name).is_file():  # a FIFO or a folder there is not read (nor waited on)
+            continue
+        try:
+            first = x509.load_pem_x509_certificates(read_limited(folder / name, MAX_CERT_FILE_BYTES))[0]
+        except (ValueError, IndexError, OSError, CertkitError):
+            continue
+        if first != cert:
+            return f"its {name} holds another certificate ({serial_hex(first.serial_number)}) than {serial}"
+    from certkit.keys import public_key_der
+
+    key = _key_in(folder / KEY_FILE)
+    if key and key != public_key_der(cert.public_key()):
+        return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
+               "key values mismatch)"
+    return None
