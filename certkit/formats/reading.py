@@ -38,6 +38,12 @@ def certificates_in(path: str | Path) -> list[bytes]:
     return [der for der, _key in _bundles_in(Path(path))]  # for --force over one file: a few thousand at most
 
 
+def holds_a_whole_record(path: str | Path) -> bool:
+    """Whether ``path`` is an output of these formats (jsonl, k8s, tar): it holds at least one whole
+    certificate (read up to the first)."""
+    return next(_bundles_in(Path(path)), None) is not None
+
+
 def _bundles_in(path: Path) -> Iterator[tuple[bytes, bool]]:
     """Each whole bundle of the output file ``path``, read as a stream (memory stays flat for any size):
     its certificate's DER, and whether its key is there."""

@@ -127,6 +127,7 @@ def _url_files(url: str) -> list[tuple[str, str]]:
     """The (parameter, file) pairs of a PostgreSQL URL or key=value string that name a file libpq reads."""
     if url.startswith("sqlite:") or ("=" not in url and "?" not in url):
         return []
+    params: dict[str, str] = {}
     try:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -190,10 +191,10 @@ def refuse_a_key_file(path: Path, text: str) -> None:
     output (a CRL is written over none, :func:`refuse_a_recorded_file`), but for an earlier output of these
     formats, which is what --force replaces (its certificates recorded as replaced or released)."""
     from certkit.errors import CertkitError
-    from certkit.formats.reading import certificates_in
+    from certkit.formats.reading import holds_a_whole_record
 
     try:
-        if not holds_a_private_key(path) or certificates_in(path):
+        if not holds_a_private_key(path) or holds_a_whole_record(path):
             return
     except OSError as exc:
         raise _cannot_check(text, exc) from None
