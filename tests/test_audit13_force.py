@@ -253,3 +253,18 @@ def test_no_output_goes_over_a_file_the_inventory_url_names(tmp_path: Path, post
         proc = run_certkit(*args, env=env)
         assert_clean_error(proc, f"is the file the inventory URL's {parameter}= names")
         assert named.read_bytes() == before, args
+
+
+def test_the_library_writing_over_a_damaged_bundle_records_it_replaced(tmp_path: Path) -> None:
+    from certkit.store import CADirectory
+
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Force CA", env=env, check=True)
+    srv = tmp_path / "srv"
+    run_certkit("issue-server", "a.example.com", "--out", srv, env=env, check=True)
+    [old] = [r["serial"] for r in _rows(env)]
+    (srv / "cert.pem").write_bytes((srv / "cert.pem").read_bytes()[:100])
+    new = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode()).issue_server("a.example.com")
+    new.write(srv, force=True)
+    rows = {r["serial"]: r for r in _rows(env)}
+    assert rows[old]["renewed_by"] == new.serial_hex and rows[new.serial_hex]["folder"] == str(srv), rows
