@@ -102,3 +102,18 @@ def test_an_rsa_key_over_8192_bits_is_not_certified() -> None:
     said = key_policy_problem(key(8200))
     assert said is not None and "larger than the 8192 bits Go's TLS accepts" in said and "rsa-8200" in said
     assert "larger than" not in (key_policy_problem(key(8192)) or "")
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_export_p12_refuses_ca_dir_variable_set_but_empty(tmp_path: Path, env, value) -> None:
+    """badinput14 #1: set but empty, $CERTKIT_CA_DIR fell back to the per-user CA (none here), so the
+    revocation check was off and a revoked certificate was packed."""
+    run_certkit("issue-server", "gone.example", "--out", tmp_path / "gone", env=env, check=True)
+    run_certkit("revoke", tmp_path / "gone", env=env, check=True)
+    password = tmp_path / "pw"
+    password.write_text("a good password\n")
+    password.chmod(0o600)
+    proc = run_certkit("export-p12", tmp_path / "gone", "--password-file", password,
+                       env=env | {"CERTKIT_CA_DIR": value, "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert_clean_error(proc, "$CERTKIT_CA_DIR is set but empty")
+    assert not (tmp_path / "gone" / "bundle.p12").exists()
