@@ -41,6 +41,7 @@ from certkit.keys import (
     refusing_empty,
 )
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
+from certkit.san_identities import python_idna_note
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import check_days
@@ -307,6 +308,8 @@ class CA:
             public_key = key.public_key()
         if (note := _ed25519_note(public_key, (self.cert, *self.parents))) is not None:
             notes.append(note)
+        notes += [n for i in request.identities if i.display and i.kind == "dns"  # faß.de: Python reads fass.de
+                  and (n := python_idna_note(i.display, i.value))]
         subject = request.subject if request.subject is not None else leaf_subject(self._leaf_cn(request))
         cert = build_certificate(
             profile, subject=subject, public_key=public_key, issuer_name=self.cert.subject,

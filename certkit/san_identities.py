@@ -82,3 +82,19 @@ def check_request_names(request) -> None:
     if host and not any(i.kind in ("dns", "ip") for i in request.identities):
         raise InvalidName(f"A {request.kind} certificate names at least one DNS name or IP address.")
 
+
+def python_idna_note(typed: str, a_label: str) -> str | None:
+    """What to say of a host name typed in Unicode that Python's ssl module converts otherwise: it encodes
+    a server_hostname with Python's 'idna' codec (IDNA2003), which maps ß, ς and the joiners to other
+    letters, where certkit, curl and browsers follow IDNA2008 (faß.de: xn--fa-hia.de, but fass.de)."""
+    if typed.isascii():
+        return None
+    try:
+        theirs = typed.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    if theirs == a_label.rstrip(".").lower():
+        return None
+    return (f"{typed} is {a_label} in IDNA2008, as curl and browsers convert it, but Python's ssl module (IDNA2003) "
+            f"connects to {theirs} instead and refuses this certificate (hostname mismatch): name {theirs} too "
+            "if Python clients connect by this name")

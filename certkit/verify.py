@@ -23,10 +23,9 @@ from certkit.verify_names import (
     check_verify_arguments,
     cn_problem,
     cn_text,
-    dns_names,
     dotted_san,
-    final_dot_note,
     identities_as_written,
+    name_notes,
     name_problem,
     plain_verifier_error,
     purpose_problem,
@@ -205,8 +204,8 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
         verdict.name_ok = problem is None
         if problem:
             verdict.reasons.append(problem)
-        elif purpose == "server" and name.endswith(".") and name.lower() not in dns_names(leaf):
-            verdict.notes.append(final_dot_note(name))  # matched a name without its dot
+        else:
+            verdict.notes += name_notes(leaf, purpose, name)  # a final dot, a name Python converts otherwise
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)

@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 from certkit.errors import CertkitError
+from certkit.san_identities import python_idna_note
 from certkit.vocabulary import eku_names, is_ca
 
 
@@ -138,6 +139,15 @@ def final_dot_note(name: str) -> str:
     return (f"{name} ends with a dot: curl, browsers, Node and GnuTLS drop it and match, but Python and OpenSSL "
             "clients connecting to that name refuse the certificate (hostname mismatch); connect to "
             f"{name.rstrip('.')}")
+
+
+def name_notes(cert, purpose: str, name: str) -> list[str]:
+    """Notes on a name the certificate matches that some clients connecting to it still refuse."""
+    if purpose != "server":
+        return []
+    notes = [final_dot_note(name)] if name.endswith(".") and name.lower() not in dns_names(cert) else []
+    idna_note = python_idna_note(name, server_name(name)[0]) if "*" not in name else None
+    return notes + ([idna_note] if idna_note else [])
 
 
 def name_problem(cert, purpose: str, name: str) -> str | None:

@@ -117,3 +117,61 @@ def test_export_p12_refuses_ca_dir_variable_set_but_empty(tmp_path: Path, env, v
                        env=env | {"CERTKIT_CA_DIR": value, "XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert_clean_error(proc, "$CERTKIT_CA_DIR is set but empty")
     assert not (tmp_path / "gone" / "bundle.p12").exists()
+
+
+def _python_client_accepts(bundle: Path, ca_pem: Path, hostname: str) -> bool:
+    """A Python ssl client connecting to ``hostname`` over loopback, the bundle's server answering."""
+    import socket
+    import ssl
+    import threading
+
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(bundle / "fullchain.pem", bundle / "privkey.pem")
+    client = ssl.create_default_context(cafile=str(ca_pem))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve() -> None:
+            conn, _ = listener.accept()
+            try:
+                with server.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                with client.wrap_socket(raw, server_hostname=hostname):
+                    return True
+        except ssl.SSLCertVerificationError:
+            return False
+        finally:
+            thread.join(10)
+
+
+@pytest.mark.parametrize("name", ["faß.de", "αβς.example.com"])
+def test_a_name_python_converts_otherwise_is_noted_where_python_refuses_it(tmp_path: Path, env, name) -> None:
+    """x50914 #1: certkit (like curl and browsers) converts a Unicode name by IDNA2008; Python's ssl by
+    IDNA2003 ('faß.de' is 'fass.de' to it). The certificate is right, but a Python client connecting by
+    the Unicode name refuses it: issue-server and verify --name now say so, and a name certkit and
+    Python convert alike gets no such note."""
+    ca_pem = tmp_path / "ca" / "ca.pem"
+    issued = run_certkit("issue-server", name, "--out", tmp_path / "idn", env=env, check=True)
+    assert "Python's ssl module (IDNA2003)" in issued.stdout
+    assert not _python_client_accepts(tmp_path / "idn", ca_pem, name)  # what the note warns of
+    verified = run_certkit("verify", tmp_path / "idn", "--purpose", "server", "--name", name, env=env, check=True)
+    assert "VALID" in verified.stdout and "Python's ssl module (IDNA2003)" in verified.stdout
+    python_form = name.encode("idna").decode("ascii")
+    run_certkit("issue-server", name, python_form, "--out", tmp_path / "both", env=env, check=True)
+    assert _python_client_accepts(tmp_path / "both", ca_pem, name)  # as the note advises
+    plain = run_certkit("issue-server", "bücher.example", "--out", tmp_path / "plain", env=env, check=True)
+    assert "IDNA2003" not in plain.stdout and _python_client_accepts(tmp_path / "plain", ca_pem, "bücher.example")
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_verify_says_ca_dir_variable_set_but_empty_as_every_command(tmp_path: Path, env, value) -> None:
+    """badinput14 #4: verify said "ca_dir is blank; give a path." (a parameter's name) for a blank variable."""
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=env, check=True)
+    blank = env | {"CERTKIT_CA_DIR": value, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    for args in (["verify", tmp_path / "a", "--purpose", "server"], ["list"]):
+        assert_clean_error(run_certkit(*args, env=blank), "$CERTKIT_CA_DIR is set but empty (an unset variable?)")

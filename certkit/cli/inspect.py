@@ -78,6 +78,10 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
     if name is not None:
         _check_name(name, purpose)
+    if ca_file is None and ca_dir is not None:  # $CERTKIT_CA_DIR blank: said as every command says it
+        from certkit.store import resolve_ca_dir
+
+        ca_dir = resolve_ca_dir(ca_dir)
     verdict, trust = verify_path(cert, purpose=purpose, name=name, ca_file=ca_file,
                                  ca_dir=None if ca_file else ca_dir, untrusted=untrusted)
     role = f"TLS {purpose} certificate"
