@@ -21,110 +21,22 @@ Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so the 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from certkit.anchors import missing_issuer, pinned, recorded_cas, stranger_places, withdrawn
-from certkit.errors import CertkitError
+from certkit.probe_http import ProbeError, Target, parse_url  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
-from certkit.text import is_digits, shown
+from certkit.text import shown
 from certkit.verify_names import name_problem
 
 DEFAULT_TIMEOUT = 10.0
-MAX_RESPONSE_BYTES = 1 << 16  # the head of an HTTP answer: enough for its status line and a short body
-MAX_BODY_BYTES = 1 << 14  # the start of the body: certkit serve's refusal text says why in its last lines
-# What RFC 3986 lets stand in a path and a query as written; anything else (a space, non-ASCII text,
-# controls) is percent-encoded as UTF-8. A '%' stays only when it starts an escape already made.
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
-_QUERY_SAFE = _PATH_SAFE + "?"
+_WROTE_CERT, _WROTE_VERIFY = b"SSLv3/TLS write client certificate", b"SSLv3/TLS write certificate verify"
 _ALERT = re.compile(r"\balert\b")  # in OpenSSL's reason for an alert received: sslv3, tlsv1, tlsv13 alert ...
-
-
-class ProbeError(CertkitError):
-    """The probe could not be made (bad URL, unreachable server, unusable client files)."""
-
-
-@dataclass
-class Target:
-    host: str
-    port: int
-    path: str
-
-    @property
-    def is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-            return True
-        except ValueError:
-            return False
-
-    @property
-    def label(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_url(url: str) -> Target:
-    """``https://HOST[:PORT][/PATH]`` (a bare ``HOST[:PORT]`` is taken as https)."""
-    text = url.strip()
-    if "://" not in text:
-        text = "https://" + text
-    scheme, _, rest = text.partition("://")
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority:
-        # probe sends no credentials, so a server that wants them answers 401, which would read as a refused
-        # client certificate; and the URL is printed in the report. Refused, without echoing what came before '@'.
-        hidden = f"{scheme}://...@{rest[authority.rindex('@') + 1:]}"
-        raise ProbeError(f"'{shown(hidden)}' holds a user name or password (before '@'); probe sends no "
-                         "credentials: give https://HOST[:PORT][/PATH] without them.")
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        given = authority.rpartition("]")[2].rpartition(":")[2]
-        if given and not is_digits(given):  # in certkit's words, as the host's digits are (４４３, 8o)
-            raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: its port '{shown(given)}' is not a "
-                             "number in the digits 0 to 9.") from None
-        raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: {exc}.") from None
-    if parts.scheme.lower() != "https":
-        raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
-    if not parts.hostname:
-        raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
-    if port == 0:
-        raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
-    path = _encoded(parts.path or "/", _PATH_SAFE)
-    return Target(_host(url, parts.hostname), 443 if port is None else port,
-                  path + (f"?{_encoded(parts.query, _QUERY_SAFE)}" if parts.query else ""))
-
-
-def _encoded(text: str, safe: str) -> str:
-    """``text`` as an HTTP request line may carry it: percent-encoded, escapes already made kept as they are
-    (``/a b`` is sent as ``/a%20b``, ``/a%20b`` unchanged, ``/100%`` as ``/100%25``)."""
-    return quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text), safe=safe)
-
-
-def _host(url: str, hostname: str) -> str:
-    """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP."""
-    import ipaddress
-
-    from certkit.errors import InvalidName
-    from certkit.names import parse_host
-
-    try:  # an address as given: probe connects to it (0.0.0.0 reaches this host), it names no certificate
-        return str(ipaddress.ip_address(hostname))
-    except ValueError:
-        pass
-    try:
-        host = parse_host(hostname)
-    except InvalidName as exc:
-        raise ProbeError(f"'{shown(url)}' names no host certkit can probe: {shown(exc)}") from None
-    if host.is_wildcard:
-        raise ProbeError(f"'{shown(url)}' names a wildcard; probe connects to one host, as in https://www.example.com/.")
-    return host.value
 
 
 @dataclass
@@ -148,13 +60,16 @@ class ClientFiles:
 class Attempt:
     """One connection: what happened in the handshake and to one HTTP request."""
 
-    presented: str | None  # the client certificate's subject, or None
+    presented: str | None  # the client certificate's subject, or None (none given, or none sent)
     handshake: str  # "ok" or OpenSSL's reason
     tls_version: str | None = None
     http_status: int | None = None
     http_reason: str | None = None
     http_error: str | None = None  # the TLS alert or error on the first read, if any
     body_start: str = ""
+    # A certificate given, but OpenSSL sent an empty Certificate message (no CertificateVerify followed): no
+    # signature algorithm of the server's CertificateRequest fits its key (an ECDSA key, an RSA-only list)
+    not_sent: bool = False
 
     @property
     def round_trip(self) -> bool:
@@ -168,7 +83,8 @@ class Attempt:
 
     def to_dict(self) -> dict:
         return {"presented": self.presented, "handshake": self.handshake, "tls_version": self.tls_version,
-                "http_status": self.http_status, "http_reason": self.http_reason, "read_error": self.http_error}
+                "http_status": self.http_status, "http_reason": self.http_reason, "read_error": self.http_error,
+                "not_sent": self.not_sent}
 
 
 @dataclass
@@ -197,6 +113,7 @@ class ProbeResult:
     client_usage: str | None = None
     client_issuer: str | None = None
     client_eku: list[str] | None = None
+    client_key_type: str | None = None  # certkit inspect's key_type of the given certificate (ecdsa-p256)
     # Why the given certificate is no TLS client certificate (certkit verify's purpose_problem), or None
     client_purpose: str | None = None
     client_openssl_purpose: str | None = None  # what OpenSSL's purpose check says of it (a CA certificate too)
@@ -206,6 +123,8 @@ class ProbeResult:
     # The CA the client's file stops short of, and whether it is known to be an intermediate (anchors.missing_issuer)
     client_missing_issuer: str | None = None
     client_missing_is_intermediate: bool | None = None
+    # That the client's chain leads to no CA of --ca-dir/--ca-file, by signature (:func:`_foreign`), or None
+    client_foreign: str | None = None
     # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
     withdrawn: list[str] = field(default_factory=list)
     client_withdrawn: list[str] = field(default_factory=list)
@@ -224,7 +143,7 @@ class ProbeResult:
         asked for one, when it answered an HTTP error (4xx, 5xx) that is not a known refusal, and when it
         gave no HTTP answer after the handshake (a timeout, the end of the connection, another protocol):
         then nobody can say."""
-        if self.with_cert is None or not self.requests_client_cert:
+        if self.with_cert is None or not self.requests_client_cert or self.with_cert.not_sent:
             return None
         if refusal(self.with_cert):
             return False
@@ -290,6 +209,7 @@ class _Seen:
     chain: list = field(default_factory=list)  # cryptography certificates, as sent
     errors: list[tuple[int, int]] = field(default_factory=list)
     requested: bool = False
+    wrote: set = field(default_factory=set)  # the handshake messages the client wrote (OpenSSL's state strings)
     ca_names: list[str] = field(default_factory=list)
     cipher: str | None = None
 
@@ -313,8 +233,11 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
             conn.set_tlsext_host_name(target.host.encode("ascii"))
 
         def on_state(c, where, ret) -> None:
-            if c.get_state_string() == CERT_REQUEST_STATE:
+            state = c.get_state_string()
+            if state == CERT_REQUEST_STATE:
                 seen.requested = True
+            elif state.startswith(b"SSLv3/TLS write "):
+                seen.wrote.add(state)
 
         conn.set_info_callback(on_state)
         conn.set_connect_state()
@@ -331,57 +254,19 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals).
         seen.attempt.tls_version = conn.get_protocol_version_name() if seen.chain else None
         seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]
+        if presented is not None and _WROTE_CERT in seen.wrote and _WROTE_VERIFY not in seen.wrote:
+            seen.attempt.presented, seen.attempt.not_sent = None, True  # an empty Certificate message
         if seen.attempt.handshake == "ok":
             seen.cipher = conn.get_cipher_name()
+            from certkit.probe_http import await_refusal, request
+
             first, refused = b"", None
             if seen.requested and seen.attempt.tls_version == "TLSv1.3":
-                from certkit.probe_http import await_refusal
-
                 first, refused = await_refusal(conn, sock, timeout)
-            _request(conn, target, seen.attempt, first, refused)
+            request(conn, target, seen.attempt, first, refused)
     finally:
         sock.close()
     return seen
-
-
-def _request(conn, target: Target, attempt: Attempt, data: bytes = b"", refused: Exception | None = None) -> None:
-    """One HTTP/1.1 GET and the head of its answer; a TLS alert instead is recorded as such. ``data`` and
-    ``refused``: what the server sent, and how its connection ended, before the request was written."""
-    from OpenSSL import SSL
-
-    from certkit.probe_http import read_body
-
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    request = (f"GET {target.path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: certkit-probe\r\n"
-               "Accept: text/plain, */*\r\nConnection: close\r\n\r\n")
-    try:
-        if refused is not None:
-            raise refused
-        conn.sendall(request.encode("ascii", "replace"))
-        while len(data) < MAX_RESPONSE_BYTES and b"\r\n\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        if b"\r\n\r\n" in data:
-            data = read_body(conn, data, MAX_BODY_BYTES)
-    except SSL.ZeroReturnError:
-        pass
-    except (SSL.WantReadError, SSL.WantWriteError):
-        attempt.http_error = "no answer to the HTTP request in time"
-    except SSL.SysCallError as exc:
-        attempt.http_error = f"the server closed the connection ({exc.args[-1]})"
-    except SSL.Error as exc:
-        attempt.http_error = openssl_reason(exc)
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    bits = status_line.split(" ", 2)
-    if len(bits) >= 2 and bits[0].startswith("HTTP/") and is_digits(bits[1]):
-        attempt.http_status = int(bits[1])
-        attempt.http_reason = bits[2] if len(bits) > 2 else ""
-        attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
-    elif data and not attempt.read_alert:
-        attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended
 
 
 def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:
@@ -433,9 +318,12 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
             "chain_in_date": all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in certs)}
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
+        result.client_key_type = info["key_type"]
         result.client_purpose = purpose_problem(certs[0], "client")
         result.client_openssl_purpose = openssl_purpose_problem(certs[0], "client")
         result.client_withdrawn = withdrawn(ca_dir, certs, fail_closed=False) if ca_dir is not None else []
+        where = f"--ca-dir {ca_dir}" if ca_dir is not None else f"--ca-file {ca_file}"
+        result.client_foreign = _foreign(certs, roots, extra, where) if roots else None
 
     # The client's files are read before any connection: a key certkit cannot use stops the probe at once.
     client_ctx = _context(trust_pem, client) if client is not None else None
@@ -459,6 +347,41 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     if client is not None:
         result.with_cert = _connect(target, client_ctx, timeout, result.client_subject).attempt
     return result
+
+
+def _foreign(certs: list, roots: list, known: list, where: str) -> str | None:
+    """That the client's chain does not lead, signature by signature, to a CA of the trust given (the
+    certificates of its file, then the CA directory's intermediates, may lead there); None when it does, or
+    when the trust holds no CA (a pinned server certificate)."""
+    from certkit.vocabulary import is_ca
+
+    anchors = [r for r in roots if is_ca(r)]
+    if not anchors:
+        return None
+    cert, pool = certs[0], [*certs[1:], *known]
+    for _ in range(len(pool) + 1):
+        if any(_signed_by(cert, a) for a in anchors):
+            return None
+        cert = next((c for c in pool if c is not cert and _signed_by(cert, c)), None) or cert
+        if cert not in pool:
+            break
+    named = cert.issuer.rfc4514_string()
+    if any(c.subject == cert.issuer for c in [*anchors, *known]):
+        return (f"its chain names {named} as its issuer, but the CA of that name in {where} did not sign it "
+                "(another CA of the same name)")
+    return f"its chain does not lead to the CA in {where} (its issuer is {named})"
+
+
+def _signed_by(cert, ca) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None,

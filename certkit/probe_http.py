@@ -1,9 +1,17 @@
-"""What probe reads after its handshake: a refusal the server sends before any request (TLS 1.3), and
-the start of the answer's body."""
+"""probe's HTTP side: the URL it is given (read as certkit reads hosts), and what it does after its
+handshake: one HTTP request and the start of its answer, and a refusal the server sends before any request
+(TLS 1.3)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from certkit.errors import CertkitError
+from certkit.text import is_digits, shown
 
 # How long probe waits, after a TLS 1.3 handshake in which the server asked for a certificate, for the
 # server to refuse it (an alert) before it sends its request. In TLS 1.3 the client's handshake ends
@@ -11,6 +19,101 @@ import re
 # alert and close as a reset (ECONNRESET), and the alert is lost; a server that reads first (Redis) then
 # looked as if it took the connection. Loopback and LAN servers answer in milliseconds.
 REFUSAL_WAIT = 0.5
+MAX_RESPONSE_BYTES = 1 << 16  # the head of an HTTP answer: enough for its status line and a short body
+MAX_BODY_BYTES = 1 << 14  # the start of the body: certkit serve's refusal text says why in its last lines
+# What RFC 3986 lets stand in a path and a query as written; anything else (a space, non-ASCII text,
+# controls) is percent-encoded as UTF-8. A '%' stays only when it starts an escape already made.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+class ProbeError(CertkitError):
+    """The probe could not be made (bad URL, unreachable server, unusable client files)."""
+
+
+@dataclass
+class Target:
+    host: str
+    port: int
+    path: str
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+            return True
+        except ValueError:
+            return False
+
+    @property
+    def label(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_url(url: str) -> Target:
+    """``https://HOST[:PORT][/PATH]`` (a bare ``HOST[:PORT]`` is taken as https)."""
+    text = url.strip()
+    if (bad := next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)) is not None:
+        # Before urlsplit, which drops a tab or line break (WHATWG's rule) and so would probe another host.
+        raise ProbeError(f"'{shown(url)}' holds a control character ({shown(bad)}), which no URL holds; give "
+                         "https://HOST[:PORT][/PATH].")
+    if "://" not in text:
+        text = "https://" + text
+    scheme, _, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        # probe sends no credentials, so a server that wants them answers 401, which would read as a refused
+        # client certificate; and the URL is printed in the report. Refused, without echoing what came before '@'.
+        hidden = f"{scheme}://...@{rest[authority.rindex('@') + 1:]}"
+        raise ProbeError(f"'{shown(hidden)}' holds a user name or password (before '@'); probe sends no "
+                         "credentials: give https://HOST[:PORT][/PATH] without them.")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        given = authority.rpartition("]")[2].rpartition(":")[2]
+        if given and not is_digits(given):  # in certkit's words, as the host's digits are (４４３, 8o)
+            raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: its port '{shown(given)}' is not a "
+                             "number in the digits 0 to 9.") from None
+        if given and int(given) > 65535:  # Python's "Port out of range 0-65535": said as for port 0
+            raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: it names port {given}, and ports "
+                             "end at 65535; give a port from 1 to 65535.") from None
+        raise ProbeError(f"'{shown(url)}' is not a URL certkit can probe: {exc}.") from None
+    if parts.scheme.lower() != "https":
+        raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
+    if not parts.hostname:
+        raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
+    if port == 0:
+        raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
+    path = _encoded(parts.path or "/", _PATH_SAFE)
+    return Target(_host(url, parts.hostname), 443 if port is None else port,
+                  path + (f"?{_encoded(parts.query, _QUERY_SAFE)}" if parts.query else ""))
+
+
+def _encoded(text: str, safe: str) -> str:
+    """``text`` as an HTTP request line may carry it: percent-encoded, escapes already made kept as they are
+    (``/a b`` is sent as ``/a%20b``, ``/a%20b`` unchanged, ``/100%`` as ``/100%25``)."""
+    return quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text), safe=safe)
+
+
+def _host(url: str, hostname: str) -> str:
+    """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP."""
+    import ipaddress
+
+    from certkit.errors import InvalidName
+    from certkit.names import parse_host
+
+    try:  # an address as given: probe connects to it (0.0.0.0 reaches this host), it names no certificate
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        pass
+    try:
+        host = parse_host(hostname)
+    except InvalidName as exc:
+        raise ProbeError(f"'{shown(url)}' names no host certkit can probe: {shown(exc)}") from None
+    if host.is_wildcard:
+        raise ProbeError(f"'{shown(url)}' names a wildcard; probe connects to one host, as in https://www.example.com/.")
+    return host.value
 
 
 def await_refusal(conn, sock, timeout: float) -> tuple[bytes, Exception | None]:
@@ -48,3 +151,43 @@ def read_body(conn, data: bytes, most: int) -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def request(conn, target, attempt, data: bytes = b"", refused: Exception | None = None) -> None:
+    """One HTTP/1.1 GET and the head of its answer; a TLS alert instead is recorded as such. ``data`` and
+    ``refused``: what the server sent, and how its connection ended, before the request was written."""
+    from OpenSSL import SSL
+
+    from certkit.pyossl import openssl_reason
+
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    line = (f"GET {target.path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: certkit-probe\r\n"
+               "Accept: text/plain, */*\r\nConnection: close\r\n\r\n")
+    try:
+        if refused is not None:
+            raise refused
+        conn.sendall(line.encode("ascii", "replace"))
+        while len(data) < MAX_RESPONSE_BYTES and b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        if b"\r\n\r\n" in data:
+            data = read_body(conn, data, MAX_BODY_BYTES)
+    except SSL.ZeroReturnError:
+        pass
+    except (SSL.WantReadError, SSL.WantWriteError):
+        attempt.http_error = "no answer to the HTTP request in time"
+    except SSL.SysCallError as exc:
+        attempt.http_error = f"the server closed the connection ({exc.args[-1]})"
+    except SSL.Error as exc:
+        attempt.http_error = openssl_reason(exc)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    bits = status_line.split(" ", 2)
+    if len(bits) >= 2 and bits[0].startswith("HTTP/") and is_digits(bits[1]):
+        attempt.http_status = int(bits[1])
+        attempt.http_reason = bits[2] if len(bits) > 2 else ""
+        attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
+    elif data and not attempt.read_alert:
+        attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended

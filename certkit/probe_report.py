@@ -145,6 +145,8 @@ def with_verdict(result: "ProbeResult") -> str:
     if not result.requests_client_cert:
         return ("never sent: the server does not ask for client certificates, so it neither checks nor uses one"
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
+    if attempt.not_sent:
+        return _not_sent(result)
     refused = refusal(attempt)
     if refused is not None:
         refused = _crl_cause(result, refused)
@@ -165,7 +167,25 @@ def with_verdict(result: "ProbeResult") -> str:
                        for fact in _revoked_facts(result))
     if (unlisted := _unlisted_issuer(result)) is not None:
         verdict += f"; beware: {unlisted}, yet it got in"
+    if result.client_foreign is not None:  # the CA probe was given, checked by signature (eve: a same-named CA)
+        verdict += (f"; beware: {result.client_foreign}, yet it got in: this server trusts that other CA too, or "
+                    "does not verify client certificates (openssl s_server -verify without -verify_return_error, "
+                    "nginx ssl_verify_client optional_no_ca)")
     return verdict
+
+
+def _not_sent(result: "ProbeResult") -> str:
+    """The verdict when OpenSSL sent an empty Certificate message for the certificate given: what the server
+    then did is its answer to a client without one, not to that certificate."""
+    attempt = result.with_cert
+    then = refusal(attempt) or unclear(attempt)
+    then = f"the server refused ({then})" if refusal(attempt) else f"the server gave no HTTP answer ({then})" \
+        if then else f"the server answered HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
+    return (f"not sent: OpenSSL sent an empty certificate message, as it does when none of the signature "
+            f"algorithms the server's certificate request allows can be made with the key of {result.client_subject} "
+            f"({result.client_key_type}), so the server never saw the certificate; without it {then}: give a "
+            "certificate with another kind of key (RSA or ECDSA), or have the server allow signatures of this "
+            "kind (nginx ssl_conf_command ClientSignatureAlgorithms, openssl s_server -client_sigalgs)")
 
 
 def _known_faults(result: "ProbeResult", issuer: bool = True) -> str:
@@ -248,9 +268,11 @@ def _crl_cause(result: "ProbeResult", refused: str) -> str:
     complete = result.client_missing_issuer is None or result.client_missing_issuer in result.client_ca_names
     if refused.endswith(unknown) and result.client_ca_names and _unlisted_issuer(result) is None and complete:
         return (refused[:-len(_ALERTS["unknown ca"])] + "the server lists a CA of the chain given by name; OpenSSL "
-                "servers send this alert when the CA they hold of that name did not sign the chain (another CA of "
+                "servers send this alert when the CAs they verify with are not the CAs they list (the names come "
+                "from another file: openssl s_server -CAfile and -verifyCAfile, Apache SSLCADNRequestFile and "
+                "SSLCACertificateFile), when the CA they hold of that name did not sign the chain (another CA of "
                 "the same name), and when they check CRLs and hold none for a CA of the chain (an intermediate's): "
-                "check which CA the server trusts, and give it the CRL of every CA in the chain (certkit crl)")
+                "check which CAs the server verifies with, and give it the CRL of every CA in the chain (certkit crl)")
     return refused
 
 
@@ -348,6 +370,9 @@ def client_problem(result: "ProbeResult") -> str | None:
         return None
     if not result.requests_client_cert:
         return "the server never asked for the client certificate, so it was not sent"
+    if result.with_cert.not_sent:
+        return ("the client certificate was not sent: no signature algorithm the server's certificate request "
+                "allows fits its key")
     if result.client_accepted is False:
         return "the client certificate is refused"
     if (why := unclear(result.with_cert)) is not None:
