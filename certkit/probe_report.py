@@ -117,7 +117,7 @@ def as_dict(result: "ProbeResult") -> dict:
             "given_status": result.client_validity.get("status"),
             "given_purpose_problem": result.client_purpose,
             "given_chain_issuers": result.client_chain_issuers, "given_missing_issuer": result.client_missing_issuer,
-            "given_withdrawn": result.client_withdrawn,
+            "given_withdrawn": result.client_withdrawn, "given_not_from_ca": result.client_foreign,
             "with_it": result.with_cert.to_dict() if result.with_cert else None,
             "accepted": result.client_accepted,
             "verdict": with_verdict(result) if result.with_cert else None,

@@ -86,6 +86,7 @@ def test_a_foreign_certificate_let_in_gets_a_beware_note(pki: Path, listing: lis
         verdict = json.loads(mallory.stdout)["client_certificate"]["verdict"]
         assert (f"beware: its chain does not lead to the CA in --ca-file {pki / 'ca' / 'ca.pem'} "
                 "(its issuer is CN=Other CA), yet it got in") in verdict, verdict
+        assert json.loads(mallory.stdout)["client_certificate"]["given_not_from_ca"].startswith("its chain does")
         alice = json.loads(probe(url, "--ca-dir", pki / "ca", "--bundle", pki / "alice", "--json").stdout)
         assert "beware" not in alice["client_certificate"]["verdict"]
         no_ca = probe(url, "--bundle", pki / "eve", "--json")  # the CA not known: nothing to check it by
