@@ -76,7 +76,7 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
     except InvalidCSR as exc:
         raise Problem("badCSR", str(exc)) from None
     refused = [entry.split(" (", 1)[0] for entry in dropped if entry.startswith("subjectAltName ")]
-    refused += [text for text in request.extensions if text.startswith("basicConstraints CA:TRUE")]
+    refused += beyond_server_auth(request)
     if refused:
         raise Problem("badCSR", f"The CSR asks for {', '.join(refused)}, which is not allowed: ACME issues "
                                 "end-entity serverAuth certificates naming the order's identifiers (DNS names and "
@@ -94,6 +94,44 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
         raise Problem("rejectedIdentifier", str(exc)) from None
     check_key(ca, request.public_key)
     return request
+
+
+def _weighed() -> tuple:
+    """The extensions a CSR may mark critical: those :func:`beyond_server_auth` weighs."""
+    from cryptography import x509
+
+    return (x509.SubjectAlternativeName, x509.BasicConstraints, x509.KeyUsage, x509.ExtendedKeyUsage,
+            x509.TLSFeature)
+
+
+def beyond_server_auth(request: "CSRRequest") -> list[str]:
+    """What the CSR asks for, beyond its names, that a serverAuth certificate cannot carry, in words (empty when
+    nothing): CA powers (CA:TRUE, keyCertSign, cRLSign), an extendedKeyUsage without serverAuth, OCSP
+    must-staple (this CA runs no OCSP responder), an email identity in the subject, and any other critical
+    extension (one it would drop). What certbot, lego, Caddy and acme.sh send passes: a keyUsage of end-entity bits,
+    and an extendedKeyUsage with serverAuth (acme.sh asks serverAuth, clientAuth) get the server profile's."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from certkit.csr import describe_extension
+
+    refused, server_auth = [], {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    for ext in request.csr.extensions:
+        value = ext.value
+        if isinstance(value, x509.BasicConstraints) and value.ca:
+            refused.append(describe_extension(ext))
+        elif isinstance(value, x509.KeyUsage) and (value.key_cert_sign or value.crl_sign):
+            refused.append(f"{describe_extension(ext)} (CA powers)")
+        elif isinstance(value, x509.ExtendedKeyUsage) and not set(value) & server_auth:
+            refused.append(f"{describe_extension(ext)} (no serverAuth)")
+        elif isinstance(value, x509.TLSFeature):
+            features = ", ".join(feature.name for feature in value)
+            refused.append(f"TLS feature {features} (OCSP must-staple; this CA runs no OCSP responder)")
+        elif ext.critical and not isinstance(value, _weighed()):  # an extension this CA does not grant
+            refused.append(f"the critical extension {describe_extension(ext)}, which is not granted here")
+    emails = request.csr.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+    refused += ["a subject emailAddress (an email identity)"] if emails else []
+    return refused
 
 
 def check_key(ca: "CA", public_key) -> None:

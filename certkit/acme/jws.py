@@ -422,6 +422,9 @@ def eab_kid(binding: Any) -> str | None:
         protected = None
     if not isinstance(protected, dict):
         raise Problem("malformed", "The externalAccountBinding's protected header is not a JSON object.")
+    if "crit" in protected:  # RFC 7515 4.1.11, as for the outer JWS (b64: false among them, RFC 7797)
+        raise Problem("malformed", "The externalAccountBinding has a 'crit' header parameter; no extension is "
+                                   "understood here.")
     kid = protected.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise Problem("malformed", f"The externalAccountBinding's 'kid' must be a string, not {_json_type(kid)}.")

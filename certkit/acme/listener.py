@@ -60,7 +60,41 @@ def maintain(service: AcmeService, listener: Listener, stop: threading.Event, lo
             service.state.purge()
             service.settle()
             if listener.due():
+                old = listener.issued
                 listener.renew()
+                service.state.hold_listener(listener.issued.serial_hex)
                 log(f"server certificate renewed: serial {listener.issued.serial_hex}")
+                retire(listener.ca, service.state, old.serial_hex, "superseded", log)
         except Exception as exc:
             log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")
+
+
+
+def retire(ca: "CA", state, serial: str, reason: str, log: Callable[[str], None] | None) -> bool:
+    """Revoke the server's own certificate ``serial`` (its key, in one process's memory, is gone or dropped)
+    and forget which process held it; False, said to ``log``, when the inventory refused: its row then
+    stays, and the next server to start on this host revokes it."""
+    from certkit.errors import AlreadyRevoked
+
+    try:
+        ca.revoke(serial, reason)
+    except AlreadyRevoked:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the server goes on (or stops); the row stays valid meanwhile
+        if log is not None:
+            log(f"the server's own certificate (serial {serial}) could not be revoked, and stays valid in the "
+                f"inventory until it expires or the next server starts here: {type(exc).__name__}: {shown(exc)}")
+        return False
+    try:
+        state.drop_listener(serial)
+    except Exception:  # noqa: BLE001 - revoked already: a row left only makes the next server try again
+        pass
+    return True
+
+
+def retire_orphans(ca: "CA", state, log: Callable[[str], None]) -> None:
+    """Revoke (cessationOfOperation) the certificates of this host's servers that were killed outright
+    (SIGKILL, a power cut) and so could not revoke their own."""
+    for serial in state.orphaned_listeners():
+        if retire(ca, state, serial, "cessationOfOperation", log):
+            log(f"revoked the certificate of a server killed earlier here (serial {serial}): its key died with it")

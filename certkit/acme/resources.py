@@ -229,7 +229,9 @@ class Resources:
                       "taken": "The new key belongs to an account already.",
                       "stale": "The account's key changed meanwhile (another key change was accepted first); "
                                "sign with its current key."}[outcome]
-            raise Problem("malformed", detail, status=409, headers={"Location": f"{base}/acme/acct/{holder}"})
+            holder_url = f"{base}/acme/acct/{holder}"  # RFC 8555 7.3.5 names Content-Location; Boulder, Location
+            raise Problem("malformed", detail, status=409, headers={"Location": holder_url,
+                                                                    "Content-Location": holder_url})
         self.log(f"account {account.id} rolled over to a new {jws.describe_key(new_key)} key")
         return Response.json(200, self._account_json(self.state.account(account.id), base),
                              headers=[("Location", account_url)])

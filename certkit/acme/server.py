@@ -72,6 +72,9 @@ class AcmeService:
         if abandoned:
             self.log(f"{abandoned} order(s) interrupted while issuing (their server stopped) are now invalid; "
                      "their clients order again")
+        from certkit.acme.listener import retire_orphans
+
+        retire_orphans(self.ca, self.state, self.log)
         self.validations.start(workers)
 
     def stop(self) -> None:

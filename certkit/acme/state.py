@@ -88,6 +88,26 @@ class AcmeState:
             self._me = writer_id()
         return self._me
 
+    # --- the servers' own certificates ------------------------------------------------------
+    # A row 'listener SERIAL' in acme_keys names the process that holds that certificate's key (in memory
+    # alone); its server drops the row once it revoked the certificate at stop. A row left names a server
+    # killed outright, whose certificate the next server on this host revokes (:meth:`orphaned_listeners`).
+    def hold_listener(self, serial: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT INTO acme_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                         (f"listener {serial}", self.me))
+
+    def drop_listener(self, serial: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM acme_keys WHERE name = ?", (f"listener {serial}",))
+
+    def orphaned_listeners(self) -> list[str]:
+        """The serials of the certificates of servers certainly dead (:func:`gone`: of this host), whose
+        keys died with them; those of servers on other hosts are left to them."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT name, value FROM acme_keys WHERE name LIKE 'listener %'").fetchall()
+        return [name.split(" ", 1)[1] for name, process in rows if process and gone(process)]
+
     # --- nonces ------------------------------------------------------------------------
     def new_nonce(self) -> str:
         return self.nonces.new()

@@ -321,7 +321,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     import signal
     import threading
 
-    from certkit.acme.listener import maintain
+    from certkit.acme.listener import maintain, retire
     from certkit.cli.serve import exit_stopped
     from certkit.errors import handle_stop_signals, restore_signals
     from certkit.issuing import uninterrupted
@@ -337,8 +337,9 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     # first request; the exit status says which (exit_stopped: 130, 143, 129), once it has drained.
     previous = handle_stop_signals(interrupted)
     stop = threading.Event()
-    serving = False
+    serving = failed = False
     try:
+        service.state.hold_listener(listener.issued.serial_hex)  # a server killed outright: the next revokes it
         emit(as_json, data, human)
         if not ca.parents:
             warn(f"\"{ca.common_name}\" is a root CA: certificates come without an intermediate, which certbot "
@@ -354,8 +355,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
         signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()
     except BaseException:
-        if not serving:  # it never served: the certificate it issued itself, whose key dies with it, is no use
-            _withdraw(ca, listener)
+        failed = not serving  # a start that failed: its own error is the one to report
         raise
     finally:
         stop.set()
@@ -363,7 +363,11 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
             _drain(server)  # with the stop signals still raising KeyboardInterrupt: a second one ends the wait
         finally:
             restore_signals(previous)
-            service.stop()
+            try:  # stopped or failed, the key of its own certificate dies with this process: no valid row for it
+                retire(ca, service.state, listener.issued.serial_hex, "cessationOfOperation",
+                       None if failed else stderr_log)
+            finally:
+                service.stop()
     stderr_log("stopped")
     exit_stopped(signum)
 
@@ -381,17 +385,6 @@ def _drain(server) -> None:
     if left:
         stderr_log(f"stopping with {left} request(s) still running after {DRAIN_TIMEOUT_S:g} s; an order "
                    "being finalized goes back to ready")
-
-
-def _withdraw(ca, listener) -> None:
-    """Revoke (cessationOfOperation) the server's own certificate of a start that failed before it served:
-    its key lived in this process alone, so nothing can use it, and no valid row should say otherwise."""
-    if listener.issued is None:
-        return
-    try:
-        ca.revoke(listener.issued.serial_hex, "cessationOfOperation")
-    except Exception:  # noqa: BLE001 - the error that stopped the start is the one to report
-        pass
 
 
 def _common_name(cert) -> str:
