@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import signal
+import time
 
 import josepy as jose
 import pytest
@@ -168,3 +169,47 @@ def test_the_certificate_of_a_killed_server_is_revoked_by_the_next_to_start_here
             assert listed_serials(env)[mine] == "valid"
             assert "killed earlier" not in beside.stderr
     assert listed_serials(env)[mine] == "revoked"
+
+
+def test_a_renewal_in_place_revokes_the_certificate_it_replaced(tmp_path) -> None:
+    """The maintenance round renews the server's certificate (made due here) and revokes the replaced one,
+    superseded; the new one stays valid while the server runs."""
+    import threading
+
+    from certkit.acme.db import Database
+    from certkit.acme.listener import Listener, maintain
+    from certkit.acme.server import AcmeConfig, AcmeService
+    from certkit.acme.state import AcmeState
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE
+
+    _root, issuing, env = make_two_tier(tmp_path)
+    ca = CADirectory(issuing).open()
+    ca.unlock(PASSPHRASE.encode())
+    service = AcmeService(ca, AcmeState(Database(ca.inventory)), AcmeConfig())
+    service.start(workers=1)
+    said: list[str] = []
+    try:
+        listener = Listener(ca, ["localhost"])
+        first = listener.issued.serial_hex
+        service.state.hold_listener(first)
+        listener.due = lambda: listener.issued.serial_hex == first  # due once: the first certificate
+        stop = threading.Event()
+        worker = threading.Thread(target=maintain, args=(service, listener, stop, said.append, 0.05))
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not any("renewed" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        worker.join(10)
+    finally:
+        service.stop()
+    second = listener.issued.serial_hex
+    assert second != first, said
+    listed = listed_serials(env)
+    assert (listed[first], listed[second]) == ("revoked", "valid"), (listed, said)
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+    rows = rows["certificates"] if isinstance(rows, dict) else rows
+    assert {row["serial"]: row["revocation_reason"] for row in rows}[first] == "superseded"

@@ -62,9 +62,9 @@ def maintain(service: AcmeService, listener: Listener, stop: threading.Event, lo
             if listener.due():
                 old = listener.issued
                 listener.renew()
-                service.state.hold_listener(listener.issued.serial_hex)
                 log(f"server certificate renewed: serial {listener.issued.serial_hex}")
                 retire(listener.ca, service.state, old.serial_hex, "superseded", log)
+                service.state.hold_listener(listener.issued.serial_hex)
         except Exception as exc:
             log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")
 
