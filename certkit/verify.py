@@ -257,8 +257,9 @@ def _date_problems(path: list, now: dt.datetime) -> list[str]:
     for cert in path:
         who = "" if cert is path[0] else f"the issuing CA {cn_text(cert.subject)} "
         if now > cert.not_valid_after_utc:
-            days = (now - cert.not_valid_after_utc).days
-            problems.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({days} days ago)")
+            days = (now - cert.not_valid_after_utc).days  # "1 day ago", "less than a day ago"
+            ago = f"{days} day{'s' if days > 1 else ''} ago" if days else "less than a day ago"
+            problems.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({ago})")
         elif now < cert.not_valid_before_utc:
             problems.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
     return problems
