@@ -175,3 +175,14 @@ def test_verify_says_ca_dir_variable_set_but_empty_as_every_command(tmp_path: Pa
     blank = env | {"CERTKIT_CA_DIR": value, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     for args in (["verify", tmp_path / "a", "--purpose", "server"], ["list"]):
         assert_clean_error(run_certkit(*args, env=blank), "$CERTKIT_CA_DIR is set but empty (an unset variable?)")
+
+
+@pytest.mark.parametrize("kid", ["k1)\n  accounts            open", "a\x1b[31mb", "rtl\u202eevil", "k" * 300])
+def test_acme_serve_refuses_an_eab_kid_no_client_can_send_or_person_read(tmp_path: Path, env, kid) -> None:
+    """badinput14 #3: a line break in --eab-kid forged a line of the start-up summary; the server started."""
+    hmac = tmp_path / "hm"
+    hmac.write_text("c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0")
+    hmac.chmod(0o600)
+    proc = run_certkit("acme", "serve", "--port", "0", "--eab-hmac-file", hmac, "--eab-kid", kid, env=env)
+    assert_clean_error(proc, "a key identifier is up to 256 printable characters", code=2)
+    assert "\n  accounts" not in proc.stdout + proc.stderr

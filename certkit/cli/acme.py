@@ -85,6 +85,19 @@ def _not_empty(ctx, param, value: str | None) -> str | None:
     return value
 
 
+def _kid(ctx, param, value: str | None) -> str | None:
+    """A key identifier clients can send and people can read: printable, not empty, not a page long."""
+    from certkit.text import shown
+
+    value = _not_empty(ctx, param, value)
+    if value is not None and (not value.isprintable() or len(value) > 256):
+        what = "holds a character that is not printable (a line break, a control)" if not value.isprintable() \
+            else f"has {len(value)} characters"
+        raise click.BadParameter(f"'{shown(value)[:80]}' {what}: a key identifier is up to 256 printable "
+                                 "characters, such as team-1.")
+    return value
+
+
 @acme.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, callback=_not_empty,
               help="Address to listen on. Use 0.0.0.0 or :: only on networks you trust.")
@@ -103,7 +116,7 @@ def _not_empty(ctx, param, value: str | None) -> str | None:
 @click.option("--resolve", "resolve", multiple=True, metavar="NAME=ADDRESS", callback=_parse_resolve,
               help="Validate NAME at ADDRESS instead of asking DNS (repeatable; a NAME given twice has both "
                    "addresses, tried in turn).")
-@click.option("--eab-kid", metavar="KID", callback=_not_empty,
+@click.option("--eab-kid", metavar="KID", callback=_kid,
               help="Require External Account Binding with this key identifier.")
 @click.option("--eab-hmac-file", type=ExistingPath(path_type=Path, dir_okay=False),
               help="File (mode 0600) holding the base64url HMAC key of --eab-kid.")
