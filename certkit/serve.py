@@ -442,9 +442,10 @@ def _no_issuer(facts: "ServerFacts") -> str:
     """The likely cause of OpenSSL's error 20 for a client: its certificate's issuer is in no certificate this server
     trusts (the handshake's error names none, and Python's ssl gives no certificate it refused)."""
     also = f" nor an intermediate CA of it this server trusts too ({', '.join(facts.trusted)})" if facts.trusted else ""
-    return (f"the client certificate's issuer is not {facts.client_ca}{also}: most likely it comes from an "
-            "intermediate CA, sent without that CA's certificate (curl --cert fullchain.pem, or the bundle.p12 that "
-            "holds it), or from another CA; certkit serve --optional says which")
+    return (f"no CA this server holds signed the client certificate (not {facts.client_ca}{also}): most likely it "
+            "comes from an intermediate CA, sent without that CA's certificate (curl --cert fullchain.pem, or the "
+            "bundle.p12 that holds it), or from another CA, of the same name or not; certkit serve --optional says "
+            "which")
 
 
 def serve_until_stopped(server: IdentityServer, stop_signals: Iterable[int] | None = None,

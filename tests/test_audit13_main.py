@@ -186,3 +186,28 @@ def test_acme_serve_refuses_an_eab_kid_no_client_can_send_or_person_read(tmp_pat
     proc = run_certkit("acme", "serve", "--port", "0", "--eab-hmac-file", hmac, "--eab-kid", kid, env=env)
     assert_clean_error(proc, "a key identifier is up to 256 printable characters", code=2)
     assert "\n  accounts" not in proc.stdout + proc.stderr
+
+
+def test_serve_does_not_say_a_same_named_cas_client_has_another_issuer(tmp_path: Path) -> None:
+    """fleetserve13 (minor): serve's default mode logged "the client certificate's issuer is not CN=Lab CA" for
+    a client of another CA named CN=Lab CA: the handshake never showed the certificate, and its issuer is
+    named so. The log now says what is known: no CA this server holds signed it (same name or not)."""
+    import subprocess
+
+    from serve_process import serving
+
+    lab = tmp_path
+    env = _env(lab)
+    run_certkit("init-ca", "--name", "Lab CA", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--out", lab / "localhost", env=env, check=True)
+    same = env | {"CERTKIT_CA_DIR": str(lab / "same")}
+    run_certkit("init-ca", "--name", "Lab CA", "--no-passphrase", env=same, check=True)
+    run_certkit("issue-client", "eve", "--out", lab / "eve", env=same, check=True)
+    with serving("--cert", "localhost/fullchain.pem", "--key", "localhost/privkey.pem", env=env, cwd=lab) as srv:
+        proc = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(lab / "ca" / "ca.pem"), "--cert",
+                               str(lab / "eve" / "cert.pem"), "--key", str(lab / "eve" / "privkey.pem"),
+                               f"https://localhost:{srv.port}/"], capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0  # refused in the handshake: another key signed it
+        line = srv.wait_for_log("unable to get local issuer certificate")[0]
+    assert "no CA this server holds signed the client certificate" in line and "of the same name or not" in line
+    assert "issuer is not CN=Lab CA" not in line, line
