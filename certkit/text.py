@@ -139,14 +139,23 @@ BOM_PROBLEM = ("starts with a byte-order mark (U+FEFF, which Windows Notepad wri
                "one as 'UTF-8', not 'UTF-8 with BOM')")
 
 
+def line_breaks(secret: bytes, what: str) -> str:
+    """What the line breaks of ``secret`` (``what``: "a secret", "a PIN") are, in words after "holds": a lone
+    carriage return (a Windows line end whose newline was lost, or a terminal's Enter) is no second line."""
+    if b"\n" not in secret:
+        return (f"{what} that ends in a carriage return (\\r)" if secret.rstrip(b"\r") and b"\r" not in
+                secret.rstrip(b"\r") else f"{what} with a carriage return (\\r) in it")
+    return f"{what} of several lines (a blank line after it?)"
+
+
 def new_secret_problem(secret: bytes) -> str | None:
     """Why ``secret``, a new passphrase or password (a CA key's, a bundle.p12's), is one no prompt could give
     again, in words to follow "The file F" or "$VARIABLE"; None when it is fine. Several lines (a blank line
     after it), a byte-order mark, a NUL byte (OpenSSL, Java and cryptography end a password there), white space
     alone, more than a secret file holds, or not UTF-8: the command line and the library refuse the same."""
     if b"\n" in secret or b"\r" in secret:
-        return ("holds a secret of several lines; a passphrase or password is one line (no prompt could give the "
-                "rest; a file's one trailing newline is ignored)")
+        return (f"holds {line_breaks(secret, 'a secret')}; a passphrase or password is one line (no prompt could "
+                "give the rest; a file's one trailing newline is ignored)")
     if secret.startswith(BYTE_ORDER_MARK):
         return BOM_PROBLEM
     if b"\0" in secret:

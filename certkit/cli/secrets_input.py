@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from certkit.constants import MAX_SECRET_FILE_BYTES
-from certkit.text import BOM_PROBLEM, shown
+from certkit.text import BOM_PROBLEM, line_breaks, shown
 from certkit.text import BYTE_ORDER_MARK as BOM
 
 
@@ -81,7 +81,7 @@ def _refuse_impossible_pin(secret: bytes, where: str) -> None:
     refuse_byte_order_mark(secret, where)
     if b"\n" in secret or b"\r" in secret or not secret.strip() or b"\0" in secret:
         shape = ("white space only" if not secret.strip() else "a NUL byte" if b"\0" in secret and b"\n" not in secret
-                 and b"\r" not in secret else "a PIN of several lines (a blank line after it?)")
+                 and b"\r" not in secret else line_breaks(secret, "a PIN"))
         raise click.ClickException(f"{where} holds {shape}; a PIN is one line, and the token counts a wrong one "
                                    "against the few tries before it locks, so it was not tried.")
 
