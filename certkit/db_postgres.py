@@ -44,6 +44,7 @@ from certkit.errors import InventoryError
 LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEOUT_S)
 CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
+CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 
 # Asked for the password when the server wants one and libpq found none; the command line
@@ -137,8 +138,10 @@ class PostgresDatabase:
             return tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]
 
     def create(self, statements: Sequence[str]) -> None:
-        """Create the inventory's tables in an empty database, in one transaction."""
-        with self.transaction(write=True) as tx:
+        """Create the inventory's tables in an empty database, in one transaction: one init-ca at a time
+        (:meth:`_refuse_inventory`'s lock), so that the others racing for the database are told that another
+        CA took it, not the clash of two CREATE TABLEs in PostgreSQL's catalog."""
+        with self._first_to_create(), self.transaction(write=True) as tx:
             self._refuse_inventory(tx)
             for statement in statements:
                 tx.execute(statement)
@@ -149,7 +152,7 @@ class PostgresDatabase:
         create the tables and write to them, known before anything that cannot be undone (a key
         generated in a token); nothing stays in the database."""
         try:
-            with self.transaction(write=True) as tx:
+            with self._first_to_create(), self.transaction(write=True) as tx:
                 self._refuse_inventory(tx)
                 for statement in statements:
                     tx.execute(statement)
@@ -159,11 +162,28 @@ class PostgresDatabase:
         except _RolledBack:
             pass
 
+    @contextmanager
+    def _first_to_create(self) -> Iterator[None]:
+        """Another process that created the same tables at the same moment without the lock (an older
+        certkit) makes PostgreSQL's catalog refuse a duplicate: that CA took the database, said so."""
+        try:
+            yield
+        except InventoryError as exc:
+            if "refused to create the same table" in str(exc):
+                raise InventoryError(self.taken) from None
+            raise
+
     def _refuse_inventory(self, tx: _PostgresTx) -> None:
+        """Refuse a database that holds an inventory, with the lock of its creation held until the
+        transaction ends: a second init-ca waits for the first's commit, then sees its tables."""
+        tx.execute(f"SELECT pg_advisory_xact_lock({CREATE_LOCK})")
         if tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]:
-            raise InventoryError(
-                f"The database {shown_url(self.url)} already holds a certkit inventory; give each CA a "
-                "database of its own (CREATE DATABASE ...), or remove that inventory yourself.")
+            raise InventoryError(self.taken)
+
+    @property
+    def taken(self) -> str:
+        return (f"The database {shown_url(self.url)} already holds a certkit inventory; give each CA a database of "
+                "its own (CREATE DATABASE ...), or remove that inventory yourself.")
 
     def server_version(self) -> str:
         with self.transaction() as tx:
@@ -207,9 +227,16 @@ class PostgresDatabase:
     def _connect(self):
         import psycopg
 
+        from certkit.db_postgres_errors import unsafe_passfile, wants_password
+
         password = _PASSWORDS.get(self.url)
         for _attempt in range(2):
             extra = {"password": password} if password is not None else {}
+            # A password file others can read: libpq would ignore it with a WARNING line of its own; told
+            # another (absent) file instead, and the ignored one named if a password is then missing.
+            self.ignored_passfile = unsafe_passfile(self.url, password is not None)
+            if self.ignored_passfile is not None:
+                extra["passfile"] = os.path.join(os.devnull, "none")
             try:
                 conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                        application_name="certkit", **extra)
@@ -217,8 +244,9 @@ class PostgresDatabase:
                 raise InventoryError(f"The inventory {shown_url(self.url)} cannot be reached: its host name is not "
                                      f"valid ({_first_line(exc)}).") from None
             except psycopg.Error as exc:
-                if password is None and _wants_password(exc) and password_prompt is not None:
-                    password = password_prompt(f"Password for the inventory {shown_url(self.url)}")
+                if password is None and wants_password(exc) and password_prompt is not None:
+                    ignored = f" ({self.ignored_passfile} is ignored: chmod 600 it)" if self.ignored_passfile else ""
+                    password = password_prompt(f"Password for the inventory {shown_url(self.url)}{ignored}")
                     if password:
                         continue
                 # a password certkit holds was typed at its prompt (now, or earlier in this process)
@@ -236,65 +264,10 @@ class PostgresDatabase:
 
     # --- errors ------------------------------------------------------------------------
     def error(self, exc: Exception | None, *, typed: bool = False) -> InventoryError:
-        """``exc`` in words, naming the database: what failed, not just that something did (``typed``:
-        the password was typed at certkit's prompt, not found by libpq)."""
-        where = shown_url(self.url)
-        text = _first_line(exc) if exc is not None else "no password was given"
-        lowered = text.lower()
-        state = getattr(exc, "sqlstate", None) or ""
-        if exc is None or _wants_password(exc):
-            message = (f"The inventory {where} needs a password and none was found: put it in ~/.pgpass (or "
-                       "$PGPASSFILE), $PGPASSWORD or a service file, or run on a terminal to be asked.")
-        elif ("password authentication failed" in lowered or state == "28P01") and typed:
-            message = f"The inventory {where} refused the password typed at the prompt ({text}); try again."
-        elif "password authentication failed" in lowered or state == "28P01":
-            message = (f"The inventory {where} refused the password ({text}); check ~/.pgpass, $PGPASSFILE "
-                       "or $PGPASSWORD.")
-        elif state.startswith("28") or "authentication" in lowered:
-            message = f"The inventory {where} refused the connection: {text}."
-        elif "does not exist" in lowered and "database" in lowered:
-            message = (f"The inventory {where} cannot be opened: {text}; for a new CA, create it first (CREATE "
-                       "DATABASE); for a CA that used it, check the URL, or restore it from a backup (a new, empty "
-                       "database holds none of its certificates).")
-        elif state in ("42P01", "42703"):
-            message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
-        elif state == "23505":
-            message = (f"The inventory {where} refused a duplicate ({text}): another certkit process recorded "
-                       "the same key at the same moment. Nothing was changed; try again.")
-        elif state in ("40001", "40P01"):
-            message = (f"The inventory {where} stopped a transaction that conflicted with another certkit "
-                       f"process ({text}). Nothing was changed; try again.")
-        elif state == "55P03" or "lock timeout" in lowered:
-            message = (f"The inventory {where} stayed locked by another certkit process for "
-                       f"{self.busy_timeout:g} s; try again.")
-        elif state == "25006":
-            message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
-        elif state == "53100":
-            message = f"The inventory {where} cannot be written: the database server's disk is full."
-        elif state == "42501":
-            message = f"The inventory {where} may not be used by this database user: {text}."
-        elif state == "57014":
-            message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
-                       "database, or a cancel request); nothing of that transaction was committed, try again.")
-        elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
-            message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
-                       "or an idle timeout); try again once the server is back.")
-        elif re.search(r"invalid (connection option|\S+ value|value for|uri query parameter)", lowered):
-            message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
-        elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
-            message = f"The inventory {where} {answer.format(text=text)}"
-        elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
-            message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
-                       "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
-                       "the host name that certificate names, or choose another sslmode.")
-        elif state.startswith(("08", "57")) or _is_connection_error(exc):
-            message = f"The inventory {where} cannot be reached: {text}."
-        else:
-            message = f"The inventory {where} cannot be used: {text}."
-        error = InventoryError(message)
-        # read-only (a standby, a read-only role), no privilege to write, or a full disk: it may still be read
-        error.cannot_write = state in ("25006", "42501", "53100")
-        return error
+        """``exc`` in words, naming the database (:func:`certkit.db_postgres_errors.describe`)."""
+        from certkit.db_postgres_errors import describe
+
+        return describe(self, exc, typed=typed)
 
 
 class _RolledBack(Exception):
@@ -422,11 +395,6 @@ def _first_line(exc: Exception) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
 
 
-def _wants_password(exc: Exception | None) -> bool:
-    text = str(exc).lower()
-    return "no password supplied" in text or "fe_sendauth" in text
-
-
 def _lost(conn) -> bool:
     return bool(conn.closed or conn.broken)
 
@@ -442,50 +410,3 @@ def _readable(conn) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return True  # unknown: tried with a statement
-
-
-# What a server that was reached answered when it refused a new connection (libpq's words, lowered),
-# and what certkit says: the server's answer, never "cannot be reached" (which sends one to the network).
-_ANSWERS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("permission denied for database",),
-     "may not be used by this database user: {text} (the server refused it; GRANT CONNECT ON DATABASE to this "
-     "role)."),
-    (("too many clients already", "remaining connection slots are reserved", "too many connections for"),
-     "was reached, but it has no free connection for this user: {text}; raise the server's max_connections (or "
-     "the role's or database's CONNECTION LIMIT), run fewer --jobs or certkit processes at once, or put a "
-     "connection pooler in front, then try again."),
-    (("pg_hba.conf",),
-     "was reached, but its pg_hba.conf refuses this connection: {text}; a line there must let this user reach "
-     "this database from this host (then SELECT pg_reload_conf())."),
-    (("does not support ssl",),
-     "was reached, but it does not offer TLS, and the URL's sslmode requires it: {text}; enable ssl on the "
-     "server, or choose another sslmode (prefer, disable)."),
-    (("gssapi encryption required", "does not support gssapi"),
-     "was reached, but GSSAPI encryption, which the URL's gssencmode requires, cannot be used: {text}; choose "
-     "another gssencmode."),
-    (("channel binding required",),
-     "was reached, but the URL's channel_binding=require cannot be met: {text}; use TLS (sslmode) or choose "
-     "another channel_binding."),
-    (("hot standby mode", "session is read-only", "session is not read-only", "server is in hot standby"),
-     "was reached, but it is not the kind of server the URL's target_session_attrs asks for: {text}."),
-    (("requires a valid client certificate",),
-     "was reached, but it wants a client certificate: {text}; give one with sslcert=PATH and sslkey=PATH (or "
-     "~/.postgresql/postgresql.crt and .key)."),
-    (("is not permitted to log in",),
-     "was reached, but this role may not log in there: {text}; ALTER ROLE ... LOGIN lets it."),
-    (("fatal:",), "was reached, but it refused the connection: {text}."),
-)
-
-
-def _server_answer(lowered: str) -> str | None:
-    """What certkit says of a refused connection, from libpq's words (``{text}`` to fill), if the
-    server was reached and answered; None when it was not (a network or an address problem)."""
-    return next((said for words_, said in _ANSWERS if any(w in lowered for w in words_)), None)
-
-
-def _is_connection_error(exc: Exception | None) -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(exc, psycopg.OperationalError)

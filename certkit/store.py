@@ -217,9 +217,9 @@ class CADirectory:
     @property
     def inventory_location(self) -> str | Path:
         """``$CERTKIT_INVENTORY_URL``, else the URL in certkit-ca.json, else inventory.sqlite3 here."""
-        from certkit.store_inventory import inventory_from_environment
+        from certkit.db_postgres_errors import configured_url  # (a URL holding a secret: refused, naming which)
 
-        return inventory_from_environment() or self.config.get("inventory") or self.path / INVENTORY_FILE
+        return configured_url(self.config.get("inventory"), self.config_path) or self.path / INVENTORY_FILE
 
     @property
     def inventory(self) -> Inventory:

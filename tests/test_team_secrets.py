@@ -108,7 +108,8 @@ def test_an_existing_ca_never_prints_a_secret_it_is_given(tmp_path, postgres_url
             assert_refused(run_certkit(*command, cwd=tmp_path, env=overridden), f"holds {named}")
         proc = run_certkit("check", env=overridden)
         assert proc.returncode == 1 and SECRET not in proc.stdout + proc.stderr
-        assert re.search(rf"ERROR\s+inventory\s+The inventory URL holds {named}", proc.stdout), proc.stdout
+        said = rf"ERROR\s+inventory\s+The inventory URL \$CERTKIT_INVENTORY_URL holds {named}"
+        assert re.search(said, proc.stdout), proc.stdout
     config.write_text(json.dumps({"inventory": f"{postgres_url}?sslpassword={SECRET}"}))
     assert_refused(run_certkit("list", env=env), "holds sslpassword")
     proc = run_certkit("check", "--json", env=env)

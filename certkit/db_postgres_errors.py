@@ -1,0 +1,201 @@
+"""What a PostgreSQL inventory's failures mean, in words (:meth:`certkit.db_postgres.PostgresDatabase.error`):
+libpq's and the server's errors, by SQLSTATE or by libpq's text, each as one sentence that names the
+database (never a secret: :func:`certkit.db.shown_url`) and says what to do. Also the password file
+libpq ignores for its mode, named rather than left to libpq's WARNING line on standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from typing import TYPE_CHECKING
+
+from certkit.db import shown_url
+from certkit.errors import InventoryError
+
+if TYPE_CHECKING:
+    from certkit.db_postgres import PostgresDatabase
+
+
+def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = False) -> InventoryError:
+    """``exc`` in words, naming the database: what failed, not just that something did (``typed``:
+    the password was typed at certkit's prompt, not found by libpq)."""
+    where = shown_url(db.url)
+    text = _first_line(exc) if exc is not None else "no password was given"
+    lowered = text.lower()
+    state = getattr(exc, "sqlstate", None) or ""
+    if exc is None or wants_password(exc):
+        message = _no_password(where, getattr(db, "ignored_passfile", None))
+    elif ("password authentication failed" in lowered or state == "28P01") and typed:
+        message = f"The inventory {where} refused the password typed at the prompt ({text}); try again."
+    elif "password authentication failed" in lowered or state == "28P01":
+        message = (f"The inventory {where} refused the password ({text}); check ~/.pgpass, $PGPASSFILE "
+                   "or $PGPASSWORD.")
+    elif state.startswith("28") or "authentication" in lowered:
+        message = f"The inventory {where} refused the connection: {text}."
+    elif "does not exist" in lowered and "database" in lowered:
+        message = (f"The inventory {where} cannot be opened: {text}; for a new CA, create it first (CREATE "
+                   "DATABASE); for a CA that used it, check the URL, or restore it from a backup (a new, empty "
+                   "database holds none of its certificates).")
+    elif state in ("42P01", "42703"):
+        message = f"The inventory {where} lacks part of its schema ({text}); restore it from a backup."
+    elif state == "23505" and "pg_" in text:  # a system catalog's key: two CREATEs of the same table at once
+        message = (f"The database {where} refused to create the same table as another process at the same moment "
+                   f"({text}); nothing was changed.")
+    elif state == "23505":
+        message = (f"The inventory {where} refused a duplicate ({text}): another certkit process recorded "
+                   "the same key at the same moment. Nothing was changed; try again.")
+    elif state in ("40001", "40P01"):
+        message = (f"The inventory {where} stopped a transaction that conflicted with another certkit "
+                   f"process ({text}). Nothing was changed; try again.")
+    elif state == "55P03" or "lock timeout" in lowered:
+        message = (f"The inventory {where} stayed locked by another certkit process for "
+                   f"{db.busy_timeout:g} s; try again.")
+    elif state == "25006":
+        message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
+    elif state == "53100":
+        message = f"The inventory {where} cannot be written: the database server's disk is full."
+    elif state == "42501":
+        message = f"The inventory {where} may not be used by this database user: {text}."
+    elif state == "57014":
+        message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
+                   "database, or a cancel request); nothing of that transaction was committed, try again.")
+    elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
+        message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
+                   "or an idle timeout); try again once the server is back.")
+    elif re.search(r"invalid (connection option|\S+ value|value for|uri query parameter)", lowered):
+        message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
+    elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
+        message = f"The inventory {where} {answer.format(text=text)}"
+    elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
+        message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
+                   "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
+                   "the host name that certificate names, or choose another sslmode.")
+    elif state.startswith(("08", "57")) or _is_connection_error(exc):
+        message = f"The inventory {where} cannot be reached: {text}."
+    else:
+        message = f"The inventory {where} cannot be used: {text}."
+    error = InventoryError(message)
+    # read-only (a standby, a read-only role), no privilege to write, or a full disk: it may still be read
+    error.cannot_write = state in ("25006", "42501", "53100")
+    return error
+
+
+def _no_password(where: str, ignored: str | None) -> str:
+    """No password was found; ``ignored``: the password file libpq would have read, left out for its mode."""
+    if ignored is not None:
+        from certkit.text import shown
+
+        mode = stat.S_IMODE(os.stat(ignored).st_mode) if os.path.exists(ignored) else 0o644
+        return (f"The inventory {where} needs a password, and the password file {shown(ignored)} was ignored: it "
+                f"has mode {mode:04o}, and libpq reads none that other users can read or write. Run: chmod 600 "
+                f"{shown(ignored)}")
+    return (f"The inventory {where} needs a password and none was found: put it in ~/.pgpass (or $PGPASSFILE), "
+            "$PGPASSWORD or a service file, or run on a terminal to be asked.")
+
+
+def unsafe_passfile(url: str, password_given: bool) -> str | None:
+    """The password file libpq would read for ``url`` (its passfile=, else $PGPASSFILE, else ~/.pgpass) when
+    other users can read or write it: libpq ignores it then, with a WARNING line of its own on standard error,
+    which certkit spares (its connection is told another file) to say it in its one Error: line. None when
+    no file would be read (a password given, $PGPASSWORD, a service that may name its own), or it is safe."""
+    if password_given or os.environ.get("PGPASSWORD") is not None or os.environ.get("PGSERVICE"):
+        return None
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(url)
+    except Exception:  # read by libpq itself, which says what is wrong with it
+        return None
+    if "service" in params or "password" in params:
+        return None
+    path = params.get("passfile") or os.environ.get("PGPASSFILE") or os.path.expanduser("~/.pgpass")
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return str(path) if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077 else None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
+
+
+def wants_password(exc: Exception | None) -> bool:
+    text = str(exc).lower()
+    return "no password supplied" in text or "fe_sendauth" in text
+
+
+# What a server that was reached answered when it refused a new connection (libpq's words, lowered),
+# and what certkit says: the server's answer, never "cannot be reached" (which sends one to the network).
+_ANSWERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("permission denied for database",),
+     "may not be used by this database user: {text} (the server refused it; GRANT CONNECT ON DATABASE to this "
+     "role)."),
+    (("too many clients already", "remaining connection slots are reserved", "too many connections for"),
+     "was reached, but it has no free connection for this user: {text}; raise the server's max_connections (or "
+     "the role's or database's CONNECTION LIMIT), run fewer --jobs or certkit processes at once, or put a "
+     "connection pooler in front, then try again."),
+    (("pg_hba.conf",),
+     "was reached, but its pg_hba.conf refuses this connection: {text}; a line there must let this user reach "
+     "this database from this host (then SELECT pg_reload_conf())."),
+    (("does not support ssl",),
+     "was reached, but it does not offer TLS, and the URL's sslmode requires it: {text}; enable ssl on the "
+     "server, or choose another sslmode (prefer, disable)."),
+    (("gssapi encryption required", "does not support gssapi"),
+     "was reached, but GSSAPI encryption, which the URL's gssencmode requires, cannot be used: {text}; choose "
+     "another gssencmode."),
+    (("channel binding required",),
+     "was reached, but the URL's channel_binding=require cannot be met: {text}; use TLS (sslmode) or choose "
+     "another channel_binding."),
+    (("hot standby mode", "session is read-only", "session is not read-only", "server is in hot standby"),
+     "was reached, but it is not the kind of server the URL's target_session_attrs asks for: {text}."),
+    (("requires a valid client certificate",),
+     "was reached, but it wants a client certificate: {text}; give one with sslcert=PATH and sslkey=PATH (or "
+     "~/.postgresql/postgresql.crt and .key)."),
+    (("is not permitted to log in",),
+     "was reached, but this role may not log in there: {text}; ALTER ROLE ... LOGIN lets it."),
+    (("fatal:",), "was reached, but it refused the connection: {text}."),
+)
+
+
+def _server_answer(lowered: str) -> str | None:
+    """What certkit says of a refused connection, from libpq's words (``{text}`` to fill), if the
+    server was reached and answered; None when it was not (a network or an address problem)."""
+    return next((said for words_, said in _ANSWERS if any(w in lowered for w in words_)), None)
+
+
+def _is_connection_error(exc: Exception | None) -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+
+def refuse_secrets(url: str | None, source: object) -> str | None:
+    """``url`` (an existing CA's inventory URL, or None) if it holds no secret; else refused as
+    :func:`certkit.db.check_url` refuses one, naming ``source``, where it came from and is to be fixed (the
+    CA's certkit-ca.json, a path, or "$CERTKIT_INVENTORY_URL"): nobody typed it on this command."""
+    from certkit.db import _refusal, is_postgres_url, secrets_in
+    from certkit.text import shown
+
+    if url is None or not is_postgres_url(url) or not (found := secrets_in(url)):
+        return url
+    named, place = (source, source) if isinstance(source, str) else (f"in {shown(source)}",
+                                                                     f"the URL in {shown(source)}")
+    said = _refusal(found).replace("The inventory URL holds", f"The inventory URL {named} holds", 1)
+    raise InventoryError(said.replace(" from the URL", f" from {place}", 1))
+
+
+def configured_url(config_url: str | None, config_path: object) -> str | None:
+    """The inventory URL of an existing CA: $CERTKIT_INVENTORY_URL, else ``config_url`` (certkit-ca.json's,
+    ``config_path``), else None; one holding a secret is refused naming which of the two it is."""
+    from certkit.store_inventory import inventory_from_environment
+
+    if url := inventory_from_environment():
+        return refuse_secrets(url, "$CERTKIT_INVENTORY_URL")
+    return refuse_secrets(config_url, config_path)
