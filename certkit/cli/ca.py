@@ -58,7 +58,8 @@ MIN_PASSPHRASE = 12
                    "there, non-extractable, unless the token holds that key already.")
 @click.option("--reuse-key", is_flag=True,
               help="Use the token key --key-uri names even though it already signs a CA (its certificate is in "
-                   "the token): a new certificate for the same key, e.g. a root's renewal.")
+                   "the token): a new certificate for the same key, with an inventory of its own that starts "
+                   "empty (that CA's revocations and CRL numbers do not carry over).")
 @click.option("--pkcs11-module", type=ExistingPath(path_type=Path, dir_okay=False), metavar="PATH",
               help="The PKCS#11 module of the token (else the URI's module-path).")
 @click.option("--pin-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
@@ -307,7 +308,9 @@ def _refuse_a_key_in_use(key, reuse_key: bool) -> None:
     names = ", ".join(f"'{shown(c.subject.rfc4514_string())}'" for c in used[:3])
     if reuse_key:
         warn(f"the {key.uri.describe()} already signs the CA {names}: the new CA shares that key, and peers cannot "
-             "tell its certificates and CRLs from that CA's.")
+             "tell its certificates and CRLs from that CA's, yet its inventory starts empty. None of that CA's "
+             "revocations carry over: this CA's CRLs leave them out and number from 1 again, and certkit verify "
+             "with this CA directory accepts the certificates that CA revoked (docs/team.md).")
         return
     suggested = key.uri.with_object(f"{key.uri.object or 'ca'}-2")
     raise click.ClickException(
