@@ -60,7 +60,7 @@ def test_an_inventory_url_naming_an_sqlite_inventory_still_works(ca_dir, ca_env,
 
 # --- 2. renew and $CERTKIT_P12_PASSWORD -----------------------------------------------------------------------------
 @pytest.mark.parametrize("value,fragment", [("", "is set but empty"), ("line1\nline2", "several lines"),
-                                            ("   ", "white space only"), ("pw\r", "several lines")])
+                                            ("   ", "white space only"), ("pw\r", "ends in a carriage return")])
 @pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
 def test_renew_reads_the_p12_password_as_a_new_one(ca_dir, ca_env, tmp_path, value, fragment, bulk):
     """badinput6 #2: an empty value removed bundle.p12 (exit 0); a two-line or blank one became its password."""
@@ -69,7 +69,7 @@ def test_renew_reads_the_p12_password_as_a_new_one(ca_dir, ca_env, tmp_path, val
     before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
     args = ["--all"] if bulk else [tmp_path / "b"]
     proc = run_certkit("renew", *args, env=ca_env | {"CERTKIT_P12_PASSWORD": value})
-    assert_clean_error(proc, f"$CERTKIT_P12_PASSWORD {'is set but empty' if not value else 'holds a secret of'}")
+    assert_clean_error(proc, f"$CERTKIT_P12_PASSWORD {'is set but empty' if not value else 'holds a secret'}")
     assert fragment in proc.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
     run_certkit("renew", *args, env=good, check=True)
