@@ -313,12 +313,12 @@ def test_a_damaged_cert_pem_is_said_to_be_damaged(ca_dir, ca_env, tmp_path, cont
     serial = issue(ca_env, tmp_path, "r5.test")
     folder = tmp_path / "r5.test"
     (folder / "cert.pem").write_bytes((folder / "privkey.pem").read_bytes() if content == "key" else content)
-    proc = run_certkit("renew", "--expiring", "30d", env=ca_env, check=True)
+    proc = run_certkit("renew", "--expiring", "30d", env=ca_env)
+    assert proc.returncode == 1, proc.stderr  # round thirteen (fleetserve13 #1): a damaged due bundle is a failure
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("Warning: ")]
     assert "holds no readable certificate in cert.pem" in warning and "another certificate" not in warning
     assert "fullchain.pem begins with it" in warning, warning
-    [entry] = json.loads(run_certkit("renew", "--expiring", "30d", "--json", env=ca_env, check=True).stdout)[
-        "certificates"]
+    [entry] = json.loads(run_certkit("renew", "--expiring", "30d", "--json", env=ca_env).stdout)["certificates"]
     assert "holds no readable certificate" in entry["reason"]
     by_serial = run_certkit("renew", serial, env=ca_env)
     assert_clean_error(by_serial, "holds no readable certificate in cert.pem")

@@ -55,13 +55,14 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
 
 
 def _report(result, ca, as_json: bool, rekey: bool) -> None:
+    undone = result.undone  # planned, but a stop or a halt came first: listed, so a script knows they are due
     data = {
         "ca_dir": str(ca.store.path), "selection": result.plan.selection.describe(), "ok": result.ok,
         "renewed": len(result.renewed), "failed": len(result.failed), "skipped": len(result.skipped),
-        "hook_failures": len(result.hook_failures), "rekeyed": rekey,
+        "not_done": len(undone), "hook_failures": len(result.hook_failures), "rekeyed": rekey,
         "needs_attention": sum(o.needs_attention for o in result.skipped), "interrupted": result.stopped is not None,
         "halted": result.halted,
-        "certificates": [o.as_dict() for o in result.outcomes],
+        "certificates": [o.as_dict() for o in result.outcomes + undone],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
     peers = sum(o.kind == "peer" for o in result.renewed)
@@ -73,9 +74,10 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
              f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
     if as_json:
         emit(True, data, "")
-    elif result.renewed or result.failed or result.stopped is not None or result.halted:
+    elif result.renewed or result.failed or result.stopped is not None or result.halted or \
+            any(o.stage == "damaged" for o in result.skipped):
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    if any(o.needs_attention for o in result.skipped):  # even under cron (exit 0), and beside --json's own count
+    if any(o.needs_attention for o in result.skipped):  # even under cron, and beside --json's own count
         _warn_skipped([o for o in result.skipped if o.needs_attention])
     # nothing renewed, failed or skipped: quiet, as cron wants it
     if result.stopped is not None:
@@ -94,6 +96,9 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
         problems = []
         if result.failed:
             problems.append(f"{len(result.failed)} of {len(result.renewed) + len(result.failed)} renewals failed")
+        if damaged := sum(o.stage == "damaged" for o in result.skipped):
+            problems.append(f"{damaged} due certificate{'s were' if damaged != 1 else ' was'} not renewed, "
+                            f"{'their bundles' if damaged != 1 else 'its bundle'} damaged (the warnings above say how)")
         if result.hook_failures:
             problems.append(f"{len(result.hook_failures)} --exec hook{'s' if len(result.hook_failures) != 1 else ''} "
                             "failed (the renewed bundles stay in place)")
@@ -105,7 +110,7 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
 def _lines(result, rekey: bool) -> list[str]:
     renewed, failed = result.renewed, result.failed
     # of all that were due: a run stopped early (a signal, the inventory gone) says how many it did not reach
-    due = len(result.plan.todo) + sum(o.outcome == "failed" for o in result.plan.outcomes)
+    due = len(result.plan.todo) + sum(o.outcome == "failed" or o.stage == "damaged" for o in result.plan.outcomes)
     lines = [f"Renewed {len(renewed)} of {max(due, len(renewed) + len(failed))} "
              f"{result.plan.selection.describe(every=False)}" + (_new_keys(renewed) if rekey else "")]
     for o in renewed:
@@ -115,7 +120,7 @@ def _lines(result, rekey: bool) -> list[str]:
         lines += [f"           note: {shown(n)}" for n in o.notes]
     for o in failed:
         lines.append(f"  failed   {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}")
-    meanwhile = [o for o in result.skipped if o.stage == "meanwhile"]
+    meanwhile = [o for o in result.skipped if o.stage in ("meanwhile", "damaged")]  # each said: in a known folder
     lines += [f"  skipped  {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}" for o in meanwhile]
     if len(result.skipped) > len(meanwhile):
         lines.append(f"  skipped  {len(result.skipped) - len(meanwhile)} not in a known bundle folder (--json lists "

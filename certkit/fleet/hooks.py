@@ -138,9 +138,10 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
     except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
-        ended = _stop(proc, deadline)
+        code, what = _stop(proc, deadline)
+        dropped += _drain(fd, kept)  # its last words too: what it printed when told to stop
         if interrupted is not None:
-            interrupted.append(ended)
+            interrupted.append((code, what, kept_output(kept, dropped), dropped > 0))
         raise
     finally:
         proc.stdout.close()
@@ -153,6 +154,23 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     else:
         error = None if code == 0 else describe_status(code)
     return HookRun(command, code, error, output, truncated=dropped > 0)
+
+
+def _drain(fd: int, kept: bytearray) -> int:
+    """Read what is left in a stopped hook's output pipe into ``kept`` (without waiting: what its session wrote
+    before it ended); keep the last :data:`HOOK_OUTPUT` bytes, and return how many earlier ones were dropped."""
+    dropped = 0
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError, OSError):
+            break
+        if not chunk:
+            break
+        kept.extend(chunk)
+        dropped += max(0, len(kept) - HOOK_OUTPUT)
+        del kept[:-HOOK_OUTPUT]
+    return dropped
 
 
 def _stop(proc: subprocess.Popen, deadline: float) -> tuple[int | None, str]:
@@ -211,15 +229,16 @@ def run_hook_until_stopped(command: str, extra_env: dict[str, str], *, timeout: 
     None: a stop during a hook still lets the caller report what was renewed before it exits."""
     from certkit.errors import Terminated
 
-    ended: list[tuple[int | None, str]] = []
+    ended: list[tuple[int | None, str, str, bool]] = []
     try:
         return run_hook(command, extra_env, timeout=timeout, interrupted=ended), None
     except KeyboardInterrupt:
         signum, name = 2, "Ctrl-C"
     except Terminated as exc:
         signum, name = exc.signum, "SIGHUP" if exc.signum == 1 else "SIGTERM"
-    code, what = ended[0] if ended else (None, "so it was stopped")
-    return HookRun(command, code, f"interrupted ({name}), {what}"), signum
+    code, what, output, truncated = ended[0] if ended else (None, "so it was stopped", "", False)
+    # what it printed is kept, as when it ends by itself or times out: its last words matter most here
+    return HookRun(command, code, f"interrupted ({name}), {what}", output, truncated=truncated), signum
 
 
 def hook_base_environment() -> dict[str, str]:

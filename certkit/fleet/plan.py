@@ -6,6 +6,7 @@ kind and name), :func:`selected` (the inventory rows, a page at a time), :func:`
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +75,9 @@ class Outcome:
     names: list[str] = field(default_factory=list)  # as hooks get them (CERTKIT_NAMES): SAN values, else the CN
     new_serial: str | None = None
     not_after: str | None = None
-    # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: cert.pem unreadable);
-    # meanwhile: skipped, renewed or revoked by another command while this run went on
+    # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: its cert.pem holds no
+    # certificate, is no file, or is gone from a folder that still holds the bundle's other files); meanwhile:
+    # skipped, renewed or revoked by another command while this run went on; interrupted: not_done, a stop came first
     stage: str | None = None
     error: str | None = None
     hook: HookRun | None = None
@@ -85,7 +87,11 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "failed" and (self.hook is None or self.hook.ok)
+        """Not failed, not left undone, nor skipped for a damaged bundle (a due certificate that will expire in a
+        bundle a service cannot load: someone must act, so the run's exit status is 1), and its hook succeeded."""
+        if self.outcome in ("failed", "not_done") or (self.outcome == "skipped" and self.stage == "damaged"):
+            return False
+        return self.hook is None or self.hook.ok
 
     def as_dict(self) -> dict:
         data = {"serial": self.serial, "old_serial": self.serial, "outcome": self.outcome, "folder": self.folder,
@@ -95,6 +101,8 @@ class Outcome:
                      "notes": self.notes, "hook": self.hook.as_dict() if self.hook else None}
         elif self.outcome == "failed":
             data |= {"stage": self.stage, "error": self.error}
+        elif self.outcome == "not_done":  # planned, but the run was stopped (or halted) before it came to it
+            data |= {"reason": self.error, "why": self.stage}
         else:
             data |= {"reason": self.error, "why": self.stage or "elsewhere",
                      "needs_attention": self.needs_attention}
@@ -122,6 +130,13 @@ class FleetPlan:
     todo: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)  # refused or skipped while planning
     options: dict = field(default_factory=dict)  # rekey, key_type, days, p12_password for plan_renewal
+    planned: dict[str, Outcome] = field(default_factory=dict)  # each of todo as a run left undone would report it
+
+    def undone(self, serials: list[str], why: str) -> list[Outcome]:
+        """The planned renewals of ``serials`` that a stopped run left undone (``not_done``), ``why`` said."""
+        from dataclasses import replace
+
+        return [replace(self.planned[serial], error=why) for serial in serials]
 
 
 def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None) -> Iterator[dict]:
@@ -199,14 +214,16 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
                                          san=row["names"]))
             continue
         plan.todo.append(serial)
+        plan.planned[serial] = Outcome(serial, "not_done", folder, row["kind"], names, stage="interrupted",
+                                       san=row["names"])
     return plan
 
 
 def folder_skipped(row: dict) -> Outcome:
     """The certificate of inventory ``row`` skipped, its bundle folder not holding it: ``moved`` (moved or
-    deleted by mistake: warned of), ``damaged`` (its cert.pem unreadable: warned of) or, delivered into an
-    output file, a stream or a program, by design. A cert.pem the file system cannot read (an I/O error) is a
-    failure, not a skip: nothing was done by hand, and the run's exit status says so."""
+    deleted by mistake: warned of), ``damaged`` (:func:`bundle_damage`: warned of, and the run's exit status is
+    1) or, delivered into an output file, a stream or a program, by design. A cert.pem the file system cannot
+    read (an I/O error) is a failure, not a skip: nothing was done by hand, and the run's exit status says so."""
     serial, folder, sink = row["serial"], row.get("folder"), row.get("sink")
     if sink in (None, "folder") and (error := _read_error(folder)) is not None:  # a disk error: said, and a failure
         return Outcome(serial, "failed", folder, row["kind"], row_names(row), stage="plan", san=row["names"],
@@ -255,11 +272,16 @@ def _holds(folder: str, serial: str) -> bool:
 
 
 def _read_error(folder: str | None) -> str | None:
-    """Why ``folder``'s cert.pem cannot be read, when the file system says so (an I/O error, no permission);
-    None when it reads, or is not there (moved or deleted: :func:`folder_skipped`'s business)."""
+    """Why ``folder``'s cert.pem cannot be read, when the file system says so (an I/O error, no permission, a loop
+    of links); None when it reads, is not there (moved or deleted: :func:`folder_skipped`'s business) or is no
+    file (a folder, a pipe, never opened: :func:`bundle_damage`'s)."""
+    import stat
+
     if not folder:
         return None
     try:
+        if not stat.S_ISREG((Path(folder) / CERT_FILE).stat().st_mode):
+            return None
         with open(Path(folder) / CERT_FILE, "rb") as file:
             file.read(1 << 16)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -270,16 +292,49 @@ def _read_error(folder: str | None) -> str | None:
 
 
 def damaged_cert(folder: str | None) -> bool:
-    """Whether ``folder`` has a cert.pem that holds no readable certificate (truncated, junk, a key)."""
+    """Whether ``folder`` holds a damaged bundle (:func:`bundle_damage`)."""
+    return bundle_damage(folder) is not None
+
+
+def bundle_damage(folder: str | None) -> str | None:
+    """How the bundle in ``folder`` is damaged, in words, when it is: its cert.pem holds no readable certificate
+    (truncated, junk, a key), is not a file (a folder), is a link to nothing, or is gone while the bundle's other
+    files are still there. None when cert.pem is a readable certificate (whichever), when the folder is gone, or
+    when it holds none of a bundle's files (the bundle was deleted, or moved)."""
+    import stat
+
+    from certkit.constants import BUNDLE_FILES
     from certkit.lifecycle import _read_cert
 
-    if not folder or not (Path(folder) / CERT_FILE).is_file():
-        return False
+    if not folder:
+        return None
+    cert = Path(folder) / CERT_FILE
     try:
-        _read_cert(Path(folder) / CERT_FILE)
-    except (CertkitError, OSError):
-        return True
-    return False
+        mode = cert.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError:  # the file system's own error: :func:`_read_error` says it
+        return None
+    if mode is not None and not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        return f"its bundle folder {shown(folder)} is damaged: its cert.pem is {what}, not the certificate's file"
+    if mode is not None:
+        try:
+            _read_cert(cert)
+        except (CertkitError, OSError):
+            return (f"its bundle folder {shown(folder)} holds no readable certificate in cert.pem (the file is "
+                    "damaged or was replaced by hand), so certkit will not write into it")
+        return None
+    if not Path(folder).is_dir():
+        return None
+    if cert.is_symlink():
+        return (f"its bundle folder {shown(folder)} is damaged: its cert.pem is a link to "
+                f"{shown(os.readlink(cert))}, which does not exist")
+    others = [name for name in BUNDLE_FILES if name != CERT_FILE and os.path.lexists(Path(folder) / name)]
+    if others:
+        return (f"its bundle folder {shown(folder)} is damaged: it holds {', '.join(others)} but no cert.pem, so "
+                "certkit will not write into it")
+    return None
 
 
 def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
@@ -300,9 +355,8 @@ def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
                 "serve's own certificate), which issues itself a new one")
     from certkit.lifecycle import holds
 
-    if damaged_cert(folder):
-        return (f"its bundle folder {shown(folder)} holds no readable certificate in cert.pem (the file is damaged "
-                "or was replaced by hand), so certkit will not write into it")
+    if (damage := bundle_damage(folder)) is not None:
+        return damage
     if folder and (Path(folder) / CERT_FILE).is_file() and not holds(Path(folder), serial):
         return (f"its bundle folder {shown(folder)} now holds another certificate in cert.pem (replaced by hand, "
                 "or the folder was reused), so certkit will not overwrite it")

@@ -57,6 +57,18 @@ class FleetResult:
         return [serial for serial in self.plan.todo if serial not in tried]
 
     @property
+    def undone(self) -> list[Outcome]:
+        """The planned renewals a stop or a halt left undone, as ``not_done`` outcomes that say why."""
+        from certkit.fleet.hooks import signal_name
+
+        if self.halted:
+            why = "the run stopped before it came to this certificate (the inventory could not be reached)"
+        else:
+            why = ("the run was interrupted (" + ("Ctrl-C" if self.stopped == 2 else signal_name(self.stopped or 15))
+                   + ") before it came to this certificate")
+        return self.plan.undone(self.untried, why + ", so it is still due: run the same command again")
+
+    @property
     def hook_failures(self) -> list[Outcome]:
         return [o for o in self.renewed if o.hook is not None and not o.hook.ok]
 

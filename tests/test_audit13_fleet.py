@@ -1,0 +1,164 @@
+"""The thirteenth round's fleet findings (audits fleetserve13 and regress20), each as a class:
+
+fleetserve13
+1. a bulk renewal that leaves a due certificate unrenewed because its bundle is damaged (cert.pem empty, junk,
+   a folder, or gone from a folder that still holds the bundle's other files) exits 1 with ``"ok": false``,
+   and never says the bundle was "moved" or "deleted by hand"; a moved bundle still exits 0;
+4. what a hook printed is kept (on standard error and in ``--json``) when the run is stopped (SIGTERM,
+   SIGHUP) while it runs, in a bulk renewal and a single one;
+5. an interrupted bulk renewal's ``--json`` lists each planned renewal it left undone (``not_done``) and
+   counts them;
+   (minor) renew.md says which passphrase variables hooks lose, truly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_certkit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _issue(env: dict, folder: Path, name: str, days: str = "10") -> None:
+    run_certkit("issue-server", name, "--days", days, "--out", folder, env=env, check=True)
+
+
+# --- fleetserve13 #1: a damaged due bundle fails the run -------------------------------------------------------------
+def _damage(folder: Path, how: str) -> None:
+    cert = folder / "cert.pem"
+    if how == "empty":
+        cert.write_bytes(b"")
+    elif how == "junk":
+        cert.write_text("not a certificate\n")
+    elif how == "a-key":
+        cert.write_bytes((folder / "privkey.pem").read_bytes())
+    elif how == "deleted-alone":
+        cert.unlink()
+    elif how == "a-folder":
+        cert.unlink()
+        cert.mkdir()
+    elif how == "a-link-to-nothing":
+        cert.unlink()
+        cert.symlink_to("gone.pem")
+
+
+@pytest.mark.parametrize("how", ["empty", "junk", "a-key", "deleted-alone", "a-folder", "a-link-to-nothing"])
+def test_a_damaged_due_bundle_fails_the_bulk_renewal(ca_dir, ca_env, tmp_path, how):
+    _issue(ca_env, tmp_path / "d", "d.example.com")
+    _issue(ca_env, tmp_path / "k", "k.example.com")
+    _damage(tmp_path / "d", how)
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=ca_env)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] is False and data["renewed"] == 1 and data["needs_attention"] == 1
+    damaged = next(o for o in data["certificates"] if o["folder"] == str(tmp_path / "d"))
+    assert (damaged["outcome"], damaged["why"]) == ("skipped", "damaged")
+    for words in ("moved", "deleted by hand"):
+        assert words not in damaged["reason"] and words not in proc.stderr, proc.stderr
+    assert "Error: 1 due certificate was not renewed, its bundle damaged" in proc.stderr
+    text = run_certkit("renew", "--expiring", "30d", env=ca_env)  # the same, said for people: every run fails
+    assert text.returncode == 1 and f"skipped  {damaged['serial']}" in text.stdout, text.stdout
+
+
+def test_a_damaged_bundle_is_named_as_it_is(ca_dir, ca_env, tmp_path):
+    for name, how in (("gone", "deleted-alone"), ("dir", "a-folder")):
+        _issue(ca_env, tmp_path / name, f"{name}.example.com")
+        _damage(tmp_path / name, how)
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=ca_env)
+    reasons = {Path(o["folder"]).name: o["reason"] for o in json.loads(proc.stdout)["certificates"]}
+    assert "is damaged: it holds privkey.pem, fullchain.pem, ca.pem but no cert.pem" in reasons["gone"]
+    assert "is damaged: its cert.pem is a folder" in reasons["dir"]
+
+
+def test_a_moved_or_wholly_deleted_bundle_still_exits_0(ca_dir, ca_env, tmp_path):
+    """renew.md's exceptions stand: a bundle moved, or deleted with its folder's files, is warned of, exit 0."""
+    _issue(ca_env, tmp_path / "moved", "moved.example.com")
+    _issue(ca_env, tmp_path / "emptied", "emptied.example.com")
+    (tmp_path / "moved").rename(tmp_path / "elsewhere")
+    for file in (tmp_path / "emptied").iterdir():
+        file.unlink()
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] is True and data["needs_attention"] == 2
+    assert {o["why"] for o in data["certificates"]} == {"moved"}
+
+
+# --- fleetserve13 #4 and #5: a stop during a hook ---------------------------------------------------------------------
+def _stopped_run(args: list, env: dict, started: Path, signum: int) -> tuple[int, str, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=45)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def _hook(started: Path) -> str:
+    return (f'echo start-$(basename "$RENEWED_LINEAGE"); trap "echo got-signal; exit 9" TERM HUP; touch {started}; '
+            "sleep 30 & wait; echo end")
+
+
+def test_an_interrupted_bulk_renewal_keeps_the_hooks_words_and_lists_what_it_left(ca_dir, ca_env, tmp_path):
+    for name in ("a", "b", "c"):
+        _issue(ca_env, tmp_path / name, f"{name}.example.com")
+    started = tmp_path / "started"
+    code, out, err = _stopped_run(["renew", "--expiring", "30d", "--days", "90", "--json", "--exec", _hook(started)],
+                                  ca_env, started, signal.SIGTERM)
+    assert code == 143, err
+    data = json.loads(out)
+    [renewed] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
+    first = Path(renewed["folder"]).name
+    assert renewed["hook"]["output"] == f"start-{first}\ngot-signal\n", renewed["hook"]
+    assert f"start-{first}\ngot-signal\n" in err  # on standard error too, as when a hook ends by itself
+    assert data["interrupted"] is True and data["ok"] is False
+    undone = [o for o in data["certificates"] if o["outcome"] == "not_done"]
+    assert data["not_done"] == 2 and {Path(o["folder"]).name for o in undone} == {"a", "b", "c"} - {first}
+    assert all(o["why"] == "interrupted" and "SIGTERM" in o["reason"] and "still due" in o["reason"]
+               for o in undone), undone
+    assert len(data["certificates"]) == 3
+    assert "2 planned renewals were not done" in err
+
+
+def test_a_single_renewal_stopped_by_sighup_keeps_the_hooks_words(ca_dir, ca_env, tmp_path):
+    _issue(ca_env, tmp_path / "v", "v.example.com")
+    started = tmp_path / "started"
+    code, out, err = _stopped_run(["renew", tmp_path / "v", "--json", "--exec", _hook(started)], ca_env, started,
+                                  signal.SIGHUP)
+    assert code == 129, err
+    run = json.loads(out)["exec"]
+    assert run["output"] == "start-v\ngot-signal\n" and run["error"].startswith("interrupted (SIGHUP)"), run
+    assert "start-v\ngot-signal\n" in err
+
+
+def test_renew_md_names_the_secrets_hooks_lose_truly(ca_dir, ca_env, tmp_path):
+    """fleetserve13 (minor): renew.md promised that every passphrase, password or PIN variable is removed;
+    certkit's own are (and libpq's), other programs' are passed on, and the page now says so."""
+    page = " ".join((ROOT / "docs" / "renew.md").read_text().split())
+    assert "every other passphrase, password or PIN variable" not in page
+    assert "other programs' variables, such as `MYSQL_PWD`, are passed on" in page
+    _issue(ca_env, tmp_path / "h", "h.example.com")
+    seen = tmp_path / "seen"
+    env = ca_env | {"CERTKIT_P12_PASSWORD": "p12-secret", "CERTKIT_PKCS11_PIN": "1234", "PGPASSWORD": "pg",
+                    "MYSQL_PWD": "mysql"}
+    run_certkit("renew", tmp_path / "h", "--exec", f"env > {seen}", env=env, check=True)
+    names = {line.split("=", 1)[0] for line in seen.read_text().splitlines() if "=" in line}
+    assert not names & {"CERTKIT_CA_PASSPHRASE", "CERTKIT_P12_PASSWORD", "CERTKIT_PKCS11_PIN", "PGPASSWORD"}
+    assert "MYSQL_PWD" in names and os.environ.get("MYSQL_PWD") is None
