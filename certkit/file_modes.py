@@ -10,6 +10,7 @@ certificate). A file replaced never becomes more readable than it was (:func:`ke
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import stat
@@ -73,16 +74,45 @@ def kept_mode(path: Path, mode: int) -> int:
     return (mode & stat.S_IMODE(info.st_mode)) | (mode & 0o600)
 
 
+# The files being replaced, while :func:`same_key` runs, by a secret file that holds the key they held.
+_SAME_KEY: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("certkit_same_key", default=frozenset())
+
+
+@contextlib.contextmanager
+def same_key(*paths: Path):
+    """While this runs, a secret file written to replace one of ``paths`` holds the very key the old one held (a
+    renewal that keeps its key writes bundle.p12 again): it keeps the old file's mode, and with it its group and
+    owner (:func:`write_kept`), as the kept privkey.pem beside it does, rather than the owner-only mode of a new
+    secret (a Java service reading its bundle.p12 through its group, root:tomcat 0640, would be locked out)."""
+    token = _SAME_KEY.set(_SAME_KEY.get() | {os.path.abspath(p) for p in paths})
+    try:
+        yield
+    finally:
+        _SAME_KEY.reset(token)
+
+
+def _same_key_mode(old: Path, mode: int) -> int:
+    """:func:`kept_mode`, or, for a file :func:`same_key` names, the old file's own read and write bits."""
+    if os.path.abspath(old) in _SAME_KEY.get():
+        try:
+            info = os.lstat(old)
+        except OSError:
+            return mode
+        if stat.S_ISREG(info.st_mode):
+            return (stat.S_IMODE(info.st_mode) & 0o666) | 0o600
+    return kept_mode(old, mode)
+
+
 def write_kept(path: Path, data: bytes, old: Path, mode: int, *, sync: bool = True) -> None:
     """Create ``path`` (which must not exist) holding ``data``, to be renamed over ``old``: with
-    :func:`kept_mode`, and, when that mode lets the group read, ``old``'s group too. A cert.pem at
-    root:postgres 0640 is for the server's group (PostgreSQL, HAProxy reading through their group):
-    the same bits for the renewer's group would lock the server out. Where that group cannot be given
-    (a user not in it), a public file gets the public mode 0644 instead and a secret one its owner's
-    bits only: never group bits for another group than the old file's."""
+    :func:`kept_mode` (or the old mode, for a file of :func:`same_key`), and, when that mode lets the group
+    read, ``old``'s group too. A cert.pem at root:postgres 0640 is for the server's group (PostgreSQL, HAProxy
+    reading through their group): the same bits for the renewer's group would lock the server out. Where that
+    group cannot be given (a user not in it), a public file gets the public mode 0644 instead and a secret one
+    its owner's bits only: never group bits for another group than the old file's."""
     from certkit.atomic import write_new_file
 
-    final = kept_mode(old, mode)
+    final = _same_key_mode(old, mode)
     try:
         was = os.lstat(old)
     except OSError:
@@ -155,10 +185,23 @@ def kept_key_notes(key_path: Path) -> list[str]:
         encrypted = is_encrypted(key_path.read_bytes()[:MAX_CERT_FILE_BYTES])
     except OSError:
         return []
-    mode = stat.S_IMODE(info.st_mode)
     notes = [f"{shown(key_path)} is encrypted, so certkit could not check that it is the key of cert.pem (the renewed "
              f"certificate certifies cert.pem's key); compare: openssl pkey -in {shown(key_path)} -pubout"] \
         if encrypted else []
+    return notes + readable_key_notes(key_path, info)
+
+
+def readable_key_notes(key_path: Path, info: os.stat_result | None = None) -> list[str]:
+    """What to say of a file that holds the key a renewal keeps (privkey.pem, or the bundle.p12 written again with
+    its mode, :func:`same_key`) when others than its owner can read it (see :func:`kept_key_notes`)."""
+    from certkit.text import shown
+
+    try:
+        info = info or key_path.stat()
+    except OSError:
+        return []
+    mode = stat.S_IMODE(info.st_mode)
+    notes: list[str] = []
     if _acl_of(key_path) is not None and mode & 0o077 and not mode & 0o007:  # its group bits are the ACL's mask
         return notes + [f"{shown(key_path)} has an access control list (setfacl), which gives users or groups "
                         f"access to the private key the renewed certificate keeps: check that it lets in only the "

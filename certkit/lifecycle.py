@@ -285,6 +285,7 @@ class RenewalPlan:
     target: "FolderTarget"
     in_place: bool
     notes: list[str] = field(default_factory=list)
+    same_key: tuple[Path, ...] = ()  # secret files written again holding the key they held: their mode is kept
 
 
 @dataclass
@@ -378,11 +379,17 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
             if p12_password is None:
                 notes.append(f"no {P12_FILE} written (no PKCS#12 password was given): certkit export-p12 "
                              f"{shown(target_folder)}")
+    same_key: tuple[Path, ...] = ()
     if target.p12 and p12_password is not None:
         _p12_again(target, p12_password, (target_folder if in_place else found.folder) / P12_FILE,
                    key_path=None if rekey or not in_place else target_folder / KEY_FILE, notes=notes)
+        if in_place and not rekey and keyed:  # the very key it held: its owner, group and mode stay, as privkey.pem's
+            from certkit.file_modes import readable_key_notes
+
+            same_key = (target_folder / P12_FILE,)
+            notes += readable_key_notes(target_folder / P12_FILE)
     plan(ca, request, target)
-    return RenewalPlan(found, request, target, in_place, notes)
+    return RenewalPlan(found, request, target, in_place, notes, same_key)
 
 
 def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]:
@@ -478,9 +485,11 @@ def _load_key(path: Path):
 
 def renew(ca: "CA", planned: RenewalPlan) -> Renewal:
     """Issue the planned successor through the pipeline (signed, recorded pending, written, marked valid)."""
+    from certkit.file_modes import same_key
     from certkit.issuing import deliver
 
-    delivery = deliver(ca, planned.request, planned.target, planned=True)
+    with same_key(*planned.same_key):
+        delivery = deliver(ca, planned.request, planned.target, planned=True)
     delivery.notes = planned.notes + delivery.notes
     return Renewal(planned.found.serial, delivery, planned.target.given, planned.in_place)
 

@@ -9,10 +9,16 @@ fleetserve13
 5. an interrupted bulk renewal's ``--json`` lists each planned renewal it left undone (``not_done``) and
    counts them;
    (minor) renew.md says which passphrase variables hooks lose, truly.
+
+regress20
+7. a renewal that keeps the key writes bundle.p12 again with the owner, group and mode it had (root:daemon 0640
+   stays so: a service reading it through its group is not locked out), and so does export-p12 --force over a
+   bundle.p12 of the same key and password; a new key (--rekey), or another password, gets 0600 as before;
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import signal
@@ -162,3 +168,79 @@ def test_renew_md_names_the_secrets_hooks_lose_truly(ca_dir, ca_env, tmp_path):
     names = {line.split("=", 1)[0] for line in seen.read_text().splitlines() if "=" in line}
     assert not names & {"CERTKIT_CA_PASSPHRASE", "CERTKIT_P12_PASSWORD", "CERTKIT_PKCS11_PIN", "PGPASSWORD"}
     assert "MYSQL_PWD" in names and os.environ.get("MYSQL_PWD") is None
+
+
+# --- regress20 #7: bundle.p12 keeps its group when it keeps its key ---------------------------------------------------
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another group needs root")
+
+
+@pytest.fixture
+def open_dir():
+    """A folder every user can reach (pytest's own are its owner's alone), removed after the test."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="certkit-fleet13-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _daemon_reads(path: Path) -> bool:
+    """Whether a process of the user and group daemon (no other groups) can read ``path``, as a service would."""
+    import pwd
+
+    user = pwd.getpwnam("daemon")
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+
+    return subprocess.run(["head", "-c", "1", str(path)], capture_output=True, timeout=30,
+                          preexec_fn=drop).returncode == 0
+
+
+def _give_to_daemon_group(path: Path) -> None:
+    os.chown(path, 0, grp.getgrnam("daemon").gr_gid)
+    path.chmod(0o640)
+
+
+@needs_root
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+def test_a_kept_key_renewal_keeps_the_group_of_bundle_p12(open_dir, ca_dir, ca_env, bulk):
+    env = ca_env | {"CERTKIT_P12_PASSWORD": "p12-password-here"}
+    folder = open_dir / "srv"
+    _issue(env, folder, "srv.example.com")
+    folder.chmod(0o755)
+    run_certkit("export-p12", folder, env=env, check=True)
+    p12 = folder / "bundle.p12"
+    _give_to_daemon_group(p12)
+    assert _daemon_reads(p12)
+    before = p12.stat().st_ino
+    run_certkit("renew", *(["--expiring", "30d"] if bulk else [folder]), env=env, check=True)
+    info = p12.stat()
+    assert info.st_ino != before  # written again (with the new certificate)
+    assert (info.st_mode & 0o777, info.st_uid, grp.getgrgid(info.st_gid).gr_name) == (0o640, 0, "daemon")
+    assert _daemon_reads(p12)
+    opened = subprocess.run(["openssl", "pkcs12", "-in", p12, "-nokeys", "-passin", "pass:p12-password-here"],
+                            capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0 and (folder / "cert.pem").read_text().strip() in opened.stdout, opened.stderr
+    run_certkit("renew", folder, "--rekey", env=env, check=True)  # a new key: the new secret's own mode, as ever
+    assert (p12.stat().st_mode & 0o777, p12.stat().st_gid) == (0o600, 0)
+
+
+@needs_root
+def test_export_p12_force_keeps_the_group_of_a_bundle_p12_of_the_same_key(open_dir, ca_dir, ca_env):
+    env = ca_env | {"CERTKIT_P12_PASSWORD": "p12-password-here"}
+    folder = open_dir / "srv"
+    _issue(env, folder, "srv.example.com")
+    run_certkit("export-p12", folder, env=env, check=True)
+    p12 = folder / "bundle.p12"
+    _give_to_daemon_group(p12)
+    proc = run_certkit("export-p12", folder, "--force", env=env, check=True)
+    assert "(PKCS#12, mode 0640)" in proc.stdout
+    assert (p12.stat().st_mode & 0o777, grp.getgrgid(p12.stat().st_gid).gr_name) == (0o640, "daemon")
+    other = run_certkit("export-p12", folder, "--force", env=env | {"CERTKIT_P12_PASSWORD": "another-password"},
+                        check=True)  # not known to hold the same key: its readers are not passed on
+    assert "(PKCS#12, mode 0600)" in other.stdout and (p12.stat().st_mode & 0o777, p12.stat().st_gid) == (0o600, 0)

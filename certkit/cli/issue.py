@@ -394,13 +394,17 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     refuse_revoked_export(store, bundle.cert)
     password = read_p12_password(password_file)
     from certkit.bundle import folders_held
+    from certkit.file_modes import same_key
 
     with folders_held(store.path if store is not None else None, [folder]):  # a renewal of it ends first
         bundle = read_bundle_folder(folder)  # what the folder holds now
-        path = export_folder(folder, password, legacy=legacy, force=force, ca_dir=ca_dir)  # checked again there
+        kept = (folder / P12_FILE,) if force and _holds_key(folder / P12_FILE, password, bundle.private_key) else ()
+        with same_key(*kept):  # the same key again: its owner, group and mode stay (a service reading it)
+            path = export_folder(folder, password, legacy=legacy, force=force, ca_dir=ca_dir)  # checked again there
     data = {"file": str(path), "friendly_name": common_name(bundle.cert.subject),
             "encryption": "legacy" if legacy else "modern", "certificates": 1 + len(bundle.chain)}
-    human = (f"Wrote {shown(path)} (PKCS#12, mode 0600): key, certificate and {len(bundle.chain)} CA "
+    human = (f"Wrote {shown(path)} (PKCS#12, mode {path.stat().st_mode & 0o777:04o}): key, certificate and "
+             f"{len(bundle.chain)} CA "
              f"certificate{'s' if len(bundle.chain) != 1 else ''}\n"
              f"  friendly name  {shown(data['friendly_name'])}\n  encryption     {describe_p12(legacy)}")
     if not bundle.chain:
@@ -409,3 +413,25 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     for note in bundle.notes:  # an expired certificate, a certificate left out of the file
         warn(note)
     emit(as_json, data, human)
+
+
+def _holds_key(p12: Path, password: bytes, key) -> bool:
+    """Whether the bundle.p12 ``p12`` that --force replaces opens with ``password`` and holds ``key``: the file
+    written over it then holds what it held, and keeps its owner, group and mode (a Java service reading it
+    through its group, root:tomcat 0640, is not locked out); any other (another key, another password) does
+    not pass its readers on to this key."""
+    import stat
+
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    try:
+        if not stat.S_ISREG(p12.lstat().st_mode):
+            return False
+        old_key, _, _ = pkcs12.load_key_and_certificates(read_limited(p12, MAX_CERT_FILE_BYTES, what="PKCS#12 file"),
+                                                         password)
+    except Exception:  # noqa: BLE001 - unreadable, another password, not PKCS#12: not the same key
+        return False
+    return old_key is not None and old_key.public_key() == key.public_key()
