@@ -14,6 +14,8 @@ regress20
 7. a renewal that keeps the key writes bundle.p12 again with the owner, group and mode it had (root:daemon 0640
    stays so: a service reading it through its group is not locked out), and so does export-p12 --force over a
    bundle.p12 of the same key and password; a new key (--rekey), or another password, gets 0600 as before;
+10. ``renew --install-timer --unit-dir DIR`` as a user whose $HOME does not exist is refused before any unit is
+   written (it wrote both, then failed);
 """
 
 from __future__ import annotations
@@ -244,3 +246,29 @@ def test_export_p12_force_keeps_the_group_of_a_bundle_p12_of_the_same_key(open_d
     other = run_certkit("export-p12", folder, "--force", env=env | {"CERTKIT_P12_PASSWORD": "another-password"},
                         check=True)  # not known to hold the same key: its readers are not passed on
     assert "(PKCS#12, mode 0600)" in other.stdout and (p12.stat().st_mode & 0o777, p12.stat().st_gid) == (0o600, 0)
+
+
+# --- regress20 #10: a $HOME that does not exist, refused before a unit is written ----------------------------------
+@pytest.mark.parametrize("home", ["missing", "present"])
+def test_install_timer_checks_home_before_writing_units(ca_dir, ca_env, tmp_path, monkeypatch, home):
+    """As a user (not root: root's units are the system's and need no $HOME); the process's user id is all that
+    is changed here, so that the user's unit folder is the one asked for."""
+    secret = tmp_path / "passphrase"
+    secret.write_text(ca_env["CERTKIT_CA_PASSPHRASE"] + "\n")
+    secret.chmod(0o600)
+    units = tmp_path / "units"
+    home_dir = tmp_path / ("nonexistent" if home == "missing" else "home")
+    if home == "present":
+        home_dir.mkdir()
+    env = {k: v for k, v in ca_env.items() if k not in ("CERTKIT_CA_PASSPHRASE", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(home_dir)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    proc = run_certkit("renew", "--expiring", "30d", "--install-timer", "--unit-dir", units, "--passphrase-file",
+                       secret, env=env)
+    if home == "missing":
+        assert proc.returncode == 1 and "is not an existing folder" in proc.stderr, proc.stderr
+        assert not units.exists() or list(units.iterdir()) == [], list(units.iterdir())
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(p.name for p in units.iterdir()) == ["certkit-renew.service", "certkit-renew.timer"]
+        assert "systemctl --user link" in proc.stdout

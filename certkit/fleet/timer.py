@@ -278,6 +278,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     service = service_text([*argv, *renew_argv], cron_path() | env, description)
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
+    searched = _searched(folder, system)  # before anything is written: a $HOME it needs and lacks is refused now
     for path, text in zip(paths, (service, timer), strict=True):
         if _but_path(_check_ours(path)) not in (None, _but_path(text)) and not force:  # PATH: the newest
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
@@ -290,7 +291,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
         raise CertkitError(f"Cannot write the timer units to {shown(folder)}: {exc.strerror or exc}.") from None
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
-    if not _searched(folder, system):  # systemd does not look there: linked into its unit path first
+    if not searched:  # systemd does not look there: linked into its unit path first
         commands.insert(0, [*_systemctl(system), "link", *(os.path.abspath(p) for p in paths)])  # absolute only
     _run_or_list(commands, manage, change)
     if not system:
