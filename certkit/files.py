@@ -152,3 +152,15 @@ def home_folder(env=None) -> Path:
         raise CertkitError(f"$HOME ({shown(value)}) is not an existing folder; certkit does not create a home "
                            "folder: set $HOME to yours.")
     return Path(value)
+
+
+def is_regular_file(path: Path, what: str = "certificate file") -> bool:
+    """Whether ``path`` is a regular file (through links), as pathlib's is_file(), but for a path the file system
+    will not reach (a loop of links, no permission, an I/O error): :class:`UnreadableFile` says that, never taken
+    for a file that is not there."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UnreadableFile(f"Cannot read the {what} {shown(path)}: {exc.strerror or exc}.", exc.errno) from None

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
+from certkit.files import is_regular_file
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -78,14 +78,8 @@ def holds(folder: Path | None, serial: str) -> bool:
     hand: pathlib's is_file() takes those for "no file"."""
     if folder is None:
         return False
-    try:
-        if not stat.S_ISREG((folder / CERT_FILE).stat().st_mode):
-            return False
-    except (FileNotFoundError, NotADirectoryError):
+    if not is_regular_file(folder / CERT_FILE):
         return False
-    except OSError as exc:
-        raise UnreadableFile(f"Cannot read the certificate file {shown(folder / CERT_FILE)}: "
-                             f"{exc.strerror or exc}.", exc.errno) from None
     try:
         return serial_hex(_read_cert(folder / CERT_FILE).serial_number) == serial
     except UnreadableFile as exc:  # the disk, not the folder: said, never taken for a bundle gone or replaced
@@ -106,7 +100,7 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     path = Path(ref)
     if path.exists():
         cert_path = path / CERT_FILE if path.is_dir() else path
-        if path.is_dir() and not cert_path.is_file():
+        if path.is_dir() and not is_regular_file(cert_path):  # a loop of links is said as it is, as by serial
             from certkit import store
 
             if (path / store.CERT_FILE).is_file() and any(

@@ -16,6 +16,8 @@ regress20
    bundle.p12 of the same key and password; a new key (--rekey), or another password, gets 0600 as before;
 10. ``renew --install-timer --unit-dir DIR`` as a user whose $HOME does not exist is refused before any unit is
    written (it wrote both, then failed);
+11. ``renew FOLDER`` and ``revoke FOLDER`` with a cert.pem behind a loop of links say the file system's error, as
+   by serial (not "holds no cert.pem");
 """
 
 from __future__ import annotations
@@ -272,3 +274,20 @@ def test_install_timer_checks_home_before_writing_units(ca_dir, ca_env, tmp_path
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in units.iterdir()) == ["certkit-renew.service", "certkit-renew.timer"]
         assert "systemctl --user link" in proc.stdout
+
+
+# --- regress20 #11: a cert.pem behind a loop of links, given as a folder --------------------------------------------
+@pytest.mark.parametrize("command", ["renew", "revoke"])
+def test_a_cert_pem_behind_a_loop_of_links_is_said_when_the_folder_is_given(ca_dir, ca_env, tmp_path, command):
+    from conftest import assert_clean_error
+
+    folder = tmp_path / "srv"
+    _issue(ca_env, folder, "srv.example.com")
+    (folder / "cert.pem").unlink()
+    (folder / "cert.pem").symlink_to("l1")
+    (folder / "l1").symlink_to("l2")
+    (folder / "l2").symlink_to("l1")
+    for given in (folder, f"{folder}/", Path(os.path.relpath(folder))):
+        proc = run_certkit(command, given, env=ca_env)
+        assert_clean_error(proc, "cert.pem: Too many levels of symbolic links.")
+        assert "holds no cert.pem" not in proc.stderr
