@@ -18,6 +18,8 @@ regress20
    written (it wrote both, then failed);
 11. ``renew FOLDER`` and ``revoke FOLDER`` with a cert.pem behind a loop of links say the file system's error, as
    by serial (not "holds no cert.pem");
+13. a passphrase file of several lines that does not unlock the CA key is said to hold several lines (as
+   init-ca and export-p12 say), by crl, renew (single, bulk, --install-timer), issue-* and check;
 """
 
 from __future__ import annotations
@@ -291,3 +293,26 @@ def test_a_cert_pem_behind_a_loop_of_links_is_said_when_the_folder_is_given(ca_d
         proc = run_certkit(command, given, env=ca_env)
         assert_clean_error(proc, "cert.pem: Too many levels of symbolic links.")
         assert "holds no cert.pem" not in proc.stderr
+
+
+# --- regress20 #13: a passphrase file of several lines ----------------------------------------------------------------
+@pytest.mark.parametrize("content", ["{p}\nextra\n", "{p}\n\n"], ids=["two-lines", "a-blank-line-after"])
+def test_a_passphrase_file_of_several_lines_is_said_so_when_it_unlocks_nothing(ca_dir, ca_env, tmp_path, content):
+    from conftest import assert_clean_error
+
+    _issue(ca_env, tmp_path / "srv", "srv.example.com")
+    secret = tmp_path / "p2"
+    secret.write_text(content.format(p=ca_env["CERTKIT_CA_PASSPHRASE"]))
+    secret.chmod(0o600)
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    said = f"The file {secret} holds a secret of several lines, taken whole; a passphrase is one line"
+    for args in (["crl", "--out", tmp_path / "c.pem"], ["renew", tmp_path / "srv"], ["renew", "--expiring", "30d"],
+                 ["issue-server", "b.example.com", "--out", tmp_path / "b"],
+                 ["renew", "--expiring", "30d", "--install-timer", "--unit-dir", tmp_path / "units"]):
+        proc = run_certkit(*args, "--passphrase-file", secret, env=env)
+        assert_clean_error(proc, said)
+    assert not (tmp_path / "units").exists() and not (tmp_path / "b").exists()
+    checked = run_certkit("check", "--passphrase-file", secret, env=env)
+    assert checked.returncode == 1 and "holds a secret of several lines" in checked.stdout + checked.stderr
+    secret.write_text(ca_env["CERTKIT_CA_PASSPHRASE"] + "\n")  # one line, one trailing newline: it opens
+    run_certkit("crl", "--out", tmp_path / "c.pem", "--passphrase-file", secret, env=env, check=True)

@@ -236,10 +236,10 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         raise click.ClickException(f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") \
             from None
     except CertkitError as exc:
-        from certkit.cli.secrets_input import byte_order_mark_hint
+        from certkit.cli.secrets_input import wrong_secret_hint
         from certkit.errors import WrongPassphrase
 
-        hint = byte_order_mark_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
+        hint = wrong_secret_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
         raise click.ClickException(f"The parent CA in {shown(parent_ca_dir)} cannot be used: {exc}{hint}") from None
 
 
@@ -437,10 +437,10 @@ def check(ca_dir, passphrase_file, as_json):
         env, prompt = key_secret(CADirectory(ca_dir))
     except CertkitError:  # an unreadable certkit-ca.json: check_ca_directory reports it
         env, prompt = ENV_PASSPHRASE, "CA key passphrase"
-    from certkit.cli.secrets_input import byte_order_mark_hint
+    from certkit.cli.secrets_input import wrong_secret_hint
 
     findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, env, prompt),
-                                  wrong_hint=byte_order_mark_hint(passphrase_file))
+                                  wrong_hint=wrong_secret_hint(passphrase_file))
     errors = [f for f in findings if f.level == "error"]
     data = {"ok": not errors, "findings": [f.__dict__ for f in findings]}
     width = max(len(f.check) for f in findings)

@@ -400,9 +400,9 @@ def unlock(ca, passphrase_file: Path | None):
             ) from None
         except WrongPassphrase as exc:
             if not interactive or attempt == 2:
-                from certkit.cli.secrets_input import byte_order_mark_hint
+                from certkit.cli.secrets_input import wrong_secret_hint
 
-                hint = byte_order_mark_hint(passphrase_file)
+                hint = wrong_secret_hint(passphrase_file)
                 if hint:
                     raise WrongPassphrase(f"{exc}{hint}") from None
                 raise

@@ -373,9 +373,9 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
         try:  # a wrong passphrase now, not every night
             ca.unlock(lambda: _pin_checked(read_secret_file(passphrase_file), passphrase_file, store.key_uri))
         except WrongPassphrase as exc:
-            from certkit.cli.secrets_input import byte_order_mark_hint
+            from certkit.cli.secrets_input import wrong_secret_hint
 
-            raise WrongPassphrase(f"{exc}{byte_order_mark_hint(passphrase_file)}") from None
+            raise WrongPassphrase(f"{exc}{wrong_secret_hint(passphrase_file)}") from None
         args += ["--passphrase-file", os.path.abspath(passphrase_file)]
     elif store.key_uri is not None:
         from certkit.constants import ENV_PKCS11_PIN

@@ -59,20 +59,26 @@ def refuse_byte_order_mark(secret: bytes, where: str) -> None:
         raise click.ClickException(f"{where} {BOM_PROBLEM}.")
 
 
-def byte_order_mark_hint(path: Path | None) -> str:
-    """For a secret that did not open a key: that the file it came from starts with a byte-order mark,
-    taken as part of the secret (as OpenSSL takes it), if it does; else nothing."""
+def wrong_secret_hint(path: Path | None) -> str:
+    """For a secret from the file ``path`` that did not open a key, what in the file may be why: a byte-order mark
+    at its start, or several lines (taken whole, as a key made before the rule of a new secret may need; OpenSSL's
+    -passin file: reads the first line alone), said as init-ca and export-p12 say them; else nothing. Every
+    command that unlocks a key with --passphrase-file (or --parent-passphrase-file) says it through this."""
     if path is None or str(path) == "-":
         return ""
     try:
         with open(path, "rb") as f:
-            if f.read(len(BOM)) != BOM:
-                return ""
+            head = f.read(MAX_SECRET_FILE_BYTES + 2)
     except OSError:
         return ""
-    return (f" The file {shown(path)} starts with a byte-order mark (U+FEFF), which is part of the passphrase as "
-            "read (OpenSSL's -passin file: reads it so too); if the passphrase does not start with one, save the "
-            "file without it.")
+    if head.startswith(BOM):
+        return (f" The file {shown(path)} starts with a byte-order mark (U+FEFF), which is part of the passphrase as "
+                "read (OpenSSL's -passin file: reads it so too); if the passphrase does not start with one, save the "
+                "file without it.")
+    if b"\n" in _without_newline(head) or b"\r" in _without_newline(head):
+        return (f" The file {shown(path)} holds a secret of several lines, taken whole; a passphrase is one line (a "
+                "file's one trailing newline is ignored): leave only the passphrase in it.")
+    return ""
 
 
 def _refuse_impossible_pin(secret: bytes, where: str) -> None:
