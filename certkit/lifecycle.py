@@ -403,6 +403,10 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
                           "write the renewed bundle somewhere new.")
     target_folder = Path(out) if out is not None else found.folder
     in_place = target_folder is not None and holds(target_folder, found.serial)
+    if in_place and out is None:  # (a name --out gave was checked as an output folder's, above)
+        from certkit.paths import check_renewable_in_place
+
+        check_renewable_in_place(target_folder)
     if found.successors and not in_place:
         raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
                           "renew that one (or give the folder that still holds the old certificate).")

@@ -234,3 +234,20 @@ def check_can_write(path: str | Path, what: str = "output folder") -> None:
 def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:
     """Whether ``path`` (resolved) is ``base`` (resolved) or inside it."""
     return _inside(_resolved(os.fspath(path), cache), _resolved(os.fspath(base), cache))
+
+
+def check_renewable_in_place(folder: str | Path) -> None:
+    """Refuse, before anything is signed, to renew in place a bundle folder whose name leaves no room for the
+    temporary name of the folder the renewal assembles beside it (:data:`TEMPORARY_OVERHEAD` bytes longer): a
+    name of 214 to 255 bytes, which a file system took from ``mv`` or another tool, though certkit would not
+    have made it. Said as it is, not as an output folder's name: none was given."""
+    name, text = Path(os.path.abspath(folder)).name, os.fspath(folder)
+    limit = NAME_MAX - TEMPORARY_OVERHEAD
+    if len(os.fsencode(name)) > limit:
+        cut = "..." if len(text) > 60 else ""
+        raise UnsafeOutputPath(
+            f"The bundle folder {shown(text[:60])}{cut} cannot be renewed in place: its name is "
+            f"{len(os.fsencode(name))} bytes long ('{shown(name[:30])}...'), and a renewal assembles the new bundle "
+            f"in a folder beside it under a temporary name {TEMPORARY_OVERHEAD} bytes longer, more than the "
+            f"{NAME_MAX} bytes file systems allow. Rename the folder to a name of at most {limit} bytes and renew "
+            "it there, or give --out DIR to write the renewed bundle into a new folder.")

@@ -20,6 +20,9 @@ regress20
    by serial (not "holds no cert.pem");
 13. a passphrase file of several lines that does not unlock the CA key is said to hold several lines (as
    init-ca and export-p12 say), by crl, renew (single, bulk, --install-timer), issue-* and check;
+14. a bundle folder whose name is 214 to 255 bytes (moved there with mv) is refused for renewal in place in words
+   that say why (the folder assembled beside it), not as "the output folder", before anything is signed; --out
+   renews it, and a 213-byte one renews in place.
 """
 
 from __future__ import annotations
@@ -316,3 +319,21 @@ def test_a_passphrase_file_of_several_lines_is_said_so_when_it_unlocks_nothing(c
     assert checked.returncode == 1 and "holds a secret of several lines" in checked.stdout + checked.stderr
     secret.write_text(ca_env["CERTKIT_CA_PASSPHRASE"] + "\n")  # one line, one trailing newline: it opens
     run_certkit("crl", "--out", tmp_path / "c.pem", "--passphrase-file", secret, env=env, check=True)
+
+
+# --- regress20 #14: a bundle folder of a long name -------------------------------------------------------------------
+def test_a_bundle_folder_of_a_long_name_is_refused_in_place_in_true_words(ca_dir, ca_env, tmp_path):
+    from conftest import assert_clean_error
+
+    _issue(ca_env, tmp_path / "srv", "srv.example.com")
+    long = tmp_path / ("g" * 230)
+    (tmp_path / "srv").rename(long)
+    before = run_certkit("list", "--json", env=ca_env).stdout
+    proc = run_certkit("renew", long, env=ca_env)
+    assert_clean_error(proc, "cannot be renewed in place: its name is 230 bytes long")
+    assert "output folder" not in proc.stderr and "Rename the folder to a name of at most 213 bytes" in proc.stderr
+    assert run_certkit("list", "--json", env=ca_env).stdout == before  # nothing signed nor recorded
+    run_certkit("renew", long, "--out", tmp_path / "new", env=ca_env, check=True)
+    edge = tmp_path / ("h" * 213)
+    _issue(ca_env, edge, "edge.example.com")
+    run_certkit("renew", edge, env=ca_env, check=True)  # the longest name certkit can renew in place
