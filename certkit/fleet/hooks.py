@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ CA_ENV = {"CERTKIT_CA_DIR": "the CA directory in use (absolute), so that a hook 
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
 STOP_GRACE = 5.0  # seconds a hook gets to end after SIGTERM when the run is stopped, before SIGKILL
 HOOK_OUTPUT = 64 << 10  # bytes of a hook's output kept: its last words, not a runaway log
+_STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # held while a hook starts, and while its output is kept
 _SECRET_ENV = re.compile(r"CERTKIT_\w*(PASSPHRASE|PASSWORD|PIN)\w*|PGPASSWORD")
 
 
@@ -104,32 +106,33 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     import signal
     import time
 
-    try:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], env=hook_base_environment() | extra_env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    except OSError as exc:
-        return HookRun(command, None, f"could not run it: {exc.strerror or exc}")
     deadline = time.monotonic() + timeout
     kept = bytearray()
     dropped = 0  # bytes of earlier output not kept
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
     closed = False  # the output's end of file: nothing the hook started holds it any more
+    # A stop that comes while the hook is being started is held until it is known (then it stops it too);
+    # the hook itself starts with the mask certkit had, so that its traps work.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], env=hook_base_environment() | extra_env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK,
+                                                                                                  held))
+    except BaseException as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if isinstance(exc, OSError):
+            return HookRun(command, None, f"could not run it: {exc.strerror or exc}")
+        raise
+    try:  # a stop held above lands here, or any time later: it stops the hook, and what it printed is kept
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while not closed and (left := deadline - time.monotonic()) > 0:
-                if not selector.select(left):
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                closed = not chunk
-                kept.extend(chunk)
-                dropped += max(0, len(kept) - HOOK_OUTPUT)
-                del kept[:-HOOK_OUTPUT]
+                if selector.select(left):
+                    closed, cut = _read_into(fd, kept)
+                    dropped += cut
         try:
             code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -139,7 +142,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
             proc.wait()
     except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
         code, what = _stop(proc, deadline)
-        dropped += _drain(fd, kept)  # its last words too: what it printed when told to stop
+        dropped += _drain(proc.stdout.fileno(), kept)  # its last words too: what it printed when told to stop
         if interrupted is not None:
             interrupted.append((code, what, kept_output(kept, dropped), dropped > 0))
         raise
@@ -156,10 +159,30 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     return HookRun(command, code, error, output, truncated=dropped > 0)
 
 
+def _read_into(fd: int, kept: bytearray) -> tuple[bool, int]:
+    """Read one chunk of a hook's output into ``kept`` (its last :data:`HOOK_OUTPUT` bytes): whether the output
+    ended, and how many earlier bytes were dropped. A stop signal (Ctrl-C, SIGTERM, SIGHUP) is held until the
+    chunk read is kept: one that came between the read and the keeping would lose it."""
+    import signal
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        chunk = os.read(fd, 65536)
+        kept.extend(chunk)
+        dropped = max(0, len(kept) - HOOK_OUTPUT)
+        del kept[:-HOOK_OUTPUT]
+    except BlockingIOError:
+        return False, 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return not chunk, dropped
+
+
 def _drain(fd: int, kept: bytearray) -> int:
     """Read what is left in a stopped hook's output pipe into ``kept`` (without waiting: what its session wrote
     before it ended); keep the last :data:`HOOK_OUTPUT` bytes, and return how many earlier ones were dropped."""
     dropped = 0
+    os.set_blocking(fd, False)
     while True:
         try:
             chunk = os.read(fd, 65536)
