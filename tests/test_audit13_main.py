@@ -211,3 +211,17 @@ def test_serve_does_not_say_a_same_named_cas_client_has_another_issuer(tmp_path:
         line = srv.wait_for_log("unable to get local issuer certificate")[0]
     assert "no CA this server holds signed the client certificate" in line and "of the same name or not" in line
     assert "issuer is not CN=Lab CA" not in line, line
+
+
+def test_a_timer_whose_days_no_server_may_have_is_refused_before_any_unit(tmp_path: Path, env) -> None:
+    """docs13 #1: --install-timer --days 900 wrote the units; every daily run then failed each due server."""
+    run_certkit("issue-server", "due.example", "--days", "10", "--out", tmp_path / "due", env=env, check=True)
+    timer = ["renew", "--install-timer", "--unit-dir", tmp_path / "units", "--days", "900"]
+    proc = run_certkit(*timer, env=env)
+    assert_clean_error(proc, "--days 900 is longer than a server or peer certificate may live (825 days)", code=2)
+    assert not (tmp_path / "units").exists()
+    # What such a timer would run: the due server fails (the cap is the profile's), so the timer is refused.
+    ran = run_certkit("renew", "--expiring", "30d", "--days", "900", env=env)
+    assert ran.returncode != 0 and "825" in ran.stdout + ran.stderr
+    run_certkit(*timer, "--kind", "client", env=env, check=True)  # client certificates may live longer
+    assert sorted(os.listdir(tmp_path / "units")) == ["certkit-renew.service", "certkit-renew.timer"]

@@ -119,7 +119,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
     if install_timer:
-        _refuse_a_timer_that_renews_everything(renew_all, expiring, days)
+        _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
                                     include_expired=include_expired, **hooks)
         return cli_fleet.timer(True, renew_argv=argv, **schedule)
@@ -176,12 +176,20 @@ def _given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
 
 
-def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int | None) -> None:
+def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int | None, kind) -> None:
     """A daily timer renews what is due: ``--all`` (or successors that live no longer than the window) would
-    renew every selected certificate every day, forever: new certificates, hooks and reloads each night."""
+    renew every selected certificate every day, forever: new certificates, hooks and reloads each night. Nor
+    a --days no server may have: every run would fail each due server and peer."""
     import datetime as dt
 
     from certkit.fleet.plan import period_words
+    from certkit.profiles import PROFILES
+
+    most = PROFILES["server"].max_days
+    if days is not None and days > most and kind != "client":
+        raise click.UsageError(f"--days {days} is longer than a server or peer certificate may live ({most} days), "
+                               f"so every run would fail each due one: give --days {most} or less, or --kind "
+                               "client for a timer of client certificates only.")
 
     if renew_all:
         raise click.UsageError("A timer runs every day, and --all would renew every certificate every day: give "
