@@ -35,13 +35,15 @@ def hold(store: "CADirectory") -> int | None:
                   "inventory migrate); start again once that is done.")
 
 
-def _check_can_move(store: "CADirectory", inventory_file: Path) -> None:
+def _check_can_move(store: "CADirectory", inventory_file: Path, *, marked: bool = False) -> None:
     """Before anything is copied: certkit-ca.json can be written (it will name the database), and so can
     the old inventory (it will refuse writes once moved). Either failing after the copy's commit would
     leave a database holding a copy the CA does not use."""
     from certkit.paths import check_can_write
 
     check_can_write(store.config_path, "CA configuration")
+    if marked:  # the old file refuses writes already: a move being finished writes certkit-ca.json only
+        return
     try:
         read_only = bool(os.statvfs(inventory_file).f_flag & os.ST_RDONLY) or not os.access(inventory_file, os.W_OK)
     except OSError:
@@ -57,18 +59,14 @@ def move(store: "CADirectory", url: str):
     returns what was copied (:class:`certkit.db_copy.Copied`).
 
     The SQLite write lock is held from before the copy until the old file refuses every write
-    (triggers that name the new place), so no certificate can be recorded in the old inventory
-    once the copy is taken: a command that opened it earlier fails with words, and every
-    command started later uses the database. The old file stays, read-only in effect, as a backup.
+    (triggers that name the new place, committed before certkit-ca.json names the database), so no
+    certificate can be recorded in the old inventory once the copy is taken: a command that opened
+    it earlier fails with words, and every command started later refuses the moved file until
+    certkit-ca.json names the database, then uses the database. The old file stays as a backup.
+    A move stopped after the old file was marked (killed, or certkit-ca.json could not be written)
+    is finished by running it again with the same URL.
     """
-    import json
-
-    from cryptography.hazmat.primitives import hashes
-
-    from certkit.acme.state import SCHEMA as ACME_SCHEMA
-    from certkit.atomic import replace_file
     from certkit.constants import ENV_INVENTORY_URL
-    from certkit.db_copy import copy_inventory
     from certkit.db_postgres import PostgresDatabase
     from certkit.store import INVENTORY_FILE
 
@@ -81,32 +79,92 @@ def move(store: "CADirectory", url: str):
         raise CertkitError(f"The inventory of {shown(store.path)} is already in PostgreSQL "
                            f"({shown(source.location)}).")
     target = PostgresDatabase(url)
-    check_inventory_file(source)
+    check_inventory_file(source, moving=True)
     if not os.path.lexists(store.path / INVENTORY_FILE):  # said as every other command says it
         raise CABroken(f"The inventory {shown(store.path / INVENTORY_FILE)} {source.db.missing}")
-    _check_can_move(store, store.path / INVENTORY_FILE)
+    earlier = moved_to(source)
+    if earlier is not None and earlier != url:
+        from certkit.db import shown_url
+
+        raise CertkitError(f"The inventory {shown(source.location)} was moved to {shown_url(earlier)} already: it is a "
+                           "backup of that day, and copying it elsewhere would fork the inventory. Name "
+                           f"{shown_url(earlier)} in certkit-ca.json (run certkit inventory migrate --to "
+                           f"{shown_url(earlier)} to finish that move); nothing was changed.")
+    _check_can_move(store, store.path / INVENTORY_FILE, marked=earlier is not None)
     moving = _exclusive(store.path / INVENTORY_FILE)  # no server holds it (hold); none starts
     try:
-        source.check()  # migrated to the current schema, pending rows of dead writers settled
-        binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
-        with source.db.transaction(write=True) as tx:
-            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
-            if pending:
-                raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued "
-                                   "right now (pending); run this again when those commands are done.")
-            copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
-            config = store.config | {"inventory": url}
-            replace_file(store.config_path, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
-            moved = f"this inventory moved to {url}; certkit-ca.json names it".replace("'", "''")
-            for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                                         " AND name NOT LIKE 'sqlite_%'")]:
-                for event in ("INSERT", "UPDATE", "DELETE"):
-                    tx.execute(f"CREATE TRIGGER IF NOT EXISTS certkit_moved_{event.lower()}_{table} BEFORE "
-                               f"{event} ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
+        copied = _copy_and_mark(store, source, target, cert, marked=earlier is not None)
+        _name_database(store, url)
         return copied
     finally:
         os.close(moving)
 
+
+def _copy_and_mark(store: "CADirectory", source: Inventory, target, cert: "x509.Certificate", *, marked: bool):
+    """Copy ``source`` into ``target`` (committed there) and, in the same SQLite transaction, make the
+    old file refuse every write; ``marked``: it does already (a move being finished)."""
+    from cryptography.hazmat.primitives import hashes
+
+    from certkit.acme.state import SCHEMA as ACME_SCHEMA
+    from certkit.db_copy import copy_inventory
+
+    if not marked:
+        source.check()  # migrated to the current schema, pending rows of dead writers settled
+    binding = (BINDING, cert.fingerprint(hashes.SHA256()).hex())
+    copied = None
+    try:
+        with source.db.transaction(write=True) as tx:
+            pending = tx.execute("SELECT count(*) FROM certificates WHERE status = 'pending'").fetchone()[0]
+            if pending and not marked:
+                raise CertkitError(f"{pending} certificate{'s are' if pending > 1 else ' is'} being issued "
+                                   "right now (pending); run this again when those commands are done.")
+            copied = copy_inventory(tx, target, binding, ACME_SCHEMA)
+            moved = f"this inventory moved to {target.url}; certkit-ca.json names it".replace("'", "''")
+            for table in [name for (name,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                                         " AND name NOT LIKE 'sqlite_%'")]:
+                for event in ("INSERT", "UPDATE", "DELETE"):
+                    tx.execute(f"CREATE TRIGGER IF NOT EXISTS {MOVED_TRIGGER}{event.lower()}_{table} BEFORE "
+                               f"{event} ON {table} BEGIN SELECT RAISE(ABORT, '{moved}'); END")
+    except (CertkitError, OSError) as exc:
+        if copied is None:
+            raise
+        from certkit.db import shown_url
+
+        url = shown_url(target.url)
+        raise CertkitError(f"{_reason(exc)}. The copy of the inventory in {url} is committed, but "
+                           f"{shown(source.location)} could not be made to refuse writes, and certkit-ca.json still "
+                           "names it: the CA goes on using it. Fix that and run certkit inventory migrate --to "
+                           f"{url} again before issuing anything (it resumes from that copy); once a certificate is "
+                           "issued meanwhile, the copy is out of date: drop the database and create it empty "
+                           "again first.") from None
+    return copied
+
+
+def _name_database(store: "CADirectory", url: str) -> None:
+    """Last step of :func:`move`: certkit-ca.json names the database (the old file refuses writes already)."""
+    import json
+
+    from certkit.atomic import replace_file
+    from certkit.db import shown_url
+
+    try:
+        replace_file(store.config_path, (json.dumps(store.config | {"inventory": url}, indent=2) + "\n").encode(),
+                     0o644)
+    except (CertkitError, OSError) as exc:
+        raise CertkitError(f"{_reason(exc)}. The inventory was copied to {shown_url(url)} (committed, every row "
+                           f"compared) and {shown(store.path / 'inventory.sqlite3')} now refuses writes, but "
+                           f"{shown(store.config_path)} could not be written to name the database: the CA cannot be "
+                           "used until it does. Fix that and run certkit inventory migrate --to "
+                           f"{shown_url(url)} again: it finishes the move.") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """What failed, as the start of a sentence: an OSError in words, naming its file; a certkit error as said."""
+    if isinstance(exc, OSError):
+        from certkit.bundle import os_reason
+
+        return f"Writing {shown(exc.filename or 'certkit-ca.json')} failed: {os_reason(exc)}"
+    return str(exc).rstrip(".")
 
 
 def file_kind(path: Path) -> str:
@@ -138,12 +196,15 @@ def _flock(path: Path, *, exclusive: bool, refused: str) -> int:
     return fd
 
 
-def check_inventory_file(inventory: Inventory) -> None:
-    """Name what stands where an SQLite inventory should be, which the inventory alone calls missing."""
+def check_inventory_file(inventory: Inventory, *, moving: bool = False) -> None:
+    """Name what stands where an SQLite inventory should be, which the inventory alone calls missing;
+    refuse one that was moved into PostgreSQL (:func:`check_not_moved`), unless ``moving`` (:func:`move`)."""
     path = inventory.path
     if path is not None and os.path.lexists(path) and not os.path.isfile(path):
         raise CABroken(f"The inventory {shown(path)} is {file_kind(Path(path))}, not a file; the CA directory is "
                        "damaged: restore it from a backup.")
+    if not moving:
+        check_not_moved(inventory)
 
 
 def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
@@ -155,12 +216,54 @@ def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
                    (BINDING, cert.fingerprint(hashes.SHA256()).hex()))
 
 
+MOVED_TRIGGER = "certkit_moved_"  # the triggers by which a moved SQLite inventory refuses writes (:func:`move`)
+
+
+def moved_to(inventory: Inventory) -> str | None:
+    """Where ``inventory`` (an SQLite file) was moved by ``certkit inventory migrate`` (the URL its
+    refuse-writes triggers name), or None if it was not moved (or cannot be read: said by whoever opens it)."""
+    import re
+    import sqlite3
+
+    from certkit.errors import InventoryError
+
+    if inventory.db.dialect != "sqlite" or not os.path.isfile(inventory.path):
+        return None
+    try:
+        with inventory.db.transaction(readonly=True) as tx:
+            found = tx.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? LIMIT 1",
+                               (MOVED_TRIGGER + "%",)).fetchone()
+    except (InventoryError, sqlite3.Error):
+        return None
+    if found is None:
+        return None
+    url = re.search(r"moved to (.*); certkit-ca\.json names it", found[0] or "")
+    return url.group(1).replace("''", "'") if url else "PostgreSQL"
+
+
+def check_not_moved(inventory: Inventory) -> None:
+    """Refuse an SQLite inventory that ``certkit inventory migrate`` moved into PostgreSQL: it is a
+    backup of the day it moved, and reading it as current would show revoked certificates as valid."""
+    from certkit.db import shown_url
+
+    url = moved_to(inventory)
+    if url is not None:
+        raise CABroken(f"The inventory {shown(inventory.location)} was moved to {shown_url(url)} (certkit "
+                       "inventory migrate) and is only a backup of that day: it is not read as the inventory. Use "
+                       f"the CA directory whose certkit-ca.json names {shown_url(url)} (or set "
+                       "$CERTKIT_INVENTORY_URL to it); if certkit-ca.json does not name it yet, the move was "
+                       f"interrupted: run certkit inventory migrate --to {shown_url(url)} again to finish it.")
+
+
 def _check_sqlite_home(inventory: Inventory, cert: "x509.Certificate") -> None:
     from cryptography import x509
 
     from certkit.paths import is_ca_directory
 
-    if inventory.path is None or not is_ca_directory(home := Path(inventory.path).parent):
+    if inventory.path is None:
+        return
+    if not is_ca_directory(home := Path(inventory.path).parent):
+        _check_sqlite_rows(inventory, cert)
         return
     try:
         theirs = x509.load_pem_x509_certificate((home / "ca.pem").read_bytes())
@@ -172,11 +275,44 @@ def _check_sqlite_home(inventory: Inventory, cert: "x509.Certificate") -> None:
                        "certkit-ca.json names.")
 
 
+def _check_sqlite_rows(inventory: Inventory, cert: "x509.Certificate") -> None:
+    """An SQLite inventory outside any CA directory (a backup copy named by $CERTKIT_INVENTORY_URL): its
+    binding, if it has one, else its first certificate, must be this CA's (one row read: cheap)."""
+    import sqlite3
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from certkit.errors import InventoryError
+    from certkit.inventory.audit import Issuer
+
+    try:
+        with inventory.db.transaction(readonly=True) as tx:
+            bound = tx.execute("SELECT value FROM meta WHERE key = ?", (BINDING,)).fetchone()
+            first = tx.execute("SELECT der FROM certificates ORDER BY rowid LIMIT 1").fetchone()
+    except (InventoryError, sqlite3.Error):
+        return  # a damaged or older inventory: said in its own words by whoever opens it
+    problem = None
+    if bound is not None and bound[0] != cert.fingerprint(hashes.SHA256()).hex():
+        problem = "it is bound to another CA certificate"
+    elif bound is None and first is not None:
+        try:
+            theirs = x509.load_der_x509_certificate(bytes(first[0]))
+        except ValueError:
+            return
+        problem = Issuer(cert).problem(theirs, bytes(first[0]), verify=True)
+    if problem:
+        raise CABroken(f"The inventory {shown(inventory.location)} belongs to another CA ({problem}); it is not the "
+                       "inventory of this CA: check $CERTKIT_INVENTORY_URL and the inventory certkit-ca.json names.")
+
+
 def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
-    """Refuse a shared inventory that belongs to another CA (a wrong URL, a wrong $CERTKIT_INVENTORY_URL):
+    """Refuse an inventory that belongs to another CA (a wrong URL, a wrong $CERTKIT_INVENTORY_URL):
     its serials and revocations are not this CA's. An SQLite inventory lives in its CA's own folder: one in
-    another CA's folder is that CA's."""
+    another CA's folder is that CA's; one outside any CA folder (a copy) must hold this CA's certificates.
+    A moved SQLite inventory (:func:`move`) is refused whatever it holds."""
     if inventory.db.dialect == "sqlite":
+        check_not_moved(inventory)
         _check_sqlite_home(inventory, cert)
         return
     from cryptography.hazmat.primitives import hashes

@@ -32,10 +32,12 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     (a missing or damaged inventory) goes into ``unread``; ``leaf_found`` gets True when an inventory
     read (this one, or an intermediate's below it) holds the leaf."""
     from certkit.store import CADirectory
+    from certkit.store_inventory import check_not_moved
 
     inventory = CADirectory(ca_dir).inventory
     problems: list[str] = []
     try:  # an older schema (round one's) is migrated, as by any other command but check
+        check_not_moved(inventory)  # a moved SQLite file is a backup of the day it moved: never read as current
         inventory.check(settle=False)
     except CertkitError as exc:
         if unread is not None:
