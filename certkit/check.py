@@ -377,6 +377,8 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     if not present:
         return [_missing(inventory)]
     found: list[Finding] = []
+    if moved := _moved(inventory):  # a backup of the day it moved: not read as the inventory
+        return moved
     if inventory.db.dialect != "sqlite":
         from certkit.store import check_binding
 
@@ -413,10 +415,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                              "ca-key.pem, come from another CA. Restore the files that belong together."))
     found.extend(_listed("issuer", audited.foreign, "certificates were not issued by this CA"))
     if pending:
-        found.append(Finding("inventory", "warning", f"{pending} certificate{'s are' if pending > 1 else ' is'} "
-                             "pending (being written now, or left by a process that died whose files cannot be "
-                             "read here: a command that can read them settles those; certkit list --status "
-                             "pending lists them)."))
+        found.extend(_pending(inventory))
     if not (audited.damaged or audited.contradicted or audited.foreign):
         issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be read)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"
@@ -425,6 +424,56 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                                                 f"{min(version, SCHEMA_VERSION)}"
                                                 + (" (current)" if version == SCHEMA_VERSION else "")))
     return found
+
+
+def _moved(inventory) -> list[Finding]:
+    from certkit.store_inventory import check_not_moved
+
+    try:
+        check_not_moved(inventory)
+    except CertkitError as exc:
+        return [Finding("inventory", "error", str(exc))]
+    return []
+
+
+def _pending(inventory) -> list[Finding]:
+    """The pending rows, by what holds them: a command still writing them, or one that died (check changes
+    nothing: the next command that writes to the inventory, or list, settles those from their files)."""
+    from certkit.inventory.reconcile import STREAMED_WORDS, writer_alive
+    from certkit.inventory.rows import parse_iso
+
+    with inventory._read(readonly=True) as tx:
+        rows = tx.execute("SELECT writer, issued_at, sink FROM certificates WHERE status = 'pending'").fetchall()
+    alive = streamed = dead = 0
+    for writer, issued_at, sink in rows:
+        try:
+            recorded = parse_iso(issued_at)
+        except (TypeError, ValueError):
+            recorded = dt.datetime.now(dt.UTC)
+        if writer_alive(writer, recorded):
+            alive += 1
+        elif sink == "stream":
+            streamed += 1
+        else:
+            dead += 1
+    said = []
+    if alive:
+        said.append(f"{_are(alive)} pending: being written by a certkit command that still runs (or by one on "
+                    "another host, which cannot be asked until its lease of 15 minutes has passed)")
+    if dead:
+        said.append(f"{_are(dead)} pending, left by a command that died (killed, or a power cut) before it marked "
+                    "them: check changes nothing; the next command that writes to the inventory, or certkit list, "
+                    "settles them by their files (valid where their bundle or output file holds them, abandoned "
+                    "where it does not; where those files cannot be read they stay pending: a command that can "
+                    "read them settles those)")
+    if streamed:
+        said.append(f"{_are(streamed)} pending: they {STREAMED_WORDS}; revoke those the output you kept does not "
+                    "hold, and any you do not mean to use")
+    return [Finding("inventory", "warning", f"{text}.") for text in said]
+
+
+def _are(count: int) -> str:
+    return "1 certificate is" if count == 1 else f"{count} certificates are"
 
 
 ROWS_LISTED = 20  # per kind of problem: a foreign inventory of 100,000 rows is not 100,000 lines

@@ -59,13 +59,17 @@ def _killed_after_stdout(env, ca_dir, tmp_path, *args) -> bytes:
 def test_a_certificate_sent_to_stdout_stays_revocable(ca_dir, ca_env, tmp_path, args):
     delivered = _killed_after_stdout(ca_env, ca_dir, tmp_path, *args)
     assert b"PRIVATE KEY" in delivered or b"tls.key" in delivered
-    listed = json.loads(run_certkit("list", "--status", "abandoned", "--json", env=ca_env, check=True).stdout)
+    # Round thirteen (integrity14 finding 1): pending, never "abandoned" (never delivered): it may have been.
+    listed = json.loads(run_certkit("list", "--status", "pending", "--json", env=ca_env, check=True).stdout)
     (row,) = listed["certificates"]
+    assert not json.loads(run_certkit("list", "--status", "abandoned", "--json", env=ca_env,
+                                      check=True).stdout)["certificates"]
     if args[-1] == "jsonl":
         cert = tmp_path / "bob.pem"
         cert.write_text(json.loads(delivered.decode().splitlines()[0])["cert"])
         verdict = run_certkit("verify", cert, "--purpose", "client", env=ca_env)
-        assert verdict.returncode == 1 and "sent it to standard output" in verdict.stdout, verdict.stdout
+        # signed, not revoked, and maybe in use: valid until revoked (below)
+        assert verdict.returncode == 0 and "abandoned" not in verdict.stdout, verdict.stdout
     revoked = run_certkit("revoke", row["serial"], "--reason", "keyCompromise", "--json", env=ca_env)
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     from cryptography import x509

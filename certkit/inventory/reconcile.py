@@ -211,14 +211,19 @@ def file_holds(path: str | Path, wanted: dict[bytes, bool]) -> set[bytes]:
 def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> tuple[set[str], dict[str, str]]:
     """The serials of ``orphans`` (serial, DER, folder, sink, keyed) whose bundle is where their row
     says: a complete bundle folder (sink ``folder``), a CA directory (``ca-dir``) or an output file
-    that holds them (sink ``file``). A certificate sent to standard output, memory or elsewhere cannot be
-    found again. Also, the serials whose files the file system would not read (serial -> why): those
-    cannot be judged here, and stay pending."""
+    that holds them (sink ``file``). A certificate handed to memory cannot be found again (its process is
+    gone with it). Also, the serials that cannot be judged here, which stay pending (serial -> why): those
+    whose files the file system would not read, and those sent to standard output (sink ``stream``, its
+    writer killed while writing them: a row is recorded pending right before its record is written, and
+    marked once its chunk is written, so each may have been delivered, with its key: :data:`STREAMED`)."""
     found: set[str] = set()
     unknown: dict[str, str] = {}
     by_file: dict[str, dict[bytes, str]] = {}
     keyed_of: dict[str, dict[bytes, bool]] = {}
     for serial, der, folder, sink, keyed in orphans:
+        if sink == "stream":
+            unknown[serial] = STREAMED
+            continue
         try:
             if (sink == "folder" and folder and bundle_holds(folder, der, keyed)) or (
                     sink == "ca-dir" and folder and ca_directory_holds(folder, der)):
@@ -236,15 +241,35 @@ def holding(orphans: list[tuple[str, bytes, str | None, str | None, bool]]) -> t
     return found, unknown
 
 
+# Why a pending row sent to standard output by a writer that died stays pending (see holding).
+STREAMED = "standard output"
+STREAMED_WORDS = ("were being written to standard output when the command writing them died, so each may have "
+                  "been delivered, with its private key, to whatever read that output; which ones were cannot "
+                  "be told, so they stay pending (revocable; certkit list --status pending lists them, "
+                  "with their names)")
+
+
 def warn_unjudged(unknown: dict[str, str]) -> None:
-    """Pending rows whose files could not be read: left pending (revocable, listed as pending), said once."""
+    """Pending rows that cannot be judged here: left pending (revocable, listed as pending), said once per
+    command: those whose files could not be read, and those a killed writer was sending to standard output."""
     import warnings
 
+    streamed = sorted(serial for serial, why in unknown.items() if why == STREAMED)
+    if streamed:
+        shown_serials = ", ".join(streamed[:5]) + (f" and {len(streamed) - 5} more" if len(streamed) > 5 else "")
+        warnings.warn(f"{_were(len(streamed))} pending ({shown_serials}): they {STREAMED_WORDS}. Revoke those the "
+                      "output you kept does not hold, and any you do not mean to use (certkit revoke SERIAL).",
+                      stacklevel=3)
+    unknown = {serial: why for serial, why in unknown.items() if why != STREAMED}
     for serial, why in sorted(unknown.items())[:5]:
         warnings.warn(f"The pending certificate {serial} stays pending: {why[:1].lower()}{why[1:]} Its files "
                       "may be whole; a command that can read them settles it.", stacklevel=3)
     if len(unknown) > 5:
         warnings.warn(f"{len(unknown) - 5} more pending certificates stay pending for the same reason.", stacklevel=3)
+
+
+def _were(count: int) -> str:
+    return "1 certificate stays" if count == 1 else f"{count} certificates stay"
 
 
 def settle_or_warn(inventory) -> None:
