@@ -131,9 +131,10 @@ def _copy_and_mark(store: "CADirectory", source: Inventory, target, cert: "x509.
         from certkit.db import shown_url
 
         url = shown_url(target.url)
-        raise CertkitError(f"{_reason(exc)}. The copy of the inventory in {url} is committed, but "
-                           f"{shown(source.location)} could not be made to refuse writes, and certkit-ca.json still "
-                           "names it: the CA goes on using it. Fix that and run certkit inventory migrate --to "
+        raise CertkitError(f"{_reason(exc, source.location)}. The copy of the inventory in {url} is committed, but "
+                           f"{shown(source.location)} could not be marked as moved (it may still take writes), and "
+                           "certkit-ca.json does not name the database: the CA goes on using the SQLite file. Fix "
+                           "that and run certkit inventory migrate --to "
                            f"{url} again before issuing anything (it resumes from that copy); once a certificate is "
                            "issued meanwhile, the copy is out of date: drop the database and create it empty "
                            "again first.") from None
@@ -151,19 +152,20 @@ def _name_database(store: "CADirectory", url: str) -> None:
         replace_file(store.config_path, (json.dumps(store.config | {"inventory": url}, indent=2) + "\n").encode(),
                      0o644)
     except (CertkitError, OSError) as exc:
-        raise CertkitError(f"{_reason(exc)}. The inventory was copied to {shown_url(url)} (committed, every row "
-                           f"compared) and {shown(store.path / 'inventory.sqlite3')} now refuses writes, but "
-                           f"{shown(store.config_path)} could not be written to name the database: the CA cannot be "
-                           "used until it does. Fix that and run certkit inventory migrate --to "
-                           f"{shown_url(url)} again: it finishes the move.") from None
+        raise CertkitError(f"{_reason(exc, store.config_path)}. The inventory was copied to {shown_url(url)} "
+                           f"(committed, every row compared) and {shown(store.path / 'inventory.sqlite3')} now "
+                           "refuses writes, but certkit-ca.json does not name the database yet: the CA cannot be "
+                           f"used until it does. Fix that and run certkit inventory migrate --to {shown_url(url)} "
+                           "again: it finishes the move.") from None
 
 
-def _reason(exc: BaseException) -> str:
-    """What failed, as the start of a sentence: an OSError in words, naming its file; a certkit error as said."""
+def _reason(exc: BaseException, path: str | Path) -> str:
+    """What failed, as the start of a sentence: an OSError in words, naming ``path`` (the file being
+    written, never its hidden temporary twin); a certkit error as said."""
     if isinstance(exc, OSError):
         from certkit.bundle import os_reason
 
-        return f"Writing {shown(exc.filename or 'certkit-ca.json')} failed: {os_reason(exc)}"
+        return f"Writing {shown(path)} failed: {os_reason(exc)}"
     return str(exc).rstrip(".")
 
 
@@ -251,8 +253,8 @@ def check_not_moved(inventory: Inventory) -> None:
         raise CABroken(f"The inventory {shown(inventory.location)} was moved to {shown_url(url)} (certkit "
                        "inventory migrate) and is only a backup of that day: it is not read as the inventory. Use "
                        f"the CA directory whose certkit-ca.json names {shown_url(url)} (or set "
-                       "$CERTKIT_INVENTORY_URL to it); if certkit-ca.json does not name it yet, the move was "
-                       f"interrupted: run certkit inventory migrate --to {shown_url(url)} again to finish it.")
+                       "$CERTKIT_INVENTORY_URL to it); if certkit-ca.json does not name it yet, the move is under "
+                       f"way or was interrupted: run certkit inventory migrate --to {shown_url(url)} to finish it.")
 
 
 def _check_sqlite_home(inventory: Inventory, cert: "x509.Certificate") -> None:

@@ -201,3 +201,25 @@ def test_a_moved_sqlite_inventory_is_never_read_as_the_inventory(tmp_path: Path,
     other = postgres_server.create_database()
     assert_clean_error(run_certkit("inventory", "migrate", "--to", other, env=copy), "was moved to")
     assert not (tmp_path / "copy" / "certkit-ca.json").exists()
+
+
+@pytest.mark.parametrize("fault", ["fdatasync:error=EIO:when=1", "fdatasync:error=EIO:when=2",
+                                   "fsync:error=EIO:when=1", "write:error=ENOSPC:when=1"])
+def test_migrate_failing_on_io_says_what_state_it_left(tmp_path: Path, solo: dict, postgres_url: str,
+                                                        fault: str) -> None:
+    proc = _straced(["inventory", "migrate", "--to", postgres_url], solo, fault)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    named = _config(tmp_path).get("inventory") == postgres_url
+    if named:  # the move took effect: the old file refuses writes, whatever was said
+        assert _refuses_writes(tmp_path / "ca" / "inventory.sqlite3"), (fault, stderr)
+    if proc.returncode != 0:
+        assert stderr.startswith("Error: ") and len(stderr.strip().splitlines()) == 1, stderr
+        assert not named, (fault, stderr)  # never "failed" for a move that took effect
+        # each of these fails after PostgreSQL committed the copy: said, with what to do
+        assert "is committed" in stderr or "(committed," in stderr, stderr
+        assert f"run certkit inventory migrate --to {postgres_url} again" in stderr, stderr
+    if not named:
+        run_certkit("inventory", "migrate", "--to", postgres_url, env=solo, check=True)
+    assert _config(tmp_path) == {"inventory": postgres_url}
+    assert _refuses_writes(tmp_path / "ca" / "inventory.sqlite3")
