@@ -201,6 +201,8 @@ def check_binding_of(inventory, cert) -> None:
     try:
         check_binding(inventory, cert)
     except CABroken as exc:
+        if " was moved to " in str(exc):  # this CA's own, maybe, but moved to PostgreSQL: said as every command says it
+            raise
         reason = str(exc).split("; check ")[0]
         raise InvalidArgument(f"{reason}; it is not the inventory of {_name(cert)}: pass this CA's own inventory "
                               "(CADirectory(path).inventory of the directory it is saved in), or none.") from None

@@ -223,3 +223,18 @@ def test_migrate_failing_on_io_says_what_state_it_left(tmp_path: Path, solo: dic
         run_certkit("inventory", "migrate", "--to", postgres_url, env=solo, check=True)
     assert _config(tmp_path) == {"inventory": postgres_url}
     assert _refuses_writes(tmp_path / "ca" / "inventory.sqlite3")
+
+
+def test_a_moved_sqlite_inventory_given_to_the_library_is_refused_as_moved(tmp_path: Path, solo: dict,
+                                                                           postgres_url: str) -> None:
+    from cryptography import x509
+
+    from certkit.ca import CA
+    from certkit.errors import CABroken
+    from certkit.inventory import Inventory
+
+    run_certkit("inventory", "migrate", "--to", postgres_url, env=solo, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.pem").read_bytes())
+    with pytest.raises(CABroken, match=f"was moved to {postgres_url}") as raised:
+        CA(cert, None, [], inventory=Inventory(tmp_path / "ca" / "inventory.sqlite3"))
+    assert "not the inventory of" not in str(raised.value)
