@@ -326,7 +326,7 @@ class CADirectory:
                 else:
                     from certkit.store_inventory import create_staged_inventory
 
-                    create_staged_inventory(staging / INVENTORY_FILE, self.path)
+                    create_staged_inventory(staging / INVENTORY_FILE, self.path, ca.cert)
         except OSError as exc:
             from certkit.bundle import os_reason
 

@@ -369,15 +369,19 @@ def inventory_from_environment() -> str | None:
     return url
 
 
-def create_staged_inventory(path: Path, ca_dir: Path) -> None:
-    """Create the inventory in the staging folder; a failure names the CA directory asked for,
-    not the temporary folder it was being assembled in (gone by the time the message is read)."""
+def create_staged_inventory(path: Path, ca_dir: Path, cert: "x509.Certificate | None" = None) -> None:
+    """Create the inventory in the staging folder, tied to the CA whose certificate is ``cert`` (as a
+    shared one is: a copy of it kept elsewhere is refused by another CA, :func:`check_binding`); a failure
+    names the CA directory asked for, not the temporary folder it was being assembled in (gone by the
+    time the message is read)."""
     from certkit.errors import InventoryError
     from certkit.inventory import Inventory
     from certkit.store import INVENTORY_FILE
 
     try:
         Inventory(path).create()
+        if cert is not None:
+            bind(Inventory(path), cert)
     except InventoryError as exc:
         reason = "the disk is full" if "disk is full" in str(exc) else str(exc).replace(str(path), INVENTORY_FILE)
         raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None

@@ -114,6 +114,14 @@ def test_another_cas_sqlite_inventory_outside_a_ca_directory_is_refused(tmp_path
     assert _statuses(copy) == {"valid": 1}  # nothing written into it
     # Its own CA reads the copy (a backup kept elsewhere) as before.
     assert "zz.example" in run_certkit("list", "--ca-dir", tmp_path / "s2", env=foreign, check=True).stdout
+    # An empty one is tied to its CA too (init-ca binds it, as it binds a PostgreSQL inventory).
+    run_certkit("init-ca", "--ca-dir", tmp_path / "s3", "--no-passphrase", "--name", "S3", env=env, check=True)
+    empty = tmp_path / "elsewhere" / "empty.sqlite3"
+    shutil.copy(tmp_path / "s3" / "inventory.sqlite3", empty)
+    assert_clean_error(run_certkit("issue-server", "--ca-dir", tmp_path / "s1", "yy.example", "--out",
+                                   tmp_path / "yy", env=dict(env, CERTKIT_INVENTORY_URL=str(empty))),
+                       "bound to another CA certificate")
+    assert _statuses(empty) == {}
 
 
 # --- 2, 3, 5. inventory migrate ---------------------------------------------------------------------
