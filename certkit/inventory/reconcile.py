@@ -5,7 +5,9 @@ the moment its bundle is complete. If the process holding it dies (SIGKILL, a
 power cut, a full disk it could not report), the next certkit command settles
 the row by looking at what is on disk: the bundle in the recorded folder holds
 this very certificate (and its key, if the bundle should have one) -> valid;
-anything else -> abandoned. A row whose writer still runs is left alone.
+anything else -> abandoned. A row whose writer still runs is left alone, and
+so is one that cannot be judged: its files unreadable here, or its record sent
+to standard output (it may have been delivered; see :func:`holding`).
 
 A writer is named by host, boot, PID namespace, pid and the process's start
 time, so a recycled pid is never mistaken for the writer. A writer whose pid
