@@ -357,10 +357,11 @@ def intermediate_limits(parent, days: int | None, permitted_dns, permitted_ips, 
     return not_before, not_after, constraints.narrowed(parent.constraints(), parent.common_name, dns, ips)
 
 
-def check_still_home(ca) -> None:
+def check_still_home(ca, done: str = "nothing was signed") -> None:
     """A CA loaded from a directory records only while that directory still holds it: one deleted and made
     again for another CA (under a long-lived process's object) would get this CA's certificates in the other's
-    inventory, which could then sign no CRL. Checked before anything is signed or revoked."""
+    inventory, which could then sign no CRL. Checked before anything is signed, revoked or recorded; ``done`` says
+    what was not done."""
     from cryptography import x509
 
     from certkit.errors import CABroken
@@ -373,10 +374,10 @@ def check_still_home(ca) -> None:
         held = x509.load_pem_x509_certificate(store.cert_path.read_bytes())
     except (OSError, ValueError) as exc:
         raise CABroken(f"The CA directory {shown(store.path)} no longer holds this CA's certificate ("
-                       f"{getattr(exc, 'strerror', None) or exc}); nothing was signed. Load the CA again.") from None
+                       f"{getattr(exc, 'strerror', None) or exc}); {done}. Load the CA again.") from None
     if held != ca.cert:
         other, this = (shown(c.subject.rfc4514_string()) for c in (held, ca.cert))
         raise CABroken(f"The CA directory {shown(store.path)} now holds another CA ({other}); this CA ({this}) was "
-                       "loaded from it before and records nothing there; nothing was signed. Load the CA again "
+                       f"loaded from it before and records nothing there; {done}. Load the CA again "
                        "(CADirectory(path).load()).")
 

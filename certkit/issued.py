@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -169,7 +171,8 @@ class IssuedCert:
         from certkit.bundle import folders_held
 
         dirs = self.recorder.ca.directories if self.recorder is not None else []
-        with folders_held(dirs[0] if dirs else None, [Path(folder)]):  # as every command's writer: one at a time
+        # One writer of a folder at a time: other processes (the folder's lock) and this process's other threads.
+        with _thread_held(folder), folders_held(dirs[0] if dirs else None, [Path(folder)]):
             planned = self.recorder.before(self, folder) if self.recorder is not None else None
             foreign = None
             if force:  # read before the old bundle goes: another CA's certificate, its key going with it
@@ -178,14 +181,35 @@ class IssuedCert:
                 foreign = foreign_replaced(self.issuer_cert, folder)
             # A whole new bundle: an old one's files that this one lacks (its chain.pem, bundle.p12, a
             # private key that is not this certificate's) go with it, as with the issuing commands' --force.
-            written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+            # Recorded pending with its folder first (before()), settled after (after()), as deliver() does.
+            try:
+                written = write_bundle(Path(folder), files, force=force, replaces=BUNDLE_FILES)
+            except BaseException as exc:
+                if planned is not None:
+                    self.recorder.undo(self, planned, type(exc).__name__ == "HalfWritten")
+                raise
             if planned is not None:
-                self.recorder.after(self, planned)
+                self.notes += self.recorder.after(self, planned)
         if foreign:
             import warnings
 
             warnings.warn(foreign[0].upper() + foreign[1:], stacklevel=2)
         return written
+
+
+_THREAD_LOCKS: dict[str, "threading.RLock"] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _thread_held(folder) -> "Iterator[None]":
+    """Hold ``folder`` against this process's other threads: the folder lock (an ``fcntl`` range) is the
+    process's, so two threads would both walk in, each taking the old bundle for the one it replaces."""
+    key = os.path.realpath(os.path.abspath(folder))
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.setdefault(key, threading.RLock())
+    with lock:
+        yield
 
 
 def check_folder(folder, *, what: str = "folder") -> None:

@@ -66,11 +66,18 @@ class WriteRecorder:
     def __init__(self, ca: "CA") -> None:
         self.ca = ca
 
-    def before(self, issued: "IssuedCert", folder: "str | Path") -> tuple[str, str | None] | None:
-        """Looked at before the bundle is written: the folder to record, and the certificate whose
-        bundle it replaces; None if nothing is to be recorded (the row has a folder already)."""
-        from certkit.inventory.succession import replaced_certificate
+    def before(self, issued: "IssuedCert", folder: "str | Path") -> tuple | None:
+        """Before the bundle is placed, as the issuing pipeline records a delivery: the row is made pending
+        with the folder it goes to (and the certificate whose bundle it replaces, if that one may still be
+        renewed), in one write transaction, so that a failure once the bundle is in place (an inventory
+        locked too long, Ctrl-C) leaves a row the next command settles by looking at the folder. Returns
+        (folder, replaced, the row's renewed_from and sink before) for :meth:`after` / :meth:`undo`; None if nothing
+        is to be recorded (the row has a folder already, or is not valid)."""
+        from certkit.ca_checks import check_still_home
+        from certkit.inventory.reconcile import writer_id
+        from certkit.inventory.succession import check_renewable, replaced_certificate
 
+        check_still_home(self.ca, "nothing was written")
         row = self.ca.inventory.get(issued.serial_hex)
         refuse_revoked(row, "written")
         newer = self.ca.inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'pending') "
@@ -84,13 +91,7 @@ class WriteRecorder:
             return None
         path = os.path.abspath(folder)
         replaced = replaced_certificate(self.ca, path)
-        return path, replaced if replaced != issued.serial_hex else None
-
-    def after(self, issued: "IssuedCert", planned: tuple[str, str | None]) -> None:
-        """Once the bundle is written: record the folder, and the succession if it still holds."""
-        from certkit.inventory.succession import check_renewable
-
-        path, replaced = planned
+        replaced = replaced if replaced != issued.serial_hex else None
         inventory = self.ca.inventory
         with inventory.transaction(write=True) as tx:
             if replaced is not None:
@@ -98,9 +99,45 @@ class WriteRecorder:
                     check_renewable(tx, replaced, folder=path, in_place=True, location=inventory.location)
                 except CertkitError:
                     replaced = None  # revoked or renewed meanwhile: the folder is recorded, no succession
-            tx.execute("UPDATE certificates SET folder = ?, sink = 'folder', renewed_from = COALESCE(renewed_from, ?)"
-                       " WHERE serial = ? AND folder IS NULL AND status = 'valid'",
-                       (path, replaced, issued.serial_hex))
+            changed = tx.execute(
+                "UPDATE certificates SET status = 'pending', writer = ?, folder = ?, sink = 'folder',"
+                " renewed_from = COALESCE(renewed_from, ?) WHERE serial = ? AND folder IS NULL AND status = 'valid'",
+                (writer_id(), path, replaced, issued.serial_hex)).rowcount
+        return (path, replaced, row.get("renewed_from"), row.get("sink")) if changed else None
+
+    def after(self, issued: "IssuedCert", planned: tuple) -> list[str]:
+        """Once the bundle is in place: settle the row valid (as the pipeline marks a delivery); notes.
+        An inventory that cannot be written now is told truly: the bundle is in place, and the next certkit
+        command that reaches the inventory records it (the row is pending with its folder)."""
+        from certkit.errors import InventoryError
+        from certkit.text import shown
+
+        try:
+            return self.ca.inventory.mark_issued([issued.serial_hex]).get(issued.serial_hex, [])
+        except InventoryError as exc:
+            raise InventoryError(f"{str(exc).rstrip()} {shown(planned[0])} was written whole; the next certkit command "
+                                 "that reaches the inventory records it as issued in that folder ('certkit list' "
+                                 "shows it), so do not write it again.") from None
+
+    def undo(self, issued: "IssuedCert", planned: tuple, half: bool) -> None:
+        """The bundle was not placed (or ``half`` placed: its journal finishes it, the row stays pending for
+        the next command to settle): the row is again valid in memory, as before :meth:`before`; a bundle
+        found complete in the folder after all is settled valid there. If the inventory cannot be written
+        now, the row stays pending and the next command settles it by looking at the folder."""
+        from certkit.inventory.reconcile import bundle_holds
+
+        if half:
+            return
+        try:
+            if bundle_holds(planned[0], issued.der, issued.private_key is not None):
+                self.ca.inventory.mark_issued([issued.serial_hex])
+                return
+            with self.ca.inventory.transaction(write=True) as tx:
+                tx.execute("UPDATE certificates SET status = 'valid', writer = NULL, folder = NULL, sink = ?,"
+                           " renewed_from = ? WHERE serial = ? AND status || '' = 'pending'",
+                           (planned[3], planned[2], issued.serial_hex))
+        except (CertkitError, OSError):
+            pass  # pending, with its folder: settled by the next command (valid if the folder holds it)
 
 
 def refuse_revoked(row: dict | None, what: str) -> None:

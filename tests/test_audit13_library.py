@@ -1,0 +1,137 @@
+"""The thirteenth round's library findings (audit library11), through the library's own entry points:
+
+1. IssuedCert.write() of a CA-directory certificate records the folder (pending) before the bundle is placed and
+   settles it after: an inventory locked too long leaves a row the next command settles, and the error says the
+   bundle was written whole (no "try again" that OutputExists then refuses);
+3. threads of one process writing over one folder are kept apart: the record matches the sequential case.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
+
+
+@pytest.fixture
+def ca(tmp_path: Path):
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Lib Root", env=env, check=True)
+    return CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@contextmanager
+def _locked(tmp_path: Path):
+    """Another process holding the inventory's write lock (a long issue-batch, say)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], "
+                               "isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('held', flush=True); "
+                               "sys.stdin.read()", str(tmp_path / "ca" / "inventory.sqlite3")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+
+
+# --- 1. the folder recorded before the bundle is placed --------------------------------------------------------
+def test_write_with_the_inventory_locked_records_the_folder_and_says_so(tmp_path: Path, ca) -> None:
+    from certkit.errors import InventoryError, OutputExists
+
+    issued = ca.issue_server("lk.example")
+    ca.inventory.db.busy_timeout = 1.0
+    # Locked from the start: refused before anything is placed, and "try again" is true.
+    with _locked(tmp_path):
+        with pytest.raises(InventoryError, match="try again"):
+            issued.write(tmp_path / "lk")
+    assert not (tmp_path / "lk").exists() and ca.inventory.get(issued.serial_hex)["folder"] is None
+    # Locked once the bundle is placed (another certkit process's long transaction lands just then).
+    held = []
+    settle = issued.recorder.after
+
+    def locked_after(*args):
+        held.append(_locked(tmp_path))
+        held[0].__enter__()
+        return settle(*args)
+
+    issued.recorder.after = locked_after
+    try:
+        with pytest.raises(InventoryError) as caught:
+            issued.write(tmp_path / "lk")
+    finally:
+        held[0].__exit__(None, None, None)
+        issued.recorder.after = settle
+    assert "was written whole" in str(caught.value) and "do not write it again" in str(caught.value)
+    assert (tmp_path / "lk" / "cert.pem").exists()
+    row = ca.inventory.get(issued.serial_hex)
+    assert row["status"] == "pending" and row["folder"] == str(tmp_path / "lk") and row["sink"] == "folder"
+    with pytest.raises(OutputExists):
+        issued.write(tmp_path / "lk")
+    # Once this writer is gone (as after a Ctrl-C that ends the program), the next command settles it valid.
+    from certkit.inventory.reconcile import writer_id
+
+    dead = writer_id(_dead_pid())
+    with ca.inventory.transaction(write=True) as tx:
+        tx.execute("UPDATE certificates SET writer = ? WHERE serial = ?", (dead, issued.serial_hex))
+    listed = run_certkit("list", "--json", env=_env(tmp_path), check=True).stdout
+    assert '"status": "valid"' in listed and str(tmp_path / "lk") in listed
+
+
+def test_write_that_fails_before_placing_leaves_the_row_in_memory(tmp_path: Path, ca) -> None:
+    from certkit.errors import CertkitError
+
+    issued = ca.issue_server("f.example")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "cert.pem").write_bytes(b"someone else's")
+    with pytest.raises(CertkitError):
+        issued.write(tmp_path / "f")
+    row = ca.inventory.get(issued.serial_hex)
+    assert (row["status"], row["folder"], row["sink"]) == ("valid", None, "memory")
+    issued.write(tmp_path / "g")
+    row = ca.inventory.get(issued.serial_hex)
+    assert (row["status"], row["folder"], row["sink"]) == ("valid", str(tmp_path / "g"), "folder")
+
+
+# --- 3. threads writing over one folder ------------------------------------------------------------------------
+def test_threads_writing_over_one_folder_record_one_succession(tmp_path: Path, ca) -> None:
+    folder = tmp_path / "api"
+    ca.issue_server("api.example").write(folder)
+    certs = [ca.issue_server("api.example") for _ in range(4)]
+    start, errors = threading.Barrier(4), []
+
+    def write(cert) -> None:
+        start.wait()
+        try:
+            cert.write(folder, force=True)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in certs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = ca.inventory.rows("WHERE status = 'valid' AND folder = ?", [os.path.abspath(folder)])
+    due = [r for r in rows if not ca.inventory.successors(r["serial"])]
+    assert len(due) == 1, [(r["serial"], r["renewed_from"]) for r in rows]
