@@ -133,6 +133,8 @@ class CA:
         """
         if parent is not None and not isinstance(parent, CA):
             raise wrong_type("parent", "a CA", parent)
+        if parent is not None:
+            check_still_home(parent)  # a parent whose directory now holds another CA signs nothing
         directory = check_directory(directory, parent)
         key_type = ca_key_type(key, key_type)
         if key is not None and parent is not None:
@@ -398,6 +400,7 @@ class CA:
         from certkit.names import mapped_address_notes
 
         check_bool("rekey", rekey)
+        check_still_home(self)  # before its inventory is read: another CA's, were the directory made again
         if isinstance(old, IssuedCert):
             key = old.private_key if key is None and not rekey else key
             old = old.cert
@@ -445,6 +448,7 @@ class CA:
         """Sign a CRL of every revoked certificate, with the next CRL number, valid ``days`` days."""
         from certkit.revocation import sign_crl
 
+        check_still_home(self)
         return sign_crl(self, days=days)
 
     # --- validity -------------------------------------------------------------------

@@ -135,3 +135,22 @@ def test_threads_writing_over_one_folder_record_one_succession(tmp_path: Path, c
     rows = ca.inventory.rows("WHERE status = 'valid' AND folder = ?", [os.path.abspath(folder)])
     due = [r for r in rows if not ca.inventory.successors(r["serial"])]
     assert len(due) == 1, [(r["serial"], r["renewed_from"]) for r in rows]
+
+
+# --- 2, 6. a CA object whose directory now holds another CA --------------------------------------------------
+def test_a_stale_ca_signs_no_intermediate_and_says_load_again(tmp_path: Path, ca) -> None:
+    import shutil
+
+    from certkit.ca import CA
+    from certkit.errors import CABroken
+
+    server = ca.issue_server("t.example")
+    shutil.rmtree(tmp_path / "ca")
+    run_certkit("init-ca", "--name", "Other CA", env=_env(tmp_path), check=True)
+    for call in (lambda: CA.create("child", parent=ca), lambda: ca.renew(server), lambda: ca.crl(),
+                 lambda: ca.issue_server("x.example")):
+        with pytest.raises(CABroken, match=r"now holds another CA .*Load the CA again"):
+            call()
+    listed = run_certkit("list", "--json", env=_env(tmp_path), check=True).stdout
+    assert '"count": 0' in listed
+    assert run_certkit("crl", "--out", str(tmp_path / "crl.pem"), env=_env(tmp_path)).returncode == 0
