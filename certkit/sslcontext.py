@@ -72,11 +72,20 @@ class BundlePaths:
         return self.folder / CA_FILE
 
 
+def refuse_revoked(issued: "IssuedCert", what: str) -> None:
+    """As ``write()`` and ``certkit serve --cert`` refuse it: a certificate its CA's inventory records as
+    revoked is not ``what`` (nobody may use its key); one whose inventory cannot be read is refused too."""
+    from certkit.memory_delivery import recorded_row, refuse_revoked
+
+    refuse_revoked(recorded_row(issued, what), what)
+
+
 @contextmanager
 def bundle_files(issued: "IssuedCert") -> Iterator[BundlePaths]:
     """The bundle of ``issued`` as files in a private temporary folder, removed when the block ends."""
     from certkit.atomic import SECRET_MODE, write_new_file
 
+    refuse_revoked(issued, "handed out as files")
     with tempfile.TemporaryDirectory(prefix="certkit-") as tmp:
         for name, data in issued.bundle_files().items():
             write_new_file(Path(tmp) / name, data, SECRET_MODE, sync=False)
@@ -135,6 +144,7 @@ def configure_cert(issued: "IssuedCert", ctx: ssl.SSLContext) -> None:
         from certkit.errors import CertkitError
 
         raise CertkitError(missing_key(issued))
+    refuse_revoked(issued, "presented in a TLS context")
     with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
         ctx.load_cert_chain(chain, key)
 

@@ -154,3 +154,26 @@ def test_a_stale_ca_signs_no_intermediate_and_says_load_again(tmp_path: Path, ca
     listed = run_certkit("list", "--json", env=_env(tmp_path), check=True).stdout
     assert '"count": 0' in listed
     assert run_certkit("crl", "--out", str(tmp_path / "crl.pem"), env=_env(tmp_path)).returncode == 0
+
+
+# --- 5. a revoked certificate is not handed out as files nor presented in a TLS context -------------------------
+def test_a_revoked_certificate_goes_into_no_files_and_no_context(tmp_path: Path, ca) -> None:
+    import ssl
+
+    from certkit.errors import AlreadyRevoked
+    from certkit.issuing import FolderTarget, deliver, server_request
+
+    server, bob = ca.issue_server("localhost"), ca.issue_client("bob")
+    delivered = deliver(ca, server_request(["d.example"]), FolderTarget(tmp_path / "d")).issued
+    for cert in (server, bob, delivered):
+        ca.revoke(cert.serial_hex, "keyCompromise")
+    calls = [lambda: bob.files().__enter__(), lambda: delivered.files().__enter__(),
+             lambda: ca.server_context(server), lambda: ca.client_context(bob), lambda: ca.server_context(delivered),
+             lambda: bob.configure_cert(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))]
+    for call in calls:
+        with pytest.raises(AlreadyRevoked, match="was revoked on .*keyCompromise"):
+            call()
+    fresh = ca.issue_client("carol")
+    with fresh.files() as paths:
+        assert paths.key.stat().st_mode & 0o777 == 0o600
+    assert isinstance(ca.client_context(fresh), ssl.SSLContext)
