@@ -390,7 +390,12 @@ def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, 
         raise wrong_type("folder", "a str or a Path", folder)
     check_bool("legacy", legacy)
     check_bool("force", force)
+    from certkit.issued import check_folder
+    from certkit.paths import check_output
+
+    check_folder(folder)  # as write() takes it: not empty, UTF-8 text
     folder = Path(folder)
+    check_output(folder / P12_FILE, what="PKCS#12 file")  # as export-p12 checks it: a name too long is said so
     settle_folder(folder)  # a killed writer's leftover beside it (it may hold the key) goes before any refusal
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)

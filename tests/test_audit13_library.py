@@ -177,3 +177,21 @@ def test_a_revoked_certificate_goes_into_no_files_and_no_context(tmp_path: Path,
     with fresh.files() as paths:
         assert paths.key.stat().st_mode & 0o777 == 0o600
     assert isinstance(ca.client_context(fresh), ssl.SSLContext)
+
+
+# --- 7. export_folder and Inventory.get take what the CLI and revoke() take -------------------------------------
+def test_export_folder_and_inventory_get_answer_in_their_own_words(tmp_path: Path, ca, monkeypatch) -> None:
+    import certkit.pkcs12 as p12
+    from certkit.errors import UnsafeOutputPath, WrongType
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsafeOutputPath, match="has a name of 300 bytes.*at most 255 bytes"):
+        p12.export_folder("x" * 300, b"pw")
+    issued = ca.issue_server("a.example")
+    for serial in (issued.serial_hex, issued.serial_hex.lower(), issued.cert.serial_number,
+                   ":".join(issued.serial_hex[i:i + 2] for i in range(0, len(issued.serial_hex), 2))):
+        assert ca.inventory.get(serial)["serial"] == issued.serial_hex
+    for absent in ("\udcff", "not hex", 0, -5, "0" * 10):
+        assert ca.inventory.get(absent) is None
+    with pytest.raises(WrongType):
+        ca.inventory.get(b"AB")

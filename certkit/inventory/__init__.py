@@ -333,10 +333,10 @@ class Inventory:
                 damaged.append(exc)
         return out
 
-    def get(self, serial: str) -> dict | None:
-        """The row of ``serial`` (as :func:`normalize_serial` gives it), or None."""
-        rows = self.rows("WHERE serial = ?", (serial,))
-        return rows[0] if rows else None
+    def get(self, serial: str | int) -> dict | None:
+        """The row of ``serial`` (hex in either case, or the int ``cert.serial_number``), or None (get_row)."""
+        from certkit.inventory.query import get_row
+        return get_row(self, serial)
 
     def certificate(self, serial: str) -> "x509.Certificate":
         with self.transaction() as tx:

@@ -165,3 +165,28 @@ def key_reuse(inventory: "Inventory", public_key, *, for_ca: bool = False) -> st
             return (f"the key of {what} '{subject_text(cert.subject)}' this CA issued: a certificate needs a key of "
                     "its own (a bundle holding it would hand out that key)")
     return None
+
+
+def get_row(inventory: "Inventory", serial) -> dict | None:
+    """:meth:`Inventory.get`: the row of one of :func:`serial_keys`, or None."""
+    keys = serial_keys(serial)
+    rows = inventory.rows(f"WHERE serial IN ({','.join('?' * len(keys))})", keys) if keys else []
+    return rows[0] if rows else None
+
+
+def serial_keys(serial) -> list[str]:
+    """The serials :func:`get_row` looks for: ``serial`` as given (the inventory's own form) and as
+    :func:`normalize_serial` reads it (hex in either case, colons, ``0x``), or the int ``cert.serial_number``
+    as ``serial_hex`` writes it; none for text that is no serial (a lone surrogate, not hex): no such row.
+    Anything else is a WrongType naming it."""
+    from certkit.text import is_utf8
+    from certkit.vocabulary import normalize_serial, serial_hex, wrong_type
+
+    if isinstance(serial, int) and not isinstance(serial, bool):
+        return [serial_hex(serial)] if serial > 0 else []
+    if not isinstance(serial, str):
+        raise wrong_type("serial", "a str of hex digits or an int", serial)
+    if not is_utf8(serial):
+        return []
+    normal = normalize_serial(serial)
+    return [serial] + ([normal] if normal is not None and normal != serial else [])
