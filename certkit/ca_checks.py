@@ -381,3 +381,27 @@ def check_still_home(ca, done: str = "nothing was signed") -> None:
                        f"loaded from it before and records nothing there; {done}. Load the CA again "
                        "(CADirectory(path).load()).")
 
+
+
+def settle_unsaved(recorded, serial: str, path, cert) -> None:
+    """After ``save_new`` of an intermediate failed (Ctrl-C, an error): if its directory ``path`` was put in
+    place all the same (the failure came after the rename), the parent's row is settled valid there, as a
+    saved one is; else abandoned (a pending row only: a valid one stays). A directory that cannot be read, or
+    an inventory that cannot be written now, leaves the row pending: the next command settles it by looking."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.errors import CertkitError
+    from certkit.inventory.reconcile import ca_directory_holds
+
+    try:
+        if ca_directory_holds(path, cert.public_bytes(Encoding.DER)):
+            recorded.mark_issued([serial])
+            with recorded.transaction(write=True) as tx:  # handed to a program, now here: as record_saved_ca
+                tx.execute("UPDATE certificates SET folder = ?, sink = 'ca-dir' WHERE serial = ? AND sink = 'memory'"
+                           " AND folder IS NULL AND status = 'valid'", (str(Path(path).absolute()), serial))
+        else:
+            recorded.mark_abandoned([serial])
+    except CertkitError:
+        pass

@@ -267,7 +267,7 @@ class CADirectory:
         inventory once the directory is in place, and abandoned if it could not be written.
         """
         from certkit.atomic import sweep_stale
-        from certkit.ca_checks import check_not_stored, check_saved, recorded_by
+        from certkit.ca_checks import check_not_stored, check_saved, recorded_by, settle_unsaved
 
         passphrase = check_saved(ca, passphrase, inventory_url)
         check_not_stored(ca, self.path, parent)
@@ -283,7 +283,7 @@ class CADirectory:
             files = self._write_new(ca, passphrase, inventory_url)
         except BaseException:
             if recorded is not None:
-                recorded.mark_abandoned([serial])  # a pending row only: a valid one stays
+                settle_unsaved(recorded, serial, self.path, ca.cert)  # placed after all: valid, else abandoned
             raise
         pause_at("placed")
         ca._saved_in = self.path.absolute()  # saved once: a second directory of it is refused

@@ -195,3 +195,32 @@ def test_export_folder_and_inventory_get_answer_in_their_own_words(tmp_path: Pat
         assert ca.inventory.get(absent) is None
     with pytest.raises(WrongType):
         ca.inventory.get(b"AB")
+
+
+# --- 4. save_new interrupted once the intermediate's directory is in place -------------------------------------
+@pytest.mark.parametrize("planned", [True, False])
+def test_save_new_interrupted_after_placing_keeps_the_intermediate_valid(tmp_path: Path, ca, planned: bool) -> None:
+    import inspect
+
+    from certkit.ca import CA
+    from certkit.store import CADirectory
+
+    where = tmp_path / "issuing"
+    child = CA.create("Issuing CA", parent=ca, directory=where if planned else None)
+    source, first = inspect.getsourcelines(CADirectory._write_new)
+    line = first + next(i for i, text in enumerate(source) if text.strip().startswith("return [self.path"))
+
+    def ctrl_c(frame, event, arg):
+        if frame.f_code is CADirectory._write_new.__code__ and event == "line" and frame.f_lineno == line:
+            raise KeyboardInterrupt
+        return ctrl_c
+
+    sys.settrace(lambda frame, event, arg: ctrl_c if frame.f_code is CADirectory._write_new.__code__ else None)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            CADirectory(where).save_new(child, PASSPHRASE.encode(), parent=ca)
+    finally:
+        sys.settrace(None)
+    assert (where / "ca.pem").exists()
+    row = ca.inventory.get(child.cert.serial_number)
+    assert (row["status"], row["folder"], row["sink"]) == ("valid", str(where), "ca-dir")
