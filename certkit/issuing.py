@@ -286,15 +286,11 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                  then: Callable[[list[Delivery]], None] | None = None) -> list[Delivery]:
     """Issue several certificates with one inventory transaction per step (``issue-batch``'s chunks).
 
-    Signing can be interrupted; from recording to marking, Ctrl-C and SIGTERM
-    are held off (they take effect right after), so an interruption never
-    leaves a row without its answer. If writing fails part-way (a full disk),
-    every bundle already complete on disk is marked valid and the rest
-    abandoned before the error goes on, so the inventory matches the disk.
-    ``then`` runs while they are still held off, once the certificates are
-    marked (a batch reports its chunk there, so that no stop can come between
-    the bundles written and their count); an interruption that lands after it
-    counts nothing more (``certkit_delivered`` 0).
+    Signing can be interrupted; from recording to marking, Ctrl-C and SIGTERM are held off (they take effect right
+    after; one already on its way lands while marking, the rows settled first), so an interruption never leaves a row
+    without its answer. If writing fails part-way (a full disk), every bundle complete on disk is marked valid and the
+    rest abandoned before the error goes on. ``then`` runs while they are still held off, once the certificates are
+    marked (a batch counts its chunk there); an interruption that lands after it counts none (``certkit_delivered`` 0).
     """
     done: list[int] = []
     reported = False
@@ -332,6 +328,10 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                     notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
                 except InventoryError as exc:  # the inventory went away after the bundles were written
                     raise _delivered_unmarked(exc, items, on_disk, len(done)) from None
+                except (KeyboardInterrupt, Terminated) as exc:  # on disk: valid; in memory (never handed): abandoned
+                    exc.certkit_delivered = _settle_after_failure(ca, items, issued, [
+                        i for i in done if items[i][1].sink in ("folder", "file")])
+                    raise
                 for delivery in deliveries:
                     delivery.notes += notes.get(delivery.issued.serial_hex, [])
             if then is not None:

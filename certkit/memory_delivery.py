@@ -109,7 +109,9 @@ class WriteRecorder:
         """Once the bundle is in place: settle the row valid (as the pipeline marks a delivery); notes.
         An inventory that cannot be written now is told truly: the bundle is in place, and the next certkit
         command that reaches the inventory records it (the row is pending with its folder)."""
-        from certkit.errors import InventoryError
+        from contextlib import suppress
+
+        from certkit.errors import InventoryError, Terminated
         from certkit.text import shown
 
         try:
@@ -118,6 +120,10 @@ class WriteRecorder:
             raise InventoryError(f"{str(exc).rstrip()} {shown(planned[0])} was written whole; the next certkit command "
                                  "that reaches the inventory records it as issued in that folder ('certkit list' "
                                  "shows it), so do not write it again.") from None
+        except (KeyboardInterrupt, Terminated):  # the bundle is in place: settled before the stop goes on
+            with suppress(CertkitError):
+                self.ca.inventory.mark_issued([issued.serial_hex])
+            raise
 
     def undo(self, issued: "IssuedCert", planned: tuple, half: bool) -> None:
         """The bundle was not placed (or ``half`` placed: its journal finishes it, the row stays pending for

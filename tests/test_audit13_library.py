@@ -224,3 +224,44 @@ def test_save_new_interrupted_after_placing_keeps_the_intermediate_valid(tmp_pat
     assert (where / "ca.pem").exists()
     row = ca.inventory.get(child.cert.serial_number)
     assert (row["status"], row["folder"], row["sink"]) == ("valid", str(where), "ca-dir")
+
+
+# --- 8. an interruption that lands while a delivery is marked, in a process that lives on -----------------------
+@pytest.mark.parametrize("to_folder", [False, True])
+def test_an_interrupt_while_marking_settles_the_row_at_once(tmp_path: Path, ca, to_folder: bool) -> None:
+    from certkit.issuing import FolderTarget, client_request, deliver
+
+    def ctrl_c(frame, event, arg):  # Ctrl-C arriving while the delivery is being marked valid
+        if frame.f_code.co_name == "revoke_compromised_successors":
+            raise KeyboardInterrupt
+
+    sys.settrace(ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if to_folder:
+                deliver(ca, client_request("alice"), FolderTarget(tmp_path / "alice"))
+            else:
+                ca.issue_client("alice")
+    finally:
+        sys.settrace(None)
+    rows = ca.inventory.rows("")
+    assert [r["status"] for r in rows] == ["valid" if to_folder else "abandoned"]
+    if to_folder:
+        assert rows[0]["folder"] == str(tmp_path / "alice") and (tmp_path / "alice" / "cert.pem").exists()
+
+
+def test_an_interrupt_while_write_marks_the_row_settles_it(tmp_path: Path, ca) -> None:
+    issued = ca.issue_client("bob")
+
+    def ctrl_c(frame, event, arg):
+        if frame.f_code.co_name == "revoke_compromised_successors":
+            raise KeyboardInterrupt
+
+    sys.settrace(ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            issued.write(tmp_path / "bob")
+    finally:
+        sys.settrace(None)
+    row = ca.inventory.get(issued.serial_hex)
+    assert (row["status"], row["folder"]) == ("valid", str(tmp_path / "bob"))
