@@ -17,6 +17,13 @@ signing, with the reason, instead of handing out an unusable certificate. It
 also refuses what real verifiers reject although RFC 5280 does not ask them to:
 a client certificate without a DNS name whose common name reads as a host
 name (Java's JSSE and OpenSSL check that name against the DNS constraints).
+
+Which verifiers apply a CA's constraints depends on where the CA sits. RFC 5280
+leaves the constraints of a trust anchor (the root a trust store holds) to the
+verifier: OpenSSL, GnuTLS, NSS and Node apply them, Java (JSSE) ignores them and
+applies only those of the CAs below it. :func:`of_chain` marks a root's
+(:func:`on_trust_anchor`), and the common-name rule names Java only where Java
+applies it.
 """
 
 from __future__ import annotations
@@ -62,14 +69,15 @@ def _openssl_reads(cn: str) -> bool:
     return dotted
 
 
-def common_name_readers(cn: str | None, identities: Sequence[Identity]) -> list[str]:
+def common_name_readers(cn: str | None, identities: Sequence[Identity], *, on_anchor: bool = False) -> list[str]:
     """Who reads a certificate's common name as a DNS name and checks it against DNS name constraints: Java
     (JSSE) when the certificate has no DNS name or IP address and the name is of :data:`_HOSTNAME_LIKE`'s shape,
-    OpenSSL (Python's ssl with it) when it has no DNS name and cn2dnsid takes the name (:func:`_openssl_reads`)."""
+    OpenSSL (Python's ssl with it) when it has no DNS name and cn2dnsid takes the name (:func:`_openssl_reads`).
+    Constraints ``on_anchor`` (a trusted root's) are OpenSSL's only: Java ignores a trust anchor's."""
     kinds = {i.kind for i in identities}
     if cn is None or "dns" in kinds:
         return []
-    java = "ip" not in kinds and _HOSTNAME_LIKE.match(cn) is not None
+    java = not on_anchor and "ip" not in kinds and _HOSTNAME_LIKE.match(cn) is not None
     return [who for who, reads in (("Java (JSSE)", java), ("OpenSSL", _openssl_reads(cn))) if reads]
 
 
@@ -141,16 +149,33 @@ def build(domains: Sequence[str], networks: Sequence) -> "x509.NameConstraints |
 
 
 def of_chain(certs: Iterable["x509.Certificate"]) -> list["x509.NameConstraints"]:
-    """The NameConstraints of each certificate in ``certs`` that has one, in order."""
+    """The NameConstraints of each certificate in ``certs`` that has one, in order; a root's (self-signed: what
+    a trust store holds, the trust anchor) a copy marked so (:func:`on_trust_anchor`)."""
     from cryptography import x509
+
+    from certkit.vocabulary import self_signed
 
     found = []
     for cert in certs:
         try:
-            found.append(cert.extensions.get_extension_for_class(x509.NameConstraints).value)
+            nc = cert.extensions.get_extension_for_class(x509.NameConstraints).value
         except x509.ExtensionNotFound:
-            pass
+            continue
+        if self_signed(cert):  # a copy: the certificate's own value is left as it is
+            nc = x509.NameConstraints(nc.permitted_subtrees, nc.excluded_subtrees)
+            setattr(nc, _ON_ANCHOR, True)
+        found.append(nc)
     return found
+
+
+_ON_ANCHOR = "certkit_on_trust_anchor"
+
+
+def on_trust_anchor(nc: "x509.NameConstraints") -> bool:
+    """Whether ``nc`` are a root's (:func:`of_chain`), which Java (JSSE) ignores: it takes a trust store's
+    certificate as a trust anchor without constraints (RFC 5280 leaves them to the verifier), and applies only
+    those of the CAs below it. OpenSSL, GnuTLS, NSS and Node apply a root's too."""
+    return getattr(nc, _ON_ANCHOR, False)
 
 
 def describe(nc: "x509.NameConstraints") -> str:
@@ -182,11 +207,12 @@ def _placeholder(subtree) -> bool:
 
 def _renewed(nc: "x509.NameConstraints") -> "x509.NameConstraints":
     """``nc`` with an :data:`OLD_NO_DNS` placeholder written as :data:`NO_DNS` (what an intermediate
-    inherits from a CA made before it): the same names, none, in the form pkilint accepts."""
+    inherits from a CA made before it): the same names, none, in the form pkilint accepts; never marked
+    :func:`on_trust_anchor` (the intermediate is no root)."""
     subtrees = nc.permitted_subtrees or []
     old = [c for c in subtrees if _placeholder(c) and c.value.lower().strip(".") == OLD_NO_DNS]
     if not old:
-        return nc
+        return type(nc)(nc.permitted_subtrees, nc.excluded_subtrees) if on_trust_anchor(nc) else nc
     renewed = [type(c)(("." if c.value.startswith(".") else "") + NO_DNS) if c in old else c for c in subtrees]
     return type(nc)(permitted_subtrees=list(dict.fromkeys(renewed)), excluded_subtrees=nc.excluded_subtrees)
 
@@ -249,25 +275,30 @@ def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Id
 def client_cn_outside(constraints: Sequence["x509.NameConstraints"], cn: str | None,
                       identities: Sequence[Identity]) -> list["x509.NameConstraints"]:
     """The constraints that a certificate's common name breaks, read as a host name as Java (JSSE) reads it
-    when the certificate has no DNS name or IP address, and OpenSSL when it has no DNS name and the common name
-    a dot, whatever addresses it has (NAME_CONSTRAINTS_check_CN; see :func:`check_client_common_name`); empty
-    when it breaks none, or is not read so."""
+    when the certificate has no DNS name or IP address (but not against a root's constraints, which Java
+    ignores), and OpenSSL when it has no DNS name and the common name a dot, whatever addresses it has
+    (NAME_CONSTRAINTS_check_CN; see :func:`check_client_common_name`); empty when it breaks none, or is not
+    read so."""
     if not common_name_readers(cn, identities):
         return []
     as_dns = Identity("dns", cn.rstrip(".").lower())
-    return [nc for nc in constraints if not permitted(nc, as_dns)]
+    return [nc for nc in constraints if not permitted(nc, as_dns)
+            and common_name_readers(cn, identities, on_anchor=on_trust_anchor(nc))]
 
 
 def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: str | None,
                              identities: Sequence[Identity], ca_name: str, *, from_csr: bool = False,
                              kind: str = "client") -> None:
-    """Refuse a certificate (a client's, mostly) that Java (JSSE) and OpenSSL would reject under DNS constraints.
+    """Refuse a certificate (a client's, mostly) that Java (JSSE) or OpenSSL would reject under DNS constraints.
 
     With no DNS name or IP address in the SAN, both read a common name that
     looks like a host name as a DNS name and check it against the constraints:
-    ``alice`` from a CA permitting ``example.internal`` is rejected by every
-    Java server (Tomcat, Jetty, Spring Boot, Kafka), ``alice.example.org`` by
-    OpenSSL too.
+    ``alice`` from an intermediate CA permitting ``example.internal`` is
+    rejected by every Java server (Tomcat, Jetty, Spring Boot, Kafka) that
+    trusts the root above it, ``alice.example.org`` by OpenSSL too. Java
+    ignores a trusted root's own constraints (:func:`on_trust_anchor`), so
+    under a constrained root only what OpenSSL reads is refused: ``alice`` is
+    issued, ``alice.example.org`` is not.
     """
     for nc in client_cn_outside(constraints, cn, identities):
         as_dns = Identity("dns", cn.rstrip(".").lower())
@@ -282,7 +313,7 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
             library_fix, cli_fix = f"dns_names=['{example}']", f"--dns {example}"
             fix = (f"give it a DNS name inside them ({library_fix}), or " if inside else "") + \
                 "use a common name that is not a host name"
-        readers = readers_of_common_name(cn, identities)
+        readers = readers_of_common_name(cn, identities, on_anchor=on_trust_anchor(nc))
         one = " and " not in readers
         error = NameNotPermitted(
             f"{readers} read{'s' if one else ''} the common name '{shown(cn)}' of a {kind} "
@@ -296,9 +327,9 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
         raise error
 
 
-def readers_of_common_name(cn: str, identities: Sequence[Identity] = ()) -> str:
+def readers_of_common_name(cn: str, identities: Sequence[Identity] = (), *, on_anchor: bool = False) -> str:
     """:func:`common_name_readers` in words."""
-    return " and ".join(common_name_readers(cn, identities))
+    return " and ".join(common_name_readers(cn, identities, on_anchor=on_anchor))
 
 
 def narrowed(parent_constraints: Sequence["x509.NameConstraints"], parent_name: str,

@@ -199,11 +199,12 @@ def _form(text: str) -> str:
 
 def cn_problem(path: list, purpose: str) -> str | None:
     """A certificate without a DNS name whose common name reads as a host name outside a CA's DNS name
-    constraints: OpenSSL (error 47) refuses it when the name has a dot, Java when it has no IP address either,
-    and certkit does not issue it (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
+    constraints: OpenSSL (error 47) refuses it when the name has a dot, Java when it has no IP address either
+    and the CA is below the trusted root (Java ignores a root's constraints), and certkit does not issue it
+    (:func:`certkit.constraints.check_client_common_name`); None otherwise."""
     from cryptography import x509
 
-    from certkit.constraints import client_cn_outside, common_name_readers, of_chain
+    from certkit.constraints import client_cn_outside, common_name_readers, of_chain, on_trust_anchor
     from certkit.names import Identity
     from certkit.text import shown
     from certkit.vocabulary import common_name
@@ -212,8 +213,8 @@ def cn_problem(path: list, purpose: str) -> str | None:
                   for san in san_list(path[0]) if isinstance(san, (x509.DNSName, x509.IPAddress))]
     cn = common_name(path[0].subject)
     for ca in path[1:]:
-        if client_cn_outside(of_chain([ca]), cn, identities):
-            who = common_name_readers(cn, identities)
+        for nc in client_cn_outside(of_chain([ca]), cn, identities):
+            who = common_name_readers(cn, identities, on_anchor=on_trust_anchor(nc))
             names = [*(["Java (JSSE)"] if "Java (JSSE)" in who else []),
                      *(["OpenSSL (permitted subtree violation)", "Python's ssl"] if "OpenSSL" in who else [])]
             readers = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]

@@ -215,7 +215,13 @@ def test_issuing_refuses_a_client_name_openssl_reads_and_names_only_who_reads_it
     env, ca = _ca(tmp_path, "--permit-dns", "example.internal")
     refused = run_certkit("issue-client", "my_host.other.com", "--out", tmp_path / "u", env=env)
     assert refused.returncode == 1 and "OpenSSL" in refused.stderr and "Java" not in refused.stderr, refused.stderr
-    java_only = run_certkit("issue-client", "host.other.com.", "--out", tmp_path / "t", env=env)
+    # Java reads 'host.other.com.' (OpenSSL does not: the final dot) against an intermediate's constraints, and
+    # ignores a trusted root's (peers11 #2, tests/test_audit13_peers.py): issued under the root, not below it.
+    run_certkit("issue-client", "host.other.com.", "--out", tmp_path / "r", env=env, check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", ca, "--name", "Audit Issuing",
+                env={**env, "CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}, check=True)
+    java_only = run_certkit("issue-client", "--ca-dir", tmp_path / "issuing", "host.other.com.", "--out",
+                            tmp_path / "t", env=env)
     assert java_only.returncode == 1 and "Java (JSSE) reads" in java_only.stderr, java_only.stderr
     assert "OpenSSL" not in java_only.stderr
     assert not (tmp_path / "u").exists() and not (tmp_path / "t").exists()
