@@ -168,6 +168,8 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
                      + (f", root of the intermediate \"{shown(anchor.intermediate)}\" (expires "
                         f"{when(own.not_valid_after_utc)})" if own is not None else ""))
         lines.append(f"  may sign: {anchor.scope()}")
+        if anchor.java_scope() and any(r.kind in ("java", "system") for r in results):  # stores Java reads
+            lines.append(f"  for Java: {anchor.java_scope()}")
     lines += notes
     width = max([len(r.outcome) for r in results] + [7])
     for r in results:
@@ -225,8 +227,10 @@ def _consent(anchor, unconstrained: bool, as_json: bool, stores=()) -> None:
                 f"names: it may sign {anchor.scope()}. Once trusted, whoever holds its key can impersonate any "
                 "website to this machine's programs.")
     advice = ("A CA limited to the addresses you own, e.g. 'certkit init-ca --permit-ip 192.168.0.0/16', can only "
-              "vouch for those." if anchor.limits_dns else "A CA created with name constraints, e.g. 'certkit "
-              "init-ca --permit-dns home.arpa --permit-ip 192.168.0.0/16', can only vouch for those names.")
+              "vouch for those" if anchor.limits_dns else "A CA created with name constraints, e.g. 'certkit "
+              "init-ca --permit-dns home.arpa --permit-ip 192.168.0.0/16', can only vouch for those names") + \
+        " (except to Java, which ignores a root's constraints: issue from a constrained intermediate, " \
+        "docs/two-tier-pki.md)."
     if not as_json and sys.stdin is not None and sys.stdin.isatty():
         where = "".join(f"\n  {s.kind}: {s.label} ({shown(s.location)})" for s in stores)
         click.echo(f"{risk}\n{advice}" + (f"\nIt would be added to:{where}" if where else ""), err=True)

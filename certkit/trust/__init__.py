@@ -111,7 +111,17 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
             raise TrustError(f"the CA is not in {store.location} after adding it")
         return store.result("added", state=after)
 
-    return _change_each(stores, add, anchor, removing=False)
+    return _java_notes(anchor, _change_each(stores, add, anchor, removing=False))
+
+
+def _java_notes(anchor: Anchor | None, results: list[StoreResult]) -> list[StoreResult]:
+    """``results``, a store Java reads that trusts a constrained root noting that Java ignores its constraints
+    (:meth:`Anchor.java_note`)."""
+    for result in results:
+        note = anchor.java_note(result.kind) if anchor is not None else None
+        if note and result.outcome in ("added", "unchanged", "trusted", "incomplete"):
+            result.notes.append(note)
+    return results
 
 
 def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_ca: bool = False
@@ -178,7 +188,7 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
         results.append(store.result(outcome, state.pending, state=state, notes=notes))
-    return results
+    return _java_notes(anchor, results)
 
 
 def _reason(exc: Exception) -> str:
@@ -209,8 +219,10 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
                          f"it can sign certificates for {anchor.reach()} that this machine's clients accept "
                          f"({where}). Keep it encrypted, or take the root out: {out}")
         elif anchor.key_encrypted is False:
+            java = " (and any name to Java programs, which ignore a root's name constraints)" \
+                if anchor.java_scope() and {r.kind for r in trusted_here} & {"java", "system"} else ""
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
-                         f"encrypted: whoever copies it can impersonate {anchor.reach()} to this machine's "
+                         f"encrypted: whoever copies it can impersonate {anchor.reach()}{java} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
         found += validity_warnings(anchor, now)
     others: dict[str, list[tuple[Found, str]]] = {}

@@ -185,6 +185,27 @@ class Anchor:
         """What a client trusting this root would accept it for, in words."""
         return describe_scope(self.constraints)
 
+    def java_scope(self) -> str | None:
+        """What the root may sign to Java programs, when that is not :meth:`scope`: Java (JSSE) takes a trust
+        store's certificate as a trust anchor without its name constraints (RFC 5280 leaves a trust anchor's
+        to the verifier; OpenSSL, GnuTLS, NSS and Node apply them), so a root's own limit nothing there. None
+        for a root without name constraints."""
+        if self.constraints is None:
+            return None
+        return "any DNS name and any IP address (Java ignores the name constraints of a trusted root)"
+
+    def java_note(self, kind: str) -> str | None:
+        """The note of a store Java reads (``kind`` "java", or "system", which Debian's ca-certificates-java and
+        Fedora's java/cacerts copy into Java's store) that trusts this constrained root; None otherwise."""
+        if self.java_scope() is None or kind not in ("java", "system"):
+            return None
+        who = "Java programs" if kind == "java" else \
+            "Java programs that take their trust from this store (Debian's ca-certificates-java, Fedora's java/cacerts)"
+        below = (f"; what the intermediate \"{self.intermediate}\" signs stays inside its own constraints, which "
+                 "Java applies" if self.intermediate_cert is not None and _constrained(self.intermediate_cert)
+                 else "; to limit what Java accepts, issue from a constrained intermediate (docs/two-tier-pki.md)")
+        return f"{who} ignore the name constraints of a trusted root: to them the root's key may sign any name{below}"
+
     def reach(self) -> str:
         """:meth:`scope` without the kinds of names it may not vouch for ("IP addresses in 127.0.0.0/8", not
         "no DNS names; IP addresses in 127.0.0.0/8"): what its key could impersonate."""
@@ -194,6 +215,7 @@ class Anchor:
         return {"subject": self.cert.subject.rfc4514_string(), "common_name": self.common_name,
                 "name": self.name, "fingerprint_sha256": self.fingerprint,
                 "not_before": iso(self.not_before), "not_after": iso(self.not_after), "may_sign": self.scope(),
+                "may_sign_java": self.java_scope() or self.scope(),
                 "name_constraints": self.constraints is not None, "limits_dns": self.limits_dns,
                 "limits_ips": self.constraints is not None and not self.wide_ips,
                 "ca_dir": str(self.ca_dir) if self.ca_dir else None, "key_encrypted": self.key_encrypted,
@@ -234,6 +256,16 @@ def describe_scope(nc) -> str:
     else:
         ip_text = "any IP address" + (" except " + ", ".join(map(str, ips_out)) if ips_out else "")
     return f"{dns_text}; {ip_text}"
+
+
+def _constrained(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        cert.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def _common_name(cert) -> str:
