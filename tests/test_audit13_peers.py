@@ -233,6 +233,10 @@ def test_jsse_accepts_a_forgery_outside_a_roots_constraints_and_refuses_it_under
     verdict = run_certkit("verify", work / "evil-root.pem", "--purpose", "server", "--ca-dir", pki.root, "--json",
                           env=pki.env)
     assert verdict.returncode == 1 and json.loads(verdict.stdout)["valid"] is False, verdict.stdout
+    # GnuTLS refuses it too (NSS: tests/test_trust.py) ...
+    gnutls = subprocess.run([require("certtool"), "--verify", "--load-ca-certificate", str(pki.root / "ca.pem"),
+                             "--infile", str(work / "evil-root.pem")], capture_output=True, text=True, timeout=60)
+    assert "violates the signer's constraints" in gnutls.stdout + gnutls.stderr, gnutls.stdout + gnutls.stderr
     # ... and Java, trusting that root alone, accepts it: the handshake completes, the host name matches.
     assert said(lines, 0, "client") == "ACCEPTED CN=www.evil.test", lines
     # The same forgery by a constrained intermediate, the root above it trusted: Java refuses it.
