@@ -55,6 +55,11 @@ CONFIG_KEYS = ("inventory", "key", "pkcs11_module")
 ENV_CA_DIR = "CERTKIT_CA_DIR"
 
 Passphrase = Union[bytes, None, Callable[[], bytes | None]]
+# What another user who can write the CA directory ("") or a file in it could do, as `certkit check` says it
+_AT_STAKE = {"": "add and replace files in it", CERT_FILE: "replace it (and what peers are told to trust)",
+             PARENTS_FILE: "replace it (and the chain every bundle hands to peers)", INVENTORY_FILE: "rewrite it (the "
+             "record of what this CA issued and revoked, which its CRLs are made from)", CONFIG_FILE: "change it (and "
+             "where the inventory and the key are taken from)"}
 
 
 def default_ca_dir() -> Path:
@@ -339,9 +344,7 @@ class CADirectory:
         (no one else can replace what is in it) and the chain must hold together."""
         from cryptography import x509
 
-        from certkit.constants import MAX_CERT_FILE_BYTES
         from certkit.errors import parse_errors
-        from certkit.files import read_limited
 
         if not self.path.is_dir():
             what = "the folder does not exist"
@@ -381,11 +384,10 @@ class CADirectory:
         return cert, parents
 
     def check_safe(self) -> None:
-        """Refuse a CA directory, or a file in it, that another user could write: whoever can
-        replace ca.pem or plant a parents.pem decides what every new bundle tells peers to trust."""
+        """Refuse a CA directory, or a file in it, that another user could write, saying what they could do."""
         me = os.geteuid()
-        for path in (self.path, self.cert_path, self.path / PARENTS_FILE, self.path / INVENTORY_FILE,
-                     self.config_path):  # certkit-ca.json says where the inventory and the key are
+        for name, stake in _AT_STAKE.items():  # certkit-ca.json says where the inventory and the key are
+            path = self.path / name if name else self.path
             try:  # the directory itself may be a link (/etc/pki/current -> ca-2026): judge where it leads
                 info = path.stat() if path == self.path else path.lstat()
             except FileNotFoundError:
@@ -394,11 +396,11 @@ class CADirectory:
                 raise CABroken(f"{shown(path)} is a symbolic link; a CA directory holds its own files. "
                                "Replace the link with the file it points to.")
             if info.st_uid not in (me, 0):
-                raise CABroken(f"{shown(path)} belongs to another user (uid {info.st_uid}), who could replace "
-                               "what this CA signs with; use a CA directory of your own.")
+                raise CABroken(f"{shown(path)} belongs to another user (uid {info.st_uid}), who could {stake}; use a "
+                               "CA directory of your own.")
             if info.st_mode & 0o022:
-                raise CABroken(f"{shown(path)} has mode {stat.S_IMODE(info.st_mode):04o}: other users can "
-                               f"replace it (and what peers are told to trust). Run: chmod go-w {shown(path)}")
+                raise CABroken(f"{shown(path)} has mode {stat.S_IMODE(info.st_mode):04o}: other users can {stake}. "
+                               f"Run: chmod go-w {shown(path)}")
 
     def open(self) -> "CA":
         """The CA with its certificates and inventory, its key still locked: everything a command

@@ -224,7 +224,10 @@ def passphrase_file_option(f):
 
 
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
+    return click.option("--json", "as_json", is_flag=True,
+                        help='Print one JSON object on stdout. An error is one too, {"error": ..., "exit": N}, '
+                             "and stderr stays empty; but a report printed before a failure (check, verify, "
+                             "probe, renew, trust, demo) stays on stdout, and an Error: line on stderr says why.")(f)
 
 
 class CheckedPath(click.Path):

@@ -1,0 +1,109 @@
+"""The thirteenth round's documentation findings (audit docs13, peers11), each as a class:
+
+docs13
+2. with ``--json`` an error is one JSON object on stdout (stderr empty), and a report that fails keeps its
+   report on stdout with an ``Error:`` line on stderr: the README, the pages and ``--json``'s help say so;
+3. a CA directory, or a file in it, that others can write is refused with what they could do with *that*
+   file, the words ``certkit check`` uses, not ca.pem's "what peers are told to trust" for all;
+4. the default folder name: the docs say every character outside ``[A-Za-z0-9._@+-]`` becomes ``_``, and
+   a name holding ``/`` is refused for that, not as one that "would escape the current folder";
+5. every subject the docs show, and list.md's ``--name`` glob, is in the order certkit writes it;
+6. check.md's table names every check the code can report.
+
+peers11
+3. a server certificate logs in to a GnuTLS server that requires and verifies client certificates: the
+   docs say so instead of "cannot log in anywhere" (proven with gnutls-serv);
+4. a Node server given root and intermediate CRLs in one PEM buffer reads only the first, and refuses every
+   client: two-tier-pki.md says to give Node the CRLs as separate entries (proven with node).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, REPO, run_certkit
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- docs13 #2: --json errors --------------------------------------------------------------------
+def test_json_errors_are_one_object_on_stdout_and_the_docs_and_help_say_so(ca_dir: Path, ca_env: dict,
+                                                                            tmp_path: Path) -> None:
+    for args, code in ((("issue-server", "*.co.uk", "--json"), 1), (("list", "--expiring", "soon", "--json"), 2),
+                       (("inspect", tmp_path / "nope.pem", "--json"), 1)):
+        ran = run_certkit(*args, env=ca_env, cwd=tmp_path)
+        assert ran.returncode == code, (args, ran.stdout, ran.stderr)
+        said = json.loads(ran.stdout)
+        assert set(said) == {"error", "exit"} and said["exit"] == code, ran.stdout
+        assert ran.stderr == "", (args, ran.stderr)  # no Error: line besides it
+    # a report that fails: the report on stdout, the Error: line on stderr
+    run_certkit("issue-server", "a.example", env=ca_env, cwd=tmp_path, check=True)
+    ran = run_certkit("verify", "a.example/cert.pem", "--purpose", "client", "--json", env=ca_env, cwd=tmp_path)
+    assert ran.returncode == 1 and json.loads(ran.stdout)["valid"] is False
+    assert ran.stderr.startswith("Error: ") and ran.stderr.count("\n") == 1, ran.stderr
+    (ca_dir / "inventory.sqlite3").chmod(0o666)
+    ran = run_certkit("check", "--json", env=ca_env, cwd=tmp_path)
+    assert ran.returncode == 1 and json.loads(ran.stdout)["ok"] is False
+    assert ran.stderr.startswith("Error: "), ran.stderr
+
+    readme = _squash((REPO / "README.md").read_text())
+    assert 'With `--json` an error is instead one JSON object on standard output, `{"error": "...", "exit": 1}`, ' \
+           "and standard error stays empty" in readme
+    assert "keeps the report on standard output and adds the `Error:` line on standard error" in readme
+    helped = _squash(run_certkit("issue-server", "--help").stdout)
+    assert '{"error": ..., "exit": N}' in helped and "stderr stays empty" in helped, helped
+    assert "an Error: line on stderr" in helped
+    for page, words in (("inspect.md", 'the one JSON object `{"error": "...", "exit": 1}` on standard output'),
+                        ("verify.md", "a verdict of not valid is the report on standard output and the same "
+                                      "`Error:` line on stderr")):
+        assert words in _squash((REPO / "docs" / page).read_text()), page
+
+
+# --- docs13 #3: the risk named per file ------------------------------------------------------------
+def _risk(message: str) -> str:
+    """What a message says others could do: the words after "other users can", up to the fix."""
+    found = re.search(r"other users can (.+?)\. Run: ", message)
+    assert found, message
+    return found.group(1)
+
+
+@pytest.mark.parametrize("name", ["", "ca.pem", "parents.pem", "inventory.sqlite3", "certkit-ca.json"])
+def test_a_ca_file_others_can_write_is_refused_with_its_own_risk(tmp_path: Path, ca_env: dict, ca_dir: Path,
+                                                                  name: str) -> None:
+    env = ca_env
+    if name == "parents.pem":  # an intermediate has one
+        env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "issuing"), CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+        run_certkit("init-ca", "--parent-ca-dir", ca_dir, "--name", "Issuing", env=env, check=True)
+    if name == "certkit-ca.json":
+        (ca_dir / name).write_text("{}")
+    target = Path(env["CERTKIT_CA_DIR"]) / name
+    target.chmod(0o777 if not name else 0o666)
+    refused = run_certkit("issue-server", "a.example", env=env, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stderr.startswith(f"Error: {target} has mode"), refused.stderr
+    checked = run_certkit("check", "--json", env=env, cwd=tmp_path)
+    errors = [f["message"] for f in json.loads(checked.stdout)["findings"]
+              if f["level"] == "error" and f["message"].startswith(f"{target} has mode")]
+    assert len(errors) == 1, checked.stdout
+    assert _risk(refused.stderr) == _risk(errors[0])
+    if name != "ca.pem":  # only ca.pem (and parents.pem's chain) is what peers are told to trust
+        assert "what peers are told to trust" not in refused.stderr
+    listed = run_certkit("list", env=env, cwd=tmp_path)  # the reading commands say the same
+    assert listed.returncode == 1 and _risk(listed.stderr) == _risk(errors[0]), listed.stderr
+
+
+def test_a_ca_file_of_another_owner_is_refused_with_its_own_risk(tmp_path: Path, ca_env: dict,
+                                                                  ca_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    os.chown(ca_dir / "inventory.sqlite3", 65534, -1)
+    refused = run_certkit("list", env=ca_env, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert "belongs to another user (uid 65534), who could rewrite it (the record of what this CA issued" \
+           in refused.stderr, refused.stderr
