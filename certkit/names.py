@@ -459,18 +459,28 @@ def _client_dns_name(text: str) -> Identity:
 
 
 def safe_folder_name(name: str) -> str:
-    """The default output folder for a certificate named ``name`` (mkcert's habit).
+    """The default output folder for a certificate named ``name`` (mkcert's habit): ``*`` becomes
+    ``_wildcard``, and every other character outside ``A-Z a-z 0-9 . _ @ + -`` (``:``, a space, any
+    non-ASCII letter) becomes ``_``. A name that cannot be one visible folder in the current one is
+    refused rather than rewritten, saying why."""
+    why = _not_a_folder_name(name)
+    if why:
+        raise UnsafeOutputPath(f"'{_show(name)}' cannot name an output folder: {why}; choose the output folder "
+                               "yourself.")
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", name.replace("*", "_wildcard"))
 
-    ``*`` becomes ``_wildcard`` and ``:`` becomes ``_``; anything that could
-    climb out of the current folder is refused rather than rewritten.
-    """
-    if "/" in name or "\\" in name or "\0" in name or name in {"", ".", ".."} or name.startswith("."):
-        raise UnsafeOutputPath(
-            f"'{_show(name)}' cannot name an output folder: it would escape the current "
-            "folder or be hidden; choose the output folder yourself."
-        )
-    safe = name.replace("*", "_wildcard").replace(":", "_")
-    return re.sub(r"[^A-Za-z0-9._@+-]", "_", safe)
+
+def _not_a_folder_name(name: str) -> str | None:
+    """Why ``name`` cannot be taken as it is for one folder in the current one, or None."""
+    if "/" in name:
+        climbs = name.startswith("/") or ".." in name.split("/")
+        return "it would escape the current folder" if climbs else "it holds a '/', which would make a subfolder"
+    if "\\" in name or "\0" in name:
+        return ("it holds a '\\', which separates folders on Windows" if "\\" in name
+                else "it holds a NUL character, which no file name can hold")
+    if name in {"", ".", ".."}:
+        return {"": "it is empty", ".": "'.' is the current folder itself", "..": "'..' is the folder above"}[name]
+    return "it starts with '.', which would make a hidden folder" if name.startswith(".") else None
 
 
 def mapped_address_notes(cert) -> list[str]:

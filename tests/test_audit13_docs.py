@@ -107,3 +107,32 @@ def test_a_ca_file_of_another_owner_is_refused_with_its_own_risk(tmp_path: Path,
     assert refused.returncode == 1, refused.stderr
     assert "belongs to another user (uid 65534), who could rewrite it (the record of what this CA issued" \
            in refused.stderr, refused.stderr
+
+
+# --- docs13 #4: the default folder ---------------------------------------------------------------
+def test_the_default_folder_is_what_the_docs_say(tmp_path: Path, ca_env: dict, ca_dir: Path) -> None:
+    page = _squash((REPO / "docs" / "ca-directory.md").read_text())
+    assert "every other character outside `A-Z a-z 0-9 . _ @ + -` becomes `_`" in page
+    pairs = re.findall(r"`([^`]+)` → `([^`]+)`", page)
+    assert len(pairs) >= 5, pairs
+    for name, folder in pairs:  # each example, issued as a server (a host name or address) or a client
+        host = ("." in name or ":" in name) and " " not in name
+        run_certkit("issue-server" if host else "issue-client", name, env=ca_env, cwd=tmp_path, check=True)
+        assert (tmp_path / folder / "cert.pem").is_file(), (name, folder, sorted(os.listdir(tmp_path)))
+    for page_name in ("issue-client.md", "issue-batch.md"):
+        assert "every other character outside `A-Z a-z 0-9 . _ @ + -` becomes `_`" in \
+            _squash((REPO / "docs" / page_name).read_text()), page_name
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("a/b", "it holds a '/', which would make a subfolder"), ("../x", "it would escape the current folder"),
+    ("/etc/x", "it would escape the current folder"),
+    (".alice", "it starts with '.', which would make a hidden folder"),
+    ("..", "'..' is the folder above"), ("a\\b", "it holds a '\\', which separates folders on Windows")])
+def test_a_name_that_cannot_be_a_folder_is_refused_for_its_own_reason(tmp_path: Path, ca_env: dict, ca_dir: Path,
+                                                                       name: str, why: str) -> None:
+    refused = run_certkit("issue-client", name, env=ca_env, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.endswith(f"cannot name an output folder: {why}; choose the output folder yourself.\n"), \
+        refused.stderr
+    assert sorted(os.listdir(tmp_path)) == ["ca"]
