@@ -136,3 +136,38 @@ def test_a_name_that_cannot_be_a_folder_is_refused_for_its_own_reason(tmp_path: 
     assert refused.stderr.endswith(f"cannot name an output folder: {why}; choose the output folder yourself.\n"), \
         refused.stderr
     assert sorted(os.listdir(tmp_path)) == ["ca"]
+
+
+# --- docs13 #5: subjects in the order certkit writes them ------------------------------------------
+# certkit writes a subject as RFC 4514 text: the reverse of the DER order CN, O, OU, C it builds
+_WRITTEN_ORDER = {"C": 0, "OU": 1, "O": 2, "CN": 3}
+_DN = re.compile(r"(?:CN|OU|O|C)=[^,`'\"]*(?:,(?:CN|OU|O|C)=[^,`'\"]*)+")
+
+
+def test_every_subject_in_the_docs_is_in_the_order_certkit_writes_it() -> None:
+    pages = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+    seen = []
+    for page in pages:
+        for dn in _DN.findall(page.read_text()):
+            kinds = [part.split("=", 1)[0] for part in dn.split(",")]
+            seen.append((page.name, dn))
+            if "matches nothing" not in page.read_text().split(dn, 1)[1][:40]:  # a counter-example says so
+                assert kinds == sorted(kinds, key=_WRITTEN_ORDER.get), (page.name, dn)
+    assert ("list.md", "O=Example Corp,CN=*") in seen, seen
+
+
+def test_list_md_subject_globs_match_as_it_says(tmp_path: Path, ca_env: dict, ca_dir: Path) -> None:
+    env = dict(ca_env, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--parent-ca-dir", ca_dir, "--ca-dir", tmp_path / "i", "--name", "Issuing", "--org",
+                "Example Corp", env=env, check=True)
+    page = _squash((REPO / "docs" / "list.md").read_text())
+    shown = re.search(r"is `([^`]+)` there, so `'([^`]+)'` lists that organization's CAs "
+                      r"\(and `'([^`]+)'` matches nothing\)", page)
+    assert shown, "list.md lost its subject glob example"
+    subject, matching, not_matching = shown.groups()
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [c["subject"] for c in listed if c["kind"] == "ca"] == [subject]
+    found = json.loads(run_certkit("list", "--name", matching, "--json", env=env, check=True).stdout)
+    assert [c["subject"] for c in found["certificates"]] == [subject]
+    found = json.loads(run_certkit("list", "--name", not_matching, "--json", env=env, check=True).stdout)
+    assert found["certificates"] == []
