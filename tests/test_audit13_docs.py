@@ -171,3 +171,44 @@ def test_list_md_subject_globs_match_as_it_says(tmp_path: Path, ca_env: dict, ca
     assert [c["subject"] for c in found["certificates"]] == [subject]
     found = json.loads(run_certkit("list", "--name", not_matching, "--json", env=env, check=True).stdout)
     assert found["certificates"] == []
+
+
+# --- docs13 #6: check.md's table names every check -----------------------------------------------
+def _check_names_in_code() -> set[str]:
+    """Every check name certkit/check.py can report: the first argument of each Finding (and of the helpers that
+    make Findings for a check named by their caller), and the names in its table of files at stake."""
+    import ast
+
+    tree = ast.parse((REPO / "certkit" / "check.py").read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            position = {"Finding": 0, "_listed": 0, "_read_pem": 1}.get(node.func.id)
+            if position is not None and len(node.args) > position:
+                arg = node.args[position]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    names.add(arg.value)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_AT_STAKE" for t in node.targets):
+            names |= {v.elts[0].value for v in node.value.values}
+    return names
+
+
+def _check_names_in_table() -> set[str]:
+    text = (REPO / "docs" / "check.md").read_text()
+    rows = text.split("| check | what fails it | what to do |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    return {name.strip() for row in rows for name in row.strip("|").split("|")[0].split(",")}
+
+
+def test_check_md_names_every_check_the_code_reports(tmp_path: Path, ca_env: dict, ca_dir: Path) -> None:
+    in_code = _check_names_in_code()
+    assert {"key-owner", "config", "token", "database", "directory", "inventory-row"} <= in_code, in_code
+    assert _check_names_in_table() == in_code
+    # the two nothing documented before, as check reports them
+    (ca_dir / "certkit-ca.json").write_text("{bad")
+    said = json.loads(run_certkit("check", "--json", env=ca_env).stdout)
+    assert ("config", "error") in {(f["check"], f["level"]) for f in said["findings"]}, said
+    (ca_dir / "certkit-ca.json").unlink()
+    if os.geteuid() == 0:
+        os.chown(ca_dir / "ca-key.pem", 65534, -1)
+        said = json.loads(run_certkit("check", "--json", env=ca_env).stdout)
+        assert ("key-owner", "warning") in {(f["check"], f["level"]) for f in said["findings"]}, said
