@@ -22,11 +22,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, REPO, run_certkit
+from conftest import PASSPHRASE, REPO, free_port, require, run_certkit, wait_or_kill
 
 
 def _squash(text: str) -> str:
@@ -212,3 +216,96 @@ def test_check_md_names_every_check_the_code_reports(tmp_path: Path, ca_env: dic
         os.chown(ca_dir / "ca-key.pem", 65534, -1)
         said = json.loads(run_certkit("check", "--json", env=ca_env).stdout)
         assert ("key-owner", "warning") in {(f["check"], f["level"]) for f in said["findings"]}, said
+
+
+# --- peers11 #3: a GnuTLS server does not check a client certificate's purpose --------------------------
+def _https_get(port: int, ca: Path, bundle: Path | None) -> str:
+    """The status line a GET / over TLS gets from 127.0.0.1:``port`` (as localhost), or the error that ended it."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    if bundle is not None:
+        context.load_cert_chain(bundle / "cert.pem", bundle / "privkey.pem")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            return answer.split(b"\r\n", 1)[0].decode() or "nothing"
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc}"
+
+
+def _wait_for_port(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, f"{process.args[0]} did not start"
+            time.sleep(0.1)
+
+
+@contextmanager
+def _gnutls_serv(server: Path, ca: Path):
+    """gnutls-serv requiring and verifying client certificates against ``ca``: its port while it runs."""
+    gnutls_serv = require("gnutls-serv")
+    port = free_port()
+    process = subprocess.Popen([gnutls_serv, "--http", "-p", str(port), "--x509certfile", str(server / "fullchain.pem"),
+                                "--x509keyfile", str(server / "privkey.pem"), "--x509cafile", str(ca),
+                                "--require-client-cert", "--verify-client-cert"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process)
+        yield port
+    finally:
+        process.terminate()
+        wait_or_kill(process)
+
+
+def test_a_gnutls_server_lets_a_server_certificate_log_in_as_the_docs_say(tmp_path: Path, ca_env: dict,
+                                                                        ca_dir: Path) -> None:
+    for args in (("issue-server", "localhost", "127.0.0.1", "--out", "srv"),
+                 ("issue-client", "alice", "--out", "alice"),
+                 ("issue-client", "bob", "--dns", "localhost", "--out", "bob")):
+        run_certkit(*args, env=ca_env, cwd=tmp_path, check=True)
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "other"))
+    run_certkit("init-ca", "--name", "Other CA", env=other, check=True)
+    run_certkit("issue-client", "mallory", "--out", "mallory", env=other, cwd=tmp_path, check=True)
+    ca = ca_dir / "ca.pem"
+    with _gnutls_serv(tmp_path / "srv", ca) as port:
+        assert _https_get(port, ca, tmp_path / "alice").startswith("HTTP/1.0 200"), "the client certificate"
+        assert not _https_get(port, ca, None).startswith("HTTP"), "no client certificate: required"
+        assert not _https_get(port, ca, tmp_path / "mallory").startswith("HTTP"), "another CA's: verified"
+        # ... and the server certificate logs in: GnuTLS's server checks the chain, not the purpose
+        assert _https_get(port, ca, tmp_path / "srv").startswith("HTTP/1.0 200")
+        probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", ca, "--bundle", tmp_path / "srv",
+                             env=ca_env, cwd=tmp_path)
+        assert "so this server does not check a client certificate's purpose" in probed.stdout, probed.stdout
+    # a GnuTLS client does check a server's purpose: a client certificate (for localhost) is refused as one
+    gnutls_cli = require("gnutls-cli")
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
+                               str(tmp_path / "bob" / "cert.pem"), "-key", str(tmp_path / "bob" / "privkey.pem"),
+                               "-www", "-quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, server)
+        asked = subprocess.run([gnutls_cli, "--x509cafile", str(ca), "-p", str(port), "localhost"], input="",
+                               capture_output=True, text=True, timeout=30)
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    assert asked.returncode != 0 and "does not match the intended purpose" in asked.stdout + asked.stderr, asked.stdout
+    # what the pages say
+    mtls = _squash((REPO / "docs" / "mtls.md").read_text())
+    assert "GnuTLS clients check a server's. GnuTLS's own server does not check a client certificate's purpose: " \
+           "`gnutls-serv --require-client-cert --verify-client-cert` verifies the chain and lets a server " \
+           "certificate of the CA it trusts log in as a client." in mtls
+    assert "TLS software checks it" not in mtls
+    for page in ("demo.md", "issue-peer.md", "issue-server.md"):
+        text = _squash((REPO / "docs" / page).read_text())
+        assert "`gnutls-serv" in text and "cannot log in anywhere" not in text, page
