@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, REPO, free_port, require, run_certkit, wait_or_kill
+from conftest import PASSPHRASE, REPO, certkit_env, free_port, require, run_certkit, wait_or_kill
 
 
 def _squash(text: str) -> str:
@@ -309,3 +309,63 @@ def test_a_gnutls_server_lets_a_server_certificate_log_in_as_the_docs_say(tmp_pa
     for page in ("demo.md", "issue-peer.md", "issue-server.md"):
         text = _squash((REPO / "docs" / page).read_text())
         assert "`gnutls-serv" in text and "cannot log in anywhere" not in text, page
+
+
+# --- peers11 #4: Node takes the CRLs of a chain as separate entries -------------------------------------
+_NODE_CLIENTS = r"""
+function probe(server) {
+  const port = server.address().port, out = {};
+  const next = (names) => {
+    if (!names.length) { console.log(JSON.stringify(out)); server.close(); return; }
+    const name = names[0];
+    let got = '';
+    const c = tls.connect({port, host: '127.0.0.1', servername: 'api.example.internal',
+      ca: fs.readFileSync('root/ca.pem'), cert: fs.readFileSync(name + '/fullchain.pem'),
+      key: fs.readFileSync(name + '/privkey.pem')});
+    c.on('data', (d) => { got += d; });
+    c.on('error', () => {});
+    c.on('close', () => { out[name] = got === 'hello ' + name + '\n' ? 'accepted' : 'refused'; next(names.slice(1)); });
+  };
+  next(['bob', 'alice']);
+}
+"""
+
+
+def _node_block() -> str:
+    text = (REPO / "docs" / "two-tier-pki.md").read_text()
+    blocks = re.findall(r"```js\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "two-tier-pki.md should show one Node server"
+    assert ".listen(8443);" in blocks[0]
+    return blocks[0].replace(".listen(8443);", ".listen(0, '127.0.0.1', function () { probe(this); });") + _NODE_CLIENTS
+
+
+def test_node_needs_the_crls_of_a_chain_as_separate_entries_as_two_tier_pki_says(tmp_path: Path) -> None:
+    node = require("node")
+    env = dict(certkit_env(HOME=str(tmp_path)), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+               CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", "root", "--name", "Example Root CA", env=env, cwd=tmp_path, check=True)
+    run_certkit("init-ca", "--ca-dir", "issuing", "--parent-ca-dir", "root", "--name", "Example Issuing CA 1",
+                env=env, cwd=tmp_path, check=True)
+    env["CERTKIT_CA_DIR"] = str(tmp_path / "issuing")
+    for args in (("issue-server", "api.example.internal", "127.0.0.1"), ("issue-client", "bob"),
+                 ("issue-client", "alice"), ("revoke", "./alice", "--reason", "keyCompromise"),
+                 ("crl", "--out", "issuing.crl", "--days", "7"),
+                 ("crl", "--ca-dir", "root", "--days", "365", "--out", "root.crl")):
+        run_certkit(*args, env=env, cwd=tmp_path, check=True)
+    (tmp_path / "crls.pem").write_bytes((tmp_path / "root.crl").read_bytes() + (tmp_path / "issuing.crl").read_bytes())
+
+    def run(script: str) -> dict:
+        (tmp_path / "server.js").write_text(script)
+        ran = subprocess.run([node, "server.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        return json.loads(ran.stdout)
+
+    documented = _node_block()
+    assert "crl: [fs.readFileSync('root.crl'), fs.readFileSync('issuing.crl')]" in documented
+    assert run(documented) == {"bob": "accepted", "alice": "refused"}
+    one_buffer = documented.replace("[fs.readFileSync('root.crl'), fs.readFileSync('issuing.crl')]",
+                                    "fs.readFileSync('crls.pem')")
+    assert run(one_buffer) == {"bob": "refused", "alice": "refused"}  # what the page warns of
+    page = _squash((REPO / "docs" / "two-tier-pki.md").read_text())
+    assert "reads only the **first** CRL of a PEM buffer" in page and "refuses every client, bob included" in page
+    assert "Node reads only the first CRL of a PEM buffer" in _squash((REPO / "docs" / "crl.md").read_text())
