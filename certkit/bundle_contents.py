@@ -73,9 +73,9 @@ def _key_in(path: Path, *, strict: bool = False) -> bytes | None:
 
 
 def refuse_unreadable_cert(folder: Path) -> None:
-    """Refuse replacing the bundle in ``folder`` when its cert.pem cannot be read: which certificate's bundle
-    ``--force`` would replace (and whose key it would delete) cannot be told, so the inventory could not
-    record it as replaced, and it would stay valid, and due, with its key gone."""
+    """Refuse replacing the bundle in ``folder`` (``--force``, or a renewal in place) when its cert.pem cannot
+    be read: which certificate's bundle it would replace (and whose key it would delete) cannot be told, so the
+    inventory could not record it as replaced, and it would stay valid, and due, with its key gone."""
     from certkit.constants import MAX_CERT_FILE_BYTES
 
     path = folder / CERT_FILE
@@ -84,9 +84,9 @@ def refuse_unreadable_cert(folder: Path) -> None:
     try:
         read_limited(path, MAX_CERT_FILE_BYTES)
     except UnreadableFile as exc:
-        raise UnreadableFile(f"Cannot read {shown(path)} ({_reason(exc)}), so which certificate's bundle --force "
-                             "would replace (its key deleted with it) cannot be told; certkit will not replace it, "
-                             "even with --force. Make it readable, or choose another folder.", exc.errno) from None
+        raise UnreadableFile(f"Cannot read {shown(path)} ({_reason(exc)}), so which certificate's bundle would be "
+                             "replaced (its key deleted with it) cannot be told; certkit will not replace it. Make it "
+                             "readable, or choose another folder.", exc.errno) from None  # said alike by a renewal
     except CertkitError:  # larger than any certificate: a damaged file, which the inventory's record names
         return
 

@@ -115,7 +115,7 @@ def test_force_over_a_cert_pem_that_cannot_be_read_is_refused(tmp_path: Path, co
     rows = _rows(env)
     proc = _unreadable([*args, "--force"], env, out / "cert.pem", tmp_path)
     assert_clean_error(proc, f"Cannot read {out / 'cert.pem'} (Permission denied)")
-    assert "will not replace it, even with --force" in proc.stderr
+    assert "certkit will not replace it." in proc.stderr and "--force" not in proc.stderr  # a renewal says it alike
     assert {f.name: f.read_bytes() for f in out.iterdir()} == files
     assert _rows(env) == rows
 
