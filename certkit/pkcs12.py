@@ -282,11 +282,20 @@ def issuing_store(cert, ca_dir: str | Path | None, *, chain=()):
     if ca_dir is not None or ENV_CA_DIR in os.environ:  # set but empty: refused as every command refuses it
         store = CADirectory(resolve_ca_dir(ca_dir))
         return _issuer_below(store, store.open(), cert, list(chain), depth=3)  # None: another CA's bundle
+    from certkit.errors import UnreadableFile
+
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
-        if store.load_certificates()[0].subject == cert.issuer:
+        try:
+            issuer = store.load_certificates()[0].subject
+        except UnreadableFile as exc:  # whether this CA issued it (and revoked it) cannot be told: not "no CA"
+            raise UnreadableFile(f"{exc} Whether the per-user CA issued (and revoked) this certificate cannot be "
+                                 "told, so it is not exported; give --ca-dir for its CA.", exc.errno) from None
+        if issuer == cert.issuer:
             return store  # its inventory is asked (refuse_revoked_export), and refuses if it cannot be read
         ca = store.open()
+    except UnreadableFile:
+        raise
     except (CertkitError, OSError, ValueError):
         return None  # no CA directory to ask (a bundle copied to another machine)
     return _issuer_below(store, ca, cert, list(chain), depth=3)

@@ -225,3 +225,37 @@ def test_a_timer_whose_days_no_server_may_have_is_refused_before_any_unit(tmp_pa
     assert ran.returncode != 0 and "825" in ran.stdout + ran.stderr
     run_certkit(*timer, "--kind", "client", env=env, check=True)  # client certificates may live longer
     assert sorted(os.listdir(tmp_path / "units")) == ["certkit-renew.service", "certkit-renew.timer"]
+
+
+def test_export_p12_refuses_when_the_per_user_cas_certificate_cannot_be_read(tmp_path: Path) -> None:
+    """With neither --ca-dir nor $CERTKIT_CA_DIR, export-p12 asks the per-user CA. A ca.pem there that cannot be
+    read was taken for "no CA to ask", and a revoked certificate was packed; whether that CA issued and revoked
+    it cannot be told, so it is refused now. (EACCES injected with strace: the tests run as root.)"""
+    import shutil
+    import subprocess
+    import sys
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    env = {k: v for k, v in certkit_env(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "xdg"),
+                                        CERTKIT_P12_PASSWORD="a good password").items() if k != "CERTKIT_CA_DIR"}
+    run_certkit("init-ca", "--name", "Per-user CA", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-server", "gone.example", "--out", tmp_path / "gone", env=env, check=True)
+    run_certkit("revoke", tmp_path / "gone", env=env, check=True)
+    ca_pem = tmp_path / "xdg" / "certkit" / "ca.pem"
+    assert ca_pem.is_file()
+    proc = subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-P", str(ca_pem), "-e", "trace=openat",
+                           "-e", "inject=openat:error=EACCES:when=1+", sys.executable, "-m", "certkit", "export-p12",
+                           str(tmp_path / "gone")], env=env, capture_output=True, text=True, timeout=120)
+    if "ptrace" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("ptrace is not allowed here")
+    assert_clean_error(proc, "Whether the per-user CA issued (and revoked) this certificate cannot be told")
+    assert "Permission denied" in proc.stderr and not (tmp_path / "gone" / "bundle.p12").exists()
+    # Readable, the same CA refuses it as revoked; another CA's bundle is still exported without its CA.
+    assert_clean_error(run_certkit("export-p12", tmp_path / "gone", env=env), "revoked")
+    other = env | {"CERTKIT_CA_DIR": str(tmp_path / "other")}
+    run_certkit("init-ca", "--name", "Other CA", "--no-passphrase", env=other, check=True)
+    run_certkit("issue-server", "o.example", "--out", tmp_path / "o", env=other, check=True)
+    run_certkit("export-p12", tmp_path / "o", env=env, check=True)
+    assert (tmp_path / "o" / "bundle.p12").exists()
