@@ -241,6 +241,7 @@ from team_fixtures import (  # noqa: E402, F401
     PG_SUFFIX,
     inventory_backend_of,
     inventory_url,
+    pg_ca,
     postgres_server,
     postgres_url,
     pytest_collection_modifyitems,

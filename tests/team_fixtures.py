@@ -92,6 +92,21 @@ def postgres_url(postgres_server, monkeypatch):
 
 
 @pytest.fixture
+def pg_ca(tmp_path, postgres_server, postgres_url):
+    """A file-key CA on PostgreSQL, its passphrase in a 0600 file; HOME without a ~/.pgpass: its environment."""
+    from conftest import PASSPHRASE, certkit_env, run_certkit
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+    os.chmod(tmp_path / "pass", 0o600)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(home))
+    run_certkit("init-ca", "--name", "Team CA", "--inventory", postgres_url, "--passphrase-file", tmp_path / "pass",
+                env=env, check=True)
+    return env
+
+
+@pytest.fixture
 def inventory_url(request) -> str | None:
     """None on the SQLite run; on the ``[postgresql]`` run, the URL of a fresh database."""
     if inventory_backend_of(request) != PG_SUFFIX:

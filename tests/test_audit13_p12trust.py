@@ -13,24 +13,15 @@ pytest interpreter lives under /root, which the user nobody cannot reach), as te
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_audit5 import obeying_modes
 
 from conftest import assert_clean_error, certkit_env, run_certkit
-
-
-def obeying_modes() -> list[str]:
-    """A prefix under which file modes count: not root, or root without the capabilities that bypass them."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("setpriv (util-linux) is needed to run as root without CAP_DAC_OVERRIDE")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps=-all"]
 
 
 def _run_obeying_modes(*args, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:

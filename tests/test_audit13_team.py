@@ -33,19 +33,6 @@ def _real_processes(monkeypatch):
     monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")
 
 
-@pytest.fixture
-def pg_ca(tmp_path, postgres_server, postgres_url):
-    """A file-key CA on PostgreSQL, its passphrase in a 0600 file; HOME without a ~/.pgpass."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
-    os.chmod(tmp_path / "pass", 0o600)
-    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(home))
-    run_certkit("init-ca", "--name", "Team13", "--inventory", postgres_url, "--passphrase-file", tmp_path / "pass",
-                env=env, check=True)
-    return env
-
-
 # --- finding 3: a secret in an existing CA's URL is refused naming where the URL is ---------------
 def test_a_secret_in_an_existing_cas_url_names_its_source(tmp_path, postgres_server, postgres_url, pg_ca):
     copy = tmp_path / "capw"

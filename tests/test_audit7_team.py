@@ -231,19 +231,6 @@ def run_as_cron(line: str, home: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.fixture
-def pg_ca(tmp_path, postgres_server, postgres_url):
-    """A file-key CA on PostgreSQL, its passphrase in a 0600 file; HOME without a ~/.pgpass."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
-    os.chmod(tmp_path / "pass", 0o600)
-    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(home))
-    run_certkit("init-ca", "--name", "Timer", "--inventory", postgres_url, "--passphrase-file", tmp_path / "pass",
-                env=env, check=True)
-    return env
-
-
 def test_a_password_only_in_pgpassword_is_refused(tmp_path, postgres_server, pg_ca):
     env = {k: v for k, v in pg_ca.items() if k != "PGPASSFILE"}
     env["PGPASSWORD"] = postgres_server.password
