@@ -109,13 +109,16 @@ def beyond_server_auth(request: "CSRRequest") -> list[str]:
     nothing): CA powers (CA:TRUE, keyCertSign, cRLSign), an extendedKeyUsage without serverAuth, OCSP
     must-staple (this CA runs no OCSP responder), an email identity in the subject, and any other critical
     extension (one it would drop). What certbot, lego, Caddy and acme.sh send passes: a keyUsage of end-entity bits,
-    and an extendedKeyUsage with serverAuth (acme.sh asks serverAuth, clientAuth) get the server profile's."""
+    and an extendedKeyUsage of serverAuth (acme.sh asks serverAuth, clientAuth) get the server profile's; an
+    extendedKeyUsage naming another purpose too (codeSigning, emailProtection, OCSPSigning...) is refused."""
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     from certkit.csr import describe_extension
+    from certkit.vocabulary import oid_name
 
     refused, server_auth = [], {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    passing = server_auth | {ExtendedKeyUsageOID.CLIENT_AUTH}  # acme.sh's; any other purpose is refused, not dropped
     for ext in request.csr.extensions:
         value = ext.value
         if isinstance(value, x509.BasicConstraints) and value.ca:
@@ -124,6 +127,9 @@ def beyond_server_auth(request: "CSRRequest") -> list[str]:
             refused.append(f"{describe_extension(ext)} (CA powers)")
         elif isinstance(value, x509.ExtendedKeyUsage) and not set(value) & server_auth:
             refused.append(f"{describe_extension(ext)} (no serverAuth)")
+        elif isinstance(value, x509.ExtendedKeyUsage) and (other := [oid for oid in value if oid not in passing]):
+            refused.append(f"{describe_extension(ext)} ({', '.join(oid_name(oid) for oid in other)}: not a "
+                           "serverAuth certificate's purpose)")
         elif isinstance(value, x509.TLSFeature):
             features = ", ".join(feature.name for feature in value)
             refused.append(f"TLS feature {features} (OCSP must-staple; this CA runs no OCSP responder)")

@@ -1,0 +1,66 @@
+"""The ACME server, audit round fourteen (acme), each as a class:
+
+1. a CSR whose extendedKeyUsage names serverAuth and another purpose than clientAuth (codeSigning,
+   emailProtection, OCSPSigning, timeStamping, an unknown OID) was issued as plain serverAuth, the other
+   purpose dropped in silence, where one without serverAuth is badCSR: all are badCSR now, naming the purpose;
+   acme.sh's serverAuth, clientAuth and an anyExtendedKeyUsage still pass.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from test_audit5_acme import _account
+from test_audit11_acme import _problem
+from test_audit13_acme import _csr
+
+from acme_client import HTTP01Responder
+from acme_helpers import serving
+
+NAMES = ("f.acme.test",)
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory):
+    yield from serving(tmp_path_factory.mktemp("acme-audit14"), NAMES)
+
+
+# --- 1: an extendedKeyUsage with serverAuth and another purpose ------------------------------------
+E = ExtendedKeyUsageOID
+OTHER_PURPOSES = {
+    "codeSigning": ([E.SERVER_AUTH, E.CODE_SIGNING], "codeSigning"),
+    "emailProtection": ([E.CLIENT_AUTH, E.SERVER_AUTH, E.EMAIL_PROTECTION], "emailProtection"),
+    "OCSPSigning": ([E.SERVER_AUTH, E.OCSP_SIGNING], "OCSPSigning"),
+    "timeStamping": ([E.TIME_STAMPING, E.SERVER_AUTH], "timeStamping"),
+    "unknown": ([E.SERVER_AUTH, ObjectIdentifier("1.3.6.1.4.1.55555.7")], "1.3.6.1.4.1.55555.7"),
+}
+PASSING = {"acme.sh": [E.SERVER_AUTH, E.CLIENT_AUTH], "serverAuth": [E.SERVER_AUTH],
+           "any": [E.ANY_EXTENDED_KEY_USAGE]}
+
+
+def _ready(c, responder, name: str):
+    url, order = c.new_order(name)
+    c.authorize(order, responder)
+    return url, c.wait(url)
+
+
+def test_an_eku_with_another_purpose_beside_server_auth_is_bad_csr_naming_it(acme) -> None:
+    c = _account(acme.server.directory, acme.root)
+    key = ec.generate_private_key(ec.SECP256R1())
+    with HTTP01Responder(acme.http_port) as responder:
+        for label, (purposes, named) in OTHER_PURPOSES.items():
+            url, order = _ready(c, responder, "f.acme.test")
+            csr = _csr(key, "f.acme.test", (x509.ExtendedKeyUsage(purposes), False))
+            status, kind, detail = _problem(c.finalize(order, csr, check=False))
+            assert (status, kind) == (400, "badCSR"), (label, detail)
+            assert named in detail and "not a serverAuth certificate's purpose" in detail, (label, detail)
+            assert c.get(url)["status"] == "ready", label  # a CSR for what can be granted may follow
+        for label, purposes in PASSING.items():
+            url, order = _ready(c, responder, "f.acme.test")
+            answer = c.finalize(order, _csr(key, "f.acme.test", (x509.ExtendedKeyUsage(purposes), False)), check=False)
+            assert answer.status_code == 200, (label, answer.text)
+            leaf = x509.load_pem_x509_certificate(c.certificate(c.wait(url, ("valid",))["certificate"]).encode())
+            assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [E.SERVER_AUTH]
+            key = ec.generate_private_key(ec.SECP256R1())
