@@ -15,7 +15,8 @@ on. The points, in the order a certificate is issued:
 - ``placed``: ``--format jsonl|k8s|tar`` into a file: the file is in place, its
   certificates not yet marked valid (``init-ca`` of an intermediate: its CA directory
   is in place, its parent has not yet marked it valid);
-- ``handshakes``: ``demo`` has written its certificates, no handshake has run.
+- ``handshakes``: ``demo`` has written its certificates, no handshake has run;
+- ``listener``: ``acme serve`` has its own HTTPS certificate, recorded valid, and does not serve yet.
 
 ``CERTKIT_TEST_CHUNK_SIZE=<n>`` makes ``issue-batch`` issue chunks of ``n``
 certificates instead of hundreds, so a test interrupts a batch of several

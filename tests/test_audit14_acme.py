@@ -3,10 +3,17 @@
 1. a CSR whose extendedKeyUsage names serverAuth and another purpose than clientAuth (codeSigning,
    emailProtection, OCSPSigning, timeStamping, an unknown OID) was issued as plain serverAuth, the other
    purpose dropped in silence, where one without serverAuth is badCSR: all are badCSR now, naming the purpose;
-   acme.sh's serverAuth, clientAuth and an anyExtendedKeyUsage still pass.
+   acme.sh's serverAuth, clientAuth and an anyExtendedKeyUsage still pass;
+2. the server's own HTTPS certificate was recorded valid before the inventory named the process holding its
+   key, so a server killed in between (at start, or renewing it in place) left a valid certificate whose key
+   existed nowhere and that no later server revoked: it is named while its row is still pending now.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import time
 
 import pytest
 from cryptography import x509
@@ -17,7 +24,7 @@ from test_audit11_acme import _problem
 from test_audit13_acme import _csr
 
 from acme_client import HTTP01Responder
-from acme_helpers import serving
+from acme_helpers import AcmeServer, listed_serials, make_two_tier, serving, wait_for
 
 NAMES = ("f.acme.test",)
 
@@ -64,3 +71,23 @@ def test_an_eku_with_another_purpose_beside_server_auth_is_bad_csr_naming_it(acm
             leaf = x509.load_pem_x509_certificate(c.certificate(c.wait(url, ("valid",))["certificate"]).encode())
             assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [E.SERVER_AUTH]
             key = ec.generate_private_key(ec.SECP256R1())
+
+
+# --- 2: the server's own certificate, killed right after it was issued ------------------------------
+def test_a_server_killed_once_its_certificate_is_valid_leaves_it_to_the_next_server(tmp_path) -> None:
+    _root, _issuing, env = make_two_tier(tmp_path)
+    marker = tmp_path / "paused"
+    paused_env = dict(env, CERTKIT_TEST_PAUSE_AT="listener", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "acme", "serve", "--port", "0", "--json"], env=paused_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(marker.exists, 60, what="the server to pause with its certificate issued")
+        time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait(15)
+    orphans = [serial for serial, status in listed_serials(env).items() if status == "valid"]
+    assert len(orphans) == 1, listed_serials(env)  # its certificate, valid, its key gone with the process
+    with AcmeServer(env=env) as server:
+        server.wait_for_log(f"revoked the certificate of a server killed earlier here (serial {orphans[0]})")
+        assert listed_serials(env)[orphans[0]] == "revoked"

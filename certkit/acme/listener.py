@@ -24,10 +24,13 @@ LISTENER_DAYS = 30
 class Listener:
     """The server's TLS context and its certificate, issued from the CA and renewed in place."""
 
-    def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS, *, issue: bool = True) -> None:
+    def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS, *, issue: bool = True,
+                 hold: Callable[[str], None] | None = None) -> None:
         """The TLS context, with its certificate issued now unless ``issue`` is false (then
-        :meth:`renew` issues it, once nothing else can fail first)."""
-        self.ca, self.names, self.days = ca, names, days
+        :meth:`renew` issues it, once nothing else can fail first). ``hold`` (the ACME state's
+        ``hold_listener``) records which process holds each certificate's key before its row is
+        valid, so that no moment leaves a valid certificate a kill would orphan unnoticed."""
+        self.ca, self.names, self.days, self.hold = ca, names, days, hold
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.issued = None
@@ -38,6 +41,8 @@ class Listener:
         from certkit.sslcontext import in_memory
 
         def load(issued) -> None:
+            if self.hold is not None:  # while its row is pending: killed from here on, the next server revokes it
+                self.hold(issued.serial_hex)
             # The key never touches a disk (a memory file OpenSSL reads by path): a kill leaves none behind.
             with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
                 self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate

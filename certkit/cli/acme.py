@@ -229,13 +229,14 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     from certkit.acme.state import AcmeState
     from certkit.cli.serve import _local_names
     from certkit.serve import stderr_log
+    from certkit.testhooks import pause_at
 
     _check_listenable(host, port)  # a clear error for a host that does not resolve, before the database
     names, url_host = _permitted_names(ca, _local_names(host), host)
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
     service.start()
     try:
-        listener = Listener(ca, names, issue=False)
+        listener = Listener(ca, names, issue=False, hold=service.state.hold_listener)
         try:
             server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose,
                                     url_host=url_host)
@@ -246,6 +247,7 @@ def _start(ca, config, host: str, port: int, verbose: bool):
         except BaseException:
             server.server_close()
             raise
+        pause_at("listener")
     except BaseException:
         service.stop()
         raise
