@@ -6,7 +6,11 @@
    acme.sh's serverAuth, clientAuth and an anyExtendedKeyUsage still pass;
 2. the server's own HTTPS certificate was recorded valid before the inventory named the process holding its
    key, so a server killed in between (at start, or renewing it in place) left a valid certificate whose key
-   existed nowhere and that no later server revoked: it is named while its row is still pending now.
+   existed nowhere and that no later server revoked: it is named while its row is still pending now;
+3. a ``kid`` that is an existing account's URL at another address than the request was sent to (localhost
+   for 127.0.0.1) was refused as ``accountDoesNotExist`` "No account is known here", though the account
+   exists: it is ``malformed`` naming the account's URL here now; an unknown account is still
+   accountDoesNotExist.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from test_audit5_acme import _account
 from test_audit11_acme import _problem
 from test_audit13_acme import _csr
 
-from acme_client import HTTP01Responder
+from acme_client import Client, HTTP01Responder
 from acme_helpers import AcmeServer, listed_serials, make_two_tier, serving, wait_for
 
 NAMES = ("f.acme.test",)
@@ -91,3 +95,23 @@ def test_a_server_killed_once_its_certificate_is_valid_leaves_it_to_the_next_ser
     with AcmeServer(env=env) as server:
         server.wait_for_log(f"revoked the certificate of a server killed earlier here (serial {orphans[0]})")
         assert listed_serials(env)[orphans[0]] == "revoked"
+
+
+# --- 3: a kid naming an existing account at another address -----------------------------------------
+def test_a_kid_of_an_account_at_another_address_is_malformed_naming_its_url_here(acme) -> None:
+    c = _account(acme.server.directory, acme.root)
+    there = Client(acme.server.directory.replace("127.0.0.1", "localhost"), acme.root)
+    there.key, there.alg = c.key, c.alg
+    account_id = c.kid.rsplit("/", 1)[1]
+    for kid, expected in ((c.kid, "malformed"), (c.kid.rsplit("/", 1)[0] + "/no-such-account", "accountDoesNotExist")):
+        there.kid = kid
+        status, kind, detail = _problem(there.post(there.directory["newOrder"],
+                                                   {"identifiers": [{"type": "dns", "value": "f.acme.test"}]},
+                                                   check=False))
+        assert (status, kind) == (400, expected), detail
+        if expected == "malformed":
+            assert f"'{there.directory['newAccount'].rsplit('/', 1)[0]}/acct/{account_id}'" in detail, detail
+            assert "No account is known" not in detail
+    there.kid = c.kid.replace("127.0.0.1", "localhost")  # its URL there works
+    assert there.post(there.directory["newOrder"], {"identifiers": [{"type": "dns", "value": "f.acme.test"}]},
+                      check=False).status_code == 201

@@ -217,6 +217,7 @@ class AcmeService:
             account_id = signed.kid[len(prefix):] if signed.kid.startswith(prefix) else None
             account = self.state.account(account_id) if account_id else None
             if account is None:
+                _refuse_kid_elsewhere(self.state, signed.kid, prefix)
                 raise Problem("accountDoesNotExist", f"No account is known here as '{shown(signed.kid)}'.")
             if account.status != "valid":
                 raise Problem("unauthorized", f"The account {signed.kid} is {account.status}.")
@@ -272,6 +273,22 @@ def decode_hmac_key(text: str) -> bytes:
     if len(key) < 16:
         raise ValueError(f"an EAB HMAC key is base64url text of at least 16 bytes (as '{_HMAC_RECIPE}' makes)")
     return key
+
+
+def _refuse_kid_elsewhere(state: AcmeState, kid: str, prefix: str) -> None:
+    """A ``malformed`` Problem for a ``kid`` that names an account of this server by another address than
+    the request was sent to (its URL as reached at another host name or port): the account exists, so
+    ``accountDoesNotExist`` would be untrue; its URL here is said instead (RFC 8555 6.2, 6.4)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(kid)
+    except ValueError:
+        return
+    match = re.fullmatch(r"/acme/acct/([\w-]+)", parts.path)
+    if parts.scheme in ("http", "https") and match and not parts.query and state.account(match[1]) is not None:
+        raise Problem("malformed", f"The kid '{shown(kid)}' is the URL of account {match[1]} at another address "
+                                   f"than this request was sent to; sign with its URL here, '{prefix}{match[1]}'.")
 
 
 def _origin_form(target: str) -> str:
