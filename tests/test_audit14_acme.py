@@ -10,7 +10,8 @@
 3. a ``kid`` that is an existing account's URL at another address than the request was sent to (localhost
    for 127.0.0.1) was refused as ``accountDoesNotExist`` "No account is known here", though the account
    exists: it is ``malformed`` naming the account's URL here now; an unknown account is still
-   accountDoesNotExist.
+   accountDoesNotExist. Its sibling: a key change whose ``account`` is the signer's URL at another address
+   was said to name "another account than the one that signed it".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import josepy as jose
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +29,7 @@ from test_audit5_acme import _account
 from test_audit11_acme import _problem
 from test_audit13_acme import _csr
 
-from acme_client import Client, HTTP01Responder
+from acme_client import Client, HTTP01Responder, account_key, sign
 from acme_helpers import AcmeServer, listed_serials, make_two_tier, serving, wait_for
 
 NAMES = ("f.acme.test",)
@@ -115,3 +117,15 @@ def test_a_kid_of_an_account_at_another_address_is_malformed_naming_its_url_here
     there.kid = c.kid.replace("127.0.0.1", "localhost")  # its URL there works
     assert there.post(there.directory["newOrder"], {"identifiers": [{"type": "dns", "value": "f.acme.test"}]},
                       check=False).status_code == 201
+
+
+def test_a_key_change_naming_its_account_at_another_address_says_so(acme) -> None:
+    c = _account(acme.server.directory, acme.root)
+    url, new = c.directory["keyChange"], account_key("ES256")[0]
+    elsewhere = c.kid.replace("127.0.0.1", "localhost")
+    for account, said in ((elsewhere, f"at another address ('{elsewhere}'); give its URL here, '{c.kid}'"),
+                          (c.kid.rsplit("/", 1)[0] + "/no-such-account", "names another account")):
+        inner = sign({"account": account, "oldKey": c.key.public_key().to_json()}, new, jose.ES256, url=url,
+                     nonce=None, extra={"jwk": new.public_key().to_json()})
+        status, kind, detail = _problem(c.post(url, inner, check=False))
+        assert (status, kind) == (400, "malformed") and said in detail, detail

@@ -401,6 +401,9 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
         raise Problem("malformed", f"The key change's 'account' must be a string (the account URL), not "
                                    f"{_json_type(body['account'])}.")
     if body.get("account") != account_url:
+        if body["account"].endswith(account_url[account_url.index("/acme/acct/"):]):  # this one, as reached elsewhere
+            raise Problem("malformed", f"The key change names its account by its URL at another address "
+                                       f"('{shown(body['account'])}'); give its URL here, '{account_url}'.")
         raise Problem("malformed", "The key change names another account than the one that signed it.")
     old = read_jwk(body.get("oldKey"), "The key change's 'oldKey'")
     if thumbprint(old) != thumbprint(account_jwk):
