@@ -11,7 +11,9 @@
    for 127.0.0.1) was refused as ``accountDoesNotExist`` "No account is known here", though the account
    exists: it is ``malformed`` naming the account's URL here now; an unknown account is still
    accountDoesNotExist. Its sibling: a key change whose ``account`` is the signer's URL at another address
-   was said to name "another account than the one that signed it".
+   was said to name "another account than the one that signed it";
+4. an http-01 redirect to the name validated written with a final dot (``http://NAME.:PORT/...``, the same
+   host) failed the challenge as "a host this server does not validate ('NAME.' is not in canonical form)".
 """
 
 from __future__ import annotations
@@ -129,3 +131,45 @@ def test_a_key_change_naming_its_account_at_another_address_says_so(acme) -> Non
                      nonce=None, extra={"jwk": new.public_key().to_json()})
         status, kind, detail = _problem(c.post(url, inner, check=False))
         assert (status, kind) == (400, "malformed") and said in detail, detail
+
+
+# --- 4: an http-01 redirect to the same name with a final dot ------------------------------------------
+def test_an_http01_redirect_to_the_name_with_a_final_dot_is_followed(acme) -> None:
+    import http.server
+    import threading
+
+    c = _account(acme.server.directory, acme.root)
+    answers: dict[str, str] = {}
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Host", ""))
+            if len(seen) == 1:  # the first request: redirected to the same name, absolute (final dot)
+                self.send_response(302)
+                self.send_header("Location", f"http://f.acme.test.:{acme.http_port}{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = answers.get(self.path.rsplit("/", 1)[-1], "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", acme.http_port), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        url, order = c.new_order("f.acme.test")
+        challenge = next(ch for ch in c.get(order["authorizations"][0])["challenges"] if ch["type"] == "http-01")
+        answers[challenge["token"]] = c.key_authorization(challenge["token"])
+        c.post(challenge["url"], {})
+        done = c.wait(challenge["url"], until=("valid", "invalid"))
+        assert done["status"] == "valid", done
+        assert len(seen) == 2, seen
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -192,8 +192,9 @@ class Validator:
                          + (f" (or {configured}, where this server validates)" if configured != standard else ""))
         try:
             host = {"type": "ip", "value": str(ipaddress.ip_address(parts.hostname))}
-        except ValueError:
-            host = {"type": "dns", "value": parts.hostname}
+        except ValueError:  # a final dot names the same host (an absolute name): not another one
+            name = parts.hostname
+            host = {"type": "dns", "value": name[:-1] if name.endswith(".") and not name.endswith("..") else name}
         if self.permits is not None and (host["type"], host["value"]) != (identifier["type"], identifier["value"]):
             try:
                 self.permits(host)
