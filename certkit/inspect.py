@@ -197,6 +197,7 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
+    from certkit.handshake_keys import signing_usage_note
 
     now = now or dt.datetime.now(dt.UTC)
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -225,6 +226,8 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
         usable = f"nothing now ({validity_text}); issued for {usable}"
     elif weak := _weak_key(cert):  # OpenSSL refuses it at its default security level: said where it is usable
         usable = f"nothing with OpenSSL-based peers: {weak}; issued for {usable}"
+    elif (note := signing_usage_note(cert)) and not usable.startswith("nothing"):  # GnuTLS and Java refuse it
+        usable = f"{usable}; beware: {note}"
     kind = leaf_kind(is_ca=is_ca, eku=eku_list)
     return {
         "type": "certificate",
@@ -274,7 +277,6 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
         "usable_for": "nothing yet: a CSR is a request; the CA that signs it decides the purpose "
                       "(certkit sign-csr --server or --client)",
     }
-
 
 
 def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
+from certkit.handshake_keys import signing_usage_note, unusable_leaf_key
 from certkit.text import shown
 from certkit.verify_names import (
     ca_purpose_problem,
@@ -111,9 +112,9 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
 # --- examining ----------------------------------------------------------------------
 def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
-    but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures.
-    ``anchored``: the last certificate of ``path`` is the trust anchor, whose own signature nobody checks (a
-    certificate inspected alone is one only when it signed itself)."""
+    but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures;
+    and a leaf key no handshake signs with (:func:`unusable_leaf_key`). ``anchored``: the last certificate of
+    ``path`` is the trust anchor, whose own signature nobody checks (a certificate alone: when it signed itself)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
@@ -136,7 +137,7 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
             problems.append(f"{'it' if depth == 0 else 'the CA ' + cn_text(cert.subject)} is signed with "
                             f"{digest.name.upper()}, a digest OpenSSL (Python's ssl, nginx) and cryptography's "
                             "verifier refuse (\"digest algorithm too weak\")")
-    return problems
+    return problems + [p for p in (unusable_leaf_key(path[0]),) if p]  # a CA's key signs no handshake
 
 
 def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple[list, str | None]:
@@ -226,7 +227,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
-    verdict.notes += strict_notes(path) if verdict.valid else []
+    verdict.notes += strict_notes(path) + [n for n in (signing_usage_note(leaf),) if n] if verdict.valid else []
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict

@@ -1,0 +1,209 @@
+"""Round fourteen, x509peers: what real peers do with a certificate, against what certkit verify, inspect and
+probe say of it. The certificates are made by hand with cryptography (as another CA would make them) and put
+before real peers: gnutls-cli/gnutls-serv, openssl s_server, Python's ssl.
+
+1. A leaf whose keyUsage lacks digitalSignature (keyEncipherment or keyAgreement alone) passes OpenSSL and
+   Python, but GnuTLS ("Key usage violation") and Java refuse it in every TLS 1.3 handshake: certkit verify
+   said VALID with no word, inspect and probe "usable for TLS ..." with none.
+2. A leaf whose EC key is on a curve TLS does not sign with (brainpoolP256r1, secp256k1) passes openssl
+   verify and cryptography's verifier, but no handshake completes with it (OpenSSL "no suitable signature
+   algorithm", GnuTLS, Java): certkit verify said VALID and inspect "usable for TLS server authentication",
+   though certkit's own sign-csr refuses such a key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.conftest import certkit_env, free_port, require, run_certkit, wait_or_kill
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _root(tmp_path: Path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("Other CA")).issuer_name(_name("Other CA"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(True, 1), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert
+
+
+def _leaf(tmp_path: Path, root, stem: str, *, usage: str, purpose: str = "server", curve=None) -> Path:
+    """A leaf of the hand-made root: ``usage`` is its one keyUsage bit; a server names localhost."""
+    ca_key, ca = root
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    bits = dict(digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
+    bits[usage] = True
+    builder = (x509.CertificateBuilder().subject_name(_name("localhost" if purpose == "server" else "alice"))
+               .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=90))
+               .add_extension(x509.BasicConstraints(False, None), True)
+               .add_extension(x509.KeyUsage(**bits), True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if purpose == "server"
+                                                     else ExtendedKeyUsageOID.CLIENT_AUTH]), False))
+    if purpose == "server":
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+    folder = tmp_path / stem
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    (folder / "privkey.pem").chmod(0o600)
+    (folder / "ca.pem").write_bytes((tmp_path / "root.pem").read_bytes())
+    return folder
+
+
+def _wait_port(port: int, process: subprocess.Popen) -> None:
+    for _ in range(100):
+        assert process.poll() is None, "the server stopped"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _gnutls_client(folder: Path, ca: Path) -> str:
+    """gnutls-cli's account of a handshake with openssl s_server presenting ``folder``'s certificate."""
+    port = free_port()
+    server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
+                               "-cert", folder / "cert.pem", "-key", folder / "privkey.pem"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = subprocess.run([require("gnutls-cli"), "-p", str(port), "--x509cafile", ca, "--verify-hostname",
+                              "localhost", "127.0.0.1"], input="", capture_output=True, text=True, timeout=30)
+        return out.stdout + out.stderr
+    finally:
+        server.kill()
+        wait_or_kill(server)
+
+
+def _python_handshake(folder: Path, ca: Path) -> str | None:
+    """A Python ssl client's handshake with a Python server presenting ``folder``: None, or the client's error."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(folder / "cert.pem", folder / "privkey.pem")
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(ca)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve() -> None:
+            conn = listener.accept()[0]
+            try:
+                with server.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"x")
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with client.wrap_socket(socket.create_connection(listener.getsockname(), timeout=10),
+                                    server_hostname="localhost") as tls:
+                tls.recv(1)
+            return None
+        except (OSError, ssl.SSLError) as exc:
+            return str(exc)
+        finally:
+            thread.join(10)
+
+
+def _verify(folder: Path, ca: Path, purpose: str) -> tuple[int, dict]:
+    proc = run_certkit("verify", folder / "cert.pem", "--ca-file", ca, "--purpose", purpose, "--json",
+                       env=certkit_env(HOME=str(ca.parent / "home")))
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _usable_for(folder: Path) -> str:
+    proc = run_certkit("inspect", folder / "cert.pem", "--json", check=True)
+    return json.loads(proc.stdout)["items"][0]["usable_for"]
+
+
+@pytest.mark.parametrize("usage", ["key_encipherment", "key_agreement"])
+def test_a_server_certificate_without_digital_signature_is_noted_as_gnutls_refuses_it(tmp_path, usage):
+    root = _root(tmp_path)
+    odd = _leaf(tmp_path, root, "odd", usage=usage)
+    plain = _leaf(tmp_path, root, "plain", usage="digital_signature")
+    ca = tmp_path / "root.pem"
+    # The peers: OpenSSL (Python's ssl) takes it, GnuTLS refuses it; both take the digitalSignature one.
+    assert _python_handshake(odd, ca) is None
+    assert "Key usage violation" in _gnutls_client(odd, ca)
+    assert "Handshake was completed" in _gnutls_client(plain, ca)
+    # certkit: valid (OpenSSL-based peers take it), with a note naming what GnuTLS and Java refuse.
+    code, verdict = _verify(odd, ca, "server")
+    assert code == 0 and verdict["valid"], verdict
+    assert any("no digitalSignature" in n and "GnuTLS" in n for n in verdict["notes"]), verdict
+    assert "beware: its keyUsage" in _usable_for(odd) and "GnuTLS" in _usable_for(odd)
+    code, verdict = _verify(plain, ca, "server")
+    assert code == 0 and not any("digitalSignature" in n for n in verdict["notes"]), verdict
+    assert "beware" not in _usable_for(plain)
+
+
+def test_probe_names_the_missing_digital_signature_of_a_client_certificate_gnutls_serv_refuses(tmp_path):
+    root = _root(tmp_path)
+    ca = tmp_path / "root.pem"
+    server = _leaf(tmp_path, root, "server", usage="digital_signature")
+    client = _leaf(tmp_path, root, "alice", usage="key_agreement", purpose="client")
+    code, verdict = _verify(client, ca, "client")
+    assert code == 0 and any("no digitalSignature" in n for n in verdict["notes"]), verdict
+    port = free_port()
+    serv = subprocess.Popen([require("gnutls-serv"), "--http", "-p", str(port), "--x509certfile", server / "cert.pem",
+                             "--x509keyfile", server / "privkey.pem", "--x509cafile", ca, "--require-client-cert",
+                             "--verify-client-cert"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_port(port, serv)
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", ca, "--bundle", client,
+                           env=certkit_env(HOME=str(tmp_path / "home")))
+    finally:
+        serv.terminate()
+        wait_or_kill(serv)
+    log = serv.stdout.read()
+    assert "Key usage violation" in log, log  # the real server's reason
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "refused" in proc.stdout and "no digitalSignature" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("curve", [ec.BrainpoolP256R1(), ec.SECP256K1()], ids=["brainpoolP256r1", "secp256k1"])
+def test_a_leaf_key_on_a_curve_tls_does_not_sign_with_is_not_valid(tmp_path, curve):
+    root = _root(tmp_path)
+    ca = tmp_path / "root.pem"
+    odd = _leaf(tmp_path, root, "odd", usage="digital_signature", curve=curve)
+    # openssl verify takes the certificate; no handshake completes with its key.
+    assert subprocess.run([require("openssl"), "verify", "-purpose", "sslserver", "-CAfile", ca, odd / "cert.pem"],
+                          capture_output=True).returncode == 0
+    assert "HANDSHAKE_FAILURE" in (_python_handshake(odd, ca) or "").upper()
+    assert "Handshake was completed" not in _gnutls_client(odd, ca)
+    for purpose in ("server", "client"):
+        code, verdict = _verify(odd, ca, purpose)
+        assert code == 1 and not verdict["valid"], verdict
+        assert any(curve.name in r and "signature algorithm" in r for r in verdict["reasons"]), verdict
+    assert _usable_for(odd).startswith("nothing"), _usable_for(odd)
