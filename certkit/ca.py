@@ -34,6 +34,7 @@ from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.key_choice import ca_key_type, generate_any
 from certkit.keys import (
+    P521_NOTE,
     generate_key,
     key_policy_problem,
     refuse_chain_key,
@@ -310,6 +311,8 @@ class CA:
             public_key = key.public_key()
         if (note := _ed25519_note(public_key, (self.cert, *self.parents))) is not None:
             notes.append(note)
+        if request.kind != "client" and getattr(getattr(public_key, "curve", None), "name", "") == "secp521r1":
+            notes.append(P521_NOTE)
         notes += [n for i in request.identities if i.display and i.kind == "dns"  # faß.de: Python reads fass.de
                   and (n := python_idna_note(i.display, i.value))]
         subject = request.subject if request.subject is not None else leaf_subject(self._leaf_cn(request))

@@ -41,6 +41,10 @@ SMALL_PRIME_BOUND = 1000
 CURVES = ("secp256r1", "secp384r1", "secp521r1")
 # What certkit certifies, said in every refusal of another key (a CSR's, ``key=``): the end of a sentence.
 KEYS_CERTIFIED = f"RSA of at least {MIN_RSA_BITS} bits, ECDSA P-256, P-384 or P-521, or Ed25519"
+# Chrome (BoringSSL) offers no P-521 signature scheme: a server with a P-521 key cannot answer it (a CSR's key).
+P521_NOTE = ("a P-521 key works with OpenSSL-based peers and GnuTLS, but Chrome (Chromium, Edge) offers no P-521 "
+             "signature in a handshake and cannot connect to a server with it (ERR_SSL_VERSION_OR_CIPHER_MISMATCH): "
+             "give browsers a P-256, P-384 or RSA key")
 
 
 def check_key_type(key_type: str) -> str:

@@ -207,3 +207,59 @@ def test_a_leaf_key_on_a_curve_tls_does_not_sign_with_is_not_valid(tmp_path, cur
         assert code == 1 and not verdict["valid"], verdict
         assert any(curve.name in r and "signature algorithm" in r for r in verdict["reasons"]), verdict
     assert _usable_for(odd).startswith("nothing"), _usable_for(odd)
+
+
+def _csr(tmp_path: Path, stem: str, curve) -> tuple[Path, Path]:
+    key = ec.generate_private_key(curve)
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(_name("localhost"))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+           .sign(key, hashes.SHA256()))
+    (tmp_path / f"{stem}.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    return tmp_path / f"{stem}.csr", tmp_path / f"{stem}.key"
+
+
+def _chromium_loads(tmp_path: Path, cert: Path, key: Path) -> tuple[str, str]:
+    """Headless Chromium's page from openssl s_server -www presenting ``cert``, and the server's log. The
+    certificate's trust is not the question (--ignore-certificate-errors): whether a handshake can be made."""
+    from tests.conftest import chromium
+
+    port = free_port()
+    server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-www",
+                               "-cert", cert, "-key", key], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_port(port, server)
+        page = chromium(f"https://localhost:{port}/", tmp_path / "home", tmp_path / f"ud-{cert.parent.name}",
+                        "--ignore-certificate-errors", "--dump-dom").stdout
+    finally:
+        server.kill()
+        wait_or_kill(server)
+    return page, server.stdout.read()
+
+
+def test_sign_csr_notes_that_chrome_cannot_connect_to_a_server_with_a_p521_key(tmp_path):
+    from tests.conftest import PASSPHRASE, require_chromium
+
+    require_chromium()
+    env = certkit_env(HOME=str(tmp_path / "home"), CERTKIT_CA_DIR=str(tmp_path / "ca"),
+                      CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    (tmp_path / "home").mkdir()
+    run_certkit("init-ca", "--name", "P521 Test", env=env, check=True)
+    said = {}
+    for stem, curve in (("p521", ec.SECP521R1()), ("p256", ec.SECP256R1())):
+        csr, key = _csr(tmp_path, stem, curve)
+        said[stem] = run_certkit("sign-csr", csr, "--server", "--out", tmp_path / stem, env=env, check=True).stdout
+        page, log = _chromium_loads(tmp_path, tmp_path / stem / "cert.pem", key)
+        said[stem + " chromium"] = (page, log)
+    page, log = said["p521 chromium"]
+    assert "s_server" not in page and "no suitable signature algorithm" in log, (page, log)
+    assert "s_server" in said["p256 chromium"][0], said["p256 chromium"]
+    assert "Chrome" in said["p521"] and "P-521" in said["p521"], said["p521"]
+    assert "P-521" not in said["p256"], said["p256"]
+    # A client certificate is not served to a browser: no note there.
+    csr, _key = _csr(tmp_path, "alice", ec.SECP521R1())
+    client = run_certkit("sign-csr", csr, "--client", "--out", tmp_path / "alice", env=env)
+    assert client.returncode == 0 and "P-521" not in client.stdout + client.stderr, client.stdout + client.stderr
