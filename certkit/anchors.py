@@ -116,6 +116,8 @@ def stranger_places(certs: list) -> dict[int, str]:
         where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
         if place in used or cert == certs[0] or any(cert == certs[u - 1] for u in used):
             continue  # of the chain, or a copy of one of its certificates (clients take it so)
+        if is_ca(cert) and any(signed_by(certs[u], cert) for u in (0, *(u - 1 for u in used))):
+            continue  # the same CA again, renewed with its key (its old self): clients take the valid one
         if not is_ca(cert):
             try:
                 eku = {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}

@@ -34,7 +34,7 @@ from certkit.verify_names import (
     server_name,
     unhandled_critical,
 )
-from certkit.vocabulary import dn_text, eku_names, is_ca, iso, signature_by, signed_by
+from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, signature_by, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -140,7 +140,7 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     return problems + [p for p in (unusable_leaf_key(path[0]),) if p]  # a CA's key signs no handshake
 
 
-def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple[list, str | None]:
+def _path(leaf, intermediates, roots, sent: str | None = None, now=None, **known) -> tuple[list, str | None]:
     """Walk issuer links from ``leaf`` to a trust anchor; return the path and, if it
     breaks, a sentence saying where. ``sent`` names the file the chain came from, when it is
     what a server sends (a bundle's fullchain.pem); ``known``: what else tells where the leaf comes
@@ -148,10 +148,10 @@ def _path(leaf, intermediates, roots, sent: str | None = None, **known) -> tuple
     path, cert = [leaf], leaf
     pool = list(intermediates)
     for _ in range(8):
-        anchor = next((r for r in roots if signed_by(cert, r)), None)
+        anchor = issuer_among(cert, roots, now)  # a valid one, of a CA renewed with its key beside its old self
         if anchor is not None:
             return path + ([anchor] if anchor != cert else []), None
-        nxt = next((c for c in pool if signed_by(cert, c)), None)
+        nxt = issuer_among(cert, pool, now)
         if nxt is None and (unknown := next((c for c in [*roots, *pool] if signature_by(cert, c) is None), None)):
             return path, (f"certkit cannot check its signature by {cn_text(unknown.subject)}: that CA's key or "
                           "signature algorithm is one cryptography does not implement (OpenSSL may accept it)")
@@ -193,7 +193,7 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                       leaf.not_valid_after_utc, name_checked=name is not None)
 
     # Our own reading of the certificate, for the plain-words reasons.
-    path, broken = _path(leaf, intermediates, roots, sent, recorded=recorded, whole=whole, sender=sender)
+    path, broken = _path(leaf, intermediates, roots, sent, now, recorded=recorded, whole=whole, sender=sender)
     verdict.reasons += ([broken] if broken else []) + _date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \

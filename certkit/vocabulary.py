@@ -439,6 +439,17 @@ def signed_by(cert, issuer) -> bool:
     return signature_by(cert, issuer) is True
 
 
+def issuer_among(cert, candidates, now=None):
+    """The certificate of ``candidates`` whose key signed ``cert``, or None: one valid at ``now`` when several
+    did (a CA renewed with its key, beside its expired self), as OpenSSL and cryptography's verifier choose."""
+    import datetime as dt
+
+    signers = [c for c in candidates if signed_by(cert, c)]
+    now = now or dt.datetime.now(dt.UTC)
+    valid = [c for c in signers if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+    return (valid or signers or [None])[0]
+
+
 def self_signed(cert) -> bool:
     """Whether ``cert`` signed itself (a root): its issuer is its subject and its own key verifies its
     signature. Equal names alone are not enough: an intermediate may carry its parent's name. When the

@@ -93,11 +93,11 @@ def _wait_port(port: int, process: subprocess.Popen) -> None:
 def _gnutls_client(folder: Path, ca: Path) -> str:
     """gnutls-cli's account of a handshake with openssl s_server presenting ``folder``'s certificate."""
     port = free_port()
-    server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
+    server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}",
                                "-cert", folder / "cert.pem", "-key", folder / "privkey.pem"],
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.3)
+        _wait_port(port, server)
         out = subprocess.run([require("gnutls-cli"), "-p", str(port), "--x509cafile", ca, "--verify-hostname",
                               "localhost", "127.0.0.1"], input="", capture_output=True, text=True, timeout=30)
         return out.stdout + out.stderr
@@ -263,3 +263,59 @@ def test_sign_csr_notes_that_chrome_cannot_connect_to_a_server_with_a_p521_key(t
     csr, _key = _csr(tmp_path, "alice", ec.SECP521R1())
     client = run_certkit("sign-csr", csr, "--client", "--out", tmp_path / "alice", env=env)
     assert client.returncode == 0 and "P-521" not in client.stdout + client.stderr, client.stdout + client.stderr
+
+
+def _ca_cert(key, subject: str, issuer_key, issuer: str, *, days_ago: int, days_left: int, path_length: int):
+    """A CA certificate for ``key``: one key may have several (a CA renewed with its key beside its old self)."""
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=days_ago)).not_valid_after(NOW + dt.timedelta(days=days_left))
+            .add_extension(x509.BasicConstraints(True, path_length), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def _pem(*certs) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+@pytest.mark.parametrize("renewed", ["intermediate", "root"])
+def test_a_ca_renewed_with_its_key_beside_its_expired_self_is_chosen_as_peers_choose_it(tmp_path, renewed):
+    """A renewed CA (same name, same key) beside its expired old certificate, the old one first: OpenSSL and
+    Python's ssl take the valid one; certkit verify took the first and said the issuing CA had expired (and, of
+    a fullchain.pem, that the renewed one issued none of the chain's certificates)."""
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    if renewed == "root":
+        old = _ca_cert(root_key, "Renewed CA", root_key, "Renewed CA", days_ago=400, days_left=-1, path_length=1)
+        new = _ca_cert(root_key, "Renewed CA", root_key, "Renewed CA", days_ago=2, days_left=400, path_length=1)
+        (tmp_path / "root.pem").write_bytes(_pem(old, new))
+        issuer = new
+    else:
+        root = _ca_cert(root_key, "Root CA", root_key, "Root CA", days_ago=500, days_left=900, path_length=1)
+        (tmp_path / "root.pem").write_bytes(_pem(root))
+        old = _ca_cert(mid_key, "Renewed CA", root_key, "Root CA", days_ago=400, days_left=-1, path_length=0)
+        issuer = _ca_cert(mid_key, "Renewed CA", root_key, "Root CA", days_ago=2, days_left=400, path_length=0)
+    leaf = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(issuer.subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=90))
+            .add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), False)
+            .sign(root_key if renewed == "root" else mid_key, hashes.SHA256()))
+    folder = tmp_path / "srv"
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(_pem(leaf) + (_pem(old, issuer) if renewed == "intermediate" else b""))
+    (folder / "privkey.pem").write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                                serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+    ca = tmp_path / "root.pem"
+    theirs = subprocess.run([require("openssl"), "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca,
+                             "-untrusted", folder / "cert.pem", folder / "cert.pem"], capture_output=True, text=True)
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert _python_handshake(folder, ca) is None
+    code, verdict = _verify(folder, ca, "server")
+    assert code == 0 and verdict["valid"], verdict
+    assert not any("issued none" in n for n in verdict["notes"]), verdict
