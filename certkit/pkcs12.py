@@ -225,7 +225,7 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
     from certkit.material import load_material
     from certkit.text import shown
     from certkit.verify_names import cn_text
-    from certkit.vocabulary import is_ca, leaf_kind, serial_hex, signed_by
+    from certkit.vocabulary import is_ca, issuer_among, leaf_kind, serial_hex
 
     files = [name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file()]
     pool: dict = {}  # each CA certificate found -> the file it is in
@@ -238,7 +238,7 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
                                    "only. Put back the CA files of its bundle (certkit renew rewrites them).")
             pool.setdefault(other, name)
     chain, top = [], cert
-    while issuer := next((ca for ca in pool if ca not in chain and ca != top and signed_by(top, ca)), None):
+    while issuer := issuer_among(top, [ca for ca in pool if ca not in chain and ca != top]):  # a valid one first
         chain.append(issuer)
         top = issuer
     if pool and not chain:

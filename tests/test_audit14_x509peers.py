@@ -319,3 +319,41 @@ def test_a_ca_renewed_with_its_key_beside_its_expired_self_is_chosen_as_peers_ch
     code, verdict = _verify(folder, ca, "server")
     assert code == 0 and verdict["valid"], verdict
     assert not any("issued none" in n for n in verdict["notes"]), verdict
+
+
+def test_export_p12_packs_the_renewed_intermediate_not_its_expired_old_self(tmp_path):
+    """export-p12 took the first CA of chain.pem whose key signed the certificate: with a renewed intermediate
+    beside its expired old certificate, the old one first, bundle.p12 carried the expired one alone, and OpenSSL
+    refused the chain it holds ("certificate has expired")."""
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca_cert(root_key, "Root CA", root_key, "Root CA", days_ago=500, days_left=900, path_length=1)
+    old = _ca_cert(mid_key, "Renewed CA", root_key, "Root CA", days_ago=400, days_left=-1, path_length=0)
+    new = _ca_cert(mid_key, "Renewed CA", root_key, "Root CA", days_ago=2, days_left=400, path_length=0)
+    leaf = (x509.CertificateBuilder().subject_name(_name("alice")).issuer_name(new.subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=90))
+            .add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(mid_key.public_key()), False)
+            .sign(mid_key, hashes.SHA256()))
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(_pem(leaf))
+    (folder / "chain.pem").write_bytes(_pem(old, new))
+    (folder / "ca.pem").write_bytes(_pem(root))
+    (folder / "privkey.pem").write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                                serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+    (folder / "privkey.pem").chmod(0o600)
+    (tmp_path / "home").mkdir()
+    env = certkit_env(HOME=str(tmp_path / "home"), CERTKIT_P12_PASSWORD="pw-for-the-test",
+                      XDG_DATA_HOME=str(tmp_path / "xdg"))
+    run_certkit("export-p12", folder, env=env, check=True)
+    shown = subprocess.run([require("openssl"), "pkcs12", "-in", folder / "bundle.p12", "-nokeys", "-cacerts",
+                            "-passin", "pass:pw-for-the-test"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    (tmp_path / "p12chain.pem").write_text(shown.stdout)
+    theirs = subprocess.run([require("openssl"), "verify", "-purpose", "sslclient", "-CAfile", folder / "ca.pem",
+                             "-untrusted", tmp_path / "p12chain.pem", folder / "cert.pem"],
+                            capture_output=True, text=True)
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
