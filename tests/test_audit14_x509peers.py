@@ -357,3 +357,29 @@ def test_export_p12_packs_the_renewed_intermediate_not_its_expired_old_self(tmp_
                              "-untrusted", tmp_path / "p12chain.pem", folder / "cert.pem"],
                             capture_output=True, text=True)
     assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+
+
+def test_serve_refuses_a_server_certificate_whose_key_no_handshake_signs_with(tmp_path):
+    """certkit serve --cert with a brainpoolP256r1 key started, and then every client's handshake failed (the
+    test above shows Python's and GnuTLS's); like an expired --cert, it is refused at start now."""
+    import sys
+
+    from tests.conftest import PASSPHRASE
+
+    root = _root(tmp_path)
+    odd = _leaf(tmp_path, root, "odd", usage="digital_signature", curve=ec.BrainpoolP256R1())
+    (tmp_path / "home").mkdir()
+    env = certkit_env(HOME=str(tmp_path / "home"), CERTKIT_CA_DIR=str(tmp_path / "ca"),
+                      CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Serve Test", env=env, check=True)
+    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--cert", odd / "cert.pem", "--key",
+                              odd / "privkey.pem", "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = serve.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        out, err = serve.communicate()
+        pytest.fail(f"serve started with a certificate no client can handshake with:\n{out}{err}")
+    assert serve.returncode == 1, out + err
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "brainpoolP256r1" in err, err

@@ -311,12 +311,13 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from cryptography import x509
 
     from certkit.errors import CertkitError
+    from certkit.handshake_keys import unusable_leaf_key
     from certkit.text import shown
     from certkit.verify_names import purpose_problem
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
     now = dt.datetime.now(dt.UTC)
-    problem = (purpose_problem(leaf, "server")
+    problem = (purpose_problem(leaf, "server") or unusable_leaf_key(leaf)  # brainpool: no handshake completes
                or (f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d}" if leaf.not_valid_after_utc < now
                    else f"it is valid only from {leaf.not_valid_before_utc:%Y-%m-%d}"
                    if leaf.not_valid_before_utc > now else None))
