@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
 from certkit.text import shown
-from certkit.vocabulary import self_signed, signed_by
+from certkit.vocabulary import issuer_among, self_signed, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -103,21 +103,27 @@ def stranger_places(certs: list) -> dict[int, str]:
     fullchain.pem (leaf, intermediates, optionally the root), in order or not, has none."""
     from cryptography import x509
 
+    from certkit.pkcs12 import validity_problem
     from certkit.verify_names import cn_text
     from certkit.vocabulary import is_ca
 
     used, top = set(), certs[0]
-    while (issuer := next((place for place, cert in enumerate(certs[1:], 2)
-                           if place not in used and is_ca(cert) and signed_by(top, cert)), None)) is not None:
-        used.add(issuer)
+    while (above := issuer_among(top, [c for place, c in enumerate(certs[1:], 2)
+                                       if place not in used and is_ca(c)])) is not None:  # a valid one first
+        used.add(issuer := next(place for place, c in enumerate(certs[1:], 2) if c is above and place not in used))
         top = certs[issuer - 1]
     found = {}
     for place, cert in enumerate(certs[1:], 2):
         where = f"{shown(cn_text(cert.subject))} (certificate {place} of {len(certs)})"
         if place in used or cert == certs[0] or any(cert == certs[u - 1] for u in used):
             continue  # of the chain, or a copy of one of its certificates (clients take it so)
-        if is_ca(cert) and any(signed_by(certs[u], cert) for u in (0, *(u - 1 for u in used))):
-            continue  # the same CA again, renewed with its key (its old self): clients take the valid one
+        if is_ca(cert) and (twin := next((u for u in used if _same_key(certs[u - 1], cert)), None)) is not None:
+            if (old := validity_problem(cert)) is not None and place < twin:  # GnuTLS takes the first
+                found[place - 1] = (f"{where}, a certificate of the CA {shown(cn_text(cert.subject))} that {old}, "
+                                    f"before its valid one (certificate {twin}): GnuTLS clients take the first and "
+                                    "refuse the chain (\"The certificate chain uses expired certificate\"); "
+                                    "OpenSSL-based ones (Python's ssl, curl) take the valid one")
+            continue  # the same CA renewed with its key, beside its old self: clients take the valid one
         if not is_ca(cert):
             try:
                 eku = {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
@@ -130,6 +136,13 @@ def stranger_places(certs: list) -> dict[int, str]:
             found[place - 1] = (f"{where}, a CA that issued none of the chain's certificates (the chain from "
                                 f"{shown(cn_text(certs[0].subject))} ends at {shown(cn_text(top.subject))})")
     return found
+
+
+def _same_key(one, other) -> bool:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return one.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == \
+        other.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def bundle_ca_note(folder: str | Path) -> str | None:

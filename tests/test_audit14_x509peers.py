@@ -90,10 +90,12 @@ def _wait_port(port: int, process: subprocess.Popen) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def _gnutls_client(folder: Path, ca: Path) -> str:
-    """gnutls-cli's account of a handshake with openssl s_server presenting ``folder``'s certificate."""
+def _gnutls_client(folder: Path, ca: Path, *chain: Path) -> str:
+    """gnutls-cli's account of a handshake with openssl s_server presenting ``folder``'s certificate (and the
+    ``chain`` file after it)."""
     port = free_port()
     server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}",
+                               *(["-cert_chain", chain[0]] if chain else []),
                                "-cert", folder / "cert.pem", "-key", folder / "privkey.pem"],
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -319,6 +321,15 @@ def test_a_ca_renewed_with_its_key_beside_its_expired_self_is_chosen_as_peers_ch
     code, verdict = _verify(folder, ca, "server")
     assert code == 0 and verdict["valid"], verdict
     assert not any("issued none" in n for n in verdict["notes"]), verdict
+    if renewed == "intermediate":  # sent old first: GnuTLS takes the first and refuses it, which a note says
+        (tmp_path / "sent.pem").write_bytes(_pem(old, issuer))
+        assert "uses expired certificate" in _gnutls_client(folder, ca, tmp_path / "sent.pem")
+        assert any("GnuTLS" in n and "expired" in n for n in verdict["notes"]), verdict
+        (tmp_path / "sent.pem").write_bytes(_pem(issuer, old))  # the valid one first: GnuTLS takes it, no note
+        assert "Handshake was completed" in _gnutls_client(folder, ca, tmp_path / "sent.pem")
+        (folder / "cert.pem").write_bytes(_pem(leaf, issuer, old))
+        code, verdict = _verify(folder, ca, "server")
+        assert code == 0 and not any("GnuTLS" in n for n in verdict["notes"]), verdict
 
 
 def test_export_p12_packs_the_renewed_intermediate_not_its_expired_old_self(tmp_path):
