@@ -209,4 +209,23 @@ def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) ->
                     continue
             candidates.append(value.lower())
     candidates = [c if c.isascii() else unicodedata.normalize("NFC", c) for c in candidates]
+    if not all(p.isascii() for p in patterns):  # a glob in a label typed in Unicode ('bü*') meets U-labels
+        candidates += [u for c in candidates if "xn--" in c and (u := _u_labels(c)) != c]
     return any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns)
+
+
+def _u_labels(value: str) -> str:
+    """``value`` (a DNS name, an email, a CN) with its A-labels (``xn--bcher-kva``) as the U-labels they encode
+    (``bücher``), in NFC, as a name typed in Unicode is written; a label that is no valid A-label stays."""
+    import idna
+
+    local, at, domain = value.rpartition("@")
+    labels = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                pass
+        labels.append(label)
+    return local + at + ".".join(labels)
