@@ -43,6 +43,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
     InventoryRevocations,
     InventoryVerdict,
     PeerIdentity,
+    answer_format,
     peer_identity,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
@@ -219,9 +220,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
 
     def _wanted_format(self) -> str:
         asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
-        accept = self.headers.get("Accept", "").lower()
-        return asked if asked in ("json", "html", "text") else "json" if "application/json" in accept \
-            else "html" if "text/html" in accept else "text"
+        return asked if asked in ("json", "html", "text") else answer_format(self.headers.get("Accept", ""))
 
     def log_request(self, code="-", size="-") -> None:
         visit = self.server.visit_of(self.connection)

@@ -326,3 +326,26 @@ def unchecked_line(server, visit=None) -> str | None:
         return (f"not checked for revocation: it is not under {shown(server.revocation_ca or server.client_ca)}, the "
                 "only CA whose inventory this server reads")
     return None
+
+
+_ANSWERS = (("json", "application/json"), ("html", "text/html"), ("text", "text/plain"))
+
+
+def answer_format(accept: str) -> str:
+    """``json``, ``html`` or ``text``: what an ``Accept`` header asks for, by its media ranges and their
+    q-values (RFC 9110 12.5.1: the most specific range that covers a type gives its weight, and ``q=0`` means
+    "not this"). Of the formats weighed highest, one named exactly wins (JSON before the page), else text;
+    with nothing acceptable (or no header), text."""
+    ranges = []
+    for part in accept.lower().split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
+        ranges.append((media, float(q) if q.replace(".", "", 1).isdigit() else 1.0))
+    best = (0.0, False, -1, "text")
+    for rank, (name, wanted) in enumerate(_ANSWERS):
+        covering = {wanted: 3, wanted.split("/")[0] + "/*": 2, "*/*": 1}
+        found = [(covering[media], q) for media, q in ranges if media in covering]
+        if found:
+            exact, q = max(found)[0] == 3, max(q for spec, q in found if spec == max(found)[0])
+            best = max(best, (q, exact, -rank if exact else rank, name))
+    return best[3] if best[0] > 0 else "text"

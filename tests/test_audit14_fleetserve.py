@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from pathlib import Path
 
 import pytest
 
 from conftest import PASSPHRASE, certkit_env, run_certkit
+from serve_process import serving
 
 
 @pytest.fixture
@@ -55,3 +58,45 @@ def test_unicode_glob_still_matches_only_what_it_says(tmp_path: Path, fleet: dic
     for glob in ("zü*", "bü", "ü*"):
         assert run_certkit("list", "--name", glob, env=fleet).stdout.strip() == "No certificates match.", glob
     assert "1 certificate" in run_certkit("list", "--name", "xn--bcher*", env=fleet, check=True).stdout
+
+
+# --- 2: serve reads Accept's q-values -----------------------------------------
+ACCEPTS = [
+    ("application/json;q=0, text/html", "text/html"),
+    ("text/plain, application/json;q=0.5", "text/plain"),
+    ("application/json-seq", "text/plain"),
+    ("text/html;q=0.1, application/json", "application/json"),
+    ("application/json, */*;q=0.5", "application/json"),  # httpie
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8", "text/html"),
+    ("*/*", "text/plain"),
+    ("text/*", "text/plain"),
+    ("", "text/plain"),
+    ("Application/JSON", "application/json"),
+    ("text/html, application/json", "application/json"),
+]
+
+
+def test_serve_answers_by_accept_q_values(tmp_path: Path, fleet: dict):
+    run_certkit("issue-server", "localhost", "127.0.0.1", env=fleet, cwd=tmp_path, check=True)
+    ca = Path(fleet["CERTKIT_CA_DIR"]) / "ca.pem"
+    with serving("--optional", "--cert", tmp_path / "localhost" / "fullchain.pem", "--key",
+                 tmp_path / "localhost" / "privkey.pem", env=fleet, cwd=tmp_path) as srv:
+        context = ssl.create_default_context(cafile=str(ca))
+        got = []
+        for accept, _wanted in ACCEPTS:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=context, timeout=20)
+            conn.request("GET", "/", headers={"Accept": accept} if accept else {})
+            answer = conn.getresponse()
+            body = answer.read().decode()
+            conn.close()
+            assert answer.status == 403  # --optional without a certificate
+            ctype = answer.getheader("Content-Type").split(";")[0]
+            got.append((accept, ctype))
+            if ctype == "application/json":
+                assert json.loads(body)["authenticated"] is False
+        assert got == [(a, w) for a, w in ACCEPTS]
+        # ?format= still decides over Accept
+        conn = http.client.HTTPSConnection("localhost", srv.port, context=context, timeout=20)
+        conn.request("GET", "/?format=json", headers={"Accept": "application/json;q=0, text/html"})
+        assert conn.getresponse().getheader("Content-Type") == "application/json"
+        conn.close()
