@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, certkit_env, run_certkit
+from conftest import PASSPHRASE, REPO, certkit_env, run_certkit
 from serve_process import serving
 
 
@@ -100,3 +100,16 @@ def test_serve_answers_by_accept_q_values(tmp_path: Path, fleet: dict):
         conn.request("GET", "/?format=json", headers={"Accept": "application/json;q=0, text/html"})
         assert conn.getresponse().getheader("Content-Type") == "application/json"
         conn.close()
+
+
+# --- 3: a certbot hook and chain.pem -----------------------------------------
+def test_renew_md_says_chain_pem_is_there_only_under_an_intermediate(tmp_path: Path, fleet: dict):
+    text = " ".join((REPO / "docs" / "renew.md").read_text().split())
+    assert "a hook that copies `$RENEWED_LINEAGE/chain.pem` fails there" in text
+    run_certkit("issue-server", "www.example.com", "--days", "10", env=fleet, cwd=tmp_path, check=True)
+    hook = ('test ! -e "$RENEWED_LINEAGE/chain.pem" && cat "$RENEWED_LINEAGE/fullchain.pem" > /dev/null '
+            '&& echo no-chain-pem')
+    ran = run_certkit("renew", "--expiring", "30d", "--days", "60", "--exec", hook, "--json", env=fleet,
+                      cwd=tmp_path, subprocess=True)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["certificates"][0]["hook"]["output"] == "no-chain-pem\n"
