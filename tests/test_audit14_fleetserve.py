@@ -9,6 +9,9 @@
    ``application/json-seq`` got ``application/json``.
 3. renew.md said hooks written for certbot run unchanged; certbot's folder always has ``chain.pem``, certkit's
    only under an intermediate CA, so a certbot hook that copies ``chain.pem`` fails under a root.
+4. jsonl and k8s outputs named as compressed files (``secrets.yaml.gz``, ``fleet.jsonl.zst``, also as ``> FILE``)
+   were written uncompressed (``zcat``/``kubectl`` fail on them), where tar refused such names; and a tar named
+   ``.zip`` or ``.7z`` was written. All refused now, before anything is signed.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, REPO, certkit_env, run_certkit
+from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, run_certkit
 from serve_process import serving
 
 
@@ -113,3 +118,25 @@ def test_renew_md_says_chain_pem_is_there_only_under_an_intermediate(tmp_path: P
                       cwd=tmp_path, subprocess=True)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["certificates"][0]["hook"]["output"] == "no-chain-pem\n"
+
+
+# --- 4: an output named as a compressed file, in every format -----------------------------------------------
+@pytest.mark.parametrize(("fmt", "name"), [("jsonl", "fleet.jsonl.gz"), ("jsonl", "fleet.ZST"), ("k8s", "s.yaml.gz"),
+                                           ("k8s", "s.yaml.xz"), ("tar", "fleet.zip"), ("tar", "fleet.7z")])
+def test_an_output_named_as_compressed_is_refused_before_signing(tmp_path: Path, fleet: dict, fmt: str, name: str):
+    proc = run_certkit("issue-server", "z.example", "--format", fmt, "--out", name, env=fleet, cwd=tmp_path)
+    assert_clean_error(proc, f"{name} is named as a compressed")
+    assert not (tmp_path / name).exists()
+    assert run_certkit("list", env=fleet).stdout.startswith("No certificates issued yet")
+    with open(tmp_path / name, "w") as stdout:  # > FILE: the name the kernel knows
+        ran = subprocess.run([sys.executable, "-m", "certkit", "issue-server", "z.example", "--format", fmt],
+                             cwd=tmp_path, env=fleet, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert ran.returncode == 1 and "is named as a compressed" in ran.stderr, ran.stderr
+    assert (tmp_path / name).stat().st_size == 0
+    assert run_certkit("list", env=fleet).stdout.startswith("No certificates issued yet")
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("jsonl", "fleet.jsonl"), ("k8s", "s.yaml"), ("tar", "fleet.tar")])
+def test_plain_names_are_still_written(tmp_path: Path, fleet: dict, fmt: str, name: str):
+    run_certkit("issue-server", "z.example", "--format", fmt, "--out", name, env=fleet, cwd=tmp_path, check=True)
+    assert (tmp_path / name).stat().st_size > 0

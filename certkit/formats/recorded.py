@@ -363,7 +363,23 @@ def foreign_notes(path: Path, ca) -> list[str]:
 
 
 _COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst", ".lz", ".lzma", ".Z", ".lz4",
-               ".taz", ".tlz", ".lzo", ".br")
+               ".taz", ".tlz", ".lzo", ".br", ".zip", ".7z", ".rar")
+_PLAIN = {"tar": ("archive", "an uncompressed tar", ".tar"), "jsonl": ("file", "uncompressed JSON lines", ".jsonl"),
+          "k8s": ("file", "uncompressed YAML", ".yaml")}
+
+
+def refuse_compressed_name(path: Path | None, text: str, stream, fmt: str) -> None:
+    """Refuse an output named as a compressed one (``.tar.gz``, ``> x.TGZ``, ``secrets.yaml.gz``, ``.jsonl.zst``):
+    certkit writes it uncompressed, and what reads it by its name (``tar -tzf``, ``zcat``, ``kubectl``) fails."""
+    from certkit.formats.encoding import FormatRefused
+
+    if path is None:  # standard output redirected to a file (> fleet.tar.gz): its name, as the kernel knows it
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            text = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+    if text.lower().endswith(tuple(suffix.lower() for suffix in _COMPRESSED)):
+        kind, what, suffix = _PLAIN[fmt]
+        raise FormatRefused(f"{shown(text)} is named as a compressed {kind}, but certkit writes {what}; name it "
+                            f"{suffix}, or write to standard output and compress it: --out - | gzip")
 
 
 def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
@@ -373,12 +389,7 @@ def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
     new certificates or their keys, which the inventory would say were delivered)."""
     from certkit.formats.encoding import FormatRefused
 
-    if path is None:  # standard output redirected to a file (> fleet.tar.gz): its name, as the kernel knows it
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            text = os.readlink(f"/proc/self/fd/{stream.fileno()}")
-    if text.lower().endswith(tuple(suffix.lower() for suffix in _COMPRESSED)):
-        raise FormatRefused(f"{shown(text)} is named as a compressed archive, but certkit writes an uncompressed "
-                            "tar; name it .tar, or write to standard output and compress it: --out - | gzip")
+    refuse_compressed_name(path, text, stream, "tar")
     if path is not None:
         return
     try:
@@ -405,4 +416,6 @@ def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, str
         refuse_a_key_file(path, text)
     if fmt == "tar":
         refuse_unreadable_tar(path, text, stream)
+    elif fmt in _PLAIN:
+        refuse_compressed_name(path, text, stream, fmt)
 
