@@ -12,6 +12,10 @@
 4. jsonl and k8s outputs named as compressed files (``secrets.yaml.gz``, ``fleet.jsonl.zst``, also as ``> FILE``)
    were written uncompressed (``zcat``/``kubectl`` fail on them), where tar refused such names; and a tar named
    ``.zip`` or ``.7z`` was written. All refused now, before anything is signed.
+5. ``--exec-once`` could not start once the renewed folders, one per line, passed 128 KiB (Linux's limit for one
+   environment variable: a few thousand bundles): ``could not run it: Argument list too long``, exit 1, and the
+   reload never ran. The list is also in ``$CERTKIT_FOLDERS_FILE`` now; ``CERTKIT_FOLDERS`` is left out (with a
+   warning) when it cannot fit, and the hook runs.
 """
 
 from __future__ import annotations
@@ -140,3 +144,40 @@ def test_an_output_named_as_compressed_is_refused_before_signing(tmp_path: Path,
 def test_plain_names_are_still_written(tmp_path: Path, fleet: dict, fmt: str, name: str):
     run_certkit("issue-server", "z.example", "--format", fmt, "--out", name, env=fleet, cwd=tmp_path, check=True)
     assert (tmp_path / name).stat().st_size > 0
+
+
+# --- 5: --exec-once with more folders than a variable holds --------------------------------------------------
+ONCE = ('echo "n=$CERTKIT_RENEWED lines=$(wc -l < "$CERTKIT_FOLDERS_FILE") var=${CERTKIT_FOLDERS:+set}"; '
+        'echo "$CERTKIT_FOLDERS_FILE" > "$HOME/where"; '
+        'test "${CERTKIT_FOLDERS:-}" = "" || test "$CERTKIT_FOLDERS" = "$(cat "$CERTKIT_FOLDERS_FILE")"')
+
+
+def test_exec_once_runs_when_the_folders_pass_what_a_variable_holds(tmp_path: Path, fleet: dict):
+    deep = tmp_path.joinpath(*["d" * 240] * 14)  # 42 bundles of ~3,500-byte paths: 145 KB > 128 KiB
+    deep.mkdir(parents=True)
+    rows = "".join(f"server,n{i}.example.com,{deep.relative_to(tmp_path)}/n{i}\n" for i in range(42))
+    (tmp_path / "m.csv").write_text("kind,names,out\n" + rows)
+    run_certkit("issue-batch", "m.csv", "--days", "10", env=fleet, cwd=tmp_path, check=True)
+    ran = run_certkit("renew", "--expiring", "30d", "--days", "60", "--exec-once", ONCE, "--json", env=fleet,
+                      cwd=tmp_path, subprocess=True)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["ok"] and report["renewed"] == 42
+    assert report["exec_once"]["output"] == "n=42 lines=42 var=\n", report["exec_once"]
+    assert "--exec-once ran without CERTKIT_FOLDERS" in ran.stderr
+    assert not Path((Path(fleet["HOME"]) / "where").read_text().strip()).exists()  # removed after the hook
+
+
+def test_exec_once_gets_the_folders_file_in_bulk_and_single(tmp_path: Path, fleet: dict):
+    for name in ("a.example.com", "b.example.com"):
+        run_certkit("issue-server", name, "--days", "10", env=fleet, cwd=tmp_path, check=True)
+    ran = run_certkit("renew", "--expiring", "30d", "--days", "60", "--exec-once", ONCE, "--json", env=fleet,
+                      cwd=tmp_path, subprocess=True)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["exec_once"]["output"] == "n=2 lines=2 var=set\n"
+    assert "CERTKIT_FOLDERS" not in ran.stderr
+    single = run_certkit("renew", "a.example.com", "--exec-once", ONCE, "--json", env=fleet, cwd=tmp_path,
+                         subprocess=True)
+    assert single.returncode == 0, single.stderr
+    assert json.loads(single.stdout)["exec_once"]["output"] == "n=1 lines=1 var=set\n"
+    assert not Path((Path(fleet["HOME"]) / "where").read_text().strip()).exists()

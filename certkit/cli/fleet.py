@@ -55,6 +55,8 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
 
 
 def _report(result, ca, as_json: bool, rekey: bool) -> None:
+    from certkit.fleet.hooks import folders_fit
+
     undone = result.undone  # planned, but a stop or a halt came first: listed, so a script knows they are due
     data = {
         "ca_dir": str(ca.store.path), "selection": result.plan.selection.describe(), "ok": result.ok,
@@ -72,6 +74,12 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
 
         warn(f"{peers} of the renewed certificates {'is a peer' if peers == 1 else 'are peer'} "
              f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
+    if result.exec_once is not None and not folders_fit([o.folder for o in result.renewed]):
+        from certkit.cli.common import warn
+
+        warn(f"the folders of the {len(result.renewed):,} renewed bundles are longer together than an environment "
+             "variable may be (128 KiB), so --exec-once ran without CERTKIT_FOLDERS: the file $CERTKIT_FOLDERS_FILE "
+             "names lists them, one per line")
     if as_json:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted or \

@@ -297,9 +297,11 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
                   lines: list[str]) -> tuple[list[str], int | None]:
     """Run the hooks of a single renewal; add what they did to ``data`` and ``lines``; return the
     failures, and the stop signal (2, 15) that interrupted a hook (the hooks after it do not run)."""
+    import contextlib
+
     from certkit.cli.fleet import show_hook_output
     from certkit.fleet import Outcome, ca_environment, hook_environment
-    from certkit.fleet.hooks import run_hook_until_stopped
+    from certkit.fleet.hooks import once_environment, run_hook_until_stopped
     from certkit.inventory.rows import subject_common_names
     from certkit.text import shown
 
@@ -311,11 +313,11 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
     failures = []
     ca_env = ca_environment(ca)
     for option, command, env in (("--exec", exec_each, ca_env | hook_environment(outcome)),
-                                 ("--exec-once", exec_once, ca_env | {"CERTKIT_RENEWED": "1",
-                                                                      "CERTKIT_FOLDERS": outcome.folder})):
+                                 ("--exec-once", exec_once, ca_env)):
         if not command:
             continue
-        run, stopped = run_hook_until_stopped(command, env, timeout=timeout)
+        with once_environment([outcome.folder]) if option == "--exec-once" else contextlib.nullcontext({}) as once:
+            run, stopped = run_hook_until_stopped(command, env | once, timeout=timeout)
         show_hook_output(run)
         data[option.strip("-").replace("-", "_")] = run.as_dict()
         lines.append(f"  {option:<11} {shown(run.describe())}")

@@ -6,10 +6,12 @@ line's start, after a line that says how much came before."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,8 +37,10 @@ HOOK_ENV = {
 # What the once-at-the-end hook finds.
 ONCE_ENV = {
     "CERTKIT_RENEWED": "how many bundles were renewed",
-    "CERTKIT_FOLDERS": "their folders, one per line",
+    "CERTKIT_FOLDERS": "their folders, one per line (unset when longer than a variable may be: 128 KiB)",
+    "CERTKIT_FOLDERS_FILE": "a file that lists them, one per line (removed when the hook ends)",
 }
+MAX_VARIABLE = 128 << 10  # bytes NAME=value may take in an environment (Linux's MAX_ARG_STRLEN): exec fails past it
 # What both find: the CA in use (a timer passes --ca-dir, so a hook that runs certkit needs it).
 CA_ENV = {"CERTKIT_CA_DIR": "the CA directory in use (absolute), so that a hook that runs certkit acts on this CA"}
 DEFAULT_HOOK_TIMEOUT = 600  # seconds: a reload takes a moment; a hung hook must not hold the timer forever
@@ -92,6 +96,27 @@ def hook_environment(outcome: Outcome) -> dict[str, str]:
             "CERTKIT_FOLDER": outcome.folder, "CERTKIT_SERIAL": outcome.new_serial,
             "CERTKIT_OLD_SERIAL": outcome.serial, "CERTKIT_KIND": outcome.kind or "",
             "CERTKIT_NOT_AFTER": outcome.not_after or ""}
+
+
+def folders_fit(folders: list[str]) -> bool:
+    """Whether CERTKIT_FOLDERS of ``folders`` fits in an environment variable. A longer one (a few thousand
+    bundles) makes the hook's exec fail (E2BIG, "Argument list too long"): it is left out, and
+    CERTKIT_FOLDERS_FILE lists them."""
+    return len(("CERTKIT_FOLDERS=" + "\n".join(folders)).encode("utf-8", "surrogateescape")) < MAX_VARIABLE
+
+
+@contextlib.contextmanager
+def once_environment(folders: list[str]) -> Iterator[dict[str, str]]:
+    """The variables of :data:`ONCE_ENV` for ``folders``, while the hook runs: the file CERTKIT_FOLDERS_FILE
+    names lives in a private temporary folder, removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="certkit-folders-") as where:
+        path = os.path.join(where, "folders")
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as listing:
+            listing.write("".join(folder + "\n" for folder in folders))
+        env = {"CERTKIT_RENEWED": str(len(folders)), "CERTKIT_FOLDERS_FILE": path}
+        yield env | ({"CERTKIT_FOLDERS": "\n".join(folders)} if folders_fit(folders) else {})
 
 
 def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT,

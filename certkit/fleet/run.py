@@ -18,6 +18,7 @@ from certkit.fleet.hooks import (
     HookRun,
     ca_environment,
     hook_environment,
+    once_environment,
     run_hook_until_stopped,
 )
 from certkit.fleet.plan import FleetPlan, Outcome, changed_meanwhile, period_words, row_names
@@ -127,8 +128,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
         result.stopped = exc.signum  # 15 for SIGTERM, 1 for SIGHUP
     if exec_once and folders:
         # also after a stop: servers pick up what was written; a stop during it is reported as one too
-        result.exec_once, stopped = run_hook_until_stopped(exec_once, ca_env | {
-            "CERTKIT_RENEWED": str(len(folders)), "CERTKIT_FOLDERS": "\n".join(folders)}, timeout=hook_timeout)
+        with once_environment(folders) as once_env:
+            result.exec_once, stopped = run_hook_until_stopped(exec_once, ca_env | once_env, timeout=hook_timeout)
         result.stopped = result.stopped or stopped
         if on_hook is not None:
             on_hook(result.exec_once)
