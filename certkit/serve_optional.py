@@ -64,7 +64,8 @@ class OptionalContext:
         ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # not FAIL_IF_NO_PEER_CERT: optional
         # No session resumption, TLS 1.2 or 1.3: OpenSSL does not call the verify callback on a resumed
         # session, so a refused certificate would come back as if accepted. No tickets, no session cache
-        # (TLS 1.3's stateful tickets live in it); the session id context still lets OpenSSL answer a
+        # (TLS 1.3's stateful tickets live in it: OpenSSL still sends two, which pyOpenSSL cannot stop, naming
+        # sessions nobody keeps); the session id context still lets OpenSSL answer a
         # client that offers a session (with a full handshake) instead of failing.
         ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)

@@ -16,6 +16,8 @@
    environment variable: a few thousand bundles): ``could not run it: Argument list too long``, exit 1, and the
    reload never ran. The list is also in ``$CERTKIT_FOLDERS_FILE`` now; ``CERTKIT_FOLDERS`` is left out (with a
    warning) when it cannot fit, and the hook runs.
+6. serve.md said ``--optional`` sends no session tickets; in TLS 1.3 it sends two (pyOpenSSL cannot set their
+   number to 0), which resume nothing. The page says so now; the test checks both on the wire.
 """
 
 from __future__ import annotations
@@ -181,3 +183,25 @@ def test_exec_once_gets_the_folders_file_in_bulk_and_single(tmp_path: Path, flee
     assert single.returncode == 0, single.stderr
     assert json.loads(single.stdout)["exec_once"]["output"] == "n=1 lines=1 var=set\n"
     assert not Path((Path(fleet["HOME"]) / "where").read_text().strip()).exists()
+
+
+# --- 6: serve --optional's TLS 1.3 tickets resume nothing -----------------------------------------------------
+def _s_client(port: int, ca: Path, *args: object) -> str:
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                           "-CAfile", str(ca), "-ign_eof", *map(str, args)], input="GET / HTTP/1.0\r\n\r\n",
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def test_serve_optional_tickets_resume_nothing_as_serve_md_says(tmp_path: Path, fleet: dict):
+    text = " ".join((REPO / "docs" / "serve.md").read_text().split())
+    assert "In TLS 1.3 it still sends two session tickets after the handshake" in text
+    run_certkit("issue-server", "localhost", "127.0.0.1", env=fleet, cwd=tmp_path, check=True)
+    run_certkit("issue-client", "alice", env=fleet, cwd=tmp_path, check=True)
+    ca = Path(fleet["CERTKIT_CA_DIR"]) / "ca.pem"
+    with serving("--optional", "--cert", tmp_path / "localhost" / "fullchain.pem", "--key",
+                 tmp_path / "localhost" / "privkey.pem", env=fleet, cwd=tmp_path) as srv:
+        first = _s_client(srv.port, ca, "-cert", tmp_path / "alice" / "cert.pem", "-key",
+                          tmp_path / "alice" / "privkey.pem", "-sess_out", tmp_path / "sess.pem")
+        assert "HTTP/1.0 200" in first and first.count("TLS session ticket:") == 2, first
+        again = _s_client(srv.port, ca, "-sess_in", tmp_path / "sess.pem")  # no certificate: must not resume alice
+        assert "\nNew, TLSv1.3" in again and "Reused" not in again and "HTTP/1.0 403" in again, again
