@@ -18,6 +18,9 @@
    warning) when it cannot fit, and the hook runs.
 6. serve.md said ``--optional`` sends no session tickets; in TLS 1.3 it sends two (pyOpenSSL cannot set their
    number to 0), which resume nothing. The page says so now; the test checks both on the wire.
+7. a certificate not yet valid (issued to begin later: the library's ``not_before``, or a clock behind) was in
+   ``list --expiring`` (which list.md defines as valid certificates) and a bulk renewal (``--expiring``, ``--all``)
+   renewed it starting now, pulling its planned start forward. Both leave it alone now.
 """
 
 from __future__ import annotations
@@ -205,3 +208,26 @@ def test_serve_optional_tickets_resume_nothing_as_serve_md_says(tmp_path: Path, 
         assert "HTTP/1.0 200" in first and first.count("TLS session ticket:") == 2, first
         again = _s_client(srv.port, ca, "-sess_in", tmp_path / "sess.pem")  # no certificate: must not resume alice
         assert "\nNew, TLSv1.3" in again and "Reused" not in again and "HTTP/1.0 403" in again, again
+
+
+# --- 7: a certificate that begins later is not expiring, nor renewed in bulk -------------------------------------
+def test_a_certificate_not_yet_valid_is_left_to_begin(tmp_path: Path, fleet: dict):
+    import datetime as dt
+
+    from certkit.store import CADirectory
+
+    run_certkit("issue-server", "due.example", "--days", "10", env=fleet, cwd=tmp_path, check=True)
+    ca = CADirectory(fleet["CERTKIT_CA_DIR"]).load(PASSPHRASE.encode())
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    ca.issue_server("later.example", not_before=later, days=10).write(tmp_path / "later.example")
+    before = (tmp_path / "later.example" / "cert.pem").read_bytes()
+    expiring = json.loads(run_certkit("list", "--expiring", "30d", "--json", env=fleet, check=True).stdout)
+    assert [c["subject"] for c in expiring["certificates"]] == ["CN=due.example"]
+    assert "later.example" in run_certkit("list", env=fleet, check=True).stdout  # listed, as not yet valid
+    for how in (("--expiring", "30d"), ("--all",)):
+        ran = run_certkit("renew", *how, "--days", "60", "--json", env=fleet, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert all("later" not in " ".join(c["names"]) for c in json.loads(ran.stdout)["certificates"])
+    assert (tmp_path / "later.example" / "cert.pem").read_bytes() == before
+    single = run_certkit("renew", "later.example", env=fleet, cwd=tmp_path)  # asked by name: renewed
+    assert single.returncode == 0, single.stderr

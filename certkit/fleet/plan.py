@@ -150,7 +150,8 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
              "NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
              " AND r.status IN ('valid', 'revoked', 'pending'))"]
-    params: list = []
+    params: list = [iso(now)]  # valid now: one with a later start is not renewed before it begins (list agrees)
+    where.append("not_before <= ?")
     if selection.kind:
         where.append("kind = ?")
         params.append(selection.kind)

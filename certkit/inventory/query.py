@@ -94,8 +94,9 @@ def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
         raise ValueError(f"unknown status {status!r}; choose one of: {', '.join(LIST_STATUSES)}")
     if expiring_within is not None:
         # A certificate already renewed needs no action, so it is not "expiring".
-        where.append(f"status = 'valid' AND not_after >= ? AND not_after <= ? AND NOT {_RENEWED}")
-        params += [iso(now), iso(now + expiring_within)]
+        # valid now: a certificate that is not yet valid (a later start) is not expiring, nor due for renewal
+        where.append(f"status = 'valid' AND not_before <= ? AND not_after >= ? AND not_after <= ? AND NOT {_RENEWED}")
+        params += [iso(now), iso(now), iso(now + expiring_within)]
     return where, params
 
 
