@@ -21,6 +21,8 @@
 7. a certificate not yet valid (issued to begin later: the library's ``not_before``, or a clock behind) was in
    ``list --expiring`` (which list.md defines as valid certificates) and a bulk renewal (``--expiring``, ``--all``)
    renewed it starting now, pulling its planned start forward. Both leave it alone now.
+8. (docs) probe.md's list of when ``client_certificate.accepted`` is null lacked "not sent" (which is null:
+   tests/test_audit13_probe.py); renew.md's bulk synopsis lacked ``--key-type``, which bulk ``--rekey`` takes.
 """
 
 from __future__ import annotations
@@ -231,3 +233,20 @@ def test_a_certificate_not_yet_valid_is_left_to_begin(tmp_path: Path, fleet: dic
     assert (tmp_path / "later.example" / "cert.pem").read_bytes() == before
     single = run_certkit("renew", "later.example", env=fleet, cwd=tmp_path)  # asked by name: renewed
     assert single.returncode == 0, single.stderr
+
+
+# --- 8: docs as the commands are ------------------------------------------------------------------------------
+def test_docs_say_what_probe_json_and_bulk_rekey_do(tmp_path: Path, fleet: dict):
+    probe_md = " ".join((REPO / "docs" / "probe.md").read_text().split())
+    assert "`null` when none was given, never asked for, not sent, or not known" in probe_md
+    renew_md = (REPO / "docs" / "renew.md").read_text()
+    bulk = next(line for line in renew_md.splitlines() if line.startswith("certkit renew --expiring PERIOD|--all"))
+    assert "[--rekey [--key-type TYPE]]" in bulk
+    run_certkit("issue-server", "k.example", "--days", "10", env=fleet, cwd=tmp_path, check=True)
+    ran = run_certkit("renew", "--expiring", "30d", "--rekey", "--key-type", "rsa-2048", "--json", env=fleet,
+                      cwd=tmp_path)
+    assert ran.returncode == 0 and json.loads(ran.stdout)["renewed"] == 1, ran.stderr
+    assert "BEGIN PRIVATE KEY" in (tmp_path / "k.example" / "privkey.pem").read_text()
+    key = subprocess.run(["openssl", "pkey", "-in", tmp_path / "k.example" / "privkey.pem", "-noout", "-text"],
+                         capture_output=True, text=True).stdout
+    assert "Private-Key: (2048 bit" in key, key
