@@ -250,3 +250,15 @@ def test_docs_say_what_probe_json_and_bulk_rekey_do(tmp_path: Path, fleet: dict)
     key = subprocess.run(["openssl", "pkey", "-in", tmp_path / "k.example" / "privkey.pem", "-noout", "-text"],
                          capture_output=True, text=True).stdout
     assert "Private-Key: (2048 bit" in key, key
+
+
+def test_exec_once_runs_when_no_temporary_folder_can_be_made(monkeypatch):
+    import tempfile
+
+    from certkit.fleet.hooks import once_environment, run_hook
+
+    monkeypatch.setattr(tempfile, "tempdir", "/proc/no-such-folder")  # mkdtemp fails there (ENOENT), for real
+    with once_environment(["/srv/a", "/srv/b"]) as env:
+        ran = run_hook('echo "$CERTKIT_RENEWED ${CERTKIT_FOLDERS_FILE:-nofile}"; printf "%s\\n" "$CERTKIT_FOLDERS"',
+                       env, timeout=30)
+    assert ran.exit == 0 and ran.output == "2 nofile\n/srv/a\n/srv/b\n", ran

@@ -109,14 +109,24 @@ def folders_fit(folders: list[str]) -> bool:
 def once_environment(folders: list[str]) -> Iterator[dict[str, str]]:
     """The variables of :data:`ONCE_ENV` for ``folders``, while the hook runs: the file CERTKIT_FOLDERS_FILE
     names lives in a private temporary folder, removed afterwards."""
+    import shutil
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="certkit-folders-") as where:
-        path = os.path.join(where, "folders")
-        with open(path, "w", encoding="utf-8", errors="surrogateescape") as listing:
+    env = {"CERTKIT_RENEWED": str(len(folders))} | ({"CERTKIT_FOLDERS": "\n".join(folders)}
+                                                    if folders_fit(folders) else {})
+    where = None
+    try:
+        where = tempfile.mkdtemp(prefix="certkit-folders-")
+        with open(os.path.join(where, "folders"), "w", encoding="utf-8", errors="surrogateescape") as listing:
             listing.write("".join(folder + "\n" for folder in folders))
-        env = {"CERTKIT_RENEWED": str(len(folders)), "CERTKIT_FOLDERS_FILE": path}
-        yield env | ({"CERTKIT_FOLDERS": "\n".join(folders)} if folders_fit(folders) else {})
+        env["CERTKIT_FOLDERS_FILE"] = listing.name
+    except OSError:  # no temporary folder to be had (a full or read-only /tmp): the hook runs all the same
+        pass
+    try:
+        yield env
+    finally:
+        if where is not None:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAULT_HOOK_TIMEOUT,
