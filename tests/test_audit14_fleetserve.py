@@ -52,7 +52,8 @@ def fleet(tmp_path: Path) -> dict[str, str]:
 # --- 1: a Unicode glob matches the names issued in Unicode ----------------------------------------------------------
 @pytest.mark.parametrize(("glob", "kinds"), [("bü*", ["server"]), ("BÜ*", ["server"]),
                                              ("*ücher.example", ["client", "server"]),
-                                             ("[bc]ücher.example", ["server"]), ("*@bü*", ["client"])])
+                                             ("[bc]ücher.example", ["server"]), ("*@bü*", ["client"]),
+                                             ("CN=bü*", ["server"])])
 def test_unicode_glob_finds_names_issued_in_unicode(tmp_path: Path, fleet: dict, glob: str, kinds: list):
     run_certkit("issue-server", "bücher.example", "--days", "10", env=fleet, cwd=tmp_path, check=True)
     run_certkit("issue-client", "kim", "--email", "kim@bücher.example", "--days", "10", env=fleet, cwd=tmp_path,

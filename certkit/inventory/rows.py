@@ -215,17 +215,16 @@ def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) ->
 
 
 def _u_labels(value: str) -> str:
-    """``value`` (a DNS name, an email, a CN) with its A-labels (``xn--bcher-kva``) as the U-labels they encode
-    (``bücher``), in NFC, as a name typed in Unicode is written; a label that is no valid A-label stays."""
+    """``value`` (a DNS name, an email, a CN, a whole subject) with its A-labels (``xn--bcher-kva``) as the U-labels
+    they encode (``bücher``), in NFC, as a name typed in Unicode is written; one that is no valid A-label stays."""
+    import re
+
     import idna
 
-    local, at, domain = value.rpartition("@")
-    labels = []
-    for label in domain.split("."):
-        if label.startswith("xn--"):
-            try:
-                label = idna.decode(label)
-            except (idna.IDNAError, UnicodeError):
-                pass
-        labels.append(label)
-    return local + at + ".".join(labels)
+    def decoded(label: re.Match) -> str:
+        try:
+            return idna.decode(label.group(0))
+        except (idna.IDNAError, UnicodeError):
+            return label.group(0)
+
+    return re.sub(r"(?<![a-z0-9-])xn--[a-z0-9-]+", decoded, value)
