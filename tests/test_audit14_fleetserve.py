@@ -23,6 +23,10 @@
    renewed it starting now, pulling its planned start forward. Both leave it alone now.
 8. (docs) probe.md's list of when ``client_certificate.accepted`` is null lacked "not sent" (which is null:
    tests/test_audit13_probe.py); renew.md's bulk synopsis lacked ``--key-type``, which bulk ``--rekey`` takes.
+
+Two tests pass on the old code too, as guards of the fixes' edges: a Unicode glob still matches only what it
+says (``test_unicode_glob_still_matches_only_what_it_says``), and plain output names are still written
+(``test_plain_names_are_still_written``).
 """
 
 from __future__ import annotations
