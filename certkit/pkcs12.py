@@ -287,18 +287,43 @@ def issuing_store(cert, ca_dir: str | Path | None, *, chain=()):
     try:
         store = CADirectory(resolve_ca_dir(ca_dir, strict=False))
         try:
-            issuer = store.load_certificates()[0].subject
+            own = store.load_certificates()[0]
         except UnreadableFile as exc:  # whether this CA issued it (and revoked it) cannot be told: not "no CA"
             raise UnreadableFile(f"{exc} Whether the per-user CA issued (and revoked) this certificate cannot be "
                                  "told, so it is not exported; give --ca-dir for its CA.", exc.errno) from None
-        if issuer == cert.issuer:
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise UnreadableFile(f"Cannot read {exc.filename or store.path} ({exc.strerror or exc}). Whether the "
+                                 "per-user CA issued (and revoked) this certificate cannot be told, so it is not "
+                                 "exported; give --ca-dir for its CA.", exc.errno) from None
+        if own.subject == cert.issuer:
             return store  # its inventory is asked (refuse_revoked_export), and refuses if it cannot be read
-        ca = store.open()
+        ca = _open_above(store, own, cert, list(chain))
     except UnreadableFile:
         raise
     except (CertkitError, OSError, ValueError):
         return None  # no CA directory to ask (a bundle copied to another machine)
     return _issuer_below(store, ca, cert, list(chain), depth=3)
+
+
+def _open_above(store, own, cert, chain: list):
+    """The per-user CA ``own`` of ``store``, opened. One that cannot be opened (its inventory unreadable, its
+    certkit-ca.json damaged) is no CA to ask for another CA's bundle; for a bundle whose chain passes through it
+    (an intermediate it may have recorded, and revoked, issued the certificate) it refuses the export."""
+    from certkit.errors import UnreadableFile
+    from certkit.verify_names import cn_text
+    from certkit.vocabulary import serial_hex, signed_by
+
+    try:
+        return store.open()
+    except (CertkitError, OSError, ValueError) as exc:
+        if own in chain or any(signed_by(c, own) for c in (cert, *chain)):
+            why = f"{exc.filename or store.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            raise UnreadableFile(f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be "
+                                 f"told, so it is not exported: the per-user CA {cn_text(own.subject)}, above its "
+                                 f"issuer in its chain, cannot be opened: {why.rstrip('.')}.") from None
+        raise
 
 
 def _issuer_below(store, ca, cert, chain: list, depth: int):

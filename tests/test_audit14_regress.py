@@ -14,6 +14,7 @@ tests/test_audit5.py does.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,62 @@ def test_another_cas_inventory_is_refused_when_its_ca_pem_cannot_be_read(tmp_pat
     own = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "A" / "inventory.sqlite3"))
     run_certkit("issue-server", "a.example.com", "--ca-dir", tmp_path / "A", "--out", tmp_path / "srv", env=own,
                 check=True)
+
+
+# --- 2. export-p12 under a per-user root that cannot be opened ------------------------------------------------
+@pytest.fixture
+def per_user(tmp_path: Path) -> tuple[dict, Path, Path]:
+    """A per-user root (no --ca-dir, no $CERTKIT_CA_DIR), an intermediate it recorded, a server bundle the
+    intermediate revoked for keyCompromise; the environment and the per-user CA's folder."""
+    env = certkit_env(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "xdg"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_P12_PASSWORD="a p12 password")
+    run_certkit("init-ca", "--name", "Per-user Root", env=env, check=True)
+    root = tmp_path / "xdg" / "certkit"
+    assert (root / "ca.pem").is_file()
+    run_certkit("init-ca", "--name", "Int", "--parent-ca-dir", root, "--ca-dir", tmp_path / "int", env=env,
+                check=True)
+    run_certkit("issue-server", "i.example.com", "--ca-dir", tmp_path / "int", "--out", tmp_path / "isrv", env=env,
+                check=True)
+    run_certkit("revoke", tmp_path / "isrv", "--ca-dir", tmp_path / "int", "--reason", "keyCompromise", env=env,
+                check=True)
+    assert_clean_error(run_certkit("export-p12", tmp_path / "isrv", env=env), "was revoked")
+    return env, root, tmp_path / "isrv"
+
+
+@pytest.mark.parametrize("damage", ["inventory", "config", "folder"])
+def test_export_p12_refuses_when_the_per_user_root_above_it_cannot_be_opened(per_user, tmp_path: Path,
+                                                                             damage: str):
+    env, root, bundle = per_user
+    target = {"inventory": root / "inventory.sqlite3", "config": root / "certkit-ca.json", "folder": root}[damage]
+    if damage == "config":
+        target.write_text("{\n")
+    else:
+        target.chmod(0)
+    try:
+        proc = _run_obeying_modes("export-p12", bundle, env=env)
+        library = subprocess.run([*obeying_modes(), sys.executable, "-c", (
+            "import certkit.pkcs12 as p, certkit.errors as e\n"
+            f"try: p.export_folder({str(bundle)!r}, b'pw', force=True)\n"
+            "except e.CertkitError as exc: print('refused:', exc)\nelse: print('written')\n")],
+            env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        target.chmod(0o700 if damage == "folder" else 0o600)
+    assert_clean_error(proc, "cannot be told")
+    assert library.stdout.startswith("refused:") and "cannot be told" in library.stdout, library
+    assert not (bundle / "bundle.p12").exists()
+
+
+def test_export_p12_of_another_cas_bundle_goes_on_past_a_per_user_ca_that_cannot_be_opened(per_user,
+                                                                                          tmp_path: Path):
+    """What stays: a bundle whose chain does not pass through the broken per-user CA is exported as before."""
+    env, root, _bundle = per_user
+    run_certkit("init-ca", "--name", "Other", "--ca-dir", tmp_path / "other", env=env, check=True)
+    run_certkit("issue-server", "o.example.com", "--ca-dir", tmp_path / "other", "--out", tmp_path / "osrv",
+                env=env, check=True)
+    (root / "inventory.sqlite3").chmod(0)
+    try:
+        proc = _run_obeying_modes("export-p12", tmp_path / "osrv", "--json", env=env)
+    finally:
+        (root / "inventory.sqlite3").chmod(0o600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["file"].endswith("bundle.p12")
