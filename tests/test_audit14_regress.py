@@ -119,3 +119,36 @@ def test_export_p12_of_another_cas_bundle_goes_on_past_a_per_user_ca_that_cannot
         (root / "inventory.sqlite3").chmod(0o600)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["file"].endswith("bundle.p12")
+
+
+# --- 3. a bundle folder's file that the command reads (its password or passphrase file kept there) -----------
+def test_a_password_file_kept_in_the_bundle_folder_is_not_written_over(ca_dir: Path, ca_env: dict,
+                                                                       tmp_path: Path):
+    """export-p12 --force, renew and issue --force wrote bundle.p12 (or another bundle file) over the
+    --password-file / --p12-password-file / --passphrase-file given, which the command read: its only copy gone."""
+    srv = tmp_path / "srv"
+    run_certkit("issue-server", "a.example.com", "--out", srv, env=ca_env, check=True)
+    secret = srv / "bundle.p12"
+    runs = [("export-p12", srv, "--password-file", secret, "--force"),
+            ("renew", srv, "--p12-password-file", secret),
+            ("issue-server", "a.example.com", "--out", srv, "--force", "--p12", "--p12-password-file", secret)]
+    for args in runs:
+        secret.write_text("a p12 password\n")
+        secret.chmod(0o600)
+        assert_clean_error(run_certkit(*args, env=ca_env), "which this command reads")
+        assert secret.read_text() == "a p12 password\n", args
+    secret.unlink()
+    kept = srv / "chain.pem"  # a leftover --force removes
+    kept.write_text(PASSPHRASE + "\n")
+    kept.chmod(0o600)
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    proc = run_certkit("issue-server", "a.example.com", "--out", srv, "--force", "--passphrase-file", kept, env=env)
+    assert_clean_error(proc, "is the file given as --passphrase-file")
+    assert kept.read_text() == PASSPHRASE + "\n"
+    # the same files outside the folder are taken as before
+    outside = tmp_path / "pw"
+    outside.write_text("a p12 password\n")
+    outside.chmod(0o600)
+    run_certkit("renew", srv, "--p12-password-file", outside, env=ca_env, check=True)
+    run_certkit("export-p12", srv, "--password-file", outside, env=ca_env, check=True)
+    assert (srv / "bundle.p12").read_bytes()[:1] == b"\x30"

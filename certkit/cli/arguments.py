@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import click
 
@@ -144,6 +145,16 @@ def refuse_inputs_as_output(out, what: str = "--out") -> None:
                 raise click.ClickException(f"{what} {shown(out)} is the file given as {given}, which this command "
                                            f"reads; certkit will not write over it, even with --force. Choose "
                                            "another file.")
+
+
+def refuse_inputs_in_folder(folder) -> None:
+    """Refuse a bundle folder whose files (those writing a bundle there replaces or removes) include one the
+    command reads: its passphrase or password file kept there would be gone, even with --force."""
+    from certkit.constants import BUNDLE_FILES
+
+    if folder is not None and os.path.isdir(folder):
+        for name in BUNDLE_FILES:
+            refuse_inputs_as_output(Path(folder) / name, what="The bundle file")
 
 
 def asks_for_json(group: click.Group, argv: list[str]) -> bool:

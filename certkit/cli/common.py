@@ -298,6 +298,9 @@ def typed_out(fmt: str, out: Path | None) -> Path | None:
     if out is not None and out_as_typed() == "-":
         raise click.UsageError("--out - means standard output, where a bundle folder cannot go; choose a "
                                "folder, or --format jsonl, k8s or tar.")
+    from certkit.cli.arguments import refuse_inputs_in_folder
+
+    refuse_inputs_in_folder(out)  # its password or passphrase file kept in the folder
     return out
 
 

@@ -380,6 +380,7 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
       certkit export-p12 ./alice --password-file ~/.config/p12-password
     """
     from certkit.bundle import check_writable, settle_folder
+    from certkit.cli.arguments import refuse_inputs_as_output
     from certkit.constants import P12_FILE
     from certkit.paths import check_output
     from certkit.pkcs12 import export_folder, issuing_store, read_bundle_folder, refuse_revoked_export
@@ -387,6 +388,7 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     from certkit.vocabulary import common_name
 
     check_output(folder / P12_FILE, what="PKCS#12 file")
+    refuse_inputs_as_output(folder / P12_FILE, what="The PKCS#12 file")  # its password file, kept there
     settle_folder(folder)  # what a killed writer left beside it (a copy of the bundle, its key too) goes first
     check_writable(folder, [P12_FILE], force=force)
     bundle = read_bundle_folder(folder)  # a broken folder is reported before asking for a password

@@ -238,8 +238,10 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         if "cannot be renewed in place" in str(exc):  # the command line's way to choose one
             raise click.ClickException(f"{str(exc).rstrip('.')} with --out FOLDER.") from None
         raise
+    from certkit.cli.arguments import refuse_inputs_in_folder
     from certkit.cli.issue import warn_of_purpose
 
+    refuse_inputs_in_folder(planned.target.given)  # its password or passphrase file kept in the folder
     # a renewed peer certificate is a new one with both purposes
     asked = warn_of_purpose(planned.request, ca=ca, passphrase_file=passphrase_file)
     if p12_password_file is not None and not planned.target.p12:  # asked for, but there was none to refresh
