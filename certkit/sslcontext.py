@@ -177,6 +177,7 @@ def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str =
                               f"'{shown(client_certificates)}'.")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     configure_cert(issued, ctx)
+    refuse_withdrawn_chain(ca, issued)
     if client_certificates != "none":
         configure_trust(ca, ctx)
     ctx.verify_mode = modes[client_certificates]
@@ -191,4 +192,28 @@ def client_context(ca: "CA", issued: "IssuedCert | None" = None) -> ssl.SSLConte
     _end_chain_at(ca, ctx)
     if issued is not None:
         configure_cert(issued, ctx)
+        refuse_withdrawn_chain(ca, issued)
     return ctx
+
+
+def refuse_withdrawn_chain(ca: "CA", issued: "IssuedCert") -> None:
+    """As ``certkit serve --ca-dir ROOT --cert`` refuses it: ``issued``, presented under ``ca``, whose chain passes
+    through an intermediate that ``ca``'s inventory records as revoked (or never delivered): every peer that loads
+    ``ca``'s next CRL refuses it. An inventory that cannot be read refuses it too: that cannot be told."""
+    from certkit.errors import AlreadyRevoked, CertkitError
+    from certkit.vocabulary import serial_hex
+    from certkit.withdrawals import THIS_CA, issuer_withdrawn
+
+    for above in (c for c in issued.intermediates if ca.inventory is not None and c != ca.cert):
+        if above in ca.parents:  # above ca: its record is not in ca's inventory
+            break
+        try:
+            row = ca.inventory.get(serial_hex(above.serial_number))
+            why = issuer_withdrawn(row, above, THIS_CA) if row and ca.inventory.certificate(row["serial"]) == above \
+                else None
+        except CertkitError as exc:
+            raise CertkitError(f"Whether the chain of certificate {issued.serial_hex} was revoked cannot be told, so "
+                               f"it is not presented in a TLS context: {str(exc).rstrip('.')}.") from None
+        if why:
+            raise AlreadyRevoked(f"The certificate {issued.serial_hex} is not presented in a TLS context: {why}. "
+                                 "Issue a new one from a CA that is not revoked instead.")

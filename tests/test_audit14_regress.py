@@ -152,3 +152,43 @@ def test_a_password_file_kept_in_the_bundle_folder_is_not_written_over(ca_dir: P
     run_certkit("renew", srv, "--p12-password-file", outside, env=ca_env, check=True)
     run_certkit("export-p12", srv, "--password-file", outside, env=ca_env, check=True)
     assert (srv / "bundle.p12").read_bytes()[:1] == b"\x30"
+
+
+# --- 4. library contexts under a root that revoked the intermediate of the chain -----------------------------
+def test_contexts_under_a_root_refuse_a_chain_through_an_intermediate_it_revoked(tmp_path: Path):
+    """root.server_context(leaf) / root.client_context(leaf) presented a certificate of an intermediate the root
+    had revoked for keyCompromise, where certkit serve --ca-dir ROOT --cert refuses it."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Ctx Root", "--ca-dir", tmp_path / "root", env=env, check=True)
+    for name in ("int", "other"):
+        run_certkit("init-ca", "--name", f"Ctx {name}", "--parent-ca-dir", tmp_path / "root", "--ca-dir",
+                    tmp_path / name, env=env, check=True)
+    code = f"""
+import socket, ssl, threading
+from certkit.errors import AlreadyRevoked
+from certkit.store import CADirectory
+root = CADirectory({str(tmp_path / 'root')!r}).open(); root.unlock({PASSPHRASE!r})
+cas = {{n: CADirectory({str(tmp_path)!r} + '/' + n).open() for n in ('int', 'other')}}
+for c in cas.values(): c.unlock({PASSPHRASE!r})
+made = {{n: (c.issue_server('localhost'), c.issue_client('bob')) for n, c in cas.items()}}
+root.revoke(cas['int'].cert.serial_number, 'keyCompromise')
+for label, call in (('server', lambda: root.server_context(made['int'][0])),
+                    ('client', lambda: root.client_context(made['int'][1]))):
+    try: call(); print(label, 'GIVEN')
+    except AlreadyRevoked as exc: print(label, 'refused', exc)
+srv = root.server_context(made['other'][0]); cli = root.client_context(made['other'][1])
+listener = socket.create_server(('127.0.0.1', 0)); port = listener.getsockname()[1]; got = {{}}
+def serve():
+    conn, _ = listener.accept()
+    with srv.wrap_socket(conn, server_side=True) as tls: got['peer'] = tls.getpeercert()['subject']; tls.sendall(b'ok')
+t = threading.Thread(target=serve); t.start()
+with socket.create_connection(('127.0.0.1', port)) as raw, cli.wrap_socket(raw, server_hostname='localhost') as tls:
+    print('handshake', tls.recv(2), got.get('peer') is not None)
+t.join(); listener.close()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for line in lines[:2]:
+        assert " refused " in line and "the issuing CA CN=Ctx int was revoked" in line, proc.stdout
+    assert lines[2] == "handshake b'ok' True", proc.stdout  # a chain through an intermediate not revoked: as before
