@@ -162,8 +162,12 @@ def recorded_row(issued: "IssuedCert", what: str) -> dict | None:
     """The inventory row of ``issued`` in its CA's inventory (the recorder's, else the first CA directory it
     was issued from); None when it has neither (a CA made in memory). One that cannot be read refuses ``what``
     (written, packed), as export-p12 refuses: whether the certificate was revoked cannot be told."""
+    from certkit.ca_checks import check_still_home
     from certkit.errors import CertkitError
 
+    if issued.recorder is not None:  # its directory made again for another CA: that one's inventory knows nothing
+        check_still_home(issued.recorder.ca, f"the certificate {issued.serial_hex} is not {what} (whether it was "
+                                             "revoked cannot be told there)")
     try:
         if issued.recorder is not None:
             return issued.recorder.ca.inventory.get(issued.serial_hex)

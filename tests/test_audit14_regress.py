@@ -192,3 +192,36 @@ t.join(); listener.close()
     for line in lines[:2]:
         assert " refused " in line and "the issuing CA CN=Ctx int was revoked" in line, proc.stdout
     assert lines[2] == "handshake b'ok' True", proc.stdout  # a chain through an intermediate not revoked: as before
+
+
+# --- 5. a stale CA object (its directory made again for another CA) handing out a revoked certificate ----------
+def test_a_stale_ca_hands_out_none_of_its_revoked_certificates(tmp_path: Path):
+    """files(), server_context(), client_context(), configure_cert() and issued_pkcs12() asked the *new* CA's
+    inventory, which does not know the serial, took that for "not revoked", and handed out a certificate the old
+    CA had revoked for keyCompromise (write() already refused: CABroken)."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Lib CA", env=env, check=True)
+    code = f"""
+import shutil, ssl, subprocess, sys
+import certkit.pkcs12 as p
+from certkit.errors import CABroken
+from certkit.store import CADirectory
+ca = CADirectory().open(); ca.unlock({PASSPHRASE!r})
+s = ca.issue_server('localhost'); c = ca.issue_client('bob')
+ca.revoke(s.serial_hex, 'keyCompromise'); ca.revoke(c.serial_hex, 'keyCompromise')
+shutil.rmtree({str(tmp_path / 'ca')!r})
+subprocess.run([sys.executable, '-m', 'certkit', 'init-ca', '--name', 'Other CA'], check=True, capture_output=True)
+for name, call in (('files', lambda: s.files().__enter__()), ('server_context', lambda: ca.server_context(s)),
+                   ('client_context', lambda: ca.client_context(c)),
+                   ('configure_cert', lambda: s.configure_cert(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))),
+                   ('issued_pkcs12', lambda: p.issued_pkcs12(s, b'pw'))):
+    try: call(); print(name, 'GIVEN OUT')
+    except CABroken as exc: print(name, 'refused', exc)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 5, proc.stdout
+    for line in lines:
+        assert " refused " in line and "now holds another CA (CN=Other CA)" in line, line
+        assert "Load the CA again" in line, line
