@@ -225,3 +225,34 @@ for name, call in (('files', lambda: s.files().__enter__()), ('server_context', 
     for line in lines:
         assert " refused " in line and "now holds another CA (CN=Other CA)" in line, line
         assert "Load the CA again" in line, line
+
+
+# --- 6. trust uninstall with the NSS database's "created by install" mark unreadable ---------------------------
+def test_uninstall_says_the_ca_was_removed_when_the_created_mark_cannot_be_read(tmp_path: Path):
+    """The CA was taken out of ~/.pki/nssdb, then reading the mark that says install had created the database
+    failed: uninstall said "failed" (exit 1) for a store it had just cleaned. It now says it removed the CA and
+    kept the database (whether install made it all cannot be told), exit 0."""
+    from test_trust import trust
+
+    from conftest import require
+    from trust_helpers import nss_listing
+
+    require("certutil")
+    ca = tmp_path / "ca"
+    env = certkit_env(CERTKIT_CA_DIR=str(ca), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Mark CA", "--permit-dns", "localhost", env=env, check=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    trust("install", "--nss", home=home, ca_dir=ca, check=True)
+    db = home / ".pki" / "nssdb"
+    mark = db / ".certkit-created"
+    assert mark.is_file() and "certkit-" in nss_listing(db)
+    mark.chmod(0)
+    try:
+        proc = trust("uninstall", "--nss", home=home, ca_dir=ca, prefix=obeying_modes())
+    finally:
+        mark.chmod(0o644)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "removed certkit-" in said and "kept the NSS database" in said and "Permission denied" in said, said
+    assert (db / "cert9.db").is_file() and "certkit-" not in nss_listing(db)

@@ -277,12 +277,19 @@ class NSSStore(Store):
         self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         return fresh
 
-    def _take_out_created(self) -> None:
-        """Remove the database :meth:`_create` made, and ~/.pki if it made that too (when nothing else is in it)."""
+    def _take_out_created(self) -> bool:
+        """Remove the database :meth:`_create` made, and ~/.pki if it made that too (when nothing else is in it);
+        False (a note says why) when its mark cannot be read."""
         mark = self.directory / CREATED_MARK
-        said = mark.read_bytes().split(b"\n") if mark.is_file() else [b""]
+        try:
+            said = mark.read_bytes().split(b"\n") if mark.is_file() else [b""]
+        except OSError as exc:  # how much install made cannot be told: the CA is out, the database stays
+            self.notes.append(f"kept the NSS database {self.directory}, which install had created: its mark {mark} "
+                              f"cannot be read ({exc.strerror or exc}); remove it yourself if nothing else uses it")
+            return False
         above = (int(said[1]) if len(said) > 2 and said[1].isdigit() else 1) if said[0] == b"with its folder" else 0
         remove_half_made(self.directory, above)
+        return True
 
     def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
         """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
@@ -305,7 +312,8 @@ class NSSStore(Store):
         if not (self.directory / CREATED_MARK).is_file() or self.listing() or not self._holds_no_keys():
             return
         if only_its_own_module(self.directory):
-            self._take_out_created()  # install made it, and it holds nothing else: it goes as it came
+            if not self._take_out_created():  # install made it, and it holds nothing else: it goes as it came
+                return
             self.notes.append(f"removed the NSS database {self.directory}, which install had created for it")
         else:
             self.notes.append(f"kept the NSS database {self.directory}, which install had created: a module was "
