@@ -379,16 +379,16 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     found: list[Finding] = []
     if moved := _moved(inventory):  # a backup of the day it moved: not read as the inventory
         return moved
-    if inventory.db.dialect != "sqlite":
-        from certkit.store import check_binding
+    from certkit.store import check_binding
 
-        try:
-            if cert is not None:
-                check_binding(inventory, cert)
+    try:  # another CA's inventory (a wrong $CERTKIT_INVENTORY_URL), SQLite too: as every other command refuses it
+        if cert is not None:
+            check_binding(inventory, cert)
+        if inventory.db.dialect != "sqlite":
             found.append(Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at "
                                                    f"{inventory.location}"))
-        except CertkitError as exc:
-            return [Finding("inventory", "error", str(exc))]
+    except CertkitError as exc:
+        return [Finding("inventory", "error", str(exc))]
     try:
         version = inventory.version(readonly=True)
         schema_found = _schema(inventory, version)

@@ -256,3 +256,22 @@ def test_uninstall_says_the_ca_was_removed_when_the_created_mark_cannot_be_read(
     said = " ".join(proc.stdout.split())
     assert "removed certkit-" in said and "kept the NSS database" in said and "Permission denied" in said, said
     assert (db / "cert9.db").is_file() and "certkit-" not in nss_listing(db)
+
+
+# --- 7. check said OK of another CA's (empty) SQLite inventory named by $CERTKIT_INVENTORY_URL ----------------
+def test_check_reports_another_cas_sqlite_inventory(tmp_path: Path):
+    """Every command refuses an SQLite inventory in another CA's directory; check said "OK inventory 0
+    certificates recorded ... each issued by this CA" of an empty one (it asked the binding of PostgreSQL only)."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for name in ("A", "E"):
+        run_certkit("init-ca", "--name", f"CA {name}", "--ca-dir", tmp_path / name, env=env, check=True)
+    wrong = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "E" / "inventory.sqlite3"))
+    proc = run_certkit("check", "--ca-dir", tmp_path / "A", env=wrong)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert any(line.startswith("ERROR   inventory") and "belongs to another CA" in line
+               for line in proc.stdout.splitlines()), proc.stdout
+    issue = run_certkit("issue-server", "a.example.com", "--ca-dir", tmp_path / "A", "--out", tmp_path / "a",
+                        env=wrong)
+    assert_clean_error(issue, "belongs to another CA")  # as the other commands say it
+    own = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "A" / "inventory.sqlite3"))
+    assert run_certkit("check", "--ca-dir", tmp_path / "A", env=own).returncode == 0
