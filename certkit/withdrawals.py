@@ -32,14 +32,17 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     (a missing or damaged inventory) goes into ``unread``; ``leaf_found`` gets True when an inventory
     read (this one, or an intermediate's below it) holds the leaf."""
     from certkit.store import CADirectory
-    from certkit.store_inventory import check_not_moved
+    from certkit.store_inventory import check_binding, check_not_moved
 
-    inventory = CADirectory(ca_dir).inventory
+    store = CADirectory(ca_dir)
+    inventory = store.inventory
     problems: list[str] = []
     try:  # an older schema (round one's) is migrated, as by any other command but check
         check_not_moved(inventory)  # a moved SQLite file is a backup of the day it moved: never read as current
+        # another CA's (a wrong $CERTKIT_INVENTORY_URL) knows none of this CA's revocations: never "none revoked"
+        check_binding(inventory, store.load_certificates()[0])
         inventory.check(settle=False)
-    except CertkitError as exc:
+    except (CertkitError, OSError) as exc:
         if unread is not None:
             unread.append(str(exc).rstrip("."))
         return problems

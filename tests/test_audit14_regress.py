@@ -275,3 +275,40 @@ def test_check_reports_another_cas_sqlite_inventory(tmp_path: Path):
     assert_clean_error(issue, "belongs to another CA")  # as the other commands say it
     own = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "A" / "inventory.sqlite3"))
     assert run_certkit("check", "--ca-dir", tmp_path / "A", env=own).returncode == 0
+
+
+# --- 8. verify and probe read another CA's inventory named by $CERTKIT_INVENTORY_URL: a revoked certificate VALID --
+def test_verify_and_probe_refuse_to_read_another_cas_inventory(tmp_path: Path):
+    """Every command that opens the CA refuses an inventory of another CA; verify and probe read the one
+    $CERTKIT_INVENTORY_URL names as this CA's record, found no revocation there, and said VALID / "yes" for a
+    certificate this CA revoked for keyCompromise."""
+    import time
+
+    from conftest import free_port, wait_or_kill
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for name in ("A", "B"):
+        run_certkit("init-ca", "--name", f"CA {name}", "--ca-dir", tmp_path / name, env=env, check=True)
+    a = tmp_path / "a"
+    run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "A", "--out", a, env=env, check=True)
+    run_certkit("revoke", a, "--ca-dir", tmp_path / "A", "--reason", "keyCompromise", env=env, check=True)
+    wrong = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "B" / "inventory.sqlite3"))
+    proc = run_certkit("verify", a / "fullchain.pem", "--purpose", "server", "--ca-dir", tmp_path / "A", env=wrong)
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout
+    assert "belongs to another CA" in proc.stdout and "could not be checked" in proc.stdout, proc.stdout
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(a / "cert.pem"),
+                               "-key", str(a / "privkey.pem"), "-www", "-quiet"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        probe = run_certkit("probe", f"localhost:{port}", "--ca-dir", tmp_path / "A", env=wrong)
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    assert probe.returncode == 1, probe.stdout + probe.stderr
+    assert "valid TLS server certificate for localhost? NO" in probe.stdout, probe.stdout
+    assert "belongs to another CA" in probe.stdout, probe.stdout
+    # the CA's own inventory: revoked, as before
+    own = run_certkit("verify", a / "fullchain.pem", "--purpose", "server", "--ca-dir", tmp_path / "A", env=env)
+    assert own.returncode == 1 and "keyCompromise" in own.stdout, own.stdout
