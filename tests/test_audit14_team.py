@@ -7,6 +7,15 @@
    crash (``pg_ctl stop -m immediate``) right after the file was in place lost the last chunks' rows:
    certificates with their keys in the file, which the inventory never knew (no CRL could list them).
 
+2. A CA whose token keeps its private key but no public key object (nor certificate) for it (HSMs
+   need not keep one; ``pkcs11-tool --delete-object --type pubkey``) could sign nothing: every
+   command said the public half is needed "to build the CA certificate", which ca.pem holds. The
+   CA certificate's key is now used, once a test signature proves the token's key is its pair; a
+   key that is not (another key under the URI) is refused as not the CA certificate's.
+3. A key made with CKA_ALWAYS_AUTHENTICATE (the PIN again before each signature) was refused as
+   "cannot sign: user not logged in" by a session that was logged in; now said as it is. (And "a
+   ecdsa-p521 key" is "an ecdsa-p521 key".)
+
 PostgreSQL and SoftHSM2 are started by the tests (tests/team_postgres.py, tests/team_hsm.py).
 """
 
@@ -23,7 +32,7 @@ from cryptography import x509
 
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, certkit_env, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 
 @pytest.fixture
@@ -94,3 +103,65 @@ def test_a_server_crash_after_a_batch_file_is_in_place_loses_none_of_its_rows(tm
     assert listed.returncode == 0, listed.stdout + listed.stderr
     recorded = {c["serial"] for c in json.loads(listed.stdout)["certificates"] if c["status"] == "valid"}
     assert in_tar <= recorded, f"{len(in_tar - recorded)} certificates of out.tar have no row"
+
+
+# --- findings 2 and 3: what the token keeps beside the CA key -------------------------------------
+def _tool(token, *args: str) -> None:
+    proc = token.tool(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _token_ca(tmp_path: Path, token, name: str, obj: str) -> dict[str, str]:
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / name), CERTKIT_PKCS11_PIN=token.pin, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", f"HSM {name}", "--key-uri", token.uri(obj), "--pkcs11-module", token.module,
+                env=env, check=True, subprocess=True)
+    return env
+
+
+def test_a_token_ca_whose_public_key_object_is_gone_still_signs_what_peers_accept(tmp_path, token):
+    env = _token_ca(tmp_path, token, "ca", "nopub")
+    _tool(token, "--delete-object", "--type", "pubkey", "--label", "nopub")
+    _tool(token, "--delete-object", "--type", "cert", "--label", "nopub")
+    issued = run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env, subprocess=True)
+    assert issued.returncode == 0, issued.stderr
+    crl = run_certkit("crl", "--out", tmp_path / "ca.crl", env=env, subprocess=True)
+    assert crl.returncode == 0, crl.stderr
+    check = run_certkit("check", env=env, subprocess=True)
+    assert check.returncode == 0 and "signs for ca.pem" in check.stdout, check.stdout + check.stderr
+    ca = str(tmp_path / "ca" / "ca.pem")
+    assert openssl("verify", "-purpose", "sslserver", "-CAfile", ca, str(tmp_path / "www" / "cert.pem")).returncode == 0
+    assert openssl("crl", "-in", str(tmp_path / "ca.crl"), "-CAfile", ca, "-noout").returncode == 0
+
+
+@pytest.mark.parametrize("curve", ["prime256v1", "secp384r1"])
+def test_another_key_without_a_public_object_is_not_taken_for_the_ca_key(tmp_path, token, curve):
+    """The URI in certkit-ca.json names a key of the token that is not the CA certificate's, and the
+    token keeps no public object for it: refused, naming the file, and nothing signed."""
+    env = _token_ca(tmp_path, token, "ca", "real")
+    _tool(token, "--keypairgen", "--key-type", f"EC:{curve}", "--label", "impostor", "--id", "77", "--usage-sign")
+    _tool(token, "--delete-object", "--type", "pubkey", "--label", "impostor")
+    config = tmp_path / "ca" / "certkit-ca.json"
+    config.write_text(config.read_text().replace("object=real", "object=impostor"))
+    proc = run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env, subprocess=True)
+    assert_clean_error(proc, "does not belong to the CA certificate")
+    assert "certkit-ca.json" in proc.stderr
+    assert not (tmp_path / "www").exists()
+
+
+def test_a_key_that_wants_the_pin_before_each_signature_is_said_as_such(tmp_path, token):
+    _tool(token, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "each", "--id", "78", "--usage-sign",
+          "--always-auth")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin, HOME=str(tmp_path))
+    proc = run_certkit("init-ca", "--name", "Each", "--key-uri", token.uri("each"), "--pkcs11-module", token.module,
+                       env=env, subprocess=True)
+    assert_clean_error(proc, "CKA_ALWAYS_AUTHENTICATE")
+    assert "not logged in" not in proc.stderr
+    assert not (tmp_path / "ca").exists()
+
+
+def test_a_key_type_certkit_does_not_sign_with_is_named_with_its_article(tmp_path, token):
+    _tool(token, "--keypairgen", "--key-type", "EC:secp521r1", "--label", "big", "--id", "79", "--usage-sign")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin, HOME=str(tmp_path))
+    proc = run_certkit("init-ca", "--name", "Big", "--key-uri", token.uri("big"), "--pkcs11-module", token.module,
+                       env=env, subprocess=True)
+    assert_clean_error(proc, "is an ecdsa-p521 key")

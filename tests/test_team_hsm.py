@@ -182,7 +182,7 @@ def test_an_existing_key_in_the_token_is_used(tmp_path, token):
     # The key type of an existing key is the key's: asking for another is refused, nothing created.
     other = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "other"), CERTKIT_PKCS11_PIN=token.pin)
     assert_clean_error(run_certkit("init-ca", "--key-uri", token.uri("made-by-opensc"), "--pkcs11-module",
-                                   token.module, "--key-type", "rsa-2048", env=other), "is a ecdsa-p384 key")
+                                   token.module, "--key-type", "rsa-2048", env=other), "is an ecdsa-p384 key")
     assert not (tmp_path / "other").exists()
     # An extractable key is used, with a warning that it can leave the token.
     token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "loose", "--id", "0b", "--usage-sign",

@@ -283,7 +283,7 @@ def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passph
         key = pkcs11.open_key(uri, module, pin)
         key.generated = False
         if key_type is not None and key.key_type != key_type:
-            raise click.ClickException(f"The token's {uri.describe()} is a {key.key_type} key, not {key_type}; "
+            raise click.ClickException(f"The token's {uri.describe()} is an {key.key_type} key, not {key_type}; "
                                        "leave out --key-type to use it, or name another object to generate one.")
         _refuse_a_key_in_use(key, reuse_key)
     elif reuse_key:

@@ -35,6 +35,10 @@ class TokenKeyMissing(TokenError):
     """The token is there but holds no private key the URI names."""
 
 
+class TokenPublicMissing(TokenError):
+    """The token holds the private key but neither a public key object nor a certificate for it."""
+
+
 class TokenPinNotInitialized(TokenError):
     """The token has no user PIN (or, with SoftHSM2, read none while another process rewrote it)."""
 

@@ -10,7 +10,7 @@ import time
 
 from certkit.errors import CABroken
 from certkit.pkcs11.der import replace_signature, stand_in_key
-from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenKeyMissing, words
+from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenKeyMissing, TokenPublicMissing, words
 from certkit.pkcs11.session import binding, find_objects, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import shown
@@ -39,6 +39,7 @@ class TokenKey:
         self._pid = os.getpid()
         self._session, self._private = session, private
         self._public = public_key
+        self._unproven = False  # the public half is the CA certificate's, not yet proven by a signature
         if session is None:
             try:
                 self._open()
@@ -49,7 +50,7 @@ class TokenKey:
 
         self.key_type = key_type_of(self._public)
         if self.key_type not in SUPPORTED_KEY_TYPES:
-            raise TokenError(f"The {uri.describe()} is a {self.key_type} key; certkit signs through a token with "
+            raise TokenError(f"The {uri.describe()} is an {self.key_type} key; certkit signs through a token with "
                              f"{', '.join(SUPPORTED_KEY_TYPES)}.")
 
     def _open(self) -> None:
@@ -64,12 +65,43 @@ class TokenKey:
                 raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
             self._private = keys[0]
             if self._public is None:
-                self._public = public_key_of(session, self.uri, self._private)
+                self._public = self._public_half(session)
         except BaseException:
             session.close()
             raise
         self._session = session
         self._pid = os.getpid()
+        if self._unproven:
+            self._prove()
+
+    def _public_half(self, session):
+        """The key's public half from the token; for a CA whose certificate is known (``expected``), that
+        certificate's key when the token keeps no public object (HSMs need not): proven by a signature."""
+        try:
+            return public_key_of(session, self.uri, self._private)
+        except TokenPublicMissing:
+            if self._expected is None:
+                raise
+            self._unproven = True
+            return self._expected
+
+    def _prove(self) -> None:
+        """Sign a test message and verify it with the CA certificate's key (taken as the public half)."""
+        import secrets
+
+        from certkit.keys import key_type_of
+
+        self.key_type = key_type_of(self._public)
+        self._unproven = False
+        message = secrets.token_bytes(32)
+        try:
+            self.verify(self.sign(message), message)
+        except CABroken:
+            raise CABroken(f"The {self.uri.describe()} does not belong to the CA certificate (a test signature "
+                           f"does not verify with its key){self._where()}.") from None
+
+    def _where(self) -> str:
+        return f"; check the key URI in {shown(self._named_in)}" if self._named_in else ""
 
     def _reopen(self) -> None:
         """Log in again (a forked child; a session the token closed); a token that went away since the
@@ -153,13 +185,28 @@ class TokenKey:
                         pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid,
                         pkcs11.TokenNotPresent, pkcs11.DeviceError, pkcs11.GeneralError) as exc:
                     if attempt:
-                        raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
+                        raise TokenError(self._cannot_sign(exc)) from None
                     # The token closed the session (a reset, a timeout) or went away: log in again,
                     # once; a token no longer there is said as such (TokenGone).
                     self._reopen()
                 except pkcs11.PKCS11Error as exc:
                     raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
         raise AssertionError("unreachable")
+
+    def _cannot_sign(self, exc: Exception) -> str:
+        """Why the token refused to sign twice: a key that wants the PIN again before each signature
+        (CKA_ALWAYS_AUTHENTICATE) says 'user not logged in' to a session that is logged in."""
+        pkcs11 = binding()
+        if isinstance(exc, pkcs11.UserNotLoggedIn):
+            try:
+                each_time = bool(self._private[pkcs11.Attribute.ALWAYS_AUTHENTICATE])
+            except pkcs11.PKCS11Error:
+                each_time = False
+            if each_time:
+                return (f"The {self.uri.describe()} asks for the PIN again before every signature (its "
+                        "CKA_ALWAYS_AUTHENTICATE is true), which certkit does not do: it logs in once per session. "
+                        "Use a key made without that attribute.")
+        return f"The {self.uri.describe()} cannot sign: {words(exc)}."
 
     def hash(self):
         from cryptography.hazmat.primitives import hashes
@@ -254,8 +301,8 @@ def public_key_of(session, uri: KeyURI, private):
     certificates = find_objects(session, uri, pkcs11.ObjectClass.CERTIFICATE)
     if len(certificates) == 1:
         return x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE]).public_key()
-    raise TokenError(f"The token holds the private {uri.describe()} but no public key object for it (nor a "
-                     "certificate); certkit needs its public half to build the CA certificate.")
+    raise TokenPublicMissing(f"The token holds the private {uri.describe()} but no public key object for it (nor "
+                             "a certificate); certkit needs its public half to build the CA certificate.")
 
 
 def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -> str:

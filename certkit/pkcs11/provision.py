@@ -72,7 +72,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None
                 public_template[Attribute.PUBLIC_EXPONENT] = b"\x01\x00\x01"
                 public, private = session.generate_keypair(KeyType.RSA, int(key_type.split("-")[1]), **common)
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"The token '{token_label}' could not generate a {key_type} key: "
+            raise TokenError(f"The token '{token_label}' could not generate an {key_type} key: "
                              f"{words(exc)}.") from None
         key = TokenKey(uri, module, pin, session=session, private=private,
                        public_key=public_from_object(public))
