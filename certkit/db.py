@@ -416,6 +416,28 @@ def check_url(url: str) -> str:
     return url
 
 
+# libpq's connection parameters that name a file or folder: relative, each is looked for in the folder
+# the command runs in (libpq expands no '~' in them either).
+PATH_PARAMETERS = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir")
+
+
+def check_stored_url(url: str) -> str:
+    """``url`` (:func:`check_url`) if it can be written into certkit-ca.json: no relative path in it,
+    which every command run from another folder (cron, a timer, another host's copy) would look for
+    elsewhere, and not find or find another file."""
+    from urllib.parse import parse_qsl
+
+    check_url(url)
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name in PATH_PARAMETERS and value and not value.startswith("/") \
+                and not (name == "sslrootcert" and value == "system"):
+            full = os.path.expanduser(value) if value.startswith("~") else os.path.abspath(value)
+            raise InventoryError(f"The inventory URL names {name}={shown(value)}, a relative path, which libpq "
+                                 "looks for in the folder each command runs in (and expands no '~' in): "
+                                 f"certkit-ca.json is read from any folder, so write it in full: {name}={shown(full)}.")
+    return url
+
+
 def _refusal(found: list[str]) -> str:
     """Why a URL holding the secret parameters ``found`` is refused, and where each secret goes
     instead (their names only: never a value)."""

@@ -16,6 +16,11 @@
    "cannot sign: user not logged in" by a session that was logged in; now said as it is. (And "a
    ecdsa-p521 key" is "an ecdsa-p521 key".)
 
+4. A relative path in the inventory URL (``passfile=mypgpass``, ``sslkey=``, ``sslrootcert=``...) was
+   written into certkit-ca.json as given, and libpq looked for it in the folder of each later
+   command: run from elsewhere, ``list`` said no password was found (``put it in ~/.pgpass``).
+   ``init-ca`` and ``inventory migrate`` now refuse it, naming the full path to write.
+
 PostgreSQL and SoftHSM2 are started by the tests (tests/team_postgres.py, tests/team_hsm.py).
 """
 
@@ -165,3 +170,27 @@ def test_a_key_type_certkit_does_not_sign_with_is_named_with_its_article(tmp_pat
     proc = run_certkit("init-ca", "--name", "Big", "--key-uri", token.uri("big"), "--pkcs11-module", token.module,
                        env=env, subprocess=True)
     assert_clean_error(proc, "is an ecdsa-p521 key")
+
+
+# --- finding 4: a relative path in the URL certkit-ca.json keeps --------------------------------------
+@pytest.mark.parametrize("parameter", ["passfile", "sslkey", "sslrootcert"])
+def test_a_relative_path_in_the_inventory_url_is_refused_before_it_is_kept(tmp_path, postgres_server, postgres_url,
+                                                                            parameter):
+    (tmp_path / "mypgpass").write_text(postgres_server.passfile.read_text())
+    (tmp_path / "mypgpass").chmod(0o600)
+    env = {k: v for k, v in certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                                        HOME=str(tmp_path)).items() if k != "PGPASSFILE"}
+    url = f"{postgres_url}?{parameter}=mypgpass"
+    proc = run_certkit("init-ca", "--name", "Rel", "--inventory", url, env=env, cwd=tmp_path, subprocess=True)
+    assert_clean_error(proc, f"{parameter}={tmp_path / 'mypgpass'}")
+    assert not (tmp_path / "ca").exists()
+    run_certkit("init-ca", "--name", "Solo", env=env, cwd=tmp_path, check=True, subprocess=True)
+    proc = run_certkit("inventory", "migrate", "--to", url, env=env, cwd=tmp_path, subprocess=True)
+    assert_clean_error(proc, "a relative path")
+    assert not (tmp_path / "ca" / "certkit-ca.json").exists()
+    # Written in full, it is kept, and read from any folder.
+    full = f"{postgres_url}?passfile={tmp_path / 'mypgpass'}"
+    run_certkit("inventory", "migrate", "--to", full, env=env, cwd=tmp_path, check=True, subprocess=True)
+    (tmp_path / "elsewhere").mkdir()
+    listed = run_certkit("list", env=env, cwd=tmp_path / "elsewhere", subprocess=True)
+    assert listed.returncode == 0, listed.stderr

@@ -42,10 +42,10 @@ def migrate(url, ca_dir, as_json):
       certkit inventory migrate --to postgresql://certkit@db.internal/ca
       PGPASSFILE=~/.pgpass-ca certkit inventory migrate --ca-dir ./ca --to postgresql://certkit@db/ca --json
     """
-    from certkit.db_postgres import check_url
+    from certkit.db import check_stored_url
     from certkit.store import CONFIG_FILE, INVENTORY_FILE, CADirectory
 
-    check_url(url)
+    check_stored_url(url)
     store = CADirectory(ca_dir)
     copied = store.move_inventory(url)
     certificates = copied.tables.get("certificates", 0)
