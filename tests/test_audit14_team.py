@@ -21,6 +21,12 @@
    command: run from elsewhere, ``list`` said no password was found (``put it in ~/.pgpass``).
    ``init-ca`` and ``inventory migrate`` now refuse it, naming the full path to write.
 
+5. ``--pkcs11-module ./libx.so`` (or ``module-path=./libx.so`` in the key URI): the module was found
+   in this folder, then handed to the loader as ``libx.so`` (without the ``./``), which looks for a
+   name without a '/' in the library path: "cannot open shared object file" for a file that is
+   there. And a relative module path went into certkit-ca.json as given, for commands run from
+   any folder. The module is now named in full.
+
 PostgreSQL and SoftHSM2 are started by the tests (tests/team_postgres.py, tests/team_hsm.py).
 """
 
@@ -194,3 +200,23 @@ def test_a_relative_path_in_the_inventory_url_is_refused_before_it_is_kept(tmp_p
     (tmp_path / "elsewhere").mkdir()
     listed = run_certkit("list", env=env, cwd=tmp_path / "elsewhere", subprocess=True)
     assert listed.returncode == 0, listed.stderr
+
+
+# --- finding 5: a PKCS#11 module named by a relative path ----------------------------------------------
+@pytest.mark.parametrize("where", ["option", "uri"])
+def test_a_module_given_by_a_relative_path_is_loaded_and_kept_in_full(tmp_path, token, where):
+    import shutil
+
+    shutil.copy(token.module, tmp_path / "libmodule.so")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_PKCS11_PIN=token.pin, HOME=str(tmp_path))
+    uri = token.uri("rel")
+    args = ["--key-uri", uri, "--pkcs11-module", "./libmodule.so"] if where == "option" else \
+        ["--key-uri", f"{uri}?module-path=./libmodule.so"]
+    made = run_certkit("init-ca", "--name", "Rel module", *args, env=env, cwd=tmp_path, subprocess=True)
+    assert made.returncode == 0, made.stderr
+    config = json.loads((tmp_path / "ca" / "certkit-ca.json").read_text())
+    assert config["pkcs11_module"] == str(tmp_path / "libmodule.so")
+    (tmp_path / "elsewhere").mkdir()
+    issued = run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env,
+                         cwd=tmp_path / "elsewhere", subprocess=True)
+    assert issued.returncode == 0, issued.stderr

@@ -24,7 +24,9 @@ def module_path(uri: KeyURI, module: str | Path | None) -> str:
                          f"?module-path=PATH to the URI{hint}.")
     if not Path(path).is_file():
         raise TokenError(f"The PKCS#11 module {shown(path)} does not exist.")
-    return path
+    # In full: the loader looks for a name without a '/' in the library path, not in this folder
+    # (where it was found), and certkit-ca.json keeps it for commands run from any folder.
+    return os.path.abspath(path)
 
 
 _INIT_LOCK = threading.Lock()
