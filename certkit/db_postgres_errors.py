@@ -25,13 +25,11 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     text = _first_line(exc) if exc is not None else "no password was given"
     lowered = text.lower()
     state = getattr(exc, "sqlstate", None) or ""
+    named = _named_passfile(db.url)
     if exc is None or wants_password(exc):
-        message = _no_password(where, getattr(db, "ignored_passfile", None))
-    elif ("password authentication failed" in lowered or state == "28P01") and typed:
-        message = f"The inventory {where} refused the password typed at the prompt ({text}); try again."
+        message = _no_password(where, getattr(db, "ignored_passfile", None), named)
     elif "password authentication failed" in lowered or state == "28P01":
-        message = (f"The inventory {where} refused the password ({text}); check ~/.pgpass, $PGPASSFILE "
-                   "or $PGPASSWORD.")
+        message = f"The inventory {where} refused the password {_password_refused(text, typed, named)}"
     elif state.startswith("28") or "authentication" in lowered:
         message = f"The inventory {where} refused the connection: {text}."
     elif "does not exist" in lowered and "database" in lowered:
@@ -82,8 +80,39 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     return error
 
 
-def _no_password(where: str, ignored: str | None) -> str:
-    """No password was found; ``ignored``: the password file libpq would have read, left out for its mode."""
+def _password_refused(text: str, typed: bool, named: str | None) -> str:
+    """What follows 'refused the password': libpq's words, and where the password came from."""
+    if typed:
+        return f"typed at the prompt ({text}); try again."
+    if named:
+        return f"({text}); check the password file {_shown(named)} that the URL names (passfile=), or $PGPASSWORD."
+    return f"({text}); check ~/.pgpass, $PGPASSFILE or $PGPASSWORD."
+
+
+def _shown(path: str) -> str:
+    from certkit.text import shown
+
+    return shown(path)
+
+
+def _named_passfile(url: str) -> str | None:
+    """The password file the URL names (``passfile=``), which libpq reads instead of $PGPASSFILE and ~/.pgpass."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return conninfo_to_dict(url).get("passfile") or None
+    except Exception:  # not readable as conninfo: libpq says what is wrong with it
+        return None
+
+
+def _no_password(where: str, ignored: str | None, named: str | None = None) -> str:
+    """No password was found; ``ignored``: the password file libpq would have read, left out for its mode;
+    ``named``: the password file the URL names, the only one libpq looked in."""
+    if ignored is None and named is not None:
+        state = "holds no line for this connection" if os.path.isfile(named) else "does not exist"
+        return (f"The inventory {where} needs a password, and the password file {_shown(named)} that the URL names "
+                f"(passfile=, read instead of ~/.pgpass and $PGPASSFILE) {state}: add the line "
+                "HOST:PORT:DATABASE:USER:PASSWORD to it (mode 600), or set $PGPASSWORD.")
     if ignored is not None:
         from certkit.text import shown
 

@@ -27,6 +27,11 @@
    there. And a relative module path went into certkit-ca.json as given, for commands run from
    any folder. The module is now named in full.
 
+6. An inventory URL naming its password file (``passfile=/path``, which libpq reads instead of
+   ~/.pgpass and $PGPASSFILE): when it was missing, or held no line for the server, the error said
+   "none was found: put it in ~/.pgpass (or $PGPASSFILE)", where libpq never looked; a wrong
+   password in it was "check ~/.pgpass, $PGPASSFILE or $PGPASSWORD". Both now name that file.
+
 PostgreSQL and SoftHSM2 are started by the tests (tests/team_postgres.py, tests/team_hsm.py).
 """
 
@@ -41,6 +46,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certkit.constants import ENV_INVENTORY_URL as ENV_URL
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
@@ -220,3 +226,23 @@ def test_a_module_given_by_a_relative_path_is_loaded_and_kept_in_full(tmp_path, 
     issued = run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env,
                          cwd=tmp_path / "elsewhere", subprocess=True)
     assert issued.returncode == 0, issued.stderr
+
+
+# --- finding 6: the password file the URL names -------------------------------------------------------
+def test_the_password_file_the_url_names_is_the_one_the_error_names(tmp_path, postgres_server, pg_ca):
+    env = {k: v for k, v in pg_ca.items() if k != "PGPASSFILE"}
+    url = json.loads((Path(env["CERTKIT_CA_DIR"]) / "certkit-ca.json").read_text())["inventory"]
+    passfile = tmp_path / "team.pgpass"
+    env[ENV_URL] = f"{url}?passfile={passfile}"
+    proc = run_certkit("list", env=env, subprocess=True)
+    assert_clean_error(proc, f"the password file {passfile} that the URL names (passfile=")
+    assert "does not exist" in proc.stderr and "put it in ~/.pgpass" not in proc.stderr
+    passfile.write_text(f"127.0.0.1:1:*:certkit:{postgres_server.password}\n")  # another port's line
+    passfile.chmod(0o600)
+    proc = run_certkit("list", env=env, subprocess=True)
+    assert_clean_error(proc, "holds no line for this connection")
+    passfile.write_text(f"127.0.0.1:{postgres_server.port}:*:certkit:not-the-password\n")
+    proc = run_certkit("list", env=env, subprocess=True)
+    assert_clean_error(proc, f"check the password file {passfile} that the URL names")
+    passfile.write_text(f"127.0.0.1:{postgres_server.port}:*:certkit:{postgres_server.password}\n")
+    assert run_certkit("list", env=env, subprocess=True).returncode == 0
