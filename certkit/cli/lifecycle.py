@@ -324,6 +324,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from cryptography import x509
 
     from certkit.cli.common import warn
+    from certkit.errors import OutputExists
     from certkit.formats.recorded import refuse_a_recorded_file
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
     from certkit.revocation import check_can_sign_crl, check_published, sign_crl
@@ -337,8 +338,12 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     if out is not None:
         from certkit.ca import subject_key_identifier
 
-        check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories,  # before taking a number
-                         key_id=subject_key_identifier(ca.cert))
+        try:
+            check_crl_target(out, ca.cert.subject, force=force, ca_dirs=ca.directories,  # before taking a number
+                             key_id=subject_key_identifier(ca.cert))
+        except OutputExists:  # what --force would not replace either is said as such, not "pass --force"
+            refuse_a_recorded_file(out, ca.inventory)
+            raise
         refuse_a_recorded_file(out, ca.inventory)  # a jsonl output's keys, a bundle's privkey.pem
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory

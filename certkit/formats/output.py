@@ -149,7 +149,8 @@ class Output:
                                    "Give the real path.")
         if self.given.exists() and not self.given.is_file():
             raise OutputExists(f"{shown(self.file_text)} exists and is not a file.", replaceable=False)
-        if self.given.exists() and not self.force:
+        if self.given.exists() and not self.force:  # what --force would not replace either says so first
+            refuse_output_misfits(self.path, self.file_text, inventory, self.format)
             raise OutputExists(f"{shown(self.file_text)} already exists.")
         check_folders_above(self.given, "output file")
         check_can_write(self.given, "output file")
