@@ -237,7 +237,12 @@ class SQLiteDatabase:
         # SQLite says "disk I/O error" when its shared-memory file cannot grow on a full disk, and
         # "unable to open" when a write-ahead-log database lies on a read-only mount: ask the file system.
         full = self.read_only and "readonly" in lowered and _file_system(self.path, "full")  # opened read-only
-        if full or "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
+        from certkit.scratch import elsewhere_full  # room beside the inventory: SQLite's temporary folder
+
+        elsewhere = "disk is full" in lowered and not full and elsewhere_full(self.path, where)
+        if elsewhere:
+            message = elsewhere
+        elif full or "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
             message = f"The inventory {where} cannot be written: the disk is full."
         elif "readonly" in lowered or "read-only" in lowered or (
                 "unable to open" in lowered and _file_system(self.path, "read-only")):

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING
 
 from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, manifest_name, parse, records, the_manifest
 from certkit.errors import CertkitError, OutputExists
+from certkit.scratch import to_scratch
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -344,7 +345,7 @@ class Spool:
     def write(cls, handle: IO[bytes], chunk: int, lines: list[BatchLine]) -> None:
         if lines:
             blob = pickle.dumps(lines, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.write(cls._HEAD.pack(chunk, len(blob)) + blob)
+            to_scratch(handle.write, cls._HEAD.pack(chunk, len(blob)) + blob)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[list[BatchLine]]:
         """The lines of every chunk, a chunk at a time, in manifest order; with ``claim`` (several
@@ -444,8 +445,8 @@ def _worker(check: _Check, taken, scratch: IO[str], pipe, parent: int, spool: IO
         for number, reason, todo, key, shown_out in check.lines(claimer(taken), share, spool):
             share.tally(number, reason, todo)
             if key is not None:
-                scratch.write(json.dumps([number, reason is None, todo, key, shown_out]) + "\n")
-        scratch.flush()
+                to_scratch(scratch.write, json.dumps([number, reason is None, todo, key, shown_out]) + "\n")
+        to_scratch(scratch.flush)
         message = ("done", share)
     except CertkitError as exc:  # an unreadable manifest: every worker finds the same
         message = ("error", exc)

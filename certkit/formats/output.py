@@ -311,7 +311,12 @@ class Output:
             # The serials first: if the records cannot be written (a full disk), abort() still
             # knows which certificates the given-up file was to hold, and marks them abandoned.
             if serials and self._spool is not None:
-                write_all(self._spool, serials)
+                try:
+                    write_all(self._spool, serials)
+                except OSError as exc:  # a full temporary folder, not the output's disk: say which
+                    from certkit.scratch import scratch_error
+
+                    raise scratch_error(exc, "the list of the output's serials") from None
             if self.path is None:
                 self._to_stream(data)  # flushed: whole, before another process writes
             else:
