@@ -50,13 +50,13 @@ def scratch_error(exc: OSError, what: str, outcome: str = "") -> CertkitError:
                         "with room.")
 
 
-def to_scratch(step, *args) -> None:
-    """``step(*args)``, a write to issue-batch's spool of the checked manifest (before anything is issued);
+def to_scratch(step, *args, what: str = "the checked manifest") -> None:
+    """``step(*args)``, a write to one of issue-batch's spools of its manifest (before anything is issued);
     a failure (a full temporary folder, not the output's disk) in words naming that folder."""
     try:
         step(*args)
     except OSError as exc:
-        raise scratch_error(exc, "the checked manifest", "nothing was issued.") from None
+        raise scratch_error(exc, what, "nothing was issued.") from None
 
 
 def elsewhere_full(inventory: Path, where: str) -> str | None:

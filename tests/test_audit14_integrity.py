@@ -6,7 +6,8 @@
    container's emptyDir) that filled up was reported as "the disk is full" (no file named), as
    "OSError: [Errno 28] No space left on device" (several checking processes), or as "The inventory
    .../inventory.sqlite3 cannot be written: the disk is full", sending the user to a disk with room.
-   The words now name the temporary folder.
+   A manifest read from standard input, copied to $TMPDIR first, said "the disk is full" too. The words
+   now name the temporary folder.
 """
 
 from __future__ import annotations
@@ -82,3 +83,24 @@ def test_a_full_sqlite_temporary_folder_is_not_called_the_inventorys_disk(tmp_pa
     assert {r["status"] for r in json.loads(listed.stdout)["certificates"]} == {"valid"}
     assert _statuses(tmp_path / "ca" / "inventory.sqlite3") == {"valid": 3000}
     assert len(out.read_text().splitlines()) == 3000
+
+
+def test_a_full_temporary_folder_while_copying_a_manifest_from_standard_input_is_named(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with tmpfs(tmp_path / "tmp", "size=1m") as scratch:
+        env = _env(tmp_path, TMPDIR=str(scratch))
+        run_certkit("init-ca", "--name", "Scratch CA", env=env, check=True)
+        manifest = _manifest(tmp_path, 3000)
+        _fill(scratch, 40)
+        proc = subprocess.run([sys.executable, "-m", "certkit", "issue-batch", "-", "--format", "jsonl", "--out",
+                               str(tmp_path / "out.jsonl")], stdin=manifest.open("rb"), env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and proc.stdout == "", proc
+        assert proc.stderr.splitlines() == [
+            f"Error: Cannot write a copy of the manifest from standard input in the temporary folder {scratch}: the "
+            "disk is full; nothing was issued. Free space there, or point $TMPDIR at a folder with room."], proc.stderr
+        assert [p.name for p in scratch.iterdir()] == ["fill"]  # the partial copy is removed
+    assert not (tmp_path / "out.jsonl").exists()
+    assert _statuses(tmp_path / "ca" / "inventory.sqlite3") == {}

@@ -288,10 +288,12 @@ def _spooled(manifest: Path):
         from certkit.batch.manifest import STDIN, check_spooled_line
         from certkit.constants import MAX_MANIFEST_LINE_BYTES
         from certkit.errors import InputTooLarge
+        from certkit.scratch import to_scratch
 
         fd, name = tempfile.mkstemp(prefix="certkit-manifest-", suffix=".txt")
         try:
-            with os.fdopen(fd, "wb") as out:
+            out = os.fdopen(fd, "wb")
+            try:
                 number = size = 0
                 while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
                     number, size = number + 1, size + len(line)
@@ -300,7 +302,11 @@ def _spooled(manifest: Path):
                         raise InputTooLarge(f"The manifest on standard input is larger than "
                                             f"{MAX_SPOOLED_MANIFEST_BYTES >> 20} MiB, all that certkit copies to a "
                                             "temporary file; give a manifest that large as a file.")
-                    out.write(line)
+                    to_scratch(out.write, line, what=f"a copy of the manifest from {STDIN}")
+                to_scratch(out.flush, what=f"a copy of the manifest from {STDIN}")  # what close() would write, checked
+            finally:
+                with contextlib.suppress(OSError):  # a write that failed is said above, once
+                    out.close()
             yield Path(name)
         finally:
             os.unlink(name)
