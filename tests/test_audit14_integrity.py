@@ -8,12 +8,18 @@
    .../inventory.sqlite3 cannot be written: the disk is full", sending the user to a disk with room.
    A manifest read from standard input, copied to $TMPDIR first, said "the disk is full" too. The words
    now name the temporary folder.
+2. A report that cannot be written to standard output (a log file on a full disk; here /dev/full) after
+   the work was done said only "Error: the disk is full.": issue-server (the bundle in place), revoke (the
+   certificate revoked), crl, init-ca (the CA made), with or without --json (then nothing at all was said).
+   The words now say that standard output failed and that what was done is done.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,9 +92,6 @@ def test_a_full_sqlite_temporary_folder_is_not_called_the_inventorys_disk(tmp_pa
 
 
 def test_a_full_temporary_folder_while_copying_a_manifest_from_standard_input_is_named(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     with tmpfs(tmp_path / "tmp", "size=1m") as scratch:
         env = _env(tmp_path, TMPDIR=str(scratch))
         run_certkit("init-ca", "--name", "Scratch CA", env=env, check=True)
@@ -104,3 +107,34 @@ def test_a_full_temporary_folder_while_copying_a_manifest_from_standard_input_is
         assert [p.name for p in scratch.iterdir()] == ["fill"]  # the partial copy is removed
     assert not (tmp_path / "out.jsonl").exists()
     assert _statuses(tmp_path / "ca" / "inventory.sqlite3") == {}
+
+
+STDOUT_FAILED = ("Error: Cannot write to standard output: the disk is full. What the command did before this is "
+                 "done; it stopped there, its report cut short.")
+
+
+def _to_dev_full(args: list, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], stdout=full, stderr=subprocess.PIPE,
+                              env=env, cwd=cwd, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_a_report_standard_output_cannot_take_says_so_and_that_the_work_is_done(tmp_path: Path, as_json) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    env = _env(tmp_path)
+    made = _to_dev_full(["init-ca", "--name", "Full CA", *as_json], env, tmp_path)
+    assert (made.returncode, made.stderr.splitlines()) == (1, [STDOUT_FAILED])
+    assert (tmp_path / "ca" / "ca.pem").exists()
+    issued = _to_dev_full(["issue-server", "www.example.com", "--out", "www", *as_json], env, tmp_path)
+    assert (issued.returncode, issued.stderr.splitlines()) == (1, [STDOUT_FAILED])
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [r["status"] for r in listed] == ["valid"] and (tmp_path / "www" / "privkey.pem").exists()
+    revoked = _to_dev_full(["revoke", listed[0]["serial"], *as_json], env, tmp_path)
+    assert (revoked.returncode, revoked.stderr.splitlines()) == (1, [STDOUT_FAILED])
+    assert _statuses(tmp_path / "ca" / "inventory.sqlite3") == {"revoked": 1}
+    crl = _to_dev_full(["crl", "--out", tmp_path / "ca.crl", *as_json], env, tmp_path)
+    assert (crl.returncode, crl.stderr.splitlines()) == (1, [STDOUT_FAILED])
+    assert "Serial Number: " + listed[0]["serial"] in subprocess.run(
+        ["openssl", "crl", "-in", tmp_path / "ca.crl", "-noout", "-text"], capture_output=True, text=True).stdout

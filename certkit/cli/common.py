@@ -70,6 +70,14 @@ class CertkitGroup(click.Group):
         except CertkitError as exc:
             raise click.ClickException(cli_message(exc)) from None
         except OSError as exc:  # a file-system failure the library did not anticipate
+            if exc.filename is None and _writing_stdout(exc):  # the report, after the work (a full disk)
+                from certkit.text import CLOSED_STREAMS, discard_stdout
+
+                discard_stdout()  # what is still buffered goes nowhere, rather than failing again at exit
+                CLOSED_STREAMS.add("stdout")  # so the error goes to standard error, even with --json
+                raise click.ClickException(
+                    f"Cannot write to standard output: {describe_os_error(exc).rstrip('.')}. What the command did "
+                    "before this is done; it stopped there, its report cut short.") from None
             raise click.ClickException(describe_os_error(exc)) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -180,6 +188,19 @@ def report_error(message: str, code: int, *, as_json: bool = False, usage: click
         usage.show()
         return
     click.echo(f"Error: {terminal_safe(message)}", err=True)
+
+
+def _writing_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` came from click.echo writing to standard output (a report printed after the work)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_code.co_name != "echo":
+        return False
+    try:
+        return tb.tb_frame.f_locals.get("file").fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def describe_os_error(exc: OSError) -> str:
