@@ -10,7 +10,7 @@
    now name the temporary folder.
 2. A report that cannot be written to standard output (a log file on a full disk; here /dev/full) after
    the work was done said only "Error: the disk is full.": issue-server (the bundle in place), revoke (the
-   certificate revoked), crl, init-ca (the CA made), with or without --json (then nothing at all was said).
+   certificate revoked), crl, init-ca (the CA made), with or without --json.
    The words now say that standard output failed and that what was done is done.
 """
 
