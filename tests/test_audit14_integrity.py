@@ -12,6 +12,8 @@
    the work was done said only "Error: the disk is full.": issue-server (the bundle in place), revoke (the
    certificate revoked), crl, init-ca (the CA made), with or without --json.
    The words now say that standard output failed and that what was done is done.
+3. An I/O error syncing a jsonl/k8s/tar output file (issue-server --format jsonl --out F, issue-batch --out F)
+   said "Error: Input/output error.", naming no file; it names the output now, and that nothing was put in place.
 """
 
 from __future__ import annotations
@@ -138,3 +140,30 @@ def test_a_report_standard_output_cannot_take_says_so_and_that_the_work_is_done(
     assert (crl.returncode, crl.stderr.splitlines()) == (1, [STDOUT_FAILED])
     assert "Serial Number: " + listed[0]["serial"] in subprocess.run(
         ["openssl", "crl", "-in", tmp_path / "ca.crl", "-noout", "-text"], capture_output=True, text=True).stdout
+
+
+# --- 3. an I/O error syncing a jsonl/k8s/tar output file names that file --------------------------------
+@pytest.mark.parametrize("args", [["issue-server", "q.example.com", "--format", "jsonl", "--out", "OUT"],
+                                  ["issue-batch", "MANIFEST", "--format", "k8s", "--out", "OUT"]],
+                         ids=["issue-server", "issue-batch"])
+def test_an_io_error_syncing_an_output_file_names_it(tmp_path: Path, args: list) -> None:
+    import shutil
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Sync CA", env=env, check=True)
+    out = tmp_path / "out.yaml"
+    args = [str(out) if a == "OUT" else str(_manifest(tmp_path, 3)) if a == "MANIFEST" else a for a in args]
+    proc = subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-e", "inject=fsync:error=EIO:when=1",
+                           sys.executable, "-m", "certkit", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    if "ptrace" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("ptrace is not allowed here")
+    # Was "Error: Input/output error.", naming nothing.
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        f"Error: Cannot write {out}: Input/output error; nothing was put in place."], proc.stderr
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if "certkit-tmp" in p.name] == []
+    statuses = _statuses(tmp_path / "ca" / "inventory.sqlite3")
+    assert statuses.get("valid") is None and statuses.get("abandoned", 0) + statuses.get("pending", 0) >= 1, statuses

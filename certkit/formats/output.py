@@ -274,6 +274,8 @@ class Output:
                 write_all(fd, data + self.encoder.end())
                 if self.sync:
                     os.fsync(fd)
+            except OSError as exc:  # said of the output, not of a temporary name nobody gave
+                raise self._unwritten(exc) from None
             finally:
                 os.close(fd)
             pause_at("staged")
@@ -373,7 +375,10 @@ class Output:
             self._write(end, b"")
         if self._tmp is not None:
             if self.sync:
-                os.fsync(self._out)
+                try:
+                    os.fsync(self._out)
+                except OSError as exc:
+                    raise self._unwritten(exc) from None
             os.close(self._out)
             self._out = None
             if inventory is not None and self.deferred:
@@ -382,6 +387,11 @@ class Output:
             place(self._tmp, self.path, force=self.force, sync=self.sync)
             self._tmp, self._made, self.placed = None, [], True
             pause_at("placed")
+
+    def _unwritten(self, exc: OSError) -> CertkitError:
+        from certkit.bundle import os_reason
+
+        return CertkitError(f"Cannot write {shown(self.path)}: {os_reason(exc)}; nothing was put in place.")
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
         """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
