@@ -52,18 +52,33 @@ def _reopen_closed_streams() -> None:
         setattr(sys, name, open(fd, mode, encoding="utf-8", errors="backslashreplace", closefd=False))  # noqa: SIM115
 
 
+def _say(text: str) -> int:
+    """Print ``text`` (the version, the help); standard output that cannot take it (a full disk, a
+    reader that left) is one ``Error:`` line and exit status 1, as for every command, not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    except OSError as exc:
+        from certkit.text import unnamed_os_error
+
+        sys.stderr.write(f"Error: {unnamed_os_error(exc) or exc.strerror or exc}\n")
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int | None:
     if argv is None:
         _reopen_closed_streams()
+        from certkit.text import watch_stdout
+
+        watch_stdout()
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
-        sys.stdout.write(f"certkit, version {__version__}\n")
-        return 0
+        return _say(f"certkit, version {__version__}\n")
     if args in (["--help"], ["-h"]) and _columns() >= HELP_WIDTH:
         try:
             with open(HELP_FILE, encoding="utf-8") as f:
-                sys.stdout.write(f.read())
-            return 0
+                return _say(f.read())
         except OSError:
             pass  # not installed with the package: let click render it
     try:

@@ -88,6 +88,60 @@ def discard_stdout() -> None:
         os.close(devnull)
 
 
+# The errors standard output's writes raised, when watch_stdout() put the watcher in place.
+STDOUT_FAILURES: list[OSError] = []
+
+
+def watch_stdout() -> None:
+    """Put standard output behind a writer that notes each OSError its writes raise, so that an error
+    that names no file can be told to be standard output's (a full disk, a reader that left) wherever
+    it surfaces. The same descriptor, encoding, error handler and line buffering as before."""
+    import io
+    import sys
+
+    class Watched(io.FileIO):
+        def write(self, data):
+            try:
+                return super().write(data)
+            except OSError as exc:
+                STDOUT_FAILURES.append(exc)
+                raise
+
+    old = sys.stdout
+    try:
+        raw = Watched(old.fileno(), "w", closefd=False)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture)
+        return
+    old.flush()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering)
+
+
+def unnamed_os_error(exc: OSError) -> str | None:
+    """What an OSError that names no file was about, when that can be told: standard output that
+    failed (a full disk, a reader that left: see :func:`watch_stdout`), or a current folder that no
+    longer exists. ``None`` otherwise."""
+    import errno
+    import os
+
+    if exc.filename is not None:
+        return None
+    if exc.errno == errno.ENOENT:
+        try:
+            os.getcwd()
+        except FileNotFoundError:
+            return ("The current folder no longer exists (it was removed or renamed); change to an existing "
+                    "folder and run the command again.")
+        return None
+    if not any(exc is failed for failed in STDOUT_FAILURES):
+        return None
+    discard_stdout()
+    if isinstance(exc, BrokenPipeError):
+        return "The reader of standard output closed it (a broken pipe) before everything was written."
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno)
+    return f"Writing to standard output failed: {reason or exc.strerror or exc}."
+
+
 def _columns_of(ch: str) -> int:
     import unicodedata
 

@@ -58,7 +58,10 @@ class CertkitGroup(click.Group):
         from certkit.cli.arguments import refuse_odd_arguments
 
         refuse_odd_arguments(self, ctx, args)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except OSError as exc:  # --help to a full disk or a closed pipe (click would exit 1 without a word)
+            raise click.ClickException(describe_os_error(exc)) from None
 
     def invoke(self, ctx: click.Context):
         if sys.stdin is not None and sys.stdin.isatty():
@@ -110,10 +113,9 @@ class CertkitGroup(click.Group):
             report_error(exc.format_message(), exc.exit_code, as_json=as_json and not isinstance(exc, Failed),
                          usage=exc if isinstance(exc, click.UsageError) else None)
             sys.exit(exc.exit_code)
-        except BrokenPipeError:
-            # `certkit list | head`: the reader left; that is not an error of ours.
-            sys.stderr.close()
-            sys.exit(0)
+        except OSError as exc:  # outside a command (its --help to a full disk or a closed pipe)
+            report_error(describe_os_error(exc), 1)
+            sys.exit(1)
         finally:
             if previous is not None:  # in-process callers (tests, click's runner) get theirs back
                 restore_signals(previous)
@@ -171,10 +173,10 @@ def cli_message(exc: CertkitError) -> str:
 
 def report_error(message: str, code: int, *, as_json: bool = False, usage: click.UsageError | None = None) -> None:
     """Print an error as the contract says: one ``Error:`` line, or one JSON object with --json."""
-    from certkit.text import CLOSED_STREAMS, MESSAGE_LINE_LIMIT, cut_long_lines, discard_stdout
+    from certkit.text import CLOSED_STREAMS, MESSAGE_LINE_LIMIT, STDOUT_FAILURES, cut_long_lines, discard_stdout
 
     message = cut_long_lines(message)  # a 100 kB value echoed would make no line anyone reads
-    if as_json and "stdout" not in CLOSED_STREAMS:  # else nobody reads it: the Error: line instead
+    if as_json and "stdout" not in CLOSED_STREAMS and not STDOUT_FAILURES:  # else the Error: line instead
         import json
 
         try:
@@ -207,6 +209,10 @@ def describe_os_error(exc: OSError) -> str:
     """An OSError in words: "the disk is full" rather than "[Errno 28]"."""
     import errno
 
+    from certkit.text import unnamed_os_error
+
+    if (said := unnamed_os_error(exc)) is not None:  # standard output, or the current folder
+        return said
     where = f" ({shown(exc.filename)})" if exc.filename else ""
     plain = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",

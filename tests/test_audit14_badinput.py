@@ -1,0 +1,80 @@
+"""Round fourteen, bad input (badinput): a generated matrix of every command with odd standard
+streams, environments, files and values; each test here is one class of what it found."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, certkit_env
+
+FULL = "Error: Writing to standard output failed: the disk is full."
+PIPE = "Error: The reader of standard output closed it (a broken pipe) before everything was written."
+
+
+def _certkit(args, env, cwd, stdout) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "certkit", *args], cwd=cwd, env=env, stdout=stdout,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=120)
+
+
+def _into(where: str, args, env, cwd) -> subprocess.CompletedProcess:
+    if where == "full":
+        with open("/dev/full", "w") as full:
+            return _certkit(args, env, cwd, full)
+    read, write = os.pipe()
+    os.close(read)  # the reader left before a byte was written: `certkit ... | head -c0`
+    try:
+        return _certkit(args, env, cwd, write)
+    finally:
+        os.close(write)
+
+
+def _one_line(proc: subprocess.CompletedProcess, line: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.stderr == line + "\n", proc.stderr  # one line: no traceback, no "Exception ignored"
+
+
+@pytest.mark.parametrize("where", ["full", "pipe"])
+@pytest.mark.parametrize("args,columns", [(["--version"], "80"), (["--help"], "80"), (["--help"], "40"),
+                                          (["-h"], "80"), (["trust", "--help"], "80"),
+                                          (["issue-server", "--help"], "80")],
+                         ids=["version", "help", "help-narrow", "h", "trust-help", "issue-server-help"])
+def test_help_and_version_that_cannot_be_written_are_one_error_line(tmp_path: Path, where: str, args, columns) -> None:
+    """`certkit --version > /dev/full` was a 7-line traceback, `certkit --help` one of 42 lines (its
+    fast path fell back to click, whose help is printed while parsing, before any handler), and into
+    a closed pipe a traceback or nothing at all; a subcommand's help said a bare "Broken pipe."."""
+    env = certkit_env(HOME=str(tmp_path), COLUMNS=columns)
+    _one_line(_into(where, args, env, tmp_path), FULL if where == "full" else PIPE)
+
+
+@pytest.mark.parametrize("where", ["full", "pipe"])
+def test_a_report_lost_after_the_work_names_standard_output(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                             where: str) -> None:
+    """issue-client wrote and recorded its bundle, then its report could not be printed: that was
+    "Error: the disk is full." (read as the bundle's write failing) or "Error: Broken pipe.", naming
+    nothing. Now it names standard output; the bundle is there and the inventory says valid."""
+    _one_line(_into(where, ["issue-client", "erin", "--out", "erin"], ca_env, tmp_path),
+              FULL if where == "full" else PIPE)
+    assert (tmp_path / "erin" / "cert.pem").is_file()
+    listed = subprocess.run([sys.executable, "-m", "certkit", "list", "--status", "valid", "--kind", "client"],
+                            cwd=tmp_path, env=ca_env, capture_output=True, text=True, timeout=120)
+    assert "CN=erin" in listed.stdout, listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize("args", [["list"], ["inspect", "ca.pem"], ["crl", "--out", "x.pem"]])
+def test_a_current_folder_that_was_removed_is_named(tmp_path: Path, ca_dir: Path, ca_env: dict, args) -> None:
+    """Run from a folder removed meanwhile: "Error: No such file or directory." named no file; the
+    missing one is the current folder."""
+    args = [str(ca_dir / a) if a == "ca.pem" else a for a in args]
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = dict(ca_env, PYTHONPATH=str(REPO))  # no empty entry: Python cannot make "" absolute there
+    proc = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh", str(gone),
+                           sys.executable, "-m", "certkit", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    _one_line(proc, "Error: The current folder no longer exists (it was removed or renamed); change to an "
+                    "existing folder and run the command again.")
