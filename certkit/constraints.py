@@ -116,6 +116,8 @@ def parse_domain(text: str) -> str:
 
     if str(text).strip().startswith("."):
         bare = str(text).strip().lstrip(".")
+        if not bare:  # "." alone: nothing is left to suggest
+            raise InvalidName(f"'{shown(text)}' holds no domain, only dots; give a domain, as in example.com.")
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
     return names.parse_dns_name(text, allow_wildcard=False).value

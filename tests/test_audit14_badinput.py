@@ -78,3 +78,14 @@ def test_a_current_folder_that_was_removed_is_named(tmp_path: Path, ca_dir: Path
                           timeout=120)
     _one_line(proc, "Error: The current folder no longer exists (it was removed or renamed); change to an "
                     "existing folder and run the command again.")
+
+
+@pytest.mark.parametrize("args", [["init-ca", "--name", "Dots", "--no-passphrase", "--permit-dns", "X"],
+                                  ["acme", "serve", "--port", "0", "--allow-domain", "X"]], ids=["init-ca", "acme"])
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_a_domain_of_dots_alone_is_not_told_to_give_an_empty_one(tmp_path: Path, args, dots: str) -> None:
+    """--permit-dns . said "starts with a dot: ... so give '' without it": a value to give that is none."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    proc = _certkit([dots if a == "X" else a for a in args], env, tmp_path, subprocess.PIPE)
+    _one_line(proc, f"Error: '{dots}' holds no domain, only dots; give a domain, as in example.com.")
+    assert not (tmp_path / "ca").exists()
