@@ -177,7 +177,7 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import broken_link, read_limited
     from certkit.keys import load_private_key
-    from certkit.material import load_material
+    from certkit.material import load_certificates
     from certkit.text import shown
 
     folder = Path(folder)
@@ -196,7 +196,7 @@ def read_bundle_folder(folder: str | Path) -> BundleFolder:
     if not key_path.is_file():
         raise CertkitError(f"{shown(folder)} holds no privkey.pem (a certificate signed from a CSR?); "
                            "a PKCS#12 file needs the private key.")
-    certs = [c for c, _ in load_material(cert_path).certificates]
+    certs = load_certificates(cert_path, "the certificate to pack")  # a CSR or a key there: said so
     cert, notes = certs[0], []
     if len(certs) > 1:
         from certkit.verify_names import cn_text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, certkit_env
+from tests.conftest import REPO, certkit_env, run_certkit
 
 FULL = "Error: Writing to standard output failed: the disk is full."
 PIPE = "Error: The reader of standard output closed it (a broken pipe) before everything was written."
@@ -89,3 +89,25 @@ def test_a_domain_of_dots_alone_is_not_told_to_give_an_empty_one(tmp_path: Path,
     proc = _certkit([dots if a == "X" else a for a in args], env, tmp_path, subprocess.PIPE)
     _one_line(proc, f"Error: '{dots}' holds no domain, only dots; give a domain, as in example.com.")
     assert not (tmp_path / "ca").exists()
+
+
+@pytest.mark.parametrize("holds", ["csr", "key", "crl"])
+def test_export_p12_of_a_cert_pem_holding_no_certificate_is_one_error_line(tmp_path: Path, ca_dir: Path,
+                                                                           ca_env: dict, holds: str) -> None:
+    """export-p12 of a folder whose cert.pem holds a CSR (openssl req -out cert.pem, a slip), a key or a
+    CRL was a 35-line IndexError traceback; it is one line naming the file and what it holds."""
+    env = dict(ca_env, CERTKIT_P12_PASSWORD="pw123456")
+    run_certkit("issue-client", "dana", "--out", tmp_path / "dana", env=env, check=True)
+    cert = tmp_path / "dana" / "cert.pem"
+    if holds == "crl":
+        run_certkit("crl", "--out", tmp_path / "crl.pem", env=env, check=True)
+        cert.write_bytes((tmp_path / "crl.pem").read_bytes())
+    elif holds == "key":
+        cert.write_bytes((tmp_path / "dana" / "privkey.pem").read_bytes())
+    else:
+        subprocess.run(["openssl", "req", "-new", "-key", str(tmp_path / "dana" / "privkey.pem"), "-subj", "/CN=dana",
+                        "-out", str(cert)], check=True, capture_output=True)
+    word = {"csr": "a CSR", "key": "a private key", "crl": "a CRL"}[holds]
+    proc = _certkit(["export-p12", str(tmp_path / "dana")], env, tmp_path, subprocess.PIPE)
+    _one_line(proc, f"Error: {cert} holds {word} but no certificate; it is given as the certificate to pack.")
+    assert not (tmp_path / "dana" / "bundle.p12").exists()
