@@ -111,3 +111,22 @@ def test_export_p12_of_a_cert_pem_holding_no_certificate_is_one_error_line(tmp_p
     proc = _certkit(["export-p12", str(tmp_path / "dana")], env, tmp_path, subprocess.PIPE)
     _one_line(proc, f"Error: {cert} holds {word} but no certificate; it is given as the certificate to pack.")
     assert not (tmp_path / "dana" / "bundle.p12").exists()
+
+
+@pytest.mark.parametrize("line,said", [
+    ('"key_type": false', "key_type is false; it must be a string"),
+    ('"key_type": 0', "key_type is 0; it must be a string"),
+    ('"key_type": []', "key_type is []; it must be a string"),
+    ('"days": true', "days is true; it must be a whole number"),
+    ('"days": 1e400', "days is Infinity; it must be a whole number"),
+], ids=["key_type-false", "key_type-0", "key_type-list", "days-true", "days-1e400"])
+def test_a_json_lines_value_of_the_wrong_type_is_refused_in_json_words(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                       line: str, said: str) -> None:
+    """A JSON-lines manifest's key_type of false, 0 or [] was taken for "the default" and the line issued
+    with another key type than written ('out', 'email', 'names' of a wrong type are refused); and values
+    were echoed as Python prints them (days is True, kind is None, days is inf), not as the line wrote them."""
+    (tmp_path / "m.jsonl").write_text('{"kind": "server", "names": ["w.example"], ' + line + "}\n")
+    proc = _certkit(["issue-batch", "m.jsonl", "--out-dir", "out"], ca_env, tmp_path, subprocess.PIPE)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"Error: m.jsonl line 1: {said}"), proc.stderr
+    assert not (tmp_path / "out").exists()

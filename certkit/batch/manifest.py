@@ -324,7 +324,7 @@ def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
     kind = record.get("kind")
     kind = kind.strip().lower() if isinstance(kind, str) else kind
     if kind not in LEAF_KINDS:
-        raise _BadLine(f"kind is {shown(repr(record.get('kind')))}; it must be one of: {', '.join(LEAF_KINDS)}.")
+        raise _BadLine(f"kind is {_as_given(record.get('kind'))}; it must be one of: {', '.join(LEAF_KINDS)}.")
     raw_names = record.get("names")
     if kind != "client":
         names = _words(raw_names, "names")
@@ -341,9 +341,11 @@ def _batch_line(number: int, record: dict, out_dir: Path, default_key_type: str,
         names = (raw_names,)  # a common name may hold spaces ("Alice Smith")
     days = _days(record.get("days"), default_days)
     key_type = record.get("key_type")
-    key_type = (key_type.strip() if isinstance(key_type, str) else key_type) or default_key_type
+    if key_type is not None and not isinstance(key_type, str):  # false, 0, [] are no "default" (as for out)
+        raise _BadLine(f"key_type is {_as_given(key_type)}; it must be a string, one of: {', '.join(KEY_TYPES)}.")
+    key_type = (key_type or "").strip() or default_key_type
     if key_type not in KEY_TYPES:
-        raise _BadLine(f"key_type is {shown(repr(key_type))}; choose one of: {', '.join(KEY_TYPES)}.")
+        raise _BadLine(f"key_type is {_as_given(key_type)}; choose one of: {', '.join(KEY_TYPES)}.")
     out = record.get("out")
     if out is not None and not isinstance(out, str):
         raise _BadLine("'out' must be a string.")
@@ -364,16 +366,27 @@ def _days(value: Any, default: int | None) -> int | None:
             from certkit.text import is_whole_number
 
             if not is_whole_number(value):  # int() reads other scripts' digits ('٣٠' is 30) and '1_0' too
-                raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number in the digits 0 to 9.")
+                raise _BadLine(f"days is {_as_given(value)}; it must be a whole number in the digits 0 to 9.")
             try:
                 value = int(value)
             except ValueError:
-                raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number.") from None
+                raise _BadLine(f"days is {_as_given(value)}; it must be a whole number.") from None
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS:
-        raise _BadLine(f"days is {shown(repr(value))}; it must be a whole number from 1 to {MAX_DAYS}.")
+        raise _BadLine(f"days is {_as_given(value)}; it must be a whole number from 1 to {MAX_DAYS}.")
     return value
+
+
+def _as_given(value: Any) -> str:
+    """A manifest's value as its line wrote it: a string quoted, a JSON value as JSON (true, null, 1e400
+    is Infinity), not as Python would print it (True, None, inf)."""
+    if isinstance(value, str):
+        return shown(repr(value))
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return shown(repr(value))
 
 
 def _relative_out(out: str) -> str:
