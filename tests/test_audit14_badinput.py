@@ -130,3 +130,13 @@ def test_a_json_lines_value_of_the_wrong_type_is_refused_in_json_words(tmp_path:
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"Error: m.jsonl line 1: {said}"), proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_manifest_that_fails_to_read_midway_is_named(tmp_path: Path, ca_dir: Path, ca_env: dict, jobs: str) -> None:
+    """A manifest whose read fails after it opened (an I/O error: /proc/self/mem gives one at once, as a
+    failing disk would) said "Error: Input/output error.", naming no file; opening's errors named it."""
+    proc = _certkit(["issue-batch", "/proc/self/mem", "--out-dir", "out", "--jobs", jobs], ca_env, tmp_path,
+                    subprocess.PIPE)
+    _one_line(proc, "Error: Cannot read the manifest /proc/self/mem: Input/output error.")
+    assert not (tmp_path / "out").exists()

@@ -156,7 +156,10 @@ def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | s
 def _bounded_lines(handle, the: str) -> Iterator[str]:
     number = 0
     while True:
-        text = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
+        try:
+            text = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
+        except OSError as exc:  # an I/O error midway (a failing disk, /proc/self/mem): said as opening's are
+            raise CertkitError(f"Cannot read the {the}: {exc.strerror or exc}.") from None
         if not text:
             return
         number += 1
