@@ -140,3 +140,15 @@ def test_a_manifest_that_fails_to_read_midway_is_named(tmp_path: Path, ca_dir: P
                     subprocess.PIPE)
     _one_line(proc, "Error: Cannot read the manifest /proc/self/mem: Input/output error.")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ['[{"kind": "server", "names": ["a.example"]}]\n',
+                                  '[\n{"kind": "server", "names": ["a.example"]}\n]\n'], ids=["one-line", "pretty"])
+def test_a_json_array_manifest_is_told_to_be_json_lines(tmp_path: Path, ca_dir: Path, ca_env: dict, text: str) -> None:
+    """A manifest written as one JSON array (the form most JSON writers make) was refused only as a CSV
+    header that names no columns; the line now says what a JSON manifest is."""
+    (tmp_path / "m.json").write_text(text)
+    proc = _certkit(["issue-batch", "m.json", "--out-dir", "out"], ca_env, tmp_path, subprocess.PIPE)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "A JSON manifest is one object per line (JSON lines), not one JSON array." in proc.stderr
+    assert not (tmp_path / "out").exists()

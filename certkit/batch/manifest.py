@@ -222,6 +222,8 @@ def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator
                 yield number, (
                     f"the header must name the columns, each once: kind and names, and any of "
                     f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
+                    + (" A JSON manifest is one object per line (JSON lines), not one JSON array."
+                       if header[0].startswith("[") else "")
                 )
                 return
             continue
