@@ -139,7 +139,7 @@ def unnamed_os_error(exc: OSError) -> str | None:
     if isinstance(exc, BrokenPipeError):
         return "The reader of standard output closed it (a broken pipe) before everything was written."
     reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno)
-    return f"Writing to standard output failed: {reason or exc.strerror or exc}."
+    return f"Cannot write to standard output: {reason or exc.strerror or exc}."
 
 
 def _columns_of(ch: str) -> int:

@@ -73,15 +73,13 @@ class CertkitGroup(click.Group):
         except CertkitError as exc:
             raise click.ClickException(cli_message(exc)) from None
         except OSError as exc:  # a file-system failure the library did not anticipate
-            if exc.filename is None and _writing_stdout(exc):  # the report, after the work (a full disk)
-                from certkit.text import CLOSED_STREAMS, discard_stdout
+            from certkit.text import STDOUT_FAILURES
 
-                discard_stdout()  # what is still buffered goes nowhere, rather than failing again at exit
-                CLOSED_STREAMS.add("stdout")  # so the error goes to standard error, even with --json
-                raise click.ClickException(
-                    f"Cannot write to standard output: {describe_os_error(exc).rstrip('.')}. What the command did "
-                    "before this is done; it stopped there, its report cut short.") from None
-            raise click.ClickException(describe_os_error(exc)) from None
+            said = describe_os_error(exc)
+            if any(exc is failed for failed in STDOUT_FAILURES) and not _printing_help(exc):  # after its work
+                said = (f"{said.rstrip('.')}. What the command did before this is done; it stopped there, its report "
+                        "cut short.")
+            raise click.ClickException(said) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -192,17 +190,14 @@ def report_error(message: str, code: int, *, as_json: bool = False, usage: click
     click.echo(f"Error: {terminal_safe(message)}", err=True)
 
 
-def _writing_stdout(exc: OSError) -> bool:
-    """Whether ``exc`` came from click.echo writing to standard output (a report printed after the work)."""
+def _printing_help(exc: OSError) -> bool:
+    """Whether ``exc`` came from a command's ``--help`` (printed while its arguments are read, before it runs)."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "show_help":
+            return True
         tb = tb.tb_next
-    if tb is None or tb.tb_frame.f_code.co_name != "echo":
-        return False
-    try:
-        return tb.tb_frame.f_locals.get("file").fileno() == 1
-    except (AttributeError, OSError, ValueError):
-        return False
+    return False
 
 
 def describe_os_error(exc: OSError) -> str:
