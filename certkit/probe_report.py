@@ -37,10 +37,11 @@ _ALERTS = {
 
 
 # With no certificate sent, an alert about "it" cannot be about a certificate: Go servers before Go 1.21
-# (etcd 3.4, as Debian ships it) send "bad certificate" when a required client certificate is missing.
+# (etcd 3.4, as Debian ships it) and Java's JSSE send "bad certificate" when a required client certificate
+# is missing.
 _ALERTS_WITHOUT = {
-    "bad certificate": "the server requires a client certificate and got none; Go servers before Go 1.21, "
-                       "etcd 3.4 among them, send this alert for a missing one",
+    "bad certificate": "the server requires a client certificate and got none; Java servers, and Go servers "
+                       "before Go 1.21 (etcd 3.4 among them), send this alert for a missing one",
 }
 
 

@@ -227,8 +227,8 @@ def test_probe_explains_a_go_servers_bad_certificate_by_what_was_sent(etcd_certs
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     lines = {line[:14].strip(): line[14:] for line in wrong.stdout.splitlines() if line.startswith("  ")}
     assert lines["without"] == ("required: without one the server refused (tls alert bad certificate: the server "
-                                "requires a client certificate and got none; Go servers before Go 1.21, etcd 3.4 "
-                                "among them, send this alert for a missing one)"), wrong.stdout
+                                "requires a client certificate and got none; Java servers, and Go servers before "
+                                "Go 1.21 (etcd 3.4 among them), send this alert for a missing one)"), wrong.stdout
     assert "could not verify" not in lines["without"]
     assert lines["with it"].startswith("refused: tls alert bad certificate: "), wrong.stdout
     assert lines["with it"].endswith(
