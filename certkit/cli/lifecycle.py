@@ -70,6 +70,16 @@ def _check_crl_to_stdout(der: bool, force: bool, as_json: bool) -> None:
                                if as_json else "A DER CRL is binary: give --out FILE or redirect stdout.")
 
 
+def _refuse_compressed_crl(out: Path | None, der: bool, as_json: bool) -> None:
+    """A CRL is written uncompressed: refuse an --out (or ``> FILE``) named as a compressed file, as the
+    jsonl, k8s and tar outputs do (not standard output that takes a JSON report)."""
+    if out is not None or not as_json:
+        from certkit.cli.common import out_as_typed
+        from certkit.formats.recorded import refuse_compressed_name
+
+        refuse_compressed_name(out, out_as_typed() or "", sys.stdout, "crl-der" if der else "crl")
+
+
 @click.command("list")
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of certificate.")
 @click.option("--status", type=click.Choice(LIST_STATUSES),
@@ -332,6 +342,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     if out is None:
         _check_crl_to_stdout(der, force, as_json)
+    _refuse_compressed_crl(out, der, as_json)
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()

@@ -365,12 +365,14 @@ def foreign_notes(path: Path, ca) -> list[str]:
 _COMPRESSED = (".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst", ".lz", ".lzma", ".Z", ".lz4",
                ".taz", ".tlz", ".lzo", ".br", ".zip", ".7z", ".rar")
 _PLAIN = {"tar": ("archive", "an uncompressed tar", ".tar"), "jsonl": ("file", "uncompressed JSON lines", ".jsonl"),
-          "k8s": ("file", "uncompressed YAML", ".yaml")}
+          "k8s": ("file", "uncompressed YAML", ".yaml"), "crl": ("file", "an uncompressed PEM CRL", ".pem"),
+          "crl-der": ("file", "an uncompressed DER CRL", ".der")}
 
 
 def refuse_compressed_name(path: Path | None, text: str, stream, fmt: str) -> None:
-    """Refuse an output named as a compressed one (``.tar.gz``, ``> x.TGZ``, ``secrets.yaml.gz``, ``.jsonl.zst``):
-    certkit writes it uncompressed, and what reads it by its name (``tar -tzf``, ``zcat``, ``kubectl``) fails."""
+    """Refuse an output named as a compressed one (``.tar.gz``, ``> x.TGZ``, ``secrets.yaml.gz``, ``.jsonl.zst``,
+    ``crl --out crl.pem.gz``): certkit writes it uncompressed, and what reads it by its name (``tar -tzf``,
+    ``zcat``, ``kubectl``) fails."""
     from certkit.formats.encoding import FormatRefused
 
     if path is None:  # standard output redirected to a file (> fleet.tar.gz): its name, as the kernel knows it
