@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
 from certkit.files import is_regular_file
+from certkit.folder_record import read_bundle_cert, recorded_hint
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -109,11 +110,12 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                           f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
                 raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
                                          f"give {what} of a certificate this CA issued.{revoke}")
-            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}.")
+            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}."
+                                     + recorded_hint(inventory, path, renewing=allow_names))
         held = _output_file(path) if path.is_file() else None
         if held is not None and len(held[1]) > 1:
             raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))
-        cert = held[1][0] if held is not None else _read_cert(cert_path)  # one in a file: the one meant
+        cert = held[1][0] if held is not None else read_bundle_cert(inventory, cert_path, allow_names)  # one held: it
         serial = serial_hex(cert.serial_number)
         if not allow_names:  # revoke (renew says what is wrong with a folder in its own words)
             _refuse_mismatch(path, cert)

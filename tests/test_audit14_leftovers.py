@@ -3,6 +3,10 @@
 1. ``certkit crl --out crl.pem.gz`` (``.zst``, ``.xz``, ``.bz2``, ``.zip``, ``.7z``..., also ``certkit crl >
    crl.der.zst``) wrote a plain CRL under a compressed file's name (``zcat`` and a server that unpacks it by its
    name fail), where jsonl, k8s and tar outputs refuse such names. The same rule now, before a CRL number is taken.
+2. ``revoke FOLDER`` / ``renew FOLDER`` of a folder whose cert.pem is empty, damaged or gone said only that it holds
+   no readable certificate (or no cert.pem), while the inventory records which certificate is there: the error now
+   names that serial and how the command takes it (revoke by serial; renew after putting cert.pem back, or by
+   serial with --out), and ``revoke SERIAL`` then works.
 """
 
 from __future__ import annotations
@@ -36,3 +40,38 @@ def test_a_crl_named_as_compressed_is_refused_before_signing(tmp_path: Path, ca_
     assert written["crl_number"] == 1  # no number was taken by the refused runs
     assert "X509 CRL" in (tmp_path / "crl.pem").read_text()
     assert openssl("crl", "-in", str(tmp_path / "crl.pem"), "-noout").returncode == 0
+
+
+# --- 2: revoke/renew FOLDER of a folder whose cert.pem cannot be read ----------------------------------------------
+@pytest.mark.parametrize("damage", ["empty", "garbage", "a key", "gone"])
+def test_a_folder_without_a_readable_cert_names_the_recorded_serial(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                     damage: str):
+    run_certkit("issue-server", "srv.example", "--out", "srv", env=ca_env, cwd=tmp_path, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"][0]["serial"]
+    cert = tmp_path / "srv" / "cert.pem"
+    if damage == "gone":
+        cert.unlink()
+    else:
+        cert.write_bytes({"empty": b"", "garbage": b"garbage\n",
+                          "a key": (tmp_path / "srv" / "privkey.pem").read_bytes()}[damage])
+    revoking = run_certkit("revoke", "srv", env=ca_env, cwd=tmp_path)
+    assert_clean_error(revoking, f"The inventory records certificate {serial} (CN=srv.example) in srv: give that "
+                                 "serial instead of the folder")
+    renewing = run_certkit("renew", "srv", env=ca_env, cwd=tmp_path)
+    assert_clean_error(renewing, f"The inventory records certificate {serial} (CN=srv.example) in srv: put it back "
+                                 "into cert.pem")
+    assert "--out FOLDER" in renewing.stderr
+    run_certkit("renew", serial, "--out", "new", env=ca_env, cwd=tmp_path, check=True)  # as the hint says
+    assert openssl("x509", "-in", str(tmp_path / "new" / "cert.pem"), "-noout").returncode == 0
+    run_certkit("revoke", serial, env=ca_env, cwd=tmp_path, check=True)
+    rows = {row["serial"]: row["status"]
+            for row in json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]}
+    assert rows[serial] == "revoked"
+
+
+def test_a_folder_nothing_is_recorded_in_gets_no_hint(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "cert.pem").write_bytes(b"")
+    revoking = run_certkit("revoke", "srv", env=ca_env, cwd=tmp_path)
+    assert_clean_error(revoking, "does not hold a readable certificate.")
+    assert "inventory records" not in revoking.stderr
