@@ -7,6 +7,9 @@
    no readable certificate (or no cert.pem), while the inventory records which certificate is there: the error now
    names that serial and how the command takes it (revoke by serial; renew after putting cert.pem back, or by
    serial with --out), and ``revoke SERIAL`` then works.
+3. A jsonl, k8s or tar ``--out`` in a folder where no file can be made (``--out /proc/version --force``) was
+   refused naming certkit's temporary file (``/proc/.version.NNN.certkit-tmp``), a name nobody gave; the output
+   asked for is named now, with its folder, for a single issue and issue-batch alike.
 """
 
 from __future__ import annotations
@@ -75,3 +78,19 @@ def test_a_folder_nothing_is_recorded_in_gets_no_hint(tmp_path: Path, ca_dir: Pa
     revoking = run_certkit("revoke", "srv", env=ca_env, cwd=tmp_path)
     assert_clean_error(revoking, "does not hold a readable certificate.")
     assert "inventory records" not in revoking.stderr
+
+
+# --- 3: an output no file can be made beside is named, not certkit's temporary file -------------------------------
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_an_output_that_cannot_be_made_is_named_not_its_temporary_file(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                        fmt: str):
+    single = run_certkit("issue-server", "a.example", "--format", fmt, "--out", "/proc/version", "--force",
+                         env=ca_env, cwd=tmp_path)
+    (tmp_path / "m.csv").write_text("kind,names\nserver,x.example\nserver,y.example\n")
+    batch = run_certkit("issue-batch", "m.csv", "--format", fmt, "--out", "/proc/version", "--force",
+                        env=ca_env, cwd=tmp_path)
+    for proc in (single, batch):
+        assert_clean_error(proc, "Cannot write /proc/version: ")
+        assert "certkit-tmp" not in proc.stderr and "(in /proc)" in proc.stderr
+    listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    assert all(row["status"] != "valid" for row in listed), listed

@@ -25,6 +25,11 @@ def create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
                 fd = os.open(tmp, flags, SECRET_MODE)
             except FileExistsError:
                 continue
+            except OSError as exc:  # said of the output, not of a temporary name nobody gave (/proc/version)
+                from certkit.bundle import os_reason
+
+                raise CertkitError(f"Cannot write {shown(path)}: {os_reason(exc)} (in {shown(path.parent)}); "
+                                   "nothing was put in place.") from None
             os.fchmod(fd, SECRET_MODE)  # whatever the umask
             return tmp, fd, made
         raise FileExistsError(f"Could not create a temporary file beside {path}.")
