@@ -10,6 +10,10 @@
 3. A jsonl, k8s or tar ``--out`` in a folder where no file can be made (``--out /proc/version --force``) was
    refused naming certkit's temporary file (``/proc/.version.NNN.certkit-tmp``), a name nobody gave; the output
    asked for is named now, with its folder, for a single issue and issue-batch alike.
+5. An issue-batch line with ``out`` of ``.`` (``./``, ``./.``) wrote its bundle straight into ``--out-dir``, which
+   became a bundle folder itself, though ``out`` "must be a folder below the batch's output folder" (``..`` and
+   ``a/..`` were refused). Refused now, in CSV and JSON lines, for every format; an empty ``out`` is still the
+   default folder (as an empty key_type is the default).
 """
 
 from __future__ import annotations
@@ -94,3 +98,28 @@ def test_an_output_that_cannot_be_made_is_named_not_its_temporary_file(tmp_path:
         assert "certkit-tmp" not in proc.stderr and "(in /proc)" in proc.stderr
     listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
     assert all(row["status"] != "valid" for row in listed), listed
+
+
+# --- 5: a manifest line's out of '.' is the output folder itself --------------------------------------------------
+@pytest.mark.parametrize(("manifest", "text"), [
+    ("m.jsonl", '{"kind": "server", "names": ["b.example"], "out": "."}\n'),
+    ("m.jsonl", '{"kind": "server", "names": ["b.example"], "out": "./"}\n'),
+    ("m.csv", "kind,names,out\nserver,b.example,./.\n")])
+@pytest.mark.parametrize("fmt", ["folder", "tar"])
+def test_a_manifest_out_of_dot_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, manifest: str, text: str,
+                                          fmt: str):
+    (tmp_path / manifest).write_text(text)
+    (tmp_path / "out").mkdir()
+    where = ["--out-dir", "out"] if fmt == "folder" else ["--format", "tar", "--out", "x.tar"]
+    proc = run_certkit("issue-batch", manifest, *where, env=ca_env, cwd=tmp_path)
+    assert_clean_error(proc, "the batch's output folder itself; it must be a folder below it")
+    assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "x.tar").exists()
+    assert run_certkit("list", env=ca_env).stdout.startswith("No certificates issued yet")
+
+
+def test_a_manifest_out_empty_or_below_is_still_written(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    (tmp_path / "m.jsonl").write_text('{"kind": "server", "names": ["b.example"], "out": ""}\n'
+                                      '{"kind": "server", "names": ["c.example"], "out": "x/./y"}\n')
+    run_certkit("issue-batch", "m.jsonl", "--out-dir", "out", env=ca_env, cwd=tmp_path, check=True)
+    assert (tmp_path / "out" / "b.example" / "cert.pem").is_file()
+    assert (tmp_path / "out" / "x" / "y" / "cert.pem").is_file()

@@ -409,4 +409,7 @@ def _relative_out(out: str) -> str:
         raise _BadLine(f"'out' is {shown(out)}; it must be a folder below the batch's output folder (a relative "
                        "path without "
                        "'..'), so a manifest cannot write anywhere else.")
+    if not parts:  # '.', './', './.': the output folder itself, which would become one line's bundle folder
+        raise _BadLine(f"'out' is {shown(out)}, the batch's output folder itself; it must be a folder below it "
+                       "(leave 'out' empty for one named after the line's first name).")
     return out
