@@ -380,6 +380,22 @@ def check_still_home(ca, done: str = "nothing was signed") -> None:
         raise CABroken(f"The CA directory {shown(store.path)} now holds another CA ({other}); this CA ({this}) was "
                        f"loaded from it before and records nothing there; {done}. Load the CA again "
                        "(CADirectory(path).load()).")
+    _check_not_moved(ca, store, done)
+
+
+def _check_not_moved(ca, store, done: str) -> None:
+    """An object loaded before ``certkit inventory migrate`` still holds the old SQLite file, a backup of the
+    day it moved: read as current, it would tell a certificate revoked since as valid."""
+    from certkit.errors import CABroken
+    from certkit.store_inventory import moved_to
+    from certkit.text import shown
+
+    if (url := moved_to(ca.inventory)) is not None:
+        from certkit.db import shown_url
+
+        raise CABroken(f"The inventory of {shown(store.path)} was moved to {shown_url(url)} (certkit inventory "
+                       f"migrate) after this CA was loaded, and its old file {shown(ca.inventory.location)} is only "
+                       f"a backup of that day; {done}. Load the CA again (CADirectory(path).open()).")
 
 
 
