@@ -17,7 +17,7 @@ from typing import Any, Literal
 from certkit.errors import CertkitError, PassphraseRequired, WrongPassphrase
 from certkit.keys import key_damage, pem_damage
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
-from certkit.vocabulary import self_signed
+from certkit.vocabulary import absent_text, self_signed
 
 Level = Literal["ok", "warning", "error"]
 EXPIRY_WARNING_DAYS = 30
@@ -238,7 +238,7 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str
 
     path = store.key_path
     if not path.is_file():
-        return [Finding("key", "error", f"{path} is missing; nothing can be issued without it.")]
+        return [Finding("key", "error", f"{path} {absent_text(path)}; nothing can be issued without it.")]
     found: list[Finding] = []
     try:
         info, data = path.stat(), path.read_bytes()

@@ -39,7 +39,7 @@ from certkit.paths import check_lengths
 from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind
 from certkit.testhooks import pause_at
 from certkit.text import shown
-from certkit.vocabulary import serial_hex
+from certkit.vocabulary import absent_text, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -426,7 +426,7 @@ class CADirectory:
         if self.key_uri is not None:
             return self._load_token_key(cert, passphrase), []
         if not self.key_path.is_file():
-            raise CABroken(f"The CA key {self.key_path} is missing; nothing can be issued without it.")
+            raise CABroken(f"The CA key {(k := self.key_path)} {absent_text(k)}; nothing can be issued without it.")
         try:
             data = read_limited(self.key_path, MAX_CERT_FILE_BYTES, what="CA key")
         except CertkitError as exc:

@@ -236,6 +236,13 @@ def file_kind_text(path) -> str:
     return f"a device or other special file{link}, not a file"
 
 
+def absent_text(path) -> str:
+    """Why ``path`` is no regular file to read, in words: "is missing", or "is a folder, not a file"..."""
+    import os
+
+    return f"is {file_kind_text(path)}" if os.path.lexists(path) else "is missing"
+
+
 # OpenSSL's label for each kind of SAN entry certkit issues (the kinds of csr.CSRRequest.san).
 SAN_LABELS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import pytest
@@ -62,3 +63,27 @@ def test_an_object_loaded_before_the_inventory_moved_hands_out_nothing_revoked_s
     with pytest.raises(AlreadyRevoked):
         fresh.revoke(server.serial_hex)
     assert isinstance(fresh.server_context(fresh.issue_server("new.example")), ssl.SSLContext)
+
+
+# --- finding 2: a CA key that is no file was called missing ---------------------------------------------
+@pytest.mark.parametrize("what", ["folder", "device link"])
+def test_a_ca_key_that_is_no_file_is_named_for_what_it_is(tmp_path, what):
+    import os
+
+    from certkit.errors import CABroken
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Keyless", env=env, cwd=tmp_path, check=True)
+    key = tmp_path / "ca" / "ca-key.pem"
+    key.unlink()
+    os.mkdir(key) if what == "folder" else os.symlink("/dev/zero", key)
+    said = "a folder, not a file" if what == "folder" else \
+        "a device or other special file (a symbolic link to /dev/zero)"
+    with pytest.raises(CABroken, match="ca-key.pem is " + re.escape(said)):
+        CADirectory(str(tmp_path / "ca")).load(PASSPHRASE)
+    issued = run_certkit("issue-server", "k.example", "--out", tmp_path / "k", env=env, cwd=tmp_path)
+    assert issued.returncode == 1 and "missing" not in issued.stderr and said in issued.stderr, issued.stderr
+    assert issued.stderr.count("\n") == 1 and not (tmp_path / "k").exists()
+    checked = run_certkit("check", env=env, cwd=tmp_path)
+    assert checked.returncode == 1 and f"ca-key.pem is {said}" in checked.stdout, checked.stdout
