@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,12 +182,11 @@ def folders_held(ca_dir: Path | None, places: Iterable[Path], *, wait: float = L
     try:
         for slot in sorted(slots) if opened is not None else ():
             deadline = time.monotonic() + wait
-            while not opened.counts.get(slot) and not _try_lock(fcntl, opened.fd, slot):  # held here: nested
+            while not opened.hold(fcntl, slot):
                 if time.monotonic() > deadline:
                     raise CertkitError(f"Another certkit command has been writing {shown(slots[slot])} for over "
                                        f"{wait:.0f} seconds; nothing was written. Try again once it is done.")
                 time.sleep(0.02)
-            opened.counts[slot] = opened.counts.get(slot, 0) + 1
             taken.append(slot)
         yield
     finally:
@@ -198,27 +198,44 @@ class _LockFile:
     """The lock file of one CA directory, open once per process while any of its byte ranges is held:
     a holder may nest (a command holds its output file for its whole run; delivering into it holds it
     again), and closing any descriptor of a file drops every lock the process has on it, so it is
-    closed only when the last is released."""
+    closed only when the last is released. Threads share it: ``users`` counts the holders of the descriptor
+    (under :data:`_GUARD`), so that one thread never closes it while another uses it, or closes the number
+    of a file opened since."""
 
     _open: dict[str, "_LockFile"] = {}
     _pid = os.getpid()
 
     def __init__(self, fd: int) -> None:
-        self.fd, self.counts = fd, {}
+        self.fd, self.counts, self.users = fd, {}, 0
 
     @classmethod
     def of(cls, ca_dir: Path) -> "_LockFile | None":
-        if cls._pid != os.getpid():  # a forked child holds none of its parent's locks
-            cls._open, cls._pid = {}, os.getpid()
-        key = os.path.realpath(Path(ca_dir) / LOCK_FILE)
-        if key not in cls._open:
-            fd = _lock_file(ca_dir)
-            if fd is None:
-                return None
-            cls._open[key] = cls(fd)
-        return cls._open[key]
+        with _GUARD:
+            if cls._pid != os.getpid():  # a forked child holds none of its parent's locks
+                cls._open, cls._pid = {}, os.getpid()
+            key = os.path.realpath(Path(ca_dir) / LOCK_FILE)
+            if key not in cls._open:
+                fd = _lock_file(ca_dir)
+                if fd is None:
+                    return None
+                cls._open[key] = cls(fd)
+            cls._open[key].users += 1
+            return cls._open[key]
+
+    def hold(self, fcntl, slot: int) -> bool:
+        """Take byte ``slot`` (already held here: nested); False while another process holds it."""
+        with _GUARD:
+            if not self.counts.get(slot) and not _try_lock(fcntl, self.fd, slot):
+                return False
+            self.counts[slot] = self.counts.get(slot, 0) + 1
+            return True
 
     def release(self, fcntl, slots: list[int]) -> None:
+        with _GUARD:
+            self._release(fcntl, slots)
+
+    def _release(self, fcntl, slots: list[int]) -> None:
+        self.users -= 1
         for slot in slots:
             self.counts[slot] -= 1
             if not self.counts[slot]:
@@ -227,11 +244,15 @@ class _LockFile:
                     fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, slot)
                 except OSError:
                     pass
-        if not self.counts:
+        if not self.users:
             for key, opened in list(self._open.items()):
                 if opened is self:
                     del self._open[key]
             os.close(self.fd)  # releases every lock this process holds on the file
+
+
+_GUARD = threading.Lock()  # the lock files' bookkeeping, for the threads of a process
+os.register_at_fork(after_in_child=lambda: globals().update(_GUARD=threading.Lock()))  # held by a thread not forked
 
 
 def _lock_file(ca_dir: Path) -> int | None:

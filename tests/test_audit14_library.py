@@ -87,3 +87,67 @@ def test_a_ca_key_that_is_no_file_is_named_for_what_it_is(tmp_path, what):
     assert issued.stderr.count("\n") == 1 and not (tmp_path / "k").exists()
     checked = run_certkit("check", env=env, cwd=tmp_path)
     assert checked.returncode == 1 and f"ca-key.pem is {said}" in checked.stdout, checked.stdout
+
+
+# --- finding 3: threads sharing the bundle lock file's descriptor --------------------------------------
+def test_threads_writing_bundles_of_one_ca_directory_never_close_each_others_descriptor(tmp_path):
+    import os
+    import threading
+
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Threads", "--key-type", "ecdsa-p256", env=env, cwd=tmp_path, check=True)
+    ca = CADirectory(str(tmp_path / "ca")).load(PASSPHRASE)
+    certs = [ca.issue_server(f"t{i}.example") for i in range(80)]
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def writer(mine):
+        start.wait()
+        for issued in mine:
+            try:
+                issued.write(str(tmp_path / issued.cert.subject.rfc4514_string()[3:]))
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=writer, args=(certs[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    for issued in certs:
+        folder = tmp_path / issued.cert.subject.rfc4514_string()[3:]
+        assert sorted(os.listdir(folder)) == ["ca.pem", "cert.pem", "fullchain.pem", "privkey.pem"]
+        assert (folder / "cert.pem").read_bytes() == issued.cert_pem
+        row = ca.inventory.get(issued.serial_hex)
+        assert row["status"] == "valid" and row["folder"] == str(folder)
+
+
+def test_threads_holding_bundle_folders_of_one_ca_directory_share_its_lock_file_safely(tmp_path):
+    """The unit under ``write()``/``deliver()``, hammered: on the old code most threads died of EBADF at once."""
+    import threading
+
+    from certkit.bundle import folders_held
+
+    (tmp_path / "ca").mkdir()
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def holder(i):
+        start.wait()
+        for _ in range(1500):
+            try:
+                with folders_held(tmp_path / "ca", [tmp_path / f"f{i}"]):
+                    pass
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=holder, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
