@@ -62,9 +62,10 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     Without --cert/--key, serve issues itself a one-day server certificate
     for localhost, 127.0.0.1 and ::1 from the CA (this needs the CA key's
     passphrase; the certificate is recorded in the CA's inventory like any
-    other). serve keeps no CA key, so it does not renew that certificate:
-    when it expires, the log says so; restart serve then. Stop with Ctrl-C
-    or SIGTERM.
+    other, and revoked when serve stops, or by the next server to start
+    here if serve was killed: its key lives in serve's memory alone). serve
+    keeps no CA key, so it does not renew that certificate: when it
+    expires, the log says so; restart serve then. Stop with Ctrl-C or SIGTERM.
 
     \b
     Examples:
@@ -92,10 +93,10 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         context = tls_context(cert_file, key_file, verify_pem)  # checks the files, with clear errors
         _check_server_certificate(cert_file, chain_pem, ca_dir)
         server = _listen(host, port)
-        server_cert = {"source": "files", "cert": str(cert_file), "key": str(key_file)}
+        server_cert, own = {"source": "files", "cert": str(cert_file), "key": str(key_file)}, None
     else:
-        server, context, chain_pem, key_pem = _issue_and_listen(ca_dir, passphrase_file, names, host, port,
-                                                                verify_pem)
+        server, context, chain_pem, key_pem, own = _issue_and_listen(ca_dir, passphrase_file, names, host, port,
+                                                                     verify_pem)
         server_cert = {"source": "issued"}
     identity = server_identity(chain_pem)
     if identity is not None:  # the certificate's facts, with the keys issue-*, list and inspect use
@@ -109,7 +110,8 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
                                self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem))
     server.revocations = revocations
     del key_pem
-    from certkit.errors import handle_stop_signals, restore_signals
+    from certkit.errors import handle_stop_signals
+    from certkit.serve_own import stopped
 
     stopped_by: list[int] = []
 
@@ -130,7 +132,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         signum = stopped_by[0] if stopped_by else signal.SIGINT  # (Python's own SIGINT handler: Ctrl-C)
         server.server_close()
     finally:
-        restore_signals(previous)
+        stopped(previous, own)  # the signals as they were, and serve's own certificate revoked
     stderr_log("stopped")
     exit_stopped(signum)
 
@@ -162,7 +164,8 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
     server that cannot run) and recorded valid once the server holds it: the listening server, its
     TLS context, and the chain and key PEM."""
     from certkit.issuing import Target, begin, plan, server_request
-    from certkit.serve import issued_context
+    from certkit.serve import issued_context, stderr_log
+    from certkit.serve_own import OwnCertificate
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()
@@ -171,13 +174,15 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
     server = _listen(host, port)  # the port first: no passphrase asked, no certificate issued, for a server that
     try:  # cannot run
         unlock(ca, passphrase_file)
+        own = OwnCertificate(ca, stderr_log)  # revokes what servers killed on this host left
         with begin(ca, request) as issued:  # recorded pending, valid once the server holds it
+            own.hold(issued.serial_hex)  # killed from here on, the next server revokes it
             context = issued_context(issued, client_ca_pem)
     except BaseException:
         server.server_close()
         raise
     ca.key = None  # serve signs nothing else: the CA key does not stay in this process
-    return server, context, issued.fullchain_pem, issued.private_key_pem
+    return server, context, issued.fullchain_pem, issued.private_key_pem, own
 
 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
