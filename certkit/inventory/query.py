@@ -114,8 +114,9 @@ def _renewed_by(inventory: "Inventory", serials: list[str]) -> dict[str, str]:
 
 def compromised(inventory: "Inventory", public_key) -> tuple[str, str] | None:
     """(serial, revoked_at) of a certificate revoked for keyCompromise whose public key is
-    ``public_key``, or None: a key once compromised is never certified again."""
-    from certkit.errors import CertkitError
+    ``public_key``, or None: a key once compromised is never certified again. A keyCompromise row
+    whose certificate cannot be read is a :class:`DamagedRow`: its key might be this one."""
+    from certkit.errors import DamagedRow
     from certkit.inventory.rows import load_der
     from certkit.keys import public_key_der
 
@@ -127,8 +128,9 @@ def compromised(inventory: "Inventory", public_key) -> tuple[str, str] | None:
         try:
             if public_key_der(load_der(serial, der).public_key()) == wanted:
                 return serial, revoked_at
-        except CertkitError:
-            continue  # a damaged row: check names it
+        except DamagedRow as exc:  # never skipped: the compromised key it holds would be certified again
+            raise DamagedRow(serial, f"{exc.reason}; it was revoked for keyCompromise, so no key is certified "
+                                     "until it is restored: its key cannot be told apart") from None
     return None
 
 
