@@ -33,3 +33,34 @@ def test_a_damaged_keycompromise_row_refuses_certifying_any_key(tmp_path: Path, 
     assert_clean_error(proc, serial)
     assert "keyCompromise" in proc.stderr, proc.stderr
     assert not (tmp_path / "again").exists()
+
+
+def _secret(path: Path) -> str:
+    names = [line.split('"')[1] for line in path.read_text().splitlines() if line.startswith("  name: ")]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_k8s_secret_names_of_non_ascii_names_are_distinct_and_stable(tmp_path: Path, ca_dir: Path,
+                                                                     ca_env: dict) -> None:
+    import hashlib
+    import json
+
+    made = {}
+    for n, typed in enumerate(["José Ñ", "Josë Ñ", "Jose N"]):
+        out = tmp_path / f"{n}.yaml"
+        proc = run_certkit("issue-client", typed, "--format", "k8s", "--out", out, "--json", env=ca_env, check=True)
+        made[typed] = _secret(out)
+        assert json.loads(proc.stdout)["secret"] == made[typed]
+    assert made["Jose N"] == "jose-n"  # ASCII: unchanged
+    assert made["José Ñ"] == "jos-" + hashlib.sha256("José Ñ".encode()).hexdigest()[:8]
+    assert made["José Ñ"] != made["Josë Ñ"]
+    # A host name keeps its A-label, without a suffix.
+    run_certkit("issue-server", "bücher.example", "--format", "k8s", "--out", tmp_path / "s.yaml", env=ca_env,
+                check=True)
+    assert _secret(tmp_path / "s.yaml") == "xn--bcher-kva.example"
+    # A batch names them alike, and tells two lines of one name apart from two names.
+    (tmp_path / "m.csv").write_text("kind,names\nclient,José Ñ\nclient,Josë Ñ\n", encoding="utf-8")
+    run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "b.yaml", cwd=tmp_path, env=ca_env, check=True)
+    text = (tmp_path / "b.yaml").read_text()
+    assert f'name: "{made["José Ñ"]}"' in text and f'name: "{made["Josë Ñ"]}"' in text

@@ -312,7 +312,7 @@ class _Check(BatchSpec):
 
             return os.fspath(resolved(line.out, cache)), shown(line.out)
         try:
-            key = self.output.key(line.name())
+            key = self.output.key(line.name(), line.names[0] if line.names else None)
         except CertkitError:
             return f"\0line {line.line}", ""  # refused already, by check_line
         return key, shown(key)

@@ -132,8 +132,9 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
     }
     if output.format == "k8s":  # the object's name in the cluster (kubectl get secret NAME)
         from certkit.formats import secret_name
+        from certkit.formats.encoding import typed_name
 
-        data["secret"] = secret_name(name)
+        data["secret"] = secret_name(name, typed_name(issued))
     if requested is not None:
         data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
     where = output.describe()

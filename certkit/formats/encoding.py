@@ -44,10 +44,35 @@ class FormatRefused(CertkitError):
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")
 
 
-def secret_name(name: str) -> str:
+def secret_name(name: str, typed: str | None = None) -> str:
     """A Kubernetes object name (an RFC 1123 subdomain: lower-case labels of letters, digits and
     hyphens, at most 253 characters) made from a bundle's name: ``_wildcard.example.com`` becomes
-    ``wildcard.example.com``, ``web/a`` ``web-a``, ``Alice Smith`` ``alice-smith``."""
+    ``wildcard.example.com``, ``web/a`` ``web-a``, ``Alice Smith`` ``alice-smith``. When ``typed``, the
+    name the certificate was made for, has non-ASCII characters the result lost (``José Ñ``, not an
+    IDNA host name whose A-label it is), it ends with ``-`` and 8 hex digits of that name's SHA-256, so
+    that two such names get two Secrets, the same each time."""
+    text = _secret_base(name)
+    if typed is not None and not typed.isascii() and text and _a_label(typed) != text:
+        import hashlib
+        import unicodedata
+
+        suffix = hashlib.sha256(unicodedata.normalize("NFC", typed).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        last = text.rsplit(".", 1)[-1]
+        keep = min(63 - 9 - len(last), 0)  # the last label, with its suffix, within 63 characters
+        text = (text[:len(text) + keep] if keep else text)[:253 - 9].rstrip(".-") + "-" + suffix
+    return text
+
+
+def _a_label(name: str) -> str | None:
+    """``name`` as IDNA A-labels in lower case, or None if it is no IDNA name."""
+    try:
+        return ("wildcard" + name[1:] if name.startswith("*.") else name).encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return None
+
+
+def _secret_base(name: str) -> str:
+    """:func:`secret_name` of the bundle's name alone."""
     labels = []
     for label in name.lower().replace("/", "-").split("."):
         label = _LABEL_BAD.sub("-", label).strip("-")
@@ -57,6 +82,22 @@ def secret_name(name: str) -> str:
     if not text:
         raise FormatRefused(f"'{shown(name)}' gives no usable Kubernetes name (ASCII letters or digits are needed).")
     return text
+
+
+def typed_name(issued_or_request) -> str | None:
+    """The name a certificate (or request) is for, as :func:`secret_name` reads it: its subject's
+    common name, else its first identity."""
+    from cryptography.x509.oid import NameOID
+
+    common = getattr(issued_or_request, "common_name", None)
+    subject = getattr(issued_or_request, "cert", None)
+    subject = subject.subject if subject is not None else getattr(issued_or_request, "subject", None)
+    if common is None and subject is not None:
+        cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common = cns[0].value if cns else None
+    identities = getattr(issued_or_request, "identities", None) or ()
+    value = common if common is not None else (identities[0].value if identities else None)
+    return value if isinstance(value, str) else None
 
 
 def check_record_name(name: str) -> None:
@@ -198,7 +239,7 @@ def k8s_secret(issued: "IssuedCert", name: str, files: Mapping[str, bytes]) -> b
         "apiVersion: v1",
         "kind: Secret",
         "metadata:",
-        f"  name: {yaml_string(secret_name(name))}",  # "12345", "yes", "null": strings, not YAML's others
+        f"  name: {yaml_string(secret_name(name, typed_name(issued)))}",  # "12345", "yes": strings, not YAML's
         "  labels:",
         "    app.kubernetes.io/managed-by: certkit",
         "  annotations:",

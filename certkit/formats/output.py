@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
-from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, member_name, secret_name
+from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, member_name, secret_name, typed_name
 from certkit.formats.placing import create_temporary, place, unlink_quiet, write_all
 from certkit.formats.recorded import foreign_notes, identity, refuse_output_misfits, release
 from certkit.issuing import Request, Target
@@ -170,7 +170,7 @@ class Output:
                                     "from a CSR has none here (the requester keeps it); write jsonl, tar or a "
                                     "folder instead.")
             try:
-                secret_name(name)
+                secret_name(name, typed_name(request))
             except FormatRefused:
                 typed = request.common_name or (request.identities[0].value if request.identities else name)
                 if typed == name:
@@ -180,10 +180,11 @@ class Output:
         elif self.format == "tar":
             member_name(name)
 
-    def key(self, name: str) -> str:
-        """What must differ between two certificates of one output: the Secret's name, the archive folder."""
+    def key(self, name: str, typed: str | None = None) -> str:
+        """What must differ between two certificates of one output: the Secret's name (of a certificate
+        for ``typed``, :func:`typed_name`), the archive folder."""
         if self.format == "k8s":
-            return secret_name(name)
+            return secret_name(name, typed)
         return member_name(name) if self.format == "tar" else name
 
     def replaced(self, ca: "CA", request: Request) -> str | None:
