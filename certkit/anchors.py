@@ -386,3 +386,21 @@ def refuse_server_chain(cert_chain, store_pem: bytes) -> None:
                            "the root refuse it (unable to get local issuer certificate); give fullchain.pem (the "
                            "certificate, then the intermediate CAs that issued it).")
 
+
+
+def completed_chain_note(cert_path, folder: Path | None, chain: list, path: list, trust: str,
+                         ca_file) -> str | None:
+    """For certkit verify of a file: a note when intermediates of the chain built came from the trust
+    (the CA directory, or --ca-file) rather than from the file or --untrusted, since a server given
+    that file alone sends none of them and a peer trusting only the root refuses it."""
+    from certkit.verify_names import cn_text
+
+    if folder is not None:  # a bundle folder: what its server sends is judged (_judge_folder)
+        return None
+    missing = [cn_text(ca.subject) for ca in path[1:] if ca not in chain and not self_signed(ca)]
+    if not missing:
+        return None
+    source = f"--ca-file {shown(ca_file)}" if ca_file is not None else f"the CA directory {shown(trust)}"
+    return (f"{shown(cert_path)} does not hold the intermediate CA {', '.join(missing)}: certkit completed the chain "
+            f"from {source}; a peer that trusts only the root refuses this file presented alone: give servers (and "
+            "clients) the bundle's fullchain.pem")

@@ -395,9 +395,9 @@ def _policies(purpose: str) -> dict:
 def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
                 ca_file: str | Path | None = None, ca_dir: str | Path | None = None,
                 untrusted: str | Path | None = None, now: dt.datetime | None = None) -> tuple[Verdict, str]:
-    """:func:`verify_certificate` on files: the certificate (with any chain in the same file),
-    ``untrusted`` intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the
-    verdict and a description of where the trust came from."""
+    """:func:`verify_certificate` on files: the certificate (with any chain in the same file), ``untrusted``
+    intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the verdict and where the trust came from."""
+    from certkit.anchors import completed_chain_note
     from certkit.errors import describe_parse_error, parse_errors
     from certkit.files import STDIN
     from certkit.material import load_certificates
@@ -427,7 +427,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
         raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
-    verdict.notes += notes
+    verdict.notes += notes + [n for n in [completed_chain_note(cert_path, folder, chain, path, trust, ca_file)] if n]
     if folder is not None:
         _judge_folder(verdict, folder, leaf, path)
     if ca_file is None:

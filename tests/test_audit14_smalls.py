@@ -64,3 +64,61 @@ def test_k8s_secret_names_of_non_ascii_names_are_distinct_and_stable(tmp_path: P
     run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "b.yaml", cwd=tmp_path, env=ca_env, check=True)
     text = (tmp_path / "b.yaml").read_text()
     assert f'name: "{made["José Ñ"]}"' in text and f'name: "{made["Josë Ñ"]}"' in text
+
+
+def _handshake(tmp_path: Path, bundle: Path, *chain_args: str) -> str | None:
+    """A Python ssl client trusting only the root (the bundle's ca.pem) against openssl s_server given
+    cert.pem (and ``chain_args``): None if it accepts, else its error."""
+    import socket
+    import ssl
+    import time
+
+    from conftest import free_port, wait_or_kill
+
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(bundle / "cert.pem"),
+                               "-key", str(bundle / "privkey.pem"), *chain_args, "-www", "-quiet"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        context = ssl.create_default_context(cafile=str(bundle / "ca.pem"))
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                    try:
+                        with context.wrap_socket(raw, server_hostname="localhost"):
+                            return None
+                    except ssl.SSLError as exc:
+                        return str(exc)
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        raise AssertionError("openssl s_server did not start")
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+
+
+def test_verify_of_a_leaf_whose_chain_came_from_the_ca_directory_says_peers_need_fullchain(
+        tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    import json
+
+    from conftest import PASSPHRASE
+
+    env = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "issuing"), CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", ca_dir, "--name", "Issuing",
+                env=env, check=True)
+    run_certkit("issue-server", "localhost", "--out", tmp_path / "app", env=env, check=True)
+    app = tmp_path / "app"
+    # What real peers do: a client trusting the root refuses cert.pem alone, takes it with its chain.
+    assert _handshake(tmp_path, app) is not None
+    assert _handshake(tmp_path, app, "-cert_chain", str(app / "chain.pem")) is None
+    proc = run_certkit("verify", app / "cert.pem", "--purpose", "server", "--name", "localhost", env=env)
+    assert proc.returncode == 0 and "VALID" in proc.stdout, proc.stdout + proc.stderr
+    note = [line for line in proc.stdout.splitlines() if line.lstrip().startswith("note")]
+    assert len(note) == 1 and "CN=Issuing" in note[0] and "fullchain.pem" in note[0], proc.stdout
+    assert "completed the chain from the CA directory" in note[0], note
+    data = json.loads(run_certkit("verify", app / "cert.pem", "--purpose", "server", "--json", env=env).stdout)
+    assert data["valid"] and any("fullchain.pem" in n for n in data["notes"]), data
+    # What holds its chain, or was given it, gets no such note.
+    for args in ([app / "fullchain.pem"], [app], [app / "cert.pem", "--untrusted", app / "chain.pem"]):
+        data = json.loads(run_certkit("verify", *args, "--purpose", "server", "--json", env=env).stdout)
+        assert data["valid"] and not any("completed the chain" in n for n in data["notes"]), (args, data)
