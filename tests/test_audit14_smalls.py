@@ -122,3 +122,10 @@ def test_verify_of_a_leaf_whose_chain_came_from_the_ca_directory_says_peers_need
     for args in ([app / "fullchain.pem"], [app], [app / "cert.pem", "--untrusted", app / "chain.pem"]):
         data = json.loads(run_certkit("verify", *args, "--purpose", "server", "--json", env=env).stdout)
         assert data["valid"] and not any("completed the chain" in n for n in data["notes"]), (args, data)
+
+
+def test_k8s_secret_name_chosen_in_a_manifest_is_kept(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    (tmp_path / "m.csv").write_text("kind,names,out\nclient,José Ñ,web\nclient,Josë Ñ,\n", encoding="utf-8")
+    run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "b.yaml", cwd=tmp_path, env=ca_env, check=True)
+    text = (tmp_path / "b.yaml").read_text()
+    assert 'name: "web"' in text and 'name: "jos-' in text, text

@@ -49,10 +49,10 @@ def secret_name(name: str, typed: str | None = None) -> str:
     hyphens, at most 253 characters) made from a bundle's name: ``_wildcard.example.com`` becomes
     ``wildcard.example.com``, ``web/a`` ``web-a``, ``Alice Smith`` ``alice-smith``. When ``typed``, the
     name the certificate was made for, has non-ASCII characters the result lost (``José Ñ``, not an
-    IDNA host name whose A-label it is), it ends with ``-`` and 8 hex digits of that name's SHA-256, so
-    that two such names get two Secrets, the same each time."""
+    IDNA host name whose A-label it is, nor a name chosen apart from it), it ends with ``-`` and 8 hex
+    digits of that name's SHA-256, so that two such names get two Secrets, the same each time."""
     text = _secret_base(name)
-    if typed is not None and not typed.isascii() and text and _a_label(typed) != text:
+    if typed is not None and not typed.isascii() and _a_label(typed) != text and _made_from(typed) == text:
         import hashlib
         import unicodedata
 
@@ -61,6 +61,15 @@ def secret_name(name: str, typed: str | None = None) -> str:
         keep = min(63 - 9 - len(last), 0)  # the last label, with its suffix, within 63 characters
         text = (text[:len(text) + keep] if keep else text)[:253 - 9].rstrip(".-") + "-" + suffix
     return text
+
+
+def _made_from(typed: str) -> str | None:
+    """The Secret name the default bundle name of ``typed`` gives (its non-ASCII characters lost), or None:
+    a name chosen otherwise (a manifest's ``out``) is kept as chosen."""
+    try:
+        return _secret_base(re.sub(r"[^\x00-\x7f]", "_", typed.replace("*", "_wildcard")))
+    except FormatRefused:
+        return None
 
 
 def _a_label(name: str) -> str | None:
