@@ -13,6 +13,7 @@ input, not the inventory: the machines running the suite have two cores); a test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -65,10 +66,18 @@ def inventory_backend_of(request) -> str:
 @pytest.fixture(scope="session")
 def postgres_server():
     """One PostgreSQL server for this session (this xdist worker), stopped at its end, also on failure."""
+    with started_postgres() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def started_postgres():
+    """A PostgreSQL server of its own, started now and stopped when the block ends, also on failure
+    (skipped without initdb or psycopg, failed instead in CI: CERTKIT_REQUIRE_PEERS=1)."""
     from team_postgres import PostgresServer, bindir
 
     if bindir() is None:
-        require("initdb")  # skip, or fail in CI (CERTKIT_REQUIRE_PEERS=1)
+        require("initdb")
     if not os.environ.get("CERTKIT_REQUIRE_PEERS"):
         pytest.importorskip("psycopg")
     server = PostgresServer()

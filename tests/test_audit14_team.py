@@ -55,17 +55,10 @@ from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_c
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server of this test alone: it is crashed and started again."""
-    from team_postgres import PostgresServer, bindir
+    from team_fixtures import started_postgres
 
-    if bindir() is None:
-        pytest.skip("initdb is not installed")
-    pytest.importorskip("psycopg")
-    server = PostgresServer()
-    try:
-        server.start()
+    with started_postgres() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _crash(server) -> None:
