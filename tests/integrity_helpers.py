@@ -215,6 +215,25 @@ def interrupt(proc: subprocess.Popen, signum: int, marker: Path, timeout: float 
 
 
 # --- file systems -----------------------------------------------------------------------
+def signalled_once_started(args: list, env: dict, started: Path, signum: int) -> tuple[int, str, str]:
+    """Run certkit with ``args``, send it ``signum`` once ``started`` exists (a hook's marker), and return its
+    exit status, standard output and standard error; killed if it outlives the test."""
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=45)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
 @contextmanager
 def tmpfs(path: Path, *options: str) -> Iterator[Path]:
     """A small tmpfs mounted at ``path`` (root only), unmounted afterwards."""

@@ -32,13 +32,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import run_certkit
+from integrity_helpers import signalled_once_started
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,23 +108,6 @@ def test_a_moved_or_wholly_deleted_bundle_still_exits_0(ca_dir, ca_env, tmp_path
 
 
 # --- fleetserve13 #4 and #5: a stop during a hook ---------------------------------------------------------------------
-def _stopped_run(args: list, env: dict, started: Path, signum: int) -> tuple[int, str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=45)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, out, err
-
-
 def _hook(started: Path) -> str:
     return (f'echo start-$(basename "$RENEWED_LINEAGE"); trap "echo got-signal; exit 9" TERM HUP; touch {started}; '
             "sleep 30 & wait; echo end")
@@ -135,8 +117,8 @@ def test_an_interrupted_bulk_renewal_keeps_the_hooks_words_and_lists_what_it_lef
     for name in ("a", "b", "c"):
         _issue(ca_env, tmp_path / name, f"{name}.example.com")
     started = tmp_path / "started"
-    code, out, err = _stopped_run(["renew", "--expiring", "30d", "--days", "90", "--json", "--exec", _hook(started)],
-                                  ca_env, started, signal.SIGTERM)
+    args = ["renew", "--expiring", "30d", "--days", "90", "--json", "--exec", _hook(started)]
+    code, out, err = signalled_once_started(args, ca_env, started, signal.SIGTERM)
     assert code == 143, err
     data = json.loads(out)
     [renewed] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
@@ -155,8 +137,8 @@ def test_an_interrupted_bulk_renewal_keeps_the_hooks_words_and_lists_what_it_lef
 def test_a_single_renewal_stopped_by_sighup_keeps_the_hooks_words(ca_dir, ca_env, tmp_path):
     _issue(ca_env, tmp_path / "v", "v.example.com")
     started = tmp_path / "started"
-    code, out, err = _stopped_run(["renew", tmp_path / "v", "--json", "--exec", _hook(started)], ca_env, started,
-                                  signal.SIGHUP)
+    args = ["renew", tmp_path / "v", "--json", "--exec", _hook(started)]
+    code, out, err = signalled_once_started(args, ca_env, started, signal.SIGHUP)
     assert code == 129, err
     run = json.loads(out)["exec"]
     assert run["output"] == "start-v\ngot-signal\n" and run["error"].startswith("interrupted (SIGHUP)"), run

@@ -31,7 +31,7 @@ from cryptography import x509
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
-from integrity_helpers import start_paused
+from integrity_helpers import signalled_once_started, start_paused
 
 
 def serial_in(folder: Path) -> str:
@@ -185,20 +185,10 @@ def test_a_stop_kills_a_hook_that_ignores_sigterm(ca_dir, ca_env, tmp_path):
     run_certkit("issue-server", "www.example", "--days", "10", "--out", tmp_path / "www", env=ca_env, check=True)
     started, finished = tmp_path / "started", tmp_path / "finished"
     hook = f"trap '' TERM INT HUP; touch {started}; sleep 60; touch {finished}"
-    proc = subprocess.Popen([sys.executable, "-m", "certkit", "renew", "--expiring", "30d", "--days", "90", "--json",
-                             "--exec-timeout", "300", "--exec", hook], env=ca_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=45)  # the hook would sleep 60 s: the grace is 5
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, out, err = signalled_once_started(["renew", "--expiring", "30d", "--days", "90", "--json", "--exec-timeout",
+                                             "300", "--exec", hook], ca_env, started, signal.SIGTERM)
+    # the hook would sleep 60 s: the grace is 5
+    assert code == 143, err
     assert not finished.exists()
     run = json.loads(out)["certificates"][0]["hook"]
     assert run["error"] == "interrupted (SIGTERM), it was still running 5 s after SIGTERM, so it was killed"
