@@ -284,9 +284,11 @@ def test_sigterm_during_a_finalize_lets_it_finish(tmp_path: Path) -> None:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 except (ConnectionRefusedError, ConnectionResetError):  # reset: it closed while this one queued
                     return True
+                except TimeoutError:  # the accept queue is full: on a loaded machine the server has not yet
+                    return False  # taken the signal (our own connections filled it); not closed yet
                 return False
 
-            wait_for(refused, timeout=10, interval=0.05, what="the listening socket to close")
+            wait_for(refused, timeout=30, interval=0.05, what="the listening socket to close")
             assert own.server.proc.poll() is None  # still finishing the finalize
             own.marker.unlink()
             finalize.join(60)
