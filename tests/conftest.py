@@ -21,6 +21,7 @@ import socket
 import subprocess
 import subprocess as _subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,26 @@ def free_port() -> int:
             _PORTS_GIVEN.add(port)
             return port
     raise RuntimeError("no loopback port left that this test process has not handed out")
+
+
+def wait_listening(port: int, process: subprocess.Popen | None = None, what: str = "the server", *,
+                   timeout: float = 60.0, check=None, log=lambda: "") -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``, while ``process`` runs (and
+    ``check()``, when given, raises nothing). A refused, reset or timed-out connect means "not yet": on a
+    loaded machine a server takes seconds to start, and a connect to a full accept queue times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what} exited ({process.returncode}) before it listened on {port}: {log()}")
+        if check is not None:
+            check()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except OSError:  # ConnectionRefusedError, ConnectionResetError, TimeoutError
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not listen on {port} within {timeout:g} s: {log()}") from None
+            time.sleep(0.05)
 
 
 def wait_or_kill(process: subprocess.Popen, timeout: float = 15.0) -> None:

@@ -8,14 +8,13 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_listening
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
@@ -64,18 +63,8 @@ http {{
     proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf), "-e", str(error_log)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                log = error_log.read_text() if error_log.exists() else ""
-                raise AssertionError(f"nginx exited ({proc.returncode}): {proc.stdout.read().decode()}\n{log}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("nginx did not start listening within 15 s") from None
-                time.sleep(0.05)
+        wait_listening(port, proc, "nginx", log=lambda: (proc.stdout.read().decode() if proc.poll() is not None else "")
+                       + (error_log.read_text() if error_log.exists() else ""))
         yield port, error_log
     finally:
         proc.terminate()

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from acme_helpers import make_two_tier
-from conftest import assert_clean_error, certkit_env, free_port, openssl, run_certkit, wait_or_kill
+from conftest import assert_clean_error, certkit_env, free_port, openssl, run_certkit, wait_listening, wait_or_kill
 
 
 def test_serve_refuses_a_certificate_file_without_its_intermediate(tmp_path: Path) -> None:
@@ -35,22 +35,18 @@ def test_serve_refuses_a_certificate_file_without_its_intermediate(tmp_path: Pat
                                str(tmp_path / "srv" / "cert.pem"), "-key", str(tmp_path / "srv" / "privkey.pem"),
                                "-quiet", "-www"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        chain = _served_chain(port)
+        chain = _served_chain(port, server)
     finally:
         server.terminate()
         wait_or_kill(server)
     assert chain.count("BEGIN CERTIFICATE") == 1
 
 
-def _served_chain(port: int) -> str:
-    for _ in range(50):
-        proc = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-showcerts", input=b"")
-        if proc.returncode == 0 or b"BEGIN CERTIFICATE" in proc.stdout:
-            return proc.stdout.decode()
-        import time
-
-        time.sleep(0.1)
-    raise AssertionError("openssl s_server did not answer")
+def _served_chain(port: int, server: subprocess.Popen) -> str:
+    wait_listening(port, server, "openssl s_server")
+    proc = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-showcerts", input=b"")
+    assert proc.returncode == 0 or b"BEGIN CERTIFICATE" in proc.stdout, proc.stdout + proc.stderr
+    return proc.stdout.decode()
 
 
 def test_openssl_verification_errors_are_said_in_openssls_words() -> None:

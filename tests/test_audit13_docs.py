@@ -24,13 +24,12 @@ import os
 import re
 import socket
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, REPO, certkit_env, free_port, require, run_certkit, wait_or_kill
+from conftest import PASSPHRASE, REPO, certkit_env, free_port, require, run_certkit, wait_listening, wait_or_kill
 
 
 def _squash(text: str) -> str:
@@ -238,17 +237,6 @@ def _https_get(port: int, ca: Path, bundle: Path | None) -> str:
         return f"refused: {exc}"
 
 
-def _wait_for_port(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, f"{process.args[0]} did not start"
-            time.sleep(0.1)
-
-
 @contextmanager
 def _gnutls_serv(server: Path, ca: Path):
     """gnutls-serv requiring and verifying client certificates against ``ca``: its port while it runs."""
@@ -259,7 +247,7 @@ def _gnutls_serv(server: Path, ca: Path):
                                 "--require-client-cert", "--verify-client-cert"],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, process)
+        wait_listening(port, process, process.args[0])
         yield port
     finally:
         process.terminate()
@@ -293,7 +281,7 @@ def test_a_gnutls_server_lets_a_server_certificate_log_in_as_the_docs_say(tmp_pa
                                "-www", "-quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, server)
+        wait_listening(port, server, server.args[0])
         asked = subprocess.run([gnutls_cli, "--x509cafile", str(ca), "-p", str(port), "localhost"], input="",
                                capture_output=True, text=True, timeout=30)
     finally:

@@ -162,13 +162,13 @@ def test_acme_verbose_as_acme_md_says(tmp_path: Path) -> None:
                 url = line.split(": ", 1)[1].strip()
         assert url, "acme serve printed no directory URL"
         context = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))
-        for _ in range(50):  # it prints the URL as it starts listening
+        while True:  # it prints the URL as it starts listening
             try:
-                urllib.request.urlopen(url, context=context, timeout=10).read()
+                urllib.request.urlopen(url, context=context, timeout=30).read()  # logged before it answered
                 break
             except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "acme serve never answered"
                 time.sleep(0.1)
-        time.sleep(0.5)
     finally:
         server.terminate()
         wait_or_kill(server)

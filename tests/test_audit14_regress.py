@@ -282,9 +282,8 @@ def test_verify_and_probe_refuse_to_read_another_cas_inventory(tmp_path: Path):
     """Every command that opens the CA refuses an inventory of another CA; verify and probe read the one
     $CERTKIT_INVENTORY_URL names as this CA's record, found no revocation there, and said VALID / "yes" for a
     certificate this CA revoked for keyCompromise."""
-    import time
 
-    from conftest import free_port, wait_or_kill
+    from conftest import free_port, wait_listening, wait_or_kill
 
     env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
     for name in ("A", "B"):
@@ -301,7 +300,7 @@ def test_verify_and_probe_refuse_to_read_another_cas_inventory(tmp_path: Path):
                                "-key", str(a / "privkey.pem"), "-www", "-quiet"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
+        wait_listening(port, server, "openssl s_server")
         probe = run_certkit("probe", f"localhost:{port}", "--ca-dir", tmp_path / "A", env=wrong)
     finally:
         server.terminate()

@@ -71,9 +71,8 @@ def _handshake(tmp_path: Path, bundle: Path, *chain_args: str) -> str | None:
     cert.pem (and ``chain_args``): None if it accepts, else its error."""
     import socket
     import ssl
-    import time
 
-    from conftest import free_port, wait_or_kill
+    from conftest import free_port, wait_listening, wait_or_kill
 
     port = free_port()
     server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(bundle / "cert.pem"),
@@ -81,17 +80,13 @@ def _handshake(tmp_path: Path, bundle: Path, *chain_args: str) -> str | None:
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         context = ssl.create_default_context(cafile=str(bundle / "ca.pem"))
-        for _ in range(100):
+        wait_listening(port, server, "openssl s_server")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                    try:
-                        with context.wrap_socket(raw, server_hostname="localhost"):
-                            return None
-                    except ssl.SSLError as exc:
-                        return str(exc)
-            except ConnectionRefusedError:
-                time.sleep(0.05)
-        raise AssertionError("openssl s_server did not start")
+                with context.wrap_socket(raw, server_hostname="localhost"):
+                    return None
+            except ssl.SSLError as exc:
+                return str(exc)
     finally:
         server.terminate()
         wait_or_kill(server)

@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import certkit_env, free_port, require, run_certkit, wait_or_kill
+from tests.conftest import certkit_env, free_port, require, run_certkit, wait_listening, wait_or_kill
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -79,17 +78,6 @@ def _leaf(tmp_path: Path, root, stem: str, *, usage: str, purpose: str = "server
     return folder
 
 
-def _wait_port(port: int, process: subprocess.Popen) -> None:
-    for _ in range(100):
-        assert process.poll() is None, "the server stopped"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def _gnutls_client(folder: Path, ca: Path, *chain: Path) -> str:
     """gnutls-cli's account of a handshake with openssl s_server presenting ``folder``'s certificate (and the
     ``chain`` file after it)."""
@@ -99,7 +87,7 @@ def _gnutls_client(folder: Path, ca: Path, *chain: Path) -> str:
                                "-cert", folder / "cert.pem", "-key", folder / "privkey.pem"],
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port, server)
+        wait_listening(port, server)
         out = subprocess.run([require("gnutls-cli"), "-p", str(port), "--x509cafile", ca, "--verify-hostname",
                               "localhost", "127.0.0.1"], input="", capture_output=True, text=True, timeout=30)
         return out.stdout + out.stderr
@@ -182,7 +170,7 @@ def test_probe_names_the_missing_digital_signature_of_a_client_certificate_gnutl
                              "--x509keyfile", server / "privkey.pem", "--x509cafile", ca, "--require-client-cert",
                              "--verify-client-cert"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_port(port, serv)
+        wait_listening(port, serv)
         proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", ca, "--bundle", client,
                            env=certkit_env(HOME=str(tmp_path / "home")))
     finally:
@@ -233,7 +221,7 @@ def _chromium_loads(tmp_path: Path, cert: Path, key: Path) -> tuple[str, str]:
                                "-cert", cert, "-key", key], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_port(port, server)
+        wait_listening(port, server)
         page = chromium(f"https://localhost:{port}/", tmp_path / "home", tmp_path / f"ud-{cert.parent.name}",
                         "--ignore-certificate-errors", "--dump-dom").stdout
     finally:

@@ -463,14 +463,13 @@ def test_probe_says_an_out_of_date_server_certificate_is_not_valid_now(tmp_path:
     """A certificate of the right CA, out of date: not 'not trusted by the CA' but not valid now."""
     import datetime as dt
     import ipaddress
-    import time
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    from tests.conftest import PASSPHRASE, free_port, wait_or_kill
+    from tests.conftest import PASSPHRASE, free_port, wait_listening, wait_or_kill
 
     ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
@@ -493,16 +492,7 @@ def test_probe_says_an_out_of_date_server_certificate_is_not_valid_now(tmp_path:
                                "-key", str(tmp_path / "s.key"), "-www", "-quiet"], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import socket
-
-        deadline = time.monotonic() + 15
-        while True:  # listening?
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "openssl s_server did not start"
-                time.sleep(0.1)
+        wait_listening(port, server, "openssl s_server")
         proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env)
     finally:
         server.terminate()

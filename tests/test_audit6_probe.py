@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from test_probe import openssl_server
 
-from conftest import assert_clean_error, certkit_env, new_ca, run_certkit
+from conftest import assert_clean_error, certkit_env, new_ca, run_certkit, wait_listening
 from serve_process import serving
 
 DATE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"  # what every command says of a moment, to the second
@@ -197,18 +195,6 @@ def etcd_certs(tmp_path_factory) -> Path:
     return root
 
 
-def _listening(port: int, etcd, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        etcd.check_running()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, "etcd's peer listener did not open"
-            time.sleep(0.1)
-
-
 def test_probe_explains_a_go_servers_bad_certificate_by_what_was_sent(etcd_certs: Path, tmp_path: Path):
     """etcd 3.4's peer listener (--peer-client-cert-auth) sends `bad certificate` for a missing client
     certificate and for a server certificate given as a peer's. probe said "the server could not verify it"
@@ -218,7 +204,7 @@ def test_probe_explains_a_go_servers_bad_certificate_by_what_was_sent(etcd_certs
     etcd = Etcd(tmp_path, etcd_certs)
     try:
         member = etcd.start(["etcd-1"], peer_cert="peer", client_cert="server")[0]
-        _listening(member.peer_port, etcd)
+        wait_listening(member.peer_port, what="etcd's peer listener", check=etcd.check_running)
         url, ca = f"{member.peer_url}/version", ("--ca-dir", etcd_certs / "ca")
         wrong = probe(url, *ca, "--bundle", etcd_certs / "etcd-2-server")
         good = probe(url, *ca, "--bundle", etcd_certs / "alice")

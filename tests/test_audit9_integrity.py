@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit
+from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit, wait_listening
 from integrity_helpers import interrupt, start_paused
 
 
@@ -104,17 +104,7 @@ def test_serve_and_acme_serve_never_write_their_key_to_a_file(command, ca_dir, c
                              sys.executable, "-m", "certkit", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        import socket
-
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "the server never listened"
-                time.sleep(0.2)
+        wait_listening(port, proc, command)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # killed as a power cut would: nothing is left to clean up
         proc.communicate(timeout=30)

@@ -12,7 +12,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,20 +21,8 @@ from cryptography import x509
 
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit
+from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit, wait_listening
 from fleet_helpers import backdated_ca, bundle, served_serial
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str, log=lambda: "") -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, f"{what} exited ({proc.returncode}): {log()}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"{what} did not listen within 30 s: {log()}"
-            time.sleep(0.05)
 
 
 def until_changed(read, before, timeout: float = 20):
@@ -81,7 +68,7 @@ frontend web
     proc = subprocess.Popen([haproxy, "-W", "-db", "-f", tmp_path / "haproxy.cfg", "-p", pid_file],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port, proc, "haproxy")
+        wait_listening(port, proc, "haproxy")
         root = tmp_path / "ca" / "ca.pem"
         assert served_serial(port, root, "web.example.com") == old.cert.serial_number
         reload = f'kill -USR2 "$(cat {pid_file})"'  # the master reloads: what systemctl reload haproxy does
@@ -131,7 +118,7 @@ def test_postgresql_rereads_its_certificate_on_reload(tmp_path):
                  "-c", f"unix_socket_directories={base}", "-c", "fsync=off", "-c", "ssl=on",
                  "-c", f"ssl_cert_file={folder / 'fullchain.pem'}", "-c", f"ssl_key_file={folder / 'privkey.pem'}"],
                 env=pg_env, stdout=out, stderr=subprocess.STDOUT, **as_user)
-        wait_for_port(port, proc, "postgres", lambda: log.read_text())
+        wait_listening(port, proc, "postgres", log=lambda: log.read_text())
 
         def served() -> int:
             shown = openssl("s_client", "-starttls", "postgres", "-connect", f"127.0.0.1:{port}",

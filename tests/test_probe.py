@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, require, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, free_port, require, run_certkit, wait_listening
 from nginx_helper import nginx
 from serve_process import ServeProcess
 
@@ -131,12 +130,8 @@ def openssl_server(*args: object) -> Iterator[int]:
                              *map(str, args)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"], input=b"",
-                             capture_output=True, timeout=10).stdout.find(b"CONNECTED") < 0:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "openssl s_server did not start"
-            time.sleep(0.1)
+        wait_listening(port, proc, "openssl s_server",
+                       log=lambda: proc.stderr.read().decode() if proc.poll() is not None else "")
         yield port
     finally:
         proc.kill()

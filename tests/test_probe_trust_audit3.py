@@ -23,7 +23,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 from test_probe import openssl_server
 
-from conftest import assert_clean_error, certkit_env, free_port, require, run_certkit
+from conftest import assert_clean_error, certkit_env, free_port, require, run_certkit, wait_listening
 from trust_helpers import CHROMIUM, chromium, client_env, nss_listing
 
 
@@ -74,14 +73,7 @@ def silent_s_server(pki: Path, *args: str) -> Iterator[int]:
                              "-CAfile", str(pki / "ca" / "ca.pem"), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "openssl s_server did not start"
-                time.sleep(0.1)
+        wait_listening(port, proc, "openssl s_server")
         yield port
     finally:
         proc.kill()

@@ -119,10 +119,10 @@ def s_server_handshake(folder: Path, key: Path, hostname: str) -> str:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         ctx = ssl.create_default_context(cafile=str(folder / "ca.pem"))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # -naccept 1: the first connection is the handshake, so no probe first
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, \
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
                         ctx.wrap_socket(sock, server_hostname=hostname) as tls:
                     return tls.version()
             except ConnectionRefusedError:
