@@ -18,7 +18,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from test_edges4 import serve_files, sign
+from test_edges4 import serve_expiring
 
 from conftest import certkit_env, require, run_certkit
 
@@ -56,10 +56,8 @@ def test_a_refusal_worded_otherwise_gets_the_known_expiry(alert):
 @pytest.mark.parametrize("mode", [(), ("--optional",)])
 def test_gnutls_refusing_an_expired_serve_certificate_is_told_why(ca_dir, tmp_path, mode):
     require("gnutls-cli")
-    expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=8)  # serve refuses one expired
-    server = sign(ca_dir, tmp_path / "srv", "localhost", eku=["serverAuth"], names=("localhost", "127.0.0.1"),
-                  not_after=expires)
-    with serve_files(ca_dir, server, *mode) as srv:  # (--optional: OpenSSL 4 words it "tls alert ...")
+    srv, expires, _ = serve_expiring(ca_dir, tmp_path, 8, *mode)  # serve refuses one expired at start
+    with srv:  # (--optional: OpenSSL 4 words it "tls alert ...")
         time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 1.5)
         proc = subprocess.run(["gnutls-cli", "--x509cafile", str(ca_dir / "ca.pem"), "-p", str(srv.port),
                                "localhost"], input="", capture_output=True, text=True, timeout=60)
