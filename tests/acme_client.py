@@ -163,7 +163,7 @@ class Client:
             answered.append(self.post(challenge["url"], {}).json())
         return answered
 
-    def wait(self, url: str, until: tuple[str, ...] = ("valid", "invalid", "ready"), timeout: float = 15) -> dict:
+    def wait(self, url: str, until: tuple[str, ...] = ("valid", "invalid", "ready"), timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             obj = self.get(url)

@@ -92,7 +92,7 @@ class ServeProcess:
         with self._cond:
             return "\n".join(self._lines)
 
-    def wait_for_log(self, fragment: str, timeout: float = 15.0, count: int = 1) -> list[str]:
+    def wait_for_log(self, fragment: str, timeout: float = 60.0, count: int = 1) -> list[str]:
         """The log lines containing ``fragment``, once there are ``count`` of them."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -105,7 +105,7 @@ class ServeProcess:
                     raise AssertionError(f"no log line with {fragment!r} (x{count}) in:\n" + "\n".join(self._lines))
                 self._cond.wait(min(left, 0.2))
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

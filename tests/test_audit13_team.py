@@ -99,8 +99,9 @@ def _creator_holds_the_database(postgres_server, url: str, *, lock: bool):
 
 
 def _wait_until_blocked(postgres_server, database: str) -> None:
+    deadline = time.monotonic() + 60  # a certkit process to start and reach the lock, on a loaded machine
     with postgres_server.connect() as admin:
-        for _ in range(200):
+        while time.monotonic() < deadline:
             waiting = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
                                     "application_name = 'certkit' AND wait_event_type = 'Lock'",
                                     (database,)).fetchone()[0]

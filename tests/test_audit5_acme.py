@@ -296,7 +296,7 @@ def test_sigterm_during_a_finalize_lets_it_finish(tmp_path: Path) -> None:
         response = out["response"]
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "valid"
-        assert own.server.proc.wait(15) == 128 + signal.SIGTERM  # stopped by itself, once the finalize was answered
+        assert own.server.proc.wait(60) == 128 + signal.SIGTERM  # stopped by itself, once the finalize was answered
     finally:
         own.server.stop()
     status, serial = _order_row(own.issuing, order_url)

@@ -89,9 +89,9 @@ def test_a_validation_outcome_a_locked_inventory_refused_is_written_once_it_is_f
         assert answered["status"] == "processing", answered
         assert responder.released.wait(30), "the lock was never taken"
         released = time.monotonic()
-        wait_for(lambda: _challenge_status(inventory, answered["url"]) == "valid", timeout=15, interval=0.2,
+        wait_for(lambda: _challenge_status(inventory, answered["url"]) == "valid", timeout=60, interval=0.2,
                  what="the challenge's outcome to be written with no client request")
-        assert time.monotonic() - released < 15
+        assert time.monotonic() - released < 40  # its own retry (every 2 s), not the 60 s maintenance round
         assert c.get(order_url)["status"] == "ready"
         done = c.finalize(order, make_csr(ec.generate_private_key(ec.SECP256R1()), [own.name])).json()
         assert done["status"] == "valid", done

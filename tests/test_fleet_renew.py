@@ -21,6 +21,7 @@ from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 from fleet_helpers import backdated_ca, bundle, run_in_pty, served_serial
+from integrity_helpers import alive
 
 
 def load(folder: Path) -> x509.Certificate:
@@ -195,8 +196,8 @@ def test_hook_timeout_covers_what_the_hook_left_running(fleet, tmp_path):
     assert "still held its output after 1 s" in outcome["hook"]["error"]
     assert serial_hex(load(work / "alice").serial_number) == outcome["new_serial"]  # the bundle stays
     [pid] = pids.read_text().split()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+    deadline = time.monotonic() + 60
+    while alive(int(pid)):  # gone, or a zombie (its stat may vanish between two reads: alive() reads it once)
         assert time.monotonic() < deadline, f"the hook's background child {pid} is still running"
         time.sleep(0.05)
 

@@ -178,12 +178,13 @@ def test_a_killed_batch_leaves_no_worker(tmp_path: Path, ca_env: dict, ca_dir: P
     marker = tmp_path / "paused"
     proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out", "--jobs", "2"], env, tmp_path, "signed", marker)
     try:
-        time.sleep(0.3)  # both workers reach the pause
-        workers = descendants(proc.pid)
-        assert len(workers) >= 2, workers
+        deadline = time.monotonic() + 60  # both workers started (one of them has reached the pause)
+        while len(workers := descendants(proc.pid)) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, workers
+            time.sleep(0.02)
         os.kill(proc.pid, signum)
         proc.wait(30)
-        assert wait_gone(workers, 10) == set(), "workers kept running after their parent was killed"
+        assert wait_gone(workers, 60) == set(), "workers kept running after their parent was killed"
     finally:
         if proc.poll() is None:
             proc.kill()

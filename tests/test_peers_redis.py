@@ -132,7 +132,7 @@ class Redis:
             wait_or_kill(node.process)
 
 
-def wait_for(condition, what: str, node: Node, timeout: float = 15.0) -> None:
+def wait_for(condition, what: str, node: Node, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if node.process.poll() is not None:
