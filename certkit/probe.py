@@ -242,7 +242,7 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         conn.set_info_callback(on_state)
         conn.set_connect_state()
         try:
-            with interrupt_after():  # a Ctrl-C inside OpenSSL's callbacks: "Interrupted.", not a timeout
+            with interrupt_after(sock):  # a Ctrl-C inside OpenSSL's callbacks: "Interrupted.", not a timeout
                 conn.do_handshake()
         except (SSL.WantReadError, SSL.WantWriteError):
             seen.attempt.handshake = f"no answer within {timeout:g} s"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 # OpenSSL's verification errors (X509_V_ERR_*) that TLS peers meet, in OpenSSL's own words
 # (X509_verify_cert_error_string, which pyOpenSSL's public API does not expose: asked through its binding
@@ -98,10 +98,12 @@ def _escape_rdn(value: str) -> str:
 
 
 @contextmanager
-def interrupt_after() -> Iterator[None]:
+def interrupt_after(sock: socket.socket | None = None) -> Iterator[None]:
     """Hold a Ctrl-C that comes during a blocking pyOpenSSL call (a handshake) until the call returns, then
     raise it, whatever the call raised: raised inside pyOpenSSL's callbacks (the info and verify callbacks run
-    there), cffi would print it with a traceback and swallow it, and the handshake would end as a timeout."""
+    there), cffi would print it with a traceback and swallow it, and the handshake would end as a timeout.
+    A Ctrl-C taken in a callback interrupts no system call: the call's next read would wait for the server
+    until the socket's timeout, so ``sock`` (the call's socket) is shut down then and that read ends at once."""
     import signal
     import threading
 
@@ -109,7 +111,14 @@ def interrupt_after() -> Iterator[None]:
         yield
         return
     pressed: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))
+
+    def held(*_) -> None:
+        pressed.append(1)
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    previous = signal.signal(signal.SIGINT, held)
     try:
         yield
     finally:
