@@ -256,7 +256,7 @@ class Session:
         clean = 128 + signal.SIGTERM if _program(step.text) == "certkit" else 0  # certkit serve, acme serve
         proc.send_signal(signal.SIGTERM)
         try:
-            code = proc.wait(20)
+            code = proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise AssertionError(f"{where}: job {number} ignored SIGTERM:\n{log.read_text()}") from None

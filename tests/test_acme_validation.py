@@ -159,11 +159,11 @@ def test_slow_responders_end_at_the_deadline_and_starve_no_one(acme) -> None:
         assert time.monotonic() - t0 < 5
         failed_tls = tls_attacker.wait(slow_tls["url"], ("valid", "invalid"), timeout=20)
         first = None
-        while first is None and time.monotonic() - started < 25:
+        while first is None and time.monotonic() - started < 70:
             first = next((ch for ch in map(attacker.get, (c["url"] for c in slow)) if ch["status"] == "invalid"),
                          None)
         took = time.monotonic() - started
-    assert first is not None and took < 20, took
+    assert first is not None and took < 60, took  # its deadline, 10 s; the drip would end after 100 s
     assert first["error"]["type"].endswith(":connection"), first
     assert "no complete answer within 10 s" in first["error"]["detail"], first
     assert failed_tls["status"] == "invalid" and failed_tls["error"]["type"].endswith(":tls"), failed_tls

@@ -205,7 +205,7 @@ def test_banner_and_json_name_the_intermediates_inventories(lab: Path) -> None:
         lines = [proc.stdout.readline() for _ in range(4)]
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
     said = "".join(lines)
     assert "and what its intermediate CAs issued in theirs" in said, said
     assert f"\"Lab Issuing\" in {lab / 'int' / 'inventory.sqlite3'}" in said, said

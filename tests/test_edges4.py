@@ -307,7 +307,7 @@ def banner(*args: str, env: dict[str, str]) -> str:
     finally:
         watchdog.cancel()
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, text  # stopped cleanly, as every command SIGTERM stops
     return text
 

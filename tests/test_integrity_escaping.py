@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit
+from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit, wait_listening
 from integrity_helpers import serial_hex
 from serve_process import ServeProcess
 
@@ -144,10 +144,7 @@ def test_probe_escapes_what_a_live_server_presents(hostile: Path) -> None:
                                "-quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while openssl("s_client", "-connect", f"127.0.0.1:{port}", input=b"").returncode != 0:
-            assert server.poll() is None and time.monotonic() < deadline, "openssl s_server did not start"
-            time.sleep(0.1)
+        wait_listening(port, server, "openssl s_server")
         for extra in ([], ["--ca-file", hostile / "evil-ca.pem"], ["--json"]):
             proc = run_certkit("probe", f"https://127.0.0.1:{port}/", *extra, "--timeout", "5")
             assert_escaped(proc)
@@ -236,8 +233,8 @@ def test_serve_log_escapes_a_hostile_client_certificate(hostile: Path, ca_env: d
     """A client presenting the attacker's certificate to `certkit serve`: the operator's log line."""
     curl = require("curl")
     with ServeProcess(*(["--optional"] if optional else []), env=ca_env) as server:
-        subprocess.run([curl, "-sk", "--max-time", "10", "--cert", hostile / "evil.pem", "--key",
-                        hostile / "evil-key.pem", server.url], capture_output=True, timeout=30)
+        subprocess.run([curl, "-sk", "--max-time", "30", "--cert", hostile / "evil.pem", "--key",
+                        hostile / "evil-key.pem", server.url], capture_output=True, timeout=60)
         server.wait_for_log("refused" if optional else server.url.split("//")[1].split(":")[0], count=1)
         time.sleep(0.2)
     log = subprocess.CompletedProcess([], 0, "", server.stderr)

@@ -133,7 +133,7 @@ def java_server(pki, tmp_path_factory):
         yield port, log
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.wait(60)
 
 
 def connect(folder: Path, port: int, client: Path) -> subprocess.CompletedProcess:

@@ -259,7 +259,7 @@ def test_revocation_is_checked_only_for_the_ca_directorys_ca(pki: Path):
         lines = [proc.stdout.readline() for _ in range(5)]
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
     assert "  revocation is not checked (--client-ca is not the CA directory's CA)\n" in lines
 
 

@@ -221,6 +221,6 @@ def test_several_client_cas_say_whose_revocations_are_checked(pki: Path, tmp_pat
         lines = [proc.stdout.readline() for _ in range(5)]
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
     assert any("what \"Example Root CA\" issued" in line and "(so \"Usage Expired Chain Revoked CA\"'s are not "
                "checked)" in line for line in lines), lines
