@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conftest import certkit_env
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
 
 
 def stopped_status(sig: int = signal.SIGTERM) -> int:
