@@ -25,11 +25,20 @@ from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_c
 from fleet_helpers import backdated_ca, bundle, served_serial
 
 
-def until_changed(read, before, timeout: float = 20):
+def until_changed(read, before, timeout: float = 60):
+    """What ``read()`` returns once it is no longer ``before``; a connection refused or reset while the
+    server reloads (an OSError, ssl's errors included) is "not yet"."""
     deadline = time.monotonic() + timeout
-    while (now := read()) == before and time.monotonic() < deadline:
+    while True:
+        try:
+            now = read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            now = before
+        if now != before or time.monotonic() > deadline:
+            return now
         time.sleep(0.1)
-    return now
 
 
 def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:

@@ -222,7 +222,7 @@ def test_server_certificates_as_peer_certificates_do_not_form_a_cluster(etcd):
     started = time.monotonic()
     while not all(KEY_USAGE in m.log for m in members):
         etcd.check_running()
-        assert time.monotonic() < started + 20, "\n".join(m.log[-2000:] for m in members)
+        assert time.monotonic() < started + 60, "\n".join(m.log[-2000:] for m in members)
         time.sleep(0.1)
     # No write gets through, and three seconds in (six election timeouts; the cluster above forms
     # in about one) there is still no leader.
@@ -231,8 +231,9 @@ def test_server_certificates_as_peer_certificates_do_not_form_a_cluster(etcd):
     time.sleep(max(0.0, started + 3 - time.monotonic()))
     for m in members:
         assert "elected leader" not in m.log, m.log
-        rejections = [json.loads(line) for line in m.log.splitlines()
-                      if line.startswith("{") and '"rejected connection"' in line]
+        log = m.log
+        rejections = [json.loads(line) for line in log[:log.rfind("\n") + 1].splitlines()  # whole lines: etcd
+                      if line.startswith("{") and '"rejected connection"' in line]  # may be writing the last
         certificate_errors = {r["error"] for r in rejections if "x509" in r["error"]}
         assert certificate_errors == {KEY_USAGE}, rejections[:5]  # the purpose, and nothing else
 
