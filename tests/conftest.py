@@ -228,7 +228,7 @@ def ca_dir(tmp_path: Path, ca_env: dict[str, str], ca_template: Path, inventory_
 # The real binary, not Debian's /usr/bin/chromium wrapper script, so that killing it kills the browser.
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
                  if p and os.access(p, os.X_OK)), None)
-CHROMIUM_TIMEOUT = 60
+CHROMIUM_TIMEOUT = 120  # a loaded machine (2 cores, 2 test workers) takes tens of seconds to start it
 
 
 def require_chromium() -> None:

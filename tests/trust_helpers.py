@@ -338,7 +338,7 @@ def openssl_client(port: int) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, env=client_env(), capture_output=True, text=True, timeout=30)
 
 
-def chromium(url: str, home: Path, user_data: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def chromium(url: str, home: Path, user_data: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Headless Chromium's --dump-dom of ``url``, with ``home`` as HOME (so ~/.pki/nssdb is the test's)."""
     assert CHROMIUM, "chromium is not installed"
     args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
