@@ -224,7 +224,7 @@ def test_interrupted_demo_says_what_it_leaves(tmp_path, keep):
     proc = start_paused(args, env, tmp_path, "handshakes", tmp_path / "paused")
     started = time.monotonic()
     outcome = interrupt(proc, signal.SIGINT, tmp_path / "paused")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # at once: not held until the paused step gives up (60 s)
     assert outcome.returncode == 130 and "Traceback" not in outcome.stderr, outcome.stderr
     if keep:
         assert outcome.stderr.strip().splitlines()[-1] == (
