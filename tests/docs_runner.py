@@ -245,7 +245,7 @@ class Session:
             proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.cwd, env=self.env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         self.jobs.append((proc, log, step))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while (missing := _missing(expected, log.read_text())) is not None:
             assert proc.poll() is None, f"{where}: background job exited {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{where}: never printed {missing!r}:\n{log.read_text()}"
