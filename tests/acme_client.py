@@ -105,7 +105,7 @@ class Client:
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
         self.session.verify = str(ca_file)
-        self.directory = self.session.get(directory_url, timeout=10).json()
+        self.directory = self.session.get(directory_url, timeout=30).json()
         self.key, self.alg = account_key(kind)
         self.kid: str | None = None
         self._nonce: str | None = None
@@ -119,7 +119,7 @@ class Client:
         if self._nonce:
             nonce, self._nonce = self._nonce, None
             return nonce
-        return self.session.head(self.directory["newNonce"], timeout=10).headers["Replay-Nonce"]
+        return self.session.head(self.directory["newNonce"], timeout=30).headers["Replay-Nonce"]
 
     def send(self, url: str, body: dict, *, check: bool = True) -> requests.Response:
         response = self.session.post(url, data=json.dumps(body), timeout=30,
