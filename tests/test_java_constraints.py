@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -125,11 +126,11 @@ def java_server(pki, tmp_path_factory):
                                 stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while "LISTENING" not in log.read_text():
+        while not (listening := re.search(r"^LISTENING (\d+)\n", log.read_text(), re.M)):  # the whole line
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the Java server did not start"
             time.sleep(0.1)
-        port = int(log.read_text().split("LISTENING ")[1].split()[0])
+        port = int(listening[1])
         yield port, log
     finally:
         proc.terminate()
