@@ -115,6 +115,22 @@ def served_serial(port: int, ca: Path, name: str = "localhost") -> int:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
+def until_changed(read, before, timeout: float = 60):
+    """What ``read()`` returns once it is no longer ``before``; a connection refused or reset while the
+    server reloads (an OSError, ssl's errors included) is "not yet"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            now = read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            now = before
+        if now != before or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
 def load_pem(data: bytes | str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(data.encode() if isinstance(data, str) else data)
 

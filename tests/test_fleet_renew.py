@@ -20,7 +20,7 @@ from certkit.store import CADirectory
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
-from fleet_helpers import backdated_ca, bundle, run_in_pty, served_serial
+from fleet_helpers import backdated_ca, bundle, run_in_pty, served_serial, until_changed
 from integrity_helpers import alive
 
 
@@ -291,9 +291,7 @@ def test_nginx_picks_up_the_renewed_certificate_on_reload(fleet, tmp_path):
         reload = f'kill -HUP "$(cat {pid_file})"'  # what nginx -s reload does
         data, _ = renew_json(env, "--expiring", "30d", "--kind", "server", "--name", "web.*", "--exec-once", reload)
         [renewed] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
-        deadline = time.monotonic() + 20
-        while (now := served_serial(port, ca_file, "web.example.com")) == before and time.monotonic() < deadline:
-            time.sleep(0.1)  # the new workers take over
+        now = until_changed(lambda: served_serial(port, ca_file, "web.example.com"), before)  # new workers take over
         assert serial_hex(now) == renewed["new_serial"]
 
 

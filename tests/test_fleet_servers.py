@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -22,23 +21,7 @@ from cryptography import x509
 from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit, wait_listening
-from fleet_helpers import backdated_ca, bundle, served_serial
-
-
-def until_changed(read, before, timeout: float = 60):
-    """What ``read()`` returns once it is no longer ``before``; a connection refused or reset while the
-    server reloads (an OSError, ssl's errors included) is "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            now = read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            now = before
-        if now != before or time.monotonic() > deadline:
-            return now
-        time.sleep(0.1)
+from fleet_helpers import backdated_ca, bundle, served_serial, until_changed
 
 
 def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
