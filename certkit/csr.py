@@ -160,6 +160,19 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def unchecked_key(csr) -> str | None:
+    """Why no one here checks ``csr``'s signature, sound or not: its RSA key is one OpenSSL refuses
+    (:func:`certkit.vocabulary.long_rsa_exponent`), in words; None otherwise (a key cryptography cannot read too)."""
+    from certkit.vocabulary import long_rsa_exponent
+
+    try:
+        key = csr.public_key()
+    except Exception:  # noqa: BLE001 (a key type cryptography cannot read: said where it is read)
+        return None
+    long = long_rsa_exponent(key)
+    return f"its RSA key has {long}, so OpenSSL (and cryptography) checks no signature it makes" if long else None
+
+
 def _check_key(csr, source: str) -> None:
     """certkit's key policy (:func:`certkit.keys.key_policy_problem`), which ``key=`` is held to too,
     and a key the certificate would carry unchanged: of the algorithm the CSR names."""

@@ -6,6 +6,8 @@ scheme peers offer.
   and cryptography's verifier accept the certificate, but no TLS 1.3 signature scheme names those curves and
   clients do not offer them in TLS 1.2, so every handshake fails (OpenSSL "no suitable signature algorithm",
   GnuTLS, Java, Node alike). certkit's own issuance refuses such keys (:data:`certkit.keys.CURVES`).
+- An RSA key over 3072 bits whose public exponent is longer than 64 bits: OpenSSL ("bad e value") and Java
+  refuse it, in a handshake signature and in a CA's signatures alike; GnuTLS takes it. certkit does not sign one.
 - A keyUsage without digitalSignature (keyEncipherment or keyAgreement alone): OpenSSL-based peers take it,
   but GnuTLS ("Key usage violation") and Java ("KeyUsage does not allow digital signatures") refuse it in
   every handshake where the key signs: all of TLS 1.3, and TLS 1.2 but for RSA key exchange.
@@ -14,15 +16,19 @@ scheme peers offer.
 from __future__ import annotations
 
 from certkit.keys import CURVES
-from certkit.vocabulary import is_ca
+from certkit.vocabulary import is_ca, long_rsa_exponent
 
 
 def unusable_leaf_key(cert) -> str | None:
-    """Why no TLS peer completes a handshake with ``cert``'s key, in words (a leaf's EC key on a curve TLS
-    does not sign with); None for a CA certificate, or a key peers use."""
+    """Why TLS peers do not complete a handshake with ``cert``'s key, in words (a leaf's EC key on a curve TLS
+    does not sign with, an RSA key whose exponent OpenSSL and Java refuse); None for a CA certificate, or a key
+    peers use."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = cert.public_key()
+    if not is_ca(cert) and (long := long_rsa_exponent(key)):
+        return (f"its RSA key has {long}: OpenSSL-based peers (Python's ssl, curl, nginx) refuse the handshake "
+                "signature it makes (\"bad e value\"), and Java cannot read the certificate; GnuTLS takes it")
     if is_ca(cert) or not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name in CURVES:
         return None
     return (f"its key is on the curve {key.curve.name}, which TLS peers do not sign a handshake with: OpenSSL-based "
@@ -48,3 +54,22 @@ def signing_usage_note(cert) -> str | None:
     return (f"its keyUsage ({', '.join(usages) or 'empty'}) has no digitalSignature: GnuTLS (\"Key usage "
             "violation\") and Java (\"KeyUsage does not allow digital signatures\") refuse it in every handshake "
             "where its key signs (all of TLS 1.3); OpenSSL-based peers (Python's ssl, curl, nginx, Node) take it")
+
+
+def refused_ca_key(ca, whose: str = "its") -> str | None:
+    """That OpenSSL and Java check no signature by ``ca``'s key (:func:`certkit.vocabulary.long_rsa_exponent`),
+    in words; None for a leaf, or a CA key they check."""
+    try:
+        long = is_ca(ca) and long_rsa_exponent(ca.public_key())
+    except Exception:  # noqa: BLE001 (a key cryptography cannot read: not one it refuses to check)
+        return None
+    if long:
+        return (f"{whose} RSA key has {long}: OpenSSL-based peers (Python's ssl, nginx, cryptography's verifier) "
+                "and Java refuse every certificate it signs (\"bad e value\"); GnuTLS takes them")
+    return None
+
+
+def unchecked_signature(ca) -> str:
+    """Why certkit cannot check a signature by ``ca`` (:func:`certkit.vocabulary.signature_by` said None)."""
+    return refused_ca_key(ca, "that CA's") or ("that CA's key or signature algorithm is one cryptography does not "
+                                               "implement (OpenSSL may accept it)")

@@ -259,18 +259,18 @@ def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = 
 def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
     from cryptography import x509
 
-    from certkit.csr import weak_signature
+    from certkit.csr import unchecked_key, weak_signature
 
     san = _ext(csr, x509.SubjectAlternativeName)
     eku = _ext(csr, x509.ExtendedKeyUsage)
-    weak = weak_signature(csr)
+    weak, unchecked = weak_signature(csr), unchecked_key(csr)  # unchecked: a key OpenSSL refuses, not a bad signature
     return {
         "type": "csr",
         "subject": dn_text(csr.subject),
         "key_type": _key_type(csr),
-        # A CSR signed with MD5 or SHA-1 is not checked at all (cryptography refuses to): it is
-        # not accepted, but not known to be altered either.
-        "signature_valid": False if weak else _signature_valid(csr),
+        # MD5 or SHA-1: not checked at all (cryptography refuses to), so not accepted, but not known to be altered.
+        "signature_valid": False if weak else None if unchecked else _signature_valid(csr),
+        "signature_unchecked": unchecked,
         "weak_signature": weak,
         "subject_alt_names": general_names(san.value) if san else [],
         "requested_extended_key_usage": _eku(eku) if eku else None,
@@ -370,7 +370,7 @@ def _csr_signature(item: dict) -> str:
     if item.get("weak_signature"):
         return f"not accepted: {item['weak_signature']}, a weak signature algorithm (sign it with SHA-256)"
     if item["signature_valid"] is None:
-        return "not checked: its key type is one certkit cannot read"
+        return f"not checked: {item.get('signature_unchecked') or 'its key type is one certkit cannot read'}"
     return "valid" if item["signature_valid"] else "INVALID (tampered or damaged)"
 
 

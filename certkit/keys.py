@@ -105,8 +105,8 @@ def key_policy_problem(public_key) -> str | None:
 
 def rsa_key_problem(public_key) -> str | None:
     """Why an RSA public key of a sufficient size is broken, as :func:`key_policy_problem` says it:
-    an exponent outside BR 6.1.6, or a modulus that anyone can factor (even, a prime factor below
-    :data:`SMALL_PRIME_BOUND`, a perfect square or cube); None if it is sound."""
+    an exponent outside BR 6.1.6 or one OpenSSL and Java refuse, or a modulus that anyone can factor (even, a
+    prime factor below :data:`SMALL_PRIME_BOUND`, a perfect square or cube); None if it is sound."""
     numbers = public_key.public_numbers()
     e, n = numbers.e, numbers.n
     kind = key_type_of(public_key)
@@ -115,6 +115,11 @@ def rsa_key_problem(public_key) -> str | None:
         forge = "; with e=1 anyone can make signatures that verify under it, no private key needed" if e == 1 else ""
         return (f"an {kind} key whose public exponent is {shown_e}, which certkit does not sign: an RSA "
                 f"exponent must be odd and from {MIN_RSA_EXPONENT} to 2^256-1 (CA/Browser Forum BR 6.1.6){forge}")
+    from certkit.vocabulary import long_rsa_exponent
+
+    if long := long_rsa_exponent(public_key):
+        return (f"an {kind} key with {long}, which certkit does not sign: OpenSSL-based peers (\"bad e value\") and "
+                "Java check no signature it makes; make the key with the exponent 65537")
     flaw = _modulus_flaw(n)
     if flaw is None:
         return None

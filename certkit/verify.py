@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
-from certkit.handshake_keys import signing_usage_note, unusable_leaf_key
+from certkit.handshake_keys import refused_ca_key, signing_usage_note, unchecked_signature, unusable_leaf_key
 from certkit.text import shown
 from certkit.verify_names import (
     ca_purpose_problem,
@@ -113,8 +113,8 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
 def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
     but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures;
-    and a leaf key no handshake signs with (:func:`unusable_leaf_key`). ``anchored``: the last certificate of
-    ``path`` is the trust anchor, whose own signature nobody checks (a certificate alone: when it signed itself)."""
+    a leaf key no handshake signs with, a CA key none checks (:mod:`certkit.handshake_keys`). ``anchored``: the
+    last of ``path`` is the trust anchor, whose own signature nobody checks (alone: when it signed itself)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
@@ -137,7 +137,7 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
             problems.append(f"{'it' if depth == 0 else 'the CA ' + cn_text(cert.subject)} is signed with "
                             f"{digest.name.upper()}, a digest OpenSSL (Python's ssl, nginx) and cryptography's "
                             "verifier refuse (\"digest algorithm too weak\")")
-    return problems + [p for p in (unusable_leaf_key(path[0]),) if p]  # a CA's key signs no handshake
+    return problems + [p for p in (unusable_leaf_key(path[0]) or refused_ca_key(path[0]),) if p]
 
 
 def _path(leaf, intermediates, roots, sent: str | None = None, now=None, **known) -> tuple[list, str | None]:
@@ -153,8 +153,8 @@ def _path(leaf, intermediates, roots, sent: str | None = None, now=None, **known
             return path + ([anchor] if anchor != cert else []), None
         nxt = issuer_among(cert, pool, now)
         if nxt is None and (unknown := next((c for c in [*roots, *pool] if signature_by(cert, c) is None), None)):
-            return path, (f"certkit cannot check its signature by {cn_text(unknown.subject)}: that CA's key or "
-                          "signature algorithm is one cryptography does not implement (OpenSSL may accept it)")
+            return path, (f"certkit cannot check its signature by {cn_text(unknown.subject)}: "
+                          f"{unchecked_signature(unknown)}")
         if nxt is None:
             ca_names = ", ".join(cn_text(r.subject) for r in roots)
             if cert is leaf:

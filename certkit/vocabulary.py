@@ -347,12 +347,22 @@ def leaf_kind(cert) -> str:
         "peer" if sorted(ekus) == [CLIENT_AUTH, SERVER_AUTH] else "unknown")
 
 
+def long_rsa_exponent(key) -> str | None:
+    """Why OpenSSL ("bad e value", and cryptography) and Java check no signature of RSA ``key``; else None."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size <= 3072 or key.public_numbers().e.bit_length() <= 64:
+        return None
+    return (f"a {key.public_numbers().e.bit_length()}-bit public exponent beside a {key.key_size}-bit modulus (OpenSSL "
+            "and Java take one of 64 bits at most beside a modulus over 3072 bits)")
+
+
 def signature_by(cert, issuer) -> bool | None:
     """Whether ``issuer``'s key made ``cert``'s signature (its names fit, the signature verifies), under
     any digest: cryptography's X.509 API refuses to check SHA-1 and MD5 (a ValueError, not a verdict),
     and is asked again through the key, since OpenSSL and Python still take such a certificate as this
     issuer's (and refuse its digest: :func:`certkit.verify.weak_chain` says so). None when it cannot be
-    told here: a key type or signature algorithm cryptography does not have (sect283k1, SM2, DSA)."""
+    told here: a key or signature algorithm cryptography lacks (sect283k1, SM2, DSA), an RSA key it refuses."""
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
@@ -361,14 +371,16 @@ def signature_by(cert, issuer) -> bool | None:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except InvalidSignature:
-        return False
+    except InvalidSignature:  # a verdict, unless OpenSSL refused the key (long_rsa_exponent)
+        refused = True
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass  # a digest the X.509 API refuses, or a key it cannot load or use: asked through the key
+        refused = False  # a digest the X.509 API refuses, or a key it cannot load or use: asked through the key
     try:
         key, digest = issuer.public_key(), cert.signature_hash_algorithm
     except Exception:  # noqa: BLE001 (a key or algorithm cryptography does not have)
-        return None
+        return False if refused else None
+    if refused:
+        return None if long_rsa_exponent(key) else False
     oid = cert.signature_algorithm_oid.dotted_string
     family = _SIGNATURE_FAMILIES.get(oid) or _SIGNATURE_FAMILIES.get(oid.rsplit(".", 1)[0])
     kinds = {"rsa": rsa.RSAPublicKey, "ec": ec.EllipticCurvePublicKey, "ed25519": ed25519.Ed25519PublicKey,

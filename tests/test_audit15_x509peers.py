@@ -1,0 +1,232 @@
+"""Round fifteen, x509peers: what real peers do with what certkit signs, against what certkit says of it.
+
+1. An RSA key of more than 3072 bits whose public exponent is longer than 64 bits: OpenSSL ("bad e value") and
+   Java (RSAKeyFactory) check no signature it makes, GnuTLS does. certkit signed such a key through the library's
+   ``key=`` (a certificate whose handshake every OpenSSL-based client refuses and Java cannot even read, while
+   certkit verify said VALID and inspect "usable for TLS server authentication"); sign-csr refused its CSR as
+   "altered after it was signed, or damaged" and inspect called the CSR's signature "INVALID (tampered or
+   damaged)", though nothing was altered; ``CA.create(key=...)`` called the root it made "an intermediate CA
+   (issued by itself)"; and certkit verify said of a chain under a CA with such a key that the CA file "holds no
+   root CA certificate (a self-signed one)". Now the key is refused where certkit would sign it, with its reason,
+   and verify, inspect and serve say why OpenSSL and Java refuse what holds or signs with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit
+from test_audit14_x509peers import _gnutls_client, _python_handshake
+
+NOW = dt.datetime.now(dt.UTC)
+LONG_E = "66-bit public exponent"
+
+
+def _long_exponent_key(bits: int) -> rsa.RSAPrivateKey:
+    """An RSA key of ``bits`` whose public exponent has 66 bits (2^65 + 1 or the next that fits)."""
+    numbers = rsa.generate_private_key(65537, bits).private_numbers()
+    p, q = numbers.p, numbers.q
+    phi = (p - 1) * (q - 1)
+    e = 2**65 + 1
+    while math.gcd(e, phi) != 1:
+        e += 2
+    d = pow(e, -1, phi)
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+                                 rsa.RSAPublicNumbers(e, p * q)).private_key()
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[int, rsa.RSAPrivateKey]:
+    """4096 bits: over OpenSSL's and Java's limit; 3072: the largest modulus they take such an exponent with."""
+    return {bits: _long_exponent_key(bits) for bits in (4096, 3072)}
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem(thing) -> bytes:
+    if isinstance(thing, x509.Certificate | x509.CertificateSigningRequest):
+        return thing.public_bytes(serialization.Encoding.PEM)
+    return thing.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+
+def _ca(key, cn: str) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(minutes=5))
+            .not_valid_after(NOW + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(True, None), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+
+
+def _folder(tmp_path: Path, stem: str, ca_key, ca: x509.Certificate, key) -> Path:
+    """A localhost server bundle (cert.pem, privkey.pem, ca.pem) for ``key``, signed by ``ca_key``."""
+    cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=90))
+            .add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .sign(ca_key, hashes.SHA256()))
+    folder = tmp_path / stem
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(_pem(cert))
+    (folder / "privkey.pem").write_bytes(_pem(key))
+    (folder / "privkey.pem").chmod(0o600)
+    (folder / "ca.pem").write_bytes(_pem(ca))
+    return folder
+
+
+JAVA_READER = """
+import java.io.FileInputStream;
+import java.security.cert.CertificateFactory;
+
+public class ReadCert {
+    public static void main(String[] files) throws Exception {
+        for (String file : files) {
+            try (FileInputStream in = new FileInputStream(file)) {
+                CertificateFactory.getInstance("X.509").generateCertificate(in);
+                System.out.println(file + ": READ");
+            } catch (Exception e) {
+                System.out.println(file + ": REFUSED " + e);
+            }
+        }
+    }
+}
+"""
+
+
+def _java_reads(tmp_path: Path, *certs: Path) -> list[str]:
+    """What Java's X.509 CertificateFactory says of each certificate file (the JDK's own, run from source)."""
+    source = tmp_path / "ReadCert.java"
+    source.write_text(JAVA_READER)
+    ran = subprocess.run([require("java"), source, *certs], capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran.stdout.splitlines()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return certkit_env(HOME=str(tmp_path / "home"), CERTKIT_CA_DIR=str(tmp_path / "ca"),
+                       CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+
+
+def _verify(cert: Path, ca: Path, tmp_path: Path) -> tuple[int, dict]:
+    proc = run_certkit("verify", cert, "--ca-file", ca, "--purpose", "server", "--name", "localhost", "--json",
+                       env=_env(tmp_path))
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _inspect(path: Path) -> dict:
+    return json.loads(run_certkit("inspect", path, "--json", check=True).stdout)["items"][0]
+
+
+# --- 1. an RSA exponent OpenSSL and Java refuse beside a large modulus --------------------------------------------
+def test_sign_csr_refuses_such_a_key_by_its_exponent_not_as_an_altered_request(tmp_path, keys):
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Exponent Test", env=env, check=True)
+    for bits, key in keys.items():
+        csr = (x509.CertificateSigningRequestBuilder().subject_name(_name("localhost"))
+               .sign(key, hashes.SHA256()))
+        (tmp_path / f"{bits}.csr").write_bytes(_pem(csr))
+    # OpenSSL cannot check the 4096-bit request's own signature; the 3072-bit one it checks.
+    assert b"verify failure" in openssl("req", "-verify", "-noout", "-in", tmp_path / "4096.csr").stderr
+    assert b"verify OK" in openssl("req", "-verify", "-noout", "-in", tmp_path / "3072.csr").stderr
+    proc = run_certkit("sign-csr", tmp_path / "4096.csr", "--server", "--out", tmp_path / "big", env=env)
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert LONG_E in proc.stderr and "4096-bit modulus" in proc.stderr and "altered" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "big").exists()
+    said = _inspect(tmp_path / "4096.csr")
+    assert said["signature_valid"] is None and LONG_E in said["signature_unchecked"], said
+    assert "INVALID" not in run_certkit("inspect", tmp_path / "4096.csr", check=True).stdout
+    # At 3072 bits OpenSSL takes the exponent: certkit signs it, and a handshake with it completes.
+    run_certkit("sign-csr", tmp_path / "3072.csr", "--server", "--out", tmp_path / "ok", env=env, check=True)
+    (tmp_path / "ok" / "privkey.pem").write_bytes(_pem(keys[3072]))
+    assert _python_handshake(tmp_path / "ok", tmp_path / "ok" / "ca.pem") is None
+    assert _inspect(tmp_path / "3072.csr")["signature_valid"] is True
+
+
+def test_the_library_refuses_such_a_key_wherever_it_takes_one(keys):
+    from certkit import CA
+    from certkit.errors import CertkitError
+
+    key = keys[4096]
+    ca = CA.create("Library Test")
+    for make in (lambda: CA.create("Own Key", key=key), lambda: ca.issue_server("localhost", key=key),
+                 lambda: ca.issue_client("alice", key=key), lambda: ca.issue_peer("node1.example.com", key=key)):
+        with pytest.raises(CertkitError) as refused:
+            make()
+        assert LONG_E in str(refused.value) and "intermediate" not in str(refused.value), refused.value
+    ca.issue_server("localhost", key=keys[3072])  # the boundary OpenSSL and Java keep
+
+
+def test_a_leaf_with_such_a_key_is_not_valid_as_openssl_and_java_refuse_it(tmp_path, keys):
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _ca(root_key, "Plain Root")
+    leaf = _folder(tmp_path, "leaf", root_key, root, keys[4096])
+    ca = leaf / "ca.pem"
+    # The chain is sound (the root signed it): openssl verify takes it ...
+    assert openssl("verify", "-purpose", "sslserver", "-CAfile", ca, leaf / "cert.pem").returncode == 0
+    # ... but OpenSSL-based clients refuse the handshake signature its key makes, Java cannot read the
+    # certificate, and GnuTLS completes the handshake.
+    assert "BAD_SIGNATURE" in (_python_handshake(leaf, ca) or "").upper()
+    assert "Handshake was completed" in _gnutls_client(leaf, ca)
+    (said,) = _java_reads(tmp_path, leaf / "cert.pem")
+    assert "REFUSED" in said and "no longer than 64 bits" in said, said
+    code, verdict = _verify(leaf / "cert.pem", ca, tmp_path)
+    assert code == 1 and not verdict["valid"], verdict
+    assert any(LONG_E in r and "bad e value" in r and "Java" in r for r in verdict["reasons"]), verdict
+    assert _inspect(leaf / "cert.pem")["usable_for"].startswith("nothing"), _inspect(leaf / "cert.pem")
+    # serve, which refuses a certificate no client takes, refuses it at start.
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Serve Test", env=env, check=True)
+    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--cert", leaf / "cert.pem", "--key",
+                              leaf / "privkey.pem", "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = serve.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        out, err = serve.communicate()
+        pytest.fail(f"serve started with a certificate OpenSSL clients refuse:\n{out}{err}")
+    assert serve.returncode == 1 and err.startswith("Error: ") and err.count("\n") == 1 and LONG_E in err, err
+
+
+def test_a_chain_under_a_ca_with_such_a_key_is_said_as_openssl_and_java_refuse_it(tmp_path, keys):
+    root_key = keys[4096]
+    root = _ca(root_key, "Long Exponent Root")
+    leaf = _folder(tmp_path, "leaf", root_key, root, ec.generate_private_key(ec.SECP256R1()))
+    ca = leaf / "ca.pem"
+    theirs = openssl("verify", "-purpose", "sslserver", "-CAfile", ca, leaf / "cert.pem")
+    assert theirs.returncode != 0 and b"bad e value" in theirs.stdout + theirs.stderr
+    gnutls = subprocess.run([require("certtool"), "--verify", "--load-ca-certificate", ca, "--infile",
+                             leaf / "cert.pem"], capture_output=True, text=True, timeout=60)
+    assert "The certificate is trusted" in gnutls.stdout, gnutls.stdout + gnutls.stderr
+    said = _java_reads(tmp_path, ca)
+    assert "REFUSED" in said[0] and "no longer than 64 bits" in said[0], said
+    code, verdict = _verify(leaf / "cert.pem", ca, tmp_path)
+    assert code == 1 and not verdict["valid"], verdict
+    (reason,) = verdict["reasons"]
+    assert "cannot check its signature by CN=Long Exponent Root" in reason and LONG_E in reason, reason
+    assert "GnuTLS takes them" in reason and "does not implement" not in reason, reason
+    assert "no root" not in json.dumps(verdict), verdict
+    described = _inspect(ca)
+    assert described["self_signed"] is True, described
+    assert described["usable_for"].startswith("nothing with OpenSSL-based peers") and LONG_E in described["usable_for"]
