@@ -134,8 +134,8 @@ class ProbeResult:
     partial_anchor: str | None = None  # a --ca-file of CAs but no root: curl takes it, OpenSSL, Node do not
 
     @property
-    def server_ok(self) -> bool:
-        return self.verified and self.server_auth and self.name_matches and not self.withdrawn
+    def server_ok(self) -> bool:  # what OpenSSL verified, unless certkit verify knows more (a key no peer checks)
+        return self.verified and self.server_auth and self.name_matches and not self.withdrawn and not self.reasons
 
     @property
     def client_accepted(self) -> bool | None:

@@ -355,6 +355,8 @@ def server_problem(result: "ProbeResult") -> str | None:
         return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
     if not result.server_auth:
         return "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)"
+    if result.verified and result.reasons:  # OpenSSL verified the chain; certkit verify refuses it (its key)
+        return f"the server's certificate is not valid: {result.reasons[0]}"
     dated = [e for e in result.verify_errors if "expired" in e or "not yet valid" in e]
     if dated:  # it chains to the anchors, and is out of date (or one above it is)
         return f"the server's certificate is not valid now ({dated[0]})"

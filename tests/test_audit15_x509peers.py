@@ -9,6 +9,8 @@
    (issued by itself)"; and certkit verify said of a chain under a CA with such a key that the CA file "holds no
    root CA certificate (a self-signed one)". Now the key is refused where certkit would sign it, with its reason,
    and verify, inspect and serve say why OpenSSL and Java refuse what holds or signs with it.
+2. probe judged a server's certificate by OpenSSL's chain verification alone: with certkit verify's reason
+   listed under it (the leaf of 1, served), it still said "valid ... ? yes" and exited 0.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from test_audit14_x509peers import _gnutls_client, _python_handshake, _wait_port
 
-from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit
-from test_audit14_x509peers import _gnutls_client, _python_handshake
+from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit, wait_or_kill
 
 NOW = dt.datetime.now(dt.UTC)
 LONG_E = "66-bit public exponent"
@@ -230,3 +232,25 @@ def test_a_chain_under_a_ca_with_such_a_key_is_said_as_openssl_and_java_refuse_i
     described = _inspect(ca)
     assert described["self_signed"] is True, described
     assert described["usable_for"].startswith("nothing with OpenSSL-based peers") and LONG_E in described["usable_for"]
+
+
+def test_probe_says_no_of_a_server_certificate_certkit_verify_refuses(tmp_path, keys):
+    """probe said "valid ... ? yes" and exited 0 while listing certkit verify's reason beneath (OpenSSL had
+    verified the chain, and its verdict alone decided): of the leaf above, whose handshake signature every
+    OpenSSL client refuses."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _folder(tmp_path, "leaf", root_key, _ca(root_key, "Plain Root"), keys[4096])
+    port = free_port()
+    server = subprocess.Popen([require("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-www", "-cert",
+                               leaf / "cert.pem", "-key", leaf / "privkey.pem"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port, server)
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", leaf / "ca.pem", env=_env(tmp_path))
+        assert _python_handshake(leaf, leaf / "ca.pem") is not None  # what an OpenSSL client makes of it
+    finally:
+        server.kill()
+        wait_or_kill(server)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Is it a valid TLS server certificate for localhost? NO" in proc.stdout, proc.stdout
+    assert proc.stderr.startswith("Error: ") and LONG_E in proc.stderr, proc.stderr
