@@ -65,9 +65,10 @@ __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
 Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _ed25519_note(public_key, chain) -> str | None:
+def ed25519_note(public_key, chain) -> str | None:
     """What an Ed25519 key in a new certificate, or in the CA ``chain`` above it, means to peers: cryptography's
-    verifier takes an Ed25519 leaf under an RSA or ECDSA CA, never a chain through an Ed25519 CA."""
+    verifier takes an Ed25519 leaf under an RSA or ECDSA CA, never a chain through an Ed25519 CA (a new CA's
+    ``chain`` holds itself: init-ca says it of an Ed25519 root, and of any CA under one)."""
     from cryptography.x509.oid import PublicKeyAlgorithmOID
 
     if any(ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.ED25519 for ca in chain):
@@ -309,7 +310,7 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_any(request.key_type)
             public_key = key.public_key()
-        if (note := _ed25519_note(public_key, (self.cert, *self.parents))) is not None:
+        if (note := ed25519_note(public_key, (self.cert, *self.parents))) is not None:
             notes.append(note)
         if request.kind != "client" and getattr(getattr(public_key, "curve", None), "name", "") == "secp521r1":
             notes.append(P521_NOTE)

@@ -11,6 +11,8 @@
    and verify, inspect and serve say why OpenSSL and Java refuse what holds or signs with it.
 2. probe judged a server's certificate by OpenSSL's chain verification alone: with certkit verify's reason
    listed under it (the leaf of 1, served), it still said "valid ... ? yes" and exited 0.
+3. init-ca of an Ed25519 root (or of any CA under one) said nothing of what its first leaf is told: browsers and
+   cryptography's verifier refuse every certificate under it. It now prints that note (``notes`` in --json).
 """
 
 from __future__ import annotations
@@ -254,3 +256,36 @@ def test_probe_says_no_of_a_server_certificate_certkit_verify_refuses(tmp_path, 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Is it a valid TLS server certificate for localhost? NO" in proc.stdout, proc.stdout
     assert proc.stderr.startswith("Error: ") and LONG_E in proc.stderr, proc.stderr
+
+
+# --- 3. an Ed25519 CA is said to be one when it is made, not at its first leaf ---------------------------------
+def _refused_by_cryptography(leaf: Path, root: Path) -> str | None:
+    """cryptography's web-PKI verifier on a localhost server leaf under ``root``: None, or its refusal."""
+    from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+
+    verifier = PolicyBuilder().store(Store(x509.load_pem_x509_certificates(root.read_bytes()))) \
+        .build_server_verifier(DNSName("localhost"))
+    try:
+        verifier.verify(x509.load_pem_x509_certificate(leaf.read_bytes()), [])
+        return None
+    except VerificationError as exc:
+        return str(exc)
+
+
+def test_init_ca_notes_an_ed25519_ca_as_its_leaves_are_noted(tmp_path):
+    """init-ca --key-type ed25519 said nothing; only the first certificate it issued carried the note that
+    browsers and cryptography's verifier refuse every certificate under it (and so the CA's intermediates)."""
+    env = _env(tmp_path)
+    ed = ["--ca-dir", tmp_path / "ed"]
+    made = run_certkit("init-ca", *ed, "--key-type", "ed25519", "--name", "Ed Root", env=env, check=True)
+    below = run_certkit("init-ca", "--ca-dir", tmp_path / "below", "--parent-ca-dir", tmp_path / "ed", "--name",
+                        "Below Ed", "--json", env={**env, "CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}, check=True)
+    plain = run_certkit("init-ca", "--ca-dir", tmp_path / "plain", "--name", "Plain", "--json", env=env, check=True)
+    leaf = run_certkit("issue-server", "localhost", *ed, "--out", tmp_path / "leaf", env=env, check=True)
+    # The peer the note names: cryptography's verifier refuses the leaf for the Ed25519 key above it.
+    assert "Ed25519" in (_refused_by_cryptography(tmp_path / "leaf" / "cert.pem", tmp_path / "ed" / "ca.pem") or "")
+    (said,) = [line for line in leaf.stdout.splitlines() if "has an Ed25519 key" in line]
+    note = said.split("note", 1)[1].strip()
+    assert f"  note         {note}" in made.stdout, made.stdout
+    assert json.loads(below.stdout)["notes"] == [note], below.stdout
+    assert json.loads(plain.stdout)["notes"] == [], plain.stdout

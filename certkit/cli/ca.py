@@ -378,11 +378,13 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         from certkit.db_postgres import shown_url
 
         data["inventory"] = shown_url(inventory_url)  # the URL as stored, a secret never in it (check_url)
+    from certkit.ca import ed25519_note
     from certkit.constraints import of_chain
     from certkit.trust.anchor import describe_scope
 
     constrained = of_chain([ca.cert])  # the names it may vouch for, as written (an intermediate's, inherited too)
     data["may_sign"] = describe_scope(constrained[0] if constrained else None)
+    data["notes"] = [n for n in (ed25519_note(ca.cert.public_key(), [ca.cert, *ca.parents]),) if n]
     human = "\n".join([
         f"Created {kind} CA \"{ca.common_name}\" in {store.path}",
         f"  certificate  {store.cert_path}  (the file peers must trust{' via the root' if parent else ''})",
@@ -392,6 +394,7 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         *([f"  inventory    {data['inventory']}  (PostgreSQL)"] if inventory_url else []),
         f"  expires      {when(ca.cert.not_valid_after_utc)}",
         f"  SHA-256      {colons(data['fingerprint_sha256'])}",
+        *(f"  note         {n}" for n in data["notes"]),
     ])
     if key is not None and (attributes["extractable"] or not attributes["sensitive"]):
         faults = [word for word, fault in (("not sensitive", not attributes["sensitive"]),
