@@ -327,8 +327,8 @@ def kind_of(ca, cert) -> str:
                                      f"'{shown(ca.common_name)}'.")
         kind = row["kind"]
     if kind not in LEAF_KINDS:
-        raise CannotRenew(f"The certificate {serial} is a {kind} certificate; only server, client and peer "
-                          "certificates are renewed (CAs with 'init-ca').")
+        raise CannotRenew(f"The certificate {serial} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} certificate; "
+                          "only server, client and peer certificates are renewed (CAs with 'init-ca').")
     return kind
 
 

@@ -13,6 +13,7 @@
    listed under it (the leaf of 1, served), it still said "valid ... ? yes" and exited 0.
 3. init-ca of an Ed25519 root (or of any CA under one) said nothing of what its first leaf is told: browsers and
    cryptography's verifier refuse every certificate under it. It now prints that note (``notes`` in --json).
+4. Renewing a certificate of no kind certkit issues said "is a unknown certificate" (now "an unknown").
 """
 
 from __future__ import annotations
@@ -173,8 +174,16 @@ def test_the_library_refuses_such_a_key_wherever_it_takes_one(keys):
 
     key = keys[4096]
     ca = CA.create("Library Test")
+    # A certificate of the key, as an earlier certkit's issue_server(key=...) made it: not renewed either.
+    issued = ca.issue_server("localhost").cert
+    old = x509.CertificateBuilder(issuer_name=issued.issuer, subject_name=issued.subject, public_key=key.public_key(),
+                                  serial_number=x509.random_serial_number(),
+                                  not_valid_before=issued.not_valid_before_utc,
+                                  not_valid_after=issued.not_valid_after_utc,
+                                  extensions=list(issued.extensions)).sign(ca.key, hashes.SHA256())
     for make in (lambda: CA.create("Own Key", key=key), lambda: ca.issue_server("localhost", key=key),
-                 lambda: ca.issue_client("alice", key=key), lambda: ca.issue_peer("node1.example.com", key=key)):
+                 lambda: ca.issue_client("alice", key=key), lambda: ca.issue_peer("node1.example.com", key=key),
+                 lambda: ca.renew(old), lambda: ca.renew(old, key=key)):
         with pytest.raises(CertkitError) as refused:
             make()
         assert LONG_E in str(refused.value) and "intermediate" not in str(refused.value), refused.value
@@ -289,3 +298,20 @@ def test_init_ca_notes_an_ed25519_ca_as_its_leaves_are_noted(tmp_path):
     assert f"  note         {note}" in made.stdout, made.stdout
     assert json.loads(below.stdout)["notes"] == [note], below.stdout
     assert json.loads(plain.stdout)["notes"] == [], plain.stdout
+
+
+def test_renewing_a_certificate_of_no_known_kind_is_refused_in_plain_words():
+    """``ca.renew`` of a certificate without a TLS extendedKeyUsage said "is a unknown certificate"."""
+    from certkit import CA
+    from certkit.errors import CannotRenew
+
+    ca = CA.create("Words Test")
+    issued = ca.issue_server("localhost").cert
+    kept = [e for e in issued.extensions if not isinstance(e.value, x509.ExtendedKeyUsage)]
+    bare = x509.CertificateBuilder(issuer_name=issued.issuer, subject_name=issued.subject,
+                                   public_key=issued.public_key(), serial_number=x509.random_serial_number(),
+                                   not_valid_before=issued.not_valid_before_utc,
+                                   not_valid_after=issued.not_valid_after_utc, extensions=kept)
+    bare = bare.sign(ca.key, hashes.SHA256())
+    with pytest.raises(CannotRenew, match="is an unknown certificate; only server, client and peer"):
+        ca.renew(bare)
