@@ -32,7 +32,7 @@ from pathlib import Path
 
 from certkit.atomic import SECRET_MODE, temporary_name, write_new_file
 from certkit.constants import BUNDLE_FILES
-from certkit.errors import CertkitError, UnsafeOutputPath
+from certkit.errors import CertkitError, UnsafeOutputPath, loads_json
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
@@ -297,7 +297,7 @@ def journal_plan(fd: int, journal: str) -> tuple[str, dict] | None:
         state = next((s for s in (_COMMIT, _UNDO) if _exists(fd, f"{journal}/{s}")), None)
         if state is None or not ours(f"{journal}/{state}"):
             return None
-        plan = json.loads(_read_at(fd, f"{journal}/{state}", 4096))
+        plan = loads_json(_read_at(fd, f"{journal}/{state}", 4096))
         if not (isinstance(plan, dict) and {"write", "remove"} <= set(plan) <= _PLAN_KEYS):
             return None
         names = [*plan["write"], *plan["remove"]]

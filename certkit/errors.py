@@ -22,6 +22,28 @@ def parse_errors() -> tuple[type[Exception], ...]:
             UnsupportedGeneralNameType)
 
 
+class NestedTooDeeply(ValueError):
+    """JSON whose arrays and objects nest deeper than Python's decoder recurses (a few thousand ``[``):
+    damaged or hostile, never certkit's, told as any other damage (``except ValueError``)."""
+
+    msg = "its arrays and objects are nested too deeply to read"
+
+    def __init__(self) -> None:
+        super().__init__(self.msg)
+
+
+def loads_json(data: str | bytes, **kwargs):
+    """``json.loads``, but JSON nested too deeply, which makes the decoder raise RecursionError (no
+    ValueError), raises :class:`NestedTooDeeply`, a ValueError: every reader of a file, a manifest line or an
+    inventory row that says "not JSON" for damage says so for this too, instead of a traceback."""
+    import json
+
+    try:
+        return json.loads(data, **kwargs)
+    except RecursionError:
+        raise NestedTooDeeply() from None
+
+
 # The kinds of cryptography's ASN.1 ParseError, in words.
 _ASN1_KINDS = {
     "ShortData": "the data ends too soon (truncated)",

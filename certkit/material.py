@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
-from certkit.errors import CertkitError, describe_parse_error, parse_errors
+from certkit.errors import CertkitError, describe_parse_error, loads_json, parse_errors
 from certkit.files import STDIN, read_limited
 from certkit.text import shown
 
@@ -168,19 +167,19 @@ def _read_json(path: Path, data: bytes, material: Material) -> None:
     from certkit.formats.reading import JSONL_PEM_FIELDS
 
     try:
-        whole = json.loads(data)
+        whole = loads_json(data)
         objects = [(0, whole)]
     except (ValueError, UnicodeDecodeError):
         objects = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
         try:
-            objects[0] = (objects[0][0], json.loads(objects[0][1]))
+            objects[0] = (objects[0][0], loads_json(objects[0][1]))
         except (ValueError, UnicodeDecodeError):
             raise UnreadableFile(f"{_name(path)} starts like JSON (a certkit JSON-lines file?), but its first line "
                                  "is not a JSON object: the file is cut off or damaged.") from None
     for n, text in objects:
         where = f"line {n} of {_name(path)}" if n else _name(path)
         try:
-            record = json.loads(text) if isinstance(text, bytes) else text
+            record = loads_json(text) if isinstance(text, bytes) else text
         except (ValueError, UnicodeDecodeError):
             raise UnreadableFile(f"{where} is not a JSON object: the JSON-lines file is cut off or damaged.") from None
         if not isinstance(record, dict) or not isinstance(record.get("cert"), str):

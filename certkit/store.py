@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Union
 from certkit.atomic import new_folder, write_new_file
 from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.constants import MAX_CERT_FILE_BYTES
-from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired
+from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
 from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
@@ -199,8 +199,6 @@ class CADirectory:
     @property
     def config(self) -> dict[str, str]:
         """What ``certkit-ca.json`` says (empty without it): the inventory URL, the key URI."""
-        import json
-
         if not os.path.lexists(self.config_path):
             return {}
         try:
@@ -208,7 +206,7 @@ class CADirectory:
         except CertkitError as exc:
             raise CABroken(str(exc)) from None
         try:
-            config = json.loads(data)
+            config = loads_json(data)
         except ValueError as exc:
             raise CABroken(f"{shown(self.config_path)} is not JSON ({exc}); restore it from a backup.") from None
         if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):

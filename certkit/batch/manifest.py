@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit.constants import KEY_TYPES, LEAF_KINDS, MAX_DAYS, MAX_MANIFEST_LINE_BYTES
-from certkit.errors import CertkitError, InputTooLarge
+from certkit.errors import CertkitError, InputTooLarge, loads_json
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -294,12 +294,13 @@ def _jsonl_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterat
         if not text or text.startswith("#"):
             continue
         try:
-            record = json.loads(text, object_pairs_hook=_one_of_each)
+            record = loads_json(text, object_pairs_hook=_one_of_each)
         except _Twice as exc:
             yield number, f"the key '{shown(str(exc))}' is given twice; give each key once."
             continue
         except ValueError as exc:
-            yield number, f"it is not valid JSON ({getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')})."
+            where = f" at column {exc.colno}" if hasattr(exc, "colno") else ""
+            yield number, f"it is not valid JSON ({getattr(exc, 'msg', exc)}{where})."
             continue
         if not isinstance(record, dict):
             yield number, "it is not a JSON object."

@@ -4,13 +4,12 @@ reconciliation to settle a dead writer's pending rows."""
 from __future__ import annotations
 
 import base64
-import json
 import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from certkit.constants import CA_FILE, CERT_FILE, KEY_FILE
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, loads_json
 
 # The PEM fields of a jsonl record (docs/formats.md), the certificate and its chain first; "fullchain"
 # repeats "cert" and "chain". "csr" is not certkit's: cfssl's JSON, whose "cert" and "key" these are, has it.
@@ -119,7 +118,7 @@ def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
         if len(line) > _MAX_RECORD or not line.endswith(b"\n"):
             return  # a line cut off by a dead writer, or not ours
         try:
-            record = json.loads(line)
+            record = loads_json(line)
             found = (record["cert"].encode(), record["key"].encode() if record.get("key") else None)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue

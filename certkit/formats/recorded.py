@@ -257,12 +257,12 @@ def holds_a_private_key(path: Path) -> bool:
 def _is_a_private_jwk(data: bytes) -> bool:
     """Whether ``data`` is a JSON Web Key (or a set of them) holding a private or secret key (``d``, ``k``):
     certbot keeps its ACME account key so, in private_key.json."""
-    import json
+    from certkit.errors import loads_json
 
     if not data.lstrip()[:1] == b"{" or b'"kty"' not in data:
         return False
     try:
-        value = json.loads(data)
+        value = loads_json(data)
     except ValueError:
         return False
     keys = value.get("keys") if isinstance(value.get("keys"), list) else [value]

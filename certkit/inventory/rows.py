@@ -9,12 +9,11 @@ its serial and what is wrong with it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from certkit.constants import RECORDED_REASONS
-from certkit.errors import DamagedRow
+from certkit.errors import DamagedRow, loads_json
 from certkit.inventory.schema import STATUSES
 from certkit.vocabulary import iso  # noqa: F401 (the inventory's form of a moment, imported from here too)
 
@@ -94,7 +93,7 @@ def row_dict(values: tuple) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise DamagedRow(serial, f"{column} is {_short(value)}, not a date") from None
     try:
-        names = json.loads(row["names"])
+        names = loads_json(row["names"])
     except (TypeError, ValueError):
         raise DamagedRow(serial, f"names is {_short(row['names'])}, not a JSON list") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -197,7 +196,7 @@ def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) ->
     if "=" in pattern:
         candidates.append(subject.lower())
     try:
-        names = json.loads(names_json)
+        names = loads_json(names_json)
     except (TypeError, ValueError):
         names = []
     for entry in names:

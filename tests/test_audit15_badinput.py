@@ -1,0 +1,142 @@
+"""Round fifteen, bad input (badinput): a generated matrix of every command and option against hostile values,
+environments and files (/tmp harness, see docs of this round's report); each test here is one class it found.
+
+1. JSON nested deeper than Python's decoder recurses (a few thousand ``[``), in any JSON certkit reads (a
+   manifest line, a file to inspect, certkit-ca.json, an inventory row, a bundle's journal), was a
+   RecursionError traceback, or "Error: RecursionError: maximum recursion depth exceeded...".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_certkit
+
+DEEP = "[" * 30000 + "]" * 30000  # far past the decoder's recursion limit; under every size limit
+
+
+def _certkit(args, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """A real ``python -m certkit`` (a traceback is what a user would see), without a terminal."""
+    return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every entry below ``root``: its type, mode and content digest (what "unchanged" is checked against)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else ""
+            found[str(path.relative_to(root))] = (info.st_mode, digest)
+    return found
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert "Recursion" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+
+
+# --- 1. JSON nested too deeply ---------------------------------------------------------------------------------
+def _deep_manifest(tmp_path: Path, ca_dir: Path) -> list:
+    (tmp_path / "m.jsonl").write_text('{"kind": "server", "names": ' + DEEP + "}\n")
+    return ["issue-batch", "m.jsonl", "--out-dir", "out"]
+
+
+def _deep_file(tmp_path: Path, ca_dir: Path) -> list:
+    (tmp_path / "deep.json").write_text('{"cert": ' + DEEP + "}\n")
+    return ["inspect", "deep.json"]
+
+
+def _deep_jwk(tmp_path: Path, ca_dir: Path) -> list:
+    # a file certkit would write over is first asked whether it holds a key (a JSON Web Key, certbot's)
+    (tmp_path / "out.jsonl").write_text('{"kty": ' + DEEP + "}\n")
+    return ["issue-server", "deep.example", "--format", "jsonl", "--out", "out.jsonl", "--force"]
+
+
+def _deep_config(tmp_path: Path, ca_dir: Path) -> list:
+    (ca_dir / "certkit-ca.json").write_text('{"inventory": ' + DEEP + "}\n")
+    return ["list"]
+
+
+@pytest.mark.parametrize("make,said", [
+    (_deep_manifest, "m.jsonl line 1: it is not valid JSON (its arrays and objects are nested too deeply to read)."),
+    (_deep_file, "deep.json starts like JSON"),
+    (_deep_jwk, "out.jsonl"),
+    (_deep_config, "certkit-ca.json is not JSON (its arrays and objects are nested too deeply to read)"),
+], ids=["manifest", "inspect", "output-file", "certkit-ca.json"])
+def test_json_nested_too_deeply_is_one_error_line(tmp_path: Path, ca_dir: Path, ca_env: dict, make, said: str) -> None:
+    """Each was a 20-line RecursionError traceback, or (issue-batch) "Error: RecursionError: maximum recursion
+    depth exceeded while decoding a JSON array from a unicode string"; nothing is written either way."""
+    args = make(tmp_path, ca_dir)
+    before = _tree(tmp_path)
+    proc = _certkit(args, ca_env, tmp_path)
+    if make is _deep_jwk:  # not a key: written over as asked (--force), and no traceback on the way
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((tmp_path / "out.jsonl").read_text())["names"] == ["DNS:deep.example"]
+        return
+    _one_error_line(proc, said)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--name", "x*"], ["check"]], ids=["list", "list-name", "check"])
+def test_an_inventory_row_nested_too_deeply_is_a_damaged_row(tmp_path: Path, ca_dir: Path, ca_env: dict, args) -> None:
+    """An inventory row whose names column is JSON nested too deeply was a traceback in list and check; it is
+    a damaged row as any other that is not a JSON list (a warning, check's ERROR line)."""
+    run_certkit("issue-server", "row.example", "--out", tmp_path / "row", env=ca_env, check=True)
+    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
+        db.execute("UPDATE certificates SET names = ?", (DEEP,))
+    db.close()
+    proc = _certkit(args, ca_env, tmp_path)
+    assert "Traceback" not in proc.stderr and "Recursion" not in proc.stderr, proc.stderr
+    assert "not a JSON list" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.returncode == (1 if args == ["check"] else 0), proc.stderr
+
+
+def test_a_journal_nested_too_deeply_is_removed_unread(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """A dead writer's journal (``.certkit-swap.PID-X.certkit-tmp/COMMIT``, read up to 4 KiB) holding 2,000
+    ``[`` made the next write into that folder a traceback; it is not a plan certkit wrote, so it is removed
+    unread, as a journal that is not JSON is (tests/test_integrity_outputs.py)."""
+    run_certkit("issue-server", "j.example", cwd=tmp_path, env=ca_env, check=True)
+    journal = tmp_path / "j.example" / ".certkit-swap.4000000-abcdef0123456789.certkit-tmp"  # no such process
+    journal.mkdir()
+    (journal / "COMMIT").write_text("[" * 2000)
+    proc = _certkit(["issue-server", "j.example", "--force"], ca_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not journal.exists()
+
+
+def test_the_library_reads_json_nested_too_deeply_as_damage() -> None:
+    """The one place (certkit.errors.loads_json): a ValueError, as any damaged JSON, never a RecursionError."""
+    from certkit.errors import NestedTooDeeply, loads_json
+
+    with pytest.raises(ValueError, match="nested too deeply") as caught:
+        loads_json(DEEP)
+    assert isinstance(caught.value, NestedTooDeeply)
+    assert loads_json('{"a": [1]}') == {"a": [1]}
+    with pytest.raises(json.JSONDecodeError):
+        loads_json("{")
+
+
+def test_no_module_reads_json_but_through_loads_json() -> None:
+    """Every json.loads of certkit's goes through loads_json, but the ACME server's (its own catch, jws.UNREADABLE,
+    answers a client's nesting with a problem document) and scratch files certkit itself wrote."""
+    import certkit
+
+    root = Path(certkit.__file__).parent
+    allowed = {"errors.py", "acme/jws.py", "acme/state.py", "batch/checking.py"}
+    found = [str(p.relative_to(root)) for p in root.rglob("*.py")
+             if "json.loads(" in p.read_text() and str(p.relative_to(root)) not in allowed]
+    assert found == [], found
+
