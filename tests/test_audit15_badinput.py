@@ -4,6 +4,9 @@ environments and files (/tmp harness, see docs of this round's report); each tes
 1. JSON nested deeper than Python's decoder recurses (a few thousand ``[``), in any JSON certkit reads (a
    manifest line, a file to inspect, certkit-ca.json, an inventory row, a bundle's journal), was a
    RecursionError traceback, or "Error: RecursionError: maximum recursion depth exceeded...".
+2. Standard input ('-') named for two inputs of one command (a CSR and --passphrase-file, a manifest and
+   --passphrase-file, verify's CERT and --ca-file): the first read it all and the second was blamed ("The file -
+   holds an empty secret"), or a passphrase was read as a manifest line and echoed in the error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_certkit
+from tests.conftest import PASSPHRASE, assert_clean_error, run_certkit
 
 DEEP = "[" * 30000 + "]" * 30000  # far past the decoder's recursion limit; under every size limit
 
@@ -140,3 +143,74 @@ def test_no_module_reads_json_but_through_loads_json() -> None:
              if "json.loads(" in p.read_text() and str(p.relative_to(root)) not in allowed]
     assert found == [], found
 
+
+# --- 2. standard input named twice -----------------------------------------------------------------------------
+def _stdin_readers() -> list[tuple[str, ...]]:
+    """Every command line that names standard input ('-') for two of one command's inputs, found from the commands'
+    own parameters (a new option that reads '-' is covered when it is added)."""
+    import itertools
+
+    import click
+
+    from certkit.cli import main
+    from certkit.cli.arguments import _reads_stdin
+
+    ctx, found = click.Context(main), []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), [*path, name])
+            return
+        readers = [p for p in command.params if _reads_stdin(p)]
+        for one, two in itertools.combinations(readers, 2):
+            args = [*path]
+            for param in sorted((one, two), key=lambda p: not isinstance(p, click.Argument)):  # arguments first
+                args += ["-"] if isinstance(param, click.Argument) else [param.opts[0], "-"]
+            found.append(tuple(args))
+
+    walk(main, [])
+    return found
+
+
+STDIN_TWICE = _stdin_readers()
+
+
+def test_every_command_reading_two_files_is_in_the_matrix() -> None:
+    commands = {args[0] for args in STDIN_TWICE}
+    assert {"sign-csr", "issue-batch", "verify", "issue-server", "issue-client", "issue-peer", "renew", "init-ca"} <= \
+        commands, commands
+
+
+@pytest.mark.parametrize("args", STDIN_TWICE, ids=[" ".join(a) for a in STDIN_TWICE])
+def test_standard_input_given_to_two_inputs_is_refused(tmp_path: Path, ca_dir: Path, ca_env: dict, args) -> None:
+    """`sign-csr - --passphrase-file -` said "The file - holds an empty secret." (the CSR had read it all), and
+    `verify - --ca-file -` "standard input is empty.": the second reader was blamed for what the first took."""
+    before = _tree(tmp_path)
+    proc = run_certkit(*args, cwd=tmp_path, env=ca_env, input="")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.splitlines()[-1].endswith("name standard input ('-'), which can be read once; give all but one "
+                                                  "of them a file."), proc.stderr
+    assert _tree(tmp_path) == before
+
+
+def test_a_passphrase_on_standard_input_is_not_read_as_a_manifest_line(tmp_path: Path, ca_dir: Path,
+                                                                        ca_env: dict) -> None:
+    """`issue-batch - --passphrase-file -` with the passphrase then the manifest on standard input echoed the
+    passphrase in its error: "standard input line 1: the header must name the columns ... (found: <passphrase>)"."""
+    env = {k: v for k, v in ca_env.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    proc = subprocess.run([sys.executable, "-m", "certkit", "issue-batch", "-", "--out-dir", "out", "--passphrase-file",
+                        "-"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                       input=PASSPHRASE + "\nkind,names\nserver,a.example\n")
+    assert proc.returncode == 2, proc.stderr
+    assert PASSPHRASE not in proc.stderr + proc.stdout, proc.stderr
+    assert "MANIFEST and --passphrase-file both name standard input" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_secret_on_standard_input_is_said_to_be_there(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """"The file - holds an empty secret." named a file called '-'; it was standard input."""
+    run_certkit("issue-client", "sia", "--out", tmp_path / "sia", env=ca_env, check=True)
+    proc = run_certkit("export-p12", tmp_path / "sia", "--password-file", "-", env=ca_env, input="")
+    assert_clean_error(proc, "Standard input holds an empty secret.")
+    assert not (tmp_path / "sia" / "bundle.p12").exists()

@@ -63,6 +63,7 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
                                    "names, paths and URLs as UTF-8.", ctx=where)
     if leaf is not None and not isinstance(leaf, click.Group):
         _refuse_repeated(leaf, args[start:], where)
+        _refuse_stdin_twice(leaf, args[start:], where)
 
 
 def _refuse_repeated(command: click.Command, args: list[str], where: click.Context) -> None:
@@ -90,6 +91,49 @@ def _refuse_repeated(command: click.Command, args: list[str], where: click.Conte
                                        "value: give it once.", ctx=where)
             seen[name] = option
         skip = option in valued and "=" not in arg
+
+
+def _reads_stdin(param: click.Parameter) -> bool:
+    """Whether ``param`` reads standard input when given ``-``: a file to read (a CSR, a manifest, a secret file,
+    a certificate to check), not ``--out`` (standard output) nor a folder (refused)."""
+    from certkit.cli.common import OutPath
+
+    kind = param.type
+    return (isinstance(kind, click.Path) and not isinstance(kind, OutPath) and kind.file_okay
+            and (kind.allow_dash or not kind.exists))
+
+
+def _refuse_stdin_twice(command: click.Command, args: list[str], where: click.Context) -> None:
+    """Refuse ``-`` (standard input) given to two of the command's inputs: the first reads it all, and the second
+    was refused for what it did not get ("The file - holds an empty secret"), or took the rest (a passphrase
+    read as a manifest's line, and echoed in its error)."""
+    options = {name: param for param in command.params if isinstance(param, click.Option) for name in param.opts}
+    valued = _options_with_values(command)
+    arguments = [param for param in command.params if isinstance(param, click.Argument)]
+    readers: list[str] = []
+    positional, value_of, ended = 0, None, False
+    for arg in args:
+        option, eq, value = arg.partition("=") if arg.startswith("--") and not ended else (arg, "", "")
+        if value_of is not None:  # the value of the option before it
+            if arg == "-" and _reads_stdin(options[value_of]):
+                readers.append(value_of)
+            value_of = None
+        elif not ended and arg == "--":
+            ended = True
+        elif not ended and option in options:
+            if option in valued and not eq:
+                value_of = option
+            elif eq and value == "-" and _reads_stdin(options[option]):
+                readers.append(option)
+        else:  # an argument: the next of the command's, the last taking the rest (NAMES...)
+            param = arguments[min(positional, len(arguments) - 1)] if arguments else None
+            positional += 1
+            if arg == "-" and param is not None and _reads_stdin(param):
+                readers.append(param.human_readable_name)
+    if len(named := list(dict.fromkeys(readers))) > 1:
+        every = "both" if len(named) == 2 else "all"
+        raise click.UsageError(f"{' and '.join(named)} {every} name standard input ('-'), which can be read once; "
+                               "give all but one of them a file.", ctx=where)
 
 
 def _options_with_values(command: click.Command) -> set[str]:

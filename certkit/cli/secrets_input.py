@@ -33,8 +33,13 @@ def read_secret_file(path: Path, *, new: bool = False) -> bytes:
     text = read_limited(path, MAX_SECRET_FILE_BYTES, what="secret file")
     secret = _without_newline(text)
     if not secret:
-        raise click.ClickException(f"The file {shown(path)} holds an empty secret.")
-    return _one_line(secret, f"The file {shown(path)}") if new else secret
+        raise click.ClickException(f"{_source(path)} holds an empty secret.")
+    return _one_line(secret, _source(path)) if new else secret
+
+
+def _source(path: Path) -> str:
+    """Where a secret file's secret came from, as messages name it: ``-`` is standard input, not a file."""
+    return "Standard input" if str(path) == "-" else f"The file {shown(path)}"
 
 
 def _without_newline(text: bytes) -> bytes:
@@ -105,7 +110,7 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
     if path is not None:
         secret = read_secret_file(path, new=confirm)
         if pin:  # a wrong PIN uses up one of the token's tries
-            _refuse_impossible_pin(secret, f"The file {shown(path)}")
+            _refuse_impossible_pin(secret, _source(path))
         return secret
     if env in os.environ:
         if not os.environ[env]:
