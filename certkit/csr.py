@@ -113,10 +113,28 @@ def _parse(data: bytes, source: str) -> "x509.CertificateSigningRequest":
         return x509.load_pem_x509_csr(block) if is_pem else x509.load_der_x509_csr(data)
     except parse_errors() as exc:
         if not is_pem:
+            from certkit.material import binary_kind
+
+            if (kind := binary_kind(data) or _der_kind(data)) is not None:
+                raise InvalidCSR(f"{_cap(source)} is {kind}, not a certificate signing request.") from None
             raise InvalidCSR(f"{_cap(source)} is not a certificate signing request in PEM or DER form "
                              "(it may be truncated, or not a CSR at all).") from None
         raise InvalidCSR(f"{_cap(source)} holds a damaged certificate signing request: "
                          f"{describe_parse_error(exc)}.") from None
+
+
+def _der_kind(data: bytes) -> str | None:
+    """A DER certificate or CRL given as a CSR, in words."""
+    from cryptography import x509
+
+    for loader, kind in ((x509.load_der_x509_certificate, "a certificate in DER form"),
+                         (x509.load_der_x509_crl, "a CRL in DER form")):
+        try:
+            loader(data)
+            return kind
+        except parse_errors():
+            continue
+    return None
 
 
 def _is_pem(data: bytes) -> bool:

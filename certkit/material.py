@@ -231,10 +231,66 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
             return
         except parse_errors():
             continue
+    kind = binary_kind(data)
+    if kind == DER_KEY:  # said as a PEM key is: "holds a private key but no certificate; it is given as ..."
+        material.keys.append((None, path.name))
+        return
+    if kind is not None:
+        raise UnreadableFile(f"{_name(path)} is {kind}, not a certificate, CSR or CRL{advice_for(kind, path)}.")
     raise UnreadableFile(
         f"{_name(path)} is neither a PEM file nor a DER certificate, CSR or CRL (it may be truncated or not "
         "a certificate at all)."
     )
+
+
+DER_KEY = "a private key in DER form"
+PKCS12 = "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)"
+
+
+def binary_kind(data: bytes) -> str | None:
+    """What a binary file that is no DER certificate, CSR or CRL holds, when certkit can tell (a bundle.p12 given
+    where its cert.pem was meant, a DER key, a Java keystore), in words: every reader of a file of the wrong kind
+    says what it is, not "it may be truncated"; None when it cannot tell."""
+    from certkit.formats.recorded import is_a_der_key, is_keystore, is_pkcs12
+
+    if is_pkcs12(data[:64]):
+        return PKCS12
+    if is_keystore(data[:64]):
+        return "a Java keystore or an OpenPGP secret key"
+    return DER_KEY if len(data) <= 64 * 1024 and is_a_der_key(data) else None
+
+
+def not_pem(path: Path | str, data: bytes, wanted: str) -> str | None:
+    """Why ``data`` (the file ``path``, with no PEM block of the ``wanted`` kind: "certificate" or "private key")
+    cannot be used where PEM is read (OpenSSL's load_cert_chain), when it holds what certkit can name: that
+    thing in DER form, a bundle.p12; None otherwise. One sentence without its subject or final stop."""
+    from cryptography import x509
+
+    name = shown(path)
+    kind = binary_kind(data)
+    if kind is None:
+        try:
+            x509.load_der_x509_certificate(data)
+            kind = "a certificate in DER form"
+        except parse_errors():
+            return None
+    if kind == DER_KEY and wanted == "private key":
+        return f"holds a private key in DER form, not PEM; give it as PEM (openssl pkey -in {name} -out key.pem)"
+    if kind.endswith("certificate in DER form") and wanted == "certificate":
+        return f"holds a DER certificate, not PEM; give it as PEM (openssl x509 -in {name} -out cert.pem)"
+    return f"is {kind}, not a PEM {wanted}{advice_for(kind, path, key=wanted == 'private key')}"
+
+
+def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
+    """What to give instead of a file of ``kind`` (:func:`binary_kind`) where a certificate (or a ``key``) is
+    read, as the end of a sentence."""
+    if kind != PKCS12:
+        return ""
+    if key:
+        return (f"; give the PEM key beside it (privkey.pem), or take the key out with 'openssl pkcs12 -in "
+                f"{shown(path)} -nocerts -noenc -out privkey.pem'")
+    return (f"; give the PEM file beside it (cert.pem, fullchain.pem), or take the certificates out with "
+            f"'openssl pkcs12 -in {shown(path)} -nokeys -out cert.pem'")
 
 
 def one_leaf(path: Path, data: bytes) -> bytes:

@@ -284,8 +284,10 @@ def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> 
     except ValueError:
         certs = []
     if not certs:  # a DER certificate: OpenSSL sends a client certificate chain from PEM only
-        raise ProbeError(f"{shown(client.cert)} holds a DER certificate, not PEM; give it as PEM "
-                         f"(openssl x509 -in {shown(client.cert)} -out cert.pem).")
+        from certkit.material import not_pem
+
+        said = not_pem(client.cert, read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"), "certificate")
+        raise ProbeError(f"{shown(client.cert)} {said or 'holds no PEM certificate'}.")
     return describe_certificate(certs[0], now=now), certs
 
 

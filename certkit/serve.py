@@ -67,10 +67,14 @@ def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
         chain, key_pem = Path(cert_chain).read_bytes(), Path(key).read_bytes()
     except OSError:
         return None
+    from certkit.material import not_pem
+
     if b"-----BEGIN CERTIFICATE-----" not in chain:
-        return f"{cert_chain} holds no certificate (PEM -----BEGIN CERTIFICATE-----)"
+        said = not_pem(cert_chain, chain, "certificate") or "holds no certificate (PEM -----BEGIN CERTIFICATE-----)"
+        return f"{cert_chain} {said}"
     if b"PRIVATE KEY-----" not in key_pem:
-        return f"{key} holds no private key (PEM -----BEGIN PRIVATE KEY-----)"
+        said = not_pem(key, key_pem, "private key") or "holds no private key (PEM -----BEGIN PRIVATE KEY-----)"
+        return f"{key} {said}"
     from cryptography import x509
 
     try:

@@ -7,6 +7,9 @@ environments and files (/tmp harness, see docs of this round's report); each tes
 2. Standard input ('-') named for two inputs of one command (a CSR and --passphrase-file, a manifest and
    --passphrase-file, verify's CERT and --ca-file): the first read it all and the second was blamed ("The file -
    holds an empty secret"), or a passphrase was read as a manifest line and echoed in the error.
+3. A bundle.p12, or a private key in DER form, given where a certificate, a CSR or a PEM key is read: "neither a
+   PEM file nor a DER certificate, CSR or CRL (it may be truncated...)", and for serve --key the lie "holds no
+   private key"; now each says what the file is, and how to get the PEM file that was meant.
 """
 
 from __future__ import annotations
@@ -214,3 +217,102 @@ def test_an_empty_secret_on_standard_input_is_said_to_be_there(tmp_path: Path, c
     proc = run_certkit("export-p12", tmp_path / "sia", "--password-file", "-", env=ca_env, input="")
     assert_clean_error(proc, "Standard input holds an empty secret.")
     assert not (tmp_path / "sia" / "bundle.p12").exists()
+
+
+# --- 3. a file of a kind certkit can name, given where another is read -----------------------------------------
+P12_PASSWORD = "pw-of-the-bundle"
+
+
+@pytest.fixture
+def wrong_kinds(tmp_path: Path, ca_dir: Path, ca_env: dict) -> dict[str, Path]:
+    """A server bundle and its bundle.p12, and its key in DER (plain and encrypted, as openssl writes them)."""
+    env = dict(ca_env, CERTKIT_P12_PASSWORD=P12_PASSWORD)
+    run_certkit("issue-server", "localhost", "--out", tmp_path / "kim", "--p12", env=env, check=True)
+    key = tmp_path / "kim" / "privkey.pem"
+    files = {"p12": tmp_path / "kim" / "bundle.p12", "der-key": tmp_path / "key.der",
+             "der-key-encrypted": tmp_path / "key-enc.der", "bundle": tmp_path / "kim"}
+    subprocess.run(["openssl", "pkey", "-in", key, "-outform", "DER", "-out", files["der-key"]], check=True)
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", key, "-outform", "DER", "-v2", "aes-256-cbc", "-passout",
+                    "pass:xyz", "-out", files["der-key-encrypted"]], check=True)
+    return files
+
+
+_ROLES = {  # the command line, F the file of the wrong kind, B the bundle folder
+    "inspect": ["inspect", "F"],
+    "verify": ["verify", "F", "--purpose", "server"],
+    "verify --ca-file": ["verify", "B/cert.pem", "--purpose", "server", "--ca-file", "F"],
+    "verify --untrusted": ["verify", "B/cert.pem", "--purpose", "server", "--untrusted", "F"],
+    "sign-csr": ["sign-csr", "F", "--server", "--out", "signed"],
+    "serve --client-ca": ["serve", "--port", "0", "--client-ca", "F"],
+    "serve --key": ["serve", "--port", "0", "--cert", "B/cert.pem", "--key", "F"],
+    "serve --cert": ["serve", "--port", "0", "--cert", "F", "--key", "B/privkey.pem"],
+    "probe --cert": ["probe", "https://127.0.0.1:9", "--cert", "F", "--key", "B/privkey.pem"],
+}
+_SAID = {"p12": "is a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)",
+         "der-key": "private key", "der-key-encrypted": "private key"}
+
+
+@pytest.mark.parametrize("kind", sorted(_SAID))
+@pytest.mark.parametrize("role", sorted(_ROLES))
+def test_a_file_of_a_kind_certkit_can_name_is_named(tmp_path: Path, ca_env: dict, wrong_kinds: dict, role: str,
+                                                    kind: str) -> None:
+    """A bundle.p12, or a private key in DER form, given where a certificate, a CSR or a PEM key is read was "is
+    neither a PEM file nor a DER certificate, CSR or CRL (it may be truncated or not a certificate at all)",
+    "is not a certificate signing request in PEM or DER form (it may be truncated...)", or, given to serve --key,
+    the lie "key.der holds no private key". Each now says what the file is."""
+    args = [str(wrong_kinds[kind]) if a == "F" else a.replace("B", str(wrong_kinds["bundle"]), 1) if a.startswith("B/")
+            else a for a in _ROLES[role]]
+    before = _tree(tmp_path)
+    proc = _certkit(args, ca_env, tmp_path)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert "truncated" not in proc.stderr and "holds no private key" not in proc.stderr, proc.stderr
+    assert _SAID[kind] in proc.stderr, proc.stderr
+    if role == "serve --key" and kind != "p12":
+        assert "in DER form, not PEM; give it as PEM (openssl pkey -in" in proc.stderr, proc.stderr
+    assert _tree(tmp_path) == before
+
+
+def _advice(stderr: str) -> list[str]:
+    """The openssl command line an error message advises, as arguments."""
+    import re
+    import shlex
+
+    found = re.search(r"\((openssl [^)]+)\)|'(openssl [^']+)'", stderr)
+    assert found, stderr
+    return shlex.split(found.group(1) or found.group(2))
+
+
+@pytest.mark.parametrize("role", ["serve --cert", "serve --key"])
+def test_the_openssl_command_a_p12_message_advises_gives_what_serve_takes(tmp_path: Path, ca_env: dict,
+                                                                          wrong_kinds: dict, role: str) -> None:
+    """The advice for a bundle.p12 given as serve's --cert or --key is an openssl command that, run (with the
+    bundle's password), writes the PEM file serve then reads: checked with the openssl binary and serve itself."""
+    args = [str(wrong_kinds["p12"]) if a == "F" else a.replace("B", str(wrong_kinds["bundle"]), 1) if a.startswith("B/")
+            else a for a in _ROLES[role]]
+    proc = _certkit(args, ca_env, tmp_path)
+    advice = _advice(proc.stderr)
+    subprocess.run([*advice, "-passin", f"pass:{P12_PASSWORD}"], cwd=tmp_path, check=True, capture_output=True)
+    made = tmp_path / advice[advice.index("-out") + 1]
+    assert made.read_bytes().count(b"-----BEGIN ") >= 1
+    fixed = [str(made) if a == str(wrong_kinds["p12"]) else a for a in args]
+    said = []
+    with subprocess.Popen([sys.executable, "-m", "certkit", *fixed], cwd=tmp_path, env=ca_env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            for line in server.stderr:  # "... listening on https://..." once it took the files; or it ends
+                said.append(line)
+                if "listening on https://" in line:
+                    break
+        finally:
+            server.terminate()
+            server.communicate(timeout=60)
+    assert "listening on https://" in said[-1], said
+
+
+def test_the_openssl_command_a_der_key_message_advises_gives_what_serve_takes(tmp_path: Path, ca_env: dict,
+                                                                             wrong_kinds: dict) -> None:
+    args = ["serve", "--port", "0", "--cert", wrong_kinds["bundle"] / "cert.pem", "--key", wrong_kinds["der-key"]]
+    advice = _advice(_certkit(args, ca_env, tmp_path).stderr)
+    subprocess.run(advice, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")

@@ -242,14 +242,14 @@ def holds_a_private_key(path: Path) -> bool:
                 tail = chunk[-32:]
             file.seek(0)
             head = file.read(64)
-            if _is_pkcs12(head) or _is_keystore(head):  # a bundle.p12 of any name, a Java keystore, an
+            if is_pkcs12(head) or is_keystore(head):  # a bundle.p12 of any name, a Java keystore, an
                 return True  # OpenPGP secret key: its key is inside, encrypted or not
             size = os.fstat(file.fileno()).st_size
             if size > 64 * 1024:
                 return False
             file.seek(0)
             data = file.read()
-            return _is_a_der_key(data) or _is_a_private_jwk(data)
+            return is_a_der_key(data) or _is_a_private_jwk(data)
     except (FileNotFoundError, NotADirectoryError):
         return False
 
@@ -274,7 +274,7 @@ _PKCS12_VERSION = b"\x02\x01\x03"
 _PKCS7_DATA = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01"
 
 
-def _is_pkcs12(head: bytes) -> bool:
+def is_pkcs12(head: bytes) -> bool:
     return head[:1] == b"\x30" and _PKCS12_VERSION in head[:8] and _PKCS7_DATA in head[:32]
 
 
@@ -282,7 +282,7 @@ def _is_pkcs12(head: bytes) -> bool:
 _KEYSTORE_MAGIC = (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")
 
 
-def _is_keystore(head: bytes) -> bool:
+def is_keystore(head: bytes) -> bool:
     """A Java keystore, or a binary OpenPGP secret key: its first packet a Secret-Key packet (tag 5, RFC 9580
     4.2, in the old or the new packet format) whose body starts with a key version of 3 to 6."""
     if head[:4] in _KEYSTORE_MAGIC:
@@ -299,7 +299,7 @@ def _is_keystore(head: bytes) -> bool:
     return skip is not None and head[1 + skip] in (3, 4, 5, 6)
 
 
-def _is_a_der_key(data: bytes) -> bool:
+def is_a_der_key(data: bytes) -> bool:
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
     try:
