@@ -1,5 +1,5 @@
 """Round fifteen, bad input (badinput): a generated matrix of every command and option against hostile values,
-environments and files (/tmp harness, see docs of this round's report); each test here is one class it found.
+environments and files (a throwaway harness, described in the round's report); each test here is one class it found.
 
 1. JSON nested deeper than Python's decoder recurses (a few thousand ``[``), in any JSON certkit reads (a
    manifest line, a file to inspect, certkit-ca.json, an inventory row, a bundle's journal), was a
@@ -10,6 +10,8 @@ environments and files (/tmp harness, see docs of this round's report); each tes
 3. A bundle.p12, or a private key in DER form, given where a certificate, a CSR or a PEM key is read: "neither a
    PEM file nor a DER certificate, CSR or CRL (it may be truncated...)", and for serve --key the lie "holds no
    private key"; now each says what the file is, and how to get the PEM file that was meant.
+4. A secret variable holding a line break alone ($'\n' or $'\r\n'): check skipped the key check and exited 0 ("no
+   passphrase was given"), the others blamed the passphrase or "several lines". It is set but empty, and said so.
 """
 
 from __future__ import annotations
@@ -316,3 +318,35 @@ def test_the_openssl_command_a_der_key_message_advises_gives_what_serve_takes(tm
     advice = _advice(_certkit(args, ca_env, tmp_path).stderr)
     subprocess.run(advice, cwd=tmp_path, check=True, capture_output=True)
     assert (tmp_path / "key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+# --- 4. a secret variable holding a line break alone -----------------------------------------------------------
+_SECRET_USES = {  # variable -> command lines that read it (B: a client bundle with a bundle.p12)
+    "CERTKIT_CA_PASSPHRASE": [["check"], ["crl", "--out", "crl.pem"], ["issue-server", "nl.example", "--out", "nl"],
+                              ["renew", "B", "--out", "again"]],
+    "CERTKIT_P12_PASSWORD": [["issue-client", "nl", "--p12", "--out", "nl"], ["export-p12", "B", "--force"],
+                             ["renew", "B", "--out", "again"]],
+    "CERTKIT_PARENT_CA_PASSPHRASE": [["init-ca", "--name", "Issuing", "--no-passphrase", "--ca-dir", "issuing",
+                                      "--parent-ca-dir", "CA"]],
+}
+_SECRET_CASES = [(var, args) for var, uses in _SECRET_USES.items() for args in uses]
+
+
+@pytest.mark.parametrize("value", ["\n", "\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("variable,args", _SECRET_CASES, ids=[f"{v}-{a[0]}" for v, a in _SECRET_CASES])
+def test_a_secret_variable_of_a_line_break_alone_is_empty(tmp_path: Path, ca_dir: Path, ca_env: dict, variable: str,
+                                                          args, value: str) -> None:
+    """A secret variable is read less one trailing newline, as a file is; one that held nothing else was then an
+    empty secret taken for none: `check` said "the key is encrypted and no passphrase was given: not checked" and
+    exited 0, issue-server "the passphrase given is empty. Set $CERTKIT_CA_PASSPHRASE" (it was set), --p12 "holds a
+    secret of several lines". Each is now refused as the variable set but empty is."""
+    env = dict(ca_env, CERTKIT_P12_PASSWORD=P12_PASSWORD)
+    run_certkit("issue-client", "lb", "--p12", "--out", tmp_path / "lb", env=env, check=True)
+    env[variable] = value
+    if variable == "CERTKIT_PARENT_CA_PASSPHRASE":
+        env.pop("CERTKIT_CA_PASSPHRASE")
+    args = [str(tmp_path / "lb") if a == "B" else str(ca_dir) if a == "CA" else a for a in args]
+    before = _tree(tmp_path)
+    proc = _certkit(args, env, tmp_path)
+    _one_error_line(proc, f"${variable} holds a line break alone: it is set, but to an empty secret.")
+    assert _tree(tmp_path) == before

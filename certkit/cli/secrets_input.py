@@ -116,6 +116,8 @@ def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = Fal
         if not os.environ[env]:
             raise click.ClickException(f"${env} is set but empty.")
         secret = os.fsencode(os.environ[env])  # the bytes as set, even if they are not UTF-8
+        if not _without_newline(secret):  # empty once its trailing newline is dropped, as a file's would be
+            raise click.ClickException(f"${env} holds a line break alone: it is set, but to an empty secret.")
         if confirm:
             return _one_line(secret, f"${env}")
         # One trailing newline dropped, as from a file ($(cat pin.txt) keeps none; $'1234\n' or a
