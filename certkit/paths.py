@@ -217,7 +217,8 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
 
 def check_can_write(path: str | Path, what: str = "output folder") -> None:
     """Refuse, before anything is signed, a place that cannot be written: ``path`` (or the nearest
-    folder above it that exists) on a read-only file system, or not writable by this user."""
+    folder above it that exists) on a read-only file system, not writable by this user, or where no
+    file can be made though its mode says one can (/proc, /sys: tried with an empty file, removed)."""
     here = Path(path).absolute()
     while not os.path.isdir(here) and here != here.parent:
         here = here.parent
@@ -229,6 +230,15 @@ def check_can_write(path: str | Path, what: str = "output folder") -> None:
         raise CertkitError(f"Cannot write the {what} {shown(path)}: the file system is read-only.")
     if not os.access(here, os.W_OK):
         raise CertkitError(f"Cannot write the {what} {shown(path)}: permission denied ({shown(here)}).")
+    from certkit.atomic import temporary_name
+
+    probe = here / temporary_name("probe")  # a dead writer's, swept as any temporary file
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise CertkitError(f"Cannot write the {what} {shown(path)}: no file can be made in {shown(here)} "
+                           f"({exc.strerror or exc}).") from None
 
 
 def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:

@@ -259,14 +259,14 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
     CRL of ``issuer`` (unless ``force``): its name and, where both are known, its key identifier
     (``key_id``: two CAs may share a name, as two made by one user on one host do by default)."""
     from certkit.errors import OutputExists, UnsafeOutputPath
-    from certkit.paths import check_can_write, check_output
+    from certkit.paths import check_can_write, check_folders_above, check_output
 
     path = Path(path)
     check_output(path, ca_dirs, what="CRL file")
+    check_folders_above(path, "CRL file")  # a file where a folder must be: said so, not "does not exist"
     if not path.parent.is_dir():  # refused before a passphrase is asked for, a number taken
         raise CertkitError(f"Cannot write the CRL to {shown(path)}: the folder {shown(path.parent)} does not exist.")
-    check_can_write(path, "CRL file")
-    _try_creating_beside(path)
+    check_can_write(path, "CRL file")  # (and /proc, /sys, where no file can be made: tried)
     if path.is_symlink():
         raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")
     if path.exists() and not path.is_file():
@@ -276,20 +276,6 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
         other_key = theirs is not None and key_id is not None and _key_id(theirs) not in (None, key_id)
         if theirs is None or theirs.issuer != issuer or other_key:
             raise OutputExists(f"{shown(path)} exists and is not a CRL of this CA.")
-
-
-def _try_creating_beside(path: Path) -> None:
-    """Create (and remove) an empty file beside ``path``: a folder where no file can be made (/proc,
-    /sys, a file system that refuses this user) is refused before a CRL number is taken."""
-    import os
-
-    probe = path.parent / f".{path.name}.certkit-probe-{os.getpid()}"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
-    except OSError as exc:
-        raise CertkitError(f"Cannot write the CRL to {shown(path)}: {exc.strerror} (in {shown(path.parent)}).") \
-            from None
 
 
 def check_published(path: Path, ca: "CA") -> tuple[int, list[tuple[str, dt.datetime, str]]]:

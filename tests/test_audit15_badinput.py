@@ -12,6 +12,9 @@ environments and files (a throwaway harness, described in the round's report); e
    private key"; now each says what the file is, and how to get the PEM file that was meant.
 4. A secret variable holding a line break alone ($'\n' or $'\r\n'): check skipped the key check and exited 0 ("no
    passphrase was given"), the others blamed the passphrase or "several lines". It is set but empty, and said so.
+5. An output place under /proc or /sys (writable by its mode, as root): every issuing command signed, failed to
+   write and left an abandoned row; crl alone tried to make a file first, and said of a folder that is a file
+   "does not exist". One pre-signing check (paths.check_can_write) now tries for all.
 """
 
 from __future__ import annotations
@@ -350,3 +353,54 @@ def test_a_secret_variable_of_a_line_break_alone_is_empty(tmp_path: Path, ca_dir
     proc = _certkit(args, env, tmp_path)
     _one_error_line(proc, f"${variable} holds a line break alone: it is set, but to an empty secret.")
     assert _tree(tmp_path) == before
+
+
+# --- 5. an output place where no file can be made, though its mode says one can ------------------------------
+def _rows(ca_dir: Path) -> list:
+    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
+        rows = db.execute("SELECT * FROM certificates ORDER BY serial").fetchall()
+    db.close()
+    return rows
+
+
+_UNMAKEABLE = {  # command lines writing to X, a place under /proc or /sys
+    "issue-server": ["issue-server", "p.example", "--out", "X"],
+    "issue-server --format tar": ["issue-server", "p.example", "--format", "tar", "--out", "X"],
+    "issue-client": ["issue-client", "pat", "--out", "X"],
+    "issue-batch": ["issue-batch", "m.csv", "--out-dir", "X"],
+    "issue-batch --format jsonl": ["issue-batch", "m.csv", "--format", "jsonl", "--out", "X"],
+    "sign-csr": ["sign-csr", "r.csr", "--server", "--out", "X"],
+    "renew --out": ["renew", "B", "--out", "X"],
+    "crl": ["crl", "--out", "X"],
+    "init-ca": ["init-ca", "--name", "P", "--no-passphrase", "--ca-dir", "X"],
+}
+
+
+@pytest.mark.parametrize("place", ["/proc/certkit-nope/x", "/sys/kernel/certkit-x"])
+@pytest.mark.parametrize("role", sorted(_UNMAKEABLE))
+def test_an_output_where_no_file_can_be_made_is_refused_before_signing(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                       role: str, place: str) -> None:
+    """As root, /proc and /sys look writable (their modes, access()), so issue-*, sign-csr, issue-batch and renew
+    --out signed a certificate, then failed to write it ("Cannot write the bundle in /proc/nope/x: No such file or
+    directory") and left an abandoned row in the inventory. Only crl tried to make a file first; now the one
+    pre-signing check of every output place does, and the inventory is unchanged."""
+    run_certkit("issue-server", "b.example", "--out", tmp_path / "b", env=ca_env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names\nserver,m.example\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc",
+                    "-keyout", tmp_path / "r.key", "-subj", "/CN=r.example", "-out", tmp_path / "r.csr"],
+                   check=True, capture_output=True)
+    args = [place if a == "X" else str(tmp_path / "b") if a == "B" else a for a in _UNMAKEABLE[role]]
+    rows, before = _rows(ca_dir), _tree(tmp_path)
+    proc = _certkit(args, ca_env, tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert place.split("/x")[0].rsplit("/", 1)[0] in proc.stderr, proc.stderr  # the place is named
+    assert _rows(ca_dir) == rows
+    assert _tree(tmp_path) == before
+
+
+def test_a_crl_under_a_file_is_said_to_be_under_a_file(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """crl --out key.pem/crl.pem said "the folder key.pem does not exist": it exists, as a file."""
+    (tmp_path / "notes").write_text("a file\n")
+    proc = _certkit(["crl", "--out", "notes/crl.pem"], ca_env, tmp_path)
+    _one_error_line(proc, "is a file, not a folder, so the CRL file notes/crl.pem cannot be written.")
+    assert "does not exist" not in proc.stderr
