@@ -15,6 +15,8 @@ environments and files (a throwaway harness, described in the round's report); e
 5. An output place under /proc or /sys (writable by its mode, as root): every issuing command signed, failed to
    write and left an abandoned row; crl alone tried to make a file first, and said of a folder that is a file
    "does not exist". One pre-signing check (paths.check_can_write) now tries for all.
+6. `trust status` (and `trust uninstall --every-certkit-ca`) with $CERTKIT_CA_DIR set but empty went on as if no
+   CA were chosen; every other command refuses it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, assert_clean_error, run_certkit
+from tests.conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 DEEP = "[" * 30000 + "]" * 30000  # far past the decoder's recursion limit; under every size limit
 
@@ -404,3 +406,16 @@ def test_a_crl_under_a_file_is_said_to_be_under_a_file(tmp_path: Path, ca_dir: P
     proc = _certkit(["crl", "--out", "notes/crl.pem"], ca_env, tmp_path)
     _one_error_line(proc, "is a file, not a folder, so the CRL file notes/crl.pem cannot be written.")
     assert "does not exist" not in proc.stderr
+
+
+# --- 6. trust status with $CERTKIT_CA_DIR set but empty ---------------------------------------------------------
+@pytest.mark.parametrize("args", [["trust", "status", "--nss"], ["trust", "uninstall", "--nss", "--every-certkit-ca"]],
+                         ids=["status", "uninstall-every"])
+def test_trust_refuses_a_ca_dir_variable_set_but_empty(tmp_path: Path, args) -> None:
+    """Every command refuses $CERTKIT_CA_DIR set but empty (docs/ca-directory.md), `trust status` given a blank one
+    too; given an empty one, it said "No CA directory here: showing every certkit CA the stores trust." and exited
+    0, as without the variable: the error was swallowed with "no CA". (A private HOME: only its NSS database.)"""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR="")
+    proc = _certkit(args, env, tmp_path)
+    _one_error_line(proc, "$CERTKIT_CA_DIR is set but empty (an unset variable?)")
+    assert proc.stdout == ""

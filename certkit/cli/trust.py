@@ -86,9 +86,11 @@ def _load_anchor(ca_dir: Path | None, *, required: bool = True, unread: list[str
     """The CA to act on; without ``required`` (--every-certkit-ca), None when there is none or it cannot be read
     (its reason then in ``unread``): a half-deleted CA is when a clean-up is wanted most."""
     from certkit.errors import CABroken, CANotFound, CertkitError
+    from certkit.store import resolve_ca_dir
     from certkit.text import shown
     from certkit.trust import Anchor
 
+    resolve_ca_dir(ca_dir)  # a $CERTKIT_CA_DIR set but empty is refused, as every command refuses it: not "no CA"
     try:
         return Anchor.from_ca_dir(ca_dir)
     except (CertkitError, OSError) as exc:  # missing, damaged, or unreadable (its ca.pem, the folder itself)
