@@ -281,6 +281,30 @@ def not_pem(path: Path | str, data: bytes, wanted: str) -> str | None:
     return f"is {kind}, not a PEM {wanted}{advice_for(kind, path, key=wanted == 'private key')}"
 
 
+def key_problem(chain: bytes, chain_path: Path | str, key, key_path: Path | str) -> str | None:
+    """Why the private ``key`` (of ``key_path``) does not go with the PEM ``chain`` (of ``chain_path``), whose first
+    certificate is the one OpenSSL presents and checks it against: the key of a later one (a chain file written CA
+    first: said with the fix), or of none; a sentence without its final stop. None when it is the first one's, or
+    when there is nothing to compare."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    try:
+        certs = x509.load_pem_x509_certificates(chain)
+        wanted = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (*parse_errors(), AttributeError):
+        return None
+    spki = [c.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) for c in certs]
+    if not spki or spki[0] == wanted:
+        return None
+    if wanted not in spki:
+        return f"{shown(key_path)} is not the key of that certificate (OpenSSL: key values mismatch)"
+    at = spki.index(wanted)
+    return (f"{shown(chain_path)} starts with {shown(certs[0].subject.rfc4514_string())}, not with the certificate of "
+            f"this key ({shown(certs[at].subject.rfc4514_string())}, number {at + 1} in the file); a certificate file "
+            "starts with its own certificate, then the CAs above it (as fullchain.pem): put that one first")
+
+
 def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
     """What to give instead of a file of ``kind`` (:func:`binary_kind`) where a certificate (or a ``key``) is
     read, as the end of a sentence."""

@@ -181,7 +181,12 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
         except (SSL.Error, TypeError) as exc:  # TypeError: a key OpenSSL cannot sign a handshake with (X25519)
             reason = openssl_reason(exc)
             if "key values mismatch" in reason:
-                reason = f"{shown(client.key)} is not the key of that certificate (OpenSSL: key values mismatch)"
+                from certkit.constants import MAX_CERT_FILE_BYTES
+                from certkit.files import read_limited
+                from certkit.material import key_problem
+
+                chain = read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate")
+                reason = key_problem(chain, client.cert, key, client.key) or reason
             raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
                              f"{reason}.") from None
     return ctx

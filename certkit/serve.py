@@ -81,7 +81,14 @@ def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
         x509.load_pem_x509_certificates(chain)
     except ValueError:
         return f"{cert_chain} holds a certificate block that cannot be read (a damaged or truncated PEM file)"
-    return None
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from certkit.material import key_problem
+
+    try:
+        return key_problem(chain, cert_chain, load_pem_private_key(key_pem, None), key)
+    except (ValueError, TypeError):  # an encrypted key is said apart; another: OpenSSL's words
+        return None
 
 
 def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:

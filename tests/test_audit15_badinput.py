@@ -17,6 +17,8 @@ environments and files (a throwaway harness, described in the round's report); e
    "does not exist". One pre-signing check (paths.check_can_write) now tries for all.
 6. `trust status` (and `trust uninstall --every-certkit-ca`) with $CERTKIT_CA_DIR set but empty went on as if no
    CA were chosen; every other command refuses it.
+7. serve --cert / probe --cert of a chain file written CA first: OpenSSL's "key values mismatch", or "the key is not
+   the key of that certificate" though it is (of the second); now the order is named, with its fix.
 """
 
 from __future__ import annotations
@@ -419,3 +421,25 @@ def test_trust_refuses_a_ca_dir_variable_set_but_empty(tmp_path: Path, args) -> 
     proc = _certkit(args, env, tmp_path)
     _one_error_line(proc, "$CERTKIT_CA_DIR is set but empty (an unset variable?)")
     assert proc.stdout == ""
+
+
+# --- 7. a certificate file with its CA first, or a key of another certificate ---------------------------------
+@pytest.mark.parametrize("command", ["serve", "probe"])
+def test_a_chain_file_written_ca_first_is_said_so(tmp_path: Path, ca_dir: Path, ca_env: dict, command: str) -> None:
+    """`serve --cert` / `probe --cert` of a file holding the CA then the leaf (cat ca.pem cert.pem), with the leaf's
+    key, said OpenSSL's "key values mismatch" (serve) or "privkey.pem is not the key of that certificate" (probe),
+    which it is: OpenSSL compares the key with the first certificate. It now says which certificate of the file is
+    the key's and that it goes first; a key of no certificate there keeps the plain words, in serve too."""
+    kind = "issue-server" if command == "serve" else "issue-client"
+    run_certkit(kind, "leaf.example" if command == "serve" else "leaf", "--out", tmp_path / "b", env=ca_env, check=True)
+    run_certkit("issue-server", "other.example", "--out", tmp_path / "o", env=ca_env, check=True)
+    leaf = (tmp_path / "b" / "cert.pem").read_bytes()
+    (tmp_path / "ca-first.pem").write_bytes((ca_dir / "ca.pem").read_bytes() + leaf)
+    head = ["serve", "--port", "0"] if command == "serve" else ["probe", "https://127.0.0.1:9"]
+    proc = _certkit([*head, "--cert", "ca-first.pem", "--key", tmp_path / "b" / "privkey.pem"], ca_env, tmp_path)
+    _one_error_line(proc, "ca-first.pem starts with CN=certkit test root, not with the certificate of this key (CN=")
+    assert "number 2 in the file" in proc.stderr and "put that one first" in proc.stderr, proc.stderr
+    other = _certkit([*head, "--cert", tmp_path / "b" / "cert.pem", "--key", tmp_path / "o" / "privkey.pem"], ca_env,
+                     tmp_path)
+    _one_error_line(other, f"{tmp_path / 'o' / 'privkey.pem'} is not the key of that certificate (OpenSSL: key values "
+                           "mismatch).")
