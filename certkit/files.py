@@ -40,7 +40,8 @@ def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
         except OSError as exc:
             raise UnreadableFile(f"Cannot read the {what} {name}: {exc.strerror or exc}.", exc.errno) from None
     if len(data) > limit:
-        raise InputTooLarge(f"The {what} {name} is larger than {_size(limit)}; "
+        subject = f"The {what} on standard input" if name == "standard input" else f"The {what} {name}"
+        raise InputTooLarge(f"{subject} is larger than {_size(limit)}; "
                             f"a {what} is much smaller, so this is not the file you meant.")
     return data
 

@@ -19,6 +19,7 @@ environments and files (a throwaway harness, described in the round's report); e
    CA were chosen; every other command refuses it.
 7. serve --cert / probe --cert of a chain file written CA first: OpenSSL's "key values mismatch", or "the key is not
    the key of that certificate" though it is (of the second); now the order is named, with its fix.
+8. Standard input larger than a file could be: "The CSR standard input is larger than 1 MiB".
 """
 
 from __future__ import annotations
@@ -443,3 +444,23 @@ def test_a_chain_file_written_ca_first_is_said_so(tmp_path: Path, ca_dir: Path, 
                      tmp_path)
     _one_error_line(other, f"{tmp_path / 'o' / 'privkey.pem'} is not the key of that certificate (OpenSSL: key values "
                            "mismatch).")
+
+
+# --- 8. standard input too large, said of standard input -------------------------------------------------------
+@pytest.mark.parametrize("args,said", [
+    (["inspect", "-"], "The file on standard input is larger than 1 MiB"),
+    (["verify", "-", "--purpose", "server"], "The file on standard input is larger than 1 MiB"),
+    (["sign-csr", "-", "--server", "--out", "s"], "The CSR on standard input is larger than 1 MiB"),
+    (["issue-server", "s.example", "--out", "s", "--passphrase-file", "-"],
+     "The secret file on standard input is larger than 4 KiB"),
+], ids=["inspect", "verify", "sign-csr", "passphrase-file"])
+def test_standard_input_too_large_is_said_of_standard_input(tmp_path: Path, ca_dir: Path, ca_env: dict, args,
+                                                            said: str) -> None:
+    """"The CSR standard input is larger than 1 MiB", "The secret file standard input is larger...": the name of
+    the stream was put where a file's name goes; the manifest already said "The manifest on standard input"."""
+    proc = subprocess.run([sys.executable, "-m", "certkit", *args], cwd=tmp_path, env=ca_env, capture_output=True,
+                          timeout=120, input=b"0" * (2 << 20))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.decode() == f"Error: {said}; " + proc.stderr.decode().split("; ", 1)[1], proc.stderr
+    assert proc.stderr.count(b"\n") == 1
+    assert not (tmp_path / "s").exists()
