@@ -124,15 +124,19 @@ def check_path_argument(value, what: str) -> str:
     return text
 
 
-def refuse_bundle_as_ca(folder: Path, other: str = "folder") -> None:
+def refuse_bundle_as_ca(folder: Path, other: str = "folder", *, new: bool = True) -> None:
     """Refuse a certificate bundle folder (cert.pem beside the ca.pem of its CA, no CA key nor configuration) as
-    a new CA directory: it is no CA, whatever its ca.pem says, and making one there would mix the two."""
-    from certkit.errors import CAExists
+    a CA directory: as a ``new`` one (it is no CA, whatever its ca.pem says, and making one there would mix the
+    two), or as one to open (not "the CA directory is incomplete: its inventory is missing")."""
+    from certkit.errors import CAExists, CANotFound
 
+    markers = ("ca-key.pem", "certkit-ca.json") if new else CA_MARKERS
     if (folder / "cert.pem").is_file() and (folder / "ca.pem").exists() and not any(
-            (folder / name).exists() for name in ("ca-key.pem", "certkit-ca.json")):
-        raise CAExists(f"{shown(folder)} is a certificate bundle (it holds cert.pem and the ca.pem of the CA that "
-                       f"issued it), not a CA directory; choose another {other}.")
+            (folder / name).exists() for name in markers):
+        said = f"{shown(folder)} is a certificate bundle (it holds cert.pem and the ca.pem of the CA that issued it), "
+        if new:
+            raise CAExists(f"{said}not a CA directory; choose another {other}.")
+        raise CANotFound(f"{said}not a CA directory: give the folder 'certkit init-ca' made.")
 
 
 def check_lengths(text: str, what: str, *, temporary: bool = True) -> None:

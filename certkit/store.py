@@ -404,7 +404,9 @@ class CADirectory:
         """The CA with its certificates and inventory, its key still locked: everything a command
         needs to check a request before asking for the passphrase (:meth:`CA.unlock` decrypts it)."""
         from certkit.ca import CA
+        from certkit.paths import refuse_bundle_as_ca
 
+        refuse_bundle_as_ca(self.path, new=False)
         cert, parents = self.load_certificates()
         inventory = self.inventory
         check_inventory_file(inventory)

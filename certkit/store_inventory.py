@@ -73,6 +73,9 @@ def move(store: "CADirectory", url: str):
     if os.environ.get(ENV_INVENTORY_URL):
         raise CertkitError(f"${ENV_INVENTORY_URL} is set, and it would override the inventory certkit-ca.json "
                            "names; unset it before moving the inventory.")
+    from certkit.paths import refuse_bundle_as_ca
+
+    refuse_bundle_as_ca(store.path, new=False)  # as open() says it, not "the inventory is missing"
     cert, _parents = store.load_certificates()
     source = store.inventory
     if source.db.dialect != "sqlite":

@@ -20,6 +20,8 @@ environments and files (a throwaway harness, described in the round's report); e
 7. serve --cert / probe --cert of a chain file written CA first: OpenSSL's "key values mismatch", or "the key is not
    the key of that certificate" though it is (of the second); now the order is named, with its fix.
 8. Standard input larger than a file could be: "The CSR standard input is larger than 1 MiB".
+9. A bundle folder given as the CA directory (--ca-dir, $CERTKIT_CA_DIR, --parent-ca-dir): "the inventory is
+   missing; the CA directory is incomplete" (restore it from a backup?); it is named a bundle, as init-ca did.
 """
 
 from __future__ import annotations
@@ -464,3 +466,40 @@ def test_standard_input_too_large_is_said_of_standard_input(tmp_path: Path, ca_d
     assert proc.stderr.decode() == f"Error: {said}; " + proc.stderr.decode().split("; ", 1)[1], proc.stderr
     assert proc.stderr.count(b"\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+# --- 9. a bundle folder given as the CA directory --------------------------------------------------------------
+_WITH_A_CA = {  # every command that opens a CA directory, given a bundle folder as it (B)
+    "list": ["list", "--ca-dir", "B"],
+    "issue-server": ["issue-server", "n.example", "--out", "n", "--ca-dir", "B"],
+    "issue-client": ["issue-client", "n", "--out", "n", "--ca-dir", "B"],
+    "issue-peer": ["issue-peer", "n.example", "--out", "n", "--ca-dir", "B"],
+    "issue-batch": ["issue-batch", "m.csv", "--out-dir", "n", "--ca-dir", "B"],
+    "sign-csr": ["sign-csr", "r.csr", "--server", "--out", "n", "--ca-dir", "B"],
+    "crl": ["crl", "--out", "n.pem", "--ca-dir", "B"],
+    "revoke": ["revoke", "B", "--ca-dir", "B"],
+    "renew": ["renew", "B", "--out", "n", "--ca-dir", "B"],
+    "serve": ["serve", "--port", "0", "--ca-dir", "B"],
+    "inventory migrate": ["inventory", "migrate", "--to", "postgresql://certkit@127.0.0.1:9/ca", "--ca-dir", "B"],
+    "init-ca --parent-ca-dir": ["init-ca", "--name", "I", "--no-passphrase", "--ca-dir", "n", "--parent-ca-dir", "B"],
+}
+
+
+@pytest.mark.parametrize("role", sorted(_WITH_A_CA))
+def test_a_bundle_folder_given_as_the_ca_directory_is_named_a_bundle(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                     role: str) -> None:
+    """`--ca-dir ./web` (a bundle folder: cert.pem, privkey.pem and the ca.pem of its CA), or $CERTKIT_CA_DIR set
+    to one, said "The inventory web/inventory.sqlite3 is missing; the CA directory is incomplete.": a CA to
+    restore from a backup, where there is none. It is said to be a bundle, as init-ca --ca-dir already said."""
+    run_certkit("issue-server", "web.example", "--out", tmp_path / "web", env=ca_env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names\nserver,m.example\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc",
+                    "-keyout", tmp_path / "r.key", "-subj", "/CN=r.example", "-out", tmp_path / "r.csr"],
+                   check=True, capture_output=True)
+    args = [str(tmp_path / "web") if a == "B" else a for a in _WITH_A_CA[role]]
+    rows, before = _rows(ca_dir), _tree(tmp_path)
+    proc = _certkit(args, ca_env, tmp_path)
+    _one_error_line(proc, f"{tmp_path / 'web'} is a certificate bundle (it holds cert.pem and the ca.pem of the CA "
+                          "that issued it), not a CA directory")
+    assert "incomplete" not in proc.stderr
+    assert _rows(ca_dir) == rows and _tree(tmp_path) == before
