@@ -21,6 +21,12 @@ Pages are shell sessions in ```console blocks:
   requires a clean exit (status 0; for certkit, which exits as every certkit
   command SIGTERM stops, 143). Jobs still running at the end are killed.
 - ``<!-- file: PATH -->`` right before a fenced block writes that block to PATH.
+- ``<!-- output of job N -->`` right before a fenced block: its lines are what background job N
+  has printed by then (checked as a command's documented output is, in order, ``...`` for any text).
+- Every other fenced block says why the page's run does not run it: ``<!-- run by: tests/FILE.py
+  -->`` (a test of its own runs it), ``<!-- not run: REASON -->``; or it is a command's synopsis (a
+  plain block that starts with ``certkit ``) or a manifest named in its fence (```` ```csv fleet.csv
+  ````), which their own tests read. :func:`unexplained_blocks` finds the blocks that do neither.
 - ``substitutions`` replace text in commands and files (a documented port by a free one).
 
 Python examples (```python blocks without a file mark) are run as scripts by the tests
@@ -41,17 +47,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _FILE_MARK = re.compile(r"^<!--\s*file:\s*(\S+)\s*-->\s*$")
+_JOB_OUTPUT_MARK = re.compile(r"^<!--\s*output of job (\d+)\s*-->\s*$")
+_ELSEWHERE_MARK = re.compile(r"^<!--\s*(run by|not run):\s*(.*?)\s*-->\s*$")
 _KILL = re.compile(r"^kill %(\d+)$")
 
 
 @dataclass
 class Step:
-    kind: str  # "run" | "file"
+    kind: str  # "run" | "file" | "job output"
     text: str
     line: int
     expected: list[str] = field(default_factory=list)
     path: str | None = None
     after_output: bool = False  # an earlier command of its block has documented output
+    job: int = 0  # for a "job output" step: the background job whose output it shows
 
     @property
     def expects_error(self) -> bool:
@@ -62,28 +71,67 @@ class Step:
 
 def steps(page: Path) -> list[Step]:
     """The commands and files of ``page``, in order."""
-    lines = page.read_text(encoding="utf-8").splitlines()
     found: list[Step] = []
-    pending_file: str | None = None
+    for block in _blocks(page):
+        if block.mark and (file := _FILE_MARK.match(block.mark)):
+            found.append(Step("file", "\n".join(block.body) + "\n", block.line, path=file.group(1)))
+        elif block.mark and (job := _JOB_OUTPUT_MARK.match(block.mark)):
+            found.append(Step("job output", "", block.line, expected=block.body, job=int(job.group(1))))
+        elif block.lang == "console":
+            found += _commands(block.body, block.line + 1)
+    return found
+
+
+@dataclass
+class Block:
+    lang: str  # what follows the opening ```: "console", "python", "csv fleet.csv", ""
+    body: list[str]
+    line: int  # of the opening fence
+    mark: str | None  # the <!-- ... --> line right before it, if any
+
+
+def _blocks(page: Path) -> list[Block]:
+    """The fenced blocks of ``page``, each with the mark right before it (a mark applies to that block only)."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found: list[Block] = []
+    mark: str | None = None
     i = 0
     while i < len(lines):
-        mark = _FILE_MARK.match(lines[i])
-        if mark:
-            pending_file = mark.group(1)
+        if lines[i].startswith("<!--") and lines[i].rstrip().endswith("-->"):
+            mark = lines[i].strip()
         elif lines[i].startswith("```"):
-            lang, start = lines[i][3:].strip(), i + 1
+            start = i
             i += 1
             while not lines[i].startswith("```"):
                 i += 1
-            body = lines[start:i]
-            if pending_file:
-                found.append(Step("file", "\n".join(body) + "\n", start, path=pending_file))
-            elif lang == "console":
-                found += _commands(body, start + 1)
-            pending_file = None
+            found.append(Block(lines[start][3:].strip(), lines[start + 1:i], start + 1, mark))
+            mark = None
         elif lines[i].strip():
-            pending_file = None  # a file mark applies to the block right after it only
+            mark = None
         i += 1
+    return found
+
+
+def unexplained_blocks(page: Path) -> list[str]:
+    """The fenced blocks of ``page`` that nothing runs and no mark explains, as 'PAGE:LINE'; and the
+    marks that name a test that does not exist or never names this page."""
+    found = []
+    for block in _blocks(page):
+        where = f"{page.name}:{block.line}"
+        elsewhere = _ELSEWHERE_MARK.match(block.mark or "")
+        if elsewhere and elsewhere.group(1) == "run by":
+            test = page.parent.parent / elsewhere.group(2) if page.parent.name == "docs" else \
+                page.parent / elsewhere.group(2)
+            if not (test.is_file() and page.name in test.read_text(encoding="utf-8")):
+                found.append(f"{where}: its mark names {elsewhere.group(2)}, which does not run {page.name}")
+        elif elsewhere:
+            if not elsewhere.group(2):
+                found.append(f"{where}: 'not run' without a reason")
+        elif not (block.lang in ("console", "python") or (block.mark and (
+                _FILE_MARK.match(block.mark) or _JOB_OUTPUT_MARK.match(block.mark)))
+                  or (block.lang == "" and block.body and block.body[0].startswith("certkit "))
+                  or len(block.lang.split()) == 2):
+            found.append(f"{where}: a ```{block.lang} block that nothing runs (mark it 'run by' or 'not run')")
     return found
 
 
@@ -206,6 +254,9 @@ class Session:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self._sub(step.text))
             return
+        if step.kind == "job output":
+            self._wait_for_job_output(step, where)
+            return
         command, expected = self._sub(step.text), [self._sub(e) for e in step.expected]
         if (kill := _KILL.match(command)) is not None:
             self._stop_job(int(kill.group(1)), where)
@@ -249,6 +300,16 @@ class Session:
         while (missing := _missing(expected, log.read_text())) is not None:
             assert proc.poll() is None, f"{where}: background job exited {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{where}: never printed {missing!r}:\n{log.read_text()}"
+            time.sleep(0.1)
+
+    def _wait_for_job_output(self, step: Step, where: str) -> None:
+        assert 0 < step.job <= len(self.jobs), f"{where}: the page has started no job {step.job}"
+        log = self.jobs[step.job - 1][1]
+        deadline = time.monotonic() + 30
+        expected = [self._sub(e) for e in step.expected]
+        while (missing := _missing(expected, log.read_text())) is not None:
+            assert time.monotonic() < deadline, (f"{where}: job {step.job} never printed this line the page shows:\n"
+                                                 f"  {missing}\n--- its output\n{log.read_text()}")
             time.sleep(0.1)
 
     def _stop_job(self, number: int, where: str) -> None:

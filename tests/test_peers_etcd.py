@@ -9,7 +9,7 @@ the peers, issue-server for the client listener, issue-client for etcdctl) and s
 
 - the cluster forms with issue-peer certificates: a key written on one member is read on another;
 - with issue-server certificates as peer certificates it does not form, and every member's log
-  names the purpose (Go: "certificate specifies an incompatible key usage");
+  names the purpose (Go: "certificate specifies an incompatible key usage", the log docs/peers.md shows);
 - what the client listener's ``--cert-file`` needs: a server certificate serves etcdctl (gRPC),
   but with ``--client-cert-auth`` etcd 3.4's own HTTP/JSON gateway connects to the member with
   that same certificate as a client certificate, so the gateway works only with both usages

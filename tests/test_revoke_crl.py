@@ -267,14 +267,9 @@ def test_nginx_two_tier_crls(tmp_path, ca_env, ca_dir):
     proc = openssl("verify", "-crl_check_all", "-CAfile", ca_dir / "ca.pem", "-untrusted", tmp_path / "good" /
                    "chain.pem", "-CRLfile", tmp_path / "crls.pem", tmp_path / "good" / "cert.pem")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    tls = f"""
-        ssl_certificate {tmp_path / 'localhost' / 'fullchain.pem'};
-        ssl_certificate_key {tmp_path / 'localhost' / 'privkey.pem'};
-        ssl_client_certificate {ca_dir / 'ca.pem'};
-        ssl_verify_client on;
-        ssl_verify_depth 2;
-        ssl_crl {tmp_path / 'crls.pem'};
-    """
+    tls = _two_tier_pki_md_nginx({"/etc/nginx/tls/api.example.internal/": f"{tmp_path / 'localhost'}/",
+                                  "/etc/nginx/tls/root-ca.pem": str(ca_dir / "ca.pem"),
+                                  "/etc/nginx/tls/crls.pem": str(tmp_path / "crls.pem")})
     with nginx(tmp_path, tls) as (port, error_log):
         good = https_get(port, ca_dir / "ca.pem", (tmp_path / "good" / "fullchain.pem", tmp_path / "good" /
                                                    "privkey.pem"))
@@ -283,6 +278,22 @@ def test_nginx_two_tier_crls(tmp_path, ca_env, ca_dir):
                                                    "privkey.pem"))
         assert lost[0] == 400
         assert "certificate revoked" in error_log.read_text()
+
+
+def _two_tier_pki_md_nginx(paths: dict[str, str]) -> str:
+    """The ssl_ directives of docs/two-tier-pki.md's nginx server, its paths replaced by ``paths``."""
+    import re
+
+    from conftest import REPO
+
+    [block] = re.findall(r"^```nginx\n(.*?)^```", (REPO / "docs" / "two-tier-pki.md").read_text(), re.S | re.M)
+    directives = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("ssl_")]
+    assert len(directives) == 6, block
+    text = "\n".join(directives)
+    for old, new in paths.items():
+        text = text.replace(old, new)
+    assert "/etc/" not in text, text
+    return text
 
 
 def _saved_ca(path, *, days_ago: int, days: int) -> dict:

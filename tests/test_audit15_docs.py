@@ -1,0 +1,277 @@
+"""Round fifteen, docs: every example the docs and --help show is one a test runs.
+
+1. Fenced blocks no test ran, and nothing said so: README.md's `pip install . && certkit demo`, serve.md's
+   log of the connections (a copy no test compared), two-tier-pki.md's nginx server (a test ran its own
+   copy of the directives), peers.md's Redis and etcd logs. tests/docs_runner.py now reads a job's output
+   block (``<!-- output of job N -->``) and finds every block that is neither run nor marked
+   ``<!-- run by: TEST -->`` / ``<!-- not run: REASON -->`` (:func:`docs_runner.unexplained_blocks`).
+2. README.md's first example, on a fresh venv from a clean environment, as README.md shows it.
+3. Every command's --help "Examples:" ran in no test; each one now runs here, in a sandbox (a private
+   HOME, CA directory and folder), but those that would change this machine or need what is not here,
+   each with its reason and the test that runs it instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, REPO, certkit_env, free_port, require
+from docs_runner import Session, Step, run_page, steps, unexplained_blocks
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+# --- 1: every fenced block is run, or says why not --------------------------------------------------------
+def test_every_fenced_block_is_run_or_says_why() -> None:
+    found = [where for page in PAGES for where in unexplained_blocks(page)]
+    assert not found, "\n".join(found)
+
+
+def test_every_page_with_commands_is_run_by_a_test() -> None:
+    tests = {path.name: path.read_text(encoding="utf-8") for path in (REPO / "tests").glob("test_*.py")}
+    unrun = [page.name for page in PAGES if any(s.kind == "run" for s in steps(page))
+             and not any("run_page(" in src and f'"{page.name}"' in src for src in tests.values())]
+    assert not unrun, f"pages whose commands no test runs with docs_runner.run_page: {unrun}"
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("```sh\nmake install\n```\n", "nothing runs"),
+    ("<!-- not run: -->\n```sh\nmake install\n```\n", "without a reason"),
+    ("<!-- run by: tests/test_nothing_here.py -->\n```sh\nmake install\n```\n", "does not run"),
+], ids=["unmarked", "no-reason", "no-such-test"])
+def test_an_unexplained_block_is_found(tmp_path: Path, body: str, problem: str) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"```console\n$ true\n```\n{body}")
+    [found] = unexplained_blocks(page)
+    assert problem in found
+
+
+@pytest.mark.parametrize("body", ["", "<!-- not run: needs a printer -->\n", "<!-- output of job 1 -->\n"])
+def test_an_explained_block_is_not_found(tmp_path: Path, body: str) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"```console\n$ true\n```\n{body}```text\nhello\n```\n```\ncertkit list [--json]\n```\n"
+                    "```csv fleet.csv\nkind,names\n```\n")
+    assert unexplained_blocks(page) == ([] if body else ["page.md:4: a ```text block that nothing runs "
+                                                          "(mark it 'run by' or 'not run')"])
+
+
+@pytest.mark.parametrize("shown, fails", [("hello ...\n... world\n", False), ("hello\nmoon\n", True)])
+def test_a_job_output_block_is_checked(tmp_path: Path, shown: str, fails: bool) -> None:
+    page, work = tmp_path / "page.md", tmp_path / "work"
+    work.mkdir()
+    page.write_text("```console\n$ sh -c 'trap \"exit 0\" TERM; echo hello there; echo the world; sleep 60 & wait' &\n"
+                    "hello ...\n```\n"
+                    f"<!-- output of job 1 -->\n```text\n{shown}```\n```console\n$ kill %1\n```\n")
+    if fails:
+        with pytest.raises(AssertionError, match="never printed this line the page shows"):
+            run_page(page, cwd=work, env=certkit_env())
+    else:
+        run_page(page, cwd=work, env=certkit_env())
+
+
+def test_serve_md_log_is_a_job_output_the_page_run_checks() -> None:
+    [log] = [s for s in steps(REPO / "docs" / "serve.md") if s.kind == "job output"]
+    assert log.job == 1 and any("unsuitable certificate purpose" in line for line in log.expected)
+
+
+def test_peers_md_logs_are_the_lines_the_peer_tests_find() -> None:
+    from test_peers_etcd import KEY_USAGE
+    from test_peers_redis import PRIMARY_IS_REFUSED, REPLICA_REFUSES
+
+    text = (REPO / "docs" / "peers.md").read_text(encoding="utf-8")
+    shown = re.findall(r"<!-- run by: (tests/\S+) -->\n```\n(.*?)\n```", text, re.S)
+    assert shown[:2] == [("tests/test_peers_redis.py", REPLICA_REFUSES),
+                         ("tests/test_peers_redis.py", PRIMARY_IS_REFUSED)], shown
+    assert shown[2][0] == "tests/test_peers_etcd.py" and f'"error":"{KEY_USAGE}"' in shown[2][1], shown
+
+
+# --- 2: README.md's two commands, on a fresh venv -------------------------------------------------------
+def test_readme_install_and_demo_on_a_fresh_venv(tmp_path: Path) -> None:
+    """`pip install . && certkit demo`, as README.md shows it, from a copy of this checkout in a new venv
+    (its own pip, the package's own dependencies), with nothing of this environment but PATH's system
+    folders: no HOME of ours, no CERTKIT_ variable."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    [command] = re.findall(r"<!-- run by: tests/test_audit15_docs.py -->\n```sh\n(.*?)\n```", text)
+    assert command == "pip install . && certkit demo"
+    source = tmp_path / "certkit-src"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name and (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(home)}
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT"):
+        if name in os.environ:  # where this machine's pip finds packages, when the environment says it
+            env[name] = os.environ[name]
+    proc = subprocess.run(["sh", "-c", command], cwd=source, env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "10 of 10 outcomes as expected." in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert (venv / "bin" / "certkit").exists()
+    assert sorted(p.name for p in home.iterdir()) in ([], [".cache"]), list(home.iterdir())  # pip's cache at most
+
+
+# --- 3: every --help example runs -------------------------------------------------------------------------
+def _help_examples() -> list[tuple[str, str]]:
+    """(command, example) for every line of every --help's Examples: section (continued lines joined)."""
+    import click
+    from click.testing import CliRunner
+
+    from certkit.cli import main
+
+    def walk(group: click.Group, path: tuple[str, ...]):
+        yield path
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            yield from walk(command, (*path, name)) if isinstance(command, click.Group) else [(*path, name)]
+
+    found = []
+    for path in walk(main, ()):
+        text = CliRunner().invoke(main, [*path, "--help"]).output
+        section = re.search(r"^  Examples:\n(.*?)(?:\n\n|\Z)", text, re.S | re.M)
+        assert section, f"certkit {' '.join(path)} --help shows no examples"
+        joined = re.sub(r"\s*\\\n\s*", " ", section.group(1))
+        found += [(" ".join(path) or "certkit", line.strip()) for line in joined.splitlines() if line.strip()]
+    return found
+
+
+EXAMPLES = _help_examples()
+
+# Examples this test cannot run here, each with why and the test that runs that command instead.
+NOT_RUN = {
+    "certkit init-ca --ca-dir ./team-ca --inventory postgresql://certkit@db.internal/ca --key-uri "
+    "'pkcs11:token=ca;object=root' --pkcs11-module /usr/lib/softhsm/libsofthsm2.so":
+        "needs a PostgreSQL server and a PKCS#11 token (tests/test_team_docs.py runs docs/team.md)",
+    "certkit inventory migrate --to postgresql://certkit@db.internal/ca": "needs a PostgreSQL server "
+        "(tests/test_team_postgres.py)",
+    "PGPASSFILE=~/.pgpass-ca certkit inventory migrate --ca-dir ./ca --to postgresql://certkit@db/ca --json":
+        "needs a PostgreSQL server (tests/test_team_postgres.py)",
+    "certkit probe https://example.com --json": "needs the internet (tests/test_probe.py probes local servers)",
+    "certkit renew --install-timer --expiring 30d --passphrase-file /etc/certkit/passphrase":
+        "writes and enables a systemd timer on this machine (tests/test_fleet_timer.py, with --unit-dir)",
+    "REQUESTS_CA_BUNDLE=ca.pem certbot certonly --standalone --server https://127.0.0.1:14000/directory -d "
+    "app.internal.example.com": "certbot binds port 80 (tests/test_acme_clients.py runs certbot)",
+    "certkit trust install --nss": "changes trust stores (tests/test_trust.py, on stores of its own)",
+    "sudo certkit trust install --system --ca-dir ~/.local/share/certkit": "changes this machine's trust store",
+    "certkit trust uninstall --every-certkit-ca": "changes trust stores (tests/test_trust.py)",
+    "certkit trust uninstall --every-certkit-ca   # every certkit CA, this one too":
+        "changes trust stores (tests/test_trust.py)",
+    "certkit trust install                 # every store this user can write":
+        "changes this machine's trust stores (tests/test_trust.py)",
+    "certkit trust install --nss           # Chromium, Firefox, Thunderbird":
+        "changes trust stores (tests/test_trust.py, on stores of its own)",
+    "sudo certkit trust install --system --ca-dir /home/me/.local/share/certkit":
+        "changes this machine's trust store",
+    "certkit trust install --java --json": "changes this machine's Java cacerts",
+    "certkit trust uninstall": "changes this machine's trust stores (tests/test_trust.py)",
+    "sudo certkit trust uninstall --system --ca-dir /home/me/.local/share/certkit":
+        "changes this machine's trust store",
+}
+# Stand-ins for what is not here, in an example that is run: a manifest generator, kubectl (a YAML
+# parser reads what it would apply), a device reached over ssh (its CSR is here).
+STAND_INS = {
+    "generate-manifest": "cat fleet.csv",
+    "kubectl apply -f -": "python3 -c 'import sys, yaml; assert list(yaml.safe_load_all(sys.stdin))'",
+    "ssh device cat /etc/device.csr": "cat alice.csr",
+}
+SERVERS = ("certkit serve", "certkit acme serve")
+
+
+def test_not_run_names_only_examples_that_exist() -> None:
+    assert set(NOT_RUN) <= {example for _, example in EXAMPLES}, set(NOT_RUN) - {e for _, e in EXAMPLES}
+    assert all(any(old in example for _, example in EXAMPLES) for old in STAND_INS)
+
+
+def _sh(command: str, cwd: Path, env: dict) -> str:
+    proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, command + "\n" + proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> tuple[Path, dict]:
+    """A folder holding what the examples name: the CA in ./ca (also $CERTKIT_CA_DIR), another in ./root,
+    bundles (localhost, alice, db.internal, old-laptop), CSRs, manifests and copies of the files."""
+    require("openssl")
+    top = tmp_path_factory.mktemp("help-examples")
+    work, home = top / "work", top / "home"
+    work.mkdir()
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "p12-password").write_text("p12 password\n")
+    (home / ".config" / "p12-password").chmod(0o600)
+    env = certkit_env(HOME=str(home), CERTKIT_CA_DIR=str(work / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_P12_PASSWORD="p12 password",
+                      PYTHONPATH=str(REPO))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    run = f"{sys.executable} -m certkit"
+    for command in (f'{run} init-ca --name "Home Lab CA"', f"{run} init-ca --ca-dir ./root --name Root",
+                    f"{run} issue-server localhost 127.0.0.1 ::1", f"{run} issue-client alice --email a@example.com",
+                    f"{run} issue-server db.internal", f"{run} issue-client old-laptop",
+                    "cp ca/ca.pem ca.pem && cp ca/ca.pem root.pem && cp ca/ca.pem chain.pem",
+                    "cp localhost/fullchain.pem fullchain.pem && cp alice/cert.pem cert.pem",
+                    "openssl x509 -in localhost/cert.pem -outform der -out server.der",
+                    "for n in request alice web; do openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                    "-nodes -keyout $n.key -subj /CN=$n.internal -out $n.csr 2>/dev/null; done",
+                    "printf 'kind,names\\nserver,web1.example.com 10.0.0.2\\nclient,backup-job\\n' > fleet.csv",
+                    "cp fleet.csv pods.csv",
+                    "printf '{\"kind\": \"server\", \"names\": \"sensor-gw.example.com\"}\\n' > devices.jsonl"):
+        _sh(command, work, env)
+    serials = {name: _sh(f"openssl x509 -in {name}/cert.pem -noout -serial", work, env).split("=")[1].strip()
+               for name in ("db.internal", "old-laptop")}
+    env["EXAMPLE_SERIALS"] = " ".join(serials[n] for n in ("db.internal", "old-laptop"))
+    # Each example gets the sandbox afresh, in this same folder: the inventory records its folders.
+    work.rename(top / "prepared")
+    return work, env
+
+
+@pytest.mark.parametrize("command, example", EXAMPLES, ids=[f"{c}: {e}" for c, e in EXAMPLES])
+def test_help_example_runs(command: str, example: str, sandbox) -> None:
+    if example in NOT_RUN:
+        pytest.skip(f"certkit {command} --help: {example!r} {NOT_RUN[example]}")
+    if example.startswith("openssl") or "curl" in example:
+        require(example.split()[0])
+    if "acme serve" in example:
+        pytest.importorskip("josepy", reason="pip install 'certkit[acme]'")
+    work, env = sandbox
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(work.parent / "prepared", work, symlinks=True)
+    program = re.sub(r"^(?:[A-Z_0-9]+=\S+ )*(?:certkit )?", "", example).split()[0]
+    # The folders an example makes are the sandbox's already: the example starts without them.
+    remove = {"init-ca": ["ca", "issuing"], "issue-server": ["localhost", "db.internal"],
+              "issue-client": ["alice"], "issue-peer": []}.get(program, [])
+    for name in remove:
+        shutil.rmtree(work / name, ignore_errors=True)
+    serial_for_renew, serial_for_revoke = env["EXAMPLE_SERIALS"].split()
+    port = str(free_port())
+    substitutions = {**STAND_INS, "5F3A9C01D2B4": serial_for_revoke[:12], "5F3A9C01D2": serial_for_renew[:10],
+                     "8443": port, "14000": port}
+    session = Session(REPO / f"certkit {command} --help", work, env, substitutions)
+    try:
+        if any(example.startswith(server) for server in SERVERS) and "--json" not in example:
+            shown = example if "--port" in example else example.replace(" serve", f" serve --port {port}", 1)
+            session.run(Step("run", shown + " &", 0, expected=["..." + ("ACME directory" if "acme" in example
+                                                                         else "Listening on") + "..."]))
+            session.run(Step("run", "kill %1", 0))
+        elif any(example.startswith(server) for server in SERVERS):  # --port 0 --json: one JSON line, then serves
+            session.run(Step("run", example + " &", 0, expected=['..."directory"...' if "acme" in example
+                                                                  else '..."url"...']))
+            session.run(Step("run", "kill %1", 0))
+        else:
+            if "localhost:8443" in example:  # probe and curl: a server that asks for a client certificate
+                session.run(Step("run", f"certkit serve --port {port} &", 0, expected=["Listening on..."]))
+            session.run(Step("run", example, 0))
+    finally:
+        session.close()
