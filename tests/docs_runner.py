@@ -72,7 +72,7 @@ class Step:
 def steps(page: Path) -> list[Step]:
     """The commands and files of ``page``, in order."""
     found: list[Step] = []
-    for block in _blocks(page):
+    for block in blocks(page):
         if block.mark and (file := _FILE_MARK.match(block.mark)):
             found.append(Step("file", "\n".join(block.body) + "\n", block.line, path=file.group(1)))
         elif block.mark and (job := _JOB_OUTPUT_MARK.match(block.mark)):
@@ -88,25 +88,34 @@ class Block:
     body: list[str]
     line: int  # of the opening fence
     mark: str | None  # the <!-- ... --> line right before it, if any
+    indent: str = ""  # of its fence: a block in a list item is indented
+
+    @property
+    def synopsis(self) -> bool:
+        """A command's synopsis (``certkit crl [--out FILE] ...``): test_audit14_docs checks its options."""
+        return self.lang == "" and not self.indent and bool(self.body) and self.body[0].startswith("certkit ") \
+            and "[" in self.body[0]
 
 
-def _blocks(page: Path) -> list[Block]:
+def blocks(page: Path) -> list[Block]:
     """The fenced blocks of ``page``, each with the mark right before it (a mark applies to that block only)."""
     lines = page.read_text(encoding="utf-8").splitlines()
     found: list[Block] = []
     mark: str | None = None
     i = 0
     while i < len(lines):
-        if lines[i].startswith("<!--") and lines[i].rstrip().endswith("-->"):
-            mark = lines[i].strip()
-        elif lines[i].startswith("```"):
-            start = i
+        text = lines[i].strip()
+        if text.startswith("<!--") and text.endswith("-->"):
+            mark = text
+        elif text.startswith("```"):  # also indented, in a list item
+            start, indent = i, lines[i][:len(lines[i]) - len(lines[i].lstrip())]
             i += 1
-            while not lines[i].startswith("```"):
+            while not lines[i].strip().startswith("```"):
                 i += 1
-            found.append(Block(lines[start][3:].strip(), lines[start + 1:i], start + 1, mark))
+            body = [line.removeprefix(indent) for line in lines[start + 1:i]]
+            found.append(Block(text[3:].strip(), body, start + 1, mark, indent))
             mark = None
-        elif lines[i].strip():
+        elif text:
             mark = None
         i += 1
     return found
@@ -116,7 +125,7 @@ def unexplained_blocks(page: Path) -> list[str]:
     """The fenced blocks of ``page`` that nothing runs and no mark explains, as 'PAGE:LINE'; and the
     marks that name a test that does not exist or never names this page."""
     found = []
-    for block in _blocks(page):
+    for block in blocks(page):
         where = f"{page.name}:{block.line}"
         elsewhere = _ELSEWHERE_MARK.match(block.mark or "")
         if elsewhere and elsewhere.group(1) == "run by":
@@ -129,7 +138,7 @@ def unexplained_blocks(page: Path) -> list[str]:
                 found.append(f"{where}: 'not run' without a reason")
         elif not (block.lang in ("console", "python") or (block.mark and (
                 _FILE_MARK.match(block.mark) or _JOB_OUTPUT_MARK.match(block.mark)))
-                  or (block.lang == "" and block.body and block.body[0].startswith("certkit "))
+                  or block.synopsis
                   or len(block.lang.split()) == 2):
             found.append(f"{where}: a ```{block.lang} block that nothing runs (mark it 'run by' or 'not run')")
     return found

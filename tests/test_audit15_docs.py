@@ -45,12 +45,22 @@ def test_every_page_with_commands_is_run_by_a_test() -> None:
     ("```sh\nmake install\n```\n", "nothing runs"),
     ("<!-- not run: -->\n```sh\nmake install\n```\n", "without a reason"),
     ("<!-- run by: tests/test_nothing_here.py -->\n```sh\nmake install\n```\n", "does not run"),
-], ids=["unmarked", "no-reason", "no-such-test"])
+    ("- a list item:\n\n  ```\n  certkit renew --all \\\n    --exec 'reload'\n  ```\n", "nothing runs"),
+], ids=["unmarked", "no-reason", "no-such-test", "indented"])
 def test_an_unexplained_block_is_found(tmp_path: Path, body: str, problem: str) -> None:
     page = tmp_path / "page.md"
     page.write_text(f"```console\n$ true\n```\n{body}")
     [found] = unexplained_blocks(page)
     assert problem in found
+
+
+def test_a_console_block_in_a_list_item_runs(tmp_path: Path) -> None:
+    page, work = tmp_path / "page.md", tmp_path / "work"
+    work.mkdir()
+    page.write_text("- an item:\n\n  ```console\n  $ echo hello\n  hello\n  $ echo moon\n  world\n  ```\n")
+    assert [s.text for s in steps(page)] == ["echo hello", "echo moon"]
+    with pytest.raises(AssertionError, match="documented line not in the output"):
+        run_page(page, cwd=work, env=certkit_env())
 
 
 @pytest.mark.parametrize("body", ["", "<!-- not run: needs a printer -->\n", "<!-- output of job 1 -->\n"])

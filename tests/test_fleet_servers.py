@@ -10,9 +10,11 @@ import glob
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,8 +22,21 @@ from cryptography import x509
 
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit, wait_listening
+from conftest import PASSPHRASE, REPO, certkit_env, free_port, openssl, require, run_certkit, wait_listening
+from docs_runner import blocks
 from fleet_helpers import backdated_ca, bundle, served_serial, until_changed
+
+
+def renew_md_command(server: str, paths: dict[str, str]) -> str:
+    """docs/renew.md's renewal command for ``server`` (HAProxy, PostgreSQL), its paths and reload replaced by
+    ``paths``, and run with this checkout's certkit."""
+    [command] = [" ".join(b.body) for b in blocks(REPO / "docs" / "renew.md")
+                 if b.indent and b.body[0].startswith("certkit renew") and f"reload {server}" in " ".join(b.body)]
+    command = command.replace("\\ ", "")
+    for old, new in paths.items():
+        assert old in command, (old, command)
+        command = command.replace(old, new)
+    return command.replace("certkit renew", f"{sys.executable} -m certkit renew", 1)
 
 
 def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
@@ -40,13 +55,14 @@ def test_haproxy_takes_the_rebuilt_pem_on_reload(tmp_path):
     old = bundle(ca, tmp_path / "certs" / "web", "web.example.com", days=40, age=35)
     pems = tmp_path / "haproxy"
     pems.mkdir()
-    # HAProxy's crt: one PEM with the chain and the key (docs/renew.md builds it the same way)
-    combine = ('umask 077; cat "$RENEWED_LINEAGE/fullchain.pem" "$RENEWED_LINEAGE/privkey.pem" > '
-               f'"{pems}/.new.pem" && mv "{pems}/.new.pem" "{pems}/$(basename "$RENEWED_LINEAGE").pem"')
+    # HAProxy's crt: one PEM with the chain and the key, built by docs/renew.md's own --exec hook
+    port, pid_file = free_port(), tmp_path / "haproxy.pid"
+    reload = f'kill -USR2 "$(cat {pid_file})"'  # the master reloads: what systemctl reload haproxy does
+    command = renew_md_command("haproxy", {"/etc/haproxy/certs": str(pems), "systemctl reload haproxy": reload})
+    combine = shlex.split(command)[shlex.split(command).index("--exec") + 1]
     env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
                       RENEWED_LINEAGE=str(tmp_path / "certs" / "web"))
     subprocess.run(["/bin/sh", "-c", combine], env=env, check=True, timeout=30)
-    port, pid_file = free_port(), tmp_path / "haproxy.pid"
     (tmp_path / "haproxy.cfg").write_text(f"""
 defaults
     mode http
@@ -63,9 +79,8 @@ frontend web
         wait_listening(port, proc, "haproxy")
         root = tmp_path / "ca" / "ca.pem"
         assert served_serial(port, root, "web.example.com") == old.cert.serial_number
-        reload = f'kill -USR2 "$(cat {pid_file})"'  # the master reloads: what systemctl reload haproxy does
-        proc_renew = run_certkit("renew", "--expiring", "30d", "--exec", combine, "--exec-once", reload, env=env)
-        assert proc_renew.returncode == 0, proc_renew.stderr
+        proc_renew = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120)
+        assert proc_renew.returncode == 0, proc_renew.stdout + proc_renew.stderr
         new = x509.load_pem_x509_certificate((tmp_path / "certs" / "web" / "cert.pem").read_bytes())
         assert new.serial_number != old.cert.serial_number
         assert until_changed(lambda: served_serial(port, root, "web.example.com"),
@@ -129,6 +144,15 @@ def test_postgresql_rereads_its_certificate_on_reload(tmp_path):
         assert until_changed(served, old.cert.serial_number) == new.serial_number
         # the key was kept: the very file with its owner and mode, so the server could read it again
         assert oct((folder / "privkey.pem").stat().st_mode & 0o777) == ("0o640" if user else "0o600")
+        if user:  # docs/renew.md's --rekey renewal, whose hook gives the new key to the server's group
+            command = renew_md_command("postgresql", {"--expiring 30d": "--all", "systemctl reload postgresql": reload})
+            rekeyed = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120)
+            assert rekeyed.returncode == 0, rekeyed.stdout + rekeyed.stderr
+            newer = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())
+            assert newer.public_key() != new.public_key()
+            assert until_changed(served, new.serial_number) == newer.serial_number
+            key = (folder / "privkey.pem").stat()
+            assert (key.st_mode & 0o777, key.st_gid) == (0o640, user.pw_gid)
     finally:
         if proc is not None:
             stop(proc, signal.SIGINT)  # a fast shutdown
