@@ -285,3 +285,22 @@ def test_help_example_runs(command: str, example: str, sandbox) -> None:
             session.run(Step("run", example, 0))
     finally:
         session.close()
+
+
+# --- 4: README.md said every error is one line; a usage mistake shows the usage first ---------------------
+def test_errors_are_one_line_and_usage_mistakes_show_the_usage_as_readme_says(tmp_path: Path) -> None:
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert ("Errors are one line, `Error: ...`, exit status 1, and leave no files behind; a usage mistake (an unknown "
+            "option, a bad value) exits 2, its `Error:` line after the command's usage line and a pointer to its "
+            "`--help`.") in readme
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "no-ca"))
+    run = [sys.executable, "-m", "certkit", "list"]
+    error = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert error.returncode == 1 and len(error.stderr.splitlines()) == 1, error.stderr
+    assert error.stderr.startswith("Error: ") and error.stdout == ""
+    for mistake in (["--expiring", "soon"], ["--bogus"]):
+        usage = subprocess.run([*run, *mistake], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        lines = usage.stderr.splitlines()
+        assert usage.returncode == 2 and len(lines) == 4, usage.stderr
+        assert lines[0] == "Usage: certkit list [OPTIONS]" and lines[1] == "Try 'certkit list --help' for help."
+        assert lines[2] == "" and lines[3].startswith("Error: ")
