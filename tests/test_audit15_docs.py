@@ -304,3 +304,46 @@ def test_errors_are_one_line_and_usage_mistakes_show_the_usage_as_readme_says(tm
         assert usage.returncode == 2 and len(lines) == 4, usage.stderr
         assert lines[0] == "Usage: certkit list [OPTIONS]" and lines[1] == "Try 'certkit list --help' for help."
         assert lines[2] == "" and lines[3].startswith("Error: ")
+
+
+# --- 5: list --help's pager, which list.md never named ------------------------------------------------------
+def test_list_pages_a_long_table_on_a_terminal_as_list_md_says(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    page = " ".join((REPO / "docs" / "list.md").read_text(encoding="utf-8").split())
+    assert "On a terminal, a table longer than the window goes through a pager (`$PAGER`, else `less`)" in page
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    (tmp_path / "fleet.csv").write_text("kind,names\n" + "".join(f"client,c{i}\n" for i in range(30)))
+    for args in (["init-ca"], ["issue-batch", "fleet.csv", "--out-dir", "certs"]):
+        subprocess.run([sys.executable, "-m", "certkit", *args], cwd=tmp_path, env=env, check=True,
+                       capture_output=True, timeout=120)
+    paged = tmp_path / "paged.txt"
+    for rows, expect_paged in ((10, True), (60, False)):
+        paged.unlink(missing_ok=True)
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 200, 0, 0))
+        pager = f"{sys.executable} -c \"import sys; open('{paged}', 'w').write(sys.stdin.read())\""
+        proc = subprocess.Popen([sys.executable, "-m", "certkit", "list"], cwd=tmp_path, env=dict(env, PAGER=pager),
+                                stdin=terminal, stdout=terminal, stderr=terminal)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other side closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(controller)
+        assert proc.wait(60) == 0, shown
+        if expect_paged:
+            assert "30 certificates" in paged.read_text() and b"CN=c1" not in shown, shown
+        else:
+            assert not paged.exists() and b"30 certificates" in shown, shown
+    piped = subprocess.run([sys.executable, "-m", "certkit", "list"], cwd=tmp_path, env=dict(env, PAGER=pager),
+                           capture_output=True, text=True, timeout=60)
+    assert "30 certificates" in piped.stdout and not paged.exists()
