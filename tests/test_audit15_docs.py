@@ -347,3 +347,31 @@ def test_list_pages_a_long_table_on_a_terminal_as_list_md_says(tmp_path: Path) -
     piped = subprocess.run([sys.executable, "-m", "certkit", "list"], cwd=tmp_path, env=dict(env, PAGER=pager),
                            capture_output=True, text=True, timeout=60)
     assert "30 certificates" in piped.stdout and not paged.exists()
+
+
+# --- 6: README's apt-get line is .ci/run's, and installs every peer a test requires ----------------------------
+# The Debian package of each program a test require()s (where CI fails rather than skips without it).
+PEER_PACKAGES = {
+    "openssl": "openssl", "curl": "curl", "certutil": "libnss3-tools", "pk12util": "libnss3-tools",
+    "keytool": "default-jdk-headless", "java": "default-jdk-headless", "gnutls-cli": "gnutls-bin",
+    "gnutls-serv": "gnutls-bin", "certtool": "gnutls-bin", "lego": "lego", "mkcert": "mkcert", "etcd": "etcd-server",
+    "etcdctl": "etcd-client", "chromium": "chromium", "cfssl": "golang-cfssl", "cfssljson": "golang-cfssl",
+    "softhsm2-util": "softhsm2", "redis-server": "redis-server", "redis-cli": "redis-server", "postgres": "postgresql",
+    "initdb": "postgresql", "pkcs11-tool": "opensc", "node": "nodejs", "nginx": "nginx-light", "haproxy": "haproxy",
+    "certbot": "certbot", "caddy": "caddy",
+    "tar": None, "lint_pkix_cert": None,  # Debian's essential tar; pkilint comes with the test extra
+}
+
+
+def test_readme_apt_line_is_what_ci_installs_and_covers_every_required_peer() -> None:
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    [listed] = re.findall(r"`apt-get install ([^`]+)`, which is what `\.ci/run` installs", readme)
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    [array] = re.findall(r"^packages=\((.*?)\)", ci, re.S | re.M)
+    assert sorted(listed.split()) == sorted(array.split())
+    required = set()
+    for test in (REPO / "tests").glob("*.py"):
+        required |= set(re.findall(r'\brequire\("([^"]+)"\)', test.read_text(encoding="utf-8")))
+    assert required <= set(PEER_PACKAGES), f"required, with no package named here: {required - set(PEER_PACKAGES)}"
+    missing = {tool: PEER_PACKAGES[tool] for tool in required if PEER_PACKAGES[tool] not in (None, *array.split())}
+    assert not missing, f"CI (CERTKIT_REQUIRE_PEERS=1) fails without these, which .ci/run does not install: {missing}"
