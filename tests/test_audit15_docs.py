@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -316,6 +317,8 @@ def test_list_pages_a_long_table_on_a_terminal_as_list_md_says(tmp_path: Path) -
     page = " ".join((REPO / "docs" / "list.md").read_text(encoding="utf-8").split())
     assert "On a terminal, a table longer than the window goes through a pager (`$PAGER`, else `less`)" in page
     env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for name in ("LINES", "COLUMNS"):  # the window's size is the terminal's (they would stand for it)
+        env.pop(name, None)
     (tmp_path / "fleet.csv").write_text("kind,names\n" + "".join(f"client,c{i}\n" for i in range(30)))
     for args in (["init-ca"], ["issue-batch", "fleet.csv", "--out-dir", "certs"]):
         subprocess.run([sys.executable, "-m", "certkit", *args], cwd=tmp_path, env=env, check=True,
@@ -375,3 +378,43 @@ def test_readme_apt_line_is_what_ci_installs_and_covers_every_required_peer() ->
     assert required <= set(PEER_PACKAGES), f"required, with no package named here: {required - set(PEER_PACKAGES)}"
     missing = {tool: PEER_PACKAGES[tool] for tool in required if PEER_PACKAGES[tool] not in (None, *array.split())}
     assert not missing, f"CI (CERTKIT_REQUIRE_PEERS=1) fails without these, which .ci/run does not install: {missing}"
+
+
+# --- 7: export-p12's advice for an expired certificate named a renewal that fails ---------------------------
+def _export_warning(folder: Path, cwd: Path, env: dict, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "certkit", "export-p12", str(folder), "--force", *args], cwd=cwd,
+                          env=dict(env, CERTKIT_P12_PASSWORD="p12 password"), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if "expired on" in line]
+    return warning
+
+
+def test_export_p12_advice_for_an_expired_certificate_is_a_renewal_that_works(tmp_path: Path) -> None:
+    """pkcs12.md: an expired certificate is packed with a warning; its advice, `certkit renew FOLDER`, renewed
+    with whatever CA $CERTKIT_CA_DIR named, not the one export-p12 found (--ca-dir), so it failed ('not issued
+    by this CA'); for another CA's bundle no command can be named. Each advice is now one that works."""
+    from fleet_helpers import backdated_ca, bundle
+
+    issuing = backdated_ca(tmp_path / "issuing")
+    bundle(issuing, tmp_path / "web", "web.example.com", days=2, age=10)
+    other = tmp_path / "other"
+    env = certkit_env(HOME=str(tmp_path / "home"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    subprocess.run([sys.executable, "-m", "certkit", "init-ca", "--ca-dir", str(other)], env=env, check=True,
+                   capture_output=True, timeout=120)
+    # $CERTKIT_CA_DIR names another CA, --ca-dir the issuing one: the advice names it
+    warning = _export_warning(tmp_path / "web", tmp_path, dict(env, CERTKIT_CA_DIR=str(other)),
+                              "--ca-dir", str(tmp_path / "issuing"))
+    advice = re.search(r"\(certkit (renew .*?)\) and export it again", warning)
+    assert advice and f"--ca-dir {tmp_path / 'issuing'}" in advice.group(1), warning
+    renewed = subprocess.run([sys.executable, "-m", "certkit", *shlex.split(advice.group(1)), "--days", "30"],
+                             cwd=tmp_path, env=dict(env, CERTKIT_CA_DIR=str(other)), capture_output=True, text=True,
+                             timeout=120)
+    assert renewed.returncode == 0, renewed.stderr
+    # the issuing CA is the default one: the advice is the plain command
+    bundle(issuing, tmp_path / "api", "api.example.com", days=2, age=10)
+    warning = _export_warning(tmp_path / "api", tmp_path, dict(env, CERTKIT_CA_DIR=str(tmp_path / "issuing")))
+    assert f"renew it (certkit renew {tmp_path / 'api'}) and export it again" in warning, warning
+    # no CA directory known to have issued it (its CA is elsewhere): no command that cannot work
+    warning = _export_warning(tmp_path / "api", tmp_path, dict(env, CERTKIT_CA_DIR=str(other)))
+    assert "renew it with the CA that issued it (certkit renew" in warning and "--ca-dir ITS_CA_DIR" in warning
