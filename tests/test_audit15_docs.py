@@ -127,6 +127,9 @@ def test_readme_install_and_demo_on_a_fresh_venv(tmp_path: Path) -> None:
             env[name] = os.environ[name]
     proc = subprocess.run(["sh", "-c", command], cwd=source, env=env, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
+    if (proc.returncode != 0 and "Could not find a version that satisfies" in proc.stderr
+            and not os.environ.get("CERTKIT_REQUIRE_PEERS")):  # no package index here: CI has one
+        pytest.skip("pip reaches no package index for certkit's dependencies")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "10 of 10 outcomes as expected." in proc.stdout, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -418,3 +421,18 @@ def test_export_p12_advice_for_an_expired_certificate_is_a_renewal_that_works(tm
     # no CA directory known to have issued it (its CA is elsewhere): no command that cannot work
     warning = _export_warning(tmp_path / "api", tmp_path, dict(env, CERTKIT_CA_DIR=str(other)))
     assert "renew it with the CA that issued it (certkit renew" in warning and "--ca-dir ITS_CA_DIR" in warning
+
+
+# --- 8: where the database password comes from: init-ca --help left out the service file --------------------
+def test_the_password_sources_are_the_same_in_both_helps_and_team_md() -> None:
+    from click.testing import CliRunner
+
+    from certkit.cli import main
+
+    sources = "libpq's ~/.pgpass, $PGPASSWORD, a service file, or a prompt"
+    for command in (["init-ca"], ["inventory", "migrate"]):
+        shown = " ".join(CliRunner().invoke(main, [*command, "--help"]).output.split())
+        assert sources in shown.replace("per- user", "per-user"), (command, shown)
+    team = " ".join((REPO / "docs" / "team.md").read_text(encoding="utf-8").split())
+    assert "libpq finds it in `~/.pgpass` (or the file `$PGPASSFILE` names), in `$PGPASSWORD` or in a service file, " \
+           "and on a terminal certkit asks for it" in team

@@ -51,7 +51,8 @@ MIN_PASSPHRASE = 12
 @click.option("--no-passphrase", is_flag=True, help="Store the CA key unencrypted (not recommended).")
 @click.option("--inventory", "inventory_url", metavar="URL", envvar="CERTKIT_INVENTORY_URL",
               help="Keep the inventory in this empty PostgreSQL database (postgresql://USER@HOST/DB, no password: "
-                   "libpq's ~/.pgpass, $PGPASSWORD or a prompt) instead of inventory.sqlite3, so several hosts "
+                   "libpq's ~/.pgpass, $PGPASSWORD, a service file, or a prompt) instead of inventory.sqlite3, so "
+                   "several hosts "
                    "can issue from this CA [default: $CERTKIT_INVENTORY_URL].")
 @click.option("--key-uri", metavar="URI",
               help="Keep the CA key in a PKCS#11 token (RFC 7512: 'pkcs11:token=LABEL;object=LABEL'): generated "
