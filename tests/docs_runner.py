@@ -9,7 +9,8 @@ Pages are shell sessions in ```console blocks:
   least one line of output, not shown). A command must exit 0 unless its
   documented output shows ``Error:``; a page that states the exact status does
   it in the shell (``$ cmd; echo "exit status $?"``), and that line is checked
-  like any other.
+  like any other. A failing ``certkit`` command exits 1, or 2 for a usage mistake (the page shows
+  its ``Usage:`` line), as README.md says.
 - A command shown with no output after, in the same block, a command whose
   output is shown reads as "prints nothing", so it must print nothing (a page
   writes ``...`` for output it leaves out). The commands a block opens with,
@@ -285,6 +286,10 @@ class Session:
         assert "Traceback" not in proc.stdout, f"{where}: traceback{shown}"
         if step.expects_error:
             assert proc.returncode != 0, f"{where}: documented as failing, exited 0{shown}"
+            if _program(command) == "certkit":  # README: an error exits 1, a usage mistake (its usage shown) 2
+                status = 2 if any(line.startswith("Usage: certkit") for line in expected) else 1
+                assert proc.returncode == status, f"{where}: documented as exiting {status}, exited " \
+                                                  f"{proc.returncode}{shown}"
         else:
             assert proc.returncode == 0, f"{where}: exited {proc.returncode}{shown}"
         missing = _missing(expected, proc.stdout)

@@ -436,3 +436,22 @@ def test_the_password_sources_are_the_same_in_both_helps_and_team_md() -> None:
     team = " ".join((REPO / "docs" / "team.md").read_text(encoding="utf-8").split())
     assert "libpq finds it in `~/.pgpass` (or the file `$PGPASSFILE` names), in `$PGPASSWORD` or in a service file, " \
            "and on a terminal certkit asks for it" in team
+
+
+# --- 9: a documented failure is held to README's exit statuses --------------------------------------------
+@pytest.mark.parametrize("body, fails", [
+    ("$ certkit list --ca-dir nowhere\nError: ...\n", False),  # an error: 1
+    ("$ certkit list --expiring soon\nUsage: certkit list [OPTIONS]\n...\nError: ...\n", False),  # usage: 2
+    ("$ certkit list --expiring soon 2>&1 | grep Error\nError: ...\n", True),  # a usage mistake shown as an error
+    ("$ sh -c 'echo Error: no; exit 3'\nError: no\n", False),  # other programs: any failure
+], ids=["error", "usage", "usage-shown-as-error", "other-program"])
+def test_a_documented_failure_has_readmes_exit_status(tmp_path: Path, body: str, fails: bool) -> None:
+    page, work = tmp_path / "page.md", tmp_path / "work"
+    work.mkdir()
+    page.write_text(f"```console\n{body}```\n")
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    if fails:
+        with pytest.raises(AssertionError, match="documented as exiting 1, exited 2"):
+            run_page(page, cwd=work, env=env)
+    else:
+        run_page(page, cwd=work, env=env)
