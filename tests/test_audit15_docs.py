@@ -455,3 +455,21 @@ def test_a_documented_failure_has_readmes_exit_status(tmp_path: Path, body: str,
             run_page(page, cwd=work, env=env)
     else:
         run_page(page, cwd=work, env=env)
+
+
+# --- 10: team.md said `certkit list` shows when each certificate was issued; only --json does ------------------
+def test_list_gives_the_issuing_time_where_team_md_says(tmp_path: Path) -> None:
+    import json
+
+    team = " ".join((REPO / "docs" / "team.md").read_text(encoding="utf-8").split())
+    assert "(`certkit list --json` gives each certificate's issuing time, `issued_at`; the table shows none)" in team
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for args in (["init-ca"], ["issue-client", "alice"], ["list"], ["list", "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "certkit", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, check=True, timeout=120)
+    [row] = json.loads(proc.stdout)["certificates"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["issued_at"])
+    table = subprocess.run([sys.executable, "-m", "certkit", "list"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, check=True, timeout=120).stdout
+    assert "ISSUED" not in table.splitlines()[0] and row["issued_at"][:10] not in table.replace(
+        row["not_after"][:10], "")  # no column but NOT AFTER has a date
