@@ -473,3 +473,14 @@ def test_list_gives_the_issuing_time_where_team_md_says(tmp_path: Path) -> None:
                            text=True, check=True, timeout=120).stdout
     assert "ISSUED" not in table.splitlines()[0] and row["issued_at"][:10] not in table.replace(
         row["not_after"][:10], "")  # no column but NOT AFTER has a date
+    # renew.md: after a renewal killed before its hooks, list --json gives the bundles to run them for
+    renew = " ".join((REPO / "docs" / "renew.md").read_text(encoding="utf-8").split())
+    assert ("(`certkit list --json` gives them: each renewal has `renewed_from`, its `issued_at` in that run and "
+            "its `folder`; the table shows no folder)") in renew
+    subprocess.run([sys.executable, "-m", "certkit", "renew", "alice"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=120)
+    rows = json.loads(subprocess.run([sys.executable, "-m", "certkit", "list", "--json"], cwd=tmp_path, env=env,
+                                     capture_output=True, text=True, check=True, timeout=120).stdout)["certificates"]
+    [renewal] = [r for r in rows if r["renewed_from"] == row["serial"]]
+    assert renewal["folder"] == str(tmp_path / "alice") and renewal["issued_at"] >= row["issued_at"]
+    assert "FOLDER" not in table.splitlines()[0] and "alice/" not in table
