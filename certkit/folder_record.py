@@ -19,6 +19,26 @@ if TYPE_CHECKING:
     from certkit.inventory import Inventory
 
 
+def ca_option(ca) -> str:
+    """`` --ca-dir DIR`` for a command a message suggests, when the CA that must act (``ca``: a CA object, or
+    its directory) is not the one certkit finds without it ($CERTKIT_CA_DIR, else the per-user one); "" when
+    it is, or its directory is not known."""
+    import shlex
+
+    from certkit.store import resolve_ca_dir
+
+    ca_dir = ca if isinstance(ca, (str, Path)) else getattr(getattr(ca, "store", None), "path", None)
+    if ca_dir is None:
+        return ""
+    try:
+        found = resolve_ca_dir(None, strict=False)
+    except CertkitError:
+        found = None
+    if found is not None and os.path.realpath(found) == os.path.realpath(ca_dir):
+        return ""
+    return f" --ca-dir {shown(shlex.quote(str(ca_dir)))}"
+
+
 def recorded_hint(inventory: "Inventory", folder: Path, *, renewing: bool) -> str:
     """`` The inventory records certificate SERIAL (SUBJECT) in FOLDER: ...``, the newest valid certificate
     recorded in the bundle folder ``folder`` and not renewed; "" when there is none (or the inventory cannot

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
 from certkit.files import is_regular_file
-from certkit.folder_record import read_bundle_cert, recorded_hint
+from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -401,8 +401,8 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
     if (out is None and found.folder is not None and recorded is not None
             and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):
         raise CannotRenew(f"{shown(found.folder)} holds a copy of the certificate {found.serial}, whose bundle is "
-                          f"{shown(recorded)}; renew that folder (certkit renew {shown(recorded)}), or give --out to "
-                          "write the renewed bundle somewhere new.")
+                          f"{shown(recorded)}; renew that folder (certkit renew {shown(recorded)}{ca_option(ca)}), "
+                          "or give --out to write the renewed bundle somewhere new.")
     target_folder = Path(out) if out is not None else found.folder
     in_place = target_folder is not None and holds(target_folder, found.serial)
     if in_place and out is None:  # (a name --out gave was checked as an output folder's, above)
@@ -446,7 +446,7 @@ def _refuse_to_bury(ca: "CA", found: Found, folder: Path, force: bool) -> None:
     if other is not None and other != found.serial:
         raise CannotRenew(f"{shown(folder)} holds the bundle of certificate {other}, which is still valid: --force "
                           "would delete its key and leave it recorded as valid. Choose another folder, or first "
-                          f"revoke it: certkit revoke {other} --reason superseded.")
+                          f"revoke it: certkit revoke {other} --reason superseded{ca_option(ca)}.")
 
 
 def _replaced(rekey: bool) -> tuple[str, ...]:

@@ -171,11 +171,11 @@ class BundleFolder:
     notes: list[str] = field(default_factory=list)
 
 
-def read_bundle_folder(folder: str | Path, *, renew_ca: str | None = "") -> BundleFolder:
+def read_bundle_folder(folder: str | Path, *, renew_with: str | None = "") -> BundleFolder:
     """Read ``cert.pem``, ``privkey.pem`` and (if present) ``chain.pem`` and ``ca.pem`` from ``folder``
-    (each through the one bounded reader, :mod:`certkit.material`). ``renew_ca`` is the CA directory that
-    renews an expired certificate, for the note's command ("": the one certkit finds by default; None: no
-    CA directory known to have issued it)."""
+    (each through the one bounded reader, :mod:`certkit.material`). ``renew_with`` is what the note of an
+    expired certificate adds to its ``certkit renew FOLDER`` (`` --ca-dir DIR``: see
+    :func:`certkit.folder_record.ca_option`), or None when no CA directory known issued it."""
     from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import broken_link, read_limited
     from certkit.keys import load_private_key
@@ -214,18 +214,17 @@ def read_bundle_folder(folder: str | Path, *, renew_ca: str | None = "") -> Bund
     chain = _chain_of(folder, cert, notes)
     if (problem := validity_problem(cert)) is not None:
         notes.append(f"the certificate {problem}: every verifier refuses it"
-                     + (_renew_hint(folder, renew_ca) if problem.startswith("expired") else " until then"))
+                     + (_renew_hint(folder, renew_with) if problem.startswith("expired") else " until then"))
     return BundleFolder(folder, cert, key, chain, notes)
 
 
-def _renew_hint(folder: Path, renew_ca: str | None) -> str:
+def _renew_hint(folder: Path, renew_with: str | None) -> str:
     from certkit.text import shown
 
-    if renew_ca is None:
+    if renew_with is None:
         return (f"; renew it with the CA that issued it (certkit renew {shown(folder)} --ca-dir ITS_CA_DIR) and "
                 "export it again")
-    return f"; renew it (certkit renew {shown(folder)}{' --ca-dir ' + shown(renew_ca) if renew_ca else ''}) and " \
-        "export it again"
+    return f"; renew it (certkit renew {shown(folder)}{renew_with}) and export it again"
 
 
 def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:

@@ -484,3 +484,34 @@ def test_list_gives_the_issuing_time_where_team_md_says(tmp_path: Path) -> None:
     [renewal] = [r for r in rows if r["renewed_from"] == row["serial"]]
     assert renewal["folder"] == str(tmp_path / "alice") and renewal["issued_at"] >= row["issued_at"]
     assert "FOLDER" not in table.splitlines()[0] and "alice/" not in table
+
+
+def _certkit(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "certkit", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["ca-dir-given", "the-default-ca"])
+def test_renew_refusals_advise_commands_for_the_ca_that_refused(tmp_path: Path, given: bool) -> None:
+    """The export-p12 advice's siblings: renew's refusals named 'certkit renew FOLDER' and 'certkit revoke SERIAL
+    --reason superseded' without the --ca-dir renew was given, so with $CERTKIT_CA_DIR naming another CA the
+    advice acted on that CA ('not issued by this CA', 'No certificate of this CA matches')."""
+    issuing, other = tmp_path / "issuing", tmp_path / "other"
+    env = certkit_env(HOME=str(tmp_path / "home"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_CA_DIR=str(other if given else issuing))
+    for ca in (issuing, other):
+        assert _certkit(["init-ca", "--ca-dir", str(ca)], tmp_path, env).returncode == 0
+    ca = ["--ca-dir", str(issuing)] if given else []
+    for name in ("web.example", "api.example"):
+        assert _certkit(["issue-server", name, *ca], tmp_path, env).returncode == 0
+    shutil.copytree(tmp_path / "web.example", tmp_path / "copy")
+    option = f" --ca-dir {issuing}" if given else ""
+    for args, advice in ((["renew", "./copy"], rf"\(certkit (renew {tmp_path / 'web.example'}{option})\)"),
+                         (["renew", "./web.example", "--out", "api.example", "--force"],
+                          rf"first revoke it: certkit (revoke [0-9A-F]+ --reason superseded{option})\.")):
+        refused = _certkit([*args, *ca], tmp_path, env)
+        assert refused.returncode == 1, refused.stderr
+        found = re.search(advice, refused.stderr)
+        assert found, refused.stderr
+        followed = _certkit(shlex.split(found.group(1)), tmp_path, env)  # the advice, as a reader types it
+        assert followed.returncode == 0, followed.stderr

@@ -399,7 +399,10 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     from certkit.file_modes import same_key
 
     with folders_held(store.path if store is not None else None, [folder]):  # a renewal of it ends first
-        bundle = read_bundle_folder(folder, renew_ca=_renewing_ca(store))  # what the folder holds now
+        from certkit.folder_record import ca_option
+
+        # what the folder holds now; an expired certificate's note names the renewal, with its CA's --ca-dir
+        bundle = read_bundle_folder(folder, renew_with=None if store is None else ca_option(store.path))
         kept = (folder / P12_FILE,) if force and _holds_key(folder / P12_FILE, password, bundle.private_key) else ()
         with same_key(*kept):  # the same key again: its owner, group and mode stay (a service reading it)
             path = export_folder(folder, password, legacy=legacy, force=force, ca_dir=ca_dir)  # checked again there
@@ -415,23 +418,6 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     for note in bundle.notes:  # an expired certificate, a certificate left out of the file
         warn(note)
     emit(as_json, data, human)
-
-
-def _renewing_ca(store) -> str | None:
-    """The --ca-dir that renews the certificate of ``store`` (the CA directory that issued it, or None):
-    "" when it is the one `certkit renew` finds without it."""
-    import os
-
-    from certkit.errors import CertkitError
-    from certkit.store import resolve_ca_dir
-
-    if store is None:
-        return None
-    try:
-        found = resolve_ca_dir(None, strict=False)
-    except CertkitError:
-        found = None
-    return "" if found is not None and os.path.realpath(found) == os.path.realpath(store.path) else str(store.path)
 
 
 def _holds_key(p12: Path, password: bytes, key) -> bool:
