@@ -1,7 +1,8 @@
 """What the inventory records in a bundle folder whose cert.pem cannot be read (emptied, damaged, gone):
 ``revoke FOLDER`` and ``renew FOLDER`` name the certificate recorded there, and how the command takes it by its
 serial (:func:`certkit.lifecycle.find_certificate`). The file alone is never taken for that certificate: a
-revocation is final, and the hint only says which serial to give."""
+revocation is final, and the hint only says which serial to give. Also the ``--ca-dir`` a command that a message
+suggests needs to act on the same CA (:func:`ca_option`)."""
 
 from __future__ import annotations
 
