@@ -195,9 +195,11 @@ NOT_RUN = {
         "changes this machine's trust store",
 }
 # Stand-ins for what is not here, in an example that is run: a manifest generator, kubectl (a YAML
-# parser reads what it would apply), a device reached over ssh (its CSR is here).
+# parser reads what it would apply), a device reached over ssh (its CSR is here), and this machine's nginx,
+# which a hook must never reload (nothing in the sandbox is due, but should something be).
 STAND_INS = {
     "generate-manifest": "cat fleet.csv",
+    "systemctl reload nginx": "echo reload nginx",
     "kubectl apply -f -": "python3 -c 'import sys, yaml; assert list(yaml.safe_load_all(sys.stdin))'",
     "ssh device cat /etc/device.csr": "cat alice.csr",
 }
