@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -517,3 +519,53 @@ def test_renew_refusals_advise_commands_for_the_ca_that_refused(tmp_path: Path, 
         assert found, refused.stderr
         followed = _certkit(shlex.split(found.group(1)), tmp_path, env)  # the advice, as a reader types it
         assert followed.returncode == 0, followed.stderr
+
+
+# --- 11: issue-batch's default workers, "one per CPU": the machine's CPUs, not those it may use ----------------
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_issue_batch_workers_are_the_cpus_it_may_use(tmp_path: Path) -> None:
+    """issue-batch.md: --jobs defaults to one worker per CPU. Under `taskset -c 0` (or a container's CPU set) it
+    forked one per CPU of the machine, each waiting for the one CPU it may use; it forks none now."""
+    taskset = require("taskset")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU here: one worker either way")
+    from certkit.batch import CHUNK_SIZE
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    assert _certkit(["init-ca"], tmp_path, env).returncode == 0
+    (tmp_path / "fleet.csv").write_text("kind,names\n" + "".join(f"client,c{i}\n" for i in range(CHUNK_SIZE + 1)))
+    marker = tmp_path / "paused"
+    proc = subprocess.Popen([taskset, "-c", str(min(os.sched_getaffinity(0))), sys.executable, "-m", "certkit",
+                             "issue-batch", "fleet.csv", "--out-dir", "certs", "--json"], cwd=tmp_path,
+                            env=dict(env, CERTKIT_TEST_PAUSE_AT="signed", CERTKIT_TEST_PAUSE_FILE=str(marker)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # the first chunk is signed: every worker there is is at work
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        while proc.poll() is None:  # let every chunk go on
+            marker.unlink(missing_ok=True)
+            assert time.monotonic() < deadline + 120, "the batch did not end"
+            time.sleep(0.05)
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["issued"] == CHUNK_SIZE + 1
+    assert workers == [], f"{len(workers)} worker processes for the one CPU the batch may use"

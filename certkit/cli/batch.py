@@ -26,13 +26,22 @@ from certkit.cli.common import (
 from certkit.constants import KEY_TYPES
 
 
-def _default_jobs(total: int) -> int:
+def _cpus() -> int:
+    """The CPUs this process may run on (taskset, a container's cpuset), not the machine's count: a worker
+    more than those only waits for a turn, holding its memory."""
     import os
 
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity to ask (macOS)
+        return os.cpu_count() or 1
+
+
+def _default_jobs(total: int) -> int:
     from certkit.batch import CHUNK_SIZE
 
     # A worker per CPU, but no more workers than chunks: a small batch stays in one process.
-    return max(1, min(os.cpu_count() or 1, -(-total // CHUNK_SIZE)))
+    return max(1, min(_cpus(), -(-total // CHUNK_SIZE)))
 
 
 @click.command("issue-batch")
@@ -55,7 +64,8 @@ def _default_jobs(total: int) -> int:
               help="Durability: one sync per chunk of 500 certificates, an fsync per file "
                    "(as issue-server does), or leave it to the operating system.")
 @click.option("--jobs", type=Whole(1, 256),
-              help="Worker processes, each checking, then issuing, every Nth chunk [default: CPU count].")
+              help="Worker processes, each checking, then issuing, every Nth chunk [default: the CPUs this "
+                   "process may use].")
 @ca_dir_option
 @passphrase_file_option
 @json_option
@@ -113,11 +123,9 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             from certkit.text import shown
 
             click.echo(f"Checking every line of {shown(name or manifest)} before anything is issued...", err=True)
-        import os
-
         chunk = chunk_size(CHUNK_SIZE)
         with Spool() as spool:  # the checked lines, for issuing to read back
-            total = _checked(lambda: check_manifest(ca, path, jobs=jobs or os.cpu_count() or 1, chunk_size=chunk,
+            total = _checked(lambda: check_manifest(ca, path, jobs=jobs or _cpus(), chunk_size=chunk,
                                                     spool=spool, name=name, **options))
             unlock(ca, passphrase_file)
             if output is not None:
