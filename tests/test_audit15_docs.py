@@ -369,7 +369,8 @@ PEER_PACKAGES = {
     "softhsm2-util": "softhsm2", "redis-server": "redis-server", "redis-cli": "redis-server", "postgres": "postgresql",
     "initdb": "postgresql", "pkcs11-tool": "opensc", "node": "nodejs", "nginx": "nginx-light", "haproxy": "haproxy",
     "certbot": "certbot", "caddy": "caddy",
-    "tar": None, "lint_pkix_cert": None,  # Debian's essential tar; pkilint comes with the test extra
+    # Debian's essential tar and util-linux; pkilint comes with the test extra
+    "tar": None, "taskset": None, "lint_pkix_cert": None,
 }
 
 
