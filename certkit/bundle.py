@@ -119,6 +119,7 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
                                "will not replace it. Remove it or choose another folder.")
     stale = leftovers(folder, names, replaces, public_key=public_key)  # removed: checked as the written are
     refuse_irregular(folder, stale)
+    _refuse_given_inputs(folder, existing + stale)
     mounted = [n for n in existing + stale if is_mount_point(folder / n)]
     if mounted:  # a rename over it fails (busy); swapping the folder whole would carry the mount away
         raise UnsafeOutputPath(f"{shown(folder / mounted[0])} is a mount point (a file mounted there); certkit "
@@ -130,6 +131,18 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
         _refuse_leftovers(folder, stale)
     elif CERT_FILE in names:  # a whole bundle replaced: the one there must be known (its key goes)
         refuse_unreadable_cert(folder)
+
+
+def _refuse_given_inputs(folder: Path, names: Sequence[str]) -> None:
+    """A file of the bundle that writing it replaces or removes, which is a file the command reads (its passphrase or
+    password file kept in the folder, ``files.keep_input``): refused, even with --force, as for --out files."""
+    from certkit.files import given_input
+
+    for name in names:
+        if (given := given_input(folder / name)) is not None:
+            raise UnsafeOutputPath(f"{shown(folder / name)} is the file given as {given}, which this command reads; "
+                                   "certkit will not write over it or remove it with the bundle, even with --force. "
+                                   "Move it out of the bundle folder.")
 
 
 def _refuse_leftovers(folder: Path, names: Sequence[str]) -> None:

@@ -46,6 +46,36 @@ def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
     return data
 
 
+# The files this process's command was given to read (its passphrase or password file, manifest, CSR), by
+# (device, inode) -> how it was given: no bundle written or replaced removes or writes over one (bundle.check_writable).
+_GIVEN_INPUTS: dict[tuple[int, int], str] = {}
+
+
+def keep_input(path: str | os.PathLike, given: str) -> None:
+    """Record the regular file ``path`` as one the command reads, given as ``given`` (an option's name): writing a
+    bundle never replaces nor removes it, even with --force (its only copy of a passphrase would be gone)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(st.st_mode):
+        _GIVEN_INPUTS.setdefault((st.st_dev, st.st_ino), given)
+
+
+def forget_inputs() -> None:
+    """A new command starts: no file given to it yet."""
+    _GIVEN_INPUTS.clear()
+
+
+def given_input(path: str | os.PathLike) -> str | None:
+    """How ``path`` was given to this command to read (:func:`keep_input`), if it is such a file."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    return _GIVEN_INPUTS.get((st.st_dev, st.st_ino)) if stat.S_ISREG(st.st_mode) else None
+
+
 def _size(n: int) -> str:
     for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size and n % size == 0:

@@ -56,7 +56,9 @@ class CertkitGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         from certkit.cli.arguments import refuse_odd_arguments
+        from certkit.files import forget_inputs
 
+        forget_inputs()  # a run's own (a test's runs share one process)
         refuse_odd_arguments(self, ctx, args)
         try:
             return super().parse_args(ctx, args)
@@ -267,7 +269,7 @@ class CheckedPath(click.Path):
         if isinstance(value, (str, bytes, os.PathLike)) and is_link_loop(value):  # to read or to write: neither
             raise click.ClickException(broken_link(value))
         try:
-            return super().convert(value, param, ctx)
+            converted = super().convert(value, param, ctx)
         except click.BadParameter as exc:
             text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
             if (broken := broken_link(text)) is not None:
@@ -282,6 +284,11 @@ class CheckedPath(click.Path):
             if not os.path.isdir(text) and not self.file_okay:
                 raise click.ClickException(f"{shown(text)} is a file; give a folder.") from None
             raise click.ClickException(exc.format_message()) from None
+        if param is not None and param.name != "out" and not isinstance(self, OutPath) and converted != "-":
+            from certkit.files import keep_input  # read by the command: no bundle it writes replaces or removes it
+
+            keep_input(converted, param.opts[0] if isinstance(param, click.Option) else param.human_readable_name)
+        return converted
 
 
 class OutPath(CheckedPath):
