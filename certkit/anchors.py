@@ -243,6 +243,25 @@ def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_close
                        "verify the chain alone)" for why in unread[:1] if fail_closed]
 
 
+def unread_inventory(ca_dir: str | Path | None, chain: list["x509.Certificate"]) -> str | None:
+    """Why the inventory of the CA directory ``ca_dir`` cannot be read (damaged, gone, another CA's), when
+    ``chain`` (leaf first) leads to its CA (holds it, or a certificate it signed): whether that inventory revoked
+    the chain cannot be told then. None otherwise (read, or no such CA directory, or another CA's chain)."""
+    from certkit.store import CADirectory
+    from certkit.withdrawals import inventory_problems
+
+    store = CADirectory(ca_dir)
+    try:
+        own = store.load_certificates()[0] if store.exists() else None
+    except (CertkitError, OSError, ValueError):
+        return None  # which CA it is cannot be read: nothing is claimed from it
+    if own is None or not (own in chain or any(signed_by(c, own) for c in chain)):
+        return None
+    unread: list[str] = []
+    inventory_problems(store.path, [c for c in chain if c != own], unread=unread)
+    return unread[0] if unread else None
+
+
 @dataclass(frozen=True)
 class RecordedCAs:
     """The CAs a CA directory knows: the intermediates its inventory records it signed, and its own chain."""

@@ -5,13 +5,21 @@
    issue-batch --force, which replace many folders: the CA key's passphrase file named like a leftover
    (chain.pem under a root CA) was gone after the run, exit 0. Every bundle write now refuses to replace or
    remove a file the command was given to read (bundle.check_writable, files.keep_input).
+2. serve --cert with --client-ca of another CA served a certificate its CA directory's inventory records as
+   revoked (keyCompromise) when that inventory could not be read (damaged, or another CA's named by
+   $CERTKIT_INVENTORY_URL): an unread inventory was taken for "nothing revoked", where round fourteen made the
+   library's server_context, verify and export-p12 refuse as "cannot be told". serve refuses to start now.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import PASSPHRASE, assert_clean_error, run_certkit
+import pytest
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit, wait_or_kill
 
 
 # --- 1. a passphrase file kept in a bundle folder, under bulk renewal and issue-batch --------------------------
@@ -51,3 +59,47 @@ def test_bulk_renewal_and_issue_batch_keep_a_passphrase_file_in_a_bundle_folder(
     assert not kept.exists()
     run_certkit("renew", "--all", "--passphrase-file", outside, env=env, check=True)
     assert not (srv / "chain.pem").exists()
+
+
+# --- 2. serve --cert of a revoked certificate, its CA's inventory unread --------------------------------------
+def _serve_exit(args: list, env: dict) -> subprocess.CompletedProcess:
+    """Run serve; a server that started (it prints its URL) is stopped and its words returned with exit None."""
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", "0", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # the URL when it started; "" once it exited
+        if first:
+            return subprocess.CompletedProcess(proc.args, None, first, "")
+        return subprocess.CompletedProcess(proc.args, proc.wait(60), "", proc.stderr.read())
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        wait_or_kill(proc, 60)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize("unread", ["damaged", "another CA's"])
+def test_serve_refuses_a_certificate_whose_revocation_cannot_be_read(tmp_path: Path, unread: str):
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for name in ("root", "other"):
+        run_certkit("init-ca", "--name", name, "--ca-dir", tmp_path / name, env=env, check=True)
+    srv = tmp_path / "srv"
+    run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "root", "--out", srv, env=env, check=True)
+    run_certkit("revoke", srv, "--reason", "keyCompromise", "--ca-dir", tmp_path / "root", env=env, check=True)
+    args = ["--ca-dir", tmp_path / "root", "--cert", srv / "fullchain.pem", "--key", srv / "privkey.pem",
+            "--client-ca", tmp_path / "other" / "ca.pem"]
+    assert "revoked on" in _serve_exit(args, env).stderr  # read: refused, as before
+    if unread == "damaged":
+        (tmp_path / "root" / "inventory.sqlite3").write_bytes(b"not a database" * 300)
+    else:
+        env = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "other" / "inventory.sqlite3"))
+    proc = _serve_exit(args, env)
+    assert proc.returncode is not None, f"serve started with a revoked certificate: {proc.stdout}"
+    assert_clean_error(proc, "whether its CA revoked it cannot be told")
+    # another CA's certificate served beside that CA directory is served as before
+    run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "other", "--out", tmp_path / "o", env=env,
+                check=True)
+    started = _serve_exit([*args[:2], "--cert", tmp_path / "o" / "fullchain.pem", "--key", tmp_path / "o" /
+                           "privkey.pem", *args[6:]], env)
+    assert started.returncode is None and "Listening on https://" in started.stdout, started

@@ -330,6 +330,11 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
         raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
                            "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
                            "serve issue one.")
+    from certkit.anchors import unread_inventory
+
+    if unread := unread_inventory(ca_dir, x509.load_pem_x509_certificates(chain_pem)):  # never taken for "none"
+        raise CertkitError(f"{shown(cert_file)} is not served: whether its CA revoked it cannot be told, as its "
+                           f"inventory cannot be read ({unread}).")
     if withdrawn := _withdrawn_check(ca_dir, chain_pem)():  # as certkit verify, from the same inventory
         raise CertkitError(f"{shown(cert_file)} is not a certificate to serve with: {withdrawn[0]}; clients "
                            "refuse it once they load the next CRL (certkit crl). Give a current server certificate "
