@@ -9,6 +9,10 @@
    revoked (keyCompromise) when that inventory could not be read (damaged, or another CA's named by
    $CERTKIT_INVENTORY_URL): an unread inventory was taken for "nothing revoked", where round fourteen made the
    library's server_context, verify and export-p12 refuse as "cannot be told". serve refuses to start now.
+3. renew --install-timer carried $CERTKIT_INVENTORY_URL naming an SQLite inventory by a relative path into the
+   unit (and the crontab line) as given, though renew.md says each path is made absolute: systemd starts the
+   service in /, where that path names nothing, so every nightly renewal failed. It is made absolute now, as
+   round fourteen made the inventory URL's paths in certkit-ca.json whole.
 """
 
 from __future__ import annotations
@@ -103,3 +107,23 @@ def test_serve_refuses_a_certificate_whose_revocation_cannot_be_read(tmp_path: P
     started = _serve_exit([*args[:2], "--cert", tmp_path / "o" / "fullchain.pem", "--key", tmp_path / "o" /
                            "privkey.pem", *args[6:]], env)
     assert started.returncode is None and "Listening on https://" in started.stdout, started
+
+
+# --- 3. the timer's $CERTKIT_INVENTORY_URL, a relative SQLite path -------------------------------------------
+@pytest.mark.parametrize("prefix", ["", "sqlite:///"])
+def test_the_timer_carries_a_relative_sqlite_inventory_url_in_full(tmp_path: Path, prefix: str):
+    from test_fleet_timer import exec_start, plain_env
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "root", "--ca-dir", tmp_path / "ca", env=env, check=True)
+    secret = tmp_path / "pf"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    relative = dict(env, CERTKIT_INVENTORY_URL=prefix + "ca/inventory.sqlite3")
+    run_certkit("renew", "--install-timer", "--expiring", "30d", "--ca-dir", tmp_path / "ca", "--passphrase-file",
+                secret, "--unit-dir", tmp_path / "units", env=relative, cwd=tmp_path, check=True)
+    argv, unit_env = exec_start((tmp_path / "units" / "certkit-renew.service").read_text())
+    assert unit_env["CERTKIT_INVENTORY_URL"] == prefix + str(tmp_path / "ca" / "inventory.sqlite3")
+    ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), cwd="/", capture_output=True, text=True,
+                         timeout=120)  # as systemd runs it: in /
+    assert (ran.returncode, ran.stderr) == (0, ""), ran.stderr

@@ -69,6 +69,9 @@ def program() -> tuple[list[str], dict[str, str]]:
 def _carried(name: str, value: str) -> str:
     if name in CARRIED_PATHS and value != "system":  # PGSSLROOTCERT=system: the system's CAs, not a file
         return os.path.abspath(os.path.expanduser(value))
+    if name == ENV_INVENTORY_URL and not value.startswith(("postgresql://", "postgres://")):  # an SQLite file
+        prefix = "sqlite:///" if value.startswith("sqlite:///") else ""
+        return prefix + os.path.abspath(os.path.expanduser(value.removeprefix(prefix)))
     return value
 
 
