@@ -12,7 +12,9 @@
 3. renew --install-timer carried $CERTKIT_INVENTORY_URL naming an SQLite inventory by a relative path into the
    unit (and the crontab line) as given, though renew.md says each path is made absolute: systemd starts the
    service in /, where that path names nothing, so every nightly renewal failed. It is made absolute now, as
-   round fourteen made the inventory URL's paths in certkit-ca.json whole.
+   round fourteen made the inventory URL's paths in certkit-ca.json whole. Its sibling, a hook given by a relative
+   path (--exec-once ./reload.sh), was written into the unit as given, so each night's renewals ran and their
+   reload failed (the server kept the old certificate): installing refuses it now, naming the full path.
 """
 
 from __future__ import annotations
@@ -127,3 +129,34 @@ def test_the_timer_carries_a_relative_sqlite_inventory_url_in_full(tmp_path: Pat
     ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), cwd="/", capture_output=True, text=True,
                          timeout=120)  # as systemd runs it: in /
     assert (ran.returncode, ran.stderr) == (0, ""), ran.stderr
+
+
+def test_a_timer_refuses_a_hook_given_by_a_relative_path(tmp_path: Path):
+    from test_fleet_timer import exec_start, plain_env
+
+    from fleet_helpers import backdated_ca, bundle
+
+    ca = backdated_ca(tmp_path / "ca")
+    bundle(ca, tmp_path / "web", "web.example.com", days=40, age=35)
+    secret = tmp_path / "pf"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    hook = tmp_path / "reload.sh"
+    hook.write_text(f"#!/bin/sh\necho reloaded >> {tmp_path / 'hook.log'}\n")
+    hook.chmod(0o755)
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    units = tmp_path / "units"
+    for option, cron in (("--exec-once", False), ("--exec", True)):
+        where = ["--cron"] if cron else ["--unit-dir", units]
+        proc = run_certkit("renew", "--install-timer", "--expiring", "14d", "--passphrase-file", secret, *where,
+                           option, "./reload.sh", env=env, cwd=tmp_path)
+        assert_clean_error(proc, f"give it in full ({hook})")
+        assert not units.exists()
+    # given in full, the timer's command runs it, started in / as systemd starts it
+    run_certkit("renew", "--install-timer", "--expiring", "14d", "--passphrase-file", secret, "--unit-dir", units,
+                "--exec-once", hook, env=env, cwd=tmp_path, check=True)
+    argv, unit_env = exec_start((units / "certkit-renew.service").read_text())
+    ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), cwd="/", capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "hook.log").read_text() == "reloaded\n"

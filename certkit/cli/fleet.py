@@ -175,6 +175,8 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
     argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
     argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
     argv += (["--days", str(days)] if days else [])
+    for option, hook in (("--exec", exec_each), ("--exec-once", exec_once)):
+        _refuse_relative_hook(option, hook)
     argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
     argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
     if p12_password_file is not None:
@@ -189,6 +191,19 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
         check_password(read_secret_file(p12_password_file, new=True))  # what each run reads: refused now, not daily
         argv += ["--p12-password-file", os.path.abspath(p12_password_file)]
     return argv
+
+
+def _refuse_relative_hook(option: str, hook: str | None) -> None:
+    """A timer's hook that starts with a relative path ('./reload.sh'), which runs by hand from this folder but
+    is looked for, each night, in the folder the timer starts in: / (systemd) or the home folder (cron)."""
+    try:
+        first = shlex.split(hook or "")[0]
+    except (ValueError, IndexError):
+        return
+    if "/" in first and not first.startswith(("/", "~", "$")):
+        raise click.ClickException(f"{option} '{shown(hook)}' starts with a relative path, {shown(first)}, which the "
+                                   "timer looks for in the folder it starts in (/ for systemd, the home folder for "
+                                   f"cron), not here: give it in full ({shown(os.path.abspath(first))}).")
 
 
 def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
