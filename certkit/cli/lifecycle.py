@@ -228,6 +228,7 @@ def revoke(certificate, reason, ca_dir, as_json):
       certkit revoke 5F3A9C01D2B4 --reason superseded
       certkit revoke ./old-laptop --reason cessation-of-operation && certkit crl --out crl.pem
     """
+    from certkit.cli.common import warn
     from certkit.errors import AlreadyRevoked, CertkitError
     from certkit.inventory.rows import parse_iso
     from certkit.lifecycle import find_certificate
@@ -261,8 +262,13 @@ def revoke(certificate, reason, ca_dir, as_json):
                                  f"certkit crl{_same_ca(ca_dir)} --out crl.pem") from None
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
+    for other, why in row.get("unchecked_rows", []):  # the key's other certificates: one may be among them
+        warn(f"The inventory row of certificate {other} is damaged ({why}), so whether it holds the same key cannot "
+             "be told, and it was not revoked: restore the inventory from a backup and, if it holds this key, "
+             f"revoke it too: certkit revoke {other} --reason keyCompromise{_same_ca(ca_dir)}")
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
             "revoked_at": iso(revoked_at), "revocation_reason": row["revocation_reason"], "also_revoked": also,
+            "unchecked": [other for other, _why in row.get("unchecked_rows", [])],
             "reason_was": row.get("reason_was")}
     was = row.get("reason_was")
     human = "\n".join([

@@ -418,31 +418,16 @@ class Inventory:
                        " WHERE serial = ?", (found[1] if upgrade else iso(when), reason, serial))
             # A compromised key is compromised in every certificate that holds it (the one renewed
             # with its key kept, the renewal of it, a CSR signed twice): all go on the CRL, at once.
-            sharers = self._same_key(tx, serial) if reason == KEY_COMPROMISE else []
+            from certkit.inventory.compromise import same_key
+
+            sharers, unchecked = same_key(tx, serial) if reason == KEY_COMPROMISE else ([], [])
             for other in sharers:
                 tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
                            " WHERE serial = ?", (iso(when), reason, other))
         row = self.get(serial)
-        row["also_revoked"] = sharers
+        row["also_revoked"], row["unchecked_rows"] = sharers, unchecked
         row["reason_was"] = found[2] if upgrade else None
         return row
-
-    def _same_key(self, tx, serial: str) -> list[str]:
-        """The other delivered, unrevoked certificates whose public key is that of ``serial`` (a
-        renewal still being written is revoked, and told so, when it is marked: mark_issued)."""
-        from certkit.keys import public_key_der
-
-        (der,) = tx.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
-        wanted = public_key_der(load_der(serial, der).public_key())
-        found = []
-        for other, other_der in tx.execute("SELECT serial, der FROM certificates WHERE status || '' = 'valid'"
-                                           " AND kind <> 'ca' AND serial <> ?", (serial,)):
-            try:
-                if public_key_der(load_der(other, other_der).public_key()) == wanted:
-                    found.append(other)
-            except CertkitError:
-                continue  # a damaged row: check names it
-        return sorted(found)
 
     def revoked(self) -> list[tuple[str, dt.datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL; a damaged

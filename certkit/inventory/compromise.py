@@ -2,7 +2,7 @@
 certificate is marked delivered, on either backend.
 
 ``revoke(..., keyCompromise)`` revokes the delivered certificates that share the key
-(``Inventory._same_key``); one still being written when that happens is revoked when it is marked
+(:func:`same_key`); one still being written when that happens is revoked when it is marked
 (:func:`revoke_compromised`), however it was issued (a renewal keeping its key, a CSR signed again,
 ``key=``). On SQLite, writers take turns (``BEGIN IMMEDIATE``). On PostgreSQL they do not, so the two
 sides share an advisory lock (:func:`hold_compromise_lock`): marking takes it shared, a keyCompromise
@@ -39,6 +39,26 @@ def compromised_keys(tx) -> dict[bytes, tuple[str, str]]:
         except CertkitError:
             continue  # a damaged row: check names it
     return keys
+
+
+def same_key(tx, serial: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The other delivered, unrevoked certificates whose public key is that of ``serial`` (a renewal still
+    being written is revoked, and told so, when it is marked: mark_issued); and (serial, why) of each such row
+    whose certificate cannot be read: whether it holds that key cannot be told, so it is named, never skipped."""
+    from certkit.errors import DamagedRow
+    from certkit.keys import public_key_der
+
+    (der,) = tx.execute("SELECT der FROM certificates WHERE serial = ?", (serial,)).fetchone()
+    wanted = public_key_der(load_der(serial, der).public_key())
+    found, unchecked = [], []
+    for other, other_der in tx.execute("SELECT serial, der FROM certificates WHERE status || '' = 'valid'"
+                                       " AND kind <> 'ca' AND serial <> ?", (serial,)):
+        try:
+            if public_key_der(load_der(other, other_der).public_key()) == wanted:
+                found.append(other)
+        except DamagedRow as exc:
+            unchecked.append((other, exc.reason))
+    return sorted(found), sorted(unchecked)
 
 
 def revoke_compromised(tx, serials: list[str], marks: str, keys: dict[bytes, tuple[str, str]],
