@@ -19,6 +19,11 @@
    whose inventory row is damaged (round fourteen: issuing refuses a key such a keyCompromise row may hold): the
    renewal's predecessor, holding the compromised key, stayed valid, with no word and exit 0. It is named now
    (a warning, and "unchecked" in --json), to revoke once the inventory is restored.
+5. Standard output that fails (round fourteen: one wording, "Cannot write to standard output: ...", and "what the
+   command did before this is done ... its report cut short"): crl > /dev/full said its report was cut short and
+   the work done, though the CRL itself, standard output's whole content, was lost; --format jsonl, k8s and tar
+   to standard output still said "Writing to standard output failed". The CRL's loss is said now, and the words
+   are one.
 """
 
 from __future__ import annotations
@@ -192,3 +197,24 @@ def test_a_key_compromise_names_a_damaged_row_it_could_not_check(ca_dir: Path, c
     assert data["also_revoked"] == [] and data["unchecked"] == [old]
     assert f"The inventory row of certificate {old} is damaged" in proc.stderr
     assert "whether it holds the same key cannot be told, and it was not revoked" in proc.stderr
+
+
+# --- 5. standard output that fails: the CRL lost, the formats' words ---------------------------------------------
+def _to_dev_full(args: list, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], stdout=full, stderr=subprocess.PIPE,
+                              env=env, cwd=cwd, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_standard_output_that_fails_says_what_was_lost(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    for as_json in ([], ["--json"], ["--der"]):
+        proc = _to_dev_full(["crl", *as_json], ca_env, tmp_path)
+        assert proc.returncode == 1 and proc.stderr.splitlines() == [
+            "Error: Cannot write to standard output: the disk is full; the CRL (number "
+            f"{1 + [[], ['--json'], ['--der']].index(as_json)}) was not delivered whole: run certkit crl again, or "
+            "give --out FILE."], proc.stderr
+    for fmt in ("jsonl", "k8s", "tar"):
+        proc = _to_dev_full(["issue-server", f"{fmt}.example.com", "--format", fmt], ca_env, tmp_path)
+        assert (proc.returncode, proc.stderr.splitlines()[-1]) == (
+            1, "Error: Cannot write to standard output: the disk is full."), proc.stderr

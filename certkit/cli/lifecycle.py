@@ -389,12 +389,28 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
             f"  this update  {when(revocation_list.last_update_utc)}",
             f"  next update  {when(revocation_list.next_update_utc)}  (publish a new CRL before then)",
         ]))
-    elif as_json:
-        click.echo(json.dumps(info | {"pem": data_bytes.decode()}, indent=2))
     else:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data_bytes)
-        sys.stdout.buffer.flush()
+        _crl_to_stdout(data_bytes, info, number, as_json)
+
+
+def _crl_to_stdout(data_bytes: bytes, info: dict, number: int, as_json: bool) -> None:
+    """The CRL on standard output (in the JSON with --json); one standard output cannot take is said to be
+    lost, not a report cut short after the work: the CRL was the work."""
+    from certkit.text import unnamed_os_error
+
+    try:
+        if as_json:
+            click.echo(json.dumps(info | {"pem": data_bytes.decode()}, indent=2))
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data_bytes)
+            sys.stdout.buffer.flush()
+    except OSError as exc:
+        said = unnamed_os_error(exc)
+        if said is None:
+            raise
+        raise click.ClickException(f"{said.rstrip('.')}; the CRL (number {number}) was not delivered whole: run "
+                                   "certkit crl again, or give --out FILE.") from None
 
 
 def _warn_carried(out: Path | None, carried: list) -> None:

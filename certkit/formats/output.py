@@ -344,7 +344,7 @@ class Output:
                                    "was written.") from None
             from certkit.bundle import os_reason
 
-            raise OutputClosed(f"Writing to {self.describe()} failed: {os_reason(exc)}.") from None
+            raise OutputClosed(f"Cannot write to {self.describe()}: {os_reason(exc)}.") from None
 
     def commit(self, inventory: "Inventory | None" = None) -> None:
         """Finish the output: close an archive, put a shared file in place (flushed to disk first),
