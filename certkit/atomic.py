@@ -94,15 +94,24 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def fsync_dir(path: Path) -> None:
+# What fsync of a folder says on a file system that cannot sync folders: nothing failed to reach the disk.
+_NO_FOLDER_SYNC = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EPERM)
+
+
+def fsync_dir(path: Path, *, strict: bool = False) -> None:
+    """Sync the folder ``path`` (its entries: files made, renamed or removed in it). With ``strict`` (a folder
+    assembled before it is put in place), a failure to reach the disk (an I/O error, a full disk) is raised, as
+    a file's failed sync is: what is renamed into place must be on disk; a file system that cannot sync
+    folders is no failure."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if strict and exc.errno not in _NO_FOLDER_SYNC:
+            raise
     finally:
         os.close(fd)
 
@@ -246,7 +255,7 @@ def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> I
             yield staging
             os.chmod(staging, mode)
             if sync:
-                fsync_dir(staging)
+                fsync_dir(staging, strict=True)
             pause_at("staged")
             try:
                 os.rename(staging, folder)  # replaces nothing but an empty folder

@@ -412,7 +412,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         if os.geteuid() == 0:
             os.chown(staging, info.st_uid, info.st_gid)
         if sync:
-            fsync_dir(staging)
+            fsync_dir(staging, strict=True)
         pause_at("staged")
         if not _cannot_swap_on(_NO_SWAP, exchange, staging, folder):
             _cannot_swap_on(_NO_SWAP, swap_by_renames, staging, folder)  # undoes itself when it fails

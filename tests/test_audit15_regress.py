@@ -24,10 +24,15 @@
    the work done, though the CRL itself, standard output's whole content, was lost; --format jsonl, k8s and tar
    to standard output still said "Writing to standard output failed". The CRL's loss is said now, and the words
    are one.
+6. A bundle folder assembled beside its place is synced (its files, then the folder) before it is renamed there;
+   a failed file sync refused the bundle (round fourteen named the jsonl/k8s/tar file's), but a failed sync of
+   the assembled folder (an I/O error) was swallowed: the bundle was put in place and recorded valid, exit 0,
+   its entries perhaps never on disk. It refuses now as a file's failed sync does, the old bundle kept.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +178,6 @@ def test_a_timer_refuses_a_hook_given_by_a_relative_path(tmp_path: Path):
 
 # --- 4. keyCompromise and a damaged row of the same key ---------------------------------------------------------
 def test_a_key_compromise_names_a_damaged_row_it_could_not_check(ca_dir: Path, ca_env: dict, tmp_path: Path):
-    import json
     import sqlite3
 
     from cryptography import x509
@@ -218,3 +222,47 @@ def test_standard_output_that_fails_says_what_was_lost(ca_dir: Path, ca_env: dic
         proc = _to_dev_full(["issue-server", f"{fmt}.example.com", "--format", fmt], ca_env, tmp_path)
         assert (proc.returncode, proc.stderr.splitlines()[-1]) == (
             1, "Error: Cannot write to standard output: the disk is full."), proc.stderr
+
+
+# --- 6. the assembled folder's failed sync ----------------------------------------------------------------------
+def _strace(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    import shutil
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    proc = subprocess.run([strace, "-f", "-qq", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+    if "ptrace" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("ptrace is not allowed here")
+    return proc
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new", "replaced"])
+def test_a_failed_sync_of_the_assembled_bundle_folder_refuses_the_bundle(tmp_path: Path, force: bool):
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Sync CA", env=env, check=True)
+    def issue(folder: str) -> list:
+        return [sys.executable, "-m", "certkit", "issue-server", "www.example.com", "--out", folder] + (
+            ["--force"] if force else [])
+
+    for folder in ("probe", "www") if force else ():
+        run_certkit(*issue(folder)[3:], env=env, cwd=tmp_path, check=True)
+    # which fsync syncs the folder assembled beside its place (the same run into another folder, traced)
+    trace = tmp_path / "trace"
+    _strace("-y", "-e", "trace=fsync", "-o", str(trace), *issue("probe"), env=env, cwd=tmp_path)
+    calls = [line for line in trace.read_text().splitlines() if "fsync(" in line]  # as strace counts them
+    nth = 1 + next(i for i, line in enumerate(calls) if line.rstrip().endswith("certkit-tmp>) = 0"))
+    before = (tmp_path / "www" / "cert.pem").read_bytes() if force else None
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    proc = _strace("-o", "/dev/null", "-e", f"inject=fsync:error=EIO:when={nth}", *issue("www"), env=env,
+                   cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == (
+        "Error: Cannot write the bundle in www: Input/output error."), proc.stderr
+    if force:
+        assert (tmp_path / "www" / "cert.pem").read_bytes() == before
+    else:
+        assert not (tmp_path / "www").exists()
+    assert [p.name for p in tmp_path.iterdir() if "certkit-tmp" in p.name] == []
+    after = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [r for r in after if r["status"] == "valid"] == [r for r in rows if r["status"] == "valid"]
