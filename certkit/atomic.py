@@ -101,8 +101,8 @@ _NO_FOLDER_SYNC = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, e
 def fsync_dir(path: Path, *, strict: bool = False) -> None:
     """Sync the folder ``path`` (its entries: files made, renamed or removed in it). With ``strict`` (a folder
     assembled before it is put in place), a failure to reach the disk (an I/O error, a full disk) is raised, as
-    a file's failed sync is: what is renamed into place must be on disk; a file system that cannot sync
-    folders is no failure."""
+    a file's failed sync is: what is renamed into place must be on disk; else (what was renamed into ``path`` is
+    in place) it is a warning. A file system that cannot sync folders is no failure."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -110,8 +110,15 @@ def fsync_dir(path: Path, *, strict: bool = False) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        if strict and exc.errno not in _NO_FOLDER_SYNC:
+        if exc.errno in _NO_FOLDER_SYNC:
+            return
+        if strict:
             raise
+        import warnings  # in place already: said, never taken for a sync that worked
+
+        warnings.warn(f"The folder {shown(os.path.abspath(path))} could not be synced to disk ({exc.strerror}): what "
+                      "was just put in it is there now, but may be lost if the machine stops before that disk "
+                      "recovers; check it.", stacklevel=2)
     finally:
         os.close(fd)
 

@@ -27,7 +27,9 @@
 6. A bundle folder assembled beside its place is synced (its files, then the folder) before it is renamed there;
    a failed file sync refused the bundle (round fourteen named the jsonl/k8s/tar file's), but a failed sync of
    the assembled folder (an I/O error) was swallowed: the bundle was put in place and recorded valid, exit 0,
-   its entries perhaps never on disk. It refuses now as a file's failed sync does, the old bundle kept.
+   its entries perhaps never on disk. It refuses now as a file's failed sync does, the old bundle kept. Once a
+   file or folder is renamed into place (a bundle, a CRL, a jsonl file), the failed sync of the folder it is in
+   was swallowed too: exit 0 with no word. It is a warning now (what is there may be lost if the machine stops).
 """
 
 from __future__ import annotations
@@ -266,3 +268,24 @@ def test_a_failed_sync_of_the_assembled_bundle_folder_refuses_the_bundle(tmp_pat
     assert [p.name for p in tmp_path.iterdir() if "certkit-tmp" in p.name] == []
     after = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
     assert [r for r in after if r["status"] == "valid"] == [r for r in rows if r["status"] == "valid"]
+
+
+@pytest.mark.parametrize("args", [["crl", "--out", "crl.pem"], ["issue-server", "www.example.com", "--out", "www"],
+                                  ["issue-server", "j.example.com", "--format", "jsonl", "--out", "j.jsonl"]],
+                         ids=["crl", "bundle", "jsonl"])
+def test_a_failed_sync_of_the_folder_an_output_was_put_in_is_said(tmp_path: Path, args: list):
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Sync CA", env=env, check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, "-m", "certkit", *args]
+    trace = tmp_path / "trace"
+    _strace("-y", "-e", "trace=fsync", "-o", str(trace), *command, env=env, cwd=tmp_path)  # once, beside work
+    calls = [line for line in trace.read_text().splitlines() if "fsync(" in line]  # as strace counts them
+    nth = 1 + max(i for i, line in enumerate(calls) if line.rstrip().endswith(f"<{tmp_path}>) = 0"))
+    proc = _strace("-o", "/dev/null", "-e", f"inject=fsync:error=EIO:when={nth}", *command, env=env, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"Warning: The folder {work} could not be synced to disk (Input/output error): what was just put in it is "
+        "there now, but may be lost if the machine stops before that disk recovers; check it."), proc.stderr
+    assert (work / args[-1]).exists()
