@@ -62,6 +62,13 @@ def test_bulk_renewal_and_issue_batch_keep_a_passphrase_file_in_a_bundle_folder(
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "is the file given as --passphrase-file, which this command reads" in proc.stdout + proc.stderr
     assert kept.read_text() == PASSPHRASE + "\n"
+    # the guard is the command's own: a library call in the same process afterwards replaces what it is told to
+    from certkit.issuing import FolderTarget, deliver, server_request
+    from certkit.store import CADirectory
+
+    deliver(CADirectory(ca_dir).load(PASSPHRASE.encode()), server_request(["a.example.com"]),
+            FolderTarget(srv, force=True))
+    assert not kept.exists()
 
     manifest = tmp_path / "m.csv"
     manifest.write_text("kind,names,out\nserver,b.example.com,b\n")

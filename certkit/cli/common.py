@@ -82,6 +82,10 @@ class CertkitGroup(click.Group):
                 said = (f"{said.rstrip('.')}. What the command did before this is done; it stopped there, its report "
                         "cut short.")
             raise click.ClickException(said) from None
+        finally:
+            from certkit.files import forget_inputs
+
+            forget_inputs()  # the command's own: nothing of it is guarded in this process's later calls
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
