@@ -245,16 +245,18 @@ def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_close
 
 def unread_inventory(ca_dir: str | Path | None, chain: list["x509.Certificate"]) -> str | None:
     """Why the inventory of the CA directory ``ca_dir`` cannot be read (damaged, gone, another CA's), when
-    ``chain`` (leaf first) leads to its CA (holds it, or a certificate it signed): whether that inventory revoked
-    the chain cannot be told then. None otherwise (read, or no such CA directory, or another CA's chain)."""
+    ``chain`` (leaf first) leads to its CA (holds it, or a certificate it signed), or why its CA certificate
+    cannot be read (then whether it is that CA cannot be told either): whether that inventory revoked the chain
+    cannot be told then. None otherwise (read, or no such CA directory, or another CA's chain)."""
     from certkit.store import CADirectory
     from certkit.withdrawals import inventory_problems
 
     store = CADirectory(ca_dir)
     try:
         own = store.load_certificates()[0] if store.exists() else None
-    except (CertkitError, OSError, ValueError):
-        return None  # which CA it is cannot be read: nothing is claimed from it
+    except (CertkitError, OSError, ValueError) as exc:  # which CA it is cannot be told: nor that it is not this one's
+        why = f"{exc.filename or store.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        return f"the CA directory {shown(store.path)} cannot be read: {why[:1].lower()}{why[1:].rstrip('.')}"
     if own is None or not (own in chain or any(signed_by(c, own) for c in chain)):
         return None
     unread: list[str] = []

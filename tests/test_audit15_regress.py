@@ -7,8 +7,9 @@
    remove a file the command was given to read (bundle.check_writable, files.keep_input).
 2. serve --cert with --client-ca of another CA served a certificate its CA directory's inventory records as
    revoked (keyCompromise) when that inventory could not be read (damaged, or another CA's named by
-   $CERTKIT_INVENTORY_URL): an unread inventory was taken for "nothing revoked", where round fourteen made the
-   library's server_context, verify and export-p12 refuse as "cannot be told". serve refuses to start now.
+   $CERTKIT_INVENTORY_URL), or the CA directory's ca.pem could not be read: taken for "nothing revoked", where
+   round fourteen made the library's server_context, verify and export-p12 refuse as "cannot be told". serve
+   refuses to start now.
 3. renew --install-timer carried $CERTKIT_INVENTORY_URL naming an SQLite inventory by a relative path into the
    unit (and the crontab line) as given, though renew.md says each path is made absolute: systemd starts the
    service in /, where that path names nothing, so every nightly renewal failed. It is made absolute now, as
@@ -108,7 +109,7 @@ def _serve_exit(args: list, env: dict) -> subprocess.CompletedProcess:
         proc.stderr.close()
 
 
-@pytest.mark.parametrize("unread", ["damaged", "another CA's"])
+@pytest.mark.parametrize("unread", ["damaged", "another CA's", "ca.pem damaged"])
 def test_serve_refuses_a_certificate_whose_revocation_cannot_be_read(tmp_path: Path, unread: str):
     env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
     for name in ("root", "other"):
@@ -121,11 +122,15 @@ def test_serve_refuses_a_certificate_whose_revocation_cannot_be_read(tmp_path: P
     assert "revoked on" in _serve_exit(args, env).stderr  # read: refused, as before
     if unread == "damaged":
         (tmp_path / "root" / "inventory.sqlite3").write_bytes(b"not a database" * 300)
+    elif unread == "ca.pem damaged":  # which CA it is cannot be told: nor that it is not this certificate's
+        (tmp_path / "root" / "ca.pem").write_text("not a certificate\n")
     else:
         env = dict(env, CERTKIT_INVENTORY_URL=str(tmp_path / "other" / "inventory.sqlite3"))
     proc = _serve_exit(args, env)
     assert proc.returncode is not None, f"serve started with a revoked certificate: {proc.stdout}"
     assert_clean_error(proc, "whether its CA revoked it cannot be told")
+    if unread == "ca.pem damaged":
+        return
     # another CA's certificate served beside that CA directory is served as before
     run_certkit("issue-server", "localhost", "--ca-dir", tmp_path / "other", "--out", tmp_path / "o", env=env,
                 check=True)

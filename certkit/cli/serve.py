@@ -333,8 +333,8 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from certkit.anchors import unread_inventory
 
     if unread := unread_inventory(ca_dir, x509.load_pem_x509_certificates(chain_pem)):  # never taken for "none"
-        raise CertkitError(f"{shown(cert_file)} is not served: whether its CA revoked it cannot be told, as its "
-                           f"inventory cannot be read ({unread}).")
+        raise CertkitError(f"{shown(cert_file)} is not served: whether its CA revoked it cannot be told "
+                           f"({unread.rstrip('.')}).")
     if withdrawn := _withdrawn_check(ca_dir, chain_pem)():  # as certkit verify, from the same inventory
         raise CertkitError(f"{shown(cert_file)} is not a certificate to serve with: {withdrawn[0]}; clients "
                            "refuse it once they load the next CRL (certkit crl). Give a current server certificate "
