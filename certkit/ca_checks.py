@@ -3,6 +3,8 @@ a serial to revoke as ``certkit revoke`` reads one (a unique prefix of 8 or more
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
@@ -421,3 +423,30 @@ def settle_unsaved(recorded, serial: str, path, cert) -> None:
             recorded.mark_abandoned([serial])
     except CertkitError:
         pass
+
+
+@contextmanager
+def after_saving(path, ca, recorded, serial: str) -> Iterator[None]:
+    """The steps of ``save_new`` once the new CA directory ``path`` is in place (its parent's row marked valid,
+    the directory read back): one that fails, or a Ctrl-C, SIGTERM or SIGHUP that lands there, says that the
+    CA was created (never only "Error: disk I/O error" or "Interrupted.", which send the user to create it
+    again and find a CA there), and the parent's row (``recorded``) is settled by what is there."""
+    from certkit.errors import Terminated
+
+    try:
+        yield
+    except BaseException as exc:
+        if recorded is not None:
+            settle_unsaved(recorded, serial, path, ca.cert)
+        kind = "intermediate" if ca.parents else "root"
+        created = (f"the CA directory {shown(path)} was created, whole ({kind} CA '{shown(ca.common_name)}', serial "
+                   f"{serial}): do not create it again; 'certkit check --ca-dir {shown(path)}' checks it"
+                   + (", and the next certkit command that opens its parent's inventory records it as issued there if "
+                      "this one could not" if recorded is not None else "") + ".")
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            exc.certkit_interrupted = f"Interrupted, but {created}"
+            raise
+        if not isinstance(exc, (CertkitError, OSError)):
+            raise
+        reason = str(exc) if isinstance(exc, CertkitError) else f"{exc.strerror or exc} ({shown(exc.filename)})."
+        raise CertkitError(f"{reason.rstrip()} But {created}") from None

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from certkit.atomic import new_folder, write_new_file
+from certkit.ca_checks import after_saving
 from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
@@ -36,7 +37,7 @@ from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
 from certkit.paths import check_lengths
-from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind
+from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind, record_saved_ca
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.vocabulary import absent_text, serial_hex
@@ -288,15 +289,14 @@ class CADirectory:
             if recorded is not None:
                 settle_unsaved(recorded, serial, self.path, ca.cert)  # placed after all: valid, else abandoned
             raise
-        pause_at("placed")
         ca._saved_in = self.path.absolute()  # saved once: a second directory of it is refused
-        if recorded is not None:
-            from certkit.store_inventory import record_saved_ca
-
-            recorded.mark_issued([serial])
-            record_saved_ca(recorded, serial, self.path)
-        if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
-            ca.inventory, ca.store = self.open().inventory, self
+        with after_saving(self.path, ca, recorded, serial):  # what fails from here on says that the CA exists
+            pause_at("placed")
+            if recorded is not None:
+                recorded.mark_issued([serial])
+                record_saved_ca(recorded, serial, self.path)
+            if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
+                ca.inventory, ca.store = self.open().inventory, self
         return files
 
     def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:

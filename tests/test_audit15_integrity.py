@@ -1,0 +1,84 @@
+"""The fifteenth round's integrity findings (audit integrity, round fifteen).
+
+1. ``init-ca`` that fails, or is stopped (Ctrl-C, SIGTERM, SIGHUP), once the new CA directory is in place (its
+   parent marking it issued, the directory read back) said only "Error: Cannot read the CA certificate
+   root/ca.pem: Input/output error." or "Interrupted.", exit 1 or 130/143: the user runs init-ca again and is
+   told a CA exists there. A stopped intermediate's row stayed pending in its parent's inventory until
+   another command came. Now the words say that the CA was created, whole, and where; the parent's row is
+   settled valid before the command exits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+from integrity_helpers import db_rows, interrupt, start_paused
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                       CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path), **extra)
+
+
+def _straced(args: list, env: dict, cwd: Path, *options: str) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` under strace with ``options`` (``-P PATH``, ``-e inject=...``)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    proc = subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", *options, sys.executable, "-m", "certkit",
+                           *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if "ptrace" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("ptrace is not allowed here")
+    return proc
+
+
+def _ca_rows(ca_dir: Path) -> list[tuple[str, str]]:
+    return [(r["subject"], r["status"]) for r in db_rows(ca_dir) if r["kind"] == "ca"]
+
+
+# --- 1. init-ca: what fails once the CA directory is in place says the CA exists ----------------------
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_an_intermediate_stopped_once_in_place_says_it_was_created(tmp_path: Path, signum: int, code: int) -> None:
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Root", env=env, check=True)
+    proc = start_paused(["init-ca", "--ca-dir", "issuing", "--parent-ca-dir", "ca", "--name", "Issuing"], env,
+                        tmp_path, "placed", tmp_path / "paused")
+    outcome = interrupt(proc, signum, tmp_path / "paused")
+    assert outcome.returncode == code, outcome
+    assert "Traceback" not in outcome.stderr
+    assert "the CA directory issuing was created, whole (intermediate CA 'Issuing'" in outcome.stderr, outcome.stderr
+    assert "do not create it again" in outcome.stderr
+    # settled before it exited, not left pending for the next command to find
+    assert _ca_rows(tmp_path / "ca") == [("CN=Issuing", "valid")]
+    assert run_certkit("check", "--ca-dir", tmp_path / "issuing", env=env).returncode == 0
+    issued = run_certkit("issue-server", "web.example.com", "--ca-dir", tmp_path / "issuing", env=env, cwd=tmp_path)
+    assert issued.returncode == 0, issued.stderr
+
+
+@pytest.mark.parametrize("parent", [False, True])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_io_error_reading_the_new_ca_back_says_it_was_created(tmp_path: Path, parent: bool,
+                                                                 as_json: bool) -> None:
+    """The directory is in place (and, for an intermediate, recorded valid by its parent); reading its ca.pem
+    back fails (an I/O error of the disk): init-ca exits 1 and says the CA is there."""
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Root", env=env, check=True)
+    args = ["init-ca", "--ca-dir", "new", "--name", "New", *(["--parent-ca-dir", "ca"] if parent else []),
+            *(["--json"] if as_json else [])]
+    proc = _straced(args, env, tmp_path, "-P", "new/ca.pem", "-e", "trace=openat", "-e",
+                    "inject=openat:error=EIO:when=1")
+    kind = "intermediate" if parent else "root"
+    assert_clean_error(proc, f"Cannot read the CA certificate new/ca.pem: Input/output error. But the CA directory "
+                             f"new was created, whole ({kind} CA 'New'")
+    assert run_certkit("check", "--ca-dir", tmp_path / "new", env=env).returncode == 0
+    if parent:
+        assert _ca_rows(tmp_path / "ca") == [("CN=New", "valid")]
+    again = run_certkit(*args[:-1] if as_json else args, env=env, cwd=tmp_path)
+    assert_clean_error(again, "A CA already exists in new")
