@@ -326,7 +326,16 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
 
 
 def bundle_error(folder: Path, exc: OSError) -> CertkitError:
+    if isinstance(exc, _Swapped):
+        return CertkitError(f"The bundle in {shown(folder)} was replaced (the new files are in place), but tidying up "
+                            f"after it failed: {os_reason(exc)}. Anything left beside it goes at certkit's next write "
+                            "there.")
     return CertkitError(f"Cannot write the bundle in {shown(folder)}: {os_reason(exc)}.")
+
+
+class _Swapped(OSError):
+    """An I/O error once a folder's new bundle was swapped into place (putting back what was created in it
+    meanwhile): the bundle is replaced, and the words say so."""
 
 
 def os_reason(exc: OSError) -> str:
@@ -419,11 +428,13 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         if sync:
             fsync_dir(parent)
         pause_at("swapped")
-        # Anything created in the old folder meanwhile goes back, but for the old bundle's (regular) files.
-        for entry in os.listdir(staging):
-            if (entry not in BUNDLE_FILES or (staging / entry).is_symlink() or not (staging / entry).is_file()) \
-                    and not os.path.lexists(folder / entry):
-                os.rename(staging / entry, folder / entry)
+        try:  # anything created in the old folder meanwhile goes back, but for the old bundle's (regular) files
+            for entry in os.listdir(staging):
+                if (entry not in BUNDLE_FILES or (staging / entry).is_symlink() or not (staging / entry).is_file()) \
+                        and not os.path.lexists(folder / entry):
+                    os.rename(staging / entry, folder / entry)
+        except OSError as exc:  # the new bundle is in place all the same: never said as not written
+            raise _Swapped(exc.errno, exc.strerror, exc.filename) from None
     except BaseException:
         remove_tree(staging)
         raise

@@ -6,6 +6,10 @@
    told a CA exists there. A stopped intermediate's row stayed pending in its parent's inventory until
    another command came. Now the words say that the CA was created, whole, and where; the parent's row is
    settled valid before the command exits.
+2. A bundle folder replaced whole (renew in place, export-p12, issue-* --force) whose new bundle was swapped into
+   place, and then an I/O error putting back what was created in the old folder meanwhile, said "Error: Cannot
+   write the bundle in alice: ...", exit 1: the new bundle was in place and recorded valid, and the user was
+   sent to renew (issue a certificate) again. Now it says the bundle was replaced and what failed after that.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
-from integrity_helpers import db_rows, interrupt, start_paused
+from integrity_helpers import db_rows, interrupt, listed, read_bundle, start_paused
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -82,3 +86,34 @@ def test_an_io_error_reading_the_new_ca_back_says_it_was_created(tmp_path: Path,
         assert _ca_rows(tmp_path / "ca") == [("CN=New", "valid")]
     again = run_certkit(*args[:-1] if as_json else args, env=env, cwd=tmp_path)
     assert_clean_error(again, "A CA already exists in new")
+
+
+# --- 2. a bundle swapped into place is never said to be not written ----------------------------------
+@pytest.mark.parametrize("command", ["renew", "export-p12", "issue-client"])
+def test_a_failure_after_the_swap_says_the_bundle_was_replaced(tmp_path: Path, command: str) -> None:
+    """The new bundle is swapped into place; then putting back what was created in the old folder meanwhile
+    fails (here the set-aside old folder was replaced by a file: Not a directory). The command said "Cannot
+    write the bundle in alice", exit 1, for a bundle that was written and recorded valid."""
+    env = _env(tmp_path, CERTKIT_P12_PASSWORD="p12 password here")
+    run_certkit("init-ca", "--name", "Swap CA", env=env, check=True)
+    run_certkit("issue-client", "alice", env=env, cwd=tmp_path, check=True)
+    args = {"renew": ["renew", "./alice"], "export-p12": ["export-p12", "./alice"],
+            "issue-client": ["issue-client", "alice", "--force"]}[command]
+    proc = start_paused(args, env, tmp_path, "swapped", tmp_path / "paused")
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(".alice.") and p.is_dir()]
+    aside.rename(tmp_path / "old-bundle")
+    aside.write_text("in the way\n")
+    outcome = interrupt(proc, 0, tmp_path / "paused")  # (signal 0: nothing sent, the pause released)
+    assert outcome.returncode == 1, outcome
+    assert "Traceback" not in outcome.stderr
+    assert outcome.stderr.startswith("Error: The bundle in alice was replaced (the new files are in place), but "
+                                     "tidying up after it failed: Not a directory."), outcome.stderr
+    assert "Cannot write" not in outcome.stderr
+    bundle = read_bundle(tmp_path / "alice")
+    assert bundle.complete
+    rows = listed(env)
+    assert [r["status"] for r in rows if r["serial"] == bundle.serial] == ["valid"]
+    if command == "export-p12":
+        assert (tmp_path / "alice" / "bundle.p12").is_file()
+    else:
+        assert len(rows) == 2 and bundle.serial != read_bundle(tmp_path / "old-bundle").serial
