@@ -209,29 +209,48 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
     ``inventory``: the one that gave ``data`` its number (:func:`sign_crl`). A CRL that does not reach
     ``path`` (a full disk, a refusal) gives its number back, unless a later one was taken meanwhile:
     no one saw a CRL of that number, and a cron job writing to a full disk would otherwise use up a
-    number on every try. A number is given back only while the file is not in place, so no published
-    CRL's number is ever given to another.
+    number on every try. A number is given back only while the file is certainly not in place, so no
+    published CRL's number is ever given to another; a failure once it is in place says that it is.
     """
     from certkit.atomic import PUBLIC_MODE, replace_file
 
     path = Path(path)
     ours = _read_crl(data)
+    renaming = False
     try:
         with _folder_held(path.parent):
             check_crl_target(path, issuer, force=force, ca_dirs=ca_dirs, key_id=_key_id(ours) if ours else None)
             theirs = _crl_file(path)
             if ours is not None and theirs is not None and _same_ca(ours, theirs):
                 _refuse_older(path, _crl_number(ours), _crl_number(theirs))
+            renaming = True  # from here on the CRL may be in place (a failure after its rename)
             try:
                 replace_file(path, data, PUBLIC_MODE)  # a temporary file beside it, fsynced, then renamed
             except OSError as exc:
                 from certkit.bundle import bundle_error
 
                 raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
-    except Exception:
-        if inventory is not None and ours is not None:
+    except Exception as exc:
+        placed = _placed(path, data) if ours is not None and renaming else False
+        if placed:  # published: its number stays taken, and the words say it is there
+            reason = str(exc) if isinstance(exc, CertkitError) else getattr(exc, "strerror", None) or str(exc)
+            raise CertkitError(f"CRL number {_crl_number(ours)} was written to {shown(path)} (it is in place), but "
+                               f"what followed failed: {reason.rstrip('.')}.") from None
+        if inventory is not None and ours is not None and placed is False:  # (None: perhaps there, kept taken)
             _give_back_number(inventory, _crl_number(ours))
         raise
+
+
+def _placed(path: Path, data: bytes) -> bool | None:
+    """Whether the file at ``path`` holds ``data`` (the CRL just written); None when it cannot be told. A number
+    is given back only when its CRL is certainly not there: two CRLs of one number would be published else."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
 
 
 def _give_back_number(inventory, number: int) -> None:

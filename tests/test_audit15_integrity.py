@@ -10,6 +10,10 @@
    place, and then an I/O error putting back what was created in the old folder meanwhile, said "Error: Cannot
    write the bundle in alice: ...", exit 1: the new bundle was in place and recorded valid, and the user was
    sent to renew (issue a certificate) again. Now it says the bundle was replaced and what failed after that.
+3. ``crl --out FILE`` whose CRL was renamed into place and then met an I/O error (closing the folder it syncs and
+   locks) said "Error: Input/output error." and gave its CRL number back: the next CRL, listing other
+   revocations, was published under the same number. A number is now given back only when its CRL is certainly
+   not in place, and the words say that it is.
 """
 
 from __future__ import annotations
@@ -117,3 +121,31 @@ def test_a_failure_after_the_swap_says_the_bundle_was_replaced(tmp_path: Path, c
         assert (tmp_path / "alice" / "bundle.p12").is_file()
     else:
         assert len(rows) == 2 and bundle.serial != read_bundle(tmp_path / "old-bundle").serial
+
+
+# --- 3. a CRL in place keeps its number ----------------------------------------------------------------
+def _crl_number(path: Path) -> int:
+    from cryptography import x509
+
+    crl = x509.load_pem_x509_crl(path.read_bytes())
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_a_failure_after_the_crl_is_in_place_keeps_its_number(tmp_path: Path) -> None:
+    """An I/O error once the CRL was renamed into place (closing its folder, which it syncs and locks) said
+    "Error: Input/output error." and gave its number back, so the next CRL, with other contents, was published
+    under the same number (RFC 5280 5.2.3: numbers increase)."""
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "CRL CA", env=env, check=True)
+    run_certkit("issue-client", "alice", env=env, cwd=tmp_path, check=True)
+    run_certkit("revoke", "./alice", env=env, cwd=tmp_path, check=True)
+    (tmp_path / "pub").mkdir()
+    run_certkit("crl", "--out", "pub/crl.pem", env=env, cwd=tmp_path, check=True)
+    assert _crl_number(tmp_path / "pub" / "crl.pem") == 1
+    proc = _straced(["crl", "--out", "pub/crl.pem"], env, tmp_path, "-P", str(tmp_path / "pub"), "-e",
+                    "trace=openat,close", "-e", "inject=close:error=EIO:when=2+")
+    assert_clean_error(proc, "CRL number 2 was written to pub/crl.pem (it is in place), but what followed failed: "
+                             "Input/output error.")
+    assert _crl_number(tmp_path / "pub" / "crl.pem") == 2
+    run_certkit("crl", "--out", "other.pem", env=env, cwd=tmp_path, check=True)
+    assert _crl_number(tmp_path / "other.pem") == 3  # never a second CRL numbered 2
