@@ -102,7 +102,9 @@ def fsync_dir(path: Path, *, strict: bool = False) -> None:
     """Sync the folder ``path`` (its entries: files made, renamed or removed in it). With ``strict`` (a folder
     assembled before it is put in place), a failure to reach the disk (an I/O error, a full disk) is raised, as
     a file's failed sync is: what is renamed into place must be on disk; else (what was renamed into ``path`` is
-    in place) it is a warning. A file system that cannot sync folders is no failure."""
+    in place) it is a warning, never an error: a caller that took it for a write that failed would undo what is
+    in place (a CRL's number given back, a file of keys marked abandoned). A file system that cannot sync folders
+    is no failure."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -120,7 +122,10 @@ def fsync_dir(path: Path, *, strict: bool = False) -> None:
                       "was just put in it is there now, but may be lost if the machine stops before that disk "
                       "recovers; check it.", stacklevel=2)
     finally:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:  # (the descriptor is released all the same)
+            pass
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:

@@ -14,6 +14,10 @@
    locks) said "Error: Input/output error." and gave its CRL number back: the next CRL, listing other
    revocations, was published under the same number. A number is now given back only when its CRL is certainly
    not in place, and the words say that it is.
+4. Syncing a folder after a rename into it let an error closing that folder escape (``atomic.fsync_dir``): an
+   ``issue-server --format jsonl --out FILE`` (or tar, or issue-batch) whose file of keys was in place said
+   "Error: Input/output error." and marked its certificates abandoned (``list`` did not show them); a new
+   bundle folder in place was said not written. Syncing a folder never fails a write that is done.
 """
 
 from __future__ import annotations
@@ -149,3 +153,24 @@ def test_a_failure_after_the_crl_is_in_place_keeps_its_number(tmp_path: Path) ->
     assert _crl_number(tmp_path / "pub" / "crl.pem") == 2
     run_certkit("crl", "--out", "other.pem", env=env, cwd=tmp_path, check=True)
     assert _crl_number(tmp_path / "other.pem") == 3  # never a second CRL numbered 2
+
+
+# --- 4. syncing a folder never undoes a write that is in place -----------------------------------------
+@pytest.mark.parametrize("args,output", [
+    (["issue-server", "web.example.com", "--format", "jsonl", "--out", "pub/out.jsonl"], "pub/out.jsonl"),
+    (["issue-server", "web.example.com", "--format", "tar", "--out", "pub/out.tar"], "pub/out.tar"),
+    (["issue-batch", "m.csv", "--format", "jsonl", "--out", "pub/out.jsonl"], "pub/out.jsonl"),
+    (["issue-server", "web.example.com", "--out", "pub/web"], "pub/web/privkey.pem"),
+])
+def test_an_error_closing_the_synced_folder_leaves_the_output_valid(tmp_path: Path, args: list,
+                                                                   output: str) -> None:
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Sync CA", env=env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names\nserver,web.example.com\n")
+    (tmp_path / "pub").mkdir()
+    proc = _straced(args, env, tmp_path, "-P", str(tmp_path / "pub"), "-e", "trace=openat,close", "-e",
+                    "inject=close:error=EIO:when=1+")
+    assert proc.returncode == 0 and "Error" not in proc.stderr, proc.stderr
+    assert (tmp_path / output).is_file()
+    rows = listed(env)
+    assert [(r["subject"], r["status"]) for r in rows] == [("CN=web.example.com", "valid")], rows
