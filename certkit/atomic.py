@@ -122,10 +122,16 @@ def fsync_dir(path: Path, *, strict: bool = False) -> None:
                       "was just put in it is there now, but may be lost if the machine stops before that disk "
                       "recovers; check it.", stacklevel=2)
     finally:
-        try:
-            os.close(fd)
-        except OSError:  # (the descriptor is released all the same)
-            pass
+        close_quietly(fd)
+
+
+def close_quietly(fd: int) -> None:
+    """Close a folder's descriptor whose work is done: an error from close() (the descriptor is released all
+    the same) must not turn a write that is in place into one said to have failed."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:

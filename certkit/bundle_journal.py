@@ -30,7 +30,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from certkit.atomic import SECRET_MODE, temporary_name, write_new_file
+from certkit.atomic import SECRET_MODE, close_quietly, temporary_name, write_new_file
 from certkit.constants import BUNDLE_FILES
 from certkit.errors import CertkitError, UnsafeOutputPath, loads_json
 from certkit.testhooks import pause_at
@@ -149,7 +149,7 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
         _carry_out(folder, fd, journal, plan)
         pause_at("swapped")
     finally:
-        os.close(fd)
+        close_quietly(fd)  # (the bundle may be in place: a failed close says nothing of it)
 
 
 def _moved(folder: Path) -> CertkitError:

@@ -17,7 +17,9 @@
 4. Syncing a folder after a rename into it let an error closing that folder escape (``atomic.fsync_dir``): an
    ``issue-server --format jsonl --out FILE`` (or tar, or issue-batch) whose file of keys was in place said
    "Error: Input/output error." and marked its certificates abandoned (``list`` did not show them); a new
-   bundle folder in place was said not written. Syncing a folder never fails a write that is done.
+   bundle folder in place was said not written. Syncing a folder never fails a write that is done; nor does
+   closing a folder whose bundle the journal replaced (renew of a folder holding more than its bundle said
+   "Error: Cannot write the bundle in alice: Input/output error." for a renewal in place and valid).
 """
 
 from __future__ import annotations
@@ -174,3 +176,18 @@ def test_an_error_closing_the_synced_folder_leaves_the_output_valid(tmp_path: Pa
     assert (tmp_path / output).is_file()
     rows = listed(env)
     assert [(r["subject"], r["status"]) for r in rows] == [("CN=web.example.com", "valid")], rows
+
+
+def test_an_error_closing_a_journaled_folder_leaves_the_renewal_in_place(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    run_certkit("init-ca", "--name", "Journal CA", env=env, check=True)
+    run_certkit("issue-client", "alice", env=env, cwd=tmp_path, check=True)
+    (tmp_path / "alice" / "notes.txt").write_text("the folder holds more than its bundle: the journal replaces it\n")
+    old = read_bundle(tmp_path / "alice").serial
+    proc = _straced(["renew", "./alice"], env, tmp_path, "-P", str(tmp_path / "alice"), "-e", "trace=openat,close",
+                    "-e", "inject=close:error=EIO:when=1+")
+    assert proc.returncode == 0 and "Error" not in proc.stderr, proc.stderr
+    bundle = read_bundle(tmp_path / "alice")
+    assert bundle.complete and bundle.serial != old
+    assert (tmp_path / "alice" / "notes.txt").is_file()
+    assert {r["serial"]: r["status"] for r in listed(env)} == {old: "valid", bundle.serial: "valid"}
