@@ -157,6 +157,23 @@ def free_port() -> int:
     raise RuntimeError("no loopback port left that this test process has not handed out")
 
 
+def serve_refused_at_start(folder: Path, env: dict, what: str) -> str:
+    """Run ``certkit serve`` with ``folder``'s cert.pem and privkey.pem, which it must refuse at start (exit 1,
+    one ``Error:`` line, returned); a server that starts instead fails the test, saying it started with ``what``."""
+    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--cert", folder / "cert.pem", "--key",
+                              folder / "privkey.pem", "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = serve.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        out, err = serve.communicate()
+        pytest.fail(f"serve started with {what}:\n{out}{err}")
+    assert serve.returncode == 1, out + err
+    assert err.startswith("Error: ") and err.count("\n") == 1, err
+    return err
+
+
 def wait_listening(port: int, process: subprocess.Popen | None = None, what: str = "the server", *,
                    timeout: float = 60.0, check=None, log=lambda: "") -> None:
     """Wait until something accepts TCP connections on 127.0.0.1:``port``, while ``process`` runs (and

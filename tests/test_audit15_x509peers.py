@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_audit14_x509peers import _gnutls_client, _python_handshake, _wait_port
+from test_audit14_x509peers import _gnutls_client, _python_handshake
 
-from conftest import PASSPHRASE, certkit_env, free_port, openssl, require, run_certkit, wait_or_kill
+from conftest import (
+    PASSPHRASE,
+    certkit_env,
+    free_port,
+    openssl,
+    require,
+    run_certkit,
+    serve_refused_at_start,
+    wait_listening,
+    wait_or_kill,
+)
 
 NOW = dt.datetime.now(dt.UTC)
 LONG_E = "66-bit public exponent"
@@ -210,16 +219,8 @@ def test_a_leaf_with_such_a_key_is_not_valid_as_openssl_and_java_refuse_it(tmp_p
     # serve, which refuses a certificate no client takes, refuses it at start.
     env = _env(tmp_path)
     run_certkit("init-ca", "--name", "Serve Test", env=env, check=True)
-    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--cert", leaf / "cert.pem", "--key",
-                              leaf / "privkey.pem", "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = serve.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        serve.kill()
-        out, err = serve.communicate()
-        pytest.fail(f"serve started with a certificate OpenSSL clients refuse:\n{out}{err}")
-    assert serve.returncode == 1 and err.startswith("Error: ") and err.count("\n") == 1 and LONG_E in err, err
+    err = serve_refused_at_start(leaf, env, "a certificate OpenSSL clients refuse")
+    assert LONG_E in err, err
 
 
 def test_a_chain_under_a_ca_with_such_a_key_is_said_as_openssl_and_java_refuse_it(tmp_path, keys):
@@ -256,7 +257,7 @@ def test_probe_says_no_of_a_server_certificate_certkit_verify_refuses(tmp_path, 
                                leaf / "cert.pem", "-key", leaf / "privkey.pem"], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port, server)
+        wait_listening(port, server)
         proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", leaf / "ca.pem", env=_env(tmp_path))
         assert _python_handshake(leaf, leaf / "ca.pem") is not None  # what an OpenSSL client makes of it
     finally:
