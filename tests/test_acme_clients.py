@@ -29,6 +29,7 @@ from acme_helpers import (
     ports,
     serial_of,
     split_chain,
+    stop_process,
     verify_server_certificate,
     wait_for,
 )
@@ -183,12 +184,7 @@ def test_caddy_http01(tmp_path: Path) -> None:
                               what="Caddy to serve its certificate")
             assert served == "hello from caddy"
         finally:
-            caddy.terminate()
-            try:
-                caddy.wait(20)
-            except subprocess.TimeoutExpired:
-                caddy.kill()
-                caddy.wait(10)
+            stop_process(caddy)
     assert "http-01 for app.acme.test: valid" in server.stderr
     stored = list((tmp_path / "caddy-home" / "data").rglob("app.acme.test.crt"))
     assert len(stored) == 1, stored

@@ -50,6 +50,7 @@ class Finalizer:
             raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
         # check_csr refuses, among the keys the pipeline never certifies, any ACME account's key (RFC 8555 11.1).
         csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
+        renews = self._renews(order, csr.public_key)
         if not self.state.begin_finalize(order.id):
             current = self.state.order(order.id)
             refuse_expired(current)
@@ -57,14 +58,31 @@ class Finalizer:
         with self._lock:
             self._running.add(order.id)
         try:
-            return self._issue(order.id, csr)
+            return self._issue(order.id, csr, renews)
         finally:
             with self._lock:
                 self._running.discard(order.id)
 
-    def _issue(self, order_id: str, csr) -> IssuedChain:
+    def _renews(self, order: Order, public_key) -> str | None:
+        """The certificate the order renews, recorded as its predecessor as ``certkit renew`` records
+        one (``list`` marks it renewed, ``--expiring`` leaves it out): the account's newest one for
+        exactly the order's identifiers, with a key of the same type (an RSA and an ECDSA certificate
+        for one name are two, not one renewing the other), still valid and not renewed yet."""
+        from certkit.inventory.rows import load_der
+        from certkit.keys import key_type_of
+
+        wanted = key_type_of(public_key)
+        for serial, der in self.state.renewable(order.account_id, order.identifiers):
+            try:
+                if key_type_of(load_der(serial, der).public_key()) == wanted:
+                    return serial
+            except CertkitError:
+                continue  # a damaged row: certkit check names it
+        return None
+
+    def _issue(self, order_id: str, csr, renews: str | None = None) -> IssuedChain:
         try:
-            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order_id,
+            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order_id, renews=renews,
                                      store=lambda chain: self._complete(order_id, chain))
         except NothingIssued as problem:
             self._end(order_id, None)

@@ -165,19 +165,27 @@ def lifetime(ca: "CA", days: int | None) -> int | None:
 
 
 def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str,
-                    store: "Callable[[IssuedChain], None]") -> IssuedChain:
+                    store: "Callable[[IssuedChain], None]", renews: str | None = None) -> IssuedChain:
     """Sign ``request`` (checked by :func:`check_csr`) as a server certificate; ``store`` puts it in
-    the order ``order_id`` while its inventory row is pending, and the row is valid once stored."""
-    from certkit.issuing import Target, begin, csr_request
+    the order ``order_id`` while its inventory row is pending, and the row is valid once stored.
+    ``renews``: the certificate it is recorded as renewing; one revoked or renewed meanwhile (the
+    inventory refuses the record) is not, and the certificate is issued as a first one."""
+    from dataclasses import replace
+
+    from certkit.errors import AlreadyRevoked, CannotRenew, UnknownCertificate
+    from certkit.issuing import Target, csr_request
 
     target = Target()
-    target.sink = "acme"
+    target.sink, target.replacing = "acme", renews  # replacing: no other successor of it is refused
+    planned = csr_request(request, KIND, days=lifetime(ca, days))
     stored: list[IssuedChain] = []
     try:
-        with begin(ca, csr_request(request, KIND, days=lifetime(ca, days)), target) as issued:
-            chain = IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
-            store(chain)
-            stored.append(chain)
+        try:
+            _deliver(ca, replace(planned, renewed_from=renews), target, store, stored)
+        except (AlreadyRevoked, CannotRenew, UnknownCertificate):  # only the record of ``renews`` says these
+            if renews is None or stored:
+                raise
+            _deliver(ca, planned, target, store, stored)
     except Problem:
         raise  # from store: the order was settled meanwhile, and the certificate abandoned
     except CertkitError as exc:
@@ -186,6 +194,16 @@ def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_
             return stored[0]
         raise _refusal(ca, request, exc) from None
     return stored[0]
+
+
+def _deliver(ca: "CA", planned, target, store: "Callable[[IssuedChain], None]", stored: list[IssuedChain]) -> None:
+    """Issue ``planned`` through the pipeline and ``store`` it while its row is pending; ``stored`` gets it."""
+    from certkit.issuing import begin
+
+    with begin(ca, planned, target) as issued:
+        chain = IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
+        store(chain)
+        stored.append(chain)
 
 
 def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
