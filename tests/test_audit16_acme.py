@@ -7,7 +7,10 @@
    newest one for exactly the same identifiers with a key of the same type that is still valid and not
    renewed yet; another account's, another name set's, another key type's (an RSA and an ECDSA certificate
    side by side) and a revoked one are not renewed by it, and a predecessor revoked while the new one is
-   being issued is not either (the certificate is issued all the same, as a first one).
+   being issued is not either (the certificate is issued all the same, as a first one);
+2. docs/acme.md said the clients print the server's problem documents; Debian's certbot 2.1 on Python 3.11
+   prints "AttributeError: can't set attribute" for every refusal but a failed challenge (certbot issue 9539,
+   fixed in 2.2), -v or not: the page says so now, and where the problem is (its letsencrypt.log).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from acme_helpers import (
     stop_process,
     wait_for,
 )
-from conftest import require, run_certkit
+from conftest import REPO, require, run_certkit
 
 
 def _rows(env: dict) -> dict[str, dict]:
@@ -224,3 +227,43 @@ def test_a_predecessor_revoked_while_its_renewal_is_issued_is_not_renewed(own) -
     assert rows[first]["status"] == "revoked" and rows[first]["renewed_by"] is None
     assert rows[second]["status"] == "valid" and rows[second]["renewed_from"] is None
 
+
+# --- 2: what certbot and lego show of a refusal -----------------------------------------------------
+def _version(tool: str) -> tuple[int, ...]:
+    import re
+
+    out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60)
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout + out.stderr)
+    assert found, out.stdout + out.stderr
+    return tuple(int(part) for part in found.groups() if part is not None)
+
+
+def test_what_certbot_and_lego_show_of_a_refusal_is_what_the_page_says(tmp_path: Path) -> None:
+    """docs/acme.md said the clients print the problem documents: lego does, but Debian's certbot 2.1 on
+    Python 3.11 prints only "AttributeError: can't set attribute" (certbot issue 9539, fixed in 2.2), -v or
+    not, and the problem is in its letsencrypt.log alone. The page says so now, and this is what they do."""
+    require("certbot")
+    require("lego")
+    page = " ".join((REPO / "docs" / "acme.md").read_text().split())
+    server, root, env, http_port, _ = start_server(tmp_path, "app.acme.test")
+    work = tmp_path / "certbot"
+    with server:
+        got = certbot(work, "certonly", "--standalone", "--agree-tos", "--register-unsafely-without-email", "-v",
+                      "--server", server.directory, "-d", "app.other.test", "--http-01-port", str(http_port),
+                      "--http-01-address", "127.0.0.1", root=root)
+        went = lego(tmp_path / "lego", server.directory, "--email", "ops@acme.test", "-d", "app.other.test", "--http",
+                    "--http.port", f"127.0.0.1:{http_port}", "run", root=root)
+    problem = "urn:ietf:params:acme:error:rejectedIdentifier :: 'app.other.test' is outside the domains"
+    assert went.returncode != 0 and problem in went.stderr, went.stderr
+    assert "lego prints the problem (`acme: error: 400 :: POST :: .../acme/new-order ::" in page
+    assert got.returncode != 0
+    log = (work / "logs" / "letsencrypt.log").read_text()
+    assert f"acme.messages.Error: {problem.split(' ::')[0]} ::" in log and "is outside the domains" in log
+    if _version("certbot") < (2, 2):
+        shown = got.stdout + got.stderr
+        assert "AttributeError: can't set attribute" in shown and "outside the domains" not in shown, shown
+        assert ("prints only `An unexpected error occurred: AttributeError: can't set attribute`, with `-v` too "
+                "(certbot issue 9539, fixed in certbot 2.2)") in page
+        assert "`acme.messages.Error: urn:ietf:params:acme:error:rejectedIdentifier :: ...`" in page
+    else:  # a certbot with the fix prints the problem itself
+        assert "outside the domains" in got.stdout + got.stderr, got.stderr
