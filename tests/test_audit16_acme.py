@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_acme_clients import CADDYFILE as CLIENTS_CADDYFILE
 from test_acme_clients import start_server
-from test_acme_concurrency import _let_go_once
+from test_acme_concurrency import BACKENDS, _inventory, _let_go_once, _two_tier
 from test_audit5_acme import _account, _obtain, _serial
 
 from acme_client import HTTP01Responder, b64
@@ -35,7 +35,6 @@ from acme_helpers import (
     caddy_env,
     certbot,
     lego,
-    make_two_tier,
     ports,
     serial_of,
     split_chain,
@@ -143,12 +142,12 @@ def test_caddys_renewals_are_recorded_as_renewals(tmp_path: Path) -> None:
 
 
 # --- 1: what a new order renews, and what it does not -----------------------------------------------
-@pytest.fixture
-def own(tmp_path):
-    """A server for a.acme.test and www.a.acme.test that pauses each time a certificate is signed, nothing
-    recorded yet (certkit.testhooks); a thread lets every pause go on at once, after ``on_pause[n]`` (the n-th
-    pause after the server's own certificate) if the test put one there."""
-    root, issuing, env = make_two_tier(tmp_path, permit=("--permit-dns", "acme.test", "--permit-ip", "127.0.0.0/8"))
+@pytest.fixture(params=BACKENDS)
+def own(request, tmp_path):
+    """A server for a.acme.test and www.a.acme.test, on SQLite and on PostgreSQL, that pauses each time a
+    certificate is signed, nothing recorded yet (certkit.testhooks); a thread lets every pause go on at once,
+    after ``on_pause[n]`` (the n-th pause after the server's own certificate) if the test put one there."""
+    root, _issuing, env = _two_tier(tmp_path, _inventory(request, request.param))
     (http_port,) = ports(1)
     marker = tmp_path / "pause"
     first = _let_go_once(marker)  # the server's own certificate, at start
@@ -156,7 +155,7 @@ def own(tmp_path):
                         "--resolve", "www.a.acme.test=127.0.0.1",
                         env=dict(env, CERTKIT_TEST_PAUSE_AT="signed", CERTKIT_TEST_PAUSE_FILE=str(marker)))
     first.join()
-    setup = SimpleNamespace(server=server, root=root / "ca.pem", env=env, http_port=http_port, pauses=0, on_pause={})
+    setup = SimpleNamespace(server=server, root=root, env=env, http_port=http_port, pauses=0, on_pause={})
     stop = threading.Event()
 
     def release() -> None:
