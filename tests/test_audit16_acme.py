@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_acme_clients import CADDYFILE as CLIENTS_CADDYFILE
 from test_acme_clients import start_server
-from test_acme_concurrency import BACKENDS, _inventory, _let_go_once, _two_tier
+from test_acme_concurrency import BACKENDS, _inventory, _let_go_once, _sql, _two_tier
 from test_audit5_acme import _account, _obtain, _serial
 
 from acme_client import HTTP01Responder, b64
@@ -96,6 +96,11 @@ def test_certbot_and_lego_renewals_are_recorded_as_renewals(tmp_path: Path) -> N
         after = serial_of(split_chain(path / "certificates" / "go.acme.test.crt", tmp_path)[0])
         _assert_renewed(env, before, after)
         assert _rows(env)[second]["renewed_by"] is None  # another account's names: nothing of lego's renews it
+    # the name names one current certificate now, the renewal (two before): renew NAME finds it, and
+    # says that its client renews it
+    told = run_certkit("renew", "bot.acme.test", env=env)
+    assert told.returncode == 1 and f"certificate {second} cannot be renewed in place" in told.stderr, told.stderr
+    assert "issued over ACME, to an ACME client, which renews it itself" in told.stderr
 
 
 # test_acme_clients' site, its renewals checked every second
@@ -147,7 +152,8 @@ def own(request, tmp_path):
     """A server for a.acme.test and www.a.acme.test, on SQLite and on PostgreSQL, that pauses each time a
     certificate is signed, nothing recorded yet (certkit.testhooks); a thread lets every pause go on at once,
     after ``on_pause[n]`` (the n-th pause after the server's own certificate) if the test put one there."""
-    root, _issuing, env = _two_tier(tmp_path, _inventory(request, request.param))
+    inventory = _inventory(request, request.param)
+    root, issuing, env = _two_tier(tmp_path, inventory)
     (http_port,) = ports(1)
     marker = tmp_path / "pause"
     first = _let_go_once(marker)  # the server's own certificate, at start
@@ -155,7 +161,8 @@ def own(request, tmp_path):
                         "--resolve", "www.a.acme.test=127.0.0.1",
                         env=dict(env, CERTKIT_TEST_PAUSE_AT="signed", CERTKIT_TEST_PAUSE_FILE=str(marker)))
     first.join()
-    setup = SimpleNamespace(server=server, root=root, env=env, http_port=http_port, pauses=0, on_pause={})
+    setup = SimpleNamespace(server=server, root=root, env=env, http_port=http_port, pauses=0, on_pause={},
+                            sql=lambda *args: _sql(issuing, inventory, *args))
     stop = threading.Event()
 
     def release() -> None:
@@ -207,6 +214,11 @@ def test_only_the_same_accounts_certificate_for_the_same_names_and_key_type_is_r
         assert rows[first]["renewed_by"] == second  # its renewal, revoked since, renewed it all the same
         fourth = _serial(_obtain(a, responder, p256(), "a.acme.test"))
         assert _rows(env)[fourth]["renewed_from"] == third
+
+        # a predecessor whose row is damaged (its DER unreadable: certkit check names it) is passed over
+        own.sql("UPDATE certificates SET der = ? WHERE serial = ?", (b"damaged", fourth))
+        fifth = _serial(_obtain(a, responder, p256(), "a.acme.test"))
+        assert _rows(env)[fifth]["renewed_from"] is None
 
 
 def test_a_predecessor_revoked_while_its_renewal_is_issued_is_not_renewed(own) -> None:

@@ -68,16 +68,16 @@ class Finalizer:
         one (``list`` marks it renewed, ``--expiring`` leaves it out): the account's newest one for
         exactly the order's identifiers, with a key of the same type (an RSA and an ECDSA certificate
         for one name are two, not one renewing the other), still valid and not renewed yet."""
-        from certkit.inventory.rows import load_der
+        from certkit.errors import DamagedRow
         from certkit.keys import key_type_of
 
         wanted = key_type_of(public_key)
-        for serial, der in self.state.renewable(order.account_id, order.identifiers):
+        for serial in self.state.renewable(order.account_id, order.identifiers):
             try:
-                if key_type_of(load_der(serial, der).public_key()) == wanted:
+                if key_type_of(self.ca.inventory.certificate(serial).public_key()) == wanted:
                     return serial
-            except CertkitError:
-                continue  # a damaged row: certkit check names it
+            except DamagedRow:
+                continue  # certkit check names it; an unreachable database is a 503, the order still ready
         return None
 
     def _issue(self, order_id: str, csr, renews: str | None = None) -> IssuedChain:
