@@ -10,7 +10,10 @@
    being issued is not either (the certificate is issued all the same, as a first one);
 2. docs/acme.md said the clients print the server's problem documents; Debian's certbot 2.1 on Python 3.11
    prints "AttributeError: can't set attribute" for every refusal but a failed challenge (certbot issue 9539,
-   fixed in 2.2), -v or not: the page says so now, and where the problem is (its letsencrypt.log).
+   fixed in 2.2), -v or not: the page says so now, and where the problem is (its letsencrypt.log);
+3. a valid or invalid authorization listed every challenge it had offered, the unattempted one still
+   "pending" in an authorization that is final, where RFC 8555 7.1.4 lists the challenge validated (valid) or
+   the one attempted and failed (invalid): it lists that one alone now; a pending one lists all it offers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from acme_helpers import (
     lego,
     ports,
     serial_of,
+    serving,
     split_chain,
     stop_process,
     wait_for,
@@ -278,3 +282,29 @@ def test_what_certbot_and_lego_show_of_a_refusal_is_what_the_page_says(tmp_path:
         assert "`acme.messages.Error: urn:ietf:params:acme:error:rejectedIdentifier :: ...`" in page
     else:  # a certbot with the fix prints the problem itself
         assert "outside the domains" in got.stdout + got.stderr, got.stderr
+
+
+# --- 3: the challenges of a final authorization -----------------------------------------------------
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory):
+    yield from serving(tmp_path_factory.mktemp("acme-audit16"), ("v.acme.test", "x.acme.test"))
+
+
+def test_a_final_authorization_lists_the_challenge_validated_or_failed_alone(acme) -> None:
+    c = _account(acme.server.directory, acme.root)
+    for name, wrong, final in (("v.acme.test", False, "valid"), ("x.acme.test", True, "invalid")):
+        url, order = c.new_order(name)
+        authz_url = order["authorizations"][0]
+        offered = c.get(authz_url)["challenges"]
+        assert sorted(ch["type"] for ch in offered) == ["http-01", "tls-alpn-01"]
+        assert {ch["status"] for ch in offered} == {"pending"}
+        with HTTP01Responder(acme.http_port, wrong=wrong) as responder:
+            c.authorize(order, responder)
+            assert c.wait(url, ("ready", "invalid"))["status"] == ("ready" if final == "valid" else "invalid")
+        authz = c.get(authz_url)
+        assert authz["status"] == final
+        (attempted,) = authz["challenges"]
+        assert attempted["type"] == "http-01" and attempted["status"] == final, attempted
+        assert ("error" in attempted) == (final == "invalid") and ("validated" in attempted) == (final == "valid")
+        other = next(ch for ch in offered if ch["type"] == "tls-alpn-01")
+        assert c.get(other["url"])["status"] == "pending"  # still fetched by its URL: nothing about it changed

@@ -92,8 +92,11 @@ class Resources:
         return doc
 
     def _authz_json(self, authz: Authorization, base: str) -> dict:
+        offered = authz.challenges
+        if authz.status in ("valid", "invalid"):  # RFC 8555 7.1.4: the challenge validated, or attempted and failed
+            offered = [c for c in offered if c.status != "pending"] or offered
         return {"identifier": authz.identifier, "status": authz.status, "expires": authz.expires,
-                "challenges": [self._challenge_json(c, base) for c in authz.challenges]}
+                "challenges": [self._challenge_json(c, base) for c in offered]}
 
     # --- accounts ---------------------------------------------------------------------------
     def new_account(self, request: Request) -> Response:
