@@ -14,6 +14,15 @@ when first used, so ``certkit --help`` starts fast.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # not typing's: importing typing would slow every start (mypy and pyright read this too)
+if TYPE_CHECKING:  # what type checkers see: the real classes, not __getattr__'s Any
+    from typing import Any
+
+    from certkit.ca import CA, IssuedCert
+    from certkit.errors import CertkitError
+    from certkit.inventory import Inventory
+    from certkit.store import CADirectory
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -24,10 +33,11 @@ _LAZY = {
     "CertkitError": "certkit.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+# Written out, not taken from _LAZY: type checkers read it as text (mypy --strict exports only these).
+__all__ = ["__version__", "CA", "IssuedCert", "CADirectory", "Inventory", "CertkitError"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
