@@ -105,12 +105,13 @@ class CA:
         check_parts(cert, key, parents, inventory, store)
         self.cert = cert
         self.key = key  # None until unlock() for a CA opened from a directory
-        # Issuers above this CA, nearest first; the last one is the root. Empty for a root.
-        self.parents = list(parents)
+        self.parents = list(parents)  # issuers above this CA, nearest first, up to the root (none for a root)
         self.inventory = inventory
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
         self.signed_cas: list[x509.Certificate] = []  # intermediates this object signed (CA.create)
+        # What it signed while it had no inventory, (Pending, weak reference to the IssuedCert or CA): recorded
+        self.unrecorded: list[tuple] = []  # by CADirectory.save_new (certkit.memory_delivery.record_issued_before)
         # leaf_validity's last answer for the second it was asked in, (asked, window, notes): replaced whole
         self._validity: tuple | None = None  # and read once, never read back (threads share a CA)
 

@@ -235,7 +235,14 @@ def record_signed_ca(parent, ca, directory) -> None:
     """A new intermediate, recorded by its ``parent``'s inventory: valid at once, or with ``directory``
     pending there until :meth:`CADirectory.save_new` puts it in a CA directory (wherever that is:
     the row then names the real one, :func:`recorded_by`)."""
-    if parent is None or parent.inventory is None:
+    if parent is None:
+        return
+    if parent.inventory is None:  # a parent in memory: recorded if it is saved (memory_delivery.record_issued_before)
+        from weakref import ref
+
+        from certkit.inventory import Pending
+
+        parent.unrecorded.append((Pending(ca.cert, "ca", sink="memory"), ref(ca)))
         return
     parent.inventory.add(ca.cert, "ca", issuer=parent.cert, ca_dir=directory)
     ca._recorded_by = parent.inventory  # save_new records where it is saved, with or without directory

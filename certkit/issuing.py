@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from certkit import names as _names
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
-from certkit.errors import CertkitError, InventoryError, Terminated, UnreadableFile
+from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile
 from certkit.names import Identity
 from certkit.paths import check_output
 from certkit.san_identities import check_request_names, identities_of, renewal_identities  # noqa: F401
@@ -124,7 +124,6 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
     one that ended with its CA ``ca`` (the CA's end cut it short) ends with it again, not sooner."""
     from cryptography import x509
 
-    from certkit.errors import CannotRenew
     from certkit.keys import check_new_key, check_private_key, public_key_der
     from certkit.vocabulary import check_bool, serial_hex, wrong_type
 
@@ -420,9 +419,10 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     """Record ``issued`` pending, each with its target's folder; a serial already taken is signed
     again (same key, fresh serial) in place in ``issued``."""
     from certkit.inventory import Pending
+    from certkit.memory_delivery import remember_unrecorded
 
-    if ca.inventory is None:
-        return
+    if ca.inventory is None:  # a CA in memory: recorded if it is saved (CADirectory.save_new)
+        return remember_unrecorded(ca, items, issued)
     # Certificates that only go into a file put in place later (a batch's jsonl or tar) need not be
     # on disk in the inventory yet: the file syncs the inventory before it is put in place
     # (certkit.formats.Output.commit), and until then nothing of theirs is delivered.

@@ -181,3 +181,46 @@ def recorded_row(issued: "IssuedCert", what: str) -> dict | None:
                            f"{what}: {str(exc).rstrip('.')}.") from None
     return None
 
+
+
+def remember_unrecorded(ca: "CA", items, issued: "list[IssuedCert]") -> None:
+    """What a CA with no inventory (made in memory) signed: kept with the CA object, so that
+    :func:`record_issued_before` records it if the CA is saved (``CADirectory.save_new``)."""
+    import weakref
+
+    from certkit.inventory import Pending
+
+    ca.unrecorded.extend(
+        (Pending(one.cert, one.kind, str(target.folder) if target.folder else None, target.sink,
+                 keyed=one.private_key is not None or getattr(target, "keeps_key", False)), weakref.ref(one))
+        for (_request, target), one in zip(items, issued, strict=True))
+
+
+def record_issued_before(ca: "CA") -> None:
+    """Once ``ca``, made in memory, is saved (``ca.inventory`` set): record, valid, what it signed before
+    (certificates, intermediates), as certificates it issues from now on are, so that ``certkit list`` shows
+    them and ``revoke`` and ``renew`` know them; a CRL could never list one otherwise. Those still held are
+    told: a certificate written to a folder later records the folder (and is refused once revoked), an
+    intermediate saved already is recorded in its directory, one saved later there."""
+    from certkit.store_inventory import record_saved_ca
+    from certkit.vocabulary import serial_hex
+
+    waiting, ca.unrecorded = ca.unrecorded, []
+    if not waiting:
+        return
+    inventory = ca.inventory
+    inventory.record_pending([pending for pending, _held in waiting])
+    inventory.mark_issued([serial_hex(pending.cert.serial_number) for pending, _held in waiting])
+    for pending, held in waiting:
+        one = held()
+        if one is None:
+            continue
+        if pending.kind == "ca":
+            if getattr(one, "_saved_in", None) is not None:
+                record_saved_ca(inventory, serial_hex(pending.cert.serial_number), one._saved_in)
+            else:
+                one._recorded_by = inventory  # its save_new records where it is saved
+            continue
+        one.ca_directories = ca.directories
+        if pending.sink == "memory":
+            one.recorder = WriteRecorder(ca)

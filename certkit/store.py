@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from certkit.atomic import new_folder, write_new_file
+from certkit.atomic import new_folder, sweep_stale, write_new_file
 from certkit.ca_checks import after_saving
 from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.constants import MAX_CERT_FILE_BYTES
@@ -37,7 +37,7 @@ from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
 from certkit.paths import check_lengths
-from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind, record_saved_ca
+from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind, record_ca_dir, record_saved_ca
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.vocabulary import absent_text, serial_hex
@@ -270,7 +270,6 @@ class CADirectory:
         ``parent`` recorded pending (``CA.create(..., directory=...)``) is marked valid in its
         inventory once the directory is in place, and abandoned if it could not be written.
         """
-        from certkit.atomic import sweep_stale
         from certkit.ca_checks import check_not_stored, check_saved, recorded_by, settle_unsaved
 
         passphrase = check_saved(ca, passphrase, inventory_url)
@@ -280,8 +279,6 @@ class CADirectory:
         serial = serial_hex(ca.cert.serial_number)
         recorded = recorded_by(ca, parent)  # CA.create(parent=..., directory=...) recorded it pending
         if recorded is not None:  # here, wherever it was planned to go (a crash: reconciled by looking here)
-            from certkit.store_inventory import record_ca_dir
-
             record_ca_dir(recorded, serial, self.path)
         try:
             files = self._write_new(ca, passphrase, inventory_url)
@@ -296,7 +293,10 @@ class CADirectory:
                 recorded.mark_issued([serial])
                 record_saved_ca(recorded, serial, self.path)
             if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
+                from certkit.memory_delivery import record_issued_before
+
                 ca.inventory, ca.store = self.open().inventory, self
+                record_issued_before(ca)  # and what it issued in memory before: listed, revocable, renewable
         return files
 
     def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:

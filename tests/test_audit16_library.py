@@ -4,6 +4,12 @@
    and pyright ``Any``: the lazy module ``__getattr__`` had no annotation, so ``py.typed`` checked nothing
    through it. ``CA.create("x").issue_server(5)`` passed ``mypy --strict``. The package now names its
    classes for type checkers (without importing them at run time), so mypy sees the real signatures.
+2. A CA made in memory records nothing until ``CADirectory(path).save_new(ca, ...)``, and what it had
+   signed before that stayed unknown to the directory's inventory for good: ``certkit revoke SERIAL`` of a
+   certificate (or of an intermediate!) it issued said "No certificate of this CA matches", so no CRL could
+   ever list it; ``certkit list`` and ``check`` showed none of them, ``certkit renew FOLDER`` blamed "an
+   inventory restored from an older backup". ``save_new`` now records them (valid; an intermediate saved
+   already, in its directory), and the objects still held are told, so a later ``write()`` records its folder.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,3 +74,77 @@ def test_importing_certkit_stays_lazy() -> None:
                               "if m.startswith(('certkit.', 'cryptography'))))"],
                              capture_output=True, text=True, timeout=120, check=True)
     assert started.stdout.strip() == "[]", started.stdout
+
+
+# --- finding 2: what a CA signed in memory is recorded when it is saved ----------------------------------
+def test_what_a_ca_signed_before_it_was_saved_can_be_listed_and_revoked(tmp_path: Path) -> None:
+    import json
+
+    from certkit import CA, CADirectory
+    from certkit.errors import AlreadyRevoked
+    from certkit.issuing import FolderTarget, deliver, server_request
+
+    root = CA.create("Saved Later")
+    early = root.issue_server("early.example")  # held by the caller
+    root.issue_client("dropped")  # not held: still signed, still to be recorded
+    delivered = deliver(root, server_request(["www.example"]), FolderTarget(str(tmp_path / "www"))).issued
+    inter = CA.create("Saved Later Issuing", parent=root)
+    leaf = inter.issue_server("leaf.example")
+    CADirectory(str(tmp_path / "inter")).save_new(inter, PASSPHRASE)  # saved first, no parent given
+    CADirectory(str(tmp_path / "root")).save_new(root, PASSPHRASE)
+    later = root.issue_client("after")
+
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    listed = run_certkit("list", "--json", env=env, cwd=tmp_path, check=True, subprocess=True)
+    rows = {row["subject"]: row for row in json.loads(listed.stdout)["certificates"]}
+    assert set(rows) == {"CN=early.example", "CN=dropped", "CN=www.example", "CN=Saved Later Issuing",
+                         "CN=after"}, rows
+    assert {rows[s]["status"] for s in rows} == {"valid"}
+    assert rows["CN=www.example"]["folder"] == str(tmp_path / "www")
+    assert rows["CN=www.example"]["serial"] == delivered.serial_hex
+    assert rows["CN=Saved Later Issuing"]["folder"] == str(tmp_path / "inter")
+    assert rows["CN=early.example"]["serial"] == early.serial_hex
+    assert rows["CN=after"]["serial"] == later.serial_hex
+    inter_rows = run_certkit("list", "--json", "--ca-dir", tmp_path / "inter", env=env, cwd=tmp_path, check=True,
+                             subprocess=True)
+    assert [r["serial"] for r in json.loads(inter_rows.stdout)["certificates"]] == [leaf.serial_hex]
+    checked = run_certkit("check", env=env, cwd=tmp_path, subprocess=True)
+    assert checked.returncode == 0 and "5 certificates recorded" in checked.stdout, checked.stdout
+
+    # Revoked by the command line, listed by the CRL, refused by openssl.
+    for serial in (early.serial_hex, inter.cert.serial_number):
+        run_certkit("revoke", format(serial, "X") if isinstance(serial, int) else serial, "--reason",
+                    "keyCompromise", env=env, cwd=tmp_path, check=True, subprocess=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", env=env, cwd=tmp_path, check=True, subprocess=True)
+    (tmp_path / "early.pem").write_bytes(early.cert_pem)
+    refused = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "root" / "ca.pem"),
+                              "-CRLfile", str(tmp_path / "crl.pem"), str(tmp_path / "early.pem")],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr, refused
+    (tmp_path / "inter.pem").write_bytes(inter.cert_pem)
+    refused = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "root" / "ca.pem"),
+                              "-CRLfile", str(tmp_path / "crl.pem"), str(tmp_path / "inter.pem")],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr, refused
+    # The object held is told: its CA's inventory now says revoked, so it is not written.
+    with pytest.raises(AlreadyRevoked):
+        early.write(str(tmp_path / "early"))
+    assert not (tmp_path / "early").exists()
+
+
+def test_a_certificate_issued_before_saving_and_written_after_is_renewed_in_its_folder(tmp_path: Path) -> None:
+    import json
+
+    from certkit import CA, CADirectory
+
+    ca = CA.create("Saved Later")
+    server = ca.issue_server("soon.example", days=10)
+    CADirectory(str(tmp_path / "ca")).save_new(ca, PASSPHRASE)
+    server.write(str(tmp_path / "soon"))
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("renew", "--expiring", "30d", env=env, cwd=tmp_path, check=True, subprocess=True)
+    listed = json.loads(run_certkit("list", "--json", env=env, cwd=tmp_path, check=True, subprocess=True).stdout)
+    renewed = [r for r in listed["certificates"] if r["renewed_from"] == server.serial_hex]
+    assert len(renewed) == 1 and renewed[0]["folder"] == str(tmp_path / "soon"), listed
+    on_disk = (tmp_path / "soon" / "cert.pem").read_bytes()
+    assert on_disk != server.cert_pem
