@@ -74,7 +74,7 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
     from certkit.vocabulary import wrong_type
 
     if extra is not None and not isinstance(extra, Mapping):
-        raise wrong_type("extra's result", "a mapping of {file name: bytes}", extra)
+        raise wrong_type("extra's result", "a mapping of {file name: bytes}", extra, secret=True)
     checked: dict[str, bytes] = {}
     for name, data in (extra or {}).items():
         plain = isinstance(name, str) and name not in ("", ".", "..") and is_utf8(name) and not _has_control(
@@ -86,7 +86,7 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
             raise CertkitError(f"The extra file {name} would replace the bundle's own {name}; certkit writes "
                                f"that file itself. Give another name.")
         if not isinstance(data, (bytes, bytearray)):
-            raise wrong_type(f"the content of the extra file {name}", "bytes", data)
+            raise wrong_type(f"the content of the extra file {name}", "bytes", data, secret=True)  # a key, maybe
         checked[name] = bytes(data)
     return checked
 

@@ -46,7 +46,7 @@ def check_parts(cert, key, parents, inventory=None, store=None) -> None:
     check_chain(cert, list(parents))
     if key is not None:
         if not callable(getattr(key, "public_key", None)):
-            raise wrong_type("key", "the CA's private key", key)
+            raise wrong_type("key", "the CA's private key", key, secret=True)
         if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
             raise CertkitError(f"The key given is not the key of the CA certificate "
                                f"{shown(cert.subject.rfc4514_string())}: certificates signed with it would not verify.")
@@ -186,7 +186,7 @@ def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
         raise CertkitError(f"The CA '{shown(ca.common_name)}' is locked (its key is not loaded): unlock() it before "
                            "saving it as a new CA directory.")
     if callable(passphrase):
-        raise wrong_type("passphrase", "bytes, a str or None", passphrase)
+        raise wrong_type("passphrase", "bytes, a str or None", passphrase, secret=True)
     secret = _secret_bytes(passphrase)
     if secret and (problem := new_secret_problem(secret)):  # as init-ca refuses it (empty: said below, passphrase=None)
         raise InvalidArgument(f"The passphrase {problem}.")

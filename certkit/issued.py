@@ -259,7 +259,7 @@ def _check_write(folder, extra, force) -> None:
     check_folder(folder)
     if extra is not None and not (isinstance(extra, Mapping) and all(
             isinstance(name, str) and isinstance(data, (bytes, bytearray)) for name, data in extra.items())):
-        raise wrong_type("extra", "a dict of file name (str) -> content (bytes)", extra)
+        raise wrong_type("extra", "a dict of file name (str) -> content (bytes)", extra, secret=True)
     for name in extra or {}:
         check_utf8(name, "The extra file name", UnsafeOutputPath)
         if _has_control(name) and "\0" not in name:  # a NUL: no plain name at all (check_extra says so)

@@ -17,6 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Union
 
 from certkit.errors import CertkitError, InvalidArgument, PassphraseRequired, WrongPassphrase
+from certkit.vocabulary import wrong_type
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -50,8 +51,6 @@ P521_NOTE = ("a P-521 key works with OpenSSL-based peers and GnuTLS, but Chrome 
 def check_key_type(key_type: str) -> str:
     """``key_type`` if it is one of :data:`KEY_TYPES`; a TypeError if it is not a str."""
     if not isinstance(key_type, str):
-        from certkit.vocabulary import wrong_type
-
         raise wrong_type("key_type", f"a str, one of {', '.join(KEY_TYPES)}", key_type)
     if key_type not in KEY_TYPES:
         from certkit.text import shown
@@ -175,9 +174,8 @@ def check_private_key(key, what: str = "key", *, token: bool = False):
              dsa.DSAPrivateKey, dh_key, x25519.X25519PrivateKey, x448.X448PrivateKey)
     held = token and hasattr(key, "sign_builder") and callable(getattr(key, "public_key", None))
     if not isinstance(key, kinds) and not held:
-        from certkit.vocabulary import wrong_type
-
-        raise wrong_type(what, "a private key (cryptography's rsa, ec or ed25519)", key)
+        material = isinstance(key, (str, bytes, bytearray, memoryview))  # a PEM, DER or raw key: never shown
+        raise wrong_type(what, "a private key (cryptography's rsa, ec or ed25519)", key, secret=material)
     problem = key_policy_problem(key.public_key())
     if problem:
         raise CertkitError(f"The {what} given is {problem}.")

@@ -120,7 +120,7 @@ def check_password(password: bytes | str) -> bytes:
             raise InvalidArgument(f"The PKCS#12 password {NOT_UTF8_SECRET}.")
         password = password.encode("utf-8")
     if not isinstance(password, bytes):
-        raise wrong_type("password", "bytes or a str", password)
+        raise wrong_type("password", "bytes or a str", password, secret=True)
     if not password:
         raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
     if problem := new_secret_problem(password):

@@ -141,7 +141,7 @@ def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
         return bytes(secret)
     from certkit.vocabulary import wrong_type
 
-    raise wrong_type(f"The {what}", "bytes, a str or a callable returning one", secret)
+    raise wrong_type(f"The {what}", "bytes, a str or a callable returning one", secret, secret=True)
 
 
 def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Path:

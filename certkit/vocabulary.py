@@ -94,13 +94,13 @@ def serial_digits(text: str) -> str | None:
     return text.upper()
 
 
-def wrong_type(what: str, expected: str, value) -> TypeError:
+def wrong_type(what: str, expected: str, value, *, secret: bool = False) -> TypeError:
     """The TypeError (:class:`certkit.errors.WrongType`, a CertkitError too) for a library argument of
     the wrong type, naming what was given: ``names must be str, got bytes b'localhost'`` (not a failure
-    deep inside, or a false message)."""
+    deep inside, or a false message); only its type if it may be ``secret`` (tracebacks reach CI logs)."""
     from certkit.errors import WrongType
 
-    given = "None" if value is None else f"{type(value).__name__} {_short_repr(value)}"
+    given = "None" if value is None else f"{type(value).__name__} {_short_repr(value, secret)}"
     return WrongType(f"{what} must be {expected}, got {given}")
 
 
@@ -112,9 +112,9 @@ def check_bool(what: str, value) -> bool:
     return value
 
 
-def _short_repr(value) -> str:
+def _short_repr(value, secret: bool = False) -> str:
     try:
-        text = repr(value)
+        text = "(not shown: it may be a secret)" if secret else repr(value)
     except Exception:  # a broken __repr__ must not hide the real mistake
         text = "<unprintable>"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -10,6 +10,10 @@
    ever list it; ``certkit list`` and ``check`` showed none of them, ``certkit renew FOLDER`` blamed "an
    inventory restored from an older backup". ``save_new`` now records them (valid; an intermediate saved
    already, in its directory), and the objects still held are told, so a later ``write()`` records its folder.
+3. A secret given as the wrong type was quoted in the TypeError, and so in every traceback and CI log:
+   ``save_new(ca, [passphrase])`` said ``got list ['hunter2...']``, ``issued_pkcs12(cert, bytearray(pw))``
+   printed the password, a raw Ed25519 key passed as ``key=`` showed its first 14 bytes, an extra file's
+   content of the wrong type the start of a traditional EC key. They are named by their type alone now.
 """
 
 from __future__ import annotations
@@ -148,3 +152,75 @@ def test_a_certificate_issued_before_saving_and_written_after_is_renewed_in_its_
     assert len(renewed) == 1 and renewed[0]["folder"] == str(tmp_path / "soon"), listed
     on_disk = (tmp_path / "soon" / "cert.pem").read_bytes()
     assert on_disk != server.cert_pem
+
+
+# --- finding 3: a secret of the wrong type is not quoted in the error ------------------------------------
+SECRET = "hunter2-correct-horse"
+
+
+def _secret_calls(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from certkit import CA, CADirectory
+    from certkit.pkcs12 import issued_pkcs12
+
+    ca = CA.create("Secrets")
+    server = ca.issue_server("localhost")
+    raw = ed25519.Ed25519PrivateKey.generate().private_bytes_raw()
+    sec1 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    CADirectory(str(tmp_path / "ca")).save_new(CA.create("Locked"), PASSPHRASE)
+    locked = CADirectory(str(tmp_path / "ca")).open()
+    return {
+        "save_new [passphrase]": ([SECRET], lambda: CADirectory(str(tmp_path / "n")).save_new(ca, [SECRET])),
+        "save_new {passphrase}": ({"pw": SECRET}, lambda: CADirectory(str(tmp_path / "n")).save_new(ca, {"p": SECRET})),
+        "unlock (passphrase,)": ((SECRET,), lambda: locked.unlock((SECRET,))),
+        "unlock callable -> list": ([SECRET], lambda: locked.unlock(lambda: [SECRET])),
+        "issued_pkcs12 bytearray": (bytearray(SECRET.encode()),
+                                    lambda: issued_pkcs12(server, bytearray(SECRET.encode()))),
+        "issued_pkcs12 [password]": ([SECRET], lambda: issued_pkcs12(server, [SECRET])),
+        "issue_client raw key": (raw, lambda: ca.issue_client("alice", key=raw)),
+        "CA.create PEM key": (sec1, lambda: CA.create("Other", key=sec1)),
+        "CA(cert, PEM key)": (sec1, lambda: CA(ca.cert, sec1)),
+        "write extra content str": (sec1, lambda: server.write(str(tmp_path / "w"), extra={"tls.key": sec1.decode()})),
+        "write extra pairs": (sec1, lambda: server.write(str(tmp_path / "w"), extra=[("tls.key", sec1)])),
+    }
+
+
+def _fragments(secret) -> list[str]:
+    """Pieces of ``secret`` as a message could show them: its text, its repr, 8-byte runs of its bytes."""
+    if isinstance(secret, (list, tuple)):
+        secret = secret[0]
+    if isinstance(secret, dict):
+        secret = next(iter(secret.values()))
+    data = secret.encode() if isinstance(secret, str) else bytes(secret)
+    body = b"".join(data.splitlines()[1:-1]) if data.startswith(b"-----") else data  # a PEM's base64 body
+    runs = [body[i:i + 8] for i in range(0, max(1, len(body) - 8), 4)]
+    return [repr(run)[2:-1] for run in runs] + [run.decode("latin-1") for run in runs]
+
+
+@pytest.mark.parametrize("call", ["save_new [passphrase]", "save_new {passphrase}", "unlock (passphrase,)",
+                                  "unlock callable -> list", "issued_pkcs12 bytearray", "issued_pkcs12 [password]",
+                                  "issue_client raw key", "CA.create PEM key", "CA(cert, PEM key)",
+                                  "write extra content str", "write extra pairs"])
+def test_a_secret_of_the_wrong_type_is_named_by_its_type_alone(tmp_path: Path, call: str) -> None:
+    from certkit.errors import WrongType
+
+    secret, attempt = _secret_calls(tmp_path)[call]
+    with pytest.raises(WrongType) as refused:
+        attempt()
+    said = f"{refused.value!s} {refused.value!r}"
+    assert "(not shown: it may be a secret)" in said, said
+    leaked = [piece for piece in _fragments(secret) if piece in said]
+    assert not leaked, (said, leaked)
+    assert not (tmp_path / "n").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_traceback_of_a_wrong_passphrase_type_shows_no_secret(tmp_path: Path) -> None:
+    script = ("import os\nfrom certkit import CA, CADirectory\n"
+              "CADirectory('ca').save_new(CA.create('T'), [os.environ['THE_SECRET']])\n")
+    ran = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=dict(certkit_env(HOME=str(tmp_path)), THE_SECRET=SECRET))
+    assert ran.returncode == 1 and "WrongType: The passphrase must be bytes" in ran.stderr, ran.stderr
+    assert SECRET not in ran.stderr + ran.stdout

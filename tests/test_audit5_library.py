@@ -147,7 +147,8 @@ def test_configure_cert_names_ctx_before_writing(ca: CA, ctx, tmp_path: Path, mo
 @pytest.mark.parametrize(("folder", "extra", "named"), [
     (None, None, "folder must be a str or a Path, got None"),
     (b"w/i", None, "folder must be a str or a Path, got bytes b'w/i'"),
-    ("w", ["a"], "extra must be a dict of file name (str) -> content (bytes), got list ['a']"),
+    ("w", ["a"], "extra must be a dict of file name (str) -> content (bytes), got list (not shown: it may be a "
+                 "secret)"),
     ("w", {"note.txt": "text"}, "extra must be a dict"),
     ("w", {1: b"data"}, "extra must be a dict"),
 ])
