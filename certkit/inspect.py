@@ -1,9 +1,8 @@
 """Describing certificates, CSRs and bundles in plain words.
 
-:func:`certkit.material.load_material` reads a file (PEM with any mix of certificates, CSRs and
-keys, or a DER certificate/CSR) or a bundle folder; :func:`describe_certificate`
-and :func:`describe_csr` turn one object into a dict of facts, including a
-"usable for" sentence; :func:`inspect_path` does both for ``certkit inspect``.
+:func:`certkit.material.load_material` reads a file (PEM with any mix of certificates, CSRs and keys, or a
+DER certificate/CSR) or a bundle folder; :func:`describe_certificate` and :func:`describe_csr` turn one
+object into a dict of facts, including a "usable for" sentence; :func:`inspect_path` does both for ``certkit inspect``.
 Private keys are only ever described by type and by whether they match a
 certificate: no key material leaves this module.
 """
@@ -16,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, describe_parse_error, parse_errors
+from certkit.handshake_keys import signing_usage_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
+from certkit.paths import check_path_argument
+from certkit.profiles import aware
 from certkit.text import shown
 from certkit.vocabulary import (
     colons,
@@ -33,6 +35,8 @@ from certkit.vocabulary import (
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from certkit.ca import CA, IssuedCert
 
 
 # --- describing ---------------------------------------------------------------------
@@ -192,14 +196,14 @@ def _ca_eku_text(eku: list[str] | None) -> str:
             + (" (anyExtendedKeyUsage does not stand in for it)" if "anyExtendedKeyUsage" in eku else ""))
 
 
-def describe_certificate(cert: "x509.Certificate", *, now: dt.datetime | None = None) -> dict:
-    """Everything ``certkit inspect`` says about one certificate, as JSON-ready data."""
+def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.datetime | None = None) -> dict:
+    """Everything ``certkit inspect`` says about one certificate (an IssuedCert's, a CA's), as JSON-ready data."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    from certkit.handshake_keys import signing_usage_note
+    from certkit.issued import certificate_argument
 
-    now = now or dt.datetime.now(dt.UTC)
+    cert, now = certificate_argument(cert, "cert"), aware(now, "now") if now is not None else dt.datetime.now(dt.UTC)
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     san = _ext(cert, x509.SubjectAlternativeName)
     sans = general_names(san.value) if san else []
@@ -286,12 +290,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     from certkit.keys import key_type_of, public_key_der
 
     if str(path) != STDIN:
-        from certkit.paths import check_path_argument
-
         check_path_argument(path, "path")
     if now is not None:
-        from certkit.profiles import aware
-
         aware(now, "now")
     material = load_material(path, crls=True)
     items = []

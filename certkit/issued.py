@@ -230,6 +230,23 @@ def check_folder(folder, *, what: str = "folder") -> None:
     check_utf8(os.fspath(folder), "The output folder" if what == "folder" else "The output file", UnsafeOutputPath)
 
 
+def certificate_argument(value, what: str) -> "x509.Certificate":
+    """A certificate as the library is given one (``describe_certificate``, ``verify_certificate``): an
+    x509.Certificate, or what the library hands out, an IssuedCert or a CA, whose ``cert`` it is; anything
+    else is a TypeError naming ``what``, not an AttributeError deep inside."""
+    from cryptography import x509
+
+    from certkit.ca import CA
+    from certkit.vocabulary import wrong_type
+
+    if isinstance(value, (IssuedCert, CA)):
+        return value.cert
+    if not isinstance(value, x509.Certificate):
+        raise wrong_type(what, "an x509.Certificate (x509.load_pem_x509_certificate() reads a PEM), an IssuedCert or "
+                         "a CA", value)
+    return value
+
+
 def p12_guard(target) -> "Callable[[], None]":
     """The check, made once the target is about to be recorded (its ``extra=`` may be set after it is
     made, once a password is read: ``issue-server --p12`` does), that a ``FolderTarget(p12=True)`` has an

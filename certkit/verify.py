@@ -33,6 +33,7 @@ from certkit.verify_names import (
     san_list,
     server_name,
     unhandled_critical,
+    verify_arguments,
 )
 from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, signature_by, signed_by
 
@@ -177,17 +178,16 @@ def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequenc
                        intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
                        now: dt.datetime | None = None, sent: str | None = None, recorded=None,
                        whole: str | None = None, sender: str | None = None) -> Verdict:
-    """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots``.
+    """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots`` (each also an
+    IssuedCert or a CA, whose certificate is taken; a wrong type is a WrongType naming the argument).
 
-    The verdict is cryptography's verifier; for a client, ``name`` is also matched against the
-    certificate's SAN entries and subject CN (the verifier does not check client names).
-    ``sent`` names the file the intermediates came from when it is what a server sends. What tells
-    where a leaf that does not chain to ``roots`` comes from: the CA directory's ``recorded`` CAs
-    (:func:`certkit.anchors.recorded_cas`), the file that held the ``whole`` chain of its bundle, and
-    who sends the chain, the ``sender`` ("server", "client"; None: certkit verify's user).
+    The verdict is cryptography's verifier; for a client, ``name`` is also matched against the certificate's SAN
+    entries and subject CN (the verifier does not check client names). ``sent`` names the file the intermediates
+    came from when it is what a server sends. What tells where a leaf that does not chain to ``roots`` comes from:
+    the CA directory's ``recorded`` CAs (:func:`certkit.anchors.recorded_cas`), the file that held the ``whole``
+    chain of its bundle, and who sends the chain, the ``sender`` ("server", "client"; None: certkit verify's user).
     """
-    if purpose not in PURPOSES:
-        raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
+    leaf, roots, intermediates = verify_arguments(leaf, purpose, roots, intermediates, name, now)
     now = now or dt.datetime.now(dt.UTC)
     verdict = Verdict(False, purpose, name, dn_text(leaf.subject), dn_text(leaf.issuer),
                       leaf.not_valid_after_utc, name_checked=name is not None)

@@ -386,15 +386,39 @@ def check_verify_arguments(cert_path, name, now, **paths) -> None:
     """The caller's mistakes said as such, before a parse error could be taken for damage in a certificate."""
     from certkit.files import STDIN
     from certkit.paths import check_path_argument
-    from certkit.profiles import aware
-    from certkit.vocabulary import wrong_type
 
     if str(cert_path) != STDIN:
         check_path_argument(cert_path, "cert_path")
     for what, value in paths.items():
         if value is not None:
             check_path_argument(value, what)
+    _check_name_and_now(name, now)
+
+
+def _check_name_and_now(name, now) -> None:
+    from certkit.profiles import aware
+    from certkit.vocabulary import wrong_type
+
     if name is not None and not isinstance(name, str):
         raise wrong_type("name", "a str (a host name, an IP address, a client's name)", name)
     if now is not None:
         aware(now, "now")
+
+
+def verify_arguments(leaf, purpose, roots, intermediates, name, now) -> tuple:
+    """``verify_certificate``'s arguments, the caller's mistakes said as such: a certificate where one is asked
+    (an x509.Certificate, an IssuedCert or a CA: :func:`certkit.issued.certificate_argument`; ``roots`` and
+    ``intermediates`` a list of them, or one), a purpose of PURPOSES, a str ``name``, an aware ``now``. Returns
+    (leaf, roots, intermediates), each a certificate."""
+    from certkit.issued import certificate_argument
+    from certkit.verify import PURPOSES
+
+    if purpose not in PURPOSES:
+        raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
+    _check_name_and_now(name, now)
+
+    def each(given, what: str) -> list:
+        many = hasattr(given, "__iter__") and not isinstance(given, (str, bytes))  # a PEM is one, wrong, value
+        return [certificate_argument(one, what) for one in (given if many else [given])]
+
+    return certificate_argument(leaf, "leaf"), each(roots, "roots"), each(intermediates, "intermediates")

@@ -14,6 +14,11 @@
    ``save_new(ca, [passphrase])`` said ``got list ['hunter2...']``, ``issued_pkcs12(cert, bytearray(pw))``
    printed the password, a raw Ed25519 key passed as ``key=`` showed its first 14 bytes, an extra file's
    content of the wrong type the start of a traditional EC key. They are named by their type alone now.
+4. ``describe_certificate`` (docs/inspect.md's "From Python") and ``verify_certificate`` given what the library
+   hands out, an ``IssuedCert`` (or a CA, or a PEM), failed deep inside with ``AttributeError: 'IssuedCert'
+   object has no attribute 'not_valid_before_utc'`` (``roots=[ca]``: ``'CA' object has no attribute
+   'subject'``), a naive ``now`` with "can't compare offset-naive and offset-aware datetimes". They take an
+   IssuedCert or a CA for its certificate now, and say any other type as the WrongType the docs promise.
 """
 
 from __future__ import annotations
@@ -224,3 +229,70 @@ def test_a_traceback_of_a_wrong_passphrase_type_shows_no_secret(tmp_path: Path) 
                          env=dict(certkit_env(HOME=str(tmp_path)), THE_SECRET=SECRET))
     assert ran.returncode == 1 and "WrongType: The passphrase must be bytes" in ran.stderr, ran.stderr
     assert SECRET not in ran.stderr + ran.stdout
+
+
+# --- finding 4: the describing and verifying functions take what the library hands out ---------------------
+def test_verify_and_describe_take_issued_certificates_and_agree_with_openssl(tmp_path: Path) -> None:
+    from certkit import CA
+    from certkit.inspect import describe_certificate
+    from certkit.verify import verify_certificate
+
+    root = CA.create("Root")
+    issuing = CA.create("Issuing", parent=root)
+    server, client = issuing.issue_server("www.example"), issuing.issue_client("alice")
+    (tmp_path / "root.pem").write_bytes(root.cert_pem)
+    (tmp_path / "chain.pem").write_bytes(server.chain_pem)
+    for issued, purpose, right, wrong in ((server, "server", "sslserver", "sslclient"),
+                                          (client, "client", "sslclient", "sslserver")):
+        (tmp_path / "leaf.pem").write_bytes(issued.cert_pem)
+        for openssl_purpose, expected in ((right, True), (wrong, False)):
+            said = subprocess.run(["openssl", "verify", "-purpose", openssl_purpose, "-CAfile",
+                                   str(tmp_path / "root.pem"), "-untrusted", str(tmp_path / "chain.pem"),
+                                   str(tmp_path / "leaf.pem")], capture_output=True, text=True, timeout=60)
+            asked = purpose if expected else {"server": "client", "client": "server"}[purpose]
+            verdict = verify_certificate(issued, purpose=asked, roots=root, intermediates=[issuing])
+            assert verdict.valid is expected is (said.returncode == 0), (verdict, said.stdout, said.stderr)
+        described = describe_certificate(issued)  # in the words the object itself uses
+        assert described["serial"] == issued.serial_hex and described["kind"] == issued.kind == purpose
+        assert described["fingerprint_sha256"] == issued.fingerprint_sha256
+        assert [f"{n['type']}:{n['value']}" for n in described["subject_alt_names"]] == issued.san_text
+    assert verify_certificate(client, purpose="client", roots=[issuing]).chain == ["CN=alice", "CN=Issuing"]
+    assert describe_certificate(root)["kind"] == "ca"
+
+
+@pytest.mark.parametrize("call,named", [
+    (lambda s, ca: __import__("certkit.inspect").inspect.describe_certificate(s.cert_pem), "cert"),
+    (lambda s, ca: __import__("certkit.inspect").inspect.describe_certificate(None), "cert"),
+    (lambda s, ca: __import__("certkit.verify").verify.verify_certificate(s.cert_pem, purpose="server", roots=[ca]),
+     "leaf"),
+    (lambda s, ca: __import__("certkit.verify").verify.verify_certificate(s, purpose="server", roots="ca.pem"),
+     "roots"),
+    (lambda s, ca: __import__("certkit.verify").verify.verify_certificate(s, purpose="server", roots=None), "roots"),
+    (lambda s, ca: __import__("certkit.verify").verify.verify_certificate(s, purpose="server", roots=[ca],
+                                                                          intermediates=[b"x"]), "intermediates"),
+    (lambda s, ca: __import__("certkit.verify").verify.verify_certificate(s, purpose="server", roots=[ca],
+                                                                          name=b"x.example"), "name"),
+])
+def test_a_wrong_certificate_argument_is_a_type_error_naming_it(call, named: str) -> None:
+    from certkit import CA
+    from certkit.errors import WrongType
+
+    ca = CA.create("Root")
+    with pytest.raises(WrongType, match=f"^{named} must be "):
+        call(ca.issue_server("x.example"), ca)
+
+
+def test_a_naive_now_is_refused_in_words() -> None:
+    import datetime as dt
+
+    from certkit import CA
+    from certkit.errors import InvalidLifetime
+    from certkit.inspect import describe_certificate
+    from certkit.verify import verify_certificate
+
+    ca = CA.create("Root")
+    server = ca.issue_server("x.example")
+    for call in (lambda: describe_certificate(server, now=dt.datetime(2027, 1, 1)),
+                 lambda: verify_certificate(server, purpose="server", roots=[ca], now=dt.datetime(2027, 1, 1))):
+        with pytest.raises(InvalidLifetime, match="^now must be timezone-aware"):
+            call()
