@@ -3,6 +3,7 @@ a serial to revoke as ``certkit revoke`` reads one (a unique prefix of 8 or more
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -231,19 +232,25 @@ def check_directory(directory, parent) -> "Path | None":
     return checked if parent is not None else None
 
 
+# Held while a CA found to have no inventory keeps what it signed, and while save_new gives it one
+# (certkit.memory_delivery): a certificate signed by another thread meanwhile is recorded one way or the other.
+UNRECORDED = threading.Lock()
+
+
 def record_signed_ca(parent, ca, directory) -> None:
     """A new intermediate, recorded by its ``parent``'s inventory: valid at once, or with ``directory``
     pending there until :meth:`CADirectory.save_new` puts it in a CA directory (wherever that is:
     the row then names the real one, :func:`recorded_by`)."""
     if parent is None:
         return
-    if parent.inventory is None:  # a parent in memory: recorded if it is saved (memory_delivery.record_issued_before)
-        from weakref import ref
+    from weakref import ref
 
-        from certkit.inventory import Pending
+    from certkit.inventory import Pending
 
-        parent.unrecorded.append((Pending(ca.cert, "ca", sink="memory"), ref(ca)))
-        return
+    with UNRECORDED:
+        if parent.inventory is None:  # a parent in memory: recorded if saved (memory_delivery.record_issued_before)
+            parent.unrecorded.append((Pending(ca.cert, "ca", sink="memory"), ref(ca)))
+            return
     parent.inventory.add(ca.cert, "ca", issuer=parent.cert, ca_dir=directory)
     ca._recorded_by = parent.inventory  # save_new records where it is saved, with or without directory
 

@@ -421,8 +421,8 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     from certkit.inventory import Pending
     from certkit.memory_delivery import remember_unrecorded
 
-    if ca.inventory is None:  # a CA in memory: recorded if it is saved (CADirectory.save_new)
-        return remember_unrecorded(ca, items, issued)
+    if ca.inventory is None and remember_unrecorded(ca, items, issued):  # in memory: recorded if it is saved
+        return
     # Certificates that only go into a file put in place later (a batch's jsonl or tar) need not be
     # on disk in the inventory yet: the file syncs the inventory before it is put in place
     # (certkit.formats.Output.commit), and until then nothing of theirs is delivered.

@@ -183,32 +183,41 @@ def recorded_row(issued: "IssuedCert", what: str) -> dict | None:
 
 
 
-def remember_unrecorded(ca: "CA", items, issued: "list[IssuedCert]") -> None:
+def remember_unrecorded(ca: "CA", items, issued: "list[IssuedCert]") -> bool:
     """What a CA with no inventory (made in memory) signed: kept with the CA object, so that
-    :func:`record_issued_before` records it if the CA is saved (``CADirectory.save_new``)."""
+    :func:`record_issued_before` records it if the CA is saved (``CADirectory.save_new``). False if the CA
+    has an inventory after all (saved by another thread meanwhile): then it is recorded there, as usual."""
     import weakref
 
+    from certkit.ca_checks import UNRECORDED
     from certkit.inventory import Pending
 
-    ca.unrecorded.extend(
-        (Pending(one.cert, one.kind, str(target.folder) if target.folder else None, target.sink,
-                 keyed=one.private_key is not None or getattr(target, "keeps_key", False)), weakref.ref(one))
-        for (_request, target), one in zip(items, issued, strict=True))
+    with UNRECORDED:
+        if ca.inventory is not None:
+            return False
+        ca.unrecorded.extend(
+            (Pending(one.cert, one.kind, str(target.folder) if target.folder else None, target.sink,
+                     keyed=one.private_key is not None or getattr(target, "keeps_key", False)), weakref.ref(one))
+            for (_request, target), one in zip(items, issued, strict=True))
+    return True
 
 
-def record_issued_before(ca: "CA") -> None:
-    """Once ``ca``, made in memory, is saved (``ca.inventory`` set): record, valid, what it signed before
+def record_issued_before(ca: "CA", inventory, store) -> None:
+    """Once ``ca``, made in memory, is saved: give it the ``inventory`` and ``store`` (CA directory) it records
+    what it issues in from now on, as if loaded from there, and record in it, valid, what it signed before
     (certificates, intermediates), as certificates it issues from now on are, so that ``certkit list`` shows
     them and ``revoke`` and ``renew`` know them; a CRL could never list one otherwise. Those still held are
     told: a certificate written to a folder later records the folder (and is refused once revoked), an
     intermediate saved already is recorded in its directory, one saved later there."""
+    from certkit.ca_checks import UNRECORDED
     from certkit.store_inventory import record_saved_ca
     from certkit.vocabulary import serial_hex
 
-    waiting, ca.unrecorded = ca.unrecorded, []
+    with UNRECORDED:
+        ca.inventory, ca.store = inventory, store
+        waiting, ca.unrecorded = ca.unrecorded, []
     if not waiting:
         return
-    inventory = ca.inventory
     inventory.record_pending([pending for pending, _held in waiting])
     inventory.mark_issued([serial_hex(pending.cert.serial_number) for pending, _held in waiting])
     for pending, held in waiting:

@@ -295,8 +295,7 @@ class CADirectory:
             if ca.inventory is None and ca.store is None:  # from now on it records what it issues, as if loaded here
                 from certkit.memory_delivery import record_issued_before
 
-                ca.inventory, ca.store = self.open().inventory, self
-                record_issued_before(ca)  # and what it issued in memory before: listed, revocable, renewable
+                record_issued_before(ca, self.open().inventory, self)  # and what it issued before, in memory
         return files
 
     def _write_new(self, ca: "CA", passphrase: bytes | None, inventory_url: str | None) -> list[Path]:
