@@ -7,6 +7,7 @@ Each database is changed with ``certutil`` from the NSS tools;
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from pathlib import Path
 from certkit.atomic import make_folders
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
+from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
 from certkit.trust.nss_files import CREATED_MARK, disk_full, made_meanwhile, only_its_own_module, remove_half_made
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
@@ -116,31 +118,28 @@ class NSSStore(Store):
         proc = self._certutil("-L", "-n", nickname, "-a")
         return proc.stdout if proc.returncode == 0 else b""
 
+    def _entries(self) -> list[tuple[str, str, bytes, bool]]:
+        """(nickname, trust flags, its own certificate, whether certkit named it) of every entry; certutil
+        shows a nickname with every certificate of its subject (:mod:`certkit.trust.nss_entries`)."""
+        rows = self.listing()
+
+        def trust_of(nick: str) -> dict[str, bool]:
+            return server_trust(self._certutil("-L", "-n", nick).stdout.decode(errors="replace"))
+
+        stored = functools.cache(lambda: stored_labels(self.directory / "cert9.db"))  # read once, when needed
+        own = own_certificates(rows, lambda nick: pem_blocks(self._export(nick)), trust_of, stored)
+        return [(nick, flags, block, ours) for (nick, flags), (block, ours) in zip(rows, own, strict=True)]
+
     def state(self, anchor: Anchor | None) -> StoreState:
-        # certutil -L -n NICK -a prints every certificate with the subject of NICK's, in no order one can
-        # rely on; and a rotated CA usually keeps its subject. So a certkit nickname is matched to the
-        # certificate whose fingerprint it carries, and another nickname to one no certkit name claims.
         # A certkit-shaped nickname holding another certificate is not certkit's doing (certkit names a copy
         # after its own fingerprint): it is described with what it holds, and never counted as certkit's.
-        rows = [(nick, trust, pem_blocks(self._export(nick))) for nick, trust in self.listing()]
-        claimed: set[str] = set()
-        chosen: dict[str, bytes] = {}
-        for nick, _trust, blocks in rows:
-            if (match := CERTKIT_NAME.match(nick)) and (block := next(
-                    (b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), None)) is not None:
-                chosen[nick] = block
-                claimed.update(pem_fingerprints(block))
         entries, untrusted = [], {}
-        for nick, trust, blocks in rows:
-            ours = nick in chosen
-            if not ours:
-                free = [b for b in blocks if pem_fingerprints(b)[0] not in claimed]
-                chosen[nick] = (free or blocks or [b""])[0]
-                if CERTKIT_NAME.match(nick):
-                    self.note_misnamed(describe_pem(nick, chosen[nick], ours=False))
-            if ours or "C" in trust.split(",")[0]:
-                entries.append(describe_pem(nick, chosen[nick], ours=ours))
-                if "C" not in trust.split(",")[0]:
+        for nick, trust, block, ours in self._entries():
+            if not ours and CERTKIT_NAME.match(nick):
+                self.note_misnamed(describe_pem(nick, block, ours=False))
+            if ours or trusts_servers(trust):
+                entries.append(describe_pem(nick, block, ours=ours))
+                if not trusts_servers(trust):
                     untrusted[nick] = trust
         state = sort_found(anchor, entries, StoreState())
         if state.current is not None and state.current.name in untrusted:
@@ -200,15 +199,16 @@ class NSSStore(Store):
                               f"database was left half-made, holding nothing; remove {self.directory} and run again)")
         return tool_failure(proc, what)
 
-    def _stored_under(self, nickname: str) -> list[str]:
-        """The SHA-256 fingerprints certutil shows for ``nickname``; none when no entry has that nickname."""
-        if nickname not in {nick for nick, _trust in self.listing()}:
-            return []
-        return pem_fingerprints(self._export(nickname))
+    def _stored_under(self, nickname: str, entries: list[tuple[str, str, bytes, bool]] | None = None) -> list[str]:
+        """The SHA-256 fingerprints of the certificates stored under ``nickname`` (of ``entries``, else read now);
+        none when no entry has that nickname."""
+        return [fp for nick, _flags, block, _ours in (self._entries() if entries is None else entries)
+                if nick == nickname for fp in pem_fingerprints(block)]
 
     def add(self, anchor: Anchor) -> None:
         created = self._create() if not self.exists() else False
-        if (held := self._held_as(anchor)) is not None:
+        entries = self._entries()
+        if (held := self._held_as(anchor, entries)) is not None:
             # NSS keeps a certificate once, under its first nickname: adding certkit's copy would only set
             # the trust of that entry, which certkit did not add and so would never take out again.
             nick, trust = held
@@ -217,7 +217,7 @@ class NSSStore(Store):
                              "change an entry it did not add. Trust that one yourself (certutil -M -d "
                              f"{shlex.quote(self.db)} -n {shlex.quote(nick)} -t {NSS_TRUST}), or delete it "
                              "and run again")
-        before = self._stored_under(anchor.nickname)
+        before = self._stored_under(anchor.nickname, entries)
         if before and anchor.fingerprint not in before:
             raise TrustError(f"'{shown(anchor.nickname)}' in {self.directory} holds another certificate, not this CA: "
                              "certkit does not change an entry it did not add. Rename or delete that entry "
@@ -291,12 +291,10 @@ class NSSStore(Store):
         remove_half_made(self.directory, above)
         return True
 
-    def _held_as(self, anchor: Anchor) -> tuple[str, str] | None:
-        """(nickname, trust) of an entry certkit did not name that holds ``anchor``'s certificate."""
-        for nick, trust in self.listing():
-            if not CERTKIT_NAME.match(nick) and anchor.fingerprint in pem_fingerprints(self._export(nick)):
-                return nick, trust
-        return None
+    def _held_as(self, anchor: Anchor, entries: list[tuple[str, str, bytes, bool]]) -> tuple[str, str] | None:
+        """(nickname, trust) of the entry of ``entries`` certkit did not name that holds ``anchor``'s certificate."""
+        return next(((nick, flags) for nick, flags, block, ours in entries
+                     if not ours and pem_fingerprints(block)[:1] == [anchor.fingerprint]), None)
 
     def _holds_no_keys(self) -> bool:
         return _no_keys(self._certutil("-K", "-f", os.devnull))
