@@ -2,22 +2,30 @@
 JDKs (keytool, a JSSE client):
 
 1. An NSS database holding two CAs of one subject (a CA and its renewal, each added by hand): certutil shows every
-   certificate of that subject for either nickname, the one valid longest first, and certkit took that one as the
-   entry's own. ``status`` called the trusted CA "not trusted" and the untrusted one "trusted", and ``install``
+   certificate of that subject for either nickname, the newer first, and certkit took that one as the entry's
+   own. ``status`` called the trusted CA "not trusted" and the untrusted one "trusted", and ``install``
    named the other CA's entry (trusted) as "not trusted", with a ``certutil -M`` command that changed nothing.
-   Each entry's own certificate is now told by its own trust (nss_entries).
+   Each entry's own certificate is now told by its own trust and, between equals, by the label cert9.db stores it
+   under (nss_entries).
+2. ``trust install --java`` and ``uninstall --java`` had keytool rewrite the JDK's cacerts in place (truncated, then
+   written): keytool stopped in between (Ctrl-C, certkit's time limit, the OOM killer, a power cut) left it empty,
+   and every Java program on the machine without a trust anchor (Debian's JDKs all link that one file). keytool now
+   works on a copy beside it, which replaces it whole. strace kills keytool at its write, as those would.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
-from test_trust import _ca, outcomes, trust
+import pytest
+from test_trust import _ca, _java_get, java_client, machine_store_quiet, outcomes, pki, server, trust, untrusted  # noqa: F401
 
 from certkit import CA
 from certkit.store import CADirectory
@@ -25,7 +33,7 @@ from certkit.trust import Anchor
 from certkit.trust.tools import pem_fingerprints
 
 from conftest import PASSPHRASE, certkit_env, require, run_certkit
-from trust_helpers import nss_listing, nss_verifies
+from trust_helpers import keytool_listing, nss_listing, nss_verifies, private_java_home
 
 
 def _leaf(ca: Path, work: Path) -> Path:
@@ -75,3 +83,60 @@ def test_two_cas_of_one_subject_under_two_nicknames_are_told_apart(tmp_path: Pat
     assert nss_verifies(db, new_leaf).returncode == 0 and nss_verifies(db, old_leaf).returncode == 0
     status = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=new, check=True).stdout)["stores"]
     assert [(s["outcome"], s["elsewhere"]) for s in status] == [("trusted", ["Team CA (2026)"])]
+
+
+KILLED_KEYTOOL = """#!/bin/sh
+# The JDK's keytool, killed (SIGKILL: a time limit, the OOM killer) at its first write into the keystore it is given.
+keystore=; previous=
+for arg in "$@"; do [ "$previous" = "-keystore" ] && keystore=$arg; previous=$arg; done
+exec strace -f -qq -o /dev/null -P "$keystore" -e trace=write -e inject=write:signal=KILL:when=1 \\
+    "$(dirname "$0")/keytool.real" "$@"
+"""
+
+
+def test_keytool_stopped_while_writing_leaves_cacerts_whole(pki, server: int, java_client: Path,  # noqa: F811
+                                                               tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    keytool = java_home / "bin" / "keytool"
+    keytool.rename(keytool.with_name("keytool.real"))
+    keytool.write_text(KILLED_KEYTOOL)
+    keytool.chmod(0o755)
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+    listing = keytool_listing(cacerts, str(keytool.with_name("keytool.real")))
+
+    def killed(action: str) -> None:
+        before = cacerts.read_bytes()
+        proc = trust(action, "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env)
+        assert proc.returncode == 1 and outcomes(proc) == {str(cacerts): "failed"}, proc.stdout + proc.stderr
+        (store,) = json.loads(proc.stdout)["stores"]
+        assert store["reason"].endswith(f"was stopped by SIGKILL before it finished; {cacerts} was left as it was")
+        assert cacerts.read_bytes() == before  # whole, as it was
+        assert sorted(p.name for p in cacerts.parent.iterdir()) == ["cacerts"]  # no copy left behind
+
+    killed("install")
+    assert untrusted(_java_get(java_home, java_client, url).stdout)  # Java reads its anchors, not this CA
+    keytool.with_name("keytool.real").replace(keytool)  # keytool left alone: it works
+    assert outcomes(trust("install", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                          check=True)) == {str(cacerts): "added"}
+    trusted = _java_get(java_home, java_client, url)
+    assert trusted.returncode == 0 and "HTTP 200" in trusted.stdout, trusted.stdout + trusted.stderr
+    assert (java_home / "lib/security/cacerts").is_symlink()  # Debian's link stays; the file it names changed
+
+    keytool.rename(keytool.with_name("keytool.real"))
+    keytool.write_text(KILLED_KEYTOOL)
+    keytool.chmod(0o755)
+    killed("uninstall")
+    assert _java_get(java_home, java_client, url).returncode == 0  # still trusted, nothing lost
+    keytool.with_name("keytool.real").replace(keytool)
+    assert outcomes(trust("uninstall", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                          check=True)) == {str(cacerts): "removed"}
+    assert keytool_listing(cacerts, str(keytool)) == listing and cacerts.stat().st_mode == 0o100644
+    assert untrusted(_java_get(java_home, java_client, url).stdout)

@@ -21,6 +21,7 @@ from certkit.trust.tools import (
     pem_fingerprints,
     run_tool,
     succeeded,
+    tool_failure,
 )
 
 # The JDK's documented default password of cacerts, the same on every installation: it
@@ -55,12 +56,42 @@ class JavaStore(Store):
             return "not-writable", f"{self.path} is not writable by this user"
         return None
 
-    def _keytool(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    def _keytool(self, *args: str, input: bytes | None = None, keystore: Path | None = None
+                 ) -> subprocess.CompletedProcess:
         # A keytool run is a few hundred milliseconds of work: the C1 compiler alone and the serial
         # collector halve its start-up. English messages, whatever the locale.
         return run_tool([str(self.keytool), "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
-                         "-J-Duser.country=US", *args,
-                         "-keystore", str(self.path), "-storepass", JAVA_STOREPASS], input=input, env=self.env)
+                         "-J-Duser.country=US", *args, "-keystore", str(keystore or self.path), "-storepass",
+                         JAVA_STOREPASS], input=input, env=self.env)
+
+    def _change(self, steps: Sequence[tuple[tuple[str, ...], bytes | None, str]]) -> None:
+        """Each keytool step (arguments, input, what it is called in a failure) on a copy of the keystore, which
+        then replaces it whole. keytool rewrites a keystore in place (truncated, then written): stopped in
+        between (Ctrl-C, a time limit, the OOM killer, a power cut), it would leave every Java program on the
+        machine without trust anchors. A folder this user cannot write leaves no choice but keytool's own way."""
+        from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly, write_new_file
+
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            for args, data, what in steps:
+                succeeded(self._keytool(*args, input=data), what)
+            return
+        sweep_stale(folder, self.path.name)  # what a killed certkit left
+        copy = folder / temporary_name(self.path.name)
+        try:
+            was = self.path.stat()
+            write_new_file(copy, self.path.read_bytes(), was.st_mode & 0o7777)
+            if os.geteuid() == 0:
+                os.chown(copy, was.st_uid, was.st_gid)
+            for args, data, what in steps:
+                if (proc := self._keytool(*args, input=data, keystore=copy)).returncode != 0:
+                    raise TrustError(f"{tool_failure(proc, what)}; {self.path} was left as it was")
+            with open(copy, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(copy, self.path)
+        finally:
+            unlink_quietly(copy)
+        fsync_dir(folder)
 
     def _aliases(self) -> dict[str, bytes]:
         """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it."""
@@ -93,17 +124,16 @@ class JavaStore(Store):
             raise TrustError(f"the alias {anchor.file_stem} in {self.path} holds another certificate, not this CA: "
                              "certkit does not change an entry it did not add. Rename or delete that entry "
                              f"({self.removal(Found(anchor.file_stem, ''))}) and run again")
-        succeeded(self._keytool("-importcert", "-noprompt", "-alias", anchor.file_stem, input=anchor.pem),
-                  f"keytool -importcert -keystore {self.path}")
+        self._change([(("-importcert", "-noprompt", "-alias", anchor.file_stem), anchor.pem,
+                        f"keytool -importcert -keystore {self.path}")])
 
     def removal(self, entry: Found) -> str | None:
         argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path), "-storepass", JAVA_STOREPASS]
         return shlex.join((["sudo"] if not os.access(self.path, os.W_OK) else []) + argv)
 
     def remove(self, entries: Sequence[Found]) -> None:
-        for entry in entries:
-            succeeded(self._keytool("-delete", "-alias", entry.name),
-                      f"keytool -delete -alias {entry.name} -keystore {self.path}")
+        self._change([(("-delete", "-alias", entry.name), None,
+                        f"keytool -delete -alias {entry.name} -keystore {self.path}") for entry in entries])
 
 
 def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:

@@ -47,6 +47,14 @@ def run_tool(argv: Sequence[str], *, input: bytes | None = None, env: Mapping[st
 
 
 def tool_failure(proc: subprocess.CompletedProcess, what: str) -> TrustError:
+    if proc.returncode < 0:  # stopped by a signal (the OOM killer, a time limit): what it printed is no reason
+        import signal
+
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        return TrustError(f"{what} was stopped by {name} before it finished")
     text = (proc.stderr or b"").decode(errors="replace") + (proc.stdout or b"").decode(errors="replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     detail = "; ".join(lines[-3:]) if lines else "no message"
