@@ -11,6 +11,10 @@ JDKs (keytool, a JSSE client):
    written): keytool stopped in between (Ctrl-C, certkit's time limit, the OOM killer, a power cut) left it empty,
    and every Java program on the machine without a trust anchor (Debian's JDKs all link that one file). keytool now
    works on a copy beside it, which replaces it whole. strace kills keytool at its write, as those would.
+3. A browser from Flathub or the Snap Store other than Chromium (Chrome, Brave, Edge...) keeps its own NSS database,
+   ``~/.var/app/APP/.pki/nssdb`` or ``~/snap/APP/current/.pki/nssdb``, and reads no other: ``trust install --nss``
+   never looked there (nor at another flatpak/snap app's Mozilla profiles), so such a browser went on refusing the
+   CA while certkit said it was installed. Every app's database there is now a store (nss_places).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from certkit.trust import Anchor
 from certkit.trust.tools import pem_fingerprints
 
 from conftest import PASSPHRASE, certkit_env, require, run_certkit
-from trust_helpers import keytool_listing, nss_listing, nss_verifies, private_java_home
+from trust_helpers import chromium, keytool_listing, nss_listing, nss_verifies, private_java_home
 
 
 def _leaf(ca: Path, work: Path) -> Path:
@@ -140,3 +144,45 @@ def test_keytool_stopped_while_writing_leaves_cacerts_whole(pki, server: int, ja
                           check=True)) == {str(cacerts): "removed"}
     assert keytool_listing(cacerts, str(keytool)) == listing and cacerts.stat().st_mode == 0o100644
     assert untrusted(_java_get(java_home, java_client, url).stdout)
+
+
+def _nss_db(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{folder}", "--empty-password"], check=True, capture_output=True)
+    return folder
+
+
+def test_the_nss_databases_of_other_flatpak_and_snap_browsers_are_used(pki, server: int,  # noqa: F811
+                                                                       tmp_path: Path) -> None:
+    for tool in ("certutil", "vfychain", "chromium"):
+        require(tool)
+    home = tmp_path / "home"
+    chrome_home = home / ".var/app/com.google.Chrome"  # what flatpak Chrome keeps as its ~/.pki (--persist=.pki)
+    chrome = _nss_db(chrome_home / ".pki/nssdb")
+    brave = _nss_db(home / "snap/brave/412/.pki/nssdb")
+    (home / "snap/brave/current").symlink_to("412")  # as snapd links a snap's current revision
+    betterbird = home / ".var/app/eu.betterbird.Betterbird/.thunderbird"
+    profile = _nss_db(betterbird / "x1.default")
+    (betterbird / "profiles.ini").write_text("[Profile0]\nName=default\nIsRelative=1\nPath=x1.default\n")
+    databases = [chrome, brave, profile]
+    listings = {db: nss_listing(db) for db in databases}
+    chain = (pki.server / "cert.pem", pki.issuing / "ca.pem")
+    url = f"https://localhost:{server}/"
+    before = chromium(url, chrome_home, tmp_path / "chromium-1")
+    assert "ERR_CERT_AUTHORITY_INVALID" in before.stderr and "verify=" not in before.stdout, before.stderr[-2000:]
+
+    added = json.loads(trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)
+    stores = {s["location"]: (s["label"], s["outcome"]) for s in added["stores"]}
+    assert stores[str(chrome)] == ("com.google.Chrome (flatpak)", "added"), stores
+    assert stores[str(home / "snap/brave/current/.pki/nssdb")] == ("brave (snap)", "added"), stores
+    assert stores[str(profile)] == ("eu.betterbird.Betterbird (flatpak) profile default", "added"), stores
+    assert all(nss_verifies(db, *chain).returncode == 0 for db in databases)
+    page = chromium(url, chrome_home, tmp_path / "chromium-2")
+    assert "verify=NONE" in page.stdout, page.stderr[-3000:]  # nginx's answer, in the DOM
+    status = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)
+    assert {s["location"]: s["outcome"] for s in status["stores"]}[str(chrome)] == "trusted"
+
+    trust("uninstall", "--nss", home=home, ca_dir=pki.issuing, check=True)
+    assert {db: nss_listing(db) for db in databases} == listings
+    after = chromium(url, chrome_home, tmp_path / "chromium-3")
+    assert "ERR_CERT_AUTHORITY_INVALID" in after.stderr and "verify=" not in after.stdout, after.stderr[-2000:]

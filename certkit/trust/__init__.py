@@ -13,8 +13,9 @@ acts on them; each concern has its own module:
   :mod:`~certkit.trust.system` (Debian/Ubuntu, Fedora/RHEL, Arch, openSUSE: an
   anchor file and the distribution's refresh command), :mod:`~certkit.trust.nss`
   (one NSS database: Chromium's ``~/.pki/nssdb``, a Firefox or Thunderbird
-  profile; ``certutil``; which certificate each of its entries holds:
-  :mod:`~certkit.trust.nss_entries`) and :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``).
+  profile; ``certutil``; where a user's databases are: :mod:`~certkit.trust.nss_places`;
+  which certificate each of their entries holds: :mod:`~certkit.trust.nss_entries`) and
+  :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``).
 - :mod:`~certkit.trust.platforms`: on macOS and Windows certkit edits no store;
   :func:`manual_steps` gives the exact commands instead.
 

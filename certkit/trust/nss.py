@@ -20,6 +20,7 @@ from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
 from certkit.trust.nss_files import CREATED_MARK, disk_full, made_meanwhile, only_its_own_module, remove_half_made
+from certkit.trust.nss_places import CHROMIUM_PROGRAMS, chromium_dbs, profile_roots, read_profiles
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
     CERTKIT_NAME,
@@ -333,93 +334,6 @@ def _give_to_owner_of(existing: Path, created: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-PROFILES_INI_LIMIT = 1 << 20  # a profiles.ini lists profiles in a few hundred bytes; a larger one is not one
-
-
-def _profiles(base: Path) -> tuple[list[tuple[str, Path]], str | None]:
-    """(name, folder) of every profile that ``base/profiles.ini`` lists, and why none could be read from it
-    (None when it was read, or is not there). Read as Firefox reads it, tolerantly: bytes, whatever their
-    encoding (a profile name in Latin-1, a UTF-8 byte order mark), lines it cannot parse skipped."""
-    import configparser
-
-    ini = base / "profiles.ini"
-    if not ini.is_file():
-        return [], None
-    try:
-        with ini.open("rb") as f:
-            data = f.read(PROFILES_INI_LIMIT + 1)
-    except OSError as exc:
-        return [], f"cannot be read ({exc.strerror or exc})"
-    if len(data) > PROFILES_INI_LIMIT:
-        return [], f"cannot be read (larger than {PROFILES_INI_LIMIT} bytes)"
-    # The bytes of a folder's name stay those bytes (surrogateescape, as os.fsdecode); text before the
-    # first section is ignored, as Firefox ignores it.
-    lines = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    junk = next((i for i, line in enumerate(lines[:start]) if line.strip()), None)
-    problem = None if junk is None else f"cannot be read (line {junk + 1} comes before any [section])"
-    try:
-        parser.read_string("".join(lines[start:]), source=str(ini))
-    except configparser.ParsingError as exc:  # the lines it could parse are kept
-        first = exc.lineno if isinstance(exc, configparser.MissingSectionHeaderError) else exc.errors[0][0]
-        problem = f"cannot be read (line {first + start} is neither a [section] nor a setting)"
-    except configparser.Error as exc:
-        problem = f"cannot be read ({shown(exc)})"
-    found = []
-    for section in parser.sections():
-        if not section.startswith("Profile") or not parser.has_option(section, "Path"):
-            continue
-        raw = parser.get(section, "Path")
-        relative = parser.get(section, "IsRelative", fallback="1").strip() != "0"
-        found.append((_readable(parser.get(section, "Name", fallback=raw)), base / raw if relative else Path(raw)))
-    return found, problem if not found else None
-
-
-def _readable(text: str) -> str:
-    """A name read with surrogateescape, for people: UTF-8 if its bytes are, else Latin-1 (Firefox's older
-    profile managers wrote the system's 8-bit encoding)."""
-    data = text.encode("utf-8", "surrogateescape")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-# (program, folder holding profiles.ini, relative to HOME)
-_PROFILE_ROOTS = (
-    ("Firefox", ".mozilla/firefox"),
-    ("Firefox (snap)", "snap/firefox/common/.mozilla/firefox"),
-    ("Firefox (flatpak)", ".var/app/org.mozilla.firefox/.mozilla/firefox"),
-    ("Thunderbird", ".thunderbird"),
-    ("Thunderbird (snap)", "snap/thunderbird/common/.thunderbird"),
-    ("Thunderbird (flatpak)", ".var/app/org.mozilla.Thunderbird/.thunderbird"),
-)
-# (program, folder holding profiles.ini, relative to $XDG_CONFIG_HOME): Firefox 147 and later keep a new
-# installation's profiles there (the XDG Base Directory layout: the legacy ~/.mozilla without its dot, under
-# ~/.config), and the Mozilla code Thunderbird shares does the same with its ~/.thunderbird.
-_XDG_PROFILE_ROOTS = (
-    ("Firefox", "mozilla/firefox"),
-    ("Thunderbird", "thunderbird"),
-)
-# Chromium-family browsers on Linux read the user's NSS database ~/.pki/nssdb.
-_CHROMIUM_DBS = (
-    ("Chromium/Chrome", ".pki/nssdb"),
-    ("Chromium (snap)", "snap/chromium/current/.pki/nssdb"),
-    ("Chromium (flatpak)", ".var/app/org.chromium.Chromium/.pki/nssdb"),
-)
-_CHROMIUM_PROGRAMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "brave-browser",
-                      "microsoft-edge", "vivaldi")
-
-
-def profile_roots(home: Path, env: Mapping[str, str]) -> list[tuple[str, Path]]:
-    """(program, folder that holds its profiles.ini) for every place a Mozilla program of this user keeps one."""
-    xdg = env.get("XDG_CONFIG_HOME") or ""
-    config = Path(xdg) if os.path.isabs(xdg) else home / ".config"  # the spec: a relative path is ignored
-    return [(program, home / rel) for program, rel in _PROFILE_ROOTS] + [
-        (program, config / rel) for program, rel in _XDG_PROFILE_ROOTS]
-
-
 def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
     """The NSS databases of the user whose home is ``home``, one store per database (a database reached by
     several paths, a link or two profiles.ini entries, is one store, the other paths its aliases), and those
@@ -439,16 +353,15 @@ def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[St
         if first is not item and f"{label}: {directory}" not in first.aliases:
             first.aliases.append(f"{label}: {directory}")
 
-    for i, (label, rel) in enumerate(_CHROMIUM_DBS):
-        directory = home / rel
+    for i, (label, directory) in enumerate(chromium_dbs(home)):
         store = NSSStore(label, directory, certutil, create=i == 0, env=env)
-        if store.exists() or (i == 0 and any(find_tool(p, env) for p in _CHROMIUM_PROGRAMS)):
+        if store.exists() or (i == 0 and any(find_tool(p, env) for p in CHROMIUM_PROGRAMS)):
             keep(directory, label, store)  # there, or Chromium is installed and would create it: create it now
         elif i == 0:
             keep(directory, label, StoreResult("nss", label, str(directory), "skipped", "no NSS database here, and "
                                                "no Chromium-family browser to read one", "missing"))
     for program, base in profile_roots(home, env):
-        profiles, problem = _profiles(base)
+        profiles, problem = read_profiles(base)
         if problem is not None:  # its profiles unknown: said, never left out in silence
             keep(base / "profiles.ini", program, StoreResult(
                 "nss", program, str(base / "profiles.ini"), "skipped", f"profiles.ini {problem}, so its profiles "
