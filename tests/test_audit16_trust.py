@@ -15,6 +15,10 @@ JDKs (keytool, a JSSE client):
    ``~/.var/app/APP/.pki/nssdb`` or ``~/snap/APP/current/.pki/nssdb``, and reads no other: ``trust install --nss``
    never looked there (nor at another flatpak/snap app's Mozilla profiles), so such a browser went on refusing the
    CA while certkit said it was installed. Every app's database there is now a store (nss_places).
+4. A JDK's cacerts whose password is not the default ``changeit`` (hardening guides advise changing it): every
+   command failed on keytool's "Keystore was tampered with, or password was incorrect", status included, with no
+   way forward. Now status reads it without the password, as Java programs do; install and uninstall skip it (or,
+   named, refuse) with the keytool command to run, which asks for the password, as for an NSS database's.
 """
 
 from __future__ import annotations
@@ -186,3 +190,50 @@ def test_the_nss_databases_of_other_flatpak_and_snap_browsers_are_used(pki, serv
     assert {db: nss_listing(db) for db in databases} == listings
     after = chromium(url, chrome_home, tmp_path / "chromium-3")
     assert "ERR_CERT_AUTHORITY_INVALID" in after.stderr and "verify=" not in after.stdout, after.stderr[-2000:]
+
+
+def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_given(
+        pki, server: int, java_client: Path, tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    keytool = str(java_home / "bin/keytool")
+    subprocess.run([keytool, "-storepasswd", "-keystore", cacerts, "-storepass", "changeit", "-new", "hardened"],
+                   check=True, capture_output=True, timeout=120)
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+
+    def status() -> dict:
+        (store,) = json.loads(trust("status", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                                    check=True).stdout)["stores"]
+        assert "its password is not the JDK's default (changeit)" in " ".join(store["notes"]), store
+        return store
+
+    def advised(action: str) -> list[str]:
+        before = cacerts.read_bytes()
+        refused = trust(action, "--java", home=home, ca_dir=pki.issuing, extra_env=env)
+        assert refused.returncode == 1 and cacerts.read_bytes() == before, refused.stdout + refused.stderr
+        (line,) = refused.stderr.splitlines()
+        assert f"{cacerts} is protected by a password other than the JDK's default (changeit), which certkit " \
+               "does not ask for (keytool does); " in line, line
+        return shlex.split(line.split("yourself: ", 1)[1])
+
+    assert status()["outcome"] == "not trusted"
+    command = advised("install")
+    assert command[:4] == ["keytool", "-importcert", "-alias", pki.anchor.file_stem] and command[-1] == str(
+        pki.issuing / "parents.pem")  # the root alone, never the intermediate
+    subprocess.run([keytool, *command[1:]], input="hardened\nyes\n", text=True, check=True, capture_output=True,
+                   timeout=120)  # the advice, followed: keytool asks for the password, and to trust the CA
+    assert status()["current"] == pki.anchor.file_stem
+    trusted = _java_get(java_home, java_client, url)
+    assert trusted.returncode == 0 and "HTTP 200" in trusted.stdout, trusted.stdout + trusted.stderr
+
+    command = advised("uninstall")
+    assert command == ["keytool", "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,
+                   timeout=120)
+    assert status()["outcome"] == "not trusted"
+    assert untrusted(_java_get(java_home, java_client, url).stdout)

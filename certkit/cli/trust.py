@@ -127,7 +127,8 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
             usable.append(store)
         else:
             code, text = reason
-            blocked.append(store.skipped(code, text, needs_root=os.geteuid() != 0 and store.kind != "nss"))
+            blocked.append(store.skipped(code, text, needs_root=os.geteuid() != 0 and store.kind != "nss"
+                                         and code != "password"))
     for result in blocked:
         if result.needs_root:
             java_home = os.environ.get("JAVA_HOME") if result.kind == "java" else None

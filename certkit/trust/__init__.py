@@ -92,7 +92,7 @@ def _check(store: Store, anchor: Anchor | None, *, removing: bool = False) -> St
     if blocked is None:
         return None
     code, reason = blocked
-    return store.skipped(code, reason, needs_root=os.geteuid() != 0 and store.kind != "nss")
+    return store.skipped(code, reason, needs_root=os.geteuid() != 0 and store.kind != "nss" and code != "password")
 
 
 def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constraints import no_names  # no third-party imports: cheap
+from certkit.text import shown
 from certkit.vocabulary import iso
 
 if TYPE_CHECKING:
@@ -81,6 +82,18 @@ class Anchor:
             return path if pem_fingerprints(path.read_bytes()) == [self.fingerprint] else None
         except OSError:
             return None
+
+    def by_hand(self, command: list[str]) -> str:
+        """``command`` (whose last argument names the file it reads the root from), completed with the file of
+        the CA directory that holds the root alone (:attr:`pem_path`), or with ROOT.pem and what it must hold:
+        for a user to run where certkit does not (a store whose password certkit does not ask for)."""
+        import shlex
+
+        if (path := self.pem_path) is not None:
+            return shlex.join([*command, str(path)])
+        where = f", the last certificate of {self.ca_dir / 'parents.pem'}" if self.ca_dir else ""
+        return (f"{shlex.join(command)} ROOT.pem, where ROOT.pem holds the root \"{shown(self.common_name)}\" alone "
+                f"(SHA-256 {self.fingerprint}{where})")
 
     @property
     def sha1(self) -> str:

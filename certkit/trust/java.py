@@ -45,6 +45,8 @@ class JavaStore(Store):
         self.location = str(self.path)
         self.notes = []
         self.aliases = []
+        self.default_password: bool | None = None  # whether cacerts opens with JAVA_STOREPASS (known once listed)
+        self._listed: dict[str, bytes] | None = None  # its aliases, until certkit changes it
         if cacerts.is_symlink():
             # Debian's JDKs link cacerts to /etc/ssl/certs/java/cacerts, which ca-certificates-java keeps
             # in step with the system store. certkit edits the file the link names and leaves the link.
@@ -54,15 +56,33 @@ class JavaStore(Store):
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if not os.access(self.path, os.W_OK):
             return "not-writable", f"{self.path} is not writable by this user"
-        return None
+        try:
+            self._aliases()
+        except TrustError:
+            return None  # the command reads it again, and reports why it cannot
+        if self.default_password is not False:
+            return None
+        # keytool changes it only with its password, which certkit does not ask for: the commands that do it
+        if not removing and anchor is not None and not self.needs_adding(self.state(anchor)):
+            return None  # installed already: nothing to change
+        if not removing and anchor is not None:
+            how = "add the CA yourself: " + anchor.by_hand(
+                ["keytool", "-importcert", "-alias", anchor.file_stem, "-keystore", str(self.path), "-file"])
+        elif commands := [self.removal(e) for e in self.state(anchor).certkit_entries()]:
+            how = f"take certkit's entries out yourself: {' && '.join(commands)}"
+        else:
+            return None  # nothing of certkit's to take out
+        return "password", (f"{self.path} is protected by a password other than the JDK's default "
+                            f"({JAVA_STOREPASS}), which certkit does not ask for (keytool does); {how}")
 
-    def _keytool(self, *args: str, input: bytes | None = None, keystore: Path | None = None
-                 ) -> subprocess.CompletedProcess:
+    def _keytool(self, *args: str, input: bytes | None = None, keystore: Path | None = None,
+                 storepass: str | None = JAVA_STOREPASS) -> subprocess.CompletedProcess:
         # A keytool run is a few hundred milliseconds of work: the C1 compiler alone and the serial
-        # collector halve its start-up. English messages, whatever the locale.
+        # collector halve its start-up. English messages, whatever the locale. Without a storepass, keytool's
+        # prompt reads nothing (no terminal): it reads the keystore without checking its integrity.
         return run_tool([str(self.keytool), "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
-                         "-J-Duser.country=US", *args, "-keystore", str(keystore or self.path), "-storepass",
-                         JAVA_STOREPASS], input=input, env=self.env)
+                         "-J-Duser.country=US", *args, "-keystore", str(keystore or self.path),
+                         *(["-storepass", storepass] if storepass is not None else [])], input=input, env=self.env)
 
     def _change(self, steps: Sequence[tuple[tuple[str, ...], bytes | None, str]]) -> None:
         """Each keytool step (arguments, input, what it is called in a failure) on a copy of the keystore, which
@@ -73,6 +93,7 @@ class JavaStore(Store):
 
         folder = self.path.parent
         if not os.access(folder, os.W_OK | os.X_OK):
+            self._listed = None
             for args, data, what in steps:
                 succeeded(self._keytool(*args, input=data), what)
             return
@@ -91,13 +112,25 @@ class JavaStore(Store):
             os.replace(copy, self.path)
         finally:
             unlink_quietly(copy)
+            self._listed = None
         fsync_dir(folder)
 
     def _aliases(self) -> dict[str, bytes]:
-        """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it."""
-        proc = succeeded(self._keytool("-list", "-rfc"), f"keytool -list -keystore {self.path}")
-        return {chunk.split(b"\n", 1)[0].strip().decode(errors="replace"): chunk
-                for chunk in proc.stdout.split(b"Alias name: ")[1:]}
+        """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it. A keystore whose
+        password is not the JDK's default is read without one, as Java programs read it (a JKS keystore)."""
+        if self._listed is None:
+            proc = self._keytool("-list", "-rfc")
+            wrong = b"password was incorrect" in proc.stdout + proc.stderr
+            self.default_password = proc.returncode == 0 or not wrong
+            if not self.default_password:
+                proc = self._keytool("-list", "-rfc", storepass=None)
+                note = (f"its password is not the JDK's default ({JAVA_STOREPASS}): certkit reads it without one, as "
+                        "Java programs do, and does not change it")
+                self.notes += [note] if note not in self.notes else []
+            succeeded(proc, f"keytool -list -keystore {self.path}")
+            self._listed = {chunk.split(b"\n", 1)[0].strip().decode(errors="replace"): chunk
+                            for chunk in proc.stdout.split(b"Alias name: ")[1:]}
+        return self._listed
 
     def state(self, anchor: Anchor | None) -> StoreState:
         # A certkit alias carries its certificate's fingerprint: one of that form holding another certificate is
@@ -128,7 +161,8 @@ class JavaStore(Store):
                         f"keytool -importcert -keystore {self.path}")])
 
     def removal(self, entry: Found) -> str | None:
-        argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path), "-storepass", JAVA_STOREPASS]
+        argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path)]
+        argv += ["-storepass", JAVA_STOREPASS] if self.default_password is not False else []  # else keytool asks
         return shlex.join((["sudo"] if not os.access(self.path, os.W_OK) else []) + argv)
 
     def remove(self, entries: Sequence[Found]) -> None:

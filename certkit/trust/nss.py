@@ -93,12 +93,7 @@ class NSSStore(Store):
     def _by_hand(self, anchor: Anchor) -> str:
         """The certutil command that adds ``anchor`` as certkit would (certkit's nickname, so that status and
         uninstall know it), from the file that holds the root: never an intermediate's ca.pem."""
-        command = shlex.join(["certutil", "-A", "-d", self.db, "-t", NSS_TRUST, "-n", anchor.nickname, "-i"])
-        if (path := anchor.pem_path) is not None:
-            return f"{command} {shlex.quote(str(path))}"
-        where = f", the last certificate of {anchor.ca_dir / 'parents.pem'}" if anchor.ca_dir else ""
-        return (f"{command} ROOT.pem, where ROOT.pem holds the root \"{shown(anchor.common_name)}\" alone "
-                f"(SHA-256 {anchor.fingerprint}{where})")
+        return anchor.by_hand(["certutil", "-A", "-d", self.db, "-t", NSS_TRUST, "-n", anchor.nickname, "-i"])
 
     def listing(self) -> list[tuple[str, str]]:
         """(nickname, trust flags) of every certificate in the database."""
