@@ -198,6 +198,8 @@ def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_gi
         Path(shutil.which("java")).resolve().parent.parent
     java_home = private_java_home(real_home, tmp_path)
     cacerts = (java_home / "lib/security/cacerts").resolve()
+    if not cacerts.read_bytes().startswith(b"\xfe\xed\xfe\xed"):  # PKCS#12 with a password is read with it only
+        pytest.skip("this JDK's cacerts is not a JKS keystore (Debian's is)")
     keytool = str(java_home / "bin/keytool")
     subprocess.run([keytool, "-storepasswd", "-keystore", cacerts, "-storepass", "changeit", "-new", "hardened"],
                    check=True, capture_output=True, timeout=120)
