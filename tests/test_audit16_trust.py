@@ -19,6 +19,9 @@ JDKs (keytool, a JSSE client):
    command failed on keytool's "Keystore was tampered with, or password was incorrect", status included, with no
    way forward. Now status reads it without the password, as Java programs do; install and uninstall skip it (or,
    named, refuse) with the keytool command to run, which asks for the password, as for an NSS database's.
+5. Two ``trust install --java`` at once (two CAs, a provisioning script run twice): each put its changed copy of
+   cacerts in place, and the later one took away the CA the other had just added, which had said "added". They now
+   take turns (a lock on the keystore's folder), each changing what the last one put in place.
 """
 
 from __future__ import annotations
@@ -239,3 +242,52 @@ def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_gi
                    timeout=120)
     assert status()["outcome"] == "not trusted"
     assert untrusted(_java_get(java_home, java_client, url).stdout)
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked waiting for a file lock (/proc/locks lists waiters with "->")."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if len(line.split()) > 5)
+
+
+def test_java_installs_at_once_keep_both_cas(tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    import sys
+    import time
+
+    require("keytool")
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    cas = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        cas.append(_ca(tmp_path / name, f"Cluster {name}", "--permit-dns", f"{name}.home.arpa"))
+    home, marker = tmp_path / "home", tmp_path / "paused"
+    home.mkdir()
+    env = certkit_env(HOME=str(home), JAVA_HOME=str(java_home), PATH=f"{java_home / 'bin'}{os.pathsep}"
+                      f"{os.environ['PATH']}")
+
+    def install(ca: Path, **extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "certkit", "trust", "install", "--java", "--ca-dir", ca],
+                                env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(event, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not event():
+            assert time.monotonic() < deadline, f"no {what} within 60 s"
+            time.sleep(0.05)
+
+    first = install(cas[0], CERTKIT_TEST_PAUSE_AT="staged", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    try:
+        wait_for(marker.exists, "pause before the first install puts its copy in place")
+        second = install(cas[1])
+        # The second one waits for its turn (or, taking none, finishes) before the first one goes on.
+        wait_for(lambda: second.poll() is not None or _waits_for_a_lock(second.pid), "turn taken")
+    finally:
+        marker.unlink(missing_ok=True)
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "added" in out, out + err
+    listing = keytool_listing(cacerts, str(java_home / "bin/keytool"))
+    assert {Anchor.from_ca_dir(ca).file_stem for ca in cas} <= listing.keys(), sorted(listing)

@@ -89,7 +89,10 @@ class JavaStore(Store):
         then replaces it whole. keytool rewrites a keystore in place (truncated, then written): stopped in
         between (Ctrl-C, a time limit, the OOM killer, a power cut), it would leave every Java program on the
         machine without trust anchors. A folder this user cannot write leaves no choice but keytool's own way."""
+        import fcntl
+
         from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly, write_new_file
+        from certkit.testhooks import pause_at
 
         folder = self.path.parent
         if not os.access(folder, os.W_OK | os.X_OK):
@@ -97,9 +100,13 @@ class JavaStore(Store):
             for args, data, what in steps:
                 succeeded(self._keytool(*args, input=data), what)
             return
-        sweep_stale(folder, self.path.name)  # what a killed certkit left
+        lock = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         copy = folder / temporary_name(self.path.name)
         try:
+            # Another certkit changing this keystore (each on its copy, put in place whole) would put its copy over
+            # this one's change: they take turns, each copying what the last one put in place.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sweep_stale(folder, self.path.name)  # what a killed certkit left
             was = self.path.stat()
             write_new_file(copy, self.path.read_bytes(), was.st_mode & 0o7777)
             if os.geteuid() == 0:
@@ -109,11 +116,13 @@ class JavaStore(Store):
                     raise TrustError(f"{tool_failure(proc, what)}; {self.path} was left as it was")
             with open(copy, "rb") as f:
                 os.fsync(f.fileno())
+            pause_at("staged")
             os.replace(copy, self.path)
+            fsync_dir(folder)
         finally:
             unlink_quietly(copy)
+            os.close(lock)  # the turn of the next one
             self._listed = None
-        fsync_dir(folder)
 
     def _aliases(self) -> dict[str, bytes]:
         """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it. A keystore whose
@@ -157,8 +166,12 @@ class JavaStore(Store):
             raise TrustError(f"the alias {anchor.file_stem} in {self.path} holds another certificate, not this CA: "
                              "certkit does not change an entry it did not add. Rename or delete that entry "
                              f"({self.removal(Found(anchor.file_stem, ''))}) and run again")
-        self._change([(("-importcert", "-noprompt", "-alias", anchor.file_stem), anchor.pem,
-                        f"keytool -importcert -keystore {self.path}")])
+        try:
+            self._change([(("-importcert", "-noprompt", "-alias", anchor.file_stem), anchor.pem,
+                            f"keytool -importcert -keystore {self.path}")])
+        except TrustError:
+            if anchor.fingerprint not in pem_fingerprints(self._aliases().get(anchor.file_stem, b"")):
+                raise  # else another certkit, taking its turn first, added it: done
 
     def removal(self, entry: Found) -> str | None:
         argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path)]
