@@ -95,17 +95,16 @@ class JavaStore(Store):
         from certkit.testhooks import pause_at
 
         folder = self.path.parent
-        if not os.access(folder, os.W_OK | os.X_OK):
-            self._listed = None
-            for args, data, what in steps:
-                succeeded(self._keytool(*args, input=data), what)
-            return
         lock = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         copy = folder / temporary_name(self.path.name)
         try:
             # Another certkit changing this keystore (each on its copy, put in place whole) would put its copy over
             # this one's change: they take turns, each copying what the last one put in place.
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                for args, data, what in steps:
+                    succeeded(self._keytool(*args, input=data), what)
+                return
             sweep_stale(folder, self.path.name)  # what a killed certkit left
             was = self.path.stat()
             write_new_file(copy, self.path.read_bytes(), was.st_mode & 0o7777)
