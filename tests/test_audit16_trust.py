@@ -22,6 +22,9 @@ JDKs (keytool, a JSSE client):
 5. Two ``trust install --java`` at once (two CAs, a provisioning script run twice): each put its changed copy of
    cacerts in place, and the later one took away the CA the other had just added, which had said "added". They now
    take turns (a lock on the keystore's folder), each changing what the last one put in place.
+6. A ``java`` on PATH that is a version manager's shim (asdf, jenv: a script that runs the chosen JDK) was taken for
+   the JDK: its folder has no cacerts, so the Java store was skipped ("has no lib/security/cacerts") while every
+   Java program the shim runs went on refusing the CA. The JDK the shim runs now says where it is (java.home).
 """
 
 from __future__ import annotations
@@ -291,3 +294,34 @@ def test_java_installs_at_once_keep_both_cas(tmp_path: Path, machine_store_quiet
         assert proc.returncode == 0 and "added" in out, out + err
     listing = keytool_listing(cacerts, str(java_home / "bin/keytool"))
     assert {Anchor.from_ca_dir(ca).file_stem for ca in cas} <= listing.keys(), sorted(listing)
+
+
+def test_a_java_shim_on_path_leads_to_the_jdk_it_runs(pki, server: int, java_client: Path,  # noqa: F811
+                                                      tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    shims = tmp_path / "asdf" / "shims"  # as asdf and jenv put them: scripts that run the JDK chosen
+    shims.mkdir(parents=True)
+    for tool in ("java", "keytool"):
+        (shims / tool).write_text(f'#!/bin/sh\nexec "{java_home / "bin" / tool}" "$@"\n')
+        (shims / tool).chmod(0o755)
+    env = {"JAVA_HOME": "", "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+    listing = keytool_listing(cacerts, str(shims / "keytool"))
+
+    status = json.loads(trust("status", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                              check=True).stdout)
+    assert [(s["label"], s["location"], s["outcome"]) for s in status["stores"]] == [
+        (f"Java (java on PATH: {java_home})", str(cacerts), "not trusted")], status["stores"]
+    assert outcomes(trust("install", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                          check=True)) == {str(cacerts): "added"}
+    trusted = _java_get(java_home, java_client, url)
+    assert trusted.returncode == 0 and "HTTP 200" in trusted.stdout, trusted.stdout + trusted.stderr
+    assert outcomes(trust("uninstall", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                          check=True)) == {str(cacerts): "removed"}
+    assert keytool_listing(cacerts, str(shims / "keytool")) == listing
+    assert untrusted(_java_get(java_home, java_client, url).stdout)

@@ -189,6 +189,8 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     java = find_tool("java", env)
     if java:
         home = Path(java).resolve().parent.parent
+        if not any((home / rel).exists() for rel in ("lib/security/cacerts", "jre/lib/security/cacerts")):
+            home = _running_home(java, env) or home  # a shim (asdf, jenv): the JDK it runs says where it is
         homes.append((home, f"java on PATH: {home}"))
     if not homes:
         return [], [StoreResult("java", "Java", "", "skipped",
@@ -210,3 +212,16 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
         seen.add(cacerts.resolve())
         stores.append(JavaStore(home, found_by, cacerts, keytool, env))
     return stores, skipped
+
+
+def _running_home(java: str, env: Mapping[str, str]) -> Path | None:
+    """The home of the JDK that ``java`` runs, as that JDK reports it (its java.home property): for a ``java``
+    that is a script (a version manager's shim) rather than a link to the JDK's own launcher."""
+    import re
+
+    try:
+        proc = run_tool([java, "-XshowSettings:properties", "-version"], env=env, timeout=60)
+    except TrustError:
+        return None
+    found = re.search(rb"^\s*java\.home = (.+?)\s*$", proc.stderr + proc.stdout, re.M)
+    return Path(os.fsdecode(found[1])) if found and proc.returncode == 0 else None
