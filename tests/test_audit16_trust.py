@@ -25,6 +25,9 @@ JDKs (keytool, a JSSE client):
 6. A ``java`` on PATH that is a version manager's shim (asdf, jenv: a script that runs the chosen JDK) was taken for
    the JDK: its folder has no cacerts, so the Java store was skipped ("has no lib/security/cacerts") while every
    Java program the shim runs went on refusing the CA. The JDK the shim runs now says where it is (java.home).
+7. ``status`` of an NSS database holding the CA under a name certkit did not give, without the trust that makes it
+   a website's issuer (``c,,``, ``,,``), said "not trusted" and nothing more, as if the CA were not there, while
+   ``install`` then failed on that entry. status now names it (``untrusted_as`` in --json).
 """
 
 from __future__ import annotations
@@ -325,3 +328,25 @@ def test_a_java_shim_on_path_leads_to_the_jdk_it_runs(pki, server: int, java_cli
                           check=True)) == {str(cacerts): "removed"}
     assert keytool_listing(cacerts, str(shims / "keytool")) == listing
     assert untrusted(_java_get(java_home, java_client, url).stdout)
+
+
+@pytest.mark.parametrize("flags", [",,", "c,,"])
+def test_status_names_the_cas_entry_that_is_there_but_not_trusted(pki, tmp_path: Path, flags: str) -> None:  # noqa: F811
+    require("certutil")
+    require("vfychain")
+    home = tmp_path / "home"
+    db = _nss_db(home / ".pki/nssdb")
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "my dev root", "-t", flags], input=pki.anchor.pem,
+                   check=True, capture_output=True)
+    chain = (pki.server / "cert.pem", pki.issuing / "ca.pem")
+    assert nss_verifies(db, *chain).returncode != 0  # NSS: not a trusted issuer
+    text = trust("status", "--nss", home=home, ca_dir=pki.issuing, check=True).stdout
+    assert "this CA is there as my dev root (not certkit's entry), not trusted to identify websites" in text, text
+    (store,) = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)[
+        "stores"]
+    assert (store["outcome"], store["untrusted_as"], store["elsewhere"]) == ("not trusted", ["my dev root"], [])
+    subprocess.run(["certutil", "-M", "-d", f"sql:{db}", "-n", "my dev root", "-t", "C,,"], check=True)
+    assert nss_verifies(db, *chain).returncode == 0
+    (store,) = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)[
+        "stores"]
+    assert (store["outcome"], store["untrusted_as"], store["elsewhere"]) == ("trusted", [], ["my dev root"])

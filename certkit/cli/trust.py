@@ -192,6 +192,9 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             also = "also " if state.current is not None else ""  # without certkit's copy, the only one
             for name in state.elsewhere:
                 lines.append(f"{pad}this CA is {also}trusted as {shown(name)} (not certkit's copy)")
+            for name in state.untrusted:
+                lines.append(f"{pad}this CA is {also}there as {shown(name)} (not certkit's entry), not trusted to "
+                             "identify websites")
             for name in state.intermediate:
                 lines.append(f"{pad}{also}trusted as {shown(name)} (added by hand: the intermediate "
                              f"\"{shown(anchor.intermediate)}\" itself, not the root certkit installs)")

@@ -129,15 +129,17 @@ class NSSStore(Store):
     def state(self, anchor: Anchor | None) -> StoreState:
         # A certkit-shaped nickname holding another certificate is not certkit's doing (certkit names a copy
         # after its own fingerprint): it is described with what it holds, and never counted as certkit's.
-        entries, untrusted = [], {}
+        entries, untrusted, present = [], {}, []
         for nick, trust, block, ours in self._entries():
             if not ours and CERTKIT_NAME.match(nick):
                 self.note_misnamed(describe_pem(nick, block, ours=False))
+            if not (ours or trusts_servers(trust)) and anchor and pem_fingerprints(block)[:1] == [anchor.fingerprint]:
+                present.append(nick)  # there, but browsers do not take it as a website's issuer
             if ours or trusts_servers(trust):
                 entries.append(describe_pem(nick, block, ours=ours))
                 if not trusts_servers(trust):
                     untrusted[nick] = trust
-        state = sort_found(anchor, entries, StoreState())
+        state = sort_found(anchor, entries, StoreState(untrusted=present))
         if state.current is not None and state.current.name in untrusted:
             # certkit's copy is there, but its trust was taken away (Firefox's Edit Trust, certutil -M): a browser
             # does not trust it, and install sets the trust again.

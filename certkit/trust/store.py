@@ -57,6 +57,9 @@ class StoreState:
     # it signs, though certkit installs the root (never that entry, which it leaves alone).
     intermediate: list[str] = field(default_factory=list)
     pending: str | None = None  # certkit's copy is there but not yet in effect (and why)
+    # This CA under names certkit did not give, there but not trusted to identify websites (an NSS entry without
+    # the C flag): the store does not trust it, whatever "not trusted" alone would suggest of its contents.
+    untrusted: list[str] = field(default_factory=list)
 
     def certkit_entries(self) -> list[Found]:
         """What certkit put into this store itself, hence may take out."""
@@ -96,6 +99,7 @@ class StoreResult:
             "older": [f.to_dict() for f in state.older] if state else [],
             "elsewhere": list(state.elsewhere) if state else [],
             "intermediate_trusted_as": list(state.intermediate) if state else [],
+            "untrusted_as": list(state.untrusted) if state else [],
             "pending": state.pending if state else None,
             "removed": self.removed, "notes": self.notes, "aliases": self.aliases,
         }
