@@ -86,12 +86,13 @@ class Etcd:
         self.root, self.certs = root, certs
         self.members: list[Member] = []
 
-    def start(self, names, *, peer_cert: str, client_cert: str, gateway: bool = False) -> list[Member]:
+    def start(self, names, *, peer_cert: str, client_cert: str, gateway: bool = False,
+              extra: tuple[str, ...] = ()) -> list[Member]:
         """Members ``names``, each with ``<name>-<peer_cert>`` on its peer listener and
-        ``<name>-<client_cert>`` on its client listener. A port another process took between the
+        ``<name>-<client_cert>`` on its client listener, and ``extra`` flags. A port another process took between the
         choice and etcd's bind (seen once in CI) starts the members again on other ports."""
         for _attempt in range(3):
-            members = self._start(names, peer_cert=peer_cert, client_cert=client_cert, gateway=gateway)
+            members = self._start(names, peer_cert=peer_cert, client_cert=client_cert, gateway=gateway, extra=extra)
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline and all(m.process.poll() is None for m in members):
                 time.sleep(0.1)
@@ -103,7 +104,8 @@ class Etcd:
                 shutil.rmtree(self.root / f"{m.name}.etcd", ignore_errors=True)
         return members
 
-    def _start(self, names, *, peer_cert: str, client_cert: str, gateway: bool) -> list[Member]:
+    def _start(self, names, *, peer_cert: str, client_cert: str, gateway: bool,
+               extra: tuple[str, ...]) -> list[Member]:
         members = [Member(n, free_port(), free_port(), self.root / f"{n}.log") for n in names]
         cluster = ",".join(f"{m.name}={m.peer_url}" for m in members)
         ca = str(self.certs / "ca" / "ca.pem")
@@ -120,19 +122,19 @@ class Etcd:
                     "--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
                     "--cert-file", str(client / "cert.pem"), "--key-file", str(client / "privkey.pem"),
                     "--trusted-ca-file", ca, "--client-cert-auth",
-                    f"--enable-grpc-gateway={'true' if gateway else 'false'}"]
+                    f"--enable-grpc-gateway={'true' if gateway else 'false'}", *extra]
             with open(m.log_path, "w") as log:
                 m.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             self.members.append(m)
         return members
 
-    def ctl(self, member: Member, *args: str) -> subprocess.CompletedProcess:
-        """etcdctl (API v3) with the issue-client certificate, as a user runs it."""
+    def ctl(self, member: Member, *args: str, client: str = "etcdctl") -> subprocess.CompletedProcess:
+        """etcdctl (API v3) with the issue-client certificate ``client``, as a user runs it."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
         return subprocess.run([self.etcdctl, "--endpoints", member.client_url,
                                "--cacert", str(self.certs / "ca" / "ca.pem"),
-                               "--cert", str(self.certs / "etcdctl" / "cert.pem"),
-                               "--key", str(self.certs / "etcdctl" / "privkey.pem"),
+                               "--cert", str(self.certs / client / "cert.pem"),
+                               "--key", str(self.certs / client / "privkey.pem"),
                                "--dial-timeout", "1s", "--command-timeout", "2s", *args],
                               env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 

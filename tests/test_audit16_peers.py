@@ -1,0 +1,213 @@
+"""Round sixteen, peers: cluster members (docs/peers.md) after a revocation, run with real etcd 3.4 and Redis 7.
+
+1. docs/peers.md said nothing of revoking a member's certificate, and revoke.md promises that "servers that
+   check the CRL refuse it". A user who revokes a stolen etcd peer certificate and gives every member the CRL
+   (``--peer-crl-file``) believes the member is shut out: it is not. etcd checks the CRL only for the
+   connections a member accepts; the others still connect to the revoked member, raft runs over those
+   connections, and the member stays in the cluster, gets every write and can lead it. Redis 7 has no CRL
+   setting at all: a revoked node goes on replicating. The page now says so, and what does shut a member
+   out (``etcdctl member remove``); the tests below show each sentence with the real servers.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from test_peers_etcd import MEMBERS, Etcd, eventually
+from test_peers_redis import Redis, replication, wait_for
+
+from conftest import REPO, new_ca, require, run_certkit
+
+PAGE = REPO / "docs" / "peers.md"
+
+
+def soon(etcd: Etcd, attempt, what: str):
+    """test_peers_etcd's ``eventually``, with a minute's deadline: a loaded machine moves a leader slowly."""
+    return eventually(etcd, attempt, what, timeout=60.0)
+
+
+def _serial(folder: Path) -> str:
+    """The serial as etcd logs it: its bytes (big-endian, as few as hold it) in lower-case hex."""
+    serial = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number
+    return serial.to_bytes((serial.bit_length() + 7) // 8, "big").hex()
+
+
+def _documented_refusal(serial: str) -> re.Pattern:
+    """The etcd log line docs/peers.md shows for a revoked peer (``...``: any text), with ``serial`` for its own."""
+    (line,) = [ln for ln in PAGE.read_text().splitlines() if "transport: certificate serial" in ln]
+    line = re.sub(r"serial [0-9a-f]+ revoked", f"serial {serial} revoked", line)
+    return re.compile(".*".join(re.escape(part) for part in line.split("...")))
+
+
+def _page_text() -> str:
+    return " ".join(PAGE.read_text().split())
+
+
+# --- 1. etcd 3.4: a revoked member stays in the cluster until it is removed -------------------------------------
+@pytest.fixture
+def etcd_certs(tmp_path) -> tuple[Path, dict[str, str]]:
+    """As test_peers_etcd's certificates, plus ``ops`` (a second etcdctl certificate, never revoked) and the CA's
+    first CRL, empty, at crl.pem: the file --peer-crl-file and --client-crl-file name from the start."""
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit etcd revocation CA")
+    for member in MEMBERS:
+        names = (f"{member}.cluster.internal", "127.0.0.1")
+        run_certkit("issue-peer", *names, "--out", root / f"{member}-peer", env=env, check=True)
+        run_certkit("issue-server", *names, "--out", root / f"{member}-server", env=env, check=True)
+    for client in ("etcdctl", "ops"):
+        run_certkit("issue-client", client, "--out", root / client, env=env, check=True)
+    run_certkit("crl", "--out", root / "crl.pem", env=env, check=True)
+    return root, env
+
+
+@pytest.fixture
+def crl_etcd(tmp_path, etcd_certs):
+    cluster = Etcd(tmp_path / "run", etcd_certs[0])
+    cluster.root.mkdir()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _connect_as(bundle: Path, port: int, ca: Path) -> None:
+    """A TLS connection to 127.0.0.1:``port`` presenting ``bundle``'s certificate; closed once etcd judged it."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(bundle / "fullchain.pem", bundle / "privkey.pem")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            try:
+                tls.recv(1)  # etcd closes the connection after the handshake, once the CRL refused it
+            except (ssl.SSLError, OSError):
+                pass
+
+
+def _member_ids(etcd: Etcd, member, client: str = "ops") -> dict[str, str]:
+    listed = soon(etcd, lambda: etcd.ctl(member, "member", "list", client=client), "the member list")
+    return {line.split(", ")[2]: line.split(", ")[0] for line in listed.stdout.splitlines()}
+
+
+def _wait_in_log(etcd: Etcd, members, text: str, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in m.log for m in members):
+        etcd.check_running()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(m.log[-2000:] for m in members))
+        time.sleep(0.1)
+
+
+def test_etcd_refuses_a_revoked_peer_only_where_it_accepts_so_the_member_stays(crl_etcd, etcd_certs):
+    """Every member checks the CRL (read anew for each connection, so the new one applies with no restart): the
+    revoked member's own connections and the revoked etcdctl are refused, the log names the serial; yet the
+    member stays healthy, takes the leadership and gets a write; ``member remove`` is what ends it."""
+    root, env = etcd_certs
+    crl = str(root / "crl.pem")
+    members = crl_etcd.start(MEMBERS, peer_cert="peer", client_cert="server",
+                             extra=("--peer-crl-file", crl, "--client-crl-file", crl))
+    first, _, revoked = members
+    soon(crl_etcd, lambda: crl_etcd.ctl(first, "put", "greeting", "before"), "a write before the revocation")
+    ids = _member_ids(crl_etcd, first)
+
+    run_certkit("revoke", root / "etcd-3-peer", "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("revoke", root / "etcdctl", env=env, check=True)
+    run_certkit("crl", "--out", crl, env=env, check=True)  # the file the members were started with
+
+    # etcdctl's revoked certificate: refused at its next connection, with no restart.
+    refused = crl_etcd.ctl(first, "get", "greeting")
+    assert refused.returncode != 0, refused
+    _wait_in_log(crl_etcd, members, f"certificate serial {_serial(root / 'etcdctl')} revoked", "etcdctl's refusal")
+    # A new connection with the revoked peer certificate (as etcd-3 makes, or whoever stole its key): refused
+    # by serial. etcd-3's own connections made before the CRL stay open, so the test makes this one itself.
+    _connect_as(root / "etcd-3-peer", first.peer_port, root / "ca" / "ca.pem")
+    serial = _serial(root / "etcd-3-peer")
+    _wait_in_log(crl_etcd, [first], f"certificate serial {serial} revoked", "a refusal of etcd-3's peer certificate")
+    documented = _documented_refusal(serial)
+    assert any(documented.fullmatch(line) for line in first.log.splitlines()), first.log[-3000:]
+
+    # Yet etcd-3 stays a member: healthy, and it can even lead the cluster.
+    health = soon(crl_etcd, lambda: crl_etcd.ctl(first, "endpoint", "health", "--cluster", client="ops"),
+                        "three healthy members")
+    assert (health.stdout + health.stderr).count("is healthy") == 3, health
+    soon(crl_etcd, lambda: crl_etcd.ctl(first, "move-leader", ids["etcd-3"], "--endpoints",
+                                              ",".join(m.client_url for m in members), client="ops"),
+               "etcd-3 to take the leadership")
+    status = crl_etcd.ctl(revoked, "endpoint", "status", "-w", "json", client="ops")
+    assert f'"leader":{int(ids["etcd-3"], 16)}' in status.stdout.replace(" ", ""), status
+    soon(crl_etcd, lambda: crl_etcd.ctl(first, "put", "greeting", "after", client="ops"),
+               "a write led by the revoked member")
+    local = crl_etcd.ctl(revoked, "get", "greeting", "--consistency=s", "--print-value-only", client="ops")
+    assert local.stdout.strip() == "after", local
+
+    # What ends it: removing the member (from another one, as the revoked member leads: it hands the
+    # leadership over and stops).
+    soon(crl_etcd, lambda: crl_etcd.ctl(first, "member", "remove", ids["etcd-3"], client="ops"),
+               "the removal of etcd-3")
+    revoked.process.wait(60)
+    assert "etcd-3" not in _member_ids(crl_etcd, first)
+    soon(crl_etcd, lambda: crl_etcd.ctl(first, "put", "greeting", "without etcd-3", client="ops"),
+               "a write by the two members left")
+
+
+def test_etcd_refuses_every_connection_while_its_crl_file_cannot_be_read(crl_etcd, etcd_certs):
+    root, _ = etcd_certs
+    missing = str(root / "not-yet-written.pem")
+    members = crl_etcd.start(MEMBERS, peer_cert="peer", client_cert="server", extra=("--peer-crl-file", missing))
+    _wait_in_log(crl_etcd, members, f"open {missing}: no such file or directory", "the refusal")
+    put = crl_etcd.ctl(members[0], "put", "greeting", "never stored")
+    assert put.returncode != 0 and "deadline exceeded" in put.stderr, put
+    for m in members:
+        assert "elected leader" not in m.log, m.log
+
+
+# --- 1. Redis 7: no CRL setting; a revoked node goes on replicating ----------------------------------------------
+@pytest.fixture
+def revoked_redis_certs(tmp_path) -> Path:
+    """test_peers_redis's certificates, the replica's two revoked (keyCompromise) and a CRL that lists them."""
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit redis revocation CA")
+    for node in ("primary", "replica"):
+        run_certkit("issue-server", "localhost", "127.0.0.1", "--out", root / f"{node}-server", env=env, check=True)
+        run_certkit("issue-client", f"redis-{node}", "--out", root / f"{node}-client", env=env, check=True)
+    run_certkit("issue-client", "app", "--out", root / "app", env=env, check=True)
+    for folder in ("replica-server", "replica-client"):
+        run_certkit("revoke", root / folder, "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("crl", "--out", root / "crl.pem", env=env, check=True)
+    return root
+
+
+def test_redis_has_no_crl_setting_and_a_revoked_replica_replicates(tmp_path, revoked_redis_certs):
+    binary = require("redis-server")
+    refused = subprocess.run([binary, "--port", "0", "--tls-crl-file", str(revoked_redis_certs / "crl.pem")],
+                             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert refused.returncode != 0 and "Bad directive" in refused.stdout + refused.stderr, refused
+    redis = Redis(tmp_path / "run", revoked_redis_certs)
+    redis.root.mkdir()
+    try:
+        primary = redis.start("primary", server_cert="primary-server", client_cert="primary-client")
+        settings = redis.command(primary, "config", "get", "tls-*").stdout.splitlines()[0::2]  # names, values
+        assert "tls-cert-file" in settings and not [s for s in settings if "crl" in s], settings
+        replica = redis.start("replica", server_cert="replica-server", client_cert="replica-client", primary=primary)
+        wait_for(lambda: "MASTER <-> REPLICA sync: Finished with success" in replica.log, "the first sync", replica)
+        assert replication(redis, replica)["master_link_status"] == "up"
+        assert redis.command(primary, "set", "greeting", "from the primary").stdout.strip() == "OK"
+        wait_for(lambda: redis.command(replica, "get", "greeting").stdout.strip() == "from the primary",
+                 "the key on the revoked replica", replica)
+    finally:
+        redis.stop()
+
+
+def test_the_page_says_what_each_system_does_with_a_revocation() -> None:
+    text = _page_text()
+    for claim in ("Redis 7 checks no revocation", "`--peer-crl-file`", "`--client-crl-file`",
+                  "for every connection it accepts", "stays in the cluster", "`etcdctl member remove",
+                  "etcd refuses every connection"):
+        assert claim in text, claim
