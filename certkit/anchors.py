@@ -231,14 +231,15 @@ def _bundle_chain(folder: Path) -> list["x509.Certificate"]:
     return found
 
 
-def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_closed: bool) -> list[str]:
+def withdrawn(ca_dir: str | Path, chain: list["x509.Certificate"], *, fail_closed: bool,
+              by_server: bool = False) -> list[str]:
     """What a CA directory's inventory records against ``chain`` (leaf first), in certkit verify's words
-    (:func:`certkit.verify.inventory_problems`): revoked, never delivered. With ``fail_closed``, an
-    inventory that cannot be read is one more problem, as for verify."""
+    (:func:`certkit.withdrawals.inventory_problems`, ``by_server`` for a server's chain): revoked, never
+    delivered. With ``fail_closed``, an inventory that cannot be read is one more problem, as for verify."""
     from certkit.withdrawals import inventory_problems
 
     unread: list[str] = []
-    problems = inventory_problems(ca_dir, chain, unread=unread)
+    problems = inventory_problems(ca_dir, chain, unread=unread, by_server=by_server)
     return problems + [f"revocation could not be checked against the CA's inventory: {why} (give --ca-file to "
                        "verify the chain alone)" for why in unread[:1] if fail_closed]
 

@@ -421,7 +421,8 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
                                      recorded=recorded_cas(ca_dir) if ca_dir is not None else None)
         result.reasons = [server_side(r, leaf, known) for r in verdict.reasons]
         if ca_dir is not None:
-            result.withdrawn = [server_side(r, leaf) for r in withdrawn(ca_dir, seen.chain, fail_closed=True)]
+            result.withdrawn = [server_side(r, leaf) for r in withdrawn(ca_dir, seen.chain, fail_closed=True,
+                                                                    by_server=True)]
             result.reasons += [r for r in result.withdrawn if r not in result.reasons]
     else:
         if not result.name_matches:

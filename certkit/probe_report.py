@@ -392,10 +392,7 @@ _UNTRUSTED_HINT = re.compile(r" \(if (.+) is an intermediate CA under it, verify
 
 def server_side(reason: str, leaf, known: list = ()) -> str:
     """certkit verify's hint for a chain that stops at the leaf names verify's options; for a server the
-    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all). Its words
-    on a revoked certificate name servers; a server's certificate is refused by its clients."""
-    reason = reason.replace("; servers refuse it once they load the next CRL", "; clients refuse it once they "
-                            "load the next CRL (certkit crl)")
+    fix is on the server, which must send its intermediate (or, self-signed, has no CA at all)."""
     found = _UNTRUSTED_HINT.search(reason)
     if found is None:
         return reason

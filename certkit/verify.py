@@ -433,7 +433,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     if ca_file is None:
         unread: list[str] = []
         problems = _above_this_ca(ca_dir, path) if verdict.valid else []
-        problems += inventory_problems(ca_dir, path, unread=unread)
+        problems += inventory_problems(ca_dir, path, unread=unread, by_server=purpose == "server")
         # Fail closed: a script that reads the exit status must not take a certificate the CA may
         # have revoked (its key compromised) as valid because the record could not be read.
         problems += [f"revocation could not be checked against the CA's inventory: {why} (give --ca-file "

@@ -25,12 +25,13 @@ THIS_CA = "this CA's inventory"
 
 def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certificate"], *,
                        unread: list[str] | None = None, leaf_found: list[bool] | None = None,
-                       whose: str = THIS_CA) -> list[str]:
+                       whose: str = THIS_CA, by_server: bool = False) -> list[str]:
     """What the CA's own inventory says against the certificates of ``chain`` (the leaf first) that it
     holds: revoked, or never delivered. The chain may verify, but the CA has withdrawn the leaf, or an
     intermediate CA above it (a CRL says so to peers). Why a certificate's record could not be read
     (a missing or damaged inventory) goes into ``unread``; ``leaf_found`` gets True when an inventory
-    read (this one, or an intermediate's below it) holds the leaf."""
+    read (this one, or an intermediate's below it) holds the leaf. ``by_server``: the leaf is judged as
+    a server presents it, so its clients, not servers, are those a CRL tells to refuse it."""
     from certkit.store import CADirectory
     from certkit.store_inventory import check_binding, check_not_moved
 
@@ -55,9 +56,9 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
             here = True
             if leaf_found is not None:
                 leaf_found.append(True)
-        problems += _row_problems(row, cert, cert is chain[0], whose)
+        problems += _row_problems(row, cert, cert is chain[0], whose, by_server)
     if not here and len(chain) > 1:
-        problems += _issuers_inventory(inventory, chain, unread, leaf_found)
+        problems += _issuers_inventory(inventory, chain, unread, leaf_found, by_server)
     return problems
 
 
@@ -77,7 +78,7 @@ def _row_of(inventory, cert, unread: list[str] | None) -> dict | None:
     return row
 
 
-def _row_problems(row: dict, cert, leaf: bool, whose: str) -> list[str]:
+def _row_problems(row: dict, cert, leaf: bool, whose: str, by_server: bool = False) -> list[str]:
     from certkit.inventory.rows import parse_iso
 
     if row["status"] not in ("revoked", "abandoned"):
@@ -85,8 +86,9 @@ def _row_problems(row: dict, cert, leaf: bool, whose: str) -> list[str]:
     if leaf:
         if row["status"] == "revoked":
             return [f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
-                    f"{row['revocation_reason']}), as {whose} records; servers refuse it once they load the next "
-                    "CRL"]
+                    f"{row['revocation_reason']}), as {whose} records; "
+                    + ("clients refuse it once they load the next CRL (certkit crl)" if by_server else
+                       "servers refuse it once they load the next CRL")]
         if row.get("sink") in UNSEEN_SINKS:
             return [f"never marked delivered: {whose} records it as abandoned, but its writer sent it to standard "
                     "output (or a program's memory) and stopped before marking it; if it reached anyone, revoke "
@@ -105,7 +107,8 @@ def issuer_withdrawn(row: dict, cert, whose: str) -> str | None:
     return next(iter(_row_problems(row, cert, False, whose)), None)
 
 
-def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, leaf_found) -> list[str]:
+def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, leaf_found,
+                       by_server: bool) -> list[str]:
     """The problems the inventory of the lowest intermediate of ``chain`` that ``inventory`` records (with its
     CA directory's folder) finds against what is below it; an unreadable one goes into ``unread``."""
     from certkit.store import CADirectory
@@ -126,6 +129,6 @@ def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, lea
             if unread is not None:
                 unread.append(f"the inventory of {name}, which issued it, cannot be read: {why}")
             return []
-        return inventory_problems(folder, chain[:depth], unread=unread, leaf_found=leaf_found,
+        return inventory_problems(folder, chain[:depth], unread=unread, leaf_found=leaf_found, by_server=by_server,
                                   whose=f"the inventory of its issuing CA {name} (at {folder})")
     return []

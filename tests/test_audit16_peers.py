@@ -7,14 +7,21 @@
    connections, and the member stays in the cluster, gets every write and can lead it. Redis 7 has no CRL
    setting at all: a revoked node goes on replicating. The page now says so, and what does shut a member
    out (``etcdctl member remove``); the tests below show each sentence with the real servers.
+2. ``certkit verify CERT --purpose server`` of a revoked certificate (a peer certificate's, or any server's) said
+   "servers refuse it once they load the next CRL": a certificate a server presents is refused by its clients.
+   verify now names the side a CRL tells to refuse it for the purpose asked (probe's own rewording of the same
+   sentence is gone: it asks the inventory for a server's words); Python's ssl shows both sides refusing a
+   revoked peer certificate with the CRL.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +30,7 @@ from cryptography import x509
 from test_peers_etcd import MEMBERS, Etcd, eventually
 from test_peers_redis import Redis, replication, wait_for
 
-from conftest import REPO, new_ca, require, run_certkit
+from conftest import PASSPHRASE, REPO, free_port, new_ca, require, run_certkit, wait_listening, wait_or_kill
 
 PAGE = REPO / "docs" / "peers.md"
 
@@ -211,3 +218,116 @@ def test_the_page_says_what_each_system_does_with_a_revocation() -> None:
                   "for every connection it accepts", "stays in the cluster", "`etcdctl member remove",
                   "etcd refuses every connection"):
         assert claim in text, claim
+
+
+# --- 2. verify named servers as those that refuse a revoked certificate a server presents ----------------------
+# `certkit verify CERT --purpose server` of a revoked certificate said "servers refuse it once they load the next
+# CRL": a server's certificate is refused by its clients (probe said so, through a rewording of its own). The
+# inventory's words now name the side a CRL tells to refuse the certificate as it is judged: for a peer
+# certificate, clients as a server's, servers as a client's. Both sides are shown refusing it with a CRL below.
+CLIENTS_REFUSE = "clients refuse it once they load the next CRL (certkit crl)"
+SERVERS_REFUSE = "servers refuse it once they load the next CRL"
+
+
+@pytest.fixture
+def revoked_peer(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A root CA and an intermediate under it (the layout of two-tier-pki.md); a peer certificate of each,
+    revoked by its CA; a CRL of each CA."""
+    env = new_ca(tmp_path, "Cluster Root") | {"CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "ca",
+                "--name", "Cluster Issuing", env=env, check=True)
+    for ca in ("ca", "issuing"):
+        run_certkit("issue-peer", "node-1.cluster.internal", "127.0.0.1", "--ca-dir", tmp_path / ca,
+                    "--out", tmp_path / f"{ca}-peer", env=env, check=True)
+        run_certkit("revoke", tmp_path / f"{ca}-peer", "--ca-dir", tmp_path / ca, "--reason", "keyCompromise",
+                    env=env, check=True)
+        run_certkit("crl", "--ca-dir", tmp_path / ca, "--out", tmp_path / f"{ca}.crl", env=env, check=True)
+    return tmp_path, env
+
+
+@pytest.mark.parametrize("ca", ["ca", "issuing"])
+@pytest.mark.parametrize("purpose, refusers", [("server", CLIENTS_REFUSE), ("client", SERVERS_REFUSE)])
+def test_verify_names_who_refuses_a_revoked_certificate_for_its_purpose(revoked_peer, ca, purpose, refusers):
+    """Through the root's CA directory, also for a leaf the intermediate revoked (read in its inventory)."""
+    root, env = revoked_peer
+    proc = run_certkit("verify", root / f"{ca}-peer", "--purpose", purpose, "--ca-dir", root / "ca", env=env)
+    assert proc.returncode == 1, proc
+    (reason,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("  reason ")]
+    assert "revoked on" in reason and reason.endswith(f"; {refusers}"), reason
+    assert proc.stderr.rstrip().endswith(f"; {refusers}."), proc.stderr
+    data = json.loads(run_certkit("verify", root / f"{ca}-peer", "--purpose", purpose, "--ca-dir", root / "ca",
+                                  "--json", env=env).stdout)
+    assert data["peer"] is True and data["valid"] is False
+    assert [r for r in data["reasons"] if "revoked on" in r][0].endswith(f"; {refusers}"), data
+
+
+def _python_tls(server_files: Path, client_files: Path, ca: Path, crl: Path, *, crl_at: str) -> str | None:
+    """A loopback handshake (and one byte) between Python ssl endpoints presenting each folder's peer certificate,
+    the side ``crl_at`` ("client" or "server") checking ``crl`` for the leaf: None when it went through, else the
+    checking side's error."""
+    contexts = {}
+    for side, files in (("server", server_files), ("client", client_files)):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if side == "server" else ssl.PROTOCOL_TLS_CLIENT)
+        context.load_cert_chain(files / "fullchain.pem", files / "privkey.pem")
+        context.load_verify_locations(cafile=str(ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+        if side == crl_at:
+            context.load_verify_locations(cafile=str(crl))
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        contexts[side] = context
+    errors: dict[str, str] = {}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            try:
+                with contexts["server"].wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"x")
+                    tls.recv(1)
+            except (ssl.SSLError, OSError) as exc:
+                errors["server"] = str(exc)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+                    contexts["client"].wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.recv(1)
+                tls.sendall(b"y")
+        except (ssl.SSLError, OSError) as exc:
+            errors["client"] = str(exc)
+        thread.join(30)
+    return errors.get(crl_at)
+
+
+@pytest.mark.parametrize("crl_at", ["client", "server"])
+def test_a_peer_that_checks_the_crl_refuses_the_revoked_peer_certificate_on_either_side(revoked_peer, tmp_path,
+                                                                                         crl_at):
+    """What verify's two sentences say, done by OpenSSL (Python's ssl): as a server's certificate, a client with
+    the CRL refuses it; as a client's, a server with the CRL refuses it. Without the CRL both take it."""
+    root, env = revoked_peer
+    run_certkit("issue-peer", "node-2.cluster.internal", "127.0.0.1", "--out", tmp_path / "good", env=env,
+                check=True)
+    revoked, good, ca, crl = root / "ca-peer", tmp_path / "good", root / "ca" / "ca.pem", root / "ca.crl"
+    server, client = (revoked, good) if crl_at == "client" else (good, revoked)
+    assert "certificate revoked" in (_python_tls(server, client, ca, crl, crl_at=crl_at) or "accepted")
+    assert _python_tls(server, client, ca, crl, crl_at="neither") is None
+
+
+def test_probe_names_clients_for_a_revoked_server_certificate(revoked_peer) -> None:
+    """probe's words (its own rewording, now the inventory's) with a real server: openssl s_server."""
+    root, env = revoked_peer
+    port = free_port()
+    server = subprocess.Popen([require("openssl"), "s_server", "-www", "-accept", str(port), "-cert",
+                               root / "ca-peer" / "cert.pem", "-key", root / "ca-peer" / "privkey.pem"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, server, "openssl s_server")
+        proc = run_certkit("probe", f"https://127.0.0.1:{port}/", "--ca-dir", root / "ca", "--json", env=env)
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    assert proc.returncode == 1, proc
+    withdrawn = json.loads(proc.stdout)["server_certificate"]["withdrawn"]
+    assert len(withdrawn) == 1 and withdrawn[0].endswith(f"; {CLIENTS_REFUSE}"), withdrawn
