@@ -218,6 +218,8 @@ def test_the_page_says_what_each_system_does_with_a_revocation() -> None:
                   "for every connection it accepts", "stays in the cluster", "`etcdctl member remove",
                   "etcd refuses every connection"):
         assert claim in text, claim
+    security = " ".join((REPO / "docs" / "security.md").read_text().split())
+    assert "an etcd 3.4 member whose peer certificate is revoked stays in its cluster" in security
 
 
 # --- 2. verify named servers as those that refuse a revoked certificate a server presents ----------------------
