@@ -12,6 +12,10 @@
    verify now names the side a CRL tells to refuse it for the purpose asked (probe's own rewording of the same
    sentence is gone: it asks the inventory for a server's words); Python's ssl shows both sides refusing a
    revoked peer certificate with the CRL.
+3. docs/peers.md told each member's certificates to "name its own host name and address" without saying that
+   Redis looks at no name: a replica took a primary certificate naming another host, and any client certificate
+   of the CA (alice's, issued for a web server) logged in with full rights. The page now says that the CA alone
+   decides for Redis (a CA of its own for the nodes), and that etcd, unlike Redis, checks the peer URL's host.
 """
 
 from __future__ import annotations
@@ -333,3 +337,75 @@ def test_probe_names_clients_for_a_revoked_server_certificate(revoked_peer) -> N
     assert proc.returncode == 1, proc
     withdrawn = json.loads(proc.stdout)["server_certificate"]["withdrawn"]
     assert len(withdrawn) == 1 and withdrawn[0].endswith(f"; {CLIENTS_REFUSE}"), withdrawn
+
+
+# --- 3. who Redis lets in: the CA alone, no name -------------------------------------------------------------------
+# docs/peers.md said each member's certificates "name its own host name and address", as if those names counted:
+# for Redis they never do. A replica takes any server certificate of the CA as its primary's, and any client
+# certificate of the CA logs in; the page now says so (a CA of its own for the Redis nodes), and that etcd, unlike
+# Redis, checks the peer URL's host against a member's certificate.
+@pytest.fixture
+def elsewhere_certs(tmp_path) -> Path:
+    """test_peers_redis's layout, but the primary's server certificate names another host only, and ``app`` is a
+    client certificate issued for someone else (alice, as for a web server)."""
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit one CA for everything")
+    run_certkit("issue-server", "elsewhere.example", "--out", root / "primary-server", env=env, check=True)
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--out", root / "replica-server", env=env, check=True)
+    for node in ("primary", "replica"):
+        run_certkit("issue-client", f"redis-{node}", "--out", root / f"{node}-client", env=env, check=True)
+    run_certkit("issue-client", "alice@example.com", "--out", root / "app", env=env, check=True)
+    return root
+
+
+def test_redis_checks_no_name_in_its_primarys_certificate_nor_its_clients(tmp_path, elsewhere_certs):
+    names = x509.load_pem_x509_certificate((elsewhere_certs / "primary-server" / "cert.pem").read_bytes()).extensions
+    assert names.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == \
+        ["elsewhere.example"]
+    redis = Redis(tmp_path / "run", elsewhere_certs)
+    redis.root.mkdir()
+    try:
+        primary = redis.start("primary", server_cert="primary-server", client_cert="primary-client")
+        replica = redis.start("replica", server_cert="replica-server", client_cert="replica-client", primary=primary)
+        wait_for(lambda: "MASTER <-> REPLICA sync: Finished with success" in replica.log, "the first sync", replica)
+        # alice's certificate, issued for something else, has the default user's rights: here, all of them.
+        assert redis.command(replica, "config", "get", "replicaof", verify=False).stdout.split() == \
+            ["replicaof", "127.0.0.1", str(primary.port)]
+        assert redis.command(primary, "set", "greeting", "from alice", verify=False).stdout.strip() == "OK"
+        wait_for(lambda: redis.command(replica, "get", "greeting").stdout.strip() == "from alice",
+                 "alice's key on the replica", replica)
+    finally:
+        redis.stop()
+
+
+def test_etcd_checks_the_peer_urls_host_against_a_members_certificate(tmp_path):
+    """Peer certificates naming the member's DNS name only, the peer URLs 127.0.0.1: no cluster, and the log says
+    why (the redis test above replicates in the same case)."""
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit etcd names CA")
+    for member in MEMBERS:
+        run_certkit("issue-peer", f"{member}.cluster.internal", "--out", root / f"{member}-peer", env=env, check=True)
+        run_certkit("issue-server", "127.0.0.1", "--out", root / f"{member}-server", env=env, check=True)
+    run_certkit("issue-client", "etcdctl", "--out", root / "etcdctl", env=env, check=True)
+    etcd = Etcd(tmp_path / "run", root)
+    etcd.root.mkdir()
+    try:
+        members = etcd.start(MEMBERS, peer_cert="peer", client_cert="server")
+        _wait_in_log(etcd, members, "x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any "
+                     "IP SANs", "the dialing member's refusal")
+        put = etcd.ctl(members[0], "put", "greeting", "never stored")
+        assert put.returncode != 0 and "deadline exceeded" in put.stderr, put
+        for m in members:
+            assert "elected leader" not in m.log, m.log
+    finally:
+        etcd.stop()
+
+
+def test_the_page_says_redis_checks_no_name() -> None:
+    text = _page_text()
+    for claim in ("Redis checks the CA and the purpose, never a name", "`tls-replication` checks no host name",
+                  "every client certificate of the CA logs in", "give the Redis nodes a CA of their own",
+                  "etcd, by contrast, checks the peer URL's host against a member's certificate"):
+        assert claim in text, claim
