@@ -80,12 +80,15 @@ def refusal(attempt: "Attempt") -> str | None:
     return None
 
 
+CLOSED = "the server closed the connection without an answer"  # after a handshake that took the certificate
+
+
 def unclear(attempt: "Attempt") -> str | None:
     """Why a completed handshake gave no HTTP answer to judge by (a timeout, the connection closed, an
     answer that is not HTTP), in words; None when there is an HTTP answer or a refusal."""
     if attempt.handshake != "ok" or attempt.read_alert or attempt.http_status is not None:
         return None
-    return attempt.http_error or "the server closed the connection without an answer"
+    return attempt.http_error or CLOSED
 
 
 def _serve_reasons(body: str) -> list[str]:
@@ -154,6 +157,10 @@ def with_verdict(result: "ProbeResult") -> str:
         missing = _missing_intermediate(result, refused)
         return f"refused: {refused}{_no_client_auth(result)}{missing}{_known_faults(result, not missing)}"
     if (why := unclear(attempt)) is not None:
+        if (revoked := _revoked_facts(result)) and why == CLOSED:  # the URL may well answer HTTP: not the advice
+            return (f"not known: the handshake took it, but {why}; {revoked[0]}, and a server that checks a CRL "
+                    "once the handshake is done closes the connection so (etcd's --peer-crl-file and "
+                    "--client-crl-file among them)")
         return (f"not known: the handshake took it, but {why}: no HTTP answer says whether the server accepts "
                 "the certificate (probe a URL that answers HTTP)")
     status = f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()

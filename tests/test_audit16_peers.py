@@ -16,6 +16,9 @@
    Redis looks at no name: a replica took a primary certificate naming another host, and any client certificate
    of the CA (alice's, issued for a web server) logged in with full rights. The page now says that the CA alone
    decides for Redis (a CA of its own for the nodes), and that etcd, unlike Redis, checks the peer URL's host.
+4. probe --ca-dir --bundle of a revoked peer certificate at etcd's peer listener (which takes it in the handshake,
+   then closes the connection) said "not known ... (probe a URL that answers HTTP)" without the revocation the
+   inventory records; it now names it, and why such a server closes the connection.
 """
 
 from __future__ import annotations
@@ -409,3 +412,35 @@ def test_the_page_says_redis_checks_no_name() -> None:
                   "every client certificate of the CA logs in", "give the Redis nodes a CA of their own",
                   "etcd, by contrast, checks the peer URL's host against a member's certificate"):
         assert claim in text, claim
+
+
+# --- 4. probe of a revoked peer certificate at etcd's peer listener ------------------------------------------------
+# etcd takes a revoked certificate in the handshake and then closes the connection (its CRL check comes after).
+# probe, given --ca-dir, knew from the inventory that the certificate was revoked, yet said only "not known: ...
+# the server closed the connection without an answer ... (probe a URL that answers HTTP)", though the URL answers
+# HTTP (a good peer certificate gets 200). It now names the revocation and why such a server closes so.
+def test_probe_names_the_revocation_when_etcd_closes_after_the_handshake(crl_etcd, etcd_certs):
+    root, env = etcd_certs
+    (member,) = crl_etcd.start(MEMBERS[:1], peer_cert="peer", client_cert="server",
+                               extra=("--peer-crl-file", str(root / "crl.pem")))
+    soon(crl_etcd, lambda: crl_etcd.ctl(member, "put", "greeting", "hello"), "the member to serve")
+    run_certkit("revoke", root / "etcd-3-peer", "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("crl", "--out", root / "crl.pem", env=env, check=True)
+    url = f"{member.peer_url}/version"
+
+    def probe(bundle: str, *trust: str) -> tuple[int, dict]:
+        proc = run_certkit("probe", url, *trust, "--bundle", root / bundle, "--json", env=env)
+        return proc.returncode, json.loads(proc.stdout)["client_certificate"]
+
+    code, good = probe("etcd-2-peer", "--ca-dir", root / "ca")
+    assert code == 0 and good["verdict"].startswith("accepted: the server answered HTTP 200"), good
+    code, revoked = probe("etcd-3-peer", "--ca-dir", root / "ca")
+    assert code == 1, revoked
+    assert revoked["verdict"].startswith("not known: the handshake took it, but the server closed the connection "
+                                         "without an answer; it was revoked on "), revoked
+    assert "(etcd's --peer-crl-file and --client-crl-file among them)" in revoked["verdict"]
+    assert "probe a URL that answers HTTP" not in revoked["verdict"]
+    _wait_in_log(crl_etcd, [member], f"certificate serial {_serial(root / 'etcd-3-peer')} revoked", "the refusal")
+    # Without the inventory, nothing is known of the revocation: the words stay as they were.
+    code, unknown = probe("etcd-3-peer", "--ca-file", root / "ca" / "ca.pem")
+    assert code == 1 and unknown["verdict"].endswith("(probe a URL that answers HTTP)"), unknown
