@@ -19,6 +19,9 @@
 4. probe --ca-dir --bundle of a revoked peer certificate at etcd's peer listener (which takes it in the handshake,
    then closes the connection) said "not known ... (probe a URL that answers HTTP)" without the revocation the
    inventory records; it now names it, and why such a server closes the connection.
+5. crl.md tells nginx users to put the root's and the intermediate's CRLs in one file; etcd reads the first CRL of
+   its file only, so with that file (root's first) it let in a peer the intermediate had revoked. peers.md and
+   crl.md now say that etcd needs the issuing CA's CRL alone.
 """
 
 from __future__ import annotations
@@ -444,3 +447,67 @@ def test_probe_names_the_revocation_when_etcd_closes_after_the_handshake(crl_etc
     # Without the inventory, nothing is known of the revocation: the words stay as they were.
     code, unknown = probe("etcd-3-peer", "--ca-file", root / "ca" / "ca.pem")
     assert code == 1 and unknown["verdict"].endswith("(probe a URL that answers HTTP)"), unknown
+
+
+# --- 5. etcd reads one CRL from its file: under an intermediate, the issuing CA's -----------------------------------
+# crl.md tells nginx users to put the root's CRL and the intermediate's in one file. etcd reads the first CRL of
+# the file only (and checks no issuer): given that file, root's CRL first, it let a peer whose certificate the
+# intermediate had revoked in. peers.md now says which CRL etcd needs.
+def _etcd_answers(port: int, bundle: Path) -> bytes:
+    """GET /version on etcd's peer listener presenting ``bundle`` (its fullchain): the answer, b"" when closed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the server's side is not what is judged
+    context.load_cert_chain(bundle / "fullchain.pem", bundle / "privkey.pem")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, context.wrap_socket(raw) as tls:
+        tls.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        try:
+            while chunk := tls.recv(4096):
+                answer += chunk
+        except (ssl.SSLError, OSError):
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("crl_file, refused", [("issuing.crl", True), ("root-then-issuing.crl", False)])
+def test_etcd_under_an_intermediate_needs_the_issuing_cas_crl(tmp_path, crl_file, refused):
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "Cluster Root") | {"CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}
+    issuing = root / "issuing"
+    run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root / "ca", "--name", "Cluster Issuing",
+                env=env, check=True)
+    for member in MEMBERS[:2]:
+        run_certkit("issue-peer", f"{member}.cluster.internal", "127.0.0.1", "--ca-dir", issuing,
+                    "--out", root / f"{member}-peer", env=env, check=True)
+    run_certkit("issue-server", "127.0.0.1", "--ca-dir", issuing, "--out", root / "etcd-1-server", env=env,
+                check=True)
+    run_certkit("revoke", root / "etcd-2-peer", "--ca-dir", issuing, env=env, check=True)
+    run_certkit("crl", "--out", root / "root.crl", env=env, check=True)
+    run_certkit("crl", "--ca-dir", issuing, "--out", root / "issuing.crl", env=env, check=True)
+    (root / "root-then-issuing.crl").write_bytes((root / "root.crl").read_bytes() + (root / "issuing.crl").read_bytes())
+    for folder in ("etcd-1-peer", "etcd-1-server"):  # etcd presents its files as given: the chain with the leaf
+        (root / folder / "cert.pem").write_bytes((root / folder / "fullchain.pem").read_bytes())
+    etcd = Etcd(tmp_path / "run", root)
+    etcd.root.mkdir()
+    try:
+        (member,) = etcd.start(MEMBERS[:1], peer_cert="peer", client_cert="server",
+                               extra=("--peer-crl-file", str(root / crl_file)))
+        wait_listening(member.peer_port, member.process, "etcd's peer listener", log=lambda: member.log)
+        answer = _etcd_answers(member.peer_port, root / "etcd-2-peer")
+    finally:
+        etcd.stop()
+    assert (answer == b"") is refused, answer[:200]
+    if refused:
+        assert f"certificate serial {_serial(root / 'etcd-2-peer')} revoked" in member.log
+    else:
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_the_page_names_the_crl_etcd_needs_under_an_intermediate() -> None:
+    text = _page_text()
+    assert "etcd reads the first CRL of the file only" in text
+    assert "the issuing CA's CRL alone" in text
+    crl_page = " ".join((REPO / "docs" / "crl.md").read_text().split())
+    assert "It reads the first CRL of the file only, so under an intermediate the file holds the issuing CA's CRL " \
+           "alone" in crl_page
