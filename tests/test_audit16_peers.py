@@ -22,6 +22,9 @@
 5. crl.md tells nginx users to put the root's and the intermediate's CRLs in one file; etcd reads the first CRL of
    its file only, so with that file (root's first) it let in a peer the intermediate had revoked. peers.md and
    crl.md now say that etcd needs the issuing CA's CRL alone.
+6. ``certkit renew 0:0:0:0:0:0:0:1`` and ``list --name 0:0:0:0:0:0:0:1`` found no peer issued for ::1 (stored
+   compressed), while a host name is found in any case or with its final dot; an address is now looked for as
+   issuing writes it.
 """
 
 from __future__ import annotations
@@ -511,3 +514,29 @@ def test_the_page_names_the_crl_etcd_needs_under_an_intermediate() -> None:
     crl_page = " ".join((REPO / "docs" / "crl.md").read_text().split())
     assert "It reads the first CRL of the file only, so under an intermediate the file holds the issuing CA's CRL " \
            "alone" in crl_page
+
+
+# --- 6. a peer addressed by IPv6, found by the address however it is written ----------------------------------------
+# issue-peer 0:0:0:0:0:0:0:1 writes the address as ::1 (as every IPv6 address is stored: compressed), and
+# renew NAME and list --name found a host name in any case or with its final dot, but an address only as stored:
+# `certkit renew 0:0:0:0:0:0:0:1` said "No certificate of this CA matches" and `list --name` "No certificates
+# match". An address is now looked for in the form issuing writes it.
+@pytest.mark.parametrize("spelled", ["0:0:0:0:0:0:0:1", "0000:0000::0001"])
+def test_renew_and_list_find_a_peer_by_its_ipv6_address_however_written(tmp_path, spelled):
+    env = new_ca(tmp_path, "certkit ipv6 CA")
+    run_certkit("issue-peer", spelled, "127.0.0.1", "--out", tmp_path / "node", env=env, check=True)
+    listed = json.loads(run_certkit("list", "--name", spelled, "--json", env=env, check=True).stdout)
+    assert [c["names"] for c in listed["certificates"]] == [["IP:::1", "IP:127.0.0.1"]], listed
+    renewed = run_certkit("renew", spelled, "--json", env=env)
+    assert renewed.returncode == 0, renewed
+    data = json.loads(renewed.stdout)
+    assert data["kind"] == "peer" and data["names"] == ["IP:::1", "IP:127.0.0.1"], data
+    assert Path(data["folder"]).resolve() == (tmp_path / "node").resolve()
+    # The renewed certificate keeps both purposes, for the same addresses (OpenSSL's own checks).
+    for purpose, check in (("sslserver", ["-verify_ip", "::1"]), ("sslclient", [])):
+        proc = subprocess.run([require("openssl"), "verify", "-x509_strict", "-purpose", purpose, *check, "-CAfile",
+                               tmp_path / "node" / "ca.pem", tmp_path / "node" / "cert.pem"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip().endswith(": OK"), proc
+    cert = x509.load_pem_x509_certificate((tmp_path / "node" / "cert.pem").read_bytes())
+    assert cert.serial_number == int(data["new_serial"], 16)

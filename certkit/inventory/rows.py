@@ -156,15 +156,21 @@ def subject_common_names(subject: str) -> list[str]:
 
 def name_patterns(name: str) -> tuple[str, ...]:
     """The glob ``name`` (``list --name``, ``renew --name``, ``renew NAME``) in the forms issuing stores names in:
-    lower case, NFC, without surrounding blanks or a final dot; and, with non-ASCII DNS labels (an email's
-    domain's too), with those labels as A-labels (café.example is stored as xn--caf-dma.example), beside the
-    text itself (a client's CN, José, is stored as it is)."""
+    lower case, NFC, without surrounding blanks or a final dot; an IP address as issuing writes it (IPv6
+    compressed: 0:0:0:0:0:0:0:1 is stored as ::1); and, with non-ASCII DNS labels (an email's domain's too),
+    with those labels as A-labels (café.example is stored as xn--caf-dma.example), beside the text itself (a
+    client's CN, José, is stored as it is)."""
+    import ipaddress
     import unicodedata
 
     text = unicodedata.normalize("NFC", name.strip()).lower()
     if text.endswith(".") and not text.endswith("..") and text[-2:-1] not in ("", "*", "?", "]"):
         text = text[:-1]  # a host name's final dot (not after a glob character: "*." names none)
     found = [text]
+    try:
+        found.append(str(ipaddress.ip_address(text)))
+    except ValueError:
+        pass  # not an address (a host name, a glob, a CN)
     if not text.isascii():  # cn=café.example too: the value after the attribute's name
         import idna
 
