@@ -221,6 +221,16 @@ def test_redis_has_no_crl_setting_and_a_revoked_replica_replicates(tmp_path, rev
         assert redis.command(primary, "set", "greeting", "from the primary").stdout.strip() == "OK"
         wait_for(lambda: redis.command(replica, "get", "greeting").stdout.strip() == "from the primary",
                  "the key on the revoked replica", replica)
+        # What does shut it out: a CA the primary trusts instead (the replica's link dropped, it reconnects).
+        new_ca(tmp_path / "new", "certkit the cluster's new CA")
+        cli = [redis.cli, "--tls", "--cacert", str(revoked_redis_certs / "ca" / "ca.pem"), "--cert",
+               str(revoked_redis_certs / "app" / "cert.pem"), "--key", str(revoked_redis_certs / "app" / "privkey.pem"),
+               "-h", "127.0.0.1", "-p", str(primary.port)]
+        moved = subprocess.run(cli, input=f"config set tls-ca-cert-file {tmp_path / 'new' / 'ca' / 'ca.pem'}\n"
+                               "client kill type replica\n", capture_output=True, text=True, timeout=30)
+        assert moved.stdout.split() == ["OK", "1"], moved
+        wait_for(lambda: "certificate verify failed" in primary.log, "the primary to refuse the replica", primary)
+        assert replication(redis, replica)["master_link_status"] == "down"
     finally:
         redis.stop()
 
