@@ -25,6 +25,9 @@
 6. ``certkit renew 0:0:0:0:0:0:0:1`` and ``list --name 0:0:0:0:0:0:0:1`` found no peer issued for ::1 (stored
    compressed), while a host name is found in any case or with its final dot; an address is now looked for as
    issuing writes it.
+7. Like Redis, etcd lets in any client certificate of the CA (alice's, issued for a web server, got the member
+   list on the peer listener and wrote through the client API); peers.md did not say so. It now does, with etcd's
+   limit for the peer listener (a name all peer certificates share, first, and --peer-cert-allowed-cn), run here.
 """
 
 from __future__ import annotations
@@ -466,15 +469,16 @@ def test_probe_names_the_revocation_when_etcd_closes_after_the_handshake(crl_etc
 # crl.md tells nginx users to put the root's CRL and the intermediate's in one file. etcd reads the first CRL of
 # the file only (and checks no issuer): given that file, root's CRL first, it let a peer whose certificate the
 # intermediate had revoked in. peers.md now says which CRL etcd needs.
-def _etcd_answers(port: int, bundle: Path) -> bytes:
-    """GET /version on etcd's peer listener presenting ``bundle`` (its fullchain): the answer, b"" when closed."""
+def _peer_get(port: int, bundle: Path, path: str = "/version") -> bytes:
+    """GET ``path`` on etcd's peer listener presenting ``bundle`` (its fullchain): the answer, b"" when etcd closed
+    the connection after the handshake (its CRL and CN checks come then)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the server's side is not what is judged
     context.load_cert_chain(bundle / "fullchain.pem", bundle / "privkey.pem")
+    answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, context.wrap_socket(raw) as tls:
-        tls.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        answer = b""
         try:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             while chunk := tls.recv(4096):
                 answer += chunk
         except (ssl.SSLError, OSError):
@@ -507,7 +511,7 @@ def test_etcd_under_an_intermediate_needs_the_issuing_cas_crl(tmp_path, crl_file
         (member,) = etcd.start(MEMBERS[:1], peer_cert="peer", client_cert="server",
                                extra=("--peer-crl-file", str(root / crl_file)))
         wait_listening(member.peer_port, member.process, "etcd's peer listener", log=lambda: member.log)
-        answer = _etcd_answers(member.peer_port, root / "etcd-2-peer")
+        answer = _peer_get(member.peer_port, root / "etcd-2-peer")
     finally:
         etcd.stop()
     assert (answer == b"") is refused, answer[:200]
@@ -550,3 +554,51 @@ def test_renew_and_list_find_a_peer_by_its_ipv6_address_however_written(tmp_path
         assert proc.returncode == 0 and proc.stdout.strip().endswith(": OK"), proc
     cert = x509.load_pem_x509_certificate((tmp_path / "node" / "cert.pem").read_bytes())
     assert cert.serial_number == int(data["new_serial"], 16)
+
+
+# --- 7. who etcd lets in on its peer listener: any client certificate of the CA, unless told otherwise --------------
+# The Redis paragraph above says the CA alone decides; etcd's peer listener is the same by default: a client
+# certificate of the CA issued for anything else (alice's) gets the member list there, and writes through the
+# client API. peers.md now says so and gives etcd's own limit, run here: one name every peer certificate shares,
+# first (so it is the CN), and --peer-cert-allowed-cn.
+PEERS_NAME = "etcd-peer.cluster.internal"
+
+
+@pytest.mark.parametrize("allowed_cn", [False, True])
+def test_etcd_peer_listener_takes_any_client_certificate_of_the_ca_unless_a_cn_is_required(tmp_path, allowed_cn):
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit one CA for everything")
+    for member in MEMBERS:
+        run_certkit("issue-peer", PEERS_NAME, f"{member}.cluster.internal", "127.0.0.1", "--out",
+                    root / f"{member}-peer", env=env, check=True)
+        run_certkit("issue-server", "127.0.0.1", "--out", root / f"{member}-server", env=env, check=True)
+    for client in ("etcdctl", "alice"):
+        run_certkit("issue-client", client, "--out", root / client, env=env, check=True)
+    etcd = Etcd(tmp_path / "run", root)
+    etcd.root.mkdir()
+    try:
+        members = etcd.start(MEMBERS, peer_cert="peer", client_cert="server",
+                             extra=("--peer-cert-allowed-cn", PEERS_NAME) if allowed_cn else ())
+        soon(etcd, lambda: etcd.ctl(members[0], "put", "greeting", "hello"), "the cluster to take a write")
+        health = soon(etcd, lambda: etcd.ctl(members[0], "endpoint", "health", "--cluster"), "three healthy members")
+        assert (health.stdout + health.stderr).count("is healthy") == 3, health
+        answer = _peer_get(members[0].peer_port, root / "alice", "/members")
+        if allowed_cn:
+            assert answer == b"", answer[:300]
+            _wait_in_log(etcd, members[:1], "\"error\":\"client certificate authentication failed\"", "alice's refusal")
+        else:
+            assert answer.startswith(b"HTTP/1.1 200") and b'"name":"etcd-1"' in answer, answer[:300]
+        # The client API: any client certificate of the CA writes (etcd's own authentication is off).
+        assert etcd.ctl(members[0], "put", "greeting", "from alice", client="alice").stdout.strip() == "OK"
+    finally:
+        etcd.stop()
+
+
+def test_the_page_says_who_etcd_lets_in() -> None:
+    text = _page_text()
+    for claim in ("any client certificate of the CA is let in on the peer listener", "`--peer-cert-allowed-cn`",
+                  "`client certificate authentication failed`", "etcdctl with alice's certificate writes",
+                  f"certkit issue-peer {PEERS_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
+                  f"--peer-cert-allowed-cn {PEERS_NAME}"):
+        assert claim in text, claim
