@@ -69,8 +69,11 @@ def _documented_refusal(serial: str) -> re.Pattern:
     return re.compile(".*".join(re.escape(part) for part in line.split("...")))
 
 
-def _page_text() -> str:
-    return " ".join(PAGE.read_text().split())
+def _page_says(*claims: str) -> None:
+    """Each of ``claims`` is in docs/peers.md (its text with runs of blanks as one space)."""
+    text = " ".join(PAGE.read_text().split())
+    for claim in claims:
+        assert claim in text, claim
 
 
 # --- 1. etcd 3.4: a revoked member stays in the cluster until it is removed -------------------------------------
@@ -239,11 +242,9 @@ def test_redis_has_no_crl_setting_and_a_revoked_replica_replicates(tmp_path, rev
 
 
 def test_the_page_says_what_each_system_does_with_a_revocation() -> None:
-    text = _page_text()
-    for claim in ("Redis 7 checks no revocation", "`--peer-crl-file`", "`--client-crl-file`",
-                  "for every connection it accepts", "stays in the cluster", "`etcdctl member remove",
-                  "etcd refuses every connection"):
-        assert claim in text, claim
+    _page_says("Redis 7 checks no revocation", "`--peer-crl-file`", "`--client-crl-file`",
+               "for every connection it accepts", "stays in the cluster", "`etcdctl member remove",
+               "etcd refuses every connection")
     security = " ".join((REPO / "docs" / "security.md").read_text().split())
     assert "an etcd 3.4 member whose peer certificate is revoked stays in its cluster" in security
 
@@ -426,11 +427,9 @@ def test_etcd_checks_the_peer_urls_host_against_a_members_certificate(tmp_path):
 
 
 def test_the_page_says_redis_checks_no_name() -> None:
-    text = _page_text()
-    for claim in ("Redis checks the CA and the purpose, never a name", "`tls-replication` checks no host name",
-                  "every client certificate of the CA logs in", "give the Redis nodes a CA of their own",
-                  "etcd, by contrast, checks the peer URL's host against a member's certificate"):
-        assert claim in text, claim
+    _page_says("Redis checks the CA and the purpose, never a name", "`tls-replication` checks no host name",
+               "every client certificate of the CA logs in", "give the Redis nodes a CA of their own",
+               "etcd, by contrast, checks the peer URL's host against a member's certificate")
 
 
 # --- 4. probe of a revoked peer certificate at etcd's peer listener ------------------------------------------------
@@ -522,9 +521,7 @@ def test_etcd_under_an_intermediate_needs_the_issuing_cas_crl(tmp_path, crl_file
 
 
 def test_the_page_names_the_crl_etcd_needs_under_an_intermediate() -> None:
-    text = _page_text()
-    assert "etcd reads the first CRL of the file only" in text
-    assert "the issuing CA's CRL alone" in text
+    _page_says("etcd reads the first CRL of the file only", "the issuing CA's CRL alone")
     crl_page = " ".join((REPO / "docs" / "crl.md").read_text().split())
     assert "It reads the first CRL of the file only, so under an intermediate the file holds the issuing CA's CRL " \
            "alone" in crl_page
@@ -596,9 +593,7 @@ def test_etcd_peer_listener_takes_any_client_certificate_of_the_ca_unless_a_cn_i
 
 
 def test_the_page_says_who_etcd_lets_in() -> None:
-    text = _page_text()
-    for claim in ("any client certificate of the CA is let in on the peer listener", "`--peer-cert-allowed-cn`",
-                  "`client certificate authentication failed`", "etcdctl with alice's certificate writes",
-                  f"certkit issue-peer {PEERS_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
-                  f"--peer-cert-allowed-cn {PEERS_NAME}"):
-        assert claim in text, claim
+    _page_says("any client certificate of the CA is let in on the peer listener", "`--peer-cert-allowed-cn`",
+               "`client certificate authentication failed`", "etcdctl with alice's certificate writes",
+               f"certkit issue-peer {PEERS_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
+               f"--peer-cert-allowed-cn {PEERS_NAME}")
