@@ -158,8 +158,11 @@ def _try_ip(text: str) -> Identity | None:
                               f"(IPv4-mapped): clients that connect to {addr.ipv4_mapped} do not match it in a "
                               f"certificate; give the IPv4 address itself ({addr.ipv4_mapped}).")
         return Identity("ip", str(addr))
-    if ":" in text:
-        raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address.")
+    if ":" in text:  # an address in a URL's brackets ([::1], as in https://[::1]:2380) is valid, but not as a name
+        inner = text[1:-1] if text[:1] + text[-1:] == "[]" and _network(text[1:-1] + "/128") else None
+        raise InvalidName(f"'{_show(text)}' is the IPv6 address {inner} in the brackets of a URL: a certificate names "
+                          f"the address alone ('{inner}')." if inner else f"'{_show(text)}' is not a valid IPv6 "
+                          "address.")
     labels = text.rstrip(".").split(".")
     if labels and labels[-1].isdigit():
         # A name ending in a numeric label is meant as an IPv4 address (RFC 1123 2.1).

@@ -28,6 +28,8 @@
 7. Like Redis, etcd lets in any client certificate of the CA (alice's, issued for a web server, got the member
    list on the peer listener and wrote through the client API); peers.md did not say so. It now does, with etcd's
    limit for the peer listener (a name all peer certificates share, first, and --peer-cert-allowed-cn), run here.
+8. ``issue-peer '[::1]'`` (an IPv6 address as etcd's peer URLs write it) said "is not a valid IPv6 address"; it
+   now names the address in the brackets, in every command that reads a host name.
 """
 
 from __future__ import annotations
@@ -46,7 +48,17 @@ from cryptography import x509
 from test_peers_etcd import MEMBERS, Etcd, eventually
 from test_peers_redis import Redis, replication, wait_for
 
-from conftest import PASSPHRASE, REPO, free_port, new_ca, require, run_certkit, wait_listening, wait_or_kill
+from conftest import (
+    PASSPHRASE,
+    REPO,
+    assert_clean_error,
+    free_port,
+    new_ca,
+    require,
+    run_certkit,
+    wait_listening,
+    wait_or_kill,
+)
 
 PAGE = REPO / "docs" / "peers.md"
 
@@ -597,3 +609,22 @@ def test_the_page_says_who_etcd_lets_in() -> None:
                "`client certificate authentication failed`", "etcdctl with alice's certificate writes",
                f"certkit issue-peer {PEERS_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
                f"--peer-cert-allowed-cn {PEERS_NAME}")
+
+
+# --- 8. an IPv6 address as a cluster's URLs write it: [::1] --------------------------------------------------------
+# etcd's peer URLs (and every URL) put an IPv6 address in brackets: https://[::1]:2380. certkit took
+# '[::1]:2380' for the address ::1 with a port, but said of '[::1]' alone "is not a valid IPv6 address", which
+# it is. It now names the address, as the port's message does, in issue-peer, verify --name and a manifest.
+def test_a_bracketed_ipv6_address_is_named_for_what_it_is(tmp_path):
+    env = new_ca(tmp_path, "certkit brackets CA")
+    said = "'[::1]' is the IPv6 address ::1 in the brackets of a URL: a certificate names the address alone ('::1')"
+    assert_clean_error(run_certkit("issue-peer", "[::1]", "--out", tmp_path / "node", env=env), said)
+    assert not (tmp_path / "node").exists()
+    run_certkit("issue-peer", "::1", "--out", tmp_path / "node", env=env, check=True)
+    assert_clean_error(run_certkit("verify", tmp_path / "node", "--purpose", "server", "--name", "[::1]", env=env),
+                       f"--name: {said}")
+    (tmp_path / "m.csv").write_text("kind,names,out\npeer,[::1],b1\n")
+    assert_clean_error(run_certkit("issue-batch", tmp_path / "m.csv", "--out-dir", tmp_path / "bo", env=env),
+                       f"line 2: {said}")
+    for spelled in ("[::1", "[zz::1]", "[::1/64]"):  # not an address in brackets: as before
+        assert_clean_error(run_certkit("issue-peer", spelled, env=env), f"'{spelled}' is not a valid IPv6 address.")
