@@ -30,6 +30,8 @@
    limit for the peer listener (a name all peer certificates share, first, and --peer-cert-allowed-cn), run here.
 8. ``issue-peer '[::1]'`` (an IPv6 address as etcd's peer URLs write it) said "is not a valid IPv6 address"; it
    now names the address in the brackets, in every command that reads a host name.
+9. ``certkit revoke`` ended with "Publish a new CRL so servers refuse it" for a server certificate too (its clients
+   refuse it) and a peer's (both sides); the hint now names the side by kind.
 """
 
 from __future__ import annotations
@@ -628,3 +630,22 @@ def test_a_bracketed_ipv6_address_is_named_for_what_it_is(tmp_path):
                        f"line 2: {said}")
     for spelled in ("[::1", "[zz::1]", "[::1/64]"):  # not an address in brackets: as before
         assert_clean_error(run_certkit("issue-peer", spelled, env=env), f"'{spelled}' is not a valid IPv6 address.")
+
+
+# --- 9. revoke's hint names the side that refuses ------------------------------------------------------------------
+# As verify did (2.), `certkit revoke` ended with "Publish a new CRL so servers refuse it" for every kind: for a
+# server certificate it is its clients that refuse it, for a peer certificate (or a CA's) both sides. The hint,
+# and the one of a revocation found already recorded, now name them by kind.
+@pytest.mark.parametrize("kind, command, refusers", [
+    ("server", ("issue-server", "web.internal"), "clients"),
+    ("client", ("issue-client", "alice"), "servers"),
+    ("peer", ("issue-peer", "node-1.cluster.internal", "::1"), "servers and clients"),
+])
+def test_revoke_says_who_refuses_a_certificate_of_its_kind(tmp_path, kind, command, refusers):
+    env = new_ca(tmp_path, "certkit revoke CA")
+    run_certkit(*command, "--out", tmp_path / "it", env=env, check=True)
+    said = run_certkit("revoke", tmp_path / "it", env=env, check=True)
+    assert said.stdout.splitlines()[0].startswith(f"Revoked {kind} certificate ")
+    assert said.stdout.splitlines()[-1] == f"Publish a new CRL so {refusers} refuse it: certkit crl --out crl.pem"
+    again = run_certkit("revoke", tmp_path / "it", env=env)
+    assert_clean_error(again, f"publish one now so {refusers} refuse it: certkit crl --out crl.pem")

@@ -260,7 +260,7 @@ def test_nginx_two_tier_crls(tmp_path, ca_env, ca_dir):
     run_certkit("init-ca", "--ca-dir", spare, "--parent-ca-dir", ca_dir, "--name", "Spare", env=parent_env, check=True)
     said = run_certkit("revoke", "--ca-dir", ca_dir, spare / "ca.pem", "--reason", "cACompromise", env=env, check=True)
     assert said.stdout.splitlines()[-1] == \
-        f"Publish a new CRL so servers refuse it: certkit crl --ca-dir {ca_dir} --out crl.pem"
+        f"Publish a new CRL so servers and clients refuse it: certkit crl --ca-dir {ca_dir} --out crl.pem"
     run_certkit("crl", "--out", tmp_path / "inter.crl", env=env, check=True)
     run_certkit("crl", "--out", tmp_path / "root.crl", env=ca_env, check=True)
     (tmp_path / "crls.pem").write_bytes((tmp_path / "root.crl").read_bytes() + (tmp_path / "inter.crl").read_bytes())

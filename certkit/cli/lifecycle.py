@@ -258,8 +258,9 @@ def revoke(certificate, reason, ca_dir, as_json):
         try:
             row = inventory.revoke(found.serial, reason)
         except AlreadyRevoked as exc:  # a revoke killed after its commit: the CRL may not have been published
-            raise AlreadyRevoked(f"{exc} If no CRL was published since, publish one now so servers refuse it: "
-                                 f"certkit crl{_same_ca(ca_dir)} --out crl.pem") from None
+            raise AlreadyRevoked(f"{exc} If no CRL was published since, publish one now so "
+                                 f"{_refusers(found.row['kind'])} refuse it: certkit crl{_same_ca(ca_dir)} "
+                                 "--out crl.pem") from None
     revoked_at = parse_iso(row["revoked_at"])
     also = row.get("also_revoked", [])
     for other, why in row.get("unchecked_rows", []):  # the key's other certificates: one may be among them
@@ -278,10 +279,16 @@ def revoke(certificate, reason, ca_dir, as_json):
                                                       "compromised)" if was else ""),
         f"  at        {when(revoked_at)}" + (" (when it was first revoked)" if was else ""),
         *[f"  also      {serial} (the same key)" for serial in also],
-        "Publish a new CRL so servers refuse " + ("them" if also else "it") + f": certkit crl{_same_ca(ca_dir)} "
-        "--out crl.pem",
+        f"Publish a new CRL so {_refusers('' if also else row['kind'])} refuse " + ("them" if also else "it") +
+        f": certkit crl{_same_ca(ca_dir)} --out crl.pem",
     ])
     emit(as_json, data, human)
+
+
+def _refusers(kind: str) -> str:
+    """Who a CRL tells to refuse a certificate of ``kind``: the other side of the connections it is presented on
+    (a server's clients, a client's servers; both for a peer's, a CA's, or certificates of several kinds)."""
+    return {"server": "clients", "client": "servers"}.get(kind, "servers and clients")
 
 
 def _recorded_folder(inventory, ref: str) -> list[Path]:
