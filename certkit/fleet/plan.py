@@ -139,12 +139,17 @@ class FleetPlan:
         return [replace(self.planned[serial], error=why) for serial in serials]
 
 
-def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None) -> Iterator[dict]:
+def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime | None = None,
+             damaged: list | None = None) -> Iterator[dict]:
     """The rows a bulk renewal considers, soonest expiry first, read a page at a time: valid
     leaves not renewed yet (nor being renewed), not expired (unless ``selection.include_expired``),
     expiring by ``now + selection.expiring``: the certificates ``certkit list --expiring`` shows.
-    A run reads them all before it renews any, so it never meets its own successors."""
-    from certkit.inventory.rows import iso, name_match, name_patterns
+    A run reads them all before it renews any, so it never meets its own successors. A damaged row
+    among them raises :class:`~certkit.errors.DamagedRow`, or, given ``damaged``, goes there (its
+    DamagedRow and what the row holds, when that may match the name) and the others are read on, as
+    ``list`` reads on: one bad row must not stop the renewal of a whole fleet."""
+    from certkit.errors import DamagedRow
+    from certkit.inventory.rows import COLUMNS, SELECT_ROW, iso, name_match, name_patterns, row_dict
 
     now = now or dt.datetime.now(dt.UTC)
     where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
@@ -169,20 +174,42 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
         if last is not None:
             page_where.append("(not_after > ? OR (not_after = ? AND serial > ?))")
             page_params += [last[0], last[0], last[1]]
-        rows = inventory.rows(f"WHERE {' AND '.join(page_where)} ORDER BY not_after, serial LIMIT {_PAGE}",
-                              page_params)
-        for row in rows:
+        with inventory.transaction() as tx:
+            fetched = tx.execute(f"{SELECT_ROW} WHERE {' AND '.join(page_where)} ORDER BY not_after, serial "
+                                 f"LIMIT {_PAGE}", tuple(page_params)).fetchall()
+        for values in fetched:
+            try:
+                row = row_dict(values)
+            except DamagedRow as exc:
+                if damaged is None:
+                    raise
+                raw = dict(zip(COLUMNS, values, strict=True))
+                if pattern is None or _may_match(pattern, raw):
+                    damaged.append((exc, raw))
+                continue
             if pattern is None or name_match(pattern, row["subject"], _names_json(row["names"])):
                 yield row
-        if len(rows) < _PAGE:
+        if len(fetched) < _PAGE:
             return
-        last = (rows[-1]["not_after"], rows[-1]["serial"])
+        raw = dict(zip(COLUMNS, fetched[-1], strict=True))  # the page's last row, damaged or not
+        last = (raw["not_after"], raw["serial"])
 
 
 def _names_json(names: list[str]) -> str:
     import json
 
     return json.dumps(names)
+
+
+def _may_match(pattern: tuple[str, ...], raw: dict) -> bool:
+    """Whether a damaged row's subject or names, as far as they read, match the glob (a subject that is no
+    text cannot rule it out)."""
+    from certkit.inventory.rows import name_match
+
+    subject, names = raw.get("subject"), raw.get("names")
+    if not isinstance(subject, str):
+        return True
+    return name_match(pattern, subject, names if isinstance(names, str) else "[]")
 
 
 def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type: str | None = None,
@@ -196,7 +223,8 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
     now = now or dt.datetime.now(dt.UTC)
     plan = FleetPlan(selection, options=dict(rekey=rekey, key_type=key_type, days=days, p12_password=p12_password,
                                              rekey_keeps_requesters=True))
-    for row in selected(inventory, selection, now=now):
+    damaged: list = []
+    for row in selected(inventory, selection, now=now, damaged=damaged):
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         try:
@@ -217,6 +245,9 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         plan.todo.append(serial)
         plan.planned[serial] = Outcome(serial, "not_done", folder, row["kind"], names, stage="interrupted",
                                        san=row["names"])
+    for exc, raw in damaged:  # not renewed, and said: the others are (the exit status says one failed)
+        text = [raw.get(k) if isinstance(raw.get(k), str) else None for k in ("folder", "kind")]
+        plan.outcomes.append(Outcome(exc.serial, "failed", *text, stage="plan", error=f"{exc} It is not renewed."))
     return plan
 
 

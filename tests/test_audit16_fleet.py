@@ -1,0 +1,132 @@
+"""The sixteenth round's fleet findings (audit helper "fleet"), each as a class:
+
+1. an IPv6 address written in full (``2001:DB8:0:0:0:0:0:7``, as ``openssl x509 -text`` prints it, and as
+   ``issue-server`` takes it) found no certificate in ``renew NAME``, ``list --name`` nor ``renew --expiring
+   --name`` (a timer with it renewed nothing, quietly): the inventory holds the compressed form, and a
+   name typed is now matched in that form too;
+2. one damaged inventory row stopped a whole bulk renewal (``renew --expiring``: nothing renewed, one
+   ``Error:`` line), where ``list`` lists the others and ``issue-*`` and ``renew NAME`` work: the row is now
+   ``failed`` (stage ``plan``, the row's problem said), the others are renewed, the exit status is 1; a
+   damaged row at the end of a page of 500 no longer ends the reading early either.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certkit.vocabulary import serial_hex
+
+from conftest import PASSPHRASE, openssl, run_certkit
+
+
+def _env(ca_env: dict, tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return ca_env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                     "XDG_DATA_HOME": str(home / ".local" / "share")}
+
+
+def _serial(folder: Path) -> str:
+    return serial_hex(x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()).serial_number)
+
+
+def _verify(folder: Path) -> None:
+    proc = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", folder / "ca.pem", folder / "cert.pem")
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- 1: an IPv6 address in any written form ---------------------------------------------------------------------
+def test_an_ipv6_address_written_in_full_finds_its_certificate(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    web = tmp_path / "v6"
+    run_certkit("issue-server", "2001:db8:0:0:0:0:0:7", "--days", "10", "--out", web, env=env, check=True)
+    shown = openssl("x509", "-in", web / "cert.pem", "-noout", "-ext", "subjectAltName").stdout.decode()
+    full = re.search(r"IP Address:([0-9A-Fa-f:]+)", shown).group(1)
+    assert full == "2001:DB8:0:0:0:0:0:7"  # what a user copies from openssl
+    listed = json.loads(run_certkit("list", "--name", full, "--json", env=env, check=True).stdout)
+    assert [c["names"] for c in listed["certificates"]] == [["IP:2001:db8::7"]]
+    old = _serial(web)
+    proc = run_certkit("renew", full, env=env)  # by the name, as openssl wrote it
+    assert proc.returncode == 0, proc.stderr
+    assert _serial(web) != old
+    _verify(web)
+    # a bulk renewal (what a timer runs) with the address in another long form renews it too
+    proc = run_certkit("renew", "--all", "--name", "2001:0db8:0::7", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["renewed"] == 1 and report["certificates"][0]["names"] == ["IP:2001:db8::7"]
+    assert _serial(web) == report["certificates"][0]["new_serial"]
+    _verify(web)
+    # another address, or a glob, still matches only what it says
+    assert "No certificates match" in run_certkit("list", "--name", "2001:db8:0:0:0:0:0:8", env=env).stdout
+    proc = run_certkit("renew", "--all", "--name", "2001:db8:0:0:0:0:0:8", env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert len(json.loads(run_certkit("list", "--name", "2001:db8::*", "--json", env=env).stdout)["certificates"]) == 3
+
+
+# --- 2: a damaged inventory row fails alone ---------------------------------------------------------------------
+def _damage(ca_dir: Path, serial: str, column: str = "names", value: str = "garbage") -> None:
+    from certkit.store import CADirectory
+
+    with CADirectory(ca_dir).inventory.transaction(write=True) as tx:
+        tx.execute(f"UPDATE certificates SET {column} = ? WHERE serial = ?", (value, serial))
+
+
+@pytest.mark.both_inventories
+def test_a_damaged_inventory_row_fails_alone_and_the_others_are_renewed(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    folders = {name: tmp_path / name for name in ("a.example.com", "b.example.com", "c.example.com")}
+    for name, folder in folders.items():
+        run_certkit("issue-server", name, "--days", "10", "--out", folder, env=env, check=True)
+    before = {name: _serial(folder) for name, folder in folders.items()}
+    _damage(ca_dir, before["b.example.com"])
+    assert run_certkit("list", env=env).returncode == 0  # list reads on, with a warning
+    proc = run_certkit("renew", "--expiring", "30d", "--days", "90", "--json", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Error: 1 of 3 renewals failed." in proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["renewed"], report["failed"]) == (False, 2, 1)
+    [failed] = [c for c in report["certificates"] if c["outcome"] == "failed"]
+    assert failed["serial"] == before["b.example.com"] and failed["stage"] == "plan"
+    assert "is damaged (names is 'garbage', not a JSON list)" in failed["error"]
+    assert failed["folder"] == str(folders["b.example.com"]) and failed["kind"] == "server"
+    for name in ("a.example.com", "c.example.com"):  # renewed in place, and served by the same CA
+        assert _serial(folders[name]) != before[name]
+        _verify(folders[name])
+    assert _serial(folders["b.example.com"]) == before["b.example.com"]  # untouched
+    # the text report says it too, and a timer can be installed beside the damaged row
+    proc = run_certkit("renew", "--expiring", "30d", "--name", "b.*", env=env)
+    assert proc.returncode == 1 and "failed   " + before["b.example.com"] in proc.stdout, proc.stdout
+    assert run_certkit("renew", "--expiring", "30d", "--name", "a.*", env=env).returncode == 0  # not this glob's
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    proc = run_certkit("renew", "--install-timer", "--expiring", "30d", "--passphrase-file", secret, "--unit-dir",
+                       tmp_path / "units", env=env)
+    assert proc.returncode == 0, proc.stderr
+    units = sorted(p.name for p in (tmp_path / "units").iterdir())
+    assert units == ["certkit-renew.service", "certkit-renew.timer"]
+
+
+def test_a_damaged_row_at_a_pages_end_ends_no_reading(tmp_path, ca_env, ca_dir):
+    from certkit.fleet import Selection, selected
+    from certkit.store import CADirectory
+
+    env = _env(ca_env, tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\n" + "".join(f"client,c{i:04d}\n" for i in range(503)))
+    run_certkit("issue-batch", manifest, "--format", "jsonl", "--out", tmp_path / "m.jsonl", env=env, check=True)
+    inventory = CADirectory(ca_dir).inventory
+    order = [row["serial"] for row in selected(inventory, Selection())]
+    assert len(order) == 503
+    for serial in (order[0], order[499]):  # the first row, and the last of the first page of 500
+        _damage(ca_dir, serial, "not_before", "0000-garbage")
+    damaged: list = []
+    read = [row["serial"] for row in selected(inventory, Selection(), damaged=damaged)]
+    assert read == [s for s in order if s not in (order[0], order[499])]
+    assert [exc.serial for exc, _raw in damaged] == [order[0], order[499]]
