@@ -130,3 +130,17 @@ def test_a_damaged_row_at_a_pages_end_ends_no_reading(tmp_path, ca_env, ca_dir):
     read = [row["serial"] for row in selected(inventory, Selection(), damaged=damaged)]
     assert read == [s for s in order if s not in (order[0], order[499])]
     assert [exc.serial for exc, _raw in damaged] == [order[0], order[499]]
+
+
+def test_renew_md_names_the_fields_a_failed_renewal_has(tmp_path, ca_env, ca_dir):
+    """renew.md said "failed with the stage and reason": a script reading .reason of a failed one got null."""
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "f.example.com", "--days", "10", "--out", tmp_path / "f", env=env, check=True)
+    (tmp_path / "f" / "privkey.pem").write_text("not a key\n")  # refused before anything is signed
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=env)
+    assert proc.returncode == 1, proc.stderr
+    [failed] = json.loads(proc.stdout)["certificates"]
+    assert failed["outcome"] == "failed" and failed["stage"] == "plan" and failed["error"] and "reason" not in failed
+    text = " ".join((Path(__file__).resolve().parent.parent / "docs" / "renew.md").read_text().split())
+    assert "`failed` with its `stage`, `plan` or `renew`, and the `error`" in text
+    assert "failed` with the stage and reason" not in text
