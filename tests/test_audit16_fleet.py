@@ -7,17 +7,23 @@
 2. one damaged inventory row stopped a whole bulk renewal (``renew --expiring``: nothing renewed, one
    ``Error:`` line), where ``list`` lists the others and ``issue-*`` and ``renew NAME`` work: the row is now
    ``failed`` (stage ``plan``, the row's problem said), the others are renewed, the exit status is 1; a
-   damaged row at the end of a page of 500 no longer ends the reading early either.
+   damaged row at the end of a page of 500 no longer ends the reading early either;
+3. ``renew --install-timer`` without ``--p12-password-file`` said that its renewals remove bundle.p12 files only
+   when $CERTKIT_P12_PASSWORD was set in that shell (renew.md: "installing says so"): a Java service's keystore
+   went at the first nightly renewal without a word; installing now names a bundle.p12 the timer would remove;
+   (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from test_fleet_timer import exec_start, plain_env
 
 from certkit.vocabulary import serial_hex
 
@@ -144,3 +150,46 @@ def test_renew_md_names_the_fields_a_failed_renewal_has(tmp_path, ca_env, ca_dir
     text = " ".join((Path(__file__).resolve().parent.parent / "docs" / "renew.md").read_text().split())
     assert "`failed` with its `stage`, `plan` or `renew`, and the `error`" in text
     assert "failed` with the stage and reason" not in text
+
+
+# --- 3: installing a timer says which bundle.p12 files its renewals remove ----------------------------------------
+def test_install_timer_names_a_bundle_p12_its_renewals_would_remove(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    keystore = tmp_path / "java"
+    run_certkit("issue-server", "java.example.com", "--days", "10", "--p12", "--out", keystore,
+                env=env | {"CERTKIT_P12_PASSWORD": "keystore pass"}, check=True)  # set for issuing, not here
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    units = tmp_path / "units"
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "remove the bundle.p12 of each bundle they renew" in proc.stderr
+    assert f"1 bundle it renews holds one now, such as {keystore / 'bundle.p12'}" in proc.stderr
+    # and so they do: the service's command, run as systemd runs it, renews the bundle without its keystore
+    argv, unit_env = exec_start((units / "certkit-renew.service").read_text())
+    ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), cwd="/", capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert not (keystore / "bundle.p12").exists() and "bundle.p12 was the old bundle's bundle.p12" in ran.stdout
+    # with --p12-password-file, nothing to warn of, and the renewals write the keystore again (openssl reads it)
+    password = tmp_path / "p12pass"
+    password.write_text("keystore pass\n")
+    password.chmod(0o600)
+    run_certkit("export-p12", keystore, env=env | {"CERTKIT_P12_PASSWORD": "keystore pass"}, check=True)
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret,
+                       "--p12-password-file", password, "--force", env=env)
+    assert proc.returncode == 0 and "bundle.p12" not in proc.stderr, proc.stderr
+    argv, unit_env = exec_start((units / "certkit-renew.service").read_text())
+    ran = subprocess.run(argv, env=plain_env(tmp_path, **unit_env), cwd="/", capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    read = openssl("pkcs12", "-in", keystore / "bundle.p12", "-passin", "pass:keystore pass", "-nokeys",
+                   "-clcerts")
+    assert read.returncode == 0, read.stderr
+    cert = x509.load_pem_x509_certificate(read.stdout[read.stdout.index(b"-----BEGIN"):])
+    assert serial_hex(cert.serial_number) == _serial(keystore)
+    # a timer of other certificates says nothing of this one's keystore
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u2", "--passphrase-file", secret,
+                       "--name", "other.example.com", env=env)
+    assert proc.returncode == 0 and "bundle.p12" not in proc.stderr, proc.stderr

@@ -236,8 +236,9 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         raise click.UsageError(problem)
     selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
-    _warn_of_uncarried_password(renew_argv)
-    _warn_of_short_lives(ca_dir, renew_argv)
+    rows = _timer_rows(ca_dir, renew_argv)
+    _warn_of_uncarried_password(renew_argv, rows)
+    _warn_of_short_lives(renew_argv, rows)
     description = f"certkit: renew certificates ({selection})"
     if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)
@@ -298,15 +299,26 @@ def refuse_crontab_removal(ca_dir: Path | None) -> None:
         f"{shown(shlex.quote(ca))} ...').")
 
 
-def _warn_of_uncarried_password(renew_argv: list[str]) -> None:
-    """$CERTKIT_P12_PASSWORD, set for this command, is a secret: never copied into a unit or crontab.
-    Without --p12-password-file the timer's renewals then remove bundle.p12 files: say so now."""
+def _warn_of_uncarried_password(renew_argv: list[str], rows: list[dict]) -> None:
+    """Without --p12-password-file the timer's renewals remove the bundle.p12 files they cannot write again (a
+    PKCS#12 file needs its password): say so now, naming one of the bundles the timer renews that holds one,
+    whether or not $CERTKIT_P12_PASSWORD (a secret: never copied into a unit or crontab) is set here."""
+    from certkit.constants import ENV_P12_PASSWORD, P12_FILE
 
-    from certkit.constants import ENV_P12_PASSWORD
-
-    if os.environ.get(ENV_P12_PASSWORD) and "--p12-password-file" not in renew_argv:
-        warn(f"${ENV_P12_PASSWORD} is not copied into the timer (it is a secret), so the renewals it runs remove "
-             "each bundle.p12 they cannot write again; give --p12-password-file FILE to keep them.")
+    if "--p12-password-file" in renew_argv:
+        return
+    held = [Path(row["folder"]) / P12_FILE for row in rows
+            if row.get("folder") and os.path.lexists(Path(row["folder"]) / P12_FILE)]
+    uncarried = f"${ENV_P12_PASSWORD} is not copied into the timer (it is a secret), so " \
+        if os.environ.get(ENV_P12_PASSWORD) else ""
+    if held:
+        some = f"{len(held)} bundle{'s' if len(held) != 1 else ''} it renews hold{'s' if len(held) == 1 else ''}"
+        warn(f"{uncarried}{'the' if uncarried else 'The'} timer's renewals remove the bundle.p12 of each bundle they "
+             f"renew, as a PKCS#12 file cannot be written again without its password ({some} one now, such as "
+             f"{shown(held[0])}); give --p12-password-file FILE to keep them.")
+    elif uncarried:
+        warn(f"{uncarried}the renewals it runs remove each bundle.p12 they cannot write again; give "
+             "--p12-password-file FILE to keep them.")
 
 
 def _selection_words(renew_argv: list[str]) -> str:
@@ -329,24 +341,14 @@ def _timer_tail(change, lines: list[str]) -> None:
         lines += [f"  {shown(c)}" for c in change.todo]
 
 
-def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
-    """Without --days a successor lives as long as the certificate it renews: warn now, not in tomorrow's
-    cron mail, of the certificates that live no longer than the timer's window (each day's run would renew
-    them again)."""
-    import datetime as dt
-
-    from certkit.constants import LEAF_KINDS
-    from certkit.fleet.plan import period_words
-    from certkit.fleet.timer import window_of
-    from certkit.inventory.rows import parse_iso
-    from certkit.store import CADirectory
-
-    window = window_of(renew_argv)
-    if "--days" in renew_argv or window is None:
-        return
+def _timer_rows(ca_dir: Path | None, renew_argv: list[str]) -> list[dict]:
+    """The certificates a run of the timer may renew, as far as installing can tell: valid, not renewed yet, not
+    delivered into an output file, of its --kind and --name (due or not)."""
     import json
 
+    from certkit.constants import LEAF_KINDS
     from certkit.inventory.rows import name_match, name_patterns
+    from certkit.store import CADirectory
 
     kind = renew_argv[renew_argv.index("--kind") + 1] if "--kind" in renew_argv else None
     name = name_patterns(renew_argv[renew_argv.index("--name") + 1]) if "--name" in renew_argv else None
@@ -354,10 +356,26 @@ def _warn_of_short_lives(ca_dir: Path | None, renew_argv: list[str]) -> None:
         "WHERE status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = "
         "certificates.serial AND r.status IN ('valid', 'revoked', 'pending'))" + (" AND kind = ?" if kind else ""),
         [kind] if kind else [], damaged=[])  # a damaged row fails its own renewal each night, not this install
-    short = [row for row in rows if row["kind"] in LEAF_KINDS and row.get("sink") in (None, "folder")  # what runs renew
-             and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))
-             and parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window + dt.timedelta(days=1)]
-    if short:  # each renewed with the life it had, and due again by the next day's run
+    return [row for row in rows if row["kind"] in LEAF_KINDS and row.get("sink") in (None, "folder")
+            and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))]
+
+
+def _warn_of_short_lives(renew_argv: list[str], rows: list[dict]) -> None:
+    """Without --days a successor lives as long as the certificate it renews: warn now, not in tomorrow's
+    cron mail, of the certificates that live no longer than the timer's window (each day's run would renew
+    them again)."""
+    import datetime as dt
+
+    from certkit.fleet.plan import period_words
+    from certkit.fleet.timer import window_of
+    from certkit.inventory.rows import parse_iso
+
+    window = window_of(renew_argv)
+    if "--days" in renew_argv or window is None:
+        return
+    short = [row for row in rows  # each renewed with the life it had, and due again by the next day's run
+             if parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window + dt.timedelta(days=1)]
+    if short:
         warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no more than a day longer "
              f"than the renewal window of {period_words(window)} (such as {short[0]['serial']}), so (almost) each "
              f"day's run would renew {'them' if len(short) != 1 else 'it'} again: add --days with a longer lifetime, "
