@@ -11,6 +11,9 @@
 3. ``renew --install-timer`` without ``--p12-password-file`` said that its renewals remove bundle.p12 files only
    when $CERTKIT_P12_PASSWORD was set in that shell (renew.md: "installing says so"): a Java service's keystore
    went at the first nightly renewal without a word; installing now names a bundle.p12 the timer would remove;
+4. a bulk renewal's warning about a moved bundle said only "renew it by name with --out DIR", which makes a new
+   folder and leaves the moved bundle, the one a server reads, to expire; it now says to renew the folder where
+   the bundle is now (certkit renew FOLDER), after which later runs renew it there;
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -193,3 +196,23 @@ def test_install_timer_names_a_bundle_p12_its_renewals_would_remove(tmp_path, ca
     proc = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "u2", "--passphrase-file", secret,
                        "--name", "other.example.com", env=env)
     assert proc.returncode == 0 and "bundle.p12" not in proc.stderr, proc.stderr
+
+
+# --- 4: a moved bundle's advice keeps the moved folder renewed -----------------------------------------------------
+def test_a_moved_bundle_is_renewed_where_it_is_now_as_the_warning_says(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "moved.example.com", "--days", "10", "--out", tmp_path / "old", env=env, check=True)
+    (tmp_path / "old").rename(tmp_path / "srv")  # where nginx reads it from now
+    proc = run_certkit("renew", "--expiring", "30d", env=env)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout
+    assert "if the bundle was moved, renew the folder it is in now (certkit renew FOLDER)" in proc.stderr
+    before = _serial(tmp_path / "srv")
+    run_certkit("renew", tmp_path / "srv", "--days", "90", env=env, check=True)  # as the warning says
+    assert _serial(tmp_path / "srv") != before
+    _verify(tmp_path / "srv")
+    # later runs renew it there, without a word of a moved bundle
+    proc = run_certkit("renew", "--all", "--json", env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    [renewed] = [c for c in json.loads(proc.stdout)["certificates"] if c["outcome"] == "renewed"]
+    assert renewed["folder"] == str(tmp_path / "srv") and _serial(tmp_path / "srv") == renewed["new_serial"]
+    _verify(tmp_path / "srv")

@@ -143,10 +143,10 @@ def _warn_skipped(skipped) -> None:
     each (at most 10 named): without a word they would expire under a quiet cron job. (A certificate
     delivered into an output file is skipped by design, quietly: bulk renewal never renews those.)"""
     from certkit.cli.common import warn
-    from certkit.fleet.plan import DAMAGED_ADVICE
+    from certkit.fleet.plan import DAMAGED_ADVICE, MOVED_ADVICE
 
     for o in skipped[:10]:
-        advice = DAMAGED_ADVICE if o.stage == "damaged" else "renew it by name with --out DIR"
+        advice = DAMAGED_ADVICE if o.stage == "damaged" else MOVED_ADVICE
         warn(f"{o.serial} ({', '.join(o.names) or o.kind}) was not renewed: {o.error}; {advice}.")
     if len(skipped) > 10:
         warn(f"{len(skipped) - 10} more were not renewed for the same reasons (--json lists them).")

@@ -19,6 +19,10 @@ from certkit.text import shown
 # What to do about a bundle folder whose cert.pem holds no certificate (see :func:`damaged_cert`).
 DAMAGED_ADVICE = ("put the certificate back into cert.pem (fullchain.pem begins with it, if that file is intact) "
                   "and run again, or renew it by serial with --out DIR")
+# What to do about a bundle folder that no longer holds its certificate (moved or deleted): renewing the folder
+# where the bundle is now records it there, so that later runs renew it in place; --out DIR makes a new one.
+MOVED_ADVICE = ("if the bundle was moved, renew the folder it is in now (certkit renew FOLDER), and later runs "
+                "renew it there; else renew it by name with --out DIR")
 
 if TYPE_CHECKING:
     from certkit.ca import CA
