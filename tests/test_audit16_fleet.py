@@ -14,6 +14,9 @@
 4. a bulk renewal's warning about a moved bundle said only "renew it by name with --out DIR", which makes a new
    folder and leaves the moved bundle, the one a server reads, to expire; it now says to renew the folder where
    the bundle is now (certkit renew FOLDER), after which later runs renew it there;
+5. a timer installed as root (a system unit) ran its hooks without HOME, which systemd gives a system service only
+   with User= (systemd.exec(5)): a hook's ~ stayed "~" and "$HOME/certs" was "/certs" every night, while it
+   worked by hand and under cron; the unit now sets HOME to root's home folder;
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -216,3 +219,43 @@ def test_a_moved_bundle_is_renewed_where_it_is_now_as_the_warning_says(tmp_path,
     [renewed] = [c for c in json.loads(proc.stdout)["certificates"] if c["outcome"] == "renewed"]
     assert renewed["folder"] == str(tmp_path / "srv") and _serial(tmp_path / "srv") == renewed["new_serial"]
     _verify(tmp_path / "srv")
+
+
+# --- 5: a system unit's hooks get HOME, as by hand and under cron ----------------------------------------------------
+def test_a_system_timers_hooks_have_a_home(tmp_path, ca_env, ca_dir):
+    import os
+    import pwd
+    import shutil
+
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "home.example.com", "--days", "10", "--out", tmp_path / "web", env=env, check=True)
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    units, seen = tmp_path / "units", tmp_path / "seen"
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, "--exec-once",
+                       f'printf "%s|%s\\n" ~ "$HOME" > {seen}', env=env)
+    assert proc.returncode == 0, proc.stderr
+    service = (units / "certkit-renew.service").read_text()
+    if shutil.which("systemd-analyze"):
+        checked = subprocess.run(["systemd-analyze", "verify", "--man=no", units / "certkit-renew.timer",
+                                  units / "certkit-renew.service"], capture_output=True, text=True, timeout=60)
+        assert "certkit-renew" not in checked.stderr, checked.stderr
+    argv, unit_env = exec_start(service)
+    if os.geteuid() != 0:  # a user unit: the user's systemd gives it HOME
+        assert "HOME" not in unit_env
+        return
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    # what systemd gives a system service: PATH, LANG and the unit's Environment=, started in /
+    ran = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **unit_env}, cwd="/",
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert seen.read_text() == f"{home}|{home}\n"  # was "~|": the hook's ~ and $HOME named nothing
+    assert unit_env["HOME"] == home
+    # a unit an earlier certkit wrote (without HOME) is the same timer: installed again without --force
+    (units / "certkit-renew.service").write_text("".join(
+        line for line in service.splitlines(keepends=True) if not line.startswith('Environment="HOME=')))
+    proc = run_certkit("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret, "--exec-once",
+                       f'printf "%s|%s\\n" ~ "$HOME" > {seen}', env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (units / "certkit-renew.service").read_text() == service

@@ -275,6 +275,10 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     _check_window(renew_argv, cron=False)
     system, folder, manage = _where(directory, name, manage)
     argv, env = program()
+    if system:  # systemd gives a system service no HOME (only with User=, systemd.exec(5)): hooks' ~ and $HOME need it
+        import pwd
+
+        env = {"HOME": pwd.getpwuid(os.geteuid()).pw_dir} | env
     check_environment(renew_argv, env)
     # this command's PATH, as the crontab line has it: systemd gives a service only its own default
     # (/usr/local/bin:/usr/bin:/bin and the sbin folders), where a hook's certkit or tools may not be
@@ -417,11 +421,12 @@ def _check_ours(path: Path) -> str | None:
 
 
 def _but_path(text: str | None) -> str | None:
-    """A unit's text without its PATH line, which holds the installing shell's PATH (a virtualenv, ~/bin...):
-    installed again from another shell, the timer is the same, and takes the new PATH."""
+    """A unit's text without its PATH (and HOME) line: PATH holds the installing shell's (a virtualenv, ~/bin...);
+    installed again from another shell (or over an earlier certkit's, without HOME), the timer is the same."""
     if text is None:
         return None
-    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith('Environment="PATH='))
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith(('Environment="PATH=', 'Environment="HOME=')))
 
 
 def _check_renews(service: Path, text: str | None, ca_dir: str | Path, name: str) -> None:
