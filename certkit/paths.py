@@ -254,8 +254,16 @@ def check_renewable_in_place(folder: str | Path) -> None:
     """Refuse, before anything is signed, to renew in place a bundle folder whose name leaves no room for the
     temporary name of the folder the renewal assembles beside it (:data:`TEMPORARY_OVERHEAD` bytes longer): a
     name of 214 to 255 bytes, which a file system took from ``mv`` or another tool, though certkit would not
-    have made it. Said as it is, not as an output folder's name: none was given."""
+    have made it. Nor one that is a symbolic link now (the bundle moved elsewhere, a link left in its place):
+    certkit does not write through links, and renewing the folder it leads to records the bundle there. Said
+    as it is, not as an output folder's: none was given."""
     name, text = Path(os.path.abspath(folder)).name, os.fspath(folder)
+    if os.path.islink(folder):
+        real = os.path.realpath(folder)
+        raise UnsafeOutputPath(
+            f"The bundle folder {shown(text)} is a symbolic link now (to {shown(real)}); certkit does not write "
+            f"through links: renew the folder it leads to (certkit renew {shown(real)}), which later runs renew "
+            "in place, or give --out DIR.")
     limit = NAME_MAX - TEMPORARY_OVERHEAD
     if len(os.fsencode(name)) > limit:
         cut = "..." if len(text) > 60 else ""

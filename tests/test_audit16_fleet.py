@@ -17,6 +17,10 @@
 5. a timer installed as root (a system unit) ran its hooks without HOME, which systemd gives a system service only
    with User= (systemd.exec(5)): a hook's ~ stayed "~" and "$HOME/certs" was "/certs" every night, while it
    worked by hand and under cron; the unit now sets HOME to root's home folder;
+6. a bundle folder replaced by a symbolic link to where the bundle went (moved to a bigger disk) failed every
+   bulk renewal with "The output folder ... is a symbolic link ... Give the real path" (no output folder was
+   given, and a bulk renewal takes no path); it now says it is the bundle folder, where it leads, and to renew
+   that folder, after which later runs renew it in place;
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -259,3 +263,30 @@ def test_a_system_timers_hooks_have_a_home(tmp_path, ca_env, ca_dir):
                        f'printf "%s|%s\\n" ~ "$HOME" > {seen}', env=env)
     assert proc.returncode == 0, proc.stderr
     assert (units / "certkit-renew.service").read_text() == service
+
+
+# --- 6: a bundle folder that became a link is said as such, with the folder to renew --------------------------------
+def test_a_bundle_folder_replaced_by_a_link_says_which_folder_to_renew(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    (tmp_path / "etc").mkdir()
+    run_certkit("issue-server", "linked.example.com", "--days", "10", "--out", tmp_path / "etc" / "web", env=env,
+                check=True)
+    (tmp_path / "etc" / "web").rename(tmp_path / "big-disk")
+    (tmp_path / "etc" / "web").symlink_to(tmp_path / "big-disk")
+    before = _serial(tmp_path / "big-disk")
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    [failed] = json.loads(proc.stdout)["certificates"]
+    assert failed["outcome"] == "failed" and "output folder" not in failed["error"]
+    assert (f"The bundle folder {tmp_path / 'etc' / 'web'} is a symbolic link now (to {tmp_path / 'big-disk'}); "
+            f"certkit does not write through links: renew the folder it leads to (certkit renew "
+            f"{tmp_path / 'big-disk'})") in failed["error"]
+    assert _serial(tmp_path / "big-disk") == before and (tmp_path / "etc" / "web").is_symlink()  # nothing written
+    run_certkit("renew", tmp_path / "big-disk", "--days", "90", env=env, check=True)  # as it says
+    assert _serial(tmp_path / "big-disk") != before
+    _verify(tmp_path / "big-disk")
+    proc = run_certkit("renew", "--all", "--json", env=env)  # later runs renew it in place
+    assert proc.returncode == 0, proc.stdout
+    [renewed] = [c for c in json.loads(proc.stdout)["certificates"] if c["outcome"] == "renewed"]
+    assert renewed["folder"] == str(tmp_path / "big-disk") and _serial(tmp_path / "big-disk") == renewed["new_serial"]
+    _verify(tmp_path / "etc" / "web")  # what a server configured with the link reads
