@@ -21,6 +21,10 @@
    bulk renewal with "The output folder ... is a symbolic link ... Give the real path" (no output folder was
    given, and a bulk renewal takes no path); it now says it is the bundle folder, where it leads, and to renew
    that folder, after which later runs renew it in place;
+7. a standard error whose reader left (``certkit renew --expiring 30d ... 2>&1 | head``) stopped a bulk renewal at the
+   first hook output it showed: the other due certificates were not renewed, ``--exec-once`` (the server reload)
+   did not run for those that were, and nothing was reported, exit 1; a single renewal lost its --exec-once and
+   its report the same way. The output is now lost, not the run;
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -290,3 +294,45 @@ def test_a_bundle_folder_replaced_by_a_link_says_which_folder_to_renew(tmp_path,
     [renewed] = [c for c in json.loads(proc.stdout)["certificates"] if c["outcome"] == "renewed"]
     assert renewed["folder"] == str(tmp_path / "big-disk") and _serial(tmp_path / "big-disk") == renewed["new_serial"]
     _verify(tmp_path / "etc" / "web")  # what a server configured with the link reads
+
+
+# --- 7: a standard error whose reader left loses the hooks' words, not the run ---------------------------------------
+def _closing_stderr(args: list, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """Run certkit with standard error a pipe whose reader leaves after 100 bytes (as ``2>&1 | head -c 100``)."""
+    import sys
+
+    with (cwd / "stdout").open("w+") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], stdout=out,
+                                stderr=subprocess.PIPE, env=env, cwd=cwd)
+        proc.stderr.read(100)
+        proc.stderr.close()  # the reader left: later writes get EPIPE
+        code = proc.wait(timeout=300)
+        out.seek(0)
+        return subprocess.CompletedProcess(args, code, out.read(), "")
+
+
+def test_a_closed_standard_error_stops_no_renewal_nor_exec_once(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    folders = [tmp_path / f"w{i}" for i in range(3)]
+    for i, folder in enumerate(folders):
+        run_certkit("issue-server", f"w{i}.example.com", "--days", "10", "--out", folder, env=env, check=True)
+    before = [_serial(folder) for folder in folders]
+    reloaded = tmp_path / "reloaded"
+    proc = _closing_stderr(["renew", "--expiring", "30d", "--days", "90", "--exec", "seq 1 20000", "--exec-once",
+                            f"echo $CERTKIT_RENEWED > {reloaded}"], env, tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.startswith("Renewed 3 of 3 certificates expiring within 30 days"), proc.stdout
+    assert reloaded.read_text() == "3\n"  # the servers were reloaded once, for all three
+    for folder, old in zip(folders, before, strict=True):
+        assert _serial(folder) != old
+        _verify(folder)
+    # a single renewal: its --exec-once and its report too
+    reloaded.unlink()
+    proc = _closing_stderr(["renew", folders[0], "--exec", "seq 1 20000", "--exec-once",
+                            f"echo $CERTKIT_RENEWED > {reloaded}", "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["exec"]["exit"] == 0 and report["exec_once"]["exit"] == 0
+    assert report["exec"]["output_truncated"] is True  # what it printed is kept, its last 64 KiB
+    assert reloaded.read_text() == "1\n" and _serial(folders[0]) == report["new_serial"]
+    _verify(folders[0])

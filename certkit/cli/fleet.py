@@ -153,13 +153,18 @@ def _warn_skipped(skipped) -> None:
 
 
 def show_hook_output(run) -> None:
-    """What a hook printed, on standard error as it finishes (escaped: it is another program's text)."""
+    """What a hook printed, on standard error as it finishes (escaped: it is another program's text). A standard
+    error that cannot take it (its reader left: ``2>&1 | head``; a full disk) loses it, not the run: the renewals
+    and hooks after it, ``--exec-once`` among them, go on (``--json`` keeps what each hook printed)."""
     if run.output:
         import sys
 
         # on a terminal, the progress bar's line is cleared first: the output starts a line of its own
         clear = "\r\x1b[K" if sys.stderr.isatty() else ""
-        click.echo(clear + terminal_safe(run.output.rstrip("\n")), err=True)
+        try:
+            click.echo(clear + terminal_safe(run.output.rstrip("\n")), err=True)
+        except OSError:
+            pass
 
 
 # --- the schedule -----------------------------------------------------------------------
