@@ -51,6 +51,18 @@ class Material:
     # certificate and chain, which its server sends (its ca is what a peer trusts, not a link of the chain).
     records: list[str] = field(default_factory=list)
     sent: list | None = None
+    format: str | None = None  # of a certkit output file read by its records: "jsonl" or "k8s"
+
+    def first_of_many(self) -> str:
+        """The note of a verdict on the first of several records (a JSON line, a Secret), and how to have another."""
+        if self.format == "k8s":
+            return (f"{shown(self.source)} holds {len(self.records)} Secrets: this is the verdict on the first, "
+                    f"{self.records[0]}; to verify another, decode its tls.crt (base64 -d) into a file and verify that")
+        import shlex
+
+        return (f"{shown(self.source)} holds {len(self.records)} certificates, one per line: this is the verdict on "
+                f"the first, {self.records[0]}; to verify another: jq -r 'select(.name == \"NAME\") | .fullchain' "
+                f"{shlex.quote(shown(self.source))} | certkit verify -")
 
 
 # --- reading ------------------------------------------------------------------------
@@ -118,6 +130,9 @@ def _read_file(path: Path, material: Material) -> None:
         raise UnreadableFile(f"{_name(path)} is empty.")
     if looks_like_json(data):
         _read_json(path, data, material)
+        return
+    if b"-----BEGIN" not in data and _SECRET_FIELD.search(data):
+        _read_secrets(path, data, material)
         return
     if b"-----BEGIN" not in data:
         _read_der(path, data, material)
@@ -195,6 +210,46 @@ def _read_json(path: Path, data: bytes, material: Material) -> None:
                 material.sent = [c for c, _ in material.certificates[before:]]
         name = f"({shown(record['name'])})" if isinstance(record.get("name"), str) else ""
         material.records.append(f"line {n} {name}".strip() if n else name or "the object")
+    material.format = "jsonl"
+
+
+# A Secret's data field as --format k8s and `kubectl get secret -o yaml` write it: its base64 on the key's line.
+_SECRET_FIELD = re.compile(rb"^[ \t]*(tls\.crt|tls\.key|ca\.crt):[ \t]*([A-Za-z0-9+/=]+)[ \t]*$", re.M)
+_SECRET_NAME = re.compile(rb"^  name:[ \t]*\"?([^\"\r\n]*)\"?[ \t]*$", re.M)
+
+
+def _read_secrets(path: Path, data: bytes, material: Material) -> None:
+    """Read a YAML stream of ``kubernetes.io/tls`` Secrets (``--format k8s``, or what ``kubectl get secret -o yaml``
+    prints) by their data: ``tls.crt`` (the certificate and its chain, what a server sends), ``tls.key`` and
+    ``ca.crt``, each PEM in base64 on its key's line."""
+    secrets: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for document in re.split(rb"^---[ \t]*$", data, flags=re.M):
+        fields: dict[bytes, bytes] = {}
+        name = _SECRET_NAME.search(document)
+        for found in _SECRET_FIELD.finditer(document):
+            if found[1] in fields:  # a list of Secrets (kubectl get secret -o yaml of several): the next one
+                secrets.append((b"", fields))
+                fields = {}
+            fields[found[1]] = found[2]
+        if fields:
+            secrets.append((name[1] if name else b"", fields))
+    for n, (name, fields) in enumerate(secrets, 1):
+        where = f"Secret {n} of {_name(path)}"
+        before = len(material.certificates)
+        for key in (b"tls.crt", b"ca.crt", b"tls.key"):
+            if key not in fields:
+                continue
+            try:
+                pem = base64.b64decode(fields[key], validate=True)
+            except (binascii.Error, ValueError):
+                raise UnreadableFile(f"The {key.decode()} of {where} is not base64: the manifest is cut off or "
+                                     "damaged.") from None
+            _read_pem(pem, material, f"the {key.decode()} of {where}", f"{path.name} Secret {n}: {key.decode()}")
+            if key == b"tls.crt" and material.sent is None:  # the first Secret's certificate and chain
+                material.sent = [c for c, _ in material.certificates[before:]]
+        named = f" ({shown(name.decode('utf-8', 'replace'))})" if name else ""
+        material.records.append(f"Secret {n}{named}")
+    material.format = "k8s"
 
 
 def _pem_body(where: str, label: bytes, body: bytes) -> bytes:

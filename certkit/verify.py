@@ -99,11 +99,7 @@ def load_certificate_chain(path: str | Path, *, notes: list[str] | None = None
         material = load_material(path, wanted="certificate to verify")
         certs = [c for c, _ in material.certificates] if material.sent is None else material.sent
         if len(material.records) > 1 and notes is not None:
-            import shlex
-
-            notes.append(f"{shown(path)} holds {len(material.records)} certificates, one per line: this is the "
-                         f"verdict on the first, {material.records[0]}; to verify another: jq -r 'select(.name == "
-                         f"\"NAME\") | .fullchain' {shlex.quote(shown(path))} | certkit verify -")
+            notes.append(material.first_of_many())
     if not certs:
         raise UnreadableFile(f"{shown(path)} holds a certificate signing request, not a certificate; "
                              "a CSR becomes verifiable once a CA signs it.")

@@ -25,6 +25,10 @@
    first hook output it showed: the other due certificates were not renewed, ``--exec-once`` (the server reload)
    did not run for those that were, and nothing was reported, exit 1; a single renewal lost its --exec-once and
    its report the same way. The output is now lost, not the run;
+8. ``certkit inspect`` and ``certkit verify`` of a ``--format k8s`` manifest (certkit's own output, which ``renew``
+   reads) said "neither a PEM file nor a DER certificate ... (it may be truncated or not a certificate at all)",
+   while they read a jsonl file; they now read each Secret's tls.crt, ca.crt and tls.key (and what kubectl
+   itself writes), a cut manifest in one line;
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -336,3 +340,40 @@ def test_a_closed_standard_error_stops_no_renewal_nor_exec_once(tmp_path, ca_env
     assert report["exec"]["output_truncated"] is True  # what it printed is kept, its last 64 KiB
     assert reloaded.read_text() == "1\n" and _serial(folders[0]) == report["new_serial"]
     _verify(folders[0])
+
+
+# --- 8: inspect and verify read a --format k8s manifest -------------------------------------------------------------
+def test_inspect_and_verify_read_secrets_as_they_read_json_lines(tmp_path, ca_env, ca_dir):
+    import shutil
+
+    env = _env(ca_env, tmp_path)
+    (tmp_path / "m.csv").write_text("kind,names\nserver,s1.example.com\nserver,s2.example.com\n")
+    run_certkit("issue-batch", tmp_path / "m.csv", "--format", "k8s", "--out", tmp_path / "s.yaml", env=env,
+                check=True)
+    proc = run_certkit("inspect", tmp_path / "s.yaml", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Certificate (s.yaml Secret 1: tls.crt" in proc.stdout and "CN=s2.example.com" in proc.stdout
+    assert "s.yaml Secret 2: tls.key: private key (ecdsa-p256) matches the certificate CN=s2.example.com" in proc.stdout
+    proc = run_certkit("verify", tmp_path / "s.yaml", "--purpose", "server", env=env)
+    assert proc.returncode == 0 and "VALID as a TLS server certificate" in proc.stdout, proc.stdout + proc.stderr
+    assert "CN=s1.example.com" in proc.stdout and "holds 2 Secrets: this is the verdict on the first, Secret 1 " \
+        "(s1.example.com)" in proc.stdout
+    # a manifest cut off inside a value: one line, no traceback
+    text = (tmp_path / "s.yaml").read_text()
+    (tmp_path / "cut.yaml").write_text(text[:text.index("tls.key: ") + 30] + "\n")
+    proc = run_certkit("inspect", tmp_path / "cut.yaml", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Secret 1 of" in proc.stderr, proc.stderr
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return
+    # what kubectl itself writes of a bundle folder's files reads the same
+    run_certkit("issue-server", "kube.example.com", "--out", tmp_path / "web", env=env, check=True)
+    made = subprocess.run([kubectl, "create", "secret", "tls", "web", "--cert", tmp_path / "web" / "fullchain.pem",
+                           "--key", tmp_path / "web" / "privkey.pem", "--dry-run=client", "-o", "yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "kube.yaml").write_text(made.stdout)
+    proc = run_certkit("verify", tmp_path / "kube.yaml", "--purpose", "server", "--name", "kube.example.com", env=env)
+    assert proc.returncode == 0 and "VALID" in proc.stdout, proc.stdout + proc.stderr
+    assert "private key (ecdsa-p256) matches the certificate CN=kube.example.com" in run_certkit(
+        "inspect", tmp_path / "kube.yaml", env=env, check=True).stdout
