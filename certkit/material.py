@@ -55,10 +55,15 @@ class Material:
 
     def first_of_many(self) -> str:
         """The note of a verdict on the first of several records (a JSON line, a Secret), and how to have another."""
+        import shlex
+
         if self.format == "k8s":
             return (f"{shown(self.source)} holds {len(self.records)} Secrets: this is the verdict on the first, "
                     f"{self.records[0]}; to verify another, decode its tls.crt (base64 -d) into a file and verify that")
-        import shlex
+        if self.format == "tar":
+            return (f"{shown(self.source)} holds {len(self.records)} bundle folders: this is the verdict on the first, "
+                    f"{self.records[0]}; to verify another: tar -xOf {shlex.quote(shown(self.source))} "
+                    "FOLDER/fullchain.pem | certkit verify -")
 
         return (f"{shown(self.source)} holds {len(self.records)} certificates, one per line: this is the verdict on "
                 f"the first, {self.records[0]}; to verify another: jq -r 'select(.name == \"NAME\") | .fullchain' "
@@ -128,6 +133,9 @@ def _read_file(path: Path, material: Material) -> None:
     data = read_limited(path, MAX_CERT_FILE_BYTES, what="file")
     if not data.strip():
         raise UnreadableFile(f"{_name(path)} is empty.")
+    if len(data) >= 512 and data[257:262] == b"ustar":  # a --format tar archive: its bundle folders
+        _read_tar(path, data, material)
+        return
     if looks_like_json(data):
         _read_json(path, data, material)
         return
@@ -211,6 +219,31 @@ def _read_json(path: Path, data: bytes, material: Material) -> None:
         name = f"({shown(record['name'])})" if isinstance(record.get("name"), str) else ""
         material.records.append(f"line {n} {name}".strip() if n else name or "the object")
     material.format = "jsonl"
+
+
+def _read_tar(path: Path, data: bytes, material: Material) -> None:
+    """Read a tar archive (``--format tar``) by its bundle folders: each one's bundle files, named as members."""
+    import io
+    import tarfile
+
+    folders: list[str] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+            for member in archive:
+                folder, _, file_name = member.name.rpartition("/")
+                if not member.isfile() or file_name not in _BUNDLE_ORDER:
+                    continue
+                if folder not in folders:
+                    folders.append(folder)
+                before = len(material.certificates)
+                _read_pem(archive.extractfile(member).read(), material, f"{shown(member.name)} in {_name(path)}",
+                          f"{path.name}: {member.name}")
+                if len(folders) == 1 and file_name != CA_FILE:  # the first folder's certificate and chain
+                    material.sent = (material.sent or []) + [c for c, _ in material.certificates[before:]]
+    except (tarfile.TarError, OSError) as exc:
+        raise UnreadableFile(f"{_name(path)} is a tar archive that is cut off or damaged ({exc}).") from None
+    material.records += [shown(folder) for folder in folders]
+    material.format = "tar"
 
 
 # A Secret's data field as --format k8s and `kubectl get secret -o yaml` write it: its base64 on the key's line.

@@ -28,7 +28,8 @@
 8. ``certkit inspect`` and ``certkit verify`` of a ``--format k8s`` manifest (certkit's own output, which ``renew``
    reads) said "neither a PEM file nor a DER certificate ... (it may be truncated or not a certificate at all)",
    while they read a jsonl file; they now read each Secret's tls.crt, ca.crt and tls.key (and what kubectl
-   itself writes), a cut manifest in one line;
+   itself writes), a cut manifest in one line; and a ``--format tar`` archive, read until then as loose PEM text,
+   is read by its bundle folders: verify's note said "a server given this file sends the others as its chain";
    (minor) renew.md named the fields of a failed bulk outcome "stage and reason": they are stage and error.
 """
 
@@ -377,3 +378,29 @@ def test_inspect_and_verify_read_secrets_as_they_read_json_lines(tmp_path, ca_en
     assert proc.returncode == 0 and "VALID" in proc.stdout, proc.stdout + proc.stderr
     assert "private key (ecdsa-p256) matches the certificate CN=kube.example.com" in run_certkit(
         "inspect", tmp_path / "kube.yaml", env=env, check=True).stdout
+
+
+
+def test_verify_reads_a_tar_archive_by_its_bundle_folders(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    (tmp_path / "m.csv").write_text("kind,names,out\nserver,t1.example.com,web/t1\nserver,t2.example.com,web/t2\n")
+    run_certkit("issue-batch", tmp_path / "m.csv", "--format", "tar", "--out", tmp_path / "f.tar", env=env, check=True)
+    proc = run_certkit("verify", tmp_path / "f.tar", "--purpose", "server", "--name", "t1.example.com", env=env)
+    assert proc.returncode == 0 and "VALID as a TLS server certificate" in proc.stdout, proc.stdout + proc.stderr
+    assert "sends the others as its chain" not in proc.stdout
+    assert "f.tar holds 2 bundle folders: this is the verdict on the first, web/t1; to verify another: tar -xOf " \
+        in proc.stdout
+    proc = run_certkit("inspect", tmp_path / "f.tar", env=env, check=True)
+    assert "Certificate (f.tar: web/t2/cert.pem" in proc.stdout
+    assert "f.tar: web/t2/privkey.pem: private key (ecdsa-p256) matches the certificate CN=t2.example.com" \
+        in proc.stdout
+    # the way the note gives to verify another, with the real tar
+    member = subprocess.run(["tar", "-xOf", tmp_path / "f.tar", "web/t2/fullchain.pem"], capture_output=True,
+                            timeout=60)
+    assert member.returncode == 0, member.stderr
+    proc = run_certkit("verify", "-", "--purpose", "server", "--name", "t2.example.com", env=env,
+                       input=member.stdout.decode())
+    assert proc.returncode == 0 and "VALID" in proc.stdout, proc.stdout + proc.stderr
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "f.tar").read_bytes()[:3000])
+    proc = run_certkit("inspect", tmp_path / "cut.tar", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cut off or damaged" in proc.stderr
