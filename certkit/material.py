@@ -127,6 +127,11 @@ def _name(path: Path) -> str:
     return "standard input" if str(path) == STDIN else shown(path)
 
 
+def _label(path: Path) -> str:
+    """What each certificate read from ``path`` is said to come from: its file name, or standard input."""
+    return "standard input" if str(path) == STDIN else path.name
+
+
 def _read_file(path: Path, material: Material) -> None:
     from certkit.formats.reading import looks_like_json
 
@@ -208,7 +213,7 @@ def _read_json(path: Path, data: bytes, material: Material) -> None:
         if not isinstance(record, dict) or not isinstance(record.get("cert"), str):
             raise UnreadableFile(f"{where} is JSON, but not a certkit JSON-lines record: it has no \"cert\" field "
                                  "holding a PEM certificate (see docs/formats.md).")
-        label = (path.name if str(path) != STDIN else "standard input") + (f" line {n}" if n else "")
+        label = _label(path) + (f" line {n}" if n else "")
         before = len(material.certificates)
         for key in JSONL_PEM_FIELDS:
             value = record.get(key)
@@ -237,7 +242,7 @@ def _read_tar(path: Path, data: bytes, material: Material) -> None:
                     folders.append(folder)
                 before = len(material.certificates)
                 _read_pem(archive.extractfile(member).read(), material, f"{shown(member.name)} in {_name(path)}",
-                          f"{path.name}: {member.name}")
+                          f"{_label(path)}: {member.name}")
                 if len(folders) == 1 and file_name != CA_FILE:  # the first folder's certificate and chain
                     material.sent = (material.sent or []) + [c for c, _ in material.certificates[before:]]
     except (tarfile.TarError, OSError) as exc:
@@ -277,7 +282,7 @@ def _read_secrets(path: Path, data: bytes, material: Material) -> None:
             except (binascii.Error, ValueError):
                 raise UnreadableFile(f"The {key.decode()} of {where} is not base64: the manifest is cut off or "
                                      "damaged.") from None
-            _read_pem(pem, material, f"the {key.decode()} of {where}", f"{path.name} Secret {n}: {key.decode()}")
+            _read_pem(pem, material, f"the {key.decode()} of {where}", f"{_label(path)} Secret {n}: {key.decode()}")
             if key == b"tls.crt" and material.sent is None:  # the first Secret's certificate and chain
                 material.sent = [c for c, _ in material.certificates[before:]]
         named = f" ({shown(name.decode('utf-8', 'replace'))})" if name else ""

@@ -359,6 +359,8 @@ def test_inspect_and_verify_read_secrets_as_they_read_json_lines(tmp_path, ca_en
     assert proc.returncode == 0 and "VALID as a TLS server certificate" in proc.stdout, proc.stdout + proc.stderr
     assert "CN=s1.example.com" in proc.stdout and "holds 2 Secrets: this is the verdict on the first, Secret 1 " \
         "(s1.example.com)" in proc.stdout
+    proc = run_certkit("inspect", "-", env=env, input=(tmp_path / "s.yaml").read_text())  # kubectl get ... | inspect -
+    assert proc.returncode == 0 and "Certificate (standard input Secret 1: tls.crt" in proc.stdout, proc.stderr
     # a manifest cut off inside a value: one line, no traceback
     text = (tmp_path / "s.yaml").read_text()
     (tmp_path / "cut.yaml").write_text(text[:text.index("tls.key: ") + 30] + "\n")
