@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 from certkit.anchors import missing_issuer, pinned, recorded_cas, stranger_places, withdrawn
 from certkit.probe_http import ProbeError, Target, parse_url  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
-from certkit.pyossl import CERT_REQUEST_STATE, openssl_reason, record_verify_error, set_kernel_timeout, x509_error
+from certkit.pyossl import (
+    CERT_REQUEST_STATE,
+    allow_post_handshake_auth,
+    openssl_reason,
+    record_verify_error,
+    set_kernel_timeout,
+    x509_error,
+)
 from certkit.text import shown
 from certkit.verify_names import name_problem
 
@@ -106,6 +113,9 @@ class ProbeResult:
     # probe's --ca-file holds the server's own certificate (anchors.pinned): trusted as itself, no CA checked
     pinned: bool = False
     requests_client_cert: bool = False
+    # ... only after the handshake, on reading the request (TLS 1.3 post-handshake authentication: Apache httpd's
+    # SSLVerifyClient require in a <Location>); a client that does not allow it is never asked
+    requested_after_handshake: bool = False
     client_ca_names: list[str] = field(default_factory=list)
     without_cert: Attempt | None = None
     with_cert: Attempt | None = None
@@ -172,6 +182,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
             store.add_cert(crypto.X509.from_cryptography(cert))
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # as curl --cacert: any CA of a --ca-file is an anchor
     ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
+    allow_post_handshake_auth(ctx)  # a server may ask after the handshake, for the path requested (Apache)
     if client is not None:
         key = _client_key(client.key)
         try:
@@ -214,6 +225,7 @@ class _Seen:
     chain: list = field(default_factory=list)  # cryptography certificates, as sent
     errors: list[tuple[int, int]] = field(default_factory=list)
     requested: bool = False
+    requested_after: bool = False  # asked for only after the handshake (TLS 1.3 post-handshake authentication)
     wrote: set = field(default_factory=set)  # the handshake messages the client wrote (OpenSSL's state strings)
     ca_names: list[str] = field(default_factory=list)
     cipher: str | None = None
@@ -237,10 +249,12 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         if not target.is_ip:
             conn.set_tlsext_host_name(target.host.encode("ascii"))
 
+        done = []  # the handshake has ended: a CertificateRequest now is a post-handshake one
+
         def on_state(c, where, ret) -> None:
             state = c.get_state_string()
             if state == CERT_REQUEST_STATE:
-                seen.requested = True
+                seen.requested, seen.requested_after = True, seen.requested_after or bool(done)
             elif state.startswith(b"SSLv3/TLS write "):
                 seen.wrote.add(state)
 
@@ -255,12 +269,10 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
             seen.attempt.handshake = f"the server closed the connection ({exc.args[-1]})"
         except SSL.Error as exc:
             seen.attempt.handshake = openssl_reason(exc)
+        done.append(True)
         seen.chain = conn.get_peer_cert_chain(as_cryptography=True) or []
         # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals).
         seen.attempt.tls_version = conn.get_protocol_version_name() if seen.chain else None
-        seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]
-        if presented is not None and _WROTE_CERT in seen.wrote and _WROTE_VERIFY not in seen.wrote:
-            seen.attempt.presented, seen.attempt.not_sent = None, True  # an empty Certificate message
         if seen.attempt.handshake == "ok":
             seen.cipher = conn.get_cipher_name()
             from certkit.probe_http import await_refusal, request
@@ -269,6 +281,9 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
             if seen.requested and seen.attempt.tls_version == "TLSv1.3":
                 first, refused = await_refusal(conn, sock, timeout)
             request(conn, target, seen.attempt, first, refused)
+        seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]  # a post-handshake request's too
+        if presented is not None and _WROTE_CERT in seen.wrote and _WROTE_VERIFY not in seen.wrote:
+            seen.attempt.presented, seen.attempt.not_sent = None, True  # an empty Certificate message
     finally:
         sock.close()
     return seen
@@ -348,7 +363,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
     result.strangers = stranger_places(seen.chain)
     _judge_server(result, seen, roots, ca_dir, now, extra)
-    result.requests_client_cert = seen.requested
+    result.requests_client_cert, result.requested_after_handshake = seen.requested, seen.requested_after
     result.client_ca_names = seen.ca_names
 
     if client is not None:

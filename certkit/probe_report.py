@@ -115,6 +115,7 @@ def as_dict(result: "ProbeResult") -> dict:
         },
         "client_certificate": {
             "requested": result.requests_client_cert, "accepted_ca_names": result.client_ca_names,
+            "requested_after_handshake": result.requested_after_handshake,
             "without_one": result.without_cert.to_dict() if result.without_cert else None,
             "without_one_verdict": without_verdict(result) if result.without_cert else None,
             "given": result.client_subject, "given_usage": result.client_usage, "given_issuer": result.client_issuer,
@@ -422,6 +423,13 @@ STRANGERS_NOTE = ("the server also sends {}: it sends every client someone else'
                   "fullchain.pem), not a concatenation of others")
 
 
+# A CertificateRequest that came after the handshake, once the server read the request (RFC 8446 4.6.2)
+AFTER_HANDSHAKE = ("yes, after the handshake: the server sent a CertificateRequest once it read the request for {} "
+                   "({}, as Apache httpd asks for a certificate that one path requires)")
+POST_HANDSHAKE_AUTH = ("TLS 1.3 post-handshake authentication; only a client that allows it is asked (curl does; "
+                       "Python's ssl with post_handshake_auth = True), any other gets no chance to send one")
+
+
 # A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
 PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl, GnuTLS and Python 3.13 clients given it "
                        "accept this server, but OpenSSL (s_client, nginx), Python before 3.13 and Node clients refuse "
@@ -472,7 +480,9 @@ def render(result: "ProbeResult") -> str:
     lines += ["", "Client certificate:"]
     if result.requests_client_cert:
         names = "; ".join(shown(n) for n in result.client_ca_names)
-        lines.append("  asked for   yes, the server sends a CertificateRequest")
+        how = POST_HANDSHAKE_AUTH if result.tls_version == "TLSv1.3" else "in a renegotiation"
+        lines.append(f"  asked for   {AFTER_HANDSHAKE.format(shown(result.target.path), how)}" if
+                     result.requested_after_handshake else "  asked for   yes, the server sends a CertificateRequest")
         lines.append(f"  CA names    {names}" if names else
                      "  CA names    none: the request names no CA, so a client may offer any certificate")
     else:

@@ -36,6 +36,17 @@ X509_ERRORS = {
 CERT_REQUEST_STATE = b"SSLv3/TLS read server certificate request"
 
 
+def allow_post_handshake_auth(ctx) -> None:
+    """Let the server ask a TLS 1.3 client for its certificate after the handshake (RFC 8446 4.6.2, the
+    ``post_handshake_auth`` extension), as curl allows it: Apache asks there for a certificate that one
+    path requires (``SSLVerifyClient require`` in a ``<Location>``), and refuses a client that does not allow it
+    without ever sending a CertificateRequest. pyOpenSSL's API has no call for it; its binding has."""
+    from OpenSSL._util import lib
+
+    if getattr(lib, "Cryptography_HAS_SSL_VERIFY_CLIENT_POST_HANDSHAKE", 0):
+        lib.SSL_CTX_set_post_handshake_auth(ctx._context, 1)
+
+
 def x509_error(code: int, depth: int = 0) -> str:
     words = X509_ERRORS.get(code) or _openssl_words(code) or f"X.509 verification error {code}"
     return words + (f" (at depth {depth})" if depth else "")
