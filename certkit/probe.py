@@ -234,7 +234,7 @@ class _Seen:
 def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _Seen:
     from OpenSSL import SSL
 
-    from certkit.pyossl import interrupt_after, name_text
+    from certkit.pyossl import deadline, interrupt_after, name_text
 
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout)
@@ -260,33 +260,47 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
 
         conn.set_info_callback(on_state)
         conn.set_connect_state()
-        try:
-            with interrupt_after(sock):  # a Ctrl-C inside OpenSSL's callbacks: "Interrupted.", not a timeout
+        # A Ctrl-C inside OpenSSL's callbacks: "Interrupted.", not a timeout. The handshake ends by the deadline,
+        # however slowly the server sends it.
+        with interrupt_after(sock), deadline(sock, timeout) as late:
+            try:
                 conn.do_handshake()
-        except (SSL.WantReadError, SSL.WantWriteError):
-            seen.attempt.handshake = f"no answer within {timeout:g} s"
-        except SSL.SysCallError as exc:
-            seen.attempt.handshake = f"the server closed the connection ({exc.args[-1]})"
-        except SSL.Error as exc:
-            seen.attempt.handshake = openssl_reason(exc)
+            except (SSL.WantReadError, SSL.WantWriteError):
+                seen.attempt.handshake = f"no answer within {timeout:g} s"
+            except SSL.SysCallError as exc:
+                seen.attempt.handshake = f"the server closed the connection ({exc.args[-1]})"
+            except SSL.Error as exc:
+                seen.attempt.handshake = openssl_reason(exc)
+            if late.is_set():  # the socket was shut under OpenSSL: its error says nothing of the server
+                seen.attempt.handshake = f"no answer within {timeout:g} s"
         done.append(True)
         seen.chain = conn.get_peer_cert_chain(as_cryptography=True) or []
         # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals).
         seen.attempt.tls_version = conn.get_protocol_version_name() if seen.chain else None
         if seen.attempt.handshake == "ok":
             seen.cipher = conn.get_cipher_name()
-            from certkit.probe_http import await_refusal, request
-
-            first, refused = b"", None
-            if seen.requested and seen.attempt.tls_version == "TLSv1.3":
-                first, refused = await_refusal(conn, sock, timeout)
-            request(conn, target, seen.attempt, first, refused)
+            _converse(conn, sock, target, seen, timeout)
         seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]  # a post-handshake request's too
         if presented is not None and _WROTE_CERT in seen.wrote and _WROTE_VERIFY not in seen.wrote:
             seen.attempt.presented, seen.attempt.not_sent = None, True  # an empty Certificate message
     finally:
         sock.close()
     return seen
+
+
+def _converse(conn, sock: socket.socket, target: Target, seen: _Seen, timeout: float) -> None:
+    """After the handshake: one HTTP request and the head of its answer, within ``timeout`` in all (a server
+    that sends its answer a byte now and then is cut off then, as one that says nothing is)."""
+    from certkit.probe_http import await_refusal, request
+    from certkit.pyossl import deadline
+
+    with deadline(sock, timeout) as late:
+        first, refused = b"", None
+        if seen.requested and seen.attempt.tls_version == "TLSv1.3":
+            first, refused = await_refusal(conn, sock, timeout)
+        request(conn, target, seen.attempt, first, refused)
+    if late.is_set() and seen.attempt.http_status is None:  # the end of the connection was the deadline's
+        seen.attempt.http_error = "no answer to the HTTP request in time"
 
 
 def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:

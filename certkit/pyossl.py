@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -109,6 +110,28 @@ def _escape_rdn(value: str) -> str:
 
 
 @contextmanager
+def deadline(sock: socket.socket, seconds: float) -> Iterator[threading.Event]:
+    """Bound what is done on ``sock`` inside the block to ``seconds`` in all, not per read: a server that sends
+    a byte now and then would hold a blocking call (OpenSSL's handshake, reading an answer) for as long as it
+    likes, each read within the socket's timeout. At the deadline the socket is shut, which ends the read, and
+    the event yielded is set: the caller says why the call failed."""
+    late = threading.Event()
+
+    def cut() -> None:
+        late.set()
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield late
+    finally:
+        timer.cancel()
+
+
+@contextmanager
 def interrupt_after(sock: socket.socket | None = None) -> Iterator[None]:
     """Hold a Ctrl-C that comes during a blocking pyOpenSSL call (a handshake) until the call returns, then
     raise it, whatever the call raised: raised inside pyOpenSSL's callbacks (the info and verify callbacks run
@@ -116,7 +139,6 @@ def interrupt_after(sock: socket.socket | None = None) -> Iterator[None]:
     A Ctrl-C taken in a callback interrupts no system call: the call's next read would wait for the server
     until the socket's timeout, so ``sock`` (the call's socket) is shut down then and that read ends at once."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

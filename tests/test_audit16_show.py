@@ -7,6 +7,10 @@
   one" with exit 1, while curl given the same certificate got in. probe did not allow post-handshake
   authentication, so the server could never ask it. Now probe allows it, as curl does, and says when the
   request came.
+- show16 #2: ``--timeout`` bounded each read, not each wait as docs/probe.md says: a server that sends its
+  handshake, or its HTTP answer, a byte now and then held probe as long as it liked (``--timeout 2`` took 36 s
+  against a handshake sent a byte every half second, then blamed "the server closed the connection"). Now the
+  handshake and the answer each end by the deadline.
 """
 
 from __future__ import annotations
@@ -41,29 +45,21 @@ def probe(pki: Path, *args: object) -> subprocess.CompletedProcess:
     return run_certkit("probe", *args, env=certkit_env(HOME=str(pki)), cwd=pki)
 
 
-# --- show16 #1: a certificate asked for after the handshake -----------------------------------------
-class PostHandshakeServer:
-    """A TLS 1.3 HTTP server (Python's ssl) that reads the request first and only then asks for a client
-    certificate (``verify_client_post_handshake``), as Apache httpd does for a path that requires one; it
-    answers 200 with the subject it verified, 403 to a client that does not allow post-handshake
-    authentication, and (OpenSSL) a TLS alert to a client that sends no certificate or one it cannot verify."""
+class Loopback:
+    """A TCP server on 127.0.0.1 that runs ``handle(socket, stop)`` for each connection, in a thread; stopped (and
+    every handler told to stop) when the block ends."""
 
-    def __init__(self, pki: Path) -> None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.load_cert_chain(pki / "localhost" / "fullchain.pem", pki / "localhost" / "privkey.pem")
-        ctx.load_verify_locations(pki / "ca" / "ca.pem")
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.post_handshake_auth = True  # the server's side: ask after the handshake, not in it
-        self.context, self.port, self.seen = ctx, free_port(), []
+    def __init__(self, handle) -> None:
+        self.handle, self.port, self.stop = handle, free_port(), threading.Event()
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
-    def __enter__(self) -> "PostHandshakeServer":
+    def __enter__(self) -> "Loopback":
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop.set()
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop (a close alone does not)
         except OSError:
@@ -78,10 +74,35 @@ class PostHandshakeServer:
                 raw, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+            threading.Thread(target=self._run, args=(raw,), daemon=True).start()
 
-    def _handle(self, raw: socket.socket) -> None:
+    def _run(self, raw: socket.socket) -> None:
         raw.settimeout(60)
+        with raw:
+            try:
+                self.handle(raw, self.stop)
+            except OSError:
+                pass
+
+
+# --- show16 #1: a certificate asked for after the handshake -----------------------------------------
+class PostHandshakeServer(Loopback):
+    """A TLS 1.3 HTTP server (Python's ssl) that reads the request first and only then asks for a client
+    certificate (``verify_client_post_handshake``), as Apache httpd does for a path that requires one; it
+    answers 200 with the subject it verified, 403 to a client that does not allow post-handshake
+    authentication, and (OpenSSL) a TLS alert to a client that sends no certificate or one it cannot verify."""
+
+    def __init__(self, pki: Path) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(pki / "localhost" / "fullchain.pem", pki / "localhost" / "privkey.pem")
+        ctx.load_verify_locations(pki / "ca" / "ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.post_handshake_auth = True  # the server's side: ask after the handshake, not in it
+        self.context, self.seen = ctx, []
+        super().__init__(self._answer)
+
+    def _answer(self, raw: socket.socket, stop: threading.Event) -> None:
         try:
             with self.context.wrap_socket(raw, server_side=True) as tls:
                 tls.recv(4096)  # the request, read before the certificate is asked for
@@ -92,8 +113,7 @@ class PostHandshakeServer:
                     tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     return
                 tls.do_handshake()  # writes the CertificateRequest
-                subject = self._certificate(tls)
-                body = f"hello {subject}\n".encode()
+                body = f"hello {self._certificate(tls)}\n".encode()
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                             % (len(body), body))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: the alert OpenSSL sent, said here
@@ -163,3 +183,47 @@ def test_docs_claims_about_clients_and_post_handshake_requests_hold(pki: Path):
     assert sum(s.startswith("not asked") for s in server.seen) == 1, server.seen
     docs = (Path(__file__).resolve().parent.parent / "docs" / "probe.md").read_text()
     assert "curl does, a Python `ssl` client does\nwith `post_handshake_auth = True`" in docs
+
+
+# --- show16 #2: --timeout bounds each wait, however slowly the server sends ---------------------------
+def _trickle(sock, data: bytes, stop: threading.Event) -> None:
+    """Send ``data`` a byte every quarter second (64 bytes: 16 s), then close."""
+    for byte in data:
+        if stop.wait(0.25):
+            return
+        sock.sendall(bytes([byte]))
+
+
+def test_a_handshake_sent_a_byte_at_a_time_ends_by_the_timeout(pki: Path):
+    def handshake(raw, stop) -> None:
+        raw.recv(65536)  # the ClientHello; then the start of a handshake record that never completes
+        _trickle(raw, b"\x16\x03\x03\x00\x40" + bytes(59), stop)
+
+    with Loopback(handshake) as server:
+        run = probe(pki, f"https://localhost:{server.port}/", "--timeout", "1")
+    assert run.returncode == 1 and run.stdout == "", run.stdout + run.stderr
+    assert run.stderr == (f"Error: localhost:{server.port} did not complete a TLS handshake: no answer within "
+                          "1 s.\n"), run.stderr
+
+
+def test_an_answer_sent_a_byte_at_a_time_ends_by_the_timeout(pki: Path):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "localhost" / "fullchain.pem", pki / "localhost" / "privkey.pem")
+    ctx.load_verify_locations(pki / "ca" / "ca.pem")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+
+    def answer(raw, stop) -> None:
+        with ctx.wrap_socket(raw, server_side=True) as tls:
+            tls.recv(4096)
+            _trickle(tls, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: " + bytes(b"x" * 17) + b"\r\n\r\n", stop)
+
+    with Loopback(answer) as server:
+        url = f"https://localhost:{server.port}/"
+        run = probe(pki, url, "--ca-dir", pki / "ca", "--bundle", pki / "alice", "--timeout", "1")
+        data = json.loads(probe(pki, url, "--ca-dir", pki / "ca", "--timeout", "1", "--json").stdout)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "with it     not known: the handshake took it, but no answer to the HTTP request in time" in run.stdout
+    assert run.stderr == (f"Error: localhost:{server.port}: the server gave no HTTP answer (no answer to the HTTP "
+                          "request in time), so whether it accepts the client certificate is not known.\n")
+    without = data["client_certificate"]["without_one"]
+    assert without["read_error"] == "no answer to the HTTP request in time" and without["http_status"] is None
