@@ -361,6 +361,10 @@ def server_problem(result: "ProbeResult") -> str | None:
                 "configured with the wrong bundle")
     if not result.name_matches:
         return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
+    if not result.server_auth and (result.chain[0]["basic_constraints"] or {}).get("ca"):  # its EKU may be fine
+        untrusted = "" if result.verified else f", and it is not trusted by {result.trust}{_first(result)}"
+        return ("the server's certificate is a CA certificate (basicConstraints CA:TRUE), not a TLS server "
+                f"certificate{untrusted}")
     if not result.server_auth:
         return "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)"
     if result.verified and result.reasons:  # OpenSSL verified the chain; certkit verify refuses it (its key)
@@ -368,10 +372,15 @@ def server_problem(result: "ProbeResult") -> str | None:
     dated = [e for e in result.verify_errors if "expired" in e or "not yet valid" in e]
     if dated:  # it chains to the anchors, and is out of date (or one above it is)
         return f"the server's certificate is not valid now ({dated[0]})"
-    why = f" ({result.verify_errors[0]})" if result.verify_errors else ""
+    why = _first(result)
     if "subtree violation" in why:  # it chains to the anchor, and names what that CA may not vouch for
         return f"the server's certificate names what the name constraints of a CA above it forbid{why}"
     return f"the server's certificate is not trusted by {result.trust}{why}"
+
+
+def _first(result: "ProbeResult") -> str:
+    """OpenSSL's first verification error, in brackets (empty when there is none)."""
+    return f" ({result.verify_errors[0]})" if result.verify_errors else ""
 
 
 def client_problem(result: "ProbeResult") -> str | None:

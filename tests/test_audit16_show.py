@@ -11,6 +11,10 @@
   handshake, or its HTTP answer, a byte now and then held probe as long as it liked (``--timeout 2`` took 36 s
   against a handshake sent a byte every half second, then blamed "the server closed the connection"). Now the
   handshake and the answer each end by the deadline.
+- show16 #3: the certificate ``openssl req -x509`` makes (basicConstraints CA:TRUE, no extendedKeyUsage) served
+  and probed against the system store ended with ``Error: ...: the server's certificate is not for TLS servers
+  (its extendedKeyUsage lacks serverAuth)``: it has no extendedKeyUsage. Now the error names the CA bit, and that
+  the chain is not trusted.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_probe import openssl_server
 
-from conftest import certkit_env, free_port, new_ca, require, run_certkit
+from conftest import certkit_env, free_port, new_ca, openssl, require, run_certkit
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +232,25 @@ def test_an_answer_sent_a_byte_at_a_time_ends_by_the_timeout(pki: Path):
                           "request in time), so whether it accepts the client certificate is not known.\n")
     without = data["client_certificate"]["without_one"]
     assert without["read_error"] == "no answer to the HTTP request in time" and without["http_status"] is None
+
+
+# --- show16 #3: a CA certificate as the server's own, not trusted either -------------------------------
+def test_a_self_signed_ca_certificate_served_is_said_to_be_a_ca_not_to_lack_serverauth(pki: Path, tmp_path: Path):
+    cert, key = tmp_path / "self.pem", tmp_path / "self.key"
+    made = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                   "-out", cert, "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "30")
+    assert made.returncode == 0, made.stderr
+    shown = openssl("x509", "-in", cert, "-noout", "-ext", "basicConstraints,extendedKeyUsage").stdout.decode()
+    assert "CA:TRUE" in shown and "Extended Key Usage" not in shown, shown  # OpenSSL's defaults: a CA, no EKU
+    with openssl_server("-cert", cert, "-key", key) as port:
+        run = probe(pki, f"https://localhost:{port}/")
+        trusted = probe(pki, f"https://localhost:{port}/", "--ca-file", cert)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr == (f"Error: localhost:{port}: the server's certificate is a CA certificate (basicConstraints "
+                          "CA:TRUE), not a TLS server certificate, and it is not trusted by the system trust store "
+                          "(self-signed certificate).\n"), run.stderr
+    assert "extendedKeyUsage" not in run.stderr
+    # Trusted, it is the case docs/probe.md describes: OpenSSL clients take it, Firefox does not.
+    assert trusted.returncode == 1 and "NO, not for every client" in trusted.stdout, trusted.stdout
+    assert trusted.stderr == (f"Error: localhost:{port}: the server's certificate is a CA certificate, which Firefox "
+                              "refuses (OpenSSL clients accept it).\n"), trusted.stderr
