@@ -45,6 +45,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
     PeerIdentity,
     answer_format,
     peer_identity,
+    plain_http_answer,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
@@ -313,6 +314,9 @@ class IdentityServer(ThreadingHTTPServer):
             _handshake(request, HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError) as exc:
             self.log(_handshake_failure(exc, peer, self.facts))
+            if reason_of(exc) == "http request":  # sent to http://: an answer a browser shows, as nginx answers
+                with contextlib.suppress(OSError):  # in plain HTTP: no TLS began
+                    socket.socket.sendall(getattr(request, "raw_socket", request), plain_http_answer())
             _drain(request)
             return
         der = request.getpeercert(binary_form=True)

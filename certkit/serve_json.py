@@ -331,6 +331,18 @@ def unchecked_line(server, visit=None) -> str | None:
 _ANSWERS = (("json", "application/json"), ("html", "text/html"), ("text", "text/plain"))
 
 
+PLAIN_HTTP_ANSWER = ("This is an HTTPS server (certkit serve), and it got a plain HTTP request: use https:// "
+                     "instead of http://, with the same host and port.\n")
+
+
+def plain_http_answer() -> bytes:
+    """The whole HTTP 400 answer to a plain HTTP request sent to serve's HTTPS port, which says what to do: a browser
+    shows it, where a closed connection gets only its own error page (Chromium: ERR_EMPTY_RESPONSE)."""
+    body = PLAIN_HTTP_ANSWER.encode()
+    return (f"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
 def answer_format(accept: str) -> str:
     """``json``, ``html`` or ``text``: what an ``Accept`` header asks for, by its media ranges and their
     q-values (RFC 9110 12.5.1: the most specific range that covers a type gives its weight, and ``q=0`` means

@@ -15,6 +15,9 @@
   and probed against the system store ended with ``Error: ...: the server's certificate is not for TLS servers
   (its extendedKeyUsage lacks serverAuth)``: it has no extendedKeyUsage. Now the error names the CA bit, and that
   the chain is not trusted.
+- show16 #4: serve closed a plain HTTP request (``http://localhost:8443/`` in a browser's address bar) without a
+  word: curl said "Empty reply from server", a browser shows only its own error page; only serve's log said
+  to use https://. Now the visitor gets HTTP 400 in plain HTTP that says so, in both modes, as nginx does.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import pytest
 from test_probe import openssl_server
 
 from conftest import certkit_env, free_port, new_ca, openssl, require, run_certkit
+from nginx_helper import nginx
+from serve_process import ServeProcess
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +259,41 @@ def test_a_self_signed_ca_certificate_served_is_said_to_be_a_ca_not_to_lack_serv
     assert trusted.returncode == 1 and "NO, not for every client" in trusted.stdout, trusted.stdout
     assert trusted.stderr == (f"Error: localhost:{port}: the server's certificate is a CA certificate, which Firefox "
                               "refuses (OpenSSL clients accept it).\n"), trusted.stderr
+
+
+# --- show16 #4: plain HTTP to serve's HTTPS port gets an answer --------------------------------------------
+def _plain_get(port: int) -> subprocess.CompletedProcess:
+    return subprocess.run([require("curl"), "-sS", "-i", "--max-time", "30", f"http://127.0.0.1:{port}/a/page"],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("mode", [[], ["--optional"]])
+def test_plain_http_to_serve_gets_an_answer_that_says_to_use_https(pki: Path, mode: list):
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), HOME=str(pki))
+    with ServeProcess("--cert", pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem",
+                      *mode, env=env, cwd=pki) as server:
+        got = _plain_get(server.port)
+        server.wait_for_log("plain HTTP sent to the HTTPS port (use https://)")
+        # The same port still speaks TLS to the next client.
+        ok = subprocess.run([require("curl"), "-sS", "--cacert", pki / "ca" / "ca.pem", "--cert",
+                             pki / "alice" / "cert.pem", "--key", pki / "alice" / "privkey.pem", server.url],
+                            capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    head, _, body = got.stdout.partition("\n\n")  # (text mode: curl's CRLF read as LF)
+    assert head.splitlines()[0] == "HTTP/1.0 400 Bad Request", got.stdout
+    assert "Content-Type: text/plain; charset=utf-8" in head.splitlines()
+    assert body == ("This is an HTTPS server (certkit serve), and it got a plain HTTP request: use https:// instead "
+                    "of http://, with the same host and port.\n"), body
+    assert ok.returncode == 0 and "common name  alice" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_docs_claim_nginx_answers_plain_http_with_400(pki: Path, tmp_path: Path):
+    """docs/serve.md: as nginx answers 400 The plain HTTP request was sent to HTTPS port."""
+    tls = (f"ssl_certificate {pki / 'localhost' / 'fullchain.pem'}; ssl_certificate_key "
+           f"{pki / 'localhost' / 'privkey.pem'};")
+    with nginx(tmp_path, tls) as (port, _log):
+        got = _plain_get(port)
+    assert got.stdout.startswith("HTTP/1.1 400 Bad Request"), got.stdout
+    assert "400 The plain HTTP request was sent to HTTPS port" in got.stdout
+    docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text().split())
+    assert "as nginx answers `400 The plain HTTP request was sent to HTTPS port`" in docs

@@ -132,9 +132,9 @@ def test_client_of_another_ca_is_rejected(pki: Path, server: ServeProcess):
 
 
 def test_plain_http_is_logged_not_a_traceback(server: ServeProcess):
-    proc = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{server.port}/"],
+    proc = subprocess.run(["curl", "-sS", "--fail", "--max-time", "10", f"http://127.0.0.1:{server.port}/"],
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode != 0
+    assert proc.returncode != 0  # an HTTP 400 that says to use https:// (tests/test_audit16_show.py)
     server.wait_for_log("plain HTTP sent to the HTTPS port")
 
 
