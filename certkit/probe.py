@@ -43,6 +43,12 @@ from certkit.verify_names import name_problem
 
 DEFAULT_TIMEOUT = 10.0
 _WROTE_CERT, _WROTE_VERIFY = b"SSLv3/TLS write client certificate", b"SSLv3/TLS write certificate verify"
+# OpenSSL's reason when the server speaks no version probe offers (TLS 1.2 and 1.3): its alert, or (an old server
+# that answers with its own older version) the client's own error
+_OLD_TLS_REASON = re.compile(r"alert protocol version$|^unsupported protocol$")
+_OLD_TLS = (": the server speaks neither TLS 1.2 nor TLS 1.3, which probe offers, only an older version (TLS 1.0 or "
+            "1.1, deprecated by RFC 8996), which Python's ssl refuses too at its defaults: enable TLS 1.2 or 1.3 on "
+            "the server")
 _ALERT = re.compile(r"\balert\b")  # in OpenSSL's reason for an alert received: sslv3, tlsv1, tlsv13 alert ...
 
 
@@ -365,7 +371,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     client_ctx = _context(trust_pem, client) if client is not None else None
     seen = _connect(target, _context(trust_pem, None), timeout, None)
     if not seen.chain:
-        raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}.")
+        raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}"
+                         f"{_OLD_TLS if _OLD_TLS_REASON.search(seen.attempt.handshake) else ''}.")
     if ca_file is not None and pinned(ca_file, roots, seen.chain):
         result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
     elif ca_file is not None:

@@ -18,6 +18,8 @@
 - show16 #4: serve closed a plain HTTP request (``http://localhost:8443/`` in a browser's address bar) without a
   word: curl said "Empty reply from server", a browser shows only its own error page; only serve's log said
   to use https://. Now the visitor gets HTTP 400 in plain HTTP that says so, in both modes, as nginx does.
+- show16 #5: against a server that speaks only TLS 1.0 or 1.1, probe ended with OpenSSL's bare words,
+  ``did not complete a TLS handshake: tlsv1 alert protocol version.``; now it says what they mean.
 """
 
 from __future__ import annotations
@@ -297,3 +299,23 @@ def test_docs_claim_nginx_answers_plain_http_with_400(pki: Path, tmp_path: Path)
     assert "400 The plain HTTP request was sent to HTTPS port" in got.stdout
     docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text().split())
     assert "as nginx answers `400 The plain HTTP request was sent to HTTPS port`" in docs
+
+
+# --- show16 #5: a server of an older TLS version ---------------------------------------------------------
+@pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
+def test_a_server_of_an_older_tls_version_is_said_to_be_one(pki: Path, version: str):
+    with openssl_server(version, "-cipher", "DEFAULT@SECLEVEL=0", "-cert", pki / "localhost" / "cert.pem",
+                        "-key", pki / "localhost" / "privkey.pem") as port:
+        run = probe(pki, f"https://localhost:{port}/")
+        ctx = ssl.create_default_context(cafile=pki / "ca" / "ca.pem")  # docs/probe.md: Python's ssl refuses it
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as raw, pytest.raises(ssl.SSLError) as python:
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    assert run.returncode == 1 and run.stdout == "", run.stdout + run.stderr
+    assert run.stderr == (f"Error: localhost:{port} did not complete a TLS handshake: tlsv1 alert protocol version: "
+                          "the server speaks neither TLS 1.2 nor TLS 1.3, which probe offers, only an older version "
+                          "(TLS 1.0 or 1.1, deprecated by RFC 8996), which Python's ssl refuses too at its defaults: "
+                          "enable TLS 1.2 or 1.3 on the server.\n"), run.stderr
+    assert python.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", python.value
+    docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "probe.md").read_text().split())
+    said = run.stderr.strip().replace(f"localhost:{port}", "HOST:PORT")
+    assert f"`{said}`" in docs, "docs/probe.md no longer quotes the error"
