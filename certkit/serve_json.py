@@ -331,6 +331,17 @@ def unchecked_line(server, visit=None) -> str | None:
 _ANSWERS = (("json", "application/json"), ("html", "text/html"), ("text", "text/plain"))
 
 
+def url_to_visit(url: str, host: str, names: list[str]) -> str:
+    """The URL to give clients: ``url``, where serve listens, but for the unspecified address (0.0.0.0, ::), which
+    names no host a certificate covers (curl: "no alternative certificate subject name matches target host name
+    '0.0.0.0'"): localhost when the certificate's ``names`` hold it (the one serve issues does), else its first."""
+    if host not in ("0.0.0.0", "::"):
+        return url
+    names = [n.partition(":")[2] for n in names if n.startswith(("DNS:", "IP:"))]
+    name = "localhost" if "localhost" in names else next((n for n in names if "*" not in n), "localhost")
+    return f"https://{f'[{name}]' if ':' in name else name}:{url.rstrip('/').rpartition(':')[2]}/"
+
+
 PLAIN_HTTP_ANSWER = ("This is an HTTPS server (certkit serve), and it got a plain HTTP request: use https:// "
                      "instead of http://, with the same host and port.\n")
 

@@ -20,15 +20,21 @@
   to use https://. Now the visitor gets HTTP 400 in plain HTTP that says so, in both modes, as nginx does.
 - show16 #5: against a server that speaks only TLS 1.0 or 1.1, probe ended with OpenSSL's bare words,
   ``did not complete a TLS handshake: tlsv1 alert protocol version.``; now it says what they mean.
+- show16 #6: ``serve --host 0.0.0.0`` (or ``::``) printed ``Listening on https://0.0.0.0:8443/``, a URL its own
+  certificate does not name: curl given it refused the server ("no alternative certificate subject name matches
+  target host name '0.0.0.0'"). Now the URL printed (and --json's url) names localhost, or the first name of
+  a --cert that does not name it, and the line adds the address listened on.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,7 +42,9 @@ from pathlib import Path
 import pytest
 from test_probe import openssl_server
 
-from conftest import certkit_env, free_port, new_ca, openssl, require, run_certkit
+from certkit.serve_json import url_to_visit
+
+from conftest import PASSPHRASE, certkit_env, free_port, new_ca, openssl, require, run_certkit
 from nginx_helper import nginx
 from serve_process import ServeProcess
 
@@ -319,3 +327,28 @@ def test_a_server_of_an_older_tls_version_is_said_to_be_one(pki: Path, version: 
     docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "probe.md").read_text().split())
     said = run.stderr.strip().replace(f"localhost:{port}", "HOST:PORT")
     assert f"`{said}`" in docs, "docs/probe.md no longer quotes the error"
+
+
+# --- show16 #6: the URL serve prints when it listens on every interface ----------------------------------
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_serve_on_every_interface_prints_a_url_its_certificate_names(pki: Path, host: str):
+    env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(pki))
+    with ServeProcess("--host", host, env=env, cwd=pki) as server:  # the certificate serve issues itself
+        url = server.info["url"]
+        got = subprocess.run([require("curl"), "-sS", "--cacert", pki / "ca" / "ca.pem", "--cert",
+                              pki / "alice" / "cert.pem", "--key", pki / "alice" / "privkey.pem", url],
+                             capture_output=True, text=True, timeout=60)
+    assert url == f"https://localhost:{server.info['port']}/" and server.info["host"] == host, server.info
+    assert got.returncode == 0 and "common name  alice" in got.stdout, got.stderr
+    port, bound = free_port(), "0.0.0.0" if host == "0.0.0.0" else "[::]"
+    with subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--host", host, "--port", str(port), "--cert",
+                           pki / "localhost" / "fullchain.pem", "--key", pki / "localhost" / "privkey.pem"],
+                          env=env, cwd=pki, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        try:
+            first = proc.stdout.readline()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+    assert first == f"Listening on https://localhost:{port}/ (every interface: https://{bound}:{port}/)\n", first
+    assert url_to_visit(f"https://{bound}:{port}/", host, ["DNS:api.example", "IP:10.0.0.1"]) == \
+        f"https://api.example:{port}/"  # a --cert that does not name localhost: its first name

@@ -188,10 +188,10 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
               optional: bool, server_cert: dict, as_json: bool) -> None:
     """Where the server listens, with which certificate, and whose client certificates it takes."""
-    from certkit.serve_json import revocation_line
+    from certkit.serve_json import revocation_line, url_to_visit
 
-    revocations = server.revocations
-    data = {"url": server.url, "host": host, "port": server.server_address[1],
+    revocations, url = server.revocations, url_to_visit(server.url, host, server_cert.get("names", []))
+    data = {"url": url, "host": host, "port": server.server_address[1],
             "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
             "revocation": str(revocations.store.inventory_location) if revocations else None,
             "revocation_inventories": [str(revocations.store.inventory_location),
@@ -208,7 +208,7 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
     else:
         made = f"{cert_file} (key {key_file})"
     human = "\n".join([
-        f"Listening on {server.url}",
+        f"Listening on {url}" + (f" (every interface: {server.url})" if url != server.url else ""),
         f"  server certificate  {made}",
         f"  client certificates must be issued by \"{ca_name}\""
         + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
