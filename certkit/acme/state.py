@@ -192,17 +192,25 @@ class AcmeState:
         ("current", account_id) when the new key is the account's key already, ("taken", other)
         when another account has it, ("stale", account_id) when the account's key changed (or the
         account was deactivated) since the request was checked."""
-        with self.db.write() as conn:
-            row = conn.execute("SELECT thumbprint FROM acme_accounts WHERE id = ? FOR UPDATE",
-                               (account_id,)).fetchone()
-            if row is not None and row[0] == thumbprint:
-                return "current", account_id
-            other = conn.execute("SELECT id FROM acme_accounts WHERE thumbprint = ?", (thumbprint,)).fetchone()
-            if other is not None:
-                return "taken", other[0]
-            changed = conn.execute("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?"
-                                   " AND thumbprint = ? AND status = 'valid'",
-                                   (thumbprint, jwk, account_id, old_thumbprint)).rowcount
+        from certkit.errors import InventoryError
+
+        try:
+            with self.db.write() as conn:
+                row = conn.execute("SELECT thumbprint FROM acme_accounts WHERE id = ? FOR UPDATE",
+                                   (account_id,)).fetchone()
+                if row is not None and row[0] == thumbprint:
+                    return "current", account_id
+                other = conn.execute("SELECT id FROM acme_accounts WHERE thumbprint = ?", (thumbprint,)).fetchone()
+                if other is not None:
+                    return "taken", other[0]
+                changed = conn.execute("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?"
+                                       " AND thumbprint = ? AND status = 'valid'",
+                                       (thumbprint, jwk, account_id, old_thumbprint)).rowcount
+        except InventoryError:  # PostgreSQL: another account took the key after the look above (its UNIQUE refused)
+            holder = self.account_by_thumbprint(thumbprint)
+            if holder is None or holder.id == account_id:
+                raise
+            return "taken", holder.id
         return ("changed", None) if changed == 1 else ("stale", account_id)
 
     # --- orders, authorizations, challenges ---------------------------------------------
