@@ -181,10 +181,22 @@ def file_kind(path: Path) -> str:
 
 def _exclusive(path: Path) -> int:
     """An exclusive lock on ``path`` (an fd to close), or an error naming who holds it: a server
-    started with :func:`hold`."""
-    return _flock(path, exclusive=True, refused=f"A running server (certkit acme serve) is using the inventory "
-                  f"{shown(path)}; it would go on with the old file, which refuses every write once moved. Stop "
-                  "it, move the inventory, then start it again.")
+    started with :func:`hold` (a shared lock), or another move (an exclusive one: no shared lock is
+    given then either)."""
+    for _ in range(2):  # a holder that let go between the two looks: taken the second time
+        try:
+            return _flock(path, exclusive=True, refused="")
+        except CertkitError:
+            pass
+        try:
+            os.close(_flock(path, exclusive=False, refused=""))
+        except CertkitError:
+            raise CertkitError(f"Another certkit inventory migrate is moving the inventory {shown(path)} right "
+                               "now; nothing was changed. Let it finish (certkit-ca.json then names where it "
+                               "went).") from None
+    raise CertkitError(f"A running server (certkit acme serve) is using the inventory {shown(path)}; it would go on "
+                       "with the old file, which refuses every write once moved. Stop it, move the inventory, then "
+                       "start it again.")
 
 
 def _flock(path: Path, *, exclusive: bool, refused: str) -> int:

@@ -6,15 +6,24 @@ account key rollover (RFC 8555 7.3.5).
    server's look for a holder and its UPDATE) was answered 503 "The server's database is unavailable; try
    again later.": the database was fine, and trying again got the 409 the RFC names. Now it is that 409,
    with the holder's URL in Location, and the account keeps its key.
+2. A second ``certkit inventory migrate`` started while one ran was refused with "A running server (certkit acme
+   serve) is using the inventory ...; Stop it, move the inventory, then start it again.": no server ran. Now
+   it says that another move is under way.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from conftest import run_certkit  # noqa: F401
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 
 # --- 1. a key change racing another account for the same key (PostgreSQL) -----------------------------------
@@ -67,3 +76,60 @@ def test_a_key_change_losing_a_race_for_the_key_is_a_409_naming_the_holder(tmp_p
         assert "database is unavailable" not in server.stderr
     finally:
         server.stop()
+
+
+# --- 2. two moves of one inventory at once -------------------------------------------------------------------
+def _solo_ca(tmp_path: Path) -> dict[str, str]:
+    """A CA on SQLite with a little history: issued, renewed, revoked, a CRL signed."""
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Moving CA", env=env, check=True)
+    for name in ("web.internal", "db.internal"):
+        run_certkit("issue-server", name, "--out", tmp_path / name, env=env, check=True)
+    run_certkit("renew", tmp_path / "web.internal", env=env, check=True)
+    run_certkit("revoke", tmp_path / "db.internal", "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", env=env, check=True)
+    return env
+
+
+def _listing(env: dict[str, str]) -> list[dict]:
+    return json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+
+
+def test_a_second_migrate_while_one_runs_is_not_blamed_on_an_acme_server(tmp_path: Path, postgres_url: str) -> None:
+    env = dict(_solo_ca(tmp_path), PGPASSFILE=os.environ["PGPASSFILE"])
+    before = _listing(env)
+    inventory = tmp_path / "ca" / "inventory.sqlite3"
+    writer = sqlite3.connect(inventory, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the first move takes its lock on the file, then waits for this one
+    first = subprocess.Popen([sys.executable, "-m", "certkit", "inventory", "migrate", "--to", postgres_url], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _lockable(inventory):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+        second = run_certkit("inventory", "migrate", "--to", postgres_url, env=env)
+        assert_clean_error(second, "Another certkit inventory migrate is moving the inventory")
+        assert "acme serve" not in second.stderr, second.stderr
+        writer.rollback()
+        out, err = first.communicate(timeout=120)
+    finally:
+        writer.close()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert json.loads((tmp_path / "ca" / "certkit-ca.json").read_text()) == {"inventory": postgres_url}
+    assert _listing(env) == before
+
+
+def _lockable(path: Path) -> bool:
+    """Whether a shared lock on ``path`` can be had now (no move holds its exclusive one)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
