@@ -9,6 +9,10 @@ account key rollover (RFC 8555 7.3.5).
 2. A second ``certkit inventory migrate`` started while one ran was refused with "A running server (certkit acme
    serve) is using the inventory ...; Stop it, move the inventory, then start it again.": no server ran. Now
    it says that another move is under way.
+4. A CA made again on its token key (``init-ca --reuse-key``) a second time, on a token that keeps no public
+   key object (HSMs need not; the CA certificates in the token are the public half), failed with "The token
+   holds the private key 'root' ... but no public key object for it (nor a certificate)": it held two
+   certificates, both of that key. Several certificates of one key now give that key.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+from cryptography.hazmat.primitives import serialization
+from test_team_hsm import _real_processes, env_for, load  # noqa: F401 (an autouse fixture)
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 
 # --- 1. a key change racing another account for the same key (PostgreSQL) -----------------------------------
@@ -133,3 +140,36 @@ def _lockable(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _token_init(tmp_path: Path, token, name: str, *extra: str, obj: str = "root") -> list[str]:
+    return ["init-ca", "--ca-dir", tmp_path / name, "--name", f"HSM {name}", "--key-uri", token.uri(obj),
+            "--pkcs11-module", token.module, "--pin-file", token.pin_file, *extra]
+
+
+def _issued_and_verified(tmp_path: Path, token, name: str) -> None:
+    """The CA in ``name`` signs through the token, and openssl accepts what it signed."""
+    out = tmp_path / f"{name}-server"
+    run_certkit("issue-server", f"{name}.example.internal", "--out", out, env=env_for(tmp_path, token, name),
+                check=True)
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", tmp_path / name / "ca.pem",
+                   out / "cert.pem").returncode == 0
+
+
+# --- 4. a CA made again on its token key, more than once, on a token without a public key object ------------------
+def test_reuse_key_works_a_second_time_on_a_token_that_keeps_no_public_key(tmp_path: Path, token) -> None:
+    run_certkit(*_token_init(tmp_path, token, "first"), env=certkit_env(), check=True)
+    deleted = token.tool("--delete-object", "--type", "pubkey", "--label", "root")  # HSMs need not keep one
+    assert deleted.returncode == 0, deleted.stderr
+    for name in ("second", "third"):
+        made = run_certkit(*_token_init(tmp_path, token, name, "--reuse-key"), env=certkit_env())
+        assert made.returncode == 0, made.stderr
+        assert "already signs the CA 'CN=HSM first'" in made.stderr, made.stderr  # the warning, each time
+    listed = token.tool("--list-objects").stdout
+    assert listed.count("Certificate Object") == 3 and "Public Key Object" not in listed, listed
+    keys = {load(tmp_path / n / "ca.pem").public_key().public_bytes(serialization.Encoding.DER,
+                                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+            for n in ("first", "second", "third")}
+    assert len(keys) == 1  # one key, three CA certificates
+    for name in ("first", "third"):
+        _issued_and_verified(tmp_path, token, name)

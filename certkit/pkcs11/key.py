@@ -279,7 +279,6 @@ def public_key_of(session, uri: KeyURI, private):
     one whose CKA_ID is the private key's), else (RSA) the private object's modulus and exponent,
     else a certificate object with the same label or id."""
     pkcs11 = binding()
-    from cryptography import x509
 
     publics = find_objects(session, uri, pkcs11.ObjectClass.PUBLIC_KEY)
     if len(publics) > 1:  # e.g. a public half left behind by an earlier pair under the same label
@@ -298,11 +297,30 @@ def public_key_of(session, uri: KeyURI, private):
         return public_from_object(publics[0])
     if private.key_type == pkcs11.KeyType.RSA:
         return public_from_object(private)
-    certificates = find_objects(session, uri, pkcs11.ObjectClass.CERTIFICATE)
-    if len(certificates) == 1:
-        return x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE]).public_key()
+    keys = _certificate_keys(find_objects(session, uri, pkcs11.ObjectClass.CERTIFICATE), _id_of(private))
+    if len(keys) == 1:  # one certificate, or several of the one key (a CA made again on it: init-ca --reuse-key)
+        return keys[0]
     raise TokenPublicMissing(f"The token holds the private {uri.describe()} but no public key object for it (nor "
                              "a certificate); certkit needs its public half to build the CA certificate.")
+
+
+def _certificate_keys(certificates: list, key_id: bytes) -> list:
+    """The distinct public keys of ``certificates`` (token objects), those with the private key's id
+    ``key_id`` only when any has it."""
+    pkcs11 = binding()
+    from cryptography import x509
+
+    from certkit.keys import public_key_der
+
+    mine = [c for c in certificates if key_id and _id_of(c) == key_id] or certificates
+    keys: dict[bytes, object] = {}
+    for obj in mine:
+        try:
+            key = x509.load_der_x509_certificate(bytes(obj[pkcs11.Attribute.VALUE])).public_key()
+        except (ValueError, TypeError, pkcs11.PKCS11Error):  # not X.509, or a key cryptography does not read
+            continue
+        keys.setdefault(public_key_der(key), key)
+    return list(keys.values())
 
 
 def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -> str:
