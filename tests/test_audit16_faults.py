@@ -9,6 +9,12 @@ account key rollover (RFC 8555 7.3.5).
 2. A second ``certkit inventory migrate`` started while one ran was refused with "A running server (certkit acme
    serve) is using the inventory ...; Stop it, move the inventory, then start it again.": no server ran. Now
    it says that another move is under way.
+3. ``init-ca --key-uri`` kept the new CA's certificate in the token (the record by which the next init-ca
+   naming that key refuses to make a second CA on it) only after the CA directory was in place and the
+   summary printed: killed in between, it left a CA the token knew nothing of, and the next ``init-ca`` on
+   the same key made a second CA on it without a word (peers cannot tell the two CAs' certificates and CRLs
+   apart; one's revocations unknown to the other). Now the record is made before the directory is placed,
+   and taken out again if the directory could not be placed.
 4. A CA made again on its token key (``init-ca --reuse-key``) a second time, on a token that keeps no public
    key object (HSMs need not; the CA certificates in the token are the public half), failed with "The token
    holds the private key 'root' ... but no public key object for it (nor a certificate)": it held two
@@ -20,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from test_team_hsm import _real_processes, env_for, load  # noqa: F401 (an autouse fixture)
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
+from integrity_helpers import interrupt, start_paused
 
 
 # --- 1. a key change racing another account for the same key (PostgreSQL) -----------------------------------
@@ -142,6 +150,7 @@ def _lockable(path: Path) -> bool:
         os.close(fd)
 
 
+# --- 3. init-ca on a token key stopped once its CA directory is in place ----------------------------------------
 def _token_init(tmp_path: Path, token, name: str, *extra: str, obj: str = "root") -> list[str]:
     return ["init-ca", "--ca-dir", tmp_path / name, "--name", f"HSM {name}", "--key-uri", token.uri(obj),
             "--pkcs11-module", token.module, "--pin-file", token.pin_file, *extra]
@@ -154,6 +163,33 @@ def _issued_and_verified(tmp_path: Path, token, name: str) -> None:
                 check=True)
     assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", tmp_path / name / "ca.pem",
                    out / "cert.pem").returncode == 0
+
+
+def test_an_init_ca_killed_once_its_directory_is_in_place_leaves_the_token_knowing_its_key_signs_it(
+        tmp_path: Path, token) -> None:
+    marker = tmp_path / "paused"
+    proc = start_paused(_token_init(tmp_path, token, "killed"), certkit_env(), tmp_path, "placed", marker)
+    assert interrupt(proc, signal.SIGKILL, marker).returncode == -signal.SIGKILL
+    assert (tmp_path / "killed" / "ca.pem").is_file()  # the CA exists, whole
+    # A second CA on the same key is refused as for a CA init-ca finished: the token says the key signs one.
+    second = run_certkit(*_token_init(tmp_path, token, "second"), env=certkit_env())
+    assert_clean_error(second, "already signs the CA 'CN=HSM killed'")
+    assert not (tmp_path / "second").exists()
+    _issued_and_verified(tmp_path, token, "killed")
+
+
+def test_an_init_ca_that_cannot_place_its_directory_leaves_no_record_in_the_token(tmp_path: Path, token) -> None:
+    from test_audit13_integrity import _straced
+
+    failed = _straced(_token_init(tmp_path, token, "ca"), certkit_env(), "rename:error=EIO:when=1")
+    stderr = failed.stderr.decode()
+    assert failed.returncode == 1 and stderr.startswith("Error: ") and "Input/output error" in stderr, stderr
+    assert "stays in token" in stderr and not (tmp_path / "ca").exists(), stderr
+    assert "Certificate Object" not in token.tool("--list-objects").stdout  # no CA was made: nothing records one
+    # The same command again takes the key made for it, without --reuse-key, and no warning of another CA.
+    again = run_certkit(*_token_init(tmp_path, token, "ca"), env=certkit_env())
+    assert again.returncode == 0 and "already signs" not in again.stderr, again.stderr
+    _issued_and_verified(tmp_path, token, "ca")
 
 
 # --- 4. a CA made again on its token key, more than once, on a token without a public key object ------------------

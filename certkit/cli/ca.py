@@ -131,7 +131,6 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
 
             said = cli_message(exc) if isinstance(exc, CertkitError) else describe_os_error(exc)
             raise click.ClickException(f"{said} {left_in_token(key)}") from None
-        _keep_in_token(key, store)
         return
     passphrase = _new_passphrase(store, no_passphrase, passphrase_file)
     parent = _load_parent(parent_ca_dir, parent_passphrase_file, (common_name, org, org_unit, country))
@@ -322,17 +321,6 @@ def _refuse_a_key_in_use(key, reuse_key: bool) -> None:
         "--reuse-key if a new certificate for this same key is what you want.")
 
 
-def _keep_in_token(key, store) -> None:
-    """The new CA's certificate, kept in the token next to its key (:func:`certificates_for` finds it)."""
-    from certkit.errors import CertkitError
-    from certkit.pkcs11.provision import keep_certificate
-
-    try:
-        keep_certificate(key, store.load_certificates()[0])
-    except CertkitError as exc:
-        warn(f"{exc} Another init-ca naming this key would not know that it signs this CA.")
-
-
 def _warn_of_public_suffixes(domains) -> None:
     """--permit-dns com limits the CA to everyone's .com websites: said, as trust install asks about it."""
     from certkit.names import public_suffix_scope
@@ -351,7 +339,8 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
                    key_type=key_type, days=days, permitted_dns=permit_dns, permitted_ips=permit_ip,
                    parent=parent, key=key, directory=store.path)
     _warn_of_public_suffixes(permit_dns)
-    files = store.save_new(ca, passphrase, inventory_url=inventory_url, parent=parent)
+    with _recorded_in_token(key, ca, store):  # a token key's record that it signs this CA, made before the CA is
+        files = store.save_new(ca, passphrase, inventory_url=inventory_url, parent=parent)
     if key is None and passphrase is None:  # said once it is so: a warning of a key never written is noise
         warn(f"the CA key is stored unencrypted; anyone who can read {shown(store.key_path)} can issue certificates "
              "your machines trust.")
@@ -403,6 +392,18 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         warn(f"the token's key {key.uri.text} is {' and '.join(faults)}: it can leave the token. Generate a new "
              "one (name another object) to keep it there.")
     emit(as_json, data, human)
+
+
+def _recorded_in_token(key, ca, store):
+    """The new CA's certificate kept in the token next to its key (:func:`certificates_for` finds it)."""
+    if key is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from certkit.pkcs11.provision import recorded_in_token
+
+    placed = lambda: store.cert_path.is_file() and store.cert_path.read_bytes() == ca.cert_pem  # noqa: E731
+    return recorded_in_token(key, ca.cert, placed, warn)
 
 
 def _exposures(attributes: dict[str, bool]) -> list[str]:

@@ -6,6 +6,8 @@ key, so that :func:`certificates_for` knows that a key already signs a CA."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from certkit.pkcs11.errors import TokenError, words
@@ -138,6 +140,45 @@ def keep_certificate(key: TokenKey, certificate) -> None:
                          f"key: {words(exc)}.") from None
     finally:
         session.close()
+
+
+@contextmanager
+def recorded_in_token(key: TokenKey, certificate, placed: Callable[[], bool], said: Callable[[str], None]):
+    """Keep ``certificate`` (a new CA's) in the token (:func:`keep_certificate`) BEFORE the block places its CA
+    directory, so that an init-ca stopped in between (killed, the machine down) leaves the record that the key
+    signs a CA, never a CA the token knows nothing of (the next init-ca naming the key would make a second CA
+    on it, unwarned). The block failing before its directory is ``placed()`` takes the record out again. A
+    token that does not take it is ``said`` (a warning); the CA is made all the same."""
+    try:
+        keep_certificate(key, certificate)
+        kept = True
+    except TokenError as exc:
+        said(f"{exc} Another init-ca naming this key would not know that it signs this CA.")
+        kept = False
+    try:
+        yield
+    except BaseException:
+        try:
+            there = placed()
+        except OSError:
+            there = True  # cannot be told: the record stays (the safe side: a new CA on the key is refused)
+        if kept and not there:
+            _forget_certificate(key, certificate)
+        raise
+
+
+def _forget_certificate(key: TokenKey, certificate) -> None:
+    """Remove the certificate objects holding ``certificate`` from the token (a CA that was not made)."""
+    pkcs11 = binding()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        with open_session(key.uri, key.module, key._pin, rw=True) as session:
+            for obj in _objects(session, {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.CERTIFICATE,
+                                          pkcs11.Attribute.VALUE: certificate.public_bytes(Encoding.DER)}):
+                transient(obj.destroy)
+    except (TokenError, pkcs11.PKCS11Error):
+        pass  # the record stays: a new CA on the key is refused, and --reuse-key takes it
 
 
 _KINDS = {"PRIVATE_KEY": ("private key", "privkey"), "PUBLIC_KEY": ("public key", "pubkey"),
