@@ -19,6 +19,12 @@ account key rollover (RFC 8555 7.3.5).
    key object (HSMs need not; the CA certificates in the token are the public half), failed with "The token
    holds the private key 'root' ... but no public key object for it (nor a certificate)": it held two
    certificates, both of that key. Several certificates of one key now give that key.
+5. ``inventory migrate --to URL`` from a copy of a CA directory whose other copy had already moved the
+   inventory to URL and gone on with it (issued, revoked, signed a CRL) said "holds an earlier copy of this
+   inventory ... Drop the database, create it empty again, and run this again": the team's only record of
+   what was issued and revoked since. Now a database that has gone on beyond this file is said to be in use,
+   never to be dropped, with the count of certificates only this copy holds; a stale copy a stopped move
+   left is still said to be one.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -34,6 +41,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from test_team_hsm import _real_processes, env_for, load  # noqa: F401 (an autouse fixture)
 
@@ -209,3 +217,30 @@ def test_reuse_key_works_a_second_time_on_a_token_that_keeps_no_public_key(tmp_p
     assert len(keys) == 1  # one key, three CA certificates
     for name in ("first", "third"):
         _issued_and_verified(tmp_path, token, name)
+
+
+# --- 5. a database in use since another copy of the CA directory moved its inventory there ----------------------
+@pytest.mark.parametrize("since", ["issued", "revoked", "crl"])
+def test_a_database_in_use_is_never_called_an_earlier_copy_to_drop(tmp_path: Path, postgres_url: str,
+                                                                   postgres_server, since: str) -> None:
+    """Two hosts hold copies of one CA directory; the first moves its inventory to PostgreSQL and goes on
+    with it; the second then runs the same move: it was told to drop the database, the team's only record of
+    what the first issued and revoked since."""
+    env = dict(_solo_ca(tmp_path), PGPASSFILE=os.environ["PGPASSFILE"])
+    shutil.copytree(tmp_path / "ca", tmp_path / "copy")
+    run_certkit("inventory", "migrate", "--to", postgres_url, env=env, check=True)
+    if since == "issued":
+        run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=env, check=True)
+    elif since == "revoked":
+        run_certkit("revoke", tmp_path / "web.internal", env=env, check=True)
+    else:
+        run_certkit("crl", "--out", tmp_path / "crl-2.pem", env=env, check=True)
+    live = _listing(env)
+    copy = dict(env, CERTKIT_CA_DIR=str(tmp_path / "copy"))
+    run_certkit("issue-server", "only-here.internal", "--out", tmp_path / "only-here", env=copy, check=True)
+    proc = run_certkit("inventory", "migrate", "--to", postgres_url, env=copy)
+    assert_clean_error(proc, "used since it was copied there")
+    assert "Do not drop the database" in proc.stderr and "Drop the database" not in proc.stderr, proc.stderr
+    assert "This file holds 1 certificate the database does not" in proc.stderr, proc.stderr
+    assert not (tmp_path / "copy" / "certkit-ca.json").exists()  # nothing changed here
+    assert _listing(env) == live  # nor there
