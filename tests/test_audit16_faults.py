@@ -25,6 +25,10 @@ account key rollover (RFC 8555 7.3.5).
    what was issued and revoked since. Now a database that has gone on beyond this file is said to be in use,
    never to be dropped, with the count of certificates only this copy holds; a stale copy a stopped move
    left is still said to be one.
+
+Proof without a finding: a move stopped at its COMMIT (certkit killed, or PostgreSQL stopped with ``pg_ctl
+-m immediate``, while the copy is in PostgreSQL's log and the SQLite file not yet marked) loses nothing and
+is finished by running it again.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_team_hsm import _real_processes, env_for, load  # noqa: F401 (an autouse fixture)
+
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 from integrity_helpers import interrupt, start_paused
@@ -244,3 +251,63 @@ def test_a_database_in_use_is_never_called_an_earlier_copy_to_drop(tmp_path: Pat
     assert "This file holds 1 certificate the database does not" in proc.stderr, proc.stderr
     assert not (tmp_path / "copy" / "certkit-ca.json").exists()  # nothing changed here
     assert _listing(env) == live  # nor there
+
+
+# --- proof: a move stopped at its commit (the copy durable in PostgreSQL, the SQLite file not yet marked) ---------
+def _admin(pg, statement: str) -> None:
+    with pg.connect() as conn:
+        conn.execute(statement)
+        conn.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "immediate-stop"])
+def test_a_migrate_stopped_at_its_commit_loses_nothing_and_finishes_when_run_again(tmp_path: Path, how: str) -> None:
+    """PostgreSQL holds the move's COMMIT (a synchronous standby that never answers): the copy is in its log
+    while certkit waits. Killing certkit there, or stopping the server there (pg_ctl -m immediate), leaves a
+    CA that goes on with its SQLite file as it was; the same command run again finds its copy and finishes
+    the move: every row, status, revocation and the CRL number carried over, the database bound to the CA."""
+    from test_acme_concurrency import _pg_ctl
+
+    from team_fixtures import started_postgres
+
+    with started_postgres() as pg:
+        url = pg.create_database("commit")
+        env = dict(_solo_ca(tmp_path), **pg.env())
+        before = _listing(env)
+        _admin(pg, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+        proc = subprocess.Popen([sys.executable, "-m", "certkit", "inventory", "migrate", "--to", url], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with pg.connect() as watch:
+                deadline = time.monotonic() + 60
+                while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                                        ).fetchone()[0]:
+                    assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                    time.sleep(0.02)
+            if how == "SIGKILL":
+                proc.kill()
+            else:
+                pg._pg("pg_ctl", "-D", str(pg.base / "data"), "-m", "immediate", "-w", "-t", "60", "stop")
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if how == "SIGKILL":
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err),
+                               "closed the connection during this command")
+            _pg_ctl(pg, "start")
+        _admin(pg, "ALTER SYSTEM RESET synchronous_standby_names")
+        # The CA goes on with its SQLite file, which takes writes: nothing named the database yet.
+        assert not (tmp_path / "ca" / "certkit-ca.json").exists() and _listing(env) == before
+        again = json.loads(run_certkit("inventory", "migrate", "--to", url, "--json", env=env, check=True).stdout)
+        assert again["resumed"] is True and again["tables"]["certificates"] == len(before) == 3
+        assert json.loads((tmp_path / "ca" / "certkit-ca.json").read_text()) == {"inventory": url}
+        assert _listing(env) == before and run_certkit("check", env=env).returncode == 0
+        run_certkit("crl", "--out", tmp_path / "crl-2.pem", env=env, check=True)
+        crl = x509.load_pem_x509_crl((tmp_path / "crl-2.pem").read_bytes())
+        revoked = [c["serial"] for c in before if c["status"] == "revoked"]
+        assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
+        assert [serial_hex(r.serial_number) for r in crl] == revoked and len(revoked) == 1
