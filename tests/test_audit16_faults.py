@@ -5,7 +5,9 @@ account key rollover (RFC 8555 7.3.5).
 1. An ACME key change whose new key another account took at the same moment (on PostgreSQL, between the
    server's look for a holder and its UPDATE) was answered 503 "The server's database is unavailable; try
    again later.": the database was fine, and trying again got the 409 the RFC names. Now it is that 409,
-   with the holder's URL in Location, and the account keeps its key.
+   with the holder's URL in Location, and the account keeps its key. A key change of an account deactivated
+   at the same moment was answered 409 "The account's key changed meanwhile (another key change was
+   accepted first)": no key had changed. Now it is 403 unauthorized, saying the account is deactivated.
 2. A second ``certkit inventory migrate`` started while one ran was refused with "A running server (certkit acme
    serve) is using the inventory ...; Stop it, move the inventory, then start it again.": no server ran. Now
    it says that another move is under way.
@@ -57,8 +59,11 @@ from integrity_helpers import interrupt, start_paused
 
 
 # --- 1. a key change racing another account for the same key (PostgreSQL) -----------------------------------
-def test_a_key_change_losing_a_race_for_the_key_is_a_409_naming_the_holder(tmp_path: Path, postgres_server,
-                                                                            postgres_url: str) -> None:
+def _key_change_racing(tmp_path: Path, postgres_server, postgres_url: str, statement: str, of: str):
+    """A key change by one account (``mover``) while another transaction, not yet committed, runs
+    ``statement`` (its placeholders: the new key's thumbprint, then the id of the account ``of``, "mover" or
+    "holder"): the server's request waits on that row, then the other transaction commits. Returns the
+    answer, the two clients, the new key and its algorithm, and the server (stopped by the caller)."""
     import psycopg
     from cryptography.hazmat.primitives import hashes
     from test_acme_concurrency import _two_tier
@@ -68,35 +73,40 @@ def test_a_key_change_losing_a_race_for_the_key_is_a_409_naming_the_holder(tmp_p
 
     root, _issuing, env = _two_tier(tmp_path, postgres_url, **postgres_server.env())
     server = AcmeServer("--allow-domain", "kc.test", env=env)
+    mover, holder = Client(server.directory, root), Client(server.directory, root)
+    mover.register()
+    holder.register()
+    new_key, new_alg = account_key("ES256")
+    url = mover.directory["keyChange"]
+    inner = sign({"account": mover.kid, "oldKey": mover.key.public_key().to_json()}, new_key, new_alg, url=url,
+                 nonce=None)
+    other = psycopg.connect(postgres_url, password=postgres_server.password)
     try:
-        mover, holder = Client(server.directory, root), Client(server.directory, root)
-        mover.register()
-        holder.register()
-        new_key, new_alg = account_key("ES256")
-        thumb = b64(new_key.public_key().thumbprint(hashes.SHA256))
-        url = mover.directory["keyChange"]
-        inner = sign({"account": mover.kid, "oldKey": mover.key.public_key().to_json()}, new_key, new_alg,
-                     url=url, nonce=None)
-        # Another account takes the new key in a transaction not yet committed: the server's look for a
-        # holder finds none, and its UPDATE waits on that row until the other transaction commits.
-        other = psycopg.connect(postgres_url, password=postgres_server.password)
-        try:
-            other.execute("UPDATE acme_accounts SET thumbprint = %s WHERE id = %s",
-                          (thumb, holder.kid.rsplit("/", 1)[1]))
-            answer: dict = {}
-            thread = threading.Thread(target=lambda: answer.setdefault("r", mover.post(url, inner, check=False)))
-            thread.start()
-            with psycopg.connect(postgres_url, password=postgres_server.password, autocommit=True) as watch:
-                deadline = time.monotonic() + 60
-                while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                        " AND datname = current_database()").fetchone()[0]:
-                    assert time.monotonic() < deadline and thread.is_alive(), answer
-                    time.sleep(0.02)
-            other.commit()
-            thread.join(60)
-        finally:
-            other.close()
-        response = answer["r"]
+        other.execute(statement, (b64(new_key.public_key().thumbprint(hashes.SHA256)),
+                                  {"mover": mover, "holder": holder}[of].kid.rsplit("/", 1)[1]))
+        answer: dict = {}
+        thread = threading.Thread(target=lambda: answer.setdefault("r", mover.post(url, inner, check=False)))
+        thread.start()
+        with psycopg.connect(postgres_url, password=postgres_server.password, autocommit=True) as watch:
+            deadline = time.monotonic() + 60
+            while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                    " AND datname = current_database()").fetchone()[0]:
+                assert time.monotonic() < deadline and thread.is_alive(), answer
+                time.sleep(0.02)
+        other.commit()
+        thread.join(60)
+    finally:
+        other.close()
+    return answer["r"], mover, holder, (new_key, new_alg), server
+
+
+def test_a_key_change_losing_a_race_for_the_key_is_a_409_naming_the_holder(tmp_path: Path, postgres_server,
+                                                                            postgres_url: str) -> None:
+    # Another account takes the new key in a transaction not yet committed: the server's look for a holder
+    # finds none, and its UPDATE waits on that row until the other transaction commits.
+    response, mover, holder, (new_key, new_alg), server = _key_change_racing(
+        tmp_path, postgres_server, postgres_url, "UPDATE acme_accounts SET thumbprint = %s WHERE id = %s", "holder")
+    try:
         assert response.status_code == 409, response.text
         assert response.headers["Location"] == holder.kid, response.headers
         assert "belongs to an account already" in response.json()["detail"]
@@ -104,6 +114,23 @@ def test_a_key_change_losing_a_race_for_the_key_is_a_409_naming_the_holder(tmp_p
         assert mover.post(mover.kid).json()["status"] == "valid"
         assert mover.post(mover.kid, key=new_key, alg=new_alg, check=False).status_code in (400, 401, 403)
         assert "database is unavailable" not in server.stderr
+    finally:
+        server.stop()
+
+
+def test_a_key_change_of_an_account_deactivated_meanwhile_says_so(tmp_path: Path, postgres_server,
+                                                                   postgres_url: str) -> None:
+    response, mover, _holder, (new_key, new_alg), server = _key_change_racing(
+        tmp_path, postgres_server, postgres_url,
+        "UPDATE acme_accounts SET status = 'deactivated' WHERE thumbprint <> %s AND id = %s", "mover")
+    try:
+        assert response.status_code == 403, response.text
+        problem = response.json()
+        assert problem["type"] == "urn:ietf:params:acme:error:unauthorized", problem
+        assert "deactivated" in problem["detail"] and "changed meanwhile" not in problem["detail"], problem
+        # Deactivated for good, under its old key: neither key acts for it.
+        for key, alg in ((mover.key, mover.alg), (new_key, new_alg)):
+            assert mover.post(mover.kid, key=key, alg=alg, check=False).status_code in (400, 401, 403)
     finally:
         server.stop()
 

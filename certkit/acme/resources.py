@@ -226,6 +226,8 @@ class Resources:
         refuse_certificate_key(self.state, new_key, self.ca)
         outcome, holder = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
                                                 jws.jwk_json(new_key))
+        if outcome == "deactivated":  # since the request was checked: said as for any request it signs
+            raise Problem("unauthorized", f"The account {account_url} is deactivated; its key stays as it was.")
         if outcome != "changed":
             detail = {"current": "The new key is the account's current key already; nothing changed. Sign the "
                                  "inner JWS with the new key to roll over to.",

@@ -190,14 +190,16 @@ class AcmeState:
     def change_key(self, account_id: str, old_thumbprint: str, thumbprint: str, jwk: str) -> tuple[str, str | None]:
         """Give the account a new key: ("changed", None); or nothing changes and it says why:
         ("current", account_id) when the new key is the account's key already, ("taken", other)
-        when another account has it, ("stale", account_id) when the account's key changed (or the
-        account was deactivated) since the request was checked."""
+        when another account has it, ("stale", account_id) when the account's key changed since the
+        request was checked, ("deactivated", account_id) when the account was deactivated since."""
         from certkit.errors import InventoryError
 
         try:
             with self.db.write() as conn:
-                row = conn.execute("SELECT thumbprint FROM acme_accounts WHERE id = ? FOR UPDATE",
+                row = conn.execute("SELECT thumbprint, status FROM acme_accounts WHERE id = ? FOR UPDATE",
                                    (account_id,)).fetchone()
+                if row is not None and row[1] != "valid":
+                    return "deactivated", account_id
                 if row is not None and row[0] == thumbprint:
                     return "current", account_id
                 other = conn.execute("SELECT id FROM acme_accounts WHERE thumbprint = ?", (thumbprint,)).fetchone()
