@@ -20,7 +20,8 @@ account key rollover (RFC 8555 7.3.5).
 4. A CA made again on its token key (``init-ca --reuse-key``) a second time, on a token that keeps no public
    key object (HSMs need not; the CA certificates in the token are the public half), failed with "The token
    holds the private key 'root' ... but no public key object for it (nor a certificate)": it held two
-   certificates, both of that key. Several certificates of one key now give that key.
+   certificates, both of that key. Several certificates of one key now give that key; certificates of several
+   keys under the URI are said to be that, not "no ... certificate".
 5. ``inventory migrate --to URL`` from a copy of a CA directory whose other copy had already moved the
    inventory to URL and gone on with it (issued, revoked, signed a CRL) said "holds an earlier copy of this
    inventory ... Drop the database, create it empty again, and run this again": the team's only record of
@@ -38,6 +39,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -338,3 +340,46 @@ def test_a_migrate_stopped_at_its_commit_loses_nothing_and_finishes_when_run_aga
         revoked = [c["serial"] for c in before if c["status"] == "revoked"]
         assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
         assert [serial_hex(r.serial_number) for r in crl] == revoked and len(revoked) == 1
+
+
+def _self_signed_der(path: Path, name: str) -> Path:
+    """A certificate of a key of its own (not the token's), DER, for pkcs11-tool --write-object."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return path
+
+
+def test_certificates_of_several_keys_under_the_label_are_said_so_not_called_missing(tmp_path: Path, token) -> None:
+    made = token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "root")  # no id, as tools allow
+    assert made.returncode == 0, made.stderr
+    assert token.tool("--delete-object", "--type", "pubkey", "--label", "root").returncode == 0
+    for name in ("other-1", "other-2"):
+        written = token.tool("--write-object", _self_signed_der(tmp_path / f"{name}.der", name), "--type", "cert",
+                             "--label", "root")
+        assert written.returncode == 0, written.stderr
+    proc = run_certkit(*_token_init(tmp_path, token, "ca"), env=certkit_env())
+    assert_clean_error(proc, "certificates of 2 different keys under that URI")
+    assert "nor a certificate" not in proc.stderr and not (tmp_path / "ca").exists()
+
+
+def test_a_ca_on_a_token_holding_certificates_of_other_keys_under_its_label_still_signs(tmp_path: Path,
+                                                                                         token) -> None:
+    """The CA's certificate tells its key from the others (a test signature proves it), as before."""
+    run_certkit(*_token_init(tmp_path, token, "ca"), env=certkit_env(), check=True)
+    listed = token.tool("--list-objects", "--type", "privkey").stdout
+    key_id = re.search(r"ID:\s+([0-9a-f]+)", listed).group(1)
+    assert token.tool("--delete-object", "--type", "pubkey", "--label", "root").returncode == 0
+    written = token.tool("--write-object", _self_signed_der(tmp_path / "other.der", "other"), "--type", "cert",
+                         "--label", "root", "--id", key_id)
+    assert written.returncode == 0, written.stderr
+    _issued_and_verified(tmp_path, token, "ca")

@@ -36,7 +36,8 @@ class TokenKeyMissing(TokenError):
 
 
 class TokenPublicMissing(TokenError):
-    """The token holds the private key but neither a public key object nor a certificate for it."""
+    """The token holds the private key but neither a public key object nor a certificate for it (or
+    certificates of several keys, none told apart as its own)."""
 
 
 class TokenPinNotInitialized(TokenError):

@@ -300,6 +300,11 @@ def public_key_of(session, uri: KeyURI, private):
     keys = _certificate_keys(find_objects(session, uri, pkcs11.ObjectClass.CERTIFICATE), _id_of(private))
     if len(keys) == 1:  # one certificate, or several of the one key (a CA made again on it: init-ca --reuse-key)
         return keys[0]
+    if keys:  # a CA whose certificate is known still takes its own key (TokenKey._public_half)
+        raise TokenPublicMissing(f"The token holds the private {uri.describe()} but no public key object for it, "
+                                 f"and certificates of {len(keys)} different keys under that URI: which one is its "
+                                 "public half cannot be told. Name the key by its id= too, or remove the "
+                                 "certificates that are not its (pkcs11-tool --list-objects --login shows them).")
     raise TokenPublicMissing(f"The token holds the private {uri.describe()} but no public key object for it (nor "
                              "a certificate); certkit needs its public half to build the CA certificate.")
 
