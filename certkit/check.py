@@ -307,6 +307,7 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]
         signature = key.sign(test)
         _verify_with_certificate(cert, key, signature, test)
         attributes = key.attributes()
+        note = pkcs11.provision.unrecorded(key, cert, store.cert_path)  # None too if the token cannot say
     except Exception as exc:  # InvalidSignature, a token error
         return found + [Finding("key", "error", f"the token's key {uri_text} does not sign for ca.pem: {exc}")]
     finally:
@@ -319,7 +320,7 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]
     else:
         found.append(Finding("key", "ok", f"{uri_text}: {key.key_type}, signs for ca.pem, sensitive and "
                                           "non-extractable"))
-    return found
+    return found + ([Finding("key", "warning", note)] if note else [])
 
 
 def _verify_with_certificate(cert, key, signature: bytes, data: bytes) -> None:

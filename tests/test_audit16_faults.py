@@ -16,7 +16,8 @@ account key rollover (RFC 8555 7.3.5).
    summary printed: killed in between, it left a CA the token knew nothing of, and the next ``init-ca`` on
    the same key made a second CA on it without a word (peers cannot tell the two CAs' certificates and CRLs
    apart; one's revocations unknown to the other). Now the record is made before the directory is placed,
-   and taken out again if the directory could not be placed.
+   and taken out again if the directory could not be placed; ``certkit check`` names a token CA the token
+   keeps no record of (made before, or through the library) and gives the commands that keep it.
 4. A CA made again on its token key (``init-ca --reuse-key``) a second time, on a token that keeps no public
    key object (HSMs need not; the CA certificates in the token are the public half), failed with "The token
    holds the private key 'root' ... but no public key object for it (nor a certificate)": it held two
@@ -40,6 +41,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -383,3 +385,23 @@ def test_a_ca_on_a_token_holding_certificates_of_other_keys_under_its_label_stil
                          "--label", "root", "--id", key_id)
     assert written.returncode == 0, written.stderr
     _issued_and_verified(tmp_path, token, "ca")
+
+
+def test_check_names_a_token_ca_the_token_keeps_no_record_of_and_how_to_keep_it(tmp_path: Path, token) -> None:
+    """A CA made before the record was kept first (killed in between), or through the library: certkit check
+    says that another init-ca could make a second CA on its key, and gives the commands that keep it; once run,
+    the next init-ca naming the key is refused."""
+    run_certkit(*_token_init(tmp_path, token, "ca"), env=certkit_env(), check=True)
+    assert token.tool("--delete-object", "--type", "cert", "--label", "root").returncode == 0
+    env = env_for(tmp_path, token, "ca")
+    checked = run_certkit("check", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # a warning
+    line = next(x for x in checked.stdout.splitlines() if "keeps no copy of ca.pem" in x)
+    assert line.startswith("WARNING") and "second CA on it" in line, line
+    convert, keep = line.split("Keep it there: ", 1)[1].split(" && ")
+    for command in (convert, keep + f" --pin {token.pin}"):
+        done = subprocess.run(shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "keeps no copy" not in run_certkit("check", env=env).stdout
+    assert_clean_error(run_certkit(*_token_init(tmp_path, token, "second"), env=certkit_env()),
+                       "already signs the CA 'CN=HSM ca'")

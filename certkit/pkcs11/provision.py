@@ -123,10 +123,7 @@ def keep_certificate(key: TokenKey, certificate) -> None:
     pkcs11 = binding()
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    with key._lock:
-        key._ensure_session()
-        label = key.uri.object if key.uri.object is not None else _attribute(key._private, pkcs11.Attribute.LABEL)
-        key_id = bytes(_attribute(key._private, pkcs11.Attribute.ID) or b"")
+    _token, label, key_id = _label_and_id(key)
     template = {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.CERTIFICATE, pkcs11.Attribute.TOKEN: True,
                 pkcs11.Attribute.PRIVATE: False, pkcs11.Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
                 pkcs11.Attribute.LABEL: label or key_id.hex(), pkcs11.Attribute.ID: key_id,
@@ -140,6 +137,37 @@ def keep_certificate(key: TokenKey, certificate) -> None:
                          f"key: {words(exc)}.") from None
     finally:
         session.close()
+
+
+def _label_and_id(key: TokenKey) -> tuple[str, str, bytes]:
+    """The token's label, and the label and id a certificate kept next to ``key`` takes (the key's own)."""
+    pkcs11 = binding()
+    with key._lock:
+        key._ensure_session()
+        label = key.uri.object if key.uri.object is not None else _attribute(key._private, pkcs11.Attribute.LABEL)
+        key_id = bytes(_attribute(key._private, pkcs11.Attribute.ID) or b"")
+        return key._session.token.label, label or key_id.hex(), key_id
+
+
+def unrecorded(key: TokenKey, certificate, cert_path: Path) -> str | None:
+    """When the token keeps no copy of ``certificate`` (its CA's, in ``cert_path``) next to ``key``: what that
+    lets happen and the commands that keep it there (as :func:`keep_certificate` would); None when it does, or
+    when the token cannot list its objects (said by whoever uses the key)."""
+    import shlex
+
+    try:
+        if certificate in certificates_for(key):
+            return None
+        token, label, key_id = _label_and_id(key)
+    except (TokenError, binding().PKCS11Error):
+        return None
+    der = "ca.der"  # in the folder the commands are run from (never the CA directory: it holds nothing else)
+    return (f"the token keeps no copy of {cert_path.name} next to the key (a CA made by an init-ca stopped before "
+            "it kept it, or through the library): another init-ca naming the key would make a second CA on it "
+            f"without a word. Keep it there: openssl x509 -in {shlex.quote(str(cert_path))} -outform DER -out {der} "
+            f"&& pkcs11-tool --module {shlex.quote(key.module)} --token-label {shlex.quote(token)} --login "
+            f"--write-object {der} --type cert --label {shlex.quote(label)}"
+            + (f" --id {key_id.hex()}" if key_id else ""))
 
 
 @contextmanager
