@@ -191,3 +191,10 @@ def request(conn, target, attempt, data: bytes = b"", refused: Exception | None 
         attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
     elif data and not attempt.read_alert:
         attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended
+
+
+# A CertificateRequest that came after the handshake, once the server read the request (RFC 8446 4.6.2)
+AFTER_HANDSHAKE = ("yes, after the handshake: the server sent a CertificateRequest once it read the request for {} "
+                   "({}, as Apache httpd asks for a certificate that one path requires)")
+POST_HANDSHAKE_AUTH = ("TLS 1.3 post-handshake authentication; only a client that allows it is asked (curl does; "
+                       "Python's ssl with post_handshake_auth = True), any other gets no chance to send one")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from certkit.probe_http import AFTER_HANDSHAKE, POST_HANDSHAKE_AUTH
 from certkit.text import shown
 from certkit.verify_names import final_dot_note
 
@@ -430,13 +431,6 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
 STRANGERS_NOTE = ("the server also sends {}: it sends every client someone else's certificate as its chain; "
                   "configure it with one certificate followed by the intermediate CAs that issued it (a "
                   "fullchain.pem), not a concatenation of others")
-
-
-# A CertificateRequest that came after the handshake, once the server read the request (RFC 8446 4.6.2)
-AFTER_HANDSHAKE = ("yes, after the handshake: the server sent a CertificateRequest once it read the request for {} "
-                   "({}, as Apache httpd asks for a certificate that one path requires)")
-POST_HANDSHAKE_AUTH = ("TLS 1.3 post-handshake authentication; only a client that allows it is asked (curl does; "
-                       "Python's ssl with post_handshake_auth = True), any other gets no chance to send one")
 
 
 # A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)

@@ -72,7 +72,7 @@ class Finalizer:
         from certkit.keys import key_type_of
 
         wanted = key_type_of(public_key)
-        for serial in self.state.renewable(order.account_id, order.identifiers):
+        for serial in renewable(self.state, order.account_id, order.identifiers):
             try:
                 if key_type_of(self.ca.inventory.certificate(serial).public_key()) == wanted:
                     return serial
@@ -202,3 +202,19 @@ def refuse_expired(order: Order | None) -> None:
     if order is not None and order.status in ("pending", "ready", "invalid") and order.expires <= now_iso():
         raise Problem("orderNotReady", f"The order expired at {order.expires} before it was finalized; "
                                        "place a new order.")
+
+
+def renewable(state: AcmeState, account_id: str, identifiers: list[dict]) -> list[str]:
+    """Serials of the account's certificates for exactly ``identifiers`` that are valid (not revoked,
+    not expired) and not renewed yet, newest first: those a new one for them renews."""
+    import json
+
+    wanted = {(i["type"], i["value"]) for i in identifiers}
+    with state.db.read() as conn:
+        rows = conn.execute(
+            "SELECT o.identifiers, c.serial FROM acme_orders AS o JOIN certificates AS c ON c.serial ="
+            " o.certificate_serial WHERE o.account_id = ? AND o.status = 'valid' AND c.status = 'valid' AND"
+            " c.not_after > ? AND NOT EXISTS (SELECT 1 FROM certificates AS n WHERE n.renewed_from = c.serial"
+            " AND n.status IN ('pending', 'valid', 'revoked')) ORDER BY c.issued_at DESC, c.serial DESC",
+            (account_id, now_iso())).fetchall()
+    return [serial for text, serial in rows if {(i["type"], i["value"]) for i in json.loads(text)} == wanted]

@@ -440,19 +440,6 @@ class AcmeState:
                                " AND status = 'valid'", (serial,)).fetchone()
         return (row[0], row[1]) if row else None
 
-    def renewable(self, account_id: str, identifiers: Sequence[dict]) -> list[str]:
-        """Serials of the account's certificates for exactly ``identifiers`` that are valid (not revoked,
-        not expired) and not renewed yet, newest first: those a new one for them renews."""
-        wanted = {(i["type"], i["value"]) for i in identifiers}
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT o.identifiers, c.serial FROM acme_orders AS o JOIN certificates AS c ON c.serial ="
-                " o.certificate_serial WHERE o.account_id = ? AND o.status = 'valid' AND c.status = 'valid' AND"
-                " c.not_after > ? AND NOT EXISTS (SELECT 1 FROM certificates AS n WHERE n.renewed_from = c.serial"
-                " AND n.status IN ('pending', 'valid', 'revoked')) ORDER BY c.issued_at DESC, c.serial DESC",
-                (account_id, now_iso())).fetchall()
-        return [serial for text, serial in rows if {(i["type"], i["value"]) for i in json.loads(text)} == wanted]
-
     def certificate_of_key(self, key_der: bytes) -> tuple[str, str, str] | None:
         """(serial, kind, status) of a certificate of the CA's inventory (valid, pending or
         revoked: every one whose key may be in someone's hands) whose public key is ``key_der``
