@@ -207,7 +207,7 @@ def refuse_expired(order: Order | None) -> None:
 def renewable(state: AcmeState, account_id: str, identifiers: list[dict]) -> list[str]:
     """Serials of the account's certificates for exactly ``identifiers`` that are valid (not revoked,
     not expired) and not renewed yet, newest first: those a new one for them renews."""
-    import json
+    from certkit.errors import loads_json
 
     wanted = {(i["type"], i["value"]) for i in identifiers}
     with state.db.read() as conn:
@@ -217,4 +217,4 @@ def renewable(state: AcmeState, account_id: str, identifiers: list[dict]) -> lis
             " c.not_after > ? AND NOT EXISTS (SELECT 1 FROM certificates AS n WHERE n.renewed_from = c.serial"
             " AND n.status IN ('pending', 'valid', 'revoked')) ORDER BY c.issued_at DESC, c.serial DESC",
             (account_id, now_iso())).fetchall()
-    return [serial for text, serial in rows if {(i["type"], i["value"]) for i in json.loads(text)} == wanted]
+    return [serial for text, serial in rows if {(i["type"], i["value"]) for i in loads_json(text)} == wanted]
