@@ -364,12 +364,12 @@ def test_list_pages_a_long_table_on_a_terminal_as_list_md_says(tmp_path: Path) -
 # The Debian package of each program a test require()s (where CI fails rather than skips without it).
 PEER_PACKAGES = {
     "openssl": "openssl", "curl": "curl", "certutil": "libnss3-tools", "pk12util": "libnss3-tools",
-    "vfychain": "libnss3-tools", "keytool": "default-jdk-headless", "java": "default-jdk-headless", "gnutls-cli": "gnutls-bin",
-    "gnutls-serv": "gnutls-bin", "certtool": "gnutls-bin", "lego": "lego", "mkcert": "mkcert", "etcd": "etcd-server",
-    "etcdctl": "etcd-client", "chromium": "chromium", "cfssl": "golang-cfssl", "cfssljson": "golang-cfssl",
-    "softhsm2-util": "softhsm2", "redis-server": "redis-server", "redis-cli": "redis-server", "postgres": "postgresql",
-    "initdb": "postgresql", "pkcs11-tool": "opensc", "node": "nodejs", "nginx": "nginx-light", "haproxy": "haproxy",
-    "certbot": "certbot", "caddy": "caddy",
+    "vfychain": "libnss3-tools", "keytool": "default-jdk-headless", "java": "default-jdk-headless",
+    "gnutls-cli": "gnutls-bin", "gnutls-serv": "gnutls-bin", "certtool": "gnutls-bin", "lego": "lego",
+    "mkcert": "mkcert", "etcd": "etcd-server", "etcdctl": "etcd-client", "chromium": "chromium",
+    "cfssl": "golang-cfssl", "cfssljson": "golang-cfssl", "softhsm2-util": "softhsm2", "redis-server": "redis-server",
+    "redis-cli": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "pkcs11-tool": "opensc",
+    "node": "nodejs", "nginx": "nginx-light", "haproxy": "haproxy", "certbot": "certbot", "caddy": "caddy",
     # Debian's essential tar and util-linux; pkilint comes with the test extra
     "tar": None, "taskset": None, "lint_pkix_cert": None,
 }
