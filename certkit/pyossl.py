@@ -4,7 +4,8 @@ Python's ``ssl`` has no verify callback (so a handshake cannot complete with a
 certificate that fails verification and then say why) and does not show a
 client the CA names of the server's CertificateRequest. pyOpenSSL (pyca's
 binding to the same OpenSSL) has both; ``serve --optional`` and ``probe`` use
-it through these helpers. pyOpenSSL is imported only when they run.
+it through these helpers. pyOpenSSL is imported only when they run. Here too:
+the end of a connection refused before TLS began (serve's, acme serve's).
 """
 
 from __future__ import annotations
@@ -158,3 +159,24 @@ def interrupt_after(sock: socket.socket | None = None) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if pressed:
             raise KeyboardInterrupt  # noqa: B012 (it replaces what the interrupted call raised, by design)
+
+
+def drain_rejected(sock, timeout: float = 2.0, limit: int = 1 << 16) -> None:
+    """Half-close a rejected connection and read what the client still sends, until it closes: in TLS 1.3 a
+    client sends its certificate and its request at once, and closing with that request unread makes the kernel
+    send a reset, which can overtake the rejection alert ("connection reset" instead of "certificate required").
+    The raw socket methods are used: TLS is dead here (serve's, acme serve's)."""
+    import time
+
+    until = time.monotonic() + timeout
+    sock = getattr(sock, "raw_socket", sock)  # --optional: the socket under pyOpenSSL's connection
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        while limit > 0 and (left := until - time.monotonic()) > 0:
+            socket.socket.settimeout(sock, left)
+            data = socket.socket.recv(sock, 4096)
+            if not data:
+                break
+            limit -= len(data)
+    except OSError:
+        pass

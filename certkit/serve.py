@@ -30,7 +30,6 @@ import socket
 import ssl
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from certkit.anchors import refuse_server_chain
 from certkit.errors import CertkitError
+from certkit.pyossl import drain_rejected
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
     InventoryRevocations,
     InventoryVerdict,
@@ -316,8 +316,8 @@ class IdentityServer(ThreadingHTTPServer):
             self.log(_handshake_failure(exc, peer, self.facts))
             if reason_of(exc) == "http request":  # sent to http://: an answer a browser shows, as nginx answers
                 with contextlib.suppress(OSError):  # in plain HTTP: no TLS began
-                    socket.socket.sendall(getattr(request, "raw_socket", request), plain_http_answer())
-            _drain(request)
+                    socket.socket.sendall(getattr(request, "raw_socket", request), plain_http_answer("certkit serve"))
+            drain_rejected(request)
             return
         der = request.getpeercert(binary_form=True)
         identity, refused, failed, inventory, above, supplied = None, [], set(), None, (), ()
@@ -383,25 +383,6 @@ def _handshake(request, seconds: float) -> None:
 def _record_sni(sock, server_name: str | None, context) -> None:
     """``sni_callback``: keep on the connection the name the client asked for (None without SNI)."""
     sock.certkit_sni = server_name
-
-
-def _drain(sock: ssl.SSLSocket, timeout: float = 2.0, limit: int = 1 << 16) -> None:
-    """Half-close a rejected connection and read what the client still sends, until it closes: in TLS 1.3 a
-    client sends its certificate and its request at once, and closing with that request unread makes the kernel
-    send a reset, which can overtake the rejection alert ("connection reset" instead of "certificate required").
-    The raw socket methods are used: TLS is dead here."""
-    deadline = time.monotonic() + timeout
-    sock = getattr(sock, "raw_socket", sock)  # --optional: the socket under pyOpenSSL's connection
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_WR)
-        while limit > 0 and (left := deadline - time.monotonic()) > 0:
-            socket.socket.settimeout(sock, left)
-            data = socket.socket.recv(sock, 4096)
-            if not data:
-                break
-            limit -= len(data)
-    except OSError:
-        pass
 
 
 def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> str:

@@ -342,14 +342,14 @@ def url_to_visit(url: str, host: str, names: list[str]) -> str:
     return f"https://{f'[{name}]' if ':' in name else name}:{url.rstrip('/').rpartition(':')[2]}/"
 
 
-PLAIN_HTTP_ANSWER = ("This is an HTTPS server (certkit serve), and it got a plain HTTP request: use https:// "
+PLAIN_HTTP_ANSWER = ("This is an HTTPS server ({}), and it got a plain HTTP request: use https:// "
                      "instead of http://, with the same host and port.\n")
 
 
-def plain_http_answer() -> bytes:
+def plain_http_answer(server: str) -> bytes:
     """The whole HTTP 400 answer to a plain HTTP request sent to serve's HTTPS port, which says what to do: a browser
     shows it, where a closed connection gets only its own error page (Chromium: ERR_EMPTY_RESPONSE)."""
-    body = PLAIN_HTTP_ANSWER.encode()
+    body = PLAIN_HTTP_ANSWER.format(server).encode()
     return (f"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n").encode() + body
 

@@ -14,6 +14,7 @@ HTTP/1.1 request without one ``Host`` header is refused (RFC 9112 3.2).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import ssl
@@ -226,13 +227,20 @@ class AcmeHTTPServer(ThreadingHTTPServer):
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def finish_request(self, request, client_address) -> None:
-        request.settimeout(HANDSHAKE_TIMEOUT)
+        request.settimeout(HANDSHAKE_TIMEOUT)  # Python's ssl bounds the whole handshake by it, not each read
         try:
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.do_handshake()
         except (ssl.SSLError, OSError) as exc:
             self.log_line(f"TLS handshake with {_peer(client_address)} failed: {exc.__class__.__name__}: "
                           f"{getattr(exc, 'reason', None) or exc}")
+            if getattr(exc, "reason", None) == "HTTP_REQUEST":  # http:// typed: an answer that says so, as nginx's
+                from certkit.pyossl import drain_rejected
+                from certkit.serve_json import plain_http_answer
+
+                with contextlib.suppress(OSError):  # in plain HTTP: no TLS began
+                    socket.socket.sendall(request, plain_http_answer("certkit acme serve"))
+                drain_rejected(request)  # the request's unread rest would make the close a reset, lost the answer
             return
         request.settimeout(IDLE_TIMEOUT)
         super().finish_request(request, client_address)
