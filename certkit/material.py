@@ -51,7 +51,7 @@ class Material:
     # certificate and chain, which its server sends (its ca is what a peer trusts, not a link of the chain).
     records: list[str] = field(default_factory=list)
     sent: list | None = None
-    format: str | None = None  # of a certkit output file read by its records: "jsonl" or "k8s"
+    format: str | None = None  # of a certkit output file read by its records: "jsonl", "k8s" or "tar"
 
     def first_of_many(self) -> str:
         """The note of a verdict on the first of several records (a JSON line, a Secret), and how to have another."""
@@ -64,7 +64,6 @@ class Material:
             return (f"{shown(self.source)} holds {len(self.records)} bundle folders: this is the verdict on the first, "
                     f"{self.records[0]}; to verify another: tar -xOf {shlex.quote(shown(self.source))} "
                     "FOLDER/fullchain.pem | certkit verify -")
-
         return (f"{shown(self.source)} holds {len(self.records)} certificates, one per line: this is the verdict on "
                 f"the first, {self.records[0]}; to verify another: jq -r 'select(.name == \"NAME\") | .fullchain' "
                 f"{shlex.quote(shown(self.source))} | certkit verify -")
