@@ -66,9 +66,13 @@ class AcmeService:
         """Create the tables, recover what a dead server left (not what a live one is doing: another
         server may share the database), start the validation workers."""
         self.state.db.hold_open()
-        self.state.create_schema()
-        self.state.nonces.key()  # read once here: making a nonce never waits for the database after
-        abandoned = self.state.abandon_interrupted()
+        try:
+            self.state.create_schema()
+            self.state.nonces.key()  # read once here: making a nonce never waits for the database after
+            abandoned = self.state.abandon_interrupted()
+        except BaseException:
+            self.state.db.close()  # the held connection too: a start that failed leaves nothing open
+            raise
         if abandoned:
             self.log(f"{abandoned} order(s) interrupted while issuing (their server stopped) are now invalid; "
                      "their clients order again")
