@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
+from certkit.atomic import flushed_together
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile
@@ -291,8 +292,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
     rest abandoned before the error goes on. ``then`` runs while they are still held off, once the certificates are
     marked (a batch counts its chunk there); an interruption that lands after it counts none (``certkit_delivered`` 0).
     """
-    done: list[int] = []
-    reported = False
+    done, reported = [], False  # the indexes of the bundles written; whether ``then`` counted them
     check_still_home(ca)
     try:
         issued = [ca.sign(request) for request, _target in items]
@@ -307,12 +307,13 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
             deliveries = [Delivery(one, notes=list(one.notes)) for one in issued]
             try:
                 pause_at("recorded")
-                for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
-                    deliveries[index].files = target.write(one)
-                    deliveries[index].notes += [n for n in (getattr(target, "foreign", None),) if n]
-                    done.append(index)
-                if sync:
-                    os.sync()  # durable before the inventory says so
+                with flushed_together([t.folder for _r, t in items if sync and t.folder is not None]) as flush:
+                    for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
+                        deliveries[index].files = target.write(one)
+                        deliveries[index].notes += [n for n in (getattr(target, "foreign", None),) if n]
+                        done.append(index)
+                    if sync:  # durable before the inventory says so (syncfs: a write-back error is raised)
+                        flush()
             except BaseException as exc:
                 # A bundle left half replaced (its journal finishes it) stays pending, never abandoned.
                 half = getattr(exc, "folder", None) if type(exc).__name__ == "HalfWritten" else None
@@ -362,9 +363,8 @@ def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: in
 
     folders = [str(target.folder) for _r, target in items if target.folder is not None]
     one = len(folders) == 1
-    where = shown(folders[0]) if one else f"{len(folders)} bundles"
+    where, it = (shown(folders[0]), "it") if one else (f"{len(folders)} bundles", "them")
     if on_disk:
-        it = "it" if one else "them"
         told = (f" {where} {'was' if one else 'were'} written whole; the next certkit command that reaches the "
                 f"inventory records {it} as issued ('certkit list' shows {it}), so do not issue {it} again.")
     else:

@@ -1,0 +1,80 @@
+"""The seventeenth round's integrity findings (audit integrity, round seventeen): what the one issuing
+pipeline says and leaves when the disk, a signal or a second command gets in its way.
+
+1. ``issue-batch`` (``--sync chunk``, the default) made each chunk durable with ``sync()``, which reports
+   nothing: a disk that failed to write a chunk back (an I/O error on write-back) was never heard of, the
+   chunk's certificates were marked valid and the batch said it issued them all, exit 0. Now each chunk is
+   flushed with ``syncfs()`` on each file system its folders are on, through a folder opened before the chunk
+   is written (so that a write-back error of any of its files is reported there): such an error stops the
+   batch with one ``Error:`` line that says the disk failed to store what was written, how many bundles were
+   written and recorded, and to rerun with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import new_ca, run_certkit
+from integrity_helpers import assert_inventory_matches_disk, bundles_under
+
+
+def _strace() -> str:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    return strace
+
+
+def _manifest(path: Path, count: int) -> Path:
+    path.write_text("kind,names\n" + "".join(f"server,h{i}.example\n" for i in range(1, count + 1)))
+    return path
+
+
+# --- 1. a chunk the disk fails to flush ---------------------------------------------------
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_chunk_the_disk_fails_to_flush_stops_the_batch_and_says_so(tmp_path: Path, jobs: str) -> None:
+    env = new_ca(tmp_path, "Flush CA") | {"CERTKIT_TEST_CHUNK_SIZE": "2"}
+    manifest, out = _manifest(tmp_path / "fleet.csv", 5), tmp_path / "out"
+    # Every flush the batch can make fails as a disk failing its write-back does: syncfs() says EIO; sync()
+    # (which returns nothing to its caller) is failed too, so a batch that syncs with it hears of nothing.
+    proc = subprocess.run([_strace(), "-f", "-qq", "-o", "/dev/null", "-e", "trace=syncfs,sync",
+                           "-e", "inject=syncfs:error=EIO", "-e", "inject=sync:error=EIO",
+                           sys.executable, "-m", "certkit", "issue-batch", str(manifest), "--out-dir", str(out),
+                           "--jobs", jobs], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: The disk under "), proc.stderr
+    assert "failed to store what was just written to it (input/output error" in lines[0], lines[0]
+    assert "may be damaged or lost if the machine stops before that disk recovers" in lines[0], lines[0]
+    assert "Rerun the same command with --resume" in lines[0], lines[0]
+    written = len(bundles_under(out))
+    assert written < 5  # the batch stopped at the chunk the disk failed
+    if jobs == "1":
+        assert written == 2 and "The batch stopped after 2 bundles were written and recorded." in lines[0], lines
+    assert_inventory_matches_disk(env, tmp_path / "ca", out)
+    again = run_certkit("issue-batch", manifest, "--out-dir", out, "--resume", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert len(bundles_under(out)) == 5
+    assert_inventory_matches_disk(env, tmp_path / "ca", out)
+
+
+def test_a_batch_the_disk_flushes_is_unchanged(tmp_path: Path) -> None:
+    """The guard beside it: syncfs() that works (one per chunk) leaves the batch as it was."""
+    env = new_ca(tmp_path, "Flush CA") | {"CERTKIT_TEST_CHUNK_SIZE": "2"}
+    manifest, out = _manifest(tmp_path / "fleet.csv", 5), tmp_path / "out"
+    trace = tmp_path / "trace.txt"
+    proc = subprocess.run([_strace(), "-f", "-qq", "-o", str(trace), "-e", "trace=syncfs,sync", sys.executable, "-m",
+                           "certkit", "issue-batch", str(manifest), "--out-dir", str(out), "--jobs", "1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    calls = trace.read_text().splitlines()
+    assert len([c for c in calls if "syncfs(" in c and "= 0" in c]) == 3, calls  # one per chunk of 2, 2, 1
+    assert not [c for c in calls if c.split("(")[0].split()[-1] == "sync"], calls
+    assert len(bundles_under(out)) == 5
+    assert_inventory_matches_disk(env, tmp_path / "ca", out)
