@@ -369,6 +369,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     """The inventory read as it is: nothing migrated, settled or written (query_only)."""
     from certkit.inventory import SCHEMA_VERSION
     from certkit.inventory.audit import audit
+    from certkit.serve_own import killed_servers
 
     try:
         inventory = store.inventory
@@ -401,7 +402,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
             return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
                             f"{integrity}. Restore it from a backup.")]
         audited = audit(inventory, cert)
-        pending = inventory.pending_count()
+        pending, killed = inventory.pending_count(), killed_servers(inventory)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     except sqlite3.Error as exc:  # in the inventory's words (never SQLite's raw bytes of a damaged row)
@@ -417,6 +418,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     found.extend(_listed("issuer", audited.foreign, "certificates were not issued by this CA"))
     if pending:
         found.extend(_pending(inventory))
+    found += [Finding("serve", "warning", f"{text}.") for text in killed]
     if not (audited.damaged or audited.contradicted or audited.foreign):
         issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be read)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"

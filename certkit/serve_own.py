@@ -5,6 +5,7 @@ to start on this host revokes the one a server killed outright left."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -50,3 +51,24 @@ def stopped(previous, own: OwnCertificate | None) -> None:
     restore_signals(previous)
     if own is not None:
         own.retire()
+
+
+def killed_servers(inventory) -> list[str]:
+    """Read only (``certkit check``): a sentence for each certificate that a server of this host (serve, acme serve)
+    killed outright left valid and unexpired, its key gone with it; the next server to start here revokes it."""
+    from certkit.acme.records import gone
+
+    with inventory._read(readonly=True) as tx:
+        tables = ("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'acme_keys'"
+                  if tx.dialect == "sqlite" else "SELECT count(*) FROM information_schema.tables WHERE "
+                  "table_schema = current_schema() AND table_name = 'acme_keys'")
+        if not tx.execute(tables).fetchone()[0]:  # no server ever ran on this inventory
+            return []
+        rows = tx.execute("SELECT c.serial, c.not_after, k.value FROM acme_keys k JOIN certificates c "
+                          "ON k.name = 'listener ' || c.serial WHERE c.status = 'valid'").fetchall()
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as the inventory writes times
+    return [f"certificate {serial} (valid until {not_after[:10]} {not_after[11:19]} UTC) is the own certificate of "
+            "a server (certkit serve or acme serve) killed outright on this host: its key died with it, yet it "
+            "stays valid, and off the CRL, until the next certkit serve or acme serve started here revokes it; to "
+            f"revoke it now: certkit revoke {serial} --reason cessationOfOperation"
+            for serial, not_after, process in rows if process and gone(process) and str(not_after) > now]

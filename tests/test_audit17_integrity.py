@@ -8,19 +8,26 @@ pipeline says and leaves when the disk, a signal or a second command gets in its
    is written (so that a write-back error of any of its files is reported there): such an error stops the
    batch with one ``Error:`` line that says the disk failed to store what was written, how many bundles were
    written and recorded, and to rerun with ``--resume``.
+2. ``certkit serve`` killed outright (SIGKILL) leaves its own certificate valid, its key gone with the process,
+   until the next ``serve`` or ``acme serve`` on the host revokes it (round fourteen's design, documented).
+   Meanwhile ``certkit check`` said every check passed and named nothing. It now names that certificate in a
+   warning, with the revoke command that retires it at once; a serve that still runs is never named.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import new_ca, run_certkit
+from conftest import free_port, new_ca, openssl, run_certkit
 from integrity_helpers import assert_inventory_matches_disk, bundles_under
+from serve_process import ServeProcess
 
 
 def _strace() -> str:
@@ -78,3 +85,39 @@ def test_a_batch_the_disk_flushes_is_unchanged(tmp_path: Path) -> None:
     assert not [c for c in calls if c.split("(")[0].split()[-1] == "sync"], calls
     assert len(bundles_under(out)) == 5
     assert_inventory_matches_disk(env, tmp_path / "ca", out)
+
+
+# --- 2. the certificate of a serve killed outright ----------------------------------------
+def _check(env: dict) -> tuple[int, list[dict]]:
+    proc = run_certkit("check", "--json", env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)["findings"]
+
+
+@pytest.mark.both_inventories
+def test_check_names_the_certificate_a_killed_serve_left_valid(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    (tmp_path / "home").mkdir()
+    env = ca_env | {"HOME": str(tmp_path / "home")}
+    with ServeProcess("--host", "127.0.0.1", "--port", str(free_port()), env=env, cwd=tmp_path) as running:
+        serial = running.info["server_certificate"]["serial"]
+        code, findings = _check(env)  # a serve that runs holds its key: nothing to say
+        assert code == 0 and not [f for f in findings if f["check"] == "serve"], findings
+        running.stop(signal.SIGKILL)
+    code, findings = _check(env)
+    assert code == 0, findings  # a warning, not a failure
+    (warning,) = [f for f in findings if f["check"] == "serve"]
+    assert warning["level"] == "warning", warning
+    assert serial in warning["message"] and "killed outright on this host" in warning["message"], warning
+    assert "its key died with it" in warning["message"], warning
+    command = f"certkit revoke {serial} --reason cessationOfOperation"
+    assert command in warning["message"], warning
+    rows = {r["serial"]: r for r in json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+            ["certificates"]}
+    assert rows[serial]["status"] == "valid"  # as documented: until revoked, by the command or the next serve
+    run_certkit(*command.split()[1:], env=env, check=True)  # the warning's own command retires it
+    code, findings = _check(env)
+    assert code == 0 and not [f for f in findings if f["check"] == "serve"], findings
+    crl = tmp_path / "crl.pem"
+    run_certkit("crl", "--out", str(crl), env=env, cwd=tmp_path, check=True)
+    text = openssl("crl", "-in", str(crl), "-text", "-noout").stdout.decode().replace(":", "").upper()
+    assert serial.upper() in text and "CESSATION OF OPERATION" in text, text
