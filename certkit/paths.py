@@ -13,6 +13,7 @@ recorded for a folder that cannot be written.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -222,7 +223,7 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
 def check_can_write(path: str | Path, what: str = "output folder") -> None:
     """Refuse, before anything is signed, a place that cannot be written: ``path`` (or the nearest
     folder above it that exists) on a read-only file system, not writable by this user, or where no
-    file can be made though its mode says one can (/proc, /sys: tried with an empty file, removed)."""
+    file can be made though its mode says one can (/proc, /sys: tried, :func:`_make_a_file`)."""
     here = Path(path).absolute()
     while not os.path.isdir(here) and here != here.parent:
         here = here.parent
@@ -234,15 +235,29 @@ def check_can_write(path: str | Path, what: str = "output folder") -> None:
         raise CertkitError(f"Cannot write the {what} {shown(path)}: the file system is read-only.")
     if not os.access(here, os.W_OK):
         raise CertkitError(f"Cannot write the {what} {shown(path)}: permission denied ({shown(here)}).")
-    from certkit.atomic import temporary_name
-
-    probe = here / temporary_name("probe")  # a dead writer's, swept as any temporary file
     try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        os.unlink(probe)
+        _make_a_file(here)
     except OSError as exc:
         raise CertkitError(f"Cannot write the {what} {shown(path)}: no file can be made in {shown(here)} "
                            f"({exc.strerror or exc}).") from None
+
+
+def _make_a_file(here: Path) -> None:
+    """Make a file in the folder ``here`` and remove it, or raise the OSError that refused it: an unnamed one
+    (``O_TMPFILE``) where the file system can, so that a kill in between leaves nothing in a user's folder; else
+    a named one (``/proc``, ``/sys``: refused either way, with the reason a write would get)."""
+    from certkit.atomic import temporary_name
+
+    if hasattr(os, "O_TMPFILE"):  # Linux
+        try:
+            os.close(os.open(here, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            return
+        except OSError as exc:  # not on this file system (or kernel): the named file says
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    probe = here / temporary_name("probe")
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    os.unlink(probe)
 
 
 def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> bool:

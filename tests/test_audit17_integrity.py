@@ -12,6 +12,13 @@ pipeline says and leaves when the disk, a signal or a second command gets in its
    until the next ``serve`` or ``acme serve`` on the host revokes it (round fourteen's design, documented).
    Meanwhile ``certkit check`` said every check passed and named nothing. It now names that certificate in a
    warning, with the revoke command that retires it at once; a serve that still runs is never named.
+3. Before signing, every command that writes (issue-*, sign-csr, renew --out, issue-batch, crl --out, init-ca, the
+   jsonl/k8s/tar outputs) made sure a file can be made where it will write, by creating
+   ``.probe.PID-RANDOM.certkit-tmp`` there and removing it. Killed in between, it left that file in the user's
+   folder (the current folder, the output folder's parent, an existing bundle folder), where no later command
+   removed it (the sweeps look for the temporaries of the name being written): ``list`` and ``check`` came back
+   clean over it, and an ``init-ca`` run again beside it left it too. The file is now made unnamed (Linux
+   ``O_TMPFILE``), so a kill leaves nothing; a named one is made only where the file system cannot (``/proc``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, new_ca, openssl, run_certkit
+from conftest import PASSPHRASE, free_port, new_ca, openssl, run_certkit
 from integrity_helpers import assert_inventory_matches_disk, bundles_under
 from serve_process import ServeProcess
 
@@ -121,3 +128,28 @@ def test_check_names_the_certificate_a_killed_serve_left_valid(tmp_path: Path, c
     run_certkit("crl", "--out", str(crl), env=env, cwd=tmp_path, check=True)
     text = openssl("crl", "-in", str(crl), "-text", "-noout").stdout.decode().replace(":", "").upper()
     assert serial.upper() in text and "CESSATION OF OPERATION" in text, text
+
+
+# --- 3. the probe a kill left behind ------------------------------------------------------
+@pytest.mark.parametrize("command", [
+    ["issue-server", "w.example", "--out", "out/w"],
+    ["issue-server", "a.example", "--out", "a", "--force"],
+    ["crl", "--out", "pub/crl.pem"],
+    ["init-ca", "--ca-dir", "ica", "--parent-ca-dir", "ca", "--name", "Issuing CA", "--no-passphrase"],
+], ids=["issue-server", "force", "crl", "intermediate"])
+def test_a_kill_right_after_the_writability_check_leaves_no_file(tmp_path: Path, command: list[str]) -> None:
+    env = new_ca(tmp_path, "Probe CA") | {"CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "pub").mkdir()
+    for when in (1, 2):  # the first removals a command makes: the probe's, where it makes one
+        proc = subprocess.run([_strace(), "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlink,unlinkat", "-e",
+                               f"inject=unlink,unlinkat:signal=KILL:when={when}", sys.executable, "-m", "certkit",
+                               *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (when, proc.returncode, proc.stderr)
+        run_certkit("list", cwd=tmp_path, env=env, check=True)  # settles what the kill left pending
+        left = [p for p in tmp_path.rglob("*") if ".probe." in p.name]
+        assert not left, (when, left)
+    again = run_certkit(*command, cwd=tmp_path, env=env)  # done, or refused (the killed one got there first)
+    assert "Traceback" not in again.stderr, again.stderr
+    assert not [p for p in tmp_path.rglob("*") if ".probe." in p.name]
