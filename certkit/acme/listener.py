@@ -69,7 +69,7 @@ def maintain(service: AcmeService, listener: Listener, stop: threading.Event, lo
                 listener.renew()
                 log(f"server certificate renewed: serial {listener.issued.serial_hex}")
                 retire(listener.ca, service.state, old.serial_hex, "superseded", log)
-                service.state.hold_listener(listener.issued.serial_hex)
+                service.state.hold_listener(listener.issued.serial_hex, renews=True)
         except Exception as exc:
             log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")
 

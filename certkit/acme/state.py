@@ -92,14 +92,17 @@ class AcmeState:
     # A row 'listener SERIAL' in acme_keys names the process that holds that certificate's key (in memory
     # alone); its server drops the row once it revoked the certificate at stop. A row left names a server
     # killed outright, whose certificate the next server on this host revokes (:meth:`orphaned_listeners`).
-    def hold_listener(self, serial: str) -> None:
+    # ``renews``: the server renews it in place (acme serve's), a row 'renewing SERIAL' beside it says so
+    # (list --expiring leaves it out: :data:`certkit.inventory.query.SERVER_RENEWS`); serve renews none.
+    def hold_listener(self, serial: str, *, renews: bool = False) -> None:
         with self.db.write() as conn:
-            conn.execute("INSERT INTO acme_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                         (f"listener {serial}", self.me))
+            for name in [f"listener {serial}", *([f"renewing {serial}"] if renews else [])]:
+                conn.execute("INSERT INTO acme_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                             (name, self.me))
 
     def drop_listener(self, serial: str) -> None:
         with self.db.write() as conn:
-            conn.execute("DELETE FROM acme_keys WHERE name = ?", (f"listener {serial}",))
+            conn.execute("DELETE FROM acme_keys WHERE name IN (?, ?)", (f"listener {serial}", f"renewing {serial}"))
 
     def orphaned_listeners(self) -> list[str]:
         """The serials of the certificates of servers certainly dead (:func:`gone`: of this host), whose

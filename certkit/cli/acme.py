@@ -222,6 +222,8 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     server bound to ``host``:``port``, and only then the server's own certificate (for the names
     the CA may sign): (names, listener, service, server). Whatever fails first, nothing was issued:
     a certificate is recorded valid only for a server that runs."""
+    from functools import partial
+
     from certkit.acme.db import Database
     from certkit.acme.https import AcmeHTTPServer
     from certkit.acme.listener import Listener
@@ -236,7 +238,7 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=stderr_log)
     service.start()
     try:
-        listener = Listener(ca, names, issue=False, hold=service.state.hold_listener)
+        listener = Listener(ca, names, issue=False, hold=partial(service.state.hold_listener, renews=True))
         try:
             server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose,
                                     url_host=url_host)

@@ -98,8 +98,9 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     Status is valid, expired, revoked, pending (its bundle being written right
     now) or abandoned (signed but never delivered: shown only with --status
     abandoned); "(renewed)" marks a certificate that has a successor, and
-    --expiring leaves those out since they need no action. No passphrase is
-    needed. On a terminal, long lists go through a pager.
+    --expiring leaves those out since they need no action, as it leaves out a
+    running ACME server's own certificate, which that server renews. No
+    passphrase is needed. On a terminal, long lists go through a pager.
 
     \b
     Examples:

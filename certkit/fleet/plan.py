@@ -153,12 +153,13 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     DamagedRow and what the row holds, when that may match the name) and the others are read on, as
     ``list`` reads on: one bad row must not stop the renewal of a whole fleet."""
     from certkit.errors import DamagedRow
+    from certkit.inventory.query import not_server_renewed
     from certkit.inventory.rows import COLUMNS, SELECT_ROW, iso, name_match, name_patterns, row_dict
 
     now = now or dt.datetime.now(dt.UTC)
     where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
              "NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
-             " AND r.status IN ('valid', 'revoked', 'pending'))"]
+             " AND r.status IN ('valid', 'revoked', 'pending'))", *not_server_renewed(inventory)]
     params: list = [iso(now)]  # valid now: one with a later start is not renewed before it begins (list agrees)
     where.append("not_before <= ?")
     if selection.kind:

@@ -16,6 +16,18 @@ from certkit.constants import LIST_STATUSES
 # A successor counts once it was delivered: a pending or abandoned renewal renews nothing.
 _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
             " AND r.status IN ('valid', 'revoked'))")
+# The ACME server's own HTTPS certificate, which that server renews in place (and revokes when it stops): a
+# row 'renewing SERIAL' in its tables (certkit.acme.state.AcmeState.hold_listener). No action is due for it.
+_SERVER_RENEWS = "EXISTS (SELECT 1 FROM acme_keys AS k WHERE k.name = 'renewing ' || certificates.serial)"
+
+
+def not_server_renewed(inventory: "Inventory") -> list[str]:
+    """The condition (a list of one, or none where no ACME server ever ran on this inventory) that leaves
+    out a running ACME server's own certificate: what ``list --expiring`` and ``renew --expiring`` skip."""
+    from certkit.acme.schema import _columns
+
+    with inventory.transaction() as tx:
+        return [f"NOT {_SERVER_RENEWS}"] if "name" in _columns(tx, "acme_keys") else []
 
 
 def status_now(recorded: str, not_before: str, not_after: str, stamp: str) -> str:
@@ -29,7 +41,7 @@ def status_now(recorded: str, not_before: str, not_after: str, stamp: str) -> st
 
 def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
-    where, params = _where(kind, status, expiring_within, now)
+    where, params = _where(inventory, kind, status, expiring_within, now)
     # Soonest expiry first; on a tie (a renewal made within the second), the older first, then the
     # first issue before its renewal: the same order every time, as docs and scripts read it.
     sql = where + " ORDER BY not_after, issued_at, renewed_from IS NOT NULL, serial"
@@ -55,7 +67,7 @@ def count(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     """How many certificates :func:`query` finds with these filters and no limit (``certkit list
     --limit``'s "5 of 1,500"): the same conditions, counted in the database; a name is matched here,
     as :func:`query` matches it, over the subject and names alone."""
-    where, params = _where(kind, status, expiring_within, now)
+    where, params = _where(inventory, kind, status, expiring_within, now)
     with inventory.transaction() as tx:
         if not name:
             return tx.execute(f"SELECT count(*) FROM certificates {where}", tuple(params)).fetchone()[0]
@@ -64,9 +76,11 @@ def count(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     return sum(name_match(pattern, subject, names) for subject, names in found)
 
 
-def _where(kind, status, expiring_within, now) -> tuple[str, list]:
+def _where(inventory: "Inventory", kind, status, expiring_within, now) -> tuple[str, list]:
     """The WHERE clause (and its parameters) of the filters: the same for the list and its count."""
     where, params = _filters(kind, status, expiring_within, now)
+    if expiring_within is not None:  # a server's own certificate that it renews itself needs no action
+        where += not_server_renewed(inventory)
     return " WHERE " + " AND ".join(where), params
 
 
