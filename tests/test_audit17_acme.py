@@ -6,19 +6,28 @@
    is due for this one (``certkit renew`` cannot renew it: its key lives in the server's memory). A cron job
    alerting on ``list --expiring`` fired for as long as an ACME server ran. A certificate that a running
    ``acme serve`` holds and renews itself is left out now; ``certkit serve``'s one-day certificate, which serve
-   does not renew (restart it for a new one), and every other certificate are listed as before.
+   does not renew (restart it for a new one), and every other certificate are listed as before;
+2. a running ACME server whose own certificate was revoked (``certkit revoke SERIAL``, say for
+   keyCompromise) served it on until it was due for renewal, up to 20 days later: the revocation the operator
+   made did not take the key out of service. The maintenance round now replaces a revoked certificate with a
+   new one (a new key), and new TLS handshakes get that one.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from test_acme_concurrency import BACKENDS, _inventory, _two_tier
 
-from acme_helpers import AcmeServer
-from conftest import run_certkit
+from acme_helpers import AcmeServer, wait_for
+from conftest import PASSPHRASE, run_certkit
 from serve_process import ServeProcess
 
 
@@ -54,3 +63,80 @@ def test_list_expiring_leaves_out_the_certificate_a_running_acme_server_renews_i
             expiring = _listed(env, "--expiring", "30d")
             assert served in expiring and own not in expiring
     assert _listed(env)[own]["status"] == "revoked"  # stopped: revoked, as before
+
+
+# --- 2: a revoked server certificate is replaced at once ---------------------------------------------------
+def _spki(cert) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _served_serial(port: int, root: Path) -> int:
+    """The serial of the certificate a TLS server on 127.0.0.1:port presents, verified against ``root``."""
+    context = ssl.create_default_context(cafile=str(root))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_a_revoked_server_certificate_is_replaced_by_the_next_maintenance_round(tmp_path: Path) -> None:
+    """The server's real maintenance round (its interval shortened) and TLS context, served on loopback; the
+    revocation by a real ``certkit revoke`` process."""
+    from certkit.acme.db import Database
+    from certkit.acme.listener import Listener, maintain
+    from certkit.acme.server import AcmeConfig, AcmeService
+    from certkit.acme.state import AcmeState
+    from certkit.store import CADirectory
+
+    root, issuing, env = _two_tier(tmp_path, None)
+    ca = CADirectory(issuing).open()
+    ca.unlock(PASSPHRASE.encode())
+    service = AcmeService(ca, AcmeState(Database(ca.inventory)), AcmeConfig())
+    service.start(workers=1)
+    said: list[str] = []
+    stop = threading.Event()
+    listening = socket.create_server(("127.0.0.1", 0))
+    listening.settimeout(0.2)
+    try:
+        listener = Listener(ca, ["localhost"], hold=lambda serial: service.state.hold_listener(serial, renews=True))
+        first = listener.issued.serial_hex
+
+        def serve() -> None:  # each handshake with the listener's context as it is now, as the HTTPS server's
+            while not stop.is_set():
+                try:
+                    conn, _ = listening.accept()
+                except OSError:
+                    continue
+                try:
+                    with listener.context.wrap_socket(conn, server_side=True) as tls:
+                        tls.settimeout(10)
+                        tls.recv(1)
+                except OSError:
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        port = listening.getsockname()[1]
+        assert _served_serial(port, root) == int(first, 16)
+        worker = threading.Thread(target=maintain, args=(service, listener, stop, said.append, 0.05))
+        worker.start()
+        time.sleep(0.5)  # a few rounds: the certificate is not due, nothing is renewed
+        assert listener.issued.serial_hex == first and not any("renewed" in line for line in said), said
+        ran = run_certkit("revoke", first, "--reason", "keyCompromise", env=env, subprocess=True)
+        assert ran.returncode == 0, ran.stderr
+        wait_for(lambda: listener.issued.serial_hex != first, 60, what="the revoked certificate replaced")
+        wait_for(lambda: any("renewed" in line for line in said), 60, what="the renewal logged")
+        second = listener.issued.serial_hex
+        assert _served_serial(port, root) == int(second, 16)
+        assert _spki(listener.issued.cert) != _spki(ca.inventory.certificate(first))  # a new key
+        line = next(line for line in said if "renewed" in line)
+        assert f"serial {first} was revoked, keyCompromise" in line, said
+        rows = _listed(env)
+        assert (rows[first]["status"], rows[first]["revocation_reason"]) == ("revoked", "keyCompromise")
+        assert rows[second]["status"] == "valid"
+        assert second not in _listed(env, "--expiring", "30d")  # still the server's own, renewed by it
+    finally:
+        stop.set()
+        listening.close()
+        service.stop()
+    assert not any("maintenance failed" in line for line in said), said

@@ -54,20 +54,28 @@ class Listener:
         left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
         return left < (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3
 
+    def revoked(self) -> str | None:
+        """The reason the certificate served now was revoked with (``certkit revoke SERIAL``), or None: a
+        revoked one is replaced at once, not served on until it is due."""
+        row = self.ca.inventory.get(self.issued.serial_hex)
+        return (row.get("revocation_reason") or "unspecified") if row and row["status"] == "revoked" else None
+
 
 def maintain(service: AcmeService, listener: Listener, stop: threading.Event, log: Callable[[str], None],
              interval: float = MAINTENANCE_INTERVAL) -> None:
     """Every ``interval``: drop expired nonces, expire stale orders, write what a busy database
     refused when a finalize or a validation ended (and validate again a challenge left processing
-    without an outcome), renew the server certificate."""
+    without an outcome), renew the server certificate when it is due or was revoked."""
     while not stop.wait(interval):
         try:
             service.state.purge()
             service.settle()
-            if listener.due():
+            revoked = listener.revoked()
+            if revoked or listener.due():
                 old = listener.issued
                 listener.renew()
-                log(f"server certificate renewed: serial {listener.issued.serial_hex}")
+                log(f"server certificate renewed: serial {listener.issued.serial_hex}" + (
+                    f" (serial {old.serial_hex} was revoked, {revoked}: it is served no more)" if revoked else ""))
                 retire(listener.ca, service.state, old.serial_hex, "superseded", log)
                 service.state.hold_listener(listener.issued.serial_hex, renews=True)
         except Exception as exc:
