@@ -5,8 +5,9 @@
    ``list --help`` and docs/list.md define ``--expiring`` as the certificates "that need action", and nothing
    is due for this one (``certkit renew`` cannot renew it: its key lives in the server's memory). A cron job
    alerting on ``list --expiring`` fired for as long as an ACME server ran. A certificate that a running
-   ``acme serve`` holds and renews itself is left out now; ``certkit serve``'s one-day certificate, which serve
-   does not renew (restart it for a new one), and every other certificate are listed as before;
+   ``acme serve`` holds and renews itself is left out now; one of a server killed outright (which renews
+   nothing), ``certkit serve``'s one-day certificate, which serve does not renew (restart it for a new one),
+   and every other certificate are listed as before;
 2. a running ACME server whose own certificate was revoked (``certkit revoke SERIAL``, say for
    keyCompromise) served it on until it was due for renewal, up to 20 days later: the revocation the operator
    made did not take the key out of service. The maintenance round now replaces a revoked certificate with a
@@ -63,6 +64,12 @@ def test_list_expiring_leaves_out_the_certificate_a_running_acme_server_renews_i
             expiring = _listed(env, "--expiring", "30d")
             assert served in expiring and own not in expiring
     assert _listed(env)[own]["status"] == "revoked"  # stopped: revoked, as before
+    killed = AcmeServer(env=env)
+    orphan = killed.info["server_certificate"]["serial"]
+    assert orphan not in _listed(env, "--expiring", "30d")
+    killed.proc.kill()
+    killed.proc.wait(15)
+    assert orphan in _listed(env, "--expiring", "30d")  # a server killed outright renews nothing
 
 
 # --- 2: a revoked server certificate is replaced at once ---------------------------------------------------

@@ -93,7 +93,7 @@ class AcmeState:
     # alone); its server drops the row once it revoked the certificate at stop. A row left names a server
     # killed outright, whose certificate the next server on this host revokes (:meth:`orphaned_listeners`).
     # ``renews``: the server renews it in place (acme serve's), a row 'renewing SERIAL' beside it says so
-    # (list --expiring leaves it out: :data:`certkit.inventory.query.SERVER_RENEWS`); serve renews none.
+    # (list --expiring leaves it out: :func:`certkit.inventory.query.server_renewed`); serve renews none.
     def hold_listener(self, serial: str, *, renews: bool = False) -> None:
         with self.db.write() as conn:
             for name in [f"listener {serial}", *([f"renewing {serial}"] if renews else [])]:

@@ -153,14 +153,16 @@ def selected(inventory: "Inventory", selection: Selection, *, now: dt.datetime |
     DamagedRow and what the row holds, when that may match the name) and the others are read on, as
     ``list`` reads on: one bad row must not stop the renewal of a whole fleet."""
     from certkit.errors import DamagedRow
-    from certkit.inventory.query import not_server_renewed
+    from certkit.inventory.query import server_renewed
     from certkit.inventory.rows import COLUMNS, SELECT_ROW, iso, name_match, name_patterns, row_dict
 
     now = now or dt.datetime.now(dt.UTC)
+    held = server_renewed(inventory)  # an ACME server's own certificate, which it renews itself (list agrees)
     where = [f"status = 'valid' AND kind IN ({', '.join(repr(k) for k in LEAF_KINDS)})",
              "NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
-             " AND r.status IN ('valid', 'revoked', 'pending'))", *not_server_renewed(inventory)]
-    params: list = [iso(now)]  # valid now: one with a later start is not renewed before it begins (list agrees)
+             " AND r.status IN ('valid', 'revoked', 'pending'))"]
+    where += [f"serial NOT IN ({', '.join('?' * len(held))})"] if held else []
+    params: list = [*held, iso(now)]  # valid now: one with a later start is not renewed before it begins (list agrees)
     where.append("not_before <= ?")
     if selection.kind:
         where.append("kind = ?")

@@ -16,18 +16,19 @@ from certkit.constants import LIST_STATUSES
 # A successor counts once it was delivered: a pending or abandoned renewal renews nothing.
 _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
             " AND r.status IN ('valid', 'revoked'))")
-# The ACME server's own HTTPS certificate, which that server renews in place (and revokes when it stops): a
-# row 'renewing SERIAL' in its tables (certkit.acme.state.AcmeState.hold_listener). No action is due for it.
-_SERVER_RENEWS = "EXISTS (SELECT 1 FROM acme_keys AS k WHERE k.name = 'renewing ' || certificates.serial)"
-
-
-def not_server_renewed(inventory: "Inventory") -> list[str]:
-    """The condition (a list of one, or none where no ACME server ever ran on this inventory) that leaves
-    out a running ACME server's own certificate: what ``list --expiring`` and ``renew --expiring`` skip."""
+def server_renewed(inventory: "Inventory") -> list[str]:
+    """The serials of the ACME servers' own HTTPS certificates whose server may still run (of this host and
+    alive, or of another host), which it renews in place and revokes when it stops (a row 'renewing SERIAL'
+    in its tables, :meth:`certkit.acme.state.AcmeState.hold_listener`): no action is due for them, so
+    ``list --expiring`` and ``renew --expiring`` leave them out. A server killed outright renews nothing."""
+    from certkit.acme.records import gone
     from certkit.acme.schema import _columns
 
     with inventory.transaction() as tx:
-        return [f"NOT {_SERVER_RENEWS}"] if "name" in _columns(tx, "acme_keys") else []
+        if "name" not in _columns(tx, "acme_keys"):  # no ACME server ever ran on this inventory
+            return []
+        rows = tx.execute("SELECT name, value FROM acme_keys WHERE name LIKE 'renewing %'").fetchall()
+    return [name.split(" ", 1)[1] for name, process in rows if process and not gone(process)]
 
 
 def status_now(recorded: str, not_before: str, not_after: str, stamp: str) -> str:
@@ -79,8 +80,9 @@ def count(inventory: "Inventory", *, kind: str | None, status: str | None, expir
 def _where(inventory: "Inventory", kind, status, expiring_within, now) -> tuple[str, list]:
     """The WHERE clause (and its parameters) of the filters: the same for the list and its count."""
     where, params = _filters(kind, status, expiring_within, now)
-    if expiring_within is not None:  # a server's own certificate that it renews itself needs no action
-        where += not_server_renewed(inventory)
+    if expiring_within is not None and (held := server_renewed(inventory)):  # renewed by its server itself
+        where.append(f"serial NOT IN ({', '.join('?' * len(held))})")
+        params += held
     return " WHERE " + " AND ".join(where), params
 
 
