@@ -11,7 +11,15 @@
 2. a running ACME server whose own certificate was revoked (``certkit revoke SERIAL``, say for
    keyCompromise) served it on until it was due for renewal, up to 20 days later: the revocation the operator
    made did not take the key out of service. The maintenance round now replaces a revoked certificate with a
-   new one (a new key), and new TLS handshakes get that one.
+   new one (a new key), and new TLS handshakes get that one;
+3. a challenge was validated (the server connected to the name) whatever the server's policy said at that
+   moment: the identifier was checked once, at newOrder. An order placed on a server of the CA with
+   ``--allow-domain acme.test`` had its challenge validated by another server on the same CA (they share
+   the ACME state, docs/acme.md) started with ``--allow-domain b.acme.test``, or by the same server restarted
+   with that narrower policy: it fetched ``http://a.acme.test/...``, made the authorization valid and the
+   order ``ready``, an order it then refused to finalize (rejectedIdentifier). Now a server validates only
+   what it would issue for: the challenge fails with ``rejectedIdentifier`` saying so, before any
+   connection, and the order is ``invalid``.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import pytest
 from cryptography import x509
 from test_acme_concurrency import BACKENDS, _inventory, _two_tier
 
-from acme_helpers import AcmeServer, wait_for
+from acme_client import Client, HTTP01Responder
+from acme_helpers import AcmeServer, ports, wait_for
 from conftest import PASSPHRASE, run_certkit
 from serve_process import ServeProcess
 
@@ -147,3 +156,37 @@ def test_a_revoked_server_certificate_is_replaced_by_the_next_maintenance_round(
         listening.close()
         service.stop()
     assert not any("maintenance failed" in line for line in said), said
+
+
+# --- 3: a challenge is validated only for a name the server issues for ----------------------------------
+def test_a_server_validates_no_identifier_outside_its_policy_whichever_server_took_the_order(tmp_path: Path) -> None:
+    root, _issuing, env = _two_tier(tmp_path, None)
+    (http_port,) = ports(1)
+    common = ("--http01-port", http_port, "--resolve", "a.acme.test=127.0.0.1", "--resolve", "b.acme.test=127.0.0.1")
+    with AcmeServer("--allow-domain", "acme.test", *common, env=env) as wide, \
+            AcmeServer("--allow-domain", "b.acme.test", *common, env=env) as narrow, HTTP01Responder(http_port) as web:
+        at_wide = Client(wide.directory, root)
+        at_wide.register()
+        order_url, order = at_wide.new_order("a.acme.test")  # within the policy of the server it is sent to
+        at_narrow = Client(narrow.directory, root)  # the same account, through the other server
+        at_narrow.key, at_narrow.alg = at_wide.key, at_wide.alg
+        at_narrow.kid = at_wide.kid.replace(wide.directory.rsplit("/", 1)[0], narrow.directory.rsplit("/", 1)[0])
+        authz_url = order["authorizations"][0]
+        authz = at_wide.get(authz_url)
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        web.add("a.acme.test", challenge["token"], at_wide.key_authorization(challenge["token"]))
+        at_narrow.post(challenge["url"].replace(wide.directory.rsplit("/", 1)[0],
+                                                narrow.directory.rsplit("/", 1)[0]), {})
+        done = at_wide.wait(authz_url, ("valid", "invalid"))
+        assert done["status"] == "invalid", done
+        error = done["challenges"][0]["error"]
+        assert error["type"].endswith(":rejectedIdentifier"), error
+        assert "outside the domains this ACME server issues for (b.acme.test)" in error["detail"], error
+        assert "it was not validated" in error["detail"], error
+        assert web.requests == []  # no connection to a name the validating server does not issue for
+        assert at_wide.get(order_url)["status"] == "invalid"
+        # The server whose policy holds the name validates it as before.
+        url, order = at_wide.new_order("a.acme.test")
+        at_wide.authorize(order, web)
+        assert at_wide.wait(url)["status"] == "ready"
+        assert web.requests

@@ -62,9 +62,20 @@ class Validator:
     # Whether a redirect may lead to a host (raises a Problem if not): the server's policy, so that no
     # redirect reaches a host this server would not validate (an internal page read back through the error).
     permits: Callable[[dict], object] | None = field(default=None, compare=False, repr=False)
+    # Whether the server would issue for an identifier now (raises a Problem if not): checked again before
+    # connecting, since the order may have been placed under another policy (a server restarted with a
+    # narrower --allow-domain, another server sharing the CA's state, the CA's name constraints changed).
+    issues_for: Callable[[dict], object] | None = field(default=None, compare=False, repr=False)
 
     def validate(self, kind: str, identifier: dict, token: str, key_auth: str) -> None:
         """Return if the challenge is met; raise a Problem saying why not otherwise."""
+        if self.issues_for is not None:
+            try:
+                self.issues_for(identifier)
+            except Problem as problem:
+                raise Problem(problem.kind, f"{problem.detail.rstrip('.')}; it was not validated: this server "
+                                            "validates only what it issues for (the order was placed under another "
+                                            "policy).", identifier=identifier) from None
         if kind == HTTP01:
             self.http01(identifier, token, key_auth)
         elif kind == TLS_ALPN01:

@@ -57,7 +57,8 @@ class AcmeService:
                  log: Callable[[str], None] = lambda message: None) -> None:
         self.ca, self.state, self.config, self.log = ca, state, config, log
         permits = lambda host: _redirect_target(config.policy, ca, host)  # noqa: E731
-        validator = dataclasses.replace(config.validator, permits=permits)
+        validator = dataclasses.replace(config.validator, permits=permits,
+                                        issues_for=lambda identifier: config.policy.check(ca, identifier))
         self.validations = Validations(state, validator, log)
         self.resources = Resources(ca, state, config, self.validations, log)
 
