@@ -16,6 +16,8 @@ from certkit.constants import LIST_STATUSES
 # A successor counts once it was delivered: a pending or abandoned renewal renews nothing.
 _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = certificates.serial"
             " AND r.status IN ('valid', 'revoked'))")
+
+
 def server_renewed(inventory: "Inventory") -> list[str]:
     """The serials of the ACME servers' own HTTPS certificates whose server may still run (of this host and
     alive, or of another host), which it renews in place and revokes when it stops (a row 'renewing SERIAL'
