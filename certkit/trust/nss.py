@@ -59,7 +59,20 @@ class NSSStore(Store):
         return f"sql:{self.directory}"
 
     def exists(self) -> bool:
-        return (self.directory / "cert9.db").is_file()
+        return (self.directory / "cert9.db").is_file() or self.legacy()
+
+    def legacy(self) -> bool:
+        """Whether the database is in NSS's old dbm format (cert8.db and key3.db, no cert9.db): certutil reads it
+        as it is, and the first change converts it to cert9.db (the old files stay), as Chromium does when it opens
+        it, then trusting what it holds."""
+        folder = self.directory
+        return not (folder / "cert9.db").is_file() and all((folder / n).is_file() for n in ("cert8.db", "key3.db"))
+
+    def _converting(self) -> None:
+        """Say, before certkit's first change to an old-format database, that certutil converts it."""
+        if self.legacy():
+            self.notes.append(f"converted the NSS database {self.directory} from the old dbm format (cert8.db, left as "
+                              "it was) to cert9.db, as Chromium does when it opens it")
 
     def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
         self._roll_back_interrupted()
@@ -220,6 +233,7 @@ class NSSStore(Store):
             raise TrustError(f"'{shown(anchor.nickname)}' in {self.directory} holds another certificate, not this CA: "
                              "certkit does not change an entry it did not add. Rename or delete that entry "
                              f"(certutil -D -d {shlex.quote(self.db)} -n {shlex.quote(anchor.nickname)}) and run again")
+        self._converting()
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
         if proc.returncode != 0:
             # certutil may have stored the certificate before failing to set its trust: take it out, if it is
@@ -301,6 +315,7 @@ class NSSStore(Store):
         return shlex.join(["certutil", "-D", "-d", self.db, "-n", entry.name])
 
     def remove(self, entries: Sequence[Found]) -> None:
+        self._converting()
         for entry in entries:
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
@@ -377,7 +392,7 @@ def _absent_profile(program: str, label: str, folder: Path) -> StoreResult:
     if not folder.is_dir():
         reason = "listed in profiles.ini, but the folder is missing"
     elif (folder / "cert8.db").exists():
-        reason = "an old-format database (cert8.db); start the program once to upgrade it to cert9.db"
+        reason = "holds cert8.db without key3.db, a part of an old-format (dbm) database, which certkit cannot read"
     else:
         reason = f"no certificate database yet; start {program.split()[0]} once with this profile"
     return StoreResult("nss", label, str(folder), "skipped", reason, "missing")
