@@ -2,24 +2,39 @@
 real browser (headless Chromium reading the test's own ``~/.pki/nssdb``):
 
 1. An NSS database in the old dbm format (``cert8.db``, ``key3.db``: a Chromium ``~/.pki/nssdb`` or a Firefox
-   profile from before NSS 3.35) was invisible to certkit, though NSS reads it and Chromium trusts what it holds
-   (converting it to ``cert9.db`` when it opens it). ``status`` said "not trusted" of a CA it trusts, a Firefox
-   profile holding one was skipped ("start the program once"), and ``install`` waited ten seconds, then refused
-   with the advice ``certutil -N -d sql:...``, which loops forever asking for a password. certkit now reads it as
-   NSS does and changes it through certutil, which converts it as the browsers do.
+   profile no browser has opened since NSS moved to ``cert9.db``) was invisible to certkit, though NSS reads it
+   and Chromium trusts what it holds (converting it to ``cert9.db`` when it opens it). ``status`` said "not
+   trusted" of a CA it trusts, a Firefox profile holding one was skipped ("start the program once"), and
+   ``install`` waited ten seconds, then refused with the advice ``certutil -N -d sql:...``, which loops forever
+   asking for a password. certkit now reads it as NSS does and changes it through certutil, which converts it as
+   Chromium does.
+2. A running browser keeps its answer for the sites it has already checked: Chromium refuses a page it refused
+   before ``install`` until it is restarted, and keeps loading, after ``uninstall``, one it loaded under the CA.
+   Neither command said so (the docs said "restart the browser to be sure"). A program that holds the database
+   open is now named (``in use by chromium (pid N)``), with what that means.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
+import re
 import shlex
+import signal
+import ssl
 import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from test_trust import outcomes, pki, server, trust  # noqa: F401
 
-from conftest import require
-from trust_helpers import chromium, nss_verifies
+from conftest import require, require_chromium
+from trust_helpers import CHROMIUM, chromium, client_env, nss_verifies
 
 
 def _legacy_db(folder: Path, password: str | None = None) -> Path:
@@ -90,3 +105,130 @@ def test_an_nss_database_of_the_old_dbm_format_is_read_and_changed_as_nss_does(p
     assert nss_verifies(nssdb, *chain).returncode != 0 and nss_verifies(by_hand, *chain).returncode == 0
     after = chromium(url, home, tmp_path / "chromium-2")
     assert "ERR_CERT_AUTHORITY_INVALID" in after.stderr and "verify=" not in after.stdout, after.stderr[-2000:]
+
+
+# --- 2: a running browser ------------------------------------------------------------------------------------
+PAGE_TITLE = "certkit-audit17-page"
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = f"<html><head><title>{PAGE_TITLE}</title></head><body>ok</body></html>".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def _https_page(fullchain: Path, key: Path) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 whose page has a title a browser shows; yields its URL (localhost)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(fullchain, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(30)
+
+
+class _Browser:
+    """Headless Chromium left running (HOME ``home``: its NSS database is the test's), driven through its DevTools
+    HTTP endpoints: each :meth:`title` opens the URL in a new tab and waits for the page's title."""
+
+    def __init__(self, home: Path, user_data: Path) -> None:
+        user_data.mkdir()
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--lang=en-US", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={user_data}", "--remote-debugging-port=0", "about:blank"],
+            env=client_env(HOME=str(home), LANG="C"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        port_file = user_data / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert self.proc.poll() is None and time.monotonic() < deadline, "Chromium did not start"
+            time.sleep(0.2)
+        self.base = f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
+
+    def pids(self) -> set[int]:
+        """Every process of this browser (its own session)."""
+        found = set()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.proc.pid:  # the session id
+                found.add(int(pid))
+        return found
+
+    def title(self, url: str) -> str:
+        request = urllib.request.Request(f"{self.base}/json/new?{url}", method="PUT")
+        tab = json.load(urllib.request.urlopen(request, timeout=30))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for each in json.load(urllib.request.urlopen(f"{self.base}/json/list", timeout=30)):
+                if each["id"] == tab["id"] and each["title"] in (PAGE_TITLE, "Privacy error"):
+                    return each["title"]
+            time.sleep(0.3)
+        raise AssertionError(f"Chromium loaded no page from {url} within 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+
+def _in_use(proc: subprocess.CompletedProcess) -> list[str]:
+    (store,) = json.loads(proc.stdout)["stores"]
+    return [n for n in store["notes"] if n.startswith("in use by")]
+
+
+def test_a_running_browser_is_named_for_it_keeps_its_answer_until_restarted(pki, tmp_path: Path) -> None:  # noqa: F811
+    require_chromium()
+    home = tmp_path / "home"
+    nssdb = home / ".pki/nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True)
+    browsers: list[_Browser] = []
+
+    def browser() -> _Browser:
+        browsers.append(_Browser(home, tmp_path / f"chromium-{len(browsers)}"))
+        return browsers[-1]
+
+    with _https_page(pki.server / "fullchain.pem", pki.server / "privkey.pem") as url:
+        try:
+            first = browser()
+            assert first.title(url) == "Privacy error"  # the CA is not trusted yet
+            added = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+            (note,) = _in_use(added)
+            named = {int(pid) for pid in re.findall(r"chromium \(pid (\d+)\)", note)}
+            assert named and named <= first.pids(), (note, first.pids())
+            assert "keeps its earlier answer for the sites it has already checked" in note
+            # What the note says: the running browser still refuses the page it refused; a new one loads it.
+            assert first.title(url) == "Privacy error"
+            second = browser()
+            assert second.title(url) == PAGE_TITLE
+
+            removed = trust("uninstall", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+            (note,) = _in_use(removed)
+            named = {int(pid) for pid in re.findall(r"chromium \(pid (\d+)\)", note)}
+            assert named & second.pids() and named <= first.pids() | second.pids(), note
+            assert second.title(url) == PAGE_TITLE  # still loads in the browser that loaded it
+            assert browser().title(url) == "Privacy error"  # restarted: refused
+        finally:
+            for each in browsers:
+                each.stop()
+        # No browser running: nothing to say.
+        assert _in_use(trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)) == []
+        assert _in_use(trust("uninstall", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)) == []

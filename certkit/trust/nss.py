@@ -19,7 +19,14 @@ from certkit.atomic import make_folders
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
-from certkit.trust.nss_files import CREATED_MARK, disk_full, made_meanwhile, only_its_own_module, remove_half_made
+from certkit.trust.nss_files import (
+    CREATED_MARK,
+    disk_full,
+    holders,
+    made_meanwhile,
+    only_its_own_module,
+    remove_half_made,
+)
 from certkit.trust.nss_places import CHROMIUM_PROGRAMS, chromium_dbs, profile_roots, read_profiles
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
@@ -246,6 +253,7 @@ class NSSStore(Store):
                 self.notes[:] = [n for n in self.notes if not n.startswith("created the NSS database")] + [
                     f"removed the NSS database {self.directory} it had created for this install"]
             raise TrustError(f"{failure}{_key_type_hint(anchor, proc)}") from None
+        self._in_use("refused before this change stays refused")
 
     def _create(self) -> bool:
         """Create the database (install with ``create``); whether this run made it in an empty folder, which a
@@ -308,6 +316,15 @@ class NSSStore(Store):
         return next(((nick, flags) for nick, flags, block, ours in entries
                      if not ours and pem_fingerprints(block)[:1] == [anchor.fingerprint]), None)
 
+    def _in_use(self, example: str) -> None:
+        """Note the running programs (browsers) that hold the database open: a running Chromium applies a change
+        to the sites it has not checked yet, but keeps its answer for those it has until it is restarted."""
+        found = holders(self.directory)
+        if found:
+            who = ", ".join(f"{shown(name)} (pid {pid})" for pid, name in sorted(found))
+            self.notes.append(f"in use by {who}: restart it; until then it keeps its earlier answer for the sites it "
+                              f"has already checked (a page {example})")
+
     def _holds_no_keys(self) -> bool:
         return _no_keys(self._certutil("-K", "-f", os.devnull))
 
@@ -320,6 +337,7 @@ class NSSStore(Store):
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+        self._in_use("it loaded under a removed CA keeps loading")
         if not (self.directory / CREATED_MARK).is_file() or self.listing() or not self._holds_no_keys():
             return
         if only_its_own_module(self.directory):

@@ -68,3 +68,34 @@ def only_its_own_module(directory: Path) -> bool:
     except OSError:
         return False
     return all(line[5:].strip() == "NSS Internal PKCS #11 Module" for line in lines if line.startswith("name="))
+
+
+def holders(directory: Path) -> list[tuple[int, str]]:
+    """(pid, program name) of each process this user may look into (``/proc/PID/fd``) that holds a file of the
+    NSS database in ``directory`` open: a running browser (Chromium opens it at its first TLS connection, and
+    keeps it open). Empty where /proc cannot tell."""
+    names = {str(directory / n) for n in ("cert9.db", "key4.db", "cert8.db", "key3.db")}
+    with contextlib.suppress(OSError):
+        names |= {str(directory.resolve() / n) for n in ("cert9.db", "key4.db", "cert8.db", "key3.db")}
+    found = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(_target(pid, fd) in names for fd in fds):
+                continue
+            with open(f"/proc/{pid}/comm") as f:
+                found.append((pid, f.read().strip()))
+        except OSError:  # another user's process, or one that ended meanwhile
+            continue
+    return found
+
+
+def _target(pid: int, fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return ""
