@@ -12,6 +12,9 @@ real browser (headless Chromium reading the test's own ``~/.pki/nssdb``):
    before ``install`` until it is restarted, and keeps loading, after ``uninstall``, one it loaded under the CA.
    Neither command said so (the docs said "restart the browser to be sure"). A program that holds the database
    open is now named (``in use by chromium (pid N)``), with what that means.
+3. The warning about a trusted CA's unencrypted key ended "take the CA out: certkit trust uninstall" also where
+   the only trusting store was a JDK's cacerts whose password is not the default, which certkit does not change
+   (uninstall skips it): it now gives that store's own command (keytool, which asks for the password).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -31,10 +35,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from test_trust import outcomes, pki, server, trust  # noqa: F401
+import pytest
+from test_trust import _java_get, java_client, machine_store_quiet, outcomes, pki, server, trust, untrusted  # noqa: F401
 
-from conftest import require, require_chromium
-from trust_helpers import CHROMIUM, chromium, client_env, nss_verifies
+from conftest import certkit_env, require, require_chromium, run_certkit
+from trust_helpers import CHROMIUM, chromium, client_env, nss_verifies, private_java_home
 
 
 def _legacy_db(folder: Path, password: str | None = None) -> Path:
@@ -232,3 +237,46 @@ def test_a_running_browser_is_named_for_it_keeps_its_answer_until_restarted(pki,
         # No browser running: nothing to say.
         assert _in_use(trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)) == []
         assert _in_use(trust("uninstall", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)) == []
+
+
+# --- 3: the way out of a store certkit does not change ---------------------------------------------------------
+def test_the_warning_about_an_unencrypted_key_gives_the_command_for_a_store_certkit_does_not_change(
+        tmp_path: Path, java_client: Path, machine_store_quiet) -> None:  # noqa: F811
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    if not cacerts.read_bytes().startswith(b"\xfe\xed\xfe\xed"):  # PKCS#12 with a password is read with it only
+        pytest.skip("this JDK's cacerts is not a JKS keystore (Debian's is)")
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    ca = tmp_path / "ca"
+    run_certkit("init-ca", "--ca-dir", ca, "--name", "Bare key CA", "--permit-dns", "localhost", "--no-passphrase",
+                env=certkit_env(HOME=str(home)), check=True)
+    run_certkit("issue-server", "--ca-dir", ca, "localhost", cwd=tmp_path, env=certkit_env(HOME=str(home)), check=True)
+    leaf = tmp_path / "localhost"
+    assert outcomes(trust("install", "--java", "--json", home=home, ca_dir=ca, extra_env=env, check=True)) == {
+        str(cacerts): "added"}
+    keytool = str(java_home / "bin/keytool")
+    subprocess.run([keytool, "-storepasswd", "-keystore", cacerts, "-storepass", "changeit", "-new", "hardened"],
+                   check=True, capture_output=True, timeout=120)  # hardened after the install
+    with _https_page(leaf / "fullchain.pem", leaf / "privkey.pem") as url:
+        got = _java_get(java_home, java_client, url)
+        assert got.returncode == 0 and "HTTP 200" in got.stdout, got.stdout + got.stderr
+
+        report = json.loads(trust("status", "--java", "--json", home=home, ca_dir=ca, extra_env=env,
+                                  check=True).stdout)
+        (warning,) = [w for w in report["warnings"] if "is not encrypted" in w]
+        way_out = warning.split("Keep it encrypted, or take the CA out: ", 1)[1]
+        # certkit trust uninstall would skip this store (its password is not the default): not the way out here.
+        assert "certkit trust uninstall" not in way_out, warning
+        command = shlex.split(way_out.split(" (certkit's copy in a store whose password", 1)[0])
+        assert command[:2] == ["keytool", "-delete"] and "-storepass" not in command, command
+        skipped = trust("uninstall", "--java", home=home, ca_dir=ca, extra_env=env)
+        assert skipped.returncode == 1 and "protected by a password" in skipped.stderr, skipped.stderr
+        subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,
+                       timeout=120)  # the advice, followed: keytool asks for the password
+        assert untrusted(_java_get(java_home, java_client, url).stdout)
+    status = json.loads(trust("status", "--java", "--json", home=home, ca_dir=ca, extra_env=env, check=True).stdout)
+    assert [s["outcome"] for s in status["stores"]] == ["not trusted"] and not status["warnings"], status

@@ -101,7 +101,7 @@ def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
     def add(store: Store) -> StoreResult:
         before = store.state(anchor)
         if before.current is not None and before.pending is None:
-            return store.result("unchanged", state=before)
+            return _by_hand(store, anchor, store.result("unchanged", state=before))
         if before.current is None and before.elsewhere and not store.holds_copies:
             # NSS keeps a certificate once, under its first nickname: certkit cannot add its own copy,
             # and leaves (and will never remove) the one someone else added.
@@ -189,8 +189,23 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
                          "leaves it")
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
-        results.append(store.result(outcome, state.pending, state=state, notes=notes))
+        results.append(_by_hand(store, anchor, store.result(outcome, state.pending, state=state, notes=notes)))
     return _java_notes(anchor, results)
+
+
+def _by_hand(store: Store, anchor: Anchor | None, result: StoreResult) -> StoreResult:
+    """``result``, with the command that takes certkit's copy of ``anchor`` out of ``store`` where certkit would
+    not (a Java store whose password is not the default, which certkit does not ask for)."""
+    state = result.state
+    if anchor is None or state is None or state.current is None:
+        return result
+    try:
+        blocked = store.blocked(anchor, removing=True)
+    except (TrustError, OSError):
+        return result
+    if blocked is not None and blocked[0] == "password":
+        result.by_hand = store.removal(state.current)
+    return result
 
 
 def _reason(exc: Exception) -> str:
@@ -268,13 +283,18 @@ def refusal(anchor: Anchor, now: dt.datetime | None = None) -> str | None:
 
 def _take_out(trusted: Sequence[StoreResult]) -> str:
     """How to take this CA out of the stores where it is trusted: certkit's copies with certkit trust
-    uninstall; entries certkit did not add (which it never removes) with the store's own tool."""
+    uninstall, or, where certkit does not (a store whose password it does not ask for), with the store's own
+    command; entries certkit did not add (which it never removes) with the store's own tool."""
     theirs = sorted({f"{shown(name)} in {shown(r.location)}" for r in trusted
                      for name in [*r.state.elsewhere, *r.state.intermediate]})
-    if not theirs:
-        return "certkit trust uninstall"
-    ours = "certkit trust uninstall, and " if any(r.state.current is not None for r in trusted) else ""
-    return f"{ours}the entries certkit did not add ({'; '.join(theirs)}) with the store's own tool"
+    by_hand = sorted({r.by_hand for r in trusted if r.by_hand})
+    ways = ["certkit trust uninstall"] if any(r.state.current is not None and not r.by_hand for r in trusted) else []
+    if by_hand:  # certkit's copy where certkit does not take it out: the store's own command, which asks
+        ways.append(f"{'; '.join(by_hand)} (certkit's copy in a store whose password certkit does not ask for; the "
+                    "command asks for it)")
+    if theirs:
+        ways.append(f"the entries certkit did not add ({'; '.join(theirs)}) with the store's own tool")
+    return ", and ".join(ways) or "certkit trust uninstall"
 
 
 def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]], this_ca: str | None = "certkit") -> str:

@@ -83,6 +83,9 @@ class StoreResult:
     notes: list[str] = field(default_factory=list)
     needs_root: bool = False  # skipped, but root could do it
     aliases: list[str] = field(default_factory=list)  # other paths that lead to this same store
+    # The command that takes certkit's copy of the CA out where certkit does not (a store whose password it does
+    # not ask for): what the warnings advise for that store, rather than certkit trust uninstall.
+    by_hand: str | None = None
 
     @property
     def trusted_here(self) -> bool:
