@@ -73,19 +73,21 @@ def only_its_own_module(directory: Path) -> bool:
 def holders(directory: Path) -> list[tuple[int, str]]:
     """(pid, program name) of each process this user may look into (``/proc/PID/fd``) that holds a file of the
     NSS database in ``directory`` open: a running browser (Chromium opens it at its first TLS connection, and
-    keeps it open). Empty where /proc cannot tell."""
-    names = {str(directory / n) for n in ("cert9.db", "key4.db", "cert8.db", "key3.db")}
-    with contextlib.suppress(OSError):
-        names |= {str(directory.resolve() / n) for n in ("cert9.db", "key4.db", "cert8.db", "key3.db")}
-    found = []
+    keeps it open). Files are matched by device and inode, whatever path (a link, a sandbox's mount) led there.
+    Empty where /proc cannot tell."""
+    wanted = set()
+    for name in ("cert9.db", "key4.db", "cert8.db", "key3.db"):
+        with contextlib.suppress(OSError):
+            info = os.stat(directory / name)
+            wanted.add((info.st_dev, info.st_ino))
     try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()] if wanted else []
     except OSError:
         return []
+    found = []
     for pid in pids:
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-            if not any(_target(pid, fd) in names for fd in fds):
+            if not any(_file_of(pid, fd) in wanted for fd in os.listdir(f"/proc/{pid}/fd")):
                 continue
             with open(f"/proc/{pid}/comm") as f:
                 found.append((pid, f.read().strip()))
@@ -94,8 +96,9 @@ def holders(directory: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _target(pid: int, fd: str) -> str:
+def _file_of(pid: int, fd: str) -> tuple[int, int] | None:
     try:
-        return os.readlink(f"/proc/{pid}/fd/{fd}")
+        info = os.stat(f"/proc/{pid}/fd/{fd}")
     except OSError:
-        return ""
+        return None
+    return info.st_dev, info.st_ino
