@@ -15,6 +15,8 @@ real browser (headless Chromium reading the test's own ``~/.pki/nssdb``):
 3. The warning about a trusted CA's unencrypted key ended "take the CA out: certkit trust uninstall" also where
    the only trusting store was a JDK's cacerts whose password is not the default, which certkit does not change
    (uninstall skips it): it now gives that store's own command (keytool, which asks for the password).
+4. The Java sibling of 2: a running Java program read cacerts once, and keeps trusting (or refusing) as it read
+   it, on new connections too, until it is restarted; install and uninstall now say so for each Java store.
 """
 
 from __future__ import annotations
@@ -280,3 +282,96 @@ def test_the_warning_about_an_unencrypted_key_gives_the_command_for_a_store_cert
         assert untrusted(_java_get(java_home, java_client, url).stdout)
     status = json.loads(trust("status", "--java", "--json", home=home, ca_dir=ca, extra_env=env, check=True).stdout)
     assert [s["outcome"] for s in status["stores"]] == ["not trusted"] and not status["warnings"], status
+
+
+# --- 4: a running Java program ----------------------------------------------------------------------------------
+TRUST_LOOP = """
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.net.URL;
+import javax.net.ssl.HttpsURLConnection;
+
+// GET a URL once per line read, in one JVM, with Java's default trust store; a new connection each time.
+public class TrustLoop {
+    public static void main(String[] args) throws Exception {
+        System.setProperty("http.keepAlive", "false");
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        while (in.readLine() != null) {
+            HttpsURLConnection c = (HttpsURLConnection) new URL(args[0]).openConnection();
+            c.setConnectTimeout(10000);
+            c.setReadTimeout(10000);
+            try {
+                System.out.println("HTTP " + c.getResponseCode());
+            } catch (javax.net.ssl.SSLException e) {
+                System.out.println("TLS FAILED: " + e);
+            }
+            System.out.flush();
+        }
+    }
+}
+"""
+
+
+class _JavaLoop:
+    """A Java program left running (TrustLoop): each :meth:`get` has it fetch the URL again."""
+
+    def __init__(self, java_home: Path, classes: Path, url: str) -> None:
+        self.proc = subprocess.Popen([str(java_home / "bin/java"), "-cp", str(classes), "TrustLoop", url],
+                                     env=client_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def get(self) -> str:
+        import select
+
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        ready, _w, _x = select.select([self.proc.stdout], [], [], 60)  # it answers within its 10 s timeouts
+        assert ready, "the Java program gave no answer within 60 s"
+        return self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.proc.stdout.close()
+
+
+def test_install_and_uninstall_say_that_a_running_java_program_keeps_the_trust_it_read(
+        pki, server: int, java_client: Path, tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, tmp_path)
+    (java_client / "TrustLoop.java").write_text(TRUST_LOOP)
+    subprocess.run(["javac", "-d", str(java_client), str(java_client / "TrustLoop.java")], check=True,
+                   capture_output=True, timeout=120)
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+    note = "Java programs running now keep the trust they read from it (once, at their first TLS connection)"
+
+    def notes(action: str) -> list[str]:
+        (store,) = json.loads(trust(action, "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env,
+                                    check=True).stdout)["stores"]
+        assert store["outcome"] == {"install": "added", "uninstall": "removed"}[action], store
+        return store["notes"]
+
+    before = _JavaLoop(java_home, java_client, url)
+    try:
+        assert before.get().startswith("TLS FAILED")
+        assert any(n.startswith(note) for n in notes("install"))
+        assert before.get().startswith("TLS FAILED")  # what the note says: the running program still refuses it
+        fresh = _java_get(java_home, java_client, url)
+        assert fresh.returncode == 0 and "HTTP 200" in fresh.stdout, fresh.stdout + fresh.stderr  # a new one trusts
+    finally:
+        before.stop()
+    during = _JavaLoop(java_home, java_client, url)
+    try:
+        assert during.get() == "HTTP 200"
+        assert any(n.startswith(note) for n in notes("uninstall"))
+        assert during.get() == "HTTP 200"  # still trusted by the program that read it, on a new connection
+        assert untrusted(_java_get(java_home, java_client, url).stdout)  # a new one does not
+    finally:
+        during.stop()

@@ -171,6 +171,7 @@ class JavaStore(Store):
         except TrustError:
             if anchor.fingerprint not in pem_fingerprints(self._aliases().get(anchor.file_stem, b"")):
                 raise  # else another certkit, taking its turn first, added it: done
+        self._running_programs()
 
     def removal(self, entry: Found) -> str | None:
         argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path)]
@@ -180,6 +181,15 @@ class JavaStore(Store):
     def remove(self, entries: Sequence[Found]) -> None:
         self._change([(("-delete", "-alias", entry.name), None,
                         f"keytool -delete -alias {entry.name} -keystore {self.path}") for entry in entries])
+        self._running_programs()
+
+    def _running_programs(self) -> None:
+        """Note that a Java program running now keeps the trust it read (a JVM reads cacerts once, at its first TLS
+        connection, and holds no file certkit could find it by): restarted, it reads the change."""
+        note = ("Java programs running now keep the trust they read from it (once, at their first TLS connection): "
+                "restart them to see this change")
+        if note not in self.notes:
+            self.notes.append(note)
 
 
 def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
