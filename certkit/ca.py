@@ -57,12 +57,13 @@ if TYPE_CHECKING:
     from certkit.inventory import Inventory
     from certkit.issuing import Request
     from certkit.keys import PrivateKey
-    from certkit.store import CADirectory
+    from certkit.store import CADirectory, Passphrase
 
 __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
 
-# A host name or address as issue_server() and issue_peer() take it: its text, or an ipaddress object.
-Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+# A host as issue_server() and issue_peer() take it, and an IP range as CA.create's permitted_ips takes it: text,
+Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address  # or an ipaddress address (or network)
+IPRange = Host | ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def ed25519_note(public_key, chain) -> str | None:
@@ -120,7 +121,7 @@ class CA:
     def create(cls, common_name: str | None = None, *, organization: str | None = None,
                organizational_unit: str | None = None, country: str | None = None,
                key_type: str | None = None, days: int | None = None, permitted_dns: Iterable[str] = (),
-               permitted_ips: Iterable[str] = (), parent: "CA | None" = None,
+               permitted_ips: IPRange | Iterable[IPRange] = (), parent: "CA | None" = None,
                not_before: dt.datetime | None = None, key=None, directory: str | Path | None = None) -> "CA":
         """Create a root CA, or an intermediate signed by ``parent``.
 
@@ -147,7 +148,6 @@ class CA:
         subject = ca_subject(common_name, organization, organizational_unit, country, intermediate=parent is not None)
         if parent is not None:
             refuse_namesake(subject, [parent.cert, *parent.parents], library=True)
-        if parent is not None:
             not_before, not_after, nc = intermediate_limits(parent, days, permitted_dns, permitted_ips, not_before)
         else:
             dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
@@ -178,10 +178,10 @@ class CA:
             raise CertkitError(f"The CA '{shown(self.common_name)}' has path length {bc.path_length}: it may "
                                "issue only end-entity certificates, not another CA.")
 
-    def unlock(self, passphrase=None) -> None:
-        """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` (bytes, or a str
-        taken as UTF-8) may be a callable, asked only if the key is encrypted. Nothing happens if the key
-        is loaded."""
+    def unlock(self, passphrase: "Passphrase" = None) -> None:
+        """Decrypt the key of a CA opened with :meth:`CADirectory.open`; ``passphrase`` (bytes, a bytearray or
+        memoryview, or a str taken as UTF-8) may be a callable, asked only if the key is encrypted. Nothing
+        happens if the key is loaded."""
         if self.key is not None:
             return
         if self.store is None:

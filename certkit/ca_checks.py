@@ -172,7 +172,7 @@ def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
     an unlocked :class:`~certkit.ca.CA`, the passphrase as bytes (a str is taken as UTF-8; one init-ca
     refuses, refused), and an ``inventory_url`` that is a PostgreSQL URL, as init-ca --inventory takes."""
     from certkit.ca import CA
-    from certkit.store import _secret_bytes
+    from certkit.text import secret_bytes
 
     if inventory_url is not None:
         from certkit.db import check_url
@@ -186,9 +186,7 @@ def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
     if ca.key is None:
         raise CertkitError(f"The CA '{shown(ca.common_name)}' is locked (its key is not loaded): unlock() it before "
                            "saving it as a new CA directory.")
-    if callable(passphrase):
-        raise wrong_type("passphrase", "bytes, a str or None", passphrase, secret=True)
-    secret = _secret_bytes(passphrase)
+    secret = None if passphrase is None else secret_bytes(passphrase, "The passphrase", "bytes, a str or None")
     if secret and (problem := new_secret_problem(secret)):  # as init-ca refuses it (empty: said below, passphrase=None)
         raise InvalidArgument(f"The passphrase {problem}.")
     return secret

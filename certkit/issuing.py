@@ -42,7 +42,7 @@ from certkit.testhooks import pause_at
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from certkit.ca import CA, IssuedCert
+    from certkit.ca import CA, Host, IssuedCert
     from certkit.csr import CSRRequest
     from certkit.keys import PrivateKey
 
@@ -73,7 +73,7 @@ class Request:
 
 
 # --- building requests ------------------------------------------------------------------
-def server_request(names: Iterable[str], *, kind: str = "server", key_type: str | None = None,
+def server_request(names: "Host | Iterable[Host]", *, kind: str = "server", key_type: str | None = None,
                    days: int | None = None, key=None, not_before: dt.datetime | None = None) -> Request:
     """A server (or ``kind="peer"``) certificate for DNS names and IP addresses; the subject CN is
     the first DNS name (else the first address). ``key_type`` (by default :data:`DEFAULT_KEY_TYPE`)
@@ -104,7 +104,7 @@ def client_request(name: str, *, emails: Iterable[str] = (), uris: Iterable[str]
 
 
 def csr_request(request: "CSRRequest | bytes | str | x509.CertificateSigningRequest", kind: str, *,
-                extra_names: Iterable[str] = (), days: int | None = None) -> Request:
+                extra_names: "Host | Iterable[Host]" = (), days: int | None = None) -> Request:
     """A certificate for the key in a CSR (see :func:`certkit.csr.csr_of`): only its key and names are
     taken (checked as issue-server / issue-client check them); every extension comes from the profile."""
     from certkit.csr import csr_of, plan

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from certkit.ca import IssuedCert
+    from certkit.text import Secret
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ ENCRYPTIONS = {
 }
 
 
-def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certificate"], password: bytes,
+def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certificate"], password: Secret,
                  *, friendly_name: str | None = None, legacy: bool = False) -> bytes:
     """A DER PKCS#12 holding ``private_key``, ``cert`` and the CA certificates ``chain``.
 
@@ -108,19 +109,14 @@ class RefusedPassword:
     reason: str
 
 
-def check_password(password: bytes | str) -> bytes:
+def check_password(password: Secret) -> bytes:
     """A PKCS#12 password: not empty, and one a prompt could give again (UTF-8 text on one line, no NUL, which
-    every importer would take as its end: :func:`certkit.text.new_secret_problem`); a str is taken as UTF-8."""
+    every importer would take as its end: :func:`certkit.text.new_secret_problem`); taken as every library
+    secret is (:func:`certkit.text.secret_bytes`: bytes, a bytearray or memoryview, or a str as UTF-8)."""
     from certkit.errors import InvalidArgument
-    from certkit.text import NOT_UTF8_SECRET, is_utf8, new_secret_problem
-    from certkit.vocabulary import wrong_type
+    from certkit.text import new_secret_problem, secret_bytes
 
-    if isinstance(password, str):
-        if not is_utf8(password):  # as save_new says it of a passphrase
-            raise InvalidArgument(f"The PKCS#12 password {NOT_UTF8_SECRET}.")
-        password = password.encode("utf-8")
-    if not isinstance(password, bytes):
-        raise wrong_type("password", "bytes or a str", password, secret=True)
+    password = secret_bytes(password, "The PKCS#12 password")
     if not password:
         raise CertkitError("The PKCS#12 password is empty; choose a non-empty one.")
     if problem := new_secret_problem(password):
@@ -128,7 +124,7 @@ def check_password(password: bytes | str) -> bytes:
     return password
 
 
-def issued_pkcs12(issued: "IssuedCert", password: bytes, *, legacy: bool = False, key=None,
+def issued_pkcs12(issued: "IssuedCert", password: Secret, *, legacy: bool = False, key=None,
                   delivering: bool = False) -> bytes:
     """The ``bundle.p12`` of a freshly issued certificate: key, certificate, intermediates and root.
     ``key`` is the private key when the certificate kept one certkit did not generate (renewal)."""
@@ -423,7 +419,7 @@ def refuse_revoked_export(store, cert) -> None:
                            "Issue a new one (with a new key) instead.")
 
 
-def export_folder(folder: str | Path, password: bytes, *, legacy: bool = False, force: bool = False,
+def export_folder(folder: str | Path, password: Secret, *, legacy: bool = False, force: bool = False,
                   ca_dir: str | Path | None = None) -> Path:
     """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``, and a
     certificate its CA (``ca_dir``, else $CERTKIT_CA_DIR or the per-user CA: :func:`issuing_store`) revoked."""

@@ -39,7 +39,7 @@ from certkit.keys import is_encrypted, key_damage, load_private_key, private_key
 from certkit.paths import check_lengths
 from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind, record_ca_dir, record_saved_ca
 from certkit.testhooks import pause_at
-from certkit.text import shown
+from certkit.text import Secret, shown
 from certkit.vocabulary import absent_text, serial_hex
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ CONFIG_FILE = "certkit-ca.json"
 CONFIG_KEYS = ("inventory", "key", "pkcs11_module")
 ENV_CA_DIR = "CERTKIT_CA_DIR"
 
-Passphrase = Union[bytes, None, Callable[[], bytes | None]]
+Passphrase = Union[Secret, None, Callable[[], Union[Secret, None]]]  # bytes, bytearray, memoryview or str
 # What another user who can write the CA directory ("") or a file in it could do, as `certkit check` says it
 _AT_STAKE = {"": "add and replace files in it", CERT_FILE: "replace it (and what peers are told to trust)",
              PARENTS_FILE: "replace it (and the chain every bundle hands to peers)", INVENTORY_FILE: "rewrite it (the "
@@ -127,21 +127,12 @@ def _unreadable(exc: Exception, data: bytes | None = None) -> str:
 
 
 def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
-    """A passphrase or PIN as the library may be given it: bytes, or a str taken as UTF-8."""
-    if secret is None or isinstance(secret, bytes):
-        return secret
-    if isinstance(secret, str):  # never shown: a secret; bytes that were not UTF-8 are passed as bytes
-        from certkit.errors import InvalidArgument
-        from certkit.text import NOT_UTF8_SECRET, is_utf8
+    """A passphrase or PIN as the library may be given it (:func:`certkit.text.secret_bytes`), or None."""
+    if secret is None:
+        return None
+    from certkit.text import secret_bytes
 
-        if not is_utf8(secret):
-            raise InvalidArgument(f"The {what} {NOT_UTF8_SECRET}.")
-        return secret.encode("utf-8")
-    if isinstance(secret, (bytearray, memoryview)):
-        return bytes(secret)
-    from certkit.vocabulary import wrong_type
-
-    raise wrong_type(f"The {what}", "bytes, a str or a callable returning one", secret, secret=True)
+    return secret_bytes(secret, f"The {what}", "bytes, a str or a callable returning one")
 
 
 def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Path:
@@ -258,7 +249,7 @@ class CADirectory:
         check_output(self.path, what="CA directory")
         check_can_write(self.path, "CA directory")
 
-    def save_new(self, ca: "CA", passphrase: bytes | None, *, inventory_url: str | None = None,
+    def save_new(self, ca: "CA", passphrase: Secret | None, *, inventory_url: str | None = None,
                  parent: "CA | None" = None) -> list[Path]:
         """Write ``ca`` as a new CA directory; refuse if one exists there.
 

@@ -40,6 +40,29 @@ NOT_UTF8_SECRET = ("is a str that is not UTF-8 text (a byte that did not decode,
                    "or a lone surrogate); pass it as bytes (os.environb) instead")
 
 
+# What the library takes as a secret (a CA key's passphrase, a token's PIN, a PKCS#12 password), everywhere.
+Secret = bytes | bytearray | memoryview | str
+
+
+def secret_bytes(secret: Secret, what: str, expected: str = "bytes or a str") -> bytes:
+    """``secret`` as bytes, by the one rule every library function that takes a secret keeps: bytes, a
+    bytearray or memoryview (copied), or a str taken as UTF-8 (one that is not UTF-8 text is refused in
+    words); anything else is a WrongType naming its type alone (``what must be expected``), never its value."""
+    if isinstance(secret, bytes):
+        return secret
+    if isinstance(secret, (bytearray, memoryview)):
+        return bytes(secret)
+    if isinstance(secret, str):
+        if not is_utf8(secret):
+            from certkit.errors import InvalidArgument
+
+            raise InvalidArgument(f"{what} {NOT_UTF8_SECRET}.")
+        return secret.encode("utf-8")
+    from certkit.vocabulary import wrong_type
+
+    raise wrong_type(what, expected, secret, secret=True)
+
+
 def is_utf8(text: str) -> bool:
     """Whether ``text`` is UTF-8 text: no byte that did not decode (kept by surrogateescape, as the paths,
     arguments and environment variables Python reads are)."""

@@ -40,6 +40,10 @@ from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, sig
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certkit.ca import CA
+    from certkit.issued import IssuedCert
+    CertLike = x509.Certificate | IssuedCert | CA  # a certificate, or the one an IssuedCert or a CA holds
+
 PURPOSES = ("server", "client")
 
 
@@ -170,8 +174,8 @@ def _path(leaf, intermediates, roots, sent: str | None = None, now=None, **known
     return path, "the chain is longer than certkit follows (8 certificates)"
 
 
-def verify_certificate(leaf: "x509.Certificate", *, purpose: str, roots: Sequence["x509.Certificate"],
-                       intermediates: Sequence["x509.Certificate"] = (), name: str | None = None,
+def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Sequence[CertLike]",
+                       intermediates: "CertLike | Sequence[CertLike]" = (), name: str | None = None,
                        now: dt.datetime | None = None, sent: str | None = None, recorded=None,
                        whole: str | None = None, sender: str | None = None) -> Verdict:
     """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots`` (each also an

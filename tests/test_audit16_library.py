@@ -182,8 +182,7 @@ def _secret_calls(tmp_path: Path):
         "save_new {passphrase}": ({"pw": SECRET}, lambda: CADirectory(str(tmp_path / "n")).save_new(ca, {"p": SECRET})),
         "unlock (passphrase,)": ((SECRET,), lambda: locked.unlock((SECRET,))),
         "unlock callable -> list": ([SECRET], lambda: locked.unlock(lambda: [SECRET])),
-        "issued_pkcs12 bytearray": (bytearray(SECRET.encode()),
-                                    lambda: issued_pkcs12(server, bytearray(SECRET.encode()))),
+        "issued_pkcs12 (password,)": ((SECRET,), lambda: issued_pkcs12(server, (SECRET,))),
         "issued_pkcs12 [password]": ([SECRET], lambda: issued_pkcs12(server, [SECRET])),
         "issue_client raw key": (raw, lambda: ca.issue_client("alice", key=raw)),
         "CA.create PEM key": (sec1, lambda: CA.create("Other", key=sec1)),
@@ -206,7 +205,7 @@ def _fragments(secret) -> list[str]:
 
 
 @pytest.mark.parametrize("call", ["save_new [passphrase]", "save_new {passphrase}", "unlock (passphrase,)",
-                                  "unlock callable -> list", "issued_pkcs12 bytearray", "issued_pkcs12 [password]",
+                                  "unlock callable -> list", "issued_pkcs12 (password,)", "issued_pkcs12 [password]",
                                   "issue_client raw key", "CA.create PEM key", "CA(cert, PEM key)",
                                   "write extra content str", "write extra pairs"])
 def test_a_secret_of_the_wrong_type_is_named_by_its_type_alone(tmp_path: Path, call: str) -> None:

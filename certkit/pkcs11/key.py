@@ -13,7 +13,7 @@ from certkit.pkcs11.der import replace_signature, stand_in_key
 from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenKeyMissing, TokenPublicMissing, words
 from certkit.pkcs11.session import binding, find_objects, open_session, transient
 from certkit.pkcs11.uri import KeyURI
-from certkit.text import shown
+from certkit.text import Secret, secret_bytes, shown
 
 SUPPORTED_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 PSS_SALT_LENGTH = 32  # = the SHA-256 digest length, as RFC 4055 recommends
@@ -28,10 +28,10 @@ class TokenKey:
     the child opens its own session.
     """
 
-    def __init__(self, uri: KeyURI, module: str, pin: bytes | None, *, rsa_pss: bool = False,
+    def __init__(self, uri: KeyURI, module: str, pin: Secret | None, *, rsa_pss: bool = False,
                  session=None, private=None, public_key=None, expected=None, named_in: str | None = None) -> None:
         self.uri, self.module, self.rsa_pss = uri, module, rsa_pss
-        self._pin = pin
+        self._pin = None if pin is None else secret_bytes(pin, "The PIN")  # a copy: the caller may wipe its own
         # The public key the caller wants (its CA certificate's), and where the URI is written: when
         # the URI names several keys, the message says which one is that and what to write there.
         self._expected, self._named_in = expected, named_in

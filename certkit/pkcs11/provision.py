@@ -14,12 +14,12 @@ from certkit.pkcs11.errors import TokenError, words
 from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
 from certkit.pkcs11.session import binding, find_objects, module_path, open_session, transient
 from certkit.pkcs11.uri import KeyURI
-from certkit.text import shown
+from certkit.text import Secret, shown
 
 _CURVES = {"ecdsa-p256": "secp256r1", "ecdsa-p384": "secp384r1"}
 
 
-def open_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, *, rsa_pss: bool = False,
+def open_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, *, rsa_pss: bool = False,
              expected=None, named_in: str | None = None) -> TokenKey:
     """The key ``uri`` names, logged in with ``pin``. ``expected`` (the public key of the CA certificate
     the key is for) and ``named_in`` (the file that holds the URI) make the message for a URI that
@@ -29,7 +29,7 @@ def open_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, *,
     return TokenKey(uri, module_path(uri, module), pin, rsa_pss=rsa_pss, expected=expected, named_in=named_in)
 
 
-def key_exists(uri: KeyURI, module: str | Path | None, pin: bytes | None) -> bool:
+def key_exists(uri: KeyURI, module: str | Path | None, pin: Secret | None) -> bool:
     """Whether the token holds a private key ``uri`` names."""
     pkcs11 = binding()
     uri.check_names_a_key()
@@ -37,7 +37,7 @@ def key_exists(uri: KeyURI, module: str | Path | None, pin: bytes | None) -> boo
         return bool(find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY))
 
 
-def generate_key(uri: KeyURI | str, module: str | Path | None, pin: bytes | None, key_type: str) -> TokenKey:
+def generate_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, key_type: str) -> TokenKey:
     """Generate a ``key_type`` key pair inside the token, the private half sensitive and never
     extractable (it can sign, nothing else: no decryption, unwrapping or derivation)."""
     pkcs11 = binding()

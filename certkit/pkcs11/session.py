@@ -11,7 +11,7 @@ from pathlib import Path
 
 from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenPinIncorrect, TokenPinNotInitialized, words
 from certkit.pkcs11.uri import KeyURI
-from certkit.text import shown
+from certkit.text import Secret, secret_bytes, shown
 
 
 def module_path(uri: KeyURI, module: str | Path | None) -> str:
@@ -176,7 +176,7 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
     return found, seen
 
 
-def open_session(uri: KeyURI, module: str, pin: bytes | None, *, rw: bool = False):
+def open_session(uri: KeyURI, module: str, pin: Secret | None, *, rw: bool = False):
     """A session logged in with ``pin`` on the one token ``uri`` names.
 
     SoftHSM2 reads a token's PINs once, when the module is initialized. If it read them while
@@ -196,13 +196,13 @@ def open_session(uri: KeyURI, module: str, pin: bytes | None, *, rw: bool = Fals
     raise AssertionError("unreachable")
 
 
-def login(token, pin: bytes | None, *, rw: bool = False):
+def login(token, pin: Secret | None, *, rw: bool = False):
     pkcs11 = binding()
     if pin is None:
         raise TokenError(f"The token '{shown(token.label)}' needs its PIN: give --pin-file, $CERTKIT_PKCS11_PIN "
                          "or run on a terminal to be asked.")
     try:
-        text = pin.decode("utf-8")
+        text = secret_bytes(pin, "The PIN").decode("utf-8")
     except UnicodeDecodeError:
         raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
     try:

@@ -1,0 +1,133 @@
+"""Audit round seventeen (house): the library as docs/library.md teaches it, and its words beside the CLI's.
+
+1. A secret was taken by two rules. ``save_new()`` and ``unlock()`` took a passphrase as bytes, a str, a
+   bytearray or a memoryview, but the PKCS#12 password of ``issued_pkcs12()``, ``pkcs12_bytes()`` and
+   ``export_folder()`` was refused as a bytearray or memoryview (``WrongType: password must be bytes or a
+   str, got bytearray``), and a token's PIN given to ``certkit.pkcs11.open_key()`` / ``generate_key()`` as a
+   str or memoryview failed deep inside (``AttributeError: 'str' object has no attribute 'decode'``). One
+   rule now (:func:`certkit.text.secret_bytes`): bytes, a bytearray or memoryview, or a str as UTF-8.
+2. The annotations refused what the page documents, so ``mypy --strict`` failed a script that follows it:
+   a str or bytearray passphrase to ``save_new()``, a str PKCS#12 password, ``permitted_ips=`` as
+   ``ipaddress`` networks, ``verify_certificate()`` given an ``IssuedCert`` or a ``CA``, a PIN as a str.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_audit16_library import _mypy
+
+from conftest import PASSPHRASE, openssl, require
+
+P12_PASSWORD = "p12 password, café"
+SECRET_FORMS = {"bytes": lambda s: s.encode(), "bytearray": lambda s: bytearray(s.encode()),
+                "memoryview": lambda s: memoryview(s.encode()), "str": lambda s: s}
+
+
+def _p12_holds(path: Path, password: str, subject: str) -> None:
+    """openssl opens the PKCS#12 file with ``password`` and finds the certificate of ``subject`` and its key."""
+    require("openssl")
+    read = subprocess.run(["openssl", "pkcs12", "-in", str(path), "-passin", "env:P12_PASS", "-nodes"],
+                          env=dict(os.environ, P12_PASS=password), capture_output=True, timeout=120)
+    text = read.stdout.decode()
+    assert read.returncode == 0, read.stderr.decode()
+    assert f"subject=CN = {subject}" in text and "-----BEGIN PRIVATE KEY-----" in text, text
+
+
+# --- finding 1: one rule for every secret ------------------------------------------------------------------
+@pytest.mark.parametrize("form", sorted(SECRET_FORMS))
+def test_every_pkcs12_password_takes_the_forms_a_passphrase_takes(tmp_path: Path, form: str) -> None:
+    from certkit import CA, CADirectory
+    from certkit.pkcs12 import export_folder, issued_pkcs12, pkcs12_bytes
+
+    given = SECRET_FORMS[form]
+    ca = CA.create("Secrets CA")
+    CADirectory(str(tmp_path / "ca")).save_new(ca, given(PASSPHRASE))  # this one took every form already
+    opened = CADirectory(str(tmp_path / "ca")).open()
+    opened.unlock(given(PASSPHRASE))
+    alice = opened.issue_client("alice")
+
+    (tmp_path / "issued.p12").write_bytes(issued_pkcs12(alice, given(P12_PASSWORD)))
+    _p12_holds(tmp_path / "issued.p12", P12_PASSWORD, "alice")
+    (tmp_path / "bytes.p12").write_bytes(pkcs12_bytes(alice.private_key, alice.cert, [], given(P12_PASSWORD)))
+    _p12_holds(tmp_path / "bytes.p12", P12_PASSWORD, "alice")
+    alice.write(str(tmp_path / "alice"))
+    exported = export_folder(str(tmp_path / "alice"), given(P12_PASSWORD), ca_dir=str(tmp_path / "ca"))
+    _p12_holds(exported, P12_PASSWORD, "alice")
+
+
+def test_a_bytearray_password_is_copied_so_wiping_it_after_the_call_changes_nothing(tmp_path: Path) -> None:
+    from certkit import CA
+    from certkit.pkcs12 import issued_pkcs12
+
+    ca = CA.create("Wipe CA")
+    bob = ca.issue_client("bob")
+    password = bytearray(P12_PASSWORD.encode())
+    data = issued_pkcs12(bob, password)
+    password[:] = b"\0" * len(password)  # what a careful caller does once the file is made
+    (tmp_path / "bob.p12").write_bytes(data)
+    _p12_holds(tmp_path / "bob.p12", P12_PASSWORD, "bob")
+
+
+@pytest.mark.parametrize("form", ["str", "memoryview", "bytearray"])
+def test_a_tokens_pin_takes_the_forms_a_passphrase_takes(tmp_path: Path, token, form: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from certkit import CA, pkcs11
+
+    pin = SECRET_FORMS[form](token.pin)
+    made = pkcs11.generate_key(token.uri("formed"), token.module, pin, "ecdsa-p256")
+    made.close()
+    key = pkcs11.open_key(token.uri("formed"), token.module, SECRET_FORMS[form](token.pin))
+    try:
+        ca = CA.create("Token CA", key=key)  # the token signs it, logged in with the PIN as given
+        leaf = ca.issue_server("token.internal")
+    finally:
+        key.close()
+    (tmp_path / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert_pem)
+    checked = openssl("verify", "-purpose", "sslserver", "-CAfile", str(tmp_path / "ca.pem"),
+                      str(tmp_path / "leaf.pem"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- finding 2: the annotations admit what the page documents ------------------------------------------------
+def test_a_script_that_follows_the_library_page_passes_mypy_strict(tmp_path: Path) -> None:
+    checked = _mypy(tmp_path, """
+        import ipaddress
+
+        from certkit import CA, CADirectory
+        from certkit.check import check_ca_directory
+        from certkit.issuing import server_request
+        from certkit.pkcs11 import open_key
+        from certkit.pkcs12 import export_folder, issued_pkcs12, pkcs12_bytes
+        from certkit.verify import verify_certificate
+
+        ca = CA.create("T", permitted_dns="example.com",
+                       permitted_ips=[ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_address("192.0.2.1")])
+        server = ca.issue_server([ipaddress.ip_address("10.0.0.1"), "a.example.com"])
+        alice = ca.issue_client("alice")
+        CADirectory("ca").save_new(ca, "a str passphrase")
+        CADirectory("ca2").save_new(ca, bytearray(b"a bytearray passphrase"))
+        opened = CADirectory("ca").open()
+        opened.unlock("a str passphrase")
+        opened.unlock(lambda: bytearray(b"from a callable"))
+        check_ca_directory("ca", "a str passphrase")
+        p12: bytes = issued_pkcs12(alice, "a str password")
+        more: bytes = pkcs12_bytes(alice.private_key, alice.cert, [], memoryview(b"pw"))
+        export_folder("alice", bytearray(b"pw"), ca_dir="ca")
+        key = open_key("pkcs11:token=ca;object=root", None, "1234")
+        verdict = verify_certificate(server, purpose="server", roots=[ca])
+        again = verify_certificate(server.cert, purpose="server", roots=ca, intermediates=[])
+        request = server_request([ipaddress.ip_address("10.0.0.3")])
+    """)
+    assert "Success: no issues found" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_the_library_page_names_one_rule_for_secrets() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "library.md").read_text()
+    flat = " ".join(page.split())
+    assert "Every secret the library takes" in flat and "`bytearray` or `memoryview` (copied)" in flat
