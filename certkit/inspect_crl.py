@@ -24,8 +24,9 @@ def describe_crl(crl, *, now: dt.datetime | None = None) -> dict:
             reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
         except x509.ExtensionNotFound:
             reason = "unspecified"
+        reason = _camel(reason)  # revocation_reason as list, revoke and verify name it; reason, as it always was
         entries.append({"serial": serial_hex(entry.serial_number), "revoked_at": iso(entry.revocation_date_utc),
-                        "reason": _camel(reason)})
+                        "revocation_reason": reason, "reason": reason})
     next_update = crl.next_update_utc
     status = ("no nextUpdate" if next_update is None else "current" if next_update > now else
               "out of date: its nextUpdate has passed, and peers that check CRLs refuse every certificate of its CA")

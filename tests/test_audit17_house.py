@@ -9,6 +9,11 @@
 2. The annotations refused what the page documents, so ``mypy --strict`` failed a script that follows it:
    a str or bytearray passphrase to ``save_new()``, a str PKCS#12 password, ``permitted_ips=`` as
    ``ipaddress`` networks, ``verify_certificate()`` given an ``IssuedCert`` or a ``CA``, a PIN as a str.
+3. A revocation was named two ways. ``ca.revoke()`` returned the damaged rows a keyCompromise could not compare
+   as ``unchecked_rows`` ((serial, why) pairs) where ``certkit revoke --json`` says ``unchecked`` (serials), and
+   ``certkit inspect crl.pem --json`` called the RFC 5280 reason ``reason`` where ``list`` and ``revoke`` say
+   ``revocation_reason``. The library's dict now carries ``unchecked`` too (``unchecked_rows`` kept, with why)
+   and is documented; inspect's CRL entries carry ``revocation_reason`` (``reason`` kept for old scripts).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import pytest
 from test_audit16_library import _mypy
 
-from conftest import PASSPHRASE, openssl, require
+from conftest import PASSPHRASE, certkit_env, openssl, require, run_certkit
 
 P12_PASSWORD = "p12 password, café"
 SECRET_FORMS = {"bytes": lambda s: s.encode(), "bytearray": lambda s: bytearray(s.encode()),
@@ -131,3 +136,43 @@ def test_the_library_page_names_one_rule_for_secrets() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "library.md").read_text()
     flat = " ".join(page.split())
     assert "Every secret the library takes" in flat and "`bytearray` or `memoryview` (copied)" in flat
+
+
+# --- finding 3: one vocabulary for a revocation, in the library and in every --json --------------------------------
+def test_ca_revoke_and_the_commands_name_a_revocation_the_same_way(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    from certkit import CA, CADirectory
+
+    ca = CA.create("Words CA")
+    CADirectory(str(tmp_path / "ca")).save_new(ca, PASSPHRASE)
+    pairs = []
+    for name in ("lib.example", "cli.example"):
+        first = ca.issue_server(name)
+        pairs.append((first.serial_hex, ca.renew(first).serial_hex))  # the key kept: both hold it
+    with sqlite3.connect(tmp_path / "ca" / "inventory.sqlite3") as db:  # the older rows damaged: not comparable
+        db.executemany("UPDATE certificates SET der = x'3082' WHERE serial = ?", [(old,) for old, _new in pairs])
+    db.close()
+
+    by_library = ca.revoke(pairs[0][1], "keyCompromise")
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    ran = run_certkit("revoke", pairs[1][1], "--reason", "keyCompromise", "--json", env=env, cwd=tmp_path,
+                      subprocess=True)
+    assert ran.returncode == 0, ran.stderr
+    by_command = json.loads(ran.stdout)
+    assert set(by_command) <= set(by_library), set(by_command) - set(by_library)
+    damaged = sorted(old for old, _new in pairs)  # either could hold the key: both named, by both
+    assert by_library["unchecked"] == by_command["unchecked"] == damaged, (by_library, by_command)
+    assert [serial for serial, _why in by_library["unchecked_rows"]] == by_library["unchecked"]
+
+    crl = tmp_path / "crl.pem"
+    run_certkit("crl", "--out", str(crl), env=dict(env, CERTKIT_CA_PASSPHRASE=PASSPHRASE), cwd=tmp_path,
+                check=True)
+    described = json.loads(run_certkit("inspect", str(crl), "--json", env=env, cwd=tmp_path, check=True).stdout)
+    listed = json.loads(run_certkit("list", "--status", "revoked", "--json", env=env, cwd=tmp_path,
+                                    check=True).stdout)["certificates"]
+    in_crl = {e["serial"]: e["revocation_reason"] for e in described["items"][0]["revoked"]}
+    assert in_crl == {row["serial"]: row["revocation_reason"] for row in listed} == {
+        new: "keyCompromise" for _old, new in pairs}
+    assert all(e["reason"] == e["revocation_reason"] for e in described["items"][0]["revoked"])  # the old name kept

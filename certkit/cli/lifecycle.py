@@ -270,7 +270,7 @@ def revoke(certificate, reason, ca_dir, as_json):
              f"revoke it too: certkit revoke {other} --reason keyCompromise{_same_ca(ca_dir)}")
     data = {"serial": row["serial"], "kind": row["kind"], "subject": row["subject"],
             "revoked_at": iso(revoked_at), "revocation_reason": row["revocation_reason"], "also_revoked": also,
-            "unchecked": [other for other, _why in row.get("unchecked_rows", [])],
+            "unchecked": row.get("unchecked", []),
             "reason_was": row.get("reason_was")}
     was = row.get("reason_was")
     human = "\n".join([

@@ -425,7 +425,8 @@ class Inventory:
                 tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
                            " WHERE serial = ?", (iso(when), reason, other))
         row = self.get(serial)
-        row["also_revoked"], row["unchecked_rows"] = sharers, unchecked
+        # In the words of `certkit revoke --json`: the serials alone; unchecked_rows also says why each is
+        row["also_revoked"], row["unchecked"], row["unchecked_rows"] = sharers, [s for s, _ in unchecked], unchecked
         row["reason_was"] = found[2] if upgrade else None
         return row
 
