@@ -102,32 +102,9 @@ def _parse_host(text: str) -> Identity:
 
 
 def _refuse_what_is_not_a_host(text: str) -> None:
-    """The mistakes people make when they mean a host: a URL, a port, an email address."""
-    scheme = _URI_SCHEME.match(text)
-    if scheme and "//" in text:
-        from urllib.parse import urlsplit
+    from certkit.names_notation import refuse_what_is_not_a_host
 
-        host = urlsplit(text).hostname
-        hint = f" (the host is '{_show(host)}')" if host else ""
-        raise InvalidName(f"'{_show(text)}' is a URL; a certificate names the host alone{hint}. "
-                          "The scheme, port and path are not part of it.")
-    if "@" in text:  # the fix in the library's words; the command line says its own (cli_message)
-        fix = f"ca.issue_client(NAME, emails=['{_show(text)}'])"
-        raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
-                                     f"person or a mailbox is a client certificate: {fix}."), fix,
-                         f"'certkit issue-client NAME --email {_show(text)}'")
-    _refuse_a_network_or_port(text)
-
-
-def _refuse_a_network_or_port(text: str) -> None:
-    if "/" in text and (net := _network(text)):  # not a DNS name with a bad label, as it would be read
-        raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
-                          f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
-    head, sep, port = text.rpartition(":")
-    if sep and is_digits(port) and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
-        host = head.strip("[]")
-        raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
-                          f"('{_show(host)}'), and is valid on every port.")
+    refuse_what_is_not_a_host(text)
 
 
 def _network(text: str):

@@ -14,6 +14,14 @@
    ``certkit inspect crl.pem --json`` called the RFC 5280 reason ``reason`` where ``list`` and ``revoke`` say
    ``revocation_reason``. The library's dict now carries ``unchecked`` too (``unchecked_rows`` kept, with why)
    and is documented; inspect's CRL entries carry ``revocation_reason`` (``reason`` kept for old scripts).
+4. A host written in another notation was misread. ``certkit issue-peer 'https://[::1:2380'`` (an unclosed
+   bracket) ended in a traceback (``ValueError: Invalid IPv6 URL``), in issue-server, issue-client --dns,
+   sign-csr's NAMES, verify --name and manifest lines too, and ``verify --purpose client --name`` of it said the
+   certificate was damaged. etcd's own notations were refused for a reason beside the point or read as one host
+   of several: ``etcd-1=https://10.0.0.11:2380`` (an --initial-cluster member) and ``DNS:web.example`` (a SAN
+   entry as ``certkit list`` prints it) were "not a valid IPv6 address", ``10.0.0.1,10.0.0.2`` "has 7 parts",
+   and a comma list of peer URLs "is a URL (the host is <the first>)". Each is now named for what it is, with
+   the host to give (certkit/names_notation.py).
 """
 
 from __future__ import annotations
@@ -176,3 +184,83 @@ def test_ca_revoke_and_the_commands_name_a_revocation_the_same_way(tmp_path: Pat
     assert in_crl == {row["serial"]: row["revocation_reason"] for row in listed} == {
         new: "keyCompromise" for _old, new in pairs}
     assert all(e["reason"] == e["revocation_reason"] for e in described["items"][0]["revoked"])  # the old name kept
+
+
+# --- finding 4: a host written in another notation ------------------------------------------------------------------
+UNCLOSED = "https://[::1:2380"  # urlsplit raised ValueError on it: a traceback
+NOTATIONS = {
+    "issue-server unclosed URL": (["issue-server", UNCLOSED], "is a URL; a certificate names the host alone"),
+    "issue-peer unclosed URL": (["issue-peer", UNCLOSED], "is a URL; a certificate names the host alone"),
+    "issue-client --dns unclosed URL": (["issue-client", "bob", "--dns", UNCLOSED], "is a URL"),
+    "sign-csr NAMES unclosed URL": (["sign-csr", "{csr}", "--server", UNCLOSED], "is a URL"),
+    "verify --name unclosed URL": (["verify", "{cert}", "--purpose", "server", "--name", UNCLOSED], "is a URL"),
+    "etcd --initial-cluster member": (["issue-peer", "etcd-1=https://10.0.0.11:2380"],
+                                      "not a host; a certificate names the host alone (the host is '10.0.0.11')"),
+    "etcd --initial-advertise-peer-urls list": (
+        ["issue-peer", "https://10.0.0.11:2380,https://etcd-1.cluster.internal:2380"],
+        "holds 2 names ('https://10.0.0.11:2380', 'https://etcd-1.cluster.internal:2380')"),
+    "addresses with a comma": (["issue-server", "10.0.0.1,10.0.0.2"], "holds 2 names ('10.0.0.1', '10.0.0.2')"),
+    "SAN entry as list prints it": (["issue-server", "DNS:web.example"], "without its type ('web.example')"),
+    "SAN entry as openssl prints it": (["issue-peer", "IP Address:::1"], "without its type ('::1')"),
+    "subject attribute": (["issue-server", "CN=web.example"], "the host alone (here 'web.example')"),
+}
+
+
+@pytest.fixture
+def words_ca(tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A CA directory made by the library, the environment that uses it, and a CSR and a certificate to name."""
+    from certkit import CA, CADirectory
+
+    ca = CA.create("Notation CA")
+    CADirectory(str(tmp_path / "ca")).save_new(ca, PASSPHRASE)
+    (tmp_path / "web.pem").write_bytes(ca.issue_server("web.example").cert_pem)
+    require("openssl")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "x.key"), "-subj", "/CN=x.example", "-out", str(tmp_path / "x.csr")],
+                   check=True, capture_output=True, timeout=120)
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    return env, {"csr": str(tmp_path / "x.csr"), "cert": str(tmp_path / "web.pem")}
+
+
+@pytest.mark.parametrize("case", sorted(NOTATIONS))
+def test_a_host_in_another_notation_is_refused_naming_the_host(tmp_path: Path, words_ca, case: str) -> None:
+    from conftest import assert_clean_error
+
+    env, files = words_ca
+    args, fragment = NOTATIONS[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = run_certkit(*[arg.format(**files) for arg in args], env=env, cwd=work)
+    assert_clean_error(ran, fragment)
+    assert not any(work.iterdir()), list(work.iterdir())  # nothing written
+
+
+def test_a_manifest_line_in_another_notation_is_refused_in_a_manifests_words(tmp_path: Path, words_ca) -> None:
+    from conftest import assert_clean_error
+
+    env, _files = words_ca
+    (tmp_path / "m.csv").write_text(f'kind,names\nserver,"{UNCLOSED}"\npeer,"etcd-1.internal,10.0.0.11"\n')
+    ran = run_certkit("issue-batch", str(tmp_path / "m.csv"), "--out-dir", str(tmp_path / "out"), env=env,
+                      cwd=tmp_path)
+    assert_clean_error(ran, "line 2:")
+    assert f"'{UNCLOSED}' is a URL" in ran.stderr, ran.stderr
+    assert "line 3: 'etcd-1.internal,10.0.0.11' holds 2 names" in ran.stderr and "separated by spaces" in ran.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_verify_blames_the_name_not_the_certificate(tmp_path: Path, words_ca) -> None:
+    env, files = words_ca
+    ran = run_certkit("verify", files["cert"], "--purpose", "client", "--name", UNCLOSED, env=env, cwd=tmp_path)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr
+    assert "damaged" not in ran.stderr and f"not valid for name {UNCLOSED}" in ran.stderr, ran.stderr
+
+
+def test_the_library_says_the_same_as_an_invalid_name() -> None:
+    from certkit import CA
+    from certkit.errors import InvalidName
+
+    ca = CA.create("Library notation CA")
+    with pytest.raises(InvalidName, match="is a URL; a certificate names the host alone"):
+        ca.issue_peer(UNCLOSED)
+    with pytest.raises(InvalidName, match=r"give each as an item of a list \(\['a.example', 'b.example'\]\)"):
+        ca.issue_server("a.example,b.example")

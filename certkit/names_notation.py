@@ -1,0 +1,85 @@
+"""A host written in another notation than a host's, refused in words that give the host to write instead.
+
+What people paste when they mean a host name or an address: a URL, a host with its port, an email address,
+a subjectAltName entry as certkit itself and openssl print one (``DNS:web.example``, ``IP:10.0.0.1``,
+``IP Address:10.0.0.1``), several names in one argument (``a.example,b.example``, as etcd's
+``--initial-advertise-peer-urls`` and openssl's ``-addext subjectAltName=`` write lists), and a ``NAME=VALUE``
+pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a subject attribute, ``CN=web``).
+Read as a host, each would be refused for a reason beside the point ("not a valid IPv6 address", "it has 7
+parts"), or read as one host of several (the first URL of a list).
+"""
+
+from __future__ import annotations
+
+import re
+
+from certkit.errors import InvalidName, cli_worded
+from certkit.names import _URI_SCHEME, _show, is_digits
+
+# A subjectAltName entry's type as certkit (list, inspect, issue-*) and openssl (-text, -addext) write it.
+_SAN_PREFIX = re.compile(r"^(dns|ip|ip address|email|uri|dirname|othername|registeredid)\s*:\s*", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+def refuse_what_is_not_a_host(text: str) -> None:
+    """Refuse ``text`` (stripped) when it is written in a notation that is not a host's (see the module)."""
+    if (prefix := _SAN_PREFIX.match(text)) and (rest := text[prefix.end():]) and not _SEPARATORS.search(rest):
+        raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit and openssl write one; a name is "
+                          f"given without its type ('{_show(rest)}'), which certkit finds out itself.")
+    _refuse_a_list(text)
+    _refuse_a_setting(text)
+    scheme = _URI_SCHEME.match(text)
+    if scheme and "//" in text:
+        raise InvalidName(f"'{_show(text)}' is a URL; a certificate names the host alone{_host_hint(text)}. "
+                          "The scheme, port and path are not part of it.")
+    if "@" in text:  # the fix in the library's words; the command line says its own (cli_message)
+        fix = f"ca.issue_client(NAME, emails=['{_show(text)}'])"
+        raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
+                                     f"person or a mailbox is a client certificate: {fix}."), fix,
+                         f"'certkit issue-client NAME --email {_show(text)}'")
+    _refuse_a_network_or_port(text)
+
+
+def _refuse_a_list(text: str) -> None:
+    parts = [part for part in _SEPARATORS.split(text) if part]
+    # Commas and semicolons separate a list; spaces alone only names that each look like a host (dots, colons),
+    # not a typo in one name ('exa mple.com', refused for its label).
+    if len(parts) < 2 or (not re.search(r"[,;]", text) and not all(set(part) & {".", ":"} for part in parts)):
+        return
+    shown = ", ".join(f"'{_show(part)}'" for part in parts)
+    library = f"each as an item of a list ([{shown}])"
+    raise cli_worded(InvalidName(f"'{_show(text)}' holds {len(parts)} names ({shown}); a name is one host: give "
+                                 f"{library}."), library, "each on its own (as arguments of their own; in a "
+                     "manifest's names, separated by spaces)")
+
+
+def _refuse_a_setting(text: str) -> None:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        return
+    host = _host_hint(value) if _URI_SCHEME.match(value) and "//" in value else f" (here '{_show(value)}')"
+    raise InvalidName(f"'{_show(text)}' is a NAME=VALUE pair (an etcd --initial-cluster member, a subject "
+                      f"attribute such as CN=...), not a host; a certificate names the host alone{host}.")
+
+
+def _host_hint(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:  # an unclosed [IPv6 address]
+        host = None
+    return f" (the host is '{_show(host)}')" if host else ""
+
+
+def _refuse_a_network_or_port(text: str) -> None:
+    from certkit.names import _network
+
+    if "/" in text and (net := _network(text)):  # not a DNS name with a bad label, as it would be read
+        raise InvalidName(f"'{_show(text)}' is a range of IP addresses (CIDR), not an address: a certificate names "
+                          f"single addresses, each as it is (such as {next(iter(net.hosts()), net.network_address)}).")
+    head, sep, port = text.rpartition(":")
+    if sep and is_digits(port) and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
+        host = head.strip("[]")
+        raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
+                          f"('{_show(host)}'), and is valid on every port.")
