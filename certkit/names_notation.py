@@ -23,7 +23,8 @@ _SEPARATORS = re.compile(r"[,;\s]+")
 
 def refuse_what_is_not_a_host(text: str) -> None:
     """Refuse ``text`` (stripped) when it is written in a notation that is not a host's (see the module)."""
-    if (prefix := _SAN_PREFIX.match(text)) and (rest := text[prefix.end():]) and not _SEPARATORS.search(rest):
+    rest = text[prefix.end():] if (prefix := _SAN_PREFIX.match(text)) else ""
+    if rest and not _SEPARATORS.search(rest) and not is_digits(rest):  # dns:53 is a host named dns, a port
         raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit and openssl write one; a name is "
                           f"given without its type ('{_show(rest)}'), which certkit finds out itself.")
     _refuse_a_list(text)

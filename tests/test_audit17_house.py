@@ -264,3 +264,5 @@ def test_the_library_says_the_same_as_an_invalid_name() -> None:
         ca.issue_peer(UNCLOSED)
     with pytest.raises(InvalidName, match=r"give each as an item of a list \(\['a.example', 'b.example'\]\)"):
         ca.issue_server("a.example,b.example")
+    with pytest.raises(InvalidName, match=r"has a port \(:53\); a certificate names the host alone \('dns'\)"):
+        ca.issue_server("dns:53")  # a host named dns, not a SAN entry
