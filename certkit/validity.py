@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidLifetime
-from certkit.profiles import aware, validity
+from certkit.profiles import BACKDATE, aware, validity
 from certkit.text import shown
 from certkit.vocabulary import common_name
 
@@ -54,8 +54,12 @@ def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start,
         if not_after > latest:
             raise InvalidLifetime(_past_issuer_message(days, latest, not_before))
     ca_start = ca_cert.not_valid_before_utc
-    if not_before < ca_start:
-        not_before = ca_start  # a leaf never claims validity before its issuer's
+    if not_before < ca_start:  # a leaf never claims validity before its issuer's
+        if start is not None and ca_start - aware(start) > BACKDATE:  # asked for, not the usual backdating
+            notes.append(f"starts when the CA '{_name(ca_cert)}' does ({ca_start:%Y-%m-%d %H:%M:%S} UTC), not at the "
+                         f"not_before asked for ({aware(start):%Y-%m-%d %H:%M:%S} UTC): a certificate is never valid "
+                         "before its issuer (backdate the CA too: CA.create(not_before=...))")
+        not_before = ca_start
     if not_after <= not_before:  # check_usable() has ruled out an expired CA
         raise InvalidLifetime(
             f"The requested validity ends on {not_after:%Y-%m-%d %H:%M:%S} UTC, before the CA '{_name(ca_cert)}' "

@@ -22,6 +22,9 @@
    entry as ``certkit list`` prints it) were "not a valid IPv6 address", ``10.0.0.1,10.0.0.2`` "has 7 parts",
    and a comma list of peer URLs "is a URL (the host is <the first>)". Each is now named for what it is, with
    the host to give (certkit/names_notation.py).
+5. ``ca.issue_server(..., not_before=<before the CA's start>, days=10)`` silently started the certificate when the
+   CA does: a shorter lifetime than asked, and no word of it. Its ``notes`` now say so, as they say a lifetime
+   capped at the CA's expiry.
 """
 
 from __future__ import annotations
@@ -266,3 +269,22 @@ def test_the_library_says_the_same_as_an_invalid_name() -> None:
         ca.issue_server("a.example,b.example")
     with pytest.raises(InvalidName, match=r"has a port \(:53\); a certificate names the host alone \('dns'\)"):
         ca.issue_server("dns:53")  # a host named dns, not a SAN entry
+
+
+# --- finding 5: a not_before before the CA's start is said --------------------------------------------------------
+def test_a_not_before_moved_to_the_cas_start_is_said_in_the_notes(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from certkit import CA
+
+    ca = CA.create("Late CA")
+    asked = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    leaf = ca.issue_client("early", not_before=asked, days=10)
+    assert leaf.cert.not_valid_before_utc == ca.cert.not_valid_before_utc  # never before its issuer
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert_pem)
+    dates = openssl("x509", "-in", str(tmp_path / "leaf.pem"), "-noout", "-startdate").stdout.decode()
+    assert ca.cert.not_valid_before_utc.strftime("%b %e %H:%M:%S %Y") in dates, dates
+    said = " ".join(leaf.notes)
+    assert "starts when the CA 'Late CA' does" in said and asked.strftime("%Y-%m-%d %H:%M:%S") in said, leaf.notes
+    assert ca.issue_client("now").notes == []  # the usual few minutes of backdating say nothing
