@@ -6,7 +6,8 @@ also names ``localhost`` and a peer certificate with both usages, certkit's one
 exception), writes them into a folder, then runs one loopback
 TLS handshake per scenario with :mod:`certkit.tlscheck` and records what
 OpenSSL said. Each scenario states the outcome it expects; a scenario whose
-observed outcome differs is reported, and ``certkit demo`` exits non-zero.
+observed outcome differs (or, refused, is refused by the other side or for another reason) is
+reported, and ``certkit demo`` exits non-zero.
 """
 
 from __future__ import annotations
@@ -72,12 +73,39 @@ class DemoRow:
     client_error: str | None = None
 
     @property
+    def refused_by(self) -> str | None:
+        """The side whose own check must refuse a row expected rejected: the server's rows are refused by
+        the server, the client's by the client; None for a row expected accepted."""
+        if self.expected != "rejected":
+            return None
+        return "server" if self.group == GROUP_SERVER else "client"
+
+    @property
     def as_expected(self) -> bool:
-        return self.observed == self.expected
+        """The outcome expected, and for a refusal the expected reason, from the expected side: a row
+        refused for another reason (an expired server certificate refused by the client, where the server
+        was to refuse a client certificate's purpose) proves nothing of what the row says."""
+        if self.observed != self.expected:
+            return False
+        if self.refused_by is None:
+            return True
+        own = self.server_error if self.refused_by == "server" else self.client_error
+        return own is not None and self.expected_reason.lower() in own.lower()
+
+    @property
+    def mismatch(self) -> str:
+        """What differs from the expected, in words (for a row not as expected)."""
+        if self.observed != self.expected:
+            return f"expected {self.expected}, observed {self.observed} ({self.reason})"
+        found = "; ".join(f"the {side} said: {said}" for side, said in (("server", self.server_error),
+                                                                     ("client", self.client_error)) if said)
+        return (f"expected {self.expected} by the {self.refused_by} ({self.expected_reason}), observed "
+                f"{self.observed} for another reason ({found})")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["as_expected"] = self.as_expected
+        data["expected_refused_by"] = self.refused_by
         return data
 
 
@@ -253,7 +281,8 @@ def render(result: DemoResult) -> str:
         lines.append(group + ":")
         lines.append(f"  {'scenario':<{width}}  {'expected':<8}  {'observed':<8}  reason (OpenSSL)")
         for r in rows:
-            mark = "" if r.as_expected else "   <-- NOT AS EXPECTED"
+            mark = "" if r.as_expected else "   <-- NOT AS EXPECTED" + (
+                "" if r.observed != r.expected else f" (the {r.refused_by} was to refuse: {r.expected_reason})")
             reason = f"handshake completed ({r.tls_version})" if r.reason == "ok" else r.reason
             lines.append(f"  {r.scenario:<{width}}  {r.expected:<8}  {r.observed:<8}  {reason}{mark}")
             lines.append(f"      why: {r.explanation}")

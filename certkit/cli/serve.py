@@ -464,7 +464,8 @@ def demo(keep, tls, as_json):
     127.0.0.1 and prints what was expected, what happened, and OpenSSL's
     reason. A last section shows the one exception, a peer certificate
     (both usages, certkit issue-peer), accepted on either side. Exits 1
-    if any outcome differs from the expected one. Nothing is written
+    if any outcome differs from the expected one, or a refusal comes
+    from the other side or for another reason. Nothing is written
     outside a temporary folder unless --keep is given.
 
     \b
@@ -492,6 +493,5 @@ def demo(keep, tls, as_json):
         raise
     emit(as_json, result.to_dict(), render(result))
     if not result.ok:
-        bad = "; ".join(f"{r.scenario}: expected {r.expected}, observed {r.observed} ({r.reason})"
-                        for r in result.mismatches)
+        bad = "; ".join(f"{r.scenario}: {r.mismatch}" for r in result.mismatches)
         raise Failed(f"{len(result.mismatches)} outcome(s) differ from the expected: {bad}.")

@@ -1,0 +1,79 @@
+"""demo, probe and serve, audit round seventeen (helper "show"), against real peers on 127.0.0.1.
+
+- show17 #1: ``certkit demo`` counted a row expected "rejected" as expected whatever refused it and why: with the
+  expired client certificate swapped for another CA's (refused for "unable to get local issuer certificate"),
+  it still said ``10 of 10 outcomes as expected`` and exited 0, though the row says "past its notAfter date".
+  A row is now as expected only when the side that should refuse it refuses it for the expected reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import certkit_env
+
+BUNDLE_FILES = ("cert.pem", "fullchain.pem", "privkey.pem")
+
+
+def _demo_with(tmp_path: Path, swap: tuple[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``certkit demo --keep`` in a real process, paused once its certificates are written, so that one
+    folder's certificate is replaced by another's (``swap``: (folder, taken from)) before any handshake."""
+    marker = tmp_path / "paused"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_TEST_PAUSE_AT="handshakes", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "demo", "--keep", "certs", *args], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate(timeout=60)
+    into, taken = swap
+    for name in BUNDLE_FILES:
+        shutil.copyfile(tmp_path / "certs" / taken / name, tmp_path / "certs" / into / name)
+    marker.unlink()
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# A row refused, as expected, but by a check that is not the row's: (folder, replaced by, row, expected words)
+WRONG_REASON = [
+    ("expired-client", "other-ca-client", "expired client certificate (CN=bob)",
+     "expected rejected by the server (certificate has expired), observed rejected for another reason (the server "
+     "said: certificate verify failed: unable to get local issuer certificate"),
+    ("server", "expired-client", "no certificate",
+     "expected rejected by the server (did not return a certificate), observed rejected for another reason"),
+    ("client-localhost", "other-ca-client", "client certificate presented as server",
+     "expected rejected by the client (unsuitable certificate purpose), observed rejected for another reason"),
+]
+
+
+@pytest.mark.parametrize("into, taken, row, said", WRONG_REASON, ids=[w[0] for w in WRONG_REASON])
+def test_demo_notices_a_row_refused_for_another_reason(tmp_path: Path, into: str, taken: str, row: str, said: str):
+    proc = _demo_with(tmp_path, (into, taken))
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith(row))
+    assert "rejected  rejected" in line and "<-- NOT AS EXPECTED (the " in line, line
+    assert " of 10 outcomes as expected." in proc.stdout and "10 of 10" not in proc.stdout
+    assert proc.stderr.startswith("Error: ") and f"{row}: {said}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_json_says_which_side_must_refuse_and_an_untouched_demo_passes(tmp_path: Path):
+    swapped = _demo_with(tmp_path, ("expired-client", "other-ca-client"), "--json")
+    rows = {r["scenario"]: r for r in json.loads(swapped.stdout)["rows"]}
+    assert swapped.returncode == 1 and json.loads(swapped.stdout)["ok"] is False
+    bad = rows["expired client certificate (CN=bob)"]
+    assert (bad["observed"], bad["as_expected"], bad["expected_refused_by"]) == ("rejected", False, "server")
+    assert [s for s, r in rows.items() if not r["as_expected"]] == ["expired client certificate (CN=bob)"]
+    assert rows["wrong hostname (www.example.com)"]["expected_refused_by"] == "client"
+    assert rows["client certificate (CN=alice)"]["expected_refused_by"] is None
+    for tls in ("1.2", "1.3"):  # nothing touched: every row is refused by its side for its reason
+        good = subprocess.run([sys.executable, "-m", "certkit", "demo", "--tls", tls], cwd=tmp_path, timeout=120,
+                              env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True)
+        assert good.returncode == 0 and "10 of 10 outcomes as expected." in good.stdout, (good.stdout, good.stderr)
