@@ -281,10 +281,11 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
                 seen.attempt.handshake = f"no answer within {timeout:g} s"
         done.append(True)
         seen.chain = conn.get_peer_cert_chain(as_cryptography=True) or []
-        # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals).
+        # Known once the ServerHello is in, even when the handshake fails later (TLS 1.2 refusals of a client
+        # without a certificate): the version and the cipher suite the server chose.
         seen.attempt.tls_version = conn.get_protocol_version_name() if seen.chain else None
+        seen.cipher = conn.get_cipher_name() if seen.chain else None
         if seen.attempt.handshake == "ok":
-            seen.cipher = conn.get_cipher_name()
             _converse(conn, sock, target, seen, timeout)
         seen.ca_names = [name_text(n) for n in conn.get_client_ca_list()]  # a post-handshake request's too
         if presented is not None and _WROTE_CERT in seen.wrote and _WROTE_VERIFY not in seen.wrote:

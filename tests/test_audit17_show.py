@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_probe import openssl_server
 
-from conftest import certkit_env
+from conftest import PASSPHRASE, certkit_env, new_ca, openssl, run_certkit
 
 BUNDLE_FILES = ("cert.pem", "fullchain.pem", "privkey.pem")
 
@@ -77,3 +78,44 @@ def test_demo_json_says_which_side_must_refuse_and_an_untouched_demo_passes(tmp_
         good = subprocess.run([sys.executable, "-m", "certkit", "demo", "--tls", tls], cwd=tmp_path, timeout=120,
                               env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True)
         assert good.returncode == 0 and "10 of 10 outcomes as expected." in good.stdout, (good.stdout, good.stderr)
+
+
+# --- probe ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """ca/ (Show17 Root) and its intermediate inter/ (Show17 Inter), which issued localhost/ (server) and alice/
+    (client)."""
+    top = tmp_path_factory.mktemp("audit17-show")
+    env = new_ca(top, "Show17 Root") | {"HOME": str(top)}
+    (top / "root.pass").write_text(PASSPHRASE + "\n")
+    (top / "root.pass").chmod(0o600)
+    run_certkit("init-ca", "--ca-dir", top / "inter", "--parent-ca-dir", top / "ca", "--parent-passphrase-file",
+                top / "root.pass", "--name", "Show17 Inter", env=env, check=True)
+    inter = env | {"CERTKIT_CA_DIR": str(top / "inter")}
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--out", top / "localhost", env=inter, check=True)
+    run_certkit("issue-client", "alice", "--out", top / "alice", env=inter, check=True)
+    return top
+
+
+def _probe(*args: object) -> tuple[str, dict, int]:
+    text = run_certkit("probe", *map(str, args))
+    data = json.loads(run_certkit("probe", *map(str, args), "--json").stdout)
+    return text.stdout, data, text.returncode
+
+
+def test_probe_names_the_cipher_of_a_tls12_server_that_requires_a_certificate(pki: Path):
+    """TLS 1.2 ends the handshake of a client without a certificate; the cipher suite was chosen before
+    (ServerHello), and openssl s_client with the certificate names it. probe's header and --json had none."""
+    with openssl_server("-cert", pki / "localhost" / "cert.pem", "-key", pki / "localhost" / "privkey.pem",
+                        "-cert_chain", pki / "inter" / "ca.pem", "-CAfile", pki / "ca" / "ca.pem", "-Verify", "1",
+                        "-verify_return_error", "-tls1_2") as port:
+        real = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-cert", pki / "alice" / "cert.pem",
+                       "-key", pki / "alice" / "privkey.pem", "-cert_chain", pki / "inter" / "ca.pem", "-brief",
+                       input=b"")
+        cipher = next(ln.split(":", 1)[1].strip() for ln in real.stderr.decode().splitlines()
+                      if ln.startswith("Ciphersuite:"))
+        for client in ([], ["--bundle", pki / "alice"]):
+            text, data, _ = _probe(f"https://localhost:{port}/", "--ca-dir", pki / "ca", *client)
+            assert data["tls_version"] == "TLSv1.2" and data["cipher"] == cipher, data
+            assert text.splitlines()[0] == f"https://localhost:{port}/: localhost:{port}, TLSv1.2, {cipher}", text
+            assert data["client_certificate"]["without_one_verdict"].startswith("required"), data
