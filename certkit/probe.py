@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from certkit.anchors import missing_issuer, pinned, recorded_cas, stranger_places, withdrawn
+from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unchained_places, withdrawn
 from certkit.probe_http import ProbeError, Target, parse_url  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import (
@@ -144,8 +144,10 @@ class ProbeResult:
     # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
     withdrawn: list[str] = field(default_factory=list)
     client_withdrawn: list[str] = field(default_factory=list)
-    # The certificates the server sends that are not of its chain (anchors.stranger_places), by place
+    # The certificates the server sends that are not of its chain (anchors.unchained_places), by place: someone
+    # else's, and CAs (a root) above intermediates it does not send (in words, and the kind: shown so, or maybe)
     strangers: dict[int, str] = field(default_factory=dict)
+    above_gap: dict[int, tuple[str, str]] = field(default_factory=dict)
     final_dot: bool = False  # the URL's host ends with a dot, which Python and OpenSSL clients keep
     partial_anchor: str | None = None  # a --ca-file of CAs but no root: curl takes it, OpenSSL, Node do not
 
@@ -383,7 +385,12 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
     result.chain = [describe_certificate(c, now=now) for c in seen.chain]
-    result.strangers = stranger_places(seen.chain)
+    # The CAs known (the trust's, and the intermediates a CA directory's inventory records) show a CA sent to be
+    # above an intermediate the server leaves out
+    recorded = recorded_cas(ca_dir) if ca_dir is not None else None
+    unchained = unchained_places(seen.chain, roots + extra + (recorded.valid if recorded is not None else []))
+    result.strangers = {place: words for place, (words, kind) in unchained.items() if kind == STRANGER}
+    result.above_gap = {place: found for place, found in unchained.items() if found[1] != STRANGER}
     _judge_server(result, seen, roots, ca_dir, now, extra)
     result.requests_client_cert, result.requested_after_handshake = seen.requested, seen.requested_after
     result.client_ca_names = seen.ca_names

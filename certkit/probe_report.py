@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from certkit.anchors import ABOVE, GAP_NOTE, STRANGERS_NOTE
 from certkit.probe_http import AFTER_HANDSHAKE, POST_HANDSHAKE_AUTH
 from certkit.text import shown
 from certkit.verify_names import final_dot_note
+from certkit.vocabulary import moment_text
 
 if TYPE_CHECKING:
     from certkit.probe import Attempt, ProbeResult
@@ -111,6 +113,7 @@ def as_dict(result: "ProbeResult") -> dict:
             "ok": result.server_ok,
             "chain": result.chain,
             "not_of_its_chain": list(result.strangers.values()),
+            "above_missing_intermediate": [words for words, _ in result.above_gap.values()],
             "final_dot_note": final_dot_note(result.target.host + ".") if result.final_dot else None,
             "partial_anchor_note": PARTIAL_ANCHOR_NOTE.format(result.partial_anchor) if result.partial_anchor else None,
         },
@@ -272,9 +275,9 @@ def _crl_cause(result: "ProbeResult", refused: str) -> str:
     expired, unknown = (f"alert {a}: {_ALERTS[a]}" for a in ("certificate expired", "unknown ca"))
     if refused.endswith(expired) and result.client_validity.get("chain_in_date") and _date_fact(result) is None:
         return (refused[:-len(_ALERTS["certificate expired"])] + "the certificate given is in date (until "
-                f"{_when(result.client_validity['not_after'])}), and OpenSSL servers send this alert for an expired "
-                "CRL too: the server's CRL (ssl_crl, -CRL) has most likely expired; publish a new one (certkit crl) "
-                "and have the server load it")
+                f"{moment_text(result.client_validity['not_after'])}), and OpenSSL servers send this alert for an "
+                "expired CRL too: the server's CRL (ssl_crl, -CRL) has most likely expired; publish a new one (certkit "
+                "crl) and have the server load it")
     complete = result.client_missing_issuer is None or result.client_missing_issuer in result.client_ca_names
     if refused.endswith(unknown) and result.client_ca_names and _unlisted_issuer(result) is None and complete:
         return (refused[:-len(_ALERTS["unknown ca"])] + "the server lists a CA of the chain given by name; OpenSSL "
@@ -290,9 +293,9 @@ def _date_fact(result: "ProbeResult") -> str | None:
     """That the client certificate is outside its validity period, in words; None when it is in date."""
     validity = result.client_validity
     if validity.get("status") == "expired":
-        return f"it expired on {_when(validity['not_after'])}"
+        return f"it expired on {moment_text(validity['not_after'])}"
     if validity.get("status") == "not yet valid":
-        return f"it is not valid before {_when(validity['not_before'])}"
+        return f"it is not valid before {moment_text(validity['not_before'])}"
     return None
 
 
@@ -325,12 +328,6 @@ def _missing_intermediate(result: "ProbeResult", refused: str) -> str:
         return ""
     return (f"; its issuer {missing} is not among the CA names the server listed{listed}, and the file given holds "
             f"no certificate of it: if {missing} is an intermediate CA, the client must send it too: {send}")
-
-
-def _when(iso: str) -> str:
-    from certkit.vocabulary import moment_text
-
-    return moment_text(iso)
 
 
 # What real clients do with a CA certificate (basicConstraints CA:TRUE) as a server's own, such as the one
@@ -427,12 +424,6 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
     return reason[:found.start()] + hint
 
 
-# Certificates a server sends that are not of its chain (verify says it of such a file)
-STRANGERS_NOTE = ("the server also sends {}: it sends every client someone else's certificate as its chain; "
-                  "configure it with one certificate followed by the intermediate CAs that issued it (a "
-                  "fullchain.pem), not a concatenation of others")
-
-
 # A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
 PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl, GnuTLS and Python 3.13 clients given it "
                        "accept this server, but OpenSSL (s_client, nginx), Python before 3.13 and Node clients refuse "
@@ -448,13 +439,15 @@ def render(result: "ProbeResult") -> str:
     for i, cert in enumerate(result.chain):
         role = "its own" if i == 0 else "NOT of its chain" if i in result.strangers else \
             "intermediate" if not cert["self_signed"] else "root (sent along)"
+        if i in result.above_gap:  # its own root, say, with the intermediate left out: not someone else's
+            role = f"{role}, above a CA not sent" if result.above_gap[i][1] == ABOVE else "NOT linked to its chain"
         names = ", ".join(e["value"] for e in cert["subject_alt_names"]) or "(none)"
         lines += [f"  [{i}] {shown(cert['subject']) or '(empty subject)'}  ({role})",
                   f"      issued by  {shown(cert['issuer'])}"]
         if i == 0:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
-                  f"      expires    {_when(cert['not_after'])} ({cert['validity']})"]
+                  f"      expires    {moment_text(cert['not_after'])} ({cert['validity']})"]
     some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it
     verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
@@ -477,6 +470,8 @@ def render(result: "ProbeResult") -> str:
         lines.append(f"  beware      {shown(PARTIAL_ANCHOR_NOTE.format(result.partial_anchor))}")
     if result.strangers:
         lines.append(f"  beware      {shown(STRANGERS_NOTE.format('; '.join(result.strangers.values())))}")
+    if result.above_gap:
+        lines.append(f"  beware      {shown(GAP_NOTE.format('; '.join(w for w, _ in result.above_gap.values())))}")
     if some:
         lines.append(f"  clients     {CA_AS_SERVER}")
 

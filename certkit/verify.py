@@ -410,12 +410,12 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
         parse_host(name)  # a bad name is the caller's mistake, not damage in the certificate
     notes: list[str] = []
     leaf, chain = load_certificate_chain(cert_path, notes=notes)
-    if strangers := chain_strangers([leaf, *chain]):
+    roots, extra, trust = load_trust(ca_file, ca_dir, roots_only=True)
+    if strangers := chain_strangers([leaf, *chain], roots + extra):  # the CAs known tell a root above a gap
         notes.append(f"{shown(cert_path)} holds more than the certificate verified and its chain: "
                      f"{'; '.join(strangers)}. Only the first certificate was verified; a server given this file "
                      "sends the others as its chain (certkit serve --cert refuses it): keep one certificate per "
                      "file, followed by the intermediate CAs that issued it")
-    roots, extra, trust = load_trust(ca_file, ca_dir, roots_only=True)
     if untrusted is not None:
         chain += load_certificates(untrusted, "--untrusted, the intermediate CA certificates")
     folder = Path(cert_path) if str(cert_path) != STDIN and Path(cert_path).is_dir() else None

@@ -4,6 +4,13 @@
   expired client certificate swapped for another CA's (refused for "unable to get local issuer certificate"),
   it still said ``10 of 10 outcomes as expected`` and exited 0, though the row says "past its notAfter date".
   A row is now as expected only when the side that should refuse it refuses it for the expected reason.
+- show17 #2: probe labelled a server's own root, sent with its certificate but without the intermediate between
+  (``cat cert.pem root.pem``), "NOT of its chain", and said "it sends every client someone else's certificate as
+  its chain" ("the chain from CN=localhost ends at CN=localhost"). Now, when the CAs known show it above the
+  missing intermediate, it is "root (sent along), above a CA not sent"; when nothing tells, "NOT linked to its
+  chain", in words that say the chain stops at a missing issuer. verify and serve --cert say it alike.
+- show17 #3: against a TLS 1.2 server that requires a client certificate, probe's header and --json named no
+  cipher suite (null): it was read only after a completed handshake.
 """
 
 from __future__ import annotations
@@ -101,6 +108,59 @@ def _probe(*args: object) -> tuple[str, dict, int]:
     text = run_certkit("probe", *map(str, args))
     data = json.loads(run_certkit("probe", *map(str, args), "--json").stdout)
     return text.stdout, data, text.returncode
+
+
+def test_probe_calls_the_root_sent_without_the_intermediate_its_own_not_someone_elses(pki: Path, tmp_path: Path):
+    """A server configured with its certificate and its root, the intermediate left out (``cat cert.pem
+    root.pem``): the root is its chain's own, above the missing intermediate, as openssl verify shows once given
+    the intermediate; it was labelled "NOT of its chain", and "it sends every client someone else's certificate"."""
+    root, inter = pki / "ca" / "ca.pem", pki / "inter" / "ca.pem"
+    proof = openssl("verify", "-CAfile", root, "-untrusted", inter, pki / "localhost" / "cert.pem")
+    assert proof.returncode == 0, proof.stdout + proof.stderr  # the root above the intermediate: one chain
+    with openssl_server("-cert", pki / "localhost" / "cert.pem", "-key", pki / "localhost" / "privkey.pem",
+                        "-cert_chain", root) as port:
+        sent = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-showcerts", input=b"")
+        assert sent.stdout.count(b"-----BEGIN CERTIFICATE-----") == 2, sent.stdout  # leaf and root, no intermediate
+        url = f"https://localhost:{port}/"
+        for trust in (["--ca-dir", pki / "inter"], ["--ca-dir", pki / "ca"]):  # the intermediate known: shown so
+            text, data, code = _probe(url, *trust)
+            assert code == 1 and "CN=Show17 Root  (root (sent along), above a CA not sent)" in text, text
+            assert "NOT of its chain" not in text and "someone else's" not in text, text
+            assert ("beware      the server also sends CN=Show17 Root (certificate 2 of 2), the root above CN=Show17 "
+                    "Inter, the intermediate CA that issued CN=localhost, which the chain lacks: send the "
+                    "intermediate CAs between as well") in text, text
+            server = data["server_certificate"]
+            assert server["not_of_its_chain"] == [] and len(server["above_missing_intermediate"]) == 1, server
+        for trust in (["--ca-file", root], []):  # nothing known tells: not said to be someone else's either
+            text, data, code = _probe(url, *trust)
+            assert code == 1 and "CN=Show17 Root  (NOT linked to its chain)" in text, text
+            assert "someone else's" not in text, text
+            assert ("the chain from CN=localhost stops at CN=localhost, whose issuer CN=Show17 Inter is missing (if "
+                    "CN=Show17 Inter is an intermediate CA under CN=Show17 Root, that intermediate is what the chain "
+                    "lacks)") in text, text
+            assert data["server_certificate"]["not_of_its_chain"] == []
+    # verify of the same file knows the root of --ca-dir inter, and serve --cert refuses it in the same words
+    joined = tmp_path / "leaf-root.pem"
+    joined.write_bytes((pki / "localhost" / "cert.pem").read_bytes() + root.read_bytes())
+    said = run_certkit("verify", joined, "--purpose", "server", "--ca-dir", pki / "inter")
+    assert "CN=Show17 Root (certificate 2 of 2), the root above CN=Show17 Inter" in said.stdout, said.stdout
+    assert "issued none of the chain's certificates (the chain from CN=localhost ends" not in said.stdout
+
+
+def test_probe_still_calls_another_ca_sent_along_someone_elses(pki: Path, tmp_path: Path):
+    """The other side of the line: a CA above nothing of the chain, the chain complete to its root, stays
+    NOT of its chain, also when the intermediate is missing and the CAs known show the chain's root is another."""
+    other = new_ca(tmp_path, "Show17 Stranger")
+    stranger = tmp_path / "ca" / "ca.pem"
+    assert other["CERTKIT_CA_DIR"] == str(tmp_path / "ca")
+    for chain in ([pki / "inter" / "ca.pem", stranger], [stranger]):
+        sent = tmp_path / "sent.pem"
+        sent.write_bytes(b"".join(p.read_bytes() for p in chain))
+        with openssl_server("-cert", pki / "localhost" / "cert.pem", "-key", pki / "localhost" / "privkey.pem",
+                            "-cert_chain", sent) as port:
+            text, data, _ = _probe(f"https://localhost:{port}/", "--ca-dir", pki / "inter")
+        assert "CN=Show17 Stranger  (NOT of its chain)" in text and "someone else's certificate" in text, text
+        assert data["server_certificate"]["above_missing_intermediate"] == []
 
 
 def test_probe_names_the_cipher_of_a_tls12_server_that_requires_a_certificate(pki: Path):
