@@ -139,7 +139,9 @@ def as_json(visit: "Visit", server: "ServerFacts") -> dict:
                 "reason": "; ".join(visit.refused) if visit.client else "no client certificate was sent",
                 # as certkit verify and probe give them: certkit's reasons, and OpenSSL's words apart
                 "reasons": ours if visit.client else ["no client certificate was sent"],
-                "verify_errors": [r.removeprefix("OpenSSL: ") for r in visit.refused if r.startswith("OpenSSL: ")],
+                # one entry per error, as probe and verify list them (the text joins them on one "OpenSSL:" line)
+                "verify_errors": [e for r in visit.refused if r.startswith("OpenSSL: ")
+                                  for e in r.removeprefix("OpenSSL: ").split("; ")],
                 "presented": presented_json(visit) if visit.client else None}
     cert = server.certificate  # its status judged at this request, by this server's clock
     data["server_certificate"] = {**certificate_json(cert), "withdrawn": server.withdrawn()} if cert else None

@@ -11,6 +11,8 @@
   chain", in words that say the chain stops at a missing issuer. verify and serve --cert say it alike.
 - show17 #3: against a TLS 1.2 server that requires a client certificate, probe's header and --json named no
   cipher suite (null): it was read only after a completed handshake.
+- show17 #4: serve --optional's JSON answer for a certificate OpenSSL refused for two reasons gave
+  ``verify_errors`` as one string joining both, where probe and verify give one entry per error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from test_probe import openssl_server
 
 from conftest import PASSPHRASE, certkit_env, new_ca, openssl, run_certkit
+from serve_process import serving
 
 BUNDLE_FILES = ("cert.pem", "fullchain.pem", "privkey.pem")
 
@@ -179,3 +182,27 @@ def test_probe_names_the_cipher_of_a_tls12_server_that_requires_a_certificate(pk
             assert data["tls_version"] == "TLSv1.2" and data["cipher"] == cipher, data
             assert text.splitlines()[0] == f"https://localhost:{port}/: localhost:{port}, TLSv1.2, {cipher}", text
             assert data["client_certificate"]["without_one_verdict"].startswith("required"), data
+
+
+# --- serve ------------------------------------------------------------------------------------------------------
+def test_serve_json_lists_each_openssl_error_of_a_refused_certificate_apart(pki: Path, tmp_path: Path):
+    """An expired client certificate from another CA fails OpenSSL's check twice; serve --optional's JSON answer
+    gave ``verify_errors`` one string holding both ("unable to get local issuer certificate; certificate has
+    expired"), where probe and verify list one error per entry, as docs/serve.md says it gives them."""
+    demo = subprocess.run([sys.executable, "-m", "certkit", "demo", "--keep", tmp_path / "demo"], cwd=tmp_path,
+                          env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    bob = tmp_path / "demo" / "expired-client"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(pki / "inter"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    with serving("--optional", env=env) as srv:
+        def answer(fmt: str) -> str:
+            return subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(pki / "ca" / "ca.pem"), "--cert",
+                                   str(bob / "fullchain.pem"), "--key", str(bob / "privkey.pem"),
+                                   f"https://localhost:{srv.port}/?format={fmt}"],
+                                  capture_output=True, text=True, timeout=60, check=True).stdout
+        data, text = json.loads(answer("json")), answer("text")
+    assert data["authenticated"] is False and data["presented"]["status"] == "expired", data
+    assert data["verify_errors"] == ["unable to get local issuer certificate", "certificate has expired"], data
+    said = next(ln for ln in text.splitlines() if ln.startswith("  refused      OpenSSL: "))
+    assert said.removeprefix("  refused      OpenSSL: ").split("; ") == data["verify_errors"], text
+    assert data["reason"].endswith("OpenSSL: unable to get local issuer certificate; certificate has expired")
