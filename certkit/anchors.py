@@ -108,6 +108,12 @@ GAP_NOTE = ("the server also sends {}: send the intermediate CAs between as well
             "fetch: configure it with fullchain.pem (the certificate, then the intermediate CAs that issued it)")
 
 
+# A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
+PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl, GnuTLS and Python 3.13 clients given it "
+                       "accept this server, but OpenSSL (s_client, nginx), Python before 3.13 and Node clients refuse "
+                       "it (unable to get issuer certificate): give them the root at the top of the chain")
+
+
 def unchained_places(certs: list, known: list = ()) -> dict[int, tuple[str, str]]:
     """By their place in ``certs`` (0 the leaf), the certificates of a chain file (leaf first, as a server or
     client sends it) that are not CA certificates of its chain, each in words naming it and its place in the

@@ -198,3 +198,21 @@ AFTER_HANDSHAKE = ("yes, after the handshake: the server sent a CertificateReque
                    "({}, as Apache httpd asks for a certificate that one path requires)")
 POST_HANDSHAKE_AUTH = ("TLS 1.3 post-handshake authentication; only a client that allows it is asked (curl does; "
                        "Python's ssl with post_handshake_auth = True), any other gets no chance to send one")
+
+
+MISDIRECTED_PROBLEM = ("the server answered HTTP 421 Misdirected Request and asked for no client certificate on this "
+                       "connection, so whether it accepts the client certificate is not known: probe it by a name it "
+                       "serves")
+
+
+def misdirected(attempt, target: Target) -> str | None:
+    """An HTTP 421 Misdirected Request, in words: the server (Caddy, Traefik, nginx) chose this connection's TLS
+    settings by the server name the client sent (SNI), and will not answer for the URL's host on it; what it
+    asked of the client here says nothing of what it asks by that name. None for any other answer."""
+    if attempt is None or attempt.http_status != 421:
+        return None
+    sni = (f", and probe sends none for an address such as {target.host}: TLS carries host names only"
+           if target.is_ip else "")
+    return (f"the server answered HTTP 421 Misdirected Request: it does not serve {target.host} on this connection, "
+            "whose TLS settings (its certificate, whether it asks for a client certificate) it chose by the "
+            f"server name the client sent (SNI){sni}; probe it by a name it serves")

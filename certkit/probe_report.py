@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from certkit.anchors import ABOVE, GAP_NOTE, STRANGERS_NOTE
-from certkit.probe_http import AFTER_HANDSHAKE, POST_HANDSHAKE_AUTH
+from certkit.anchors import ABOVE, GAP_NOTE, PARTIAL_ANCHOR_NOTE, STRANGERS_NOTE
+from certkit.probe_http import AFTER_HANDSHAKE, MISDIRECTED_PROBLEM, POST_HANDSHAKE_AUTH, misdirected
 from certkit.text import shown
 from certkit.verify_names import final_dot_note
 from certkit.vocabulary import moment_text
@@ -137,6 +137,8 @@ def as_dict(result: "ProbeResult") -> dict:
 def without_verdict(result: "ProbeResult") -> str:
     attempt = result.without_cert
     refused = refusal(attempt)
+    if not result.requests_client_cert and (wrong := misdirected(attempt, result.target)) is not None:
+        return f"not known: no client certificate was asked for on this connection, but {wrong}"
     if not result.requests_client_cert:
         return "not asked for: the server does not request a client certificate" + (
             "" if refused is None else f" (but it refused: {refused})")
@@ -151,6 +153,8 @@ def without_verdict(result: "ProbeResult") -> str:
 
 def with_verdict(result: "ProbeResult") -> str:
     attempt = result.with_cert
+    if not result.requests_client_cert and (wrong := misdirected(attempt, result.target)) is not None:
+        return f"never sent: no client certificate was asked for on this connection, and {wrong}"
     if not result.requests_client_cert:
         return ("never sent: the server does not ask for client certificates, so it neither checks nor uses one"
                 + (f" (it answered HTTP {attempt.http_status})" if attempt.http_status else ""))
@@ -170,8 +174,9 @@ def with_verdict(result: "ProbeResult") -> str:
                 "the certificate (probe a URL that answers HTTP)")
     status = f"HTTP {attempt.http_status} {attempt.http_reason}".rstrip()
     if attempt.http_status >= 400:
-        return (f"not known: the handshake took it, but the server answered {status}, an error that does not "
-                "say whether it accepts the certificate (probe a URL that answers 200)")
+        why = misdirected(attempt, result.target) or "probe a URL that answers 200"
+        return f"not known: the handshake took it, but the server answered {status}, an error that does not say " \
+            f"whether it accepts the certificate ({why})"
     # A server that lets in what it should not is worth a word (openssl s_server without
     # -verify_return_error only logs verification errors, for one).
     verdict = f"accepted: the server answered {status}{_lax_purpose(result)}{_out_of_date(result)}"
@@ -387,7 +392,8 @@ def client_problem(result: "ProbeResult") -> str | None:
     if result.with_cert is None or result.client_accepted:
         return None
     if not result.requests_client_cert:
-        return "the server never asked for the client certificate, so it was not sent"
+        return MISDIRECTED_PROBLEM if misdirected(result.with_cert, result.target) else \
+            "the server never asked for the client certificate, so it was not sent"
     if result.with_cert.not_sent:
         return ("the client certificate was not sent: no signature algorithm the server's certificate request "
                 "allows fits its key")
@@ -422,12 +428,6 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
                 "after its own: configure the server with fullchain.pem, e.g. nginx ssl_certificate, "
                 "not cert.pem alone)")
     return reason[:found.start()] + hint
-
-
-# A --ca-file of CAs without their root: probe trusts any CA in it, as curl --cacert does (certkit verify refuses it)
-PARTIAL_ANCHOR_NOTE = ("{} holds no root CA (a self-signed one): curl, GnuTLS and Python 3.13 clients given it "
-                       "accept this server, but OpenSSL (s_client, nginx), Python before 3.13 and Node clients refuse "
-                       "it (unable to get issuer certificate): give them the root at the top of the chain")
 
 
 def render(result: "ProbeResult") -> str:
@@ -474,8 +474,12 @@ def render(result: "ProbeResult") -> str:
         lines.append(f"  beware      {shown(GAP_NOTE.format('; '.join(w for w, _ in result.above_gap.values())))}")
     if some:
         lines.append(f"  clients     {CA_AS_SERVER}")
+    return "\n".join(lines + _client_lines(result))
 
-    lines += ["", "Client certificate:"]
+
+def _client_lines(result: "ProbeResult") -> list[str]:
+    """The report's part on the client certificate: asked for, CA names, and what happened without and with one."""
+    t, lines = result.target, ["", "Client certificate:"]
     if result.requests_client_cert:
         names = "; ".join(shown(n) for n in result.client_ca_names)
         how = POST_HANDSHAKE_AUTH if result.tls_version == "TLSv1.3" else "in a renegotiation"
@@ -484,10 +488,11 @@ def render(result: "ProbeResult") -> str:
         lines.append(f"  CA names    {names}" if names else
                      "  CA names    none: the request names no CA, so a client may offer any certificate")
     else:
-        lines.append("  asked for   no, the server does not request one")
+        lines.append("  asked for   no, " + ("not on this connection" if misdirected(result.without_cert, t) else
+                                         "the server does not request one"))
     if result.without_cert is not None:
         lines.append(f"  without     {shown(without_verdict(result))}")
     if result.with_cert is not None:
         lines.append(f"  given       {shown(result.client_subject)}: {shown(result.client_usage)}")
         lines.append(f"  with it     {shown(with_verdict(result))}")
-    return "\n".join(lines)
+    return lines

@@ -13,6 +13,11 @@
   cipher suite (null): it was read only after a completed handshake.
 - show17 #4: serve --optional's JSON answer for a certificate OpenSSL refused for two reasons gave
   ``verify_errors`` as one string joining both, where probe and verify give one entry per error.
+- show17 #5: probe of a server by address (``https://127.0.0.1:PORT/``, no SNI) that chooses its TLS settings by
+  name and answers such a connection HTTP 421 Misdirected Request (Caddy with client_auth) said "asked for: no,
+  the server does not request one", "the server does not ask for client certificates, so it neither checks nor
+  uses one" and "never asked for the client certificate", though by name it requires one. Now the 421 is named,
+  with the SNI it depends on, and whether it would accept the certificate is not known.
 """
 
 from __future__ import annotations
@@ -110,7 +115,7 @@ def pki(tmp_path_factory) -> Path:
 def _probe(*args: object) -> tuple[str, dict, int]:
     text = run_certkit("probe", *map(str, args))
     data = json.loads(run_certkit("probe", *map(str, args), "--json").stdout)
-    return text.stdout, data, text.returncode
+    return text.stdout + text.stderr, data, text.returncode
 
 
 def test_probe_calls_the_root_sent_without_the_intermediate_its_own_not_someone_elses(pki: Path, tmp_path: Path):
@@ -206,3 +211,69 @@ def test_serve_json_lists_each_openssl_error_of_a_refused_certificate_apart(pki:
     said = next(ln for ln in text.splitlines() if ln.startswith("  refused      OpenSSL: "))
     assert said.removeprefix("  refused      OpenSSL: ").split("; ") == data["verify_errors"], text
     assert data["reason"].endswith("OpenSSL: unable to get local issuer certificate; certificate has expired")
+
+
+CADDY_MTLS = """{{
+  admin off
+  auto_https off
+  storage file_system {home}/storage
+}}
+https://localhost:{port} {{
+  tls {cert} {key} {{
+    client_auth {{
+      mode require_and_verify
+      trusted_ca_cert_file {ca}
+    }}
+  }}
+  respond "hello {{tls_client_subject}}"
+}}
+"""
+
+
+def test_probe_by_address_of_a_server_that_picks_its_settings_by_name_is_not_said_to_ask_for_none(
+        pki: Path, tmp_path: Path):
+    """Caddy requires client certificates of the site it serves by name; a connection without a server name
+    (SNI), as probe (and any TLS client) makes to an address, gets its TLS settings without that requirement,
+    and the request an answer HTTP 421 Misdirected Request, as curl shows. probe said "the server does not ask for
+    client certificates, so it neither checks nor uses one" and "never asked for the client certificate"."""
+    from acme_helpers import caddy_env, stop_process
+    from conftest import free_port, require, wait_listening
+
+    require("caddy")
+    port, home = free_port(), tmp_path / "caddy-home"
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(CADDY_MTLS.format(home=home, port=port, cert=pki / "localhost" / "fullchain.pem",
+                                           key=pki / "localhost" / "privkey.pem", ca=pki / "ca" / "ca.pem"))
+    log = tmp_path / "caddy.log"
+    with open(log, "w") as out:
+        caddy = subprocess.Popen(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+                                 env=caddy_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_listening(port, caddy, "caddy", log=log.read_text)
+        alice = ["--cert", str(pki / "alice" / "fullchain.pem"), "--key", str(pki / "alice" / "privkey.pem")]
+
+        def curl(host: str, *args: str) -> str:
+            return subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "--cacert", str(pki / "ca" / "ca.pem"), *args, f"https://{host}:{port}/"],
+                                  capture_output=True, text=True, timeout=60).stdout
+        assert curl("127.0.0.1") == "421" and curl("127.0.0.1", *alice) == "421"  # no SNI: misdirected
+        assert curl("localhost", *alice) == "200" and curl("localhost") != "200"  # by name: required, taken
+        text, data, code = _probe(f"https://127.0.0.1:{port}/", "--ca-dir", pki / "ca", "--bundle", pki / "alice")
+        by_name = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", pki / "ca", "--bundle", pki / "alice")
+    finally:
+        stop_process(caddy)
+    assert "does not ask for client certificates" not in text and "does not request one" not in text, text
+    assert "  asked for   no, not on this connection" in text, text
+    misdirected = ("the server answered HTTP 421 Misdirected Request: it does not serve 127.0.0.1 on this connection, "
+                   "whose TLS settings (its certificate, whether it asks for a client certificate) it chose by the "
+                   "server name the client sent (SNI), and probe sends none for an address such as 127.0.0.1")
+    lines = {line[:14].strip(): line[14:] for line in text.splitlines() if line.startswith("  ")}
+    assert lines["without"].startswith(f"not known: no client certificate was asked for on this connection, but "
+                                       f"{misdirected}"), text
+    assert lines["with it"].startswith(f"never sent: no client certificate was asked for on this connection, and "
+                                       f"{misdirected}"), text
+    assert data["client_certificate"]["accepted"] is None and code == 1
+    assert text.endswith(f"Error: 127.0.0.1:{port}: the server answered HTTP 421 Misdirected Request and asked for "
+                         "no client certificate on this connection, so whether it accepts the client certificate is "
+                         "not known: probe it by a name it serves.\n"), text
+    assert by_name.returncode == 0 and "  with it     accepted: the server answered HTTP 200" in by_name.stdout
