@@ -52,6 +52,18 @@ _OLD_TLS = (": the server speaks neither TLS 1.2 nor TLS 1.3, which probe offers
 _ALERT = re.compile(r"\balert\b")  # in OpenSSL's reason for an alert received: sslv3, tlsv1, tlsv13 alert ...
 
 
+def _no_handshake(target: Target, why: str) -> ProbeError:
+    """A handshake that ended before the server's certificate came, with what OpenSSL's words mean: a server of
+    an older TLS version only; the alert ``unrecognized name`` (nginx ssl_reject_handshake, HAProxy strict-sni)."""
+    meant = _OLD_TLS if _OLD_TLS_REASON.search(why) else ""
+    if why.endswith("unrecognized name"):
+        sent = f"none, as for any address such as {target.host}: TLS carries host names only" if target.is_ip \
+            else target.host
+        meant = (f": the server serves no certificate for the server name the client sent (SNI; probe sent {sent}), "
+                 "and refuses the handshake: probe it by a name it serves")
+    return ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {why}{meant}.")
+
+
 @dataclass
 class ClientFiles:
     """A client certificate (with any intermediates) and its key, as files."""
@@ -374,8 +386,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     client_ctx = _context(trust_pem, client) if client is not None else None
     seen = _connect(target, _context(trust_pem, None), timeout, None)
     if not seen.chain:
-        raise ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {seen.attempt.handshake}"
-                         f"{_OLD_TLS if _OLD_TLS_REASON.search(seen.attempt.handshake) else ''}.")
+        raise _no_handshake(target, seen.attempt.handshake)
     if ca_file is not None and pinned(ca_file, roots, seen.chain):
         result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
     elif ca_file is not None:

@@ -18,6 +18,9 @@
   the server does not request one", "the server does not ask for client certificates, so it neither checks nor
   uses one" and "never asked for the client certificate", though by name it requires one. Now the 421 is named,
   with the SNI it depends on, and whether it would accept the certificate is not known.
+- show17 #6: a server that refuses a handshake for a server name it does not serve, or for none (HAProxy
+  strict-sni, nginx ssl_reject_handshake), got OpenSSL's bare words, ``tlsv1 unrecognized name``, from probe;
+  now the error says what they mean, and that probe sends no name for an address.
 """
 
 from __future__ import annotations
@@ -277,3 +280,54 @@ def test_probe_by_address_of_a_server_that_picks_its_settings_by_name_is_not_sai
                          "no client certificate on this connection, so whether it accepts the client certificate is "
                          "not known: probe it by a name it serves.\n"), text
     assert by_name.returncode == 0 and "  with it     accepted: the server answered HTTP 200" in by_name.stdout
+
+
+HAPROXY_STRICT_SNI = """global
+  log stdout format raw local0
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend f
+  bind 127.0.0.1:{port} ssl crt {pem} strict-sni
+  http-request return status 200 content-type text/plain string ok
+"""
+
+
+def test_probe_says_what_a_refusal_of_the_server_name_means(pki: Path, tmp_path: Path):
+    """HAProxy ``strict-sni`` and nginx ``ssl_reject_handshake on`` end a handshake whose server name (SNI) they
+    serve no certificate for, or that has none (any client connecting to an address), with the alert
+    ``unrecognized name``, as curl shows; probe gave OpenSSL's bare words, ``tlsv1 unrecognized name``."""
+    from conftest import free_port, require, wait_listening
+    from nginx_helper import nginx
+
+    haproxy = require("haproxy")
+    pem = tmp_path / "haproxy.pem"
+    pem.write_bytes(b"".join((pki / "localhost" / name).read_bytes() for name in ("fullchain.pem", "privkey.pem")))
+    port = free_port()
+    (tmp_path / "haproxy.cfg").write_text(HAPROXY_STRICT_SNI.format(port=port, pem=pem))
+    proc = subprocess.Popen([haproxy, "-db", "-f", tmp_path / "haproxy.cfg"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc, "haproxy")
+        curl = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", pki / "ca" / "ca.pem",
+                               f"https://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=60)
+        assert curl.returncode != 0 and "unrecognized name" in curl.stderr, curl.stderr
+        by_address = run_certkit("probe", f"https://127.0.0.1:{port}/", "--ca-dir", pki / "ca")
+        by_name = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", pki / "ca")
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    assert by_address.returncode == 1 and by_address.stdout == "", by_address.stdout
+    assert by_address.stderr == (
+        f"Error: 127.0.0.1:{port} did not complete a TLS handshake: tlsv1 unrecognized name: the server serves no "
+        "certificate for the server name the client sent (SNI; probe sent none, as for any address such as "
+        "127.0.0.1: TLS carries host names only), and refuses the handshake: probe it by a name it serves.\n")
+    assert by_name.returncode == 0, by_name.stdout + by_name.stderr  # by the name it serves: in
+    with nginx(tmp_path, "        ssl_reject_handshake on;") as (port, _log):
+        named = run_certkit("probe", f"https://localhost:{port}/")
+    assert named.returncode == 1 and named.stderr.endswith(
+        "tlsv1 unrecognized name: the server serves no certificate for the server name the client sent (SNI; probe "
+        "sent localhost), and refuses the handshake: probe it by a name it serves.\n"), named.stderr
