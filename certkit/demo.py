@@ -71,6 +71,10 @@ class DemoRow:
     tls_version: str | None = None
     server_error: str | None = None
     client_error: str | None = None
+    # For a row expected accepted: the certificate it is about, as the other side must receive it (its subject
+    # and extendedKeyUsage, :func:`described`), and the one that side received
+    expected_certificate: str | None = None
+    received_certificate: str | None = None
 
     @property
     def refused_by(self) -> str | None:
@@ -87,8 +91,8 @@ class DemoRow:
         was to refuse a client certificate's purpose) proves nothing of what the row says."""
         if self.observed != self.expected:
             return False
-        if self.refused_by is None:
-            return True
+        if self.refused_by is None:  # accepted: with the certificate the row is about, not another that passes
+            return self.expected_certificate is None or self.received_certificate == self.expected_certificate
         own = self.server_error if self.refused_by == "server" else self.client_error
         return own is not None and self.expected_reason.lower() in own.lower()
 
@@ -97,6 +101,9 @@ class DemoRow:
         """What differs from the expected, in words (for a row not as expected)."""
         if self.observed != self.expected:
             return f"expected {self.expected}, observed {self.observed} ({self.reason})"
+        if self.refused_by is None:
+            return (f"expected accepted with {self.expected_certificate}, observed accepted with "
+                    f"{self.received_certificate}")
         found = "; ".join(f"the {side} said: {said}" for side, said in (("server", self.server_error),
                                                                      ("client", self.client_error)) if said)
         return (f"expected {self.expected} by the {self.refused_by} ({self.expected_reason}), observed "
@@ -248,9 +255,34 @@ def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:
     return rows
 
 
+# For each row expected accepted: the side that receives the certificate the row is about, and that
+# certificate as it must arrive (:func:`described`): a row accepted with another certificate proves nothing.
+RECEIVED = {
+    "client certificate (CN=alice)": ("server", "CN=alice (clientAuth)"),
+    "server certificate, right name (localhost)": ("client", "CN=localhost (serverAuth)"),
+    "peer certificate presented as server": ("client", "CN=localhost (serverAuth, clientAuth)"),
+    "peer certificate presented as client": ("server", "CN=localhost (serverAuth, clientAuth)"),
+}
+
+
+def described(der: bytes | None) -> str | None:
+    """A certificate received in a handshake, as :data:`RECEIVED` names it: its subject and extendedKeyUsage."""
+    from cryptography import x509
+
+    from certkit.vocabulary import eku_names
+
+    if not der:
+        return None
+    cert = x509.load_der_x509_certificate(der)
+    eku = eku_names(cert)
+    return f"{cert.subject.rfc4514_string()} ({', '.join(eku) if eku is not None else 'no extendedKeyUsage'})"
+
+
 def _row(group: str, scenario: str, expected: str, fragment: str, why: str, result) -> DemoRow:
+    side, certificate = RECEIVED.get(scenario, (None, None))
+    received = described(result.client_cert if side == "server" else result.server_cert) if side else None
     return DemoRow(group, scenario, expected, "accepted" if result.accepted else "rejected", result.reason,
-                   fragment, why, result.version, result.server_error, result.client_error)
+                   fragment, why, result.version, result.server_error, result.client_error, certificate, received)
 
 
 def run_demo(keep: Path | None = None, tls: str | None = None) -> DemoResult:
@@ -282,7 +314,8 @@ def render(result: DemoResult) -> str:
         lines.append(f"  {'scenario':<{width}}  {'expected':<8}  {'observed':<8}  reason (OpenSSL)")
         for r in rows:
             mark = "" if r.as_expected else "   <-- NOT AS EXPECTED" + (
-                "" if r.observed != r.expected else f" (the {r.refused_by} was to refuse: {r.expected_reason})")
+                "" if r.observed != r.expected else f" (the {r.refused_by} was to refuse: {r.expected_reason})"
+                if r.refused_by else f" (it was {r.received_certificate}, not {r.expected_certificate})")
             reason = f"handshake completed ({r.tls_version})" if r.reason == "ok" else r.reason
             lines.append(f"  {r.scenario:<{width}}  {r.expected:<8}  {r.observed:<8}  {reason}{mark}")
             lines.append(f"      why: {r.explanation}")

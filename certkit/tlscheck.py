@@ -33,6 +33,8 @@ class HandshakeResult:
     client_error: str | None = None  # what the client reported, e.g. a server-cert failure
     peer_subject: str | None = None  # the client certificate's subject as the server saw it
     version: str | None = None
+    client_cert: bytes | None = None  # the client's certificate (DER) as the server received it
+    server_cert: bytes | None = None  # the server's certificate (DER) as the client received it
 
     @property
     def reason(self) -> str:
@@ -110,6 +112,7 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
         try:
             with server_ctx.wrap_socket(conn, server_side=True) as tls:
                 cert = tls.getpeercert()
+                result.client_cert = tls.getpeercert(binary_form=True)
                 if cert:
                     result.peer_subject = ", ".join(
                         f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
@@ -128,6 +131,7 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *,
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
             with client_ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
                 result.version = tls.version()
+                result.server_cert = tls.getpeercert(binary_form=True)
                 greeting = tls.recv(16)
                 result.accepted = greeting == b"hello\n"
                 if not result.accepted and not result.client_error:

@@ -3,7 +3,9 @@
 - show17 #1: ``certkit demo`` counted a row expected "rejected" as expected whatever refused it and why: with the
   expired client certificate swapped for another CA's (refused for "unable to get local issuer certificate"),
   it still said ``10 of 10 outcomes as expected`` and exited 0, though the row says "past its notAfter date".
-  A row is now as expected only when the side that should refuse it refuses it for the expected reason.
+  A row is now as expected only when the side that should refuse it refuses it for the expected reason, and a
+  row expected accepted only when the other side received the certificate the row is about (the peer certificate
+  put in the place of alice's, or of the server's, passed every row before).
 - show17 #2: probe labelled a server's own root, sent with its certificate but without the intermediate between
   (``cat cert.pem root.pem``), "NOT of its chain", and said "it sends every client someone else's certificate as
   its chain" ("the chain from CN=localhost ends at CN=localhost"). Now, when the CAs known show it above the
@@ -72,6 +74,28 @@ WRONG_REASON = [
 ]
 
 
+# A row accepted, as expected, but with a certificate that is not the row's: (folder, replaced by, row, words)
+WRONG_CERTIFICATE = [
+    ("client", "peer", "client certificate (CN=alice)",
+     "expected accepted with CN=alice (clientAuth), observed accepted with CN=localhost (serverAuth, clientAuth)"),
+    ("server", "peer", "server certificate, right name (localhost)",
+     "expected accepted with CN=localhost (serverAuth), observed accepted with CN=localhost (serverAuth, clientAuth)"),
+]
+
+
+@pytest.mark.parametrize("into, taken, row, said", WRONG_CERTIFICATE, ids=[w[0] for w in WRONG_CERTIFICATE])
+def test_demo_notices_a_row_accepted_with_another_certificate(tmp_path: Path, into: str, taken: str, row: str,
+                                                              said: str):
+    """The peer certificate (both usages) passes wherever the client or the server certificate does: put in
+    their place, every row still came out as expected, though "clientAuth, signed by the CA the server trusts:
+    the server lets alice in" was then said of CN=localhost's peer certificate."""
+    proc = _demo_with(tmp_path, (into, taken))
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith(row))
+    assert "accepted  accepted" in line and "<-- NOT AS EXPECTED (it was CN=localhost (serverAuth, clientAuth)" in line
+    assert f"{row}: {said}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("into, taken, row, said", WRONG_REASON, ids=[w[0] for w in WRONG_REASON])
 def test_demo_notices_a_row_refused_for_another_reason(tmp_path: Path, into: str, taken: str, row: str, said: str):
     proc = _demo_with(tmp_path, (into, taken))
@@ -92,6 +116,9 @@ def test_demo_json_says_which_side_must_refuse_and_an_untouched_demo_passes(tmp_
     assert [s for s, r in rows.items() if not r["as_expected"]] == ["expired client certificate (CN=bob)"]
     assert rows["wrong hostname (www.example.com)"]["expected_refused_by"] == "client"
     assert rows["client certificate (CN=alice)"]["expected_refused_by"] is None
+    assert rows["client certificate (CN=alice)"]["received_certificate"] == "CN=alice (clientAuth)"
+    assert rows["peer certificate presented as client"]["expected_certificate"] == \
+        "CN=localhost (serverAuth, clientAuth)" == rows["peer certificate presented as client"]["received_certificate"]
     for tls in ("1.2", "1.3"):  # nothing touched: every row is refused by its side for its reason
         good = subprocess.run([sys.executable, "-m", "certkit", "demo", "--tls", tls], cwd=tmp_path, timeout=120,
                               env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True)
