@@ -441,6 +441,8 @@ def render(result: "ProbeResult") -> str:
             "intermediate" if not cert["self_signed"] else "root (sent along)"
         if i in result.above_gap:  # its own root, say, with the intermediate left out: not someone else's
             role = f"{role}, above a CA not sent" if result.above_gap[i][1] == ABOVE else "NOT linked to its chain"
+        if (j := [c["fingerprint_sha256"] for c in result.chain].index(cert["fingerprint_sha256"])) < i:
+            role = f"the same certificate as [{j}], sent again"  # cat cert.pem fullchain.pem: not an intermediate
         names = ", ".join(e["value"] for e in cert["subject_alt_names"]) or "(none)"
         lines += [f"  [{i}] {shown(cert['subject']) or '(empty subject)'}  ({role})",
                   f"      issued by  {shown(cert['issuer'])}"]

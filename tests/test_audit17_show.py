@@ -23,6 +23,8 @@
 - show17 #6: a server that refuses a handshake for a server name it does not serve, or for none (HAProxy
   strict-sni, nginx ssl_reject_handshake), got OpenSSL's bare words, ``tlsv1 unrecognized name``, from probe;
   now the error says what they mean, and that probe sends no name for an address.
+- show17 #7: a server that sends its own certificate twice (``cat cert.pem fullchain.pem``) had the copy labelled
+  "(intermediate)" by probe.
 """
 
 from __future__ import annotations
@@ -358,3 +360,17 @@ def test_probe_says_what_a_refusal_of_the_server_name_means(pki: Path, tmp_path:
     assert named.returncode == 1 and named.stderr.endswith(
         "tlsv1 unrecognized name: the server serves no certificate for the server name the client sent (SNI; probe "
         "sent localhost), and refuses the handshake: probe it by a name it serves.\n"), named.stderr
+
+
+def test_probe_does_not_call_the_servers_own_certificate_sent_twice_an_intermediate(pki: Path):
+    """``cat cert.pem fullchain.pem`` as the server's file sends its own certificate twice; OpenSSL clients take
+    the chain (s_client verifies it). probe labelled the copy "(intermediate)"."""
+    with openssl_server("-cert", pki / "localhost" / "cert.pem", "-key", pki / "localhost" / "privkey.pem",
+                        "-cert_chain", pki / "localhost" / "fullchain.pem") as port:
+        sent = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-showcerts", "-CAfile", pki / "ca" / "ca.pem",
+                       "-verify_return_error", input=b"")
+        text, data, code = _probe(f"https://localhost:{port}/", "--ca-dir", pki / "ca")
+    assert sent.stdout.count(b"-----BEGIN CERTIFICATE-----") == 3 and b"Verify return code: 0 (ok)" in sent.stdout
+    assert code == 0 and "  [1] CN=localhost  (the same certificate as [0], sent again)" in text, text
+    assert "  [2] CN=Show17 Inter  (intermediate)" in text and text.count("(intermediate)") == 1, text
+    assert data["server_certificate"]["not_of_its_chain"] == [] and data["server_certificate"]["ok"] is True
