@@ -49,8 +49,9 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     # first issue before its renewal: the same order every time, as docs and scripts read it.
     sql = where + " ORDER BY not_after, issued_at, renewed_from IS NOT NULL, serial"
     if limit is not None and not name:  # with a name filter, matching happens below
-        sql += f" LIMIT {int(limit)}"
-    rows = inventory.rows(sql, params, damaged=damaged)
+        rows = _first_rows(inventory, sql, params, int(limit), damaged)
+    else:
+        rows = inventory.rows(sql, params, damaged=damaged)
     if name:
         pattern = name_patterns(name)
         import json
@@ -65,18 +66,35 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
     return rows
 
 
+def _first_rows(inventory: "Inventory", sql: str, params: list, limit: int, damaged: list | None) -> list[dict]:
+    """The first ``limit`` rows of ``sql`` that read: a damaged row among them (collected in ``damaged``, as
+    :func:`query` collects it) leaves its place to the next one, so ``list --limit 5`` shows five while five
+    read, not four beside a warning."""
+    extra = 0
+    while True:
+        found: list = []
+        rows = inventory.rows(sql + f" LIMIT {limit + extra}", params, damaged=None if damaged is None else found)
+        if len(rows) >= limit or len(rows) + len(found) < limit + extra:  # enough, or every row was read
+            break
+        extra = len(found)
+    if damaged is not None:
+        damaged += found
+    return rows[:limit]
+
+
 def count(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime) -> int:
     """How many certificates :func:`query` finds with these filters and no limit (``certkit list
-    --limit``'s "5 of 1,500"): the same conditions, counted in the database; a name is matched here,
-    as :func:`query` matches it, over the subject and names alone."""
+    --limit``'s "5 of 1,500"): the same conditions, and, as :func:`query` lists none of them, no damaged
+    row (one ``certkit check`` names); a name is matched here as :func:`query` matches it."""
     where, params = _where(inventory, kind, status, expiring_within, now)
-    with inventory.transaction() as tx:
-        if not name:
-            return tx.execute(f"SELECT count(*) FROM certificates {where}", tuple(params)).fetchone()[0]
-        found = tx.execute(f"SELECT subject, names FROM certificates {where}", tuple(params)).fetchall()
+    rows = inventory.rows(where, params, damaged=[])
+    if not name:
+        return len(rows)
+    import json
+
     pattern = name_patterns(name)
-    return sum(name_match(pattern, subject, names) for subject, names in found)
+    return sum(name_match(pattern, row["subject"], json.dumps(row["names"])) for row in rows)
 
 
 def _where(inventory: "Inventory", kind, status, expiring_within, now) -> tuple[str, list]:

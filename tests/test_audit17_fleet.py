@@ -1,0 +1,66 @@
+"""The seventeenth round's fleet findings (audit helper "fleet"), each as a class:
+
+1. ``certkit list --limit N`` with a damaged inventory row among the first N showed fewer than N certificates
+   (the damaged one left out, its place not given to the next), and its "N of M" (``total`` in --json) counted
+   damaged rows that no list shows; the library's ``Inventory.query(limit=...)`` returned fewer rows the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_certkit
+
+
+def _env(ca_env: dict, tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return ca_env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                     "XDG_DATA_HOME": str(home / ".local" / "share")}
+
+
+def _damage(ca_dir: Path, serial: str, column: str = "names", value: str = "garbage") -> None:
+    from certkit.store import CADirectory
+
+    with CADirectory(ca_dir).inventory.transaction(write=True) as tx:
+        tx.execute(f"UPDATE certificates SET {column} = ? WHERE serial = ?", (value, serial))
+
+
+# --- 1: list --limit and its count with damaged rows -----------------------------------------------------------
+@pytest.mark.both_inventories
+def test_list_limit_shows_as_many_as_asked_and_counts_no_damaged_row(tmp_path, ca_env, ca_dir):
+    from certkit.store import CADirectory
+
+    env = _env(ca_env, tmp_path)
+    for i in range(1, 7):  # h1 expires first, h6 last
+        run_certkit("issue-server", f"h{i}.example.com", "--days", str(10 * i), "--out", tmp_path / f"h{i}",
+                    env=env, check=True)
+    order = [row["serial"] for row in json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+             ["certificates"]]
+    assert len(order) == 6
+    for serial in (order[0], order[5]):  # the first in the list's order, and one far past any limit below
+        _damage(ca_dir, serial)
+    good = [order[i] for i in (1, 2, 3, 4)]
+
+    proc = run_certkit("list", "--limit", "2", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [c["serial"] for c in data["certificates"]] == good[:2]  # two, as asked: h2 and h3
+    assert (data["count"], data["total"], data["damaged"]) == (2, 4, [order[0]])
+    proc = run_certkit("list", "--limit", "2", env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "2 of 4 certificates" in proc.stdout and "is damaged" in proc.stderr
+    assert [line.split()[0][:16] for line in proc.stdout.splitlines()[1:3]] == [s[:16] for s in good[:2]]
+    # a limit that takes every row that reads: no "of"
+    proc = run_certkit("list", "--kind", "server", "--limit", "4", env=env)
+    assert "\n4 certificates" in proc.stdout and " of " not in proc.stdout.splitlines()[-1], proc.stdout
+    # a name filter counts the same way
+    data = json.loads(run_certkit("list", "--name", "h*.example.com", "--limit", "3", "--json", env=env).stdout)
+    assert ([c["serial"] for c in data["certificates"]], data["total"]) == (good[:3], 4)
+    # the library's query gives as many rows as asked, the damaged one collected
+    damaged: list = []
+    rows = CADirectory(ca_dir).inventory.query(limit=3, damaged=damaged)
+    assert [r["serial"] for r in rows] == good[:3] and [d.serial for d in damaged] == [order[0]]
