@@ -64,3 +64,41 @@ def test_list_limit_shows_as_many_as_asked_and_counts_no_damaged_row(tmp_path, c
     damaged: list = []
     rows = CADirectory(ca_dir).inventory.query(limit=3, damaged=damaged)
     assert [r["serial"] for r in rows] == good[:3] and [d.serial for d in damaged] == [order[0]]
+
+
+# --- 2: a system timer waits for the network ----------------------------------------------------------------------
+def test_a_system_timer_waits_for_the_network_and_an_older_unit_is_the_same_timer(tmp_path, ca_env, ca_dir):
+    import os
+    import shutil
+    import subprocess
+
+    from conftest import PASSPHRASE
+
+    env = _env(ca_env, tmp_path)
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    units = tmp_path / "units"
+    install = ("renew", "--install-timer", "--unit-dir", units, "--passphrase-file", secret)
+    proc = run_certkit(*install, env=env)
+    assert proc.returncode == 0, proc.stderr
+    service_file = units / "certkit-renew.service"
+    service = service_file.read_text()
+    unit_section = service.split("[Service]")[0].splitlines()
+    if os.geteuid() == 0:  # a system unit: it starts once the network is up
+        assert "Wants=network-online.target" in unit_section and "After=network-online.target" in unit_section
+    else:  # a user's systemd has no network-online.target
+        assert "network-online" not in service
+    if shutil.which("systemd-analyze"):
+        checked = subprocess.run(["systemd-analyze", "verify", "--man=no", units / "certkit-renew.timer",
+                                  service_file], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0 and "certkit-renew" not in checked.stderr, checked.stderr
+    # a unit an earlier certkit wrote, without those lines, is the same timer: installed again without --force
+    service_file.write_text("".join(line for line in service.splitlines(keepends=True)
+                                    if "network-online" not in line))
+    proc = run_certkit(*install, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert service_file.read_text() == service
+    # another renewal is still another timer
+    proc = run_certkit(*install, "--expiring", "20d", env=env)
+    assert proc.returncode == 1 and "pass --force to replace it" in proc.stderr, proc.stderr

@@ -26,7 +26,8 @@ time of day; :func:`crontab_line` is the same for machines without systemd.
 The package: :mod:`~certkit.fleet.plan` (choosing and planning),
 :mod:`~certkit.fleet.run` (renewing, one run per CA at a time),
 :mod:`~certkit.fleet.hooks` (running a hook), :mod:`~certkit.fleet.timer` (the
-timer and the crontab line). Everything public is importable from here.
+timer and the crontab line), :mod:`~certkit.fleet.timer_env` (the environment they run
+certkit with, tried when installing). Everything public is importable from here.
 """
 
 from certkit.fleet.hooks import (
