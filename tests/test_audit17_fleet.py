@@ -102,3 +102,54 @@ def test_a_system_timer_waits_for_the_network_and_an_older_unit_is_the_same_time
     # another renewal is still another timer
     proc = run_certkit(*install, "--expiring", "20d", env=env)
     assert proc.returncode == 1 and "pass --force to replace it" in proc.stderr, proc.stderr
+
+
+# --- 3: issue-batch --json has one shape for every --format -------------------------------------------------------
+def _documented_batch_fields() -> set[str]:
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "docs" / "issue-batch.md").read_text()
+    paragraph = text.split("`--json` prints one object of the same shape for every `--format`:", 1)[1]
+    paragraph = paragraph.split("\n\n", 1)[0]
+    return {name for name in re.findall(r"`([a-z_]+)`", paragraph)} - {"folder", "jsonl", "k8s", "tar", "null"}
+
+
+def test_issue_batch_json_has_one_shape_for_every_format(tmp_path, ca_env, ca_dir):
+    import subprocess
+    import tarfile
+
+    from conftest import openssl
+
+    env = _env(ca_env, tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\nserver,web1.example.com,\nclient,backup-job,\nserver,web2.example.com,\n")
+    reports = {}
+    for fmt in ("folder", "jsonl", "k8s", "tar"):
+        where = ["--out-dir", tmp_path / "bundles"] if fmt == "folder" else ["--out", tmp_path / f"out.{fmt}"]
+        proc = run_certkit("issue-batch", manifest, "--format", fmt, *where, "--json", env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        reports[fmt] = json.loads(proc.stdout)
+    documented = _documented_batch_fields()
+    for fmt, report in reports.items():
+        assert set(report) == documented, (fmt, sorted(set(report) ^ documented))
+        assert report["format"] == fmt
+        assert (report["issued"], report["kept"], report["server"], report["client"], report["peer"]) == (3, 0, 2, 1, 0)
+        assert report["by_kind"] == {"server": 2, "client": 1}
+        assert report["released"] == [] and report["sync"] == "chunk"
+    assert (reports["folder"]["out_dir"], reports["folder"]["file"]) == (str(tmp_path / "bundles"), None)
+    for fmt in ("jsonl", "k8s", "tar"):
+        assert (reports[fmt]["out_dir"], reports[fmt]["file"]) == (None, str(tmp_path / f"out.{fmt}"))
+    # what each report names is what real readers find there
+    proc = openssl("verify", "-purpose", "sslserver", "-CAfile", tmp_path / "bundles" / "web1.example.com" / "ca.pem",
+                   tmp_path / "bundles" / "web1.example.com" / "cert.pem")
+    assert proc.returncode == 0, proc.stderr
+    listed = subprocess.run(["tar", "-tf", reports["tar"]["file"]], capture_output=True, text=True, timeout=60)
+    assert "backup-job/privkey.pem" in listed.stdout.splitlines(), listed.stdout
+    with tarfile.open(reports["tar"]["file"]) as archive:
+        assert archive.getmember("backup-job/privkey.pem").mode == 0o600
+    line = json.loads(Path(reports["jsonl"]["file"]).read_text().splitlines()[0])
+    text = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=line["cert"], capture_output=True,
+                          text=True, timeout=60)
+    assert text.returncode == 0 and "web1.example.com" in text.stdout

@@ -145,7 +145,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     if output is not None:
         from certkit.cli.output import batch_summary
 
-        return batch_summary(output, manifest, result, ca, as_json, released)
+        return batch_summary(output, manifest, result, ca, as_json, released, sync)
     _summary(result, manifest, out_dir, sync, ca, as_json)
 
 
@@ -190,14 +190,7 @@ def _run(ca, path: Path, total: int, interactive: bool, run: dict, as_json: bool
 
 def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool) -> None:
     """What a batch into folders did, as JSON or as lines for people."""
-    data = {
-        "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
-        "server": result.server, "client": result.client, "peer": result.by_kind.get("peer", 0),
-        "out_dir": str(out_dir),
-        "ca_dir": str(ca.store.path), "seconds": round(result.seconds, 3),
-        "per_second": round(result.per_second, 1), "lifetime_capped": result.capped, "sync": sync,
-        "foreign_replaced": result.foreign,
-    }
+    data = summary_data(result, manifest, ca, fmt="folder", out_dir=out_dir, file=None, sync=sync, released=[])
     from certkit.text import shown
 
     human = [
@@ -207,6 +200,20 @@ def _summary(result, manifest: Path, out_dir: Path, sync: str, ca, as_json: bool
         *summary_notes(result),
     ]
     emit(as_json, data, "\n".join(human))
+
+
+def summary_data(result, manifest: Path, ca, *, fmt: str, out_dir: Path | None, file: str | None, sync: str,
+                 released: list[str]) -> dict:
+    """A batch's ``--json`` summary, one shape for every --format: ``out_dir`` for bundle folders, ``file`` for
+    one output file (each null for the other), ``kept`` 0 where --resume is refused, ``released`` empty for
+    folders (a bundle that --force replaces is recorded as renewed)."""
+    return {
+        "manifest": str(manifest), "issued": result.issued, "kept": result.kept, "by_kind": result.by_kind,
+        "server": result.server, "client": result.client, "peer": result.by_kind.get("peer", 0), "format": fmt,
+        "out_dir": None if out_dir is None else str(out_dir), "file": file, "ca_dir": str(ca.store.path),
+        "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
+        "lifetime_capped": result.capped, "sync": sync, "released": released, "foreign_replaced": result.foreign,
+    }
 
 
 def _files_written(chain: bool) -> str:

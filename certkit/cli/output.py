@@ -159,16 +159,14 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         emit(as_json, data, "\n".join(lines))
 
 
-def batch_summary(output, manifest, result, ca, as_json: bool, released: list[str]) -> None:
+def batch_summary(output, manifest, result, ca, as_json: bool, released: list[str], sync: str) -> None:
     """issue-batch's closing report for a single output (on standard error when the data is on stdout)."""
-    from certkit.cli.batch import summary_head, summary_notes
+    from certkit.cli.batch import summary_data, summary_head, summary_notes
     from certkit.text import shown, terminal_safe
 
     where = output.describe()
-    data = {"manifest": str(manifest), "issued": result.issued, "by_kind": result.by_kind, "format": output.format,
-            "file": output.file_text, "ca_dir": str(ca.store.path),
-            "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
-            "lifetime_capped": result.capped, "released": released, "foreign_replaced": result.foreign}
+    data = summary_data(result, manifest, ca, fmt=output.format, out_dir=None, file=output.file_text, sync=sync,
+                        released=released)
     lines = [summary_head(result, manifest),
              f"  output     {_WHAT_MANY[output.format]} to {where}"
              + (f" (mode 0600: it holds the private key{'s' if result.issued != 1 else ''})"
