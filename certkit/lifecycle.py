@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_B
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
 from certkit.files import is_regular_file
 from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
+from certkit.formats.reading import output_file_certificates
 from certkit.names import mapped_address_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -47,6 +48,7 @@ class Found:
     cert: "x509.Certificate"
     folder: Path | None
     successors: list[str] = field(default_factory=list)
+    file: Path | None = None  # the --format jsonl, k8s or tar file it was named by, which may hold its key
 
 
 def _read_cert(path: Path) -> "x509.Certificate":
@@ -112,7 +114,7 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                                          f"give {what} of a certificate this CA issued.{revoke}")
             raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}."
                                      + recorded_hint(inventory, path, renewing=allow_names))
-        held = _output_file(path) if path.is_file() else None
+        held = output_file_certificates(path) if path.is_file() else None
         if held is not None and len(held[1]) > 1:
             raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))
         cert = held[1][0] if held is not None else read_bundle_cert(inventory, cert_path, allow_names)  # one held: it
@@ -126,8 +128,8 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         # a bundle's cert.pem, or another file of it (fullchain.pem): the folder whose cert.pem it is; a
         # copy elsewhere names the certificate, as its serial does (its recorded folder, if that holds it)
         folder = cert_path.parent if cert_path.name == CERT_FILE or holds(cert_path.parent, serial) else None
-        if folder is None:
-            return _found(inventory, row, strict=allow_names)
+        if folder is None:  # an output file's certificate: its key may be there (a renewal keeping it takes it)
+            return replace(_found(inventory, row, strict=allow_names), file=path if held is not None else None)
         return Found(serial, row, cert, folder, inventory.successors(serial))
     serial = normalize_serial(ref)
     if serial is not None and (row := inventory.get(serial)) is not None:
@@ -153,44 +155,6 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     raise UnknownCertificate(
         f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
     )
-
-
-def _output_file(path: Path) -> tuple[str, list["x509.Certificate"]] | None:
-    """The format of ``path`` (``jsonl``, ``k8s``, ``tar``) and the certificates it holds whole, if it is
-    an output file of ``--format jsonl|k8s|tar`` that holds any; None if it is anything else (a PEM or
-    DER certificate)."""
-    from cryptography import x509
-
-    from certkit.formats import holds_certificates
-    from certkit.formats.reading import looks_like_json
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return None
-    if len(head) == 512 and head[257:262] == b"ustar":
-        kind = "tar"
-    elif looks_like_json(head):
-        kind = "jsonl"
-    elif head.lstrip(b"-\n").startswith(b"apiVersion:"):  # YAML: a Kubernetes Secret
-        kind = "k8s"
-    else:
-        return None
-    found = holds_certificates(path, _EveryCertificate())
-    return (kind, sorted((x509.load_der_x509_certificate(der) for der in found),
-                         key=lambda c: c.serial_number)) if found else None
-
-
-class _EveryCertificate(dict):
-    """What :func:`certkit.formats.holds_certificates` is asked to find: every certificate (DER), its
-    key not required; so it returns all that the file holds."""
-
-    def __contains__(self, der: object) -> bool:
-        return True
-
-    def __missing__(self, der: bytes) -> bool:
-        return False
 
 
 def _many_in_a_file(path: Path, kind: str, certs: list["x509.Certificate"], *, renewing: bool) -> str:
@@ -368,8 +332,10 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         target = FolderTarget(target_folder, force=force)
         _refuse_to_bury(ca, found, target_folder, force)
         target.guard = lambda: _refuse_to_bury(ca, found, target_folder, force)  # again when it is written
-        if not rekey and old_key is None:
-            notes.append("no private key written: the key stays with whoever holds the old one")
+        if not rekey and old_key is None:  # delivered into an output file: the one that holds the key may be named
+            notes.append("no private key written: the key stays with whoever holds the old one" + (
+                " (name the jsonl, k8s or tar file that holds it, certkit renew FILE --out DIR, and the new bundle "
+                "has it)" if keyed and found.row.get("sink") in ("file", "stream") else ""))
         elif found.folder is not None and (found.folder / P12_FILE).exists():  # the new folder gets one too
             target.p12 = p12_password is not None
             if p12_password is None:

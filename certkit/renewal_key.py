@@ -15,16 +15,20 @@ if TYPE_CHECKING:
 
 
 def old_key_of(source: Path | None, found: "Found", *, check: bool, keyed: bool, notes: list[str]):
-    """:func:`_old_key`, else, for a certificate recorded in an output file with its key (renewed elsewhere,
-    the key kept), that file's key of it, said in ``notes``."""
+    """:func:`_old_key`, else, for a certificate delivered into an output file with its key (renewed elsewhere, the
+    key kept), the key of it that file holds: the file the renewal was given (``renew FILE``: written with ``>
+    FILE``, moved or copied since), else the one the inventory records; said in ``notes``."""
     key = _old_key(source, found, check=check, keyed=keyed)
     row = found.row
-    if key is None and check and keyed and row.get("sink") == "file" and row.get("folder"):
+    recorded = row["folder"] if row.get("sink") == "file" and row.get("folder") else None
+    if key is None and check and keyed:
         from certkit.formats.reading import key_in
 
-        if (key := key_in(row["folder"], found.cert)) is not None:
-            notes.append(f"the key is taken from {shown(row['folder'])}, which holds it: the new bundle has it "
-                         "too, whatever becomes of that file")
+        for file in dict.fromkeys(f for f in (found.file, recorded) if f is not None):
+            if (key := key_in(file, found.cert)) is not None:
+                notes.append(f"the key is taken from {shown(file)}, which holds it: the new bundle has it too, "
+                             "whatever becomes of that file")
+                break
     return key
 
 

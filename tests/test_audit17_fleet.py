@@ -153,3 +153,44 @@ def test_issue_batch_json_has_one_shape_for_every_format(tmp_path, ca_env, ca_di
     text = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=line["cert"], capture_output=True,
                           text=True, timeout=60)
     assert text.returncode == 0 and "web1.example.com" in text.stdout
+
+
+# --- 4: renew FILE takes the key from the file it is given ------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_renew_of_an_output_file_keeps_the_key_that_file_holds(tmp_path, ca_env, ca_dir, fmt):
+    import ssl
+    import subprocess
+    import sys
+
+    from conftest import openssl
+
+    env = _env(ca_env, tmp_path)
+    # written through standard output (> FILE): the inventory knows no file
+    streamed = tmp_path / f"streamed.{fmt}"
+    with open(streamed, "wb") as out:
+        proc = subprocess.run([sys.executable, "-m", "certkit", "issue-server", "s.example.com", "--format", fmt],
+                              stdout=out, stderr=subprocess.PIPE, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # written with --out, then moved: the inventory's file is gone
+    run_certkit("issue-server", "m.example.com", "--format", fmt, "--out", tmp_path / f"first.{fmt}", env=env,
+                cwd=tmp_path, check=True)
+    moved = tmp_path / f"moved.{fmt}"
+    (tmp_path / f"first.{fmt}").rename(moved)
+    for given, folder in ((streamed, tmp_path / "s-renewed"), (moved, tmp_path / "m-renewed")):
+        proc = run_certkit("renew", given, "--out", folder, "--json", env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert "privkey.pem" in report["files"], report  # was: no key written, "the key stays with whoever holds it"
+        assert any(f"the key is taken from {given}" in note for note in report["notes"]), report["notes"]
+        key = folder / "privkey.pem"
+        assert key.stat().st_mode & 0o777 == 0o600
+        proc = openssl("verify", "-purpose", "sslserver", "-CAfile", folder / "ca.pem", folder / "cert.pem")
+        assert proc.returncode == 0, proc.stderr
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(folder / "fullchain.pem", key)  # OpenSSL checks that the key is the certificate's
+    # renewed by name, the streamed one's file is unknown: the note says which to name to keep the key
+    run_certkit("issue-server", "n.example.com", "--format", fmt, "--out", "-", env=env, cwd=tmp_path, check=True,
+                subprocess=True)
+    proc = run_certkit("renew", "n.example.com", "--out", tmp_path / "n-renewed", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "certkit renew FILE --out DIR, and the new bundle has it" in proc.stdout, proc.stdout

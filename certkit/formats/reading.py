@@ -7,9 +7,13 @@ import base64
 import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certkit.constants import CA_FILE, CERT_FILE, KEY_FILE
 from certkit.errors import CertkitError, loads_json
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # The PEM fields of a jsonl record (docs/formats.md), the certificate and its chain first; "fullchain"
 # repeats "cert" and "chain". "csr" is not certkit's: cfssl's JSON, whose "cert" and "key" these are, has it.
@@ -35,6 +39,33 @@ def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[by
 def certificates_in(path: str | Path) -> list[bytes]:
     """The certificates (DER) an output file holds whole, in order; none for a damaged or foreign file."""
     return [der for der, _key in _bundles_in(Path(path))]  # for --force over one file: a few thousand at most
+
+
+def output_file_certificates(path: Path) -> tuple[str, list["x509.Certificate"]] | None:
+    """The format of ``path`` (``jsonl``, ``k8s``, ``tar``) and the certificates it holds whole (by serial), if it
+    is an output file of ``--format jsonl|k8s|tar`` that holds any; None if it is anything else (a PEM or DER
+    certificate): what ``renew FILE`` and ``revoke FILE`` are given."""
+    from cryptography import x509
+
+    from certkit.atomic import sweep_stale
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if len(head) == 512 and head[257:262] == b"ustar":
+        kind = "tar"
+    elif looks_like_json(head):
+        kind = "jsonl"
+    elif head.lstrip(b"-\n").startswith(b"apiVersion:"):  # YAML: a Kubernetes Secret
+        kind = "k8s"
+    else:
+        return None
+    sweep_stale(path.parent, path.name)  # a dead writer's temporary file: it may hold keys
+    found = dict.fromkeys(certificates_in(path))
+    return (kind, sorted((x509.load_der_x509_certificate(der) for der in found),
+                         key=lambda c: c.serial_number)) if found else None
 
 
 def holds_a_whole_record(path: str | Path) -> bool:
