@@ -194,3 +194,57 @@ def test_renew_of_an_output_file_keeps_the_key_that_file_holds(tmp_path, ca_env,
     proc = run_certkit("renew", "n.example.com", "--out", tmp_path / "n-renewed", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "certkit renew FILE --out DIR, and the new bundle has it" in proc.stdout, proc.stdout
+
+
+# --- 5: renew and revoke read a Secret kubectl wrote, as inspect and verify do ---------------------------------------
+def test_renew_and_revoke_read_a_secret_kubectl_wrote(tmp_path, ca_env, ca_dir):
+    import shutil
+    import ssl
+    import subprocess
+
+    from conftest import openssl
+
+    env = _env(ca_env, tmp_path)
+    for name in ("ku.example.com", "gone.example.com"):
+        run_certkit("issue-server", name, "--out", tmp_path / name, env=env, cwd=tmp_path, check=True)
+    manifests = {}
+    for name in ("ku.example.com", "gone.example.com"):
+        folder = tmp_path / name
+        manifests[name] = tmp_path / f"{name}.yaml"
+        if shutil.which("kubectl"):  # kubectl writes no ca.crt, and puts data before kind, metadata and type
+            made = subprocess.run(["kubectl", "create", "secret", "tls", name.split(".")[0], "--cert",
+                                   folder / "fullchain.pem", "--key", folder / "privkey.pem", "--dry-run=client",
+                                   "-o", "yaml"], capture_output=True, text=True, timeout=120)
+            assert made.returncode == 0, made.stderr
+            manifests[name].write_text(made.stdout)
+        else:  # the same document, as kubectl 1.x writes it
+            import base64
+
+            encoded = {k: base64.b64encode((folder / f).read_bytes()).decode()
+                       for k, f in (("tls.crt", "fullchain.pem"), ("tls.key", "privkey.pem"))}
+            manifests[name].write_text(f"apiVersion: v1\ndata:\n  tls.crt: {encoded['tls.crt']}\n  tls.key: "
+                                       f"{encoded['tls.key']}\nkind: Secret\nmetadata:\n  creationTimestamp: null\n"
+                                       f"  name: {name.split('.')[0]}\ntype: kubernetes.io/tls\n")
+        assert "ca.crt" not in manifests[name].read_text()
+        shutil.rmtree(folder)  # the Secret is all there is now
+    assert run_certkit("verify", manifests["ku.example.com"], "--purpose", "server", env=env).returncode == 0
+    renewed = tmp_path / "ku-renewed"
+    proc = run_certkit("renew", manifests["ku.example.com"], "--out", renewed, "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # was: "ku.example.com.yaml does not hold a readable certificate."
+    assert "privkey.pem" in json.loads(proc.stdout)["files"]  # the key the Secret holds
+    proc = openssl("verify", "-purpose", "sslserver", "-CAfile", renewed / "ca.pem", renewed / "cert.pem")
+    assert proc.returncode == 0, proc.stderr
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(renewed / "fullchain.pem", renewed / "privkey.pem")
+    proc = run_certkit("revoke", manifests["gone.example.com"], "--reason", "superseded", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(run_certkit("list", "--name", "gone.example.com", "--json", env=env, check=True).stdout)
+    assert [c["status"] for c in listed["certificates"]] == ["revoked"]
+    # certkit's own manifest cut before its ca.crt (a dead writer's) still holds nothing whole
+    from certkit.formats.reading import certificates_in
+
+    run_certkit("issue-server", "cut.example.com", "--format", "k8s", "--out", tmp_path / "cut.yaml", env=env,
+                cwd=tmp_path, check=True)
+    whole = (tmp_path / "cut.yaml").read_text()
+    assert len(certificates_in(tmp_path / "cut.yaml")) == 1
+    (tmp_path / "cut.yaml").write_text(whole[:whole.index("  ca.crt:")])
+    assert certificates_in(tmp_path / "cut.yaml") == []

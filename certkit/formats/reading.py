@@ -157,10 +157,14 @@ def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
 
 
 def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each Secret's tls.crt and tls.key: whole when its ca.crt came (--format k8s writes it last), or when a
+    field of the Secret itself follows its data (kubectl's order: ``kubectl create secret tls``, which writes no
+    ca.crt, and ``kubectl get secret -o yaml`` put data before kind, metadata and type)."""
     data: dict[str, str] = {}
+    closed = False
 
     def done() -> Iterator[tuple[bytes, bytes | None]]:
-        if "tls.crt" in data and "ca.crt" in data:  # ca.crt comes last: the document is whole
+        if "tls.crt" in data and ("ca.crt" in data or closed):  # the document is whole
             try:
                 chain = base64.b64decode(data["tls.crt"], validate=True)
                 key = base64.b64decode(data["tls.key"], validate=True) if "tls.key" in data else None
@@ -174,7 +178,9 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
         text = line.decode("ascii").rstrip("\n")
         if text == "---":
             yield from done()
-            data = {}
+            data, closed = {}, False
+        elif data and text[:1].isalpha():  # a top-level field after the data: the data is whole
+            closed = True
         elif text.startswith("  ") and not text.startswith("   ") and ": " in text:
             field, value = text.strip().split(": ", 1)
             if field in ("tls.crt", "tls.key", "ca.crt"):
