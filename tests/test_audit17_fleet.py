@@ -248,3 +248,19 @@ def test_renew_and_revoke_read_a_secret_kubectl_wrote(tmp_path, ca_env, ca_dir):
     assert len(certificates_in(tmp_path / "cut.yaml")) == 1
     (tmp_path / "cut.yaml").write_text(whole[:whole.index("  ca.crt:")])
     assert certificates_in(tmp_path / "cut.yaml") == []
+
+
+# --- 6: (cosmetic) "Renewed 1 of 1 certificates" ----------------------------------------------------------------------
+def test_one_renewal_of_one_says_certificate(tmp_path, ca_env, ca_dir):
+    from conftest import openssl
+
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "one.example.com", "--days", "10", "--out", tmp_path / "one", env=env, check=True)
+    proc = run_certkit("renew", "--expiring", "30d", "--days", "90", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "Renewed 1 of 1 certificate expiring within 30 days", proc.stdout
+    assert openssl("verify", "-CAfile", tmp_path / "one" / "ca.pem", tmp_path / "one" / "cert.pem").returncode == 0
+    run_certkit("issue-server", "two.example.com", "--days", "10", "--out", tmp_path / "two", env=env, check=True)
+    run_certkit("issue-server", "three.example.com", "--days", "10", "--out", tmp_path / "three", env=env, check=True)
+    proc = run_certkit("renew", "--all", "--kind", "server", "--name", "t*", "--days", "90", env=env)
+    assert proc.stdout.splitlines()[0] == "Renewed 2 of 2 valid server certificates matching 't*'", proc.stdout

@@ -119,8 +119,9 @@ def _lines(result, rekey: bool) -> list[str]:
     renewed, failed = result.renewed, result.failed
     # of all that were due: a run stopped early (a signal, the inventory gone) says how many it did not reach
     due = len(result.plan.todo) + sum(o.outcome == "failed" or o.stage == "damaged" for o in result.plan.outcomes)
-    lines = [f"Renewed {len(renewed)} of {max(due, len(renewed) + len(failed))} "
-             f"{result.plan.selection.describe(every=False)}" + (_new_keys(renewed) if rekey else "")]
+    of = max(due, len(renewed) + len(failed))
+    lines = [f"Renewed {len(renewed)} of {of} {result.plan.selection.describe(every=False, one=of == 1)}"
+             + (_new_keys(renewed) if rekey else "")]
     for o in renewed:
         lines.append(f"  renewed  {o.serial} -> {o.new_serial}  {shown(o.folder)}  (expires {o.not_after[:10]})")
         if o.hook is not None:

@@ -44,10 +44,11 @@ class Selection:
     name: str | None = None
     include_expired: bool = False
 
-    def describe(self, *, every: bool = True) -> str:
+    def describe(self, *, every: bool = True, one: bool = False) -> str:
         """``certificates expiring within 30 days``, ``all valid client certificates`` (without
-        ``every``: ``valid client certificates``)."""
-        what = f"{self.kind} certificates" if self.kind else "certificates"
+        ``every``: ``valid client certificates``; with ``one``: ``certificate``, after "1 of 1")."""
+        noun = "certificate" if one else "certificates"
+        what = f"{self.kind} {noun}" if self.kind else noun
         if self.name:
             what += f" matching '{shown(self.name)}'"
         if self.expiring is None:
