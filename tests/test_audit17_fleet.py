@@ -155,6 +155,53 @@ def test_issue_batch_json_has_one_shape_for_every_format(tmp_path, ca_env, ca_di
     assert text.returncode == 0 and "web1.example.com" in text.stdout
 
 
+def test_single_issue_json_has_one_shape_for_every_format(tmp_path, ca_env, ca_dir):
+    import re
+    import subprocess
+    import tarfile
+
+    from conftest import REPO, openssl
+
+    text = (REPO / "docs" / "formats.md").read_text()
+    paragraph = text.split("`--json` gives one object of the same shape for every format.", 1)[1].split("\n\n")[0]
+    optional = {"secret", "requested", "granted", "dropped", "p12_encryption"}
+    documented = set(re.findall(r"`([a-z_0-9]+)`", paragraph)) - {"folder", "jsonl", "k8s", "tar", "null", "{}"}
+    documented = (documented | {"folder"}) - optional  # "folder" the field, also the format's name
+    env = _env(ca_env, tmp_path) | {"CERTKIT_P12_PASSWORD": "correct-horse-p12-password"}
+    key = tmp_path / "csr.key"
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=csr.example.com", "-addext", "subjectAltName=DNS:csr.example.com",
+            "-out", tmp_path / "req.csr")
+    runs = {}
+    for fmt in ("folder", "jsonl", "k8s", "tar"):
+        out = tmp_path / (f"web-{fmt}" if fmt == "folder" else f"web.{fmt}")
+        runs["issue-server", fmt] = ("issue-server", f"web-{fmt}.example.com", "--format", fmt, "--out", out)
+    for fmt in ("folder", "jsonl", "tar"):
+        out = tmp_path / (f"csr-{fmt}" if fmt == "folder" else f"csr.{fmt}")
+        runs["sign-csr", fmt] = ("sign-csr", tmp_path / "req.csr", "--server", "--format", fmt, "--out", out)
+    runs["p12", "tar"] = ("issue-client", "alice", "--format", "tar", "--out", tmp_path / "alice.tar", "--p12")
+    runs["p12", "folder"] = ("issue-client", "bob", "--out", tmp_path / "bob", "--p12")
+    for (command, fmt), args in runs.items():
+        proc = run_certkit(*args, "--json", env=env, cwd=tmp_path)
+        assert proc.returncode == 0, (command, fmt, proc.stderr)
+        data = json.loads(proc.stdout)
+        assert set(data) - optional == documented, (command, fmt, sorted((set(data) - optional) ^ documented))
+        assert data["format"] == fmt and data["key_included"] == (command != "sign-csr")
+        if fmt == "folder":
+            assert data["file"] is None and data["released"] == [] and Path(data["folder"]).is_dir()
+            assert Path(data["files"]["cert.pem"]).is_file()
+        else:
+            assert (data["folder"], data["files"]) == (None, {}) and Path(data["file"]).is_file()
+        assert ("secret" in data) == (fmt == "k8s")
+        assert ("p12_encryption" in data) == (command == "p12"), (command, fmt)
+    # the tar's bundle.p12 the report speaks of is one openssl reads with the password
+    with tarfile.open(tmp_path / "alice.tar") as archive:
+        p12 = archive.extractfile("alice/bundle.p12").read()
+    read = subprocess.run(["openssl", "pkcs12", "-nokeys", "-passin", "env:CERTKIT_P12_PASSWORD"], input=p12,
+                          capture_output=True, env=env, timeout=60)
+    assert read.returncode == 0 and b"CN=alice" in read.stdout.replace(b" = ", b"="), read.stderr
+
+
 # --- 4: renew FILE takes the key from the file it is given ------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
 def test_renew_of_an_output_file_keeps_the_key_that_file_holds(tmp_path, ca_env, ca_dir, fmt):

@@ -30,7 +30,6 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
-from certkit.vocabulary import iso
 
 # Said every time issue-peer runs: the one certificate certkit issues with both usages.
 PEER_WARNING = ("a peer certificate carries both serverAuth and clientAuth: whoever holds its key can act "
@@ -149,28 +148,14 @@ def warn_of_purpose(request, *, ca=None, passphrase_file: Path | None = None, to
 def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = None, *,
               requested: dict | None = None) -> None:
     """What was issued, where every file went and when it expires: as JSON or for people."""
-    from cryptography.hazmat.primitives import hashes
-
+    from certkit.cli.output import issued_data, lifetime_words
     from certkit.text import shown
-    from certkit.vocabulary import san_entries
 
     issued, written = delivery.issued, delivery.files
-    import datetime as dt
-
-    from certkit.fleet.plan import period_words
-
-    # counted inclusively (notAfter is its last second): 200 days, 1 day; 10 minutes at its CA's very end
-    span = issued.not_after - issued.cert.not_valid_before_utc + dt.timedelta(seconds=1)
-    lifetime = f"{span.days} day{'s' if span.days != 1 else ''}" if span.days else period_words(span)
-    sans = san_entries(issued.cert)
-    data = {
-        "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
-        "names": sans, "not_before": iso(issued.cert.not_valid_before_utc),
-        "not_after": iso(issued.not_after),
-        "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
-        "issuer": ca.cert.subject.rfc4514_string(), "folder": str(out),
-        "files": {p.name: str(p) for p in written}, "notes": delivery.notes,
-    }
+    lifetime = lifetime_words(issued)
+    data = issued_data(issued, ca, fmt="folder", name=Path(out).name, folder=str(out),
+                       files={p.name: str(p) for p in written}, file=None, notes=delivery.notes, released=[])
+    sans = data["names"]
     if requested is not None:  # what the CSR asked for, and what of it the certificate does not carry
         data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
     displays = {str(i): i.display for i in issued.identities if i.display}

@@ -88,7 +88,8 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
     released = output.released(ca.inventory)
     if released:
         delivery.notes.append(released_note(output, released))
-    _summarize(delivery, output, name, as_json, ca, requested, released)
+    _summarize(delivery, output, name, as_json, ca, requested, released,
+               p12_legacy if p12_password is not None else None)
 
 
 def warn_made_private(output) -> None:
@@ -112,24 +113,44 @@ def released_note(output, serials: list[str]) -> str:
             "else holds: certkit revoke SERIAL")
 
 
-def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None,
-               released: list[str]) -> None:
+def issued_data(issued, ca, *, fmt: str, name: str, folder: str | None, files: dict, file: str | None, notes: list,
+                released: list[str]) -> dict:
+    """A single issuing command's ``--json``, one shape for every --format: ``folder`` and ``files`` for a bundle
+    folder (null and empty for the others), ``file`` for an output file or standard output (null for a folder),
+    ``released`` empty for a folder (a bundle that --force replaces is recorded as renewed)."""
     from cryptography.hazmat.primitives import hashes
 
-    from certkit.cli.issue import PURPOSES
-    from certkit.text import shown
     from certkit.vocabulary import san_entries
+
+    return {
+        "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
+        "names": san_entries(issued.cert), "not_before": iso(issued.cert.not_valid_before_utc),
+        "not_after": iso(issued.not_after), "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
+        "issuer": ca.cert.subject.rfc4514_string(), "format": fmt, "name": name, "folder": folder, "files": files,
+        "file": file, "key_included": issued.private_key is not None, "notes": notes, "released": released,
+    }
+
+
+def lifetime_words(issued) -> str:
+    """How long ``issued`` lives, counted inclusively (notAfter is its last second): 200 days, 1 day; 10 minutes
+    at its CA's very end."""
+    import datetime as dt
+
+    from certkit.fleet.plan import period_words
+
+    span = issued.not_after - issued.cert.not_valid_before_utc + dt.timedelta(seconds=1)
+    return f"{span.days} day{'s' if span.days != 1 else ''}" if span.days else period_words(span)
+
+
+def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None,
+               released: list[str], p12_legacy: bool | None = None) -> None:
+    from certkit.cli.issue import PURPOSES, describe_p12
+    from certkit.text import shown
 
     issued = delivery.issued
     keyed = issued.private_key is not None
-    data = {
-        "kind": issued.kind, "serial": issued.serial_hex, "subject": issued.cert.subject.rfc4514_string(),
-        "names": san_entries(issued.cert), "not_before": iso(issued.cert.not_valid_before_utc),
-        "not_after": iso(issued.not_after),
-        "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(),
-        "issuer": ca.cert.subject.rfc4514_string(), "format": output.format, "name": name,
-        "file": output.file_text, "key_included": keyed, "notes": delivery.notes, "released": released,
-    }
+    data = issued_data(issued, ca, fmt=output.format, name=name, folder=None, files={}, file=output.file_text,
+                       notes=delivery.notes, released=released)
     if output.format == "k8s":  # the object's name in the cluster (kubectl get secret NAME)
         from certkit.formats import secret_name
         from certkit.formats.encoding import typed_name
@@ -144,9 +165,12 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         f"  subject   {shown(data['subject']) or '(empty)'}",
         f"  names     {', '.join(shown(n) for n in data['names']) or '(none)'}",
         f"  serial    {issued.serial_hex}",
-        f"  expires   {when(issued.not_after)}",
+        f"  expires   {when(issued.not_after)} ({lifetime_words(issued)})",
         f"  output    {_WHAT[output.format]} ({shown(data.get('secret', name))}) to {where}{mode}",
     ]
+    if p12_legacy is not None:  # as into a folder
+        data["p12_encryption"] = "legacy" if p12_legacy else "modern"
+        lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
     if requested is not None:
         lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
         lines.append("  key       none written: the requester keeps the private key")
