@@ -334,8 +334,8 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         target.guard = lambda: _refuse_to_bury(ca, found, target_folder, force)  # again when it is written
         if not rekey and old_key is None:  # delivered into an output file: the one that holds the key may be named
             notes.append("no private key written: the key stays with whoever holds the old one" + (
-                " (name the jsonl, k8s or tar file that holds it, certkit renew FILE --out DIR, and the new bundle "
-                "has it)" if keyed and found.row.get("sink") in ("file", "stream") else ""))
+                " (a jsonl, k8s or tar file that holds it, alone, gives the new bundle its key: certkit renew FILE "
+                "--out DIR)" if keyed and found.row.get("sink") in ("file", "stream") else ""))
         elif found.folder is not None and (found.folder / P12_FILE).exists():  # the new folder gets one too
             target.p12 = p12_password is not None
             if p12_password is None:

@@ -240,7 +240,7 @@ def test_renew_of_an_output_file_keeps_the_key_that_file_holds(tmp_path, ca_env,
                 subprocess=True)
     proc = run_certkit("renew", "n.example.com", "--out", tmp_path / "n-renewed", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "certkit renew FILE --out DIR, and the new bundle has it" in proc.stdout, proc.stdout
+    assert "alone, gives the new bundle its key: certkit renew FILE --out DIR)" in proc.stdout, proc.stdout
 
 
 # --- 5: renew and revoke read a Secret kubectl wrote, as inspect and verify do ---------------------------------------
