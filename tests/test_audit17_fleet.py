@@ -202,6 +202,33 @@ def test_single_issue_json_has_one_shape_for_every_format(tmp_path, ca_env, ca_d
     assert read.returncode == 0 and b"CN=alice" in read.stdout.replace(b" = ", b"="), read.stderr
 
 
+def test_single_issue_summary_says_the_same_for_every_format(tmp_path, ca_env, ca_dir):
+    import re
+
+    from conftest import openssl
+
+    env = _env(ca_env, tmp_path)
+
+    def summary(*args) -> list[str]:
+        proc = run_certkit(*args, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        text = re.sub(r"(serial    )\S+", r"\1S", re.sub(r"(expires   )[^(]+", r"\1T ", proc.stdout))
+        return [line for line in text.splitlines() if not line.startswith(("  files", "  output", "            "))]
+
+    key = tmp_path / "csr.key"
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=csr.example.com", "-addext", "subjectAltName=DNS:csr.example.com",
+            "-addext", "extendedKeyUsage=serverAuth,clientAuth", "-out", tmp_path / "req.csr")
+    folder = summary("issue-server", "bücher.example", "--out", "idn")
+    assert "  names     DNS:xn--bcher-kva.example (bücher.example)" in folder and "(200 days)" in folder[4]
+    csr = summary("sign-csr", "req.csr", "--server", "--out", "csr")
+    assert any(line.startswith("  dropped   extendedKeyUsage") for line in csr)
+    for fmt in ("jsonl", "k8s", "tar"):
+        assert summary("issue-server", "bücher.example", "--format", fmt, "--out", f"idn.{fmt}") == folder, fmt
+        if fmt != "k8s":
+            assert summary("sign-csr", "req.csr", "--server", "--format", fmt, "--out", f"csr.{fmt}") == csr, fmt
+
+
 # --- 4: renew FILE takes the key from the file it is given ------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
 def test_renew_of_an_output_file_keeps_the_key_that_file_holds(tmp_path, ca_env, ca_dir, fmt):

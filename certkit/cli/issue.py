@@ -27,7 +27,6 @@ from certkit.cli.common import (
     typed_out,
     unlock,
     warn,
-    when,
 )
 from certkit.constants import ENV_P12_PASSWORD, KEY_TYPES, MAX_CERT_FILE_BYTES, OUTPUT_FORMATS
 
@@ -148,36 +147,15 @@ def warn_of_purpose(request, *, ca=None, passphrase_file: Path | None = None, to
 def summarize(delivery, out: Path, as_json: bool, ca, p12_legacy: bool | None = None, *,
               requested: dict | None = None) -> None:
     """What was issued, where every file went and when it expires: as JSON or for people."""
-    from certkit.cli.output import issued_data, lifetime_words
+    from certkit.cli.output import issued_data, summary_head, summary_tail
     from certkit.text import shown
 
     issued, written = delivery.issued, delivery.files
-    lifetime = lifetime_words(issued)
     data = issued_data(issued, ca, fmt="folder", name=Path(out).name, folder=str(out),
                        files={p.name: str(p) for p in written}, file=None, notes=delivery.notes, released=[])
-    sans = data["names"]
-    if requested is not None:  # what the CSR asked for, and what of it the certificate does not carry
-        data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
-    displays = {str(i): i.display for i in issued.identities if i.display}
-    shown_names = ", ".join(shown(n) + (f" ({shown(displays[n])})" if n in displays else "") for n in sans)
-    if sans and all(n.startswith("DirName:") for n in sans):
-        shown_names += "  (the subject DN: no DNS, email or URI identity)"
-    lines = [
-        f"Issued a {issued.kind} certificate: {PURPOSES[issued.kind]}",
-        f"  subject   {shown(issued.cert.subject.rfc4514_string()) or '(empty)'}",
-        f"  names     {shown_names or '(none)'}",
-        f"  serial    {issued.serial_hex}",
-        f"  expires   {when(issued.not_after)} ({lifetime})",
-        "  files     " + "\n            ".join(shown(p) + _SECRET_NOTES.get(p.name, "") for p in written),
-    ]
-    if p12_legacy is not None:
-        data["p12_encryption"] = "legacy" if p12_legacy else "modern"
-        lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
-    if requested is not None:
-        lines += [f"  granted   {shown(g)} (as requested)" for g in issued.granted]
-        lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
-        lines.append("  key       none written: the requester keeps the private key")
-    lines += [f"  note      {shown(n)}" for n in delivery.notes]
+    lines = [*summary_head(issued, data),
+             "  files     " + "\n            ".join(shown(p) + _SECRET_NOTES.get(p.name, "") for p in written),
+             *summary_tail(issued, data, requested, p12_legacy, delivery.notes)]
     emit(as_json, data, "\n".join(lines))
 
 

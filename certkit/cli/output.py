@@ -142,9 +142,44 @@ def lifetime_words(issued) -> str:
     return f"{span.days} day{'s' if span.days != 1 else ''}" if span.days else period_words(span)
 
 
+def summary_head(issued, data: dict) -> list[str]:
+    """The first lines of an issuing command's summary, whatever the format: what, its names (with an IDN's
+    Unicode form), serial and expiry."""
+    from certkit.cli.issue import PURPOSES
+    from certkit.text import shown
+
+    sans = data["names"]
+    displays = {str(i): i.display for i in issued.identities if i.display}
+    shown_names = ", ".join(shown(n) + (f" ({shown(displays[n])})" if n in displays else "") for n in sans)
+    if sans and all(n.startswith("DirName:") for n in sans):
+        shown_names += "  (the subject DN: no DNS, email or URI identity)"
+    return [f"Issued a {issued.kind} certificate: {PURPOSES[issued.kind]}",
+            f"  subject   {shown(data['subject']) or '(empty)'}",
+            f"  names     {shown_names or '(none)'}",
+            f"  serial    {issued.serial_hex}",
+            f"  expires   {when(issued.not_after)} ({lifetime_words(issued)})"]
+
+
+def summary_tail(issued, data: dict, requested: dict | None, p12_legacy: bool | None, notes: list[str]) -> list[str]:
+    """The last lines of an issuing command's summary, whatever the format (and their fields in ``data``): the
+    bundle.p12's encryption, what of a CSR's request was granted and dropped, the notes."""
+    from certkit.cli.issue import describe_p12
+    from certkit.text import shown
+
+    lines = []
+    if p12_legacy is not None:
+        data["p12_encryption"] = "legacy" if p12_legacy else "modern"
+        lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
+    if requested is not None:  # what the CSR asked for, and what of it the certificate does not carry
+        data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
+        lines += [f"  granted   {shown(g)} (as requested)" for g in issued.granted]
+        lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
+        lines.append("  key       none written: the requester keeps the private key")
+    return lines + [f"  note      {shown(n)}" for n in notes]
+
+
 def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict | None,
                released: list[str], p12_legacy: bool | None = None) -> None:
-    from certkit.cli.issue import PURPOSES, describe_p12
     from certkit.text import shown
 
     issued = delivery.issued
@@ -156,25 +191,11 @@ def _summarize(delivery, output, name: str, as_json: bool, ca, requested: dict |
         from certkit.formats.encoding import typed_name
 
         data["secret"] = secret_name(name, typed_name(issued))
-    if requested is not None:
-        data |= {"requested": requested, "granted": issued.granted, "dropped": issued.dropped}
     where = output.describe()
     mode = " (mode 0600: it holds the private key)" if keyed and output.given is not None else ""
-    lines = [
-        f"Issued a {issued.kind} certificate: {PURPOSES[issued.kind]}",
-        f"  subject   {shown(data['subject']) or '(empty)'}",
-        f"  names     {', '.join(shown(n) for n in data['names']) or '(none)'}",
-        f"  serial    {issued.serial_hex}",
-        f"  expires   {when(issued.not_after)} ({lifetime_words(issued)})",
-        f"  output    {_WHAT[output.format]} ({shown(data.get('secret', name))}) to {where}{mode}",
-    ]
-    if p12_legacy is not None:  # as into a folder
-        data["p12_encryption"] = "legacy" if p12_legacy else "modern"
-        lines.append(f"  bundle.p12 encryption: {describe_p12(p12_legacy)}")
-    if requested is not None:
-        lines += [f"  dropped   {shown(d)}" for d in issued.dropped]
-        lines.append("  key       none written: the requester keeps the private key")
-    lines += [f"  note      {shown(n)}" for n in delivery.notes]
+    lines = [*summary_head(issued, data),
+             f"  output    {_WHAT[output.format]} ({shown(data.get('secret', name))}) to {where}{mode}",
+             *summary_tail(issued, data, requested, p12_legacy, delivery.notes)]
     if output.given is None:  # the data is on standard output: people read the summary on stderr
         from certkit.text import terminal_safe
 
