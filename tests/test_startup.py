@@ -106,8 +106,10 @@ def test_one_shot_loads_no_other_command_module(tmp_path, ca_env) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ca_env,
                           cwd=tmp_path, timeout=120)
     assert (tmp_path / "x" / "cert.pem").exists(), proc.stderr
-    # the group, the shared helpers (the argument check every command runs, and the secret readers that
-    # unlock the CA), and the one module that defines issue-client
+    # the group, the shared helpers (the argument check every command runs, the summary and --json every
+    # issuing command builds in one place, and the secret readers that unlock the CA), and the one module
+    # that defines issue-client
     assert ast.literal_eval(proc.stderr.strip().splitlines()[-1]) == ["certkit.cli", "certkit.cli.arguments",
                                                                       "certkit.cli.common", "certkit.cli.issue",
+                                                                      "certkit.cli.output",
                                                                       "certkit.cli.secrets_input"]
