@@ -233,7 +233,7 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
                            for r in live[:5]) + (f"; and {len(live) - 5} more" if len(live) > 5 else "")
         raise UnknownCertificate(f"'{shown(name)}' names {len(live)} current certificates ({shown(listed)}); "
                                  f"give a serial or a bundle folder instead (certkit list --name '{shown(name)}').")
-    return _found(inventory, live[0])
+    return _found(inventory, inventory.get(live[0]["serial"]) or live[0])  # the whole row: list's leaves out writer
 
 
 @dataclass
@@ -388,17 +388,10 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
                           f"{pending[0]['serial']} is being written to {shown(pending[0].get('folder') or '-')}); "
                           "nothing was done: run again once it is done ('certkit list' shows it).")
     if target_folder is None:
-        from certkit.fleet.plan import damaged_cert, not_in_a_folder
+        from certkit.fleet.plan import not_in_place
 
-        sink = found.row.get("sink")
-        why = not_in_a_folder(sink, found.row.get("folder"), found.serial)
-        # A bundle folder moved by hand can be named; one never written (a file, a stream) cannot.
-        moved = "if its bundle folder was moved, give that folder; otherwise " if sink in (None, "folder") else ""
-        if damaged_cert(found.row.get("folder")):
-            moved = "put the certificate back into its cert.pem (fullchain.pem begins with it) and renew the " \
-                    "folder; or "
-        raise CannotRenew(f"The certificate {found.serial} cannot be renewed in place: {why}; to renew it, "
-                          f"{moved}choose where the renewed bundle goes.")
+        raise CannotRenew(f"The certificate {found.serial} cannot be renewed in place: {not_in_place(found.row)}"
+                          "choose where the renewed bundle goes.")
     return found, target_folder, in_place
 
 

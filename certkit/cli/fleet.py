@@ -131,9 +131,12 @@ def _lines(result, rekey: bool) -> list[str]:
         lines.append(f"  failed   {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}")
     meanwhile = [o for o in result.skipped if o.stage in ("meanwhile", "damaged")]  # each said: in a known folder
     lines += [f"  skipped  {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}" for o in meanwhile]
-    if len(result.skipped) > len(meanwhile):
-        lines.append(f"  skipped  {len(result.skipped) - len(meanwhile)} not in a known bundle folder (--json lists "
-                     "them)")
+    others = sum(o.stage == "other_host" for o in result.skipped)
+    if len(result.skipped) > len(meanwhile) + others:
+        lines.append(f"  skipped  {len(result.skipped) - len(meanwhile) - others} not in a known bundle folder "
+                     "(--json lists them)")
+    if others:
+        lines.append(f"  skipped  {others} in bundle folders of other hosts, renewed there (--json lists them)")
     if result.exec_once is not None:
         lines.append(f"  --exec-once: {shown(result.exec_once.describe())}")
     return lines

@@ -82,7 +82,8 @@ class Outcome:
     not_after: str | None = None
     # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: its cert.pem holds no
     # certificate, is no file, or is gone from a folder that still holds the bundle's other files); meanwhile:
-    # skipped, renewed or revoked by another command while this run went on; interrupted: not_done, a stop came first
+    # skipped, renewed or revoked by another command while this run went on; interrupted: not_done, a stop came first;
+    # other_host: a skipped bundle written on another host sharing the inventory
     stage: str | None = None
     error: str | None = None
     hook: HookRun | None = None
@@ -260,11 +261,15 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
 
 
 def folder_skipped(row: dict) -> Outcome:
-    """The certificate of inventory ``row`` skipped, its bundle folder not holding it: ``moved`` (moved or
+    """The certificate of inventory ``row`` skipped, its bundle folder not holding it: ``other_host`` (written
+    on another host that shares the inventory, whose renewals renew it: quietly), ``moved`` (moved or
     deleted by mistake: warned of), ``damaged`` (:func:`bundle_damage`: warned of, and the run's exit status is
     1) or, delivered into an output file, a stream or a program, by design. A cert.pem the file system cannot
     read (an I/O error) is a failure, not a skip: nothing was done by hand, and the run's exit status says so."""
     serial, folder, sink = row["serial"], row.get("folder"), row.get("sink")
+    if sink in (None, "folder") and (host := other_host(row)) is not None:  # that host's to renew, not moved
+        return Outcome(serial, "skipped", folder, row["kind"], row_names(row), stage="other_host", san=row["names"],
+                       error=f"{on_other_host(folder, host)}: a bulk renewal there renews it")
     if sink in (None, "folder") and (error := _read_error(folder)) is not None:  # a disk error: said, and a failure
         return Outcome(serial, "failed", folder, row["kind"], row_names(row), stage="plan", san=row["names"],
                        error=f"{shown(Path(folder) / CERT_FILE)} cannot be read ({error}): it is not renewed")
@@ -273,6 +278,24 @@ def folder_skipped(row: dict) -> Outcome:
         stage = "damaged" if damaged_cert(folder) else "moved"
     return Outcome(serial, "skipped", folder, row["kind"], row_names(row), error=not_in_a_folder(sink, folder, serial),
                    stage=stage, san=row["names"])
+
+
+def other_host(row: dict) -> str | None:
+    """The host that wrote the bundle folder of ``row`` when it is another than this one (two hosts sharing a
+    PostgreSQL inventory each keep their own folders); None when it is this one, or the row does not say (a
+    row of an older certkit, or of the library)."""
+    from certkit.inventory.reconcile import this_host, writer_host
+
+    host = writer_host(row.get("writer"))
+    return host if host is not None and host != this_host() else None
+
+
+def on_other_host(folder: str | None, host: str) -> str:
+    """Why a bundle folder of another ``host`` (:func:`other_host`) is not renewed here, in words."""
+    from certkit.inventory.reconcile import this_host
+
+    return (f"its bundle folder {shown(folder or '(none)')} was written on the host {shown(host)}, not on this one "
+            f"({shown(this_host())})")
 
 
 def changed_meanwhile(ca: "CA", serial: str) -> Outcome | None:
@@ -403,6 +426,20 @@ def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
     if folder and Path(folder).is_dir():
         return f"its bundle folder {shown(folder)} no longer holds its cert.pem (deleted by hand)"
     return "no bundle folder is known to hold it (it was never written to one, or was moved)"
+
+
+def not_in_place(row: dict) -> str:
+    """Why the certificate of ``row`` cannot be renewed in place, and what to do instead of choosing where its
+    renewed bundle goes (the caller's end of the sentence): ``...; to renew it, ... or``."""
+    sink, folder = row.get("sink"), row.get("folder")
+    why = not_in_a_folder(sink, folder, row["serial"])
+    # A bundle folder moved by hand can be named; one never written (a file, a stream) cannot.
+    moved = "if its bundle folder was moved, give that folder; otherwise " if sink in (None, "folder") else ""
+    if sink in (None, "folder") and (host := other_host(row)) is not None:  # that host renews it
+        why, moved = on_other_host(folder, host), f"run this on {shown(host)}, where it is renewed in place; or "
+    elif damaged_cert(folder):
+        moved = "put the certificate back into its cert.pem (fullchain.pem begins with it) and renew the folder; or "
+    return f"{why}; to renew it, {moved}"
 
 
 def row_names(row: dict) -> list[str]:

@@ -313,9 +313,12 @@ class Inventory:
         """Record the (existing) ``folder`` that holds the bundle of ``serial``."""
         if not Path(folder).is_dir():
             raise CertkitError(f"{shown(folder)} is not a folder; give the folder that holds the bundle of {serial}.")
-        with self.transaction(write=True) as tx:
-            if not tx.execute("UPDATE certificates SET folder = ?, sink = 'folder' WHERE serial = ?",
-                              (str(Path(folder).absolute()), serial)).rowcount:
+        from certkit.inventory.reconcile import writer_id
+
+        with self.transaction(write=True) as tx:  # on this host: a bulk renewal here renews it (writer's host)
+            if not tx.execute("UPDATE certificates SET folder = ?, sink = 'folder', writer = CASE WHEN status = "
+                              "'pending' THEN writer ELSE ? END WHERE serial = ?",
+                              (str(Path(folder).absolute()), writer_id(), serial)).rowcount:
                 raise UnknownCertificate(f"No certificate {serial} in the inventory {shown(self.location)}.")
 
     # --- reading --------------------------------------------------------------------

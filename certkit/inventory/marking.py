@@ -43,8 +43,9 @@ def mark_issued(tx, serials: Sequence[str], still_pending: str) -> dict[str, lis
                              *revoke_compromised(tx, part, marks, keys, still_pending),
                              *_revoked_meanwhile(tx, part, marks)]:
             notes.setdefault(serial, []).append(note)
-        tx.execute(f"UPDATE certificates SET status = 'valid', writer = NULL WHERE serial IN ({marks})"
-                   f" AND {still_pending}", part)
+        # The writer stays on the valid row: the host it names wrote the bundle folder, and a bulk renewal on
+        # another host sharing the inventory knows the folder is that host's, not moved (certkit.fleet.plan).
+        tx.execute(f"UPDATE certificates SET status = 'valid' WHERE serial IN ({marks}) AND {still_pending}", part)
     return notes
 
 

@@ -102,6 +102,21 @@ def is_local(writer: str | None) -> bool:
     return machine == _host()
 
 
+def writer_host(writer: str | None) -> str | None:
+    """The host name in ``writer`` (without its boot: a host that rebooted is the same host, its folders
+    still there), None if it names none (a row of certkit before valid rows kept their writer)."""
+    try:
+        machine, _namespace, _pid, _start = _parse(writer)
+    except (AttributeError, ValueError):
+        return None
+    return machine.rpartition("/")[0] or None
+
+
+def this_host() -> str:
+    """This host's name, as :func:`writer_host` reads it from the rows written here."""
+    return _host().rpartition("/")[0]
+
+
 def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime | None = None) -> bool:
     """Whether the process named by ``writer`` may still be writing the row it holds."""
     if not writer:

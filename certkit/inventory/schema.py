@@ -4,7 +4,8 @@ A row's ``status`` is where the certificate stands in the issuing pipeline
 (:mod:`certkit.issuing`):
 
 - ``pending``: signed and recorded, its bundle being written by ``writer``;
-- ``valid``: issued, its bundle complete where ``folder`` says (expired is derived from the dates);
+- ``valid``: issued, its bundle complete where ``folder`` says (expired is derived from the dates), written
+  by ``writer`` (kept: the host it names holds the folder; rows of older certkit versions have none);
 - ``revoked``: issued, then revoked (the CRL lists it);
 - ``abandoned``: signed but never delivered (its writer died or failed before the bundle was
   complete); its key was never stored, so it can never be used, and it never counts as valid.
