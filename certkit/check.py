@@ -440,43 +440,12 @@ def _moved(inventory) -> list[Finding]:
 
 
 def _pending(inventory) -> list[Finding]:
-    """The pending rows, by what holds them: a command still writing them, or one that died (check changes
-    nothing: the next command that writes to the inventory, or list, settles those from their files)."""
-    from certkit.inventory.reconcile import STREAMED_WORDS, writer_alive
-    from certkit.inventory.rows import parse_iso
+    """The pending rows, by what holds them (:func:`certkit.inventory.reconcile.pending_words`)."""
+    from certkit.inventory.reconcile import pending_words
 
     with inventory._read(readonly=True) as tx:
         rows = tx.execute("SELECT writer, issued_at, sink FROM certificates WHERE status = 'pending'").fetchall()
-    alive = streamed = dead = 0
-    for writer, issued_at, sink in rows:
-        try:
-            recorded = parse_iso(issued_at)
-        except (TypeError, ValueError):
-            recorded = dt.datetime.now(dt.UTC)
-        if writer_alive(writer, recorded):
-            alive += 1
-        elif sink == "stream":
-            streamed += 1
-        else:
-            dead += 1
-    said = []
-    if alive:
-        said.append(f"{_are(alive)} pending: being written by a certkit command that still runs (or by one on "
-                    "another host, which cannot be asked until its lease of 15 minutes has passed)")
-    if dead:
-        said.append(f"{_are(dead)} pending, left by a command that died (killed, or a power cut) before it marked "
-                    "them: check changes nothing; the next command that writes to the inventory, or certkit list, "
-                    "settles them by their files (valid where their bundle or output file holds them, abandoned "
-                    "where it does not; where those files cannot be read they stay pending: a command that can "
-                    "read them settles those)")
-    if streamed:
-        said.append(f"{_are(streamed)} pending: they {STREAMED_WORDS}; revoke those the output you kept does not "
-                    "hold, and any you do not mean to use")
-    return [Finding("inventory", "warning", f"{text}.") for text in said]
-
-
-def _are(count: int) -> str:
-    return "1 certificate is" if count == 1 else f"{count} certificates are"
+    return [Finding("inventory", "warning", f"{text}.") for text in pending_words(rows)]
 
 
 ROWS_LISTED = 20  # per kind of problem: a foreign inventory of 100,000 rows is not 100,000 lines

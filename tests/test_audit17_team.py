@@ -9,29 +9,45 @@ hosts, and a CA key in a PKCS#11 token (SoftHSM2).
    so a bundle written on another host is skipped quietly (``why``: ``other_host``), and ``certkit renew NAME``
    on the wrong host names the host that renews it in place. Rows of older certkit versions (no writer) and
    a bundle moved on its own host are warned of as before.
+2. A power cut (or any reboot) while a certificate was being written left its row ``pending`` for ever: a
+   writer was taken for this host's only if it ran since the last boot, so after the reboot its row was
+   another host's (settled only where its bundle is visible and complete). A renewal cut off that way made
+   the certificate it renews unrenewable: ``renew --expiring`` renewed nothing, exit 0, until it expired;
+   ``certkit renew FOLDER`` said "is being renewed right now, as ..., by another certkit command"; and
+   ``certkit check`` said "the next command that writes to the inventory, or certkit list, settles them",
+   which none did. A writer id now carries the machine id (/etc/machine-id): a writer of an earlier boot of
+   this machine is dead, and its rows are settled at once. ``check`` says of another host's rows that
+   host's commands settle them, not "the next command".
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, openssl
+from conftest import assert_clean_error, openssl, run_certkit
 
 
 # --- 1. two hosts sharing one PostgreSQL inventory ----------------------------------------------------------
-def _as_host(name: str, hidden: Path, args: list[str], env: dict) -> subprocess.CompletedProcess:
-    """``certkit ARGS`` as the host ``name`` (its own host name, in a UTS namespace), which cannot see
-    ``hidden`` (a tmpfs mounted over it in a mount namespace of its own): another machine's disk."""
+def _host_wrapper(name: str, hidden: Path) -> list[str]:
+    """A command that runs the rest as the host ``name`` (its own host name, in a UTS namespace), which cannot
+    see ``hidden`` (a tmpfs mounted over it in a mount namespace of its own): another machine's disk."""
     script = 'mount -t tmpfs none "$0" && hostname "$1" && shift 2 && exec "$@"'
-    return subprocess.run(["unshare", "-Urum", "sh", "-c", script, str(hidden), name, "-",
-                           sys.executable, "-m", "certkit", *args], env=env, capture_output=True, text=True,
-                          timeout=180)
+    return ["unshare", "-Urum", "sh", "-c", script, str(hidden), name, "-"]
+
+
+def _as_host(name: str, hidden: Path, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` as the host ``name``, which cannot see ``hidden`` (:func:`_host_wrapper`)."""
+    return subprocess.run([*_host_wrapper(name, hidden), sys.executable, "-m", "certkit", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture
@@ -102,3 +118,76 @@ def test_a_bundle_moved_on_its_own_host_or_written_by_an_older_certkit_is_still_
     assert {c["domains"][0]: (c["why"], c["needs_attention"]) for c in report["certificates"]} == {
         "web.example.com": ("moved", True), "api.example.com": ("moved", True)}, report
     assert ran.stderr.count("Warning") == 2 and "renew the folder it is in now" in ran.stderr, ran.stderr
+
+
+# --- 2. a writer of an earlier boot of this machine -----------------------------------------------------------
+def _killed_once_recorded(tmp_path: Path, env: dict, args: list, wrapper: list[str]) -> None:
+    """``certkit ARGS`` run under ``wrapper`` (a command that execs the rest) and killed once its row is recorded,
+    its bundle not yet written: as a power cut, or a host going down, leaves it."""
+    marker = tmp_path / "paused"
+    paused = dict(env, CERTKIT_TEST_PAUSE_AT="recorded", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([*wrapper, sys.executable, "-m", "certkit", *map(str, args)], env=paused, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never reached 'recorded'"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    marker.unlink()
+
+
+def _killed_in_an_earlier_boot(tmp_path: Path, env: dict, args: list) -> None:
+    """As :func:`_killed_once_recorded`, in "an earlier boot" (its own /proc/sys/kernel/random/boot_id, bound
+    over the real one in a mount namespace): what a power cut leaves, seen after the reboot."""
+    boot = tmp_path / "earlier-boot"
+    boot.write_text("0badb007-0000-4000-8000-000000000000\n")
+    script = 'mount --bind "$0" /proc/sys/kernel/random/boot_id && exec "$@"'
+    _killed_once_recorded(tmp_path, env, args, ["unshare", "-Urm", "sh", "-c", script, str(boot)])
+
+
+def test_a_renewal_cut_off_by_a_power_cut_is_settled_after_the_reboot(tmp_path: Path, ca_dir: Path,
+                                                                      ca_env: dict) -> None:
+    if not Path("/etc/machine-id").is_file() or subprocess.run(["unshare", "-Urm", "true"]).returncode != 0:
+        pytest.skip("no /etc/machine-id, or unshare cannot make user and mount namespaces here")
+    run_certkit("issue-server", "web.example.com", "--days", "10", "--out", tmp_path / "web", env=ca_env, check=True)
+    old = (tmp_path / "web" / "cert.pem").read_bytes()
+    _killed_in_an_earlier_boot(tmp_path, ca_env, ["renew", str(tmp_path / "web")])
+    assert (tmp_path / "web" / "cert.pem").read_bytes() == old  # cut off before its bundle was in place
+    # After the reboot: check (which changes nothing) says the next command settles the cut-off renewal's row,
+    # and it does (abandoned: its bundle never made it), so the nightly renewal renews the certificate.
+    check = run_certkit("check", env=ca_env)
+    assert "1 certificate is pending, left by a command that died" in check.stdout, check.stdout
+    renewed = run_certkit("renew", "--expiring", "30d", "--json", env=ca_env)
+    assert renewed.returncode == 0, renewed.stderr
+    report = json.loads(renewed.stdout)
+    assert report["renewed"] == 1, report  # was 0: the certificate "being renewed" by a process long gone
+    assert (tmp_path / "web" / "cert.pem").read_bytes() != old
+    assert openssl("verify", "-purpose", "sslserver", "-CAfile", str(Path(ca_env["CERTKIT_CA_DIR"]) / "ca.pem"),
+                   str(tmp_path / "web" / "cert.pem")).returncode == 0
+    for status, count in (("abandoned", 1), ("pending", 0)):
+        listed = json.loads(run_certkit("list", "--json", "--status", status, env=ca_env).stdout)
+        assert listed["count"] == count, listed
+
+
+def test_check_on_one_host_says_another_hosts_pending_rows_are_that_hosts_to_settle(tmp_path: Path, two_hosts
+                                                                                     ) -> None:
+    import psycopg
+
+    env, a, b = two_hosts
+    _killed_once_recorded(tmp_path, env, ["issue-server", "--ca-dir", a / "ca", "--passphrase-file", tmp_path / "pass",
+                                          "web.example.com", "--out", a / "web"], _host_wrapper("a-host", b))
+    url = json.loads((a / "ca" / "certkit-ca.json").read_text())["inventory"]
+    with psycopg.connect(url, autocommit=True) as db:  # an hour later: its writer's lease is long over
+        db.execute("UPDATE certificates SET issued_at = to_char(now() - interval '1 hour', "
+                   "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') WHERE status = 'pending'")
+    said = _as_host("b-host", a, ["check", "--ca-dir", str(b / "ca")], env)
+    assert ("1 certificate is pending, written on the host a-host by a command that has not marked them within "
+            "its lease of 15 minutes") in said.stdout, said.stdout
+    assert "the next command that writes to the inventory" not in said.stdout, said.stdout  # which none here does
+    for host, other, left in ((b, a, 1), (a, b, 0)):  # host b leaves it pending; host a settles it (abandoned)
+        _as_host(f"{host.name}-host", other, ["list", "--ca-dir", str(host / "ca")], env)
+        listed = _as_host(f"{host.name}-host", other, ["list", "--ca-dir", str(host / "ca"), "--status", "pending",
+                                                       "--json"], env)
+        assert json.loads(listed.stdout)["count"] == left, listed.stdout

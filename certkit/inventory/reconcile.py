@@ -9,8 +9,10 @@ anything else -> abandoned. A row whose writer still runs is left alone, and
 so is one that cannot be judged: its files unreadable here, or its record sent
 to standard output (it may have been delivered; see :func:`holding`).
 
-A writer is named by host, boot, PID namespace, pid and the process's start
-time, so a recycled pid is never mistaken for the writer. A writer whose pid
+A writer is named by host, boot, machine id, PID namespace, pid and the process's
+start time, so a recycled pid is never mistaken for the writer. A writer of an
+earlier boot of this machine (the same host name and /etc/machine-id) is dead:
+after a power cut, this host settles its rows as soon as it is up. A writer whose pid
 means nothing here is presumed alive until :data:`FOREIGN_LEASE` has passed
 since its row was recorded: one on another host (a shared PostgreSQL
 inventory; after the lease its row is settled here only if its bundle is
@@ -62,9 +64,18 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else "?"
 
 
+def _machine_id() -> str:
+    """This machine's id (the start of /etc/machine-id: the same across boots), "-" where it has none."""
+    try:
+        with open("/etc/machine-id") as f:
+            return f.read().strip()[:8] or "-"
+    except OSError:
+        return "-"
+
+
 @cache
 def _host() -> str:
-    return f"{socket.gethostname()}/{_boot_id()}"
+    return f"{socket.gethostname()}/{_boot_id()}/{_machine_id()}"
 
 
 @cache
@@ -77,14 +88,14 @@ def _pid_namespace() -> str:
 
 
 def writer_id(pid: int | None = None) -> str:
-    """``host/boot#pidns pid start`` of this process (or ``pid``, taken to be in this PID namespace)."""
+    """``host/boot/machine#pidns pid start`` of this process (or ``pid``, taken to be in this PID namespace)."""
     pid = os.getpid() if pid is None else pid
     return f"{_host()}#{_pid_namespace()} {pid} {_start_time(pid) or '?'}"
 
 
 def _parse(writer: str) -> tuple[str, str | None, int, str]:
-    """(host/boot, PID namespace or None if not recorded, pid, start time) of a writer id; ValueError
-    if it is none. Rows of certkit before the namespace was recorded have none."""
+    """(host/boot/machine, PID namespace or None if not recorded, pid, start time) of a writer id; ValueError
+    if it is none. Rows of certkit before the namespace was recorded have none (nor, earlier still, the machine)."""
     host, pid_text, start = writer.rsplit(" ", 2)
     machine, mark, namespace = host.rpartition("#")
     if not mark or not (is_digits(namespace) or namespace == "-"):
@@ -93,28 +104,35 @@ def _parse(writer: str) -> tuple[str, str | None, int, str]:
 
 
 def is_local(writer: str | None) -> bool:
-    """Whether ``writer`` ran on this host (since its last boot): only then can its folder be judged
-    here. A writer that names no host counts as local: no other host would settle its row."""
+    """Whether ``writer`` ran on this host, in this boot or an earlier one (the same host name and machine id:
+    a power cut's pending rows are this host's to settle once it is up again): only then can its folder be
+    judged here. A writer that names no host counts as local: no other host would settle its row."""
     try:
         machine, _namespace, _pid, _start = _parse(writer)
     except (AttributeError, ValueError):
         return True
-    return machine == _host()
+    if machine == _host():
+        return True
+    name, *rest = machine.split("/")
+    here = _host().split("/")
+    # Another boot of this machine, known by its id (a row of certkit before the id was kept, or a machine
+    # without one, names no machine: another host's, as before).
+    return name == here[0] and here[2] != "-" and rest[1:] == here[2:]
 
 
 def writer_host(writer: str | None) -> str | None:
-    """The host name in ``writer`` (without its boot: a host that rebooted is the same host, its folders
-    still there), None if it names none (a row of certkit before valid rows kept their writer)."""
+    """The host name in ``writer`` (without its boot and machine id), None if it names none (a row of certkit
+    before valid rows kept their writer)."""
     try:
         machine, _namespace, _pid, _start = _parse(writer)
     except (AttributeError, ValueError):
         return None
-    return machine.rpartition("/")[0] or None
+    return machine.split("/")[0] or None
 
 
 def this_host() -> str:
     """This host's name, as :func:`writer_host` reads it from the rows written here."""
-    return _host().rpartition("/")[0]
+    return _host().split("/")[0]
 
 
 def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime | None = None) -> bool:
@@ -126,6 +144,8 @@ def writer_alive(writer: str | None, recorded_at: dt.datetime, now: dt.datetime 
     except ValueError:
         return False
     leased = (now or dt.datetime.now(dt.UTC)) - recorded_at < FOREIGN_LEASE
+    if machine != _host() and is_local(writer):
+        return False  # this machine has rebooted since: every process of its earlier boot is gone
     if machine != _host() or (namespace is not None and namespace != _pid_namespace()):
         return leased  # its pid names another process here, or none: it cannot be asked
     current = _start_time(pid)
@@ -340,3 +360,50 @@ def release_replaced(tx, delivered: Iterable[str]) -> list[str]:
                 tx.execute("UPDATE certificates SET folder = NULL WHERE serial = ? AND status = 'valid'", (serial,))
                 gone.append(serial)
     return gone
+
+
+def pending_words(rows: Iterable[tuple]) -> list[str]:
+    """What ``certkit check`` says of the pending rows (``(writer, issued_at, sink)`` each), by what holds them: a
+    command still writing them, one on another host (settled there: this host cannot see its folders), one
+    that died here (the next command that writes to the inventory, or list, settles those from their files)."""
+    from certkit.inventory.rows import parse_iso
+    from certkit.text import shown
+
+    alive = streamed = dead = 0
+    hosts: dict[str, int] = {}
+    for writer, issued_at, sink in rows:
+        try:
+            recorded = parse_iso(issued_at)
+        except (TypeError, ValueError):
+            recorded = dt.datetime.now(dt.UTC)
+        if writer_alive(writer, recorded):
+            alive += 1
+        elif sink == "stream":
+            streamed += 1
+        elif (host := writer_host(writer)) is not None and not is_local(writer):
+            hosts[host] = hosts.get(host, 0) + 1
+        else:
+            dead += 1
+    said = []
+    if alive:
+        said.append(f"{_are(alive)} pending: being written by a certkit command that still runs (or by one on "
+                    "another host, which cannot be asked until its lease of 15 minutes has passed)")
+    for host, count in sorted(hosts.items()):
+        said.append(f"{_are(count)} pending, written on the host {shown(host)} by a command that has not marked them "
+                    "within its lease of 15 minutes (stopped, or that host went down): certkit commands there settle "
+                    "them by their files; here only one that finds those files complete (a shared folder) can, so "
+                    "until then they stay pending, and revocable")
+    if dead:
+        said.append(f"{_are(dead)} pending, left by a command that died (killed, or a power cut) before it marked "
+                    "them: check changes nothing; the next command that writes to the inventory, or certkit list, "
+                    "settles them by their files (valid where their bundle or output file holds them, abandoned "
+                    "where it does not; where those files cannot be read they stay pending: a command that can "
+                    "read them settles those)")
+    if streamed:
+        said.append(f"{_are(streamed)} pending: they {STREAMED_WORDS}; revoke those the output you kept does not "
+                    "hold, and any you do not mean to use")
+    return said
+
+
+def _are(count: int) -> str:
+    return "1 certificate is" if count == 1 else f"{count} certificates are"
