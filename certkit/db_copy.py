@@ -122,12 +122,17 @@ def _target_rows(tx, table: str, columns: list[str]) -> dict:
 def _difference(theirs: dict, rows: list[tuple], columns: list[str], table: str, url: str) -> str | None:
     """How ``table`` in the target (``theirs``) differs from its source rows (column by column, and no row
     more), in words; None if it does not."""
-    if len(theirs) != len(rows):
-        return f"{shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)}"
+    ours = {row[0] for row in rows}
+    missing = next((row[0] for row in rows if row[0] not in theirs), None)
+    extra = next((key for key in theirs if key not in ours), None)
+    if len(theirs) != len(rows) or missing is not None or extra is not None:
+        which = [f"the row {shown(str(key))} {where}" for key, where in
+                 ((missing, "is not there"), (extra, "is not in this file")) if key is not None]
+        return f"{shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)} ({'; '.join(which)})" \
+            if len(theirs) != len(rows) else f"{shown(url)} holds other rows in {table} ({'; '.join(which)})"
     for row in rows:
-        if theirs.get(row[0]) != row:
-            differing = [c for c, a, b in zip(columns, row, theirs.get(row[0]) or (None,) * len(row), strict=True)
-                         if a != b]
+        if theirs[row[0]] != row:
+            differing = [c for c, a, b in zip(columns, row, theirs[row[0]], strict=True) if a != b]
             return f"the row {shown(str(row[0]))} of {table} differs in {shown(url)} ({', '.join(differing)})"
     return None
 

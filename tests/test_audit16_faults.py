@@ -246,7 +246,7 @@ def test_reuse_key_works_a_second_time_on_a_token_that_keeps_no_public_key(tmp_p
     for name in ("second", "third"):
         made = run_certkit(*_token_init(tmp_path, token, name, "--reuse-key"), env=certkit_env())
         assert made.returncode == 0, made.stderr
-        assert "already signs the CA" in made.stderr and "'CN=HSM first'" in made.stderr, made.stderr  # each time
+        assert "already signs" in made.stderr and "'CN=HSM first'" in made.stderr, made.stderr  # each time
     listed = token.tool("--list-objects").stdout
     assert listed.count("Certificate Object") == 3 and "Public Key Object" not in listed, listed
     keys = {load(tmp_path / n / "ca.pem").public_key().public_bytes(serialization.Encoding.DER,

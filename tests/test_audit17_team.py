@@ -18,6 +18,10 @@ hosts, and a CA key in a PKCS#11 token (SoftHSM2).
    which none did. A writer id now carries the machine id (/etc/machine-id): a writer of an earlier boot of
    this machine is dead, and its rows are settled at once. ``check`` says of another host's rows that
    host's commands settle them, not "the next command".
+3. Leftovers of round sixteen: ``inventory migrate`` from a copy of a CA directory whose identical other copy
+   had moved the inventory already said "(the database held this very copy already: an earlier run was
+   interrupted)"; a row missing on one side of a compared table was said to differ in every column; the
+   ``--reuse-key`` warning for a key that signs several CAs named them and went on "that CA's".
 """
 
 from __future__ import annotations
@@ -191,3 +195,58 @@ def test_check_on_one_host_says_another_hosts_pending_rows_are_that_hosts_to_set
         listed = _as_host(f"{host.name}-host", other, ["list", "--ca-dir", str(host / "ca"), "--status", "pending",
                                                        "--json"], env)
         assert json.loads(listed.stdout)["count"] == left, listed.stdout
+
+
+# --- 3. leftovers of round sixteen -------------------------------------------------------------------------
+def test_a_move_from_an_identical_copy_does_not_claim_an_interrupted_run(tmp_path: Path, postgres_url: str) -> None:
+    from conftest import PASSPHRASE, certkit_env
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      PGPASSFILE=os.environ["PGPASSFILE"])
+    run_certkit("init-ca", "--name", "Copied CA", env=env, check=True)
+    run_certkit("issue-server", "web.internal", "--out", tmp_path / "web", env=env, check=True)
+    shutil.copytree(tmp_path / "ca", tmp_path / "copy")
+    first = run_certkit("inventory", "migrate", "--to", postgres_url, env=env, check=True)
+    assert "held this very copy" not in first.stdout, first.stdout
+    second = run_certkit("inventory", "migrate", "--to", postgres_url, env=dict(env, CERTKIT_CA_DIR=str(
+        tmp_path / "copy")), check=True)  # no run was interrupted: the other copy moved it there
+    assert ("(the database held this very copy already: an earlier run of this command was interrupted, or another "
+            "copy of this CA directory moved it there)") in second.stdout, second.stdout
+
+
+def test_a_row_on_one_side_only_is_said_so_not_to_differ_in_every_column() -> None:
+    from certkit.db_copy import _difference
+
+    columns = ["nonce", "expires"]
+    ours = [("n1", "2030"), ("n2", "2030")]
+    said = _difference({"n1": ("n1", "2030"), "n3": ("n3", "2031")}, ours, columns, "acme_nonces", "postgresql://db/x")
+    assert said == ("postgresql://db/x holds other rows in acme_nonces (the row n2 is not there; the row n3 is not in "
+                    "this file)"), said  # was: "the row n2 of acme_nonces differs in ... (nonce, expires)"
+    said = _difference({"n1": ("n1", "2030")}, ours, columns, "acme_nonces", "postgresql://db/x")
+    assert said == "postgresql://db/x holds 1 rows in acme_nonces, not 2 (the row n2 is not there)", said
+    said = _difference({"n1": ("n1", "2030"), "n2": ("n2", "2031")}, ours, columns, "acme_nonces", "postgresql://db/x")
+    assert said == "the row n2 of acme_nonces differs in postgresql://db/x (expires)", said
+
+
+def test_the_reuse_key_warning_for_a_key_of_several_cas_speaks_of_them_all(tmp_path: Path, token) -> None:
+    from conftest import certkit_env
+
+    def init(name: str, *extra: str):
+        return run_certkit("init-ca", "--ca-dir", tmp_path / name, "--name", f"Key CA {name}", "--key-uri",
+                           token.uri("root"), "--pkcs11-module", token.module, "--pin-file", token.pin_file, *extra,
+                           env=certkit_env())
+
+    assert init("one").returncode == 0
+    second = init("two", "--reuse-key")
+    assert "already signs the CA 'CN=Key CA one': the new CA shares that key" in second.stderr, second.stderr
+    assert "None of that CA's revocations carry over" in second.stderr  # one CA: as it was
+    third = init("three", "--reuse-key")
+    assert third.returncode == 0, third.stderr
+    warning = " ".join(third.stderr.split())
+    assert "already signs 2 CAs: " in warning and "'CN=Key CA one'" in warning and "'CN=Key CA two'" in warning
+    assert ("peers cannot tell its certificates and CRLs from those CAs', yet its inventory starts empty. None of "
+            "those CAs' revocations carry over") in warning, warning  # was: "that CA's" of two CAs
+    assert "accepts the certificates those CAs revoked" in warning, warning
+    refused = init("four")
+    assert_clean_error(refused, "already signs 3 CAs: ")
+    assert "their certificates are in the token" in refused.stderr and "from those CAs'" in refused.stderr

@@ -303,22 +303,23 @@ def _refuse_a_key_in_use(key, reuse_key: bool) -> None:
     from certkit.pkcs11.provision import certificates_for
     from certkit.text import shown
 
-    used = certificates_for(key)
-    if not used:
+    if not (used := certificates_for(key)):
         return
-    names = ", ".join(f"'{shown(c.subject.rfc4514_string())}'" for c in used[:3])
+    names = ", ".join(f"'{shown(c.subject.rfc4514_string())}'" for c in used[:3]) + (", ..." if len(used) > 3 else "")
+    that, them, theirs, held = ("that CA", "the CA", "that CA's", "its certificate is") if len(used) == 1 else \
+        ("those CAs", f"{len(used)} CAs:", "those CAs'", "their certificates are")
     if reuse_key:
-        warn(f"the {key.uri.describe()} already signs the CA {names}: the new CA shares that key, and peers cannot "
-             "tell its certificates and CRLs from that CA's, yet its inventory starts empty. None of that CA's "
+        warn(f"the {key.uri.describe()} already signs {them} {names}: the new CA shares that key, and peers cannot "
+             f"tell its certificates and CRLs from {theirs}, yet its inventory starts empty. None of {theirs} "
              "revocations carry over: this CA's CRLs leave them out and number from 1 again, and certkit verify "
-             "with this CA directory accepts the certificates that CA revoked (docs/team.md).")
+             f"with this CA directory accepts the certificates {that} revoked (docs/team.md).")
         return
     suggested = key.uri.with_object(f"{key.uri.object or 'ca'}-2")
     raise click.ClickException(
-        f"The token's {key.uri.describe()} already signs the CA {names} (its certificate is in the token): a second "
-        f"CA on that key would issue certificates and CRLs peers cannot tell from that CA's. Name another object "
-        f"for a new key (e.g. --key-uri '{shown(suggested)}'), or pass "
-        "--reuse-key if a new certificate for this same key is what you want.")
+        f"The token's {key.uri.describe()} already signs {them} {names} ({held} in the token): a second CA on that "
+        f"key would issue certificates and CRLs peers cannot tell from {theirs}. Name another object for a new key "
+        f"(e.g. --key-uri '{shown(suggested)}'), or pass --reuse-key if a new certificate for this same key is what "
+        "you want.")
 
 
 def _warn_of_public_suffixes(domains) -> None:

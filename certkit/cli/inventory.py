@@ -58,5 +58,6 @@ def migrate(url, ca_dir, as_json):
              f"  now named in  {store.path / CONFIG_FILE}",
              f"  old file      {store.path / INVENTORY_FILE} (kept as a backup; it refuses writes)"]
     if copied.resumed:
-        lines.insert(1, "  (the database held this very copy already: an earlier run was interrupted)")
+        lines.insert(1, "  (the database held this very copy already: an earlier run of this command was "
+                        "interrupted, or another copy of this CA directory moved it there)")
     emit(as_json, data, "\n".join(lines))
