@@ -387,8 +387,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         if cert is not None:
             check_binding(inventory, cert)
         if inventory.db.dialect != "sqlite":
-            found.append(Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at "
-                                                   f"{inventory.location}"))
+            found += _database(inventory)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     try:
@@ -426,6 +425,15 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                                                 f"to its certificate, {issued}, schema version "
                                                 f"{min(version, SCHEMA_VERSION)}"
                                                 + (" (current)" if version == SCHEMA_VERSION else "")))
+    return found
+
+
+def _database(inventory) -> list[Finding]:
+    """The PostgreSQL server reached, and a warning if this host cannot write the inventory there."""
+    found = [Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at {inventory.location}")]
+    if (why := inventory.db.unwritable()) is not None:  # list and check work; nothing else does
+        found.append(Finding("database", "warning", f"{inventory.location} {why}: certkit list and check work, but "
+                             "issuing, renewing, revoking and signing CRLs fail here"))
     return found
 
 

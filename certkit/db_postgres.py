@@ -196,6 +196,26 @@ class PostgresDatabase:
         with self.transaction() as tx:
             return tx.execute("SHOW server_version").fetchone()[0]
 
+    def unwritable(self) -> str | None:
+        """Why this role cannot write the inventory here, in words (the end of a sentence), or None: a standby
+        (a failover left the URL naming it), transactions read-only by default, or privileges it lacks."""
+        from certkit.text import shown
+
+        with self.transaction() as tx:
+            role, standby, read_only = tx.execute(
+                "SELECT current_user, pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+            ).fetchone()
+            lacking = [f"{privilege} on {table}" for table, privilege in tx.execute(
+                "SELECT t, p FROM unnest(ARRAY['certificates', 'meta']) AS t, unnest(ARRAY['SELECT', 'INSERT', "
+                "'UPDATE']) AS p WHERE NOT has_table_privilege(t, p) ORDER BY 1, 2").fetchall()]
+        if standby:
+            return "is a standby server (read-only: a failover made another server the primary?)"
+        if read_only == "on":
+            return f"makes every transaction of the role {shown(role)} read-only (default_transaction_read_only)"
+        if lacking:
+            return f"does not let the role {shown(role)} write the inventory (it lacks {', '.join(lacking)})"
+        return None
+
     # --- connections -------------------------------------------------------------------
     def _checkout(self) -> tuple[Any, bool]:
         """A connection, and whether it was kept from an earlier transaction. A kept one the server

@@ -18,7 +18,11 @@ hosts, and a CA key in a PKCS#11 token (SoftHSM2).
    which none did. A writer id now carries the machine id (/etc/machine-id): a writer of an earlier boot of
    this machine is dead, and its rows are settled at once. ``check`` says of another host's rows that
    host's commands settle them, not "the next command".
-3. Leftovers of round sixteen: ``inventory migrate`` from a copy of a CA directory whose identical other copy
+3. ``certkit check`` said "OK database" of a PostgreSQL inventory this host cannot write: a role that may only
+   read (GRANT SELECT), transactions read-only by default (``default_transaction_read_only``), or a standby
+   (a failover left the URL naming the old primary, now a standby): every issue, renewal, revocation and CRL
+   then failed. It now warns, saying why and that only list and check work there.
+4. Leftovers of round sixteen: ``inventory migrate`` from a copy of a CA directory whose identical other copy
    had moved the inventory already said "(the database held this very copy already: an earlier run was
    interrupted)"; a row missing on one side of a compared table was said to differ in every column; the
    ``--reuse-key`` warning for a key that signs several CAs named them and went on "that CA's".
@@ -250,3 +254,86 @@ def test_the_reuse_key_warning_for_a_key_of_several_cas_speaks_of_them_all(tmp_p
     refused = init("four")
     assert_clean_error(refused, "already signs 3 CAs: ")
     assert "their certificates are in the token" in refused.stderr and "from those CAs'" in refused.stderr
+
+
+# --- 3. check on a database this host cannot write ---------------------------------------------------------
+def _copy_naming(tmp_path: Path, pg_ca: dict, name: str, url: str) -> Path:
+    """A copy of the CA directory of ``pg_ca`` whose certkit-ca.json names ``url``."""
+    copy = tmp_path / name
+    shutil.copytree(pg_ca["CERTKIT_CA_DIR"], copy)
+    (copy / "certkit-ca.json").write_text(json.dumps({"inventory": url}))
+    return copy
+
+
+def _check_database(ca: Path, env: dict) -> list[str]:
+    ran = run_certkit("check", "--ca-dir", ca, env=env, subprocess=True)
+    assert "Traceback" not in ran.stderr, ran.stderr
+    return [line for line in ran.stdout.splitlines() if " database " in line]
+
+
+def _standby(server, tmp_path: Path) -> tuple[Path, int]:
+    """A streaming standby of ``server`` (pg_basebackup -R), started on a port of its own: (its folder, port)."""
+    from conftest import free_port
+    from team_postgres import _run_as
+
+    user = _run_as()
+    folder = Path(server.base) / f"standby-{tmp_path.name}"
+    folder.mkdir(mode=0o700)
+    if user:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    extra = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": server.password, "LC_ALL": "C"}
+    port = free_port()
+    for command in (["pg_basebackup", "-h", "127.0.0.1", "-p", str(server.port), "-U", "certkit", "-D", str(folder),
+                     "-R", "-X", "stream", "--checkpoint=fast"],
+                    ["pg_ctl", "-D", str(folder), "-l", str(folder / "log"), "-w", "-t", "60", "-o",
+                     f"-c listen_addresses=127.0.0.1 -p {port} -k {server.base} -c max_connections=200 -c fsync=off",
+                     "start"]):
+        done = subprocess.run([str(server.bin / command[0]), *command[1:]], env=env, cwd=server.base,
+                              capture_output=True, text=True, timeout=180, **extra)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+    return folder, port
+
+
+def test_check_warns_of_a_database_this_host_cannot_write(tmp_path: Path, postgres_server, postgres_url: str,
+                                                          pg_ca: dict) -> None:
+    env = {k: v for k, v in pg_ca.items() if k != "CERTKIT_CA_DIR"}
+    database = postgres_url.rsplit("/", 1)[1]
+    assert _check_database(Path(pg_ca["CERTKIT_CA_DIR"]), env)[-1].startswith("OK")  # a role that may write
+    # A role that may only read: list works, check warns (was "OK database" alone).
+    with postgres_server.connect(database) as db:
+        db.execute(f"CREATE ROLE reader_{os.getpid()} LOGIN PASSWORD 'read-only'")
+        db.execute(f"GRANT SELECT ON certificates, meta TO reader_{os.getpid()}")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(Path(os.environ["PGPASSFILE"]).read_text() + f"*:*:*:reader_{os.getpid()}:read-only\n")
+    passfile.chmod(0o600)
+    reader = _copy_naming(tmp_path, pg_ca, "reader", postgres_url.replace("certkit@", f"reader_{os.getpid()}@"))
+    said = _check_database(reader, dict(env, PGPASSFILE=str(passfile)))
+    assert said[1].startswith("WARNING") and (f"does not let the role reader_{os.getpid()} write the inventory (it "
+                                              "lacks INSERT on certificates, UPDATE on certificates, INSERT on meta, "
+                                              "UPDATE on meta): certkit list and check work, but issuing, renewing, "
+                                              "revoking and signing CRLs fail here") in said[1], said
+    assert run_certkit("list", "--ca-dir", reader, env=dict(env, PGPASSFILE=str(passfile))).returncode == 0
+    # Every transaction read-only by default, for the database.
+    with postgres_server.connect() as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    try:
+        said = _check_database(Path(pg_ca["CERTKIT_CA_DIR"]), env)
+        assert "makes every transaction of the role certkit read-only (default_transaction_read_only)" in said[1]
+        crl = run_certkit("crl", "--out", tmp_path / "crl.pem", "--passphrase-file", tmp_path / "pass", env=pg_ca,
+                          subprocess=True)  # a new session: it takes the database's new default
+        assert_clean_error(crl, "is read-only")  # what check now says beforehand
+    finally:
+        with postgres_server.connect() as admin:
+            admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    # A standby (the URL names the old primary after a failover).
+    folder, port = _standby(postgres_server, tmp_path)
+    try:
+        passfile.write_text(passfile.read_text() + f"127.0.0.1:{port}:*:certkit:{postgres_server.password}\n")
+        standby = _copy_naming(tmp_path, pg_ca, "standby", postgres_url.replace(f":{postgres_server.port}/",
+                                                                                  f":{port}/"))
+        said = _check_database(standby, dict(env, PGPASSFILE=str(passfile)))
+        assert said[0].startswith("OK") and "is a standby server" in said[1], said
+    finally:
+        postgres_server._pg("pg_ctl", "-D", str(folder), "-m", "immediate", "-w", "-t", "60", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
