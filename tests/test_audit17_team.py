@@ -22,7 +22,12 @@ hosts, and a CA key in a PKCS#11 token (SoftHSM2).
    read (GRANT SELECT), transactions read-only by default (``default_transaction_read_only``), or a standby
    (a failover left the URL naming the old primary, now a standby): every issue, renewal, revocation and CRL
    then failed. It now warns, saying why and that only list and check work there.
-4. Leftovers of round sixteen: ``inventory migrate`` from a copy of a CA directory whose identical other copy
+4. ``certkit acme serve`` with a database role that may use the ACME tables but not create them (the least
+   privilege a DBA gives a service: SELECT, INSERT, UPDATE, DELETE on tables the database's owner created;
+   PostgreSQL 15 gives no one else CREATE in the public schema) refused to start: "may not be used by this
+   database user: permission denied for schema public", though every table was there (every start ran
+   CREATE TABLE IF NOT EXISTS). The DDL now runs only when something is missing.
+5. Leftovers of round sixteen: ``inventory migrate`` from a copy of a CA directory whose identical other copy
    had moved the inventory already said "(the database held this very copy already: an earlier run was
    interrupted)"; a row missing on one side of a compared table was said to differ in every column; the
    ``--reuse-key`` warning for a key that signs several CAs named them and went on "that CA's".
@@ -337,3 +342,31 @@ def test_check_warns_of_a_database_this_host_cannot_write(tmp_path: Path, postgr
     finally:
         postgres_server._pg("pg_ctl", "-D", str(folder), "-m", "immediate", "-w", "-t", "60", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- 4. acme serve with a role that may use its tables, not create them -------------------------------------
+def test_acme_serve_starts_with_a_role_that_may_use_its_tables_but_not_create_them(tmp_path: Path, postgres_server,
+                                                                                    postgres_url: str,
+                                                                                    pg_ca: dict) -> None:
+    from acme_client import Client
+    from acme_helpers import AcmeServer
+    from conftest import PASSPHRASE
+
+    env = dict(pg_ca, CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    AcmeServer("--allow-domain", "owner.test", env=env).stop()  # the owner's first start creates the tables
+    role = f"acme_dml_{os.getpid()}"
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'dml-only'")
+        db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(Path(os.environ["PGPASSFILE"]).read_text() + f"*:*:*:{role}:dml-only\n")
+    passfile.chmod(0o600)
+    service = _copy_naming(tmp_path, pg_ca, "service", postgres_url.replace("certkit@", f"{role}@"))
+    server = AcmeServer("--allow-domain", "dml.test", env=dict(env, CERTKIT_CA_DIR=str(service),
+                                                               PGPASSFILE=str(passfile)))
+    try:  # was: "Error: ... may not be used by this database user: permission denied for schema public."
+        client = Client(server.directory, service / "ca.pem")
+        client.register()
+        assert client.post(client.kid).json()["status"] == "valid"
+    finally:
+        server.stop()

@@ -87,8 +87,12 @@ SCHEMA_LOCK = 0x6365727461636D65
 
 def create_tables(conn) -> None:
     """Create the tables, or add what an older version's lack, in the write transaction ``conn``;
-    on PostgreSQL one process at a time."""
+    on PostgreSQL one process at a time, and only when something is missing: a role that may use the
+    tables but not create them (a database whose owner made them; PostgreSQL 15 gives no one else CREATE
+    in the public schema) starts a server as well."""
     if conn.dialect == "postgresql":
+        if _complete(conn):
+            return
         conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")  # held until the transaction ends
     for statement in SCHEMA:
         conn.execute(statement)
@@ -103,3 +107,14 @@ def _columns(conn, table: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns"
                                            " WHERE table_schema = current_schema() AND table_name = ?", (table,))}
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _complete(conn) -> bool:
+    """Whether every table and index of :data:`SCHEMA`, and every column of :data:`ADDED_COLUMNS`, is there
+    (PostgreSQL)."""
+    import re
+
+    names = [re.search(r"IF NOT EXISTS (\w+)", statement).group(1) for statement in SCHEMA]
+    if any(conn.execute("SELECT to_regclass(?) IS NULL", (name,)).fetchone()[0] for name in names):
+        return False
+    return all(column in _columns(conn, table) for table, column, _kind in ADDED_COLUMNS)
