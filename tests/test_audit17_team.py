@@ -270,6 +270,18 @@ def _copy_naming(tmp_path: Path, pg_ca: dict, name: str, url: str) -> Path:
     return copy
 
 
+def _role(tmp_path: Path, server, url: str, role: str, grant: str) -> Path:
+    """A login role of the database ``url`` granted ``grant`` only, and a password file (0600) that holds its
+    password beside the test server's."""
+    with server.connect(url.rsplit("/", 1)[1]) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'its-own'")
+        db.execute(f"GRANT {grant} TO {role}")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(Path(os.environ["PGPASSFILE"]).read_text() + f"*:*:*:{role}:its-own\n")
+    passfile.chmod(0o600)
+    return passfile
+
+
 def _check_database(ca: Path, env: dict) -> list[str]:
     ran = run_certkit("check", "--ca-dir", ca, env=env, subprocess=True)
     assert "Traceback" not in ran.stderr, ran.stderr
@@ -306,12 +318,7 @@ def test_check_warns_of_a_database_this_host_cannot_write(tmp_path: Path, postgr
     database = postgres_url.rsplit("/", 1)[1]
     assert _check_database(Path(pg_ca["CERTKIT_CA_DIR"]), env)[-1].startswith("OK")  # a role that may write
     # A role that may only read: list works, check warns (was "OK database" alone).
-    with postgres_server.connect(database) as db:
-        db.execute(f"CREATE ROLE reader_{os.getpid()} LOGIN PASSWORD 'read-only'")
-        db.execute(f"GRANT SELECT ON certificates, meta TO reader_{os.getpid()}")
-    passfile = tmp_path / "pgpass"
-    passfile.write_text(Path(os.environ["PGPASSFILE"]).read_text() + f"*:*:*:reader_{os.getpid()}:read-only\n")
-    passfile.chmod(0o600)
+    passfile = _role(tmp_path, postgres_server, postgres_url, f"reader_{os.getpid()}", "SELECT ON certificates, meta")
     reader = _copy_naming(tmp_path, pg_ca, "reader", postgres_url.replace("certkit@", f"reader_{os.getpid()}@"))
     said = _check_database(reader, dict(env, PGPASSFILE=str(passfile)))
     assert said[1].startswith("WARNING") and (f"does not let the role reader_{os.getpid()} write the inventory (it "
@@ -355,12 +362,8 @@ def test_acme_serve_starts_with_a_role_that_may_use_its_tables_but_not_create_th
     env = dict(pg_ca, CERTKIT_CA_PASSPHRASE=PASSPHRASE)
     AcmeServer("--allow-domain", "owner.test", env=env).stop()  # the owner's first start creates the tables
     role = f"acme_dml_{os.getpid()}"
-    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as db:
-        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'dml-only'")
-        db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
-    passfile = tmp_path / "pgpass"
-    passfile.write_text(Path(os.environ["PGPASSFILE"]).read_text() + f"*:*:*:{role}:dml-only\n")
-    passfile.chmod(0o600)
+    passfile = _role(tmp_path, postgres_server, postgres_url, role,
+                     "SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public")
     service = _copy_naming(tmp_path, pg_ca, "service", postgres_url.replace("certkit@", f"{role}@"))
     server = AcmeServer("--allow-domain", "dml.test", env=dict(env, CERTKIT_CA_DIR=str(service),
                                                                PGPASSFILE=str(passfile)))
