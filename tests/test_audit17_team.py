@@ -360,11 +360,17 @@ def test_acme_serve_starts_with_a_role_that_may_use_its_tables_but_not_create_th
     from conftest import PASSPHRASE
 
     env = dict(pg_ca, CERTKIT_CA_PASSPHRASE=PASSPHRASE)
-    AcmeServer("--allow-domain", "owner.test", env=env).stop()  # the owner's first start creates the tables
     role = f"acme_dml_{os.getpid()}"
     passfile = _role(tmp_path, postgres_server, postgres_url, role,
                      "SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public")
     service = _copy_naming(tmp_path, pg_ca, "service", postgres_url.replace("certkit@", f"{role}@"))
+    first = run_certkit("acme", "serve", "--port", "0", "--allow-domain", "dml.test", "--ca-dir", service,
+                        env=dict(env, PGPASSFILE=str(passfile)), subprocess=True)  # no ACME tables yet: said so
+    assert_clean_error(first, "The ACME server's tables are not all in the inventory's database yet")
+    assert "start certkit acme serve once as the database's owner" in first.stderr, first.stderr
+    AcmeServer("--allow-domain", "owner.test", env=env).stop()  # the owner's first start creates the tables
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as db:
+        db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     server = AcmeServer("--allow-domain", "dml.test", env=dict(env, CERTKIT_CA_DIR=str(service),
                                                                PGPASSFILE=str(passfile)))
     try:  # was: "Error: ... may not be used by this database user: permission denied for schema public."

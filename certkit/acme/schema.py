@@ -93,6 +93,13 @@ def create_tables(conn) -> None:
     if conn.dialect == "postgresql":
         if _complete(conn):
             return
+        if not conn.execute("SELECT has_schema_privilege(current_schema(), 'CREATE')").fetchone()[0]:
+            from certkit.errors import InventoryError
+
+            raise InventoryError("The ACME server's tables are not all in the inventory's database yet (a first "
+                                 "start, or columns of a newer certkit), and this database user may not create them "
+                                 "(it has no CREATE privilege in its schema): start certkit acme serve once as the "
+                                 "database's owner, and this user's servers start after it.")
         conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")  # held until the transaction ends
     for statement in SCHEMA:
         conn.execute(statement)
