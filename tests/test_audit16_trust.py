@@ -50,7 +50,7 @@ from certkit.trust import Anchor
 from certkit.trust.tools import pem_fingerprints
 
 from conftest import PASSPHRASE, certkit_env, require, run_certkit
-from trust_helpers import chromium, keytool_listing, nss_listing, nss_verifies, private_java_home
+from trust_helpers import chromium, keytool_listing, nss_listing, nss_verifies, private_java_home, private_jks_java_home
 
 
 def _leaf(ca: Path, work: Path) -> Path:
@@ -203,12 +203,8 @@ def test_the_nss_databases_of_other_flatpak_and_snap_browsers_are_used(pki, serv
 
 def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_given(
         pki, server: int, java_client: Path, tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
-    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
-        Path(shutil.which("java")).resolve().parent.parent
-    java_home = private_java_home(real_home, tmp_path)
+    java_home = private_jks_java_home(tmp_path)
     cacerts = (java_home / "lib/security/cacerts").resolve()
-    if not cacerts.read_bytes().startswith(b"\xfe\xed\xfe\xed"):  # PKCS#12 with a password is read with it only
-        pytest.skip("this JDK's cacerts is not a JKS keystore (Debian's is)")
     keytool = str(java_home / "bin/keytool")
     subprocess.run([keytool, "-storepasswd", "-keystore", cacerts, "-storepass", "changeit", "-new", "hardened"],
                    check=True, capture_output=True, timeout=120)

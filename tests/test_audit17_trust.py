@@ -37,11 +37,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from test_trust import _java_get, java_client, machine_store_quiet, outcomes, pki, server, trust, untrusted  # noqa: F401
 
 from conftest import certkit_env, require, require_chromium, run_certkit
-from trust_helpers import CHROMIUM, chromium, client_env, nss_verifies, private_java_home
+from trust_helpers import CHROMIUM, chromium, client_env, nss_verifies, private_java_home, private_jks_java_home
 
 
 def _legacy_db(folder: Path, password: str | None = None) -> Path:
@@ -244,12 +243,8 @@ def test_a_running_browser_is_named_for_it_keeps_its_answer_until_restarted(pki,
 # --- 3: the way out of a store certkit does not change ---------------------------------------------------------
 def test_the_warning_about_an_unencrypted_key_gives_the_command_for_a_store_certkit_does_not_change(
         tmp_path: Path, java_client: Path, machine_store_quiet) -> None:  # noqa: F811
-    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
-        Path(shutil.which("java")).resolve().parent.parent
-    java_home = private_java_home(real_home, tmp_path)
+    java_home = private_jks_java_home(tmp_path)
     cacerts = (java_home / "lib/security/cacerts").resolve()
-    if not cacerts.read_bytes().startswith(b"\xfe\xed\xfe\xed"):  # PKCS#12 with a password is read with it only
-        pytest.skip("this JDK's cacerts is not a JKS keystore (Debian's is)")
     env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     home = tmp_path / "home"
     home.mkdir()

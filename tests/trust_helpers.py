@@ -308,6 +308,19 @@ public class TrustClient {
 """
 
 
+def private_jks_java_home(workdir: Path) -> Path:
+    """:func:`private_java_home` of the JDK ``java`` runs, whose cacerts is a JKS keystore (Debian's);
+    skips the test otherwise (a PKCS#12 cacerts with a password is read with that password only)."""
+    import pytest
+
+    real_home = Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+    java_home = private_java_home(real_home, workdir)
+    if not (java_home / "lib/security/cacerts").resolve().read_bytes().startswith(b"\xfe\xed\xfe\xed"):
+        pytest.skip("this JDK's cacerts is not a JKS keystore (Debian's is)")
+    return java_home
+
+
 # --- the clients ----------------------------------------------------------------------------
 def curl(url: str) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url], env=client_env(),
