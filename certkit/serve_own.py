@@ -57,6 +57,7 @@ def killed_servers(inventory) -> list[str]:
     """Read only (``certkit check``): a sentence for each certificate that a server of this host (serve, acme serve)
     killed outright left valid and unexpired, its key gone with it; the next server to start here revokes it."""
     from certkit.acme.records import gone
+    from certkit.vocabulary import iso
 
     with inventory._read(readonly=True) as tx:
         tables = ("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'acme_keys'"
@@ -66,7 +67,7 @@ def killed_servers(inventory) -> list[str]:
             return []
         rows = tx.execute("SELECT c.serial, c.not_after, k.value FROM acme_keys k JOIN certificates c "
                           "ON k.name = 'listener ' || c.serial WHERE c.status = 'valid'").fetchall()
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as the inventory writes times
+    now = iso(dt.datetime.now(dt.UTC))  # as the inventory writes times
     return [f"certificate {serial} (valid until {not_after[:10]} {not_after[11:19]} UTC) is the own certificate of "
             "a server (certkit serve or acme serve) killed outright on this host: its key died with it, yet it "
             "stays valid, and off the CRL, until the next certkit serve or acme serve started here revokes it; to "
