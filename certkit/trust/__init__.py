@@ -170,6 +170,9 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
     results = []
     for store in stores:
         try:
+            if (unknown := store.unknown(anchor)) is not None:  # neither "trusted" nor "not trusted" is known
+                results.append(store.skipped("password", unknown))
+                continue
             state = store.state(anchor)
         except (TrustError, OSError) as exc:
             results.append(StoreResult(store.kind, store.label, store.location, "failed", _reason(exc)))

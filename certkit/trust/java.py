@@ -27,6 +27,7 @@ from certkit.trust.tools import (
 # The JDK's documented default password of cacerts, the same on every installation: it
 # guards the file's integrity check, not a secret of the user.
 JAVA_STOREPASS = "changeit"
+_P7_DATA = bytes.fromhex("06092a864886f70d010701")  # DER of the OID id-data: a PKCS#12 part in the clear
 
 
 class JavaStore(Store):
@@ -46,6 +47,7 @@ class JavaStore(Store):
         self.notes = []
         self.aliases = []
         self.default_password: bool | None = None  # whether cacerts opens with JAVA_STOREPASS (known once listed)
+        self.sealed = 0  # how many parts of it (a PKCS#12 keystore) are encrypted with its password (known once listed)
         self._listed: dict[str, bytes] | None = None  # its aliases, until certkit changes it
         if cacerts.is_symlink():
             # Debian's JDKs link cacerts to /etc/ssl/certs/java/cacerts, which ca-certificates-java keeps
@@ -62,6 +64,8 @@ class JavaStore(Store):
             return None  # the command reads it again, and reports why it cannot
         if self.default_password is not False:
             return None
+        if self.sealed:  # what it holds cannot be told: certkit's copy may be there or not
+            return "password", self.unknown(anchor, "-importcert" if not removing else "-delete")
         # keytool changes it only with its password, which certkit does not ask for: the commands that do it
         if not removing and anchor is not None and not self.needs_adding(self.state(anchor)):
             return None  # installed already: nothing to change
@@ -138,7 +142,37 @@ class JavaStore(Store):
             succeeded(proc, f"keytool -list -keystore {self.path}")
             self._listed = {chunk.split(b"\n", 1)[0].strip().decode(errors="replace"): chunk
                             for chunk in proc.stdout.split(b"Alias name: ")[1:]}
+            try:
+                self.sealed = encrypted_parts(self.path.read_bytes())
+            except OSError:
+                self.sealed = 0
+            note = ("its certificates are encrypted with its password (a PKCS#12 keystore, as keytool -importkeystore "
+                    "makes one): Java programs read them only when given that password (-Djavax.net.ssl."
+                    f"trustStorePassword={JAVA_STOREPASS}); one not given it trusts no CA of this store")
+            self.notes += [note] if self.sealed and self.default_password and note not in self.notes else []
         return self._listed
+
+    def unknown(self, anchor: Anchor | None, action: str = "-list") -> str | None:
+        """Why what this keystore holds cannot be told, with the keytool command that does ``action`` (-list,
+        -importcert, -delete) yourself: a PKCS#12 keystore whose certificates are encrypted with a password that is
+        not the JDK's default, which certkit does not ask for. Without it keytool lists none of them, and Java
+        programs not given it read none (JKS keeps certificates in the clear: read without the password, it is
+        read whole). None when it can be read."""
+        self._aliases()
+        if not self.sealed or self.default_password is not False:
+            return None
+        alias = anchor.file_stem if anchor is not None else "ALIAS"
+        command = ["keytool", action, *(["-alias", alias] if anchor is not None or action != "-list" else [])]
+        if action == "-importcert" and anchor is not None:
+            how = "add the CA yourself: " + anchor.by_hand([*command, "-keystore", str(self.path), "-file"])
+        else:
+            what = {"-list": "check it yourself", "-delete": "take certkit's copy out yourself"}.get(action, action)
+            how = f"{what}: {shlex.join([*command, '-keystore', str(self.path)])}"
+            how += "" if anchor is not None else " (certkit's entries are the aliases certkit-...)"
+        return (f"{self.path} is a PKCS#12 keystore whose certificates are encrypted with its password, which is not "
+                f"the JDK's default ({JAVA_STOREPASS}) and which certkit does not ask for (keytool does): without it, "
+                "certkit cannot tell what it holds (nor can a Java program not given it, as "
+                f"javax.net.ssl.trustStorePassword); {how}")
 
     def state(self, anchor: Anchor | None) -> StoreState:
         # A certkit alias carries its certificate's fingerprint: one of that form holding another certificate is
@@ -190,6 +224,36 @@ class JavaStore(Store):
                 "restart them to see this change")
         if note not in self.notes:
             self.notes.append(note)
+
+
+def encrypted_parts(keystore: bytes) -> int:
+    """How many parts (each a set of certificates) of a PKCS#12 keystore are encrypted with its password, which
+    keytool and Java skip when reading it without (``-storepass``, javax.net.ssl.trustStorePassword); 0 for a
+    keystore of another type (JKS keeps its certificates in the clear) or one all in the clear (a password-less
+    PKCS#12 keystore, the cacerts of JDK 18 and later). RFC 7292: PFX { version, authSafe ContentInfo { id-data,
+    [0] OCTET STRING { SEQUENCE OF ContentInfo } } }, each part id-data (in the clear) or id-encryptedData."""
+    from certkit.keys import _der_read
+
+    try:
+        _, pfx = _der_read(keystore, 0x30)
+        end, _version = _der_read(pfx, 0x02)
+        _, auth_safe = _der_read(pfx[end:], 0x30)
+        if not auth_safe.startswith(_P7_DATA):
+            return 0
+        _, wrapped = _der_read(auth_safe[len(_P7_DATA):], 0xA0)
+        _, octets = _der_read(wrapped, 0x04)
+        _, parts = _der_read(octets, 0x30)
+    except ValueError:
+        return 0
+    count = 0
+    while parts:
+        try:
+            end, part = _der_read(parts, 0x30)
+        except ValueError:
+            break
+        count += not part.startswith(_P7_DATA)
+        parts = parts[end:]
+    return count
 
 
 def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:

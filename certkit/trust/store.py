@@ -123,6 +123,11 @@ class Store:
         ``anchor``), as (code, reason), or None."""
         return None
 
+    def unknown(self, anchor: Anchor | None) -> str | None:
+        """Why what this store holds cannot be told (it is sealed by a password certkit does not ask for), with the
+        command that checks it; None when it can be read (and :meth:`state` is the truth)."""
+        return None
+
     def needs_adding(self, state: StoreState) -> bool:
         """Whether installing would change this store, now in ``state``: certkit's copy missing (and, in a store
         that keeps one entry per certificate, the CA not trusted under another name), or its trust taken away."""

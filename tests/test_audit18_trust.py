@@ -1,0 +1,132 @@
+"""The eighteenth round's trust findings, each as a class, against real JDKs (keytool, a JSSE client whose trust
+store is the JDK's default cacerts) and real NSS databases (certutil, vfychain), never the machine's own stores:
+
+1. A JDK's ``cacerts`` that is a PKCS#12 keystore whose certificates are encrypted with its password (what
+   ``keytool -importkeystore -deststoretype pkcs12`` makes, as keytool itself advises for a JKS one). Read without
+   its password, keytool lists none of its entries, and Java programs not given the password (as
+   javax.net.ssl.trustStorePassword) read none either. Once that password was no longer ``changeit``, ``status``
+   said "not trusted" of a CA that is in it (trusted by every program given the password), and ``uninstall`` said
+   "absent" and exited 0, leaving it trusted. Now such a store is skipped with code ``password`` and the keytool
+   command that does it (which asks for the password). With the default password, ``install`` and ``status`` now
+   say that Java programs read its certificates only when given that password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from test_trust import java_client, machine_store_quiet, pki, server, trust, untrusted  # noqa: F401
+
+from certkit.trust.java import encrypted_parts
+
+from trust_helpers import client_env, private_java_home
+
+
+# --- 1: a PKCS#12 cacerts whose certificates are encrypted with its password -------------------------------------
+def _real_java_home() -> Path:
+    return Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+
+
+def _java(java_home: Path, classes: Path, url: str, *options: str) -> subprocess.CompletedProcess:
+    """The JSSE client, its trust store the JDK's default cacerts (``options``: e.g. its password)."""
+    return subprocess.run([str(java_home / "bin/java"), *options, "-cp", str(classes), "TrustClient", url],
+                          env=client_env(), capture_output=True, text=True, timeout=120)
+
+
+def _encrypted_pkcs12_cacerts(java_home: Path, work: Path) -> Path:
+    """The private JDK's cacerts made a PKCS#12 keystore by keytool -importkeystore (password changeit), as keytool
+    advises for a JKS keystore: its certificates are encrypted with the password."""
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    converted = work / "cacerts.p12"
+    subprocess.run([str(java_home / "bin/keytool"), "-importkeystore", "-noprompt", "-srckeystore", cacerts,
+                    "-srcstorepass", "changeit", "-destkeystore", converted, "-deststoretype", "PKCS12",
+                    "-deststorepass", "changeit"], check=True, capture_output=True, timeout=120)
+    shutil.copyfile(converted, cacerts)
+    return cacerts
+
+
+def test_a_pkcs12_cacerts_whose_certificates_are_encrypted_is_never_called_empty(
+        pki, server: int, java_client: Path, tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    cacerts = _encrypted_pkcs12_cacerts(java_home, tmp_path)
+    assert encrypted_parts(cacerts.read_bytes()) >= 1
+    keytool = str(java_home / "bin/keytool")
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+
+    # Default password: certkit adds the CA, and says who reads it: Java programs given the password, no other.
+    added = trust("install", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    (store,) = json.loads(added.stdout)["stores"]
+    assert store["outcome"] == "added", store
+    assert any("read them only when given that password (-Djavax.net.ssl.trustStorePassword=changeit)" in note
+               for note in store["notes"]), store
+    with_password = _java(java_home, java_client, url, "-Djavax.net.ssl.trustStorePassword=changeit")
+    assert "HTTP 200" in with_password.stdout, with_password.stdout + with_password.stderr
+    without = _java(java_home, java_client, url)
+    assert "the trustAnchors parameter must be non-empty" in without.stdout, without.stdout + without.stderr
+
+    # The store hardened (keytool -storepasswd): what it holds cannot be read without the new password.
+    subprocess.run([keytool, "-storepasswd", "-keystore", cacerts, "-storepass", "changeit", "-new", "hardened"],
+                   check=True, capture_output=True, timeout=120)
+    listed = subprocess.run([keytool, "-list", "-keystore", cacerts, "-storepass", "hardened"], capture_output=True,
+                            text=True, timeout=120, check=True).stdout
+    assert pki.anchor.file_stem in listed
+    hardened = _java(java_home, java_client, url, "-Djavax.net.ssl.trustStorePassword=hardened")
+    assert "HTTP 200" in hardened.stdout, hardened.stdout + hardened.stderr  # still trusted, by those given it
+    before = cacerts.read_bytes()
+
+    status = trust("status", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    (store,) = json.loads(status.stdout)["stores"]
+    assert (store["outcome"], store["code"]) == ("skipped", "password"), store  # was "not trusted"
+    assert "certkit cannot tell what it holds" in store["reason"], store
+    check = shlex.split(store["reason"].split("check it yourself: ", 1)[1])
+    assert check == ["keytool", "-list", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    shown = subprocess.run([keytool, *check[1:]], input="hardened\n", text=True, capture_output=True, timeout=120)
+    assert shown.returncode == 0 and "trustedCertEntry" in shown.stdout, shown.stdout + shown.stderr
+
+    # uninstall named the store: refused, with the command (was "absent", exit 0, the CA left trusted).
+    refused = trust("uninstall", "--java", home=home, ca_dir=pki.issuing, extra_env=env)
+    assert refused.returncode == 1 and cacerts.read_bytes() == before, refused.stdout + refused.stderr
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("Error: Cannot uninstall the CA from the java store: ") and "absent" not in line, line
+    command = shlex.split(line.split("take certkit's copy out yourself: ", 1)[1])
+    assert command == ["keytool", "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    every = trust("uninstall", "--java", "--every-certkit-ca", home=home, extra_env=env)
+    assert every.returncode == 1 and cacerts.read_bytes() == before, every.stdout + every.stderr
+    assert "keytool -delete -alias ALIAS -keystore" in every.stderr and "certkit-" in every.stderr, every.stderr
+    installed = trust("install", "--java", home=home, ca_dir=pki.issuing, extra_env=env)
+    assert installed.returncode == 1 and cacerts.read_bytes() == before, installed.stdout + installed.stderr
+    assert "add the CA yourself: keytool -importcert" in installed.stderr, installed.stderr
+
+    # The advice, followed (keytool asks for the password): the CA is out for the programs given the password.
+    subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,
+                   timeout=120)
+    gone = _java(java_home, java_client, url, "-Djavax.net.ssl.trustStorePassword=hardened")
+    assert gone.returncode == 2 and untrusted(gone.stdout), gone.stdout + gone.stderr
+    still = trust("status", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    assert json.loads(still.stdout)["stores"][0]["code"] == "password"  # still cannot tell: never "not trusted"
+
+
+def test_encrypted_parts_tells_the_keystores_apart(java_client: Path, tmp_path: Path,  # noqa: F811
+                                                   machine_store_quiet) -> None:  # noqa: F811
+    """keytool's own keystores: JKS and a password-less PKCS#12 (JDK 18's cacerts) hold nothing encrypted."""
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    keytool = str(java_home / "bin/keytool")
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    plain = tmp_path / "plain.p12"
+    subprocess.run([keytool, "-J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE",
+                    "-J-Dkeystore.pkcs12.macAlgorithm=NONE", "-importkeystore", "-noprompt", "-srckeystore", cacerts,
+                    "-srcstorepass", "changeit", "-destkeystore", plain, "-deststoretype", "PKCS12",
+                    "-deststorepass", "changeit"], check=True, capture_output=True, timeout=120)
+    assert encrypted_parts(plain.read_bytes()) == 0
+    assert encrypted_parts(cacerts.read_bytes()) == 0  # the JDK's own: JKS (Debian) or password-less PKCS#12
+    assert encrypted_parts(_encrypted_pkcs12_cacerts(java_home, tmp_path).read_bytes()) >= 1
+    assert encrypted_parts(b"\xfe\xed\xfe\xed") == 0 and encrypted_parts(b"") == 0
