@@ -9,6 +9,12 @@ store is the JDK's default cacerts) and real NSS databases (certutil, vfychain),
    "absent" and exited 0, leaving it trusted. Now such a store is skipped with code ``password`` and the keytool
    command that does it (which asks for the password). With the default password, ``install`` and ``status`` now
    say that Java programs read its certificates only when given that password.
+2. A store that is a link to nothing: ``~/.pki/nssdb`` (or ``~/.pki``) a link to a folder that does not exist (a
+   dotfiles folder not there yet), or a JDK's ``lib/security/cacerts`` a link to a file that does not exist
+   (Debian's JDKs link theirs to /etc/ssl/certs/java/cacerts, which ca-certificates-java makes). ``install --nss``
+   failed on certutil's "SEC_ERROR_BAD_DATABASE: bad database ... nothing was left in ~/.pki/nssdb"; the Java
+   store was skipped as having "no lib/security/cacerts". Both now name the link and where it leads, and what to
+   do; Chromium cannot create such a database either, and Java programs of such a JDK trust nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from test_trust import java_client, machine_store_quiet, pki, server, trust, unt
 
 from certkit.trust.java import encrypted_parts
 
-from trust_helpers import client_env, private_java_home
+from conftest import require, require_chromium
+from trust_helpers import chromium, client_env, nss_listing, private_java_home
 
 
 # --- 1: a PKCS#12 cacerts whose certificates are encrypted with its password -------------------------------------
@@ -130,3 +137,72 @@ def test_encrypted_parts_tells_the_keystores_apart(java_client: Path, tmp_path: 
     assert encrypted_parts(cacerts.read_bytes()) == 0  # the JDK's own: JKS (Debian) or password-less PKCS#12
     assert encrypted_parts(_encrypted_pkcs12_cacerts(java_home, tmp_path).read_bytes()) >= 1
     assert encrypted_parts(b"\xfe\xed\xfe\xed") == 0 and encrypted_parts(b"") == 0
+
+
+# --- 2: a store that is a link to nothing ------------------------------------------------------------------------
+def test_an_nss_database_behind_a_link_to_nothing_is_named_with_the_link(pki, server: int,  # noqa: F811
+                                                                        tmp_path: Path) -> None:
+    require("certutil")
+    require_chromium()
+    home = tmp_path / "home"
+    (home / ".pki").mkdir(parents=True)
+    target = home / "dotfiles" / "nssdb"
+    (home / ".pki/nssdb").symlink_to(target)
+    for args in (("install", "--nss"), ("install", "--nss", "--json")):
+        proc = trust(*args, home=home, ca_dir=pki.issuing)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        text = json.loads(proc.stdout)["error"] if "--json" in args else proc.stderr
+        assert f"{home / '.pki/nssdb'} is a link to {target}, which does not exist: the NSS database cannot be " \
+               "created there (nor can a browser create it); create that folder, or remove the link, and run again" \
+               in text, text
+        assert "bad database" not in text, text
+        assert len(proc.stderr.strip().splitlines()) == ("--json" not in args), proc.stderr
+    assert not os.path.lexists(target)  # nothing made behind the link
+
+    url = f"https://localhost:{server}/"
+    refused = chromium(url, home, tmp_path / "chromium-1")
+    assert "ERR_CERT_AUTHORITY_INVALID" in refused.stderr, refused.stderr[-2000:]
+    assert not os.path.lexists(target)  # Chromium made nothing there either
+
+    target.mkdir(parents=True)  # as the message says
+    added = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    assert [s["outcome"] for s in json.loads(added.stdout)["stores"]] == ["added"]
+    assert pki.anchor.nickname in nss_listing(target) and (home / ".pki/nssdb").is_symlink()
+    page = chromium(url, home, tmp_path / "chromium-2")
+    assert "verify=NONE" in page.stdout, page.stderr[-3000:]
+
+    # ~/.pki itself a link to nothing: named as well, the database's own path with it.
+    other = tmp_path / "home2"
+    other.mkdir()
+    (other / ".pki").symlink_to(other / "dots")
+    proc = trust("install", "--nss", home=other, ca_dir=pki.issuing)
+    assert proc.returncode == 1 and f"{other / '.pki'} is a link to {other / 'dots'}, which does not exist: the " \
+        f"NSS database cannot be created in {other / '.pki/nssdb'}" in proc.stderr, proc.stderr
+
+
+def test_a_jdk_whose_cacerts_is_a_link_to_nothing_is_named_with_the_link(
+        pki, server: int, java_client: Path, tmp_path: Path, machine_store_quiet) -> None:  # noqa: F811
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    link = java_home / "lib/security/cacerts"
+    target = link.resolve()
+    kept = target.read_bytes()
+    target.unlink()  # as on a Debian JDK whose ca-certificates-java never made /etc/ssl/certs/java/cacerts
+    env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+    nothing = _java(java_home, java_client, url)
+    assert "the trustAnchors parameter must be non-empty" in nothing.stdout, nothing.stdout + nothing.stderr
+
+    said = f"{link} is a link to {target}, which does not exist: the Java programs of this JDK have no trust store"
+    status = trust("status", "--java", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    reasons = {s["reason"] for s in json.loads(status.stdout)["stores"]}
+    assert all(said in reason for reason in reasons), reasons  # was "... has no lib/security/cacerts"
+    refused = trust("install", "--java", home=home, ca_dir=pki.issuing, extra_env=env)
+    assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not target.exists(), refused.stderr
+
+    target.write_bytes(kept)  # restored, as the message says
+    trust("install", "--java", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
+    ok = _java(java_home, java_client, url)
+    assert "HTTP 200" in ok.stdout, ok.stdout + ok.stderr

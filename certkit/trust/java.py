@@ -16,6 +16,7 @@ from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustErro
 from certkit.trust.tools import (
     CERTKIT_NAME,
     carries_fingerprint,
+    dangling_link,
     describe_pem,
     find_tool,
     pem_fingerprints,
@@ -279,13 +280,26 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
         if cacerts is None or keytool is None:
             what = "lib/security/cacerts" if cacerts is None else "bin/keytool"
             skipped.append(StoreResult("java", f"Java ({found_by})", str(home), "skipped",
-                                       f"{home} has no {what}", "missing"))
+                                       _nowhere(home) if cacerts is None else f"{home} has no {what}", "missing"))
             continue
         if cacerts.resolve() in seen:
             continue
         seen.add(cacerts.resolve())
         stores.append(JavaStore(home, found_by, cacerts, keytool, env))
     return stores, skipped
+
+
+def _nowhere(home: Path) -> str:
+    """Why ``home`` has no cacerts: none there, or a link to a file that does not exist (Debian's JDKs link theirs to
+    /etc/ssl/certs/java/cacerts, which ca-certificates-java makes: a JDK installed without it, or a failed hook)."""
+    for rel in ("lib/security/cacerts", "jre/lib/security/cacerts"):
+        if (found := dangling_link(home / rel, above=False)) is not None:
+            link, target = found
+            return (f"{link} is a link to {target}, which does not exist: the Java programs of this JDK have no trust "
+                    "store at all (each TLS connection fails: \"the trustAnchors parameter must be non-empty\"), and "
+                    "certkit does not make one holding its CA alone; restore that file (on Debian and Ubuntu the "
+                    "package ca-certificates-java makes it) and run again")
+    return f"{home} has no lib/security/cacerts"
 
 
 def _running_home(java: str, env: Mapping[str, str]) -> Path | None:

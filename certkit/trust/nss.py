@@ -31,6 +31,7 @@ from certkit.trust.nss_places import CHROMIUM_PROGRAMS, chromium_dbs, profile_ro
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
     CERTKIT_NAME,
+    dangling_link,
     describe_pem,
     find_tool,
     pem_blocks,
@@ -87,6 +88,8 @@ class NSSStore(Store):
 
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if not self.exists():
+            if not removing and (nowhere := self._nowhere()) is not None:
+                return "missing", nowhere
             nearest = next((p for p in [self.directory, *self.directory.parents] if p.exists()), Path("/"))
             if not os.access(nearest, os.W_OK):
                 return "not-writable", f"{nearest} is not writable by this user"
@@ -260,6 +263,8 @@ class NSSStore(Store):
         failed install, or an uninstall once it holds nothing else, takes out again (:data:`CREATED_MARK`)."""
         if not self.create:
             raise TrustError(f"There is no NSS database in {self.directory}.")
+        if (nowhere := self._nowhere()) is not None:
+            raise TrustError(nowhere)
         nearest = next(p for p in [self.directory, *self.directory.parents] if p.exists())
         if not nearest.is_dir():
             where = "there" if nearest == self.directory else f"in {shown(self.directory)}"
@@ -296,6 +301,16 @@ class NSSStore(Store):
         _give_to_owner_of(nearest, self.directory)
         self.notes.append(f"created the NSS database {self.directory} (empty password, as Chromium does)")
         return fresh
+
+    def _nowhere(self) -> str | None:
+        """Why the database cannot be created where a link leads nowhere (~/.pki/nssdb, or ~/.pki, a link to a
+        folder that does not exist): certutil would call the database bad, and Chromium cannot create it either."""
+        if (found := dangling_link(self.directory)) is None:
+            return None
+        link, target = found
+        where = "there" if link == self.directory else f"in {shown(self.directory)}"
+        return (f"{shown(link)} is a link to {shown(target)}, which does not exist: the NSS database cannot be created "
+                f"{where} (nor can a browser create it); create that folder, or remove the link, and run again")
 
     def _take_out_created(self) -> bool:
         """Remove the database :meth:`_create` made, and ~/.pki if it made that too (when nothing else is in it);

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from certkit.text import shown
 from certkit.trust.store import Found, TrustError
@@ -71,6 +72,18 @@ def succeeded(proc: subprocess.CompletedProcess, what: str) -> subprocess.Comple
 def find_tool(tool: str, env: Mapping[str, str] | None = None, *, sbin: bool = False) -> str | None:
     path = (os.environ if env is None else env).get("PATH", os.defpath)
     return shutil.which(tool, path=path + os.pathsep + _SBIN if sbin else path)
+
+
+def dangling_link(path: Path, *, above: bool = True) -> tuple[Path, str] | None:
+    """The first of ``path`` and (with ``above``) the folders above it that is a link to nothing (its target does
+    not exist: a dotfiles folder not there yet, a package that never made the file), with what it names; or None."""
+    for place in [path, *(path.parents if above else [])]:
+        try:
+            if place.is_symlink() and not place.exists():
+                return place, os.readlink(place)
+        except OSError:
+            return None
+    return None
 
 
 def pem_fingerprints(data: bytes) -> list[str]:
