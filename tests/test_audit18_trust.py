@@ -15,6 +15,11 @@ store is the JDK's default cacerts) and real NSS databases (certutil, vfychain),
    failed on certutil's "SEC_ERROR_BAD_DATABASE: bad database ... nothing was left in ~/.pki/nssdb"; the Java
    store was skipped as having "no lib/security/cacerts". Both now name the link and where it leads, and what to
    do; Chromium cannot create such a database either, and Java programs of such a JDK trust nothing.
+3. Another certkit CA that is in a store but not trusted there: an NSS entry whose trust was taken away (``,,``,
+   Firefox's Edit Trust, ``certutil -M``), or a system-store file not in the bundle clients read. ``status``
+   said "certkit CA trusted" of it, and warned "a certkit CA is trusted ... If it is no longer used, remove it",
+   while NSS's own verifier (vfychain) refuses what it signs. It is now "there but not trusted", with why
+   (``not_trusted`` in --json), and no warning calls it trusted; ``--every-certkit-ca`` still removes it.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from test_trust import java_client, machine_store_quiet, pki, server, trust, unt
 
 from certkit.trust.java import encrypted_parts
 
-from conftest import require, require_chromium
-from trust_helpers import chromium, client_env, nss_listing, private_java_home
+from conftest import certkit_env, require, require_chromium, run_certkit
+from trust_helpers import chromium, client_env, nss_listing, nss_verifies, private_java_home
 
 
 # --- 1: a PKCS#12 cacerts whose certificates are encrypted with its password -------------------------------------
@@ -206,3 +211,79 @@ def test_a_jdk_whose_cacerts_is_a_link_to_nothing_is_named_with_the_link(
     trust("install", "--java", home=home, ca_dir=pki.issuing, extra_env=env, check=True)
     ok = _java(java_home, java_client, url)
     assert "HTTP 200" in ok.stdout, ok.stdout + ok.stderr
+
+
+# --- 3: another certkit CA there, but not trusted ----------------------------------------------------------------
+def _ca_and_leaf(work: Path, name: str) -> tuple[Path, Path]:
+    """A CA directory limited to home.arpa (no passphrase) and a server certificate for x.home.arpa from it."""
+    env = certkit_env(HOME=str(work))
+    ca = work / name
+    run_certkit("init-ca", "--ca-dir", ca, "--name", name, "--permit-dns", "home.arpa", "--no-passphrase", env=env,
+                check=True)
+    (work / f"{name}-leaf").mkdir()
+    run_certkit("issue-server", "--ca-dir", ca, "x.home.arpa", cwd=work / f"{name}-leaf", env=env, check=True)
+    return ca, work / f"{name}-leaf" / "x.home.arpa" / "cert.pem"
+
+
+def test_another_certkit_ca_whose_nss_trust_was_taken_away_is_not_called_trusted(tmp_path: Path) -> None:
+    require("certutil")
+    require("vfychain")
+    home = tmp_path / "home"
+    (home / ".pki/nssdb").mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{home / '.pki/nssdb'}", "--empty-password"], check=True,
+                   capture_output=True, timeout=60)
+    current, current_leaf = _ca_and_leaf(tmp_path, "Current CA")
+    old, old_leaf = _ca_and_leaf(tmp_path, "Old CA")
+    for ca in (current, old):
+        trust("install", "--nss", home=home, ca_dir=ca, check=True)
+    db = home / ".pki/nssdb"
+    old_nick = next(line.rsplit(None, 1)[0] for line in nss_listing(db).splitlines() if "Old CA" in line)
+    subprocess.run(["certutil", "-M", "-d", f"sql:{db}", "-n", old_nick, "-t", ",,"], check=True, capture_output=True,
+                   timeout=60)  # distrusted, as Firefox's Edit Trust does
+    refused = nss_verifies(db, old_leaf)
+    assert refused.returncode != 0 and "Chain is good" not in refused.stdout + refused.stderr, refused.stderr
+    good = nss_verifies(db, current_leaf)
+    assert good.returncode == 0 and "Chain is good" in good.stdout + good.stderr, good.stderr
+
+    for ca_dir, what in ((None, "certkit CA"), (current, "another certkit CA")):
+        proc = trust("status", "--nss", home=home, ca_dir=ca_dir, check=True)
+        assert f"{what} there but not trusted: {old_nick} (CN=Old CA); flags ,,: browsers do not take it as a " \
+               "website's issuer" in proc.stdout, proc.stdout
+        assert f"{what} trusted: {old_nick}" not in proc.stdout and f"{what} also trusted: {old_nick}" not in \
+            proc.stdout, proc.stdout
+        assert "CN=Old CA" not in proc.stderr, proc.stderr  # no warning calls it trusted, nor asks to remove it
+        as_json = trust("status", "--nss", "--json", home=home, ca_dir=ca_dir, check=True)
+        older = {e["name"]: e["not_trusted"] for e in json.loads(as_json.stdout)["stores"][0]["older"]}
+        assert "flags ,," in older.pop(old_nick) and set(older.values()) <= {None}, older
+        assert all("CN=Old CA" not in w for w in json.loads(as_json.stdout)["warnings"])
+    assert "CN=Current CA" in trust("status", "--nss", home=home, check=True).stderr  # the trusted one is warned of
+
+    current_nick = next(line.rsplit(None, 1)[0] for line in nss_listing(db).splitlines() if "Current CA" in line)
+    gone = trust("uninstall", "--nss", "--every-certkit-ca", "--json", home=home, check=True)
+    assert sorted(json.loads(gone.stdout)["stores"][0]["removed"]) == sorted([old_nick, current_nick])
+    assert "certkit-" not in nss_listing(db)  # both went, the distrusted one too
+
+
+def test_a_certkit_anchor_file_not_in_its_bundle_is_not_called_trusted(tmp_path: Path) -> None:
+    """A private layout (its folder, its bundle; a refresh that does nothing): the machine's store is never read."""
+    from certkit.trust import Anchor, SystemLayout, SystemStore, status, warnings
+
+    require("openssl")
+    current, _current_leaf = _ca_and_leaf(tmp_path, "Current CA")
+    old, old_leaf = _ca_and_leaf(tmp_path, "Old CA")
+    anchors, bundle = tmp_path / "anchors", tmp_path / "bundle.pem"
+    anchors.mkdir()
+    for ca in (current, old):
+        anchor = Anchor.from_ca_dir(ca)
+        (anchors / f"{anchor.file_stem}.crt").write_bytes(anchor.pem)
+    bundle.write_bytes(Anchor.from_ca_dir(current).pem)  # the refresh has not run since Old CA's file came
+    verify = subprocess.run(["openssl", "verify", "-CAfile", bundle, old_leaf], capture_output=True, text=True,
+                            timeout=60)
+    assert verify.returncode != 0, verify.stdout  # what OpenSSL clients read does not trust it
+    store = SystemStore(SystemLayout("Private", anchors, ".crt", ("true",), ("true",), bundle, "coreutils"),
+                        {"PATH": "/usr/bin:/bin"})
+    for anchor in (None, Anchor.from_ca_dir(current)):
+        (result,) = status(anchor, [store])
+        said = {e.subject: e.not_trusted for e in result.state.older}
+        assert said.pop("CN=Old CA") == f"not in {bundle}: run true" and set(said.values()) <= {None}, said
+        assert not [w for w in warnings(anchor, [result]) if "CN=Old CA" in w]

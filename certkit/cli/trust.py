@@ -201,7 +201,11 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             for entry in state.older:
                 via = f", through {entry.via}" if entry.via else ""
                 what = "another certkit CA also trusted" if anchor is not None else "certkit CA trusted"
-                lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via})")
+                why = ""
+                if entry.not_trusted:  # there, but its clients do not trust it
+                    what = f"{'another ' if anchor is not None else ''}certkit CA there but not trusted"
+                    why = f"; {shown(entry.not_trusted)}"
+                lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via}){why}")
         for alias in r.aliases:
             lines.append(f"{pad}also {shown(alias)} (the same database)")
         for note in r.notes:

@@ -179,7 +179,7 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
             continue
         notes = []
         if anchor is None:  # no CA to ask about: what certkit CAs the store trusts
-            outcome = "certkit CAs" if state.older else "none"
+            outcome = "certkit CAs" if any(e.not_trusted is None for e in state.older) else "none"
         elif state.current is None and state.elsewhere:
             # Added by hand, or by another tool: the store trusts the CA all the same (a Chromium that reads
             # an NSS entry named "Dev CA (by hand)" accepts its certificates), so "trusted" is the truth.
@@ -248,7 +248,8 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     others: dict[str, list[tuple[Found, str]]] = {}
     for result in results:
         for entry in result.state.older if result.state else []:
-            others.setdefault(entry.fingerprint, []).append((entry, f"{result.kind}: {result.location}"))
+            if entry.not_trusted is None:  # one there but trusted by none of the store's clients puts nobody at risk
+                others.setdefault(entry.fingerprint, []).append((entry, f"{result.kind}: {result.location}"))
     for copies in others.values():
         found.append(_another_ca(anchor, copies, this_ca))
         if (entry := copies[0][0]).not_after is not None:

@@ -163,6 +163,9 @@ class NSSStore(Store):
                 if not trusts_servers(trust):
                     untrusted[nick] = trust
         state = sort_found(anchor, entries, StoreState(untrusted=present))
+        for entry in state.older:  # another certkit CA whose trust was taken away: there, but trusted by no browser
+            if entry.name in untrusted:
+                entry.not_trusted = f"flags {untrusted[entry.name]}: browsers do not take it as a website's issuer"
         if state.current is not None and state.current.name in untrusted:
             # certkit's copy is there, but its trust was taken away (Firefox's Edit Trust, certutil -M): a browser
             # does not trust it, and install sets the trust again.

@@ -37,11 +37,14 @@ class Found:
     ours: bool = True
     via: str | None = None  # a certkit copy that another store put here (and takes away again)
     remove_with: str | None = None  # the command that takes this entry alone out of its store
+    # Why the store's clients do not trust it though it is there (an NSS entry without the C flag, a system-store
+    # file not in the bundle yet): there, and certkit's, but no risk to anyone.
+    not_trusted: str | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
                 "not_after": iso(self.not_after) if self.not_after else None, "via": self.via,
-                "remove_with": self.remove_with}
+                "remove_with": self.remove_with, "not_trusted": self.not_trusted}
 
 
 @dataclass

@@ -160,8 +160,12 @@ class SystemStore(Store):
                 self.note_misnamed(found)
             entries.append(found)
         state = sort_found(anchor, entries, StoreState())
+        bundle = self._bundle()
+        for entry in state.older:  # its file there, but not (or no longer) in what clients read
+            if entry.fingerprint and entry.fingerprint not in bundle:
+                entry.not_trusted = f"not in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
         if anchor is not None:
-            in_bundle = anchor.fingerprint in self._bundle()
+            in_bundle = anchor.fingerprint in bundle
             if state.current and not in_bundle:
                 state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
             elif not state.current and in_bundle:
