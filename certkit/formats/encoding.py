@@ -42,25 +42,32 @@ class FormatRefused(CertkitError):
 
 # --- names ------------------------------------------------------------------------------
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")
+SECRET_NAME_MAX = 253  # characters of a Kubernetes object name (IsDNS1123Subdomain); no limit on a label's
 
 
 def secret_name(name: str, typed: str | None = None) -> str:
-    """A Kubernetes object name (an RFC 1123 subdomain: lower-case labels of letters, digits and
-    hyphens, at most 253 characters) made from a bundle's name: ``_wildcard.example.com`` becomes
-    ``wildcard.example.com``, ``web/a`` ``web-a``, ``Alice Smith`` ``alice-smith``. When ``typed``, the
-    name the certificate was made for, has non-ASCII characters the result lost (``José Ñ``, not an
-    IDNA host name whose A-label it is, nor a name chosen apart from it), it ends with ``-`` and 8 hex
-    digits of that name's SHA-256, so that two such names get two Secrets, the same each time."""
+    """A Kubernetes object name (an RFC 1123 subdomain as the API server checks it: lower-case labels of
+    letters, digits and hyphens, at most 253 characters in all; a label may be longer than DNS's 63)
+    made from a bundle's name: ``_wildcard.example.com`` becomes ``wildcard.example.com``, ``web/a``
+    ``web-a``, ``Alice Smith`` ``alice-smith``. When ``typed``, the name the certificate was made for,
+    has non-ASCII characters the result lost (``José Ñ``, not an IDNA host name whose A-label it is,
+    nor a name chosen apart from it), it ends with ``-`` and 8 hex digits of that name's SHA-256, so
+    that two such names get two Secrets, the same each time; so does a name cut to 253 characters,
+    with the digits of the whole name."""
     text = _secret_base(name)
     if typed is not None and not typed.isascii() and _a_label(typed) != text and _made_from(typed) == text:
-        import hashlib
-        import unicodedata
-
-        suffix = hashlib.sha256(unicodedata.normalize("NFC", typed).encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        last = text.rsplit(".", 1)[-1]
-        keep = min(63 - 9 - len(last), 0)  # the last label, with its suffix, within 63 characters
-        text = (text[:len(text) + keep] if keep else text)[:253 - 9].rstrip(".-") + "-" + suffix
+        text = _suffixed(text, typed)
     return text
+
+
+def _suffixed(text: str, whole: str) -> str:
+    """``text`` (cut to leave room) ending with ``-`` and 8 hex digits of the SHA-256 of ``whole`` (NFC, UTF-8):
+    a Secret name that tells apart two names ``text`` alone would give alike."""
+    import hashlib
+    import unicodedata
+
+    suffix = hashlib.sha256(unicodedata.normalize("NFC", whole).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return text[:SECRET_NAME_MAX - 9].rstrip(".-") + "-" + suffix
 
 
 def _made_from(typed: str) -> str | None:
@@ -85,12 +92,12 @@ def _secret_base(name: str) -> str:
     labels = []
     for label in name.lower().replace("/", "-").split("."):
         label = _LABEL_BAD.sub("-", label).strip("-")
-        if label:
-            labels.append(label[:63].rstrip("-"))
-    text = ".".join(labels)[:253].rstrip(".-")
+        if label:  # kept whole: the API server takes a label of any length in a name (DNS's 63 is not its rule)
+            labels.append(label)
+    text = ".".join(labels)
     if not text:
         raise FormatRefused(f"'{shown(name)}' gives no usable Kubernetes name (ASCII letters or digits are needed).")
-    return text
+    return _suffixed(text, name) if len(text) > SECRET_NAME_MAX else text
 
 
 def typed_name(issued_or_request) -> str | None:

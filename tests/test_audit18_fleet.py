@@ -1,0 +1,94 @@
+"""The eighteenth round's fleet findings (audit helper "fleet"), each as a class:
+
+1. ``--format k8s`` cut each dot-separated part of a Secret's name at 63 characters (DNS's label limit, which
+   the Kubernetes API server does not apply to object names): two bundles whose names differ only past that
+   point got the same Secret name. ``issue-batch`` refused such a manifest ("its name in the output ... is also
+   line 2's"), and two commands (two clients, two batches) wrote two Secrets of one name, so that applying the
+   second replaced the first's certificate and key in the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_certkit
+from fleet_helpers import secrets
+
+SCHEMA = json.loads((REPO / "tests" / "k8s_secret_schema.json").read_text())
+# The API server's rule for an object name (apimachinery's IsDNS1123Subdomain): at most 253 characters, lower-case
+# alphanumeric parts joined by dots, '-' inside a part; no length limit on a part.
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _env(ca_env: dict, tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return ca_env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+
+
+def _checked_secrets(path: Path, tmp_path: Path) -> dict[str, dict]:
+    """The Secrets of a manifest by name, each valid for the API server (schema and name rule), its tls.crt and
+    tls.key a pair that OpenSSL loads (ssl's load_cert_chain checks that the key matches the certificate)."""
+    import jsonschema
+
+    found = {}
+    for doc in secrets(path.read_text()):
+        jsonschema.validate(doc, SCHEMA)
+        name = doc["metadata"]["name"]
+        assert len(name) <= 253 and DNS1123_SUBDOMAIN.fullmatch(name), name
+        for key in ("tls.crt", "tls.key"):
+            (tmp_path / key).write_bytes(base64.b64decode(doc["data"][key]))
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+        assert name not in found, f"two Secrets named {name}"
+        found[name] = doc
+    return found
+
+
+# --- 1: Secret names are not cut at 63 characters ----------------------------------------------------------------
+def test_k8s_secret_names_keep_their_length_and_two_long_names_stay_two_secrets(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    long = "clients/eu-west-1/payments-reconciliation-batch-worker-primary-0"  # '/' -> '-': one part of 64+
+    (tmp_path / "m.csv").write_text(f"kind,names,out\nclient,worker1,{long}1\nclient,worker2,{long}2\n")
+    proc = run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "b.yaml", "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr  # was: "its name in the output, clients-...-primary, is also line 2's"
+    made = _checked_secrets(tmp_path / "b.yaml", tmp_path)
+    assert set(made) == {long.replace("/", "-") + "1", long.replace("/", "-") + "2"}, set(made)
+
+    # Two commands, two clients whose names differ in their 64th (last) character: two Secrets (was one name for
+    # both, so the second kubectl apply replaced the first client's certificate and key)
+    names = {}
+    for n, cn in enumerate(["Payments-Reconciliation-Batch-Worker-Primary-Europe-West-Team-01",
+                            "Payments-Reconciliation-Batch-Worker-Primary-Europe-West-Team-02"]):
+        assert len(cn) == 64  # the longest common name X.509 allows (ub-common-name)
+        out = tmp_path / f"c{n}.yaml"
+        proc = run_certkit("issue-client", cn, "--format", "k8s", "--out", out, "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        [name] = _checked_secrets(out, tmp_path)
+        assert name == cn.lower() and json.loads(proc.stdout)["secret"] == name
+        names[cn] = name
+    assert len(set(names.values())) == 2, names
+
+    # A name over the 253 characters of an object name is cut, with a suffix of the whole name: two such names that
+    # begin alike are still two Secrets, each a name the API server takes.
+    part = "x" * 60
+    outs = ["/".join([part] * 5) + end for end in ("/a", "/b")]
+    (tmp_path / "l.csv").write_text("kind,names,out\n" + "".join(f"client,l{i},{o}\n" for i, o in enumerate(outs)))
+    proc = run_certkit("issue-batch", "l.csv", "--format", "k8s", "--out", "l.yaml", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    made = _checked_secrets(tmp_path / "l.yaml", tmp_path)
+    assert len(made) == 2 and all(name.startswith(part + "-" + part) and re.search(r"x-[0-9a-f]{8}$", name)
+                                  for name in made), made
+
+
+@pytest.mark.parametrize("name", ["web.example.com", "_wildcard.example.com", "Alice Smith", "web/a"])
+def test_k8s_secret_names_of_short_names_are_unchanged(name):
+    from certkit.formats import secret_name
+
+    assert secret_name(name) == {"web.example.com": "web.example.com", "_wildcard.example.com": "wildcard.example.com",
+                                 "Alice Smith": "alice-smith", "web/a": "web-a"}[name]
