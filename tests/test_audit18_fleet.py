@@ -5,6 +5,11 @@
    point got the same Secret name. ``issue-batch`` refused such a manifest ("its name in the output ... is also
    line 2's"), and two commands (two clients, two batches) wrote two Secrets of one name, so that applying the
    second replaced the first's certificate and key in the cluster.
+2. ``renew --install-timer --cron`` (and ``--install-timer`` without systemd) printed a crontab line whose command
+   was longer than Vixie cron, the cron of Debian and Ubuntu, takes (998 bytes; most of it the PATH a developer's
+   shell has): its crontab refuses such a line ("command too long") and installs nothing, so the pipe certkit
+   suggests, ``(crontab -l; certkit ...) | crontab -``, failed, and a line put in a crontab file by other means made
+   cron drop that whole file.
 """
 
 from __future__ import annotations
@@ -92,3 +97,59 @@ def test_k8s_secret_names_of_short_names_are_unchanged(name):
 
     assert secret_name(name) == {"web.example.com": "web.example.com", "_wildcard.example.com": "wildcard.example.com",
                                  "Alice Smith": "alice-smith", "web/a": "web-a"}[name]
+
+
+# --- 2: a crontab line cron takes ---------------------------------------------------------------------------------
+# Vixie cron (Debian's and Ubuntu's cron package) reads a crontab command into a buffer of MAX_COMMAND = 1000 bytes:
+# its crontab(1) refuses a line whose command is 999 bytes or more ('"-":1: command too long', 'errors in crontab
+# file, can't install.'), checked with cron 3.0pl1-162's crontab in a private mount namespace.
+VIXIE_COMMAND_MAX = 998
+
+
+def _cron_command(line: str) -> str:
+    """The command of a crontab line, as cron hands it to /bin/sh (its '\\%' read as '%'), after checking that its
+    five time fields are a daily run and that Vixie cron takes it."""
+    minute, hour, dom, month, dow, command = line.split(" ", 5)
+    assert 0 <= int(minute) < 60 and 0 <= int(hour) < 6 and (dom, month, dow) == ("*", "*", "*"), line
+    assert len(command.encode()) <= VIXIE_COMMAND_MAX, f"cron refuses a command of {len(command.encode())} bytes"
+    return command.replace("\\%", "%")
+
+
+def test_a_crontab_line_too_long_for_cron_is_refused_and_one_it_takes_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PASSPHRASE, assert_clean_error, certkit_env
+    from fleet_helpers import backdated_ca, bundle
+
+    ca = backdated_ca(tmp_path / "ca")
+    bundle(ca, tmp_path / "web", "web.example.com", days=40, age=35)
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    folders = []
+    for n in range(30):  # a PATH as a developer's shell has it: SDKs, language managers, tool folders
+        folders.append(tmp_path / "opt" / f"toolchain-{n:02d}" / "bin")
+        folders[-1].mkdir(parents=True)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path),
+                      PATH=os.pathsep.join([*map(str, folders), os.environ.get("PATH", "/usr/bin:/bin")]))
+    args = ["renew", "--install-timer", "--cron", "--passphrase-file", secret, "--exec-once",
+            f'echo "100% renewed: $CERTKIT_RENEWED" > {tmp_path / "done"}']
+    proc = run_certkit(*args, env=env, subprocess=True)
+    # was: exit 0 and a line of 1,400 bytes and more, which crontab refuses ("command too long")
+    assert_clean_error(proc, "998")
+    assert proc.stdout == "" and "PATH takes" in proc.stderr and "command too long" in proc.stderr, proc.stderr
+    proc = run_certkit(*args, "--json", env=env, subprocess=True)
+    assert proc.returncode == 1 and "998" in json.loads(proc.stdout)["error"]
+
+    # With the PATH certkit and the hook need, the line fits and runs as cron runs it (in cron's environment)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
+    proc = run_certkit(*args, env=env, subprocess=True)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.splitlines()
+    ran = subprocess.run(["/bin/sh", "-c", _cron_command(line)], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", "LOGNAME": "root"},
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "done").read_text() == "100% renewed: 1\n"

@@ -399,4 +399,25 @@ def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: 
     minute = random.randrange(60) if minute is None else minute
     hour = random.randrange(6) if hour is None else hour
     words = [f"{k}={shlex.quote(v)}" for k, v in env.items()] + [shlex.quote(a) for a in [*argv, *renew_argv]]
-    return f"{minute} {hour} * * * " + " ".join(words).replace("%", "\\%")
+    command = " ".join(words).replace("%", "\\%")
+    _check_cron_length(command, env.get("PATH", ""))
+    return f"{minute} {hour} * * * " + command
+
+
+# The longest command Vixie cron, the cron of Debian and Ubuntu, takes in a crontab line (its MAX_COMMAND: 1000 bytes
+# with the end): its crontab(1) refuses a longer one ("command too long", "errors in crontab file, can't install"), and
+# its daemon drops a whole crontab file that holds one (the user's other jobs with it).
+CRON_COMMAND_MAX = 998
+
+
+def _check_cron_length(command: str, path: str) -> None:
+    """Refuse a crontab command longer than :data:`CRON_COMMAND_MAX` bytes, saying what takes the room."""
+    size = len(command.encode("utf-8"))
+    if size <= CRON_COMMAND_MAX:
+        return
+    most = (f"; PATH takes {len(path.encode('utf-8'))} of them: run this again with a shorter PATH, only the folders "
+            "certkit and the hooks need (such as /usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin and certkit's own)"
+            if len(path) > size // 3 else "")
+    raise CertkitError(f"The crontab line's command would be {size} bytes long, and cron on Debian and Ubuntu "
+                       f"(Vixie cron) takes at most {CRON_COMMAND_MAX}: its crontab refuses a longer line ('command "
+                       f"too long') and installs nothing{most}. Put long --exec hooks in a script and give its path.")
