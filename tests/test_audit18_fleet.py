@@ -1,4 +1,4 @@
-"""The eighteenth round's fleet findings (audit helper "fleet"), each as a class:
+r"""The eighteenth round's fleet findings (audit helper "fleet"), each as a class:
 
 1. ``--format k8s`` cut each dot-separated part of a Secret's name at 63 characters (DNS's label limit, which
    the Kubernetes API server does not apply to object names): two bundles whose names differ only past that
@@ -10,6 +10,10 @@
    shell has): its crontab refuses such a line ("command too long") and installs nothing, so the pipe certkit
    suggests, ``(crontab -l; certkit ...) | crontab -``, failed, and a line put in a crontab file by other means made
    cron drop that whole file.
+3. The crontab line quoted each argument for the shell only: cron reads a backslash before a backslash or a '%' as
+   its own escape, so a hook written as for cron (``date +\%F``) or any argument holding ``\%`` or ``\\`` reached
+   the shell changed: Debian's cron ended the command at that '%' (the shell then failed on an open quote every
+   night, renewing nothing), and read '\\' as '\'.
 """
 
 from __future__ import annotations
@@ -153,3 +157,81 @@ def test_a_crontab_line_too_long_for_cron_is_refused_and_one_it_takes_runs(tmp_p
                          timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "done").read_text() == "100% renewed: 1\n"
+
+
+# --- 3: a crontab line hands its hooks to the shell as given --------------------------------------------------------
+def _debian_cron(command: str) -> str:
+    r"""What the cron of Debian and Ubuntu (Vixie cron 3.0pl1) hands to /bin/sh -c: '\%' becomes '%', '\\' becomes
+    '\', and a bare '%' ends the command (what follows is the job's standard input). Observed with cron
+    3.0pl1-162 run in a private mount namespace: 'a\\b' reached the job as a\b, and 'x\\%y' ended the command."""
+    out, i = [], 0
+    while i < len(command):
+        if command[i] == "\\" and command[i + 1:i + 2] in ("%", "\\"):
+            out.append(command[i + 1])
+            i += 2
+            continue
+        if command[i] == "%":
+            break
+        out.append(command[i])
+        i += 1
+    return "".join(out)
+
+
+def _cronie(command: str) -> str:
+    r"""The same for cronie (Fedora, RHEL, Arch: its do_command.c): only '\%' is an escape (it becomes '%'), a backslash
+    before anything else stays, and that other thing is not escaped: '\\%' ends the command at its '%'."""
+    out: list[str] = []
+    escaped = False
+    for ch in command:
+        if escaped:
+            if ch == "%":
+                out[-1] = "%"
+            else:
+                out.append(ch)
+            escaped = False
+        elif ch == "%":
+            break
+        else:
+            escaped = ch == "\\"
+            out.append(ch)
+    return "".join(out)
+
+
+def test_a_crontab_line_hands_hooks_with_backslashes_and_percents_to_the_shell_as_given(tmp_path):
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import PASSPHRASE, certkit_env
+    from fleet_helpers import backdated_ca, bundle
+
+    ca = backdated_ca(tmp_path / "ca")
+    bundle(ca, tmp_path / "web", "web.example.com", days=40, age=35)
+    secret = tmp_path / "pass\\word%file"  # a path with both, as any argument may hold them
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path),
+                      PATH=os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]))
+    # a hook as one writes it for cron and the shell: date +\%F, a literal \\ and a %
+    hook = f"printf '%s|%s\\n' 'x\\\\%y' \"$(date -u -d @0 +\\%F)\" > {tmp_path / 'hook.out'}"
+    by_hand = subprocess.run(["/bin/sh", "-c", hook], capture_output=True, text=True, timeout=60)
+    assert by_hand.returncode == 0 and (tmp_path / "hook.out").read_text() == "x\\\\%y|1970-01-01\n"
+    (tmp_path / "hook.out").unlink()
+
+    proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, "--exec-once", hook,
+                       env=env, subprocess=True)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.splitlines()
+    command = line.split(" ", 5)[5]
+    for cron in (_debian_cron, _cronie):  # each hands the shell the very arguments certkit was given
+        words = shlex.split(cron(command))  # was: "No closing quotation" (the command ended at the '%' of '\\%')
+        assert words[words.index("--exec-once") + 1] == hook, cron.__name__
+        assert words[words.index("--passphrase-file") + 1] == str(secret), cron.__name__
+    # and run as Debian's cron runs it: the renewal is done and the hook wrote what it writes by hand
+    before = (tmp_path / "web" / "cert.pem").read_bytes()
+    ran = subprocess.run(["/bin/sh", "-c", _debian_cron(command)], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "web" / "cert.pem").read_bytes() != before
+    assert (tmp_path / "hook.out").read_text() == "x\\\\%y|1970-01-01\n"

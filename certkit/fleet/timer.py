@@ -398,10 +398,18 @@ def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: 
     check_environment(renew_argv, {k: v for k, v in env.items() if k != "PATH"})
     minute = random.randrange(60) if minute is None else minute
     hour = random.randrange(6) if hour is None else hour
-    words = [f"{k}={shlex.quote(v)}" for k, v in env.items()] + [shlex.quote(a) for a in [*argv, *renew_argv]]
+    words = [f"{k}={cron_quote(v)}" for k, v in env.items()] + [cron_quote(a) for a in [*argv, *renew_argv]]
     command = " ".join(words).replace("%", "\\%")
     _check_cron_length(command, env.get("PATH", ""))
     return f"{minute} {hour} * * * " + command
+
+
+def cron_quote(arg: str) -> str:
+    r"""``arg`` as one shell word that cron hands to /bin/sh unchanged once :func:`crontab_line` has escaped its
+    ``%``: cron reads a backslash before a backslash or a ``%`` as its own escape (Debian's cron turns ``\\`` into
+    ``\``; it and cronie end the command at the ``%`` of ``\\%``, as at a bare ``%``), so every backslash stands alone
+    in single quotes, ``'\'``, followed by a quote that no cron reads."""
+    return "'\\'".join(shlex.quote(run) if run else "" for run in arg.split("\\")) or "''"
 
 
 # The longest command Vixie cron, the cron of Debian and Ubuntu, takes in a crontab line (its MAX_COMMAND: 1000 bytes
