@@ -14,6 +14,9 @@ r"""The eighteenth round's fleet findings (audit helper "fleet"), each as a clas
    its own escape, so a hook written as for cron (``date +\%F``) or any argument holding ``\%`` or ``\\`` reached
    the shell changed: Debian's cron ended the command at that '%' (the shell then failed on an open quote every
    night, renewing nothing), and read '\\' as '\'.
+4. ``renew --install-timer`` said nothing of the certificates of its selection delivered with ``--format jsonl``,
+   ``k8s`` or ``tar``: its runs skip them quietly (they have no bundle folder), so a fleet of Secrets expired under
+   an installed timer without a word anywhere. Installing now says how many there are and names one.
 """
 
 from __future__ import annotations
@@ -235,3 +238,49 @@ def test_a_crontab_line_hands_hooks_with_backslashes_and_percents_to_the_shell_a
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "web" / "cert.pem").read_bytes() != before
     assert (tmp_path / "hook.out").read_text() == "x\\\\%y|1970-01-01\n"
+
+
+# --- 4: installing a timer names the deliveries it will never renew ------------------------------------------------
+def test_install_timer_says_which_deliveries_into_files_its_runs_never_renew(tmp_path, ca_env, ca_dir):
+    from conftest import PASSPHRASE
+
+    env = _env(ca_env, tmp_path) | {"CERTKIT_SYSTEMD_SYSTEM_DIR": str(tmp_path / "system")}
+    (tmp_path / "m.csv").write_text("kind,names\nserver,api1.example.com\nserver,api2.example.com\n")
+    run_certkit("issue-batch", "m.csv", "--format", "k8s", "--out", "fleet.yaml", "--days", "20", cwd=tmp_path,
+                env=env, check=True)
+    proc = run_certkit("issue-server", "stream.example.com", "--format", "jsonl", "--days", "20", env=env,
+                       subprocess=True)  # to standard output, as | kubectl apply -f - takes it
+    assert proc.returncode == 0 and json.loads(proc.stdout)["name"] == "stream.example.com", proc.stderr
+    run_certkit("issue-server", "web.example.com", "--days", "90", "--out", tmp_path / "web", env=env, check=True)
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    plain = {k: v for k, v in env.items() if k != "CERTKIT_CA_PASSPHRASE"}  # what a timer has
+
+    # what the timer runs: the three due certificates are skipped, quietly (exit 0, nothing said)
+    proc = run_certkit("renew", "--expiring", "30d", "--passphrase-file", secret, env=plain)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), proc.stderr
+    assert len(secrets((tmp_path / "fleet.yaml").read_text())) == 2
+
+    for cron in (False, True):
+        args = ["renew", "--install-timer", "--passphrase-file", secret,
+                *(["--cron"] if cron else ["--unit-dir", tmp_path / "units"])]
+        proc = run_certkit(*args, env=plain)
+        assert proc.returncode == 0, proc.stderr
+        [warning] = [line for line in proc.stderr.splitlines() if "--format jsonl, k8s or tar" in line]
+        # was: no word of them
+        assert warning.startswith("Warning: 3 valid certificates of this selection were delivered"), warning
+        assert str(tmp_path / "fleet.yaml") in warning or "written to standard output" in warning, warning
+        assert "certkit renew SERIAL --out DIR" in warning and "Traceback" not in proc.stderr
+
+    # a selection without them says nothing of them; one renewed into a folder leaves the count
+    proc = run_certkit("renew", "--install-timer", "--cron", "--kind", "client", "--passphrase-file", secret,
+                       env=plain)
+    assert proc.returncode == 0 and "k8s or tar" not in proc.stderr, proc.stderr
+    serial = next(line.split('"')[1] for line in (tmp_path / "fleet.yaml").read_text().splitlines()
+                  if "certkit/serial:" in line)
+    run_certkit("renew", serial, "--out", tmp_path / "api", env=env, check=True)
+    assert ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+        tmp_path / "api" / "fullchain.pem", tmp_path / "api" / "privkey.pem") is None
+    proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, env=plain)
+    assert "Warning: 2 valid certificates of this selection" in proc.stderr, proc.stderr

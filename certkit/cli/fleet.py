@@ -245,9 +245,11 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         raise click.UsageError(problem)
     selection = _selection_words(renew_argv)
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
-    rows = _timer_rows(ca_dir, renew_argv)
+    delivered: list[dict] = []
+    rows = _timer_rows(ca_dir, renew_argv, delivered)
     _warn_of_uncarried_password(renew_argv, rows)
     _warn_of_short_lives(renew_argv, rows)
+    _warn_of_deliveries(delivered)
     description = f"certkit: renew certificates ({selection})"
     if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)
@@ -350,9 +352,10 @@ def _timer_tail(change, lines: list[str]) -> None:
         lines += [f"  {shown(c)}" for c in change.todo]
 
 
-def _timer_rows(ca_dir: Path | None, renew_argv: list[str]) -> list[dict]:
+def _timer_rows(ca_dir: Path | None, renew_argv: list[str], delivered: list[dict] | None = None) -> list[dict]:
     """The certificates a run of the timer may renew, as far as installing can tell: valid, not renewed yet, not
-    delivered into an output file, of its --kind and --name (due or not)."""
+    delivered into an output file, of its --kind and --name (due or not). Those of its selection delivered into an
+    output file or to standard output (--format jsonl, k8s, tar), which no run renews, go to ``delivered``."""
     import json
 
     from certkit.constants import LEAF_KINDS
@@ -365,8 +368,27 @@ def _timer_rows(ca_dir: Path | None, renew_argv: list[str]) -> list[dict]:
         "WHERE status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = "
         "certificates.serial AND r.status IN ('valid', 'revoked', 'pending'))" + (" AND kind = ?" if kind else ""),
         [kind] if kind else [], damaged=[])  # a damaged row fails its own renewal each night, not this install
-    return [row for row in rows if row["kind"] in LEAF_KINDS and row.get("sink") in (None, "folder")
-            and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))]
+    chosen = [row for row in rows if row["kind"] in LEAF_KINDS
+              and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))]
+    if delivered is not None:
+        delivered += [row for row in chosen if row.get("sink") in ("file", "stream")]
+    return [row for row in chosen if row.get("sink") in (None, "folder")]
+
+
+def _warn_of_deliveries(delivered: list[dict]) -> None:
+    """The certificates of the timer's selection that went into an output file or to standard output: its runs skip
+    them quietly (they have no bundle folder to renew in place), so say it now, once, not never."""
+    if not delivered:
+        return
+    row = delivered[0]
+    where = f"in {shown(row['folder'])}" if row.get("sink") == "file" and row.get("folder") else \
+        "written to standard output"
+    many = len(delivered) != 1
+    warn(f"{len(delivered)} valid certificate{'s' if many else ''} of this selection {'were' if many else 'was'} "
+         f"delivered with --format jsonl, k8s or tar (such as {row['serial']}, {where}), and no run of the timer "
+         f"renews {'them' if many else 'it'}: it renews bundle folders. Before "
+         f"{'they expire' if many else 'it expires'}, renew {'each' if many else 'it'} into a folder (certkit renew "
+         f"SERIAL --out DIR), which later runs renew, or issue {'them' if many else 'it'} again.")
 
 
 def _warn_of_short_lives(renew_argv: list[str], rows: list[dict]) -> None:
