@@ -284,3 +284,10 @@ def test_install_timer_says_which_deliveries_into_files_its_runs_never_renew(tmp
         tmp_path / "api" / "fullchain.pem", tmp_path / "api" / "privkey.pem") is None
     proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, env=plain)
     assert "Warning: 2 valid certificates of this selection" in proc.stderr, proc.stderr
+    # one that --force released from its file (in no file now, named by that command) is not counted; the new one is
+    (tmp_path / "m2.csv").write_text("kind,names\nserver,other.example.com\n")
+    proc = run_certkit("issue-batch", "m2.csv", "--format", "k8s", "--out", "fleet.yaml", "--days", "20", "--force",
+                       "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)["released"]) == 1, proc.stdout + proc.stderr
+    proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, env=plain)
+    assert "Warning: 2 valid certificates of this selection" in proc.stderr, proc.stderr

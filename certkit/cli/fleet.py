@@ -371,7 +371,9 @@ def _timer_rows(ca_dir: Path | None, renew_argv: list[str], delivered: list[dict
     chosen = [row for row in rows if row["kind"] in LEAF_KINDS
               and (name is None or name_match(name, row["subject"], json.dumps(row["names"])))]
     if delivered is not None:
-        delivered += [row for row in chosen if row.get("sink") in ("file", "stream")]
+        # (not one that --force released from its file: it is in no file, and that command named it)
+        delivered += [row for row in chosen if row.get("sink") == "stream" or (row.get("sink") == "file"
+                                                                               and row.get("folder"))]
     return [row for row in chosen if row.get("sink") in (None, "folder")]
 
 
@@ -381,8 +383,7 @@ def _warn_of_deliveries(delivered: list[dict]) -> None:
     if not delivered:
         return
     row = delivered[0]
-    where = f"in {shown(row['folder'])}" if row.get("sink") == "file" and row.get("folder") else \
-        "written to standard output"
+    where = f"in {shown(row['folder'])}" if row.get("sink") == "file" else "written to standard output"
     many = len(delivered) != 1
     warn(f"{len(delivered)} valid certificate{'s' if many else ''} of this selection {'were' if many else 'was'} "
          f"delivered with --format jsonl, k8s or tar (such as {row['serial']}, {where}), and no run of the timer "
