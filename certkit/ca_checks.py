@@ -437,6 +437,29 @@ def settle_unsaved(recorded, serial: str, path, cert) -> None:
         pass
 
 
+def created_words(path, ca, serial: str, by_parent: bool) -> str:
+    """That the CA directory ``path`` of ``ca`` exists, whole: what a failure or a stop after it says."""
+    kind = "intermediate" if ca.parents else "root"
+    return (f"the CA directory {shown(path)} was created, whole ({kind} CA '{shown(ca.common_name)}', serial "
+            f"{serial}): do not create it again; 'certkit check --ca-dir {shown(path)}' checks it"
+            + (", and the next certkit command that opens its parent's inventory records it as issued there if "
+               "this one could not" if by_parent else "") + ".")
+
+
+def stopped_creating(store, ca) -> str:
+    """What an init-ca stopped by a signal left in ``store``'s folder (:func:`certkit.cli.arguments.on_stop`):
+    the new CA, whole (its ca.pem in place: renamed there with the rest), or nothing."""
+    from certkit.vocabulary import serial_hex
+
+    try:
+        placed = store.cert_path.read_bytes() == ca.cert_pem
+    except OSError:
+        placed = False
+    if placed:
+        return "Interrupted, but " + created_words(store.path, ca, serial_hex(ca.cert.serial_number), bool(ca.parents))
+    return f"Interrupted: no CA was created in {shown(store.path)}."
+
+
 @contextmanager
 def after_saving(path, ca, recorded, serial: str) -> Iterator[None]:
     """The steps of ``save_new`` once the new CA directory ``path`` is in place (its parent's row marked valid,
@@ -450,11 +473,7 @@ def after_saving(path, ca, recorded, serial: str) -> Iterator[None]:
     except BaseException as exc:
         if recorded is not None:
             settle_unsaved(recorded, serial, path, ca.cert)
-        kind = "intermediate" if ca.parents else "root"
-        created = (f"the CA directory {shown(path)} was created, whole ({kind} CA '{shown(ca.common_name)}', serial "
-                   f"{serial}): do not create it again; 'certkit check --ca-dir {shown(path)}' checks it"
-                   + (", and the next certkit command that opens its parent's inventory records it as issued there if "
-                      "this one could not" if recorded is not None else "") + ".")
+        created = created_words(path, ca, serial, recorded is not None)
         if isinstance(exc, (KeyboardInterrupt, Terminated)):
             exc.certkit_interrupted = f"Interrupted, but {created}"
             raise

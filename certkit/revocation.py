@@ -231,7 +231,7 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
 
                 raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
     except Exception as exc:
-        placed = _placed(path, data) if ours is not None and renaming else False
+        placed = placed_crl(path, data) if ours is not None and renaming else False
         if placed:  # published: its number stays taken, and the words say it is there
             reason = str(exc) if isinstance(exc, CertkitError) else getattr(exc, "strerror", None) or str(exc)
             raise CertkitError(f"CRL number {_crl_number(ours)} was written to {shown(path)} (it is in place), but "
@@ -241,7 +241,7 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
         raise
 
 
-def _placed(path: Path, data: bytes) -> bool | None:
+def placed_crl(path: Path, data: bytes) -> bool | None:
     """Whether the file at ``path`` holds ``data`` (the CRL just written); None when it cannot be told. A number
     is given back only when its CRL is certainly not there: two CRLs of one number would be published else."""
     try:

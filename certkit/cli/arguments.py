@@ -1,6 +1,7 @@
 """Arguments every command refuses before click parses them: an empty value (an unset variable), and
 one that is not UTF-8 text (see :func:`refuse_odd_arguments`); and, once parsed, an output file that is
-one of the command's own inputs (:func:`refuse_inputs_as_output`)."""
+one of the command's own inputs (:func:`refuse_inputs_as_output`); and what a command stopped by a signal
+had changed (:func:`on_stop`)."""
 
 from __future__ import annotations
 
@@ -215,3 +216,35 @@ def asks_for_json(group: click.Group, argv: list[str]) -> bool:
         command = None
     valued = _options_with_values(command or group)
     return any(arg == "--json" and not (i and args[i - 1] in valued) for i, arg in enumerate(args))
+
+
+# --- what a command stopped by a signal had done -----------------------------------------------------
+# Set by a command that changes something outside the issuing pipeline (revoke, crl, export-p12, init-ca),
+# once it is about to: asked by say_interrupted when Ctrl-C, SIGTERM or SIGHUP ends the command.
+_ON_STOP: list = []
+
+
+def on_stop(state) -> None:
+    """How to tell what this command changed if a stop signal ends it: ``state()``, called then, reads it
+    from the inventory or the files (a signal may land just before or just after the change, which cannot be
+    undone: a revocation committed, a CRL in place) and returns the words, "Interrupted, but ..." or
+    "Interrupted: ... not ...", instead of a bare "Interrupted." that leaves the user to guess."""
+    _ON_STOP[:] = [state]
+
+
+def forget_on_stop() -> None:
+    _ON_STOP.clear()
+
+
+def stopped_state() -> str | None:
+    """The words of the command's :func:`on_stop` (None if it set none, or they cannot be told), read with
+    the stop signals held off: a second Ctrl-C does not cut them short with a traceback."""
+    from certkit.issuing import uninterrupted
+
+    if not _ON_STOP:
+        return None
+    with uninterrupted():
+        try:
+            return _ON_STOP[0]()
+        except Exception:  # what cannot be read now is not said: the bare words stay
+            return None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import click
 
+from certkit.cli.arguments import on_stop
 from certkit.cli.common import (
     CheckedPath,
     ExistingPath,
@@ -356,12 +358,14 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         "files": [str(f) for f in files],
     }
     if key is not None:
+        from certkit.pkcs11.provision import exposures
+
         attributes = key.attributes()
         data |= {"encrypted": None, "key_uri": key.uri.text, "pkcs11_module": key.module,
                  "key_generated": key.generated, "key_sensitive": attributes["sensitive"],
                  "key_extractable": attributes["extractable"]}
         kept = ", ".join(["generated in the token" if key.generated else "already in the token",
-                          *_exposures(attributes)])
+                          *exposures(attributes)])
         key_line = f"  private key  {key.uri.text}  ({kept})"
     else:
         key_line = f"  private key  {store.key_path}  ({'encrypted' if passphrase else 'UNENCRYPTED'}, mode 0600)"
@@ -396,27 +400,17 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
 
 
 def _recorded_in_token(key, ca, store):
-    """The new CA's certificate kept in the token next to its key (:func:`certificates_for` finds it)."""
-    if key is None:
-        from contextlib import nullcontext
+    """The new CA's certificate kept in the token next to its key (:func:`certificates_for` finds it); and, for
+    any key, a stop signal once the CA directory is in place says that the CA exists (:func:`on_stop`)."""
+    from certkit.ca_checks import stopped_creating
 
-        return nullcontext()
+    on_stop(lambda: stopped_creating(store, ca))
+    if key is None:
+        return contextlib.nullcontext()
     from certkit.pkcs11.provision import recorded_in_token
 
     placed = lambda: store.cert_path.is_file() and store.cert_path.read_bytes() == ca.cert_pem  # noqa: E731
     return recorded_in_token(key, ca.cert, placed, warn)
-
-
-def _exposures(attributes: dict[str, bool]) -> list[str]:
-    """What the summary says of a token key's two attributes that keep it in the token, each as it is
-    (a key may be non-extractable yet not sensitive: its value can still be read, as check says)."""
-    said = []
-    if not attributes["sensitive"]:
-        said.append("NOT SENSITIVE: its value can be read out of the token")
-    if attributes["extractable"]:
-        said.append("EXTRACTABLE: it can be copied out of the token")
-    return said or ["non-extractable"]
-
 
 
 @click.command("check")

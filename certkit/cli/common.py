@@ -94,9 +94,10 @@ class CertkitGroup(click.Group):
         from certkit.errors import Terminated, handle_stop_signals, raise_terminated, restore_signals
 
         argv = list(sys.argv[1:] if args is None else args)
-        from certkit.cli.arguments import asks_for_json
+        from certkit.cli.arguments import asks_for_json, forget_on_stop
 
         as_json = asks_for_json(self, argv)
+        forget_on_stop()  # what a command run before in this process (a test's) set is not this one's
         previous = handle_stop_signals(raise_terminated) if threading_main() else None
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
@@ -131,9 +132,11 @@ def say_interrupted(exc: BaseException | None, code: int, as_json: bool = False)
     in the issuing pipeline, with how many bundles were written and recorded before it stopped
     (the signal is held off while a bundle is written, so it may have landed after one). With
     --json, as the one JSON object of an error."""
+    from certkit.cli.arguments import stopped_state
+
     delivered = getattr(exc, "certkit_delivered", None)
-    if getattr(exc, "certkit_interrupted", None):  # what the command has to say about what it left
-        message = exc.certkit_interrupted
+    if getattr(exc, "certkit_interrupted", None) or (delivered is None and (said := stopped_state())):
+        message = getattr(exc, "certkit_interrupted", None) or said  # what the command left, in its words
     elif delivered is None:
         message = "Interrupted."
     elif delivered == 0:

@@ -9,6 +9,8 @@ and the key decrypted; then the certificate is delivered.
 
 from __future__ import annotations
 
+import os
+from functools import partial
 from pathlib import Path
 
 import click
@@ -359,7 +361,10 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     refuse_revoked_export(store, bundle.cert)
     password = read_p12_password(password_file)
     from certkit.bundle import folders_held
+    from certkit.cli.arguments import on_stop
     from certkit.file_modes import same_key
+
+    on_stop(partial(_stopped_exporting, folder / P12_FILE, _file_identity(folder / P12_FILE)))
 
     with folders_held(store.path if store is not None else None, [folder]):  # a renewal of it ends first
         from certkit.folder_record import ca_option
@@ -381,6 +386,24 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     for note in bundle.notes:  # an expired certificate, a certificate left out of the file
         warn(note)
     emit(as_json, data, human)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _stopped_exporting(p12: Path, before: tuple[int, int] | None) -> str:
+    """What an export-p12 stopped by a signal left: a new bundle.p12 (a new file, renamed into place), or not."""
+    from certkit.text import shown
+
+    now = _file_identity(p12)
+    if now is not None and now != before:
+        return f"Interrupted, but {shown(p12)} was written (it is in place)."
+    return f"Interrupted: {shown(p12)} was not written" + (" (the one there is unchanged)." if now else ".")
 
 
 def _holds_key(p12: Path, password: bytes, key) -> bool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
 
+from certkit.cli.arguments import on_stop
 from certkit.cli.common import (
     OutPath,
     Whole,
@@ -247,6 +249,8 @@ def revoke(certificate, reason, ca_dir, as_json):
         raise CertkitError(f"{broken} Give the bundle folder, its cert.pem, or the serial.")
     store, inventory = _inventory(ca_dir)
     ca_cert, ca_parents = store.load_certificates()
+    chosen: list[str] = []  # the serial, once found: what a stop signal asks the inventory about
+    on_stop(partial(_stopped_revoking, inventory, chosen, _same_ca(ca_dir)))
     given = Path(certificate)
     # A folder being renewed is revoked once the renewal is done with it: what it then delivers. A serial
     # waits for the folder its row records, so that what is being written there is revoked with it.
@@ -256,6 +260,7 @@ def revoke(certificate, reason, ca_dir, as_json):
         found = find_certificate(inventory, certificate, allow_names=False, ca_cert=ca_cert,
                                  ca_parents=tuple(ca_parents))
         check_can_revoke(ca_cert, found.serial, found.cert, inventory.location)
+        chosen.append(found.serial)
         try:
             row = inventory.revoke(found.serial, reason)
         except AlreadyRevoked as exc:  # a revoke killed after its commit: the CRL may not have been published
@@ -284,6 +289,17 @@ def revoke(certificate, reason, ca_dir, as_json):
         f": certkit crl{_same_ca(ca_dir)} --out crl.pem",
     ])
     emit(as_json, data, human)
+
+
+def _stopped_revoking(inventory, chosen: list[str], same_ca: str) -> str:
+    """What a revoke stopped by a signal did, as the inventory says (it may have committed just before)."""
+    if not chosen:
+        return "Interrupted: nothing was revoked."
+    row = inventory.get(chosen[0])
+    if row is None or row.get("status") != "revoked":
+        return f"Interrupted: certificate {chosen[0]} was not revoked."
+    return (f"Interrupted, but certificate {chosen[0]} is revoked ({row.get('revocation_reason')}, as the inventory "
+            f"records): publish a new CRL so {_refusers(row['kind'])} refuse it: certkit crl{same_ca} --out crl.pem")
 
 
 def _refusers(kind: str) -> str:
@@ -370,6 +386,9 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
             refuse_a_recorded_file(out, ca.inventory)
             raise
         refuse_a_recorded_file(out, ca.inventory)  # a jsonl output's keys, a bundle's privkey.pem
+    signed: list[tuple[int, bytes]] = []  # the CRL, once signed: what a stop signal looks for at --out
+    if out is not None:
+        on_stop(partial(_stopped_crl, out, signed))
     ca.inventory.revoked()  # a damaged revoked row refuses the CRL before the passphrase is asked for
     check_can_sign_crl(ca)  # so do an expired CA and another CA's certificates in the inventory
     published, carried = check_published(out, ca) if out is not None else (0, [])
@@ -388,6 +407,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         "revoked": len(revocation_list), "format": "DER" if der else "PEM",
         "sha256": _sha256(data_bytes),
     }
+    signed.append((number, data_bytes))
     if out is not None:
         write_crl(out, data_bytes, ca.cert.subject, force=force, ca_dirs=ca.directories, inventory=ca.inventory)
         info["file"] = str(out)
@@ -399,6 +419,22 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
         ]))
     else:
         _crl_to_stdout(data_bytes, info, number, as_json)
+
+
+def _stopped_crl(out: Path, signed: list[tuple[int, bytes]]) -> str | None:
+    """What a crl stopped by a signal left at ``out``: its CRL in place (the rename done just before), or not."""
+    from certkit.revocation import placed_crl
+    from certkit.text import shown
+
+    if not signed:
+        return f"Interrupted: no CRL was signed, and {shown(out)} was not written."
+    number, data = signed[0]
+    placed = placed_crl(out, data)
+    if placed is None:
+        return None
+    if placed:
+        return f"Interrupted, but CRL number {number} was written to {shown(out)} (it is in place)."
+    return f"Interrupted: CRL number {number} was not written to {shown(out)}."
 
 
 def _crl_to_stdout(data_bytes: bytes, info: dict, number: int, as_json: bool) -> None:

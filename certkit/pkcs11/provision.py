@@ -273,3 +273,14 @@ def left_in_token(key: TokenKey) -> str:
 def _kept(attributes: dict[str, bool]) -> str:
     return ", ".join(name.replace("_", " ") if value else "not " + name.replace("_", " ")
                      for name, value in attributes.items() if name in ("sensitive", "extractable", "never_extractable"))
+
+
+def exposures(attributes: dict[str, bool]) -> list[str]:
+    """What the summary says of a token key's two attributes that keep it in the token, each as it is
+    (a key may be non-extractable yet not sensitive: its value can still be read, as check says)."""
+    said = []
+    if not attributes["sensitive"]:
+        said.append("NOT SENSITIVE: its value can be read out of the token")
+    if attributes["extractable"]:
+        said.append("EXTRACTABLE: it can be copied out of the token")
+    return said or ["non-extractable"]

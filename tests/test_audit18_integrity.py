@@ -1,0 +1,133 @@
+"""The eighteenth round's integrity findings (audit integrity, round eighteen).
+
+1. A stop signal (Ctrl-C, SIGTERM, SIGHUP) that lands just after a command outside the issuing pipeline made its
+   change said only "Interrupted." (exit 130/143): ``revoke`` whose revocation had just committed, ``crl --out``
+   whose CRL had just been renamed into place, ``export-p12`` whose bundle.p12 had, ``init-ca`` whose CA directory
+   had (between its rename and the steps that said so). A script or user reading "Interrupted." and the exit
+   status takes the change for not made: a certificate revoked for keyCompromise with no CRL published, a CA
+   "created again" into a refusal. Each now says what it left, read from the inventory or the files then:
+   "Interrupted, but certificate X is revoked ...: publish a new CRL ...", "Interrupted, but CRL number N was
+   written to ...", or "Interrupted: ... was not ...".
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+from conftest import new_ca, run_certkit
+from integrity_helpers import db_rows
+
+
+def _strace() -> str:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    return strace
+
+
+def _signalled_at(args: list[str], env: dict, cwd: Path, path: Path | None, calls: str, when: int = 1,
+                  signum: str = "TERM") -> subprocess.CompletedProcess:
+    """``certkit ARGS`` sent ``signum`` as it enters the ``when``-th of ``calls`` (on ``path``, when given: strace
+    -P, which matches a file by its descriptor): the system call itself goes on, and the signal is taken by
+    certkit right after it, as a real one landing then. No bytecode is written, so that every rename is certkit's."""
+    where = [f"-P{path}"] if path is not None else []
+    return subprocess.run([_strace(), "-f", "-qq", "-o", "/dev/null", *where, "-e", f"trace={calls}",
+                           "-e", f"inject={calls}:signal={signum}:when={when}", sys.executable, "-m", "certkit",
+                           *args], cwd=cwd, env=env | {"PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "strace: " not in line]  # strace's own
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+# --- 1. what a stopped command left, said ------------------------------------------------------
+@pytest.mark.parametrize("signum,code", [("TERM", 128 + signal.SIGTERM), ("INT", 128 + signal.SIGINT)])
+def test_a_revoke_stopped_as_it_commits_says_whether_it_revoked(tmp_path: Path, signum: str, code: int) -> None:
+    env = new_ca(tmp_path, "Stop CA")
+    said_revoked = 0
+    for when in (1, 2):  # the syncs of the inventory's log as the revocation commits (the third: at exit)
+        folder = f"a{when}"
+        run_certkit("issue-server", f"{folder}.example", "--out", folder, cwd=tmp_path, env=env, check=True)
+        proc = _signalled_at(["revoke", folder, "--reason", "keyCompromise"], env, tmp_path,
+                             tmp_path / "ca" / "inventory.sqlite3-wal", "fdatasync,fsync", when, signum)
+        if proc.returncode == 0:  # the signal came after the command was done with the inventory: nothing to say
+            continue
+        assert proc.returncode == code, (when, proc.returncode, proc.stderr)
+        line = _one_line(proc)
+        serial = x509.load_pem_x509_certificate((tmp_path / folder / "cert.pem").read_bytes()).serial_number
+        row = next(r for r in db_rows(tmp_path / "ca") if int(r["serial"], 16) == serial)
+        if row["status"] == "revoked":  # committed: never only "Interrupted."
+            said_revoked += 1
+            assert line.startswith("Interrupted, but certificate ") and "is revoked (keyCompromise" in line, line
+            assert "publish a new CRL so clients refuse it: certkit crl --out crl.pem" in line, line
+        else:
+            assert line == f"Interrupted: certificate {row['serial']} was not revoked.", line
+    assert said_revoked, "no stop landed once the revocation was committed"
+
+
+def test_a_revoke_stopped_before_it_found_the_certificate_says_nothing_was_revoked(tmp_path: Path) -> None:
+    env = new_ca(tmp_path, "Stop CA")
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    # The lock of the folder being revoked (a renewal of it would hold it): the stop lands as it is taken.
+    proc = _signalled_at(["revoke", "a"], env, tmp_path, tmp_path / "ca" / ".certkit-bundles.lock", "fcntl")
+    assert proc.returncode == 143, proc.stderr
+    assert _one_line(proc) == "Interrupted: nothing was revoked."
+    assert [r["status"] for r in db_rows(tmp_path / "ca")] == ["valid"]
+
+
+def test_a_crl_stopped_as_it_is_put_in_place_says_it_was_written(tmp_path: Path) -> None:
+    env = new_ca(tmp_path, "Stop CA")
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    run_certkit("revoke", "a", cwd=tmp_path, env=env, check=True)
+    crl = tmp_path / "crl.pem"
+    proc = _signalled_at(["crl", "--out", "crl.pem"], env, tmp_path, None, "rename,renameat,renameat2")
+    assert proc.returncode == 143, proc.stderr
+    assert _one_line(proc) == "Interrupted, but CRL number 1 was written to crl.pem (it is in place)."
+    listed = x509.load_pem_x509_crl(crl.read_bytes())
+    assert listed.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1 and len(listed) == 1
+    # Stopped as it takes its turn at the folder, before writing: the CRL there is said to be unchanged.
+    proc = _signalled_at(["crl", "--out", "crl.pem"], env, tmp_path, tmp_path, "flock")
+    assert proc.returncode == 143, proc.stderr
+    assert _one_line(proc) == "Interrupted: CRL number 2 was not written to crl.pem."
+    assert crl.read_bytes() == listed.public_bytes(Encoding.PEM)
+
+
+def test_an_export_p12_stopped_as_it_is_put_in_place_says_it_was_written(tmp_path: Path) -> None:
+    env = new_ca(tmp_path, "Stop CA") | {"CERTKIT_P12_PASSWORD": "p12 password"}
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    p12 = tmp_path / "a" / "bundle.p12"
+    proc = _signalled_at(["export-p12", "a"], env, tmp_path, None, "rename,renameat,renameat2")
+    assert proc.returncode == 143, proc.stderr
+    assert _one_line(proc) == "Interrupted, but a/bundle.p12 was written (it is in place)."
+    assert pkcs12.load_pkcs12(p12.read_bytes(), b"p12 password").key is not None
+
+
+def test_an_init_ca_stopped_once_its_directory_is_in_place_says_the_ca_exists(tmp_path: Path) -> None:
+    env = new_ca(tmp_path, "Stop CA") | {"CERTKIT_CA_DIR": str(tmp_path / "fresh")}
+    proc = _signalled_at(["init-ca", "--name", "Fresh CA"], env, tmp_path, None, "rename,renameat,renameat2")
+    assert proc.returncode == 143, proc.stderr
+    line = _one_line(proc)
+    assert line.startswith(f"Interrupted, but the CA directory {tmp_path / 'fresh'} was created, whole (root CA "
+                           "'Fresh CA', serial "), line
+    assert "do not create it again" in line
+    assert run_certkit("check", cwd=tmp_path, env=env).returncode == 0
+    # An intermediate: its parent's inventory records it once the directory is in place, whatever the stop.
+    env |= {"CERTKIT_PARENT_CA_PASSPHRASE": env["CERTKIT_CA_PASSPHRASE"]}
+    proc = _signalled_at(["init-ca", "--ca-dir", "ica", "--parent-ca-dir", "ca", "--name", "Issuing"], env,
+                         tmp_path, None, "rename,renameat,renameat2", signum="HUP")
+    assert proc.returncode == 129, proc.stderr
+    assert "Interrupted, but the CA directory " in _one_line(proc) and "intermediate CA 'Issuing'" in proc.stderr
+    rows = run_certkit("list", "--json", "--kind", "ca", cwd=tmp_path, env=env | {
+        "CERTKIT_CA_DIR": str(tmp_path / "ca")}, check=True)
+    assert '"status": "valid"' in rows.stdout, rows.stdout
