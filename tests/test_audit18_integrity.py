@@ -8,14 +8,21 @@
    "created again" into a refusal. Each now says what it left, read from the inventory or the files then:
    "Interrupted, but certificate X is revoked ...: publish a new CRL ...", "Interrupted, but CRL number N was
    written to ...", or "Interrupted: ... was not ...".
+2. docs/renew.md said that after ``--rekey`` the new privkey.pem "belongs to whoever ran certkit, mode 0600, so
+   give it back in --exec". Run by root, it keeps the old key's owner (a service's own key, postgres 0600) and
+   its POSIX ACL; only a key read through its group (root:postgres 0640) loses its reader. The page says so now.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,3 +138,66 @@ def test_an_init_ca_stopped_once_its_directory_is_in_place_says_the_ca_exists(tm
     rows = run_certkit("list", "--json", "--kind", "ca", cwd=tmp_path, env=env | {
         "CERTKIT_CA_DIR": str(tmp_path / "ca")}, check=True)
     assert '"status": "valid"' in rows.stdout, rows.stdout
+
+
+# --- 2. docs/renew.md: whose the new key of --rekey is ----------------------------------------------
+def _acl(user_uid: int) -> bytes:
+    """u::rw-, u:UID:r--, g::---, m::r--, o::--- as the kernel stores it (what setfacl -m u:UID:r writes)."""
+    entries = [(1, 6, 0xFFFFFFFF), (2, 4, user_uid), (4, 0, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+def _nobody_reads(path: Path) -> bool:
+    """Whether the user nobody can read ``path`` (a real open by head, as a service would)."""
+    nobody = pwd.getpwnam("nobody")
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+
+    return subprocess.run(["head", "-c", "1", str(path)], capture_output=True, timeout=30,
+                          preexec_fn=drop).returncode == 0
+
+
+@pytest.fixture
+def open_dir():
+    """A folder every user can reach (pytest's own are its owner's alone), removed after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="certkit-audit18-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a key to another user needs root")
+@pytest.mark.parametrize("readers", ["owner", "acl", "group"])
+def test_the_new_key_of_a_rekey_is_read_by_whom_renew_md_says(open_dir: Path, readers: str) -> None:
+    """docs/renew.md said the new privkey.pem of --rekey "belongs to whoever ran certkit, mode 0600": run by
+    root, it keeps the old key's owner (a service's own key) and ACL, and drops only its group's read."""
+    tmp_path = open_dir
+    env = new_ca(tmp_path, "Keys CA")
+    run_certkit("issue-server", "db.example", "--out", "db", cwd=tmp_path, env=env, check=True)
+    key = tmp_path / "db" / "privkey.pem"
+    nobody = pwd.getpwnam("nobody")
+    if readers == "owner":  # PostgreSQL's own key: postgres, 0600
+        os.chown(key, nobody.pw_uid, -1)
+    elif readers == "acl":
+        try:
+            os.setxattr(key, "system.posix_acl_access", _acl(nobody.pw_uid))
+        except OSError as exc:
+            pytest.skip(f"this file system keeps no POSIX ACL: {exc}")
+    else:  # root:postgres 0640
+        os.chown(key, 0, nobody.pw_gid)
+        key.chmod(0o640)
+    assert _nobody_reads(key)
+    old = key.read_bytes()
+    run_certkit("renew", "db", "--rekey", cwd=tmp_path, env=env, check=True)
+    assert key.read_bytes() != old
+    info = key.stat()
+    assert info.st_uid == (nobody.pw_uid if readers == "owner" else 0)
+    assert info.st_mode & 0o7 == 0 and _nobody_reads(key) == (readers != "group")
+    text = (Path(__file__).resolve().parent.parent / "docs" / "renew.md").read_text()
+    said = " ".join(text.split())
+    assert "it keeps the old key's owner when root renews a key another user owns" in said
+    assert "and its POSIX ACL (`setfacl -m u:postgres:r`), but not its group's read" in said
+    assert "belongs to whoever ran certkit" not in said
