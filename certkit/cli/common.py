@@ -122,6 +122,7 @@ class CertkitGroup(click.Group):
             report_error(describe_os_error(exc), 1)
             sys.exit(1)
         finally:
+            forget_on_stop()  # nor kept after it: what it holds (an open inventory) goes with the command
             if previous is not None:  # in-process callers (tests, click's runner) get theirs back
                 restore_signals(previous)
         sys.exit(rv if isinstance(rv, int) else 0)
