@@ -340,10 +340,9 @@ class _Swapped(OSError):
 
 def os_reason(exc: OSError) -> str:
     """Why a write failed, in words: "the disk is full" rather than "No space left on device"."""
-    import errno
+    from certkit.text import os_error_words
 
-    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-            errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror or str(exc))
+    return os_error_words(exc) or exc.strerror or str(exc)
 
 
 def replace_bundle(folder: Path, files: Mapping[str, bytes], *, remove: Sequence[str] = (),

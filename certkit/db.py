@@ -244,6 +244,10 @@ class SQLiteDatabase:
             message = elsewhere
         elif full or "disk is full" in lowered or ("disk i/o error" in lowered and _file_system(self.path, "full")):
             message = f"The inventory {where} cannot be written: the disk is full."
+        elif "disk i/o error" in lowered and _past_size_limit(self.path):  # SQLite says EFBIG so
+            from certkit.text import too_large_words
+
+            message = f"The inventory {where} cannot be used: {too_large_words()}."
         elif "readonly" in lowered or "read-only" in lowered or (
                 "unable to open" in lowered and _file_system(self.path, "read-only")):
             message = f"The inventory {where} is read-only (a read-only file, folder or mount); nothing was changed."
@@ -276,6 +280,24 @@ def _file_system(path: Path, state: str) -> bool:
     if state == "full":
         return info.f_bavail * info.f_frsize < 64 * 1024
     return bool(info.f_flag & os.ST_RDONLY)
+
+
+def _past_size_limit(path: Path) -> bool:
+    """Whether this process's file size limit (``ulimit -f``) is what stops the inventory at ``path`` from growing:
+    SQLite writes its pages at the end of the file and of its log, and says "disk I/O error" when the kernel
+    refuses them (EFBIG); a limit within a megabyte of what they hold now is the cause."""
+    from certkit.text import file_size_limit
+
+    limit = file_size_limit()
+    if limit is None:
+        return False
+    held = 0
+    for name in (path.name, path.name + "-wal", path.name + "-journal"):
+        try:
+            held = max(held, os.stat(path.with_name(name)).st_size)
+        except OSError:
+            continue
+    return held + (1 << 20) > limit
 
 
 _HOLDERS: "weakref.WeakSet[SQLiteDatabase]" = weakref.WeakSet()

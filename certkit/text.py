@@ -161,8 +161,39 @@ def unnamed_os_error(exc: OSError) -> str | None:
     discard_stdout()
     if isinstance(exc, BrokenPipeError):
         return "The reader of standard output closed it (a broken pipe) before everything was written."
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno)
-    return f"Cannot write to standard output: {reason or exc.strerror or exc}."
+    return f"Cannot write to standard output: {os_error_words(exc) or exc.strerror or exc}."
+
+
+def os_error_words(exc: OSError) -> str | None:
+    """Why a write failed, in words, for the failures a user can act on: "the disk is full" rather than "No space
+    left on device", and the file size limit (ulimit -f) by its value rather than "File too large"; None for others."""
+    import errno
+
+    if exc.errno == errno.EFBIG:
+        return too_large_words()
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only"}.get(exc.errno)
+
+
+def file_size_limit() -> int | None:
+    """The largest file this process may write (RLIMIT_FSIZE: ``ulimit -f``, systemd's LimitFSIZE=), in bytes;
+    None when there is no limit."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def too_large_words() -> str:
+    """Why a file could not grow (EFBIG): this process's file size limit, named with its value, if it has one."""
+    limit = file_size_limit()
+    if limit is None:
+        return "the file would be larger than the file system allows"
+    return (f"the file would grow past this process's file size limit of {limit:,} bytes (ulimit -f, or LimitFSIZE= "
+            "of a systemd unit); raise it")
 
 
 def _columns_of(ch: str) -> int:

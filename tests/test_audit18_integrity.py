@@ -11,6 +11,11 @@
 2. docs/renew.md said that after ``--rekey`` the new privkey.pem "belongs to whoever ran certkit, mode 0600, so
    give it back in --exec". Run by root, it keeps the old key's owner (a service's own key, postgres 0600) and
    its POSIX ACL; only a key read through its group (root:postgres 0640) loses its reader. The page says so now.
+3. Under a file size limit (``ulimit -f``, systemd's ``LimitFSIZE=``), every command that reached the inventory
+   said "The inventory ... cannot be used: disk I/O error." (SQLite's words for the kernel's EFBIG), which sends
+   the user to the disk and its logs; a key or file past the limit said "File too large.". Each now names the
+   limit and its value: "... the file would grow past this process's file size limit of 2,048 bytes (ulimit -f,
+   or LimitFSIZE= of a systemd unit); raise it." (the inventory, a bundle's or CA's file, standard output).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
-from conftest import new_ca, run_certkit
+from conftest import certkit_env, new_ca, run_certkit
 from integrity_helpers import db_rows
 
 
@@ -201,3 +206,47 @@ def test_the_new_key_of_a_rekey_is_read_by_whom_renew_md_says(open_dir: Path, re
     assert "it keeps the old key's owner when root renews a key another user owns" in said
     assert "and its POSIX ACL (`setfacl -m u:postgres:r`), but not its group's read" in said
     assert "belongs to whoever ran certkit" not in said
+
+
+# --- 3. a file size limit, said as such -------------------------------------------------------------
+LIMIT_WORDS = "the file would grow past this process's file size limit of {:,} bytes (ulimit -f, or LimitFSIZE= of a " \
+              "systemd unit); raise it."
+
+
+def _limited(limit: int, args: list[str], env: dict, cwd: Path, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` with its file size limit (RLIMIT_FSIZE) at ``limit`` bytes, as ``ulimit -f`` sets it."""
+    import resource
+
+    return subprocess.run([sys.executable, "-m", "certkit", *args], cwd=cwd, env=env | {"PYTHONDONTWRITEBYTECODE": "1"},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def test_the_inventory_past_the_file_size_limit_is_said_so_not_an_io_error(tmp_path: Path) -> None:
+    env = new_ca(tmp_path, "Limit CA")
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    inventory = tmp_path / "ca" / "inventory.sqlite3"
+    for args in (["issue-server", "b.example", "--out", "b"], ["revoke", "a"], ["renew", "a"], ["list"]):
+        proc = _limited(2048, args, env, tmp_path)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert _one_line(proc) == f"Error: The inventory {inventory} cannot be used: {LIMIT_WORDS.format(2048)}", args
+    assert not (tmp_path / "b").exists()
+    rows = db_rows(tmp_path / "ca")
+    assert [r["status"] for r in rows] == ["valid"] and run_certkit("check", env=env).returncode == 0
+
+
+def test_a_file_past_the_file_size_limit_is_said_so_not_file_too_large(tmp_path: Path) -> None:
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    # A CA's key: an RSA-4096 key (3 kB) past a 1 kB limit; nothing is left of the CA directory.
+    proc = _limited(1024, ["init-ca", "--no-passphrase", "--key-type", "rsa-4096"], env, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("Warning:")]
+    assert lines == [f"Error: Cannot create the CA directory {tmp_path / 'ca'}: {LIMIT_WORDS.format(1024)}"], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # Standard output into a file past the limit: a report cut short, said so.
+    run_certkit("init-ca", "--no-passphrase", env=env, check=True)
+    run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    with open(tmp_path / "report.txt", "wb") as report:
+        proc = _limited(512, ["inspect", "a/cert.pem"], env, tmp_path, stdout=report)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"Error: Cannot write to standard output: {LIMIT_WORDS.format(512)}"), proc.stderr

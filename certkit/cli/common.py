@@ -214,14 +214,13 @@ def describe_os_error(exc: OSError) -> str:
     """An OSError in words: "the disk is full" rather than "[Errno 28]"."""
     import errno
 
-    from certkit.text import unnamed_os_error
+    from certkit.text import os_error_words, unnamed_os_error
 
     if (said := unnamed_os_error(exc)) is not None:  # standard output, or the current folder
         return said
     where = f" ({shown(exc.filename)})" if exc.filename else ""
-    plain = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-             errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-             errno.EPERM: "the operation is not permitted"}.get(exc.errno)
+    plain = os_error_words(exc) or {errno.EACCES: "permission denied",
+                                    errno.EPERM: "the operation is not permitted"}.get(exc.errno)
     return f"{plain or exc.strerror or exc}{where}."
 
 
