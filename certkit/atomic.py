@@ -371,6 +371,18 @@ def flushed_together(places: list[Path]) -> Iterator[Callable[[], None]]:
             close_quietly(fd)
 
 
+def flush_after_failure(places: list[Path], failure: BaseException | None) -> None:
+    """Make what was written under ``places`` durable once a write part-way failed (``failure``, on its way up), as a
+    chunk's :func:`flushed_together` does: a write-back error it reports is added to ``failure``'s words (an error
+    certkit says), not raised over it (``sync()``, which did this before, reports none)."""
+    try:
+        with flushed_together(places) as flush:
+            flush()
+    except CertkitError as exc:
+        if isinstance(failure, CertkitError) and failure.args and isinstance(failure.args[0], str):
+            failure.args = (f"{failure.args[0].rstrip()} {exc}", *failure.args[1:])
+
+
 def _syncfs():
     """libc's ``syncfs``, or None (not Linux, or too old a C library)."""
     import ctypes

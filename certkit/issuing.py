@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
-from certkit.atomic import flushed_together
+from certkit.atomic import flush_after_failure, flushed_together
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile
@@ -317,7 +317,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
             except BaseException as exc:
                 # A bundle left half replaced (its journal finishes it) stays pending, never abandoned.
                 half = getattr(exc, "folder", None) if type(exc).__name__ == "HalfWritten" else None
-                exc.certkit_delivered = _settle_after_failure(ca, items, issued, done, half)
+                exc.certkit_delivered = _settle_after_failure(ca, items, issued, done, half, exc)
                 raise
             if ca.inventory is not None:
                 # A deferred target (one output file for many certificates) marks them once it is in place.
@@ -447,10 +447,10 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     raise CertkitError("Could not find an unused serial number; check the system's random source.")
 
 
-def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None) -> int:
-    """After a failure part-way: what is complete on disk is valid, the rest abandoned but the one whose folder
-    ``half`` was left half replaced, or that cannot be read (pending: the next command settles it). How many
-    were delivered."""
+def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None, failure=None) -> int:
+    """After ``failure`` part-way: what is complete on disk is valid (once flushed: a disk failing that is told in
+    ``failure``'s words), the rest abandoned but the one whose folder ``half`` was left half replaced, or that cannot
+    be read (pending: the next command settles it). How many were delivered."""
     if ca.inventory is None:
         return len(done)
     from certkit.inventory.reconcile import bundle_holds
@@ -470,8 +470,8 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path |
         if complete:
             indexes.append(index)
     with uninterrupted():
-        if delivered:
-            os.sync()  # durable before the inventory says so
+        if delivered:  # durable before the inventory says so
+            flush_after_failure([items[i][1].folder for i in indexes if items[i][1].folder is not None], failure)
             ca.inventory.mark_issued(delivered)
         if lost:
             ca.inventory.mark_abandoned(lost)

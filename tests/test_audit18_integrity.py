@@ -16,12 +16,18 @@
    the user to the disk and its logs; a key or file past the limit said "File too large.". Each now names the
    limit and its value: "... the file would grow past this process's file size limit of 2,048 bytes (ulimit -f,
    or LimitFSIZE= of a systemd unit); raise it." (the inventory, a bundle's or CA's file, standard output).
+4. A write failing part-way (a full disk at the fourth bundle of a chunk) made the bundles already written durable
+   with ``sync()``, which reports nothing, before marking them valid: a disk that also failed to write them back
+   (EIO) went unsaid, and the batch said "stopped after 3 bundles were written and recorded" as if they were
+   safe. They are now flushed with ``syncfs()`` as a whole chunk is (round seventeen), and a write-back error is
+   added to the error's words: the disk under the folder failed to store what was written, check it.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import struct
@@ -250,3 +256,30 @@ def test_a_file_past_the_file_size_limit_is_said_so_not_file_too_large(tmp_path:
         proc = _limited(512, ["inspect", "a/cert.pem"], env, tmp_path, stdout=report)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"Error: Cannot write to standard output: {LIMIT_WORDS.format(512)}"), proc.stderr
+
+
+# --- 4. the flush after a part-way failure ----------------------------------------------------------
+def test_a_disk_failing_to_store_the_bundles_written_before_a_part_way_failure_is_said(tmp_path: Path) -> None:
+    from integrity_helpers import tmpfs
+
+    env = new_ca(tmp_path, "Flush CA") | {"CERTKIT_TEST_CHUNK_SIZE": "10"}
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\n" + "".join(f"server,h{i}.example\n" for i in range(1, 41)))
+    with tmpfs(tmp_path / "out", "size=60k") as out:  # room for a few bundles of the first chunk, not ten
+        # Every flush fails as a disk failing its write-back does: syncfs() says EIO; sync() (which returns nothing
+        # to its caller) is failed too, so a command that syncs with it hears of nothing.
+        proc = subprocess.run([_strace(), "-f", "-qq", "-o", "/dev/null", "-e", "trace=syncfs,sync", "-e",
+                               "inject=syncfs:error=EIO", "-e", "inject=sync:error=EIO", sys.executable, "-m",
+                               "certkit", "issue-batch", manifest, "--out-dir", out], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        written = sorted(p.name for p in out.iterdir() if (p / "cert.pem").exists())
+        assert proc.returncode == 1 and 0 < len(written) < 10, (proc.stderr, written)
+        line = _one_line(proc)
+        assert line.startswith("Error: Cannot write the bundle in ") and "the disk is full." in line, line
+        assert re.search(rf"The disk under {re.escape(str(out))}(/h\d+\.example)? failed to store what was just "
+                         r"written to it \(input/output error, as the file system said when it was flushed\): the "
+                         "bundles are in place and recorded, but may be damaged or lost", line), line
+        assert line.endswith(f"The batch stopped after {len(written)} bundles were written and recorded. Rerun the "
+                             "same command with --resume to finish it."), line
+        valid = [r for r in db_rows(tmp_path / "ca") if r["status"] == "valid" and r["kind"] != "ca"]
+        assert sorted(Path(r["folder"]).name for r in valid) == written
