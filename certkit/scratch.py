@@ -8,6 +8,7 @@ that holds the CA or the bundles: "the disk is full" alone sends the user to the
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -45,9 +46,10 @@ def scratch_error(exc: OSError, what: str, outcome: str = "") -> CertkitError:
     from certkit.bundle import os_reason
 
     folder = python_temp_dir()
+    # Past the file size limit (ulimit -f), room elsewhere does not help: the reason says what does.
+    advice = "" if exc.errno == errno.EFBIG else " Free space there, or point $TMPDIR at a folder with room."
     return CertkitError(f"Cannot write {what} in the temporary folder {shown(folder)}: {os_reason(exc)}"
-                        f"{'; ' + outcome if outcome else '.'} Free space there, or point $TMPDIR at a folder "
-                        "with room.")
+                        f"{'; ' + outcome if outcome else '.'}{advice}")
 
 
 def to_scratch(step, *args, what: str = "the checked manifest") -> None:

@@ -248,10 +248,19 @@ def test_a_file_past_the_file_size_limit_is_said_so_not_file_too_large(tmp_path:
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("Warning:")]
     assert lines == [f"Error: Cannot create the CA directory {tmp_path / 'ca'}: {LIMIT_WORDS.format(1024)}"], lines
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
-    # Standard output into a file past the limit: a report cut short, said so.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing of the CA directory is left
     run_certkit("init-ca", "--no-passphrase", env=env, check=True)
     run_certkit("issue-server", "a.example", "--out", "a", cwd=tmp_path, env=env, check=True)
+    # issue-batch's spool of its checked manifest, in the temporary folder: the limit, not "free space there".
+    (tmp_path / "tmp").mkdir()
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\n" + "".join(f"server,host-number-{i}.example.internal\n" for i in range(3000)))
+    proc = _limited(65536, ["issue-batch", manifest, "--out-dir", "out"], env | {"TMPDIR": str(tmp_path / "tmp")},
+                    tmp_path)
+    assert _one_line(proc) == (f"Error: Cannot write the checked manifest in the temporary folder {tmp_path / 'tmp'}: "
+                               f"{LIMIT_WORDS.format(65536)[:-1]}; nothing was issued."), proc.stderr
+    assert not (tmp_path / "out").exists()
+    # Standard output into a file past the limit: a report cut short, said so.
     with open(tmp_path / "report.txt", "wb") as report:
         proc = _limited(512, ["inspect", "a/cert.pem"], env, tmp_path, stdout=report)
     assert proc.returncode == 1, proc.stderr
