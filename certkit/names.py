@@ -18,7 +18,6 @@ from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
-from certkit.text import is_digits
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -26,6 +25,7 @@ Kind = Literal["dns", "ip", "email", "uri"]
 _LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_HEX_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*\Z")
 # RFC 5280's upper bound for a commonName, an organizationName and an organizationalUnitName
 # (ub-common-name and its neighbours). cryptography counts it in UTF-8 bytes (a NameAttribute of
 # 22 characters but 66 bytes raises ValueError), so certkit counts the same way.
@@ -121,8 +121,8 @@ def _try_ip(text: str) -> Identity | None:
             f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
             "host and cannot go in a certificate; use the address without it."
         )
-    if ":" not in text and not text.rstrip(".").rpartition(".")[2].isdigit():
-        return None  # a name: an IPv4 address ends in digits, an IPv6 one has colons (the common case, fast)
+    if ":" not in text and not _ends_in_a_number(text):
+        return None  # a name: an IPv4 address ends in a number, an IPv6 one has colons (the common case, fast)
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -140,11 +140,17 @@ def _try_ip(text: str) -> Identity | None:
         raise InvalidName(f"'{_show(text)}' is the IPv6 address {inner} in the brackets of a URL: a certificate names "
                           f"the address alone ('{inner}')." if inner else f"'{_show(text)}' is not a valid IPv6 "
                           "address.")
-    labels = text.rstrip(".").split(".")
-    if labels and labels[-1].isdigit():
-        # A name ending in a numeric label is meant as an IPv4 address (RFC 1123 2.1).
-        raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {_ipv4_reason(labels)}.")
+    from certkit.names_notation import refuse_an_ipv4_notation
+
+    refuse_an_ipv4_notation(text)  # a host ending in a number is meant as an IPv4 address (RFC 1123 2.1)
     return None
+
+
+def _ends_in_a_number(text: str) -> bool:
+    """Whether a host's last label is a number (decimal, or 0x and hexadecimal): the WHATWG URL standard's "ends in a
+    number", by which browsers and curl read the host as an IPv4 address (0x7f000001 is 127.0.0.1), never a name."""
+    last = text.rstrip(".").rpartition(".")[2]
+    return last.isdigit() or _HEX_NUMBER.match(last) is not None
 
 
 def _refuse_no_peers_address(text: str, addr) -> None:
@@ -159,19 +165,6 @@ def _refuse_no_peers_address(text: str, addr) -> None:
         kind = "a multicast" if addr.is_multicast else "the broadcast"
         raise InvalidName(f"'{_show(text)}' is {kind} address, which no TLS connection goes to; name the "
                           "host's own address.")
-
-
-def _ipv4_reason(parts: list[str]) -> str:
-    if len(parts) != 4:
-        return f"it has {len(parts)} parts, an IPv4 address has 4"
-    for part in parts:
-        if not is_digits(part):
-            return f"'{_show(part)}' is not a number"
-        if len(part) > 1 and part.startswith("0"):
-            return f"'{_show(part)}' has a leading zero, which some software reads as octal"
-        if int(part) > 255:
-            return f"{part} is larger than 255"
-    return "it does not parse"
 
 
 def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
@@ -194,8 +187,12 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
     labels = ascii_name.split(".")
     for label in labels:
         _check_label(original, label)
-    if labels[-1].isdigit():
-        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: its last label is all digits.")
+    if _ends_in_a_number(ascii_name):
+        from certkit.names_notation import url_ipv4
+
+        read = url_ipv4(ascii_name)  # as curl and browsers read the host: no name, an address
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: its last label is a number"
+                          + (f", so curl and browsers read it as the IPv4 address {read}." if read else "."))
     full = ("*." if wildcard else "") + ascii_name
     if len(full) > MAX_DNS_NAME:
         raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it is {len(full)} characters long, "

@@ -2,9 +2,12 @@
 
 What people paste when they mean a host name or an address: a URL, a host with its port, an email address,
 a subjectAltName entry as certkit itself and openssl print one (``DNS:web.example``, ``IP:10.0.0.1``,
-``IP Address:10.0.0.1``), several names in one argument (``a.example,b.example``, as etcd's
-``--initial-advertise-peer-urls`` and openssl's ``-addext subjectAltName=`` write lists), and a ``NAME=VALUE``
-pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a subject attribute, ``CN=web``).
+``IP Address:10.0.0.1``), several names in one argument
+(``a.example,b.example``, as etcd's ``--initial-advertise-peer-urls`` and openssl's ``-addext subjectAltName=``
+write lists), a ``NAME=VALUE`` pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a
+subject attribute, ``CN=web``), and an IPv4 address in a form other than four decimal numbers (``127.1``,
+``0x7f000001``, ``2130706433``: curl and browsers read each as 127.0.0.1, so they match only a certificate that
+names 127.0.0.1).
 Read as a host, each would be refused for a reason beside the point ("not a valid IPv6 address", "it has 7
 parts"), or read as one host of several (the first URL of a list).
 """
@@ -14,7 +17,8 @@ from __future__ import annotations
 import re
 
 from certkit.errors import InvalidName, cli_worded
-from certkit.names import _URI_SCHEME, _show, is_digits
+from certkit.names import _URI_SCHEME, _show
+from certkit.text import is_digits
 
 # A subjectAltName entry's type as certkit (list, inspect, issue-*) and openssl (-text, -addext) write it.
 _SAN_PREFIX = re.compile(r"^(dns|ip|ip address|email|uri|dirname|othername|registeredid)\s*:\s*", re.IGNORECASE)
@@ -84,3 +88,54 @@ def _refuse_a_network_or_port(text: str) -> None:
         host = head.strip("[]")
         raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
                           f"('{_show(host)}'), and is valid on every port.")
+
+
+# One part of an IPv4 address as the WHATWG URL standard (browsers, curl) and inet_aton read it: 0x and hexadecimal,
+# 0 and octal, or decimal.
+_IPV4_PART = re.compile(r"0[xX]([0-9a-fA-F]*)|0([0-7]+)|([1-9][0-9]*|0)")
+
+
+def url_ipv4(text: str):
+    """The IPv4 address curl and browsers connect to for the host ``text`` (one to four parts, each decimal,
+    octal or hexadecimal, the last filling the bytes left), or None when they do not agree on one (browsers
+    read ``127.0.0.1.`` as an address, curl as a name to look up)."""
+    import ipaddress
+
+    numbers = []
+    for part in text.split("."):
+        if not (found := _IPV4_PART.fullmatch(part)):
+            return None
+        hexadecimal, octal, decimal = found.groups()
+        numbers.append(int(hexadecimal or "0", 16) if hexadecimal is not None
+                       else int(octal, 8) if octal is not None else int(decimal))
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        return None
+    return ipaddress.IPv4Address(sum(n << 8 * (3 - i) for i, n in enumerate(numbers[:-1])) + numbers[-1])
+
+
+def refuse_an_ipv4_notation(text: str) -> None:
+    """Refuse ``text``, a host whose last label is a number, which ``ipaddress`` did not read as four decimal
+    numbers: say why, and which address curl and browsers connect to for it, the one a certificate must name."""
+    read = url_ipv4(text)
+    then = f"; curl and browsers read it as {read}" if read else ""
+    if read and not (read.is_unspecified or read.is_multicast or read.packed == b"\xff" * 4):
+        then += f", so a certificate names that address ('{read}')"
+    raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {_ipv4_reason(text)}{then}.")
+
+
+def _ipv4_reason(text: str) -> str:
+    parts = text.split(".")
+    if len(parts) > 1 and not parts[-1]:
+        return "an address has no final dot"
+    if hexadecimal := next((part for part in parts if _IPV4_PART.fullmatch(part) and part[1:2] in ("x", "X")), None):
+        return f"'{_show(hexadecimal)}' is hexadecimal, and an address is written in decimal"
+    if len(parts) != 4:
+        return f"it has {len(parts)} part{'s' if len(parts) != 1 else ''}, an IPv4 address has 4"
+    for part in parts:
+        if not is_digits(part):
+            return f"'{_show(part)}' is not a number"
+        if len(part) > 1 and part.startswith("0"):
+            return f"'{_show(part)}' has a leading zero, which some software reads as octal"
+        if int(part) > 255:
+            return f"{part} is larger than 255"
+    return "it does not parse"
