@@ -115,12 +115,10 @@ def _network(text: str):
 
 
 def _try_ip(text: str) -> Identity | None:
-    if "%" in text and ":" in text:
-        zone = text.split("%", 1)[1]
-        raise InvalidName(
-            f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
-            "host and cannot go in a certificate; use the address without it."
-        )
+    if "%" in text and ":" in text:  # also in a URL's brackets, [fe80::1%eth0]
+        address, _, zone = (text[1:-1] if text[:1] + text[-1:] == "[]" else text).partition("%")
+        raise InvalidName(f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
+                          f"host and cannot go in a certificate; use the address without it ('{_show(address)}').")
     if ":" not in text and not _ends_in_a_number(text):
         return None  # a name: an IPv4 address ends in a number, an IPv6 one has colons (the common case, fast)
     try:

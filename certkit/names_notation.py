@@ -1,8 +1,8 @@
 """A host written in another notation than a host's, refused in words that give the host to write instead.
 
 What people paste when they mean a host name or an address: a URL, a host with its port, an email address,
-a subjectAltName entry as certkit itself and openssl print one (``DNS:web.example``, ``IP:10.0.0.1``,
-``IP Address:10.0.0.1``), several names in one argument
+a subjectAltName entry as certkit itself, openssl and keytool print one (``DNS:web.example``, ``IP:10.0.0.1``,
+``IP Address:10.0.0.1``, ``DNSName: web.example``, ``IPAddress: 10.0.0.1``), several names in one argument
 (``a.example,b.example``, as etcd's ``--initial-advertise-peer-urls`` and openssl's ``-addext subjectAltName=``
 write lists), a ``NAME=VALUE`` pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a
 subject attribute, ``CN=web``), and an IPv4 address in a form other than four decimal numbers (``127.1``,
@@ -20,8 +20,10 @@ from certkit.errors import InvalidName, cli_worded
 from certkit.names import _URI_SCHEME, _show
 from certkit.text import is_digits
 
-# A subjectAltName entry's type as certkit (list, inspect, issue-*) and openssl (-text, -addext) write it.
-_SAN_PREFIX = re.compile(r"^(dns|ip|ip address|email|uri|dirname|othername|registeredid)\s*:\s*", re.IGNORECASE)
+# A subjectAltName entry's type as certkit (list, inspect, issue-*), openssl (-text, -addext: DNS, IP Address) and
+# Java's keytool (-printcert: DNSName, IPAddress) and browsers' viewers (DNS Name) write it.
+_SAN_PREFIX = re.compile(r"^(dns|dns ?name|ip|ip ?address|email|rfc822 ?name|uri|dirname|othername|registeredid)"
+                         r"\s*:\s*", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[,;\s]+")
 
 
@@ -29,8 +31,8 @@ def refuse_what_is_not_a_host(text: str) -> None:
     """Refuse ``text`` (stripped) when it is written in a notation that is not a host's (see the module)."""
     rest = text[prefix.end():] if (prefix := _SAN_PREFIX.match(text)) else ""
     if rest and not _SEPARATORS.search(rest) and not is_digits(rest):  # dns:53 is a host named dns, a port
-        raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit and openssl write one; a name is "
-                          f"given without its type ('{_show(rest)}'), which certkit finds out itself.")
+        raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit, openssl and keytool print one; a "
+                          f"name is given without its type ('{_show(rest)}'), which certkit finds out itself.")
     _refuse_a_list(text)
     _refuse_a_setting(text)
     scheme = _URI_SCHEME.match(text)

@@ -8,6 +8,11 @@
    1 parts"). Every such host is now refused as an address in another notation, naming the address curl and
    browsers connect to, in every command that reads a host (issue-*, verify --name, manifests, CSRs, --permit-dns,
    issue-client --dns), and the page says so. curl and Node show the reading the message states.
+2. A subjectAltName entry pasted from Java's ``keytool -printcert`` (``DNSName: etcd-1.cluster.internal``,
+   ``IPAddress: 127.0.0.1``) was "not a valid IPv6 address", or "holds 2 names"; an IPv6 zone inside a URL's
+   brackets (``[fe80::1%eth0]``) was shown as the zone ``%eth0]`` with the advice to drop it, which left
+   ``[fe80::1]``, refused again. Both are now named for what they are, with the host to give; keytool's real
+   output is fed back here.
 """
 
 from __future__ import annotations
@@ -117,3 +122,33 @@ def test_a_manifest_line_and_the_library_refuse_it_too(tmp_path: Path, words_ca)
         CA.create("Library CA").issue_peer(["node-1.cluster.internal", "0x7f000001"])
     # a DNS name that merely starts like a number stays a name
     assert CA.create("Library CA").issue_peer(["0xg.cluster.internal", "7f000001"]).cert is not None
+
+
+# --- 2. a subjectAltName entry as keytool prints it; a zone in a URL's brackets -----------------------------------
+def test_keytools_subjectaltname_lines_are_named_as_such(tmp_path: Path) -> None:
+    keytool = require("keytool")
+    env = _env(tmp_path)
+    run_certkit("issue-peer", "etcd-1.cluster.internal", "127.0.0.1", "::1", "--out", tmp_path / "e1", env=env,
+                cwd=tmp_path, check=True)
+    printed = subprocess.run([keytool, "-printcert", "-file", str(tmp_path / "e1" / "cert.pem")],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = [line.strip() for line in printed.splitlines() if line.strip().startswith(("DNSName:", "IPAddress:"))]
+    assert lines == ["DNSName: etcd-1.cluster.internal", "IPAddress: 127.0.0.1", "IPAddress: 0:0:0:0:0:0:0:1"], printed
+    for line in lines:
+        host = line.partition(": ")[2]
+        assert_clean_error(run_certkit("issue-peer", line, "--out", tmp_path / "again", env=env, cwd=tmp_path),
+                           f"'{line}' is a subjectAltName entry as certkit, openssl and keytool print one; a name is "
+                           f"given without its type ('{host}')")
+        assert_clean_error(run_certkit("issue-peer", line.replace(" ", ""), "--out", tmp_path / "again", env=env,
+                                       cwd=tmp_path), f"without its type ('{host}')")
+    assert not (tmp_path / "again").exists()
+
+
+def test_an_ipv6_zone_in_a_urls_brackets_names_the_address_to_give(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    for spelled in ("[fe80::1%eth0]", "[fe80::1%25eth0]", "fe80::1%eth0"):
+        ran = run_certkit("issue-peer", spelled, "--out", tmp_path / "node", env=env, cwd=tmp_path)
+        zone = spelled.strip("[]").partition("%")[2]
+        assert_clean_error(ran, f"'{spelled}' has an IPv6 zone (%{zone}): a zone only means something on one host "
+                                "and cannot go in a certificate; use the address without it ('fe80::1').")
+    run_certkit("issue-peer", "fe80::1", "--out", tmp_path / "node", env=env, cwd=tmp_path, check=True)
