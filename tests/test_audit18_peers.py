@@ -13,18 +13,30 @@
    brackets (``[fe80::1%eth0]``) was shown as the zone ``%eth0]`` with the advice to drop it, which left
    ``[fe80::1]``, refused again. Both are now named for what they are, with the host to give; keytool's real
    output is fed back here.
+3. docs/peers.md said a member's certificates name "its own host name and address", and that etcd checks the
+   peer URL's host. etcd 3.4 also checks a connecting member's certificate against the address the connection
+   comes from, which the routing picks (on one loopback, a member at 127.0.0.2 connects from 127.0.0.1). With
+   certificates as the page said, members at 127.0.0.2 and .3 were refused by everyone; the cluster formed and
+   was healthy, but once 127.0.0.1 stopped the two left had no leader. The page now says to name every address a
+   member connects from; real etcd clusters show both sides.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from test_audit17_house import words_ca  # noqa: F401  (a fixture: a CA, a CSR and a certificate to name)
+from test_peers_etcd import MEMBERS, Etcd, Member, eventually
 
 from conftest import (
     PASSPHRASE,
+    REPO,
     assert_clean_error,
     certkit_env,
     free_port,
@@ -152,3 +164,106 @@ def test_an_ipv6_zone_in_a_urls_brackets_names_the_address_to_give(tmp_path: Pat
         assert_clean_error(ran, f"'{spelled}' has an IPv6 zone (%{zone}): a zone only means something on one host "
                                 "and cannot go in a certificate; use the address without it ('fe80::1').")
     run_certkit("issue-peer", "fe80::1", "--out", tmp_path / "node", env=env, cwd=tmp_path, check=True)
+
+
+# --- 3. etcd checks the address a member connects from ------------------------------------------------------------
+PAGE = REPO / "docs" / "peers.md"
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
+def _documented(marker: str) -> re.Pattern:
+    """The line of docs/peers.md that holds ``marker``, as a pattern (``...``: any text)."""
+    (line,) = [ln for ln in PAGE.read_text().splitlines() if marker in ln]
+    return re.compile(".*".join(re.escape(part) for part in line.split("...")))
+
+
+@pytest.fixture
+def routed_certs(tmp_path: Path) -> Path:
+    """For each member at its address of HOSTS: a peer certificate naming its host name and that address (``own``),
+    and one naming also 127.0.0.1, the address it connects to the others from (``routed``); etcdctl's."""
+    root = tmp_path / "certs"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(root / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "certkit source address CA", env=env, cwd=tmp_path, check=True)
+    for member, host in zip(MEMBERS, HOSTS, strict=True):
+        own = (f"{member}.cluster.internal", host)
+        run_certkit("issue-peer", *own, "--out", root / f"{member}-own", env=env, cwd=tmp_path, check=True)
+        run_certkit("issue-peer", *own, "127.0.0.1", "--out", root / f"{member}-routed", env=env, cwd=tmp_path,
+                    check=True)
+    run_certkit("issue-client", "etcdctl", "--out", root / "etcdctl", env=env, cwd=tmp_path, check=True)
+    return root
+
+
+def _refused(member: Member, whose: str) -> bool:
+    return any(f'"ip-addresses":["{whose}"]' in line and "does not match any of DNSNames" in line
+               for line in member.log.splitlines())
+
+
+def _said(ran: subprocess.CompletedProcess) -> str:
+    return ran.stdout + ran.stderr
+
+
+def _until(etcd: Etcd, check, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        etcd.check_running()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + "\n".join(
+            f"--- {m.name}\n{m.log[-3000:]}" for m in etcd.members)
+        time.sleep(0.2)
+
+
+def test_etcd_refuses_a_member_whose_certificate_lacks_the_address_it_connects_from(tmp_path, routed_certs):
+    """docs/peers.md's section: members at 127.0.0.1, .2 and .3; the routing has .2 and .3 connect from 127.0.0.1
+    (ip route get). With certificates naming only each member's own address, the cluster forms and is healthy,
+    but .2 and .3 refuse each other, so once .1 stops they have no leader; naming 127.0.0.1 too, they go on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # the kernel's choice of source, sending nothing
+        probe.connect(("127.0.0.3", 9))
+        assert probe.getsockname()[0] == "127.0.0.1"
+    if shutil.which("ip"):  # iproute2 is not among the packages CI installs; where it is, the page's command
+        route = subprocess.run(["ip", "route", "get", "127.0.0.3"], capture_output=True, text=True, timeout=30,
+                               check=True)
+        assert _documented("local 127.0.0.3 dev lo src").match(route.stdout.strip()), route.stdout
+    etcd = Etcd(tmp_path / "own", routed_certs)
+    (tmp_path / "own").mkdir()
+    try:
+        members = etcd.start(MEMBERS, peer_cert="own", client_cert="own", hosts=HOSTS)
+        eventually(etcd, lambda: etcd.ctl(members[0], "put", "greeting", "hello"), "a write on etcd-1", timeout=60)
+        eventually(etcd, lambda: etcd.ctl(members[0], "endpoint", "health", "--cluster"), "a healthy cluster",
+                   timeout=60)
+        _until(etcd, lambda: _refused(members[0], "127.0.0.2") and _refused(members[2], "127.0.0.2")
+               and _refused(members[1], "127.0.0.3"), "etcd-2 refused by etcd-1 and etcd-3, etcd-3 by etcd-2")
+        pattern = _documented('"ip-addresses":["127.0.0.2"]')
+        assert any(pattern.fullmatch(line) for line in members[0].log.splitlines()), members[0].log[-3000:]
+        members[0].process.terminate()
+        wait_or_kill(members[0].process)
+        etcd.members.remove(members[0])
+        _until(etcd, lambda: "etcdserver: no leader" in _said(etcd.ctl(members[1], "endpoint", "status")),
+               "etcd-2 without a leader")
+        assert etcd.ctl(members[1], "put", "after", "etcd-1").returncode != 0
+    finally:
+        etcd.stop()
+
+    etcd = Etcd(tmp_path / "routed", routed_certs)
+    (tmp_path / "routed").mkdir()
+    try:
+        members = etcd.start(MEMBERS, peer_cert="routed", client_cert="own", hosts=HOSTS)
+        eventually(etcd, lambda: etcd.ctl(members[0], "endpoint", "health", "--cluster"), "a healthy cluster",
+                   timeout=60)
+        members[0].process.terminate()
+        wait_or_kill(members[0].process)
+        etcd.members.remove(members[0])
+        eventually(etcd, lambda: etcd.ctl(members[1], "put", "after", "etcd-1"), "a write on etcd-2", timeout=60)
+        read = eventually(etcd, lambda: etcd.ctl(members[2], "get", "after", "--consistency", "s"), "a read on etcd-3",
+                          timeout=60)
+        assert read.stdout.split() == ["after", "etcd-1"], read.stdout
+        assert not any("does not match any of" in m.log for m in etcd.members), [m.log[-2000:] for m in etcd.members]
+    finally:
+        etcd.stop()
+
+
+def test_the_page_says_etcd_checks_the_address_a_member_connects_from() -> None:
+    text = " ".join(PAGE.read_text().split())
+    for claim in ("### The address a member connects from", "the address the connection comes from",
+                  "`ip route get ADDRESS` shows it (`src`)", "stopping the first leaves the other two without a leader",
+                  "every address it connects from",
+                  "certkit issue-peer etcd-2.cluster.internal 127.0.0.2 127.0.0.1 --out etcd-2/peer"):
+        assert claim in text, claim

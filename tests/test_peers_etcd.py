@@ -63,14 +63,15 @@ class Member:
     client_port: int
     log_path: Path
     process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
 
     @property
     def peer_url(self) -> str:
-        return f"https://127.0.0.1:{self.peer_port}"
+        return f"https://{self.host}:{self.peer_port}"
 
     @property
     def client_url(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
+        return f"https://{self.host}:{self.client_port}"
 
     @property
     def log(self) -> str:
@@ -87,12 +88,14 @@ class Etcd:
         self.members: list[Member] = []
 
     def start(self, names, *, peer_cert: str, client_cert: str, gateway: bool = False,
-              extra: tuple[str, ...] = ()) -> list[Member]:
+              extra: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> list[Member]:
         """Members ``names``, each with ``<name>-<peer_cert>`` on its peer listener and
-        ``<name>-<client_cert>`` on its client listener, and ``extra`` flags. A port another process took between the
+        ``<name>-<client_cert>`` on its client listener, and ``extra`` flags, each on its address of ``hosts``
+        (default 127.0.0.1). A port another process took between the
         choice and etcd's bind (seen once in CI) starts the members again on other ports."""
         for _attempt in range(3):
-            members = self._start(names, peer_cert=peer_cert, client_cert=client_cert, gateway=gateway, extra=extra)
+            members = self._start(names, peer_cert=peer_cert, client_cert=client_cert, gateway=gateway, extra=extra,
+                                  hosts=hosts)
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline and all(m.process.poll() is None for m in members):
                 time.sleep(0.1)
@@ -105,8 +108,9 @@ class Etcd:
         return members
 
     def _start(self, names, *, peer_cert: str, client_cert: str, gateway: bool,
-               extra: tuple[str, ...]) -> list[Member]:
-        members = [Member(n, free_port(), free_port(), self.root / f"{n}.log") for n in names]
+               extra: tuple[str, ...], hosts: tuple[str, ...] = ()) -> list[Member]:
+        members = [Member(n, free_port(), free_port(), self.root / f"{n}.log", host=h)
+                   for n, h in zip(names, hosts or ("127.0.0.1",) * len(names), strict=True)]
         cluster = ",".join(f"{m.name}={m.peer_url}" for m in members)
         ca = str(self.certs / "ca" / "ca.pem")
         for m in members:
