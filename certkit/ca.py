@@ -402,7 +402,7 @@ class CA:
         a CA directory, a renewal of a bundle in a folder succeeds it once written there (`memory_delivery`)."""
         from certkit.issuing import renewal_request
         from certkit.memory_delivery import UndeployedRenewal, renewal_target, undeployed_note
-        from certkit.names import mapped_address_notes
+        from certkit.names import carried_name_notes
 
         check_bool("rekey", rekey)
         check_still_home(self)  # before its inventory is read: another CA's, were the directory made again
@@ -414,7 +414,7 @@ class CA:
                                   new_key=new_key, ca=self.cert)
         target = renewal_target(self, serial_hex(old.serial_number))
         issued = self._in_memory(request, target)
-        issued.notes.extend(mapped_address_notes(old))  # carried over as certified: said, as the command says it
+        issued.notes.extend(carried_name_notes(old))  # carried over as certified: said, as the command says it
         if isinstance(target, UndeployedRenewal):
             issued.notes.append(undeployed_note(target))
         return issued

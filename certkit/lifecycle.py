@@ -22,7 +22,7 @@ from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCe
 from certkit.files import is_regular_file
 from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
 from certkit.formats.reading import output_file_certificates
-from certkit.names import mapped_address_notes
+from certkit.names import carried_name_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
@@ -299,7 +299,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
     found, target_folder, in_place = _renewable(ca, ref, out)
     source = target_folder if in_place else found.folder  # where the old certificate's key may be
     keyed = _written_with_key(inventory, found)
-    notes = mapped_address_notes(found.cert)  # carried over as it was certified: said, never dropped silently
+    notes = carried_name_notes(found.cert)  # carried over as it was certified: said, never dropped silently
     if rekey and not keyed:
         if not rekey_keeps_requesters:
             raise CannotRenew(f"{found.serial} was signed from a CSR: its requester holds the private key, so a new "

@@ -458,15 +458,24 @@ def _not_a_folder_name(name: str) -> str | None:
     return "it starts with '.', which would make a hidden folder" if name.startswith(".") else None
 
 
-def mapped_address_notes(cert) -> list[str]:
-    """What to say of the IPv4-mapped IPv6 addresses ``cert`` names (certified before certkit refused them,
-    or by another tool): a renewal keeps its names, and clients connecting to the IPv4 address never match."""
+def carried_name_notes(cert) -> list[str]:
+    """What to say of the names ``cert`` carries that certkit refuses today (certified before it refused them, or
+    by another tool), which a renewal keeps: an IPv4-mapped IPv6 address, which clients connecting to the IPv4
+    address never match, and a DNS name curl and browsers read as an IPv4 address (0x7f000001: 127.0.0.1)."""
     from cryptography import x509
+
+    from certkit.names_notation import url_ipv4
 
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [f"it names {address}, the IPv4 address {address.ipv4_mapped} written as IPv6, which clients connecting "
-            f"to {address.ipv4_mapped} never match; to change it, issue a new certificate naming {address.ipv4_mapped}"
-            for address in san.get_values_for_type(x509.IPAddress) if getattr(address, "ipv4_mapped", None)]
+    notes = [f"it names {address}, the IPv4 address {address.ipv4_mapped} written as IPv6, which clients connecting "
+             f"to {address.ipv4_mapped} never match; to change it, issue a new certificate naming {address.ipv4_mapped}"
+             for address in san.get_values_for_type(x509.IPAddress) if getattr(address, "ipv4_mapped", None)]
+    for name in filter(_ends_in_a_number, san.get_values_for_type(x509.DNSName)):
+        read = url_ipv4(name)
+        notes.append(f"it names the DNS name {_show(name)}, which curl and browsers read as the IPv4 address "
+                     f"{read or '(none: they refuse it)'} and never match in a DNS entry; to change it, issue a new "
+                     f"certificate naming {read or 'the host'}")
+    return notes

@@ -19,7 +19,9 @@ def identities_of(cert, kind: str) -> list[Identity]:
         return []
     out = []
     for gn in san:
-        if isinstance(gn, x509.DNSName):
+        if isinstance(gn, x509.DNSName) and _carried(gn.value):
+            out.append(Identity("dns", gn.value))
+        elif isinstance(gn, x509.DNSName):
             out.append(_names.parse_host(gn.value) if kind in ("server", "peer")
                        else _names.parse_dns_name(gn.value, allow_wildcard=False))
         elif isinstance(gn, x509.IPAddress):
@@ -30,6 +32,13 @@ def identities_of(cert, kind: str) -> list[Identity]:
             out.append(_names.parse_uri(gn.value))
         # a DirectoryName SAN is the subject DN, which the profile puts back itself
     return out
+
+
+def _carried(name: str) -> bool:
+    """Whether the DNS name ``name`` of a certificate being renewed is kept as certified though certkit refuses it
+    today: a last label that is a number (0x7f000001, certified before certkit read it as an IPv4 address). A
+    renewal never changes what a certificate names; its notes say what curl and browsers make of it."""
+    return _names._ends_in_a_number(name) and _names._LDH_LABEL.match(name.rpartition(".")[2].lower()) is not None
 
 
 def renewal_identities(old, kind: str) -> list[Identity]:
@@ -70,6 +79,8 @@ def check_request_names(request) -> None:
                 again = Identity("ip", str(ipaddress.ip_address(ident.value)))
             except ValueError:
                 raise InvalidName(f"'{shown(str(ident.value))}' is not an IP address.") from None
+        elif ident.kind == "dns" and request.renewed_from and _carried(ident.value):
+            again = ident  # as certified (identities_of)
         elif ident.kind == "dns":
             again = _names.parse_host(ident.value) if host else _names.parse_dns_name(ident.value, allow_wildcard=False)
         elif ident.kind in ("email", "uri") and not host:

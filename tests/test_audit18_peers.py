@@ -19,10 +19,14 @@
    certificates as the page said, members at 127.0.0.2 and .3 were refused by everyone; the cluster formed and
    was healthy, but once 127.0.0.1 stopped the two left had no leader. The page now says to name every address a
    member connects from; real etcd clusters show both sides.
+4. With 1., ``certkit renew`` of a certificate an older certkit issued for 0x7f000001 failed with the new refusal
+   (an unattended renewal would have let it expire). A renewal keeps such a name as certified, as it keeps an
+   IPv4-mapped address, with a note saying what curl and browsers make of it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -267,3 +271,32 @@ def test_the_page_says_etcd_checks_the_address_a_member_connects_from() -> None:
                   "every address it connects from",
                   "certkit issue-peer etcd-2.cluster.internal 127.0.0.2 127.0.0.1 --out etcd-2/peer"):
         assert claim in text, claim
+
+
+# --- 4. a certificate an older certkit issued for such a name is renewed as it is -----------------------------------
+def test_a_certificate_certified_for_0x7f000001_before_is_renewed_with_its_names_and_a_note(
+        tmp_path: Path, monkeypatch) -> None:
+    """Finding 1 refuses 0x7f000001 as a name; a certificate an older certkit issued for it (Python's ssl and
+    openssl match it, curl does not) is renewed keeping its names, as a renewal keeps an IPv4-mapped address,
+    with a note saying what curl and browsers make of it, not refused (an unattended renewal would let it expire)."""
+    import certkit.names as names
+
+    env = _env(tmp_path)
+    with monkeypatch.context() as older:  # the rule before round eighteen: only a decimal last label is a number
+        older.setattr(names, "_ends_in_a_number", lambda text: text.rstrip(".").rpartition(".")[2].isdigit())
+        names._parse_host.cache_clear()
+        run_certkit("issue-server", "0x7f000001", "--out", tmp_path / "hex", env=env, cwd=tmp_path, check=True)
+    names._parse_host.cache_clear()
+    renewed = run_certkit("renew", tmp_path / "hex", env=env, cwd=tmp_path, subprocess=True)
+    assert renewed.returncode == 0, renewed.stderr
+    assert ("note        it names the DNS name 0x7f000001, which curl and browsers read as the IPv4 address 127.0.0.1 "
+            "and never match in a DNS entry; to change it, issue a new certificate naming 127.0.0.1") in renewed.stdout
+    san = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "hex" / "cert.pem"), "-noout", "-ext",
+                          "subjectAltName"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert san.split()[-1] == "DNS:0x7f000001", san
+    listed = run_certkit("list", "--json", env=env, cwd=tmp_path, check=True).stdout
+    rows = json.loads(listed)["certificates"]
+    assert sorted(bool(row["renewed_by"]) for row in rows) == [False, True], listed  # the old one, its successor
+    # a new certificate for it is still refused
+    assert_clean_error(run_certkit("issue-server", "0x7f000001", "--out", tmp_path / "again", env=env, cwd=tmp_path),
+                       READ_AS)
