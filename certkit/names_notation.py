@@ -31,8 +31,7 @@ def refuse_what_is_not_a_host(text: str) -> None:
     """Refuse ``text`` (stripped) when it is written in a notation that is not a host's (see the module)."""
     rest = text[prefix.end():] if (prefix := _SAN_PREFIX.match(text)) else ""
     if rest and not _SEPARATORS.search(rest) and not is_digits(rest):  # dns:53 is a host named dns, a port
-        raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit, openssl and keytool print one; a "
-                          f"name is given without its type ('{_show(rest)}'), which certkit finds out itself.")
+        _refuse_a_typed(text, rest)
     _refuse_a_list(text)
     _refuse_a_setting(text)
     scheme = _URI_SCHEME.match(text)
@@ -45,6 +44,29 @@ def refuse_what_is_not_a_host(text: str) -> None:
                                      f"person or a mailbox is a client certificate: {fix}."), fix,
                          f"'certkit issue-client NAME --email {_show(text)}'")
     _refuse_a_network_or_port(text)
+
+
+def refuse_a_typed_entry(text: str, fits) -> None:
+    """Refuse ``text``, an email address or a URI to certify, when it is a subjectAltName entry with its type
+    (``URI:spiffe://example.org/a``, ``email:alice@example.com``) whose value ``fits``: certified as it is,
+    ``URI:spiffe://...`` would be a URI of the scheme 'URI', no SPIFFE ID."""
+    if rest := typed_value(text, fits):
+        _refuse_a_typed(text, rest)
+
+
+def typed_value(text: str, fits) -> str | None:
+    """The value of ``text`` when it is a subjectAltName entry with its type whose value ``fits``, else None."""
+    prefix = _SAN_PREFIX.match(text)
+    return rest if prefix and fits(rest := text[prefix.end():]) else None
+
+
+def is_a_uri(text: str) -> bool:
+    return _URI_SCHEME.match(text) is not None
+
+
+def _refuse_a_typed(text: str, rest: str) -> None:
+    raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit, openssl and keytool print one; a name "
+                      f"is given without its type ('{_show(rest)}'), which certkit finds out itself.")
 
 
 def _refuse_a_list(text: str) -> None:

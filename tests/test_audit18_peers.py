@@ -22,6 +22,10 @@
 4. With 1., ``certkit renew`` of a certificate an older certkit issued for 0x7f000001 failed with the new refusal
    (an unattended renewal would have let it expire). A renewal keeps such a name as certified, as it keeps an
    IPv4-mapped address, with a note saying what curl and browsers make of it.
+5. ``issue-client svc --uri URI:spiffe://example.org/ns/a`` (the entry as openssl and certkit print it) certified
+   the URI 'URI:spiffe://example.org/ns/a', of the scheme 'URI': no SPIFFE ID, which no peer matches;
+   ``--email email:alice@example.com`` was refused for its local part. Both are now named as an entry with its type,
+   with the value to give; a certificate certified so before is renewed as it is, with a note.
 """
 
 from __future__ import annotations
@@ -300,3 +304,55 @@ def test_a_certificate_certified_for_0x7f000001_before_is_renewed_with_its_names
     # a new certificate for it is still refused
     assert_clean_error(run_certkit("issue-server", "0x7f000001", "--out", tmp_path / "again", env=env, cwd=tmp_path),
                        READ_AS)
+
+
+# --- 5. an email address or URI given with its type -------------------------------------------------------------------
+def _san(cert: Path) -> str:
+    return subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectAltName"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.split("\n", 1)[1].strip()
+
+
+TYPED = {
+    "--uri as openssl prints it": (["issue-client", "svc", "--uri", "URI:spiffe://example.org/ns/a"],
+                                   "spiffe://example.org/ns/a"),
+    "--email as openssl prints it": (["issue-client", "svc", "--email", "email:alice@example.com"],
+                                     "alice@example.com"),
+    "a client named by an entry": (["issue-client", "email:alice@example.com"], "alice@example.com"),
+    "--email as RFC 5280 names it": (["issue-client", "svc", "--email", "RFC822Name: bob@example.com"],
+                                     "bob@example.com"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPED))
+def test_an_email_or_uri_given_with_its_type_is_named_as_an_entry(tmp_path: Path, case: str) -> None:
+    """``--uri URI:spiffe://example.org/ns/a`` (how openssl and certkit print the entry) was certified as the URI
+    'URI:spiffe://...' (openssl: URI:URI:spiffe://...), a URI of the scheme 'URI' and no SPIFFE ID; the email forms
+    were refused for their local part. Each is now refused naming the value to give."""
+    env = _env(tmp_path)
+    args, value = TYPED[case]
+    entry = next(arg for arg in args if value in arg)
+    assert_clean_error(run_certkit(*args, "--out", tmp_path / "it", env=env, cwd=tmp_path),
+                       f"'{entry}' is a subjectAltName entry as certkit, openssl and keytool print one; a name is "
+                       f"given without its type ('{value}')")
+    assert not (tmp_path / "it").exists()
+    given = [value if arg == entry else arg for arg in args]
+    run_certkit(*given, "--out", tmp_path / "it", env=env, cwd=tmp_path, check=True)  # the value itself is taken
+    assert value in _san(tmp_path / "it" / "cert.pem")
+
+
+def test_a_certificate_certified_with_a_typed_uri_before_is_renewed_with_it_and_a_note(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    import certkit.names_uri as names_uri
+
+    env = _env(tmp_path)
+    with monkeypatch.context() as older:  # before round eighteen, a typed URI was taken as a URI
+        older.setattr(names_uri, "refuse_a_typed_entry", lambda text, fits: None)
+        run_certkit("issue-client", "svc", "--uri", "URI:spiffe://example.org/ns/a", "--out", tmp_path / "svc",
+                    env=env, cwd=tmp_path, check=True)
+    assert _san(tmp_path / "svc" / "cert.pem") == "URI:URI:spiffe://example.org/ns/a"
+    renewed = run_certkit("renew", tmp_path / "svc", env=env, cwd=tmp_path, subprocess=True)
+    assert renewed.returncode == 0, renewed.stderr
+    assert ("note        it names the URI URI:spiffe://example.org/ns/a, a subjectAltName entry with its type, not "
+            "the URI spiffe://example.org/ns/a peers look for; to change it, issue a new certificate naming "
+            "spiffe://example.org/ns/a") in renewed.stdout, renewed.stdout
+    assert _san(tmp_path / "svc" / "cert.pem") == "URI:URI:spiffe://example.org/ns/a"
