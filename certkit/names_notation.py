@@ -22,8 +22,8 @@ from certkit.text import is_digits
 
 # A subjectAltName entry's type as certkit (list, inspect, issue-*), openssl (-text, -addext: DNS, IP Address) and
 # Java's keytool (-printcert: DNSName, IPAddress) and browsers' viewers (DNS Name) write it.
-_SAN_PREFIX = re.compile(r"^(dns|dns ?name|ip|ip ?address|email|rfc822 ?name|uri|dirname|othername|registeredid)"
-                         r"\s*:\s*", re.IGNORECASE)
+_SAN_PREFIX = re.compile(r"^(dns|dns[ _]?name|ip|ip[ _]?address|email|rfc822[ _]?name|uri|dirname|othername|"
+                         r"registeredid)\s*:\s*", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[,;\s]+")
 
 

@@ -161,6 +161,11 @@ def test_keytools_subjectaltname_lines_are_named_as_such(tmp_path: Path) -> None
                            f"given without its type ('{host}')")
         assert_clean_error(run_certkit("issue-peer", line.replace(" ", ""), "--out", tmp_path / "again", env=env,
                                        cwd=tmp_path), f"without its type ('{host}')")
+    for spelled, host in (("IP_Address:10.0.0.11", "10.0.0.11"), ("DNS_Name:etcd-1.cluster.internal",
+                                                                    "etcd-1.cluster.internal")):
+        assert_clean_error(run_certkit("issue-peer", spelled, "--out", tmp_path / "again", env=env, cwd=tmp_path),
+                           f"'{spelled}' is a subjectAltName entry as certkit, openssl and keytool print one; a name "
+                           f"is given without its type ('{host}')")
     assert not (tmp_path / "again").exists()
 
 
