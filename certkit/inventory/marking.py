@@ -34,19 +34,42 @@ def mark_issued(tx, serials: Sequence[str], still_pending: str) -> dict[str, lis
     for start in range(0, len(serials), PARAMS_PER_STATEMENT):
         part = list(serials[start:start + PARAMS_PER_STATEMENT])
         marks = ",".join("?" * len(part))
-        for serial in _unabandon(tx, part, marks):
+        abandoned, renewals, revoked = _rows_to_look_at(tx, part, marks)
+        for serial in _unabandon(tx, abandoned, _marks(abandoned)) if abandoned else ():
             notes.setdefault(serial, []).append(
                 f"another certkit command, which could not see this one still writing it (another PID namespace "
                 f"or host), had recorded {serial} as abandoned; its bundle is complete, so it is recorded as "
                 "valid again")
-        for serial, note in [*revoke_compromised_successors(tx, part, marks, still_pending),
-                             *revoke_compromised(tx, part, marks, keys, still_pending),
-                             *_revoked_meanwhile(tx, part, marks)]:
+        for serial, note in [
+                *(revoke_compromised_successors(tx, renewals, _marks(renewals), still_pending) if renewals else ()),
+                *revoke_compromised(tx, part, marks, keys, still_pending),
+                *(_revoked_meanwhile(tx, revoked, _marks(revoked)) if revoked else ())]:
             notes.setdefault(serial, []).append(note)
         # The writer stays on the valid row: the host it names wrote the bundle folder, and a bulk renewal on
         # another host sharing the inventory knows the folder is that host's, not moved (certkit.fleet.plan).
         tx.execute(f"UPDATE certificates SET status = 'valid' WHERE serial IN ({marks}) AND {still_pending}", part)
     return notes
+
+
+def _rows_to_look_at(tx, part: list[str], marks: str) -> tuple[list[str], list[str], list[str]]:
+    """Of the rows of ``part``: those abandoned, the renewals, those revoked; read in one look-up per row
+    (each of the checks above then reads only its own rows, instead of looking every serial up again),
+    and locked (PostgreSQL) until the marking commits, so that what they were read as still holds."""
+    abandoned, renewals, revoked = [], [], []
+    for serial, status, renewed_from in tx.execute(
+            f"SELECT serial, status, renewed_from FROM certificates WHERE serial IN ({marks}) FOR UPDATE",
+            part).fetchall():
+        if status == "abandoned":
+            abandoned.append(serial)
+        elif status == "revoked":
+            revoked.append(serial)
+        if renewed_from is not None:
+            renewals.append(serial)
+    return abandoned, renewals, revoked
+
+
+def _marks(part: list[str]) -> str:
+    return ",".join("?" * len(part))
 
 
 def _revoked_meanwhile(tx, part: list[str], marks: str) -> list[tuple[str, str]]:
