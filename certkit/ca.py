@@ -32,7 +32,7 @@ from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import LEAF_KINDS
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
-from certkit.key_choice import ca_key_type, generate_any
+from certkit.key_choice import ca_key_type, ed25519_note_of, generate_any, has_ed25519
 from certkit.keys import (
     P521_NOTE,
     generate_key,
@@ -64,29 +64,6 @@ __all__ = ["CA", "IssuedCert", "certificate_pem", "default_ca_name"]
 # A host as issue_server() and issue_peer() take it, and an IP range as CA.create's permitted_ips takes it: text,
 Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address  # or an ipaddress address (or network)
 IPRange = Host | ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def ed25519_note(public_key, chain) -> str | None:
-    """What an Ed25519 key in a new certificate, or in the CA ``chain`` above it, means to peers: cryptography's
-    verifier takes an Ed25519 leaf under an RSA or ECDSA CA, never a chain through an Ed25519 CA (a new CA's
-    ``chain`` holds itself: init-ca says it of an Ed25519 root, and of any CA under one)."""
-    from cryptography.x509.oid import PublicKeyAlgorithmOID
-
-    if any(ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.ED25519 for ca in chain):
-        return ("this CA (or a CA above it) has an Ed25519 key: OpenSSL-based peers accept what it signs, but "
-                "browsers and web-PKI verifiers (Chrome, cryptography's) refuse every certificate under it")
-    if _is_ed25519(public_key):
-        return ("an Ed25519 key works with OpenSSL-based peers, and cryptography's verifier accepts it under this "
-                "CA, but browsers (Chrome, Firefox) do not take Ed25519 in a TLS handshake: give browsers an RSA "
-                "or ECDSA certificate")
-    return None
-
-
-def _is_ed25519(key) -> bool:
-    """``key_type_of(key) == "ed25519"``, with one isinstance check (a batch asks twice per certificate)."""
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
 
 
 def subject_key_identifier(cert: "x509.Certificate") -> bytes | None:
@@ -263,6 +240,10 @@ class CA:
     def _chain_constraints(self) -> tuple:
         return tuple(_constraints.of_chain((self.cert, *self.parents)))
 
+    @cached_property  # asked for every certificate signed (reading a key's algorithm parses it again)
+    def _ed25519_chain(self) -> bool:
+        return has_ed25519((self.cert, *self.parents))
+
     def require_inventory(self) -> "Inventory":
         if self.inventory is None:
             raise CertkitError(f"The CA '{shown(self.common_name)}' has no inventory (it was not loaded from a "
@@ -311,7 +292,7 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_any(request.key_type)
             public_key = key.public_key()
-        if (note := ed25519_note(public_key, (self.cert, *self.parents))) is not None:
+        if (note := ed25519_note_of(public_key, self._ed25519_chain)) is not None:
             notes.append(note)
         if request.kind != "client" and getattr(getattr(public_key, "curve", None), "name", "") == "secp521r1":
             notes.append(P521_NOTE)

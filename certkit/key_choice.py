@@ -81,3 +81,35 @@ def generate_any(key_type: str):
 
         return ec.generate_private_key(ec.SECP521R1())
     return generate_key(key_type)
+
+
+def ed25519_note(public_key, chain) -> str | None:
+    """What an Ed25519 key in a new certificate, or in the CA ``chain`` above it, means to peers: cryptography's
+    verifier takes an Ed25519 leaf under an RSA or ECDSA CA, never a chain through an Ed25519 CA (a new CA's
+    ``chain`` holds itself: init-ca says it of an Ed25519 root, and of any CA under one)."""
+    return ed25519_note_of(public_key, has_ed25519(chain))
+
+
+def has_ed25519(chain) -> bool:
+    from cryptography.x509.oid import PublicKeyAlgorithmOID
+
+    return any(ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.ED25519 for ca in chain)
+
+
+def ed25519_note_of(public_key, chain_ed25519: bool) -> str | None:
+    """:func:`ed25519_note`, with whether the chain holds an Ed25519 key known (a CA knows it of its own)."""
+    if chain_ed25519:
+        return ("this CA (or a CA above it) has an Ed25519 key: OpenSSL-based peers accept what it signs, but "
+                "browsers and web-PKI verifiers (Chrome, cryptography's) refuse every certificate under it")
+    if _is_ed25519(public_key):
+        return ("an Ed25519 key works with OpenSSL-based peers, and cryptography's verifier accepts it under this "
+                "CA, but browsers (Chrome, Firefox) do not take Ed25519 in a TLS handshake: give browsers an RSA "
+                "or ECDSA certificate")
+    return None
+
+
+def _is_ed25519(key) -> bool:
+    """``key_type_of(key) == "ed25519"``, with one isinstance check (a batch asks twice per certificate)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))

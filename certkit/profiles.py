@@ -168,6 +168,8 @@ def build_certificate(
 
 
 def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    if type(moment) is dt.datetime and moment.tzinfo is dt.UTC:  # as leaf_validity gives them: no conversion
+        return moment.replace(tzinfo=None)
     return aware(moment).astimezone(dt.UTC).replace(tzinfo=None)
 
 

@@ -373,8 +373,8 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
         from certkit.db_postgres import shown_url
 
         data["inventory"] = shown_url(inventory_url)  # the URL as stored, a secret never in it (check_url)
-    from certkit.ca import ed25519_note
     from certkit.constraints import of_chain
+    from certkit.key_choice import ed25519_note
     from certkit.trust.anchor import describe_scope
 
     constrained = of_chain([ca.cert])  # the names it may vouch for, as written (an intermediate's, inherited too)
