@@ -167,22 +167,28 @@ class SQLiteDatabase:
 
     def sync(self) -> None:
         """Make durable what this process committed without waiting for the disk (``durable=False``),
-        as the next durable commit would: sync the write-ahead log, where those commits are, and the
-        file (a checkpoint that moved them there synced it already; syncing it again is cheap)."""
-        for path in (self.path.with_name(self.path.name + "-wal"), self.path):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # no log: the last connection's checkpoint synced the file and removed it
-            except OSError as exc:
-                raise InventoryError(f"The inventory {shown(path)} cannot be read: {exc.strerror}.") from None
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise InventoryError(f"The inventory {shown(path)} could not be written to disk: "
-                                     f"{exc.strerror}.") from None
-            finally:
-                os.close(fd)
+        as the next durable commit would: sync the write-ahead log, where those commits are (a
+        checkpoint that moved them into the file synced the log before and the file after).
+
+        Never the database file itself: closing any descriptor of it releases every POSIX lock this
+        process holds on it, its connections' included (SQLite's "How To Corrupt", 2.2). Another
+        process's connection closing then took itself for the last one, checkpointed and reset the
+        log under this process's feet, and the batch's marks left the indexes out of step with the
+        rows (``PRAGMA integrity_check``: "row 1 missing from index certificates_pending")."""
+        path = self.path.with_name(self.path.name + "-wal")  # holds no lock: SQLite locks the file and -shm
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no log: the last connection's checkpoint synced the file and removed it
+        except OSError as exc:
+            raise InventoryError(f"The inventory {shown(path)} cannot be read: {exc.strerror}.") from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise InventoryError(f"The inventory {shown(path)} could not be written to disk: "
+                                 f"{exc.strerror}.") from None
+        finally:
+            os.close(fd)
 
     @contextmanager
     def transaction(self, *, write: bool = False, readonly: bool = False, durable: bool = True
