@@ -35,6 +35,17 @@ def certificate_pem(cert: "x509.Certificate") -> bytes:
     return cert.public_bytes(Encoding.PEM)
 
 
+def pem_of_der(der: bytes) -> bytes:
+    """A certificate's PEM from its DER, byte for byte what ``public_bytes(Encoding.PEM)`` writes (RFC 7468:
+    base64 in lines of 64 characters, each ending in a line feed), in a third of the time: a batch has the
+    DER already (its inventory row), and cryptography would serialize the certificate again."""
+    from binascii import b2a_base64
+
+    text = b2a_base64(der, newline=False)
+    return b"".join([b"-----BEGIN CERTIFICATE-----\n", *[text[i:i + 64] + b"\n" for i in range(0, len(text), 64)],
+                     b"-----END CERTIFICATE-----\n"])
+
+
 @dataclass
 class IssuedCert:
     """A certificate the CA issued, with its key (unless signed from a CSR) and chain."""
@@ -93,7 +104,8 @@ class IssuedCert:
 
     @property
     def cert_pem(self) -> bytes:
-        return certificate_pem(self.cert)
+        facts = self.__dict__.get("facts")  # taken already (the row recorded): its DER, not the certificate again
+        return pem_of_der(facts.der) if facts is not None else certificate_pem(self.cert)
 
     @property
     def private_key_pem(self) -> bytes | None:
