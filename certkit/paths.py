@@ -165,7 +165,10 @@ def check_lengths(text: str, what: str, *, temporary: bool = True) -> None:
 
 def _has_control(text: str) -> bool:
     """C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what line-based readers
-    (a shell's read, Python's splitlines) take for the end of a line."""
+    (a shell's read, Python's splitlines) take for the end of a line. Each of them is unprintable to
+    ``str.isprintable``, which a batch's names pass in C (a tenth of a manifest line's check)."""
+    if text.isprintable():
+        return False
     return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in text)
 
 
