@@ -212,6 +212,12 @@ def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
         return NothingIssued("serverInternal", f"The certificate was not issued, the server's database is "
                                                f"unavailable: {exc} The order is ready again: finalize it "
                                                "again later.", status=503, headers={"Retry-After": RETRY_LATER})
+    from certkit.pkcs11.errors import TokenError
+
+    if isinstance(exc, TokenError):  # the CA key's token: gone, restarting, refusing the PIN; never the order's fault
+        return NothingIssued("serverInternal", f"The certificate was not issued, the CA's key cannot sign now: {exc} "
+                                               "The order is ready again: finalize it again later.", status=503,
+                             headers={"Retry-After": RETRY_LATER})
     if isinstance(exc, NameNotPermitted):  # the CA's name constraints changed since the order
         return Problem("rejectedIdentifier", str(exc))
     try:

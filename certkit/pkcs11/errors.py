@@ -14,7 +14,10 @@ class TokenError(CertkitError):
 
 
 class TokenPinIncorrect(TokenError):
-    """The token refused the PIN (not retried: tokens lock after a few wrong PINs)."""
+    """The token refused the PIN (not retried: tokens lock after a few wrong PINs); ``remembered``: it refused
+    it earlier in this process, and it was not sent again."""
+
+    remembered = False
 
 
 class TokenAbsent(TokenError):

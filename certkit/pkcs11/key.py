@@ -10,7 +10,15 @@ import time
 
 from certkit.errors import CABroken
 from certkit.pkcs11.der import replace_signature, stand_in_key
-from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenKeyMissing, TokenPublicMissing, words
+from certkit.pkcs11.errors import (
+    TokenAbsent,
+    TokenError,
+    TokenGone,
+    TokenKeyMissing,
+    TokenPinIncorrect,
+    TokenPublicMissing,
+    words,
+)
 from certkit.pkcs11.session import binding, find_objects, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, secret_bytes, shown
@@ -116,6 +124,15 @@ class TokenKey:
                 raise TokenGone(self._gone(exc.present, exc.cause), present=exc.present, cause=exc.cause) from None
             except pkcs11.PKCS11Error as exc:  # it answered the login, then failed (after retries) to find the key
                 raise TokenGone(self._gone(None, words(exc)), cause=words(exc)) from None
+            except TokenPinIncorrect as exc:  # the PIN it logged in with before: changed meanwhile?
+                if exc.remembered:  # refused before this login: said so already
+                    raise
+                raise TokenPinIncorrect(
+                    f"The token holding the CA key ({shown(self.uri.text)}, module {shown(self.module)}) refused "
+                    "the PIN this process logged in with before, when it "
+                    "logged in again (the token had closed its session: a restart, a removal, or a new worker "
+                    "process): was the token's PIN changed? It is not sent again (tokens lock after a few wrong "
+                    "PINs); start this command again with the new PIN.") from None
             except TokenKeyMissing:
                 if delay is None:
                     raise TokenKeyMissing(

@@ -4,6 +4,8 @@ short retries SoftHSM2 needs while another process rewrites its token files (:fu
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 import threading
 import time
@@ -187,7 +189,7 @@ def open_session(uri: KeyURI, module: str, pin: Secret | None, *, rw: bool = Fal
     for delay in (*_RETRY_DELAYS, None):
         token = find_token(uri, module)
         try:
-            return login(token, pin, rw=rw)
+            return login(token, pin, rw=rw, module=module)
         except TokenPinNotInitialized:
             if delay is None:
                 raise
@@ -196,8 +198,19 @@ def open_session(uri: KeyURI, module: str, pin: Secret | None, *, rw: bool = Fal
     raise AssertionError("unreachable")
 
 
-def login(token, pin: Secret | None, *, rw: bool = False):
-    pkcs11 = binding()
+# The PINs a token refused in this process (and its forked children), by module, token and a salted digest
+# of the PIN (never the PIN itself), with the time: never sent to that token again (tokens lock after a few
+# wrong PINs), even by a long-running server that logs in again after the token closed its session.
+_REFUSED: dict[tuple[str, str, bytes, bytes], str] = {}
+_SALT = os.urandom(16)
+
+
+def _refusal_key(module: str, token, text: str) -> tuple[str, str, bytes, bytes]:
+    return (module, str(token.label), bytes(token.serial or b""), hashlib.sha256(_SALT + text.encode()).digest())
+
+
+def login(token, pin: Secret | None, *, rw: bool = False, module: str = ""):
+    """A session on ``token`` logged in with ``pin``; a PIN it refused in this process is not sent again."""
     if pin is None:
         raise TokenError(f"The token '{shown(token.label)}' needs its PIN: give --pin-file, $CERTKIT_PKCS11_PIN "
                          "or run on a terminal to be asked.")
@@ -205,6 +218,24 @@ def login(token, pin: Secret | None, *, rw: bool = False):
         text = secret_bytes(pin, "The PIN").decode("utf-8")
     except UnicodeDecodeError:
         raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
+    key = _refusal_key(module, token, text)
+    if key in _REFUSED:
+        error = TokenPinIncorrect(f"The token '{shown(token.label)}' refused this PIN at {_REFUSED[key]}, earlier "
+                                  "in this process, so it is not sent again (tokens lock after a few wrong PINs): if "
+                                  "the token's PIN was changed since this process started, start it again with the "
+                                  "new PIN.")
+        error.remembered = True
+        raise error
+    try:
+        return _login(token, text, rw)
+    except TokenPinIncorrect:
+        _REFUSED[key] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise
+
+
+def _login(token, text: str, rw: bool):
+    """A session on ``token`` logged in with the PIN ``text``; each refusal said in words."""
+    pkcs11 = binding()
     try:
         return transient(token.open, rw=rw, user_pin=text)
     except pkcs11.UserPinNotInitialized:

@@ -1,0 +1,161 @@
+"""The eighteenth round's team findings (audit team, round eighteen): a PostgreSQL inventory shared by hosts, and
+a CA key in a PKCS#11 token (SoftHSM2).
+
+1. ``certkit acme serve`` on a CA whose key is in a token: while the token was away (a network HSM restarting
+   or failing over, a token unplugged), every finalize got ``500 serverInternal`` and its order became
+   ``invalid`` for good, though the error itself said "nothing can be signed until it is back": the client
+   had to start a new order, and a finalize sent after the token was back still got "The order is invalid".
+   A database away gets a ``503`` with ``Retry-After`` and leaves the order ``ready``; a token away (or any
+   failure of the CA key's token, none of them the order's fault) now does the same.
+2. A long-running process (``acme serve``, whose maintenance also renews its own certificate every few weeks,
+   ``issue-batch`` workers) logs in to the token again when the token closed its session. If the token's PIN
+   was changed meanwhile (docs/team.md advises changing it when a host is compromised), it sent the old PIN
+   on every finalize and every re-login: the token's "user PIN count low" flag came back after each one, and
+   a real HSM locks its user PIN after a few (the CA is then down until the security officer unlocks it),
+   while the message said "certkit does not retry". A PIN a token refused is now never sent to it again by
+   that process: it says when it was refused and to start again with the new PIN.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from test_hsm_faults import delete_token
+from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
+
+from conftest import openssl
+
+
+# --- 1 and 2. acme serve on a token CA: the token away, its PIN changed ----------------------------------------
+def _flags(token) -> str:
+    """The token flags pkcs11-tool --list-token-slots shows for ``token``."""
+    proc = subprocess.run(["pkcs11-tool", "--module", token.module, "--list-token-slots"], capture_output=True,
+                          text=True, timeout=120, check=True)
+    part = proc.stdout[proc.stdout.index(f"token label        : {token.label}"):]
+    return next(line for line in part.splitlines() if "token flags" in line)
+
+
+def _finalize(client, order_url: str, name: str):
+    """Finalize the order (ready) for ``name`` with a fresh key: the response."""
+    from acme_client import make_csr
+
+    order = client.get(order_url)
+    assert order["status"] == "ready", order
+    return client.finalize(order, make_csr(ec.generate_private_key(ec.SECP256R1()), [name]), check=False)
+
+
+def _unavailable(client, order_url: str, name: str, said: str) -> str:
+    """Finalize: a 503 with Retry-After whose detail holds ``said``, and the order ready again."""
+    response = _finalize(client, order_url, name)
+    problem = response.json()
+    assert response.status_code == 503 and response.headers.get("Retry-After"), (response.status_code, problem)
+    assert problem["type"] == "urn:ietf:params:acme:error:serverInternal", problem
+    assert said in problem["detail"] and "The order is ready again" in problem["detail"], problem
+    assert client.get(order_url)["status"] == "ready"  # was: invalid, for good
+    return problem["detail"]
+
+
+def _issued(client, order_url: str, name: str, ca_pem: Path, tmp_path: Path) -> None:
+    """Finalize the ready order: valid, and its certificate verifies against the CA (openssl)."""
+    from acme_helpers import split_chain
+
+    response = _finalize(client, order_url, name)
+    assert response.status_code == 200, response.text
+    order = client.wait(order_url, ("valid", "invalid"))
+    assert order["status"] == "valid", order
+    chain = tmp_path / f"{name}.pem"
+    chain.write_text(client.certificate(order["certificate"]))
+    leaf, _rest = split_chain(chain, tmp_path)
+    proc = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca_pem, leaf)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _ready_order(client, web, name: str) -> str:
+    order_url, order = client.new_order(name)
+    client.authorize(order, web)
+    assert client.wait(order_url)["status"] == "ready"
+    return order_url
+
+
+def _acme_server(tmp_path: Path, env: dict, http_port: int, port: int = 0):
+    from acme_helpers import AcmeServer
+
+    names = [arg for name in ("a", "b", "c") for arg in ("--resolve", f"{name}.acme.test=127.0.0.1")]
+    return AcmeServer("--allow-domain", "acme.test", "--http01-port", http_port, "--port", port, *names, env=env,
+                      cwd=tmp_path)
+
+
+def test_acme_serve_keeps_orders_ready_while_its_token_is_away(tmp_path: Path, token, softhsm) -> None:
+    from acme_client import Client, HTTP01Responder
+    from acme_helpers import ports
+
+    init_token_ca(tmp_path, token)
+    ca_pem = tmp_path / "ca" / "ca.pem"
+    http_port = ports(1)[0]
+    server = _acme_server(tmp_path, env_for(tmp_path, token), http_port)
+    folder, saved = softhsm.token_folder(token), tmp_path / "token-copy"
+    try:
+        with HTTP01Responder(http_port) as web:
+            client = Client(server.directory, ca_pem)
+            client.register()
+            client.obtain(["a.acme.test"], web)  # the token signs
+            shutil.copytree(folder, saved)
+            delete_token(token)  # the HSM restarting: away for a while
+            order_url = _ready_order(client, web, "b.acme.test")
+            detail = _unavailable(client, order_url, "b.acme.test", "the CA's key cannot sign now")
+            assert f"The token '{token.label}' holding the CA key" in detail, detail
+            assert "is no longer present" in detail, detail
+            shutil.copytree(saved, folder)  # back: the same order is finalized (was: "The order is invalid")
+            _issued(client, order_url, "b.acme.test", ca_pem, tmp_path)
+    finally:
+        server.stop()
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_a_pin_the_token_refused_is_never_sent_to_it_again(tmp_path: Path, token, softhsm) -> None:
+    """The token's PIN changed while acme serve runs, then its session closed (the token away a moment): the
+    server sends the old PIN once, is refused, and never sends it again (SoftHSM2 sets "user PIN count low"
+    after each wrong PIN and clears it at a right one: the flag shows whether one was sent)."""
+    from acme_client import Client, HTTP01Responder
+    from acme_helpers import ports
+
+    init_token_ca(tmp_path, token)
+    ca_pem = tmp_path / "ca" / "ca.pem"
+    http_port, acme_port = ports(2)
+    server = _acme_server(tmp_path, env_for(tmp_path, token), http_port, acme_port)
+    folder, saved, new_pin = softhsm.token_folder(token), tmp_path / "token-copy", "71836645"
+    try:
+        with HTTP01Responder(http_port) as web:
+            client = Client(server.directory, ca_pem)
+            client.register()
+            client.obtain(["a.acme.test"], web)  # logged in, and signing
+            changed = token.tool("--change-pin", "--new-pin", new_pin)  # another process, as an operator would
+            assert changed.returncode == 0, changed.stdout + changed.stderr
+            shutil.copytree(folder, saved)
+            delete_token(token)
+            order_url = _ready_order(client, web, "c.acme.test")
+            _unavailable(client, order_url, "c.acme.test", "is no longer present")  # its session is gone
+            shutil.copytree(saved, folder)
+            detail = _unavailable(client, order_url, "c.acme.test", "refused the PIN this process logged in with")
+            assert "was the token's PIN changed?" in detail and "It is not sent again" in detail, detail
+            assert "user PIN count low" in _flags(token)  # the one wrong PIN it sent
+            token.pin = new_pin
+            assert token.tool("--list-objects").returncode == 0  # a right PIN clears the flag
+            assert "user PIN count low" not in _flags(token)
+            for _ in range(3):  # clients finalizing again (Retry-After): was a wrong PIN each time
+                detail = _unavailable(client, order_url, "c.acme.test", "earlier in this process, so it is not sent")
+                assert "start it again with the new PIN" in detail, detail
+                assert "user PIN count low" not in _flags(token)
+    finally:
+        server.stop()
+    assert "Traceback" not in server.stderr, server.stderr
+    server = _acme_server(tmp_path, dict(env_for(tmp_path, token), CERTKIT_PKCS11_PIN=new_pin), http_port,
+                          acme_port)
+    try:  # started again with the new PIN (the same address): the same order is issued
+        _issued(client, order_url, "c.acme.test", ca_pem, tmp_path)
+    finally:
+        server.stop()
+
