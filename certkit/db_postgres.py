@@ -283,6 +283,10 @@ class PostgresDatabase:
             try:
                 # A lock held longer than this fails the statement with words, as SQLite's busy timeout does.
                 conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
+                # The isolation certkit's transactions are written for (row locks, ON CONFLICT, SKIP LOCKED), whatever
+                # the database's or the role's default: under repeatable read or serializable, a row another host
+                # changed while this one waited for its lock fails the transaction instead of being read again.
+                conn.execute("SET default_transaction_isolation = 'read committed'")
             except psycopg.Error as exc:
                 _close(conn)
                 raise self.error(exc) from None

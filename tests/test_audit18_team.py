@@ -18,15 +18,18 @@ a CA key in a PKCS#11 token (SoftHSM2).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_hsm_faults import delete_token
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
 
-from conftest import openssl
+from conftest import openssl, run_certkit
 
 
 # --- 1 and 2. acme serve on a token CA: the token away, its PIN changed ----------------------------------------
@@ -158,4 +161,59 @@ def test_a_pin_the_token_refused_is_never_sent_to_it_again(tmp_path: Path, token
         _issued(client, order_url, "c.acme.test", ca_pem, tmp_path)
     finally:
         server.stop()
+
+
+# --- 3. a database whose default isolation is repeatable read or serializable ---------------------------------
+def _certkit_after_a_write_of_another_host(postgres_server, url: str, env: dict, held: str, args: list) -> \
+        subprocess.CompletedProcess:
+    """``certkit ARGS`` while another host's transaction holds the row it writes (``held``, an UPDATE run
+    there), committed once certkit waits for that row's lock: what two hosts writing at once do."""
+    from test_audit13_team import _wait_until_blocked
+
+    database = url.rsplit("/", 1)[1]
+    with postgres_server.connect(database) as other:
+        with other.transaction():
+            other.execute(held)
+            proc = subprocess.Popen([sys.executable, "-m", "certkit", *map(str, args)], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                _wait_until_blocked(postgres_server, database)
+            except BaseException:
+                proc.kill()
+                proc.communicate()
+                raise
+        out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("isolation", ["serializable", "repeatable read"])
+def test_a_database_whose_default_isolation_is_stricter_still_takes_two_hosts_writes(tmp_path: Path, postgres_server,
+                                                                                     postgres_url: str, pg_ca: dict,
+                                                                                     isolation: str) -> None:
+    """A DBA's default_transaction_isolation for the database (or the role): certkit's transactions, written
+    for read committed, failed whenever another host changed a row they waited for ("stopped a transaction
+    that conflicted with another certkit process ... try again"); four hosts issuing at once all stopped."""
+    passphrase = ["--passphrase-file", tmp_path / "pass"]
+    run_certkit("issue-server", "web.example.com", "--out", tmp_path / "web", *passphrase, env=pg_ca, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", *passphrase, env=pg_ca, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=pg_ca, check=True).stdout)["certificates"][0]["serial"]
+    with postgres_server.connect() as admin:
+        admin.execute(f"ALTER DATABASE \"{postgres_url.rsplit('/', 1)[1]}\" SET default_transaction_isolation = "
+                      f"'{isolation}'")
+    revoked = _certkit_after_a_write_of_another_host(
+        postgres_server, postgres_url, pg_ca, f"UPDATE certificates SET folder = folder WHERE serial = '{serial}'",
+        ["revoke", serial, "--reason", "superseded"])
+    assert revoked.returncode == 0, revoked.stderr  # was: "... could not serialize access due to concurrent update"
+    signed = _certkit_after_a_write_of_another_host(
+        postgres_server, postgres_url, pg_ca, "UPDATE meta SET value = value WHERE key = 'crl_number'",
+        ["crl", "--out", tmp_path / "crl.pem", *passphrase])
+    assert signed.returncode == 0, signed.stderr
+    ca_pem = Path(pg_ca["CERTKIT_CA_DIR"]) / "ca.pem"
+    listed = openssl("crl", "-in", tmp_path / "crl.pem", "-CAfile", ca_pem, "-noout", "-text")
+    text = (listed.stdout + listed.stderr).decode()
+    assert listed.returncode == 0 and "verify OK" in text, text
+    assert serial in text.replace(":", "").upper() and "CRL Number: \n                2" in text, text
+    proc = openssl("verify", "-crl_check", "-CAfile", ca_pem, "-CRLfile", tmp_path / "crl.pem", tmp_path / "web" /
+                   "cert.pem")
+    assert proc.returncode != 0 and b"certificate revoked" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
