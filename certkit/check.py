@@ -291,11 +291,13 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]
     uri_text, module = store.key_uri, store.config.get("pkcs11_module")
     try:
         uri = pkcs11.KeyURI.parse(uri_text)
-        token = pkcs11.find_token(uri, pkcs11.module_path(uri, module))
+        token = pkcs11.find_token(uri, pkcs11.module_path(uri, module, str(store.config_path)))
     except CertkitError as exc:
         return [Finding("token", "error", str(exc))]
     found = [Finding("token", "ok", f"'{token.label}' present ({token.manufacturer_id.strip()} {token.model.strip()},"
                                     f" module {module})")]
+    if state := pkcs11.pin_state(token):  # the flags as they are before this check logs in
+        found.append(Finding("token", *state))
     try:
         key = store.load_key(cert, pin)[0]
     except PassphraseRequired:

@@ -217,3 +217,53 @@ def test_a_database_whose_default_isolation_is_stricter_still_takes_two_hosts_wr
                    "cert.pem")
     assert proc.returncode != 0 and b"certificate revoked" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
+
+# --- 4. the CA's module not where certkit-ca.json says -------------------------------------------------------
+def test_a_module_moved_since_the_ca_was_made_names_the_file_that_says_where_it_is(tmp_path: Path, token) -> None:
+    """A package upgrade moved the PKCS#11 module (Debian moved SoftHSM's into a multiarch folder): every command
+    said only "The PKCS#11 module ... does not exist.", not where that path comes from nor what to change."""
+    from conftest import assert_clean_error
+
+    old = tmp_path / "old-lib" / "libsofthsm2.so"
+    old.parent.mkdir()
+    shutil.copy(token.module, old)
+    made = run_certkit("init-ca", "--name", "Moved", "--key-uri", token.uri("root"), "--pkcs11-module", old,
+                       "--pin-file", token.pin_file, env=env_for(tmp_path, token))
+    assert made.returncode == 0, made.stderr
+    shutil.rmtree(old.parent)  # the upgrade
+    env, config = env_for(tmp_path, token), tmp_path / "ca" / "certkit-ca.json"
+    said = (f"The PKCS#11 module {old} does not exist (the CA's module, as \"pkcs11_module\" in {config} says: moved "
+            "by a package upgrade? Write its new path there).")
+    for args in (["issue-server", "web.internal", "--out", tmp_path / "web"], ["crl", "--out", tmp_path / "crl.pem"]):
+        proc = run_certkit(*args, env=env)
+        assert_clean_error(proc, said)  # was: "... does not exist." and nothing else
+    check = run_certkit("check", env=env)
+    assert check.returncode == 1 and f"ERROR   token      {said}" in check.stdout, check.stdout
+    settings = json.loads(config.read_text())  # as the message says
+    config.write_text(json.dumps(dict(settings, pkcs11_module=token.module)))
+    run_certkit("issue-server", "web.internal", "--out", tmp_path / "web", env=env, check=True)
+    proc = openssl("verify", "-CAfile", tmp_path / "ca" / "ca.pem", tmp_path / "web" / "cert.pem")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- 5. check and the token's PIN flags -----------------------------------------------------------------------
+def test_check_says_when_the_token_refused_a_wrong_pin_since_the_last_right_one(tmp_path: Path, token) -> None:
+    """A host still using an old PIN after a change (or anyone guessing PINs): the token counts its wrong PINs
+    and says so in its flags (CKF_USER_PIN_COUNT_LOW; then FINAL_TRY, then LOCKED), which check did not read:
+    it said "OK token ... present" until the PIN locked."""
+    init_token_ca(tmp_path, token)
+    env = env_for(tmp_path, token)
+    right = token.pin
+    token.pin = "00000000"  # an old PIN, on another host
+    assert token.tool("--list-objects").returncode != 0
+    token.pin = right
+    without_pin = {k: v for k, v in env.items() if k != "CERTKIT_PKCS11_PIN"}
+    warned = (f"WARNING token      '{token.label}' says it refused a wrong user PIN since the last right one "
+              "(CKF_USER_PIN_COUNT_LOW): is a host or program still using an old PIN? Tokens lock after a few wrong "
+              "PINs.")
+    for environment in (without_pin, env):  # read before check's own login, which then clears it (a right PIN)
+        proc = run_certkit("check", env=environment)
+        assert warned in proc.stdout and f"OK      token      '{token.label}' present" in proc.stdout, proc.stdout
+    proc = run_certkit("check", env=without_pin)
+    assert "CKF_USER_PIN" not in proc.stdout and "Tokens lock" not in proc.stdout, proc.stdout
+

@@ -33,7 +33,7 @@ from here.
 from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenGone, TokenPinIncorrect
 from certkit.pkcs11.key import PSS_SALT_LENGTH, SUPPORTED_KEY_TYPES, TokenKey
 from certkit.pkcs11.provision import generate_key, key_exists, open_key
-from certkit.pkcs11.session import find_token, module_path
+from certkit.pkcs11.session import find_token, module_path, pin_state
 from certkit.pkcs11.uri import KeyURI
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "key_exists",
     "module_path",
     "open_key",
+    "pin_state",
 ]

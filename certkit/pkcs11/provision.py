@@ -26,7 +26,8 @@ def open_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, *
     names several keys say which one is the CA's, and where to name it."""
     uri = KeyURI.parse(uri) if isinstance(uri, str) else uri
     uri.check_names_a_key()
-    return TokenKey(uri, module_path(uri, module), pin, rsa_pss=rsa_pss, expected=expected, named_in=named_in)
+    return TokenKey(uri, module_path(uri, module, named_in), pin, rsa_pss=rsa_pss, expected=expected,
+                    named_in=named_in)
 
 
 def key_exists(uri: KeyURI, module: str | Path | None, pin: Secret | None) -> bool:

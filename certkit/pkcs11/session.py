@@ -16,8 +16,9 @@ from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, secret_bytes, shown
 
 
-def module_path(uri: KeyURI, module: str | Path | None) -> str:
-    """The PKCS#11 module to load: ``module`` (--pkcs11-module), else the URI's module-path."""
+def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = None) -> str:
+    """The PKCS#11 module to load: ``module`` (--pkcs11-module, or an existing CA's, kept in the file
+    ``named_in``), else the URI's module-path."""
     path = str(module) if module else uri.module_path
     if not path:
         hint = " (SoftHSM's is /usr/lib/softhsm/libsofthsm2.so)" if Path(
@@ -25,7 +26,11 @@ def module_path(uri: KeyURI, module: str | Path | None) -> str:
         raise TokenError(f"No PKCS#11 module is named for {shown(uri.text)}: pass --pkcs11-module PATH or add "
                          f"?module-path=PATH to the URI{hint}.")
     if not Path(path).is_file():
-        raise TokenError(f"The PKCS#11 module {shown(path)} does not exist.")
+        field = '"pkcs11_module"' if module else "the key URI's module-path"
+        where = "" if named_in is None else (f" (the CA's module, as {field} in {shown(named_in)} says: moved by a "
+                                             "package upgrade? Write its new path there)")
+        what = "is a folder, not a module" if Path(path).is_dir() else "does not exist"
+        raise TokenError(f"The PKCS#11 module {shown(path)} {what}{where}.")
     # In full: the loader looks for a name without a '/' in the library path, not in this folder
     # (where it was found), and certkit-ca.json keeps it for commands run from any folder.
     return os.path.abspath(path)
@@ -256,6 +261,22 @@ def _login(token, text: str, rw: bool):
         raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN ({words(exc)}).") from None
     except pkcs11.PKCS11Error as exc:
         raise TokenError(f"Cannot open a session on token '{shown(token.label)}': {words(exc)}.") from None
+
+
+def pin_state(token) -> tuple[str, str] | None:
+    """What the token's flags say of its user PIN, as a level (error, warning) and words, or None when all is
+    well: locked (nothing signs until the security officer unlocks it), one wrong PIN from being locked, or
+    refused at least once since the last right PIN (a host or program still using an old PIN?)."""
+    flag = binding().TokenFlag
+    if token.flags & flag.USER_PIN_LOCKED:
+        return "error", (f"'{shown(token.label)}' has its user PIN locked (too many wrong PINs, CKF_USER_PIN_LOCKED): "
+                         "nothing can be signed until its security officer unlocks it with the SO PIN.")
+    if token.flags & (flag.USER_PIN_FINAL_TRY | flag.USER_PIN_COUNT_LOW):
+        said = ("one more wrong user PIN locks it (CKF_USER_PIN_FINAL_TRY)" if token.flags & flag.USER_PIN_FINAL_TRY
+                else "it refused a wrong user PIN since the last right one (CKF_USER_PIN_COUNT_LOW)")
+        return "warning", (f"'{shown(token.label)}' says {said}: is a host or program still using an old PIN? "
+                           "Tokens lock after a few wrong PINs.")
+    return None
 
 
 def find_objects(session, uri: KeyURI, object_class):
