@@ -229,11 +229,25 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
     if not live:
         return None
     if len(live) > 1:
-        listed = "; ".join(f"{r['serial']} ({r['kind']})" + (f" in {r['folder']}" if r.get("folder") else "")
-                           for r in live[:5]) + (f"; and {len(live) - 5} more" if len(live) > 5 else "")
+        listed = "; ".join(_where(inventory, live[:5])) + (f"; and {len(live) - 5} more" if len(live) > 5 else "")
         raise UnknownCertificate(f"'{shown(name)}' names {len(live)} current certificates ({shown(listed)}); "
                                  f"give a serial or a bundle folder instead (certkit list --name '{shown(name)}').")
     return _found(inventory, inventory.get(live[0]["serial"]) or live[0])  # the whole row: list's leaves out writer
+
+
+def _where(inventory: "Inventory", rows: list[dict]) -> list[str]:
+    """Each of several ``rows`` a name names, in words: its serial, kind and folder, and the host when two hosts
+    sharing the inventory wrote them (the same path on two hosts is two folders)."""
+    from certkit.fleet.plan import other_host
+
+    hosts = [other_host(inventory.get(row["serial"]) or {}) for row in rows]  # list's rows leave out the writer
+    said = []
+    for row, host in zip(rows, hosts, strict=True):
+        where = f" in {row['folder']}" if row.get("folder") else ""
+        if where and any(hosts):
+            where += f" on the host {host}" if host else ", on this host"
+        said.append(f"{row['serial']} ({row['kind']}){where}")
+    return said
 
 
 @dataclass

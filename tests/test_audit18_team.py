@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_audit17_team import two_hosts  # noqa: F401 (a fixture)
 from test_hsm_faults import delete_token
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
 
@@ -266,4 +267,49 @@ def test_check_says_when_the_token_refused_a_wrong_pin_since_the_last_right_one(
         assert warned in proc.stdout and f"OK      token      '{token.label}' present" in proc.stdout, proc.stdout
     proc = run_certkit("check", env=without_pin)
     assert "CKF_USER_PIN" not in proc.stdout and "Tokens lock" not in proc.stdout, proc.stdout
+
+
+# --- 6. one name, one bundle path, on two hosts sharing the inventory ------------------------------------------
+def _on_host(host: Path, shared: Path, env: dict, *args) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` as the host ``HOST-host``, whose own disk ``HOST/srv`` is mounted at ``shared``: two load-
+    balanced servers, each with its bundle in the same place (/srv/web) on its own disk."""
+    script = 'mount --bind "$0" "$1" && hostname "$2" && shift 3 && exec "$@"'
+    return subprocess.run(["unshare", "-Urum", "sh", "-c", script, str(host / "srv"), str(shared), f"{host.name}-host",
+                           "-", sys.executable, "-m", "certkit", *map(str, args), "--ca-dir", str(host / "ca")],
+                          env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_a_name_whose_bundles_two_hosts_hold_at_one_path_says_which_host_holds_which(request, tmp_path: Path
+                                                                                    ) -> None:
+    """``certkit renew web.example.com`` on one of two hosts that each hold a bundle for it at /srv/web listed
+    "A (server) in /srv/web; B (server) in /srv/web" and said to give a bundle folder: the same folder, twice."""
+    from cryptography import x509
+
+    from certkit.vocabulary import serial_hex
+
+    from conftest import assert_clean_error
+
+    env, a, b = request.getfixturevalue("two_hosts")
+    shared, passphrase = tmp_path / "srv", ["--passphrase-file", tmp_path / "pass"]
+    shared.mkdir()
+    for host in (a, b):
+        (host / "srv").mkdir()
+        issued = _on_host(host, shared, env, "issue-server", "web.example.com", "--out", shared / "web", *passphrase)
+        assert issued.returncode == 0, issued.stderr
+
+    def serial(of: Path) -> str:  # of the bundle at /srv/web on the host ``of``
+        cert = x509.load_pem_x509_certificate((of / "srv" / "web" / "cert.pem").read_bytes())
+        return serial_hex(cert.serial_number)
+
+    for host, other in ((a, b), (b, a)):
+        mine, theirs = serial(host), serial(other)
+        refused = _on_host(host, shared, env, "renew", "web.example.com", *passphrase)
+        assert_clean_error(refused, "names 2 current certificates")
+        assert f"{mine} (server) in {shared / 'web'}, on this host" in refused.stderr, refused.stderr
+        assert f"{theirs} (server) in {shared / 'web'} on the host {other.name}-host" in refused.stderr
+        renewed = _on_host(host, shared, env, "renew", shared / "web", *passphrase)  # the folder, as it says
+        assert renewed.returncode == 0, renewed.stderr
+        assert serial(host) != mine and serial(other) == theirs
+        proc = openssl("verify", "-CAfile", host / "ca" / "ca.pem", host / "srv" / "web" / "cert.pem")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
