@@ -327,7 +327,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 try:
                     notes = ca.inventory.mark_issued(ready, durable=not on_disk) if ready else {}
                 except InventoryError as exc:  # the inventory went away after the bundles were written
-                    raise _delivered_unmarked(exc, items, on_disk, len(done)) from None
+                    raise _delivered_unmarked(exc, items, on_disk, [deliveries[i] for i in done]) from None
                 except (KeyboardInterrupt, Terminated) as exc:  # on disk: valid; in memory (never handed): abandoned
                     exc.certkit_delivered = _settle_after_failure(ca, items, issued, [
                         i for i in done if items[i][1].sink in ("folder", "file")])
@@ -356,9 +356,9 @@ def _folders_held(ca: "CA", items: Sequence[tuple[Request, Target]]):
     return folders_held(ca.directories[0] if ca.directories and ca.inventory is not None else None, places)
 
 
-def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: int) -> InventoryError:
-    """The error when everything was delivered but the inventory could not mark it: the reason, and
-    that the certificates exist (so that nobody issues them again or deletes the files)."""
+def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: list[Delivery]) -> InventoryError:
+    """The error when all was delivered but the inventory could not mark it: the reason, and that the certificates
+    exist (nobody issues them again or deletes the files); ``certkit_deliveries``: those written whole."""
     from certkit.text import shown
 
     folders = [str(target.folder) for _r, target in items if target.folder is not None]
@@ -370,7 +370,7 @@ def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: in
     else:
         told = " The certificate was delivered, but the inventory still lists it as pending."
     error = InventoryError(str(exc).rstrip() + told)
-    error.certkit_delivered = delivered
+    error.certkit_delivered, error.certkit_deliveries = len(delivered), delivered if on_disk else []
     error.certkit_unmarked = len(items)  # written, not yet marked: the batch's count says so
     return error
 

@@ -457,14 +457,30 @@ def _load_key(path: Path):
 
 
 def renew(ca: "CA", planned: RenewalPlan) -> Renewal:
-    """Issue the planned successor through the pipeline (signed, recorded pending, written, marked valid)."""
+    """Issue the planned successor through the pipeline (signed, recorded pending, written, marked valid). An
+    inventory that went away once the new bundle was in place raises, its ``certkit_renewal`` the renewal done
+    (in place, its row pending until the next command reaches the inventory): its hooks are still to run."""
+    from certkit.errors import InventoryError
     from certkit.file_modes import same_key
     from certkit.issuing import deliver
 
-    with same_key(*planned.same_key):
-        delivery = deliver(ca, planned.request, planned.target, planned=True)
-    delivery.notes = planned.notes + delivery.notes
-    return Renewal(planned.found.serial, delivery, planned.target.given, planned.in_place)
+    def done(delivery) -> Renewal:
+        delivery.notes = planned.notes + delivery.notes
+        return Renewal(planned.found.serial, delivery, planned.target.given, planned.in_place)
+
+    try:
+        with same_key(*planned.same_key):
+            delivery = deliver(ca, planned.request, planned.target, planned=True)
+    except InventoryError as exc:
+        if getattr(exc, "certkit_deliveries", None):
+            exc.certkit_renewal = done(exc.certkit_deliveries[0])
+            exc.certkit_renewal.notes.append(UNMARKED)
+        raise
+    return done(delivery)
+
+
+UNMARKED = ("its inventory row is still pending (the inventory went away as it was written): the next certkit "
+            "command that reaches the inventory records it as issued")
 
 
 def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | None = None, days: int | None = None,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_audit14_team import own_postgres  # noqa: F401 (a fixture)
 from test_audit17_team import two_hosts  # noqa: F401 (a fixture)
 from test_hsm_faults import delete_token
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
@@ -313,3 +314,69 @@ def test_a_name_whose_bundles_two_hosts_hold_at_one_path_says_which_host_holds_w
         proc = openssl("verify", "-CAfile", host / "ca" / "ca.pem", host / "srv" / "web" / "cert.pem")
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
+
+# --- 7. a renewal written whole as the database went away ------------------------------------------------------
+def test_a_renewal_written_whole_as_the_database_went_away_still_runs_its_hooks(tmp_path: Path, request) -> None:
+    """The database crashed after a bulk renewal put a new bundle in place, before its row was marked valid: the
+    run said "failed ... was written whole", ran neither its --exec hook nor --exec-once for it, and the next run
+    did not renew it again (not due): the server went on serving the old certificate, which nobody was warned of,
+    until it expired. A bundle in place is a renewal, whose hooks run; then the run stops."""
+    from test_audit14_team import _crash, _start_again
+
+    from conftest import PASSPHRASE, certkit_env
+    from integrity_helpers import start_paused
+
+    server = request.getfixturevalue("own_postgres")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      **server.env())
+    run_certkit("init-ca", "--name", "Crash CA", "--inventory", server.create_database(), env=env, check=True)
+    old = {}
+    for name in ("w1", "w2"):
+        run_certkit("issue-server", f"{name}.example.test", "--days", "10", "--out", tmp_path / name, env=env,
+                    check=True)
+        old[name] = (tmp_path / name / "cert.pem").read_bytes()
+    hooks = ["--exec", 'echo "$CERTKIT_FOLDER" >> each.log', "--exec-once", 'echo "$CERTKIT_FOLDERS" >> once.log']
+    marker = tmp_path / "paused"
+    proc = start_paused(["renew", "--expiring", "30d", "--days", "90", *hooks, "--json"], env, tmp_path, "swapped",
+                        marker)
+    try:
+        _crash(server)
+    finally:
+        marker.unlink(missing_ok=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, out + err
+    written = [name for name in old if (tmp_path / name / "cert.pem").read_bytes() != old[name]]
+    assert len(written) == 1, out + err
+    folder = str(tmp_path / written[0])
+    report = json.loads(out)
+    renewed = [c for c in report["certificates"] if c["outcome"] == "renewed"]
+    assert report["renewed"] == 1 and [c["folder"] for c in renewed] == [folder], report  # was: 0, "failed"
+    assert any("still pending" in note for note in renewed[0]["notes"]), renewed[0]
+    assert report["halted"] and "cannot be reached" in report["halted"], report
+    assert (tmp_path / "each.log").read_text().split() == [folder]  # was: no hook ran
+    assert (tmp_path / "once.log").read_text().split() == [folder]
+    _start_again(server)
+    listed = {c["serial"]: c["status"] for c in json.loads(run_certkit("list", "--json", env=env).stdout)[
+        "certificates"]}
+    assert listed[renewed[0]["new_serial"]] == "valid", listed
+    again = json.loads(run_certkit("renew", "--expiring", "30d", "--days", "90", "--json", env=env).stdout)
+    assert [c["folder"] for c in again["certificates"] if c["outcome"] == "renewed"] == [
+        str(tmp_path / name) for name in old if name not in written]
+    proc = openssl("verify", "-purpose", "sslserver", "-CAfile", tmp_path / "ca" / "ca.pem", f"{folder}/cert.pem")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # One certificate (certkit renew FOLDER --exec): was only the Error line, its hook not run.
+    proc = start_paused(["renew", tmp_path / "w2", "--exec", 'echo "$CERTKIT_SERIAL" > one.log', "--json"], env,
+                        tmp_path, "swapped", marker)
+    try:
+        _crash(server)
+    finally:
+        marker.unlink(missing_ok=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.count("Error:") == 1 and "was written whole" in err, out + err
+    report = json.loads(out)  # the one JSON object: the renewal, with its pending row said
+    assert (tmp_path / "one.log").read_text().split() == [report["new_serial"]], report
+    assert any("still pending" in note for note in report["notes"]), report
+    _start_again(server)
+    listed = {c["serial"]: c["status"] for c in json.loads(run_certkit("list", "--json", env=env).stdout)[
+        "certificates"]}
+    assert listed[report["new_serial"]] == "valid", listed

@@ -16,6 +16,7 @@ from certkit.cli.common import (
     OutPath,
     Whole,
     ca_dir_option,
+    cli_message,
     days_option,
     emit,
     json_option,
@@ -250,7 +251,13 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
         planned.notes.append(f"no bundle.p12 written: the bundle had none to refresh; certkit export-p12 "
                              f"{shown(planned.target.given)} makes one")
     unlock(ca, passphrase_file)
-    result = renew_planned(ca, planned)
+    unmarked = None
+    try:
+        result = renew_planned(ca, planned)
+    except CertkitError as exc:  # the bundle in place, the inventory gone since: said, and its hooks run first
+        if (result := getattr(exc, "certkit_renewal", None)) is None:
+            raise
+        unmarked = exc
     warn_of_purpose(planned.request, told=asked)
     data, lines = _summary(result, rekey, key_type)
     failures, stopped = _single_hooks(ca, result, exec_each, exec_once, exec_timeout, data, lines) \
@@ -261,6 +268,8 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
 
         click.echo("Error: interrupted while a hook ran; the renewed bundle stays in place.", err=True)
         sys.exit(128 + stopped)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+    if unmarked is not None:  # the report above is the one JSON object: the error is its Error: line
+        raise Failed(cli_message(unmarked))
     if failures:
         raise Failed("; ".join(failures) + ".")
 

@@ -111,7 +111,7 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
         for serial in plan.todo:
             try:
                 outcome = renew_one(ca, serial, plan.options, window=plan.selection.expiring)
-            except (KeyboardInterrupt, Terminated) as exc:  # the bundle being written was finished first
+            except (KeyboardInterrupt, Terminated, InventoryError) as exc:  # the bundle being written was finished
                 if getattr(exc, "certkit_outcome", None) is not None:
                     deploy(exc.certkit_outcome)
                 raise
@@ -139,8 +139,8 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
 def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | None = None) -> Outcome:
     """Plan again (things may have changed since the fleet was planned) and renew in place.
     ``window``: the bulk renewal's ``expiring`` period, to warn when the successor is due at once.
-    Interrupted right after the renewal was delivered, the exception carries its outcome
-    (``certkit_outcome``)."""
+    Interrupted right after the renewal was delivered, or the inventory gone once it was, the exception carries
+    its outcome (``certkit_outcome``)."""
     from certkit.errors import InventoryError, Terminated
     from certkit.lifecycle import plan_renewal, renew
 
@@ -158,6 +158,9 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
     try:
         renewal = renew(ca, planned)
     except CertkitError as exc:  # another command renewed or revoked it first: the inventory refused this one
+        if (written := getattr(exc, "certkit_renewal", None)) is not None:  # in place, the inventory gone since
+            exc.certkit_outcome = _renewed(ca, outcome, found, written, window)  # its hooks run, then the run stops
+            raise
         outcome.stage, outcome.error = "renew", str(exc)
         return (None if isinstance(exc, InventoryError) else changed_meanwhile(ca, serial)) or outcome
     except (KeyboardInterrupt, Terminated) as exc:
@@ -168,6 +171,11 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
             outcome.outcome, outcome.new_serial, outcome.not_after = "renewed", row["serial"], row["not_after"]
             exc.certkit_outcome = outcome
         raise
+    return _renewed(ca, outcome, found, renewal, window)
+
+
+def _renewed(ca: "CA", outcome: Outcome, found, renewal, window: dt.timedelta | None) -> Outcome:
+    """``outcome`` of the renewal of ``found`` done (``renewal``), with its notes."""
     issued = renewal.issued
     outcome.outcome, outcome.new_serial = "renewed", issued.serial_hex
     outcome.new_key = issued.cert.public_key() != found.cert.public_key()  # --rekey keeps a CSR requester's key
