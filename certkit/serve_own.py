@@ -55,7 +55,8 @@ def stopped(previous, own: OwnCertificate | None) -> None:
 
 def killed_servers(inventory) -> list[str]:
     """Read only (``certkit check``): a sentence for each certificate that a server of this host (serve, acme serve)
-    killed outright left valid and unexpired, its key gone with it; the next server to start here revokes it."""
+    killed outright left valid and unexpired, its key gone with it; an acme serve running here, or the next server
+    to start here, revokes it."""
     from certkit.acme.records import gone
     from certkit.vocabulary import iso
 
@@ -70,6 +71,7 @@ def killed_servers(inventory) -> list[str]:
     now = iso(dt.datetime.now(dt.UTC))  # as the inventory writes times
     return [f"certificate {serial} (valid until {not_after[:10]} {not_after[11:19]} UTC) is the own certificate of "
             "a server (certkit serve or acme serve) killed outright on this host: its key died with it, yet it "
-            "stays valid, and off the CRL, until the next certkit serve or acme serve started here revokes it; to "
+            "stays valid, and off the CRL, until an acme serve running here (within a minute) or the next "
+            "certkit serve or acme serve started here revokes it; to "
             f"revoke it now: certkit revoke {serial} --reason cessationOfOperation"
             for serial, not_after, process in rows if process and gone(process) and str(not_after) > now]

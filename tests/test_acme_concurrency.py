@@ -410,11 +410,12 @@ def test_a_starting_server_leaves_another_servers_validation_alone(tmp_path: Pat
             responder.release()
             d = AcmeServer(*args, env=env)
             assert c.wait(_through(c, d, challenge["url"]), ("valid", "invalid"))["status"] == "valid"
-            assert len(responder.requests) == 3, responder.requests  # validated again, by D only
+            assert len(responder.requests) == 3, responder.requests  # validated again, once
     finally:
         _stop_all(a, b, d)
-    assert "v.two.test" not in b.stderr and "w.two.test" not in b.stderr, b.stderr
-    assert "http-01 for w.two.test: valid" in d.stderr, d.stderr
+    assert "v.two.test" not in b.stderr, b.stderr
+    # Once, by D at its start (or by B's maintenance round, had a minute passed since B started).
+    assert [s.stderr.count("http-01 for w.two.test: valid") for s in (b, d)] in ([0, 1], [1, 0]), (b.stderr, d.stderr)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

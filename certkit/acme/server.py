@@ -65,7 +65,8 @@ class AcmeService:
     # --- life cycle -------------------------------------------------------------------------
     def start(self, workers: int = VALIDATION_WORKERS) -> None:
         """Create the tables, recover what a dead server left (not what a live one is doing: another
-        server may share the database), start the validation workers."""
+        server may share the database; :meth:`settle` does it again at each maintenance round), start the
+        validation workers."""
         self.state.db.hold_open()
         try:
             self.state.create_schema()
@@ -74,13 +75,18 @@ class AcmeService:
         except BaseException:
             self.state.db.close()  # the held connection too: a start that failed leaves nothing open
             raise
+        self._took_over(abandoned)
+        self.validations.start(workers)
+
+    def _took_over(self, abandoned: int) -> None:
+        """Say how many orders of dead servers became invalid, and revoke the certificates those servers held
+        (their keys died with them)."""
         if abandoned:
             self.log(f"{abandoned} order(s) interrupted while issuing (their server stopped) are now invalid; "
                      "their clients order again")
         from certkit.acme.listener import retire_orphans
 
         retire_orphans(self.ca, self.state, self.log)
-        self.validations.start(workers)
 
     def stop(self) -> None:
         """Stop the validations and close the database, once the requests under way have been
@@ -100,9 +106,14 @@ class AcmeService:
 
     def settle(self) -> None:
         """The maintenance round's share: write what a busy database refused when a finalize or a
-        validation ended, and validate again what this server left processing without an outcome."""
+        validation ended, and validate again what this server left processing without an outcome;
+        and take over, as a start does, what a server of this host that died meanwhile left (killed
+        outright beside this one on the CA): its orders being issued become invalid, its validations
+        are done again here, its own certificate is revoked. Left to the next start, its order read
+        ``processing`` (``Retry-After: 1``) to its client for as long as no server restarted."""
         self.resources.finalizer.settle()
         self.validations.settle()
+        self._took_over(self.state.abandon_interrupted())
 
     # --- HTTP entry point -------------------------------------------------------------------
     def handle(self, method: str, path: str, headers, body: bytes, base: str) -> Response:

@@ -4,11 +4,11 @@ A client's challenge POST marks the challenge processing and hands it here;
 a worker runs the validator (http-01, tls-alpn-01: :mod:`certkit.acme.challenges`)
 and records the outcome in the ACME state, while the request waits a moment
 for it. Validations that a stop cut off (their validating process is dead) are
-taken over and queued again at the next start; those another live server is
-running are left to it. Each account's challenges wait in a line of their own and
-the accounts take turns, at most :data:`PER_ACCOUNT` validations each at once, so
-one account's slow responders cannot hold every worker (each attempt also ends
-by its deadline: :data:`certkit.acme.challenges.TIMEOUT`).
+taken over and queued again by the next server to start, or by a running server's
+maintenance round; those another live server is running are left to it. Each account's
+challenges wait in a line of their own and the accounts take turns, at most
+:data:`PER_ACCOUNT` validations each at once, so one account's slow responders
+cannot hold every worker (each attempt also ends by its deadline: :data:`certkit.acme.challenges.TIMEOUT`).
 
 An outcome the database refuses to record (another certkit process holds an SQLite inventory's
 write lock longer than the server waits, a PostgreSQL server gone) is kept, and written again
@@ -200,9 +200,11 @@ class Validations:
                      "written now")
 
     def settle(self) -> None:
-        """The maintenance round's share: write the refused outcomes, and queue again the challenges
-        this process is validating that nothing here is working on (a validation that failed
-        before it had an outcome)."""
+        """The maintenance round's share: write the refused outcomes, take over the validations of a
+        server of this host that died (as :meth:`start` does), and queue again the challenges this
+        process is validating that nothing here is working on (a validation that failed before it
+        had an outcome, or one just taken over)."""
         self.write_outcomes()
+        self.state.claim_interrupted_challenges()  # this process's from now on: queued just below
         for challenge_id, account_id in self.state.validating():
             self._submit(challenge_id, account_id)  # skips those queued, running or awaiting their write

@@ -1,0 +1,130 @@
+"""The ACME server, audit round eighteen (acme), each as a class:
+
+1. the work a server killed outright (SIGKILL, the OOM killer, a power cut of its process) left was taken
+   over only by the next server to *start* on its host, never by a server already running beside it on the
+   same CA (docs/acme.md: several servers on one CA share the state). Until some server restarted, the order
+   it was issuing for read ``processing`` with ``Retry-After: 1`` for good (its client polled an order nobody
+   would ever finish), the challenge it was validating read ``processing`` too, and its own HTTPS
+   certificate stayed valid in the inventory though its key had died with it. A running server now takes
+   that work over at its maintenance round, as a starting server does: the order becomes ``invalid``
+   (its client orders again), the challenge is validated again, the certificate is revoked
+   (cessationOfOperation); what a live server is doing is still left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from test_acme_concurrency import (
+    BACKENDS,
+    HeldResponder,
+    _challenge,
+    _finalize_in_background,
+    _inventory,
+    _let_go_once,
+    _paused,
+    _ready_order,
+    _resolve,
+    _two_tier,
+)
+
+from acme_client import Client
+from acme_helpers import AcmeServer, listed_serials, ports, wait_for
+from conftest import PASSPHRASE, run_certkit
+
+
+# --- 1: a running server takes over what a server killed beside it left ------------------------------
+def _running_server(issuing: Path, http_port: int, names: tuple[str, ...]):
+    """Server B, in this process, on the CA of ``issuing``: (service, listener, log lines). Its
+    maintenance round runs every 50 ms (the real ``maintain``; a server's is every minute)."""
+    from certkit.acme.challenges import Validator
+    from certkit.acme.db import Database
+    from certkit.acme.listener import Listener
+    from certkit.acme.policy import Policy
+    from certkit.acme.server import AcmeConfig, AcmeService
+    from certkit.acme.state import AcmeState
+    from certkit.store import CADirectory
+
+    ca = CADirectory(issuing).open()
+    ca.unlock(PASSPHRASE.encode())
+    said: list[str] = []
+    validator = Validator(http_port=http_port, resolve={name: ["127.0.0.1"] for name in names})
+    config = AcmeConfig(policy=Policy.build(["two.test"]), validator=validator)
+    service = AcmeService(ca, AcmeState(Database(ca.inventory)), config, log=said.append)
+    service.start(workers=1)
+    listener = Listener(ca, ["localhost"], hold=lambda serial: service.state.hold_listener(serial, renews=True))
+    return service, listener, said
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_running_server_takes_over_what_a_server_killed_beside_it_left(tmp_path: Path, request,
+                                                                         backend: str) -> None:
+    from certkit.acme.listener import maintain, retire
+
+    root, issuing, env = _two_tier(tmp_path, _inventory(request, backend))
+    marker = tmp_path / "pause"
+    (http_port,) = ports(1)
+    names = ("k.two.test", "w.two.test")
+    service, listener, said = _running_server(issuing, http_port, names)
+    stop = threading.Event()
+    worker = threading.Thread(target=maintain, args=(service, listener, stop, said.append, 0.05))
+    worker.start()
+    first = _let_go_once(marker)  # A's own certificate at its start passes the pause
+    a = AcmeServer("--allow-domain", "two.test", "--http01-port", http_port, *_resolve(*names),
+                   env=_paused(env, marker))
+    first.join()
+    a_serial = a.info["server_certificate"]["serial"]
+    state = service.state
+    try:
+        with HeldResponder(http_port) as responder:
+            responder.release()
+            c = Client(a.directory, root)
+            c.register()
+            order_url, order = _ready_order(c, responder, "k.two.test")
+            # A validating a challenge (the answer held back) and issuing a certificate (held after signing).
+            responder.held.clear()
+            _w_url, w_order = c.new_order("w.two.test")
+            challenge = _challenge(c, w_order["authorizations"][0])
+            responder.add(None, challenge["token"], c.key_authorization(challenge["token"]))
+            assert c.post(challenge["url"], {}).json()["status"] == "processing"
+            wait_for(lambda: len(responder.requests) == 2, what="A's validation request")
+            finalize, _out = _finalize_in_background(c, order, "k.two.test")  # its answer: the kill's
+            wait_for(marker.exists, timeout=60, interval=0.02, what="A inside the finalize")
+            order_id, challenge_id = order_url.rsplit("/", 1)[1], challenge["url"].rsplit("/", 1)[1]
+            # B's rounds leave a live server's work alone.
+            assert c.get(order_url)["status"] == "processing"
+            assert state.challenge(challenge_id)[0].status == "processing"
+            assert listed_serials(env)[a_serial] == "valid"
+            a.stop(signal.SIGKILL)
+            finalize.join(60)
+            marker.unlink()
+            responder.release()
+            # B takes over, without a restart of anything.
+            after = wait_for(lambda: (o := state.order(order_id)).status != "processing" and o, 60,
+                             what="A's order settled by the running server")
+            assert after.status == "invalid", after
+            assert after.error["detail"] == ("The server stopped while issuing this order's certificate; place a "
+                                             "new order."), after.error
+            done = wait_for(lambda: (ch := state.challenge(challenge_id)[0]).status != "processing" and ch, 60,
+                            what="A's challenge validated by the running server")
+            assert done.status == "valid", done
+            assert len(responder.requests) == 3, responder.requests  # validated again, by B
+            wait_for(lambda: listed_serials(env)[a_serial] == "revoked", 60, what="A's certificate revoked")
+            assert state.authorization(w_order["authorizations"][0].rsplit("/", 1)[1]).status == "valid"
+    finally:
+        stop.set()
+        worker.join(30)
+        a.stop(signal.SIGKILL)
+        retire(service.ca, service.state, listener.issued.serial_hex, "cessationOfOperation", None)
+        service.stop()
+    log = "\n".join(said)
+    assert "1 order(s) interrupted while issuing" in log, log
+    assert "http-01 for w.two.test: valid" in log, log
+    assert f"revoked the certificate of a server killed earlier here (serial {a_serial})" in log, log
+    assert "maintenance failed" not in log, log
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [r["revocation_reason"] for r in rows if r["serial"] == a_serial] == ["cessationOfOperation"]
