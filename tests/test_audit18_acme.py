@@ -8,7 +8,14 @@
    certificate stayed valid in the inventory though its key had died with it. A running server now takes
    that work over at its maintenance round, as a starting server does: the order becomes ``invalid``
    (its client orders again), the challenge is validated again, the certificate is revoked
-   (cessationOfOperation); what a live server is doing is still left alone.
+   (cessationOfOperation); what a live server is doing is still left alone;
+2. docs/acme.md said a certificate a client's renewal replaced is left out of ``list --expiring`` "since its
+   client has replaced it". A rehearsal against this server (``certbot renew --dry-run --server URL``,
+   ``certbot certonly --dry-run``) gets a real certificate that certbot throws away, recorded as the renewal
+   of the one certbot still serves: that one is marked renewed and hidden from ``--expiring`` while the
+   discarded one is listed. Nothing in ACME tells the server, so the page says so now, how to put it right
+   (a forced renewal), and that ``certbot renew --dry-run`` without ``--server`` tests Let's Encrypt's
+   staging server instead of this one.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_acme_clients import start_server
 from test_acme_concurrency import (
     BACKENDS,
     HeldResponder,
@@ -31,10 +39,11 @@ from test_acme_concurrency import (
     _resolve,
     _two_tier,
 )
+from test_audit16_acme import _expiring, _rows
 
 from acme_client import Client
-from acme_helpers import AcmeServer, listed_serials, ports, wait_for
-from conftest import PASSPHRASE, run_certkit
+from acme_helpers import AcmeServer, certbot, listed_serials, ports, serial_of, wait_for
+from conftest import PASSPHRASE, REPO, free_port, require, run_certkit
 
 
 # --- 1: a running server takes over what a server killed beside it left ------------------------------
@@ -128,3 +137,50 @@ def test_a_running_server_takes_over_what_a_server_killed_beside_it_left(tmp_pat
     assert "maintenance failed" not in log, log
     rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
     assert [r["revocation_reason"] for r in rows if r["serial"] == a_serial] == ["cessationOfOperation"]
+
+
+# --- 2: a client's rehearsal is a renewal, as the page says ------------------------------------------
+def test_a_certbot_rehearsal_against_this_server_renews_the_certificate_served_as_the_page_says(
+        tmp_path: Path, monkeypatch) -> None:
+    """``certbot renew --dry-run --server URL`` gets a real certificate from this server and throws it away:
+    the certificate certbot serves is then marked renewed and left out of ``list --expiring``, the discarded
+    one listed instead; a forced renewal makes the one served the newest again. Without ``--server`` the
+    rehearsal goes to Let's Encrypt's staging server (here through a proxy that answers nothing, so no
+    request leaves this machine). docs/acme.md said the previous certificate was left out "since its client
+    has replaced it", and nothing of rehearsals."""
+    require("certbot")
+    server, root, env, http_port, _ = start_server(tmp_path, "dry.acme.test", extra=("--days", "10"))
+    work = tmp_path / "certbot"
+    live = work / "conf" / "live" / "dry.acme.test"
+    standalone = ("--standalone", "--http-01-port", str(http_port), "--http-01-address", "127.0.0.1")
+    with server:
+        got = certbot(work, "certonly", "--agree-tos", "--register-unsafely-without-email", "--server",
+                      server.directory, "-d", "dry.acme.test", *standalone, root=root)
+        assert got.returncode == 0, got.stdout + got.stderr
+        served = serial_of(live / "cert.pem")
+        rehearsal = certbot(work, "renew", "--dry-run", "--no-random-sleep-on-renew", "--server", server.directory,
+                            root=root)
+        assert rehearsal.returncode == 0 and "simulated renewal" in rehearsal.stdout, rehearsal.stdout
+        assert serial_of(live / "cert.pem") == served  # certbot serves what it served
+        rows = _rows(env)
+        discarded = rows[served]["renewed_by"]
+        assert discarded not in (None, served) and rows[discarded]["status"] == "valid", rows[served]
+        assert _expiring(env) & {served, discarded} == {discarded}
+        renewed = certbot(work, "renew", "--force-renewal", "--no-random-sleep-on-renew", root=root)
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        now = serial_of(live / "cert.pem")
+        assert _expiring(env) & {served, discarded, now} == {now}
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    elsewhere = certbot(work, "renew", "--dry-run", "--no-random-sleep-on-renew", root=root)
+    assert elsewhere.returncode != 0 and "acme-staging-v02.api.letsencrypt.org" in elsewhere.stdout + elsewhere.stderr
+    page = " ".join((REPO / "docs" / "acme.md").read_text().split())
+    for said in ("so a rehearsal is a renewal too. `certbot renew --dry-run --server URL`",
+                 "the certificate certbot still serves is marked `valid (renewed)` and left out of `list --expiring`, "
+                 "and the discarded one is listed there instead",
+                 "`certbot renew --force-renewal` makes the certificate served the newest again",
+                 "Without `--server`, `certbot renew --dry-run` rehearses against Let's Encrypt's staging server"):
+        assert said in page, said
+
