@@ -259,7 +259,7 @@ def _raw(acme, request: bytes) -> tuple[str, dict[str, str], bytes]:
 
 
 @pytest.mark.parametrize("request_bytes, status, allow", [
-    (b"OPTIONS /directory HTTP/1.1\r\nHost: x\r\n\r\n", 405, "GET, HEAD"),
+    (b"OPTIONS /directory HTTP/1.1\r\nHost: x\r\n\r\n", 405, "GET, HEAD, POST"),
     (b"PATCH /acme/new-order HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405, "POST"),
     (b"FROB /acme/new-order HTTP/1.1\r\nHost: x\r\n\r\n", 405, "POST"),
     (b"GARBAGE\r\n\r\n", 400, None),

@@ -15,7 +15,10 @@
    of the one certbot still serves: that one is marked renewed and hidden from ``--expiring`` while the
    discarded one is listed. Nothing in ACME tells the server, so the page says so now, how to put it right
    (a forced renewal), and that ``certbot renew --dry-run`` without ``--server`` tests Let's Encrypt's
-   staging server instead of this one.
+   staging server instead of this one;
+3. RFC 8555 6.3 says the server MUST allow POST-as-GET requests for the directory and newNonce, beside GET:
+   both answered ``405`` ("POST is not allowed here"). They answer a POST-as-GET now, checked as every signed
+   request is (an account's JWS, its nonce used up, no payload, no query).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from test_acme_concurrency import (
 )
 from test_audit16_acme import _expiring, _rows
 
-from acme_client import Client
-from acme_helpers import AcmeServer, certbot, listed_serials, ports, serial_of, wait_for
+from acme_client import Client, sign
+from acme_helpers import AcmeServer, certbot, listed_serials, module_server, ports, serial_of, wait_for
 from conftest import PASSPHRASE, REPO, free_port, require, run_certkit
 
 
@@ -184,3 +187,44 @@ def test_a_certbot_rehearsal_against_this_server_renews_the_certificate_served_a
                  "Without `--server`, `certbot renew --dry-run` rehearses against Let's Encrypt's staging server"):
         assert said in page, said
 
+
+
+# --- 3: POST-as-GET of the directory and newNonce --------------------------------------------------
+@pytest.mark.parametrize("resource", ["directory", "newNonce"])
+def test_the_directory_and_new_nonce_answer_post_as_get(tmp_path: Path, resource: str) -> None:
+    """RFC 8555 6.3: "The server MUST allow GET requests for the directory and newNonce resources (see
+    Section 7.1), in addition to POST-as-GET requests for these resources". Both answered 405 "POST is not
+    allowed here". A POST-as-GET is a real one: signed by an account, its nonce used up, with the fresh
+    nonce of every signed answer; a payload, a query, an unsigned body or a key alone are refused."""
+    setup = module_server(tmp_path, [])
+    try:
+        c = Client(setup.server.directory, setup.root)
+        c.register()
+        url = setup.server.directory if resource == "directory" else c.directory["newNonce"]
+        nonce = c.nonce()
+        got = c.send(url, sign(None, c.key, c.alg, url=url, nonce=nonce, kid=c.kid), check=False)
+        assert got.status_code == 200, got.text
+        fresh = got.headers["Replay-Nonce"]
+        assert fresh and fresh != nonce
+        if resource == "directory":
+            assert got.json() == c.session.get(url, timeout=30).json()
+        else:
+            assert got.headers["Cache-Control"] == "no-store" and got.content == b""
+        assert c.post(c.kid).status_code == 200  # the fresh nonce is a nonce (c.post uses it)
+        replayed = c.send(url, sign(None, c.key, c.alg, url=url, nonce=nonce, kid=c.kid), check=False)
+        assert replayed.status_code == 400 and replayed.json()["type"].endswith(":badNonce"), replayed.text
+        refusals = {"a payload": (url, sign({}, c.key, c.alg, url=url, nonce=c.nonce(), kid=c.kid)),
+                    "a query": (url + "?x=1", sign(None, c.key, c.alg, url=url + "?x=1", nonce=c.nonce(),
+                                                   kid=c.kid)),
+                    "a key, no account": (url, sign(None, c.key, c.alg, url=url, nonce=c.nonce()))}
+        for what, (where, jws) in refusals.items():
+            refused = c.send(where, jws, check=False)
+            assert refused.status_code == 400 and refused.json()["type"].endswith(":malformed"), (what, refused.text)
+        unsigned = c.session.post(url, data=b"", headers={"Content-Type": "application/jose+json"}, timeout=30)
+        assert unsigned.status_code == 400 and unsigned.json()["type"].endswith(":malformed"), unsigned.text
+        assert c.session.get(url, timeout=30).status_code in (200, 204)  # GET as before
+        put = c.session.put(url, timeout=30)
+        assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD, POST", put.headers
+    finally:
+        setup.server.stop()
+    assert "Traceback" not in setup.server.stderr, setup.server.stderr

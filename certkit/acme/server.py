@@ -151,11 +151,15 @@ class AcmeService:
     def _route(self, method: str, target: str, headers, body: bytes, base: str, nonce: list[str]) -> Response:
         """Answer the request for ``target`` (the request's path and query, as sent)."""
         path, _sep, query = target.partition("?")
+        if path in ("/directory", "/acme/new-nonce"):
+            self._only(method, ("GET", "HEAD", "POST"))
+            if method == "POST":  # RFC 8555 6.3: POST-as-GET too, signed by an account, its nonce used up
+                self._fetched_signed(headers, body, base, target, nonce)
         if path == "/directory":
-            self._only(method, ("GET", "HEAD"))
             return Response.json(200, self._directory(base))
         if path == "/acme/new-nonce":
-            self._only(method, ("GET", "HEAD"))
+            if method == "POST":  # the request's fresh nonce, as every signed request's (Boulder: 200)
+                return Response(200, headers=[("Cache-Control", "no-store")])
             try:  # a success must carry the nonce (RFC 8555 7.2): made here, so a failure is an error
                 nonce.append(self.state.new_nonce())
             except InventoryError:
@@ -205,6 +209,17 @@ class AcmeService:
                 return handler(request, *match.groups())
         raise Problem("malformed", f"There is no ACME resource at {shown(path)}; start at {base}/directory.",
                       status=404)
+
+    def _fetched_signed(self, headers, body: bytes, base: str, target: str, nonce: list[str]) -> None:
+        """Check a POST-as-GET of the directory or newNonce, which RFC 8555 6.3 allows beside GET: a JWS
+        signed by an account, with an empty payload and no query string (as every signed request)."""
+        request = self._authenticate(headers, body, base + target, "kid", base, nonce)
+        path, sep, query = target.partition("?")
+        if sep:
+            raise Problem("malformed", f"{base}{path} takes no query string ('?{shown(query)}').")
+        if not request.signed.is_post_as_get:
+            raise Problem("malformed", f"{base}{path} is fetched with GET, HEAD or POST-as-GET (an empty payload); "
+                                       "send no payload.")
 
     @staticmethod
     def _only(method: str, allowed: tuple[str, ...], hint: str = "") -> None:
