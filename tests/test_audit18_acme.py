@@ -18,7 +18,10 @@
    staging server instead of this one;
 3. RFC 8555 6.3 says the server MUST allow POST-as-GET requests for the directory and newNonce, beside GET:
    both answered ``405`` ("POST is not allowed here"). They answer a POST-as-GET now, checked as every signed
-   request is (an account's JWS, its nonce used up, no payload, no query).
+   request is (an account's JWS, its nonce used up, no payload, no query);
+4. RFC 8555 7.3.2 says the server MUST ignore updates to an account's ``status`` (but deactivation) and
+   ``orders``: an update carrying ``"status": "valid"``, as acmez (Caddy's ACME library) sends its whole
+   account object back, was refused as malformed. Such a status is ignored now, and the update applied.
 """
 
 from __future__ import annotations
@@ -225,6 +228,34 @@ def test_the_directory_and_new_nonce_answer_post_as_get(tmp_path: Path, resource
         assert c.session.get(url, timeout=30).status_code in (200, 204)  # GET as before
         put = c.session.put(url, timeout=30)
         assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD, POST", put.headers
+    finally:
+        setup.server.stop()
+    assert "Traceback" not in setup.server.stderr, setup.server.stderr
+
+
+# --- 4: an account update that sends the account object back ---------------------------------------
+def test_an_account_update_ignores_the_status_and_orders_a_client_sends_back(tmp_path: Path) -> None:
+    """RFC 8555 7.3.2: "The server MUST ignore any updates to the 'orders' field, 'termsOfServiceAgreed'
+    field, the 'status' field (except as required by Section 7.3.6), or any other fields it does not
+    recognize." acmez (the ACME library of Caddy) updates an account by sending its whole account object
+    back: ``status`` "valid" (its JSON tag has no omitempty), ``orders``, ``location``. That was refused as
+    malformed ("An account's status can only be changed to "deactivated", not "valid"")."""
+    setup = module_server(tmp_path, [])
+    try:
+        c = Client(setup.server.directory, setup.root)
+        c.register(contact=["mailto:old@acme.test"])
+        account = c.get(c.kid)
+        sent_back = {"status": account["status"], "contact": ["mailto:new@acme.test"], "termsOfServiceAgreed": True,
+                     "orders": account["orders"], "location": c.kid}  # acmez's Account, as json.Marshal writes it
+        updated = c.post(c.kid, sent_back, check=False)
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["contact"] == ["mailto:new@acme.test"] and updated.json()["status"] == "valid"
+        assert c.post(c.kid, {"status": "revoked"}).json()["status"] == "valid"  # not the client's to change
+        assert c.get(c.kid) == dict(account, contact=["mailto:new@acme.test"])
+        refused = c.post(c.kid, {"status": None}, check=False)  # a field of the wrong type is still said
+        assert refused.status_code == 400 and refused.json()["type"].endswith(":malformed"), refused.text
+        done = c.post(c.kid, {"status": "deactivated", "orders": account["orders"]}).json()
+        assert done["status"] == "deactivated"
     finally:
         setup.server.stop()
     assert "Traceback" not in setup.server.stderr, setup.server.stderr

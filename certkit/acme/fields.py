@@ -42,6 +42,18 @@ def deactivation(payload: dict, what: str) -> bool:
     return True
 
 
+def account_deactivation(payload: dict) -> bool:
+    """Whether an account update asks to deactivate the account (RFC 8555 7.3.6). The server "MUST ignore
+    any updates to the ... 'status' field (except as required by Section 7.3.6)" (7.3.2): a client that
+    sends its account object back (acmez's UpdateAccount: ``"status": "valid"``, ``"orders"`` and all)
+    changes its contacts. Any status string but "deactivated" is ignored so; one that is no string (null,
+    a number) is ``malformed``, as a field of the wrong type is everywhere."""
+    status = payload.get("status")
+    if isinstance(status, str) and status != "deactivated":
+        return False
+    return deactivation(payload, "An account")
+
+
 def revocation_code(payload: dict) -> int:
     """The revocation reason code the payload gives (0, unspecified, when it gives none): an integer
     (RFC 8555 7.6), else ``malformed``; an integer that is no reason a subscriber may give is

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.acme import challenges, jws
-from certkit.acme.fields import REVOCATION_CODES, check_booleans, deactivation, revocation_code
+from certkit.acme.fields import REVOCATION_CODES, account_deactivation, check_booleans, deactivation, revocation_code
 from certkit.acme.finalize import Finalizer, refuse_certificate_key
 from certkit.acme.finalize import refuse_expired as _refuse_expired
 from certkit.acme.problems import Problem
@@ -184,9 +184,10 @@ class Resources:
         account = self._own_account(request, account_id)
         payload = request.payload
         # Read as strictly as at newAccount; an agreement already given is not taken back, and one
-        # not given is not asked for (this server has no terms of service).
+        # not given is not asked for (this server has no terms of service); a status but "deactivated"
+        # and the orders URL are ignored (RFC 8555 7.3.2).
         check_booleans(payload, "onlyReturnExisting", "termsOfServiceAgreed")
-        deactivate = deactivation(payload, "An account")
+        deactivate = account_deactivation(payload)
         if "contact" in payload or deactivate:
             contact = self._contact(payload["contact"]) if "contact" in payload else None
             account = self.state.update_account(account.id, contact=contact, deactivate=deactivate)
