@@ -21,7 +21,9 @@
    request is (an account's JWS, its nonce used up, no payload, no query);
 4. RFC 8555 7.3.2 says the server MUST ignore updates to an account's ``status`` (but deactivation) and
    ``orders``: an update carrying ``"status": "valid"``, as acmez (Caddy's ACME library) sends its whole
-   account object back, was refused as malformed. Such a status is ignored now, and the update applied.
+   account object back, was refused as malformed. Such a status is ignored now, and the update applied;
+5. a JWS without its ``url`` was refused with "The JWS url header 'None' is not the URL it was sent to":
+   it is said to carry none now.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from test_acme_concurrency import (
 )
 from test_audit16_acme import _expiring, _rows
 
-from acme_client import Client, sign
+from acme_client import Client, b64, sign
 from acme_helpers import AcmeServer, certbot, listed_serials, module_server, ports, serial_of, wait_for
 from conftest import PASSPHRASE, REPO, free_port, require, run_certkit
 
@@ -259,3 +261,23 @@ def test_an_account_update_ignores_the_status_and_orders_a_client_sends_back(tmp
     finally:
         setup.server.stop()
     assert "Traceback" not in setup.server.stderr, setup.server.stderr
+
+
+# --- 5: a JWS without its url ------------------------------------------------------------------------
+def test_a_jws_without_its_url_is_said_to_lack_one(tmp_path: Path) -> None:
+    """RFC 8555 6.4: the protected header carries the URL the request is sent to. One that carried none was
+    refused as "The JWS url header 'None' is not the URL it was sent to": Python's None, shown as a URL."""
+    setup = module_server(tmp_path, [])
+    try:
+        c = Client(setup.server.directory, setup.root)
+        c.register()
+        protected = b64(json.dumps({"alg": c.alg.name, "kid": c.kid, "nonce": c.nonce()}).encode())
+        signature = c.alg.sign(c.key.key, f"{protected}.".encode())
+        refused = c.send(c.kid, {"protected": protected, "payload": "", "signature": b64(signature)}, check=False)
+        problem = refused.json()
+        assert refused.status_code == 403 and problem["type"].endswith(":unauthorized"), problem
+        assert problem["detail"] == (f"The JWS carries no 'url' header parameter; it must be the URL it is sent to "
+                                     f"({c.kid}), RFC 8555 6.4."), problem
+        assert "None" not in problem["detail"]
+    finally:
+        setup.server.stop()

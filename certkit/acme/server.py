@@ -234,6 +234,9 @@ class AcmeService:
         if content_type != JOSE:
             raise Problem("malformed", f"ACME requests are sent as {JOSE}, not '{shown(content_type)}'.", status=415)
         signed = jws.parse(body)
+        if signed.url is None:  # said as such, not as a URL 'None' that differs
+            raise Problem("unauthorized", f"The JWS carries no 'url' header parameter; it must be the URL it is sent "
+                                          f"to ({url}), RFC 8555 6.4.")
         if signed.url != url:
             raise Problem("unauthorized", f"The JWS url header '{shown(signed.url)}' is not the URL it was sent "
                                           f"to ({url}).")
