@@ -18,7 +18,8 @@
    staging server instead of this one;
 3. RFC 8555 6.3 says the server MUST allow POST-as-GET requests for the directory and newNonce, beside GET:
    both answered ``405`` ("POST is not allowed here"). They answer a POST-as-GET now, checked as every signed
-   request is (an account's JWS, its nonce used up, no payload, no query);
+   request is (an account's JWS, its nonce used up, no payload, no query); and every answer of newNonce,
+   its refusals too, says ``Cache-Control: no-store`` (RFC 8555 7.2: a refusal carries a nonce as well);
 4. RFC 8555 7.3.2 says the server MUST ignore updates to an account's ``status`` (but deactivation) and
    ``orders``: an update carrying ``"status": "valid"``, as acmez (Caddy's ACME library) sends its whole
    account object back, was refused as malformed. Such a status is ignored now, and the update applied;
@@ -230,6 +231,8 @@ def test_the_directory_and_new_nonce_answer_post_as_get(tmp_path: Path, resource
         assert c.session.get(url, timeout=30).status_code in (200, 204)  # GET as before
         put = c.session.put(url, timeout=30)
         assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD, POST", put.headers
+        if resource == "newNonce":  # RFC 8555 7.2: no answer of newNonce is cached, its refusals neither
+            assert [r.headers.get("Cache-Control") for r in (replayed, unsigned, put)] == ["no-store"] * 3
     finally:
         setup.server.stop()
     assert "Traceback" not in setup.server.stderr, setup.server.stderr

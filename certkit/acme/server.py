@@ -134,6 +134,9 @@ class AcmeService:
             trace = "" if isinstance(exc, CertkitError) else "\n" + "".join(traceback.format_exc(limit=8))
             self.log(f"error {method} {shown(path)}: {type(exc).__name__}: {shown(exc)}{trace}")
             response = Response.problem(Problem("serverInternal", "The server failed to handle the request."))
+        if _origin_form(path).partition("?")[0] == "/acme/new-nonce" and not any(
+                name == "Cache-Control" for name, _value in response.headers):
+            response.headers.append(("Cache-Control", "no-store"))  # RFC 8555 7.2: every answer of it, refusals too
         return self.finish(response, base, nonce[0] if nonce else None)
 
     def finish(self, response: Response, base: str, nonce: str | None = None, *, mint: bool = True) -> Response:
