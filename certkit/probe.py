@@ -32,6 +32,7 @@ from certkit.probe_http import ProbeError, Target, parse_url  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import (
     CERT_REQUEST_STATE,
+    VerifyErrors,
     allow_post_handshake_auth,
     openssl_reason,
     record_verify_error,
@@ -122,6 +123,7 @@ class ProbeResult:
     cipher: str | None = None
     verified: bool = False  # OpenSSL: the chain verifies against the trust anchors, for a TLS server
     verify_errors: list[str] = field(default_factory=list)  # OpenSSL's words
+    out_of_date: str | None = None  # why the chain is out of its dates: the server's certificate, or a CA named
     reasons: list[str] = field(default_factory=list)  # certkit's words (when the anchors are known)
     server_auth: bool = False
     # A CA certificate as the server's own, which OpenSSL verified for a TLS server (it does not look at the
@@ -243,7 +245,7 @@ def _client_key(path: Path):
 class _Seen:
     attempt: Attempt
     chain: list = field(default_factory=list)  # cryptography certificates, as sent
-    errors: list[tuple[int, int]] = field(default_factory=list)
+    errors: VerifyErrors = field(default_factory=VerifyErrors)  # (code, depth), and the certificate at each depth
     requested: bool = False
     requested_after: bool = False  # asked for only after the handshake (TLS 1.3 post-handshake authentication)
     wrote: set = field(default_factory=set)  # the handshake messages the client wrote (OpenSSL's state strings)
@@ -415,16 +417,16 @@ def _foreign(certs: list, roots: list, known: list, where: str) -> str | None:
     """That the client's chain does not lead, signature by signature, to a CA of the trust given (the
     certificates of its file, then the CA directory's intermediates, may lead there); None when it does, or
     when the trust holds no CA (a pinned server certificate)."""
-    from certkit.vocabulary import is_ca
+    from certkit.vocabulary import is_ca, signed_by
 
     anchors = [r for r in roots if is_ca(r)]
     if not anchors:
         return None
     cert, pool = certs[0], [*certs[1:], *known]
     for _ in range(len(pool) + 1):
-        if any(_signed_by(cert, a) for a in anchors):
+        if any(signed_by(cert, a) for a in anchors):
             return None
-        cert = next((c for c in pool if c is not cert and _signed_by(cert, c)), None) or cert
+        cert = next((c for c in pool if c is not cert and signed_by(cert, c)), None) or cert
         if cert not in pool:
             break
     named = cert.issuer.rfc4514_string()
@@ -432,18 +434,6 @@ def _foreign(certs: list, roots: list, known: list, where: str) -> str | None:
         return (f"its chain names {named} as its issuer, but the CA of that name in {where} did not sign it "
                 "(another CA of the same name)")
     return f"its chain does not lead to the CA in {where} (its issuer is {named})"
-
-
-def _signed_by(cert, ca) -> bool:
-    from cryptography.exceptions import InvalidSignature
-
-    if cert.issuer != ca.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None,
@@ -454,6 +444,7 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
     leaf, target = seen.chain[0], result.target
     result.verify_errors = list(dict.fromkeys(x509_error(code, depth) for code, depth in seen.errors))
     result.verified = not seen.errors
+    result.out_of_date = _out_of_date(result, seen)
     own = result.chain[0]
     is_ca = bool(own["basic_constraints"] and own["basic_constraints"]["ca"])
     eku = own["extended_key_usage"]  # None: no extension, which TLS reads as "any purpose"
@@ -484,3 +475,23 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
             result.reasons.append(f"not valid for name {target.host}")
         if not result.server_auth:
             result.reasons.append(f"not for a TLS server: {result.chain[0]['usable_for']}")
+
+
+def _out_of_date(result: ProbeResult, seen: _Seen) -> str | None:
+    """Why OpenSSL found the chain out of its dates, for the error: the server's own certificate, or, that one in
+    its dates, the CA above it that is not (an expired intermediate, or root), named, and where it came from."""
+    import datetime as dt
+
+    from certkit.verify_names import ca_date_problem
+
+    dated = sorted((depth, code) for code, depth in seen.errors if code in (9, 10))  # not yet valid, expired
+    if not dated:
+        return None
+    depth, code = dated[0]
+    ca = seen.errors.at.get(depth)
+    words = ca_date_problem(ca, depth, dt.datetime.now(dt.UTC)) if depth and ca is not None else None
+    if words is None:
+        return f"the server's certificate is not valid now ({x509_error(code, depth)})"
+    whence = "the server sends it" if ca in seen.chain else f"not sent: taken from {result.trust}"
+    return (f"the server's certificate is in its dates, but {words} ({whence}; OpenSSL: {x509_error(code, depth)}), "
+            "and clients refuse a chain through it")

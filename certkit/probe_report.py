@@ -372,9 +372,8 @@ def server_problem(result: "ProbeResult") -> str | None:
         return "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)"
     if result.verified and result.reasons:  # OpenSSL verified the chain; certkit verify refuses it (its key)
         return f"the server's certificate is not valid: {result.reasons[0]}"
-    dated = [e for e in result.verify_errors if "expired" in e or "not yet valid" in e]
-    if dated:  # it chains to the anchors, and is out of date (or one above it is)
-        return f"the server's certificate is not valid now ({dated[0]})"
+    if result.out_of_date:  # it chains to the anchors, and it (or a CA above it, named) is out of its dates
+        return result.out_of_date
     why = _first(result)
     if "subtree violation" in why:  # it chains to the anchor, and names what that CA may not vouch for
         return f"the server's certificate names what the name constraints of a CA above it forbid{why}"

@@ -65,11 +65,23 @@ def _openssl_words(code: int) -> str | None:
     return None if words.startswith("unknown certificate verification error") else words
 
 
+class VerifyErrors(list):
+    """OpenSSL's verification errors of one connection, ``(errnum, depth)``, and (``at``) the certificate it
+    judged at each depth that had one: a CA's out of date, say, is then named, not taken for the leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[int, object] = {}
+
+
 def record_verify_error(conn, cert, errnum: int, depth: int, ok: int) -> bool:
     """A verify callback that lets the handshake go on and keeps OpenSSL's errors in the
-    connection's app data (a list of ``(errnum, depth)``)."""
+    connection's app data (a list of ``(errnum, depth)``; a :class:`VerifyErrors` keeps the certificates too)."""
     if not ok:
-        conn.get_app_data().append((errnum, depth))
+        errors = conn.get_app_data()
+        errors.append((errnum, depth))
+        if isinstance(errors, VerifyErrors):
+            errors.at.setdefault(depth, cert.to_cryptography())
     return True
 
 

@@ -423,14 +423,28 @@ def client_refusal(alert: str, server: "ServerFacts", now: dt.datetime | None = 
 
     words, cert = _CLIENT_ALERTS.get(alert, "it ended the handshake"), server.certificate
     if alert == "certificate expired" and cert is not None:
-        problem = time_problem(cert, now)
+        problem, above = time_problem(cert, now), server.chain_dates()
         until = text_time(cert.not_after)
         words += (f": this server's certificate {problem}" if problem else
+                  f": this server's certificate is valid until {until}, but {above[0]}, and this server sends that "
+                  "CA's certificate in its chain: give it a current chain (--cert: the fullchain.pem of a bundle "
+                  "issued or renewed since)" if above else
                   f", but by this server's clock it is valid until {until}: check the client's clock")
     elif alert in ("bad certificate", "certificate unknown") and cert is not None and (
             problem := time_problem(cert, now)):  # Java, GnuTLS and Go say an expiry in these words
         words += f": this server's certificate {problem}, which is likely why"
     return words
+
+
+def chain_dates(chain_pem: bytes):
+    """For :class:`ServerFacts`: the CAs above this server's certificate, in the chain it sends (``--cert``), that
+    are out of their dates, named (:func:`certkit.verify_names.dates_above`), read anew at each call."""
+    from cryptography import x509
+
+    from certkit.verify_names import dates_above
+
+    leaf, *cas = x509.load_pem_x509_certificates(chain_pem)
+    return lambda: dates_above(leaf, cas)
 
 
 def _no_issuer(facts: "ServerFacts") -> str:

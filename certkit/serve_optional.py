@@ -187,13 +187,19 @@ def failed_rules(leaf, errors: list[tuple[int, int]]) -> frozenset[str]:
 
 
 def rule_causes(leaf, sent: list, client_cas: list, recorded) -> dict[str, str]:
-    """How the "purpose" and "ca" lines of the rule fail, in the words certkit verify uses for the same facts:
-    the certificate's purpose (:func:`purpose_problem`) or a CA's above it (:func:`ca_purpose_problem`), and a
+    """How the "time", "purpose" and "ca" lines of the rule fail, in the words certkit verify uses for the same
+    facts: a CA above the certificate out of its dates (itself in its dates), named; the certificate's purpose
+    (:func:`purpose_problem`) or a CA's above it (:func:`ca_purpose_problem`), and a
     chain that stops at an intermediate CA the client CA's inventory records (``recorded``) but the client
     did not send. A line without a known cause has no entry (the page then says what it can)."""
-    from certkit.verify_names import ca_purpose_problem, cn_text, purpose_problem
+    import datetime as dt
 
-    causes = {}
+    from certkit.verify_names import ca_purpose_problem, cn_text, dates_above, purpose_problem
+
+    causes, now = {}, dt.datetime.now(dt.UTC)
+    if leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc and (dated := dates_above(leaf, [*sent,
+                                                                                                    *client_cas])):
+        causes["time"] = dated[0]  # the certificate is in its dates: a CA above it is not
     if (purpose := purpose_problem(leaf, "client") or ca_purpose_problem([leaf, *sent, *client_cas], "client")):
         causes["purpose"] = purpose
     top = sent[-1] if sent else leaf

@@ -1,11 +1,9 @@
 """What ``certkit serve`` answers: the teaching page, and the same facts as text and JSON.
 
-The page puts side by side the two certificates of a mutual-TLS connection:
-the one the browser checked (the server's, ``serverAuth``) and the one the
-server checked (the visitor's, ``clientAuth``), each with the rule that was
-applied and why a certificate of the other kind would have been refused. With
-``serve --optional`` it also explains a missing certificate (and how to import
-``bundle.p12`` into a browser) or a refused one (with the reasons).
+The page puts side by side the two certificates of a mutual-TLS connection: the one the browser checked (the
+server's, ``serverAuth``) and the one the server checked (the visitor's, ``clientAuth``), each with the rule that
+was applied and why a certificate of the other kind would have been refused. With ``serve --optional`` it also
+explains a missing certificate (and how to import ``bundle.p12`` into a browser) or a refused one (the reasons).
 
 The page is one self-contained HTML document: inline CSS (light and dark
 through ``prefers-color-scheme``), no script, no external asset and no link
@@ -70,6 +68,7 @@ class ServerFacts:
     self_issued: bool = False  # serve issued it itself, for a day; it cannot renew it (it keeps no CA key)
     # What the CA's inventory records against its chain now, as sentences ("it was revoked on ..."); never raises
     withdrawn: Callable[[], list[str]] = list
+    chain_dates: Callable[[], list[str]] = list  # the CAs of the chain it sends out of their dates now, named
 
 
 def _e(value: object) -> str:
@@ -287,7 +286,8 @@ def _client_rule(server: ServerFacts, visit: Visit) -> str:
                    "<code>clientAuth</code> too (certkit issues client certificates with <code>clientAuth</code>)")
     return ('<h3>The rule this server applied</h3><ul class="rule">'
             + item("ca", _signed_by(server, visit), _e(causes.get("ca") or _not_chained(server, cert)))
-            + item("time", "valid now, not expired", f"it {_e(time_problem(cert) or 'is outside its dates')}")
+            + item("time", "valid now, not expired",  # its own dates, or (named) those of a CA above it
+                   _e(causes.get("time") or f"it {time_problem(cert) or 'is outside its dates'}"))
             + item("purpose", purpose, _e(causes["purpose"]) if "purpose" in causes else _client_purpose_failure(cert))
             + _revocation_rule(server, visit, item)
             + _identity_rule(cert) + "</ul>")

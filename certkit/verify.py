@@ -24,6 +24,7 @@ from certkit.verify_names import (
     check_verify_arguments,
     cn_problem,
     cn_text,
+    date_problems,
     dotted_san,
     identities_as_written,
     name_notes,
@@ -194,7 +195,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
 
     # Our own reading of the certificate, for the plain-words reasons.
     path, broken = _path(leaf, intermediates, roots, sent, now, recorded=recorded, whole=whole, sender=sender)
-    verdict.reasons += ([broken] if broken else []) + _date_problems(path, now) + weak_chain(path)
+    verdict.reasons += ([broken] if broken else []) + date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
         or cn_problem(path, purpose) or unhandled_critical(path)
@@ -252,26 +253,12 @@ def strict_notes(path: list) -> list[str]:
     return notes
 
 
-def _date_problems(path: list, now: dt.datetime) -> list[str]:
-    """The certificates of ``path`` (the leaf first) outside their validity period, in words."""
-    problems = []
-    for cert in path:
-        who = "" if cert is path[0] else f"the issuing CA {cn_text(cert.subject)} "
-        if now > cert.not_valid_after_utc:
-            days = (now - cert.not_valid_after_utc).days  # "1 day ago", "less than a day ago"
-            ago = f"{days} day{'s' if days > 1 else ''} ago" if days else "less than a day ago"
-            problems.append(f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({ago})")
-        elif now < cert.not_valid_before_utc:
-            problems.append(f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
-    return problems
-
-
 def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None = None,
                     now: dt.datetime | None = None) -> list[str]:
     """What is wrong with a certificate trusted as itself, pinned (probe's --ca-file holding the server's own
     certificate, as curl --cacert takes it), where no chain is built: its dates, purpose and name, in the
     words of :func:`verify_certificate`."""
-    reasons = _date_problems([leaf], now or dt.datetime.now(dt.UTC))
+    reasons = date_problems([leaf], now or dt.datetime.now(dt.UTC))
     reasons += [p for p in (purpose_problem(leaf, purpose),) if p]
     if name is not None and (problem := name_problem(leaf, purpose, name)):
         reasons.append(problem)

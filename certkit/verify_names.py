@@ -2,11 +2,12 @@
 names and IP addresses as TLS clients match them (RFC 6125; IDN as A-labels), a client's CN and
 subjectAltName entries as the servers that map them do (nginx, PostgreSQL, SPIFFE); its purpose as
 OpenSSL's purpose check judges it (extendedKeyUsage, nsCertType, keyUsage, and every CA's extendedKeyUsage),
-where cryptography's verifier does not look. For :mod:`certkit.verify`, which states each problem as a
-plain sentence."""
+where cryptography's verifier does not look; its dates, and each CA's above it, that CA named. For
+:mod:`certkit.verify`, which states each problem as a plain sentence."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import unicodedata
@@ -422,3 +423,43 @@ def verify_arguments(leaf, purpose, roots, intermediates, name, now) -> tuple:
         return [certificate_argument(one, what) for one in (given if many else [given])]
 
     return certificate_argument(leaf, "leaf"), each(roots, "roots"), each(intermediates, "intermediates")
+
+
+def date_problems(path: list, now: dt.datetime) -> list[str]:
+    """The certificates of ``path`` (the leaf first, then the CAs above it) outside their validity period, in
+    words; a CA's words name it, and say where it stands (:func:`ca_date_problem`)."""
+    return [p for p in (_date_problem(path[0], "", now),) if p] + _above(path, now)
+
+
+def ca_date_problem(ca, depth: int, now: dt.datetime) -> str | None:
+    """What keeps the CA ``ca``, ``depth`` places above a certificate (1: the CA that issued it), from being valid
+    at ``now``, in words: an expired CA is not an expired certificate below it. None when it is in its dates."""
+    name = cn_text(ca.subject)
+    return _date_problem(ca, f"the issuing CA {name} " if depth == 1 else f"the CA {name} above the issuing CA ", now)
+
+
+def dates_above(leaf, cas: list, now: dt.datetime | None = None) -> list[str]:
+    """The CAs of ``cas`` above ``leaf`` (its issuer among them, then that one's, as a verifier would choose:
+    :func:`certkit.vocabulary.issuer_among`) outside their validity period at ``now``, in words."""
+    from certkit.vocabulary import issuer_among
+
+    now = now or dt.datetime.now(dt.UTC)
+    path, pool = [leaf], list(cas)
+    while len(path) < 9 and (issuer := issuer_among(path[-1], pool, now)) is not None:
+        pool.remove(issuer)
+        path.append(issuer)
+    return _above(path, now)
+
+
+def _above(path: list, now: dt.datetime) -> list[str]:
+    return [p for depth, ca in enumerate(path[1:], start=1) if (p := ca_date_problem(ca, depth, now))]
+
+
+def _date_problem(cert, who: str, now: dt.datetime) -> str | None:
+    if now > cert.not_valid_after_utc:
+        days = (now - cert.not_valid_after_utc).days  # "1 day ago", "less than a day ago"
+        ago = f"{days} day{'s' if days > 1 else ''} ago" if days else "less than a day ago"
+        return f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({ago})"
+    if now < cert.not_valid_before_utc:
+        return f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+    return None

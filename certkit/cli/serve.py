@@ -75,7 +75,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
       certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
       curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
     """
-    from certkit.serve import serve_until_stopped, stderr_log, tls_context
+    from certkit.serve import chain_dates, serve_until_stopped, stderr_log, tls_context
     from certkit.serve_json import certificate_json, server_identity, unchecked
     from certkit.serve_page import ServerFacts
     from certkit.verify_names import cn_text
@@ -102,12 +102,12 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     if identity is not None:  # the certificate's facts, with the keys issue-*, list and inspect use
         server_cert.update(certificate_json(identity))
     server.context = _optional_context(chain_pem, key_pem, client_ca_pem, revocations) if optional else context
-    server.facts = ServerFacts(certificate=identity, client_ca=ca_name,
-                               revocation=revocations is not None,
+    server.facts = ServerFacts(certificate=identity, client_ca=ca_name, revocation=revocations is not None,
                                revocation_ca=revocations.name if revocations else None,
                                unchecked=unchecked(ca_name), trusted=tuple(cn_text(c.subject) for c in
                                                                           getattr(revocations, "trusted", [])),
-                               self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem))
+                               self_issued=cert_file is None, withdrawn=_withdrawn_check(ca_dir, chain_pem),
+                               chain_dates=chain_dates(chain_pem))
     server.revocations = revocations
     del key_pem
     from certkit.errors import handle_stop_signals

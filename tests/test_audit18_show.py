@@ -1,0 +1,185 @@
+"""probe, serve and verify, audit round eighteen (helper "show"), against real peers on 127.0.0.1.
+
+- show18 #1: a CA out of its dates was taken for the certificate below it. probe of a server whose own
+  certificate is in its dates but whose intermediate (or root) has expired said ``the server's certificate is not
+  valid now (certificate has expired (at depth 1))``; serve --optional's page marked a client certificate in its
+  dates ``valid now, not expired; it is outside its dates`` when its intermediate had expired; serve's log, when a
+  client refused serve's chain for its expired intermediate, said ``by this server's clock it is valid until ...:
+  check the client's clock``; and certkit verify called an expired root two levels up ``the issuing CA``. Each now
+  names the CA whose dates fail, and where it stands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from test_probe import openssl_server
+
+from conftest import PASSPHRASE, certkit_env, openssl, run_certkit
+from serve_process import serving
+
+DAY = dt.timedelta(days=1)
+
+
+# --- a PKI whose intermediate (or root) is out of its dates, the leaves in theirs --------------------------------
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject: str, key, issuer: str, issuer_key, not_before, not_after, *, ca: bool,
+          eku=None, dns: str | None = None) -> x509.Certificate:
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca,
+                                            content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, encipher_only=False,
+                                            decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                              critical=False))
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    if dns is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def dated_pki(folder: Path, expired: str) -> Path:
+    """Root "Dated Root" > intermediate "Dated Issuing" > a server leaf (localhost) and a client leaf (carol), the
+    leaves in their dates; ``expired`` ("intermediate" or "root") ended yesterday. Files: root.pem, leaf.pem,
+    inter.pem, chain.pem (leaf + intermediate), key.pem, client.pem (carol + intermediate), client.key."""
+    now = dt.datetime.now(dt.UTC)
+    root_key, inter_key, leaf_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    root = _cert("Dated Root", root_key, "Dated Root", root_key, now - 400 * DAY,
+                 now - DAY if expired == "root" else now + 400 * DAY, ca=True)
+    inter = _cert("Dated Issuing", inter_key, "Dated Root", root_key, now - 300 * DAY,
+                  now - DAY if expired == "intermediate" else now + 300 * DAY, ca=True)
+    leaf = _cert("localhost", leaf_key, "Dated Issuing", inter_key, now - 10 * DAY, now + 30 * DAY, ca=False,
+                 eku=ExtendedKeyUsageOID.SERVER_AUTH, dns="localhost")
+    client = _cert("carol", client_key, "Dated Issuing", inter_key, now - 10 * DAY, now + 30 * DAY, ca=False,
+                   eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in (("root.pem", _pem(root)), ("leaf.pem", _pem(leaf)), ("inter.pem", _pem(inter)),
+                       ("chain.pem", _pem(leaf, inter)), ("key.pem", _key_pem(leaf_key)),
+                       ("client.pem", _pem(client, inter)), ("client.key", _key_pem(client_key))):
+        (folder / name).write_bytes(data)
+        if name.endswith((".key", "key.pem")):
+            (folder / name).chmod(0o600)
+    return folder
+
+
+def _openssl_says_only_the_ca_is_out_of_date(pki: Path, depth: int) -> None:
+    """openssl verify: the chain fails for an expired certificate at ``depth``, a CA's, and the leaf, by itself,
+    is in its dates (x509 -checkend 0)."""
+    verified = openssl("verify", "-CAfile", pki / "root.pem", "-untrusted", pki / "inter.pem", pki / "leaf.pem")
+    assert verified.returncode != 0
+    assert f"error 10 at {depth} depth lookup: certificate has expired" in verified.stdout.decode() + \
+        verified.stderr.decode()
+    assert openssl("x509", "-in", pki / "leaf.pem", "-noout", "-checkend", "0").returncode == 0
+
+
+@pytest.mark.parametrize("expired, depth, words, whence", [
+    ("intermediate", 1, "the issuing CA CN=Dated Issuing expired on", "the server sends it"),
+    ("root", 2, "the CA CN=Dated Root above the issuing CA expired on", "not sent: taken from the CA in"),
+])
+def test_probe_names_the_ca_out_of_its_dates_not_the_servers_certificate(tmp_path: Path, expired: str,
+                                                                         depth: int, words: str, whence: str):
+    pki = dated_pki(tmp_path / "pki", expired)
+    _openssl_says_only_the_ca_is_out_of_date(pki, depth)
+    with openssl_server("-cert", pki / "leaf.pem", "-cert_chain", pki / "inter.pem", "-key", pki / "key.pem") as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", pki / "root.pem",
+                           env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    error = proc.stderr.strip()
+    assert error.startswith("Error: localhost:") and error.count("\n") == 0, error
+    assert "the server's certificate is not valid now" not in error, error
+    assert f"the server's certificate is in its dates, but {words}" in error, error
+    assert f"({whence}" in error and f"certificate has expired (at depth {depth})" in error, error
+    assert re.search(rf"reason +{re.escape(words)}", proc.stdout), proc.stdout  # the report's reason line
+
+
+def test_probe_still_says_the_servers_own_certificate_is_out_of_its_dates(tmp_path: Path):
+    """The server's own certificate expired, under a CA in its dates: said of it, as before."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("Fresh Root", ca_key, "Fresh Root", ca_key, now - 10 * DAY, now + 100 * DAY, ca=True)
+    leaf = _cert("localhost", key, "Fresh Root", ca_key, now - 10 * DAY, now - DAY, ca=False,
+                 eku=ExtendedKeyUsageOID.SERVER_AUTH, dns="localhost")
+    (tmp_path / "fresh.pem").write_bytes(_pem(ca))
+    (tmp_path / "old.pem").write_bytes(_pem(leaf))
+    (tmp_path / "old.key").write_bytes(_key_pem(key))
+    with openssl_server("-cert", tmp_path / "old.pem", "-key", tmp_path / "old.key") as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", tmp_path / "fresh.pem",
+                           env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "the server's certificate is not valid now (certificate has expired)" in proc.stderr, proc.stderr
+
+
+def _page_text(body: str) -> str:
+    body = re.sub(r"<style.*?</style>", "", body, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def test_serve_page_names_the_expired_intermediate_of_a_client_certificate_in_its_dates(tmp_path: Path):
+    """carol's certificate is in its dates; the intermediate she sends expired yesterday. OpenSSL refuses the
+    chain (curl gets the page with --optional); the page's time rule said "it is outside its dates"."""
+    pki = dated_pki(tmp_path / "pki", "intermediate")
+    ca_env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Serve CA", env=ca_env, check=True)
+    with serving("--optional", "--client-ca", pki / "root.pem", env=ca_env, cwd=tmp_path) as srv:
+        answer = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(tmp_path / "ca" / "ca.pem"),
+                                 "--cert", str(pki / "client.pem"), "--key", str(pki / "client.key"),
+                                 "-H", "Accept: text/html", srv.url], capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    text = _page_text(answer.stdout)
+    assert "certificate has expired (at depth 1)" in text, text  # OpenSSL's verdict, on the page
+    rule = text[text.index("The rule this server applied"):]
+    assert "valid now, not expired; the issuing CA CN=Dated Issuing expired on" in rule, rule
+    assert "outside its dates" not in text, text
+
+
+def test_serve_log_names_its_own_expired_intermediate_not_the_clients_clock(tmp_path: Path):
+    """serve --cert with a chain whose intermediate expired: curl refuses it (certificate expired), and serve's
+    log blamed the client's clock, though its own certificate is in its dates."""
+    pki = dated_pki(tmp_path / "pki", "intermediate")
+    ca_env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Serve CA", env=ca_env, check=True)
+    with serving("--cert", pki / "chain.pem", "--key", pki / "key.pem", env=ca_env, cwd=tmp_path) as srv:
+        curl = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(pki / "root.pem"),
+                               f"https://localhost:{srv.port}/"], capture_output=True, text=True, timeout=60)
+        assert curl.returncode == 60 and "certificate has expired" in curl.stderr, curl.stderr
+        line = srv.wait_for_log("refused by the client")[0]
+    assert "alert certificate expired" in line, line
+    assert "check the client's clock" not in line, line
+    assert ("but the issuing CA CN=Dated Issuing expired on" in line
+            and "this server sends that CA's certificate in its chain" in line), line
+
+
+def test_verify_calls_a_root_two_levels_up_not_the_issuing_ca(tmp_path: Path):
+    pki = dated_pki(tmp_path / "pki", "root")
+    proc = run_certkit("verify", pki / "chain.pem", "--purpose", "server", "--ca-file", pki / "root.pem",
+                       env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "the CA CN=Dated Root above the issuing CA expired on" in proc.stdout + proc.stderr, proc.stdout
+    assert "the issuing CA CN=Dated Root" not in proc.stdout + proc.stderr
+
