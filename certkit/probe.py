@@ -40,7 +40,7 @@ from certkit.pyossl import (
     x509_error,
 )
 from certkit.text import shown
-from certkit.verify_names import name_problem
+from certkit.verify_names import dates_above, name_problem
 
 DEFAULT_TIMEOUT = 10.0
 _WROTE_CERT, _WROTE_VERIFY = b"SSLv3/TLS write client certificate", b"SSLv3/TLS write certificate verify"
@@ -374,7 +374,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
             certs, roots + extra, beside=client.cert.parent)
         at = now or dt.datetime.now(dt.UTC)  # the chain in date: an "expired" alert is then of no certificate
         result.client_validity = {k: info[k] for k in ("status", "not_before", "not_after")} | {
-            "chain_in_date": all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in certs)}
+            "chain_in_date": all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in certs),
+            "ca_dates": dates_above(certs[0], [*certs[1:], *roots, *extra], at)}  # the CAs above it out of date
         result.client_subject, result.client_usage = info["subject"], info["usable_for"]
         result.client_issuer, result.client_eku = info["issuer"], info["extended_key_usage"]
         result.client_key_type = info["key_type"]

@@ -5,8 +5,10 @@
   valid now (certificate has expired (at depth 1))``; serve --optional's page marked a client certificate in its
   dates ``valid now, not expired; it is outside its dates`` when its intermediate had expired; serve's log, when a
   client refused serve's chain for its expired intermediate, said ``by this server's clock it is valid until ...:
-  check the client's clock``; and certkit verify called an expired root two levels up ``the issuing CA``. Each now
-  names the CA whose dates fail, and where it stands.
+  check the client's clock``; certkit verify called an expired root two levels up ``the issuing CA``; and probe
+  glossed an OpenSSL server's alert "certificate expired" about a client certificate in its dates, whose file sends
+  an expired intermediate, as "the certificate has expired". Each now names the CA whose dates fail, and where it
+  stands.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_probe import openssl_server
 
-from conftest import PASSPHRASE, certkit_env, openssl, run_certkit
+from conftest import PASSPHRASE, certkit_env, new_ca, openssl, run_certkit
 from serve_process import serving
 
 DAY = dt.timedelta(days=1)
@@ -134,6 +136,30 @@ def test_probe_still_says_the_servers_own_certificate_is_out_of_its_dates(tmp_pa
     assert proc.returncode == 1
     assert "the server's certificate is not valid now (certificate has expired)" in proc.stderr, proc.stderr
 
+
+
+def test_probe_says_a_client_certificate_refused_as_expired_is_in_date_and_names_its_ca(tmp_path: Path):
+    """carol's certificate is in its dates, the intermediate her file sends expired: an OpenSSL server refuses
+    with the alert "certificate expired", which probe glossed "the certificate has expired"."""
+    pki = dated_pki(tmp_path / "pki", "intermediate")
+    ca_env = dict(new_ca(tmp_path, "Server CA"), HOME=str(tmp_path))
+    run_certkit("issue-server", "localhost", env=ca_env, cwd=tmp_path, check=True)
+    server = ("-cert", tmp_path / "localhost" / "cert.pem", "-key", tmp_path / "localhost" / "privkey.pem",
+              "-CAfile", pki / "root.pem", "-Verify", "1", "-verify_return_error", "-tls1_2")  # alert in the handshake
+    with openssl_server(*server) as port:
+        s_client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                                   "-cert", str(pki / "client.pem"), "-cert_chain", str(pki / "inter.pem"),
+                                   "-key", str(pki / "client.key")], input=b"GET / HTTP/1.0\r\n\r\n",
+                                  capture_output=True, timeout=60)
+        assert b"alert certificate expired" in s_client.stdout + s_client.stderr  # the server's alert
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", tmp_path / "ca",
+                           "--cert", pki / "client.pem", "--key", pki / "client.key",
+                           env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.lstrip().startswith("with it"))
+    assert "alert certificate expired: the certificate given is in date (until " in line, line
+    assert "but the issuing CA CN=Dated Issuing expired on" in line, line
+    assert "the certificate has expired" not in line, line
 
 def _page_text(body: str) -> str:
     body = re.sub(r"<style.*?</style>", "", body, flags=re.S)
