@@ -259,7 +259,7 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
     from certkit.pyossl import deadline, interrupt_after, name_text
 
     try:
-        sock = socket.create_connection((target.host, target.port), timeout=timeout)
+        sock = target.connect(timeout)
     except (OSError, UnicodeError) as exc:  # UnicodeError: the resolver's codec, for an IPv6 zone like a..b
         why = "a part of its name is empty or over 63 bytes" if isinstance(exc, UnicodeError) else exc.strerror or exc
         raise ProbeError(f"Cannot connect to {shown(target.label)}: {why}.") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -33,9 +34,12 @@ class ProbeError(CertkitError):
 
 @dataclass
 class Target:
-    host: str
+    host: str  # a name, or an address without its zone
     port: int
     path: str
+    # An IPv6 address's zone (RFC 6874 https://[fe80::1%25eth0]/): the network interface to reach it through,
+    # by name or index. The connection only uses it: it is no part of the name the certificate must hold.
+    zone: str | None = None
 
     @property
     def is_ip(self) -> bool:
@@ -47,7 +51,23 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        zone = f"%{self.zone}" if self.zone else ""
+        return f"[{self.host}{zone}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A TCP connection to the host (each of a name's addresses in turn), through the zone's interface."""
+        if self.zone is None:
+            return socket.create_connection((self.host, self.port), timeout=timeout)
+        # The resolver takes a zone for a link-local address only (glibc): the address is given with it here.
+        index = int(self.zone) if self.zone.isdigit() else socket.if_nametoindex(self.zone)
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((self.host, self.port, 0, index))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
 
 def parse_url(url: str) -> Target:
@@ -86,8 +106,9 @@ def parse_url(url: str) -> Target:
     if port == 0:
         raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
     path = _encoded(parts.path or "/", _PATH_SAFE)
-    return Target(_host(url, parts.hostname), 443 if port is None else port,
-                  path + (f"?{_encoded(parts.query, _QUERY_SAFE)}" if parts.query else ""))
+    host, zone = _host(url, parts.hostname)
+    return Target(host, 443 if port is None else port,
+                  path + (f"?{_encoded(parts.query, _QUERY_SAFE)}" if parts.query else ""), zone)
 
 
 def _encoded(text: str, safe: str) -> str:
@@ -96,24 +117,43 @@ def _encoded(text: str, safe: str) -> str:
     return quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text), safe=safe)
 
 
-def _host(url: str, hostname: str) -> str:
-    """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP."""
-    import ipaddress
-
+def _host(url: str, hostname: str) -> tuple[str, str | None]:
+    """The URL's host as certkit names hosts (:func:`certkit.names.parse_host`): A-labels, a compressed IP; and
+    an IPv6 address's zone (:func:`_zone`), or None."""
     from certkit.errors import InvalidName
     from certkit.names import parse_host
 
     try:  # an address as given: probe connects to it (0.0.0.0 reaches this host), it names no certificate
-        return str(ipaddress.ip_address(hostname))
+        address = ipaddress.ip_address(hostname)
     except ValueError:
         pass
+    else:
+        if getattr(address, "scope_id", None) is None:
+            return str(address), None
+        return str(ipaddress.ip_address(hostname.partition("%")[0])), _zone(url, hostname.partition("%")[2])
     try:
         host = parse_host(hostname)
     except InvalidName as exc:
         raise ProbeError(f"'{shown(url)}' names no host certkit can probe: {shown(exc)}") from None
     if host.is_wildcard:
         raise ProbeError(f"'{shown(url)}' names a wildcard; probe connects to one host, as in https://www.example.com/.")
-    return host.value
+    return host.value, None
+
+
+def _zone(url: str, written: str) -> str:
+    """The zone of ``https://[fe80::1%25eth0]/``: RFC 6874 writes its '%' as %25, which is taken off (as curl
+    does; a bare '%eth0' is taken too), and its own escapes decoded. It must name an interface of this machine
+    (or be an interface's index)."""
+    from urllib.parse import unquote
+
+    zone = unquote(written[2:] if written.startswith("25") else written)
+    try:
+        socket.if_indextoname(int(zone)) if zone.isdigit() else socket.if_nametoindex(zone)
+    except (OSError, ValueError, OverflowError):  # ValueError: empty, or a NUL in it
+        raise ProbeError(f"'{shown(url)}' names the zone '{shown(zone)}' (the network interface to reach the "
+                         "address through), which is no interface of this machine: give one `ip link` lists, as "
+                         "in https://[fe80::1%25eth0]:8443/.") from None
+    return zone
 
 
 def await_refusal(conn, sock, timeout: float) -> tuple[bytes, Exception | None]:

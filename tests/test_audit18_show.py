@@ -9,6 +9,11 @@
   glossed an OpenSSL server's alert "certificate expired" about a client certificate in its dates, whose file sends
   an expired intermediate, as "the certificate has expired". Each now names the CA whose dates fail, and where it
   stands.
+- show18 #2: probe refused an IPv6 address with its zone, as RFC 6874 writes it in a URL and curl takes it
+  (``https://[::1%25lo]:8443/``, ``https://[fe80::1%25eth0]/``): ``Cannot connect to [::1%25lo]:8443: Name or
+  service not known``; the resolver takes no zone for ::1, and '%25' (the '%' escaped) was left in the zone. Now
+  the zone is read as curl reads it, checked against this machine's interfaces, and used for the connection only
+  (the certificate is matched against the address, and the Host header carries none, as curl sends it).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -26,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_probe import openssl_server
 
-from conftest import PASSPHRASE, certkit_env, new_ca, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, new_ca, openssl, run_certkit
 from serve_process import serving
 
 DAY = dt.timedelta(days=1)
@@ -209,3 +215,38 @@ def test_verify_calls_a_root_two_levels_up_not_the_issuing_ca(tmp_path: Path):
     assert "the CA CN=Dated Root above the issuing CA expired on" in proc.stdout + proc.stderr, proc.stdout
     assert "the issuing CA CN=Dated Root" not in proc.stdout + proc.stderr
 
+
+# --- show18 #2: IPv6 zones ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("zone", ["%25lo", "%lo", "%25{index}"])
+def test_probe_reaches_an_ipv6_address_written_with_its_zone(tmp_path: Path, zone: str):
+    zone = zone.format(index=socket.if_nametoindex("lo"))
+    env = dict(new_ca(tmp_path, "Zone CA"), HOME=str(tmp_path))
+    run_certkit("issue-client", "alice", env=env, cwd=tmp_path, check=True)
+    with serving("--host", "::1", env=env, cwd=tmp_path) as srv:
+        url = f"https://[::1{zone}]:{srv.port}/"
+        curl = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(tmp_path / "ca" / "ca.pem"),
+                               "--cert", str(tmp_path / "alice" / "fullchain.pem"),
+                               "--key", str(tmp_path / "alice" / "privkey.pem"), url],
+                              capture_output=True, text=True, timeout=60)
+        assert curl.returncode == 0 and "alice" in curl.stdout, curl.stderr  # the URL is one curl takes
+        proc = run_certkit("probe", url, "--ca-dir", tmp_path / "ca", "--bundle", tmp_path / "alice",
+                           env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+        log = "\n".join(srv.wait_for_log('"GET / HTTP/1.1" 200', count=2))
+    assert proc.returncode == 0, proc.stderr
+    written = zone.removeprefix("%").removeprefix("25")
+    assert f": [::1%{written}]:{srv.port}, TLSv1." in proc.stdout, proc.stdout
+    assert "names       yes: ::1 is among its names" in proc.stdout, proc.stdout
+    assert "with it     accepted: the server answered HTTP 200" in proc.stdout, proc.stdout
+    assert "Name or service not known" not in proc.stdout + proc.stderr
+    assert log.count("client=alice") >= 2, log
+
+
+@pytest.mark.parametrize("zone, named", [("%25nosuch0", "nosuch0"), ("%25", ""), ("%2599999", "99999")])
+def test_probe_names_a_zone_that_is_no_interface_of_this_machine(tmp_path: Path, zone: str, named: str):
+    if named:
+        with pytest.raises(OSError):  # no such interface here, by name or by index
+            socket.if_indextoname(int(named)) if named.isdigit() else socket.if_nametoindex(named)
+    proc = run_certkit("probe", f"https://[::1{zone}]:8443/", env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert_clean_error(proc, f"names the zone '{named}' (the network interface to reach the address through), "
+                             "which is no interface of this machine")
+    assert proc.stderr.count("\n") == 1, proc.stderr
