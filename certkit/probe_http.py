@@ -59,7 +59,7 @@ class Target:
         if self.zone is None:
             return socket.create_connection((self.host, self.port), timeout=timeout)
         # The resolver takes a zone for a link-local address only (glibc): the address is given with it here.
-        index = int(self.zone) if self.zone.isdigit() else socket.if_nametoindex(self.zone)
+        index = zone_index(self.zone)
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
@@ -141,19 +141,31 @@ def _host(url: str, hostname: str) -> tuple[str, str | None]:
 
 
 def _zone(url: str, written: str) -> str:
-    """The zone of ``https://[fe80::1%25eth0]/``: RFC 6874 writes its '%' as %25, which is taken off (as curl
-    does; a bare '%eth0' is taken too), and its own escapes decoded. It must name an interface of this machine
-    (or be an interface's index)."""
-    from urllib.parse import unquote
-
-    zone = unquote(written[2:] if written.startswith("25") else written)
+    """The zone of ``https://[fe80::1%25eth0]/`` (:func:`unescaped_zone`), which must name an interface of this
+    machine (or be an interface's index)."""
+    zone = unescaped_zone(written)
     try:
-        socket.if_indextoname(int(zone)) if zone.isdigit() else socket.if_nametoindex(zone)
+        zone_index(zone)
     except (OSError, ValueError, OverflowError):  # ValueError: empty, or a NUL in it
         raise ProbeError(f"'{shown(url)}' names the zone '{shown(zone)}' (the network interface to reach the "
                          "address through), which is no interface of this machine: give one `ip link` lists, as "
                          "in https://[fe80::1%25eth0]:8443/.") from None
     return zone
+
+
+def unescaped_zone(written: str) -> str:
+    """An IPv6 zone as written after the '%' of an address: RFC 6874 writes that '%' as %25 in a URL, which is taken
+    off (as curl does; a bare '%eth0' is taken too), and the zone's own escapes decoded."""
+    from urllib.parse import unquote
+
+    return unquote(written[2:] if written.startswith("25") else written)
+
+
+def zone_index(zone: str) -> int:
+    """The index of the network interface ``zone`` names (or is the index of); OSError when this machine has none."""
+    index = int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+    socket.if_indextoname(index)
+    return index
 
 
 def await_refusal(conn, sock, timeout: float) -> tuple[bytes, Exception | None]:

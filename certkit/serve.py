@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from certkit.anchors import refuse_server_chain
 from certkit.errors import CertkitError
+from certkit.probe_http import unescaped_zone, zone_index
 from certkit.pyossl import drain_rejected
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
     InventoryRevocations,
@@ -50,6 +51,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import shown
 from certkit.tlscheck import reason_of
+from certkit.verify_names import dates_above
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -269,13 +271,14 @@ class IdentityServer(ThreadingHTTPServer):
         self.facts = facts or ServerFacts(certificate=None, client_ca="the CA this server trusts")
         self.revocations: InventoryRevocations | None = None  # set by serve when the client CA has an inventory
         if ":" in address[0]:
-            self.address_family = socket.AF_INET6
+            self.address_family, address = socket.AF_INET6, _scoped(address)
         super().__init__(address, handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
-        return f"https://[{host}]:{port}/" if ":" in host else f"https://{host}:{port}/"
+        host, port, *scope = self.server_address  # a link-local address's zone: as RFC 6874 writes it in a URL
+        zone = f"%25{socket.if_indextoname(scope[1])}" if scope[1:] and scope[1] else ""
+        return f"https://[{host}{zone}]:{port}/" if ":" in host else f"https://{host}:{port}/"
 
     def get_request(self):
         sock, address = self.socket.accept()
@@ -380,6 +383,13 @@ def _handshake(request, seconds: float) -> None:
         timer.cancel()
 
 
+def _scoped(address: tuple[str, int]) -> tuple:
+    """``(fe80::1%eth0, port)`` (or a URL's ``%25eth0``) as bind() takes it, the zone as an interface index (the
+    resolver takes zones for link-local addresses only); OSError: no such interface. Unchanged without a zone."""
+    host, _, written = address[0].partition("%")
+    return address if not written else (host, address[1], 0, zone_index(unescaped_zone(written)))
+
+
 def _record_sni(sock, server_name: str | None, context) -> None:
     """``sni_callback``: keep on the connection the name the client asked for (None without SNI)."""
     sock.certkit_sni = server_name
@@ -440,8 +450,6 @@ def chain_dates(chain_pem: bytes):
     """For :class:`ServerFacts`: the CAs above this server's certificate, in the chain it sends (``--cert``), that
     are out of their dates, named (:func:`certkit.verify_names.dates_above`), read anew at each call."""
     from cryptography import x509
-
-    from certkit.verify_names import dates_above
 
     leaf, *cas = x509.load_pem_x509_certificates(chain_pem)
     return lambda: dates_above(leaf, cas)

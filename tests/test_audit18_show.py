@@ -13,7 +13,9 @@
   (``https://[::1%25lo]:8443/``, ``https://[fe80::1%25eth0]/``): ``Cannot connect to [::1%25lo]:8443: Name or
   service not known``; the resolver takes no zone for ::1, and '%25' (the '%' escaped) was left in the zone. Now
   the zone is read as curl reads it, checked against this machine's interfaces, and used for the connection only
-  (the certificate is matched against the address, and the Host header carries none, as curl sends it).
+  (the certificate is matched against the address, and the Host header carries none, as curl sends it). serve
+  --host with a zone (``::1%lo``, ``[::1%25lo]``) was refused as if it were a certificate name ("a zone ... cannot
+  go in a certificate"); it now listens there, through that interface, and its certificate names the address.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_probe import openssl_server
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, new_ca, openssl, run_certkit
+from conftest import (
+    PASSPHRASE,
+    assert_clean_error,
+    certkit_env,
+    new_ca,
+    openssl,
+    run_certkit,
+)
 from serve_process import serving
 
 DAY = dt.timedelta(days=1)
@@ -250,3 +259,26 @@ def test_probe_names_a_zone_that_is_no_interface_of_this_machine(tmp_path: Path,
     assert_clean_error(proc, f"names the zone '{named}' (the network interface to reach the address through), "
                              "which is no interface of this machine")
     assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+@pytest.mark.parametrize("host", ["::1%lo", "[::1%25lo]"])
+def test_serve_listens_on_an_ipv6_address_given_with_its_zone(tmp_path: Path, host: str):
+    env = dict(new_ca(tmp_path, "Zone CA"), HOME=str(tmp_path))
+    run_certkit("issue-client", "alice", env=env, cwd=tmp_path, check=True)
+    with serving("--host", host, env=env, cwd=tmp_path) as srv:
+        assert srv.info["server_certificate"]["names"] == ["DNS:localhost", "IP:127.0.0.1", "IP:::1"], srv.info
+        curl = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(tmp_path / "ca" / "ca.pem"),
+                               "--cert", str(tmp_path / "alice" / "fullchain.pem"),
+                               "--key", str(tmp_path / "alice" / "privkey.pem"), f"https://[::1%25lo]:{srv.port}/"],
+                              capture_output=True, text=True, timeout=60)
+    assert curl.returncode == 0 and "alice" in curl.stdout, curl.stderr
+
+
+def test_serve_names_a_zone_that_is_no_interface_of_this_machine(tmp_path: Path):
+    env = dict(new_ca(tmp_path, "Zone CA"), HOME=str(tmp_path))
+    proc = run_certkit("serve", "--host", "::1%nosuch0", "--port", "0", env=env, cwd=tmp_path)
+    assert_clean_error(proc, "Cannot listen on [::1%nosuch0]:0: no interface with this name")
+    listed = run_certkit("list", "--json", env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and "localhost" not in listed.stdout, listed.stdout  # no certificate issued
+
+

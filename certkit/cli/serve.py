@@ -441,7 +441,7 @@ def _local_names(host: str) -> list[str]:
     if host in ("0.0.0.0", "::", ""):
         return names
     try:
-        name = str(ipaddress.ip_address(_unbracketed(host)))  # 0:0:0:0:0:0:0:1 is ::1
+        name = str(ipaddress.ip_address(_unbracketed(host).partition("%")[0]))  # 0:0:0:0:0:0:0:1 is ::1; no zone
     except ValueError:
         name = host.lower().rstrip(".")  # LOCALHOST is localhost
     if name not in names:
