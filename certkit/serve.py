@@ -213,7 +213,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         from certkit import serve_page
 
-        visit = self.server.visit_of(self.connection)
+        visit = self.server.visit_of(self.connection).through(self.headers)  # a proxy's request: said so
         kind = self._wanted_format()
         if kind == "json":
             body = json.dumps(serve_page.as_json(visit, self.server.facts), indent=2) + "\n"

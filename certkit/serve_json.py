@@ -152,6 +152,7 @@ def as_json(visit: "Visit", server: "ServerFacts") -> dict:
     data["supplied_by_server"] = list(visit.supplied)  # intermediate CAs the client did not send: serve supplied them
     line = unchecked_line(server, visit) if visit.client is not None else None
     data["not_checked"] = [] if line is None else [f"revocation: {line.removeprefix('not checked for revocation: ')}"]
+    data["proxied"] = None if visit.proxied is None else {"header": visit.proxied, "note": proxy_note(visit.proxied)}
     return data
 
 
@@ -328,6 +329,49 @@ def unchecked_line(server, visit=None) -> str | None:
         return (f"not checked for revocation: it is not under {shown(server.revocation_ca or server.client_ca)}, the "
                 "only CA whose inventory this server reads")
     return None
+
+
+def as_text(visit: "Visit", server: "ServerFacts") -> str:
+    """The text answer: the client's identity, or why there is none; and, for a request that came through a
+    proxy, what that means (:func:`proxy_note`)."""
+    through = f"  proxy        {proxy_note(visit.proxied)}\n" if visit.proxied else ""
+    if visit.authenticated:
+        return visit.client.as_text() + _supplied_text(visit) + _unchecked_text(server, visit) + through
+    if visit.client is None:
+        return ("No client certificate was sent.\n"
+                f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n  With curl: "
+                "--cert fullchain.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n" + through)
+    lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
+    return (lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused) + _unchecked_text(server, visit)
+            + through)
+
+
+def _supplied_text(visit: "Visit") -> str:
+    return "" if (line := supplied_line(visit)) is None else f"  note         {shown(line)}\n"
+
+
+def _unchecked_text(server: "ServerFacts", visit: "Visit | None" = None) -> str:
+    return "" if (line := unchecked_line(server, visit)) is None else f"  revocation   {line}\n"
+
+
+# The headers a proxy adds to a request it passes on: RFC 7239's, RFC 9110's Via, and the ones nginx, HAProxy
+# and the cloud load balancers are configured to add. A proxy that adds none cannot be told from a client.
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto", "Via")
+
+
+def proxied_by(headers) -> str | None:
+    """The first proxy header of a request (``Name: value``, escaped and cut at 200 characters), or None."""
+    found = next((name for name in _PROXY_HEADERS if headers.get(name) is not None), None)
+    return None if found is None else f"{found}: {shown(headers.get(found))[:200]}"
+
+
+def proxy_note(header: str) -> str:
+    """What a request through a proxy means for what this server shows: the TLS it ended is the proxy's."""
+    return (f"This request came through a proxy ({header}), which ended your TLS connection and made its own to "
+            "this server: the client certificate shown here is the one the proxy presented (or none), not your "
+            "browser's, and the server certificate your browser checked is the proxy's, not this server's. Your "
+            "certificate went to the proxy, which must check it itself (nginx: ssl_verify_client) and pass on what "
+            "it found ($ssl_client_s_dn in a header): this server cannot see it")
 
 
 _ANSWERS = (("json", "application/json"), ("html", "text/html"), ("text", "text/plain"))

@@ -20,7 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.serve_json import as_json, status_of, supplied_line, text_time, time_problem, unchecked_line  # noqa: F401
+from certkit.serve_json import (  # noqa: F401 (as_json, as_text: serve_page answers in three forms)
+    as_json,
+    as_text,
+    proxied_by,
+    proxy_note,
+    status_of,
+    supplied_line,
+    text_time,
+    time_problem,
+    unchecked_line,
+)
 from certkit.text import shown
 from certkit.vocabulary import colons
 
@@ -49,10 +59,17 @@ class Visit:
     causes: dict[str, str] = field(default_factory=dict)
     chain: tuple[str, ...] = ()  # the CAs above the certificate as the handshake verified it: its issuer first
     supplied: tuple[str, ...] = ()  # of those, the intermediate CAs the client did not send, which serve supplied
+    proxied: str | None = None  # the request's proxy header (serve_json.proxied_by): a proxy ended the TLS
 
     @property
     def authenticated(self) -> bool:
         return self.client is not None and not self.refused
+
+    def through(self, headers) -> "Visit":
+        """This connection's visit, for one request on it: with the proxy header it carries, if any."""
+        from dataclasses import replace
+
+        return replace(self, proxied=proxied_by(headers))
 
 
 @dataclass(frozen=True)
@@ -75,26 +92,6 @@ def _e(value: object) -> str:
     return html.escape(shown(value))
 
 
-# --- JSON and text ------------------------------------------------------------------
-def as_text(visit: Visit, server: ServerFacts) -> str:
-    if visit.authenticated:
-        return visit.client.as_text() + _supplied_text(visit) + _unchecked_text(server, visit)
-    if visit.client is None:
-        return ("No client certificate was sent.\n"
-                f"  This server accepts client certificates issued by \"{shown(server.client_ca)}\".\n  With curl: "
-                "--cert fullchain.pem --key privkey.pem (or --cert-type P12 --cert bundle.p12:PASSWORD).\n")
-    lines = visit.client.as_text().replace("Authenticated client certificate", "Refused client certificate", 1)
-    return lines + "".join(f"  refused      {shown(r)}\n" for r in visit.refused) + _unchecked_text(server, visit)
-
-
-def _supplied_text(visit: Visit) -> str:
-    return "" if (line := supplied_line(visit)) is None else f"  note         {shown(line)}\n"
-
-
-def _unchecked_text(server: ServerFacts, visit: "Visit | None" = None) -> str:
-    return "" if (line := unchecked_line(server, visit)) is None else f"  revocation   {line}\n"
-
-
 # --- the page -----------------------------------------------------------------------
 _CSS = """
 :root { color-scheme: light dark; --bg: #f6f7f9; --card: #ffffff; --ink: #1d2330; --soft: #5b6475;
@@ -103,14 +100,12 @@ _CSS = """
   :root { --bg: #11151c; --card: #1a2029; --ink: #e6e9ef; --soft: #a3acbb; --line: #2c3440;
     --server: #58a6ff; --client: #3fb950; --bad: #ff7b72; --badbg: #3a1d1d; --code: #232b36; }
 }
-* { box-sizing: border-box; }
+* { box-sizing: border-box; } p { margin: 4px 0; } .lead { color: var(--soft); max-width: 860px; }
 body { margin: 0; background: var(--bg); color: var(--ink);
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
 main { max-width: 1140px; margin: 0 auto; padding: 18px 24px 32px; }
 h1 { font-size: 1.7rem; margin: 0 0 4px; } h2 { font-size: 1.2rem; margin: 0; }
 h3 { font-size: .85rem; margin: 12px 0 2px; text-transform: uppercase; letter-spacing: .04em; color: var(--soft); }
-p { margin: 4px 0; }
-.lead { color: var(--soft); max-width: 860px; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; margin-top: 14px; }
 @media (max-width: 800px) { .pair { grid-template-columns: 1fr; } }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
@@ -119,14 +114,11 @@ p { margin: 4px 0; }
 .role { display: inline-block; margin: 6px 0 2px; padding: 2px 10px; border-radius: 999px; font-weight: 600;
   color: var(--accent); border: 1px solid var(--accent); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 1px 14px; margin: 8px 0 0; }
-dt { color: var(--soft); }
-dd { margin: 0; overflow-wrap: anywhere; }
-dd.mono { font-size: .85em; }
+dt { color: var(--soft); } dd { margin: 0; overflow-wrap: anywhere; } dd.mono { font-size: .85em; }
 .more { display: block; margin-top: 2px; color: var(--soft); font-size: .92em; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .9em; }
 code { background: var(--code); padding: 1px 5px; border-radius: 4px; }
-ul.rule { margin: 4px 0; padding-left: 20px; }
-ul.rule li.failed { color: var(--bad); font-weight: 600; }
+ul.rule { margin: 4px 0; padding-left: 20px; } ul.rule li.failed { color: var(--bad); font-weight: 600; }
 .why { margin-top: 10px; padding: 6px 12px; border-left: 4px solid var(--bad); background: var(--badbg); }
 .reasons { color: var(--bad); font-weight: 600; }
 ol.howto { padding-left: 20px; margin: 4px 0; } ol.howto li { margin: 4px 0; }
@@ -457,6 +449,10 @@ def _no_certificate_card(server: ServerFacts) -> str:
 </section>"""
 
 
+def _proxied(visit: Visit) -> str:
+    return f'\n<p class="why" id="proxied">{_e(proxy_note(visit.proxied))}</p>' if visit.proxied else ""
+
+
 def render_page(visit: Visit, server: ServerFacts, host: str | None = None, now: dt.datetime | None = None) -> str:
     """The whole HTML page for one request. ``host`` is the name the client connected to, the one
     it checked the server's certificate against: the connection's TLS SNI name, or without SNI the
@@ -485,7 +481,7 @@ def render_page(visit: Visit, server: ServerFacts, host: str | None = None, now:
 <style>{_CSS}</style>
 </head><body><main>
 <h1>{heading}</h1>
-<p class="lead">{lead}</p>
+<p class="lead">{lead}</p>{_proxied(visit)}
 <div class="pair">
 {_server_card(server, host, now)}
 {_client_card(visit, server)}

@@ -8,7 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +31,23 @@ def nginx(workdir: Path, tls: str) -> Iterator[tuple[int, Path]]:
 
     The location answers with what nginx concluded about the client certificate.
     """
+    with nginx_server(workdir, lambda port: f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+{tls}
+        location / {{
+            default_type text/plain;
+            return 200 "verify=$ssl_client_verify dn=$ssl_client_s_dn\\n";
+        }}
+    }}""") as (port, error_log):
+        yield port, error_log
+
+
+@contextmanager
+def nginx_server(workdir: Path, servers: Callable[[int], str]) -> Iterator[tuple[int, Path]]:
+    """Run nginx in the foreground under workdir/nginx (its pid, logs and temporary folders there) on a free
+    loopback port, with the ``server`` blocks ``servers(port)`` in its http block; yield (port, error_log)."""
     exe = require_nginx()
     prefix = workdir / "nginx"
     prefix.mkdir(parents=True)
@@ -49,15 +66,7 @@ events {{ worker_connections 64; }}
 http {{
     access_log {prefix / 'access.log'};
 {temp_paths}
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-{tls}
-        location / {{
-            default_type text/plain;
-            return 200 "verify=$ssl_client_verify dn=$ssl_client_s_dn\\n";
-        }}
-    }}
+{servers(port)}
 }}
 """)
     proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf), "-e", str(error_log)],

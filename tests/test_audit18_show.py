@@ -16,15 +16,24 @@
   (the certificate is matched against the address, and the Host header carries none, as curl sends it). serve
   --host with a zone (``::1%lo``, ``[::1%25lo]``) was refused as if it were a certificate name ("a zone ... cannot
   go in a certificate"); it now listens there, through that interface, and its certificate names the address.
+- show18 #3: serve behind a proxy that ends TLS (nginx ``proxy_pass https://`` with ``proxy_ssl_certificate``)
+  greeted the proxy's certificate as the visitor's: alice, checked by nginx, got a page saying "Hello,
+  nginx-proxy", "Your certificate: it proves who you are", and "the certificate your browser checked" for serve's
+  own. A request carrying a proxy header (Forwarded, X-Forwarded-For, X-Real-IP, Via, ...) now gets, on the page,
+  in the text and in the JSON (``proxied``), what that means: the certificates shown are those of the proxy's
+  connection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,6 +51,7 @@ from conftest import (
     openssl,
     run_certkit,
 )
+from nginx_helper import nginx_server
 from serve_process import serving
 
 DAY = dt.timedelta(days=1)
@@ -282,3 +292,71 @@ def test_serve_names_a_zone_that_is_no_interface_of_this_machine(tmp_path: Path)
     assert listed.returncode == 0 and "localhost" not in listed.stdout, listed.stdout  # no certificate issued
 
 
+
+# --- show18 #3: serve behind a proxy that ends TLS ---------------------------------------------------------------
+@contextmanager
+def nginx_in_front(work: Path, backend: int, *, forwarded: bool) -> Iterator[int]:
+    """nginx on 127.0.0.1 requiring a client certificate of work/ca, passing each request on to serve on
+    ``backend`` over TLS with its own client certificate (work/nginx-proxy); with ``forwarded``, adding
+    X-Forwarded-For, as the usual proxy configuration does."""
+    header = "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" if forwarded else ""
+    with nginx_server(work, lambda port: f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {work / 'localhost' / 'fullchain.pem'};
+        ssl_certificate_key {work / 'localhost' / 'privkey.pem'};
+        ssl_client_certificate {work / 'ca' / 'ca.pem'};
+        ssl_verify_client on;
+        location / {{
+            proxy_pass https://127.0.0.1:{backend};
+            proxy_ssl_certificate {work / 'nginx-proxy' / 'fullchain.pem'};
+            proxy_ssl_certificate_key {work / 'nginx-proxy' / 'privkey.pem'};
+            proxy_ssl_trusted_certificate {work / 'ca' / 'ca.pem'};
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            {header}
+        }}
+    }}""") as (port, _log):
+        yield port
+
+
+def _curl(work: Path, url: str, *args: str) -> str:
+    alice = ("--cert", str(work / "alice" / "fullchain.pem"), "--key", str(work / "alice" / "privkey.pem"))
+    done = subprocess.run(["curl", "-sS", "--fail", "--max-time", "30", "--cacert", str(work / "ca" / "ca.pem"),
+                           *alice, *args, url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_serve_says_a_request_through_a_proxy_shows_the_proxys_certificates(tmp_path: Path):
+    env = dict(new_ca(tmp_path, "Proxy CA"), HOME=str(tmp_path))
+    for command in (("issue-server", "localhost"), ("issue-client", "alice"), ("issue-client", "nginx-proxy")):
+        run_certkit(*command, env=env, cwd=tmp_path, check=True)
+    with serving(env=env, cwd=tmp_path) as srv:
+        direct = json.loads(_curl(tmp_path, f"{srv.url}?format=json"))
+        assert direct["common_name"] == "alice" and direct["proxied"] is None, direct  # no proxy: nothing said
+        with nginx_in_front(tmp_path, srv.port, forwarded=True) as port:
+            url = f"https://localhost:{port}/"
+            data = json.loads(_curl(tmp_path, f"{url}?format=json"))
+            text = _curl(tmp_path, f"{url}?format=text")
+            page = _page_text(_curl(tmp_path, url, "-H", "Accept: text/html"))
+    # nginx checked alice's certificate and made its own connection to serve, with its own certificate
+    assert data["common_name"] == "nginx-proxy", data
+    assert data["proxied"]["header"] == "X-Forwarded-For: 127.0.0.1", data
+    note = data["proxied"]["note"]
+    assert note.startswith("This request came through a proxy (X-Forwarded-For: 127.0.0.1), which ended your TLS "
+                           "connection") and "the client certificate shown here is the one the proxy presented" in note
+    assert f"  proxy        {note}\n" in text, text
+    assert note in page and "Hello, nginx-proxy" in page, page
+
+
+def test_serve_behind_a_proxy_that_adds_no_header_cannot_tell(tmp_path: Path):
+    """nginx's proxy_pass adds no header of its own by default: serve cannot tell its request from a client's,
+    as docs/serve.md says."""
+    env = dict(new_ca(tmp_path, "Proxy CA"), HOME=str(tmp_path))
+    for command in (("issue-server", "localhost"), ("issue-client", "alice"), ("issue-client", "nginx-proxy")):
+        run_certkit(*command, env=env, cwd=tmp_path, check=True)
+    with serving(env=env, cwd=tmp_path) as srv, nginx_in_front(tmp_path, srv.port, forwarded=False) as port:
+        data = json.loads(_curl(tmp_path, f"https://localhost:{port}/?format=json"))
+    assert data["common_name"] == "nginx-proxy" and data["proxied"] is None, data
