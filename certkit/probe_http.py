@@ -241,8 +241,19 @@ def request(conn, target, attempt, data: bytes = b"", refused: Exception | None 
         attempt.http_status = int(bits[1])
         attempt.http_reason = bits[2] if len(bits) > 2 else ""
         attempt.body_start = body[:MAX_BODY_BYTES].decode("utf-8", "replace")
-    elif data and not attempt.read_alert:
-        attempt.http_error = "the answer is not HTTP"  # what it said, rather than how it ended
+    elif data and not attempt.read_alert:  # what it said, rather than how it ended
+        attempt.http_error = HTTP2_ANSWER if _http2_frames(data) else "the answer is not HTTP"
+
+
+# An HTTP/2 server's first frame, SETTINGS (RFC 9113 3.4, 6.5), sent before it reads anything: a server that speaks
+# HTTP/2 only (gRPC servers; probe offers no ALPN, so it cannot ask for HTTP/1.1 and be refused in the handshake)
+HTTP2_ANSWER = ("the answer is not HTTP/1.1 but HTTP/2 frames: the server speaks HTTP/2 only (as gRPC servers do), "
+                "and probe asks in HTTP/1.1")
+
+
+def _http2_frames(data: bytes) -> bool:
+    """Whether ``data`` starts with an HTTP/2 SETTINGS frame: type 4, on stream 0, its length a multiple of 6."""
+    return len(data) >= 9 and data[3] == 4 and data[5:9] == bytes(4) and int.from_bytes(data[:3], "big") % 6 == 0
 
 
 # A CertificateRequest that came after the handshake, once the server read the request (RFC 8446 4.6.2)

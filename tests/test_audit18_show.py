@@ -22,16 +22,21 @@
   own. A request carrying a proxy header (Forwarded, X-Forwarded-For, X-Real-IP, Via, ...) now gets, on the page,
   in the text and in the JSON (``proxied``), what that means: the certificates shown are those of the proxy's
   connection.
+- show18 #4: a server that speaks HTTP/2 only (gRPC) answers probe's HTTP/1.1 request with HTTP/2 frames (its
+  SETTINGS first, RFC 9113 3.4); probe called that "the answer is not HTTP". It now says it is HTTP/2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import json
 import re
 import socket
+import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -360,3 +365,66 @@ def test_serve_behind_a_proxy_that_adds_no_header_cannot_tell(tmp_path: Path):
     with serving(env=env, cwd=tmp_path) as srv, nginx_in_front(tmp_path, srv.port, forwarded=False) as port:
         data = json.loads(_curl(tmp_path, f"https://localhost:{port}/?format=json"))
     assert data["common_name"] == "nginx-proxy" and data["proxied"] is None, data
+
+
+
+# --- show18 #4: an HTTP/2-only server ---------------------------------------------------------------------------
+SETTINGS = bytes.fromhex("000006" "04" "00" "00000000" "0003" "00000064")  # MAX_CONCURRENT_STREAMS 100 (RFC 9113 6.5)
+GOAWAY = bytes.fromhex("000008" "07" "00" "00000000" "00000000" "00000001")  # last stream 0, PROTOCOL_ERROR
+
+
+@contextmanager
+def http2_only_server(work: Path, connections: int) -> Iterator[tuple[int, list[bytes]]]:
+    """A TLS server on 127.0.0.1 (Python's ssl) that asks for a client certificate and answers as an HTTP/2-only
+    server (gRPC's) does a client that sends no HTTP/2 preface: its SETTINGS frame, then GOAWAY PROTOCOL_ERROR;
+    yield its port and what each connection sent first."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(work / "localhost" / "fullchain.pem", work / "localhost" / "privkey.pem")
+    ctx.load_verify_locations(work / "ca" / "ca.pem")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.set_alpn_protocols(["h2"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(60)
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        for _ in range(connections):
+            raw, _ = listener.accept()
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                conn.settimeout(30)
+                seen.append(conn.recv(4096))
+                conn.sendall(SETTINGS + GOAWAY)
+                conn.shutdown(socket.SHUT_WR)  # the end, as gRPC's server ends such a connection
+                with contextlib.suppress(OSError):  # read on to the client's end: a reset could overtake the frames
+                    while conn.recv(4096):
+                        pass
+
+    worker = threading.Thread(target=answer, daemon=True)
+    worker.start()
+    try:
+        yield listener.getsockname()[1], seen
+        worker.join(60)
+    finally:
+        listener.close()
+
+
+def test_probe_says_an_http2_only_server_answers_in_http2(tmp_path: Path):
+    env = dict(new_ca(tmp_path, "H2 CA"), HOME=str(tmp_path))
+    for command in (("issue-server", "localhost"), ("issue-client", "alice")):
+        run_certkit(*command, env=env, cwd=tmp_path, check=True)
+    with http2_only_server(tmp_path, connections=3) as (port, seen):
+        # curl (nghttp2) reads the server's answer as HTTP/2 frames
+        curl = subprocess.run(["curl", "-sv", "--http2", "--max-time", "30", "--cacert",
+                               str(tmp_path / "ca" / "ca.pem"), f"https://localhost:{port}/"],
+                              capture_output=True, text=True, timeout=60)
+        assert "ALPN: server accepted h2" in curl.stderr and "GOAWAY, error=1" in curl.stderr, curl.stderr
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", tmp_path / "ca",
+                           "--bundle", tmp_path / "alice", env=certkit_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert [s[:14] for s in seen[1:]] == [b"GET / HTTP/1.1"] * 2, seen  # probe's two requests, in HTTP/1.1
+    assert proc.returncode == 1, proc.stderr
+    words = ("the answer is not HTTP/1.1 but HTTP/2 frames: the server speaks HTTP/2 only (as gRPC servers do), "
+             "and probe asks in HTTP/1.1")
+    assert f"without     not known: the server asks for one and completed the handshake without it, but {words}" \
+        in proc.stdout, proc.stdout
+    assert f"with it     not known: the handshake took it, but {words}" in proc.stdout, proc.stdout
+    assert f"the server gave no HTTP answer ({words})" in proc.stderr, proc.stderr
