@@ -15,8 +15,7 @@ take the same steps, in this order:
    that also revokes a same-key renewal whose predecessor was revoked meanwhile.
 
 A process killed between 4 and 6 leaves a pending row that the next command settles by looking at the
-folder (:mod:`certkit.inventory.reconcile`): never valid if it exists nowhere, never abandoned if unread.
-"""
+folder (:mod:`certkit.inventory.reconcile`): never valid if it exists nowhere, never abandoned if unread."""
 
 from __future__ import annotations
 
@@ -253,6 +252,7 @@ class Delivery:
     issued: "IssuedCert"
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    marked: list[str] = field(default_factory=list)  # of ``notes``: what befell its row while it was written
 
 
 # --- the pipeline ---------------------------------------------------------------------
@@ -333,7 +333,8 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                         i for i in done if items[i][1].sink in ("folder", "file")])
                     raise
                 for delivery in deliveries:
-                    delivery.notes += notes.get(delivery.issued.serial_hex, [])
+                    delivery.marked = notes.get(delivery.issued.serial_hex, [])
+                    delivery.notes += delivery.marked
             if then is not None:
                 then(deliveries)
                 reported = True
@@ -486,8 +487,7 @@ HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 @contextmanager
 def uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP off for a short step that must finish once started (writing one
-    bundle, settling the inventory); they arrive right after it. SIGKILL cannot be held: the
-    next command settles what it interrupts."""
+    bundle, settling the inventory); they arrive right after it. SIGKILL cannot: the next command settles it."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():

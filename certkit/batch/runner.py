@@ -50,6 +50,8 @@ class BatchResult:
     foreign: list[str] = field(default_factory=list)  # --force over bundles of another CA's certificates
     seconds: float = 0.0
     unmarked: int = 0  # of ``issued``: written whole, not yet marked (the inventory went away)
+    # what befell certificates while they were written (revoked meanwhile: delivered revoked), as marking said it
+    marked: list[str] = field(default_factory=list)
 
     def add(self, stats: dict) -> None:
         self.issued += stats.get("issued", 0)
@@ -57,6 +59,7 @@ class BatchResult:
         self.kept += stats.get("kept", 0)
         self.capped += stats.get("capped", 0)
         self.foreign += stats.get("foreign", [])
+        self.marked += stats.get("marked", [])
         for kind, n in stats.get("by_kind", {}).items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
 
@@ -124,7 +127,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
         else:
             _run_here(job, result, progress)
         if output is not None:
-            output.commit(ca.inventory)  # the file in place, then its certificates valid
+            result.marked += output.commit(ca.inventory)  # the file in place, then its certificates valid
     except (KeyboardInterrupt, Terminated) as exc:
         if output is None or not output.complete:
             _give_up(output, ca, result)
@@ -258,7 +261,8 @@ class _Job(BatchSpec):
                 by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
             report({"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
                     "capped": sum(any("capped" in n for n in d.notes) for d in deliveries),
-                    "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)]})
+                    "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)],
+                    "marked": [n for d in deliveries for n in d.marked]})
 
         if items:
             # a single output is made durable once, when it is complete (Output.commit)

@@ -213,6 +213,7 @@ def summary_data(result, manifest: Path, ca, *, fmt: str, out_dir: Path | None, 
         "out_dir": None if out_dir is None else str(out_dir), "file": file, "ca_dir": str(ca.store.path),
         "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
         "lifetime_capped": result.capped, "sync": sync, "released": released, "foreign_replaced": result.foreign,
+        "notes": result.marked,
     }
 
 
@@ -241,7 +242,10 @@ def summary_notes(result) -> list[str]:
     certificates replaced (--force), if any."""
     from certkit.text import shown
 
-    notes = []
+    notes = [f"  note       {shown(note)}" for note in result.marked[:10]]
+    if len(result.marked) > 10:
+        notes.append(f"  note       and {len(result.marked) - 10} more certificates revoked or settled while they "
+                     "were written (--json lists them)")
     if result.kept:
         notes.append(f"  kept       {_counted(result.kept, 'bundle')} already complete (--resume)")
     if result.capped:

@@ -346,15 +346,17 @@ class Output:
 
             raise OutputClosed(f"Cannot write to {self.describe()}: {os_reason(exc)}.") from None
 
-    def commit(self, inventory: "Inventory | None" = None) -> None:
+    def commit(self, inventory: "Inventory | None" = None) -> list[str]:
         """Finish the output: close an archive, put a shared file in place (flushed to disk first),
-        then mark its certificates valid. From putting the file in place to the last mark, Ctrl-C,
+        then mark its certificates valid; return what marking said of them (one revoked while it was
+        written: delivered revoked). From putting the file in place to the last mark, Ctrl-C,
         SIGTERM and SIGHUP are held off: a file in place holds keys, so its certificates must be
         recorded valid (revocable), never abandoned. A stop held off arrives once ``complete``."""
         from certkit.issuing import uninterrupted
 
+        marked: list[str] = []
         if self._out is None:
-            return
+            return marked
         with uninterrupted():
             try:
                 self._finish(inventory)
@@ -364,9 +366,10 @@ class Output:
             self._out = None
             if inventory is not None:
                 for group in self._spooled():
-                    inventory.mark_issued(group)
+                    marked += [note for notes in inventory.mark_issued(group).values() for note in notes]
             self._close_spool()
             self.complete = True
+        return marked
 
     def _finish(self, inventory: "Inventory | None") -> None:
         """Close the shared file and put it in place (what :meth:`commit` does before marking)."""
