@@ -94,12 +94,16 @@ def move(store: "CADirectory", url: str):
                            f"{shown_url(earlier)} in certkit-ca.json (run certkit inventory migrate --to "
                            f"{shown_url(earlier)} to finish that move); nothing was changed.")
     _check_can_move(store, store.path / INVENTORY_FILE, marked=earlier is not None)
+    # Closing a descriptor of the file drops every POSIX lock this process holds on it, its SQLite
+    # connections' included (see SQLiteDatabase.sync): none is open whenever one of the flock's is closed.
+    source.db.release()
     moving = _exclusive(store.path / INVENTORY_FILE)  # no server holds it (hold); none starts
     try:
         copied = _copy_and_mark(store, source, target, cert, marked=earlier is not None)
         _name_database(store, url)
         return copied
     finally:
+        source.db.release()
         os.close(moving)
 
 

@@ -160,13 +160,16 @@ def test_a_second_migrate_while_one_runs_is_not_blamed_on_an_acme_server(tmp_pat
     env = dict(_solo_ca(tmp_path), PGPASSFILE=os.environ["PGPASSFILE"])
     before = _listing(env)
     inventory = tmp_path / "ca" / "inventory.sqlite3"
+    # Opened before the writer's connection and closed after it: closing a descriptor of the file drops every
+    # POSIX lock this process holds on it, the writer's SQLite locks included (SQLite's "How To Corrupt", 2.2).
+    probe = os.open(inventory, os.O_RDONLY)
     writer = sqlite3.connect(inventory, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # the first move takes its lock on the file, then waits for this one
     first = subprocess.Popen([sys.executable, "-m", "certkit", "inventory", "migrate", "--to", postgres_url], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while _lockable(inventory):
+        while _lockable(probe):
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.02)
         second = run_certkit("inventory", "migrate", "--to", postgres_url, env=env)
@@ -176,6 +179,7 @@ def test_a_second_migrate_while_one_runs_is_not_blamed_on_an_acme_server(tmp_pat
         out, err = first.communicate(timeout=120)
     finally:
         writer.close()
+        os.close(probe)
         if first.poll() is None:
             first.kill()
             first.wait()
@@ -184,16 +188,15 @@ def test_a_second_migrate_while_one_runs_is_not_blamed_on_an_acme_server(tmp_pat
     assert _listing(env) == before
 
 
-def _lockable(path: Path) -> bool:
-    """Whether a shared lock on ``path`` can be had now (no move holds its exclusive one)."""
-    fd = os.open(path, os.O_RDONLY)
+def _lockable(fd: int) -> bool:
+    """Whether a shared lock on the file of ``fd`` can be had now (no move holds its exclusive one); let go
+    at once, the descriptor kept open."""
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return True
     except BlockingIOError:
         return False
-    finally:
-        os.close(fd)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 # --- 3. init-ca on a token key stopped once its CA directory is in place ----------------------------------------

@@ -10,6 +10,7 @@ at the test points of certkit.testhooks; the inventory read with sqlite3 and the
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -91,3 +92,43 @@ def test_a_batch_says_which_rows_another_command_had_settled_as_abandoned(tmp_pa
     _said(serial, pending, out, err, False, "recorded as valid again")
     listed = json.loads(run_certkit("list", "--json", "--status", "valid", env=ca_env, check=True).stdout)
     assert serial in [c["serial"] for c in listed["certificates"]]
+
+
+def _posix_locks_held(inode: int) -> list[str]:
+    """The POSIX (fcntl) locks this process holds on the file of ``inode``, as the kernel lists them."""
+    pid = str(os.getpid())
+    return [line for line in Path("/proc/locks").read_text().splitlines()
+            if "POSIX" in line and line.split()[4] == pid and line.split()[5].endswith(f":{inode}")]
+
+
+def test_migrate_never_closes_a_descriptor_of_the_inventory_while_sqlite_holds_locks_on_it(
+        tmp_path: Path, ca_dir: Path, monkeypatch, postgres_url: str) -> None:
+    """``inventory migrate`` locks the SQLite file with flock on a descriptor of its own. Closing any
+    descriptor of a file drops every POSIX lock the process holds on it, its SQLite connections' included
+    (SQLite's "How To Corrupt", 2.2): another process's connection closing then takes itself for the last,
+    checkpoints and deletes the log under this one. Every close migrate makes of such a descriptor is
+    watched (the kernel's /proc/locks, read at that moment): no SQLite lock of this process may be there."""
+    from certkit import store_inventory
+    from certkit.store import CADirectory
+
+    inode = (ca_dir / "inventory.sqlite3").stat().st_ino
+    closing_with_locks: list[list[str]] = []
+    real_close = os.close
+
+    def watched_close(fd: int) -> None:
+        try:
+            same = os.fstat(fd).st_ino == inode
+        except OSError:
+            same = False
+        if same and _posix_locks_held(inode):
+            closing_with_locks.append(_posix_locks_held(inode))
+        real_close(fd)
+
+    store = CADirectory(ca_dir)
+    monkeypatch.setattr(store_inventory.os, "close", watched_close)
+    store_inventory.move(store, postgres_url)
+    monkeypatch.undo()
+    assert closing_with_locks == []
+    with sqlite3.connect(ca_dir / "inventory.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    db.close()
