@@ -78,9 +78,13 @@ def test_export_p12_of_a_bundle_whose_ca_is_elsewhere_still_works(tmp_path: Path
 @pytest.mark.parametrize("url", ["https://[::1%25a..b]:8443/", "https://[fe80::1%25" + "e" * 64 + "]/"])
 @pytest.mark.parametrize("as_json", [False, True])
 def test_probe_of_a_name_the_resolver_refuses_is_one_line(tmp_path: Path, url: str, as_json: bool) -> None:
+    """A zone the resolver refuses (an empty label, over 63 bytes): since round eighteen a zone is read as
+    curl reads it and must name an interface of this machine, so it is refused before any connection, naming
+    the zone (it was "Cannot connect to ...: empty or over 63 bytes")."""
     proc = run_certkit("probe", url, *(["--json"] if as_json else []), env=_env(tmp_path), subprocess=True)
-    assert_clean_error(proc, "Cannot connect to")
-    assert "empty or over 63 bytes" in (json.loads(proc.stdout)["error"] if as_json else proc.stderr)
+    zone = url.split("%25")[1].split("]")[0]
+    assert_clean_error(proc, f"names the zone '{zone}'")
+    assert "no interface of this machine" in (json.loads(proc.stdout)["error"] if as_json else proc.stderr)
 
 
 LONG = " ".join(["a"] * 6000)

@@ -232,7 +232,7 @@ def test_an_interrupt_while_marking_settles_the_row_at_once(tmp_path: Path, ca, 
     from certkit.issuing import FolderTarget, client_request, deliver
 
     def ctrl_c(frame, event, arg):  # Ctrl-C arriving while the delivery is being marked valid
-        if frame.f_code.co_name == "revoke_compromised_successors":
+        if frame.f_code.co_name == "revoke_compromised":  # called for every row marked
             raise KeyboardInterrupt
 
     sys.settrace(ctrl_c)
@@ -254,7 +254,7 @@ def test_an_interrupt_while_write_marks_the_row_settles_it(tmp_path: Path, ca) -
     issued = ca.issue_client("bob")
 
     def ctrl_c(frame, event, arg):
-        if frame.f_code.co_name == "revoke_compromised_successors":
+        if frame.f_code.co_name == "revoke_compromised":  # called for every row marked
             raise KeyboardInterrupt
 
     sys.settrace(ctrl_c)
