@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from certkit.acme import jws
 from certkit.acme.problems import RETRY_LATER, Problem
 from certkit.acme.response import Response
+from certkit.pkcs11.session import clear_tls_errors
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
             self._answer(method, read_body)
         finally:
             self.server.end_request()
+            # Whatever answering it ran in this thread (a finalize signing in a PKCS#11 token built on
+            # OpenSSL) leaves nothing on the thread's OpenSSL error queue, which the connection's next
+            # read would take for its own error, and drop the client (certkit.pkcs11.session).
+            clear_tls_errors()
 
     def _answer(self, method: str, read_body: bool) -> None:
         base, refusal = self._base()

@@ -19,7 +19,7 @@ from certkit.pkcs11.errors import (
     TokenPublicMissing,
     words,
 )
-from certkit.pkcs11.session import binding, find_objects, open_session, transient
+from certkit.pkcs11.session import binding, find_objects, leaves_no_tls_errors, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, secret_bytes, shown
 
@@ -61,6 +61,7 @@ class TokenKey:
             raise TokenError(f"The {uri.describe()} is an {self.key_type} key; certkit signs through a token with "
                              f"{', '.join(SUPPORTED_KEY_TYPES)}.")
 
+    @leaves_no_tls_errors
     def _open(self) -> None:
         pkcs11 = binding()
         session = open_session(self.uri, self.module, self._pin)
@@ -111,6 +112,7 @@ class TokenKey:
     def _where(self) -> str:
         return f"; check the key URI in {shown(self._named_in)}" if self._named_in else ""
 
+    @leaves_no_tls_errors
     def _reopen(self) -> None:
         """Log in again (a forked child; a session the token closed); a token that went away since the
         key was opened (deleted, unplugged, its module failing) is said as such, not as a PKCS#11 error."""
@@ -156,6 +158,7 @@ class TokenKey:
     def label(self) -> str:
         return f"pkcs11 {self.uri.text}"
 
+    @leaves_no_tls_errors
     def attributes(self) -> dict[str, bool]:
         """What the token says about the private key: sensitive, extractable, never extractable..."""
         pkcs11 = binding()
@@ -173,6 +176,7 @@ class TokenKey:
                     out[name] = False
             return out
 
+    @leaves_no_tls_errors
     def sign(self, data: bytes) -> bytes:
         """``data`` signed by the token, as X.509 carries it (ECDSA as a DER SEQUENCE of r and s)."""
         pkcs11 = binding()
@@ -278,6 +282,7 @@ class TokenKey:
             self._session = self._private = None
             self._reopen()
 
+    @leaves_no_tls_errors
     def close(self) -> None:
         with self._lock:
             if self._session is not None and self._pid == os.getpid():

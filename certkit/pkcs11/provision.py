@@ -12,13 +12,14 @@ from pathlib import Path
 
 from certkit.pkcs11.errors import TokenError, words
 from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
-from certkit.pkcs11.session import binding, find_objects, module_path, open_session, transient
+from certkit.pkcs11.session import binding, find_objects, leaves_no_tls_errors, module_path, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, shown
 
 _CURVES = {"ecdsa-p256": "secp256r1", "ecdsa-p384": "secp384r1"}
 
 
+@leaves_no_tls_errors
 def open_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, *, rsa_pss: bool = False,
              expected=None, named_in: str | None = None) -> TokenKey:
     """The key ``uri`` names, logged in with ``pin``. ``expected`` (the public key of the CA certificate
@@ -30,6 +31,7 @@ def open_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, *
                     named_in=named_in)
 
 
+@leaves_no_tls_errors
 def key_exists(uri: KeyURI, module: str | Path | None, pin: Secret | None) -> bool:
     """Whether the token holds a private key ``uri`` names."""
     pkcs11 = binding()
@@ -38,6 +40,7 @@ def key_exists(uri: KeyURI, module: str | Path | None, pin: Secret | None) -> bo
         return bool(find_objects(session, uri, pkcs11.ObjectClass.PRIVATE_KEY))
 
 
+@leaves_no_tls_errors
 def generate_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | None, key_type: str) -> TokenKey:
     """Generate a ``key_type`` key pair inside the token, the private half sensitive and never
     extractable (it can sign, nothing else: no decryption, unwrapping or derivation)."""
@@ -91,6 +94,7 @@ def generate_key(uri: KeyURI | str, module: str | Path | None, pin: Secret | Non
     return key
 
 
+@leaves_no_tls_errors
 def certificates_for(key: TokenKey) -> list:
     """The certificates the token holds whose public key is ``key``'s (``cryptography`` objects):
     the CAs that already sign with it (certkit keeps each one it makes: :func:`keep_certificate`;
@@ -116,6 +120,7 @@ def certificates_for(key: TokenKey) -> list:
     return found
 
 
+@leaves_no_tls_errors
 def keep_certificate(key: TokenKey, certificate) -> None:
     """Store ``certificate`` (the CA certificate just made with ``key``) in the token as a public
     certificate object with the key's label and id, as HSM tools do: the record that the key signs a
@@ -150,6 +155,7 @@ def _label_and_id(key: TokenKey) -> tuple[str, str, bytes]:
         return key._session.token.label, label or key_id.hex(), key_id
 
 
+@leaves_no_tls_errors
 def unrecorded(key: TokenKey, certificate, cert_path: Path) -> str | None:
     """When the token keeps no copy of ``certificate`` (its CA's, in ``cert_path``) next to ``key``: what that
     lets happen and the commands that keep it there (as :func:`keep_certificate` would); None when it does, or
@@ -172,6 +178,7 @@ def unrecorded(key: TokenKey, certificate, cert_path: Path) -> str | None:
 
 
 @contextmanager
+@leaves_no_tls_errors
 def recorded_in_token(key: TokenKey, certificate, placed: Callable[[], bool], said: Callable[[str], None]):
     """Keep ``certificate`` (a new CA's) in the token (:func:`keep_certificate`) BEFORE the block places its CA
     directory, so that an init-ca stopped in between (killed, the machine down) leaves the record that the key
@@ -255,6 +262,7 @@ def _attribute(obj, attribute):
         return None
 
 
+@leaves_no_tls_errors
 def left_in_token(key: TokenKey) -> str:
     """What to say when a command fails after :func:`generate_key` made ``key``: the pair stays in
     the token (certkit deletes no key), where it is, and the two ways on."""

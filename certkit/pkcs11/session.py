@@ -5,6 +5,7 @@ short retries SoftHSM2 needs while another process rewrites its token files (:fu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import threading
@@ -36,6 +37,36 @@ def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = N
     return os.path.abspath(path)
 
 
+def clear_tls_errors() -> None:
+    """Empty this thread's OpenSSL error queue, in the libcrypto Python's ``ssl`` uses. A PKCS#11 module
+    built on OpenSSL can leave errors there (SoftHSM2 at each C_Initialize: "[ENGINE: NO_SUCH_ENGINE] no such
+    engine"), and OpenSSL reads that queue first when a TLS read has to wait for data: the next read of a
+    connection this thread serves failed with the module's stale error, and ``acme serve`` dropped the
+    client's keep-alive connection after a finalize that used the token (the client's next request
+    answered by a closed connection). Python's ``ssl`` clears the queue when it makes a TLS object."""
+    import ssl
+
+    global _CLEARING
+    if _CLEARING is None:
+        _CLEARING = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _CLEARING.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+
+
+_CLEARING = None
+
+
+def leaves_no_tls_errors(call):
+    """Decorate a function that talks to the token: whatever the module left on this thread's OpenSSL
+    error queue is cleared when it returns or raises (:func:`clear_tls_errors`)."""
+    @functools.wraps(call)
+    def cleared(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        finally:
+            clear_tls_errors()
+    return cleared
+
+
 _INIT_LOCK = threading.Lock()
 _INITIALIZED_IN: dict[str, int] = {}  # module path -> pid that initialized it
 
@@ -49,6 +80,7 @@ def binding():
     return pkcs11
 
 
+@leaves_no_tls_errors
 def _lib(path: str, *, locked: bool = False):
     """The loaded module, initialized in this process (a forked child initializes it again: PKCS#11
     sessions do not survive fork)."""
@@ -81,6 +113,7 @@ def softhsm_hint(module: str) -> str:
             "/etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?)")
 
 
+@leaves_no_tls_errors
 def _reinitialize(module: str) -> None:
     """Finalize and initialize the module again: it reads its tokens afresh (sessions of this
     process are reopened on use)."""
@@ -88,6 +121,7 @@ def _reinitialize(module: str) -> None:
         _lib(module, locked=True).reinitialize()
 
 
+@leaves_no_tls_errors
 def transient(call, *args, **kwargs):
     """``call`` retried a few times on CKR_GENERAL_ERROR: SoftHSM2
     answers so while another process rewrites the token's files (several processes logging in to
@@ -104,6 +138,7 @@ def transient(call, *args, **kwargs):
 _RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
 
 
+@leaves_no_tls_errors
 def find_token(uri: KeyURI, module: str):
     """The one token ``uri`` names (no PIN needed); :class:`TokenAbsent` when there is none, or when
     the module keeps failing to list its tokens (SoftHSM2 answers CKR_GENERAL_ERROR about a token
@@ -183,6 +218,7 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
     return found, seen
 
 
+@leaves_no_tls_errors
 def open_session(uri: KeyURI, module: str, pin: Secret | None, *, rw: bool = False):
     """A session logged in with ``pin`` on the one token ``uri`` names.
 
@@ -263,6 +299,7 @@ def _login(token, text: str, rw: bool):
         raise TokenError(f"Cannot open a session on token '{shown(token.label)}': {words(exc)}.") from None
 
 
+@leaves_no_tls_errors
 def pin_state(token) -> tuple[str, str] | None:
     """What the token's flags say of its user PIN, as a level (error, warning) and words, or None when all is
     well: locked (nothing signs until the security officer unlocks it), one wrong PIN from being locked, or
