@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -101,10 +100,11 @@ def test_acme_serve_keeps_a_client_on_one_connection_across_a_token_away_and_bac
     its one keep-alive connection throughout: the server's log shows every request from one client port
     (was: a new connection after each finalize that initialized the module again, the old one dropped,
     and a request already sent on it lost)."""
-    from acme_client import Client, HTTP01Responder
-    from acme_helpers import ports
     from test_audit18_team import _acme_server, _issued, _ready_order, _unavailable
     from test_team_hsm import env_for
+
+    from acme_client import Client, HTTP01Responder
+    from acme_helpers import ports
 
     init_token_ca(tmp_path, token)
     ca_pem = tmp_path / "ca" / "ca.pem"
