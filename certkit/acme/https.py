@@ -169,11 +169,15 @@ class AcmeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], service: AcmeService, context: ssl.SSLContext, *,
+    def __init__(self, address: tuple[str, int], service: AcmeService,
+                 context: ssl.SSLContext | Callable[[], ssl.SSLContext], *,
                  log: Callable[[str], None], verbose: bool = False, url_host: str | None = None) -> None:
-        """``url_host``: the name or address the directory URL gives (one the server's certificate
+        """``context``: the TLS context, or what gives the one to use now (the :class:`Listener
+        <certkit.acme.listener.Listener>`'s, a new one at each renewal), asked at each connection.
+        ``url_host``: the name or address the directory URL gives (one the server's certificate
         covers); None: the bound address."""
-        self.service, self.context, self.log_line, self.verbose = service, context, log, verbose
+        self.service, self.log_line, self.verbose = service, log, verbose
+        self.current_context = context if callable(context) else lambda: context
         self.url_host = url_host
         self._requests = threading.Condition()
         self.active = 0  # requests being answered now
@@ -229,7 +233,7 @@ class AcmeHTTPServer(ThreadingHTTPServer):
 
     def get_request(self):
         sock, address = self.socket.accept()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+        return self.current_context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def finish_request(self, request, client_address) -> None:
         request.settimeout(HANDSHAKE_TIMEOUT)  # Python's ssl bounds the whole handshake by it, not each read

@@ -22,7 +22,16 @@ LISTENER_DAYS = 30
 
 
 class Listener:
-    """The server's TLS context and its certificate, issued from the CA and renewed in place."""
+    """The server's TLS context and its certificate, issued from the CA and renewed while it serves.
+
+    Each certificate gets a TLS context of its own, made whole (chain and key) before it replaces
+    the one in :attr:`context`, which new connections take: a context is never changed while
+    handshakes use it. OpenSSL's contexts are not safe to change under a handshake: loading the
+    next certificate into the served context left, for a moment, the new certificate without its
+    key (a client connecting then failed, 'handshake failure'), and could free an object under a
+    handshake copying it. A context of its own also ends the TLS sessions of the certificate it
+    replaces: no client resumes one (a TLS 1.3 ticket) and so goes on under a certificate revoked
+    and replaced."""
 
     def __init__(self, ca: "CA", names: list[str], days: int = LISTENER_DAYS, *, issue: bool = True,
                  hold: Callable[[str], None] | None = None) -> None:
@@ -31,8 +40,7 @@ class Listener:
         ``hold_listener``) records which process holds each certificate's key before its row is
         valid, so that no moment leaves a valid certificate a kill would orphan unnoticed."""
         self.ca, self.names, self.days, self.hold = ca, names, days, hold
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context = _server_context()  # no certificate until renew() loads one
         self.issued = None
         if issue:
             self.renew()
@@ -44,8 +52,10 @@ class Listener:
             if self.hold is not None:  # while its row is pending: killed from here on, the next server revokes it
                 self.hold(issued.serial_hex)
             # The key never touches a disk (a memory file OpenSSL reads by path): a kill leaves none behind.
+            context = _server_context()
             with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
-                self.context.load_cert_chain(chain, key)  # new handshakes get the new certificate
+                context.load_cert_chain(chain, key)
+            self.context = context  # new connections get the new certificate; those begun keep theirs
 
         self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
 
@@ -59,6 +69,12 @@ class Listener:
         revoked one is replaced at once, not served on until it is due."""
         row = self.ca.inventory.get(self.issued.serial_hex)
         return (row.get("revocation_reason") or "unspecified") if row and row["status"] == "revoked" else None
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def maintain(service: AcmeService, listener: Listener, stop: threading.Event, log: Callable[[str], None],

@@ -240,7 +240,7 @@ def _start(ca, config, host: str, port: int, verbose: bool):
     try:
         listener = Listener(ca, names, issue=False, hold=partial(service.state.hold_listener, renews=True))
         try:
-            server = AcmeHTTPServer((host, port), service, listener.context, log=stderr_log, verbose=verbose,
+            server = AcmeHTTPServer((host, port), service, lambda: listener.context, log=stderr_log, verbose=verbose,
                                     url_host=url_host)
         except OSError as exc:
             raise click.ClickException(f"Cannot listen on {shown(host)}:{port}: {exc.strerror or exc}.") from None
