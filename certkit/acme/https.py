@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
+# How long, and how much of it, the rest of a refused request is read and dropped before its connection
+# closes (:meth:`AcmeRequestHandler.finish`): more than any ACME client sends with a refused body.
+LINGER_S, LINGER_BYTES = 2.0, 1 << 20
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
 
@@ -46,6 +49,20 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients send a dozen requests per certificate
     timeout = IDLE_TIMEOUT
     server: "AcmeHTTPServer"
+    lingering = False  # answered and closing with what the client sent, or still sends, unread
+
+    def finish(self) -> None:
+        """Close the connection; one answered with its request unread (a body refused or too large, an
+        unknown method's body, a request of a server that is stopping) is half-closed first, and what the
+        client still sends is read and dropped until it closes (:func:`certkit.pyossl.drain_rejected`).
+        Closed with bytes unread, the kernel sends a reset instead: a client still sending its body
+        (requests, certbot's library: 'EOF occurred in violation of protocol') never read the answer
+        that said why, already sent."""
+        super().finish()
+        if self.lingering:
+            from certkit.pyossl import drain_rejected
+
+            drain_rejected(self.connection, LINGER_S, LINGER_BYTES)
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -66,7 +83,7 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
         """http.server's own refusals (a method it has no do_ for, a bad request line, headers too
         long) as problem documents, like every other refusal, instead of its HTML page."""
         if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # a method: 405 from the resource, with Allow
-            self.close_connection = True  # its body, if any, is not read
+            self.close_connection = self.lingering = True  # its body, if any, is not read
             self._serve(self.command, read_body=False)
             return
         if self.request_version == "HTTP/0.9":  # no status line or headers otherwise; nobody speaks 0.9
@@ -146,7 +163,7 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
-            self.close_connection = True
+            self.close_connection = self.lingering = True
         # Headers and body in one write, so one TLS record: written apart, the body waited for
         # the client's delayed ACK (Nagle), 40 ms on every response.
         self._headers_buffer.append(b"\r\n")
