@@ -25,6 +25,16 @@ def looks_like_json(head: bytes) -> bool:
     return head.lstrip().startswith(b"{")
 
 
+def looks_like_secret(head: bytes) -> bool:
+    """Whether a file that starts with ``head`` is a YAML stream of Kubernetes objects (a k8s output, or a Secret
+    kubectl wrote): its first line that is no comment, blank or ``---`` starts one, with LF or CRLF lines."""
+    for line in head.splitlines():
+        line = line.strip()
+        if line and not line.startswith(b"#") and line != b"---":
+            return line.startswith((b"apiVersion:", b"kind:"))
+    return False
+
+
 def holds_certificates(path: str | Path, wanted: Mapping[bytes, bool]) -> set[bytes]:
     """Which of the certificates ``wanted`` (DER -> whether its key must be there too) the output
     file ``path`` holds, each whole: its certificate, and its private key if the value says so.
@@ -58,7 +68,7 @@ def output_file_certificates(path: Path) -> tuple[str, list["x509.Certificate"]]
         kind = "tar"
     elif looks_like_json(head):
         kind = "jsonl"
-    elif head.lstrip(b"-\n").startswith(b"apiVersion:"):  # YAML: a Kubernetes Secret
+    elif looks_like_secret(head):
         kind = "k8s"
     else:
         return None
@@ -175,8 +185,10 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     while line := f.readline(_MAX_RECORD + 1):
         if not line.endswith(b"\n"):
             break  # cut off
-        text = line.decode("ascii").rstrip("\n")
-        if text == "---":
+        # kubectl writes UTF-8 (an annotation such as certkit/subject: CN=José, once the Secret went through the
+        # API server), and an editor or a checkout may end lines with CRLF: read as YAML readers do
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        if text.rstrip() == "---":
             yield from done()
             data, closed = {}, False
         elif data and text[:1].isalpha():  # a top-level field after the data: the data is whole
@@ -184,8 +196,17 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
         elif text.startswith("  ") and not text.startswith("   ") and ": " in text:
             field, value = text.strip().split(": ", 1)
             if field in ("tls.crt", "tls.key", "ca.crt"):
-                data[field] = value
+                data[field] = _yaml_scalar(value)
     yield from done()
+
+
+def _yaml_scalar(value: str) -> str:
+    """A data field's base64 as YAML gives it: plain, or quoted (as yq and some editors write it), with a comment
+    after it or not."""
+    value = value.split(" #", 1)[0].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return value
 
 
 def _tar_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:

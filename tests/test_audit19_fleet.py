@@ -1,0 +1,78 @@
+r"""The nineteenth round's fleet findings (audit helper "fleet"), each as a class:
+
+1. ``renew FILE``, ``revoke FILE`` and ``--force`` over an output file read a Secret's lines as ASCII with LF
+   endings only. kubectl writes UTF-8: a certkit Secret of a client ``José Ñ`` that went through kubectl
+   (``kubectl get secret NAME -o yaml``, ``kubectl annotate --local ... -o yaml``) carries
+   ``certkit/subject: CN=José Ñ``, and a manifest checked out with CRLF line ends (or with a comment above it)
+   was not even taken for a manifest: ``Error: FILE does not hold a readable certificate.`` (``inspect`` read it),
+   and ``--force`` over it said it was "no jsonl, k8s or tar output". They are now read as YAML readers read them.
+2. ``renew --expiring`` run by hand on a terminal said nothing after "Checking ... before anything is renewed..."
+   when the only due certificates were delivered into output files (jsonl, k8s, tar) or sit in another host's
+   folders, as when nothing is due, though they expire unrenewed. It now lists them, with what to do; run by cron
+   (no terminal) it stays quiet, as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import openssl, run_certkit
+
+
+def _env(ca_env: dict, tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return ca_env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+
+
+# --- 1: a Secret as kubectl writes it (UTF-8), with CRLF line ends, with a comment on top -----------------------------
+def _through_kubectl(manifest: Path, out: Path) -> None:
+    """``manifest`` as kubectl writes it back (its key order, its UTF-8), with no cluster: ``annotate --local``."""
+    made = subprocess.run(["kubectl", "annotate", "--local", "-f", manifest, "reviewed=yes", "-o", "yaml"],
+                          capture_output=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    out.write_bytes(made.stdout)
+
+
+def test_renew_revoke_and_force_read_a_secret_kubectl_wrote_in_utf8_or_with_crlf(tmp_path, ca_env, ca_dir):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    env = _env(ca_env, tmp_path)
+    for name, out in (("José Ñ", "jose.yaml"), ("Zoë Ünal", "zoe.yaml"), ("Ada Ç", "ada.yaml")):
+        run_certkit("issue-client", name, "--format", "k8s", "--out", tmp_path / out, env=env, cwd=tmp_path,
+                    check=True)
+    _through_kubectl(tmp_path / "jose.yaml", tmp_path / "jose-kubectl.yaml")
+    assert "CN=José Ñ".encode() in (tmp_path / "jose-kubectl.yaml").read_bytes()  # raw UTF-8, as kubectl writes it
+    renewed = tmp_path / "jose-renewed"
+    proc = run_certkit("renew", tmp_path / "jose-kubectl.yaml", "--out", renewed, "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # was: "jose-kubectl.yaml does not hold a readable certificate."
+    assert "privkey.pem" in json.loads(proc.stdout)["files"]  # the key the Secret holds, kept
+    assert openssl("verify", "-purpose", "sslclient", "-CAfile", renewed / "ca.pem",
+                   renewed / "cert.pem").returncode == 0
+    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(renewed / "fullchain.pem", renewed / "privkey.pem")
+
+    # a GitOps checkout: a comment on top, CRLF line ends
+    _through_kubectl(tmp_path / "zoe.yaml", tmp_path / "zoe-kubectl.yaml")
+    text = "# tls for zoe, from certkit\n" + (tmp_path / "zoe-kubectl.yaml").read_text(encoding="utf-8")
+    (tmp_path / "zoe-crlf.yaml").write_bytes(text.replace("\n", "\r\n").encode())
+    proc = run_certkit("revoke", tmp_path / "zoe-crlf.yaml", "--reason", "superseded", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # was: "zoe-crlf.yaml does not hold a readable certificate."
+    listed = json.loads(run_certkit("list", "--name", "Zoë Ünal", "--json", env=env, check=True).stdout)
+    assert [c["status"] for c in listed["certificates"]] == ["revoked"]
+
+    # --force over it (kubectl get secret ... -o yaml > ada.yaml): taken for the k8s output it is, its certificate
+    # replaced and recorded as renewed by the new one
+    _through_kubectl(tmp_path / "ada.yaml", tmp_path / "ada-kubectl.yaml")
+    (tmp_path / "ada-kubectl.yaml").replace(tmp_path / "ada.yaml")
+    proc = run_certkit("issue-client", "Ada Ç", "--format", "k8s", "--out", tmp_path / "ada.yaml", "--force",
+                       "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # was: "... is no jsonl, k8s or tar output certkit wrote"
+    listed = json.loads(run_certkit("list", "--name", "Ada Ç", "--json", env=env, check=True).stdout)
+    assert sorted(bool(c["renewed_by"]) for c in listed["certificates"]) == [False, True], listed
+    assert json.loads(proc.stdout)["released"] == []
