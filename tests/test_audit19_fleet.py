@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import openssl, run_certkit
+from fleet_helpers import run_in_pty
 
 
 def _env(ca_env: dict, tmp_path: Path) -> dict:
@@ -76,3 +77,20 @@ def test_renew_revoke_and_force_read_a_secret_kubectl_wrote_in_utf8_or_with_crlf
     listed = json.loads(run_certkit("list", "--name", "Ada Ç", "--json", env=env, check=True).stdout)
     assert sorted(bool(c["renewed_by"]) for c in listed["certificates"]) == [False, True], listed
     assert json.loads(proc.stdout)["released"] == []
+
+
+# --- 2: a manual bulk renewal on a terminal names the due certificates it does not renew ------------------------------
+def test_bulk_renewal_on_a_terminal_names_due_certificates_it_does_not_renew(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "sec.example.com", "--days", "10", "--format", "k8s", "--out", tmp_path / "s.yaml",
+                env=env, cwd=tmp_path, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"][0]["serial"]
+    code, shown, _ = run_in_pty(["renew", "--expiring", "30d"], env=env, cwd=tmp_path, cols=400)
+    assert code == 0, shown
+    # was: only "Checking certificates expiring within 30 days before anything is renewed...", as if none were due
+    assert "Renewed none of 1 certificate expiring within 30 days" in shown, shown
+    assert serial in shown and str(tmp_path / "s.yaml") in shown, shown
+    assert "certkit renew FILE --out DIR" in shown, shown
+    # cron (no terminal) stays quiet, as documented: nothing on either output
+    proc = run_certkit("renew", "--expiring", "30d", env=env, cwd=tmp_path, subprocess=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), proc

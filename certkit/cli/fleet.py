@@ -51,10 +51,10 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
                 result = renew_fleet(ca, plan, progress=advance, **run)
         else:
             result = renew_fleet(ca, plan, **run)
-    _report(result, ca, as_json, rekey)
+    _report(result, ca, as_json, rekey, interactive=interactive)
 
 
-def _report(result, ca, as_json: bool, rekey: bool) -> None:
+def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False) -> None:
     from certkit.fleet.hooks import folders_fit
 
     undone = result.undone  # planned, but a stop or a halt came first: listed, so a script knows they are due
@@ -85,6 +85,8 @@ def _report(result, ca, as_json: bool, rekey: bool) -> None:
     elif result.renewed or result.failed or result.stopped is not None or result.halted or \
             any(o.stage == "damaged" for o in result.skipped):
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
+    elif interactive and result.skipped:  # someone at a terminal: due, yet not renewed, is not "nothing to do"
+        click.echo(terminal_safe("\n".join(_none_renewed(result))))
     if any(o.needs_attention for o in result.skipped):  # even under cron, and beside --json's own count
         _warn_skipped([o for o in result.skipped if o.needs_attention])
     # nothing renewed, failed or skipped: quiet, as cron wants it
@@ -139,6 +141,22 @@ def _lines(result, rekey: bool) -> list[str]:
         lines.append(f"  skipped  {others} in bundle folders of other hosts, renewed there (--json lists them)")
     if result.exec_once is not None:
         lines.append(f"  --exec-once: {shown(result.exec_once.describe())}")
+    return lines
+
+
+def _none_renewed(result) -> list[str]:
+    """What a run at a terminal that renewed nothing says of the due certificates it skipped (cron's runs stay
+    quiet): each one's serial and where it is, and how to renew those delivered into an output file."""
+    skipped = result.skipped
+    one = len(skipped) == 1
+    lines = [f"Renewed none of {len(skipped)} {result.plan.selection.describe(every=False, one=one)}: "
+             f"{'it is' if one else 'they are'} not in a bundle folder this host renews"]
+    lines += [f"  skipped  {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}" for o in skipped[:10]]
+    if len(skipped) > 10:
+        lines.append(f"  skipped  {len(skipped) - 10} more (--json lists them)")
+    if any(o.stage is None for o in skipped):  # delivered into an output file (jsonl, k8s, tar)
+        lines.append("  renew one delivered into an output file with 'certkit renew FILE --out DIR' (or "
+                     "'certkit renew SERIAL --out DIR')")
     return lines
 
 
