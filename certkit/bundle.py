@@ -54,7 +54,7 @@ from certkit.bundle_contents import bundle_mismatch, leftovers, refuse_unreadabl
 from certkit.bundle_journal import refuse_irregular
 from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
-from certkit.file_modes import is_secret, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
+from certkit.file_modes import is_secret, keep_folder_access, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
 from certkit.testhooks import pause_at
 from certkit.text import is_utf8, shown
 
@@ -415,10 +415,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         for entry in os.listdir(folder):  # the kept files of the bundle: the very same files
             if entry in BUNDLE_FILES and entry not in files and entry not in remove:
                 _cannot_swap_on(_NO_SWAP, os.link, folder / entry, staging / entry)
-        info = os.stat(folder)
-        os.chmod(staging, info.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(staging, info.st_uid, info.st_gid)
+        keep_folder_access(folder, staging)  # its mode, owner or group, and ACLs: who reads it still does
         if sync:
             fsync_dir(staging, strict=True)
         pause_at("staged")

@@ -154,6 +154,29 @@ def _acl_of(path: Path) -> bytes | None:
         return None
 
 
+_DEFAULT_ACL = "system.posix_acl_default"  # a folder's default ACL: what files made in it are given
+
+
+def keep_folder_access(old: Path, new: Path) -> None:
+    """Give the folder ``new`` (a bundle assembled beside ``old``, to take its place) who may reach it as ``old``
+    has it: its mode, its owner (as root) or its group (one the renewer is in), and its POSIX ACLs (``setfacl -m
+    u:postgres:rx``, the default ACL too), so that a service that reads the bundle through them still does."""
+    info = os.stat(old)
+    if os.geteuid() == 0:
+        os.chown(new, info.st_uid, info.st_gid)
+    elif os.stat(new).st_gid != info.st_gid:
+        with contextlib.suppress(OSError):  # the owner may give any group it is in; else the mode below stands
+            os.chown(new, -1, info.st_gid)
+    os.chmod(new, info.st_mode & 0o7777)  # after chown, which may clear set-id bits
+    for name in (_ACL, _DEFAULT_ACL):  # after the mode: an ACL's mask is the group bits ls shows
+        try:
+            acl = os.getxattr(old, name, follow_symlinks=False)
+        except (OSError, AttributeError):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(new, name, acl, follow_symlinks=False)
+
+
 def replace_kept(path: Path, data: bytes, mode: int) -> None:
     """:func:`certkit.atomic.replace_file`, the new file's mode and group as :func:`write_kept` keeps them."""
     from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly

@@ -15,12 +15,18 @@ r"""The nineteenth round's fleet findings (audit helper "fleet"), each as a clas
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import ssl
+import stat
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from test_audit13_fleet import open_dir  # noqa: F401 (a fixture: a folder every user can reach)
+from test_audit18_integrity import _nobody_reads
 
 from conftest import openssl, run_certkit
 from fleet_helpers import run_in_pty
@@ -94,3 +100,90 @@ def test_bulk_renewal_on_a_terminal_names_due_certificates_it_does_not_renew(tmp
     # cron (no terminal) stays quiet, as documented: nothing on either output
     proc = run_certkit("renew", "--expiring", "30d", env=env, cwd=tmp_path, subprocess=True)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), proc
+
+
+# --- 3: a bundle folder swapped whole keeps who may reach it: its ACLs, its group -------------------------------------
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other users needs root")
+
+
+def _folder_acl(user_uid: int) -> bytes:
+    """u::rwx, u:UID:r-x, g::---, m::r-x, o::--- as the kernel stores it (what setfacl -m u:UID:rx writes)."""
+    entries = [(1, 7, 0xFFFFFFFF), (2, 5, user_uid), (4, 0, 0xFFFFFFFF), (0x10, 5, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+@needs_root
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+def test_a_renewal_keeps_the_acl_of_the_bundle_folder(open_dir, ca_env, ca_dir, bulk):  # noqa: F811
+    env = _env(ca_env, open_dir)
+    folder = open_dir / "db"
+    run_certkit("issue-server", "db.example.com", "--days", "10", "--out", folder, env=env, check=True)
+    folder.chmod(0o700)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    try:  # the service's user may enter the folder (setfacl -m u:postgres:rx), and read its certificate
+        os.setxattr(folder, "system.posix_acl_access", _folder_acl(nobody))
+        os.setxattr(folder, "system.posix_acl_default", _folder_acl(nobody))
+    except OSError as exc:
+        pytest.skip(f"this file system keeps no POSIX ACL: {exc}")
+    before = folder.stat().st_ino
+    assert _nobody_reads(folder / "cert.pem")
+    proc = run_certkit("renew", *(["--expiring", "30d"] if bulk else [folder]), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert folder.stat().st_ino != before  # the folder was swapped whole (the case at stake)
+    assert _nobody_reads(folder / "cert.pem")  # was: Permission denied, the folder's ACL gone with the old folder
+    assert os.getxattr(folder, "system.posix_acl_access") == _folder_acl(nobody)
+    assert os.getxattr(folder, "system.posix_acl_default") == _folder_acl(nobody)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750  # the ACL's mask, as before
+    assert openssl("verify", "-CAfile", folder / "ca.pem", folder / "cert.pem").returncode == 0
+
+
+@needs_root
+def test_a_renewal_by_its_owner_keeps_the_group_of_the_bundle_folder(open_dir, ca_env, ca_dir):  # noqa: F811
+    """A user (not root) renews a bundle folder it gave to a group it is in (chgrp ssl-cert; chmod 750): the
+    folder swapped whole had the user's primary group, and the group's services could no longer enter it."""
+    owner, group, member = 42001, 42002, 42003  # uids and gids of no account: no change to this machine
+    shutil.copytree(ca_dir, open_dir / "ca")  # where the user can reach it (pytest's folders are root's alone)
+    env = _env(ca_env, open_dir) | {"CERTKIT_CA_DIR": str(open_dir / "ca")}
+    folder = open_dir / "web"
+    run_certkit("issue-server", "web.example.com", "--days", "10", "--out", folder, env=env, check=True)
+    run_certkit("renew", folder, env=env, check=True)  # (loads what renewing needs, before the user cannot)
+    for path in [open_dir, *open_dir.rglob("*")]:
+        os.chown(path, owner, owner, follow_symlinks=False)
+    os.chown(folder, owner, group)
+    folder.chmod(0o750)
+    assert _reads_as(member, group, folder / "cert.pem")
+    before = folder.stat().st_ino
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the owner, in its groups, renews its bundle
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([group])
+            os.setresgid(owner, owner, owner)
+            os.setresuid(owner, owner, owner)
+            proc = run_certkit("renew", folder, env=env)
+            os.write(write, f"{proc.returncode}\n{proc.stdout}{proc.stderr}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as said:
+        told = said.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0, told
+    assert told.startswith("0\n"), told
+    info = folder.stat()
+    assert info.st_ino != before  # the folder was swapped whole
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (owner, group, 0o750)  # was: gid 42001
+    assert _reads_as(member, group, folder / "cert.pem")
+
+
+def _reads_as(uid: int, gid: int, path: Path) -> bool:
+    """Whether a process of the user ``uid`` in the group ``gid`` alone can read ``path`` (a real open by head)."""
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return subprocess.run(["head", "-c", "1", str(path)], capture_output=True, timeout=30,
+                          preexec_fn=drop).returncode == 0
