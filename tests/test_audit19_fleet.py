@@ -85,6 +85,46 @@ def test_renew_revoke_and_force_read_a_secret_kubectl_wrote_in_utf8_or_with_crlf
     assert json.loads(proc.stdout)["released"] == []
 
 
+def test_renew_and_revoke_read_jsonl_and_secrets_as_jq_and_kubectl_read_them(tmp_path, ca_env, ca_dir):
+    """A byte-order mark (PowerShell's and Notepad's UTF-8), and a jsonl line without its line break (jq -j,
+    printf '%s'): jq and kubectl read them; certkit said 'does not hold a readable certificate'."""
+    from certkit.formats.reading import certificates_in
+
+    if shutil.which("jq") is None or shutil.which("kubectl") is None:
+        pytest.skip("jq or kubectl is not installed")
+    env = _env(ca_env, tmp_path)
+    for name, fmt in (("bom.example.com", "jsonl"), ("bare.example.com", "jsonl"), ("bomk.example.com", "k8s")):
+        run_certkit("issue-server", name, "--format", fmt, "--out", tmp_path / f"{name}.{fmt}", env=env, cwd=tmp_path,
+                    check=True)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "bom.example.com.jsonl").read_bytes())
+    bare = tmp_path / "bare.jsonl"
+    with bare.open("wb") as out:  # jq -j: the line without its line break
+        assert subprocess.run(["jq", "-j", "-c", ".", tmp_path / "bare.example.com.jsonl"], stdout=out,
+                              timeout=60).returncode == 0
+    assert not bare.read_bytes().endswith(b"\n")
+    bomk = tmp_path / "bomk.yaml"
+    bomk.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "bomk.example.com.k8s").read_bytes())
+    for path in (bom, bare):  # what jq reads
+        assert json.loads(subprocess.run(["jq", "-c", ".", path], capture_output=True, timeout=60).stdout)["cert"]
+    assert subprocess.run(["kubectl", "annotate", "--local", "-f", bomk, "r=y", "-o", "name"], capture_output=True,
+                          timeout=120).returncode == 0
+    proc = run_certkit("renew", bom, "--out", tmp_path / "bom-renewed", "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # was: "bom.jsonl does not hold a readable certificate."
+    assert "privkey.pem" in json.loads(proc.stdout)["files"]
+    proc = run_certkit("renew", bomk, "--out", tmp_path / "bomk-renewed", "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "privkey.pem" in json.loads(proc.stdout)["files"]
+    proc = run_certkit("revoke", bare, "--reason", "superseded", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(run_certkit("list", "--name", "bare.example.com", "--json", env=env, check=True).stdout)
+    assert [c["status"] for c in listed["certificates"]] == ["revoked"]
+    # a line a dead writer cut off still holds nothing
+    whole = (tmp_path / "bom.example.com.jsonl").read_bytes()
+    (tmp_path / "cut.jsonl").write_bytes(whole[:whole.index(b'"chain"')])
+    assert certificates_in(tmp_path / "cut.jsonl") == []
+
+
 # --- 2: a manual bulk renewal on a terminal names the due certificates it does not renew ------------------------------
 def test_bulk_renewal_on_a_terminal_names_due_certificates_it_does_not_renew(tmp_path, ca_env, ca_dir):
     env = _env(ca_env, tmp_path)

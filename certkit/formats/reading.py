@@ -64,6 +64,7 @@ def output_file_certificates(path: Path) -> tuple[str, list["x509.Certificate"]]
             head = f.read(512)
     except OSError:
         return None
+    head = head if head[257:262] == b"ustar" else head.removeprefix(_BOM)  # a text file saved with a byte-order mark
     if len(head) == 512 and head[257:262] == b"ustar":
         kind = "tar"
     elif looks_like_json(head):
@@ -115,7 +116,11 @@ def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
             f.seek(0)
             if len(head) == 512 and head[257:262] == b"ustar":
                 yield from _tar_bundles(f)
-            elif looks_like_json(head):
+                return
+            if head.startswith(_BOM):  # a text file saved with a byte-order mark (PowerShell, Notepad): jq, kubectl
+                f.seek(len(_BOM))  # and YAML readers skip it
+                head = head[len(_BOM):]
+            if looks_like_json(head):
                 yield from _jsonl_bundles(f)
             else:
                 yield from _secret_bundles(f)
@@ -151,17 +156,23 @@ def _pair(cert_pem: bytes, key_pem: bytes | None) -> tuple[bytes, bool] | None:
         return None
 
 
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark
 _MAX_RECORD = 1 << 20  # one record of any format: a few kilobytes in practice
 
 
 def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each record of a jsonl file. A last line without its line break (printf '%s', jq -j, an editor) counts when
+    it reads as a whole JSON object, as jq reads it: a line a dead writer cut off never does (its closing brace
+    comes last)."""
     while line := f.readline(_MAX_RECORD + 1):
-        if len(line) > _MAX_RECORD or not line.endswith(b"\n"):
-            return  # a line cut off by a dead writer, or not ours
+        if len(line) > _MAX_RECORD:
+            return  # not ours
         try:
             record = loads_json(line)
             found = (record["cert"].encode(), record["key"].encode() if record.get("key") else None)
         except (ValueError, KeyError, TypeError, AttributeError):
+            if not line.endswith(b"\n"):
+                return  # a line cut off by a dead writer, or not ours
             continue
         yield found
 
