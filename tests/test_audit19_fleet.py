@@ -136,7 +136,7 @@ def test_bulk_renewal_on_a_terminal_names_due_certificates_it_does_not_renew(tmp
     # was: only "Checking certificates expiring within 30 days before anything is renewed...", as if none were due
     assert "Renewed none of 1 certificate expiring within 30 days" in shown, shown
     assert serial in shown and str(tmp_path / "s.yaml") in shown, shown
-    assert "certkit renew FILE --out DIR" in shown, shown
+    assert "certkit renew FILE --out DIR" in shown and "delivered into no bundle folder" in shown, shown
     # cron (no terminal) stays quiet, as documented: nothing on either output
     proc = run_certkit("renew", "--expiring", "30d", env=env, cwd=tmp_path, subprocess=True)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), proc

@@ -90,6 +90,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     san: list[str] = field(default_factory=list)  # SAN entries as list and inspect write them (DNS:...)
     new_key: bool | None = None  # renewed: whether the new certificate has a new key
+    sink: str | None = None  # skipped, in no bundle folder: where it was delivered (file, stream, acme, memory)
 
     @property
     def ok(self) -> bool:
@@ -277,7 +278,7 @@ def folder_skipped(row: dict) -> Outcome:
     if sink in (None, "folder"):  # by design (an output file) or by mistake?
         stage = "damaged" if damaged_cert(folder) else "moved"
     return Outcome(serial, "skipped", folder, row["kind"], row_names(row), error=not_in_a_folder(sink, folder, serial),
-                   stage=stage, san=row["names"])
+                   stage=stage, san=row["names"], sink=sink)
 
 
 def other_host(row: dict) -> str | None:
