@@ -125,6 +125,36 @@ def test_renew_and_revoke_read_jsonl_and_secrets_as_jq_and_kubectl_read_them(tmp
     assert certificates_in(tmp_path / "cut.jsonl") == []
 
 
+def test_renew_reads_a_list_of_secrets_as_kubectl_get_writes_it(tmp_path, ca_env, ca_dir):
+    """kubectl get secrets -o yaml of several writes a List (items:, each Secret a '- ' entry, its data 4 deep), which
+    inspect reads; renew FILE and revoke FILE said 'does not hold a readable certificate'."""
+    from certkit.formats.reading import certificates_in
+
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    env = _env(ca_env, tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\nserver,l1.example.com\nserver,l2.example.com\nclient,Lé Ü\n")
+    run_certkit("issue-batch", manifest, "--format", "k8s", "--out", tmp_path / "s.yaml", env=env, cwd=tmp_path,
+                check=True)
+    _through_kubectl(tmp_path / "s.yaml", tmp_path / "objects.yaml")
+    lines = ["apiVersion: v1", "items:"]  # the List kubectl get prints around those same objects (go-yaml's style)
+    for document in (tmp_path / "objects.yaml").read_text(encoding="utf-8").split("---\n"):
+        first, *rest = document.rstrip("\n").split("\n")
+        lines += ["- " + first] + ["  " + line for line in rest]
+    listed = tmp_path / "list.yaml"
+    listed.write_text("\n".join([*lines, "kind: List", "metadata:", '  resourceVersion: ""']) + "\n", encoding="utf-8")
+    serials = sorted(c["serial"] for c in json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+                     ["certificates"])
+    assert len(certificates_in(listed)) == 3
+    for command in ("renew", "revoke"):
+        proc = run_certkit(command, listed, *(["--out", tmp_path / "r"] if command == "renew" else []), env=env,
+                           cwd=tmp_path)
+        # was: "list.yaml does not hold a readable certificate."; now it names the three, and asks for one
+        assert proc.returncode == 1 and "holding 3 certificates" in proc.stderr, proc.stderr
+        assert all(serial in proc.stderr for serial in serials), proc.stderr
+
+
 # --- 2: a manual bulk renewal on a terminal names the due certificates it does not renew ------------------------------
 def test_bulk_renewal_on_a_terminal_names_due_certificates_it_does_not_renew(tmp_path, ca_env, ca_dir):
     env = _env(ca_env, tmp_path)

@@ -4,6 +4,7 @@ reconciliation to settle a dead writer's pending rows."""
 from __future__ import annotations
 
 import base64
+import re
 import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -180,9 +181,11 @@ def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
 def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     """Each Secret's tls.crt and tls.key: whole when its ca.crt came (--format k8s writes it last), or when a
     field of the Secret itself follows its data (kubectl's order: ``kubectl create secret tls``, which writes no
-    ca.crt, and ``kubectl get secret -o yaml`` put data before kind, metadata and type)."""
+    ca.crt, and ``kubectl get secret -o yaml`` put data before kind, metadata and type). A list of Secrets
+    (``kubectl get secrets -o yaml`` of several: ``items:``, each one a ``- `` entry) is read Secret by Secret."""
     data: dict[str, str] = {}
     closed = False
+    indent: int | None = None  # of the data fields: 2 in a Secret, 4 in an item of a list
 
     def done() -> Iterator[tuple[bytes, bytes | None]]:
         if "tls.crt" in data and ("ca.crt" in data or closed):  # the document is whole
@@ -199,16 +202,19 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
         # kubectl writes UTF-8 (an annotation such as certkit/subject: CN=José, once the Secret went through the
         # API server), and an editor or a checkout may end lines with CRLF: read as YAML readers do
         text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if text.rstrip() == "---":
+        depth = len(text) - len(text.lstrip(" "))
+        if text.rstrip() == "---" or text.startswith("- "):  # the next document, or the next item of a list
             yield from done()
-            data, closed = {}, False
-        elif data and text[:1].isalpha():  # a top-level field after the data: the data is whole
-            closed = True
-        elif text.startswith("  ") and not text.startswith("   ") and ": " in text:
-            field, value = text.strip().split(": ", 1)
-            if field in ("tls.crt", "tls.key", "ca.crt"):
-                data[field] = _yaml_scalar(value)
+            data, closed, indent = {}, False, None
+        elif data and text.strip() and not text.lstrip().startswith("#") and depth < indent:
+            closed = True  # a field of the Secret (or of the document) after its data: the data is whole
+        elif (found := _SECRET_FIELD.fullmatch(text)) and (indent is None or depth == indent) and depth in (2, 4):
+            indent = depth
+            data[found[1]] = _yaml_scalar(found[2])
     yield from done()
+
+
+_SECRET_FIELD = re.compile(r" +(tls\.crt|tls\.key|ca\.crt): (.*)")
 
 
 def _yaml_scalar(value: str) -> str:
