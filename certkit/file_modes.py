@@ -165,9 +165,12 @@ def keep_folder_access(old: Path, new: Path) -> None:
     if os.geteuid() == 0:
         os.chown(new, info.st_uid, info.st_gid)
     elif os.stat(new).st_gid != info.st_gid:
-        with contextlib.suppress(OSError):  # the owner may give any group it is in; else the mode below stands
+        with contextlib.suppress(OSError):  # the owner may give any group it is in
             os.chown(new, -1, info.st_gid)
-    os.chmod(new, info.st_mode & 0o7777)  # after chown, which may clear set-id bits
+    mode = info.st_mode & 0o7777
+    if os.stat(new).st_gid != info.st_gid:  # a group it could not give: its bits are not another group's to have
+        mode &= ~0o070
+    os.chmod(new, mode)  # after chown, which may clear set-id bits
     for name in (_ACL, _DEFAULT_ACL):  # after the mode: an ACL's mask is the group bits ls shows
         try:
             acl = os.getxattr(old, name, follow_symlinks=False)

@@ -210,17 +210,21 @@ def test_a_renewal_keeps_the_acl_of_the_bundle_folder(open_dir, ca_env, ca_dir, 
 @needs_root
 def test_a_renewal_by_its_owner_keeps_the_group_of_the_bundle_folder(open_dir, ca_env, ca_dir):  # noqa: F811
     """A user (not root) renews a bundle folder it gave to a group it is in (chgrp ssl-cert; chmod 750): the
-    folder swapped whole had the user's primary group, and the group's services could no longer enter it."""
-    owner, group, member = 42001, 42002, 42003  # uids and gids of no account: no change to this machine
+    folder swapped whole had the user's primary group, and the group's services could no longer enter it (nor,
+    with a group it is not in, ever: that folder's group bits are then not the primary group's to have)."""
+    owner, group, member, foreign = 42001, 42002, 42003, 42004  # ids of no account: no change to this machine
     shutil.copytree(ca_dir, open_dir / "ca")  # where the user can reach it (pytest's folders are root's alone)
     env = _env(ca_env, open_dir) | {"CERTKIT_CA_DIR": str(open_dir / "ca")}
-    folder = open_dir / "web"
+    folder, other = open_dir / "web", open_dir / "other"
     run_certkit("issue-server", "web.example.com", "--days", "10", "--out", folder, env=env, check=True)
+    run_certkit("issue-server", "other.example.com", "--days", "10", "--out", other, env=env, check=True)
     run_certkit("renew", folder, env=env, check=True)  # (loads what renewing needs, before the user cannot)
     for path in [open_dir, *open_dir.rglob("*")]:
         os.chown(path, owner, owner, follow_symlinks=False)
     os.chown(folder, owner, group)
+    os.chown(other, owner, foreign)  # given by root to a group the owner is not in
     folder.chmod(0o750)
+    other.chmod(0o750)
     assert _reads_as(member, group, folder / "cert.pem")
     before = folder.stat().st_ino
     read, write = os.pipe()
@@ -232,7 +236,7 @@ def test_a_renewal_by_its_owner_keeps_the_group_of_the_bundle_folder(open_dir, c
             os.setgroups([group])
             os.setresgid(owner, owner, owner)
             os.setresuid(owner, owner, owner)
-            proc = run_certkit("renew", folder, env=env)
+            proc = run_certkit("renew", "--expiring", "30d", env=env)
             os.write(write, f"{proc.returncode}\n{proc.stdout}{proc.stderr}".encode())
             code = 0
         finally:
@@ -246,6 +250,9 @@ def test_a_renewal_by_its_owner_keeps_the_group_of_the_bundle_folder(open_dir, c
     assert info.st_ino != before  # the folder was swapped whole
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (owner, group, 0o750)  # was: gid 42001
     assert _reads_as(member, group, folder / "cert.pem")
+    info = other.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (owner, owner, 0o700)  # was: 0750, gid 42001
+    assert not _reads_as(42005, owner, other / "cert.pem")  # the owner's primary group got nothing it lacked
 
 
 def _reads_as(uid: int, gid: int, path: Path) -> bool:
