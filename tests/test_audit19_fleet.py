@@ -1,15 +1,17 @@
 r"""The nineteenth round's fleet findings (audit helper "fleet"), each as a class:
 
-1. ``renew FILE``, ``revoke FILE`` and ``--force`` over an output file read a Secret's lines as ASCII with LF
-   endings only. kubectl writes UTF-8: a certkit Secret of a client ``José Ñ`` that went through kubectl
-   (``kubectl get secret NAME -o yaml``, ``kubectl annotate --local ... -o yaml``) carries
-   ``certkit/subject: CN=José Ñ``, and a manifest checked out with CRLF line ends (or with a comment above it)
-   was not even taken for a manifest: ``Error: FILE does not hold a readable certificate.`` (``inspect`` read it),
-   and ``--force`` over it said it was "no jsonl, k8s or tar output". They are now read as YAML readers read them.
+1. ``renew FILE``, ``revoke FILE`` and ``--force`` over an output file read it more strictly than kubectl, jq and
+   ``inspect`` do: a Secret kubectl wrote back (its annotations in raw UTF-8: ``certkit/subject: CN=José Ñ``), a
+   manifest with CRLF line ends or a comment above it, a file saved with a byte-order mark, a jsonl whose last
+   line has no line break (``jq -j``), and the List ``kubectl get secrets -o yaml`` prints were all "FILE does not
+   hold a readable certificate" (``--force``: "is no jsonl, k8s or tar output certkit wrote").
 2. ``renew --expiring`` run by hand on a terminal said nothing after "Checking ... before anything is renewed..."
-   when the only due certificates were delivered into output files (jsonl, k8s, tar) or sit in another host's
-   folders, as when nothing is due, though they expire unrenewed. It now lists them, with what to do; run by cron
-   (no terminal) it stays quiet, as documented.
+   when the only due certificates were delivered into output files (jsonl, k8s, tar) or to standard output, as
+   when nothing is due, though they expire unrenewed. It now lists them, with what to do; run by cron (no
+   terminal) it stays quiet, as documented.
+3. A bundle folder renewed whole (swapped with the new one) lost who could reach it: its POSIX ACLs (access and
+   default: ``setfacl -m u:postgres:rx``), and, renewed by its owner, its group (``chgrp ssl-cert``); a group the
+   owner is not in left its bits to the owner's own group.
 """
 
 from __future__ import annotations
