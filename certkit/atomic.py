@@ -4,9 +4,11 @@ Every file is written to a temporary name beside its target (created with
 ``O_EXCL | O_NOFOLLOW`` and its final mode, so a key is never readable by
 others, whatever the umask), flushed to disk, then renamed into place. A new
 folder is assembled under a temporary name and renamed into place whole.
-Temporary names carry the writer's pid (``.NAME.PID-RANDOM.certkit-tmp``), so
-a later run can tell a dead writer's leftovers (which may hold a private key)
-from a live one's and remove them (:func:`sweep_stale`).
+Temporary names carry the writer's pid (``.NAME.PID-RANDOM.certkit-tmp``), and a
+writer holds (``flock``) each temporary folder while it fills it, so a later run can
+tell a dead writer's leftovers (which may hold a private key) from a live one's and
+remove them (:func:`sweep_stale`, :func:`writer_gone`), even when its pid has been
+given to another process since (a reboot; a container, where every command is pid 1).
 
 The folders above an output that do not exist yet are created by
 :func:`make_folders` (mode 0755 at most, whatever the umask: never a folder
@@ -60,6 +62,70 @@ def alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+# How long an entry that no one holds may be a live writer's though its pid names a live process: a writer holds
+# (flock) every temporary folder, and an output file, for as long as it writes them; a temporary file of its own is
+# renamed within milliseconds; only a certkit from before writers held them could take longer.
+UNHELD_LEASE = 300.0
+_HELD: dict[str, int] = {}  # the temporary folders this process holds: path -> the descriptor holding its flock
+
+
+def hold(path: Path, *, dir_fd: int | None = None) -> None:
+    """Hold the temporary folder ``path`` (just made, this process's) until :func:`let_go`: an ``flock`` on it tells
+    every other certkit that its writer lives (:func:`writer_gone`), whatever its pid says."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return  # not held: its pid and age speak for it, as before writers held them
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
+    close_quietly(_HELD.pop(_held_key(path, dir_fd), -1))
+    _HELD[_held_key(path, dir_fd)] = fd
+
+
+def let_go(path: Path, *, dir_fd: int | None = None) -> None:
+    """Stop holding ``path`` (:func:`hold`): it is in place, or removed."""
+    fd = _HELD.pop(_held_key(path, dir_fd), None)
+    if fd is not None:
+        close_quietly(fd)
+
+
+def _held_key(path: Path, dir_fd: int | None) -> str:
+    return f"{dir_fd}:{path}" if dir_fd is not None else os.path.abspath(path)
+
+
+def writer_gone(path: Path, pid: int) -> bool:
+    """Whether the temporary file or folder ``path``, named for the writer ``pid``, is a dead writer's. One a
+    writer holds (:func:`hold`) is live. Else one whose pid is gone is dead; and so is one whose pid names a
+    live process (a pid used again since its writer died: after a reboot, in a container where every
+    command is pid 1, this very process) when no one holds it and nothing was written in it for
+    :data:`UNHELD_LEASE`: a live
+    writer holds what it takes long to write, and renames the rest within milliseconds."""
+    import fcntl
+    import time
+
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return not alive(pid)  # not ours to open (another user's): its pid alone speaks for it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False  # held: its writer lives
+            return not alive(pid)  # no flock on this file system
+        if not alive(pid):
+            return True
+        return time.time() - os.fstat(fd).st_mtime > UNHELD_LEASE
+    finally:
+        close_quietly(fd)
 
 
 def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
@@ -144,6 +210,7 @@ def make_staging_dir(parent: Path, name: str) -> Path:
             continue
         except OSError as exc:  # named as the folder asked for: the temporary name means nothing to anyone
             raise OSError(exc.errno, exc.strerror, str(parent / name)) from None
+        hold(staging)  # until it is in place or removed (let_go): a live writer's, whatever its pid says
         return staging
     raise FileExistsError(f"Could not create a temporary folder in {parent}.")
 
@@ -159,7 +226,7 @@ def sweep_stale(directory: Path, name: str | None = None) -> None:
         return
     for entry in entries:
         parsed = parse_temporary(entry.name)
-        if not parsed or (name is not None and parsed[0] != name) or alive(parsed[1]):
+        if not parsed or (name is not None and parsed[0] != name) or not writer_gone(Path(entry.path), parsed[1]):
             continue
         original, _pid, is_old = parsed
         path, target = Path(entry.path), Path(directory) / original
@@ -287,6 +354,8 @@ def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> I
         except BaseException:
             remove_tree(staging)
             raise
+        finally:
+            let_go(staging)
 
 
 _RENAME_EXCHANGE = 2

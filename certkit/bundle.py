@@ -39,9 +39,10 @@ from certkit.atomic import (
     PUBLIC_MODE,
     SECRET_MODE,
     TEMP_SUFFIX,
-    alive,
     exchange,
     fsync_dir,
+    hold,
+    let_go,
     make_staging_dir,
     new_folder,
     parse_temporary,
@@ -49,9 +50,10 @@ from certkit.atomic import (
     swap_by_renames,
     sweep_stale,
     write_new_file,
+    writer_gone,
 )
 from certkit.bundle_contents import bundle_mismatch, leftovers, refuse_unreadable_cert  # noqa: F401
-from certkit.bundle_journal import refuse_irregular
+from certkit.bundle_journal import refuse_irregular, refuse_unsettled
 from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, keep_folder_access, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
@@ -112,6 +114,7 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
         return
     check_folder_owner(folder)
     check_can_write(folder)
+    refuse_unsettled(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
     if links:
@@ -419,6 +422,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         if sync:
             fsync_dir(staging, strict=True)
         pause_at("staged")
+        hold(folder)  # the old bundle, which the exchange puts under the temporary name: a live writer's too
         if not _cannot_swap_on(_NO_SWAP, exchange, staging, folder):
             _cannot_swap_on(_NO_SWAP, swap_by_renames, staging, folder)  # undoes itself when it fails
         if sync:
@@ -433,8 +437,15 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
             raise _Swapped(exc.errno, exc.strerror, exc.filename) from None
     except BaseException:
         remove_tree(staging)
+        _let_go(staging, folder)
         raise
     remove_tree(staging)  # after the exchange it holds the old bundle
+    _let_go(staging, folder)
+
+
+def _let_go(*held: Path) -> None:
+    for path in held:
+        let_go(path)
 
 
 def _cannot_swap_on(errors: tuple[int, ...], step, *args):
@@ -464,7 +475,7 @@ def settle_folder(folder: Path) -> None:
     except OSError:
         return
     journals = [e.name for e in entries if (parsed := parse_temporary(e.name)) and parsed[0] == JOURNAL
-                and not alive(parsed[1]) and e.is_dir(follow_symlinks=False)]
+                and e.is_dir(follow_symlinks=False) and writer_gone(Path(e.path), parsed[1])]
     if journals:
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

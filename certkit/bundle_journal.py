@@ -30,7 +30,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from certkit.atomic import SECRET_MODE, close_quietly, temporary_name, write_new_file
+from certkit.atomic import SECRET_MODE, close_quietly, hold, let_go, temporary_name, write_new_file
 from certkit.constants import BUNDLE_FILES
 from certkit.errors import CertkitError, UnsafeOutputPath, loads_json
 from certkit.testhooks import pause_at
@@ -113,6 +113,28 @@ def refuse_irregular(folder: Path, names: Iterable[str]) -> None:
                                    f"{name}). Move it out of {shown(folder)} or choose another folder.")
 
 
+def refuse_unsettled(folder: Path) -> None:
+    """Refuse to write into ``folder`` while it holds a journal that the settling before (:func:`settle_journal`)
+    left alone: another command is replacing its bundle now, or one was killed so lately that its pid cannot yet be
+    told from a live one's. A new bundle written now would be undone or overwritten when that journal is settled."""
+    from certkit.atomic import UNHELD_LEASE, parse_temporary
+
+    def journals() -> list[str]:
+        try:
+            return [e.name for e in os.scandir(folder) if (found := parse_temporary(e.name)) and found[0] == JOURNAL]
+        except OSError:
+            return []
+
+    if journals():  # (a batch does not settle each folder first)
+        from certkit.bundle import settle_folder
+
+        settle_folder(folder)
+    if names := journals():
+        raise CertkitError(f"Another certkit command is replacing the bundle in {shown(folder)} (its journal "
+                           f"{shown(names[0])} is there), or was stopped less than {UNHELD_LEASE / 60:.0f} minutes "
+                           "ago; nothing was written. Run again once it is done: certkit then finishes or undoes it.")
+
+
 def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], sync: bool,
               owner: tuple[str, str] | None = None) -> None:
     """Replace ``files`` and remove ``remove`` in ``folder`` through a journal (see the module docstring).
@@ -121,6 +143,7 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
     from certkit.file_modes import mode_for, write_kept
 
     fd = _open_folder(folder)
+    journal: str | None = None
     try:
         if not _same_folder(folder, fd):
             raise _moved(folder)
@@ -131,6 +154,7 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
                                "was replaced.")
         journal = temporary_name(JOURNAL)
         os.mkdir(journal, 0o700, dir_fd=fd)
+        hold(journal, dir_fd=fd)  # a live writer's, to every other certkit, whatever its pid says
         try:
             for name, data in files.items():
                 write_kept(folder / journal / name, data, folder / name, mode_for(name, data), sync=sync)
@@ -149,6 +173,8 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
         _carry_out(folder, fd, journal, plan)
         pause_at("swapped")
     finally:
+        if journal is not None:
+            let_go(journal, dir_fd=fd)
         close_quietly(fd)  # (the bundle may be in place: a failed close says nothing of it)
 
 

@@ -375,8 +375,16 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
         from certkit.paths import check_name
 
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
+    from certkit.bundle import settle_folder
+
+    # What a dead writer left half-replaced in the folder is finished or undone before its files are read.
+    given = Path(ref) if os.path.isdir(ref) and not os.path.islink(ref) else None
+    if given is not None:
+        settle_folder(given)
     found = find_certificate(ca.require_inventory(), ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
     ca.kind_of(found.cert)  # an intermediate's certificate is refused as what it is, before where it went
+    if found.folder is not None and given is None:  # found by serial or name (from its row): its folder too
+        settle_folder(found.folder)
     recorded = Path(found.row["folder"]) if found.row.get("folder") else None
     if (out is None and found.folder is not None and recorded is not None
             and os.path.realpath(found.folder) != os.path.realpath(recorded) and holds(recorded, found.serial)):

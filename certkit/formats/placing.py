@@ -31,8 +31,20 @@ def create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
                 raise CertkitError(f"Cannot write {shown(path)}: {os_reason(exc)} (in {shown(path.parent)}); "
                                    "nothing was put in place.") from None
             os.fchmod(fd, SECRET_MODE)  # whatever the umask
+            _hold(fd)
             return tmp, fd, made
         raise FileExistsError(f"Could not create a temporary file beside {path}.")
+
+
+def _hold(fd: int) -> None:
+    """Hold the temporary file (open as ``fd``) while it is written (a batch may take hours): to every other
+    certkit it is a live writer's, whatever its pid says (:func:`certkit.atomic.writer_gone`)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
 
 
 def place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
