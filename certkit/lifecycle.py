@@ -101,6 +101,10 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     is not in the inventory is said to be that one, or one signed by it, rather than another CA's."""
     what = "a bundle folder, a serial or a name" if allow_names else "a bundle folder or a serial"
     path = Path(ref)
+    if path.is_dir() or path.name == CERT_FILE:  # a dead writer's half-replaced bundle: settled first
+        from certkit.bundle import settle_folder
+
+        settle_folder(path if path.is_dir() else path.parent)
     if path.exists():
         cert_path = path / CERT_FILE if path.is_dir() else path
         if path.is_dir() and not is_regular_file(cert_path):  # a loop of links is said as it is, as by serial
@@ -375,15 +379,11 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
         from certkit.paths import check_name
 
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
-    from certkit.bundle import settle_folder
-
-    # What a dead writer left half-replaced in the folder is finished or undone before its files are read.
-    given = Path(ref) if os.path.isdir(ref) and not os.path.islink(ref) else None
-    if given is not None:
-        settle_folder(given)
     found = find_certificate(ca.require_inventory(), ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
     ca.kind_of(found.cert)  # an intermediate's certificate is refused as what it is, before where it went
-    if found.folder is not None and given is None:  # found by serial or name (from its row): its folder too
+    if found.folder is not None and not os.path.isdir(ref):  # found by serial or name: its folder settled too
+        from certkit.bundle import settle_folder
+
         settle_folder(found.folder)
     recorded = Path(found.row["folder"]) if found.row.get("folder") else None
     if (out is None and found.folder is not None and recorded is not None

@@ -10,9 +10,10 @@
    the journal along into it, to be rolled back over the new bundle later (its cert.pem replaced by the old one).
    Writers now hold (``flock``) each temporary folder and journal while they fill it, and an output file while
    they write it; one that no one holds is a dead writer's when its pid is gone, or when nothing was written in it
-   for five minutes whatever its pid names (:func:`certkit.atomic.writer_gone`). ``renew`` settles the folder
-   before it reads it (as issue and export-p12 did), and a bundle is never written into a folder whose journal
-   cannot be settled yet: refused, in words that say why and when it can.
+   for five minutes whatever its pid names (:func:`certkit.atomic.writer_gone`). ``renew`` and ``revoke`` settle
+   the folder they are given before they read it (as issue and export-p12 did: ``revoke FOLDER --reason
+   keyCompromise`` refused such a folder as "a file replaced by hand?"), and a bundle is never written into a
+   folder whose journal cannot be settled yet: refused, in words that say why and when it can.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from conftest import new_ca, run_certkit
-from integrity_helpers import read_bundle
+from integrity_helpers import db_rows, read_bundle
 
 _AGO = 20 * 60  # seconds: older than certkit's lease for leftovers no one holds
 
@@ -73,20 +74,43 @@ def _age(path: Path, seconds: float) -> None:
 
 def test_a_journal_whose_pid_names_a_live_process_is_settled_once_no_one_holds_it(tmp_path):
     env, folder, journal = _killed_mid_journal(tmp_path)
-    old_serial = read_bundle(folder).serial  # cert.pem: the killed renewal's
+    killed = read_bundle(folder).serial  # cert.pem: the killed renewal's
+    _age(journal, _AGO)
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert not journal.exists() and read_bundle(folder).complete  # committed: rolled forward
+    assert {r["serial"]: r["status"] for r in listed}[killed] == "valid"
+
+
+def test_renew_of_a_folder_settles_its_journal_before_it_reads_it(tmp_path):
+    """Before, ``certkit renew FOLDER`` refused the half-replaced folder for good ("Restore the pair first")."""
+    env, folder, journal = _killed_mid_journal(tmp_path)
+    killed = read_bundle(folder).serial
+    run_certkit("list", env=env, check=True)  # within the lease: the killed renewal settled abandoned, journal kept
+    assert journal.is_dir()
     _age(journal, _AGO)
     renewed = run_certkit("renew", folder, env=env)
     assert renewed.returncode == 0, renewed.stderr
-    assert "Restore the pair" not in renewed.stderr
-    assert not journal.exists() and not [p for p in folder.iterdir() if "certkit-tmp" in p.name]
+    assert not [p for p in folder.iterdir() if "certkit-tmp" in p.name]
     bundle = read_bundle(folder)
-    assert bundle.complete and bundle.serial != old_serial
+    assert bundle.complete and bundle.serial != killed
     assert (folder / "notes.txt").read_text() == "the user's own file\n"
-    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
-    rows = {r["serial"]: r for r in listed}
-    assert rows[bundle.serial]["status"] == "valid"
-    # the killed renewal's journal was committed: rolled forward (its certificate whole and valid), then renewed
-    assert rows[old_serial]["status"] == "valid" and rows[bundle.serial]["renewed_from"] == old_serial
+    rows = {r["serial"]: r for r in db_rows(tmp_path / "ca")}
+    assert rows[bundle.serial]["status"] == "valid" and rows[killed]["status"] == "abandoned"
+    assert rows[bundle.serial]["renewed_from"] not in (None, killed)  # renewed what the folder held once settled
+
+
+def test_revoke_of_a_folder_settles_its_journal_before_it_reads_it(tmp_path):
+    """Before, ``revoke FOLDER --reason keyCompromise`` refused the half-replaced folder ("names no one certificate
+    ... a file replaced by hand?") while the journal that settles it lay beside it."""
+    env, folder, journal = _killed_mid_journal(tmp_path)
+    run_certkit("list", env=env, check=True)  # within the lease: the killed renewal settled abandoned, journal kept
+    assert journal.is_dir()
+    _age(journal, _AGO)
+    revoked = run_certkit("revoke", folder, "--reason", "keyCompromise", "--json", env=env)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert not journal.exists()
+    bundle = read_bundle(folder)
+    assert bundle.complete and json.loads(revoked.stdout)["serial"] == bundle.serial
 
 
 def test_a_bundle_is_not_written_over_a_journal_that_cannot_be_settled_yet(tmp_path):
