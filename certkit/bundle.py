@@ -12,8 +12,9 @@ they exist; nothing is written through a symbolic link.
 
 Two ways to replace, both crash-safe:
 - a folder that holds nothing but bundle files is swapped whole with Linux's
-  ``renameat2(RENAME_EXCHANGE)``: a reader opening ``cert.pem`` and
-  ``privkey.pem`` sees the old pair or the new pair, never one of each;
+  ``renameat2(RENAME_EXCHANGE)``: the folder holds the old pair or the new pair
+  at every instant, never one of each (a reader opening ``cert.pem`` before the
+  exchange and ``privkey.pem`` after it by path gets one of each all the same);
 - any other folder (a user's files beside the bundle, a mount point, a file
   mounted in it) gets a journal (:mod:`certkit.bundle_journal`): the new files
   are staged in a hidden subfolder with a ``COMMIT`` list, then renamed over the

@@ -153,3 +153,34 @@ def test_a_leftover_held_by_its_live_writer_stays_however_old(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=60,
                           env=env)
     assert proc.stdout.split() == ["False", "True"], proc.stderr
+
+
+def test_a_reader_opening_the_pair_by_path_across_a_swap_gets_one_of_each_as_the_docs_now_say(tmp_path):
+    """2. docs/renew.md and docs/security.md said that a server reading cert.pem and privkey.pem of a folder swapped
+    whole "sees the old pair or the new pair, never one of each". The folder holds one pair at every instant, but a
+    reader opening the two by path, one before the exchange and one after, gets one of each (here: opened while the
+    renewal is paused just before its exchange, and after it). The pages say so now, and what to do."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from integrity_helpers import spki, start_paused
+
+    env = new_ca(tmp_path, "Swap CA")
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", folder, env=env, check=True)
+    marker = tmp_path / "marker"
+    proc = start_paused(["renew", folder, "--rekey"], env, tmp_path, "staged", marker)
+    try:
+        cert = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())  # before the exchange
+    finally:
+        marker.unlink()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    key = serialization.load_pem_private_key((folder / "privkey.pem").read_bytes(), None)  # after it
+    assert spki(key) != spki(cert)  # one of each
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for page in ("renew.md", "security.md"):
+        text = " ".join((docs / page).read_text().split())
+        assert "sees the old pair or the new pair, never one of each;" not in text
+        assert "finds the old certificate with the old key or the new certificate with the new key, never" not in text
+        assert "by path" in text and "--exec" in text
