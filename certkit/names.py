@@ -470,6 +470,7 @@ def carried_name_notes(cert) -> list[str]:
     from cryptography import x509
 
     from certkit.names_notation import is_a_uri, typed_value, url_ipv4
+    from certkit.names_uri import go_unreadable
 
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -482,6 +483,8 @@ def carried_name_notes(cert) -> list[str]:
         if value := typed_value(uri, is_a_uri):
             notes.append(f"it names the URI {_show(uri)}, a subjectAltName entry with its type, not the URI "
                          f"{_show(value)} peers look for; to change it, issue a new certificate naming {_show(value)}")
+        elif reason := go_unreadable(uri):
+            notes.append(f"it names the URI {_show(uri)}: {reason} in a new certificate")
     for name in filter(_ends_in_a_number, san.get_values_for_type(x509.DNSName)):
         read = url_ipv4(name)
         notes.append(f"it names the DNS name {_show(name)}, which curl and browsers read as the IPv4 address "

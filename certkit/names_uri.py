@@ -29,6 +29,8 @@ def parse_uri(text: str) -> Identity:
     _check_uri_syntax(text)
     if text.lower().startswith("spiffe:"):
         _check_spiffe(text)
+    if reason := go_unreadable(text):
+        raise InvalidName(f"'{_show(text)}' is not a valid URI for a certificate: {reason}.")
     return Identity("uri", text)
 
 
@@ -95,3 +97,28 @@ def _check_spiffe(text: str) -> None:
         raise InvalidName(f"'{_show(text)}' is not a valid SPIFFE ID: a path segment may not be '.' or '..' "
                           "(SPIFFE-ID section 2.2; go-spiffe refuses it, and a service that resolves the path would "
                           "read another ID).")
+
+
+def go_unreadable(text: str) -> str | None:
+    """Why Go's crypto/x509 cannot read a certificate naming the URI ``text``, or None: a host with an empty label
+    (a final dot, as in https://example.internal./x, or two dots in a row, which SPIFFE trust domains allow; a
+    leading dot in newer Go releases). Go refuses the whole certificate when it parses it ('x509: cannot parse URI
+    ...: invalid domain'), so every Go program (etcd, Kubernetes, SPIRE) fails the handshake. OpenSSL and Java take
+    it, but it matches no name constraint. A host with a port is left alone: Go reads it, final dot and all."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(text).netloc.rpartition("@")[2]
+    except ValueError:
+        return None
+    if not host or host.startswith("[") or ":" in host or "" not in (labels := host.split(".")):
+        return None
+    if labels.count("") == 1 and labels[0] == "":
+        where, who = "starts with a dot", "newer Go releases refuse"
+    else:
+        where = "ends with a dot" if labels.count("") == 1 and labels[-1] == "" else "has an empty label ('..')"
+        who = "Go refuses"
+    fixed = text.replace(host, ".".join(label for label in labels if label), 1)
+    return (f"its host '{_show(host)}' {where}, and {who} a certificate naming it ('x509: cannot parse URI "
+            f"{_show(text)}: invalid domain'): etcd, Kubernetes, SPIRE and other Go programs would refuse it; give "
+            f"'{_show(fixed)}'")

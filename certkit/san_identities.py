@@ -29,7 +29,7 @@ def identities_of(cert, kind: str) -> list[Identity]:
         elif isinstance(gn, x509.RFC822Name):
             out.append(_names.parse_email(gn.value))
         elif isinstance(gn, x509.UniformResourceIdentifier):
-            out.append(Identity("uri", gn.value) if _typed_uri(gn.value) else _names.parse_uri(gn.value))
+            out.append(Identity("uri", gn.value) if _carried_uri(gn.value) else _names.parse_uri(gn.value))
         # a DirectoryName SAN is the subject DN, which the profile puts back itself
     return out
 
@@ -41,12 +41,14 @@ def _carried(name: str) -> bool:
     return _names._ends_in_a_number(name) and _names._LDH_LABEL.match(name.rpartition(".")[2].lower()) is not None
 
 
-def _typed_uri(uri: str) -> bool:
-    """Whether the URI ``uri`` of a certificate being renewed is kept as certified though certkit refuses it today:
-    an entry with its type, 'URI:spiffe://...' (certified before certkit refused it, as a URI of the scheme 'URI')."""
+def _carried_uri(uri: str) -> bool:
+    """Whether the URI ``uri`` of a certificate being renewed is kept as certified though certkit refuses it today
+    (certified before it refused them): an entry with its type, 'URI:spiffe://...' (a URI of the scheme 'URI'), or a
+    host Go cannot read (https://example.internal./x: :func:`certkit.names_uri.go_unreadable`)."""
     from certkit.names_notation import is_a_uri, typed_value
+    from certkit.names_uri import go_unreadable
 
-    return typed_value(uri, is_a_uri) is not None
+    return typed_value(uri, is_a_uri) is not None or go_unreadable(uri) is not None
 
 
 def renewal_identities(old, kind: str) -> list[Identity]:
@@ -91,7 +93,7 @@ def check_request_names(request) -> None:
             again = ident  # as certified (identities_of)
         elif ident.kind == "dns":
             again = _names.parse_host(ident.value) if host else _names.parse_dns_name(ident.value, allow_wildcard=False)
-        elif ident.kind == "uri" and not host and request.renewed_from and _typed_uri(ident.value):
+        elif ident.kind == "uri" and not host and request.renewed_from and _carried_uri(ident.value):
             again = ident  # as certified (identities_of)
         elif ident.kind in ("email", "uri") and not host:
             again = (_names.parse_email if ident.kind == "email" else _names.parse_uri)(ident.value)

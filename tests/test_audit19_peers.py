@@ -1,0 +1,151 @@
+"""Round nineteen, peers: names that real peers (Go's crypto/x509 in etcd, Java's JSSE) read otherwise than certkit.
+
+1. A URI whose host has an empty label (a final dot, https://example.internal./x; two dots in a row or a final dot
+   in a SPIFFE trust domain, whose syntax allows them) was certified as given. Go's crypto/x509 refuses to parse a
+   certificate naming such a URI ('x509: cannot parse URI ...: invalid domain'): etcdctl cannot load it and etcd
+   refuses the handshake. It is now refused, naming the URI to give; a renewal keeps one certified before, with a
+   note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from test_peers_etcd import Etcd
+
+from conftest import assert_clean_error, new_ca, run_certkit
+
+# --- 1. a URI whose host has an empty label -----------------------------------------------------------------------
+# Each URI: how its host is refused, and the URI the refusal says to give.
+EMPTY_LABEL = {
+    "https://example.internal./x": ("ends with a dot", "https://example.internal/x"),
+    "spiffe://example.internal./ns/a": ("ends with a dot", "spiffe://example.internal/ns/a"),
+    "spiffe://a..example.internal/ns/a": ("has an empty label ('..')", "spiffe://a.example.internal/ns/a"),
+}
+
+
+def _refusal(uri: str) -> str:
+    where, fixed = EMPTY_LABEL[uri]
+    host = uri.split("/")[2]
+    return (f"'{uri}' is not a valid URI for a certificate: its host '{host}' {where}, and Go refuses a certificate "
+            f"naming it ('x509: cannot parse URI {uri}: invalid domain'): etcd, Kubernetes, SPIRE and other Go "
+            f"programs would refuse it; give '{fixed}'.")
+
+
+@contextlib.contextmanager
+def _older(monkeypatch):
+    """certkit before round nineteen, which took such a URI: within it, certkit issues as it did."""
+    import certkit.names_uri as names_uri
+
+    with monkeypatch.context() as older:
+        older.setattr(names_uri, "go_unreadable", lambda text: None)
+        yield
+
+
+@pytest.fixture(scope="module")
+def uri_certs(tmp_path_factory) -> Path:
+    """A CA; etcd-1's peer and server certificates; a client certificate for each URI of EMPTY_LABEL as certkit
+    issued it before (uri-0, uri-1, ...), and one for the URI it says to give instead of the first (good)."""
+    root = tmp_path_factory.mktemp("uri-certs")
+    env = new_ca(root, "certkit URI host CA")
+    run_certkit("issue-peer", "etcd-1.cluster.internal", "127.0.0.1", "--out", root / "etcd-1-peer", env=env,
+                check=True)
+    run_certkit("issue-server", "127.0.0.1", "--out", root / "etcd-1-server", env=env, check=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        with _older(monkeypatch):
+            for i, uri in enumerate(EMPTY_LABEL):
+                run_certkit("issue-client", f"svc-{i}", "--uri", uri, "--out", root / f"uri-{i}", env=env, check=True)
+    run_certkit("issue-client", "svc-good", "--uri", EMPTY_LABEL[next(iter(EMPTY_LABEL))][1], "--out",
+                root / "good", env=env, check=True)
+    return root
+
+
+def _handshake(bundle: Path, port: int, ca: Path) -> None:
+    """A TLS connection to etcd presenting ``bundle``'s certificate (Python's ssl reads it); closed once etcd judged
+    it."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(bundle / "fullchain.pem", bundle / "privkey.pem")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+
+def test_go_refuses_a_certificate_naming_such_a_uri_and_certkit_now_refuses_to_issue_it(tmp_path, uri_certs):
+    env = new_ca(tmp_path, "certkit URI CA")
+    for uri in EMPTY_LABEL:  # now: refused, nothing written
+        assert_clean_error(run_certkit("issue-client", "svc", "--uri", uri, "--out", tmp_path / "svc", env=env),
+                           _refusal(uri))
+        assert not (tmp_path / "svc").exists()
+    # what certkit issued before: Go, in etcdctl and in etcd, cannot read it; the URI it now says to give, it can
+    etcd = Etcd(tmp_path / "run", uri_certs)
+    etcd.root.mkdir()
+    try:
+        (member,) = etcd.start(["etcd-1"], peer_cert="peer", client_cert="server")
+        deadline = time.monotonic() + 30
+        while etcd.ctl(member, "put", "k", "v", client="good").returncode != 0:
+            etcd.check_running()
+            assert time.monotonic() < deadline, member.log[-3000:]
+            time.sleep(0.1)
+        for i, uri in enumerate(EMPTY_LABEL):
+            said = etcd.ctl(member, "put", "k", "v", client=f"uri-{i}")
+            assert said.returncode != 0 and f'x509: cannot parse URI "{uri}": invalid domain' in said.stderr, said
+            _handshake(uri_certs / f"uri-{i}", member.client_port, uri_certs / "ca" / "ca.pem")
+            deadline = time.monotonic() + 30
+            while f'cannot parse URI \\"{uri}\\": invalid domain' not in member.log:
+                assert time.monotonic() < deadline, member.log[-3000:]
+                time.sleep(0.1)
+    finally:
+        etcd.stop()
+
+
+def _csr_with_uri(uri: str) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "svc")]))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize("uri", sorted(EMPTY_LABEL))
+def test_sign_csr_and_the_library_refuse_it_too(tmp_path, uri):
+    from certkit import CA
+    from certkit.errors import InvalidName
+
+    env = new_ca(tmp_path, "certkit URI CSR CA")
+    (tmp_path / "svc.csr").write_bytes(_csr_with_uri(uri))
+    assert_clean_error(run_certkit("sign-csr", tmp_path / "svc.csr", "--client", "--out", tmp_path / "svc", env=env),
+                       f"The CSR's subjectAltName URI:{uri} is refused: {_refusal(uri)}")
+    assert not (tmp_path / "svc").exists()
+    ca = CA.create("certkit URI library CA")
+    with pytest.raises(InvalidName) as refused:
+        ca.issue_client("svc", uris=[uri])
+    assert str(refused.value) == _refusal(uri)
+
+
+def test_a_certificate_certified_with_such_a_uri_before_is_renewed_with_it_and_a_note(tmp_path, monkeypatch):
+    env = new_ca(tmp_path, "certkit URI renewal CA")
+    uri = "https://example.internal./x"
+    with _older(monkeypatch):
+        run_certkit("issue-client", "svc", "--uri", uri, "--out", tmp_path / "svc", env=env, cwd=tmp_path, check=True)
+    renewed = run_certkit("renew", tmp_path / "svc", env=env, cwd=tmp_path, subprocess=True)
+    assert renewed.returncode == 0, renewed.stderr
+    where, fixed = EMPTY_LABEL[uri]
+    assert (f"note        it names the URI {uri}: its host 'example.internal.' {where}, and Go refuses a certificate "
+            f"naming it ('x509: cannot parse URI {uri}: invalid domain'): etcd, Kubernetes, SPIRE and other Go "
+            f"programs would refuse it; give '{fixed}' in a new certificate") in renewed.stdout, renewed.stdout
+    san = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "svc" / "cert.pem"), "-noout", "-ext",
+                          "subjectAltName"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert san.split()[-1] == f"URI:{uri}", san
