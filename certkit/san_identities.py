@@ -107,9 +107,10 @@ def check_request_names(request) -> None:
 
 
 def python_idna_note(typed: str, a_label: str) -> str | None:
-    """What to say of a host name typed in Unicode that Python's ssl module converts otherwise: it encodes
-    a server_hostname with Python's 'idna' codec (IDNA2003), which maps ß, ς and the joiners to other
-    letters, where certkit, curl and browsers follow IDNA2008 (faß.de: xn--fa-hia.de, but fass.de)."""
+    """What to say of a host name typed in Unicode that Python's ssl module and Java convert otherwise: Python
+    encodes a server_hostname with its 'idna' codec (IDNA2003), Java's JSSE the host name it checks with
+    java.net.IDN (IDNA2003 too, the same mapping), which map ß, ς and the joiners to other letters, where certkit,
+    curl and browsers follow IDNA2008 (faß.de: xn--fa-hia.de, but fass.de)."""
     if typed.isascii():
         return None
     try:
@@ -119,5 +120,5 @@ def python_idna_note(typed: str, a_label: str) -> str | None:
     if theirs == a_label.rstrip(".").lower():
         return None
     return (f"{typed} is {a_label} in IDNA2008, as curl and browsers convert it, but Python's ssl module (IDNA2003) "
-            f"connects to {theirs} instead and refuses this certificate (hostname mismatch): name {theirs} too "
-            "if Python clients connect by this name")
+            f"and Java's JSSE (java.net.IDN, IDNA2003 too) connect to {theirs} instead and refuse this certificate "
+            f"(hostname mismatch): name {theirs} too if Python or Java clients connect by this name")
