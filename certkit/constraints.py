@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 NO_DNS, OLD_NO_DNS = "invalid.invalid", "invalid"
 ALL_IPV4, ALL_IPV6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
 # Java's sun.security.x509.DNSName accepts this: a common name of this shape is checked as a DNS name by Java
-# (when the certificate has no DNS name or IP address). OpenSSL's rule is :func:`_openssl_reads`.
-_HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-9-]*)*\.?$")
+# (when the certificate has no DNS name or IP address). It refuses a final dot ('DNSName may not begin or end with
+# a .'), and a common name it cannot read is not checked: 'alice.' passes. OpenSSL's rule is :func:`_openssl_reads`.
+_HOSTNAME_LIKE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*)(\.[A-Za-z0-9][A-Za-z0-9-]*)*$")
 
 
 def _openssl_reads(cn: str) -> bool:

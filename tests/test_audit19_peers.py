@@ -8,6 +8,9 @@
 2. A Unicode host name that IDNA2003 converts otherwise (faß.de: fass.de) was noted as refused by Python's ssl
    module alone. Java's JSSE checks the name it connects by through java.net.IDN, IDNA2003 too, and refuses the
    certificate as Python does: the note (issue-server, verify --name) and docs/issue-server.md name Java too.
+3. A client common name with a final dot ('alice.', 'svc.example.org.') under a DNS-constrained intermediate was
+   refused as one "Java (JSSE) reads as a host name": Java's DNSName refuses a final dot, so Java does not check it
+   (nor does OpenSSL, whose cn2dnsid refuses it too), and both accept the certificate. It is now issued.
 """
 
 from __future__ import annotations
@@ -216,3 +219,52 @@ def test_a_name_java_converts_otherwise_is_noted_for_java_as_java_refuses_it(tmp
     assert note in " ".join(verified.stdout.split()), verified.stdout
     run_certkit("issue-server", "faß.de", "fass.de", "--out", tmp_path / "both", env=env, check=True)
     assert _java_connects(tmp_path, tmp_path / "both", "faß.de") == "ACCEPTED"  # as the note advises
+
+
+# --- 3. a client common name with a final dot, which Java does not read as a host name -------------------------------
+JAVA_PKIX = """
+import java.io.FileInputStream; import java.security.cert.*; import java.util.*;
+public class Pkix { public static void main(String[] a) throws Exception {
+  CertificateFactory x509 = CertificateFactory.getInstance("X.509");
+  X509Certificate root = (X509Certificate) x509.generateCertificate(new FileInputStream(a[0]));
+  for (int i = 1; i < a.length; i++) {
+    List<Certificate> chain = new ArrayList<>(x509.generateCertificates(new FileInputStream(a[i])));
+    PKIXParameters parameters = new PKIXParameters(Set.of(new TrustAnchor(root, null)));
+    parameters.setRevocationEnabled(false);
+    try { CertPathValidator.getInstance("PKIX").validate(x509.generateCertPath(chain), parameters);
+          System.out.println("ACCEPTED"); }
+    catch (CertPathValidatorException e) { System.out.println("REFUSED " + e.getMessage()); }
+  }
+}}
+"""
+
+
+def _java_validates(tmp_path: Path, root: Path, *fullchains: Path) -> list[str]:
+    """What Java's PKIX validator (the one JSSE servers use for client certificates) says of each chain."""
+    from conftest import require
+
+    source = tmp_path / "Pkix.java"
+    source.write_text(JAVA_PKIX)
+    said = subprocess.run([require("java"), str(source), str(root), *map(str, fullchains)], capture_output=True,
+                          text=True, timeout=120)
+    return said.stdout.split("\n")[:-1] or [said.stderr]
+
+
+def test_a_common_name_with_a_final_dot_is_issued_under_an_intermediate_as_java_and_openssl_accept_it(tmp_path):
+    env = new_ca(tmp_path, "certkit CN root")
+    issuing = {**env, "CERTKIT_CA_DIR": str(tmp_path / "issuing")}
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "ca", "--name",
+                "certkit CN issuing", "--permit-dns", "example.internal", env=env | {
+                    "CERTKIT_PARENT_CA_PASSPHRASE": env["CERTKIT_CA_PASSPHRASE"]}, check=True)
+    root = tmp_path / "ca" / "ca.pem"
+    for name in ("alice.", "svc.example.org."):
+        run_certkit("issue-client", name, "--out", tmp_path / name, env=issuing, check=True)
+        subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", str(root),
+                        "-untrusted", str(tmp_path / name / "chain.pem"), str(tmp_path / name / "cert.pem")],
+                       check=True, capture_output=True, timeout=60)
+    assert _java_validates(tmp_path, root, tmp_path / "alice." / "fullchain.pem",
+                           tmp_path / "svc.example.org." / "fullchain.pem") == ["ACCEPTED", "ACCEPTED"]
+    # without the dot Java reads it, and refuses it: still refused, naming Java
+    assert_clean_error(run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=issuing),
+                       "Java (JSSE) reads the common name 'alice' of a client certificate without a DNS name as a "
+                       "host name")
