@@ -11,6 +11,9 @@
 3. A client common name with a final dot ('alice.', 'svc.example.org.') under a DNS-constrained intermediate was
    refused as one "Java (JSSE) reads as a host name": Java's DNSName refuses a final dot, so Java does not check it
    (nor does OpenSSL, whose cn2dnsid refuses it too), and both accept the certificate. It is now issued.
+4. Two names can give the same default folder (Müller and Möller: M_ller). The second was told 'M_ller already
+   holds cert.pem, ...; pass --force to replace them', and --force threw away the first one's key; issue-batch
+   --resume took the first one's bundle as the second's ('kept 1 bundle already complete'). Both now say whose it is.
 """
 
 from __future__ import annotations
@@ -268,3 +271,49 @@ def test_a_common_name_with_a_final_dot_is_issued_under_an_intermediate_as_java_
     assert_clean_error(run_certkit("issue-client", "alice", "--out", tmp_path / "alice", env=issuing),
                        "Java (JSSE) reads the common name 'alice' of a client certificate without a DNS name as a "
                        "host name")
+
+
+# --- 4. two names that give the same default folder ------------------------------------------------------------------
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_name_whose_default_folder_holds_anothers_bundle_is_refused_even_with_force(tmp_path):
+    """issue-client Möller after issue-client Müller (both M_ller): 'M_ller already holds cert.pem, ...; pass --force
+    to replace them', and --force threw away Müller's key. Now refused, --force or not, naming the other name."""
+    env = new_ca(tmp_path, "certkit folder CA")
+    run_certkit("issue-client", "Müller", env=env, cwd=tmp_path, check=True)
+    before = _files(tmp_path / "M_ller")
+    for force in ((), ("--force",)):
+        assert_clean_error(run_certkit("issue-client", "Möller", *force, env=env, cwd=tmp_path),
+                           "M_ller holds the certificate of 'Müller', another name that certkit writes to the same "
+                           "folder (a folder's name keeps letters, digits and . _ @ + - only); give the one for "
+                           "'Möller' its own folder with --out.")
+    (tmp_path / "anna.csr").write_bytes(subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         str(tmp_path / "anna.key"), "-subj", "/CN=Anna_Ng"], capture_output=True, check=True, timeout=60).stdout)
+    run_certkit("issue-client", "Anna Ng", env=env, cwd=tmp_path, check=True)
+    assert_clean_error(run_certkit("sign-csr", tmp_path / "anna.csr", "--client", "--force", env=env, cwd=tmp_path),
+                       "Anna_Ng holds the certificate of 'Anna Ng', another name")
+    assert _files(tmp_path / "M_ller") == before  # Müller's key and certificate, untouched
+    run_certkit("issue-client", "Möller", "--out", tmp_path / "moeller", env=env, cwd=tmp_path, check=True)
+    run_certkit("issue-client", "Müller", "--force", env=env, cwd=tmp_path, check=True)  # its own: replaced
+    assert _files(tmp_path / "M_ller")["privkey.pem"] != before["privkey.pem"]
+    run_certkit("issue-server", "10.9.9.9", "a.example", env=env, cwd=tmp_path, check=True)  # CN a.example in 10.9.9.9
+    run_certkit("issue-server", "10.9.9.9", "a.example", "--force", env=env, cwd=tmp_path, check=True)
+
+
+def test_issue_batch_resume_keeps_no_bundle_of_another_common_name(tmp_path):
+    """A manifest line for Möller, run with --resume where M_ller holds Müller's bundle, was counted 'kept 1 bundle
+    already complete': Möller got no certificate. Now the line is refused, naming both."""
+    env = new_ca(tmp_path, "certkit batch folder CA")
+    (tmp_path / "first.csv").write_text("kind,names\nclient,Müller\n")
+    (tmp_path / "second.csv").write_text("kind,names\nclient,Möller\n")
+    run_certkit("issue-batch", tmp_path / "first.csv", env=env, cwd=tmp_path, check=True)
+    before = _files(tmp_path / "M_ller")
+    assert_clean_error(run_certkit("issue-batch", tmp_path / "second.csv", "--resume", env=env, cwd=tmp_path),
+                       "M_ller holds a bundle that --resume does not keep: its certificate is for CN=Müller; the "
+                       "line asks for CN=Möller")
+    assert _files(tmp_path / "M_ller") == before
+    kept = run_certkit("issue-batch", tmp_path / "first.csv", "--resume", env=env, cwd=tmp_path, check=True)
+    assert "kept       1 bundle already complete (--resume)" in kept.stdout, kept.stdout

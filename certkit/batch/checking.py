@@ -114,6 +114,10 @@ def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None
     if row["kind"] != line.kind or have != wanted:
         return (f"its certificate is a {row['kind']} certificate for {', '.join(have) or 'no names'}; the line asks "
                 f"for a {line.kind} certificate for {', '.join(wanted) or 'no names'}")
+    theirs = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if line.kind == "client" and theirs != [request.common_name]:  # Müller's in M_ller, the folder Möller's gets too
+        return (f"its certificate is for CN={', CN='.join(map(str, theirs)) or '(none)'}; the line asks for "
+                f"CN={request.common_name}")
     try:
         if not bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True):
             return "it is incomplete (a file is missing, or privkey.pem is not its key)"
