@@ -4,6 +4,7 @@ checks a peer's), each checked again by today's rules."""
 from __future__ import annotations
 
 import ipaddress
+import os
 
 from certkit import names as _names
 from certkit.names import Identity
@@ -122,3 +123,38 @@ def python_idna_note(typed: str, a_label: str) -> str | None:
     return (f"{typed} is {a_label} in IDNA2008, as curl and browsers convert it, but Python's ssl module (IDNA2003) "
             f"and Java's JSSE (java.net.IDN, IDNA2003 too) connect to {theirs} instead and refuse this certificate "
             f"(hostname mismatch): name {theirs} too if Python or Java clients connect by this name")
+
+
+def anothers_bundle(folder, name: str, given: str | None = None) -> str | None:
+    """The other name whose certificate ``folder``, the default folder of ``name`` (:func:`certkit.names.
+    safe_folder_name`), holds, or None: two names can give one folder (Müller and Möller: M_ller; 'Anna Ng' and
+    Anna_Ng), and replacing that bundle would throw away the other one's key, which its 'already holds ...; pass
+    --force' hid. None too when the folder holds no certificate certkit can read, or this name's own, or (``given``:
+    the folder as a manifest line names it) when it is not the default folder of ``name``."""
+    import contextlib
+    from pathlib import Path
+
+    from cryptography import x509
+
+    from certkit.errors import UnsafeOutputPath
+    from certkit.names import safe_folder_name
+    from certkit.vocabulary import san_kind
+
+    if given is not None and (given != safe_folder_name(name) or not os.path.lexists(Path(folder) / "cert.pem")):
+        return None  # a batch line's: read only for a default folder that holds a certificate
+    try:
+        with open(Path(folder) / "cert.pem", "rb") as file:  # a regular file or not, the bundle's checks judge it
+            cert = x509.load_pem_x509_certificate(file.read(1 << 20))
+        theirs = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        with contextlib.suppress(x509.ExtensionNotFound):
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            theirs += [str(gn.value) for gn in san if san_kind(gn) is not None]
+    except (OSError, ValueError):
+        return None
+    if name in theirs:
+        return None  # this name's own bundle: --force replaces it
+    for other in theirs:
+        with contextlib.suppress(UnsafeOutputPath):
+            if safe_folder_name(other) == Path(folder).name:
+                return other
+    return None

@@ -303,17 +303,27 @@ def test_a_name_whose_default_folder_holds_anothers_bundle_is_refused_even_with_
     run_certkit("issue-server", "10.9.9.9", "a.example", "--force", env=env, cwd=tmp_path, check=True)
 
 
-def test_issue_batch_resume_keeps_no_bundle_of_another_common_name(tmp_path):
-    """A manifest line for Möller, run with --resume where M_ller holds Müller's bundle, was counted 'kept 1 bundle
-    already complete': Möller got no certificate. Now the line is refused, naming both."""
+def test_issue_batch_neither_replaces_nor_keeps_a_bundle_of_another_common_name(tmp_path):
+    """A manifest line for Möller where M_ller holds Müller's bundle: 'M_ller already holds ...; Pass --force', and
+    --force replaced Müller's key; with --resume it was counted 'kept 1 bundle already complete', and Möller got no
+    certificate. Now the line is refused naming Müller, with either; given as its 'out', --resume says whose it is."""
     env = new_ca(tmp_path, "certkit batch folder CA")
     (tmp_path / "first.csv").write_text("kind,names\nclient,Müller\n")
     (tmp_path / "second.csv").write_text("kind,names\nclient,Möller\n")
+    (tmp_path / "named.csv").write_text("kind,names,out\nclient,Möller,shared\n")
+    (tmp_path / "shared.csv").write_text("kind,names,out\nclient,Müller,shared\n")
     run_certkit("issue-batch", tmp_path / "first.csv", env=env, cwd=tmp_path, check=True)
+    run_certkit("issue-batch", tmp_path / "shared.csv", env=env, cwd=tmp_path, check=True)
     before = _files(tmp_path / "M_ller")
-    assert_clean_error(run_certkit("issue-batch", tmp_path / "second.csv", "--resume", env=env, cwd=tmp_path),
-                       "M_ller holds a bundle that --resume does not keep: its certificate is for CN=Müller; the "
+    for option in ("--resume", "--force"):
+        assert_clean_error(run_certkit("issue-batch", tmp_path / "second.csv", option, env=env, cwd=tmp_path),
+                           "line 2: its output folder M_ller holds the certificate of 'Müller', "
+                           "another name that gives the same folder; give the line its own 'out'.")
+    assert_clean_error(run_certkit("issue-batch", tmp_path / "named.csv", "--resume", env=env, cwd=tmp_path),
+                       "shared holds a bundle that --resume does not keep: its certificate is for CN=Müller; the "
                        "line asks for CN=Möller")
     assert _files(tmp_path / "M_ller") == before
     kept = run_certkit("issue-batch", tmp_path / "first.csv", "--resume", env=env, cwd=tmp_path, check=True)
     assert "kept       1 bundle already complete (--resume)" in kept.stdout, kept.stdout
+    run_certkit("issue-batch", tmp_path / "first.csv", "--force", env=env, cwd=tmp_path, check=True)  # its own
+    assert _files(tmp_path / "M_ller")["privkey.pem"] != before["privkey.pem"]

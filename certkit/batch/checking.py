@@ -49,6 +49,7 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
     whole batch), no folder is written: only what that format needs is checked. ``cache`` holds
     what a batch resolves once for thousands of lines (the folders above their outputs)."""
     from certkit.paths import within
+    from certkit.san_identities import anothers_bundle
 
     request = line.request()
     if output is not None:
@@ -59,6 +60,9 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
         raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
                            f"{shown(out_dir)} "
                            "(through a symbolic link).")
+    if line.kind == "client" and (other := anothers_bundle(line.out, line.names[0], line.folder)) is not None:
+        raise CertkitError(f"its output folder {shown(line.out)} holds the certificate of '{shown(other)}', another "
+                           "name that gives the same folder; give the line its own 'out'.")
     why = bundle_mismatch(ca, line, request) if resume else None
     if resume and why is None:
         return False

@@ -9,7 +9,6 @@ and the key decrypted; then the certificate is delivered.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from functools import partial
 from pathlib import Path
@@ -173,40 +172,15 @@ def _default_out(out: Path | None, first_name: str) -> Path:
 
 def _refuse_anothers_folder(folder: Path, name: str) -> None:
     """The folder named after ``name`` (no --out), when it holds the certificate of another name that gives the
-    same folder (Müller and Möller: M_ller; 'Anna Ng' and Anna_Ng): refused, --force or not, since replacing it
-    would throw away that other one's key, which its 'already holds ...; pass --force' hid."""
-    from cryptography import x509
-
-    from certkit.names import safe_folder_name
+    same folder: refused, --force or not (:func:`certkit.san_identities.anothers_bundle`)."""
+    from certkit.san_identities import anothers_bundle
     from certkit.text import shown
-    from certkit.vocabulary import san_kind
 
-    try:
-        with open(folder / "cert.pem", "rb") as file:  # a regular file or not, bundle.py judges it after
-            cert = x509.load_pem_x509_certificate(file.read(1 << 20))
-        theirs = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-        with contextlib.suppress(x509.ExtensionNotFound):
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            theirs += [str(gn.value) for gn in san if san_kind(gn) is not None]
-    except (OSError, ValueError):
-        return
-    if name in theirs:
-        return  # this name's own bundle: --force replaces it
-    same = next((other for other in theirs if _folder_of(other, safe_folder_name) == folder.name), None)
-    if same is not None:
+    if (other := anothers_bundle(folder, name)) is not None:
         raise click.ClickException(
-            f"{shown(folder)} holds the certificate of '{shown(same)}', another name that certkit writes to the same "
+            f"{shown(folder)} holds the certificate of '{shown(other)}', another name that certkit writes to the same "
             f"folder (a folder's name keeps letters, digits and . _ @ + - only); give the one for '{shown(name)}' "
             "its own folder with --out.")
-
-
-def _folder_of(name: str, safe_folder_name) -> str | None:
-    from certkit.errors import UnsafeOutputPath
-
-    try:
-        return safe_folder_name(name)
-    except UnsafeOutputPath:
-        return None
 
 
 @click.command("issue-server")
