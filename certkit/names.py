@@ -41,6 +41,8 @@ MAX_URI = 2048
 MAX_IDENTITIES = 250
 # RFC 1035: 255 octets on the wire, i.e. 253 characters in dotted text form.
 MAX_DNS_NAME = 253
+# A label separator as browsers read a host (UTS 46 maps the ideographic, fullwidth and halfwidth full stops to '.').
+_FULL_STOPS = (".", "\u3002", "\uff0e", "\uff61")
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,8 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
     """Parse a DNS name into its A-label form, checking every label."""
     original = text
     name = text.strip()
-    if name.endswith("."):
-        name = name[:-1]  # the absolute form names the same host
+    if name.endswith(_FULL_STOPS):  # the absolute form names the same host; UTS 46 maps the other stops to '.'
+        name = name[:-1]
     wildcard = False
     if name.startswith("*."):
         if not allow_wildcard:
@@ -197,7 +199,7 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> Identity:
                           f"the limit is {MAX_DNS_NAME}.")
     if wildcard:
         _check_wildcard_base(original, ascii_name)
-    display = original.strip().rstrip(".").lower()
+    display = original.strip().rstrip("".join(_FULL_STOPS)).lower()
     return Identity("dns", full, display if display != full else None)
 
 

@@ -14,6 +14,8 @@
 4. Two names can give the same default folder (Müller and Möller: M_ller). The second was told 'M_ller already
    holds cert.pem, ...; pass --force to replace them', and --force threw away the first one's key; issue-batch
    --resume took the first one's bundle as the second's ('kept 1 bundle already complete'). Both now say whose it is.
+5. A host name ending in an ideographic, fullwidth or halfwidth full stop, which browsers read as the final dot of
+   the absolute name, was refused as having an empty label; it is now the absolute name, as 'a.example.com.' is.
 """
 
 from __future__ import annotations
@@ -330,3 +332,21 @@ def test_issue_batch_neither_replaces_nor_keeps_a_bundle_of_another_common_name(
     assert "kept       1 bundle already complete (--resume)" in kept.stdout, kept.stdout
     run_certkit("issue-batch", tmp_path / "first.csv", "--force", env=env, cwd=tmp_path, check=True)  # its own
     assert _files(tmp_path / "M_ller")["privkey.pem"] != before["privkey.pem"]
+
+
+# --- 5. a host name ending in another full stop -----------------------------------------------------------------------
+@pytest.mark.parametrize("stop", ["\u3002", "\uff0e", "\uff61"])
+def test_a_name_ending_in_a_full_stop_browsers_read_as_a_dot_is_the_absolute_name(tmp_path, stop):
+    """'a.example.com。' was refused ('it has an empty label') while 'a.example.com.' is the absolute form of
+    a.example.com: browsers (the WHATWG URL standard, Node's url.domainToASCII here) map the ideographic, fullwidth
+    and halfwidth full stops to '.', so both are the same host. It is now certified as a.example.com."""
+    from conftest import require
+
+    read = subprocess.run([require("node"), "-e", "process.stdout.write(require('url').domainToASCII(process.argv[1]))",
+                           f"a.example.com{stop}"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert read == "a.example.com."
+    env = new_ca(tmp_path, "certkit full stop CA")
+    run_certkit("issue-peer", f"a.example.com{stop}", "--out", tmp_path / "peer", env=env, check=True)
+    san = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "peer" / "cert.pem"), "-noout", "-ext",
+                          "subjectAltName"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert san.split()[-1] == "DNS:a.example.com", san
