@@ -28,6 +28,8 @@ from certkit.trust.tools import (
 # The JDK's documented default password of cacerts, the same on every installation: it
 # guards the file's integrity check, not a secret of the user.
 JAVA_STOREPASS = "changeit"
+# How many times a change is made again on a new copy when another program changed the keystore meanwhile.
+_ATTEMPTS = 5
 _P7_DATA = bytes.fromhex("06092a864886f70d010701")  # DER of the OID id-data: a PKCS#12 part in the clear
 
 
@@ -96,7 +98,7 @@ class JavaStore(Store):
         machine without trust anchors. A folder this user cannot write leaves no choice but keytool's own way."""
         import fcntl
 
-        from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly, write_new_file
+        from certkit.atomic import fsync_dir, sweep_stale, temporary_name, unlink_quietly
         from certkit.testhooks import pause_at
 
         folder = self.path.parent
@@ -111,22 +113,39 @@ class JavaStore(Store):
                     succeeded(self._keytool(*args, input=data), what)
                 return
             sweep_stale(folder, self.path.name)  # what a killed certkit left
-            was = self.path.stat()
-            write_new_file(copy, self.path.read_bytes(), was.st_mode & 0o7777)
-            if os.geteuid() == 0:
-                os.chown(copy, was.st_uid, was.st_gid)
-            for args, data, what in steps:
-                if (proc := self._keytool(*args, input=data, keystore=copy)).returncode != 0:
-                    raise TrustError(f"{tool_failure(proc, what)}; {self.path} was left as it was")
-            with open(copy, "rb") as f:
-                os.fsync(f.fileno())
-            pause_at("staged")
-            os.replace(copy, self.path)
-            fsync_dir(folder)
+            for _attempt in range(_ATTEMPTS):
+                copied = self._staged(steps, copy)
+                pause_at("staged")
+                # Another program takes no turn (keytool run by hand, ca-certificates-java's hook, a configuration
+                # tool): had it changed the keystore since it was copied, the copy put in place would undo that
+                # change (an entry it added gone, one it deleted trusted again). Then the steps start again.
+                if self.path.read_bytes() == copied:
+                    os.replace(copy, self.path)
+                    fsync_dir(folder)
+                    return
+                unlink_quietly(copy)
+            raise TrustError(f"{self.path} was changed by another program each time certkit had changed a copy of it "
+                             f"({_ATTEMPTS} times); it was left as that program made it: run again once it is done")
         finally:
             unlink_quietly(copy)
             os.close(lock)  # the turn of the next one
             self._listed = None
+
+    def _staged(self, steps: Sequence[tuple[tuple[str, ...], bytes | None, str]], copy: Path) -> bytes:
+        """``steps`` done on ``copy``, a new copy of the keystore beside it; what the keystore held when copied."""
+        from certkit.atomic import write_new_file
+
+        was = self.path.stat()
+        copied = self.path.read_bytes()
+        write_new_file(copy, copied, was.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.chown(copy, was.st_uid, was.st_gid)
+        for args, data, what in steps:
+            if (proc := self._keytool(*args, input=data, keystore=copy)).returncode != 0:
+                raise TrustError(f"{tool_failure(proc, what)}; {self.path} was left as it was")
+        with open(copy, "rb") as f:
+            os.fsync(f.fileno())
+        return copied
 
     def _aliases(self) -> dict[str, bytes]:
         """Every alias of the keystore, with its certificate as ``keytool -list -rfc`` prints it. A keystore whose
