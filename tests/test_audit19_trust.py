@@ -8,10 +8,16 @@ is the JDK's default cacerts), never the machine's own stores:
    servers), one it deleted (a compromised CA taken out) was trusted again, and certkit said "added"/"removed".
    certkit now puts its copy in place only if cacerts still holds what it copied; otherwise it makes its change
    again on a new copy.
+2. A program running while the system store changes. ``trust install|uninstall --system`` said "added"/"removed" and
+   nothing of the programs already running, which may keep what they read: a Python service's SSL context that
+   has used the CA goes on accepting its servers after ``uninstall`` (new processes, curl, openssl and Python,
+   refuse them), as a Go program keeps the pool it read once. The NSS and Java stores said so of their programs;
+   the system store now does too, in a note on each change.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,12 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_trust import _ca, _java_get, java_client, pki, server, untrusted  # noqa: F401
 
 from certkit.trust import Anchor
 
 from conftest import certkit_env, require
-from trust_helpers import keytool_listing, private_java_home
+from trust_helpers import PYTHON_CLIENT, client_env, keytool_listing, private_java_home, system_store_lock
 
 
 # --- 1: a store changed by another program between certkit's read and its write ----------------------------------
@@ -99,3 +106,88 @@ def test_a_java_keystore_changed_by_another_program_meanwhile_keeps_that_change(
     assert not {"company-ca", stem} & keytool_listing(cacerts, keytool).keys()
     assert untrusted(_java_get(java_home, java_client, url).stdout)  # not trusted again behind the user's back
     assert not [p for p in cacerts.parent.iterdir() if p.name != "cacerts"]  # no copy left beside it
+
+
+# --- 2: a program running while the system store changes ----------------------------------------------------------
+# Debian's system store and what its refresh writes (the Java hook's queue, dpkg's triggers and the Java copy it
+# makes), each bound to a private copy in a mount namespace of its own: nothing outside the test's folder changes.
+_PRIVATE = (Path("/etc/ssl/certs"), Path("/usr/local/share/ca-certificates"), Path("/var/lib/ca-certificates-java"),
+            Path("/var/lib/dpkg"))
+
+
+def _private_system_store(work: Path) -> list[str]:
+    """A command prefix that runs a program in a private mount namespace whose Debian system store is the test's own
+    copy (each run binds the same copies: one store for every program the test runs)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("update-ca-certificates") is None:
+        pytest.skip("needs root, unshare and Debian's update-ca-certificates")
+    binds = []
+    with system_store_lock():  # not while a test of the machine's store changes it
+        for i, place in enumerate(_PRIVATE):
+            if place.is_dir():
+                shutil.copytree(place, work / f"bind{i}", symlinks=True)
+                binds.append(f'mount --bind "{work / f"bind{i}"}" "{place}"')
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*binds, 'exec "$@"']), "sh"]
+    if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("no private mount namespace here")
+    return prefix
+
+
+_RUNNING_CLIENT = """
+import socket, ssl, sys
+ctx = ssl.create_default_context()  # made once, as a service makes it at start
+for _ in sys.stdin:
+    try:
+        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                print("OK", flush=True)
+    except ssl.SSLCertVerificationError as exc:
+        print("VERIFY FAILED", exc.verify_message, flush=True)
+"""
+
+
+def test_a_system_store_change_says_that_running_programs_keep_what_they_read(
+        pki, server: int, tmp_path: Path) -> None:  # noqa: F811
+    prefix = _private_system_store(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = certkit_env(HOME=str(home))
+
+    def trust(action: str) -> dict:
+        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", action, "--system", "--json",
+                               "--ca-dir", str(pki.issuing)], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (store,) = json.loads(proc.stdout)["stores"]
+        return store
+
+    def clients() -> dict[str, bool]:
+        """Whether each client started now (curl, Python's ssl, openssl s_client) accepts the server."""
+        ran = {name: subprocess.run([*prefix, *argv], env=client_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                                    timeout=60) for name, argv in (
+            ("curl", ["curl", "-sS", "-o", "/dev/null", f"https://localhost:{server}/"]),
+            ("python", [sys.executable, "-c", PYTHON_CLIENT, str(server)]),
+            ("openssl", ["openssl", "s_client", "-connect", f"127.0.0.1:{server}", "-servername", "localhost",
+                         "-verify_hostname", "localhost", "-verify_return_error", "-brief"]))}
+        return {name: proc.returncode == 0 for name, proc in ran.items()}
+
+    running = subprocess.Popen([*prefix, sys.executable, "-c", _RUNNING_CLIENT, str(server)], env=client_env(),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def ask() -> str:
+            running.stdin.write("\n")
+            running.stdin.flush()
+            return running.stdout.readline().strip()
+
+        assert ask().startswith("VERIFY FAILED")
+        note = "programs running now may keep the trust they read from this store"
+        added = trust("install")
+        assert added["outcome"] == "added" and [n for n in added["notes"] if n.startswith(note)], added
+        assert clients() == {"curl": True, "python": True, "openssl": True}
+        assert ask() == "OK"  # it read the CA (OpenSSL looks up a missing issuer in /etc/ssl/certs)
+        removed = trust("uninstall")
+        assert removed["outcome"] == "removed" and [n for n in removed["notes"] if n.startswith(note)], removed
+        assert ask() == "OK"  # what the note says: the running program still accepts the removed CA's servers
+        # A program started now refuses them: the store itself no longer trusts the CA.
+        assert clients() == {"curl": False, "python": False, "openssl": False}
+    finally:
+        running.stdin.close()
+        running.wait(timeout=30)

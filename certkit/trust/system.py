@@ -205,6 +205,19 @@ class SystemStore(Store):
         if anchor.fingerprint not in self._bundle():
             raise TrustError(f"{shlex.join(self.layout.refresh_added)} ran, but {self.layout.bundle} does not "
                              f"hold the CA; check {path}.")
+        self._running_programs()
+
+    def _running_programs(self) -> None:
+        """Note that a program running now may keep the trust it read: a Go program reads the store once; a Python
+        program's SSL context keeps each CA it has read from it (a CA taken out stays trusted there), and Java
+        programs read Debian's copy in Java's cacerts once. certkit cannot find them: they hold no file open."""
+        java = " and Java programs, which read its copy in Java's cacerts once" \
+            if self.layout.hooks is not None and _DEBIAN_JAVA_CACERTS.exists() else ""
+        note = ("programs running now may keep the trust they read from this store (a Go program reads it once; an "
+                f"SSL context of a Python program keeps each CA it has read from it{java}): restart them to see this "
+                "change")
+        if note not in self.notes:
+            self.notes.append(note)
 
     def removal(self, entry: Found) -> str | None:
         sudo = ["sudo"] if os.geteuid() != 0 else []
@@ -220,6 +233,7 @@ class SystemStore(Store):
             (self.layout.anchors / entry.name).unlink(missing_ok=True)
         if self.layout.hooks is None or self.layout.links is None:
             self._refresh(self.layout.refresh_removed)
+            self._running_programs()
             return
         before = self._links()
         with tempfile.TemporaryDirectory(prefix="certkit-no-hooks-") as no_hooks:
@@ -229,6 +243,7 @@ class SystemStore(Store):
                           + [f"-{self.layout.links / n}\n" for n in sorted(before - after)])
         if changes:
             self._run_hooks(changes.encode())
+        self._running_programs()
 
     def _links(self) -> set[str]:
         assert self.layout.links is not None
