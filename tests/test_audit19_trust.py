@@ -13,6 +13,14 @@ is the JDK's default cacerts), never the machine's own stores:
    has used the CA goes on accepting its servers after ``uninstall`` (new processes, curl, openssl and Python,
    refuse them), as a Go program keeps the pool it read once. The NSS and Java stores said so of their programs;
    the system store now does too, in a note on each change.
+3. A removal from the system store stopped part-way. When the refresh after certkit took its file out failed (a
+   read-only or full /etc, a hook that failed) or was stopped (Ctrl-C), or the file was deleted by hand without
+   ``update-ca-certificates --fresh``, the bundle kept the CA, and its clients trusted it; but ``status`` called it
+   "added by other means ... certkit did not add that entry: certkit trust uninstall leaves it", and ``uninstall``
+   said "absent" and exited 0, so nothing certkit offered could take it out. A failed removal now puts back the
+   file of each CA the bundle still holds (and says so), and a copy whose file is gone while the bundle holds it
+   (Debian's link to the file is left) is certkit's, "incomplete": ``uninstall`` finishes it, ``install`` puts the
+   file back.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import pytest
 from test_trust import _ca, _java_get, java_client, pki, server, untrusted  # noqa: F401
 
 from certkit.trust import Anchor
+from certkit.trust.tools import pem_fingerprints
 
 from conftest import certkit_env, require
 from trust_helpers import PYTHON_CLIENT, client_env, keytool_listing, private_java_home, system_store_lock
@@ -115,17 +124,20 @@ _PRIVATE = (Path("/etc/ssl/certs"), Path("/usr/local/share/ca-certificates"), Pa
             Path("/var/lib/dpkg"))
 
 
-def _private_system_store(work: Path) -> list[str]:
+def _private_system_store(work: Path, *, read_only: bool = False) -> list[str]:
     """A command prefix that runs a program in a private mount namespace whose Debian system store is the test's own
-    copy (each run binds the same copies: one store for every program the test runs)."""
+    copy, made by the first call (each run binds the same copies: one store for every program the test runs), its
+    /etc/ssl/certs read-only with ``read_only``."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("update-ca-certificates") is None:
         pytest.skip("needs root, unshare and Debian's update-ca-certificates")
     binds = []
     with system_store_lock():  # not while a test of the machine's store changes it
         for i, place in enumerate(_PRIVATE):
             if place.is_dir():
-                shutil.copytree(place, work / f"bind{i}", symlinks=True)
+                if not (work / f"bind{i}").exists():
+                    shutil.copytree(place, work / f"bind{i}", symlinks=True)
                 binds.append(f'mount --bind "{work / f"bind{i}"}" "{place}"')
+    binds += ["mount -o remount,ro,bind /etc/ssl/certs"] if read_only else []
     prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*binds, 'exec "$@"']), "sh"]
     if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode != 0:
         pytest.skip("no private mount namespace here")
@@ -191,3 +203,51 @@ def test_a_system_store_change_says_that_running_programs_keep_what_they_read(
     finally:
         running.stdin.close()
         running.wait(timeout=30)
+
+
+def _store_of(proc: subprocess.CompletedProcess) -> dict:
+    (store,) = json.loads(proc.stdout)["stores"]
+    return store
+
+
+def test_a_removal_from_the_system_store_stopped_part_way_is_still_certkits_to_finish(
+        pki, server: int, tmp_path: Path) -> None:  # noqa: F811
+    prefix = _private_system_store(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    anchor = Anchor.from_ca_dir(pki.issuing)
+    name = f"{anchor.file_stem}.crt"
+    local, bundle = tmp_path / "bind1", tmp_path / "bind0" / "ca-certificates.crt"  # the copies the namespace binds
+
+    def trust(action: str, *, read_only: bool = False) -> subprocess.CompletedProcess:
+        run = _private_system_store(tmp_path, read_only=True) if read_only else prefix
+        return subprocess.run([*run, sys.executable, "-m", "certkit", "trust", action, "--system", "--json",
+                               "--ca-dir", str(pki.issuing)], env=certkit_env(HOME=str(home)), capture_output=True,
+                              text=True, timeout=300)
+
+    # The refresh fails (/etc/ssl/certs read-only): the CA stays in the bundle, and its file comes back.
+    assert trust("install").returncode == 0
+    failed = trust("uninstall", read_only=True)
+    assert failed.returncode == 1 and _store_of(failed)["outcome"] == "failed", failed.stdout + failed.stderr
+    assert f"certkit put back {name}, which /etc/ssl/certs/ca-certificates.crt still holds: its clients still " \
+           "trust it" in failed.stderr, failed.stderr
+    assert (local / name).is_file() and anchor.fingerprint in pem_fingerprints(bundle.read_bytes())
+    said = _store_of(trust("status"))
+    assert (said["outcome"], said["current"], said["elsewhere"]) == ("trusted", name, []), said
+
+    # The file deleted by hand, no refresh since: certkit's copy, half-removed, still trusted.
+    (local / name).unlink()
+    said = _store_of(trust("status"))
+    assert (said["outcome"], said["current"], said["elsewhere"]) == ("incomplete", name, []), said
+    assert said["pending"].startswith(f"certkit's file {name} was taken out, but /etc/ssl/certs/ca-certificates.crt "
+                                      "still holds the CA"), said
+    removed = trust("uninstall")
+    assert removed.returncode == 0 and _store_of(removed)["outcome"] == "removed", removed.stdout + removed.stderr
+    assert _store_of(removed)["removed"] == [name]
+    assert anchor.fingerprint not in pem_fingerprints(bundle.read_bytes())
+    assert not [p for p in (tmp_path / "bind0").iterdir() if p.name.startswith(anchor.name)]  # no link left
+    java = tmp_path / "bind0" / "java" / "cacerts"  # Debian's copy for Java, told by the hook
+    assert not [a for a in keytool_listing(java) if anchor.name in a] if java.exists() else True
+    ran = subprocess.run([*prefix, sys.executable, "-c", PYTHON_CLIENT, str(server)], env=client_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 2 and "VERIFY FAILED" in ran.stdout, ran.stdout + ran.stderr

@@ -8,6 +8,7 @@ its refresh command (:data:`LAYOUTS` says which, per distribution family;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -24,6 +25,7 @@ from certkit.trust.tools import (
     carries_fingerprint,
     describe_pem,
     find_tool,
+    pem_blocks,
     pem_fingerprints,
     run_tool,
     succeeded,
@@ -159,7 +161,8 @@ class SystemStore(Store):
             if not found.ours:
                 self.note_misnamed(found)
             entries.append(found)
-        state = sort_found(anchor, entries, StoreState())
+        gone = self._leftovers({e.name for e in entries})
+        state = sort_found(anchor, entries + gone, StoreState())
         bundle = self._bundle()
         for entry in state.older:  # its file there, but not (or no longer) in what clients read
             if entry.fingerprint and entry.fingerprint not in bundle:
@@ -170,7 +173,37 @@ class SystemStore(Store):
                 state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
             elif not state.current and in_bundle:
                 state.elsewhere.append(f"{self.layout.bundle} (added by other means)")
+            if state.current is not None and state.current in gone:
+                state.pending = (f"certkit's file {state.current.name} was taken out, but {self.layout.bundle} still "
+                                 "holds the CA (a removal stopped part-way, or the file deleted without "
+                                 f"{shlex.join(self.layout.refresh_removed)}): its clients still trust it; "
+                                 "certkit trust uninstall finishes the removal, certkit trust install puts the file "
+                                 "back")
         return state
+
+    def _leftovers(self, names: set[str]) -> list[Found]:
+        """certkit's copies whose file was taken out while the bundle still holds them (a removal stopped part-way, by
+        a failed or killed refresh, or a file deleted by hand without one): Debian's link to the file is left behind,
+        leading nowhere. Still trusted, and certkit's to take out (their files are not in ``names``)."""
+        if self.layout.links is None:
+            return []
+        try:
+            links = [p for p in self.layout.links.iterdir() if CERTKIT_NAME.match(p.name) and p.is_symlink()
+                     and not p.exists()]
+            targets = [Path(os.readlink(link)) for link in links]
+            blocks = pem_blocks(self.layout.bundle.read_bytes()) if links else []
+        except OSError:
+            return []
+        found = []
+        for target in targets:
+            if target.parent != self.layout.anchors or target.name in names or not target.name.endswith(
+                    self.layout.suffix) or not (match := CERTKIT_NAME.match(target.name)):
+                continue
+            block = next((b for b in blocks if pem_fingerprints(b)[0].startswith(match[1])), None)
+            if block is not None:  # else not in what clients read: nothing is trusted
+                found.append(describe_pem(target.name, block))
+                names.add(target.name)
+        return found
 
     def _refresh(self, argv: tuple[str, ...]) -> None:
         tool = find_tool(argv[0], self.env, sbin=True) or argv[0]
@@ -188,7 +221,7 @@ class SystemStore(Store):
             # Not this CA (certkit's copy of it would be state.current): someone else's file, under certkit's name.
             raise TrustError(f"{path} is there and does not hold this CA: certkit does not change a file it did "
                              "not add. Rename or delete that file and run again")
-        if state.current is None:
+        if state.current is None or not (path.exists() or path.is_symlink()):  # or its file taken out (_leftovers)
             self.layout.anchors.mkdir(mode=0o755, parents=True, exist_ok=True)
             _write_atomically(path, anchor.pem, 0o644)
             created = True
@@ -211,17 +244,16 @@ class SystemStore(Store):
         """Note that a program running now may keep the trust it read: a Go program reads the store once; a Python
         program's SSL context keeps each CA it has read from it (a CA taken out stays trusted there), and Java
         programs read Debian's copy in Java's cacerts once. certkit cannot find them: they hold no file open."""
-        java = " and Java programs, which read its copy in Java's cacerts once" \
+        java = ", Java programs its copy in Java's cacerts" \
             if self.layout.hooks is not None and _DEBIAN_JAVA_CACERTS.exists() else ""
-        note = ("programs running now may keep the trust they read from this store (a Go program reads it once; an "
-                f"SSL context of a Python program keeps each CA it has read from it{java}): restart them to see this "
-                "change")
+        note = (f"programs running now may keep the trust they read from this store (a Go program reads it once{java}; "
+                "a Python program's SSL context keeps each CA it has read from it): restart them to see this change")
         if note not in self.notes:
             self.notes.append(note)
 
     def removal(self, entry: Found) -> str | None:
         sudo = ["sudo"] if os.geteuid() != 0 else []
-        steps = [[*sudo, "rm", str(self.layout.anchors / entry.name)], [*sudo, *self.layout.refresh_removed]]
+        steps = [[*sudo, "rm", "-f", str(self.layout.anchors / entry.name)], [*sudo, *self.layout.refresh_removed]]
         if self.layout.hooks is not None and _DEBIAN_JAVA_CACERTS.exists():
             # --fresh tells the hooks nothing (see LAYOUTS): Java's copy goes only by hand.
             steps.append([*sudo, "keytool", "-delete", "-alias", f"debian:{Path(entry.name).stem}.pem",
@@ -229,11 +261,34 @@ class SystemStore(Store):
         return " && ".join(map(shlex.join, steps))
 
     def remove(self, entries: Sequence[Found]) -> None:
+        saved: dict[Path, tuple[bytes, int, str]] = {}
         for entry in entries:
-            (self.layout.anchors / entry.name).unlink(missing_ok=True)
+            path = self.layout.anchors / entry.name
+            with contextlib.suppress(OSError):
+                saved[path] = (path.read_bytes(), path.stat().st_mode & 0o777, entry.fingerprint)
+            path.unlink(missing_ok=True)
+        try:
+            self._refresh_removed()
+        except BaseException as exc:
+            # The refresh failed or was stopped: each CA the bundle still holds gets its file back, so that the store
+            # says what its clients trust (certkit's copy, still trusted) and another uninstall takes it out; without
+            # its file, status called it someone else's ("added by other means") and uninstall said "absent".
+            bundle = self._bundle()
+            back = [path for path, (data, mode, fingerprint) in saved.items() if fingerprint in bundle]
+            for path in back:
+                with contextlib.suppress(OSError):
+                    _write_atomically(path, *saved[path][:2])
+            if isinstance(exc, TrustError) and back:
+                raise TrustError(f"{exc}; certkit put back {', '.join(p.name for p in back)}, which "
+                                 f"{self.layout.bundle} still holds: its clients still trust it. Run again once "
+                                 "that is mended") from None
+            raise
+        self._running_programs()
+
+    def _refresh_removed(self) -> None:
+        """The refresh after files were taken out; on Debian without hooks, then each hook told which links went."""
         if self.layout.hooks is None or self.layout.links is None:
             self._refresh(self.layout.refresh_removed)
-            self._running_programs()
             return
         before = self._links()
         with tempfile.TemporaryDirectory(prefix="certkit-no-hooks-") as no_hooks:
@@ -243,7 +298,6 @@ class SystemStore(Store):
                           + [f"-{self.layout.links / n}\n" for n in sorted(before - after)])
         if changes:
             self._run_hooks(changes.encode())
-        self._running_programs()
 
     def _links(self) -> set[str]:
         assert self.layout.links is not None
