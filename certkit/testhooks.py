@@ -11,7 +11,8 @@ on. The points, in the order a certificate is issued:
 - ``recorded``: the inventory holds the certificate, no file written yet;
 - ``staged``: the bundle is complete in a hidden temporary folder beside its
   destination, not yet renamed into place (also in renew, before the swap; in
-  ``trust install|uninstall --java``: the keystore's changed copy, beside it);
+  ``trust install|uninstall --java``: the keystore's changed copy, beside it; in ``trust install --system``:
+  the anchor file written, the refresh not run yet);
 - ``swapped``: renew only: the new bundle is in place, the old one not yet deleted;
 - ``placed``: ``--format jsonl|k8s|tar`` into a file: the file is in place, its
   certificates not yet marked valid (``init-ca`` of an intermediate: its CA directory

@@ -21,6 +21,12 @@ is the JDK's default cacerts), never the machine's own stores:
    file of each CA the bundle still holds (and says so), and a copy whose file is gone while the bundle holds it
    (Debian's link to the file is left) is certkit's, "incomplete": ``uninstall`` finishes it, ``install`` puts the
    file back.
+4. Two certkit runs changing the system store at once (two installs, an install and an uninstall: a provisioning
+   script run twice, a CA per cluster) ran update-ca-certificates twice at once, which updates one bundle, one
+   folder of links and Java's copy with no lock of its own: one run's bundle replaced the other's (install failed
+   with "ran, but ... does not hold the CA" for a CA trusted in the end), Java's hook failed on dpkg's lock, the
+   bundle came out with a CA three times. They now take turns (a lock on the folder of anchors), as they do for a
+   Java keystore.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_audit16_trust import _waits_for_a_lock
 from test_trust import _ca, _java_get, java_client, pki, server, untrusted  # noqa: F401
 
 from certkit.trust import Anchor
@@ -251,3 +258,35 @@ def test_a_removal_from_the_system_store_stopped_part_way_is_still_certkits_to_f
     ran = subprocess.run([*prefix, sys.executable, "-c", PYTHON_CLIENT, str(server)], env=client_env(),
                          capture_output=True, text=True, timeout=60)
     assert ran.returncode == 2 and "VERIFY FAILED" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_two_changes_of_the_system_store_at_once_take_turns(tmp_path: Path) -> None:
+    prefix = _private_system_store(tmp_path)
+    home, marker = tmp_path / "home", tmp_path / "paused"
+    home.mkdir()
+    cas = [_ca(tmp_path, f"Cluster {n}", "--permit-dns", f"{n}.home.arpa") for n in ("one", "two")]
+
+    def install(ca: Path, **extra: str) -> subprocess.Popen:
+        # As under apt, Java's hook only queues its change (no JVM run): the bundle is what this test reads.
+        env = certkit_env(HOME=str(home), DPKG_MAINTSCRIPT_PACKAGE="certkit-test", **extra)
+        return subprocess.Popen([*prefix, sys.executable, "-m", "certkit", "trust", "install", "--system", "--ca-dir",
+                                 str(ca)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = install(cas[0], CERTKIT_TEST_PAUSE_AT="staged", CERTKIT_TEST_PAUSE_FILE=str(marker))
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():  # its anchor file written, its refresh not run
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        second = install(cas[1])
+        while not _waits_for_a_lock(second.pid):  # its turn comes when the first is done
+            assert second.poll() is None, second.communicate()
+            assert time.monotonic() < deadline, "the second install neither waited nor finished within 120 s"
+            time.sleep(0.05)
+    finally:
+        marker.unlink(missing_ok=True)
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "added    system" in out, out + err
+    bundle = pem_fingerprints((tmp_path / "bind0" / "ca-certificates.crt").read_bytes())
+    assert [bundle.count(Anchor.from_ca_dir(ca).fingerprint) for ca in cas] == [1, 1]

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +213,30 @@ class SystemStore(Store):
             if line.startswith(("E: ", "W: ")):
                 self.notes.append(f"{argv[0]}: {shown(line)}")
 
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This store to this run alone (a lock on its folder of anchors): two certkit runs changing it at once ran
+        the refresh twice at once, which updates one bundle, one folder of links and Java's copy with no lock of its
+        own. One run's bundle replaced the other's (install: 'ran, but the bundle does not hold the CA', for a CA
+        trusted in the end), both held dpkg's lock for Java's hook ('dpkg frontend lock was locked'), the bundle
+        came out with a CA twice. They take turns, as they do for a Java keystore."""
+        import fcntl
+
+        self.layout.anchors.mkdir(mode=0o755, parents=True, exist_ok=True)
+        lock = os.open(self.layout.anchors, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)  # the turn of the next one
+
     def add(self, anchor: Anchor) -> None:
+        with self._turn():
+            self._add(anchor)
+
+    def _add(self, anchor: Anchor) -> None:
+        from certkit.testhooks import pause_at
+
         path = self.layout.anchors / f"{anchor.file_stem}{self.layout.suffix}"
         state = self.state(anchor)
         created = False
@@ -225,15 +248,14 @@ class SystemStore(Store):
             self.layout.anchors.mkdir(mode=0o755, parents=True, exist_ok=True)
             _write_atomically(path, anchor.pem, 0o644)
             created = True
+        pause_at("staged")
         try:
             self._refresh(self.layout.refresh_added)
         except TrustError:
             if created:  # leave the store as it was
                 path.unlink(missing_ok=True)
-                try:
-                    self._refresh(self.layout.refresh_removed)
-                except TrustError:
-                    pass
+                with contextlib.suppress(TrustError):
+                    self._refresh_removed()
             raise
         if anchor.fingerprint not in self._bundle():
             raise TrustError(f"{shlex.join(self.layout.refresh_added)} ran, but {self.layout.bundle} does not "
@@ -261,6 +283,10 @@ class SystemStore(Store):
         return " && ".join(map(shlex.join, steps))
 
     def remove(self, entries: Sequence[Found]) -> None:
+        with self._turn():
+            self._remove(entries)
+
+    def _remove(self, entries: Sequence[Found]) -> None:
         saved: dict[Path, tuple[bytes, int, str]] = {}
         for entry in entries:
             path = self.layout.anchors / entry.name
