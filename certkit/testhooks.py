@@ -17,6 +17,7 @@ on. The points, in the order a certificate is issued:
 - ``placed``: ``--format jsonl|k8s|tar`` into a file: the file is in place, its
   certificates not yet marked valid (``init-ca`` of an intermediate: its CA directory
   is in place, its parent has not yet marked it valid);
+- ``removed-one``: ``trust uninstall``: one certificate deleted from an NSS database, the next not yet;
 - ``handshakes``: ``demo`` has written its certificates, no handshake has run;
 - ``listener``: ``acme serve`` has its own HTTPS certificate, recorded valid, and does not serve yet.
 

@@ -27,6 +27,10 @@ is the JDK's default cacerts), never the machine's own stores:
    with "ran, but ... does not hold the CA" for a CA trusted in the end), Java's hook failed on dpkg's lock, the
    bundle came out with a CA three times. They now take turns (a lock on the folder of anchors), as they do for a
    Java keystore.
+5. A removal that failed part-way through an NSS database (``uninstall --every-certkit-ca``, a browser writing the
+   database after the first entry went): "failed" with the reason alone, as if nothing had gone, while the first
+   CA was out and browsers refused its sites. A failed removal now names what it took out before it failed
+   (``removed`` in --json).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,8 +51,16 @@ from test_trust import _ca, _java_get, java_client, pki, server, untrusted  # no
 from certkit.trust import Anchor
 from certkit.trust.tools import pem_fingerprints
 
-from conftest import certkit_env, require
-from trust_helpers import PYTHON_CLIENT, client_env, keytool_listing, private_java_home, system_store_lock
+from conftest import PASSPHRASE, certkit_env, require
+from trust_helpers import (
+    PYTHON_CLIENT,
+    client_env,
+    keytool_listing,
+    nss_listing,
+    nss_verifies,
+    private_java_home,
+    system_store_lock,
+)
 
 
 # --- 1: a store changed by another program between certkit's read and its write ----------------------------------
@@ -290,3 +303,49 @@ def test_two_changes_of_the_system_store_at_once_take_turns(tmp_path: Path) -> N
         assert proc.returncode == 0 and "added    system" in out, out + err
     bundle = pem_fingerprints((tmp_path / "bind0" / "ca-certificates.crt").read_bytes())
     assert [bundle.count(Anchor.from_ca_dir(ca).fingerprint) for ca in cas] == [1, 1]
+
+
+# --- 5: a removal that failed part-way ----------------------------------------------------------------------------
+def test_a_removal_that_failed_part_way_names_what_it_took_out(tmp_path: Path) -> None:
+    require("certutil")
+    require("vfychain")
+    home, marker = tmp_path / "home", tmp_path / "paused"
+    db = home / ".pki/nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True,
+                   timeout=60)
+    env = certkit_env(HOME=str(home))
+    leaves = {}
+    for n in ("one", "two"):
+        ca = _ca(tmp_path, f"Cluster {n}", "--permit-dns", "home.arpa")
+        subprocess.run([sys.executable, "-m", "certkit", "trust", "install", "--nss", "--ca-dir", ca], env=env,
+                       check=True, capture_output=True, timeout=120)
+        (tmp_path / f"leaf-{n}").mkdir()
+        subprocess.run([sys.executable, "-m", "certkit", "issue-server", "--ca-dir", ca, "x.home.arpa"], check=True,
+                       cwd=tmp_path / f"leaf-{n}", env={**env, "CERTKIT_CA_PASSPHRASE": PASSPHRASE},
+                       capture_output=True, timeout=120)
+        leaves[Anchor.from_ca_dir(ca).nickname] = tmp_path / f"leaf-{n}" / "x.home.arpa" / "cert.pem"
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "trust", "uninstall", "--nss", "--every-certkit-ca",
+                             "--json"], env={**env, "CERTKIT_TEST_PAUSE_AT": "removed-one",
+                                             "CERTKIT_TEST_PAUSE_FILE": str(marker)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = sqlite3.connect(db / "cert9.db", isolation_level=None)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():  # the first entry deleted, the second not yet
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        writer.execute("BEGIN IMMEDIATE")  # a browser writing the database now
+        marker.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        marker.unlink(missing_ok=True)
+        writer.close()
+    assert proc.returncode == 1, out + err
+    (store,) = json.loads(out)["stores"]
+    listing = nss_listing(db)
+    gone = [nick for nick in leaves if nick not in listing]
+    assert len(gone) == 1 and store["outcome"] == "failed" and "locked by another program" in store["reason"], store
+    assert store["removed"] == gone, store  # said, as browsers now refuse its sites
+    for nick, leaf in leaves.items():
+        assert (nss_verifies(db, leaf).returncode == 0) == (nick not in gone)

@@ -139,7 +139,10 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
         targets = before.certkit_entries() if every_certkit_ca else [e for e in [before.current] if e]
         if not targets:
             return store.result("absent", state=before)
-        store.remove(targets)
+        try:
+            store.remove(targets)
+        except (TrustError, OSError) as exc:
+            return _partly_removed(store, anchor, targets, exc)
         after = store.state(anchor)
         left = {e.name for e in after.certkit_entries()} & {e.name for e in targets}
         if left:
@@ -147,6 +150,17 @@ def uninstall(anchor: Anchor | None, stores: Iterable[Store], *, every_certkit_c
         return store.result("removed", state=after, removed=[e.name for e in targets])
 
     return _change_each(stores, remove, anchor, removing=True)
+
+
+def _partly_removed(store: Store, anchor: Anchor | None, targets: Sequence[Found], exc: Exception) -> StoreResult:
+    """A removal that failed part-way (an NSS database locked by a browser after its first entry went): "failed",
+    naming what it took out before (its clients no longer trust those), rather than failing as if nothing went."""
+    try:
+        after = store.state(anchor)
+    except (TrustError, OSError):
+        raise exc from None
+    left = {e.name for e in after.certkit_entries()}
+    return store.result("failed", _reason(exc), state=after, removed=[e.name for e in targets if e.name not in left])
 
 
 def _change_each(stores: Iterable[Store], change: Callable[[Store], StoreResult], anchor: Anchor | None, *,

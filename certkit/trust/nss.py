@@ -350,8 +350,12 @@ class NSSStore(Store):
         return shlex.join(["certutil", "-D", "-d", self.db, "-n", entry.name])
 
     def remove(self, entries: Sequence[Found]) -> None:
+        from certkit.testhooks import pause_at
+
         self._converting()
-        for entry in entries:
+        for i, entry in enumerate(entries):
+            if i:
+                pause_at("removed-one")
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
