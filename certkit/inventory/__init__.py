@@ -208,9 +208,13 @@ class Inventory:
         with self.db.transaction(write=True, durable=durable) as tx:
             return self._mark_issued(tx, serials)
 
-    def sync(self) -> None:
-        """Make durable every row this process recorded with ``durable=False``."""
+    def sync(self, serials: Iterable[Sequence[str]] = ()) -> None:
+        """Make durable every row this process recorded with ``durable=False``; ``serials`` (in groups): rows so
+        recorded that must still be there (:func:`certkit.inventory.marking.refuse_lost`: a server crash took them)."""
+        from certkit.inventory.marking import refuse_lost
+
         self.db.sync()
+        refuse_lost(self, serials)
 
     def _mark_issued(self, tx, serials: Sequence[str]) -> dict[str, list[str]]:
         from certkit.inventory.marking import mark_issued

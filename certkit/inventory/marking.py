@@ -99,3 +99,26 @@ def _unabandon(tx, part: list[str], marks: str) -> list[str]:
         tx.execute(f"UPDATE certificates SET status = 'pending' WHERE serial IN ({','.join('?' * len(found))})",
                    found)
     return found
+
+
+def refuse_lost(inventory, groups) -> None:
+    """Refuse rows recorded with ``durable=False`` that the inventory no longer holds once it is synced.
+
+    Such a commit waits for no disk: a database server that crashes (or fails over to a standby) before
+    writing it loses it, and its next connection knows nothing of that. A batch's output file was put in
+    place after a sync on that new connection, with certificates (and their keys) no row records: not
+    listed, not revocable, never on a CRL, while the batch said they were issued."""
+    from certkit.errors import InventoryError
+    from certkit.text import shown
+
+    total, lost = 0, []
+    for group in groups:
+        total += len(group)
+        with inventory.transaction() as tx:
+            lost += sorted(set(group) - inventory._existing(tx, list(group)))
+    if lost:
+        raise InventoryError(
+            f"The inventory {shown(inventory.location)} lost {len(lost)} of the {total} certificates recorded for this "
+            f"output (serial {lost[0]}{' and others' if len(lost) > 1 else ''}): they were recorded without waiting "
+            "for the database server's disk, and the server restarted (a crash, a failover) before it wrote them. "
+            "Nothing was put in place and no certificate of it is valid; run the command again.")
