@@ -66,6 +66,10 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
         message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
     elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
         message = f"The inventory {where} {answer.format(text=text)}"
+    elif not state and _is_connection_error(exc) and (local := _local_tls_file(text)) is not None:
+        message = (f"The inventory {where} cannot be used from this host: a TLS file that libpq reads here is not "
+                   f"usable ({text}); fix {local} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that "
+                   "names it), then try again.")
     elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
         message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
                    "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
@@ -188,6 +192,21 @@ _ANSWERS: tuple[tuple[tuple[str, ...], str], ...] = (
      "was reached, but this role may not log in there: {text}; ALTER ROLE ... LOGIN lets it."),
     (("fatal:",), "was reached, but it refused the connection: {text}."),
 )
+
+
+# libpq's words about a TLS file of this host's (the CA's certificate to trust, the client's certificate or key,
+# the CRL): missing, unreadable, not PEM, open to others. Said of the file, never as the server's certificate
+# refused nor as a server that cannot be reached.
+_LOCAL_TLS_FILE = re.compile(r'(?:root certificate|certificate|private key|revocation list|crl) (?:file|directory) '
+                             r'"([^"]+)"|could not get home directory to locate (?:root|client) certificate', re.I)
+
+
+def _local_tls_file(text: str) -> str | None:
+    """The TLS file of this host that libpq's ``text`` says it cannot use (or ~/.postgresql/), else None."""
+    found = _LOCAL_TLS_FILE.search(text)
+    if found is None or "ssl error" in text.lower():  # the handshake's own words: the server's certificate
+        return None
+    return _shown(found.group(1)) if found.group(1) else "your home directory's .postgresql/ (set $HOME)"
 
 
 def _server_answer(lowered: str) -> str | None:

@@ -386,7 +386,7 @@ class Output:
             os.close(self._out)
             self._out = None
             if inventory is not None and self.deferred:
-                inventory.sync(self._spooled())  # its certificates' pending rows on disk, all there, before it is placed
+                inventory.sync(self._spooled())  # its certificates' rows on disk (all there) before it is placed
             pause_at("staged")
             place(self._tmp, self.path, force=self.force, sync=self.sync)
             self._tmp, self._made, self.placed = None, [], True
