@@ -46,6 +46,14 @@ CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
+# A host that went away in the middle of a transaction (a suspended laptop, a VM powered off, a network
+# cut) sends no FIN: the server kept its row and advisory locks for as long as the operating system takes to
+# give up on it (keepalives after two hours; retransmissions of an answer it never acknowledged, 15 minutes),
+# and every other host's revoke, CRL and issuance failed after LOCK_TIMEOUT_S meanwhile. Both ends now give up
+# within 20 s (TCP keepalives, and TCP_USER_TIMEOUT for what is sent and not acknowledged): the server ends such
+# a session and rolls it back, and certkit notices a server gone as quickly. libpq's names; the server's
+# settings are the same with "tcp_" before them.
+TCP_TIMEOUTS = {"keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3, "user_timeout": 20000}
 
 # Asked for the password when the server wants one and libpq found none; the command line
 # sets it on a terminal (certkit.cli.common). Takes the prompt text, returns the password or None.
@@ -266,7 +274,7 @@ class PostgresDatabase:
                 extra["passfile"] = os.path.join(os.devnull, "none")
             try:
                 conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                       application_name="certkit", **extra)
+                                       application_name="certkit", **_keepalives(self.url), **extra)
             except UnicodeError as exc:  # a host name with an empty or long label (db..example.com): the resolver's
                 raise InventoryError(f"The inventory {shown_url(self.url)} cannot be reached: its host name is not "
                                      f"valid ({_first_line(exc)}).") from None
@@ -282,11 +290,14 @@ class PostgresDatabase:
                 _PASSWORDS[self.url] = password  # asked once per process
             try:
                 # A lock held longer than this fails the statement with words, as SQLite's busy timeout does.
-                conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
                 # The isolation certkit's transactions are written for (row locks, ON CONFLICT, SKIP LOCKED), whatever
                 # the database's or the role's default: under repeatable read or serializable, a row another host
                 # changed while this one waited for its lock fails the transaction instead of being read again.
-                conn.execute("SET default_transaction_isolation = 'read committed'")
+                # The server's side of TCP_TIMEOUTS: a host gone in a transaction does not keep its locks.
+                conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
+                             "SET default_transaction_isolation = 'read committed'; "
+                             + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
+                                         if name != "user_timeout" or conn.info.server_version >= 120000))
             except psycopg.Error as exc:
                 _close(conn)
                 raise self.error(exc) from None
@@ -419,6 +430,19 @@ def _forget_inherited() -> None:
 _DETACHED: list = []
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_inherited)
+
+
+def _keepalives(url: str) -> dict[str, int]:
+    """libpq's side of :data:`TCP_TIMEOUTS`, for what the URL does not set itself."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url)
+    except Exception:  # libpq says what is wrong with it
+        return {}
+    wanted = {"keepalives": 1, **{name if name.startswith("keep") else f"tcp_{name}": value
+                                    for name, value in TCP_TIMEOUTS.items()}}
+    return {name: value for name, value in wanted.items() if name not in given}
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,22 +8,34 @@ crashes, restarts or is slow, and a CA key in a PKCS#11 token (SoftHSM2).
    place with certificates and keys no row records (not listed, not revocable, never on a CRL), and the
    batch said "Issued 20 certificates". The rows are now looked for once synced: gone, the file is not
    put in place and the batch says why.
+2. A TLS file of this host's that libpq cannot use (an sslrootcert= that is missing or holds no certificate, an
+   sslkey= others can read or that holds no key) was said of the server: "was reached, but its TLS certificate
+   was not accepted ... give the CA of the server's certificate with sslrootcert=PATH", or "cannot be reached".
+3. A host that went away in the middle of a write (a laptop suspended, a VM powered off, a network cut: no FIN
+   reaches the server) kept its locks on the shared database for as long as the operating system's keepalive
+   takes (over two hours): every other host's issuance, revocation and CRL failed meanwhile after 60 s, "stayed
+   locked by another certkit process for 60 s; try again". certkit's sessions now ask the server for TCP
+   keepalives (and libpq for its own): the server ends such a session, and rolls it back, within 20 s.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 from cryptography import x509
 from test_audit14_team import own_postgres  # noqa: F401 (a fixture)
 
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, certkit_env, run_certkit
+from conftest import PASSPHRASE, certkit_env, require, run_certkit
 
 
 # --- 1. a server crash between a batch's unsynced rows and its sync ------------------------------------------
@@ -147,3 +159,74 @@ def test_a_tls_file_of_this_host_that_libpq_cannot_use_is_named_not_said_of_the_
         assert ran.stderr.endswith(f"); fix {path} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that "
                                    "names it), then try again.\n"), ran.stderr
         assert f'"{path}"' in ran.stderr and "not accepted" not in ran.stderr, ran.stderr
+
+
+# --- 3. a host gone in the middle of a transaction --------------------------------------------------------------
+_HOLD = """
+import sys, time
+from certkit.db_postgres import PostgresDatabase
+from certkit.inventory.compromise import hold_compromise_lock
+with PostgresDatabase(sys.argv[1]).transaction(write=True) as tx:
+    hold_compromise_lock(tx, shared=False)  # as a keyCompromise revocation holds it
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _in_netns(holder: subprocess.Popen, args: list, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net=/proc/{holder.pid}/ns/net", *map(str, args)], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_a_host_gone_in_a_transaction_does_not_keep_its_locks_for_hours(request, tmp_path):
+    """The server runs in a network namespace of its own; a 'host' there holds the keyCompromise lock over
+    TCP, then its network is cut (a blackhole qdisc drops every packet: no FIN, no RST, no answer; the server's
+    last answer is never acknowledged). Another host, on the server's Unix socket, issues a certificate, whose
+    marking waits for that lock: the server ended the gone host's session and the issuance went through
+    (before the fix: 'stayed locked by another certkit process for 60 s', exit 1)."""
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace of its own needs root")
+    for tool in ("unshare", "nsenter", "ip", "tc"):
+        require(tool)
+    from team_postgres import _run_as
+
+    server = request.getfixturevalue("own_postgres")
+    url = server.create_database()
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      **server.env())
+    run_certkit("init-ca", "--name", "Gone CA", "--inventory", url, env=env, check=True)
+    server._pg("pg_ctl", "-D", str(server.base / "data"), "-m", "fast", "-w", "stop")
+    holder = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep 600"])
+    gone = None
+    try:
+        deadline = time.monotonic() + 30
+        while "UP" not in _in_netns(holder, ["ip", "link", "show", "lo"]).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        user = _run_as()
+        ids = ["--setuid", str(user.pw_uid), "--setgid", str(user.pw_gid)] if user else []
+        options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.base} -c fsync=off"
+        started = _in_netns(holder, [*ids, server.bin / "pg_ctl", "-D", server.base / "data", "-l",
+                                     server.base / "log", "-w", "-o", options, "start"], cwd=server.base)
+        assert started.returncode == 0, started.stdout + started.stderr + server.log_tail()
+        gone = subprocess.Popen(["nsenter", f"--net=/proc/{holder.pid}/ns/net", sys.executable, "-c", _HOLD, url],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert gone.stdout.readline() == "held\n", gone.communicate()
+        # Every packet dropped on the way (no FIN, no RST, no answer), as a host that went away: not the link
+        # down, which the kernel's keepalive takes for local congestion and waits out.
+        cut = _in_netns(holder, ["tc", "qdisc", "add", "dev", "lo", "root", "blackhole"])
+        assert cut.returncode == 0, cut.stderr
+        by_socket = f"postgresql://certkit@{quote(str(server.base), safe='')}:{server.port}/{url.rsplit('/', 1)[1]}"
+        ran = subprocess.run([sys.executable, "-m", "certkit", "issue-server", "w.example.test", "--out",
+                              tmp_path / "w"], env=dict(env, CERTKIT_INVENTORY_URL=by_socket,
+                                                        PGPASSWORD=server.password),
+                             capture_output=True, text=True, timeout=180)
+        assert ran.returncode == 0, ran.stdout + ran.stderr + server.log_tail()
+        assert "timed out" in server.log_tail(), server.log_tail()  # the server ended the gone host's session
+    finally:
+        if gone is not None:
+            gone.kill()
+            gone.communicate()
+        server._pg("pg_ctl", "-D", str(server.base / "data"), "-m", "immediate", "-w", "stop")
+        holder.kill()
+        holder.wait()
