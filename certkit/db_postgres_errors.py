@@ -66,6 +66,11 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
         message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
     elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
         message = f"The inventory {where} {answer.format(text=text)}"
+    elif not state and _is_connection_error(exc) and re.search(r'definition of service|service file ".*" not found',
+                                                               lowered):
+        message = (f"The inventory {where} names a service that cannot be found on this host ({text}); define it "
+                   "in ~/.pg_service.conf (or in the file $PGSERVICEFILE names, which must exist), or fix service= "
+                   "in the URL.")
     elif not state and _is_connection_error(exc) and (local := _local_tls_file(text)) is not None:
         message = (f"The inventory {where} cannot be used from this host: a TLS file that libpq reads here is not "
                    f"usable ({text}); fix {local} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that "
@@ -73,7 +78,7 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
         message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
                    "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
-                   "the host name that certificate names, or choose another sslmode.")
+                   f"the host name that certificate names{_crl_named(db.url)}, or choose another sslmode.")
     elif state.startswith(("08", "57")) or _is_connection_error(exc):
         message = f"The inventory {where} cannot be reached: {text}."
     else:
@@ -207,6 +212,20 @@ def _local_tls_file(text: str) -> str | None:
     if found is None or "ssl error" in text.lower():  # the handshake's own words: the server's certificate
         return None
     return _shown(found.group(1)) if found.group(1) else "your home directory's .postgresql/ (set $HOME)"
+
+
+def _crl_named(url: str) -> str:
+    """For a URL that names CRLs (sslcrl=, sslcrldir=): OpenSSL then wants a current CRL of each CA of the
+    server's chain, and refuses its certificate without one ("certificate verify failed" as well)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(url)
+    except Exception:
+        return ""
+    named = [f"{name}={_shown(params[name])}" for name in ("sslcrl", "sslcrldir") if params.get(name)]
+    return (f", check that {' and '.join(named)} holds a current CRL of that CA (one whose next update has not "
+            "passed; without one every certificate of that CA is refused)") if named else ""
 
 
 def _server_answer(lowered: str) -> str | None:

@@ -159,6 +159,23 @@ def test_a_tls_file_of_this_host_that_libpq_cannot_use_is_named_not_said_of_the_
         assert ran.stderr.endswith(f"); fix {path} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that "
                                    "names it), then try again.\n"), ran.stderr
         assert f'"{path}"' in ran.stderr and "not accepted" not in ran.stderr, ran.stderr
+    # A CRL file of another CA: OpenSSL finds none of the server's CA and refuses its certificate; said so.
+    run_certkit("crl", "--out", str(tmp_path / "team.crl"), env=env, check=True)
+    query = f"sslmode=verify-ca&sslrootcert={root}&sslcrl={tmp_path / 'team.crl'}"
+    ran = run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{url}?{query}"))
+    assert ran.returncode == 1 and "certificate verify failed" in ran.stderr, ran.stderr
+    assert (f"check that sslcrl={tmp_path / 'team.crl'} holds a current CRL of that CA (one whose next update has "
+            "not passed; without one every certificate of that CA is refused), or choose another sslmode.\n"
+            ) in ran.stderr, ran.stderr
+    # A service no service file defines, a service file that is not there: not a server that 'cannot be reached'.
+    missing = tmp_path / "none.conf"
+    for extra, said in (({}, 'definition of service "nosuch" not found'),
+                        ({"PGSERVICEFILE": str(missing)}, f'service file "{missing}" not found')):
+        ran = run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{url}?service=nosuch", **extra))
+        assert ran.returncode == 1 and ran.stderr == (
+            f"Error: The inventory {url}?service=nosuch names a service that cannot be found on this host (connection "
+            f"is bad: {said}); define it in ~/.pg_service.conf (or in the file $PGSERVICEFILE names, which must "
+            "exist), or fix service= in the URL.\n"), ran.stderr
 
 
 # --- 3. a host gone in the middle of a transaction --------------------------------------------------------------
