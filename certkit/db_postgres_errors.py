@@ -64,29 +64,38 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
                    "or an idle timeout); try again once the server is back.")
     elif re.search(r"invalid (connection option|\S+ value|value for|uri query parameter)", lowered):
         message = f"The inventory URL {where} is not valid: {text}; fix the parameter in it."
-    elif not state and _is_connection_error(exc) and (answer := _server_answer(lowered)) is not None:
-        message = f"The inventory {where} {answer.format(text=text)}"
-    elif not state and _is_connection_error(exc) and re.search(r'definition of service|service file ".*" not found',
-                                                               lowered):
-        message = (f"The inventory {where} names a service that cannot be found on this host ({text}); define it "
-                   "in ~/.pg_service.conf (or in the file $PGSERVICEFILE names, which must exist), or fix service= "
-                   "in the URL.")
-    elif not state and _is_connection_error(exc) and (local := _local_tls_file(text)) is not None:
-        message = (f"The inventory {where} cannot be used from this host: a TLS file that libpq reads here is not "
-                   f"usable ({text}); fix {local} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that "
-                   "names it), then try again.")
-    elif "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
-        message = (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give "
-                   "the CA of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use "
-                   f"the host name that certificate names{_crl_named(db.url)}, or choose another sslmode.")
-    elif state.startswith(("08", "57")) or _is_connection_error(exc):
-        message = f"The inventory {where} cannot be reached: {text}."
+    elif (said := _connecting(db.url, where, text, state, exc)) is not None:
+        message = said
     else:
         message = f"The inventory {where} cannot be used: {text}."
     error = InventoryError(message)
     # read-only (a standby, a read-only role), no privilege to write, or a full disk: it may still be read
     error.cannot_write = state in ("25006", "42501", "53100")
     return error
+
+
+def _connecting(url: str, where: str, text: str, state: str, exc: Exception | None) -> str | None:
+    """What failed on the way to the database, in words: the server's answer to a new connection, this host's
+    own settings and files (a service, a TLS file), the server's certificate, the network; else None."""
+    lowered = text.lower()
+    connecting = not state and _is_connection_error(exc)
+    if connecting and (answer := _server_answer(lowered)) is not None:
+        return f"The inventory {where} {answer.format(text=text)}"
+    if connecting and re.search(r'definition of service|service file ".*" not found', lowered):
+        return (f"The inventory {where} names a service that cannot be found on this host ({text}); define it in "
+                "~/.pg_service.conf (or in the file $PGSERVICEFILE names, which must exist), or fix service= in the "
+                "URL.")
+    if connecting and (local := _local_tls_file(text)) is not None:
+        return (f"The inventory {where} cannot be used from this host: a TLS file that libpq reads here is not "
+                f"usable ({text}); fix {local} (or the URL's sslrootcert=, sslcert=, sslkey= or sslcrl= that names "
+                "it), then try again.")
+    if "certificate" in lowered and (state.startswith("08") or _is_connection_error(exc)):
+        return (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give the CA "
+                "of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use the host name "
+                f"that certificate names{_crl_named(url)}, or choose another sslmode.")
+    if state.startswith(("08", "57")) or _is_connection_error(exc):
+        return f"The inventory {where} cannot be reached: {text}."
+    return None
 
 
 def _password_refused(text: str, typed: bool, named: str | None) -> str:
