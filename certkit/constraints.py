@@ -221,7 +221,14 @@ def _renewed(nc: "x509.NameConstraints") -> "x509.NameConstraints":
 
 
 def _dns_within(name: str, domain: str) -> bool:
-    name, domain = name.lower().rstrip("."), domain.lower().lstrip(".")
+    """As OpenSSL, Go and NSS read a DNS subtree: empty, every name; with a leading dot (as tools other than
+    certkit write "the subdomains"), the names below it only; else the domain and the names below it. A
+    name with a final dot is compared as written (OpenSSL: outside a subtree without one)."""
+    name, domain = name.lower(), domain.lower()
+    if not domain:
+        return True
+    if domain.startswith("."):
+        return name.endswith(domain)
     if name.startswith("*."):
         name = name[2:] if name[2:] != domain else name  # *.example.com is inside example.com
     return name == domain or name.endswith("." + domain)

@@ -268,6 +268,13 @@ def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None 
 # What cryptography's web-PKI verifier refuses without judging the certificate: (its words, ours).
 _BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
                                            "every constrained CA"),
+           ("malformed DNS name constraint", "it refuses a DNS name constraint written with a leading dot (the "
+                                             "subdomains only) or empty (every name), which OpenSSL, Python's ssl, Go "
+                                             "and NSS read so"),
+           ("malformed SAN", "it refuses, under name constraints, a DNS name with '_' ('_svc', 'foo_bar'), which "
+                             "OpenSSL, Python's ssl and Go take"),
+           ("invalid domain name", "it refuses a DNS name with '_' ('_svc', 'foo_bar'), which OpenSSL, Python's ssl "
+                                   "and Go take"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
            ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
                      "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),

@@ -55,14 +55,14 @@ def dns_names(cert) -> set[str]:
 
 
 def identities_as_written(leaf) -> list:
-    """The leaf's names as its subjectAltName writes them (a wildcard, '_svc', a long label kept), for the name
-    constraints; a name certkit would not issue is no reason here, as OpenSSL and GnuTLS take it."""
+    """The leaf's names as its subjectAltName writes them (a wildcard, '_svc', a long label, a final dot kept), for
+    the name constraints; a name certkit would not issue is no reason here, as OpenSSL and GnuTLS take it."""
     from cryptography import x509
 
     from certkit.names import Identity
 
     kinds = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "uri"}
-    return [Identity(kinds[type(san)], san.value.lower().rstrip(".") if isinstance(san, x509.DNSName) else
+    return [Identity(kinds[type(san)], san.value.lower() if isinstance(san, x509.DNSName) else
                      str(san.value)) for san in san_list(leaf) if type(san) in kinds]
 
 
