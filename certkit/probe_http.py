@@ -8,7 +8,7 @@ import ipaddress
 import re
 import socket
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from certkit.errors import CertkitError
@@ -40,6 +40,9 @@ class Target:
     # An IPv6 address's zone (RFC 6874 https://[fe80::1%25eth0]/): the network interface to reach it through,
     # by name or index. The connection only uses it: it is no part of the name the certificate must hold.
     zone: str | None = None
+    # The address the first connection reached, of the name's addresses: every later connection goes to it, so
+    # that the report is of one server, not of two behind a name with several addresses (round-robin DNS).
+    reached: str | None = field(default=None, compare=False)
 
     @property
     def is_ip(self) -> bool:
@@ -55,9 +58,13 @@ class Target:
         return f"[{self.host}{zone}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def connect(self, timeout: float) -> socket.socket:
-        """A TCP connection to the host (each of a name's addresses in turn), through the zone's interface."""
+        """A TCP connection to the host (each of a name's addresses in turn, up to ``timeout`` each, until one
+        answers; then that one again), through the zone's interface."""
         if self.zone is None:
-            return socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = socket.create_connection((self.reached or self.host, self.port), timeout=timeout)
+            if self.reached is None:
+                self.reached = sock.getpeername()[0]
+            return sock
         # The resolver takes a zone for a link-local address only (glibc): the address is given with it here.
         index = zone_index(self.zone)
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)

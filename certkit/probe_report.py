@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 def as_dict(result: "ProbeResult") -> dict:
     """The report as ``--json`` prints it: the same facts and verdicts as :func:`render`."""
     return {
-        "url": result.url, "host": result.target.host, "port": result.target.port, "trust": result.trust,
+        "url": result.url, "host": result.target.host, "port": result.target.port, "address": result.target.reached,
+        "trust": result.trust,
         "tls_version": result.tls_version, "cipher": result.cipher,
         "server_certificate": {
             "verified": result.verified, "pinned": result.pinned, "verify_errors": result.verify_errors,
@@ -359,7 +360,8 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
 
 def render(result: "ProbeResult") -> str:
     t = result.target
-    lines = [f"{shown(result.url)}: {shown(t.label)}, {result.tls_version or 'no TLS'}"
+    reached = f" ({t.reached})" if t.reached and not t.is_ip else ""  # of a name's addresses, the one probed
+    lines = [f"{shown(result.url)}: {shown(t.label)}{reached}, {result.tls_version or 'no TLS'}"
              + (f", {result.cipher}" if result.cipher else "")]
     lines.append("")
     lines.append(f"The server presents {len(result.chain)} certificate{'s' if len(result.chain) != 1 else ''}:")

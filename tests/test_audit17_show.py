@@ -217,7 +217,8 @@ def test_probe_names_the_cipher_of_a_tls12_server_that_requires_a_certificate(pk
         for client in ([], ["--bundle", pki / "alice"]):
             text, data, _ = _probe(f"https://localhost:{port}/", "--ca-dir", pki / "ca", *client)
             assert data["tls_version"] == "TLSv1.2" and data["cipher"] == cipher, data
-            assert text.splitlines()[0] == f"https://localhost:{port}/: localhost:{port}, TLSv1.2, {cipher}", text
+            first = f"https://localhost:{port}/: localhost:{port} (127.0.0.1), TLSv1.2, {cipher}"
+            assert text.splitlines()[0] == first, text
             assert data["client_certificate"]["without_one_verdict"].startswith("required"), data
 
 

@@ -4,12 +4,17 @@ certkit, compared with what real peers (openssl verify -x509_strict, openssl s_s
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from conftest import openssl, run_certkit
 from test_probe import openssl_server
+
+from conftest import free_port, openssl, run_certkit
 
 
 # --- certificates made by openssl, as other tools make them -----------------------------------------
@@ -139,3 +144,61 @@ def test_probe_of_a_server_under_a_leading_dot_constraint_says_yes(tmp_path: Pat
     server = json.loads(proc.stdout)["server_certificate"]
     assert server["verified"] is True and server["reasons"] == [], server
     assert server["ok"] is True, server
+
+
+# --- probe: a name with several addresses ------------------------------------------------------------
+@contextmanager
+def _s_server(host: str, port: int, cert: Path, *args: object) -> Iterator[None]:
+    """``openssl s_server -www`` on ``host:port`` (two of them may share a port on two loopback addresses)."""
+    proc = subprocess.Popen(["openssl", "s_server", "-accept", f"{host}:{port}", "-www", "-quiet", "-cert", cert,
+                             "-key", cert.with_name("privkey.pem"), *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"openssl s_server on {host}:{port} exited ({proc.returncode})"
+            try:
+                socket.create_connection((host, port), timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"openssl s_server did not listen on {host}:{port}"
+                time.sleep(0.05)
+        yield
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_probe_keeps_to_the_address_its_first_connection_reached(tmp_path: Path, monkeypatch) -> None:
+    """A name with two addresses whose resolver rotates them (round-robin DNS, BIND's cyclic order): probe
+    connected twice (without, then with --cert), resolving each time, so its report joined two servers: the
+    first's chain and 'asked for: no', the second's verdict on the client certificate. Every connection now
+    goes to the address the first reached, which the report names (text and --json 'address')."""
+    ca = _openssl_ca(tmp_path / "ca")
+    first = _openssl_leaf(ca, tmp_path / "first", "DNS:multi.test", eku="serverAuth")
+    second = _openssl_leaf(ca, tmp_path / "second", "DNS:multi.test", eku="serverAuth")
+    alice = _openssl_leaf(ca, tmp_path / "alice", "email:alice@example.com", eku="clientAuth")
+    real, calls, port = socket.getaddrinfo, [], free_port()
+
+    def rotating(host, *args, **kwargs):
+        if host != "multi.test":
+            return real(host, *args, **kwargs)
+        calls.append(host)
+        order = ["127.0.0.2", "127.0.0.1"] if len(calls) % 2 else ["127.0.0.1", "127.0.0.2"]
+        return [entry for address in order for entry in real(address, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rotating)
+    other = _openssl_ca(tmp_path / "other")  # the second server refuses alice: a TLS alert, were she sent there
+    with _s_server("127.0.0.2", port, first), _s_server("127.0.0.1", port, second, "-Verify", "1",
+                                                         "-verify_return_error", "-CAfile", other):
+        proc = run_certkit("probe", f"https://multi.test:{port}/", "--ca-file", ca, "--cert", alice,
+                           "--key", alice.with_name("privkey.pem"), "--json")
+        calls.clear()
+        text = run_certkit("probe", f"https://multi.test:{port}/", "--ca-file", ca).stdout
+    report = json.loads(proc.stdout)
+    client = report["client_certificate"]  # the first server's: it never asks for one
+    assert client["with_it"]["handshake"] == "ok" and client["with_it"]["http_status"] == 200, client["with_it"]
+    assert client["requested"] is False and client["accepted"] is None, client["verdict"]
+    assert client["verdict"].startswith("never sent: the server does not ask for client certificates"), client
+    assert report.get("address") == "127.0.0.2", report
+    assert text.splitlines()[0].startswith(f"https://multi.test:{port}/: multi.test:{port} (127.0.0.2), TLSv1.3"), text
