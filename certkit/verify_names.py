@@ -14,6 +14,7 @@ import unicodedata
 
 from certkit.errors import CertkitError
 from certkit.san_identities import python_idna_note
+from certkit.text import shown
 from certkit.vocabulary import eku_names, is_ca
 
 
@@ -22,6 +23,13 @@ def cn_text(name) -> str:
 
     cn = common_name(name)
     return f"CN={cn}" if cn is not None else (name.rfc4514_string() or "(empty name)")
+
+
+def common_names(name) -> list[str]:
+    """Every common name of a subject or issuer, in the certificate's order (:func:`common_name` is the first)."""
+    from cryptography.x509.oid import NameOID
+
+    return [str(attr.value) for attr in name.get_attributes_for_oid(NameOID.COMMON_NAME)]
 
 
 def san_list(cert) -> list:
@@ -143,9 +151,12 @@ def final_dot_note(name: str) -> str:
 
 
 def name_notes(cert, purpose: str, name: str) -> list[str]:
-    """Notes on a name the certificate matches that some clients connecting to it still refuse."""
+    """Notes on a name the certificate matches that some clients connecting to it still refuse, or that some
+    servers map otherwise."""
     if purpose != "server":
-        return []
+        cns = common_names(cert.subject)
+        return [f"it has {len(cns)} common names ({', '.join(shown(c) for c in cns)}): PostgreSQL, Mosquitto and "
+                f"Apache map the first to a user, Go-based servers the last"] if len(cns) > 1 else []
     notes = [final_dot_note(name)] if name.endswith(".") and name.lower() not in dns_names(cert) else []
     idna_note = python_idna_note(name, server_name(name)[0]) if "*" not in name else None
     return notes + ([idna_note] if idna_note else [])
@@ -180,6 +191,10 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
         return None
     if any(_client_san_matches(san, name) for san in san_list(cert)):
         return None
+    later = name[3:] if name[:3].lower() == "cn=" and name[3:] in common_names(cert.subject) else name
+    if cn is not None and later in common_names(cert.subject)[1:]:
+        return (f"not valid for name {name}: {later} is not its first common name but a later one; servers that map "
+                f"a CN to a user (PostgreSQL, Mosquitto, Apache) take the first, {cn} (Go-based ones the last)")
     if cn is not None and cn != name and unicodedata.normalize("NFC", cn) == unicodedata.normalize("NFC", name):
         return (f"not valid for name {name}: its CN is the same text in another Unicode form (the CN in {_form(cn)}, "
                 f"the name given in {_form(name)}), and servers that map a CN to a user compare the bytes")

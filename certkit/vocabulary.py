@@ -140,11 +140,11 @@ def serial_argument(serial) -> str:
 
 
 def common_name(name: "x509.Name") -> str | None:
-    """The (last) common name of a subject or issuer, or None."""
+    """A subject's or issuer's common name, or None; of several, the first, as PostgreSQL and Mosquitto map it."""
     from cryptography.x509.oid import NameOID
 
     attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[-1].value) if attrs else None
+    return str(attrs[0].value) if attrs else None
 
 
 def dn_text(name: "x509.Name") -> str:

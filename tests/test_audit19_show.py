@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,3 +203,120 @@ def test_probe_keeps_to_the_address_its_first_connection_reached(tmp_path: Path,
     assert client["verdict"].startswith("never sent: the server does not ask for client certificates"), client
     assert report.get("address") == "127.0.0.2", report
     assert text.splitlines()[0].startswith(f"https://multi.test:{port}/: multi.test:{port} (127.0.0.2), TLSv1.3"), text
+
+
+# --- which common name: a certificate with several --------------------------------------------------
+def _two_cn_client(ca: Path, out: Path) -> Path:
+    """A client certificate whose subject holds two common names, 'alice' then 'root' (openssl -subj)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                  "extendedKeyUsage = clientAuth\nauthorityKeyIdentifier = keyid\n")
+    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", out / "privkey.pem", "-out", out / "leaf.csr", "-subj", "/CN=alice/CN=root")
+    assert made.returncode == 0, made.stderr
+    made = openssl("x509", "-req", "-in", out / "leaf.csr", "-CA", ca, "-CAkey", ca.with_name("ca.key"),
+                   "-set_serial", "0x2C2C", "-out", out / "cert.pem", "-days", "10", "-extfile", out / "leaf.ext")
+    assert made.returncode == 0, made.stderr
+    return out / "cert.pem"
+
+
+def _postgres_logins(tmp_path: Path, ca: Path, client: Path, users: tuple[str, ...]) -> dict[str, bool]:
+    """Whether PostgreSQL ('hostssl ... cert': the CN is the user name) lets ``client`` in as each of ``users``."""
+    import os
+    import pwd
+    import shutil
+    import signal
+    import tempfile
+
+    from test_fleet_servers import _postgres_bin, stop
+
+    from conftest import wait_listening
+
+    bindir = _postgres_bin()
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None  # initdb refuses root
+    as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+    base = Path(tempfile.mkdtemp(prefix="certkit-show-pg-"))
+    server = _openssl_leaf(ca, base / "tls", "DNS:localhost,IP:127.0.0.1", eku="serverAuth")
+    shutil.copy(ca, base / "tls" / "client-ca.pem")  # pytest's folders are root's alone
+    proc = None
+    try:
+        if user:
+            for path in (base, base / "tls", server, server.with_name("privkey.pem"), base / "tls" / "client-ca.pem"):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        pg_env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "LANG": "C"}
+        subprocess.run([bindir / "initdb", "-D", base / "data", "-A", "trust", "-U", "postgres", "--no-sync"],
+                       env=pg_env, capture_output=True, check=True, timeout=120, **as_user)
+        (base / "data" / "pg_hba.conf").write_text("local all all trust\nhostssl all all 127.0.0.1/32 cert\n")
+        port = free_port()
+        with open(base / "server.log", "wb") as out:
+            proc = subprocess.Popen(
+                [bindir / "postgres", "-D", base / "data", "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
+                 "-c", f"unix_socket_directories={base}", "-c", "fsync=off", "-c", "ssl=on",
+                 "-c", f"ssl_cert_file={server}", "-c", f"ssl_key_file={server.with_name('privkey.pem')}",
+                 "-c", f"ssl_ca_file={base / 'tls' / 'client-ca.pem'}"],
+                env=pg_env, stdout=out, stderr=subprocess.STDOUT, **as_user)
+        wait_listening(port, proc, "postgres", log=lambda: (base / "server.log").read_text())
+        psql = [bindir / "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1"]
+        for name in users:
+            subprocess.run([*psql, "-h", base, "-p", str(port), "-U", "postgres", "-c", f'CREATE ROLE "{name}" LOGIN'],
+                           env=pg_env, capture_output=True, check=True, timeout=60)
+        logins = {}
+        for name in users:
+            dsn = (f"host=127.0.0.1 port={port} dbname=postgres user={name} sslmode=verify-ca sslrootcert={ca} "
+                   f"sslcert={client} sslkey={client.with_name('privkey.pem')}")
+            ran = subprocess.run([*psql, dsn, "-c", "SELECT current_user"], env=pg_env, capture_output=True,
+                                 text=True, timeout=60)
+            logins[name] = ran.returncode == 0 and ran.stdout.strip() == name
+        return logins
+    finally:
+        if proc is not None:
+            stop(proc, signal.SIGINT)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_verify_names_the_common_name_servers_map(tmp_path: Path) -> None:
+    """Of a subject with two common names (CN=alice, then CN=root), verify, inspect and probe took the last:
+    'verify --purpose client --name root' was VALID and '--name alice' NOT VALID ('it names CN=root'), while
+    PostgreSQL logs that certificate in as alice and refuses it as root (and serve's page greets alice). The
+    first is now the common name everywhere; the later one is refused in words, and the first gets a note."""
+    ca = _openssl_ca(tmp_path / "ca")
+    client = _two_cn_client(ca, tmp_path / "two")
+    assert _postgres_logins(tmp_path, ca, client, ("alice", "root")) == {"alice": True, "root": False}
+    alice = json.loads(run_certkit("verify", client, "--purpose", "client", "--ca-file", ca, "--name", "alice",
+                                   "--json").stdout)
+    assert alice["valid"] is True and alice["name_ok"] is True, alice
+    assert alice["notes"] == ["it has 2 common names (alice, root): PostgreSQL, Mosquitto and Apache map the first "
+                              "to a user, Go-based servers the last"], alice
+    root = run_certkit("verify", client, "--purpose", "client", "--ca-file", ca, "--name", "root")
+    assert root.returncode == 1 and root.stderr == (
+        f"Error: {client} is not valid as a TLS client certificate: not valid for name root: root is not its first "
+        "common name but a later one; servers that map a CN to a user (PostgreSQL, Mosquitto, Apache) take the "
+        "first, alice (Go-based ones the last).\n"), root.stderr
+    described = json.loads(run_certkit("inspect", client, "--json").stdout)
+    assert "(CN=alice)" in json.dumps(described), described
+
+
+# --- a terminal whose encoding is not UTF-8 ----------------------------------------------------------
+def test_a_name_the_terminal_cannot_write_is_escaped_not_a_traceback(tmp_path: Path) -> None:
+    """Under a Latin-1 locale (PYTHONIOENCODING=latin-1 stands in for it), inspect and verify of a certificate
+    whose CN holds an emoji or a CJK character stopped with a UnicodeEncodeError traceback in the midst of the
+    report. Such a character is now written escaped, as Python writes it to stderr; what Latin-1 has stays."""
+    from conftest import certkit_env
+
+    ca = _openssl_ca(tmp_path / "ca")
+    (tmp_path / "cl.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                     "extendedKeyUsage = clientAuth\nauthorityKeyIdentifier = keyid\n")
+    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-utf8",
+                   "-keyout", tmp_path / "key.pem", "-out", tmp_path / "csr.pem", "-subj", "/CN=café \U0001f512 张")
+    assert made.returncode == 0, made.stderr
+    made = openssl("x509", "-req", "-in", tmp_path / "csr.pem", "-CA", ca, "-CAkey", ca.with_name("ca.key"),
+                   "-set_serial", "0x1A71", "-out", tmp_path / "cert.pem", "-days", "10",
+                   "-extfile", tmp_path / "cl.ext")
+    assert made.returncode == 0, made.stderr
+    env = certkit_env(PYTHONIOENCODING="latin-1")
+    for args in (("inspect", tmp_path / "cert.pem"),
+                 ("verify", tmp_path / "cert.pem", "--purpose", "client", "--ca-file", ca)):
+        proc = subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], env=env, capture_output=True,
+                              timeout=120)
+        assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr.decode("latin-1")
+        assert "CN=café \\U0001f512 \\u5f20".encode("latin-1") in proc.stdout, proc.stdout
