@@ -118,7 +118,9 @@ STDOUT_FAILURES: list[OSError] = []
 def watch_stdout() -> None:
     """Put standard output behind a writer that notes each OSError its writes raise, so that an error
     that names no file can be told to be standard output's (a full disk, a reader that left) wherever
-    it surfaces. The same descriptor, encoding, error handler and line buffering as before."""
+    it surfaces. The same descriptor, encoding and line buffering as before; a character the encoding cannot
+    write (a certificate's CN with an emoji, under a Latin-1 locale) is written escaped (``\\U0001f512``),
+    as Python writes it to stderr, never a traceback in the midst of a report."""
     import io
     import sys
 
@@ -131,12 +133,13 @@ def watch_stdout() -> None:
                 raise
 
     old = sys.stdout
+    errors = "backslashreplace" if getattr(old, "errors", None) == "strict" else getattr(old, "errors", None)
     try:
         raw = Watched(old.fileno(), "w", closefd=False)
     except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture)
         return
     old.flush()
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=old.errors,
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=errors,
                                   line_buffering=old.line_buffering)
 
 
