@@ -207,10 +207,8 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     san = _ext(cert, x509.SubjectAlternativeName)
     sans = general_names(san.value) if san else []
-    ku = _ext(cert, x509.KeyUsage)
-    eku = _ext(cert, x509.ExtendedKeyUsage)
-    bc = _ext(cert, x509.BasicConstraints)
-    nc = _ext(cert, x509.NameConstraints)
+    ku, eku = _ext(cert, x509.KeyUsage), _ext(cert, x509.ExtendedKeyUsage)
+    bc, nc = _ext(cert, x509.BasicConstraints), _ext(cert, x509.NameConstraints)
     is_ca = bool(bc and bc.value.ca)
     eku_list = _eku(eku) if eku else None
     if now > not_after:
@@ -228,7 +226,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
                         key_usage=_key_usage(ku.value) if ku else None, ns_types=ns_types)
     if status != "valid":
         usable = f"nothing now ({validity_text}); issued for {usable}"
-    elif weak := _weak_key(cert):  # OpenSSL refuses it at its default security level: said where it is usable
+    elif weak := _weak_key(cert):  # OpenSSL refuses it (a weak key, a critical extension): said where it is usable
         usable = f"nothing with OpenSSL-based peers: {weak}; issued for {usable}"
     elif (note := signing_usage_note(cert)) and not usable.startswith("nothing"):  # GnuTLS and Java refuse it
         usable = f"{usable}; beware: {note}"
@@ -438,13 +436,15 @@ def _names_text(sans: list[dict]) -> str:
 
 
 def _weak_key(cert) -> str | None:
-    """``its RSA key has 1024 bits: ...`` (certkit verify's words), or None."""
+    """``its RSA key has 1024 bits: ...``, ``it marks its ... extension critical, which OpenSSL does not handle``
+    (certkit verify's words of what OpenSSL refuses in the certificate itself), or None."""
     from cryptography.exceptions import UnsupportedAlgorithm
 
     from certkit.verify import weak_chain
+    from certkit.verify_names import unhandled_critical
 
     try:
-        return next(iter(weak_chain([cert], anchored=self_signed(cert))), None)
+        return next(iter(weak_chain([cert], anchored=self_signed(cert))), None) or unhandled_critical([cert])
     except UnsupportedAlgorithm:
         return None
 

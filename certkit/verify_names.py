@@ -360,7 +360,8 @@ def unhandled_critical(path: list) -> str | None:
             if ext.critical and oid not in _OPENSSL_CRITICAL:
                 who = "it marks" if cert is path[0] else f"the CA {cn_text(cert.subject)} marks"
                 java = " and Java" if cert is not path[-1] or len(path) == 1 else ""  # Java checks no trust anchor's
-                return (f"{who} its {_EXTENSIONS.get(oid, 'extension')} ({oid}) extension critical, which OpenSSL does "
+                what = f"{_EXTENSIONS[oid]} ({oid}) extension" if oid in _EXTENSIONS else f"extension {oid}"
+                return (f"{who} its {what} critical, which OpenSSL does "
                         f"not handle: OpenSSL (so Python's ssl, curl, nginx and Node){java} refuse it (\"unhandled "
                         "critical extension\"); GnuTLS and Go accept it")
     return None

@@ -320,3 +320,23 @@ def test_a_name_the_terminal_cannot_write_is_escaped_not_a_traceback(tmp_path: P
                               timeout=120)
         assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr.decode("latin-1")
         assert "CN=café \\U0001f512 \\u5f20".encode("latin-1") in proc.stdout, proc.stdout
+
+
+# --- inspect's 'Usable for' of what OpenSSL refuses in the certificate itself ---------------------------
+def test_inspect_says_a_critical_extension_openssl_does_not_handle_leaves_it_unusable(tmp_path: Path) -> None:
+    """A leaf with a private extension marked critical (openssl.cnf '1.2.3.4.5 = critical,ASN1:NULL'): inspect
+    said 'Usable for: TLS server authentication (www.example.com)', though OpenSSL refuses it ('unhandled
+    critical extension', error 34) and verify said NOT VALID. inspect (and probe's chain, which uses it) now
+    say what verify says; verify's words name an unknown extension once ('its extension 1.2.3.4.5')."""
+    ca = _openssl_ca(tmp_path / "ca")
+    leaf = _openssl_leaf(ca, tmp_path / "crit", "DNS:www.example.com\n1.2.3.4.5 = critical,ASN1:NULL",
+                         eku="serverAuth")
+    refused = openssl("verify", "-purpose", "sslserver", "-CAfile", ca, leaf)
+    assert refused.returncode != 0 and b"unhandled critical extension" in refused.stdout + refused.stderr
+    words = ("it marks its extension 1.2.3.4.5 critical, which OpenSSL does not handle: OpenSSL (so Python's ssl, "
+             "curl, nginx and Node) and Java refuse it (\"unhandled critical extension\"); GnuTLS and Go accept it")
+    described = json.loads(run_certkit("inspect", leaf, "--json").stdout)["items"][0]
+    assert described["usable_for"] == (f"nothing with OpenSSL-based peers: {words}; issued for TLS server "
+                                       "authentication (www.example.com)"), described
+    verified = json.loads(run_certkit("verify", leaf, "--purpose", "server", "--ca-file", ca, "--json").stdout)
+    assert verified["valid"] is False and verified["reasons"] == [words], verified
