@@ -82,6 +82,30 @@ def text_time(moment: str) -> str:
     return moment_text(iso(_parsed(moment)))
 
 
+def client_cas(client_ca_pem: bytes, now: dt.datetime | None = None) -> list[dict]:
+    """The CA(s) whose client certificates serve takes, with their dates and ``status`` (inspect's: ``valid``,
+    ``expired``, ``not yet valid``), for --json's ``client_cas`` and the banner's warning."""
+    from cryptography import x509
+
+    from certkit.vocabulary import dn_text
+
+    now = now or dt.datetime.now(dt.UTC)
+    return [{"subject": dn_text(ca.subject), "not_before": iso(ca.not_valid_before_utc),
+             "not_after": iso(ca.not_valid_after_utc),
+             "status": "expired" if now > ca.not_valid_after_utc else "not yet valid" if now < ca.not_valid_before_utc
+             else "valid"} for ca in x509.load_pem_x509_certificates(client_ca_pem)]
+
+
+def client_ca_warning(cas: list[dict]) -> str:
+    """The banner's words for a client CA out of its dates (OpenSSL then refuses every client chain through it),
+    empty when all are in their dates."""
+    out = [f"{shown(ca['subject'])} expired on {text_time(ca['not_after'])}" if ca["status"] == "expired" else
+           f"{shown(ca['subject'])} is not valid until {text_time(ca['not_before'])}" for ca in cas
+           if ca["status"] != "valid"]
+    return (f"; beware: {', '.join(out)}, so every client certificate it issued is refused (OpenSSL refuses a "
+            "chain through a CA out of its dates: certificate has expired, or is not yet valid)") if out else ""
+
+
 def _parsed(moment: str) -> dt.datetime:
     return dt.datetime.fromisoformat(moment).astimezone(dt.UTC)
 

@@ -340,3 +340,49 @@ def test_inspect_says_a_critical_extension_openssl_does_not_handle_leaves_it_unu
                                        "authentication (www.example.com)"), described
     verified = json.loads(run_certkit("verify", leaf, "--purpose", "server", "--ca-file", ca, "--json").stdout)
     assert verified["valid"] is False and verified["reasons"] == [words], verified
+
+
+# --- serve: a client CA out of its dates --------------------------------------------------------------
+def test_serve_says_at_start_that_its_client_ca_has_expired(tmp_path: Path) -> None:
+    """serve --client-ca of a CA that has expired started as if all were well ('client certificates must be
+    issued by "CN=Expired Root"'), and --json had no word of it, though OpenSSL then refuses every client
+    certificate that CA issued (certificate has expired, at depth 1). The banner now says so, and --json's
+    'client_cas' gives each CA's dates and status."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from conftest import certkit_env
+    from serve_process import ServeProcess
+
+    key, now = ec.generate_private_key(ec.SECP256R1()), dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Expired Root")])
+    expired = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(1).not_valid_before(now - dt.timedelta(days=30))
+               .not_valid_after(now - dt.timedelta(days=1)).add_extension(x509.BasicConstraints(True, None), True)
+               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+               .sign(key, hashes.SHA256()))
+    (tmp_path / "expired.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    ca = _openssl_ca(tmp_path / "ca")
+    server = _openssl_leaf(ca, tmp_path / "srv", "DNS:localhost,IP:127.0.0.1", eku="serverAuth")
+    args = ("--cert", server, "--key", server.with_name("privkey.pem"), "--client-ca", tmp_path / "expired.pem")
+    env = certkit_env(HOME=str(tmp_path))
+    with ServeProcess(*args, env=env, cwd=tmp_path) as serve:
+        assert serve.info["client_cas"] == [{"subject": "CN=Expired Root", "status": "expired",
+                                             "not_before": serve.info["client_cas"][0]["not_before"],
+                                             "not_after": serve.info["client_cas"][0]["not_after"]}], serve.info
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", "0", *map(str, args)], env=env,
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        banner = [proc.stdout.readline() for _ in range(3)][2]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert banner.startswith('  client certificates must be issued by "CN=Expired Root"; beware: CN=Expired Root '
+                             "expired on "), banner
+    assert banner.endswith(", so every client certificate it issued is refused (OpenSSL refuses a chain through a "
+                           "CA out of its dates: certificate has expired, or is not yet valid)\n"), banner

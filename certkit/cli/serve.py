@@ -123,7 +123,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     # a script that stops it as soon as it printed its URL gets the same exit status (exit_stopped).
     previous = handle_stop_signals(interrupted)
     try:
-        _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json)
+        _announce(server, host, names, cert_file, key_file, ca_name, optional, server_cert, as_json, client_ca_pem)
         sys.stdout.flush()  # a script waiting for the URL reads it through a pipe
         _say_when_expired(chain_pem, self_issued=cert_file is None)
         stderr_log(f"listening on {server.url}")
@@ -186,13 +186,14 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
 
 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
-              optional: bool, server_cert: dict, as_json: bool) -> None:
+              optional: bool, server_cert: dict, as_json: bool, client_ca_pem: bytes = b"") -> None:
     """Where the server listens, with which certificate, and whose client certificates it takes."""
-    from certkit.serve_json import revocation_line, url_to_visit
+    from certkit.serve_json import client_ca_warning, client_cas, revocation_line, url_to_visit
 
     revocations, url = server.revocations, url_to_visit(server.url, host, server_cert.get("names", []))
     data = {"url": url, "host": host, "port": server.server_address[1],
-            "client_ca": ca_name, "client_certificate": "optional" if optional else "required",
+            "client_ca": ca_name, "client_cas": client_cas(client_ca_pem),
+            "client_certificate": "optional" if optional else "required",
             "revocation": str(revocations.store.inventory_location) if revocations else None,
             "revocation_inventories": [str(revocations.store.inventory_location),
                                        *(where for _who, where in revocations.intermediates())] if revocations else [],
@@ -211,7 +212,8 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
         f"Listening on {url}" + (f" (every interface: {server.url})" if url != server.url else ""),
         f"  server certificate  {made}",
         f"  client certificates must be issued by \"{ca_name}\""
-        + (" (optional: without one, or with a refused one, the page says why)" if optional else ""),
+        + (" (optional: without one, or with a refused one, the page says why)" if optional else "")
+        + client_ca_warning(data["client_cas"]),
         revocation_line(revocations, ca_name),
         "Stop with Ctrl-C.",
     ])
