@@ -178,9 +178,11 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
             if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, host):
                 return None
         cn = common_name(cert.subject)
-        if isinstance(gn, x509.DNSName) and cn is not None and cn.lower().rstrip(".") == canonical.lower() \
+        if isinstance(gn, x509.DNSName) and cn is not None and _dns_matches(cn.rstrip("."), canonical) \
                 and not any(isinstance(s, (x509.DNSName, x509.IPAddress)) for s in san_list(cert)):
-            return (f"not valid for name {name}: it names {name} only in its subject CN, without a subjectAltName: "
+            cn_said = "" if cn.lower().rstrip(".") == canonical.lower() else f" ({shown(cn)})"
+            return (f"not valid for name {name}: it names {name} only in its subject CN{cn_said}, without a "
+                    "subjectAltName: "
                     "curl, Python's ssl, OpenSSL, GnuTLS, Node and Java fall back to the CN and accept it, browsers "
                     "and Go refuse it; reissue it with the name as a subjectAltName (certkit issue-server)")
         return f"not valid for name {name}: it names {listed}"

@@ -386,3 +386,28 @@ def test_serve_says_at_start_that_its_client_ca_has_expired(tmp_path: Path) -> N
                              "expired on "), banner
     assert banner.endswith(", so every client certificate it issued is refused (OpenSSL refuses a chain through a "
                            "CA out of its dates: certificate has expired, or is not yet valid)\n"), banner
+
+
+def test_a_wildcard_common_name_without_a_dns_san_is_said_as_such(tmp_path: Path) -> None:
+    """CN=*.example.com with a subjectAltName of an e-mail only, verified for www.example.com: the reason was
+    'it names alice@example.com', silent on the CN that OpenSSL, curl and Python fall back to and match; it
+    is now the CN-only reason that an exact CN gets, naming the wildcard."""
+    ca = _openssl_ca(tmp_path / "ca")
+    out = tmp_path / "wild"
+    out.mkdir()
+    (out / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                  "extendedKeyUsage = serverAuth\nsubjectAltName = email:alice@example.com\n"
+                                  "authorityKeyIdentifier = keyid\n")
+    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                   out / "privkey.pem", "-out", out / "leaf.csr", "-subj", "/CN=*.example.com")
+    assert made.returncode == 0, made.stderr
+    made = openssl("x509", "-req", "-in", out / "leaf.csr", "-CA", ca, "-CAkey", ca.with_name("ca.key"),
+                   "-set_serial", "0x3C3C", "-out", out / "cert.pem", "-days", "10", "-extfile", out / "leaf.ext")
+    assert made.returncode == 0, made.stderr
+    assert openssl("verify", "-purpose", "sslserver", "-verify_hostname", "www.example.com", "-CAfile", ca,
+                   out / "cert.pem").returncode == 0
+    verdict = json.loads(run_certkit("verify", out / "cert.pem", "--purpose", "server", "--ca-file", ca, "--name",
+                                     "www.example.com", "--json").stdout)
+    assert verdict["valid"] is False and verdict["reasons"][0].startswith(
+        "not valid for name www.example.com: it names www.example.com only in its subject CN (*.example.com), "
+        "without a subjectAltName: curl, Python's ssl, OpenSSL"), verdict
