@@ -141,6 +141,18 @@ def require(tool: str) -> str:
 _PORTS_GIVEN: set[int] = set()
 
 
+def code_others_can_read(folder: Path) -> Path:
+    """A copy of the certkit package in ``folder`` (made 0755), readable by every user: put it on PYTHONPATH of a
+    certkit run as another user (a checkout under a 0700 folder, as mktemp -d makes CI's, is not readable)."""
+    folder.chmod(0o755)
+    shutil.copytree(REPO / "certkit", folder / "certkit", ignore=shutil.ignore_patterns("__pycache__"))
+    for place, _dirs, files in os.walk(folder):
+        os.chmod(place, 0o755)
+        for name in files:
+            os.chmod(os.path.join(place, name), 0o644)
+    return folder
+
+
 def free_port() -> int:
     """A loopback port free now and not handed out before in this test process.
 

@@ -365,6 +365,7 @@ def test_list_pages_a_long_table_on_a_terminal_as_list_md_says(tmp_path: Path) -
 PEER_PACKAGES = {
     "openssl": "openssl", "curl": "curl", "certutil": "libnss3-tools", "pk12util": "libnss3-tools",
     "vfychain": "libnss3-tools", "keytool": "default-jdk-headless", "java": "default-jdk-headless",
+    "javac": "default-jdk-headless",
     "gnutls-cli": "gnutls-bin", "gnutls-serv": "gnutls-bin", "certtool": "gnutls-bin", "lego": "lego",
     "mkcert": "mkcert", "etcd": "etcd-server", "etcdctl": "etcd-client", "chromium": "chromium",
     "cfssl": "golang-cfssl", "cfssljson": "golang-cfssl", "softhsm2-util": "softhsm2", "redis-server": "redis-server",

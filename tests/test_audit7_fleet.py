@@ -29,7 +29,7 @@ from cryptography import x509
 
 from certkit.vocabulary import serial_hex
 
-from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, code_others_can_read, run_certkit
 from integrity_helpers import start_paused
 
 
@@ -155,13 +155,7 @@ def test_without_the_right_to_give_the_group_a_certificate_is_public_a_key_priva
     nobody = 65534
     place = Path(tempfile.mkdtemp(prefix="certkit-audit7-", dir="/tmp"))
     # The code, where that user can read it (a checkout under a 0700 folder, as mktemp -d makes, is not).
-    code = Path(tempfile.mkdtemp(prefix="certkit-audit7-code-", dir="/tmp"))
-    code.chmod(0o755)
-    shutil.copytree(REPO / "certkit", code / "certkit", ignore=shutil.ignore_patterns("__pycache__"))
-    for folder, _dirs, files in os.walk(code):
-        os.chmod(folder, 0o755)
-        for name in files:
-            os.chmod(os.path.join(folder, name), 0o644)
+    code = code_others_can_read(Path(tempfile.mkdtemp(prefix="certkit-audit7-code-", dir="/tmp")))
     try:
         os.chown(place, nobody, nobody)
         for name in ("cert.pem", "key.pem"):
