@@ -186,8 +186,9 @@ def test_deactivating_an_account_invalidates_its_open_orders(acme) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deactivation_abandons_open_orders_in_the_state(tmp_path: Path, request, backend: str) -> None:
-    """The statement itself, on both databases: pending and ready orders invalid, their authorizations
-    deactivated; an order being issued (processing) is left to finish; another account's untouched."""
+    """The statement itself, on both databases: pending and ready orders invalid, every authorization of the
+    account still pending or valid deactivated; an order being issued (processing) is left to finish; another
+    account's untouched."""
     state = _state(tmp_path, _inventory(request, backend))
     account, _ = state.create_account("thumb", "{}", [], True, None)
     other, _ = state.create_account("other", "{}", [], True, None)
@@ -206,6 +207,8 @@ def test_deactivation_abandons_open_orders_in_the_state(tmp_path: Path, request,
         == ["invalid", "invalid", "processing", "pending"]
     assert state.authorization(pending.authz_ids[0]).status == "deactivated"
     assert state.authorization(orders["ready"].authz_ids[0]).status == "deactivated"
+    # every authorization of the account still valid, as docs/acme.md says: the order being issued finishes
+    assert state.authorization(orders["processing"].authz_ids[0]).status == "deactivated"
     assert state.authorization(untouched.authz_ids[0]).status == "pending"
 
 
