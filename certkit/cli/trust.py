@@ -128,7 +128,7 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
         else:
             code, text = reason
             blocked.append(store.skipped(code, text, needs_root=os.geteuid() != 0 and store.kind != "nss"
-                                         and code != "password"))
+                                         and code not in ("password", "unread")))
     for result in blocked:
         if result.needs_root:
             java_home = os.environ.get("JAVA_HOME") if result.kind == "java" else None

@@ -92,7 +92,8 @@ def _check(store: Store, anchor: Anchor | None, *, removing: bool = False) -> St
     if blocked is None:
         return None
     code, reason = blocked
-    return store.skipped(code, reason, needs_root=os.geteuid() != 0 and store.kind != "nss" and code != "password")
+    return store.skipped(code, reason, needs_root=os.geteuid() != 0 and store.kind != "nss"
+                         and code not in ("password", "unread"))
 
 
 def install(anchor: Anchor, stores: Iterable[Store]) -> list[StoreResult]:
@@ -184,6 +185,9 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
     results = []
     for store in stores:
         try:
+            if (unread := store.unread()) is not None:  # no client reads it: neither "trusted" nor "not trusted"
+                results.append(store.skipped("unread", _held_unread(unread, store.state(anchor))))
+                continue
             if (unknown := store.unknown(anchor)) is not None:  # neither "trusted" nor "not trusted" is known
                 results.append(store.skipped("password", unknown))
                 continue
@@ -208,6 +212,16 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
         results.append(_by_hand(store, anchor, store.result(outcome, state.pending, state=state, notes=notes)))
     return _java_notes(anchor, results)
+
+
+def _held_unread(reason: str, state: StoreState) -> str:
+    """``reason`` (why no client reads a store), with the certkit copies it holds nonetheless: trusted again once the
+    file read instead goes (a JDK's jssecacerts deleted), which certkit trust uninstall takes out."""
+    held = [e.name for e in state.certkit_entries()]
+    if not held:
+        return reason
+    return (f"{reason}; it holds certkit's {', '.join(held)}, trusted again once that file goes: certkit trust "
+            "uninstall takes it out")
 
 
 def _by_hand(store: Store, anchor: Anchor | None, result: StoreResult) -> StoreResult:

@@ -39,7 +39,7 @@ class JavaStore(Store):
     kind = "java"
 
     def __init__(self, home: Path, found_by: str, cacerts: Path, keytool: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, *, unread: Path | None = None) -> None:
         self.home = home
         self.cacerts = cacerts
         self.path = cacerts.resolve()
@@ -52,13 +52,27 @@ class JavaStore(Store):
         self.default_password: bool | None = None  # whether cacerts opens with JAVA_STOREPASS (known once listed)
         self.sealed = 0  # how many parts of it (a PKCS#12 keystore) are encrypted with its password (known once listed)
         self._listed: dict[str, bytes] | None = None  # its aliases, until certkit changes it
+        # The jssecacerts that Java programs of this JDK read instead of this cacerts (None: they read this file).
+        self.unread_for = unread
+        if cacerts.name == "jssecacerts":
+            self.notes.append(f"Java programs of this JDK read {cacerts}, not its cacerts, while that file exists "
+                              "(Java's rule for a program not given javax.net.ssl.trustStore): certkit changes it")
         if cacerts.is_symlink():
             # Debian's JDKs link cacerts to /etc/ssl/certs/java/cacerts, which ca-certificates-java keeps
             # in step with the system store. certkit edits the file the link names and leaves the link.
             self.notes.append(f"{cacerts} is a link to {self.path}, shared by every JDK that links it; "
                               "certkit edits that file and leaves the link in place")
 
+    def unread(self) -> str | None:
+        """Why no Java program reads this keystore (a cacerts whose JDK reads its jssecacerts instead), or None."""
+        if self.unread_for is None:
+            return None
+        return (f"Java programs of this JDK do not read it while {self.unread_for} exists: they read that file "
+                "instead, where certkit adds the CA")
+
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
+        if not removing and (unread := self.unread()) is not None:
+            return "unread", unread
         if not os.access(self.path, os.W_OK):
             return "not-writable", f"{self.path} is not writable by this user"
         try:
@@ -277,6 +291,11 @@ def encrypted_parts(keystore: bytes) -> int:
 
 
 def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]:
+    """The keystores the JDKs of ``$JAVA_HOME`` and of the ``java`` on PATH read their trust from (each once), and
+    those skipped with the reason. A JDK whose ``lib/security`` holds a ``jssecacerts`` reads that file instead of
+    its ``cacerts`` (Java's own rule, for every program not given javax.net.ssl.trustStore): it is that JDK's store,
+    and a ``cacerts`` no JDK found reads any more is a store of its own, which certkit only takes its copies out
+    of (:attr:`JavaStore.unread`)."""
     homes: list[tuple[Path, str]] = []
     if env.get("JAVA_HOME"):
         homes.append((Path(env["JAVA_HOME"]), f"JAVA_HOME {env['JAVA_HOME']}"))
@@ -289,23 +308,27 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     if not homes:
         return [], [StoreResult("java", "Java", "", "skipped",
                                 "no Java found: JAVA_HOME is not set and there is no java on PATH", "missing")]
-    stores: list[Store] = []
+    stores: list[JavaStore] = []
     skipped: list[StoreResult] = []
-    seen: set[Path] = set()
+    hidden: list[tuple[Path, str, Path, Path, Path]] = []  # (home, found_by, cacerts, keytool, the file read instead)
     for home, found_by in homes:
-        cacerts = next((c for c in (home / "lib/security/cacerts", home / "jre/lib/security/cacerts")
-                        if c.exists()), None)
+        folder = next((f for f in (home / "lib/security", home / "jre/lib/security")
+                       if (f / "cacerts").exists() or (f / "jssecacerts").is_file()), None)
         keytool = next((k for k in (home / "bin/keytool", home / "jre/bin/keytool") if k.is_file()), None)
-        if cacerts is None or keytool is None:
-            what = "lib/security/cacerts" if cacerts is None else "bin/keytool"
+        if folder is None or keytool is None:
+            what = "lib/security/cacerts" if folder is None else "bin/keytool"
             skipped.append(StoreResult("java", f"Java ({found_by})", str(home), "skipped",
-                                       _nowhere(home) if cacerts is None else f"{home} has no {what}", "missing"))
+                                       _nowhere(home) if folder is None else f"{home} has no {what}", "missing"))
             continue
-        if cacerts.resolve() in seen:
-            continue
-        seen.add(cacerts.resolve())
-        stores.append(JavaStore(home, found_by, cacerts, keytool, env))
-    return stores, skipped
+        read = folder / "jssecacerts" if (folder / "jssecacerts").is_file() else folder / "cacerts"
+        if read.name == "jssecacerts" and (folder / "cacerts").exists():
+            hidden.append((home, found_by, folder / "cacerts", keytool, read))
+        if all(read.resolve() != s.path for s in stores):
+            stores.append(JavaStore(home, found_by, read, keytool, env))
+    for home, found_by, cacerts, keytool, instead in hidden:
+        if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
+            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=instead))
+    return list(stores), skipped
 
 
 def _nowhere(home: Path) -> str:

@@ -80,7 +80,7 @@ class StoreResult:
     outcome: str
     reason: str | None = None
     code: str | None = None  # why skipped: needs-root, not-writable, missing, unsupported, no-tool, password,
-    # unreadable (a file that lists stores, such as profiles.ini)
+    # unreadable (a file that lists stores, such as profiles.ini), unread (a store no client reads)
     state: StoreState | None = None
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -124,6 +124,11 @@ class Store:
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         """Why this user cannot change the store (``removing``: take certkit's copy out; else add
         ``anchor``), as (code, reason), or None."""
+        return None
+
+    def unread(self) -> str | None:
+        """Why no client reads this store though it is there (a JDK's cacerts, while its jssecacerts exists), or
+        None: ``install`` skips it, ``status`` reports it skipped, ``uninstall`` takes certkit's copies out of it."""
         return None
 
     def unknown(self, anchor: Anchor | None) -> str | None:
