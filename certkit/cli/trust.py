@@ -331,7 +331,7 @@ def install(system_store, nss_store, java_store, all_store, unconstrained, ca_di
         raise lib.TrustError(refused)
     if platform != "linux":
         _consent(anchor, unconstrained, as_json)
-        return _manual(anchor, "install", platform, as_json, lib.validity_warnings(anchor))
+        return _manual(anchor, "install", platform, as_json, lib.validity_warnings(anchor, java="java"))
     kinds, explicit = _selected(system_store, nss_store, java_store, all_store)
     extra = ["--unconstrained"] if unconstrained else []
     stores, skipped = _prepare("install", kinds, explicit, anchor, extra, writing=True)

@@ -272,7 +272,7 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
                          f"encrypted: whoever copies it can impersonate {anchor.reach()}{java} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
-        found += validity_warnings(anchor, now)
+        found += validity_warnings(anchor, now, java=_java_reads(r.kind for r in trusted_here), out=out)
     others: dict[str, list[tuple[Found, str]]] = {}
     for result in results:
         for entry in result.state.older if result.state else []:
@@ -282,15 +282,27 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
         found.append(_another_ca(anchor, copies, this_ca))
         if (entry := copies[0][0]).not_after is not None:
             what = "the other" if anchor is not None else "the"
-            found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now)
+            found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now,
+                             java=_java_reads(place.split(":", 1)[0] for _e, place in copies),
+                             out="the commands above remove it")
     return found
 
 
-def validity_warnings(anchor: Anchor, now: dt.datetime | None = None) -> list[str]:
+def _java_reads(kinds: Iterable[str]) -> str | None:
+    """Which of these kinds of store Java programs take their trust from ("java, system": Debian's
+    ca-certificates-java and Fedora's java/cacerts copy the system store into Java's), or None."""
+    return ", ".join(sorted(set(kinds) & {"java", "system"})) or None
+
+
+def validity_warnings(anchor: Anchor, now: dt.datetime | None = None, *, java: str | None = None,
+                      out: str = "certkit trust uninstall") -> list[str]:
     """What the dates of the CA directory's CAs mean for its clients: the root's, and the intermediate's
-    that signs (for an intermediate CA directory), each expired, expiring or not valid yet."""
+    that signs (for an intermediate CA directory), each expired, expiring or not valid yet. ``java``: the kinds of
+    store trusting the root that Java programs read, which do not check a trusted root's dates (``out``: how to
+    take it out of them)."""
     now = now or dt.datetime.now(dt.UTC)
-    found = _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now, anchor.not_before)
+    found = _expiry(f"the trusted CA \"{shown(anchor.common_name)}\"", anchor.not_after, now, anchor.not_before,
+                    java=java, out=out)
     if (own := anchor.intermediate_cert) is not None:
         found += _expiry(f"the intermediate CA \"{shown(anchor.intermediate)}\" (below the trusted root \""
                          f"{shown(anchor.common_name)}\")", own.not_valid_after_utc, now, own.not_valid_before_utc)
@@ -302,8 +314,10 @@ def refusal(anchor: Anchor, now: dt.datetime | None = None) -> str | None:
     that signs, has expired), or None."""
     now = now or dt.datetime.now(dt.UTC)
     if anchor.not_after <= now:
+        # Java does not check a trusted root's dates: to Java programs, trusting it would make its key good for any
+        # name again (and a leaked key of an old CA is the likeliest): refused all the same, but not as harmless.
         return (f"The CA \"{shown(anchor.common_name)}\" expired on {anchor.not_after:%Y-%m-%d %H:%M:%S} UTC; "
-                "trusting it would make nothing valid. Create a new CA.")
+                f"{_EXPIRED_ROOT}: trusting it would only put this machine at risk. Create a new CA.")
     own = anchor.intermediate_cert
     if own is not None and own.not_valid_after_utc <= now:
         return (f"The intermediate CA \"{shown(anchor.intermediate)}\" of {anchor.ca_dir} expired on "
@@ -357,12 +371,26 @@ def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]], this
             f"no longer used, {how} (certkit trust uninstall --every-certkit-ca {every})")
 
 
-def _expiry(what: str, not_after: dt.datetime, now: dt.datetime,
-            not_before: dt.datetime | None = None) -> list[str]:
+# What clients make of a trusted root outside its dates (checked with each): OpenSSL (curl, Python's ssl), GnuTLS and
+# NSS (Chromium, Firefox) refuse what it signs; Java (PKIX) takes a trust anchor without its dates, and accepts it.
+_EXPIRED_ROOT = ("OpenSSL, GnuTLS and NSS clients (curl, Python, browsers) accept nothing it signed any more, but Java "
+                 "programs, which do not check the dates of a trusted root, accept whatever its key signs")
+
+
+def _expiry(what: str, not_after: dt.datetime, now: dt.datetime, not_before: dt.datetime | None = None, *,
+            java: str | None = None, out: str = "certkit trust uninstall") -> list[str]:
+    """The warning about ``what``'s dates; ``java``, for a root trusted in stores Java programs read (those kinds),
+    says that Java accepts what it signs all the same (``out``: how to take it out)."""
     if not_before is not None and not_before > now:
-        # A clock set wrong here or where the CA was made: until then every client refuses what it signs.
-        return [f"{what} is not valid before {not_before:%Y-%m-%d %H:%M} UTC; until then clients reject "
-                "everything it signs (check the clock of this machine and of the one that created the CA)."]
+        # A clock set wrong here or where the CA was made: until then every client refuses what it signs, but Java.
+        java_too = (f", but Java programs, which do not check the dates of a trusted root, accept it already ({java})"
+                    if java else "")
+        who = "OpenSSL, GnuTLS and NSS clients" if java else "clients"
+        return [f"{what} is not valid before {not_before:%Y-%m-%d %H:%M} UTC; until then {who} reject everything it "
+                f"signs{java_too} (check the clock of this machine and of the one that "
+                "created the CA)."]
+    if not_after <= now and java:
+        return [f"{what} expired on {not_after:%Y-%m-%d}; {_EXPIRED_ROOT} ({java}): take it out ({out})."]
     if not_after <= now:
         return [f"{what} expired on {not_after:%Y-%m-%d}; nothing it signed is accepted any more."]
     if not_after - now < dt.timedelta(days=EXPIRY_WARNING_DAYS):

@@ -1,0 +1,179 @@
+"""The twentieth round's trust findings, each as a class, against real JDKs (keytool, a JSSE client whose trust store
+is the JDK's default) and real TLS clients (curl), never the machine's own stores:
+
+1. A JDK whose ``lib/security`` holds a ``jssecacerts``. Java programs not given javax.net.ssl.trustStore read that
+   file instead of ``cacerts`` (Java's own rule; InstallCert and many guides make one). certkit knew only cacerts:
+   ``install --java`` said "added" (and ``status`` "trusted") while the JSSE client refused the CA's servers, and
+   ``uninstall`` said "removed" (``status`` "not trusted") while a jssecacerts holding the CA kept it trusted. The
+   JDK's store is now the file Java reads; a cacerts no JDK reads any more is skipped by ``install`` and ``status``
+   (``unread``, naming certkit's copies still in it), and ``uninstall`` takes certkit's copies out of it too.
+2. What a trusted root outside its dates means. ``status`` said of an expired certkit root "nothing it signed is
+   accepted any more" (of a root not valid yet: "until then clients reject everything it signs"), and install's
+   refusal "trusting it would make nothing valid"; but Java (PKIX) takes a trust anchor without its dates: a JSSE
+   client accepts a server certificate the expired root signed (curl refuses it). A user told the expired CA is
+   harmless leaves it trusted, and its key still vouches for any name to Java. For a root in a store Java reads,
+   the warnings now say that Java accepts it, with how to take it out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from test_trust import _java_get, java_client, pki, server, untrusted  # noqa: F401
+
+from certkit.trust import Anchor
+
+from conftest import certkit_env, free_port, require, run_certkit, wait_listening, wait_or_kill
+from trust_helpers import client_env, keytool_listing, private_java_home
+
+
+def _real_java_home() -> Path:
+    return Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else \
+        Path(shutil.which("java")).resolve().parent.parent
+
+
+def _java_env(home: Path, java_home: Path) -> dict[str, str]:
+    return certkit_env(HOME=str(home), JAVA_HOME=str(java_home),
+                       PATH=f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+
+def _json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _keytool(java_home: Path, *args: str | Path) -> None:
+    subprocess.run([str(java_home / "bin/keytool"), *map(str, args), "-storepass", "changeit", "-noprompt"],
+                   check=True, capture_output=True, timeout=120)
+
+
+# --- 1: a JDK whose lib/security holds a jssecacerts ---------------------------------------------------------------
+def test_a_jdk_with_a_jssecacerts_is_changed_where_java_reads_its_trust(
+        pki, server: int, java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    security = java_home / "lib/security"
+    cacerts, jsse = (security / "cacerts").resolve(), security / "jssecacerts"
+    shutil.copyfile(cacerts, jsse)  # InstallCert's way: a copy of cacerts, with a company CA in it
+    stem = Anchor.from_ca_dir(pki.root).file_stem
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _java_env(home, java_home)
+    url = f"https://localhost:{server}/"
+    assert untrusted(_java_get(java_home, java_client, url).stdout)
+
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    got = _java_get(java_home, java_client, url)
+    assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # "added" where Java reads it
+    stores = {s["location"]: s for s in _json(added)["stores"]}
+    assert stores[str(jsse)]["outcome"] == "added" and stores[str(jsse)]["current"] == stem, stores
+    assert stores[str(cacerts)]["outcome"] == "skipped" and stores[str(cacerts)]["code"] == "unread", stores
+    assert stem not in keytool_listing(cacerts, str(java_home / "bin/keytool"))
+
+    # certkit's copy also in cacerts (where an earlier certkit put it): status names it, uninstall takes out both
+    _keytool(java_home, "-importcert", "-alias", stem, "-file", pki.root / "ca.pem", "-keystore", cacerts)
+    status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
+    stores = {s["location"]: s for s in _json(status)["stores"]}
+    assert stores[str(jsse)]["outcome"] == "trusted", stores
+    assert stores[str(cacerts)]["code"] == "unread" and stem in stores[str(cacerts)]["reason"], stores
+    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert {s["location"]: s["removed"] for s in _json(removed)["stores"]} == {str(jsse): [stem], str(cacerts): [stem]}
+    assert untrusted(_java_get(java_home, java_client, url).stdout)
+    jsse.unlink()  # and once jssecacerts goes, Java reads cacerts again: nothing of certkit's comes back
+    assert untrusted(_java_get(java_home, java_client, url).stdout)
+
+    # the other way round: jssecacerts made from a cacerts that holds certkit's copy; uninstall takes it out there
+    assert run_certkit("trust", "install", "--java", "--ca-dir", pki.root, env=env).returncode == 0
+    shutil.copyfile(cacerts, jsse)
+    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert {s["location"]: s["outcome"] for s in _json(removed)["stores"]} == {str(jsse): "removed",
+                                                                             str(cacerts): "removed"}, removed.stdout
+    assert untrusted(_java_get(java_home, java_client, url).stdout)  # not trusted still, behind "removed"
+
+
+# --- 2: a trusted root outside its dates -------------------------------------------------------------------------
+def _root_and_server(folder: Path, not_before: dt.datetime, not_after: dt.datetime) -> None:
+    """A CA directory whose root has these dates (cryptography-made: certkit makes no root outside its dates), and
+    a localhost server certificate it signed, valid now."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    folder.mkdir(mode=0o700)
+    key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, folder.name)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .add_extension(ski, False).sign(key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
+            .sign(key, hashes.SHA256()))
+    (folder / "ca.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def test_a_trusted_root_outside_its_dates_is_not_called_harmless_while_java_accepts_it(
+        java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    require("openssl")
+    now = dt.datetime.now(dt.UTC)
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _java_env(home, java_home)
+    cases = {"expired-root": (now - dt.timedelta(days=400), now - dt.timedelta(days=1)),
+             "future-root": (now + dt.timedelta(days=2), now + dt.timedelta(days=400))}
+    for name, (not_before, not_after) in cases.items():
+        ca = tmp_path / name
+        _root_and_server(ca, not_before, not_after)
+        # in Java's store as certkit put it there (while the root was valid, or a clock was set wrong)
+        _keytool(java_home, "-importcert", "-alias", Anchor.from_ca_dir(ca).file_stem, "-file", ca / "ca.pem",
+                 "-keystore", cacerts)
+        port = free_port()
+        served = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", ca / "server.pem",
+                                   "-key", ca / "server.key", "-CAfile", ca / "ca.pem", "-www", "-quiet"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=client_env())
+        try:
+            wait_listening(port, served, "openssl s_server")
+            url = f"https://localhost:{port}/"
+            got = _java_get(java_home, java_client, url)
+            assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # Java takes the root without its dates
+            # curl refuses, with the root given it alone as its trust store (the machine's store is not touched)
+            refused = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--cacert", ca / "ca.pem", url],
+                                     env=client_env(), capture_output=True, text=True, timeout=30)
+            assert refused.returncode == 60, refused.stderr
+        finally:
+            served.terminate()
+            wait_or_kill(served)
+        status = run_certkit("trust", "status", "--java", "--ca-dir", ca, env=env)
+        assert status.returncode == 0 and "trusted  java" in status.stdout, status.stdout + status.stderr
+        said = " ".join(status.stderr.split())
+        assert "nothing it signed is accepted any more" not in said, said
+        assert "Java programs, which do not check the dates of a trusted root, accept" in said, said
+        if name == "expired-root":
+            assert "take it out (certkit trust uninstall)" in said, said
+            refusal = run_certkit("trust", "install", "--java", "--ca-dir", ca, env=env)
+            assert refusal.returncode == 1 and "would make nothing valid" not in refusal.stderr, refusal.stderr
+            assert "Java programs, which do not check the dates of a trusted root" in refusal.stderr, refusal.stderr
+
