@@ -13,6 +13,11 @@ is the JDK's default) and real TLS clients (curl), never the machine's own store
    client accepts a server certificate the expired root signed (curl refuses it). A user told the expired CA is
    harmless leaves it trusted, and its key still vouches for any name to Java. For a root in a store Java reads,
    the warnings now say that Java accepts it, with how to take it out.
+3. The CA directory's intermediate in the system store by hand (its ca.pem copied into /usr/local/share/ca-certificates,
+   as a guide for "add your CA" would have it). curl (which accepts a partial chain), GnuTLS, Go and Java (Debian's
+   copy) then accept what it signs, without the root; ``status --system`` said "not trusted", though it reports such
+   an entry in NSS and Java stores ("added by hand: the intermediate ... itself"). It now does in the system store
+   too, naming the file that holds it (as it now names the file of a root added by hand).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+from test_audit19_trust import _private_system_store
 from test_trust import _java_get, java_client, pki, server, untrusted  # noqa: F401
 
 from certkit.trust import Anchor
@@ -177,3 +184,32 @@ def test_a_trusted_root_outside_its_dates_is_not_called_harmless_while_java_acce
             assert refusal.returncode == 1 and "would make nothing valid" not in refusal.stderr, refusal.stderr
             assert "Java programs, which do not check the dates of a trusted root" in refusal.stderr, refusal.stderr
 
+
+
+# --- 3: the CA directory's intermediate in the system store by hand ----------------------------------------------
+def test_an_intermediate_in_the_system_store_by_hand_is_reported_trusted(
+        pki, server: int, tmp_path: Path) -> None:  # noqa: F811
+    prefix = _private_system_store(tmp_path)  # a private copy of Debian's store, in a mount namespace of its own
+    by_hand = Path("/usr/local/share/ca-certificates/our-issuing-ca.crt")
+    no_hooks = tmp_path / "no-hooks"
+    no_hooks.mkdir()
+    added = subprocess.run([*prefix, "sh", "-c", f'cp "$1" {by_hand} && update-ca-certificates --hooksdir "$2"', "sh",
+                            str(pki.issuing / "ca.pem"), str(no_hooks)], capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stdout + added.stderr
+    got = subprocess.run([*prefix, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://localhost:{server}/"],
+                         env=client_env(), capture_output=True, text=True, timeout=60)
+    assert got.stdout == "200", got.stdout + got.stderr  # curl takes the intermediate as its anchor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = certkit_env(HOME=str(home))
+    status = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", "status", "--system", "--ca-dir",
+                             str(pki.issuing), "--json"], env=env, capture_output=True, text=True, timeout=120)
+    [store] = _json(status)["stores"]
+    assert (store["outcome"], store["current"], store["intermediate_trusted_as"]) == \
+        ("trusted", None, [str(by_hand)]), store
+    removed = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", "uninstall", "--system", "--ca-dir",
+                              str(pki.issuing), "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert [s["outcome"] for s in _json(removed)["stores"]] == ["absent"], removed.stdout + removed.stderr
+    left = subprocess.run([*prefix, "test", "-f", str(by_hand)], timeout=60)
+    assert left.returncode == 0  # not certkit's entry: left alone

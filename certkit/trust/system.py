@@ -172,7 +172,12 @@ class SystemStore(Store):
             if state.current and not in_bundle:
                 state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
             elif not state.current and in_bundle:
-                state.elsewhere.append(f"{self.layout.bundle} (added by other means)")
+                state.elsewhere.append(f"{self._holding(anchor.fingerprint)} (added by other means)")
+            if anchor.intermediate_fingerprint in bundle:
+                # The CA directory's own intermediate, in the bundle by hand (its ca.pem copied into the anchors):
+                # curl (which accepts a partial chain), GnuTLS, Go and Java (Debian's copy) accept what it signs,
+                # without the root. Found like the root's own copies, it is trusted whoever added it.
+                state.intermediate.append(str(self._holding(anchor.intermediate_fingerprint)))
             if state.current is not None and state.current in gone:
                 state.pending = (f"certkit's file {state.current.name} was taken out, but {self.layout.bundle} still "
                                  "holds the CA (a removal stopped part-way, or the file deleted without "
@@ -180,6 +185,24 @@ class SystemStore(Store):
                                  "certkit trust uninstall finishes the removal, certkit trust install puts the file "
                                  "back")
         return state
+
+    def _holding(self, fingerprint: str) -> Path:
+        """Where the bundle got a certificate certkit did not add: the file of the folder of anchors that holds it
+        (someone's own), else the bundle (a distribution's CA, or another folder's)."""
+        try:
+            files = sorted(p for p in self.layout.anchors.iterdir() if p.suffix == self.layout.suffix)
+        except OSError:
+            files = []
+        for path in files:
+            try:
+                if not path.is_file():  # a FIFO would never end a read
+                    continue
+                with path.open("rb") as f:
+                    if fingerprint in pem_fingerprints(f.read(1 << 20)):
+                        return path
+            except OSError:
+                continue
+        return self.layout.bundle
 
     def _leftovers(self, names: set[str]) -> list[Found]:
         """certkit's copies whose file was taken out while the bundle still holds them (a removal stopped part-way, by
