@@ -18,6 +18,10 @@ is the JDK's default) and real TLS clients (curl), never the machine's own store
    copy) then accept what it signs, without the root; ``status --system`` said "not trusted", though it reports such
    an entry in NSS and Java stores ("added by hand: the intermediate ... itself"). It now does in the system store
    too, naming the file that holds it (as it now names the file of a root added by hand).
+4. The CA directory's name-constrained intermediate trusted by hand in a store Java reads. Java takes it as a trust
+   anchor, and drops an anchor's name constraints: a JSSE client accepts a certificate its key signs for a name
+   outside them. ``status`` said "what the intermediate ... signs stays inside its own constraints, which Java
+   applies" (true only when the root is the anchor). It now says Java ignores them there.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from test_trust import _java_get, java_client, pki, server, untrusted  # noqa: F
 
 from certkit.trust import Anchor
 
-from conftest import certkit_env, free_port, require, run_certkit, wait_listening, wait_or_kill
+from conftest import PASSPHRASE, certkit_env, free_port, require, run_certkit, wait_listening, wait_or_kill
 from trust_helpers import client_env, keytool_listing, private_java_home
 
 
@@ -213,3 +217,69 @@ def test_an_intermediate_in_the_system_store_by_hand_is_reported_trusted(
     assert [s["outcome"] for s in _json(removed)["stores"]] == ["absent"], removed.stdout + removed.stderr
     left = subprocess.run([*prefix, "test", "-f", str(by_hand)], timeout=60)
     assert left.returncode == 0  # not certkit's entry: left alone
+
+
+# --- 4: a constrained intermediate trusted by hand where Java reads it ---------------------------------------------
+def _forged(ca: Path, folder: Path, name: str) -> Path:
+    """A server certificate for ``name`` signed with the key of the CA in ``ca`` (outside its name constraints:
+    certkit refuses to issue it), and its chain, in ``folder``; the chain file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    issuer = x509.load_pem_x509_certificate((ca / "ca.pem").read_bytes())
+    key = serialization.load_pem_private_key((ca / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer.subject).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+    (folder / "forged.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    chain = folder / "forged-chain.pem"
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + (ca / "ca.pem").read_bytes())
+    return chain
+
+
+def test_a_constrained_intermediate_trusted_by_hand_is_not_said_to_keep_its_constraints_for_java(
+        pki, java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    require("openssl")
+    issuing = tmp_path / "constrained-issuing"
+    run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", pki.root, "--name", "Constrained Issuing",
+                "--permit-dns", "localhost", env=certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                                                            CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    _keytool(java_home, "-importcert", "-alias", "our-issuing", "-file", issuing / "ca.pem", "-keystore", cacerts)
+    chain = _forged(issuing, tmp_path, "www.example.com")  # outside the intermediate's constraints (localhost)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 www.example.com\n")
+    port = free_port()
+    served = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", chain, "-key",
+                               tmp_path / "forged.key", "-www", "-quiet"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=client_env())
+    try:
+        wait_listening(port, served, "openssl s_server")
+        got = subprocess.run([str(java_home / "bin/java"), f"-Djdk.net.hosts.file={hosts}", "-cp", str(java_client),
+                              "TrustClient", f"https://www.example.com:{port}/"], env=client_env(),
+                             capture_output=True, text=True, timeout=60)
+        assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # the intermediate's constraints ignored
+    finally:
+        served.terminate()
+        wait_or_kill(served)
+    home = tmp_path / "home"
+    home.mkdir()
+    status = run_certkit("trust", "status", "--java", "--ca-dir", issuing, "--json", env=_java_env(home, java_home))
+    [store] = _json(status)["stores"]
+    assert (store["outcome"], store["intermediate_trusted_as"]) == ("trusted", ["our-issuing"]), store
+    notes = " ".join(store["notes"])
+    assert "stays inside its own constraints, which Java applies" not in notes, notes
+    assert 'take the intermediate "Constrained Issuing", trusted here by hand, as a trust anchor and ignore its ' \
+           "name constraints" in notes, notes

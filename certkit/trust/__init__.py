@@ -121,7 +121,8 @@ def _java_notes(anchor: Anchor | None, results: list[StoreResult]) -> list[Store
     """``results``, a store Java reads that trusts a constrained root noting that Java ignores its constraints
     (:meth:`Anchor.java_note`)."""
     for result in results:
-        note = anchor.java_note(result.kind) if anchor is not None else None
+        by_hand = result.state is not None and bool(result.state.intermediate)  # the intermediate itself trusted
+        note = anchor.java_note(result.kind, intermediate_trusted=by_hand) if anchor is not None else None
         if note and result.outcome in ("added", "unchanged", "trusted", "incomplete"):
             result.notes.append(note)
     return results

@@ -207,13 +207,22 @@ class Anchor:
             return None
         return "any DNS name and any IP address (Java ignores the name constraints of a trusted root)"
 
-    def java_note(self, kind: str) -> str | None:
+    def java_note(self, kind: str, *, intermediate_trusted: bool = False) -> str | None:
         """The note of a store Java reads (``kind`` "java", or "system", which Debian's ca-certificates-java and
-        Fedora's java/cacerts copy into Java's store) that trusts this constrained root; None otherwise."""
-        if self.java_scope() is None or kind not in ("java", "system"):
+        Fedora's java/cacerts copy into Java's store) that trusts this constrained root, or (``intermediate_trusted``)
+        the CA directory's constrained intermediate by hand; None otherwise."""
+        if kind not in ("java", "system"):
             return None
         who = "Java programs" if kind == "java" else \
             "Java programs that take their trust from this store (Debian's ca-certificates-java, Fedora's java/cacerts)"
+        if intermediate_trusted and self.intermediate_cert is not None and _constrained(self.intermediate_cert):
+            # Trusted itself, the intermediate is a trust anchor to Java, which drops an anchor's constraints: what
+            # its key signs is not kept inside them (a JSSE client accepts a name outside them), whatever the root.
+            return (f"{who} take the intermediate \"{self.intermediate}\", trusted here by hand, as a trust anchor and "
+                    "ignore its name constraints: to them its key may sign any name (trust the root instead, and take "
+                    "that entry out with the store's own tool)")
+        if self.java_scope() is None:
+            return None
         below = (f"; what the intermediate \"{self.intermediate}\" signs stays inside its own constraints, which "
                  "Java applies" if self.intermediate_cert is not None and _constrained(self.intermediate_cert)
                  else "; to limit what Java accepts, issue from a constrained intermediate (docs/two-tier-pki.md)")
