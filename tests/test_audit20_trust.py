@@ -6,7 +6,9 @@ is the JDK's default) and real TLS clients (curl), never the machine's own store
    ``install --java`` said "added" (and ``status`` "trusted") while the JSSE client refused the CA's servers, and
    ``uninstall`` said "removed" (``status`` "not trusted") while a jssecacerts holding the CA kept it trusted. The
    JDK's store is now the file Java reads; a cacerts no JDK reads any more is skipped by ``install`` and ``status``
-   (``unread``, naming certkit's copies still in it), and ``uninstall`` takes certkit's copies out of it too.
+   (``unread``, naming certkit's copies still in it), and ``uninstall`` takes certkit's copies out of it too. Of the
+   same class: javax.net.ssl.trustStore in JAVA_TOOL_OPTIONS (JDK_JAVA_OPTIONS, _JAVA_OPTIONS) points the Java
+   programs started with that environment at another store; each Java store now says so in a note.
 2. What a trusted root outside its dates means. ``status`` said of an expired certkit root "nothing it signed is
    accepted any more" (of a root not valid yet: "until then clients reject everything it signs"), and install's
    refusal "trusting it would make nothing valid"; but Java (PKIX) takes a trust anchor without its dates: a JSSE
@@ -107,6 +109,29 @@ def test_a_jdk_with_a_jssecacerts_is_changed_where_java_reads_its_trust(
     assert {s["location"]: s["outcome"] for s in _json(removed)["stores"]} == {str(jsse): "removed",
                                                                              str(cacerts): "removed"}, removed.stdout
     assert untrusted(_java_get(java_home, java_client, url).stdout)  # not trusted still, behind "removed"
+
+
+
+def test_a_trust_store_named_in_java_options_is_said_to_take_the_place_of_the_jdks(
+        pki, server: int, java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    other = tmp_path / "team-truststore.jks"  # a team's own copy of the JDK's cacerts
+    shutil.copyfile((java_home / "lib/security/cacerts").resolve(), other)
+    home = tmp_path / "home"
+    home.mkdir()
+    options = f"-Xss1m -Djavax.net.ssl.trustStore={other}"
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json",
+                        env={**_java_env(home, java_home), "JAVA_TOOL_OPTIONS": options})
+    [store] = _json(added)["stores"]
+    assert store["outcome"] == "added", store
+    # a Java program started with that environment reads the other store: not the CA certkit added
+    got = subprocess.run([str(java_home / "bin/java"), "-cp", str(java_client), "TrustClient",
+                          f"https://localhost:{server}/"], env=client_env(JAVA_TOOL_OPTIONS=options),
+                         capture_output=True, text=True, timeout=60)
+    assert untrusted(got.stdout), got.stdout + got.stderr
+    assert any(f"read the trust store {other} (JAVA_TOOL_OPTIONS), not this one" in note for note in store["notes"]), \
+        store["notes"]
 
 
 # --- 2: a trusted root outside its dates -------------------------------------------------------------------------

@@ -328,7 +328,29 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     for home, found_by, cacerts, keytool, instead in hidden:
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
             stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=instead))
+    if (elsewhere := _named_elsewhere(env)) is not None:
+        for store in stores:
+            store.notes.append(elsewhere)
     return list(stores), skipped
+
+
+# Variables the JVM (or the java launcher) takes options from, in the order it applies them.
+_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+
+
+def _named_elsewhere(env: Mapping[str, str]) -> str | None:
+    """The note that Java programs started with this environment read another trust store, named by
+    javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None."""
+    import re
+
+    found = [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
+             for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S+)", env.get(name, ""))]
+    if not found:
+        return None
+    named = ", ".join(f"{path} ({name})" for name, path in found)
+    return (f"Java programs started with this environment read the trust store {named}, not this one "
+            "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
+            "or drop that option")
 
 
 def _nowhere(home: Path) -> str:
