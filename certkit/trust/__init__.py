@@ -263,9 +263,13 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
         where, out = ", ".join(sorted({r.kind for r in trusted_here})), _take_out(trusted_here)
         if anchor.key_encrypted is False and anchor.intermediate is not None:
             # The CA directory holds an intermediate: its key is the one at hand (the root's is elsewhere).
+            # Trusted itself where Java reads it, the intermediate is an anchor whose constraints Java ignores.
+            java = " (and any name to Java programs, which take the intermediate, trusted by hand, as a trust anchor " \
+                "and ignore its name constraints)" if anchor.constraints is not None and any(
+                    r.state.intermediate for r in trusted_here if r.kind in ("java", "system")) else ""
             found.append(f"the key of the intermediate CA \"{shown(anchor.intermediate)}\" ({anchor.key_path}), "
                          f"below the trusted root \"{shown(anchor.common_name)}\", is not encrypted: whoever copies "
-                         f"it can sign certificates for {anchor.reach()} that this machine's clients accept "
+                         f"it can sign certificates for {anchor.reach()}{java} that this machine's clients accept "
                          f"({where}). Keep it encrypted, or take the root out: {out}")
         elif anchor.key_encrypted is False:
             java = " (and any name to Java programs, which ignore a root's name constraints)" \
