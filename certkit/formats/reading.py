@@ -65,19 +65,45 @@ def output_file_certificates(path: Path) -> tuple[str, list["x509.Certificate"]]
             head = f.read(512)
     except OSError:
         return None
+    refuse_compressed(path, head)
     head = head if head[257:262] == b"ustar" else head.removeprefix(_BOM)  # a text file saved with a byte-order mark
     if len(head) == 512 and head[257:262] == b"ustar":
         kind = "tar"
     elif looks_like_json(head):
-        kind = "jsonl"
+        kind = "jsonl"  # or k8s: Secrets as kubectl get -o json writes them (said by what the file holds, below)
     elif looks_like_secret(head):
         kind = "k8s"
     else:
         return None
     sweep_stale(path.parent, path.name)  # a dead writer's temporary file: it may hold keys
-    found = dict.fromkeys(certificates_in(path))
+    kinds: set[str] = set()
+    found = dict.fromkeys(der for der, _key in _bundles_in(path, kinds))
+    kind = "k8s" if "k8s" in kinds else kind
     return (kind, sorted((x509.load_der_x509_certificate(der) for der in found),
                          key=lambda c: c.serial_number)) if found else None
+
+
+# What compressed files start with, and how to decompress one: certkit writes and reads its outputs uncompressed
+# (docs/formats.md), so a compressed one is said as such, not as a file that holds no certificate.
+_COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"\xfd7zXZ\x00", "xz", "unxz -k"),
+               (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"\x04\x22\x4d\x18", "lz4", "unlz4"),
+               (b"PK\x03\x04", "zip", "unzip"))
+
+
+def refuse_compressed(path: Path, head: bytes) -> None:
+    """Refuse ``path`` (starting with ``head``) if it is compressed (gzip, xz, zstd, bzip2, lz4, zip): what
+    ``renew FILE`` and ``revoke FILE`` are given is read uncompressed, as certkit wrote it."""
+    from certkit.errors import UnknownCertificate
+    from certkit.text import shown
+
+    found = [(name, tool) for magic, name, tool in _COMPRESSED if head.startswith(magic)]
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] == b"1AY&SY":
+        found.append(("bzip2", "bunzip2 -k"))
+    if found:
+        name, tool = found[0]
+        raise UnknownCertificate(f"{shown(path)} is compressed ({name}), and certkit reads its output files and "
+                                 f"certificates uncompressed: decompress it first ({tool} {shown(path)}), then give "
+                                 "the file that gives.")
 
 
 def holds_a_whole_record(path: str | Path) -> bool:
@@ -86,10 +112,10 @@ def holds_a_whole_record(path: str | Path) -> bool:
     return next(_bundles_in(Path(path)), None) is not None
 
 
-def _bundles_in(path: Path) -> Iterator[tuple[bytes, bool]]:
+def _bundles_in(path: Path, kinds: set[str] | None = None) -> Iterator[tuple[bytes, bool]]:
     """Each whole bundle of the output file ``path``, read as a stream (memory stays flat for any size):
-    its certificate's DER, and whether its key is there."""
-    for cert_pem, key_pem in _records_in(path):
+    its certificate's DER, and whether its key is there. ``kinds`` receives ``k8s`` for Secrets in JSON."""
+    for cert_pem, key_pem in _records_in(path, kinds):
         if found := _pair(cert_pem, key_pem):
             yield found
 
@@ -108,9 +134,10 @@ def key_in(path: str | Path, cert) -> object | None:
     return None
 
 
-def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
+def _records_in(path: Path, kinds: set[str] | None = None) -> Iterator[tuple[bytes, bytes | None]]:
     """Each whole record of the output file ``path``: its certificate's PEM (first of its chain) and its key's.
-    A file the file system will not read is :class:`certkit.errors.UnreadableFile`, not a file that holds none."""
+    A file the file system will not read is :class:`certkit.errors.UnreadableFile`, not a file that holds none.
+    ``kinds`` receives ``k8s`` when the records are Secrets in JSON (``kubectl get secret -o json``)."""
     try:
         with open(path, "rb") as f:
             head = f.read(512)
@@ -121,8 +148,10 @@ def _records_in(path: Path) -> Iterator[tuple[bytes, bytes | None]]:
             if head.startswith(_BOM):  # a text file saved with a byte-order mark (PowerShell, Notepad): jq, kubectl
                 f.seek(len(_BOM))  # and YAML readers skip it
                 head = head[len(_BOM):]
-            if looks_like_json(head):
-                yield from _jsonl_bundles(f)
+            if head.lstrip().split(b"\n", 1)[0].strip() == b"{":  # a value over several lines: kubectl -o json,
+                yield from _json_stream_bundles(f, set() if kinds is None else kinds)  # jq's own output
+            elif looks_like_json(head):
+                yield from _jsonl_bundles(f, set() if kinds is None else kinds)
             else:
                 yield from _secret_bundles(f)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, tarfile.TarError, ValueError,
@@ -161,7 +190,7 @@ _BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark
 _MAX_RECORD = 1 << 20  # one record of any format: a few kilobytes in practice
 
 
-def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
+def _jsonl_bundles(f, kinds: set[str]) -> Iterator[tuple[bytes, bytes | None]]:
     """Each record of a jsonl file. A last line without its line break (printf '%s', jq -j, an editor) counts when
     it reads as a whole JSON object, as jq reads it: a line a dead writer cut off never does (its closing brace
     comes last)."""
@@ -170,12 +199,66 @@ def _jsonl_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
             return  # not ours
         try:
             record = loads_json(line)
-            found = (record["cert"].encode(), record["key"].encode() if record.get("key") else None)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except ValueError:
             if not line.endswith(b"\n"):
                 return  # a line cut off by a dead writer, or not ours
             continue
-        yield found
+        yield from _json_value_bundles(record, kinds)
+
+
+_MAX_DOCUMENT = 256 << 20  # one JSON value over several lines (a List of every Secret of a namespace)
+
+
+def _json_stream_bundles(f, kinds: set[str]) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each record of JSON values written over several lines, one after the other: ``kubectl get secret -o json``
+    (a Secret, or a List of them), ``jq . fleet.jsonl`` (certkit's records, pretty-printed). A value is whole once
+    it parses (a file cut off by a dead writer ends in one that never does); the file is read a growing chunk at
+    a time, so a value is parsed about twice, and a value larger than :data:`_MAX_DOCUMENT` is not ours."""
+    import codecs
+    import json
+    import re
+
+    decoder, text, at = codecs.getincrementaldecoder("utf-8")("replace"), "", 0
+    read, blank, chunk, ended = json.JSONDecoder().raw_decode, re.compile(r"[ \t\r\n]*"), 1 << 16, False
+    while True:
+        at = blank.match(text, at).end()
+        try:
+            value, end = read(text, at) if at < len(text) else (None, at)
+        except (ValueError, RecursionError):
+            end = at
+        if end > at:
+            at, chunk = end, 1 << 16
+            yield from _json_value_bundles(value, kinds)
+            continue
+        if ended or len(text) - at > _MAX_DOCUMENT:
+            return  # cut off, or not ours
+        data = f.read(chunk)
+        chunk, ended = min(chunk * 2, _MAX_DOCUMENT), not data
+        text, at = text[at:] + decoder.decode(data, final=not data), 0
+
+
+def _json_value_bundles(value, kinds: set[str]) -> Iterator[tuple[bytes, bytes | None]]:
+    """The bundles of one JSON value: a jsonl record of certkit's (``cert``, ``key``), a kubernetes.io/tls Secret as
+    kubectl writes it in JSON (``data``: ``tls.crt``, ``tls.key`` in base64), or a List of such Secrets
+    (``items``)."""
+    if not isinstance(value, dict):
+        return
+    if isinstance(value.get("cert"), str):
+        key = value.get("key")
+        yield value["cert"].encode(), key.encode() if isinstance(key, str) and key else None
+    elif value.get("kind") == "Secret" and isinstance(data := value.get("data"), dict) and \
+            isinstance(data.get("tls.crt"), str):
+        try:
+            chain = base64.b64decode(data["tls.crt"], validate=True)
+            key = data.get("tls.key")
+            key = base64.b64decode(key, validate=True) if isinstance(key, str) and key else None
+        except ValueError:
+            return
+        kinds.add("k8s")
+        yield chain, key
+    elif isinstance(items := value.get("items"), list):
+        for item in items:
+            yield from _json_value_bundles(item, kinds)
 
 
 def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
