@@ -123,3 +123,19 @@ def test_renew_and_revoke_say_a_compressed_output_is_compressed(tmp_path, ca_env
         assert f"-k {packed}" in proc.stderr and proc.stderr.count("\n") == 1
     assert _statuses(env, "tgz.example.com") == ["valid"]
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_names_the_client_certificate_a_folder_holds_by_its_subject(tmp_path, ca_env, ca_dir):
+    """A folder holding a client certificate without subject alternative names was said to hold a certificate "for no
+    names" when --resume would not keep it for another line: it is for CN=Rob."""
+    env = _env(ca_env, tmp_path)
+    (tmp_path / "one.csv").write_text("kind,names,out\nclient,Rob,r\n", encoding="utf-8")
+    run_certkit("issue-batch", tmp_path / "one.csv", "--out-dir", tmp_path / "out", env=env, cwd=tmp_path, check=True)
+    (tmp_path / "two.csv").write_text("kind,names,out\nserver,rob.example.com,r\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", tmp_path / "two.csv", "--out-dir", tmp_path / "out", "--resume", env=env,
+                       cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "its certificate is a client certificate for CN=Rob; the line asks for a server certificate for " \
+           "DNS:rob.example.com; pass --force" in proc.stderr, proc.stderr  # was: "a client certificate for no names"
+    subject = openssl("x509", "-in", tmp_path / "out/r/cert.pem", "-noout", "-subject").stdout.strip()
+    assert subject == b"subject=CN = Rob"  # the folder is left as it was

@@ -116,8 +116,10 @@ def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None
     wanted = sorted(str(i) for i in request.identities)
     have = sorted(n for n in row.get("names", []) if not n.startswith("DirName:"))
     if row["kind"] != line.kind or have != wanted:
-        return (f"its certificate is a {row['kind']} certificate for {', '.join(have) or 'no names'}; the line asks "
-                f"for a {line.kind} certificate for {', '.join(wanted) or 'no names'}")
+        theirs = ", ".join(have) or row.get("subject") or "no names"  # a client's without SANs: its subject's CN
+        asked = ", ".join(wanted) or f"CN={request.common_name}"
+        return f"its certificate is a {row['kind']} certificate for {theirs}; the line asks for a {line.kind} " \
+               f"certificate for {asked}"
     theirs = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     if line.kind == "client" and theirs != [request.common_name]:  # Müller's in M_ller, the folder Möller's gets too
         return (f"its certificate is for CN={', CN='.join(map(str, theirs)) or '(none)'}; the line asks for "
