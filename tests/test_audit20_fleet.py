@@ -7,11 +7,19 @@ r"""The twentieth round's fleet findings (audit helper "fleet"), each as a class
    ``secrets.yaml.xz``), which hold a certificate but which certkit reads uncompressed. JSON values over several
    lines are now read as jq reads them (whole ones only), and a compressed file is refused as such, with the
    command that decompresses it.
+2. ``issue-batch --resume`` said a folder holding a client certificate without subject alternative names held "a
+   client certificate for no names": it is for CN=Rob.
+3. A hook that started something which left its session (``setsid cmd &``, a daemon's double fork) while holding the
+   hook's output, or that hung with such a child, was reported "so it was stopped", yet that process went on
+   running: the hook's process group, which certkit killed, no longer held it. certkit now also kills every process
+   that holds the hook's output pipe (found in /proc); a daemon whose output is redirected is left alone, as
+   documented.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -139,3 +147,39 @@ def test_resume_names_the_client_certificate_a_folder_holds_by_its_subject(tmp_p
            "DNS:rob.example.com; pass --force" in proc.stderr, proc.stderr  # was: "a client certificate for no names"
     subject = openssl("x509", "-in", tmp_path / "out/r/cert.pem", "-noout", "-subject").stdout.strip()
     assert subject == b"subject=CN = Rob"  # the folder is left as it was
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie that nobody reaped has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_hook_timeout_stops_what_left_the_hooks_session_holding_its_output(tmp_path, ca_env, ca_dir):
+    env = _env(ca_env, tmp_path)
+    run_certkit("issue-server", "hook.example.com", "--out", tmp_path / "hook", env=env, cwd=tmp_path, check=True)
+    pids = tmp_path / "pids"
+    escaped = f'setsid sh -c \'echo $$ >> "{pids}"; exec sleep 300\' &'  # holds the hook's output
+    daemon = f'setsid sh -c \'echo $$ > "{pids}.daemon"; exec sleep 300\' >/dev/null 2>&1 &'  # a proper daemon
+    hooks = {"left": f"{escaped} {daemon} echo started", "hung": f"{escaped} sleep 300"}
+    try:
+        for case, hook in hooks.items():
+            proc = run_certkit("renew", "--all", "--name", "hook.example.com", "--exec-timeout", "2", "--exec", hook,
+                               "--json", env=env, cwd=tmp_path, subprocess=True)
+            assert proc.returncode == 1, proc.stderr
+            run = json.loads(proc.stdout)["certificates"][0]["hook"]
+            assert run["error"].startswith("exit 0, but what it started still held its output after 2 s, so it was "
+                                           "stopped (" if case == "left" else
+                                           "still running after 2 s, so it was stopped"), run
+            started = [int(p) for p in pids.read_text().split()]
+            # was: the setsid'd process went on running (sleep 300), though the report said it was stopped
+            assert not any(_alive(pid) for pid in started), (case, started)
+        assert _alive(int(Path(f"{pids}.daemon").read_text()))  # redirected: left running, as docs/renew.md says
+    finally:
+        for name in (pids, Path(f"{pids}.daemon")):
+            for pid in (name.read_text().split() if name.exists() else ()):
+                if _alive(int(pid)):
+                    os.kill(int(pid), 9)

@@ -145,6 +145,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     kept = bytearray()
     dropped = 0  # bytes of earlier output not kept
     closed = False  # the output's end of file: nothing the hook started holds it any more
+    stuck: list[int] = []  # processes holding its output that could not be stopped
     # A stop that comes while the hook is being started is held until it is known (then it stops it too);
     # the hook itself starts with the mask certkit had, so that its traps work.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
@@ -175,8 +176,10 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
         if code is None or not closed:
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
+            stuck = _stop_holders(fd)  # what left the hook's session (setsid, a daemon) and still holds its output
     except BaseException:  # Ctrl-C: the hook runs in its own session, so stop it too
         code, what = _stop(proc, deadline)
+        _stop_holders(proc.stdout.fileno())
         dropped += _drain(proc.stdout.fileno(), kept)  # its last words too: what it printed when told to stop
         if interrupted is not None:
             interrupted.append((code, what, kept_output(kept, dropped), dropped > 0))
@@ -184,10 +187,12 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
     finally:
         proc.stdout.close()
     output = kept_output(kept, dropped)
+    stopped = "so it was stopped" if not stuck else \
+        f"so it was stopped but for {_pids_text(stuck)}, which could not be stopped"
     if code is None:
-        error = f"still running after {timeout:g} s, so it was stopped"
+        error = f"still running after {timeout:g} s, {stopped}"
     elif not closed:
-        error = (f"exit {code}, but what it started still held its output after {timeout:g} s, so it was stopped "
+        error = (f"exit {code}, but what it started still held its output after {timeout:g} s, {stopped} "
                  "(redirect a background command's output: cmd >/dev/null 2>&1 &)")
     else:
         error = None if code == 0 else describe_status(code)
@@ -211,6 +216,65 @@ def _read_into(fd: int, kept: bytearray) -> tuple[bool, int]:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return not chunk, dropped
+
+
+def _stop_holders(fd: int) -> list[int]:
+    """Kill (SIGKILL) every process but this one that holds the hook's output pipe, whose read end is ``fd``: what
+    the hook started that left its session (``setsid cmd &``, a daemon's double fork) is out of reach of the hook's
+    process group, and would otherwise go on running after "it was stopped". Each round waits (at most a second) for
+    the pipe's end of file, then looks again (a holder may have forked meanwhile). Returns the pids it could not
+    kill (another user's: a setuid program). Looks in /proc: elsewhere, nothing is done."""
+    import selectors
+    import signal
+
+    try:
+        pipe = f"pipe:[{os.fstat(fd).st_ino}]"
+    except OSError:
+        return []
+    refused: list[int] = []
+    for _round in range(5):
+        holders = [pid for pid in _processes() if pid != os.getpid() and _holds(pid, pipe)]
+        refused = []
+        for pid in holders:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                refused.append(pid)
+        if not holders or len(refused) == len(holders):
+            return refused
+        with selectors.DefaultSelector() as selector:  # the holders' end: their output's end of file
+            selector.register(fd, selectors.EVENT_READ)
+            while selector.select(1.0):
+                try:
+                    if not os.read(fd, 65536):
+                        return []
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return []
+    return refused
+
+
+def _processes() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def _holds(pid: int, pipe: str) -> bool:
+    """Whether process ``pid`` has the pipe ``pipe`` (``pipe:[inode]``) open."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        return any(os.readlink(f"{folder}/{fd}") == pipe for fd in os.listdir(folder))
+    except OSError:  # gone, or another user's
+        return False
+
+
+def _pids_text(pids: list[int]) -> str:
+    return ("pid " if len(pids) == 1 else "pids ") + ", ".join(map(str, pids))
 
 
 def _drain(fd: int, kept: bytearray) -> int:
