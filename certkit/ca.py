@@ -262,8 +262,9 @@ class CA:
         if request.kind not in LEAF_KINDS:
             raise InvalidArgument(f"Unknown certificate kind '{shown(request.kind)}'; choose one of: "
                                f"{', '.join(LEAF_KINDS)}.")
-        found = self._chain_constraints
-        _constraints.check(found, request.identities, self.common_name)
+        found, notes = self._chain_constraints, []
+        # A renewal keeps a URI certified before that only OpenSSL reads outside the constraints (sign() notes it).
+        _constraints.check(found, request.identities, self.common_name, [] if request.renewed_from else None)
         if request.key is not None or request.public_key is not None:  # a key not generated here
             public_key = request.public_key if request.public_key is not None else request.key.public_key()
             problem = key_policy_problem(public_key)
@@ -277,7 +278,6 @@ class CA:
             cn = request.common_name if request.subject is None else common_name(request.subject)
             _constraints.check_client_common_name(found, cn, request.identities, self.common_name,
                                                    from_csr=request.csr is not None, kind=request.kind)
-        notes: list[str] = []
         self.leaf_validity(PROFILES[request.kind], request.days, request.not_before, notes, request.default_days)
         return notes
 
@@ -286,6 +286,8 @@ class CA:
         :mod:`certkit.issuing` does that."""
         profile = PROFILES[request.kind]
         notes: list[str] = list(request.notes)
+        if request.renewed_from:  # what a renewal carries that OpenSSL reads outside the constraints
+            _constraints.check(self._chain_constraints, request.identities, self.common_name, notes)
         not_before, not_after = self.leaf_validity(profile, request.days, request.not_before, notes,
                                                    request.default_days)
         key, public_key = request.key, request.public_key

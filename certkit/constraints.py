@@ -242,8 +242,9 @@ def _host_within(host: str, constraint: str) -> bool:
     return host == constraint
 
 
-def _matches(ident: Identity, constraint) -> bool | None:
-    """Whether ``ident`` is inside one subtree; None if the subtree is of another kind."""
+def _matches(ident: Identity, constraint, *, every: bool = True) -> bool | None:
+    """Whether ``ident`` is inside one subtree (a URI: for ``every`` verifier, else for one); None if the subtree is
+    of another kind."""
     from cryptography import x509
 
     if ident.kind == "dns" and isinstance(constraint, x509.DNSName):
@@ -256,30 +257,107 @@ def _matches(ident: Identity, constraint) -> bool | None:
             return ident.value.lower() == constraint.value.lower()
         return _host_within(ident.value.rsplit("@", 1)[1], constraint.value)
     if ident.kind == "uri" and isinstance(constraint, x509.UniformResourceIdentifier):
-        from urllib.parse import urlsplit  # only URIs need it: most one-shot commands never do
-
-        return _host_within(urlsplit(ident.value).hostname or "", constraint.value)
+        hosts = uri_hosts(ident.value)  # as every verifier reads it: a subtree holds the URI only if it holds both
+        return (all if every else any)(_host_within(host, constraint.value) for host in hosts)
     return None
 
 
+def uri_hosts(uri: str) -> tuple[str, str]:
+    """The host of ``uri`` as the URI constraints of a CA are checked against it: as RFC 3986 reads it (Go's
+    url.Parse, Java's java.net.URI), and as OpenSSL's nc_uri reads it (so nginx, curl, Node, Python's ssl, Redis):
+    from '//' to the first ':' after it, wherever it is (a port's, a path's, a query's), else to the first '/', else
+    to the end. The two differ for https://a.example.internal?x (OpenSSL: 'a.example.internal?x') and
+    https://a.example.internal/x:y (OpenSSL: 'a.example.internal/x'); an empty host matches no constraint."""
+    from urllib.parse import urlsplit  # only URIs need it: most one-shot commands never do
+
+    try:
+        rfc = urlsplit(uri).hostname or ""
+    except ValueError:
+        rfc = ""
+    rest = uri.partition(":")[2]
+    if not rest.startswith("//"):
+        return rfc, ""
+    rest = rest[2:]
+    end = rest.find(":") if ":" in rest else rest.find("/")
+    return rfc, rest if end < 0 else rest[:end]
+
+
 def permitted(nc: "x509.NameConstraints", ident: Identity, *, issuing: bool = False) -> bool:
-    """Whether one identity passes one NameConstraints value (RFC 5280 4.2.1.10). ``issuing`` (what
-    certkit signs) also holds the CA to what it promises: a :data:`NO_DNS` subtree permits nothing,
-    although a verifier accepts names under ``invalid``."""
-    if any(_matches(ident, c) for c in nc.excluded_subtrees or []):
+    """Whether one identity passes one NameConstraints value (RFC 5280 4.2.1.10) for every verifier (a URI whose
+    host verifiers read otherwise: :func:`uri_hosts`). ``issuing`` (what certkit signs) also holds the CA to what it
+    promises: a :data:`NO_DNS` subtree permits nothing, although a verifier accepts names under ``invalid``."""
+    if any(_matches(ident, c, every=False) for c in nc.excluded_subtrees or []):
         return False
     relevant = [(c, m) for c in nc.permitted_subtrees or [] if (m := _matches(ident, c)) is not None]
     return not relevant or any(m and not (issuing and _placeholder(c)) for c, m in relevant)
 
 
-def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Identity], ca_name: str) -> None:
-    """Refuse the first identity that one of ``constraints`` excludes."""
+def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Identity], ca_name: str,
+          notes: list[str] | None = None) -> None:
+    """Refuse the first identity that one of ``constraints`` excludes. With ``notes`` (a renewal, which keeps
+    what the certificate names), a URI that only OpenSSL reads outside them is kept, and a note says so."""
     for nc in constraints:
         for ident in identities:
-            if not permitted(nc, ident, issuing=True):
-                raise NameNotPermitted(
-                    f"'{shown(ident.value)}' is outside the name constraints of CA '{shown(ca_name)}' ({describe(nc)})."
-                )
+            if permitted(nc, ident, issuing=True):
+                continue
+            why, advice, fixed = uri_outside(nc, ident, ca_name) or (None, None, None)
+            if fixed and notes is not None:
+                notes.append(f"it names the URI {shown(ident.value)}, which {why}; to change it, issue a new "
+                             f"certificate naming '{shown(fixed)}'")
+                continue
+            raise NameNotPermitted(f"'{shown(ident.value)}' " + (f"{why}; {advice}." if why else
+                                   f"is outside the name constraints of CA '{shown(ca_name)}' ({describe(nc)})."))
+
+
+def uri_outside(nc: "x509.NameConstraints", ident: Identity, ca_name: str) -> tuple[str, str, str | None] | None:
+    """Why the URI ``ident`` is outside ``nc`` when its host is read otherwise than a DNS name's (none, an IP address,
+    OpenSSL's reading), what to do, and when only OpenSSL's reading puts it outside, the URI to give; else None."""
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    if ident.kind != "uri":
+        return None
+    rfc, openssl = uri_hosts(ident.value)
+    uri_subtrees = [c for c in nc.permitted_subtrees or [] if isinstance(c, x509.UniformResourceIdentifier)]
+    domains = [c.value for c in uri_subtrees if not _placeholder(c) and not c.value.startswith(".")]
+    ca = (f"the name constraints of CA '{shown(ca_name)}' (URI hosts: "
+          f"{', '.join(domains) + ' and their subdomains' if domains else 'none'})")
+    if not rfc:
+        return (f"has no host, and verifiers check a URI against {ca} by its host: Go and OpenSSL refuse a URI "
+                "without one", "give a URI with a host inside them (as in spiffe://DOMAIN/...)", None)
+    if _ip_literal(rfc):
+        return (f"has an IP address as its host, and verifiers check a URI's host against the domains of {ca}, "
+                "never its IP ranges (Go: 'URI with IP ... cannot be matched against constraints')",
+                "give a URI whose host is a DNS name inside them", None)
+    if rfc != openssl.lower() and any(_host_within(rfc, c.value) for c in uri_subtrees) and \
+            not any(_matches(ident, c, every=False) for c in nc.excluded_subtrees or []):
+        netloc = urlsplit(ident.value).netloc
+        head = ident.value[:ident.value.index(netloc) + len(netloc)]
+        rest = ident.value[len(head):]
+        fix = head + ("/" if rest[:1] in ("?", "#") else "") + rest.replace(":", "%3A")
+        return (f"has the host '{shown(rfc)}', but OpenSSL (so nginx, curl, Node, Python's ssl, Redis) reads it as "
+                f"'{shown(openssl)}' (it ends a URI's host at its first ':', else at its first '/'), outside {ca}, and "
+                "refuses the certificate", f"give '{shown(fix)}'", fix)
+    return None  # outside as every verifier reads it: the common words
+
+
+def openssl_reading(identities: Sequence[Identity]) -> str:
+    """For a verifier's reasons: how OpenSSL reads the host of each URI of ``identities`` it reads otherwise than
+    RFC 3986 (:func:`uri_hosts`), or ''."""
+    read = [(i.value, hosts) for i in identities if i.kind == "uri" and all(hosts := uri_hosts(i.value))
+            and hosts[0] != hosts[1].lower()]
+    return "".join(f" (OpenSSL, which refuses it, reads the host of {shown(uri)} as '{shown(openssl)}', not "
+                   f"'{shown(rfc)}': it ends a URI's host at its first ':', else at its first '/')"
+                   for uri, (rfc, openssl) in read)
+
+
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def client_cn_outside(constraints: Sequence["x509.NameConstraints"], cn: str | None,

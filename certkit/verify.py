@@ -309,7 +309,7 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
     path length respected, and the leaf's names inside every CA's name constraints."""
     from cryptography import x509
 
-    from certkit.constraints import of_chain, permitted
+    from certkit.constraints import of_chain, openssl_reading, permitted
 
     leaf = path[0]
     for depth, ca in enumerate(path[1:]):
@@ -327,9 +327,10 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
     identities = identities_as_written(leaf)  # not by certkit's rules of issuing: a verifier takes them as they are
     for ca in path[1:]:
         for nc in of_chain([ca]):
-            outside = [i.value for i in identities if not permitted(nc, i)]
+            outside = [i for i in identities if not permitted(nc, i)]
             if outside:
-                return f"{', '.join(outside)} is outside the name constraints of {cn_text(ca.subject)}"
+                return (f"{', '.join(i.value for i in outside)} is outside the name constraints of "
+                        f"{cn_text(ca.subject)}{openssl_reading(outside)}")
     return None
 
 
