@@ -140,11 +140,25 @@ def url_ipv4(text: str):
 def refuse_an_ipv4_notation(text: str) -> None:
     """Refuse ``text``, a host whose last label is a number, which ``ipaddress`` did not read as four decimal
     numbers: say why, and which address curl and browsers connect to for it, the one a certificate must name."""
-    read = url_ipv4(text)
+    mapped = _as_browsers_map(text)
+    read = url_ipv4(mapped)
     then = f"; curl and browsers read it as {read}" if read else ""
     if read and not (read.is_unspecified or read.is_multicast or read.packed == b"\xff" * 4):
         then += f", so a certificate names that address ('{read}')"
-    raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {_ipv4_reason(text)}{then}.")
+    reason = f"it is {mapped} written in other characters than ASCII digits and dots" if mapped != text and read \
+        else _ipv4_reason(mapped)
+    raise InvalidName(f"'{_show(text)}' is not a valid IPv4 address: {reason}{then}.")
+
+
+def _as_browsers_map(text: str) -> str:
+    """``text`` with the fullwidth digits and letters and the other full stops (U+3002, U+FF0E, U+FF61) written in
+    ASCII, as UTS 46 maps a host before browsers read it as an address (１２７.0.0.1 is 127.0.0.1); else as it is."""
+    import unicodedata
+
+    if text.isascii():
+        return text
+    mapped = unicodedata.normalize("NFKC", text).translate({0x3002: ".", 0xFF0E: ".", 0xFF61: "."})
+    return mapped if mapped.isascii() else text
 
 
 def _ipv4_reason(text: str) -> str:

@@ -9,6 +9,8 @@
    verify says why OpenSSL refuses one made elsewhere, and a renewal keeps one certified before, with a note. A URI
    with no host, or an IP address as its host, which no URI constraint matches, is refused saying so rather than as
    "outside the name constraints (permitted: ..., 10.0.0.0/8)".
+2. An IPv4 address written in fullwidth digits (１２７.0.0.1), which browsers and curl map to ASCII (UTS 46) and
+   read as 127.0.0.1, was refused as "'１２７' is not a number"; the refusal now names the address.
 """
 
 from __future__ import annotations
@@ -115,3 +117,22 @@ def test_a_uri_no_constraint_can_match_is_refused_saying_why(tmp_path, issuing, 
     _folder, env = issuing
     assert_clean_error(run_certkit("issue-client", "Svc", "--uri", uri, "--out", tmp_path / "svc", env=env),
                        f"'{uri}' {why}")
+
+
+# --- 2. an IPv4 address written in fullwidth digits ----------------------------------------------------------------
+FULLWIDTH = {"１２７.0.0.1": "127.0.0.1", "127.0.0.１": "127.0.0.1", "１２７.1": "127.1"}
+
+
+@pytest.mark.parametrize("host", FULLWIDTH)
+def test_an_address_in_fullwidth_digits_is_refused_naming_the_address_browsers_read(tmp_path, host):
+    from conftest import require
+
+    # the URL standard (Node's URL, as browsers) maps the digits to ASCII and reads the host as an address
+    read = subprocess.run([require("node"), "-e", "console.log(new URL('https://' + process.argv[1] + '/').hostname)",
+                           host], capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert read == "127.0.0.1"
+    env = new_ca(tmp_path, "certkit fullwidth CA")
+    assert_clean_error(run_certkit("issue-peer", host, "--out", tmp_path / "peer", env=env),
+                       f"'{host}' is not a valid IPv4 address: it is {FULLWIDTH[host]} written in other characters "
+                       "than ASCII digits and dots; curl and browsers read it as 127.0.0.1, so a certificate names "
+                       "that address ('127.0.0.1').")
