@@ -125,6 +125,17 @@ def python_idna_note(typed: str, a_label: str) -> str | None:
             f"(hostname mismatch): name {theirs} too if Python or Java clients connect by this name")
 
 
+def long_first_name_note(name: str | None) -> str | None:
+    """What to say of a peer certificate whose first name, ``name``, is too long for its subject's common name (64
+    bytes), so that its subject is empty: peers that admit a member by its common name find none."""
+    if name is None or len(name.encode("utf-8")) <= _names.MAX_COMMON_NAME:
+        return None
+    return (f"the subject is empty: the first name, {_names._show(name)}, is {len(name.encode('utf-8'))} bytes, more "
+            f"than a common name holds ({_names.MAX_COMMON_NAME}), so a peer that admits members by their common "
+            "name (etcd's --peer-cert-allowed-cn) finds none; etcd's --peer-cert-allowed-hostname checks a DNS name "
+            "instead (docs/peers.md)")
+
+
 def anothers_bundle(folder, name: str, given: str | None = None) -> str | None:
     """The other name whose certificate ``folder``, the default folder of ``name`` (:func:`certkit.names.
     safe_folder_name`), holds, or None: two names can give one folder (Müller and Möller: M_ller; 'Anna Ng' and

@@ -11,6 +11,9 @@
    "outside the name constraints (permitted: ..., 10.0.0.0/8)".
 2. An IPv4 address written in fullwidth digits (１２７.0.0.1), which browsers and curl map to ASCII (UTS 46) and
    read as 127.0.0.1, was refused as "'１２７' is not a number"; the refusal now names the address.
+3. docs/peers.md had etcd members share one peer name, first, "so that it is the subject CN", for
+   --peer-cert-allowed-cn. A name over 64 bytes cannot be a CN: the subject is empty and etcd refuses every member.
+   issue-peer now notes it, and the page gives --peer-cert-allowed-hostname (and its wildcard catch), run here.
 """
 
 from __future__ import annotations
@@ -136,3 +139,52 @@ def test_an_address_in_fullwidth_digits_is_refused_naming_the_address_browsers_r
                        f"'{host}' is not a valid IPv4 address: it is {FULLWIDTH[host]} written in other characters "
                        "than ASCII digits and dots; curl and browsers read it as 127.0.0.1, so a certificate names "
                        "that address ('127.0.0.1').")
+
+
+# --- 3. a shared peer name too long for a common name, and etcd's two ways to ask for it ---------------------------
+# peers.md had every member's peer certificate share one name, first, "so that it is the subject CN", for etcd's
+# --peer-cert-allowed-cn. A name over 64 bytes cannot be a CN: the subject is empty, etcd refuses every member and the
+# cluster never forms. issue-peer now says so, and the page gives --peer-cert-allowed-hostname, which checks the
+# certificate's names (and lets in a wildcard that covers the name: Go's host name check), run here.
+LONG_NAME = "etcd-peers.a-cluster-whose-shared-name-is-rather-long.example.internal"
+
+
+@pytest.mark.parametrize("flag", ["--peer-cert-allowed-cn", "--peer-cert-allowed-hostname"])
+def test_a_shared_peer_name_over_64_bytes_works_with_allowed_hostname_only(tmp_path, flag):
+    from test_audit16_peers import _page_says, _peer_get, _wait_in_log, soon
+    from test_peers_etcd import MEMBERS, Etcd
+
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit etcd long name CA")
+    for member in MEMBERS:
+        issued = run_certkit("issue-peer", LONG_NAME, f"{member}.cluster.internal", "127.0.0.1", "--out",
+                             root / f"{member}-peer", env=env, check=True)
+        assert "subject (empty)" in " ".join(issued.stdout.split()), issued.stdout
+        assert (f"note the subject is empty: the first name, {LONG_NAME}, is "
+                "70 bytes, more than a common name holds (64), so a peer that admits members by their common name "
+                "(etcd's --peer-cert-allowed-cn) finds none; etcd's --peer-cert-allowed-hostname checks a DNS name "
+                "instead (docs/peers.md)") in " ".join(issued.stdout.split()), issued.stdout
+        run_certkit("issue-server", "127.0.0.1", "--out", root / f"{member}-server", env=env, check=True)
+    run_certkit("issue-client", "etcdctl", "--out", root / "etcdctl", env=env, check=True)
+    run_certkit("issue-client", "alice", "--out", root / "alice", env=env, check=True)
+    run_certkit("issue-peer", "*." + LONG_NAME.partition(".")[2], "127.0.0.1", "--out", root / "wildcard", env=env,
+                check=True)
+    etcd = Etcd(tmp_path / "run", root)
+    etcd.root.mkdir()
+    try:
+        members = etcd.start(MEMBERS, peer_cert="peer", client_cert="server", extra=(flag, LONG_NAME))
+        if flag == "--peer-cert-allowed-cn":  # each member refuses the others: no CN to compare
+            _wait_in_log(etcd, members, '"error":"client certificate authentication failed"', "a member refused")
+            assert not any('"msg":"established TCP streaming connection with remote peer"' in m.log for m in members)
+        else:
+            soon(etcd, lambda: etcd.ctl(members[0], "put", "greeting", "hello"), "the cluster to take a write")
+            assert _peer_get(members[0].peer_port, root / "alice", "/members") == b""  # another name: refused
+            answer = _peer_get(members[0].peer_port, root / "wildcard", "/members")  # a wildcard covering it: in
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    finally:
+        etcd.stop()
+    _page_says("`--peer-cert-allowed-cn` then refuses every member", "`--peer-cert-allowed-hostname` checks the "
+               "certificate's DNS names and IP addresses", "lets in a certificate whose wildcard covers that name",
+               f"certkit issue-peer {LONG_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
+               f"--peer-cert-allowed-hostname {LONG_NAME}")
