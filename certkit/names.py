@@ -134,6 +134,9 @@ def _try_ip(text: str) -> Identity | None:
             raise InvalidName(f"'{_show(text)}' is the IPv4 address {addr.ipv4_mapped} written as IPv6 "
                               f"(IPv4-mapped): clients that connect to {addr.ipv4_mapped} do not match it in a "
                               f"certificate; give the IPv4 address itself ({addr.ipv4_mapped}).")
+        from certkit.names_notation import refuse_ipv4_compatible
+
+        refuse_ipv4_compatible(text, addr)
         return Identity("ip", str(addr))
     if ":" in text:  # an address in a URL's brackets ([::1], as in https://[::1]:2380) is valid, but not as a name
         inner = text[1:-1] if text[:1] + text[-1:] == "[]" and _network(text[1:-1] + "/128") else None

@@ -177,3 +177,17 @@ def _ipv4_reason(text: str) -> str:
         if int(part) > 255:
             return f"{part} is larger than 255"
     return "it does not parse"
+
+
+def refuse_ipv4_compatible(text: str, address) -> None:
+    """Refuse ``text``, the IPv6 ``address``, when it is an IPv4 address written in RFC 4291's deprecated
+    IPv4-compatible form (``::10.1.1.1``: 96 zero bits, then the IPv4 address in dotted form): the IPv6 address
+    ``::a01:101``, which no host has, and which clients connecting to 10.1.1.1 never match."""
+    import ipaddress
+
+    if address.version != 6 or "." not in text or int(address) >> 32 or int(address) < 1 << 24:
+        return
+    ipv4 = ipaddress.IPv4Address(int(address))
+    raise InvalidName(f"'{_show(text)}' is the IPv4 address {ipv4} written as IPv6 in the deprecated IPv4-compatible "
+                      f"form (RFC 4291), the IPv6 address {address}, which no host has: clients that connect to {ipv4} "
+                      f"do not match it in a certificate; give the IPv4 address itself ({ipv4}).")

@@ -14,6 +14,9 @@
 3. docs/peers.md had etcd members share one peer name, first, "so that it is the subject CN", for
    --peer-cert-allowed-cn. A name over 64 bytes cannot be a CN: the subject is empty and etcd refuses every member.
    issue-peer now notes it, and the page gives --peer-cert-allowed-hostname (and its wildcard catch), run here.
+4. '::127.0.0.1' (RFC 4291's deprecated IPv4-compatible form) was certified as IP:::7f00:1, an IPv6 address no host
+   has, which OpenSSL never matches for a client connecting to 127.0.0.1; it is refused naming the IPv4 address, as
+   the IPv4-mapped form is.
 """
 
 from __future__ import annotations
@@ -188,3 +191,29 @@ def test_a_shared_peer_name_over_64_bytes_works_with_allowed_hostname_only(tmp_p
                "certificate's DNS names and IP addresses", "lets in a certificate whose wildcard covers that name",
                f"certkit issue-peer {LONG_NAME} etcd-1.cluster.internal 127.0.0.1 --out etcd-1/peer",
                f"--peer-cert-allowed-hostname {LONG_NAME}")
+
+
+# --- 4. an IPv4 address written in the deprecated IPv4-compatible IPv6 form ----------------------------------------
+def test_an_ipv4_compatible_address_is_refused_as_openssl_never_matches_the_ipv4_address(tmp_path):
+    import certkit.names_notation as notation
+
+    env = new_ca(tmp_path, "certkit compatible CA")
+    with pytest.MonkeyPatch.context() as older:  # as certkit issued it before: ::127.0.0.1, the IPv6 address ::7f00:1
+        older.setattr(notation, "refuse_ipv4_compatible", lambda text, address: None, raising=False)
+        run_certkit("issue-peer", "::127.0.0.1", "--out", tmp_path / "old", env=env, check=True)
+    import certkit.names
+
+    certkit.names._parse_host.cache_clear()  # its reading, in this process, was the older certkit's
+    for address, matches in (("127.0.0.1", False), ("::7f00:1", True)):  # OpenSSL's check of the address it connects to
+        checked = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca" / "ca.pem"), "-verify_ip",
+                                  address, str(tmp_path / "old" / "cert.pem")], capture_output=True, text=True,
+                                 timeout=60)
+        assert (checked.returncode == 0) is matches, checked
+    for given in ("::127.0.0.1", "0:0:0:0:0:0:10.1.1.1"):
+        ipv4 = given.rpartition(":")[2]
+        assert_clean_error(run_certkit("issue-peer", given, "--out", tmp_path / "new", env=env),
+                           f"'{given}' is the IPv4 address {ipv4} written as IPv6 in the deprecated IPv4-compatible "
+                           f"form (RFC 4291), the IPv6 address {'::7f00:1' if ipv4 == '127.0.0.1' else '::a01:101'}, "
+                           f"which no host has: clients that connect to {ipv4} do not match it in a certificate; give "
+                           f"the IPv4 address itself ({ipv4}).")
+    run_certkit("issue-peer", "::102:304", "--out", tmp_path / "hex", env=env, check=True)  # written as IPv6: taken
