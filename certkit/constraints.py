@@ -83,6 +83,7 @@ def common_name_readers(cn: str | None, identities: Sequence[Identity], *, on_an
 
 
 def parse_network(text: str):
+    _refuse_a_list(text, "IP ranges")
     address = str(text).strip().partition("/")[0]
     if "%" in address and ":" in address:  # Python keeps the zone, and a certificate would lose it
         raise InvalidName(f"'{shown(text)}' has an IPv6 zone (%{shown(address.partition('%')[2])}): a zone only means "
@@ -90,7 +91,19 @@ def parse_network(text: str):
     try:
         network = ipaddress.ip_network(str(text).strip(), strict=True)
     except ValueError as exc:
-        raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}.") from None
+        from certkit.names import parse_dns_name
+
+        try:
+            domain = parse_dns_name(str(text), allow_wildcard=False).value if "/" not in str(text) else None
+        except InvalidName:
+            domain = None
+        if domain:  # a domain given where IP ranges go: it has its own option
+            raise InvalidName(f"'{shown(text)}' is a domain, not an IP range: domains are permitted apart from "
+                              "IP ranges (init-ca --permit-dns, acme serve --allow-domain, CA.create(permitted_dns="
+                              "...)).") from None
+        whole = f" (the range that holds it is {_network_of(text)})" if "host bits set" in str(exc) else ""
+        raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}{whole}.") \
+            from None
     mapped = ipaddress.ip_network("::ffff:0:0/96")
     if network.version == 6 and network.subnet_of(mapped):  # only IPv4-mapped addresses, which certkit refuses
         v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
@@ -115,6 +128,11 @@ def parse_domain(text: str) -> str:
     A-label name; a leading dot (how some tools write "the subdomains") is refused with the form to give."""
     from certkit import names
 
+    _refuse_a_list(text, "domains")
+    if (network := names._network(str(text).strip())) is not None:  # an address or a range: it has its own option
+        raise InvalidName(f"'{shown(text)}' is {'an IP address' if '/' not in str(text) else 'a range of IP addresses'}"
+                          f", not a domain: IP ranges are permitted apart from domains (init-ca --permit-ip {network}, "
+                          f"acme serve --allow-ip {network}, CA.create(permitted_ips=...)).")
     if str(text).strip().startswith("."):
         bare = str(text).strip().lstrip(".")
         if not bare:  # "." alone: nothing is left to suggest
@@ -122,6 +140,18 @@ def parse_domain(text: str) -> str:
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
     return names.parse_dns_name(text, allow_wildcard=False).value
+
+
+def _network_of(text: str):
+    return ipaddress.ip_network(str(text).strip(), strict=False)
+
+
+def _refuse_a_list(text: str, what: str) -> None:
+    """Refuse several domains or IP ranges in one value (``a.example,b.example``), naming each."""
+    parts = [part for part in re.split(r"[,;\s]+", str(text)) if part]
+    if len(parts) > 1:
+        raise InvalidName(f"'{shown(text)}' holds {len(parts)} {what} ({', '.join(map(repr, parts))}); give each on "
+                          "its own (the option once for each, or each as an item of a list).")
 
 
 def parse_permitted(domains: Iterable[str], networks: Iterable[str]) -> tuple[list[str], list]:

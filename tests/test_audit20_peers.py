@@ -17,6 +17,9 @@
 4. '::127.0.0.1' (RFC 4291's deprecated IPv4-compatible form) was certified as IP:::7f00:1, an IPv6 address no host
    has, which OpenSSL never matches for a client connecting to 127.0.0.1; it is refused naming the IPv4 address, as
    the IPv4-mapped form is.
+5. init-ca --permit-dns 10.0.0.0/8 was refused as "label '0/8' contains '/'", --permit-ip example.internal as "does
+   not appear to be an IPv4 or IPv6 network", a list in one value for a bad label: each now says which option the
+   value belongs to, or that it holds several (acme serve --allow-domain/--allow-ip read them the same way).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, assert_clean_error, new_ca, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, new_ca, run_certkit
 
 # --- 1. a URI whose host OpenSSL reads otherwise ----------------------------------------------------------------------
 # Each URI: the host OpenSSL reads in it, and the URI certkit says to give instead.
@@ -217,3 +220,33 @@ def test_an_ipv4_compatible_address_is_refused_as_openssl_never_matches_the_ipv4
                            f"which no host has: clients that connect to {ipv4} do not match it in a certificate; give "
                            f"the IPv4 address itself ({ipv4}).")
     run_certkit("issue-peer", "::102:304", "--out", tmp_path / "hex", env=env, check=True)  # written as IPv6: taken
+
+
+# --- 5. a value given to the other --permit option, or several in one ------------------------------------------------
+PERMIT_MIXUPS = {
+    ("--permit-dns", "10.0.0.0/8"): "'10.0.0.0/8' is a range of IP addresses, not a domain: IP ranges are permitted "
+                                    "apart from domains (init-ca --permit-ip 10.0.0.0/8, acme serve --allow-ip "
+                                    "10.0.0.0/8, CA.create(permitted_ips=...)).",
+    ("--permit-dns", "10.1.1.1"): "'10.1.1.1' is an IP address, not a domain: IP ranges are permitted apart from "
+                                  "domains (init-ca --permit-ip 10.1.1.1/32, acme serve --allow-ip 10.1.1.1/32, "
+                                  "CA.create(permitted_ips=...)).",
+    ("--permit-ip", "example.internal"): "'example.internal' is a domain, not an IP range: domains are permitted apart "
+                                         "from IP ranges (init-ca --permit-dns, acme serve --allow-domain, "
+                                         "CA.create(permitted_dns=...)).",
+    ("--permit-ip", "10.0.0.0/8,192.168.0.0/16"): "'10.0.0.0/8,192.168.0.0/16' holds 2 IP ranges ('10.0.0.0/8', "
+                                                  "'192.168.0.0/16'); give each on its own (the option once for each, "
+                                                  "or each as an item of a list).",
+    ("--permit-dns", "a.example,b.example"): "'a.example,b.example' holds 2 domains ('a.example', 'b.example'); give "
+                                             "each on its own (the option once for each, or each as an item of a "
+                                             "list).",
+    ("--permit-ip", "10.0.0.1/8"): "'10.0.0.1/8' is not an IP range in CIDR form (as in 10.0.0.0/8): 10.0.0.1/8 has "
+                                   "host bits set (the range that holds it is 10.0.0.0/8).",
+}
+
+
+@pytest.mark.parametrize("option, value", PERMIT_MIXUPS, ids=[f"{o}={v}" for o, v in PERMIT_MIXUPS])
+def test_init_ca_says_which_option_a_permitted_value_belongs_to(tmp_path, option, value):
+    refused = run_certkit("init-ca", "--ca-dir", tmp_path / "ca", "--name", "certkit mixup CA", option, value,
+                          env=certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE))
+    assert_clean_error(refused, PERMIT_MIXUPS[(option, value)])
+    assert not (tmp_path / "ca").exists()
