@@ -332,8 +332,9 @@ def check(constraints: Sequence["x509.NameConstraints"], identities: Sequence[Id
                 continue
             why, advice, fixed = uri_outside(nc, ident, ca_name) or (None, None, None)
             if fixed and notes is not None:
-                notes.append(f"it names the URI {shown(ident.value)}, which {why}; to change it, issue a new "
-                             f"certificate naming '{shown(fixed)}'")
+                note = (f"it names the URI {shown(ident.value)}, which {why}; to change it, issue a new certificate "
+                        f"naming '{shown(fixed)}'")
+                notes += [note] if note not in notes else []  # once, below a constrained root and intermediate
                 continue
             raise NameNotPermitted(f"'{shown(ident.value)}' " + (f"{why}; {advice}." if why else
                                    f"is outside the name constraints of CA '{shown(ca_name)}' ({describe(nc)})."))
