@@ -115,6 +115,22 @@ def test_a_certificate_certified_with_such_a_uri_before_is_renewed_with_it_and_a
     assert san.split()[-1] == f"URI:{uri}", san
 
 
+def test_below_a_constrained_root_too_the_note_is_said_once(tmp_path):
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    root_env = {**env, "CERTKIT_CA_DIR": str(tmp_path / "root")}
+    run_certkit("init-ca", "--name", "certkit constrained URI root", "--permit-dns", "example.internal", env=root_env,
+                check=True)
+    run_certkit("init-ca", "--ca-dir", tmp_path / "issuing", "--parent-ca-dir", tmp_path / "root", "--name",
+                "certkit URI issuing", env=root_env | {"CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}, check=True)
+    issuing = {**env, "CERTKIT_CA_DIR": str(tmp_path / "issuing")}
+    uri = "https://svc.example.internal?x"
+    with _older():
+        run_certkit("issue-client", "Svc Old", "--uri", uri, "--out", tmp_path / "old", env=issuing, check=True)
+    renewed = run_certkit("renew", tmp_path / "old", env=issuing, subprocess=True)
+    assert renewed.returncode == 0, renewed.stderr
+    assert renewed.stdout.count(f"it names the URI {uri}, which has the host") == 1, renewed.stdout
+
+
 @pytest.mark.parametrize(("uri", "why"), [
     ("urn:example:svc", f"has no host, and verifiers check a URI against {CA_WORDS} by its host: Go and OpenSSL "
                         "refuse a URI without one; give a URI with a host inside them (as in spiffe://DOMAIN/...)."),
