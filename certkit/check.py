@@ -431,8 +431,15 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
 
 
 def _database(inventory) -> list[Finding]:
-    """The PostgreSQL server reached, and a warning if this host cannot write the inventory there."""
+    """The PostgreSQL server reached, and a warning if this host cannot write the inventory there, or its
+    encoding cannot hold every name."""
+    from certkit.db_postgres import ENCODINGS_KEPT
+
     found = [Finding("database", "ok", f"PostgreSQL {inventory.db.server_version()} at {inventory.location}")]
+    if (encoding := inventory.db.encoding()).upper() not in ENCODINGS_KEPT:
+        found.append(Finding("database", "warning", f"{inventory.location} is encoded in {encoding}: a name outside "
+                             "it cannot be recorded, and its certificate is refused; copy the inventory (pg_dump, "
+                             "pg_restore) into a database created with ENCODING 'UTF8'"))
     if (why := inventory.db.unwritable()) is not None:  # list and check work; nothing else does
         found.append(Finding("database", "warning", f"{inventory.location} {why}: certkit list and check work, but "
                              "issuing, renewing, revoking and signing CRLs fail here"))

@@ -53,6 +53,7 @@ def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str]
                 raise InventoryError(f"The database {shown(target.url)} already holds a certkit inventory "
                                      f"{'of another CA' if found else ''}; move this one into an empty database.")
         else:
+            target.refuse_encoding(tx)
             others = [name for (name,) in tx.execute("SELECT table_name FROM information_schema.tables"
                                                      " WHERE table_schema = current_schema() ORDER BY 1")]
             if others:

@@ -45,6 +45,14 @@ LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEO
 CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
+# The connection's text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, client_encoding= or options= in the
+# URL, ALTER ROLE/DATABASE ... SET client_encoding): psycopg encodes and decodes text in the client encoding, and
+# with LATIN1 a name outside it failed in the middle of a write with a traceback (UnicodeEncodeError), with
+# SQL_ASCII every text column came back as bytes (every command failed, TypeError). The server converts to the
+# database's own encoding: UTF8 holds every name; SQL_ASCII stores the bytes as sent (UTF-8); any other is
+# refused for a new inventory (:meth:`PostgresDatabase.refuse_encoding`) and its failures said in words.
+CLIENT_ENCODING = "UTF8"
+ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 # A host that went away in the middle of a transaction (a suspended laptop, a VM powered off, a network
 # cut) sends no FIN: the server kept its row and advisory locks for as long as the operating system takes to
@@ -191,9 +199,25 @@ class PostgresDatabase:
     def _refuse_inventory(self, tx: _PostgresTx) -> None:
         """Refuse a database that holds an inventory, with the lock of its creation held until the
         transaction ends: a second init-ca waits for the first's commit, then sees its tables."""
+        self.refuse_encoding(tx)
         tx.execute(f"SELECT pg_advisory_xact_lock({CREATE_LOCK})")
         if tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]:
             raise InventoryError(self.taken)
+
+    def refuse_encoding(self, tx: _PostgresTx) -> None:
+        """Refuse to put a new inventory in a database whose encoding cannot hold every name (LATIN1, WIN1252,
+        EUC_JP...): it would take the CA's first certificates and refuse the first name outside it for good."""
+        encoding = tx.execute("SHOW server_encoding").fetchone()[0]
+        if encoding.upper() not in ENCODINGS_KEPT:
+            raise InventoryError(f"The database {shown_url(self.url)} is encoded in {encoding}, which cannot hold "
+                                 "every name a certificate may carry; create the database with ENCODING 'UTF8' "
+                                 "(CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0) and give its URL; "
+                                 "nothing was changed.")
+
+    def encoding(self) -> str:
+        """The database's encoding (``server_encoding``): UTF8 for one certkit made or moved an inventory into."""
+        with self.transaction() as tx:
+            return tx.execute("SHOW server_encoding").fetchone()[0]
 
     @property
     def taken(self) -> str:
@@ -294,8 +318,9 @@ class PostgresDatabase:
                 # the database's or the role's default: under repeatable read or serializable, a row another host
                 # changed while this one waited for its lock fails the transaction instead of being read again.
                 # The server's side of TCP_TIMEOUTS: a host gone in a transaction does not keep its locks.
+                # UTF-8 whatever $PGCLIENTENCODING, the URL, the role or the database says (CLIENT_ENCODING).
                 conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
-                             "SET default_transaction_isolation = 'read committed'; "
+                             "SET default_transaction_isolation = 'read committed'; SET client_encoding = 'UTF8'; "
                              + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
                                          if name != "user_timeout" or conn.info.server_version >= 120000))
             except psycopg.Error as exc:

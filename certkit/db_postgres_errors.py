@@ -52,6 +52,10 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
                    f"{db.busy_timeout:g} s; try again.")
     elif state == "25006":
         message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
+    elif state == "22P05":  # a name the database's encoding (LATIN1, WIN1252...) has no character for
+        message = (f"The inventory {where} cannot store this text: {text}; this command's change was rolled "
+                   "back. Copy the inventory (pg_dump, pg_restore) into a database created with ENCODING 'UTF8', "
+                   "then name that database's URL in certkit-ca.json.")
     elif state == "53100":
         message = f"The inventory {where} cannot be written: the database server's disk is full."
     elif state == "42501":

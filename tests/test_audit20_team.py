@@ -1,0 +1,107 @@
+"""The twentieth round's team findings (audit team, round twenty): a PostgreSQL inventory shared by hosts, and a
+CA key in a PKCS#11 token (SoftHSM2).
+
+1. The connection's text encoding was whatever libpq was told: ``$PGCLIENTENCODING``, ``client_encoding=`` in the
+   URL, a role's or database's ``client_encoding``, or the database's own encoding. psycopg encodes and decodes text
+   in it: with LATIN1, issuing for a name outside it (``CN=Jürgen 日本``) died with a traceback
+   (UnicodeEncodeError) while recording it; on a database created ``ENCODING 'SQL_ASCII'`` (which init-ca took)
+   every text column came back as bytes, and every command after init-ca died (TypeError). certkit now always
+   talks UTF-8 (the server converts), refuses to put a new inventory (init-ca, inventory migrate) in a database
+   whose encoding cannot hold every name, says in words when an existing one (restored there by a DBA) cannot
+   store a name, and ``check`` warns of such a database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+
+
+# --- 1. a database (or a connection) not in UTF-8 ----------------------------------------------------------------
+def _database(server, name: str, encoding: str) -> str:
+    with server.connect() as conn:
+        conn.execute(f"CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' "
+                     "TEMPLATE template0")
+    return server.url(name)
+
+
+def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(tmp_path: Path, postgres_server,
+                                                                                  postgres_url) -> None:
+    from certkit.db_postgres import close_idle
+
+    tag = f"{os.getpid()}_{tmp_path.name[-6:]}".replace("-", "_")
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+    os.chmod(tmp_path / "pass", 0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    base = certkit_env(HOME=str(home), **postgres_server.env())
+    latin1 = _database(postgres_server, f"latin1_{tag}", "LATIN1")
+    ascii_url = _database(postgres_server, f"ascii_{tag}", "SQL_ASCII")
+    try:
+        # A new inventory is not put in a database that cannot hold every name; nothing is made.
+        refused = run_certkit("init-ca", "--ca-dir", tmp_path / "refused", "--name", "Latin CA", "--inventory", latin1,
+                              "--passphrase-file", tmp_path / "pass", env=base)
+        assert_clean_error(refused, f"The database {latin1} is encoded in LATIN1, which cannot hold every name a "
+                                    "certificate may carry; create the database with ENCODING 'UTF8'")
+        assert not (tmp_path / "refused").exists()
+
+        # SQL_ASCII stores the bytes it is sent: certkit's UTF-8 comes back as it went (was: bytes, TypeError).
+        env = {**base, "CERTKIT_CA_DIR": str(tmp_path / "ascii-ca")}
+        run_certkit("init-ca", "--name", "ASCII CA", "--inventory", ascii_url, "--passphrase-file",
+                    tmp_path / "pass", env=env, check=True)
+        run_certkit("issue-client", "Jürgen 日本", "--out", tmp_path / "jp", "--passphrase-file", tmp_path / "pass",
+                    env=env, check=True)
+        listed = run_certkit("list", env=env, check=True)
+        assert "CN=Jürgen 日本" in listed.stdout and "Traceback" not in listed.stderr
+
+        # $PGCLIENTENCODING=LATIN1 on a UTF8 database (was: UnicodeEncodeError while recording, a traceback).
+        env = {**base, "CERTKIT_CA_DIR": str(tmp_path / "utf-ca")}
+        run_certkit("init-ca", "--name", "UTF CA", "--inventory", postgres_url, "--passphrase-file",
+                    tmp_path / "pass", env=env, check=True)
+        # (its copy, taken now, before any name outside LATIN1)
+        tools = {**os.environ, **postgres_server.env()}
+        dump = subprocess.run([str(postgres_server.bin / "pg_dump"), "-Fc", postgres_url], capture_output=True,
+                              env=tools, check=True, timeout=120).stdout
+        restore = [str(postgres_server.bin / "pg_restore"), "--no-owner", "-d", latin1]  # below
+        latin_client = {**env, "PGCLIENTENCODING": "LATIN1"}
+        run_certkit("issue-client", "Jürgen 日本", "--out", tmp_path / "jp2", "--passphrase-file", tmp_path / "pass",
+                    env=latin_client, check=True)
+        assert "CN=Jürgen 日本" in run_certkit("list", env={**env, "PGCLIENTENCODING": "SQL_ASCII"}, check=True).stdout
+
+        # A DBA restores that inventory into a LATIN1 database: a name outside LATIN1 is refused in words before
+        # anything is signed, names inside it still work, and check warns.
+        subprocess.run(restore, input=dump, capture_output=True, env=tools, check=True, timeout=120)
+        moved = {**env, "CERTKIT_INVENTORY_URL": latin1}
+        before = sorted(tmp_path.iterdir())
+        lost = run_certkit("issue-client", "Jürgen 日本 zwei", "--out", tmp_path / "jp3", "--passphrase-file",
+                           tmp_path / "pass", env=moved)
+        assert_clean_error(lost, f"The inventory {latin1} cannot store this text: character with byte sequence "
+                                 "0xe6 0x97 0xa5 in encoding \"UTF8\" has no equivalent in encoding \"LATIN1\"; this "
+                                 "command's change was rolled back. Copy the inventory (pg_dump, pg_restore) into a "
+                                 "database created with ENCODING 'UTF8'")
+        assert sorted(tmp_path.iterdir()) == before
+        run_certkit("issue-client", "Jürgen", "--out", tmp_path / "j", "--passphrase-file", tmp_path / "pass",
+                    env=moved, check=True)
+        listed = json.loads(run_certkit("list", "--json", env=moved, check=True).stdout)
+        assert [row["subject"] for row in listed["certificates"]] == ["CN=Jürgen"], listed
+        checked = run_certkit("check", "--passphrase-file", tmp_path / "pass", env=moved)
+        assert (f"WARNING database   {latin1} is encoded in LATIN1: a name outside it cannot be recorded, and its "
+                "certificate is refused") in checked.stdout, checked.stdout
+
+        # inventory migrate refuses it too, before it copies anything.
+        solo = {**base, "CERTKIT_CA_DIR": str(tmp_path / "solo")}
+        run_certkit("init-ca", "--name", "Solo", "--passphrase-file", tmp_path / "pass", env=solo, check=True)
+        fresh = _database(postgres_server, f"latin1_fresh_{tag}", "LATIN1")
+        assert_clean_error(run_certkit("inventory", "migrate", "--to", fresh, env=solo),
+                           f"The database {fresh} is encoded in LATIN1")
+        run_certkit("issue-server", "solo.example", "--out", tmp_path / "solo-www", "--passphrase-file",
+                    tmp_path / "pass", env=solo, check=True)  # its SQLite inventory still takes writes
+        close_idle(fresh)
+    finally:
+        for url in (latin1, ascii_url):
+            close_idle(url)
