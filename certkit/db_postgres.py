@@ -45,13 +45,14 @@ LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEO
 CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
-# The connection's text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, client_encoding= or options= in the
-# URL, ALTER ROLE/DATABASE ... SET client_encoding): psycopg encodes and decodes text in the client encoding, and
-# with LATIN1 a name outside it failed in the middle of a write with a traceback (UnicodeEncodeError), with
-# SQL_ASCII every text column came back as bytes (every command failed, TypeError). The server converts to the
-# database's own encoding: UTF8 holds every name; SQL_ASCII stores the bytes as sent (UTF-8); any other is
-# refused for a new inventory (:meth:`PostgresDatabase.refuse_encoding`) and its failures said in words.
+# Text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, the URL, the role): psycopg encodes in the client encoding
+# (LATIN1: a name outside it was a UnicodeEncodeError traceback; SQL_ASCII: every text column came back as bytes).
+# The server converts to the database's encoding; a new inventory goes only in one of ENCODINGS_KEPT.
 CLIENT_ENCODING = "UTF8"
+# A shorter statement_timeout of the role or database is raised to this for certkit's sessions (a longer one, or
+# none, is kept): it cancelled the marks of a batch's 8,000 rows after its file was written, then every command's
+# settling of them ("try again", for good). A lock wait is bounded by LOCK_TIMEOUT_S whatever this is.
+STATEMENT_TIMEOUT_MIN_S = 600
 ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 # A host that went away in the middle of a transaction (a suspended laptop, a VM powered off, a network
@@ -319,8 +320,9 @@ class PostgresDatabase:
                 # changed while this one waited for its lock fails the transaction instead of being read again.
                 # The server's side of TCP_TIMEOUTS: a host gone in a transaction does not keep its locks.
                 # UTF-8 whatever $PGCLIENTENCODING, the URL, the role or the database says (CLIENT_ENCODING).
-                conn.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
-                             "SET default_transaction_isolation = 'read committed'; SET client_encoding = 'UTF8'; "
+                conn.execute(f"{_STATEMENT_TIMEOUT}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
+                             f"SET default_transaction_isolation = 'read committed'; SET client_encoding = "
+                             f"'{CLIENT_ENCODING}'; "
                              + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
                                          if name != "user_timeout" or conn.info.server_version >= 120000))
             except psycopg.Error as exc:
@@ -335,6 +337,12 @@ class PostgresDatabase:
         from certkit.db_postgres_errors import describe
 
         return describe(self, exc, typed=typed)
+
+
+# STATEMENT_TIMEOUT_MIN_S where the session's is shorter and not 0: sent first (each statement is timed on its own).
+_STATEMENT_TIMEOUT = ("SELECT set_config('statement_timeout', CASE WHEN current_setting('statement_timeout')::interval "
+                      f"BETWEEN interval '1ms' AND interval '{STATEMENT_TIMEOUT_MIN_S * 1000 - 1}ms' THEN "
+                      f"'{STATEMENT_TIMEOUT_MIN_S}s' ELSE current_setting('statement_timeout') END, false)")
 
 
 class _RolledBack(Exception):

@@ -9,6 +9,11 @@ CA key in a PKCS#11 token (SoftHSM2).
    talks UTF-8 (the server converts), refuses to put a new inventory (init-ca, inventory migrate) in a database
    whose encoding cannot hold every name, says in words when an existing one (restored there by a DBA) cannot
    store a name, and ``check`` warns of such a database.
+2. A ``statement_timeout`` the DBA set on the role or database (``ALTER DATABASE ca SET statement_timeout = ...``)
+   cancelled certkit's statements that legitimately take long: ``issue-batch`` of 8,000 certificates wrote its
+   file whole, then the mark of its rows was cancelled ("timed out ... try again"), and every later command
+   (``list`` too) failed the same way settling those 8,000 pending rows: the CA was down until the DBA changed the
+   setting. certkit's sessions now raise a shorter one to 10 minutes (a longer one, or none, is kept).
 """
 
 from __future__ import annotations
@@ -105,3 +110,35 @@ def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(
     finally:
         for url in (latin1, ascii_url):
             close_idle(url)
+
+
+# --- 2. a DBA's short statement_timeout ---------------------------------------------------------------------------
+def test_a_short_statement_timeout_of_the_database_does_not_cancel_certkits_statements(tmp_path: Path,
+                                                                                      postgres_server,
+                                                                                      postgres_url) -> None:
+    from certkit.db_postgres import PostgresDatabase, close_idle
+
+    name = postgres_url.rsplit("/", 1)[1]
+    with postgres_server.connect() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET statement_timeout = \'1ms\'')
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), **postgres_server.env())
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+    os.chmod(tmp_path / "pass", 0o600)
+    run_certkit("init-ca", "--name", "Timed CA", "--inventory", postgres_url, "--passphrase-file", tmp_path / "pass",
+                env=env, check=True)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\n" + "".join(f"server,h{i}.example\n" for i in range(400)))
+    run_certkit("issue-batch", manifest, "--format", "jsonl", "--out", tmp_path / "out.jsonl", "--passphrase-file",
+                tmp_path / "pass", env=env, check=True)
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+    assert [row["status"] for row in listed["certificates"]] == ["valid"] * 400
+    # The session's own: a statement longer than the database's 1 ms runs; a longer setting, or none, is kept.
+    database = PostgresDatabase(postgres_url)
+    with database.transaction() as tx:
+        assert tx.execute("SELECT pg_sleep(0.05), current_setting('statement_timeout')").fetchone()[1] == "10min"
+    for kept in ("20min", "0"):
+        close_idle(postgres_url)
+        with postgres_server.connect() as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET statement_timeout = \'{kept}\'')
+        with database.transaction() as tx:
+            assert tx.execute("SHOW statement_timeout").fetchone()[0] == kept
