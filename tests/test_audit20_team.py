@@ -23,7 +23,6 @@ import os
 import subprocess
 from pathlib import Path
 
-
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 
