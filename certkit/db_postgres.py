@@ -45,14 +45,14 @@ LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEO
 CONNECT_TIMEOUT_S = 10
 IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
-# Text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, the URL, the role): psycopg encodes in the client encoding
-# (LATIN1: a name outside it was a UnicodeEncodeError traceback; SQL_ASCII: every text column came back as bytes).
-# The server converts to the database's encoding; a new inventory goes only in one of ENCODINGS_KEPT.
+# Text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, the URL, the role; LATIN1 was a UnicodeEncodeError, and
+# SQL_ASCII gave bytes): the server converts; a new inventory goes only in a database of ENCODINGS_KEPT.
 CLIENT_ENCODING = "UTF8"
-# A shorter statement_timeout of the role or database is raised to this for certkit's sessions (a longer one, or
-# none, is kept): it cancelled the marks of a batch's 8,000 rows after its file was written, then every command's
-# settling of them ("try again", for good). A lock wait is bounded by LOCK_TIMEOUT_S whatever this is.
-STATEMENT_TIMEOUT_MIN_S = 600
+# A shorter statement_timeout or idle_in_transaction_session_timeout of the role or database is raised to this for
+# certkit's sessions (a longer one, or none, is kept): the one cancelled a batch's mark of 8,000 rows after its file
+# was written, then every command's settling of them; the other ended a keyCompromise revocation while it read each
+# valid certificate's key (client-side, in its transaction), on a large inventory every time. Locks: LOCK_TIMEOUT_S.
+SESSION_TIMEOUT_MIN_S = 600
 ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 # A host that went away in the middle of a transaction (a suspended laptop, a VM powered off, a network
@@ -320,7 +320,7 @@ class PostgresDatabase:
                 # changed while this one waited for its lock fails the transaction instead of being read again.
                 # The server's side of TCP_TIMEOUTS: a host gone in a transaction does not keep its locks.
                 # UTF-8 whatever $PGCLIENTENCODING, the URL, the role or the database says (CLIENT_ENCODING).
-                conn.execute(f"{_STATEMENT_TIMEOUT}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
+                conn.execute(f"{_SESSION_TIMEOUTS}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
                              f"SET default_transaction_isolation = 'read committed'; SET client_encoding = "
                              f"'{CLIENT_ENCODING}'; "
                              + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
@@ -339,10 +339,10 @@ class PostgresDatabase:
         return describe(self, exc, typed=typed)
 
 
-# STATEMENT_TIMEOUT_MIN_S where the session's is shorter and not 0: sent first (each statement is timed on its own).
-_STATEMENT_TIMEOUT = ("SELECT set_config('statement_timeout', CASE WHEN current_setting('statement_timeout')::interval "
-                      f"BETWEEN interval '1ms' AND interval '{STATEMENT_TIMEOUT_MIN_S * 1000 - 1}ms' THEN "
-                      f"'{STATEMENT_TIMEOUT_MIN_S}s' ELSE current_setting('statement_timeout') END, false)")
+_SESSION_TIMEOUTS = "; ".join(  # SESSION_TIMEOUT_MIN_S where shorter, not 0: sent first (each statement is timed)
+    f"SELECT set_config('{name}', CASE WHEN current_setting('{name}')::interval BETWEEN interval '1ms' AND interval "
+    f"'{SESSION_TIMEOUT_MIN_S * 1000 - 1}ms' THEN '{SESSION_TIMEOUT_MIN_S}s' ELSE current_setting('{name}') END, false)"
+    for name in ("statement_timeout", "idle_in_transaction_session_timeout"))
 
 
 class _RolledBack(Exception):

@@ -63,6 +63,10 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     elif state == "57014":
         message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
                    "database, or a cancel request); nothing of that transaction was committed, try again.")
+    elif state == "25P03" or "idle-in-transaction timeout" in lowered:
+        message = (f"The inventory {where} ended this command's transaction: {text} (the server's "
+                   "idle_in_transaction_session_timeout, longer than 10 minutes here: was this process stopped?); "
+                   "nothing of that transaction was committed, try again.")
     elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
         message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
                    "or an idle timeout); try again once the server is back.")

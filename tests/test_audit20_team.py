@@ -13,7 +13,10 @@ CA key in a PKCS#11 token (SoftHSM2).
    cancelled certkit's statements that legitimately take long: ``issue-batch`` of 8,000 certificates wrote its
    file whole, then the mark of its rows was cancelled ("timed out ... try again"), and every later command
    (``list`` too) failed the same way settling those 8,000 pending rows: the CA was down until the DBA changed the
-   setting. certkit's sessions now raise a shorter one to 10 minutes (a longer one, or none, is kept).
+   setting. Likewise its ``idle_in_transaction_session_timeout`` ended a keyCompromise revocation while it read
+   the key of every valid certificate (client-side, inside its transaction): on a large inventory, every time,
+   "cannot be used: terminating connection due to idle-in-transaction timeout", and a compromised key could not be
+   revoked. certkit's sessions now raise a shorter one of either to 10 minutes (a longer one, or none, is kept).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import json
 import os
 import subprocess
 from pathlib import Path
+
+from cryptography import x509
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
@@ -112,14 +117,14 @@ def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(
 
 
 # --- 2. a DBA's short statement_timeout ---------------------------------------------------------------------------
-def test_a_short_statement_timeout_of_the_database_does_not_cancel_certkits_statements(tmp_path: Path,
-                                                                                      postgres_server,
-                                                                                      postgres_url) -> None:
+def test_short_statement_and_idle_timeouts_of_the_database_do_not_end_certkits_work(tmp_path: Path, postgres_server,
+                                                                                   postgres_url) -> None:
     from certkit.db_postgres import PostgresDatabase, close_idle
 
     name = postgres_url.rsplit("/", 1)[1]
     with postgres_server.connect() as conn:
         conn.execute(f'ALTER DATABASE "{name}" SET statement_timeout = \'1ms\'')
+        conn.execute(f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = \'1ms\'')
     env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), **postgres_server.env())
     (tmp_path / "pass").write_text(PASSPHRASE + "\n")
     os.chmod(tmp_path / "pass", 0o600)
@@ -131,13 +136,22 @@ def test_a_short_statement_timeout_of_the_database_does_not_cancel_certkits_stat
                 tmp_path / "pass", env=env, check=True)
     listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
     assert [row["status"] for row in listed["certificates"]] == ["valid"] * 400
+    # keyCompromise reads the key of each of the 399 others inside its transaction (was: idle-in-transaction timeout)
+    serial = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["serial"]
+    run_certkit("revoke", serial, "--reason", "keyCompromise", env=env, check=True)
+    run_certkit("crl", "--out", tmp_path / "crl.pem", "--passphrase-file", tmp_path / "pass", env=env, check=True)
+    crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
+    assert [f"{entry.serial_number:040X}" for entry in crl] == [serial]
     # The session's own: a statement longer than the database's 1 ms runs; a longer setting, or none, is kept.
     database = PostgresDatabase(postgres_url)
     with database.transaction() as tx:
-        assert tx.execute("SELECT pg_sleep(0.05), current_setting('statement_timeout')").fetchone()[1] == "10min"
+        assert tx.execute("SELECT pg_sleep(0.05), current_setting('statement_timeout'), "
+                          "current_setting('idle_in_transaction_session_timeout')").fetchone()[1:] == ("10min", "10min")
     for kept in ("20min", "0"):
         close_idle(postgres_url)
         with postgres_server.connect() as conn:
             conn.execute(f'ALTER DATABASE "{name}" SET statement_timeout = \'{kept}\'')
+            conn.execute(f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = \'{kept}\'')
         with database.transaction() as tx:
-            assert tx.execute("SHOW statement_timeout").fetchone()[0] == kept
+            assert tx.execute("SELECT current_setting('statement_timeout'), "
+                              "current_setting('idle_in_transaction_session_timeout')").fetchone() == (kept, kept)
