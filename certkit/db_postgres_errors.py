@@ -59,7 +59,7 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     elif state == "53100":
         message = f"The inventory {where} cannot be written: the database server's disk is full."
     elif state == "42501":
-        message = f"The inventory {where} may not be used by this database user: {text}."
+        message = f"The inventory {where} may not be used by this database user: {text}; {_grant(text, db.url)}"
     elif state == "57014":
         message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
                    "database, or a cancel request); nothing of that transaction was committed, try again.")
@@ -104,6 +104,26 @@ def _connecting(url: str, where: str, text: str, state: str, exc: Exception | No
     if state.startswith(("08", "57")) or _is_connection_error(exc):
         return f"The inventory {where} cannot be reached: {text}."
     return None
+
+
+def _grant(text: str, url: str) -> str:
+    """What to do about a privilege the role lacks (42501), after libpq's words ``text``."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        role = conninfo_to_dict(url).get("user") or "ROLE"
+    except Exception:  # not readable as conninfo: libpq said so before any privilege was checked
+        role = "ROLE"
+    role = role if re.fullmatch(r"[a-z_][a-z0-9_]*", role) else '"' + role.replace('"', '""') + '"'
+    if (schema := re.search(r'permission denied for schema "?([^"\s]+)', text)) is not None:
+        return (f"the role must be allowed to create the tables there (GRANT CREATE ON SCHEMA {schema[1]} TO "
+                f"{role}; since PostgreSQL 15 only the database's owner may, by default), or run this as the "
+                "database's owner.")
+    if re.search(r"permission denied for (table|sequence|relation)", text):
+        return ("the role lacks a privilege on the inventory's tables (one that may only SELECT runs certkit list and "
+                f"check): GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} (or the "
+                "inventory's schema), or use a role that may write.")
+    return "GRANT it what it lacks, or use the role that owns the database."
 
 
 def _password_refused(text: str, typed: bool, named: str | None) -> str:

@@ -17,6 +17,10 @@ CA key in a PKCS#11 token (SoftHSM2).
    the key of every valid certificate (client-side, inside its transaction): on a large inventory, every time,
    "cannot be used: terminating connection due to idle-in-transaction timeout", and a compromised key could not be
    revoked. certkit's sessions now raise a shorter one of either to 10 minutes (a longer one, or none, is kept).
+3. A role without a privilege was told "may not be used by this database user: permission denied for schema public."
+   (init-ca by a role that does not own the database: PostgreSQL 15 gives CREATE on public to its owner only) or
+   "... for table certificates." (a role that may only read, issuing), and not what to do. The message now gives the
+   GRANT, naming the role, or says to run it as the database's owner / with a role that may write.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import subprocess
 from pathlib import Path
 
 from cryptography import x509
+from test_audit17_team import _role
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
@@ -155,3 +160,32 @@ def test_short_statement_and_idle_timeouts_of_the_database_do_not_end_certkits_w
         with database.transaction() as tx:
             assert tx.execute("SELECT current_setting('statement_timeout'), "
                               "current_setting('idle_in_transaction_session_timeout')").fetchone() == (kept, kept)
+
+
+# --- 3. a role that lacks a privilege: the GRANT to give ------------------------------------------------------------
+def test_a_role_without_a_privilege_is_told_the_grant_it_needs(tmp_path: Path, postgres_server, pg_ca,
+                                                               postgres_url) -> None:
+    tag = f"{os.getpid()}_{tmp_path.name[-6:]}".replace("-", "_").lower()
+    creator, reader = f"creator_{tag}", f"reader_{tag}"
+    empty = postgres_server.create_database()
+    with postgres_server.connect() as conn:
+        conn.execute(f"CREATE ROLE {creator} LOGIN PASSWORD 'its-own'")
+        conn.execute(f"GRANT CONNECT ON DATABASE \"{empty.rsplit('/', 1)[1]}\" TO {creator}")
+    passfile = _role(tmp_path, postgres_server, postgres_url, reader, "SELECT ON ALL TABLES IN SCHEMA public")
+    passfile.write_text(passfile.read_text() + f"*:*:*:{creator}:its-own\n")
+    env = dict(pg_ca, PGPASSFILE=str(passfile))
+    made = run_certkit("init-ca", "--ca-dir", tmp_path / "new", "--name", "New CA", "--inventory",
+                       empty.replace("certkit@", f"{creator}@"), "--no-passphrase", env=env)
+    assert_clean_error(made, "may not be used by this database user: permission denied for schema public; the role "
+                             f"must be allowed to create the tables there (GRANT CREATE ON SCHEMA public TO {creator}; "
+                             "since PostgreSQL 15 only the database's owner may, by default), or run this as the "
+                             "database's owner.")
+    reading = dict(env, CERTKIT_INVENTORY_URL=postgres_url.replace("certkit@", f"{reader}@"),
+                   CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    assert run_certkit("list", env=reading).returncode == 0
+    issued = run_certkit("issue-server", "ro.example", "--out", tmp_path / "ro", env=reading)
+    assert_clean_error(issued, "permission denied for table certificates; the role lacks a privilege on the "
+                               "inventory's tables (one that may only SELECT runs certkit list and check): GRANT "
+                               f"SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {reader} (or the "
+                               "inventory's schema), or use a role that may write.")
+    assert not (tmp_path / "ro").exists()
