@@ -52,6 +52,10 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
                    f"{db.busy_timeout:g} s; try again.")
     elif state == "25006":
         message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
+    elif state == "3F000":  # "no schema has been selected to create in": a search_path of schemas that do not exist
+        message = (f"The inventory {where} cannot be created: {text} (the search_path, of the role, the database, "
+                   "options= in the URL or $PGOPTIONS, names no schema that exists); create that schema, or fix the "
+                   "search_path.")
     elif state == "22P05":  # a name the database's encoding (LATIN1, WIN1252...) has no character for
         message = (f"The inventory {where} cannot store this text: {text}; this command's change was rolled "
                    "back. Copy the inventory (pg_dump, pg_restore) into a database created with ENCODING 'UTF8', "

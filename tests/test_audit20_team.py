@@ -20,7 +20,8 @@ CA key in a PKCS#11 token (SoftHSM2).
 3. A role without a privilege was told "may not be used by this database user: permission denied for schema public."
    (init-ca by a role that does not own the database: PostgreSQL 15 gives CREATE on public to its owner only) or
    "... for table certificates." (a role that may only read, issuing), and not what to do. The message now gives the
-   GRANT, naming the role, or says to run it as the database's owner / with a role that may write.
+   GRANT, naming the role, or says to run it as the database's owner / with a role that may write. Likewise a
+   search_path naming no schema that exists ("cannot be used: no schema has been selected to create in.").
 """
 
 from __future__ import annotations
@@ -189,3 +190,10 @@ def test_a_role_without_a_privilege_is_told_the_grant_it_needs(tmp_path: Path, p
                                f"SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {reader} (or the "
                                "inventory's schema), or use a role that may write.")
     assert not (tmp_path / "ro").exists()
+    # A search_path of schemas that do not exist (was: "cannot be used: no schema has been selected to create in.")
+    nowhere = f"{empty}?options=-csearch_path%3Dnosuch"
+    assert_clean_error(run_certkit("init-ca", "--ca-dir", tmp_path / "nowhere", "--name", "Nowhere CA", "--inventory",
+                                   nowhere, "--no-passphrase", env=env),
+                       f"The inventory {nowhere} cannot be created: no schema has been selected to create in (the "
+                       "search_path, of the role, the database, options= in the URL or $PGOPTIONS, names no schema "
+                       "that exists); create that schema, or fix the search_path.")
