@@ -52,14 +52,8 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
                    f"{db.busy_timeout:g} s; try again.")
     elif state == "25006":
         message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
-    elif state == "3F000":  # "no schema has been selected to create in": a search_path of schemas that do not exist
-        message = (f"The inventory {where} cannot be created: {text} (the search_path, of the role, the database, "
-                   "options= in the URL or $PGOPTIONS, names no schema that exists); create that schema, or fix the "
-                   "search_path.")
-    elif state == "22P05":  # a name the database's encoding (LATIN1, WIN1252...) has no character for
-        message = (f"The inventory {where} cannot store this text: {text}; this command's change was rolled "
-                   "back. Copy the inventory (pg_dump, pg_restore) into a database created with ENCODING 'UTF8', "
-                   "then name that database's URL in certkit-ca.json.")
+    elif (said := _database_setting(where, text, state)) is not None:
+        message = said
     elif state == "53100":
         message = f"The inventory {where} cannot be written: the database server's disk is full."
     elif state == "42501":
@@ -67,10 +61,6 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     elif state == "57014":
         message = (f"The inventory {where} timed out: {text} (the server's statement_timeout for this role or "
                    "database, or a cancel request); nothing of that transaction was committed, try again.")
-    elif state == "25P03" or "idle-in-transaction timeout" in lowered:
-        message = (f"The inventory {where} ended this command's transaction: {text} (the server's "
-                   "idle_in_transaction_session_timeout, longer than 10 minutes here: was this process stopped?); "
-                   "nothing of that transaction was committed, try again.")
     elif state in ("57P01", "57P02", "57P05") or "server closed the connection" in lowered:
         message = (f"The inventory {where} closed the connection during this command ({text}: a restart, "
                    "or an idle timeout); try again once the server is back.")
@@ -84,6 +74,23 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     # read-only (a standby, a read-only role), no privilege to write, or a full disk: it may still be read
     error.cannot_write = state in ("25006", "42501", "53100")
     return error
+
+
+def _database_setting(where: str, text: str, state: str) -> str | None:
+    """A failure that a setting of the database, the role or the URL makes, in words; else None."""
+    if state == "3F000":  # "no schema has been selected to create in": a search_path of schemas that do not exist
+        return (f"The inventory {where} cannot be created: {text} (the search_path, of the role, the database, "
+                "options= in the URL or $PGOPTIONS, names no schema that exists); create that schema, or fix the "
+                "search_path.")
+    if state == "22P05":  # a name the database's encoding (LATIN1, WIN1252...) has no character for
+        return (f"The inventory {where} cannot store this text: {text}; this command's change was rolled "
+                "back. Copy the inventory (pg_dump, pg_restore) into a database created with ENCODING 'UTF8', "
+                "then name that database's URL in certkit-ca.json.")
+    if state == "25P03" or "idle-in-transaction timeout" in text:
+        return (f"The inventory {where} ended this command's transaction: {text} (the server's "
+                "idle_in_transaction_session_timeout, longer than 10 minutes here: was this process stopped?); "
+                "nothing of that transaction was committed, try again.")
+    return None
 
 
 def _connecting(url: str, where: str, text: str, state: str, exc: Exception | None) -> str | None:
