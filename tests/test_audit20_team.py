@@ -22,6 +22,12 @@ CA key in a PKCS#11 token (SoftHSM2).
    "... for table certificates." (a role that may only read, issuing), and not what to do. The message now gives the
    GRANT, naming the role, or says to run it as the database's owner / with a role that may write. Likewise a
    search_path naming no schema that exists ("cannot be used: no schema has been selected to create in.").
+4. A token holding two private keys under the CA's key URI that no label or id tells apart (made without an id by
+   pkcs11-tool, which is common, then another made under the same label): every command of the CA failed, "they share
+   an id (or have none) ... remove the one this CA does not use", which nothing told apart; pkcs11-tool
+   --delete-object by that label removes whichever it finds first, and the CA's key, non-extractable, is lost with
+   it. The CA now uses the key a test signature shows to be ca.pem's, check warns, and the messages warn against
+   deleting by label.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from pathlib import Path
 
 from cryptography import x509
 from test_audit17_team import _role
+from test_team_hsm import env_for, init_token_ca
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 
 # --- 1. a database (or a connection) not in UTF-8 ----------------------------------------------------------------
@@ -197,3 +204,29 @@ def test_a_role_without_a_privilege_is_told_the_grant_it_needs(tmp_path: Path, p
                        f"The inventory {nowhere} cannot be created: no schema has been selected to create in (the "
                        "search_path, of the role, the database, options= in the URL or $PGOPTIONS, names no schema "
                        "that exists); create that schema, or fix the search_path.")
+
+
+# --- 4. two keys under the CA's URI that no label or id tells apart -------------------------------------------------
+def test_the_cas_key_is_told_by_a_signature_among_keys_no_label_or_id_tells_apart(tmp_path: Path, token,
+                                                                                   monkeypatch) -> None:
+    monkeypatch.setenv("CERTKIT_TEST_SUBPROCESS", "1")  # a PKCS#11 login belongs to a process
+    made = token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "noid")  # no --id: no CKA_ID
+    assert made.returncode == 0, made.stderr
+    init_token_ca(tmp_path, token, obj="noid")
+    env = env_for(tmp_path, token)
+    again = token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "noid")  # an operator's slip
+    assert again.returncode == 0, again.stderr
+    assert token.tool("--list-objects", "--type", "privkey").stdout.count("label:      noid") == 2
+
+    run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env, check=True)
+    assert openssl("verify", "-CAfile", tmp_path / "ca" / "ca.pem", tmp_path / "www" / "cert.pem").returncode == 0
+    checked = run_certkit("check", env=env)
+    assert (f"WARNING key        {token.uri('noid')} names 2 private keys that share a label and id; certkit uses the "
+            "one ca.pem's key verifies (a test signature), and pkcs11-tool --delete-object by that label or id "
+            "removes whichever it finds first: a CA's key deleted is lost (non-extractable).") in checked.stdout
+    other = run_certkit("init-ca", "--ca-dir", tmp_path / "other", "--name", "Other", "--key-uri", token.uri("noid"),
+                        "--pkcs11-module", token.module, env=env)
+    assert_clean_error(other, f"2 private keys match {token.uri('noid')} (ids none, none); they share an id (or have "
+                              "none), so no URI names one of them, and pkcs11-tool --delete-object by that label or id "
+                              "removes whichever it finds first: a CA's key deleted is lost (non-extractable); for a "
+                              "new CA, choose an object= label of its own.")

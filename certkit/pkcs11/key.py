@@ -48,6 +48,7 @@ class TokenKey:
         self._session, self._private = session, private
         self._public = public_key
         self._unproven = False  # the public half is the CA certificate's, not yet proven by a signature
+        self.told_apart = 0  # how many keys the URI names, of which a test signature told the CA's (0: one)
         if session is None:
             try:
                 self._open()
@@ -71,7 +72,7 @@ class TokenKey:
                 raise TokenKeyMissing(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
                                       "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
             if len(keys) > 1:
-                raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
+                keys = self._told_by_signature(session, keys)
             self._private = keys[0]
             if self._public is None:
                 self._public = self._public_half(session)
@@ -82,6 +83,35 @@ class TokenKey:
         self._pid = os.getpid()
         if self._unproven:
             self._prove()
+
+    def _told_by_signature(self, session, keys: list) -> list:
+        """Of several private keys the URI names that share a label and an id (or have none: no URI, and no
+        pkcs11-tool --delete-object, can name one), the one a test signature shows to be the CA certificate's.
+        Refused before: the CA was down until someone deleted "the one this CA does not use", which nothing told
+        apart (the CA's key is non-extractable: deleting it by mistake loses the CA)."""
+        ids = [_id_of(key) for key in keys]
+        if self._expected is None or (all(ids) and len(set(ids)) == len(ids)):
+            raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
+        import secrets
+
+        from certkit.keys import key_type_of
+
+        self._session, self._public, self.key_type = session, self._expected, key_type_of(self._expected)
+        message, mine = secrets.token_bytes(32), []
+        try:
+            for key in keys:
+                self._private = key
+                try:
+                    self.verify(self._signature(message), message)
+                except (CABroken, TokenError, binding().PKCS11Error):
+                    continue
+                mine.append(key)
+        finally:
+            self._session = self._private = None
+        if len(mine) != 1:
+            raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
+        self.told_apart = len(keys)  # certkit check warns: the other keys must be removed with care
+        return mine
 
     def _public_half(self, session):
         """The key's public half from the token; for a CA whose certificate is known (``expected``), that
@@ -180,28 +210,11 @@ class TokenKey:
     def sign(self, data: bytes) -> bytes:
         """``data`` signed by the token, as X.509 carries it (ECDSA as a DER SEQUENCE of r and s)."""
         pkcs11 = binding()
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
         with self._lock:
             self._ensure_session()
             for attempt in range(2):
-                if not hasattr(self._private, "sign"):  # python-pkcs11 gives it no sign() when CKA_SIGN is false
-                    raise TokenError(f"The {self.uri.describe()} may not sign: the token marks it so (CKA_SIGN is "
-                                     "false). Give a key made for signing, or set its CKA_SIGN to true.")
                 try:
-                    if self.key_type.startswith("ecdsa"):
-                        digest = hashes.Hash(self.hash())
-                        digest.update(data)
-                        raw = transient(self._private.sign, digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
-                        half = len(raw) // 2
-                        return encode_dss_signature(int.from_bytes(raw[:half], "big"),
-                                                    int.from_bytes(raw[half:], "big"))
-                    if self.rsa_pss:
-                        return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS_PSS,
-                                          mechanism_param=(pkcs11.Mechanism.SHA256, pkcs11.MGF.SHA256,
-                                                           PSS_SALT_LENGTH))
-                    return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
+                    return self._signature(data)
                 except (pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.UserNotLoggedIn,
                         pkcs11.DeviceRemoved, pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid,
                         pkcs11.TokenNotPresent, pkcs11.DeviceError, pkcs11.GeneralError) as exc:
@@ -213,6 +226,26 @@ class TokenKey:
                 except pkcs11.PKCS11Error as exc:
                     raise TokenError(f"The {self.uri.describe()} cannot sign: {words(exc)}.") from None
         raise AssertionError("unreachable")
+
+    def _signature(self, data: bytes) -> bytes:
+        """``data`` signed once by the private key object, in X.509's form (ECDSA: a DER SEQUENCE of r and s)."""
+        pkcs11 = binding()
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+        if not hasattr(self._private, "sign"):  # python-pkcs11 gives it no sign() when CKA_SIGN is false
+            raise TokenError(f"The {self.uri.describe()} may not sign: the token marks it so (CKA_SIGN is "
+                             "false). Give a key made for signing, or set its CKA_SIGN to true.")
+        if self.key_type.startswith("ecdsa"):
+            digest = hashes.Hash(self.hash())
+            digest.update(data)
+            raw = transient(self._private.sign, digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
+            half = len(raw) // 2
+            return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+        if self.rsa_pss:
+            return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS_PSS,
+                             mechanism_param=(pkcs11.Mechanism.SHA256, pkcs11.MGF.SHA256, PSS_SALT_LENGTH))
+        return transient(self._private.sign, data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
 
     def _cannot_sign(self, exc: Exception) -> str:
         """Why the token refused to sign twice: a key that wants the PIN again before each signature
@@ -356,8 +389,9 @@ def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -
     ids = [_id_of(key) for key in keys]
     said = f"{len(keys)} private keys match {shown(uri.text)} (ids {', '.join(i.hex() or 'none' for i in ids)})"
     if not all(ids) or len(set(ids)) < len(ids):
-        return (f"{said}; they share an id (or have none), so no URI can name one of them: remove the one this "
-                "CA does not use (pkcs11-tool --list-objects --login shows them).")
+        return (f"{said}; they share an id (or have none), so no URI names one of them{NOT_BY_LABEL}"
+                + ("; none of them is the CA certificate's key (a test signature)." if expected is not None else
+                   "; for a new CA, choose an object= label of its own."))
     where = f"the key URI in {shown(named_in)}" if named_in else "the key URI"
     mine = []
     if expected is not None:
@@ -373,6 +407,11 @@ def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -
         return f"{said}; add id= to {where} to name one: {named}."
     return (f"{said}; id {mine[0].hex()} is the CA certificate's key: add its id to {where}, which then reads "
             f"'{shown(uri.with_id(mine[0]))}'.")
+
+
+# Said wherever a URI names several keys no label or id tells apart: removing one by them loses either.
+NOT_BY_LABEL = (", and pkcs11-tool --delete-object by that label or id removes whichever it finds first: a CA's key "
+                 "deleted is lost (non-extractable)")
 
 
 def _public_der(session, uri: KeyURI, private, key_id: bytes) -> bytes | None:
