@@ -53,15 +53,13 @@ CLIENT_ENCODING = "UTF8"
 # was written, then every command's settling of them; the other ended a keyCompromise revocation while it read each
 # valid certificate's key (client-side, in its transaction), on a large inventory every time. Locks: LOCK_TIMEOUT_S.
 SESSION_TIMEOUT_MIN_S = 600
+# A role's or database's synchronous_commit = off made certkit's durable commits return before the server's disk had
+# them: a crash lost rows of certificates already delivered (unlisted, unrevocable), and Inventory.sync synced nothing.
 ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
-# A host that went away in the middle of a transaction (a suspended laptop, a VM powered off, a network
-# cut) sends no FIN: the server kept its row and advisory locks for as long as the operating system takes to
-# give up on it (keepalives after two hours; retransmissions of an answer it never acknowledged, 15 minutes),
-# and every other host's revoke, CRL and issuance failed after LOCK_TIMEOUT_S meanwhile. Both ends now give up
-# within 20 s (TCP keepalives, and TCP_USER_TIMEOUT for what is sent and not acknowledged): the server ends such
-# a session and rolls it back, and certkit notices a server gone as quickly. libpq's names; the server's
-# settings are the same with "tcp_" before them.
+# A host gone mid-transaction (suspended, powered off, cut off: no FIN) kept its locks until the OS gave up on it
+# (hours), failing every other host's writes after LOCK_TIMEOUT_S: both ends now give up within 20 s (keepalives, and
+# TCP_USER_TIMEOUT for what is not acknowledged). libpq's names; the server's are the same with "tcp_" before them.
 TCP_TIMEOUTS = {"keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3, "user_timeout": 20000}
 
 # Asked for the password when the server wants one and libpq found none; the command line
@@ -342,7 +340,9 @@ class PostgresDatabase:
 _SESSION_TIMEOUTS = "; ".join(  # SESSION_TIMEOUT_MIN_S where shorter, not 0: sent first (each statement is timed)
     f"SELECT set_config('{name}', CASE WHEN current_setting('{name}')::interval BETWEEN interval '1ms' AND interval "
     f"'{SESSION_TIMEOUT_MIN_S * 1000 - 1}ms' THEN '{SESSION_TIMEOUT_MIN_S}s' ELSE current_setting('{name}') END, false)"
-    for name in ("statement_timeout", "idle_in_transaction_session_timeout"))
+    for name in ("statement_timeout", "idle_in_transaction_session_timeout")) + (
+    "; SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE "
+    "current_setting('synchronous_commit') END, false)")  # durable commits wait for the disk (or standbys) again
 
 
 class _RolledBack(Exception):

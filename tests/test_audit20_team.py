@@ -28,18 +28,28 @@ CA key in a PKCS#11 token (SoftHSM2).
    --delete-object by that label removes whichever it finds first, and the CA's key, non-extractable, is lost with
    it. The CA now uses the key a test signature shows to be ca.pem's, check warns, and the messages warn against
    deleting by label.
+5. A role's or database's ``synchronous_commit = off`` (a DBA's tuning) made certkit's durable commits return
+   before the server's disk had them: ``issue-server`` delivered its bundle, the server crashed, and the
+   certificate had no row (not listed, not revocable, never on a CRL); round nineteen's sync of a batch's rows
+   synced nothing either. certkit's sessions now commit with ``synchronous_commit = on`` where it was off (what
+   they commit with ``durable=False`` stays so, and a stronger setting, remote_apply, is kept).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 from cryptography import x509
+from test_audit14_team import own_postgres  # noqa: F401 (a fixture)
 from test_audit17_team import _role
+from test_audit19_team import _back_after_crash, _server_pid
 from test_team_hsm import env_for, init_token_ca
+
+from certkit.vocabulary import serial_hex
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
@@ -230,3 +240,27 @@ def test_the_cas_key_is_told_by_a_signature_among_keys_no_label_or_id_tells_apar
                               "none), so no URI names one of them, and pkcs11-tool --delete-object by that label or id "
                               "removes whichever it finds first: a CA's key deleted is lost (non-extractable); for a "
                               "new CA, choose an object= label of its own.")
+
+
+# --- 5. a DBA's synchronous_commit = off, and a crash -----------------------------------------------------------
+def test_synchronous_commit_off_of_the_database_loses_no_delivered_certificate_in_a_crash(request, tmp_path: Path):
+    """The WAL writer is stopped, so what is committed without waiting for the disk stays in the server's memory;
+    it is killed once the bundle is delivered: the server restarts itself, from the WAL that was written."""
+    server = request.getfixturevalue("own_postgres")
+    url = server.create_database()
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      **server.env())
+    run_certkit("init-ca", "--name", "Sync CA", "--inventory", url, env=env, check=True, subprocess=True)
+    with server.connect() as conn:
+        conn.execute(f"ALTER DATABASE \"{url.rsplit('/', 1)[1]}\" SET synchronous_commit = off")
+    writer = _server_pid(server, "walwriter")
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        run_certkit("issue-server", "www.example.test", "--out", tmp_path / "www", env=env, check=True,
+                    subprocess=True)
+    finally:
+        os.kill(writer, signal.SIGKILL)  # a crash: the postmaster restarts every process, from the WAL written
+    _back_after_crash(server, writer)
+    serial = serial_hex(x509.load_pem_x509_certificate((tmp_path / "www" / "cert.pem").read_bytes()).serial_number)
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True, subprocess=True).stdout)
+    assert [(row["serial"], row["status"]) for row in listed["certificates"]] == [(serial, "valid")], listed
