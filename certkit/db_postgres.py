@@ -54,7 +54,7 @@ CLIENT_ENCODING = "UTF8"
 # valid certificate's key (client-side, in its transaction), on a large inventory every time. Locks: LOCK_TIMEOUT_S.
 SESSION_TIMEOUT_MIN_S = 600
 # A role's or database's synchronous_commit = off made certkit's durable commits return before the server's disk had
-# them: a crash lost rows of certificates already delivered (unlisted, unrevocable), and Inventory.sync synced nothing.
+# them: a crash lost rows of certificates already delivered (unlisted, unrevocable); Inventory.sync synced nothing.
 ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
 _IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 # A host gone mid-transaction (suspended, powered off, cut off: no FIN) kept its locks until the OS gave up on it
@@ -341,8 +341,8 @@ _SESSION_TIMEOUTS = "; ".join(  # SESSION_TIMEOUT_MIN_S where shorter, not 0: se
     f"SELECT set_config('{name}', CASE WHEN current_setting('{name}')::interval BETWEEN interval '1ms' AND interval "
     f"'{SESSION_TIMEOUT_MIN_S * 1000 - 1}ms' THEN '{SESSION_TIMEOUT_MIN_S}s' ELSE current_setting('{name}') END, false)"
     for name in ("statement_timeout", "idle_in_transaction_session_timeout")) + (
-    "; SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE "
-    "current_setting('synchronous_commit') END, false)")  # durable commits wait for the disk (or standbys) again
+    "; SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'off' THEN 'local' ELSE "
+    "current_setting('synchronous_commit') END, false)")  # durable commits wait for this server's disk
 
 
 class _RolledBack(Exception):

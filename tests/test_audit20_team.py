@@ -31,8 +31,9 @@ CA key in a PKCS#11 token (SoftHSM2).
 5. A role's or database's ``synchronous_commit = off`` (a DBA's tuning) made certkit's durable commits return
    before the server's disk had them: ``issue-server`` delivered its bundle, the server crashed, and the
    certificate had no row (not listed, not revocable, never on a CRL); round nineteen's sync of a batch's rows
-   synced nothing either. certkit's sessions now commit with ``synchronous_commit = on`` where it was off (what
-   they commit with ``durable=False`` stays so, and a stronger setting, remote_apply, is kept).
+   synced nothing either. certkit's sessions now commit with ``synchronous_commit = local`` where it was off (what
+   they commit with ``durable=False`` stays so; a stronger setting, on or remote_apply, is kept: no wait for a
+   standby the DBA chose not to wait for).
 """
 
 from __future__ import annotations
