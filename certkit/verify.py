@@ -19,6 +19,7 @@ from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_r
 from certkit.errors import CertkitError
 from certkit.handshake_keys import refused_ca_key, signing_usage_note, unchecked_signature, unusable_leaf_key
 from certkit.text import shown
+from certkit.verify_critical import judged_by_certkit
 from certkit.verify_names import (
     ca_purpose_problem,
     check_verify_arguments,
@@ -211,7 +212,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
-    unjudged = _beyond_the_verifier(verdict.verifier_error)
+    unjudged = _beyond_the_verifier(verdict.verifier_error) or judged_by_certkit(path, verdict.verifier_error)
     if verdict.verifier_error and not verdict.reasons and not broken and (other := _names_in_other_forms(path)):
         verdict.reasons.append(other)  # the verifier's refusal stands: said in words, not "candidates exhausted"
     if unjudged and not verdict.reasons and not broken:

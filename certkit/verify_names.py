@@ -340,7 +340,6 @@ _EXTENSIONS = {"2.5.29.15": "keyUsage", "2.5.29.19": "basicConstraints", "2.5.29
                "2.5.29.30": "nameConstraints", "2.5.29.31": "cRLDistributionPoints", "2.5.29.32": "certificatePolicies",
                "1.3.6.1.5.5.7.1.1": "authorityInformationAccess", "2.5.29.36": "policyConstraints",
                "2.5.29.33": "policyMappings", "2.5.29.54": "inhibitAnyPolicy", "1.3.6.1.5.5.7.48.1.5": "ocspNoCheck"}
-_JAVA_REFUSES_CRITICAL = {"2.5.29.31", "1.3.6.1.5.5.7.1.1", "2.5.29.14", "2.5.29.35"}  # of a certificate it checks
 # The extensions OpenSSL handles when critical (X509_supported_extension); any other critical one it refuses, in any
 # certificate of the chain, the trust anchor's too: "unhandled critical extension" (and Java refuses them as well).
 _OPENSSL_CRITICAL = {"2.16.840.1.113730.1.1", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.32", "2.5.29.31",
@@ -382,10 +381,9 @@ def _in_words(text: str) -> str:
             return "a certificate " + _CRITICALITY.get(oid, f"gives its {name} extension a criticality cryptography's "
                                                             "verifier (the web PKI's rules) refuses")
         if "unaccounted-for critical extensions" in wrong:  # one OpenSSL handles (an unhandled one is said before)
-            java = oid in _JAVA_REFUSES_CRITICAL
-            return (f"a certificate marks its {name} extension critical, which cryptography's verifier does not "
-                    f"handle{' (nor does Java)' if java else ''}; OpenSSL, Python, GnuTLS, Node"
-                    f"{'' if java else ', Java'} and Go accept it")
+            from certkit.verify_critical import refusal_words
+
+            return refusal_words(oid, name)
         return f"a certificate's {name} extension: {wrong}"
 
     text = re.sub(r"invalid extension: ([0-9.]+): ([^(]+?)(?= \(|$)", extension, text)

@@ -1,0 +1,65 @@
+"""Critical extensions OpenSSL handles and cryptography's verifier does not: who accepts a chain holding one.
+
+cryptography's web-PKI verifier refuses a certificate with any critical extension its policy does not name
+("unaccounted-for critical extensions"): certificatePolicies, policyConstraints, inhibitAnyPolicy and
+policyMappings among them, though RFC 5280 says a CA MUST mark policyConstraints and inhibitAnyPolicy
+critical. OpenSSL handles
+them (X509_supported_extension) and, without -policy_check, does not process policies: OpenSSL, so Python's
+ssl, curl, nginx and Node, accept such a chain (``openssl verify -x509_strict`` too). Where OpenSSL accepts
+it, :func:`certkit.verify.verify_certificate` judges the chain itself, as for the keys the verifier lacks,
+and the note says who else refuses it. The words of each were measured with ``openssl verify``, GnuTLS's
+``certtool --verify`` and Java's PKIX validator (tests/test_audit20_show.py).
+"""
+
+from __future__ import annotations
+
+_JAVA_AND_GNUTLS_REFUSE = "GnuTLS and Java refuse it (unknown critical extension)"
+# OID: (its name, whether OpenSSL accepts a chain holding it critical, what GnuTLS and Java do with it)
+CRITICAL_PEERS = {
+    "2.5.29.32": ("certificatePolicies", True, "GnuTLS and Java accept it too"),
+    "2.5.29.31": ("cRLDistributionPoints", True, "GnuTLS accepts it; Java refuses it (\"unrecognized critical "
+                                                 "extension\")"),
+    "2.5.29.36": ("policyConstraints", True, "GnuTLS refuses it (\"unknown critical extension\"); Java processes "
+                                             "certificate policies and refuses a chain without those it requires"),
+    "2.5.29.33": ("policyMappings", True, "GnuTLS refuses it (\"unknown critical extension\"); Java applies it"),
+    "2.5.29.54": ("inhibitAnyPolicy", True, "GnuTLS accepts it; Java applies it"),
+    "2.16.840.1.113730.1.1": ("nsCertType", True, _JAVA_AND_GNUTLS_REFUSE),
+    "1.3.6.1.5.5.7.48.1.5": ("ocspNoCheck", True, _JAVA_AND_GNUTLS_REFUSE),
+    "1.3.6.1.5.5.7.1.8": ("autonomousSysIds", True, _JAVA_AND_GNUTLS_REFUSE),
+    "1.3.6.1.5.5.7.1.7": ("ipAddrBlocks", False, "OpenSSL checks its address blocks against its issuers' "
+                                                 "(RFC 3779); " + _JAVA_AND_GNUTLS_REFUSE),
+    "1.3.6.1.5.5.7.1.14": ("proxyCertInfo", False, "OpenSSL refuses a proxy certificate unless told to allow them "
+                                                   "(\"proxy certificates not allowed\"), Java refuses it, GnuTLS "
+                                                   "accepts it"),
+}
+OPENSSL_ACCEPTS = "OpenSSL accepts it (so Python's ssl, curl, nginx and Node; openssl verify -x509_strict too)"
+
+
+def refusal_words(oid: str, name: str) -> str:
+    """The verifier's refusal of the critical extension ``oid`` (``name``: its words for it), and who else
+    refuses or accepts it."""
+    if oid not in CRITICAL_PEERS:
+        return (f"a certificate marks its {name} extension critical, which cryptography's verifier does not "
+                "handle")
+    named, accepted, others = CRITICAL_PEERS[oid]
+    return (f"a certificate marks its {named} ({oid}) extension critical, which cryptography's verifier does not "
+            "handle; " + (f"{OPENSSL_ACCEPTS}; {others}" if accepted else others))
+
+
+def judged_by_certkit(path: list, error: str | None) -> str | None:
+    """When the verifier refused ``path`` for a critical extension it does not handle and OpenSSL accepts
+    every such extension in it: why the verifier could not judge it, naming each and who refuses it. None
+    otherwise (another refusal, or an extension OpenSSL refuses too)."""
+    from certkit.verify_names import cn_text
+
+    if not error or "which cryptography's verifier does not handle" not in error:
+        return None
+    found = [(cert, ext.oid.dotted_string) for cert in path for ext in cert.extensions
+             if ext.critical and ext.oid.dotted_string in CRITICAL_PEERS]
+    if not found or not all(CRITICAL_PEERS[oid][1] for _, oid in found):
+        return None
+    which = " and ".join(f"the critical {CRITICAL_PEERS[oid][0]} ({oid}) extension of "
+                         f"{'the leaf' if cert is path[0] else cn_text(cert.subject)}" for cert, oid in found)
+    others = "; ".join(f"of {CRITICAL_PEERS[oid][0]}, {CRITICAL_PEERS[oid][2]}"
+                       for oid in dict.fromkeys(o for _, o in found))
+    return f"it does not handle {which}; {OPENSSL_ACCEPTS}; {others}"

@@ -1,0 +1,120 @@
+"""Round twenty, area show: verify's verdicts on unusual but real chains, compared with what real peers
+(openssl verify -x509_strict, GnuTLS's certtool, Java's PKIX validator) do with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from test_audit19_peers import _java_validates
+
+from conftest import openssl, require, run_certkit
+
+NOW = dt.datetime.now(dt.UTC)
+HOST = "host.example.com"
+
+
+def _cert(cn: str, key, issuer=None, issuer_key=None, *, ca: bool = False, extra=()) -> x509.Certificate:
+    """A certificate as CAs make them (keyUsage, SKI, AKI; a leaf with serverAuth and a DNS name), plus ``extra``
+    extensions (value, critical)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca, None), critical=True)
+               .add_extension(x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    if not ca:
+        builder = (builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False))
+    for value, critical in extra:
+        builder = builder.add_extension(value, critical=critical)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+# --- 1. critical extensions OpenSSL handles and cryptography's verifier does not ----------------------------------
+_POLICY = x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier("1.2.3.4"), None)])
+_CDP = x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(
+    "http://crl.example/ca.crl")], None, None, None)])
+
+
+def _raw(oid: str, der_hex: str) -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(ObjectIdentifier(oid), bytes.fromhex(der_hex))
+
+
+# name: (the intermediate's extra extensions, the leaf's, the critical extension's OID)
+_CRITICAL_CASES = {
+    "leaf-policies": ([], [(_POLICY, True)], "2.5.29.32"),
+    "ca-policies": ([(_POLICY, True)], [(_POLICY, False)], "2.5.29.32"),
+    "leaf-crl-points": ([], [(_CDP, True)], "2.5.29.31"),
+    "ca-require-explicit-policy-met": ([(x509.PolicyConstraints(0, None), True), (_POLICY, False)],
+                                       [(_POLICY, False)], "2.5.29.36"),
+    "ca-require-explicit-policy-unmet": ([(x509.PolicyConstraints(0, None), True)], [], "2.5.29.36"),
+    "ca-inhibit-any-policy": ([(x509.InhibitAnyPolicy(0), True)], [], "2.5.29.54"),
+    "ca-policy-mappings": ([(_raw("2.5.29.33", "300c300a06032a030406032a0305"), True), (_POLICY, False)],
+                           [(_POLICY, False)], "2.5.29.33"),
+    "leaf-ns-cert-type": ([], [(_raw("2.16.840.1.113730.1.1", "03020640"), True)], "2.16.840.1.113730.1.1"),
+    "leaf-ocsp-no-check": ([], [(x509.OCSPNoCheck(), True)], "1.3.6.1.5.5.7.48.1.5"),
+    "leaf-proxy-cert-info": ([], [(_raw("1.3.6.1.5.5.7.1.14", "3000"), True)], "1.3.6.1.5.5.7.1.14"),
+}
+
+
+def _certtool_accepts(root: Path, full: Path) -> bool:
+    said = subprocess.run([require("certtool"), "--verify", "--load-ca-certificate", str(root), "--infile", str(full)],
+                          capture_output=True, text=True, timeout=60)
+    return "Chain verification output: Verified." in said.stdout
+
+
+def test_critical_extensions_openssl_handles_follow_openssl_and_name_who_refuses(tmp_path: Path) -> None:
+    """A CA MUST mark policyConstraints and inhibitAnyPolicy critical (RFC 5280); cryptography's verifier refuses
+    every critical extension it does not handle, so verify said NOT VALID of chains OpenSSL (-x509_strict too),
+    Python's ssl, curl and nginx accept, under words that claimed GnuTLS and Java accept them too (GnuTLS refuses a
+    critical policyConstraints, Java a critical cRLDistributionPoints). Now the verdict is OpenSSL's, and the
+    words of GnuTLS and Java are theirs."""
+    from certkit.verify_critical import CRITICAL_PEERS
+
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Policy Root", root_key, ca=True)
+    (tmp_path / "root.pem").write_bytes(_pem(root))
+    fulls = []
+    for case, (ca_extra, leaf_extra, _oid) in _CRITICAL_CASES.items():
+        ca = _cert("Policy CA", ca_key, root, root_key, ca=True, extra=ca_extra)
+        leaf = _cert(HOST, leaf_key, ca, ca_key, extra=leaf_extra)
+        folder = tmp_path / case
+        folder.mkdir()
+        for file, certs in (("full.pem", (leaf, ca)), ("leaf.pem", (leaf,)), ("chain.pem", (ca,))):
+            (folder / file).write_bytes(_pem(*certs))
+        fulls.append(folder / "full.pem")
+    java = dict(zip(_CRITICAL_CASES, _java_validates(tmp_path, tmp_path / "root.pem", *fulls), strict=True))
+    for case, (_ca, _leaf, oid) in _CRITICAL_CASES.items():
+        folder = tmp_path / case
+        strict = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", HOST, "-CAfile",
+                         tmp_path / "root.pem", "-untrusted", folder / "chain.pem", folder / "leaf.pem")
+        said = run_certkit("verify", folder / "full.pem", "--ca-file", tmp_path / "root.pem", "--purpose", "server",
+                           "--name", HOST)
+        assert (said.returncode == 0) == (strict.returncode == 0), (case, said.stdout, strict.stdout)
+        name, openssl_accepts, others = CRITICAL_PEERS[oid]
+        assert openssl_accepts == (strict.returncode == 0), case
+        text = " ".join(said.stdout.split())
+        assert f"{name} ({oid}) extension" in text and others in text, (case, text)
+        if openssl_accepts:
+            assert "OpenSSL accepts it (so Python's ssl, curl, nginx and Node; openssl verify -x509_strict too)" \
+                in text and "note" in said.stdout and said.stderr == "", (case, text)
+        # What the words say of GnuTLS and Java is what they do.
+        gnutls_refuses = "GnuTLS refuses" in others or "GnuTLS and Java refuse" in others
+        assert _certtool_accepts(tmp_path / "root.pem", folder / "full.pem") != gnutls_refuses, case
+        java_refuses = "Java refuses it" in others or "and Java refuse" in others or (
+            "refuses a chain without those it requires" in others and not _leaf)
+        assert java[case].startswith("REFUSED" if java_refuses else "ACCEPTED"), (case, java[case])
