@@ -276,6 +276,9 @@ _BEYOND = (("unsupported name constraint", "it does not implement URI name const
                              "OpenSSL, Python's ssl and Go take"),
            ("invalid domain name", "it refuses a DNS name with '_' ('_svc', 'foo_bar'), which OpenSSL, Python's ssl "
                                    "and Go take"),
+           ("serial number cannot be negative", "its web-PKI policy refuses a negative serial number (RFC 5280 "
+                                                "forbids it), which OpenSSL (-x509_strict too), Python's ssl, GnuTLS "
+                                                "and Java accept"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
            ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
                      "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),

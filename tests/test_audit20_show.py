@@ -118,3 +118,38 @@ def test_critical_extensions_openssl_handles_follow_openssl_and_name_who_refuses
         java_refuses = "Java refuses it" in others or "and Java refuse" in others or (
             "refuses a chain without those it requires" in others and not _leaf)
         assert java[case].startswith("REFUSED" if java_refuses else "ACCEPTED"), (case, java[case])
+
+
+# --- 2. a negative serial number, as old CAs and firmware write it -------------------------------------------------
+def test_a_negative_serial_is_shown_as_openssl_shows_it_and_judged_as_peers_judge_it(tmp_path: Path) -> None:
+    """``openssl x509 -req -set_serial -0x80`` (RFC 5280 forbids it; old CAs made such serials by encoding a random
+    number as signed): inspect said ``serial 0-80`` (and ``-5`` for OpenSSL's ``-05``), and verify NOT VALID
+    ('certificate serial number cannot be negative') of what openssl verify -x509_strict, GnuTLS and Java accept."""
+    (tmp_path / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                       f"extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST}\n"
+                                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    made = [openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / "ca.key", "-out", tmp_path / "ca.pem", "-subj", "/CN=Serial Root", "-days", "30",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / "leaf.key", "-out", tmp_path / "leaf.csr", "-subj", f"/CN={HOST}")]
+    for serial in ("-0x80", "-5"):
+        made.append(openssl("x509", "-req", "-in", tmp_path / "leaf.csr", "-CA", tmp_path / "ca.pem", "-CAkey",
+                            tmp_path / "ca.key", "-set_serial", serial, "-days", "10", "-extfile",
+                            tmp_path / "leaf.ext", "-out", tmp_path / f"leaf{serial}.pem"))
+    assert all(m.returncode == 0 for m in made), [m.stderr for m in made]
+    for serial in ("-0x80", "-5"):
+        leaf = tmp_path / f"leaf{serial}.pem"
+        shown = openssl("x509", "-in", leaf, "-noout", "-serial").stdout.decode().strip().split("=")[1]
+        assert shown in ("-80", "-05")
+        inspected = run_certkit("inspect", leaf, check=True).stdout
+        assert f"  serial        {shown}\n" in inspected, inspected
+        strict = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", HOST, "-CAfile",
+                         tmp_path / "ca.pem", leaf)
+        assert strict.returncode == 0, strict.stdout
+        said = run_certkit("verify", leaf, "--ca-file", tmp_path / "ca.pem", "--purpose", "server", "--name", HOST)
+        assert said.returncode == 0 and f"{leaf}: VALID as a TLS server certificate" in said.stdout, said.stdout
+        assert "refuses a negative serial number (RFC 5280 forbids it), which OpenSSL (-x509_strict too), Python's " \
+               "ssl, GnuTLS and Java accept" in " ".join(said.stdout.split()), said.stdout
+    assert _certtool_accepts(tmp_path / "ca.pem", tmp_path / "leaf-5.pem")
+    assert _java_validates(tmp_path, tmp_path / "ca.pem", tmp_path / "leaf-5.pem") == ["ACCEPTED"]
