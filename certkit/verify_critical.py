@@ -1,13 +1,13 @@
 """Critical extensions OpenSSL handles and cryptography's verifier does not: who accepts a chain holding one.
 
 cryptography's web-PKI verifier refuses a certificate with any critical extension its policy does not name
-("unaccounted-for critical extensions"): certificatePolicies, policyConstraints, inhibitAnyPolicy and
-policyMappings among them, though RFC 5280 says a CA MUST mark policyConstraints and inhibitAnyPolicy
-critical. OpenSSL handles
-them (X509_supported_extension) and, without -policy_check, does not process policies: OpenSSL, so Python's
-ssl, curl, nginx and Node, accept such a chain (``openssl verify -x509_strict`` too). Where OpenSSL accepts
-it, :func:`certkit.verify.verify_certificate` judges the chain itself, as for the keys the verifier lacks,
-and the note says who else refuses it. The words of each were measured with ``openssl verify``, GnuTLS's
+("unaccounted-for critical extensions"; and a critical extendedKeyUsage): certificatePolicies,
+policyConstraints, inhibitAnyPolicy and policyMappings among them, though RFC 5280 says a CA MUST mark
+policyConstraints and inhibitAnyPolicy critical. OpenSSL handles them (X509_supported_extension) and,
+without -policy_check, does not process policies: OpenSSL, so Python's ssl, curl, nginx and Node, accept
+such a chain (``openssl verify -x509_strict`` too). Where OpenSSL accepts it,
+:func:`certkit.verify.verify_certificate` judges the chain itself, as for the keys the verifier lacks, and
+the note says who else refuses it. The words of each were measured with ``openssl verify``, GnuTLS's
 ``certtool --verify`` and Java's PKIX validator (tests/test_audit20_show.py).
 """
 
@@ -17,6 +17,8 @@ _JAVA_AND_GNUTLS_REFUSE = "GnuTLS and Java refuse it (unknown critical extension
 # OID: (its name, whether OpenSSL accepts a chain holding it critical, what GnuTLS and Java do with it)
 CRITICAL_PEERS = {
     "2.5.29.32": ("certificatePolicies", True, "GnuTLS and Java accept it too"),
+    "2.5.29.37": ("extendedKeyUsage", True, "GnuTLS and Java accept it too (the web PKI's rules forbid it, so "
+                                            "cryptography-based verifiers refuse it)"),
     "2.5.29.31": ("cRLDistributionPoints", True, "GnuTLS accepts it; Java refuses it (\"unrecognized critical "
                                                  "extension\")"),
     "2.5.29.36": ("policyConstraints", True, "GnuTLS refuses it (\"unknown critical extension\"); Java processes "
@@ -52,7 +54,8 @@ def judged_by_certkit(path: list, error: str | None) -> str | None:
     otherwise (another refusal, or an extension OpenSSL refuses too)."""
     from certkit.verify_names import cn_text
 
-    if not error or "which cryptography's verifier does not handle" not in error:
+    if not error or ("which cryptography's verifier does not handle" not in error
+                     and "marks its extendedKeyUsage critical" not in error):
         return None
     found = [(cert, ext.oid.dotted_string) for cert in path for ext in cert.extensions
              if ext.critical and ext.oid.dotted_string in CRITICAL_PEERS]

@@ -17,6 +17,7 @@ from conftest import openssl, require, run_certkit
 
 NOW = dt.datetime.now(dt.UTC)
 HOST = "host.example.com"
+_SERVER_AUTH = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 
 
 def _cert(cn: str, key, issuer=None, issuer_key=None, *, ca: bool = False, extra=()) -> x509.Certificate:
@@ -33,8 +34,9 @@ def _cert(cn: str, key, issuer=None, issuer_key=None, *, ca: bool = False, extra
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if not ca:
-        builder = (builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False))
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        if not any(isinstance(value, x509.ExtendedKeyUsage) for value, _ in extra):
+            builder = builder.add_extension(_SERVER_AUTH, critical=False)
     for value, critical in extra:
         builder = builder.add_extension(value, critical=critical)
     return builder.sign(issuer_key or key, hashes.SHA256())
@@ -59,6 +61,8 @@ _CRITICAL_CASES = {
     "leaf-policies": ([], [(_POLICY, True)], "2.5.29.32"),
     "ca-policies": ([(_POLICY, True)], [(_POLICY, False)], "2.5.29.32"),
     "leaf-crl-points": ([], [(_CDP, True)], "2.5.29.31"),
+    "leaf-critical-eku": ([], [(_SERVER_AUTH, True)], "2.5.29.37"),
+    "ca-critical-eku": ([(_SERVER_AUTH, True)], [], "2.5.29.37"),
     "ca-require-explicit-policy-met": ([(x509.PolicyConstraints(0, None), True), (_POLICY, False)],
                                        [(_POLICY, False)], "2.5.29.36"),
     "ca-require-explicit-policy-unmet": ([(x509.PolicyConstraints(0, None), True)], [], "2.5.29.36"),
@@ -81,8 +85,8 @@ def test_critical_extensions_openssl_handles_follow_openssl_and_name_who_refuses
     """A CA MUST mark policyConstraints and inhibitAnyPolicy critical (RFC 5280); cryptography's verifier refuses
     every critical extension it does not handle, so verify said NOT VALID of chains OpenSSL (-x509_strict too),
     Python's ssl, curl and nginx accept, under words that claimed GnuTLS and Java accept them too (GnuTLS refuses a
-    critical policyConstraints, Java a critical cRLDistributionPoints). Now the verdict is OpenSSL's, and the
-    words of GnuTLS and Java are theirs."""
+    critical policyConstraints, Java a critical cRLDistributionPoints). So was a critical extendedKeyUsage, which
+    only the web PKI's rules forbid. Now the verdict is OpenSSL's, and the words of GnuTLS and Java are theirs."""
     from certkit.verify_critical import CRITICAL_PEERS
 
     root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
