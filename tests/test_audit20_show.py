@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def _cert(cn: str, key, issuer=None, issuer_key=None, *, ca: bool = False, extra
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        names = x509.SubjectAlternativeName([x509.DNSName(HOST), x509.DNSName("localhost")])
+        builder = builder.add_extension(names, critical=False)
         if not any(isinstance(value, x509.ExtendedKeyUsage) for value, _ in extra):
             builder = builder.add_extension(_SERVER_AUTH, critical=False)
     for value, critical in extra:
@@ -157,3 +159,26 @@ def test_a_negative_serial_is_shown_as_openssl_shows_it_and_judged_as_peers_judg
                "ssl, GnuTLS and Java accept" in " ".join(said.stdout.split()), said.stdout
     assert _certtool_accepts(tmp_path / "ca.pem", tmp_path / "leaf-5.pem")
     assert _java_validates(tmp_path, tmp_path / "ca.pem", tmp_path / "leaf-5.pem") == ["ACCEPTED"]
+
+
+def test_probe_of_a_server_under_a_ca_with_critical_policy_constraints_says_yes(tmp_path: Path) -> None:
+    """probe's verdict is verify's: a server (openssl s_server, TLS 1.2 only) sending a chain through a CA with
+    the critical policyConstraints RFC 5280 asks for was 'valid? NO' under 'chain verified against the CA'."""
+    from test_probe import openssl_server
+
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Policy Root", root_key, ca=True)
+    ca = _cert("Policy CA", ca_key, root, root_key, ca=True, extra=[(x509.PolicyConstraints(0, None), True)])
+    leaf = _cert(HOST, leaf_key, ca, ca_key)
+    (tmp_path / "root.pem").write_bytes(_pem(root))
+    (tmp_path / "leaf.pem").write_bytes(_pem(leaf))
+    (tmp_path / "chain.pem").write_bytes(_pem(ca))
+    (tmp_path / "leaf.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with openssl_server("-cert", tmp_path / "leaf.pem", "-key", tmp_path / "leaf.key", "-cert_chain",
+                        tmp_path / "chain.pem", "-tls1_2") as port:
+        said = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", tmp_path / "root.pem", "--json")
+    data = json.loads(said.stdout)
+    assert data["tls_version"] == "TLSv1.2"
+    assert said.returncode == 0 and data["server_certificate"]["ok"] is True, said.stdout
+    assert data["server_certificate"]["verified"] is True and data["server_certificate"]["reasons"] == []
