@@ -19,7 +19,7 @@ from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_r
 from certkit.errors import CertkitError
 from certkit.handshake_keys import refused_ca_key, signing_usage_note, unchecked_signature, unusable_leaf_key
 from certkit.text import shown
-from certkit.verify_critical import judged_by_certkit
+from certkit.verify_critical import beyond_the_verifier, judged_by_certkit
 from certkit.verify_names import (
     ca_purpose_problem,
     check_verify_arguments,
@@ -212,7 +212,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
 
     # The verifier's verdict.
     verdict.chain, verdict.verifier_error = _verifier_verdict(leaf, purpose, roots, intermediates, name, now)
-    unjudged = _beyond_the_verifier(verdict.verifier_error) or judged_by_certkit(path, verdict.verifier_error)
+    unjudged = beyond_the_verifier(verdict.verifier_error) or judged_by_certkit(path, verdict.verifier_error)
     if verdict.verifier_error and not verdict.reasons and not broken and (other := _names_in_other_forms(path)):
         verdict.reasons.append(other)  # the verifier's refusal stands: said in words, not "candidates exhausted"
     if unjudged and not verdict.reasons and not broken:
@@ -264,35 +264,6 @@ def pinned_problems(leaf: "x509.Certificate", *, purpose: str, name: str | None 
     if name is not None and (problem := name_problem(leaf, purpose, name)):
         reasons.append(problem)
     return reasons
-
-
-# What cryptography's web-PKI verifier refuses without judging the certificate: (its words, ours).
-_BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
-                                           "every constrained CA"),
-           ("malformed DNS name constraint", "it refuses a DNS name constraint written with a leading dot (the "
-                                             "subdomains only) or empty (every name), which OpenSSL, Python's ssl, Go "
-                                             "and NSS read so"),
-           ("malformed SAN", "it refuses, under name constraints, a DNS name with '_' ('_svc', 'foo_bar'), which "
-                             "OpenSSL, Python's ssl and Go take"),
-           ("invalid domain name", "it refuses a DNS name with '_' ('_svc', 'foo_bar'), which OpenSSL, Python's ssl "
-                                   "and Go take"),
-           ("serial number cannot be negative", "its web-PKI policy refuses a negative serial number (RFC 5280 "
-                                                "forbids it), which OpenSSL (-x509_strict too), Python's ssl, GnuTLS "
-                                                "and Java accept"),
-           ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
-           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
-                     "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),
-           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept and Go's "
-                      "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
-           ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS CA keys, which OpenSSL and Python's ssl accept "
-                                 "and Go's crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
-           ("algorithm: Dsa", "its web-PKI policy forbids DSA keys, which OpenSSL and Python's ssl accept and Go's "
-                              "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"))
-
-
-def _beyond_the_verifier(error: str | None) -> str | None:
-    """Why the verifier refused without judging (a feature it lacks), or None."""
-    return next((ours for words, ours in _BEYOND if error and words in error), None)
 
 
 def _names_in_other_forms(path: list) -> str | None:

@@ -1,4 +1,6 @@
-"""Critical extensions OpenSSL handles and cryptography's verifier does not: who accepts a chain holding one.
+"""What cryptography's verifier refuses without judging a chain, which OpenSSL accepts: features it lacks (the
+:data:`BEYOND` table: Ed25519, RSA-PSS, URI name constraints, a negative serial, a date before 2050 written as
+GeneralizedTime, ...), and critical extensions OpenSSL handles and it does not: who accepts a chain holding one.
 
 cryptography's web-PKI verifier refuses a certificate with any critical extension its policy does not name
 ("unaccounted-for critical extensions"; and a critical extendedKeyUsage): certificatePolicies,
@@ -66,3 +68,35 @@ def judged_by_certkit(path: list, error: str | None) -> str | None:
     others = "; ".join(f"of {CRITICAL_PEERS[oid][0]}, {CRITICAL_PEERS[oid][2]}"
                        for oid in dict.fromkeys(o for _, o in found))
     return f"it does not handle {which}; {OPENSSL_ACCEPTS}; {others}"
+
+
+# What cryptography's web-PKI verifier refuses without judging the certificate: (its words, ours).
+BEYOND = (("unsupported name constraint", "it does not implement URI name constraints, which certkit puts on "
+                                           "every constrained CA"),
+           ("malformed DNS name constraint", "it refuses a DNS name constraint written with a leading dot (the "
+                                             "subdomains only) or empty (every name), which OpenSSL, Python's ssl, Go "
+                                             "and NSS read so"),
+           ("malformed SAN", "it refuses, under name constraints, a DNS name with '_' ('_svc', 'foo_bar'), which "
+                             "OpenSSL, Python's ssl and Go take"),
+           ("invalid domain name", "it refuses a DNS name with '_' ('_svc', 'foo_bar'), which OpenSSL, Python's ssl "
+                                   "and Go take"),
+           ("serial number cannot be negative", "its web-PKI policy refuses a negative serial number (RFC 5280 "
+                                                "forbids it), which OpenSSL (-x509_strict too), Python's ssl, GnuTLS "
+                                                "and Java accept"),
+           ("must be UtcTime", "its web-PKI policy refuses a date before 2050 written as GeneralizedTime (RFC 5280 "
+                               "asks for UTCTime), which OpenSSL (-x509_strict too), Python's ssl, GnuTLS and Java "
+                               "accept"),
+           ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
+           ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
+                     "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),
+           ("Sha224", "its web-PKI policy forbids SHA-224 signatures, which OpenSSL and Python's ssl accept and Go's "
+                      "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
+           ("algorithm: RsaPss", "its web-PKI policy forbids RSA-PSS CA keys, which OpenSSL and Python's ssl accept "
+                                 "and Go's crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"),
+           ("algorithm: Dsa", "its web-PKI policy forbids DSA keys, which OpenSSL and Python's ssl accept and Go's "
+                              "crypto/x509 (etcd, Consul) refuses (algorithm unimplemented)"))
+
+
+def beyond_the_verifier(error: str | None) -> str | None:
+    """Why the verifier refused without judging (a feature it lacks), or None."""
+    return next((ours for words, ours in BEYOND if error and words in error), None)

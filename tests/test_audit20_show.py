@@ -182,3 +182,60 @@ def test_probe_of_a_server_under_a_ca_with_critical_policy_constraints_says_yes(
     assert data["tls_version"] == "TLSv1.2"
     assert said.returncode == 0 and data["server_certificate"]["ok"] is True, said.stdout
     assert data["server_certificate"]["verified"] is True and data["server_certificate"]["reasons"] == []
+
+
+# --- 3. dates before 2050 written as GeneralizedTime ---------------------------------------------------------------
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    length = bytes([size]) if size < 128 else bytes([0x80 | (size.bit_length() + 7) // 8]) + size.to_bytes(
+        (size.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + body
+
+
+def _children(der: bytes) -> list[bytes]:
+    """The DER elements inside ``der``'s outer element, each whole."""
+    start = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
+    out, i = [], start
+    while i < len(der):
+        size, head = der[i + 1], 2
+        if size & 0x80:
+            head += size & 0x7F
+            size = int.from_bytes(der[i + 2:i + head], "big")
+        out.append(der[i:i + head + size])
+        i += head + size
+    return out
+
+
+def _generalized_time(cert: x509.Certificate, issuer_key) -> x509.Certificate:
+    """``cert`` with its validity written as GeneralizedTime (as some CAs write every date), signed again."""
+    outer = _children(cert.public_bytes(serialization.Encoding.DER))
+    fields = _children(outer[0])
+    at = 4 if fields[0][0] == 0xA0 else 3  # version, serial, signature, issuer, validity
+    times = [_tlv(0x18, b"20" + t[2:]) for t in _children(fields[at])]  # UTCTime 26... -> 2026...
+    fields[at] = _tlv(0x30, b"".join(times))
+    tbs = _tlv(0x30, b"".join(fields))
+    signature = issuer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return x509.load_der_x509_certificate(_tlv(0x30, tbs + outer[1] + _tlv(0x03, b"\0" + signature)))
+
+
+def test_dates_before_2050_in_generalized_time_are_judged_as_peers_judge_them(tmp_path: Path) -> None:
+    """RFC 5280 asks for UTCTime before 2050; cryptography's verifier refused such a leaf or CA ('validity dates
+    between 1950 and 2049 must be UtcTime'), so verify said NOT VALID of what openssl verify -x509_strict, Python's
+    ssl, GnuTLS and Java accept."""
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Time Root", root_key, ca=True)
+    ca = _generalized_time(_cert("Time CA", ca_key, root, root_key, ca=True), root_key)
+    leaf = _generalized_time(_cert(HOST, leaf_key, ca, ca_key), ca_key)
+    assert ca.not_valid_before_utc < NOW < leaf.not_valid_after_utc  # the dates themselves are unchanged
+    for file, certs in (("root.pem", (root,)), ("full.pem", (leaf, ca)), ("leaf.pem", (leaf,)), ("chain.pem", (ca,))):
+        (tmp_path / file).write_bytes(_pem(*certs))
+    assert b"GENERALIZEDTIME" in openssl("asn1parse", "-in", tmp_path / "leaf.pem").stdout
+    strict = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", HOST, "-CAfile",
+                     tmp_path / "root.pem", "-untrusted", tmp_path / "chain.pem", tmp_path / "leaf.pem")
+    assert strict.returncode == 0, strict.stdout
+    assert _certtool_accepts(tmp_path / "root.pem", tmp_path / "full.pem")
+    said = run_certkit("verify", tmp_path / "full.pem", "--ca-file", tmp_path / "root.pem", "--purpose", "server",
+                       "--name", HOST)
+    assert said.returncode == 0, said.stdout
+    assert "refuses a date before 2050 written as GeneralizedTime (RFC 5280 asks for UTCTime), which OpenSSL " \
+           "(-x509_strict too), Python's ssl, GnuTLS and Java accept" in " ".join(said.stdout.split()), said.stdout
