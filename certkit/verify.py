@@ -280,13 +280,17 @@ def _names_in_other_forms(path: list) -> str | None:
 
 def _own_path_problem(path: list, purpose: str) -> str | None:
     """certkit's own check of a chain the verifier could not judge (signatures and dates are checked
-    already, by :func:`_path` and the caller): every issuer a CA allowed to sign certificates, its
-    path length respected, and the leaf's names inside every CA's name constraints."""
+    already, by :func:`_path` and the caller): a server certificate with a subjectAltName, every issuer a CA
+    allowed to sign certificates, its path length respected, and the leaf's names inside every CA's name
+    constraints."""
     from cryptography import x509
 
     from certkit.constraints import of_chain, openssl_reading, permitted
 
     leaf = path[0]
+    if purpose == "server" and not san_list(leaf):  # what the verifier asks of every server certificate
+        return ("it has no subjectAltName, which a TLS server certificate needs: browsers and Go refuse it (curl, "
+                "Python's ssl and OpenSSL fall back to its subject CN: give --name to see whether it names the host)")
     for depth, ca in enumerate(path[1:]):
         if not is_ca(ca):
             return f"its issuer {cn_text(ca.subject)} is not a CA"

@@ -86,6 +86,12 @@ BEYOND = (("unsupported name constraint", "it does not implement URI name constr
            ("must be UtcTime", "its web-PKI policy refuses a date before 2050 written as GeneralizedTime (RFC 5280 "
                                "asks for UTCTime), which OpenSSL (-x509_strict too), Python's ssl, GnuTLS and Java "
                                "accept"),
+           ("must be an X509v3 certificate", "its web-PKI policy refuses a version 1 certificate (no extensions, as "
+                                             "openssl x509 -req makes it without -extfile), which OpenSSL "
+                                             "(-x509_strict too), Python's ssl, GnuTLS and Java accept"),
+           ("serial between 1 and 20 octets", "its web-PKI policy refuses a serial number longer than 20 octets "
+                                              "(RFC 5280's limit), which OpenSSL (-x509_strict too), Python's ssl, "
+                                              "GnuTLS and Java accept"),
            ("Ed25519", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed25519"),
            ("Ed448", "it accepts only the RSA and ECDSA keys and signatures of the web PKI, not Ed448; OpenSSL and "
                      "Python's ssl accept it, Go's crypto/x509 (etcd, Consul) refuses it (bad certificate)"),

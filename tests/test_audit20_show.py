@@ -239,3 +239,42 @@ def test_dates_before_2050_in_generalized_time_are_judged_as_peers_judge_them(tm
     assert said.returncode == 0, said.stdout
     assert "refuses a date before 2050 written as GeneralizedTime (RFC 5280 asks for UTCTime), which OpenSSL " \
            "(-x509_strict too), Python's ssl, GnuTLS and Java accept" in " ".join(said.stdout.split()), said.stdout
+
+
+# --- 4. what openssl x509 -req makes: a version 1 certificate; a serial longer than 20 octets -----------------------
+def test_a_version_1_leaf_and_a_long_serial_are_judged_as_peers_judge_them(tmp_path: Path) -> None:
+    """``openssl x509 -req`` without -extfile makes a version 1 certificate (PostgreSQL's and many guides' recipe
+    for client certificates), and -set_serial can give more than 20 octets: cryptography's verifier refused both
+    ('certificate must be an X509v3 certificate', 'serial between 1 and 20 octets'), so verify said NOT VALID of
+    client and server certificates openssl verify -x509_strict, GnuTLS and Java accept. A version 1 server
+    certificate has no subjectAltName, which certkit still asks of a server certificate, in its own words."""
+    (tmp_path / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                       f"extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST}\n"
+                                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    made = [openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / "ca.key", "-out", tmp_path / "ca.pem", "-subj", "/CN=Guide Root", "-days", "30",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / "alice.key", "-out", tmp_path / "alice.csr", "-subj", "/CN=alice")]
+    sign = ("x509", "-req", "-in", tmp_path / "alice.csr", "-CA", tmp_path / "ca.pem", "-CAkey", tmp_path / "ca.key",
+            "-days", "10")
+    made += [openssl(*sign, "-out", tmp_path / "v1.pem"),
+             openssl(*sign, "-set_serial", "0x" + "ab" * 21, "-extfile", tmp_path / "leaf.ext", "-out",
+                     tmp_path / "long-serial.pem")]
+    assert all(m.returncode == 0 for m in made), [m.stderr for m in made]
+    assert b"Version: 1 (0x0)" in openssl("x509", "-in", tmp_path / "v1.pem", "-noout", "-text").stdout
+    for leaf, purpose, why in (("v1.pem", "client", "refuses a version 1 certificate"),
+                               ("long-serial.pem", "server", "refuses a serial number longer than 20 octets")):
+        strict = openssl("verify", "-x509_strict", "-purpose", f"ssl{purpose}", "-CAfile", tmp_path / "ca.pem",
+                         tmp_path / leaf)
+        assert strict.returncode == 0, strict.stdout
+        assert _certtool_accepts(tmp_path / "ca.pem", tmp_path / leaf)
+        said = run_certkit("verify", tmp_path / leaf, "--ca-file", tmp_path / "ca.pem", "--purpose", purpose,
+                           *(["--name", "alice"] if purpose == "client" else ["--name", HOST]))
+        assert said.returncode == 0 and f"VALID as a TLS {purpose} certificate" in said.stdout, said.stdout
+        assert why in " ".join(said.stdout.split()) and "Python's ssl, GnuTLS and Java accept" in said.stdout
+    assert _java_validates(tmp_path, tmp_path / "ca.pem", tmp_path / "v1.pem",
+                           tmp_path / "long-serial.pem") == ["ACCEPTED", "ACCEPTED"]
+    said = run_certkit("verify", tmp_path / "v1.pem", "--ca-file", tmp_path / "ca.pem", "--purpose", "server")
+    assert said.returncode == 1 and "reason    it has no subjectAltName, which a TLS server certificate needs: " \
+        "browsers and Go refuse it" in said.stdout, said.stdout
