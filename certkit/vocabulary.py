@@ -65,12 +65,9 @@ def colons(hex_text: str) -> str:
 
 
 def serial_hex(serial: int) -> str:
-    """A serial as OpenSSL prints it: uppercase hex, an even number of digits (whole octets); a negative one
-    (which RFC 5280 forbids and other tools make) with its sign before them, ``-05``, not ``-5`` or ``0-80``."""
-    if serial < 0:
-        return "-" + serial_hex(-serial)
-    text = format(serial, "X")
-    return "0" + text if len(text) % 2 else text
+    """A serial as OpenSSL prints it: uppercase hex, whole octets (a negative one, made elsewhere: ``-05``)."""
+    text = format(abs(serial), "X")
+    return ("-" if serial < 0 else "") + ("0" + text if len(text) % 2 else text)
 
 
 def normalize_serial(text: str) -> str | None:
