@@ -73,8 +73,14 @@ def describe_parse_error(exc: Exception) -> str:
     repr nor the ASN.1 parser's internals (``ParseError { kind: ShortData { needed: 91 } }``)."""
     import re
 
+    from cryptography.x509 import UnsupportedGeneralNameType
+
     if isinstance(exc, KeyError):
         return "a name uses an unknown string type"
+    if isinstance(exc, UnsupportedGeneralNameType):  # valid X.509, which OpenSSL reads: not damage
+        return ("it holds an x400Address or ediPartyName name (in its subjectAltName or another name extension), a "
+                "form cryptography, which certkit reads certificates with, does not support (openssl x509 -text "
+                "shows it)")
     text = str(exc).strip()
     if "ParseError {" in text:
         kind = re.search(r"kind: (\w+)", text)
@@ -85,6 +91,29 @@ def describe_parse_error(exc: Exception) -> str:
     if text.startswith("Unable to load PEM file"):
         return "its PEM text is damaged"
     return text.splitlines()[0].rstrip(".") if text else "it could not be parsed"
+
+
+def damaged(exc: Exception, what: str = "certificate") -> str:
+    """``a damaged certificate``, or, for what is valid X.509 that cryptography does not support, ``a certificate
+    certkit cannot read``: the words before :func:`describe_parse_error`'s."""
+    from cryptography.x509 import UnsupportedGeneralNameType
+
+    return f"a {what} certkit cannot read" if isinstance(exc, UnsupportedGeneralNameType) else f"a damaged {what}"
+
+
+def damage_said(exc: Exception, what: str = "certificate") -> str:
+    """``a damaged certificate: <why>`` (:func:`damaged`, :func:`describe_parse_error`)."""
+    return f"{damaged(exc, what)}: {describe_parse_error(exc)}"
+
+
+def unreadable_certificate(cert) -> Exception | None:
+    """What stops certkit from reading ``cert``'s names and extensions (parsed when first read): the
+    exception, or None when they can be read."""
+    try:
+        cert.subject, cert.issuer, list(cert.extensions)  # noqa: B018 (read to be parsed)
+    except parse_errors() as exc:
+        return exc
+    return None
 
 
 class CertkitError(Exception):

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.errors import CertkitError, describe_parse_error, parse_errors
+from certkit.errors import CertkitError, damage_said, parse_errors
 from certkit.handshake_keys import signing_usage_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
@@ -301,7 +301,7 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
         for crl, name in material.crls:
             items.append({"file": name, **describe_crl(crl, now=now)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
-        raise UnreadableFile(f"{path} holds a damaged certificate or CSR: {describe_parse_error(exc)}.") from None
+        raise UnreadableFile(f"{path} holds {damage_said(exc, 'certificate or CSR')}.") from None
     keys = []
     publics = [(_public_der(c), c) for c, _ in material.certificates]
     publics += [(_public_der(r), r) for r, _ in material.csrs]

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unchained_places, withdrawn
-from certkit.probe_http import ProbeError, Target, parse_url  # noqa: F401
+from certkit.probe_http import ProbeError, Target, parse_url, unreadable_chain  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import (
     CERT_REQUEST_STATE,
@@ -398,7 +398,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         result.partial_anchor = None if any(self_signed(r) for r in roots if is_ca(r)) else str(ca_file)
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher
-    result.chain = [describe_certificate(c, now=now) for c in seen.chain]
+    result.chain = [describe_certificate(c, now=now) for c in unreadable_chain(target.label, seen.chain)]
     # The CAs known (the trust's, and the intermediates a CA directory's inventory records) show a CA sent to be
     # above an intermediate the server leaves out
     recorded = recorded_cas(ca_dir) if ca_dir is not None else None

@@ -286,3 +286,15 @@ def misdirected(attempt, target: Target) -> str | None:
     return (f"the server answered HTTP 421 Misdirected Request: it does not serve {target.host} on this connection, "
             "whose TLS settings (its certificate, whether it asks for a client certificate) it chose by the "
             f"server name the client sent (SNI){sni}; probe it by a name it serves")
+
+
+def unreadable_chain(label: str, chain: list) -> list:
+    """The server's ``chain``, once each certificate in it can be read; else a ProbeError naming the first one
+    certkit cannot read (damaged, or a name form cryptography lacks, which OpenSSL takes): not a traceback."""
+    from certkit.errors import damage_said, unreadable_certificate
+
+    for place, cert in enumerate(chain, start=1):
+        if (exc := unreadable_certificate(cert)) is not None:
+            raise ProbeError(f"{shown(label)}: certificate {place} of {len(chain)} the server sends is "
+                             f"{damage_said(exc)}; openssl s_client -connect {shown(label)} -showcerts shows them.")
+    return chain

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.anchors import refuse_server_chain
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, damage_said
 from certkit.probe_http import unescaped_zone, zone_index
 from certkit.pyossl import drain_rejected
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
@@ -328,7 +328,7 @@ class IdentityServer(ThreadingHTTPServer):
             try:
                 identity = peer_identity(der, request.version())
             except Exception as exc:  # OpenSSL parsed it, so this is not expected; never a traceback
-                self.log(f"rejected {peer}: the client certificate cannot be parsed: {exc}")
+                self.log(f"rejected {peer}: it presented {damage_said(exc, 'client certificate')}")
                 return
             refused = list(getattr(request, "refused", []))
             failed = set(getattr(request, "failed", ()))

@@ -372,7 +372,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     """:func:`verify_certificate` on files: the certificate (with any chain in the same file), ``untrusted``
     intermediates, and the trust from ``ca_file`` or ``ca_dir``. Returns the verdict and where the trust came from."""
     from certkit.anchors import completed_chain_note
-    from certkit.errors import describe_parse_error, parse_errors
+    from certkit.errors import damage_said, parse_errors
     from certkit.files import STDIN
     from certkit.material import load_certificates
     from certkit.withdrawals import inventory_problems
@@ -400,7 +400,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
                                               [leaf, *chain], False if ca_file is not None else ca_dir))
         path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
-        raise CertkitError(f"{shown(cert_path)} holds a damaged certificate: {describe_parse_error(exc)}.") from None
+        raise CertkitError(f"{shown(cert_path)} holds {damage_said(exc)}.") from None
     verdict.notes += notes + [n for n in [completed_chain_note(cert_path, folder, chain, path, trust, ca_file)] if n]
     if folder is not None:
         _judge_folder(verdict, folder, leaf, path)

@@ -278,3 +278,107 @@ def test_a_version_1_leaf_and_a_long_serial_are_judged_as_peers_judge_them(tmp_p
     said = run_certkit("verify", tmp_path / "v1.pem", "--ca-file", tmp_path / "ca.pem", "--purpose", "server")
     assert said.returncode == 1 and "reason    it has no subjectAltName, which a TLS server certificate needs: " \
         "browsers and Go refuse it" in said.stdout, said.stdout
+
+
+# --- 5. a certificate certkit cannot read: a name form cryptography lacks, a duplicated extension ------------------
+_EDI_PARTY_NAME = bytes.fromhex("a505a1030c0178")  # GeneralName [5] ediPartyName { partyName UTF8String "x" }
+
+
+def _with_edi_name(cn: str, key, issuer, issuer_key, eku) -> x509.Certificate:
+    """A leaf whose subjectAltName holds a DNS name and an ediPartyName: valid X.509, which OpenSSL reads and
+    cryptography does not."""
+    body = _tlv(0x82, b"localhost") + _EDI_PARTY_NAME
+    san = x509.UnrecognizedExtension(x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, _tlv(0x30, body))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30)).add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.ExtendedKeyUsage([eku]), False).add_extension(san, False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def _duplicated_extension(cert: x509.Certificate, issuer_key) -> bytes:
+    """``cert`` (DER) with its last extension written twice, signed again: damaged (RFC 5280 forbids it)."""
+    outer = _children(cert.public_bytes(serialization.Encoding.DER))
+    fields = _children(outer[0])
+    extensions = _children(_children(fields[-1])[0])
+    fields[-1] = _tlv(0xA3, _tlv(0x30, b"".join([*extensions, extensions[-1]])))
+    tbs = _tlv(0x30, b"".join(fields))
+    return _tlv(0x30, tbs + outer[1] + _tlv(0x03, b"\0" + issuer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def test_probe_of_a_chain_certkit_cannot_read_says_which_certificate_and_why(tmp_path: Path) -> None:
+    """A server sending a leaf with an ediPartyName in its subjectAltName (OpenSSL takes it), or an intermediate
+    with a duplicated extension: probe ended in a traceback (UnsupportedGeneralNameType, DuplicateExtension from
+    describing the chain); inspect and verify called the first 'a damaged certificate'. Now one Error line names
+    the certificate and why, and a name form cryptography lacks is not called damage."""
+    from test_probe import openssl_server
+
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Odd Root", root_key, ca=True)
+    ca = _cert("Odd CA", ca_key, root, root_key, ca=True)
+    edi = _with_edi_name("localhost", leaf_key, root, root_key, ExtendedKeyUsageOID.SERVER_AUTH)
+    (tmp_path / "root.pem").write_bytes(_pem(root))
+    (tmp_path / "edi.pem").write_bytes(_pem(edi))
+    (tmp_path / "leaf.pem").write_bytes(_pem(_cert(HOST, leaf_key, ca, ca_key)))
+    (tmp_path / "chain.der").write_bytes(_duplicated_extension(ca, root_key))
+    made = openssl("x509", "-inform", "DER", "-in", tmp_path / "chain.der", "-out", tmp_path / "chain.pem")
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "leaf.key").write_bytes(_key_pem(leaf_key))
+    assert openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", tmp_path / "root.pem",
+                   tmp_path / "edi.pem").returncode == 0  # OpenSSL reads it, and takes it
+    cannot_read = ("a certificate certkit cannot read: it holds an x400Address or ediPartyName name (in its "
+                   "subjectAltName or another name extension), a form cryptography, which certkit reads certificates "
+                   "with, does not support (openssl x509 -text shows it)")
+    for chain, said in ((("-cert", tmp_path / "edi.pem"), f"certificate 1 of 1 the server sends is {cannot_read}"),
+                        (("-cert", tmp_path / "leaf.pem", "-cert_chain", tmp_path / "chain.pem"),
+                         "certificate 2 of 2 the server sends is a damaged certificate: Duplicate 2.5.29.35 extension "
+                         "found")):
+        with openssl_server(*chain, "-key", tmp_path / "leaf.key") as port:
+            probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", tmp_path / "root.pem")
+        assert probed.returncode == 1 and probed.stdout == "", probed.stdout
+        assert probed.stderr == f"Error: localhost:{port}: {said}; openssl s_client -connect localhost:{port} " \
+                                "-showcerts shows them.\n", probed.stderr
+    inspected = run_certkit("inspect", tmp_path / "edi.pem")
+    assert inspected.stderr == f"Error: {tmp_path / 'edi.pem'} holds a certificate or CSR certkit cannot read: " \
+                               f"{cannot_read.split(': ', 1)[1]}.\n", inspected.stderr
+    verified = run_certkit("verify", tmp_path / "edi.pem", "--ca-file", tmp_path / "root.pem", "--purpose", "server")
+    assert verified.stderr == f"Error: {tmp_path / 'edi.pem'} holds {cannot_read}.\n", verified.stderr
+
+
+def test_serve_says_why_it_rejects_a_client_certificate_certkit_cannot_read(tmp_path: Path) -> None:
+    """Python's ssl takes a client certificate with an ediPartyName; serve then logged 'the client certificate
+    cannot be parsed: x400Address/EDIPartyName are not supported types' (cryptography's words). Now its log says
+    it is a certificate certkit cannot read, and why."""
+    import socket
+    import ssl
+
+    from serve_process import serving
+
+    root_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Odd Client Root", root_key, ca=True)
+    (tmp_path / "root.pem").write_bytes(_pem(root))
+    (tmp_path / "server.pem").write_bytes(_pem(_cert(HOST, server_key, root, root_key)))
+    (tmp_path / "server.key").write_bytes(_key_pem(server_key))
+    (tmp_path / "client.pem").write_bytes(_pem(_with_edi_name("alice", client_key, root, root_key,
+                                                              ExtendedKeyUsageOID.CLIENT_AUTH)))
+    (tmp_path / "client.key").write_bytes(_key_pem(client_key))
+    with serving("--cert", tmp_path / "server.pem", "--key", tmp_path / "server.key", "--client-ca",
+                 tmp_path / "root.pem") as srv:
+        context = ssl.create_default_context(cafile=tmp_path / "root.pem")
+        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            tls.recv(100)
+        line = srv.wait_for_log("rejected")[0]
+    assert line.endswith("it presented a client certificate certkit cannot read: it holds an x400Address or "
+                         "ediPartyName name (in its subjectAltName or another name extension), a form cryptography, "
+                         "which certkit reads certificates with, does not support (openssl x509 -text shows it)"), line
