@@ -105,12 +105,19 @@ def load_material(path: str | Path, *, wanted: str = "certificate or CSR to desc
 
 def load_certificates(path: str | Path, role: str) -> list:
     """The certificates of ``path``, given as ``role`` (--untrusted: "intermediate CA certificates"):
-    a file with none (a CSR, a key) is refused, naming what it holds instead."""
+    a file with none (a CSR, a key) is refused, naming what it holds instead; so is one holding a certificate
+    certkit cannot read (damaged, or a name form cryptography lacks), naming which."""
     material = load_material(path, wanted=f"certificate; it is given as {role}")
     if not material.certificates:
         found = (["a CSR"] if material.csrs else []) + (["a private key"] if material.keys else [])
         raise UnreadableFile(f"{_name(Path(path))} holds {' and '.join(found)} but no certificate; it is given as "
                              f"{role}.")
+    from certkit.errors import damage_said, unreadable_certificate
+
+    for place, (cert, _) in enumerate(material.certificates, start=1):  # parsed when first read: said here, once
+        if (exc := unreadable_certificate(cert)) is not None:
+            raise UnreadableFile(f"{_name(Path(path))} holds, as certificate {place} of {len(material.certificates)}, "
+                                 f"{damage_said(exc)}; it is given as {role}.")
     return [cert for cert, _ in material.certificates]
 
 

@@ -382,3 +382,37 @@ def test_serve_says_why_it_rejects_a_client_certificate_certkit_cannot_read(tmp_
     assert line.endswith("it presented a client certificate certkit cannot read: it holds an x400Address or "
                          "ediPartyName name (in its subjectAltName or another name extension), a form cryptography, "
                          "which certkit reads certificates with, does not support (openssl x509 -text shows it)"), line
+
+
+def test_files_given_beside_the_certificate_name_the_one_certkit_cannot_read(tmp_path: Path) -> None:
+    """A damaged intermediate in --untrusted made verify blame the certificate verified ('leaf.pem holds a damaged
+    certificate'); in --ca-file, and in probe's --cert file, it ended in a traceback (DuplicateExtension,
+    UnsupportedGeneralNameType). Every file of certificates given to a command (material.load_certificates:
+    --untrusted, --ca-file, --cert, serve's --client-ca, export-p12's certificate) now names itself, which
+    certificate in it, and why, in one line, before any connection."""
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Odd Root", root_key, ca=True)
+    ca = _cert("Odd CA", ca_key, root, root_key, ca=True)
+    (tmp_path / "root.pem").write_bytes(_pem(root))
+    (tmp_path / "leaf.pem").write_bytes(_pem(_cert(HOST, leaf_key, ca, ca_key)))
+    (tmp_path / "leaf.key").write_bytes(_key_pem(leaf_key))
+    (tmp_path / "ca.der").write_bytes(_duplicated_extension(ca, root_key))
+    made = openssl("x509", "-inform", "DER", "-in", tmp_path / "ca.der", "-out", tmp_path / "ca.pem")
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "edi.pem").write_bytes(_pem(_with_edi_name("alice", leaf_key, root, root_key,
+                                                           ExtendedKeyUsageOID.CLIENT_AUTH)))
+    damaged = "a damaged certificate: Duplicate 2.5.29.35 extension found"
+    for args, said in (
+            (("verify", tmp_path / "leaf.pem", "--untrusted", tmp_path / "ca.pem", "--ca-file", tmp_path / "root.pem",
+              "--purpose", "server"), f"{tmp_path / 'ca.pem'} holds, as certificate 1 of 1, {damaged}; it is given "
+                                      "as --untrusted, the intermediate CA certificates."),
+            (("verify", tmp_path / "leaf.pem", "--ca-file", tmp_path / "ca.pem", "--purpose", "server"),
+             f"{tmp_path / 'ca.pem'} holds, as certificate 1 of 1, {damaged}; it is given as --ca-file, the CA "
+             "certificate(s) to trust."),
+            (("probe", "https://localhost:1/", "--cert", tmp_path / "edi.pem", "--key", tmp_path / "leaf.key"),
+             f"{tmp_path / 'edi.pem'} holds, as certificate 1 of 1, a certificate certkit cannot read: it holds an "
+             "x400Address or ediPartyName name (in its subjectAltName or another name extension), a form "
+             "cryptography, which certkit reads certificates with, does not support (openssl x509 -text shows it); "
+             "it is given as the client certificate to present (--cert, --bundle).")):
+        ran = run_certkit(*args)
+        assert (ran.returncode, ran.stderr) == (1, f"Error: {said}\n"), ran.stderr
