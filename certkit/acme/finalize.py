@@ -12,7 +12,11 @@ order out of ``processing`` by what happened:
 When the database refuses that last write too (still locked), the order is remembered and
 settled by :meth:`Finalizer.settle`, which the server's maintenance round runs, and which a
 request for that order runs first: never an order left ``processing`` by a live server whose
-finalize has ended. :meth:`Finalizer.running` says which finalizes are in flight, for a stop.
+finalize has ended. So is the inventory row of a certificate signed and recorded but never
+delivered (its order could not take it): the pipeline abandons it, and when the database refuses
+that too (full, locked) it is settled later the same way, never left ``pending`` ("being written
+by a certkit command that still runs") for as long as the server lives.
+:meth:`Finalizer.running` says which finalizes are in flight, for a stop.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Finalizer:
         self._running: set[str] = set()  # order ids being finalized by a thread of this process
         self._stalled: dict[str, dict | None] = {}  # order id -> its error (None: ready again), not yet written
         self._unmarked: set[str] = set()  # serials delivered whose inventory row is still pending
+        self._undelivered: dict[str, str] = {}  # serial never delivered -> its order: its row not abandoned yet
 
     def finalize(self, order: Order, payload: dict) -> IssuedChain:
         """Issue the certificate of the ready ``order`` for the CSR in ``payload``; a Problem otherwise."""
@@ -81,9 +86,56 @@ class Finalizer:
         return None
 
     def _issue(self, order_id: str, csr, renews: str | None = None) -> IssuedChain:
+        undelivered: list[str] = []  # recorded, never delivered: abandoned, or settled later
         try:
-            issued = issue_for_order(self.ca, csr, self.config.days, order_id=order_id, renews=renews,
-                                     store=lambda chain: self._complete(order_id, chain))
+            issued = self._run_issue(order_id, csr, renews, undelivered)
+        finally:
+            self._left_pending(order_id, undelivered)
+        return self._issued(order_id, issued)
+
+    def _issued(self, order_id: str, issued: IssuedChain) -> IssuedChain:
+        if issued.unmarked:
+            with self._lock:
+                self._unmarked.add(issued.serial)
+            self.log(f"order {order_id}: certificate {issued.serial} delivered; its inventory row could not be "
+                     "marked valid yet (the inventory is busy), retried by the next maintenance round")
+        return issued
+
+    def _left_pending(self, order_id: str, serials: list[str]) -> None:
+        """Settle the rows of certificates recorded for the order but never delivered (the pipeline abandoned
+        them, unless the database refused: then later, by :meth:`settle`)."""
+        if not serials:
+            return
+        with self._lock:
+            self._undelivered.update(dict.fromkeys(serials, order_id))
+        try:
+            self._settle_undelivered()
+        except CertkitError as exc:
+            self.log(f"order {order_id}: the inventory row of certificate {', '.join(serials)}, never delivered, "
+                     f"cannot be marked abandoned now ({shown(exc)}); retried")
+
+    def _settle_undelivered(self) -> None:
+        """Abandon the pending rows of certificates never delivered: those no order holds (an order that does
+        hold one, its write having succeeded after all, makes it valid)."""
+        from certkit.acme.state import delivered_serials
+
+        with self._lock:
+            serials = sorted(self._undelivered)
+        if not serials:
+            return
+        with self.state.db.read() as conn:
+            held = delivered_serials(conn, serials)
+        if held:
+            self.ca.inventory.mark_issued(sorted(held))
+        self.ca.inventory.mark_abandoned([serial for serial in serials if serial not in held])
+        with self._lock:
+            for serial in serials:
+                self._undelivered.pop(serial, None)
+
+    def _run_issue(self, order_id: str, csr, renews: str | None, undelivered: list[str]) -> IssuedChain:
+        try:
+            return issue_for_order(self.ca, csr, self.config.days, order_id=order_id, renews=renews,
+                                   store=lambda chain: self._complete(order_id, chain), undelivered=undelivered)
         except NothingIssued as problem:
             self._end(order_id, None)
             self.log(f"order {order_id}: nothing issued, the order is ready again: {problem.detail}")
@@ -95,12 +147,6 @@ class Finalizer:
         except BaseException:
             self._end(order_id, Problem("serverInternal", "Issuing failed.").to_json())
             raise
-        if issued.unmarked:
-            with self._lock:
-                self._unmarked.add(issued.serial)
-            self.log(f"order {order_id}: certificate {issued.serial} delivered; its inventory row could not be "
-                     "marked valid yet (the inventory is busy), retried by the next maintenance round")
-        return issued
 
     def _complete(self, order_id: str, chain: IssuedChain) -> None:
         """Put the certificate into its order (its inventory row still pending). If the order was
@@ -132,13 +178,20 @@ class Finalizer:
         else:
             self.state.fail_order(order_id, error)
 
-    def stalled(self, order_id: str) -> bool:
+    def unsettled(self, order_id: str) -> bool:
+        """Whether a finalize of the order left what the database refused to write: the order still
+        processing, or the row of a certificate never delivered still pending (:meth:`settle` writes them)."""
         with self._lock:
-            return order_id in self._stalled
+            return order_id in self._stalled or order_id in self._undelivered.values()
 
     def settle(self) -> None:
-        """Write what the database refused when a finalize ended: orders out of processing, and
-        rows of delivered certificates marked valid. What it refuses again stays for the next call."""
+        """Write what the database refused when a finalize ended: orders out of processing, rows of
+        delivered certificates marked valid, rows of certificates never delivered marked abandoned.
+        What it refuses again stays for the next call."""
+        try:
+            self._settle_undelivered()
+        except CertkitError:
+            pass  # still refused: the next call
         with self._lock:
             stalled, unmarked = dict(self._stalled), sorted(self._unmarked)
         for order_id, error in stalled.items():

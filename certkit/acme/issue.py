@@ -165,11 +165,16 @@ def lifetime(ca: "CA", days: int | None) -> int | None:
 
 
 def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_id: str,
-                    store: "Callable[[IssuedChain], None]", renews: str | None = None) -> IssuedChain:
+                    store: "Callable[[IssuedChain], None]", renews: str | None = None,
+                    undelivered: list[str] | None = None) -> IssuedChain:
     """Sign ``request`` (checked by :func:`check_csr`) as a server certificate; ``store`` puts it in
     the order ``order_id`` while its inventory row is pending, and the row is valid once stored.
     ``renews``: the certificate it is recorded as renewing; one revoked or renewed meanwhile (the
-    inventory refuses the record) is not, and the certificate is issued as a first one."""
+    inventory refuses the record) is not, and the certificate is issued as a first one.
+    ``undelivered`` gets the serial of each certificate recorded but not stored: the pipeline
+    abandons its row, unless the database refuses that too (full, locked), and then the row stays
+    pending for as long as this process lives; the caller settles it once the database takes it
+    (:meth:`certkit.acme.finalize.Finalizer.settle`)."""
     from dataclasses import replace
 
     from certkit.errors import AlreadyRevoked, CannotRenew, UnknownCertificate
@@ -179,13 +184,14 @@ def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_
     target.sink, target.replacing = "acme", renews  # replacing: no other successor of it is refused
     planned = csr_request(request, KIND, days=lifetime(ca, days))
     stored: list[IssuedChain] = []
+    undelivered = [] if undelivered is None else undelivered
     try:
         try:
-            _deliver(ca, replace(planned, renewed_from=renews), target, store, stored)
+            _deliver(ca, replace(planned, renewed_from=renews), target, store, stored, undelivered)
         except (AlreadyRevoked, CannotRenew, UnknownCertificate):  # only the record of ``renews`` says these
             if renews is None or stored:
                 raise
-            _deliver(ca, planned, target, store, stored)
+            _deliver(ca, planned, target, store, stored, undelivered)
     except Problem:
         raise  # from store: the order was settled meanwhile, and the certificate abandoned
     except CertkitError as exc:
@@ -196,13 +202,19 @@ def issue_for_order(ca: "CA", request: "CSRRequest", days: int | None, *, order_
     return stored[0]
 
 
-def _deliver(ca: "CA", planned, target, store: "Callable[[IssuedChain], None]", stored: list[IssuedChain]) -> None:
-    """Issue ``planned`` through the pipeline and ``store`` it while its row is pending; ``stored`` gets it."""
+def _deliver(ca: "CA", planned, target, store: "Callable[[IssuedChain], None]", stored: list[IssuedChain],
+             undelivered: list[str]) -> None:
+    """Issue ``planned`` through the pipeline and ``store`` it while its row is pending; ``stored`` gets it,
+    ``undelivered`` its serial if ``store`` failed (its row is then abandoned, if the database lets it)."""
     from certkit.issuing import begin
 
     with begin(ca, planned, target) as issued:
         chain = IssuedChain(issued.serial_hex, issued.cert, issued.fullchain_pem.decode("ascii"))
-        store(chain)
+        try:
+            store(chain)
+        except BaseException:
+            undelivered.append(issued.serial_hex)
+            raise
         stored.append(chain)
 
 

@@ -286,10 +286,11 @@ class Resources:
     def _settled(self, order: Order) -> Order:
         """``order`` as it reads once what this server could not write when its finalize or a
         validation ended (the database was locked) is written: never left processing behind a
-        finalize that is over, never pending behind a validation that is."""
+        finalize that is over, never pending behind a validation that is, and no inventory row left
+        pending by its finalize for a certificate never delivered."""
         if order.status == "pending" and self._validations_written():
             order = self.state.order(order.id)
-        if order.status == "processing" and self.finalizer.stalled(order.id):
+        if self.finalizer.unsettled(order.id):  # its end, or a row it left pending for a certificate never delivered
             self.finalizer.settle()
             return self.state.order(order.id)
         return order

@@ -1,0 +1,88 @@
+"""The ACME server, audit round twenty (acme), each as a class:
+
+1. a finalize whose certificate was signed and recorded (its inventory row pending) but never delivered,
+   because its order could not take it (the disk full, the SQLite inventory locked, the order settled
+   meanwhile), left the row pending for as long as the server lived when the database refused to mark it
+   abandoned too: the pipeline tries once, at that moment, when the same database refuses. The server runs
+   for months, so ``certkit check`` and ``list`` kept saying the certificate was "being written by a certkit
+   command that still runs", and a renewal's row left so made its predecessor look renewed. The server now
+   remembers such rows and settles them (abandoned, or valid if an order does hold the certificate) at the
+   next request for that order and at every maintenance round, as it does an order it could not take out of
+   processing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acme_client import Client, HTTP01Responder, make_csr
+from acme_helpers import AcmeServer, ports
+from conftest import PASSPHRASE, certkit_env, run_certkit
+from integrity_helpers import fill, tmpfs
+
+
+# --- 1: a row of a certificate never delivered is abandoned once the database takes it -------------------
+def _pending(inventory: Path) -> set[str]:
+    with sqlite3.connect(f"file:{inventory}?mode=ro", uri=True, timeout=30) as db:
+        return {serial for (serial,) in db.execute("SELECT serial FROM certificates WHERE status = 'pending'"
+                                                   " AND sink = 'acme'")}
+
+
+def _status(inventory: Path, serial: str) -> str:
+    with sqlite3.connect(f"file:{inventory}?mode=ro", uri=True, timeout=30) as db:
+        return db.execute("SELECT status FROM certificates WHERE serial = ?", (serial,)).fetchone()[0]
+
+
+def test_a_certificate_never_delivered_is_not_left_pending_while_the_server_runs(tmp_path: Path) -> None:
+    """A CA directory on a small tmpfs; a ready order is finalized with the disk filled to a little under
+    what issuing takes, each time a little more, until the finalize fails after its certificate was recorded
+    (a 503, its row pending, the order unable to take it). Once the disk has room again, the next request for
+    that order finds the row abandoned: nobody received that certificate. Before, it stayed pending until
+    the server stopped."""
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    root = tmp_path / "root"
+    run_certkit("init-ca", "--ca-dir", root, "--name", "Full Disk Root", env=env, check=True)
+    with tmpfs(tmp_path / "small", "size=3m") as small:
+        issuing = small / "issuing"
+        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Full Disk ACME", env=env,
+                    check=True)
+        inventory = issuing / "inventory.sqlite3"
+        http_port, tls_port = ports(2)
+        server = AcmeServer("--allow-domain", "acme.test", "--http01-port", http_port, "--tls-alpn01-port", tls_port,
+                            "--resolve", "app.acme.test=127.0.0.1",
+                            env=certkit_env(CERTKIT_CA_DIR=str(issuing), CERTKIT_CA_PASSPHRASE=PASSPHRASE))
+        try:
+            client = Client(server.directory, root / "ca.pem")
+            client.register()
+            found = None
+            with HTTP01Responder(http_port) as responder:
+                for leave in range(8 << 10, 96 << 10, 4 << 10):
+                    order_url, order = client.new_order("app.acme.test")
+                    client.authorize(order, responder)
+                    order = client.wait(order_url)
+                    assert order["status"] == "ready", order
+                    before = _pending(inventory)
+                    filler = fill(small, leave)
+                    try:
+                        answer = client.finalize(order, make_csr(ec.generate_private_key(ec.SECP256R1()),
+                                                                 ["app.acme.test"]), check=False)
+                        left = _pending(inventory) - before
+                    finally:
+                        filler.unlink()
+                    if answer.status_code == 200:
+                        pytest.fail(f"no room of {leave} bytes or less made the finalize fail after its record")
+                    if answer.status_code == 503 and left:
+                        found = (order_url, left.pop())
+                        break
+            assert found is not None, "no room made the finalize fail after its certificate was recorded"
+            order_url, serial = found
+            assert client.get(order_url)["status"] == "ready"  # the client may finalize it again
+            assert _status(inventory, serial) == "abandoned"
+            assert not _pending(inventory)
+        finally:
+            server.stop()
+        assert "Traceback" not in server.stderr, server.stderr
