@@ -8,19 +8,26 @@
    command that still runs", and a renewal's row left so made its predecessor look renewed. The server now
    remembers such rows and settles them (abandoned, or valid if an order does hold the certificate) at the
    next request for that order and at every maintenance round, as it does an order it could not take out of
-   processing.
+   processing;
+2. a stop of the server (Ctrl-C, SIGTERM) that landed while its maintenance round renewed the server's own
+   HTTPS certificate (a third of its life left, or revoked) revoked the certificate being replaced, and the
+   renewal then went on to make its successor valid, whose key died with the process: a valid certificate
+   nobody holds the key of, until the next server started on this host (round nineteen left it alone). A stop
+   now waits for a renewal under way (up to 30 s, saying so), no renewal starts once it is stopping, and it
+   retires the certificate served then.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_client import Client, HTTP01Responder, make_csr
-from acme_helpers import AcmeServer, ports
+from acme_helpers import AcmeServer, ports, wait_for
 from conftest import PASSPHRASE, certkit_env, run_certkit
 from integrity_helpers import fill, tmpfs
 
@@ -86,3 +93,60 @@ def test_a_certificate_never_delivered_is_not_left_pending_while_the_server_runs
         finally:
             server.stop()
         assert "Traceback" not in server.stderr, server.stderr
+
+
+# --- 2: a stop waits for a renewal of the server's own certificate under way --------------------------------
+def test_a_stop_during_a_renewal_of_the_servers_own_certificate_leaves_none_valid(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """The real Listener, maintenance round (its interval shortened) and stop path of acme serve, in this
+    process; the renewal is held right after it signed the successor (the pipeline's 'signed' pause point), the
+    stop lands then. Before, the stop revoked the certificate being replaced and the renewal made its successor
+    valid afterwards."""
+    from test_acme_concurrency import _two_tier
+
+    from certkit.acme.db import Database
+    from certkit.acme.listener import Listener, maintain, retire_served
+    from certkit.acme.server import AcmeConfig, AcmeService
+    from certkit.acme.state import AcmeState
+    from certkit.store import CADirectory
+
+    _root, issuing, _env = _two_tier(tmp_path, None)
+    ca = CADirectory(issuing).open()
+    ca.unlock(PASSPHRASE.encode())
+    service = AcmeService(ca, AcmeState(Database(ca.inventory)), AcmeConfig())
+    service.start(workers=1)
+    said: list[str] = []
+    stop = threading.Event()
+    try:
+        listener = Listener(ca, ["localhost"], hold=lambda serial: service.state.hold_listener(serial, renews=True))
+        first = listener.issued.serial_hex
+        ca.revoke(first, "unspecified")  # the next round replaces it
+        marker = tmp_path / "paused"
+        monkeypatch.setenv("CERTKIT_TEST_PAUSE_AT", "signed")
+        monkeypatch.setenv("CERTKIT_TEST_PAUSE_FILE", str(marker))
+        worker = threading.Thread(target=maintain, args=(service, listener, stop, said.append, 0.05))
+        worker.start()
+        wait_for(marker.exists, what="the renewal to sign the successor")
+        stopped = threading.Event()
+
+        def stopping() -> None:  # what acme serve's stop does: the round stops, what is served is retired
+            stop.set()
+            retire_served(ca, service.state, listener, said.append)
+            stopped.set()
+
+        stopper = threading.Thread(target=stopping)
+        stopper.start()
+        wait_for(lambda: stopped.is_set() or any("waiting for the renewal" in line for line in said),
+                 what="the stop to retire or to wait")
+        marker.unlink()
+        stopper.join(60)
+        worker.join(60)
+        assert not stopper.is_alive() and not worker.is_alive()
+        second = listener.issued.serial_hex
+        assert second != first, said
+        rows = {serial: ca.inventory.get(serial) for serial in (first, second)}
+        assert {serial: row["status"] for serial, row in rows.items()} == {first: "revoked", second: "revoked"}, said
+        assert rows[second]["revocation_reason"] == "cessationOfOperation"
+    finally:
+        stop.set()
+        service.stop()

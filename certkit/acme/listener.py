@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from certkit.ca import CA
 
 MAINTENANCE_INTERVAL = 60.0
+# How long a stop waits for a renewal of the server's own certificate under way to end (a few writes and
+# a signature: seconds, unless the inventory is locked) before it retires what is served anyway.
+RENEWAL_WAIT_S = 30.0
 # The server's own TLS certificate: short-lived and renewed in place when a third is left.
 LISTENER_DAYS = 30
 
@@ -40,6 +43,9 @@ class Listener:
         ``hold_listener``) records which process holds each certificate's key before its row is
         valid, so that no moment leaves a valid certificate a kill would orphan unnoticed."""
         self.ca, self.names, self.days, self.hold = ca, names, days, hold
+        # Held by a renewal in the maintenance round from its start to the retirement of the certificate it
+        # replaced, and by a stop while it retires the one served: neither sees the other half done.
+        self.lock = threading.Lock()
         self.context = _server_context()  # no certificate until renew() loads one
         self.issued = None
         if issue:
@@ -86,16 +92,43 @@ def maintain(service: AcmeService, listener: Listener, stop: threading.Event, lo
         try:
             service.state.purge()
             service.settle()
-            revoked = listener.revoked()
-            if revoked or listener.due():
-                old = listener.issued
-                listener.renew()
-                log(f"server certificate renewed: serial {listener.issued.serial_hex}" + (
-                    f" (serial {old.serial_hex} was revoked, {revoked}: it is served no more)" if revoked else ""))
-                retire(listener.ca, service.state, old.serial_hex, "superseded", log)
-                service.state.hold_listener(listener.issued.serial_hex, renews=True)
+            with listener.lock:  # a stop waits for a renewal under way, and none starts once it is stopping
+                if stop.is_set():
+                    return
+                _renew_if_due(service, listener, log)
         except Exception as exc:
             log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")
+
+
+def _renew_if_due(service: AcmeService, listener: Listener, log: Callable[[str], None]) -> None:
+    """Renew the server's own certificate if it is due or was revoked, and retire the one it replaces."""
+    revoked = listener.revoked()
+    if revoked or listener.due():
+        old = listener.issued
+        listener.renew()
+        log(f"server certificate renewed: serial {listener.issued.serial_hex}" + (
+            f" (serial {old.serial_hex} was revoked, {revoked}: it is served no more)" if revoked else ""))
+        retire(listener.ca, service.state, old.serial_hex, "superseded", log)
+        service.state.hold_listener(listener.issued.serial_hex, renews=True)
+
+
+def retire_served(ca: "CA", state, listener: Listener, log: Callable[[str], None] | None,
+                  wait: float = RENEWAL_WAIT_S) -> bool:
+    """At a stop (the maintenance round's ``stop`` set): revoke the certificate served, cessationOfOperation,
+    once a renewal under way has ended (up to ``wait`` seconds). Retired at once, a stop that landed inside a
+    renewal revoked the certificate being replaced, and the renewal then went on to make its successor valid,
+    its key gone with this process: a valid certificate nobody holds the key of, until the next server
+    started on this host."""
+    taken = listener.lock.acquire(blocking=False)
+    if not taken:
+        if log is not None:
+            log(f"stopping: waiting for the renewal of the server's own certificate under way (up to {wait:g} s)")
+        taken = listener.lock.acquire(timeout=wait)
+    try:
+        return retire(ca, state, listener.issued.serial_hex, "cessationOfOperation", log)
+    finally:
+        if taken:
+            listener.lock.release()
 
 
 

@@ -338,7 +338,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
     import signal
     import threading
 
-    from certkit.acme.listener import maintain, retire
+    from certkit.acme.listener import maintain, retire_served
     from certkit.cli.serve import exit_stopped
     from certkit.errors import handle_stop_signals, restore_signals
     from certkit.issuing import uninterrupted
@@ -381,8 +381,7 @@ def _run(ca, service, listener, server, as_json: bool, data: dict, human: str) -
         finally:
             restore_signals(previous)
             try:  # stopped or failed, the key of its own certificate dies with this process: no valid row for it
-                retire(ca, service.state, listener.issued.serial_hex, "cessationOfOperation",
-                       None if failed else stderr_log)
+                retire_served(ca, service.state, listener, None if failed else stderr_log)
             finally:
                 service.stop()
     stderr_log("stopped")
