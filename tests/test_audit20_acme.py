@@ -14,12 +14,19 @@
    renewal then went on to make its successor valid, whose key died with the process: a valid certificate
    nobody holds the key of, until the next server started on this host (round nineteen left it alone). A stop
    now waits for a renewal under way (up to 30 s, saying so), no renewal starts once it is stopping, and it
-   retires the certificate served then.
+   retires the certificate served then;
+3. the class of 1 in the server's own certificate: a renewal whose new certificate was already loaded into
+   the TLS context (served) when the inventory refused to mark its row valid (full, locked) raised, so the
+   server served a certificate whose row stayed pending while it believed it served the one before: that
+   one was renewed again at every round, and at a stop the one retired was not the one served. The
+   certificate served is now the one the listener holds, and its row is marked valid by the next round.
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import ssl
 import threading
 from pathlib import Path
 
@@ -150,3 +157,70 @@ def test_a_stop_during_a_renewal_of_the_servers_own_certificate_leaves_none_vali
     finally:
         stop.set()
         service.stop()
+
+
+# --- 3: the server's own certificate, served, whose row could not be marked valid -----------------------------
+def _served_serial(context: ssl.SSLContext) -> str:
+    """The serial of the certificate a TLS handshake with ``context`` presents (over a socket pair)."""
+    from certkit.vocabulary import serial_hex
+
+    ours, theirs = socket.socketpair()
+
+    def answer() -> None:
+        try:
+            with context.wrap_socket(ours, server_side=True):
+                pass
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with client.wrap_socket(theirs, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    thread.join(30)
+    from cryptography import x509
+
+    return serial_hex(x509.load_der_x509_certificate(der).serial_number)
+
+
+def test_the_servers_own_certificate_served_while_its_row_could_not_be_marked_is_the_one_held(
+        tmp_path: Path) -> None:
+    """The real Listener over a CA directory on a small tmpfs, renewed with the disk filled to a little under
+    what a renewal takes, each time a little more, until the renewal fails after its certificate was loaded.
+    The listener must then hold the certificate it serves, and the next round's mark makes its row valid."""
+    from certkit.acme.listener import Listener
+    from certkit.errors import CertkitError
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    root = tmp_path / "root"
+    run_certkit("init-ca", "--ca-dir", root, "--name", "Listener Root", env=env, check=True)
+    with tmpfs(tmp_path / "small", "size=3m") as small:
+        issuing = small / "issuing"
+        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Listener ACME", env=env,
+                    check=True)
+        ca = CADirectory(issuing).open()
+        ca.unlock(PASSPHRASE.encode())
+        listener = Listener(ca, ["localhost"])
+        found = None
+        for leave in range(4 << 10, 96 << 10, 4 << 10):
+            before = listener.issued.serial_hex
+            filler = fill(small, leave)
+            try:
+                try:
+                    listener.renew()
+                except CertkitError:
+                    pass  # nothing served changed (checked below)
+                served = _served_serial(listener.context)
+            finally:
+                filler.unlink()
+            if served != before and _status(issuing / "inventory.sqlite3", served) == "pending":
+                found = served
+                break
+            assert served == listener.issued.serial_hex
+        assert found is not None, "no room made a renewal fail after its certificate was served"
+        assert listener.issued.serial_hex == found  # it holds what it serves: retired at a stop, renewed when due
+        listener.mark()  # the maintenance round's first step
+        assert _status(issuing / "inventory.sqlite3", found) == "valid"

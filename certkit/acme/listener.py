@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from certkit.acme.issue import issue_listener_certificate
+from certkit.errors import CertkitError
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Listener:
         self.lock = threading.Lock()
         self.context = _server_context()  # no certificate until renew() loads one
         self.issued = None
+        self.unmarked: str | None = None  # the serial served whose row the inventory could not mark valid yet
         if issue:
             self.renew()
 
@@ -62,8 +64,23 @@ class Listener:
             with in_memory(issued.fullchain_pem, issued.private_key_pem) as (chain, key):
                 context.load_cert_chain(chain, key)
             self.context = context  # new connections get the new certificate; those begun keep theirs
+            loaded.append(issued)
 
-        self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
+        loaded: list = []
+        try:
+            self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
+        except CertkitError:
+            if not loaded:  # nothing served changed
+                raise
+            # Served already, only its row's marking failed (the inventory full or locked): it is the one
+            # served (retired at a stop, replaced when due), its row marked valid by the next round (:meth:`mark`).
+            self.issued, self.unmarked = loaded[0], loaded[0].serial_hex
+
+    def mark(self) -> None:
+        """Mark valid the row of the certificate served, if the inventory refused it when it was issued."""
+        if self.unmarked is not None:
+            self.ca.inventory.mark_issued([self.unmarked])
+            self.unmarked = None
 
     def due(self) -> bool:
         cert = self.issued.cert
@@ -95,6 +112,7 @@ def maintain(service: AcmeService, listener: Listener, stop: threading.Event, lo
             with listener.lock:  # a stop waits for a renewal under way, and none starts once it is stopping
                 if stop.is_set():
                     return
+                listener.mark()
                 _renew_if_due(service, listener, log)
         except Exception as exc:
             log(f"maintenance failed (retried in {interval:g} s): {type(exc).__name__}: {shown(exc)}")
