@@ -19,7 +19,10 @@
    the TLS context (served) when the inventory refused to mark its row valid (full, locked) raised, so the
    server served a certificate whose row stayed pending while it believed it served the one before: that
    one was renewed again at every round, and at a stop the one retired was not the one served. The
-   certificate served is now the one the listener holds, and its row is marked valid by the next round.
+   certificate served is now the one the listener holds, and its row is marked valid by the next round;
+   and a renewal that failed before it served its certificate (the process's hold on its key refused),
+   when the pipeline could not abandon the row either, left it pending for as long as the server lived: the
+   next round now abandons it.
 """
 
 from __future__ import annotations
@@ -224,3 +227,53 @@ def test_the_servers_own_certificate_served_while_its_row_could_not_be_marked_is
         assert listener.issued.serial_hex == found  # it holds what it serves: retired at a stop, renewed when due
         listener.mark()  # the maintenance round's first step
         assert _status(issuing / "inventory.sqlite3", found) == "valid"
+
+
+def test_a_renewal_that_failed_before_serving_its_certificate_leaves_no_pending_row(tmp_path: Path) -> None:
+    """As above, with the hold acme serve gives its Listener (the ACME state's record of which process holds
+    the key, one more write before the certificate is served): the disk filled until a renewal fails with
+    the certificate signed and recorded but not served, its row still pending. The next round's first step
+    abandons it; before, it stayed pending until the server stopped."""
+    from certkit.acme.db import Database
+    from certkit.acme.listener import Listener
+    from certkit.acme.state import AcmeState
+    from certkit.errors import CertkitError
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    root = tmp_path / "root"
+    run_certkit("init-ca", "--ca-dir", root, "--name", "Unserved Root", env=env, check=True)
+    with tmpfs(tmp_path / "small", "size=3m") as small:
+        issuing = small / "issuing"
+        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Unserved ACME", env=env,
+                    check=True)
+        inventory = issuing / "inventory.sqlite3"
+        ca = CADirectory(issuing).open()
+        ca.unlock(PASSPHRASE.encode())
+        state = AcmeState(Database(ca.inventory))
+        state.create_schema()
+        listener = Listener(ca, ["localhost"], hold=lambda serial: state.hold_listener(serial, renews=True))
+        found = None
+        for leave in range(4 << 10, 64 << 10, 2 << 10):
+            context, before = listener.context, _pending_rows(inventory)
+            filler = fill(small, leave)
+            try:
+                try:
+                    listener.renew()
+                except CertkitError:
+                    left = _pending_rows(inventory) - before
+                    if listener.context is context and left:
+                        found = left.pop()
+            finally:
+                filler.unlink()
+            if found:
+                break
+        assert found is not None, "no room made a renewal fail with its certificate recorded and not served"
+        assert _served_serial(listener.context) != found
+        listener.mark()  # the maintenance round's first step
+        assert _status(inventory, found) == "abandoned"
+
+
+def _pending_rows(inventory: Path) -> set[str]:
+    with sqlite3.connect(f"file:{inventory}?mode=ro", uri=True, timeout=30) as db:
+        return {serial for (serial,) in db.execute("SELECT serial FROM certificates WHERE status = 'pending'")}

@@ -50,6 +50,7 @@ class Listener:
         self.context = _server_context()  # no certificate until renew() loads one
         self.issued = None
         self.unmarked: str | None = None  # the serial served whose row the inventory could not mark valid yet
+        self.unserved: set[str] = set()  # serials never served whose rows may still be pending
         if issue:
             self.renew()
 
@@ -57,6 +58,7 @@ class Listener:
         from certkit.sslcontext import in_memory
 
         def load(issued) -> None:
+            begun.append(issued.serial_hex)
             if self.hold is not None:  # while its row is pending: killed from here on, the next server revokes it
                 self.hold(issued.serial_hex)
             # The key never touches a disk (a memory file OpenSSL reads by path): a kill leaves none behind.
@@ -67,20 +69,27 @@ class Listener:
             loaded.append(issued)
 
         loaded: list = []
+        begun: list[str] = []
         try:
             self.issued = issue_listener_certificate(self.ca, self.names, self.days, load)
         except CertkitError:
-            if not loaded:  # nothing served changed
+            if not loaded:  # nothing served changed; a row the pipeline could not abandon: the next round does
+                self.unserved.update(begun)
                 raise
             # Served already, only its row's marking failed (the inventory full or locked): it is the one
             # served (retired at a stop, replaced when due), its row marked valid by the next round (:meth:`mark`).
             self.issued, self.unmarked = loaded[0], loaded[0].serial_hex
 
     def mark(self) -> None:
-        """Mark valid the row of the certificate served, if the inventory refused it when it was issued."""
+        """Settle what the inventory refused when a certificate was issued: the row of the one served marked
+        valid, those of certificates never served (a renewal failed before they were) abandoned."""
         if self.unmarked is not None:
             self.ca.inventory.mark_issued([self.unmarked])
             self.unmarked = None
+        if self.unserved:
+            done = sorted(self.unserved)
+            self.ca.inventory.mark_abandoned(done)  # pending rows only: one abandoned already stays so
+            self.unserved.difference_update(done)
 
     def due(self) -> bool:
         cert = self.issued.cert
