@@ -33,7 +33,6 @@ import ssl
 import threading
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_client import Client, HTTP01Responder, make_csr
@@ -77,7 +76,7 @@ def test_a_certificate_never_delivered_is_not_left_pending_while_the_server_runs
             client.register()
             found = None
             with HTTP01Responder(http_port) as responder:
-                for leave in range(8 << 10, 96 << 10, 4 << 10):
+                for leave in range(8 << 10, 96 << 10, 2 << 10):  # fill leaves from leave to leave + 4 KiB
                     order_url, order = client.new_order("app.acme.test")
                     client.authorize(order, responder)
                     order = client.wait(order_url)
@@ -90,9 +89,7 @@ def test_a_certificate_never_delivered_is_not_left_pending_while_the_server_runs
                         left = _pending(inventory) - before
                     finally:
                         filler.unlink()
-                    if answer.status_code == 200:
-                        pytest.fail(f"no room of {leave} bytes or less made the finalize fail after its record")
-                    if answer.status_code == 503 and left:
+                    if answer.status_code == 503 and left:  # a 200: no failure at this room, the next order tries more
                         found = (order_url, left.pop())
                         break
             assert found is not None, "no room made the finalize fail after its certificate was recorded"
@@ -208,7 +205,7 @@ def test_the_servers_own_certificate_served_while_its_row_could_not_be_marked_is
         ca.unlock(PASSPHRASE.encode())
         listener = Listener(ca, ["localhost"])
         found = None
-        for leave in range(4 << 10, 96 << 10, 4 << 10):
+        for leave in range(4 << 10, 96 << 10, 2 << 10):
             before = listener.issued.serial_hex
             filler = fill(small, leave)
             try:
