@@ -105,7 +105,9 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
                                "through links. Give the real path.")
     if folder.exists() and not folder.is_dir():
         raise OutputExists(f"{shown(folder)} exists and is not a folder.", replaceable=False)
-    from certkit.paths import check_can_write
+    from certkit.paths import check_can_write, refuse_controlled_above
+
+    refuse_controlled_above(folder)
 
     if not folder.exists():
         from certkit.paths import check_folders_above

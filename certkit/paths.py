@@ -291,3 +291,33 @@ def check_renewable_in_place(folder: str | Path) -> None:
             f"in a folder beside it under a temporary name {TEMPORARY_OVERHEAD} bytes longer, more than the "
             f"{NAME_MAX} bytes file systems allow. Rename the folder to a name of at most {limit} bytes and renew "
             "it there, or give --out DIR to write the renewed bundle into a new folder.")
+
+
+def refuse_controlled_above(path: str | Path, what: str = "output folder") -> None:
+    """Refuse to write ``path`` (a bundle folder, a CRL file, a new CA directory) below a folder that another
+    user controls: one owned by someone other than this user or root, or writable by every user without the
+    sticky bit. certkit reaches what it writes there by name (a temporary folder beside ``path``, then a rename):
+    that user could move those names between two steps and put links in their place, making a command run as
+    root write its files, or move a file of root's, wherever the link leads (the folder itself is judged by
+    ``bundle.check_folder_owner``). The folders above the path as given and above where it leads are judged."""
+    if not hasattr(os, "geteuid"):
+        return
+    me, seen = os.geteuid(), set()
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        for above in Path(start).parents:
+            if above in seen:
+                continue
+            seen.add(above)
+            try:
+                info = os.stat(above)
+            except OSError:
+                continue  # not there (yet): said when writing
+            if info.st_uid not in (me, 0):
+                who = f"belongs to another user (uid {info.st_uid}), who"
+            elif info.st_mode & 0o002 and not info.st_mode & 0o1000:
+                who = f"is writable by every user (mode {info.st_mode & 0o7777:04o}, no sticky bit); any of them"
+            else:
+                continue
+            raise UnsafeOutputPath(f"The folder {shown(above)}, above the {what} {shown(path)}, {who} could move what "
+                                   "certkit writes there and put links in its place, making it write or move files "
+                                   "elsewhere; choose a folder of your own (or run certkit as that user).")

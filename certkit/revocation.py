@@ -278,13 +278,14 @@ def check_crl_target(path: Path, issuer: "x509.Name", *, force: bool = False, ca
     CRL of ``issuer`` (unless ``force``): its name and, where both are known, its key identifier
     (``key_id``: two CAs may share a name, as two made by one user on one host do by default)."""
     from certkit.errors import OutputExists, UnsafeOutputPath
-    from certkit.paths import check_can_write, check_folders_above, check_output
+    from certkit.paths import check_can_write, check_folders_above, check_output, refuse_controlled_above
 
     path = Path(path)
     check_output(path, ca_dirs, what="CRL file")
     check_folders_above(path, "CRL file")  # a file where a folder must be: said so, not "does not exist"
     if not path.parent.is_dir():  # refused before a passphrase is asked for, a number taken
         raise CertkitError(f"Cannot write the CRL to {shown(path)}: the folder {shown(path.parent)} does not exist.")
+    refuse_controlled_above(path, "CRL file")  # its temporary file beside it is renamed by name
     check_can_write(path, "CRL file")  # (and /proc, /sys, where no file can be made: tried)
     if path.is_symlink():
         raise UnsafeOutputPath(f"{shown(path)} is a symbolic link; certkit does not write through links.")

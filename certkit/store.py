@@ -233,7 +233,7 @@ class CADirectory:
         """Refuse to create a CA here: one exists, the folder is not empty, or it lies in another CA's
         directory (whose backups and copies would carry this CA's key). Checked before any
         passphrase is asked for, and again by :meth:`save_new`."""
-        from certkit.paths import check_can_write, check_output, refuse_bundle_as_ca
+        from certkit.paths import check_can_write, check_output, refuse_bundle_as_ca, refuse_controlled_above
 
         refuse_bundle_as_ca(self.path)
         if self.exists():
@@ -247,6 +247,7 @@ class CADirectory:
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CAExists(f"{self.path} exists and is not an empty folder; choose another CA directory.")
         check_output(self.path, what="CA directory")
+        refuse_controlled_above(self.path, "CA directory")
         check_can_write(self.path, "CA directory")
 
     def save_new(self, ca: "CA", passphrase: Secret | None, *, inventory_url: str | None = None,
