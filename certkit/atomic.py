@@ -385,8 +385,9 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def swap_by_renames(new: Path, folder: Path) -> None:
-    """The portable fallback: old folder aside, new folder in; ``new`` ends up holding the old one."""
+def swap_by_renames(new: Path, folder: Path) -> Path:
+    """The portable fallback: old folder aside, new folder in; returns where the old one is: ``new``, or the name
+    it was set aside under if it cannot be renamed there (the new folder is in place all the same)."""
     aside = new.with_name(new.name.replace(TEMP_SUFFIX, ".old" + TEMP_SUFFIX))
     os.rename(folder, aside)
     try:
@@ -394,7 +395,11 @@ def swap_by_renames(new: Path, folder: Path) -> None:
     except BaseException:
         os.rename(aside, folder)
         raise
-    os.rename(aside, new)
+    try:
+        os.rename(aside, new)
+    except OSError:
+        return aside
+    return new
 
 
 @contextmanager

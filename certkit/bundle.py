@@ -415,6 +415,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
     # A folder of one's own in a folder one cannot write (/etc/ssl/web of a service account, /etc/ssl
     # root's): no new folder beside it, so its files are replaced in it, through the journal.
     staging = _cannot_swap_on(_NO_SWAP + (errno.EROFS,), make_staging_dir, parent, folder.name)
+    old = staging  # where the old bundle goes (after the exchange; the renames' fallback may leave it aside)
     try:
         for name, data in files.items():
             write_kept(staging / name, data, folder / name, mode_for(name, data), sync=sync)
@@ -427,22 +428,22 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         pause_at("staged")
         hold(folder)  # the old bundle, which the exchange puts under the temporary name: a live writer's too
         if not _cannot_swap_on(_NO_SWAP, exchange, staging, folder):
-            _cannot_swap_on(_NO_SWAP, swap_by_renames, staging, folder)  # undoes itself when it fails
+            old = _cannot_swap_on(_NO_SWAP, swap_by_renames, staging, folder)  # undoes itself when it fails
         if sync:
             fsync_dir(parent)
         pause_at("swapped")
         try:  # anything created in the old folder meanwhile goes back, but for the old bundle's (regular) files
-            for entry in os.listdir(staging):
-                if (entry not in BUNDLE_FILES or (staging / entry).is_symlink() or not (staging / entry).is_file()) \
+            for entry in os.listdir(old):
+                if (entry not in BUNDLE_FILES or (old / entry).is_symlink() or not (old / entry).is_file()) \
                         and not os.path.lexists(folder / entry):
-                    os.rename(staging / entry, folder / entry)
+                    os.rename(old / entry, folder / entry)
         except OSError as exc:  # the new bundle is in place all the same: never said as not written
             raise _Swapped(exc.errno, exc.strerror, exc.filename) from None
     except BaseException:
-        remove_tree(staging)
+        remove_tree(old)
         _let_go(staging, folder)
         raise
-    remove_tree(staging)  # after the exchange it holds the old bundle
+    remove_tree(old)  # after the exchange it holds the old bundle
     _let_go(staging, folder)
 
 

@@ -9,6 +9,12 @@
    and the tidying up: renew then moved every file of that folder (a root-only one) into the bundle folder, where
    others could read it. Now a bundle folder, CRL file or new CA directory below a folder that another user owns,
    or that every user may write to without the sticky bit, is refused before anything is signed.
+2. Where a folder cannot be exchanged whole (``renameat2(RENAME_EXCHANGE)`` refused: some network and FUSE file
+   systems), a renewal swaps it by three renames: old aside, new in, old to the temporary name to be removed. A
+   failure of that third rename (a full disk, an I/O error), with the new bundle in place, was reported as
+   "Error: Cannot write the bundle in web: the disk is full." (exit 1: ``renew --exec`` ran no reload) while the
+   folder held the renewed bundle, recorded valid. Now the old bundle is removed from where it was set aside, and
+   the renewal is reported as done.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_error, new_ca, run_certkit
+from integrity_helpers import db_rows, read_bundle
 
 
 def _other_user() -> pwd.struct_passwd:
@@ -117,3 +124,31 @@ def test_every_writer_refuses_a_place_below_a_folder_others_control_and_accepts_
     proc = run_certkit("issue-server", "b.example", "--out", link / "b", env=env)
     assert_clean_error(proc, f"The folder {link}, above the output folder {link / 'b'}, belongs to another user")
     assert list(owned.iterdir()) == []
+
+
+def test_a_renewal_swapped_by_renames_whose_last_rename_fails_is_reported_done_not_unwritten(tmp_path):
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    env = new_ca(tmp_path, "Renames CA")
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", folder, env=env, check=True)
+    old = read_bundle(folder).serial
+    log = tmp_path / "strace.log"
+    # No exchange (as on a file system without it): then rename 1 sets the old folder aside, 2 puts the new one
+    # in, 3 (failing: a full disk) would move the old one to the temporary name to be removed
+    proc = subprocess.run([strace, "-f", "-qq", "-o", str(log), "-e", "trace=rename,renameat2",
+                           "-e", "inject=renameat2:error=EINVAL", "-e", "inject=rename:error=ENOSPC:when=3",
+                           sys.executable, "-m", "certkit", "renew", str(folder)], env=env | {
+                               "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True, timeout=120)
+    if "ptrace" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("ptrace is not allowed here")
+    injected = [line for line in log.read_text().splitlines() if "INJECTED" in line and "ENOSPC" in line]
+    assert len(injected) == 1 and ".old.certkit-tmp" in injected[0], log.read_text()
+    new = read_bundle(folder)
+    assert new.complete and new.serial != old
+    assert (proc.returncode, proc.stderr) == (0, ""), proc
+    assert f"Renewed server certificate {old}" in proc.stdout
+    assert f"new serial  {new.serial}" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if "certkit-tmp" in p.name) == []  # the old key is gone
+    assert {r["serial"]: r["status"] for r in db_rows(tmp_path / "ca")}[new.serial] == "valid"
