@@ -130,6 +130,15 @@ def refuse_unsettled(folder: Path) -> None:
 
         settle_folder(folder)
     if names := journals():
+        from certkit.atomic import writer_gone
+
+        stuck = [n for n in names if writer_gone(folder / n, parse_temporary(n)[1])]
+        if stuck:  # its writer is gone, and settling it failed: no one is replacing the bundle, no wait helps
+            raise CertkitError(f"The bundle in {shown(folder)} holds the journal {shown(stuck[0])} of a certkit "
+                               "command that stopped, and certkit could not finish or undo it: it cannot rename or "
+                               "remove files there (is the folder or a file in it immutable or append-only? lsattr -a "
+                               f"{shown(folder)}; or its mode?); nothing was written. Fix that and run again: certkit "
+                               "then finishes or undoes it.")
         raise CertkitError(f"Another certkit command is replacing the bundle in {shown(folder)} (its journal "
                            f"{shown(names[0])} is there), or was stopped less than {UNHELD_LEASE / 60:.0f} minutes "
                            "ago; nothing was written. Run again once it is done: certkit then finishes or undoes it.")

@@ -15,6 +15,11 @@
    "Error: Cannot write the bundle in web: the disk is full." (exit 1: ``renew --exec`` ran no reload) while the
    folder held the renewed bundle, recorded valid. Now the old bundle is removed from where it was set aside, and
    the renewal is reported as done.
+3. A journal whose writer is gone but which cannot be settled (its folder append-only, ``chattr +a``: nothing in it
+   can be renamed or removed) made every later write there say "Another certkit command is replacing the bundle
+   in web ..., or was stopped less than 5 minutes ago ... Run again once it is done" for good: no command was
+   running, and no wait helps. Now it says that certkit cannot finish or undo that stopped command's journal, and
+   what to look at.
 """
 
 from __future__ import annotations
@@ -152,3 +157,26 @@ def test_a_renewal_swapped_by_renames_whose_last_rename_fails_is_reported_done_n
     assert f"new serial  {new.serial}" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if "certkit-tmp" in p.name) == []  # the old key is gone
     assert {r["serial"]: r["status"] for r in db_rows(tmp_path / "ca")}[new.serial] == "valid"
+
+
+def test_a_dead_writers_journal_that_cannot_be_settled_is_said_so_not_taken_for_a_live_command(tmp_path):
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr")
+    env = new_ca(tmp_path, "Attributes CA")
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", folder, env=env, check=True)
+    if subprocess.run(["chattr", "+a", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no append-only attribute")
+    try:
+        first = run_certkit("renew", folder, env=env, subprocess=True)  # its own process: gone once it ends
+        assert_clean_error(first, "nothing was replaced (the bundle was left as it was)")
+        [journal] = [p.name for p in folder.iterdir() if p.name.startswith(".certkit-swap.")]  # not removable
+        again = run_certkit("renew", folder, env=env)
+        assert_clean_error(again, f"The bundle in {folder} holds the journal {journal} of a certkit command that "
+                                  "stopped, and certkit could not finish or undo it: it cannot rename or remove files "
+                                  f"there (is the folder or a file in it immutable or append-only? lsattr -a {folder}")
+        assert "Another certkit command" not in again.stderr
+    finally:
+        subprocess.run(["chattr", "-a", str(folder)], check=True)
+    run_certkit("renew", folder, env=env, check=True)  # settled, then renewed
+    assert read_bundle(folder).complete and not [p for p in folder.iterdir() if "certkit-tmp" in p.name]
