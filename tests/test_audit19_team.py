@@ -21,6 +21,7 @@ crashes, restarts or is slow, and a CA key in a PKCS#11 token (SoftHSM2).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,8 +110,11 @@ def _tls_on(server, folder: Path) -> None:
     """TLS on ``server`` with a certificate of a CA of certkit's own (its files readable by the server's user)."""
     run_certkit("init-ca", "--ca-dir", str(folder / "ca"), "--name", "PG TLS CA", env=certkit_env(
         CERTKIT_CA_PASSPHRASE=PASSPHRASE), check=True)
-    run_certkit("issue-server", "--ca-dir", str(folder / "ca"), "127.0.0.1", "--out", str(server.base / "tls"),
+    # issued into a folder of root's, then copied into the server's (certkit refuses to write below a folder another
+    # user owns, who could swap its names for links while root writes there)
+    run_certkit("issue-server", "--ca-dir", str(folder / "ca"), "127.0.0.1", "--out", str(folder / "tls"),
                 env=certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    shutil.copytree(folder / "tls", server.base / "tls")
     owner = os.stat(server.base)
     for path in (server.base / "tls", *(server.base / "tls").iterdir()):
         os.chown(path, owner.st_uid, owner.st_gid)

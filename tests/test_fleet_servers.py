@@ -106,8 +106,12 @@ def test_postgresql_rereads_its_certificate_on_reload(tmp_path):
     base = Path(tempfile.mkdtemp(prefix="certkit-fleet-pg-"))  # not under pytest's root-only folder
     proc = None
     try:
+        # base stays root's (certkit refuses to write below a folder another user owns, who could swap its names
+        # for links while root writes there); the server's own data folder is the postgres user's
+        os.chmod(base, 0o755)
+        (base / "data").mkdir(mode=0o700)
         if user:
-            os.chown(base, user.pw_uid, user.pw_gid)
+            os.chown(base / "data", user.pw_uid, user.pw_gid)
         ca = backdated_ca(tmp_path / "ca")
         folder = base / "tls" / "db"
         old = bundle(ca, folder, "db.example.com", days=40, age=35)
@@ -122,7 +126,7 @@ def test_postgresql_rereads_its_certificate_on_reload(tmp_path):
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [bindir / "postgres", "-D", base / "data", "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
-                 "-c", f"unix_socket_directories={base}", "-c", "fsync=off", "-c", "ssl=on",
+                 "-c", f"unix_socket_directories={base / 'data'}", "-c", "fsync=off", "-c", "ssl=on",
                  "-c", f"ssl_cert_file={folder / 'fullchain.pem'}", "-c", f"ssl_key_file={folder / 'privkey.pem'}"],
                 env=pg_env, stdout=out, stderr=subprocess.STDOUT, **as_user)
         wait_listening(port, proc, "postgres", log=lambda: log.read_text())
