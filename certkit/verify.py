@@ -219,10 +219,10 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
         problem = _own_path_problem(path, purpose)
         if problem:
             verdict.reasons.append(problem)
-        else:  # what the verifier cannot judge, certkit checked itself, as OpenSSL and GnuTLS do
+        else:  # what the verifier cannot judge, certkit checked itself, as OpenSSL does
             verdict.notes.append(f"cryptography's verifier cannot judge this certificate ({unjudged}); certkit "
                                  "checked the chain's signatures, dates, purposes, names and name constraints "
-                                 "itself, as OpenSSL and GnuTLS do")
+                                 "itself, as OpenSSL does")
             verdict.chain, verdict.verifier_error = [dn_text(c.subject) for c in path], None
     if verdict.verifier_error and not verdict.reasons and verdict.name_ok and (dotted := dotted_san(leaf, name)):
         verdict.reasons.append(dotted)
