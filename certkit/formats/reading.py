@@ -103,7 +103,7 @@ def refuse_compressed(path: Path, head: bytes) -> None:
         name, tool = found[0]
         raise UnknownCertificate(f"{shown(path)} is compressed ({name}), and certkit reads its output files and "
                                  f"certificates uncompressed: decompress it first ({tool} {shown(path)}), then give "
-                                 "the file that gives.")
+                                 "the decompressed file.")
 
 
 def holds_a_whole_record(path: str | Path) -> bool:
