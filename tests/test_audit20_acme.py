@@ -31,6 +31,8 @@ import socket
 import sqlite3
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,6 +44,20 @@ from integrity_helpers import fill, tmpfs
 
 
 # --- 1: a row of a certificate never delivered is abandoned once the database takes it -------------------
+@contextmanager
+def _issuing_ca_on_a_small_disk(tmp_path: Path, name: str) -> Iterator[tuple[Path, Path, Path]]:
+    """A root CA on the test's disk and an intermediate CA directory below it on a 3 MiB tmpfs, where the tests
+    fill the disk: yields (root, issuing, the tmpfs) while it is mounted."""
+    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    root = tmp_path / "root"
+    run_certkit("init-ca", "--ca-dir", root, "--name", f"{name} Root", env=env, check=True)
+    with tmpfs(tmp_path / "small", "size=3m") as small:
+        issuing = small / "issuing"
+        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", f"{name} ACME", env=env,
+                    check=True)
+        yield root, issuing, small
+
+
 def _pending(inventory: Path) -> set[str]:
     with sqlite3.connect(f"file:{inventory}?mode=ro", uri=True, timeout=30) as db:
         return {serial for (serial,) in db.execute("SELECT serial FROM certificates WHERE status = 'pending'"
@@ -59,13 +75,7 @@ def test_a_certificate_never_delivered_is_not_left_pending_while_the_server_runs
     (a 503, its row pending, the order unable to take it). Once the disk has room again, the next request for
     that order finds the row abandoned: nobody received that certificate. Before, it stayed pending until
     the server stopped."""
-    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
-    root = tmp_path / "root"
-    run_certkit("init-ca", "--ca-dir", root, "--name", "Full Disk Root", env=env, check=True)
-    with tmpfs(tmp_path / "small", "size=3m") as small:
-        issuing = small / "issuing"
-        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Full Disk ACME", env=env,
-                    check=True)
+    with _issuing_ca_on_a_small_disk(tmp_path, "Full Disk") as (root, issuing, small):
         inventory = issuing / "inventory.sqlite3"
         http_port, tls_port = ports(2)
         server = AcmeServer("--allow-domain", "acme.test", "--http01-port", http_port, "--tls-alpn01-port", tls_port,
@@ -194,13 +204,7 @@ def test_the_servers_own_certificate_served_while_its_row_could_not_be_marked_is
     from certkit.errors import CertkitError
     from certkit.store import CADirectory
 
-    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
-    root = tmp_path / "root"
-    run_certkit("init-ca", "--ca-dir", root, "--name", "Listener Root", env=env, check=True)
-    with tmpfs(tmp_path / "small", "size=3m") as small:
-        issuing = small / "issuing"
-        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Listener ACME", env=env,
-                    check=True)
+    with _issuing_ca_on_a_small_disk(tmp_path, "Listener") as (root, issuing, small):
         ca = CADirectory(issuing).open()
         ca.unlock(PASSPHRASE.encode())
         listener = Listener(ca, ["localhost"])
@@ -237,13 +241,7 @@ def test_a_renewal_that_failed_before_serving_its_certificate_leaves_no_pending_
     from certkit.errors import CertkitError
     from certkit.store import CADirectory
 
-    env = certkit_env(CERTKIT_CA_PASSPHRASE=PASSPHRASE, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
-    root = tmp_path / "root"
-    run_certkit("init-ca", "--ca-dir", root, "--name", "Unserved Root", env=env, check=True)
-    with tmpfs(tmp_path / "small", "size=3m") as small:
-        issuing = small / "issuing"
-        run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", root, "--name", "Unserved ACME", env=env,
-                    check=True)
+    with _issuing_ca_on_a_small_disk(tmp_path, "Unserved") as (root, issuing, small):
         inventory = issuing / "inventory.sqlite3"
         ca = CADirectory(issuing).open()
         ca.unlock(PASSPHRASE.encode())
