@@ -126,19 +126,25 @@ def test_critical_extensions_openssl_handles_follow_openssl_and_name_who_refuses
         assert java[case].startswith("REFUSED" if java_refuses else "ACCEPTED"), (case, java[case])
 
 
+def _openssl_root_and_request(tmp_path: Path, root_cn: str, leaf: str, leaf_cn: str) -> list:
+    """As the guides make them with openssl: a root (ca.pem, ca.key), a request for ``leaf_cn`` (LEAF.csr,
+    LEAF.key) and leaf.ext, a server certificate's extensions for HOST; returns the openssl runs."""
+    (tmp_path / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+                                       f"extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST}\n"
+                                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    return [openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / "ca.key", "-out", tmp_path / "ca.pem", "-subj", f"/CN={root_cn}", "-days", "30",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    tmp_path / f"{leaf}.key", "-out", tmp_path / f"{leaf}.csr", "-subj", f"/CN={leaf_cn}")]
+
+
 # --- 2. a negative serial number, as old CAs and firmware write it -------------------------------------------------
 def test_a_negative_serial_is_shown_as_openssl_shows_it_and_judged_as_peers_judge_it(tmp_path: Path) -> None:
     """``openssl x509 -req -set_serial -0x80`` (RFC 5280 forbids it; old CAs made such serials by encoding a random
     number as signed): inspect said ``serial 0-80`` (and ``-5`` for OpenSSL's ``-05``), and verify NOT VALID
     ('certificate serial number cannot be negative') of what openssl verify -x509_strict, GnuTLS and Java accept."""
-    (tmp_path / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
-                                       f"extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST}\n"
-                                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
-    made = [openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                    tmp_path / "ca.key", "-out", tmp_path / "ca.pem", "-subj", "/CN=Serial Root", "-days", "30",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
-            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                    tmp_path / "leaf.key", "-out", tmp_path / "leaf.csr", "-subj", f"/CN={HOST}")]
+    made = _openssl_root_and_request(tmp_path, "Serial Root", "leaf", HOST)
     for serial in ("-0x80", "-5"):
         made.append(openssl("x509", "-req", "-in", tmp_path / "leaf.csr", "-CA", tmp_path / "ca.pem", "-CAkey",
                             tmp_path / "ca.key", "-set_serial", serial, "-days", "10", "-extfile",
@@ -248,14 +254,7 @@ def test_a_version_1_leaf_and_a_long_serial_are_judged_as_peers_judge_them(tmp_p
     ('certificate must be an X509v3 certificate', 'serial between 1 and 20 octets'), so verify said NOT VALID of
     client and server certificates openssl verify -x509_strict, GnuTLS and Java accept. A version 1 server
     certificate has no subjectAltName, which certkit still asks of a server certificate, in its own words."""
-    (tmp_path / "leaf.ext").write_text("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
-                                       f"extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST}\n"
-                                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
-    made = [openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                    tmp_path / "ca.key", "-out", tmp_path / "ca.pem", "-subj", "/CN=Guide Root", "-days", "30",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
-            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                    tmp_path / "alice.key", "-out", tmp_path / "alice.csr", "-subj", "/CN=alice")]
+    made = _openssl_root_and_request(tmp_path, "Guide Root", "alice", "alice")
     sign = ("x509", "-req", "-in", tmp_path / "alice.csr", "-CA", tmp_path / "ca.pem", "-CAkey", tmp_path / "ca.key",
             "-days", "10")
     made += [openssl(*sign, "-out", tmp_path / "v1.pem"),
