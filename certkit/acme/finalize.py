@@ -48,18 +48,19 @@ class Finalizer:
         self._unmarked: set[str] = set()  # serials delivered whose inventory row is still pending
         self._undelivered: dict[str, str] = {}  # serial never delivered -> its order: its row not abandoned yet
 
-    def finalize(self, order: Order, payload: dict) -> IssuedChain:
-        """Issue the certificate of the ready ``order`` for the CSR in ``payload``; a Problem otherwise."""
+    def finalize(self, order: Order, payload: dict, base: str = "") -> IssuedChain:
+        """Issue the certificate of the ready ``order`` for the CSR in ``payload``; a Problem otherwise
+        (``base``: the server's URL, for the certificate's URL in an orderNotReady)."""
         csr_text = payload.get("csr")
         if not isinstance(csr_text, str):
             raise Problem("malformed", "A finalize request carries the CSR as base64url DER in 'csr'.")
         # check_csr refuses, among the keys the pipeline never certifies, any ACME account's key (RFC 8555 11.1).
         csr = check_csr(self.ca, self.config.policy, jws.b64decode(csr_text, "The 'csr' value"), order.identifiers)
         renews = self._renews(order, csr.public_key)
-        if not self.state.begin_finalize(order.id):
-            current = self.state.order(order.id)
-            refuse_expired(current)
-            raise Problem("orderNotReady", f"The order is {current.status}: another request finalized it.")
+        if not self.state.begin_finalize(order.id):  # changed since it was read: say how, as it reads now
+            refuse_not_ready(self.state, self.state.order(order.id), base)
+            raise Problem("orderNotReady", "The order changed while its CSR was checked; fetch it and finalize "
+                                           "it again if it is ready.")
         with self._lock:
             self._running.add(order.id)
         try:
@@ -248,6 +249,39 @@ def refuse_certificate_key(state: AcmeState, jwk, ca=None) -> None:
         what = "an intermediate CA" if kind == "ca" else f"the {kind} certificate {serial}"
         raise Problem("badPublicKey", f"This key is the key of {what} this CA issued ({status}); an account key "
                                       "is never a certificate's key (RFC 8555 11.1): generate a new account key.")
+
+
+def refuse_not_ready(state: AcmeState, order: Order | None, base: str) -> None:
+    """orderNotReady (RFC 8555 7.4) saying why ``order``, as it reads now, cannot be finalized; nothing if it is
+    ready. One wording for a finalize refused at once and for one that lost a race (another finalize, an expiry,
+    the deactivation of its account or of one of its authorizations while its CSR was checked)."""
+    if order is None:
+        raise Problem("orderNotReady", "The order is gone (expired and purged); place a new order.")
+    refuse_expired(order)
+    if order.status == "ready":
+        return
+    why = {"pending": "its authorizations are not all valid yet; complete their challenges first",
+           "processing": "it is being finalized already",
+           "valid": f"it was finalized already; its certificate is at {base}/acme/cert/{order.certificate_serial}",
+           "invalid": why_invalid(state, order)}.get(order.status, order.status)
+    raise Problem("orderNotReady", f"The order is {order.status}: {why}.")
+
+
+def why_invalid(state: AcmeState, order: Order) -> str:
+    """Why an invalid order cannot be finalized: the error it recorded, else what made it invalid without one
+    (its account deactivated, one of its authorizations deactivated, failed or expired)."""
+    detail = (order.error or {}).get("detail") if isinstance(order.error, dict) else None
+    if isinstance(detail, str) and detail:
+        return f"it failed ({detail.rstrip('.')}); place a new order"
+    account = state.account(order.account_id)
+    if account is not None and account.status != "valid":
+        return f"its account was {account.status}; place a new order with a valid account"
+    for authz_id in order.authz_ids:
+        authz = state.authorization(authz_id)
+        if authz is not None and authz.status in ("deactivated", "invalid", "revoked", "expired"):
+            said = {"invalid": "failed its validation"}.get(authz.status, f"was {authz.status}")
+            return f"its authorization for '{shown(authz.identifier['value'])}' {said}; place a new order"
+    return "it can no longer be finalized; place a new order"
 
 
 def refuse_expired(order: Order | None) -> None:

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 
 from certkit.acme import challenges, jws
 from certkit.acme.fields import REVOCATION_CODES, account_deactivation, check_booleans, deactivation, revocation_code
-from certkit.acme.finalize import Finalizer, refuse_certificate_key
-from certkit.acme.finalize import refuse_expired as _refuse_expired
+from certkit.acme.finalize import Finalizer, refuse_certificate_key, refuse_not_ready
 from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
 from certkit.acme.state import AcmeState, Authorization, Challenge, Order
@@ -268,15 +267,8 @@ class Resources:
     def finalize(self, request: Request, order_id: str) -> Response:
         order = self._settled(self._own_order(request, order_id))
         base = request.base
-        _refuse_expired(order)
-        if order.status != "ready":
-            why = {"pending": "its authorizations are not all valid yet; complete their challenges first",
-                   "processing": "it is being finalized already",
-                   "valid": "it was finalized already; its certificate is at "
-                            f"{base}/acme/cert/{order.certificate_serial}",
-                   "invalid": _why_invalid(order)}.get(order.status, order.status)
-            raise Problem("orderNotReady", f"The order is {order.status}: {why}.")
-        issued = self.finalizer.finalize(order, request.payload)
+        refuse_not_ready(self.state, order, base)
+        issued = self.finalizer.finalize(order, request.payload, base)
         names = ", ".join(i["value"] for i in order.identifiers)
         self.log(f"order {order.id}: issued serial {issued.serial} for {names}, "
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
@@ -491,9 +483,3 @@ def refuse_unenrolled(eab: dict, account) -> None:
                                   "externalAccountBinding.")
 
 
-def _why_invalid(order: Order) -> str:
-    """Why an invalid order cannot be finalized, in the words of the error it recorded."""
-    detail = (order.error or {}).get("detail") if isinstance(order.error, dict) else None
-    if isinstance(detail, str) and detail:
-        return f"it failed ({detail.rstrip('.')}); place a new order"
-    return "it can no longer be finalized; place a new order"
