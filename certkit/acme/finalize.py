@@ -45,7 +45,7 @@ class Finalizer:
         self._lock = threading.Lock()
         self._running: set[str] = set()  # order ids being finalized by a thread of this process
         self._stalled: dict[str, dict | None] = {}  # order id -> its error (None: ready again), not yet written
-        self._unmarked: set[str] = set()  # serials delivered whose inventory row is still pending
+        self._unmarked: dict[str, str] = {}  # serial delivered whose inventory row is still pending -> its order
         self._undelivered: dict[str, str] = {}  # serial never delivered -> its order: its row not abandoned yet
 
     def finalize(self, order: Order, payload: dict, base: str = "") -> IssuedChain:
@@ -97,9 +97,10 @@ class Finalizer:
     def _issued(self, order_id: str, issued: IssuedChain) -> IssuedChain:
         if issued.unmarked:
             with self._lock:
-                self._unmarked.add(issued.serial)
+                self._unmarked[issued.serial] = order_id
             self.log(f"order {order_id}: certificate {issued.serial} delivered; its inventory row could not be "
-                     "marked valid yet (the inventory is busy), retried by the next maintenance round")
+                     "marked valid yet (the inventory is busy), retried at the next request for the order or its "
+                     "certificate, and by the next maintenance round")
         return issued
 
     def _left_pending(self, order_id: str, serials: list[str]) -> None:
@@ -179,11 +180,13 @@ class Finalizer:
         else:
             self.state.fail_order(order_id, error)
 
-    def unsettled(self, order_id: str) -> bool:
-        """Whether a finalize of the order left what the database refused to write: the order still
-        processing, or the row of a certificate never delivered still pending (:meth:`settle` writes them)."""
+    def unsettled(self, order_id: str | None = None, serial: str | None = None) -> bool:
+        """Whether a finalize of the order (or of the certificate ``serial``) left what the database refused to
+        write: the order still processing, or the row of its certificate still pending, delivered or never
+        delivered (:meth:`settle` writes them)."""
         with self._lock:
-            return order_id in self._stalled or order_id in self._undelivered.values()
+            return (order_id in self._stalled or order_id in self._undelivered.values()
+                    or order_id in self._unmarked.values() or serial in self._unmarked)
 
     def settle(self) -> None:
         """Write what the database refused when a finalize ended: orders out of processing, rows of
@@ -208,7 +211,8 @@ class Finalizer:
             except CertkitError:
                 return
             with self._lock:
-                self._unmarked.difference_update(unmarked)
+                for serial in unmarked:
+                    self._unmarked.pop(serial, None)
 
     def running(self) -> set[str]:
         """The orders a thread of this process is finalizing now."""

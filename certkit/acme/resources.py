@@ -279,7 +279,7 @@ class Resources:
         """``order`` as it reads once what this server could not write when its finalize or a
         validation ended (the database was locked) is written: never left processing behind a
         finalize that is over, never pending behind a validation that is, and no inventory row left
-        pending by its finalize for a certificate never delivered."""
+        pending by its finalize (for a certificate delivered or never delivered)."""
         if order.status == "pending" and self._validations_written():
             order = self.state.order(order.id)
         if self.finalizer.unsettled(order.id):  # its end, or a row it left pending for a certificate never delivered
@@ -332,6 +332,8 @@ class Resources:
 
     # --- certificates -------------------------------------------------------------------------
     def certificate(self, request: Request, serial: str) -> Response:
+        if self.finalizer.unsettled(serial=serial):  # delivered, its row not marked valid yet: now, if it can be
+            self.finalizer.settle()
         found = self.state.certificate(serial)
         if found is None:
             raise Problem("malformed", f"No certificate {shown(serial)} was issued through ACME here.", status=404)
