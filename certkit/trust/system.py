@@ -33,6 +33,7 @@ from certkit.trust.tools import (
 
 OS_RELEASE = Path("/etc/os-release")
 _DEBIAN_JAVA_CACERTS = Path("/etc/ssl/certs/java/cacerts")  # ca-certificates-java's copy of the system store
+_HASH_NAME = re.compile(r"([0-9a-f]{8})\.([0-9]+)")  # what OpenSSL looks up in its folder: the subject hash, .N
 
 
 class UnsupportedSystem(TrustError):
@@ -52,6 +53,9 @@ class SystemLayout:
     package: str  # what provides the refresh tool
     links: Path | None = None  # Debian: the folder of links the hooks are told about
     hooks: Path | None = None  # Debian: programs told "+/etc/ssl/certs/X.pem" or "-..." on stdin
+    # OpenSSL's certificate folder (its CApath): curl and Python's ssl look a missing issuer up there by its subject
+    # hash (HASH.0, HASH.1...), so a CA put there by hand (cp ca.pem; openssl rehash) is trusted without the bundle.
+    hashed: Path | None = None
 
 
 LAYOUTS = {
@@ -61,19 +65,21 @@ LAYOUTS = {
     "debian": SystemLayout("Debian/Ubuntu", Path("/usr/local/share/ca-certificates"), ".crt",
                            ("update-ca-certificates",), ("update-ca-certificates", "--fresh"),
                            Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates",
-                           Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d")),
+                           Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d"), Path("/etc/ssl/certs")),
     "fedora": SystemLayout("Fedora/RHEL", Path("/etc/pki/ca-trust/source/anchors"), ".pem",
                            ("update-ca-trust", "extract"), ("update-ca-trust", "extract"),
-                           Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"), "ca-certificates"),
+                           Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"), "ca-certificates",
+                           hashed=Path("/etc/pki/tls/certs")),
     # Arch and openSUSE: p11-kit's anchor directory, then the distribution's refresh (which runs p11-kit's
     # `trust extract`). Only Debian's layout runs in certkit's tests (this machine and CI are Debian);
     # the others follow each distribution's documented procedure for a local CA.
     "arch": SystemLayout("Arch Linux", Path("/etc/ca-certificates/trust-source/anchors"), ".crt",
                          ("update-ca-trust",), ("update-ca-trust",),
-                         Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates-utils"),
+                         Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates-utils",
+                         hashed=Path("/etc/ssl/certs")),
     "suse": SystemLayout("openSUSE/SLES", Path("/etc/pki/trust/anchors"), ".pem",
                          ("update-ca-certificates",), ("update-ca-certificates",),
-                         Path("/etc/ssl/ca-bundle.pem"), "ca-certificates"),
+                         Path("/etc/ssl/ca-bundle.pem"), "ca-certificates", hashed=Path("/etc/ssl/certs")),
 }
 _FAMILIES = {"debian": "debian", "ubuntu": "debian", "fedora": "fedora", "rhel": "fedora", "centos": "fedora",
              "arch": "arch", "suse": "suse", "opensuse": "suse", "sles": "suse"}
@@ -163,21 +169,21 @@ class SystemStore(Store):
             entries.append(found)
         gone = self._leftovers({e.name for e in entries})
         state = sort_found(anchor, entries + gone, StoreState())
-        bundle = self._bundle()
+        bundle, hashed = self._bundle(), self._hashed()
+        read = bundle | hashed.keys()  # what some of its clients trust: the bundle, or OpenSSL's folder by hash
         for entry in state.older:  # its file there, but not (or no longer) in what clients read
-            if entry.fingerprint and entry.fingerprint not in bundle:
+            if entry.fingerprint and entry.fingerprint not in read:
                 entry.not_trusted = f"not in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
         if anchor is not None:
-            in_bundle = anchor.fingerprint in bundle
-            if state.current and not in_bundle:
+            if state.current and anchor.fingerprint not in bundle:
                 state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
-            elif not state.current and in_bundle:
-                state.elsewhere.append(f"{self._holding(anchor.fingerprint)} (added by other means)")
-            if anchor.intermediate_fingerprint in bundle:
+            elif not state.current and anchor.fingerprint in read:
+                state.elsewhere.append(self._holding(anchor.fingerprint, bundle, hashed))
+            if anchor.intermediate_fingerprint in read:
                 # The CA directory's own intermediate, in the bundle by hand (its ca.pem copied into the anchors):
                 # curl (which accepts a partial chain), GnuTLS, Go and Java (Debian's copy) accept what it signs,
                 # without the root. Found like the root's own copies, it is trusted whoever added it.
-                state.intermediate.append(str(self._holding(anchor.intermediate_fingerprint)))
+                state.intermediate.append(self._holding(anchor.intermediate_fingerprint, bundle, hashed, by=""))
             if state.current is not None and state.current in gone:
                 state.pending = (f"certkit's file {state.current.name} was taken out, but {self.layout.bundle} still "
                                  "holds the CA (a removal stopped part-way, or the file deleted without "
@@ -186,23 +192,55 @@ class SystemStore(Store):
                                  "back")
         return state
 
-    def _holding(self, fingerprint: str) -> Path:
-        """Where the bundle got a certificate certkit did not add: the file of the folder of anchors that holds it
-        (someone's own), else the bundle (a distribution's CA, or another folder's)."""
+    def _holding(self, fingerprint: str, bundle: set[str], hashed: dict[str, Path], *,
+                 by: str = " (added by other means)") -> str:
+        """Where the store's clients get a certificate certkit did not add: the file of the folder of anchors that
+        holds it (someone's own), else the bundle (a distribution's CA, or another folder's), else the file of
+        OpenSSL's folder of certificates that only OpenSSL clients find (put there by hand), saying so."""
         try:
             files = sorted(p for p in self.layout.anchors.iterdir() if p.suffix == self.layout.suffix)
         except OSError:
             files = []
-        for path in files:
+        for path in files if fingerprint in bundle else []:
             try:
                 if not path.is_file():  # a FIFO would never end a read
                     continue
                 with path.open("rb") as f:
                     if fingerprint in pem_fingerprints(f.read(1 << 20)):
-                        return path
+                        return f"{path}{by}"
             except OSError:
                 continue
-        return self.layout.bundle
+        if fingerprint in bundle:
+            return f"{self.layout.bundle}{by}"
+        why = (f"not in {self.layout.bundle}: OpenSSL clients (curl, Python) find it in {self.layout.hashed} by its "
+               "subject hash, GnuTLS and Java do not")
+        return f"{hashed[fingerprint]} ({by.strip(' ()')}; {why})" if by else f"{hashed[fingerprint]} ({why})"
+
+    def _hashed(self) -> dict[str, Path]:
+        """fingerprint -> file of every certificate OpenSSL clients find in its folder of certificates (:attr:`hashed`):
+        by the names it looks up, HASH.0, HASH.1... up to the first missing one (each a file or a link to one)."""
+        folder = self.layout.hashed
+        try:
+            names = set(os.listdir(folder)) if folder is not None else set()
+        except OSError:
+            return {}
+        found: dict[str, Path] = {}
+        for name in sorted(names):
+            if not (match := _HASH_NAME.fullmatch(name)) or any(
+                    f"{match[1]}.{i}" not in names for i in range(int(match[2]))):
+                continue
+            path = folder / name
+            try:
+                if not path.is_file():  # a FIFO would never end a read; a link leading nowhere opens nothing
+                    continue
+                with path.open("rb") as f:
+                    data = f.read(1 << 20)
+                target = path.resolve()
+            except (OSError, RuntimeError):
+                continue
+            for fingerprint in pem_fingerprints(data):
+                found.setdefault(fingerprint, target if target.parent == folder.resolve() else path)
+        return found
 
     def _leftovers(self, names: set[str]) -> list[Found]:
         """certkit's copies whose file was taken out while the bundle still holds them (a removal stopped part-way, by
