@@ -8,19 +8,29 @@ stores (the system store runs in a private mount namespace over copies: test_aud
    read the bundle alone and said "not trusted", and ``uninstall`` said "removed" with nothing of the copy that
    kept the CA trusted. The store's clients' reading now includes that folder (by the names OpenSSL looks up), for
    the root and for the CA directory's intermediate.
+2. What is said of Java where no Java program reads the system store. Every Java warning and note (an expired root
+   "Java programs ... accept whatever its key signs", "Java ignores the name constraints of a trusted root", the
+   ``for Java:`` line) counted the system store as read by Java, as Debian's ca-certificates-java makes it; on a
+   machine without it (no /etc/ssl/certs/java/cacerts: no JDK, or one with its own cacerts) an expired root was
+   said to be accepted by Java, and left trusted "for Java". The system store is now counted only when the
+   distribution's Java copy of it is there.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from test_audit19_trust import _private_system_store
-from test_trust import pki, server  # noqa: F401
+from test_audit20_trust import _root_and_server
+from test_trust import java_client, pki, server  # noqa: F401
 
-from conftest import certkit_env
+from certkit.trust import Anchor
+
+from conftest import certkit_env, free_port, require, wait_listening, wait_or_kill
 from trust_helpers import PYTHON_CLIENT, client_env
 
 
@@ -67,3 +77,50 @@ def test_a_ca_in_openssls_folder_of_certificates_is_reported_trusted(pki, server
     seen = trust("status")
     assert seen["outcome"] == "trusted" and seen["elsewhere"] == [], seen
     assert [e for e in seen["intermediate_trusted_as"] if e.startswith(f"{by_hand} (not in ")], seen
+
+
+# --- 2: what is said of Java where no Java program reads the system store -----------------------------------------
+_WITHOUT_JAVA_COPY = ["sh", "-c", "mount -t tmpfs tmpfs /etc/ssl/certs/java && exec \"$@\"", "sh"]
+
+
+def test_an_expired_root_in_the_system_store_is_not_said_to_be_accepted_by_java_where_java_does_not_read_it(
+        java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    require("java")
+    require("openssl")
+    prefix = _private_system_store(tmp_path)
+    no_java = [*prefix, *_WITHOUT_JAVA_COPY]  # this machine without ca-certificates-java's copy of the store
+    now = dt.datetime.now(dt.UTC)
+    ca = tmp_path / "Old CA"
+    _root_and_server(ca, now - dt.timedelta(days=400), now - dt.timedelta(days=1))
+    # In the system store as certkit put it there while it was valid (certkit's own file name, then the refresh).
+    anchor_file = f"/usr/local/share/ca-certificates/{Anchor.from_ca_dir(ca).file_stem}.crt"
+    no_hooks = tmp_path / "no-hooks"
+    no_hooks.mkdir()
+    placed = subprocess.run([*prefix, "sh", "-c", f'cp "$1" "{anchor_file}" && update-ca-certificates --hooksdir "$2"',
+                             "sh", str(ca / "ca.pem"), str(no_hooks)], capture_output=True, text=True, timeout=120)
+    assert placed.returncode == 0, placed.stdout + placed.stderr
+    env = certkit_env(HOME=str(tmp_path))
+
+    def said(where: list[str]) -> str:
+        proc = subprocess.run([*where, sys.executable, "-m", "certkit", "trust", "status", "--system", "--ca-dir",
+                               str(ca)], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "trusted  system" in proc.stdout, proc.stdout + proc.stderr
+        return " ".join(proc.stderr.split())
+
+    # What the Java programs of that machine do: the JDK's cacerts leads to the missing copy, they trust nothing.
+    port = free_port()
+    served = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", ca / "server.pem",
+                               "-key", ca / "server.key", "-www", "-quiet"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=client_env())
+    try:
+        wait_listening(port, served, "openssl s_server")
+        got = subprocess.run([*no_java, "java", "-cp", str(java_client), "TrustClient", f"https://localhost:{port}/"],
+                             env=client_env(), capture_output=True, text=True, timeout=120)
+        assert "HTTP 200" not in got.stdout, got.stdout + got.stderr
+    finally:
+        served.terminate()
+        wait_or_kill(served)
+    without = said(no_java)
+    assert "nothing it signed is accepted any more" in without and "Java" not in without, without
+    # With Debian's copy there, Java programs do read the store: that warning stays.
+    assert "Java programs, which do not check the dates of a trusted root, accept" in said(prefix)

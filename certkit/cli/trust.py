@@ -171,7 +171,7 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
                      + (f", root of the intermediate \"{shown(anchor.intermediate)}\" (expires "
                         f"{when(own.not_valid_after_utc)})" if own is not None else ""))
         lines.append(f"  may sign: {anchor.scope()}")
-        if anchor.java_scope() and any(r.kind in ("java", "system") for r in results):  # stores Java reads
+        if anchor.java_scope() and any(r.java_reads for r in results):  # stores Java reads
             lines.append(f"  for Java: {anchor.java_scope()}")
     lines += notes
     width = max([len(r.outcome) for r in results] + [7])

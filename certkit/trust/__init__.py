@@ -122,7 +122,8 @@ def _java_notes(anchor: Anchor | None, results: list[StoreResult]) -> list[Store
     (:meth:`Anchor.java_note`)."""
     for result in results:
         by_hand = result.state is not None and bool(result.state.intermediate)  # the intermediate itself trusted
-        note = anchor.java_note(result.kind, intermediate_trusted=by_hand) if anchor is not None else None
+        note = anchor.java_note(result.kind, intermediate_trusted=by_hand) \
+            if anchor is not None and result.java_reads else None
         if note and result.outcome in ("added", "unchanged", "trusted", "incomplete"):
             result.notes.append(note)
     return results
@@ -266,19 +267,20 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
             # Trusted itself where Java reads it, the intermediate is an anchor whose constraints Java ignores.
             java = " (and any name to Java programs, which take the intermediate, trusted by hand, as a trust anchor " \
                 "and ignore its name constraints)" if anchor.constraints is not None and any(
-                    r.state.intermediate for r in trusted_here if r.kind in ("java", "system")) else ""
+                    r.state.intermediate for r in trusted_here if r.java_reads) else ""
             found.append(f"the key of the intermediate CA \"{shown(anchor.intermediate)}\" ({anchor.key_path}), "
                          f"below the trusted root \"{shown(anchor.common_name)}\", is not encrypted: whoever copies "
                          f"it can sign certificates for {anchor.reach()}{java} that this machine's clients accept "
                          f"({where}). Keep it encrypted, or take the root out: {out}")
         elif anchor.key_encrypted is False:
             java = " (and any name to Java programs, which ignore a root's name constraints)" \
-                if anchor.java_scope() and {r.kind for r in trusted_here} & {"java", "system"} else ""
+                if anchor.java_scope() and any(r.java_reads for r in trusted_here) else ""
             found.append(f"the key of the trusted CA \"{shown(anchor.common_name)}\" ({anchor.key_path}) is not "
                          f"encrypted: whoever copies it can impersonate {anchor.reach()}{java} to this machine's "
                          f"clients ({where}). Keep it encrypted, or take the CA out: {out}")
-        found += validity_warnings(anchor, now, java=_java_reads(r.kind for r in trusted_here), out=out)
+        found += validity_warnings(anchor, now, java=_java_reads(r.kind for r in trusted_here if r.java_reads), out=out)
     others: dict[str, list[tuple[Found, str]]] = {}
+    java_places = {f"{r.kind}: {r.location}" for r in results if r.java_reads}
     for result in results:
         for entry in result.state.older if result.state else []:
             if entry.not_trusted is None:  # one there but trusted by none of the store's clients puts nobody at risk
@@ -288,15 +290,15 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
         if (entry := copies[0][0]).not_after is not None:
             what = "the other" if anchor is not None else "the"
             found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now,
-                             java=_java_reads(place.split(":", 1)[0] for _e, place in copies),
+                             java=_java_reads(place.split(":", 1)[0] for _e, place in copies if place in java_places),
                              out="the commands above remove it")
     return found
 
 
 def _java_reads(kinds: Iterable[str]) -> str | None:
-    """Which of these kinds of store Java programs take their trust from ("java, system": Debian's
+    """These kinds of store, each one Java programs take their trust from ("java, system": Debian's
     ca-certificates-java and Fedora's java/cacerts copy the system store into Java's), or None."""
-    return ", ".join(sorted(set(kinds) & {"java", "system"})) or None
+    return ", ".join(sorted(set(kinds))) or None
 
 
 def validity_warnings(anchor: Anchor, now: dt.datetime | None = None, *, java: str | None = None,

@@ -37,6 +37,7 @@ class JavaStore(Store):
     """A JDK's ``cacerts`` keystore, changed with that JDK's ``keytool``."""
 
     kind = "java"
+    java_reads = True
 
     def __init__(self, home: Path, found_by: str, cacerts: Path, keytool: Path,
                  env: Mapping[str, str] | None = None, *, unread: Path | None = None) -> None:

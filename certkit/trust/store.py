@@ -89,6 +89,7 @@ class StoreResult:
     # The command that takes certkit's copy of the CA out where certkit does not (a store whose password it does
     # not ask for): what the warnings advise for that store, rather than certkit trust uninstall.
     by_hand: str | None = None
+    java_reads: bool = False  # whether Java programs take their trust from this store (:attr:`Store.java_reads`)
 
     @property
     def trusted_here(self) -> bool:
@@ -120,6 +121,10 @@ class Store:
     notes: list[str] = []
     aliases: list[str] = []  # other paths that lead to this store ("LABEL: PATH")
     holds_copies = True  # whether the store can hold the same certificate twice, under two names
+    # Whether Java programs take their trust from this store: a JDK's cacerts, or a system store that a Java copy is
+    # made of (Debian's ca-certificates-java): what is said of Java (it ignores a root's constraints and dates) is
+    # said of it, and of no other.
+    java_reads = False
 
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         """Why this user cannot change the store (``removing``: take certkit's copy out; else add
@@ -172,11 +177,11 @@ class Store:
             if entry.via is None:  # a copy that another store put here goes when it leaves that store
                 entry.remove_with = self.removal(entry)
         return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
-                           aliases=list(self.aliases), **fields)
+                           aliases=list(self.aliases), java_reads=self.java_reads, **fields)
 
     def skipped(self, code: str, reason: str, *, needs_root: bool = False) -> StoreResult:
         return StoreResult(self.kind, self.label, self.location, "skipped", reason, code, needs_root=needs_root,
-                           aliases=list(self.aliases))
+                           aliases=list(self.aliases), java_reads=self.java_reads)
 
 
 def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:

@@ -56,6 +56,9 @@ class SystemLayout:
     # OpenSSL's certificate folder (its CApath): curl and Python's ssl look a missing issuer up there by its subject
     # hash (HASH.0, HASH.1...), so a CA put there by hand (cp ca.pem; openssl rehash) is trusted without the bundle.
     hashed: Path | None = None
+    # The distribution's copy of the store in Java's keystore format, which a JDK's cacerts leads to: there (Debian's
+    # ca-certificates-java installed), Java programs trust what the store trusts; missing, they do not read it.
+    java_copy: Path | None = None
 
 
 LAYOUTS = {
@@ -65,21 +68,24 @@ LAYOUTS = {
     "debian": SystemLayout("Debian/Ubuntu", Path("/usr/local/share/ca-certificates"), ".crt",
                            ("update-ca-certificates",), ("update-ca-certificates", "--fresh"),
                            Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates",
-                           Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d"), Path("/etc/ssl/certs")),
+                           Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d"), Path("/etc/ssl/certs"),
+                           _DEBIAN_JAVA_CACERTS),
     "fedora": SystemLayout("Fedora/RHEL", Path("/etc/pki/ca-trust/source/anchors"), ".pem",
                            ("update-ca-trust", "extract"), ("update-ca-trust", "extract"),
                            Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"), "ca-certificates",
-                           hashed=Path("/etc/pki/tls/certs")),
+                           hashed=Path("/etc/pki/tls/certs"),
+                           java_copy=Path("/etc/pki/ca-trust/extracted/java/cacerts")),
     # Arch and openSUSE: p11-kit's anchor directory, then the distribution's refresh (which runs p11-kit's
     # `trust extract`). Only Debian's layout runs in certkit's tests (this machine and CI are Debian);
     # the others follow each distribution's documented procedure for a local CA.
     "arch": SystemLayout("Arch Linux", Path("/etc/ca-certificates/trust-source/anchors"), ".crt",
                          ("update-ca-trust",), ("update-ca-trust",),
                          Path("/etc/ssl/certs/ca-certificates.crt"), "ca-certificates-utils",
-                         hashed=Path("/etc/ssl/certs")),
+                         hashed=Path("/etc/ssl/certs"), java_copy=Path("/etc/ssl/certs/java/cacerts")),
     "suse": SystemLayout("openSUSE/SLES", Path("/etc/pki/trust/anchors"), ".pem",
                          ("update-ca-certificates",), ("update-ca-certificates",),
-                         Path("/etc/ssl/ca-bundle.pem"), "ca-certificates", hashed=Path("/etc/ssl/certs")),
+                         Path("/etc/ssl/ca-bundle.pem"), "ca-certificates", hashed=Path("/etc/ssl/certs"),
+                         java_copy=Path("/var/lib/ca-certificates/java-cacerts")),
 }
 _FAMILIES = {"debian": "debian", "ubuntu": "debian", "fedora": "fedora", "rhel": "fedora", "centos": "fedora",
              "arch": "arch", "suse": "suse", "opensuse": "suse", "sles": "suse"}
@@ -134,6 +140,10 @@ class SystemStore(Store):
         self.location = str(layout.anchors)
         self.notes = []
         self.aliases = []
+
+    @property
+    def java_reads(self) -> bool:  # type: ignore[override]
+        return self.layout.java_copy is not None and self.layout.java_copy.exists()
 
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if os.geteuid() != 0:
