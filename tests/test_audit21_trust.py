@@ -7,7 +7,8 @@ stores (the system store runs in a private mount namespace over copies: test_aud
    by curl and Python's ssl, which look a missing issuer up in that folder by its subject hash; ``status --system``
    read the bundle alone and said "not trusted", and ``uninstall`` said "removed" with nothing of the copy that
    kept the CA trusted. The store's clients' reading now includes that folder (by the names OpenSSL looks up), for
-   the root and for the CA directory's intermediate.
+   the root and for the CA directory's intermediate; and certkit's own copy whose refresh stopped between its links
+   and its bundle ("incomplete": curl and Python trust it already) says so.
 2. What is said of Java where no Java program reads the system store. Every Java warning and note (an expired root
    "Java programs ... accept whatever its key signs", "Java ignores the name constraints of a trusted root", the
    ``for Java:`` line) counted the system store as read by Java, as Debian's ca-certificates-java makes it; on a
@@ -77,6 +78,15 @@ def test_a_ca_in_openssls_folder_of_certificates_is_reported_trusted(pki, server
     seen = trust("status")
     assert seen["outcome"] == "trusted" and seen["elsewhere"] == [], seen
     assert [e for e in seen["intermediate_trusted_as"] if e.startswith(f"{by_hand} (not in ")], seen
+
+    # certkit's own copy, its refresh stopped between its links and its bundle (killed; a bundle that is a mount
+    # point): OpenSSL clients trust the CA already, and the store's "incomplete" says so.
+    stem = pki.anchor.file_stem
+    run("sh", "-c", f"rm {by_hand} && cp {pki.root / 'ca.pem'} /usr/local/share/ca-certificates/{stem}.crt && "
+        f"ln -s /usr/local/share/ca-certificates/{stem}.crt /etc/ssl/certs/{stem}.pem && openssl rehash /etc/ssl/certs")
+    assert accepted() == {"curl": True, "python": True}
+    seen = trust("status")
+    assert seen["outcome"] == "incomplete" and "curl and Python, already find it" in seen["pending"], seen
 
 
 # --- 2: what is said of Java where no Java program reads the system store -----------------------------------------

@@ -186,7 +186,12 @@ class SystemStore(Store):
                 entry.not_trusted = f"not in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
         if anchor is not None:
             if state.current and anchor.fingerprint not in bundle:
-                state.pending = f"not yet in {self.layout.bundle}: run {shlex.join(self.layout.refresh_added)}"
+                # A refresh stopped between its links and its bundle (killed, or its bundle a mount point): OpenSSL
+                # clients trust the CA already, the others not yet.
+                already = (f" (OpenSSL clients, curl and Python, already find it in {self.layout.hashed} by its "
+                           "subject hash; GnuTLS and Java do not)") if anchor.fingerprint in hashed else ""
+                state.pending = (f"not yet in {self.layout.bundle}{already}: run "
+                                 f"{shlex.join(self.layout.refresh_added)}")
             elif not state.current and anchor.fingerprint in read:
                 state.elsewhere.append(self._holding(anchor.fingerprint, bundle, hashed))
             if anchor.intermediate_fingerprint in read:
