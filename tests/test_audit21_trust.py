@@ -15,12 +15,19 @@ stores (the system store runs in a private mount namespace over copies: test_aud
    machine without it (no /etc/ssl/certs/java/cacerts: no JDK, or one with its own cacerts) an expired root was
    said to be accepted by Java, and left trusted "for Java". The system store is now counted only when the
    distribution's Java copy of it is there.
+3. A store file that is a mount point (a container's cacerts or CA bundle mounted on its own: a volume, a Kubernetes
+   ConfigMap's subPath). No rename replaces it: ``install --java`` failed with "Device or resource busy
+   (.../.cacerts.NNN.certkit-tmp)", naming certkit's temporary file, and ``install --system`` with
+   update-ca-certificates' "mv: cannot move ...: Device or resource busy", neither saying what is wrong or what to
+   do. Both now say the file is a mount point, that it was left as it was, and what to change instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +39,7 @@ from test_trust import java_client, pki, server  # noqa: F401
 from certkit.trust import Anchor
 
 from conftest import certkit_env, free_port, require, wait_listening, wait_or_kill
-from trust_helpers import PYTHON_CLIENT, client_env
+from trust_helpers import PYTHON_CLIENT, client_env, private_java_home
 
 
 # --- 1: a CA trusted through OpenSSL's folder of certificates -----------------------------------------------------
@@ -134,3 +141,43 @@ def test_an_expired_root_in_the_system_store_is_not_said_to_be_accepted_by_java_
     assert "nothing it signed is accepted any more" in without and "Java" not in without, without
     # With Debian's copy there, Java programs do read the store: that warning stays.
     assert "Java programs, which do not check the dates of a trusted root, accept" in said(prefix)
+
+
+# --- 3: a store file that is a mount point -------------------------------------------------------------------------
+def _mounted_over(target: str, source: Path) -> list[str]:
+    """A command prefix: ``source`` bind-mounted over the file ``target``, in a mount namespace of its own."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind "{source}" "{target}" && exec "$@"', "sh"]
+
+
+def test_a_store_file_that_is_a_mount_point_is_said_to_be_one(pki, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    java = shutil.which("java")
+    assert java is not None
+    java_home = private_java_home(Path(java).resolve().parent.parent, tmp_path / "jdk")
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    mounted = tmp_path / "cacerts-from-the-host"
+    shutil.copyfile(cacerts, mounted)
+    was = hashlib.sha256(mounted.read_bytes()).hexdigest()
+    env = certkit_env(HOME=str(tmp_path), JAVA_HOME=str(java_home), PATH=f"{java_home / 'bin'}:{client_env()['PATH']}")
+    ran = subprocess.run([*_mounted_over(str(cacerts), mounted), sys.executable, "-m", "certkit", "trust", "install",
+                          "--java", "--ca-dir", str(pki.issuing)], env=env, capture_output=True, text=True, timeout=300)
+    said = " ".join(ran.stderr.split())
+    assert ran.returncode == 1 and f"{cacerts} is a mount point" in said and "Change the file it is mounted" in said, \
+        ran.stdout + ran.stderr
+    assert "busy" not in said and "certkit-tmp" not in said, said
+    assert hashlib.sha256(mounted.read_bytes()).hexdigest() == was  # left as it was, and nothing beside it
+    assert sorted(p.name for p in cacerts.parent.iterdir()) == ["cacerts"]
+
+    # The system store's bundle mounted on its own: update-ca-certificates' rename fails the same way.
+    prefix = _private_system_store(tmp_path / "system")
+    bundle = tmp_path / "bundle-from-the-host.crt"
+    shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", bundle)
+    ran = subprocess.run([*prefix, *_mounted_over("/etc/ssl/certs/ca-certificates.crt", bundle)[4:], sys.executable,
+                          "-m", "certkit", "trust", "install", "--system", "--ca-dir", str(pki.issuing)],
+                         env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=300)
+    said = " ".join(ran.stderr.split())
+    assert ran.returncode == 1 and "/etc/ssl/certs/ca-certificates.crt is a mount point" in said, ran.stdout + said
+    left = subprocess.run([*prefix, "sh", "-c", "ls /usr/local/share/ca-certificates"], capture_output=True,
+                          text=True, timeout=60)
+    assert "certkit-" not in left.stdout  # the install rolled back: certkit's file is not left

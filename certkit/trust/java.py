@@ -19,6 +19,7 @@ from certkit.trust.tools import (
     dangling_link,
     describe_pem,
     find_tool,
+    mount_point_advice,
     pem_fingerprints,
     run_tool,
     succeeded,
@@ -135,7 +136,7 @@ class JavaStore(Store):
                 # tool): had it changed the keystore since it was copied, the copy put in place would undo that
                 # change (an entry it added gone, one it deleted trusted again). Then the steps start again.
                 if self.path.read_bytes() == copied:
-                    os.replace(copy, self.path)
+                    _replace(copy, self.path)
                     fsync_dir(folder)
                     return
                 unlink_quietly(copy)
@@ -337,6 +338,19 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
 
 # Variables the JVM (or the java launcher) takes options from, in the order it applies them.
 _OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+
+
+def _replace(copy: Path, keystore: Path) -> None:
+    """``copy`` put in the place of ``keystore``; a keystore that is a mount point (a container's cacerts mounted on its
+    own), which no rename replaces, is said to be one, with what to do, rather than "Device or resource busy"."""
+    import errno
+
+    try:
+        os.replace(copy, keystore)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise TrustError(mount_point_advice(keystore)) from None
+        raise
 
 
 def _named_elsewhere(env: Mapping[str, str]) -> str | None:

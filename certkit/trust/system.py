@@ -25,6 +25,8 @@ from certkit.trust.tools import (
     carries_fingerprint,
     describe_pem,
     find_tool,
+    mount_point_advice,
+    mounted_on_its_own,
     pem_blocks,
     pem_fingerprints,
     run_tool,
@@ -283,7 +285,12 @@ class SystemStore(Store):
 
     def _refresh(self, argv: tuple[str, ...]) -> None:
         tool = find_tool(argv[0], self.env, sbin=True) or argv[0]
-        proc = succeeded(run_tool([tool, *argv[1:]], env=self.env), shlex.join(argv))
+        try:
+            proc = succeeded(run_tool([tool, *argv[1:]], env=self.env), shlex.join(argv))
+        except TrustError as exc:  # a bundle mounted on its own (a container's): its rename fails, "busy"
+            if mounted_on_its_own(self.layout.bundle):
+                raise TrustError(f"{exc}; {mount_point_advice(self.layout.bundle)}") from None
+            raise
         # update-ca-certificates reports a failed hook (Java's copy not updated) as "E: ..." yet exits 0.
         for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
             if line.startswith(("E: ", "W: ")):

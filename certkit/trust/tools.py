@@ -69,6 +69,29 @@ def succeeded(proc: subprocess.CompletedProcess, what: str) -> subprocess.Comple
     return proc
 
 
+def mounted_on_its_own(path: Path) -> bool:
+    """Whether the file ``path`` is a mount point (bind-mounted on its own: a container's volume, a Kubernetes
+    ConfigMap's subPath), which no rename can replace (EBUSY): what a store's tool writes beside it and renames stays
+    there, and the file as it was."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    # The fifth field, with space, tab, newline and backslash written as octal escapes (\040...).
+    points = {re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[4])
+              for line in lines if len(line.split()) > 4}
+    return os.fsencode(real) in points
+
+
+def mount_point_advice(path: Path) -> str:
+    """What to do about a store file that is a mount point (:func:`mounted_on_its_own`)."""
+    return (f"{path} is a mount point (a file mounted on its own, as a container's volume or a ConfigMap is), which "
+            "cannot be replaced: it was left as it was. Change the file it is mounted from (outside this container), "
+            "or mount its folder rather than the file, and run again")
+
+
 def find_tool(tool: str, env: Mapping[str, str] | None = None, *, sbin: bool = False) -> str | None:
     path = (os.environ if env is None else env).get("PATH", os.defpath)
     return shutil.which(tool, path=path + os.pathsep + _SBIN if sbin else path)
