@@ -20,6 +20,9 @@ stores (the system store runs in a private mount namespace over copies: test_aud
    (.../.cacerts.NNN.certkit-tmp)", naming certkit's temporary file, and ``install --system`` with
    update-ca-certificates' "mv: cannot move ...: Device or resource busy", neither saying what is wrong or what to
    do. Both now say the file is a mount point, that it was left as it was, and what to change instead.
+4. An NSS database this user cannot read (its cert9.db left root's by ``sudo certutil``): ``status`` (and any
+   command) repeated certutil's "SEC_ERROR_BAD_DATABASE: bad database", as of a damaged one, which a user mends by
+   deleting it. It now names the file, whose it is and its mode, and what to do.
 """
 
 from __future__ import annotations
@@ -27,16 +30,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from test_audit19_trust import _private_system_store
 from test_audit20_trust import _root_and_server
 from test_trust import java_client, pki, server  # noqa: F401
 
-from certkit.trust import Anchor
+from certkit.trust import Anchor, NSSStore, status
 
 from conftest import certkit_env, free_port, require, wait_listening, wait_or_kill
 from trust_helpers import PYTHON_CLIENT, client_env, private_java_home
@@ -181,3 +189,61 @@ def test_a_store_file_that_is_a_mount_point_is_said_to_be_one(pki, tmp_path: Pat
     left = subprocess.run([*prefix, "sh", "-c", "ls /usr/local/share/ca-certificates"], capture_output=True,
                           text=True, timeout=60)
     assert "certkit-" not in left.stdout  # the install rolled back: certkit's file is not left
+
+
+# --- 4: an NSS database this user cannot read ----------------------------------------------------------------------
+def _as_nobody(work: Callable[[], str]) -> str:
+    """``work()`` in a child process run as the user nobody (everything it needs imported before), its answer."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return from here
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write, work().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        said = f.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0, said
+    return said
+
+
+def test_an_nss_database_this_user_cannot_read_is_not_called_bad(pki, request) -> None:  # noqa: F811
+    certutil = require("certutil")
+    if os.geteuid() != 0:
+        pytest.skip("giving files to another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    tmp_path = Path(tempfile.mkdtemp(prefix="certkit-audit21-", dir="/tmp"))  # pytest's own folder is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
+    home = tmp_path / "home"
+    nssdb = home / ".pki/nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run([certutil, "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True,
+                   timeout=60)
+    # The user's own database, but its cert9.db left root's (sudo certutil run on it): everything else is theirs.
+    for place in [tmp_path, home, home / ".pki", nssdb, *nssdb.iterdir()]:
+        os.chown(place, nobody.pw_uid, nobody.pw_gid)
+    os.chown(nssdb / "cert9.db", 0, 0)
+    os.chmod(nssdb / "cert9.db", 0o600)
+    own = subprocess.run([certutil, "-L", "-d", f"sql:{nssdb}"], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: (os.setgroups([]), os.setgid(nobody.pw_gid), os.setuid(nobody.pw_uid)))
+    assert own.returncode != 0 and "SEC_ERROR_BAD_DATABASE" in own.stderr, own.stderr  # certutil: "bad database"
+    store = NSSStore("Chromium/Chrome", nssdb, certutil)
+    import sqlite3  # noqa: F401  (what NSSStore reads with, imported before the child drops root)
+    import urllib.parse  # noqa: F401
+
+    def asked() -> str:
+        (result,) = status(pki.anchor, [store])
+        return json.dumps([result.outcome, result.reason])
+
+    outcome, reason = json.loads(_as_nobody(asked))
+    assert outcome == "failed" and f"{nssdb / 'cert9.db'} cannot be read by this user (it is root's, mode 0600)" \
+        in reason, reason
+    assert "run as its owner, or give the file back to this user" in reason

@@ -197,6 +197,9 @@ class NSSStore(Store):
         import sqlite3
         from urllib.parse import quote
 
+        if (unreadable := _unreadable(self.directory)) is not None:
+            return TrustError(f"{what} failed: {unreadable}, so certutil calls the database bad (it is not known to be "
+                              "damaged); run as its owner, or give the file back to this user (chown), and run again")
         for path in (self.directory / "cert9.db", self.directory / "key4.db"):
             if not path.is_file():
                 continue
@@ -371,6 +374,27 @@ class NSSStore(Store):
                               "registered in it since (its pkcs11.txt), which is not certkit's to remove")
 
 
+
+
+def _unreadable(directory: Path) -> str | None:
+    """Which file of the database in ``directory`` this user cannot read, and whose it is (a cert9.db left root's by
+    ``sudo certutil``), or None: certutil then says "bad database", as of a damaged one."""
+    import pwd
+
+    for path in (directory, *(directory / name for name in ("cert9.db", "key4.db"))):
+        try:
+            st = path.stat()
+        except PermissionError:
+            return f"{path} cannot be reached by this user (a folder above it is closed to this user)"
+        except OSError:
+            continue
+        if not os.access(path, os.R_OK | (os.X_OK if path == directory else 0)):
+            try:
+                owner = pwd.getpwuid(st.st_uid).pw_name
+            except KeyError:
+                owner = f"uid {st.st_uid}"
+            return f"{path} cannot be read by this user (it is {owner}'s, mode {st.st_mode & 0o7777:04o})"
+    return None
 
 
 def _no_keys(proc: subprocess.CompletedProcess) -> bool:
