@@ -23,6 +23,10 @@ stores (the system store runs in a private mount namespace over copies: test_aud
 4. An NSS database this user cannot read (its cert9.db left root's by ``sudo certutil``): ``status`` (and any
    command) repeated certutil's "SEC_ERROR_BAD_DATABASE: bad database", as of a damaged one, which a user mends by
    deleting it. It now names the file, whose it is and its mode, and what to do.
+5. An install of the system store stopped during its refresh (Ctrl-C, SIGTERM): the refresh was killed wherever it
+   was, perhaps with its links or its bundle made, and certkit's file stayed: curl and Python trusted the CA (or
+   would at the next refresh anyone ran) while certkit said only "Interrupted.". A failed refresh already took the
+   file out again; a stopped one now does too, with the stop signals held off meanwhile.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -247,3 +253,44 @@ def test_an_nss_database_this_user_cannot_read_is_not_called_bad(pki, request) -
     assert outcome == "failed" and f"{nssdb / 'cert9.db'} cannot be read by this user (it is root's, mode 0600)" \
         in reason, reason
     assert "run as its owner, or give the file back to this user" in reason
+
+
+# --- 5: an install of the system store stopped during its refresh -----------------------------------------------------
+_SLOW_REFRESH = """#!/bin/sh
+# update-ca-certificates, then (but for a removal, --fresh) a wait that the test's Ctrl-C interrupts
+/usr/sbin/update-ca-certificates "$@" || exit $?
+case " $* " in *" --fresh "*) exit 0;; esac
+touch "{marker}"
+exec sleep 120
+"""
+
+
+def test_an_install_stopped_during_its_refresh_leaves_the_system_store_as_it_was(
+        pki, server: int, tmp_path: Path) -> None:  # noqa: F811
+    prefix = _private_system_store(tmp_path)
+    tools, marker = tmp_path / "tools", tmp_path / "refreshed"
+    tools.mkdir()
+    (tools / "update-ca-certificates").write_text(_SLOW_REFRESH.format(marker=marker))
+    (tools / "update-ca-certificates").chmod(0o755)
+    env = certkit_env(HOME=str(tmp_path), PATH=f"{tools}:{client_env()['PATH']}")
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "certkit", "trust", "install", "--system", "--ca-dir",
+                             str(pki.issuing)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():  # the refresh has made its links and its bundle: the CA is trusted now
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the refresh did not run within 120 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C to certkit (unshare and sh exec it: the same process)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 and "Interrupted" in err and "Traceback" not in err, out + err
+    left = subprocess.run([*prefix, "sh", "-c", "ls /usr/local/share/ca-certificates /etc/ssl/certs"],
+                          capture_output=True, text=True, timeout=60)
+    assert "certkit-" not in left.stdout  # neither certkit's file nor its links
+    curl = subprocess.run([*prefix, "curl", "-sS", "-o", "/dev/null", f"https://localhost:{server}/"],
+                          env=client_env(), capture_output=True, text=True, timeout=60)
+    assert curl.returncode == 60, curl.stderr  # the CA is not trusted: the store is as it was

@@ -334,11 +334,16 @@ class SystemStore(Store):
         pause_at("staged")
         try:
             self._refresh(self.layout.refresh_added)
-        except TrustError:
-            if created:  # leave the store as it was
-                path.unlink(missing_ok=True)
-                with contextlib.suppress(TrustError):
-                    self._refresh_removed()
+        except BaseException:
+            # Failed, or stopped (Ctrl-C, SIGTERM: the refresh is killed wherever it is, perhaps with its links made,
+            # which curl and Python read, or its bundle written): the store is left as it was, whole, also then.
+            from certkit.issuing import uninterrupted
+
+            if created:
+                with uninterrupted():
+                    path.unlink(missing_ok=True)
+                    with contextlib.suppress(TrustError, OSError):
+                        self._refresh_removed()
             raise
         if anchor.fingerprint not in self._bundle():
             raise TrustError(f"{shlex.join(self.layout.refresh_added)} ran, but {self.layout.bundle} does not "
