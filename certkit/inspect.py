@@ -441,10 +441,10 @@ def _weak_key(cert) -> str | None:
     from cryptography.exceptions import UnsupportedAlgorithm
 
     from certkit.verify import weak_chain
-    from certkit.verify_names import unhandled_critical
+    from certkit.verify_critical import openssl_refusal
 
     try:
-        return next(iter(weak_chain([cert], anchored=self_signed(cert))), None) or unhandled_critical([cert])
+        return next(iter(weak_chain([cert], anchored=self_signed(cert))), None) or openssl_refusal([cert])
     except UnsupportedAlgorithm:
         return None
 

@@ -19,7 +19,7 @@ from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_r
 from certkit.errors import CertkitError
 from certkit.handshake_keys import refused_ca_key, signing_usage_note, unchecked_signature, unusable_leaf_key
 from certkit.text import shown
-from certkit.verify_critical import beyond_the_verifier, judged_by_certkit
+from certkit.verify_critical import beyond_the_verifier, judged_by_certkit, openssl_refusal
 from certkit.verify_names import (
     ca_purpose_problem,
     check_verify_arguments,
@@ -34,7 +34,6 @@ from certkit.verify_names import (
     purpose_problem,
     san_list,
     server_name,
-    unhandled_critical,
     verify_arguments,
 )
 from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, signature_by, signed_by
@@ -199,7 +198,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     verdict.reasons += ([broken] if broken else []) + date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
-        or cn_problem(path, purpose) or unhandled_critical(path)
+        or cn_problem(path, purpose) or openssl_refusal(path)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:

@@ -106,3 +106,31 @@ BEYOND = (("unsupported name constraint", "it does not implement URI name constr
 def beyond_the_verifier(error: str | None) -> str | None:
     """Why the verifier refused without judging (a feature it lacks), or None."""
     return next((ours for words, ours in BEYOND if error and words in error), None)
+
+
+PROXY_CERT_INFO = "1.3.6.1.5.5.7.1.14"
+
+
+def proxy_certificate(path: list) -> str | None:
+    """A proxy certificate (RFC 3820: a proxyCertInfo extension) anywhere in ``path``, critical or not: OpenSSL
+    refuses it unless told to allow proxy certificates (X509_V_FLAG_ALLOW_PROXY_CERTS, which no TLS peer sets), and
+    calls one that is a CA or holds a subjectAltName an invalid certificate; cryptography's verifier ignores the
+    extension when it is not critical. None when there is none."""
+    from certkit.verify_names import cn_text
+
+    for cert in path:
+        if any(ext.oid.dotted_string == PROXY_CERT_INFO for ext in cert.extensions):
+            who = "it is" if cert is path[0] else f"the CA {cn_text(cert.subject)} is"
+            return (f"{who} a proxy certificate (RFC 3820: it holds a proxyCertInfo extension, {PROXY_CERT_INFO}), "
+                    "which OpenSSL (so Python's ssl, curl, nginx and Node) refuses whether the extension is critical "
+                    "or not (\"proxy certificates not allowed\", or \"invalid certificate\" for one that is a CA or "
+                    "holds a subjectAltName); GnuTLS accepts it")
+    return None
+
+
+def openssl_refusal(path: list) -> str | None:
+    """What OpenSSL refuses in the certificates of ``path`` themselves, whatever cryptography's verifier says: a
+    critical extension it does not handle, a proxy certificate; None when there is nothing."""
+    from certkit.verify_names import unhandled_critical
+
+    return unhandled_critical(path) or proxy_certificate(path)
