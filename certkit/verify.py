@@ -36,6 +36,7 @@ from certkit.verify_names import (
     server_name,
     verify_arguments,
 )
+from certkit.verify_rfc3779 import resources_problem
 from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, signature_by, signed_by
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     verdict.reasons += ([broken] if broken else []) + date_problems(path, now) + weak_chain(path)
     verdict.peer = not is_ca(leaf) and set(eku_names(leaf) or ()) == {"serverAuth", "clientAuth"}
     problem = purpose_problem(leaf, purpose) or ca_purpose_problem(path, purpose) \
-        or cn_problem(path, purpose) or openssl_refusal(path)
+        or cn_problem(path, purpose) or openssl_refusal(path) or resources_problem(path)
     if problem:
         verdict.reasons.append(problem)
     if name is not None:

@@ -16,7 +16,9 @@ the note says who else refuses it. The words of each were measured with ``openss
 from __future__ import annotations
 
 _JAVA_AND_GNUTLS_REFUSE = "GnuTLS and Java refuse it (unknown critical extension)"
-# OID: (its name, whether OpenSSL accepts a chain holding it critical, what GnuTLS and Java do with it)
+# OID: (its name, whether OpenSSL accepts a chain holding it critical, what GnuTLS and Java do with it); OpenSSL
+# checks RFC 3779's ipAddrBlocks and autonomousSysIds along the chain, critical or not, as certkit does
+# (certkit.verify_rfc3779), so its acceptance of them is that check's
 CRITICAL_PEERS = {
     "2.5.29.32": ("certificatePolicies", True, "GnuTLS and Java accept it too"),
     "2.5.29.37": ("extendedKeyUsage", True, "GnuTLS and Java accept it too (the web PKI's rules forbid it, so "
@@ -30,8 +32,7 @@ CRITICAL_PEERS = {
     "2.16.840.1.113730.1.1": ("nsCertType", True, _JAVA_AND_GNUTLS_REFUSE),
     "1.3.6.1.5.5.7.48.1.5": ("ocspNoCheck", True, _JAVA_AND_GNUTLS_REFUSE),
     "1.3.6.1.5.5.7.1.8": ("autonomousSysIds", True, _JAVA_AND_GNUTLS_REFUSE),
-    "1.3.6.1.5.5.7.1.7": ("ipAddrBlocks", False, "OpenSSL checks its address blocks against its issuers' "
-                                                 "(RFC 3779); " + _JAVA_AND_GNUTLS_REFUSE),
+    "1.3.6.1.5.5.7.1.7": ("ipAddrBlocks", True, _JAVA_AND_GNUTLS_REFUSE),
     "1.3.6.1.5.5.7.1.14": ("proxyCertInfo", False, "OpenSSL refuses a proxy certificate unless told to allow them "
                                                    "(\"proxy certificates not allowed\"), Java refuses it, GnuTLS "
                                                    "accepts it"),

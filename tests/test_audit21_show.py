@@ -51,3 +51,139 @@ def test_a_proxy_certificate_is_not_valid_whether_its_extension_is_critical_or_n
     issued = f"TLS server authentication ({HOST}, localhost)" if where == "leaf" else "issuing certificates (CA)"
     assert (f"  Usable for: nothing with OpenSSL-based peers: {words.replace('the CA CN=Proxy CA is', 'it is')}; "
             f"issued for {issued}\n") in inspected, inspected
+
+
+# --- 2. RFC 3779 resources (ipAddrBlocks, autonomousSysIds), checked by OpenSSL whatever their criticality --------
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    return bytes([tag]) + (bytes([size]) if size < 0x80 else bytes([0x81, size])) + content
+
+
+def _prefix(text: str) -> bytes:
+    """``10.1.0.0/16`` as RFC 3779's BIT STRING."""
+    import ipaddress
+
+    net = ipaddress.ip_network(text)
+    data = net.network_address.packed[:(net.prefixlen + 7) // 8]
+    return _der(0x03, bytes([-net.prefixlen % 8]) + data)
+
+
+def _range_end(number: int, bits: int, fill: int) -> bytes:
+    """A range's minimum (``fill`` 0) or maximum (1) without its trailing 0 (or 1) bits, as a BIT STRING."""
+    while bits and number & 1 == fill:
+        number, bits = number >> 1, bits - 1
+    octets = (bits + 7) // 8
+    return _der(0x03, bytes([octets * 8 - bits]) + (number << (octets * 8 - bits)).to_bytes(octets, "big"))
+
+
+def _ip_blocks(*families: tuple[str, object]) -> bytes:
+    """ipAddrBlocks: ("v4" or "v6", "inherit" or [prefixes or (low, high) address ranges])."""
+    import ipaddress
+
+    def entry(item) -> bytes:
+        if isinstance(item, str):
+            return _prefix(item)
+        low, high = (ipaddress.ip_address(a) for a in item)  # a range: its ends as the shortest BIT STRINGs (DER)
+        return _der(0x30, _range_end(int(low), low.max_prefixlen, 0) + _range_end(int(high), high.max_prefixlen, 1))
+    out = b""
+    for family, choice in families:
+        afi = b"\0\1" if family == "v4" else b"\0\2"
+        body = _der(0x05, b"") if choice == "inherit" else _der(0x30, b"".join(entry(i) for i in choice))
+        out += _der(0x30, _der(0x04, afi) + body)
+    return _der(0x30, out)
+
+
+def _as_ids(asnum) -> bytes:
+    """autonomousSysIds with asnum only: "inherit" or [numbers or (low, high)]."""
+    def number(n: int) -> bytes:
+        return _der(0x02, n.to_bytes((n.bit_length() + 8) // 8, "big"))
+    if asnum == "inherit":
+        body = _der(0x05, b"")
+    else:
+        body = _der(0x30, b"".join(number(i) if isinstance(i, int) else _der(0x30, number(i[0]) + number(i[1]))
+                                   for i in asnum))
+    return _der(0x30, _der(0xA0, body))
+
+
+_IPB, _ASN = "1.3.6.1.5.5.7.1.7", "1.3.6.1.5.5.7.1.8"
+_V4_INHERITED, _V6_INHERITED = ((_IPB, _ip_blocks((family, "inherit")), False) for family in ("v4", "v6"))
+# name: ((root's, intermediate's, leaf's) extensions as (OID, DER, critical) or None, the CA OpenSSL blames or None)
+_RESOURCE_CASES = {
+    "leaf-blocks-none-above": ((None, None, (_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False)), "Resource CA"),
+    "leaf-blocks-critical-none-above": ((None, None, (_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), True)), "Resource CA"),
+    "nested-prefixes": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False), (_IPB, _ip_blocks(("v4", ["10.1.0.0/16"])),
+                        False), (_IPB, _ip_blocks(("v4", ["10.1.2.0/24"])), False)), None),
+    "nested-critical": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), True), (_IPB, _ip_blocks(("v4", "inherit")), True),
+                        (_IPB, _ip_blocks(("v4", ["10.9.0.0/16"])), True)), None),
+    "leaf-outside-intermediate": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False),
+                                   (_IPB, _ip_blocks(("v4", ["10.1.0.0/16"])), False),
+                                   (_IPB, _ip_blocks(("v4", ["10.2.0.0/24"])), False)), "Resource CA"),
+    "intermediate-outside-root": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False),
+                                   (_IPB, _ip_blocks(("v4", ["11.0.0.0/8"])), False),
+                                   (_IPB, _ip_blocks(("v4", "inherit")), False)), "Root"),
+    "range-within": (((_IPB, _ip_blocks(("v4", [("10.0.0.5", "10.0.0.9")])), False),
+                      (_IPB, _ip_blocks(("v4", ["10.0.0.8/31"])), False), _V4_INHERITED),
+                     None),
+    "range-outside": (((_IPB, _ip_blocks(("v4", [("10.0.0.5", "10.0.0.9")])), False),
+                       (_IPB, _ip_blocks(("v4", ["10.0.0.8/30"])), False), _V4_INHERITED),
+                      "Root"),
+    "leaf-range-within-prefix": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/28"])), False),
+                                  _V4_INHERITED,
+                                  (_IPB, _ip_blocks(("v4", [("10.0.0.3", "10.0.0.12")])), False)), None),
+    "leaf-range-outside-prefix": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/29"])), False),
+                                   _V4_INHERITED,
+                                   (_IPB, _ip_blocks(("v4", [("10.0.0.3", "10.0.0.12")])), False)), "Root"),
+    "v6-nested": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"]), ("v6", ["2001:db8::/32"])), False),
+                   _V6_INHERITED, (_IPB, _ip_blocks(("v6", ["2001:db8:1::/48"])), False)),
+                  None),
+    "v6-family-missing-above": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False), None,
+                                 (_IPB, _ip_blocks(("v6", ["2001:db8::/32"])), False)), "Resource CA"),
+    "root-inherits": (((_IPB, _ip_blocks(("v4", "inherit")), False), None,
+                       (_IPB, _ip_blocks(("v4", "inherit")), False)), "Root"),
+    "leaf-without-under-unnested-ca": (((_IPB, _ip_blocks(("v4", ["10.0.0.0/8"])), False),
+                                        (_IPB, _ip_blocks(("v4", ["11.0.0.0/8"])), False), None), None),
+    "as-leaf-none-above": ((None, None, (_ASN, _as_ids([1000]), False)), "Resource CA"),
+    "as-critical-none-above": ((None, None, (_ASN, _as_ids([1000]), True)), "Resource CA"),
+    "as-within-range": (((_ASN, _as_ids([(1000, 2000)]), False), (_ASN, _as_ids("inherit"), False),
+                         (_ASN, _as_ids([1500, (1600, 1700)]), False)), None),
+    "as-outside-range": (((_ASN, _as_ids([(1000, 2000)]), False), None, (_ASN, _as_ids([3000]), False)), "Resource CA"),
+    "as-root-inherits": (((_ASN, _as_ids("inherit"), False), None, (_ASN, _as_ids("inherit"), False)), "Root"),
+}
+
+
+def test_rfc3779_resources_are_judged_as_openssl_judges_them(tmp_path: Path) -> None:
+    """OpenSSL checks a chain's RFC 3779 resources whether the extensions are critical or not: the leaf's IP
+    address blocks and AS numbers must lie within every issuer's ("RFC 3779 resource not subset of parent's
+    resources"). cryptography reads neither, so verify said VALID of a leaf naming 10.0.0.0/8 under a root naming
+    none, which Python's ssl, curl and nginx refuse, and (critical ipAddrBlocks) NOT VALID of chains that nest.
+    Now every verdict is openssl verify's, and the reason names the issuer OpenSSL blames."""
+    from cryptography import x509
+
+    def extra(spec) -> list:
+        return [] if spec is None else [(x509.UnrecognizedExtension(x509.ObjectIdentifier(spec[0]), spec[1]),
+                                         spec[2])]
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    for case, ((at_root, at_ca, at_leaf), blamed) in _RESOURCE_CASES.items():
+        root = _cert("Root", root_key, ca=True, extra=extra(at_root))
+        ca = _cert("Resource CA", ca_key, root, root_key, ca=True, extra=extra(at_ca))
+        leaf = _cert(HOST, leaf_key, ca, ca_key, extra=extra(at_leaf))
+        folder = tmp_path / case
+        folder.mkdir()
+        for file, certs in (("root.pem", (root,)), ("leaf.pem", (leaf,)), ("chain.pem", (ca,)),
+                            ("full.pem", (leaf, ca))):
+            (folder / file).write_bytes(_pem(*certs))
+        peer = openssl("verify", "-purpose", "sslserver", "-verify_hostname", HOST, "-CAfile", folder / "root.pem",
+                       "-untrusted", folder / "chain.pem", folder / "leaf.pem")
+        assert (peer.returncode == 0) == (blamed is None), (case, peer.stdout, peer.stderr)
+        said = run_certkit("verify", folder / "full.pem", "--ca-file", folder / "root.pem", "--purpose", "server",
+                           "--name", HOST)
+        assert (said.returncode == 0) == (blamed is None), (case, said.stdout, said.stderr)
+        if blamed:  # the certificate OpenSSL names above its error is the one certkit names
+            words = (peer.stdout + peer.stderr).decode()
+            assert f"CN = {blamed}\nerror 46 at" in words and "RFC 3779 resource not subset of parent's resources" \
+                in words, (case, words)
+            what = "IP address blocks (RFC 3779 ipAddrBlocks)" if "as-" not in case else \
+                "AS numbers (RFC 3779 autonomousSysIds)"
+            assert f"  reason    its {what} are not within those of CN={blamed}, which OpenSSL (so Python's ssl, " \
+                   "curl, nginx and Node) refuses whether the extension is critical or not (\"RFC 3779 resource not " \
+                   "subset of parent's resources\")" in said.stdout, (case, said.stdout.splitlines()[6:])
