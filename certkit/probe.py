@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unchained_places, withdrawn
-from certkit.probe_http import ProbeError, Target, parse_url, unreadable_chain  # noqa: F401
+from certkit.probe_http import ProbeError, Target, not_tls, parse_url, unreadable_chain  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import (
     CERT_REQUEST_STATE,
@@ -50,13 +50,15 @@ _OLD_TLS_REASON = re.compile(r"alert protocol version$|^unsupported protocol$")
 _OLD_TLS = (": the server speaks neither TLS 1.2 nor TLS 1.3, which probe offers, only an older version (TLS 1.0 or "
             "1.1, deprecated by RFC 8996), which Python's ssl refuses too at its defaults: enable TLS 1.2 or 1.3 on "
             "the server")
+_NOT_TLS = "wrong version number"  # OpenSSL's reason when the answer to its ClientHello is no TLS record
 _ALERT = re.compile(r"\balert\b")  # in OpenSSL's reason for an alert received: sslv3, tlsv1, tlsv13 alert ...
 
 
-def _no_handshake(target: Target, why: str) -> ProbeError:
+def _no_handshake(target: Target, why: str, timeout: float) -> ProbeError:
     """A handshake that ended before the server's certificate came, with what OpenSSL's words mean: a server of
-    an older TLS version only; the alert ``unrecognized name`` (nginx ssl_reject_handshake, HAProxy strict-sni)."""
-    meant = _OLD_TLS if _OLD_TLS_REASON.search(why) else ""
+    an older TLS version only; the alert ``unrecognized name`` (nginx ssl_reject_handshake, HAProxy strict-sni);
+    an answer that is not TLS (plain HTTP, another protocol)."""
+    meant = _OLD_TLS if _OLD_TLS_REASON.search(why) else not_tls(target, timeout) if why == _NOT_TLS else ""
     if why.endswith("unrecognized name"):
         sent = f"none, as for any address such as {target.host}: TLS carries host names only" if target.is_ip \
             else target.host
@@ -389,7 +391,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     client_ctx = _context(trust_pem, client) if client is not None else None
     seen = _connect(target, _context(trust_pem, None), timeout, None)
     if not seen.chain:
-        raise _no_handshake(target, seen.attempt.handshake)
+        raise _no_handshake(target, seen.attempt.handshake, timeout)
     if ca_file is not None and pinned(ca_file, roots, seen.chain):
         result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
     elif ca_file is not None:

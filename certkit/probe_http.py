@@ -298,3 +298,23 @@ def unreadable_chain(label: str, chain: list) -> list:
             raise ProbeError(f"{shown(label)}: certificate {place} of {len(chain)} the server sends is "
                              f"{damage_said(exc)}; openssl s_client -connect {shown(label)} -showcerts shows them.")
     return chain
+
+
+def not_tls(target: Target, timeout: float) -> str:
+    """What a server that answered probe's TLS handshake with something else ("wrong version number") speaks on
+    the port: plain HTTP (asked again, in plain HTTP, on a connection of its own), or another protocol."""
+    answer = b""
+    try:
+        with target.connect(timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {target.label}\r\n\r\n".encode("ascii", "replace"))
+            answer = sock.recv(256)
+    except OSError:
+        pass
+    if answer.startswith(b"HTTP/"):
+        status = answer.split(b"\r\n", 1)[0].decode("latin-1")
+        return (f": the server speaks plain HTTP on this port, not TLS (asked in plain HTTP, it answers "
+                f"'{shown(status)}'): give the port where it speaks HTTPS, or use a plain HTTP client for this one")
+    return (": what the server sent is not TLS: it speaks another protocol on this port (one that starts TLS only "
+            "after a greeting of its own, as SMTP, IMAP or PostgreSQL, is not something probe speaks); give the "
+            "port where the server speaks TLS from the first byte")

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_audit20_show import HOST, _cert, _certtool_accepts, _pem, _raw
 
-from conftest import openssl, run_certkit
+from conftest import free_port, openssl, run_certkit, wait_listening, wait_or_kill
 
 # RFC 3820's ProxyCertInfo { proxyPolicy { policyLanguage id-ppl-inheritAll } }
 _PROXY = "1.3.6.1.5.5.7.1.14"
@@ -187,3 +190,25 @@ def test_rfc3779_resources_are_judged_as_openssl_judges_them(tmp_path: Path) -> 
             assert f"  reason    its {what} are not within those of CN={blamed}, which OpenSSL (so Python's ssl, " \
                    "curl, nginx and Node) refuses whether the extension is critical or not (\"RFC 3779 resource not " \
                    "subset of parent's resources\")" in said.stdout, (case, said.stdout.splitlines()[6:])
+
+
+# --- 3. probe of a port that does not speak TLS -------------------------------------------------------------------
+def test_probe_of_a_plain_http_port_says_so_and_what_to_do(tmp_path: Path) -> None:
+    """A user who probes a plain HTTP server (https://HOST:80/, a backend behind the TLS proxy) got OpenSSL's
+    words alone: "did not complete a TLS handshake: wrong version number". probe now asks the port again in plain
+    HTTP and says it speaks plain HTTP, with the status line it answered, and what to do."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, server, "python -m http.server")
+        probed = run_certkit("probe", f"https://127.0.0.1:{port}/")
+        as_json = run_certkit("probe", f"https://127.0.0.1:{port}/", "--json")
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    words = (f"127.0.0.1:{port} did not complete a TLS handshake: wrong version number: the server speaks plain "
+             "HTTP on this port, not TLS (asked in plain HTTP, it answers 'HTTP/1.0 200 OK'): give the port where it "
+             "speaks HTTPS, or use a plain HTTP client for this one.")
+    assert (probed.returncode, probed.stdout, probed.stderr) == (1, "", f"Error: {words}\n")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout) == {"error": words, "exit": 1}, as_json.stdout
