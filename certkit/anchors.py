@@ -55,8 +55,16 @@ def no_ca_certificate(ca_file: str | Path, found: list, *, server: "x509.Certifi
                       ) -> CertkitError:
     """The refusal of a --ca-file that holds no CA certificate (``found``: what it holds); for probe, whose
     --ca-file may also pin the ``server``'s own certificate (curl --cacert), that it does not hold that."""
+    from cryptography import x509
+
     what = (f" (what it holds, {shown(found[0].subject.rfc4514_string())}, is not a CA: basicConstraints "
             "CA:FALSE or none)" if found else "")
+    if found and found[0].version is x509.Version.v1 and found[0].subject == found[0].issuer:
+        what = (f" (what it holds, {shown(found[0].subject.rfc4514_string())}, is a self-signed version 1 "
+                "certificate, without the basicConstraints CA:TRUE that makes a CA, as openssl x509 -req -signkey "
+                "makes it: OpenSSL's default (openssl verify, curl, Python 3.11's ssl) takes it as a CA, while openssl "
+                "verify -x509_strict and Python 3.13's default context refuse the chains it signs, as certkit does; "
+                "remake the root with openssl req -x509, which adds basicConstraints CA:TRUE)")
     pin = (f", nor the server's own certificate ({shown(server.subject.rfc4514_string())}), which a --ca-file "
            "may hold to pin it" if server is not None else "")
     return CertkitError(f"{shown(ca_file)} holds no CA certificate{what}{pin}.")

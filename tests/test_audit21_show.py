@@ -212,3 +212,33 @@ def test_probe_of_a_plain_http_port_says_so_and_what_to_do(tmp_path: Path) -> No
              "speaks HTTPS, or use a plain HTTP client for this one.")
     assert (probed.returncode, probed.stdout, probed.stderr) == (1, "", f"Error: {words}\n")
     assert as_json.returncode == 1 and json.loads(as_json.stdout) == {"error": words, "exit": 1}, as_json.stdout
+
+
+# --- 4. a version 1 root as --ca-file -------------------------------------------------------------------------------
+def test_a_version_1_root_as_ca_file_is_refused_in_words_that_say_what_it_is_and_what_to_do(tmp_path: Path) -> None:
+    """A root made as some guides make it (openssl x509 -req -signkey: version 1, no extensions) was refused as
+    `holds no CA certificate (what it holds, CN=V1 Root, is not a CA: basicConstraints CA:FALSE or none)`, words
+    that leave the user lost: OpenSSL's default verification takes it as a CA. Now the refusal says what it is,
+    who takes and who refuses it, and how to remake it."""
+    def run(*args: str) -> None:
+        assert openssl(*args).returncode == 0, args
+    run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", tmp_path / "r.key",
+        "-out", tmp_path / "r.csr", "-subj", "/CN=V1 Root")
+    run("x509", "-req", "-in", tmp_path / "r.csr", "-signkey", tmp_path / "r.key", "-out", tmp_path / "root.pem",
+        "-days", "30")
+    run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", tmp_path / "l.key",
+        "-out", tmp_path / "l.csr", "-subj", f"/CN={HOST}")
+    (tmp_path / "leaf.ext").write_text(f"subjectAltName = DNS:{HOST}\nextendedKeyUsage = serverAuth\n")
+    run("x509", "-req", "-in", tmp_path / "l.csr", "-CA", tmp_path / "root.pem", "-CAkey", tmp_path / "r.key",
+        "-set_serial", "7", "-out", tmp_path / "leaf.pem", "-days", "20", "-extfile", tmp_path / "leaf.ext")
+    assert openssl("verify", "-CAfile", tmp_path / "root.pem", tmp_path / "leaf.pem").returncode == 0
+    assert openssl("verify", "-x509_strict", "-CAfile", tmp_path / "root.pem", tmp_path / "leaf.pem").returncode != 0
+
+    said = run_certkit("verify", tmp_path / "leaf.pem", "--ca-file", tmp_path / "root.pem", "--purpose", "server")
+    assert (said.returncode, said.stdout) == (1, ""), said.stdout
+    assert said.stderr == (
+        f"Error: {tmp_path / 'root.pem'} holds no CA certificate (what it holds, CN=V1 Root, is a self-signed "
+        "version 1 certificate, without the basicConstraints CA:TRUE that makes a CA, as openssl x509 -req -signkey "
+        "makes it: OpenSSL's default (openssl verify, curl, Python 3.11's ssl) takes it as a CA, while openssl verify "
+        "-x509_strict and Python 3.13's default context refuse the chains it signs, as certkit does; remake the root "
+        "with openssl req -x509, which adds basicConstraints CA:TRUE).\n"), said.stderr
