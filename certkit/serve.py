@@ -49,7 +49,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
     plain_http_answer,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
-from certkit.text import shown
+from certkit.text import quoted, shown
 from certkit.tlscheck import reason_of
 from certkit.verify_names import dates_above
 
@@ -241,7 +241,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
         cn = "-"
         if visit.client is not None:
             cn = shown(visit.client.common_name or "-") + ("" if visit.authenticated else " (refused)")
-        self.server.log(f"{peer_label(self.client_address)} \"{shown(self.requestline)}\" {code} client={cn}")
+        self.server.log(f"{peer_label(self.client_address)} {quoted(self.requestline)} {code} client={cn}")
 
     def log_message(self, format: str, *args) -> None:
         self.server.log(f"{peer_label(self.client_address)} {shown(format % args)}")
@@ -348,10 +348,10 @@ class IdentityServer(ThreadingHTTPServer):
             self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
                      f"({request.version()})")
         elif refused:
-            self.log(f"refused {peer}: client \"{shown(identity.common_name or identity.subject)}\" serial "
+            self.log(f"refused {peer}: client {quoted(identity.common_name or identity.subject)} serial "
                      f"{identity.serial}: {shown('; '.join(refused))}; answering with the page that says why")
         else:
-            self.log(f"accepted {peer}: client \"{shown(identity.common_name or identity.subject)}\" "
+            self.log(f"accepted {peer}: client {quoted(identity.common_name or identity.subject)} "
                      f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})"
                      + (f"; it did not send {', '.join(supplied)}, which this server supplied" if supplied else ""))
         request.settimeout(IDLE_TIMEOUT)

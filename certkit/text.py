@@ -44,6 +44,12 @@ NOT_UTF8_SECRET = ("is a str that is not UTF-8 text (a byte that did not decode,
 Secret = bytes | bytearray | memoryview | str
 
 
+def quoted(text: object) -> str:
+    """``text`` between double quotes, as a log line quotes it: a ``"`` or ``\\`` in it escaped with a backslash
+    (as Apache and nginx log them), so that the quotes end where it ends, then :func:`shown`."""
+    return '"' + shown(str(text).replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 def secret_bytes(secret: Secret, what: str, expected: str = "bytes or a str") -> bytes:
     """``secret`` as bytes, by the one rule every library function that takes a secret keeps: bytes, a
     bytearray or memoryview (copied), or a str taken as UTF-8 (one that is not UTF-8 text is refused in

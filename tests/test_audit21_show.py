@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +244,41 @@ def test_a_version_1_root_as_ca_file_is_refused_in_words_that_say_what_it_is_and
         "makes it: OpenSSL's default (openssl verify, curl, Python 3.11's ssl) takes it as a CA, while openssl verify "
         "-x509_strict and Python 3.13's default context refuse the chains it signs, as certkit does; remake the root "
         "with openssl req -x509, which adds basicConstraints CA:TRUE).\n"), said.stderr
+
+
+# --- 5. serve's log: a quoted certificate string ends where it ends ------------------------------------------------
+def test_serve_log_escapes_quotes_in_the_client_name_it_quotes(tmp_path: Path) -> None:
+    """serve's log quotes the client's CN (`accepted ...: client "alice" serial ...`) and the request line, but
+    wrote a `"` inside them as is: a client certificate named `eve" serial 01 (clientAuth, TLSv1.3) \\ x` made a
+    line a reader (or a log parser) takes as client "eve". Now `"` and `\\` inside the quotes are escaped with a
+    backslash, as Apache and nginx log them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from serve_process import serving
+
+    root_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("Log Root", root_key, ca=True)
+    server = _cert("localhost", server_key, root, root_key)
+    name = 'eve" serial 01 (clientAuth, TLSv1.3) \\ x'
+    client = _cert(name, client_key, root, root_key,
+                   extra=[(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
+    for file, data in (("root.pem", _pem(root)), ("server.pem", _pem(server, root)), ("client.pem", _pem(client))):
+        (tmp_path / file).write_bytes(data)
+    for file, key in (("server.key", server_key), ("client.key", client_key)):
+        (tmp_path / file).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    with serving("--cert", tmp_path / "server.pem", "--key", tmp_path / "server.key", "--client-ca",
+                 tmp_path / "root.pem", cwd=tmp_path) as srv:
+        context = ssl.create_default_context(cafile=tmp_path / "root.pem")
+        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b'GET /x" HTTP/1.0\r\n\r\n')
+            answer = tls.recv(64)
+        accepted = srv.wait_for_log("accepted ")
+        requested = srv.wait_for_log(" 200 client=")
+    assert answer.startswith(b"HTTP/1.0 200"), answer
+    assert ': client "eve\\" serial 01 (clientAuth, TLSv1.3) \\\\ x" serial ' in accepted[0], accepted
+    assert requested[0].endswith(f' "GET /x\\" HTTP/1.0" 200 client={name}'), requested
