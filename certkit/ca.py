@@ -387,7 +387,7 @@ class CA:
         a CA directory, a renewal of a bundle in a folder succeeds it once written there (`memory_delivery`)."""
         from certkit.issuing import renewal_request
         from certkit.memory_delivery import UndeployedRenewal, renewal_target, undeployed_note
-        from certkit.names import carried_name_notes
+        from certkit.names_carried import carried_name_notes
 
         check_bool("rekey", rekey)
         check_still_home(self)  # before its inventory is read: another CA's, were the directory made again

@@ -22,7 +22,7 @@ from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCe
 from certkit.files import is_regular_file
 from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
 from certkit.formats.reading import output_file_certificates
-from certkit.names import carried_name_notes
+from certkit.names_carried import carried_name_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown

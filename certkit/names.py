@@ -465,34 +465,3 @@ def _not_a_folder_name(name: str) -> str | None:
     if name in {"", ".", ".."}:
         return {"": "it is empty", ".": "'.' is the current folder itself", "..": "'..' is the folder above"}[name]
     return "it starts with '.', which would make a hidden folder" if name.startswith(".") else None
-
-
-def carried_name_notes(cert) -> list[str]:
-    """What to say of the names ``cert`` carries that certkit refuses today (certified before it refused them, or
-    by another tool), which a renewal keeps: an IPv4-mapped IPv6 address, which clients connecting to the IPv4
-    address never match, a DNS name curl and browsers read as an IPv4 address (0x7f000001: 127.0.0.1), and a URI
-    written with its type (URI:spiffe://..., certified as a URI of the scheme 'URI')."""
-    from cryptography import x509
-
-    from certkit.names_notation import is_a_uri, typed_value, url_ipv4
-    from certkit.names_uri import go_unreadable
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    notes = [f"it names {address}, the IPv4 address {address.ipv4_mapped} written as IPv6, which clients connecting "
-             f"to {address.ipv4_mapped} never match; to change it, issue a new certificate naming {address.ipv4_mapped}"
-             for address in san.get_values_for_type(x509.IPAddress) if getattr(address, "ipv4_mapped", None)]
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if value := typed_value(uri, is_a_uri):
-            notes.append(f"it names the URI {_show(uri)}, a subjectAltName entry with its type, not the URI "
-                         f"{_show(value)} peers look for; to change it, issue a new certificate naming {_show(value)}")
-        elif reason := go_unreadable(uri):
-            notes.append(f"it names the URI {_show(uri)}: {reason} in a new certificate")
-    for name in filter(_ends_in_a_number, san.get_values_for_type(x509.DNSName)):
-        read = url_ipv4(name)
-        notes.append(f"it names the DNS name {_show(name)}, which curl and browsers read as the IPv4 address "
-                     f"{read or '(none: they refuse it)'} and never match in a DNS entry; to change it, issue a new "
-                     f"certificate naming {read or 'the host'}")
-    return notes

@@ -183,11 +183,19 @@ def refuse_ipv4_compatible(text: str, address) -> None:
     """Refuse ``text``, the IPv6 ``address``, when it is an IPv4 address written in RFC 4291's deprecated
     IPv4-compatible form (``::10.1.1.1``: 96 zero bits, then the IPv4 address in dotted form): the IPv6 address
     ``::a01:101``, which no host has, and which clients connecting to 10.1.1.1 never match."""
-    import ipaddress
-
-    if address.version != 6 or "." not in text or int(address) >> 32 or int(address) < 1 << 24:
+    if "." not in text or (ipv4 := ipv4_compatible(address)) is None:
         return
-    ipv4 = ipaddress.IPv4Address(int(address))
     raise InvalidName(f"'{_show(text)}' is the IPv4 address {ipv4} written as IPv6 in the deprecated IPv4-compatible "
                       f"form (RFC 4291), the IPv6 address {address}, which no host has: clients that connect to {ipv4} "
                       f"do not match it in a certificate; give the IPv4 address itself ({ipv4}).")
+
+
+def ipv4_compatible(address):
+    """The IPv4 address whose deprecated IPv4-compatible form (RFC 4291: 96 zero bits, then the IPv4 address) the IPv6
+    ``address`` is, or None (an IPv4 address; ::, ::1 and the others below ::1.0.0.0, which are not written so)."""
+    import ipaddress
+
+    if address.version != 6 or int(address) >> 32 or int(address) < 1 << 24:
+        return None
+    return ipaddress.IPv4Address(int(address))
+

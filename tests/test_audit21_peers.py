@@ -1,0 +1,62 @@
+"""Round twenty-one, peers: hosts that clients read otherwise than certkit.
+
+1. An IP address written in another script's digits (Arabic-Indic ١٢٧.0.0.1, Devanagari १२७.0.0.1, also ::١), which
+   UTS 46 does not map to ASCII, was refused as "'١٢٧' is not a number"; curl and browsers do not read it as an
+   address (curl looks up xn--9hbcp.0.0.1). It is refused naming the address in ASCII digits. A name whose last label
+   holds such digits (example.१२३: example.xn--e4bcd to curl and browsers) was refused as "not a valid IPv4 address:
+   it has 2 parts", since certkit took any Unicode digit for a digit: it is certified as the name clients read.
+2. A name typed with the capital sharp s (FAẞ.DE) was certified as xn--fa-hia.de (faß.de: the idna package follows
+   Unicode 15.1's UTS 46, which maps ẞ to ß), with a note that curl and browsers convert it so; curl, Node's URL
+   (ICU), Python's ssl and Java map ẞ to 'ss' and connect to fass.de, so none matched it. It is refused, giving both
+   lower-case spellings.
+3. A renewal kept an IPv6 address that is an IPv4 address in the deprecated IPv4-compatible form (::1.2.3.4 is
+   ::102:304), which certkit refuses to issue when written so, without a note, unlike an IPv4-mapped one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import new_ca, require, run_certkit
+
+
+def _node_hostname(host: str) -> str:
+    """The host Node's WHATWG URL parser (as browsers) reads in https://HOST/, or 'invalid'."""
+    script = ("let h; try { h = new URL('https://' + process.argv[1] + '/').hostname } catch (e) { h = 'invalid' }"
+              " console.log(h)")
+    return subprocess.run([require("node"), "-e", script, host], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.strip()
+
+
+def _san(cert) -> str:
+    return subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectAltName"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.split()[-1]
+
+
+def _openssl_verify(ca, cert, *check: str) -> bool:
+    return subprocess.run(["openssl", "verify", "-CAfile", str(ca), *check, str(cert)], capture_output=True,
+                          text=True, timeout=60).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("names21")
+    return folder, new_ca(folder, "certkit round 21 names CA")
+
+
+# --- 3. the renewal of an IPv4-compatible address ---------------------------------------------------------------------
+def test_a_renewal_of_an_ipv4_compatible_address_says_which_address_to_certify(tmp_path, ca):
+    folder, env = ca
+    run_certkit("issue-peer", "::102:304", "--out", tmp_path / "p", env=env, check=True)  # taken, written as IPv6
+    renewed = run_certkit("renew", tmp_path / "p", env=env, subprocess=True)
+    assert renewed.returncode == 0, renewed.stderr
+    assert ("note it names the IPv6 address ::102:304, which is also how the IPv4 address 1.2.3.4 is written in the "
+            "deprecated IPv4-compatible form (::1.2.3.4): no host has it, and clients connecting to 1.2.3.4 never "
+            "match it; if 1.2.3.4 is meant, issue a new certificate naming 1.2.3.4") in " ".join(renewed.stdout.split())
+    cert = tmp_path / "p" / "cert.pem"
+    assert _san(cert).endswith(":0:0:0:0:0:0:102:304"), _san(cert)  # kept as certified
+    ca_pem = folder / "ca" / "ca.pem"
+    assert not _openssl_verify(ca_pem, cert, "-verify_ip", "1.2.3.4")  # the note's claim, as OpenSSL checks it
+    assert _openssl_verify(ca_pem, cert, "-verify_ip", "::102:304")
