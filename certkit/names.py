@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
+from certkit.text import is_digits
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -117,6 +119,10 @@ def _network(text: str):
 
 
 def _try_ip(text: str) -> Identity | None:
+    if not text.isascii():  # an address in other digits than ASCII (١٢٧.0.0.1), which no client reads as one
+        from certkit.names_notation import refuse_other_digits
+
+        refuse_other_digits(text)
     if "%" in text and ":" in text:  # also in a URL's brackets, [fe80::1%eth0]
         address, _, zone = (text[1:-1] if text[:1] + text[-1:] == "[]" else text).partition("%")
         raise InvalidName(f"'{_show(text)}' has an IPv6 zone (%{_show(zone)}): a zone only means something on one "
@@ -153,7 +159,9 @@ def _ends_in_a_number(text: str) -> bool:
     """Whether a host's last label is a number (decimal, or 0x and hexadecimal): the WHATWG URL standard's "ends in a
     number", by which browsers and curl read the host as an IPv4 address (0x7f000001 is 127.0.0.1), never a name."""
     last = text.rstrip(".").rpartition(".")[2]
-    return last.isdigit() or _HEX_NUMBER.match(last) is not None
+    if not last.isascii():  # fullwidth digits are ASCII ones to browsers (UTS 46); other scripts' digits make a name
+        last = unicodedata.normalize("NFKC", last)
+    return is_digits(last) or _HEX_NUMBER.match(last) is not None
 
 
 def _refuse_no_peers_address(text: str, addr) -> None:

@@ -199,3 +199,28 @@ def ipv4_compatible(address):
         return None
     return ipaddress.IPv4Address(int(address))
 
+
+def refuse_other_digits(text: str) -> None:
+    """Refuse ``text`` when it is an IP address written in the digits of another script than ASCII's that UTS 46 does
+    not map to ASCII (Arabic-Indic ١٢٧.0.0.1, Devanagari १२७.0.0.1): curl and browsers do not read it as an address
+    (curl looks it up as the name xn--9hbcp.0.0.1, browsers refuse it), so no client connects to the address by it.
+    A name whose labels hold such digits (example.१२३) is left to the name's rules: curl and browsers read it as one."""
+    import ipaddress
+    import unicodedata
+
+    digits = {ch for ch in text if not ch.isascii() and unicodedata.decimal(ch, None) is not None
+              and not unicodedata.normalize("NFKC", ch).isascii()}
+    if not digits:
+        return
+    written = _as_browsers_map("".join(str(unicodedata.decimal(ch)) if ch in digits else ch for ch in text))
+    try:
+        address = ipaddress.ip_address(written)
+    except ValueError:
+        address = url_ipv4(written) if ":" not in written else None
+    if address is None:
+        return
+    scripts = " and ".join(sorted({unicodedata.name(ch, "other").partition(" DIGIT")[0].title() for ch in digits}))
+    raise InvalidName(f"'{_show(text)}' is not a valid IP address: it is {written} written in {scripts} digits, which "
+                      "curl and browsers do not read as an address (they look the host up as a name, or refuse it); "
+                      f"give the address in ASCII digits ('{address}').")
+

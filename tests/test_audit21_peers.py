@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import new_ca, require, run_certkit
+from conftest import assert_clean_error, new_ca, require, run_certkit
 
 
 def _node_hostname(host: str) -> str:
@@ -40,10 +40,39 @@ def _openssl_verify(ca, cert, *check: str) -> bool:
                           text=True, timeout=60).returncode == 0
 
 
+# --- 1. another script's digits ---------------------------------------------------------------------------------------
+OTHER_DIGITS = {  # typed, the ASCII form, the address to give, the script
+    "١٢٧.0.0.1": ("127.0.0.1", "127.0.0.1", "Arabic-Indic"),
+    "127.0.0.١": ("127.0.0.1", "127.0.0.1", "Arabic-Indic"),
+    "१२७.0.0.1": ("127.0.0.1", "127.0.0.1", "Devanagari"),
+    "۱۰.1.1.1": ("10.1.1.1", "10.1.1.1", "Extended Arabic-Indic"),
+    "::١": ("::1", "::1", "Arabic-Indic"),
+}
+
+
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory):
     folder = tmp_path_factory.mktemp("names21")
     return folder, new_ca(folder, "certkit round 21 names CA")
+
+
+@pytest.mark.parametrize("typed", OTHER_DIGITS)
+def test_an_address_in_another_scripts_digits_is_refused_naming_it_in_ascii_digits(tmp_path, ca, typed):
+    written, address, script = OTHER_DIGITS[typed]
+    assert _node_hostname(typed) not in (written, f"[{written}]")  # browsers never read the address in it
+    assert_clean_error(run_certkit("issue-peer", typed, "--out", tmp_path / "p", env=ca[1]),
+                       f"'{typed}' is not a valid IP address: it is {written} written in {script} digits, which curl "
+                       "and browsers do not read as an address (they look the host up as a name, or refuse it); give "
+                       f"the address in ASCII digits ('{address}').")
+
+
+def test_a_name_whose_last_label_is_another_scripts_digits_is_certified_as_clients_read_it(tmp_path, ca):
+    folder, env = ca
+    typed, a_label = "svc.१२३", "svc.xn--e4bcd"
+    assert _node_hostname(typed) == a_label  # a name to browsers (and curl: libidn2), not an address
+    run_certkit("issue-peer", typed, "--out", tmp_path / "p", env=env, check=True)
+    assert _san(tmp_path / "p" / "cert.pem") == f"DNS:{a_label}"
+    assert _openssl_verify(folder / "ca" / "ca.pem", tmp_path / "p" / "cert.pem", "-verify_hostname", a_label)
 
 
 # --- 3. the renewal of an IPv4-compatible address ---------------------------------------------------------------------
