@@ -224,3 +224,15 @@ def refuse_other_digits(text: str) -> None:
                       "curl and browsers do not read as an address (they look the host up as a name, or refuse it); "
                       f"give the address in ASCII digits ('{address}').")
 
+
+def refuse_capital_sharp_s(original: str) -> None:
+    """Refuse a host name holding U+1E9E (ẞ, the capital sharp s): UTS 46 maps it to ß since Unicode 15.1 (the
+    idna package certkit converts with: FAẞ.DE is faß.de, xn--fa-hia.de), but curl (libidn2), Node's URL (ICU, as
+    Chrome), Python's ssl and Java (IDNA2003) map it to 'ss' and connect to fass.de: the certificate would name
+    another host than the one they dial. Either lower-case spelling says which one is meant."""
+    lower = original.strip().replace("\u1e9e", "\u00df").lower()
+    ss = original.strip().replace("\u1e9e", "ss").lower()
+    raise InvalidName(f"'{_show(original)}' holds the capital sharp s (ẞ), which clients convert two ways: curl, Node "
+                      f"(ICU, as Chrome), Python's ssl and Java read it as 'ss' and connect to {_show(ss)}, while "
+                      f"newer IDNA tables (Unicode 15.1, as certkit's) read it as ß ({_show(lower)}); give the name "
+                      f"as clients are given it, '{_show(ss)}' or '{_show(lower)}'.")

@@ -75,6 +75,26 @@ def test_a_name_whose_last_label_is_another_scripts_digits_is_certified_as_clien
     assert _openssl_verify(folder / "ca" / "ca.pem", tmp_path / "p" / "cert.pem", "-verify_hostname", a_label)
 
 
+# --- 2. the capital sharp s -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("typed", "ss", "sharp"), [("FAẞ.DE", "fass.de", "faß.de"),
+                                                    ("*.STRAẞE.example", "*.strasse.example", "*.straße.example")])
+def test_a_name_with_the_capital_sharp_s_is_refused_as_clients_connect_to_another_host(tmp_path, ca, typed, ss,
+                                                                                       sharp):
+    dialed = typed.removeprefix("*.")
+    assert _node_hostname(dialed) == ss.removeprefix("*.")  # Node's URL (ICU), as Chrome
+    assert dialed.encode("idna").decode().lower() == ss.removeprefix("*.")  # Python's ssl (and Java): IDNA2003
+    curl = subprocess.run([require("curl"), "-sS", "-v", "-o", "/dev/null", "--max-time", "20", "--resolve",
+                           f"{ss.removeprefix('*.')}:1:127.0.0.1", f"https://{dialed}:1/"], capture_output=True,
+                          text=True, timeout=60)  # libidn2: it takes the entry for the 'ss' spelling, no look-up
+    assert f"Hostname {ss.removeprefix('*.')} was found in DNS cache" in curl.stderr, curl.stderr
+    assert_clean_error(run_certkit("issue-peer", typed, "--out", tmp_path / "p", env=ca[1]),
+                       f"'{typed}' holds the capital sharp s (ẞ), which clients convert two ways: curl, Node (ICU, "
+                       f"as Chrome), Python's ssl and Java read it as 'ss' and connect to {ss}, while newer IDNA "
+                       f"tables (Unicode 15.1, as certkit's) read it as ß ({sharp}); give the name as clients are "
+                       f"given it, '{ss}' or '{sharp}'.")
+    assert not (tmp_path / "p").exists()
+
+
 # --- 3. the renewal of an IPv4-compatible address ---------------------------------------------------------------------
 def test_a_renewal_of_an_ipv4_compatible_address_says_which_address_to_certify(tmp_path, ca):
     folder, env = ca
