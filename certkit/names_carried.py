@@ -53,4 +53,10 @@ def _address_note(address) -> str | None:
         return (f"it names the IPv6 address {address}, which is also how the IPv4 address {ipv4} is written in the "
                 f"deprecated IPv4-compatible form (::{ipv4}): no host has it, and clients connecting to {ipv4} never "
                 f"match it; if {ipv4} is meant, issue a new certificate naming {ipv4}")
+    if address.version == 6 and not int(address) >> 32 and int(address) > 1:  # ::2 to ::ff:ffff
+        port = f"{int(address) & 0xFFFF:x}" if int(address) >> 16 == 1 else ""  # ::1:2380: [::1]:2380, no brackets
+        port = port if port.isdigit() else None  # the port as typed: the group's hexadecimal digits, all decimal ones
+        return (f"it names the IPv6 address {address}, in the deprecated IPv4-compatible range ::/96, which no host "
+                "has; to change it, issue a new certificate naming the host's own address" +
+                (f" (::1 with the port {port}, written without brackets, is written so: then ::1)" if port else ""))
     return None

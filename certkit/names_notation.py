@@ -112,6 +112,15 @@ def _refuse_a_network_or_port(text: str) -> None:
         host = head.strip("[]")
         raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
                           f"('{_show(host)}'), and is valid on every port.")
+    if sep and is_digits(port) and int(port) < 65536 and "/" not in head and _network(head) and not _network(text):
+        raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address: it is {_show(head)} with the port {port}, "
+                          f"{_without_brackets(head, port)}; give '{_show(head)}' (a certificate is valid on every "
+                          "port).")
+
+
+def _without_brackets(address: str, port: str) -> str:
+    return (f"written without the brackets of [{_show(address)}]:{port} (as Redis's CLUSTER NODES writes an address "
+            "and its port)")
 
 
 # One part of an IPv4 address as the WHATWG URL standard (browsers, curl) and inet_aton read it: 0x and hexadecimal,
@@ -180,14 +189,33 @@ def _ipv4_reason(text: str) -> str:
 
 
 def refuse_ipv4_compatible(text: str, address) -> None:
-    """Refuse ``text``, the IPv6 ``address``, when it is an IPv4 address written in RFC 4291's deprecated
-    IPv4-compatible form (``::10.1.1.1``: 96 zero bits, then the IPv4 address in dotted form): the IPv6 address
-    ``::a01:101``, which no host has, and which clients connecting to 10.1.1.1 never match."""
-    if "." not in text or (ipv4 := ipv4_compatible(address)) is None:
+    """Refuse ``text``, the IPv6 ``address``, when it lies in RFC 4291's deprecated IPv4-compatible range ::/96 (other
+    than :: and ::1), which no host has: an IPv4 address written in that form (``::10.1.1.1``, the IPv6 address
+    ``::a01:101``, however it is written), which clients connecting to 10.1.1.1 never match, or a smaller one, most
+    often an address and port written without brackets (``::1:2380``, meant as [::1]:2380)."""
+    import ipaddress
+
+    from certkit.names import _network
+
+    if address.version != 6 or int(address) >> 32 or int(address) <= 1:
         return
-    raise InvalidName(f"'{_show(text)}' is the IPv4 address {ipv4} written as IPv6 in the deprecated IPv4-compatible "
-                      f"form (RFC 4291), the IPv6 address {address}, which no host has: clients that connect to {ipv4} "
-                      f"do not match it in a certificate; give the IPv4 address itself ({ipv4}).")
+    if (ipv4 := ipv4_compatible(address)) is not None and "." in text:
+        raise InvalidName(f"'{_show(text)}' is the IPv4 address {ipv4} written as IPv6 in the deprecated "
+                          f"IPv4-compatible form (RFC 4291), the IPv6 address {address}, which no host has: clients "
+                          f"that connect to {ipv4} do not match it in a certificate; give the IPv4 address itself "
+                          f"({ipv4}).")
+    if ipv4 is not None:
+        raise InvalidName(f"'{_show(text)}' is in the deprecated IPv4-compatible range ::/96 (RFC 4291), which no host "
+                          f"has: it is how the IPv4 address {ipv4} is written in that form, and clients that connect "
+                          f"to {ipv4} do not match it in a certificate; give the IPv4 address itself ({ipv4}), or the "
+                          "host's own IPv6 address.")
+    head, _, port = text.rpartition(":")  # ::1:2380: ::1 and the port 2380, without the brackets of [::1]:2380
+    meant = "::1" if is_digits(port) and int(port) < 65536 and _network(head) == ipaddress.ip_network("::1/128") \
+        else None
+    hint = (f": if it is {_show(meant)} with the port {port}, {_without_brackets(meant, port)}, give '{_show(meant)}' "
+            "(a certificate is valid on every port)." if meant else "; name the host's own address.")
+    raise InvalidName(f"'{_show(text)}' is the IPv6 address {address}, in the deprecated IPv4-compatible range ::/96 "
+                      f"(RFC 4291), which no host has{hint}")
 
 
 def ipv4_compatible(address):

@@ -15,11 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import time
 
 import pytest
 
-from conftest import assert_clean_error, new_ca, require, run_certkit
+from conftest import assert_clean_error, free_port, new_ca, require, run_certkit, wait_listening, wait_or_kill
 
 
 def _node_hostname(host: str) -> str:
@@ -95,17 +97,94 @@ def test_a_name_with_the_capital_sharp_s_is_refused_as_clients_connect_to_anothe
     assert not (tmp_path / "p").exists()
 
 
-# --- 3. the renewal of an IPv4-compatible address ---------------------------------------------------------------------
-def test_a_renewal_of_an_ipv4_compatible_address_says_which_address_to_certify(tmp_path, ca):
+# --- 3. IPv6 addresses in ::/96 ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _older():
+    """certkit before round twenty-one, which took an address of ::/96 written in hexadecimal (::102:304, ::1:2380)."""
+    import certkit.names
+    import certkit.names_notation as notation
+
+    with pytest.MonkeyPatch.context() as older:
+        older.setattr(notation, "refuse_ipv4_compatible", lambda text, address: None)
+        certkit.names._parse_host.cache_clear()
+        try:
+            yield
+        finally:
+            certkit.names._parse_host.cache_clear()  # its reading, in this process, was the older certkit's
+
+
+def _redis_node(folder, port: int) -> subprocess.Popen:
+    folder.mkdir()
+    return subprocess.Popen([require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "::1", "--save", "",
+                             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cluster_address_of(port: int, other: int) -> str:
+    """The address and port of the node on ``other`` as CLUSTER NODES of the node on ``port`` writes it, once the
+    node has met it."""
+    for _ in range(600):
+        listed = subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "nodes"], capture_output=True,
+                                text=True, timeout=60).stdout
+        found = [line.split()[1].partition("@")[0] for line in listed.splitlines() if f":{other}@" in line]
+        if found and found[0] != f":{other}":
+            return found[0]
+        subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "meet", "::1", str(other)],
+                       capture_output=True, timeout=60)
+        time.sleep(0.1)  # the meeting is said in the next answer (a poll, not a wait for time)
+    raise AssertionError(f"the node on {port} never listed the node on {other}: {listed}")
+
+
+def test_an_address_and_port_as_redis_cluster_nodes_writes_them_is_refused_naming_the_address(tmp_path, ca):
     folder, env = ca
-    run_certkit("issue-peer", "::102:304", "--out", tmp_path / "p", env=env, check=True)  # taken, written as IPv6
+    ports = free_port(), free_port()
+    nodes = [_redis_node(tmp_path / str(port), port) for port in ports]
+    try:
+        for node, port in zip(nodes, ports, strict=True):
+            wait_listening(port, node, "redis-server")
+        written = _cluster_address_of(*ports)
+    finally:
+        for node in nodes:
+            node.terminate()
+            wait_or_kill(node)
+    assert written == f"::1:{ports[1]}", written
+    # a free port has 5 digits, more than an IPv6 group holds: no address, and certkit said only that
+    assert_clean_error(run_certkit("issue-peer", written, "--out", tmp_path / "p", env=env),
+                       f"'{written}' is not a valid IPv6 address: it is ::1 with the port {ports[1]}, written without "
+                       f"the brackets of [::1]:{ports[1]} (as Redis's CLUSTER NODES writes an address and its port); "
+                       "give '::1' (a certificate is valid on every port).")
+    # a port of 4 digits or fewer makes an address of ::/96, which certkit certified
+    assert_clean_error(run_certkit("issue-peer", "::1:6379", "--out", tmp_path / "p", env=env),
+                       "'::1:6379' is the IPv6 address ::1:6379, in the deprecated IPv4-compatible range ::/96 "
+                       "(RFC 4291), which no host has: if it is ::1 with the port 6379, written without the brackets "
+                       "of [::1]:6379 (as Redis's CLUSTER NODES writes an address and its port), give '::1' (a "
+                       "certificate is valid on every port).")
+    with _older():  # as certkit issued it before: OpenSSL (so Redis) never matches it for a client connecting to ::1
+        run_certkit("issue-peer", "::1:6379", "--out", tmp_path / "old", env=env, check=True)
+    assert not _openssl_verify(folder / "ca" / "ca.pem", tmp_path / "old" / "cert.pem", "-verify_ip", "::1")
+    run_certkit("issue-peer", "::1", "--out", tmp_path / "new", env=env, check=True)
+    assert _openssl_verify(folder / "ca" / "ca.pem", tmp_path / "new" / "cert.pem", "-verify_ip", "::1")
+
+
+@pytest.mark.parametrize(("given", "note"), [
+    ("::102:304", "it names the IPv6 address ::102:304, which is also how the IPv4 address 1.2.3.4 is written in the "
+                  "deprecated IPv4-compatible form (::1.2.3.4): no host has it, and clients connecting to 1.2.3.4 "
+                  "never match it; if 1.2.3.4 is meant, issue a new certificate naming 1.2.3.4"),
+    ("::1:2380", "it names the IPv6 address ::1:2380, in the deprecated IPv4-compatible range ::/96, which no host "
+                 "has; to change it, issue a new certificate naming the host's own address (::1 with the port 2380, "
+                 "written without brackets, is written so: then ::1)")])
+def test_a_renewal_of_an_address_of_the_ipv4_compatible_range_says_which_address_to_certify(tmp_path, ca, given,
+                                                                                             note):
+    folder, env = ca
+    assert_clean_error(run_certkit("issue-peer", given, "--out", tmp_path / "new", env=env),
+                       "in the deprecated IPv4-compatible range ::/96 (RFC 4291), which no host has")
+    with _older():
+        run_certkit("issue-peer", given, "--out", tmp_path / "p", env=env, check=True)
     renewed = run_certkit("renew", tmp_path / "p", env=env, subprocess=True)
     assert renewed.returncode == 0, renewed.stderr
-    assert ("note it names the IPv6 address ::102:304, which is also how the IPv4 address 1.2.3.4 is written in the "
-            "deprecated IPv4-compatible form (::1.2.3.4): no host has it, and clients connecting to 1.2.3.4 never "
-            "match it; if 1.2.3.4 is meant, issue a new certificate naming 1.2.3.4") in " ".join(renewed.stdout.split())
+    assert f"note {note}" in " ".join(renewed.stdout.split()), renewed.stdout
     cert = tmp_path / "p" / "cert.pem"
-    assert _san(cert).endswith(":0:0:0:0:0:0:102:304"), _san(cert)  # kept as certified
-    ca_pem = folder / "ca" / "ca.pem"
-    assert not _openssl_verify(ca_pem, cert, "-verify_ip", "1.2.3.4")  # the note's claim, as OpenSSL checks it
-    assert _openssl_verify(ca_pem, cert, "-verify_ip", "::102:304")
+    assert _san(cert).endswith(given.replace("::", ":0:0:0:0:0:0:" if given.count(":") == 3 else ":0:0:0:0:0:")), \
+        _san(cert)  # kept as certified
+    if given == "::102:304":  # the note's claim, as OpenSSL checks it
+        assert not _openssl_verify(folder / "ca" / "ca.pem", cert, "-verify_ip", "1.2.3.4")
