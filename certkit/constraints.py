@@ -101,6 +101,7 @@ def parse_network(text: str):
             raise InvalidName(f"'{shown(text)}' is a domain, not an IP range: domains are permitted apart from "
                               "IP ranges (init-ca --permit-dns, acme serve --allow-domain, CA.create(permitted_dns="
                               "...)).") from None
+        _refuse_other_digits(str(text))
         whole = f" (the range that holds it is {_network_of(text)})" if "host bits set" in str(exc) else ""
         raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}{whole}.") \
             from None
@@ -140,6 +141,19 @@ def parse_domain(text: str) -> str:
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
     return names.parse_dns_name(text, allow_wildcard=False).value
+
+
+def _refuse_other_digits(text: str) -> None:
+    """Refuse an IP range written in another script's digits (١٠.0.0.0/8), naming it in ASCII digits."""
+    from certkit.names_notation import in_ascii_digits
+
+    try:
+        network = ipaddress.ip_network(read[0].strip(), strict=False) if (read := in_ascii_digits(text)) else None
+    except ValueError:
+        return
+    if network:
+        raise InvalidName(f"'{shown(text)}' is {read[0]} written in {read[1]} digits; an IP range is written in ASCII "
+                          f"digits: give '{network}'.")
 
 
 def _network_of(text: str):

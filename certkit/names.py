@@ -223,9 +223,10 @@ def _to_a_labels(original: str, name: str) -> str:
     # a one-shot issuance should not pay for loading the IDNA tables.
     import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
 
-    if "\u1e9e" in name:  # the capital sharp s, which clients convert two ways
-        from certkit.names_notation import refuse_capital_sharp_s
+    from certkit.names_notation import refuse_capital_sharp_s, refuse_other_digits
 
+    refuse_other_digits(original.strip())  # an address in another script's digits, where a name is asked for too
+    if "\u1e9e" in name:  # the capital sharp s, which clients convert two ways
         refuse_capital_sharp_s(original)
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")

@@ -234,23 +234,33 @@ def refuse_other_digits(text: str) -> None:
     (curl looks it up as the name xn--9hbcp.0.0.1, browsers refuse it), so no client connects to the address by it.
     A name whose labels hold such digits (example.१२३) is left to the name's rules: curl and browsers read it as one."""
     import ipaddress
-    import unicodedata
 
-    digits = {ch for ch in text if not ch.isascii() and unicodedata.decimal(ch, None) is not None
-              and not unicodedata.normalize("NFKC", ch).isascii()}
-    if not digits:
+    if (read := in_ascii_digits(text)) is None:
         return
-    written = _as_browsers_map("".join(str(unicodedata.decimal(ch)) if ch in digits else ch for ch in text))
+    written, scripts = read
     try:
         address = ipaddress.ip_address(written)
     except ValueError:
         address = url_ipv4(written) if ":" not in written else None
     if address is None:
         return
-    scripts = " and ".join(sorted({unicodedata.name(ch, "other").partition(" DIGIT")[0].title() for ch in digits}))
     raise InvalidName(f"'{_show(text)}' is not a valid IP address: it is {written} written in {scripts} digits, which "
                       "curl and browsers do not read as an address (they look the host up as a name, or refuse it); "
                       f"give the address in ASCII digits ('{address}').")
+
+
+def in_ascii_digits(text: str) -> tuple[str, str] | None:
+    """``text`` with the digits of other scripts than ASCII's that UTS 46 leaves as they are written in ASCII digits
+    (and as :func:`_as_browsers_map` maps it), and the names of those scripts ('Arabic-Indic'); None if it has none."""
+    import unicodedata
+
+    digits = {ch for ch in text if not ch.isascii() and unicodedata.decimal(ch, None) is not None
+              and not unicodedata.normalize("NFKC", ch).isascii()}
+    if not digits:
+        return None
+    written = _as_browsers_map("".join(str(unicodedata.decimal(ch)) if ch in digits else ch for ch in text))
+    return written, " and ".join(sorted({unicodedata.name(ch, "other").partition(" DIGIT")[0].title()
+                                         for ch in digits}))
 
 
 def refuse_capital_sharp_s(original: str) -> None:

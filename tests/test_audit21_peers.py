@@ -77,6 +77,15 @@ def test_a_name_whose_last_label_is_another_scripts_digits_is_certified_as_clien
     assert _openssl_verify(folder / "ca" / "ca.pem", tmp_path / "p" / "cert.pem", "-verify_hostname", a_label)
 
 
+def test_a_range_or_a_client_dns_name_in_another_scripts_digits_is_refused_naming_it_in_ascii_digits(tmp_path, ca):
+    refused = run_certkit("init-ca", "--ca-dir", tmp_path / "c", "--no-passphrase", "--permit-ip", "١٠.0.0.0/8",
+                          env=ca[1])
+    assert_clean_error(refused, "'١٠.0.0.0/8' is 10.0.0.0/8 written in Arabic-Indic digits; an IP range is written in "
+                                "ASCII digits: give '10.0.0.0/8'.")
+    assert_clean_error(run_certkit("issue-client", "bob", "--dns", "١٢٧.0.0.1", "--out", tmp_path / "b", env=ca[1]),
+                       "'١٢٧.0.0.1' is not a valid IP address: it is 127.0.0.1 written in Arabic-Indic digits")
+
+
 # --- 2. the capital sharp s -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("typed", "ss", "sharp"), [("FAẞ.DE", "fass.de", "faß.de"),
                                                     ("*.STRAẞE.example", "*.strasse.example", "*.straße.example")])
