@@ -27,6 +27,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from certkit.errors import CertkitError, OutputExists
+from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
@@ -96,7 +97,7 @@ def let_go(path: Path, *, dir_fd: int | None = None) -> None:
 
 
 def _held_key(path: Path, dir_fd: int | None) -> str:
-    return f"{dir_fd}:{path}" if dir_fd is not None else os.path.abspath(path)
+    return f"{dir_fd}:{path}" if dir_fd is not None else absolute(path)
 
 
 def writer_gone(path: Path, pid: int) -> bool:
@@ -184,7 +185,7 @@ def fsync_dir(path: Path, *, strict: bool = False) -> None:
             raise
         import warnings  # in place already: said, never taken for a sync that worked
 
-        warnings.warn(f"The folder {shown(os.path.abspath(path))} could not be synced to disk ({exc.strerror}): what "
+        warnings.warn(f"The folder {shown(absolute(path))} could not be synced to disk ({exc.strerror}): what "
                       "was just put in it is there now, but may be lost if the machine stops before that disk "
                       "recovers; check it.", stacklevel=2)
     finally:

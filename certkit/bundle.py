@@ -58,6 +58,7 @@ from certkit.bundle_journal import refuse_irregular, refuse_unsettled
 from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, keep_folder_access, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
+from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import is_utf8, shown
 
@@ -192,7 +193,7 @@ def folders_held(ca_dir: Path | None, places: Iterable[Path], *, wait: float = L
     parents: dict[str, str] = {}  # resolved once for the thousands of folders of a batch's chunk
 
     def resolved(place: Path) -> str:  # the folder itself is no link: certkit does not write through one
-        head, name = os.path.split(os.path.abspath(place))
+        head, name = os.path.split(absolute(place))
         return os.path.join(parents.get(head) or parents.setdefault(head, os.path.realpath(head)), name)
 
     slots = {int.from_bytes(hashlib.sha256(os.fsencode(resolved(p))).digest()[:7], "big"): p for p in places}

@@ -33,6 +33,7 @@ from pathlib import Path
 from certkit.atomic import SECRET_MODE, close_quietly, hold, let_go, temporary_name, write_new_file
 from certkit.constants import BUNDLE_FILES
 from certkit.errors import CertkitError, UnsafeOutputPath, loads_json
+from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import shown
 
@@ -50,7 +51,7 @@ class HalfWritten(CertkitError):
 
     def __init__(self, message: str, folder: Path) -> None:
         super().__init__(message)
-        self.folder = Path(os.path.abspath(folder))
+        self.folder = Path(absolute(folder))
 
 
 class _Moved(Exception):
@@ -59,7 +60,7 @@ class _Moved(Exception):
 
 def real_folder(folder: Path) -> str:
     """The folder's path with the folders above it resolved (the folder itself is no link)."""
-    head, name = os.path.split(os.path.abspath(folder))
+    head, name = os.path.split(absolute(folder))
     return os.path.join(os.path.realpath(head), name)
 
 

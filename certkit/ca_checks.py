@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
+from certkit.paths import absolute
 from certkit.text import new_secret_problem, shown
 from certkit.vocabulary import signed_by, wrong_type
 
@@ -418,7 +419,6 @@ def settle_unsaved(recorded, serial: str, path, cert) -> None:
     place all the same (the failure came after the rename), the parent's row is settled valid there, as a
     saved one is; else abandoned (a pending row only: a valid one stays). A directory that cannot be read, or
     an inventory that cannot be written now, leaves the row pending: the next command settles it by looking."""
-    from pathlib import Path
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -430,7 +430,7 @@ def settle_unsaved(recorded, serial: str, path, cert) -> None:
             recorded.mark_issued([serial])
             with recorded.transaction(write=True) as tx:  # handed to a program, now here: as record_saved_ca
                 tx.execute("UPDATE certificates SET folder = ?, sink = 'ca-dir' WHERE serial = ? AND sink = 'memory'"
-                           " AND folder IS NULL AND status = 'valid'", (str(Path(path).absolute()), serial))
+                           " AND folder IS NULL AND status = 'valid'", (absolute(path), serial))
         else:
             recorded.mark_abandoned([serial])
     except CertkitError:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from certkit.errors import InventoryError
+from certkit.paths import absolute
 from certkit.text import shown
 
 BUSY_TIMEOUT_S = 60.0
@@ -464,7 +465,7 @@ def check_stored_url(url: str) -> str:
     for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
         if name in PATH_PARAMETERS and value and not value.startswith("/") \
                 and not (name == "sslrootcert" and value == "system"):
-            full = os.path.expanduser(value) if value.startswith("~") else os.path.abspath(value)
+            full = os.path.expanduser(value) if value.startswith("~") else absolute(value)
             raise InventoryError(f"The inventory URL names {name}={shown(value)}, a relative path, which libpq "
                                  "looks for in the folder each command runs in (and expands no '~' in): "
                                  f"certkit-ca.json is read from any folder, so write it in full: {name}={shown(full)}.")

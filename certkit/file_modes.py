@@ -18,6 +18,7 @@ from pathlib import Path
 
 from certkit.atomic import PUBLIC_MODE, SECRET_MODE
 from certkit.constants import BUNDLE_FILES, KEY_FILE, P12_FILE
+from certkit.paths import absolute
 
 # PEM labels that never carry a secret.
 _PUBLIC_LABELS = {b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CRL", b"PUBLIC KEY", b"RSA PUBLIC KEY",
@@ -84,7 +85,7 @@ def same_key(*paths: Path):
     renewal that keeps its key writes bundle.p12 again): it keeps the old file's mode, and with it its group and
     owner (:func:`write_kept`), as the kept privkey.pem beside it does, rather than the owner-only mode of a new
     secret (a Java service reading its bundle.p12 through its group, root:tomcat 0640, would be locked out)."""
-    token = _SAME_KEY.set(_SAME_KEY.get() | {os.path.abspath(p) for p in paths})
+    token = _SAME_KEY.set(_SAME_KEY.get() | {absolute(p) for p in paths})
     try:
         yield
     finally:
@@ -93,7 +94,7 @@ def same_key(*paths: Path):
 
 def _same_key_mode(old: Path, mode: int) -> int:
     """:func:`kept_mode`, or, for a file :func:`same_key` names, the old file's own read and write bits."""
-    if os.path.abspath(old) in _SAME_KEY.get():
+    if absolute(old) in _SAME_KEY.get():
         try:
             info = os.lstat(old)
         except OSError:

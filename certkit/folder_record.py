@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from certkit.constants import CERT_FILE
 from certkit.errors import CertkitError, UnknownCertificate
+from certkit.paths import absolute
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def recorded_hint(inventory: "Inventory", folder: Path, *, renewing: bool) -> st
         rows = inventory.rows(
             "WHERE folder = ? AND (sink IS NULL OR sink = 'folder') AND status = 'valid' AND NOT EXISTS (SELECT 1 "
             "FROM certificates n WHERE n.renewed_from = certificates.serial AND n.status IN ('valid', 'revoked')) "
-            "ORDER BY issued_at DESC, serial DESC LIMIT 1", (os.path.abspath(folder),))
+            "ORDER BY issued_at DESC, serial DESC LIMIT 1", (absolute(folder),))
     except (CertkitError, OSError):
         return ""
     if not rows:

@@ -20,7 +20,6 @@ folder (:mod:`certkit.inventory.reconcile`): never valid if it exists nowhere, n
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile
 from certkit.names import Identity
-from certkit.paths import check_output
+from certkit.paths import absolute, check_output
 from certkit.san_identities import check_request_names, identities_of, renewal_identities  # noqa: F401
 from certkit.testhooks import pause_at
 
@@ -191,7 +190,7 @@ class FolderTarget(Target):
             check_bool(name, value)
         if extra is not None and not callable(extra):  # before anything is signed
             raise wrong_type("extra", "a function of the IssuedCert returning {file name: bytes}", extra)
-        self.given, self.folder = Path(folder), Path(os.path.abspath(folder))
+        self.given, self.folder = Path(folder), Path(absolute(folder))
         self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
         self.keeps_key = keeps_key  # a renewal in place keeps the folder's private key (not rewritten, not removed)
         self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES

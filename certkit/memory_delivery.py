@@ -13,11 +13,11 @@ nothing is stranded.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
 from certkit.issuing import Target
+from certkit.paths import absolute
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,7 +89,7 @@ class WriteRecorder:
                               "one instead (this one is replaced, and a folder holding it would be left to expire).")
         if row is None or row.get("folder") or row["status"] != "valid":
             return None
-        path = os.path.abspath(folder)
+        path = absolute(folder)
         replaced = replaced_certificate(self.ca, path)
         replaced = replaced if replaced != issued.serial_hex else None
         inventory = self.ca.inventory

@@ -30,6 +30,19 @@ TEMPORARY_OVERHEAD = len(".") + len(".4194304-") + 16 + len(".old.certkit-tmp")
 CA_MARKERS = ("ca-key.pem", "inventory.sqlite3", "parents.pem", "certkit-ca.json")
 
 
+def absolute(path: str | Path) -> str:
+    """``path`` made absolute without changing what it names: what ``os.path.abspath`` does, but for a ``..``
+    component, which the kernel takes physically (``link/..`` is the folder above where ``link`` leads, not the
+    folder holding ``link``): the part up to the last ``..`` is resolved as the kernel resolves it."""
+    text = os.fspath(path)
+    parts = text.split(os.sep)
+    if ".." not in parts:
+        return os.path.abspath(text)
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = os.sep.join(parts[:last + 1]) or os.sep
+    return os.path.normpath(os.path.join(os.path.realpath(head), *parts[last + 1:]))
+
+
 def resolved(path: str | Path, cache: dict | None = None) -> Path:
     """``path`` made absolute with every symbolic link and ``..`` resolved (the part that exists),
     as the kernel will resolve it when certkit writes there.
@@ -41,7 +54,7 @@ def resolved(path: str | Path, cache: dict | None = None) -> Path:
 
 def _resolved(text: str, cache: dict | None) -> str:
     if cache is None:
-        return os.path.realpath(os.path.abspath(text))
+        return os.path.realpath(text)  # (not abspath first: it takes link/.. by name)
     # The few paths of the line being checked (its folder, the batch's folder, the CA's) are asked
     # for several times in a row: remembered briefly, never for the whole batch.
     recent = cache.setdefault("recent", {})
@@ -53,15 +66,15 @@ def _resolved(text: str, cache: dict | None) -> str:
 
 
 def _resolved_once(text: str, cache: dict) -> str:
-    absolute = os.path.abspath(text)
-    parent, name = os.path.split(absolute)
+    whole = absolute(text)
+    parent, name = os.path.split(whole)
     key = ("resolved", parent)
     if key not in cache:
         cache[key] = os.path.realpath(parent)
     candidate = os.path.join(cache[key], name)
     if name and not os.path.islink(candidate):
         return candidate
-    return os.path.realpath(absolute)  # a link (or the root): followed the whole way
+    return os.path.realpath(whole)  # a link (or the root): followed the whole way
 
 
 def _inside(target: str, folder: str) -> bool:
@@ -275,7 +288,7 @@ def check_renewable_in_place(folder: str | Path) -> None:
     have made it. Nor one that is a symbolic link now (the bundle moved elsewhere, a link left in its place):
     certkit does not write through links, and renewing the folder it leads to records the bundle there. Said
     as it is, not as an output folder's: none was given."""
-    name, text = Path(os.path.abspath(folder)).name, os.fspath(folder)
+    name, text = Path(absolute(folder)).name, os.fspath(folder)
     if os.path.islink(folder):
         real = os.path.realpath(folder)
         raise UnsafeOutputPath(
@@ -303,7 +316,7 @@ def refuse_controlled_above(path: str | Path, what: str = "output folder") -> No
     if not hasattr(os, "geteuid"):
         return
     me, seen = os.geteuid(), set()
-    for start in (os.path.abspath(path), os.path.realpath(path)):
+    for start in (absolute(path), os.path.realpath(path)):
         for above in Path(start).parents:
             if above in seen:
                 continue

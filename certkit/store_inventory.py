@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CABroken, CertkitError
+from certkit.paths import absolute
 from certkit.text import is_utf8, shown
 
 if TYPE_CHECKING:
@@ -412,7 +413,7 @@ def record_saved_ca(inventory: Inventory, serial: str, ca_dir: Path) -> None:
     ``directory=``), now saved in ``ca_dir``: its row names that directory, as init-ca's does."""
     with inventory.transaction(write=True) as tx:
         tx.execute("UPDATE certificates SET folder = ?, sink = 'ca-dir' WHERE serial = ? AND sink = 'memory' AND "
-                   "folder IS NULL AND status = 'valid'", (str(Path(ca_dir).absolute()), serial))
+                   "folder IS NULL AND status = 'valid'", (absolute(ca_dir), serial))
 
 
 def record_ca_dir(inventory: Inventory, serial: str, ca_dir: Path) -> None:
@@ -423,4 +424,4 @@ def record_ca_dir(inventory: Inventory, serial: str, ca_dir: Path) -> None:
     valid again once the directory is written."""
     with inventory.transaction(write=True) as tx:
         tx.execute("UPDATE certificates SET folder = ? WHERE serial = ? AND sink = 'ca-dir' AND status IN "
-                   "('pending', 'abandoned')", (str(Path(ca_dir).absolute()), serial))
+                   "('pending', 'abandoned')", (absolute(ca_dir), serial))

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock, warn
+from certkit.paths import absolute
 from certkit.text import shown, terminal_safe
 
 
@@ -222,7 +223,7 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
         from certkit.pkcs12 import check_password
 
         check_password(read_secret_file(p12_password_file, new=True))  # what each run reads: refused now, not daily
-        argv += ["--p12-password-file", os.path.abspath(p12_password_file)]
+        argv += ["--p12-password-file", absolute(p12_password_file)]
     return argv
 
 
@@ -236,7 +237,7 @@ def _refuse_relative_hook(option: str, hook: str | None) -> None:
     if "/" in first and not first.startswith(("/", "~", "$")):
         raise click.ClickException(f"{option} '{shown(hook)}' starts with a relative path, {shown(first)}, which the "
                                    "timer looks for in the folder it starts in (/ for systemd, the home folder for "
-                                   f"cron), not here: give it in full ({shown(os.path.abspath(first))}).")
+                                   f"cron), not here: give it in full ({shown(absolute(first))}).")
 
 
 def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
@@ -327,7 +328,7 @@ def refuse_crontab_removal(ca_dir: Path | None) -> None:
     from certkit.store import resolve_ca_dir
 
     argv, _env = fleet.program()
-    ca = os.path.abspath(resolve_ca_dir(ca_dir, strict=False))
+    ca = absolute(resolve_ca_dir(ca_dir, strict=False))
     raise click.ClickException(
         f"certkit does not edit crontabs, so nothing was removed: delete the line with 'crontab -e' (the one "
         f"--install-timer --cron printed: 'M H * * * PATH=... {shown(shlex.join([*argv, 'renew']))} ... --ca-dir "
@@ -459,7 +460,7 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
 
     store = CADirectory(ca_dir)
     ca = store.open()  # a missing or broken CA is refused now, not every night
-    args = ["--ca-dir", os.path.abspath(store.path)]
+    args = ["--ca-dir", absolute(store.path)]
     encrypted = store.key_path.is_file() and is_encrypted(read_limited(store.key_path, 1 << 20, what="CA key"))
     if passphrase_file is not None:
         if str(passphrase_file) == "-":
@@ -473,7 +474,7 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
             from certkit.cli.secrets_input import wrong_secret_hint
 
             raise WrongPassphrase(f"{exc}{wrong_secret_hint(passphrase_file)}") from None
-        args += ["--passphrase-file", os.path.abspath(passphrase_file)]
+        args += ["--passphrase-file", absolute(passphrase_file)]
     elif store.key_uri is not None:
         from certkit.constants import ENV_PKCS11_PIN
 

@@ -27,6 +27,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import KEY_TYPES, LEAF_KINDS
+from certkit.paths import absolute
 from certkit.vocabulary import iso, san_entries
 
 
@@ -317,7 +318,7 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
     from certkit.text import shown
 
     issued = result.issued
-    outcome = Outcome(result.old_serial, "renewed", str(Path(result.folder).absolute()), issued.kind,
+    outcome = Outcome(result.old_serial, "renewed", absolute(result.folder), issued.kind,
                       [i.value for i in issued.identities] or subject_common_names(data["subject"]),
                       new_serial=issued.serial_hex, san=data["names"],
                       not_after=issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.constants import ENV_INVENTORY_URL
+from certkit.paths import absolute
 
 if TYPE_CHECKING:
     from certkit.fleet.plan import Outcome
@@ -86,7 +87,7 @@ class HookRun:
 def ca_environment(ca) -> dict[str, str]:
     """The variables of :data:`CA_ENV` for ``ca`` (none for a CA that is no CA directory's)."""
     store = getattr(ca, "store", None)
-    return {"CERTKIT_CA_DIR": os.path.abspath(store.path)} if store is not None else {}
+    return {"CERTKIT_CA_DIR": absolute(store.path)} if store is not None else {}
 
 
 def hook_environment(outcome: Outcome) -> dict[str, str]:

@@ -24,6 +24,7 @@ from certkit.fleet.timer_env import (  # noqa: F401 (the environment a timer run
     cron_path,
     program,
 )
+from certkit.paths import absolute
 from certkit.text import is_digits, is_utf8, shown
 
 UNIT_NAME = "certkit-renew"
@@ -209,7 +210,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
     if not searched:  # systemd does not look there: linked into its unit path first
-        commands.insert(0, [*_systemctl(system), "link", *(os.path.abspath(p) for p in paths)])  # absolute only
+        commands.insert(0, [*_systemctl(system), "link", *(absolute(p) for p in paths)])  # absolute only
     _run_or_list(commands, manage, change)
     if not system:
         change.todo.append(f"loginctl enable-linger {_user()}  # so that it runs while you are logged out")
@@ -346,7 +347,7 @@ def _check_renews(service: Path, text: str | None, ca_dir: str | Path, name: str
     if text is None and not os.path.lexists(service):
         return
     renews = service_ca_dir(text) if text is not None else None
-    wanted = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(ca_dir))))
+    wanted = os.path.realpath(absolute(os.path.expanduser(os.fspath(ca_dir))))
     if renews is not None and os.path.realpath(renews) == wanted:
         return
     which = (f"renews the CA in {shown(renews)}" if renews is not None else

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from certkit.constants import ENV_INVENTORY_URL
 from certkit.errors import CertkitError
+from certkit.paths import absolute
 from certkit.text import is_utf8, shown
 
 # What chooses the inventory and the token, and how they are reached (libpq's connection variables
@@ -49,10 +50,10 @@ def program() -> tuple[list[str], dict[str, str]]:
 
 def _carried(name: str, value: str) -> str:
     if name in CARRIED_PATHS and value != "system":  # PGSSLROOTCERT=system: the system's CAs, not a file
-        return os.path.abspath(os.path.expanduser(value))
+        return absolute(os.path.expanduser(value))
     if name == ENV_INVENTORY_URL and not value.startswith(("postgresql://", "postgres://")):  # an SQLite file
         prefix = "sqlite:///" if value.startswith("sqlite:///") else ""
-        return prefix + os.path.abspath(os.path.expanduser(value.removeprefix(prefix)))
+        return prefix + absolute(os.path.expanduser(value.removeprefix(prefix)))
     return value
 
 

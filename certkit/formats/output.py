@@ -14,6 +14,7 @@ from certkit.formats.encoding import Encoder, FormatRefused, check_record_name, 
 from certkit.formats.placing import create_temporary, place, unlink_quiet, write_all
 from certkit.formats.recorded import foreign_notes, identity, refuse_output_misfits, release
 from certkit.issuing import Request, Target
+from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import discard_stdout, shown
 
@@ -58,7 +59,7 @@ class Output:
             check_folder(path, what="output file")
         self.given = Path(path) if path is not None else None
         # the real folder above it: one file has one record, whatever path (a link above it) spells it
-        self.path = _real_parent(Path(os.path.abspath(path))) if path is not None else None
+        self.path = _real_parent(Path(absolute(path))) if path is not None else None
         self.force, self.shared, self.sync = force, shared, sync
         # without a path: this binary stream (default: standard output's, as it is when written to)
         self._stream = stream

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from certkit.constants import BUNDLE_FILES, CERT_FILE, FULLCHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import UnsafeOutputPath
+from certkit.paths import absolute
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
     output, and its keys) or over a recorded bundle's file, even with --force: the keys would be gone, and the
     inventory would go on saying they are there. Nor over any other file holding a private key (another CA's
     output or bundle, the user's own key file)."""
-    real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / Path(path).name
+    real = Path(os.path.realpath(os.path.dirname(absolute(path)))) / Path(path).name
     refuse_a_file_certkit_reads(real, str(path), inventory)
     refuse_a_bundle_file(real, str(path), inventory)
     rows = [] if inventory is None else inventory.rows(

@@ -29,6 +29,7 @@ from certkit.errors import AlreadyRevoked, CABroken, CertkitError, DamagedRow, U
 from certkit.inventory import schema
 from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
 from certkit.inventory.succession import check_renewable
+from certkit.paths import absolute
 from certkit.text import is_utf8, shown
 from certkit.vocabulary import moment_text, normalize_serial, serial_hex, wrong_type
 
@@ -297,7 +298,7 @@ class Inventory:
             raise CertkitError(f"The certificate {serial} was not issued by this inventory's CA: {problem}; "
                                "nothing was recorded.")
         if ca_dir is not None:
-            return not self.record_pending([Pending(cert, kind, str(Path(ca_dir).absolute()), sink="ca-dir")])
+            return not self.record_pending([Pending(cert, kind, absolute(ca_dir), sink="ca-dir")])
         if self.record_pending([Pending(cert, kind, sink="memory")]):
             return False
         self.mark_issued([serial])
@@ -322,7 +323,7 @@ class Inventory:
         with self.transaction(write=True) as tx:  # on this host: a bulk renewal here renews it (writer's host)
             if not tx.execute("UPDATE certificates SET folder = ?, sink = 'folder', writer = CASE WHEN status = "
                               "'pending' THEN writer ELSE ? END WHERE serial = ?",
-                              (str(Path(folder).absolute()), writer_id(), serial)).rowcount:
+                              (absolute(folder), writer_id(), serial)).rowcount:
                 raise UnknownCertificate(f"No certificate {serial} in the inventory {shown(self.location)}.")
 
     # --- reading --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import AlreadyRevoked, CannotRenew, CertkitError, UnknownCertificate, UnreadableFile
+from certkit.paths import absolute
 from certkit.text import shown
 from certkit.vocabulary import moment_text
 
@@ -66,7 +67,7 @@ def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
     certificate would stay valid, and due, with its key deleted."""
     from certkit.vocabulary import serial_hex
 
-    folder = Path(os.path.abspath(folder))
+    folder = Path(absolute(folder))
     if ca.inventory is None or not folder.is_dir():
         return None
     cert = _certificate_in(folder)
@@ -124,7 +125,7 @@ def foreign_replaced(ca_cert: "x509.Certificate", folder: str | Path) -> str | N
     from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
 
-    path = Path(os.path.abspath(folder)) / CERT_FILE
+    path = Path(absolute(folder)) / CERT_FILE
     try:
         cert = x509.load_pem_x509_certificate(read_limited(path, MAX_CERT_FILE_BYTES))
     except UnreadableFile as exc:  # made unreadable since the plan, which refuses it: never "nothing there"

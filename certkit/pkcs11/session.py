@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from certkit.paths import absolute
 from certkit.pkcs11.errors import TokenAbsent, TokenError, TokenPinIncorrect, TokenPinNotInitialized, words
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, secret_bytes, shown
@@ -34,7 +35,7 @@ def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = N
         raise TokenError(f"The PKCS#11 module {shown(path)} {what}{where}.")
     # In full: the loader looks for a name without a '/' in the library path, not in this folder
     # (where it was found), and certkit-ca.json keeps it for commands run from any folder.
-    return os.path.abspath(path)
+    return absolute(path)
 
 
 def clear_tls_errors() -> None:

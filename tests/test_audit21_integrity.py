@@ -1,0 +1,52 @@
+"""The twenty-first round's integrity findings (audit integrity, round twenty-one).
+
+1. Round twenty refused a bundle folder, a CRL file and a new CA directory below a folder another user controls
+   (who could move certkit's temporary names and put links in their place), but not certkit's other writers:
+   ``--format jsonl|k8s|tar --out FILE`` (its temporary file beside it, and folders made for it; only the folder
+   holding it was judged, and only when it existed), ``renew --install-timer --unit-dir`` (root's systemd units,
+   which that user could then replace) and ``demo --keep`` (refused only half-way, naming a temporary folder).
+   Input: ``issue-server a.example --format jsonl --out owned/sub/a.jsonl`` as root, ``owned`` belonging to
+   ``nobody``. Wrong output: the key written below it, exit 0. Now every one of them is refused before anything
+   is signed, in the words round twenty uses.
+2. A path with ``..`` after a symbolic link (``--out link/../web``) names, for the kernel, the folder above where
+   the link leads; certkit made paths absolute with ``os.path.abspath``, which drops ``link/..`` by name. Input:
+   ``issue-server a.example --out link/../web``. Wrong output: the bundle written in ``other/web`` (the kernel's
+   reading) but recorded as ``work/web``; ``renew a.example`` then said no folder is known to hold it, and
+   ``renew link/../web`` said "another certkit command renewed or replaced it meanwhile" (none had); a
+   ``--format jsonl --out link/../j.jsonl`` landed in ``work/j.jsonl``, not where the kernel (and ``cat``) takes
+   ``link/../j.jsonl``. Now certkit resolves such a path up to its last ``..`` as the kernel does
+   (``paths.absolute``), everywhere it makes a path absolute (what it records, locks, judges and writes).
+3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
+   0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import new_ca, run_certkit
+
+
+def _recorded(env: dict, cwd: Path) -> list[tuple[str, str]]:
+    rows = json.loads(run_certkit("list", "--json", env=env, cwd=cwd, check=True).stdout)["certificates"]
+    return [(row["folder"], row["status"]) for row in rows]
+
+
+def test_a_path_through_a_link_then_dotdot_is_written_and_recorded_where_the_kernel_takes_it(tmp_path):
+    work, other = tmp_path / "work", tmp_path / "other"
+    (other / "deep").mkdir(parents=True)
+    work.mkdir()
+    (work / "link").symlink_to("../other/deep")  # link/.. is other/, not work/
+    env = new_ca(tmp_path, "Dots CA")
+    run_certkit("issue-server", "a.example", "--out", "link/../web", env=env, cwd=work, check=True)
+    assert (other / "web" / "cert.pem").is_file() and not (work / "web").exists()
+    assert _recorded(env, work) == [(str(other / "web"), "valid")]
+    renewed = run_certkit("renew", "link/../web", env=env, cwd=work)
+    assert renewed.returncode == 0 and "Renewed server certificate" in renewed.stdout, renewed.stderr
+    renewed = run_certkit("renew", "a.example", env=env, cwd=work)  # by name: the folder it was recorded in
+    assert renewed.returncode == 0 and f"folder      {other / 'web'}" in renewed.stdout, renewed.stderr
+    assert _recorded(env, work) == [(str(other / "web"), "valid")] * 3  # the first two renewed, the third there
+    run_certkit("issue-server", "j.example", "--format", "jsonl", "--out", "link/../j.jsonl", env=env, cwd=work,
+                check=True)
+    assert (other / "j.jsonl").is_file() and not (work / "j.jsonl").exists()
