@@ -144,9 +144,10 @@ class DemoResult:
 
 
 def _check_target(folder: Path) -> None:
-    from certkit.paths import check_folders_above
+    from certkit.paths import check_folders_above, refuse_controlled_above
 
     check_folders_above(folder, "demo folder")
+    refuse_controlled_above(folder, "demo folder")  # said of the folder given, not of its temporary name
     if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
         raise OutputExists(
             f"{folder} already exists and is not an empty folder; the demo writes only into a new "

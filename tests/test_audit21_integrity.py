@@ -23,14 +23,40 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from conftest import new_ca, run_certkit
+from test_audit20_integrity import _other_user
+
+from conftest import assert_clean_error, new_ca, run_certkit
 
 
 def _recorded(env: dict, cwd: Path) -> list[tuple[str, str]]:
     rows = json.loads(run_certkit("list", "--json", env=env, cwd=cwd, check=True).stdout)["certificates"]
     return [(row["folder"], row["status"]) for row in rows]
+
+
+def test_every_single_file_output_refuses_a_place_below_a_folder_another_user_owns(tmp_path):
+    nobody = _other_user()
+    env = new_ca(tmp_path, "Outputs CA")
+    owned = tmp_path / "owned"  # another user's folder: it may rename anything certkit makes in it
+    owned.mkdir()
+    os.chown(owned, nobody.pw_uid, nobody.pw_gid)
+    (tmp_path / "names.txt").write_text("b.example\n")
+    for args, what, place in [
+        (("issue-server", "a.example", "--format", "jsonl", "--out", owned / "sub" / "a.jsonl"), "output file",
+         owned / "sub" / "a.jsonl"),
+        (("issue-client", "alice", "--format", "k8s", "--out", owned / "a.yaml"), "output file", owned / "a.yaml"),
+        (("issue-batch", tmp_path / "names.txt", "--format", "tar", "--out", owned / "new" / "b.tar"), "output file",
+         owned / "new" / "b.tar"),
+        (("renew", "--install-timer", "--unit-dir", owned / "units"), "--unit-dir folder", owned / "units"),
+        (("demo", "--keep", owned / "demo"), "demo folder", owned / "demo"),
+    ]:
+        proc = run_certkit(*args, env=env, cwd=tmp_path)
+        assert_clean_error(proc, f"The folder {owned}, above the {what} {place}, belongs to another user (uid "
+                                 f"{nobody.pw_uid}), who could move what certkit writes there")
+    assert list(owned.iterdir()) == []
+    assert _recorded(env, tmp_path) == []  # refused before anything was signed
 
 
 def test_a_path_through_a_link_then_dotdot_is_written_and_recorded_where_the_kernel_takes_it(tmp_path):

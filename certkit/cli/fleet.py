@@ -246,10 +246,11 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
 
     if unit_dir is not None:  # an output like any other: never a CA directory, nor a folder others control
         from certkit.bundle import check_folder_owner
-        from certkit.paths import check_output
+        from certkit.paths import check_output, refuse_controlled_above
         from certkit.store import resolve_ca_dir
 
         check_output(unit_dir, [resolve_ca_dir(ca_dir, strict=False)], what="--unit-dir folder")
+        refuse_controlled_above(unit_dir, "--unit-dir folder")  # a new one too: its owner could swap it whole
         if unit_dir.is_dir():
             check_folder_owner(unit_dir)
     if not install:  # with a CA directory (--ca-dir, $CERTKIT_CA_DIR): only the timer that renews it

@@ -142,9 +142,10 @@ class Output:
                 self.made_private = private_stream(self.stream, change=False)  # made so by make_private()
             return
         from certkit.bundle import check_folder_owner
-        from certkit.paths import check_can_write, check_folders_above, check_output
+        from certkit.paths import check_can_write, check_folders_above, check_output, refuse_controlled_above
 
         check_output(self.given, ca_dirs, what="output file")
+        refuse_controlled_above(self.given, "output file")  # its temporary file, and folders made for it, by name
         if self.given.is_symlink():
             raise UnsafeOutputPath(f"{shown(self.file_text)} is a symbolic link; certkit does not write through links. "
                                    "Give the real path.")
