@@ -339,7 +339,7 @@ def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> I
         staging = make_staging_dir(parent, folder.name)
         try:
             yield staging
-            os.chmod(staging, mode)
+            os.chmod(staging, mode | os.stat(staging).st_mode & 0o2000)  # the setgid bit mkdir gave it stays
             if sync:
                 fsync_dir(staging, strict=True)
             pause_at("staged")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from test_audit20_integrity import _other_user
@@ -76,3 +77,16 @@ def test_a_path_through_a_link_then_dotdot_is_written_and_recorded_where_the_ker
     run_certkit("issue-server", "j.example", "--format", "jsonl", "--out", "link/../j.jsonl", env=env, cwd=work,
                 check=True)
     assert (other / "j.jsonl").is_file() and not (work / "j.jsonl").exists()
+
+
+def test_a_new_bundle_folder_in_a_setgid_folder_keeps_the_setgid_bit(tmp_path):
+    env = new_ca(tmp_path, "Group CA")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2755)
+    run_certkit("issue-server", "a.example", "--out", shared / "web", env=env, check=True)
+    run_certkit("issue-server", "b.example", "--out", shared / "deeper" / "web", env=env, check=True)
+    for folder in (shared / "web", shared / "deeper", shared / "deeper" / "web"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o2755, (folder, oct(folder.stat().st_mode))
+    run_certkit("renew", shared / "web", env=env, check=True)
+    assert stat.S_IMODE((shared / "web").stat().st_mode) == 0o2755
