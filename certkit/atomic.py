@@ -161,6 +161,27 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_tree_said(path: Path, what: str) -> None:
+    """:func:`remove_tree`, and a warning when something of ``path`` stays (a file made immutable or
+    append-only, ``chattr +i``): what it keeps (a private key, maybe) is said, never left hidden for good."""
+    import shutil
+
+    failures: list[OSError] = []
+    shutil.rmtree(path, onerror=lambda _f, _p, info: failures.append(info[1]))
+    if not os.path.lexists(path):
+        return
+    import warnings
+
+    try:
+        kept = ", ".join(sorted(os.listdir(path))[:4]) or "nothing"
+    except OSError:
+        kept = "files"
+    reason = next((exc.strerror for exc in failures if isinstance(exc, OSError) and exc.strerror), "")
+    warnings.warn(f"The folder {shown(path)}, {what}, could not be removed{f' ({reason})' if reason else ''}; "
+                  f"it still holds {kept}. Remove it (lsattr -a {shown(path)} shows a file made immutable or "
+                  "append-only: chattr -i or -a it first).", stacklevel=3)
+
+
 # What fsync of a folder says on a file system that cannot sync folders: nothing failed to reach the disk.
 _NO_FOLDER_SYNC = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EPERM)
 
@@ -234,7 +255,7 @@ def sweep_stale(directory: Path, name: str | None = None) -> None:
         if is_old and not os.path.lexists(target):
             os.rename(path, target)
         elif entry.is_dir(follow_symlinks=False):
-            remove_tree(path)
+            remove_tree_said(path, "left by a stopped certkit command")
         else:
             unlink_quietly(path)
 

@@ -48,6 +48,7 @@ from certkit.atomic import (
     new_folder,
     parse_temporary,
     remove_tree,
+    remove_tree_said,
     swap_by_renames,
     sweep_stale,
     write_new_file,
@@ -444,7 +445,7 @@ def _swap_folder(folder: Path, files: Mapping[str, bytes], remove: Sequence[str]
         remove_tree(old)
         _let_go(staging, folder)
         raise
-    remove_tree(old)  # after the exchange it holds the old bundle
+    remove_tree_said(old, "which holds the bundle this renewal replaced")  # after the exchange it holds the old bundle
     _let_go(staging, folder)
 
 

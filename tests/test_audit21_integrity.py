@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
+import pytest
 from test_audit20_integrity import _other_user
 
 from conftest import assert_clean_error, new_ca, run_certkit
@@ -90,3 +93,33 @@ def test_a_new_bundle_folder_in_a_setgid_folder_keeps_the_setgid_bit(tmp_path):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o2755, (folder, oct(folder.stat().st_mode))
     run_certkit("renew", shared / "web", env=env, check=True)
     assert stat.S_IMODE((shared / "web").stat().st_mode) == 0o2755
+
+
+def test_an_old_key_that_a_renewal_cannot_remove_is_said_not_left_hidden_beside_the_bundle(tmp_path):
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr")
+    env = new_ca(tmp_path, "Immutable CA")
+    web = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", web, env=env, check=True)
+    old_key = (web / "privkey.pem").read_bytes()
+    if subprocess.run(["chattr", "+i", str(web / "privkey.pem")], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable files")
+    left: list[Path] = []
+    try:
+        renewed = run_certkit("renew", web, "--rekey", env=env, subprocess=True)  # its pid gone after it
+        assert renewed.returncode == 0 and (web / "privkey.pem").read_bytes() != old_key, renewed.stderr
+        left = [p for p in tmp_path.iterdir() if p.name.startswith(".web.") and p.name.endswith(".certkit-tmp")]
+        assert len(left) == 1 and (left[0] / "privkey.pem").read_bytes() == old_key  # the old key, beside it
+        assert renewed.stderr.startswith(
+            f"Warning: The folder {left[0]}, which holds the bundle this renewal replaced, could not be removed "
+            f"(Operation not permitted); it still holds privkey.pem. Remove it (lsattr -a {left[0]} shows a file "
+            "made immutable or append-only: chattr -i or -a it first)."), renewed.stderr
+        again = run_certkit("renew", web, env=env)  # every later command there says it too, until it is gone
+        assert again.returncode == 0 and f"Warning: The folder {left[0]}, left by a stopped certkit command, could " \
+            "not be removed (Operation not permitted); it still holds privkey.pem." in again.stderr, again.stderr
+    finally:
+        for folder in left:
+            subprocess.run(["chattr", "-i", str(folder / "privkey.pem")], check=True)
+        subprocess.run(["chattr", "-i", str(web / "privkey.pem")], capture_output=True)
+    quiet = run_certkit("renew", web, env=env, check=True)
+    assert "Warning" not in quiet.stderr and not left[0].exists()
