@@ -14,7 +14,8 @@
    reading) but recorded as ``work/web``; ``renew a.example`` then said no folder is known to hold it, and
    ``renew link/../web`` said "another certkit command renewed or replaced it meanwhile" (none had); a
    ``--format jsonl --out link/../j.jsonl`` landed in ``work/j.jsonl``, not where the kernel (and ``cat``) takes
-   ``link/../j.jsonl``. Now certkit resolves such a path up to its last ``..`` as the kernel does
+   ``link/../j.jsonl``; with ``CERTKIT_CA_DIR=link/../ca2`` a timer's units named ``--ca-dir work/ca2``, a CA
+   directory that does not exist. Now certkit resolves such a path up to its last ``..`` as the kernel does
    (``paths.absolute``), everywhere it makes a path absolute (what it records, locks, judges and writes).
 3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
    0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
@@ -80,6 +81,11 @@ def test_a_path_through_a_link_then_dotdot_is_written_and_recorded_where_the_ker
     run_certkit("issue-server", "j.example", "--format", "jsonl", "--out", "link/../j.jsonl", env=env, cwd=work,
                 check=True)
     assert (other / "j.jsonl").is_file() and not (work / "j.jsonl").exists()
+    relative = env | {"CERTKIT_CA_DIR": "link/../ca2"}  # a CA directory so spelt: other/ca2
+    run_certkit("init-ca", "--name", "Dots CA 2", "--no-passphrase", env=relative, cwd=work, check=True)
+    run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "units", env=relative, cwd=work, check=True)
+    assert (other / "ca2" / "ca.pem").is_file()  # the timer renews in that CA directory, not in work/ca2
+    assert f'"--ca-dir" "{other / "ca2"}"' in (tmp_path / "units" / "certkit-renew.service").read_text()
 
 
 def test_a_new_bundle_folder_in_a_setgid_folder_keeps_the_setgid_bit(tmp_path):
