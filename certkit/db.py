@@ -259,8 +259,8 @@ class SQLiteDatabase:
                 "unable to open" in lowered and _file_system(self.path, "read-only")):
             message = f"The inventory {where} is read-only (a read-only file, folder or mount); nothing was changed."
         elif "locked" in lowered or "busy" in lowered:
-            message = (f"The inventory {where} stayed locked by another certkit process for "
-                       f"{self.busy_timeout:g} s; try again.")
+            message = (f"The inventory {where} stayed locked for {self.busy_timeout:g} s by another process (a certkit "
+                       f"command, or a program that opened it: fuser {where} names it); try again once it is done.")
         elif "unable to open" in lowered and not os.path.lexists(self.path):
             message = f"The inventory {where} is missing; the CA directory is incomplete."
         elif "unable to open" in lowered:

@@ -17,6 +17,12 @@
    ``link/../j.jsonl``; with ``CERTKIT_CA_DIR=link/../ca2`` a timer's units named ``--ca-dir work/ca2``, a CA
    directory that does not exist. Now certkit resolves such a path up to its last ``..`` as the kernel does
    (``paths.absolute``), everywhere it makes a path absolute (what it records, locks, judges and writes).
+4. An inventory held by another program (``sqlite3``, a backup tool) past the busy timeout was said to be held
+   "by another certkit process"; now "by another process (a certkit command, or a program that opened it: fuser
+   FILE names it)".
+5. A renewal's old folder that cannot be removed (its ``privkey.pem`` immutable, ``chattr +i``) stayed beside the
+   bundle under a dot name, with the old key, unsaid for good; now it is said, by the renewal and by every later
+   command that finds it.
 3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
    0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
 """
@@ -33,7 +39,7 @@ from pathlib import Path
 import pytest
 from test_audit20_integrity import _other_user
 
-from conftest import assert_clean_error, new_ca, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, new_ca, run_certkit
 
 
 def _recorded(env: dict, cwd: Path) -> list[tuple[str, str]]:
@@ -129,3 +135,21 @@ def test_an_old_key_that_a_renewal_cannot_remove_is_said_not_left_hidden_beside_
         subprocess.run(["chattr", "-i", str(web / "privkey.pem")], capture_output=True)
     quiet = run_certkit("renew", web, env=env, check=True)
     assert "Warning" not in quiet.stderr and not left[0].exists()
+
+
+def test_an_inventory_held_by_another_program_is_not_said_to_be_held_by_certkit(tmp_path):
+    from test_audit13_library import _locked
+
+    from certkit.errors import InventoryError
+    from certkit.store import CADirectory
+
+    new_ca(tmp_path, "Held CA")
+    ca = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
+    ca.inventory.db.busy_timeout = 1.0
+    with _locked(tmp_path), pytest.raises(InventoryError) as caught:  # python's sqlite3: no certkit at all
+        ca.issue_server("held.example").write(tmp_path / "held")
+    inventory = tmp_path / "ca" / "inventory.sqlite3"
+    assert str(caught.value) == (f"The inventory {inventory} stayed locked for 1 s by another process (a certkit "
+                                 f"command, or a program that opened it: fuser {inventory} names it); try again once "
+                                 "it is done.")
+    assert not (tmp_path / "held").exists()
