@@ -7,6 +7,8 @@ full sentence naming the value or path and the cause; the CLI prints it as
 
 from __future__ import annotations
 
+import re
+
 
 def parse_errors() -> tuple[type[Exception], ...]:
     """What ``cryptography`` raises for damaged certificates, CSRs and keys, often only when
@@ -288,3 +290,14 @@ def restore_signals(previous: dict) -> None:
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+
+
+_ADVICE = re.compile(r"(?:[;.,]\s*(?:then\s+)?try again|[;.]\s*nothing (?:was changed|of that transaction was "
+                     r"committed)).*$", re.IGNORECASE | re.DOTALL)
+
+
+def without_advice(exc: BaseException) -> str:
+    """``exc``'s message without its closing advice ("try again", "nothing was changed"), for a failure that
+    came once something was written: what follows it says what was done and what to do instead."""
+    text = _ADVICE.sub("", str(exc).rstrip())
+    return text if text.endswith(".") else text + "."

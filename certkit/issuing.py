@@ -31,7 +31,7 @@ from certkit import names as _names
 from certkit.atomic import flush_after_failure, flushed_together
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
-from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile
+from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile, without_advice
 from certkit.names import Identity
 from certkit.paths import absolute, check_output
 from certkit.san_identities import check_request_names, identities_of, renewal_identities  # noqa: F401
@@ -369,7 +369,7 @@ def _delivered_unmarked(exc: InventoryError, items, on_disk: bool, delivered: li
                 f"inventory records {it} as issued ('certkit list' shows {it}), so do not issue {it} again.")
     else:
         told = " The certificate was delivered, but the inventory still lists it as pending."
-    error = InventoryError(str(exc).rstrip() + told)
+    error = InventoryError(without_advice(exc) + told)  # not "try again": it was written
     error.certkit_delivered, error.certkit_deliveries = len(delivered), delivered if on_disk else []
     error.certkit_unmarked = len(items)  # written, not yet marked: the batch's count says so
     return error

@@ -111,15 +111,15 @@ class WriteRecorder:
         command that reaches the inventory records it (the row is pending with its folder)."""
         from contextlib import suppress
 
-        from certkit.errors import InventoryError, Terminated
+        from certkit.errors import InventoryError, Terminated, without_advice
         from certkit.text import shown
 
         try:
             return self.ca.inventory.mark_issued([issued.serial_hex]).get(issued.serial_hex, [])
         except InventoryError as exc:
-            raise InventoryError(f"{str(exc).rstrip()} {shown(planned[0])} was written whole; the next certkit command "
-                                 "that reaches the inventory records it as issued in that folder ('certkit list' "
-                                 "shows it), so do not write it again.") from None
+            raise InventoryError(f"{without_advice(exc)} {shown(planned[0])} was written whole; the next certkit "
+                                 "command that reaches the inventory records it as issued in that folder ('certkit "
+                                 "list' shows it), so do not write it again.") from None
         except (KeyboardInterrupt, Terminated):  # the bundle is in place: settled before the stop goes on
             with suppress(CertkitError):
                 self.ca.inventory.mark_issued([issued.serial_hex])

@@ -17,14 +17,15 @@
    ``link/../j.jsonl``; with ``CERTKIT_CA_DIR=link/../ca2`` a timer's units named ``--ca-dir work/ca2``, a CA
    directory that does not exist. Now certkit resolves such a path up to its last ``..`` as the kernel does
    (``paths.absolute``), everywhere it makes a path absolute (what it records, locks, judges and writes).
+3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
+   0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
 4. An inventory held by another program (``sqlite3``, a backup tool) past the busy timeout was said to be held
    "by another certkit process"; now "by another process (a certkit command, or a program that opened it: fuser
-   FILE names it)".
+   FILE names it)"; and once a bundle was written before that error, the error no longer says "try again"
+   (which would issue it twice) before "... was written whole ... so do not issue it again".
 5. A renewal's old folder that cannot be removed (its ``privkey.pem`` immutable, ``chattr +i``) stayed beside the
    bundle under a dot name, with the old key, unsaid for good; now it is said, by the renewal and by every later
    command that finds it.
-3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
-   0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
 """
 
 from __future__ import annotations
@@ -153,3 +154,42 @@ def test_an_inventory_held_by_another_program_is_not_said_to_be_held_by_certkit(
                                  f"command, or a program that opened it: fuser {inventory} names it); try again once "
                                  "it is done.")
     assert not (tmp_path / "held").exists()
+
+
+def test_a_renewal_written_while_another_program_holds_the_inventory_is_not_told_to_try_again(tmp_path,
+                                                                                            monkeypatch):
+    import threading
+
+    from test_audit13_library import _locked
+
+    from certkit.errors import InventoryError
+    from certkit.lifecycle import renew_bundle
+    from certkit.store import CADirectory
+
+    env = new_ca(tmp_path, "Held CA")
+    run_certkit("issue-server", "held.example", "--out", tmp_path / "web", env=env, check=True)
+    ca = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
+    ca.inventory.db.busy_timeout = 1.0
+    marker, holding = tmp_path / "swapped", _locked(tmp_path)
+    monkeypatch.setenv("CERTKIT_TEST_PAUSE_AT", "swapped")
+    monkeypatch.setenv("CERTKIT_TEST_PAUSE_FILE", str(marker))
+
+    def hold_once_swapped():  # the renewed bundle in place; then the inventory is held, and the renewal goes on
+        while not marker.exists():
+            threading.Event().wait(0.02)
+        holding.__enter__()
+        marker.unlink()
+
+    helper = threading.Thread(target=hold_once_swapped)
+    helper.start()
+    try:
+        with pytest.raises(InventoryError) as caught:
+            renew_bundle(ca, str(tmp_path / "web"))
+    finally:
+        helper.join(30)
+        holding.__exit__(None, None, None)
+    inventory = tmp_path / "ca" / "inventory.sqlite3"
+    assert str(caught.value) == (
+        f"The inventory {inventory} stayed locked for 1 s by another process (a certkit command, or a program that "
+        f"opened it: fuser {inventory} names it). {tmp_path / 'web'} was written whole; the next certkit command that "
+        "reaches the inventory records it as issued ('certkit list' shows it), so do not issue it again.")

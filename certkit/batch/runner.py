@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING
 from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
 from certkit.batch.manifest import BatchLine
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
-from certkit.errors import CertkitError, Terminated, handle_stop_signals, raise_terminated, restore_signals
+from certkit.errors import (
+    CertkitError,
+    Terminated,
+    handle_stop_signals,
+    raise_terminated,
+    restore_signals,
+    without_advice,
+)
 from certkit.inventory.succession import FOREIGN_NOTE
 
 if TYPE_CHECKING:
@@ -139,7 +146,8 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     except BaseException as exc:
         if output is not None and output.placed and not output.complete:  # in place: nothing to give up
             count = f"{result.issued} certificate{'s' if result.issued != 1 else ''}"
-            raise BatchStopped(f"{in_words(exc)} {output.describe()} was written whole ({count}); they stay pending "
+            raise BatchStopped(f"{without_advice(exc) if isinstance(exc, CertkitError) else in_words(exc)} "
+                               f"{output.describe()} was written whole ({count}); they stay pending "
                                "until the next certkit command reaches the inventory and records them as issued, so "
                                "do not issue them again.", result) from None
         _give_up(output, ca, result)
