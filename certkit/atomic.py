@@ -254,6 +254,8 @@ def sweep_stale(directory: Path, name: str | None = None) -> None:
         path, target = Path(entry.path), Path(directory) / original
         if is_old and not os.path.lexists(target):
             os.rename(path, target)
+        elif entry.is_dir(follow_symlinks=False) and original == "certkit-swap":  # a journal: its refusal says it
+            remove_tree(path)
         elif entry.is_dir(follow_symlinks=False):
             remove_tree_said(path, "left by a stopped certkit command")
         else:
