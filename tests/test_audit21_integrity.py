@@ -15,8 +15,11 @@
    ``renew link/../web`` said "another certkit command renewed or replaced it meanwhile" (none had); a
    ``--format jsonl --out link/../j.jsonl`` landed in ``work/j.jsonl``, not where the kernel (and ``cat``) takes
    ``link/../j.jsonl``; with ``CERTKIT_CA_DIR=link/../ca2`` a timer's units named ``--ca-dir work/ca2``, a CA
-   directory that does not exist. Now certkit resolves such a path up to its last ``..`` as the kernel does
-   (``paths.absolute``), everywhere it makes a path absolute (what it records, locks, judges and writes).
+   directory that does not exist; and ``issue-server z.example --out into/.. --force`` (``into`` a link to a folder
+   in the CA directory) wrote privkey.pem and cert.pem into the CA directory and replaced its ca.pem, as
+   ``crl --out into/../crl.pem`` wrote there: "certkit never writes there" was judged on the name. Now certkit
+   resolves such a path up to its last ``..`` as the kernel does (``paths.absolute``), everywhere it makes a path
+   absolute (what it records, locks, judges and writes).
 3. A new bundle folder made in a setgid folder lost the setgid bit ``mkdir`` gave it (certkit set its mode to
    0755 outright); now it keeps it, as ``mkdir`` and ``install -d`` do.
 4. An inventory held by another program (``sqlite3``, a backup tool) past the busy timeout was said to be held
@@ -88,6 +91,17 @@ def test_a_path_through_a_link_then_dotdot_is_written_and_recorded_where_the_ker
     run_certkit("issue-server", "j.example", "--format", "jsonl", "--out", "link/../j.jsonl", env=env, cwd=work,
                 check=True)
     assert (other / "j.jsonl").is_file() and not (work / "j.jsonl").exists()
+    (tmp_path / "ca" / "sub").mkdir()  # a folder in the CA directory, and a link to it: into/.. is the CA's own
+    (work / "into").symlink_to(tmp_path / "ca" / "sub")
+    def in_ca():  # (SQLite's -wal and -shm come and go with the runs in this process)
+        return sorted(p.name for p in (tmp_path / "ca").iterdir() if not p.name.startswith("inventory.sqlite3-"))
+
+    before = in_ca()
+    for args, what in [(("issue-server", "z.example", "--out", "into/..", "--force"), "output folder into/.."),
+                       (("crl", "--out", "into/../crl.pem"), "CRL file into/../crl.pem")]:
+        assert_clean_error(run_certkit(*args, env=env, cwd=work),
+                           f"The {what} is in the CA directory {tmp_path / 'ca'}; certkit never writes there")
+    assert in_ca() == before  # main wrote privkey.pem, ca.pem there
     relative = env | {"CERTKIT_CA_DIR": "link/../ca2"}  # a CA directory so spelt: other/ca2
     run_certkit("init-ca", "--name", "Dots CA 2", "--no-passphrase", env=relative, cwd=work, check=True)
     run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "units", env=relative, cwd=work, check=True)
