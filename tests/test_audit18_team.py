@@ -52,15 +52,25 @@ def _finalize(client, order_url: str, name: str):
     return client.finalize(order, make_csr(ec.generate_private_key(ec.SECP256R1()), [name]), check=False)
 
 
-def _unavailable(client, order_url: str, name: str, said: str) -> str:
-    """Finalize: a 503 with Retry-After whose detail holds ``said``, and the order ready again."""
+def _unavailable(client, order_url: str, name: str, said: str, server=None) -> str:
+    """Finalize: a 503 with Retry-After, and the order ready again. The client is told only that the CA's key cannot
+    sign now; the token's own words (its label, what it said) are the operator's, in the server's log (round
+    twenty-one): with ``server``, the new log line of this finalize, which holds ``said``."""
+    fragment = "nothing issued, the order is ready again: the CA's key cannot sign now: "
+    before = server.stderr.count(fragment) if server is not None else 0
     response = _finalize(client, order_url, name)
     problem = response.json()
     assert response.status_code == 503 and response.headers.get("Retry-After"), (response.status_code, problem)
     assert problem["type"] == "urn:ietf:params:acme:error:serverInternal", problem
-    assert said in problem["detail"] and "The order is ready again" in problem["detail"], problem
+    assert problem["detail"] == ("The certificate was not issued, the CA's key cannot sign now. The order is ready "
+                                 "again: finalize it again later."), problem
     assert client.get(order_url)["status"] == "ready"  # was: invalid, for good
-    return problem["detail"]
+    if server is None:
+        assert said in problem["detail"], problem
+        return problem["detail"]
+    line = server.wait_for_log(fragment, count=before + 1)[before]
+    assert said in line, line
+    return line
 
 
 def _issued(client, order_url: str, name: str, ca_pem: Path, tmp_path: Path) -> None:
@@ -110,7 +120,7 @@ def test_acme_serve_keeps_orders_ready_while_its_token_is_away(tmp_path: Path, t
             shutil.copytree(folder, saved)
             delete_token(token)  # the HSM restarting: away for a while
             order_url = _ready_order(client, web, "b.acme.test")
-            detail = _unavailable(client, order_url, "b.acme.test", "the CA's key cannot sign now")
+            detail = _unavailable(client, order_url, "b.acme.test", "the CA's key cannot sign now", server)
             assert f"The token '{token.label}' holding the CA key" in detail, detail
             assert "is no longer present" in detail, detail
             shutil.copytree(saved, folder)  # back: the same order is finalized (was: "The order is invalid")
@@ -142,16 +152,18 @@ def test_a_pin_the_token_refused_is_never_sent_to_it_again(tmp_path: Path, token
             shutil.copytree(folder, saved)
             delete_token(token)
             order_url = _ready_order(client, web, "c.acme.test")
-            _unavailable(client, order_url, "c.acme.test", "is no longer present")  # its session is gone
+            _unavailable(client, order_url, "c.acme.test", "is no longer present", server)  # its session is gone
             shutil.copytree(saved, folder)
-            detail = _unavailable(client, order_url, "c.acme.test", "refused the PIN this process logged in with")
+            detail = _unavailable(client, order_url, "c.acme.test", "refused the PIN this process logged in with",
+                                  server)
             assert "was the token's PIN changed?" in detail and "It is not sent again" in detail, detail
             assert "user PIN count low" in _flags(token)  # the one wrong PIN it sent
             token.pin = new_pin
             assert token.tool("--list-objects").returncode == 0  # a right PIN clears the flag
             assert "user PIN count low" not in _flags(token)
             for _ in range(3):  # clients finalizing again (Retry-After): was a wrong PIN each time
-                detail = _unavailable(client, order_url, "c.acme.test", "earlier in this process, so it is not sent")
+                detail = _unavailable(client, order_url, "c.acme.test", "earlier in this process, so it is not sent",
+                                      server)
                 assert "start it again with the new PIN" in detail, detail
                 assert "user PIN count low" not in _flags(token)
     finally:

@@ -140,11 +140,11 @@ class Finalizer:
                                    store=lambda chain: self._complete(order_id, chain), undelivered=undelivered)
         except NothingIssued as problem:
             self._end(order_id, None)
-            self.log(f"order {order_id}: nothing issued, the order is ready again: {problem.detail}")
+            self.log(f"order {order_id}: nothing issued, the order is ready again: {problem.logged or problem.detail}")
             raise
         except Problem as problem:
             self._end(order_id, problem.to_json())
-            self.log(f"order {order_id}: issuing failed: {problem.detail}")
+            self.log(f"order {order_id}: issuing failed: {problem.logged or problem.detail}")
             raise
         except BaseException:
             self._end(order_id, Problem("serverInternal", "Issuing failed.").to_json())

@@ -219,17 +219,20 @@ def _deliver(ca: "CA", planned, target, store: "Callable[[IssuedChain], None]", 
 
 
 def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
-    """What the client is told when the pipeline failed before anything was delivered."""
+    """What the client is told when the pipeline failed before anything was delivered. An ACME client is anyone
+    on the network: the database's, the token's and the CA's own words (the inventory URL with its host, port,
+    role and database, the token's label and module, the CA's files) go to the server's log only (``logged``)."""
     if isinstance(exc, InventoryError):  # locked, full, unreachable: nothing was recorded
-        return NothingIssued("serverInternal", f"The certificate was not issued, the server's database is "
-                                               f"unavailable: {exc} The order is ready again: finalize it "
-                                               "again later.", status=503, headers={"Retry-After": RETRY_LATER})
+        return NothingIssued("serverInternal", "The certificate was not issued, the server's database is "
+                                               "unavailable. The order is ready again: finalize it again later.",
+                             status=503, headers={"Retry-After": RETRY_LATER},
+                             logged=f"the server's database is unavailable: {exc}")
     from certkit.pkcs11.errors import TokenError
 
     if isinstance(exc, TokenError):  # the CA key's token: gone, restarting, refusing the PIN; never the order's fault
-        return NothingIssued("serverInternal", f"The certificate was not issued, the CA's key cannot sign now: {exc} "
-                                               "The order is ready again: finalize it again later.", status=503,
-                             headers={"Retry-After": RETRY_LATER})
+        return NothingIssued("serverInternal", "The certificate was not issued, the CA's key cannot sign now. The "
+                                               "order is ready again: finalize it again later.", status=503,
+                             headers={"Retry-After": RETRY_LATER}, logged=f"the CA's key cannot sign now: {exc}")
     if isinstance(exc, NameNotPermitted):  # the CA's name constraints changed since the order
         return Problem("rejectedIdentifier", str(exc))
     try:
@@ -238,7 +241,8 @@ def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
         return NothingIssued(problem.kind, problem.detail)
     except CertkitError:
         pass
-    return Problem("serverInternal", f"The certificate could not be issued: {exc}")
+    return Problem("serverInternal", "The certificate could not be issued (the server's log says why).",
+                   logged=f"the certificate could not be issued: {exc}")
 
 
 def issue_listener_certificate(ca: "CA", names: list[str], days: int,

@@ -51,6 +51,8 @@ class Problem(Exception):
     subproblems: list["Problem"] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # e.g. "algorithms" for badSignatureAlgorithm
     headers: dict = field(default_factory=dict)  # e.g. Location of the conflicting account
+    # The operator's words for the server's log, never sent: they name the database URL, the token, the CA's files.
+    logged: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.detail)
