@@ -286,6 +286,7 @@ class PostgresDatabase:
         import psycopg
 
         from certkit.db_postgres_errors import unsafe_passfile, wants_password
+        from certkit.db_postgres_locks import session_name
 
         password = _PASSWORDS.get(self.url)
         for _attempt in range(2):
@@ -297,7 +298,7 @@ class PostgresDatabase:
                 extra["passfile"] = os.path.join(os.devnull, "none")
             try:
                 conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                       application_name="certkit", **_keepalives(self.url), **extra)
+                                       application_name=session_name(), **_keepalives(self.url), **extra)
             except UnicodeError as exc:  # a host name with an empty or long label (db..example.com): the resolver's
                 raise InventoryError(f"The inventory {shown_url(self.url)} cannot be reached: its host name is not "
                                      f"valid ({_first_line(exc)}).") from None
@@ -312,12 +313,11 @@ class PostgresDatabase:
             if password is not None:
                 _PASSWORDS[self.url] = password  # asked once per process
             try:
-                # A lock held longer than this fails the statement with words, as SQLite's busy timeout does.
+                # A lock held longer than this fails the statement, naming who holds it (db_postgres_locks).
                 # The isolation certkit's transactions are written for (row locks, ON CONFLICT, SKIP LOCKED), whatever
                 # the database's or the role's default: under repeatable read or serializable, a row another host
                 # changed while this one waited for its lock fails the transaction instead of being read again.
-                # The server's side of TCP_TIMEOUTS: a host gone in a transaction does not keep its locks.
-                # UTF-8 whatever $PGCLIENTENCODING, the URL, the role or the database says (CLIENT_ENCODING).
+                # The server's side of TCP_TIMEOUTS (a host gone does not keep its locks); UTF-8 (CLIENT_ENCODING).
                 conn.execute(f"{_SESSION_TIMEOUTS}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
                              f"SET default_transaction_isolation = 'read committed'; SET client_encoding = "
                              f"'{CLIENT_ENCODING}'; "

@@ -47,9 +47,10 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     elif state in ("40001", "40P01"):
         message = (f"The inventory {where} stopped a transaction that conflicted with another certkit "
                    f"process ({text}). Nothing was changed; try again.")
-    elif state == "55P03" or "lock timeout" in lowered:
-        message = (f"The inventory {where} stayed locked by another certkit process for "
-                   f"{db.busy_timeout:g} s; try again.")
+    elif state == "55P03" or "lock timeout" in lowered:  # the sessions that can hold the lock, named
+        from certkit.db_postgres_locks import holders
+
+        message = f"The inventory {where} stayed locked for {db.busy_timeout:g} s {holders(db)}."
     elif state == "25006":
         message = f"The inventory {where} is read-only (a read-only transaction or standby); nothing was changed."
     elif (said := _database_setting(where, text, state)) is not None:

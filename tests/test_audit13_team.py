@@ -103,7 +103,7 @@ def _wait_until_blocked(postgres_server, database: str) -> None:
     with postgres_server.connect() as admin:
         while time.monotonic() < deadline:
             waiting = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                                    "application_name = 'certkit' AND wait_event_type = 'Lock'",
+                                    "application_name LIKE 'certkit %%' AND wait_event_type = 'Lock'",
                                     (database,)).fetchone()[0]
             if waiting:
                 return

@@ -4,12 +4,18 @@ and a CA key in a PKCS#11 token.
 1. ``certkit acme serve``: a finalize that failed on the database or the token answered the ACME client (anyone
    on the network) with the operator's message: the inventory URL (host, port, role, database) and the GRANT to
    run, or the token's label. The client now gets what happened and what to do; the server's log gets the rest.
+2. A command that gave up waiting for a lock said "stayed locked by another certkit process for 60 s; try again",
+   naming nobody, whether the holder was certkit or a psql left in a transaction, and every certkit session was
+   ``certkit`` in pg_stat_activity. Sessions now name their command, host and pid, and the message names the
+   sessions that can hold the lock and the pg_terminate_backend that ends one whose process is gone or stopped.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_acme_concurrency import _two_tier
 
@@ -61,3 +67,85 @@ def test_a_finalize_failing_on_the_database_does_not_tell_the_client_its_url(tmp
     finally:
         server.stop()
     assert "Traceback" not in server.stderr, server.stderr
+
+
+# --- 2. a lock waited for too long: who holds it ------------------------------------------------------------------
+def _waiting(postgres_server, database: str, proc) -> str:
+    """The application_name of the certkit process ``proc`` once its session waits for a lock."""
+    import time
+
+    deadline = time.monotonic() + 60  # a process to start and reach the lock, on a loaded machine
+    with postgres_server.connect(database) as admin:
+        while time.monotonic() < deadline and proc.poll() is None:
+            row = admin.execute("SELECT application_name FROM pg_stat_activity WHERE datname = %s AND "
+                                "wait_event_type = 'Lock' AND application_name LIKE %s",
+                                (database, f"certkit % pid {proc.pid}")).fetchone()
+            if row:
+                return row[0]
+            time.sleep(0.05)
+    raise AssertionError(f"certkit never waited for the lock: {proc.communicate()}")
+
+
+def test_a_lock_waited_for_too_long_names_the_session_that_holds_it(tmp_path: Path, postgres_server, postgres_url,
+                                                                     pg_ca, monkeypatch) -> None:
+    """A report left in a transaction holds the CRL number's row: `certkit crl` waits, its session named
+    ``certkit crl on HOST pid N`` (was: ``certkit``, every command alike); a command that gives up names the holder's
+    pid, application_name, role, address and since when, and the pg_terminate_backend that ends it (was: "stayed
+    locked by another certkit process for 60 s; try again", of a psql session, naming nobody). A role that may not
+    see the other role's transactions is told the pids of those that hold locks."""
+    import socket
+    import subprocess
+    import sys
+
+    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.errors import InventoryError
+
+    database = postgres_url.rsplit("/", 1)[1]
+    holder = postgres_server.connect(database)
+    holder.execute("SET application_name = 'nightly report'")
+    holder.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
+    holder.execute("BEGIN")
+    holder.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE")
+    holder_pid = holder.info.backend_pid
+    crl = subprocess.Popen([sys.executable, "-m", "certkit", "crl", "--passphrase-file", tmp_path / "pass", "--out",
+                            tmp_path / "ca.crl"], env=pg_ca, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _waiting(postgres_server, database, crl) == f"certkit crl on {socket.gethostname()} pid {crl.pid}"[:63]
+        with postgres_server.connect(database) as admin:  # a session that waited long: the holder's transaction is
+            admin.execute("SELECT pg_sleep(1.5)")           # older than the wait, certkit crl's is not named
+        close_idle(postgres_url)  # init-ca's, in this process: their lock timeout is the 60 s one
+        db = PostgresDatabase(postgres_url)
+        db.busy_timeout = 1.0
+        with pytest.raises(InventoryError) as gave_up, db.transaction(write=True) as tx:
+            tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE")
+        said = str(gave_up.value)
+        assert said.startswith(f"The inventory {postgres_url} stayed locked for 1 s by pid {holder_pid} "
+                               "(nightly report, role certkit from 127.0.0.1, idle in transaction, in a transaction "
+                               "since "), said
+        assert said.endswith(f"try again once it ends, or, if its process is gone or stopped, end its session (SELECT "
+                             f"pg_terminate_backend({holder_pid}), as its role or a superuser)."), said
+        assert f"pid {crl.pid}" not in said and "certkit process" not in said, said
+        close_idle(postgres_url)
+        other = f"reader_{os.getpid()}"
+        with postgres_server.connect(database) as admin:
+            admin.execute(f"CREATE ROLE {other} LOGIN PASSWORD 'reader-password'")
+            admin.execute(f"GRANT SELECT, UPDATE ON meta TO {other}")
+        monkeypatch.setenv("PGPASSWORD", "reader-password")
+        url = postgres_url.replace("//certkit@", f"//{other}@")
+        db = PostgresDatabase(url)
+        db.busy_timeout = 1.0
+        with pytest.raises(InventoryError) as gave_up, db.transaction(write=True) as tx:
+            tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE")
+        close_idle(url)
+        said = str(gave_up.value)
+        assert said.startswith(f"The inventory {url} stayed locked for 1 s by another session: of another role, "
+                               "whose transactions this role may not see; of those, "), said
+        assert f"pid {holder_pid} (nightly report, role certkit)" in said, said
+        holder.execute("COMMIT")
+        out, err = crl.communicate(timeout=120)
+        assert crl.returncode == 0 and "Wrote CRL number 1" in out, (out, err)
+    finally:
+        holder.close()
+        if crl.poll() is None:
+            crl.kill()
+            crl.communicate()

@@ -1,7 +1,6 @@
 """What the commands share: the lazy command group, common options, secrets, the CA, output.
 
-Imports only click, the standard library and certkit's cheap modules at start-up.
-The rules every command follows live here once:
+Imports only click, the standard library and certkit's cheap modules at start-up. The rules every command follows:
 
 - a library error (:class:`~certkit.errors.CertkitError`) or an unexpected
   file-system error is one ``Error: ...`` line on stderr and exit status 1;
@@ -53,6 +52,14 @@ class CertkitGroup(click.Group):
             module, _, attr = self.lazy_commands[cmd_name].partition(":")
             self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
         return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        from certkit import db_postgres_locks  # each database session says which command it serves
+
+        name, command, rest = super().resolve_command(ctx, args)
+        sub = rest[:1] if isinstance(command, click.Group) and rest and not rest[0].startswith("-") else []
+        db_postgres_locks.command = " ".join([name or "", *sub])
+        return name, command, rest
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         from certkit.cli.arguments import refuse_odd_arguments
