@@ -162,8 +162,8 @@ def test_a_pin_the_token_refused_is_never_sent_to_it_again(tmp_path: Path, token
             assert token.tool("--list-objects").returncode == 0  # a right PIN clears the flag
             assert "user PIN count low" not in _flags(token)
             for _ in range(3):  # clients finalizing again (Retry-After): was a wrong PIN each time
-                detail = _unavailable(client, order_url, "c.acme.test", "earlier in this process, so it is not sent",
-                                      server)
+                detail = _unavailable(client, order_url, "c.acme.test",
+                                      "(or another worker of this command), so it is not sent", server)
                 assert "start it again with the new PIN" in detail, detail
                 assert "user PIN count low" not in _flags(token)
     finally:

@@ -8,6 +8,9 @@ and a CA key in a PKCS#11 token.
    naming nobody, whether the holder was certkit or a psql left in a transaction, and every certkit session was
    ``certkit`` in pg_stat_activity. Sessions now name their command, host and pid, and the message names the
    sessions that can hold the lock and the pg_terminate_backend that ends one whose process is gone or stopped.
+3. A PIN the token refused was remembered per process only: after a PIN change, each forked worker of
+   ``issue-batch --jobs N`` logging in again sent the old PIN (N wrong PINs; tokens lock after a few). Refusals are
+   now shared with the forked family, which logs in one process at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_acme_concurrency import _two_tier
+from test_team_hsm import _real_processes  # noqa: F401 (an autouse fixture: certkit runs as real processes)
 
 from acme_helpers import AcmeServer
 
@@ -149,3 +153,77 @@ def test_a_lock_waited_for_too_long_names_the_session_that_holds_it(tmp_path: Pa
         if crl.poll() is None:
             crl.kill()
             crl.communicate()
+
+
+# --- 3. a changed PIN sent once by a process family, not once by each forked worker --------------------------------
+SPY = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"  # OpenSC's PKCS#11 spy: logs every call to the module behind it
+_FAMILY = r"""
+import multiprocessing, os, sys
+from certkit.store import CADirectory
+
+ca = CADirectory(sys.argv[1]).open()
+ca.unlock(os.environ["CERTKIT_PKCS11_PIN"])  # the parent logs in, as issue-batch's does before its workers fork
+print("logged in", flush=True)
+sys.stdin.readline()  # the token's PIN is changed meanwhile
+
+
+def work(said):
+    try:
+        ca.key.sign(b"a test message")  # a forked child: it logs in again (the parent's session is not its own)
+        said.put("signed")
+    except Exception as exc:
+        said.put(f"{type(exc).__name__}: {exc}")
+
+
+ctx = multiprocessing.get_context("fork")
+said = ctx.Queue()
+workers = [ctx.Process(target=work, args=(said,)) for _ in range(int(sys.argv[2]))]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join(120)
+for _ in workers:
+    print(said.get(timeout=10), flush=True)
+"""
+
+
+def test_a_pin_changed_under_forked_workers_is_sent_wrong_once_by_all_of_them(tmp_path: Path, token) -> None:
+    """The parent logged in, the token's PIN was changed, then three workers were forked (issue-batch --jobs 3;
+    each logs in again, as a worker does whenever the token closed its session): the old PIN reaches the token
+    once (the PKCS#11 spy's log), the other workers refuse to send it, saying it was refused earlier; was: each
+    worker sent it, three wrong PINs, where a token that locks after three is then locked for every host."""
+    import subprocess
+    import sys
+
+    from test_team_hsm import init_token_ca
+
+    from conftest import certkit_env
+
+    if not Path(SPY).exists():
+        pytest.skip("OpenSC's pkcs11-spy is not installed")
+    spy_log = tmp_path / "spy.log"
+    spying = {"PKCS11SPY": token.module, "PKCS11SPY_OUTPUT": str(spy_log)}
+    os.environ.update(spying)  # init-ca (in this process or not) loads the spy too
+    try:
+        init_token_ca(tmp_path, type(token)(**{**token.__dict__, "module": SPY}))
+    finally:
+        for name in spying:
+            os.environ.pop(name, None)
+    family = subprocess.Popen([sys.executable, "-c", _FAMILY, str(tmp_path / "ca"), "3"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=certkit_env(CERTKIT_PKCS11_PIN=token.pin, **spying))
+    try:
+        assert family.stdout.readline() == "logged in\n", family.communicate()
+        changed = token.tool("--change-pin", "--new-pin", "55501234")  # an operator, from another process
+        assert changed.returncode == 0, changed.stdout + changed.stderr
+        out, err = family.communicate("\n", timeout=180)
+    finally:
+        if family.poll() is None:
+            family.kill()
+            family.communicate()
+    assert family.returncode == 0, (out, err)
+    said = out.splitlines()
+    assert len(said) == 3 and not any(line == "signed" for line in said), said
+    assert sum("refused the PIN this process logged in with before" in line for line in said) == 1, said
+    assert sum("or another worker of this command), so it is not sent again" in line for line in said) == 2, said
+    assert spy_log.read_text(errors="replace").count("CKR_PIN_INCORRECT") == 1

@@ -10,6 +10,7 @@ import hashlib
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from certkit.paths import absolute
@@ -245,14 +246,75 @@ def open_session(uri: KeyURI, module: str, pin: Secret | None, *, rw: bool = Fal
 # wrong PINs), even by a long-running server that logs in again after the token closed its session.
 _REFUSED: dict[tuple[str, str, bytes, bytes], str] = {}
 _SALT = os.urandom(16)
+# ... nor by another process of this process's family (issue-batch's forked workers, which each log in again when
+# the token closed their sessions: after a PIN change, each sent the old PIN, N wrong PINs where a token locks after
+# a few): refusals are also kept in memory shared with the children forked after the first login, and the family
+# logs in one process at a time (a POSIX lock on that memory's file, released if its holder dies).
+_SLOT, _SLOTS = 64, 64  # a slot: the digest of a refusal's key (32 bytes), then when (UTC text)
+_family: tuple[int, object] | None = None
+_LOGIN_LOCK = threading.Lock()  # the threads of one process (a POSIX lock does not tell them apart)
 
 
 def _refusal_key(module: str, token, text: str) -> tuple[str, str, bytes, bytes]:
     return (module, str(token.label), bytes(token.serial or b""), hashlib.sha256(_SALT + text.encode()).digest())
 
 
+def _family_memory() -> tuple[int, object]:
+    """The file descriptor and mapping shared with forked children (-1 and None where memfd is not available)."""
+    global _family
+    if _family is None:
+        import mmap
+
+        try:
+            fd = os.memfd_create("certkit-refused-pins")
+            os.ftruncate(fd, _SLOT * _SLOTS)
+            _family = (fd, mmap.mmap(fd, _SLOT * _SLOTS))
+        except (AttributeError, OSError):
+            _family = (-1, None)
+    return _family
+
+
+@contextmanager
+def _one_login_at_a_time():
+    import fcntl
+
+    fd, _memory = _family_memory()
+    with _LOGIN_LOCK:
+        if fd >= 0:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fd >= 0:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
+def _refused_at(key: tuple) -> str | None:
+    """When the token refused this PIN, in this process or its family; None if it never did."""
+    if key in _REFUSED:
+        return _REFUSED[key]
+    _fd, memory = _family_memory()
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    for start in range(0, _SLOT * _SLOTS if memory is not None else 0, _SLOT):
+        if memory[start:start + 32] == digest:
+            return memory[start + 32:start + _SLOT].rstrip(b"\0").decode()
+    return None
+
+
+def _remember_refusal(key: tuple) -> None:
+    _REFUSED[key] = when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    _fd, memory = _family_memory()
+    empty = bytes(32)
+    for start in range(0, _SLOT * _SLOTS if memory is not None else 0, _SLOT):
+        if memory[start:start + 32] == empty:
+            memory[start:start + _SLOT] = (hashlib.sha256(repr(key).encode()).digest()
+                                           + when.encode().ljust(_SLOT - 32, b"\0"))
+            return
+
+
 def login(token, pin: Secret | None, *, rw: bool = False, module: str = ""):
-    """A session on ``token`` logged in with ``pin``; a PIN it refused in this process is not sent again."""
+    """A session on ``token`` logged in with ``pin``; a PIN it refused in this process (or its family) is not sent
+    again."""
     if pin is None:
         raise TokenError(f"The token '{shown(token.label)}' needs its PIN: give --pin-file, $CERTKIT_PKCS11_PIN "
                          "or run on a terminal to be asked.")
@@ -261,18 +323,29 @@ def login(token, pin: Secret | None, *, rw: bool = False, module: str = ""):
     except UnicodeDecodeError:
         raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
     key = _refusal_key(module, token, text)
-    if key in _REFUSED:
-        error = TokenPinIncorrect(f"The token '{shown(token.label)}' refused this PIN at {_REFUSED[key]}, earlier "
-                                  "in this process, so it is not sent again (tokens lock after a few wrong PINs): if "
-                                  "the token's PIN was changed since this process started, start it again with the "
-                                  "new PIN.")
-        error.remembered = True
-        raise error
-    try:
-        return _login(token, text, rw)
-    except TokenPinIncorrect:
-        _REFUSED[key] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        raise
+    with _one_login_at_a_time():
+        when = _refused_at(key)
+        if when is not None:
+            error = TokenPinIncorrect(f"The token '{shown(token.label)}' refused this PIN at {when}, earlier in "
+                                      "this process (or another worker of this command), so it is not sent again "
+                                      "(tokens lock after a few wrong PINs): if the token's PIN was changed since "
+                                      "this process started, start it again with the new PIN.")
+            error.remembered = True
+            raise error
+        try:
+            return _login(token, text, rw)
+        except TokenPinIncorrect:
+            _remember_refusal(key)
+            raise
+
+
+def _forget_login_lock() -> None:
+    global _LOGIN_LOCK
+    _LOGIN_LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_login_lock)
 
 
 def _login(token, text: str, rw: bool):
