@@ -113,6 +113,12 @@ def _connecting(url: str, where: str, text: str, state: str, exc: Exception | No
         return (f"The inventory {where} was reached, but its TLS certificate was not accepted: {text}; give the CA "
                 "of the server's certificate with sslrootcert=PATH (or ~/.postgresql/root.crt), use the host name "
                 f"that certificate names{_crl_named(url)}, or choose another sslmode.")
+    if connecting and "timeout expired" in lowered:  # no answer in time: a network cut, or a server that accepted
+        from certkit.db_postgres import CONNECT_TIMEOUT_S  # the connection and never answered (hung, stopped)
+
+        return (f"The inventory {where} did not answer within {CONNECT_TIMEOUT_S} s ({text}): the server is down, hung "
+                "or overloaded, or the network to it drops packets; check it (pg_isready -h HOST -p PORT), then try "
+                "again.")
     if state.startswith(("08", "57")) or _is_connection_error(exc):
         return f"The inventory {where} cannot be reached: {text}."
     return None

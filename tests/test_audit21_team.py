@@ -11,6 +11,8 @@ and a CA key in a PKCS#11 token.
 3. A PIN the token refused was remembered per process only: after a PIN change, each forked worker of
    ``issue-batch --jobs N`` logging in again sent the old PIN (N wrong PINs; tokens lock after a few). Refusals are
    now shared with the forked family, which logs in one process at a time.
+4. A server that accepted the connection and never answered (hung) was said to be unreachable ("cannot be reached:
+   connection timeout expired."); it is now said not to have answered within 10 s, with how to check it.
 """
 
 from __future__ import annotations
@@ -227,3 +229,29 @@ def test_a_pin_changed_under_forked_workers_is_sent_wrong_once_by_all_of_them(tm
     assert sum("refused the PIN this process logged in with before" in line for line in said) == 1, said
     assert sum("or another worker of this command), so it is not sent again" in line for line in said) == 2, said
     assert spy_log.read_text(errors="replace").count("CKR_PIN_INCORRECT") == 1
+
+
+# --- 4. a server that accepts connections and never answers ---------------------------------------------------------
+def test_a_hung_server_is_said_to_be_hung_not_unreachable(tmp_path: Path) -> None:
+    """The postmaster stopped (SIGSTOP: a hung server; the kernel still accepts its TCP connections): a command gives
+    up after connect_timeout saying the server did not answer in 10 s and how to check it (was: "cannot be reached:
+    connection timeout expired.", which sends one to the network and says nothing to do)."""
+    import signal
+
+    from conftest import PASSPHRASE, certkit_env, run_certkit
+    from team_fixtures import started_postgres
+
+    with started_postgres() as pg:
+        url = pg.create_database("hung")
+        env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, **pg.env())
+        run_certkit("init-ca", "--name", "Hung CA", "--inventory", url, env=env, check=True)
+        postmaster = int((pg.base / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            listed = run_certkit("list", env=env)
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+        assert listed.returncode == 1, listed
+        assert listed.stderr == (f"Error: The inventory {url} did not answer within 10 s (connection timeout "
+                                 "expired): the server is down, hung or overloaded, or the network to it drops "
+                                 "packets; check it (pg_isready -h HOST -p PORT), then try again.\n"), listed.stderr
