@@ -132,7 +132,7 @@ def test_a_lock_waited_for_too_long_names_the_session_that_holds_it(tmp_path: Pa
                              f"pg_terminate_backend({holder_pid}), as its role or a superuser)."), said
         assert f"pid {crl.pid}" not in said and "certkit process" not in said, said
         close_idle(postgres_url)
-        other = f"reader_{os.getpid()}"
+        other = f"lock_viewer_{database}"  # roles are the cluster's: one of its own (a name no other test uses)
         with postgres_server.connect(database) as admin:
             admin.execute(f"CREATE ROLE {other} LOGIN PASSWORD 'reader-password'")
             admin.execute(f"GRANT SELECT, UPDATE ON meta TO {other}")
