@@ -76,6 +76,7 @@ class Output:
         self.checked = False  # check() ran: a deliver() of its targets asks it once, as the commands do
         self._replaced: dict | None = None  # see replaced()
         self._before: list[str] = []  # see held_before()
+        self._appended: set[str] | None = None  # see _refuse_appended_twice()
         self.made_private: int | None = None  # the mode standard output's file had, if check() made it 0600
 
     # what the inventory records
@@ -181,6 +182,22 @@ class Output:
                                     f"'{shown(name)}', has no ASCII letters or digits.") from None
         elif self.format == "tar":
             member_name(name)
+        if self.path is None and self.format != "tar":
+            self._refuse_appended_twice(self.key(name, typed_name(request)))
+
+    def _refuse_appended_twice(self, key: str) -> None:
+        """Refuse a Secret name (a jsonl name) that the file standard output appends to (``>>``) holds already, as
+        two lines of one batch are refused: ``kubectl apply`` would put this Secret in place of that one."""
+        if self._appended is None:  # read once per output: a batch asks for every line
+            from certkit.formats.recorded import names_appended_to
+
+            self._appended = names_appended_to(self.stream, self.format)
+        if key in self._appended:
+            held = f"a Secret named '{shown(key)}'" if self.format == "k8s" else f"a record named '{shown(key)}'"
+            then = ("kubectl apply -f would replace that Secret by this one, and its certificate would be gone "
+                    "from the cluster" if self.format == "k8s" else "a reader by name would take one for the other")
+            raise FormatRefused(f"Standard output is a file that already holds {held} (>>?): {then}. Write this "
+                                "certificate to a new file (--out FILE, or > FILE).")
 
     def key(self, name: str, typed: str | None = None) -> str:
         """What must differ between two certificates of one output: the Secret's name (of a certificate

@@ -4,6 +4,7 @@ reconciliation to settle a dead writer's pending rows."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -297,6 +298,29 @@ def _secret_bundles(f) -> Iterator[tuple[bytes, bytes | None]]:
     yield from done()
 
 
+def record_names(f, fmt: str) -> set[str]:
+    """The names of the records in the output file ``f`` of ``fmt``: each Secret's ``metadata.name`` (k8s, as
+    certkit and kubectl write YAML), each jsonl record's ``name``; what must differ between two of its records."""
+    names: set[str] = set()
+    metadata: int | None = None  # the depth of the metadata being read: 0 in a document, 2 in a list's item
+    while line := f.readline(_MAX_RECORD + 1):
+        if fmt == "jsonl":
+            with contextlib.suppress(ValueError):
+                if isinstance(record := loads_json(line), dict) and isinstance(record.get("name"), str):
+                    names.add(record["name"])
+            continue
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        depth = len(text) - len(text.lstrip(" -"))
+        if found := _METADATA.fullmatch(text):  # a document's (depth 0), an item's of kubectl's List (2)
+            metadata = len(found[1])
+        elif metadata is not None and text.startswith(" " * (metadata + 2) + "name: ") and depth == metadata + 2:
+            names.add(_yaml_scalar(text[metadata + 8:]))
+        elif text.strip() and not text.lstrip().startswith("#") and depth <= (metadata or 0):
+            metadata = None  # the metadata's end: another field, item or document
+    return names
+
+
+_METADATA = re.compile(r"((?:- |  )?)metadata: *")
 _SECRET_FIELD = re.compile(r" +(tls\.crt|tls\.key|ca\.crt): (.*)")
 
 

@@ -393,8 +393,15 @@ def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
     from certkit.formats.encoding import FormatRefused
 
     refuse_compressed_name(path, text, stream, "tar")
-    if path is not None:
-        return
+    if path is None and appended_to(stream) is not None:
+        raise FormatRefused("Standard output is a file that already holds data (>>?): a tar archive written after it "
+                            "is one tar never reads (it stops at the first archive's end); write a new file "
+                            "(--out FILE, or > FILE).")
+
+
+def appended_to(stream) -> int | None:
+    """The descriptor of standard output (``stream``) when it appends to a regular file that already holds data
+    (``>> FILE``, or a file written on from where it was left), else None: a pipe, a terminal, a new file."""
     try:
         import fcntl
 
@@ -402,11 +409,23 @@ def refuse_unreadable_tar(path: Path | None, text: str, stream) -> None:
         appended = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND or os.lseek(fd, 0, os.SEEK_CUR) > 0
         holds = stat.S_ISREG(os.fstat(fd).st_mode) and os.fstat(fd).st_size > 0
     except (OSError, ValueError, AttributeError):  # no descriptor, or one that cannot be asked: a pipe's end
-        return
-    if appended and holds:
-        raise FormatRefused("Standard output is a file that already holds data (>>?): a tar archive written after it "
-                            "is one tar never reads (it stops at the first archive's end); write a new file "
-                            "(--out FILE, or > FILE).")
+        return None
+    return fd if appended and holds else None
+
+
+def names_appended_to(stream, fmt: str) -> set[str]:
+    """What the records already in the file standard output appends to (:func:`appended_to`) are called: its
+    Secrets' names (k8s), its records' ``name`` (jsonl); none for a file that cannot be read back (write-only)."""
+    from certkit.formats.reading import record_names
+
+    fd = appended_to(stream) if fmt in ("k8s", "jsonl") else None
+    if fd is None:
+        return set()
+    try:  # opened anew for reading: standard output is open for writing only
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            return record_names(f, fmt)
+    except OSError:
+        return set()
 
 
 def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, stream=None) -> None:

@@ -1,0 +1,81 @@
+r"""The twenty-first round's fleet findings (audit helper "fleet"), each as a class:
+
+1. A ``--format k8s`` (or ``jsonl``) output appended to a file that already held a Secret of the same name
+   (``certkit issue-server 2001:db8::1 --format k8s >> secrets.yaml``, then ``2001:db8:1::``: both are Secret
+   ``2001-db8-1``) was written: the file then held two Secrets of one name, and ``kubectl apply -f`` puts the
+   second in place of the first, so the first certificate is gone from the cluster while the inventory says it
+   was delivered. Two lines of one batch with one Secret name were refused; across an append they were not. The
+   names the appended file holds are now read, and a certificate whose Secret name (jsonl name) is among them is
+   refused before anything is signed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_certkit
+
+
+def _appended(env: dict, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """``certkit ARGS >> OUT``, as a shell runs it: standard output opened for appending."""
+    with out.open("ab") as f:
+        return subprocess.run([sys.executable, "-m", "certkit", *args], stdout=f, stderr=subprocess.PIPE, env=env,
+                              text=True, timeout=120, cwd=out.parent)
+
+
+def _kubectl_names(manifest: Path) -> list[str]:
+    """The objects kubectl reads in ``manifest``, with no cluster (``annotate --local -o name``)."""
+    made = subprocess.run(["kubectl", "annotate", "--local", "-f", manifest, "reviewed=yes", "-o", "name"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.split()
+
+
+def _valid(env: dict, name: str) -> list[str]:
+    listed = json.loads(run_certkit("list", "--name", name, "--json", env=env, check=True).stdout)
+    return [c["serial"] for c in listed["certificates"] if c["status"] == "valid"]
+
+
+def test_an_appended_output_refuses_a_secret_name_the_file_holds_already(tmp_path, ca_env, ca_dir):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    secrets = tmp_path / "secrets.yaml"
+    assert _appended(ca_env, secrets, "issue-server", "2001:db8::1", "--format", "k8s").returncode == 0
+    assert _appended(ca_env, secrets, "issue-server", "web.example", "--format", "k8s").returncode == 0
+    before = secrets.read_bytes()
+    assert _kubectl_names(secrets) == ["secret/2001-db8-1", "secret/web.example"]
+
+    # another address, the same Secret name: one command, or a batch line (the other line is fine)
+    single = _appended(ca_env, secrets, "issue-server", "2001:db8:1::", "--format", "k8s")
+    assert single.returncode == 1, single.stderr
+    assert single.stderr.startswith("Error: Standard output is a file that already holds a Secret named "
+                                    "'2001-db8-1' (>>?): kubectl apply -f would replace that Secret"), single.stderr
+    assert len(single.stderr.splitlines()) == 1, single.stderr
+    manifest = tmp_path / "more.csv"
+    manifest.write_text("kind,names\nserver,new.example\nserver,2001:db8:1::\n")
+    batch = _appended(ca_env, secrets, "issue-batch", str(manifest), "--format", "k8s")
+    assert batch.returncode == 1, batch.stderr
+    assert "line 3: Standard output is a file that already holds a Secret named '2001-db8-1'" in batch.stderr
+    assert secrets.read_bytes() == before  # nothing appended, nothing signed
+    assert _kubectl_names(secrets) == ["secret/2001-db8-1", "secret/web.example"]
+    assert _valid(ca_env, "2001:db8:1::") == [] and _valid(ca_env, "new.example") == []
+
+    # jsonl: a record of that name already there; a new name is appended as before
+    records = tmp_path / "fleet.jsonl"
+    assert _appended(ca_env, records, "issue-server", "a.example", "--format", "jsonl").returncode == 0
+    again = _appended(ca_env, records, "issue-server", "a.example", "--format", "jsonl")
+    assert again.returncode == 1 and "already holds a record named 'a.example'" in again.stderr, again.stderr
+    assert _appended(ca_env, records, "issue-server", "b.example", "--format", "jsonl").returncode == 0
+    assert [json.loads(line)["name"] for line in records.read_text().splitlines()] == ["a.example", "b.example"]
+    # a Secret kubectl wrote (its metadata with more than a name) counts too
+    got = subprocess.run(["kubectl", "annotate", "--local", "-f", secrets, "reviewed=yes", "-o", "yaml"],
+                         capture_output=True, timeout=120, check=True).stdout
+    (tmp_path / "kubectl.yaml").write_bytes(got)
+    third = _appended(ca_env, tmp_path / "kubectl.yaml", "issue-server", "web.example", "--format", "k8s")
+    assert third.returncode == 1 and "a Secret named 'web.example'" in third.stderr, third.stderr
