@@ -7,6 +7,9 @@ r"""The twenty-first round's fleet findings (audit helper "fleet"), each as a cl
    was delivered. Two lines of one batch with one Secret name were refused; across an append they were not. The
    names the appended file holds are now read, and a certificate whose Secret name (jsonl name) is among them is
    refused before anything is signed.
+2. ``renew --install-timer`` said what the timer runs while a drop-in of another hand (``systemctl edit``) replaced
+   its ExecStart=, and ``--remove-timer`` left that drop-in for the next timer of the name without a word. Both now
+   name each drop-in systemd applies to the units.
 """
 
 from __future__ import annotations
@@ -79,3 +82,39 @@ def test_an_appended_output_refuses_a_secret_name_the_file_holds_already(tmp_pat
     (tmp_path / "kubectl.yaml").write_bytes(got)
     third = _appended(ca_env, tmp_path / "kubectl.yaml", "issue-server", "web.example", "--format", "k8s")
     assert third.returncode == 1 and "a Secret named 'web.example'" in third.stderr, third.stderr
+
+
+def test_install_and_remove_timer_name_the_drop_ins_systemd_applies_to_it(tmp_path, ca_env, ca_dir):
+    """2. ``renew --install-timer`` said "runs: certkit renew --expiring 30d ..." while a drop-in left by ``systemctl
+    edit certkit-renew.service`` (kept by ``--remove-timer``, which said nothing of it) replaced its ExecStart=:
+    systemd ran the old command instead. Both now name each drop-in systemd applies to the units."""
+    import os
+
+    from conftest import PASSPHRASE
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    units = tmp_path / "units" if os.geteuid() == 0 else tmp_path / "config" / "systemd" / "user"
+    env = ca_env | {"CERTKIT_SYSTEMD_SYSTEM_DIR": str(tmp_path / "units"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                    "HOME": str(tmp_path)}
+    drop_in = units / "certkit-renew.service.d" / "override.conf"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text("[Service]\nExecStart=\nExecStart=/opt/old-tool/renew-everything\n")
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    installed = run_certkit("renew", "--install-timer", "--expiring", "30d", "--passphrase-file", secret,
+                            "--unit-dir", units, "--json", env=env, check=True)
+    said = json.loads(installed.stdout)
+    assert said["notes"] == [f"systemd also applies {drop_in} to this timer (a drop-in certkit did not write, as "
+                             "'systemctl edit' makes one): what it sets wins over the unit (an ExecStart= there runs "
+                             "instead of the renewal said here); remove it if it was made for an earlier timer."]
+    # systemd itself runs the drop-in's command, not the renewal the unit says
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", units / "certkit-renew.service"],
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:"))
+    assert "/opt/old-tool/renew-everything is not executable" in verified.stderr, verified.stderr
+    text = run_certkit("renew", "--remove-timer", "--unit-dir", units, env=env, check=True).stdout
+    assert f"  note     left {drop_in}, a drop-in certkit did not write: a timer installed later under this name " \
+           "takes it; remove it if it was for this one." in text, text
+    assert drop_in.exists() and not (units / "certkit-renew.service").exists()

@@ -305,7 +305,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
 def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: str) -> None:
     """Say what installing or removing the timer did; a systemctl command that failed is a failure (an
     ``Error:`` line, ``"ok": false``, exit 1), never a success a script would believe."""
-    data["ok"] = not change.failed
+    data["ok"], data["notes"] = not change.failed, change.notes
     emit(as_json, data, "\n".join(lines))
     if change.failed:
         if not as_json:
@@ -372,7 +372,7 @@ def _selection_words(renew_argv: list[str]) -> str:
 
 def _timer_tail(change, lines: list[str]) -> None:
     lines += [f"  ran      {shown(c)}" for c in change.ran]
-    lines += [f"  failed   {shown(c)}" for c in change.failed]
+    lines += [f"  failed   {shown(c)}" for c in change.failed] + [f"  note     {n}" for n in change.notes]
     if change.todo:
         lines.append("To finish, run:")
         lines += [f"  {shown(c)}" for c in change.todo]

@@ -169,6 +169,7 @@ class TimerChange:
     failed: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
     system: bool = False
+    notes: list[str] = field(default_factory=list)  # drop-ins of other hands that systemd applies to the units
 
 
 def _systemctl(system: bool) -> list[str]:
@@ -212,6 +213,10 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     if not searched:  # systemd does not look there: linked into its unit path first
         commands.insert(0, [*_systemctl(system), "link", *(absolute(p) for p in paths)])  # absolute only
     _run_or_list(commands, manage, change)
+    change.notes = [f"systemd also applies {shown(p)} to this timer (a drop-in certkit did not write, as 'systemctl "
+                    "edit' makes one): what it sets wins over the unit (an ExecStart= there runs instead of the "
+                    "renewal said here); remove it if it was made for an earlier timer."
+                    for p in drop_ins(name, system)]
     if not system:
         change.todo.append(f"loginctl enable-linger {_user()}  # so that it runs while you are logged out")
     return change
@@ -245,7 +250,26 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
         os.unlink(path)
         change.files.append(path)
     _run_or_list([[*_systemctl(system), "daemon-reload"]], manage, change)
+    change.notes = [f"left {shown(p)}, a drop-in certkit did not write: a timer installed later under this name "
+                    "takes it; remove it if it was for this one." for p in drop_ins(name, system)]
     return change
+
+
+def drop_ins(name: str, system: bool) -> list[Path]:
+    """The drop-ins systemd applies to ``NAME.service`` or ``NAME.timer`` from its unit folders (not certkit's: such
+    as ``systemctl edit`` writes, ``NAME.service.d/override.conf``), also those of a prefix of the name up to a
+    ``-`` (``certkit-.service.d`` applies to every ``certkit-...`` service). A drop-in is looked for in the unit
+    folders systemd searches, wherever the unit itself is (a linked one too)."""
+    prefixes = [name] + [name[:i + 1] for i, ch in enumerate(name) if ch == "-"]
+    runtime = [Path("/run/systemd/system")] if system else [Path(os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent",
+                                                                 "systemd/user"), Path("/usr/lib/systemd/user")]
+    found: list[Path] = []
+    for folder in dict.fromkeys(Path(os.path.realpath(d)) for d in [*_usual_dirs(system), *runtime]):
+        for prefix in prefixes:
+            for unit in ("service", "timer"):
+                with contextlib.suppress(OSError):
+                    found += sorted(p for p in (folder / f"{prefix}.{unit}.d").iterdir() if p.suffix == ".conf")
+    return found
 
 
 def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool, Path, bool]:
