@@ -10,6 +10,9 @@ r"""The twenty-first round's fleet findings (audit helper "fleet"), each as a cl
 2. ``renew --install-timer`` said what the timer runs while a drop-in of another hand (``systemctl edit``) replaced
    its ExecStart=, and ``--remove-timer`` left that drop-in for the next timer of the name without a word. Both now
    name each drop-in systemd applies to the units.
+3. A batch whose reader went early (``issue-batch --format jsonl | head``) said how many certificates were written
+   and recorded, and to rerun the remaining lines; the records still in the pipe (up to 64 KiB) reached nobody, and
+   a rerun of the remaining lines left them out. The records the reader never read whole are now named.
 """
 
 from __future__ import annotations
@@ -118,3 +121,49 @@ def test_install_and_remove_timer_name_the_drop_ins_systemd_applies_to_it(tmp_pa
     assert f"  note     left {drop_in}, a drop-in certkit did not write: a timer installed later under this name " \
            "takes it; remove it if it was for this one." in text, text
     assert drop_in.exists() and not (units / "certkit-renew.service").exists()
+
+
+_READER = r"""
+import os, sys
+seen, after = 0, 0
+while seen < 3 or after < 10:  # three whole records, and ten bytes of the fourth: then the reader goes
+    byte = os.read(0, 1)
+    if not byte:
+        break
+    sys.stdout.buffer.write(byte)
+    if seen == 3:
+        after += 1
+    seen += byte == b"\n"
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_batch_whose_reader_went_says_which_records_it_never_read(tmp_path, ca_env, ca_dir, jobs):
+    """3. ``issue-batch --format jsonl | head`` said "The batch stopped after 16 certificates were written to standard
+    output and recorded. Rerun the manifest's remaining lines.", while the reader had read 3 records: the others
+    were still in the pipe when it went, and reached nobody; a rerun of the remaining lines left them out. The
+    records never read whole (the pipe's unread bytes, FIONREAD) are now named."""
+    manifest = tmp_path / "many.csv"
+    manifest.write_text("kind,names\n" + "".join(f"server,n{i:02}.pipe.example\n" for i in range(40)))
+    with (tmp_path / "got.jsonl").open("wb") as got:
+        reader = subprocess.Popen([sys.executable, "-c", _READER], stdin=subprocess.PIPE, stdout=got)
+        batch = subprocess.run([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", "jsonl",
+                                "--jobs", jobs], stdout=reader.stdin, stderr=subprocess.PIPE, text=True, env=ca_env,
+                               timeout=300)
+        reader.stdin.close()
+        reader.wait(timeout=60)
+    assert batch.returncode == 1, batch.stderr
+    lines = (tmp_path / "got.jsonl").read_bytes().split(b"\n")
+    read = [json.loads(line)["name"] for line in lines[:3]]
+    assert len(lines) == 4 and len(lines[3]) == 10  # three records read whole, and ten bytes of the fourth
+    listed = json.loads(run_certkit("list", "--name", "*.pipe.example", "--json", env=ca_env, check=True).stdout)
+    written = {c["subject"].removeprefix("CN=") for c in listed["certificates"] if c["status"] == "valid"}
+    never = len(written - set(read))
+    assert never >= 1 and set(read) <= written
+    count = "1 record" if never == 1 else f"{never} records"
+    assert batch.stderr.startswith("Error: The reader of standard output closed it (a broken pipe) before everything "
+                                   f"was written. It never read whole the last {count} written to it ("), batch.stderr
+    shown = batch.stderr.split(" written to it (", 1)[1].split(")", 1)[0]
+    named = shown.split(" and ")[0].split(", ")
+    assert set(named) <= written - set(read) and len(named) == min(never, 5), (shown, written - set(read))
+    assert "nobody received them or their keys; issue them again too." in batch.stderr

@@ -77,6 +77,7 @@ class Output:
         self._replaced: dict | None = None  # see replaced()
         self._before: list[str] = []  # see held_before()
         self._appended: set[str] | None = None  # see _refuse_appended_twice()
+        self._log = None  # the records written to a pipe (standard output): formats.unread.RecordLog
         self.made_private: int | None = None  # the mode standard output's file had, if check() made it 0600
 
     # what the inventory records
@@ -265,8 +266,10 @@ class Output:
         if self._out is not None:
             return
         if self.path is None:
+            from certkit.formats.unread import record_log
+
             self._to_stream(b"")  # nothing buffered before the workers are forked
-            self._out = -1  # records go to the stream
+            self._out, self._log = -1, record_log(self.stream)  # records go to the stream; which, in a log
         elif self.shared:
             self._tmp, self._out, self._made = create_temporary(self.path)
             import tempfile
@@ -306,7 +309,7 @@ class Output:
             raise
         pause_at("placed")
 
-    def append(self, data: bytes, serial: str) -> None:
+    def append(self, data: bytes, serial: str, name: str | None = None) -> None:
         """One certificate's record, written whole (several processes may be writing). A shared
         file's records wait in memory until :meth:`flush` (a batch calls it after each chunk):
         they are not valid before the whole file is in place anyway."""
@@ -317,7 +320,7 @@ class Output:
             self._pending.append(data)
             self._serials.append(serial.encode("ascii") + b"\n")
             return
-        self._write(data, b"")
+        self._write(data, b"", name)
 
     def flush(self) -> None:
         """Write the records :meth:`append` kept back, in one piece."""
@@ -326,7 +329,7 @@ class Output:
             self._pending, self._serials = [], []
             self._write(data, serials)
 
-    def _write(self, data: bytes, serials: bytes) -> None:
+    def _write(self, data: bytes, serials: bytes, name: str | None = None) -> None:
         if self._lock is not None:
             self._lock.acquire()
         try:
@@ -340,27 +343,30 @@ class Output:
 
                     raise scratch_error(exc, "the list of the output's serials") from None
             if self.path is None:
-                self._to_stream(data)  # flushed: whole, before another process writes
+                self._to_stream(data, name)  # flushed: whole, before another process writes
             else:
                 write_all(self._out, data)
         finally:
             if self._lock is not None:
                 self._lock.release()
 
-    def _to_stream(self, data: bytes) -> None:
+    def _to_stream(self, data: bytes, name: str | None = None) -> None:
         """Write ``data`` to the stream and flush it; a stream that cannot take it is an
         :class:`OutputClosed` in words (no "BrokenPipeError: [Errno 32]")."""
         stream = self.stream
         try:
-            if data:
+            if data and name is not None and self._log is not None:
+                self._log.send(stream, data, name)  # what went into the pipe counted: see never_read
+            elif data:
                 stream.write(data)
             stream.flush()
         except OSError as exc:
+            lost = self._log.never_read(stream) if self._log is not None and isinstance(exc, BrokenPipeError) else ""
             if self._stream is None:
                 discard_stdout()
             if isinstance(exc, BrokenPipeError):
                 raise OutputClosed(f"The reader of {self.describe()} closed it (a broken pipe) before everything "
-                                   "was written.") from None
+                                   f"was written.{lost}") from None
             from certkit.bundle import os_reason
 
             raise OutputClosed(f"Cannot write to {self.describe()}: {os_reason(exc)}.") from None
@@ -485,7 +491,7 @@ class OutputTarget(Target):
     def write(self, issued: "IssuedCert") -> list[Path]:
         data = self.output.encoder.encode(issued, self.name, self.extra(issued) if self.extra else None)
         if self.output.shared:
-            self.output.append(data, issued.serial_hex)
+            self.output.append(data, issued.serial_hex, self.name)
         else:
             self.output.write_one(data)
         return [self.output.path] if self.output.path is not None else []
