@@ -12,6 +12,8 @@ import os
 import stat
 from typing import BinaryIO
 
+from certkit.errors import loads_json
+
 SHOWN = 5  # names said of the records never read; the rest are counted
 
 
@@ -61,7 +63,7 @@ class RecordLog:
         for size, name in reversed(written):  # the last records written are the ones still in the pipe
             if left <= 0:
                 break
-            names.append(json.loads(name))
+            names.append(loads_json(name))
             left -= int(size)
         if not names:
             return ""
