@@ -189,16 +189,11 @@ class Output:
     def _refuse_appended_twice(self, key: str) -> None:
         """Refuse a Secret name (a jsonl name) that the file standard output appends to (``>>``) holds already, as
         two lines of one batch are refused: ``kubectl apply`` would put this Secret in place of that one."""
-        if self._appended is None:  # read once per output: a batch asks for every line
-            from certkit.formats.recorded import names_appended_to
+        from certkit.formats.recorded import names_appended_to, refuse_held_name
 
+        if self._appended is None:  # read once per output: a batch asks for every line
             self._appended = names_appended_to(self.stream, self.format)
-        if key in self._appended:
-            held = f"a Secret named '{shown(key)}'" if self.format == "k8s" else f"a record named '{shown(key)}'"
-            then = ("kubectl apply -f would replace that Secret by this one, and its certificate would be gone "
-                    "from the cluster" if self.format == "k8s" else "a reader by name would take one for the other")
-            raise FormatRefused(f"Standard output is a file that already holds {held} (>>?): {then}. Write this "
-                                "certificate to a new file (--out FILE, or > FILE).")
+        refuse_held_name(self._appended, key, self.format)
 
     def key(self, name: str, typed: str | None = None) -> str:
         """What must differ between two certificates of one output: the Secret's name (of a certificate

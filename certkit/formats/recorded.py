@@ -428,6 +428,19 @@ def names_appended_to(stream, fmt: str) -> set[str]:
         return set()
 
 
+def refuse_held_name(held: set[str], key: str, fmt: str) -> None:
+    """Refuse the Secret name (a jsonl name) ``key`` that the file standard output appends to holds already
+    (``held``: :func:`names_appended_to`), as two lines of one batch are refused."""
+    if key in held:
+        from certkit.formats.encoding import FormatRefused
+
+        what = f"a Secret named '{shown(key)}'" if fmt == "k8s" else f"a record named '{shown(key)}'"
+        then = ("kubectl apply -f would replace that Secret by this one, and its certificate would be gone "
+                "from the cluster" if fmt == "k8s" else "a reader by name would take one for the other")
+        raise FormatRefused(f"Standard output is a file that already holds {what} (>>?): {then}. Write this "
+                            "certificate to a new file (--out FILE, or > FILE).")
+
+
 def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, stream=None) -> None:
     """For a one-output file at ``path`` (None: standard output, ``stream``): what no --force writes over
     (:func:`refuse_a_file_certkit_reads`, :func:`refuse_a_bundle_file`, :func:`refuse_a_key_file`), and a tar
