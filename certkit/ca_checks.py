@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
-from certkit.paths import absolute
 from certkit.text import new_secret_problem, shown
 from certkit.vocabulary import signed_by, wrong_type
 
@@ -424,6 +423,7 @@ def settle_unsaved(recorded, serial: str, path, cert) -> None:
 
     from certkit.errors import CertkitError
     from certkit.inventory.reconcile import ca_directory_holds
+    from certkit.paths import absolute
 
     try:
         if ca_directory_holds(path, cert.public_bytes(Encoding.DER)):

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE
 from certkit.keys import private_key_pem
 from certkit.names import Identity
-from certkit.paths import absolute
 from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
@@ -218,7 +217,7 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 def _thread_held(folder) -> "Iterator[None]":
     """Hold ``folder`` against this process's other threads: the folder lock (an ``fcntl`` range) is the
     process's, so two threads would both walk in, each taking the old bundle for the one it replaces."""
-    key = os.path.realpath(absolute(folder))
+    key = os.path.realpath(folder)  # (not abspath first: it takes link/.. by name, the kernel as it leads)
     with _THREAD_LOCKS_GUARD:
         lock = _THREAD_LOCKS.setdefault(key, threading.RLock())
     with lock:

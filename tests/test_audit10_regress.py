@@ -26,8 +26,9 @@ from conftest import PASSPHRASE, assert_clean_error, certkit_env, require, run_c
 
 ODD_DIGITS = ["²", "٣", "３"]  # superscript two, Arabic-Indic three, fullwidth three
 # What each is refused for: a digit UTS 46 maps to an ASCII one (as curl and browsers read it) names the address
-# they read (round twenty); one it does not map is no number.
-REFUSAL = {"²": "written in other characters", "٣": "is not a number", "３": "written in other characters"}
+# they read (round twenty); one it does not map names the address in ASCII digits (round twenty-one).
+REFUSAL = {"²": "written in other characters", "٣": "written in Arabic-Indic digits",
+           "３": "written in other characters"}
 
 
 # --- 1. digits ---------------------------------------------------------------------------------------------
