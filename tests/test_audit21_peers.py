@@ -122,23 +122,25 @@ def _older():
             certkit.names._parse_host.cache_clear()  # its reading, in this process, was the older certkit's
 
 
-def _redis_node(folder, port: int) -> subprocess.Popen:
+def _redis_node(folder, port: int, bus: int) -> subprocess.Popen:
     folder.mkdir()
+    # its cluster bus on a free port of its own (``bus``): the default, port + 10000, may be taken or past 65535
     return subprocess.Popen([require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "::1", "--save", "",
-                             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                             "--cluster-port", str(bus)],
                             cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _cluster_address_of(port: int, other: int) -> str:
-    """The address and port of the node on ``other`` as CLUSTER NODES of the node on ``port`` writes it, once the
-    node has met it."""
+def _cluster_address_of(port: int, other: int, bus: int) -> str:
+    """The address and port of the node on ``other`` (its cluster bus on ``bus``) as CLUSTER NODES of the node on
+    ``port`` writes it, once the node has met it."""
     for _ in range(600):
         listed = subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "nodes"], capture_output=True,
                                 text=True, timeout=60).stdout
         found = [line.split()[1].partition("@")[0] for line in listed.splitlines() if f":{other}@" in line]
         if found and found[0] != f":{other}":
             return found[0]
-        subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "meet", "::1", str(other)],
+        subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "meet", "::1", str(other), str(bus)],
                        capture_output=True, timeout=60)
         time.sleep(0.1)  # the meeting is said in the next answer (a poll, not a wait for time)
     raise AssertionError(f"the node on {port} never listed the node on {other}: {listed}")
@@ -146,12 +148,12 @@ def _cluster_address_of(port: int, other: int) -> str:
 
 def test_an_address_and_port_as_redis_cluster_nodes_writes_them_is_refused_naming_the_address(tmp_path, ca):
     folder, env = ca
-    ports = free_port(), free_port()
-    nodes = [_redis_node(tmp_path / str(port), port) for port in ports]
+    ports, buses = (free_port(), free_port()), (free_port(), free_port())
+    nodes = [_redis_node(tmp_path / str(port), port, bus) for port, bus in zip(ports, buses, strict=True)]
     try:
         for node, port in zip(nodes, ports, strict=True):
             wait_listening(port, node, "redis-server")
-        written = _cluster_address_of(*ports)
+        written = _cluster_address_of(*ports, buses[1])
     finally:
         for node in nodes:
             node.terminate()
