@@ -144,6 +144,16 @@ _PRIVATE = (Path("/etc/ssl/certs"), Path("/usr/local/share/ca-certificates"), Pa
             Path("/var/lib/dpkg"))
 
 
+def system_store_json(prefix: list[str], env: dict, ca_dir: Path, action: str) -> dict:
+    """``certkit trust ACTION --system --json`` of ``ca_dir`` run through ``prefix`` (a private system store): the
+    system store's JSON, the command having succeeded."""
+    proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", action, "--system", "--json",
+                           "--ca-dir", str(ca_dir)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (store,) = json.loads(proc.stdout)["stores"]
+    return store
+
+
 def _private_system_store(work: Path, *, read_only: bool = False) -> list[str]:
     """A command prefix that runs a program in a private mount namespace whose Debian system store is the test's own
     copy, made by the first call (each run binds the same copies: one store for every program the test runs), its
@@ -185,11 +195,7 @@ def test_a_system_store_change_says_that_running_programs_keep_what_they_read(
     env = certkit_env(HOME=str(home))
 
     def trust(action: str) -> dict:
-        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", action, "--system", "--json",
-                               "--ca-dir", str(pki.issuing)], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        (store,) = json.loads(proc.stdout)["stores"]
-        return store
+        return system_store_json(prefix, env, pki.issuing, action)
 
     def clients() -> dict[str, bool]:
         """Whether each client started now (curl, Python's ssl, openssl s_client) accepts the server."""

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_audit19_trust import _private_system_store
+from test_audit19_trust import _private_system_store, system_store_json
 from test_audit20_trust import _root_and_server
 from test_trust import java_client, pki, server  # noqa: F401
 
@@ -68,11 +68,7 @@ def test_a_ca_in_openssls_folder_of_certificates_is_reported_trusted(pki, server
                               text=True, timeout=120)
 
     def trust(action: str) -> dict:
-        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", "trust", action, "--system", "--json",
-                               "--ca-dir", str(pki.issuing)], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        (store,) = json.loads(proc.stdout)["stores"]
-        return store
+        return system_store_json(prefix, env, pki.issuing, action)
 
     def accepted() -> dict[str, bool]:
         curl = run("curl", "-sS", "-o", "/dev/null", f"https://localhost:{server}/")
