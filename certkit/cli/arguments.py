@@ -31,7 +31,8 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
     name = args[0] if args and not args[0].startswith("-") else None
     command = group.get_command(ctx, name) if name else None
     if name and command is None:
-        return  # click says there is no such command
+        _refuse_unknown(group, ctx, name)
+        return
     where = click.Context(command, info_name=name, parent=ctx) if command else ctx
     if name:
         # $CERTKIT_CA_DIR, $HOME, $XDG_DATA_HOME and $CERTKIT_INVENTORY_URL are checked where they are used
@@ -46,6 +47,8 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
     if sub_name and (sub := command.get_command(where, sub_name)) is not None:  # trust status: its own usage
         where = click.Context(sub, info_name=sub_name, parent=where)
         leaf, start = sub, 2
+    elif sub_name and not sub_name.startswith("-"):
+        _refuse_unknown(command, where, sub_name)
     valued = _options_with_values(command or group)
     known = valued | _all_options(command or group)
     for i, arg in enumerate(args):
@@ -65,6 +68,19 @@ def refuse_odd_arguments(group: click.Group, ctx: click.Context, args: list[str]
     if leaf is not None and not isinstance(leaf, click.Group):
         _refuse_repeated(leaf, args[start:], where)
         _refuse_stdin_twice(leaf, args[start:], where)
+
+
+def _refuse_unknown(group: click.Group, ctx: click.Context, name: str) -> None:
+    """A command name the group does not have, with the one it most looks like (``isue-server``,
+    ``trust instal``), as git says; click alone says only that there is no such command."""
+    import difflib
+
+    names = group.list_commands(ctx)
+    like = ([n for n in names if n.startswith(name.lower())]
+            or difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6))
+    if like and is_utf8(name):
+        listed = f"'{like[0]}'" if len(like) == 1 else "one of " + ", ".join(f"'{n}'" for n in like)
+        raise click.UsageError(f"No such command {shown(name)!r}. Did you mean {listed}?", ctx=ctx)
 
 
 def _refuse_repeated(command: click.Command, args: list[str], where: click.Context) -> None:
