@@ -447,6 +447,10 @@ def _client_dns_name(text: str) -> Identity:
     """A DNS name of a client certificate: the newcomer's URL or host:port refused in the words a
     server name gets, an email address sent where it belongs."""
     name = text.strip() if isinstance(text, str) else text
+    if isinstance(name, str):  # ADDRESS:PORT@BUS-PORT, as Redis's CLUSTER NODES writes a node: no email address
+        from certkit.names_notation import refuse_a_redis_node
+
+        refuse_a_redis_node(name)
     if isinstance(name, str) and "@" in name and not (_URI_SCHEME.match(name) and "//" in name):
         raise cli_worded(InvalidName(f"'{_show(name)}' is an email address, not a DNS name: give it as an email "
                                      "(emails=[...])."), "emails=[...]", "--email")

@@ -4,7 +4,8 @@ What people paste when they mean a host name or an address: a URL, a host with i
 a subjectAltName entry as certkit itself, openssl and keytool print one (``DNS:web.example``, ``IP:10.0.0.1``,
 ``IP Address:10.0.0.1``, ``DNSName: web.example``, ``IPAddress: 10.0.0.1``), several names in one argument
 (``a.example,b.example``, as etcd's ``--initial-advertise-peer-urls`` and openssl's ``-addext subjectAltName=``
-write lists), a ``NAME=VALUE`` pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a
+write lists), a Redis cluster node as CLUSTER NODES writes it (``10.0.0.21:6379@16379,redis-0.internal``), a
+``NAME=VALUE`` pair (an etcd ``--initial-cluster`` member, ``etcd-1=https://10.0.0.1:2380``; a
 subject attribute, ``CN=web``), and an IPv4 address in a form other than four decimal numbers (``127.1``,
 ``0x7f000001``, ``2130706433``: curl and browsers read each as 127.0.0.1, so they match only a certificate that
 names 127.0.0.1).
@@ -29,6 +30,7 @@ _SEPARATORS = re.compile(r"[,;\s]+")
 
 def refuse_what_is_not_a_host(text: str) -> None:
     """Refuse ``text`` (stripped) when it is written in a notation that is not a host's (see the module)."""
+    refuse_a_redis_node(text)
     rest = text[prefix.end():] if (prefix := _SAN_PREFIX.match(text)) else ""
     if rest and not _SEPARATORS.search(rest) and not is_digits(rest):  # dns:53 is a host named dns, a port
         _refuse_a_typed(text, rest)
@@ -44,6 +46,26 @@ def refuse_what_is_not_a_host(text: str) -> None:
                                      f"person or a mailbox is a client certificate: {fix}."), fix,
                          f"'certkit issue-client NAME --email {_show(text)}'")
     _refuse_a_network_or_port(text)
+
+
+# A node of a Redis cluster as CLUSTER NODES and nodes.conf write it: ADDRESS:PORT@BUS-PORT, then ',HOSTNAME' when
+# the node announces one (Redis 7); the address is an IPv6 one without brackets (::1:6379@16379), or empty if unknown.
+_REDIS_NODE = re.compile(r"(?P<address>[^@,\s]*):(?P<port>[0-9]+)@(?P<bus>[0-9]+)(?:,(?P<hostname>[^,@\s]*))?\Z")
+
+
+def refuse_a_redis_node(text: str) -> None:
+    """Refuse ``text`` when it is a Redis cluster node's address as CLUSTER NODES writes it
+    (``127.0.0.1:6379@16379,redis-0.redis.internal``), naming the hosts it holds: read as a host, it was an
+    email address (for its '@') or a list (for its ',')."""
+    if not (node := _REDIS_NODE.match(text)):
+        return
+    hosts = [host for host in (node["address"], node["hostname"]) if host]
+    give = " and ".join(f"'{_show(host)}'" for host in hosts)
+    alone = f"the host{'s' if len(hosts) > 1 else ''} alone ({give}), and is valid on every port"
+    raise InvalidName(f"'{_show(text)}' is a Redis cluster node as CLUSTER NODES writes it (address:port@cluster-bus-"
+                      f"port{',hostname' if node['hostname'] is not None else ''}), not a host; a certificate names "
+                      + (f"{alone}." if hosts else "the node's host name or address, which this one does not say (the "
+                         "node knows no address)."))
 
 
 def refuse_a_typed_entry(text: str, fits) -> None:

@@ -1,0 +1,94 @@
+"""Round twenty-two, peers: what a cluster's operators paste where certkit asks for a host.
+
+1. A Redis cluster node as CLUSTER NODES (and nodes.conf) writes it, ``127.0.0.1:6379@16379`` (address, port and
+   cluster bus port) and, in Redis 7 with ``cluster-announce-hostname``, ``127.0.0.1:6379@16379,redis-0.internal``,
+   given to issue-peer, issue-server, verify --name or a manifest, was called "an email address, not a host name",
+   with the advice to run ``certkit issue-client NAME --email 127.0.0.1:6379@16379`` (which fails in turn), or, with
+   the host name, "holds 2 names", the first of them that same "email address"; issue-client --dns said "give it as
+   an email (--email)". It is now named for what it is, with the address (and host name) to give.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import assert_clean_error, free_port, new_ca, require, run_certkit, wait_listening, wait_or_kill
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("peers22")
+    return folder, new_ca(folder, "certkit round 22 peers CA")
+
+
+# --- 1. a Redis cluster node as CLUSTER NODES writes it -----------------------------------------------------------
+def _redis_node(folder, port: int, bus: int, hostname: str) -> subprocess.Popen:
+    folder.mkdir()
+    return subprocess.Popen([require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                             "--cluster-port", str(bus), "--cluster-announce-hostname", hostname],
+                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cluster_nodes_field(port: int, other: int, bus: int) -> str:
+    """The second field of the line for the node on ``other`` in CLUSTER NODES of the node on ``port``, as Redis writes
+    it once the two have met and exchanged their host names."""
+    listed = ""
+    for _ in range(600):
+        listed = subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "nodes"], capture_output=True,
+                                text=True, timeout=60).stdout
+        found = [line.split()[1] for line in listed.splitlines() if f":{other}@" in line]
+        if found and "," in found[0] and not found[0].startswith(":"):
+            return found[0]
+        subprocess.run([require("redis-cli"), "-p", str(port), "cluster", "meet", "127.0.0.1", str(other), str(bus)],
+                       capture_output=True, timeout=60)
+        time.sleep(0.1)  # the meeting shows in a later answer (a poll, not a wait for time)
+    raise AssertionError(f"the node on {port} never listed the node on {other} with its host name: {listed}")
+
+
+def test_a_redis_cluster_node_as_cluster_nodes_writes_it_is_named_with_the_hosts_to_give(tmp_path, ca):
+    folder, env = ca
+    ports, buses = (free_port(), free_port()), (free_port(), free_port())
+    names = ("redis-0.redis.internal", "redis-1.redis.internal")
+    nodes = [_redis_node(tmp_path / str(port), port, bus, name) for port, bus, name in zip(ports, buses, names,
+                                                                                             strict=True)]
+    try:
+        for node, port in zip(nodes, ports, strict=True):
+            wait_listening(port, node, "redis-server")
+        written = _cluster_nodes_field(*ports, buses[1])
+    finally:
+        for node in nodes:
+            node.terminate()
+            wait_or_kill(node)
+    assert written == f"127.0.0.1:{ports[1]}@{buses[1]},{names[1]}", written
+    bare = written.partition(",")[0]
+    with_name = (f"'{written}' is a Redis cluster node as CLUSTER NODES writes it (address:port@cluster-bus-port,"
+                 f"hostname), not a host; a certificate names the hosts alone ('127.0.0.1' and '{names[1]}'), and is "
+                 "valid on every port.")
+    alone = (f"'{bare}' is a Redis cluster node as CLUSTER NODES writes it (address:port@cluster-bus-port), not a "
+             "host; a certificate names the host alone ('127.0.0.1'), and is valid on every port.")
+    for typed, said in ((written, with_name), (bare, alone)):
+        for command in (["issue-peer", typed], ["issue-server", typed], ["issue-client", "redis-1", "--dns", typed],
+                        ["verify", str(folder / "ca" / "ca.pem"), "--purpose", "server", "--name", typed]):
+            ran = run_certkit(*command, "--out", str(tmp_path / "out"), env=env) if command[0] != "verify" \
+                else run_certkit(*command, env=env)
+            assert_clean_error(ran, said)
+            assert "email" not in ran.stderr
+        manifest = tmp_path / "fleet.jsonl"
+        manifest.write_text(f'{{"kind": "peer", "names": ["{typed}"], "out": "n"}}\n')
+        ran = run_certkit("issue-batch", str(manifest), "--out-dir", str(tmp_path / "batch"), env=env)
+        assert ran.returncode != 0 and said in ran.stdout + ran.stderr, ran.stdout + ran.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "batch" / "n").exists()
+    # an IPv6 node (written without brackets), and one that knows no address of its own yet
+    assert_clean_error(run_certkit("issue-peer", "::1:6379@16379", "--out", str(tmp_path / "out"), env=env),
+                       "a certificate names the host alone ('::1'), and is valid on every port.")
+    assert_clean_error(run_certkit("issue-peer", ":6379@16379", "--out", str(tmp_path / "out"), env=env),
+                       "a certificate names the node's host name or address, which this one does not say")
+    # the hosts it names are what the two nodes' certificates need: issued, OpenSSL matches each
+    run_certkit("issue-peer", "127.0.0.1", names[1], "--out", str(tmp_path / "ok"), env=env, check=True)
+    for check in (["-verify_ip", "127.0.0.1"], ["-verify_hostname", names[1]]):
+        assert subprocess.run(["openssl", "verify", "-CAfile", str(folder / "ca" / "ca.pem"), *check,
+                               str(tmp_path / "ok" / "cert.pem")], capture_output=True).returncode == 0
