@@ -161,7 +161,9 @@ def _network_of(text: str):
 
 
 def _refuse_a_list(text: str, what: str) -> None:
-    """Refuse several domains or IP ranges in one value (``a.example,b.example``), naming each."""
+    """Refuse a URL (naming its host), or several domains or IP ranges in one value (``a.example,b.example``)."""
+    from certkit.names_notation import refuse_a_url_for
+    refuse_a_url_for(str(text), "a domain" if what == "domains" else "an IP range")
     parts = [part for part in re.split(r"[,;\s]+", str(text)) if part]
     if len(parts) > 1:
         raise InvalidName(f"'{shown(text)}' holds {len(parts)} {what} ({', '.join(map(repr, parts))}); give each on "

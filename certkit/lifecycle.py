@@ -22,6 +22,7 @@ from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCe
 from certkit.files import is_regular_file
 from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
 from certkit.formats.reading import output_file_certificates
+from certkit.names import _show  # a name's text as names' messages show it (no URL's password)
 from certkit.names_carried import carried_name_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
@@ -157,7 +158,7 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                                  "hex digits ('certkit list' shows them), so that a typo cannot pick another "
                                  "certificate.")
     raise UnknownCertificate(
-        f"No certificate of this CA matches '{shown(ref)}' (looked for {what}); 'certkit list' shows them."
+        f"No certificate of this CA matches '{_show(ref)}' (looked for {what}); 'certkit list' shows them."
     )
 
 

@@ -68,9 +68,21 @@ class Identity:
         return self.kind == "dns" and self.value.startswith("*.")
 
 
+# A URL's user information (user:password@, token@), up to the last '@' before its query or fragment (a password may
+# hold a '/', and redis-cli, like libpq, reads it so): never repeated in a message.
+_USER_INFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^?#\s]*@")
+
+
+def hide_user_info(text: str) -> str:
+    """``text`` with the user information of every URL in it (``rediss://default:PASSWORD@host``) written ``...``."""
+    return _USER_INFO.sub(r"\1...@", text) if "@" in text and "://" in text else text
+
+
 def _show(text: str) -> str:
     """``text`` for an error message: control characters escaped, so a hostile or
-    mistyped value can neither break the one-line error nor drive the terminal."""
+    mistyped value can neither break the one-line error nor drive the terminal; a URL's user
+    information (a password, a token) left out, as a message never repeats a secret."""
+    text = hide_user_info(text)
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF
                    else repr(ch)[1:-1] for ch in text)  # a byte that was not UTF-8 as \xNN, as shown() has it
 

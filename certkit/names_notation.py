@@ -113,6 +113,13 @@ def _refuse_a_setting(text: str) -> None:
                       f"attribute such as CN=...), not a host; a certificate names the host alone{host}.")
 
 
+def refuse_a_url_for(text: str, what: str) -> None:
+    """Refuse a URL given for ``what`` (a domain or an IP range to permit), naming its host."""
+    if is_a_uri(text.strip()) and "//" in text:
+        raise InvalidName(f"'{_show(text)}' is a URL; {what} is given alone{_host_hint(text.strip())}, without the "
+                          "scheme, port and path.")
+
+
 def _host_hint(url: str) -> str:
     from urllib.parse import urlsplit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from certkit.errors import InvalidName
-from certkit.names import _URI_SCHEME, MAX_URI, Identity, _show, _try_ip, parse_dns_name
+from certkit.names import _URI_SCHEME, MAX_URI, Identity, _show, _try_ip, hide_user_info, parse_dns_name
 from certkit.names_notation import is_a_uri, refuse_a_typed_entry
 
 _URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
@@ -21,8 +21,8 @@ def parse_uri(text: str) -> Identity:
         raise InvalidName(f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
                           "(percent-encode other characters).")
     if len(text) > MAX_URI:
-        raise InvalidName(f"'{_show(text[:40])}...' is not a valid URI: it is {len(text)} characters long, "
-                          f"the limit is {MAX_URI}.")
+        raise InvalidName(f"'{_show(hide_user_info(text)[:40])}...' is not a valid URI: it is {len(text)} characters "
+                          f"long, the limit is {MAX_URI}.")
     if not _URI_SCHEME.match(text) or len(text.split(":", 1)[1]) == 0:
         raise InvalidName(f"'{_show(text)}' is not a valid URI: it needs a scheme and a body, as in "
                           "spiffe://example.org/service or urn:example:device:42.")

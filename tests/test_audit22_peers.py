@@ -6,6 +6,13 @@
    with the advice to run ``certkit issue-client NAME --email 127.0.0.1:6379@16379`` (which fails in turn), or, with
    the host name, "holds 2 names", the first of them that same "email address"; issue-client --dns said "give it as
    an email (--email)". It is now named for what it is, with the address (and host name) to give.
+2. A Redis URL with its password (``rediss://default:PASSWORD@10.0.0.21:6380/0``, what redis-cli -u and every Redis
+   client library take), given where certkit takes a host (issue-peer, issue-server, issue-client --dns/--uri,
+   verify --name, init-ca --permit-dns/--permit-ip, a manifest line, renew, revoke), was refused with the whole URL,
+   password and all, in the Error: line (and in --json's error): into the terminal's scrollback, a CI log, a support
+   ticket. probe already left it out. Every such message now writes the user information as '...'; init-ca
+   --permit-dns and --permit-ip now say it is a URL and name its host (they called it a DNS name with a bad label,
+   quoting the password in lower case).
 """
 
 from __future__ import annotations
@@ -92,3 +99,57 @@ def test_a_redis_cluster_node_as_cluster_nodes_writes_it_is_named_with_the_hosts
     for check in (["-verify_ip", "127.0.0.1"], ["-verify_hostname", names[1]]):
         assert subprocess.run(["openssl", "verify", "-CAfile", str(folder / "ca" / "ca.pem"), *check,
                                str(tmp_path / "ok" / "cert.pem")], capture_output=True).returncode == 0
+
+
+# --- 2. a URL's password in an error ------------------------------------------------------------------------------
+PASSWORD = "Tr0ub4dor-and-3"
+
+
+def test_a_redis_urls_password_is_never_repeated_in_an_error(tmp_path, ca):
+    folder, env = ca
+    port = free_port()
+    redis = subprocess.Popen([require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--requirepass", PASSWORD],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, redis, "redis-server")
+        url = f"redis://default:{PASSWORD}@127.0.0.1:{port}/0"
+        # the URL is how Redis clients are given the password: redis-cli logs in with it
+        assert subprocess.run([require("redis-cli"), "-u", url, "ping"], capture_output=True, text=True,
+                              timeout=60).stdout.strip() == "PONG"
+    finally:
+        redis.terminate()
+        wait_or_kill(redis)
+    shown = f"'redis://...@127.0.0.1:{port}/0'"
+    (tmp_path / "m.jsonl").write_text(f'{{"kind": "peer", "names": ["{url}"]}}\n')
+    (tmp_path / "m.csv").write_text(f"kind,names\npeer,{url}\n")
+    out = ["--out", str(tmp_path / "out")]
+    runs = {
+        "issue-peer": (["issue-peer", url, *out], "is a URL; a certificate names the host alone (the host is "
+                                                   "'127.0.0.1')"),
+        "issue-server": (["issue-server", url, *out], "is a URL"),
+        "issue-client --dns": (["issue-client", "app", "--dns", url, *out], "is a URL"),
+        "issue-client --uri": (["issue-client", "app", "--uri", url, *out], "leave out its 'user@' part"),
+        "verify --name": (["verify", str(folder / "ca" / "ca.pem"), "--purpose", "server", "--name", url], "is a URL"),
+        "init-ca --permit-dns": (["init-ca", "--ca-dir", str(tmp_path / "c1"), "--no-passphrase", "--permit-dns", url],
+                                 "is a URL; a domain is given alone (the host is '127.0.0.1')"),
+        "init-ca --permit-ip": (["init-ca", "--ca-dir", str(tmp_path / "c2"), "--no-passphrase", "--permit-ip", url],
+                                "is a URL; an IP range is given alone (the host is '127.0.0.1')"),
+        "issue-batch jsonl": (["issue-batch", str(tmp_path / "m.jsonl"), "--out-dir", str(tmp_path / "b1")],
+                              "is a URL"),
+        "issue-batch csv": (["issue-batch", str(tmp_path / "m.csv"), "--out-dir", str(tmp_path / "b2")], "is a URL"),
+        "renew": (["renew", url], "No certificate of this CA matches"),
+        "revoke": (["revoke", url], "No certificate of this CA matches"),
+        "a list": (["issue-peer", f"{url},{url.replace('127.0.0.1', 'localhost')}", *out], "holds 2 names"),
+        "NAME=VALUE": (["issue-peer", f"redis-0={url}", *out], "is a NAME=VALUE pair"),
+        "a long URI": (["issue-client", "app", "--uri", url + "a" * 2048, *out], "is not a valid URI: it is"),
+    }
+    for what, (args, said) in runs.items():
+        ran = run_certkit(*args, env=env)
+        assert ran.returncode != 0, what
+        assert PASSWORD.lower() not in (ran.stdout + ran.stderr).lower(), (what, ran.stdout, ran.stderr)
+        assert said in ran.stderr and "...@" in ran.stderr, (what, ran.stderr)
+    assert_clean_error(run_certkit("issue-peer", url, *out, env=env), f"{shown} is a URL")
+    ran = run_certkit("issue-server", url, *out, "--json", env=env)
+    assert PASSWORD not in ran.stdout + ran.stderr and shown in ran.stdout, ran.stdout
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c1").exists() and not (tmp_path / "c2").exists()
