@@ -105,11 +105,9 @@ def parse_network(text: str):
         whole = f" (the range that holds it is {_network_of(text)})" if "host bits set" in str(exc) else ""
         raise InvalidName(f"'{shown(text)}' is not an IP range in CIDR form (as in 10.0.0.0/8): {exc}{whole}.") \
             from None
-    mapped = ipaddress.ip_network("::ffff:0:0/96")
-    if network.version == 6 and network.subnet_of(mapped):  # only IPv4-mapped addresses, which certkit refuses
-        v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
-        raise InvalidName(f"'{shown(text)}' is IPv4 written as IPv6 (IPv4-mapped), which no certificate names (an "
-                          f"address of it is refused); permit the IPv4 range itself ({v4}).")
+    from certkit.names_notation import refuse_an_ipv4_range_as_ipv6
+
+    refuse_an_ipv4_range_as_ipv6(str(text), network)  # ::ffff:10.0.0.0/104, ::10.0.0.0/104: no address certified
     for kind, whole in _NO_PEERS:
         if network.version == whole.version and network.subnet_of(whole):
             raise InvalidName(f"'{shown(text)}' holds only {kind}, which no TLS connection goes to and no certificate "

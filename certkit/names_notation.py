@@ -247,6 +247,29 @@ def refuse_ipv4_compatible(text: str, address) -> None:
                       f"(RFC 4291), which no host has{hint}")
 
 
+def refuse_an_ipv4_range_as_ipv6(text: str, network) -> None:
+    """Refuse ``text``, the IPv6 range ``network`` to permit, when every address of it is an IPv4 address written as
+    IPv6, IPv4-mapped (::ffff:10.0.0.0/104) or in the deprecated IPv4-compatible form (::10.0.0.0/104, but for :: and
+    ::1), which certkit refuses to certify: the CA could sign no address of its range, and none of the IPv4 range
+    meant (a constraint of 16 octets never matches an address of 4: OpenSSL, Go and Java compare their lengths)."""
+    import ipaddress
+
+    if network.version != 6 or network.prefixlen < 96:
+        return
+    if network.subnet_of(ipaddress.ip_network("::ffff:0:0/96")):
+        v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+        raise InvalidName(f"'{_show(text)}' is IPv4 written as IPv6 (IPv4-mapped), which no certificate names (an "
+                          f"address of it is refused); permit the IPv4 range itself ({v4}).")
+    if network.subnet_of(ipaddress.ip_network("::/96")) and ipaddress.ip_address("::1") not in network:
+        v4 = ipaddress.ip_network(f"{ipaddress.IPv4Address(int(network.network_address))}/{network.prefixlen - 96}")
+        ipv4 = int(network.network_address) >= 1 << 24
+        what = "IPv4 written as IPv6 in the deprecated IPv4-compatible form" if ipv4 else \
+            "in the deprecated IPv4-compatible range ::/96"
+        give = f"the IPv4 range itself ({v4})" if ipv4 else "the range of the hosts' own addresses"
+        raise InvalidName(f"'{_show(text)}' is {what} (RFC 4291), which no host has and no certificate names (an "
+                          f"address of it is refused); permit {give}.")
+
+
 def ipv4_compatible(address):
     """The IPv4 address whose deprecated IPv4-compatible form (RFC 4291: 96 zero bits, then the IPv4 address) the IPv6
     ``address`` is, or None (an IPv4 address; ::, ::1 and the others below ::1.0.0.0, which are not written so)."""

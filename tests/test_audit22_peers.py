@@ -13,6 +13,11 @@
    ticket. probe already left it out. Every such message now writes the user information as '...'; init-ca
    --permit-dns and --permit-ip now say it is a URL and name its host (they called it a DNS name with a bad label,
    quoting the password in lower case).
+3. ``init-ca --permit-ip ::10.0.0.0/104`` (10.0.0.0/8 in RFC 4291's deprecated IPv4-compatible form, ::a00:0/104) made
+   a CA that "may sign IP addresses in ::a00:0/104": every address of that range is one certkit refuses to certify
+   (round twenty), and OpenSSL refuses 10.0.0.5 below it ("permitted subtree violation": a constraint of 16 octets
+   never matches an address of 4), so the CA could sign no address at all. The IPv4-mapped form was refused; this one
+   is now refused the same way, naming the IPv4 range to permit (init-ca, CA.create, acme serve --allow-ip).
 """
 
 from __future__ import annotations
@@ -153,3 +158,92 @@ def test_a_redis_urls_password_is_never_repeated_in_an_error(tmp_path, ca):
     ran = run_certkit("issue-server", url, *out, "--json", env=env)
     assert PASSWORD not in ran.stdout + ran.stderr and shown in ran.stdout, ran.stdout
     assert not (tmp_path / "out").exists() and not (tmp_path / "c1").exists() and not (tmp_path / "c2").exists()
+
+
+# --- 3. an IPv4 range in the IPv4-compatible form, to permit ----------------------------------------------------------
+def _hand_made_chain(folder, permitted: str, leaf_ip: str):
+    """A CA permitting the IP range ``permitted`` and a server certificate for ``leaf_ip`` under it, made with
+    cryptography as another CA would make them (certkit now refuses to make that CA)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hand-made constrained CA")])
+
+    def base(subject, key):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=30)))
+
+    ca = (base(ca_name, ca_key).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .add_extension(x509.NameConstraints([x509.IPAddress(ipaddress.ip_network(permitted))], None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (base(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, leaf_ip)]), leaf_key)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(leaf_ip))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    return folder / "ca.pem", folder / "leaf.pem"
+
+
+def _openssl_verify(ca, cert, *check: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "verify", "-CAfile", str(ca), *check, str(cert)], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("typed", ["::10.0.0.0/104", "::a00:0/104"])
+def test_an_ipv4_range_in_the_ipv4_compatible_form_is_refused_as_a_permitted_range(tmp_path, ca, typed):
+    import ipaddress
+
+    from certkit import CA
+    from certkit.errors import InvalidName
+
+    said = (f"'{typed}' is IPv4 written as IPv6 in the deprecated IPv4-compatible form (RFC 4291), which no host has "
+            "and no certificate names (an address of it is refused); permit the IPv4 range itself (10.0.0.0/8).")
+    # what such a CA does: OpenSSL refuses 10.0.0.5 below it, and the IPv6 address ::a00:5 is not 10.0.0.5
+    (tmp_path / "v4").mkdir()
+    ran = _openssl_verify(*_hand_made_chain(tmp_path / "v4", typed, "10.0.0.5"))
+    assert ran.returncode != 0 and "permitted subtree violation" in ran.stdout + ran.stderr, ran.stdout + ran.stderr
+    (tmp_path / "v6").mkdir()
+    ca_pem, leaf = _hand_made_chain(tmp_path / "v6", typed, "::a00:5")
+    assert _openssl_verify(ca_pem, leaf).returncode == 0
+    assert _openssl_verify(ca_pem, leaf, "-verify_ip", "10.0.0.5").returncode != 0
+    # certkit refuses to make it, everywhere a range to permit is read
+    assert_clean_error(run_certkit("init-ca", "--ca-dir", str(tmp_path / "c"), "--no-passphrase", "--permit-ip",
+                                   typed, env=ca[1]), said)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(InvalidName) as refused:
+        CA.create("lib", permitted_ips=[typed], directory=tmp_path / "lib")
+    assert str(refused.value) == said
+    with pytest.raises(InvalidName):
+        CA.create("lib", permitted_ips=[ipaddress.ip_network(typed)], directory=tmp_path / "lib")
+    # the range it names, permitted itself: the address is certified and OpenSSL accepts it
+    env = new_ca(tmp_path / "v4ca", "permits 10.0.0.0/8")
+    run_certkit("init-ca", "--ca-dir", str(tmp_path / "ok"), "--no-passphrase", "--permit-ip", "10.0.0.0/8", env=env,
+                check=True)
+    run_certkit("issue-peer", "10.0.0.5", "--ca-dir", str(tmp_path / "ok"), "--out", str(tmp_path / "p"), env=env,
+                check=True)
+    assert _openssl_verify(tmp_path / "ok" / "ca.pem", tmp_path / "p" / "cert.pem", "-verify_ip",
+                           "10.0.0.5").returncode == 0
+
+
+def test_loopback_and_ranges_that_hold_it_stay_permitted(tmp_path, ca):
+    for typed in ("::1/128", "::/127", "::/96"):
+        run_certkit("init-ca", "--ca-dir", str(tmp_path / typed.replace("/", "_")), "--no-passphrase", "--permit-ip",
+                    typed, env=ca[1], check=True)
+    assert_clean_error(run_certkit("init-ca", "--ca-dir", str(tmp_path / "c"), "--no-passphrase", "--permit-ip",
+                                   "::2/128", env=ca[1]),
+                       "'::2/128' is in the deprecated IPv4-compatible range ::/96 (RFC 4291), which no host has and "
+                       "no certificate names (an address of it is refused); permit the range of the hosts' own "
+                       "addresses.")
