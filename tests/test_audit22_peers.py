@@ -18,6 +18,12 @@
    (round twenty), and OpenSSL refuses 10.0.0.5 below it ("permitted subtree violation": a constraint of 16 octets
    never matches an address of 4), so the CA could sign no address at all. The IPv4-mapped form was refused; this one
    is now refused the same way, naming the IPv4 range to permit (init-ca, CA.create, acme serve --allow-ip).
+4. docs/peers.md had etcd members share one name, first in each peer certificate, and start with
+   ``--peer-cert-allowed-cn`` "naming it". etcd 3.4 compares the CN exactly, case included, and certkit writes a DNS
+   name in lower case: ``issue-peer Etcd-Peer.Cluster.Internal`` makes CN=etcd-peer.cluster.internal, and members
+   started with the name as it was typed refuse each other ("client certificate authentication failed"), so the
+   cluster never forms. The page now says to give the flag the CN as issue-peer's subject line shows it; run here
+   with real etcd both ways.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import subprocess
 import time
 
 import pytest
+from test_audit16_peers import _page_says, _wait_in_log, soon
+from test_peers_etcd import MEMBERS, Etcd
 
 from conftest import assert_clean_error, free_port, new_ca, require, run_certkit, wait_listening, wait_or_kill
 
@@ -247,3 +255,40 @@ def test_loopback_and_ranges_that_hold_it_stay_permitted(tmp_path, ca):
                        "'::2/128' is in the deprecated IPv4-compatible range ::/96 (RFC 4291), which no host has and "
                        "no certificate names (an address of it is refused); permit the range of the hosts' own "
                        "addresses.")
+
+
+# --- 4. etcd's --peer-cert-allowed-cn compares the CN exactly -----------------------------------------------------
+TYPED = "Etcd-Peer.Cluster.Internal"
+
+
+def test_etcd_compares_the_allowed_cn_exactly_so_the_flag_takes_the_cn_as_issue_peer_shows_it(tmp_path):
+    root = tmp_path / "certs"
+    root.mkdir()
+    env = new_ca(root, "certkit etcd cluster CA")
+    for member in MEMBERS:
+        issued = run_certkit("issue-peer", TYPED, f"{member}.cluster.internal", "127.0.0.1", "--out",
+                             root / f"{member}-peer", env=env, check=True)
+        assert f"subject   CN={TYPED.lower()}" in issued.stdout, issued.stdout
+        run_certkit("issue-server", "127.0.0.1", "--out", root / f"{member}-server", env=env, check=True)
+    run_certkit("issue-client", "etcdctl", "--out", root / "etcdctl", env=env, check=True)
+    for allowed, forms in ((TYPED, False), (TYPED.lower(), True)):
+        etcd = Etcd(tmp_path / ("forms" if forms else "typed"), root)
+        etcd.root.mkdir()
+        try:
+            members = etcd.start(MEMBERS, peer_cert="peer", client_cert="server",
+                                 extra=("--peer-cert-allowed-cn", allowed))
+            if forms:
+                soon(etcd, lambda m=members, e=etcd: e.ctl(m[0], "put", "greeting", "hello"),
+                     "the cluster to take a write")
+                health = soon(etcd, lambda m=members, e=etcd: e.ctl(m[0], "endpoint", "health", "--cluster"),
+                              "three healthy members")
+                assert (health.stdout + health.stderr).count("is healthy") == 3, health
+                assert "client certificate authentication failed" not in "".join(m.log for m in members)
+            else:
+                _wait_in_log(etcd, members, '"error":"client certificate authentication failed"', "the refusal")
+                put = etcd.ctl(members[0], "put", "greeting", "hello")
+                assert put.returncode != 0, put
+        finally:
+            etcd.stop()
+    _page_says("Give the flag the CN as `issue-peer`'s `subject` line shows it: etcd compares it exactly, case "
+               "included", "`issue-peer Etcd-Peer.Cluster.Internal` makes `CN=etcd-peer.cluster.internal`")
