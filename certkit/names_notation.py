@@ -127,7 +127,31 @@ def _host_hint(url: str) -> str:
         host = urlsplit(url).hostname
     except ValueError:  # an unclosed [IPv6 address]
         host = None
-    return f" (the host is '{_show(host)}')" if host else ""
+    if not host:
+        return ""
+    read, why = _as_clients_read(host)
+    return f" (the host is '{_show(read)}'{why})"
+
+
+def _as_clients_read(host: str) -> tuple[str, str]:
+    """A URL's ``host`` as clients connect to it and match it, where certkit would refuse it as written but certify
+    what they connect to, and why: an IPv4 address in another notation (0x7f000001, 127.1: 127.0.0.1, for curl and
+    browsers), an IPv6 address with its zone (fe80::1%25eth0, which curl takes: the zone picks the interface, the
+    address is what it matches)."""
+    from certkit.names import _try_ip
+
+    if ":" in host and "%" in host:
+        zone = _show(host.partition("%")[2])
+        read, why = host.partition("%")[0], f", without its zone (%{zone}), which only picks the interface"
+    elif (address := url_ipv4(host)) is not None and not address.is_unspecified and not address.is_multicast:
+        read, why = str(address), f", as curl and browsers read '{_show(host)}'"
+    else:
+        return host, ""
+    try:
+        _try_ip(read)
+    except InvalidName:
+        return host, ""
+    return read, "" if read == host else why
 
 
 def _refuse_a_network_or_port(text: str) -> None:

@@ -24,6 +24,11 @@
    started with the name as it was typed refuse each other ("client certificate authentication failed"), so the
    cluster never forms. The page now says to give the flag the CN as issue-peer's subject line shows it; run here
    with real etcd both ways.
+5. A URL given for a host was refused naming "the host" as written: 'https://0x7f000001:2379' gave "the host is
+   '0x7f000001'", which certkit refuses next (curl and browsers connect to 127.0.0.1, also for 127.1 and 2130706433),
+   and 'https://[fe80::1%25eth0]:2380' gave 'fe80::1%25eth0', refused for its zone. The host given is now the one
+   clients connect to and match ('127.0.0.1', 'fe80::1'), saying why; curl connects to https://0x7f000001:PORT/ and
+   accepts a certificate issued for the host named.
 """
 
 from __future__ import annotations
@@ -292,3 +297,52 @@ def test_etcd_compares_the_allowed_cn_exactly_so_the_flag_takes_the_cn_as_issue_
             etcd.stop()
     _page_says("Give the flag the CN as `issue-peer`'s `subject` line shows it: etcd compares it exactly, case "
                "included", "`issue-peer Etcd-Peer.Cluster.Internal` makes `CN=etcd-peer.cluster.internal`")
+
+
+# --- 5. the host of a URL, as clients read it -------------------------------------------------------------------------
+URL_HOSTS = {  # the URL, the host to give, why
+    "https://0x7f000001:2379": ("127.0.0.1", ", as curl and browsers read '0x7f000001'"),
+    "https://127.1:2379/": ("127.0.0.1", ", as curl and browsers read '127.1'"),
+    "https://2130706433/v3/kv": ("127.0.0.1", ", as curl and browsers read '2130706433'"),
+    "https://[fe80::1%25eth0]:2380": ("fe80::1", ", without its zone (%25eth0), which only picks the interface"),
+    "https://127.0.0.1:2379": ("127.0.0.1", ""),
+}
+
+
+@pytest.mark.parametrize("url", URL_HOSTS)
+def test_a_url_is_refused_naming_the_host_clients_connect_to(tmp_path, ca, url):
+    host, why = URL_HOSTS[url]
+    assert_clean_error(run_certkit("issue-peer", url, "--out", str(tmp_path / "p"), env=ca[1]),
+                       f"'{url}' is a URL; a certificate names the host alone (the host is '{host}'{why}). The scheme, "
+                       "port and path are not part of it.")
+    assert_clean_error(run_certkit("issue-peer", f"etcd-1={url}", "--out", str(tmp_path / "p"), env=ca[1]),
+                       f"not a host; a certificate names the host alone (the host is '{host}'{why}).")
+    run_certkit("issue-peer", host, "--out", str(tmp_path / "p"), env=ca[1], check=True)  # the host named is taken
+
+
+def test_curl_connects_to_the_host_named_and_accepts_its_certificate(tmp_path, ca):
+    folder, env = ca
+    script = "for (const u of process.argv.slice(1)) console.log(new URL(u).hostname)"
+    ipv4 = [url for url, (host, _why) in URL_HOSTS.items() if host == "127.0.0.1"]
+    read = subprocess.run([require("node"), "-e", script, *ipv4], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.split()
+    assert read == ["127.0.0.1"] * len(ipv4), read  # browsers (the WHATWG URL standard) read each as 127.0.0.1
+    run_certkit("issue-server", "127.0.0.1", "--out", str(tmp_path / "s"), env=env, check=True)
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
+                               str(tmp_path / "s" / "cert.pem"), "-key", str(tmp_path / "s" / "privkey.pem"), "-www"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, server, "openssl s_server")
+        got = subprocess.run([require("curl"), "-sS", "-o", "/dev/null", "-w", "%{remote_ip}", "--cacert",
+                              str(folder / "ca" / "ca.pem"), f"https://0x7f000001:{port}/"], capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        server.terminate()
+        wait_or_kill(server)
+    assert got.returncode == 0 and got.stdout == "127.0.0.1", (got.stdout, got.stderr)
+    # and curl reads the zone off an IPv6 address in a URL: it connects to fe80::1 (no such host here)
+    zone = subprocess.run([require("curl"), "-sv", "--max-time", "2", "https://[fe80::1%25lo]:1/"],
+                          capture_output=True, text=True, timeout=60)
+    assert "Trying [fe80::1]:1" in zone.stderr, zone.stderr
