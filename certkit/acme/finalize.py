@@ -72,15 +72,16 @@ class Finalizer:
     def _renews(self, order: Order, public_key) -> str | None:
         """The certificate the order renews, recorded as its predecessor as ``certkit renew`` records
         one (``list`` marks it renewed, ``--expiring`` leaves it out): the account's newest one for
-        exactly the order's identifiers, with a key of the same type (an RSA and an ECDSA certificate
-        for one name are two, not one renewing the other), still valid and not renewed yet."""
+        exactly the order's identifiers, with a key of the same algorithm (:func:`key_algorithm`: an RSA
+        and an ECDSA certificate for one name are two, served side by side, not one renewing the other;
+        an RSA key of another size or an ECDSA key on another curve is a renewal that changed its key,
+        as ``certkit renew --key-type`` makes one), still valid and not renewed yet."""
         from certkit.errors import DamagedRow
-        from certkit.keys import key_type_of
 
-        wanted = key_type_of(public_key)
+        wanted = key_algorithm(public_key)
         for serial in renewable(self.state, order.account_id, order.identifiers):
             try:
-                if key_type_of(self.ca.inventory.certificate(serial).public_key()) == wanted:
+                if key_algorithm(self.ca.inventory.certificate(serial).public_key()) == wanted:
                     return serial
             except DamagedRow:
                 continue  # certkit check names it; an unreachable database is a 503, the order still ready
@@ -293,6 +294,23 @@ def refuse_expired(order: Order | None) -> None:
     if order is not None and order.status in ("pending", "ready", "invalid") and order.expires <= now_iso():
         raise Problem("orderNotReady", f"The order expired at {order.expires} before it was finalized; "
                                        "place a new order.")
+
+
+def key_algorithm(public_key) -> str:
+    """The signature algorithm a TLS server uses ``public_key``'s certificate for: ``rsa`` (any size), ``ecdsa``
+    (any curve), ``ed25519``, ``ed448``. A server holds one certificate of each (OpenSSL's certificate slots, so
+    nginx, HAProxy, Apache; Go's and Caddy's choice by signature algorithm): two of one algorithm for the same
+    names are never served side by side, the newer replaces the older (certbot renew --rsa-key-size 3072, lego
+    renew --key-type ec384), while an RSA and an ECDSA one are (a dual-certificate server)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from certkit.keys import key_type_of
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    return key_type_of(public_key)
 
 
 def renewable(state: AcmeState, account_id: str, identifiers: list[dict]) -> list[str]:
