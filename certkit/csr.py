@@ -308,6 +308,7 @@ def _checked(parse, value: str, where: str):
     except InvalidName as exc:
         error = InvalidCSR(f"{where} is refused: {exc}")
         error.cli_words = getattr(exc, "cli_words", None)  # its advice, in the command line's words there
+        error.acme_words = getattr(exc, "acme_words", None)  # and in an ACME client's (certkit.errors.acme_text)
         raise error from None
 
 
@@ -326,7 +327,8 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
             cn = shown(request.common_name)
             raise cli_worded(InvalidCSR(f"The CSR's common name '{cn}' is an email address, not a host name: a "
                                         f"certificate for a person or a mailbox is a client certificate ({said})."),
-                             said, "sign it with --client")
+                             said, "sign it with --client", "an ACME server issues server certificates only: make "
+                             "a CSR naming the order's DNS names and IP addresses")
         hosts.append(_checked(_names.parse_host, request.common_name, "The CSR's common name"))
     for san_kind, value in request.san:
         if san_kind in ("dns", "ip"):
@@ -344,7 +346,8 @@ def _plan_hosts(request: CSRRequest, kind: str, extra_names, dropped: list[str])
     if not identities:
         said = "give the names as extra_names=[...]"
         raise cli_worded(InvalidCSR("The CSR names no host: it has no common name and no DNS or IP subjectAltName; "
-                                    f"{said}."), said, "give the names as arguments after the CSR file")
+                                    f"{said}."), said, "give the names as arguments after the CSR file",
+                         "make a CSR naming the order's identifiers in its subjectAltName")
     return identities, hosts[0].value if request.common_name is not None else server_cn(identities)
 
 

@@ -130,11 +130,14 @@ class CertkitError(Exception):
         super().__init__(*args)
 
 
-def cli_worded(error: CertkitError, library: str, cli: str) -> CertkitError:
+def cli_worded(error: CertkitError, library: str, cli: str, acme: str | None = None) -> CertkitError:
     """``error``, whose message gives its fix in the library's words (``library``: a call, a parameter),
     told to say ``cli`` instead on the command line (``cli_words``, which
-    :func:`certkit.cli.common.cli_message` swaps in)."""
+    :func:`certkit.cli.common.cli_message` swaps in), and ``acme`` to an ACME client (``acme_words``, which
+    :func:`acme_text` swaps in), where the request met the same rule (an order's identifier, a CSR)."""
     error.cli_words = (library, cli)
+    if acme is not None:
+        error.acme_words = (library, acme)
     return error
 
 
@@ -143,6 +146,13 @@ def cli_text(exc: BaseException) -> str:
     replaced, for a message the command line builds from it (a batch line's reason, --name: ...)."""
     words = getattr(exc, "cli_words", None)
     return str(exc).replace(*words) if words else str(exc)
+
+
+def acme_text(exc: BaseException) -> str:
+    """``str(exc)`` as the ACME server tells it to a client: the advice in an ACME client's words
+    (``acme_words``), which can neither call the library nor run a command; else as the command line says it."""
+    words = getattr(exc, "acme_words", None)
+    return str(exc).replace(*words) if words else cli_text(exc)
 
 
 class InvalidName(CertkitError, ValueError):

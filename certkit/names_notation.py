@@ -44,7 +44,9 @@ def refuse_what_is_not_a_host(text: str) -> None:
         fix = f"ca.issue_client(NAME, emails=['{_show(text)}'])"
         raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
                                      f"person or a mailbox is a client certificate: {fix}."), fix,
-                         f"'certkit issue-client NAME --email {_show(text)}'")
+                         f"'certkit issue-client NAME --email {_show(text)}'",
+                         "which an ACME server does not issue (it issues server certificates for DNS names and IP "
+                         "addresses)")
     _refuse_a_network_or_port(text)
 
 
@@ -101,7 +103,8 @@ def _refuse_a_list(text: str) -> None:
     library = f"each as an item of a list ([{shown}])"
     raise cli_worded(InvalidName(f"'{_show(text)}' holds {len(parts)} names ({shown}); a name is one host: give "
                                  f"{library}."), library, "each on its own (as arguments of their own; in a "
-                     "manifest's names, separated by spaces)")
+                     "manifest's names, separated by spaces)",
+                     "each as an identifier (or subjectAltName entry) of its own")
 
 
 def _refuse_a_setting(text: str) -> None:

@@ -6,7 +6,13 @@
    ``list --expiring`` listed it as due, though its client held it no more (a TLS server holds one
    certificate of each algorithm: the new ECDSA one replaced the old). Renewals are now matched by the
    key's algorithm (RSA, ECDSA, Ed25519), not its size or curve; an RSA and an ECDSA certificate for one
-   name are still two.
+   name are still two;
+2. an ACME client was told certkit's library or command-line advice for a name or a CSR the rules refuse:
+   an identifier "alice@acme.test" got "...is a client certificate: 'certkit issue-client NAME --email
+   alice@acme.test'", "a,b" got "give each on its own (as arguments of their own; in a manifest's names...)",
+   a CSR naming no host "give the names as extra_names=[...]", a CSR whose common name is an email address
+   "sign it as one: sign_csr(csr, 'client')" (Python calls and commands no ACME client can make). The
+   advice is now in an ACME client's words (certkit.errors.acme_text), wherever the server says such a refusal.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from test_audit5_acme import _account, _obtain, _serial
 
-from acme_client import HTTP01Responder
+from acme_client import HTTP01Responder, b64
 from acme_helpers import lego, serial_of, serving, split_chain
 from conftest import require, run_certkit
 
@@ -72,3 +82,75 @@ def test_an_rsa_renewal_of_another_size_renews_and_an_ecdsa_certificate_beside_i
     assert rows[third]["renewed_from"] == beside  # P-256 to P-521: the ECDSA certificate renewed
     due = _expiring(setup.env)
     assert first not in due and beside not in due and {second, third} <= due
+
+
+# --- 2. an ACME client is told what it can do, not certkit's library calls or commands ---------------
+# What the library's and the command line's advice say; none of it is anything an ACME client can do.
+NOT_ACME = ("issue_client(", "certkit issue-client", "--email", "extra_names", "sign_csr(", "--client",
+            "item of a list", "arguments of their own", "manifest", "arguments after the CSR file")
+
+
+def _csr(names: list[str], common_name: str | None = None) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def _said_for_acme(detail: str) -> None:
+    assert not [words for words in NOT_ACME if words in detail], detail
+
+
+@pytest.mark.parametrize("value, advice", [
+    ("alice@acme.test", "which an ACME server does not issue"),
+    ("k3.acme.test,www.k3.acme.test", "each as an identifier"),
+])
+def test_a_refused_identifier_is_told_in_an_acme_clients_words(setup, value: str, advice: str) -> None:
+    client = _account(setup.server.directory, setup.root)
+    answer = client.post(client.directory["newOrder"], {"identifiers": [{"type": "dns", "value": value}]},
+                         check=False)
+    problem = answer.json()
+    assert answer.status_code == 400 and problem["type"].endswith(":rejectedIdentifier"), problem
+    assert advice in problem["detail"], problem
+    _said_for_acme(problem["detail"])
+    assert problem["subproblems"][0]["detail"] == problem["detail"]
+
+
+@pytest.mark.parametrize("names, common_name, advice", [
+    ([], None, "make a CSR naming the order's identifiers in its subjectAltName"),
+    (["k3.acme.test"], "alice@acme.test", "an ACME server issues server certificates only"),
+    (["k3.acme.test,www.k3.acme.test"], None, "each as an identifier (or subjectAltName entry) of its own"),
+])
+def test_a_refused_csr_is_told_in_an_acme_clients_words(setup, names, common_name, advice) -> None:
+    client = _account(setup.server.directory, setup.root)
+    with HTTP01Responder(setup.http_port) as responder:
+        url, order = client.new_order("k3.acme.test")
+        client.authorize(order, responder)
+        order = client.wait(url)
+    assert order["status"] == "ready", order
+    answer = client.post(order["finalize"], {"csr": b64(_csr(names, common_name))}, check=False)
+    problem = answer.json()
+    assert answer.status_code == 400 and problem["type"].endswith(":badCSR"), problem
+    assert advice in problem["detail"], problem
+    _said_for_acme(problem["detail"])
+    assert client.get(url)["status"] == "ready"  # nothing was issued: a CSR that is right may follow
+
+
+def test_the_command_line_and_the_library_keep_their_own_words(setup, tmp_path: Path) -> None:
+    from certkit.csr import load_csr, plan
+    from certkit.errors import InvalidCSR, InvalidName
+    from certkit.names import parse_host
+
+    with pytest.raises(InvalidName) as named:
+        parse_host("alice@acme.test")
+    assert "ca.issue_client(NAME, emails=['alice@acme.test'])" in str(named.value)
+    with pytest.raises(InvalidCSR) as csr:
+        plan(load_csr(_csr([]), source="the CSR"), "server")
+    assert "extra_names=[...]" in str(csr.value)
+    path = tmp_path / "empty.csr"
+    path.write_bytes(_csr([]))
+    ran = run_certkit("sign-csr", path, "--server", "--out", tmp_path / "out", env=setup.env)
+    assert ran.returncode == 1 and "give the names as arguments after the CSR file" in ran.stderr, ran.stderr
+    assert not (tmp_path / "out").exists()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certkit.acme.problems import RETRY_LATER, Problem
-from certkit.errors import CertkitError, InvalidCSR, InventoryError, NameNotPermitted
+from certkit.errors import CertkitError, InvalidCSR, InventoryError, NameNotPermitted, acme_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,7 +74,7 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
         request = load_csr(csr_der, source="the CSR")
         identities, _cn, dropped = plan(request, KIND)
     except InvalidCSR as exc:
-        raise Problem("badCSR", str(exc)) from None
+        raise Problem("badCSR", acme_text(exc)) from None
     refused = [entry.split(" (", 1)[0] for entry in dropped if entry.startswith("subjectAltName ")]
     refused += beyond_server_auth(request)
     if refused:
@@ -91,7 +91,7 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
     try:
         ca.check_permitted(identities)
     except NameNotPermitted as exc:
-        raise Problem("rejectedIdentifier", str(exc)) from None
+        raise Problem("rejectedIdentifier", acme_text(exc)) from None
     check_key(ca, request.public_key)
     return request
 
@@ -234,7 +234,7 @@ def _refusal(ca: "CA", request: "CSRRequest", exc: CertkitError) -> Problem:
                                                "order is ready again: finalize it again later.", status=503,
                              headers={"Retry-After": RETRY_LATER}, logged=f"the CA's key cannot sign now: {exc}")
     if isinstance(exc, NameNotPermitted):  # the CA's name constraints changed since the order
-        return Problem("rejectedIdentifier", str(exc))
+        return Problem("rejectedIdentifier", acme_text(exc))
     try:
         check_key(ca, request.public_key)  # refused since check_csr (revoked for keyCompromise meanwhile)?
     except Problem as problem:

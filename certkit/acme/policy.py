@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from certkit import names as _names
 from certkit.acme.problems import Problem
 from certkit.constraints import parse_domain, parse_network
-from certkit.errors import InvalidName, NameNotPermitted
+from certkit.errors import InvalidName, NameNotPermitted, acme_text
 
 # Let's Encrypt's limit; a certificate with more names is a configuration mistake more often than not.
 MAX_IDENTIFIERS = 100
@@ -125,7 +125,7 @@ class Policy:
         try:
             ca.check_permitted([identity])
         except NameNotPermitted as exc:
-            raise Problem("rejectedIdentifier", str(exc), identifier=shown) from None
+            raise Problem("rejectedIdentifier", acme_text(exc), identifier=shown) from None
         return {"type": kind, "value": identity.value}
 
     def _dns(self, value: str, shown: dict) -> _names.Identity:
@@ -172,9 +172,7 @@ def _parse_host(value: str, shown: dict) -> _names.Identity:
     try:
         return _names.parse_host(value)
     except InvalidName as exc:
-        from certkit.errors import cli_text
-
-        raise Problem("rejectedIdentifier", cli_text(exc), identifier=shown) from None
+        raise Problem("rejectedIdentifier", acme_text(exc), identifier=shown) from None
 
 
 def _within(name: str, suffix: str) -> bool:

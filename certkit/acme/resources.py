@@ -24,7 +24,7 @@ from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
 from certkit.acme.state import AcmeState, Authorization, Challenge, Order
 from certkit.acme.validation import Validations
-from certkit.errors import AlreadyRevoked, UnknownCertificate
+from certkit.errors import AlreadyRevoked, UnknownCertificate, acme_text
 from certkit.text import shown
 from certkit.vocabulary import serial_hex
 
@@ -171,7 +171,8 @@ class Resources:
             try:
                 names.parse_email(url[len("mailto:"):])
             except Exception as exc:
-                raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {exc}") from None
+                raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {acme_text(exc)}") \
+                    from None
         return list(dict.fromkeys(contact))
 
     def _own_account(self, request: Request, account_id: str):
