@@ -12,7 +12,9 @@
    alice@acme.test'", "a,b" got "give each on its own (as arguments of their own; in a manifest's names...)",
    a CSR naming no host "give the names as extra_names=[...]", a CSR whose common name is an email address
    "sign it as one: sign_csr(csr, 'client')" (Python calls and commands no ACME client can make). The
-   advice is now in an ACME client's words (certkit.errors.acme_text), wherever the server says such a refusal.
+   advice is now in an ACME client's words (certkit.errors.acme_text), wherever the server says such a refusal;
+   and a CSR with a critical extension not granted was told "...the critical extension 1.2.3.4, which is not
+   granted here, which is not allowed: ..." (one sentence, two "which").
 """
 
 from __future__ import annotations
@@ -136,6 +138,24 @@ def test_a_refused_csr_is_told_in_an_acme_clients_words(setup, names, common_nam
     assert advice in problem["detail"], problem
     _said_for_acme(problem["detail"])
     assert client.get(url)["status"] == "ready"  # nothing was issued: a CSR that is right may follow
+
+
+def test_a_critical_extension_not_granted_is_said_in_one_clause(setup) -> None:
+    client = _account(setup.server.directory, setup.root)
+    with HTTP01Responder(setup.http_port) as responder:
+        url, order = client.new_order("k3.acme.test")
+        client.authorize(order, responder)
+        order = client.wait(url)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("k3.acme.test")]), critical=False)
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), critical=True)
+           .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    problem = client.post(order["finalize"], {"csr": b64(csr)}, check=False).json()
+    assert problem["type"].endswith(":badCSR"), problem
+    assert problem["detail"].startswith("The CSR asks for the critical extension 1.2.3.4 (one not granted here), "
+                                        "which is not allowed"), problem
+    assert problem["detail"].count("which") == 1, problem
 
 
 def test_the_command_line_and_the_library_keep_their_own_words(setup, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def beyond_server_auth(request: "CSRRequest") -> list[str]:
             features = ", ".join(feature.name for feature in value)
             refused.append(f"TLS feature {features} (OCSP must-staple; this CA runs no OCSP responder)")
         elif ext.critical and not isinstance(value, _weighed()):  # an extension this CA does not grant
-            refused.append(f"the critical extension {describe_extension(ext)}, which is not granted here")
+            refused.append(f"the critical extension {describe_extension(ext)} (one not granted here)")
     emails = request.csr.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
     refused += ["a subject emailAddress (an email identity)"] if emails else []
     return refused
