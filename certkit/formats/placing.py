@@ -3,6 +3,7 @@ output, written whole, then put in place (replacing a file only with force)."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -55,8 +56,7 @@ def place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
         if force:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # fails if something appeared there meanwhile: nothing is replaced
-            unlink_quiet(tmp)
+            _put_new(tmp, path)
     except FileExistsError:
         unlink_quiet(tmp)
         raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
@@ -70,6 +70,59 @@ def place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
         raise CertkitError(f"Cannot put {shown(path)} in place: {os_reason(exc)}{left}.") from None
     if sync:
         fsync_dir(path.parent)
+
+
+# What link(2) fails with where the file system has no hard links: vfat and exFAT (a USB stick) say EPERM, some
+# FUSE and network file systems EOPNOTSUPP or ENOSYS. The new file is then renamed into place, never over a file.
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS, errno.EMLINK)
+_RENAME_NOREPLACE = 1  # renameat2(2)'s flag: fail with EEXIST rather than replace
+_AT_FDCWD = -100
+
+
+def _put_new(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` in place as ``path``, which must not exist: a hard link (fails if something appeared there
+    meanwhile) and ``tmp`` removed; on a file system without hard links, a rename that replaces nothing
+    (``renameat2(RENAME_NOREPLACE)``), else the name taken with ``O_EXCL`` first and then renamed over."""
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    else:
+        unlink_quiet(tmp)
+        return
+    if _rename_noreplace(tmp, path):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    os.close(os.open(path, flags, 0o600))  # FileExistsError if something is there: nothing is replaced
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quiet(path)
+        raise
+
+
+def _rename_noreplace(tmp: Path, path: Path) -> bool:
+    """Rename ``tmp`` to ``path`` unless ``path`` exists (FileExistsError); False where the system or the file
+    system cannot do that (then nothing was renamed)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+        return False
+    raise OSError(err, os.strerror(err), str(path))
 
 
 def write_all(fd: int, data: bytes) -> None:
