@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from certkit.errors import CertkitError, OutputExists
+from certkit.errors import CertkitError, ModesNotKept, OutputExists
 from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -135,7 +135,12 @@ def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> 
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, mode)
     try:
-        os.fchmod(fd, mode)  # the umask may have removed bits; make the mode exact
+        try:
+            os.fchmod(fd, mode)  # the umask may have removed bits; make the mode exact
+        except PermissionError:  # of a file it just made: a file system whose modes are the mount's (vfat)
+            raise ModesNotKept(mode, None) from None
+        if not mode & 0o077 and (got := os.fstat(fd).st_mode & 0o777) & 0o077:  # chmod ignored (CIFS, quiet vfat)
+            raise ModesNotKept(mode, got)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

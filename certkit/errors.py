@@ -311,3 +311,18 @@ def without_advice(exc: BaseException) -> str:
     came once something was written: what follows it says what was done and what to do instead."""
     text = _ADVICE.sub("", str(exc).rstrip())
     return text if text.endswith(".") else text + "."
+
+
+class ModesNotKept(OSError):
+    """A file certkit just made cannot get its mode: the file system keeps none of its own (vfat and exFAT give every
+    file the mount's mode, and refuse chmod or, under ``quiet``, ignore it; so does an SMB mount without Unix
+    extensions). Never a private key in a file others may read: the write fails, saying so."""
+
+    def __init__(self, wanted: int, got: int | None) -> None:
+        import errno
+
+        said = f"its files get mode {got:04o}" if got is not None else "chmod fails there"
+        made = "made private (mode 0600, as certkit writes keys)" if not wanted & 0o077 else f"given mode {wanted:04o}"
+        super().__init__(errno.EPERM, f"the file system there keeps no file modes of its own ({said}; a vfat, exFAT "
+                                      f"or SMB mount?), so the files certkit writes could not be {made}; write them "
+                                      "to a Linux file system and copy them over")

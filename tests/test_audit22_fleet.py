@@ -8,6 +8,19 @@ r"""The twenty-second round's fleet findings (audit helper "fleet"), each as a c
    bundle code copies where it cannot link). The file is now renamed into place without replacing anything
    (``renameat2(RENAME_NOREPLACE)``, else the name taken with O_EXCL first); a file that appeared meanwhile is
    still never replaced.
+2. On a file system that keeps no file modes of its own (vfat, exFAT: every file has the mount's mode), the
+   temporary file of such an output could not be made 0600: chmod failed (EPERM), and certkit said ``Error: the
+   operation is not permitted.``, naming neither the file nor why, and left the temporary file
+   (``.fleet.tar.PID-....certkit-tmp``) in the folder; under vfat's ``quiet`` option chmod "succeeds" and changes
+   nothing, and the keys went into a file of the mount's mode (0755). The temporary file's mode is now checked
+   after chmod; when it is not 0600 the file is removed and one Error line says why and what to do.
+3. The same for bundle folders, and it was a lie there: where chmod "succeeds" without changing anything (an SMB
+   mount without Unix extensions, vfat under ``quiet``), ``issue-server --out /mnt/share/web`` printed
+   ``privkey.pem  (private key, mode 0600)`` and left privkey.pem 0755, readable by everyone; a renewal put the new
+   key there the same way. Where chmod fails (vfat), it said ``Cannot write the bundle in ...: Operation not
+   permitted.`` Every file certkit creates (:func:`certkit.atomic.write_new_file`) now checks that a private mode
+   was kept, and a failed chmod of a file it just made is said as what it is; nothing is left, and a renewal
+   leaves the old bundle as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_certkit
+from conftest import assert_clean_error, run_certkit
 
 # --- 1: an output file on a file system without hard links -------------------------------------------------------
 # link(2) into the folder "usb" fails as vfat's does (EPERM): Linux's vfat and exfat drivers have no link operation.
@@ -136,3 +149,75 @@ def test_without_hard_links_a_file_that_appeared_meanwhile_is_never_replaced(tmp
     placing.place(tmp, target, force=False, sync=False)
     assert target.read_bytes() == b"new archive" and target.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.tar"]
+
+
+# --- 2: an output file on a file system that keeps no modes ---------------------------------------------------------
+# chmod of a file in "usb" fails (EPERM), as vfat's does when the mode asked for is not the mount's; or, as under
+# vfat's "quiet" option, it "succeeds" and leaves the mount's mode, 0755.
+_NO_MODES_HERE = '''
+import errno, os
+_fchmod = os.fchmod
+def _vfat_fchmod(fd, mode):
+    if os.path.basename(os.path.dirname(os.readlink(f"/proc/self/fd/{fd}"))) == "usb":
+        if os.environ.get("VFAT_QUIET"):
+            return _fchmod(fd, 0o755)
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    return _fchmod(fd, mode)
+os.fchmod = _vfat_fchmod
+'''
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["chmod-fails", "quiet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "k8s", "tar"])
+def test_an_output_file_that_cannot_be_made_private_is_refused_and_leaves_nothing(tmp_path, ca_env, ca_dir, fmt,
+                                                                                    quiet):
+    hooks = tmp_path / "nomodes"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_NO_MODES_HERE)
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    env = dict(ca_env, PYTHONPATH=f"{hooks}{os.pathsep}{ca_env.get('PYTHONPATH', '')}")
+    if quiet:
+        env["VFAT_QUIET"] = "1"
+    out = folder / f"fleet.{ {'k8s': 'yaml'}.get(fmt, fmt) }"
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,a.example\nclient,Alice Smith\n")
+    for args in (["issue-server", "web.example", "--out", out], ["issue-batch", manifest, "--out", out]):
+        proc = run_certkit(*args, "--format", fmt, env=env, subprocess=True)
+        assert_clean_error(proc, f"Cannot write {out}: the file system in {folder} keeps no file modes")
+        assert ("its files get mode 0755" if quiet else "chmod fails there: Operation not permitted") in proc.stderr
+        assert list(folder.iterdir()) == []  # no temporary file left behind, nor a file of keys others can read
+
+
+# --- 3: a bundle folder on a file system that keeps no modes -------------------------------------------------------
+def _no_modes_env(tmp_path: Path, ca_env: dict, quiet: bool) -> dict:
+    hooks = tmp_path / "nomodes"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(_NO_MODES_HERE.replace('os.path.basename(os.path.dirname(os.readlink('
+                                                                   'f"/proc/self/fd/{fd}"))) == "usb"',
+                                                                   '"/usb/" in os.readlink(f"/proc/self/fd/{fd}")'))
+    env = dict(ca_env, PYTHONPATH=f"{hooks}{os.pathsep}{ca_env.get('PYTHONPATH', '')}")
+    return env | ({"VFAT_QUIET": "1"} if quiet else {})
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["chmod-fails", "quiet"])
+def test_a_bundle_folder_whose_key_cannot_be_made_private_is_refused_and_renewal_keeps_the_old(tmp_path, ca_env,
+                                                                                             ca_dir, quiet):
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    env = _no_modes_env(tmp_path, ca_env, quiet)
+    proc = run_certkit("issue-server", "web.example", "--out", folder / "web", env=env, subprocess=True)
+    said = "its files get mode 0755" if quiet else "chmod fails there"
+    assert_clean_error(proc, f"Cannot write the bundle in {folder / 'web'}: the file system there keeps no file modes")
+    assert said in proc.stderr and "mode 0600" not in proc.stdout
+    assert list(folder.iterdir()) == []
+
+    # a bundle written there before (the file system then kept modes) is not renewed into it with a public key
+    run_certkit("issue-server", "api.example", "--out", folder / "api", "--days", "5", env=ca_env, check=True)
+    before = {p.name: p.read_bytes() for p in (folder / "api").iterdir()}
+    for args in (["renew", folder / "api"], ["renew", folder / "api", "--rekey"], ["renew", "--expiring", "30d"]):
+        proc = run_certkit(*args, env=env, subprocess=True)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert "keeps no file modes of its own" in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
+        assert {p.name: p.read_bytes() for p in (folder / "api").iterdir()} == before
+        assert (folder / "api" / "privkey.pem").stat().st_mode & 0o777 == 0o600

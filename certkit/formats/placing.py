@@ -31,10 +31,33 @@ def create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
 
                 raise CertkitError(f"Cannot write {shown(path)}: {os_reason(exc)} (in {shown(path.parent)}); "
                                    "nothing was put in place.") from None
-            os.fchmod(fd, SECRET_MODE)  # whatever the umask
+            _make_private(fd, tmp, path)
             _hold(fd)
             return tmp, fd, made
         raise FileExistsError(f"Could not create a temporary file beside {path}.")
+
+
+def _make_private(fd: int, tmp: Path, path: Path) -> None:
+    """Make the new temporary file ``tmp`` (open as ``fd``) exactly 0600, whatever the umask; where the file system
+    cannot (a vfat or exFAT mount, whose modes are the mount's: chmod fails, or does nothing under its ``quiet``
+    option), it is removed and the output refused: the file holds private keys."""
+    from certkit.atomic import SECRET_MODE
+
+    try:
+        os.fchmod(fd, SECRET_MODE)
+        mode = os.fstat(fd).st_mode & 0o777
+    except OSError as exc:
+        mode, reason = None, f"{exc.strerror or exc}"
+    if mode == SECRET_MODE:
+        return
+    os.close(fd)
+    unlink_quiet(tmp)
+    said = f"its files get mode {mode:04o}" if mode is not None else f"chmod fails there: {reason}"
+    raise CertkitError(f"Cannot write {shown(path)}: the file system in {shown(path.parent)} keeps no file modes of "
+                       f"its own ({said}; a vfat or exFAT mount?), so the file could not be made private (mode "
+                       "0600, as every --format output is written: most hold private keys); nothing was written. "
+                       "Write it to a Linux file system and copy it over, or mount that one with fmask=0177 (its "
+                       "files then 0600).")
 
 
 def _hold(fd: int) -> None:
