@@ -21,6 +21,11 @@ r"""The twenty-second round's fleet findings (audit helper "fleet"), each as a c
    permitted.`` Every file certkit creates (:func:`certkit.atomic.write_new_file`) now checks that a private mode
    was kept, and a failed chmod of a file it just made is said as what it is; nothing is left, and a renewal
    leaves the old bundle as it was.
+4. ``issue-batch --format tar`` refused two lines with one folder in the archive, but took folders that differ only
+   in case or Unicode form (the default folders of clients ``Alice Smith`` and ``alice smith``, or outs ``café``
+   composed and decomposed): ``tar -x`` on macOS or Windows, whose file names ignore both, unpacks them into one
+   folder, the second bundle's cert.pem and privkey.pem over the first's, so one certificate and its key were lost
+   and the folder named for the first held the second's. Such lines are now refused, saying why.
 """
 
 from __future__ import annotations
@@ -221,3 +226,30 @@ def test_a_bundle_folder_whose_key_cannot_be_made_private_is_refused_and_renewal
         assert "keeps no file modes of its own" in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
         assert {p.name: p.read_bytes() for p in (folder / "api").iterdir()} == before
         assert (folder / "api" / "privkey.pem").stat().st_mode & 0o777 == 0o600
+
+
+# --- 4: archive folders that are one folder where the archive is unpacked ------------------------------------------
+def test_an_archive_never_holds_two_folders_that_differ_only_in_case_or_unicode_form(tmp_path, ca_env, ca_dir):
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names,out\nclient,Alice Smith,\nclient,alice smith,\nserver,x.example,caf\u00e9\n"
+                        "server,y.example,cafe\u0301\nclient,Bob,\nclient,Bob,bob2\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", manifest, "--format", "tar", "--out", tmp_path / "fleet.tar", env=ca_env)
+    assert_clean_error(proc, "fleet.csv has 2 bad lines; nothing was issued")
+    assert "line 3: its name in the output, alice_smith, is line 2's Alice_Smith to tar -x on macOS and Windows" \
+        in proc.stderr
+    assert "line 5: its name in the output, cafe\u0301, is line 4's caf\u00e9 to tar -x" in proc.stderr
+    assert "line 7" not in proc.stderr  # Bob and bob2 are two folders anywhere
+    assert not (tmp_path / "fleet.tar").exists()
+
+    # with folders of their own, the lines are one archive whose folders stay apart when unpacked anywhere
+    manifest.write_text("kind,names,out\nclient,Alice Smith,\nclient,alice smith,alice-2\nclient,Bob,\n")
+    run_certkit("issue-batch", manifest, "--format", "tar", "--out", tmp_path / "fleet.tar", env=ca_env, check=True)
+    listing = subprocess.run(["tar", "-tf", tmp_path / "fleet.tar"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    folders = {name.split("/")[0] for name in listing}
+    assert folders == {"Alice_Smith", "alice-2", "Bob"}
+    assert len({f.casefold() for f in folders}) == len(folders)
+    # the folder format on this file system keeps them apart, and takes them as before
+    manifest.write_text("kind,names\nclient,Alice Smith\nclient,alice smith\n")
+    run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "folders", env=ca_env, check=True)
+    assert sorted(p.name for p in (tmp_path / "folders").iterdir()) == ["Alice_Smith", "alice_smith"]

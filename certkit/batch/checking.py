@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING
 
 from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, manifest_name, parse, records, the_manifest
 from certkit.errors import CertkitError, OutputExists
+from certkit.formats.encoding import folded
 from certkit.scratch import to_scratch
 from certkit.text import shown
 
@@ -200,9 +201,7 @@ class _Share:
             self.kept += 1
 
     def merge(self, other: "_Share") -> None:
-        self.count += other.count
-        self.kept += other.kept
-        self.bad += other.bad
+        self.count, self.kept, self.bad = self.count + other.count, self.kept + other.kept, self.bad + other.bad
         self.problems = sorted(self.problems + other.problems)[:MAX_REPORTED]
         self.replaceable = self.replaceable or other.replaceable
 
@@ -213,20 +212,22 @@ class _Seen:
     def __init__(self, folders: bool, nests: bool | None = None) -> None:
         self.folders, self.nests = folders, folders if nests is None else nests  # folders, or a tar's
         self.db = sqlite3.connect("")  # "": a private temporary database that spills to disk
-        self.db.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER)")
+        self.db.execute("CREATE TABLE outs (folder TEXT PRIMARY KEY, line INTEGER, shown TEXT)")
         self.through_files: dict[str, tuple[int, str]] = {}  # folder -> a line whose out runs through its file
 
     def add(self, key: str, number: int, shown_out: str) -> str | None:
         """Record line ``number``'s output ``key``; the reason it is refused if an earlier line has it."""
         try:
-            self.db.execute("INSERT INTO outs VALUES (?, ?)", (key, number))
+            self.db.execute("INSERT INTO outs VALUES (?, ?, ?)", (key, number, shown_out))
             return self._nested(key, number, shown_out) if self.nests else None
         except sqlite3.IntegrityError:
-            first = self.db.execute("SELECT line FROM outs WHERE folder = ?", (key,)).fetchone()[0]
+            first, theirs = self.db.execute("SELECT line, shown FROM outs WHERE folder = ?", (key,)).fetchone()
         if self.folders:
             return (f"its output folder {shown_out} is also line {first}'s (the same folder, perhaps through a "
                     "symbolic link); give one of them another 'out'.")
-        return f"its name in the output, {shown_out}, is also line {first}'s; give one of them another 'out'."
+        same = f"is also line {first}'s" if theirs == shown_out else (  # an archive's A_B and a_b (folded)
+            f"is line {first}'s {theirs} to tar -x on macOS and Windows (names there ignore case and Unicode form)")
+        return f"its name in the output, {shown_out}, {same}; give one of them another 'out'."
 
     def _nested(self, key: str, number: int, shown_out: str) -> str | None:
         """Why a bundle folder ``key`` cannot be written beside the earlier lines' (``a`` and ``a/cert.pem``:
@@ -325,7 +326,7 @@ class _Check(BatchSpec):
             key = self.output.key(line.name(), line.names[0] if line.names else None)
         except CertkitError:
             return f"\0line {line.line}", ""  # refused already, by check_line
-        return key, shown(key)
+        return (folded(key) if self.output.format == "tar" else key), shown(key)
 
 
 class Spool:

@@ -126,6 +126,15 @@ def check_record_name(name: str) -> None:
                             "another name.")
 
 
+def folded(member: str) -> str:
+    """What two folders of one archive may not share: their names as macOS and Windows compare file names, where
+    ``tar -x`` unpacks ``A_B`` and ``a_b`` (or ``é`` composed and decomposed) into one folder, the second
+    bundle's files over the first's."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", member).casefold())
+
+
 def member_name(name: str) -> str:
     """A bundle's folder inside a tar archive: a relative path, never absolute or climbing out, that
     ``tar -x`` can make (:func:`_check_member`)."""
