@@ -25,6 +25,7 @@ from certkit.trust.nss_files import (
     holders,
     made_meanwhile,
     only_its_own_module,
+    owners_kept,
     remove_half_made,
 )
 from certkit.trust.nss_places import CHROMIUM_PROGRAMS, chromium_dbs, profile_roots, read_profiles
@@ -84,7 +85,8 @@ class NSSStore(Store):
 
     def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
         self._roll_back_interrupted()
-        return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
+        with owners_kept(self.directory):
+            return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
 
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if not self.exists():

@@ -102,3 +102,25 @@ def _file_of(pid: int, fd: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
+
+
+@contextlib.contextmanager
+def owners_kept(directory: Path):
+    """Root changing a user's database (``sudo -E certkit trust install --nss``, HOME the user's): the files certutil
+    creates meanwhile (converting an old-format database: cert9.db, key4.db, pkcs11.txt) are given to the owner of
+    its folder, as NSS makes them 0600: left root's, the user's browser could not read its own database (certutil and
+    Firefox, run as the user, then see an empty one, without the CA and without the keys of its saved logins)."""
+    try:
+        info = os.stat(directory) if os.geteuid() == 0 else None
+        before = set(os.listdir(directory)) if info is not None and info.st_uid != 0 else None
+    except OSError:
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                for name in set(os.listdir(directory)) - before:
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(directory / name).st_uid == 0:
+                            os.chown(directory / name, info.st_uid, info.st_gid, follow_symlinks=False)
