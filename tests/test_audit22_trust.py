@@ -7,6 +7,15 @@ database's owner), never the machine's own stores:
    could no longer read its database and saw it empty, without the CA certkit said it "added" (and without the keys
    of Firefox's saved logins, now in key4.db). Whatever certutil creates in a database folder of another user is now
    given to that folder's owner, for every certutil run (install, uninstall, status).
+2. profiles.ini sections Firefox (and Thunderbird: the same Mozilla code) does not read. Firefox reads [Profile0],
+   [Profile1]... in turn up to the first without IsRelative=, skips one without Name= or Path=, and takes Path as
+   relative to its folder only for IsRelative=1 (else as a full path: a relative one is skipped). certkit took every
+   section whose name began with "Profile": after a gap (a section taken out by hand), without a name, and, for
+   IsRelative=0 with a relative Path, a folder relative to the CURRENT folder, whose NSS database it changed. Each
+   was reported "added" / "trusted" as "Firefox profile NAME", a profile Firefox does not have, while docs/trust.md
+   says profiles.ini "is read as Firefox reads it". They are now read as Firefox reads them, and each section it does
+   not read is reported skipped (code "unread") with the reason; install adds nothing there, status does not call it
+   trusted, and uninstall still takes out a copy certkit put there before.
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from test_trust import pki, trust  # noqa: F401
 
-from conftest import require
+from conftest import certkit_env, require
 
 
 def _as_user(user: pwd.struct_passwd, *argv: str) -> subprocess.CompletedProcess:
@@ -78,3 +88,57 @@ def test_a_users_old_format_database_changed_by_root_stays_the_users(pki, place:
         assert users_nss().returncode != 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- 2: profiles.ini sections Firefox does not read ----------------------------------------------------------------
+def _listing(folder: Path) -> str:
+    return subprocess.run(["certutil", "-L", "-d", f"sql:{folder}"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+
+
+def test_profiles_firefox_does_not_read_are_neither_changed_nor_called_trusted(pki, tmp_path: Path) -> None:  # noqa: F811
+    require("certutil")
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    firefox = home / ".mozilla/firefox"
+    folders = {"used": firefox / "a.default", "gap": firefox / "b.after-gap", "nameless": firefox / "c.nameless",
+               "cwd": cwd / "rel.profile"}  # a database in the current folder, where IsRelative=0 Path=rel.profile
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        subprocess.run(["certutil", "-N", "-d", f"sql:{folder}", "--empty-password"], check=True,
+                       capture_output=True, timeout=60)
+    (firefox / "profiles.ini").write_text(
+        "[Profile0]\nName=used\nIsRelative=1\nPath=a.default\nDefault=1\n\n"
+        "[Profile1]\nName=relative\nIsRelative=0\nPath=rel.profile\n\n"
+        "[Profile2]\nIsRelative=1\nPath=c.nameless\n\n"
+        "[Profile4]\nName=after-gap\nIsRelative=1\nPath=b.after-gap\n\n"  # no [Profile3]: never read
+        "[General]\nStartWithLastProfile=1\nVersion=2\n")
+    env = certkit_env(HOME=str(home), PATH=str(Path(shutil.which("certutil")).parent))  # no Chromium: no ~/.pki
+
+    def run(action: str) -> dict[str, dict]:
+        proc = subprocess.run([sys.executable, "-m", "certkit", "trust", action, "--nss", "--json", "--ca-dir",
+                               str(pki.issuing)], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        return {s["label"]: s for s in json.loads(proc.stdout)["stores"] if s["label"].startswith("Firefox")}
+
+    added = run("install")
+    assert added["Firefox profile used"]["outcome"] == "added"
+    assert {label: (s["outcome"], s["code"]) for label, s in added.items() if label != "Firefox profile used"} == {
+        "Firefox profile relative": ("skipped", "unread"), "Firefox profile c.nameless": ("skipped", "unread"),
+        "Firefox profile after-gap": ("skipped", "unread")}, added
+    assert "never this one, [Profile4]" in added["Firefox profile after-gap"]["reason"]
+    assert "IsRelative=0 (not 1)" in added["Firefox profile relative"]["reason"]
+    assert "has no Name= setting" in added["Firefox profile c.nameless"]["reason"]
+    assert pki.anchor.nickname in _listing(folders["used"])
+    for which in ("gap", "nameless", "cwd"):  # certutil: nothing added where Firefox does not look
+        assert "certkit-" not in _listing(folders[which]), which
+    status = run("status")
+    assert status["Firefox profile used"]["outcome"] == "trusted"
+    assert status["Firefox profile after-gap"]["outcome"] == "skipped"
+    # A copy put there before (by an earlier certkit) is said to be there, and taken out by uninstall.
+    subprocess.run(["certutil", "-A", "-d", f"sql:{folders['gap']}", "-n", pki.anchor.nickname, "-t", "C,,"],
+                   input=pki.anchor.pem, check=True, capture_output=True, timeout=60)
+    assert "it holds certkit's" in run("status")["Firefox profile after-gap"]["reason"]
+    removed = run("uninstall")
+    assert (removed["Firefox profile used"]["outcome"], removed["Firefox profile after-gap"]["outcome"]) == (
+        "removed", "removed"), removed
+    assert all("certkit-" not in _listing(folder) for folder in folders.values())

@@ -217,13 +217,14 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
 
 
 def _held_unread(reason: str, state: StoreState) -> str:
-    """``reason`` (why no client reads a store), with the certkit copies it holds nonetheless: trusted again once the
-    file read instead goes (a JDK's jssecacerts deleted), which certkit trust uninstall takes out."""
+    """``reason`` (why no client reads a store), with the certkit copies it holds nonetheless: trusted again once a
+    client reads it again (a JDK's jssecacerts deleted, a Firefox profile listed again), which certkit trust
+    uninstall takes out."""
     held = [e.name for e in state.certkit_entries()]
     if not held:
         return reason
-    return (f"{reason}; it holds certkit's {', '.join(held)}, trusted again once that file goes: certkit trust "
-            "uninstall takes it out")
+    return (f"{reason}; it holds certkit's {', '.join(held)}, trusted again once a client reads it again: certkit "
+            "trust uninstall takes it out")
 
 
 def _by_hand(store: Store, anchor: Anchor | None, result: StoreResult) -> StoreResult:

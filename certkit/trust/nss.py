@@ -53,8 +53,9 @@ class NSSStore(Store):
     holds_copies = False
 
     def __init__(self, label: str, directory: Path, certutil: str, *, create: bool = False,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, unread: str | None = None) -> None:
         self.label = label
+        self.unread_because = unread  # a profile's database that its program does not read (profiles.ini)
         self.directory = directory
         self.location = str(directory)
         self.certutil = certutil
@@ -88,7 +89,12 @@ class NSSStore(Store):
         with owners_kept(self.directory):
             return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
 
+    def unread(self) -> str | None:
+        return self.unread_because
+
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
+        if self.unread_because is not None and not removing:
+            return "unread", self.unread_because
         if not self.exists():
             if not removing and (nowhere := self._nowhere()) is not None:
                 return "missing", nowhere
@@ -439,7 +445,7 @@ def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[St
             keep(directory, label, StoreResult("nss", label, str(directory), "skipped", "no NSS database here, and "
                                                "no Chromium-family browser to read one", "missing"))
     for program, base in profile_roots(home, env):
-        profiles, problem = read_profiles(base)
+        profiles, problem, ignored = read_profiles(base, program.split()[0])
         if problem is not None:  # its profiles unknown: said, never left out in silence
             keep(base / "profiles.ini", program, StoreResult(
                 "nss", program, str(base / "profiles.ini"), "skipped", f"profiles.ini {problem}, so its profiles "
@@ -449,6 +455,11 @@ def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[St
             label = f"{program} profile {shown(name)}"
             store = NSSStore(label, folder, certutil, env=env)
             keep(folder, label, store if store.exists() else _absent_profile(program, label, folder))
+        for name, where, why in ignored:  # added to, and called trusted, only where the program reads it
+            label = f"{program} profile {shown(name)}"
+            unread = NSSStore(label, where, certutil, env=env, unread=why)
+            keep(where, label, unread if unread.exists() and where.name != "profiles.ini" else StoreResult(
+                "nss", label, str(where), "skipped", why, "unread"))
     items = list(found.values())
     return [s for s in items if isinstance(s, Store)], [r for r in items if isinstance(r, StoreResult)]
 

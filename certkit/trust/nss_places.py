@@ -14,22 +14,28 @@ from certkit.text import shown
 PROFILES_INI_LIMIT = 1 << 20  # a profiles.ini lists profiles in a few hundred bytes; a larger one is not one
 
 
-def read_profiles(base: Path) -> tuple[list[tuple[str, Path]], str | None]:
-    """(name, folder) of every profile that ``base/profiles.ini`` lists, and why none could be read from it
-    (None when it was read, or is not there). Read as Firefox reads it, tolerantly: bytes, whatever their
-    encoding (a profile name in Latin-1, a UTF-8 byte order mark), lines it cannot parse skipped."""
+def read_profiles(base: Path, reader: str = "Firefox"
+                  ) -> tuple[list[tuple[str, Path]], str | None, list[tuple[str, Path, str]]]:
+    """(name, folder) of every profile that ``base/profiles.ini`` lists, why none could be read from it (None when
+    it was read, or is not there), and (name, folder, why) of each profile section that ``reader`` (Firefox,
+    Thunderbird) does not read. Read as Firefox reads it, tolerantly: bytes, whatever their encoding (a profile
+    name in Latin-1, a UTF-8 byte order mark), lines it cannot parse skipped; then its sections [Profile0],
+    [Profile1]... in turn, up to the first without IsRelative= (the sections after a gap are never read), each
+    with a Name= and a Path=, relative to ``base`` only when IsRelative is 1, else a full path (Mozilla's
+    nsToolkitProfileService)."""
     import configparser
+    import itertools
 
     ini = base / "profiles.ini"
     if not ini.is_file():
-        return [], None
+        return [], None, []
     try:
         with ini.open("rb") as f:
             data = f.read(PROFILES_INI_LIMIT + 1)
     except OSError as exc:
-        return [], f"cannot be read ({exc.strerror or exc})"
+        return [], f"cannot be read ({exc.strerror or exc})", []
     if len(data) > PROFILES_INI_LIMIT:
-        return [], f"cannot be read (larger than {PROFILES_INI_LIMIT} bytes)"
+        return [], f"cannot be read (larger than {PROFILES_INI_LIMIT} bytes)", []
     # The bytes of a folder's name stay those bytes (surrogateescape, as os.fsdecode); text before the
     # first section is ignored, as Firefox ignores it.
     lines = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines(keepends=True)
@@ -44,14 +50,32 @@ def read_profiles(base: Path) -> tuple[list[tuple[str, Path]], str | None]:
         problem = f"cannot be read (line {first + start} is neither a [section] nor a setting)"
     except configparser.Error as exc:
         problem = f"cannot be read ({shown(exc)})"
-    found = []
-    for section in parser.sections():
-        if not section.startswith("Profile") or not parser.has_option(section, "Path"):
-            continue
-        raw = parser.get(section, "Path")
-        relative = parser.get(section, "IsRelative", fallback="1").strip() != "0"
-        found.append((_readable(parser.get(section, "Name", fallback=raw)), base / raw if relative else Path(raw)))
-    return found, problem if not found else None
+    found, ignored, read = [], [], set()
+    for number in itertools.count():
+        section = f"Profile{number}"
+        if not parser.has_option(section, "IsRelative"):
+            break
+        read.add(section)
+        raw = parser.get(section, "Path", fallback=None)
+        name = _readable(parser.get(section, "Name", fallback=raw or section))
+        flag = parser.get(section, "IsRelative").strip()
+        folder = base / raw if raw is not None and flag == "1" else Path(raw or ".")
+        if raw is None or not parser.has_option(section, "Name"):
+            ignored.append((name, folder if raw is not None else ini, f"its section [{section}] in {ini} has no "
+                            f"{'Path' if raw is None else 'Name'}= setting, so {reader} does not read it"))
+        elif flag != "1" and not os.path.isabs(raw):
+            ignored.append((name, ini, f"its section [{section}] in {ini} says IsRelative={shown(flag)} (not 1), so "
+                            f"its Path={shown(raw)} must be a full path, and {reader} does not read it"))
+        else:
+            found.append((name, folder))
+    for section in parser.sections():  # after a gap in the numbers (a section taken out by hand): never read
+        if section.startswith("Profile") and section not in read and parser.has_option(section, "Path"):
+            raw = parser.get(section, "Path")
+            relative = parser.get(section, "IsRelative", fallback="1").strip() == "1"
+            ignored.append((_readable(parser.get(section, "Name", fallback=raw)), base / raw if relative else Path(raw),
+                            f"{reader} reads the sections [Profile0], [Profile1]... of {ini} up to the first one "
+                            f"missing or without IsRelative= ([Profile{len(read)}]), and never this one, [{section}]"))
+    return found, problem if not found else None, ignored
 
 
 def _readable(text: str) -> str:
