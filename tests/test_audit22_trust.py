@@ -16,6 +16,12 @@ database's owner), never the machine's own stores:
    says profiles.ini "is read as Firefox reads it". They are now read as Firefox reads them, and each section it does
    not read is reported skipped (code "unread") with the reason; install adds nothing there, status does not call it
    trusted, and uninstall still takes out a copy certkit put there before.
+3. The command as root given for a Java keystore this user cannot write. It was ``sudo certkit trust install --java``
+   (with ``env JAVA_HOME=$JAVA_HOME`` when that was set, whichever JDK the keystore was of): sudo keeps neither this
+   user's PATH (its secure_path) nor JAVA_HOME, so for a JDK found as the ``java`` on PATH (a JDK in /opt, an
+   sdkman one) the command changed the keystore of the distribution's JDK (/usr/bin/java: /etc/ssl/certs/java/
+   cacerts) and reported it "added", while the JDK the user runs still refused the server. The command now names the
+   JDK of the keystore itself: ``sudo env JAVA_HOME=ITS_HOME PATH=ITS_HOME/bin:/usr/bin:/bin certkit trust ...``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,9 +37,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_trust import pki, trust  # noqa: F401
+from test_audit19_trust import _private_system_store
+from test_trust import _java_get, java_client, pki, server, trust, untrusted  # noqa: F401
 
 from conftest import certkit_env, require
+from trust_helpers import keytool_listing, private_java_home
 
 
 def _as_user(user: pwd.struct_passwd, *argv: str) -> subprocess.CompletedProcess:
@@ -142,3 +151,41 @@ def test_profiles_firefox_does_not_read_are_neither_changed_nor_called_trusted(p
     assert (removed["Firefox profile used"]["outcome"], removed["Firefox profile after-gap"]["outcome"]) == (
         "removed", "removed"), removed
     assert all("certkit-" not in _listing(folder) for folder in folders.values())
+
+
+# --- 3: the command as root for a Java keystore this user cannot write --------------------------------------------
+SUDO_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # sudo's secure_path (Debian, Ubuntu)
+
+
+def test_the_command_as_root_for_a_jdk_on_path_changes_that_jdk(pki, server: int, java_client: Path,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root, and unshare to run certkit as a user that is not")
+    prefix = _private_system_store(tmp_path)  # the machine's /etc/ssl/certs/java/cacerts: a copy, whatever happens
+    machine_java = tmp_path / "bind0/java/cacerts"
+    before = machine_java.read_bytes() if machine_java.exists() else None
+    real_home = Path(shutil.which("java")).resolve().parent.parent
+    jdk = private_java_home(real_home, tmp_path, debian_link=False)  # a JDK of its own (in /opt, say), root's
+    for path in (jdk / "lib/security", jdk / "lib/security/cacerts"):
+        os.chown(path, 12345, 12345)  # another owner's: the user below cannot write it
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{server}/"
+    assert untrusted(_java_get(jdk, java_client, url).stdout)
+    env = certkit_env(HOME=str(home), PATH=f"{jdk / 'bin'}:/usr/bin:/bin")  # that JDK's java first; no JAVA_HOME
+    env.pop("JAVA_HOME", None)
+    user = subprocess.run([*prefix, "unshare", "--user", "--", sys.executable, "-m", "certkit", "trust", "install",
+                           "--java", "--ca-dir", str(pki.issuing)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert user.returncode == 1 and "is not writable by this user; run: sudo " in user.stderr, user.stderr
+    command = shlex.split(user.stderr.split("; run: ", 1)[1].strip())
+    assert command[:4] == ["sudo", "env", f"JAVA_HOME={jdk}", f"PATH={jdk / 'bin'}:/usr/bin:/bin"], command
+    # What sudo runs: the command, its environment reset, PATH its secure_path.
+    as_root = subprocess.run([*prefix, "env", "-i", f"PATH={SUDO_PATH}", f"HOME={home}", *command[1:]],
+                             capture_output=True, text=True, timeout=300)
+    assert as_root.returncode == 0, as_root.stdout + as_root.stderr
+    assert pki.anchor.file_stem in keytool_listing(jdk / "lib/security/cacerts")
+    got = _java_get(jdk, java_client, url)
+    assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # the JDK the user runs trusts it now
+    assert (machine_java.read_bytes() if machine_java.exists() else None) == before  # and no other JDK changed
+    assert (jdk / "lib/security/cacerts").stat().st_uid == 12345

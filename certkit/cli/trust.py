@@ -62,11 +62,13 @@ def _self_command() -> list[str]:
     return [str(argv0.resolve())] if argv0.is_file() else ["certkit"]
 
 
-def _as_root(action: str, kinds: list[str], anchor, extra: list[str], env_java: str | None = None) -> str:
-    """The exact command that does ``action`` for ``kinds`` as root."""
+def _as_root(action: str, kinds: list[str], anchor, extra: list[str], env_java: Path | None = None) -> str:
+    """The exact command that does ``action`` for ``kinds`` as root; for Java, on the JDK in ``env_java`` alone. sudo
+    keeps neither JAVA_HOME nor this PATH (its secure_path): without both, the command would change the keystore of
+    whatever JDK root's PATH finds (the distribution's), and leave the one this user found not writable as it was."""
     argv = ["sudo"]
     if env_java:
-        argv += ["env", f"JAVA_HOME={env_java}"]
+        argv += ["env", f"JAVA_HOME={env_java}", f"PATH={env_java / 'bin'}:/usr/bin:/bin"]
     argv += [*_self_command(), "trust", action, *(f"--{k}" for k in kinds)]
     if anchor is not None and anchor.ca_dir is not None:
         argv += ["--ca-dir", str(anchor.ca_dir)]
@@ -110,10 +112,11 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
     any change (``writing``). Under sudo, the browser databases only when asked for by name, whatever the action."""
     import os
 
-    from certkit.trust import find_stores
+    from certkit.trust import JavaStore, find_stores
 
     stores, skipped = find_stores(kinds)
     usable, blocked = [], list(skipped)
+    homes = {}  # id of a Java store's result -> the home of its JDK, which the command as root names
     sudo_user = os.environ.get("SUDO_USER") if os.geteuid() == 0 else None
     for store in stores:
         if sudo_user and store.kind == "nss" and not explicit:
@@ -129,9 +132,10 @@ def _prepare(action: str, kinds: list[str], explicit: bool, anchor, extra: list[
             code, text = reason
             blocked.append(store.skipped(code, text, needs_root=os.geteuid() != 0 and store.kind != "nss"
                                          and code not in ("password", "unread")))
+            homes[id(blocked[-1])] = Path(os.path.abspath(store.home)) if isinstance(store, JavaStore) else None
     for result in blocked:
         if result.needs_root:
-            java_home = os.environ.get("JAVA_HOME") if result.kind == "java" else None
+            java_home = homes.get(id(result)) if result.kind == "java" else None
             result.reason = f"{result.reason}; run: {_as_root(action, [result.kind], anchor, extra, java_home)}"
     if explicit and writing:
         for kind in kinds:
