@@ -230,7 +230,7 @@ def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_gi
 
     assert status()["outcome"] == "not trusted"
     command = advised("install")
-    assert command[:4] == ["keytool", "-importcert", "-alias", pki.anchor.file_stem] and command[-1] == str(
+    assert command[:4] == [keytool, "-importcert", "-alias", pki.anchor.file_stem] and command[-1] == str(
         pki.issuing / "parents.pem")  # the root alone, never the intermediate
     subprocess.run([keytool, *command[1:]], input="hardened\nyes\n", text=True, check=True, capture_output=True,
                    timeout=120)  # the advice, followed: keytool asks for the password, and to trust the CA
@@ -239,7 +239,7 @@ def test_a_cacerts_with_another_password_is_read_and_the_command_to_change_it_gi
     assert trusted.returncode == 0 and "HTTP 200" in trusted.stdout, trusted.stdout + trusted.stderr
 
     command = advised("uninstall")
-    assert command == ["keytool", "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    assert command == [keytool, "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
     subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,
                    timeout=120)
     assert status()["outcome"] == "not trusted"

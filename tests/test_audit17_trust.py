@@ -269,7 +269,7 @@ def test_the_warning_about_an_unencrypted_key_gives_the_command_for_a_store_cert
         # certkit trust uninstall would skip this store (its password is not the default): not the way out here.
         assert "certkit trust uninstall" not in way_out, warning
         command = shlex.split(way_out.split(" (certkit's copy in a store whose password", 1)[0])
-        assert command[:2] == ["keytool", "-delete"] and "-storepass" not in command, command
+        assert command[:2] == [keytool, "-delete"] and "-storepass" not in command, command
         skipped = trust("uninstall", "--java", home=home, ca_dir=ca, extra_env=env)
         assert skipped.returncode == 1 and "protected by a password" in skipped.stderr, skipped.stderr
         subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,

@@ -100,7 +100,7 @@ def test_a_pkcs12_cacerts_whose_certificates_are_encrypted_is_never_called_empty
     assert (store["outcome"], store["code"]) == ("skipped", "password"), store  # was "not trusted"
     assert "certkit cannot tell what it holds" in store["reason"], store
     check = shlex.split(store["reason"].split("check it yourself: ", 1)[1])
-    assert check == ["keytool", "-list", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    assert check == [keytool, "-list", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
     shown = subprocess.run([keytool, *check[1:]], input="hardened\n", text=True, capture_output=True, timeout=120)
     assert shown.returncode == 0 and "trustedCertEntry" in shown.stdout, shown.stdout + shown.stderr
 
@@ -110,13 +110,13 @@ def test_a_pkcs12_cacerts_whose_certificates_are_encrypted_is_never_called_empty
     (line,) = refused.stderr.splitlines()
     assert line.startswith("Error: Cannot uninstall the CA from the java store: ") and "absent" not in line, line
     command = shlex.split(line.split("take certkit's copy out yourself: ", 1)[1])
-    assert command == ["keytool", "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
+    assert command == [keytool, "-delete", "-alias", pki.anchor.file_stem, "-keystore", str(cacerts)]
     every = trust("uninstall", "--java", "--every-certkit-ca", home=home, extra_env=env)
     assert every.returncode == 1 and cacerts.read_bytes() == before, every.stdout + every.stderr
     assert "keytool -delete -alias ALIAS -keystore" in every.stderr and "certkit-" in every.stderr, every.stderr
     installed = trust("install", "--java", home=home, ca_dir=pki.issuing, extra_env=env)
     assert installed.returncode == 1 and cacerts.read_bytes() == before, installed.stdout + installed.stderr
-    assert "add the CA yourself: keytool -importcert" in installed.stderr, installed.stderr
+    assert f"add the CA yourself: {keytool} -importcert" in installed.stderr, installed.stderr
 
     # The advice, followed (keytool asks for the password): the CA is out for the programs given the password.
     subprocess.run([keytool, *command[1:]], input="hardened\n", text=True, check=True, capture_output=True,

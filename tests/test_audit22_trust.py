@@ -22,6 +22,10 @@ database's owner), never the machine's own stores:
    sdkman one) the command changed the keystore of the distribution's JDK (/usr/bin/java: /etc/ssl/certs/java/
    cacerts) and reported it "added", while the JDK the user runs still refused the server. The command now names the
    JDK of the keystore itself: ``sudo env JAVA_HOME=ITS_HOME PATH=ITS_HOME/bin:/usr/bin:/bin certkit trust ...``.
+   The same class in the keytool commands certkit prints for a keystore it does not change itself (a password other
+   than changeit; another certkit CA to take out alone; under sudo): they named a bare ``keytool``, which is the
+   PATH's (none, on a machine whose JDK is JAVA_HOME's alone: "No such file or directory"; under sudo, the
+   distribution's) rather than that JDK's; they now name the JDK's own keytool by its full path.
 """
 
 from __future__ import annotations
@@ -189,3 +193,40 @@ def test_the_command_as_root_for_a_jdk_on_path_changes_that_jdk(pki, server: int
     assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # the JDK the user runs trusts it now
     assert (machine_java.read_bytes() if machine_java.exists() else None) == before  # and no other JDK changed
     assert (jdk / "lib/security/cacerts").stat().st_uid == 12345
+
+
+def test_the_keytool_commands_for_a_jdk_not_on_path_run_as_printed(pki, server: int, java_client: Path,  # noqa: F811
+                                                                    tmp_path: Path) -> None:
+    real_home = Path(shutil.which("java")).resolve().parent.parent
+    jdk = private_java_home(real_home, tmp_path, debian_link=False)
+    cacerts = jdk / "lib/security/cacerts"
+    subprocess.run([str(jdk / "bin/keytool"), "-storepasswd", "-keystore", str(cacerts), "-storepass", "changeit",
+                    "-new", "hardened"], check=True, capture_output=True, timeout=120)
+    home, empty = tmp_path / "home", tmp_path / "no-java-here"
+    home.mkdir()
+    empty.mkdir()
+    # The user's JDK is JAVA_HOME's alone: no java, no keytool on PATH (and so no other JDK's keystore is found).
+    env = certkit_env(HOME=str(home), JAVA_HOME=str(jdk), PATH=str(empty))
+
+    def certkit(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "certkit", "trust", *argv, "--java", "--ca-dir", str(pki.issuing)],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    def as_printed(line: str, marker: str, password: str) -> list[str]:
+        command = shlex.split(line.split(marker, 1)[1])
+        ran = subprocess.run(command, env=env, input=f"{password}\nyes\n", capture_output=True, text=True,
+                             timeout=120)  # keytool asks for the password (and, adding, whether to trust it)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        return command
+
+    refused = certkit("install")
+    assert refused.returncode == 1 and "add the CA yourself: " in refused.stderr, refused.stderr
+    command = as_printed(refused.stderr.strip(), "add the CA yourself: ", "hardened")
+    assert command[0] == str(jdk / "bin/keytool"), command
+    url = f"https://localhost:{server}/"
+    got = _java_get(jdk, java_client, url)
+    assert "HTTP 200" in got.stdout, got.stdout + got.stderr  # that JDK trusts it, as certkit's advice said
+    refused = certkit("uninstall")
+    assert refused.returncode == 1 and "take certkit's entries out yourself: " in refused.stderr, refused.stderr
+    as_printed(refused.stderr.strip(), "take certkit's entries out yourself: ", "hardened")
+    assert untrusted(_java_get(jdk, java_client, url).stdout)

@@ -65,6 +65,12 @@ class JavaStore(Store):
             self.notes.append(f"{cacerts} is a link to {self.path}, shared by every JDK that links it; "
                               "certkit edits that file and leaves the link in place")
 
+    @property
+    def tool(self) -> str:
+        """This JDK's keytool by its full path, for a command a user runs: the ``keytool`` of the PATH (under sudo, its
+        secure_path) may be another JDK's, which may not read this keystore, or none at all."""
+        return os.path.abspath(self.keytool)
+
     def unread(self) -> str | None:
         """Why no Java program reads this keystore (a cacerts whose JDK reads its jssecacerts instead), or None."""
         if self.unread_for is None:
@@ -90,7 +96,7 @@ class JavaStore(Store):
             return None  # installed already: nothing to change
         if not removing and anchor is not None:
             how = "add the CA yourself: " + anchor.by_hand(
-                ["keytool", "-importcert", "-alias", anchor.file_stem, "-keystore", str(self.path), "-file"])
+                [self.tool, "-importcert", "-alias", anchor.file_stem, "-keystore", str(self.path), "-file"])
         elif commands := [self.removal(e) for e in self.state(anchor).certkit_entries()]:
             how = f"take certkit's entries out yourself: {' && '.join(commands)}"
         else:
@@ -198,7 +204,7 @@ class JavaStore(Store):
         if not self.sealed or self.default_password is not False:
             return None
         alias = anchor.file_stem if anchor is not None else "ALIAS"
-        command = ["keytool", action, *(["-alias", alias] if anchor is not None or action != "-list" else [])]
+        command = [self.tool, action, *(["-alias", alias] if anchor is not None or action != "-list" else [])]
         if action == "-importcert" and anchor is not None:
             how = "add the CA yourself: " + anchor.by_hand([*command, "-keystore", str(self.path), "-file"])
         else:
@@ -244,7 +250,7 @@ class JavaStore(Store):
         self._running_programs()
 
     def removal(self, entry: Found) -> str | None:
-        argv = ["keytool", "-delete", "-alias", entry.name, "-keystore", str(self.path)]
+        argv = [self.tool, "-delete", "-alias", entry.name, "-keystore", str(self.path)]
         argv += ["-storepass", JAVA_STOREPASS] if self.default_password is not False else []  # else keytool asks
         return shlex.join((["sudo"] if not os.access(self.path, os.W_OK) else []) + argv)
 
