@@ -16,14 +16,20 @@ from certkit.errors import CertkitError
 from certkit.paths import absolute
 from certkit.text import is_utf8, shown
 
-# What chooses the inventory and the token, and how they are reached (libpq's connection variables
-# but PGPASSWORD, a secret), carried into the timer when set; the paths among them made absolute
-# (cron starts in the home folder, systemd in /).
+# What chooses the inventory and the token, and how they are reached (every connection variable libpq reads,
+# PQconndefaults' and the service file's, but PGPASSWORD, a secret), carried into the timer when set; the paths
+# among them made absolute (cron starts in the home folder, systemd in /). Those that only demand more of the
+# server ($PGCHANNELBINDING, $PGREQUIREAUTH, $PGSSLMINPROTOCOLVERSION, $PGSSLCERTMODE, $PGREQUIREPEER...) were
+# left out: the timer connected with less than this shell insisted on (no channel binding, a cleartext password).
 CARRIED_PATHS = ("PGPASSFILE", "SOFTHSM2_CONF", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT", "PGSSLKEY",
                  "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR")
 CARRIED_ENVIRONMENT = (ENV_INVENTORY_URL, *CARRIED_PATHS, "PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER",
                        "PGDATABASE", "PGSSLMODE", "PGREQUIRESSL", "PGGSSENCMODE", "PGTARGETSESSIONATTRS",
-                       "PGCONNECT_TIMEOUT", "PGCLIENTENCODING", "PGOPTIONS")
+                       "PGCONNECT_TIMEOUT", "PGCLIENTENCODING", "PGOPTIONS", "PGCHANNELBINDING", "PGREQUIREAUTH",
+                       "PGSSLNEGOTIATION", "PGSSLCOMPRESSION", "PGSSLCERTMODE", "PGSSLSNI", "PGREQUIREPEER",
+                       "PGMINPROTOCOLVERSION", "PGMAXPROTOCOLVERSION", "PGSSLMINPROTOCOLVERSION",
+                       "PGSSLMAXPROTOCOLVERSION", "PGKRBSRVNAME", "PGGSSLIB", "PGGSSDELEGATION", "PGLOADBALANCEHOSTS",
+                       "PGAPPNAME", "PGDATESTYLE", "PGTZ", "PGGEQO")
 
 
 def program() -> tuple[list[str], dict[str, str]]:

@@ -1,0 +1,88 @@
+"""The twenty-second round's team findings (audit team, round twenty-two): a PostgreSQL inventory shared by hosts,
+and a CA key in a PKCS#11 token.
+
+1. ``renew --install-timer``: of libpq's connection variables, those that only demand more of the server
+   ($PGCHANNELBINDING, $PGREQUIREAUTH, $PGSSLMINPROTOCOLVERSION, $PGSSLCERTMODE, $PGREQUIREPEER...) were not carried
+   into the unit or the crontab line, nor into the trial run: the timer connected with less than the shell insisted
+   on (no channel binding, a password sent in clear), and installing said nothing. Every variable libpq reads but
+   $PGPASSWORD is carried now.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from test_audit7_team import run_as_cron
+from test_team_hsm import _real_processes  # noqa: F401 (an autouse fixture: certkit runs as real processes)
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
+
+
+# --- 1. the timer connects as the shell insists ---------------------------------------------------------------------
+def _tls_on(server, tmp_path: Path, on: bool) -> None:
+    """The private server ``server`` with TLS on (a certificate certkit issued for 127.0.0.1) or off, reloaded."""
+    import shutil
+
+    from team_postgres import _run_as
+
+    data = server.base / "data"
+    if on and not (data / "server.key").exists():
+        env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "tls-ca"), HOME=str(tmp_path))
+        run_certkit("init-ca", "--name", "Database TLS", "--no-passphrase", env=env, check=True)
+        run_certkit("issue-server", "127.0.0.1", "--out", tmp_path / "tls", env=env, check=True)
+        shutil.copy(tmp_path / "tls" / "fullchain.pem", data / "server.crt")
+        shutil.copy(tmp_path / "tls" / "privkey.pem", data / "server.key")
+        if (user := _run_as()) is not None:
+            for name in ("server.crt", "server.key"):
+                os.chown(data / name, user.pw_uid, user.pw_gid)
+    with server.connect() as conn:
+        conn.execute(f"ALTER SYSTEM SET ssl = {'on' if on else 'off'}")
+        conn.execute("SELECT pg_reload_conf()")
+    import time
+
+    time.sleep(0.5)  # the postmaster reloads on its own schedule
+
+
+def test_the_timer_insists_on_what_libpqs_variables_insist_on(tmp_path: Path) -> None:
+    """The shell sets $PGCHANNELBINDING=require (and $PGREQUIREAUTH=scram-sha-256): the server speaks TLS, a timer
+    is installed, then the server answers without TLS (a TLS-stripping peer, a server whose TLS was turned off).
+    `certkit list` refuses to connect without channel binding; the crontab line had no $PGCHANNELBINDING (nor
+    $PGREQUIREAUTH) and connected anyway, the password exchange without TLS: it now carries both and refuses as
+    the shell does. Every connection variable of libpq's PQconndefaults but the password is carried."""
+    from psycopg import pq
+    from team_fixtures import started_postgres
+
+    from certkit.db_postgres import close_idle
+    from certkit.fleet.timer_env import CARRIED_ENVIRONMENT
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+    os.chmod(tmp_path / "pass", 0o600)
+    with started_postgres() as server:
+        _tls_on(server, tmp_path, True)
+        url = server.create_database("bind")
+        env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(home), PGCHANNELBINDING="require",
+                          PGREQUIREAUTH="scram-sha-256", **server.env())
+        run_certkit("init-ca", "--name", "Bound", "--inventory", url, "--passphrase-file", tmp_path / "pass",
+                    env=env, check=True)
+        proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", tmp_path / "pass", env=env,
+                           cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        line = proc.stdout.strip().splitlines()[-1]
+        assert " PGCHANNELBINDING=require " in line and " PGREQUIREAUTH=scram-sha-256 " in line, line
+        assert run_as_cron(line, home).returncode == 0
+        _tls_on(server, tmp_path, False)
+        listed = run_certkit("list", env=env, cwd=tmp_path)
+        assert listed.returncode == 1 and "channel binding required, but SSL not in use" in listed.stderr, listed
+        ran = run_as_cron(line, home)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        assert "channel binding required, but SSL not in use" in ran.stderr, ran.stderr
+        close_idle()
+
+    secret = {o.envvar.decode() for o in pq.Conninfo.get_defaults() if o.envvar and o.dispchar == b"*"}
+    read = {o.envvar.decode() for o in pq.Conninfo.get_defaults() if o.envvar} - secret
+    assert secret == {"PGPASSWORD"}, secret
+    assert read - set(CARRIED_ENVIRONMENT) == set(), read - set(CARRIED_ENVIRONMENT)
+    assert not secret & set(CARRIED_ENVIRONMENT)
