@@ -100,7 +100,7 @@ def _connecting(url: str, where: str, text: str, state: str, exc: Exception | No
     lowered = text.lower()
     connecting = not state and _is_connection_error(exc)
     if connecting and (answer := _server_answer(lowered)) is not None:
-        return f"The inventory {where} {answer.format(text=text)}"
+        return f"The inventory {where} {answer.format(text=text, **_demands(url))}"
     if connecting and re.search(r'definition of service|service file ".*" not found', lowered):
         return (f"The inventory {where} names a service that cannot be found on this host ({text}); define it in "
                 "~/.pg_service.conf (or in the file $PGSERVICEFILE names, which must exist), or fix service= in the "
@@ -122,6 +122,36 @@ def _connecting(url: str, where: str, text: str, state: str, exc: Exception | No
     if state.startswith(("08", "57")) or _is_connection_error(exc):
         return f"The inventory {where} cannot be reached: {text}."
     return None
+
+
+# The settings a refusal can come from, and the variable libpq takes each from when the URL does not set it.
+_DEMANDS = {"sslmode": "PGSSLMODE", "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING",
+            "target_session_attrs": "PGTARGETSESSIONATTRS"}
+
+
+def _demands(url: str) -> dict[str, str]:
+    """Where each of :data:`_DEMANDS` comes from, in words, in libpq's order: "the URL's sslmode=require", the
+    service's, "$PGSSLMODE=require" (libpq's variable), else libpq's default. A message said "the URL's" of a
+    setting only $PGCHANNELBINDING made, sending one to look for it in a URL without it."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(url)
+    except Exception:
+        params = {}
+    said = {}
+    for keyword, variable in _DEMANDS.items():
+        service = params.get("service") or os.environ.get("PGSERVICE")
+        if params.get(keyword):
+            said[keyword] = f"the URL's {keyword}={params[keyword]}"
+        elif service:  # libpq reads the service's settings before its variables
+            also = f", else ${variable}={os.environ[variable]}" if os.environ.get(variable) else ""
+            said[keyword] = f"the {keyword} of the service {service}{also}"
+        elif os.environ.get(variable):
+            said[keyword] = f"${variable}={os.environ[variable]}"
+        else:
+            said[keyword] = f"libpq's {keyword}"
+    return said
 
 
 def _grant(text: str, url: str) -> str:
@@ -235,16 +265,16 @@ _ANSWERS: tuple[tuple[tuple[str, ...], str], ...] = (
      "was reached, but its pg_hba.conf refuses this connection: {text}; a line there must let this user reach "
      "this database from this host (then SELECT pg_reload_conf())."),
     (("does not support ssl",),
-     "was reached, but it does not offer TLS, and the URL's sslmode requires it: {text}; enable ssl on the "
+     "was reached, but it does not offer TLS, and {sslmode} requires it: {text}; enable ssl on the "
      "server, or choose another sslmode (prefer, disable)."),
     (("gssapi encryption required", "does not support gssapi"),
-     "was reached, but GSSAPI encryption, which the URL's gssencmode requires, cannot be used: {text}; choose "
+     "was reached, but GSSAPI encryption, which {gssencmode} requires, cannot be used: {text}; choose "
      "another gssencmode."),
     (("channel binding required",),
-     "was reached, but the URL's channel_binding=require cannot be met: {text}; use TLS (sslmode) or choose "
+     "was reached, but {channel_binding} cannot be met: {text}; use TLS (sslmode) or choose "
      "another channel_binding."),
     (("hot standby mode", "session is read-only", "session is not read-only", "server is in hot standby"),
-     "was reached, but it is not the kind of server the URL's target_session_attrs asks for: {text}."),
+     "was reached, but it is not the kind of server {target_session_attrs} asks for: {text}."),
     (("requires a valid client certificate",),
      "was reached, but it wants a client certificate: {text}; give one with sslcert=PATH and sslkey=PATH (or "
      "~/.postgresql/postgresql.crt and .key)."),

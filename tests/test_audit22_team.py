@@ -6,6 +6,9 @@ and a CA key in a PKCS#11 token.
    into the unit or the crontab line, nor into the trial run: the timer connected with less than the shell insisted
    on (no channel binding, a password sent in clear), and installing said nothing. Every variable libpq reads but
    $PGPASSWORD is carried now.
+2. A connection refused for what sslmode, channel_binding, gssencmode or target_session_attrs demand was said to be
+   "the URL's" demand when $PGSSLMODE, $PGCHANNELBINDING... (or a service) made it: the error now names where it came
+   from.
 """
 
 from __future__ import annotations
@@ -86,3 +89,19 @@ def test_the_timer_insists_on_what_libpqs_variables_insist_on(tmp_path: Path) ->
     assert secret == {"PGPASSWORD"}, secret
     assert read - set(CARRIED_ENVIRONMENT) == set(), read - set(CARRIED_ENVIRONMENT)
     assert not secret & set(CARRIED_ENVIRONMENT)
+
+
+def test_a_demand_of_libpqs_variable_is_not_said_to_be_the_urls(tmp_path: Path, pg_ca) -> None:
+    """The server offers no TLS; $PGCHANNELBINDING=require, $PGSSLMODE=require, $PGTARGETSESSIONATTRS=standby in the
+    environment, none in the URL: the error names the variable (was: "the URL's channel_binding=require cannot be
+    met", "the URL's sslmode requires it", "the URL's target_session_attrs", of a URL that sets none of them)."""
+    from conftest import assert_clean_error
+
+    for variable, said in (("PGCHANNELBINDING=require", "but $PGCHANNELBINDING=require cannot be met: "),
+                           ("PGSSLMODE=require", "does not offer TLS, and $PGSSLMODE=require requires it: "),
+                           ("PGTARGETSESSIONATTRS=standby", "not the kind of server $PGTARGETSESSIONATTRS=standby "
+                                                            "asks for: ")):
+        name, value = variable.split("=")
+        proc = run_certkit("list", env=dict(pg_ca, **{name: value}), cwd=tmp_path)
+        assert_clean_error(proc, said)
+        assert "the URL's" not in proc.stderr, proc.stderr
