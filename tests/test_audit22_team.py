@@ -54,10 +54,11 @@ def test_the_timer_insists_on_what_libpqs_variables_insist_on(tmp_path: Path) ->
     $PGREQUIREAUTH) and connected anyway, the password exchange without TLS: it now carries both and refuses as
     the shell does. Every connection variable of libpq's PQconndefaults but the password is carried."""
     from psycopg import pq
-    from team_fixtures import started_postgres
 
     from certkit.db_postgres import close_idle
     from certkit.fleet.timer_env import CARRIED_ENVIRONMENT
+
+    from team_fixtures import started_postgres
 
     home = tmp_path / "home"
     home.mkdir()
