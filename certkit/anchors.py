@@ -337,7 +337,7 @@ def recorded_cas(ca_dir: str | Path | None) -> RecordedCAs | None:
     no CA directory or it cannot be read (then nothing is known, and nothing is said from it)."""
     from cryptography import x509
 
-    from certkit.store import CADirectory
+    from certkit.store import CADirectory, check_binding
 
     try:
         store = CADirectory(ca_dir)
@@ -345,6 +345,7 @@ def recorded_cas(ca_dir: str | Path | None) -> RecordedCAs | None:
             return None
         own, parents = store.load_certificates()
         inventory = store.inventory
+        check_binding(inventory, own)  # another CA's (a wrong $CERTKIT_INVENTORY_URL): neither migrated nor read
         inventory.check(settle=False)
         rows = inventory.rows("WHERE kind = ?", ("ca",))
         cas = [(row["status"], inventory.certificate(row["serial"])) for row in rows]

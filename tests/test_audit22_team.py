@@ -9,6 +9,9 @@ and a CA key in a PKCS#11 token.
 2. A connection refused for what sslmode, channel_binding, gssencmode or target_session_attrs demand was said to be
    "the URL's" demand when $PGSSLMODE, $PGCHANNELBINDING... (or a service) made it: the error now names where it came
    from.
+3. A command given another CA's inventory (a wrong $CERTKIT_INVENTORY_URL) of an older schema migrated it, and
+   settled its pending rows, before refusing it as another CA's: that CA's hosts, on the older certkit, were then
+   locked out of their own inventory. Whose inventory it is is now checked first.
 """
 
 from __future__ import annotations
@@ -106,3 +109,57 @@ def test_a_demand_of_libpqs_variable_is_not_said_to_be_the_urls(tmp_path: Path, 
         proc = run_certkit("list", env=dict(pg_ca, **{name: value}), cwd=tmp_path)
         assert_clean_error(proc, said)
         assert "the URL's" not in proc.stderr, proc.stderr
+
+
+# --- 3. another CA's inventory is refused before it is migrated -----------------------------------------------------
+def test_another_cas_older_inventory_is_refused_before_it_is_migrated(tmp_path: Path, postgres_server, postgres_url,
+                                                                       pg_ca, monkeypatch) -> None:
+    """$CERTKIT_INVENTORY_URL names, by mistake, another CA's inventory, of schema version 2 (its hosts run an older
+    certkit): `certkit list` refuses it as another CA's, and leaves it at version 2 (was: migrated it to version 3,
+    then refused it: the other CA's hosts were then told their inventory "was written by a newer certkit"). The same
+    for an SQLite inventory file of another CA directory, and for what `serve` and `verify` read of the CAs an
+    inventory records (anchors.recorded_cas: it read another CA's records, after migrating them)."""
+    from conftest import assert_clean_error
+
+    other = postgres_server.create_database("other")
+    other_env = dict(pg_ca, CERTKIT_CA_DIR=str(tmp_path / "other"))
+    run_certkit("init-ca", "--name", "Other CA", "--inventory", other, "--no-passphrase", env=other_env, check=True)
+    run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=other_env, check=True)
+    with postgres_server.connect(other.rsplit("/", 1)[1]) as conn:  # version 2, as test_team_postgres makes one
+        conn.execute("ALTER TABLE certificates DROP COLUMN sink, DROP COLUMN writer, DROP COLUMN keyed")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    proc = run_certkit("list", env=dict(pg_ca, CERTKIT_INVENTORY_URL=other), cwd=tmp_path)
+    assert_clean_error(proc, f"The inventory {other} belongs to another CA")
+    with postgres_server.connect(other.rsplit("/", 1)[1]) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'certificates' AND "
+                            "column_name = 'sink'").fetchone()[0] == 0
+
+    import sqlite3
+
+    from certkit.inventory.schema import COLUMNS
+
+    files = dict(pg_ca, CERTKIT_CA_DIR=str(tmp_path / "files"))
+    run_certkit("init-ca", "--name", "File CA", "--no-passphrase", env=files, check=True)
+    run_certkit("issue-server", "b.example", "--out", tmp_path / "b", env=files, check=True)
+    inventory = tmp_path / "files" / "inventory.sqlite3"
+    with sqlite3.connect(inventory) as conn:
+        declared = ", ".join(c + (" TEXT PRIMARY KEY" if c == "serial" else "") for c in COLUMNS[2])
+        conn.execute(f"CREATE TABLE v2 ({declared})")
+        conn.execute(f"INSERT INTO v2 SELECT {', '.join(COLUMNS[2])} FROM certificates")
+        conn.execute("DROP TABLE certificates")
+        conn.execute("ALTER TABLE v2 RENAME TO certificates")
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    proc = run_certkit("list", env=dict(pg_ca, CERTKIT_INVENTORY_URL=str(inventory)), cwd=tmp_path)
+    assert_clean_error(proc, "belongs to another CA")
+    with sqlite3.connect(inventory) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    from certkit.anchors import recorded_cas
+
+    monkeypatch.setenv("CERTKIT_INVENTORY_URL", str(inventory))
+    assert recorded_cas(tmp_path / "ca") is None
+    with sqlite3.connect(inventory) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
