@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
@@ -155,9 +155,11 @@ class PostgresDatabase:
                "$PGDATABASE, $PGSERVICE), or restore it from a backup.")
 
     def exists(self) -> bool:
-        """Whether the database holds an inventory (raises if it cannot be reached)."""
+        """Whether the database holds an inventory (raises if unreachable, or hidden: db_postgres_errors)."""
+        from certkit.db_postgres_errors import hidden_inventory
         with self.transaction() as tx:
-            return tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0]
+            return tx.execute("SELECT to_regclass('certificates') IS NOT NULL").fetchone()[0] or hidden_inventory(
+                self.url, tx)
 
     def create(self, statements: Sequence[str]) -> None:
         """Create the inventory's tables in an empty database, in one transaction: one init-ca at a time
@@ -432,10 +434,8 @@ def close_idle(url: str | None = None) -> None:
 
 
 def _close(conn) -> None:
-    try:
+    with suppress(Exception):
         conn.close()
-    except Exception:
-        pass
 
 
 def _forget_inherited() -> None:

@@ -154,15 +154,41 @@ def _demands(url: str) -> dict[str, str]:
     return said
 
 
-def _grant(text: str, url: str) -> str:
-    """What to do about a privilege the role lacks (42501), after libpq's words ``text``."""
+def hidden_inventory(url: str, tx) -> bool:
+    """Refuse, in words, an inventory whose tables are in a schema of the search_path this role has no USAGE on:
+    PostgreSQL leaves such a schema out of name lookup, and the inventory was said to be missing ("holds no certkit
+    inventory (its tables are missing) ... or restore it from a backup"), of a database that holds it."""
+    found = tx.execute(
+        "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.relname = "
+        "'certificates' AND c.relkind IN ('r', 'p') AND NOT has_schema_privilege(n.oid, 'USAGE') AND n.nspname = "
+        "ANY (SELECT replace(btrim(part, ' \"'), '$user', current_user) FROM unnest(string_to_array("
+        "current_setting('search_path'), ',')) AS part) ORDER BY 1 LIMIT 1").fetchone()
+    if found is None:
+        return False
+    role = _role(url)
+    schema = found[0] if re.fullmatch(r"[a-z_][a-z0-9_]*", found[0]) else '"' + found[0].replace('"', '""') + '"'
+    error = InventoryError(f"The inventory {shown_url(url)} may not be used by this database user: its tables are in "
+                           f"the schema {schema} of its search_path, which the role may not use; GRANT USAGE ON SCHEMA "
+                           f"{schema} TO {role} (and SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema}), "
+                           "or use a role that may; nothing was changed.")
+    error.cannot_write = True
+    raise error
+
+
+def _role(url: str) -> str:
+    """The URL's role as SQL names it (ROLE when it names none)."""
     try:
         from psycopg.conninfo import conninfo_to_dict
 
         role = conninfo_to_dict(url).get("user") or "ROLE"
     except Exception:  # not readable as conninfo: libpq said so before any privilege was checked
         role = "ROLE"
-    role = role if re.fullmatch(r"[a-z_][a-z0-9_]*", role) else '"' + role.replace('"', '""') + '"'
+    return role if re.fullmatch(r"[a-z_][a-z0-9_]*", role) else '"' + role.replace('"', '""') + '"'
+
+
+def _grant(text: str, url: str) -> str:
+    """What to do about a privilege the role lacks (42501), after libpq's words ``text``."""
+    role = _role(url)
     if (schema := re.search(r'permission denied for schema "?([^"\s]+)', text)) is not None:
         return (f"the role must be allowed to create the tables there (GRANT CREATE ON SCHEMA {schema[1]} TO "
                 f"{role}; since PostgreSQL 15 only the database's owner may, by default), or run this as the "

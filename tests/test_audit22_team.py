@@ -12,6 +12,9 @@ and a CA key in a PKCS#11 token.
 3. A command given another CA's inventory (a wrong $CERTKIT_INVENTORY_URL) of an older schema migrated it, and
    settled its pending rows, before refusing it as another CA's: that CA's hosts, on the older certkit, were then
    locked out of their own inventory. Whose inventory it is is now checked first.
+4. A role without USAGE on the schema that holds the inventory (PostgreSQL leaves such a schema out of name lookup)
+   was told the database "holds no certkit inventory (its tables are missing) ... or restore it from a backup": it
+   is now told the schema and the GRANT it needs.
 """
 
 from __future__ import annotations
@@ -163,3 +166,34 @@ def test_another_cas_older_inventory_is_refused_before_it_is_migrated(tmp_path: 
     with sqlite3.connect(inventory) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
+
+
+# --- 4. a schema the role may not use hides the inventory: said, not "missing, restore it from a backup" -------------
+def test_an_inventory_in_a_schema_the_role_may_not_use_is_not_said_to_be_missing(tmp_path: Path, postgres_server,
+                                                                                postgres_url, pg_ca) -> None:
+    """A reader role may SELECT the tables, but USAGE on the schema public was revoked from PUBLIC: `certkit list` and
+    `check` said "holds no certkit inventory (its tables are missing); ... or restore it from a backup" of a
+    database that holds it; they now name the schema and the GRANT USAGE it needs. Granted, list works."""
+    from conftest import assert_clean_error
+
+    database = postgres_url.rsplit("/", 1)[1]
+    role = f"hidden_{database}"  # roles are the cluster's: one of this database's own
+    with postgres_server.connect(database) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-password'")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    url = postgres_url.replace("//certkit@", f"//{role}@")
+    env = dict(pg_ca, CERTKIT_INVENTORY_URL=url, PGPASSWORD="reader-password")
+    said = (f"The inventory {url} may not be used by this database user: its tables are in the schema public of its "
+            f"search_path, which the role may not use; GRANT USAGE ON SCHEMA public TO {role} ")
+    for args in (["list"], ["check"]):
+        proc = run_certkit(*args, env=env, cwd=tmp_path)
+        if args == ["list"]:
+            assert_clean_error(proc, said)
+        else:
+            assert proc.returncode == 1 and f"ERROR   inventory  {said}" in proc.stdout, proc.stdout + proc.stderr
+        assert "missing" not in proc.stdout + proc.stderr and "backup" not in proc.stdout + proc.stderr
+    with postgres_server.connect(database) as conn:
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    proc = run_certkit("list", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
