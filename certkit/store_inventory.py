@@ -340,13 +340,44 @@ def check_binding(inventory: Inventory, cert: "x509.Certificate") -> None:
         return
     from cryptography.hazmat.primitives import hashes
 
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
     with inventory.transaction() as tx:
         found = tx.execute("SELECT value FROM meta WHERE key = ?", (BINDING,)).fetchone()
-    if found is None or found[0] != cert.fingerprint(hashes.SHA256()).hex():
-        raise CABroken(f"The inventory {shown(inventory.location)} belongs to "
-                       f"{'no CA' if found is None else 'another CA'} (its CA certificate fingerprint is "
-                       f"{found[0][:16] + '...' if found else 'not recorded'}); check the URL in certkit-ca.json "
-                       "and $CERTKIT_INVENTORY_URL.")
+        elsewhere = _schema_of(tx, fingerprint) if found is None or found[0] != fingerprint else None
+    if found is None or found[0] != fingerprint:
+        said = (f"The inventory {shown(inventory.location)} belongs to {'no CA' if found is None else 'another CA'} "
+                f"(its CA certificate fingerprint is {found[0][:16] + '...' if found else 'not recorded'})")
+        if elsewhere:  # a schema named as the role, made for another CA, comes first in the default search_path
+            raise CABroken(f"{said}: its tables are those of the schema {elsewhere[0]}, the first of the search_path "
+                           f"that holds them; this CA's are in the schema {elsewhere[1]} of the same database: name "
+                           f"that schema in the URL (options=-csearch_path%3D{elsewhere[1]}) in certkit-ca.json "
+                           "and on every host, then try again.")
+        raise CABroken(f"{said}; check the URL in certkit-ca.json and $CERTKIT_INVENTORY_URL.")
+
+
+def _schema_of(tx, fingerprint: str) -> tuple[str, str] | None:
+    """(the schema of the inventory the search_path finds, the schema of this database that holds this CA's
+    inventory) when another schema than the one found holds it; else None."""
+    import re
+
+    from certkit.errors import InventoryError
+
+    try:
+        found = tx.execute("SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass('meta')"
+                           ).fetchone()
+        schemas = [name for (name,) in tx.execute(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' "
+            "AND c.relkind IN ('r', 'p') AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, "
+            "'SELECT') ORDER BY 1")]
+        for schema in schemas:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema) or (found and schema == found[0]):
+                continue
+            bound = tx.execute(f"SELECT value FROM {schema}.meta WHERE key = ?", (BINDING,)).fetchone()
+            if bound is not None and bound[0] == fingerprint:
+                return (found[0] if found else "?"), schema
+    except InventoryError:  # what cannot be read here is not said
+        return None
+    return None
 
 
 def inventory_from_environment() -> str | None:

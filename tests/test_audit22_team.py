@@ -15,6 +15,10 @@ and a CA key in a PKCS#11 token.
 4. A role without USAGE on the schema that holds the inventory (PostgreSQL leaves such a schema out of name lookup)
    was told the database "holds no certkit inventory (its tables are missing) ... or restore it from a backup": it
    is now told the schema and the GRANT it needs.
+5. Two CAs in one database: a second CA's tables in a schema named as the role (options=-csearch_path=certkit) come
+   first in the default search_path ("$user", public) of the first CA, which was then told its inventory "belongs to
+   another CA ...; check the URL", of a URL that had not changed. It is now told which schema the search_path found,
+   which schema holds its own inventory, and the options= that names it.
 """
 
 from __future__ import annotations
@@ -197,3 +201,33 @@ def test_an_inventory_in_a_schema_the_role_may_not_use_is_not_said_to_be_missing
         conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
     proc = run_certkit("list", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- 5. two CAs in one database: a role-named schema comes first in the search_path ---------------------------------
+def test_a_second_cas_schema_named_as_the_role_is_said_to_hide_the_first_cas(tmp_path: Path, postgres_server,
+                                                                             postgres_url, pg_ca) -> None:
+    """The first CA's tables are in public; a second CA is made in the schema certkit (the role's name), which the
+    default search_path ("$user", public) now puts first: the first CA's `list` and `check` name both schemas and the
+    URL's options= that finds its own (was: "belongs to another CA ...; check the URL in certkit-ca.json", of a URL
+    no one changed); with that options=, list works again."""
+    from conftest import assert_clean_error
+
+    database = postgres_url.rsplit("/", 1)[1]
+    run_certkit("issue-server", "first.example", "--out", tmp_path / "first", "--passphrase-file", tmp_path / "pass",
+                env=pg_ca, check=True)
+    with postgres_server.connect(database) as conn:
+        conn.execute("CREATE SCHEMA certkit")
+    second = dict(pg_ca, CERTKIT_CA_DIR=str(tmp_path / "second"))
+    run_certkit("init-ca", "--name", "Second CA", "--inventory", postgres_url + "?options=-csearch_path%3Dcertkit",
+                "--no-passphrase", env=second, check=True)
+    said = (f"The inventory {postgres_url} belongs to another CA (its CA certificate fingerprint is ")
+    hint = ("its tables are those of the schema certkit, the first of the search_path that holds them; this CA's are "
+            "in the schema public of the same database: name that schema in the URL (options=-csearch_path%3Dpublic)")
+    proc = run_certkit("list", env=pg_ca, cwd=tmp_path)
+    assert_clean_error(proc, said)
+    assert hint in proc.stderr, proc.stderr
+    proc = run_certkit("check", env=pg_ca, cwd=tmp_path)
+    assert proc.returncode == 1 and hint in proc.stdout, proc.stdout + proc.stderr
+    proc = run_certkit("list", env=dict(pg_ca, CERTKIT_INVENTORY_URL=postgres_url + "?options=-csearch_path%3Dpublic"),
+                       cwd=tmp_path)
+    assert proc.returncode == 0 and "first.example" in proc.stdout, proc.stdout + proc.stderr
