@@ -19,6 +19,9 @@ and a CA key in a PKCS#11 token.
    first in the default search_path ("$user", public) of the first CA, which was then told its inventory "belongs to
    another CA ...; check the URL", of a URL that had not changed. It is now told which schema the search_path found,
    which schema holds its own inventory, and the options= that names it.
+6. A PIN file "PIN \n" (a blank before the newline) sent "PIN " to the token, which refused it (a try of the few
+   before it locks) and was said only to have "refused the PIN": the error now says that the PIN sent began or ended
+   with white space, which went to the token as part of it.
 """
 
 from __future__ import annotations
@@ -231,3 +234,31 @@ def test_a_second_cas_schema_named_as_the_role_is_said_to_hide_the_first_cas(tmp
     proc = run_certkit("list", env=dict(pg_ca, CERTKIT_INVENTORY_URL=postgres_url + "?options=-csearch_path%3Dpublic"),
                        cwd=tmp_path)
     assert proc.returncode == 0 and "first.example" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- 6. a PIN with a blank around it: said when the token refuses it -------------------------------------------------
+def test_a_refused_pin_with_a_blank_around_it_is_said_so(tmp_path: Path, token) -> None:
+    """`--passphrase-file` holds "PIN \\n", $CERTKIT_PKCS11_PIN " PIN": the token refuses each (a try it counts), and
+    the error says the PIN sent began or ended with white space (was: "refused the PIN" alone); the PIN without it
+    signs."""
+    from test_team_hsm import init_token_ca
+
+    from conftest import assert_clean_error
+
+    init_token_ca(tmp_path, token)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    (tmp_path / "pin").write_text(token.pin + " \n")
+    os.chmod(tmp_path / "pin", 0o600)
+    said = (f"The token '{token.label}' refused the PIN (tokens lock after a few wrong PINs; certkit does not retry). "
+            "The PIN sent began or ended with white space, which went to the token as part of it: remove it if it is "
+            "no part of the PIN.")
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", "--passphrase-file", tmp_path / "pin",
+                       env=env, cwd=tmp_path)
+    assert_clean_error(proc, said)
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=dict(env, CERTKIT_PKCS11_PIN=" "
+                                                                                      + token.pin), cwd=tmp_path)
+    assert_clean_error(proc, said)
+    assert not (tmp_path / "a").exists()
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", "--passphrase-file", token.pin_file,
+                       env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr

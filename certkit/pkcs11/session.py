@@ -358,9 +358,11 @@ def _login(token, text: str, rw: bool):
                                      "sets one (e.g. softhsm2-util --init-pin or pkcs11-tool --init-pin).") from None
     except pkcs11.UserAlreadyLoggedIn:  # another key of this process opened the token: login is per process
         return transient(token.open, rw=rw)
-    except pkcs11.PinIncorrect:
+    except pkcs11.PinIncorrect:  # a blank around it (a PIN file's "1234 ") was sent as part of it: said so
+        blank = (" The PIN sent began or ended with white space, which went to the token as part of it: remove it "
+                 "if it is no part of the PIN.") if text != text.strip() else ""
         raise TokenPinIncorrect(f"The token '{shown(token.label)}' refused the PIN (tokens lock after a few "
-                                "wrong PINs; certkit does not retry).") from None
+                                f"wrong PINs; certkit does not retry).{blank}") from None
     except (pkcs11.TokenNotPresent, pkcs11.DeviceRemoved, pkcs11.SlotIDInvalid, pkcs11.GeneralError) as exc:
         raise TokenAbsent(f"The token '{shown(token.label)}' is no longer present or stopped answering: "
                           f"{words(exc)}.", cause=words(exc)) from None
