@@ -32,7 +32,7 @@ from certkit.atomic import new_folder, sweep_stale, write_new_file
 from certkit.ca_checks import after_saving
 from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.constants import MAX_CERT_FILE_BYTES
-from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, InventoryError, PassphraseRequired, loads_json
+from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
 from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
@@ -401,14 +401,11 @@ class CADirectory:
         cert, parents = self.load_certificates()
         inventory = self.inventory
         check_inventory_file(inventory)
-        try:  # another CA's inventory (a wrong URL) is refused before this command migrates it or settles its rows
+        # Another CA's inventory (a wrong URL) is refused before this command migrates it or settles its rows; a
+        # missing one is said by check(), one that cannot be reached by exists().
+        if inventory.db.exists():
             check_binding(inventory, cert)
-            bound = True
-        except InventoryError:  # missing, or too old to say whose it is: check() says which, in its words
-            bound = False
         inventory.check()
-        if not bound:
-            check_binding(inventory, cert)
         return CA(cert, None, parents, inventory=inventory, store=self)
 
     def load(self, passphrase: Passphrase = None) -> "CA":
