@@ -298,8 +298,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
             items.append({"file": name, **describe_certificate(cert, now=now)})
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
-        for crl, name in material.crls:
-            items.append({"file": name, **describe_crl(crl, now=now)})
+        for crl, name in material.crls:  # its signature checked with the certificates beside it
+            items.append({"file": name, **describe_crl(crl, now=now, beside=material.certificates)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
         raise UnreadableFile(f"{path} holds {damage_said(exc, 'certificate or CSR')}.") from None
     keys = []

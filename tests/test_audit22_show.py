@@ -1,0 +1,120 @@
+"""Round twenty-two, area show: what inspect, verify, probe and serve say of inputs real peers judge otherwise,
+checked against those peers (openssl verify, openssl s_server, curl, Python's ssl) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import certkit_env, run_certkit
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem(obj) -> bytes:
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+# --- 1. a CRL OpenSSL cannot use, given alone, was described as any CRL ------------------------------------------
+@pytest.fixture(scope="module")
+def crl_ca(tmp_path_factory) -> tuple:
+    """A CA ("CRL CA") and a server leaf it signed (serial 1000), as PEM files in a folder."""
+    where = tmp_path_factory.mktemp("crl")
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("CRL CA")).issuer_name(_name("CRL CA"))
+          .public_key(key.public_key()).serial_number(1).not_valid_before(NOW - dt.timedelta(days=1))
+          .not_valid_after(NOW + dt.timedelta(days=100))
+          .add_extension(x509.BasicConstraints(True, None), True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+          .sign(key, hashes.SHA256()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
+            .public_key(leaf_key.public_key()).serial_number(1000).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=50))
+            .add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+    (where / "leaf.pem").write_bytes(_pem(leaf))
+    return where, ca, key
+
+
+def _crl(ca, key, *, this_update=None, extensions=(), signer=None) -> bytes:
+    signer = signer or key
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(this_update or NOW - dt.timedelta(hours=1)).next_update(NOW + dt.timedelta(days=9))
+               .add_extension(x509.CRLNumber(5), False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False))
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical)
+    return _pem(builder.sign(signer, hashes.SHA256()))
+
+
+_IDP = dict(full_name=None, relative_name=None, only_contains_user_certs=False, only_contains_ca_certs=False,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
+CRLS = {  # name: (what to build, what openssl verify -crl_check says of the leaf, words inspect must say)
+    "plain": ({}, None, None),
+    "future": ({"this_update": NOW + dt.timedelta(days=2)}, "CRL is not yet valid", "not yet valid"),
+    "delta": ({"extensions": [(x509.DeltaCRLIndicator(4), True)]}, "unable to get certificate CRL",
+              "delta CRL"),
+    "ca-only": ({"extensions": [(x509.IssuingDistributionPoint(**{**_IDP, "only_contains_ca_certs": True}), True)]},
+                "different CRL scope", "covers CA certificates only"),
+    "some-reasons": ({"extensions": [(x509.IssuingDistributionPoint(**{
+        **_IDP, "only_some_reasons": frozenset({x509.ReasonFlags.key_compromise})}), True)]},
+        "unable to get certificate CRL", "some reasons only"),
+    "indirect": ({"extensions": [(x509.IssuingDistributionPoint(**{**_IDP, "indirect_crl": True}), True)]},
+                 "unable to get certificate CRL", "indirect CRL"),
+    "unknown-critical": ({"extensions": [(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"),
+                                                                      b"\x05\x00"), True)]},
+                         "unhandled critical CRL extension", "critical extension OpenSSL does not handle"),
+    "other-key": ({"signer": ec.generate_private_key(ec.SECP256R1())}, "unable to get certificate CRL",
+                  "NOT signed by the key of the certificate of CN=CRL CA here"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRLS))
+def test_inspect_says_a_crl_openssl_cannot_use_alone_is_not_usable(crl_ca, case: str) -> None:
+    """A CRL whose thisUpdate is still to come, a delta CRL, one whose issuingDistributionPoint covers CA
+    certificates only, some reasons only, or is indirect, one with a critical extension OpenSSL does not handle,
+    and one signed by another key of the CA's name: given with the CA to openssl verify -crl_check (as nginx's
+    ssl_crl is), every certificate of the CA is refused; inspect described each as a current CRL, with nothing
+    said (and JSON status "current")."""
+    where, ca, key = crl_ca
+    build, openssl_says, inspect_says = CRLS[case]
+    both = where / f"{case}.pem"  # the CA and its CRL in one file: what -CAfile (and ssl_crl beside it) is given
+    both.write_bytes(_pem(ca) + _crl(ca, key, **build))
+    peer = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", both, where / "leaf.pem"],
+                          capture_output=True, text=True)
+    env = certkit_env(HOME=str(where))
+    text = run_certkit("inspect", both, env=env, check=True).stdout
+    [item] = [i for i in json.loads(run_certkit("inspect", both, "--json", env=env, check=True).stdout)["items"]
+              if i["type"] == "crl"]
+    if openssl_says is None:
+        assert peer.returncode == 0, peer.stdout + peer.stderr
+        assert "NOT" not in text and item["status"] == "current" and item["unusable"] == [], text
+        assert item["signature"] == "valid: signed by the key of the certificate of CN=CRL CA here", item
+        return
+    assert peer.returncode != 0 and openssl_says in peer.stdout + peer.stderr, peer.stdout + peer.stderr
+    assert inspect_says in text, text
+    said = " ".join([item["status"], *item["unusable"], item["signature"] or ""])
+    assert inspect_says in said and openssl_says in said, item
+    if case == "future":
+        assert item["status"].startswith("not yet valid") and "(not yet valid: its thisUpdate is" in text, text
+    elif case == "other-key":
+        assert item["signature"].startswith("NOT signed") and "  signature     NOT signed" in text, text
+    else:
+        assert item["status"] == "current" and len(item["unusable"]) == 1 and "  NOT USABLE    it " in text, text
