@@ -122,6 +122,9 @@ def load_certificates(path: str | Path, role: str) -> list:
 
 
 def _require_something(path: Path, material: Material, wanted: str, crls: bool) -> None:
+    if not (material.certificates or material.csrs or (crls and material.crls)) and \
+            {"PKCS7", "CMS"} & set(material.other):
+        raise UnreadableFile(f"{_name(path)} is {PKCS7}, not a PEM certificate{advice_for(PKCS7, path)}.")
     if not (material.certificates or material.csrs or (crls and material.crls)):
         found = ["a private key"] if material.keys else []
         found += ["a CRL"] if material.crls else []
@@ -344,16 +347,20 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
 
 DER_KEY = "a private key in DER form"
 PKCS12 = "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)"
+PKCS7 = "a PKCS#7 bundle (a .p7b or .p7c file: certificates in a signed-data envelope, which certkit does not read)"
+PKCS7_DER = PKCS7.replace("bundle", "bundle in DER form", 1)
 
 
 def binary_kind(data: bytes) -> str | None:
     """What a binary file that is no DER certificate, CSR or CRL holds, when certkit can tell (a bundle.p12 given
     where its cert.pem was meant, a DER key, a Java keystore), in words: every reader of a file of the wrong kind
     says what it is, not "it may be truncated"; None when it cannot tell."""
-    from certkit.formats.recorded import is_a_der_key, is_keystore, is_pkcs12
+    from certkit.formats.recorded import is_a_der_key, is_keystore, is_pkcs7, is_pkcs12
 
     if is_pkcs12(data[:64]):
         return PKCS12
+    if is_pkcs7(data[:64]):
+        return PKCS7_DER if data[:1] == b"\x30" else PKCS7
     if is_keystore(data[:64]):
         return "a Java keystore or an OpenPGP secret key"
     return DER_KEY if len(data) <= 64 * 1024 and is_a_der_key(data) else None
@@ -407,6 +414,10 @@ def key_problem(chain: bytes, chain_path: Path | str, key, key_path: Path | str)
 def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
     """What to give instead of a file of ``kind`` (:func:`binary_kind`) where a certificate (or a ``key``) is
     read, as the end of a sentence."""
+    if kind in (PKCS7, PKCS7_DER):
+        der = " -inform DER" if kind == PKCS7_DER else ""
+        return (f"; take the certificates out with 'openssl pkcs7{der} -in {shown(path)} -print_certs -out "
+                "certs.pem' and give that file")
     if kind != PKCS12:
         return ""
     if key:

@@ -118,3 +118,37 @@ def test_inspect_says_a_crl_openssl_cannot_use_alone_is_not_usable(crl_ca, case:
         assert item["signature"].startswith("NOT signed") and "  signature     NOT signed" in text, text
     else:
         assert item["status"] == "current" and len(item["unusable"]) == 1 and "  NOT USABLE    it " in text, text
+
+
+# --- 2. a PKCS#7 bundle (.p7b) was said to hold no certificate -------------------------------------------------
+def test_a_pkcs7_bundle_is_named_with_the_command_that_takes_its_certificates_out(ca_dir, ca_env, tmp_path) -> None:
+    """Windows, keytool and many CAs hand out a chain as a .p7b (PKCS#7, PEM or DER). inspect, verify, probe
+    and serve said "b.p7b holds a pkcs7 but no certificate" (it holds three), "holds no certificate (PEM
+    -----BEGIN CERTIFICATE-----)", or of the DER form "may be truncated or not a certificate at all". Each now
+    says what it is and the openssl command that takes its certificates out; that command works."""
+    run_certkit("issue-server", "localhost", "--out", tmp_path / "srv", env=ca_env, check=True)
+    full = tmp_path / "srv" / "fullchain.pem"
+    for der in (False, True):
+        p7b = tmp_path / ("b.der.p7b" if der else "b.p7b")
+        subprocess.run(["openssl", "crl2pkcs7", "-nocrl", "-certfile", full, "-certfile", ca_dir / "ca.pem",
+                        "-out", p7b, *(["-outform", "DER"] if der else [])], check=True)
+        uses = [("inspect", p7b), ("verify", p7b, "--purpose", "server"),
+                ("verify", full, "--purpose", "server", "--ca-file", p7b),
+                ("verify", full, "--purpose", "server", "--untrusted", p7b),
+                ("probe", "https://127.0.0.1:1/", "--ca-file", p7b),
+                ("probe", "https://127.0.0.1:1/", "--cert", p7b, "--key", tmp_path / "srv" / "privkey.pem"),
+                ("serve", "--port", "0", "--client-ca", p7b),
+                ("serve", "--port", "0", "--cert", p7b, "--key", tmp_path / "srv" / "privkey.pem"),
+                *([("sign-csr", p7b, "--server")] if der else [])]  # a PEM one: "it is PEM -----BEGIN PKCS7"
+        for args in uses:
+            proc = run_certkit(*args, env=ca_env)
+            assert proc.returncode != 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+            line = proc.stderr.strip().splitlines()[-1]
+            assert "is a PKCS#7 bundle" in line and "no certificate" not in line, (args, line)
+            if args[0] != "sign-csr":
+                command = line[line.index("'openssl pkcs7") + 1:line.index("' and give")]
+                assert ("-inform DER" in command) == der, line
+        taken = subprocess.run(command.replace("certs.pem", str(tmp_path / "certs.pem")).split(), check=True)
+        assert taken.returncode == 0
+        said = json.loads(run_certkit("inspect", tmp_path / "certs.pem", "--json", env=ca_env, check=True).stdout)
+        assert [i["subject"] for i in said["items"]] == ["CN=localhost", "CN=certkit test root"], said

@@ -279,6 +279,17 @@ def is_pkcs12(head: bytes) -> bool:
     return head[:1] == b"\x30" and _PKCS12_VERSION in head[:8] and _PKCS7_DATA in head[:32]
 
 
+# PKCS#7 / CMS signed-data (RFC 2315, 5652): a DER SEQUENCE whose first element is the OID signedData; a .p7b
+# (.p7c) certificate bundle, as Windows, Java's keytool and many CAs hand them out; or its PEM form.
+_PKCS7_SIGNED_DATA = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
+
+
+def is_pkcs7(head: bytes) -> bool:
+    if head.lstrip().startswith((b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")):
+        return True
+    return head[:1] == b"\x30" and _PKCS7_SIGNED_DATA in head[2:17]
+
+
 # Java's JKS and JCEKS keystores, by their magic numbers.
 _KEYSTORE_MAGIC = (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")
 
