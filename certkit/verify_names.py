@@ -177,14 +177,27 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
                 return None
             if isinstance(gn, x509.DNSName) and isinstance(san, x509.DNSName) and _dns_matches(san.value, host):
                 return None
-        cn = common_name(cert.subject)
+        cn, sans = common_name(cert.subject), san_list(cert)
+        # OpenSSL (so Python's ssl) and Node fall back to the CN while the subjectAltName holds no DNS name; curl
+        # and GnuTLS only while it holds no DNS name and no IP address either
+        ips = [str(s.value) for s in sans if isinstance(s, x509.IPAddress)]
         if isinstance(gn, x509.DNSName) and cn is not None and _dns_matches(cn.rstrip("."), canonical) \
-                and not any(isinstance(s, (x509.DNSName, x509.IPAddress)) for s in san_list(cert)):
+                and not any(isinstance(s, x509.DNSName) for s in sans):
             cn_said = "" if cn.lower().rstrip(".") == canonical.lower() else f" ({shown(cn)})"
+            if ips:
+                return (f"not valid for name {name}: it names {name} only in its subject CN{cn_said}, without a DNS "
+                        f"name in its subjectAltName (only {listed}): Python's ssl, OpenSSL and Node fall back to the "
+                        "CN and accept it, curl, GnuTLS, browsers and Go refuse it; reissue it with the name as a "
+                        f"subjectAltName (certkit issue-server {canonical} {' '.join(ips)})")
             return (f"not valid for name {name}: it names {name} only in its subject CN{cn_said}, without a "
-                    "subjectAltName: "
+                    + ("DNS name in its subjectAltName" if sans else "subjectAltName") + ": "
                     "curl, Python's ssl, OpenSSL, GnuTLS, Node and Java fall back to the CN and accept it, browsers "
                     "and Go refuse it; reissue it with the name as a subjectAltName (certkit issue-server)")
+        if isinstance(gn, x509.IPAddress) and any(isinstance(s, x509.DNSName) and s.value == canonical for s in sans):
+            return (f"not valid for name {name}: its subjectAltName holds {canonical} as a DNS name "
+                    f"(DNS:{canonical}), not as an IP address (IP:{canonical}); clients connecting to an address "
+                    "match it against IP entries only (curl, OpenSSL, Python's ssl, Node, browsers): reissue it with "
+                    f"the address as one (certkit issue-server NAME {canonical})")
         return f"not valid for name {name}: it names {listed}"
     # A client is known by its SAN entries or its subject CN (what nginx and PostgreSQL map); the CN
     # may be given as its value (alice) or as it is shown (CN=alice).

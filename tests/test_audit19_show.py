@@ -410,4 +410,4 @@ def test_a_wildcard_common_name_without_a_dns_san_is_said_as_such(tmp_path: Path
                                      "www.example.com", "--json").stdout)
     assert verdict["valid"] is False and verdict["reasons"][0].startswith(
         "not valid for name www.example.com: it names www.example.com only in its subject CN (*.example.com), "
-        "without a subjectAltName: curl, Python's ssl, OpenSSL"), verdict
+        "without a DNS name in its subjectAltName: curl, Python's ssl, OpenSSL"), verdict

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -152,3 +153,106 @@ def test_a_pkcs7_bundle_is_named_with_the_command_that_takes_its_certificates_ou
         assert taken.returncode == 0
         said = json.loads(run_certkit("inspect", tmp_path / "certs.pem", "--json", env=ca_env, check=True).stdout)
         assert [i["subject"] for i in said["items"]] == ["CN=localhost", "CN=certkit test root"], said
+
+
+# --- 3. a host name in the CN beside an address in the subjectAltName; an address written as a DNS name ---------
+def _leaf_of(where: Path, ca, ca_key, cn: str, sans: list) -> Path:
+    """A server leaf (CN ``cn``, subjectAltName ``sans``) of ``ca`` in where/cert.pem with where/privkey.pem."""
+    where.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=20))
+            .add_extension(x509.BasicConstraints(False, None), True)
+            .add_extension(x509.SubjectAlternativeName(sans), False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
+            .sign(ca_key, hashes.SHA256()))
+    (where / "cert.pem").write_bytes(_pem(cert))
+    (where / "privkey.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return where / "cert.pem"
+
+
+def _clients_accept(cert: Path, ca_pem: Path, host: str) -> tuple[dict[str, bool], str]:
+    """Whether Python's ssl, openssl s_client (-verify_hostname/-verify_ip), Node and curl accept ``cert``
+    (served by openssl s_server on 127.0.0.1) when connecting to ``host``; and what certkit probe says."""
+    import ipaddress
+    import socket
+    import ssl
+
+    from conftest import free_port, wait_listening
+
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-www", "-quiet", "-cert",
+                               cert, "-key", cert.with_name("privkey.pem")], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, server, "openssl s_server")
+        said = {}
+        ctx = ssl.create_default_context(cafile=str(ca_pem))
+        try:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host):
+                said["python"] = True
+        except ssl.SSLCertVerificationError:
+            said["python"] = False
+        try:
+            ipaddress.ip_address(host)
+            check = ["-verify_ip", host]
+        except ValueError:
+            check = ["-verify_hostname", host, "-servername", host]
+        s_client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", ca_pem,
+                                   "-verify_return_error", *check], input=b"", capture_output=True, timeout=30)
+        said["openssl"] = s_client.returncode == 0
+        node = subprocess.run(["node", "-e", "const t=require('tls'),f=require('fs');const s=t.connect({host:"
+                               f"'127.0.0.1',port:{port},servername:'{host}',ca:f.readFileSync('{ca_pem}')}},"
+                               "()=>{s.end();process.exit(0)});s.on('error',e=>{console.log(e.message);"
+                               "process.exit(3)})"], capture_output=True, timeout=30)
+        said["node"] = node.returncode == 0
+        url_host = f"[{host}]" if ":" in host else host
+        curl = subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", ca_pem, "--resolve",
+                               f"{host}:{port}:127.0.0.1", f"https://{url_host}:{port}/"], capture_output=True,
+                              timeout=30)
+        said["curl"] = curl.returncode == 0
+        probe = run_certkit("probe", f"https://{url_host}:{port}/", "--ca-file", ca_pem, "--timeout", "20")
+        return said, probe.stdout
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def test_a_host_in_the_cn_beside_an_address_in_the_san_is_said_as_clients_take_it(crl_ca, tmp_path) -> None:
+    """CN=localhost with a subjectAltName of IP:127.0.0.1 only (what `openssl req -addext subjectAltName=IP:...`
+    with the host in -subj makes): verify and probe said 'not valid for name localhost: it names 127.0.0.1'
+    and nothing else, while Python's ssl, OpenSSL and Node, finding no DNS name in the subjectAltName, fall back
+    to the CN and connect (curl does not). And a subjectAltName of DNS:127.0.0.1, verified for the address
+    127.0.0.1: 'it names 127.0.0.1, localhost', as if it did, while every client refuses it."""
+    where, ca, ca_key = crl_ca
+    ca_pem = tmp_path / "ca.pem"
+    ca_pem.write_bytes(_pem(ca))
+    import ipaddress
+
+    cn_host = _leaf_of(tmp_path / "cn", ca, ca_key, "localhost", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    said, probe = _clients_accept(cn_host, ca_pem, "localhost")
+    assert said == {"python": True, "openssl": True, "node": True, "curl": False}
+    assert "reason      not valid for name localhost: it names localhost only in its subject CN, without a DNS name " \
+           "in its subjectAltName (only 127.0.0.1): Python's ssl, OpenSSL and Node fall back" in probe, probe
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "none"))
+    verdict = json.loads(run_certkit("verify", cn_host, "--purpose", "server", "--ca-file", ca_pem, "--name",
+                                     "localhost", "--json", env=env).stdout)
+    assert verdict["valid"] is False and verdict["reasons"][0] == (
+        "not valid for name localhost: it names localhost only in its subject CN, without a DNS name in its "
+        "subjectAltName (only 127.0.0.1): Python's ssl, OpenSSL and Node fall back to the CN and accept it, curl, "
+        "GnuTLS, browsers and Go refuse it; reissue it with the name as a subjectAltName (certkit issue-server "
+        "localhost 127.0.0.1)"), verdict
+
+    ip_as_dns = _leaf_of(tmp_path / "dns", ca, ca_key, "web", [x509.DNSName("127.0.0.1"), x509.DNSName("localhost")])
+    said, probe = _clients_accept(ip_as_dns, ca_pem, "127.0.0.1")
+    assert said == {"python": False, "openssl": False, "node": False, "curl": False}
+    assert "reason      not valid for name 127.0.0.1: its subjectAltName holds 127.0.0.1 as a DNS name" in probe, probe
+    verdict = json.loads(run_certkit("verify", ip_as_dns, "--purpose", "server", "--ca-file", ca_pem, "--name",
+                                     "127.0.0.1", "--json", env=env).stdout)
+    assert verdict["reasons"][0].startswith(
+        "not valid for name 127.0.0.1: its subjectAltName holds 127.0.0.1 as a DNS name (DNS:127.0.0.1), not as an "
+        "IP address (IP:127.0.0.1)"), verdict
