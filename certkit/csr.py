@@ -86,7 +86,11 @@ def load_csr(data: bytes, *, source: str = "the CSR") -> CSRRequest:
         extensions = list(csr.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
         raise InvalidCSR(f"{_cap(source)} has malformed extensions: {exc}.") from None
-    cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    try:
+        cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    except parse_errors() as exc:  # parsed when first read: a name string OpenSSL reads and cryptography refuses
+        _refuse_unread_name(exc, csr.public_bytes(_der_encoding()), source)
+        raise InvalidCSR(f"{_cap(source)} holds a damaged subject name: {describe_parse_error(exc)}.") from None
     if len(cns) > 1:
         raise InvalidCSR(f"{_cap(source)} has {len(cns)} common names; a certificate takes one.")
     request = CSRRequest(csr, str(cns[0].value) if cns else None, csr.subject.rfc4514_string())
@@ -103,6 +107,35 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", r
 _CSR_BEGIN = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
 
 
+def _der_encoding():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def _der_of(block: bytes | None) -> bytes:
+    """The DER inside a PEM CSR block (empty when it cannot be decoded)."""
+    import base64
+    import binascii
+
+    body = b"".join(ln for ln in (block or b"").splitlines() if ln and not ln.startswith(b"-----"))
+    try:
+        return base64.b64decode(body)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _refuse_unread_name(exc: Exception, der: bytes, source: str) -> None:
+    """Refuse a CSR whose name holds a string OpenSSL reads and cryptography refuses (a T61String of Latin-1
+    bytes, a PrintableString with '*' or '@'), in those words and with what to ask for; nothing otherwise."""
+    from certkit.name_strings import odd_name_string
+
+    if (said := odd_name_string(der)) is not None:
+        raise InvalidCSR(f"{_cap(source)} holds a certificate signing request certkit cannot read: {said}; ask "
+                         "for a CSR whose names are UTF8String (openssl req -utf8 with string_mask = utf8only, "
+                         "the default of OpenSSL's openssl.cnf).") from None
+
+
 def _parse(data: bytes, source: str) -> "x509.CertificateSigningRequest":
     """The one CSR in ``data``: DER, or a PEM block (text around it is allowed, a second CSR is not)."""
     from cryptography import x509
@@ -112,6 +145,7 @@ def _parse(data: bytes, source: str) -> "x509.CertificateSigningRequest":
     try:
         return x509.load_pem_x509_csr(block) if is_pem else x509.load_der_x509_csr(data)
     except parse_errors() as exc:
+        _refuse_unread_name(exc, _der_of(block) if is_pem else data, source)
         if not is_pem:
             from certkit.material import binary_kind
 

@@ -100,12 +100,35 @@ def damaged(exc: Exception, what: str = "certificate") -> str:
     certkit cannot read``: the words before :func:`describe_parse_error`'s."""
     from cryptography.x509 import UnsupportedGeneralNameType
 
-    return f"a {what} certkit cannot read" if isinstance(exc, UnsupportedGeneralNameType) else f"a damaged {what}"
+    unread = isinstance(exc, UnsupportedGeneralNameType) or getattr(exc, "certkit_unread", None)
+    return f"a {what} certkit cannot read" if unread else f"a damaged {what}"
 
 
-def damage_said(exc: Exception, what: str = "certificate") -> str:
-    """``a damaged certificate: <why>`` (:func:`damaged`, :func:`describe_parse_error`)."""
-    return f"{damaged(exc, what)}: {describe_parse_error(exc)}"
+def damage_said(exc: Exception, what: str = "certificate", of=()) -> str:
+    """``a damaged certificate: <why>`` (:func:`damaged`, :func:`describe_parse_error`). ``of``: the certificates
+    or CSRs (objects or DER) the error may come from, looked at for a name string OpenSSL reads and cryptography
+    refuses (:func:`certkit.name_strings.odd_name_string`), which is said instead: no damage."""
+    for obj in of:
+        if getattr(exc, "certkit_unread", None):
+            break
+        unread_name(exc, obj)
+    return f"{damaged(exc, what)}: {getattr(exc, 'certkit_unread', None) or describe_parse_error(exc)}"
+
+
+def unread_name(exc: Exception, obj) -> Exception:
+    """``exc``, marked with why ``obj`` (a certificate or CSR, or its DER) cannot be read when a name of it holds
+    a string OpenSSL reads and cryptography refuses."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.name_strings import odd_name_string
+
+    try:
+        der = obj if isinstance(obj, bytes) else obj.public_bytes(Encoding.DER)
+    except Exception:  # noqa: BLE001 - nothing more to say than the parser did
+        return exc
+    if (said := odd_name_string(der)) is not None:
+        exc.certkit_unread = said
+    return exc
 
 
 def unreadable_certificate(cert) -> Exception | None:
@@ -114,7 +137,7 @@ def unreadable_certificate(cert) -> Exception | None:
     try:
         cert.subject, cert.issuer, list(cert.extensions)  # noqa: B018 (read to be parsed)
     except parse_errors() as exc:
-        return exc
+        return unread_name(exc, cert)
     return None
 
 

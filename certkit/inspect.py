@@ -3,8 +3,7 @@
 :func:`certkit.material.load_material` reads a file (PEM with any mix of certificates, CSRs and keys, or a
 DER certificate/CSR) or a bundle folder; :func:`describe_certificate` and :func:`describe_csr` turn one
 object into a dict of facts, including a "usable for" sentence; :func:`inspect_path` does both for ``certkit inspect``.
-Private keys are only ever described by type and by whether they match a
-certificate: no key material leaves this module.
+Private keys are only ever described by type and by whether they match a certificate: no key material leaves here.
 """
 
 from __future__ import annotations
@@ -301,7 +300,8 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
         for crl, name in material.crls:  # its signature checked with the certificates beside it
             items.append({"file": name, **describe_crl(crl, now=now, beside=material.certificates)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
-        raise UnreadableFile(f"{path} holds {damage_said(exc, 'certificate or CSR')}.") from None
+        read = [obj for obj, _ in material.certificates + material.csrs]  # a name OpenSSL reads: said, not damage
+        raise UnreadableFile(f"{path} holds {damage_said(exc, 'certificate or CSR', read)}.") from None
     keys = []
     publics = [(_public_der(c), c) for c, _ in material.certificates]
     publics += [(_public_der(r), r) for r, _ in material.csrs]

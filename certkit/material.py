@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
-from certkit.errors import CertkitError, describe_parse_error, loads_json, parse_errors
+from certkit.errors import CertkitError, loads_json, parse_errors
 from certkit.files import STDIN, read_limited
 from certkit.text import shown
 
@@ -193,8 +193,10 @@ def _read_pem(data: bytes, material: Material, where: str, file_name: str) -> No
             else:
                 material.other.append(label.decode())
         except parse_errors() as exc:
+            from certkit.errors import damage_said
+
             what = "CRL" if label == b"X509 CRL" else label.decode().lower()
-            raise UnreadableFile(f"{where} holds a damaged {what}: {describe_parse_error(exc)}.") from None
+            raise UnreadableFile(f"{where} holds {damage_said(exc, what, [der])}.") from None
 
 
 def _read_json(path: Path, data: bytes, material: Material) -> None:
@@ -333,6 +335,10 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
             return
         except parse_errors():
             continue
+    from certkit.name_strings import odd_name_string
+
+    if (unread := odd_name_string(data)) is not None:  # valid X.509 that cryptography refuses: no damage
+        raise UnreadableFile(f"{_name(path)} holds a certificate or CSR certkit cannot read: {unread}.")
     kind = binary_kind(data)
     if kind == DER_KEY:  # said as a PEM key is: "holds a private key but no certificate; it is given as ..."
         material.keys.append((None, path.name))

@@ -328,7 +328,7 @@ class IdentityServer(ThreadingHTTPServer):
             try:
                 identity = peer_identity(der, request.version())
             except Exception as exc:  # OpenSSL parsed it, so this is not expected; never a traceback
-                self.log(f"rejected {peer}: it presented {damage_said(exc, 'client certificate')}")
+                self.log(f"rejected {peer}: it presented {damage_said(exc, 'client certificate', [der])}")
                 return
             refused = list(getattr(request, "refused", []))
             failed = set(getattr(request, "failed", ()))

@@ -400,7 +400,7 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
                                               [leaf, *chain], False if ca_file is not None else ca_dir))
         path, _ = _path(leaf, chain + extra, roots)
     except parse_errors() as exc:  # damage found only when a field is first read
-        raise CertkitError(f"{shown(cert_path)} holds {damage_said(exc)}.") from None
+        raise CertkitError(f"{shown(cert_path)} holds {damage_said(exc, of=[leaf, *chain])}.") from None
     verdict.notes += notes + [n for n in [completed_chain_note(cert_path, folder, chain, path, trust, ca_file)] if n]
     if folder is not None:
         _judge_folder(verdict, folder, leaf, path)

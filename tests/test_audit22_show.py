@@ -256,3 +256,95 @@ def test_a_host_in_the_cn_beside_an_address_in_the_san_is_said_as_clients_take_i
     assert verdict["reasons"][0].startswith(
         "not valid for name 127.0.0.1: its subjectAltName holds 127.0.0.1 as a DNS name (DNS:127.0.0.1), not as an "
         "IP address (IP:127.0.0.1)"), verdict
+
+
+# --- 4. a name string OpenSSL reads and cryptography refuses: "damaged", and a traceback in sign-csr ------------
+_T61_CNF = ("[req]\ndistinguished_name = dn\nstring_mask = default\nutf8 = yes\nprompt = no\n"
+            "[dn]\nCN = localhost\nO = Müller GmbH\n")
+
+
+def test_a_name_string_openssl_reads_is_said_to_be_unreadable_not_damaged(ca_dir, ca_env, tmp_path) -> None:
+    """openssl req with string_mask = default (as old openssl.cnf files and many old CAs have it) writes O=Müller
+    as a T61String of Latin-1 bytes; old CAs wrote CN=*.example.com as a PrintableString, whose alphabet has no
+    '*'. OpenSSL, curl and Python's ssl read and accept both; cryptography refuses the name. inspect and verify
+    said 'a damaged certificate: it is not valid DER', probe the same of the server's certificate, serve's log of
+    such a client certificate, and sign-csr of such a CSR ended in a traceback (ValueError: error parsing asn1
+    value). Each now says which name holds what, that OpenSSL reads it and cryptography does not."""
+    import socket
+    import ssl
+
+    from conftest import free_port, wait_listening
+
+    (tmp_path / "t61.cnf").write_text(_T61_CNF, encoding="utf-8")
+    (tmp_path / "leaf.ext").write_text("subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth, clientAuth\n"
+                                       "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n")
+    csr, key, leaf = tmp_path / "t61.csr", tmp_path / "privkey.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-new", "-config", tmp_path / "t61.cnf", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr], check=True, capture_output=True)
+    ca_key = tmp_path / "ca.key"
+    subprocess.run(["openssl", "pkey", "-in", ca_dir / "ca-key.pem", "-passin", "env:CERTKIT_CA_PASSPHRASE", "-out",
+                    ca_key], check=True, env=ca_env)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_dir / "ca.pem", "-CAkey", ca_key, "-days", "5",
+                    "-extfile", tmp_path / "leaf.ext", "-out", leaf], check=True, capture_output=True)
+    assert b"T61STRING" in subprocess.run(["openssl", "asn1parse", "-in", leaf], capture_output=True).stdout
+    said = ("its subject name holds a T61String 'Müller GmbH' with 8-bit bytes (Latin-1 text, as OpenSSL shows it), "
+            "which OpenSSL (and so nginx, curl, Python's ssl) reads but cryptography")
+
+    proc = run_certkit("inspect", leaf, env=ca_env)
+    assert proc.returncode == 1 and f"holds a certificate or CSR certkit cannot read: {said}" in proc.stderr, \
+        proc.stderr
+    proc = run_certkit("verify", leaf, "--purpose", "server", "--name", "localhost", env=ca_env)
+    assert proc.returncode == 1 and "damaged" not in proc.stderr and said in proc.stderr, proc.stderr
+    out = tmp_path / "signed"
+    proc = run_certkit("sign-csr", csr, "--server", "--out", out, env=ca_env, subprocess=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert "holds a certificate signing request certkit cannot read: its subject name holds a T61String" \
+           in proc.stderr and "(openssl req -text shows it)" in proc.stderr and not out.exists(), proc.stderr
+
+    port = free_port()  # the server presents it: Python's ssl connects, probe said "damaged"
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-www", "-quiet", "-cert",
+                               leaf, "-key", key], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, server, "openssl s_server")
+        ctx = ssl.create_default_context(cafile=str(ca_dir / "ca.pem"))
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                             server_hostname="localhost") as tls:
+            assert ("organizationName", "Müller GmbH") in [rdn[0] for rdn in tls.getpeercert()["subject"]]
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", ca_dir / "ca.pem", env=ca_env)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert "certificate 1 of 1 the server sends is a certificate certkit cannot read: " + said in proc.stderr, \
+        proc.stderr
+
+    star = tmp_path / "star.der"  # CN=*.example.com as a PrintableString (signature aside: it is never checked)
+    n = _name("Q" * 13)
+    k = ec.generate_private_key(ec.SECP256R1())
+    der = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key()).serial_number(7)
+           .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1)).sign(k, hashes.SHA256())
+           .public_bytes(serialization.Encoding.DER))
+    star.write_bytes(der.replace(b"\x0c\x0d" + b"Q" * 13, b"\x13\x0d*.example.com"))
+    assert "CN=*.example.com" in subprocess.run(["openssl", "x509", "-inform", "DER", "-in", star, "-noout",
+                                                 "-subject", "-nameopt", "RFC2253"], capture_output=True,
+                                                text=True).stdout
+    for given in (star, tmp_path / "star.pem"):
+        if given.suffix == ".pem":
+            subprocess.run(["openssl", "x509", "-inform", "DER", "-in", star, "-out", given], check=True)
+        proc = run_certkit("inspect", given, env=ca_env)
+        assert proc.returncode == 1 and "certkit cannot read: its issuer name holds a PrintableString " \
+               "'*.example.com' with characters outside that type's alphabet ('*')" in proc.stderr, proc.stderr
+
+    port = free_port()  # the client presents it: serve's log said "a damaged client certificate"
+    import sys
+
+    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", str(port)], env=ca_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(port, serve, "certkit serve")
+        subprocess.run(["curl", "-s", "--cacert", ca_dir / "ca.pem", "--cert", leaf, "--key", key,
+                        f"https://127.0.0.1:{port}/"], capture_output=True, timeout=60)
+    finally:
+        serve.terminate()
+        log = serve.communicate(timeout=30)[1]
+    assert "it presented a client certificate certkit cannot read: " + said in log, log
