@@ -49,7 +49,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
     plain_http_answer,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
-from certkit.text import quoted, shown
+from certkit.text import quoted, received, shown
 from certkit.tlscheck import reason_of
 from certkit.verify_names import dates_above
 
@@ -241,10 +241,10 @@ class IdentityHandler(BaseHTTPRequestHandler):
         cn = "-"
         if visit.client is not None:
             cn = shown(visit.client.common_name or "-") + ("" if visit.authenticated else " (refused)")
-        self.server.log(f"{peer_label(self.client_address)} {quoted(self.requestline)} {code} client={cn}")
+        self.server.log(f"{peer_label(self.client_address)} {received(self.requestline)} {code} client={cn}")
 
     def log_message(self, format: str, *args) -> None:
-        self.server.log(f"{peer_label(self.client_address)} {shown(format % args)}")
+        self.server.log(f"{peer_label(self.client_address)} {received(format % args, quote=False)}")
 
 
 class IdentityServer(ThreadingHTTPServer):

@@ -50,6 +50,17 @@ def quoted(text: object) -> str:
     return '"' + shown(str(text).replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
+def received(text: str, *, quote: bool = True) -> str:
+    """What an HTTP client sent (a request line, which Python's http.server decodes as Latin-1), as a log line
+    shows it: every byte past ASCII as ``\\xhh``, as nginx and Apache log it (``/é`` sent in UTF-8 is
+    ``/\\xc3\\xa9``, never the ``/Ã©`` of its Latin-1 reading); with ``quote``, between double quotes with a
+    ``"`` or ``\\`` in it escaped, as :func:`quoted` writes them."""
+    if quote:
+        text = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    text = shown(str(text).encode("latin-1", "backslashreplace").decode("ascii", "backslashreplace"))
+    return f'"{text}"' if quote else text
+
+
 def secret_bytes(secret: Secret, what: str, expected: str = "bytes or a str") -> bytes:
     """``secret`` as bytes, by the one rule every library function that takes a secret keeps: bytes, a
     bytearray or memoryview (copied), or a str taken as UTF-8 (one that is not UTF-8 text is refused in

@@ -348,3 +348,60 @@ def test_a_name_string_openssl_reads_is_said_to_be_unreadable_not_damaged(ca_dir
         serve.terminate()
         log = serve.communicate(timeout=30)[1]
     assert "it presented a client certificate certkit cannot read: " + said in log, log
+
+
+# --- 5. serve's log showed a UTF-8 request line as its Latin-1 reading -----------------------------------------
+def test_serve_logs_the_bytes_of_a_request_line_a_client_sent_not_their_latin1_reading(ca_dir, ca_env) -> None:
+    """A browser asking for https://localhost:8443/é sends /é in UTF-8 (curl percent-encodes it, a raw client
+    need not); serve logged "GET /Ã© HTTP/1.1" (and 'Bad request version' lines alike): Python's http.server
+    reads the line as Latin-1. It now logs each byte past ASCII as nginx and Apache do, "GET /\\xc3\\xa9"."""
+    import socket
+    import ssl
+    import sys
+
+    from conftest import free_port, wait_listening
+
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--optional", "--port", str(port)],
+                             env=ca_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(port, serve, "certkit serve")
+        ctx = ssl.create_default_context(cafile=str(ca_dir / "ca.pem"))
+        for line in ("GET /é?format=json HTTP/1.0", "GET / HTTP/é"):  # the second: a version it cannot parse
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                                 server_hostname="localhost") as tls:
+                tls.sendall(line.encode() + b"\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+            assert b"403" in answer[:20] or b"Bad request version" in answer, answer[:80]  # 0.9 style: no status line
+    finally:
+        serve.terminate()
+        log = serve.communicate(timeout=30)[1]
+    assert '"GET /\\xc3\\xa9?format=json HTTP/1.0" 403 client=-' in log, log
+    assert "Bad request version ('HTTP/\\xc3\\xa9')" in log, log
+    assert "Ã" not in log, log
+
+
+def test_acme_serve_logs_a_request_line_as_serve_does(tmp_path) -> None:
+    """The same class in certkit acme serve's log: "GET /Ã© HTTP/1.0", and a '"' the client sent left as it
+    was (so the quotes ended inside the request line); now as serve logs it: bytes past ASCII as \\xhh, quotes
+    escaped."""
+    import socket
+    import ssl
+
+    from acme_helpers import module_server
+
+    setup = module_server(tmp_path, ())
+    try:
+        ctx = ssl.create_default_context(cafile=str(setup.root))
+        port = setup.server.port
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                             server_hostname="localhost") as tls:
+            tls.sendall('GET /é"x HTTP/1.0\r\n\r\n'.encode())
+            while tls.recv(65536):
+                pass
+        [line] = setup.server.wait_for_log("GET /")
+    finally:
+        setup.server.stop()
+    assert '"GET /\\xc3\\xa9\\"x HTTP/1.0" 404' in line and "Ã" not in line, line

@@ -30,7 +30,7 @@ from certkit.acme import jws
 from certkit.acme.problems import RETRY_LATER, Problem
 from certkit.acme.response import Response
 from certkit.pkcs11.session import clear_tls_errors
-from certkit.text import shown
+from certkit.text import received, shown
 
 if TYPE_CHECKING:
     from certkit.acme.server import AcmeService
@@ -172,10 +172,10 @@ class AcmeRequestHandler(BaseHTTPRequestHandler):
         self.flush_headers()
 
     def log_request(self, code="-", size="-") -> None:
-        self.server.log(f"{_peer(self.client_address)} \"{shown(self.requestline)}\" {code}")
+        self.server.log(f"{_peer(self.client_address)} {received(self.requestline)} {code}")
 
     def log_message(self, format: str, *args) -> None:
-        self.server.log(f"{_peer(self.client_address)} {shown(format % args)}")
+        self.server.log(f"{_peer(self.client_address)} {received(format % args, quote=False)}")
 
 
 class AcmeHTTPServer(ThreadingHTTPServer):
