@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from certkit.errors import OutputExists
+from certkit.errors import CertkitError, OutputExists
+from certkit.text import shown
 
 SERVER_NAMES = ("localhost", "127.0.0.1")
 WRONG_HOSTNAME = "www.example.com"
@@ -187,16 +188,28 @@ def make_certificates(folder: Path) -> None:
     # Backdated so it can have issued a client certificate that has since expired.
     ca = CA.create("certkit demo CA", days=365, not_before=now - dt.timedelta(days=30))
     other = CA.create("another CA (not trusted)", days=365)
-    with _whole_folder(folder) as target:
-        (target / "ca").mkdir(mode=0o755)  # not the umask's 0777 (umask 000): no folder others write to
-        write_new_file(target / "ca" / "ca.pem", ca.cert_pem, 0o644)
-        ca.issue_server(SERVER_NAMES).write(target / "server")
-        ca.issue_client("alice").write(target / "client")
-        other.issue_client("eve").write(target / "other-ca-client")
-        ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(target / "expired-client")
-        # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
-        ca.issue_client("device-1", dns_names=["localhost"]).write(target / "client-localhost")
-        ca.issue_peer(SERVER_NAMES).write(target / "peer")
+    try:
+        with _whole_folder(folder) as target:
+            try:
+                (target / "ca").mkdir(mode=0o755)  # not the umask's 0777 (umask 000): no folder others write to
+                write_new_file(target / "ca" / "ca.pem", ca.cert_pem, 0o644)
+                ca.issue_server(SERVER_NAMES).write(target / "server")
+                ca.issue_client("alice").write(target / "client")
+                other.issue_client("eve").write(target / "other-ca-client")
+                ca.issue_client("bob", not_before=now - dt.timedelta(days=20), days=10).write(target / "expired-client")
+                # It names localhost, so when presented as a server certificate the only thing wrong is its purpose.
+                ca.issue_client("device-1", dns_names=["localhost"]).write(target / "client-localhost")
+                ca.issue_peer(SERVER_NAMES).write(target / "peer")
+            except CertkitError as exc:  # a bundle's words name the temporary folder it was assembled in
+                if target != folder and exc.args and isinstance(exc.args[0], str):
+                    exc.args = (exc.args[0].replace(shown(target), shown(folder)).replace(str(target), str(folder)),
+                                *exc.args[1:])
+                raise
+    except OSError as exc:  # the folder given, not a temporary name in it, nor no name at all (a failed write())
+        from certkit.bundle import os_reason
+
+        raise CertkitError(f"Cannot write the demo's certificates in {shown(folder)}: {os_reason(exc)}; nothing "
+                           "was kept.") from None
 
 
 def run_handshakes(folder: Path, tls: str | None = None) -> list[DemoRow]:

@@ -183,7 +183,7 @@ def test_cli_keep_where_no_folder_can_be_made_names_that_folder(tmp_path):
     """/proc takes no new folders: the error names the folder given, not the temporary one the
     demo would have assembled it under."""
     proc = run_certkit("demo", "--keep", "/proc/certkit-demo", env=certkit_env())
-    assert_clean_error(proc, "(/proc/certkit-demo)")
+    assert_clean_error(proc, "Cannot write the demo's certificates in /proc/certkit-demo: no such file or directory")
     assert "tmp" not in proc.stderr
 
 
