@@ -117,8 +117,11 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
                           f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
                 raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
                                          f"give {what} of a certificate this CA issued.{revoke}")
-            raise UnknownCertificate(f"The folder {shown(path)} holds no cert.pem; give {what}."
-                                     + recorded_hint(inventory, path, renewing=allow_names))
+            from certkit.vocabulary import file_kind_text  # a pipe, a folder, a link to nothing: there, no file
+
+            none = f"{shown(cert_path)} is {file_kind_text(cert_path)}" if os.path.lexists(cert_path) else \
+                f"The folder {shown(path)} holds no cert.pem"
+            raise UnknownCertificate(f"{none}; give {what}." + recorded_hint(inventory, path, renewing=allow_names))
         held = output_file_certificates(path) if path.is_file() else None
         if held is not None and len(held[1]) > 1:
             raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))

@@ -227,12 +227,20 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
     """The CA certificates of the folder's chain.pem and ca.pem that lead from ``cert`` up (its issuer
     first). A certificate there that is no CA (another's client certificate pasted in) is refused: the
     .p12 would hand it to whoever imports it as a CA's. A CA off the way up is left out, with a note."""
+    import os
+
     from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE
     from certkit.material import load_material
     from certkit.text import shown
     from certkit.verify_names import cn_text
     from certkit.vocabulary import is_ca, issuer_among, leaf_kind, serial_hex
 
+    for name in (CHAIN_FILE, CA_FILE):  # there but no file (a pipe, a folder): never said to be missing
+        if os.path.lexists(folder / name) and not (folder / name).is_file():
+            from certkit.vocabulary import file_kind_text
+
+            raise CertkitError(f"{shown(folder / name)} is {file_kind_text(folder / name)}; a PKCS#12 file is made "
+                               "from the bundle's files: restore it (certkit renew rewrites it).")
     files = [name for name in (CHAIN_FILE, CA_FILE) if (folder / name).is_file()]
     pool: dict = {}  # each CA certificate found -> the file it is in
     for name in files:

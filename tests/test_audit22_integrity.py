@@ -7,10 +7,17 @@
    by the time it is read. Every other writer that assembles a folder under a temporary name (a bundle, a CA
    directory) names the folder given; now the demo does too: "Cannot write the demo's certificates in
    mnt/demo: the disk is full; nothing was kept", or "Cannot write the bundle in mnt/demo/server: ...".
+2. A bundle file that is there but is no file (a named pipe, a folder, a link to nothing) was said to be missing:
+   ``renew web`` and ``revoke web`` with ``web/cert.pem`` a FIFO said "The folder web holds no cert.pem" (``ls``
+   shows one); ``export-p12 web`` with ``web/ca.pem`` a FIFO or a folder wrote a bundle.p12 without the CA
+   certificate, exit 0, and warned "web holds no ca.pem". Now each says what the file is ("web/cert.pem is a
+   device or other special file, not a file"), and export-p12 refuses, as it refuses such a cert.pem or
+   privkey.pem, writing nothing.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from conftest import assert_clean_error, run_certkit
@@ -32,3 +39,24 @@ def test_demo_keep_on_a_full_disk_names_the_folder_given_not_its_temporary_name(
             said.append(proc.stderr)
     assert f"Cannot write the demo's certificates in {tmp_path / 'small0' / 'demo'}: the disk is full; nothing " \
            "was kept." in said[0]
+
+
+def test_a_bundle_file_that_is_no_file_is_said_as_such_not_as_missing(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    web = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", web, env=ca_env, check=True)
+    os.replace(web / "cert.pem", tmp_path / "cert.pem")
+    os.mkfifo(web / "cert.pem")
+    for command in ("renew", "revoke"):
+        proc = run_certkit(command, web, env=ca_env, cwd=tmp_path)
+        assert_clean_error(proc, f"{web / 'cert.pem'} is a device or other special file, not a file")
+        assert "holds no cert.pem" not in proc.stderr
+    os.unlink(web / "cert.pem")
+    os.replace(tmp_path / "cert.pem", web / "cert.pem")
+    os.unlink(web / "ca.pem")
+    for make, kind in ((os.mkfifo, "a device or other special file, not a file"), (os.mkdir, "a folder, not a file")):
+        make(web / "ca.pem")
+        proc = run_certkit("export-p12", web, env={**ca_env, "CERTKIT_P12_PASSWORD": "export-password-22"},
+                           cwd=tmp_path)
+        assert_clean_error(proc, f"{web / 'ca.pem'} is {kind}")
+        assert not (web / "bundle.p12").exists()  # no file without its CA certificate
+        os.rmdir(web / "ca.pem") if make is os.mkdir else os.unlink(web / "ca.pem")
