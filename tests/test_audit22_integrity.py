@@ -13,6 +13,11 @@
    certificate, exit 0, and warned "web holds no ca.pem". Now each says what the file is ("web/cert.pem is a
    device or other special file, not a file"), and export-p12 refuses, as it refuses such a cert.pem or
    privkey.pem, writing nothing.
+3. ``renew --install-timer --unit-dir DIR`` on a disk with room for one unit file wrote ``certkit-renew.service``
+   and then failed on ``certkit-renew.timer``: "Error: Cannot write the timer units to DIR: No space left on
+   device." and a lone .service left in the folder made for it (or, replacing a pair, a new .service beside the old
+   .timer). Now the pair is written whole or not at all: what was replaced is put back (kept meanwhile as a hard
+   link), what was created is removed, and the error says "the disk is full; nothing there was changed".
 """
 
 from __future__ import annotations
@@ -60,3 +65,25 @@ def test_a_bundle_file_that_is_no_file_is_said_as_such_not_as_missing(tmp_path: 
         assert_clean_error(proc, f"{web / 'ca.pem'} is {kind}")
         assert not (web / "bundle.p12").exists()  # no file without its CA certificate
         os.rmdir(web / "ca.pem") if make is os.mkdir else os.unlink(web / "ca.pem")
+
+
+def test_a_timer_pair_the_disk_cannot_take_whole_leaves_no_lone_unit(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    pp = tmp_path / "pp"
+    pp.write_text(ca_env["CERTKIT_CA_PASSPHRASE"] + "\n")
+    pp.chmod(0o600)
+    env = dict(ca_env, CERTKIT_SYSTEMD_SYSTEM_DIR=str(tmp_path / "s"), HOME=str(tmp_path))
+    args = ("renew", "--install-timer", "--passphrase-file", pp, "--unit-dir")
+    with tmpfs(tmp_path / "small", "size=64k") as mnt:
+        filler = fill(mnt, leave=4096)  # room for one unit file, not two
+        proc = run_certkit(*args, mnt / "units", env=env, cwd=tmp_path)
+        assert_clean_error(proc, f"Cannot write the timer units to {mnt / 'units'}: the disk is full; nothing there "
+                                 "was changed.")
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler"]  # no lone .service, no folder made for it
+        filler.unlink()
+        run_certkit(*args, mnt / "units", env=env, cwd=tmp_path, check=True)
+        before = {p.name: p.read_bytes() for p in (mnt / "units").iterdir()}
+        assert sorted(before) == ["certkit-renew.service", "certkit-renew.timer"]
+        fill(mnt, leave=4096)
+        proc = run_certkit(*args[:2], "--expiring", "10d", *args[2:], mnt / "units", "--force", env=env, cwd=tmp_path)
+        assert_clean_error(proc, "the disk is full; nothing there was changed")
+        assert {p.name: p.read_bytes() for p in (mnt / "units").iterdir()} == before  # the old pair, whole

@@ -172,6 +172,36 @@ class TimerChange:
     notes: list[str] = field(default_factory=list)  # drop-ins of other hands that systemd applies to the units
 
 
+@contextlib.contextmanager
+def _whole_pair(paths: list[Path]):
+    """Both units written, or neither changed: a write that fails part-way (a full disk) puts back what it replaced
+    (kept meanwhile under a temporary name, a hard link: it takes no room) and removes what it created, never
+    leaving a new .service beside no .timer, nor beside the old one. Yields the list to add each unit placed to."""
+    from certkit.atomic import temporary_name, unlink_quietly
+
+    kept: dict[Path, Path] = {}
+    for path in paths:
+        if os.path.isfile(path) and not os.path.islink(path):
+            aside = path.with_name(temporary_name(path.name))
+            with contextlib.suppress(OSError):
+                os.link(path, aside)
+                kept[path] = aside
+    placed: list[Path] = []
+    try:
+        yield placed
+    except BaseException:
+        for path in placed:
+            if path in kept:
+                with contextlib.suppress(OSError):
+                    os.replace(kept.pop(path), path)
+            else:
+                unlink_quietly(path)
+        raise
+    finally:
+        for aside in kept.values():
+            unlink_quietly(aside)
+
+
 def _systemctl(system: bool) -> list[str]:
     return ["systemctl"] if system else ["systemctl", "--user"]
 
@@ -203,11 +233,15 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
                               "schedule; pass --force to replace it, or --timer-name for a second timer.")
     try:
-        with folders_made(folder):
+        with folders_made(folder), _whole_pair(paths) as placed:
             for path, text in zip(paths, (service, timer), strict=True):
                 replace_file(path, text.encode(), PUBLIC_MODE)
+                placed.append(path)
     except OSError as exc:  # said of the folder given, not of a temporary file in it
-        raise CertkitError(f"Cannot write the timer units to {shown(folder)}: {exc.strerror or exc}.") from None
+        from certkit.bundle import os_reason
+
+        raise CertkitError(f"Cannot write the timer units to {shown(folder)}: {os_reason(exc)}; nothing there was "
+                           "changed.") from None
     change = TimerChange(paths, system=system)
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
     if not searched:  # systemd does not look there: linked into its unit path first
