@@ -2,7 +2,9 @@
 ``revoke FOLDER`` and ``renew FOLDER`` name the certificate recorded there, and how the command takes it by its
 serial (:func:`certkit.lifecycle.find_certificate`). The file alone is never taken for that certificate: a
 revocation is final, and the hint only says which serial to give. Also the ``--ca-dir`` a command that a message
-suggests needs to act on the same CA (:func:`ca_option`)."""
+suggests needs to act on the same CA (:func:`ca_option`). And what ``find_certificate`` says of a folder or file that
+names no certificate of this CA: a CA directory, a folder whose cert.pem is no file, an output file of several
+certificates, a certificate the inventory does not record."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from certkit.constants import CERT_FILE
 from certkit.errors import CertkitError, UnknownCertificate
 from certkit.paths import absolute
 from certkit.text import shown
+from certkit.vocabulary import serial_hex, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -74,3 +77,59 @@ def read_bundle_cert(inventory: "Inventory", cert_path: Path, renewing: bool) ->
         if not hint:
             raise
         raise UnknownCertificate(f"{exc}{hint}") from None
+
+
+def refuse_folder_without_cert(inventory: "Inventory", path: Path, what: str, allow_names: bool) -> None:
+    """Refuse a folder whose cert.pem is no file: a CA directory, or a bundle folder without one (said as
+    it is there: a pipe, a folder, a link to nothing; or not there at all)."""
+    from certkit import store
+    from certkit.vocabulary import file_kind_text
+
+    cert_path = path / CERT_FILE
+    if (path / store.CERT_FILE).is_file() and any(
+            (path / n).exists() for n in (store.KEY_FILE, store.CONFIG_FILE, store.INVENTORY_FILE)):
+        revoke = ("" if allow_names else f" To revoke that CA, revoke its certificate "
+                  f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
+        raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
+                                 f"give {what} of a certificate this CA issued.{revoke}")
+    none = f"{shown(cert_path)} is {file_kind_text(cert_path)}" if os.path.lexists(cert_path) else \
+        f"The folder {shown(path)} holds no cert.pem"
+    raise UnknownCertificate(f"{none}; give {what}." + recorded_hint(inventory, path, renewing=allow_names))
+
+
+def many_in_a_file(path: Path, kind: str, certs: list["x509.Certificate"], *, renewing: bool) -> str:
+    """What to give instead of an output file that holds several certificates."""
+    listed = ", ".join(serial_hex(c.serial_number) for c in certs[:3]) + (", ..." if len(certs) > 3 else "")
+    todo = ("renew one of them by its serial or name, and choose where the renewed bundle goes with --out FOLDER"
+            if renewing else "revoke one of them by its serial")
+    return (f"{shown(path)} is an output file of --format {kind} holding {len(certs)} certificates ({listed}), "
+            f"not one certificate; {todo}.")
+
+
+def not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
+                      ca_cert: "x509.Certificate | None", ca_parents: tuple, *, revoking: bool) -> str:
+    """Why the certificate in ``cert_path`` is not one of this CA's, in words: it is the CA's own
+    (and, when ``revoking``, how such a CA is withdrawn), it is signed by the CA but unrecorded, or
+    it was issued by another CA."""
+    from certkit.vocabulary import common_name
+
+    which = f"The certificate in {shown(cert_path)} (serial {serial})"
+    if ca_cert is None:
+        return f"{which} was not issued by this CA."
+    if cert == ca_cert:
+        if not revoking:
+            return f"{which} is this CA's own certificate, not one it issued."
+        if not ca_parents:
+            return (f"{which} is this CA's own certificate, not one it issued: a root CA is not revoked, it is "
+                    "removed from trust stores (certkit trust uninstall).")
+        above = common_name(ca_parents[0].subject) or ca_parents[0].subject.rfc4514_string()
+        return (f"{which} is this CA's own certificate, not one it issued: an intermediate CA is revoked by the CA "
+                f"above it ({shown(above)}): certkit revoke --ca-dir <that CA's directory> {shown(cert_path)}.")
+    if signed_by(cert, ca_cert):
+        return (f"{which} is signed by this CA, but this CA's inventory has no record of it (was the inventory "
+                "restored from an older backup, or the CA key used outside certkit?).")
+    if cert.issuer == ca_cert.subject:
+        return (f"{which} names this CA as its issuer but is not signed by this CA's key: another CA of the "
+                "same name issued it.")
+    issuer = common_name(cert.issuer) or cert.issuer.rfc4514_string()
+    return f"{which} was not issued by this CA: its issuer is {shown(issuer)}."

@@ -20,14 +20,20 @@ from typing import TYPE_CHECKING
 from certkit.constants import BUNDLE_FILES, CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES, P12_FILE
 from certkit.errors import CannotRenew, CertkitError, InvalidArgument, UnknownCertificate, UnreadableFile
 from certkit.files import is_regular_file
-from certkit.folder_record import ca_option, read_bundle_cert, recorded_hint
+from certkit.folder_record import (
+    ca_option,
+    many_in_a_file,
+    not_in_inventory,
+    read_bundle_cert,
+    refuse_folder_without_cert,
+)
 from certkit.formats.reading import output_file_certificates
 from certkit.names import _show  # a name's text as names' messages show it (no URL's password)
 from certkit.names_carried import carried_name_notes
 from certkit.renewal_key import old_key_of
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
-from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex, signed_by
+from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -109,29 +115,17 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     if path.exists():
         cert_path = path / CERT_FILE if path.is_dir() else path
         if path.is_dir() and not is_regular_file(cert_path):  # a loop of links is said as it is, as by serial
-            from certkit import store
-
-            if (path / store.CERT_FILE).is_file() and any(
-                    (path / n).exists() for n in (store.KEY_FILE, store.CONFIG_FILE, store.INVENTORY_FILE)):
-                revoke = ("" if allow_names else f" To revoke that CA, revoke its certificate "
-                          f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
-                raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
-                                         f"give {what} of a certificate this CA issued.{revoke}")
-            from certkit.vocabulary import file_kind_text  # a pipe, a folder, a link to nothing: there, no file
-
-            none = f"{shown(cert_path)} is {file_kind_text(cert_path)}" if os.path.lexists(cert_path) else \
-                f"The folder {shown(path)} holds no cert.pem"
-            raise UnknownCertificate(f"{none}; give {what}." + recorded_hint(inventory, path, renewing=allow_names))
+            refuse_folder_without_cert(inventory, path, what, allow_names)
         held = output_file_certificates(path) if path.is_file() else None
         if held is not None and len(held[1]) > 1:
-            raise UnknownCertificate(_many_in_a_file(path, *held, renewing=allow_names))
+            raise UnknownCertificate(many_in_a_file(path, *held, renewing=allow_names))
         cert = held[1][0] if held is not None else read_bundle_cert(inventory, cert_path, allow_names)  # one held: it
         serial = serial_hex(cert.serial_number)
         if not allow_names:  # revoke (renew says what is wrong with a folder in its own words)
             _refuse_mismatch(path, cert)
         row = inventory.get(serial)
         if row is None or inventory.certificate(serial) != cert:
-            raise UnknownCertificate(_not_in_inventory(cert_path, cert, serial, ca_cert, ca_parents,
+            raise UnknownCertificate(not_in_inventory(cert_path, cert, serial, ca_cert, ca_parents,
                                                        revoking=not allow_names))
         # a bundle's cert.pem, or another file of it (fullchain.pem): the folder whose cert.pem it is; a
         # copy elsewhere names the certificate, as its serial does (its recorded folder, if that holds it)
@@ -163,44 +157,6 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
     raise UnknownCertificate(
         f"No certificate of this CA matches '{_show(ref)}' (looked for {what}); 'certkit list' shows them."
     )
-
-
-def _many_in_a_file(path: Path, kind: str, certs: list["x509.Certificate"], *, renewing: bool) -> str:
-    """What to give instead of an output file that holds several certificates."""
-    listed = ", ".join(serial_hex(c.serial_number) for c in certs[:3]) + (", ..." if len(certs) > 3 else "")
-    todo = ("renew one of them by its serial or name, and choose where the renewed bundle goes with --out FOLDER"
-            if renewing else "revoke one of them by its serial")
-    return (f"{shown(path)} is an output file of --format {kind} holding {len(certs)} certificates ({listed}), "
-            f"not one certificate; {todo}.")
-
-
-def _not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
-                      ca_cert: "x509.Certificate | None", ca_parents: tuple, *, revoking: bool) -> str:
-    """Why the certificate in ``cert_path`` is not one of this CA's, in words: it is the CA's own
-    (and, when ``revoking``, how such a CA is withdrawn), it is signed by the CA but unrecorded, or
-    it was issued by another CA."""
-    from certkit.vocabulary import common_name
-
-    which = f"The certificate in {shown(cert_path)} (serial {serial})"
-    if ca_cert is None:
-        return f"{which} was not issued by this CA."
-    if cert == ca_cert:
-        if not revoking:
-            return f"{which} is this CA's own certificate, not one it issued."
-        if not ca_parents:
-            return (f"{which} is this CA's own certificate, not one it issued: a root CA is not revoked, it is "
-                    "removed from trust stores (certkit trust uninstall).")
-        above = common_name(ca_parents[0].subject) or ca_parents[0].subject.rfc4514_string()
-        return (f"{which} is this CA's own certificate, not one it issued: an intermediate CA is revoked by the CA "
-                f"above it ({shown(above)}): certkit revoke --ca-dir <that CA's directory> {shown(cert_path)}.")
-    if signed_by(cert, ca_cert):
-        return (f"{which} is signed by this CA, but this CA's inventory has no record of it (was the inventory "
-                "restored from an older backup, or the CA key used outside certkit?).")
-    if cert.issuer == ca_cert.subject:
-        return (f"{which} names this CA as its issuer but is not signed by this CA's key: another CA of the "
-                "same name issued it.")
-    issuer = common_name(cert.issuer) or cert.issuer.rfc4514_string()
-    return f"{which} was not issued by this CA: its issuer is {shown(issuer)}."
 
 
 def _found(inventory: "Inventory", row: dict, *, strict: bool = True) -> Found:
