@@ -287,7 +287,8 @@ def refuse_an_ipv4_range_as_ipv6(text: str, network) -> None:
         v4 = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
         raise InvalidName(f"'{_show(text)}' is IPv4 written as IPv6 (IPv4-mapped), which no certificate names (an "
                           f"address of it is refused); permit the IPv4 range itself ({v4}).")
-    if network.subnet_of(ipaddress.ip_network("::/96")) and ipaddress.ip_address("::1") not in network:
+    # a range holding :: or ::1 starts there: ::/128 is refused as the unspecified address, ::1 is loopback
+    if network.subnet_of(ipaddress.ip_network("::/96")) and int(network.network_address) > 1:
         v4 = ipaddress.ip_network(f"{ipaddress.IPv4Address(int(network.network_address))}/{network.prefixlen - 96}")
         ipv4 = int(network.network_address) >= 1 << 24
         what = "IPv4 written as IPv6 in the deprecated IPv4-compatible form" if ipv4 else \
