@@ -158,9 +158,12 @@ def _try_ip(text: str) -> Identity | None:
         return Identity("ip", str(addr))
     if ":" in text:  # an address in a URL's brackets ([::1], as in https://[::1]:2380) is valid, but not as a name
         inner = text[1:-1] if text[:1] + text[-1:] == "[]" and _network(text[1:-1] + "/128") else None
+        if inner is None:
+            from certkit.names_notation import refuse_a_colon
+
+            refuse_a_colon(text)
         raise InvalidName(f"'{_show(text)}' is the IPv6 address {inner} in the brackets of a URL: a certificate names "
-                          f"the address alone ('{inner}')." if inner else f"'{_show(text)}' is not a valid IPv6 "
-                          "address.")
+                          f"the address alone ('{inner}').")
     from certkit.names_notation import refuse_an_ipv4_notation
 
     refuse_an_ipv4_notation(text)  # a host ending in a number is meant as an IPv4 address (RFC 1123 2.1)

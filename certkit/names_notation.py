@@ -174,6 +174,17 @@ def _refuse_a_network_or_port(text: str) -> None:
                           "port).")
 
 
+def refuse_a_colon(text: str) -> None:
+    """Refuse a value with a colon that is no IPv6 address: one of an address's characters only (or in brackets) is a
+    mistyped address; anything else (``db:primary``, ``www.example.test:https``) is a name with a colon, which no DNS
+    name holds, and is not called a bad IPv6 address."""
+    if text.startswith("[") or "::" in text or not set(text) - set("0123456789abcdefABCDEF:.]/"):
+        raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address.")
+    raise InvalidName(f"'{_show(text)}' is neither a DNS name nor an IP address: a DNS name cannot hold ':' (its "
+                      "labels are letters, digits and '-'), and a port, named or numbered, is no part of a "
+                      "certificate's names; give the host alone.")
+
+
 def _without_brackets(address: str, port: str) -> str:
     return (f"written without the brackets of [{_show(address)}]:{port} (as Redis's CLUSTER NODES writes an address "
             "and its port)")
