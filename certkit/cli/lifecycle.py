@@ -279,7 +279,7 @@ def revoke(certificate, reason, ca_dir, as_json):
             "reason_was": row.get("reason_was")}
     was = row.get("reason_was")
     human = "\n".join([
-        f"Revoked {row['kind']} certificate {row['serial']}",
+        f"Revoked {'CA' if row['kind'] == 'ca' else row['kind']} certificate {row['serial']}",
         f"  subject   {shown(row['subject']) or '(empty)'}",
         f"  reason    {row['revocation_reason']}" + (f" (it was revoked as {was}; now its key is known to be "
                                                       "compromised)" if was else ""),
