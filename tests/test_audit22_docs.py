@@ -107,3 +107,22 @@ def test_the_check_sees_a_renamed_option() -> None:
         "line 2: certkit crl has no option --next-update",
         "line 4: certkit probe has no option --retries",
     ]
+
+
+def test_readme_says_which_exit_a_json_usage_mistake_reports(tmp_path) -> None:
+    """README.md showed every --json error as ``"exit": 1``; a usage mistake (an unknown option, a bad
+    value, a missing argument) reports ``"exit": 2`` and exits 2. The page now says so, and a real run
+    agrees with it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert '`"exit": 2` for a usage mistake' in readme
+    env = {**os.environ, "HOME": str(tmp_path), "CERTKIT_CA_DIR": str(tmp_path / "ca")}
+    for args in (["list", "--json", "--bogus"], ["crl", "--json", "--days", "0"], ["issue-server", "--json"]):
+        run = subprocess.run([sys.executable, "-m", "certkit", *args], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=60)
+        assert run.returncode == 2, (args, run)
+        assert json.loads(run.stdout)["exit"] == 2 and run.stderr == "", (args, run)
