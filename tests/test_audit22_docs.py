@@ -126,3 +126,38 @@ def test_readme_says_which_exit_a_json_usage_mistake_reports(tmp_path) -> None:
                              env=env, cwd=tmp_path, timeout=60)
         assert run.returncode == 2, (args, run)
         assert json.loads(run.stdout)["exit"] == 2 and run.stderr == "", (args, run)
+
+
+def test_crl_help_and_page_say_where_a_der_crl_without_out_goes(tmp_path, ca_dir, ca_env) -> None:
+    """``certkit crl --help`` said ``--out`` [default, or -: PEM on stdout] and docs/crl.md "Without
+    --out the PEM goes to stdout"; but ``certkit crl --der > crl.der`` writes DER there (openssl reads
+    it as DER), and a DER CRL to a terminal is refused. Both now say so."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import run_certkit
+
+    shown = " ".join(run_certkit("crl", "--help", env=ca_env, check=True).stdout.split())
+    assert "PEM on stdout" not in shown and "with --der, a stdout that is no terminal" in shown
+    page = " ".join((REPO / "docs" / "crl.md").read_text().split())
+    assert "Without `--out` (or with `--out -`) the CRL goes to stdout, PEM or DER alike" in page
+    assert "a stdout that is a terminal is refused" in page
+
+    with open(tmp_path / "crl.der", "wb") as out:  # DER on a stdout that is a file: what the page says
+        run = subprocess.run([sys.executable, "-m", "certkit", "crl", "--der"], stdout=out,
+                             stderr=subprocess.PIPE, env=ca_env, cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    parsed = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-noout",
+                             "-nextupdate"], capture_output=True, text=True)
+    assert parsed.returncode == 0 and "nextUpdate=" in parsed.stdout, parsed
+
+    main, tty = pty.openpty()  # and refused on a terminal, with no partial output
+    try:
+        run = subprocess.run([sys.executable, "-m", "certkit", "crl", "--der"], stdout=tty,
+                             stderr=subprocess.PIPE, env=ca_env, cwd=tmp_path, timeout=60, text=True)
+    finally:
+        os.close(tty)
+        os.close(main)
+    assert run.returncode == 2 and "Error: A DER CRL is binary" in run.stderr, run

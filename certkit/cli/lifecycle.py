@@ -337,7 +337,8 @@ def _same_ca(ca_dir: Path | None) -> str:
 # --- crl --------------------------------------------------------------------------
 @click.command("crl")
 @click.option("--out", type=OutPath(path_type=Path, dir_okay=False),
-              help="Write the CRL here [default, or -: PEM on stdout]. An older CRL of this CA is replaced.")
+              help="Write the CRL here [default, or -: stdout; with --der, a stdout that is no terminal]. "
+                   "An older CRL of this CA is replaced.")
 @click.option("--der", is_flag=True, help="DER instead of PEM.")
 @click.option("--days", type=Whole(MIN_CRL_DAYS, MAX_CRL_DAYS), default=30, show_default=True,
               help="Days until nextUpdate: publish a new CRL before then.")
