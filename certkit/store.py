@@ -406,6 +406,7 @@ class CADirectory:
         if inventory.db.exists():
             check_binding(inventory, cert)
         inventory.check()
+        inventory.current = inventory.db.dialect == "sqlite"  # once moved (inventory migrate), a backup: not read
         return CA(cert, None, parents, inventory=inventory, store=self)
 
     def load(self, passphrase: Passphrase = None) -> "CA":

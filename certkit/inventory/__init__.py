@@ -68,6 +68,8 @@ class Pending:
 class Inventory:
     """The inventory of one CA: an SQLite file (default) or a PostgreSQL database URL."""
 
+    current = False  # a CA object's SQLite inventory (CADirectory.open): read only while not moved (current_read)
+
     def __init__(self, location: str | Path) -> None:
         if not isinstance(location, (str, Path)) or not is_utf8(str(location)) or not str(location).strip():
             raise wrong_type("location", "an SQLite file (a str or a Path, UTF-8) or a postgresql:// URL", location)
@@ -82,7 +84,10 @@ class Inventory:
             self.location = hide_secrets(self.location)
 
     def transaction(self, *, write: bool = False):
-        return self.db.transaction(write=write)
+        if write or not self.current:  # a moved SQLite file refuses writes itself (its triggers)
+            return self.db.transaction(write=write)
+        from certkit.inventory.query import current_read
+        return current_read(self)  # and is read as current by nobody: a backup of the day it moved
 
     # --- creation, checking, migration ---------------------------------------------
     def create(self) -> None:

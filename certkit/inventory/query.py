@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from certkit.inventory.rows import iso, name_match, name_patterns
@@ -229,3 +230,25 @@ def serial_keys(serial) -> list[str]:
         return []
     normal = normalize_serial(serial)
     return [serial] + ([normal] if normal is not None and normal != serial else [])
+
+
+@contextmanager
+def current_read(inventory: "Inventory"):
+    """:meth:`Inventory.transaction` for reading an SQLite inventory, refused once ``certkit inventory migrate``
+    moved it into PostgreSQL (its triggers, looked for in the same transaction): that file is a backup of the
+    day it moved, where a certificate revoked since is valid. An object loaded before the move
+    (``ca.inventory.get(serial)`` of a long-lived server) would answer from it as if current."""
+    from certkit.store_inventory import MOVED_TRIGGER, check_not_moved
+
+    with inventory.db.transaction() as tx:
+        if tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? LIMIT 1",
+                      (MOVED_TRIGGER + "%",)).fetchone() is None:
+            yield tx
+            return
+    check_not_moved(inventory)  # says where it went
+    from certkit.errors import CABroken
+    from certkit.text import shown
+
+    raise CABroken(f"The inventory {shown(inventory.location)} was moved into PostgreSQL (certkit inventory "
+                   "migrate) and is only a backup of that day: it is not read as the inventory.")
+
