@@ -422,7 +422,7 @@ class CA:
 
         typed, serial = serial, serial_argument(serial)
         inventory = self.require_inventory()
-        check_still_home(self)
+        check_still_home(self, "nothing was revoked")
         reason = parse_reason(reason)
         serial = resolve_serial(inventory, serial, typed)
         try:
