@@ -150,7 +150,33 @@ def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | s
             first = _first_content(lines)
             yield from _jsonl_records(first, lines) if first[1].lstrip().startswith("{") else _csv_records(first, lines)
         except UnicodeDecodeError:
-            raise CertkitError(f"The {the} is not UTF-8 text.") from None
+            raise CertkitError(f"The {the} is not UTF-8 text{_first_undecodable(path)}") from None
+
+
+def _first_undecodable(path: Path) -> str:
+    """Where the manifest at ``path`` first stops being UTF-8, said as ``": line N is '...'; ...hint."``: the
+    text decoder reads ahead in blocks, so its error names no line. Lines are counted as reading counts them
+    (a CR, LF or CRLF ends one: latin-1 maps every byte to one character and back)."""
+    try:
+        with open(path, encoding="latin-1", newline="") as handle:
+            for number, text in enumerate(iter(lambda: handle.readline(MAX_MANIFEST_LINE_BYTES + 1), ""), 1):
+                if problem := _undecodable(text.encode("latin-1"), number):
+                    return problem
+    except OSError:
+        pass
+    return "."
+
+
+def _undecodable(line: bytes, number: int) -> str:
+    """``": line N is '...'; ..."`` if ``line`` (the manifest's line ``number``) is not UTF-8, else ``""``."""
+    try:
+        line.decode("utf-8")
+        return ""
+    except UnicodeDecodeError:
+        value = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+        value = shown(value if len(value) <= 120 else value[:117] + "...")  # a control byte escaped too
+        return (f": line {number} is '{value}' (the bytes shown as \\xNN are not UTF-8; Latin-1 or Windows-1252, as "
+                "a spreadsheet's plain \"CSV\" is saved?); save the manifest as UTF-8 (\"CSV UTF-8\").")
 
 
 def _bounded_lines(handle, the: str) -> Iterator[str]:
@@ -188,7 +214,7 @@ def check_spooled_line(line: bytes, number: int, name: str) -> None:
         try:
             line.decode("utf-8")  # a line ends at a newline byte, which no character's UTF-8 holds: never cut
         except UnicodeDecodeError:
-            raise CertkitError(f"The {the} is not UTF-8 text.") from None
+            raise CertkitError(f"The {the} is not UTF-8 text{_undecodable(line, number)}") from None
     _check_line(line, number, the)
 
 
