@@ -3,7 +3,10 @@
 1. a manifest that is not UTF-8 (a Latin-1 / Windows-1252 "CSV" from a spreadsheet, as a file or on standard
    input, with LF or CR line ends) is refused in one ``Error:`` line that names the line and shows its value
    (the bytes that are not UTF-8 as ``\\xNN``, control characters escaped), not "is not UTF-8 text." alone;
-   nothing is issued.
+   nothing is issued;
+2. a NEW secret (init-ca's CA passphrase, export-p12's bundle password) from a file ending in a Windows line end
+   (CRLF) is taken without it, but ``openssl ... -passin file:`` keeps the CR and does not open the key or
+   bundle with the same file: certkit now warns, naming the file and OpenSSL, before it makes them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, certkit_env, run_certkit
+from conftest import assert_clean_error, certkit_env, openssl, run_certkit
 
 
 def _env(tmp_path: Path, **extra) -> dict[str, str]:
@@ -43,3 +46,38 @@ def test_latin1_manifest_names_line_and_value(tmp_path: Path, ca_env: dict, newl
     assert_clean_error(proc, "is not UTF-8 text: line 3 is 'client,Jos\\xe9 Garc\\xeda \\x1b[31m'")
     assert "\x1b" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not (tmp_path / "out").exists()
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def _secret_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def test_new_ca_passphrase_from_a_crlf_file_is_warned_as_openssl_disagrees(tmp_path: Path) -> None:
+    crlf = _secret_file(tmp_path / "pass.txt", PASSPHRASE.encode() + b"\r\n")
+    proc = run_certkit("init-ca", "--name", "CRLF CA", "--passphrase-file", crlf, env=_env(tmp_path), check=True)
+    assert "Warning: the file" in proc.stderr and "CRLF" in proc.stderr and "-passin file:" in proc.stderr, proc.stderr
+    key = tmp_path / "ca" / "ca-key.pem"
+    # The peer: OpenSSL given the same file does not open the key; given the secret certkit took, it does.
+    assert openssl("pkey", "-in", key, "-noout", "-passin", f"file:{crlf}").returncode != 0
+    assert openssl("pkey", "-in", key, "-noout", "-passin", f"pass:{PASSPHRASE}").returncode == 0
+    # A Unix line end: no warning.
+    lf = _secret_file(tmp_path / "lf.txt", PASSPHRASE.encode() + b"\n")
+    proc = run_certkit("init-ca", "--name", "LF CA", "--passphrase-file", lf, env=_env(tmp_path / "lf"), check=True)
+    assert "CRLF" not in proc.stderr, proc.stderr
+    lf_key = tmp_path / "lf" / "ca" / "ca-key.pem"
+    assert openssl("pkey", "-in", lf_key, "-noout", "-passin", f"file:{lf}").returncode == 0
+
+
+def test_new_p12_password_from_a_crlf_file_is_warned_as_openssl_disagrees(tmp_path: Path, ca_env: dict) -> None:
+    run_certkit("issue-client", "bob", "--out", tmp_path / "bob", env=ca_env, check=True)
+    crlf = _secret_file(tmp_path / "pw", b"a good password\r\n")
+    proc = run_certkit("export-p12", tmp_path / "bob", "--password-file", crlf, env=ca_env, check=True)
+    assert "Warning: the file" in proc.stderr and "CRLF" in proc.stderr, proc.stderr
+    bundle = tmp_path / "bob" / "bundle.p12"
+    assert openssl("pkcs12", "-in", bundle, "-noout", "-passin", f"file:{crlf}").returncode != 0
+    assert openssl("pkcs12", "-in", bundle, "-noout", "-passin", "pass:a good password").returncode == 0

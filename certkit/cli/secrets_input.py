@@ -8,7 +8,9 @@ OpenSSL's ``-passin file:`` keeps such a mark as part of the passphrase, so drop
 make a key that certkit opens with the file but OpenSSL, given the same file, does not; refusing it
 keeps the three (the file, the typed text, OpenSSL) in agreement. A secret that opens something made
 before (an existing CA passphrase) is taken as it is, as OpenSSL takes it; a PIN with the mark is
-refused, because a token counts each wrong PIN against its few tries.
+refused, because a token counts each wrong PIN against its few tries. A new secret from a file ending in a
+Windows line end (CRLF) is taken without it, as a prompt gives it, with a warning: OpenSSL's ``-passin file:``
+keeps the CR, and would not open the key or bundle with that file.
 """
 
 from __future__ import annotations
@@ -34,7 +36,22 @@ def read_secret_file(path: Path, *, new: bool = False) -> bytes:
     secret = _without_newline(text)
     if not secret:
         raise click.ClickException(f"{_source(path)} holds an empty secret.")
-    return _one_line(secret, _source(path)) if new else secret
+    if not new:
+        return secret
+    secret = _one_line(secret, _source(path))
+    if text.endswith(b"\r\n") and str(path) != "-":
+        _warn_windows_line_end(path)
+    return secret
+
+
+def _warn_windows_line_end(path: Path) -> None:
+    """A new secret from a file ending in CRLF is taken without it, as a prompt gives it; OpenSSL's ``-passin
+    file:`` drops the LF alone and keeps the CR as part of the secret, so say so before the key is made."""
+    from certkit.cli.common import warn
+
+    warn(f"the file {shown(path)} ends in a Windows line end (CRLF); certkit takes the secret without it, as a "
+         "prompt gives it, but OpenSSL's -passin file: keeps the carriage return as part of the secret and so will "
+         "not open what it protects with this file: save the file with a Unix line end (dos2unix) to use it there.")
 
 
 def _source(path: Path) -> str:
