@@ -6,7 +6,10 @@
    nothing is issued;
 2. a NEW secret (init-ca's CA passphrase, export-p12's bundle password) from a file ending in a Windows line end
    (CRLF) is taken without it, but ``openssl ... -passin file:`` keeps the CR and does not open the key or
-   bundle with the same file: certkit now warns, naming the file and OpenSSL, before it makes them.
+   bundle with the same file: certkit now warns, naming the file and OpenSSL, before it makes them;
+3. a manifest whose columns are separated by semicolons (a spreadsheet's "CSV" where the decimal mark is a
+   comma), tabs or '|' was refused as a header naming unknown columns, without saying why: it now says the
+   columns are separated by semicolons (tabs, '|'), not commas; nothing is issued.
 """
 
 from __future__ import annotations
@@ -81,3 +84,18 @@ def test_new_p12_password_from_a_crlf_file_is_warned_as_openssl_disagrees(tmp_pa
     bundle = tmp_path / "bob" / "bundle.p12"
     assert openssl("pkcs12", "-in", bundle, "-noout", "-passin", f"file:{crlf}").returncode != 0
     assert openssl("pkcs12", "-in", bundle, "-noout", "-passin", "pass:a good password").returncode == 0
+
+
+@pytest.mark.parametrize(("mark", "called"), [(";", "semicolons"), ("\t", "tabs"), ("|", "'|'")])
+def test_manifest_with_another_separator_says_so(tmp_path: Path, ca_env: dict, mark: str, called: str) -> None:
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text(f"# exported\nKind{mark}Names{mark}out\nserver{mark}a.example.com{mark}a\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", env=ca_env)
+    assert_clean_error(proc, "line 2: the header must name the columns")
+    assert f"Its columns are separated by {called}; a manifest's are separated by commas" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    # a header of known columns and one unknown is not said to be separated otherwise
+    manifest.write_text("kind,names,colour\nserver,a.example.com,red\n", encoding="utf-8")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", env=ca_env)
+    assert_clean_error(proc, "(found: kind, names, colour).")
+    assert "separated by" not in proc.stderr

@@ -249,7 +249,7 @@ def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator
                     f"the header must name the columns, each once: kind and names, and any of "
                     f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
                     + (" A JSON manifest is one object per line (JSON lines), not one JSON array."
-                       if header[0].startswith("[") else "")
+                       if header[0].startswith("[") else _separator_hint(header))
                 )
                 return
             continue
@@ -262,6 +262,16 @@ def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator
 
 class _RunsOn(Exception):
     """The csv reader asked for the next line before the last one made a row: a quoted field runs on."""
+
+
+def _separator_hint(header: list[str]) -> str:
+    """For a header of one cell that holds the columns separated by ``;`` (a spreadsheet's "CSV" where the
+    decimal mark is a comma), a tab or ``|``: that a manifest's columns are separated by commas."""
+    for mark, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if len(header) == 1 and {"kind", "names"} <= {c.strip() for c in header[0].split(mark)}:
+            return (f" Its columns are separated by {called}; a manifest's are separated by commas (save it as "
+                    "\"CSV UTF-8 (comma delimited)\", or replace them).")
+    return ""
 
 
 def _csv_rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str] | str]]:
