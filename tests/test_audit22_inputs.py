@@ -9,7 +9,9 @@
    bundle with the same file: certkit now warns, naming the file and OpenSSL, before it makes them;
 3. a manifest whose columns are separated by semicolons (a spreadsheet's "CSV" where the decimal mark is a
    comma), tabs or '|' was refused as a header naming unknown columns, without saying why: it now says the
-   columns are separated by semicolons (tabs, '|'), not commas; nothing is issued.
+   columns are separated by semicolons (tabs, '|'), not commas; nothing is issued;
+4. ``issue-batch -`` with standard input a terminal waited for input without a word, as if it hung: it now
+   says it is reading the manifest from the terminal and how to end it (Ctrl-D), and what is typed is issued.
 """
 
 from __future__ import annotations
@@ -99,3 +101,26 @@ def test_manifest_with_another_separator_says_so(tmp_path: Path, ca_env: dict, m
     proc = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", env=ca_env)
     assert_clean_error(proc, "(found: kind, names, colour).")
     assert "separated by" not in proc.stderr
+
+
+def test_manifest_on_a_terminal_says_it_is_read_from_it(tmp_path: Path, ca_env: dict) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", "-", "--out-dir", tmp_path / "out"],
+                                stdin=child, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ca_env)
+        os.close(child)
+        time.sleep(0.5)
+        os.write(main, b"kind,names\nserver,a.example.com\n\x04")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    err = err.decode()
+    assert proc.returncode == 0, err
+    assert "Reading the manifest from standard input, a terminal" in err and "Ctrl-D" in err, err
+    assert (tmp_path / "out" / "a.example.com" / "cert.pem").is_file()

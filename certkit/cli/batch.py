@@ -314,6 +314,10 @@ def _spooled(manifest: Path):
             out = os.fdopen(fd, "wb")
             try:
                 number = size = 0
+                if sys.stdin.isatty():  # else a bare `issue-batch -` waits for input, silently, as if it hung
+                    click.echo(f"Reading the manifest from {STDIN}, a terminal: type its lines (a CSV header, "
+                               "or JSON lines), then Ctrl-D at the start of a line; Ctrl-C stops. To give a file: "
+                               "certkit issue-batch FILE, or - < FILE.", err=True)
                 while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
                     number, size = number + 1, size + len(line)
                     check_spooled_line(line, number, STDIN)
