@@ -57,8 +57,9 @@ def test_json_errors_are_one_object_on_stdout_and_the_docs_and_help_say_so(ca_di
     assert ran.stderr.startswith("Error: "), ran.stderr
 
     readme = _squash((REPO / "README.md").read_text())
-    assert 'With `--json` an error is instead one JSON object on standard output, `{"error": "...", "exit": 1}`, ' \
-           "and standard error stays empty" in readme
+    assert 'With `--json` an error is instead one JSON object on standard output, `{"error": "...", "exit": 1}` ' \
+           '(`"exit": 2` for a usage mistake: the same status the command exits with), and standard error stays ' \
+           "empty" in readme
     assert "keeps the report on standard output and adds the `Error:` line on standard error" in readme
     helped = _squash(run_certkit("issue-server", "--help").stdout)
     assert '{"error": ..., "exit": N}' in helped and "stderr stays empty" in helped, helped
