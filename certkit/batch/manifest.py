@@ -173,6 +173,11 @@ def _undecodable(line: bytes, number: int) -> str:
         line.decode("utf-8")
         return ""
     except UnicodeDecodeError:
+        # Control bytes no text holds (a tab, a line end and ESC, of a coloured line pasted, are text's): DER's tags
+        # and lengths, as in a key's 30 77 02 01 01 04 20 <the private scalar>.
+        if any(byte < 0x09 or 0x0E <= byte < 0x20 and byte != 0x1B for byte in line):
+            return (f": line {number} holds control bytes, as no text does: a binary file (a DER key or certificate, a "
+                    ".p12?), not a manifest; it is not shown here, as such a file may hold a private key.")
         value = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
         value = shown(value if len(value) <= 120 else value[:117] + "...")  # a control byte escaped too
         return (f": line {number} is '{value}' (the bytes shown as \\xNN are not UTF-8; Latin-1 or Windows-1252, as "
@@ -229,6 +234,17 @@ def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:
     return before, ""
 
 
+def _found(header: list[str]) -> str:
+    """The header found, quoted when it tries to be one (it names kind or names, or is a JSON array); else the line
+    is not repeated: a file given for the manifest by mistake (a passphrase file, ~/.pgpass, a key) is a secret."""
+    import re
+
+    if header[0].startswith("[") or {"kind", "names"} & set(re.findall(r"[a-z_]+", " ".join(header))):
+        return f"found: {', '.join(shown(h) for h in header)}"
+    return "its first line names neither kind nor names, so it is not repeated here, as a file given by mistake may " \
+           "hold a secret: is this file a manifest?"
+
+
 def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator[tuple[int, dict | str]]:
     import itertools
 
@@ -247,7 +263,7 @@ def _csv_records(first: tuple[list[str], str], lines: Iterator[str]) -> Iterator
             if unknown or "kind" not in header or "names" not in header or len(set(header)) != len(header):
                 yield number, (
                     f"the header must name the columns, each once: kind and names, and any of "
-                    f"{', '.join(COLUMNS[2:])} (found: {', '.join(shown(h) for h in header)})."
+                    f"{', '.join(COLUMNS[2:])} ({_found(header)})."
                     + (" A JSON manifest is one object per line (JSON lines), not one JSON array."
                        if header[0].startswith("[") else _separator_hint(header))
                 )
