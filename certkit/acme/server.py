@@ -256,8 +256,6 @@ class AcmeService:
             if account is None:
                 _refuse_kid_elsewhere(self.state, signed.kid, prefix)
                 raise Problem("accountDoesNotExist", f"No account is known here as '{shown(signed.kid)}'.")
-            if account.status != "valid":
-                raise Problem("unauthorized", f"The account {signed.kid} is {account.status}.")
             key = jws.jwk_from_json(account.jwk)
         else:
             if key_rule == "kid":
@@ -270,7 +268,9 @@ class AcmeService:
         if not fresh_ok:
             raise Problem("badNonce", "The JWS nonce was already used, has expired, or was never given by this "
                                       "server; retry with the nonce of this response.")
-        if account is not None:  # after the signature: only the account's holder learns why
+        if account is not None:  # after the signature and the nonce: only the account's holder learns why
+            if account.status != "valid":
+                raise Problem("unauthorized", f"The account {signed.kid} is {account.status}.")
             refuse_unenrolled(self.config.eab, account)
         return Request(signed, signed.json_payload(), account, key, base)
 
