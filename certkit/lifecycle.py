@@ -341,6 +341,9 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
         check_name(out, "output folder")  # before any look at it: an over-long name is refused in words
     found = find_certificate(ca.require_inventory(), ref, ca_cert=ca.cert, ca_parents=tuple(ca.parents))
     ca.kind_of(found.cert)  # an intermediate's certificate is refused as what it is, before where it went
+    from certkit.fleet.plan import refuse_acme_renewal
+
+    refuse_acme_renewal(found.row)  # its ACME client's to renew, whatever --out or --rekey say
     if found.folder is not None and not os.path.isdir(ref):  # found by serial or name: its folder settled too
         from certkit.bundle import settle_folder
 

@@ -4,14 +4,26 @@
    account by its kid URL was answered "The account ... is deactivated" (unauthorized) before its signature
    was checked: anyone who knew an account's URL learnt its status. The signature (and the nonce) are now
    checked first, for every resource a kid signs; only the account's holder learns it is deactivated.
+2. ``certkit renew SERIAL`` of a certificate issued over ACME (its key with certbot, lego, Caddy) said "choose
+   where the renewed bundle goes with --out FOLDER", and ``--out`` then wrote a "renewal" with no private key
+   that no client would ever use. It is now refused, naming the client's renewal command, nothing written,
+   whether named by serial or name, with --out, --rekey, or by a folder holding a copy with its key.
 """
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+from pathlib import Path
 
-from acme_client import AcmeError, Client, account_key, sign
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from test_audit5_acme import _account, _obtain, _serial
+
+from acme_client import AcmeError, Client, HTTP01Responder, account_key, sign
 from acme_helpers import serving
+from conftest import assert_clean_error, run_certkit
 
 NAMES = ("d1.acme.test", "d2.acme.test", "d3.acme.test")
 
@@ -60,3 +72,29 @@ def test_a_deactivated_account_with_a_used_nonce_is_told_of_the_nonce(setup) -> 
     assert replayed.value.type == "badNonce", replayed.value.problem
     assert "deactivated" not in replayed.value.response.text
 
+
+# --- 2. an ACME client's certificate is renewed by that client -------------------------------------------
+def test_renewing_an_acme_certificate_is_refused_naming_the_clients_command(setup, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    with HTTP01Responder(setup.http_port) as responder:
+        cert = _obtain(_account(setup.server.directory, setup.root), responder, key, "d2.acme.test")
+    serial = _serial(cert)
+    live = tmp_path / "live"  # as certbot keeps it: cert.pem and privkey.pem side by side
+    live.mkdir()
+    (live / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (live / "privkey.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    before = {p.name: p.read_bytes() for p in live.iterdir()}
+    out = tmp_path / "out"
+    for args in ([serial], [serial, "--out", out], [serial, "--rekey", "--out", out], ["d2.acme.test", "--out", out],
+                 [live], [serial, "--out", out, "--json"]):
+        proc = run_certkit("renew", *args, env=setup.env)
+        assert_clean_error(proc, f"The certificate {serial} was issued over ACME")
+        text = proc.stderr + proc.stdout
+        assert "certbot renew --cert-name d2.acme.test" in text and "--domains d2.acme.test renew" in text, text
+        assert "--out FOLDER" not in text
+        assert not out.exists()
+        assert {p.name: p.read_bytes() for p in live.iterdir()} == before
+    rows = json.loads(run_certkit("list", "--json", env=setup.env, check=True).stdout)["certificates"]
+    assert [row["serial"] for row in rows if "DNS:d2.acme.test" in row["names"]] == [serial]  # no keyless "renewal"
+    assert os.listdir(tmp_path) == ["live"]

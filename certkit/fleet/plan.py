@@ -429,6 +429,25 @@ def not_in_a_folder(sink: str | None, folder: str | None, serial: str) -> str:
     return "no bundle folder is known to hold it (it was never written to one, or was moved)"
 
 
+def acme_renewal(names: list[str]) -> str:
+    """How the ACME client that holds a certificate issued by ``certkit acme serve`` renews it, in its own commands."""
+    name = shown(names[0]) if names else "NAME"
+    return (f"'certbot renew --cert-name {name}', 'lego ... --domains {name} renew', or let Caddy or Traefik, which "
+            "renew by themselves, do it")
+
+
+def refuse_acme_renewal(row: dict) -> None:
+    """A certificate issued over ACME is its client's to renew: the client holds its key, and uses no bundle certkit
+    writes. A CannotRenew that says so and names the client's command."""
+    from certkit.errors import CannotRenew
+
+    if row.get("sink") == "acme":
+        raise CannotRenew(f"The certificate {row['serial']} was issued over ACME (certkit acme serve) to an ACME "
+                          "client, which holds its private key: certkit does not renew it (a renewal here would "
+                          "have no key, and the client would never use it). Renew it through that client: "
+                          f"{acme_renewal(row_names(row))}. Nothing was written.")
+
+
 def not_in_place(row: dict) -> str:
     """Why the certificate of ``row`` cannot be renewed in place, and what to do instead of choosing where its
     renewed bundle goes (the caller's end of the sentence): ``...; to renew it, ... or``."""
