@@ -8,6 +8,11 @@
    where the renewed bundle goes with --out FOLDER", and ``--out`` then wrote a "renewal" with no private key
    that no client would ever use. It is now refused, naming the client's renewal command, nothing written,
    whether named by serial or name, with --out, --rekey, or by a folder holding a copy with its key.
+3. ``certkit list --expiring`` and ``renew --expiring`` said nothing of a certificate issued over ACME whose
+   client was late to renew it (past the point certbot, lego or Caddy renew: min(30 days, a third of its life)
+   before its end), so a client whose timer had stopped let it expire under a quiet cron job. Both now warn,
+   naming the client's renewal command; renew still leaves it to the client. One the client is not late for
+   yet is listed (and skipped) without a word.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from test_audit5_acme import _account, _obtain, _serial
 
 from acme_client import AcmeError, Client, HTTP01Responder, account_key, sign
 from acme_helpers import serving
-from conftest import assert_clean_error, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+from fleet_helpers import backdated_ca
 
 NAMES = ("d1.acme.test", "d2.acme.test", "d3.acme.test")
 
@@ -98,3 +104,47 @@ def test_renewing_an_acme_certificate_is_refused_naming_the_clients_command(setu
     rows = json.loads(run_certkit("list", "--json", env=setup.env, check=True).stdout)["certificates"]
     assert [row["serial"] for row in rows if "DNS:d2.acme.test" in row["names"]] == [serial]  # no keyless "renewal"
     assert os.listdir(tmp_path) == ["live"]
+
+
+# --- 3. an ACME client late to renew is warned of ----------------------------------------------------------
+def _over_acme(ca, name: str, *, days: int, started_days_ago: float) -> str:
+    """A certificate delivered over ACME (as acme serve records one) for ``name``, begun that long ago."""
+    import datetime as dt
+
+    from certkit.issuing import Target, deliver, server_request
+
+    class OverAcme(Target):
+        sink = "acme"
+
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=started_days_ago)
+    return deliver(ca, server_request([name], days=days, not_before=start), OverAcme()).issued.serial_hex
+
+
+def test_a_late_acme_client_is_warned_of_and_its_certificate_left_to_it(tmp_path: Path) -> None:
+    ca = backdated_ca(tmp_path / "ca")
+    late = {_over_acme(ca, "late90.example.com", days=90, started_days_ago=70): "late90.example.com",  # 20 of 90 left
+            _over_acme(ca, "late10.example.com", days=10, started_days_ago=8.5): "late10.example.com"}  # 1.5 of 10
+    on_time = [_over_acme(ca, "fresh.example.com", days=90, started_days_ago=55),  # 35 left: certbot renews at 30
+               _over_acme(ca, "today.example.com", days=90, started_days_ago=60.5),  # due half a day ago: its timer
+               _over_acme(ca, "short.example.com", days=10, started_days_ago=7)]  # 3 of 10: a third, due just now
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    for args in (("list", "--expiring", "40d"), ("list", "--expiring", "40d", "--json"), ("renew", "--expiring", "40d"),
+                 ("renew", "--expiring", "40d", "--json")):
+        proc = run_certkit(*args, env=env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warning: ")]
+        assert len(warnings) == 2, (args, proc.stderr)
+        for serial, name in late.items():
+            said = next(w for w in warnings if serial in w)
+            assert "was issued over ACME" in said and "its ACME client should have renewed it by" in said
+            assert f"'certbot renew --cert-name {name}'" in said and f"--domains {name} renew" in said, said
+        assert not any(serial in proc.stderr for serial in on_time), proc.stderr
+        if "--json" in args and args[0] == "renew":
+            report = json.loads(proc.stdout)
+            why = {o["serial"]: (o["outcome"], o["why"], o["needs_attention"]) for o in report["certificates"]}
+            assert {why[s] for s in late} == {("skipped", "late", True)}
+            assert {why[s] for s in on_time} == {("skipped", "elsewhere", False)}
+            assert report["renewed"] == 0 and report["ok"] is True
+    rows = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert len(rows) == 5 and not any(row["renewed_from"] for row in rows)  # nothing renewed by certkit
+    assert os.listdir(tmp_path) == ["ca"]

@@ -175,6 +175,9 @@ def _warn_skipped(skipped) -> None:
     from certkit.fleet.plan import DAMAGED_ADVICE, MOVED_ADVICE
 
     for o in skipped[:10]:
+        if o.stage == "late":  # the warning says it all, the client's command with it
+            warn(f"{o.error}.")
+            continue
         advice = DAMAGED_ADVICE if o.stage == "damaged" else MOVED_ADVICE
         warn(f"{o.serial} ({', '.join(o.names) or o.kind}) was not renewed: {o.error}; {advice}.")
     if len(skipped) > 10:

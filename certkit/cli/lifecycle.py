@@ -126,6 +126,10 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
                            damaged=damaged)
     for problem in damaged:
         warn(str(problem))
+    from certkit.fleet.plan import acme_late
+
+    for late in filter(None, (acme_late(row, now) for row in rows) if expiring is not None else ()):
+        warn(f"{late}.")  # due, and no certkit command renews it: its client must
     filtered = any((kind, status, expiring, pattern))
     total = len(rows)
     if limit is not None and len(rows) + len(damaged) >= limit:  # perhaps more match: say how many

@@ -83,7 +83,8 @@ class Outcome:
     # plan | renew: where a failure happened; moved: a skipped bundle not found (or damaged: its cert.pem holds no
     # certificate, is no file, or is gone from a folder that still holds the bundle's other files); meanwhile:
     # skipped, renewed or revoked by another command while this run went on; interrupted: not_done, a stop came first;
-    # other_host: a skipped bundle written on another host sharing the inventory
+    # other_host: a skipped bundle written on another host sharing the inventory; late: an ACME client's certificate
+    # that client has not renewed in time (acme_late)
     stage: str | None = None
     error: str | None = None
     hook: HookRun | None = None
@@ -124,9 +125,10 @@ class Outcome:
 
     @property
     def needs_attention(self) -> bool:
-        """A skipped bundle that would expire unrenewed unless someone acts: moved, deleted or damaged (one
-        delivered elsewhere by design, or changed by another command meanwhile, needs nothing)."""
-        return self.outcome == "skipped" and self.stage in ("moved", "damaged")
+        """A skipped bundle that would expire unrenewed unless someone acts: moved, deleted or damaged, or the
+        certificate of an ACME client late to renew it (one delivered elsewhere by design, or changed by another command
+        meanwhile, needs nothing)."""
+        return self.outcome == "skipped" and self.stage in ("moved", "damaged", "late")
 
 
 @dataclass
@@ -274,11 +276,13 @@ def folder_skipped(row: dict) -> Outcome:
     if sink in (None, "folder") and (error := _read_error(folder)) is not None:  # a disk error: said, and a failure
         return Outcome(serial, "failed", folder, row["kind"], row_names(row), stage="plan", san=row["names"],
                        error=f"{shown(Path(folder) / CERT_FILE)} cannot be read ({error}): it is not renewed")
-    stage = None
+    stage, error = None, not_in_a_folder(sink, folder, serial)
     if sink in (None, "folder"):  # by design (an output file) or by mistake?
         stage = "damaged" if damaged_cert(folder) else "moved"
-    return Outcome(serial, "skipped", folder, row["kind"], row_names(row), error=not_in_a_folder(sink, folder, serial),
-                   stage=stage, san=row["names"], sink=sink)
+    elif late := acme_late(row, dt.datetime.now(dt.UTC)):  # by design, but its client's renewals stopped
+        stage, error = "late", late
+    return Outcome(serial, "skipped", folder, row["kind"], row_names(row), error=error, stage=stage, san=row["names"],
+                   sink=sink)
 
 
 def other_host(row: dict) -> str | None:
@@ -434,6 +438,23 @@ def acme_renewal(names: list[str]) -> str:
     name = shown(names[0]) if names else "NAME"
     return (f"'certbot renew --cert-name {name}', 'lego ... --domains {name} renew', or let Caddy or Traefik, which "
             "renew by themselves, do it")
+
+
+def acme_late(row: dict, now: dt.datetime) -> str | None:
+    """For a valid certificate issued over ACME, not renewed yet, whose client is late to renew it, the warning that
+    says so; None otherwise. Its clients renew once min(30 days, a third of its life) is left (certbot's and lego's
+    30 days, Caddy's third); it is late once half that margin, at most a day (their timers run daily), has gone by."""
+    if row.get("sink") != "acme" or row.get("status") != "valid" or row.get("renewed_by"):
+        return None
+    start, end = (dt.datetime.fromisoformat(row[name].replace("Z", "+00:00")) for name in ("not_before", "not_after"))
+    due = min(dt.timedelta(days=30), (end - start) / 3)
+    if not end - due + min(dt.timedelta(days=1), due / 2) <= now < end:  # not due, its client not late yet, or expired
+        return None
+    names = row_names(row)
+    return (f"{row['serial']} ({', '.join(shown(n) for n in names) or row['kind']}) was issued over ACME and expires "
+            f"{end:%Y-%m-%d %H:%M} UTC; its ACME client should have renewed it by {end - due:%Y-%m-%d %H:%M} UTC and "
+            f"has not: check that client's renewal ({acme_renewal(names)}); certkit does not renew it, the key being "
+            "the client's")
 
 
 def refuse_acme_renewal(row: dict) -> None:
