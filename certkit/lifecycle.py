@@ -343,7 +343,7 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
     ca.kind_of(found.cert)  # an intermediate's certificate is refused as what it is, before where it went
     from certkit.fleet.plan import refuse_acme_renewal
 
-    refuse_acme_renewal(found.row)  # its ACME client's to renew, whatever --out or --rekey say
+    refuse_acme_renewal(ca.require_inventory(), found.row)  # its ACME client's (or server's), whatever --out says
     if found.folder is not None and not os.path.isdir(ref):  # found by serial or name: its folder settled too
         from certkit.bundle import settle_folder
 

@@ -7,7 +7,9 @@
 2. ``certkit renew SERIAL`` of a certificate issued over ACME (its key with certbot, lego, Caddy) said "choose
    where the renewed bundle goes with --out FOLDER", and ``--out`` then wrote a "renewal" with no private key
    that no client would ever use. It is now refused, naming the client's renewal command, nothing written,
-   whether named by serial or name, with --out, --rekey, or by a folder holding a copy with its key.
+   whether named by serial or name, with --out, --rekey, or by a folder holding a copy with its key. So is,
+   in the same way, the HTTPS certificate of a running acme serve, whose key is in its memory alone:
+   ``renew SERIAL --out DIR`` wrote a keyless bundle and marked the server's certificate renewed.
 3. ``certkit list --expiring`` and ``renew --expiring`` said nothing of a certificate issued over ACME whose
    client was late to renew it (past the point certbot, lego or Caddy renew: min(30 days, a third of its life)
    before its end), so a client whose timer had stopped let it expire under a quiet cron job. Both now warn,
@@ -105,6 +107,18 @@ def test_renewing_an_acme_certificate_is_refused_naming_the_clients_command(setu
     assert [row["serial"] for row in rows if "DNS:d2.acme.test" in row["names"]] == [serial]  # no keyless "renewal"
     assert os.listdir(tmp_path) == ["live"]
 
+
+def test_renewing_a_running_acme_servers_own_certificate_is_refused(setup, tmp_path: Path) -> None:
+    rows = json.loads(run_certkit("list", "--json", env=setup.env, check=True).stdout)["certificates"]
+    (own,) = [row["serial"] for row in rows if row["sink"] == "memory" and row["status"] == "valid"]
+    out = tmp_path / "out"
+    for args in ([own], [own, "--out", out], [own, "--rekey", "--out", out], [own, "--out", out, "--json"]):
+        proc = run_certkit("renew", *args, env=setup.env)
+        assert_clean_error(proc, f"The certificate {own} is the HTTPS certificate of a running server")
+        assert "--out FOLDER" not in proc.stderr + proc.stdout and not out.exists()
+    rows = json.loads(run_certkit("list", "--json", env=setup.env, check=True).stdout)["certificates"]
+    assert not any(row["renewed_from"] == own for row in rows)
+    assert os.listdir(tmp_path) == []
 
 # --- 3. an ACME client late to renew is warned of ----------------------------------------------------------
 def _over_acme(ca, name: str, *, days: int, started_days_ago: float) -> str:

@@ -457,10 +457,19 @@ def acme_late(row: dict, now: dt.datetime) -> str | None:
             "the client's")
 
 
-def refuse_acme_renewal(row: dict) -> None:
+def refuse_acme_renewal(inventory: "Inventory", row: dict) -> None:
     """A certificate issued over ACME is its client's to renew: the client holds its key, and uses no bundle certkit
-    writes. A CannotRenew that says so and names the client's command."""
+    writes. A CannotRenew that says so and names the client's command; and one for the HTTPS certificate of a
+    server that may still run (acme serve, serve), whose key is in its memory alone."""
     from certkit.errors import CannotRenew
+    from certkit.inventory.query import server_renewed
+
+    if row.get("sink") == "memory" and row["serial"] in server_renewed(inventory, "listener"):
+        raise CannotRenew(f"The certificate {row['serial']} is the HTTPS certificate of a running server (certkit "
+                          "acme serve or certkit serve), whose key is in that server's memory alone: certkit does "
+                          "not renew it (a renewal here would have no key, and the server would never use it). acme "
+                          "serve renews its own; certkit serve makes a new one when it is started again. Nothing was "
+                          "written.")
 
     if row.get("sink") == "acme":
         raise CannotRenew(f"The certificate {row['serial']} was issued over ACME (certkit acme serve) to an ACME "

@@ -19,18 +19,19 @@ _RENEWED = ("EXISTS (SELECT 1 FROM certificates AS r WHERE r.renewed_from = cert
             " AND r.status IN ('valid', 'revoked'))")
 
 
-def server_renewed(inventory: "Inventory") -> list[str]:
+def server_renewed(inventory: "Inventory", held: str = "renewing") -> list[str]:
     """The serials of the ACME servers' own HTTPS certificates whose server may still run (of this host and
     alive, or of another host), which it renews in place and revokes when it stops (a row 'renewing SERIAL'
     in its tables, :meth:`certkit.acme.state.AcmeState.hold_listener`): no action is due for them, so
-    ``list --expiring`` and ``renew --expiring`` leave them out. A server killed outright renews nothing."""
+    ``list --expiring`` and ``renew --expiring`` leave them out. A server killed outright renews nothing.
+    ``held="listener"``: the own certificates of every server that may still run, certkit serve's too."""
     from certkit.acme.records import gone
     from certkit.acme.schema import _columns
 
     with inventory.transaction() as tx:
         if "name" not in _columns(tx, "acme_keys"):  # no ACME server ever ran on this inventory
             return []
-        rows = tx.execute("SELECT name, value FROM acme_keys WHERE name LIKE 'renewing %'").fetchall()
+        rows = tx.execute("SELECT name, value FROM acme_keys WHERE name LIKE ?", (f"{held} %",)).fetchall()
     return [name.split(" ", 1)[1] for name, process in rows if process and not gone(process)]
 
 
