@@ -296,6 +296,9 @@ def _check_sqlite_home(inventory: Inventory, cert: "x509.Certificate") -> None:
         raise CABroken(f"The inventory {shown(inventory.location)} belongs to another CA: it lies in the CA directory "
                        f"of {shown(theirs.subject.rfc4514_string())}; check $CERTKIT_INVENTORY_URL and the inventory "
                        "certkit-ca.json names.")
+    from certkit.inventory.home import bind
+
+    bind(inventory, cert)  # read and written from now on only while its directory holds this CA (made again since)
 
 
 def _check_sqlite_rows(inventory: Inventory, cert: "x509.Certificate") -> None:

@@ -69,6 +69,7 @@ class Inventory:
     """The inventory of one CA: an SQLite file (default) or a PostgreSQL database URL."""
 
     current = False  # a CA object's SQLite inventory (CADirectory.open): read only while not moved (current_read)
+    home: tuple | None = None  # (CA certificate, its ca.pem) a CA object bound it to: certkit.inventory.home
 
     def __init__(self, location: str | Path) -> None:
         if not isinstance(location, (str, Path)) or not is_utf8(str(location)) or not str(location).strip():
@@ -83,11 +84,9 @@ class Inventory:
 
             self.location = hide_secrets(self.location)
 
-    def transaction(self, *, write: bool = False):
-        if write or not self.current:  # a moved SQLite file refuses writes itself (its triggers)
-            return self.db.transaction(write=write)
-        from certkit.inventory.query import current_read
-        return current_read(self)  # and is read as current by nobody: a backup of the day it moved
+    def transaction(self, *, write: bool = False, durable: bool = True):
+        from certkit.inventory.query import current_read  # refuses a CA directory made again since (home.check)
+        return current_read(self, write=write, durable=durable)  # and a moved SQLite file: a backup of that day
 
     # --- creation, checking, migration ---------------------------------------------
     def create(self) -> None:
@@ -126,6 +125,8 @@ class Inventory:
         return version
 
     def _read(self, readonly: bool = False):
+        from certkit.inventory.home import check
+        check(self)  # a CA object's directory made again for another CA since: that CA's inventory
         if readonly and self.db.dialect == "sqlite":
             return self.db.transaction(readonly=True)
         return self.db.transaction()
@@ -161,7 +162,7 @@ class Inventory:
             rows.append((f.serial, e.kind, f.subject, json.dumps(f.names), f.not_before, f.not_after, f.fingerprint,
                          f.der, "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)))
         taken: list[int] = []
-        with self.db.transaction(write=True, durable=durable) as tx:
+        with self.transaction(write=True, durable=durable) as tx:
             for e in entries:
                 if e.renewed_from:
                     check_renewable(tx, e.renewed_from, folder=e.folder, in_place=e.in_place, location=self.location)
@@ -211,7 +212,7 @@ class Inventory:
         ``durable=False`` commits without waiting for the disk: right for certificates whose bundle
         (a folder, a file) is on disk already, since a mark lost in a power cut leaves the row pending
         and the next command finds the bundle and marks it again (reconciliation)."""
-        with self.db.transaction(write=True, durable=durable) as tx:
+        with self.transaction(write=True, durable=durable) as tx:
             return self._mark_issued(tx, serials)
 
     def sync(self, serials: Iterable[Sequence[str]] = ()) -> None:

@@ -234,13 +234,19 @@ def serial_keys(serial) -> list[str]:
 
 
 @contextmanager
-def current_read(inventory: "Inventory"):
+def current_read(inventory: "Inventory", *, write: bool = False, durable: bool = True):
     """:meth:`Inventory.transaction` for reading an SQLite inventory, refused once ``certkit inventory migrate``
     moved it into PostgreSQL (its triggers, looked for in the same transaction): that file is a backup of the
     day it moved, where a certificate revoked since is valid. An object loaded before the move
     (``ca.inventory.get(serial)`` of a long-lived server) would answer from it as if current."""
+    from certkit.inventory.home import check
     from certkit.store_inventory import MOVED_TRIGGER, check_not_moved
 
+    check(inventory)  # a CA object's directory made again for another CA since: that CA's inventory
+    if write or not inventory.current:  # a moved SQLite file refuses writes itself (its triggers)
+        with inventory.db.transaction(write=write, durable=durable) as tx:
+            yield tx
+        return
     with inventory.db.transaction() as tx:
         if tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? LIMIT 1",
                       (MOVED_TRIGGER + "%",)).fetchone() is None:
