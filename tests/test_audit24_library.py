@@ -145,3 +145,75 @@ def test_a_ca_built_from_its_parts_with_its_directorys_inventory_is_bound_too(tm
         built.inventory.get(theirs)
     with pytest.raises(CABroken, match="now holds another CA"):
         old.inventory.query()
+
+
+# --- 2. whitespace around a name: one rule for issuing (library, CLI, manifest) and verifying -----------
+PADS = [" {}", "{} ", "\t{}", "{}\u00a0", "\u00a0{}\t"]
+
+
+@pytest.fixture(scope="module")
+def padded_ca(tmp_path_factory):
+    """A CA directory with a server (www.example.test) and a client (alice, alice@example.com,
+    spiffe://example.org/alice), and the environment that uses it."""
+    home = tmp_path_factory.mktemp("padded")
+    env = certkit_env(CERTKIT_CA_DIR=str(home / "ca"), HOME=str(home), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Padded CA", env=env, cwd=home, check=True)
+    run_certkit("issue-server", "www.example.test", "10.0.0.1", "--out", str(home / "s"), env=env, cwd=home,
+                check=True)
+    run_certkit("issue-client", "alice", "--email", "alice@example.com", "--uri", "spiffe://example.org/alice",
+                "--out", str(home / "c"), env=env, cwd=home, check=True)
+    return home, env
+
+
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize(("purpose", "folder", "name"), [
+    ("server", "s", "www.example.test"), ("server", "s", "10.0.0.1"), ("client", "c", "alice"),
+    ("client", "c", "alice@example.com"), ("client", "c", "spiffe://example.org/alice")])
+def test_a_name_to_check_is_taken_without_the_whitespace_around_it_as_issuing_takes_it(padded_ca, pad, purpose,
+                                                                                       folder, name):
+    """verify --name ' alice@example.com' said "not valid for name  alice@example.com" of the certificate
+    issue-client --email ' alice@example.com' had made (a client's name was compared with its spaces), and
+    --name 'www.example.test<NBSP>' said it "contains control characters", while issue-server took both."""
+    from cryptography import x509
+
+    from certkit.verify import verify_certificate
+
+    home, env = padded_ca
+    given = pad.format(name)
+    ran = run_certkit("verify", str(home / folder / "cert.pem"), "--purpose", purpose, "--name", given, env=env,
+                      cwd=home)
+    assert ran.returncode == 0 and f"{name}: matches" in ran.stdout, ran.stdout + ran.stderr
+    leaf = x509.load_pem_x509_certificate((home / folder / "cert.pem").read_bytes())
+    root = x509.load_pem_x509_certificate((home / "ca" / "ca.pem").read_bytes())
+    verdict = verify_certificate(leaf, purpose=purpose, roots=root, name=given)
+    assert verdict.valid and verdict.name_ok and verdict.name == name, verdict
+    assert not verdict.notes, verdict.notes  # no IDNA note on a name "Python would connect to" with its NBSP
+
+
+@pytest.mark.parametrize("pad", PADS)
+def test_names_padded_for_issuing_are_taken_alike_and_a_padded_common_name_refused_alike(tmp_path, pad):
+    from cryptography import x509
+
+    from certkit import CA
+    from certkit.errors import InvalidName
+
+    ca = CA.create("Names CA")
+    server = ca.issue_server([pad.format("www.example.test"), pad.format("10.0.0.1")])
+    client = ca.issue_client("alice", emails=[pad.format("alice@example.com")],
+                             uris=[pad.format("spiffe://example.org/alice")], dns_names=[pad.format("a.example")])
+    sans = {str(n.value) for c in (server, client)
+            for n in c.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value}
+    assert sans == {"www.example.test", "10.0.0.1", "alice@example.com", "spiffe://example.org/alice", "a.example"}
+    with pytest.raises(InvalidName, match="starts or ends with whitespace; remove it") as refused:
+        ca.issue_client(pad.format("alice"))
+    said = str(refused.value)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Names CA", env=env, cwd=tmp_path, check=True)
+    ran = run_certkit("issue-client", pad.format("alice"), "--out", str(tmp_path / "c"), env=env, cwd=tmp_path)
+    assert ran.returncode == 1 and ran.stderr.strip() == f"Error: {said}", ran.stderr
+    (tmp_path / "m.csv").write_text(f'kind,names,email,out\nclient,"{pad.format("alice")}",,c\n'
+                                    f'server,"{pad.format("www.example.test")}",,s\n', encoding="utf-8")
+    ran = run_certkit("issue-batch", "m.csv", env=env, cwd=tmp_path)
+    assert ran.returncode == 1 and f"line 2: {said}" in ran.stderr and "line 3" not in ran.stderr, ran.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "s").exists()
+
