@@ -217,3 +217,30 @@ def test_names_padded_for_issuing_are_taken_alike_and_a_padded_common_name_refus
     assert ran.returncode == 1 and f"line 2: {said}" in ran.stderr and "line 3" not in ran.stderr, ran.stderr
     assert not (tmp_path / "c").exists() and not (tmp_path / "s").exists()
 
+
+# --- 3. Inventory.query's bad arguments: certkit errors, not a builtin ValueError / TypeError or nothing ---
+@pytest.mark.parametrize(("given", "error", "said"), [
+    ({"kind": "servers"}, "InvalidArgument", "Unknown kind 'servers'; choose one of: ca, server, client, peer."),
+    ({"kind": 5}, "WrongType", "kind must be a str"),
+    ({"status": "bogus"}, "InvalidArgument", "Unknown status 'bogus'; choose one of: valid, expired, revoked, "
+                                             "pending, abandoned, not yet valid."),
+    ({"expiring_within": 30}, "WrongType", "expiring_within must be a datetime.timedelta"),
+    ({"now": dt.datetime(2030, 1, 1)}, "InvalidLifetime", "now must be timezone-aware"),
+    ({"limit": "3"}, "WrongType", "limit must be a whole number of rows"),
+    ({"limit": -1}, "WrongType", "limit must be a whole number of rows"),
+    ({"name": b"www*"}, "WrongType", "name must be a str"),
+])
+def test_a_query_with_a_bad_filter_is_refused_in_certkits_words(ca_dir, given, error, said):
+    """query(kind="servers") answered [] as if the CA had issued no server certificate; status="bogus" raised
+    a bare ValueError, expiring_within=30 a TypeError from inside (datetime + int)."""
+    from certkit import errors
+    from certkit.store import CADirectory
+
+    ca = CADirectory(str(ca_dir)).open()
+    ca.unlock(PASSPHRASE)
+    ca.issue_server("q.example")
+    with pytest.raises(getattr(errors, error)) as refused:
+        ca.inventory.query(**given)
+    assert str(refused.value).startswith(said) and isinstance(refused.value, errors.CertkitError)
+    assert [r["kind"] for r in ca.inventory.query(kind="server")] == ["server"]
+    assert ca.inventory.query(status="not yet valid") == [] and len(ca.inventory.query(limit=0)) == 0

@@ -46,6 +46,7 @@ def status_now(recorded: str, not_before: str, not_after: str, stamp: str) -> st
 
 def query(inventory: "Inventory", *, kind: str | None, status: str | None, expiring_within: dt.timedelta | None,
           name: str | None, now: dt.datetime, limit: int | None, damaged: list | None) -> list[dict]:
+    _check_filters(kind, status, expiring_within, name, now, limit)
     where, params = _where(inventory, kind, status, expiring_within, now)
     # Soonest expiry first; on a tie (a renewal made within the second), the older first, then the
     # first issue before its renewal: the same order every time, as docs and scripts read it.
@@ -66,6 +67,31 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
         row["renewed_by"] = renewed_by.get(row["serial"])
         del row["writer"]
     return rows
+
+
+def _check_filters(kind, status, expiring_within, name, now, limit) -> None:
+    """:meth:`Inventory.query`'s arguments, the caller's mistakes said as certkit errors naming them: a kind or
+    status outside its list (a kind no certificate has would list nothing, as if there were none), a time span
+    that is not a ``timedelta``, a naive ``now``, a ``limit`` that is not a whole number of rows."""
+    from certkit.constants import KINDS
+    from certkit.errors import InvalidArgument
+    from certkit.profiles import aware
+    from certkit.text import shown
+    from certkit.vocabulary import wrong_type
+
+    for what, value, choices in (("kind", kind, KINDS), ("status", status, (*LIST_STATUSES, "not yet valid"))):
+        if value is not None and not isinstance(value, str):
+            raise wrong_type(what, f"a str ({', '.join(choices)}) or None", value)
+        if value is not None and value not in choices:
+            raise InvalidArgument(f"Unknown {what} '{shown(value)}'; choose one of: {', '.join(choices)}.")
+    if expiring_within is not None and not isinstance(expiring_within, dt.timedelta):
+        raise wrong_type("expiring_within", "a datetime.timedelta, such as timedelta(days=30), or None",
+                         expiring_within)
+    if name is not None and not isinstance(name, str):
+        raise wrong_type("name", "a str (a glob over the subject and names) or None", name)
+    aware(now, "now")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise wrong_type("limit", "a whole number of rows, 0 or more, or None", limit)
 
 
 def _first_rows(inventory: "Inventory", sql: str, params: list, limit: int, damaged: list | None) -> list[dict]:
