@@ -175,31 +175,41 @@ class TimerChange:
 @contextlib.contextmanager
 def _whole_pair(paths: list[Path]):
     """Both units written, or neither changed: a write that fails part-way (a full disk) puts back what it replaced
-    (kept meanwhile under a temporary name, a hard link: it takes no room) and removes what it created, never
-    leaving a new .service beside no .timer, nor beside the old one. Yields the list to add each unit placed to."""
-    from certkit.atomic import temporary_name, unlink_quietly
+    (kept meanwhile under a temporary name, see :func:`_kept_aside`) and removes what it created, never leaving a
+    new .service beside no .timer, nor beside the old one. Yields the list to add each unit placed to."""
+    from certkit.atomic import unlink_quietly
 
     kept: dict[Path, Path] = {}
-    for path in paths:
-        if os.path.isfile(path) and not os.path.islink(path):
-            aside = path.with_name(temporary_name(path.name))
-            with contextlib.suppress(OSError):
-                os.link(path, aside)
-                kept[path] = aside
-    placed: list[Path] = []
     try:
-        yield placed
-    except BaseException:
-        for path in placed:
-            if path in kept:
-                with contextlib.suppress(OSError):
-                    os.replace(kept.pop(path), path)
-            else:
-                unlink_quietly(path)
-        raise
+        for path in paths:
+            if os.path.isfile(path) and not os.path.islink(path):
+                kept[path] = _kept_aside(path)
+        placed: list[Path] = []
+        try:
+            yield placed
+        except BaseException:
+            for path in placed:
+                if path in kept:
+                    with contextlib.suppress(OSError):
+                        os.replace(kept.pop(path), path)
+                else:
+                    unlink_quietly(path)
+            raise
     finally:
         for aside in kept.values():
             unlink_quietly(aside)
+
+
+def _kept_aside(path: Path) -> Path:
+    """A second name for ``path``'s content, to put it back with a rename: a hard link (no room taken), else (vfat
+    has none) a copy, with its mode; a copy that does not fit raises, before anything is replaced."""
+    from certkit.atomic import temporary_name, write_new_file
+    aside = path.with_name(temporary_name(path.name))
+    try:
+        os.link(path, aside)
+    except OSError:
+        write_new_file(aside, path.read_bytes(), os.stat(path).st_mode & 0o777)
+    return aside
 
 
 def _systemctl(system: bool) -> list[str]:

@@ -1,0 +1,81 @@
+"""The twenty-fourth round's integrity findings (audit integrity, round twenty-four).
+
+1. ``renew --install-timer --force --unit-dir DIR`` on a file system without hard links (vfat, exfat) and a disk
+   with room for one unit: the old .service could not be kept aside as a hard link, so when the new .timer failed
+   the new .service was removed, leaving the folder with no .service at all beside the old .timer, and said
+   "nothing there was changed". Now what is replaced is kept aside by a copy when no link can be made, and the
+   pair is put back whole (or, if the copy itself does not fit, nothing is touched).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, run_certkit
+
+# link(2) into a folder named "units" fails as vfat's does (EPERM): Linux's vfat and exfat drivers have no link.
+_NO_LINKS_IN_UNITS = '''
+import errno, os
+_link = os.link
+def _vfat_link(src, dst, *args, **kwargs):
+    if os.path.basename(os.path.dirname(os.path.abspath(os.fspath(dst)))) == "units":
+        raise PermissionError(errno.EPERM, "Operation not permitted", os.fspath(dst))
+    return _link(src, dst, *args, **kwargs)
+os.link = _vfat_link
+# and the disk is full when a file whose name begins with $FULL_AT is created (a temporary file beside it too)
+_open = os.open
+def _full_open(path, flags, *args, **kwargs):
+    full_at = os.environ.get("FULL_AT")
+    name = os.path.basename(os.fspath(path)).lstrip(".")
+    if full_at and flags & os.O_CREAT and name.startswith(full_at):
+        raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+    return _open(path, flags, *args, **kwargs)
+os.open = _full_open
+'''
+
+
+@pytest.fixture
+def no_links_env(tmp_path: Path, ca_env: dict) -> dict:
+    hooks = tmp_path / "nolinks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_NO_LINKS_IN_UNITS)
+    env = dict(ca_env, PYTHONPATH=f"{hooks}{os.pathsep}{ca_env.get('PYTHONPATH', '')}",
+               CERTKIT_SYSTEMD_SYSTEM_DIR=str(tmp_path / "s"), HOME=str(tmp_path))
+    (tmp_path / "probe" / "units").mkdir(parents=True)
+    probe = subprocess.run([sys.executable, "-c", f"import os; os.link({str(hooks / 'sitecustomize.py')!r}, "
+                            f"{str(tmp_path / 'probe' / 'units' / 'x')!r})"], env=env, capture_output=True, text=True)
+    assert "Operation not permitted" in probe.stderr, probe.stderr  # the stand-in for vfat is in force
+    return env
+
+
+def _units(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_timer_pair_replaced_without_hard_links_on_a_full_disk_is_left_whole(tmp_path: Path, ca_dir: Path,
+                                                                                 no_links_env: dict):
+    env = no_links_env
+    pp = tmp_path / "pp"
+    pp.write_text(env["CERTKIT_CA_PASSPHRASE"] + "\n")
+    pp.chmod(0o600)
+    units = tmp_path / "units"
+    args = ("renew", "--install-timer", "--passphrase-file", pp, "--unit-dir", units)
+    run_certkit(*args, env=env, cwd=tmp_path, check=True, subprocess=True)
+    before = _units(units)
+    assert sorted(before) == ["certkit-renew.service", "certkit-renew.timer"]
+    for full_at in ("certkit-renew.timer", "certkit-renew.service", "certkit-renew"):  # after the .service; before
+        proc = run_certkit(*args, "--expiring", "10d", "--force", env=dict(env, FULL_AT=full_at), cwd=tmp_path,
+                           subprocess=True)
+        assert_clean_error(proc, "the disk is full; nothing there was changed")
+        assert _units(units) == before  # the old pair, whole: no unit lost, none new beside an old one
+    proc = run_certkit(*args, "--expiring", "10d", "--force", env=env, cwd=tmp_path, subprocess=True)
+    assert proc.returncode == 0, proc.stderr
+    after = _units(units)
+    assert sorted(after) == ["certkit-renew.service", "certkit-renew.timer"]
+    assert b"10d" in after["certkit-renew.service"]
+
