@@ -29,6 +29,12 @@ def old_key_of(source: Path | None, found: "Found", *, check: bool, keyed: bool,
                 notes.append(f"the key is taken from {shown(file)}, which holds it: the new bundle has it too, "
                              "whatever becomes of that file")
                 break
+    if key is None and check and keyed and source is None and row.get("sink") in (None, "folder"):
+        # its bundle folder moved, renamed or emptied since: a renewal elsewhere would deliver a bundle with no key
+        raise CannotRenew(f"The certificate {found.serial} was written with its private key to "
+                          f"{shown(row.get('folder') or '-')}, which no longer holds it (moved or renamed?), so the "
+                          "renewed bundle would have no key; nothing was written. Give the folder that holds it now "
+                          "(certkit renew FOLDER), or renew with --rekey for a new key.")
     return key
 
 

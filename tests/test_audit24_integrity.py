@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_error, run_certkit
+from integrity_helpers import listed
 
 # link(2) into a folder named "units" fails as vfat's does (EPERM): Linux's vfat and exfat drivers have no link.
 _NO_LINKS_IN_UNITS = '''
@@ -78,4 +79,40 @@ def test_a_timer_pair_replaced_without_hard_links_on_a_full_disk_is_left_whole(t
     after = _units(units)
     assert sorted(after) == ["certkit-renew.service", "certkit-renew.timer"]
     assert b"10d" in after["certkit-renew.service"]
+
+
+def _serial(folder: Path) -> str:
+    out = subprocess.run(["openssl", "x509", "-in", folder / "cert.pem", "-noout", "-serial"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip().split("=")[1]
+
+
+def test_a_renewal_whose_bundle_folder_moved_away_is_refused_not_written_without_its_key(tmp_path: Path, ca_dir: Path,
+                                                                                       ca_env: dict):
+    web = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", web, env=ca_env, check=True)
+    moved = tmp_path / "moved"
+    os.replace(web, moved)
+    serial = _serial(moved)
+    rows_before = listed(ca_env)
+    for ref in (serial, "web.example", serial[:12]):
+        out = tmp_path / "new"
+        proc = run_certkit("renew", ref, "--out", out, env=ca_env, cwd=tmp_path)
+        assert_clean_error(proc, f"The certificate {serial} was written with its private key to {web}, which no longer "
+                                 "holds it")
+        assert "nothing was written" in proc.stderr and "Renewed" not in proc.stdout
+        assert not out.exists()
+    assert listed(ca_env) == rows_before  # nothing recorded either
+    # the folder that holds it now renews, keeping the key, into a new folder or in place
+    run_certkit("renew", moved, "--out", tmp_path / "new", env=ca_env, cwd=tmp_path, check=True)
+    key = subprocess.run(["openssl", "pkey", "-in", tmp_path / "new" / "privkey.pem", "-pubout"], capture_output=True,
+                         check=True).stdout
+    cert_key = subprocess.run(["openssl", "x509", "-in", tmp_path / "new" / "cert.pem", "-noout", "-pubkey"],
+                              capture_output=True, check=True).stdout
+    assert key == cert_key
+    # as the error says, --rekey needs no old key: a new one is made and written with it
+    run_certkit("issue-server", "api.example", "--out", tmp_path / "api", env=ca_env, check=True)
+    os.replace(tmp_path / "api", tmp_path / "api-moved")
+    run_certkit("renew", "api.example", "--rekey", "--out", tmp_path / "api2", env=ca_env, cwd=tmp_path, check=True)
+    assert (tmp_path / "api2" / "privkey.pem").stat().st_mode & 0o777 == 0o600
 
