@@ -116,3 +116,44 @@ def test_a_renewal_whose_bundle_folder_moved_away_is_refused_not_written_without
     run_certkit("renew", "api.example", "--rekey", "--out", tmp_path / "api2", env=ca_env, cwd=tmp_path, check=True)
     assert (tmp_path / "api2" / "privkey.pem").stat().st_mode & 0o777 == 0o600
 
+
+# unlink(2) of the file named $STUCK fails (EACCES), as in a folder the user may read but not change
+_STUCK_UNLINK = '''
+import errno, os
+_unlink = os.unlink
+def _stuck_unlink(path, *args, **kwargs):
+    if os.path.basename(os.fspath(path)) == os.environ.get("STUCK"):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+    return _unlink(path, *args, **kwargs)
+os.unlink = _stuck_unlink
+'''
+
+
+def test_a_timer_removed_only_in_part_says_what_went_and_what_is_left(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    hooks = tmp_path / "stuck"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_STUCK_UNLINK)
+    env = dict(ca_env, CERTKIT_SYSTEMD_SYSTEM_DIR=str(tmp_path / "s"), HOME=str(tmp_path))
+    pp = tmp_path / "pp"
+    pp.write_text(env["CERTKIT_CA_PASSPHRASE"] + "\n")
+    pp.chmod(0o600)
+    units = tmp_path / "units"
+    service, timer = units / "certkit-renew.service", units / "certkit-renew.timer"
+    install = ("renew", "--install-timer", "--passphrase-file", pp, "--unit-dir", units, "--force")
+    stuck = dict(env, PYTHONPATH=f"{hooks}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    for json_args in ((), ("--json",)):
+        run_certkit(*install, env=env, cwd=tmp_path, check=True)
+        proc = run_certkit("renew", "--remove-timer", "--unit-dir", units, *json_args,
+                           env=dict(stuck, STUCK="certkit-renew.service"), cwd=tmp_path, subprocess=True)
+        assert_clean_error(proc, f"Cannot remove {service}: Permission denied; removed {timer}, left {service}")
+        assert not timer.exists() and service.exists()
+        run_certkit(*install, env=env, cwd=tmp_path, check=True)
+        proc = run_certkit("renew", "--remove-timer", "--unit-dir", units, *json_args,
+                           env=dict(stuck, STUCK="certkit-renew.timer"), cwd=tmp_path, subprocess=True)
+        assert_clean_error(proc, f"Cannot remove {timer}: Permission denied; nothing was removed, left {timer}, "
+                                 f"{service}")
+        assert timer.exists() and service.exists()
+    # what is left is removed by the next run
+    run_certkit("renew", "--remove-timer", "--unit-dir", units, env=env, cwd=tmp_path, check=True)
+    assert sorted(units.iterdir()) == []
+

@@ -24,6 +24,7 @@ from certkit.fleet.timer_env import (  # noqa: F401 (the environment a timer run
     cron_path,
     program,
 )
+from certkit.fleet.timer_files import remove_units, whole_pair
 from certkit.paths import absolute
 from certkit.text import is_digits, is_utf8, shown
 
@@ -172,46 +173,6 @@ class TimerChange:
     notes: list[str] = field(default_factory=list)  # drop-ins of other hands that systemd applies to the units
 
 
-@contextlib.contextmanager
-def _whole_pair(paths: list[Path]):
-    """Both units written, or neither changed: a write that fails part-way (a full disk) puts back what it replaced
-    (kept meanwhile under a temporary name, see :func:`_kept_aside`) and removes what it created, never leaving a
-    new .service beside no .timer, nor beside the old one. Yields the list to add each unit placed to."""
-    from certkit.atomic import unlink_quietly
-
-    kept: dict[Path, Path] = {}
-    try:
-        for path in paths:
-            if os.path.isfile(path) and not os.path.islink(path):
-                kept[path] = _kept_aside(path)
-        placed: list[Path] = []
-        try:
-            yield placed
-        except BaseException:
-            for path in placed:
-                if path in kept:
-                    with contextlib.suppress(OSError):
-                        os.replace(kept.pop(path), path)
-                else:
-                    unlink_quietly(path)
-            raise
-    finally:
-        for aside in kept.values():
-            unlink_quietly(aside)
-
-
-def _kept_aside(path: Path) -> Path:
-    """A second name for ``path``'s content, to put it back with a rename: a hard link (no room taken), else (vfat
-    has none) a copy, with its mode; a copy that does not fit raises, before anything is replaced."""
-    from certkit.atomic import temporary_name, write_new_file
-    aside = path.with_name(temporary_name(path.name))
-    try:
-        os.link(path, aside)
-    except OSError:
-        write_new_file(aside, path.read_bytes(), os.stat(path).st_mode & 0o777)
-    return aside
-
-
 def _systemctl(system: bool) -> list[str]:
     return ["systemctl"] if system else ["systemctl", "--user"]
 
@@ -243,7 +204,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
                               "schedule; pass --force to replace it, or --timer-name for a second timer.")
     try:
-        with folders_made(folder), _whole_pair(paths) as placed:
+        with folders_made(folder), whole_pair(paths) as placed:
             for path, text in zip(paths, (service, timer), strict=True):
                 replace_file(path, text.encode(), PUBLIC_MODE)
                 placed.append(path)
@@ -290,10 +251,10 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
         # removed first, the files would leave these links dangling (and `disable` would fail on them)
         raise CertkitError(f"systemd still links to the units ({', '.join(shown(p) for p in links[:3])}); run "
                            f"'{' '.join(_systemctl(system))} disable --now {' '.join(units)}' first, then this again.")
-    for path in paths:
-        os.unlink(path)
-        change.files.append(path)
-    _run_or_list([[*_systemctl(system), "daemon-reload"]], manage, change)
+    failure = remove_units(paths, change.files)  # the .timer first: a lone .service is never started
+    _run_or_list([[*_systemctl(system), "daemon-reload"]] if change.files or not failure else [], manage, change)
+    if failure:
+        raise CertkitError(failure + (" (systemd no longer runs the timer: it was disabled)." if manage else "."))
     change.notes = [f"left {shown(p)}, a drop-in certkit did not write: a timer installed later under this name "
                     "takes it; remove it if it was for this one." for p in drop_ins(name, system)]
     return change
