@@ -312,6 +312,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     check_writable(folder, list(files), force=force)
     from certkit.constants import CERT_FILE
 
+    kept = "nothing was written"  # what a failure leaves, said in its error
     try:
         if not folder.exists():
             with new_folder(folder, sync=sync) as staging:
@@ -324,21 +325,24 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
             # Files beside the bundle (IssuedCert.write's extra) are no part of its journal, which
             # carries out bundle names only: each is replaced on its own, after the bundle.
             own = {n: d for n, d in files.items() if n in BUNDLE_FILES}
+            kept = "nothing was replaced (the bundle was left as it was)"
             if own or stale:
                 replace_bundle(folder, own, remove=stale, sync=sync, owner=owner)
             for name in files.keys() - own.keys():
+                kept = f"the new bundle is in place, but {name} was not written"
                 replace_kept(folder / name, files[name], mode_for(name, files[name]))
     except OSError as exc:
-        raise bundle_error(folder, exc) from None
+        raise bundle_error(folder, exc, kept) from None
     return [folder / name for name in files]
 
 
-def bundle_error(folder: Path, exc: OSError) -> CertkitError:
+def bundle_error(folder: Path, exc: OSError, kept: str | None = None) -> CertkitError:
+    """The error of a bundle write that failed, saying ``kept``: what it leaves ("nothing was written")."""
     if isinstance(exc, _Swapped):
         return CertkitError(f"The bundle in {shown(folder)} was replaced (the new files are in place), but tidying up "
                             f"after it failed: {os_reason(exc)}. Anything left beside it goes at certkit's next write "
                             "there.")
-    return CertkitError(f"Cannot write the bundle in {shown(folder)}: {os_reason(exc)}.")
+    return CertkitError(f"Cannot write the bundle in {shown(folder)}: {os_reason(exc)}{'; ' + kept if kept else ''}.")
 
 
 class _Swapped(OSError):

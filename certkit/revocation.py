@@ -229,7 +229,11 @@ def write_crl(path: Path, data: bytes, issuer: "x509.Name", *, force: bool = Fal
             except OSError as exc:
                 from certkit.bundle import bundle_error
 
-                raise CertkitError(str(bundle_error(path, exc)).replace("the bundle in", "the CRL to")) from None
+                if (placed := placed_crl(path, data) if ours is not None else False):  # in place: said so below
+                    raise
+                kept = f"whether {shown(path)} holds the new CRL cannot be told" if placed is None else \
+                    f"{shown(path)} is as it was" if os.path.lexists(path) else "nothing was written"
+                raise CertkitError(str(bundle_error(path, exc, kept)).replace("the bundle in", "the CRL to")) from None
     except Exception as exc:
         placed = placed_crl(path, data) if ours is not None and renaming else False
         if placed:  # published: its number stays taken, and the words say it is there

@@ -272,7 +272,8 @@ def test_a_failed_sync_of_the_assembled_bundle_folder_refuses_the_bundle(tmp_pat
     proc = _strace("-o", "/dev/null", "-e", f"inject=fsync:error=EIO:when={nth}", *issue("www"), env=env,
                    cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == (
-        "Error: Cannot write the bundle in www: Input/output error."), proc.stderr
+        "Error: Cannot write the bundle in www: Input/output error; " + (
+            "nothing was replaced (the bundle was left as it was)." if force else "nothing was written.")), proc.stderr
     if force:
         assert (tmp_path / "www" / "cert.pem").read_bytes() == before
     else:

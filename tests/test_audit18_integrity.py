@@ -284,7 +284,8 @@ def test_a_disk_failing_to_store_the_bundles_written_before_a_part_way_failure_i
         written = sorted(p.name for p in out.iterdir() if (p / "cert.pem").exists())
         assert proc.returncode == 1 and 0 < len(written) < 10, (proc.stderr, written)
         line = _one_line(proc)
-        assert line.startswith("Error: Cannot write the bundle in ") and "the disk is full." in line, line
+        assert line.startswith("Error: Cannot write the bundle in "), line
+        assert "the disk is full; nothing was written." in line, line
         assert re.search(rf"The disk under {re.escape(str(out))}(/h\d+\.example)? failed to store what was just "
                          r"written to it \(input/output error, as the file system said when it was flushed\): the "
                          "bundles are in place and recorded, but may be damaged or lost", line), line

@@ -157,3 +157,56 @@ def test_a_timer_removed_only_in_part_says_what_went_and_what_is_left(tmp_path: 
     run_certkit("renew", "--remove-timer", "--unit-dir", units, env=env, cwd=tmp_path, check=True)
     assert sorted(units.iterdir()) == []
 
+
+# write(2) into a file whose name holds $FAIL_AT fails with ENOSPC, as on a disk that fills at that file
+_FULL_AT_WRITE = '''
+import errno, os
+_write = os.write
+def _full_write(fd, data):
+    at = os.environ.get("FAIL_AT")
+    if at:
+        try:
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            name = ""
+        if at in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+    return _write(fd, data)
+os.write = _full_write
+'''
+
+
+def test_a_write_that_fills_the_disk_says_what_was_kept(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    hooks = tmp_path / "full"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_FULL_AT_WRITE)
+    full = dict(ca_env, PYTHONPATH=f"{hooks}{os.pathsep}{ca_env.get('PYTHONPATH', '')}")
+
+    def run(at: str, *args) -> subprocess.CompletedProcess:
+        return run_certkit(*args, env=dict(full, FAIL_AT=at), cwd=tmp_path, subprocess=True)
+
+    for at in ("privkey.pem", "fullchain.pem"):  # a new bundle folder: none of it
+        proc = run(at, "issue-server", "web.example", "--out", tmp_path / "web")
+        assert_clean_error(proc, f"Cannot write the bundle in {tmp_path / 'web'}: the disk is full; nothing was "
+                                 "written.")
+        assert not (tmp_path / "web").exists()
+    web = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", web, env=ca_env, check=True)
+    before = {p.name: p.read_bytes() for p in web.iterdir()}
+    for args in (("renew", web), ("issue-server", "web.example", "--out", web, "--force"), ("export-p12", web)):
+        proc = run_certkit(*args, env=dict(full, FAIL_AT=".pem" if args[0] != "export-p12" else "bundle.p12",
+                                           CERTKIT_P12_PASSWORD="export-password-24"), cwd=tmp_path, subprocess=True)
+        assert_clean_error(proc, f"Cannot write the bundle in {web}: the disk is full; nothing was replaced (the "
+                                 "bundle was left as it was).")
+        assert {p.name: p.read_bytes() for p in web.iterdir()} == before  # as it was, no leftover
+    crl = tmp_path / "ca.crl"
+    proc = run("ca.crl", "crl", "--out", crl)
+    assert_clean_error(proc, f"Cannot write the CRL to {crl}: the disk is full; nothing was written.")
+    assert not crl.exists()
+    run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    published = crl.read_bytes()
+    proc = run("ca.crl", "crl", "--out", crl)
+    assert_clean_error(proc, f"Cannot write the CRL to {crl}: the disk is full; {crl} is as it was.")
+    assert crl.read_bytes() == published
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
