@@ -30,7 +30,7 @@ from certkit.folder_record import (
 from certkit.formats.reading import output_file_certificates
 from certkit.names import _show  # a name's text as names' messages show it (no URL's password)
 from certkit.names_carried import carried_name_notes
-from certkit.renewal_key import old_key_of
+from certkit.renewal_key import old_key_of, refuse_key_left_behind
 from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
 from certkit.vocabulary import moment_text, normalize_serial, serial_digits, serial_hex
@@ -311,6 +311,7 @@ def plan_renewal(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
         _refuse_to_bury(ca, found, target_folder, force)
         target.guard = lambda: _refuse_to_bury(ca, found, target_folder, force)  # again when it is written
         if not rekey and old_key is None:  # delivered into an output file: the one that holds the key may be named
+            refuse_key_left_behind(found.folder if keyed else None, target_folder)  # or one it could not read
             notes.append("no private key written: the key stays with whoever holds the old one" + (
                 " (a jsonl, k8s or tar file that holds it, alone, gives the new bundle its key: certkit renew FILE "
                 "--out DIR)" if keyed and found.row.get("sink") in ("file", "stream") else ""))

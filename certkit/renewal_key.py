@@ -80,3 +80,22 @@ def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = 
         raise CannotRenew(f"{shown(key_path)} does not belong to {shown(source / CERT_FILE)}; the folder is "
                           "already inconsistent, so certkit will not renew into it. Restore the pair first.")
     return key
+
+
+def refuse_key_left_behind(folder: Path | None, target: Path) -> None:
+    """A renewal from ``folder`` into ``target`` keeping a key certkit cannot read (encrypted, so not carried):
+    refused, as the new folder would hold no key (the old one stays where it is)."""
+    from certkit.files import read_limited
+    from certkit.keys import is_encrypted
+
+    if folder is None:
+        return
+    key_path = folder / KEY_FILE
+    try:
+        data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
+    except (OSError, CertkitError):
+        return
+    if is_encrypted(data):
+        raise CannotRenew(f"{shown(key_path)} is encrypted, so certkit cannot carry it into {shown(target)}: the "
+                          "renewed bundle would have no key; nothing was written. Renew the folder in place "
+                          f"(certkit renew {shown(key_path.parent)}), or renew with --rekey for a new key.")

@@ -5,6 +5,13 @@
    the new .service was removed, leaving the folder with no .service at all beside the old .timer, and said
    "nothing there was changed". Now what is replaced is kept aside by a copy when no link can be made, and the
    pair is put back whole (or, if the copy itself does not fit, nothing is touched).
+2. ``renew SERIAL|NAME --out DIR`` of a certificate whose bundle folder was moved since wrote DIR without a private
+   key and said "Renewed ... key kept"; so did ``renew FOLDER --out DIR`` of a bundle whose key is encrypted. Both
+   are refused now, nothing signed or written.
+3. ``renew --remove-timer`` that could remove the .timer but not the .service said only "permission denied
+   (.../certkit-renew.service)"; it now says what was removed and what is left.
+4. A bundle or CRL write failing on a full disk said "the disk is full." without what it left; it now says
+   "nothing was written", "nothing was replaced (the bundle was left as it was)" or "FILE is as it was".
 """
 
 from __future__ import annotations
@@ -15,20 +22,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_audit22_fleet import _NO_LINKS_HERE
 
 from conftest import assert_clean_error, run_certkit
 from integrity_helpers import listed
 
-# link(2) into a folder named "units" fails as vfat's does (EPERM): Linux's vfat and exfat drivers have no link.
-_NO_LINKS_IN_UNITS = '''
-import errno, os
-_link = os.link
-def _vfat_link(src, dst, *args, **kwargs):
-    if os.path.basename(os.path.dirname(os.path.abspath(os.fspath(dst)))) == "units":
-        raise PermissionError(errno.EPERM, "Operation not permitted", os.fspath(dst))
-    return _link(src, dst, *args, **kwargs)
-os.link = _vfat_link
+# link(2) into a folder named "units" fails as vfat's does (EPERM): Linux's vfat and exfat drivers have no link;
 # and the disk is full when a file whose name begins with $FULL_AT is created (a temporary file beside it too)
+_NO_LINKS_IN_UNITS = _NO_LINKS_HERE.replace('== "usb"', '== "units"') + '''
 _open = os.open
 def _full_open(path, flags, *args, **kwargs):
     full_at = os.environ.get("FULL_AT")
@@ -210,3 +211,22 @@ def test_a_write_that_fills_the_disk_says_what_was_kept(tmp_path: Path, ca_dir: 
     assert crl.read_bytes() == published
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
 
+
+def test_a_renewal_elsewhere_of_a_bundle_whose_key_is_encrypted_is_refused_not_written_without_it(
+        tmp_path: Path, ca_dir: Path, ca_env: dict):
+    web = tmp_path / "web"
+    run_certkit("issue-server", "web.example", "--out", web, env=ca_env, check=True)
+    subprocess.run(["openssl", "pkey", "-in", web / "privkey.pem", "-aes256", "-passout", "pass:key-pass-24",
+                    "-out", tmp_path / "enc.pem"], check=True)
+    os.replace(tmp_path / "enc.pem", web / "privkey.pem")
+    rows_before = listed(ca_env)
+    for ref in (web, web / "cert.pem", "web.example"):
+        proc = run_certkit("renew", ref, "--out", tmp_path / "new", env=ca_env, cwd=tmp_path)
+        assert_clean_error(proc, f"{web / 'privkey.pem'} is encrypted, so certkit cannot carry it into "
+                                 f"{tmp_path / 'new'}: the renewed bundle would have no key; nothing was written.")
+        assert not (tmp_path / "new").exists()
+    assert listed(ca_env) == rows_before
+    # in place the encrypted key stays, as before
+    proc = run_certkit("renew", web, env=ca_env, cwd=tmp_path)
+    assert proc.returncode == 0 and "Renewed" in proc.stdout, proc.stderr
+    assert b"ENCRYPTED" in (web / "privkey.pem").read_bytes()
