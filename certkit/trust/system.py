@@ -130,6 +130,44 @@ def detect_system_layout(os_release: Path = OS_RELEASE, env: Mapping[str, str] |
     return layout
 
 
+def overriding_variables(layout: SystemLayout, env: Mapping[str, str]) -> list[str]:
+    """A note for each kind of program that a variable of ``env`` points at another file or folder of CAs than this
+    store's (its bundle, OpenSSL's folder of links by subject hash): "installed" or "trusted" would otherwise say of
+    them what is not so. OpenSSL's default paths (Python, openssl) take SSL_CERT_FILE and SSL_CERT_DIR, each even
+    empty; curl takes CURL_CA_BUNDLE, else SSL_CERT_DIR, else SSL_CERT_FILE, none of them empty."""
+    def given(*names: str, empty: bool) -> tuple[str, str] | None:
+        return next(((n, env[n]) for n in names if n in env and (empty or env[n])), None)
+
+    def elsewhere(pair: tuple[str, str] | None) -> tuple[str, str] | None:
+        """``pair`` (name, value), unless its value is this store's own file or folder (by another path or not)."""
+        own = layout.hashed if pair and pair[0] == "SSL_CERT_DIR" else layout.bundle
+        places = pair[1].split(os.pathsep) if pair and pair[0] == "SSL_CERT_DIR" else [pair[1] if pair else ""]
+        same = own is not None and any(p and os.path.realpath(p) == os.path.realpath(own) for p in places)
+        return None if pair is None or same else pair
+
+    notes = [_reads(layout, "programs using OpenSSL's default CA paths (Python, openssl)",
+                    elsewhere(given("SSL_CERT_FILE", empty=True)), elsewhere(given("SSL_CERT_DIR", empty=True)))]
+    curl = given("CURL_CA_BUNDLE", "SSL_CERT_DIR", "SSL_CERT_FILE", empty=False)
+    notes.append(_reads(layout, "curl commands", elsewhere(curl if curl and curl[0] != "SSL_CERT_DIR" else None),
+                        elsewhere(curl if curl and curl[0] == "SSL_CERT_DIR" else None)))
+    return [note for note in notes if note]
+
+
+def _reads(layout: SystemLayout, who: str, file_: tuple[str, str] | None, dir_: tuple[str, str] | None) -> str | None:
+    """What ``who`` reads instead of this store, given the file and folder of CAs a variable names (name, value)."""
+    if not file_ and not dir_:
+        return None
+    hashed = layout.hashed
+    done = [f"{pair[0]}={shown(pair[1])}" for pair in (file_, dir_) if pair]
+    what = ([f"read their CAs from {shown(file_[1]) or 'no file'} instead of {layout.bundle}"] if file_ else []) + (
+        [f"look a CA up by its subject hash in {shown(dir_[1]) or 'no folder'} instead of {hashed}"] if dir_ else [])
+    reach = ("so they do not read this store at all" if file_ and (dir_ or hashed is None) else
+             f"so they find this store's CAs only by the links in {hashed}" if file_ else
+             f"but still read {layout.bundle}")
+    return (f"{' and '.join(done)} in this environment: {who} {' and '.join(what)}, {reach}; unset "
+            f"{'it' if len(done) == 1 else 'them'} where those programs run to have them read this store")
+
+
 class SystemStore(Store):
     """The distribution's store, which OpenSSL, GnuTLS, curl, Python, Go and most programs read."""
 
@@ -140,7 +178,7 @@ class SystemStore(Store):
         self.env = env
         self.label = f"{layout.family} system store"
         self.location = str(layout.anchors)
-        self.notes = []
+        self.notes = overriding_variables(layout, os.environ if env is None else env)
         self.aliases = []
 
     @property
