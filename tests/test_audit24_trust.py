@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from test_audit19_trust import _private_system_store, system_store_json
-from test_trust import pki, server  # noqa: F401
+from test_audit20_trust import _real_java_home
+from test_trust import java_client, pki, server, untrusted  # noqa: F401
 
-from conftest import certkit_env
-from trust_helpers import CA_VARIABLES, PYTHON_CLIENT, client_env
+from conftest import certkit_env, run_certkit
+from trust_helpers import CA_VARIABLES, PYTHON_CLIENT, client_env, private_java_home
 
 
 def _accepts(prefix: list[str], port: int, env: dict[str, str]) -> dict[str, bool]:
@@ -68,3 +70,86 @@ def test_a_variable_naming_the_stores_own_file_or_folder_by_another_path_is_not_
            "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}  # Debian's links to the bundle and its folder
     env = {k: v for k, v in certkit_env(HOME=str(home)).items() if k not in CA_VARIABLES} | own
     assert not [n for n in system_store_json(prefix, env, pki.issuing, "status")["notes"] if "in this environment" in n]
+
+
+# --- Java: a JAVA_HOME or a javax.net.ssl.trustStore naming nothing -----------------------------------------------
+def _java_only_env(home: Path, java_home: Path, **extra: str) -> dict[str, str]:
+    """certkit's environment with this private JDK alone on PATH (no other java or keytool) and no CA variable."""
+    env = {k: v for k, v in certkit_env(HOME=str(home)).items() if k not in CA_VARIABLES and k != "JAVA_HOME"}
+    return env | {"PATH": str(java_home / "bin")} | extra
+
+
+def _java_json(env: dict[str, str], ca_dir: Path, action: str) -> dict:
+    proc = run_certkit("trust", action, "--java", "--json", "--ca-dir", str(ca_dir), env=env)
+    assert proc.stdout.startswith("{") and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _java_trusts(java_home: Path, classes: Path, port: int, **extra: str) -> bool:
+    """Whether a Java program of this JDK, started with ``extra`` in its environment, accepts the test server."""
+    got = subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient", f"https://localhost:{port}/"],
+                         env=client_env(**extra), capture_output=True, text=True, timeout=60)
+    assert untrusted(got.stdout) or "200" in got.stdout, got.stdout + got.stderr
+    return not untrusted(got.stdout)
+
+
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"])
+def test_a_java_trust_store_option_naming_a_missing_file_is_said_to_fall_back_to_the_jdks(
+        pki, server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    missing = tmp_path / "team truststore.jks"  # named in a profile, never made (or since deleted)
+    options = {variable: f"-Xss1m -Djavax.net.ssl.trustStore='{missing}'"}
+    try:
+        [store] = _java_json(_java_only_env(home, java_home, **options), pki.root, "install")["stores"]
+        assert store["outcome"] == "added", store
+        # Java falls back to the JDK's cacerts when the store it is told of is not there: it trusts the CA added.
+        assert _java_trusts(java_home, java_client, server, **options)
+        for action in ("install", "status"):
+            [store] = _java_json(_java_only_env(home, java_home, **options), pki.root, action)["stores"]
+            notes = " ".join(store["notes"])
+            assert f"{missing}" in notes and "does not exist" in notes and "not this one" not in notes, store
+            assert f"read this store ({store['location']})" in notes, store
+    finally:
+        _java_json(_java_only_env(home, java_home), pki.root, "uninstall")
+
+
+def test_a_java_trust_store_option_is_taken_as_the_jvm_takes_it(pki, tmp_path: Path) -> None:  # noqa: F811
+    """The store named is this JDK's own (by its link): no note; named twice, the last one applied wins."""
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    own = java_home / "lib/security/cacerts"  # a link to the keystore certkit changes
+    other = tmp_path / "team.jks"
+    other.write_bytes(own.read_bytes())
+    missing = tmp_path / "gone.jks"
+
+    def notes(**options: str) -> str:
+        [store] = _java_json(_java_only_env(home, java_home, **options), pki.root, "status")["stores"]
+        return " ".join(store["notes"])
+
+    option = "-Djavax.net.ssl.trustStore="
+    assert "javax.net.ssl.trustStore" not in notes(JAVA_TOOL_OPTIONS=f"{option}{own}")
+    said = notes(JAVA_TOOL_OPTIONS=f"{option}{missing}", _JAVA_OPTIONS=f"{option}{other}")
+    assert "not this one" in said and "does not exist" not in said, said
+    said = notes(JAVA_TOOL_OPTIONS=f"{option}{other}", JDK_JAVA_OPTIONS=f"{option}{missing}")
+    assert "does not exist" in said and "read this store" in said, said
+
+
+def test_a_java_home_that_does_not_exist_is_named_with_the_jdk_used_instead(
+        pki, server: int, java_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    gone = tmp_path / "jdk-21 (removed)"
+    env = _java_only_env(home, java_home, JAVA_HOME=str(gone))
+    try:
+        for action in ("status", "install"):
+            stores = _java_json(env, pki.root, action)["stores"]
+            [skipped] = [s for s in stores if s["location"] == str(gone)]
+            assert skipped["outcome"] == "skipped" and "does not exist" in skipped["reason"], skipped
+            assert "JAVA_HOME" in skipped["reason"] and str(java_home) in skipped["reason"], skipped
+        assert _java_trusts(java_home, java_client, server)  # the java on PATH: the one certkit changed
+    finally:
+        _java_json(_java_only_env(home, java_home), pki.root, "uninstall")

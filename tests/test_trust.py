@@ -540,6 +540,7 @@ def test_java_cacerts_with_keytool_and_a_java_client(pki: PKI, server: int, java
 
 def test_java_home_without_cacerts_is_skipped(pki: PKI, tmp_path: Path):
     env = {"JAVA_HOME": str(tmp_path / "no-jdk"), "PATH": "/nonexistent"}
+    (tmp_path / "no-jdk").mkdir()  # a folder without cacerts (a JAVA_HOME that does not exist: test_audit24_trust)
     status = trust("status", "--java", "--json", home=tmp_path, ca_dir=pki.issuing, extra_env=env, check=True)
     (store,) = json.loads(status.stdout)["stores"]
     assert store["outcome"] == "skipped" and "has no lib/security/cacerts" in store["reason"]

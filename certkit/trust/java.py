@@ -325,8 +325,9 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
         keytool = next((k for k in (home / "bin/keytool", home / "jre/bin/keytool") if k.is_file()), None)
         if folder is None or keytool is None:
             what = "lib/security/cacerts" if folder is None else "bin/keytool"
-            skipped.append(StoreResult("java", f"Java ({found_by})", str(home), "skipped",
-                                       _nowhere(home) if folder is None else f"{home} has no {what}", "missing"))
+            why = _no_home(home, homes) if not home.is_dir() else _nowhere(home) if folder is None else \
+                f"{home} has no {what}"
+            skipped.append(StoreResult("java", f"Java ({found_by})", str(home), "skipped", why, "missing"))
             continue
         read = folder / "jssecacerts" if (folder / "jssecacerts").is_file() else folder / "cacerts"
         if read.name == "jssecacerts" and (folder / "cacerts").exists():
@@ -336,10 +337,19 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     for home, found_by, cacerts, keytool, instead in hidden:
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
             stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=instead))
-    if (elsewhere := _named_elsewhere(env)) is not None:
-        for store in stores:
+    for store in stores:
+        if (elsewhere := _named_elsewhere(env, store)) is not None:
             store.notes.append(elsewhere)
     return list(stores), skipped
+
+
+def _no_home(home: Path, homes: list[tuple[Path, str]]) -> str:
+    """Why JAVA_HOME ``home``, not a folder, is skipped, and which JDK the ``java`` on PATH is (``homes``)."""
+    on_path = [found for found, by in homes if by.startswith("java on PATH")]
+    instead = f"the java on PATH, of {on_path[0]}, is the JDK certkit finds here" if on_path else \
+        "there is no java on PATH either"
+    return (f"JAVA_HOME names {home}, which {'is not a folder' if home.exists() else 'does not exist'}: programs "
+            f"that start Java through JAVA_HOME (Maven, Gradle) fail; {instead}; set JAVA_HOME to an installed JDK")
 
 
 # Variables the JVM (or the java launcher) takes options from, in the order it applies them.
@@ -359,9 +369,11 @@ def _replace(copy: Path, keystore: Path) -> None:
         raise
 
 
-def _named_elsewhere(env: Mapping[str, str]) -> str | None:
-    """The note that Java programs started with this environment read another trust store, named by
-    javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None."""
+def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
+    """The note that Java programs started with this environment read another trust store than ``store``, named by
+    javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None. The JVM applies the
+    variables in turn, the last such option winning; a store it names that is not a readable file makes Java fall
+    back to its JDK's cacerts (never jssecacerts)."""
     import re
 
     found = [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
@@ -369,6 +381,18 @@ def _named_elsewhere(env: Mapping[str, str]) -> str | None:
     if not found:
         return None
     named = ", ".join(f"{path} ({name})" for name, path in found)
+    path = found[-1][1]
+    if path != "NONE" and os.path.isabs(path):
+        if Path(path).resolve() == store.path:
+            return None
+        if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            fallback = store.cacerts.parent / "cacerts"
+            reach = f"so they read this store ({store.path})" if store.cacerts.name == "cacerts" else \
+                f"so they read {fallback}, not this one"
+            return (f"Java programs started with this environment are given the trust store {named} "
+                    f"(javax.net.ssl.trustStore), which does not exist or cannot be read: Java then falls back to its "
+                    f"JDK's cacerts (its rule for a trust store it cannot read), {reach}; drop that option, or make "
+                    "that file")
     return (f"Java programs started with this environment read the trust store {named}, not this one "
             "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
             "or drop that option")
