@@ -153,3 +153,65 @@ def test_a_java_home_that_does_not_exist_is_named_with_the_jdk_used_instead(
         assert _java_trusts(java_home, java_client, server)  # the java on PATH: the one certkit changed
     finally:
         _java_json(_java_only_env(home, java_home), pki.root, "uninstall")
+
+
+# --- profiles.ini read as Firefox's nsINIParser reads it ----------------------------------------------------------
+# Keys are case-sensitive and end at the first '=' (no ':'); a key's or value's spaces are its own; a comment is a line
+# whose first character is '#' or ';'; a header followed by anything but spaces ("[Profile1] x") opens no section.
+_FIREFOX_IGNORES = {
+    "lowercase keys": "[Profile1]\r\nname=lower\r\nisrelative=1\r\npath=lower.profile\r\n",
+    "a colon for =": "[Profile1]\nName: colon\nIsRelative: 1\nPath: colon.profile\n",
+    "spaces around =": "[Profile1]\nName = spaced\nIsRelative = 1\nPath = spaced.profile\n",
+    "text after the header": "[Profile1] ; old\nName=after\nIsRelative=1\nPath=after.profile\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_FIREFOX_IGNORES))
+def test_profiles_ini_settings_firefox_does_not_read_are_not_taken_as_profiles(tmp_path: Path, case: str) -> None:
+    from certkit.trust.nss_places import read_profiles
+
+    (tmp_path / "profiles.ini").write_bytes((
+        "# written by hand\r\n[Profile0]\r\nName=main\r\nIsRelative=1\r\nPath=Profiles/a b.default\r\n\r\n"
+        + _FIREFOX_IGNORES[case] + "\n[Profile2]\nName=absolute\nIsRelative=0\nPath=/srv/ff/c.profile\n").encode())
+    found, problem, _ignored = read_profiles(tmp_path)
+    # Firefox reads [Profile0], then stops at [Profile1]: it has no IsRelative= (a key of another case or shape, or a
+    # section it never opened); [Profile2] after it is never read.
+    assert found == [("main", tmp_path / "Profiles/a b.default")], (found, problem)
+
+
+def test_profiles_ini_read_as_firefox_reads_it(tmp_path: Path) -> None:
+    from certkit.trust.nss_places import read_profiles
+
+    (tmp_path / "profiles.ini").write_bytes(
+        b"[General]\r\nStartWithLastProfile=1\r\n\r\n[Profile0]\r\nName=a\r\nIsRelative=1\r\nPath=old\r\n"
+        b"Path=Profiles/x.default-release\r\n;Path=commented\r\n\r\n[Profile1]\r\nName=b=c\r\nIsRelative=0\r\n"
+        b"Path=/srv/profiles/with space\r\n[Install4F96D1932A9F858E]\r\nDefault=Profiles/x.default-release\r\n")
+    found, problem, ignored = read_profiles(tmp_path)
+    assert found == [("a", tmp_path / "Profiles/x.default-release"), ("b=c", Path("/srv/profiles/with space"))]
+    assert problem is None and ignored == []
+
+
+def test_a_profile_firefox_does_not_read_gets_no_ca(pki, tmp_path: Path) -> None:  # noqa: F811
+    import shutil
+
+    from conftest import require
+
+    require("certutil")
+    home = tmp_path / "home"
+    firefox = home / ".mozilla/firefox"
+    for folder in ("a.default", "lower.profile"):
+        (firefox / folder).mkdir(parents=True)
+        subprocess.run(["certutil", "-N", "-d", f"sql:{firefox / folder}", "--empty-password"], check=True,
+                       capture_output=True, timeout=60)
+    (firefox / "profiles.ini").write_text("[Profile0]\nName=main\nIsRelative=1\nPath=a.default\n\n"
+                                          "[Profile1]\nname=lower\nisrelative=1\npath=lower.profile\n")
+    env = certkit_env(HOME=str(home), PATH=str(Path(shutil.which("certutil")).parent))
+    proc = run_certkit("trust", "install", "--nss", "--json", "--ca-dir", str(pki.issuing), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    locations = {s["location"]: s["outcome"] for s in json.loads(proc.stdout)["stores"]}
+    assert locations.get(str(firefox / "a.default")) == "added", locations
+    assert str(firefox / "lower.profile") not in locations, locations
+    listing = subprocess.run(["certutil", "-L", "-d", f"sql:{firefox / 'lower.profile'}"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    assert "certkit-" not in listing
+    run_certkit("trust", "uninstall", "--nss", "--ca-dir", str(pki.issuing), env=env)

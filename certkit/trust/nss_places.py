@@ -6,6 +6,7 @@ the Firefox and Thunderbird profiles that each ``profiles.ini`` lists. :func:`ch
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +24,6 @@ def read_profiles(base: Path, reader: str = "Firefox"
     [Profile1]... in turn, up to the first without IsRelative= (the sections after a gap are never read), each
     with a Name= and a Path=, relative to ``base`` only when IsRelative is 1, else a full path (Mozilla's
     nsToolkitProfileService)."""
-    import configparser
     import itertools
 
     ini = base / "profiles.ini"
@@ -36,31 +36,20 @@ def read_profiles(base: Path, reader: str = "Firefox"
         return [], f"cannot be read ({exc.strerror or exc})", []
     if len(data) > PROFILES_INI_LIMIT:
         return [], f"cannot be read (larger than {PROFILES_INI_LIMIT} bytes)", []
-    # The bytes of a folder's name stay those bytes (surrogateescape, as os.fsdecode); text before the
-    # first section is ignored, as Firefox ignores it.
-    lines = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    junk = next((i for i, line in enumerate(lines[:start]) if line.strip()), None)
-    problem = None if junk is None else f"cannot be read (line {junk + 1} comes before any [section])"
-    try:
-        parser.read_string("".join(lines[start:]), source=str(ini))
-    except configparser.ParsingError as exc:  # the lines it could parse are kept
-        first = exc.lineno if isinstance(exc, configparser.MissingSectionHeaderError) else exc.errors[0][0]
-        problem = f"cannot be read (line {first + start} is neither a [section] nor a setting)"
-    except configparser.Error as exc:
-        problem = f"cannot be read ({shown(exc)})"
+    # The bytes of a folder's name stay those bytes (surrogateescape, as os.fsdecode).
+    sections, problem = _parse_ini(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape"))
     found, ignored, read = [], [], set()
     for number in itertools.count():
         section = f"Profile{number}"
-        if not parser.has_option(section, "IsRelative"):
+        settings = sections.get(section, {})
+        if "IsRelative" not in settings:
             break
         read.add(section)
-        raw = parser.get(section, "Path", fallback=None)
-        name = _readable(parser.get(section, "Name", fallback=raw or section))
-        flag = parser.get(section, "IsRelative").strip()
+        raw = settings.get("Path")
+        name = _readable(settings.get("Name", raw or section))
+        flag = settings["IsRelative"]
         folder = base / raw if raw is not None and flag == "1" else Path(raw or ".")
-        if raw is None or not parser.has_option(section, "Name"):
+        if raw is None or "Name" not in settings:
             ignored.append((name, folder if raw is not None else ini, f"its section [{section}] in {ini} has no "
                             f"{'Path' if raw is None else 'Name'}= setting, so {reader} does not read it"))
         elif flag != "1" and not os.path.isabs(raw):
@@ -68,14 +57,43 @@ def read_profiles(base: Path, reader: str = "Firefox"
                             f"its Path={shown(raw)} must be a full path, and {reader} does not read it"))
         else:
             found.append((name, folder))
-    for section in parser.sections():  # after a gap in the numbers (a section taken out by hand): never read
-        if section.startswith("Profile") and section not in read and parser.has_option(section, "Path"):
-            raw = parser.get(section, "Path")
-            relative = parser.get(section, "IsRelative", fallback="1").strip() == "1"
-            ignored.append((_readable(parser.get(section, "Name", fallback=raw)), base / raw if relative else Path(raw),
+    for section, settings in sections.items():  # after a gap in the numbers (one taken out by hand): never read
+        if section.startswith("Profile") and section not in read and "Path" in settings:
+            raw = settings["Path"]
+            relative = settings.get("IsRelative", "1") == "1"
+            ignored.append((_readable(settings.get("Name", raw)), base / raw if relative else Path(raw),
                             f"{reader} reads the sections [Profile0], [Profile1]... of {ini} up to the first one "
                             f"missing or without IsRelative= ([Profile{len(read)}]), and never this one, [{section}]"))
     return found, problem if not found else None, ignored
+
+
+def _parse_ini(text: str) -> tuple[dict[str, dict[str, str]], str | None]:
+    """The settings of each [section] of an INI file's ``text``, as Mozilla's nsINIParser reads them, and why it is
+    not all read (the first line ignored, or None). Lines end at CR or LF; a line whose first character is # or ; is
+    a comment; leading spaces and tabs go; a header followed by anything but spaces and tabs opens no section (its
+    settings are ignored); a setting's key (case and spaces kept) ends at its first =, its value is the rest of the
+    line, as it is; a key set twice keeps its last value; a line without = is ignored, as are those before any
+    section."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    problems = []
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), 1):
+        token = line.lstrip(" \t")
+        if line[:1] in ("#", ";") or not token:
+            continue
+        if token.startswith("["):
+            name, closed, rest = token[1:].partition("]")
+            current = sections.setdefault(name, {}) if closed and name and not rest.strip(" \t") else None
+            problems += [] if current is not None else [f"line {number} is not a [section] header: its settings are "
+                                                        "ignored"]
+            continue
+        key, equals, value = token.lstrip("=").partition("=")
+        if current is not None and equals:
+            current[key] = value
+        elif current is not None or not sections:
+            problems.append(f"line {number} is neither a [section] nor a setting" if sections else
+                            f"line {number} comes before any [section]")
+    return sections, f"cannot be read ({problems[0]})" if problems else None
 
 
 def _readable(text: str) -> str:
