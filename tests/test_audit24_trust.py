@@ -215,3 +215,29 @@ def test_a_profile_firefox_does_not_read_gets_no_ca(pki, tmp_path: Path) -> None
                              text=True, timeout=60, check=True).stdout
     assert "certkit-" not in listing
     run_certkit("trust", "uninstall", "--nss", "--ca-dir", str(pki.issuing), env=env)
+
+
+def test_firefox_profiles_in_the_legacy_and_the_xdg_folder_are_both_found(pki, tmp_path: Path) -> None:  # noqa: F811
+    """Firefox 147 keeps a new installation's profiles in ~/.config/mozilla/firefox, an older one's stay in
+    ~/.mozilla/firefox: with both there, both are changed and reported, each by its own path."""
+    import shutil
+
+    from conftest import require
+
+    require("certutil")
+    home = tmp_path / "home"
+    folders = [home / ".mozilla/firefox/a.default", home / ".config/mozilla/firefox/b.default-release"]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder.parent / "profiles.ini").write_text(f"[Profile0]\nName=default\nIsRelative=1\nPath={folder.name}\n")
+        subprocess.run(["certutil", "-N", "-d", f"sql:{folder}", "--empty-password"], check=True, capture_output=True,
+                       timeout=60)
+    env = {k: v for k, v in certkit_env(HOME=str(home)).items() if k != "XDG_CONFIG_HOME"}
+    env["PATH"] = str(Path(shutil.which("certutil")).parent)
+    try:
+        for action, outcome in (("install", "added"), ("status", "trusted")):
+            proc = run_certkit("trust", action, "--nss", "--json", "--ca-dir", str(pki.issuing), env=env)
+            found = {s["location"]: s["outcome"] for s in json.loads(proc.stdout)["stores"]}
+            assert all(found.get(str(f)) == outcome for f in folders), found
+    finally:
+        run_certkit("trust", "uninstall", "--nss", "--ca-dir", str(pki.issuing), env=env)
