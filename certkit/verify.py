@@ -190,7 +190,6 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     chain of its bundle, and who sends the chain, the ``sender`` ("server", "client"; None: certkit verify's user).
     """
     leaf, roots, intermediates = verify_arguments(leaf, purpose, roots, intermediates, name, now)
-    name = name_to_check(name)
     now = now or dt.datetime.now(dt.UTC)
     verdict = Verdict(False, purpose, name, dn_text(leaf.subject), dn_text(leaf.issuer),
                       leaf.not_valid_after_utc, name_checked=name is not None)
@@ -234,17 +233,6 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict
-
-
-def name_to_check(name: str | None) -> str | None:
-    """``name`` without the whitespace around it (a space, a tab, a no-break space), as a name given to issue is
-    taken, so that what ``issue_server(" www.example.test")`` issued verifies by the same text; a blank one refused."""
-    if name is None or name.strip():
-        return None if name is None else name.strip()
-    from certkit.errors import InvalidName
-
-    raise InvalidName(f"The name to check '{shown(name)}' is blank; give a host name or IP address (a server's), "
-                      "or a client's CN, email, URI or DNS name.")
 
 
 def strict_notes(path: list) -> list[str]:

@@ -77,7 +77,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
             "ca_dir") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
     if name is not None:
-        name = _check_name(name, purpose)
+        _check_name(name, purpose)
     if ca_file is None and ca_dir is not None:  # $CERTKIT_CA_DIR blank: said as every command says it
         from certkit.store import resolve_ca_dir
 
@@ -118,10 +118,9 @@ def _cut_report(data: dict) -> dict:
     return data | cut | {key: [cut_long_lines(text) for text in data[key]] for key in ("reasons", "notes")}
 
 
-def _check_name(name: str, purpose: str) -> str:
+def _check_name(name: str, purpose: str) -> None:
     """Refuse a bad --name as the argument it is, before any certificate is read (a server's must
-    be a host name or IP address; a client's may be any name a certificate can hold); the name
-    without the whitespace around it (as issuing takes names: :func:`certkit.verify.name_to_check`)."""
+    be a host name or IP address; a client's may be any name a certificate can hold)."""
     from certkit.errors import InvalidName
     from certkit.names import parse_host
     from certkit.text import shown
@@ -129,7 +128,7 @@ def _check_name(name: str, purpose: str) -> str:
     if not name.strip():
         what = "host name or IP address" if purpose == "server" else "name (CN, email, URI or DNS name)"
         raise InvalidName(f"--name '{shown(name)}' is blank; give the {what} to check.")
-    if not (name := name.strip()).isprintable():
+    if not name.isprintable():
         raise InvalidName(f"--name '{shown(name)}' contains control characters, which no name in a certificate holds.")
     if purpose == "server":
         try:
@@ -138,7 +137,6 @@ def _check_name(name: str, purpose: str) -> str:
             from certkit.errors import cli_text
 
             raise InvalidName(f"--name: {cli_text(exc)}") from None
-    return name
 
 
 # --- probe --------------------------------------------------------------------------
