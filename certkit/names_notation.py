@@ -365,3 +365,16 @@ def refuse_capital_sharp_s(original: str) -> None:
                       f"(ICU, as Chrome), Python's ssl and Java read it as 'ss' and connect to {_show(ss)}, while "
                       f"newer IDNA tables (Unicode 15.1, as certkit's) read it as ß ({_show(lower)}); give the name "
                       f"as clients are given it, '{_show(ss)}' or '{_show(lower)}'.")
+
+
+def refuse_surrounding_space(text: str, what: str) -> None:
+    """Refuse a name to check (``what``: "--name 'localhost '") with whitespace before or after it: no host
+    name, and no name certkit puts in a certificate, holds any, so it matches none; read without it, a name
+    mistyped or pasted with a space would be reported as the one the certificate holds."""
+    bare = text.strip()
+    if not bare or bare == text:
+        return
+    where = "around it" if text[0] != bare[0] and text[-1] != bare[-1] else \
+        ("before it" if text[0] != bare[0] else "after it")
+    raise InvalidName(f"{what} has whitespace {where}, which no host name or name in a certificate holds, so "
+                      f"it matches none; give '{_show(bare)}' if that is the name meant.")

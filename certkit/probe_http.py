@@ -110,6 +110,10 @@ def parse_url(url: str) -> Target:
         raise ProbeError(f"'{shown(url)}' is not an https:// URL; probe speaks TLS (https://HOST[:PORT]).")
     if not parts.hostname:
         raise ProbeError(f"'{shown(url)}' names no host; give https://HOST[:PORT].")
+    if parts.hostname != parts.hostname.strip():  # urlsplit keeps it; curl refuses such a URL, browsers drop it
+        from certkit.names_notation import refuse_surrounding_space
+
+        refuse_surrounding_space(parts.hostname, f"The host '{shown(parts.hostname)}' of '{shown(url)}'")
     if port == 0:
         raise ProbeError(f"'{shown(url)}' names port 0, which no server listens on; give a port from 1 to 65535.")
     path = _encoded(parts.path or "/", _PATH_SAFE)

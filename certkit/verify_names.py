@@ -431,6 +431,10 @@ def _check_name_and_now(name, now) -> None:
 
     if name is not None and not isinstance(name, str):
         raise wrong_type("name", "a str (a host name, an IP address, a client's name)", name)
+    if name is not None:
+        from certkit.names_notation import refuse_surrounding_space
+
+        refuse_surrounding_space(name, f"name '{shown(name)}'")
     if now is not None:
         aware(now, "now")
 
