@@ -11,6 +11,11 @@ scheme peers offer.
 - A keyUsage without digitalSignature (keyEncipherment or keyAgreement alone): OpenSSL-based peers take it,
   but GnuTLS ("Key usage violation") and Java ("KeyUsage does not allow digital signatures") refuse it in
   every handshake where the key signs: all of TLS 1.3, and TLS 1.2 but for RSA key exchange.
+
+And what it asks of the server beside the key: a TLS Feature extension (RFC 7633, 1.3.6.1.5.5.7.1.24) naming
+status_request (OCSP Must-Staple) asks the server to staple an OCSP response to every handshake; Firefox
+refuses the certificate without one (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING), and certkit runs no OCSP
+responder, so no server can staple one for a certificate it signed.
 """
 
 from __future__ import annotations
@@ -73,3 +78,28 @@ def unchecked_signature(ca) -> str:
     """Why certkit cannot check a signature by ``ca`` (:func:`certkit.vocabulary.signature_by` said None)."""
     return refused_ca_key(ca, "that CA's") or ("that CA's key or signature algorithm is one cryptography does not "
                                                "implement (OpenSSL may accept it)")
+
+
+def tls_features(cert) -> list[str] | None:
+    """The TLS features (RFC 7633) ``cert`` asks of a server's handshake ("status_request" for OCSP Must-Staple,
+    "status_request_v2"), or None when it has no TLS Feature extension."""
+    from cryptography import x509
+
+    try:
+        features = cert.extensions.get_extension_for_class(x509.TLSFeature).value
+    except x509.ExtensionNotFound:
+        return None
+    return [feature.name for feature in features]
+
+
+def tls_feature_note(cert, lead: str = "its TLS Feature extension (1.3.6.1.5.5.7.1.24) names ") -> str | None:
+    """What a TLS Feature extension on ``cert`` means for the servers that present it, in words, after ``lead``
+    (inspect's line names the extension itself); None without one."""
+    features = tls_features(cert)
+    if features is None:
+        return None
+    named = ", ".join(f + (" (OCSP Must-Staple)" if f == "status_request" else "") for f in features) or "nothing"
+    return (f"{lead}{named}: a server presenting this certificate must staple an OCSP response to every "
+            "handshake, and Firefox refuses it without one (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING); "
+            "certkit runs no OCSP responder, so none can be stapled for a certificate a certkit CA signed; curl, "
+            "OpenSSL, Python's ssl and Chrome ignore it")

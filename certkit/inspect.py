@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, damage_said, parse_errors
-from certkit.handshake_keys import signing_usage_note
+from certkit.handshake_keys import signing_usage_note, tls_feature_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
 from certkit.profiles import aware
-from certkit.text import shown
+from certkit.text import shown, time_until
 from certkit.vocabulary import (
     colons,
     common_name,
@@ -215,7 +215,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
         validity_text = f"expired {days} day{'s' if days != 1 else ''} ago"
     elif now < not_before:
         status, days = "not yet valid", (not_before - now).days
-        validity_text = f"not valid for another {_time_until(not_before - now)}"
+        validity_text = f"not valid for another {time_until(not_before - now)}"
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
@@ -254,6 +254,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
         "kind": kind,
         "either_side": EITHER_SIDE if kind == "peer" else None,
         "usable_for": usable,
+        "tls_feature": tls_feature_note(cert, lead=""),  # OCSP Must-Staple: servers must staple, Firefox checks
     }
 
 
@@ -415,6 +416,8 @@ def render(report: dict) -> str:
             nc = item["name_constraints"]
             lines.append(f"  name constr.  permitted: {', '.join(nc['permitted']) or '(none)'}; "
                          f"excluded: {', '.join(nc['excluded']) or '(none)'}")
+        lines += textwrap.wrap(f"TLS feature   {item['tls_feature']}", 110, initial_indent="  ",
+                               subsequent_indent=" " * 16) if item.get("tls_feature") else []
         lines += [f"  SHA-256       {colons(item['fingerprint_sha256'])}",
                   f"  SHA-1         {colons(item['fingerprint_sha1'])}",
                   f"  Usable for: {item['usable_for']}"]
@@ -487,14 +490,3 @@ def _key_type(signed) -> str:
         return named.replace("rsa-", "rsa-pss-", 1)
     return named
 
-
-def _time_until(left) -> str:
-    """How long until a moment, never less than it is: whole hours under two days ("47 hours", not the
-    "1 day" that 1 day 23 h would floor to), whole days (rounded up) beyond."""
-    import math
-
-    hours = math.ceil(left.total_seconds() / 3600)
-    if hours < 48:
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    days = math.ceil(left.total_seconds() / 86400)
-    return f"{days} days"

@@ -379,6 +379,8 @@ def render(result: "ProbeResult") -> str:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
                   f"      expires    {moment_text(cert['not_after'])} ({cert['validity']})"]
+        if cert.get("tls_feature"):  # OCSP Must-Staple: Firefox refuses it unless the server staples
+            lines.append(f"      TLS feature {shown(cert['tls_feature'])}")
     some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it
     verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]

@@ -343,3 +343,14 @@ def cut_long_lines(text: str, limit: int = MESSAGE_LINE_LIMIT) -> str:
                      f"{line[:head]} ... ({len(line) - head - tail} characters cut) ... {line[-tail:]}"
                      for line in lines)
 
+
+def time_until(left) -> str:
+    """How long until a moment, never less than it is: whole hours under two days ("47 hours", not the
+    "1 day" that 1 day 23 h would floor to), whole days (rounded up) beyond."""
+    import math
+
+    hours = math.ceil(left.total_seconds() / 3600)
+    if hours < 48:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    days = math.ceil(left.total_seconds() / 86400)
+    return f"{days} days"

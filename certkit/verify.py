@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
-from certkit.handshake_keys import refused_ca_key, signing_usage_note, unchecked_signature, unusable_leaf_key
+from certkit.handshake_keys import (
+    refused_ca_key,
+    signing_usage_note,
+    tls_feature_note,
+    unchecked_signature,
+    unusable_leaf_key,
+)
 from certkit.text import shown
 from certkit.verify_critical import beyond_the_verifier, judged_by_certkit, openssl_refusal
 from certkit.verify_names import (
@@ -229,7 +235,8 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
-    verdict.notes += strict_notes(path) + [n for n in (signing_usage_note(leaf),) if n] if verdict.valid else []
+    verdict.notes += strict_notes(path) + [n for n in (signing_usage_note(leaf), tls_feature_note(leaf)) if n] \
+        if verdict.valid else []
     if verdict.valid is False and verdict.verifier_error is None:
         verdict.chain = []
     return verdict

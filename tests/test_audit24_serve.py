@@ -56,3 +56,71 @@ def test_probe_refuses_a_host_with_whitespace(host: str, ca_dir: Path):
         assert_clean_error(proc, f"the host '{host.strip()}")
         assert "has whitespace after it" in proc.stdout + proc.stderr
 
+
+# --- 2. a certificate with the TLS Feature extension (OCSP Must-Staple) was described as any other -----------------
+def _signed_by_ca(ca_dir: Path, folder: Path, *extensions, days: float = 30, start: float = -1) -> Path:
+    """A serverAuth leaf for localhost that the CA in ``ca_dir`` signed, with ``extensions`` (non-critical), valid
+    from ``start`` days from now for ``days`` days, written to ``folder``/cert.pem and privkey.pem."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from conftest import PASSPHRASE
+
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    key, now = ec.generate_private_key(ec.SECP256R1()), dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+               .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now + dt.timedelta(days=start)).not_valid_after(now + dt.timedelta(days=start + days))
+               .add_extension(x509.BasicConstraints(False, None), True)
+               .add_extension(x509.KeyUsage(True, *[False] * 8), True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), False))
+    for extension in extensions:
+        builder = builder.add_extension(extension, False)
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "privkey.pem").chmod(0o600)
+    return folder
+
+
+MUST_STAPLE = "a server presenting this certificate must staple an OCSP response to every handshake"
+
+
+@pytest.mark.parametrize("features", [[x509.TLSFeatureType.status_request],
+                                      [x509.TLSFeatureType.status_request, x509.TLSFeatureType.status_request_v2]])
+def test_must_staple_is_named_by_inspect_verify_and_probe(ca_dir: Path, ca_env: dict, tmp_path: Path, features):
+    import json
+
+    from test_probe import openssl_server
+
+    staple = _signed_by_ca(ca_dir, tmp_path / "staple", x509.TLSFeature(features))
+    assert "TLS Feature" in subprocess_text("openssl", "x509", "-noout", "-text", "-in", staple / "cert.pem")
+    shown = run_certkit("inspect", staple / "cert.pem", env=ca_env, check=True).stdout
+    assert "  TLS feature   status_request (OCSP Must-Staple)" in shown and "Firefox refuses it" in shown
+    assert ("status_request_v2" in shown) == (len(features) == 2)
+    data = json.loads(run_certkit("inspect", staple / "cert.pem", "--json", env=ca_env, check=True).stdout)
+    assert MUST_STAPLE in data["items"][0]["tls_feature"]
+    verified = run_certkit("verify", staple / "cert.pem", "--purpose", "server", "--name", "localhost", env=ca_env,
+                           check=True).stdout
+    assert "TLS Feature extension (1.3.6.1.5.5.7.1.24) names status_request (OCSP Must-Staple)" in verified
+    assert MUST_STAPLE in " ".join(verified.split())
+    assert "certkit runs no OCSP responder" in verified
+    with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem") as port:
+        probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env).stdout
+    assert "TLS feature status_request (OCSP Must-Staple)" in probed and MUST_STAPLE in probed, probed
+    plain = run_certkit("inspect", ca_dir / "ca.pem", env=ca_env, check=True).stdout
+    assert "TLS feature" not in plain
+
+
+def subprocess_text(*args) -> str:
+    import subprocess
+
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout
