@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.text import shown
+from certkit.text import dated, shown
 from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex, signed_by
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class PeerIdentity:
         rows = [
             ("common name", self.common_name or "(none)"), ("subject", self.subject),
             ("SAN", ", ".join(self.sans) or "(none)"), ("serial", self.serial), ("issuer", self.issuer),
-            ("EKU", ", ".join(self.eku) or "(none)"), ("expires", text_time(self.not_after)),
+            ("EKU", ", ".join(self.eku) or "(none)"), *dated_rows(self),
             ("SHA-256", colons(self.fingerprint_sha256)), ("TLS", self.tls_version or "?"),
         ]
         return "Authenticated client certificate\n" + "".join(f"  {k:<12} {shown(v)}\n" for k, v in rows)
@@ -108,6 +108,11 @@ def client_ca_warning(cas: list[dict]) -> str:
 
 def _parsed(moment: str) -> dt.datetime:
     return dt.datetime.fromisoformat(moment).astimezone(dt.UTC)
+
+
+def dated_rows(cert: "PeerIdentity") -> list[tuple[str, str]]:
+    """``cert``'s dates as rows (:func:`certkit.text.dated`): "expired ... (N days ago)" past its end."""
+    return dated(_parsed(cert.not_before) if cert.not_before else None, _parsed(cert.not_after))
 
 
 def time_problem(cert: "PeerIdentity", now: dt.datetime | None = None) -> str | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from certkit.serve_json import (  # noqa: F401 (as_json, as_text: serve_page answers in three forms)
     as_json,
     as_text,
+    dated_rows,
     proxied_by,
     proxy_note,
     status_of,
@@ -163,7 +164,7 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
             ("Signed by", cert.issuer),
             ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
             *([("Valid from", text_time(cert.not_before))] if cert.not_before else []),
-            ("Expires", text_time(cert.not_after)),
+            *[(label.capitalize(), words) for label, words in dated_rows(cert) if label != "valid from"],
             ("Serial", cert.serial),
         ]) + "</dl>"
         issuer = f"<code>{_e(cert.issuer)}</code>"
@@ -364,7 +365,7 @@ def _client_card(visit: Visit, server: ServerFacts) -> str:
         ("Other identities", ", ".join(cert.sans) or "(none)"),
         ("Signed by", cert.issuer),
         ("Usage (EKU)", ", ".join(cert.eku) or "(none)"),
-        ("Expires", text_time(cert.not_after)),
+        *[(label.capitalize(), words) for label, words in dated_rows(cert)],
         ("Serial", cert.serial),
         ("SHA-256", colons(cert.fingerprint_sha256)),
         ("TLS", cert.tls_version or "?"),

@@ -354,3 +354,20 @@ def time_until(left) -> str:
         return f"{hours} hour{'s' if hours != 1 else ''}"
     days = math.ceil(left.total_seconds() / 86400)
     return f"{days} days"
+
+
+def dated(not_before, not_after, now=None) -> list[tuple[str, str]]:
+    """A certificate's dates as the lines that describe it at ``now`` (aware datetimes): ("expired", "2026-11-24
+    13:08:40 UTC (10 days ago)") once past its end, never "expires" of a past moment; ("valid from", "... (in 5
+    days)") and ("expires", ...) before its start; ("expires", ...) alone while it is valid."""
+    import datetime as dt
+
+    now = now or dt.datetime.now(dt.UTC)
+    if now > not_after:
+        days = (now - not_after).days
+        ago = f"{days} day{'s' if days > 1 else ''} ago" if days else "less than a day ago"
+        return [("expired", f"{not_after:%Y-%m-%d %H:%M:%S} UTC ({ago})")]
+    until = [("expires", f"{not_after:%Y-%m-%d %H:%M:%S} UTC")]
+    if not_before is not None and now < not_before:
+        return [("valid from", f"{not_before:%Y-%m-%d %H:%M:%S} UTC (in {time_until(not_before - now)})"), *until]
+    return until

@@ -70,6 +70,7 @@ class Verdict:
     name_ok: bool | None = None  # None when no name was given
     peer: bool = False  # a leaf with both serverAuth and clientAuth (certkit issue-peer): usable on either side
     notes: list[str] = field(default_factory=list)  # plain sentences about the input that do not decide the verdict
+    not_before: dt.datetime | None = None  # for the words of its dates (text.dated); --json keeps not_after alone
 
     def to_dict(self) -> dict:
         return {
@@ -198,7 +199,7 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     leaf, roots, intermediates = verify_arguments(leaf, purpose, roots, intermediates, name, now)
     now = now or dt.datetime.now(dt.UTC)
     verdict = Verdict(False, purpose, name, dn_text(leaf.subject), dn_text(leaf.issuer),
-                      leaf.not_valid_after_utc, name_checked=name is not None)
+                      leaf.not_valid_after_utc, name_checked=name is not None, not_before=leaf.not_valid_before_utc)
 
     # Our own reading of the certificate, for the plain-words reasons.
     path, broken = _path(leaf, intermediates, roots, sent, now, recorded=recorded, whole=whole, sender=sender)

@@ -4,6 +4,8 @@ certificates and real peers on 127.0.0.1.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,8 @@ def test_probe_refuses_a_host_with_whitespace(host: str, ca_dir: Path):
 
 
 # --- 2. a certificate with the TLS Feature extension (OCSP Must-Staple) was described as any other -----------------
-def _signed_by_ca(ca_dir: Path, folder: Path, *extensions, days: float = 30, start: float = -1) -> Path:
+def _signed_by_ca(ca_dir: Path, folder: Path, *extensions, days: float = 30, start: float = -1,
+                  client: bool = False) -> Path:
     """A serverAuth leaf for localhost that the CA in ``ca_dir`` signed, with ``extensions`` (non-critical), valid
     from ``start`` days from now for ``days`` days, written to ``folder``/cert.pem and privkey.pem."""
     import datetime as dt
@@ -77,7 +80,8 @@ def _signed_by_ca(ca_dir: Path, folder: Path, *extensions, days: float = 30, sta
                .not_valid_before(now + dt.timedelta(days=start)).not_valid_after(now + dt.timedelta(days=start + days))
                .add_extension(x509.BasicConstraints(False, None), True)
                .add_extension(x509.KeyUsage(True, *[False] * 8), True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client
+                                                      else ExtendedKeyUsageOID.SERVER_AUTH]), False)
                .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), False))
@@ -121,6 +125,47 @@ def test_must_staple_is_named_by_inspect_verify_and_probe(ca_dir: Path, ca_env: 
 
 
 def subprocess_text(*args) -> str:
-    import subprocess
-
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout
+
+
+# --- 4. a certificate past its end was said to "expire" then; one not yet valid got no start date ----------------
+def test_verify_says_expired_and_valid_from(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    old = _signed_by_ca(ca_dir, tmp_path / "old", days=10, start=-20)
+    future = _signed_by_ca(ca_dir, tmp_path / "future", days=10, start=5.5)
+    said = run_certkit("verify", old / "cert.pem", "--purpose", "server", env=ca_env)
+    assert said.returncode == 1 and "expires" not in said.stdout, said.stdout
+    assert re.search(r"^  expired   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(10 days ago\)$", said.stdout, re.M), \
+        said.stdout
+    said = run_certkit("verify", future / "cert.pem", "--purpose", "server", env=ca_env)
+    assert said.returncode == 1 and re.search(r"^  valid from \S+ \S+ UTC \(in 6 days\)\n  expires   ", said.stdout,
+                                              re.M), said.stdout
+
+
+def test_probe_says_expired(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    from test_probe import openssl_server
+
+    old = _signed_by_ca(ca_dir, tmp_path / "old", days=10, start=-20)
+    future = _signed_by_ca(ca_dir, tmp_path / "future", days=10, start=5.5)
+    for folder, line in ((old, r"      expired    \S+ \S+ UTC \(10 days ago\)"),
+                         (future, r"      valid from \S+ \S+ UTC \(in 6 days\)\n      expires    \S+ \S+ UTC")):
+        with openssl_server("-cert", folder / "cert.pem", "-key", folder / "privkey.pem") as port:
+            probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env).stdout
+        assert re.search(line, probed) and "expires    " + "(" not in probed, probed
+
+
+def test_serve_optional_says_a_refused_client_certificate_expired(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    from conftest import require
+    from serve_process import ServeProcess
+
+    curl = require("curl")
+    bob = _signed_by_ca(ca_dir, tmp_path / "bob", days=10, start=-20, client=True)
+    with ServeProcess("--optional", env=ca_env, cwd=tmp_path) as srv:
+        text = subprocess.run([curl, "-s", "--cacert", ca_dir / "ca.pem", "--cert", bob / "cert.pem", "--key",
+                               bob / "privkey.pem", f"https://localhost:{srv.port}/"],
+                              capture_output=True, text=True, timeout=60).stdout
+        page = subprocess.run([curl, "-s", "-H", "Accept: text/html", "--cacert", ca_dir / "ca.pem", "--cert",
+                               bob / "cert.pem", "--key", bob / "privkey.pem", f"https://localhost:{srv.port}/"],
+                              capture_output=True, text=True, timeout=60).stdout
+    assert text.startswith("Refused client certificate") and "expires" not in text, text
+    assert re.search(r"^  expired      \S+ \S+ UTC \(10 days ago\)$", text, re.M), text
+    assert "<dt>Expired</dt><dd>" in page and "(10 days ago)" in page and "<dt>Expires</dt>" in page, page

@@ -68,7 +68,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """
-    from certkit.text import cut_long_lines, shown
+    from certkit.text import cut_long_lines, dated, shown
     from certkit.verify import verify_path
 
     if purpose is None:  # in one line (click's own says the choices on lines of their own)
@@ -91,7 +91,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     lines = [f"{shown(cert)}: {'VALID' if verdict.valid else 'NOT VALID'} as a {role}",
              f"  subject   {shown(verdict.subject) or '(empty)'}",
              f"  issuer    {shown(verdict.issuer) or '(empty)'}",
-             f"  expires   {verdict.not_after:%Y-%m-%d %H:%M:%S} UTC",
+             *(f"  {label:<9} {words}" for label, words in dated(verdict.not_before, verdict.not_after)),
              f"  name      {name_line}",
              f"  trusted   {shown(trust)}"]
     if verdict.valid:
