@@ -345,11 +345,11 @@ class IdentityServer(ThreadingHTTPServer):
         request.certkit_visit = Visit(identity, refused, self.optional, frozenset(failed), inventory,
                                       dict(getattr(request, "causes", {})) if refused else {}, above, supplied)
         if identity is None:  # only possible with --optional
-            self.log(f"no certificate {peer}: the client sent none; answering with the page that says so "
-                     f"({request.version()})")
+            self.log(f"no certificate {peer}: the client sent none; a request gets the page that says so "
+                     f"({request.version()})")  # at the handshake: the request line, if one comes, follows
         elif refused:
             self.log(f"refused {peer}: client {quoted(identity.common_name or identity.subject)} serial "
-                     f"{identity.serial}: {shown('; '.join(refused))}; answering with the page that says why")
+                     f"{identity.serial}: {shown('; '.join(refused))}; a request gets the page that says why")
         else:
             self.log(f"accepted {peer}: client {quoted(identity.common_name or identity.subject)} "
                      f"serial {identity.serial} ({', '.join(identity.eku) or 'no EKU'}, {identity.tls_version})"

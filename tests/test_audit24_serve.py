@@ -169,3 +169,29 @@ def test_serve_optional_says_a_refused_client_certificate_expired(ca_dir: Path, 
     assert text.startswith("Refused client certificate") and "expires" not in text, text
     assert re.search(r"^  expired      \S+ \S+ UTC \(10 days ago\)$", text, re.M), text
     assert "<dt>Expired</dt><dd>" in page and "(10 days ago)" in page and "<dt>Expires</dt>" in page, page
+
+
+# --- 3. serve --optional logged "answering with the page" at the handshake, for clients that never asked ---------
+def test_serve_optional_log_answers_only_requests(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    from conftest import require
+    from serve_process import ServeProcess
+
+    curl, openssl = require("curl"), require("openssl")
+    bob = _signed_by_ca(ca_dir, tmp_path / "bob", days=10, start=-20, client=True)
+    with ServeProcess("--optional", env=ca_env, cwd=tmp_path) as srv:
+        for cert in ((), ("-cert", bob / "cert.pem", "-key", bob / "privkey.pem")):  # a handshake, no request
+            subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{srv.port}", "-CAfile", ca_dir / "ca.pem",
+                            *cert], stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        silent = [*srv.wait_for_log("no certificate 127.0.0.1:"), *srv.wait_for_log("refused 127.0.0.1:")]
+        for cert in ((), ("--cert", bob / "cert.pem", "--key", bob / "privkey.pem")):  # the same, with a request
+            subprocess.run([curl, "-s", "--cacert", ca_dir / "ca.pem", *cert, f"https://localhost:{srv.port}/"],
+                           capture_output=True, timeout=60)
+        srv.wait_for_log('"GET / HTTP/1.1" 403', count=2)
+        log = srv.stderr
+    for line in silent:
+        assert "answering" not in line and "a request gets the page that says " in line, line
+    lines = [line for line in log.splitlines() if "127.0.0.1:" in line and "listening" not in line]
+    assert len(lines) == 6, log
+    for verdict, request in ((lines[2], lines[3]), (lines[4], lines[5])):  # the verdict first, then the request
+        port = verdict.split("127.0.0.1:")[1].split(":")[0]
+        assert verdict.split()[1] in ("no", "refused") and f"127.0.0.1:{port} \"GET / HTTP/1.1\" 403" in request, log
