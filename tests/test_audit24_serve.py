@@ -195,3 +195,11 @@ def test_serve_optional_log_answers_only_requests(ca_dir: Path, ca_env: dict, tm
     for verdict, request in ((lines[2], lines[3]), (lines[4], lines[5])):  # the verdict first, then the request
         port = verdict.split("127.0.0.1:")[1].split(":")[0]
         assert verdict.split()[1] in ("no", "refused") and f"127.0.0.1:{port} \"GET / HTTP/1.1\" 403" in request, log
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1 ", " localhost", "::1\u00a0"])
+def test_serve_refuses_a_host_with_whitespace(host: str, ca_dir: Path, ca_env: dict):
+    """Before: 'Error: Cannot listen on 127.0.0.1 :0: Name or service not known.', the space unseen."""
+    proc = run_certkit("serve", "--host", host, "--port", "0", env=ca_env)
+    assert_clean_error(proc, "has whitespace around it; --host takes the address to listen on", code=2)
+    assert f"give --host {host.strip()} " in proc.stderr

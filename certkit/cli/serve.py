@@ -285,8 +285,8 @@ def _listen_address(host: str) -> str:
     if (found := re.fullmatch(r"\[([^\]]*)\]:(\d+)|([^:\[\]]*):(\d+)", text)) is not None:
         address = found[1] if found[1] is not None else found[3]
         raise refuse(f"has a port (:{found[2] or found[4]})", address or None, int(found[2] or found[4]))
-    if "@" in text:
-        raise refuse("is an email address", None, None)
+    if why := "is an email address" if "@" in text else "has whitespace around it" if text != host else None:
+        raise refuse(why, None if "@" in text else text or None, None)  # no name of a host holds whitespace
     return _unbracketed(host)
 
 
