@@ -21,8 +21,10 @@ from certkit.text import is_utf8, shown
 # among them made absolute (cron starts in the home folder, systemd in /). Those that only demand more of the
 # server ($PGCHANNELBINDING, $PGREQUIREAUTH, $PGSSLMINPROTOCOLVERSION, $PGSSLCERTMODE, $PGREQUIREPEER...) were
 # left out: the timer connected with less than this shell insisted on (no channel binding, a cleartext password).
+# OpenSSL's $SSL_CERT_FILE and $SSL_CERT_DIR (the CAs trusted by sslrootcert=system and by a hook's curl) too:
+# without them the timer verified its connections against other CAs than this shell, and failed every night.
 CARRIED_PATHS = ("PGPASSFILE", "SOFTHSM2_CONF", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT", "PGSSLKEY",
-                 "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR")
+                 "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 CARRIED_ENVIRONMENT = (ENV_INVENTORY_URL, *CARRIED_PATHS, "PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER",
                        "PGDATABASE", "PGSSLMODE", "PGREQUIRESSL", "PGGSSENCMODE", "PGTARGETSESSIONATTRS",
                        "PGCONNECT_TIMEOUT", "PGCLIENTENCODING", "PGOPTIONS", "PGCHANNELBINDING", "PGREQUIREAUTH",
@@ -55,6 +57,8 @@ def program() -> tuple[list[str], dict[str, str]]:
 
 
 def _carried(name: str, value: str) -> str:
+    if name == "SSL_CERT_DIR":  # OpenSSL reads a list of folders, separated as in PATH
+        return os.pathsep.join(absolute(os.path.expanduser(d)) for d in value.split(os.pathsep) if d)
     if name in CARRIED_PATHS and value != "system":  # PGSSLROOTCERT=system: the system's CAs, not a file
         return absolute(os.path.expanduser(value))
     if name == ENV_INVENTORY_URL and not value.startswith(("postgresql://", "postgres://")):  # an SQLite file

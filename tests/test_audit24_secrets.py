@@ -1,0 +1,55 @@
+"""The twenty-fourth round's secrets findings (audit secrets, round twenty-four).
+
+1. ``renew --install-timer``: $SSL_CERT_FILE and $SSL_CERT_DIR (the CAs OpenSSL trusts for libpq's
+   sslrootcert=system, and for a hook's curl) set in the shell were not carried into the unit or the crontab line:
+   the installing trial run, or every night's run, failed to verify the inventory's server. They are carried now,
+   made absolute, as the PG* paths are; no secret ($PGPASSWORD, a passphrase) is carried.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from test_audit7_team import run_as_cron
+from test_audit22_team import _tls_on
+from test_team_hsm import _real_processes  # noqa: F401 (an autouse fixture: certkit runs as real processes)
+
+from conftest import PASSPHRASE, certkit_env, run_certkit
+
+
+# --- 1. the timer trusts the CAs this shell trusts ------------------------------------------------------------------
+def test_the_timer_carries_openssls_trusted_cas(tmp_path: Path) -> None:
+    """The inventory's server is verified with sslrootcert=system and $SSL_CERT_FILE (a relative path) names the CA
+    that issued its certificate: the crontab line now carries $SSL_CERT_FILE made absolute (and $SSL_CERT_DIR, each
+    of its folders absolute), runs as cron runs it, and carries neither $PGPASSWORD nor the CA passphrase."""
+    from certkit.db_postgres import close_idle
+    from certkit.fleet.timer_env import CARRIED_ENVIRONMENT
+
+    from team_fixtures import started_postgres
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+    os.chmod(tmp_path / "pass", 0o600)
+    (tmp_path / "certs").mkdir()
+    with started_postgres() as server:
+        _tls_on(server, tmp_path, True)
+        url = server.create_database("trust")
+        env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(home), PGSSLMODE="verify-full",
+                          PGSSLROOTCERT="system", SSL_CERT_FILE="tls-ca/ca.pem", SSL_CERT_DIR="certs:/nowhere",
+                          **server.env())
+        run_certkit("init-ca", "--name", "Trusting", "--inventory", url, "--passphrase-file", tmp_path / "pass",
+                    env=env, cwd=tmp_path, check=True)
+        proc = run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", tmp_path / "pass", env=env,
+                           cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        line = proc.stdout.strip().splitlines()[-1]
+        assert f" SSL_CERT_FILE={tmp_path / 'tls-ca' / 'ca.pem'} " in line, line
+        assert f" SSL_CERT_DIR={tmp_path / 'certs'}:/nowhere " in line, line
+        assert "PGPASSWORD" not in line and PASSPHRASE not in line, line
+        ran = run_as_cron(line, home)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        close_idle()
+    assert {"SSL_CERT_FILE", "SSL_CERT_DIR"} <= set(CARRIED_ENVIRONMENT)
+    assert not {"PGPASSWORD", "CERTKIT_CA_PASSPHRASE", "CERTKIT_P12_PASSWORD"} & set(CARRIED_ENVIRONMENT)
