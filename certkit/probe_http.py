@@ -77,9 +77,28 @@ class Target:
         return sock
 
 
+def hidden(url: str) -> str:
+    """``url`` fit to echo: in each URL it holds (several, separated by blanks, commas or line breaks, are one
+    argument's mistake), what stands before the '@' that ends a user part is written "...". A password with a
+    '/', '?' or '#' in it ends the host for a URL parser (its port is then the password's start): the user part
+    then runs to the last '@' of that URL."""
+    pieces = re.split(r"([\s,;\x00-\x1f\x7f]+)", url)
+    for i, piece in enumerate(pieces):
+        start = piece.find("://") + 3 if "://" in piece else 0
+        rest = piece[start:]
+        authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0]
+        _, colon, port = authority.rpartition("]")[2].rpartition(":")
+        if "@" in authority:
+            pieces[i] = piece[:start] + "...@" + rest[authority.rindex("@") + 1:]
+        elif "@" in rest and colon and port and not is_digits(port):
+            pieces[i] = piece[:start] + "...@" + rest[rest.rindex("@") + 1:]
+    return "".join(pieces)
+
+
 def parse_url(url: str) -> Target:
     """``https://HOST[:PORT][/PATH]`` (a bare ``HOST[:PORT]`` is taken as https)."""
     text = url.strip()
+    url = hidden(url)  # only ever echoed from here on: the text parsed is ``text``
     if (bad := next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)) is not None:
         # Before urlsplit, which drops a tab or line break (WHATWG's rule) and so would probe another host.
         raise ProbeError(f"'{shown(url)}' holds a control character ({shown(bad)}), which no URL holds; give "
@@ -88,11 +107,10 @@ def parse_url(url: str) -> Target:
         text = "https://" + text
     scheme, _, rest = text.partition("://")
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority:
+    if hidden(text) != text:
         # probe sends no credentials, so a server that wants them answers 401, which would read as a refused
         # client certificate; and the URL is printed in the report. Refused, without echoing what came before '@'.
-        hidden = f"{scheme}://...@{rest[authority.rindex('@') + 1:]}"
-        raise ProbeError(f"'{shown(hidden)}' holds a user name or password (before '@'); probe sends no "
+        raise ProbeError(f"'{shown(hidden(text))}' holds a user name or password (before '@'); probe sends no "
                          "credentials: give https://HOST[:PORT][/PATH] without them.")
     try:
         parts = urlsplit(text)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from test_audit7_team import run_as_cron
 from test_audit22_team import _tls_on
 from test_team_hsm import _real_processes  # noqa: F401 (an autouse fixture: certkit runs as real processes)
 
-from conftest import PASSPHRASE, certkit_env, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 
 # --- 1. the timer trusts the CAs this shell trusts ------------------------------------------------------------------
@@ -53,3 +54,40 @@ def test_the_timer_carries_openssls_trusted_cas(tmp_path: Path) -> None:
         close_idle()
     assert {"SSL_CERT_FILE", "SSL_CERT_DIR"} <= set(CARRIED_ENVIRONMENT)
     assert not {"PGPASSWORD", "CERTKIT_CA_PASSPHRASE", "CERTKIT_P12_PASSWORD"} & set(CARRIED_ENVIRONMENT)
+
+
+# --- 2. probe never echoes a password of a URL it refuses -----------------------------------------------------------
+@pytest.mark.parametrize("given,shown", [
+    # several URLs in one argument (a list pasted, blanks, commas): the second one's password was echoed
+    ("https://bob:S3cretPW@127.0.0.1:1/x https://al:S3cretPW@127.0.0.1:2/",
+     "'https://...@127.0.0.1:1/x https://...@127.0.0.1:2/' holds a user name or password"),
+    ("https://127.0.0.1:1/x,rediss://al:S3cretPW@127.0.0.1:2",
+     "'https://127.0.0.1:1/x,rediss://...@127.0.0.1:2' holds a user name or password"),
+    # a list from a file, whole (its line breaks are control characters): every password was echoed
+    ("https://bob:S3cretPW@127.0.0.1:1/\npostgresql://al:S3cretPW@127.0.0.1:2/db\n",
+     "'https://...@127.0.0.1:1/\\x0apostgresql://...@127.0.0.1:2/db\\x0a' holds a control character"),
+    # a password holding '/', '?' or '#' ends the host for a URL parser: echoed as a bad port, and the URL whole
+    ("https://bob:S3c/retPW@127.0.0.1:1/x", "'https://...@127.0.0.1:1/x' holds a user name or password"),
+    ("https://bob:S3c?retPW@127.0.0.1:1/x", "'https://...@127.0.0.1:1/x' holds a user name or password"),
+    ("bob:S3c#retPW@127.0.0.1:1", "'https://...@127.0.0.1:1' holds a user name or password"),
+])
+def test_probe_hides_every_password_of_what_it_is_given(given: str, shown: str, tmp_path: Path) -> None:
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    for json_flag in ([], ["--json"]):
+        proc = run_certkit("probe", *json_flag, given, env=env)
+        assert proc.returncode == 1, proc
+        said = proc.stdout + proc.stderr
+        assert "S3c" not in said and "retPW" not in said, said
+        assert shown in said.replace("\\\\", "\\"), said
+        assert "Traceback" not in said
+
+
+def test_probe_still_takes_an_at_sign_in_a_path_and_says_a_bad_port(tmp_path: Path) -> None:
+    """What is no user part is not hidden: an '@' in a path (https://host/@user) is probed; a port typed wrong
+    without an '@' after it is still said as such (with one, "host:8o/@bob" cannot be told from a password
+    holding a '/', and is hidden)."""
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    proc = run_certkit("probe", "https://127.0.0.1:1/@bob", env=env)
+    assert_clean_error(proc, "Cannot connect to 127.0.0.1:1")
+    proc = run_certkit("probe", "https://localhost:8o/bob", env=env)
+    assert_clean_error(proc, "'https://localhost:8o/bob' is not a URL certkit can probe: its port '8o'")
