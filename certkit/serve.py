@@ -50,7 +50,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
 from certkit.text import quoted, received, shown
-from certkit.tlscheck import reason_of
+from certkit.tlscheck import new_context, reason_of
 from certkit.verify_names import dates_above
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
 def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -> ssl.SSLContext:
     """A server context presenting ``cert_chain``/``key`` that requires a client certificate
     issued by (a certificate in) ``client_ca_pem``."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = new_context(ssl.PROTOCOL_TLS_SERVER)
     try:
         # A callable password keeps OpenSSL from prompting on the terminal for an encrypted key.
         ctx.load_cert_chain(str(cert_chain), str(key), password=_no_password)

@@ -23,6 +23,7 @@ serve`` follows the same rule). For a root CA nothing differs.
 from __future__ import annotations
 
 import ssl
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import CA_FILE, CERT_FILE, FULLCHAIN_FILE, KEY_FILE
+from certkit.tlscheck import new_context
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -175,7 +177,7 @@ def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str =
 
         raise InvalidArgument(f"client_certificates must be one of {', '.join(modes)}, not "
                               f"'{shown(client_certificates)}'.")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = new_context(ssl.PROTOCOL_TLS_SERVER)
     configure_cert(issued, ctx)
     refuse_withdrawn_chain(ca, issued)
     if client_certificates != "none":
@@ -187,8 +189,12 @@ def server_context(ca: "CA", issued: "IssuedCert", *, client_certificates: str =
 def client_context(ca: "CA", issued: "IssuedCert | None" = None) -> ssl.SSLContext:
     """A client context that trusts servers issued by ``ca`` (host names checked; no other CA, not the
     system's) and presents ``issued`` when given."""
-    # cadata given here: without it, create_default_context would load the system's CAs too.
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.cert_pem.decode("ascii"))
+    # As ssl.create_default_context(cadata=...) makes it (CERT_REQUIRED, host names checked, and on Python 3.13
+    # X.509 strict), but not from it: it opens the file $SSLKEYLOGFILE names and writes every session's secrets.
+    ctx = new_context(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=ca.cert_pem.decode("ascii"))
+    if sys.version_info >= (3, 13):
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     _end_chain_at(ca, ctx)
     if issued is not None:
         configure_cert(issued, ctx)

@@ -9,13 +9,32 @@ Python's ``ssl`` module, i.e. OpenSSL, and reports what each side saw. Used by
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import ssl
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+KEY_LOG_IGNORED = ("$SSLKEYLOGFILE is set, and ignored: certkit writes no TLS key log (it would hold every "
+                   "session's secrets, which decrypt the traffic); capture with a client of your own instead.")
+
+
+def without_key_log(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """``ctx``, writing no TLS key log. Python's ``ssl.create_default_context`` (and an OpenSSL built with
+    enable-sslkeylog, for every context) writes each session's secrets to the file $SSLKEYLOGFILE names:
+    certkit's contexts ignore it, with a warning (:data:`KEY_LOG_IGNORED`)."""
+    if os.environ.get("SSLKEYLOGFILE"):
+        warnings.warn(KEY_LOG_IGNORED, stacklevel=3)
+    ctx.keylog_filename = None  # also drops the callback such an OpenSSL sets
+    return ctx
+
+
+def new_context(protocol: ssl._SSLMethod) -> ssl.SSLContext:
+    """``ssl.SSLContext(protocol)`` :func:`without_key_log`."""
+    return without_key_log(ssl.SSLContext(protocol))
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ _PEER_GONE = {-1: "the peer closed the connection (unexpected end of file)",
 
 def server_context(server: Endpoint, client_ca: Path | None, *, require_client_cert: bool = True,
                    version: str | None = None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = new_context(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(server.chain, server.key)
     if client_ca is not None:
         ctx.load_verify_locations(cafile=str(client_ca))
@@ -79,7 +98,7 @@ def server_context(server: Endpoint, client_ca: Path | None, *, require_client_c
 
 def client_context(server_ca: Path, client: Endpoint | None = None, *,
                    version: str | None = None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checking on
+    ctx = new_context(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checking on
     ctx.load_verify_locations(cafile=str(server_ca))
     if client is not None:
         ctx.load_cert_chain(client.chain, client.key)

@@ -91,3 +91,37 @@ def test_probe_still_takes_an_at_sign_in_a_path_and_says_a_bad_port(tmp_path: Pa
     assert_clean_error(proc, "Cannot connect to 127.0.0.1:1")
     proc = run_certkit("probe", "https://localhost:8o/bob", env=env)
     assert_clean_error(proc, "'https://localhost:8o/bob' is not a URL certkit can probe: its port '8o'")
+
+
+# --- 3. no TLS key log, whatever $SSLKEYLOGFILE says ----------------------------------------------------------------
+def test_the_library_contexts_write_no_key_log(tmp_path: Path, monkeypatch) -> None:
+    """ca.client_context() is made by ssl.create_default_context, which writes every session's secrets to the file
+    $SSLKEYLOGFILE names: a real handshake with it wrote them there. It is now ignored, with a warning; as are
+    ca.server_context() and the demo's contexts (tlscheck)."""
+    from certkit import CA
+    from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+    log = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(log))
+    ca = CA.create("Key log CA")
+    server = ca.issue_server(["localhost"])
+    with pytest.warns(UserWarning, match=r"\$SSLKEYLOGFILE is set, and ignored"):
+        client_ctx = ca.client_context()
+    with pytest.warns(UserWarning, match=r"\$SSLKEYLOGFILE is set, and ignored"):
+        server_ctx = ca.server_context(server, client_certificates="none")
+    result = handshake(server_ctx, client_ctx)
+    assert result.accepted, result
+    assert not log.exists() or log.read_bytes() == b""
+    with server.files() as paths, pytest.warns(UserWarning, match=r"\$SSLKEYLOGFILE is set, and ignored"):
+        ends = (server_context(Endpoint(paths.fullchain, paths.key), None, require_client_cert=False),
+                client_context(paths.ca))
+        assert handshake(*ends).accepted
+    assert not log.exists() or log.read_bytes() == b""
+
+
+def test_demo_says_it_writes_no_key_log(tmp_path: Path) -> None:
+    log = tmp_path / "keys.log"
+    proc = run_certkit("demo", cwd=tmp_path, env=certkit_env(HOME=str(tmp_path), SSLKEYLOGFILE=str(log)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("Warning: $SSLKEYLOGFILE is set, and ignored") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and not log.exists()

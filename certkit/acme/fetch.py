@@ -42,7 +42,9 @@ def connect(address: str, port: int, deadline: Deadline) -> socket.socket:
 def unverified_context(alpn: list[str] | None = None) -> ssl.SSLContext:
     """A TLS client context that checks no certificate: tls-alpn-01 reads a self-signed one by
     design, and http-01 redirects to https are not verified either (as Let's Encrypt does)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    from certkit.tlscheck import new_context
+
+    context = new_context(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -104,7 +104,9 @@ class Listener:
 
 
 def _server_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    from certkit.tlscheck import new_context
+
+    context = new_context(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
