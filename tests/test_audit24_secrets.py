@@ -125,3 +125,25 @@ def test_demo_says_it_writes_no_key_log(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("Warning: $SSLKEYLOGFILE is set, and ignored") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and not log.exists()
+
+
+# --- 4. a timer never carries a hook's password ---------------------------------------------------------------------
+@pytest.mark.parametrize("option", ["--exec", "--exec-once"])
+def test_a_timer_refuses_a_hook_with_a_password_in_a_url(option: str, tmp_path: Path) -> None:
+    """renew --install-timer --exec 'curl https://admin:PW@host/reload' wrote the password into the unit (mode 0644,
+    and `systemctl show` prints it to every user) or the crontab line, and printed it ("runs: ..."). Refused now,
+    the URL's user part written '...'; a hook whose URL has an '@' in its path is still taken."""
+    secret = tmp_path / "pp"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Hooked", env=env, check=True)
+    hook = "curl -fsS https://admin:S3cretPW@127.0.0.1:1/reload"
+    for where in (["--cron"], ["--unit-dir", str(tmp_path / "units")], ["--cron", "--json"]):
+        proc = run_certkit("renew", "--install-timer", "--passphrase-file", secret, *where, option, hook, env=env)
+        assert_clean_error(proc, f"{option} 'curl -fsS https://...@127.0.0.1:1/reload' holds a password in a URL")
+        assert "S3cretPW" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "units").exists()
+    proc = run_certkit("renew", "--install-timer", "--passphrase-file", secret, "--cron", option,
+                       "curl -fsS https://127.0.0.1:1/@reload", env=env)
+    assert proc.returncode == 0 and "https://127.0.0.1:1/@reload" in proc.stdout, proc.stderr

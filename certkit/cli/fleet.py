@@ -212,8 +212,11 @@ def timer_argv(expiring, renew_all: bool, kind: str | None, pattern: str | None,
     argv += (["--kind", kind] if kind else []) + (["--name", pattern] if pattern else [])
     argv += (["--rekey"] if rekey else []) + (["--key-type", key_type] if key_type else [])
     argv += (["--days", str(days)] if days else [])
+    from certkit.fleet.timer_env import refuse_hook_password
+
     for option, hook in (("--exec", exec_each), ("--exec-once", exec_once)):
         _refuse_relative_hook(option, hook)
+        refuse_hook_password(option, hook)
     argv += (["--exec", exec_each] if exec_each else []) + (["--exec-once", exec_once] if exec_once else [])
     argv += (["--exec-timeout", str(exec_timeout)] if exec_timeout != 600 else [])
     if p12_password_file is not None:

@@ -6,6 +6,7 @@ what would fail every night is refused when the timer is installed."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -54,6 +55,17 @@ def program() -> tuple[list[str], dict[str, str]]:
             raise CertkitError(f"${name} is '{shown(value)}', which is not UTF-8 text; a timer or crontab line "
                                "cannot carry it. Set it to UTF-8 text (rename a folder it names).")
     return argv, env
+
+
+def refuse_hook_password(option: str, hook: str | None) -> None:
+    """A timer's hook holding a URL with a password (curl https://admin:PW@host/reload): the unit, which every user
+    may read (systemctl show prints it), or the crontab line would carry the secret, and installing show it."""
+    from certkit.probe_http import hidden
+
+    if hook and re.search(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*:[^\s/@]*@", hook):
+        raise CertkitError(f"{option} '{shown(hidden(hook))}' holds a password in a URL, which the timer would carry "
+                           "in its unit or crontab line, where others may read it: put it in a file only you can "
+                           "read (curl --netrc-file FILE) and name that file in the hook.")
 
 
 def _carried(name: str, value: str) -> str:
