@@ -147,3 +147,24 @@ def test_a_timer_refuses_a_hook_with_a_password_in_a_url(option: str, tmp_path: 
     proc = run_certkit("renew", "--install-timer", "--passphrase-file", secret, "--cron", option,
                        "curl -fsS https://127.0.0.1:1/@reload", env=env)
     assert proc.returncode == 0 and "https://127.0.0.1:1/@reload" in proc.stdout, proc.stderr
+
+
+def test_serve_says_it_writes_no_key_log(tmp_path: Path) -> None:
+    """certkit serve with $SSLKEYLOGFILE set: a real client's handshake (openssl s_client, without the variable)
+    leaves no key log, and serve says once that the variable is ignored."""
+    import subprocess
+
+    from serve_process import serving
+
+    log = tmp_path / "keys.log"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Served", env=env, check=True)
+    with serving(env=dict(env, SSLKEYLOGFILE=str(log)), cwd=tmp_path) as srv:
+        client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}", "-CAfile",
+                                 str(tmp_path / "ca" / "ca.pem"), "-verify_return_error"],
+                                input="", capture_output=True, text=True, timeout=60,
+                                env={k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"})
+        assert "Verify return code: 0 (ok)" in client.stdout, client.stdout + client.stderr
+        srv.wait_for_log("$SSLKEYLOGFILE is set, and ignored")
+    assert srv.stderr.count("$SSLKEYLOGFILE is set, and ignored") == 1, srv.stderr
+    assert not log.exists()
