@@ -15,8 +15,7 @@ client certificate would get in.
    "accepted" is given only after a full application-data round trip.
 
 Python's ``ssl`` cannot show a client the CertificateRequest's CA names, so the connections are pyOpenSSL's
-(:mod:`certkit.pyossl`). Every string from a certificate or the server is escaped (:func:`certkit.text.shown`).
-"""
+(:mod:`certkit.pyossl`). Every string from a certificate or the server is escaped (:func:`certkit.text.shown`)."""
 
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ from certkit.pyossl import (
     openssl_reason,
     record_verify_error,
     set_kernel_timeout,
+    without_key_log,
     x509_error,
 )
 from certkit.text import shown
@@ -196,7 +196,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
     from cryptography import x509
     from OpenSSL import SSL, crypto
 
-    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx = without_key_log(SSL.Context(SSL.TLS_CLIENT_METHOD))
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     if trust_pem is None:
         ctx.set_default_verify_paths()

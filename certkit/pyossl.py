@@ -49,6 +49,19 @@ def allow_post_handshake_auth(ctx) -> None:
         lib.SSL_CTX_set_post_handshake_auth(ctx._context, 1)
 
 
+def without_key_log(ctx):
+    """The pyOpenSSL context ``ctx``, writing no TLS key log, as :func:`certkit.tlscheck.without_key_log` makes
+    Python's: an OpenSSL built with enable-sslkeylog sets a key log callback for $SSLKEYLOGFILE; it is dropped."""
+    from OpenSSL._util import ffi, lib
+
+    from certkit.tlscheck import warn_of_key_log
+
+    warn_of_key_log(stacklevel=4)
+    if hasattr(lib, "SSL_CTX_set_keylog_callback"):
+        lib.SSL_CTX_set_keylog_callback(ctx._context, ffi.NULL)
+    return ctx
+
+
 def x509_error(code: int, depth: int = 0) -> str:
     words = X509_ERRORS.get(code) or _openssl_words(code) or f"X.509 verification error {code}"
     return words + (f" (at depth {depth})" if depth else "")

@@ -16,7 +16,7 @@ import re
 import socket
 
 from certkit.errors import CertkitError
-from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, x509_error
+from certkit.pyossl import openssl_reason, record_verify_error, set_kernel_timeout, without_key_log, x509_error
 from certkit.text import shown
 
 
@@ -43,7 +43,7 @@ class OptionalContext:
         except (ValueError, TypeError) as exc:
             raise CertkitError(f"The server certificate or key cannot be used: {exc}.") from None
         self.client_cas = x509.load_pem_x509_certificates(client_ca_pem)
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx = without_key_log(SSL.Context(SSL.TLS_SERVER_METHOD))
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.use_certificate(chain[0])
         for extra in chain[1:]:

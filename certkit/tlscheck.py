@@ -26,10 +26,15 @@ def without_key_log(ctx: ssl.SSLContext) -> ssl.SSLContext:
     """``ctx``, writing no TLS key log. Python's ``ssl.create_default_context`` (and an OpenSSL built with
     enable-sslkeylog, for every context) writes each session's secrets to the file $SSLKEYLOGFILE names:
     certkit's contexts ignore it, with a warning (:data:`KEY_LOG_IGNORED`)."""
-    if os.environ.get("SSLKEYLOGFILE"):
-        warnings.warn(KEY_LOG_IGNORED, stacklevel=3)
+    warn_of_key_log()
     ctx.keylog_filename = None  # also drops the callback such an OpenSSL sets
     return ctx
+
+
+def warn_of_key_log(stacklevel: int = 4) -> None:
+    """The warning :data:`KEY_LOG_IGNORED`, when $SSLKEYLOGFILE is set."""
+    if os.environ.get("SSLKEYLOGFILE"):
+        warnings.warn(KEY_LOG_IGNORED, stacklevel=stacklevel)
 
 
 def new_context(protocol: ssl._SSLMethod) -> ssl.SSLContext:

@@ -168,3 +168,20 @@ def test_serve_says_it_writes_no_key_log(tmp_path: Path) -> None:
         srv.wait_for_log("$SSLKEYLOGFILE is set, and ignored")
     assert srv.stderr.count("$SSLKEYLOGFILE is set, and ignored") == 1, srv.stderr
     assert not log.exists()
+
+
+def test_probe_and_serve_optional_say_they_write_no_key_log(tmp_path: Path) -> None:
+    """The pyOpenSSL contexts (probe's, serve --optional's) ignore $SSLKEYLOGFILE too, and say so: the server is
+    certkit serve --optional, probed by certkit probe, each with the variable set; neither writes a key log."""
+    from serve_process import serving
+
+    log = tmp_path / "keys.log"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Probed", env=env, check=True)
+    keyed = dict(env, SSLKEYLOGFILE=str(log))
+    with serving("--optional", env=keyed, cwd=tmp_path) as srv:
+        proc = run_certkit("probe", f"https://127.0.0.1:{srv.port}/", "--ca-dir", tmp_path / "ca", env=keyed)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stderr.count("Warning: $SSLKEYLOGFILE is set, and ignored") == 1, proc.stderr
+        srv.wait_for_log("$SSLKEYLOGFILE is set, and ignored")
+    assert not log.exists()
