@@ -248,3 +248,32 @@ def test_a_query_with_a_bad_filter_is_refused_in_certkits_words(ca_dir, given, e
     assert str(refused.value).startswith(said) and isinstance(refused.value, errors.CertkitError)
     assert [r["kind"] for r in ca.inventory.query(kind="server")] == ["server"]
     assert ca.inventory.query(status="not yet valid") == [] and len(ca.inventory.query(limit=0)) == 0
+
+
+def test_an_acme_server_whose_directory_was_made_again_answers_nothing_from_the_other_cas_inventory(tmp_path):
+    """certkit acme serve keeps its CA object as long as it runs, and reads and writes the inventory through its
+    own adapter (certkit.acme.db), which skipped the check above: with its directory made again for another CA,
+    it wrote its nonces and read its accounts and orders in that CA's inventory. It now answers every request
+    with a problem saying its directory holds another CA, and logs why; the other CA's inventory gets no row."""
+    import sqlite3
+
+    from acme_client import AcmeError, Client
+    from acme_helpers import AcmeServer
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Acme Lib CA", env=env, cwd=tmp_path, check=True)
+    server = AcmeServer("--allow-domain", "acme.test", env=env, cwd=tmp_path)
+    try:
+        Client(server.directory, tmp_path / "ca" / "ca.pem").register()  # it serves, before
+        (tmp_path / "ca").rename(tmp_path / "ca.old")
+        run_certkit("init-ca", "--name", "Acme Lib CA", env=env, cwd=tmp_path, check=True)
+        with pytest.raises(AcmeError) as refused:
+            Client(server.directory, tmp_path / "ca.old" / "ca.pem").register()
+        assert refused.value.type == "serverInternal" and "now holds another CA" in str(refused.value), refused.value
+        server.wait_for_log("now holds another CA")
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "ca" / "inventory.sqlite3") as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'acme%'")]
+        assert all(db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] == 0 for t in tables), tables
+    assert "Traceback" not in server.stderr, server.stderr

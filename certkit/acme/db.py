@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from certkit.errors import InventoryError
+from certkit.inventory.home import check
 from certkit.text import shown
 
 # How long a write waits for another certkit process's lock on an SQLite inventory before the
@@ -52,6 +53,7 @@ class Database:
         (``synchronous = NORMAL``, this connection only); every request mints a nonce, and the
         fsync of each was most of the server's time under load.
         """
+        check(self.inventory)  # the directory made again for another CA since the server started: not its inventory
         db = self.inventory.db
         if db.dialect != "sqlite":
             with db.transaction(write=True, durable=durable) as tx:
@@ -74,6 +76,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Any]:
         """A connection for reading (each statement sees committed data)."""
+        check(self.inventory)
         with self.inventory.db.transaction() as tx:
             yield tx
 

@@ -35,7 +35,7 @@ from certkit.acme.resources import Request, Resources, refuse_unenrolled
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
 from certkit.acme.validation import VALIDATION_WORKERS, Validations
-from certkit.errors import CertkitError, InventoryError
+from certkit.errors import CABroken, CertkitError, InventoryError
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -123,6 +123,10 @@ class AcmeService:
             response = self._route(method, _origin_form(path), headers, body, base, nonce)
         except Problem as problem:
             response = Response.problem(problem)
+        except CABroken as exc:  # its directory made again for another CA since it started: it serves nothing more
+            self.log(f"error {method} {shown(path)}: {shown(exc)}")
+            response = Response.problem(Problem("serverInternal", "The server's CA directory now holds another CA "
+                                                "than the one it started with; it answers nothing until restarted."))
         except InventoryError as exc:  # the database is unreachable, locked, full: said in one line, no bug
             self.log(f"error {method} {shown(path)}: {shown(exc)}")
             response = Response.problem(Problem("serverInternal", "The server's database is unavailable; try "
