@@ -356,6 +356,14 @@ def time_until(left) -> str:
     return f"{days} days"
 
 
+def ends(not_after, now=None) -> str:
+    """A certificate's end as a header line says it: "expires 2026-11-30 08:56:07 UTC", "expired ..." once past."""
+    import datetime as dt
+
+    verb = "expired" if not_after <= (now or dt.datetime.now(dt.UTC)) else "expires"
+    return f"{verb} {not_after:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def dated(not_before, not_after, now=None) -> list[tuple[str, str]]:
     """A certificate's dates as the lines that describe it at ``now`` (aware datetimes): ("expired", "2026-11-24
     13:08:40 UTC (10 days ago)") once past its end, never "expires" of a past moment; ("valid from", "... (in 5

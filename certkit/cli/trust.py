@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from certkit.cli.common import Failed, ca_dir_option, emit, json_option, warn, when
+from certkit.cli.common import Failed, ca_dir_option, emit, json_option, warn
 
 PLATFORMS = ("linux", "darwin", "win32")
 
@@ -163,7 +163,7 @@ def _in_order(results):
 
 
 def _show(results, anchor, action: str, as_json: bool, notes: list[str], warnings: list[str]) -> None:
-    from certkit.text import shown
+    from certkit.text import ends, shown
 
     results = _in_order(results)
     data = {"action": action, "ca": anchor.summary() if anchor else None,
@@ -171,9 +171,9 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
     lines = []
     if anchor is not None:
         own = anchor.intermediate_cert
-        lines.append(f"CA \"{shown(anchor.common_name)}\" ({anchor.name}), expires {when(anchor.not_after)}"
-                     + (f", root of the intermediate \"{shown(anchor.intermediate)}\" (expires "
-                        f"{when(own.not_valid_after_utc)})" if own is not None else ""))
+        lines.append(f"CA \"{shown(anchor.common_name)}\" ({anchor.name}), {ends(anchor.not_after)}"
+                     + (f", root of the intermediate \"{shown(anchor.intermediate)}\" ("
+                        f"{ends(own.not_valid_after_utc)})" if own is not None else ""))
         lines.append(f"  may sign: {anchor.scope()}")
         if anchor.java_scope() and any(r.java_reads for r in results):  # stores Java reads
             lines.append(f"  for Java: {anchor.java_scope()}")
