@@ -86,17 +86,17 @@ def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | Non
 
 
 def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
-    """Whether ``line.out`` already holds a complete bundle of a valid certificate of this CA issued
-    for exactly this line (kind and names): what ``--resume`` keeps."""
+    """Whether ``line.out`` already holds what ``--resume`` keeps for this line (:func:`bundle_mismatch`)."""
     return bundle_mismatch(ca, line, request) is None
 
 
 def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None:
-    """Why ``line.out`` holds no bundle ``--resume`` keeps for this line (in words), or None if it
-    holds one: complete, of a valid certificate of this CA issued for exactly this line."""
+    """Why ``line.out`` holds no bundle ``--resume`` keeps for this line (in words), or None if it holds one:
+    complete, of a valid certificate of this CA issued for exactly this line (kind, names, key type, lifetime)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from certkit.batch.resumed import kept_differs
     from certkit.constants import MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
     from certkit.inventory.reconcile import bundle_holds
@@ -130,7 +130,7 @@ def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None
             return "it is incomplete (a file is missing, or privkey.pem is not its key)"
     except CertkitError as exc:  # a file the file system would not read: said, not taken for one missing
         return f"its files cannot be read ({exc})"
-    return None
+    return kept_differs(ca, cert, request)  # expired since, another key type or lifetime
 
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
