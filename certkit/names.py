@@ -19,7 +19,7 @@ from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
-from certkit.text import is_digits
+from certkit.text import is_digits, unseen
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -79,9 +79,8 @@ def hide_user_info(text: str) -> str:
 
 
 def _show(text: str) -> str:
-    """``text`` for an error message: control characters escaped, so a hostile or
-    mistyped value can neither break the one-line error nor drive the terminal; a URL's user
-    information (a password, a token) left out, as a message never repeats a secret."""
+    """``text`` for an error message: control characters escaped, so a hostile or mistyped value can neither break
+    the one-line error nor drive the terminal; a URL's user information (a password, a token) left out."""
     text = hide_user_info(text)
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF
                    else repr(ch)[1:-1] for ch in text)  # a byte that was not UTF-8 as \xNN, as shown() has it
@@ -238,8 +237,9 @@ def _to_a_labels(original: str, name: str) -> str:
     # a one-shot issuance should not pay for loading the IDNA tables.
     import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
 
-    from certkit.names_notation import refuse_capital_sharp_s, refuse_other_digits
+    from certkit.names_notation import misplaced_joiner, refuse_capital_sharp_s, refuse_invisible, refuse_other_digits
 
+    refuse_invisible(original)  # before UTS 46 drops some, certifying another name than the one given
     refuse_other_digits(original.strip())  # an address in another script's digits, where a name is asked for too
     if "\u1e9e" in name:  # the capital sharp s, which clients convert two ways
         refuse_capital_sharp_s(original)
@@ -247,6 +247,8 @@ def _to_a_labels(original: str, name: str) -> str:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
     except idna.IDNAError as exc:
+        if str(exc).startswith("Joiner"):  # said as every invisible character is, and where a joiner belongs
+            raise misplaced_joiner(original) from None
         raise InvalidName(f"'{_show(original)}' is not a valid internationalized domain name: {exc}.") from None
     except UnicodeError:
         raise InvalidName(f"'{_show(original)}' is not a valid DNS name: a label is empty or too long.") from None
@@ -319,8 +321,9 @@ def parse_email(text: str) -> Identity:
 
         refuse_a_typed_entry(text, looks_like_email)
     if not _DOT_ATOM.match(local):  # RFC 5321's dot-atom: what every mail system and X.509 checker accepts
-        raise InvalidName(f"'{_show(text)}' is not a valid email address: the part before '@' must be letters, "
-                          "digits and !#$%&'*+-/=?^_`{|}~ in parts joined by single dots (no quoted local part).")
+        raise InvalidName(f"'{_show(text)}' is not a valid email address: " + (f"it contains {bad}." if (bad := unseen(
+            local, invisible_too=True)) else "the part before '@' must be letters, digits and !#$%&'*+-/=?^_`{|}~ in "
+            "parts joined by single dots (no quoted local part)."))
     if len(local) > 64:
         raise InvalidName(f"'{_show(text)}' is not a valid email address: the local part exceeds 64 characters.")
     try:
@@ -371,8 +374,8 @@ def parse_attribute(text: str, field: str = "common name", option: str | None = 
             (f"{size} bytes in UTF-8 ({len(text)} characters)", " bytes")
         raise InvalidName(f"{given}'{shown}' is {length}; {article} {field} may hold at most "
                           f"{MAX_ATTRIBUTE_BYTES}{unit}.")
-    if any(not ch.isprintable() for ch in text):
-        raise InvalidName(f"{given}{text!r} contains control characters; {article} {field} cannot.")
+    if (bad := unseen(text)) is not None:
+        raise InvalidName(f"{given}'{_show(text)}' contains {bad}; {article} {field} cannot.")
     return text
 
 
@@ -448,10 +451,7 @@ def parse_hosts(names: Iterable[str], kind: str = "server") -> list[Identity]:
 
 def client_identities(name: str, emails: Iterable[str] = (), uris: Iterable[str] = (),
                       dns_names: Iterable[str] = ()) -> list[Identity]:
-    """The SAN identities of a client certificate named ``name`` (its CN).
-
-    A name that is an email address is one of them.
-    """
+    """The SAN identities of a client certificate named ``name`` (its CN): a name that is an email address is one."""
     cn = parse_common_name(name)
     own = [parse_email(cn)] if looks_like_email(cn) else []
     emails, uris, dns_names = name_list(emails, "emails"), name_list(uris, "uris"), name_list(dns_names, "dns_names")

@@ -19,7 +19,7 @@ import re
 
 from certkit.errors import InvalidName, cli_worded
 from certkit.names import _URI_SCHEME, _show
-from certkit.text import is_digits
+from certkit.text import is_digits, unseen
 
 # A subjectAltName entry's type as certkit (list, inspect, issue-*), openssl (-text, -addext: DNS, IP Address) and
 # Java's keytool (-printcert: DNSName, IPAddress) and browsers' viewers (DNS Name) write it.
@@ -378,3 +378,23 @@ def refuse_surrounding_space(text: str, what: str) -> None:
         ("before it" if text[0] != bare[0] else "after it")
     raise InvalidName(f"{what} has whitespace {where}, which no host name or name in a certificate holds, so "
                       f"it matches none; give '{_show(bare)}' if that is the name meant.")
+
+
+# ZWNJ and ZWJ: IDNA2008 allows them where a script needs one (RFC 5892's CONTEXTJ rules: after a virama, a ZWNJ
+# also between Arabic letters) and judges each; kept at their place (as a letter) for the positions of the others.
+_JOINERS = {0x200C: "j", 0x200D: "j"}
+
+
+def refuse_invisible(original: str) -> None:
+    """Refuse a DNS name that holds a character that shows nothing, naming it by code point and name: UTS 46
+    drops some (ZERO WIDTH SPACE, SOFT HYPHEN), so the certificate would name another host than the one given,
+    and the others hide in a name that reads as another."""
+    if (bad := unseen(original.strip().translate(_JOINERS), invisible_too=True)) is not None:
+        raise InvalidName(f"'{_show(original)}' is not a valid DNS name: it contains {bad}.")
+
+
+def misplaced_joiner(original: str) -> InvalidName:
+    """The refusal of a name with a joiner IDNA2008 does not allow where it is, as :func:`refuse_invisible` says it."""
+    return InvalidName(f"'{_show(original)}' is not a valid DNS name: it contains "
+                       f"{unseen(original.strip(), invisible_too=True)}, which IDNA2008 allows only where a script "
+                       "needs one (after a virama; a ZWNJ also between Arabic letters).")

@@ -7,6 +7,7 @@ import re
 from certkit.errors import InvalidName
 from certkit.names import _URI_SCHEME, MAX_URI, Identity, _show, _try_ip, hide_user_info, parse_dns_name
 from certkit.names_notation import is_a_uri, refuse_a_typed_entry
+from certkit.text import unseen
 
 _URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -17,6 +18,8 @@ def parse_uri(text: str) -> Identity:
     with an authority, a host that is a DNS name or an IP address (RFC 5280 4.2.1.6)."""
     text = text.strip()
     refuse_a_typed_entry(text, is_a_uri)  # URI:spiffe://..., as certkit and openssl print an entry
+    if not text.isascii() and (bad := unseen(text, invisible_too=True)):  # where the URI looks right
+        raise InvalidName(f"'{_show(text)}' is not a valid URI: it contains {bad}.")
     if not text.isascii() or any(ch.isspace() or ord(ch) < 33 for ch in text):
         raise InvalidName(f"'{_show(text)}' is not a valid URI: it must be ASCII without spaces "
                           "(percent-encode other characters).")

@@ -379,3 +379,39 @@ def dated(not_before, not_after, now=None) -> list[tuple[str, str]]:
     if not_before is not None and now < not_before:
         return [("valid from", f"{not_before:%Y-%m-%d %H:%M:%S} UTC (in {time_until(not_before - now)})"), *until]
     return until
+
+
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters that show nothing. UTS 46
+# drops some from a DNS name (ZERO WIDTH SPACE, SOFT HYPHEN, WORD JOINER), so the name certified would not be the
+# one given; others (ZERO WIDTH JOINER, the direction marks) hide in a name that looks like another.
+_INVISIBLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+              (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+              (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+              (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+# The names of the control characters people meet (unicodedata has none for the C0 and C1 controls).
+_CONTROL_NAMES = {0x00: "NULL", 0x07: "BELL", 0x08: "BACKSPACE", 0x09: "CHARACTER TABULATION", 0x0A: "LINE FEED",
+                  0x0B: "LINE TABULATION", 0x0C: "FORM FEED", 0x0D: "CARRIAGE RETURN", 0x1B: "ESCAPE",
+                  0x7F: "DELETE", 0x85: "NEXT LINE"}
+
+
+def is_invisible(ch: str) -> bool:
+    """Whether ``ch`` is a character that shows nothing (Unicode's Default_Ignorable_Code_Point)."""
+    return any(low <= ord(ch) <= high for low, high in _INVISIBLE)
+
+
+def unseen(text: str, *, invisible_too: bool = False) -> str | None:
+    """The first character of ``text`` that cannot be printed (or, with ``invisible_too``, that shows nothing,
+    such as U+034F or a variation selector), in the words of every refusal of a name:
+    ``control characters (U+001B ESCAPE at position 5)``, ``an invisible character (U+200D ZERO WIDTH JOINER
+    at position 2)``; else None."""
+    import unicodedata
+
+    for position, ch in enumerate(text, 1):
+        if ch.isprintable() and not (invisible_too and is_invisible(ch)):
+            continue
+        category = unicodedata.category(ch)
+        name = unicodedata.name(ch, _CONTROL_NAMES.get(ord(ch), ""))
+        what = ("control characters" if category == "Cc" else "an invisible character"
+                if category == "Cf" or is_invisible(ch) else "a character that cannot be printed")
+        return f"{what} (U+{ord(ch):04X}{' ' + name if name else ''} at position {position})"
+    return None

@@ -4,14 +4,24 @@
    different --key-type or --days (or a manifest edited meanwhile) silently mixed old and new bundles,
    and a kept certificate that had expired since was kept too; the rerun now refuses such a folder,
    saying what differs.
+2. A name with a character that shows nothing: a ZERO WIDTH SPACE, SOFT HYPHEN, WORD JOINER or COMBINING
+   GRAPHEME JOINER in a DNS name was dropped by UTS 46 without a word (``a<U+200B>b.example.com`` certified
+   ``ab.example.com``); a joiner was refused in the idna package's words (``Joiner U+200D not allowed at position
+   2 in 'a\u200db'``), the same joiner in a common name as "control characters", in an email address or a URI
+   without naming it. Every refusal now names the character by code point and name, and its position, alike in
+   the CLI, a manifest and the library.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+
+from certkit.ca import CA
+from certkit.errors import InvalidName
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 from fleet_helpers import backdated_ca, bundle
@@ -69,3 +79,54 @@ def test_resume_refuses_a_bundle_whose_certificate_has_expired(tmp_path: Path) -
     assert_clean_error(proc, f"its certificate expired on {issued.cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
     kept = x509.load_pem_x509_certificate((tmp_path / "certs" / "old.example.com" / "cert.pem").read_bytes())
     assert kept == issued.cert and not (tmp_path / "certs" / "new.example.com").exists()
+
+
+# --- 2. invisible characters in names are named, never dropped ----------------------------------------------------
+INVISIBLE = {"\u200b": "U+200B ZERO WIDTH SPACE", "\u00ad": "U+00AD SOFT HYPHEN", "\u2060": "U+2060 WORD JOINER",
+             "\u034f": "U+034F COMBINING GRAPHEME JOINER", "\ufeff": "U+FEFF ZERO WIDTH NO-BREAK SPACE",
+             "\u200d": "U+200D ZERO WIDTH JOINER", "\u200c": "U+200C ZERO WIDTH NON-JOINER",
+             "\u202e": "U+202E RIGHT-TO-LEFT OVERRIDE"}
+
+
+@pytest.mark.parametrize("ch", list(INVISIBLE))
+def test_an_invisible_character_in_a_name_is_named_alike_everywhere(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                    ch: str) -> None:
+    def said(value: str) -> str:
+        return f"contains an invisible character ({INVISIBLE[ch]} at position {value.index(ch) + 1})"
+
+    host, email, uri = f"a{ch}b.example.com", f"a{ch}b@example.com", f"spiffe://a{ch}b.example.com/x"
+    for args, value in ((("issue-server", host), host), (("issue-client", "bob", "--email", email), email),
+                        (("issue-client", "bob", "--uri", uri), uri), (("issue-client", "bob", "--dns", host), host)):
+        proc = run_certkit(*args, "--out", "one", cwd=tmp_path, env=ca_env)
+        assert_clean_error(proc, said(value))
+    manifest = tmp_path / "fleet.jsonl"
+    manifest.write_text(f'{{"kind": "server", "names": "{host}"}}\n{{"kind": "client", "names": "A{ch}lice"}}\n'
+                        f'{{"kind": "client", "names": "carol", "email": "{email}"}}\n', encoding="utf-8")
+    proc = run_certkit("issue-batch", manifest, "--out-dir", "certs", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"has {3 if not ch.isprintable() else 2} bad lines")
+    lines = proc.stderr.splitlines()
+    assert lines[1].startswith("  line 1: ") and f"is not a valid DNS name: it {said(host)}" in lines[1]
+    if not ch.isprintable():  # a common name keeps what prints (a combining mark): the others it refuses
+        assert lines[2].startswith("  line 2: ") and lines[2].endswith(f"' {said('A' + ch)}; a common name cannot.")
+    assert lines[-1].startswith("  line 3: ") and lines[-1].endswith(f"not a valid email address: it {said(email)}.")
+    assert not (tmp_path / "one").exists() and not (tmp_path / "certs").exists()
+    ca = CA.create("library")
+    for call, value in ((lambda: ca.issue_server(host), host), (lambda: ca.issue_client("bob", emails=[email]), email),
+                        (lambda: ca.issue_client("bob", uris=[uri]), uri)):
+        with pytest.raises(InvalidName, match=re.escape(said(value))):
+            call()
+
+
+def test_a_joiner_where_a_script_needs_one_is_still_certified(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    """IDNA2008 allows a ZWJ or ZWNJ after a virama (Devanagari): certified as before, the others refused."""
+    for joiner, a_label in (("\u200d", "xn--11b2ezcw70k.example"), ("\u200c", "xn--11b2ezcs70k.example")):
+        run_certkit("issue-server", f"\u0915\u094d{joiner}\u0937.example", "--out", a_label, cwd=tmp_path,
+                    env=ca_env, check=True)
+        cert = x509.load_pem_x509_certificate((tmp_path / a_label / "cert.pem").read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.DNSName) == [a_label]
+    proc = run_certkit("init-ca", "--ca-dir", tmp_path / "other", "--org", "Ac\u200dme", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "--org 'Ac\\u200dme' contains an invisible character (U+200D ZERO WIDTH JOINER at "
+                             "position 3); an organization cannot.")
+    proc = run_certkit("issue-client", "Acme\x1b[2J", "--out", "esc", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, "'Acme\\x1b[2J' contains control characters (U+001B ESCAPE at position 5)")
