@@ -10,10 +10,15 @@
    2 in 'a\u200db'``), the same joiner in a common name as "control characters", in an email address or a URI
    without naming it. Every refusal now names the character by code point and name, and its position, alike in
    the CLI, a manifest and the library.
+3. A manifest on standard input was copied (and checked) by LF-ended lines while a file is read with universal
+   newlines: an old Mac's CR-only manifest over 64 KiB on stdin was refused as "Line 1 ... is longer than 64 KiB
+   ... not the file you meant" (the same file given by name was issued), and a bad byte in it was reported as being
+   on line 1, quoting the whole manifest. Standard input now ends lines at CR, LF or CRLF, as a file's reading does.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -130,3 +135,38 @@ def test_a_joiner_where_a_script_needs_one_is_still_certified(tmp_path: Path, ca
                              "position 3); an organization cannot.")
     proc = run_certkit("issue-client", "Acme\x1b[2J", "--out", "esc", cwd=tmp_path, env=ca_env)
     assert_clean_error(proc, "'Acme\\x1b[2J' contains control characters (U+001B ESCAPE at position 5)")
+
+
+# --- 3. standard input's lines end as a file's do: CR, LF or CRLF ----------------------------------------------------
+def _long_lines(count: int, newline: bytes) -> bytes:
+    names = lambda i: " ".join(f"host-{i}-{n:02d}.fleet.example.com" for n in range(30))  # noqa: E731
+    return newline.join([b"kind,names", *(f"server,{names(i)}".encode() for i in range(count))]) + newline
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n", b"\n"])
+def test_a_cr_only_manifest_on_standard_input_is_read_as_its_file_is(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                     newline: bytes) -> None:
+    data = _long_lines(110, newline)
+    assert len(data) > 80 * 1024
+    proc = run_certkit("issue-batch", "-", "--out-dir", "in", "--json", cwd=tmp_path, env=ca_env, input=data,
+                       check=True)
+    assert json.loads(proc.stdout)["issued"] == 110
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == sorted(f"host-{i}-00.fleet.example.com"
+                                                                          for i in range(110))
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n", b"\n"])
+@pytest.mark.parametrize(("bad", "said"), [
+    (b"client,Jos\xe9", "is not UTF-8 text: line 4 is 'client,Jos\\xe9'"),
+    (b"client,a\0b", "is not text: line 4 holds a NUL byte"),
+    (b"server,bad..x", "line 4: 'bad..x' is not a valid DNS name"),
+])
+def test_a_bad_line_of_standard_input_is_numbered_as_in_its_file(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                 newline: bytes, bad: bytes, said: str) -> None:
+    data = newline.join([b"kind,names", b"client,alice", b"server,b.example.com", bad, b"client,carol"]) + newline
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_bytes(data)
+    for source, given in ((manifest, None), ("-", data)):
+        proc = run_certkit("issue-batch", source, "--out-dir", "out", cwd=tmp_path, env=ca_env, input=given)
+        assert_clean_error(proc, said)
+        assert "alice" not in proc.stderr and not (tmp_path / "out").exists()

@@ -223,6 +223,30 @@ def check_spooled_line(line: bytes, number: int, name: str) -> None:
     _check_line(line, number, the)
 
 
+def byte_lines(stream, limit: int = MAX_MANIFEST_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of the binary ``stream`` (standard input) as reading the manifest counts them: a CR, an LF or a
+    CRLF ends one, as Python's universal newlines do, so an old Mac's CR-only manifest is not one giant line; each
+    line with its end. A line longer than ``limit`` comes as its first ``limit + 1`` bytes (``readline(limit + 1)``'s
+    habit), and is the last: :func:`check_spooled_line` refuses it."""
+    import re
+
+    read = getattr(stream, "read1", stream.read)  # what has come: a terminal's line as it is typed
+    pending = b""
+    while chunk := read(1 << 16):
+        pending, start = pending + chunk, 0
+        for end in re.finditer(rb"\r\n|\r|\n", pending):
+            if end.end() == len(pending) and end.group() == b"\r":  # perhaps a CRLF that the read cut in two
+                break
+            yield pending[start:end.end()]
+            start = end.end()
+        pending = pending[start:]
+        if len(pending) > limit:
+            yield pending[:limit + 1]
+            return
+    if pending:
+        yield pending
+
+
 def _first_content(lines: Iterator[str]) -> tuple[list[str], str]:
     """The lines before the first one with content (blank or comments), and that line."""
     before = []

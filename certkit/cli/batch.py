@@ -304,8 +304,7 @@ def _spooled(manifest: Path):
 
     @contextlib.contextmanager
     def spool():
-        from certkit.batch.manifest import STDIN, check_spooled_line
-        from certkit.constants import MAX_MANIFEST_LINE_BYTES
+        from certkit.batch.manifest import STDIN, byte_lines, check_spooled_line
         from certkit.errors import InputTooLarge
         from certkit.scratch import to_scratch
 
@@ -318,7 +317,7 @@ def _spooled(manifest: Path):
                     click.echo(f"Reading the manifest from {STDIN}, a terminal: type its lines (a CSV header, "
                                "or JSON lines), then Ctrl-D at the start of a line; Ctrl-C stops. To give a file: "
                                "certkit issue-batch FILE, or - < FILE.", err=True)
-                while line := sys.stdin.buffer.readline(MAX_MANIFEST_LINE_BYTES + 1):
+                for line in byte_lines(sys.stdin.buffer):  # a CR, LF or CRLF ends a line, as reading the copy has it
                     number, size = number + 1, size + len(line)
                     check_spooled_line(line, number, STDIN)
                     if size > MAX_SPOOLED_MANIFEST_BYTES:
