@@ -14,6 +14,9 @@
    newlines: an old Mac's CR-only manifest over 64 KiB on stdin was refused as "Line 1 ... is longer than 64 KiB
    ... not the file you meant" (the same file given by name was issued), and a bad byte in it was reported as being
    on line 1, quoting the whole manifest. Standard input now ends lines at CR, LF or CRLF, as a file's reading does.
+4. ``list`` on a terminal paged a long table with click's echo_via_pager, which ignores how the pager ended:
+   PAGER=false or a failing pager command swallowed the whole list, exit 0, not a word. A pager that is not found
+   or fails now leaves a warning naming it, and the list printed without it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from certkit.ca import CA
 from certkit.errors import InvalidName
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
-from fleet_helpers import backdated_ca, bundle
+from fleet_helpers import backdated_ca, bundle, run_in_pty
 
 
 # --- 1. --resume keeps only bundles the rerun would issue ---------------------------------------------------------
@@ -170,3 +173,24 @@ def test_a_bad_line_of_standard_input_is_numbered_as_in_its_file(tmp_path: Path,
         proc = run_certkit("issue-batch", source, "--out-dir", "out", cwd=tmp_path, env=ca_env, input=given)
         assert_clean_error(proc, said)
         assert "alice" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+# --- 4. a pager that fails never swallows the list -------------------------------------------------------------------
+@pytest.mark.parametrize(("pager", "said"), [
+    ("false", "Warning: the pager 'false' ($PAGER) failed (exit status 1); the list is printed without it."),
+    ("sh -c 'exit 3'", "Warning: the pager 'sh -c 'exit 3'' ($PAGER) failed (exit status 3)"),
+    ("/nonexistent/pager", "Warning: the pager '/nonexistent/pager' ($PAGER) was not found; the list is printed"),
+    ("'unbalanced", "Warning: the pager ''unbalanced' ($PAGER) was not found"),
+    ("cat", None),
+])
+def test_list_prints_the_table_when_the_pager_fails(tmp_path: Path, ca_dir: Path, ca_env: dict, pager: str,
+                                                    said: str | None) -> None:
+    (tmp_path / "fleet.csv").write_text("kind,names\n" + "".join(f"client,c{i}\n" for i in range(30)))
+    run_certkit("issue-batch", "fleet.csv", "--out-dir", "certs", cwd=tmp_path, env=ca_env, check=True)
+    code, shown, _ = run_in_pty(["list"], env=ca_env | {"PAGER": pager}, cwd=tmp_path, rows=10, cols=200)
+    assert code == 0 and "Traceback" not in shown, shown
+    assert "CN=c29" in shown and "30 certificates" in shown, shown
+    if said is None:
+        assert "Warning" not in shown and shown.count("30 certificates") == 1, shown
+    else:
+        assert said in shown and shown.index("Warning") < shown.index("SERIAL"), shown

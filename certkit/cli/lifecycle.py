@@ -163,7 +163,9 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
                                   width) + "\n" + count
     text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
     if sys.stdout.isatty() and text.count("\n") + 1 > shutil.get_terminal_size((80, 24)).lines - 1:
-        click.echo_via_pager(text)
+        from certkit.cli.paging import page
+
+        page(text)
     else:
         click.echo(text)
 
