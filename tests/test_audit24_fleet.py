@@ -194,3 +194,12 @@ def test_list_prints_the_table_when_the_pager_fails(tmp_path: Path, ca_dir: Path
         assert "Warning" not in shown and shown.count("30 certificates") == 1, shown
     else:
         assert said in shown and shown.index("Warning") < shown.index("SERIAL"), shown
+
+
+def test_verify_name_names_the_invisible_character(tmp_path: Path, ca_dir: Path, ca_env: dict) -> None:
+    run_certkit("issue-server", "ab.example.com", "--out", "web", cwd=tmp_path, env=ca_env, check=True)
+    for purpose, name, said in (("client", "Al\u200dice", "U+200D ZERO WIDTH JOINER at position 3"),
+                                ("server", "a\u200bb.example.com", "U+200B ZERO WIDTH SPACE at position 2"),
+                                ("client", "ex\x1bample", "U+001B ESCAPE at position 3")):
+        proc = run_certkit("verify", "web/cert.pem", "--purpose", purpose, "--name", name, cwd=tmp_path, env=ca_env)
+        assert_clean_error(proc, f"({said})")

@@ -124,14 +124,14 @@ def _check_name(name: str, purpose: str) -> None:
     from certkit.errors import InvalidName
     from certkit.names import parse_host
     from certkit.names_notation import refuse_surrounding_space
-    from certkit.text import shown
+    from certkit.text import shown, unseen
 
     if not name.strip():
         what = "host name or IP address" if purpose == "server" else "name (CN, email, URI or DNS name)"
         raise InvalidName(f"--name '{shown(name)}' is blank; give the {what} to check.")
     refuse_surrounding_space(name, f"--name '{shown(name)}'")
-    if not name.isprintable():
-        raise InvalidName(f"--name '{shown(name)}' contains control characters, which no name in a certificate holds.")
+    if (bad := unseen(name)) is not None:
+        raise InvalidName(f"--name '{shown(name)}' contains {bad}, which no name in a certificate holds.")
     if purpose == "server":
         try:
             parse_host(name)
