@@ -419,7 +419,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
     """Record ``issued`` pending, each with its target's folder; a serial already taken is signed
     again (same key, fresh serial) in place in ``issued``."""
     from certkit.inventory import Pending
-    from certkit.memory_delivery import remember_unrecorded
+    from certkit.memory_delivery import record_pending, remember_unrecorded
 
     if ca.inventory is None and remember_unrecorded(ca, items, issued):  # in memory: recorded if it is saved
         return
@@ -436,7 +436,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
                            facts=issued[i].facts, in_place=items[i][0].renewed_from is None
                            or getattr(items[i][1], "replacing", None) == items[i][0].renewed_from)
                    for i in todo]
-        taken = ca.inventory.record_pending(entries, durable=durable)
+        taken = record_pending(ca.inventory, entries, durable=durable)  # a failure: nothing was issued
         if not taken:
             return
         todo = [todo[j] for j in taken]

@@ -233,3 +233,17 @@ def record_issued_before(ca: "CA", inventory, store) -> None:
         one.ca_directories = ca.directories
         if pending.sink == "memory":
             one.recorder = WriteRecorder(ca)
+
+
+def record_pending(inventory, entries: list, *, durable: bool = True) -> list[int]:
+    """``inventory.record_pending`` before anything is delivered (:func:`certkit.issuing.record`): an inventory that
+    cannot be written (a full disk, a read-only file) is said with what it means, nothing issued (the certificates
+    signed are recorded nowhere and written nowhere)."""
+    from certkit.errors import InventoryError
+
+    try:
+        return inventory.record_pending(entries, durable=durable)
+    except InventoryError as exc:
+        if type(exc) is not InventoryError:  # a damaged row: its own words
+            raise
+        raise InventoryError(f"{str(exc).rstrip('.')}; nothing was issued or written.") from None

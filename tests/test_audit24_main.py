@@ -3,16 +3,24 @@
 1. ``certkit trust status`` of a CA whose root or intermediate has expired opened with the header
    'CA "Dated Root" (...), expires 2026-12-01 ...' (and '(expires ...)' of the intermediate) for a date in the past,
    the line under it saying it "expired on" that day: the header now says "expired" of a past end.
+2. An inventory that cannot be written when the certificates are recorded pending (its disk full), the first thing
+   issuing writes, was said as "The inventory ... cannot be written: the disk is full." and no more: the error now
+   says what it means, that nothing was issued or written (issue-server, issue-client, issue-batch).
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 from test_audit6_trust import _cas, add_by_hand, new_db, trust
 
 from certkit.trust import Anchor
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+from integrity_helpers import tmpfs
 
 
 @pytest.mark.parametrize("which", ["root", "intermediate"])
@@ -31,3 +39,22 @@ def test_the_header_of_trust_status_says_expired_of_an_ended_ca(tmp_path: Path, 
     else:  # the root is valid for years, its intermediate ended
         assert ", expires 20" in header and '"Dated Issuing" (expired 20' in header, header
     assert any(ended in line and "expired on" in line for line in (status.stdout + status.stderr).splitlines())
+
+
+@pytest.mark.parametrize("command", [["issue-server", "a.example.test", "--out", "out"],
+                                     ["issue-client", "alice", "--out", "out"],
+                                     ["issue-batch", "m.csv", "--format", "jsonl", "--out", "out"]])
+def test_an_inventory_that_cannot_record_the_certificates_says_nothing_was_issued(tmp_path: Path, command) -> None:
+    (tmp_path / "m.csv").write_text("kind,names\nserver,a.example.test\nclient,bob\n")
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
+        env = certkit_env(CERTKIT_CA_DIR=str(disk / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path))
+        run_certkit("init-ca", "--name", "Full CA", env=env, check=True)
+        info = os.statvfs(disk)
+        (disk / "fill").write_bytes(b"\0" * max(0, info.f_bavail * info.f_frsize - 4096))
+        proc = run_certkit(*command, env=env, cwd=tmp_path, subprocess=True)
+        assert_clean_error(proc, f"The inventory {disk / 'ca' / 'inventory.sqlite3'} cannot be written: the disk is "
+                                 "full; nothing was issued or written.")
+        assert not (tmp_path / "out").exists()
+        (disk / "fill").unlink()
+        with sqlite3.connect(disk / "ca" / "inventory.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM certificates").fetchone() == (0,)
