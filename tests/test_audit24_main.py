@@ -6,6 +6,9 @@
 2. An inventory that cannot be written when the certificates are recorded pending (its disk full), the first thing
    issuing writes, was said as "The inventory ... cannot be written: the disk is full." and no more: the error now
    says what it means, that nothing was issued or written (issue-server, issue-client, issue-batch).
+3. ``certkit serve --cert`` with an OCSP Must-Staple certificate (a TLS Feature extension naming status_request)
+   served it without a word, though Firefox refuses its page (no OCSP response can be stapled: certkit runs no
+   responder); inspect, verify and probe name it since fix24-serve. serve now warns at start, and serves.
 """
 
 from __future__ import annotations
@@ -58,3 +61,30 @@ def test_an_inventory_that_cannot_record_the_certificates_says_nothing_was_issue
         (disk / "fill").unlink()
         with sqlite3.connect(disk / "ca" / "inventory.sqlite3") as db:
             assert db.execute("SELECT COUNT(*) FROM certificates").fetchone() == (0,)
+
+
+def test_serve_warns_of_a_must_staple_certificate_and_serves_it(ca_dir: Path, ca_env: dict, tmp_path: Path) -> None:
+    import socket
+    import ssl
+
+    from cryptography import x509
+    from test_audit24_serve import MUST_STAPLE, _signed_by_ca
+
+    from serve_process import ServeProcess
+
+    plain = _signed_by_ca(ca_dir, tmp_path / "plain")
+    staple = _signed_by_ca(ca_dir, tmp_path / "staple", x509.TLSFeature([x509.TLSFeatureType.status_request]))
+    for folder in (plain, staple):
+        server = ServeProcess("--cert", folder / "cert.pem", "--key", folder / "privkey.pem", "--optional",
+                              env=ca_env, cwd=tmp_path)
+        try:
+            context = ssl.create_default_context(cafile=str(ca_dir / "ca.pem"))
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    assert tls.getpeercert()["subject"] == ((("commonName", "localhost"),),)
+        finally:
+            server.stop()
+        said = " ".join(server.stderr.split())
+        assert (MUST_STAPLE in said) == (folder == staple), server.stderr
+    assert f"Warning: {staple / 'cert.pem'}: its TLS Feature extension names status_request (OCSP Must-Staple)" \
+        in server.stderr and "certkit runs no OCSP responder" in said
