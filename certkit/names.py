@@ -247,8 +247,7 @@ def _to_a_labels(original: str, name: str) -> str:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
     except idna.IDNAError as exc:
-        # A joiner where IDNA2008 allows none (idna 3.13 says "Unknown codepoint adjacent to joiner", 3.20 "Joiner
-        # ... not allowed"): said as every invisible character is, and where a joiner belongs
+        # A joiner where IDNA2008 allows none (in idna 3.13's words or 3.20's): said as every invisible character is
         if "joiner" in str(exc).lower() and ("\u200c" in name or "\u200d" in name):
             raise misplaced_joiner(original) from None
         raise InvalidName(f"'{_show(original)}' is not a valid internationalized domain name: {exc}.") from None
