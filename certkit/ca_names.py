@@ -50,9 +50,11 @@ def refuse_namesake(subject: "x509.Name", above: list, *, library: bool = False)
 
 def _compared(name: "x509.Name") -> tuple:
     """A name as RFC 5280 (7.1) and OpenSSL's X509_NAME_cmp compare it: case and runs of spaces do
-    not count ("Root CA" is "root  ca")."""
-    return tuple(tuple(sorted((attr.oid.dotted_string, " ".join(str(attr.value).casefold().split()))
-                              for attr in rdn)) for rdn in name.rdns)
+    not count ("Root CA" is "root  ca"); and in any order of its attributes, as people read it: a CA made
+    before certkit wrote C, O, OU, CN in that order holds them the other way round, and an intermediate
+    does not take such a root's very name by the order alone."""
+    return tuple(sorted(tuple(sorted((attr.oid.dotted_string, " ".join(str(attr.value).casefold().split()))
+                                     for attr in rdn)) for rdn in name.rdns))
 
 
 def ca_subject(common_name_: str | None, organization, organizational_unit, country, *,
@@ -64,14 +66,17 @@ def ca_subject(common_name_: str | None, organization, organizational_unit, coun
     # An explicit "" is refused as " " is; only None (no name given) takes the default.
     default = default_ca_name(intermediate=intermediate) if common_name_ is None else common_name_
     cn = _names.parse_attribute(default, "common name")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    attrs = []
     for oid, value, field in ((NameOID.ORGANIZATION_NAME, organization, "organization"),
                               (NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit, "organizational unit")):
         if value is not None:
             attrs.append(x509.NameAttribute(oid, _names.parse_attribute(value, field)))
     if country is not None:
-        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, parse_country(country)))
-    return x509.Name(attrs)
+        attrs.insert(0, x509.NameAttribute(NameOID.COUNTRY_NAME, parse_country(country)))
+    # In X.501 order, the most significant first: C, O, OU, then CN (as every public CA's, and as the CA/Browser
+    # Forum's Baseline Requirements 7.1.4.2 require; pkilint: cabf.serverauth.invalid_rdn_order). CN first read
+    # backwards: openssl printed 'CN = Home Lab CA, O = Home, C = DE', Java 'C=DE,O=Home,CN=Home Lab CA'.
+    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def parse_country(country: str) -> str:

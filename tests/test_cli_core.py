@@ -39,7 +39,7 @@ def test_init_ca_writes_an_encrypted_key_and_a_private_directory(tmp_path: Path,
     assert data["ca_dir"] == str(ca_dir) and data["encrypted"] is True and data["kind"] == "root"
     assert mode(ca_dir) == 0o700 and mode(ca_dir / "ca-key.pem") == 0o600
     cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
-    assert cert.subject.rfc4514_string() == "C=DE,O=Home,CN=Home Lab CA"
+    assert cert.subject.rfc4514_string() == "CN=Home Lab CA,O=Home,C=DE"
     assert serial_hex(cert.serial_number) == data["serial"]
     key = (ca_dir / "ca-key.pem").read_bytes()
     assert key.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")

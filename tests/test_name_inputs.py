@@ -141,7 +141,7 @@ def test_init_ca_keeps_64_byte_subject_values(tmp_path: Path) -> None:
     run_certkit("init-ca", "--ca-dir", tmp_path / "ca", "--name", cn, "--org", org, "--org-unit", unit, env=env,
                 check=True)
     shown = openssl("x509", "-in", tmp_path / "ca" / "ca.pem", "-noout", "-subject", "-nameopt", "utf8,sep_comma_plus")
-    assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=CN={cn},O={org},OU={unit}", shown
+    assert shown.returncode == 0 and shown.stdout.decode().strip() == f"subject=O={org},OU={unit},CN={cn}", shown
 
 
 # --- URIs ----------------------------------------------------------------------------------------
