@@ -195,10 +195,11 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     certificate shows only on the first read.
 
     Exit 0 when the server's certificate is valid for HOST (and the client
-    certificate given, if any, is accepted); 1 otherwise, after the report:
-    also when the server never asks for a client certificate, or answers
-    an HTTP error (4xx, 5xx) that does not say whether it accepts it, or
-    gives no HTTP answer at all.
+    certificate given, if any, is accepted); 1 otherwise, after the report.
+    With a client certificate given, also 1 when the server never asks for
+    one, or answers an HTTP error (4xx, 5xx) that does not say whether it
+    accepts it, or gives no HTTP answer at all; without one, only the
+    server's certificate decides.
 
     \b
     Examples:

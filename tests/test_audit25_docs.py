@@ -1,0 +1,59 @@
+"""The twenty-fifth round's documentation-truth findings (audit docs25), each as a class:
+
+1. probe's --help said it exits 1 "also when the server never asks for a client certificate, or answers an
+   HTTP error ..., or gives no HTTP answer at all", with or without a client certificate; probe.md says (and
+   probe does) that without one only the server's certificate decides: a server that asks for none, or
+   speaks no HTTP, exits 0. The help now says those count only with a client certificate given.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import free_port, new_ca, run_certkit, wait_listening, wait_or_kill
+
+# --- 1: probe's exit status, as its help and probe.md say it ------------------------------------------------
+
+
+def _help(*command: str) -> str:
+    return " ".join(run_certkit(*command, "--help", check=True).stdout.split())
+
+
+def _s_server(folder: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-quiet",
+                               "-cert", "localhost/fullchain.pem", "-key", "localhost/privkey.pem", *extra],
+                              cwd=folder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    wait_listening(port, server, "openssl s_server")
+    return server, port
+
+
+def test_probe_help_says_a_server_that_asks_for_no_certificate_fails_only_one_given(tmp_path: Path) -> None:
+    said = _help("probe")
+    assert "also when the server never asks for a client certificate" not in said, said
+    assert re.search(r"With a client certificate given, also 1 when the server never asks for one, or answers "
+                     r"an HTTP error .* or gives no HTTP answer at all; without one, only the server's "
+                     r"certificate decides\.", said), said
+    assert "Without a client certificate, only the server's certificate decides." in " ".join(
+        (Path(__file__).parent.parent / "docs" / "probe.md").read_text().split())
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    run_certkit("issue-server", "localhost", cwd=tmp_path, env=env, check=True)
+    run_certkit("issue-client", "alice", cwd=tmp_path, env=env, check=True)
+    for extra in (("-www",), ()):  # asks for no client certificate; then also speaks no HTTP
+        server, port = _s_server(tmp_path, *extra)
+        try:
+            url = f"https://localhost:{port}/"
+            without = run_certkit("probe", url, "--ca-file", "ca/ca.pem", "--timeout", "3", cwd=tmp_path, env=env)
+            given = run_certkit("probe", url, "--ca-file", "ca/ca.pem", "--timeout", "3", "--bundle", "alice",
+                                cwd=tmp_path, env=env)
+        finally:
+            server.terminate()
+            wait_or_kill(server)
+        assert without.returncode == 0, (extra, without.stdout, without.stderr)
+        assert "asked for   no" in without.stdout, without.stdout
+        assert given.returncode == 1, (extra, given.stdout, given.stderr)
+        assert given.stderr.startswith("Error: ") and given.stderr.count("\n") == 1, given.stderr
