@@ -4,6 +4,10 @@
    HTTP error ..., or gives no HTTP answer at all", with or without a client certificate; probe.md says (and
    probe does) that without one only the server's certificate decides: a server that asks for none, or
    speaks no HTTP, exits 0. The help now says those count only with a client certificate given.
+2. inspect's and verify's --help named the files they read (a certificate, a CSR, a CRL, a bundle folder) but
+   not the --format jsonl, k8s and tar outputs, which inspect.md and verify.md say they read (inspect every
+   bundle in one, verify the first with a note naming how many): someone with a Secret manifest asked --help
+   and was told it is no input. Both helps now name them.
 """
 
 from __future__ import annotations
@@ -57,3 +61,27 @@ def test_probe_help_says_a_server_that_asks_for_no_certificate_fails_only_one_gi
         assert "asked for   no" in without.stdout, without.stdout
         assert given.returncode == 1, (extra, given.stdout, given.stderr)
         assert given.stderr.startswith("Error: ") and given.stderr.count("\n") == 1, given.stderr
+
+
+# --- 2: inspect and verify read the --format outputs, and their helps say so ---------------------------------
+
+
+def test_inspect_and_verify_help_name_the_format_outputs_they_read(tmp_path: Path) -> None:
+    docs = Path(__file__).parent.parent / "docs"
+    assert "a --format jsonl, k8s or tar output (every bundle in it)" in _help("inspect")
+    assert "a --format jsonl, k8s or tar output (its first bundle; a note says when there are more)" in _help(
+        "verify")
+    for page in ("inspect.md", "verify.md"):
+        said = " ".join((docs / page).read_text().split())
+        assert all(f"`--format {fmt}`" in said for fmt in ("jsonl", "k8s", "tar")), page
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    (tmp_path / "fleet.csv").write_text("kind,names\nserver,one.test\nserver,two.test\n")
+    for fmt, out in (("jsonl", "fleet.jsonl"), ("k8s", "fleet.yaml"), ("tar", "fleet.tar")):
+        run_certkit("issue-batch", "fleet.csv", "--format", fmt, "--out", out, cwd=tmp_path, env=env, check=True)
+        described = run_certkit("inspect", out, cwd=tmp_path, env=env, check=True).stdout
+        assert "CN=one.test" in described and "CN=two.test" in described, (fmt, described)
+        verified = run_certkit("verify", out, "--purpose", "server", "--name", "one.test", cwd=tmp_path, env=env)
+        assert verified.returncode == 0, (fmt, verified.stdout, verified.stderr)
+        assert "VALID as a TLS server certificate" in verified.stdout, verified.stdout
+        assert re.search(r"note +\S+ holds 2 ", verified.stdout), (fmt, verified.stdout)

@@ -19,8 +19,9 @@ def inspect_(path, as_json):
 
     PATH is a PEM or DER certificate (- reads standard input), a CSR, a PEM file holding several
     certificates (and perhaps a key), a CRL file (its issuer, number, dates and the certificates
-    it revokes), or a bundle folder written by certkit
-    (cert.pem, privkey.pem, fullchain.pem, ca.pem). For each certificate:
+    it revokes), a bundle folder written by certkit (cert.pem, privkey.pem,
+    fullchain.pem, ca.pem), or a --format jsonl, k8s or tar output (every
+    bundle in it). For each certificate:
     subject, issuer, serial, validity and days left, key type, names,
     key usage, extended key usage, constraints, fingerprints, and what it
     may be used for. A private key is never shown; certkit only says
@@ -56,7 +57,9 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     """Check CERT against the CA: chain, validity period, purpose and name.
 
     CERT is a certificate file (a fullchain.pem's intermediates are used;
-    - reads standard input) or a bundle folder. The CA is the one in --ca-dir (else $CERTKIT_CA_DIR,
+    - reads standard input), a bundle folder (what its server sends), or a
+    --format jsonl, k8s or tar output (its first bundle; a note says when
+    there are more). The CA is the one in --ca-dir (else $CERTKIT_CA_DIR,
     else the per-user data dir) or the certificate(s) in --ca-file. Exit 0
     if valid; exit 1 if not, with the reason in words. Verification is done
     by cryptography's X.509 verifier.
