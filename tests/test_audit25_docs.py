@@ -7,7 +7,9 @@
 2. inspect's and verify's --help named the files they read (a certificate, a CSR, a CRL, a bundle folder) but
    not the --format jsonl, k8s and tar outputs, which inspect.md and verify.md say they read (inspect every
    bundle in one, verify the first with a note naming how many): someone with a Secret manifest asked --help
-   and was told it is no input. Both helps now name them.
+   and was told it is no input. Both helps now name them. So did renew's: found "by its serial, the name
+   it was issued for, or its bundle folder", where renew.md says (and renew takes) "its bundle folder (or
+   its cert.pem)", as revoke's help says for revoke.
 """
 
 from __future__ import annotations
@@ -85,3 +87,16 @@ def test_inspect_and_verify_help_name_the_format_outputs_they_read(tmp_path: Pat
         assert verified.returncode == 0, (fmt, verified.stdout, verified.stderr)
         assert "VALID as a TLS server certificate" in verified.stdout, verified.stdout
         assert re.search(r"note +\S+ holds 2 ", verified.stdout), (fmt, verified.stdout)
+
+
+def test_renew_help_names_a_cert_pem_as_renew_md_and_revoke_do(tmp_path: Path) -> None:
+    assert "or its bundle folder (or its cert.pem)." in _help("renew")
+    assert "its bundle folder, or its cert.pem." in _help("revoke")
+    assert "its bundle folder (or its `cert.pem`)" in " ".join(
+        (Path(__file__).parent.parent / "docs" / "renew.md").read_text().split())
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    run_certkit("issue-server", "web.test", cwd=tmp_path, env=env, check=True)
+    renewed = run_certkit("renew", "web.test/cert.pem", "--json", cwd=tmp_path, env=env, check=True)
+    assert '"old_serial"' in renewed.stdout, renewed.stdout
+    assert run_certkit("revoke", "web.test/cert.pem", cwd=tmp_path, env=env).returncode == 0

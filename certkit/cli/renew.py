@@ -80,7 +80,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     lifetime.
 
     The certificate is found by its serial (or a unique prefix of 8+ hex
-    digits), the name it was issued for, or its bundle folder. Only the
+    digits), the name it was issued for, or its bundle folder (or its
+    cert.pem). Only the
     bundle's files in the folder are replaced (as one step where the folder
     holds nothing else, so servers never see a certificate without its
     matching key); the key is kept unless --rekey; anything else in the
