@@ -9,7 +9,8 @@
    bundle in one, verify the first with a note naming how many): someone with a Secret manifest asked --help
    and was told it is no input. Both helps now name them. So did renew's: found "by its serial, the name
    it was issued for, or its bundle folder", where renew.md says (and renew takes) "its bundle folder (or
-   its cert.pem)", as revoke's help says for revoke.
+   its cert.pem)", as revoke's help says for revoke. And init-ca's --name gave one default, "certkit CA
+   user@host", where init-ca.md says (and init-ca names) an intermediate "certkit intermediate CA user@host".
 """
 
 from __future__ import annotations
@@ -100,3 +101,15 @@ def test_renew_help_names_a_cert_pem_as_renew_md_and_revoke_do(tmp_path: Path) -
     renewed = run_certkit("renew", "web.test/cert.pem", "--json", cwd=tmp_path, env=env, check=True)
     assert '"old_serial"' in renewed.stdout, renewed.stdout
     assert run_certkit("revoke", "web.test/cert.pem", cwd=tmp_path, env=env).returncode == 0
+
+
+def test_init_ca_help_gives_the_intermediates_default_name_as_init_ca_md_does(tmp_path: Path) -> None:
+    said = _help("init-ca")
+    assert "[default: certkit CA user@host; an intermediate: certkit intermediate CA user@host]" in said, said
+    page = (Path(__file__).parent.parent / "docs" / "init-ca.md").read_text()
+    assert "`certkit CA user@host` (an intermediate: `certkit intermediate CA user@host`)" in page
+    env = new_ca(tmp_path, "Docs25 Root")
+    env.update(HOME=str(tmp_path), CERTKIT_PARENT_CA_PASSPHRASE=env["CERTKIT_CA_PASSPHRASE"])
+    made = run_certkit("init-ca", "--ca-dir", "issuing", "--parent-ca-dir", "ca", "--json", cwd=tmp_path, env=env,
+                       check=True)
+    assert re.search(r'"subject": "CN=certkit intermediate CA [^" ]+@[^" ]+"', made.stdout), made.stdout

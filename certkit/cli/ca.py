@@ -33,7 +33,9 @@ MIN_PASSPHRASE = 12
 
 # --- init-ca ----------------------------------------------------------------------
 @click.command("init-ca")
-@click.option("--name", "common_name", metavar="CN", help="CA common name [default: certkit CA user@host].")
+@click.option("--name", "common_name", metavar="CN",
+              help="CA common name [default: certkit CA user@host; an intermediate: "
+                   "certkit intermediate CA user@host].")
 @click.option("--org", help="Organization (O) of the CA's subject.")
 @click.option("--org-unit", help="Organizational unit (OU).")
 @click.option("--country", metavar="CC", help="Two-letter country code (C).")
