@@ -11,6 +11,10 @@
    it was issued for, or its bundle folder", where renew.md says (and renew takes) "its bundle folder (or
    its cert.pem)", as revoke's help says for revoke. And init-ca's --name gave one default, "certkit CA
    user@host", where init-ca.md says (and init-ca names) an intermediate "certkit intermediate CA user@host".
+3. --force's help, in issue-server, issue-client, issue-peer, sign-csr and issue-batch, spoke of the bundle in
+   an output folder only; formats.md and the pages' option tables say it replaces a --format jsonl, k8s or tar
+   output file too, and the refusal without it says "a.jsonl already exists; pass --force to replace it": the
+   help a reader then asks did not say --force would. Each --force help now names the output file.
 """
 
 from __future__ import annotations
@@ -113,3 +117,31 @@ def test_init_ca_help_gives_the_intermediates_default_name_as_init_ca_md_does(tm
     made = run_certkit("init-ca", "--ca-dir", "issuing", "--parent-ca-dir", "ca", "--json", cwd=tmp_path, env=env,
                        check=True)
     assert re.search(r'"subject": "CN=certkit intermediate CA [^" ]+@[^" ]+"', made.stdout), made.stdout
+
+
+# --- 3: --force replaces a --format output file, and every --force help says so --------------------------------
+
+
+def test_every_force_help_names_the_output_file_it_replaces(tmp_path: Path) -> None:
+    assert "An existing file is replaced only with `--force`" in " ".join(
+        (Path(__file__).parent.parent / "docs" / "formats.md").read_text().split())
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", "web.key", "-subj", "/CN=csr.test", "-out", "web.csr"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    (tmp_path / "fleet.csv").write_text("kind,names\nserver,batch.test\n")
+    runs = {"issue-server": (["srv.test"], "k8s", " or the --format jsonl, k8s or tar output file."),
+            "issue-client": (["alice"], "tar", " or the --format jsonl, k8s or tar output file."),
+            "issue-peer": (["peer.test"], "jsonl", " or the --format jsonl, k8s or tar output file."),
+            "sign-csr": (["web.csr", "--server"], "jsonl", " or the --format jsonl or tar output file."),
+            "issue-batch": (["fleet.csv"], "k8s", " or the --format jsonl, k8s or tar output file.")}
+    for command, (args, fmt, said) in runs.items():
+        helped = _help(command)
+        assert re.search(r"--force +Replace [^.]*," + re.escape(said), helped), (command, helped)
+        out = f"{command}.{fmt}"
+        run_certkit(command, *args, "--format", fmt, "--out", out, cwd=tmp_path, env=env, check=True)
+        again = run_certkit(command, *args, "--format", fmt, "--out", out, cwd=tmp_path, env=env)
+        assert again.returncode == 1 and f"{out} already exists; pass --force to replace it." in again.stderr, (
+            command, again.stderr)
+        run_certkit(command, *args, "--format", fmt, "--out", out, "--force", cwd=tmp_path, env=env, check=True)

@@ -56,7 +56,8 @@ def _default_jobs(total: int) -> int:
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True,
               help="Key type for lines that leave key_type empty.")
 @days_option("Lifetime for lines that leave days empty (default: the profile's).")
-@click.option("--force", is_flag=True, help="Replace the bundles in output folders that already hold one.")
+@click.option("--force", is_flag=True, help="Replace the bundles in output folders that already hold one, or "
+                                            "the --format jsonl, k8s or tar output file.")
 @click.option("--resume", is_flag=True,
               help="Keep the bundles of this manifest that are already complete (an interrupted batch) and "
                    "issue the rest.")

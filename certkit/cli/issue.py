@@ -53,7 +53,8 @@ def issue_options(f):
         click.option("--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True),
         days_option("Lifetime in days (default: the profile's, capped at the CA's expiry)."),
         click.option("--force", is_flag=True, help="Replace the bundle already in the output folder (only its "
-                                                   "files; anything else there is left alone)."),
+                                                   "files; anything else there is left alone), or the --format "
+                                                   "jsonl, k8s or tar output file."),
         click.option("--p12", is_flag=True, help="Also write bundle.p12 (PKCS#12: key, certificate, chain)."),
         click.option("--p12-legacy", is_flag=True,
                      help="Write bundle.p12 with legacy 3DES/SHA-1 encryption for older macOS, Windows "
@@ -285,7 +286,8 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
                                       "tar (an archive of the bundle folder); jsonl and tar go to --out FILE, else "
                                       "to standard output.")
 @days_option("Lifetime in days (default: the profile's, capped at the CA's expiry).")
-@click.option("--force", is_flag=True, help="Replace the bundle already in the output folder.")
+@click.option("--force", is_flag=True, help="Replace the bundle already in the output folder, or the --format "
+                                            "jsonl or tar output file.")
 @ca_dir_option
 @passphrase_file_option
 @json_option
