@@ -15,6 +15,9 @@
    an output folder only; formats.md and the pages' option tables say it replaces a --format jsonl, k8s or tar
    output file too, and the refusal without it says "a.jsonl already exists; pass --force to replace it": the
    help a reader then asks did not say --force would. Each --force help now names the output file.
+4. crl.md and crl's --help said nextUpdate is "--days later (default 30)"; under a CA that expires sooner it
+   is the CA's end (certkit caps it there with a warning, as no CRL the CA signs is valid after it). Both now
+   say so.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import free_port, new_ca, run_certkit, wait_listening, wait_or_kill
+from conftest import certkit_env, free_port, new_ca, run_certkit, wait_listening, wait_or_kill
 
 # --- 1: probe's exit status, as its help and probe.md say it ------------------------------------------------
 
@@ -145,3 +148,34 @@ def test_every_force_help_names_the_output_file_it_replaces(tmp_path: Path) -> N
         assert again.returncode == 1 and f"{out} already exists; pass --force to replace it." in again.stderr, (
             command, again.stderr)
         run_certkit(command, *args, "--format", fmt, "--out", out, "--force", cwd=tmp_path, env=env, check=True)
+
+
+# --- 4: a CRL's nextUpdate stops at the CA's end, as crl.md and crl's help say -------------------------------
+
+
+def test_crl_next_update_is_the_cas_end_when_sooner_as_crl_md_and_help_say(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+
+    from cryptography import x509
+
+    assert ("nextUpdate --days later, or, with a warning, when the CA (or a CA above it) expires, if sooner."
+            in _help("crl"))
+    assert ("`nextUpdate` is `--days` later (default 30), or when the CA (or a CA above it) expires, if that "
+            "comes sooner" in " ".join((Path(__file__).parent.parent / "docs" / "crl.md").read_text().split()))
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE="a long passphrase",
+                      HOME=str(tmp_path))
+    run_certkit("init-ca", "--name", "Short CA", "--days", "10", cwd=tmp_path, env=env, check=True)
+    ca_end = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.pem").read_bytes()).not_valid_after_utc
+    for days, capped in (("30", True), ("5", False)):
+        made = run_certkit("crl", "--out", f"crl-{days}.pem", "--days", days, "--json", cwd=tmp_path, env=env,
+                           check=True)
+        next_update = dt.datetime.fromisoformat(json.loads(made.stdout)["next_update"])
+        crl = x509.load_pem_x509_crl((tmp_path / f"crl-{days}.pem").read_bytes())
+        assert crl.next_update_utc == next_update
+        if capped:
+            assert next_update == ca_end, (next_update, ca_end)
+            assert "Warning: nextUpdate is" in made.stderr and "certkit init-ca" in made.stderr, made.stderr
+        else:
+            assert next_update - crl.last_update_utc == dt.timedelta(days=5), next_update
+            assert made.stderr == "", made.stderr

@@ -356,7 +356,8 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     """Sign a certificate revocation list of every certificate this CA revoked.
 
     Each CRL gets the next CRL number; thisUpdate is now (less five minutes
-    for slow clocks) and nextUpdate --days later. Point nginx's ssl_crl,
+    for slow clocks) and nextUpdate --days later, or, with a warning, when
+    the CA (or a CA above it) expires, if sooner. Point nginx's ssl_crl,
     HAProxy's crl-file or openssl's -CRLfile at it, and publish a new one
     before nextUpdate: an expired CRL makes those servers refuse everyone.
 
