@@ -18,6 +18,9 @@
 4. crl.md and crl's --help said nextUpdate is "--days later (default 30)"; under a CA that expires sooner it
    is the CA's end (certkit caps it there with a warning, as no CRL the CA signs is valid after it). Both now
    say so.
+5. list's --help gave the statuses as "valid, expired, revoked, pending or abandoned"; list.md (and list's
+   table and --json) has a fifth, "not yet valid", a certificate before its notBefore, listed without
+   --status and not with --status valid. The help now names it, and where it is listed.
 """
 
 from __future__ import annotations
@@ -179,3 +182,31 @@ def test_crl_next_update_is_the_cas_end_when_sooner_as_crl_md_and_help_say(tmp_p
         else:
             assert next_update - crl.last_update_utc == dt.timedelta(days=5), next_update
             assert made.stderr == "", made.stderr
+
+
+# --- 5: list's statuses, as list.md gives them ----------------------------------------------------------------
+
+
+def test_list_help_names_not_yet_valid_as_list_md_and_list_do(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+
+    from certkit import CA
+    from certkit.store import CADirectory
+
+    assert ("Status is valid, not yet valid (before its start: listed, but not with --status valid), expired, "
+            "revoked, pending" in _help("list"))
+    page = " ".join((Path(__file__).parent.parent / "docs" / "list.md").read_text().split())
+    assert "A `not yet valid` certificate is listed without `--status`, not with `--status valid`" in page
+    now = dt.datetime.now(dt.UTC)
+    CADirectory(tmp_path / "ca").save_new(CA.create("Docs25 CA", not_before=now - dt.timedelta(days=1)),
+                                          b"a long passphrase")
+    ca = CADirectory(tmp_path / "ca").load(b"a long passphrase")
+    ca.issue_client("later", days=5, not_before=now + dt.timedelta(days=2)).write(tmp_path / "later")
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), HOME=str(tmp_path))
+    table = run_certkit("list", cwd=tmp_path, env=env, check=True).stdout
+    assert re.search(r"client +not yet valid .*CN=later", table), table
+    listed = json.loads(run_certkit("list", "--json", cwd=tmp_path, env=env, check=True).stdout)
+    assert [c["status"] for c in listed["certificates"]] == ["not yet valid"], listed
+    valid = json.loads(run_certkit("list", "--json", "--status", "valid", cwd=tmp_path, env=env, check=True).stdout)
+    assert valid["certificates"] == [], valid

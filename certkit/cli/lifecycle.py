@@ -97,9 +97,10 @@ def _refuse_compressed_crl(out: Path | None, der: bool, as_json: bool) -> None:
 def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     """List the certificates this CA issued, soonest expiry first.
 
-    Status is valid, expired, revoked, pending (its bundle being written right
-    now) or abandoned (signed but never delivered: shown only with --status
-    abandoned); "(renewed)" marks a certificate that has a successor, and
+    Status is valid, not yet valid (before its start: listed, but not with
+    --status valid), expired, revoked, pending (its bundle being written
+    right now) or abandoned (signed but never delivered: shown only with
+    --status abandoned); "(renewed)" marks a certificate that has a successor, and
     --expiring leaves those out since they need no action, as it leaves out a
     running ACME server's own certificate, which that server renews. No
     passphrase is needed. On a terminal, long lists go through a pager.
