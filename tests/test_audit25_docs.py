@@ -21,10 +21,15 @@
 5. list's --help gave the statuses as "valid, expired, revoked, pending or abandoned"; list.md (and list's
    table and --json) has a fifth, "not yet valid", a certificate before its notBefore, listed without
    --status and not with --status valid. The help now names it, and where it is listed.
+6. issue-client's --help said "Without --email/--uri/--dns the SAN holds the subject DN"; issue-client.md
+   says (and issue-client does) that a NAME that is an email address is the SAN then, with no DN:
+   `issue-client bob@example.com` names email:bob@example.com alone. The help now says the DN is the SAN
+   only when NAME is no email address either.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -158,7 +163,6 @@ def test_every_force_help_names_the_output_file_it_replaces(tmp_path: Path) -> N
 
 def test_crl_next_update_is_the_cas_end_when_sooner_as_crl_md_and_help_say(tmp_path: Path) -> None:
     import datetime as dt
-    import json
 
     from cryptography import x509
 
@@ -189,7 +193,6 @@ def test_crl_next_update_is_the_cas_end_when_sooner_as_crl_md_and_help_say(tmp_p
 
 def test_list_help_names_not_yet_valid_as_list_md_and_list_do(tmp_path: Path) -> None:
     import datetime as dt
-    import json
 
     from certkit import CA
     from certkit.store import CADirectory
@@ -210,3 +213,23 @@ def test_list_help_names_not_yet_valid_as_list_md_and_list_do(tmp_path: Path) ->
     assert [c["status"] for c in listed["certificates"]] == ["not yet valid"], listed
     valid = json.loads(run_certkit("list", "--json", "--status", "valid", cwd=tmp_path, env=env, check=True).stdout)
     assert valid["certificates"] == [], valid
+
+
+# --- 6: when a client certificate's SAN holds its DN, as issue-client.md says --------------------------------
+
+
+def test_issue_client_help_says_when_the_san_is_the_dn_as_the_page_does(tmp_path: Path) -> None:
+    said = _help("issue-client")
+    assert "Without --email/--uri/--dns the SAN holds the subject DN" not in said, said
+    assert ("If NAME is an email address it also goes in subjectAltName. With neither that nor "
+            "--email/--uri/--dns, the SAN holds the subject DN" in said), said
+    page = " ".join((Path(__file__).parent.parent / "docs" / "issue-client.md").read_text().split())
+    assert "With none of these, subjectAltName holds the subject DN as a directoryName." in page
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    names = {}
+    for name, *extra in (("alice",), ("bob@example.com",), ("carol", "--uri", "spiffe://example.org/carol")):
+        issued = run_certkit("issue-client", name, *extra, "--json", cwd=tmp_path, env=env, check=True)
+        names[name] = json.loads(issued.stdout)["names"]
+    assert names == {"alice": ["DirName:CN=alice"], "bob@example.com": ["email:bob@example.com"],
+                     "carol": ["URI:spiffe://example.org/carol"]}, names

@@ -249,9 +249,9 @@ def issue_client(name, email, uri, dns, out, fmt, key_type, days, force, p12, p1
 
     NAME is the subject common name: what nginx ($ssl_client_s_dn),
     PostgreSQL and Mosquitto map to a user. If NAME is an email address it
-    also goes in subjectAltName. Without --email/--uri/--dns the SAN holds
-    the subject DN, since many verifiers require a SAN. Default lifetime 365
-    days.
+    also goes in subjectAltName. With neither that nor --email/--uri/--dns,
+    the SAN holds the subject DN, since many verifiers require a SAN.
+    Default lifetime 365 days.
 
     \b
     Examples:
