@@ -25,6 +25,9 @@
    says (and issue-client does) that a NAME that is an email address is the SAN then, with no DN:
    `issue-client bob@example.com` names email:bob@example.com alone. The help now says the DN is the SAN
    only when NAME is no email address either.
+7. README.md and library.md said installing certkit gives pytest "three fixtures" (certkit_ca,
+   certkit_server_cert, certkit_client_cert); the plugin registers four (`pytest --fixtures` lists
+   certkit_session_ca too, which library.md then named as an aside). Both now say four and name each.
 """
 
 from __future__ import annotations
@@ -233,3 +236,25 @@ def test_issue_client_help_says_when_the_san_is_the_dn_as_the_page_does(tmp_path
         names[name] = json.loads(issued.stdout)["names"]
     assert names == {"alice": ["DirName:CN=alice"], "bob@example.com": ["email:bob@example.com"],
                      "carol": ["URI:spiffe://example.org/carol"]}, names
+
+
+# --- 7: the pytest plugin's fixtures, as README.md and library.md count them ---------------------------------
+
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5}
+
+
+def test_the_docs_count_and_name_every_fixture_the_pytest_plugin_registers(tmp_path: Path) -> None:
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--fixtures", "-q", "-p", "no:cacheprovider"],
+                            cwd=tmp_path, env=certkit_env(HOME=str(tmp_path)), capture_output=True, text=True,
+                            timeout=120).stdout
+    fixtures = set(re.findall(r"^(certkit_\w+)", listed, re.M))
+    assert {"certkit_ca", "certkit_server_cert", "certkit_client_cert", "certkit_session_ca"} <= fixtures, listed
+    root = Path(__file__).parent.parent
+    for page, claim in ((root / "README.md", r"gives pytest (\w+) fixtures \(([^)]*\))"),
+                        (root / "docs" / "library.md", r"with (\w+) fixtures for tests: (.*?) leaves it unchanged\.")):
+        said = re.search(claim, " ".join(page.read_text().split()))
+        assert said is not None, page
+        assert _NUMBERS[said[1]] == len(fixtures), (page.name, said[1], sorted(fixtures))
+        assert all(f"`{name}`" in said[2] for name in fixtures), (page.name, said[2])
