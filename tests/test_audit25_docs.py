@@ -28,6 +28,9 @@
 7. README.md and library.md said installing certkit gives pytest "three fixtures" (certkit_ca,
    certkit_server_cert, certkit_client_cert); the plugin registers four (`pytest --fixtures` lists
    certkit_session_ca too, which library.md then named as an aside). Both now say four and name each.
+8. serve's and acme serve's --help said "Stop with Ctrl-C or SIGTERM"; serve.md and acme.md say Ctrl-C,
+   SIGTERM or SIGHUP, and SIGHUP does stop serve as the others do (its certificate revoked, exit 129). Both
+   helps now name SIGHUP.
 """
 
 from __future__ import annotations
@@ -258,3 +261,38 @@ def test_the_docs_count_and_name_every_fixture_the_pytest_plugin_registers(tmp_p
         assert said is not None, page
         assert _NUMBERS[said[1]] == len(fixtures), (page.name, said[1], sorted(fixtures))
         assert all(f"`{name}`" in said[2] for name in fixtures), (page.name, said[2])
+
+
+# --- 8: what stops serve and acme serve, as their pages and helps say ------------------------------------------
+
+
+def test_serve_and_acme_help_name_sighup_which_stops_serve_as_the_pages_say(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    root = Path(__file__).parent.parent
+    for command, page, said in ((("serve",), "serve.md", "**Stopping**: Ctrl-C, SIGTERM or SIGHUP"),
+                                (("acme", "serve"), "acme.md", "Ctrl-C, SIGTERM or SIGHUP: it stops")):
+        assert "Stop with Ctrl-C, SIGTERM or SIGHUP." in _help(*command), command
+        assert said in " ".join((root / "docs" / page).read_text().split()), page
+    env = new_ca(tmp_path, "Docs25 CA")
+    env["HOME"] = str(tmp_path)
+    server = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", "0", "--json"], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [server.stdout.readline()]
+        while lines[-1] not in ("}\n", ""):  # one JSON object, indented, ends with its own line
+            lines.append(server.stdout.readline())
+        started = json.loads("".join(lines))
+        server.send_signal(signal.SIGHUP)
+        _, log = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(5)
+    assert server.returncode == 129, (server.returncode, log)
+    assert "revoked this server's certificate" in log and "stopped" in log, log
+    listed = json.loads(run_certkit("list", "--json", "--status", "revoked", cwd=tmp_path, env=env,
+                                    check=True).stdout)
+    assert [c["serial"] for c in listed["certificates"]] == [started["server_certificate"]["serial"]], (
+        listed, started)

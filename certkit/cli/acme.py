@@ -136,7 +136,7 @@ def serve(host, port, allow_domains, allow_ips, days, http01_port, tls_alpn01_po
     nothing. The server speaks HTTPS with its own certificate from the CA
     (recorded like any other): clients must trust the CA (certkit's ca.pem).
 
-    Stop with Ctrl-C or SIGTERM.
+    Stop with Ctrl-C, SIGTERM or SIGHUP.
 
     \b
     Examples:

@@ -65,7 +65,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     other, and revoked when serve stops, or by the next server to start
     here if serve was killed: its key lives in serve's memory alone). serve
     keeps no CA key, so it does not renew that certificate: when it
-    expires, the log says so; restart serve then. Stop with Ctrl-C or SIGTERM.
+    expires, the log says so; restart serve then. Stop with Ctrl-C, SIGTERM or SIGHUP.
 
     \b
     Examples:
