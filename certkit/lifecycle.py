@@ -154,9 +154,30 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         raise UnknownCertificate(f"'{shown(ref)}' is too short a serial prefix: give at least {MIN_SERIAL_PREFIX} "
                                  "hex digits ('certkit list' shows them), so that a typo cannot pick another "
                                  "certificate.")
-    raise UnknownCertificate(
-        f"No certificate of this CA matches '{_show(ref)}' (looked for {what}); 'certkit list' shows them."
-    )
+    hint = _host_form_hint(inventory, ref) if allow_names else None
+    raise UnknownCertificate(f"No certificate of this CA matches '{_show(ref)}' (looked for {what})"
+                             + (f". {hint}" if hint else "; 'certkit list' shows them."))
+
+
+def _host_form_hint(inventory: "Inventory", ref: str) -> str | None:
+    """What is wrong with ``ref`` when it holds the name of a certificate in another notation than a name's (a peer
+    URL, a host with its port, an IPv6 address in brackets: what etcd and Redis settings write), in names' words
+    ("... a certificate names the host alone ('etcd-1')"), or None when it holds none."""
+    from urllib.parse import urlsplit
+
+    from certkit.names import parse_host
+
+    try:
+        host = urlsplit(ref if "//" in ref else "//" + ref).hostname
+    except ValueError:
+        return None
+    if ("@" in ref and "//" not in ref) or not host or host == ref.lower() or _by_name(inventory, host) is None:
+        return None
+    try:
+        parse_host(ref)
+    except CertkitError as exc:
+        return str(exc)
+    return None
 
 
 def _found(inventory: "Inventory", row: dict, *, strict: bool = True) -> Found:
