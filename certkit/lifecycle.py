@@ -160,24 +160,12 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
 
 
 def _host_form_hint(inventory: "Inventory", ref: str) -> str | None:
-    """What is wrong with ``ref`` when it holds the name of a certificate in another notation than a name's (a peer
-    URL, a host with its port, an IPv6 address in brackets: what etcd and Redis settings write), in names' words
-    ("... a certificate names the host alone ('etcd-1')"), or None when it holds none."""
-    from urllib.parse import urlsplit
+    """What is wrong with ``ref`` when the host it holds in another notation than a host's (a peer URL, a host
+    with its port, an IPv6 address in brackets) names a certificate, in names' words; else None."""
+    from certkit.names_notation import host_in_notation
 
-    from certkit.names import parse_host
-
-    try:
-        host = urlsplit(ref if "//" in ref else "//" + ref).hostname
-    except ValueError:
-        return None
-    if ("@" in ref and "//" not in ref) or not host or host == ref.lower() or _by_name(inventory, host) is None:
-        return None
-    try:
-        parse_host(ref)
-    except CertkitError as exc:
-        return str(exc)
-    return None
+    noted = host_in_notation(ref)
+    return noted[1] if noted is not None and _by_name(inventory, noted[0]) is not None else None
 
 
 def _found(inventory: "Inventory", row: dict, *, strict: bool = True) -> Found:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from certkit.errors import InvalidName, cli_worded
+from certkit.errors import CertkitError, InvalidName, cli_worded
 from certkit.names import _URI_SCHEME, _show
 from certkit.text import is_digits, unseen
 
@@ -49,6 +49,26 @@ def refuse_what_is_not_a_host(text: str) -> None:
                          "addresses)")
     _refuse_a_network_or_port(text)
 
+
+def host_in_notation(text: str) -> tuple[str, str] | None:
+    """The host ``text`` holds when it is written in a URL's, a port's or a URL's brackets' notation (a peer URL,
+    ``etcd-1:2380``, ``[2001:db8::11]``: what etcd and Redis settings write), with what parsing it as a host says
+    of it (the host to give instead); None for a host alone, an email address, or anything else."""
+    from urllib.parse import urlsplit
+
+    from certkit.names import parse_host
+
+    try:
+        host = urlsplit(text if "//" in text else "//" + text).hostname
+    except ValueError:
+        return None
+    if ("@" in text and "//" not in text) or not host or host == text.lower():
+        return None
+    try:
+        parse_host(text)
+    except CertkitError as exc:
+        return host, str(exc)
+    return None
 
 # A node of a Redis cluster as CLUSTER NODES and nodes.conf write it: ADDRESS:PORT@BUS-PORT, then ',HOSTNAME' when
 # the node announces one (Redis 7); the address is an IPv6 one without brackets (::1:6379@16379), or empty if unknown.

@@ -13,6 +13,7 @@ import re
 import unicodedata
 
 from certkit.errors import CertkitError
+from certkit.names_notation import host_in_notation, refuse_surrounding_space
 from certkit.san_identities import python_idna_note
 from certkit.text import shown
 from certkit.vocabulary import eku_names, is_ca
@@ -216,6 +217,8 @@ def name_problem(cert, purpose: str, name: str) -> str | None:
     looks_like_dn = re.match(r"/?[A-Za-z][A-Za-z0-9.]*=", name) is not None  # CN=zed,O=Lab or /CN=zed
     hint = (f" (--name takes a name's value, such as the CN {cn}, not a distinguished name)"
             if looks_like_dn and cn is not None else "")
+    if (noted := host_in_notation(name)) and any(_client_san_matches(s, noted[0]) for s in san_list(cert)):
+        hint = f": {noted[1]}"  # a peer's URL or host:port, whose host it names
     return (f"not valid for name {name}: it names {cn_text(cert.subject)}" + (f" and {listed}" if names else "")
             + hint)
 
@@ -432,8 +435,6 @@ def _check_name_and_now(name, now) -> None:
     if name is not None and not isinstance(name, str):
         raise wrong_type("name", "a str (a host name, an IP address, a client's name)", name)
     if name is not None:
-        from certkit.names_notation import refuse_surrounding_space
-
         refuse_surrounding_space(name, f"name '{shown(name)}'")
     if now is not None:
         aware(now, "now")

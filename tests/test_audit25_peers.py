@@ -5,15 +5,21 @@
    "No certificate of this CA matches '...'; 'certkit list' shows them", though the host in it names one: what
    issue-peer, issue-server and verify --name say of the same text (the host to give) was not said. Where the
    host it holds names a certificate, renew now says so in the same words, and renews nothing.
+2. ``certkit verify PEER --purpose client --name [2001:db8::11]`` (or ``etcd-1.cluster.internal:2380``, a peer URL):
+   etcd checks a connecting member's certificate against the address it connects from, so a peer certificate is
+   checked as a client by its host; given in those notations the name was said "NOT VALID ... it names ...,
+   2001:db8::11, ..." without a word of why (--purpose server refused the same text, naming the host to give).
+   Where the host it holds is one of the certificate's names, the reason now says so, in the same words.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from conftest import assert_clean_error, new_ca, run_certkit
+from conftest import assert_clean_error, new_ca, require, run_certkit
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +72,53 @@ def test_renew_given_a_redis_url_with_its_password_names_the_host_and_never_the_
     assert_clean_error(ran, "'rediss://...@127.0.0.1:6380/0' is a URL; a certificate names the host alone (the host "
                             "is '127.0.0.1')")
     assert "s3cret" not in ran.stdout + ran.stderr, ran.stderr
+
+
+def _refused(ran, said: str) -> None:
+    """verify's NOT VALID: its report on stdout, one Error: line saying ``said`` on stderr, exit 1."""
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran
+    assert ran.stderr.startswith("Error: ") and ran.stderr.count("\n") == 1 and said in ran.stderr, ran.stderr
+    assert "NOT VALID as a TLS client certificate" in ran.stdout, ran.stdout
+
+
+# --- 2. verify --purpose client given a peer's host in a URL's, a port's or brackets' notation ------------------------
+@pytest.mark.parametrize(("given", "host", "said"), [
+    ("[2001:db8::11]", "2001:db8::11", "is the IPv6 address 2001:db8::11 in the brackets of a URL: a certificate "
+                                       "names the address alone ('2001:db8::11')"),
+    ("[2001:DB8::11]:2380", "2001:db8::11", "has a port (:2380); a certificate names the host alone"),
+    ("etcd-1.cluster.internal:2380", "etcd-1.cluster.internal", "has a port (:2380); a certificate names the host "
+                                                                "alone ('etcd-1.cluster.internal')"),
+    ("https://127.0.0.1:2380", "127.0.0.1", "is a URL; a certificate names the host alone (the host is "
+                                            "'127.0.0.1')"),
+])
+def test_verify_as_a_client_says_which_host_a_peer_url_or_host_port_holds(peers, given, host, said):
+    folder, env = peers
+    cert = folder / "etcd-1" / "cert.pem"
+    ran = run_certkit("verify", cert, "--purpose", "client", "--name", given, env=env)
+    _refused(ran, f"not valid for name {given}: it names CN=etcd-1.cluster.internal and etcd-1.cluster.internal, "
+                  f"2001:db8::11, 127.0.0.1: '{given}' {said}")
+    data = json.loads(run_certkit("verify", cert, "--purpose", "client", "--name", given, "--json", env=env).stdout)
+    assert said in json.dumps(data), data
+    # The host it names is the one that matches: for certkit, and for OpenSSL's own client check.
+    run_certkit("verify", cert, "--purpose", "client", "--name", host, env=env, check=True)
+    check = ["-verify_ip", host] if host[0].isdigit() else ["-verify_hostname", host]
+    proc = subprocess.run([require("openssl"), "verify", "-x509_strict", "-purpose", "sslclient", *check, "-CAfile",
+                           folder / "etcd-1" / "ca.pem", cert], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(": OK"), proc
+
+
+@pytest.mark.parametrize("given", ["other.cluster.internal:2380", "[2001:db8::99]", "alice"])
+def test_verify_as_a_client_of_a_host_the_certificate_does_not_name_says_what_it_said(peers, given):
+    folder, env = peers
+    ran = run_certkit("verify", folder / "etcd-1" / "cert.pem", "--purpose", "client", "--name", given, env=env)
+    _refused(ran, f"not valid for name {given}: it names CN=etcd-1.cluster.internal and etcd-1.cluster.internal, "
+                  "2001:db8::11, 127.0.0.1.")
+
+
+def test_verify_as_a_client_still_matches_a_uri_the_certificate_holds(tmp_path):
+    env = new_ca(tmp_path, "certkit round 25 URI CA")
+    run_certkit("issue-client", "etcd-1", "--uri", "https://etcd-1.cluster.internal:2380", "--out", tmp_path / "c",
+                env=env, check=True)
+    ran = run_certkit("verify", tmp_path / "c" / "cert.pem", "--purpose", "client", "--name",
+                      "https://etcd-1.cluster.internal:2380", env=env)
+    assert ran.returncode == 0 and "VALID as a TLS client certificate" in ran.stdout, ran
