@@ -168,6 +168,16 @@ def _host_form_hint(inventory: "Inventory", ref: str) -> str | None:
     return noted[1] if noted is not None and _by_name(inventory, noted[0]) is not None else None
 
 
+def name_glob_hint(inventory: "Inventory", pattern: str) -> str | None:
+    """What is wrong with the ``--name`` glob ``pattern`` when it matches no certificate but holds, in a URL's, a
+    port's or brackets' notation, a host that names one (list, renew in bulk and its timer), in names' words."""
+    from certkit.names_notation import host_in_notation
+
+    if inventory.query(name=pattern, limit=1, damaged=[]) or (noted := host_in_notation(pattern)) is None:
+        return None
+    return noted[1] if inventory.query(name=noted[0], limit=1, damaged=[]) else None
+
+
 def _found(inventory: "Inventory", row: dict, *, strict: bool = True) -> Found:
     """The certificate of ``row``, with its recorded folder if that still holds it. A folder the disk cannot
     read is an error for a renewal (``strict``), and no folder for a revocation, which needs none."""

@@ -10,6 +10,11 @@
    checked as a client by its host; given in those notations the name was said "NOT VALID ... it names ...,
    2001:db8::11, ..." without a word of why (--purpose server refused the same text, naming the host to give).
    Where the host it holds is one of the certificate's names, the reason now says so, in the same words.
+3. The same text as a --name glob (``list --name etcd-1.cluster.internal:2380``, ``renew --expiring 30d --name
+   '[2001:db8::11]'``, and ``renew --install-timer`` with it) matched nothing and said only "No certificates
+   match." (list) or nothing at all (renew in bulk, exit 0): a timer installed with it renews no peer, every day,
+   silently, until the certificate expires and the cluster refuses it. Where the host in it names a certificate,
+   each now warns, in the same words, and goes on as before.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import subprocess
 
 import pytest
 
-from conftest import assert_clean_error, new_ca, require, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, new_ca, require, run_certkit
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +127,40 @@ def test_verify_as_a_client_still_matches_a_uri_the_certificate_holds(tmp_path):
     ran = run_certkit("verify", tmp_path / "c" / "cert.pem", "--purpose", "client", "--name",
                       "https://etcd-1.cluster.internal:2380", env=env)
     assert ran.returncode == 0 and "VALID as a TLS client certificate" in ran.stdout, ran
+
+
+# --- 3. a --name glob in those notations: list, renew in bulk, renew --install-timer ---------------------------------
+GLOBS = [("etcd-1.cluster.internal:2380", "has a port (:2380); a certificate names the host alone "
+                                          "('etcd-1.cluster.internal')"),
+         ("[2001:db8::11]", "is the IPv6 address 2001:db8::11 in the brackets of a URL"),
+         ("https://etcd-1.cluster.internal:2380", "is a URL; a certificate names the host alone")]
+
+
+@pytest.mark.parametrize(("given", "said"), GLOBS)
+def test_list_and_renew_in_bulk_warn_of_a_name_glob_holding_a_peers_host(peers, tmp_path, given, said):
+    folder, env = peers
+    warning = f"Warning: --name '{given}' matches no certificate: '{given}' {said}"
+    listed = run_certkit("list", "--name", given, env=env)
+    assert listed.returncode == 0 and listed.stdout == "No certificates match.\n", listed
+    assert warning in listed.stderr and "Traceback" not in listed.stderr, listed.stderr
+    as_json = run_certkit("list", "--name", given, "--json", env=env)
+    assert json.loads(as_json.stdout)["count"] == 0 and warning in as_json.stderr, as_json
+    before = (folder / "etcd-1" / "cert.pem").read_bytes()
+    for bulk in (["--all"], ["--expiring", "30d"]):
+        ran = run_certkit("renew", *bulk, "--name", given, env=env)
+        assert ran.returncode == 0 and warning in ran.stderr and "Traceback" not in ran.stderr, ran
+    assert (folder / "etcd-1" / "cert.pem").read_bytes() == before
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    timer = run_certkit("renew", "--install-timer", "--unit-dir", tmp_path / "units", "--passphrase-file", secret,
+                        "--expiring", "30d", "--name", given, env=dict(env, CERTKIT_CA_PASSPHRASE=""))
+    assert warning in timer.stderr, timer
+
+
+@pytest.mark.parametrize("given", ["etcd-1.cluster.internal", "2001:db8::11", "*.cluster.internal",
+                                   "other.cluster.internal:2380", "spiffe://cluster.internal/*"])
+def test_list_says_nothing_more_of_a_name_glob_that_matches_or_holds_no_named_host(peers, given):
+    _folder, env = peers
+    listed = run_certkit("list", "--name", given, env=env)
+    assert listed.returncode == 0 and "Warning" not in listed.stderr, listed

@@ -115,6 +115,7 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     import datetime as dt
 
     from certkit.cli.common import warn
+    from certkit.lifecycle import name_glob_hint
     from certkit.text import shown
 
     if expiring is not None and status not in (None, "valid"):  # it selects valid certificates
@@ -132,6 +133,8 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     for late in filter(None, (acme_late(row, now) for row in rows) if expiring is not None else ()):
         warn(f"{late}.")  # due, and no certkit command renews it: its client must
     filtered = any((kind, status, expiring, pattern))
+    if not rows and pattern is not None and (hint := name_glob_hint(inventory, pattern)) is not None:
+        warn(f"--name '{shown(pattern)}' matches no certificate: {hint}")
     total = len(rows)
     if limit is not None and len(rows) + len(damaged) >= limit:  # perhaps more match: say how many
         from certkit.inventory.query import count as matching

@@ -121,6 +121,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.refuse_crontab_removal(ca_dir)
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
+    if pattern is not None:
+        _say_a_host_in_notation(pattern, ca_dir)
     if install_timer:
         _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
@@ -142,6 +144,18 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     _renew_one(certificate, rekey=rekey, key_type=key_type, days=days, out=out, force=force,
                p12_password_file=p12_password_file, ca_dir=ca_dir, passphrase_file=passphrase_file, as_json=as_json,
                **hooks)
+
+
+def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> None:
+    """A --name that matches no certificate, holding a host that does in a URL's, a port's or brackets' notation
+    (etcd-1.cluster.internal:2380): said, where a timer that renews nothing would say nothing, every day."""
+    from certkit.cli.common import warn
+    from certkit.lifecycle import name_glob_hint
+    from certkit.store import CADirectory
+    from certkit.text import shown
+
+    if (hint := name_glob_hint(CADirectory(ca_dir).open().inventory, pattern)) is not None:
+        warn(f"--name '{shown(pattern)}' matches no certificate: {hint}")
 
 
 def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
