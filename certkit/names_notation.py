@@ -52,7 +52,8 @@ def refuse_what_is_not_a_host(text: str) -> None:
 
 def host_in_notation(text: str) -> tuple[str, str] | None:
     """The host ``text`` holds when it is written in a URL's, a port's or a URL's brackets' notation (a peer URL,
-    ``etcd-1:2380``, ``[2001:db8::11]``: what etcd and Redis settings write), with what parsing it as a host says
+    ``etcd-1:2380``, ``[2001:db8::11]``: what etcd and Redis settings write), or the IPv4 address it is in another
+    notation (``::ffff:10.0.0.5``, as dual-stack sockets log a peer; ``127.1``), with what parsing it as a host says
     of it (the host to give instead); None for a host alone, an email address, or anything else."""
     from urllib.parse import urlsplit
 
@@ -62,13 +63,27 @@ def host_in_notation(text: str) -> tuple[str, str] | None:
         host = urlsplit(text if "//" in text else "//" + text).hostname
     except ValueError:
         return None
-    if ("@" in text and "//" not in text) or not host or host == text.lower():
+    if not host or host == text.lower():  # no notation around it ('::ffff:10.0.0.5' has no host to urlsplit)
+        host = _ipv4_meant(text)
+    if ("@" in text and "//" not in text) or not host:
         return None
     try:
         parse_host(text)
     except CertkitError as exc:
         return host, str(exc)
     return None
+
+
+def _ipv4_meant(text: str) -> str | None:
+    """The IPv4 address ``text`` is in IPv6's IPv4-mapped form or as curl and browsers read a number (``127.1``)."""
+    import ipaddress
+
+    try:
+        mapped = getattr(ipaddress.ip_address(text), "ipv4_mapped", None)
+    except ValueError:
+        mapped = url_ipv4(_as_browsers_map(text))
+    return str(mapped) if mapped is not None else None
+
 
 # A node of a Redis cluster as CLUSTER NODES and nodes.conf write it: ADDRESS:PORT@BUS-PORT, then ',HOSTNAME' when
 # the node announces one (Redis 7); the address is an IPv6 one without brackets (::1:6379@16379), or empty if unknown.

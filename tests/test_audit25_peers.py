@@ -15,6 +15,9 @@
    match." (list) or nothing at all (renew in bulk, exit 0): a timer installed with it renews no peer, every day,
    silently, until the certificate expires and the cluster refuses it. Where the host in it names a certificate,
    each now warns, in the same words, and goes on as before.
+4. The same for an IPv4 peer's address in another notation than four decimal numbers: IPv6's IPv4-mapped form
+   (``::ffff:127.0.0.1``, as a dual-stack socket shows an IPv4 peer), ``127.1``, ``0x7f000001``: renew, verify
+   --purpose client, list and renew --name now say which address to give, as issue-peer does.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def peers(tmp_path_factory):
     ("[2001:db8::11]:2380", "has a port (:2380); a certificate names the host alone ('2001:db8::11')"),
     ("https://[2001:DB8:0::11]:2380/", "is a URL; a certificate names the host alone"),
     ("127.0.0.1:2380", "has a port (:2380); a certificate names the host alone ('127.0.0.1')"),
+    ("::ffff:127.0.0.1", "is the IPv4 address 127.0.0.1 written as IPv6 (IPv4-mapped): clients that connect to "
+                         "127.0.0.1 do not match it in a certificate; give the IPv4 address itself (127.0.0.1)."),
+    ("0x7f000001", "is not a valid IPv4 address: '0x7f000001' is hexadecimal, and an address is written in decimal; "
+                   "curl and browsers read it as 127.0.0.1, so a certificate names that address ('127.0.0.1')."),
 ])
 def test_renew_says_which_host_a_peer_url_or_host_port_holds(peers, given, said):
     folder, env = peers
@@ -95,6 +102,10 @@ def _refused(ran, said: str) -> None:
                                                                 "alone ('etcd-1.cluster.internal')"),
     ("https://127.0.0.1:2380", "127.0.0.1", "is a URL; a certificate names the host alone (the host is "
                                             "'127.0.0.1')"),
+    # as a dual-stack socket shows an IPv4 peer, and as curl and browsers read a number
+    ("::ffff:127.0.0.1", "127.0.0.1", "is the IPv4 address 127.0.0.1 written as IPv6 (IPv4-mapped)"),
+    ("127.1", "127.0.0.1", "is not a valid IPv4 address: it has 2 parts, an IPv4 address has 4; curl and browsers "
+                           "read it as 127.0.0.1, so a certificate names that address ('127.0.0.1')"),
 ])
 def test_verify_as_a_client_says_which_host_a_peer_url_or_host_port_holds(peers, given, host, said):
     folder, env = peers
@@ -112,7 +123,7 @@ def test_verify_as_a_client_says_which_host_a_peer_url_or_host_port_holds(peers,
     assert proc.returncode == 0 and proc.stdout.strip().endswith(": OK"), proc
 
 
-@pytest.mark.parametrize("given", ["other.cluster.internal:2380", "[2001:db8::99]", "alice"])
+@pytest.mark.parametrize("given", ["other.cluster.internal:2380", "[2001:db8::99]", "alice", "10", "::ffff:10.0.0.9"])
 def test_verify_as_a_client_of_a_host_the_certificate_does_not_name_says_what_it_said(peers, given):
     folder, env = peers
     ran = run_certkit("verify", folder / "etcd-1" / "cert.pem", "--purpose", "client", "--name", given, env=env)
@@ -133,7 +144,8 @@ def test_verify_as_a_client_still_matches_a_uri_the_certificate_holds(tmp_path):
 GLOBS = [("etcd-1.cluster.internal:2380", "has a port (:2380); a certificate names the host alone "
                                           "('etcd-1.cluster.internal')"),
          ("[2001:db8::11]", "is the IPv6 address 2001:db8::11 in the brackets of a URL"),
-         ("https://etcd-1.cluster.internal:2380", "is a URL; a certificate names the host alone")]
+         ("https://etcd-1.cluster.internal:2380", "is a URL; a certificate names the host alone"),
+         ("::ffff:127.0.0.1", "is the IPv4 address 127.0.0.1 written as IPv6 (IPv4-mapped)")]
 
 
 @pytest.mark.parametrize(("given", "said"), GLOBS)
