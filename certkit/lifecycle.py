@@ -164,8 +164,12 @@ def _host_form_hint(inventory: "Inventory", ref: str) -> str | None:
     with its port, an IPv6 address in brackets) names a certificate, in names' words; else None."""
     from certkit.names_notation import host_in_notation
 
-    noted = host_in_notation(ref)
-    return noted[1] if noted is not None and _by_name(inventory, noted[0]) is not None else None
+    if (noted := host_in_notation(ref)) is None:
+        return None
+    try:
+        return noted[1] if _by_name(inventory, noted[0]) is not None else None
+    except UnknownCertificate:  # the host names several: the notation is said all the same, the host given next
+        return noted[1]
 
 
 def name_glob_hint(inventory: "Inventory", pattern: str) -> str | None:

@@ -176,3 +176,13 @@ def test_list_says_nothing_more_of_a_name_glob_that_matches_or_holds_no_named_ho
     _folder, env = peers
     listed = run_certkit("list", "--name", given, env=env)
     assert listed.returncode == 0 and "Warning" not in listed.stderr, listed
+
+
+def test_renew_of_a_host_port_whose_host_names_two_certificates_says_the_notation(tmp_path):
+    env = new_ca(tmp_path, "certkit round 25 two CA")
+    run_certkit("issue-peer", "etcd-1.cluster.internal", "--out", tmp_path / "peer", env=env, check=True)
+    run_certkit("issue-server", "etcd-1.cluster.internal", "--out", tmp_path / "server", env=env, check=True)
+    assert_clean_error(run_certkit("renew", "etcd-1.cluster.internal:2380", env=env),
+                       "'etcd-1.cluster.internal:2380' has a port (:2380); a certificate names the host alone "
+                       "('etcd-1.cluster.internal')")
+    assert_clean_error(run_certkit("renew", "etcd-1.cluster.internal", env=env), "names 2 current certificates")
