@@ -18,6 +18,10 @@
 4. The same for an IPv4 peer's address in another notation than four decimal numbers: IPv6's IPv4-mapped form
    (``::ffff:127.0.0.1``, as a dual-stack socket shows an IPv4 peer), ``127.1``, ``0x7f000001``: renew, verify
    --purpose client, list and renew --name now say which address to give, as issue-peer does.
+5. ``issue-peer NAME --out FOLDER --force`` over a bundle that held a bundle.p12 (a Kafka broker's keystore, from
+   ``--p12``) removed it without a word, the summary listing only the files written: the broker finds no keystore
+   at its next start. ``renew`` says it ("... was the old bundle's bundle.p12 and was removed; export it again");
+   issue-peer, issue-server, issue-client and sign-csr with --force now say it too (also under --json's notes).
 """
 
 from __future__ import annotations
@@ -186,3 +190,49 @@ def test_renew_of_a_host_port_whose_host_names_two_certificates_says_the_notatio
                        "'etcd-1.cluster.internal:2380' has a port (:2380); a certificate names the host alone "
                        "('etcd-1.cluster.internal')")
     assert_clean_error(run_certkit("renew", "etcd-1.cluster.internal", env=env), "names 2 current certificates")
+
+
+# --- 5. --force over a bundle with a bundle.p12: its removal said -----------------------------------------------------
+@pytest.mark.parametrize("command", [["issue-peer", "kafka-1.cluster.internal"], ["issue-server", "kafka-1.internal"],
+                                     ["issue-client", "kafka-admin"]])
+def test_force_over_a_bundle_with_a_keystore_says_it_removed_it(tmp_path, command):
+    env = new_ca(tmp_path, "certkit round 25 p12 CA")
+    secret = tmp_path / "p12-password"
+    secret.write_text("keystore-secret\n")
+    secret.chmod(0o600)
+    broker = tmp_path / "broker"
+    run_certkit(*command, "--out", broker, "--p12", "--p12-password-file", secret, env=env, check=True)
+    ran = run_certkit(*command, "--out", broker, "--force", env=env)
+    assert ran.returncode == 0, ran
+    said = f"{broker}/bundle.p12 was the replaced bundle's bundle.p12 and was removed; export it again: " \
+           f"certkit export-p12 {broker}"
+    assert f"  note      {said}" in ran.stdout and not (broker / "bundle.p12").exists(), ran.stdout
+    # with --p12, the keystore is written anew (the new certificate in it) and nothing is said of a removal
+    ran = run_certkit(*command, "--out", broker, "--force", "--p12", "--p12-password-file", secret, env=env)
+    assert ran.returncode == 0 and "was removed" not in ran.stdout, ran
+    dump = subprocess.run([require("openssl"), "pkcs12", "-in", broker / "bundle.p12", "-passin",
+                           "pass:keystore-secret", "-nokeys", "-clcerts"], capture_output=True, text=True, timeout=60)
+    serial = subprocess.run([require("openssl"), "x509", "-noout", "-serial"], input=dump.stdout, capture_output=True,
+                            text=True, timeout=60).stdout
+    assert serial and serial == subprocess.run([require("openssl"), "x509", "-noout", "-serial", "-in",
+                                                broker / "cert.pem"], capture_output=True, text=True).stdout
+    # --json carries it in its notes; a folder without a keystore gets no such note
+    ran = run_certkit(*command, "--out", broker, "--force", "--json", env=env)
+    assert said in json.loads(ran.stdout)["notes"], ran.stdout
+    ran = run_certkit(*command, "--out", broker, "--force", "--json", env=env)
+    assert json.loads(ran.stdout)["notes"] == [], ran.stdout
+
+
+def test_sign_csr_force_over_a_bundle_with_a_keystore_says_it_removed_it(tmp_path):
+    env = new_ca(tmp_path, "certkit round 25 csr CA")
+    secret = tmp_path / "p12-password"
+    secret.write_text("keystore-secret\n")
+    secret.chmod(0o600)
+    run_certkit("issue-peer", "kafka-2.cluster.internal", "--out", tmp_path / "b", "--p12", "--p12-password-file",
+                secret, env=env, check=True)
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=kafka-2.cluster.internal", "-out",
+                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    ran = run_certkit("sign-csr", tmp_path / "r.csr", "--peer", "--out", tmp_path / "b", "--force", env=env)
+    assert ran.returncode == 0, ran
+    assert f"  note      {tmp_path}/b/bundle.p12 was the replaced bundle's bundle.p12 and was removed\n" in ran.stdout
