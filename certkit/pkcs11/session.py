@@ -145,7 +145,7 @@ def find_token(uri: KeyURI, module: str):
     """The one token ``uri`` names (no PIN needed); :class:`TokenAbsent` when there is none, or when
     the module keeps failing to list its tokens (SoftHSM2 answers CKR_GENERAL_ERROR about a token
     whose files were deleted, until it is initialized again)."""
-    found, seen, failure = _look(uri, module)
+    found, seen, near, failure = _look(uri, module)
     for delay in _RETRY_DELAYS:
         if found:
             break
@@ -154,12 +154,17 @@ def find_token(uri: KeyURI, module: str):
         # rewriting the token files just then: initialize again and look again, for about a
         # second.
         _reinitialize(module)
-        found, seen, failure = _look(uri, module)
+        found, seen, near, failure = _look(uri, module)
         if not found:
             time.sleep(delay)
     if not found and failure is not None:
         raise TokenAbsent(f"The PKCS#11 module {shown(module)} cannot list its tokens to find {shown(uri.text)}: "
                           f"{words(failure)}.", cause=words(failure))
+    if not found and near:  # the token is there: the URI's serial=, slot-id=... are not what it has now
+        raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}): "
+                          f"{'; '.join(near)}. A token initialized again (restored, re-created) has a new serial "
+                          "and slot: if it is the one, change those attributes of the key URI (an existing CA's is "
+                          "in its certkit-ca.json), else plug in or restore the token the URI names.", present=seen)
     if not found:
         present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
         raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
@@ -179,20 +184,32 @@ def _several_tokens(uri: KeyURI, found: list) -> str:
     return f"{said}; add serial= to the key URI to name one: {named}."
 
 
-def _look(uri: KeyURI, module: str) -> tuple[list, list[str], Exception | None]:
-    """The tokens matching ``uri``, the labels of all, and the error that kept the module from
-    listing them (after :func:`transient`'s retries) if it did."""
+def _look(uri: KeyURI, module: str) -> tuple[list, list[str], list[str], Exception | None]:
+    """The tokens matching ``uri``, the labels of all, what each token of the URI's label differs in
+    (:func:`_differences`), and the error that kept the module from listing them (after
+    :func:`transient`'s retries) if it did."""
     pkcs11 = binding()
     try:
         return (*transient(_matching_tokens, uri, module), None)
     except pkcs11.GeneralError as exc:
-        return [], [], exc
+        return [], [], [], exc
 
 
-def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
+def _differences(uri: KeyURI, slot, token) -> str | None:
+    """What of ``uri`` the token of its label does not match, in words ("its serial is ..., not the
+    URI's serial=..."), None if it matches all of it."""
+    has = {"serial": (uri.serial, token.serial.decode(errors="replace").strip()),
+           "manufacturer": (uri.manufacturer, token.manufacturer_id), "model": (uri.model, token.model),
+           "slot-id": (uri.slot_id, slot.slot_id)}
+    said = [f"its {name} is {shown(str(value))}, not the URI's {name}={shown(str(wanted))}"
+            for name, (wanted, value) in has.items() if wanted is not None and wanted != value]
+    return f"the token '{shown(token.label)}' is present, but {', and '.join(said)}" if said else None
+
+
+def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str], list[str]]:
     pkcs11 = binding()
     lib = _lib(module)
-    found, seen = [], []
+    found, seen, near = [], [], []
     try:
         for slot in lib.get_slots(token_present=True):
             try:
@@ -204,20 +221,16 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str]]:
             seen.append(token.label)
             if uri.token is not None and token.label != uri.token:
                 continue
-            if uri.serial is not None and token.serial.decode(errors="replace").strip() != uri.serial:
-                continue
-            if uri.manufacturer is not None and token.manufacturer_id != uri.manufacturer:
-                continue
-            if uri.model is not None and token.model != uri.model:
-                continue
-            if uri.slot_id is not None and slot.slot_id != uri.slot_id:
-                continue
-            found.append(token)
+            differs = _differences(uri, slot, token)
+            if differs is None:
+                found.append(token)
+            elif uri.token is not None:  # a token of the URI's label that differs: said, not "absent"
+                near.append(differs)
     except pkcs11.GeneralError:
         raise
     except pkcs11.PKCS11Error as exc:
         raise TokenError(f"The PKCS#11 module {shown(module)} cannot list its tokens: {words(exc)}.") from None
-    return found, seen
+    return found, seen, near
 
 
 @leaves_no_tls_errors

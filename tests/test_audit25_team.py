@@ -1,0 +1,70 @@
+"""The twenty-fifth round's team findings (audit team, round twenty-five): a PostgreSQL inventory shared by hosts,
+and a CA key in a PKCS#11 token.
+
+1. A key URI whose token is there under its label but whose serial=, slot-id=, model= or manufacturer= no longer
+   match it (a token initialized again from a backup has a new serial and slot; ``serial=`` is what certkit tells
+   to add when two tokens share a label) was said to name "No token ... present (tokens present: 'ca')", followed by
+   SoftHSM's hint to check $SOFTHSM2_CONF and its tokendir: the token was present, and the error said neither which
+   attribute differed nor what the token has. It now says so, naming each attribute, in init-ca, issuing, crl and
+   check alike.
+"""
+
+from __future__ import annotations
+
+import json
+
+from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
+
+from conftest import assert_clean_error, certkit_env, run_certkit
+
+
+# --- 1. a token present under its label, its other attributes changed ----------------------------------------------
+def _token_serial(token) -> str:
+    import re
+
+    listed = token.tool("--list-token-slots", login=False).stdout
+    found = re.findall(rf"token label\s*:\s*{re.escape(token.label)}\s*\n(?:.*\n)*?\s*serial num\s*:\s*(\S+)", listed)
+    assert len(found) == 1, listed
+    return found[0]
+
+
+def test_a_token_whose_serial_or_slot_changed_is_said_present_with_what_differs(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    serial = _token_serial(token)
+    config = tmp_path / "ca" / "certkit-ca.json"
+    stored = json.loads(config.read_text())
+    # The token, restored from a backup, is the same label with a new serial: the URI keeps the old one.
+    config.write_text(json.dumps(stored | {"key": stored["key"] + ";serial=0123456789abcdef"}))
+    env = env_for(tmp_path, token)
+    said = f"the token '{token.label}' is present, but its serial is {serial}, not the URI's serial=0123456789abcdef"
+    for args in (["issue-server", "www.example.internal", "--out", str(tmp_path / "www")],
+                 ["issue-client", "alice", "--out", str(tmp_path / "alice")],
+                 ["crl", "--out", str(tmp_path / "crl.pem")],
+                 ["issue-server", "api.example.internal", "--out", str(tmp_path / "api"), "--json"]):
+        proc = run_certkit(*args, env=env)
+        assert_clean_error(proc, said)
+        out = json.loads(proc.stdout)["error"] if "--json" in args else proc.stderr
+        assert "tokens present" not in out and "SOFTHSM2_CONF" not in out, out
+        assert "fix those attributes" not in out and "certkit-ca.json" in out, out
+    assert not any((tmp_path / name).exists() for name in ("www", "alice", "crl.pem", "api"))
+    check = run_certkit("check", "--json", env=env)
+    assert check.returncode == 1
+    assert said in check.stdout, check.stdout
+
+    # init-ca with a slot-id and a model that the token does not have: both named, nothing generated
+    uri = f"{token.uri('second')};slot-id=1;model=Other%20HSM"
+    proc = run_certkit("init-ca", "--name", "Second", "--key-uri", uri, "--pkcs11-module", token.module,
+                       "--pin-file", token.pin_file, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "second")))
+    assert_clean_error(proc, f"the token '{token.label}' is present, but its model is SoftHSM v2, not the URI's "
+                             "model=Other HSM, and its slot-id is ")
+    assert ", not the URI's slot-id=1. " in proc.stderr
+    assert "SOFTHSM2_CONF" not in proc.stderr and not (tmp_path / "second").exists()
+    assert "second" not in token.tool("--list-objects").stdout
+
+    # A label no token has is still said with the labels present (and SoftHSM's hint).
+    proc = run_certkit("init-ca", "--name", "Third", "--key-uri", "pkcs11:token=no-such-token;object=x;serial=01",
+                       "--pkcs11-module", token.module, "--pin-file", token.pin_file,
+                       env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "third")))
+    assert_clean_error(proc, "tokens present: ")
+    assert "SOFTHSM2_CONF" in proc.stderr and "is present, but" not in proc.stderr
+
