@@ -7,11 +7,16 @@ and a CA key in a PKCS#11 token.
    SoftHSM's hint to check $SOFTHSM2_CONF and its tokendir: the token was present, and the error said neither which
    attribute differed nor what the token has. It now says so, naming each attribute, in init-ca, issuing, crl and
    check alike.
+2. A PIN that is not UTF-8 (a PIN file saved in Latin-1, $CERTKIT_PKCS11_PIN set from one) was said as "The PIN is
+   not UTF-8 text; PKCS#11 PINs are.": neither where it came from (which file, which variable, standard input) nor
+   which token. It is now refused as every PIN no token holds is, naming its source, before any token is opened.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
 
@@ -68,3 +73,34 @@ def test_a_token_whose_serial_or_slot_changed_is_said_present_with_what_differs(
     assert_clean_error(proc, "tokens present: ")
     assert "SOFTHSM2_CONF" in proc.stderr and "is present, but" not in proc.stderr
 
+
+# --- 2. a PIN that is not UTF-8, said with its source ------------------------------------------------------------
+def test_a_pin_that_is_not_utf8_names_where_it_came_from(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    latin1 = tmp_path / "latin1.pin"
+    latin1.write_bytes(token.pin.encode() + b"\xe9\n")  # "...é" saved in Latin-1
+    latin1.chmod(0o600)
+    env = env_for(tmp_path, token)
+    tail = "holds a PIN that is not UTF-8 text"
+    for args, source in ((["issue-server", "www.example.internal", "--out", str(tmp_path / "www"),
+                           "--passphrase-file", str(latin1)], f"The file {latin1} {tail}"),
+                         (["crl", "--out", str(tmp_path / "crl.pem"), "--passphrase-file", str(latin1)],
+                          f"The file {latin1} {tail}"),
+                         (["init-ca", "--name", "Other", "--key-uri", token.uri("other"), "--pkcs11-module",
+                           token.module, "--pin-file", str(latin1), "--ca-dir", str(tmp_path / "other")],
+                          f"The file {latin1} {tail}")):
+        proc = run_certkit(*args, env=env)
+        assert_clean_error(proc, source)
+        assert "so it was not tried" in proc.stderr
+    with latin1.open("rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "certkit", "issue-client", "alice", "--out",
+                               str(tmp_path / "alice"), "--passphrase-file", "-"], stdin=stdin, capture_output=True,
+                              text=True, env=env, timeout=120)
+    assert_clean_error(proc, f"Standard input {tail}")
+    proc = run_certkit("issue-client", "bob", "--out", str(tmp_path / "bob"),
+                       env=env | {"CERTKIT_PKCS11_PIN": token.pin + "\udce9"})  # os.environ's Latin-1 byte
+    assert_clean_error(proc, f"$CERTKIT_PKCS11_PIN {tail}")
+    assert not any((tmp_path / name).exists() for name in ("www", "crl.pem", "other", "alice", "bob"))
+    assert "other" not in token.tool("--list-objects").stdout
+    # the token counted no wrong PIN: its flags say none since the last right one
+    assert "user PIN count low" not in token.tool("--list-token-slots", login=False).stdout

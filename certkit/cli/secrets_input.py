@@ -105,13 +105,19 @@ def wrong_secret_hint(path: Path | None) -> str:
 
 def _refuse_impossible_pin(secret: bytes, where: str) -> None:
     """Refuse, before the token sees it, a PIN no token holds: a byte-order mark, a line break (a blank line
-    after it), white space alone; each wrong PIN uses up one of the token's few tries."""
+    after it), white space alone, not UTF-8 (said naming where it came from); each wrong PIN uses up one of
+    the token's few tries."""
     refuse_byte_order_mark(secret, where)
     if b"\n" in secret or b"\r" in secret or not secret.strip() or b"\0" in secret:
         shape = ("white space only" if not secret.strip() else "a NUL byte" if b"\0" in secret and b"\n" not in secret
                  and b"\r" not in secret else line_breaks(secret, "a PIN"))
         raise click.ClickException(f"{where} holds {shape}; a PIN is one line, and the token counts a wrong one "
                                    "against the few tries before it locks, so it was not tried.")
+    try:
+        secret.decode("utf-8")
+    except UnicodeDecodeError:  # the token would refuse it, as wrong or as a bad argument
+        raise click.ClickException(f"{where} holds a PIN that is not UTF-8 text (a byte that did not decode, as "
+                                   "Latin-1 text has); PKCS#11 PINs are UTF-8, so it was not tried.") from None
 
 
 def read_secret(path: Path | None, env: str, prompt: str, *, confirm: bool = False, pin: bool = False) -> bytes | None:

@@ -334,7 +334,8 @@ def login(token, pin: Secret | None, *, rw: bool = False, module: str = ""):
     try:
         text = secret_bytes(pin, "The PIN").decode("utf-8")
     except UnicodeDecodeError:
-        raise TokenPinIncorrect("The PIN is not UTF-8 text; PKCS#11 PINs are.") from None
+        raise TokenPinIncorrect(f"The PIN given for the token '{shown(token.label)}' is not UTF-8 text; PKCS#11 PINs "
+                                "are, so it was not sent.") from None
     key = _refusal_key(module, token, text)
     with _one_login_at_a_time():
         when = _refused_at(key)
