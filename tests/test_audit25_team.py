@@ -10,6 +10,11 @@ and a CA key in a PKCS#11 token.
 2. A PIN that is not UTF-8 (a PIN file saved in Latin-1, $CERTKIT_PKCS11_PIN set from one) was said as "The PIN is
    not UTF-8 text; PKCS#11 PINs are.": neither where it came from (which file, which variable, standard input) nor
    which token. It is now refused as every PIN no token holds is, naming its source, before any token is opened.
+3. A PIN in the key URI of an existing CA's certkit-ca.json (pin-value=, pin-source=: written by hand; init-ca refuses
+   one) was shown: issuing with no PIN at hand said "The CA key is in a PKCS#11 token (pkcs11:...?pin-value=PIN) and
+   no PIN was given", and the other commands said "A PKCS#11 URI for certkit holds no PIN" without saying which
+   file holds it, or that a file copied to every host exposes it. Every command now refuses that certkit-ca.json,
+   naming it, never the PIN, and says to change the PIN.
 """
 
 from __future__ import annotations
@@ -104,3 +109,34 @@ def test_a_pin_that_is_not_utf8_names_where_it_came_from(tmp_path, token):
     assert "other" not in token.tool("--list-objects").stdout
     # the token counted no wrong PIN: its flags say none since the last right one
     assert "user PIN count low" not in token.tool("--list-token-slots", login=False).stdout
+
+
+# --- 3. a PIN in certkit-ca.json's key URI: never shown, the file named --------------------------------------------
+def test_a_pin_in_the_key_uri_of_certkit_ca_json_is_never_shown_and_the_file_is_named(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    pin = "7391642058"
+    config = tmp_path / "ca" / "certkit-ca.json"
+    stored = json.loads(config.read_text())
+    env = env_for(tmp_path, token)
+    assert run_certkit("issue-server", "www.example.internal", "--out", str(tmp_path / "www"), env=env).returncode == 0
+    no_pin = {name: value for name, value in env.items() if name != "CERTKIT_PKCS11_PIN"}
+    commands = [(["issue-server", "api.example.internal", "--out", str(tmp_path / "api")], no_pin),
+                (["issue-server", "api.example.internal", "--out", str(tmp_path / "api")], env),
+                (["crl", "--out", str(tmp_path / "crl.pem")], no_pin), (["list"], env),
+                (["revoke", str(tmp_path / "www")], env), (["renew", str(tmp_path / "www")], env),
+                (["init-ca", "--name", "Sub", "--parent-ca-dir", str(tmp_path / "ca"), "--ca-dir",
+                  str(tmp_path / "sub"), "--no-passphrase"], no_pin),
+                (["issue-server", "api.example.internal", "--out", str(tmp_path / "api"), "--json"], no_pin)]
+    for spelled in (f"?pin-value={pin}", f";PIN-Value={pin}", f"?pin-source=file:/run/{pin}"):
+        config.write_text(json.dumps(stored | {"key": stored["key"] + spelled}))
+        for args, environment in commands:
+            proc = run_certkit(*args, env=environment)
+            assert_clean_error(proc, f"The key URI in {config} holds a PIN (pin-value= or pin-source=)")
+            assert pin not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
+            assert "change the token's user PIN" in proc.stdout + proc.stderr
+        check = run_certkit("check", "--json", env=no_pin)
+        assert check.returncode == 1 and pin not in check.stdout + check.stderr, check.stdout
+        assert f"The key URI in {config} holds a PIN" in check.stdout
+    assert not any((tmp_path / name).exists() for name in ("api", "crl.pem", "sub"))
+    config.write_text(json.dumps(stored))  # the PIN taken out: the CA works again, its certificate still valid
+    assert run_certkit("revoke", str(tmp_path / "www"), env=env).returncode == 0

@@ -24,6 +24,18 @@ _NO_PIN = ("A PKCS#11 URI for certkit holds no PIN (command lines and files show
            "--pin-file, $CERTKIT_PKCS11_PIN or at the prompt.")
 
 
+
+def stored_pin_problem(text: str, path: object) -> str | None:
+    """Why the key URI ``text`` that the file ``path`` (an existing CA's certkit-ca.json) holds is refused:
+    a PIN in it (pin-value= or pin-source=, however spelled), which no message may repeat; None if it holds none.
+    The file is public (copied to every issuing host), so the PIN is said to be exposed."""
+    if not _PIN.search(text):
+        return None
+    return (f"The key URI in {shown(path)} holds a PIN (pin-value= or pin-source=); certkit never keeps a PIN in a "
+            "file, and this one is public (copied to every issuing host): whoever could read it has the token's "
+            "PIN. Remove it from that URI, change the token's user PIN, and give it with --pin-file, "
+            "--passphrase-file, $CERTKIT_PKCS11_PIN or at the prompt.")
+
 @dataclass(frozen=True)
 class KeyURI:
     """A ``pkcs11:`` URI naming a token and a key in it (RFC 7512)."""
