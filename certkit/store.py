@@ -207,10 +207,10 @@ class CADirectory:
         if unknown:
             raise CABroken(f"{shown(self.config_path)} names {', '.join(map(shown, unknown))}, which this certkit "
                            "does not know (written by a newer one?); upgrade certkit.")
-        if "key" in config:  # a token CA's key URI: one holding a PIN is refused, and no message shows it
-            from certkit.pkcs11.uri import stored_pin_problem
+        if "key" in config:  # a token CA's key URI: refused here if it names no key (no message shows a PIN in it)
+            from certkit.pkcs11.uri import stored_uri_problem
 
-            if problem := stored_pin_problem(config["key"], self.config_path):
+            if problem := stored_uri_problem(config["key"], self.config_path):
                 raise CABroken(problem)
         return config
 

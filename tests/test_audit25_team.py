@@ -14,7 +14,8 @@ and a CA key in a PKCS#11 token.
    one) was shown: issuing with no PIN at hand said "The CA key is in a PKCS#11 token (pkcs11:...?pin-value=PIN) and
    no PIN was given", and the other commands said "A PKCS#11 URI for certkit holds no PIN" without saying which
    file holds it, or that a file copied to every host exposes it. Every command now refuses that certkit-ca.json,
-   naming it, never the PIN, and says to change the PIN.
+   naming it, never the PIN, and says to change the PIN. So too a key URI there that names no key or has an
+   attribute certkit does not know (whose value the no-PIN message showed): refused naming the file.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ def test_a_pin_in_the_key_uri_of_certkit_ca_json_is_never_shown_and_the_file_is_
         check = run_certkit("check", "--json", env=no_pin)
         assert check.returncode == 1 and pin not in check.stdout + check.stderr, check.stdout
         assert f"The key URI in {config} holds a PIN" in check.stdout
+    # An attribute certkit does not know (a secret by another name, for all it knows), a URI naming no key:
+    # refused naming the file, the unknown attribute's value never shown.
+    for spelled, said in ((f";x-secret={pin}", "the attribute 'x-secret', which certkit does not understand"),
+                          (f"?x-secret={pin}", "the query attribute 'x-secret'")):
+        config.write_text(json.dumps(stored | {"key": stored["key"] + spelled}))
+        for args, environment in commands:
+            proc = run_certkit(*args, env=environment)
+            assert_clean_error(proc, said)
+            assert pin not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
+            assert f"(the key URI in {config}: fix it there)" in proc.stdout + proc.stderr
+    config.write_text(json.dumps(stored | {"key": f"pkcs11:token={token.label}"}))
+    said = f"names no key; add object=LABEL (or id=) (the key URI in {config}: fix it there)"
+    assert_clean_error(run_certkit("list", env=env), said)
     assert not any((tmp_path / name).exists() for name in ("api", "crl.pem", "sub"))
     config.write_text(json.dumps(stored))  # the PIN taken out: the CA works again, its certificate still valid
     assert run_certkit("revoke", str(tmp_path / "www"), env=env).returncode == 0

@@ -25,16 +25,22 @@ _NO_PIN = ("A PKCS#11 URI for certkit holds no PIN (command lines and files show
 
 
 
-def stored_pin_problem(text: str, path: object) -> str | None:
-    """Why the key URI ``text`` that the file ``path`` (an existing CA's certkit-ca.json) holds is refused:
-    a PIN in it (pin-value= or pin-source=, however spelled), which no message may repeat; None if it holds none.
-    The file is public (copied to every issuing host), so the PIN is said to be exposed."""
-    if not _PIN.search(text):
-        return None
-    return (f"The key URI in {shown(path)} holds a PIN (pin-value= or pin-source=); certkit never keeps a PIN in a "
-            "file, and this one is public (copied to every issuing host): whoever could read it has the token's "
-            "PIN. Remove it from that URI, change the token's user PIN, and give it with --pin-file, "
-            "--passphrase-file, $CERTKIT_PKCS11_PIN or at the prompt.")
+def stored_uri_problem(text: str, path: object) -> str | None:
+    """Why the key URI ``text`` that the file ``path`` (an existing CA's certkit-ca.json) holds is refused, naming
+    that file; None if it names a key. A PIN in it (pin-value= or pin-source=, however spelled) is said to be
+    exposed, the file being public (copied to every issuing host); no message repeats it, nor the value of an
+    attribute certkit does not know (:meth:`KeyURI.parse`)."""
+    if _PIN.search(text):
+        return (f"The key URI in {shown(path)} holds a PIN (pin-value= or pin-source=); certkit never keeps a PIN in "
+                "a file, and this one is public (copied to every issuing host): whoever could read it has the "
+                "token's PIN. Remove it from that URI, change the token's user PIN, and give it with --pin-file, "
+                "--passphrase-file, $CERTKIT_PKCS11_PIN or at the prompt.")
+    try:
+        KeyURI.parse(text).check_names_a_key()
+    except TokenError as exc:
+        return f"{str(exc).rstrip('.')} (the key URI in {shown(path)}: fix it there)."
+    return None
+
 
 @dataclass(frozen=True)
 class KeyURI:
