@@ -16,6 +16,11 @@ and a CA key in a PKCS#11 token.
    file holds it, or that a file copied to every host exposes it. Every command now refuses that certkit-ca.json,
    naming it, never the PIN, and says to change the PIN. So too a key URI there that names no key or has an
    attribute certkit does not know (whose value the no-PIN message showed): refused naming the file.
+4. A token CA whose private key was deleted (pkcs11-tool --delete-object --type privkey), its public key and
+   certificate objects still there, was told "No private key 'root' in token ...; check the URI's object= and id=":
+   the URI was right. The error (issuing, crl, check) now says what the token holds under that name (a public key
+   and a certificate; a secret key), that none of them can sign, and that the private key was deleted or never was
+   in this token.
 """
 
 from __future__ import annotations
@@ -154,3 +159,32 @@ def test_a_pin_in_the_key_uri_of_certkit_ca_json_is_never_shown_and_the_file_is_
     assert not any((tmp_path / name).exists() for name in ("api", "crl.pem", "sub"))
     config.write_text(json.dumps(stored))  # the PIN taken out: the CA works again, its certificate still valid
     assert run_certkit("revoke", str(tmp_path / "www"), env=env).returncode == 0
+
+
+# --- 4. the private key gone, its public key and certificate still there -------------------------------------------
+def test_a_deleted_private_key_is_said_with_what_the_token_still_holds_under_its_name(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    env = env_for(tmp_path, token)
+    deleted = token.tool("--delete-object", "--type", "privkey", "--label", "root")
+    assert deleted.returncode == 0, deleted.stderr
+    listed = token.tool("--list-objects").stdout
+    assert "Public Key Object" in listed and "Certificate Object" in listed and "Private Key Object" not in listed
+    said = (f"No private key 'root' in token '{token.label}' (module {token.module}): the token holds a public key "
+            "and a certificate under that name, and none of them can sign. The private key was deleted")
+    for args in (["issue-server", "www.example.internal", "--out", str(tmp_path / "www")],
+                 ["crl", "--out", str(tmp_path / "crl.pem")]):
+        assert_clean_error(run_certkit(*args, env=env), said)
+    check = run_certkit("check", env=env)
+    assert check.returncode == 1 and said in check.stdout, check.stdout
+    # a secret key under the name the CA's URI gives: said as such
+    made = token.tool("--keygen", "--key-type", "AES:32", "--label", "aes-only")
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "ca" / "certkit-ca.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"key": token.uri("aes-only")}))
+    assert_clean_error(run_certkit("crl", "--out", str(tmp_path / "crl.pem"), env=env),
+                       "the token holds a secret key under that name, and it cannot sign")
+    # a name under which the token holds nothing at all: the URI is what to check, as before
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"key": token.uri("nothing")}))
+    assert_clean_error(run_certkit("crl", "--out", str(tmp_path / "crl.pem"), env=env),
+                       "; check the URI's object= and id=")
+    assert not any((tmp_path / name).exists() for name in ("www", "crl.pem"))

@@ -69,8 +69,7 @@ class TokenKey:
         try:
             keys = find_objects(session, self.uri, pkcs11.ObjectClass.PRIVATE_KEY)
             if not keys:
-                raise TokenKeyMissing(f"No private {self.uri.describe()} (module {shown(self.module)}); check the "
-                                      "URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login.")
+                raise TokenKeyMissing(_no_private_key(session, self.uri, self.module))
             if len(keys) > 1:
                 keys = self._told_by_signature(session, keys)
             self._private = keys[0]
@@ -382,6 +381,28 @@ def _certificate_keys(certificates: list, key_id: bytes) -> list:
         keys.setdefault(public_key_der(key), key)
     return list(keys.values())
 
+
+def _no_private_key(session, uri: KeyURI, module: str) -> str:
+    """Why the token holds no private key ``uri`` names, in words: the objects of other kinds it holds under that
+    name (the CA's public key and certificate outlive a deleted private key), or that it holds none."""
+    pkcs11 = binding()
+    kinds = ((pkcs11.ObjectClass.PUBLIC_KEY, "public key"), (pkcs11.ObjectClass.CERTIFICATE, "certificate"),
+             (pkcs11.ObjectClass.SECRET_KEY, "secret key"), (pkcs11.ObjectClass.DATA, "data object"))
+    held = []
+    for kind, what in kinds:
+        try:
+            count = len(find_objects(session, uri, kind))
+        except pkcs11.PKCS11Error:
+            continue
+        held += [f"a {what}" if count == 1 else f"{count} {what}s"] if count else []
+    said = f"No private {uri.describe()} (module {shown(module)})"
+    if not held:
+        return f"{said}; check the URI's object= and id=, e.g. with: pkcs11-tool --list-objects --login."
+    listed = ", ".join(held[:-1]) + " and " + held[-1] if len(held) > 1 else held[0]
+    cannot = "none of them can" if len(held) > 1 or not held[0].startswith("a ") else "it cannot"
+    return (f"{said}: the token holds {listed} under that name, and {cannot} sign. The private key "
+            "was deleted, or never was in this token (a public key or certificate copied in): restore it from the "
+            "token's backup, or name the right object= and id= (pkcs11-tool --list-objects --login shows them).")
 
 def _several(session, uri: KeyURI, keys: list, expected, named_in: str | None) -> str:
     """Why ``uri``, which names several private ``keys``, names none: their ids, which one's public half
