@@ -21,11 +21,15 @@ and a CA key in a PKCS#11 token.
    the URI was right. The error (issuing, crl, check) now says what the token holds under that name (a public key
    and a certificate; a secret key), that none of them can sign, and that the private key was deleted or never was
    in this token.
+5. init-ca --key-uri 'pkcs11:...?module-path=A' --pkcs11-module B made the key with B and kept both in
+   certkit-ca.json: a URI naming a module that never held the key (another PKCS#11 client honours module-path).
+   init-ca now refuses the two when they name different files (the same file, written relative, is taken).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -188,3 +192,22 @@ def test_a_deleted_private_key_is_said_with_what_the_token_still_holds_under_its
     assert_clean_error(run_certkit("crl", "--out", str(tmp_path / "crl.pem"), env=env),
                        "; check the URI's object= and id=")
     assert not any((tmp_path / name).exists() for name in ("www", "crl.pem"))
+
+
+# --- 5. init-ca: the URI's module-path and --pkcs11-module must agree ------------------------------------------------
+def test_init_ca_refuses_a_module_path_other_than_its_pkcs11_module(tmp_path, token):
+    other = tmp_path / "other-module.so"
+    other.write_bytes(b"not loaded")
+    for module_path in (other, "/nonexistent/libpkcs11.so"):
+        uri = f"{token.uri('root')}?module-path={module_path}"
+        proc = run_certkit("init-ca", "--name", "M", "--key-uri", uri, "--pkcs11-module", token.module, "--pin-file",
+                           token.pin_file, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca")))
+        assert_clean_error(proc, f"The key URI's module-path names {module_path}, and --pkcs11-module "
+                                 f"{token.module}: they must be the same module; give one of them.")
+        assert not (tmp_path / "ca").exists()
+    assert "root" not in token.tool("--list-objects").stdout
+    relative = os.path.relpath(token.module, tmp_path)
+    uri = f"{token.uri('root')}?module-path={relative}"
+    proc = run_certkit("init-ca", "--name", "M", "--key-uri", uri, "--pkcs11-module", token.module, "--pin-file",
+                       token.pin_file, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca")), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr

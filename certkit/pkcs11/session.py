@@ -23,6 +23,10 @@ def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = N
     """The PKCS#11 module to load: ``module`` (--pkcs11-module, or an existing CA's, kept in the file
     ``named_in``), else the URI's module-path."""
     path = str(module) if module else uri.module_path
+    if module and uri.module_path and named_in is None and absolute(uri.module_path) != absolute(str(module)):
+        # init-ca: the URI it keeps would name a module other than the one that made the key
+        raise TokenError(f"The key URI's module-path names {shown(uri.module_path)}, and --pkcs11-module "
+                         f"{shown(str(module))}: they must be the same module; give one of them.")
     if not path:
         hint = " (SoftHSM's is /usr/lib/softhsm/libsofthsm2.so)" if Path(
             "/usr/lib/softhsm/libsofthsm2.so").exists() else ""
