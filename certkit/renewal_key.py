@@ -30,12 +30,31 @@ def old_key_of(source: Path | None, found: "Found", *, check: bool, keyed: bool,
                              "whatever becomes of that file")
                 break
     if key is None and check and keyed and source is None and row.get("sink") in (None, "folder"):
+        if (key := _recorded_key(row, found)) is not None:  # its cert.pem damaged, its key still there
+            notes.append(f"the key is taken from {shown(Path(row['folder']) / KEY_FILE)}, the folder the inventory "
+                         "records it in, which still holds it")
+            return key
         # its bundle folder moved, renamed or emptied since: a renewal elsewhere would deliver a bundle with no key
         raise CannotRenew(f"The certificate {found.serial} was written with its private key to "
                           f"{shown(row.get('folder') or '-')}, which no longer holds it (moved or renamed?), so the "
                           "renewed bundle would have no key; nothing was written. Give the folder that holds it now "
                           "(certkit renew FOLDER), or renew with --rekey for a new key.")
     return key
+
+
+def _recorded_key(row: dict, found: "Found"):
+    """The key of ``found`` in the bundle folder the inventory records it in, if that folder still holds it (its
+    cert.pem damaged or gone: renewed by serial), else None."""
+    from certkit.keys import public_key_der
+
+    if not row.get("folder"):
+        return None
+    try:
+        key = _old_key(Path(row["folder"]), found, check=False)
+    except (OSError, CertkitError):
+        return None
+    matches = key is not None and public_key_der(key.public_key()) == public_key_der(found.cert.public_key())
+    return key if matches else None
 
 
 def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = True):

@@ -9,6 +9,10 @@
 3. ``certkit serve --cert`` with an OCSP Must-Staple certificate (a TLS Feature extension naming status_request)
    served it without a word, though Firefox refuses its page (no OCSP response can be stapled: certkit runs no
    responder); inspect, verify and probe name it since fix24-serve. serve now warns at start, and serves.
+4. ``renew SERIAL --out DIR`` of a certificate whose bundle folder still holds its key but whose cert.pem is
+   damaged or gone (the way out the renew FOLDER error gives): it wrote DIR without a private key (before round 24),
+   then was refused as a folder "which no longer holds it" (fix24-integrity); the key is taken from the folder
+   the inventory records, said in a note, and DIR holds it.
 """
 
 from __future__ import annotations
@@ -88,3 +92,26 @@ def test_serve_warns_of_a_must_staple_certificate_and_serves_it(ca_dir: Path, ca
         assert (MUST_STAPLE in said) == (folder == staple), server.stderr
     assert f"Warning: {staple / 'cert.pem'}: its TLS Feature extension names status_request (OCSP Must-Staple)" \
         in server.stderr and "certkit runs no OCSP responder" in said
+
+
+@pytest.mark.parametrize("damage", ["empty", "gone"])
+def test_renew_by_serial_takes_the_key_its_recorded_folder_still_holds(tmp_path: Path, ca_dir: Path, ca_env: dict,
+                                                                      damage: str):
+    import json
+
+    from conftest import openssl
+
+    run_certkit("issue-server", "srv.example", "--out", "srv", env=ca_env, cwd=tmp_path, check=True)
+    serial = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"][0]["serial"]
+    if damage == "gone":
+        (tmp_path / "srv" / "cert.pem").unlink()
+    else:
+        (tmp_path / "srv" / "cert.pem").write_bytes(b"")
+    renewed = run_certkit("renew", serial, "--out", "new", env=ca_env, cwd=tmp_path, check=True)
+    assert "the key is taken from" in renewed.stdout + renewed.stderr, renewed.stdout + renewed.stderr
+    new = tmp_path / "new"
+    assert (new / "privkey.pem").read_bytes() == (tmp_path / "srv" / "privkey.pem").read_bytes()
+    assert (new / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    cert_key = openssl("x509", "-in", str(new / "cert.pem"), "-noout", "-pubkey").stdout
+    own_key = openssl("pkey", "-in", str(new / "privkey.pem"), "-pubout").stdout
+    assert cert_key and cert_key == own_key
