@@ -206,7 +206,7 @@ def test_a_role_without_a_privilege_is_told_the_grant_it_needs(tmp_path: Path, p
     assert_clean_error(issued, "permission denied for table certificates; the role lacks a privilege on the "
                                "inventory's tables (one that may only SELECT runs certkit list and check): GRANT "
                                f"SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {reader} (or the "
-                               "inventory's schema), or use a role that may write.")
+                               "inventory's schema), or use a role that may write; nothing was issued or written.")
     assert not (tmp_path / "ro").exists()
     # A search_path of schemas that do not exist (was: "cannot be used: no schema has been selected to create in.")
     nowhere = f"{empty}?options=-csearch_path%3Dnosuch"
