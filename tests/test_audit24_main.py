@@ -13,6 +13,9 @@
    damaged or gone (the way out the renew FOLDER error gives): it wrote DIR without a private key (before round 24),
    then was refused as a folder "which no longer holds it" (fix24-integrity); the key is taken from the folder
    the inventory records, said in a note, and DIR holds it.
+5. ``renew --expiring 30d --name wbe.example.test`` (a typo) printed nothing and exited 0, as a timer installed with
+   it would every day until the certificates expired; a --name that matches no certificate at all is now said
+   (a warning; the exit status stays 0: nothing was due).
 """
 
 from __future__ import annotations
@@ -115,3 +118,14 @@ def test_renew_by_serial_takes_the_key_its_recorded_folder_still_holds(tmp_path:
     cert_key = openssl("x509", "-in", str(new / "cert.pem"), "-noout", "-pubkey").stdout
     own_key = openssl("pkey", "-in", str(new / "privkey.pem"), "-pubout").stdout
     assert cert_key and cert_key == own_key
+
+
+def test_renew_in_bulk_says_a_name_that_matches_no_certificate(tmp_path: Path, ca_dir: Path, ca_env: dict):
+    run_certkit("issue-server", "web.example.test", "--out", "web", env=ca_env, cwd=tmp_path, check=True)
+    typo = run_certkit("renew", "--expiring", "30d", "--name", "wbe.example.test", env=ca_env, cwd=tmp_path)
+    assert typo.returncode == 0, typo.stderr
+    assert "Warning: --name 'wbe.example.test' matches no certificate of this CA yet" in typo.stderr, typo.stderr
+    assert "nothing is renewed by it" in typo.stderr
+    for pattern in ("web.example.test", "*.example.test"):  # matching, though nothing is due: not a word of it
+        ran = run_certkit("renew", "--expiring", "30d", "--name", pattern, env=ca_env, cwd=tmp_path)
+        assert ran.returncode == 0 and "matches no certificate" not in ran.stderr, ran.stderr

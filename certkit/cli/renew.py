@@ -147,15 +147,19 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
 
 
 def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> None:
-    """A --name that matches no certificate, holding a host that does in a URL's, a port's or brackets' notation
-    (etcd-1.cluster.internal:2380): said, where a timer that renews nothing would say nothing, every day."""
+    """A --name that matches no certificate (a typo; or holding a host that does in a URL's, a port's or brackets'
+    notation: etcd-1.cluster.internal:2380): said, where a timer that renews nothing would say nothing, every day."""
     from certkit.cli.common import warn
     from certkit.lifecycle import name_glob_hint
     from certkit.store import CADirectory
     from certkit.text import shown
 
-    if (hint := name_glob_hint(CADirectory(ca_dir).open().inventory, pattern)) is not None:
+    inventory = CADirectory(ca_dir).open().inventory
+    if (hint := name_glob_hint(inventory, pattern)) is not None:
         warn(f"--name '{shown(pattern)}' matches no certificate: {hint}")
+    elif not inventory.query(name=pattern, limit=1, damaged=[]):  # a typo: a timer would renew nothing, silently
+        warn(f"--name '{shown(pattern)}' matches no certificate of this CA yet ('certkit list' shows them; a glob "
+             "such as '*.example.com' matches several), so nothing is renewed by it.")
 
 
 def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
