@@ -64,7 +64,7 @@ def pkcs12_bytes(private_key, cert: "x509.Certificate", chain: list["x509.Certif
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
     else:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
-    name = friendly_name if friendly_name is not None else common_name(cert)
+    name = friendly_name if friendly_name is not None else entry_name(cert)
     return pkcs12.serialize_key_and_certificates(
         name.encode() if name else None, private_key, cert, chain or None, builder.build(password))
 
@@ -153,6 +153,20 @@ def common_name(cert: "x509.Certificate") -> str | None:
     from certkit.vocabulary import common_name as cn_of
 
     return cn_of(cert.subject)
+
+
+def entry_name(cert: "x509.Certificate") -> str | None:
+    """The friendly name of the certificate's PKCS#12 entry (keytool's alias): its CN, else (a server name too
+    long for a CN, a certificate signed from a CSR without one) its first subjectAltName entry."""
+    from cryptography import x509
+
+    if (name := common_name(cert)) is not None:
+        return name
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    return next((str(n.value) for n in names if isinstance(n.value, str) or hasattr(n.value, "packed")), None)
 
 
 @dataclass

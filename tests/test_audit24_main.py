@@ -16,6 +16,9 @@
 5. ``renew --expiring 30d --name wbe.example.test`` (a typo) printed nothing and exited 0, as a timer installed with
    it would every day until the certificates expired; a --name that matches no certificate at all is now said
    (a warning; the exit status stays 0: nothing was due).
+6. ``export-p12`` (and ``--p12``) of a certificate without a CN (a server name too long for one) wrote its entry
+   without a friendly name, which keytool shows as the alias "1" and Keychain as nothing: its first
+   subjectAltName entry is the friendly name now, as docs/pkcs12.md says.
 """
 
 from __future__ import annotations
@@ -129,3 +132,19 @@ def test_renew_in_bulk_says_a_name_that_matches_no_certificate(tmp_path: Path, c
     for pattern in ("web.example.test", "*.example.test"):  # matching, though nothing is due: not a word of it
         ran = run_certkit("renew", "--expiring", "30d", "--name", pattern, env=ca_env, cwd=tmp_path)
         assert ran.returncode == 0 and "matches no certificate" not in ran.stderr, ran.stderr
+
+
+def test_a_keystore_of_a_certificate_without_a_cn_is_named_by_its_first_san(tmp_path: Path, ca_dir: Path,
+                                                                           ca_env: dict) -> None:
+    from conftest import openssl
+
+    long_name = "a" * 60 + ".example.test"  # over the 64 characters a CN may hold: the certificate has none
+    (tmp_path / "pw").write_text("p12-password-1\n")
+    (tmp_path / "pw").chmod(0o600)
+    run_certkit("issue-server", long_name, "10.0.0.7", "--out", "web", env=ca_env, cwd=tmp_path, check=True)
+    subject = openssl("x509", "-in", str(tmp_path / "web" / "cert.pem"), "-noout", "-subject").stdout.decode()
+    assert "CN" not in subject, subject
+    run_certkit("export-p12", "web", "--password-file", "pw", env=ca_env, cwd=tmp_path, check=True)
+    shown = openssl("pkcs12", "-in", str(tmp_path / "web" / "bundle.p12"), "-nokeys", "-passin",
+                    f"file:{tmp_path / 'pw'}", "-info").stdout.decode()
+    assert f"friendlyName: {long_name}" in shown, shown
