@@ -308,7 +308,7 @@ def make_folders(folder: Path) -> list[Path]:
     missing: list[Path] = []
     path = Path(folder)
     while not os.path.isdir(path):
-        if os.path.lexists(path):
+        if os.path.lexists(path) and not os.path.isdir(path):  # not a folder another writer made meanwhile
             raise _in_the_way(path)
         missing.append(path)
         if path.parent == path:

@@ -231,7 +231,7 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
     for above in Path(path).absolute().parents:
         if os.path.isdir(above):
             return
-        if os.path.lexists(above):
+        if os.path.lexists(above) and not os.path.isdir(above):  # not one another writer made meanwhile
             raise OutputExists(f"{not_a_folder(above)}, so the {what} "
                                f"{shown(path)} cannot be written.", replaceable=False)
 
