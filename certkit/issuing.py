@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +32,8 @@ from certkit.atomic import flush_after_failure, flushed_together
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
 from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile, without_advice
+from certkit.folder_target import FolderTarget, Target  # noqa: F401  (their home is certkit.folder_target)
 from certkit.names import Identity
-from certkit.paths import absolute, check_output
 from certkit.san_identities import check_request_names, identities_of, renewal_identities  # noqa: F401
 from certkit.testhooks import pause_at
 
@@ -151,97 +151,6 @@ def renewal_request(old: "x509.Certificate", kind: str, *, rekey: bool = False, 
     if key is not None:
         return Request(kind, key=key, **common)
     return Request(kind, public_key=old.public_key(), **common)
-
-
-# --- where a certificate goes -----------------------------------------------------------
-class Target:
-    """Where an issued certificate is delivered: nowhere but memory, unless a subclass says."""
-
-    sink = "memory"
-    folder: Path | None = None
-    # False for a renewal to memory whose predecessor is in a bundle folder: succeeds it once written there.
-    succeeds = True
-    # True when the certificate is valid only once a whole shared output is in place (a batch into one archive):
-    # deliver_many leaves its row pending, the output marks it (formats.Output.commit) or abandons it (abort).
-    deferred = False
-
-    def check(self, ca: "CA", request: Request) -> None:
-        """Refuse, before anything is signed, what :meth:`write` could not do."""
-
-    def write(self, issued: "IssuedCert") -> list[Path]:
-        return []
-
-
-class FolderTarget(Target):
-    """A bundle folder: new, or (``force``) with its bundle replaced exactly."""
-
-    sink = "folder"
-
-    def __init__(self, folder: str | Path, *, force: bool = False, p12: bool = False,
-                 extra: Callable[["IssuedCert"], Mapping[str, bytes]] | None = None, sync: bool = True,
-                 sweep: bool = True, keeps_key: bool = False, replaces: Sequence[str] | None = None,
-                 cache: dict | None = None) -> None:
-        from certkit.constants import BUNDLE_FILES
-        from certkit.issued import check_folder, p12_guard
-        from certkit.vocabulary import check_bool, wrong_type
-
-        check_folder(folder)
-        for name, value in (("force", force), ("p12", p12), ("sync", sync), ("sweep", sweep)):
-            check_bool(name, value)
-        if extra is not None and not callable(extra):  # before anything is signed
-            raise wrong_type("extra", "a function of the IssuedCert returning {file name: bytes}", extra)
-        self.given, self.folder = Path(folder), Path(absolute(folder))
-        self.force, self.p12, self.extra, self.sync, self.sweep = force, p12, extra, sync, sweep
-        self.keeps_key = keeps_key  # a renewal in place keeps the folder's private key (not rewritten, not removed)
-        self.replaces = tuple(replaces) if replaces is not None else BUNDLE_FILES
-        # A batch's targets share one: the folders above thousands of outputs, resolved and checked once.
-        self.cache = cache
-        # A renewal in place: the serial whose bundle the folder must still hold when written; any other check
-        # made again then (renew --out --force); the note naming another CA's bundle --force replaced; and the
-        # CA directories the folder is checked against, at the plan and as it is written.
-        self.replacing: str | None = None
-        self.guard: Callable[[], None] | None = p12_guard(self) if p12 else None  # p12=True needs extra=
-        self.foreign, self.ca_directories = None, ()
-
-    def recheck(self) -> None:
-        """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
-        place is refused if another command renewed or replaced the bundle since it was planned."""
-        from certkit.lifecycle import holds
-
-        if self.guard is not None:
-            self.guard()
-        if self.replacing is not None and not holds(self.folder, self.replacing):
-            from certkit.errors import CannotRenew
-            from certkit.text import shown
-
-            raise CannotRenew(f"{shown(self.given)} no longer holds the certificate {self.replacing}: another certkit "
-                              "command renewed or replaced it meanwhile ('certkit list' shows it), and this renewal "
-                              "was not recorded and wrote nothing.")
-
-    def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
-        from certkit.bundle import bundle_names, check_writable
-
-        if guard:
-            check_output(self.given, ca.directories, what="output folder", cache=self.cache)
-            self.ca_directories = tuple(ca.directories)  # checked again as the bundle is written
-        check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
-                                                p12=self.p12), force=self.force, replaces=self.replaces,
-                       public_key=request.public_key)
-
-    def write(self, issued: "IssuedCert") -> list[Path]:
-        from certkit.bundle import check_extra, write_bundle
-        from certkit.inventory.succession import foreign_replaced
-
-        files = (own := issued.bundle_files()) | check_extra(self.extra(issued) if self.extra else None, own)
-        if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
-            check_output(self.given, self.ca_directories, what="output folder")
-        if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
-            self.foreign = foreign_replaced(issued.issuer_cert, self.given)
-        # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
-        inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
-        owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None
-        return write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
-                            replaces=self.replaces, owner=owner)
 
 
 @dataclass
