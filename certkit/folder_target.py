@@ -62,6 +62,7 @@ class FolderTarget(Target):
         self.replacing: str | None = None
         self.guard: Callable[[], None] | None = p12_guard(self) if p12 else None  # p12=True needs extra=
         self.foreign, self.ca_directories = None, ()
+        self.removed: list[str] = []  # once written with force: the notes of the old bundle's files it removed
 
     def recheck(self) -> None:
         """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
@@ -97,8 +98,33 @@ class FolderTarget(Target):
             check_output(self.given, self.ca_directories, what="output folder")
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
             self.foreign = foreign_replaced(issued.issuer_cert, self.given)
+            removed = removed_files(self.given, files, self.replaces, keyed=issued.private_key is not None)
         # A journal left in the folder is bound to the certificate's row: never rolled forward once abandoned.
         inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
         owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None
-        return write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
-                            replaces=self.replaces, owner=owner)
+        written = write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
+                               replaces=self.replaces, owner=owner)
+        if self.force and self.replacing is None:  # (a renewal in place says what it removes at its plan)
+            self.removed = removed
+        return written
+
+
+# How the note of a file of the old bundle that --force removed reads: every issuing command, a batch too, says it.
+REMOVED_NOTE = "was the replaced bundle's"
+
+
+def removed_files(folder: Path, files: Mapping[str, bytes], replaces: Sequence[str], *, keyed: bool) -> list[str]:
+    """The notes of the files of the bundle in ``folder`` that writing ``files`` there with --force removes (the
+    rest of the old bundle: its bundle.p12, chain.pem, or the privkey.pem of another key), each named, as nobody
+    asked for their removal (``keyed``: the new bundle holds a key, from which a keystore can be exported again)."""
+    from certkit.bundle_contents import leftovers
+    from certkit.constants import CERT_FILE, P12_FILE
+    from certkit.text import shown
+
+    if not folder.is_dir():
+        return []
+    notes = []
+    for name in leftovers(folder, list(files), replaces, cert_pem=files.get(CERT_FILE)):
+        again = f"; export it again: certkit export-p12 {shown(folder)}" if name == P12_FILE and keyed else ""
+        notes.append(f"{shown(folder / name)} {REMOVED_NOTE} {name} and was removed{again}")
+    return notes

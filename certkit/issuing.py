@@ -219,6 +219,7 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                     for index, ((_request, target), one) in enumerate(zip(items, issued, strict=True)):
                         deliveries[index].files = target.write(one)
                         deliveries[index].notes += [n for n in (getattr(target, "foreign", None),) if n]
+                        deliveries[index].notes += getattr(target, "removed", [])
                         done.append(index)
                     if sync:  # durable before the inventory says so (syncfs: a write-back error is raised)
                         flush()

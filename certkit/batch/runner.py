@@ -33,6 +33,7 @@ from certkit.errors import (
     restore_signals,
     without_advice,
 )
+from certkit.folder_target import REMOVED_NOTE
 from certkit.inventory.succession import FOREIGN_NOTE
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class BatchResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     capped: int = 0  # certificates whose default lifetime was cut at the CA's expiry
     foreign: list[str] = field(default_factory=list)  # --force over bundles of another CA's certificates
+    removed: list[str] = field(default_factory=list)  # files of the old bundles --force removed (a bundle.p12)
     seconds: float = 0.0
     unmarked: int = 0  # of ``issued``: written whole, not yet marked (the inventory went away)
     # what befell certificates while they were written (revoked meanwhile: delivered revoked), as marking said it
@@ -66,6 +68,7 @@ class BatchResult:
         self.kept += stats.get("kept", 0)
         self.capped += stats.get("capped", 0)
         self.foreign += stats.get("foreign", [])
+        self.removed += stats.get("removed", [])
         self.marked += stats.get("marked", [])
         for kind, n in stats.get("by_kind", {}).items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
@@ -270,6 +273,7 @@ class _Job(BatchSpec):
             report({"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
                     "capped": sum(any("capped" in n for n in d.notes) for d in deliveries),
                     "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)],
+                    "removed": [n for d in deliveries for n in d.notes if f" {REMOVED_NOTE} " in n],
                     "marked": [n for d in deliveries for n in d.marked]})
 
         if items:

@@ -214,7 +214,7 @@ def summary_data(result, manifest: Path, ca, *, fmt: str, out_dir: Path | None, 
         "out_dir": None if out_dir is None else str(out_dir), "file": file, "ca_dir": str(ca.store.path),
         "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
         "lifetime_capped": result.capped, "sync": sync, "released": released, "foreign_replaced": result.foreign,
-        "notes": result.marked,
+        "removed": result.removed, "notes": result.marked,
     }
 
 
@@ -256,6 +256,10 @@ def summary_notes(result) -> list[str]:
     if len(result.foreign) > 10:
         notes.append(f"  note       {len(result.foreign) - 10} more bundles of another CA's certificates were "
                      "replaced (--json lists them)")
+    notes += [f"  note       {note}" for note in result.removed[:10]]  # (shown when made)
+    if len(result.removed) > 10:
+        notes.append(f"  note       and {len(result.removed) - 10} more files of the replaced bundles were removed "
+                     "(--json lists them)")
     return notes
 
 

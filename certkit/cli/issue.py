@@ -125,22 +125,11 @@ def issue_to_folder(request, out: Path, *, force: bool, ca_dir: Path | None, pas
         password = read_p12_password(p12_password_file)
         target.extra = lambda issued: {"bundle.p12": issued_pkcs12(issued, password, legacy=p12_legacy,
                                                                   delivering=True)}
-    old_p12 = None if want_p12 else _regular_p12(out)
     unlock(ca, passphrase_file)
-    delivery = deliver(ca, request, target, planned=True)  # --force over another CA's bundle: noted
-    if old_p12 is not None and not old_p12.exists():  # as renew says it: a keystore gone is not left unsaid
-        from certkit.text import shown
-
-        again = f"; export it again: certkit export-p12 {shown(out)}" if delivery.issued.private_key else ""
-        delivery.notes.append(f"{shown(old_p12)} was the replaced bundle's bundle.p12 and was removed{again}")
+    # --force over another CA's bundle, or over files of the old bundle the new one lacks (its bundle.p12): noted
+    delivery = deliver(ca, request, target, planned=True)
     warn_of_purpose(request, told=asked)
     summarize(delivery, out, as_json, ca, p12_legacy if want_p12 else None, requested=requested)
-
-
-def _regular_p12(folder: Path) -> Path | None:
-    from certkit.files import is_regular_file
-
-    return folder / "bundle.p12" if is_regular_file(folder / "bundle.p12") else None
 
 
 def warn_of_purpose(request, *, ca=None, passphrase_file: Path | None = None, told: bool = False) -> bool:

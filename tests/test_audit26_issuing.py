@@ -1,0 +1,126 @@
+"""Round 26, the issuing pipeline (certkit/issuing.py, certkit/folder_target.py and the commands on it).
+
+1. ``issue-batch --force`` over folders whose bundle held a bundle.p12 (from ``export-p12`` or ``--p12``) removed
+   it without a word, while issue-server --force names it ("... was the replaced bundle's bundle.p12 and was
+   removed; export it again: ..."); ``renew CERT --out FOLDER --force`` and ``sign-csr --force`` (the old
+   bundle's privkey.pem of another key too) said nothing either. The pipeline's folder target now says every
+   file of the old bundle it removes, in the same words, for every command; a batch lists them (ten in its
+   summary, all under --json's ``removed``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import new_ca, require, run_certkit
+
+
+def _p12_secret(tmp_path):
+    secret = tmp_path / "p12-password"
+    secret.write_text("keystore-secret\n")
+    secret.chmod(0o600)
+    return secret
+
+
+def _verified(ca_dir, folder) -> None:
+    """openssl accepts the new bundle's certificate against the CA's (the bundle is whole)."""
+    ran = subprocess.run([require("openssl"), "verify", "-CAfile", ca_dir / "ca.pem", folder / "cert.pem"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran
+
+
+def _removed(folder, name: str = "bundle.p12", again: bool = True) -> str:
+    said = f"{folder}/{name} was the replaced bundle's {name} and was removed"
+    return said + (f"; export it again: certkit export-p12 {folder}" if again else "")
+
+
+# --- 1. --force says which files of the old bundle it removed, in every command -------------------------------------
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_batch_force_over_bundles_with_a_keystore_names_each_removed(tmp_path, jobs):
+    env = new_ca(tmp_path, "certkit round 26 batch p12 CA")
+    secret = _p12_secret(tmp_path)
+    out = tmp_path / "out"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\nserver,web.example.test,web\nclient,alice,alice\nserver,api.example.test,api\n")
+    run_certkit("issue-batch", manifest, "--out-dir", out, env=env, check=True)
+    run_certkit("export-p12", out / "web", "--p12-password-file", secret, env=env, check=True)
+    run_certkit("issue-client", "alice", "--out", out / "alice", "--force", "--p12", "--p12-password-file", secret,
+                env=env, check=True)
+    (out / "api" / "notes.txt").write_text("the operator's own file\n")
+    ran = run_certkit("issue-batch", manifest, "--out-dir", out, "--force", "--jobs", jobs, env=env)
+    assert ran.returncode == 0, ran
+    for name in ("web", "alice"):
+        assert f"  note       {_removed(out / name)}\n" in ran.stdout, ran.stdout
+        assert not (out / name / "bundle.p12").exists()
+        _verified(tmp_path / "ca", out / name)
+    assert "api" not in ran.stdout.split("inventory", 1)[1], ran.stdout  # nothing of api's was removed
+    assert (out / "api" / "notes.txt").read_text() == "the operator's own file\n"
+    # --json lists them (and nothing when there is none left to remove)
+    for name in ("web", "alice"):
+        run_certkit("export-p12", out / name, "--p12-password-file", secret, env=env, check=True)
+    data = json.loads(run_certkit("issue-batch", manifest, "--out-dir", out, "--force", "--json", "--jobs", jobs,
+                                  env=env, check=True).stdout)
+    assert sorted(data["removed"]) == sorted(_removed(out / name) for name in ("web", "alice")), data
+    data = json.loads(run_certkit("issue-batch", manifest, "--out-dir", out, "--force", "--json", env=env,
+                                  check=True).stdout)
+    assert data["removed"] == [] and data["notes"] == [], data
+
+
+def test_batch_summary_names_ten_removed_and_counts_the_rest(tmp_path):
+    env = new_ca(tmp_path, "certkit round 26 batch many CA")
+    secret = _p12_secret(tmp_path)
+    out = tmp_path / "out"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\n" + "".join(f"client,device-{i:02}\n" for i in range(12)))
+    run_certkit("issue-batch", manifest, "--out-dir", out, env=env, check=True)
+    for i in range(12):
+        run_certkit("export-p12", out / f"device-{i:02}", "--p12-password-file", secret, env=env, check=True)
+    ran = run_certkit("issue-batch", manifest, "--out-dir", out, "--force", env=env, check=True)
+    assert ran.stdout.count("was the replaced bundle's bundle.p12 and was removed") == 10, ran.stdout
+    assert "  note       and 2 more files of the replaced bundles were removed (--json lists them)\n" in ran.stdout
+    assert not list(out.glob("*/bundle.p12"))
+
+
+def test_renew_out_force_over_a_bundle_with_a_keystore_says_it_removed_it(tmp_path):
+    env = new_ca(tmp_path, "certkit round 26 renew p12 CA")
+    secret = _p12_secret(tmp_path)
+    run_certkit("issue-server", "web.example.test", "--out", tmp_path / "web", env=env, check=True)
+    run_certkit("issue-server", "old.example.test", "--out", tmp_path / "slot", "--p12", "--p12-password-file",
+                secret, env=env, check=True)
+    run_certkit("revoke", tmp_path / "slot", "--reason", "superseded", env=env, check=True)
+    ran = run_certkit("renew", tmp_path / "web", "--out", tmp_path / "slot", "--force", env=env)
+    assert ran.returncode == 0, ran
+    assert f"  note        {_removed(tmp_path / 'slot')}\n" in ran.stdout, ran.stdout
+    assert not (tmp_path / "slot" / "bundle.p12").exists()
+    _verified(tmp_path / "ca", tmp_path / "slot")
+
+
+def test_sign_csr_force_over_a_bundle_of_another_key_says_what_it_removed(tmp_path):
+    env = new_ca(tmp_path, "certkit round 26 csr CA")
+    secret = _p12_secret(tmp_path)
+    folder = tmp_path / "b"
+    run_certkit("issue-server", "svc.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
+                env=env, check=True)
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=svc.example.test", "-out",
+                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    ran = run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", folder, "--force", "--json", env=env)
+    assert ran.returncode == 0, ran
+    notes = json.loads(ran.stdout)["notes"]
+    assert _removed(folder, "privkey.pem", again=False) in notes, notes
+    assert _removed(folder, again=False) in notes, notes  # no key in the new bundle: nothing to export it from
+    assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "cert.pem", "fullchain.pem"]
+    _verified(tmp_path / "ca", folder)
+
+
+def test_single_force_says_the_removal_once(tmp_path):
+    env = new_ca(tmp_path, "certkit round 26 once CA")
+    secret = _p12_secret(tmp_path)
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
+                env=env, check=True)
+    ran = run_certkit("issue-server", "web.example.test", "--out", folder, "--force", env=env, check=True)
+    assert ran.stdout.count("was the replaced bundle's bundle.p12") == 1, ran.stdout
