@@ -133,10 +133,8 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
         raise UnsafeOutputPath(f"{shown(folder / mounted[0])} is a mount point (a file mounted there); certkit "
                                f"cannot replace or remove it. Unmount it (umount {shown(folder / mounted[0])}) "
                                "and mount the file certkit writes instead, or choose another folder.")
-    if existing and not force:
-        raise OutputExists(f"{shown(folder)} already holds {', '.join(existing)}.", count=len(existing))
-    if not force:
-        _refuse_leftovers(folder, stale)
+    if not force:  # the files in the way, and those of the old bundle that --force would remove, all named
+        _refuse_leftovers(folder, stale, existing)
     elif CERT_FILE in names:  # a whole bundle replaced: the one there must be known (its key goes)
         refuse_unreadable_cert(folder)
 
@@ -153,10 +151,11 @@ def _refuse_given_inputs(folder: Path, names: Sequence[str]) -> None:
                                    "Move it out of the bundle folder.")
 
 
-def _refuse_leftovers(folder: Path, names: Sequence[str]) -> None:
-    if names:
-        raise OutputExists(f"{shown(folder)} already holds {', '.join(names)}, which writing this bundle there "
-                           "would remove", count=len(names))
+def _refuse_leftovers(folder: Path, names: Sequence[str], existing: Sequence[str] = ()) -> None:
+    removed = f"{', '.join(names)}, which writing this bundle there would remove" if names else ""
+    held = f"{', '.join(existing)} (and {removed})" if existing and names else ", ".join(existing) or removed
+    if held:
+        raise OutputExists(f"{shown(folder)} already holds {held}.", count=len(existing) + len(names))
 
 
 def check_folder_owner(folder: Path) -> None:

@@ -6,6 +6,9 @@
    bundle's privkey.pem of another key too) said nothing either. The pipeline's folder target now says every
    file of the old bundle it removes, in the same words, for every command; a batch lists them (ten in its
    summary, all under --json's ``removed``).
+2. Refused without ``--force``, a folder holding a bundle and its bundle.p12 was said to hold the bundle's files
+   alone ("already holds cert.pem, privkey.pem, fullchain.pem, ca.pem; pass --force to replace them"): the
+   bundle.p12 that --force then removes was not named. The refusal names it now, as it names one alone.
 """
 
 from __future__ import annotations
@@ -124,3 +127,35 @@ def test_single_force_says_the_removal_once(tmp_path):
                 env=env, check=True)
     ran = run_certkit("issue-server", "web.example.test", "--out", folder, "--force", env=env, check=True)
     assert ran.stdout.count("was the replaced bundle's bundle.p12") == 1, ran.stdout
+
+
+# --- 2. a refusal without --force names every file --force would remove, not only those it would replace ------------
+def test_refusal_without_force_names_the_keystore_force_would_remove(tmp_path):
+    """A folder holding a whole bundle and its bundle.p12: refused, naming cert.pem... and bundle.p12 (which
+    --force removes without a word of the refusal having said so, before), nothing written, for every command."""
+    from conftest import assert_clean_error
+
+    env = new_ca(tmp_path, "certkit round 26 refusal CA")
+    secret = _p12_secret(tmp_path)
+    folder = tmp_path / "web"
+    run_certkit("issue-server", "web.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
+                env=env, check=True)
+    run_certkit("issue-server", "api.example.test", "--out", tmp_path / "api", env=env, check=True)
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=web.example.test", "-out",
+                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\nserver,web.example.test,web\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    said = f"{folder} already holds cert.pem, privkey.pem, fullchain.pem, ca.pem (and bundle.p12, which writing " \
+           "this bundle there would remove)"
+    for command in (["issue-server", "web.example.test", "--out", folder],
+                    ["issue-client", "web", "--out", folder],
+                    ["renew", tmp_path / "api", "--out", folder]):
+        assert_clean_error(run_certkit(*command, env=env), said + "; pass --force to replace them.")
+    assert_clean_error(run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", folder, env=env),
+                       f"{folder} already holds cert.pem, fullchain.pem, ca.pem (and privkey.pem, bundle.p12, which "
+                       "writing this bundle there would remove); pass --force to replace them.")
+    assert_clean_error(run_certkit("issue-batch", manifest, "--out-dir", tmp_path, env=env), said + ". Nothing was")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["total"] == 2  # nothing issued
