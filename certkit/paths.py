@@ -204,6 +204,7 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
     """
     check_name(path, what)
     target = _resolved(os.fspath(path), cache)
+    refuse_system_folder(path, target, what)
     for ca_dir in ca_dirs:
         if _inside(target, _resolved(os.fspath(ca_dir), cache)):
             raise UnsafeOutputPath(
@@ -221,6 +222,32 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
         if parent == folder:
             return Path(target)
         folder, above = parent, True
+
+
+# The operating system's own folders. A bundle folder (a CA directory, any output folder) is a folder of its own, never
+# one of these: issue-peer --out / wrote cert.pem and privkey.pem among the root folder's; nor is an output file
+# written straight into one, but for the few where a user's files belong (a CRL or a tar in /tmp or /root).
+# (/proc and /sys take no new file: check_can_write says so.)
+SYSTEM_FOLDERS = frozenset(("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+                            "/media", "/mnt", "/opt", "/root", "/run", "/sbin", "/srv", "/tmp", "/usr", "/var",
+                            "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share", "/var/lib"))
+FILES_WELCOME = frozenset(("/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp"))
+
+
+def refuse_system_folder(path: str | Path, target: str, what: str) -> None:
+    """Refuse, whatever --force says, the output ``path`` (resolved: ``target``) that is a system folder, or a file
+    (``what`` names no folder) straight in one of those only the system's files belong in (:data:`SYSTEM_FOLDERS`)."""
+    folder = what.endswith(("folder", "directory"))
+    where = target if folder else os.path.dirname(target)
+    if where not in SYSTEM_FOLDERS or (not folder and where in FILES_WELCOME):
+        return
+    leads = "" if os.path.abspath(path) == target else f" (it leads to {shown(target)})"
+    if folder:
+        raise UnsafeOutputPath(f"The {what} {shown(path)}{leads} is the system folder {where}: certkit writes into a "
+                               "folder of its own, never among the system's files, even with --force. Give a folder "
+                               f"of its own, such as {where.rstrip('/')}/certkit/NAME.")
+    raise UnsafeOutputPath(f"The {what} {shown(path)}{leads} is in the system folder {where}, where only the system's "
+                           "own files belong: certkit never writes there, even with --force. Choose another place.")
 
 
 def check_folders_above(path: str | Path, what: str = "output") -> None:

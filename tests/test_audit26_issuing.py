@@ -9,6 +9,11 @@
 2. Refused without ``--force``, a folder holding a bundle and its bundle.p12 was said to hold the bundle's files
    alone ("already holds cert.pem, privkey.pem, fullchain.pem, ca.pem; pass --force to replace them"): the
    bundle.p12 that --force then removes was not named. The refusal names it now, as it names one alone.
+3. ``issue-peer NAME --out /`` (as root) wrote cert.pem, privkey.pem, fullchain.pem and ca.pem into the root
+   folder. A bundle folder (or a CA directory) that is a system folder (/, /etc, /usr, /bin, /root, /tmp, ...) is
+   now refused, --force or not, before anything is signed, for every command that writes one; an output file
+   straight into one of those only the system's files belong in (/etc/x.tar, /x.jsonl) too. Tested through a link
+   in a temporary folder that leads there, never by writing there: the library's guard is asserted first.
 """
 
 from __future__ import annotations
@@ -159,3 +164,61 @@ def test_refusal_without_force_names_the_keystore_force_would_remove(tmp_path):
     assert_clean_error(run_certkit("issue-batch", manifest, "--out-dir", tmp_path, env=env), said + ". Nothing was")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["total"] == 2  # nothing issued
+
+
+# --- 3. a system folder is never a bundle folder, nor an output file's folder ---------------------------------------
+def _refused_by_the_guard(path, what: str) -> None:
+    """The library refuses ``path`` before a command is ever pointed at it (so that nothing can be written into a
+    real system folder even where the fix is missing: the test fails here first)."""
+    from certkit.errors import UnsafeOutputPath
+    from certkit.paths import check_output
+
+    with pytest.raises(UnsafeOutputPath, match="system folder"):
+        check_output(path, what=what)
+
+
+def test_a_system_folder_is_refused_as_an_output_before_anything_is_signed(tmp_path):
+    import os
+
+    from conftest import assert_clean_error
+
+    env = new_ca(tmp_path, "certkit round 26 system CA")
+    run_certkit("issue-server", "web.example.test", "--out", tmp_path / "web", env=env, check=True)
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=svc.example.test", "-out",
+                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("/")
+    root, etc = tmp_path / "sub" / "up" / "usr" / "..", tmp_path / "sub" / "up" / "etc"  # they lead to / and /etc
+    for path in (root, etc, tmp_path / "sub" / "up" / "root", tmp_path / "sub" / "up" / "tmp"):
+        _refused_by_the_guard(path, "output folder")
+    _refused_by_the_guard(root, "CA directory")
+    _refused_by_the_guard(etc / "fleet.tar", "output file")
+    _refused_by_the_guard(root / "bundle.p12", "PKCS#12 file")
+    before = {folder: sorted(os.listdir(folder)) for folder in ("/", "/etc", "/root", "/tmp")}
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\nserver,a.example.test,etc\nclient,bob,root\n")
+    for command, said in [
+            (["issue-peer", "etcd-1.cluster.internal", "--out", root], f"The output folder {root} (it leads to /) is "
+             "the system folder /: certkit writes into a folder of its own, never among the system's files, even "
+             "with --force. Give a folder of its own, such as /certkit/NAME."),
+            (["issue-server", "a.example.test", "--out", etc, "--force"], "is the system folder /etc"),
+            (["issue-client", "bob", "--out", tmp_path / "sub" / "up" / "root"], "is the system folder /root"),
+            (["sign-csr", tmp_path / "r.csr", "--server", "--out", root, "--force"], "is the system folder /:"),
+            (["renew", tmp_path / "web", "--out", tmp_path / "sub" / "up" / "tmp", "--force"],
+             "is the system folder /tmp"),
+            (["issue-batch", manifest, "--out-dir", root, "--force"], f"line 3: The output folder {root}/root"),
+            (["issue-server", "a.example.test", "--format", "tar", "--out", etc / "a.tar", "--force"],
+             f"The output file {etc}/a.tar (it leads to /etc/a.tar) is in the system folder /etc, where only the "
+             "system's own files belong"),
+            (["issue-batch", manifest, "--format", "jsonl", "--out", root / "fleet.jsonl", "--force"],
+             "is in the system folder /,"),
+            (["export-p12", root, "--force"], "(it leads to /bundle.p12) is in the system folder /,")]:
+        assert_clean_error(run_certkit(*command, env=env), said)
+    assert {folder: sorted(os.listdir(folder)) for folder in ("/", "/etc", "/root", "/tmp")} == before
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)
+    assert listed["total"] == 1, listed  # web's alone: nothing was signed
+    # a folder of its own below a system folder is no system folder: the refusal's advice is followed
+    from certkit.paths import check_output
+
+    assert check_output(tmp_path / "sub" / "up" / "tmp" / "certkit" / "NAME", what="output folder")
