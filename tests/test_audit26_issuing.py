@@ -33,6 +33,21 @@ def _p12_secret(tmp_path):
     return secret
 
 
+def _bundle_with_keystore(tmp_path, ca_name: str, host: str, folder) -> dict:
+    """A new CA, and ``folder`` holding the bundle of ``host`` with its bundle.p12 (--p12): the CA's environment."""
+    env = new_ca(tmp_path, ca_name)
+    run_certkit("issue-server", host, "--out", folder, "--p12", "--p12-password-file", _p12_secret(tmp_path),
+                env=env, check=True)
+    return env
+
+
+def _csr(tmp_path, cn: str) -> None:
+    """A CSR made by openssl (its key in k.pem), as a requester makes one: tmp_path/r.csr."""
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", tmp_path / "k.pem", "-subj", f"/CN={cn}", "-out", tmp_path / "r.csr"],
+                   capture_output=True, check=True, timeout=60)
+
+
 def _verified(ca_dir, folder) -> None:
     """openssl accepts the new bundle's certificate against the CA's (the bundle is whole)."""
     ran = subprocess.run([require("openssl"), "verify", "-CAfile", ca_dir / "ca.pem", folder / "cert.pem"],
@@ -107,14 +122,9 @@ def test_renew_out_force_over_a_bundle_with_a_keystore_says_it_removed_it(tmp_pa
 
 
 def test_sign_csr_force_over_a_bundle_of_another_key_says_what_it_removed(tmp_path):
-    env = new_ca(tmp_path, "certkit round 26 csr CA")
-    secret = _p12_secret(tmp_path)
     folder = tmp_path / "b"
-    run_certkit("issue-server", "svc.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
-                env=env, check=True)
-    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=svc.example.test", "-out",
-                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    env = _bundle_with_keystore(tmp_path, "certkit round 26 csr CA", "svc.example.test", folder)
+    _csr(tmp_path, "svc.example.test")
     ran = run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", folder, "--force", "--json", env=env)
     assert ran.returncode == 0, ran
     notes = json.loads(ran.stdout)["notes"]
@@ -125,11 +135,8 @@ def test_sign_csr_force_over_a_bundle_of_another_key_says_what_it_removed(tmp_pa
 
 
 def test_single_force_says_the_removal_once(tmp_path):
-    env = new_ca(tmp_path, "certkit round 26 once CA")
-    secret = _p12_secret(tmp_path)
     folder = tmp_path / "web"
-    run_certkit("issue-server", "web.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
-                env=env, check=True)
+    env = _bundle_with_keystore(tmp_path, "certkit round 26 once CA", "web.example.test", folder)
     ran = run_certkit("issue-server", "web.example.test", "--out", folder, "--force", env=env, check=True)
     assert ran.stdout.count("was the replaced bundle's bundle.p12") == 1, ran.stdout
 
@@ -140,15 +147,10 @@ def test_refusal_without_force_names_the_keystore_force_would_remove(tmp_path):
     --force removes without a word of the refusal having said so, before), nothing written, for every command."""
     from conftest import assert_clean_error
 
-    env = new_ca(tmp_path, "certkit round 26 refusal CA")
-    secret = _p12_secret(tmp_path)
     folder = tmp_path / "web"
-    run_certkit("issue-server", "web.example.test", "--out", folder, "--p12", "--p12-password-file", secret,
-                env=env, check=True)
+    env = _bundle_with_keystore(tmp_path, "certkit round 26 refusal CA", "web.example.test", folder)
     run_certkit("issue-server", "api.example.test", "--out", tmp_path / "api", env=env, check=True)
-    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=web.example.test", "-out",
-                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    _csr(tmp_path, "web.example.test")
     manifest = tmp_path / "m.csv"
     manifest.write_text("kind,names,out\nserver,web.example.test,web\n")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -184,9 +186,7 @@ def test_a_system_folder_is_refused_as_an_output_before_anything_is_signed(tmp_p
 
     env = new_ca(tmp_path, "certkit round 26 system CA")
     run_certkit("issue-server", "web.example.test", "--out", tmp_path / "web", env=env, check=True)
-    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", "/CN=svc.example.test", "-out",
-                    tmp_path / "r.csr"], capture_output=True, check=True, timeout=60)
+    _csr(tmp_path, "svc.example.test")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "up").symlink_to("/")
     root, etc = tmp_path / "sub" / "up" / "usr" / "..", tmp_path / "sub" / "up" / "etc"  # they lead to / and /etc
