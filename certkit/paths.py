@@ -235,13 +235,18 @@ FILES_WELCOME = frozenset(("/home", "/media", "/mnt", "/opt", "/root", "/srv", "
 
 
 def refuse_system_folder(path: str | Path, target: str, what: str) -> None:
-    """Refuse, whatever --force says, the output ``path`` (resolved: ``target``) that is a system folder, or a file
-    (``what`` names no folder) straight in one of those only the system's files belong in (:data:`SYSTEM_FOLDERS`)."""
+    """Refuse, whatever --force says, the output ``path`` (resolved: ``target``) that is a system folder or the home
+    folder ($HOME), or a file (``what`` names no folder) straight in a system folder only the system's files belong
+    in (:data:`SYSTEM_FOLDERS`, but :data:`FILES_WELCOME`)."""
     folder = what.endswith(("folder", "directory"))
     where = target if folder else os.path.dirname(target)
+    leads = "" if os.path.abspath(path) == target else f" (it leads to {shown(target)})"
+    if folder and where not in SYSTEM_FOLDERS and where == os.path.realpath(os.path.expanduser("~")):
+        raise UnsafeOutputPath(f"The {what} {shown(path)}{leads} is your home folder: certkit writes into a folder "
+                               "of its own, never among your own files, even with --force. Give a folder of its "
+                               f"own, such as {shown(where)}/certkit/NAME.")
     if where not in SYSTEM_FOLDERS or (not folder and where in FILES_WELCOME):
         return
-    leads = "" if os.path.abspath(path) == target else f" (it leads to {shown(target)})"
     if folder:
         raise UnsafeOutputPath(f"The {what} {shown(path)}{leads} is the system folder {where}: certkit writes into a "
                                "folder of its own, never among the system's files, even with --force. Give a folder "

@@ -14,6 +14,8 @@
    now refused, --force or not, before anything is signed, for every command that writes one; an output file
    straight into one of those only the system's files belong in (/etc/x.tar, /x.jsonl) too. Tested through a link
    in a temporary folder that leads there, never by writing there: the library's guard is asserted first.
+   The home folder itself ($HOME, root's /root being one of the system folders) is refused as a bundle folder the
+   same way: ``issue-server NAME --out ~`` put privkey.pem among the dotfiles.
 """
 
 from __future__ import annotations
@@ -222,3 +224,26 @@ def test_a_system_folder_is_refused_as_an_output_before_anything_is_signed(tmp_p
     from certkit.paths import check_output
 
     assert check_output(tmp_path / "sub" / "up" / "tmp" / "certkit" / "NAME", what="output folder")
+
+
+def test_the_home_folder_itself_is_refused_as_a_bundle_folder(tmp_path):
+    from conftest import assert_clean_error
+
+    env = new_ca(tmp_path, "certkit round 26 home CA")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".profile").write_text("# the user's own\n")
+    (tmp_path / "link").symlink_to(home)
+    env["HOME"] = str(home)
+    _csr(tmp_path, "svc.example.test")
+    run_certkit("issue-server", "web.example.test", "--out", home / "web", env=env, check=True)  # a folder of its own
+    said = "is your home folder: certkit writes into a folder of its own, never among your own files, even with " \
+           f"--force. Give a folder of its own, such as {home}/certkit/NAME."
+    for command in (["issue-server", "a.example.test", "--out", home],
+                    ["issue-client", "bob", "--out", home, "--force"],
+                    ["issue-peer", "p.example.test", "--out", tmp_path / "link" / "."],
+                    ["sign-csr", tmp_path / "r.csr", "--server", "--out", home, "--force"],
+                    ["renew", home / "web", "--out", tmp_path / "link", "--force"]):
+        assert_clean_error(run_certkit(*command, env=env), said)
+    assert sorted(p.name for p in home.iterdir()) == [".profile", "web"]
+    assert json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["total"] == 1
