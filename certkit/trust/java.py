@@ -319,6 +319,9 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     stores: list[JavaStore] = []
     skipped: list[StoreResult] = []
     hidden: list[tuple[Path, str, Path, Path, Path]] = []  # (home, found_by, cacerts, keytool, the file read instead)
+    # A trust store option naming no readable file makes Java programs of this environment read the JDK's cacerts,
+    # jssecacerts or not: then that cacerts is read too, and changed as the others are.
+    falls_back = _falls_back(env)
     for home, found_by in homes:
         folder = next((f for f in (home / "lib/security", home / "jre/lib/security")
                        if (f / "cacerts").exists() or (f / "jssecacerts").is_file()), None)
@@ -336,7 +339,7 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
             stores.append(JavaStore(home, found_by, read, keytool, env))
     for home, found_by, cacerts, keytool, instead in hidden:
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
-            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=instead))
+            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=None if falls_back else instead))
     for store in stores:
         if (elsewhere := _named_elsewhere(env, store)) is not None:
             store.notes.append(elsewhere)
@@ -374,10 +377,7 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
     javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None. The JVM applies the
     variables in turn, the last such option winning; a store it names that is not a readable file makes Java fall
     back to its JDK's cacerts (never jssecacerts)."""
-    import re
-
-    found = [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
-             for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S+)", env.get(name, ""))]
+    found = _trust_store_options(env)
     if not found:
         return None
     named = ", ".join(f"{path} ({name})" for name, path in found)
@@ -388,7 +388,8 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
         if not (os.path.isfile(path) and os.access(path, os.R_OK)):
             fallback = store.cacerts.parent / "cacerts"
             reach = f"so they read this store ({store.path})" if store.cacerts.name == "cacerts" else \
-                f"so they read {fallback}, not this one"
+                f"so they read {fallback}, not this one" + (", and certkit changes that file too"
+                                                             if fallback.exists() else "")
             return (f"Java programs started with this environment are given the trust store {named} "
                     f"(javax.net.ssl.trustStore), which does not exist or cannot be read: Java then falls back to its "
                     f"JDK's cacerts (its rule for a trust store it cannot read), {reach}; drop that option, or make "
@@ -396,6 +397,23 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
     return (f"Java programs started with this environment read the trust store {named}, not this one "
             "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
             "or drop that option")
+
+
+def _trust_store_options(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each javax.net.ssl.trustStore option of the options variables (variable, path), in the order the JVM applies
+    them: the last one wins."""
+    import re
+
+    return [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
+            for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S+)", env.get(name, ""))]
+
+
+def _falls_back(env: Mapping[str, str]) -> bool:
+    """Whether Java programs started with ``env`` are given a trust store (an absolute path) that is not a readable
+    file: Java then reads its JDK's cacerts, never jssecacerts (sun.security.ssl.TrustStoreManager)."""
+    found = _trust_store_options(env)
+    path = found[-1][1] if found else "NONE"
+    return path != "NONE" and os.path.isabs(path) and not (os.path.isfile(path) and os.access(path, os.R_OK))
 
 
 def _nowhere(home: Path) -> str:

@@ -1,0 +1,120 @@
+"""Audit 26, trust: the store a consumer actually reads, checked with real peers (a JSSE client compiled with the
+JDK and run with a private JAVA_HOME, against a loopback Python ssl server), never the machine's own stores.
+
+1. A JDK with a ``jssecacerts``, started with a javax.net.ssl.trustStore option (JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS,
+   _JAVA_OPTIONS) naming a file that does not exist. Java then falls back to the JDK's ``cacerts`` (never
+   ``jssecacerts``): certkit's note said so, but ``install`` added the CA to ``jssecacerts`` alone and skipped
+   ``cacerts`` as ``unread``, so those Java programs still refused the CA's servers. That ``cacerts`` is now a store
+   Java reads: install adds the CA there too, status reports it, uninstall takes it out.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_audit20_trust import _java_env, _real_java_home
+from test_trust import java_client, pki, untrusted  # noqa: F401
+
+from certkit.trust import Anchor
+
+from conftest import require, run_certkit
+from trust_helpers import client_env, keytool_listing, private_java_home
+
+
+@pytest.fixture(scope="module")
+def python_server(pki) -> Iterator[int]:  # noqa: F811
+    """A loopback Python ssl server with the test server certificate and its chain, answering HTTP 200."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server / "fullchain.pem", pki.server / "privkey.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    conn.settimeout(10)
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            except (OSError, ssl.SSLError):
+                pass  # a client that refused the certificate
+            finally:
+                raw.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def _json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
+                           f"https://localhost:{port}/"], env=client_env(**env), capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"])
+def test_a_missing_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_java_reads(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    security = java_home / "lib/security"
+    cacerts, jsse = (security / "cacerts").resolve(), security / "jssecacerts"
+    shutil.copyfile(cacerts, jsse)
+    keytool = str(java_home / "bin/keytool")
+    stem = Anchor.from_ca_dir(pki.root).file_stem
+    home = tmp_path / "home"
+    home.mkdir()
+    options = f"-Djavax.net.ssl.trustStore={tmp_path / 'gone' / 'truststore.jks'}"
+    env = {**_java_env(home, java_home), variable: options}
+
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    stores = {s["location"]: s for s in _json(added)["stores"]}
+    assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
+    assert any("falls back" in n and "so they read this store" in n for n in stores[str(cacerts)]["notes"]), stores
+    # Java programs of that environment read cacerts; those not given the option read jssecacerts: both trust it
+    got = _java(java_home, java_client, python_server, **{variable: options})
+    assert "HTTP 200" in got.stdout, got.stdout + got.stderr
+    got = _java(java_home, java_client, python_server)
+    assert "HTTP 200" in got.stdout, got.stdout + got.stderr
+    assert stem in keytool_listing(cacerts, keytool) and stem in keytool_listing(jsse, keytool)
+
+    status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert {s["location"]: s["outcome"] for s in _json(status)["stores"]} == {str(jsse): "trusted",
+                                                                            str(cacerts): "trusted"}, status.stdout
+
+    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert {s["location"]: s["removed"] for s in _json(removed)["stores"]} == {str(jsse): [stem], str(cacerts): [stem]}
+    assert untrusted(_java(java_home, java_client, python_server, **{variable: options}).stdout)
+    assert stem not in keytool_listing(cacerts, keytool) and stem not in keytool_listing(jsse, keytool)
+
+    # without the option, cacerts is read by no Java program again: skipped as unread, as before
+    plain = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=_java_env(home, java_home))
+    stores = {s["location"]: s for s in _json(plain)["stores"]}
+    assert stores[str(cacerts)]["code"] == "unread" and stores[str(jsse)]["outcome"] == "added", stores
+    # what a Java program given the option reads is cacerts, not jssecacerts (which holds the CA now)
+    assert untrusted(_java(java_home, java_client, python_server, **{variable: options}).stdout)
