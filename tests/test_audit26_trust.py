@@ -5,7 +5,8 @@ JDK and run with a private JAVA_HOME, against a loopback Python ssl server), nev
    _JAVA_OPTIONS) naming a file that does not exist. Java then falls back to the JDK's ``cacerts`` (never
    ``jssecacerts``): certkit's note said so, but ``install`` added the CA to ``jssecacerts`` alone and skipped
    ``cacerts`` as ``unread``, so those Java programs still refused the CA's servers. That ``cacerts`` is now a store
-   Java reads: install adds the CA there too, status reports it, uninstall takes it out.
+   Java reads: install adds the CA there too, status reports it, uninstall takes it out. Of the same class: an option
+   naming the JDK's ``cacerts`` itself (by any path), where the note told the user to add the CA there with keytool.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.C
                           timeout=120)
 
 
-@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"])
-def test_a_missing_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_java_reads(
-        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+@pytest.mark.parametrize(("variable", "named"), [("JAVA_TOOL_OPTIONS", "missing"), ("JDK_JAVA_OPTIONS", "missing"),
+                                                ("_JAVA_OPTIONS", "missing"), ("JAVA_TOOL_OPTIONS", "cacerts")])
+def test_a_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_java_reads(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str, named: str) -> None:  # noqa: F811
     require("keytool")
     java_home = private_java_home(_real_java_home(), tmp_path)
     security = java_home / "lib/security"
@@ -87,14 +89,19 @@ def test_a_missing_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_ca
     stem = Anchor.from_ca_dir(pki.root).file_stem
     home = tmp_path / "home"
     home.mkdir()
-    options = f"-Djavax.net.ssl.trustStore={tmp_path / 'gone' / 'truststore.jks'}"
+    # a file that is not there (Java falls back to cacerts), or the JDK's cacerts by its link
+    given = tmp_path / "gone" / "truststore.jks" if named == "missing" else security / "cacerts"
+    options = f"-Djavax.net.ssl.trustStore={given}"
     env = {**_java_env(home, java_home), variable: options}
 
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
     stores = {s["location"]: s for s in _json(added)["stores"]}
     assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
-    assert any("falls back" in n and "so they read this store" in n for n in stores[str(cacerts)]["notes"]), stores
+    if named == "missing":
+        assert any("falls back" in n and "so they read this store" in n for n in stores[str(cacerts)]["notes"]), stores
+    assert any("certkit changes that file too" in n for n in stores[str(jsse)]["notes"]), stores
+    assert not any("add the CA there with keytool" in n for s in stores.values() for n in s["notes"]), stores
     # Java programs of that environment read cacerts; those not given the option read jssecacerts: both trust it
     got = _java(java_home, java_client, python_server, **{variable: options})
     assert "HTTP 200" in got.stdout, got.stdout + got.stderr

@@ -319,9 +319,6 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
     stores: list[JavaStore] = []
     skipped: list[StoreResult] = []
     hidden: list[tuple[Path, str, Path, Path, Path]] = []  # (home, found_by, cacerts, keytool, the file read instead)
-    # A trust store option naming no readable file makes Java programs of this environment read the JDK's cacerts,
-    # jssecacerts or not: then that cacerts is read too, and changed as the others are.
-    falls_back = _falls_back(env)
     for home, found_by in homes:
         folder = next((f for f in (home / "lib/security", home / "jre/lib/security")
                        if (f / "cacerts").exists() or (f / "jssecacerts").is_file()), None)
@@ -339,9 +336,13 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
             stores.append(JavaStore(home, found_by, read, keytool, env))
     for home, found_by, cacerts, keytool, instead in hidden:
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
-            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=None if falls_back else instead))
+            # A trust store option naming it, or naming no readable file (Java then falls back to cacerts), makes
+            # the Java programs of this environment read it, jssecacerts or not: it is changed as the others are.
+            given = _given_cacerts(env, cacerts)
+            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=None if given else instead))
+    changed = {s.path for s in stores if s.unread_for is None}
     for store in stores:
-        if (elsewhere := _named_elsewhere(env, store)) is not None:
+        if (elsewhere := _named_elsewhere(env, store, changed)) is not None:
             store.notes.append(elsewhere)
     return list(stores), skipped
 
@@ -372,7 +373,7 @@ def _replace(copy: Path, keystore: Path) -> None:
         raise
 
 
-def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
+def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path]) -> str | None:
     """The note that Java programs started with this environment read another trust store than ``store``, named by
     javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None. The JVM applies the
     variables in turn, the last such option winning; a store it names that is not a readable file makes Java fall
@@ -394,6 +395,9 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore) -> str | None:
                     f"(javax.net.ssl.trustStore), which does not exist or cannot be read: Java then falls back to its "
                     f"JDK's cacerts (its rule for a trust store it cannot read), {reach}; drop that option, or make "
                     "that file")
+    if Path(path).resolve() in changed:  # the JDK's cacerts, named while its jssecacerts exists
+        return (f"Java programs started with this environment read the trust store {named}, not this one "
+                "(javax.net.ssl.trustStore), and certkit changes that file too")
     return (f"Java programs started with this environment read the trust store {named}, not this one "
             "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
             "or drop that option")
@@ -408,12 +412,15 @@ def _trust_store_options(env: Mapping[str, str]) -> list[tuple[str, str]]:
             for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S+)", env.get(name, ""))]
 
 
-def _falls_back(env: Mapping[str, str]) -> bool:
-    """Whether Java programs started with ``env`` are given a trust store (an absolute path) that is not a readable
-    file: Java then reads its JDK's cacerts, never jssecacerts (sun.security.ssl.TrustStoreManager)."""
+def _given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
+    """Whether Java programs started with ``env`` read ``cacerts`` though its JDK has a jssecacerts: the trust store
+    option that wins names it (by any path), or names no readable file, for which Java falls back to cacerts, never
+    jssecacerts (sun.security.ssl.TrustStoreManager)."""
     found = _trust_store_options(env)
     path = found[-1][1] if found else "NONE"
-    return path != "NONE" and os.path.isabs(path) and not (os.path.isfile(path) and os.access(path, os.R_OK))
+    if path == "NONE" or not os.path.isabs(path):
+        return False
+    return not (os.path.isfile(path) and os.access(path, os.R_OK)) or Path(path).resolve() == cacerts.resolve()
 
 
 def _nowhere(home: Path) -> str:
