@@ -6,7 +6,9 @@ JDK and run with a private JAVA_HOME, against a loopback Python ssl server), nev
    ``jssecacerts``): certkit's note said so, but ``install`` added the CA to ``jssecacerts`` alone and skipped
    ``cacerts`` as ``unread``, so those Java programs still refused the CA's servers. That ``cacerts`` is now a store
    Java reads: install adds the CA there too, status reports it, uninstall takes it out. Of the same class: an option
-   naming the JDK's ``cacerts`` itself (by any path), where the note told the user to add the CA there with keytool.
+   naming the JDK's ``cacerts`` itself (by any path), where the note told the user to add the CA there with keytool;
+   and an option naming no file at all (``-Djavax.net.ssl.trustStore=`` with nothing after it), which certkit did not
+   see, though Java then reads cacerts too.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.C
 
 
 @pytest.mark.parametrize(("variable", "named"), [("JAVA_TOOL_OPTIONS", "missing"), ("JDK_JAVA_OPTIONS", "missing"),
-                                                ("_JAVA_OPTIONS", "missing"), ("JAVA_TOOL_OPTIONS", "cacerts")])
+                                                ("_JAVA_OPTIONS", "missing"), ("JAVA_TOOL_OPTIONS", "cacerts"),
+                                                ("JAVA_TOOL_OPTIONS", "empty"), ("_JAVA_OPTIONS", "empty")])
 def test_a_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_java_reads(
         pki, python_server: int, java_client: Path, tmp_path: Path, variable: str, named: str) -> None:  # noqa: F811
     require("keytool")
@@ -89,16 +92,16 @@ def test_a_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_ja
     stem = Anchor.from_ca_dir(pki.root).file_stem
     home = tmp_path / "home"
     home.mkdir()
-    # a file that is not there (Java falls back to cacerts), or the JDK's cacerts by its link
-    given = tmp_path / "gone" / "truststore.jks" if named == "missing" else security / "cacerts"
-    options = f"-Djavax.net.ssl.trustStore={given}"
+    # a file that is not there, or no file at all (Java falls back to cacerts), or the JDK's cacerts by its link
+    given = {"missing": tmp_path / "gone" / "truststore.jks", "cacerts": security / "cacerts", "empty": ""}[named]
+    options = f"-Djavax.net.ssl.trustStore={given} -Xss1m"
     env = {**_java_env(home, java_home), variable: options}
 
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
     stores = {s["location"]: s for s in _json(added)["stores"]}
     assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
-    if named == "missing":
+    if named != "cacerts":
         assert any("falls back" in n and "so they read this store" in n for n in stores[str(cacerts)]["notes"]), stores
     assert any("certkit changes that file too" in n for n in stores[str(jsse)]["notes"]), stores
     assert not any("add the CA there with keytool" in n for s in stores.values() for n in s["notes"]), stores

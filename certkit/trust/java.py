@@ -381,12 +381,12 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path
     found = _trust_store_options(env)
     if not found:
         return None
-    named = ", ".join(f"{path} ({name})" for name, path in found)
+    named = ", ".join(f"{path or repr('')} ({name})" for name, path in found)
     path = found[-1][1]
-    if path != "NONE" and os.path.isabs(path):
-        if Path(path).resolve() == store.path:
+    if _no_store_file(path) or (path != "NONE" and os.path.isabs(path)):
+        if path and Path(path).resolve() == store.path:
             return None
-        if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        if _no_store_file(path):
             fallback = store.cacerts.parent / "cacerts"
             reach = f"so they read this store ({store.path})" if store.cacerts.name == "cacerts" else \
                 f"so they read {fallback}, not this one" + (", and certkit changes that file too"
@@ -409,7 +409,14 @@ def _trust_store_options(env: Mapping[str, str]) -> list[tuple[str, str]]:
     import re
 
     return [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
-            for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S+)", env.get(name, ""))]
+            for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S*)", env.get(name, ""))]
+
+
+def _no_store_file(path: str) -> bool:
+    """Whether a trust store option naming ``path`` names no file Java can read, so that Java falls back to its JDK's
+    cacerts: empty (-Djavax.net.ssl.trustStore= with nothing after it), or a full path to no readable file."""
+    return path == "" or (path != "NONE" and os.path.isabs(path) and not (os.path.isfile(path)
+                                                                         and os.access(path, os.R_OK)))
 
 
 def _given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
@@ -418,9 +425,7 @@ def _given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
     jssecacerts (sun.security.ssl.TrustStoreManager)."""
     found = _trust_store_options(env)
     path = found[-1][1] if found else "NONE"
-    if path == "NONE" or not os.path.isabs(path):
-        return False
-    return not (os.path.isfile(path) and os.access(path, os.R_OK)) or Path(path).resolve() == cacerts.resolve()
+    return _no_store_file(path) or (os.path.isabs(path) and Path(path).resolve() == cacerts.resolve())
 
 
 def _nowhere(home: Path) -> str:
