@@ -9,15 +9,21 @@ JDK and run with a private JAVA_HOME, against a loopback Python ssl server), nev
    naming the JDK's ``cacerts`` itself (by any path), where the note told the user to add the CA there with keytool;
    and an option naming no file at all (``-Djavax.net.ssl.trustStore=`` with nothing after it), which certkit did not
    see, though Java then reads cacerts too.
+2. A ``jssecacerts`` that users who read ``cacerts`` cannot read (0600, root's: InstallCert run by root with a umask of
+   077). Java takes it for none and reads ``cacerts``; certkit (run as root) added the CA to ``jssecacerts`` alone and
+   skipped ``cacerts`` as ``unread``, so every other user's Java programs refused the CA's servers, while ``status``
+   said trusted. That ``cacerts`` is now changed too, with a note saying why.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +134,74 @@ def test_a_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_ja
     assert stores[str(cacerts)]["code"] == "unread" and stores[str(jsse)]["outcome"] == "added", stores
     # what a Java program given the option reads is cacerts, not jssecacerts (which holds the CA now)
     assert untrusted(_java(java_home, java_client, python_server, **{variable: options}).stdout)
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder every user may read (pytest's own are root's alone): for a JDK and a client run as another user."""
+    folder = Path(tempfile.mkdtemp(prefix="certkit-audit26-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_jssecacerts_other_users_cannot_read_leaves_their_java_reading_cacerts(
+        pki, python_server: int, java_client: Path, open_folder: Path) -> None:  # noqa: F811
+    """InstallCert run by root with a umask of 077: its jssecacerts is 0600. Java programs of every other user take it
+    for none and read cacerts (a JSSE client run as another user, nobody, shows it)."""
+    require("keytool")
+    # Another user indeed (a user namespace keeps root's uid for the files it opens: root's 0600 file stays readable)
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running a program as another user needs root and setpriv")
+    prefix = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups"]
+    java_home = private_java_home(_real_java_home(), open_folder)
+    classes = open_folder / "classes"
+    shutil.copytree(java_client, classes)
+    for place, _dirs, files in os.walk(open_folder):  # its own folders and files, never what a link leads to
+        os.chmod(place, 0o755)
+        for path in (os.path.join(place, name) for name in files):
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    security = java_home / "lib/security"
+    cacerts, jsse = (security / "cacerts").resolve(), security / "jssecacerts"
+    shutil.copyfile(cacerts, jsse)
+    jsse.chmod(0o600)
+    keytool = str(java_home / "bin/keytool")
+    stem = Anchor.from_ca_dir(pki.root).file_stem
+    home = open_folder / "home"
+    home.mkdir()
+    env = _java_env(home, java_home)
+
+    def other_user_trusts() -> bool:
+        got = subprocess.run([*prefix, str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
+                              f"https://localhost:{python_server}/"], env=client_env(), capture_output=True,
+                             text=True, timeout=120)
+        assert "HTTP 200" in got.stdout or untrusted(got.stdout), got.stdout + got.stderr
+        return "HTTP 200" in got.stdout
+
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    stores = {s["location"]: s for s in _json(added)["stores"]}
+    assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
+    assert any("cannot be read by every user" in n and "0600" in n for n in stores[str(cacerts)]["notes"]), stores
+    assert other_user_trusts()
+    assert "HTTP 200" in _java(java_home, classes, python_server).stdout  # root reads jssecacerts
+
+    status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert {s["location"]: s["outcome"] for s in _json(status)["stores"]} == {str(jsse): "trusted",
+                                                                            str(cacerts): "trusted"}, status.stdout
+    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert {s["location"]: s["removed"] for s in _json(removed)["stores"]} == {str(jsse): [stem], str(cacerts): [stem]}
+    assert not other_user_trusts()
+    assert stem not in keytool_listing(cacerts, keytool)
+
+    # readable by all, jssecacerts is what every Java program reads: cacerts is unread again
+    jsse.chmod(0o644)
+    plain = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
+    stores = {s["location"]: s for s in _json(plain)["stores"]}
+    assert stores[str(cacerts)]["code"] == "unread" and stores[str(jsse)]["outcome"] == "added", stores
+    assert other_user_trusts()
+    jsse.chmod(0o600)  # Java's rule itself: closed to them, jssecacerts (holding the CA) is not what they read
+    assert not other_user_trusts()

@@ -338,8 +338,10 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
             # A trust store option naming it, or naming no readable file (Java then falls back to cacerts), makes
             # the Java programs of this environment read it, jssecacerts or not: it is changed as the others are.
-            given = _given_cacerts(env, cacerts)
-            stores.append(JavaStore(home, found_by, cacerts, keytool, env, unread=None if given else instead))
+            given, closed = _given_cacerts(env, cacerts), _closed_to_some(instead, cacerts)
+            store = JavaStore(home, found_by, cacerts, keytool, env, unread=None if given or closed else instead)
+            store.notes += [closed] if closed and not given else []
+            stores.append(store)
     changed = {s.path for s in stores if s.unread_for is None}
     for store in stores:
         if (elsewhere := _named_elsewhere(env, store, changed)) is not None:
@@ -426,6 +428,29 @@ def _given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
     found = _trust_store_options(env)
     path = found[-1][1] if found else "NONE"
     return _no_store_file(path) or (os.path.isabs(path) and Path(path).resolve() == cacerts.resolve())
+
+
+def _closed_to_some(jsse: Path, cacerts: Path) -> str | None:
+    """The note that users who may read ``cacerts`` cannot read ``jsse`` (a jssecacerts made by root with a umask of
+    077, mode 0600), or None: Java takes a jssecacerts its program cannot read for none, and reads cacerts (its rule,
+    sun.security.ssl.TrustStoreManager), so their Java programs read that cacerts, which certkit then changes too."""
+    import pwd
+
+    try:
+        j, c = jsse.stat(), cacerts.stat()
+    except OSError:
+        return None
+    others = bool(c.st_mode & 0o004) and not j.st_mode & 0o004
+    group = bool(c.st_mode & 0o040) and not (j.st_mode & 0o004 or (j.st_mode & 0o040 and j.st_gid == c.st_gid))
+    if not (others or group or not os.access(jsse, os.R_OK)):
+        return None
+    try:
+        owner = pwd.getpwuid(j.st_uid).pw_name
+    except KeyError:
+        owner = f"uid {j.st_uid}"
+    return (f"{jsse} (mode {j.st_mode & 0o7777:04o}, {owner}'s) cannot be read by every user who reads this cacerts: "
+            "their Java programs take it for none and read this cacerts instead (Java's rule), so certkit changes it "
+            "too")
 
 
 def _nowhere(home: Path) -> str:
