@@ -17,10 +17,10 @@ JDK and run with a private JAVA_HOME, against a loopback Python ssl server), nev
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -40,37 +40,27 @@ from trust_helpers import client_env, keytool_listing, private_java_home
 
 @pytest.fixture(scope="module")
 def python_server(pki) -> Iterator[int]:  # noqa: F811
-    """A loopback Python ssl server with the test server certificate and its chain, answering HTTP 200."""
+    """A loopback Python ssl server (http.server) with the test server certificate and its chain, answering 200."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.server / "fullchain.pem", pki.server / "privkey.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.5)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except OSError:
-                continue
-            try:
-                with context.wrap_socket(raw, server_side=True) as conn:
-                    conn.settimeout(10)
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            except (OSError, ssl.SSLError):
-                pass  # a client that refused the certificate
-            finally:
-                raw.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)  # a client refusing it: an accept that fails
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        yield listener.getsockname()[1]
+        yield httpd.server_address[1]
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def _json(proc: subprocess.CompletedProcess) -> dict:
@@ -205,3 +195,28 @@ def test_a_jssecacerts_other_users_cannot_read_leaves_their_java_reading_cacerts
     assert other_user_trusts()
     jsse.chmod(0o600)  # Java's rule itself: closed to them, jssecacerts (holding the CA) is not what they read
     assert not other_user_trusts()
+
+
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"])
+def test_a_quoted_trust_store_option_is_read_as_the_jvm_reads_it(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+    """The whole option quoted, as one quotes a path with a space: "-Djavax.net.ssl.trustStore=/x/team store.jks".
+    certkit read the path up to the space (/x/team), called it missing, and said Java falls back to this JDK's
+    cacerts, where it added the CA: Java reads the team's store, and refused the CA's servers."""
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    team = tmp_path / "team store.jks"  # a team's copy of the JDK's cacerts, without the CA
+    shutil.copyfile((java_home / "lib/security/cacerts").resolve(), team)
+    home = tmp_path / "home"
+    home.mkdir()
+    options = f'-Xss1m "-Djavax.net.ssl.trustStore={team}"'
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json",
+                        env={**_java_env(home, java_home), variable: options})
+    [store] = _json(added)["stores"]
+    assert store["outcome"] == "added", store
+    got = _java(java_home, java_client, python_server, **{variable: options})
+    assert untrusted(got.stdout), got.stdout + got.stderr  # the team's store, not the cacerts certkit changed
+    assert not _java(java_home, java_client, python_server).returncode  # cacerts itself holds it
+    notes = " ".join(store["notes"])
+    assert f"read the trust store {team} ({variable}), not this one" in notes, notes
+    assert "falls back" not in notes, notes

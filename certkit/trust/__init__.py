@@ -15,7 +15,8 @@ acts on them; each concern has its own module:
   (one NSS database: Chromium's ``~/.pki/nssdb``, a Firefox or Thunderbird
   profile; ``certutil``; where a user's databases are: :mod:`~certkit.trust.nss_places`;
   which certificate each of their entries holds: :mod:`~certkit.trust.nss_entries`) and
-  :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``).
+  :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``; which keystore its programs read, given their
+  environment: :mod:`~certkit.trust.java_env`).
 - :mod:`~certkit.trust.platforms`: on macOS and Windows certkit edits no store;
   :func:`manual_steps` gives the exact commands instead.
 

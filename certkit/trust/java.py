@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from certkit.trust.anchor import Anchor
+from certkit.trust.java_env import closed_to_some, given_cacerts, no_store_file, trust_store_options
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
     CERTKIT_NAME,
@@ -338,7 +339,7 @@ def java_stores(env: Mapping[str, str]) -> tuple[list[Store], list[StoreResult]]
         if all(cacerts.resolve() != s.path for s in stores):  # read by no JDK found (a shared one may be)
             # A trust store option naming it, or naming no readable file (Java then falls back to cacerts), makes
             # the Java programs of this environment read it, jssecacerts or not: it is changed as the others are.
-            given, closed = _given_cacerts(env, cacerts), _closed_to_some(instead, cacerts)
+            given, closed = given_cacerts(env, cacerts), closed_to_some(instead, cacerts)
             store = JavaStore(home, found_by, cacerts, keytool, env, unread=None if given or closed else instead)
             store.notes += [closed] if closed and not given else []
             stores.append(store)
@@ -356,10 +357,6 @@ def _no_home(home: Path, homes: list[tuple[Path, str]]) -> str:
         "there is no java on PATH either"
     return (f"JAVA_HOME names {home}, which {'is not a folder' if home.exists() else 'does not exist'}: programs "
             f"that start Java through JAVA_HOME (Maven, Gradle) fail; {instead}; set JAVA_HOME to an installed JDK")
-
-
-# Variables the JVM (or the java launcher) takes options from, in the order it applies them.
-_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
 
 
 def _replace(copy: Path, keystore: Path) -> None:
@@ -380,15 +377,15 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path
     javax.net.ssl.trustStore in an options variable (a developer's profile, a CI image), or None. The JVM applies the
     variables in turn, the last such option winning; a store it names that is not a readable file makes Java fall
     back to its JDK's cacerts (never jssecacerts)."""
-    found = _trust_store_options(env)
+    found = trust_store_options(env)
     if not found:
         return None
     named = ", ".join(f"{path or repr('')} ({name})" for name, path in found)
     path = found[-1][1]
-    if _no_store_file(path) or (path != "NONE" and os.path.isabs(path)):
+    if no_store_file(path) or (path != "NONE" and os.path.isabs(path)):
         if path and Path(path).resolve() == store.path:
             return None
-        if _no_store_file(path):
+        if no_store_file(path):
             fallback = store.cacerts.parent / "cacerts"
             reach = f"so they read this store ({store.path})" if store.cacerts.name == "cacerts" else \
                 f"so they read {fallback}, not this one" + (", and certkit changes that file too"
@@ -403,54 +400,6 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path
     return (f"Java programs started with this environment read the trust store {named}, not this one "
             "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
             "or drop that option")
-
-
-def _trust_store_options(env: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Each javax.net.ssl.trustStore option of the options variables (variable, path), in the order the JVM applies
-    them: the last one wins."""
-    import re
-
-    return [(name, m[1].strip("'\"")) for name in _OPTION_VARIABLES
-            for m in re.finditer(r"-Djavax\.net\.ssl\.trustStore=(\"[^\"]*\"|'[^']*'|\S*)", env.get(name, ""))]
-
-
-def _no_store_file(path: str) -> bool:
-    """Whether a trust store option naming ``path`` names no file Java can read, so that Java falls back to its JDK's
-    cacerts: empty (-Djavax.net.ssl.trustStore= with nothing after it), or a full path to no readable file."""
-    return path == "" or (path != "NONE" and os.path.isabs(path) and not (os.path.isfile(path)
-                                                                         and os.access(path, os.R_OK)))
-
-
-def _given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
-    """Whether Java programs started with ``env`` read ``cacerts`` though its JDK has a jssecacerts: the trust store
-    option that wins names it (by any path), or names no readable file, for which Java falls back to cacerts, never
-    jssecacerts (sun.security.ssl.TrustStoreManager)."""
-    found = _trust_store_options(env)
-    path = found[-1][1] if found else "NONE"
-    return _no_store_file(path) or (os.path.isabs(path) and Path(path).resolve() == cacerts.resolve())
-
-
-def _closed_to_some(jsse: Path, cacerts: Path) -> str | None:
-    """The note that users who may read ``cacerts`` cannot read ``jsse`` (a jssecacerts made by root with a umask of
-    077, mode 0600), or None: Java takes a jssecacerts its program cannot read for none, and reads cacerts (its rule,
-    sun.security.ssl.TrustStoreManager), so their Java programs read that cacerts, which certkit then changes too."""
-    import pwd
-
-    try:
-        j, c = jsse.stat(), cacerts.stat()
-    except OSError:
-        return None
-    others = bool(c.st_mode & 0o004) and not j.st_mode & 0o004
-    group = bool(c.st_mode & 0o040) and not (j.st_mode & 0o004 or (j.st_mode & 0o040 and j.st_gid == c.st_gid))
-    if not (others or group or not os.access(jsse, os.R_OK)):
-        return None
-    try:
-        owner = pwd.getpwuid(j.st_uid).pw_name
-    except KeyError:
-        owner = f"uid {j.st_uid}"
-    return (f"{jsse} (mode {j.st_mode & 0o7777:04o}, {owner}'s) cannot be read by every user who reads this cacerts: "
-            "their Java programs take it for none and read this cacerts instead (Java's rule), so certkit changes it "
-            "too")
 
 
 def _nowhere(home: Path) -> str:
