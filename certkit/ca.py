@@ -88,6 +88,7 @@ class CA:
         self.store = store
         self.warnings: list[str] = []  # problems found on loading that do not stop issuing
         self.signed_cas: list[x509.Certificate] = []  # intermediates this object signed (CA.create)
+        self._parent_dir: Path | None = None  # the parent's CA directory, once CA.create(parent=...) made it
         # What it signed while it had no inventory, (Pending, weak reference to the IssuedCert or CA): recorded
         self.unrecorded: list[tuple] = []  # by CADirectory.save_new (certkit.memory_delivery.record_issued_before)
         # leaf_validity's last answer for the second it was asked in, (asked, window, notes): replaced whole
@@ -455,8 +456,10 @@ class CA:
         Without ``start`` the answer depends on the clock to the second only (validity() drops the
         microseconds, and the CA's expiry is a whole second), and a batch asks thousands of times a
         second: so the last answer is kept for the second it was worked out in."""
+        from certkit.parent_record import check_not_revoked
         from certkit.validity import leaf_validity
 
+        check_not_revoked(self)  # its parent revoked it: every verifier that loads the parent's CRL refuses it
         if start is not None:
             return leaf_validity(self.cert, self.parents, profile, days, start, notes, default_days)
         now = dt.datetime.now(dt.UTC)

@@ -244,6 +244,7 @@ def record_signed_ca(parent, ca, directory) -> None:
     from weakref import ref
 
     from certkit.inventory import Pending
+    from certkit.paths import absolute
 
     with UNRECORDED:
         if parent.inventory is None:  # a parent in memory: recorded if saved (memory_delivery.record_issued_before)
@@ -251,6 +252,8 @@ def record_signed_ca(parent, ca, directory) -> None:
             return
     parent.inventory.add(ca.cert, "ca", issuer=parent.cert, ca_dir=directory)
     ca._recorded_by = parent.inventory  # save_new records where it is saved, with or without directory
+    if parent.store is not None:  # recorded in its inventory by save_new: whether the parent revoked it can be told
+        ca._parent_dir = absolute(parent.store.path)
 
 
 def recorded_by(ca, parent) -> "Inventory | None":

@@ -321,11 +321,11 @@ class CADirectory:
                     # Last, just before the rename: a database is not rolled back with the folder.
                     inventory = Inventory(inventory_url)
                     inventory.create()
-                    bind(inventory, ca.cert)
+                    bind(inventory, ca.cert, ca._parent_dir)
                 else:
                     from certkit.store_inventory import create_staged_inventory
 
-                    create_staged_inventory(staging / INVENTORY_FILE, self.path, ca.cert)
+                    create_staged_inventory(staging / INVENTORY_FILE, self.path, ca.cert, ca._parent_dir)
         except OSError as exc:
             from certkit.bundle import os_reason
 

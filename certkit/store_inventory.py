@@ -229,13 +229,17 @@ def check_inventory_file(inventory: Inventory, *, moving: bool = False) -> None:
         check_not_moved(inventory)
 
 
-def bind(inventory: Inventory, cert: "x509.Certificate") -> None:
-    """Tie a shared (PostgreSQL) inventory to the CA whose certificate is ``cert``."""
+def bind(inventory: Inventory, cert: "x509.Certificate", parent_dir: Path | None = None) -> None:
+    """Tie a shared (PostgreSQL) inventory to the CA whose certificate is ``cert``; an intermediate's records
+    its parent's CA directory ``parent_dir`` too (:mod:`certkit.parent_record`)."""
     from cryptography.hazmat.primitives import hashes
+
+    from certkit.parent_record import record_parent
 
     with inventory.transaction(write=True) as tx:
         tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                    (BINDING, cert.fingerprint(hashes.SHA256()).hex()))
+        record_parent(tx, parent_dir)
 
 
 MOVED_TRIGGER = "certkit_moved_"  # the triggers by which a moved SQLite inventory refuses writes (:func:`move`)
@@ -424,7 +428,8 @@ def inventory_from_environment() -> str | None:
     return url
 
 
-def create_staged_inventory(path: Path, ca_dir: Path, cert: "x509.Certificate | None" = None) -> None:
+def create_staged_inventory(path: Path, ca_dir: Path, cert: "x509.Certificate | None" = None,
+                            parent_dir: Path | None = None) -> None:
     """Create the inventory in the staging folder, tied to the CA whose certificate is ``cert`` (as a
     shared one is: a copy of it kept elsewhere is refused by another CA, :func:`check_binding`); a failure
     names the CA directory asked for, not the temporary folder it was being assembled in (gone by the
@@ -436,7 +441,7 @@ def create_staged_inventory(path: Path, ca_dir: Path, cert: "x509.Certificate | 
     try:
         Inventory(path).create()
         if cert is not None:
-            bind(Inventory(path), cert)
+            bind(Inventory(path), cert, parent_dir)
     except InventoryError as exc:
         reason = "the disk is full" if "disk is full" in str(exc) else str(exc).replace(str(path), INVENTORY_FILE)
         raise CertkitError(f"Cannot create the CA directory {shown(ca_dir)}: {reason.rstrip('.')}.") from None

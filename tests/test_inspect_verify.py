@@ -432,17 +432,21 @@ def test_verify_refuses_a_leaf_under_an_intermediate_its_root_revoked(tmp_path):
     """The root's inventory records the intermediate as revoked: every leaf under it is refused, as
     openssl refuses it with the root's CRL, however the chain is given."""
     env = _cli_two_tier(tmp_path)
-    run_certkit("issue-server", "before.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
-                tmp_path / "before", env=env, check=True)
+    for host in ("before", "other"):
+        run_certkit("issue-server", f"{host}.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
+                    tmp_path / host, env=env, check=True)
     run_certkit("revoke", "--ca-dir", tmp_path / "ca", tmp_path / "issuing" / "ca.pem", "--reason", "cACompromise",
                 env=env, check=True)
-    run_certkit("issue-server", "after.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
-                tmp_path / "after", env=env, check=True)
+    # The revoked intermediate issues nothing more (round 26): what it signed before is checked below.
+    late = run_certkit("issue-server", "after.example.internal", "--ca-dir", tmp_path / "issuing", "--out",
+                       tmp_path / "after", env=env)
+    assert_clean_error(late, "The CA 'Issuing CA 1' was revoked by its parent 'Root CA'")
+    assert not (tmp_path / "after").exists()
     run_certkit("crl", "--ca-dir", tmp_path / "ca", "--out", tmp_path / "root-crl.pem", env=env, check=True)
     run_certkit("crl", "--ca-dir", tmp_path / "issuing", "--out", tmp_path / "issuing-crl.pem", env=env, check=True)
     (tmp_path / "crls.pem").write_bytes((tmp_path / "root-crl.pem").read_bytes()
                                         + (tmp_path / "issuing-crl.pem").read_bytes())
-    for host in ("after", "before"):
+    for host in ("other", "before"):
         bundle = tmp_path / host
         name = f"{host}.example.internal"
         refused = openssl("verify", "-x509_strict", "-crl_check_all", "-CRLfile", tmp_path / "crls.pem", "-CAfile",
@@ -460,7 +464,7 @@ def test_verify_refuses_a_leaf_under_an_intermediate_its_root_revoked(tmp_path):
     proc = run_certkit("verify", tmp_path / "before", "--purpose", "server", "--ca-dir", tmp_path / "issuing",
                        env=env)
     assert_verify_invalid(proc, "(reason: keyCompromise), as this CA's inventory records")
-    _ok(run_certkit("verify", tmp_path / "after", "--purpose", "server", "--ca-dir", tmp_path / "issuing", env=env))
+    _ok(run_certkit("verify", tmp_path / "other", "--purpose", "server", "--ca-dir", tmp_path / "issuing", env=env))
 
 
 def _bundle(folder: Path, leaf, *, fullchain: list | None, chain: list | None, ca: list) -> Path:
