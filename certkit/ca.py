@@ -457,7 +457,7 @@ class CA:
         microseconds, and the CA's expiry is a whole second), and a batch asks thousands of times a
         second: so the last answer is kept for the second it was worked out in."""
         from certkit.parent_record import check_not_revoked
-        from certkit.validity import leaf_validity
+        from certkit.validity import check_started, leaf_validity
 
         check_not_revoked(self)  # its parent revoked it: every verifier that loads the parent's CRL refuses it
         if start is not None:
@@ -469,6 +469,7 @@ class CA:
             _asked, window, found = cached
         else:
             found = []
+            check_started([self.cert, *self.parents], now)  # one not valid yet: nothing it signs works now
             window = leaf_validity(self.cert, self.parents, profile, days, now - BACKDATE, found, default_days)
             self._validity = (asked, window, tuple(found))
         notes += found

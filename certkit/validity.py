@@ -24,6 +24,17 @@ def check_usable(chain) -> None:
                                "Create a new CA with 'certkit init-ca'.")
 
 
+def check_started(chain, now: dt.datetime) -> None:
+    """Refuse to issue now from a CA (or under a parent) not valid yet: every verifier refuses what it signs until
+    then. A certificate asked to start later (the library's not_before) is not refused by this."""
+    for cert in chain:
+        if (start := cert.not_valid_before_utc) > now:
+            raise CertkitError(f"The CA '{_name(cert)}' is not valid before {start:%Y-%m-%d %H:%M:%S} UTC (its "
+                               "notBefore: was the clock of the machine that created it ahead?); every verifier "
+                               "refuses what it signs until then. Sign with it after then, or check this "
+                               "machine's clock.")
+
+
 def leaf_validity(ca_cert, parents, profile: "Profile", days: int | None, start, notes: list[str],
                   default_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:
     """notBefore/notAfter of a leaf of the CA ``ca_cert``: ``days`` (checked against the profile and the

@@ -3,7 +3,9 @@ root's CRL refuses what it would sign); checked with openssl verify -crl_check_a
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from certkit.ca import CA
 from certkit.errors import AlreadyRevoked
 from certkit.store import CADirectory
 
-from conftest import PASSPHRASE, assert_clean_error, openssl, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, openssl, run_certkit
 
 
 @pytest.fixture
@@ -92,3 +94,53 @@ def test_library_intermediate_of_a_loaded_root(tmp_path, ca_dir):
         with pytest.raises(AlreadyRevoked, match="revoked by its parent 'certkit test root'"):
             ca.issue_server("late.example.test")
     CA.create("Fresh", parent=root).issue_server("fresh.example.test")
+
+
+# --- a CA not valid yet (its notBefore ahead of this clock) issued leaves that no verifier accepted until then -------
+def _future_root(tmp_path: Path) -> Path:
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)  # made on a machine whose clock was ahead
+    CADirectory(tmp_path / "ca").save_new(CA.create("Future Root", not_before=start), PASSPHRASE.encode())
+    return tmp_path / "ca"
+
+
+@pytest.mark.parametrize("args", [
+    ("issue-server", "new.example.test", "--out", "new"),
+    ("issue-client", "Bob Smith", "--out", "new"),
+    ("sign-csr", "new.csr", "--server", "--out", "new"),
+    ("issue-batch", "fleet.csv", "--out-dir", "new"),
+    ("init-ca", "--ca-dir", "new", "--parent-ca-dir", "ca", "--no-passphrase"),
+])
+def test_a_ca_not_valid_yet_issues_nothing(tmp_path, args):
+    ca_dir = _future_root(tmp_path)
+    said = openssl("verify", "-x509_strict", "-CAfile", ca_dir / "ca.pem", ca_dir / "ca.pem")
+    assert said.returncode != 0 and b"certificate is not yet valid" in said.stdout + said.stderr  # what peers say
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            tmp_path / "csr-key.pem", "-subj", "/CN=new.example.test", "-out", tmp_path / "new.csr")
+    (tmp_path / "fleet.csv").write_text("kind,names\nserver,b1.example.test\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    env = certkit_env(CERTKIT_CA_DIR=str(ca_dir), CERTKIT_CA_PASSPHRASE=PASSPHRASE,
+                      CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE)
+    proc = run_certkit(*args, cwd=tmp_path, env=env)
+    assert_clean_error(proc, "The CA 'Future Root' is not valid before ")
+    assert "every verifier refuses what it signs until then" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert CADirectory(ca_dir).inventory.count() == 0
+
+
+def test_under_an_intermediate_not_valid_yet_and_asked_for_later(tmp_path, ca_dir):
+    """An intermediate not valid yet (a library's not_before) refuses to issue now from the command line; a leaf
+    asked to start once the CA does (not_before) is still issued, and verifies from then (openssl -attime)."""
+    root = CADirectory(ca_dir).load(PASSPHRASE)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    inter = CA.create("Later Issuing CA", parent=root, not_before=start, directory=tmp_path / "inter")
+    CADirectory(tmp_path / "inter").save_new(inter, None, parent=root)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "inter"))
+    proc = run_certkit("issue-server", "now.example.test", cwd=tmp_path, env=env)
+    assert_clean_error(proc, "The CA 'Later Issuing CA' is not valid before ")
+    assert not (tmp_path / "now.example.test").exists()
+    later = inter.issue_server("later.example.test", not_before=start + dt.timedelta(hours=1), days=10)
+    later.write(tmp_path / "later")
+    ok = openssl("verify", "-x509_strict", "-attime", str(int((start + dt.timedelta(hours=2)).timestamp())),
+                 "-CAfile", ca_dir / "ca.pem", "-untrusted", tmp_path / "later" / "chain.pem",
+                 tmp_path / "later" / "cert.pem")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
