@@ -46,7 +46,7 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
     cert, parents, found = _load_certificates(store)
     out.extend(found)
     if cert is not None:
-        out.extend(_check_certificates(cert, parents, now))
+        out.extend(_check_certificates(cert, parents, now, store))
     try:
         token = store.key_uri is not None
     except CertkitError as exc:  # certkit-ca.json unreadable: neither the key nor the inventory can be found
@@ -153,10 +153,12 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
     return None
 
 
-def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Finding]:
+def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CADirectory) -> list[Finding]:
     """ca.pem a CA certificate, the chain to a root (when parents.pem could be read), and the validity
-    of each certificate."""
+    of each certificate (an intermediate revoked, as its parent's inventory records, issues nothing either)."""
     from cryptography import x509
+
+    from certkit.parent_record import recorded_parent_dir, revoked_by_parent
 
     found: list[Finding] = []
     try:
@@ -181,6 +183,8 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime) -> list[Fi
         elif c.not_valid_before_utc > now:
             found.append(Finding("validity", "error", f"{name} is not valid before {c.not_valid_before_utc:%Y-%m-%d};"
                                  " check the system clock."))
+    if parents and (revoked := revoked_by_parent(cert, parents[0], recorded_parent_dir(store))):
+        found.append(Finding("validity", "error", revoked))
     if not any(f.check == "validity" for f in found):
         chained = parents and not any(f.check == "chain" and f.level == "error" for f in found)
         found.append(Finding("validity", "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"

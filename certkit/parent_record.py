@@ -30,14 +30,35 @@ def record_parent(tx, parent_dir: Path | str | None) -> None:
 def parent_dir_of(ca) -> Path | None:
     """The parent's CA directory ``ca`` knows of: set by CA.create, else recorded in its inventory."""
     found = ca._parent_dir
-    if found is None and ca.inventory is not None:
-        try:
-            with ca.inventory.transaction() as tx:
-                row = tx.execute("SELECT value FROM meta WHERE key = ?", (PARENT_DIR,)).fetchone()
-        except (CertkitError, OSError):
+    return Path(found) if found is not None else recorded_parent_dir(ca.inventory)
+
+
+def recorded_parent_dir(inventory) -> Path | None:
+    """The parent's CA directory an intermediate's ``inventory`` (or CA directory's) records, or None (none, or
+    unreadable)."""
+    try:
+        inventory = getattr(inventory, "inventory", inventory)  # a CADirectory's: its config may be unreadable
+        if inventory is None:
             return None
-        found = row[0] if row else None
-    return Path(found) if found else None
+        with inventory.transaction() as tx:
+            row = tx.execute("SELECT value FROM meta WHERE key = ?", (PARENT_DIR,)).fetchone()
+    except (CertkitError, OSError):
+        return None
+    return Path(row[0]) if row and row[0] else None
+
+
+def parent_store(folder: Path | None, parent_cert):
+    """The CA directory ``folder`` when it is there and still holds ``parent_cert`` with an inventory, else None:
+    gone (an offline root), another CA there now, or unreadable, it tells nothing of the CA below it."""
+    from certkit.store import CADirectory
+
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        store = CADirectory(folder)
+        return store if store.load_certificates()[0] == parent_cert and store.inventory.db.exists() else None
+    except (CertkitError, OSError):
+        return None
 
 
 def check_not_revoked(ca) -> None:
@@ -55,26 +76,27 @@ def check_not_revoked(ca) -> None:
 
 def _revocation(ca) -> str | None:
     """Why ``ca`` issues nothing (its parent revoked it), or None when the parent's inventory does not say so."""
+    return revoked_by_parent(ca.cert, ca.parents[0], parent_dir_of(ca))
+
+
+def revoked_by_parent(cert, parent_cert, folder: Path | None) -> str | None:
+    """That the CA certificate ``cert`` was revoked, as the inventory of its parent (``parent_cert``, in the CA
+    directory ``folder``) records, in words; None when it does not say so, or cannot be asked."""
     from certkit.inventory.rows import parse_iso
-    from certkit.store import CADirectory
     from certkit.vocabulary import common_name, serial_hex
 
-    folder = parent_dir_of(ca)
-    if folder is None or not folder.is_dir():
+    if (store := parent_store(folder, parent_cert)) is None:
         return None
     try:
-        store = CADirectory(folder)
-        if store.load_certificates()[0] != ca.parents[0] or not store.inventory.db.exists():
-            return None  # another CA there now: it knows nothing of this one
-        serial = serial_hex(ca.cert.serial_number)
+        serial = serial_hex(cert.serial_number)
         row = store.inventory.get(serial)
-        if row is None or row["status"] != "revoked" or store.inventory.certificate(serial) != ca.cert:
+        if row is None or row["status"] != "revoked" or store.inventory.certificate(serial) != cert:
             return None
     except (CertkitError, OSError):
         return None
-    parent = common_name(ca.parents[0].subject) or ca.parents[0].subject.rfc4514_string()
+    name, parent = (common_name(c.subject) or c.subject.rfc4514_string() for c in (cert, parent_cert))
     command = f"certkit init-ca --ca-dir NEW-DIR --parent-ca-dir {shlex.quote(str(folder))}"
-    return (f"The CA '{shown(ca.common_name)}' was revoked by its parent '{shown(parent)}' on "
+    return (f"The CA '{shown(name)}' was revoked by its parent '{shown(parent)}' on "
             f"{parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: {row['revocation_reason']}), as the "
             f"parent's inventory in {shown(folder)} records: every verifier that loads the parent's CRL refuses what "
             f"it signs, so it issues nothing. Create a new intermediate ({shown(command)}) and issue from it.")

@@ -59,7 +59,24 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
         problems += _row_problems(row, cert, cert is chain[0], whose, by_server)
     if not here and len(chain) > 1:
         problems += _issuers_inventory(inventory, chain, unread, leaf_found, by_server)
+    if whose == THIS_CA:
+        problems += _parent_problems(inventory, store, chain)
     return problems
+
+
+def _parent_problems(inventory, store, chain: Sequence["x509.Certificate"]) -> list[str]:
+    """What the inventory of the parent CA directory an intermediate recorded (init-ca --parent-ca-dir) says of
+    the CAs of ``chain`` above the leaf: revoked (every certificate below is refused by whoever loads its CRL).
+    A parent directory that is gone (an offline root), holds another CA or cannot be read tells nothing."""
+    from certkit.parent_record import parent_store, recorded_parent_dir
+
+    parents = store.load_certificates()[1]
+    folder = recorded_parent_dir(inventory) if parents else None
+    if (parent := parent_store(folder, parents[0] if parents else None)) is None:
+        return []
+    whose = f"the inventory of its parent CA {cn_text(parents[0].subject)} (at {folder})"
+    rows = [(_row_of(parent.inventory, cert, None), cert) for cert in chain[1:]]
+    return [problem for row, cert in rows if row is not None for problem in _row_problems(row, cert, False, whose)]
 
 
 def _row_of(inventory, cert, unread: list[str] | None) -> dict | None:

@@ -144,3 +144,21 @@ def test_under_an_intermediate_not_valid_yet_and_asked_for_later(tmp_path, ca_di
                  "-CAfile", ca_dir / "ca.pem", "-untrusted", tmp_path / "later" / "chain.pem",
                  tmp_path / "later" / "cert.pem")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+# --- verify and check with the intermediate's CA directory called its revoked chain VALID and OK ---------------------
+def test_verify_and_check_of_the_intermediate_ask_its_parent(revoked_tier):
+    tmp_path, env = revoked_tier
+    proc = run_certkit("verify", "before", "--purpose", "server", cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "NOT VALID" in proc.stdout, proc.stdout + proc.stderr
+    assert ("the issuing CA CN=Issuing CA 1 was revoked on " in proc.stdout
+            and f"(reason: cACompromise), as the inventory of its parent CA CN=certkit test root (at {tmp_path / 'ca'})"
+            in proc.stdout), proc.stdout
+    checked = run_certkit("check", cwd=tmp_path, env=env)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "ERROR   validity   The CA 'Issuing CA 1' was revoked by its parent 'certkit test root'" in checked.stdout
+    assert "OK      validity" not in checked.stdout
+    shutil.move(tmp_path / "ca", tmp_path / "usb-stick")  # the root put away: nothing to ask, nothing claimed
+    assert "VALID as a TLS server certificate" in run_certkit("verify", "before", "--purpose", "server", cwd=tmp_path,
+                                                               env=env, check=True).stdout
+    assert "OK      validity" in run_certkit("check", cwd=tmp_path, env=env, check=True).stdout

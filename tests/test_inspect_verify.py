@@ -464,7 +464,10 @@ def test_verify_refuses_a_leaf_under_an_intermediate_its_root_revoked(tmp_path):
     proc = run_certkit("verify", tmp_path / "before", "--purpose", "server", "--ca-dir", tmp_path / "issuing",
                        env=env)
     assert_verify_invalid(proc, "(reason: keyCompromise), as this CA's inventory records")
-    _ok(run_certkit("verify", tmp_path / "other", "--purpose", "server", "--ca-dir", tmp_path / "issuing", env=env))
+    # ... and, since round 26, its parent's too (the folder init-ca --parent-ca-dir recorded): revoked there.
+    assert_verify_invalid(run_certkit("verify", tmp_path / "other", "--purpose", "server", "--ca-dir",
+                                      tmp_path / "issuing", env=env),
+                          "(reason: cACompromise), as the inventory of its parent CA CN=Root CA")
 
 
 def _bundle(folder: Path, leaf, *, fullchain: list | None, chain: list | None, ca: list) -> Path:
