@@ -428,13 +428,19 @@ def _refuse_withdrawn_issuer(row: dict, recorded, store, cert) -> None:
 def refuse_revoked_export(store, cert) -> None:
     """A certificate its CA revoked is not packed for import: the browser or keystore it goes to would
     offer a certificate every verifier refuses."""
+    from certkit.parent_record import recorded_parent_dir, revoked_by_parent
     from certkit.vocabulary import moment_text, serial_hex
 
     try:
-        row = store.open().inventory.get(serial_hex(cert.serial_number)) if store is not None else None
+        ca = store.open() if store is not None else None
+        row = ca.inventory.get(serial_hex(cert.serial_number)) if ca is not None else None
     except (CertkitError, OSError, ValueError) as exc:  # its CA's, unread: whether it was revoked is not known
         raise CertkitError(f"Whether the certificate {serial_hex(cert.serial_number)} was revoked cannot be told, so "
                            f"it is not exported: {str(exc).rstrip('.')}.") from None
+    if ca is not None and ca.parents and (why := revoked_by_parent(ca.cert, ca.parents[0],
+                                                                   recorded_parent_dir(ca.inventory))):
+        raise CertkitError(f"The certificate {serial_hex(cert.serial_number)} is not exported: its issuing "
+                           f"{why[4:].replace(', so it issues nothing.', '.')}")
     if row is not None and row["status"] == "revoked":
         raise CertkitError(f"The certificate {row['serial']} was revoked on {moment_text(row['revoked_at'])} "
                            f"(reason: {row['revocation_reason']}); every verifier refuses it, so it is not exported. "

@@ -162,3 +162,16 @@ def test_verify_and_check_of_the_intermediate_ask_its_parent(revoked_tier):
     assert "VALID as a TLS server certificate" in run_certkit("verify", "before", "--purpose", "server", cwd=tmp_path,
                                                                env=env, check=True).stdout
     assert "OK      validity" in run_certkit("check", cwd=tmp_path, env=env, check=True).stdout
+
+
+def test_export_p12_under_the_revoked_intermediate_is_refused(revoked_tier):
+    """export-p12 with the intermediate's CA directory packed the leaf for a browser or keystore that refuses it
+    (with --ca-dir of the root it was refused already)."""
+    tmp_path, env = revoked_tier
+    env = dict(env, CERTKIT_P12_PASSWORD="a p12 password of some length")
+    proc = run_certkit("export-p12", "before", cwd=tmp_path, env=env)
+    assert_clean_error(proc, "is not exported: its issuing CA 'Issuing CA 1' was revoked by its parent 'certkit test "
+                             "root'")
+    assert not (tmp_path / "before" / "bundle.p12").exists()
+    shutil.move(tmp_path / "ca", tmp_path / "usb-stick")  # the root put away: nothing known, nothing refused
+    run_certkit("export-p12", "before", cwd=tmp_path, env=env, check=True)
