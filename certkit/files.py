@@ -9,9 +9,11 @@ wherever a command reads a file.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 from certkit.errors import CertkitError, InputTooLarge, UnreadableFile, UnsafeSecretFile
@@ -33,7 +35,7 @@ def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
     else:
         name = shown(path)
         try:
-            with open(path, "rb") as f:
+            with open_to_read(path, f"{what} {name}") as f:
                 data = f.read(limit + 1)
         except IsADirectoryError:
             raise CertkitError(f"The {what} {name} is a folder, not a file.") from None
@@ -44,6 +46,78 @@ def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
         raise InputTooLarge(f"{subject} is larger than {_size(limit)}; "
                             f"a {what} is much smaller, so this is not the file you meant.")
     return data
+
+
+def open_to_read(path: str | Path, the: str):
+    """``path`` opened for reading (binary, buffered); ``the``: what messages call it after "The" ("certificate
+    file cert.pem"). A named pipe (FIFO) is opened without waiting for a writer, as open() would forever: one that
+    no program writes to is refused at once; one a program writes to (``<(pass show ca)``, ``producer > fifo &``)
+    is then read as a file is, however long its program takes to write."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            first = _first_byte(fd)
+            if first is None:  # no writer: nothing will ever come
+                raise CertkitError(f"The {the} is a named pipe (FIFO) that no program is writing to; give a file, "
+                                   "or start the program that writes to it first.")
+            os.set_blocking(fd, True)
+            return io.BufferedReader(_Prefixed(fd, first))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _first_byte(fd: int) -> bytes | None:
+    """The first byte of the pipe ``fd`` (opened without blocking), b"" when a writer is there but has written
+    nothing yet (or wrote nothing and left an unnamed pipe), None when a named pipe has no writer. A writer
+    waiting in open() for a reader (``producer > fifo &``) joins as this one opened it: it is given a second."""
+    for _ in range(20):
+        try:
+            first = os.read(fd, 1)
+        except BlockingIOError:  # a writer is there, with nothing written yet: the read waits for it, as a file's
+            return b""
+        if first or _is_anonymous_pipe(fd):
+            return first
+        time.sleep(0.05)
+    return None
+
+
+def _is_anonymous_pipe(fd: int) -> bool:
+    """Whether ``fd`` is a pipe that has no name in a file system (``<(...)``, /dev/fd/N): its writer, started
+    with it, wrote nothing and left (an empty input, said as such), where a named one may have no writer yet."""
+    read, write = os.pipe()
+    try:
+        return os.fstat(fd).st_dev == os.fstat(read).st_dev
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+class _Prefixed(io.RawIOBase):
+    """The pipe ``fd``, whose first bytes were read already (to learn whether it has a writer)."""
+
+    def __init__(self, fd: int, first: bytes) -> None:
+        super().__init__()
+        self._fd, self._first = fd, first
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer) -> int:
+        data = self._first or os.read(self._fd, len(buffer))
+        self._first = self._first[len(data):]
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 # The files this process's command was given to read (its passphrase or password file, manifest, CSR), by

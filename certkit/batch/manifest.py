@@ -9,7 +9,10 @@ the whole manifest against the CA before anything is signed.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from certkit.constants import KEY_TYPES, LEAF_KINDS, MAX_DAYS, MAX_MANIFEST_LINE_BYTES
 from certkit.errors import CertkitError, InputTooLarge, loads_json
+from certkit.files import open_to_read
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -139,7 +143,8 @@ def records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict | s
     ``name``: what messages call the manifest, if not its path (:data:`STDIN`)."""
     the = the_manifest(manifest_name(path, name))
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # -sig: spreadsheets write a BOM
+        # -sig: spreadsheets write a BOM; a named pipe nobody writes to is refused, not waited on
+        handle = io.TextIOWrapper(open_to_read(path, the), encoding="utf-8-sig", newline="")
     except IsADirectoryError:
         raise CertkitError(f"The {the} is a folder, not a file.") from None
     except OSError as exc:
@@ -158,6 +163,8 @@ def _first_undecodable(path: Path) -> str:
     text decoder reads ahead in blocks, so its error names no line. Lines are counted as reading counts them
     (a CR, LF or CRLF ends one: latin-1 maps every byte to one character and back)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe, read once already: nothing to read again
+            return "."
         with open(path, encoding="latin-1", newline="") as handle:
             for number, text in enumerate(iter(lambda: handle.readline(MAX_MANIFEST_LINE_BYTES + 1), ""), 1):
                 if problem := _undecodable(text.encode("latin-1"), number):

@@ -16,6 +16,7 @@ keeps the CR, and would not open the key or bundle with that file.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def wrong_secret_hint(path: Path | None) -> str:
     if path is None or str(path) == "-":
         return ""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (<(pass show ca), a FIFO) is read once, by the command
+            return ""
         with open(path, "rb") as f:
             head = f.read(MAX_SECRET_FILE_BYTES + 2)
     except OSError:

@@ -1,0 +1,137 @@
+"""Round twenty-six, bad input (badinput): every command and option that reads or writes a file, against a matrix
+of hostile paths and values (a throwaway harness, described in the round's report); each test here is one class
+it found.
+
+1. A named pipe (FIFO) that no program writes to, given where a file is read (inspect, verify CERT / --ca-file /
+   --untrusted, sign-csr, issue-batch's manifest, a passphrase or password file, serve --cert/--key/--client-ca,
+   probe --ca-file/--cert/--key): certkit hung in open() for ever. It is refused at once, by name; a pipe a
+   program writes to (``<(...)``, /dev/fd/N, a FIFO its writer holds open) is read as before.
+2. `check --passphrase-file <(pass show ca)`: "holds an empty secret", the key check failed: check read the file
+   ahead for a hint (in case the passphrase were wrong), emptying the pipe the passphrase was then read from.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE, run_certkit
+
+
+def _certkit(args, env: dict, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    """A real ``python -m certkit`` (a hang is a timeout here, not a stuck test run), without a terminal."""
+    return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def issued(tmp_path: Path, ca_dir: Path, ca_env: dict) -> dict:
+    """A CA with a server bundle ``srv``, a CSR, a manifest and a secret file, in ``tmp_path``."""
+    run_certkit("issue-server", "srv.example", "--out", tmp_path / "srv", env=ca_env, check=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", tmp_path / "csr.key", "-out", tmp_path / "req.csr", "-subj", "/CN=csr.example"],
+                   check=True, capture_output=True)
+    (tmp_path / "m.jsonl").write_text('{"kind": "server", "names": ["m.example"]}\n')
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a p12 password of some length\n")
+    secret.chmod(0o600)
+    (tmp_path / "pp.txt").write_text(PASSPHRASE + "\n")
+    (tmp_path / "pp.txt").chmod(0o600)
+    return ca_env
+
+
+# --- 1. a named pipe nobody writes to ------------------------------------------------------------------------
+FIFO_READS = {
+    "inspect": ["inspect", "{F}"],
+    "verify-cert": ["verify", "--purpose", "server", "{F}"],
+    "verify-ca-file": ["verify", "--purpose", "server", "srv/cert.pem", "--ca-file", "{F}"],
+    "verify-untrusted": ["verify", "--purpose", "server", "srv/cert.pem", "--untrusted", "{F}"],
+    "sign-csr": ["sign-csr", "--server", "{F}", "--out", "out"],
+    "issue-batch": ["issue-batch", "{F}", "--out-dir", "out"],
+    "check-passphrase-file": ["check", "--passphrase-file", "{F}"],
+    "issue-passphrase-file": ["issue-server", "x.example", "--out", "out", "--passphrase-file", "{F}"],
+    "issue-p12-password-file": ["issue-server", "x.example", "--out", "out", "--p12", "--p12-password-file", "{F}"],
+    "export-p12-password-file": ["export-p12", "srv", "--force", "--password-file", "{F}"],
+    "renew-p12-password-file": ["renew", "srv", "--out", "out", "--p12-password-file", "{F}"],
+    "crl-passphrase-file": ["crl", "--out", "out.crl", "--passphrase-file", "{F}"],
+    "serve-cert": ["serve", "--port", "0", "--cert", "{F}", "--key", "srv/privkey.pem"],
+    "serve-key": ["serve", "--port", "0", "--cert", "srv/fullchain.pem", "--key", "{F}"],
+    "serve-client-ca": ["serve", "--port", "0", "--client-ca", "{F}"],
+    "probe-ca-file": ["probe", "https://127.0.0.1:9/", "--timeout", "2", "--ca-file", "{F}"],
+    "probe-cert": ["probe", "https://127.0.0.1:9/", "--timeout", "2", "--cert", "{F}", "--key", "srv/privkey.pem"],
+    "probe-key": ["probe", "https://127.0.0.1:9/", "--timeout", "2", "--cert", "srv/fullchain.pem", "--key", "{F}"],
+}
+
+
+@pytest.mark.parametrize("where", FIFO_READS.values(), ids=FIFO_READS.keys())
+def test_a_named_pipe_nobody_writes_to_is_refused_not_waited_on(tmp_path: Path, issued: dict, where) -> None:
+    """`mkfifo f; certkit inspect f` (or any file option given such a pipe) waited in open() for a writer that never
+    came: a command that never ends, in a script or a timer. Now: one Error line at once, nothing written."""
+    os.mkfifo(tmp_path / "fifo")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = _certkit([arg.replace("{F}", "fifo") for arg in where], issued, tmp_path)
+    said = "fifo is a named pipe (FIFO) that no program is writing to; give a file, or start the program that " \
+           "writes to it first."
+    if where[0] == "check":  # its report says why the key check failed, its error line that it failed
+        _one_error_line(proc, "1 check failed: key.")
+        assert f"ERROR   key        The secret file {said}" in proc.stdout, proc.stdout
+    else:
+        _one_error_line(proc, said)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no bundle, no CRL, no folder made
+
+
+def _through_pipe(args, data: bytes, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """``certkit ARGS`` with {P} a /dev/fd/N whose writer wrote ``data`` and left: what ``<(...)`` gives."""
+    read, write = os.pipe()
+    os.write(write, data)
+    os.close(write)
+    try:
+        return _certkit([arg.replace("{P}", f"/dev/fd/{read}") for arg in args], env, cwd, pass_fds=(read,))
+    finally:
+        os.close(read)
+
+
+def test_a_pipe_a_program_writes_to_is_still_read(tmp_path: Path, issued: dict) -> None:
+    """What `inspect <(cat cert.pem)` gives: /dev/fd/N, a pipe whose writer is there (or was: it may be gone, its
+    data left in the pipe); an empty one is said to be empty, as before."""
+    proc = _through_pipe(["inspect", "{P}"], (tmp_path / "srv" / "cert.pem").read_bytes(), issued, tmp_path)
+    assert proc.returncode == 0 and "CN=srv.example" in proc.stdout, proc.stderr
+    proc = _through_pipe(["inspect", "{P}"], b"", issued, tmp_path)
+    _one_error_line(proc, "is empty")
+
+
+@pytest.mark.parametrize("args", [["check", "--passphrase-file", "{P}"],
+                                  ["crl", "--out", "out.crl", "--passphrase-file", "{P}"]], ids=["check", "crl"])
+def test_a_passphrase_from_a_process_substitution_opens_the_key(tmp_path: Path, issued: dict, args) -> None:
+    """`certkit check --passphrase-file <(pass show ca)` said "The file /dev/fd/63 holds an empty secret" (and its
+    key check failed, exit 1): check read the file first for a hint in case the passphrase were wrong, which
+    emptied the pipe before the passphrase was read from it. A pipe is now read once, for the passphrase."""
+    env = {k: v for k, v in issued.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    proc = _through_pipe(args, (PASSPHRASE + "\n").encode(), env, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "empty secret" not in proc.stdout + proc.stderr
+    if args[0] == "check":
+        assert "decrypts and matches ca.pem" in proc.stdout, proc.stdout
+
+
+def test_a_named_pipe_with_its_writer_there_is_read(tmp_path: Path, issued: dict) -> None:
+    """A FIFO some program holds open for writing is read to its end, as a file, however slow the writer."""
+    os.mkfifo(tmp_path / "fifo")
+    writer = subprocess.Popen(["sh", "-c", "exec 3>fifo; sleep 1; cat srv/cert.pem >&3"], cwd=tmp_path)
+    try:
+        # the writer holds it open before certkit starts (it waits for a reader, as a FIFO's writer does)
+        proc = _certkit(["inspect", "fifo"], issued, tmp_path)
+    finally:
+        writer.wait(timeout=30)
+    assert proc.returncode == 0 and "CN=srv.example" in proc.stdout, proc.stderr
+
