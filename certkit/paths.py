@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -357,6 +358,8 @@ def refuse_controlled_above(path: str | Path, what: str = "output folder") -> No
                 info = os.stat(above)
             except OSError:
                 continue  # not there (yet): said when writing
+            if not stat.S_ISDIR(info.st_mode):
+                continue  # a file or a device (/dev/null) is nobody's folder: "... is not a folder", said when writing
             if info.st_uid not in (me, 0):
                 who = f"belongs to another user (uid {info.st_uid}), who"
             elif info.st_mode & 0o002 and not info.st_mode & 0o1000:

@@ -8,10 +8,16 @@ it found.
    program writes to (``<(...)``, /dev/fd/N, a FIFO its writer holds open) is read as before.
 2. `check --passphrase-file <(pass show ca)`: "holds an empty secret", the key check failed: check read the file
    ahead for a hint (in case the passphrase were wrong), emptying the pipe the passphrase was then read from.
+3. An output path under a device (``--out /dev/null/x``, ``--out-dir /dev/null``, ``--unit-dir``, a CA
+   directory): "The folder /dev/null, above the output folder /dev/null/x, is writable by every user (mode 0666,
+   no sticky bit) ... choose a folder of your own": a device is no folder. The check of the folders above now
+   passes over what is no folder, and the path is refused as under a file is: "/dev/null is not a folder, so
+   the output folder ... cannot be written".
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,3 +141,35 @@ def test_a_named_pipe_with_its_writer_there_is_read(tmp_path: Path, issued: dict
         writer.wait(timeout=30)
     assert proc.returncode == 0 and "CN=srv.example" in proc.stdout, proc.stderr
 
+
+# --- 3. an output place under a device or another user's file ------------------------------------------------
+UNDER = {
+    "issue-out": ["issue-server", "x.example", "--out", "{D}/x"],
+    "issue-tar": ["issue-server", "x.example", "--format", "tar", "--out", "{D}/x"],
+    "renew-out": ["renew", "srv", "--out", "{D}/x"],
+    "sign-csr-out": ["sign-csr", "--server", "req.csr", "--out", "{D}/x"],
+    "batch-out-dir": ["issue-batch", "m.jsonl", "--out-dir", "{D}"],
+    "batch-out": ["issue-batch", "m.jsonl", "--format", "jsonl", "--out", "{D}/x"],
+    "crl-out": ["crl", "--out", "{D}/x"],
+    "init-ca-dir": ["init-ca", "--ca-dir", "{D}/x"],
+    "unit-dir": ["renew", "--install-timer", "--passphrase-file", "pp.txt", "--unit-dir", "{D}/x"],
+}
+
+
+@pytest.mark.parametrize("under", ["/dev/null", "theirs"])
+@pytest.mark.parametrize("args", UNDER.values(), ids=UNDER.keys())
+def test_an_output_place_under_what_is_no_folder_is_said_so(tmp_path: Path, issued: dict, args, under) -> None:
+    """/dev/null (mode 0666) above the output was called a folder "writable by every user": the advice (choose a
+    folder of your own) fits no device. Now each command says what it says of a file there (held here with
+    another user's file, never a folder that "belongs to another user"): it is not a folder."""
+    theirs = tmp_path / "theirs"
+    theirs.write_text("someone else's notes\n")
+    os.chown(theirs, 65534, 65534)
+    env = {**issued, "CERTKIT_SYSTEMD_SYSTEM_DIR": str(tmp_path / "system"), "HOME": str(tmp_path)}
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "ca"}
+    proc = _certkit([arg.replace("{D}", under) for arg in args], env, tmp_path)
+    assert "writable by every user" not in proc.stderr and "belongs to another user" not in proc.stderr, proc.stderr
+    _one_error_line(proc, "/dev/null is not a folder" if under == "/dev/null" else "is a file")
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "ca"} == before  # nothing written
+    listed = json.loads(run_certkit("list", "--json", env=issued, check=True).stdout)["certificates"]
+    assert [row["status"] for row in listed] == ["valid"]  # srv's: no row signed, pending or abandoned
