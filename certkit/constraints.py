@@ -136,6 +136,11 @@ def parse_domain(text: str) -> str:
         bare = str(text).strip().lstrip(".")
         if not bare:  # "." alone: nothing is left to suggest
             raise InvalidName(f"'{shown(text)}' holds no domain, only dots; give a domain, as in example.com.")
+        try:  # the form to give is offered only if it is one: never '*.example.com', '10.0.0.0/8' or '/x'
+            parse_domain(bare)
+        except InvalidName as exc:
+            raise InvalidName(f"'{shown(text)}' starts with a dot (a domain covers itself and its subdomains, so it is "
+                              f"given without one), and is no domain without it either: {exc}") from None
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
     return names.parse_dns_name(text, allow_wildcard=False).value

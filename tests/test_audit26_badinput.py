@@ -13,6 +13,11 @@ it found.
    no sticky bit) ... choose a folder of your own": a device is no folder. The check of the folders above now
    passes over what is no folder, and the path is refused as under a file is: "/dev/null is not a folder, so
    the output folder ... cannot be written".
+4. A domain with a leading dot whose rest is no domain either (init-ca --permit-dns, acme serve --allow-domain,
+   CA.create(permitted_dns=...)): '.*.example.com', '.10.0.0.0/8', '.1.2.3.4', '../x' were each told "so give
+   '*.example.com' (or '10.0.0.0/8', '1.2.3.4', '/x') without it", a value that is refused in turn (a wildcard,
+   an IP range that has its own option, no name). The form to give is offered only when it is one; else the
+   rest is said for what it is.
 """
 
 from __future__ import annotations
@@ -25,13 +30,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, run_certkit
+from tests.conftest import PASSPHRASE, certkit_env, run_certkit
 
 
 def _certkit(args, env: dict, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     """A real ``python -m certkit`` (a hang is a timeout here, not a stuck test run), without a terminal."""
     return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def run_env(tmp_path: Path) -> dict:
+    return certkit_env(HOME=str(tmp_path))
 
 
 def _one_error_line(proc: subprocess.CompletedProcess, fragment: str) -> None:
@@ -173,3 +182,38 @@ def test_an_output_place_under_what_is_no_folder_is_said_so(tmp_path: Path, issu
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "ca"} == before  # nothing written
     listed = json.loads(run_certkit("list", "--json", env=issued, check=True).stdout)["certificates"]
     assert [row["status"] for row in listed] == ["valid"]  # srv's: no row signed, pending or abandoned
+
+
+# --- 4. the form offered for a domain with a leading dot -----------------------------------------------------
+DOTTED = {".*.example.com": "'*.example.com': a wildcard is not allowed here.",
+          ".10.0.0.0/8": "'10.0.0.0/8' is a range of IP addresses, not a domain: IP ranges are permitted apart from "
+                         "domains (init-ca --permit-ip 10.0.0.0/8",
+          ".1.2.3.4": "'1.2.3.4' is an IP address, not a domain",
+          "../x": "'/x' is not a valid DNS name",
+          ".-x.example": "'-x.example' is not a valid DNS name"}
+
+
+@pytest.mark.parametrize("args", [["init-ca", "--name", "Dots", "--no-passphrase", "--permit-dns", "X"],
+                                  ["acme", "serve", "--port", "0", "--allow-domain", "X"]], ids=["init-ca", "acme"])
+@pytest.mark.parametrize("value", DOTTED)
+def test_a_dotted_domain_is_not_told_to_give_what_is_refused_too(tmp_path: Path, args, value: str) -> None:
+    env = {**run_env(tmp_path), "CERTKIT_CA_DIR": str(tmp_path / "ca")}
+    if args[0] == "acme":
+        run_certkit("init-ca", "--name", "ACME CA", "--no-passphrase", env=env, check=True)
+    before = sorted(os.listdir(tmp_path))
+    proc = run_certkit(*[value if a == "X" else a for a in args], env=env, cwd=tmp_path)
+    _one_error_line(proc, f"'{value}' starts with a dot (a domain covers itself and its subdomains, so it is given "
+                          f"without one), and is no domain without it either: {DOTTED[value]}")
+    assert "so give" not in proc.stderr and sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_dotted_domain_whose_rest_is_one_is_still_offered_it() -> None:
+    from certkit.ca import CA
+    from certkit.errors import InvalidName
+
+    for value, offered in ((".example.com", "example.com"), ("..bücher.example", "bücher.example")):
+        with pytest.raises(InvalidName, match=f"starts with a dot: a domain covers itself and its subdomains, so give "
+                                              f"'{offered}' without it."):
+            CA.create("Dots", permitted_dns=[value])
+    with pytest.raises(InvalidName, match="is no domain without it either: '10.0.0.0/8' is a range of IP addresses"):
+        CA.create("Dots", permitted_dns=[".10.0.0.0/8"])
