@@ -123,8 +123,7 @@ _NO_PEERS = [(kind, ipaddress.ip_network(net)) for kind, net in (
 
 
 def parse_domain(text: str) -> str:
-    """A domain that covers itself and its subdomains (--permit-dns, acme serve --allow-domain), as an
-    A-label name; a leading dot (how some tools write "the subdomains") is refused with the form to give."""
+    """A domain covering itself and its subdomains (--permit-dns, acme serve --allow-domain), as an A-label name."""
     from certkit import names
 
     _refuse_a_list(text, "domains")
@@ -132,15 +131,13 @@ def parse_domain(text: str) -> str:
         raise InvalidName(f"'{shown(text)}' is {'an IP address' if '/' not in str(text) else 'a range of IP addresses'}"
                           f", not a domain: IP ranges are permitted apart from domains (init-ca --permit-ip {network}, "
                           f"acme serve --allow-ip {network}, CA.create(permitted_ips=...)).")
-    if str(text).strip().startswith("."):
-        bare = str(text).strip().lstrip(".")
-        if not bare:  # "." alone: nothing is left to suggest
+    if str(text).strip().startswith("."):  # how some tools write "the subdomains": refused with the form to give
+        if not (bare := str(text).strip().lstrip(".")):  # "." alone: nothing is left to suggest
             raise InvalidName(f"'{shown(text)}' holds no domain, only dots; give a domain, as in example.com.")
         try:  # the form to give is offered only if it is one: never '*.example.com', '10.0.0.0/8' or '/x'
             parse_domain(bare)
         except InvalidName as exc:
-            raise InvalidName(f"'{shown(text)}' starts with a dot (a domain covers itself and its subdomains, so it is "
-                              f"given without one), and is no domain without it either: {exc}") from None
+            raise InvalidName(f"'{shown(text)}' starts with a dot, and is no domain without it either: {exc}") from None
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
     return names.parse_dns_name(text, allow_wildcard=False).value
