@@ -18,6 +18,9 @@ it found.
    '*.example.com' (or '10.0.0.0/8', '1.2.3.4', '/x') without it", a value that is refused in turn (a wildcard,
    an IP range that has its own option, no name). The form to give is offered only when it is one; else the
    rest is said for what it is.
+5. A PKCS#11 module path naming a FIFO, /dev/null or /dev/zero (or a link to one): init-ca --pkcs11-module (or a
+   key URI's module-path) said "The PKCS#11 module /dev/null does not exist.", of a file that is there. It is
+   said as it is: "is a device or other special file, not a file", as the CA directory's own files are.
 """
 
 from __future__ import annotations
@@ -217,3 +220,19 @@ def test_a_dotted_domain_whose_rest_is_one_is_still_offered_it() -> None:
     with pytest.raises(InvalidName, match="is no domain without it either: '10.0.0.0/8' is a range of IP addresses"):
         CA.create("Dots", permitted_dns=[".10.0.0.0/8"])
 
+
+# --- 5. a PKCS#11 module that is there but is no file --------------------------------------------------------
+@pytest.mark.parametrize("given", ["option", "uri"])
+@pytest.mark.parametrize("module", ["fifo", "/dev/null", "/dev/zero", "link"])
+def test_a_pkcs11_module_that_is_no_file_is_not_said_to_be_missing(tmp_path: Path, module: str, given: str) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("/dev/null", tmp_path / "link")
+    path = module if module.startswith("/") else str(tmp_path / module)
+    uri = "pkcs11:token=certkit;object=ca-key"
+    extra = ["--pkcs11-module", path] if given == "option" else []
+    env = {**run_env(tmp_path), "CERTKIT_CA_DIR": str(tmp_path / "ca")}
+    proc = _certkit(["init-ca", "--name", "Token CA", "--key-uri", uri if extra else f"{uri}?module-path={path}",
+                     *extra], env, tmp_path)
+    kind = "a device or other special file" + (" (a symbolic link to /dev/null)" if module == "link" else "")
+    _one_error_line(proc, f"The PKCS#11 module {path} is {kind}, not a file.")
+    assert "does not exist" not in proc.stderr and not (tmp_path / "ca").exists()

@@ -36,7 +36,11 @@ def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = N
         field = '"pkcs11_module"' if module else "the key URI's module-path"
         where = "" if named_in is None else (f" (the CA's module, as {field} in {shown(named_in)} says: moved by a "
                                              "package upgrade? Write its new path there)")
-        what = "is a folder, not a module" if Path(path).is_dir() else "does not exist"
+        from certkit.vocabulary import file_kind_text
+
+        # what is there, said as it is: a FIFO or /dev/null exists, and is no module
+        what = ("is a folder, not a module" if Path(path).is_dir() else
+                f"is {file_kind_text(path)}" if os.path.lexists(path) else "does not exist")
         raise TokenError(f"The PKCS#11 module {shown(path)} {what}{where}.")
     # In full: the loader looks for a name without a '/' in the library path, not in this folder
     # (where it was found), and certkit-ca.json keeps it for commands run from any folder.
