@@ -33,13 +33,14 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     read (this one, or an intermediate's below it) holds the leaf. ``by_server``: the leaf is judged as
     a server presents it, so its clients, not servers, are those a CRL tells to refuse it."""
     from certkit.store import CADirectory
-    from certkit.store_inventory import check_binding, check_not_moved
+    from certkit.store_inventory import check_binding, check_inventory_file
 
     store = CADirectory(ca_dir)
     inventory = store.inventory
     problems: list[str] = []
     try:  # an older schema (round one's) is migrated, as by any other command but check
-        check_not_moved(inventory)  # a moved SQLite file is a backup of the day it moved: never read as current
+        # a FIFO or folder there is said as such, not "missing"; a moved SQLite file is a backup of the day it moved
+        check_inventory_file(inventory)
         # another CA's (a wrong $CERTKIT_INVENTORY_URL) knows none of this CA's revocations: never "none revoked"
         check_binding(inventory, store.load_certificates()[0])
         inventory.check(settle=False)

@@ -21,6 +21,9 @@ it found.
 5. A PKCS#11 module path naming a FIFO, /dev/null or /dev/zero (or a link to one): init-ca --pkcs11-module (or a
    key URI's module-path) said "The PKCS#11 module /dev/null does not exist.", of a file that is there. It is
    said as it is: "is a device or other special file, not a file", as the CA directory's own files are.
+6. verify --ca-dir of a CA directory whose inventory.sqlite3 is a FIFO or a folder: "revocation could not be
+   checked ...: The inventory .../inventory.sqlite3 is missing; the CA directory is incomplete" (restore what?);
+   every other command names what stands there ("is a special file, not a file; the CA directory is damaged").
 """
 
 from __future__ import annotations
@@ -236,3 +239,17 @@ def test_a_pkcs11_module_that_is_no_file_is_not_said_to_be_missing(tmp_path: Pat
     kind = "a device or other special file" + (" (a symbolic link to /dev/null)" if module == "link" else "")
     _one_error_line(proc, f"The PKCS#11 module {path} is {kind}, not a file.")
     assert "does not exist" not in proc.stderr and not (tmp_path / "ca").exists()
+
+
+# --- 6. verify names what stands where the inventory should be -------------------------------------------------
+@pytest.mark.parametrize("kind,said", [("fifo", "is a special file, not a file"),
+                                       ("folder", "is a directory, not a file")])
+def test_verify_names_what_stands_where_the_inventory_should_be(tmp_path: Path, issued: dict, kind: str,
+                                                                said: str) -> None:
+    inventory = Path(issued["CERTKIT_CA_DIR"]) / "inventory.sqlite3"
+    inventory.unlink()
+    os.mkfifo(inventory) if kind == "fifo" else inventory.mkdir()
+    proc = _certkit(["verify", "--purpose", "server", "srv/cert.pem"], issued, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{inventory} {said}; the CA directory is damaged: restore it from a backup" in proc.stdout, proc.stdout
+    assert "is missing" not in proc.stdout + proc.stderr
