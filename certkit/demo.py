@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from certkit.errors import CertkitError, OutputExists
+from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.text import shown
 
 SERVER_NAMES = ("localhost", "127.0.0.1")
@@ -149,7 +149,10 @@ def _check_target(folder: Path) -> None:
 
     check_folders_above(folder, "demo folder")
     refuse_controlled_above(folder, "demo folder")  # said of the folder given, not of its temporary name
-    if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
+    if folder.is_symlink():  # to nothing, or to a folder: said as every command that writes says it
+        raise UnsafeOutputPath(f"The demo folder {shown(folder)} is a symbolic link; certkit does not write through "
+                               "links. Give the real path.")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise OutputExists(
             f"{folder} already exists and is not an empty folder; the demo writes only into a new "
             "or empty folder. Choose another folder.", replaceable=False

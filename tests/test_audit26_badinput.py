@@ -24,6 +24,8 @@ it found.
 6. verify --ca-dir of a CA directory whose inventory.sqlite3 is a FIFO or a folder: "revocation could not be
    checked ...: The inventory .../inventory.sqlite3 is missing; the CA directory is incomplete" (restore what?);
    every other command names what stands there ("is a special file, not a file; the CA directory is damaged").
+7. demo --keep LINK (a link to nothing, or to an empty folder): "LINK already exists and is not an empty folder",
+   where every other command that writes says "... is a symbolic link; certkit does not write through links".
 """
 
 from __future__ import annotations
@@ -253,3 +255,23 @@ def test_verify_names_what_stands_where_the_inventory_should_be(tmp_path: Path, 
     assert proc.returncode == 1, proc.stderr
     assert f"{inventory} {said}; the CA directory is damaged: restore it from a backup" in proc.stdout, proc.stdout
     assert "is missing" not in proc.stdout + proc.stderr
+
+
+# --- 7. an output place that is a symbolic link, said as such by every command -------------------------------
+LINKED = {
+    "demo-keep": (["demo", "--keep", "{L}"], "The demo folder {L} is a symbolic link"),
+    "issue-out": (["issue-server", "x.example", "--out", "{L}"], "The output folder {L} is a symbolic link"),
+    "renew-out": (["renew", "srv", "--out", "{L}"], "The output folder {L} is a symbolic link"),
+    "sign-csr-out": (["sign-csr", "--server", "req.csr", "--out", "{L}"], "The output folder {L} is a symbolic link"),
+    "init-ca-dir": (["init-ca", "--ca-dir", "{L}"], "The CA directory {L} is a symbolic link"),
+}
+
+
+@pytest.mark.parametrize("target", ["nowhere", "empty"])
+@pytest.mark.parametrize("args,said", LINKED.values(), ids=LINKED.keys())
+def test_an_output_place_that_is_a_link_is_said_so(tmp_path: Path, issued: dict, args, said: str, target) -> None:
+    (tmp_path / "empty").mkdir()
+    os.symlink(target, tmp_path / "link")
+    proc = run_certkit(*[arg.replace("{L}", "link") for arg in args], env=issued, cwd=tmp_path)
+    _one_error_line(proc, said.replace("{L}", "link") + "; certkit does not write through links. Give the real path.")
+    assert not (tmp_path / "nowhere").exists() and not any((tmp_path / "empty").iterdir())
