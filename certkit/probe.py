@@ -77,10 +77,10 @@ class ClientFiles:
     @classmethod
     def from_bundle(cls, folder: Path) -> "ClientFiles":
         """A certkit (or certbot) bundle folder: fullchain.pem (else cert.pem) and privkey.pem."""
+        from certkit.vocabulary import absent_text  # a FIFO or folder there is said as such, not as missing
         cert = folder / "fullchain.pem" if (folder / "fullchain.pem").exists() else folder / "cert.pem"
-        for path in (cert, folder / "privkey.pem"):
-            if not path.is_file():
-                raise ProbeError(f"{shown(folder)} is not a bundle folder: {shown(path.name)} is missing.")
+        if (path := next((p for p in (cert, folder / "privkey.pem") if not p.is_file()), None)) is not None:
+            raise ProbeError(f"{shown(folder)} is not a bundle folder: {shown(path.name)} {absent_text(path)}.")
         return cls(cert, folder / "privkey.pem")
 
 

@@ -26,6 +26,8 @@ it found.
    every other command names what stands there ("is a special file, not a file; the CA directory is damaged").
 7. demo --keep LINK (a link to nothing, or to an empty folder): "LINK already exists and is not an empty folder",
    where every other command that writes says "... is a symbolic link; certkit does not write through links".
+8. probe --bundle of a folder whose fullchain.pem or privkey.pem is a FIFO or a folder: "is not a bundle folder:
+   privkey.pem is missing", of a file that is there; it is named as what it is, as verify and inspect name it.
 """
 
 from __future__ import annotations
@@ -275,3 +277,18 @@ def test_an_output_place_that_is_a_link_is_said_so(tmp_path: Path, issued: dict,
     proc = run_certkit(*[arg.replace("{L}", "link") for arg in args], env=issued, cwd=tmp_path)
     _one_error_line(proc, said.replace("{L}", "link") + "; certkit does not write through links. Give the real path.")
     assert not (tmp_path / "nowhere").exists() and not any((tmp_path / "empty").iterdir())
+
+
+# --- 8. probe --bundle names what stands where a bundle file should be ----------------------------------------
+BUNDLE_SPOTS = [(name, kind, said) for name in ("fullchain.pem", "privkey.pem")
+                for kind, said in (("fifo", "is a device or other special file, not a file"),
+                                   ("folder", "is a folder, not a file"), ("gone", "is missing"))
+                if (name, kind) != ("fullchain.pem", "gone")]  # without fullchain.pem, cert.pem is taken
+
+
+@pytest.mark.parametrize("name,kind,said", BUNDLE_SPOTS)
+def test_probe_bundle_names_what_stands_there(tmp_path: Path, issued: dict, name: str, kind: str, said: str) -> None:
+    (tmp_path / "srv" / name).unlink()
+    {"fifo": os.mkfifo, "folder": os.mkdir, "gone": lambda path: None}[kind](tmp_path / "srv" / name)
+    proc = run_certkit("probe", "https://127.0.0.1:9/", "--timeout", "2", "--bundle", "srv", env=issued, cwd=tmp_path)
+    _one_error_line(proc, f"srv is not a bundle folder: {name} {said}.")
