@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unchained_places, withdrawn
+from certkit.probe_client import ClientFiles, client_description, client_key, foreign  # noqa: F401
 from certkit.probe_http import ProbeError, Target, not_tls, parse_url, unreadable_chain  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
 from certkit.pyossl import (
@@ -65,23 +66,6 @@ def _no_handshake(target: Target, why: str, timeout: float) -> ProbeError:
         meant = (f": the server serves no certificate for the server name the client sent (SNI; probe sent {sent}), "
                  "and refuses the handshake: probe it by a name it serves")
     return ProbeError(f"{shown(target.label)} did not complete a TLS handshake: {why}{meant}.")
-
-
-@dataclass
-class ClientFiles:
-    """A client certificate (with any intermediates) and its key, as files."""
-
-    cert: Path
-    key: Path
-
-    @classmethod
-    def from_bundle(cls, folder: Path) -> "ClientFiles":
-        """A certkit (or certbot) bundle folder: fullchain.pem (else cert.pem) and privkey.pem."""
-        from certkit.vocabulary import absent_text  # a FIFO or folder there is said as such, not as missing
-        cert = folder / "fullchain.pem" if (folder / "fullchain.pem").exists() else folder / "cert.pem"
-        if (path := next((p for p in (cert, folder / "privkey.pem") if not p.is_file()), None)) is not None:
-            raise ProbeError(f"{shown(folder)} is not a bundle folder: {shown(path.name)} {absent_text(path)}.")
-        return cls(cert, folder / "privkey.pem")
 
 
 @dataclass
@@ -155,7 +139,7 @@ class ProbeResult:
     # The CA the client's file stops short of, and whether it is known to be an intermediate (anchors.missing_issuer)
     client_missing_issuer: str | None = None
     client_missing_is_intermediate: bool | None = None
-    # That the client's chain leads to no CA of --ca-dir/--ca-file, by signature (:func:`_foreign`), or None
+    # That the client's chain leads to no CA of --ca-dir/--ca-file, by signature (probe_client.foreign), or None
     client_foreign: str | None = None
     # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
     withdrawn: list[str] = field(default_factory=list)
@@ -208,7 +192,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
     ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
     allow_post_handshake_auth(ctx)  # a server may ask after the handshake, for the path requested (Apache)
     if client is not None:
-        key = _client_key(client.key)
+        key = client_key(client.key)
         try:
             ctx.use_certificate_chain_file(str(client.cert))
             ctx.use_privatekey(key)
@@ -225,22 +209,6 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
             raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
                              f"{reason}.") from None
     return ctx
-
-
-def _client_key(path: Path):
-    """The client's private key, read by certkit: OpenSSL reading the file would ask for an encrypted key's
-    passphrase itself, on the terminal or from whatever stdin holds. certkit writes leaf keys unencrypted,
-    and serve --key refuses an encrypted one in the same words."""
-    from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.errors import PassphraseRequired
-    from certkit.files import read_limited
-    from certkit.keys import load_private_key
-
-    data = read_limited(path.absolute(), MAX_CERT_FILE_BYTES, what="client key")  # absolute: '-' is a file here
-    try:
-        return load_private_key(data, None, source=f"client key {shown(path)}")
-    except PassphraseRequired:
-        raise ProbeError(f"The client key {shown(path)} is encrypted; give an unencrypted key (mode 0600).") from None
 
 
 @dataclass
@@ -328,28 +296,6 @@ def _converse(conn, sock: socket.socket, target: Target, seen: _Seen, timeout: f
         seen.attempt.http_error = "no answer to the HTTP request in time"
 
 
-def _client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:
-    """The client certificate described, and the certificates of its file (the leaf, then its intermediates)."""
-    from cryptography import x509
-
-    from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
-    from certkit.inspect import describe_certificate
-    from certkit.material import load_certificates
-
-    load_certificates(client.cert, "the client certificate to present (--cert, --bundle)")  # a key, a CSR: said so
-    try:
-        certs = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))
-    except ValueError:
-        certs = []
-    if not certs:  # a DER certificate: OpenSSL sends a client certificate chain from PEM only
-        from certkit.material import not_pem
-
-        said = not_pem(client.cert, read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"), "certificate")
-        raise ProbeError(f"{shown(client.cert)} {said or 'holds no PEM certificate'}.")
-    return describe_certificate(certs[0], now=now), certs
-
-
 def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
           client: ClientFiles | None = None, timeout: float = DEFAULT_TIMEOUT,
           now: dt.datetime | None = None) -> ProbeResult:
@@ -370,7 +316,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         trust = "the system trust store"
     result = ProbeResult(url, target, trust, final_dot=(urlsplit(url.strip()).hostname or "").endswith("."))
     if client is not None:
-        info, certs = _client_description(client, now)
+        info, certs = client_description(client, now)
         result.client_chain_issuers = list(dict.fromkeys(c.issuer.rfc4514_string() for c in certs))
         result.client_missing_issuer, result.client_missing_is_intermediate = missing_issuer(
             certs, roots + extra, beside=client.cert.parent)
@@ -385,7 +331,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
         result.client_openssl_purpose = openssl_purpose_problem(certs[0], "client")
         result.client_withdrawn = withdrawn(ca_dir, certs, fail_closed=False) if ca_dir is not None else []
         where = f"--ca-dir {ca_dir}" if ca_dir is not None else f"--ca-file {ca_file}"
-        result.client_foreign = _foreign(certs, roots, extra, where) if roots else None
+        result.client_foreign = foreign(certs, roots, extra, where) if roots else None
 
     # The client's files are read before any connection: a key certkit cannot use stops the probe at once.
     client_ctx = _context(trust_pem, client) if client is not None else None
@@ -414,29 +360,6 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     if client is not None:
         result.with_cert = _connect(target, client_ctx, timeout, result.client_subject).attempt
     return result
-
-
-def _foreign(certs: list, roots: list, known: list, where: str) -> str | None:
-    """That the client's chain does not lead, signature by signature, to a CA of the trust given (the
-    certificates of its file, then the CA directory's intermediates, may lead there); None when it does, or
-    when the trust holds no CA (a pinned server certificate)."""
-    from certkit.vocabulary import is_ca, signed_by
-
-    anchors = [r for r in roots if is_ca(r)]
-    if not anchors:
-        return None
-    cert, pool = certs[0], [*certs[1:], *known]
-    for _ in range(len(pool) + 1):
-        if any(signed_by(cert, a) for a in anchors):
-            return None
-        cert = next((c for c in pool if c is not cert and signed_by(cert, c)), None) or cert
-        if cert not in pool:
-            break
-    named = cert.issuer.rfc4514_string()
-    if any(c.subject == cert.issuer for c in [*anchors, *known]):
-        return (f"its chain names {named} as its issuer, but the CA of that name in {where} did not sign it "
-                "(another CA of the same name)")
-    return f"its chain does not lead to the CA in {where} (its issuer is {named})"
 
 
 def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | None, now: dt.datetime | None,
