@@ -30,11 +30,13 @@ from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unch
 from certkit.probe_client import ClientFiles, client_description, client_key, foreign  # noqa: F401
 from certkit.probe_http import ProbeError, Target, not_tls, parse_url, unreadable_chain  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
+from certkit.probe_staple import staple_verdict
 from certkit.pyossl import (
     CERT_REQUEST_STATE,
     VerifyErrors,
     allow_post_handshake_auth,
     openssl_reason,
+    record_staple,
     record_verify_error,
     set_kernel_timeout,
     without_key_log,
@@ -115,6 +117,9 @@ class ProbeResult:
     # A CA certificate as the server's own, which OpenSSL verified for a TLS server (it does not look at the
     # CA bit of the certificate it verifies; so curl and Python's ssl take it), but Firefox refuses.
     ca_as_server: bool = False
+    # The OCSP response the server stapled, in words, and why Firefox refuses the server for it (probe_staple)
+    staple: str | None = None
+    staple_problem: str | None = None
     name_matches: bool = False
     # probe's --ca-file holds the server's own certificate (anchors.pinned): trusted as itself, no CA checked
     pinned: bool = False
@@ -153,7 +158,8 @@ class ProbeResult:
 
     @property
     def server_ok(self) -> bool:  # what OpenSSL verified, unless certkit verify knows more (a key no peer checks)
-        return self.verified and self.server_auth and self.name_matches and not self.withdrawn and not self.reasons
+        return (self.verified and self.server_auth and self.name_matches and not self.withdrawn and not self.reasons
+                and not self.staple_problem)
 
     @property
     def client_accepted(self) -> bool | None:
@@ -190,6 +196,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
             store.add_cert(crypto.X509.from_cryptography(cert))
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)  # as curl --cacert: any CA of a --ca-file is an anchor
     ctx.set_verify(SSL.VERIFY_PEER, record_verify_error)  # read everything; judge afterwards
+    ctx.set_ocsp_client_callback(record_staple)  # what the server staples, for a Must-Staple certificate
     allow_post_handshake_auth(ctx)  # a server may ask after the handshake, for the path requested (Apache)
     if client is not None:
         key = client_key(client.key)
@@ -238,6 +245,7 @@ def _connect(target: Target, ctx, timeout: float, presented: str | None) -> _See
         set_kernel_timeout(sock, timeout)
         conn = SSL.Connection(ctx, sock)
         conn.set_app_data(seen.errors)
+        conn.request_ocsp()  # status_request, as Firefox sends it: a server that can staple does so then
         if not target.is_ip:
             conn.set_tlsext_host_name(target.host.encode("ascii"))
 
@@ -378,6 +386,7 @@ def _judge_server(result: ProbeResult, seen: _Seen, roots: list, ca_dir: Path | 
     result.server_auth = not is_ca and (eku is None or "serverAuth" in eku)
     result.ca_as_server = is_ca and result.verified and (eku is None or "serverAuth" in eku)
     result.name_matches = name_problem(leaf, "server", target.host) is None
+    result.staple, result.staple_problem = staple_verdict(seen.chain, roots + known, seen.errors.stapled, now)
     if result.pinned:  # no chain to judge: the certificate itself, as OpenSSL took it
         from certkit.verify import pinned_problems
 

@@ -39,6 +39,7 @@ def as_dict(result: "ProbeResult") -> dict:
             "above_missing_intermediate": [words for words, _ in result.above_gap.values()],
             "final_dot_note": final_dot_note(result.target.host + ".") if result.final_dot else None,
             "partial_anchor_note": PARTIAL_ANCHOR_NOTE.format(result.partial_anchor) if result.partial_anchor else None,
+            "ocsp_staple": result.staple, "ocsp_staple_problem": result.staple_problem,
         },
         "client_certificate": {
             "requested": result.requests_client_cert, "accepted_ca_names": result.client_ca_names,
@@ -286,6 +287,9 @@ def server_problem(result: "ProbeResult") -> str | None:
             f"the server's certificate is not valid: {first}"
     if result.ca_as_server and result.name_matches:
         return "the server's certificate is a CA certificate, which Firefox refuses (OpenSSL clients accept it)"
+    if result.staple_problem and result.verified and result.server_auth and result.name_matches and \
+            not result.reasons:
+        return result.staple_problem
     # The purpose first: a client certificate served by mistake (etcd's --cert-file given the client bundle)
     # never names the host either, and fixing the bundle is what matters.
     if not result.server_auth and result.chain and "clientAuth" in (result.chain[0]["extended_key_usage"] or ()):
@@ -394,7 +398,8 @@ def render(result: "ProbeResult") -> str:
         if cert.get("tls_feature"):  # OCSP Must-Staple: Firefox refuses it unless the server staples
             lines.append(f"      TLS feature {shown(cert['tls_feature'])}")
     some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it
-    verdict = "yes" if result.server_ok else "NO, not for every client" if some else "NO"
+    not_firefox = some or bool(result.staple_problem and server_problem(result) == result.staple_problem)
+    verdict = "yes" if result.server_ok else "NO, not for every client" if not_firefox else "NO"
     lines += ["", f"Is it a valid TLS server certificate for {shown(t.host)}? {verdict}"]
     auth = "yes" if result.server_auth else \
         ("NO for Firefox: " if result.ca_as_server else "NO: ") + shown(result.chain[0]["usable_for"])
@@ -409,6 +414,10 @@ def render(result: "ProbeResult") -> str:
                       "certificate must be pinned again")
     lines.append(f"  chain       {shown(trust_line)}")
     lines += [f"  reason      {shown(r)}" for r in result.reasons]
+    if result.staple:
+        lines.append(f"  OCSP staple {shown(result.staple)}")
+    if result.staple_problem:
+        lines.append(f"  clients     {shown(result.staple_problem)}")
     if result.final_dot and result.name_matches:
         lines.append(f"  beware      {shown(final_dot_note(result.target.host + '.'))}")
     if result.partial_anchor and result.verified:

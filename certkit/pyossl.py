@@ -85,6 +85,16 @@ class VerifyErrors(list):
     def __init__(self) -> None:
         super().__init__()
         self.at: dict[int, object] = {}
+        self.stapled: bytes | None = None  # the OCSP response the server stapled (b"": none), once it has said
+
+
+def record_staple(conn, stapled: bytes, data) -> bool:
+    """An OCSP client callback (the client asked for a staple: ``Connection.request_ocsp``) that keeps what the
+    server stapled, b"" for nothing, in the connection's :class:`VerifyErrors`, and lets the handshake go on."""
+    errors = conn.get_app_data()
+    if isinstance(errors, VerifyErrors):
+        errors.stapled = bytes(stapled)
+    return True
 
 
 def record_verify_error(conn, cert, errnum: int, depth: int, ok: int) -> bool:

@@ -1,0 +1,109 @@
+"""The OCSP response a server staples to its handshake (RFC 6066 status_request), judged as Firefox judges it.
+
+A certificate whose TLS Feature extension (RFC 7633) names status_request (OCSP Must-Staple) makes Firefox
+refuse a server that staples no OCSP response, or one that is not a current "good" answer for that certificate
+signed by its issuer (or by a responder the issuer delegated to): MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING,
+SEC_ERROR_OCSP_OLD_RESPONSE, SEC_ERROR_REVOKED_CERTIFICATE... curl, OpenSSL, Python's ssl and Chrome ask for no
+staple and take the server all the same. probe asks for one as Firefox does, and says what came.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from certkit.handshake_keys import tls_features
+from certkit.text import shown
+
+# Who takes a Must-Staple certificate served without a good staple, and who does not.
+_OTHERS = "curl, OpenSSL, Python's ssl and Chrome ask for no staple and take it"
+
+
+def staple_verdict(chain: list, known: list, stapled: bytes | None,
+                   now: dt.datetime | None = None) -> tuple[str | None, str | None]:
+    """(what the server stapled, in words; why Firefox refuses the server for it) for the server's ``chain``
+    (cryptography certificates, as sent; ``known``: other CAs that may be the leaf's issuer), ``stapled`` as the
+    handshake gave it (b"": nothing; None: the handshake never got that far). Either part is None when there is
+    nothing to say: a certificate without Must-Staple served without a staple gets (None, None)."""
+    if stapled is None or not chain:
+        return None, None
+    must = "status_request" in (tls_features(chain[0]) or [])
+    if not stapled:
+        if not must:
+            return None, None
+        return ("none", "the server staples no OCSP response to its handshake, and its certificate demands one "
+                "(TLS Feature status_request, OCSP Must-Staple): Firefox refuses it "
+                f"(MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING); {_OTHERS}")
+    words, problem = _judged(chain[0], [*chain[1:], *known], stapled, now or dt.datetime.now(dt.UTC))
+    if problem is None:
+        return words, None
+    if must:
+        return f"{words}: {problem}", (f"the OCSP response the server staples is no good ({problem}), and its "
+                                       "certificate demands one (TLS Feature status_request, OCSP Must-Staple): "
+                                       f"Firefox refuses it; {_OTHERS}")
+    return f"{words}: {problem}", None
+
+
+def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str, str | None]:
+    """(the stapled response in words, what is wrong with it for ``leaf`` or None)."""
+    from cryptography.x509 import ocsp
+
+    try:
+        response = ocsp.load_der_ocsp_response(stapled)
+    except ValueError:
+        return f"{len(stapled)} bytes", "they are no OCSP response"
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return "an OCSP response", f"the responder answered {response.response_status.name} (no status)"
+    single = next((r for r in response.responses if r.serial_number == leaf.serial_number), None)
+    if single is None:
+        return "an OCSP response", "it is about another certificate (no answer for this one's serial number)"
+    status = single.certificate_status.name.lower()
+    words = (f"an OCSP response: {status}, produced {single.this_update_utc:%Y-%m-%d %H:%M:%S} UTC"
+             + (f", next update {single.next_update_utc:%Y-%m-%d %H:%M:%S} UTC" if single.next_update_utc else ""))
+    if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
+        return words, f"the certificate's status is {status}"
+    if single.this_update_utc > now + dt.timedelta(minutes=10):  # a little leeway for clocks, as Firefox has
+        return words, "it is dated in the future"
+    if single.next_update_utc is not None and single.next_update_utc < now:
+        return words, "it is out of date (its next update has passed)"
+    issuer = next((c for c in issuers if c.subject == leaf.issuer and _signed(c.public_key(), leaf)), None)
+    if issuer is not None and not _signed_response(response, issuer):
+        return words, f"neither its issuer {shown(issuer.subject.rfc4514_string())} nor a responder it delegated " \
+                      "to signed it"
+    return words, None
+
+
+def _signed_response(response, issuer) -> bool:
+    """Whether ``issuer``, or a responder certificate in ``response`` that it signed for OCSPSigning, signed it."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    signers = [issuer.public_key()]
+    for cert in response.certificates:
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING in eku and _signed(issuer.public_key(), cert):
+            signers.append(cert.public_key())
+    return any(_verifies(key, response.signature, response.tbs_response_bytes, response.signature_hash_algorithm)
+               for key in signers)
+
+
+def _signed(key, cert) -> bool:
+    return _verifies(key, cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm)
+
+
+def _verifies(key, signature: bytes, data: bytes, algorithm) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        else:  # Ed25519, Ed448: no hash of their own
+            key.verify(signature, data)
+    except (InvalidSignature, TypeError, ValueError):
+        return False
+    return True

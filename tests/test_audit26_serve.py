@@ -1,0 +1,146 @@
+"""Round twenty-six, area serve: what probe, inspect, verify, list and serve tell the user, checked against real
+peers (openssl s_server and s_client) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from test_audit24_serve import _signed_by_ca
+from test_probe import openssl_server
+
+from conftest import PASSPHRASE, run_certkit
+
+MUST_STAPLE = x509.TLSFeature([x509.TLSFeatureType.status_request])
+NO_STAPLE = "the server staples no OCSP response to its handshake, and its certificate demands one"
+
+
+# --- 1. probe named Must-Staple but never looked for the staple Firefox requires -----------------------------------
+def _ocsp_response(ca_dir: Path, cert_file: Path, *, status=ocsp.OCSPCertStatus.GOOD, hours: float = 24,
+                   serial_offset: int = 0, signer=None) -> bytes:
+    """An OCSP response (DER) about the certificate in ``cert_file`` (its serial + ``serial_offset``), signed by
+    the CA of ``ca_dir`` (or ``signer``), next update ``hours`` from now (negative: already past)."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), PASSPHRASE.encode())
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    revoked = status == ocsp.OCSPCertStatus.REVOKED
+    builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+        issuer_name_hash=_name_hash(ca), issuer_key_hash=_key_hash(ca), algorithm=hashes.SHA1(),
+        serial_number=cert.serial_number + serial_offset, cert_status=status,
+        this_update=now - dt.timedelta(hours=2) + dt.timedelta(hours=min(hours, 0)),
+        next_update=now + dt.timedelta(hours=hours), revocation_time=now - dt.timedelta(hours=3) if revoked else None,
+        revocation_reason=None)
+    responder = ca if signer is None else _impostor(ca, signer)  # the CA's name, another key
+    signed = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder).sign(signer or ca_key, hashes.SHA256())
+    return signed.public_bytes(serialization.Encoding.DER)
+
+
+def _impostor(ca: x509.Certificate, key) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(ca.subject).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+
+
+def _name_hash(ca: x509.Certificate) -> bytes:
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(ca.subject.public_bytes())
+    return digest.finalize()
+
+
+def _key_hash(ca: x509.Certificate) -> bytes:
+    return x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest
+
+
+@pytest.fixture
+def staple(ca_dir: Path, tmp_path: Path) -> Path:
+    """A Must-Staple server certificate for localhost that the CA signed (cert.pem, privkey.pem)."""
+    return _signed_by_ca(ca_dir, tmp_path / "staple", MUST_STAPLE)
+
+
+def _probe(ca_dir: Path, port: int, *more) -> subprocess.CompletedProcess:
+    return run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, *more)
+
+
+def _s_client_status(port: int) -> str:
+    """What openssl s_client -status says the server stapled."""
+    proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                           "-status"], input="", capture_output=True, text=True, timeout=30)
+    return proc.stdout
+
+
+@pytest.mark.parametrize("tls", ["-tls1_3", "-tls1_2"])
+def test_probe_says_a_must_staple_server_staples_nothing(ca_dir: Path, staple: Path, tls: str):
+    with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem", tls) as port:
+        assert "OCSP response: no response sent" in _s_client_status(port)
+        said = _probe(ca_dir, port)
+        data = json.loads(_probe(ca_dir, port, "--json").stdout)
+    assert said.returncode == 1, said.stdout + said.stderr
+    assert "valid TLS server certificate for localhost? NO, not for every client" in said.stdout
+    assert "  OCSP staple none" in said.stdout
+    assert NO_STAPLE in said.stdout and "MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING" in said.stdout
+    assert said.stderr.startswith("Error: ") and NO_STAPLE in said.stderr and "Traceback" not in said.stderr
+    assert "CA_CERT_USED_AS_END_ENTITY" not in said.stdout  # another Firefox-only refusal's words, not this one's
+    server = data["server_certificate"]
+    assert server["ok"] is False and server["verified"] is True and server["ocsp_staple"] == "none"
+    assert NO_STAPLE in server["ocsp_staple_problem"]
+
+
+@pytest.mark.parametrize("tls", ["-tls1_3", "-tls1_2"])
+def test_probe_takes_a_must_staple_server_that_staples_a_good_response(ca_dir: Path, staple: Path, tmp_path: Path,
+                                                                      tls: str):
+    (tmp_path / "good.der").write_bytes(_ocsp_response(ca_dir, staple / "cert.pem"))
+    with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem", tls,
+                        "-status_file", tmp_path / "good.der") as port:
+        peer = _s_client_status(port)
+        said = _probe(ca_dir, port)
+    assert "OCSP Response Status: successful" in peer and "Cert Status: good" in peer, peer
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "valid TLS server certificate for localhost? yes" in said.stdout
+    assert "  OCSP staple an OCSP response: good, produced " in said.stdout and NO_STAPLE not in said.stdout
+
+
+@pytest.mark.parametrize(("kind", "problem"), [
+    ("revoked", "the certificate's status is revoked"),
+    ("old", "it is out of date (its next update has passed)"),
+    ("other", "it is about another certificate"),
+    ("forged", "nor a responder it delegated to signed it")])
+def test_probe_refuses_a_must_staple_server_with_a_bad_staple(ca_dir: Path, staple: Path, tmp_path: Path, kind,
+                                                               problem):
+    options = {"revoked": {"status": ocsp.OCSPCertStatus.REVOKED}, "old": {"hours": -1},
+               "other": {"serial_offset": 1}, "forged": {"signer": ec.generate_private_key(ec.SECP256R1())}}[kind]
+    (tmp_path / "bad.der").write_bytes(_ocsp_response(ca_dir, staple / "cert.pem", **options))
+    with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem",
+                        "-status_file", tmp_path / "bad.der") as port:
+        assert "OCSP Response Status: successful" in _s_client_status(port)
+        said = _probe(ca_dir, port)
+    assert said.returncode == 1, said.stdout + said.stderr
+    assert "for localhost? NO, not for every client" in said.stdout
+    assert problem in said.stdout and "the OCSP response the server staples is no good" in said.stderr
+
+
+def test_probe_says_nothing_of_staples_to_a_server_without_must_staple(ca_dir: Path, tmp_path: Path):
+    plain = _signed_by_ca(ca_dir, tmp_path / "plain")
+    with openssl_server("-cert", plain / "cert.pem", "-key", plain / "privkey.pem") as port:
+        said = _probe(ca_dir, port)
+        data = json.loads(_probe(ca_dir, port, "--json").stdout)["server_certificate"]
+    assert said.returncode == 0 and "OCSP staple" not in said.stdout, said.stdout
+    assert data["ok"] is True and data["ocsp_staple"] is None and data["ocsp_staple_problem"] is None
+
+
+def test_probe_shows_a_staple_sent_for_a_certificate_without_must_staple(ca_dir: Path, tmp_path: Path):
+    plain = _signed_by_ca(ca_dir, tmp_path / "plain")
+    (tmp_path / "good.der").write_bytes(_ocsp_response(ca_dir, plain / "cert.pem"))
+    with openssl_server("-cert", plain / "cert.pem", "-key", plain / "privkey.pem",
+                        "-status_file", tmp_path / "good.der") as port:
+        said = _probe(ca_dir, port)
+    assert said.returncode == 0 and "  OCSP staple an OCSP response: good, produced " in said.stdout, said.stdout
