@@ -18,7 +18,7 @@ from certkit.handshake_keys import signing_usage_note, tls_feature_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
 from certkit.profiles import aware
-from certkit.text import shown, time_until
+from certkit.text import dated, described_dates, shown, time_until
 from certkit.vocabulary import (
     colons,
     common_name,
@@ -210,12 +210,12 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
     bc, nc = _ext(cert, x509.BasicConstraints), _ext(cert, x509.NameConstraints)
     is_ca = bool(bc and bc.value.ca)
     eku_list = _eku(eku) if eku else None
-    if now > not_after:
+    if now > not_after:  # in the words of certkit.text.dated, as verify, probe and serve say it
         status, days = "expired", (now - not_after).days
-        validity_text = f"expired {days} day{'s' if days != 1 else ''} ago"
+        validity_text = f"expired {dated(not_before, not_after, now)[0][1].partition(' UTC (')[2][:-1]}"
     elif now < not_before:
         status, days = "not yet valid", (not_before - now).days
-        validity_text = f"not valid for another {time_until(not_before - now)}"
+        validity_text = f"valid in {time_until(not_before - now)}"
     else:
         status, days = "valid", (not_after - now).days
         validity_text = f"{days} day{'s' if days != 1 else ''} left"
@@ -400,8 +400,10 @@ def render(report: dict) -> str:
                   f"  issuer        {item['issuer'] or '(empty)'}"
                   + ("  (self-signed)" if item["self_signed"] else ""),
                   f"  serial        {item['serial']}",
-                  f"  valid         {item['not_before'][:19].replace('T', ' ')} to "
-                  f"{item['not_after'][:19].replace('T', ' ')} UTC ({item['validity']})",
+                  *([f"  valid         {item['not_before'][:19].replace('T', ' ')} to "
+                     f"{item['not_after'][:19].replace('T', ' ')} UTC ({item['validity']})"]
+                    if item["status"] == "valid" else  # else as verify and probe: "valid from ... (in 6 days)"
+                    [f"  {label:<13} {words}" for label, words in described_dates(item)]),
                   f"  key type      {item['key_type']}",
                   f"  names (SAN)   {_names_text(item['subject_alt_names'])}",
                   f"  key usage     {', '.join(item['key_usage'] or ['(none)'])}",

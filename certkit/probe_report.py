@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from certkit.anchors import ABOVE, GAP_NOTE, PARTIAL_ANCHOR_NOTE, STRANGERS_NOTE
 from certkit.probe_alerts import _ALERTS, CLOSED, refusal, unclear  # noqa: F401 (refusal: for probe)
 from certkit.probe_http import AFTER_HANDSHAKE, MISDIRECTED_PROBLEM, POST_HANDSHAKE_AUTH, misdirected
-from certkit.text import shown
+from certkit.text import described_dates, shown
 from certkit.verify_names import final_dot_note
 from certkit.vocabulary import moment_text
 
@@ -362,18 +362,6 @@ def server_side(reason: str, leaf, known: list = ()) -> str:
     return reason[:found.start()] + hint
 
 
-def _dated(cert: dict) -> list[tuple[str, str]]:
-    """A described certificate's dates in lines (:func:`certkit.text.dated`'s words): a past end "expired",
-    never "expires"; a start to come "valid from"."""
-    end = moment_text(cert["not_after"])
-    if cert["status"] == "expired":
-        return [("expired", f"{end} ({cert['validity'].removeprefix('expired ')})")]
-    if cert["status"] == "not yet valid":
-        return [("valid from", f"{moment_text(cert['not_before'])} "
-                               f"(in {cert['validity'].removeprefix('not valid for another ')})"), ("expires", end)]
-    return [("expires", f"{end} ({cert['validity']})")]
-
-
 def render(result: "ProbeResult") -> str:
     t = result.target
     reached = f" ({t.reached})" if t.reached and not t.is_ip else ""  # of a name's addresses, the one probed
@@ -394,7 +382,7 @@ def render(result: "ProbeResult") -> str:
         if i == 0:
             lines.append(f"      names      {shown(names)}")
         lines += [f"      usable for {shown(cert['usable_for'])}",
-                  *(f"      {label:<10} {words}" for label, words in _dated(cert))]
+                  *(f"      {label:<10} {words}" for label, words in described_dates(cert))]
         if cert.get("tls_feature"):  # OCSP Must-Staple: Firefox refuses it unless the server staples
             lines.append(f"      TLS feature {shown(cert['tls_feature'])}")
     some = result.ca_as_server and result.name_matches and not result.withdrawn  # OpenSSL clients take it

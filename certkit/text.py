@@ -381,6 +381,18 @@ def dated(not_before, not_after, now=None) -> list[tuple[str, str]]:
     return until
 
 
+def described_dates(cert: dict) -> list[tuple[str, str]]:
+    """The dates of a certificate :func:`certkit.inspect.describe_certificate` described, in :func:`dated`'s
+    words, as verify, probe and serve say them: "valid from ... (in 6 days)" and "expires ...", "expired ... (10
+    days ago)", "expires ... (199 days left)"."""
+    start, end = (f"{cert[k][:10]} {cert[k][11:19]} UTC" for k in ("not_before", "not_after"))
+    if cert["status"] == "expired":
+        return [("expired", f"{end} ({cert['validity'].removeprefix('expired ')})")]
+    if cert["status"] == "not yet valid":
+        return [("valid from", f"{start} (in {cert['validity'].removeprefix('valid in ')})"), ("expires", end)]
+    return [("expires", f"{end} ({cert['validity']})")]
+
+
 # Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters that show nothing. UTS 46
 # drops some from a DNS name (ZERO WIDTH SPACE, SOFT HYPHEN, WORD JOINER), so the name certified would not be the
 # one given; others (ZERO WIDTH JOINER, the direction marks) hide in a name that looks like another.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -144,3 +145,41 @@ def test_probe_shows_a_staple_sent_for_a_certificate_without_must_staple(ca_dir:
                         "-status_file", tmp_path / "good.der") as port:
         said = _probe(ca_dir, port)
     assert said.returncode == 0 and "  OCSP staple an OCSP response: good, produced " in said.stdout, said.stdout
+
+
+# --- 2. a certificate not valid yet: inspect said "(not valid for another N days)", verify and probe "valid from" --
+def _first(pattern: str, text: str) -> str:
+    found = re.search(pattern, text, re.M)
+    assert found, (pattern, text)
+    return found.group(1)
+
+
+@pytest.mark.parametrize(("start", "ahead"), [(5.5, "in 6 days"), (1.5, "in 36 hours"), (0.2, "in 5 hours")])
+def test_a_certificate_not_valid_yet_reads_valid_from_everywhere(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                  start: float, ahead: str):
+    future = _signed_by_ca(ca_dir, tmp_path / "future", days=30, start=start)
+    moment = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)"
+    inspected = run_certkit("inspect", future / "cert.pem", env=ca_env, check=True).stdout
+    assert "not valid for another" not in inspected, inspected
+    begins = _first(rf"^  valid from    {moment} \({ahead}\)$", inspected)
+    assert re.search(r"^  expires       \S+ \S+ UTC$", inspected, re.M), inspected
+    assert f"Usable for: nothing now (valid {ahead}); issued for" in inspected
+    data = json.loads(run_certkit("inspect", future / "cert.pem", "--json", env=ca_env, check=True).stdout)
+    assert data["items"][0]["validity"] == f"valid {ahead}" and data["items"][0]["status"] == "not yet valid"
+    verified = run_certkit("verify", future / "cert.pem", "--purpose", "server", env=ca_env).stdout
+    assert _first(rf"^  valid from {moment} \({ahead}\)$", verified) == begins
+    with openssl_server("-cert", future / "cert.pem", "-key", future / "privkey.pem") as port:
+        probed = _probe(ca_dir, port).stdout
+    assert _first(rf"^      valid from {moment} \({ahead}\)$", probed) == begins
+    assert "not valid for another" not in probed
+
+
+def test_an_expired_certificate_reads_alike_everywhere(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    for folder, start, ago in (("old", -20, "10 days ago"), ("fresh", -10.2, "less than a day ago"),
+                               ("day", -11.5, "1 day ago")):
+        old = _signed_by_ca(ca_dir, tmp_path / folder, days=10, start=start)
+        inspected = run_certkit("inspect", old / "cert.pem", env=ca_env, check=True).stdout
+        ended = _first(rf"^  expired       (\S+ \S+ UTC) \({ago}\)$", inspected)
+        assert f"Usable for: nothing now (expired {ago}); issued for" in inspected and "(0 days" not in inspected
+        verified = run_certkit("verify", old / "cert.pem", "--purpose", "server", env=ca_env).stdout
+        assert _first(rf"^  expired   (\S+ \S+ UTC) \({ago}\)$", verified) == ended

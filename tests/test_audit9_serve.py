@@ -235,11 +235,11 @@ def test_a_certificate_not_yet_valid_says_how_long_without_rounding_down(tmp_pat
     from conftest import run_certkit
 
     ca = CA.create("Later CA", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    for ahead, said in ((dt.timedelta(days=1, hours=23), "not valid for another 47 hours"),
-                        (dt.timedelta(hours=5, minutes=10), "not valid for another 6 hours"),
-                        (dt.timedelta(days=9, hours=1), "not valid for another 10 days")):
+    for ahead, said in ((dt.timedelta(days=1, hours=23), "(in 47 hours)"),
+                        (dt.timedelta(hours=5, minutes=10), "(in 6 hours)"),
+                        (dt.timedelta(days=9, hours=1), "(in 10 days)")):
         issued = ca.issue_server(["later.example"], not_before=dt.datetime.now(dt.UTC) + ahead, days=30)
         path = tmp_path / "later.pem"
         path.write_bytes(issued.cert_pem)
         proc = run_certkit("inspect", path)
-        assert said in proc.stdout, (said, proc.stdout)
+        assert said in proc.stdout and "\n  valid from    " in proc.stdout, (said, proc.stdout)
