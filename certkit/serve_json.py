@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from certkit.text import dated, shown
+from certkit.text import dated, outside_dates, shown
 from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex, signed_by
 
 if TYPE_CHECKING:
@@ -99,9 +99,9 @@ def client_cas(client_ca_pem: bytes, now: dt.datetime | None = None) -> list[dic
 def client_ca_warning(cas: list[dict]) -> str:
     """The banner's words for a client CA out of its dates (OpenSSL then refuses every client chain through it),
     empty when all are in their dates."""
-    out = [f"{shown(ca['subject'])} expired on {text_time(ca['not_after'])}" if ca["status"] == "expired" else
-           f"{shown(ca['subject'])} is not valid until {text_time(ca['not_before'])}" for ca in cas
-           if ca["status"] != "valid"]
+    out = [f"{shown(ca['subject'])} "
+           + (outside_dates(_parsed(ca["not_before"]), _parsed(ca["not_after"])) or "is out of its dates")  # verify's
+           for ca in cas if ca["status"] != "valid"]
     return (f"; beware: {', '.join(out)}, so every client certificate it issued is refused (OpenSSL refuses a "
             "chain through a CA out of its dates: certificate has expired, or is not yet valid)") if out else ""
 

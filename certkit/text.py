@@ -381,6 +381,14 @@ def dated(not_before, not_after, now=None) -> list[tuple[str, str]]:
     return until
 
 
+def outside_dates(not_before, not_after, now=None) -> str | None:
+    """What keeps a certificate from being valid at ``now``, as a sentence's end in :func:`dated`'s words
+    ("expired on ... UTC (10 days ago)", "is valid from ... UTC (in 6 days)"); None when it is valid."""
+    rows = dict(dated(not_before, not_after, now))
+    return f"expired on {rows['expired']}" if "expired" in rows else \
+        f"is valid from {rows['valid from']}" if "valid from" in rows else None
+
+
 def described_dates(cert: dict) -> list[tuple[str, str]]:
     """The dates of a certificate :func:`certkit.inspect.describe_certificate` described, in :func:`dated`'s
     words, as verify, probe and serve say them: "valid from ... (in 6 days)" and "expires ...", "expired ... (10

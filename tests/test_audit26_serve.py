@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,47 @@ def test_an_expired_certificate_reads_alike_everywhere(ca_dir: Path, ca_env: dic
         assert f"Usable for: nothing now (expired {ago}); issued for" in inspected and "(0 days" not in inspected
         verified = run_certkit("verify", old / "cert.pem", "--purpose", "server", env=ca_env).stdout
         assert _first(rf"^  expired   (\S+ \S+ UTC) \({ago}\)$", verified) == ended
+
+
+@pytest.mark.parametrize(("start", "days", "said", "verify_row"), [
+    (5.5, 30, r"it is valid from (\S+ \S+ UTC) \(in 6 days\)\.", r"^  valid from (\S+ \S+ UTC) \(in 6 days\)$"),
+    (-20, 10, r"it expired on (\S+ \S+ UTC) \(10 days ago\)\.", r"^  expired   (\S+ \S+ UTC) \(10 days ago\)$"),
+    (-10.2, 10, r"it expired on (\S+ \S+ UTC) \(less than a day ago\)\.",
+     r"^  expired   (\S+ \S+ UTC) \(less than a day ago\)$")])
+def test_serve_refuses_a_certificate_out_of_its_dates_in_verify_s_words(ca_dir: Path, ca_env: dict, tmp_path: Path,
+                                                                        start, days, said, verify_row):
+    """Before: 'it is valid only from 2026-12-09' and 'it expired on 2026-11-24', the day alone."""
+    from conftest import assert_clean_error
+
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", days=days, start=start)
+    proc = run_certkit("serve", "--port", "0", "--cert", leaf / "cert.pem", "--key", leaf / "privkey.pem",
+                       env=ca_env)
+    assert_clean_error(proc, "is not a certificate a TLS client takes from a server: it ")
+    verified = run_certkit("verify", leaf / "cert.pem", "--purpose", "server", env=ca_env).stdout
+    assert _first(said, proc.stderr) == _first(verify_row, verified)
+
+
+def test_serve_s_banner_says_when_a_client_ca_becomes_valid(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """Before: 'CN=Later Root is not valid until ...', where verify says 'not valid before' and inspect 'valid
+    from ... (in N days)'."""
+    from certkit import CA
+
+    from serve_process import ServeProcess
+
+    later = CA.create("Later Root", not_before=dt.datetime.now(dt.UTC) + dt.timedelta(days=3, hours=1))
+    (tmp_path / "later.pem").write_bytes(later.cert_pem)
+    server = _signed_by_ca(ca_dir, tmp_path / "srv")
+    inspected = run_certkit("inspect", tmp_path / "later.pem", env=ca_env, check=True).stdout
+    begins = _first(r"^  valid from    (\S+ \S+ UTC \(in 4 days\))$", inspected)
+    args = ("--cert", server / "cert.pem", "--key", server / "privkey.pem", "--client-ca", tmp_path / "later.pem")
+    with ServeProcess(*args, env=ca_env, cwd=tmp_path) as serve:
+        assert serve.info["client_cas"][0]["status"] == "not yet valid"
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "serve", "--port", "0", *map(str, args)], env=ca_env,
+                            cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        banner = [proc.stdout.readline() for _ in range(3)][2]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert f"; beware: CN=Later Root is valid from {begins}, so every client certificate" in banner, banner

@@ -312,23 +312,19 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     """Refuse to serve with a certificate no TLS client takes from a server: not for a TLS server (certkit verify's
     words), outside its validity period, recorded as revoked (the page would teach a rule the server breaks);
     warn of one Firefox refuses (OCSP Must-Staple)."""
-    import datetime as dt
-
     from cryptography import x509
 
     from certkit.errors import CertkitError
     from certkit.handshake_keys import tls_feature_note, unusable_leaf_key
-    from certkit.text import shown
+    from certkit.text import outside_dates, shown
     from certkit.verify_names import purpose_problem
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
     if note := tls_feature_note(leaf, lead=f"{shown(cert_file)}: its TLS Feature extension names "):
         click.echo(f"Warning: {note}.", err=True)  # served all the same: clients other than Firefox take it
-    now = dt.datetime.now(dt.UTC)
+    dates = outside_dates(leaf.not_valid_before_utc, leaf.not_valid_after_utc)  # verify's, inspect's words
     problem = (purpose_problem(leaf, "server") or unusable_leaf_key(leaf)  # brainpool: no handshake completes
-               or (f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d}" if leaf.not_valid_after_utc < now
-                   else f"it is valid only from {leaf.not_valid_before_utc:%Y-%m-%d}"
-                   if leaf.not_valid_before_utc > now else None))
+               or (f"it {dates}" if dates else None))
     if problem:
         raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
                            "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
