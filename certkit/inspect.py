@@ -18,7 +18,7 @@ from certkit.handshake_keys import signing_usage_note, tls_feature_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
 from certkit.profiles import aware
-from certkit.text import dated, described_dates, shown, time_until
+from certkit.text import dated, described_dates, shown, time_left, time_until
 from certkit.vocabulary import (
     colons,
     common_name,
@@ -218,7 +218,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
         validity_text = f"valid in {time_until(not_before - now)}"
     else:
         status, days = "valid", (not_after - now).days
-        validity_text = f"{days} day{'s' if days != 1 else ''} left"
+        validity_text = f"{time_left(not_after - now)} left"  # "23 hours left", not "0 days left"
     ns_types = ns_cert_type(cert)
     usable = usable_for(is_ca=is_ca, eku=eku_list, sans=sans, subject_cn=common_name(cert.subject),
                         path_length=bc.value.path_length if bc else None,

@@ -356,6 +356,15 @@ def time_until(left) -> str:
     return f"{days} days"
 
 
+def time_left(left) -> str:
+    """How long a certificate has left, never more than it has: whole hours under two days ("23 hours", not the
+    "0 days" that 23 h floors to; "less than an hour"), whole days (rounded down) beyond."""
+    hours = int(left.total_seconds() // 3600)
+    if hours < 48:
+        return f"{hours} hour{'s' if hours != 1 else ''}" if hours else "less than an hour"
+    return f"{int(left.total_seconds() // 86400)} days"
+
+
 def ends(not_after, now=None) -> str:
     """A certificate's end as a header line says it: "expires 2026-11-30 08:56:07 UTC", "expired ..." once past."""
     import datetime as dt

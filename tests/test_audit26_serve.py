@@ -228,3 +228,17 @@ def test_serve_s_banner_says_when_a_client_ca_becomes_valid(ca_dir: Path, ca_env
         proc.terminate()
         proc.wait(30)
     assert f"; beware: CN=Later Root is valid from {begins}, so every client certificate" in banner, banner
+
+
+# --- 3. a certificate expiring within a day had "0 days left" -----------------------------------------------------
+@pytest.mark.parametrize(("days", "left"), [(0.95, "22 hours left"), (1.9, "45 hours left"),
+                                            (0.02, "less than an hour left"), (30, "29 days left")])
+def test_the_time_left_is_never_said_as_zero_days(ca_dir: Path, ca_env: dict, tmp_path: Path, days, left):
+    """serve's own certificate lasts a day: inspect and probe said "(0 days left)" of it from its first minute."""
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", days=days, start=-0.001)
+    inspected = run_certkit("inspect", leaf / "cert.pem", env=ca_env, check=True).stdout
+    assert re.search(rf"^  valid         \S+ \S+ to \S+ \S+ UTC \({left}\)$", inspected, re.M), inspected
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem") as port:
+        probed = _probe(ca_dir, port).stdout
+    assert re.search(rf"^      expires    \S+ \S+ UTC \({left}\)$", probed, re.M), probed
+    assert "0 days left" not in inspected + probed
