@@ -14,6 +14,7 @@ import datetime as dt
 from certkit.handshake_keys import tls_features
 from certkit.text import shown
 
+REVOKED = "the certificate's status is revoked"
 # Who takes a Must-Staple certificate served without a good staple, and who does not.
 _OTHERS = "curl, OpenSSL, Python's ssl and Chrome ask for no staple and take it"
 
@@ -40,6 +41,11 @@ def staple_verdict(chain: list, known: list, stapled: bytes | None,
         return f"{words}: {problem}", (f"the OCSP response the server staples is no good ({problem}), and its "
                                        "certificate demands one (TLS Feature status_request, OCSP Must-Staple): "
                                        f"Firefox refuses it; {_OTHERS}")
+    if problem == REVOKED:  # signed by its issuer, when known: Firefox believes it, Must-Staple or not
+        return f"{words}: {problem}", ("the OCSP response the server staples says its certificate is revoked: "
+                                       "Firefox refuses it (SEC_ERROR_REVOKED_CERTIFICATE), "
+                                       "as curl --cert-status does; curl, OpenSSL and Python's ssl without asking "
+                                       "for a staple take it")
     return f"{words}: {problem}", None
 
 
@@ -59,16 +65,16 @@ def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str,
     status = single.certificate_status.name.lower()
     words = (f"an OCSP response: {status}, produced {single.this_update_utc:%Y-%m-%d %H:%M:%S} UTC"
              + (f", next update {single.next_update_utc:%Y-%m-%d %H:%M:%S} UTC" if single.next_update_utc else ""))
-    if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
-        return words, f"the certificate's status is {status}"
-    if single.this_update_utc > now + dt.timedelta(minutes=10):  # a little leeway for clocks, as Firefox has
-        return words, "it is dated in the future"
-    if single.next_update_utc is not None and single.next_update_utc < now:
-        return words, "it is out of date (its next update has passed)"
     issuer = next((c for c in issuers if c.subject == leaf.issuer and _signed(c.public_key(), leaf)), None)
     if issuer is not None and not _signed_response(response, issuer):
         return words, f"neither its issuer {shown(issuer.subject.rfc4514_string())} nor a responder it delegated " \
                       "to signed it"
+    if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
+        return words, REVOKED if status == "revoked" else f"the certificate's status is {status}"
+    if single.this_update_utc > now + dt.timedelta(minutes=10):  # a little leeway for clocks, as Firefox has
+        return words, "it is dated in the future"
+    if single.next_update_utc is not None and single.next_update_utc < now:
+        return words, "it is out of date (its next update has passed)"
     return words, None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,28 @@ def test_probe_shows_a_staple_sent_for_a_certificate_without_must_staple(ca_dir:
         said = _probe(ca_dir, port)
     assert said.returncode == 0 and "  OCSP staple an OCSP response: good, produced " in said.stdout, said.stdout
 
+
+
+@pytest.mark.parametrize("must_staple", [False, True])
+def test_probe_refuses_a_server_that_staples_its_own_revocation(ca_dir: Path, tmp_path: Path, must_staple: bool):
+    """Firefox believes a stapled "revoked" signed by the issuer, whether or not the certificate demands a staple;
+    so does curl --cert-status. Before: the line said it, the verdict was yes, exit 0."""
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", *([MUST_STAPLE] if must_staple else []))
+    (tmp_path / "revoked.der").write_bytes(_ocsp_response(ca_dir, leaf / "cert.pem",
+                                                          status=ocsp.OCSPCertStatus.REVOKED))
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem",
+                        "-status_file", tmp_path / "revoked.der") as port:
+        assert "Cert Status: revoked" in _s_client_status(port)
+        said = _probe(ca_dir, port)
+        if shutil.which("curl"):  # the real client that asks for a staple refuses; without asking it takes it
+            curl = ["curl", "-s", "-o", "/dev/null", "--cacert", ca_dir / "ca.pem", "--resolve",
+                    f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/"]
+            assert subprocess.run(curl, timeout=30).returncode == 0
+            assert subprocess.run([*curl, "--cert-status"], timeout=30).returncode == 91  # SSL_INVALIDCERTSTATUS
+    assert said.returncode == 1, said.stdout + said.stderr
+    assert "for localhost? NO, not for every client" in said.stdout
+    assert "  OCSP staple an OCSP response: revoked, produced " in said.stdout
+    assert ("SEC_ERROR_REVOKED_CERTIFICATE" in said.stderr) != must_staple, said.stderr
 
 # --- 2. a certificate not valid yet: inspect said "(not valid for another N days)", verify and probe "valid from" --
 def _first(pattern: str, text: str) -> str:
