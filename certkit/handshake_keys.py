@@ -15,7 +15,8 @@ scheme peers offer.
 And what it asks of the server beside the key: a TLS Feature extension (RFC 7633, 1.3.6.1.5.5.7.1.24) naming
 status_request (OCSP Must-Staple) asks the server to staple an OCSP response to every handshake; Firefox
 refuses the certificate without one (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING), and certkit runs no OCSP
-responder, so no server can staple one for a certificate it signed.
+responder: the server staples one only if something else signs it with the CA's key (openssl ocsp), which
+``certkit probe`` then shows.
 """
 
 from __future__ import annotations
@@ -101,5 +102,6 @@ def tls_feature_note(cert, lead: str = "its TLS Feature extension (1.3.6.1.5.5.7
     named = ", ".join(f + (" (OCSP Must-Staple)" if f == "status_request" else "") for f in features) or "nothing"
     return (f"{lead}{named}: a server presenting this certificate must staple an OCSP response to every "
             "handshake, and Firefox refuses it without one (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING); "
-            "certkit runs no OCSP responder, so none can be stapled for a certificate a certkit CA signed; curl, "
+            "certkit runs no OCSP responder, so none is stapled unless made with the CA's key by another tool "
+            "(openssl ocsp; certkit probe shows what a server staples); curl, "
             "OpenSSL, Python's ssl and Chrome ignore it")
