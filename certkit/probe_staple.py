@@ -65,8 +65,8 @@ def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str,
     status = single.certificate_status.name.lower()
     words = (f"an OCSP response: {status}, produced {single.this_update_utc:%Y-%m-%d %H:%M:%S} UTC"
              + (f", next update {single.next_update_utc:%Y-%m-%d %H:%M:%S} UTC" if single.next_update_utc else ""))
-    issuer = next((c for c in issuers if c.subject == leaf.issuer and _signed(c.public_key(), leaf)), None)
-    if issuer is not None and not _signed_response(response, issuer):
+    issuer = next((c for c in issuers if c.subject == leaf.issuer and _signed(c, leaf)), None)
+    if issuer is not None and _signed_response(response, issuer) is False:
         return words, f"neither its issuer {shown(issuer.subject.rfc4514_string())} nor a responder it delegated " \
                       "to signed it"
     if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
@@ -78,10 +78,14 @@ def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str,
     return words, None
 
 
-def _signed_response(response, issuer) -> bool:
-    """Whether ``issuer``, or a responder certificate in ``response`` that it signed for OCSPSigning, signed it."""
+def _signed_response(response, issuer) -> bool | None:
+    """Whether ``issuer``, or a responder certificate in ``response`` that it signed for OCSPSigning, signed it;
+    None when its signature algorithm is one cryptography cannot check (never taken for a forgery)."""
     from cryptography import x509
-    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
     signers = [issuer.public_key()]
     for cert in response.certificates:
@@ -89,23 +93,38 @@ def _signed_response(response, issuer) -> bool:
             eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
             continue
-        if ExtendedKeyUsageOID.OCSP_SIGNING in eku and _signed(issuer.public_key(), cert):
+        if ExtendedKeyUsageOID.OCSP_SIGNING in eku and _signed(issuer, cert):
             signers.append(cert.public_key())
-    return any(_verifies(key, response.signature, response.tbs_response_bytes, response.signature_hash_algorithm)
-               for key in signers)
+    if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:  # its parameters are not exposed:
+        ways = [(padding.PSS(padding.MGF1(h), padding.PSS.AUTO), h)  # the hashes PSS is used with
+                for h in (hashes.SHA256(), hashes.SHA384(), hashes.SHA512())]
+    else:
+        try:
+            ways = [(None, response.signature_hash_algorithm)]
+        except UnsupportedAlgorithm:
+            return None
+    return any(_verifies(key, response.signature, response.tbs_response_bytes, algorithm, rsa_padding)
+               for key in signers for rsa_padding, algorithm in ways)
 
 
-def _signed(key, cert) -> bool:
-    return _verifies(key, cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm)
+def _signed(issuer, cert) -> bool:
+    """Whether ``issuer`` signed ``cert`` (any algorithm cryptography checks, RSA-PSS too)."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
+        return False
+    return True
 
 
-def _verifies(key, signature: bytes, data: bytes, algorithm) -> bool:
+def _verifies(key, signature: bytes, data: bytes, algorithm, rsa_padding=None) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+            key.verify(signature, data, rsa_padding or padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, data, ec.ECDSA(algorithm))
         else:  # Ed25519, Ed448: no hash of their own

@@ -267,3 +267,25 @@ def test_the_time_left_is_never_said_as_zero_days(ca_dir: Path, ca_env: dict, tm
         probed = _probe(ca_dir, port).stdout
     assert re.search(rf"^      expires    \S+ \S+ UTC \({left}\)$", probed, re.M), probed
     assert "0 days left" not in inspected + probed
+
+
+def test_probe_reads_a_staple_signed_with_rsa_pss(ca_env: dict, tmp_path: Path):
+    """openssl ocsp -rsigopt rsa_padding_mode:pss signs a response cryptography names no hash for: probe ended in
+    a traceback (UnsupportedAlgorithm); it checks the PSS signature now, and takes the good staple."""
+    rsa_ca = tmp_path / "rsa-ca"
+    env = {**ca_env, "CERTKIT_CA_DIR": str(rsa_ca)}
+    run_certkit("init-ca", "--name", "RSA Root", "--key-type", "rsa-2048", env=env, check=True)
+    leaf = _signed_by_ca(rsa_ca, tmp_path / "leaf", MUST_STAPLE)
+    cert = x509.load_pem_x509_certificate((leaf / "cert.pem").read_bytes())
+    (tmp_path / "index.txt").write_text(f"V\t{cert.not_valid_after_utc:%y%m%d%H%M%S}Z\t\t{cert.serial_number:X}\t"
+                                        "unknown\t/CN=localhost\n")
+    subprocess.run(["openssl", "ocsp", "-index", tmp_path / "index.txt", "-rsigner", rsa_ca / "ca.pem", "-rkey",
+                    rsa_ca / "ca-key.pem", "-passin", "env:CERTKIT_CA_PASSPHRASE", "-CA", rsa_ca / "ca.pem",
+                    "-issuer", rsa_ca / "ca.pem", "-cert", leaf / "cert.pem", "-respout", tmp_path / "pss.der",
+                    "-rsigopt", "rsa_padding_mode:pss", "-ndays", "1"], env=env, check=True, capture_output=True)
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem",
+                        "-status_file", tmp_path / "pss.der") as port:
+        assert "OCSP Response Status: successful" in _s_client_status(port)
+        said = _probe(rsa_ca, port)
+    assert said.returncode == 0 and "Traceback" not in said.stderr, said.stdout + said.stderr
+    assert "  OCSP staple an OCSP response: good, produced " in said.stdout
