@@ -15,6 +15,7 @@ from certkit.handshake_keys import tls_features
 from certkit.text import shown
 
 REVOKED = "the certificate's status is revoked"
+_SLOP, _LONGEST, _NEVER = dt.timedelta(days=1), dt.timedelta(days=10), dt.datetime.max.replace(tzinfo=dt.UTC)
 # Who takes a Must-Staple certificate served without a good staple, and who does not.
 _OTHERS = "curl, OpenSSL, Python's ssl and Chrome ask for no staple and take it"
 
@@ -71,10 +72,13 @@ def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str,
                       "to signed it"
     if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
         return words, REVOKED if status == "revoked" else f"the certificate's status is {status}"
-    if single.this_update_utc > now + dt.timedelta(minutes=10):  # a little leeway for clocks, as Firefox has
+    # mozilla::pkix's rules: a day of leeway for clocks either way (SLOP), and a response lasts 10 days at most
+    # after its thisUpdate (Firefox's maxOCSPLifetimeInDays), whatever its nextUpdate says
+    if single.this_update_utc > now + _SLOP:
         return words, "it is dated in the future"
-    if single.next_update_utc is not None and single.next_update_utc < now:
-        return words, "it is out of date (its next update has passed)"
+    ends = min(single.next_update_utc or _NEVER, single.this_update_utc + _LONGEST)
+    if now - _SLOP > ends:
+        return words, f"it is out of date (it lasted until {ends:%Y-%m-%d %H:%M:%S} UTC)"
     return words, None
 
 

@@ -116,12 +116,12 @@ def test_probe_takes_a_must_staple_server_that_staples_a_good_response(ca_dir: P
 
 @pytest.mark.parametrize(("kind", "problem"), [
     ("revoked", "the certificate's status is revoked"),
-    ("old", "it is out of date (its next update has passed)"),
+    ("old", "it is out of date (it lasted until "),
     ("other", "it is about another certificate"),
     ("forged", "nor a responder it delegated to signed it")])
 def test_probe_refuses_a_must_staple_server_with_a_bad_staple(ca_dir: Path, staple: Path, tmp_path: Path, kind,
                                                                problem):
-    options = {"revoked": {"status": ocsp.OCSPCertStatus.REVOKED}, "old": {"hours": -1},
+    options = {"revoked": {"status": ocsp.OCSPCertStatus.REVOKED}, "old": {"hours": -30},
                "other": {"serial_offset": 1}, "forged": {"signer": ec.generate_private_key(ec.SECP256R1())}}[kind]
     (tmp_path / "bad.der").write_bytes(_ocsp_response(ca_dir, staple / "cert.pem", **options))
     with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem",
@@ -289,3 +289,16 @@ def test_probe_reads_a_staple_signed_with_rsa_pss(ca_env: dict, tmp_path: Path):
         said = _probe(rsa_ca, port)
     assert said.returncode == 0 and "Traceback" not in said.stderr, said.stdout + said.stderr
     assert "  OCSP staple an OCSP response: good, produced " in said.stdout
+
+
+@pytest.mark.parametrize(("hours", "good"), [(-1, True), (-23, True), (-25, False), (24 * 30, True)])
+def test_probe_gives_a_stapled_response_firefox_s_day_of_leeway(ca_dir: Path, staple: Path, tmp_path: Path, hours,
+                                                                 good: bool):
+    """mozilla::pkix takes a response until a day after its nextUpdate (SLOP): a nextUpdate an hour ago was called
+    out of date, and the server refused, where Firefox takes it."""
+    (tmp_path / "r.der").write_bytes(_ocsp_response(ca_dir, staple / "cert.pem", hours=hours))
+    with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem",
+                        "-status_file", tmp_path / "r.der") as port:
+        said = _probe(ca_dir, port)
+    assert (said.returncode == 0) == good, said.stdout + said.stderr
+    assert ("it is out of date" in said.stdout) != good
