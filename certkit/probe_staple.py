@@ -15,6 +15,9 @@ from certkit.handshake_keys import tls_features
 from certkit.text import shown
 
 REVOKED = "the certificate's status is revoked"
+# What Firefox forgives in a stapled response of a certificate without Must-Staple (NSSCertDBTrustDomain:
+# ERROR_OCSP_OLD_RESPONSE, ERROR_OCSP_TRY_SERVER_LATER; it asks the certificate's responder then, if it names one)
+_SOFT = ("it is out of date", "the responder answered TRY_LATER")
 _SLOP, _LONGEST, _NEVER = dt.timedelta(days=1), dt.timedelta(days=10), dt.datetime.max.replace(tzinfo=dt.UTC)
 # Who takes a Must-Staple certificate served without a good staple, and who does not.
 _OTHERS = "curl, OpenSSL, Python's ssl and Chrome ask for no staple and take it"
@@ -47,6 +50,10 @@ def staple_verdict(chain: list, known: list, stapled: bytes | None,
                                        "Firefox refuses it (SEC_ERROR_REVOKED_CERTIFICATE), "
                                        "as curl --cert-status does; curl, OpenSSL and Python's ssl without asking "
                                        "for a staple take it")
+    if not problem.startswith(_SOFT):  # Firefox refuses at once a stapled response it cannot take, but for these
+        return f"{words}: {problem}", (f"the OCSP response the server staples is no good ({problem}): Firefox "
+                                       "refuses the server for it, Must-Staple or not, as curl --cert-status does; "
+                                       "curl, OpenSSL and Python's ssl without asking for a staple take it")
     return f"{words}: {problem}", None
 
 

@@ -302,3 +302,25 @@ def test_probe_gives_a_stapled_response_firefox_s_day_of_leeway(ca_dir: Path, st
         said = _probe(ca_dir, port)
     assert (said.returncode == 0) == good, said.stdout + said.stderr
     assert ("it is out of date" in said.stdout) != good
+
+
+@pytest.mark.parametrize(("kind", "refused"), [("other", True), ("forged", True), ("old", False)])
+def test_probe_refuses_a_bad_staple_firefox_refuses_without_must_staple(ca_dir: Path, tmp_path: Path, kind,
+                                                                         refused: bool):
+    """NSSCertDBTrustDomain::CheckRevocation returns a stapled response's failure at once (another certificate's,
+    a bad signature), but for an out-of-date one (then it asks the responder, or takes it): before, only a
+    Must-Staple certificate's bad staple was a refusal."""
+    plain = _signed_by_ca(ca_dir, tmp_path / "plain")
+    options = {"other": {"serial_offset": 1}, "forged": {"signer": ec.generate_private_key(ec.SECP256R1())},
+               "old": {"hours": -30}}[kind]
+    (tmp_path / "bad.der").write_bytes(_ocsp_response(ca_dir, plain / "cert.pem", **options))
+    with openssl_server("-cert", plain / "cert.pem", "-key", plain / "privkey.pem",
+                        "-status_file", tmp_path / "bad.der") as port:
+        said = _probe(ca_dir, port)
+        if shutil.which("curl"):
+            curl = ["curl", "-s", "-o", "/dev/null", "--cacert", ca_dir / "ca.pem", "--resolve",
+                    f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/", "--cert-status"]
+            assert subprocess.run(curl, timeout=30).returncode == 91  # curl --cert-status refuses all three
+    assert (said.returncode == 1) == refused, said.stdout + said.stderr
+    assert ("Firefox refuses the server for it, Must-Staple or not" in said.stdout) == refused
+    assert "  OCSP staple " in said.stdout
