@@ -175,7 +175,7 @@ def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
     from certkit.text import secret_bytes
 
     if inventory_url is not None:
-        from certkit.db import check_url
+        from certkit.db_url import check_url
 
         if not isinstance(inventory_url, str):
             raise wrong_type("inventory_url", "a PostgreSQL URL (a str) or None", inventory_url)
@@ -412,7 +412,7 @@ def _check_not_moved(ca, store, done: str) -> None:
     from certkit.text import shown
 
     if (url := moved_to(ca.inventory)) is not None:
-        from certkit.db import shown_url
+        from certkit.db_url import shown_url
 
         raise CABroken(f"The inventory of {shown(store.path)} was moved to {shown_url(url)} (certkit inventory "
                        f"migrate) after this CA was loaded, and its old file {shown(ca.inventory.location)} is only "

@@ -28,8 +28,10 @@ from contextlib import ExitStack, contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
-# The rules of an inventory URL live in certkit.db (no secret in it, nor in a message): importable from here.
-from certkit.db import (  # noqa: F401
+from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
+
+# The rules of an inventory URL live in certkit.db_url (no secret in it, nor in a message): importable from here.
+from certkit.db_url import (  # noqa: F401
     SCHEMES,
     SECRET_PARAMETERS,
     check_url,
@@ -38,7 +40,6 @@ from certkit.db import (  # noqa: F401
     secrets_in,
     shown_url,
 )
-from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
 from certkit.errors import InventoryError
 
 LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEOUT_S)

@@ -1,6 +1,6 @@
 """What a PostgreSQL inventory's failures mean, in words (:meth:`certkit.db_postgres.PostgresDatabase.error`):
 libpq's and the server's errors, by SQLSTATE or by libpq's text, each as one sentence that names the
-database (never a secret: :func:`certkit.db.shown_url`) and says what to do. Also the password file
+database (never a secret: :func:`certkit.db_url.shown_url`) and says what to do. Also the password file
 libpq ignores for its mode, named rather than left to libpq's WARNING line on standard error.
 """
 
@@ -11,7 +11,7 @@ import re
 import stat
 from typing import TYPE_CHECKING
 
-from certkit.db import shown_url
+from certkit.db_url import shown_url
 from certkit.errors import InventoryError
 
 if TYPE_CHECKING:
@@ -356,9 +356,9 @@ def _is_connection_error(exc: Exception | None) -> bool:
 
 def refuse_secrets(url: str | None, source: object) -> str | None:
     """``url`` (an existing CA's inventory URL, or None) if it holds no secret; else refused as
-    :func:`certkit.db.check_url` refuses one, naming ``source``, where it came from and is to be fixed (the
+    :func:`certkit.db_url.check_url` refuses one, naming ``source``, where it came from and is to be fixed (the
     CA's certkit-ca.json, a path, or "$CERTKIT_INVENTORY_URL"): nobody typed it on this command."""
-    from certkit.db import _refusal, is_postgres_url, secrets_in
+    from certkit.db_url import _refusal, is_postgres_url, secrets_in
     from certkit.text import shown
 
     if url is None or not is_postgres_url(url) or not (found := secrets_in(url)):

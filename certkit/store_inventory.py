@@ -88,7 +88,7 @@ def move(store: "CADirectory", url: str):
         raise CABroken(f"The inventory {shown(store.path / INVENTORY_FILE)} {source.db.missing}")
     earlier = moved_to(source)
     if earlier is not None and earlier != url:
-        from certkit.db import shown_url
+        from certkit.db_url import shown_url
 
         raise CertkitError(f"The inventory {shown(source.location)} was moved to {shown_url(earlier)} already: it is a "
                            "backup of that day, and copying it elsewhere would fork the inventory. Name "
@@ -136,7 +136,7 @@ def _copy_and_mark(store: "CADirectory", source: Inventory, target, cert: "x509.
     except (CertkitError, OSError) as exc:
         if copied is None:
             raise
-        from certkit.db import shown_url
+        from certkit.db_url import shown_url
 
         url = shown_url(target.url)
         raise CertkitError(f"{_reason(exc, source.location)}. The copy of the inventory in {url} is committed, but "
@@ -154,7 +154,7 @@ def _name_database(store: "CADirectory", url: str) -> None:
     import json
 
     from certkit.atomic import replace_file
-    from certkit.db import shown_url
+    from certkit.db_url import shown_url
 
     try:
         replace_file(store.config_path, (json.dumps(store.config | {"inventory": url}, indent=2) + "\n").encode(),
@@ -270,7 +270,7 @@ def moved_to(inventory: Inventory) -> str | None:
 def check_not_moved(inventory: Inventory) -> None:
     """Refuse an SQLite inventory that ``certkit inventory migrate`` moved into PostgreSQL: it is a
     backup of the day it moved, and reading it as current would show revoked certificates as valid."""
-    from certkit.db import shown_url
+    from certkit.db_url import shown_url
 
     url = moved_to(inventory)
     if url is not None:

@@ -164,8 +164,8 @@ def _check_inventory_database(url: str) -> None:
     asked for and before a key is generated (one generated in a token stays there): no secret in
     the URL, the database reached, holding no inventory, and this user allowed to create the
     inventory's tables and tie them to the CA (done, then rolled back: nothing stays)."""
-    from certkit.db import check_stored_url
     from certkit.db_postgres import PostgresDatabase
+    from certkit.db_url import check_stored_url
     from certkit.inventory import schema
     from certkit.store_inventory import BINDING
 

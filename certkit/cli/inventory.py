@@ -42,7 +42,7 @@ def migrate(url, ca_dir, as_json):
       certkit inventory migrate --to postgresql://certkit@db.internal/ca
       PGPASSFILE=~/.pgpass-ca certkit inventory migrate --ca-dir ./ca --to postgresql://certkit@db/ca --json
     """
-    from certkit.db import check_stored_url
+    from certkit.db_url import check_stored_url
     from certkit.store import CONFIG_FILE, INVENTORY_FILE, CADirectory
 
     check_stored_url(url)

@@ -1,0 +1,157 @@
+"""A PostgreSQL inventory's URL: never a secret in it, nor in a message that names it.
+
+What an inventory URL may hold (:func:`check_url`; :func:`check_stored_url` for one written into
+certkit-ca.json) and how a message shows one (:func:`shown_url`: every secret's value hidden).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit
+
+from certkit.errors import InventoryError
+from certkit.paths import absolute
+from certkit.text import shown
+
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(text: str) -> bool:
+    return str(text).startswith(SCHEMES)
+
+
+# libpq's connection parameters that hold a secret: those PQconndefaults() marks "*" (shown as
+# stars: password, sslpassword, oauth_client_secret) and the SCRAM keys it hides as debug options
+# (a ClientKey logs in as well as the password it was derived from). A path to a secret (passfile,
+# sslkey, a service file) is not one: the file is where the secret belongs, and libpq checks its mode.
+SECRET_PARAMETERS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key")
+_HIDDEN = "***"
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secret connection parameters ``url`` sets (:data:`SECRET_PARAMETERS`, in that order),
+    wherever libpq (or a generic URL parser) would find them: a password in the user part, or a
+    query parameter, whatever its case and %-escapes (libpq decodes the names), given once or twice."""
+    found = {name for name, _value in _secret_spans(url)}
+    return [name for name in SECRET_PARAMETERS if name in found]
+
+
+def shown_url(url: object) -> str:
+    """``url`` fit to print in a message: :func:`certkit.text.shown`, with the value of every
+    secret parameter (a password in the user part, ``sslpassword=``...) replaced by ``***``;
+    every message that names an inventory URL goes through this, wherever the URL came from."""
+    return shown(hide_secrets(str(url)))
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` with the value of every secret parameter replaced by ``***`` (not escaped for printing:
+    an inventory's location, kept to be printed, whatever was taken for it)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(span for _name, span in _secret_spans(text) if span is not None):
+        if merged and start <= merged[-1][1]:  # overlapping (a value holding ';password=...'): one span
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in reversed(merged):  # from the end: the earlier spans stay where they are
+        text = text[:start] + _HIDDEN + text[end:]
+    return text
+
+
+def _secret_spans(url: str) -> list[tuple[str, tuple[int, int] | None]]:
+    """Each secret parameter in ``url``: its name and where its value is ((start, end), or None for
+    a name without a value). Read more widely than libpq reads anything, never more narrowly, in any
+    spelling a message may carry (``jdbc:postgresql://``, ``postgresql//``, a keyword/value string):
+    the user part runs from the first ``scheme:/`` or ``//`` to the last '@' before the query (libpq
+    takes it to the first '@' before any '/', a generic parser to the last before a '/', '?' or '#');
+    a parameter is a name (%-escapes decoded, any case) after the start, a blank, '?', '&' or ';',
+    and its value runs to the next '&' in a URL (a ';' or '?' inside it is masked with it), to the
+    next blank (or its closing quote) in keyword/value text."""
+    from urllib.parse import unquote
+
+    authority = re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*:/+", url) or re.search(r"//+", url)
+    found: list[tuple[str, tuple[int, int] | None]] = []
+    if authority:
+        start = authority.end()
+        question, slash = url.find("?", start), url.find("/", start)
+        # The user part: up to the last '@' before the first '/' (libpq: a '?' may be part of it), or before
+        # the first '?' (a password may hold a '/'), whichever reaches further: masked whole either way.
+        at = url.rfind("@", start, max(len(url) if question < 0 else question, len(url) if slash < 0 else slash))
+        colon = url.find(":", start, at) if at >= 0 else -1
+        if colon >= 0:
+            found.append(("password", (colon + 1, at)))
+    value = r"[^&]*" if authority else r"'(?:[^'\\]|\\.)*'?|\S*"
+    for match in re.finditer(rf"(?=(?:^|(?<=[\s?&;]))([^=\s?&;]+)(?:\s*=\s*({value}))?)", url):
+        name = unquote(match.group(1), errors="replace").strip().lower()
+        if name in SECRET_PARAMETERS and (match.group(2) is not None or authority):
+            found.append((name, match.span(2) if match.group(2) is not None else None))
+    return found
+
+
+def check_url(url: str) -> str:
+    """``url`` if it can name an inventory: a PostgreSQL URL without a secret in it (a password,
+    the client key's passphrase...: :data:`SECRET_PARAMETERS`)."""
+    if not is_postgres_url(url):
+        raise InventoryError(f"'{shown_url(url)}' is not a PostgreSQL URL; write postgresql://USER@HOST[:PORT]/DATABASE.")
+    found = secrets_in(url)  # before anything else: an error message never repeats a secret
+    if found:
+        raise InventoryError(_refusal(found))
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InventoryError(f"The inventory URL cannot be read: {exc}.") from None
+    if "," not in parts.netloc:  # libpq's host1:port1,host2:port2 is not urlsplit's to judge
+        try:
+            parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
+        except ValueError as exc:
+            raise InventoryError(f"The inventory URL '{shown_url(url)}' cannot be read: {exc}.") from None
+    return url
+
+
+# libpq's connection parameters that name a file or folder: relative, each is looked for in the folder
+# the command runs in (libpq expands no '~' in them either).
+PATH_PARAMETERS = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir")
+
+
+def check_stored_url(url: str) -> str:
+    """``url`` (:func:`check_url`) if it can be written into certkit-ca.json: no relative path in it,
+    which every command run from another folder (cron, a timer, another host's copy) would look for
+    elsewhere, and not find or find another file."""
+    from urllib.parse import parse_qsl
+
+    check_url(url)
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name in PATH_PARAMETERS and value and not value.startswith("/") \
+                and not (name == "sslrootcert" and value == "system"):
+            full = os.path.expanduser(value) if value.startswith("~") else absolute(value)
+            raise InventoryError(f"The inventory URL names {name}={shown(value)}, a relative path, which libpq "
+                                 "looks for in the folder each command runs in (and expands no '~' in): "
+                                 f"certkit-ca.json is read from any folder, so write it in full: {name}={shown(full)}.")
+    return url
+
+
+def _refusal(found: list[str]) -> str:
+    """Why a URL holding the secret parameters ``found`` is refused, and where each secret goes
+    instead (their names only: never a value)."""
+    if found == ["password"]:
+        return ("The inventory URL holds a password; certkit never stores one (nor takes it from the command "
+                "line). Remove it from the URL and put it in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a "
+                "service file, or let certkit ask for it on a terminal.")
+    what = {"password": "a password", "sslpassword": "sslpassword (the passphrase of the client key)"}
+    advice = {
+        "password": "put the password in ~/.pgpass (or $PGPASSFILE), $PGPASSWORD or a service file, or let "
+                    "certkit ask for it on a terminal",
+        "sslpassword": "keep the client key unencrypted and readable by its owner only (chmod 600: libpq refuses "
+                       "a key others can read) at ~/.postgresql/postgresql.key, $PGSSLKEY or sslkey=PATH, or put "
+                       "sslpassword in a service file (~/.pg_service.conf, mode 600) and name it with "
+                       "?service=NAME",
+    }
+    others = [name for name in found if name not in advice]
+    names = [what.get(name, name) for name in found]
+    steps = [advice[name] for name in found if name in advice]
+    if others:
+        steps.append(f"put {' and '.join(others)} in a service file (~/.pg_service.conf, mode 600) and name it "
+                     "with ?service=NAME")
+    return (f"The inventory URL holds {' and '.join(names)}; certkit never stores a secret (nor takes one from "
+            f"the command line). Remove {'it' if len(found) == 1 else 'them'} from the URL: "
+            + "; ".join(steps) + ".")
