@@ -355,17 +355,23 @@ def _is_connection_error(exc: Exception | None) -> bool:
 
 
 def refuse_secrets(url: str | None, source: object) -> str | None:
-    """``url`` (an existing CA's inventory URL, or None) if it holds no secret; else refused as
+    """``url`` (an existing CA's inventory URL, or None) if it holds no secret nor a parameter certkit refuses
+    (:func:`certkit.db_url.unsafe_in`); else refused as
     :func:`certkit.db_url.check_url` refuses one, naming ``source``, where it came from and is to be fixed (the
     CA's certkit-ca.json, a path, or "$CERTKIT_INVENTORY_URL"): nobody typed it on this command."""
-    from certkit.db_url import _refusal, is_postgres_url, secrets_in
+    from certkit.db_url import _refusal, is_postgres_url, secrets_in, unsafe_in
     from certkit.text import shown
 
-    if url is None or not is_postgres_url(url) or not (found := secrets_in(url)):
+    if url is None or not is_postgres_url(url):
+        return url
+    found = secrets_in(url)
+    why = None if found else unsafe_in(url)  # (an unsafe parameter: refused as a secret is, naming the source)
+    if not found and why is None:
         return url
     named, place = (source, source) if isinstance(source, str) else (f"in {shown(source)}",
                                                                      f"the URL in {shown(source)}")
-    said = _refusal(found).replace("The inventory URL holds", f"The inventory URL {named} holds", 1)
+    said = _refusal(found) if found else f"The inventory URL {why}"
+    said = said.replace("The inventory URL ", f"The inventory URL {named} ", 1)
     raise InventoryError(said.replace(" from the URL", f" from {place}", 1))
 
 

@@ -105,7 +105,63 @@ def check_url(url: str) -> str:
             parts.port  # noqa: B018 (parses it: a bad port raises ValueError)
         except ValueError as exc:
             raise InventoryError(f"The inventory URL '{shown_url(url)}' cannot be read: {exc}.") from None
+    why = unsafe_in(url)
+    if why:
+        raise InventoryError(f"The inventory URL {why}")
     return url
+
+
+# libpq's connection parameters certkit refuses in an inventory URL, whatever their value (or with the value given),
+# and what libpq would do with them: each undoes what the URL's other parameters are there for.
+UNSAFE_PARAMETERS = {
+    "sslkeylogfile": (None, "libpq (18 and later) would write the TLS session keys of every connection to that file, "
+                            "and whoever reads it, with a capture of the traffic, reads all the inventory's traffic"),
+    "gssdelegation": ("1", "libpq would hand this user's Kerberos credentials to the server, which could then act as "
+                           "this user elsewhere"),
+}
+# libpq's URL spellings of a parameter under another name (JDBC's ssl=true is sslmode=require).
+_ALIASES = {"ssl": ("sslmode", {"true": "require"})}
+
+
+def _query_parameters(url: str) -> list[tuple[str, str, str]]:
+    """The query parameters of ``url`` as libpq reads them, in order: (the name libpq takes it for, its value so
+    taken, the parameter as written, decoded); names matched in any case (libpq refuses other cases anyway)."""
+    from urllib.parse import unquote
+
+    found = []
+    for piece in urlsplit(url).query.split("&"):
+        name, _, value = piece.partition("=")
+        name, value = unquote(name, errors="replace").strip().lower(), unquote(value, errors="replace")
+        if name:
+            alias, values = _ALIASES.get(name, (name, {}))
+            found.append((alias, values.get(value, value), f"{name}={value}"))
+    return found
+
+
+def unsafe_in(url: str) -> str | None:
+    """Why libpq must not be handed ``url``, as the rest of a sentence after "The inventory URL" (naming the
+    parameter, never a secret: call it once :func:`secrets_in` found none), or None: a parameter of
+    :data:`UNSAFE_PARAMETERS`; one given twice with two values (libpq takes the last, a reader the first it sees:
+    sslmode=verify-full&sslmode=disable, or &ssl=true, connects without checking the server); a verifying sslmode
+    with gssencmode=require (GSSAPI encryption instead of TLS: the server's certificate is never checked)."""
+    params = _query_parameters(url)
+    for name, value, written in params:
+        if name in UNSAFE_PARAMETERS and UNSAFE_PARAMETERS[name][0] in (None, value):
+            return (f"names {shown(written)}: {UNSAFE_PARAMETERS[name][1]}. certkit refuses it: remove it "
+                    "from the URL.")
+    for name, _value, _written in params:
+        given = [(v, w) for n, v, w in params if n == name]
+        if len({v for v, _w in given}) > 1:
+            said = ", then ".join(shown(w) if w.startswith(f"{name}=") else f"{shown(w)} (read as {name}={v})"
+                                  for v, w in given)
+            times = "twice" if len(given) == 2 else f"{len(given)} times"
+            return (f"gives {name} {times} ({said}): libpq takes the last, which is not what a reader "
+                    f"sees first. Give {name} once: remove the others from the URL.")
+    last = {name: value for name, value, _written in params}
+    if last.get("sslmode", "").startswith("verify-") and last.get("gssencmode") == "require":
+        return (f"asks for sslmode={last['sslmode']} and gssencmode=require: libpq then encrypts with GSSAPI "
+                "instead of TLS and never checks the server's certificate. Remove one of them from the URL.")
+    return None
 
 
 # libpq's connection parameters that name a file or folder: relative, each is looked for in the folder

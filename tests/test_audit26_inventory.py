@@ -1,0 +1,77 @@
+"""The twenty-sixth round's inventory findings (audit inventory, round twenty-six): a PostgreSQL inventory's URL
+and what certkit says about the database behind it.
+
+1. An inventory URL with sslkeylogfile= (libpq 18 writes every connection's TLS session keys to that file), with a
+   parameter given twice (sslmode=verify-full&sslmode=disable, or &ssl=true: libpq takes the last, so the URL a
+   reviewer reads as verify-full connects without checking the server), with gssencmode=require beside a verifying
+   sslmode (GSSAPI instead of TLS: the certificate never checked) or with gssdelegation=1 (the user's Kerberos
+   credentials handed to the server) was taken, from init-ca --inventory, inventory migrate --to, certkit-ca.json,
+   $CERTKIT_INVENTORY_URL and the library alike. Each is now refused, naming the parameter and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
+
+
+def unsafe_urls(url: str, tmp_path) -> list[tuple[str, str]]:
+    """``url`` with each parameter certkit refuses, in the spellings libpq reads, and what the refusal says."""
+    keys = tmp_path / "keys.log"
+    return [
+        (f"{url}?sslkeylogfile={keys}", f"names sslkeylogfile={keys}: libpq"),
+        (f"{url}?sslmode=prefer&ssl%6Beylogfile={keys}", "names sslkeylogfile="),  # libpq decodes the names
+        (f"{url}?sslmode=verify-full&sslmode=disable",
+         "gives sslmode twice (sslmode=verify-full, then sslmode=disable)"),
+        (f"{url}?sslmode=verify-full&ssl=true",
+         "gives sslmode twice (sslmode=verify-full, then ssl=true (read as sslmode=require))"),
+        (f"{url}?sslmode=verify-full&gssencmode=require", "asks for sslmode=verify-full and gssencmode=require"),
+        (f"{url}?gssdelegation=1", "names gssdelegation=1: libpq would hand"),
+    ]
+
+
+def test_unsafe_libpq_parameters_are_refused_wherever_the_url_comes_from(tmp_path, postgres_url):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    config = tmp_path / "ca" / "certkit-ca.json"
+    stored = config.read_text()
+    solo = dict(env, CERTKIT_CA_DIR=str(tmp_path / "solo"))
+    run_certkit("init-ca", env=solo, check=True)
+    before = sorted(p.name for p in (tmp_path / "solo").iterdir())
+    for url, said in unsafe_urls(postgres_url, tmp_path):
+        fresh = dict(env, CERTKIT_CA_DIR=str(tmp_path / "new"))
+        assert_clean_error(run_certkit("init-ca", "--inventory", url, env=fresh), f"The inventory URL {said}")
+        assert_clean_error(run_certkit("init-ca", env=dict(fresh, CERTKIT_INVENTORY_URL=url)),  # --inventory's
+                           f"The inventory URL {said}")
+        assert not (tmp_path / "new").exists(), url
+        assert_clean_error(run_certkit("inventory", "migrate", "--to", url, env=solo), f"The inventory URL {said}")
+        assert sorted(p.name for p in (tmp_path / "solo").iterdir()) == before, url
+        proc = run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=url))
+        assert_clean_error(proc, f"The inventory URL $CERTKIT_INVENTORY_URL {said}")
+        assert "from $CERTKIT_INVENTORY_URL" in proc.stderr, proc.stderr
+        config.write_text(json.dumps({"inventory": url}))
+        for command in (["list"], ["issue-server", "a.internal", "--out", str(tmp_path / "a")]):
+            proc = run_certkit(*command, env=env)
+            assert_clean_error(proc, f"The inventory URL in {config} {said}")
+            assert f"from the URL in {config}" in proc.stderr, proc.stderr
+        config.write_text(stored)
+    assert not (tmp_path / "keys.log").exists() and not (tmp_path / "a").exists()
+    assert run_certkit("list", env=env).returncode == 0  # the URL without them is taken
+
+
+def test_the_library_refuses_unsafe_libpq_parameters(tmp_path):
+    from certkit.errors import InventoryError
+    from certkit.inventory import Inventory
+
+    base = "postgresql://certkit@127.0.0.1:9/ca"  # never reached: refused before any connection
+    for url, said in unsafe_urls(base, tmp_path):
+        with pytest.raises(InventoryError) as raised:
+            Inventory(url)
+        assert str(raised.value).startswith(f"The inventory URL {said}"), raised.value
+    # The same parameter given twice with one value, and a verifying sslmode alone, are what they say.
+    for url in (f"{base}?sslmode=verify-full&sslmode=verify-full", f"{base}?sslmode=verify-full&gssencmode=disable",
+                f"{base}?ssl=true&sslmode=require", f"{base}?gssdelegation=0"):
+        Inventory(url)
