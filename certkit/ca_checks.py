@@ -175,11 +175,11 @@ def check_saved(ca, passphrase, inventory_url=None) -> bytes | None:
     from certkit.text import secret_bytes
 
     if inventory_url is not None:
-        from certkit.db_url import check_url
+        from certkit.db_url import check_stored_url
 
         if not isinstance(inventory_url, str):
             raise wrong_type("inventory_url", "a PostgreSQL URL (a str) or None", inventory_url)
-        check_url(inventory_url)
+        check_stored_url(inventory_url)  # as init-ca --inventory: it is written into certkit-ca.json
 
     if not isinstance(ca, CA):
         raise wrong_type("ca", "a CA (CA.create())", ca)

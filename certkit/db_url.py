@@ -172,7 +172,7 @@ PATH_PARAMETERS = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "ss
 def check_stored_url(url: str) -> str:
     """``url`` (:func:`check_url`) if it can be written into certkit-ca.json: no relative path in it,
     which every command run from another folder (cron, a timer, another host's copy) would look for
-    elsewhere, and not find or find another file."""
+    elsewhere, and not find or find another file; a database of its own (:func:`_check_database`)."""
     from urllib.parse import parse_qsl
 
     check_url(url)
@@ -183,7 +183,37 @@ def check_stored_url(url: str) -> str:
             raise InventoryError(f"The inventory URL names {name}={shown(value)}, a relative path, which libpq "
                                  "looks for in the folder each command runs in (and expands no '~' in): "
                                  f"certkit-ca.json is read from any folder, so write it in full: {name}={shown(full)}.")
+    _check_database(url)
     return url
+
+
+# The databases every PostgreSQL server has and no application's tables belong in, and why: libpq's tools connect to
+# postgres by default (psql -l, createdb, pg_dumpall), any role may connect to it, and CREATE DATABASE copies template1.
+SHARED_DATABASES = {
+    "postgres": "the server's maintenance database, which psql, createdb and other tools connect to by default and "
+                "any role may connect to: the inventory would sit among whatever else is put there, and go with it",
+    "template1": "the template every new database on that server is copied from: the inventory's tables would "
+                 "appear in each database created after it",
+    "template0": "the server's pristine template, which takes no connections",
+}
+
+
+def _check_database(url: str) -> None:
+    """Refuse a URL to be stored that names one of :data:`SHARED_DATABASES`, or no database at all (libpq then takes
+    $PGDATABASE, else the user's name: whatever each host that runs a command has), unless a service file names it."""
+    from urllib.parse import unquote
+
+    params = _query_parameters(url)
+    given = [value for name, value, _written in params if name == "dbname"]
+    database = given[-1] if given else unquote(urlsplit(url).path.lstrip("/"), errors="replace")
+    create = ("create a database for it (createdb -O USER ca, or CREATE DATABASE ca OWNER USER) and name it: "
+              "postgresql://USER@HOST[:PORT]/ca; nothing was changed.")
+    if database in SHARED_DATABASES:
+        raise InventoryError(f"The inventory URL names the database '{shown(database)}', {SHARED_DATABASES[database]}; "
+                             + create)
+    if not database and not any(name == "service" for name, _value, _written in params):
+        raise InventoryError("The inventory URL names no database: libpq would take $PGDATABASE, else the user's "
+                             "name, whatever each host that runs a command has set; " + create)
 
 
 def _refusal(found: list[str]) -> str:

@@ -69,6 +69,7 @@ def move(store: "CADirectory", url: str):
     """
     from certkit.constants import ENV_INVENTORY_URL
     from certkit.db_postgres import PostgresDatabase
+    from certkit.db_url import check_stored_url
     from certkit.store import INVENTORY_FILE
 
     if os.environ.get(ENV_INVENTORY_URL):
@@ -82,7 +83,7 @@ def move(store: "CADirectory", url: str):
     if source.db.dialect != "sqlite":
         raise CertkitError(f"The inventory of {shown(store.path)} is already in PostgreSQL "
                            f"({shown(source.location)}).")
-    target = PostgresDatabase(url)
+    target = PostgresDatabase(check_stored_url(url))  # as inventory migrate --to: written into certkit-ca.json
     check_inventory_file(source, moving=True)
     if not os.path.lexists(store.path / INVENTORY_FILE):  # said as every other command says it
         raise CABroken(f"The inventory {shown(store.path / INVENTORY_FILE)} {source.db.missing}")

@@ -7,6 +7,10 @@ and what certkit says about the database behind it.
    sslmode (GSSAPI instead of TLS: the certificate never checked) or with gssdelegation=1 (the user's Kerberos
    credentials handed to the server) was taken, from init-ca --inventory, inventory migrate --to, certkit-ca.json,
    $CERTKIT_INVENTORY_URL and the library alike. Each is now refused, naming the parameter and where it came from.
+2. inventory migrate --to postgresql://HOST/postgres (and init-ca --inventory, CADirectory.move_inventory) put the
+   inventory in the server's maintenance database, shared with every tool and role, silently; template1 (copied into
+   every database created after) too; a URL with no database took $PGDATABASE or the user's name, whatever each host
+   has. Each is now refused, saying why, before anything is written.
 """
 
 from __future__ import annotations
@@ -75,3 +79,39 @@ def test_the_library_refuses_unsafe_libpq_parameters(tmp_path):
     for url in (f"{base}?sslmode=verify-full&sslmode=verify-full", f"{base}?sslmode=verify-full&gssencmode=disable",
                 f"{base}?ssl=true&sslmode=require", f"{base}?gssdelegation=0"):
         Inventory(url)
+
+
+def test_an_inventory_is_never_put_in_a_shared_or_unnamed_database(tmp_path, postgres_url, postgres_server):
+    from certkit.errors import InventoryError
+    from certkit.store import CADirectory
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", env=env, check=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ca").iterdir() if p.is_file()}
+    server = postgres_url.rsplit("/", 1)[0]
+    refused = [
+        (f"{server}/postgres", "names the database 'postgres', the server's maintenance database"),
+        (f"{server}/postgres?sslmode=disable", "names the database 'postgres', the server's maintenance database"),
+        (f"{postgres_url}?dbname=postgres", "names the database 'postgres'"),  # libpq: the query's dbname wins
+        (f"{server}/%70ostgres", "names the database 'postgres'"),
+        (f"{server}/template1", "names the database 'template1', the template every new database"),
+        (server, "names no database: libpq would take $PGDATABASE, else the user's name"),
+        (f"{server}/?sslmode=disable", "names no database"),
+    ]
+    for url, said in refused:
+        assert_clean_error(run_certkit("inventory", "migrate", "--to", url, env=env), f"The inventory URL {said}")
+        fresh = dict(env, CERTKIT_CA_DIR=str(tmp_path / "n"))
+        assert_clean_error(run_certkit("init-ca", "--inventory", url, env=fresh), f"The inventory URL {said}")
+        assert not (tmp_path / "n").exists(), url
+        with pytest.raises(InventoryError, match="The inventory URL names"):
+            CADirectory(tmp_path / "ca").move_inventory(url)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ca").iterdir() if p.is_file()} == before
+    for database in ("postgres", "template1"):
+        with postgres_server.connect(database) as conn:
+            assert conn.execute("SELECT to_regclass('certificates')").fetchone()[0] is None, database
+    # A database of its own is taken (libpq's dbname= in the query, a service file's, too).
+    from certkit.db_url import check_stored_url
+
+    assert check_stored_url(f"{server}/postgres?dbname=ca") and check_stored_url(f"{server}/?service=ca")
+    out = run_certkit("inventory", "migrate", "--to", postgres_url, env=env, check=True).stdout
+    assert f"Moved the inventory of {tmp_path / 'ca'} to {postgres_url}" in out
