@@ -29,9 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
-
-# The rules of an inventory URL live in certkit.db_url (no secret in it, nor in a message): importable from here.
-from certkit.db_url import (  # noqa: F401
+from certkit.db_url import (  # noqa: F401 (an inventory URL's rules, certkit.db_url's: importable from here)
     SCHEMES,
     SECRET_PARAMETERS,
     check_url,
