@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from certkit.errors import InventoryError
 from certkit.paths import absolute
-from certkit.text import shown
+from certkit.text import HIDDEN, shown
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -26,7 +26,6 @@ def is_postgres_url(text: str) -> bool:
 # (a ClientKey logs in as well as the password it was derived from). A path to a secret (passfile,
 # sslkey, a service file) is not one: the file is where the secret belongs, and libpq checks its mode.
 SECRET_PARAMETERS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key")
-_HIDDEN = "***"
 
 
 def secrets_in(url: str) -> list[str]:
@@ -54,7 +53,7 @@ def hide_secrets(text: str) -> str:
         else:
             merged.append([start, end])
     for start, end in reversed(merged):  # from the end: the earlier spans stay where they are
-        text = text[:start] + _HIDDEN + text[end:]
+        text = text[:start] + HIDDEN + text[end:]
     return text
 
 

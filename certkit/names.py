@@ -19,7 +19,7 @@ from functools import cache, lru_cache
 from typing import Literal
 
 from certkit.errors import InvalidName, UnsafeOutputPath, cli_worded
-from certkit.text import is_digits, unseen
+from certkit.text import HIDDEN, is_digits, unseen
 from certkit.vocabulary import wrong_type
 
 Kind = Literal["dns", "ip", "email", "uri"]
@@ -74,8 +74,8 @@ _USER_INFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^?#\s]*@")
 
 
 def hide_user_info(text: str) -> str:
-    """``text`` with the user information of every URL in it (``rediss://default:PASSWORD@host``) written ``...``."""
-    return _USER_INFO.sub(r"\1...@", text) if "@" in text and "://" in text else text
+    """``text`` with the user information of every URL in it (``rediss://default:PASSWORD@host``) written ``***``."""
+    return _USER_INFO.sub(rf"\1{HIDDEN}@", text) if "@" in text and "://" in text else text
 
 
 def _show(text: str) -> str:

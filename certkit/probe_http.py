@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from certkit.errors import CertkitError
-from certkit.text import is_digits, shown
+from certkit.text import HIDDEN, is_digits, shown
 
 # How long probe waits, after a TLS 1.3 handshake in which the server asked for a certificate, for the
 # server to refuse it (an alert) before it sends its request. In TLS 1.3 the client's handshake ends
@@ -79,9 +79,9 @@ class Target:
 
 def hidden(url: str) -> str:
     """``url`` fit to echo: in each URL it holds (several, separated by blanks, commas or line breaks, are one
-    argument's mistake), what stands before the '@' that ends a user part is written "...". A password with a
-    '/', '?' or '#' in it ends the host for a URL parser (its port is then the password's start): the user part
-    then runs to the last '@' of that URL."""
+    argument's mistake), what stands before the '@' that ends a user part is written "***"
+    (:data:`certkit.text.HIDDEN`). A password with a '/', '?' or '#' in it ends the host for a URL parser (its
+    port is then the password's start): the user part then runs to the last '@' of that URL."""
     pieces = re.split(r"([\s,;\x00-\x1f\x7f]+)", url)
     for i, piece in enumerate(pieces):
         start = piece.find("://") + 3 if "://" in piece else 0
@@ -89,9 +89,9 @@ def hidden(url: str) -> str:
         authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0]
         _, colon, port = authority.rpartition("]")[2].rpartition(":")
         if "@" in authority:
-            pieces[i] = piece[:start] + "...@" + rest[authority.rindex("@") + 1:]
+            pieces[i] = piece[:start] + HIDDEN + "@" + rest[authority.rindex("@") + 1:]
         elif "@" in rest and colon and port and not is_digits(port):
-            pieces[i] = piece[:start] + "...@" + rest[rest.rindex("@") + 1:]
+            pieces[i] = piece[:start] + HIDDEN + "@" + rest[rest.rindex("@") + 1:]
     return "".join(pieces)
 
 

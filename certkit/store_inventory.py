@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CABroken, CertkitError
 from certkit.paths import absolute
-from certkit.text import is_utf8, shown
+from certkit.text import HIDDEN, is_utf8, shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -423,7 +423,7 @@ def inventory_from_environment() -> str | None:
         why = f"which cannot be read ({exc.strerror})"
     if header != b"SQLite format 3\x00":
         # a mistyped URL (postgresql//user:pw@host) is no URL to mask by: any user:password@ is masked
-        path = re.sub(r"(?<=:)[^:@/\s]+(?=@)", "***", path)
+        path = re.sub(r"(?<=:)[^:@/\s]+(?=@)", HIDDEN, path)
         raise CertkitError(f"${ENV_INVENTORY_URL} names {shown_url(path)}, {why}: it is neither a PostgreSQL URL "
                            f"(postgresql://USER@HOST[:PORT]/DATABASE) nor an SQLite inventory; fix it, {unset}.")
     return url

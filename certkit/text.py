@@ -21,6 +21,11 @@ def _escape(ch: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+# What every message writes in place of a secret (a URL's password or user information, a secret parameter's value):
+# libpq's mark for them, and never "...", which certkit's messages write where they cut a long value short.
+HIDDEN = "***"
+
+
 def shown(text: object) -> str:
     """``text`` fit to quote in one line: every non-printable character escaped as ``\\xNN``/``\\uNNNN``.
 

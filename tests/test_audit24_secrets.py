@@ -60,16 +60,16 @@ def test_the_timer_carries_openssls_trusted_cas(tmp_path: Path) -> None:
 @pytest.mark.parametrize("given,shown", [
     # several URLs in one argument (a list pasted, blanks, commas): the second one's password was echoed
     ("https://bob:S3cretPW@127.0.0.1:1/x https://al:S3cretPW@127.0.0.1:2/",
-     "'https://...@127.0.0.1:1/x https://...@127.0.0.1:2/' holds a user name or password"),
+     "'https://***@127.0.0.1:1/x https://***@127.0.0.1:2/' holds a user name or password"),
     ("https://127.0.0.1:1/x,rediss://al:S3cretPW@127.0.0.1:2",
-     "'https://127.0.0.1:1/x,rediss://...@127.0.0.1:2' holds a user name or password"),
+     "'https://127.0.0.1:1/x,rediss://***@127.0.0.1:2' holds a user name or password"),
     # a list from a file, whole (its line breaks are control characters): every password was echoed
     ("https://bob:S3cretPW@127.0.0.1:1/\npostgresql://al:S3cretPW@127.0.0.1:2/db\n",
-     "'https://...@127.0.0.1:1/\\x0apostgresql://...@127.0.0.1:2/db\\x0a' holds a control character"),
+     "'https://***@127.0.0.1:1/\\x0apostgresql://***@127.0.0.1:2/db\\x0a' holds a control character"),
     # a password holding '/', '?' or '#' ends the host for a URL parser: echoed as a bad port, and the URL whole
-    ("https://bob:S3c/retPW@127.0.0.1:1/x", "'https://...@127.0.0.1:1/x' holds a user name or password"),
-    ("https://bob:S3c?retPW@127.0.0.1:1/x", "'https://...@127.0.0.1:1/x' holds a user name or password"),
-    ("bob:S3c#retPW@127.0.0.1:1", "'https://...@127.0.0.1:1' holds a user name or password"),
+    ("https://bob:S3c/retPW@127.0.0.1:1/x", "'https://***@127.0.0.1:1/x' holds a user name or password"),
+    ("https://bob:S3c?retPW@127.0.0.1:1/x", "'https://***@127.0.0.1:1/x' holds a user name or password"),
+    ("bob:S3c#retPW@127.0.0.1:1", "'https://***@127.0.0.1:1' holds a user name or password"),
 ])
 def test_probe_hides_every_password_of_what_it_is_given(given: str, shown: str, tmp_path: Path) -> None:
     env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"))
@@ -132,7 +132,7 @@ def test_demo_says_it_writes_no_key_log(tmp_path: Path) -> None:
 def test_a_timer_refuses_a_hook_with_a_password_in_a_url(option: str, tmp_path: Path) -> None:
     """renew --install-timer --exec 'curl https://admin:PW@host/reload' wrote the password into the unit (mode 0644,
     and `systemctl show` prints it to every user) or the crontab line, and printed it ("runs: ..."). Refused now,
-    the URL's user part written '...'; a hook whose URL has an '@' in its path is still taken."""
+    the URL's user part written '***'; a hook whose URL has an '@' in its path is still taken."""
     secret = tmp_path / "pp"
     secret.write_text(PASSPHRASE + "\n")
     secret.chmod(0o600)
@@ -141,7 +141,7 @@ def test_a_timer_refuses_a_hook_with_a_password_in_a_url(option: str, tmp_path: 
     hook = "curl -fsS https://admin:S3cretPW@127.0.0.1:1/reload"
     for where in (["--cron"], ["--unit-dir", str(tmp_path / "units")], ["--cron", "--json"]):
         proc = run_certkit("renew", "--install-timer", "--passphrase-file", secret, *where, option, hook, env=env)
-        assert_clean_error(proc, f"{option} 'curl -fsS https://...@127.0.0.1:1/reload' holds a password in a URL")
+        assert_clean_error(proc, f"{option} 'curl -fsS https://***@127.0.0.1:1/reload' holds a password in a URL")
         assert "S3cretPW" not in proc.stdout + proc.stderr
     assert not (tmp_path / "units").exists()
     proc = run_certkit("renew", "--install-timer", "--passphrase-file", secret, "--cron", option,

@@ -11,6 +11,9 @@ and what certkit says about the database behind it.
    inventory in the server's maintenance database, shared with every tool and role, silently; template1 (copied into
    every database created after) too; a URL with no database took $PGDATABASE or the user's name, whatever each host
    has. Each is now refused, saying why, before anything is written.
+3. Two marks for one secret: an inventory URL's password was shown as '***', the user part of a URL given to probe,
+   issue-*, verify --name or a hook as '...', the mark certkit's messages also write where they cut a long value
+   short ('https://...@x.example/aaaa...'). Every message now writes '***' (certkit.text.HIDDEN).
 """
 
 from __future__ import annotations
@@ -115,3 +118,34 @@ def test_an_inventory_is_never_put_in_a_shared_or_unnamed_database(tmp_path, pos
     assert check_stored_url(f"{server}/postgres?dbname=ca") and check_stored_url(f"{server}/?service=ca")
     out = run_certkit("inventory", "migrate", "--to", postgres_url, env=env, check=True).stdout
     assert f"Moved the inventory of {tmp_path / 'ca'} to {postgres_url}" in out
+
+
+def test_every_message_hides_a_secret_with_the_one_mark(tmp_path):
+    secret = "Pw9-SECRET"
+    env = certkit_env(HOME=str(tmp_path), CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Masks", env=env, check=True)
+    long_uri = f"https://u:{secret}@x.example/" + "a" * 300
+    runs = [
+        (["probe", f"https://bob:{secret}@127.0.0.1:1/x"], env, "'https://***@127.0.0.1:1/x' holds a user name"),
+        (["issue-server", f"rediss://default:{secret}@127.0.0.1:6380/0", "--out", str(tmp_path / "o")], env,
+         "'rediss://***@127.0.0.1:6380/0' is a URL"),
+        (["issue-client", "app", "--uri", long_uri, "--out", str(tmp_path / "o")], env, "'https://***@x.example/aaa"),
+        (["list"], dict(env, CERTKIT_INVENTORY_URL=f"postgresql//certkit:{secret}@db.internal/ca"),
+         "$CERTKIT_INVENTORY_URL names postgresql//certkit:***@db.internal/ca, which"),
+        (["init-ca", "--ca-dir", str(tmp_path / "n"), "--inventory", f"mysql://certkit:{secret}@db/ca"], env,
+         "'mysql://certkit:***@db/ca' is not a PostgreSQL URL"),
+    ]
+    for args, run_env, said in runs:
+        proc = run_certkit(*args, env=run_env)
+        assert_clean_error(proc, said)
+        assert secret not in proc.stdout + proc.stderr and "...@" not in proc.stderr, proc.stderr
+    from certkit.db_url import shown_url
+    from certkit.names import hide_user_info
+    from certkit.probe_http import hidden
+    from certkit.text import HIDDEN
+
+    assert HIDDEN == "***"
+    assert shown_url(f"postgresql://certkit:{secret}@db/ca?sslpassword={secret}") == \
+        "postgresql://certkit:***@db/ca?sslpassword=***"
+    assert hide_user_info(f"redis://default:{secret}@db:6379") == hidden(f"redis://default:{secret}@db:6379") == \
+        "redis://***@db:6379"
