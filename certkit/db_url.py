@@ -107,6 +107,7 @@ def check_url(url: str) -> str:
     why = unsafe_in(url)
     if why:
         raise InventoryError(f"The inventory URL {why}")
+    _check_service(url)
     return url
 
 
@@ -161,6 +162,56 @@ def unsafe_in(url: str) -> str | None:
         return (f"asks for sslmode={last['sslmode']} and gssencmode=require: libpq then encrypts with GSSAPI "
                 "instead of TLS and never checks the server's certificate. Remove one of them from the URL.")
     return None
+
+
+def service_of(url: str) -> tuple[str, str, dict[str, str]] | None:
+    """The service ``url`` names (its service=, else $PGSERVICE), the file that defines it and its parameters, as
+    libpq finds them: in $PGSERVICEFILE (else ~/.pg_service.conf), else in $PGSYSCONFDIR/pg_service.conf; None when
+    no service is named or no file here defines it (libpq says so when it connects)."""
+    names = [value for name, value, _written in _query_parameters(url) if name == "service"]
+    service = names[-1] if names else os.environ.get("PGSERVICE")
+    if not service:
+        return None
+    files = [os.environ.get("PGSERVICEFILE") or os.path.expanduser("~/.pg_service.conf")]
+    if os.environ.get("PGSYSCONFDIR"):
+        files.append(os.path.join(os.environ["PGSYSCONFDIR"], "pg_service.conf"))
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read(1 << 20).splitlines()
+        except (OSError, ValueError):
+            continue
+        found, params = False, {}
+        for line in (line.strip() for line in lines):
+            if line.startswith("["):
+                if found:
+                    break
+                found = line[1:].rstrip("]").strip() == service
+            elif found and "=" in line and not line.startswith("#"):
+                name, _, value = line.partition("=")
+                params.setdefault(name.strip().lower(), value.strip())  # libpq keeps a service's first setting
+        if found:
+            return service, path, params
+    return None
+
+
+def _check_service(url: str) -> None:
+    """Refuse, naming the file to fix, a service ``url`` takes its other settings from (:func:`service_of`) that
+    sets what :func:`unsafe_in` refuses in a URL (sslkeylogfile=, a verifying sslmode undone...): libpq applies a
+    service's parameters wherever the URL sets none."""
+    from urllib.parse import quote
+
+    found = service_of(url)
+    if found is None:
+        return
+    service, path, params = found
+    given = {name for name, _value, _written in _query_parameters(url)}
+    added = [f"{quote(name)}={quote(value)}" for name, value in params.items()
+             if name not in given and name not in SECRET_PARAMETERS]  # a service is where a secret may be
+    why = unsafe_in("postgresql://host/db?" + "&".join(filter(None, [urlsplit(url).query, *added])))
+    if why:
+        place = f"the service '{shown(service)}' in {shown(path)}"
+        raise InventoryError(f"The inventory URL, with {place}, {why.replace(' from the URL', f' from {place}')}")
 
 
 # libpq's connection parameters that name a file or folder: relative, each is looked for in the folder

@@ -14,6 +14,9 @@ and what certkit says about the database behind it.
 3. Two marks for one secret: an inventory URL's password was shown as '***', the user part of a URL given to probe,
    issue-*, verify --name or a hook as '...', the mark certkit's messages also write where they cut a long value
    short ('https://...@x.example/aaaa...'). Every message now writes '***' (certkit.text.HIDDEN).
+4. A service file (service= in the URL, or $PGSERVICE) fills in what the URL leaves out: a service with sslkeylogfile=,
+   gssdelegation=1 or gssencmode=require (beside the URL's sslmode=verify-full) was used as it is. It is now refused as
+   the URL would be, naming the service and its file.
 """
 
 from __future__ import annotations
@@ -149,3 +152,34 @@ def test_every_message_hides_a_secret_with_the_one_mark(tmp_path):
         "postgresql://certkit:***@db/ca?sslpassword=***"
     assert hide_user_info(f"redis://default:{secret}@db:6379") == hidden(f"redis://default:{secret}@db:6379") == \
         "redis://***@db:6379"
+
+
+def test_a_service_file_is_held_to_what_the_url_is_held_to(tmp_path, postgres_url):
+    services = tmp_path / "pg_service.conf"
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      PGSERVICEFILE=str(services))
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    keys = tmp_path / "keys.log"
+    services.write_text(f"[plain]\nconnect_timeout=5\n\n[keys]\n# a comment\nsslkeylogfile = {keys}\n"
+                        "sslmode=prefer\n[kerberos]\ngssdelegation=1\n[gss]\ngssencmode=require\n")
+    services.chmod(0o600)
+    config = tmp_path / "ca" / "certkit-ca.json"
+    refused = {"keys": f"names sslkeylogfile={keys}: libpq", "kerberos": "names gssdelegation=1",
+               "gss": "asks for sslmode=verify-full and gssencmode=require"}
+    for service, said in refused.items():
+        url = f"{postgres_url}?sslmode=verify-full" if service == "gss" else postgres_url
+        whole = f"The inventory URL, with the service '{service}' in {services}, {said}"
+        named = f"{url}{'&' if '?' in url else '?'}service={service}"
+        for run_env in (dict(env, PGSERVICE=service, CERTKIT_INVENTORY_URL=url),
+                        dict(env, CERTKIT_INVENTORY_URL=named)):
+            for command in (["list"], ["issue-server", "a.internal", "--out", str(tmp_path / "a")]):
+                assert_clean_error(run_certkit(*command, env=run_env), whole)
+        proc = run_certkit("init-ca", "--inventory", named, env=dict(env, CERTKIT_CA_DIR=str(tmp_path / "new")))
+        assert_clean_error(proc, whole)
+        assert not (tmp_path / "new").exists()
+    assert not keys.exists() and not (tmp_path / "a").exists()
+    # What the URL sets itself is what libpq uses: the service's setting of it is not in the way.
+    assert run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{postgres_url}?service=plain")).returncode == 0
+    assert run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{postgres_url}?gssdelegation=0",
+                                        PGSERVICE="kerberos")).returncode == 0
+    assert json.loads(config.read_text())["inventory"] == postgres_url
