@@ -29,7 +29,7 @@ def describe(db: "PostgresDatabase", exc: Exception | None, *, typed: bool = Fal
     if exc is None or wants_password(exc):
         message = _no_password(where, getattr(db, "ignored_passfile", None), named)
     elif "password authentication failed" in lowered or state == "28P01":
-        message = f"The inventory {where} refused the password {_password_refused(text, typed, named)}"
+        message = f"The inventory {where} refused the password {_password_refused(text, typed, named, db.url)}"
     elif state.startswith("28") or "authentication" in lowered:
         message = f"The inventory {where} refused the connection: {text}."
     elif "does not exist" in lowered and "database" in lowered:
@@ -200,13 +200,24 @@ def _grant(text: str, url: str) -> str:
     return "GRANT it what it lacks, or use the role that owns the database."
 
 
-def _password_refused(text: str, typed: bool, named: str | None) -> str:
-    """What follows 'refused the password': libpq's words, and where the password came from."""
+def _password_refused(text: str, typed: bool, named: str | None, url: str) -> str:
+    """What follows 'refused the password': libpq's words, and the one place libpq took the password from, in its
+    order (a service's password=, else $PGPASSWORD, else the password file: the URL's passfile=, else $PGPASSFILE,
+    else ~/.pgpass). Naming three places sent one to check a file libpq never read."""
+    from certkit.db_url import service_of
+
     if typed:
         return f"typed at the prompt ({text}); try again."
+    service = service_of(url)
+    if service is not None and service[2].get("password"):
+        return f"({text}); it is the password of the service {_shown(service[0])} in {_shown(service[1])}: fix it."
+    if os.environ.get("PGPASSWORD"):
+        return f"({text}); it is $PGPASSWORD's, which libpq takes before any password file: fix or unset $PGPASSWORD."
     if named:
-        return f"({text}); check the password file {_shown(named)} that the URL names (passfile=), or $PGPASSWORD."
-    return f"({text}); check ~/.pgpass, $PGPASSFILE or $PGPASSWORD."
+        return f"({text}); check the password file {_shown(named)} that the URL names (passfile=)."
+    if os.environ.get("PGPASSFILE"):
+        return f"({text}); check the line for this connection in $PGPASSFILE ({_shown(os.environ['PGPASSFILE'])})."
+    return f"({text}); check the line for this connection in ~/.pgpass."
 
 
 def _shown(path: str) -> str:

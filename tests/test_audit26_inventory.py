@@ -17,6 +17,9 @@ and what certkit says about the database behind it.
 4. A service file (service= in the URL, or $PGSERVICE) fills in what the URL leaves out: a service with sslkeylogfile=,
    gssdelegation=1 or gssencmode=require (beside the URL's sslmode=verify-full) was used as it is. It is now refused as
    the URL would be, naming the service and its file.
+5. A password the server refused was said to be "check ~/.pgpass, $PGPASSFILE or $PGPASSWORD" whichever libpq took
+   it from: a wrong $PGPASSWORD beside a right password file sent one to check a file libpq never read. The error
+   now names the one place, in libpq's order: a service's password=, $PGPASSWORD, passfile=, $PGPASSFILE, ~/.pgpass.
 """
 
 from __future__ import annotations
@@ -183,3 +186,36 @@ def test_a_service_file_is_held_to_what_the_url_is_held_to(tmp_path, postgres_ur
     assert run_certkit("list", env=dict(env, CERTKIT_INVENTORY_URL=f"{postgres_url}?gssdelegation=0",
                                         PGSERVICE="kerberos")).returncode == 0
     assert json.loads(config.read_text())["inventory"] == postgres_url
+
+
+def test_a_refused_password_is_said_of_the_one_place_libpq_took_it_from(tmp_path, postgres_url, postgres_server):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(home))
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    wrong = "Wr0ng-pw-26"
+    bad = tmp_path / "bad.pgpass"
+    bad.write_text(f"127.0.0.1:{postgres_server.port}:*:certkit:{wrong}\n")
+    bad.chmod(0o600)
+    (home / ".pgpass").write_text(bad.read_text())
+    (home / ".pgpass").chmod(0o600)
+    services = tmp_path / "services"
+    services.write_text(f"[ca]\npassword={wrong}\n")
+    services.chmod(0o600)
+    right = str(postgres_server.passfile)
+    cases = [
+        ({"PGPASSWORD": wrong, "PGPASSFILE": right}, "it is $PGPASSWORD's, which libpq takes before any password file"),
+        ({"PGPASSFILE": str(bad)}, f"check the line for this connection in $PGPASSFILE ({bad})."),
+        ({"PGPASSFILE": ""}, "check the line for this connection in ~/.pgpass."),
+        ({"PGPASSFILE": right, "CERTKIT_INVENTORY_URL": f"{postgres_url}?passfile={bad}"},
+         f"check the password file {bad} that the URL names (passfile=)."),
+        ({"PGPASSWORD": wrong, "PGSERVICEFILE": str(services), "PGSERVICE": "ca"},
+         f"it is the password of the service ca in {services}: fix it."),
+    ]
+    for extra, said in cases:
+        run_env = {k: v for k, v in dict(env, **extra).items() if v != "" or k != "PGPASSFILE"}
+        proc = run_certkit("list", env=run_env, subprocess=True)  # a connection of its own: libpq logs in
+        assert_clean_error(proc, "refused the password (connection failed: ")
+        assert said in proc.stderr and wrong not in proc.stderr, (extra, proc.stderr)
+        assert "$PGPASSFILE or $PGPASSWORD" not in proc.stderr, proc.stderr
+    assert run_certkit("list", env=dict(env, PGPASSFILE=right, PGPASSWORD=""), subprocess=True).returncode == 0

@@ -151,7 +151,7 @@ def test_a_wrong_password_typed_at_the_prompt_is_not_blamed_on_pgpass(tmp_path, 
     assert "refused the password typed at the prompt" in error and "not-the-password" not in shown, shown
     assert "pgpass" not in error.lower() and "PGPASSWORD" not in error, error
     # A password libpq found is still the one to check where libpq found it.
-    assert_clean_error(run_certkit("list", env=dict(bare, PGPASSWORD="wrong")), "check ~/.pgpass")
+    assert_clean_error(run_certkit("list", env=dict(bare, PGPASSWORD="wrong")), "it is $PGPASSWORD's, which libpq")
 
 
 # --- #2 and #3: a key in a token ---------------------------------------------------------------------
