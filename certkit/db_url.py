@@ -107,7 +107,7 @@ def check_url(url: str) -> str:
     why = unsafe_in(url)
     if why:
         raise InventoryError(f"The inventory URL {why}")
-    _check_service(url)
+    _check_defaults(url)
     return url
 
 
@@ -195,23 +195,35 @@ def service_of(url: str) -> tuple[str, str, dict[str, str]] | None:
     return None
 
 
-def _check_service(url: str) -> None:
-    """Refuse, naming the file to fix, a service ``url`` takes its other settings from (:func:`service_of`) that
-    sets what :func:`unsafe_in` refuses in a URL (sslkeylogfile=, a verifying sslmode undone...): libpq applies a
-    service's parameters wherever the URL sets none."""
+# The variables libpq takes a setting of unsafe_in's from where neither the URL nor its service sets it.
+_ENVIRONMENT = {"sslmode": "PGSSLMODE", "gssencmode": "PGGSSENCMODE", "gssdelegation": "PGGSSDELEGATION"}
+
+
+def _check_defaults(url: str) -> None:
+    """Refuse, naming what to fix, what libpq would add to ``url`` that :func:`unsafe_in` refuses in a URL (a
+    sslkeylogfile=, a verifying sslmode undone...): first a service's settings (:func:`service_of`), then the
+    variables of :data:`_ENVIRONMENT`, each applied by libpq where nothing before it sets the parameter."""
     from urllib.parse import quote
 
-    found = service_of(url)
-    if found is None:
-        return
-    service, path, params = found
     given = {name for name, _value, _written in _query_parameters(url)}
-    added = [f"{quote(name)}={quote(value)}" for name, value in params.items()
-             if name not in given and name not in SECRET_PARAMETERS]  # a service is where a secret may be
-    why = unsafe_in("postgresql://host/db?" + "&".join(filter(None, [urlsplit(url).query, *added])))
-    if why:
+    layers = []
+    if (found := service_of(url)) is not None:
+        service, path, params = found
+        added = {k: v for k, v in params.items() if k not in given and k not in SECRET_PARAMETERS}  # a secret's place
         place = f"the service '{shown(service)}' in {shown(path)}"
-        raise InventoryError(f"The inventory URL, with {place}, {why.replace(' from the URL', f' from {place}')}")
+        layers.append((place, place, added))
+        given |= set(added)
+    added = {name: os.environ[var] for name, var in _ENVIRONMENT.items() if name not in given and os.environ.get(var)}
+    if added:
+        said = " and ".join(f"${_ENVIRONMENT[name]}={shown(value)}" for name, value in added.items())
+        unset = " ".join(f"${_ENVIRONMENT[name]}" for name in added)
+        layers.append((f"the environment's {said}", f"the environment (unset {unset})", added))
+    pieces = [urlsplit(url).query]
+    for place, where, params in layers:
+        pieces += [f"{quote(name)}={quote(value)}" for name, value in params.items()]
+        why = unsafe_in("postgresql://host/db?" + "&".join(filter(None, pieces)))
+        if why:
+            raise InventoryError(f"The inventory URL, with {place}, {why.replace(' from the URL', f' from {where}')}")
 
 
 # libpq's connection parameters that name a file or folder: relative, each is looked for in the folder

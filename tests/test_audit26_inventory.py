@@ -20,6 +20,9 @@ and what certkit says about the database behind it.
 5. A password the server refused was said to be "check ~/.pgpass, $PGPASSFILE or $PGPASSWORD" whichever libpq took
    it from: a wrong $PGPASSWORD beside a right password file sent one to check a file libpq never read. The error
    now names the one place, in libpq's order: a service's password=, $PGPASSWORD, passfile=, $PGPASSFILE, ~/.pgpass.
+6. So too libpq's variables, which apply where neither the URL nor its service sets the parameter: $PGGSSDELEGATION=1,
+   $PGGSSENCMODE=require beside a verifying sslmode (the URL's or $PGSSLMODE's) were used as they were. Refused now,
+   naming the variables to unset.
 """
 
 from __future__ import annotations
@@ -219,3 +222,38 @@ def test_a_refused_password_is_said_of_the_one_place_libpq_took_it_from(tmp_path
         assert said in proc.stderr and wrong not in proc.stderr, (extra, proc.stderr)
         assert "$PGPASSFILE or $PGPASSWORD" not in proc.stderr, proc.stderr
     assert run_certkit("list", env=dict(env, PGPASSFILE=right, PGPASSWORD=""), subprocess=True).returncode == 0
+
+
+def test_libpqs_variables_are_held_to_what_the_url_is_held_to(tmp_path, postgres_url):
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[nogss]\ngssencmode=disable\n")
+    services.chmod(0o600)
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      PGSERVICEFILE=str(services))
+    run_certkit("init-ca", "--inventory", postgres_url, env=env, check=True)
+    verify = f"{postgres_url}?sslmode=verify-full"
+    refused = [
+        ({"PGGSSDELEGATION": "1"}, "with the environment's $PGGSSDELEGATION=1, names gssdelegation=1",
+         "remove it from the environment (unset $PGGSSDELEGATION)."),
+        ({"PGGSSENCMODE": "require", "CERTKIT_INVENTORY_URL": verify},
+         "with the environment's $PGGSSENCMODE=require, asks for sslmode=verify-full and gssencmode=require",
+         "Remove one of them from the environment (unset $PGGSSENCMODE)."),
+        ({"PGGSSENCMODE": "require", "PGSSLMODE": "verify-ca"},
+         "with the environment's $PGSSLMODE=verify-ca and $PGGSSENCMODE=require, asks for sslmode=verify-ca",
+         "(unset $PGSSLMODE $PGGSSENCMODE)."),
+    ]
+    for extra, said, fix in refused:
+        for command in (["list"], ["issue-server", "a.internal", "--out", str(tmp_path / "a")]):
+            proc = run_certkit(*command, env=dict(env, **extra))
+            assert_clean_error(proc, f"The inventory URL, {said}")
+            assert fix in proc.stderr, proc.stderr
+        proc = run_certkit("init-ca", "--inventory", extra.get("CERTKIT_INVENTORY_URL", postgres_url),
+                           env=dict(env, CERTKIT_CA_DIR=str(tmp_path / "new"), **extra))
+        assert_clean_error(proc, f"The inventory URL, {said}")
+        assert not (tmp_path / "new").exists()
+    assert not (tmp_path / "a").exists()
+    # What the URL or its service sets is what libpq uses: the variable is not in the way.
+    for extra in ({"PGGSSDELEGATION": "1", "CERTKIT_INVENTORY_URL": f"{postgres_url}?gssdelegation=0"},
+                  {"PGGSSENCMODE": "require", "CERTKIT_INVENTORY_URL": f"{postgres_url}?service=nogss&sslmode=prefer"},
+                  {"PGSSLMODE": "prefer", "PGGSSDELEGATION": "0", "PGGSSENCMODE": "disable"}):
+        assert run_certkit("list", env=dict(env, **extra)).returncode == 0, extra
