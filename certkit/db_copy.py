@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from certkit.db_url import shown_url
 from certkit.errors import InventoryError
 from certkit.text import shown
 
@@ -50,14 +51,15 @@ def copy_inventory(source_tx, target: PostgresDatabase, binding: tuple[str, str]
         if resumed:
             found = tx.execute("SELECT value FROM meta WHERE key = ?", (binding[0],)).fetchone()
             if found is None or found[0] != binding[1]:
-                raise InventoryError(f"The database {shown(target.url)} already holds a certkit inventory "
-                                     f"{'of another CA' if found else ''}; move this one into an empty database.")
+                raise InventoryError(f"The database {shown_url(target.url)} already holds a certkit inventory "
+                                     f"{'of another CA' if found else 'tied to no CA'}; move this one into an empty "
+                                     "database; nothing was changed.")
         else:
             target.refuse_encoding(tx)
             others = [name for (name,) in tx.execute("SELECT table_name FROM information_schema.tables"
                                                      " WHERE table_schema = current_schema() ORDER BY 1")]
             if others:
-                raise InventoryError(f"The database {shown(target.url)} is not empty (it holds "
+                raise InventoryError(f"The database {shown_url(target.url)} is not empty (it holds "
                                      f"{', '.join(shown(n) for n in others[:5])}{', ...' if len(others) > 5 else ''});"
                                      " move the inventory into an empty database; nothing was changed.")
             for statement in [*schema.create_statements("postgresql"), *extra_schema]:
@@ -93,12 +95,12 @@ def _refuse_outgrown(url: str, differences: list[str], used: list[str], lacking:
     if used:
         alone = (f" This file holds {lacking} certificate{'s' if lacking > 1 else ''} the database does not "
                  "(issued from this copy): they are in no shared record.") if lacking else ""
-        raise InventoryError(f"The database {shown(url)} holds this CA's inventory, used since it was copied "
+        raise InventoryError(f"The database {shown_url(url)} holds this CA's inventory, used since it was copied "
                              f"there ({used[0]}): another copy of this CA directory moved it there and goes on "
                              "with it, and this inventory file is an older copy. Do not drop the database; use it "
                              "here as that copy does (its certkit-ca.json names it); nothing was changed." + alone)
     if differences:
-        raise InventoryError(f"The database {shown(url)} holds an earlier copy of this inventory, which it no "
+        raise InventoryError(f"The database {shown_url(url)} holds an earlier copy of this inventory, which it no "
                              f"longer matches ({differences[0]}): a move that stopped before it named the database, "
                              "and certificates issued since. Drop the database, create it empty again, and run "
                              "this again; nothing was changed.")
@@ -129,12 +131,12 @@ def _difference(theirs: dict, rows: list[tuple], columns: list[str], table: str,
     if len(theirs) != len(rows) or missing is not None or extra is not None:
         which = [f"the row {shown(str(key))} {where}" for key, where in
                  ((missing, "is not there"), (extra, "is not in this file")) if key is not None]
-        return f"{shown(url)} holds {len(theirs)} rows in {table}, not {len(rows)} ({'; '.join(which)})" \
-            if len(theirs) != len(rows) else f"{shown(url)} holds other rows in {table} ({'; '.join(which)})"
+        return f"{shown_url(url)} holds {len(theirs)} rows in {table}, not {len(rows)} ({'; '.join(which)})" \
+            if len(theirs) != len(rows) else f"{shown_url(url)} holds other rows in {table} ({'; '.join(which)})"
     for row in rows:
         if theirs[row[0]] != row:
             differing = [c for c, a, b in zip(columns, row, theirs[row[0]], strict=True) if a != b]
-            return f"the row {shown(str(row[0]))} of {table} differs in {shown(url)} ({', '.join(differing)})"
+            return f"the row {shown(str(row[0]))} of {table} differs in {shown_url(url)} ({', '.join(differing)})"
     return None
 
 

@@ -23,6 +23,8 @@ and what certkit says about the database behind it.
 6. So too libpq's variables, which apply where neither the URL nor its service sets the parameter: $PGGSSDELEGATION=1,
    $PGGSSENCMODE=require beside a verifying sslmode (the URL's or $PGSSLMODE's) were used as they were. Refused now,
    naming the variables to unset.
+7. inventory migrate into a database holding inventory tables tied to no CA said "already holds a certkit inventory ;
+   move this one into an empty database." (a blank before ';', neither what it holds nor that nothing was changed).
 """
 
 from __future__ import annotations
@@ -257,3 +259,18 @@ def test_libpqs_variables_are_held_to_what_the_url_is_held_to(tmp_path, postgres
                   {"PGGSSENCMODE": "require", "CERTKIT_INVENTORY_URL": f"{postgres_url}?service=nogss&sslmode=prefer"},
                   {"PGSSLMODE": "prefer", "PGGSSDELEGATION": "0", "PGGSSENCMODE": "disable"}):
         assert run_certkit("list", env=dict(env, **extra)).returncode == 0, extra
+
+
+def test_a_move_into_a_database_holding_an_inventory_of_no_ca_says_so(tmp_path, postgres_url, postgres_server):
+    from certkit.inventory import schema
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", env=env, check=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ca").iterdir() if p.is_file()}
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
+        for statement in schema.create_statements("postgresql"):
+            conn.execute(statement.replace("?", "%s"))
+    proc = run_certkit("inventory", "migrate", "--to", postgres_url, env=env)
+    assert_clean_error(proc, f"Error: The database {postgres_url} already holds a certkit inventory tied to no CA; "
+                             "move this one into an empty database; nothing was changed.")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ca").iterdir() if p.is_file()} == before
