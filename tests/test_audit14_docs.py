@@ -69,9 +69,12 @@ def test_a_plain_file_is_still_replaceable_with_force(with_bundle) -> None:
     assert_clean_error(run_certkit("crl", "--out", "notes.txt", cwd=work, env=env), "pass --force to replace it")
     run_certkit("crl", "--out", "notes.txt", "--force", cwd=work, env=env, check=True)
     assert (work / "notes.txt").read_text().startswith("-----BEGIN X509 CRL-----")
-    (work / "out.jsonl").write_text("mine\n")
+    (work / "out.jsonl").write_text("")  # a jsonl, k8s or tar output replaces an earlier one, or an empty file
     proc = run_certkit("issue-server", "y.example", "--format", "jsonl", "--out", "out.jsonl", cwd=work, env=env)
     assert_clean_error(proc, "pass --force to replace it")
+    (work / "out.jsonl").write_text("mine\n")  # not a file of something else (round 27), so no advice to force it
+    proc = run_certkit("issue-server", "y.example", "--format", "jsonl", "--out", "out.jsonl", cwd=work, env=env)
+    assert_clean_error(proc, "no jsonl, k8s or tar output certkit wrote")
 
 
 # --- 2: options a page's synopsis shows and the page never explains ------------------------------------------

@@ -117,6 +117,9 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             output.check(ca.directories, inventory=ca.inventory)
             output.held_before(ca.inventory)
         foreign = output.foreign_held(ca) if output is not None else []  # before the file goes
+        from certkit.cli.output import replaced_file
+
+        replaced = replaced_file(output) if output is not None else []  # (said as a folder's removed files)
         options = {"out_dir": out_dir if output is None else Path("."), "key_type": key_type, "days": days,
                    "force": force, "resume": resume, "output": output}
         interactive = sys.stderr.isatty() and not as_json
@@ -136,6 +139,7 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
             run = dict(sync=sync, jobs=jobs or _default_jobs(total), chunk_size=chunk, spool=spool, **options)
             result = _run(ca, path, total, interactive, run, as_json)
             result.foreign += foreign
+            result.removed += replaced
             released = output.released(ca.inventory) if output is not None else []
     if result.by_kind.get("peer"):  # as issue-peer says every time it runs
         from certkit.cli.issue import PEER_WARNING

@@ -68,7 +68,7 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
 
     output.check(ca.directories, keyed=request.keyed, inventory=ca.inventory)
     output.held_before(ca.inventory)
-    foreign = output.foreign_held(ca)  # read before the file goes: said once it has
+    foreign = output.foreign_held(ca) + replaced_file(output)  # read before the file goes: said once it has
     target = output.target(name)
     plan(ca, request, target)  # every refusal before any secret is asked for
     from certkit.cli.issue import warn_of_purpose
@@ -90,6 +90,13 @@ def _issue_held(ca, output, request, *, name: str, passphrase_file, as_json: boo
         delivery.notes.append(released_note(output, released))
     _summarize(delivery, output, name, as_json, ca, requested, released,
                p12_legacy if p12_password is not None else None)
+
+
+def replaced_file(output) -> list[str]:
+    """Before --force replaces the existing output file: the note saying what it held."""
+    from certkit.formats.replaced import replaced_notes
+
+    return replaced_notes(output.path if output.force else None, output.file_text or "")
 
 
 def warn_made_private(output) -> None:
