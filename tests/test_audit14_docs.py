@@ -72,7 +72,7 @@ def test_a_plain_file_is_still_replaceable_with_force(with_bundle) -> None:
     (work / "out.jsonl").write_text("")  # a jsonl, k8s or tar output replaces an earlier one, or an empty file
     proc = run_certkit("issue-server", "y.example", "--format", "jsonl", "--out", "out.jsonl", cwd=work, env=env)
     assert_clean_error(proc, "pass --force to replace it")
-    (work / "out.jsonl").write_text("mine\n")  # not a file of something else (round 27), so no advice to force it
+    (work / "out.jsonl").write_text("mine\n")  # a file of something else: refused even with --force (round 27)
     proc = run_certkit("issue-server", "y.example", "--format", "jsonl", "--out", "out.jsonl", cwd=work, env=env)
     assert_clean_error(proc, "no jsonl, k8s or tar output certkit wrote")
 

@@ -46,7 +46,7 @@ def rows(env: dict, *args: str) -> list[dict]:
 @pytest.mark.parametrize("fmt", ["jsonl", "tar"])
 def test_two_writers_of_one_output_file_take_turns(ca_dir, ca_env, tmp_path, fmt):
     out = tmp_path / f"fleet.{fmt}"
-    out.write_text("{}\n")
+    out.write_text("")  # an existing (empty) file: what --force replaces
     marker = tmp_path / "pause"
     first = start_paused(["issue-server", "a.turns.example", "--format", fmt, "--out", out, "--force"], ca_env,
                          tmp_path, "recorded", marker)
@@ -70,7 +70,7 @@ def test_two_writers_of_one_output_file_take_turns(ca_dir, ca_env, tmp_path, fmt
 
 def test_two_batches_into_one_file_leave_the_inventory_true(ca_dir, ca_env, tmp_path):
     out = tmp_path / "fleet.jsonl"
-    out.write_text("{}\n")
+    out.write_text("")  # an existing (empty) file: what --force replaces
     procs = []
     for letter in "ab":
         manifest = tmp_path / f"{letter}.csv"

@@ -335,7 +335,7 @@ def test_batch_workers_share_one_output(tmp_path, ca_env, ca_dir):
 
 # --- refusals ---------------------------------------------------------------------------------
 def test_refusals_before_anything_is_signed(tmp_path, ca_env, ca_dir):
-    (tmp_path / "taken.jsonl").write_text("{}\n")
+    (tmp_path / "taken.jsonl").write_text("")  # empty: --force replaces it (a file of other content: never)
     (tmp_path / "fleet.csv").write_text(MANIFEST)
     (tmp_path / "link.tar").symlink_to(tmp_path / "elsewhere.tar")
     before = rows(ca_dir)
@@ -364,7 +364,7 @@ def test_refusals_before_anything_is_signed(tmp_path, ca_env, ca_dir):
     for args, fragment, code in cases:
         assert_clean_error(run_certkit(*args, cwd=tmp_path, env=ca_env), fragment, code)
     assert rows(ca_dir) == before
-    assert (tmp_path / "taken.jsonl").read_text() == "{}\n" and not (tmp_path / "elsewhere.tar").exists()
+    assert (tmp_path / "taken.jsonl").read_text() == "" and not (tmp_path / "elsewhere.tar").exists()
     assert not (tmp_path / "f.tar").exists()
     assert not (tmp_path / "newdir").exists() and not (tmp_path / "-").exists()
     # --force replaces the file, whole
