@@ -101,10 +101,15 @@ def test_an_output_over_an_existing_file_needs_force_and_force_is_a_bool(tmp_pat
     from certkit.issuing import deliver, server_request
 
     notes = tmp_path / "notes.jsonl"
-    notes.write_text("precious\n")
+    notes.write_text("precious\n")  # no earlier output: refused, force or not (round 27)
+    for force in (False, True):
+        with pytest.raises(CertkitError, match="is no jsonl, k8s or tar output certkit wrote"):
+            deliver(ca, server_request(["c.example"]), Output("jsonl", notes, force=force).target("c"))
+    assert notes.read_text() == "precious\n" and _rows(ca) == []  # refused before signing: no row at all
+    notes.write_text("")
     with pytest.raises(CertkitError, match="already exists"):
         deliver(ca, server_request(["c.example"]), Output("jsonl", notes).target("c"))
-    assert notes.read_text() == "precious\n" and _rows(ca) == []  # refused before signing: no row at all
+    assert notes.read_text() == "" and _rows(ca) == []
     with pytest.raises(WrongType):
         Output("jsonl", notes, force="no")
     done = deliver(ca, server_request(["c.example"]), Output("jsonl", notes, force=True).target("c"))
