@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from certkit.trust.anchor import Anchor
-from certkit.trust.java_env import closed_to_some, given_cacerts, no_store_file, trust_store_options
+from certkit.trust.java_env import closed_to_some, given_cacerts, no_store_file, none_store_note, trust_store_options
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError, sort_found
 from certkit.trust.tools import (
     CERTKIT_NAME,
@@ -394,6 +394,8 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path
                     f"(javax.net.ssl.trustStore), which does not exist or cannot be read: Java then falls back to its "
                     f"JDK's cacerts (its rule for a trust store it cannot read), {reach}; drop that option, or make "
                     "that file")
+    if path == "NONE":  # no file at all (Java's rule): a PKCS#11 token, or no CA
+        return none_store_note(env)
     if Path(path).resolve() in changed:  # the JDK's cacerts, named while its jssecacerts exists
         return (f"Java programs started with this environment read the trust store {named}, not this one "
                 "(javax.net.ssl.trustStore), and certkit changes that file too")

@@ -23,6 +23,23 @@ def trust_store_options(env: Mapping[str, str]) -> list[tuple[str, str]]:
             for option in jvm_options(env.get(name, "")) if option.startswith(prefix)]
 
 
+def none_store_note(env: Mapping[str, str]) -> str:
+    """The note for Java programs given javax.net.ssl.trustStore=NONE (the winning option): Java then reads no file
+    (sun.security.ssl.TrustStoreManager) but loads a store of the type javax.net.ssl.trustStoreType names from nothing:
+    a PKCS#11 token's anchors (what NONE is meant for), or, for a file type (PKCS12, JKS), no CA at all."""
+    variable = trust_store_options(env)[-1][0]
+    prefix = "-Djavax.net.ssl.trustStoreType="
+    types = [option[len(prefix):] for name in OPTION_VARIABLES for option in jvm_options(env.get(name, ""))
+             if option.startswith(prefix)]
+    given = f"Java programs started with this environment are given javax.net.ssl.trustStore=NONE ({variable})"
+    if types and types[-1].strip().upper() == "PKCS11":
+        return (f"{given} with javax.net.ssl.trustStoreType=PKCS11: they trust the CAs of a PKCS#11 token, not this "
+                "store: what certkit changes here does not reach them; add the CA to that token, or drop those options")
+    return (f"{given}: they read no trust store file, this one or any other, and trust no CA at all (each TLS "
+            "connection fails: \"the trustAnchors parameter must be non-empty\"); NONE is meant for a PKCS#11 token "
+            "(javax.net.ssl.trustStoreType=PKCS11): what certkit changes here does not reach them; drop that option")
+
+
 def jvm_options(text: str) -> list[str]:
     """The options of an options variable, split as the JVM splits them (Arguments::parse_options_buffer): at white
     space outside quotes; a single or double quote anywhere in an option keeps what it encloses as it is, spaces and

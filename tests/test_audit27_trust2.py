@@ -1,0 +1,78 @@
+"""Audit 27, trust (2): what certkit says of the trust store a consumer actually reads, checked with real peers (a JSSE
+client compiled with the JDK and run with a private JAVA_HOME, against a loopback Python ssl server), never the
+machine's own stores.
+
+1. ``-Djavax.net.ssl.trustStore=NONE`` in an options variable (JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS).
+   certkit's note said those Java programs "read the trust store NONE" and to "add the CA there with keytool": there
+   is no such file. Java reads no file for NONE (sun.security.ssl.TrustStoreManager): with a file store type it
+   trusts no CA at all, every TLS connection failing ("the trustAnchors parameter must be non-empty"); NONE is meant
+   for a PKCS#11 token (javax.net.ssl.trustStoreType=PKCS11). The note now says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_audit20_trust import _java_env, _real_java_home
+from test_audit26_trust import python_server  # noqa: F401
+from test_trust import java_client, pki  # noqa: F401
+
+from conftest import require, run_certkit
+from trust_helpers import client_env, private_java_home
+
+
+def _json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
+                           f"https://localhost:{port}/"], env=client_env(**env), capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(("variable", "options"), [
+    ("JAVA_TOOL_OPTIONS", "-Djavax.net.ssl.trustStore=NONE"),
+    ("JDK_JAVA_OPTIONS", "-Xss1m -Djavax.net.ssl.trustStore=NONE"),
+    ("_JAVA_OPTIONS", "'-Djavax.net.ssl.trustStore=NONE'"),
+])
+def test_a_trust_store_option_of_none_is_said_to_trust_no_ca(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str,  # noqa: F811
+        options: str) -> None:
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_java_env(home, java_home), variable: options}
+    added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    [store] = _json(added)["stores"]
+    assert store["outcome"] == "added", store
+    # the real peer: a Java program given NONE refuses even the CA certkit just added to its JDK's cacerts, any CA
+    got = _java(java_home, java_client, python_server, **{variable: options})
+    assert got.returncode and "trustAnchors parameter must be non-empty" in got.stdout + got.stderr, got.stdout
+    assert "HTTP 200" in _java(java_home, java_client, python_server).stdout  # without the option: trusted
+    notes = " ".join(store["notes"])
+    assert "add the CA there with keytool" not in notes and "read the trust store NONE" not in notes, notes
+    assert f"javax.net.ssl.trustStore=NONE ({variable})" in notes, notes
+    assert "trust no CA at all" in notes and "trustAnchors parameter must be non-empty" in notes, notes
+    assert "PKCS11" in notes, notes
+    status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert "trust no CA at all" in " ".join(_json(status)["stores"][0]["notes"]), status.stdout
+
+
+def test_a_trust_store_option_of_none_with_a_pkcs11_type_is_said_to_be_a_token(pki, tmp_path: Path) -> None:  # noqa: F811
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    options = "-Djavax.net.ssl.trustStore=NONE -Djavax.net.ssl.trustStoreType=pkcs11"
+    env = {**_java_env(home, java_home), "JDK_JAVA_OPTIONS": options}
+    [store] = _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
+    notes = " ".join(store["notes"])
+    assert "trust the CAs of a PKCS#11 token, not this store" in notes and "add the CA to that token" in notes, notes
+    assert "trust no CA at all" not in notes and "add the CA there with keytool" not in notes, notes
