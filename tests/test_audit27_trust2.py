@@ -76,3 +76,46 @@ def test_a_trust_store_option_of_none_with_a_pkcs11_type_is_said_to_be_a_token(p
     notes = " ".join(store["notes"])
     assert "trust the CAs of a PKCS#11 token, not this store" in notes and "add the CA to that token" in notes, notes
     assert "trust no CA at all" not in notes and "add the CA there with keytool" not in notes, notes
+
+
+# --- 2: an NSS database converted from the old dbm format keeps its cert8.db ---------------------------------------
+def _dbm_listing(folder: Path) -> str:
+    """certutil's listing of the old-format files themselves (dbm:), not of cert9.db."""
+    return subprocess.run(["certutil", "-L", "-d", f"dbm:{folder}"], capture_output=True, text=True, timeout=60,
+                          check=True, stdin=subprocess.DEVNULL).stdout
+
+
+@pytest.mark.parametrize("where", [".pki/nssdb", ".mozilla/firefox/a.default"])
+def test_uninstall_takes_certkits_ca_out_of_the_old_cert8_db_too(pki, tmp_path: Path, where: str) -> None:  # noqa: F811
+    """A database of the old dbm format holding certkit's CA (added by an older certkit, or by hand with its
+    nickname): uninstall deleted it through sql:, which converts the database to cert9.db and deletes it there,
+    leaving cert8.db holding it. NSS upgrades cert8.db again the day cert9.db goes (a profile mended by deleting a
+    damaged cert9.db), and the CA is back, trusted: status said it was not there."""
+    from test_audit17_trust import _legacy_db
+    from test_trust import trust
+
+    for tool in ("certutil", "vfychain"):
+        require(tool)
+    home = tmp_path / "home"
+    folder = _legacy_db(home / where)
+    if "firefox" in where:
+        (folder.parent / "profiles.ini").write_text("[Profile0]\nName=a\nIsRelative=1\nPath=a.default\n")
+    nick = pki.anchor.nickname
+    subprocess.run(["certutil", "-A", "-d", f"dbm:{folder}", "-n", nick, "-t", "C,,"], input=pki.anchor.pem,
+                   check=True, capture_output=True, timeout=60)
+    assert nick in _dbm_listing(folder)
+    status = json.loads(trust("status", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)
+    assert {s["location"]: s["outcome"] for s in status["stores"]}[str(folder)] == "trusted", status
+
+    gone = trust("uninstall", "--nss", "--json", home=home, ca_dir=pki.issuing, check=True)
+    [store] = [s for s in json.loads(gone.stdout)["stores"] if s["location"] == str(folder)]
+    assert store["outcome"] == "removed", gone.stdout
+    assert any(n.startswith(f"took '{nick}' out of {folder / 'cert8.db'} too") for n in store["notes"]), store
+    assert (folder / "cert9.db").is_file()
+    assert nick not in _dbm_listing(folder), "certkit's CA left in cert8.db"
+    # what NSS does without cert9.db: it upgrades cert8.db again; the CA must not come back
+    for name in ("cert9.db", "key4.db", "pkcs11.txt"):
+        (folder / name).unlink(missing_ok=True)
+    listing = subprocess.run(["certutil", "-L", "-d", f"sql:{folder}"], capture_output=True, text=True, timeout=60,
+                             check=True, stdin=subprocess.DEVNULL).stdout
+    assert nick not in listing, listing

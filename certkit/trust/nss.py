@@ -24,6 +24,7 @@ from certkit.trust.nss_files import (
     disk_full,
     holders,
     made_meanwhile,
+    old_copies_removed,
     only_its_own_module,
     owners_kept,
     remove_half_made,
@@ -84,10 +85,10 @@ class NSSStore(Store):
             self.notes.append(f"converted the NSS database {self.directory} from the old dbm format (cert8.db, left as "
                               "it was) to cert9.db, as Chromium does when it opens it")
 
-    def _certutil(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    def _certutil(self, *args: str, input: bytes | None = None, db: str = "") -> subprocess.CompletedProcess:
         self._roll_back_interrupted()
         with owners_kept(self.directory):
-            return run_tool([self.certutil, *args, "-d", self.db], input=input, env=self.env, timeout=60)
+            return run_tool([self.certutil, *args, "-d", db or self.db], input=input, env=self.env, timeout=60)
 
     def unread(self) -> str | None:
         return self.unread_because
@@ -370,6 +371,7 @@ class NSSStore(Store):
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
                 raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+        self.notes += old_copies_removed(self.directory, self._certutil, [(e.name, e.fingerprint) for e in entries])
         self._in_use("it loaded under a removed CA keeps loading")
         if not (self.directory / CREATED_MARK).is_file() or self.listing() or not self._holds_no_keys():
             return

@@ -6,11 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from certkit.text import shown
 from certkit.trust.store import TrustError
+from certkit.trust.tools import pem_fingerprints
 
 # Left in an NSS database folder that trust install created (empty, for the CA alone): uninstall removes the
 # database once it holds nothing else. Browsers ignore files they do not know.
@@ -124,3 +127,27 @@ def owners_kept(directory: Path):
                     with contextlib.suppress(FileNotFoundError):
                         if os.lstat(directory / name).st_uid == 0:
                             os.chown(directory / name, info.st_uid, info.st_gid, follow_symlinks=False)
+
+
+def old_copies_removed(directory: Path, certutil: Callable[..., subprocess.CompletedProcess],
+                       removed: Sequence[tuple[str, str]]) -> list[str]:
+    """Take the entries (nickname, SHA-256 fingerprint) certkit removed from cert9.db out of the old-format cert8.db
+    beside it too (a database NSS converted, which leaves the old files as they were): NSS converts cert8.db again the
+    day cert9.db goes, and the CA would be back, trusted. ``certutil(*args, db=...)`` runs certutil on ``db``. Only an
+    entry holding that very certificate is taken out; the notes say what was done, or what is left."""
+    old = directory / "cert8.db"
+    if not (old.is_file() and (directory / "cert9.db").is_file()):
+        return []
+    db, notes = f"dbm:{directory}", []
+    for name, fingerprint in removed:
+        listed = certutil("-L", "-n", name, "-a", db=db)
+        if listed.returncode != 0 or fingerprint not in pem_fingerprints(listed.stdout):
+            continue
+        if certutil("-D", "-n", name, db=db).returncode == 0:
+            notes.append(f"took '{shown(name)}' out of {old} too, the old-format (dbm) database NSS converted to "
+                         "cert9.db, which NSS converts again if cert9.db goes")
+        else:
+            notes.append(f"'{shown(name)}' is still in {old}, the old-format (dbm) database NSS converted to "
+                         "cert9.db: NSS brings it back, trusted, if cert9.db goes; take it out: "
+                         f"{shlex.join(['certutil', '-D', '-d', db, '-n', name])}")
+    return notes
