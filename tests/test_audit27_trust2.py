@@ -119,3 +119,32 @@ def test_uninstall_takes_certkits_ca_out_of_the_old_cert8_db_too(pki, tmp_path: 
     listing = subprocess.run(["certutil", "-L", "-d", f"sql:{folder}"], capture_output=True, text=True, timeout=60,
                              check=True, stdin=subprocess.DEVNULL).stdout
     assert nick not in listing, listing
+
+
+def test_certkits_ca_left_in_the_old_cert8_db_alone_is_named(pki, tmp_path: Path) -> None:  # noqa: F811
+    """The CA taken out of cert9.db alone (by an uninstall before the fix above, or by hand with sql:), cert8.db still
+    holding it: status and uninstall said nothing of it ("not trusted", "absent"); they now name it, with the
+    command that takes it out, which does (NSS then converts cert8.db without it)."""
+    import shlex
+
+    from test_audit17_trust import _legacy_db
+    from test_trust import trust
+
+    require("certutil")
+    home = tmp_path / "home"
+    folder = _legacy_db(home / ".pki/nssdb")
+    nick = pki.anchor.nickname
+    for db, pem in ((f"dbm:{folder}", pki.anchor.pem), (f"sql:{folder}", None)):
+        if pem is not None:
+            subprocess.run(["certutil", "-A", "-d", db, "-n", nick, "-t", "C,,"], input=pem, check=True,
+                           capture_output=True, timeout=60)
+        else:  # converted, then taken out of cert9.db alone
+            subprocess.run(["certutil", "-D", "-d", db, "-n", nick], check=True, capture_output=True, timeout=60)
+    assert (folder / "cert9.db").is_file() and nick in _dbm_listing(folder)
+    for action in ("status", "uninstall"):
+        got = json.loads(trust(action, "--nss", "--json", home=home, ca_dir=pki.issuing, check=True).stdout)
+        [store] = [s for s in got["stores"] if s["location"] == str(folder)]
+        assert store["outcome"] in ("not trusted", "absent"), store
+        [note] = [n for n in store["notes"] if f"'{nick}' is still in {folder / 'cert8.db'}" in n]
+    subprocess.run(shlex.split(note.split("take it out: ", 1)[1]), check=True, capture_output=True, timeout=60)
+    assert nick not in _dbm_listing(folder)

@@ -25,6 +25,7 @@ from certkit.trust.nss_files import (
     holders,
     made_meanwhile,
     old_copies_removed,
+    old_copy_left,
     only_its_own_module,
     owners_kept,
     remove_half_made,
@@ -172,6 +173,9 @@ class NSSStore(Store):
                 if not trusts_servers(trust):
                     untrusted[nick] = trust
         state = sort_found(anchor, entries, StoreState(untrusted=present))
+        if anchor and not state.current and (left := old_copy_left(self.directory, self._certutil, anchor.nickname,
+                                                                     anchor.fingerprint)) and left not in self.notes:
+            self.notes.append(left)  # left there by an uninstall that took it out of cert9.db alone
         for entry in state.older:  # another certkit CA whose trust was taken away: there, but trusted by no browser
             if entry.name in untrusted:
                 entry.not_trusted = f"flags {untrusted[entry.name]}: browsers do not take it as a website's issuer"

@@ -140,14 +140,27 @@ def old_copies_removed(directory: Path, certutil: Callable[..., subprocess.Compl
         return []
     db, notes = f"dbm:{directory}", []
     for name, fingerprint in removed:
-        listed = certutil("-L", "-n", name, "-a", db=db)
-        if listed.returncode != 0 or fingerprint not in pem_fingerprints(listed.stdout):
+        if not _in_old(certutil, db, name, fingerprint):
             continue
         if certutil("-D", "-n", name, db=db).returncode == 0:
             notes.append(f"took '{shown(name)}' out of {old} too, the old-format (dbm) database NSS converted to "
                          "cert9.db, which NSS converts again if cert9.db goes")
-        else:
-            notes.append(f"'{shown(name)}' is still in {old}, the old-format (dbm) database NSS converted to "
-                         "cert9.db: NSS brings it back, trusted, if cert9.db goes; take it out: "
-                         f"{shlex.join(['certutil', '-D', '-d', db, '-n', name])}")
+        elif (left := old_copy_left(directory, certutil, name, fingerprint)) is not None:
+            notes.append(left)
     return notes
+
+
+def _in_old(certutil: Callable[..., subprocess.CompletedProcess], db: str, name: str, fingerprint: str) -> bool:
+    listed = certutil("-L", "-n", name, "-a", db=db)
+    return listed.returncode == 0 and fingerprint in pem_fingerprints(listed.stdout)
+
+
+def old_copy_left(directory: Path, certutil: Callable[..., subprocess.CompletedProcess], name: str,
+                  fingerprint: str) -> str | None:
+    """The note that the old-format cert8.db beside cert9.db holds certkit's copy (``name``, ``fingerprint``) that
+    cert9.db does not (left there by an uninstall before certkit took it out of both), or None."""
+    old, db = directory / "cert8.db", f"dbm:{directory}"
+    if not (old.is_file() and (directory / "cert9.db").is_file() and _in_old(certutil, db, name, fingerprint)):
+        return None
+    return (f"'{shown(name)}' is still in {old}, the old-format (dbm) database NSS converted to cert9.db: NSS brings "
+            f"it back, trusted, if cert9.db goes; take it out: {shlex.join(['certutil', '-D', '-d', db, '-n', name])}")
