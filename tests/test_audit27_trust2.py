@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_audit20_trust import _java_env, _real_java_home
 from test_audit26_trust import python_server  # noqa: F401
-from test_trust import java_client, pki  # noqa: F401
+from test_trust import java_client, pki, untrusted  # noqa: F401
 
 from conftest import require, run_certkit
 from trust_helpers import client_env, private_java_home
@@ -148,3 +148,38 @@ def test_certkits_ca_left_in_the_old_cert8_db_alone_is_named(pki, tmp_path: Path
         [note] = [n for n in store["notes"] if f"'{nick}' is still in {folder / 'cert8.db'}" in n]
     subprocess.run(shlex.split(note.split("take it out: ", 1)[1]), check=True, capture_output=True, timeout=60)
     assert nick not in _dbm_listing(folder)
+
+
+# --- 3: a relative trust store path ----------------------------------------------------------------------------
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS"])
+def test_a_relative_trust_store_option_is_said_to_depend_on_the_programs_folder(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+    """-Djavax.net.ssl.trustStore=team.jks: certkit said those programs "read the trust store team.jks, not this one
+    ...: what certkit changes here does not reach them; add the CA there with keytool". Java reads team.jks in the
+    folder each program is started in (java.io.File), and one started where there is none falls back to cacerts,
+    which certkit changed: it trusts the CA."""
+    import shutil
+
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    home, team, elsewhere = tmp_path / "home", tmp_path / "team", tmp_path / "elsewhere"
+    for folder in (home, team, elsewhere):
+        folder.mkdir()
+    shutil.copyfile((java_home / "lib/security/cacerts").resolve(), team / "team.jks")  # without the CA
+    options = "-Djavax.net.ssl.trustStore=team.jks"
+    env = {**_java_env(home, java_home), variable: options}
+    [store] = _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
+    assert store["outcome"] == "added", store
+    notes = " ".join(store["notes"])
+    assert "does not reach them" not in notes and "add the CA there with keytool" not in notes, notes
+    assert f"team.jks ({variable}) (javax.net.ssl.trustStore), a relative path" in notes, notes
+    assert "falls back to its JDK's cacerts" in notes and "so they read this store" in notes, notes
+
+    def java_in(folder: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(java_home / "bin/java"), "-cp", str(java_client), "TrustClient",
+                               f"https://localhost:{python_server}/"], env=client_env(**{variable: options}),
+                              capture_output=True, text=True, timeout=120, cwd=folder)
+
+    assert "HTTP 200" in java_in(elsewhere).stdout  # no team.jks there: cacerts, which holds the CA now
+    got = java_in(team)
+    assert untrusted(got.stdout), got.stdout + got.stderr  # team.jks there: the team's store, without it

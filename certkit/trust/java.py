@@ -386,22 +386,33 @@ def _named_elsewhere(env: Mapping[str, str], store: JavaStore, changed: set[Path
         if path and Path(path).resolve() == store.path:
             return None
         if no_store_file(path):
-            fallback = store.cacerts.parent / "cacerts"
-            reach = f"so they read this store ({store.path})" if store.cacerts.name == "cacerts" else \
-                f"so they read {fallback}, not this one" + (", and certkit changes that file too"
-                                                             if fallback.exists() else "")
             return (f"Java programs started with this environment are given the trust store {named} "
                     f"(javax.net.ssl.trustStore), which does not exist or cannot be read: Java then falls back to its "
-                    f"JDK's cacerts (its rule for a trust store it cannot read), {reach}; drop that option, or make "
-                    "that file")
+                    f"JDK's cacerts (its rule for a trust store it cannot read), {_reach(store)}; drop that option, "
+                    "or make that file")
     if path == "NONE":  # no file at all (Java's rule): a PKCS#11 token, or no CA
         return none_store_note(env)
+    if not os.path.isabs(path):  # java.io.File: the folder each program is started in, not certkit's
+        return (f"Java programs started with this environment are given the trust store {named} "
+                "(javax.net.ssl.trustStore), a relative path: each reads it in the folder it is started in, and one "
+                "started where there is no such file falls back to its JDK's cacerts (Java's rule), "
+                f"{_reach(store)}; give the option a full path")
     if Path(path).resolve() in changed:  # the JDK's cacerts, named while its jssecacerts exists
         return (f"Java programs started with this environment read the trust store {named}, not this one "
                 "(javax.net.ssl.trustStore), and certkit changes that file too")
     return (f"Java programs started with this environment read the trust store {named}, not this one "
             "(javax.net.ssl.trustStore): what certkit changes here does not reach them; add the CA there with keytool, "
             "or drop that option")
+
+
+def _reach(store: JavaStore) -> str:
+    """What Java programs falling back to their JDK's cacerts read, said from ``store`` (that cacerts, or the
+    jssecacerts beside it)."""
+    fallback = store.cacerts.parent / "cacerts"
+    if store.cacerts.name == "cacerts":
+        return f"so they read this store ({store.path})"
+    also = ", and certkit changes that file too" if fallback.exists() else ""
+    return f"so they read {fallback}, not this one{also}"
 
 
 def _nowhere(home: Path) -> str:
