@@ -17,6 +17,7 @@ from typing import Any, Literal
 from certkit.errors import CertkitError, PassphraseRequired, WrongPassphrase
 from certkit.keys import key_damage, pem_damage
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
+from certkit.text import dated, time_left
 from certkit.vocabulary import absent_text, self_signed
 
 Level = Literal["ok", "warning", "error"]
@@ -173,16 +174,17 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CAD
         found.extend(_check_chain(chain))
     for c in chain:
         name = c.subject.rfc4514_string()
-        end = c.not_valid_after_utc
+        end, rows = c.not_valid_after_utc, dict(dated(c.not_valid_before_utc, c.not_valid_after_utc, now))
+        ended = rows.get("expired", f"{end:%Y-%m-%d %H:%M:%S} UTC")  # to the second, as verify, inspect, probe say it
         if end <= now:
-            found.append(Finding("validity", "error", f"{name} expired on {end:%Y-%m-%d}; it can issue nothing "
-                                 "valid. Create a new CA (and distribute its ca.pem)."))
+            found.append(Finding("validity", "error", f"{name} expired on {ended}; it can issue nothing valid. Create "
+                                 "a new CA (and distribute its ca.pem)."))
         elif end - now < dt.timedelta(days=EXPIRY_WARNING_DAYS):
-            found.append(Finding("validity", "warning", f"{name} expires on {end:%Y-%m-%d}, in "
-                                 f"{(end - now).days} days."))
+            found.append(Finding("validity", "warning", f"{name} expires on {end:%Y-%m-%d %H:%M:%S} UTC, in "
+                                 f"{time_left(end - now)}."))
         elif c.not_valid_before_utc > now:
-            found.append(Finding("validity", "error", f"{name} is not valid before {c.not_valid_before_utc:%Y-%m-%d};"
-                                 " check the system clock."))
+            found.append(Finding("validity", "error", f"{name} is not valid before {rows['valid from']}; check the "
+                                 "system clock."))
     if parents and (revoked := revoked_by_parent(cert, parents[0], recorded_parent_dir(store))):
         found.append(Finding("validity", "error", revoked))
     if not any(f.check == "validity" for f in found):

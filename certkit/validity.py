@@ -20,7 +20,7 @@ def check_usable(chain) -> None:
     for cert in chain:
         if cert.not_valid_after_utc <= now:
             raise CertkitError(f"The CA '{shown(cert.subject.rfc4514_string())}' expired on "
-                               f"{cert.not_valid_after_utc:%Y-%m-%d}; nothing it signs would be valid. "
+                               f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC; nothing it signs would be valid. "
                                "Create a new CA with 'certkit init-ca'.")
 
 

@@ -15,7 +15,7 @@ import unicodedata
 from certkit.errors import CertkitError
 from certkit.names_notation import host_in_notation, refuse_surrounding_space
 from certkit.san_identities import python_idna_note
-from certkit.text import shown
+from certkit.text import dated, shown
 from certkit.vocabulary import eku_names, is_ca
 
 
@@ -490,10 +490,11 @@ def _above(path: list, now: dt.datetime) -> list[str]:
 
 
 def _date_problem(cert, who: str, now: dt.datetime) -> str | None:
-    if now > cert.not_valid_after_utc:
-        days = (now - cert.not_valid_after_utc).days  # "1 day ago", "less than a day ago"
-        ago = f"{days} day{'s' if days > 1 else ''} ago" if days else "less than a day ago"
-        return f"{who}expired on {cert.not_valid_after_utc:%Y-%m-%d} ({ago})"
-    if now < cert.not_valid_before_utc:
-        return f"{who}not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+    # the moment to the second, as inspect, probe and serve say it (certkit.text.dated): "expired on 2026-11-24
+    # 10:00:00 UTC (10 days ago)", "not valid before 2026-12-09 10:00:00 UTC (in 5 days)"
+    rows = dict(dated(cert.not_valid_before_utc, cert.not_valid_after_utc, now))
+    if "expired" in rows:
+        return f"{who}expired on {rows['expired']}"
+    if "valid from" in rows:
+        return f"{who}not valid before {rows['valid from']}"
     return None

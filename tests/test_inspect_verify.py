@@ -294,7 +294,7 @@ def test_verify_expired_names_the_date(pki):
     expired = x509.load_pem_x509_certificate((pki / "expired" / "cert.pem").read_bytes())
     proc = run_certkit("verify", pki / "expired" / "cert.pem", "--purpose", "client", "--ca-file",
                        pki / "root.pem", env=certkit_env())
-    assert_verify_invalid(proc, f"expired on {expired.not_valid_after_utc:%Y-%m-%d} (20 days ago)")
+    assert_verify_invalid(proc, f"expired on {expired.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC (20 days ago)")
 
 
 def test_verify_client_name(pki):
