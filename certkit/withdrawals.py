@@ -150,3 +150,26 @@ def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, lea
         return inventory_problems(folder, chain[:depth], unread=unread, leaf_found=leaf_found, by_server=by_server,
                                   whose=f"the inventory of its issuing CA {name} (at {folder})")
     return []
+
+
+def out_of_dates_advice(leaf, ca_dir: Path | None) -> str:
+    """What to do about a server certificate (serve --cert) right but for its dates: renew an expired one (with
+    the command, when the CA directory's inventory holds it), wait for one not valid yet."""
+    import datetime as dt
+
+    from certkit.folder_record import ca_option
+    from certkit.store import CADirectory
+    from certkit.text import shown
+    from certkit.vocabulary import serial_hex
+
+    if leaf.not_valid_before_utc > dt.datetime.now(dt.UTC):
+        return ("Wait until then (or set this machine's clock right if it is behind), give a server certificate "
+                "valid now (certkit issue-server)")
+    store, serial = CADirectory(ca_dir), serial_hex(leaf.serial_number)
+    try:
+        ours = store.exists() and store.inventory.certificate(serial) == leaf
+    except Exception:  # noqa: BLE001 (an inventory that cannot be read: the advice without the command)
+        ours = False
+    if ours:
+        return f"Renew it (certkit renew {serial}{ca_option(store.path)})"
+    return f"Renew it with the CA that issued it ({shown(cn_text(leaf.issuer))}), give a current server certificate"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def test_verify_s_reason_says_the_moment_its_rows_say(ca_dir: Path, ca_env: dict
     assert _first(rf": {reason}\.$", proc.stderr) == said
 
 
-def _expired_ca(path: Path, *, start: float, days: float) -> dict:
+def _saved_ca(path: Path, *, start: float, days: float) -> dict:
     from certkit import CA
     from certkit.store import CADirectory
 
@@ -57,9 +59,70 @@ def _expired_ca(path: Path, *, start: float, days: float) -> dict:
     (3, 30, rf"is not valid before {MOMENT} \(in 3 days\); check the system clock")])
 def test_check_says_a_ca_s_dates_to_the_second(tmp_path: Path, start, days, said):
     """Before: 'expired on 2026-11-29', 'expires on 2026-12-06, in 1 days', 'is not valid before 2026-12-07'."""
-    env = _expired_ca(tmp_path / "ca", start=start, days=days)
+    env = _saved_ca(tmp_path / "ca", start=start, days=days)
     proc = run_certkit("check", env=env)
     assert "Traceback" not in proc.stderr, proc.stderr
     inspected = run_certkit("inspect", tmp_path / "ca" / "ca.pem", env=env).stdout
     moment = _first(said, proc.stdout + proc.stderr)
     assert moment in inspected, inspected
+
+
+# --- 2. serve --cert of an expired certificate advised "Give a server certificate", not renewing it -----------------
+def _serve(cert: Path, key: Path, env: dict, *more):
+    return run_certkit("serve", "--host", "127.0.0.1", "--port", "0", "--cert", cert, "--key", key, *more, env=env)
+
+
+def test_serve_advises_renewing_an_expired_certificate_of_its_ca(tmp_path: Path):
+    """Before: '...: it expired on ... Give a server certificate (certkit issue-server), or leave out ...'."""
+    from certkit.store import CADirectory
+
+    from conftest import assert_clean_error
+
+    now, ca_dir = dt.datetime.now(dt.UTC), tmp_path / "ca"
+    ca_env = _saved_ca(ca_dir, start=-30, days=365)
+    ca = CADirectory(ca_dir).load(PASSPHRASE)
+    ca.issue_server("localhost", not_before=now - dt.timedelta(days=20), days=10).write(tmp_path / "localhost")
+    folder = tmp_path / "localhost"
+    proc = _serve(folder / "fullchain.pem", folder / "privkey.pem", ca_env)
+    assert_clean_error(proc, "it expired on ")
+    command = _first(r"Renew it \((certkit renew [0-9A-F]+)\), or leave out --cert/--key to have serve issue one\.",
+                     proc.stderr)
+    assert "issue-server" not in proc.stderr, proc.stderr
+    renewed = run_certkit(*command.split()[1:], env=ca_env)  # the command given renews it
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    served = subprocess.Popen(["certkit", "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--cert",
+                               folder / "fullchain.pem", "--key", folder / "privkey.pem"], env=ca_env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert served.stdout.readline() == "{\n"  # serve takes the renewed certificate: listening, its JSON
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+    # given with --ca-dir, not the CA directory certkit finds alone: the command names it
+    ca.issue_server("localhost", not_before=now - dt.timedelta(days=20), days=10).write(tmp_path / "second")
+    other = dict(ca_env, CERTKIT_CA_DIR=str(tmp_path / "elsewhere"))
+    proc = _serve(tmp_path / "second" / "fullchain.pem", tmp_path / "second" / "privkey.pem", other,
+                  "--ca-dir", ca_dir)
+    command = _first(r"Renew it \((certkit renew [0-9A-F]+ --ca-dir \S+)\), or leave out", proc.stderr)
+    renewed = run_certkit(*shlex.split(command)[1:], env=other)
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+
+
+@pytest.mark.parametrize(("start", "days", "said", "advice"), [
+    (-20, 10, "it expired on ", "Renew it with the CA that issued it (CN=Other Root), give a current server "
+     "certificate, or leave out --cert/--key"),
+    (5.5, 30, "it is valid from ", "Wait until then (or set this machine's clock right if it is behind), give a "
+     "server certificate valid now (certkit issue-server), or leave out --cert/--key")])
+def test_serve_advises_by_the_dates_of_a_certificate_of_another_ca(ca_env: dict, ca_dir: Path, tmp_path: Path, start,
+                                                                   days, said, advice):
+    from certkit import CA
+    from certkit.store import CADirectory
+
+    from conftest import assert_clean_error
+
+    other, other_dir = CA.create("Other Root"), tmp_path / "other"
+    CADirectory(other_dir).save_new(other, PASSPHRASE.encode())
+    leaf = _signed_by_ca(other_dir, tmp_path / "leaf", days=days, start=start)
+    proc = _serve(leaf / "cert.pem", leaf / "privkey.pem", ca_env)
+    assert_clean_error(proc, said)
+    assert advice in proc.stderr, proc.stderr

@@ -318,6 +318,7 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from certkit.handshake_keys import tls_feature_note, unusable_leaf_key
     from certkit.text import outside_dates, shown
     from certkit.verify_names import purpose_problem
+    from certkit.withdrawals import out_of_dates_advice
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
     if note := tls_feature_note(leaf, lead=f"{shown(cert_file)}: its TLS Feature extension names "):
@@ -326,9 +327,10 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     problem = (purpose_problem(leaf, "server") or unusable_leaf_key(leaf)  # brainpool: no handshake completes
                or (f"it {dates}" if dates else None))
     if problem:
+        advice = ("Give a server certificate (certkit issue-server)" if not dates or purpose_problem(leaf, "server")
+                  or unusable_leaf_key(leaf) else out_of_dates_advice(leaf, ca_dir))
         raise CertkitError(f"{shown(cert_file)} is not a certificate a TLS client takes from a server: {problem}. "
-                           "Give a server certificate (certkit issue-server), or leave out --cert/--key to have "
-                           "serve issue one.")
+                           f"{advice}, or leave out --cert/--key to have serve issue one.")
     from certkit.anchors import unread_inventory
 
     if unread := unread_inventory(ca_dir, x509.load_pem_x509_certificates(chain_pem)):  # never taken for "none"
