@@ -74,9 +74,14 @@ def _judged(leaf, issuers: list, stapled: bytes, now: dt.datetime) -> tuple[str,
     words = (f"an OCSP response: {status}, produced {single.this_update_utc:%Y-%m-%d %H:%M:%S} UTC"
              + (f", next update {single.next_update_utc:%Y-%m-%d %H:%M:%S} UTC" if single.next_update_utc else ""))
     issuer = next((c for c in issuers if c.subject == leaf.issuer and _signed(c, leaf)), None)
-    if issuer is not None and _signed_response(response, issuer) is False:
+    signed = None if issuer is None else _signed_response(response, issuer)
+    if signed is False:
         return words, f"neither its issuer {shown(issuer.subject.rfc4514_string())} nor a responder it delegated " \
                       "to signed it"
+    if signed is None:  # never said as if it were good: anyone can write an unsigned "good"
+        words += (" (its signature not checked: the server does not send the certificate's issuer, and none was "
+                  "given: --ca-file or --ca-dir)" if issuer is None else
+                  " (its signature not checked: cryptography cannot check its signature algorithm)")
     if single.certificate_status != ocsp.OCSPCertStatus.GOOD:
         return words, REVOKED if status == "revoked" else f"the certificate's status is {status}"
     # mozilla::pkix's rules: a day of leeway for clocks either way (SLOP), and a response lasts 10 days at most

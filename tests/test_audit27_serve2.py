@@ -126,3 +126,53 @@ def test_serve_advises_by_the_dates_of_a_certificate_of_another_ca(ca_env: dict,
     proc = _serve(leaf / "cert.pem", leaf / "privkey.pem", ca_env)
     assert_clean_error(proc, said)
     assert advice in proc.stderr, proc.stderr
+
+
+# --- 4. without the leaf's issuer (not sent, not given), probe said an unchecked staple as if it were good ---------
+UNCHECKED = ("(its signature not checked: the server does not send the certificate's issuer, and none was given: "
+             "--ca-file or --ca-dir)")
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_probe_says_a_staple_it_could_not_check_was_not_checked(ca_dir: Path, tmp_path: Path, forged: bool):
+    """Before: '  OCSP staple an OCSP response: good, produced ...' of a response anyone could have signed."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_audit26_serve import _ocsp_response
+    from test_probe import openssl_server
+
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf")
+    signer = ec.generate_private_key(ec.SECP256R1()) if forged else None
+    (tmp_path / "staple.der").write_bytes(_ocsp_response(ca_dir, leaf / "cert.pem", signer=signer))
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem",
+                        "-status_file", tmp_path / "staple.der") as port:
+        url = f"https://localhost:{port}/"
+        peer = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                               "-status"], input="", capture_output=True, text=True, timeout=30).stdout
+        alone = run_certkit("probe", url)
+        given = run_certkit("probe", url, "--ca-file", ca_dir / "ca.pem")
+    assert "Cert Status: good" in peer, peer
+    line = _first(r"^  OCSP staple (.*)$", alone.stdout)
+    assert line.startswith("an OCSP response: good, produced ") and line.endswith(UNCHECKED), line
+    checked = _first(r"^  OCSP staple (.*)$", given.stdout)
+    assert "not checked" not in checked, checked
+    assert ("nor a responder it delegated to signed it" in checked) == forged, checked
+
+
+def test_probe_checks_a_staple_by_the_issuer_the_server_sends(tmp_path: Path):
+    """The issuer sent (an intermediate in the chain), no CA given: the staple's signature is checked all the same."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_audit26_serve import _ocsp_response
+    from test_probe import openssl_server
+
+    root_env = _saved_ca(tmp_path / "root", start=-1, days=365)
+    inter = tmp_path / "inter"
+    run_certkit("init-ca", "--ca-dir", inter, "--parent-ca-dir", tmp_path / "root", "--name", "Staple Issuing",
+                env=dict(root_env, CERTKIT_PARENT_CA_PASSPHRASE=PASSPHRASE), check=True)
+    leaf = _signed_by_ca(inter, tmp_path / "leaf")
+    forged = _ocsp_response(inter, leaf / "cert.pem", signer=ec.generate_private_key(ec.SECP256R1()))
+    (tmp_path / "forged.der").write_bytes(forged)
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem", "-cert_chain", inter / "ca.pem",
+                        "-status_file", tmp_path / "forged.der") as port:
+        said = run_certkit("probe", f"https://localhost:{port}/")
+    line = _first(r"^  OCSP staple (.*)$", said.stdout)
+    assert "nor a responder it delegated to signed it" in line and "not checked" not in line, line
