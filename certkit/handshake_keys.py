@@ -93,6 +93,13 @@ def tls_features(cert) -> list[str] | None:
     return [feature.name for feature in features]
 
 
+def unprocessed_features(features: list[str] | None) -> bool:
+    """Whether a TLS Feature extension naming ``features`` (:func:`tls_features`) makes Firefox refuse the
+    certificate whatever the server staples: mozilla::pkix (TLSFeaturesSatisfiedInternal) takes a non-empty list
+    of status_request (5) alone, and refuses status_request_v2 (17) or any other."""
+    return features is not None and (not features or any(f != "status_request" for f in features))
+
+
 def tls_feature_note(cert, lead: str = "its TLS Feature extension (1.3.6.1.5.5.7.1.24) names ") -> str | None:
     """What a TLS Feature extension on ``cert`` means for the servers that present it, in words, after ``lead``
     (inspect's line names the extension itself); None without one."""
@@ -100,6 +107,10 @@ def tls_feature_note(cert, lead: str = "its TLS Feature extension (1.3.6.1.5.5.7
     if features is None:
         return None
     named = ", ".join(f + (" (OCSP Must-Staple)" if f == "status_request" else "") for f in features) or "nothing"
+    if unprocessed_features(features):
+        return (f"{lead}{named}: Firefox refuses every server presenting this certificate, whatever it staples "
+                "(MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING: mozilla::pkix processes status_request alone, "
+                "and refuses an empty list or any other feature); curl, OpenSSL, Python's ssl and Chrome ignore it")
     return (f"{lead}{named}: a server presenting this certificate must staple an OCSP response to every "
             "handshake, and Firefox refuses it without one (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING); "
             "certkit runs no OCSP responder, so none is stapled unless made with the CA's key by another tool "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from certkit.handshake_keys import tls_features
+from certkit.handshake_keys import tls_features, unprocessed_features
 from certkit.text import shown
 
 REVOKED = "the certificate's status is revoked"
@@ -31,7 +31,15 @@ def staple_verdict(chain: list, known: list, stapled: bytes | None,
     nothing to say: a certificate without Must-Staple served without a staple gets (None, None)."""
     if stapled is None or not chain:
         return None, None
-    must = "status_request" in (tls_features(chain[0]) or [])
+    features = tls_features(chain[0])
+    must = "status_request" in (features or [])
+    if unprocessed_features(features):  # Firefox refuses it whatever the server staples
+        named = ", ".join(features or []) or "nothing"
+        words = "none" if not stapled else _judged(chain[0], [*chain[1:], *known], stapled,
+                                                     now or dt.datetime.now(dt.UTC))[0]
+        return words, (f"its certificate's TLS Feature extension names {named}: Firefox refuses it whatever the "
+                       "server staples (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING: mozilla::pkix processes "
+                       f"status_request alone); {_OTHERS}")
     if not stapled:
         if not must:
             return None, None

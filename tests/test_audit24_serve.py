@@ -106,20 +106,22 @@ def test_must_staple_is_named_by_inspect_verify_and_probe(ca_dir: Path, ca_env: 
     from test_probe import openssl_server
 
     staple = _signed_by_ca(ca_dir, tmp_path / "staple", x509.TLSFeature(features))
+    # round 27: beside status_request_v2, which Firefox refuses whatever is stapled, the note says that instead
+    said = MUST_STAPLE if len(features) == 1 else "Firefox refuses every server presenting this certificate"
     assert "TLS Feature" in subprocess_text("openssl", "x509", "-noout", "-text", "-in", staple / "cert.pem")
     shown = run_certkit("inspect", staple / "cert.pem", env=ca_env, check=True).stdout
-    assert "  TLS feature   status_request (OCSP Must-Staple)" in shown and "Firefox refuses it" in shown
+    assert "  TLS feature   status_request (OCSP Must-Staple)" in shown and "Firefox refuses " in shown
     assert ("status_request_v2" in shown) == (len(features) == 2)
     data = json.loads(run_certkit("inspect", staple / "cert.pem", "--json", env=ca_env, check=True).stdout)
-    assert MUST_STAPLE in data["items"][0]["tls_feature"]
+    assert said in data["items"][0]["tls_feature"]
     verified = run_certkit("verify", staple / "cert.pem", "--purpose", "server", "--name", "localhost", env=ca_env,
                            check=True).stdout
     assert "TLS Feature extension (1.3.6.1.5.5.7.1.24) names status_request (OCSP Must-Staple)" in verified
-    assert MUST_STAPLE in " ".join(verified.split())
-    assert "certkit runs no OCSP responder" in verified
+    assert said in " ".join(verified.split())
+    assert ("certkit runs no OCSP responder" in verified) == (len(features) == 1)
     with openssl_server("-cert", staple / "cert.pem", "-key", staple / "privkey.pem") as port:
         probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env).stdout
-    assert "TLS feature status_request (OCSP Must-Staple)" in probed and MUST_STAPLE in probed, probed
+    assert "TLS feature status_request (OCSP Must-Staple)" in probed and said in " ".join(probed.split()), probed
     plain = run_certkit("inspect", ca_dir / "ca.pem", env=ca_env, check=True).stdout
     assert "TLS feature" not in plain
 

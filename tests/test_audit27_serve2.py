@@ -176,3 +176,51 @@ def test_probe_checks_a_staple_by_the_issuer_the_server_sends(tmp_path: Path):
         said = run_certkit("probe", f"https://localhost:{port}/")
     line = _first(r"^  OCSP staple (.*)$", said.stdout)
     assert "nor a responder it delegated to signed it" in line and "not checked" not in line, line
+
+
+# --- 3. a TLS Feature naming status_request_v2 was not Must-Staple, though Firefox refuses it whatever is stapled --
+V2 = "Firefox refuses it whatever the server staples (MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING"
+
+
+@pytest.mark.parametrize("staple", [False, True])
+@pytest.mark.parametrize("features", [["status_request_v2"], ["status_request", "status_request_v2"]])
+def test_probe_refuses_a_tls_feature_firefox_does_not_process(ca_dir: Path, tmp_path: Path, features, staple):
+    """mozilla::pkix's TLSFeaturesSatisfiedInternal takes status_request (5) alone: any other feature is
+    ERROR_REQUIRED_TLS_FEATURE_MISSING, staple or not. Before: status_request_v2 alone was not looked at (yes, exit 0),
+    and beside status_request a good staple made it yes."""
+    from cryptography import x509
+    from test_audit26_serve import _ocsp_response
+    from test_probe import openssl_server
+
+    feature = x509.TLSFeature([getattr(x509.TLSFeatureType, name) for name in features])
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", feature)
+    (tmp_path / "good.der").write_bytes(_ocsp_response(ca_dir, leaf / "cert.pem"))
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem",
+                        *(["-status_file", tmp_path / "good.der"] if staple else [])) as port:
+        said = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir)
+    assert said.returncode == 1, said.stdout + said.stderr
+    assert "for localhost? NO, not for every client" in said.stdout and V2 in said.stdout, said.stdout
+    assert said.stderr.startswith("Error: ") and V2 in said.stderr and "Traceback" not in said.stderr
+    assert _first(r"^  OCSP staple (.*)$", said.stdout).startswith("an OCSP response: good" if staple else "none")
+
+
+def test_verify_inspect_and_serve_say_firefox_refuses_status_request_v2(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """Before: 'must staple an OCSP response ..., and Firefox refuses it without one' of status_request_v2."""
+    from cryptography import x509
+
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", x509.TLSFeature([x509.TLSFeatureType.status_request_v2]))
+    said = "Firefox refuses every server presenting this certificate, whatever it staples"
+    for command in (["inspect", leaf / "cert.pem"], ["verify", leaf / "cert.pem", "--purpose", "server"]):
+        proc = run_certkit(*command, env=ca_env)
+        text = " ".join((proc.stdout + proc.stderr).split())  # inspect wraps its lines
+        assert said in text and "without one" not in text, proc.stdout
+    proc = subprocess.Popen(["certkit", "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--cert",
+                             leaf / "cert.pem", "--key", leaf / "privkey.pem"], env=ca_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "{\n"
+    finally:
+        proc.terminate()
+        warned = proc.communicate(timeout=30)[1]
+    assert f"Warning: {leaf / 'cert.pem'}: its TLS Feature extension names status_request_v2: {said}" \
+        in " ".join(warned.split())
