@@ -224,3 +224,15 @@ def test_verify_inspect_and_serve_say_firefox_refuses_status_request_v2(ca_dir: 
         warned = proc.communicate(timeout=30)[1]
     assert f"Warning: {leaf / 'cert.pem'}: its TLS Feature extension names status_request_v2: {said}" \
         in " ".join(warned.split())
+
+
+@pytest.mark.parametrize(("ended", "said"), [
+    (-5.5, "expired on 2026-12-04 12:00:00 UTC (5 days ago); nothing it signed is accepted any more."),
+    (1.5, "expires on 2026-12-11 12:00:00 UTC, in 36 hours."),
+    (20.25, "expires on 2026-12-30 06:00:00 UTC, in 20 days.")])
+def test_trust_says_a_ca_s_end_to_the_second(ended: float, said: str):
+    """Before: 'expired on 2026-12-04', 'expires on 2026-12-11, in 1 days' (the dates alone; whole days floored)."""
+    from certkit.trust import _expiry
+
+    now = dt.datetime(2026, 12, 10, 0, 0, tzinfo=dt.UTC)
+    assert _expiry("the trusted CA X", now + dt.timedelta(days=ended), now) == [f"the trusted CA X {said}"]
