@@ -234,6 +234,7 @@ def remove_timer(*, directory: Path | None = None, name: str = UNIT_NAME, manage
     only a timer that renews that CA (its service runs ``--ca-dir`` that folder) is removed; another
     CA's is refused (:class:`TimerExists`), as installing over it is."""
     system, folder, manage = _where(directory, name, manage)
+    _refuse_in_the_way(folder)
     paths = [p for p in (folder / f"{name}.timer", folder / f"{name}.service") if os.path.lexists(p)]
     said = {path: _check_ours(path) for path in paths}
     if ca_dir is not None and paths:
@@ -285,6 +286,19 @@ def _where(directory: Path | None, name: str, manage: bool | None) -> tuple[bool
     folder = directory or unit_dir(system=system)
     manage = (directory is None and systemd_running()) if manage is None else manage
     return system, folder, manage
+
+
+def _refuse_in_the_way(folder: Path) -> None:
+    """Refuse a unit folder that cannot be one (a file, a FIFO, /dev/null, a dangling link, or one below a file),
+    as installing into it is refused: a mistyped --unit-dir, not "no timer to remove"."""
+    from certkit.atomic import not_a_folder
+
+    path = Path(folder)
+    while not os.path.isdir(path) and path.parent != path:
+        if os.path.lexists(path):
+            raise CertkitError(f"Cannot remove the timer units from {shown(folder)}: {not_a_folder(path)}; nothing "
+                               "there was changed.")
+        path = path.parent
 
 
 def _usual_dirs(system: bool) -> list[Path]:
