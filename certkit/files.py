@@ -181,9 +181,23 @@ def broken_link(path: str | bytes | os.PathLike) -> str | None:
     return None
 
 
-def not_there(path: str | Path) -> str:
-    """Why a file named by the user cannot be found, as a sentence (see :func:`broken_link`)."""
-    return broken_link(path) or f"{shown(path)} does not exist."
+def not_there(path: str | Path, what: str = "file") -> str:
+    """Why a file named by the user cannot be found, as a sentence (see :func:`broken_link`,
+    :func:`cannot_reach`)."""
+    return broken_link(path) or cannot_reach(path, what) or f"{shown(path)} does not exist."
+
+
+def cannot_reach(path: str | Path, what: str = "file") -> str | None:
+    """Why ``path`` cannot even be looked at (under a folder the user may not search), as :func:`read_limited`
+    says a file it cannot open: "Cannot read the file a/b: Permission denied."; None if it can be, or is not there."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    except OSError as exc:  # a loop of links on the way: said by broken_link
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"Cannot read the {what} {shown(path)}: {exc.strerror or exc}."
+    return None
 
 
 def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> None:

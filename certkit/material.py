@@ -84,6 +84,10 @@ def load_material(path: str | Path, *, wanted: str = "certificate or CSR to desc
         _read_file(path, material)
         _require_something(path, material, wanted, crls)
         return material
+    from certkit.files import cannot_reach
+
+    if (said := cannot_reach(path, "file or folder")) is not None:  # is_dir() would raise PermissionError
+        raise UnreadableFile(said)
     if path.is_dir():
         files = [path / n for n in _BUNDLE_ORDER if (path / n).is_file()]
         files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _BUNDLE_SUFFIXES

@@ -9,6 +9,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,52 @@ def test_remove_timer_still_finds_nothing_to_remove_in_a_folder_or_a_new_path(tm
         proc = run_certkit("renew", "--remove-timer", "--unit-dir", given, cwd=tmp_path, env=env)
         assert proc.returncode == 0 and "No certkit-renew timer to remove" in proc.stdout, proc.stderr
     assert not (tmp_path / "missing").exists()
+
+
+# --- 2. a path under a folder the user may not search, said one way by every command ---------------------------
+# Before: inspect, verify CERT, export-p12, renew and issue-server --out said "Error: permission denied (PATH).";
+# sign-csr, probe --ca-file and serve --cert said "PATH does not exist.", which is false.
+UNREACHABLE = {
+    "inspect-file": (("inspect", "{b}/cert.pem"), "{b}/cert.pem"),
+    "inspect-folder": (("inspect", "{b}"), "{b}"),
+    "verify": (("verify", "--purpose", "server", "{b}/cert.pem"), "{b}/cert.pem"),
+    "verify-ca-file": (("verify", "--purpose", "server", "web/cert.pem", "--ca-file", "{b}/ca.pem"), "{b}/ca.pem"),
+    "export-p12": (("export-p12", "{b}"), "{b}"),
+    "renew": (("renew", "{b}"), "{b}"),
+    "issue-server-out": (("issue-server", "x.test", "--out", "{b}"), "{b}"),
+    "sign-csr": (("sign-csr", "{b}/cert.pem"), "{b}/cert.pem"),
+    "probe-ca-file": (("probe", "127.0.0.1:9", "--ca-file", "{b}/ca.pem"), "{b}/ca.pem"),
+    "serve-cert": (("serve", "--cert", "{b}/cert.pem", "--key", "{b}/privkey.pem", "--port", "0"), "{b}/cert.pem"),
+}
+
+
+@pytest.fixture
+def behind_a_locked_folder(tmp_path, ca_dir, ca_env):
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=ca_env, check=True)
+    (tmp_path / "locked" / "sub").mkdir(parents=True)
+    shutil.copytree(tmp_path / "web", tmp_path / "locked" / "sub" / "b")
+    (tmp_path / "locked").chmod(0o600)  # readable, not searchable: nothing below it can be looked at
+    yield tmp_path
+    (tmp_path / "locked").chmod(0o755)
+
+
+@pytest.mark.parametrize("case", sorted(UNREACHABLE))
+def test_a_path_under_a_folder_one_may_not_search_is_said_as_one_that_cannot_be_read(behind_a_locked_folder, ca_env,
+                                                                                      case):
+    from test_audit5 import obeying_modes
+
+    args, named = UNREACHABLE[case]
+    b = "locked/sub/b"
+    proc = subprocess.run([*obeying_modes(), sys.executable, "-m", "certkit", *(a.format(b=b) for a in args)],
+                          cwd=behind_a_locked_folder, env=ca_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    said = named.format(b=b)
+    assert len(proc.stderr.splitlines()) == 1 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("Error: Cannot read the ") and f" {said}: Permission denied." in proc.stderr, \
+        proc.stderr
+    assert "does not exist" not in proc.stderr and "permission denied (" not in proc.stderr
+
+
+def test_a_file_that_is_not_there_is_still_said_not_to_exist(tmp_path, ca_dir, ca_env):
+    for args in (("inspect", "gone.pem"), ("sign-csr", "gone.pem"), ("verify", "--purpose", "server", "gone.pem")):
+        assert_clean_error(run_certkit(*args, cwd=tmp_path, env=ca_env), "gone.pem does not exist")

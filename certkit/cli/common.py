@@ -2,9 +2,8 @@
 
 Imports only click, the standard library and certkit's cheap modules at start-up. The rules every command follows:
 
-- a library error (:class:`~certkit.errors.CertkitError`) or an unexpected
-  file-system error is one ``Error: ...`` line on stderr and exit status 1;
-  with ``--json`` it is one JSON object ``{"error": ..., "exit": N}`` on stdout;
+- a library error (:class:`~certkit.errors.CertkitError`) or an unexpected file-system error is one ``Error: ...``
+  line on stderr and exit status 1; with ``--json`` one JSON object ``{"error": ..., "exit": N}`` on stdout;
 - a usage mistake is click's, exit status 2 (also as JSON with ``--json``);
 - Ctrl-C (SIGINT) exits 130 without a traceback or click's ``Aborted!``;
 - every text printed for people passes :func:`certkit.text.terminal_safe`.
@@ -221,10 +220,12 @@ def describe_os_error(exc: OSError) -> str:
     """An OSError in words: "the disk is full" rather than "[Errno 28]"."""
     import errno
 
+    from certkit.files import cannot_reach
     from certkit.text import os_error_words, unnamed_os_error
 
-    if (said := unnamed_os_error(exc)) is not None:  # standard output, or the current folder
-        return said
+    denied = exc.errno in (errno.EACCES, errno.EPERM) and exc.filename  # under a folder one may not search: as read
+    if said := unnamed_os_error(exc) or (denied and cannot_reach(exc.filename, "file or folder")):
+        return said  # standard output, the current folder; a path that cannot even be looked at
     where = f" ({shown(exc.filename)})" if exc.filename else ""
     plain = os_error_words(exc) or {errno.EACCES: "permission denied",
                                     errno.EPERM: "the operation is not permitted"}.get(exc.errno)
@@ -278,7 +279,7 @@ class CheckedPath(click.Path):
         if value == "-" and not self.file_okay:  # standard input or output elsewhere, never a folder
             raise click.ClickException("'-' names no folder here (elsewhere it means standard input or output); "
                                        "for a folder of that name, give ./-")
-        from certkit.files import broken_link, is_link_loop
+        from certkit.files import broken_link, is_link_loop, not_there
 
         if isinstance(value, (str, bytes, os.PathLike)) and is_link_loop(value):  # to read or to write: neither
             raise click.ClickException(broken_link(value))
@@ -291,8 +292,9 @@ class CheckedPath(click.Path):
             if text == "-" and not self.allow_dash:  # standard input elsewhere (verify --ca-file -), not here
                 raise click.ClickException("'-' names no file here (this option does not read standard input); for "
                                            "a file of that name, give ./-") from None
-            if not os.path.lexists(text):
-                raise click.ClickException(f"{shown(text)} does not exist.") from None
+            if not os.path.lexists(text):  # or not to be looked at: a folder above it cannot be searched
+                what = "file" if not self.dir_okay else "folder" if not self.file_okay else "file or folder"
+                raise click.ClickException(not_there(text, what)) from None
             if os.path.isdir(text) and not self.dir_okay:
                 raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
             if not os.path.isdir(text) and not self.file_okay:
@@ -437,16 +439,14 @@ def unlock(ca, passphrase_file: Path | None):
     from certkit.errors import PassphraseRequired, WrongPassphrase
 
     env, prompt = key_secret(ca.store)
-    interactive = passphrase_file is None and env not in os.environ and sys.stdin is not None \
-        and sys.stdin.isatty()
+    interactive = passphrase_file is None and env not in os.environ and sys.stdin is not None and sys.stdin.isatty()
     for attempt in range(3 if interactive else 1):
         try:
             ca.unlock(lambda: read_secret(passphrase_file, env, prompt))
             break
         except PassphraseRequired as exc:
-            raise click.ClickException(
-                f"{exc} Set ${env}, pass --passphrase-file, or run on a terminal to be asked."
-            ) from None
+            raise click.ClickException(f"{exc} Set ${env}, pass --passphrase-file, or run on a terminal to be asked.") \
+                from None
         except WrongPassphrase as exc:
             if not interactive or attempt == 2:
                 from certkit.cli.secrets_input import wrong_secret_hint
