@@ -62,6 +62,7 @@ from certkit.file_modes import is_secret, keep_folder_access, kept_mode, mode_fo
 from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import is_utf8, shown
+from certkit.vocabulary import file_kind_text
 
 __all__ = ["FOLDER_MODE", "PUBLIC_MODE", "SECRET_MODE", "bundle_names", "check_extra", "check_writable",
            "new_folder", "replace_bundle", "settle_folder", "write_bundle", "write_new_file"]
@@ -123,8 +124,8 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]
     if links:
-        raise UnsafeOutputPath(f"{shown(folder / links[0])} is a symbolic link or not a regular file; certkit "
-                               "will not replace it. Remove it or choose another folder.")
+        raise UnsafeOutputPath(f"{shown(folder / links[0])} is {file_kind_text(folder / links[0])}; certkit will not "
+                               "replace it. Remove it or choose another folder.")
     stale = leftovers(folder, names, replaces, public_key=public_key)  # removed: checked as the written are
     refuse_irregular(folder, stale)
     _refuse_given_inputs(folder, existing + stale)

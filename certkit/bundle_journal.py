@@ -36,6 +36,7 @@ from certkit.errors import CertkitError, UnsafeOutputPath, loads_json
 from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import shown
+from certkit.vocabulary import absent_text
 
 JOURNAL = "certkit-swap"  # the hidden staging subfolder of a journaled replacement
 _COMMIT = "COMMIT"
@@ -108,10 +109,8 @@ def refuse_irregular(folder: Path, names: Iterable[str]) -> None:
     for name in names:
         path = folder / name
         if path.is_symlink() or not path.is_file():
-            what = ("a symbolic link, not a regular file" if path.is_symlink()
-                    else "a folder, not a regular file" if path.is_dir() else "not a regular file")
-            raise UnsafeOutputPath(f"{shown(path)} is {what}; certkit will not remove it (the new bundle has no "
-                                   f"{name}). Move it out of {shown(folder)} or choose another folder.")
+            raise UnsafeOutputPath(f"{shown(path)} {absent_text(path)}; certkit will not remove it (the new bundle "
+                                   f"has no {name}). Move it out of {shown(folder)} or choose another folder.")
 
 
 def refuse_unsettled(folder: Path) -> None:
@@ -159,7 +158,8 @@ def journaled(folder: Path, files: Mapping[str, bytes], remove: Sequence[str], s
             raise _moved(folder)
         irregular = [n for n in remove if _exists(fd, n) and not _regular(fd, n)]
         if irregular:  # a folder of the user's files, a link: never carried into the journal and deleted
-            raise CertkitError(f"{shown(folder / irregular[0])} is not a regular file; certkit will not remove it "
+            raise CertkitError(f"{shown(folder / irregular[0])} {absent_text(folder / irregular[0])}; certkit will "
+                               "not remove it "
                                f"(the new bundle has no {irregular[0]}). Move it out of {shown(folder)}; nothing "
                                "was replaced.")
         journal = temporary_name(JOURNAL)

@@ -135,9 +135,10 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
                                                          if check == "certificate" else ".")))
         return None
     if not path.is_file():
-        kind = "a directory" if path.is_dir() and not path.is_symlink() else "not a regular file"
-        found.append(Finding(check, "error", f"{path} is {kind}, not a file; the CA directory is damaged: restore "
-                                             f"{path.name} from a backup."))
+        from certkit.store_inventory import file_kind  # as every command says it of the CA directory's files
+
+        found.append(Finding(check, "error", f"{path} is {file_kind(path)}, not a file; the CA directory is damaged: "
+                                             f"restore {path.name} from a backup."))
         return None
     try:
         data = read_limited(path, MAX_CERT_FILE_BYTES, what=what)

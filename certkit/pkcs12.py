@@ -199,7 +199,10 @@ def read_bundle_folder(folder: str | Path, *, renew_with: str | None = "") -> Bu
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
     for path in (cert_path, key_path):
         if path.exists() and not path.is_file():
-            raise CertkitError(f"{shown(path)} is not a regular file; a PKCS#12 file is made from the bundle's files.")
+            from certkit.vocabulary import file_kind_text
+
+            raise CertkitError(f"{shown(path)} is {file_kind_text(path)}; a PKCS#12 file is made from the bundle's "
+                               "files.")
         if (broken := broken_link(path)) is not None:  # a loop, or a link to nothing: said as such
             raise CertkitError(f"{broken} A PKCS#12 file is made from the bundle's files: restore it.")
     if not cert_path.is_file():

@@ -84,7 +84,9 @@ def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = 
         return None
     if not stat.S_ISREG(mode):
         if expected:
-            raise damaged("is not a regular file")
+            from certkit.vocabulary import absent_text
+
+            raise damaged(absent_text(key_path))
         return None
     data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
     if is_encrypted(data):

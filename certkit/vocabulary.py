@@ -1,12 +1,10 @@
-"""The one way certkit names X.509 facts in words: serials, common names, SAN entries,
-key usages and extended key usages.
+"""The one way certkit names X.509 facts in words: serials, common names, SAN entries, key usages and extended key
+usages (and what stands where a file should be).
 
-Every module that shows or stores such a fact (the inventory, inspect, verify,
-serve, sign-csr, list) takes it from here, so they never disagree: a SAN entry
-is ``DNS:``, ``IP:``, ``email:``, ``URI:`` or ``DirName:`` (OpenSSL's labels),
-a key usage has its RFC 5280 name, a serial is printed as OpenSSL prints it.
-Values are returned raw; escape them with :func:`certkit.text.shown` before
-they reach a terminal.
+Every module that shows or stores such a fact (the inventory, inspect, verify, serve, sign-csr, list) takes it from
+here, so they never disagree: a SAN entry is ``DNS:``, ``IP:``, ``email:``, ``URI:`` or ``DirName:`` (OpenSSL's
+labels), a key usage has its RFC 5280 name, a serial is printed as OpenSSL prints it. Values are returned raw; escape
+them with :func:`certkit.text.shown` before they reach a terminal.
 """
 
 from __future__ import annotations
@@ -216,8 +214,8 @@ def ns_cert_type(cert) -> list[str] | None:
 
 
 def file_kind_text(path) -> str:
-    """What ``path``, which is there but is not a regular file, is, in words: "a folder, not a file", "a symbolic
-    link to X, which does not exist", "a loop of symbolic links", "a device or other special file"."""
+    """What ``path``, there but no regular file of its own, is: "a folder, not a file", "a symbolic link to X, which
+    does not exist", "a loop of symbolic links", "a device or other special file", "a symbolic link to X" (a file)."""
     import errno
     import os
 
@@ -232,6 +230,8 @@ def file_kind_text(path) -> str:
             return "a symbolic link that leads nowhere"
     if os.path.isdir(path):
         return "a folder, not a file"
+    if os.path.isfile(path) and os.path.islink(path):
+        return f"a symbolic link to {os.readlink(path)}, not a file of its own"
     link = f" (a symbolic link to {os.readlink(path)})" if os.path.islink(path) else ""
     return f"a device or other special file{link}, not a file"
 

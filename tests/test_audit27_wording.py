@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -106,3 +107,67 @@ def test_a_path_under_a_folder_one_may_not_search_is_said_as_one_that_cannot_be_
 def test_a_file_that_is_not_there_is_still_said_not_to_exist(tmp_path, ca_dir, ca_env):
     for args in (("inspect", "gone.pem"), ("sign-csr", "gone.pem"), ("verify", "--purpose", "server", "gone.pem")):
         assert_clean_error(run_certkit(*args, cwd=tmp_path, env=ca_env), "gone.pem does not exist")
+
+
+# --- 3. what stands where a file should be, named, never "not a regular file" ---------------------------------
+# Before: export-p12 said "cert.pem is not a regular file", issue-server --force and renew over a bundle "is a
+# symbolic link or not a regular file" (of a FIFO too), --remove-timer "is not a regular file (a link?)", renew of
+# a bundle whose key is a FIFO "is not a regular file", check "is not a regular file, not a file" (now as the other
+# commands say it of a CA directory's file: "is a special file, not a file").
+PLANTED = {
+    "fifo": (os.mkfifo, "is a device or other special file, not a file"),
+    "folder": (os.mkdir, "is a folder, not a file"),
+}
+
+
+def _plant(path: Path, kind: str) -> None:
+    path.unlink(missing_ok=True)
+    PLANTED[kind][0](path)
+
+
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+@pytest.mark.parametrize("how", ["export-p12", "issue-server-force", "renew", "renew-key", "remove-timer", "check"])
+def test_what_stands_where_a_file_should_be_is_named_by_every_command(tmp_path, ca_dir, ca_env, how, kind):
+    env = {**ca_env, "HOME": str(tmp_path / "home")}
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=env, check=True)
+    target, args = {
+        "export-p12": (tmp_path / "web" / "cert.pem", ("export-p12", "web")),
+        "issue-server-force": (tmp_path / "web" / "cert.pem", ("issue-server", "web.test", "--out", "web", "--force")),
+        "renew": (tmp_path / "web" / "cert.pem", ("renew", "web")),
+        "renew-key": (tmp_path / "web" / "privkey.pem", ("renew", "web")),
+        "remove-timer": (tmp_path / "units" / "certkit-renew.timer",
+                         ("renew", "--remove-timer", "--unit-dir", "units")),
+        "check": (ca_dir / "ca.pem", ("check",)),
+    }[how]
+    target.parent.mkdir(exist_ok=True)
+    _plant(target, kind)
+    proc = run_certkit(*args, cwd=tmp_path, env=env)
+    said = f"{target.relative_to(tmp_path)} {PLANTED[kind][1]}"
+    if how == "check":  # as every command says it of the CA directory's files (store_inventory.file_kind)
+        said = f"{target} is {'a special file' if kind == 'fifo' else 'a directory'}, not a file"
+    if how == "check":
+        assert proc.returncode == 1 and said in proc.stdout, (proc.stdout, proc.stderr)
+    else:
+        assert_clean_error(proc, said)
+    assert "regular file" not in proc.stdout + proc.stderr and "(a link?)" not in proc.stderr
+
+
+def test_a_link_to_a_file_where_a_bundle_file_is_written_is_named_as_one(tmp_path, ca_dir, ca_env):
+    run_certkit("issue-server", "web.test", "--out", tmp_path / "web", env=ca_env, check=True)
+    (tmp_path / "web" / "cert.pem").rename(tmp_path / "elsewhere.pem")
+    (tmp_path / "web" / "cert.pem").symlink_to(tmp_path / "elsewhere.pem")
+    proc = run_certkit("issue-server", "web.test", "--out", "web", "--force", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"web/cert.pem is a symbolic link to {tmp_path / 'elsewhere.pem'}, not a file of its "
+                             "own; certkit will not replace it")
+
+
+def test_a_bulk_renewal_names_what_stands_where_a_bundles_cert_pem_should_be(tmp_path, ca_dir, ca_env):
+    for name in ("fifo", "folder"):
+        run_certkit("issue-server", f"{name}.example.com", "--days", "10", "--out", tmp_path / name, env=ca_env,
+                    check=True)
+        _plant(tmp_path / name / "cert.pem", name)
+    proc = run_certkit("renew", "--expiring", "30d", "--json", env=ca_env)
+    reasons = {Path(o["folder"]).name: o["reason"] for o in json.loads(proc.stdout)["certificates"]}
+    for name in ("fifo", "folder"):
+        assert f"is damaged: its cert.pem {PLANTED[name][1]}" in reasons[name], reasons
+        assert "regular file" not in reasons[name]

@@ -79,8 +79,8 @@ def test_a_folder_or_link_named_like_a_leftover_is_refused_before_signing(ca_dir
     args = command_for(how, folder, tmp_path)
     mine, before, count = plant(folder, name, kind), bundle_bytes(folder), rows(ca_env)
     proc = run_certkit(*args, env=ca_env, cwd=tmp_path)
-    what = "a folder" if kind == "folder" else "a symbolic link"
-    said = f"{folder / name} is {what}, not a regular file; certkit will not remove it"
+    what = "a folder, not a file" if kind == "folder" else f"a symbolic link to {mine}, not a file of its own"
+    said = f"{folder / name} is {what}; certkit will not remove it"
     if how == "renew-all":  # each failure on its line, then the summary
         assert proc.returncode == 1 and said in proc.stdout, (proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr

@@ -176,8 +176,9 @@ def test_a_bundle_whose_key_is_damaged_is_not_renewed_with_its_key_kept(issued, 
         key.mkdir()
     before = {p.name: (p.read_bytes() if p.is_file() else None) for p in folder.iterdir()}
     count = inventory.count()
-    expected = {"empty": "is empty", "not a key": "does not hold a private key", "fifo": "not a regular file",
-                "directory": "not a regular file", "missing": "is missing"}[damage]
+    expected = {"empty": "is empty", "not a key": "does not hold a private key",
+                "fifo": "is a device or other special file, not a file", "directory": "is a folder, not a file",
+                "missing": "is missing"}[damage]
     assert_clean_error(run_certkit("renew", folder, cwd=issued, env=ca_env), expected)
     bulk = run_certkit("renew", "--all", "--kind", "server", "--json", "--exec", "touch hook-ran", cwd=issued,
                        env=ca_env)

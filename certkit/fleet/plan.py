@@ -384,8 +384,9 @@ def bundle_damage(folder: str | None) -> str | None:
     except OSError:  # the file system's own error: :func:`_read_error` says it
         return None
     if mode is not None and not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        return f"its bundle folder {shown(folder)} is damaged: its cert.pem is {what}, not the certificate's file"
+        from certkit.vocabulary import file_kind_text
+
+        return f"its bundle folder {shown(folder)} is damaged: its cert.pem is {file_kind_text(cert)}"
     if mode is not None:
         try:
             _read_cert(cert)

@@ -365,7 +365,9 @@ def _check_ours(path: Path) -> str | None:
     if not os.path.lexists(path):
         return None
     if path.is_symlink() or not path.is_file():
-        raise CertkitError(f"{shown(path)} is not a regular file (a link?); certkit leaves it alone.")
+        from certkit.vocabulary import file_kind_text
+
+        raise CertkitError(f"{shown(path)} is {file_kind_text(path)}; certkit leaves it alone.")
     with open(path, "rb") as f:
         text = f.read(1 << 20)
     if not text.startswith(_MARK.encode()):
