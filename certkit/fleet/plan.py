@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from certkit.constants import CERT_FILE, LEAF_KINDS
 from certkit.errors import CertkitError, UnreadableFile
 from certkit.text import shown
+from certkit.vocabulary import file_kind_text
 
 # What to do about a bundle folder whose cert.pem holds no certificate (see :func:`damaged_cert`).
 DAMAGED_ADVICE = ("put the certificate back into cert.pem (fullchain.pem begins with it, if that file is intact) "
@@ -384,8 +385,6 @@ def bundle_damage(folder: str | None) -> str | None:
     except OSError:  # the file system's own error: :func:`_read_error` says it
         return None
     if mode is not None and not stat.S_ISREG(mode):
-        from certkit.vocabulary import file_kind_text
-
         return f"its bundle folder {shown(folder)} is damaged: its cert.pem is {file_kind_text(cert)}"
     if mode is not None:
         try:
