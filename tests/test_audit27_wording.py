@@ -171,3 +171,16 @@ def test_a_bulk_renewal_names_what_stands_where_a_bundles_cert_pem_should_be(tmp
     for name in ("fifo", "folder"):
         assert f"is damaged: its cert.pem {PLANTED[name][1]}" in reasons[name], reasons
         assert "regular file" not in reasons[name]
+
+
+# --- 4. serve --host with what no certificate can name: said of --host ---------------------------------------
+# Before: serve --host . said "An empty name cannot go in a certificate." (and --host a..b, -x, *.x their name
+# errors) without naming --host, the only name the user gave.
+@pytest.mark.parametrize("host,said", [(".", "An empty name cannot go in a certificate."),
+                                       ("..", "An empty name cannot go in a certificate."),
+                                       ("a..b", "it has an empty label"), ("-x", "starts or ends with a hyphen"),
+                                       ("*.x", "would match every host under it")])
+def test_serve_says_a_host_no_certificate_can_name_of_host(tmp_path, ca_dir, ca_env, host, said):
+    proc = run_certkit("serve", "--host", host, "--port", "0", cwd=tmp_path, env=ca_env)
+    assert_clean_error(proc, f"Invalid value for '--host': '{host}' cannot name this server: ", code=2)
+    assert said in proc.stderr, proc.stderr

@@ -21,6 +21,7 @@ from certkit.cli.common import (
     passphrase_file_option,
     unlock,
 )
+from certkit.text import shown
 
 
 # --- serve ------------------------------------------------------------------------
@@ -266,8 +267,6 @@ def _listen_address(host: str) -> str:
     import re
     from urllib.parse import urlsplit
 
-    from certkit.text import shown
-
     def refuse(why: str, address: str | None, port: int | None) -> click.BadParameter:
         fix = f"--host {address}" if address else "--host 127.0.0.1 (or localhost, or 0.0.0.0 for every interface)"
         fix += f" --port {port}" if port is not None else " (and the port, if not 8443, with --port)"
@@ -359,8 +358,7 @@ def _withdrawn_check(ca_dir: Path | None, chain_pem: bytes):
         except Exception:  # noqa: BLE001 (a damaged inventory: the page and the start say nothing, never a traceback)
             return []
         # verify's words, the fact without the advice to servers, about this certificate (or the CA above it)
-        return [("it was " if w.startswith(("revoked", "never")) else "") + (w.rpartition("; ")[0] or w)
-                for w in found]
+        return [("it was " if w.startswith(("revoked", "never")) else "") + (w.rpartition("; ")[0] or w) for w in found]
 
     return check
 
@@ -444,7 +442,13 @@ def _local_names(host: str) -> list[str]:
     try:
         name = str(ipaddress.ip_address(_unbracketed(host).partition("%")[0]))  # 0:0:0:0:0:0:0:1 is ::1; no zone
     except ValueError:
+        from certkit.names import parse_host
+
         name = host.lower().rstrip(".")  # LOCALHOST is localhost
+        try:
+            parse_host(name)  # the name its certificate is issued for: refused as --host's, as a URL or port is
+        except ValueError as exc:  # InvalidName
+            raise click.BadParameter(f"'{shown(host)}' cannot name this server: {exc}", param_hint="'--host'") from None
     if name not in names:
         names.append(name)
     return names
