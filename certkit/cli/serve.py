@@ -205,8 +205,7 @@ def _announce(server, host: str, names: list[str], cert_file: Path | None, key_f
         # serve keeps no CA key (it drops it once this is issued), so it cannot renew it: it says so, and logs
         # the expiry when it comes (_say_when_expired).
         made = (f"issued now for {', '.join(names)} (serial {server_cert['serial']}, "
-                f"expires {text_time(server_cert['not_after'])}; serve does not renew it: "
-                "restart serve for a new one)")
+                f"expires {text_time(server_cert['not_after'])}; serve does not renew it: restart serve for a new one)")
     else:
         made = f"{cert_file} (key {key_file})"
     human = "\n".join([
@@ -443,7 +442,6 @@ def _local_names(host: str) -> list[str]:
         name = str(ipaddress.ip_address(_unbracketed(host).partition("%")[0]))  # 0:0:0:0:0:0:0:1 is ::1; no zone
     except ValueError:
         from certkit.names import parse_host
-
         name = host.lower().rstrip(".")  # LOCALHOST is localhost
         try:
             parse_host(name)  # the name its certificate is issued for: refused as --host's, as a URL or port is
