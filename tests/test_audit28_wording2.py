@@ -1,0 +1,93 @@
+"""Round 28, wording2: an output under a folder the user may not search is said as a write refused; what stands
+where a CA directory's file should be is said in the one wording every other file gets (vocabulary.file_kind_text)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, code_others_can_read
+
+NOBODY = 65534
+
+
+def _python_others_can_run() -> str | None:
+    """A Python of this version that another user may run (a venv's leads into root's own folder)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        parents = Path(candidate).parents
+        if os.path.isfile(candidate) and os.stat(candidate).st_mode & 0o001 and all(
+                os.stat(above).st_mode & 0o001 for above in parents):
+            return candidate
+    return None
+
+
+@pytest.fixture
+def as_nobody() -> Iterator[tuple[Path, object]]:
+    """A folder every user may read, and a runner of certkit as the user nobody (its code, click and cryptography
+    copied there, readable by that user), with HOME and the CA directory of its own under that folder."""
+    python = _python_others_can_run()
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or python is None:
+        pytest.skip("running certkit as another user needs root, setpriv and a Python that user may run")
+    place = Path(tempfile.mkdtemp(prefix="certkit-audit28-", dir="/tmp"))
+    place.chmod(0o755)
+    try:
+        (place / "code").mkdir()
+        code = code_others_can_read(place / "code")
+        for module in ("click", "cryptography", "cffi", "_cffi_backend", "pycparser"):
+            spec = importlib.util.find_spec(module)
+            if spec is None or spec.origin is None:
+                continue
+            origin = Path(spec.origin)
+            source = origin.parent if origin.name == "__init__.py" else origin
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, code / source.name)
+        for here, _dirs, files in os.walk(code):
+            os.chmod(here, 0o755)
+            for name in files:
+                os.chmod(os.path.join(here, name), 0o644)
+        home = place / "home"
+        home.mkdir()
+        os.chown(home, NOBODY, NOBODY)
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(code),
+                   "CERTKIT_CA_DIR": str(home / "ca")}
+            return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python,
+                                   "-m", "certkit", *args], env=env, cwd=home, capture_output=True, text=True,
+                                  timeout=120)
+
+        made = run("init-ca", "--name", "Audit28", "--no-passphrase")
+        assert made.returncode == 0, made.stdout + made.stderr
+        yield place, run
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+def test_an_output_under_a_folder_one_may_not_search_is_said_as_a_write(as_nobody) -> None:
+    """issue-server --out X/web where nobody may not search X said "Cannot read the file or folder X/web:
+    Permission denied", though the command writes there; every output option says "Cannot write", naming X."""
+    place, run = as_nobody
+    closed = place / "closed"
+    closed.mkdir(mode=0o700)  # root's: nobody may not search it
+    cases = [
+        (("issue-server", "a.example", "--out", f"{closed}/web"), f"{closed}/web"),
+        (("issue-client", "bob", "--out", f"{closed}/a/b"), f"{closed}/a/b"),
+        (("init-ca", "--name", "Two", "--no-passphrase", "--ca-dir", f"{closed}/ca"), f"{closed}/ca"),
+        (("crl", "--out", f"{closed}/crl.pem"), f"{closed}/crl.pem"),
+        (("issue-batch", "/dev/null", "--out-dir", f"{closed}/batch"), f"{closed}/batch"),
+        (("renew", "--install-timer", "--unit-dir", f"{closed}/units"), f"{closed}/units"),
+    ]
+    for args, target in cases:
+        proc = run(*args)
+        assert_clean_error(proc, "Cannot write the ")
+        assert target in proc.stderr and f"permission denied ({closed})" in proc.stderr, (args, proc.stderr)
+        assert "Cannot read" not in proc.stderr, (args, proc.stderr)
+    assert os.listdir(closed) == []
