@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, code_others_can_read
+from conftest import assert_clean_error, code_others_can_read, run_certkit
 
 NOBODY = 65534
 
@@ -91,3 +91,43 @@ def test_an_output_under_a_folder_one_may_not_search_is_said_as_a_write(as_nobod
         assert target in proc.stderr and f"permission denied ({closed})" in proc.stderr, (args, proc.stderr)
         assert "Cannot read" not in proc.stderr, (args, proc.stderr)
     assert os.listdir(closed) == []
+
+
+# --- 2. what stands where a CA directory's file should be, in every file's words ---------------------------------
+PLANTED = {  # how to make it, and how every other file's place says it (vocabulary.file_kind_text)
+    "fifo": (os.mkfifo, "is a device or other special file, not a file"),
+    "folder": (os.mkdir, "is a folder, not a file"),
+    "dangling link": (lambda path: os.symlink("nowhere", path), "is a symbolic link to nowhere, which does not exist"),
+}
+
+
+# (a link where the inventory should be is refused before, as a link: "a CA directory holds its own files")
+@pytest.mark.parametrize("name,kind", [("ca.pem", kind) for kind in PLANTED] +
+                         [("inventory.sqlite3", kind) for kind in ("fifo", "folder")])
+def test_what_stands_where_a_ca_directory_file_should_be_is_said_as_of_every_file(tmp_path, ca_dir, ca_env, name,
+                                                                                  kind) -> None:
+    """A FIFO where ca.pem should be was "a special file", a folder "a directory", a link to nothing "a symbolic
+    link", though every other file's place says "a device or other special file", "a folder", "a symbolic link to
+    X, which does not exist". issue-server and check now say the same words of the CA directory's files."""
+    (ca_dir / name).unlink()
+    PLANTED[kind][0](ca_dir / name)
+    said = f"{ca_dir / name} {PLANTED[kind][1]}; the CA directory is damaged"
+    proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=ca_env)
+    assert_clean_error(proc, said)
+    checked = run_certkit("check", env=ca_env)
+    assert checked.returncode == 1 and said in checked.stdout, (checked.stdout, checked.stderr)
+    for old in ("a special file", "a directory", "a symbolic link;", "a symbolic link,"):
+        assert old not in proc.stderr + checked.stdout.replace("is a symbolic link; a CA directory", ""), old
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling link"])
+def test_what_stands_where_the_ca_directory_should_be_is_said_as_of_every_file(tmp_path, ca_env, kind) -> None:
+    """CERTKIT_CA_DIR naming a FIFO said "it is a special file, not a folder"; now "a device or other special
+    file, not a folder" (a link to nothing: "a symbolic link to nowhere, which does not exist")."""
+    place = tmp_path / "place"
+    PLANTED[kind][0](place)
+    proc = run_certkit("list", env={**ca_env, "CERTKIT_CA_DIR": str(place)})
+    words = PLANTED[kind][1].removesuffix(", not a file")
+    assert_clean_error(proc, f"No CA in {place}: it {words}" + ("" if "exist" in words else ", not a folder"))
+    assert "a special file" not in proc.stderr and "a symbolic link," not in proc.stderr
