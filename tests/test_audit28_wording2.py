@@ -84,6 +84,7 @@ def test_an_output_under_a_folder_one_may_not_search_is_said_as_a_write(as_nobod
         (("crl", "--out", f"{closed}/crl.pem"), f"{closed}/crl.pem"),
         (("issue-batch", "/dev/null", "--out-dir", f"{closed}/batch"), f"{closed}/batch"),
         (("renew", "--install-timer", "--unit-dir", f"{closed}/units"), f"{closed}/units"),
+        (("demo", "--keep", f"{closed}/demo"), f"{closed}/demo"),
     ]
     for args, target in cases:
         proc = run(*args)

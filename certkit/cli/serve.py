@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
-    CheckedPath,
     ExistingPath,
     Failed,
     Whole,
+    WrittenPath,
     ca_dir_option,
     emit,
     json_option,
@@ -454,7 +454,7 @@ def _local_names(host: str) -> list[str]:
 
 # --- demo ---------------------------------------------------------------------------
 @click.command("demo")
-@click.option("--keep", type=CheckedPath(path_type=Path, file_okay=False),
+@click.option("--keep", type=WrittenPath(path_type=Path, file_okay=False),
               help="Write the demo's CAs and certificates into this new (or empty) folder and keep them.")
 @click.option("--tls", type=click.Choice(["1.2", "1.3"]),
               help="Use only this TLS version [default: the highest both sides support].")
