@@ -94,6 +94,19 @@ def test_an_output_under_a_folder_one_may_not_search_is_said_as_a_write(as_nobod
     assert os.listdir(closed) == []
 
 
+def test_a_manifest_line_out_under_a_folder_one_may_not_search_is_said_as_a_write(as_nobody) -> None:
+    """issue-batch with a line's out under such a folder said "Cannot read the file or folder"; a write too."""
+    place, run = as_nobody
+    home = place / "home"
+    (home / "closed").mkdir(mode=0o700)  # root's, in nobody's own folder
+    manifest = place / "manifest.csv"
+    manifest.write_text("kind,names,out\nserver,a.example,closed/web\n")
+    manifest.chmod(0o644)
+    proc = run("issue-batch", str(manifest), "--out-dir", str(home))
+    assert_clean_error(proc, f"Cannot write the output folder {home}/closed/web: permission denied ({home}/closed)")
+    assert "Cannot read" not in proc.stderr and os.listdir(home / "closed") == []
+
+
 # --- 2. what stands where a CA directory's file should be, in every file's words ---------------------------------
 PLANTED = {  # how to make it, and how every other file's place says it (vocabulary.file_kind_text)
     "fifo": (os.mkfifo, "is a device or other special file, not a file"),
