@@ -209,7 +209,7 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
             ctx.check_privatekey()
         except (SSL.Error, TypeError) as exc:  # TypeError: a key OpenSSL cannot sign a handshake with (X25519)
             reason = openssl_reason(exc)
-            if "key values mismatch" in reason:
+            if "key values mismatch" in reason or "no certificate assigned" in reason:  # a key of another type
                 from certkit.der_input import read_pem_form
                 from certkit.material import key_problem
 

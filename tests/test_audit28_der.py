@@ -141,3 +141,15 @@ def test_serve_with_a_der_certificate_of_another_key_names_the_mismatch(pki: Pat
                        env=_env(pki), cwd=tmp_path)
     assert_clean_error(proc, f"Cannot use {cert} with {key} as the server certificate: ")
     assert "not PEM" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_probe_with_a_der_certificate_of_another_key_names_the_mismatch(pki: Path) -> None:
+    """A client certificate (PEM or DER) with a key of another type (ECDSA certificate, RSA key) was "Cannot use
+    ... as the client certificate: no certificate assigned." (OpenSSL put the RSA key in its RSA slot, which holds
+    no certificate). Now the mismatch is said, as for a key of the same type, and as serve --cert/--key says it."""
+    for form in FORMS:
+        cert, _ = files(pki / "alice", form)
+        _, key = files(pki / "localhost", form)
+        proc = run_certkit("probe", "https://127.0.0.1:9/", "--cert", cert, "--key", key, env=certkit_env())
+        assert_clean_error(proc, f"Cannot use {cert} with {key} as the client certificate: {key} is not the key of "
+                                 "that certificate (OpenSSL: key values mismatch).")
