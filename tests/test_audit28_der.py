@@ -153,3 +153,14 @@ def test_probe_with_a_der_certificate_of_another_key_names_the_mismatch(pki: Pat
         proc = run_certkit("probe", "https://127.0.0.1:9/", "--cert", cert, "--key", key, env=certkit_env())
         assert_clean_error(proc, f"Cannot use {cert} with {key} as the client certificate: {key} is not the key of "
                                  "that certificate (OpenSSL: key values mismatch).")
+
+
+def test_serve_optional_with_a_der_certificate_and_key_answers_openssl(pki: Path, tmp_path: Path) -> None:
+    """serve --optional (pyOpenSSL, from the files' bytes) serves a DER certificate and traditional DER key too."""
+    cert, key = pki / "localhost" / "cert.der", pki / "localhost" / "key-trad.der"
+    with ServeProcess("--cert", cert, "--key", key, "--optional", "--client-ca", pki / "ca/ca.pem", env=_env(pki),
+                      cwd=tmp_path) as serve:
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{serve.info['port']}", "-CAfile",
+                              pki / "ca/ca.pem", "-verify_return_error", "-servername", "localhost"],
+                             input="", capture_output=True, text=True, timeout=60)
+    assert "Verify return code: 0 (ok)" in out.stdout, out.stdout + out.stderr
