@@ -10,9 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_audit20_trust import _java_env, _real_java_home
+from test_audit26_trust import python_server  # noqa: F401
+from test_audit27_trust2 import _json
+from test_trust import java_client, pki, untrusted  # noqa: F401
 
-from conftest import certkit_env
+from conftest import certkit_env, require, run_certkit
 from nobody_runner import NOBODY, runner_while_used
+from trust_helpers import client_env, private_java_home
 
 READ = "import sys\ntry:\n    open(sys.argv[1]).read()\nexcept PermissionError:\n    sys.exit(7)\n"
 
@@ -74,3 +79,42 @@ def test_the_systems_interpreter_runs_the_copy_as_nobody(runner):
                              "import ec; ec.generate_private_key(ec.SECP256R1()); import os; print(os.getuid())"],
                             env=env, capture_output=True, text=True, timeout=60, cwd="/")
     assert crypto.returncode == 0 and crypto.stdout.strip() == str(NOBODY), crypto
+
+
+# --- a relative javax.net.ssl.trustStore beside a jssecacerts -------------------------------------------------------
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS"])
+def test_a_relative_trust_store_beside_a_jssecacerts_has_cacerts_changed_for_programs_started_elsewhere(
+        pki, python_server: int, java_client: Path, tmp_path: Path, variable: str) -> None:  # noqa: F811
+    """-Djavax.net.ssl.trustStore=team.jks with a jssecacerts in the JDK: a program started where there is no team.jks
+    falls back to cacerts, never jssecacerts (Java's rule); certkit skipped that cacerts as "unread", so such programs
+    did not trust the CA though certkit said installed."""
+    require("keytool")
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    security = java_home / "lib/security"
+    cacerts, jsse = (security / "cacerts").resolve(), security / "jssecacerts"
+    shutil.copyfile(cacerts, jsse)
+    home, team, elsewhere = tmp_path / "home", tmp_path / "team", tmp_path / "elsewhere"
+    for folder in (home, team, elsewhere):
+        folder.mkdir()
+    shutil.copyfile(cacerts, team / "team.jks")  # without the CA
+    options = "-Djavax.net.ssl.trustStore=team.jks"
+    env = {**_java_env(home, java_home), variable: options}
+    stores = {s["location"]: s for s in _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root,
+                                                          "--json", env=env))["stores"]}
+    assert stores[str(cacerts)]["outcome"] == "added" and stores[str(jsse)]["outcome"] == "added", stores
+    notes = " ".join(stores[str(jsse)]["notes"])
+    fallback = f"so they read {security / 'cacerts'}, not this one, and certkit changes that file too"
+    assert "a relative path" in notes and fallback in notes, notes
+
+    def java_in(folder: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(java_home / "bin/java"), "-cp", str(java_client), "TrustClient",
+                               f"https://localhost:{python_server}/"], env=client_env(**{variable: options}),
+                              capture_output=True, text=True, timeout=120, cwd=folder)
+
+    assert "HTTP 200" in java_in(elsewhere).stdout  # no team.jks there: cacerts, which holds the CA now
+    got = java_in(team)
+    assert untrusted(got.stdout), got.stdout + got.stderr  # team.jks there: the team's store, without it
+
+    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert untrusted(java_in(elsewhere).stdout)
