@@ -106,15 +106,15 @@ def test_a_relative_trust_store_beside_a_jssecacerts_has_cacerts_changed_for_pro
     fallback = f"so they read {security / 'cacerts'}, not this one, and certkit changes that file too"
     assert "a relative path" in notes and fallback in notes, notes
 
-    def java_in(folder: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([str(java_home / "bin/java"), "-cp", str(java_client), "TrustClient",
-                               f"https://localhost:{python_server}/"], env=client_env(**{variable: options}),
-                              capture_output=True, text=True, timeout=120, cwd=folder)
-
-    assert "HTTP 200" in java_in(elsewhere).stdout  # no team.jks there: cacerts, which holds the CA now
-    got = java_in(team)
-    assert untrusted(got.stdout), got.stdout + got.stderr  # team.jks there: the team's store, without it
-
-    removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
-    assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert untrusted(java_in(elsewhere).stdout)
+    argv = [str(java_home / "bin/java"), "-cp", str(java_client), "TrustClient", f"https://localhost:{python_server}/"]
+    runs = {"installed": None, "removed": None}
+    for step in runs:
+        if step == "removed":
+            removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
+            assert removed.returncode == 0, removed.stdout + removed.stderr
+        # started without team.jks: cacerts (Java's rule); beside it: the team's store, which never holds the CA
+        runs[step] = {where.name: subprocess.run(argv, env=client_env(**{variable: options}), capture_output=True,
+                                                 text=True, timeout=120, cwd=where).stdout
+                      for where in (elsewhere, team)}
+    assert "HTTP 200" in runs["installed"]["elsewhere"], runs
+    assert untrusted(runs["installed"]["team"]) and untrusted(runs["removed"]["elsewhere"]), runs
