@@ -444,10 +444,11 @@ def refuse_server_chain(cert_chain, store_pem: bytes) -> None:
     that store, where nginx or openssl s_server given the same file send the certificate alone."""
     from cryptography import x509
 
+    from certkit.der_input import pem_form
     from certkit.verify_names import cn_text
 
     try:
-        certs = x509.load_pem_x509_certificates(Path(cert_chain).read_bytes())
+        certs = x509.load_pem_x509_certificates(pem_form(Path(cert_chain).read_bytes()))  # DER: as OpenSSL got it
         store = x509.load_pem_x509_certificates(store_pem)
     except (OSError, ValueError):
         return  # OpenSSL has just read it; nothing more to say of it here

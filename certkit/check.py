@@ -135,9 +135,9 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
                                                          if check == "certificate" else ".")))
         return None
     if not path.is_file():
-        from certkit.store_inventory import file_kind  # as every command says it of the CA directory's files
+        from certkit.vocabulary import file_kind_text  # as every command says it of a file
 
-        found.append(Finding(check, "error", f"{path} is {file_kind(path)}, not a file; the CA directory is damaged: "
+        found.append(Finding(check, "error", f"{path} is {file_kind_text(path)}; the CA directory is damaged: "
                                              f"restore {path.name} from a backup."))
         return None
     try:
@@ -353,9 +353,11 @@ def _missing(inventory) -> Finding:
                                              "missing); check the URL, or restore it from a backup.")
     import os
 
-    if os.path.isdir(inventory.path):
-        return Finding("inventory", "error", f"{inventory.location} is a directory, not a file; the CA directory "
-                                             "is damaged: restore the inventory from a backup.")
+    if os.path.lexists(inventory.path) and not os.path.isfile(inventory.path):
+        from certkit.vocabulary import file_kind_text
+
+        return Finding("inventory", "error", f"{inventory.location} is {file_kind_text(inventory.path)}; the CA "
+                                             "directory is damaged: restore the inventory from a backup.")
     return Finding("inventory", "error", f"{inventory.location} is missing; the CA directory is incomplete.")
 
 

@@ -200,6 +200,16 @@ def cannot_reach(path: str | Path, what: str = "file") -> str | None:
     return None
 
 
+def cannot_reach_to_write(path: str | Path, what: str = "file") -> str | None:
+    """Why ``path``, a place to write, cannot even be looked at, naming the folder above it the user may not
+    search: "Cannot write the folder a/b: permission denied (a)."; None if it can be, or is not there."""
+    if cannot_reach(path, what) is None:
+        return None
+    blocker = next((above for above in reversed(Path(path).absolute().parents) if not os.access(above, os.X_OK)),
+                   None)
+    return f"Cannot write the {what} {shown(path)}: permission denied{f' ({shown(blocker)})' if blocker else ''}."
+
+
 def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> None:
     """Refuse a secret file that other users can read or replace (ssh's rule for private keys)."""
     if str(path) == STDIN:

@@ -81,7 +81,11 @@ class FolderTarget(Target):
 
     def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
         from certkit.bundle import bundle_names, check_writable
+        from certkit.errors import CertkitError
+        from certkit.files import cannot_reach_to_write
 
+        if (said := cannot_reach_to_write(self.given, "output folder")) is not None:  # a write: never "Cannot read"
+            raise CertkitError(said)
         if guard:
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
             self.ca_directories = tuple(ca.directories)  # checked again as the bundle is written

@@ -199,19 +199,21 @@ def _context(trust_pem: bytes | None, client: ClientFiles | None):
     ctx.set_ocsp_client_callback(record_staple)  # what the server staples, for a Must-Staple certificate
     allow_post_handshake_auth(ctx)  # a server may ask after the handshake, for the path requested (Apache)
     if client is not None:
+        from certkit.der_input import pem_paths
+
         key = client_key(client.key)
         try:
-            ctx.use_certificate_chain_file(str(client.cert))
+            with pem_paths(client.cert) as (chain_file,):  # a DER certificate as PEM: OpenSSL reads PEM only
+                ctx.use_certificate_chain_file(chain_file)
             ctx.use_privatekey(key)
             ctx.check_privatekey()
         except (SSL.Error, TypeError) as exc:  # TypeError: a key OpenSSL cannot sign a handshake with (X25519)
             reason = openssl_reason(exc)
-            if "key values mismatch" in reason:
-                from certkit.constants import MAX_CERT_FILE_BYTES
-                from certkit.files import read_limited
+            if "key values mismatch" in reason or "no certificate assigned" in reason:  # a key of another type
+                from certkit.der_input import read_pem_form
                 from certkit.material import key_problem
 
-                chain = read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate")
+                chain = read_pem_form(client.cert, "certificate")
                 reason = key_problem(chain, client.cert, key, client.key) or reason
             raise ProbeError(f"Cannot use {shown(client.cert)} with {shown(client.key)} as the client certificate: "
                              f"{reason}.") from None

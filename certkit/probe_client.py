@@ -50,16 +50,17 @@ def client_description(client: ClientFiles, now: dt.datetime | None = None) -> t
     from cryptography import x509
 
     from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.der_input import read_pem_form
     from certkit.files import read_limited
     from certkit.inspect import describe_certificate
     from certkit.material import load_certificates
 
     load_certificates(client.cert, "the client certificate to present (--cert, --bundle)")  # a key, a CSR: said so
-    try:
-        certs = x509.load_pem_x509_certificates(read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"))
+    try:  # a DER certificate in PEM form, as probe hands it to OpenSSL (der_input.pem_paths)
+        certs = x509.load_pem_x509_certificates(read_pem_form(client.cert, "certificate"))
     except ValueError:
         certs = []
-    if not certs:  # a DER certificate: OpenSSL sends a client certificate chain from PEM only
+    if not certs:  # no certificate, PEM or DER: said with what the file holds instead
         from certkit.material import not_pem
 
         said = not_pem(client.cert, read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"), "certificate")

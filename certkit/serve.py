@@ -17,8 +17,7 @@ certificate OpenSSL refused.
 
 The TLS handshake runs in the connection's worker thread, not in the accept
 loop, so a slow or silent client cannot stall other connections, and every
-handshake, accepted or rejected, is logged with OpenSSL's reason.
-"""
+handshake, accepted or rejected, is logged with OpenSSL's reason."""
 
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from certkit.anchors import refuse_server_chain
+from certkit.der_input import pem_form, pem_paths
 from certkit.errors import CertkitError, damage_said
 from certkit.probe_http import unescaped_zone, zone_index
 from certkit.pyossl import drain_rejected
@@ -67,7 +67,7 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
     """What OpenSSL's "PEM lib" means here, when it is simple to say: a file without the block it needs."""
     try:
-        chain, key_pem = Path(cert_chain).read_bytes(), Path(key).read_bytes()
+        chain, key_pem = pem_form(Path(cert_chain).read_bytes()), pem_form(Path(key).read_bytes(), key=True)
     except OSError:
         return None
     from certkit.material import not_pem
@@ -98,9 +98,9 @@ def tls_context(cert_chain: str | Path, key: str | Path, client_ca_pem: bytes) -
     """A server context presenting ``cert_chain``/``key`` that requires a client certificate
     issued by (a certificate in) ``client_ca_pem``."""
     ctx = new_context(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        # A callable password keeps OpenSSL from prompting on the terminal for an encrypted key.
-        ctx.load_cert_chain(str(cert_chain), str(key), password=_no_password)
+    try:  # a callable password keeps OpenSSL from prompting on the terminal for an encrypted key; DER as PEM
+        with pem_paths(cert_chain, key) as (chain_file, key_file):
+            ctx.load_cert_chain(chain_file, key_file, password=_no_password)
     except _EncryptedKey:
         raise CertkitError(f"The server key {key} is encrypted; give an unencrypted key (mode 0600).") from None
     except (ssl.SSLError, OSError) as exc:

@@ -37,10 +37,10 @@ from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
 from certkit.paths import check_lengths
-from certkit.store_inventory import bind, check_binding, check_inventory_file, file_kind, record_ca_dir, record_saved_ca
+from certkit.store_inventory import bind, check_binding, check_inventory_file, record_ca_dir, record_saved_ca
 from certkit.testhooks import pause_at
 from certkit.text import Secret, shown
-from certkit.vocabulary import absent_text, serial_hex
+from certkit.vocabulary import absent_text, file_kind_text, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -341,13 +341,14 @@ class CADirectory:
         from certkit.errors import parse_errors
 
         if not self.path.is_dir():
-            what = "the folder does not exist"
+            what = "the folder does not exist"  # else a file, a link, a device (in every file's words):
             if os.path.lexists(self.path):
-                what = f"it is {'a file' if self.path.is_file() else file_kind(self.path)}, not a folder"
+                what = f"it is {'a file' if self.path.is_file() else file_kind_text(self.path)}"
+                what = what.removesuffix(", not a file") + ("" if what.endswith("exist") else ", not a folder")
             raise CANotFound(f"No CA in {shown(self.path)}: {what}. Create one with 'certkit init-ca', or point "
                              "--ca-dir / CERTKIT_CA_DIR at an existing one.")
         if os.path.lexists(self.cert_path) and not self.cert_path.is_file():
-            raise CABroken(f"{shown(self.cert_path)} is {file_kind(self.cert_path)}, not a file; the CA directory is "
+            raise CABroken(f"{shown(self.cert_path)} is {file_kind_text(self.cert_path)}; the CA directory is "
                            f"damaged: restore {CERT_FILE} from a backup.")
         if not self.cert_path.is_file():
             kept = [name for name in (KEY_FILE, CONFIG_FILE, INVENTORY_FILE) if os.path.lexists(self.path / name)]
@@ -448,10 +449,8 @@ class CADirectory:
         key = load_private_key(data, secret, source=f"CA key {self.key_path}", trusted=True)
         no_core_dumps()
         if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
-            raise CABroken(
-                f"The CA key {self.key_path} does not belong to the CA certificate "
-                f"{self.cert_path}; restore the matching pair from a backup."
-            )
+            raise CABroken(f"The CA key {self.key_path} does not belong to the CA certificate {self.cert_path}; "
+                           "restore the matching pair from a backup.")
         return key, warnings
 
     # --- the inventory, held and moved (certkit.store_inventory) ------------------------

@@ -178,13 +178,6 @@ def _reason(exc: BaseException, path: str | Path) -> str:
     return str(exc).rstrip(".")
 
 
-def file_kind(path: Path) -> str:
-    """What ``path``, which exists but is not a regular file, is: "a directory", "a symbolic link"."""
-    if os.path.islink(path):
-        return "a symbolic link"
-    return "a directory" if os.path.isdir(path) else "a special file"
-
-
 def _exclusive(path: Path) -> int:
     """An exclusive lock on ``path`` (an fd to close), or an error naming who holds it: a server
     started with :func:`hold` (a shared lock), or another move (an exclusive one: no shared lock is
@@ -224,7 +217,9 @@ def check_inventory_file(inventory: Inventory, *, moving: bool = False) -> None:
     refuse one that was moved into PostgreSQL (:func:`check_not_moved`), unless ``moving`` (:func:`move`)."""
     path = inventory.path
     if path is not None and os.path.lexists(path) and not os.path.isfile(path):
-        raise CABroken(f"The inventory {shown(path)} is {file_kind(Path(path))}, not a file; the CA directory is "
+        from certkit.vocabulary import file_kind_text  # the one wording of what stands where a file should be
+
+        raise CABroken(f"The inventory {shown(path)} is {file_kind_text(path)}; the CA directory is "
                        "damaged: restore it from a backup.")
     if not moving:
         check_not_moved(inventory)

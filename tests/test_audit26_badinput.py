@@ -23,7 +23,8 @@ it found.
    said as it is: "is a device or other special file, not a file", as the CA directory's own files are.
 6. verify --ca-dir of a CA directory whose inventory.sqlite3 is a FIFO or a folder: "revocation could not be
    checked ...: The inventory .../inventory.sqlite3 is missing; the CA directory is incomplete" (restore what?);
-   every other command names what stands there ("is a special file, not a file; the CA directory is damaged").
+   every other command names what stands there ("is a device or other special file, not a file; the CA directory
+   is damaged"; round 28 made the CA directory's words those of every file).
 7. demo --keep LINK (a link to nothing, or to an empty folder): "LINK already exists and is not an empty folder",
    where every other command that writes says "... is a symbolic link; certkit does not write through links".
 8. probe --bundle of a folder whose fullchain.pem or privkey.pem is a FIFO or a folder: "is not a bundle folder:
@@ -246,8 +247,8 @@ def test_a_pkcs11_module_that_is_no_file_is_not_said_to_be_missing(tmp_path: Pat
 
 
 # --- 6. verify names what stands where the inventory should be -------------------------------------------------
-@pytest.mark.parametrize("kind,said", [("fifo", "is a special file, not a file"),
-                                       ("folder", "is a directory, not a file")])
+@pytest.mark.parametrize("kind,said", [("fifo", "is a device or other special file, not a file"),
+                                       ("folder", "is a folder, not a file")])
 def test_verify_names_what_stands_where_the_inventory_should_be(tmp_path: Path, issued: dict, kind: str,
                                                                 said: str) -> None:
     inventory = Path(issued["CERTKIT_CA_DIR"]) / "inventory.sqlite3"

@@ -70,7 +70,6 @@ UNREACHABLE = {
     "verify-ca-file": (("verify", "--purpose", "server", "web/cert.pem", "--ca-file", "{b}/ca.pem"), "{b}/ca.pem"),
     "export-p12": (("export-p12", "{b}"), "{b}"),
     "renew": (("renew", "{b}"), "{b}"),
-    "issue-server-out": (("issue-server", "x.test", "--out", "{b}"), "{b}"),
     "sign-csr": (("sign-csr", "{b}/cert.pem"), "{b}/cert.pem"),
     "probe-ca-file": (("probe", "127.0.0.1:9", "--ca-file", "{b}/ca.pem"), "{b}/ca.pem"),
     "serve-cert": (("serve", "--cert", "{b}/cert.pem", "--key", "{b}/privkey.pem", "--port", "0"), "{b}/cert.pem"),
@@ -104,6 +103,18 @@ def test_a_path_under_a_folder_one_may_not_search_is_said_as_one_that_cannot_be_
     assert "does not exist" not in proc.stderr and "permission denied (" not in proc.stderr
 
 
+def test_an_output_under_a_folder_one_may_not_search_is_said_as_one_that_cannot_be_written(behind_a_locked_folder,
+                                                                                          ca_env):
+    """Round 28: issue-server --out there writes, so it says so (was "Cannot read the file or folder ...")."""
+    from test_audit5 import obeying_modes
+
+    proc = subprocess.run([*obeying_modes(), sys.executable, "-m", "certkit", "issue-server", "x.test", "--out",
+                           "locked/sub/b"], cwd=behind_a_locked_folder, env=ca_env, capture_output=True, text=True,
+                          timeout=60)
+    assert_clean_error(proc, "Cannot write the file or folder locked/sub/b: permission denied (")
+    assert "Cannot read" not in proc.stderr
+
+
 def test_a_file_that_is_not_there_is_still_said_not_to_exist(tmp_path, ca_dir, ca_env):
     for args in (("inspect", "gone.pem"), ("sign-csr", "gone.pem"), ("verify", "--purpose", "server", "gone.pem")):
         assert_clean_error(run_certkit(*args, cwd=tmp_path, env=ca_env), "gone.pem does not exist")
@@ -113,7 +124,7 @@ def test_a_file_that_is_not_there_is_still_said_not_to_exist(tmp_path, ca_dir, c
 # Before: export-p12 said "cert.pem is not a regular file", issue-server --force and renew over a bundle "is a
 # symbolic link or not a regular file" (of a FIFO too), --remove-timer "is not a regular file (a link?)", renew of
 # a bundle whose key is a FIFO "is not a regular file", check "is not a regular file, not a file" (now as the other
-# commands say it of a CA directory's file: "is a special file, not a file").
+# commands say it of every file: "is a device or other special file, not a file").
 PLANTED = {
     "fifo": (os.mkfifo, "is a device or other special file, not a file"),
     "folder": (os.mkdir, "is a folder, not a file"),
@@ -143,8 +154,8 @@ def test_what_stands_where_a_file_should_be_is_named_by_every_command(tmp_path, 
     _plant(target, kind)
     proc = run_certkit(*args, cwd=tmp_path, env=env)
     said = f"{target.relative_to(tmp_path)} {PLANTED[kind][1]}"
-    if how == "check":  # as every command says it of the CA directory's files (store_inventory.file_kind)
-        said = f"{target} is {'a special file' if kind == 'fifo' else 'a directory'}, not a file"
+    if how == "check":  # the CA directory's files in the words of every other file (vocabulary.file_kind_text)
+        said = f"{target} {PLANTED[kind][1]}"
     if how == "check":
         assert proc.returncode == 1 and said in proc.stdout, (proc.stdout, proc.stderr)
     else:

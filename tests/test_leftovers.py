@@ -171,12 +171,12 @@ def test_a_directory_where_a_ca_file_must_be(tmp_path: Path, ca_dir: Path, ca_en
     (ca_dir / name).unlink()
     (ca_dir / name).mkdir()
     proc = run_certkit("issue-server", "a.example", "--out", tmp_path / "a", env=ca_env)
-    assert_clean_error(proc, f"{ca_dir / name} is a directory, not a file")
+    assert_clean_error(proc, f"{ca_dir / name} is a folder, not a file")
     assert "missing" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "a").exists()
     checked = run_certkit("check", env=ca_env)  # check reports the same, not "missing"
-    assert checked.returncode == 1 and f"{ca_dir / name} is a directory" in checked.stdout + checked.stderr
+    assert checked.returncode == 1 and f"{ca_dir / name} is a folder, not a file" in checked.stdout + checked.stderr
     assert "is missing" not in checked.stdout
     os.rmdir(ca_dir / name)
 

@@ -24,15 +24,19 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from certkit.store import CADirectory
 from certkit.trust import Anchor, describe_scope, detect_system_layout, read_os_release
 
 from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, free_port, require, run_certkit
 from nginx_helper import nginx, require_nginx
+from nobody_runner import NOBODY, Runner, runner_while_used
 from test_secrets import run_on_terminal
 from trust_helpers import (
     JAVA_CLIENT,
@@ -49,7 +53,6 @@ from trust_helpers import (
     system_store_consistent,
     system_store_guard,
     system_store_lock,
-    unprivileged_prefix,
 )
 
 
@@ -86,16 +89,14 @@ def server(pki: PKI) -> int:
         yield port
 
 
-def trust(*args, home: Path, ca_dir: Path | None = None, prefix: list[str] | None = None, extra_env=None,
+def trust(*args, home: Path, ca_dir: Path | None = None, runner: Runner | None = None, extra_env=None,
           check: bool = False) -> subprocess.CompletedProcess:
     """``certkit trust ARGS`` with HOME (hence the NSS databases) in the test's folder."""
     env = certkit_env(HOME=str(home), **(extra_env or {}))
     argv = ["trust", *map(str, args)] + (["--ca-dir", str(ca_dir)] if ca_dir else [])
-    if prefix:
-        import sys
-
-        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", *argv], env=env, capture_output=True,
-                              text=True, timeout=300)
+    if runner:
+        proc = subprocess.run(runner.argv("-m", "certkit", *argv), env=runner.env(env), capture_output=True,
+                              text=True, timeout=300, cwd="/")
     else:
         proc = run_certkit(*argv, env=env)
     if check and proc.returncode != 0:
@@ -203,18 +204,39 @@ def test_the_guard_restores_the_system_store_when_a_test_fails(tmp_path: Path):
     assert snapshot() == before  # modification times included
 
 
-def test_without_root_the_system_store_is_refused_with_the_exact_command(pki: PKI, tmp_path: Path):
-    prefix = unprivileged_prefix()
-    if prefix is None:
-        pytest.skip("cannot run as a user other than root here (no user namespaces)")
+@pytest.fixture(scope="session")
+def another_user():
+    """How to run certkit as a user other than root (nobody_runner), made once; None when it cannot be."""
+    yield from runner_while_used()
+
+
+def _readable_copy(ca_dir: Path, target: Path) -> Path:
+    """``ca_dir`` copied where the user nobody can read its certificates (its keys stay root's, 0600)."""
+    shutil.copytree(ca_dir, target)
+    for place, _dirs, files in os.walk(target):
+        os.chmod(place, 0o755)
+        for name in files:
+            os.chmod(os.path.join(place, name), 0o600 if "key" in name else 0o644)
+    return target
+
+
+def test_without_root_the_system_store_is_refused_with_the_exact_command(pki: PKI, tmp_path: Path, another_user):
+    if another_user is None:
+        pytest.skip("cannot run as a user other than root here (no setpriv, no user namespaces)")
     require("certutil")
-    home = tmp_path / "home"
+    base = tmp_path
+    ca_dir = pki.issuing
+    if another_user.as_nobody:  # pytest's tmp_path is root's 0700 folder: the user nobody works in the runner's
+        base = Path(tempfile.mkdtemp(dir=another_user.folder))
+        base.chmod(0o755)
+        ca_dir = _readable_copy(pki.issuing, base / "issuing")
+    home = base / "home"
     home.mkdir()
     # A private JDK whose cacerts this user cannot write, and nothing else on PATH: the machine's own
     # Java must not be reachable from a test that installs into "every store it can write".
     real = Path(shutil.which("java") or "/nonexistent").resolve().parent.parent
-    java_home = private_java_home(real, tmp_path, debian_link=False) if (real / "bin/keytool").exists() else None
-    bin_dir = tmp_path / "bin"
+    java_home = private_java_home(real, base, debian_link=False) if (real / "bin/keytool").exists() else None
+    bin_dir = base / "bin"
     bin_dir.mkdir()
     (bin_dir / "certutil").symlink_to(shutil.which("certutil"))
     env = {"PATH": str(bin_dir)}
@@ -224,33 +246,42 @@ def test_without_root_the_system_store_is_refused_with_the_exact_command(pki: PK
     (home / ".pki/nssdb").mkdir(parents=True)  # as Chromium makes it (no chromium on this PATH)
     subprocess.run(["certutil", "-N", "-d", f"sql:{home / '.pki/nssdb'}", "--empty-password"], check=True,
                    capture_output=True)
+    if another_user.as_nobody:  # really another user: the CA key (root's, 0600, in a folder it can search) is not read
+        key = CADirectory(ca_dir).key_path
+        assert key.stat().st_mode & 0o777 == 0o600 and key.stat().st_uid == 0
+        read = subprocess.run(another_user.argv("-c", f"open({str(key)!r}).read()"), capture_output=True, text=True,
+                              env=another_user.env(certkit_env()), timeout=60, cwd="/")
+        assert read.returncode == 1 and "PermissionError" in read.stderr, read
+        for place, _dirs, files in os.walk(home):
+            for name in [place, *(os.path.join(place, f) for f in files)]:
+                os.chown(name, NOBODY, NOBODY)
     with system_store_lock():  # another worker's system-store test would change what is compared here
-        _unprivileged_runs(pki, home, prefix, env, java_home)
+        _unprivileged_runs(pki, ca_dir, home, another_user, env, java_home)
 
 
-def _unprivileged_runs(pki: PKI, home: Path, prefix: list[str], env: dict, java_home: Path | None) -> None:
+def _unprivileged_runs(pki: PKI, ca_dir: Path, home: Path, runner, env: dict, java_home: Path | None) -> None:
     before = {p: p.read_bytes() for p in Path("/usr/local/share/ca-certificates").rglob("*") if p.is_file()}
 
-    refused = trust("install", "--system", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env)
+    refused = trust("install", "--system", home=home, ca_dir=ca_dir, runner=runner, extra_env=env)
     assert refused.returncode == 1 and refused.stdout == ""
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), refused.stderr
     assert "needs root" in lines[0]
     argv = shlex.split(lines[0].split("run: ", 1)[1])  # the command ends the line: nothing to trim
-    assert argv[0] == "sudo" and argv[-5:] == ["trust", "install", "--system", "--ca-dir", str(pki.issuing)], argv
+    assert argv[0] == "sudo" and argv[-5:] == ["trust", "install", "--system", "--ca-dir", str(ca_dir)], argv
 
     # The default (every store this user can write): NSS is written, the others are skipped with reasons.
-    proc = trust("install", "--json", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env, check=True)
+    proc = trust("install", "--json", home=home, ca_dir=ca_dir, runner=runner, extra_env=env, check=True)
     stores = {s["kind"]: s for s in json.loads(proc.stdout)["stores"]}
     assert stores["system"]["outcome"] == "skipped" and "sudo" in stores["system"]["reason"]
     assert stores["nss"]["outcome"] == "added"
     if java_home:
         assert stores["java"]["outcome"] == "skipped" and stores["java"]["code"] == "not-writable"
         assert f"JAVA_HOME={java_home}" in stores["java"]["reason"]
-        explicit = trust("install", "--java", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env)
+        explicit = trust("install", "--java", home=home, ca_dir=ca_dir, runner=runner, extra_env=env)
         assert explicit.returncode == 1 and "not writable" in explicit.stderr and "sudo" in explicit.stderr
     assert {p: p.read_bytes() for p in Path("/usr/local/share/ca-certificates").rglob("*") if p.is_file()} == before
-    trust("uninstall", "--nss", home=home, ca_dir=pki.issuing, prefix=prefix, extra_env=env, check=True)
+    trust("uninstall", "--nss", home=home, ca_dir=ca_dir, runner=runner, extra_env=env, check=True)
 
 
 # --- NSS: Chromium, Firefox, Thunderbird ---------------------------------------------------
@@ -432,7 +463,7 @@ def test_a_new_nss_database_and_the_folders_above_it_are_not_open_to_others_unde
     (bin_dir / "chromium").chmod(0o755)
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     proc = trust("install", "--nss", "--json", home=home, ca_dir=pki.issuing, extra_env=env, check=True,
-                 prefix=["sh", "-c", 'umask 000 && exec "$@"', "sh"])
+                 runner=Runner(["sh", "-c", 'umask 000 && exec "$@"', "sh"], sys.executable))
     assert outcomes(proc) == {str(home / ".pki/nssdb"): "added"}
     assert (home / ".pki").stat().st_mode & 0o7777 == 0o755
     assert (home / ".pki/nssdb").stat().st_mode & 0o7777 == 0o700

@@ -381,20 +381,3 @@ def nss_verifies(directory: Path, leaf: Path, *chain: Path) -> subprocess.Comple
     for cert in chain:
         args += ["-a", str(cert)]
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
-
-
-def unprivileged_prefix() -> list[str] | None:
-    """A command prefix that runs a program as a user other than root, or None when that is not possible.
-
-    For root: a new user namespace without a mapping for root (``unshare --user``), where the
-    program's uid is the overflow uid and it holds no capability over the machine's files; not
-    root, then: no prefix is needed.
-    """
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("unshare") is None:
-        return None
-    probe = subprocess.run(["unshare", "--user", "id", "-u"], capture_output=True, text=True, timeout=10)
-    if probe.returncode != 0 or probe.stdout.strip() == "0":
-        return None
-    return [shutil.which("unshare"), "--user", "--"]

@@ -9,10 +9,10 @@ import click
 
 from certkit.cli.common import (
     EXIT_INTERRUPTED,
-    CheckedPath,
     ExistingPath,
     OutPath,
     Whole,
+    WrittenPath,
     ca_dir_option,
     days_option,
     emit,
@@ -46,7 +46,7 @@ def _default_jobs(total: int) -> int:
 
 @click.command("issue-batch")
 @click.argument("manifest", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True))
-@click.option("--out-dir", type=CheckedPath(path_type=Path, file_okay=False), default=Path("."),
+@click.option("--out-dir", type=WrittenPath(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Folder that 'out' paths (and default folders) go under; no line can "
                                       "write outside it.")
 @format_option

@@ -69,7 +69,7 @@ MIN_PASSPHRASE = 12
               help="The PKCS#11 module of the token (else the URI's module-path).")
 @click.option("--pin-file", type=ExistingPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Read the token's PIN from this file (else $CERTKIT_PKCS11_PIN, else a prompt).")
-@ca_dir_option
+@ca_dir_option(written=True)
 @passphrase_file_option
 @json_option
 @click.pass_context

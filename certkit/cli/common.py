@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 # The secrets' rules live in certkit.cli.secrets_input; the commands take them from here.
+from certkit.cli.path_types import _OUT_AS_TYPED, CheckedPath, ExistingPath, OutPath, WrittenPath  # noqa: F401
 from certkit.cli.secrets_input import prompt_secret, read_secret, read_secret_file  # noqa: F401
 from certkit.constants import ENV_PASSPHRASE, MAX_DAYS
 from certkit.errors import CertkitError
@@ -247,11 +248,12 @@ def warn(message: str) -> None:
 
 
 # --- shared options ---------------------------------------------------------------
-def ca_dir_option(f):
-    return click.option(
-        "--ca-dir", type=CheckedPath(path_type=Path, file_okay=False), envvar="CERTKIT_CA_DIR",
-        help="CA directory [default: $CERTKIT_CA_DIR, else the per-user data dir].",
-    )(f)
+def ca_dir_option(f=None, *, written: bool = False):
+    """``--ca-dir``; ``written``: a CA directory the command makes (init-ca), refused as a place to write."""
+    option = click.option(
+        "--ca-dir", type=(WrittenPath if written else CheckedPath)(path_type=Path, file_okay=False),
+        envvar="CERTKIT_CA_DIR", help="CA directory [default: $CERTKIT_CA_DIR, else the per-user data dir].")
+    return option if f is None else option(f)
 
 
 def passphrase_file_option(f):
@@ -267,66 +269,6 @@ def json_option(f):
                         help='Print one JSON object on stdout. An error is one too, {"error": ..., "exit": N}, '
                              "and stderr stays empty; but a report printed before a failure (check, verify, "
                              "probe, renew, trust, demo) stays on stdout, and an Error: line on stderr says why.")(f)
-
-
-class CheckedPath(click.Path):
-    """A path argument whose refusals (a file where a folder is wanted, or the reverse; with ``exists``,
-    one that is not there) are mistakes in the input, not in the command's use: one line and exit
-    status 1 (``Error: nope does not exist.``), as inspect and verify say it, rather than click's usage
-    block and exit status 2."""
-
-    def convert(self, value, param, ctx):
-        if value == "-" and not self.file_okay:  # standard input or output elsewhere, never a folder
-            raise click.ClickException("'-' names no folder here (elsewhere it means standard input or output); "
-                                       "for a folder of that name, give ./-")
-        from certkit.files import broken_link, is_link_loop, not_there
-
-        if isinstance(value, (str, bytes, os.PathLike)) and is_link_loop(value):  # to read or to write: neither
-            raise click.ClickException(broken_link(value))
-        try:
-            converted = super().convert(value, param, ctx)
-        except click.BadParameter as exc:
-            text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
-            if (broken := broken_link(text)) is not None:
-                raise click.ClickException(broken) from None
-            if text == "-" and not self.allow_dash:  # standard input elsewhere (verify --ca-file -), not here
-                raise click.ClickException("'-' names no file here (this option does not read standard input); for "
-                                           "a file of that name, give ./-") from None
-            if not os.path.lexists(text):  # or not to be looked at: a folder above it cannot be searched
-                what = "file" if not self.dir_okay else "folder" if not self.file_okay else "file or folder"
-                raise click.ClickException(not_there(text, what)) from None
-            if os.path.isdir(text) and not self.dir_okay:
-                raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
-            if not os.path.isdir(text) and not self.file_okay:
-                raise click.ClickException(f"{shown(text)} is a file; give a folder.") from None
-            raise click.ClickException(exc.format_message()) from None
-        if param is not None and param.name != "out" and not isinstance(self, OutPath) and converted != "-":
-            from certkit.files import keep_input  # read by the command: no bundle it writes replaces or removes it
-
-            keep_input(converted, param.opts[0] if isinstance(param, click.Option) else param.human_readable_name)
-        return converted
-
-
-class OutPath(CheckedPath):
-    """``--out`` of the issuing commands: a path, remembering what ``click.Path`` forgets, the
-    value as typed (``-`` means standard output; a trailing slash means a folder)."""
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and ctx is not None:
-            ctx.meta[_OUT_AS_TYPED] = value
-        if value == "-":  # standard output: the command says where that can go (typed_out, file_out)
-            return self.coerce_path_result(value)
-        return super().convert(value, param, ctx)
-
-
-_OUT_AS_TYPED = "certkit.out_as_typed"
-
-
-class ExistingPath(CheckedPath):
-    """A file (or folder) argument that must exist (see :class:`CheckedPath`)."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(exists=True, **kwargs)
 
 
 def out_as_typed() -> str | None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
-    CheckedPath,
     ExistingPath,
     Failed,
     OutPath,
     Whole,
+    WrittenPath,
     ca_dir_option,
     cli_message,
     days_option,
@@ -65,7 +65,7 @@ from certkit.vocabulary import iso, san_entries
                    "[default selection: --expiring 30d]; without systemd, print the crontab line.")
 @click.option("--remove-timer", is_flag=True, help="Disable and remove the timer --install-timer wrote.")
 @click.option("--cron", is_flag=True, help="With --install-timer: print the crontab line instead.")
-@click.option("--unit-dir", type=CheckedPath(path_type=Path, file_okay=False),
+@click.option("--unit-dir", type=WrittenPath(path_type=Path, file_okay=False),
               help="With --install-timer/--remove-timer: write the units here, enable nothing [default: "
                    "~/.config/systemd/user, or /etc/systemd/system as root].")
 @click.option("--timer-name", default="certkit-renew", show_default=True, metavar="NAME",

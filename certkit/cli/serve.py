@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import (
-    CheckedPath,
     ExistingPath,
     Failed,
     Whole,
+    WrittenPath,
     ca_dir_option,
     emit,
     json_option,
@@ -90,7 +90,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     client_ca_pem, verify_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
-        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file)  # before OpenSSL reads them
+        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file, key=True)  # before OpenSSL reads them
         context = tls_context(cert_file, key_file, verify_pem)  # checks the files, with clear errors
         _check_server_certificate(cert_file, chain_pem, ca_dir)
         server = _listen(host, port)
@@ -299,11 +299,10 @@ def _unbracketed(host: str) -> str:
     return str(address) if address.is_unspecified else bare
 
 
-def _read_limited(path: Path) -> bytes:
-    from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
+def _read_limited(path: Path, key: bool = False) -> bytes:  # a DER certificate or key in PEM, as OpenSSL gets it
+    from certkit.der_input import read_pem_form
 
-    return read_limited(path, MAX_CERT_FILE_BYTES, what="PEM file")
+    return read_pem_form(path, "PEM file", key=key)
 
 
 def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | None) -> None:
@@ -454,7 +453,7 @@ def _local_names(host: str) -> list[str]:
 
 # --- demo ---------------------------------------------------------------------------
 @click.command("demo")
-@click.option("--keep", type=CheckedPath(path_type=Path, file_okay=False),
+@click.option("--keep", type=WrittenPath(path_type=Path, file_okay=False),
               help="Write the demo's CAs and certificates into this new (or empty) folder and keep them.")
 @click.option("--tls", type=click.Choice(["1.2", "1.3"]),
               help="Use only this TLS version [default: the highest both sides support].")

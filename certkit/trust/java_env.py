@@ -76,9 +76,12 @@ def no_store_file(path: str) -> bool:
 def given_cacerts(env: Mapping[str, str], cacerts: Path) -> bool:
     """Whether Java programs started with ``env`` read ``cacerts`` though its JDK has a jssecacerts: the trust store
     option that wins names it (by any path), or names no readable file, for which Java falls back to cacerts, never
-    jssecacerts (sun.security.ssl.TrustStoreManager)."""
+    jssecacerts (sun.security.ssl.TrustStoreManager), or a relative path, which each program reads in the folder it is
+    started in: one started where there is no such file reads cacerts."""
     found = trust_store_options(env)
     path = found[-1][1] if found else "NONE"
+    if path != "NONE" and not os.path.isabs(path):
+        return True
     return no_store_file(path) or (os.path.isabs(path) and Path(path).resolve() == cacerts.resolve())
 
 

@@ -1,0 +1,71 @@
+"""DER where OpenSSL's file loaders read PEM only: ``serve --cert/--key`` and ``probe --cert/--key``.
+
+A DER file holds exactly one object, so certkit reads it as every other file option does (one
+certificate, or one private key, traditional or PKCS#8, encrypted or not) and hands OpenSSL its PEM
+form, from memory; a file that is PEM, or no DER certificate or key, is handed over as it is, for the
+callers' own checks to say what it holds."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def pem_form(data: bytes, *, key: bool = False) -> bytes:
+    """``data`` in PEM when it is one DER certificate (or, with ``key``, one DER private key); ``data`` itself
+    otherwise: a key given for a certificate, or the reverse, is said by the callers as before. An encrypted
+    PKCS#8 key stays encrypted (its block is ENCRYPTED PRIVATE KEY): refused, or opened, as the same key in PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certkit.errors import parse_errors
+    from certkit.keys import is_encrypted
+
+    if data.lstrip()[:1] != b"\x30":  # PEM, text, or nothing DER starts with
+        return data
+    if not key:
+        try:
+            return x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.PEM)
+        except parse_errors():
+            return data
+    if is_encrypted(data):
+        body = base64.encodebytes(data).replace(b"\n", b"")
+        lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        return b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + lines + b"\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    try:
+        key = serialization.load_der_private_key(data, None)
+    except Exception:  # not a key (ValueError), or a type cryptography cannot read: said by the caller
+        return data
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@contextmanager
+def pem_paths(cert: str | Path, *key: str | Path) -> Iterator[list[str]]:
+    """Paths OpenSSL can read a certificate file ``cert`` (and its ``key`` file) from as PEM: each one itself
+    when it is PEM (or no DER certificate, or key), else its PEM form in memory
+    (:func:`certkit.sslcontext.in_memory`), gone when the block ends."""
+    from certkit.sslcontext import in_memory
+
+    paths = [cert, *key]
+    try:
+        datas = [Path(p).read_bytes() for p in paths]
+    except OSError:  # OpenSSL reads it and says why not, as before
+        yield [str(p) for p in paths]
+        return
+    pems = [pem_form(d, key=i > 0) for i, d in enumerate(datas)]
+    if pems == datas:
+        yield [str(p) for p in paths]
+        return
+    with in_memory(*pems) as memory:
+        yield [str(m if pem != data else p) for m, pem, data, p in zip(memory, pems, datas, paths, strict=True)]
+
+
+def read_pem_form(path: Path, what: str, *, key: bool = False) -> bytes:
+    """The file ``path`` (at most MAX_CERT_FILE_BYTES; ``what`` names it in an error), in :func:`pem_form`."""
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.files import read_limited
+
+    return pem_form(read_limited(path, MAX_CERT_FILE_BYTES, what=what), key=key)
