@@ -18,7 +18,6 @@ JDK and run with a private JAVA_HOME, against a loopback Python ssl server), nev
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import shutil
 import ssl
@@ -35,7 +34,7 @@ from test_trust import java_client, pki, untrusted  # noqa: F401
 from certkit.trust import Anchor
 
 from conftest import require, run_certkit
-from trust_helpers import client_env, keytool_listing, private_java_home
+from trust_helpers import client_env, keytool_listing, private_java_home, run_trust_client, trust_json
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +62,6 @@ def python_server(pki) -> Iterator[int]:  # noqa: F811
         httpd.server_close()
 
 
-def _json(proc: subprocess.CompletedProcess) -> dict:
-    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
-                           f"https://localhost:{port}/"], env=client_env(**env), capture_output=True, text=True,
-                          timeout=120)
-
-
 @pytest.mark.parametrize(("variable", "named"), [("JAVA_TOOL_OPTIONS", "missing"), ("JDK_JAVA_OPTIONS", "missing"),
                                                 ("_JAVA_OPTIONS", "missing"), ("JAVA_TOOL_OPTIONS", "cacerts"),
                                                 ("JAVA_TOOL_OPTIONS", "empty"), ("_JAVA_OPTIONS", "empty")])
@@ -95,35 +83,36 @@ def test_a_trust_store_option_with_a_jssecacerts_gets_the_ca_into_the_cacerts_ja
 
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
-    stores = {s["location"]: s for s in _json(added)["stores"]}
+    stores = {s["location"]: s for s in trust_json(added)["stores"]}
     assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
     if named != "cacerts":
         assert any("falls back" in n and "so they read this store" in n for n in stores[str(cacerts)]["notes"]), stores
     assert any("certkit changes that file too" in n for n in stores[str(jsse)]["notes"]), stores
     assert not any("add the CA there with keytool" in n for s in stores.values() for n in s["notes"]), stores
     # Java programs of that environment read cacerts; those not given the option read jssecacerts: both trust it
-    got = _java(java_home, java_client, python_server, **{variable: options})
+    got = run_trust_client(java_home, java_client, python_server, **{variable: options})
     assert "HTTP 200" in got.stdout, got.stdout + got.stderr
-    got = _java(java_home, java_client, python_server)
+    got = run_trust_client(java_home, java_client, python_server)
     assert "HTTP 200" in got.stdout, got.stdout + got.stderr
     assert stem in keytool_listing(cacerts, keytool) and stem in keytool_listing(jsse, keytool)
 
     status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
-    assert {s["location"]: s["outcome"] for s in _json(status)["stores"]} == {str(jsse): "trusted",
+    assert {s["location"]: s["outcome"] for s in trust_json(status)["stores"]} == {str(jsse): "trusted",
                                                                             str(cacerts): "trusted"}, status.stdout
 
     removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert {s["location"]: s["removed"] for s in _json(removed)["stores"]} == {str(jsse): [stem], str(cacerts): [stem]}
-    assert untrusted(_java(java_home, java_client, python_server, **{variable: options}).stdout)
+    assert {s["location"]: s["removed"] for s in trust_json(removed)["stores"]} == {str(jsse): [stem],
+                                                                                  str(cacerts): [stem]}
+    assert untrusted(run_trust_client(java_home, java_client, python_server, **{variable: options}).stdout)
     assert stem not in keytool_listing(cacerts, keytool) and stem not in keytool_listing(jsse, keytool)
 
     # without the option, cacerts is read by no Java program again: skipped as unread, as before
     plain = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=_java_env(home, java_home))
-    stores = {s["location"]: s for s in _json(plain)["stores"]}
+    stores = {s["location"]: s for s in trust_json(plain)["stores"]}
     assert stores[str(cacerts)]["code"] == "unread" and stores[str(jsse)]["outcome"] == "added", stores
     # what a Java program given the option reads is cacerts, not jssecacerts (which holds the CA now)
-    assert untrusted(_java(java_home, java_client, python_server, **{variable: options}).stdout)
+    assert untrusted(run_trust_client(java_home, java_client, python_server, **{variable: options}).stdout)
 
 
 @pytest.fixture
@@ -173,24 +162,25 @@ def test_a_jssecacerts_other_users_cannot_read_leaves_their_java_reading_cacerts
 
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
-    stores = {s["location"]: s for s in _json(added)["stores"]}
+    stores = {s["location"]: s for s in trust_json(added)["stores"]}
     assert stores[str(jsse)]["outcome"] == "added" and stores[str(cacerts)]["outcome"] == "added", stores
     assert any("cannot be read by every user" in n and "0600" in n for n in stores[str(cacerts)]["notes"]), stores
     assert other_user_trusts()
-    assert "HTTP 200" in _java(java_home, classes, python_server).stdout  # root reads jssecacerts
+    assert "HTTP 200" in run_trust_client(java_home, classes, python_server).stdout  # root reads jssecacerts
 
     status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
-    assert {s["location"]: s["outcome"] for s in _json(status)["stores"]} == {str(jsse): "trusted",
+    assert {s["location"]: s["outcome"] for s in trust_json(status)["stores"]} == {str(jsse): "trusted",
                                                                             str(cacerts): "trusted"}, status.stdout
     removed = run_certkit("trust", "uninstall", "--java", "--ca-dir", pki.root, "--json", env=env)
-    assert {s["location"]: s["removed"] for s in _json(removed)["stores"]} == {str(jsse): [stem], str(cacerts): [stem]}
+    assert {s["location"]: s["removed"] for s in trust_json(removed)["stores"]} == {str(jsse): [stem],
+                                                                                  str(cacerts): [stem]}
     assert not other_user_trusts()
     assert stem not in keytool_listing(cacerts, keytool)
 
     # readable by all, jssecacerts is what every Java program reads: cacerts is unread again
     jsse.chmod(0o644)
     plain = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
-    stores = {s["location"]: s for s in _json(plain)["stores"]}
+    stores = {s["location"]: s for s in trust_json(plain)["stores"]}
     assert stores[str(cacerts)]["code"] == "unread" and stores[str(jsse)]["outcome"] == "added", stores
     assert other_user_trusts()
     jsse.chmod(0o600)  # Java's rule itself: closed to them, jssecacerts (holding the CA) is not what they read
@@ -212,11 +202,11 @@ def test_a_quoted_trust_store_option_is_read_as_the_jvm_reads_it(
     options = f'-Xss1m "-Djavax.net.ssl.trustStore={team}"'
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json",
                         env={**_java_env(home, java_home), variable: options})
-    [store] = _json(added)["stores"]
+    [store] = trust_json(added)["stores"]
     assert store["outcome"] == "added", store
-    got = _java(java_home, java_client, python_server, **{variable: options})
+    got = run_trust_client(java_home, java_client, python_server, **{variable: options})
     assert untrusted(got.stdout), got.stdout + got.stderr  # the team's store, not the cacerts certkit changed
-    assert not _java(java_home, java_client, python_server).returncode  # cacerts itself holds it
+    assert not run_trust_client(java_home, java_client, python_server).returncode  # cacerts itself holds it
     notes = " ".join(store["notes"])
     assert f"read the trust store {team} ({variable}), not this one" in notes, notes
     assert "falls back" not in notes, notes

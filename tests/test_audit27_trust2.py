@@ -21,18 +21,7 @@ from test_audit26_trust import python_server  # noqa: F401
 from test_trust import java_client, pki, untrusted  # noqa: F401
 
 from conftest import require, run_certkit
-from trust_helpers import client_env, private_java_home
-
-
-def _json(proc: subprocess.CompletedProcess) -> dict:
-    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _java(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
-                           f"https://localhost:{port}/"], env=client_env(**env), capture_output=True, text=True,
-                          timeout=120)
+from trust_helpers import client_env, private_java_home, run_trust_client, trust_json
 
 
 @pytest.mark.parametrize(("variable", "options"), [
@@ -50,19 +39,19 @@ def test_a_trust_store_option_of_none_is_said_to_trust_no_ca(
     env = {**_java_env(home, java_home), variable: options}
     added = run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
-    [store] = _json(added)["stores"]
+    [store] = trust_json(added)["stores"]
     assert store["outcome"] == "added", store
     # the real peer: a Java program given NONE refuses even the CA certkit just added to its JDK's cacerts, any CA
-    got = _java(java_home, java_client, python_server, **{variable: options})
+    got = run_trust_client(java_home, java_client, python_server, **{variable: options})
     assert got.returncode and "trustAnchors parameter must be non-empty" in got.stdout + got.stderr, got.stdout
-    assert "HTTP 200" in _java(java_home, java_client, python_server).stdout  # without the option: trusted
+    assert "HTTP 200" in run_trust_client(java_home, java_client, python_server).stdout  # without the option: trusted
     notes = " ".join(store["notes"])
     assert "add the CA there with keytool" not in notes and "read the trust store NONE" not in notes, notes
     assert f"javax.net.ssl.trustStore=NONE ({variable})" in notes, notes
     assert "trust no CA at all" in notes and "trustAnchors parameter must be non-empty" in notes, notes
     assert "PKCS11" in notes, notes
     status = run_certkit("trust", "status", "--java", "--ca-dir", pki.root, "--json", env=env)
-    assert "trust no CA at all" in " ".join(_json(status)["stores"][0]["notes"]), status.stdout
+    assert "trust no CA at all" in " ".join(trust_json(status)["stores"][0]["notes"]), status.stdout
 
 
 def test_a_trust_store_option_of_none_with_a_pkcs11_type_is_said_to_be_a_token(pki, tmp_path: Path) -> None:  # noqa: F811
@@ -72,7 +61,7 @@ def test_a_trust_store_option_of_none_with_a_pkcs11_type_is_said_to_be_a_token(p
     home.mkdir()
     options = "-Djavax.net.ssl.trustStore=NONE -Djavax.net.ssl.trustStoreType=pkcs11"
     env = {**_java_env(home, java_home), "JDK_JAVA_OPTIONS": options}
-    [store] = _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
+    [store] = trust_json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
     notes = " ".join(store["notes"])
     assert "trust the CAs of a PKCS#11 token, not this store" in notes and "add the CA to that token" in notes, notes
     assert "trust no CA at all" not in notes and "add the CA there with keytool" not in notes, notes
@@ -168,7 +157,7 @@ def test_a_relative_trust_store_option_is_said_to_depend_on_the_programs_folder(
     shutil.copyfile((java_home / "lib/security/cacerts").resolve(), team / "team.jks")  # without the CA
     options = "-Djavax.net.ssl.trustStore=team.jks"
     env = {**_java_env(home, java_home), variable: options}
-    [store] = _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
+    [store] = trust_json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root, "--json", env=env))["stores"]
     assert store["outcome"] == "added", store
     notes = " ".join(store["notes"])
     assert "does not reach them" not in notes and "add the CA there with keytool" not in notes, notes

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from test_audit20_trust import _java_env, _real_java_home
 from test_audit26_trust import python_server  # noqa: F401
-from test_audit27_trust2 import _json
 from test_trust import java_client, pki, untrusted  # noqa: F401
 
 from conftest import certkit_env, require, run_certkit
 from nobody_runner import NOBODY, runner_while_used
-from trust_helpers import client_env, private_java_home
+from trust_helpers import client_env, private_java_home, trust_json
 
 READ = "import sys\ntry:\n    open(sys.argv[1]).read()\nexcept PermissionError:\n    sys.exit(7)\n"
 
@@ -99,7 +98,7 @@ def test_a_relative_trust_store_beside_a_jssecacerts_has_cacerts_changed_for_pro
     shutil.copyfile(cacerts, team / "team.jks")  # without the CA
     options = "-Djavax.net.ssl.trustStore=team.jks"
     env = {**_java_env(home, java_home), variable: options}
-    stores = {s["location"]: s for s in _json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root,
+    stores = {s["location"]: s for s in trust_json(run_certkit("trust", "install", "--java", "--ca-dir", pki.root,
                                                           "--json", env=env))["stores"]}
     assert stores[str(cacerts)]["outcome"] == "added" and stores[str(jsse)]["outcome"] == "added", stores
     notes = " ".join(stores[str(jsse)]["notes"])

@@ -108,8 +108,9 @@ def test_one_shot_loads_no_other_command_module(tmp_path, ca_env) -> None:
     assert (tmp_path / "x" / "cert.pem").exists(), proc.stderr
     # the group, the shared helpers (the argument check every command runs, the summary and --json every
     # issuing command builds in one place, and the secret readers that unlock the CA), and the one module
-    # that defines issue-client
+    # that defines issue-client; path_types holds the path parameter types common's options use
     assert ast.literal_eval(proc.stderr.strip().splitlines()[-1]) == ["certkit.cli", "certkit.cli.arguments",
                                                                       "certkit.cli.common", "certkit.cli.issue",
                                                                       "certkit.cli.output",
+                                                                      "certkit.cli.path_types",
                                                                       "certkit.cli.secrets_input"]

@@ -90,13 +90,20 @@ def server(pki: PKI) -> int:
 
 
 def trust(*args, home: Path, ca_dir: Path | None = None, runner: Runner | None = None, extra_env=None,
-          check: bool = False) -> subprocess.CompletedProcess:
-    """``certkit trust ARGS`` with HOME (hence the NSS databases) in the test's folder."""
+          check: bool = False, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    """``certkit trust ARGS`` with HOME (hence the NSS databases) in the test's folder.
+
+    ``runner`` runs it as another user (nobody_runner); ``prefix`` puts a command before Python's (a ulimit,
+    obeying_modes), as other test files do.
+    """
     env = certkit_env(HOME=str(home), **(extra_env or {}))
     argv = ["trust", *map(str, args)] + (["--ca-dir", str(ca_dir)] if ca_dir else [])
     if runner:
         proc = subprocess.run(runner.argv("-m", "certkit", *argv), env=runner.env(env), capture_output=True,
                               text=True, timeout=300, cwd="/")
+    elif prefix:
+        proc = subprocess.run([*prefix, sys.executable, "-m", "certkit", *argv], env=env, capture_output=True,
+                              text=True, timeout=300)
     else:
         proc = run_certkit(*argv, env=env)
     if check and proc.returncode != 0:

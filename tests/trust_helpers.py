@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -38,6 +39,19 @@ def client_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CA_VARIABLES}
     env.update(extra)
     return env
+
+
+def trust_json(proc: subprocess.CompletedProcess) -> dict:
+    """The JSON a ``trust ... --json`` run printed (the test fails with its output when there is none)."""
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def run_trust_client(java_home: Path, classes: Path, port: int, **env: str) -> subprocess.CompletedProcess:
+    """The compiled Java TrustClient (default trust store of ``java_home``) fetching https://localhost:PORT/."""
+    return subprocess.run([str(java_home / "bin/java"), "-cp", str(classes), "TrustClient",
+                           f"https://localhost:{port}/"], env=client_env(**env), capture_output=True, text=True,
+                          timeout=120)
 
 
 # --- the system store: record, restore --------------------------------------------------
