@@ -104,6 +104,10 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
 
     parse_permitted(permit_dns, permit_ip)  # refused before any warning, passphrase or key
     store = CADirectory(ca_dir)
+    from certkit.files import cannot_reach_to_write
+
+    if ca_dir is None and (said := cannot_reach_to_write(store.path, "CA directory")):  # the per-user one
+        raise click.ClickException(said)  # a place init-ca writes, as --ca-dir's is said (WrittenPath)
     if store.exists():  # before asking for any passphrase
         from certkit.errors import CAExists
         from certkit.paths import refuse_bundle_as_ca
