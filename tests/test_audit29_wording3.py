@@ -69,3 +69,64 @@ def test_init_ca_into_the_per_user_ca_directory_under_a_folder_one_may_not_searc
     assert made.returncode == 0, made.stderr
     again = as_nobody(runner, home, "-m", "certkit", "init-ca", "--name", "W29", "--no-passphrase")
     assert_clean_error(again, f"A CA already exists in {local}/share/certkit")
+
+
+# Each act done for real as the user nobody (the kernel refuses it), then said by the command line's catch-all.
+_ACTS_SAID = r'''
+import os, sys
+from pathlib import Path
+from certkit.cli.common import describe_os_error
+from certkit.files import note_acts
+closed, ro, secret, hook = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "hook"
+if hook:
+    note_acts()
+acts = [lambda: open(closed / "crl.pem", "w"), lambda: open(closed / "crl.pem"),
+        lambda: open(ro / "certkit-renew.timer", "x"), lambda: (ro / "index.txt").write_text("1\n"),
+        lambda: os.open(ro / "inventory.sqlite3", os.O_WRONLY | os.O_CREAT, 0o600), lambda: os.mkdir(ro / "journal"),
+        lambda: os.replace(ro.parent / "spare", ro / "bundle.p12"), lambda: open(ro / "kept.pem", "a"),
+        lambda: open(ro / "kept.pem").read() and open(secret, "rb")]
+for act in acts:
+    try:
+        act()
+    except OSError as exc:
+        print(describe_os_error(exc))
+    else:
+        print("done")
+'''
+
+
+@pytest.mark.parametrize("hook", ["hook", "no hook"])
+def test_the_catch_all_says_a_write_refused_as_a_write_and_a_read_refused_as_a_read(runner, home, hook) -> None:
+    """describe_os_error, the command line's words for an OSError the library did not anticipate, said "Cannot
+    read the file or folder X: Permission denied." for any refusal under a folder one may not search, a write
+    too, and a bare "permission denied (X)." for one elsewhere. It says the act refused now: "Cannot write X"
+    for a file made, created exclusively, written, appended to or replaced, a folder made; "Cannot read X" for a
+    read. With the command line's audit hook it knows the act; without it (the
+    library's callers) it tells it from what the path is now."""
+    closed = _closed(home / "closed")
+    ro = home / "ro"
+    ro.mkdir()
+    (ro / "kept.pem").write_text("kept\n")
+    (ro / "kept.pem").chmod(0o444)
+    (home / "spare").write_text("spare\n")
+    secret = home / "secret"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    for path in (ro, ro / "kept.pem", home / "spare"):
+        os.chown(path, NOBODY, NOBODY)
+    ro.chmod(0o555)
+    script = home / "acts.py"
+    script.write_text(_ACTS_SAID)
+    proc = as_nobody(runner, home, script.as_posix(), str(closed), str(ro), str(secret), hook)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    unreachable = (f"Cannot write the file or folder {closed}/crl.pem: permission denied ({closed})." if hook == "hook"
+                   # without the hook, a refusal under a folder one may not search cannot be told apart: as a read
+                   else f"Cannot read the file or folder {closed}/crl.pem: Permission denied.")
+    assert proc.stdout.splitlines() == [
+        unreachable,
+        f"Cannot read the file or folder {closed}/crl.pem: Permission denied.",
+        *[f"Cannot write {ro}/{name}: permission denied." for name in (
+            "certkit-renew.timer", "index.txt", "inventory.sqlite3", "journal", "bundle.p12", "kept.pem")],
+        f"Cannot read {secret}: permission denied.",
+    ], proc.stdout
+    assert not (ro / "certkit-renew.timer").exists() and not (ro / "journal").exists()

@@ -99,6 +99,9 @@ class CertkitGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
 
         from certkit.errors import Terminated, handle_stop_signals, raise_terminated, restore_signals
+        from certkit.files import note_acts
+
+        note_acts()  # a refusal the library did not anticipate is said as the act refused (describe_os_error)
 
         argv = list(sys.argv[1:] if args is None else args)
         from certkit.cli.arguments import asks_for_json, forget_on_stop
@@ -221,15 +224,21 @@ def describe_os_error(exc: OSError) -> str:
     """An OSError in words: "the disk is full" rather than "[Errno 28]"."""
     import errno
 
-    from certkit.files import cannot_reach
+    from certkit.files import cannot_reach, cannot_reach_to_write, refused_act
     from certkit.text import os_error_words, unnamed_os_error
 
-    denied = exc.errno in (errno.EACCES, errno.EPERM) and exc.filename  # under a folder one may not search: as read
-    if said := unnamed_os_error(exc) or (denied and cannot_reach(exc.filename, "file or folder")):
-        return said  # standard output, the current folder; a path that cannot even be looked at
+    if said := unnamed_os_error(exc):
+        return said  # standard output, the current folder
+    written = os_error_words(exc)  # a full disk, a read-only file system, ulimit -f: only a write meets them
+    plain = written or {errno.EACCES: "permission denied", errno.EPERM: "the operation is not permitted"}.get(exc.errno)
+    if exc.filename and plain:  # said as the act was: "Cannot write X", "Cannot read X"
+        act = "write" if written else refused_act(exc)
+        named = exc.filename2 if act == "write" and exc.filename2 else exc.filename
+        reach = {"write": cannot_reach_to_write, "read": cannot_reach}.get(act)
+        if not written and reach and (said := reach(named, "file or folder")):
+            return said  # under a folder one may not search (named, for a write)
+        return f"Cannot {act} {shown(named)}: {plain}."
     where = f" ({shown(exc.filename)})" if exc.filename else ""
-    plain = os_error_words(exc) or {errno.EACCES: "permission denied",
-                                    errno.EPERM: "the operation is not permitted"}.get(exc.errno)
     return f"{plain or exc.strerror or exc}{where}."
 
 
