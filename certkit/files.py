@@ -243,7 +243,7 @@ def refused_act(exc: OSError) -> str:
     operation on its path; else as the path is now: a rename, the making of what is not there yet, or a change
     to what one may read (a read of it would have been let through) is a write."""
     names = [os.fspath(name) for name in (exc.filename2, exc.filename) if isinstance(name, (str, os.PathLike))]
-    for path, act in reversed(_ACTS):
+    for path, act in reversed(_ACTS.copy()):  # a copy: another thread (serve, acme) may add to it meanwhile
         if path in names:
             return act
     if exc.filename2 is not None:
