@@ -262,9 +262,16 @@ def cannot_reach_to_write(path: str | Path, what: str = "file") -> str | None:
     search: "Cannot write the folder a/b: permission denied (a)."; None if it can be, or is not there."""
     if cannot_reach(path, what) is None:
         return None
-    blocker = next((above for above in reversed(Path(path).absolute().parents) if not os.access(above, os.X_OK)),
-                   None)
+    blocker = unsearchable_above(path)
     return f"Cannot write the {what} {shown(path)}: permission denied{f' ({shown(blocker)})' if blocker else ''}."
+
+
+def unsearchable_above(path: str | Path) -> Path | None:
+    """The first folder above ``path`` that this user may not search (so ``path`` cannot be reached), or None."""
+    for above in reversed(Path(path).absolute().parents):
+        if not os.access(above, os.X_OK):  # the first folder not searched: one that exists, not one yet to make
+            return above if os.path.isdir(above) else None
+    return None
 
 
 def refuse_readable_by_others(path: str | Path, what: str = "secret file") -> None:

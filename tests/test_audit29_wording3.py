@@ -130,3 +130,35 @@ def test_the_catch_all_says_a_write_refused_as_a_write_and_a_read_refused_as_a_r
         f"Cannot read {secret}: permission denied.",
     ], proc.stdout
     assert not (ro / "certkit-renew.timer").exists() and not (ro / "journal").exists()
+
+
+@pytest.mark.skipif(not shutil.which("certutil"), reason="needs certutil")
+def test_trust_install_nss_under_a_folder_one_may_not_search_is_said_as_a_write(runner, home) -> None:
+    """trust install --nss, with a Chromium-family browser installed and ~/.pki a folder nobody may not search,
+    said "Error: Cannot read the file or folder ~/.pki/nssdb/cert9.db: Permission denied." (the catch-all, as
+    its look for a database raised); a ~/.pki nobody may search but not write said "~/.pki is not writable by
+    this user". It is now said in the same way, as a write refused, naming that folder; so is a Firefox profile
+    under such a folder (it said "no certificate database yet; start Firefox once")."""
+    tools = home / "bin"  # certutil and a stand-in chromium: no java or keytool on this PATH
+    tools.mkdir()
+    os.symlink(shutil.which("certutil"), tools / "certutil")
+    (tools / "chromium").write_text("#!/bin/sh\nexit 0\n")
+    (tools / "chromium").chmod(0o755)
+    env = {"PATH": str(tools), "CERTKIT_CA_DIR": str(home / "ca")}
+    made = as_nobody(runner, home, "-m", "certkit", "init-ca", "--name", "W29", "--no-passphrase", **env)
+    assert made.returncode == 0, made.stderr
+    pki = _closed(home / ".pki")
+    for args in (["install", "--nss"], ["install", "--nss", "--json"]):
+        proc = as_nobody(runner, home, "-m", "certkit", "trust", *args, **env)
+        assert_clean_error(proc, f"Cannot install the CA in the nss store: {pki}/nssdb cannot be written: this "
+                                 f"user may not search {pki}")
+    assert os.listdir(pki) == []
+    pki.rmdir()
+    firefox = home / ".mozilla" / "firefox"
+    firefox.mkdir(parents=True)
+    (firefox / "profiles.ini").write_text(f"[Profile0]\nName=default\nIsRelative=0\nPath={home}/closed/p\n")
+    closed = _closed(home / "closed")
+    (tools / "chromium").unlink()
+    proc = as_nobody(runner, home, "-m", "certkit", "trust", "install", "--nss", **env)
+    assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
+    assert f"{closed}/p cannot be written: this user may not search {closed}" in proc.stdout + proc.stderr, proc

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from certkit.atomic import make_folders
+from certkit.files import unsearchable_above
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
@@ -70,8 +71,9 @@ class NSSStore(Store):
     def db(self) -> str:
         return f"sql:{self.directory}"
 
-    def exists(self) -> bool:
-        return (self.directory / "cert9.db").is_file() or self.legacy()
+    def exists(self) -> bool:  # False under a folder this user may not search: blocked() says so, as a write refused
+        db = self.directory / "cert9.db"
+        return not unsearchable_above(db) and (db.is_file() or self.legacy())
 
     def legacy(self) -> bool:
         """Whether the database is in NSS's old dbm format (cert8.db and key3.db, no cert9.db): certutil reads it
@@ -97,6 +99,8 @@ class NSSStore(Store):
     def blocked(self, anchor: Anchor | None = None, *, removing: bool = False) -> tuple[str, str] | None:
         if self.unread_because is not None and not removing:
             return "unread", self.unread_because
+        if (closed := unsearchable_above(self.directory / "cert9.db")) is not None:  # a write: not "Cannot read"
+            return "not-writable", f"{self.directory} cannot be written: this user may not search {closed}"
         if not self.exists():
             if not removing and (nowhere := self._nowhere()) is not None:
                 return "missing", nowhere
@@ -460,7 +464,8 @@ def nss_stores(home: Path, env: Mapping[str, str]) -> tuple[list[Store], list[St
         for name, folder in profiles:
             label = f"{program} profile {shown(name)}"
             store = NSSStore(label, folder, certutil, env=env)
-            keep(folder, label, store if store.exists() else _absent_profile(program, label, folder))
+            reached = store.exists() or unsearchable_above(folder / "cert9.db")  # one unreached: blocked() says so
+            keep(folder, label, store if reached else _absent_profile(program, label, folder))
         for name, where, why in ignored:  # added to, and called trusted, only where the program reads it
             label = f"{program} profile {shown(name)}"
             unread = NSSStore(label, where, certutil, env=env, unread=why)
