@@ -8,7 +8,6 @@ wherever a command reads a file.
 
 from __future__ import annotations
 
-import collections
 import errno
 import io
 import os
@@ -201,60 +200,20 @@ def cannot_reach(path: str | Path, what: str = "file") -> str | None:
     return None
 
 
-# Which file operations this process made last, and what each did: "write", "read" or "run" (recorded by an audit
-# hook the command line installs), so that the catch-all says a refusal as the act refused: "Cannot write X".
-_ACTS: collections.deque[tuple[str, str]] = collections.deque(maxlen=32)
-_CHANGES = {"os.mkdir": 1, "os.rename": 2, "os.replace": 2, "os.remove": 1, "os.rmdir": 1, "os.link": 2,
-            "os.symlink": 2, "os.truncate": 1, "os.chmod": 1, "os.chown": 1, "os.utime": 1, "shutil.copyfile": 2,
-            "shutil.move": 2, "shutil.rmtree": 1}
-_NOTING: list[bool] = []
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-
-def note_act(event: str, args: tuple) -> None:
-    """An audit hook (``sys.addaudithook``): note the path of a file operation, and what it does."""
-    try:
-        if event == "open":
-            path, mode, flags = args[:3]
-            wrote = set(mode) & set("wxa+") if isinstance(mode, str) else flags & _WRITE_FLAGS
-            paths, act = (path,), "write" if wrote else "read"
-        elif event in _CHANGES:
-            paths, act = args[:_CHANGES[event]], "write"
-        elif event == "subprocess.Popen":
-            paths, act = args[:1], "run"
-        else:
-            return
-        for path in paths:
-            if isinstance(path, (str, os.PathLike)):
-                _ACTS.append((os.fspath(path), act))
-    except Exception:  # noqa: BLE001 - an audit hook must never stop the operation it watches
-        pass
-
-
-def note_acts() -> None:
-    """Have :func:`note_act` see this process's file operations (once: an audit hook cannot be taken back)."""
-    if not _NOTING:
-        sys.addaudithook(note_act)
-        _NOTING.append(True)
-
-
-def refused_act(exc: OSError) -> str:
-    """What ``exc``, a refusal (EACCES, EPERM), refused: "write", "read" or "run", as :func:`note_act` saw the
-    operation on its path; else as the path is now: a rename, the making of what is not there yet, or a change
-    to what one may read (a read of it would have been let through) is a write."""
-    names = [os.fspath(name) for name in (exc.filename2, exc.filename) if isinstance(name, (str, os.PathLike))]
-    for path, act in reversed(_ACTS.copy()):  # a copy: another thread (serve, acme) may add to it meanwhile
-        if path in names:
-            return act
+def refused_act(exc: OSError) -> str | None:
+    """What ``exc``, a refusal (EACCES, EPERM), refused, as far as the path tells: "write" for a rename or the
+    making of what is not there yet (a read of what is not there says "does not exist"), "read" for what this
+    user may not read or even look at; None when it cannot be told (a file one may read, refused a write, a
+    run or a change of its mode alike)."""
     if exc.filename2 is not None:
         return "write"
     try:
         os.lstat(exc.filename)
     except (FileNotFoundError, NotADirectoryError):
-        return "write"  # refused making it (a read of what is not there says "does not exist")
+        return "write"
     except (OSError, TypeError, ValueError):
         return "read"
-    return "write" if os.access(exc.filename, os.R_OK) else "read"
+    return None if os.access(exc.filename, os.R_OK) else "read"
 
 
 def cannot_reach_to_write(path: str | Path, what: str = "file") -> str | None:

@@ -99,9 +99,6 @@ class CertkitGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
 
         from certkit.errors import Terminated, handle_stop_signals, raise_terminated, restore_signals
-        from certkit.files import note_acts
-
-        note_acts()  # a refusal the library did not anticipate is said as the act refused (describe_os_error)
 
         argv = list(sys.argv[1:] if args is None else args)
         from certkit.cli.arguments import asks_for_json, forget_on_stop
@@ -231,8 +228,8 @@ def describe_os_error(exc: OSError) -> str:
         return said  # standard output, the current folder
     written = os_error_words(exc)  # a full disk, a read-only file system, ulimit -f: only a write meets them
     plain = written or {errno.EACCES: "permission denied", errno.EPERM: "the operation is not permitted"}.get(exc.errno)
-    if exc.filename and plain:  # said as the act was: "Cannot write X", "Cannot read X"
-        act = "write" if written else refused_act(exc)
+    act = ("write" if written else refused_act(exc)) if exc.filename and plain else None
+    if act:  # said as the act was, when it can be told: "Cannot write X", "Cannot read X"
         named = exc.filename2 if act == "write" and exc.filename2 else exc.filename
         reach = {"write": cannot_reach_to_write, "read": cannot_reach}.get(act)
         if not written and reach and (said := reach(named, "file or folder")):
