@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import suppress
 from functools import cache
 from typing import TYPE_CHECKING, Union
 
@@ -335,25 +336,27 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
 
 
 def _held_instead(data: bytes, is_pem: bool) -> str | None:
-    """What a file given as a private key holds when it is a certificate or a CSR (PEM with no key
-    block, or DER), in words; None otherwise. Asked only once the key could not be read."""
+    """What a file given as a private key holds instead (a certificate, CSR or CRL in PEM or DER; a bundle.p12:
+    :func:`certkit.material.binary_kind`), in words; None otherwise. Asked only once the key could not be read."""
     if is_pem:
         labels = {label for _, label in _PEM_LINE.findall(data)}
-        if any(b"PRIVATE KEY" in label for label in labels):
-            return None
-        if labels & {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}:
-            return "a certificate signing request"
-        return "a certificate" if labels & {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"} else None
+        held = [held for held, names in _PEM_HELD if labels & names]
+        return held[0] if held and not any(b"PRIVATE KEY" in label for label in labels) else None
     from cryptography import x509
 
-    for held, load in (("a certificate", x509.load_der_x509_certificate),
-                       ("a certificate signing request", x509.load_der_x509_csr)):
-        try:
+    from certkit.material import DER_KEY, binary_kind
+
+    for (held, _), load in zip(_PEM_HELD, (x509.load_der_x509_csr, x509.load_der_x509_crl,
+                                           x509.load_der_x509_certificate), strict=True):
+        with suppress(Exception):  # not this one (ValueError), or damaged: the next
             load(data)
-        except Exception:  # not this one (ValueError), or damaged
-            continue
-        return held
-    return None
+            return held
+    return None if (kind := binary_kind(data)) == DER_KEY else kind  # a bundle.p12, a .p7b, a keystore
+
+
+_PEM_HELD = (("a certificate signing request", {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}),
+             ("a certificate revocation list (CRL)", {b"X509 CRL"}),
+             ("a certificate", {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}))
 
 
 def refusing_empty(secret, message: str):

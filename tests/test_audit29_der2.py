@@ -1,0 +1,68 @@
+"""DER input, audit round twenty-nine: what a file of the wrong kind holds is said alike in PEM and in DER.
+
+Every option that reads a private key names what a file given there holds instead (a certificate, a CSR, a
+CRL, a bundle.p12), whether the file is PEM or DER, in the same words: a DER CRL or a bundle.p12 given as a key
+said OpenSSL's "Could not deserialize key data", and a PEM CRL "holds no private key (PEM -----BEGIN ...)".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, new_ca, run_certkit
+
+HELD = {"cert": "holds a certificate, not a private key",
+        "csr": "holds a certificate signing request, not a private key",
+        "crl": "holds a certificate revocation list (CRL), not a private key",
+        "p12": "holds a PKCS#12 bundle"}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """ca/ with localhost/ (server) and a CRL; each of cert, csr, crl in PEM and DER; b.p12 (DER only)."""
+    top = tmp_path_factory.mktemp("audit29-der2")
+    env = new_ca(top, "Lab CA")
+    run_certkit("issue-server", "localhost", "--out", top / "localhost", env=env, check=True)
+    run_certkit("crl", "--out", top / "crl.pem", env=env, check=True)
+    ossl = ["openssl"]
+    key, cert = top / "localhost" / "privkey.pem", top / "localhost" / "cert.pem"
+    subprocess.run([*ossl, "req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", top / "csr.pem"], check=True)
+    (top / "cert.pem").write_bytes(cert.read_bytes())
+    for kind, tool in (("cert", "x509"), ("csr", "req"), ("crl", "crl")):
+        subprocess.run([*ossl, tool, "-in", top / f"{kind}.pem", "-outform", "DER", "-out", top / f"{kind}.der"],
+                       check=True)
+    subprocess.run([*ossl, "pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:xyz",
+                    "-out", top / "b.p12"], check=True)
+    (top / "env.json").write_text(json.dumps(env))
+    return top
+
+
+KEY_FILES = [("cert", "pem"), ("cert", "der"), ("csr", "pem"), ("csr", "der"), ("crl", "pem"), ("crl", "der"),
+             ("p12", "p12")]
+
+
+def _key_given(option: str, pki: Path, given: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = json.loads((pki / "env.json").read_text())
+    cert = pki / "localhost" / "cert.pem"
+    if option == "probe --key":  # a closed port: the key is read before any connection
+        return run_certkit("probe", "https://127.0.0.1:1/", "--cert", cert, "--key", given, env=env)
+    folder = tmp_path / "bundle"  # export-p12 reads the folder's privkey.pem
+    folder.mkdir()
+    (folder / "cert.pem").write_bytes(cert.read_bytes())
+    (folder / "privkey.pem").write_bytes(given.read_bytes())
+    (folder / "privkey.pem").chmod(0o600)
+    return run_certkit("export-p12", folder, env={**env, "CERTKIT_P12_PASSWORD": "abcdefgh12345"})
+
+
+@pytest.mark.parametrize("option", ["probe --key", "export-p12"])
+@pytest.mark.parametrize(("kind", "form"), KEY_FILES, ids=[f"{k}-{f}" for k, f in KEY_FILES])
+def test_a_file_of_another_kind_given_as_a_key_is_named_alike_in_pem_and_der(pki, tmp_path, option, kind, form):
+    given = pki / ("b.p12" if kind == "p12" else f"{kind}.{form}")
+    proc = _key_given(option, pki, given, tmp_path)
+    assert_clean_error(proc, HELD[kind])
+    assert "deserialize" not in proc.stderr and "PEM -----BEGIN" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "bundle" / "bundle.p12").exists()
