@@ -69,3 +69,23 @@ def read_pem_form(path: Path, what: str, *, key: bool = False) -> bytes:
     from certkit.files import read_limited
 
     return pem_form(read_limited(path, MAX_CERT_FILE_BYTES, what=what), key=key)
+
+
+def server_files(cert: Path, key: Path) -> tuple[bytes, bytes]:
+    """serve's ``--cert`` and ``--key`` files, in :func:`pem_form`; a file of another kind (a CSR, a CRL, a key
+    given as the certificate or the reverse, a bundle.p12), PEM or DER alike, refused in the words every reader
+    of a certificate (:func:`certkit.material.load_certificates`) or a key (:func:`certkit.keys.held_instead`)
+    says it with, before OpenSSL reads them."""
+    from certkit.errors import CertkitError
+    from certkit.keys import held_instead
+    from certkit.material import advice_for, load_certificates
+    from certkit.text import shown
+
+    chain_pem, key_pem = read_pem_form(cert, "PEM file"), read_pem_form(key, "PEM file", key=True)
+    if b"-----BEGIN CERTIFICATE-----" not in chain_pem:  # (a damaged certificate block: said as before)
+        load_certificates(cert, "--cert, the server certificate chain")
+    if b"PRIVATE KEY-----" not in key_pem and (held := held_instead(key_pem, b"-----BEGIN" in key_pem)):
+        advice = advice_for(held, key, key=True)  # a bundle.p12 "is" one, and what to give instead
+        raise CertkitError(f"The server key {shown(key)} {'is' if advice else 'holds'} {held}, not a private "
+                           f"key{advice}.")
+    return chain_pem, key_pem

@@ -324,7 +324,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
             raise WrongPassphrase(
                 f"The passphrase does not decrypt the {source} (wrong passphrase, or the file is damaged)."
             ) from None
-        held = _held_instead(data, is_pem)
+        held = held_instead(data, is_pem)
         if held is not None:
             raise CertkitError(f"The {source} holds {held}, not a private key.") from None
         if not data.strip():
@@ -335,7 +335,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
         raise CertkitError(f"The {source} cannot be read: {str(exc).split('. ')[0].rstrip('.')}.") from None
 
 
-def _held_instead(data: bytes, is_pem: bool) -> str | None:
+def held_instead(data: bytes, is_pem: bool) -> str | None:
     """What a file given as a private key holds instead (a certificate, CSR or CRL in PEM or DER; a bundle.p12:
     :func:`certkit.material.binary_kind`), in words; None otherwise. Asked only once the key could not be read."""
     if is_pem:

@@ -18,12 +18,12 @@ from conftest import assert_clean_error, new_ca, run_certkit
 HELD = {"cert": "holds a certificate, not a private key",
         "csr": "holds a certificate signing request, not a private key",
         "crl": "holds a certificate revocation list (CRL), not a private key",
-        "p12": "holds a PKCS#12 bundle"}
+        "p12": "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted), not a private key"}
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
-    """ca/ with localhost/ (server) and a CRL; each of cert, csr, crl in PEM and DER; b.p12 (DER only)."""
+    """ca/ with localhost/ (server) and a CRL; each of cert, csr, crl, key in PEM and DER; b.p12."""
     top = tmp_path_factory.mktemp("audit29-der2")
     env = new_ca(top, "Lab CA")
     run_certkit("issue-server", "localhost", "--out", top / "localhost", env=env, check=True)
@@ -32,7 +32,8 @@ def pki(tmp_path_factory) -> Path:
     key, cert = top / "localhost" / "privkey.pem", top / "localhost" / "cert.pem"
     subprocess.run([*ossl, "req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", top / "csr.pem"], check=True)
     (top / "cert.pem").write_bytes(cert.read_bytes())
-    for kind, tool in (("cert", "x509"), ("csr", "req"), ("crl", "crl")):
+    (top / "key.pem").write_bytes(key.read_bytes())
+    for kind, tool in (("cert", "x509"), ("csr", "req"), ("crl", "crl"), ("key", "pkey")):
         subprocess.run([*ossl, tool, "-in", top / f"{kind}.pem", "-outform", "DER", "-out", top / f"{kind}.der"],
                        check=True)
     subprocess.run([*ossl, "pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:xyz",
@@ -66,3 +67,35 @@ def test_a_file_of_another_kind_given_as_a_key_is_named_alike_in_pem_and_der(pki
     assert_clean_error(proc, HELD[kind])
     assert "deserialize" not in proc.stderr and "PEM -----BEGIN" not in proc.stderr, proc.stderr
     assert not (tmp_path / "bundle" / "bundle.p12").exists()
+
+
+CERT_FILES = [("csr", "pem"), ("csr", "der"), ("crl", "pem"), ("crl", "der"), ("key", "pem"), ("key", "der")]
+NO_CERT = {"csr": "holds a CSR but no certificate", "crl": "holds a CRL but no certificate",
+           "key": "holds a private key but no certificate"}
+
+
+@pytest.mark.parametrize("option", ["serve --cert", "probe --cert"])
+@pytest.mark.parametrize(("kind", "form"), CERT_FILES, ids=[f"{k}-{f}" for k, f in CERT_FILES])
+def test_a_file_of_another_kind_given_as_a_certificate_is_named_alike_in_pem_and_der(pki, option, kind, form):
+    """serve --cert said "holds no certificate (PEM -----BEGIN CERTIFICATE-----)" of a CSR, a CRL or a PEM key,
+    and "is a private key in DER form, not a PEM certificate" of a DER key, where probe --cert (and verify's
+    --ca-file, --untrusted, serve's --client-ca) name what the file holds, PEM or DER."""
+    env = json.loads((pki / "env.json").read_text())
+    key = pki / "localhost" / "privkey.pem"
+    given = pki / f"{kind}.{form}"
+    args = ["serve", "--port", "0"] if option == "serve --cert" else ["probe", "https://127.0.0.1:1/"]
+    proc = run_certkit(*args, "--cert", given, "--key", key, env=env)
+    assert_clean_error(proc, f"{NO_CERT[kind]}; it is given as ")
+    assert "PEM" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("kind", "form"), KEY_FILES, ids=[f"{k}-{f}" for k, f in KEY_FILES])
+def test_serve_names_a_file_of_another_kind_given_as_its_key_as_probe_does(pki, kind, form):
+    """serve --key said "holds no private key (PEM -----BEGIN PRIVATE KEY-----)" of a CSR, a CRL or a PEM
+    certificate, and "is a certificate in DER form, not a PEM private key" of a DER one; probe --key names them."""
+    env = json.loads((pki / "env.json").read_text())
+    given = pki / ("b.p12" if kind == "p12" else f"{kind}.{form}")
+    proc = run_certkit("serve", "--port", "0", "--cert", pki / "localhost" / "cert.pem", "--key", given, env=env)
+    assert_clean_error(proc, HELD[kind])
+    assert f"The server key {given} {'is' if kind == 'p12' else 'holds'} " in proc.stderr, proc.stderr
+    assert "PEM -----BEGIN" not in proc.stderr and "not a PEM" not in proc.stderr, proc.stderr

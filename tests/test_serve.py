@@ -303,8 +303,8 @@ def test_client_ca_must_be_a_ca(pki: Path):
 def test_files_swapped_or_of_the_wrong_kind_are_named(pki: Path):
     """OpenSSL says only "PEM lib": the message says which file lacks what."""
     env = certkit_env(CERTKIT_CA_DIR=str(pki / "ca"))
-    for cert, key, fragment in (("privkey.pem", "privkey.pem", "privkey.pem holds no certificate"),
-                                ("fullchain.pem", "cert.pem", "cert.pem holds no private key")):
+    for cert, key, fragment in (("privkey.pem", "privkey.pem", "privkey.pem holds a private key but no certificate"),
+                                ("fullchain.pem", "cert.pem", "cert.pem holds a certificate, not a private key")):
         proc = run_certkit("serve", "--port", "0", "--cert", pki / "localhost" / cert, "--key",
                            pki / "localhost" / key, env=env)
         assert_clean_error(proc, fragment)

@@ -76,6 +76,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
       certkit serve --cert ./localhost/fullchain.pem --key ./localhost/privkey.pem
       curl --cacert ca.pem --cert alice/cert.pem --key alice/privkey.pem https://localhost:8443/
     """
+    from certkit.der_input import server_files
     from certkit.serve import chain_dates, serve_until_stopped, stderr_log, tls_context
     from certkit.serve_json import certificate_json, server_identity, unchecked
     from certkit.serve_page import ServerFacts
@@ -90,7 +91,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
     client_ca_pem, verify_pem, ca_name, revocations = _client_ca(client_ca, ca_dir)
     names = _local_names(host)
     if cert_file is not None:
-        chain_pem, key_pem = _read_limited(cert_file), _read_limited(key_file, key=True)  # before OpenSSL reads them
+        chain_pem, key_pem = server_files(cert_file, key_file)  # before OpenSSL reads them: a CSR, a CRL said so
         context = tls_context(cert_file, key_file, verify_pem)  # checks the files, with clear errors
         _check_server_certificate(cert_file, chain_pem, ca_dir)
         server = _listen(host, port)
@@ -99,8 +100,7 @@ def serve(host, port, cert_file, key_file, client_ca, optional, ca_dir, passphra
         server, context, chain_pem, key_pem, own = _issue_and_listen(ca_dir, passphrase_file, names, host, port,
                                                                      verify_pem)
         server_cert = {"source": "issued"}
-    identity = server_identity(chain_pem)
-    if identity is not None:  # the certificate's facts, with the keys issue-*, list and inspect use
+    if (identity := server_identity(chain_pem)) is not None:  # its facts, in the keys issue-*, list, inspect use
         server_cert.update(certificate_json(identity))
     server.context = _optional_context(chain_pem, key_pem, client_ca_pem, revocations) if optional else context
     server.facts = ServerFacts(certificate=identity, client_ca=ca_name, revocation=revocations is not None,
@@ -297,12 +297,6 @@ def _unbracketed(host: str) -> str:
     except ValueError:
         return bare
     return str(address) if address.is_unspecified else bare
-
-
-def _read_limited(path: Path, key: bool = False) -> bytes:  # a DER certificate or key in PEM, as OpenSSL gets it
-    from certkit.der_input import read_pem_form
-
-    return read_pem_form(path, "PEM file", key=key)
 
 
 def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | None) -> None:
