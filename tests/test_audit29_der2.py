@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_error, new_ca, run_certkit
+from serve_process import ServeProcess
 
 HELD = {"cert": "holds a certificate, not a private key",
         "csr": "holds a certificate signing request, not a private key",
@@ -23,11 +24,17 @@ HELD = {"cert": "holds a certificate, not a private key",
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
-    """ca/ with localhost/ (server) and a CRL; each of cert, csr, crl, key in PEM and DER; b.p12."""
+    """ca/ with localhost/ (server), alice/ and bob/ (clients; bob revoked) and a CRL; each of cert, csr, crl, key,
+    ca/ca and alice/cert in PEM and DER; b.p12."""
     top = tmp_path_factory.mktemp("audit29-der2")
     env = new_ca(top, "Lab CA")
-    run_certkit("issue-server", "localhost", "--out", top / "localhost", env=env, check=True)
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--out", top / "localhost", env=env, check=True)
+    for who in ("alice", "bob"):
+        run_certkit("issue-client", who, "--out", top / who, env=env, check=True)
+    run_certkit("revoke", top / "bob", env=env, check=True)
     run_certkit("crl", "--out", top / "crl.pem", env=env, check=True)
+    for pem in (top / "ca" / "ca.pem", top / "alice" / "cert.pem", top / "localhost" / "cert.pem"):
+        subprocess.run(["openssl", "x509", "-in", pem, "-outform", "DER", "-out", pem.with_suffix(".der")], check=True)
     ossl = ["openssl"]
     key, cert = top / "localhost" / "privkey.pem", top / "localhost" / "cert.pem"
     subprocess.run([*ossl, "req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", top / "csr.pem"], check=True)
@@ -99,3 +106,49 @@ def test_serve_names_a_file_of_another_kind_given_as_its_key_as_probe_does(pki, 
     assert_clean_error(proc, HELD[kind])
     assert f"The server key {given} {'is' if kind == 'p12' else 'holds'} " in proc.stderr, proc.stderr
     assert "PEM -----BEGIN" not in proc.stderr and "not a PEM" not in proc.stderr, proc.stderr
+
+
+READERS = {  # an option that reads a certificate, CSR or CRL file: its command line, F the file (in .pem or .der)
+    "verify CERT": ["verify", "F:localhost/cert", "--purpose", "server", "--name", "localhost"],
+    "verify --ca-file": ["verify", "localhost/cert.pem", "--purpose", "server", "--ca-file", "F:ca/ca"],
+    "verify --untrusted": ["verify", "localhost/cert.pem", "--purpose", "server", "--untrusted", "F:ca/ca"],
+    "inspect CSR": ["inspect", "F:csr"],
+    "inspect CRL": ["inspect", "F:crl"],
+    "sign-csr": ["sign-csr", "F:csr", "--server", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("form", ["pem", "der"])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_option_that_reads_a_certificate_csr_or_crl_reads_pem_and_der_alike(pki, tmp_path, reader, form):
+    env = json.loads((pki / "env.json").read_text())
+    args = [str(pki / f"{a[2:]}.{form}") if a.startswith("F:") else str(tmp_path / "out") if a == "OUT"
+            else str(pki / a) if "/" in a else a for a in READERS[reader]]
+    proc = run_certkit(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "PEM" not in proc.stderr, proc.stderr
+    if reader == "inspect CRL":  # the revoked serial openssl reads from the same file
+        text = subprocess.run(["openssl", "crl", "-inform", form.upper(), "-in", args[1], "-noout", "-text"],
+                              capture_output=True, text=True, check=True).stdout
+        bob = json.loads(run_certkit("inspect", pki / "bob" / "cert.pem", "--json", env=env).stdout)["items"][0]
+        bob = bob["serial"]
+        assert bob in proc.stdout and f"Serial Number: {bob}" in text, (proc.stdout, text)
+
+
+@pytest.mark.parametrize("form", ["pem", "der"])
+def test_serve_client_ca_and_probe_ca_file_and_cert_read_der_with_real_peers(pki, tmp_path, form):
+    """serve --client-ca ca.der, probe --ca-file ca.der --cert alice/cert.der: a handshake with openssl s_client
+    presenting alice's certificate is answered 200, and probe verifies the server and is accepted."""
+    env = json.loads((pki / "env.json").read_text())
+    with ServeProcess("--cert", pki / "localhost" / "cert.pem", "--key", pki / "localhost" / "privkey.pem",
+                      "--client-ca", pki / "ca" / f"ca.{form}", env=env, cwd=tmp_path) as serve:
+        port = serve.info["port"]
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", pki / "ca" / "ca.pem",
+                              "-verify_return_error", "-cert", pki / "alice" / "cert.pem", "-key",
+                              pki / "alice" / "privkey.pem", "-servername", "localhost", "-quiet"],
+                             input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True, timeout=60)
+        assert "200" in out.stdout.split("\n", 1)[0], out.stdout + out.stderr
+        proc = run_certkit("probe", f"https://127.0.0.1:{port}/", "--ca-file", pki / "ca" / f"ca.{form}",
+                           "--cert", pki / "alice" / f"cert.{form}", "--key", pki / "alice" / "privkey.pem", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accepted" in proc.stdout, proc.stdout
