@@ -287,7 +287,7 @@ class PostgresDatabase:
         import psycopg
 
         from certkit.db_postgres_errors import unsafe_passfile, wants_password
-        from certkit.db_postgres_locks import session_name
+        from certkit.db_postgres_locks import session_name, set_up
 
         password = _PASSWORDS.get(self.url)
         for _attempt in range(2):
@@ -319,11 +319,11 @@ class PostgresDatabase:
                 # the database's or the role's default: under repeatable read or serializable, a row another host
                 # changed while this one waited for its lock fails the transaction instead of being read again.
                 # The server's side of TCP_TIMEOUTS (a host gone does not keep its locks); UTF-8 (CLIENT_ENCODING).
-                conn.execute(f"{_SESSION_TIMEOUTS}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
-                             f"SET default_transaction_isolation = 'read committed'; SET client_encoding = "
-                             f"'{CLIENT_ENCODING}'; "
-                             + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
-                                         if name != "user_timeout" or conn.info.server_version >= 120000))
+                set_up(conn, f"{_SESSION_TIMEOUTS}; SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'; "
+                        f"SET default_transaction_isolation = 'read committed'; SET client_encoding = "
+                        f"'{CLIENT_ENCODING}'; "
+                        + "; ".join(f"SET tcp_{name} = {value}" for name, value in TCP_TIMEOUTS.items()
+                                    if name != "user_timeout" or conn.info.server_version >= 120000))
             except psycopg.Error as exc:
                 _close(conn)
                 raise self.error(exc) from None

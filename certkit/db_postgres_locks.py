@@ -75,3 +75,18 @@ def holders(db: PostgresDatabase) -> str:
     first = rows[0][0]
     return (f"by {', '.join(said)}{more}; try again once it ends, or, if its process is gone or stopped, end its "
             f"session (SELECT pg_terminate_backend({first}), as its role or a superuser)")
+
+
+def set_up(conn, statements: str) -> None:
+    """Run a new session's set-up ``statements``. Their first raises a role's or database's statement_timeout, so it
+    runs under that timeout: one shorter than it takes on a busy machine (1 ms) cancelled it, and the command failed
+    as timed out before it could raise it. Tried again (a cancelled set-up changed nothing), up to 5 times."""
+    import psycopg
+
+    for attempt in range(5):
+        try:
+            conn.execute(statements)
+            return
+        except psycopg.errors.QueryCanceled:
+            if attempt == 4:
+                raise

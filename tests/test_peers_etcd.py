@@ -132,14 +132,17 @@ class Etcd:
             self.members.append(m)
         return members
 
-    def ctl(self, member: Member, *args: str, client: str = "etcdctl") -> subprocess.CompletedProcess:
-        """etcdctl (API v3) with the issue-client certificate ``client``, as a user runs it."""
+    def ctl(self, member: Member, *args: str, client: str = "etcdctl", patient: bool = False
+            ) -> subprocess.CompletedProcess:
+        """etcdctl (API v3) with the issue-client certificate ``client``, as a user runs it; ``patient``: with
+        longer dial and command timeouts (a member busy with elections on a loaded machine answers late)."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
         return subprocess.run([self.etcdctl, "--endpoints", member.client_url,
                                "--cacert", str(self.certs / "ca" / "ca.pem"),
                                "--cert", str(self.certs / client / "cert.pem"),
                                "--key", str(self.certs / client / "privkey.pem"),
-                               "--dial-timeout", "1s", "--command-timeout", "2s", *args],
+                               "--dial-timeout", "5s" if patient else "1s",
+                               "--command-timeout", "10s" if patient else "2s", *args],
                               env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
     def check_running(self) -> None:
