@@ -42,6 +42,13 @@ class Token:
                               capture_output=True, text=True, timeout=120)
 
 
+    def flags(self) -> str:
+        """This token's "token flags" line of pkcs11-tool --list-token-slots, which lists every token of the
+        SoftHSM (other tests' tokens too, one with a wrong PIN counted among them)."""
+        listed = self.tool("--list-token-slots", login=False).stdout
+        part = listed[listed.index(f"token label        : {self.label}\n"):]
+        return next(line for line in part.splitlines() if "token flags" in line)
+
     def init_pin(self) -> None:
         """The security officer sets the user PIN (``pin``), from another process."""
         proc = self.tool("--login", "--login-type", "so", "--so-pin", self.so_pin, "--init-pin", "--new-pin",

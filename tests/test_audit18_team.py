@@ -35,14 +35,6 @@ from conftest import openssl, run_certkit
 
 
 # --- 1 and 2. acme serve on a token CA: the token away, its PIN changed ----------------------------------------
-def _flags(token) -> str:
-    """The token flags pkcs11-tool --list-token-slots shows for ``token``."""
-    proc = subprocess.run(["pkcs11-tool", "--module", token.module, "--list-token-slots"], capture_output=True,
-                          text=True, timeout=120, check=True)
-    part = proc.stdout[proc.stdout.index(f"token label        : {token.label}"):]
-    return next(line for line in part.splitlines() if "token flags" in line)
-
-
 def _finalize(client, order_url: str, name: str):
     """Finalize the order (ready) for ``name`` with a fresh key: the response."""
     from acme_client import make_csr
@@ -157,15 +149,15 @@ def test_a_pin_the_token_refused_is_never_sent_to_it_again(tmp_path: Path, token
             detail = _unavailable(client, order_url, "c.acme.test", "refused the PIN this process logged in with",
                                   server)
             assert "was the token's PIN changed?" in detail and "It is not sent again" in detail, detail
-            assert "user PIN count low" in _flags(token)  # the one wrong PIN it sent
+            assert "user PIN count low" in token.flags()  # the one wrong PIN it sent
             token.pin = new_pin
             assert token.tool("--list-objects").returncode == 0  # a right PIN clears the flag
-            assert "user PIN count low" not in _flags(token)
+            assert "user PIN count low" not in token.flags()
             for _ in range(3):  # clients finalizing again (Retry-After): was a wrong PIN each time
                 detail = _unavailable(client, order_url, "c.acme.test",
                                       "(or another worker of this command), so it is not sent", server)
                 assert "start it again with the new PIN" in detail, detail
-                assert "user PIN count low" not in _flags(token)
+                assert "user PIN count low" not in token.flags()
     finally:
         server.stop()
     assert "Traceback" not in server.stderr, server.stderr

@@ -118,7 +118,7 @@ def test_a_pin_that_is_not_utf8_names_where_it_came_from(tmp_path, token):
     assert not any((tmp_path / name).exists() for name in ("www", "crl.pem", "other", "alice", "bob"))
     assert "other" not in token.tool("--list-objects").stdout
     # the token counted no wrong PIN: its flags say none since the last right one
-    assert "user PIN count low" not in token.tool("--list-token-slots", login=False).stdout
+    assert "user PIN count low" not in token.flags()
 
 
 # --- 3. a PIN in certkit-ca.json's key URI: never shown, the file named --------------------------------------------
