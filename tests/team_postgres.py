@@ -119,6 +119,24 @@ class PostgresServer:
 
         return psycopg.connect(self.url(database), password=self.password, autocommit=True)
 
+    def reload(self, timeout: float = 60.0) -> None:
+        """pg_reload_conf(), then wait until the postmaster has read its files again: the call only signals it,
+        and on a loaded machine a session opened just after still has the old settings and pg_hba.conf. A new
+        session's pg_conf_load_time() is the postmaster's, which sets it as it reloads, in the one pass that
+        also reads pg_hba.conf and the TLS files (it forks no session in between)."""
+        import time
+
+        with self.connect() as conn:
+            before = conn.execute("SELECT pg_conf_load_time()").fetchone()[0]
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.connect() as conn:
+                if conn.execute("SELECT pg_conf_load_time()").fetchone()[0] > before:
+                    return
+            assert time.monotonic() < deadline, f"the postmaster did not reload within {timeout:g} s: {self.log_tail()}"
+            time.sleep(0.05)
+
     def create_database(self, prefix: str = "t") -> str:
         """A fresh, empty database; returns its URL."""
         self._count += 1

@@ -291,7 +291,7 @@ def test_a_database_in_use_is_never_called_an_earlier_copy_to_drop(tmp_path: Pat
 def _admin(pg, statement: str) -> None:
     with pg.connect() as conn:
         conn.execute(statement)
-        conn.execute("SELECT pg_reload_conf()")
+    pg.reload()  # the sessions opened next have the new setting
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "immediate-stop"])

@@ -54,10 +54,7 @@ def _tls_on(server, tmp_path: Path, on: bool) -> None:
                 os.chown(data / name, user.pw_uid, user.pw_gid)
     with server.connect() as conn:
         conn.execute(f"ALTER SYSTEM SET ssl = {'on' if on else 'off'}")
-        conn.execute("SELECT pg_reload_conf()")
-    import time
-
-    time.sleep(0.5)  # the postmaster reloads on its own schedule
+    server.reload()  # a session opened next has the new setting
 
 
 def test_the_timer_insists_on_what_libpqs_variables_insist_on(tmp_path: Path) -> None:

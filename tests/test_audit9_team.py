@@ -82,16 +82,14 @@ def test_a_role_without_connect_or_login_or_pg_hba_entry_is_told_so(tmp_path, po
     before = rules.read_text()
     try:
         rules.write_text(f"host all {hba} 127.0.0.1/32 reject\n" + before)
-        with postgres_server.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
+        postgres_server.reload()
         proc = run_certkit("issue-server", "hba.example", "--out", tmp_path / "hba",
                            env=as_role(env, postgres_server, database, hba, tmp_path))
         refused(proc, "its pg_hba.conf refuses this connection", "pg_hba.conf rejects connection")
         assert not (tmp_path / "hba").exists()
     finally:
         rules.write_text(before)
-        with postgres_server.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
+        postgres_server.reload()
 
 
 def test_no_free_connection_slot_is_said_as_such(tmp_path, postgres_ca, postgres_server):
