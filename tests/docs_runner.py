@@ -244,6 +244,7 @@ class Session:
 
     def __init__(self, page: Path, cwd: Path, env: dict[str, str], substitutions: dict[str, str]) -> None:
         self.page, self.cwd, self.subs = page, cwd, substitutions
+        self.job_wait = 30.0
         self.state = Path(tempfile.mkdtemp(prefix=f".{cwd.name}-shell-", dir=cwd.parent))
         bin_dir = self.state / "bin"
         bin_dir.mkdir()
@@ -321,7 +322,7 @@ class Session:
     def _wait_for_job_output(self, step: Step, where: str) -> None:
         assert 0 < step.job <= len(self.jobs), f"{where}: the page has started no job {step.job}"
         log = self.jobs[step.job - 1][1]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.job_wait
         expected = [self._sub(e) for e in step.expected]
         while (missing := _missing(expected, log.read_text())) is not None:
             assert time.monotonic() < deadline, (f"{where}: job {step.job} never printed this line the page shows:\n"
@@ -350,12 +351,14 @@ class Session:
                 proc.wait(10)
 
 
-def run_page(page: Path, *, cwd: Path, env: dict[str, str], substitutions: dict[str, str] | None = None
-             ) -> Session:
-    """Run every step of ``page`` in ``cwd``; raise AssertionError at the first that fails."""
+def run_page(page: Path, *, cwd: Path, env: dict[str, str], substitutions: dict[str, str] | None = None,
+             job_wait: float = 30) -> Session:
+    """Run every step of ``page`` in ``cwd``; raise AssertionError at the first that fails. ``job_wait``: how
+    long a background job has to print the lines a job-output block shows."""
     found = steps(page)
     assert any(s.kind == "run" for s in found), f"{page} has no commands"
     session = Session(page, cwd, env, substitutions or {})
+    session.job_wait = job_wait
     try:
         for step in found:
             session.run(step)

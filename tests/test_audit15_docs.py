@@ -82,9 +82,9 @@ def test_a_job_output_block_is_checked(tmp_path: Path, shown: str, fails: bool) 
     page.write_text("```console\n$ sh -c 'trap \"exit 0\" TERM; echo hello there; echo the world; sleep 60 & wait' &\n"
                     "hello ...\n```\n"
                     f"<!-- output of job 1 -->\n```text\n{shown}```\n```console\n$ kill %1\n```\n")
-    if fails:
+    if fails:  # the job prints its two lines at once: 5 s is ample to know "moon" never comes
         with pytest.raises(AssertionError, match="never printed this line the page shows"):
-            run_page(page, cwd=work, env=certkit_env())
+            run_page(page, cwd=work, env=certkit_env(), job_wait=5)
     else:
         run_page(page, cwd=work, env=certkit_env())
 
