@@ -33,13 +33,13 @@ def refuse_what_is_not_a_host(text: str) -> None:
     refuse_a_redis_node(text)
     rest = text[prefix.end():] if (prefix := _SAN_PREFIX.match(text)) else ""
     if rest and not _SEPARATORS.search(rest) and not is_digits(rest):  # dns:53 is a host named dns, a port
-        _refuse_a_typed(text, rest)
+        _refuse_a_typed(text, rest, _refused_too(rest))
     _refuse_a_list(text)
     _refuse_a_setting(text)
     scheme = _URI_SCHEME.match(text)
     if scheme and "//" in text:
         raise InvalidName(f"'{_show(text)}' is a URL; a certificate names the host alone{_host_hint(text)}. "
-                          "The scheme, port and path are not part of it.")
+                          f"The scheme, port and path are not part of it.{_refused_too(_url_host(text)[0])}")
     if "@" in text:  # the fix in the library's words; the command line says its own (cli_message)
         fix = f"ca.issue_client(NAME, emails=['{_show(text)}'])"
         raise cli_worded(InvalidName(f"'{_show(text)}' is an email address, not a host name. A certificate for a "
@@ -102,7 +102,7 @@ def refuse_a_redis_node(text: str) -> None:
     raise InvalidName(f"'{_show(text)}' is a Redis cluster node as CLUSTER NODES writes it (address:port@cluster-bus-"
                       f"port{',hostname' if node['hostname'] is not None else ''}), not a host; a certificate names "
                       + (f"{alone}." if hosts else "the node's host name or address, which this one does not say (the "
-                         "node knows no address)."))
+                         "node knows no address).") + _refused_too(*hosts))
 
 
 def refuse_a_typed_entry(text: str, fits) -> None:
@@ -123,9 +123,9 @@ def is_a_uri(text: str) -> bool:
     return _URI_SCHEME.match(text) is not None
 
 
-def _refuse_a_typed(text: str, rest: str) -> None:
+def _refuse_a_typed(text: str, rest: str, refused: str = "") -> None:
     raise InvalidName(f"'{_show(text)}' is a subjectAltName entry as certkit, openssl and keytool print one; a name "
-                      f"is given without its type ('{_show(rest)}'), which certkit finds out itself.")
+                      f"is given without its type ('{_show(rest)}'), which certkit finds out itself.{refused}")
 
 
 def _refuse_a_list(text: str) -> None:
@@ -146,9 +146,11 @@ def _refuse_a_setting(text: str) -> None:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
         return
-    host = _host_hint(value) if _URI_SCHEME.match(value) and "//" in value else f" (here '{_show(value)}')"
+    url = _URI_SCHEME.match(value) and "//" in value
+    host = _host_hint(value) if url else f" (here '{_show(value)}')"
     raise InvalidName(f"'{_show(text)}' is a NAME=VALUE pair (an etcd --initial-cluster member, a subject "
-                      f"attribute such as CN=...), not a host; a certificate names the host alone{host}.")
+                      f"attribute such as CN=...), not a host; a certificate names the host alone{host}."
+                      + _refused_too(_url_host(value)[0] if url else value))
 
 
 def refuse_a_url_for(text: str, what: str) -> None:
@@ -159,16 +161,34 @@ def refuse_a_url_for(text: str, what: str) -> None:
 
 
 def _host_hint(url: str) -> str:
+    read, why = _url_host(url)
+    return f" (the host is '{_show(read)}'{why})" if read else ""
+
+
+def _url_host(url: str) -> tuple[str, str]:
+    """The host of ``url`` as clients read it (see :func:`_as_clients_read`) and why it differs, or ``("", "")``."""
     from urllib.parse import urlsplit
 
     try:
         host = urlsplit(url).hostname
     except ValueError:  # an unclosed [IPv6 address]
         host = None
-    if not host:
-        return ""
-    read, why = _as_clients_read(host)
-    return f" (the host is '{_show(read)}'{why})"
+    return _as_clients_read(host) if host else ("", "")
+
+
+def _refused_too(*hosts: str) -> str:
+    """What certkit says of a host that a notation holds, when that host, given alone, is refused too (0.0.0.0 of
+    etcd's --listen-peer-urls, ::ffff:10.0.0.1 as dual-stack sockets log a peer): said with the notation's refusal,
+    so that the host it names is not the next error's subject."""
+    from certkit.names import parse_host
+
+    said = ""
+    for host in filter(None, hosts):
+        try:
+            parse_host(host)
+        except CertkitError as exc:
+            said += f" Given alone, that host is refused too: {exc}"
+    return said
 
 
 def _as_clients_read(host: str) -> tuple[str, str]:
@@ -202,7 +222,7 @@ def _refuse_a_network_or_port(text: str) -> None:
     if sep and is_digits(port) and head and not head.endswith(":") and (":" not in head or head.endswith("]")):
         host = head.strip("[]")
         raise InvalidName(f"'{_show(text)}' has a port (:{port}); a certificate names the host alone "
-                          f"('{_show(host)}'), and is valid on every port.")
+                          f"('{_show(host)}'), and is valid on every port.{_refused_too(host)}")
     if sep and is_digits(port) and int(port) < 65536 and "/" not in head and _network(head) and not _network(text):
         raise InvalidName(f"'{_show(text)}' is not a valid IPv6 address: it is {_show(head)} with the port {port}, "
                           f"{_without_brackets(head, port)}; give '{_show(head)}' (a certificate is valid on every "
