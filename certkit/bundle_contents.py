@@ -121,3 +121,28 @@ def bundle_mismatch(folder: Path, cert) -> str | None:
         return f"its {KEY_FILE} is not the key of certificate {serial} (a server given it cannot start: OpenSSL says " \
                "key values mismatch)"
     return None
+
+
+def of_another_kind(exc, folder: Path, kind: str):
+    """``exc``, the refusal of a folder that holds a bundle already, saying so when that bundle's certificate is of
+    another kind than the ``kind`` to write there: 'pass --force' would replace a name's server certificate, and
+    its key, with the peer (or client) certificate meant to go beside it (issue-server etcd-1, then issue-peer
+    etcd-1 into the same default folder), and whatever reads the folder would present another purpose."""
+    from cryptography import x509
+
+    from certkit.constants import MAX_CERT_FILE_BYTES
+    from certkit.errors import OutputExists, cli_worded
+    from certkit.vocabulary import eku_names, leaf_kind
+
+    try:
+        held = x509.load_pem_x509_certificate(read_limited(Path(folder) / CERT_FILE, MAX_CERT_FILE_BYTES))
+    except (OSError, ValueError, CertkitError):
+        return exc
+    theirs = leaf_kind(held)
+    if not exc.replaceable or theirs not in ("server", "client", "peer") or theirs == kind:
+        return exc
+    fix = f"give the {kind} certificate a folder of its own"
+    return cli_worded(OutputExists(
+        f"{str(exc).rstrip('.')}: a {theirs} certificate's bundle ({', '.join(eku_names(held) or [])}), which this "
+        f"{kind} certificate would replace, key and all, so that whatever reads the folder would get another "
+        f"purpose; {fix}.", count=exc.count), fix, f"{fix} with --out")

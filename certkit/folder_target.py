@@ -81,7 +81,7 @@ class FolderTarget(Target):
 
     def check(self, ca: "CA", request: Request, *, guard: bool = True) -> None:
         from certkit.bundle import bundle_names, check_writable
-        from certkit.errors import CertkitError
+        from certkit.errors import CertkitError, OutputExists
         from certkit.files import cannot_reach_to_write
 
         if (said := cannot_reach_to_write(self.given, "output folder")) is not None:  # a write: never "Cannot read"
@@ -89,9 +89,14 @@ class FolderTarget(Target):
         if guard:
             check_output(self.given, ca.directories, what="output folder", cache=self.cache)
             self.ca_directories = tuple(ca.directories)  # checked again as the bundle is written
-        check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
-                                                p12=self.p12), force=self.force, replaces=self.replaces,
-                       public_key=request.public_key)
+        try:
+            check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
+                                                    p12=self.p12), force=self.force, replaces=self.replaces,
+                           public_key=request.public_key)
+        except OutputExists as exc:
+            from certkit.bundle_contents import of_another_kind
+
+            raise of_another_kind(exc, self.given, request.kind) from None
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import check_extra, write_bundle

@@ -168,8 +168,9 @@ class IssuedCert:
         and a FolderTarget instead: that records the folder. A certificate such a CA issued to memory is
         recorded in the first folder it is written to, and, written over the bundle of the certificate it
         renews, as that one's successor (:mod:`certkit.memory_delivery`)."""
-        from certkit.bundle import check_extra, write_bundle
+        from certkit.bundle import check_extra, of_another_kind, write_bundle
         from certkit.constants import BUNDLE_FILES
+        from certkit.errors import OutputExists
         from certkit.paths import check_output
 
         _check_write(folder, extra, force)
@@ -199,6 +200,8 @@ class IssuedCert:
             except BaseException as exc:
                 if planned is not None:
                     self.recorder.undo(self, planned, type(exc).__name__ == "HalfWritten")
+                if isinstance(exc, OutputExists):  # a bundle of another kind is said as such
+                    raise of_another_kind(exc, Path(folder), self.kind) from None
                 raise
             if planned is not None:
                 self.notes += self.recorder.after(self, planned)

@@ -159,9 +159,12 @@ def test_refusal_without_force_names_the_keystore_force_would_remove(tmp_path):
     said = f"{folder} already holds cert.pem, privkey.pem, fullchain.pem, ca.pem (and bundle.p12, which writing " \
            "this bundle there would remove)"
     for command in (["issue-server", "web.example.test", "--out", folder],
-                    ["issue-client", "web", "--out", folder],
                     ["renew", tmp_path / "api", "--out", folder]):
         assert_clean_error(run_certkit(*command, env=env), said + "; pass --force to replace them.")
+    # A client certificate over this server's bundle also says whose kind it would replace (round 31).
+    assert_clean_error(run_certkit("issue-client", "web", "--out", folder, env=env),
+                       said + ": a server certificate's bundle (serverAuth), which this client certificate would "
+                       "replace")
     assert_clean_error(run_certkit("sign-csr", tmp_path / "r.csr", "--server", "--out", folder, env=env),
                        f"{folder} already holds cert.pem, fullchain.pem, ca.pem (and privkey.pem, bundle.p12, which "
                        "writing this bundle there would remove); pass --force to replace them.")

@@ -87,3 +87,84 @@ def test_a_notation_whose_host_is_certified_names_it_as_before(ca, tmp_path, giv
     assert "refused too" not in ran.stderr, ran.stderr
     issued = run_certkit("issue-peer", host, "--out", tmp_path / "out", env=env)
     assert issued.returncode == 0, issued.stderr
+
+
+# --- 2. a bundle of another kind in the folder a command writes to -------------------------------------------------
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _openssl_purpose(folder, purpose: str) -> bool:
+    from conftest import openssl
+
+    ran = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", str(folder / "ca.pem"),
+                  str(folder / "cert.pem"))
+    return ran.returncode == 0
+
+
+USAGES = {"server": "serverAuth", "client": "clientAuth", "peer": "serverAuth, clientAuth"}
+
+
+@pytest.mark.parametrize("held, command", [("server", "issue-peer"), ("peer", "issue-server"),
+                                           ("server", "issue-client"), ("client", "issue-peer")])
+def test_a_folder_holding_a_bundle_of_another_kind_is_named_so_before_force(tmp_path, held, command):
+    """issue-server etcd-1.cluster.internal, then issue-peer etcd-1.cluster.internal: 'already holds cert.pem, ...; pass
+    --force to replace them', and --force threw the server's certificate and key away for a peer certificate, which
+    whatever served from the folder then presented. Now the refusal says which kind the folder holds, and where the
+    new one goes; --force still replaces it (asked for, knowingly)."""
+    env = new_ca(tmp_path, "certkit round 31 kinds CA")
+    name = "etcd-1.cluster.internal"
+    run_certkit(f"issue-{held}", name, env=env, cwd=tmp_path, check=True)
+    folder, kind = tmp_path / name, command.removeprefix("issue-")
+    before = _files(folder)
+    ran = run_certkit(command, name, env=env, cwd=tmp_path)
+    assert_clean_error(ran, f"{name} already holds cert.pem, privkey.pem, fullchain.pem, ca.pem: a {held} "
+                            f"certificate's bundle ({USAGES[held]}), which this {kind} certificate would replace, key "
+                            f"and all, so that whatever reads the folder would get another purpose; give the {kind} "
+                            "certificate a folder of its own with --out; pass --force to replace them.")
+    assert _files(folder) == before
+    ssl_purpose = {"server": "sslserver", "client": "sslclient"}
+    if held != "peer":  # the certificate left in place still serves its purpose, and only that one (openssl)
+        other = "sslclient" if held == "server" else "sslserver"
+        assert _openssl_purpose(folder, ssl_purpose[held]) and not _openssl_purpose(folder, other)
+    run_certkit(command, name, "--out", tmp_path / kind, env=env, cwd=tmp_path, check=True)  # beside it
+    run_certkit(command, name, "--force", env=env, cwd=tmp_path, check=True)
+    wanted = ["sslserver", "sslclient"] if kind == "peer" else [ssl_purpose[kind]]
+    assert all(_openssl_purpose(folder, p) for p in wanted), _files(folder)
+    # Of its own kind, the refusal is as it was.
+    assert_clean_error(run_certkit(command, name, env=env, cwd=tmp_path),
+                       f"{name} already holds cert.pem, privkey.pem, fullchain.pem, ca.pem; pass --force to replace "
+                       "them.")
+
+
+def test_sign_csr_a_manifest_line_and_the_library_name_it_too(tmp_path):
+    import subprocess
+
+    env = new_ca(tmp_path, "certkit round 31 kinds CA")
+    run_certkit("issue-server", "node-1.db.internal", "--out", tmp_path / "b" / "node-1", env=env, check=True)
+    before = _files(tmp_path / "b" / "node-1")
+    csr = tmp_path / "node-1.csr"
+    csr.write_bytes(subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         str(tmp_path / "node-1.key"), "-subj", "/CN=node-1.db.internal"], capture_output=True, check=True,
+        timeout=60).stdout)
+    assert_clean_error(run_certkit("sign-csr", csr, "--peer", "--out", tmp_path / "b" / "node-1", env=env),
+                       "a server certificate's bundle (serverAuth), which this peer certificate would replace")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\npeer,node-1.db.internal,node-1\n")
+    ran = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "b", env=env)
+    assert_clean_error(ran, "which this peer certificate would replace, key and all, so that whatever reads the "
+                            "folder would get another purpose; give the peer certificate a folder of its own (the "
+                            "line's 'out')")
+    assert "--out;" not in ran.stderr
+    assert _files(tmp_path / "b" / "node-1") == before
+
+    from certkit import CA
+    from certkit.errors import OutputExists
+
+    lib = CA.create("lib", directory=tmp_path / "lib")
+    lib.issue_server(["node-2.db.internal"]).write(tmp_path / "node-2")
+    with pytest.raises(OutputExists, match=r"a server certificate's bundle \(serverAuth\), which this peer certificate "
+                                           r"would replace.*a folder of its own\.$"):
+        lib.issue_peer(["node-2.db.internal"]).write(tmp_path / "node-2")
+    lib.issue_peer(["node-2.db.internal"]).write(tmp_path / "node-2", force=True)

@@ -59,8 +59,7 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
         return True
     if not within(out_dir, line.out, cache=cache):
         raise CertkitError(f"its output folder {shown(line.out)} leads outside the batch's output folder "
-                           f"{shown(out_dir)} "
-                           "(through a symbolic link).")
+                           f"{shown(out_dir)} (through a symbolic link).")
     if line.kind == "client" and (other := anothers_bundle(line.out, line.names[0], line.folder)) is not None:
         raise CertkitError(f"its output folder {shown(line.out)} holds the certificate of '{shown(other)}', another "
                            "name that gives the same folder; give the line its own 'out'.")
@@ -71,6 +70,8 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
     try:
         target(line, force=force, cache=cache).check(ca, request)
     except OutputExists as exc:
+        if words := getattr(exc, "cli_words", None):  # a bundle of another kind: the line's own folder is its 'out'
+            exc.cli_words = (words[0], f"{words[0]} (the line's 'out')")
         if not (resume and exc.replaceable):
             raise
         # --resume was given: say why this folder's bundle is not kept, and offer only --force.
