@@ -42,7 +42,7 @@ from certkit.keys import (
     refusing_empty,
 )
 from certkit.profiles import BACKDATE, PROFILES, Profile, build_certificate, leaf_subject, validity
-from certkit.san_identities import long_first_name_note, python_idna_note
+from certkit.san_identities import long_first_name_note, python_idna_note, wildcard_peer_note
 from certkit.testhooks import pause_at
 from certkit.text import shown
 from certkit.validity import check_days
@@ -300,6 +300,8 @@ class CA:
         if request.kind != "client" and getattr(getattr(public_key, "curve", None), "name", "") == "secp521r1":
             notes.append(P521_NOTE)
         if request.kind == "peer" and request.subject is None and (note := long_first_name_note(request.common_name)):
+            notes.append(note)
+        if request.kind == "peer" and (note := wildcard_peer_note(request.identities)):
             notes.append(note)
         notes += [n for i in request.identities if i.display and i.kind == "dns"  # faß.de: Python reads fass.de
                   and (n := python_idna_note(i.display, i.value))]

@@ -136,6 +136,17 @@ def long_first_name_note(name: str | None) -> str | None:
             "instead (docs/peers.md)")
 
 
+def wildcard_peer_note(identities) -> str | None:
+    """What to say of a peer certificate that names a wildcard: its key passes for every member the wildcard covers,
+    on both sides of a connection, which docs/peers.md asks a cluster's CA never to issue."""
+    wild = next((i.value for i in identities if i.kind == "dns" and i.value.startswith("*.")), None)
+    if wild is None:
+        return None
+    return (f"{wild} is a wildcard: whoever holds this key can act as every member it covers "
+            f"(anything.{wild[2:]}), as the server and as a client, and etcd's --peer-cert-allowed-hostname lets it "
+            f"in for any of those names; give each member a peer certificate of its own names instead (docs/peers.md)")
+
+
 def anothers_bundle(folder, name: str, given: str | None = None) -> str | None:
     """The other name whose certificate ``folder``, the default folder of ``name`` (:func:`certkit.names.
     safe_folder_name`), holds, or None: two names can give one folder (Müller and Möller: M_ller; 'Anna Ng' and

@@ -8,9 +8,17 @@
    ``[::]:2380``, a multicast URL, and ``https://[::ffff:10.0.0.1]:2380`` (a dual-stack socket's peer address, refused
    next as IPv4-mapped, to give 10.0.0.1). The refusal now says, at once, why that host is refused too; a host
    certkit certifies is named as before.
+2. A folder holding a bundle of another kind (issue-server etcd-1, then issue-peer etcd-1 into the same default folder)
+   was refused as any full folder, 'pass --force to replace them', and --force threw the server's key away for a peer
+   certificate; the refusal now names the kind held and says to give the new one a folder of its own.
+3. A wildcard peer certificate, which docs/peers.md asks a cluster's CA never to issue, was issued without a word; it
+   now gets a note saying what its key can do.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import pytest
 
@@ -138,8 +146,6 @@ def test_a_folder_holding_a_bundle_of_another_kind_is_named_so_before_force(tmp_
 
 
 def test_sign_csr_a_manifest_line_and_the_library_name_it_too(tmp_path):
-    import subprocess
-
     env = new_ca(tmp_path, "certkit round 31 kinds CA")
     run_certkit("issue-server", "node-1.db.internal", "--out", tmp_path / "b" / "node-1", env=env, check=True)
     before = _files(tmp_path / "b" / "node-1")
@@ -168,3 +174,49 @@ def test_sign_csr_a_manifest_line_and_the_library_name_it_too(tmp_path):
                                            r"would replace.*a folder of its own\.$"):
         lib.issue_peer(["node-2.db.internal"]).write(tmp_path / "node-2")
     lib.issue_peer(["node-2.db.internal"]).write(tmp_path / "node-2", force=True)
+
+
+# --- 3. a wildcard in a peer certificate ------------------------------------------------------------------------------
+WILDCARD_NOTE = ("*.cluster.internal is a wildcard: whoever holds this key can act as every member it covers "
+                 "(anything.cluster.internal), as the server and as a client, and etcd's --peer-cert-allowed-hostname "
+                 "lets it in for any of those names; give each member a peer certificate of its own names instead "
+                 "(docs/peers.md)")
+
+
+def test_a_wildcard_peer_certificate_is_noted_for_what_its_key_can_do(tmp_path):
+    """docs/peers.md asks a cluster's CA never to issue a wildcard peer certificate (etcd's
+    --peer-cert-allowed-hostname lets one in for any member name it covers: tests/test_audit20_peers.py), and
+    issue-peer '*.cluster.internal' issued one without a word. Its key poses as any member, on both sides of a
+    connection (Python's ssl, below); every way of issuing one now says so, and a server's wildcard is left alone."""
+    from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+    env = new_ca(tmp_path, "certkit round 31 wildcard CA")
+    ran = run_certkit("issue-peer", "*.cluster.internal", "127.0.0.1", "--out", tmp_path / "wild", env=env,
+                      check=True)
+    assert WILDCARD_NOTE in " ".join(ran.stdout.split()), ran.stdout
+    ran = run_certkit("issue-peer", "*.cluster.internal", "--out", tmp_path / "wild2", "--json", env=env, check=True)
+    assert WILDCARD_NOTE in json.loads(ran.stdout)["notes"], ran.stdout
+    renewed = run_certkit("renew", tmp_path / "wild", env=env, check=True)
+    assert WILDCARD_NOTE in " ".join(renewed.stdout.split()), renewed.stdout
+    csr = tmp_path / "w.csr"
+    csr.write_bytes(subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         str(tmp_path / "w.key"), "-subj", "/CN=*.cluster.internal"], capture_output=True, check=True,
+        timeout=60).stdout)
+    signed = run_certkit("sign-csr", csr, "--peer", "--out", tmp_path / "wild3", env=env, check=True)
+    assert WILDCARD_NOTE in " ".join(signed.stdout.split()), signed.stdout
+    from certkit import CA
+
+    assert WILDCARD_NOTE in CA.create("lib", directory=tmp_path / "lib").issue_peer(["*.cluster.internal"]).notes
+    for args in (("issue-server", "*.cluster.internal"), ("issue-peer", "etcd-1.cluster.internal", "127.0.0.1")):
+        plain = run_certkit(*args, "--out", tmp_path / args[-1].replace("*", "w"), env=env, check=True)
+        assert "is a wildcard" not in plain.stdout, plain.stdout
+    # What the note says its key can do: serve as any member, and log in to one that asks for a client certificate.
+    wild, member = (Endpoint(tmp_path / f / "fullchain.pem", tmp_path / f / "privkey.pem")
+                    for f in ("wild", "127.0.0.1"))
+    ca = tmp_path / "wild" / "ca.pem"
+    for name in ("etcd-2.cluster.internal", "etcd-3.cluster.internal"):
+        posed = handshake(server_context(wild, ca), client_context(ca, member), server_hostname=name)
+        assert posed.accepted, (name, posed)
+    logged_in = handshake(server_context(member, ca), client_context(ca, wild), server_hostname="127.0.0.1")
+    assert logged_in.accepted and logged_in.peer_subject == "commonName=*.cluster.internal", logged_in
