@@ -220,3 +220,38 @@ def test_a_wildcard_peer_certificate_is_noted_for_what_its_key_can_do(tmp_path):
         assert posed.accepted, (name, posed)
     logged_in = handshake(server_context(member, ca), client_context(ca, wild), server_hostname="127.0.0.1")
     assert logged_in.accepted and logged_in.peer_subject == "commonName=*.cluster.internal", logged_in
+
+
+# --- 4. what a batch issues is noted as the single commands note it -------------------------------------------------
+LONG_NAME = "etcd-peers.a-cluster-whose-shared-name-is-rather-long.example.internal"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_batch_prints_the_notes_the_single_commands_print(tmp_path, jobs):
+    """A manifest's peer line for a wildcard, or whose shared first name is too long for a common name (the subject is
+    empty, and etcd's --peer-cert-allowed-cn then refuses every member: test_audit20_peers), or with an Ed25519 key,
+    was issued with none of the notes issue-peer prints for the same certificate. The batch's summary now prints
+    each note once, with the number of certificates it concerns (--json: 'advice')."""
+    env = new_ca(tmp_path, "certkit round 31 batch CA")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"kind,names,key_type\npeer,*.cluster.internal 127.0.0.1,\npeer,{LONG_NAME} 127.0.0.1,\n"
+                        "peer,etcd-1.cluster.internal,ed25519\nserver,web.example.test,ed25519\n"
+                        "server,*.example.test,\npeer,etcd-2.cluster.internal,\n")
+    singles = [run_certkit("issue-peer", *names.split(), "--out", tmp_path / f"single{i}", *extra, env=env,
+                           check=True).stdout
+               for i, (names, extra) in enumerate([("*.cluster.internal 127.0.0.1", ()), (f"{LONG_NAME} 127.0.0.1", ()),
+                                                   ("etcd-3.cluster.internal", ("--key-type", "ed25519"))])]
+    said = [" ".join(out.split()).split(" note ", 1)[1] for out in singles]  # each single issuance's note
+    ran = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", "--jobs", jobs, env=env, check=True)
+    printed = " ".join(ran.stdout.split())
+    assert said[0] in printed and said[1] in printed, ran.stdout
+    assert f"{said[2]} (2 certificates)" in printed, ran.stdout
+    assert "*.example.test is a wildcard" not in printed  # a server's wildcard: nothing to say
+    data = json.loads(run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out2", "--json", env=env,
+                                  check=True).stdout)
+    assert sorted((a["note"], a["certificates"]) for a in data["advice"]) == sorted(
+        [(said[0], 1), (said[1], 1), (said[2], 2)]), data["advice"]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("kind,names\npeer,etcd-4.cluster.internal 127.0.0.1\nserver,www.example.test\n")
+    quiet = run_certkit("issue-batch", plain, "--out-dir", tmp_path / "out3", "--json", env=env, check=True)
+    assert json.loads(quiet.stdout)["advice"] == []

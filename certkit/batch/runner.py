@@ -61,6 +61,7 @@ class BatchResult:
     unmarked: int = 0  # of ``issued``: written whole, not yet marked (the inventory went away)
     # what befell certificates while they were written (revoked meanwhile: delivered revoked), as marking said it
     marked: list[str] = field(default_factory=list)
+    advised: dict[str, int] = field(default_factory=dict)  # the notes single issuance prints, each with its count
 
     def add(self, stats: dict) -> None:
         self.issued += stats.get("issued", 0)
@@ -72,6 +73,8 @@ class BatchResult:
         self.marked += stats.get("marked", [])
         for kind, n in stats.get("by_kind", {}).items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
+        for note, n in stats.get("advised", {}).items():
+            self.advised[note] = self.advised.get(note, 0) + n
 
     @property
     def server(self) -> int:
@@ -268,13 +271,17 @@ class _Job(BatchSpec):
             if self.output is not None:
                 self.output.flush()  # the chunk's records into the shared file, in one piece
             by_kind: dict[str, int] = {}
+            advised: dict[str, int] = {}  # what issue-peer and the others print beneath a certificate (a wildcard)
             for delivery in deliveries:
                 by_kind[delivery.issued.kind] = by_kind.get(delivery.issued.kind, 0) + 1
+                for note in delivery.issued.notes:
+                    if "capped" not in note:  # (counted as such)
+                        advised[note] = advised.get(note, 0) + 1
             report({"issued": len(deliveries), "kept": kept, "by_kind": by_kind,
                     "capped": sum(any("capped" in n for n in d.notes) for d in deliveries),
                     "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)],
                     "removed": [n for d in deliveries for n in d.notes if f" {REMOVED_NOTE} " in n],
-                    "marked": [n for d in deliveries for n in d.marked]})
+                    "marked": [n for d in deliveries for n in d.marked], "advised": advised})
 
         if items:
             # a single output is made durable once, when it is complete (Output.commit)

@@ -219,6 +219,7 @@ def summary_data(result, manifest: Path, ca, *, fmt: str, out_dir: Path | None, 
         "seconds": round(result.seconds, 3), "per_second": round(result.per_second, 1),
         "lifetime_capped": result.capped, "sync": sync, "released": released, "foreign_replaced": result.foreign,
         "removed": result.removed, "notes": result.marked,
+        "advice": [{"note": note, "certificates": n} for note, n in result.advised.items()],
     }
 
 
@@ -260,6 +261,10 @@ def summary_notes(result) -> list[str]:
     if len(result.foreign) > 10:
         notes.append(f"  note       {len(result.foreign) - 10} more bundles of another CA's certificates were "
                      "replaced (--json lists them)")
+    advised = list(result.advised.items())  # what the single commands print beneath a certificate
+    notes += [f"  note       {shown(note)}" + (f" ({n} certificates)" if n > 1 else "") for note, n in advised[:10]]
+    if len(advised) > 10:
+        notes.append(f"  note       and {len(advised) - 10} more notes on the certificates (--json lists them)")
     notes += [f"  note       {note}" for note in result.removed[:10]]  # (shown when made)
     if len(result.removed) > 10:
         notes.append(f"  note       and {len(result.removed) - 10} more files of the replaced bundles were removed "
