@@ -231,13 +231,13 @@ def describe(nc: "x509.NameConstraints") -> str:
     """``permitted: example.com, 10.0.0.0/8`` (DNS and IP subtrees; emails and URIs follow the DNS ones)."""
     from cryptography import x509
 
-    shown_kinds = (x509.DNSName, x509.IPAddress)
-    subtrees = [c for c in nc.permitted_subtrees or [] if isinstance(c, shown_kinds)]
+    subtrees = [c for c in nc.permitted_subtrees or [] if isinstance(c, (x509.DNSName, x509.IPAddress))]
     permitted = [str(c.value) for c in subtrees if not _placeholder(c)]  # not a domain: it stands for none
     text = "permitted: " + (", ".join(permitted) if permitted else "none")
-    if any(_placeholder(c) for c in subtrees):
-        text += "; no DNS names, emails or URIs"
-    return text
+    text += "; no DNS names, emails or URIs" if any(_placeholder(c) for c in subtrees) else ""
+    excluded = {str(c.value) for c in nc.excluded_subtrees or [] if isinstance(c, x509.IPAddress)}  # --permit-dns
+    no_ip = {"0.0.0.0/0", "::/0"} <= excluded and not any(isinstance(c, x509.IPAddress) for c in subtrees)
+    return text + ("; no IP addresses" if no_ip else "")  # every address excluded: said as 'no DNS names' is
 
 
 def no_names(domain: str) -> bool:

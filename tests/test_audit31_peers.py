@@ -13,6 +13,10 @@
    certificate; the refusal now names the kind held and says to give the new one a folder of its own.
 3. A wildcard peer certificate, which docs/peers.md asks a cluster's CA never to issue, was issued without a word; it
    now gets a note saying what its key can do.
+4. issue-batch dropped the notes the single commands print beneath a certificate (that wildcard, a peer's first name
+   too long for its subject, an Ed25519 key); its summary and --json ('advice') now carry them.
+5. Under a CA made with --permit-dns alone an address was refused "(permitted: cluster.internal)", as if judged by
+   the domain; it now says "; no IP addresses", as an IP-only CA's refusal says "; no DNS names, emails or URIs".
 """
 
 from __future__ import annotations
@@ -255,3 +259,66 @@ def test_a_batch_prints_the_notes_the_single_commands_print(tmp_path, jobs):
     plain.write_text("kind,names\npeer,etcd-4.cluster.internal 127.0.0.1\nserver,www.example.test\n")
     quiet = run_certkit("issue-batch", plain, "--out-dir", tmp_path / "out3", "--json", env=env, check=True)
     assert json.loads(quiet.stdout)["advice"] == []
+
+
+# --- 5. a CA made with --permit-dns alone: the refusal of an address says that it permits none ---------------------
+def _leaf_signed_outside_certkit(ca_dir, ip: str, out) -> None:
+    """A peer certificate naming ``ip``, signed with the CA's key by cryptography, not certkit (which refuses it)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)]))
+            .issuer_name(ca_cert.subject).public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_an_address_under_a_ca_that_permits_dns_names_only_is_refused_saying_it_permits_no_address(tmp_path):
+    """init-ca --permit-dns cluster.internal (no --permit-ip) excludes every IP address (0.0.0.0/0 and ::/0, as its
+    help says), and issue-peer etcd-1.cluster.internal 127.0.0.1 (the address every etcd member of docs/peers.md
+    names) said "'127.0.0.1' is outside the name constraints of CA ... (permitted: cluster.internal)", as if an
+    address were judged by the DNS domain; an IP-only CA's refusal already said "; no DNS names, emails or URIs".
+    It now says "; no IP addresses", for every command, and OpenSSL agrees: it refuses such a leaf signed outside
+    certkit for an excluded subtree."""
+    from conftest import certkit_env, openssl
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"))
+    run_certkit("init-ca", "--name", "DNS only CA", "--no-passphrase", "--permit-dns", "cluster.internal", env=env,
+                check=True)
+    said = ("'127.0.0.1' is outside the name constraints of CA 'DNS only CA' (permitted: cluster.internal; no IP "
+            "addresses).")
+    for command in (["issue-peer", "etcd-1.cluster.internal", "127.0.0.1"], ["issue-server", "127.0.0.1"],
+                    ["issue-peer", "etcd-1.cluster.internal", "::1"]):
+        ran = run_certkit(*command, "--out", tmp_path / "out", env=env)
+        assert_clean_error(ran, said.replace("127.0.0.1", command[-1]))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\npeer,etcd-2.cluster.internal 127.0.0.1\n")
+    assert_clean_error(run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "b", env=env), said)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "b").exists()
+    # A DNS name outside, and a CA that permits a range: said as before, with no such words.
+    assert_clean_error(run_certkit("issue-peer", "etcd-1.other.internal", env=env),
+                       "(permitted: cluster.internal; no IP addresses).")
+    ranged = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca2"))
+    run_certkit("init-ca", "--name", "Ranged CA", "--no-passphrase", "--permit-dns", "cluster.internal",
+                "--permit-ip", "10.0.0.0/8", env=ranged, check=True)
+    assert_clean_error(run_certkit("issue-peer", "127.0.0.1", "--out", tmp_path / "o2", env=ranged),
+                       "(permitted: cluster.internal, 10.0.0.0/8).")
+    # OpenSSL reads the CA so: a leaf naming the address, signed with the CA's key outside certkit, is refused.
+    _leaf_signed_outside_certkit(tmp_path / "ca", "127.0.0.1", tmp_path / "forged.pem")
+    checked = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(tmp_path / "ca" / "ca.pem"),
+                      str(tmp_path / "forged.pem"))
+    assert checked.returncode != 0 and b"excluded subtree violation" in checked.stdout + checked.stderr, checked
