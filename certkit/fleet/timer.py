@@ -353,10 +353,23 @@ def _run_or_list(commands: list[list[str]], manage: bool, change: TimerChange) -
             change.todo.append(text)
 
 
+_NAME_LONGEST = 201  # characters of a --timer-name: with .service, well within systemd's 255
+
+
 def _check_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}", name) or name.endswith((".timer", ".service")):
-        raise CertkitError(f"'{shown(name)}' cannot name a systemd unit: use letters, digits, '-', '_' and '.', "
-                           "without .timer or .service.")
+    """A --timer-name systemd takes; the refusal says what is wrong with this one (a name of the allowed
+    characters can still be too long, or begin with one a name cannot begin with)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        why = "use letters, digits, '-', '_' and '.'"
+    elif name.endswith((".timer", ".service")):
+        why = "give it without .timer or .service (certkit adds them)"
+    elif not name[:1].isalnum():
+        why = f"begin it with a letter or a digit, not '{name[:1]}'"
+    elif len(name) > _NAME_LONGEST:
+        why = f"it is {len(name)} characters long; give at most {_NAME_LONGEST}"
+    else:
+        return
+    raise CertkitError(f"'{shown(name)}' cannot name a systemd unit: {why}.")
 
 
 def _check_ours(path: Path) -> str | None:
