@@ -4,6 +4,8 @@ systemd folders: units go to temporary folders (CERTKIT_SYSTEMD_SYSTEM_DIR, --un
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
@@ -49,3 +51,22 @@ def test_a_timer_name_systemd_cannot_take_is_refused_saying_why(due, name, said)
                 longest, env=env, check=True)
     assert {p.name for p in units.iterdir()} == {longest + ".service", longest + ".timer"}
 
+
+def test_every_timer_json_report_says_ok_and_notes(due):
+    """--remove-timer --json with no timer to remove printed {"removed": [], "ran": [], ...} without the
+    "ok" and "notes" a removal has (a script reading .ok got nothing), and --install-timer --cron --json
+    had no "ok" either. Each report has them now."""
+    tmp_path, secret, env = due
+    units = tmp_path / "units"
+    installed = json.loads(run_certkit("renew", "--install-timer", "--passphrase-file", secret, "--unit-dir", units,
+                                       "--json", env=env, check=True).stdout)
+    removed = json.loads(run_certkit("renew", "--remove-timer", "--unit-dir", units, "--json", env=env,
+                                     check=True).stdout)
+    nothing = run_certkit("renew", "--remove-timer", "--unit-dir", units, "--json", env=env, check=True)
+    absent = json.loads(nothing.stdout)
+    assert installed["ok"] is True and removed["ok"] is True and removed["removed"]
+    assert absent["ok"] is True and absent["removed"] == [] and absent["notes"] == []
+    assert set(absent) == set(removed), (absent, removed)
+    cron = json.loads(run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, "--json",
+                                  env=env, check=True).stdout)
+    assert cron["ok"] is True and cron["notes"] == [] and cron["systemd"] is False and "renew" in cron["crontab"]

@@ -263,8 +263,9 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
         change = fleet.remove_timer(directory=unit_dir, name=name, ca_dir=ca_dir or None)
         data = {"removed": [str(p) for p in change.files], "ran": change.ran, "failed": change.failed,
                 "todo": change.todo}
-        if not change.files:
+        if not change.files:  # the same keys as a removal: a script reads "ok" either way
             cron = "" if unit_dir is not None or fleet.systemd_running() else " (a crontab line: crontab -e)"
+            data["ok"], data["notes"] = True, change.notes
             emit(as_json, data, f"No {name} timer to remove in {shown(unit_dir or fleet.unit_dir())}{cron}.")
             return
         lines = [f"Removed the {name} timer:"] + [f"  removed  {shown(p)}" for p in change.files]
@@ -286,7 +287,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)
         if as_json:
-            emit(True, {"crontab": line, "systemd": False}, "")
+            emit(True, {"crontab": line, "systemd": False, "ok": True, "notes": []}, "")
             return
         why = "systemd does not run this machine, so no timer was written. " if no_systemd else ""
         again = shlex.join(["certkit", *renew_argv, "--install-timer", "--cron"])  # this command's own options
