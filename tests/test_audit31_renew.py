@@ -1,5 +1,6 @@
-"""Round 31, renew (issue 13): the timer's refusals say what is wrong, and every --json report of
---install-timer / --remove-timer has the same keys, whatever it did. Never touches this machine's
+"""Round 31, renew (issue 13): the timer's refusals say what is wrong, every --json report of
+--install-timer / --remove-timer has the same keys, whatever it did, and a bulk renewal at a terminal
+that renews nothing says so. Never touches this machine's
 systemd folders: units go to temporary folders (CERTKIT_SYSTEMD_SYSTEM_DIR, --unit-dir)."""
 
 from __future__ import annotations
@@ -7,22 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_fleet_timer import due  # noqa: F401 (a CA with one bundle due in 5 days, its passphrase in a file)
 
-from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
-from fleet_helpers import backdated_ca, bundle
-
-
-@pytest.fixture
-def due(tmp_path):
-    """A CA with one bundle due, its passphrase in a 0600 file, an environment without a passphrase."""
-    ca = backdated_ca(tmp_path / "ca")
-    bundle(ca, tmp_path / "web", "web.example.com", days=40, age=35)
-    secret = tmp_path / "passphrase"
-    secret.write_text(PASSPHRASE + "\n")
-    secret.chmod(0o600)
-    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_SYSTEMD_SYSTEM_DIR=str(tmp_path / "system"),
-                      XDG_CONFIG_HOME=str(tmp_path / "config"))
-    return tmp_path, secret, env
+from conftest import PASSPHRASE, assert_clean_error, run_certkit
+from fleet_helpers import run_in_pty
 
 
 @pytest.mark.parametrize("name, said", [
@@ -35,7 +24,7 @@ def due(tmp_path):
     ("a/b", "use letters, digits, '-', '_' and '.'"),
     ("a@b", "use letters, digits, '-', '_' and '.'"),
 ])
-def test_a_timer_name_systemd_cannot_take_is_refused_saying_why(due, name, said):
+def test_a_timer_name_systemd_cannot_take_is_refused_saying_why(due, name, said):  # noqa: F811
     """'-x' or a 202-character name is made of letters, digits and '-' only, yet was refused with 'use
     letters, digits, '-', '_' and '.'': the refusal said nothing of what was wrong. Installing and
     removing both say it, and nothing is written."""
@@ -52,7 +41,7 @@ def test_a_timer_name_systemd_cannot_take_is_refused_saying_why(due, name, said)
     assert {p.name for p in units.iterdir()} == {longest + ".service", longest + ".timer"}
 
 
-def test_every_timer_json_report_says_ok_and_notes(due):
+def test_every_timer_json_report_says_ok_and_notes(due):  # noqa: F811
     """--remove-timer --json with no timer to remove printed {"removed": [], "ran": [], ...} without the
     "ok" and "notes" a removal has (a script reading .ok got nothing), and --install-timer --cron --json
     had no "ok" either. Each report has them now."""
@@ -70,3 +59,32 @@ def test_every_timer_json_report_says_ok_and_notes(due):
     cron = json.loads(run_certkit("renew", "--install-timer", "--cron", "--passphrase-file", secret, "--json",
                                   env=env, check=True).stdout)
     assert cron["ok"] is True and cron["notes"] == [] and cron["systemd"] is False and "renew" in cron["crontab"]
+
+
+def test_a_run_at_a_terminal_that_renews_nothing_says_so(due):  # noqa: F811
+    """On a terminal, a bulk renewal that found nothing due said 'Checking certificates expiring within 30 days
+    before anything is renewed...' and then nothing: the person watching could not tell a finished run from one
+    still checking, nor whether anything was due. It now answers: nothing to renew, or how many were skipped
+    (a moved bundle, with its warning). Cron's runs (no terminal) and --json stay as they were."""
+    tmp_path, secret, env = due
+    env = env | {"CERTKIT_CA_PASSPHRASE": PASSPHRASE}
+    for args, said in ((["--expiring", "2d"], "Nothing to renew: no certificates expiring within 2 days."),
+                       (["--all", "--kind", "client"], "Nothing to renew: no valid client certificates."),
+                       (["--expiring", "12h", "--name", "web*"],
+                        "Nothing to renew: no certificates matching 'web*' expiring within 12 hours.")):
+        code, shown, _ = run_in_pty(["renew", *args], env=env, cwd=tmp_path, cols=200)
+        assert code == 0 and "Checking" in shown and said in shown, shown
+        assert shown.index("Checking") < shown.index(said), shown
+        quiet = run_certkit("renew", *args, env=env, cwd=tmp_path, subprocess=True)  # cron: nothing at all
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", ""), quiet
+    code, shown, stdout = run_in_pty(["renew", "--expiring", "2d", "--json"], env=env, cwd=tmp_path,
+                                     stdout_tty=False)
+    assert code == 0 and "Nothing to renew" not in shown + stdout and json.loads(stdout)["renewed"] == 0
+    (tmp_path / "web").rename(tmp_path / "web.moved")  # due, and skipped: a warning, and the count
+    code, shown, _ = run_in_pty(["renew", "--expiring", "30d"], env=env, cwd=tmp_path, cols=400)
+    assert code == 0, shown
+    assert "Renewed none of 1 certificate expiring within 30 days: it was skipped (--json says why)." in shown
+    assert "Warning:" in shown and "web.example.com" in shown, shown
+    (tmp_path / "web.moved").rename(tmp_path / "web")
+    code, shown, _ = run_in_pty(["renew", "--expiring", "30d"], env=env, cwd=tmp_path, cols=400)
+    assert code == 0 and "Renewed 1 of 1" in shown and "Nothing to renew" not in shown, shown

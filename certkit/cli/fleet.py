@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock, warn
+from certkit.cli.fleet_idle import say_nothing_renewed
 from certkit.paths import absolute
 from certkit.text import shown, terminal_safe
 
@@ -86,8 +87,8 @@ def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False
     elif result.renewed or result.failed or result.stopped is not None or result.halted or \
             any(o.stage == "damaged" for o in result.skipped):
         click.echo(terminal_safe("\n".join(_lines(result, rekey))))
-    elif interactive and any(o.sink in _BY_HAND for o in result.skipped):  # at a terminal: due, and no run renews
-        click.echo(terminal_safe("\n".join(_none_renewed(result))))  # them, is not "nothing to do"
+    elif interactive:  # a person watching: the "Checking ..." line gets its answer (cron's runs stay quiet)
+        say_nothing_renewed(result)
     if any(o.needs_attention for o in result.skipped):  # even under cron, and beside --json's own count
         _warn_skipped([o for o in result.skipped if o.needs_attention])
     # nothing renewed, failed or skipped: quiet, as cron wants it
@@ -147,26 +148,6 @@ def _lines(result, rekey: bool) -> list[str]:
 
 # Where a certificate delivered into no bundle folder went that no bulk renewal, nor anything else, renews: an output
 # file (--format jsonl, k8s, tar) or standard output. (An ACME client, a program or another host renews its own.)
-_BY_HAND = ("file", "stream")
-
-
-def _none_renewed(result) -> list[str]:
-    """What a run at a terminal that renewed nothing says of the due certificates it skipped that only a person
-    renews (:data:`_BY_HAND`; cron's runs stay quiet): each one's serial and where it went, and how to renew it."""
-    skipped = [o for o in result.skipped if o.sink in _BY_HAND]
-    one = len(skipped) == 1
-    lines = [f"Renewed none of {len(skipped)} {result.plan.selection.describe(every=False, one=one)}: "
-             f"{'it was' if one else 'they were'} delivered into no bundle folder, and no run renews "
-             f"{'it' if one else 'them'}"]
-    lines += [f"  skipped  {o.serial}  {shown(o.folder or '(standard output)')}: {shown(o.error)}"
-              for o in skipped[:10]]
-    if len(skipped) > 10:
-        lines.append(f"  skipped  {len(skipped) - 10} more (--json lists them)")
-    lines.append("  renew one into a folder with 'certkit renew FILE --out DIR' (the file that holds it, which gives "
-                 "the key) or 'certkit renew SERIAL --out DIR', or issue it again")
-    return lines
-
-
 def _warn_skipped(skipped) -> None:
     """The selected bundles that are no longer where they were written (moved, deleted), one warning
     each (at most 10 named): without a word they would expire under a quiet cron job. (A certificate

@@ -92,7 +92,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     every valid certificate that is due and whose bundle folder is known is
     renewed in place, one after the other, each followed by its --exec hook;
     a failed hook never undoes a bundle. With nothing to do it prints nothing
-    and exits 0, so cron can run it every hour; it exits 1 if anything
+    (on a terminal: that nothing was due) and exits 0, so cron can run it
+    every hour; it exits 1 if anything
     failed. --install-timer runs it daily (docs/renew.md).
 
     \b
