@@ -88,3 +88,38 @@ def test_a_run_at_a_terminal_that_renews_nothing_says_so(due):  # noqa: F811
     (tmp_path / "web.moved").rename(tmp_path / "web")
     code, shown, _ = run_in_pty(["renew", "--expiring", "30d"], env=env, cwd=tmp_path, cols=400)
     assert code == 0 and "Renewed 1 of 1" in shown and "Nothing to renew" not in shown, shown
+
+
+@pytest.mark.parametrize("where", ["units", "cron"])
+def test_a_value_a_timer_cannot_carry_is_refused_naming_what_holds_it(due, where):  # noqa: F811
+    """A line break in the --passphrase-file path, in $PATH or $SSL_CERT_FILE, or in the --name glob was refused
+    with "'...' holds a control character (a line break?); a timer or crontab line cannot carry it. Put the command
+    in a script and give its path.": no command was at fault, and the value (all of $PATH) was not named. The
+    refusal now names the option or variable, with what to do about it; nothing is written."""
+    import os
+
+    tmp_path, secret, env = due
+    odd = tmp_path / "pass\nwords"
+    odd.mkdir()
+    (odd / "passphrase").write_bytes(secret.read_bytes())
+    (odd / "passphrase").chmod(0o600)
+    units = tmp_path / "units"
+    target = ["--unit-dir", units] if where == "units" else ["--cron"]
+    cases = [
+        (["--passphrase-file", odd / "passphrase"], {}, f"--passphrase-file '{tmp_path}/pass\\x0awords/passphrase'",
+         "give a path without it"),
+        (["--passphrase-file", secret], {"PATH": os.environ["PATH"] + ":/opt/a\nb"}, "$PATH '", "set it without one"),
+        (["--passphrase-file", secret], {"SSL_CERT_FILE": "/etc/ssl/a\nb.pem"}, "$SSL_CERT_FILE '/etc/ssl/a\\x0ab.pem'",
+         "set it without one"),
+        (["--passphrase-file", secret, "--name", "web\t*"], {}, "--name 'web\\x09*'", "'?' matches any one character"),
+        (["--passphrase-file", secret, "--exec-once", "a\nb"], {}, "--exec-once 'a\\x0ab'",
+         "put the command in a script"),
+    ]
+    for args, extra, named, advice in cases:
+        proc = run_certkit("renew", "--install-timer", *target, *args, env=env | extra)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stdout == "", proc
+        error = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(error) == 1 and error[0].startswith(f"Error: {named}"), proc.stderr
+        assert "holds a control character" in error[0] and advice in error[0], proc.stderr
+        assert "Put the command in a script" not in error[0] or "--exec" in named, proc.stderr
+    assert not units.exists()

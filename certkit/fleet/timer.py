@@ -60,13 +60,22 @@ def unit_dir(*, system: bool | None = None) -> Path:
     return Path(config) / "systemd" / "user"
 
 
-def _check_args(argv: Sequence[str]) -> None:
-    for arg in argv:
-        if not is_utf8(arg):
-            raise CertkitError(f"'{shown(arg)}' is not UTF-8 text; a timer or crontab line cannot carry it.")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in arg):
-            raise CertkitError(f"'{shown(arg)}' holds a control character (a line break?); a timer or crontab "
-                               "line cannot carry it. Put the command in a script and give its path.")
+# What to do about a value a timer cannot carry, by the option or variable that holds it (:func:`_check_args`).
+_ADVICE = {"--exec": "put the command in a script and give its path", "--name": "give a glob without it ('?' "
+           "matches any one character)", "$": "set it without one for this command", "": "give a path without it "
+           "(rename the file or folder, or give a link to it from a path without one)"}
+
+
+def _check_args(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    """Refuse what a unit or a crontab line cannot carry, naming the option (``--exec``, ``--passphrase-file``...) or
+    the variable (``$PATH``) that holds it, and what to do."""
+    held = [(argv[i - 1] if i and argv[i - 1].startswith("--") else "", v) for i, v in enumerate(argv)]
+    for holder, value in held + [(f"${name}", value) for name, value in (env or {}).items()]:
+        if not is_utf8(value) or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            bad = "holds a control character (a line break?)" if is_utf8(value) else "is not UTF-8 text"
+            advice = _ADVICE.get(holder.removesuffix("-once")) or _ADVICE[holder[:1] if holder[:1] == "$" else ""]
+            raise CertkitError(f"{holder + ' ' if holder else ''}'{shown(value)}' {bad}; a timer or crontab line "
+                               f"cannot carry it: {advice}.")
 
 
 def systemd_quote(arg: str, *, command: bool = True) -> str:
@@ -84,7 +93,8 @@ NETWORK = ("Wants=network-online.target", "After=network-online.target")
 
 
 def service_text(argv: Sequence[str], env: dict[str, str], description: str, *, system: bool = False) -> str:
-    _check_args([*argv, *env.values(), description])
+    _check_args(argv, env)
+    _check_args([description])
     lines = [_MARK, "[Unit]", f"Description={description.replace('%', '%%')}", *(NETWORK if system else ()), "",
              "[Service]", "Type=oneshot"]
     lines += [f"Environment={systemd_quote(f'{k}={v}', command=False)}" for k, v in env.items()]
@@ -453,7 +463,7 @@ def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: 
     _check_window(renew_argv, cron=True)
     argv, env = program()
     env = cron_path() | env
-    _check_args([*argv, *renew_argv, *env.values()])
+    _check_args([*argv, *renew_argv], env)
     check_environment(renew_argv, {k: v for k, v in env.items() if k != "PATH"})
     minute = random.randrange(60) if minute is None else minute
     hour = random.randrange(6) if hour is None else hour
