@@ -247,6 +247,18 @@ def fit_columns(text: str, width: int) -> str:
     return "".join(kept) + "…"
 
 
+def wrap_columns(text: str, width: int) -> str:
+    """``text`` broken between words into lines of at most ``width`` columns (as ``textwrap.fill``, but counting
+    columns: a wide character takes two); only a word longer than a whole line is cut (:func:`fit_columns`)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and lines[-1] and columns(lines[-1]) + 1 + columns(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(fit_columns(line, width) for line in lines)
+
+
 def pad_columns(text: str, width: int) -> str:
     """``text`` padded with spaces to ``width`` columns (``str.ljust`` counts characters)."""
     return text + " " * max(width - columns(text), 0)

@@ -123,3 +123,28 @@ def test_a_value_a_timer_cannot_carry_is_refused_naming_what_holds_it(due, where
         assert "holds a control character" in error[0] and advice in error[0], proc.stderr
         assert "Put the command in a script" not in error[0] or "--exec" in named, proc.stderr
     assert not units.exists()
+
+
+def test_list_on_a_narrow_terminal_wraps_its_count_never_cuts_it(due):  # noqa: F811
+    """On a terminal of 60 columns, 'list --limit 1 --kind server --name ... --expiring 300d' ended with '1 of 3
+    server certificates matching '*.fleet.example' expiring w…': the line that says how many match, and within
+    which period, was cut like a table cell. It is wrapped between words now, counting columns (a wide character
+    takes two), as the note on shortened serials is; the table's cells are still cut to fit."""
+    from certkit.text import columns
+
+    tmp_path, _secret, env = due
+    env = env | {"CERTKIT_CA_PASSPHRASE": PASSPHRASE}
+    for name in ("a", "b", "c"):
+        run_certkit("issue-server", f"{name}.fleet.example", "--days", "40", env=env, cwd=tmp_path, check=True)
+        run_certkit("issue-client", f"山田太郎{name}", "--days", "40", env=env, cwd=tmp_path, check=True)
+    for args, said, width in (
+            (["--kind", "server", "--name", "*.fleet.example", "--expiring", "300d"],
+             "1 of 3 server certificates matching '*.fleet.example' expiring within 300 days", 60),
+            (["--kind", "server", "--name", "*.fleet.example", "--expiring", "300d"],
+             "1 of 3 server certificates matching '*.fleet.example' expiring within 300 days", 24),
+            (["--name", "山田太郎*"], "1 of 3 certificates matching '山田太郎*'", 24)):
+        code, shown, _ = run_in_pty(["list", "--limit", "1", *args], env=env, cwd=tmp_path, cols=width)
+        lines = shown.rstrip("\n").split("\n")
+        assert code == 0 and all(columns(line) <= width for line in lines), shown
+        assert said in " ".join(lines), shown  # every word of it, lines joined
+        assert "…" not in "".join(lines[lines.index(next(x for x in lines if x.startswith("1 of"))):]), shown

@@ -30,7 +30,7 @@ from certkit.constants import (
     MIN_CRL_DAYS,
     REVOCATION_REASONS,
 )
-from certkit.text import terminal_safe
+from certkit.text import terminal_safe, wrap_columns
 from certkit.vocabulary import iso
 
 REASON_HELP = ", ".join(REVOCATION_REASONS)
@@ -160,12 +160,11 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
 
         if width is None or columns(count) + len(note) + 3 <= width:
             count += f" ({note})"
-        else:  # lines of their own, wrapped (never cut) to the terminal
-            import textwrap
-
-            count = textwrap.fill("Serials are shortened: any unique 8+ digit prefix works in renew and revoke.",
-                                  width) + "\n" + count
-    text = terminal_safe(text + "\n" + "\n".join(_fit(line, width) for line in count.split("\n")))
+        else:  # a line of its own
+            count = "Serials are shortened: any unique 8+ digit prefix works in renew and revoke.\n" + count
+    if width is not None:  # wrapped, never cut: "8 of 10,000 ... expiring within 30 days" whole on a narrow terminal
+        count = "\n".join(wrap_columns(line, width) for line in count.split("\n"))
+    text = terminal_safe(text + "\n" + count)
     if sys.stdout.isatty() and text.count("\n") + 1 > shutil.get_terminal_size((80, 24)).lines - 1:
         from certkit.cli.paging import page
 
