@@ -133,3 +133,25 @@ def not_in_inventory(cert_path: Path, cert: "x509.Certificate", serial: str,
                 "same name issued it.")
     issuer = common_name(cert.issuer) or cert.issuer.rfc4514_string()
     return f"{which} was not issued by this CA: its issuer is {shown(issuer)}."
+
+
+def held_instead(path: Path, data: bytes) -> str:
+    """What ``path``, given to ``renew`` or ``revoke`` as a certificate's file, holds instead (a private key, a CSR,
+    a CRL, a bundle.p12, in PEM or DER), with what to give, as '': it holds ...'; '' when certkit cannot tell (a
+    damaged certificate)."""
+    from certkit import keys
+    from certkit.material import DER_KEY, binary_kind
+
+    if not data.strip():
+        return ": it is empty"
+    if b"-----BEGIN" in data:
+        held = "a private key" if b"PRIVATE KEY-----" in data else keys.held_instead(data, True)
+    else:
+        held = keys.held_instead(data, False) or (DER_KEY if binary_kind(data) == DER_KEY else None)
+    if held in (None, "a certificate"):
+        return ""
+    folder = path.parent
+    give = (f"give its bundle folder, {shown(folder)}, or its cert.pem" if path.name != CERT_FILE and
+            (folder / CERT_FILE).is_file() else "give the certificate's own file, its serial or the name it was "
+            "issued for ('certkit list' shows them)")
+    return f": it holds {held}; {give}"

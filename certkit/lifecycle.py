@@ -69,7 +69,10 @@ def _read_cert(path: Path) -> "x509.Certificate":
     try:
         return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except parse_errors():
-        raise UnknownCertificate(f"{shown(path)} does not hold a readable certificate.") from None
+        from certkit.folder_record import held_instead
+
+        raise UnknownCertificate(f"{shown(path)} does not hold a readable certificate{held_instead(path, data)}.") \
+            from None
 
 
 def _refuse_mismatch(path: Path, cert) -> None:

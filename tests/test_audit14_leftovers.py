@@ -80,7 +80,7 @@ def test_a_folder_nothing_is_recorded_in_gets_no_hint(tmp_path: Path, ca_dir: Pa
     (tmp_path / "srv").mkdir()
     (tmp_path / "srv" / "cert.pem").write_bytes(b"")
     revoking = run_certkit("revoke", "srv", env=ca_env, cwd=tmp_path)
-    assert_clean_error(revoking, "does not hold a readable certificate.")
+    assert_clean_error(revoking, "does not hold a readable certificate: it is empty.")  # round 31: says what it holds
     assert "inventory records" not in revoking.stderr
 
 

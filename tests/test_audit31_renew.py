@@ -148,3 +148,40 @@ def test_list_on_a_narrow_terminal_wraps_its_count_never_cuts_it(due):  # noqa: 
         assert code == 0 and all(columns(line) <= width for line in lines), shown
         assert said in " ".join(lines), shown  # every word of it, lines joined
         assert "…" not in "".join(lines[lines.index(next(x for x in lines if x.startswith("1 of"))):]), shown
+
+
+def test_renew_and_revoke_name_what_a_file_given_as_a_certificate_holds(due):  # noqa: F811
+    """'renew web/privkey.pem' (a slip of the tab key), 'revoke request.csr' or 'renew bundle.p12' said only
+    'X does not hold a readable certificate.', as for a damaged one. They now say what the file holds (a private
+    key, a CSR, a CRL, a bundle.p12, in PEM or in DER as openssl writes them) and what to give instead: the
+    bundle's folder or its cert.pem, or the certificate's file, serial or name. Nothing is renewed or revoked."""
+    from conftest import openssl
+
+    tmp_path, _secret, env = due
+    env = env | {"CERTKIT_CA_PASSPHRASE": PASSPHRASE, "CERTKIT_P12_PASSWORD": "p12 password here"}
+    web = tmp_path / "web"
+    run_certkit("export-p12", web, env=env, check=True)
+    openssl("pkey", "-in", str(web / "privkey.pem"), "-outform", "DER", "-out", str(tmp_path / "key.der"))
+    openssl("req", "-new", "-key", str(web / "privkey.pem"), "-subj", "/CN=web.example.com",
+            "-out", str(tmp_path / "web.csr"))
+    openssl("req", "-in", str(tmp_path / "web.csr"), "-outform", "DER", "-out", str(tmp_path / "web.csr.der"))
+    run_certkit("crl", "--out", tmp_path / "ca.crl", env=env, check=True)
+    openssl("crl", "-in", str(tmp_path / "ca.crl"), "-outform", "DER", "-out", str(tmp_path / "ca.crl.der"))
+    (tmp_path / "empty.pem").write_bytes(b"")
+    in_folder = f"give its bundle folder, {web}, or its cert.pem"
+    elsewhere = "give the certificate's own file, its serial or the name it was issued for"
+    cases = [(web / "privkey.pem", "it holds a private key", in_folder),
+             (web / "bundle.p12", "it holds a PKCS#12 bundle", in_folder),
+             (tmp_path / "key.der", "it holds a private key in DER form", elsewhere),
+             (tmp_path / "web.csr", "it holds a certificate signing request", elsewhere),
+             (tmp_path / "web.csr.der", "it holds a certificate signing request", elsewhere),
+             (tmp_path / "ca.crl", "it holds a certificate revocation list (CRL)", elsewhere),
+             (tmp_path / "ca.crl.der", "it holds a certificate revocation list (CRL)", elsewhere),
+             (tmp_path / "empty.pem", "it is empty", "")]
+    for path, held, give in cases:
+        for args in (["renew", path], ["revoke", path], ["revoke", path, "--json"]):
+            proc = run_certkit(*args, env=env, cwd=tmp_path)
+            assert_clean_error(proc, f"{path} does not hold a readable certificate: {held}")
+            assert give in proc.stdout + proc.stderr, proc
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert [row["status"] for row in listed] == ["valid"], listed  # nothing renewed, nothing revoked
