@@ -1,7 +1,8 @@
-"""Round 31, renew (issue 13): the timer's refusals say what is wrong, every --json report of
---install-timer / --remove-timer has the same keys, whatever it did, and a bulk renewal at a terminal
-that renews nothing says so. Never touches this machine's
-systemd folders: units go to temporary folders (CERTKIT_SYSTEMD_SYSTEM_DIR, --unit-dir)."""
+"""Round 31, renew (issue 13): the timer's refusals say what is wrong and what holds a value it cannot carry,
+every --json report of --install-timer / --remove-timer has the same keys, a bulk renewal at a terminal that
+renews nothing says so, list's count line is wrapped (never cut) on a narrow terminal, and renew/revoke name what
+a file given as a certificate holds instead. Never touches this machine's systemd folders: units go to temporary
+folders (CERTKIT_SYSTEMD_SYSTEM_DIR, --unit-dir)."""
 
 from __future__ import annotations
 
