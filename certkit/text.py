@@ -252,11 +252,13 @@ def wrap_columns(text: str, width: int) -> str:
     columns: a wide character takes two); only a word longer than a whole line is cut (:func:`fit_columns`)."""
     lines: list[str] = []
     for word in text.split(" "):
-        if lines and lines[-1] and columns(lines[-1]) + 1 + columns(word) <= width:
-            lines[-1] += " " + word
-        else:
+        if not lines:
             lines.append(word)
-    return "\n".join(fit_columns(line, width) for line in lines)
+        elif columns(lines[-1]) + 1 + columns(word) <= width:
+            lines[-1] += " " + word
+        elif word:  # a run of spaces where a line breaks is dropped, as textwrap drops it
+            lines.append(word)
+    return "\n".join(fit_columns(line.rstrip(" "), width) for line in lines)
 
 
 def pad_columns(text: str, width: int) -> str:

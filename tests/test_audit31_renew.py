@@ -186,3 +186,18 @@ def test_renew_and_revoke_name_what_a_file_given_as_a_certificate_holds(due):  #
             assert give in proc.stdout + proc.stderr, proc
     listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
     assert [row["status"] for row in listed] == ["valid"], listed  # nothing renewed, nothing revoked
+
+
+@pytest.mark.parametrize("width", [4, 9, 12, 24, 80])
+def test_wrapped_count_lines_fit_and_keep_every_word(width):
+    """certkit.text.wrap_columns, which list's count line goes through: no line wider than the terminal (wide
+    characters count two), none empty or ending in a blank, every word kept in order (cut only when longer
+    than a whole line)."""
+    from certkit.text import columns, wrap_columns
+
+    for text in ("1 of 3 certificates matching 'a  b' expiring within 30 days", "山田太郎 山田太郎 of  10,000",
+                 "x" * 30 + " y"):
+        lines = wrap_columns(text, width).split("\n")
+        assert all(line and not line.endswith(" ") and columns(line) <= width for line in lines), lines
+        if all(columns(word) <= width for word in text.split()):
+            assert " ".join(lines).split() == text.split(), lines
