@@ -327,7 +327,9 @@ class Resources:
                 self.validations.run(challenge.id, authz.account_id, CHALLENGE_WAIT)
             challenge, authz = self.state.challenge(challenge_id)
         headers = [("Link", f'<{request.base}/acme/authz/{authz.id}>;rel="up"')]
-        if challenge.status in ("pending", "processing"):
+        # Polling helps only while it can still change: being validated, or open to the client's answer. One left
+        # pending in a closed authorization (valid by another challenge, invalid, deactivated, expired) never will.
+        if challenge.status == "processing" or (challenge.status == "pending" and authz.status == "pending"):
             headers.append(("Retry-After", RETRY_AFTER))
         return Response.json(200, self._challenge_json(challenge, request.base), headers=headers)
 

@@ -1,0 +1,79 @@
+"""The ACME server, audit round thirty-one (acme):
+
+1. a challenge left ``pending`` in an authorization that can no longer change (valid by its other challenge,
+   invalid after a failed one, deactivated by the client, expired) was answered with ``Retry-After: 1``, as if
+   polling it could lead somewhere: a client waiting on it polled every second until its own timeout. Retry-After
+   now goes only with a challenge that can still change: being validated, or pending in a pending authorization.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from acme_client import Client, HTTP01Responder
+from acme_helpers import serving
+
+NAMES = ("r1.acme.test", "r2.acme.test", "r3.acme.test", "r4.acme.test", "r5.acme.test")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    yield from serving(tmp_path_factory.mktemp("acme31"), NAMES)
+
+
+def _client(setup) -> Client:
+    c = Client(setup.server.directory, setup.root)
+    c.register()
+    return c
+
+
+def _backdate(setup, authz_url: str) -> None:
+    from certkit.inventory import Inventory
+
+    with Inventory(setup.issuing / "inventory.sqlite3").db.transaction(write=True) as tx:
+        tx.execute("UPDATE acme_authorizations SET expires = '2020-01-01T00:00:00Z' WHERE id = ?",
+                   (authz_url.rsplit("/", 1)[1],))
+
+
+def _challenges(c: Client, authz_url: str) -> dict[str, str]:
+    """type -> URL of each challenge of the authorization (all of them, while it is pending)."""
+    return {ch["type"]: ch["url"] for ch in c.get(authz_url)["challenges"]}
+
+
+# --- 1. Retry-After only on a challenge that can still change ---------------------------------------------------
+@pytest.mark.parametrize("closed", ["valid", "invalid", "deactivated", "expired"])
+def test_a_pending_challenge_of_a_closed_authorization_is_not_to_be_polled(setup, closed) -> None:
+    c = _client(setup)
+    name = {"valid": "r1", "invalid": "r2", "deactivated": "r3", "expired": "r4"}[closed] + ".acme.test"
+    order_url, order = c.new_order(name)
+    authz_url = order["authorizations"][0]
+    urls = _challenges(c, authz_url)
+    # while the authorization is open, its challenges are worth polling
+    for url in urls.values():
+        fetched = c.post(url)
+        assert fetched.json()["status"] == "pending" and fetched.headers.get("Retry-After") == "1", fetched.headers
+    if closed in ("valid", "invalid"):
+        with HTTP01Responder(setup.http_port, wrong=closed == "invalid") as responder:
+            c.authorize(order, responder)
+            assert c.wait(authz_url, ("valid", "invalid"))["status"] == closed
+    elif closed == "deactivated":
+        assert c.post(authz_url, {"status": "deactivated"}).json()["status"] == "deactivated"
+    else:
+        _backdate(setup, authz_url)
+    assert c.get(authz_url)["status"] == closed
+    left = c.post(urls["tls-alpn-01"])  # the challenge the client never answered
+    assert left.json()["status"] == "pending", left.json()
+    assert "Retry-After" not in left.headers, (closed, dict(left.headers))
+    assert f'<{authz_url}>;rel="up"' in left.headers["Link"]
+    if closed in ("valid", "invalid"):  # the one answered has its outcome, with nothing to wait for either
+        answered = c.post(urls["http-01"])
+        assert answered.json()["status"] == closed and "Retry-After" not in answered.headers
+
+
+def test_a_challenge_of_an_open_authorization_is_still_to_be_polled(setup) -> None:
+    """The other side: pending in a pending authorization (the client may answer it), Retry-After: 1."""
+    c = _client(setup)
+    _order_url, order = c.new_order("r5.acme.test")
+    for url in _challenges(c, order["authorizations"][0]).values():
+        fetched = c.post(url)
+        assert fetched.json()["status"] == "pending" and fetched.headers["Retry-After"] == "1"
