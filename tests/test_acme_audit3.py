@@ -309,7 +309,10 @@ def test_an_authorization_past_its_expiry_reads_expired(acme) -> None:
     for authz in (valid, pending):
         _backdate(acme, authz)
         assert c.get(authz)["status"] == "expired", c.get(authz)
-    assert c.post(valid, {"status": "deactivated"}).json()["status"] == "expired"
+    with pytest.raises(AcmeError) as refused:  # refused with an error (RFC 8555 7.5.2), not a 200 "expired"
+        c.post(valid, {"status": "deactivated"})
+    assert refused.value.type == "malformed" and "is expired" in refused.value.problem["detail"]
+    assert c.get(valid)["status"] == "expired"
     AcmeState(Database(Inventory(acme.issuing / "inventory.sqlite3"))).purge()
     with sqlite3.connect(f"file:{acme.issuing / 'inventory.sqlite3'}?mode=ro", uri=True) as db:
         stored = db.execute("SELECT status FROM acme_authorizations WHERE id = ?", (valid.rsplit("/", 1)[1],))

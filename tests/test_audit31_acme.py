@@ -4,16 +4,20 @@
    invalid after a failed one, deactivated by the client, expired) was answered with ``Retry-After: 1``, as if
    polling it could lead somewhere: a client waiting on it polled every second until its own timeout. Retry-After
    now goes only with a challenge that can still change: being validated, or pending in a pending authorization.
+2. a deactivation of an authorization that cannot be deactivated (invalid after a failed challenge, expired) was
+   answered 200 with the authorization as it was, as if the request had been taken; RFC 8555 7.5.2 asks for an
+   error when the server does not accept it. It is now ``malformed`` (400), naming the status; a pending or valid
+   one is deactivated as before, and one deactivated already is answered as it is.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from acme_client import Client, HTTP01Responder
+from acme_client import AcmeError, Client, HTTP01Responder
 from acme_helpers import serving
 
-NAMES = ("r1.acme.test", "r2.acme.test", "r3.acme.test", "r4.acme.test", "r5.acme.test")
+NAMES = tuple(f"r{i}.acme.test" for i in range(1, 11))
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,46 @@ def test_a_challenge_of_an_open_authorization_is_still_to_be_polled(setup) -> No
     for url in _challenges(c, order["authorizations"][0]).values():
         fetched = c.post(url)
         assert fetched.json()["status"] == "pending" and fetched.headers["Retry-After"] == "1"
+
+
+# --- 2. deactivating an authorization that cannot be deactivated is refused -------------------------------------
+@pytest.mark.parametrize("closed", ["invalid", "expired-pending", "expired-valid"])
+def test_an_authorization_that_cannot_be_deactivated_is_refused_not_answered_200(setup, closed) -> None:
+    """RFC 8555 7.5.2: only a pending or valid authorization becomes deactivated, and a deactivation the server
+    does not accept gets an error. An invalid or expired one was answered 200 with its own status, as if the
+    client's request had been taken."""
+    c = _client(setup)
+    name = {"invalid": "r6", "expired-pending": "r7", "expired-valid": "r8"}[closed] + ".acme.test"
+    order_url, order = c.new_order(name)
+    authz_url = order["authorizations"][0]
+    if closed != "expired-pending":
+        with HTTP01Responder(setup.http_port, wrong=closed == "invalid") as responder:
+            c.authorize(order, responder)
+            c.wait(authz_url, ("valid", "invalid"))
+    if closed.startswith("expired"):
+        _backdate(setup, authz_url)
+    status = closed.split("-")[0]
+    with pytest.raises(AcmeError) as refused:
+        c.post(authz_url, {"status": "deactivated"})
+    assert (refused.value.status, refused.value.type) == (400, "malformed"), refused.value.problem
+    detail = refused.value.problem["detail"]
+    assert f"The authorization is {status}" in detail and "only a pending or valid" in detail, detail
+    assert refused.value.response.headers.get("Replay-Nonce")
+    assert c.get(authz_url)["status"] == status  # nothing changed
+
+
+def test_pending_valid_and_deactivated_authorizations_are_deactivated_with_200(setup) -> None:
+    """The other side: pending and valid become deactivated (200, the updated object, its order invalid when it was
+    pending); asking again of a deactivated one answers it as it is."""
+    c = _client(setup)
+    pending_url, pending = c.new_order("r9.acme.test")
+    valid_url, valid = c.new_order("r10.acme.test")
+    with HTTP01Responder(setup.http_port) as responder:
+        c.authorize(valid, responder)
+        assert c.wait(valid_url)["status"] == "ready"
+    for authz_url in (pending["authorizations"][0], valid["authorizations"][0]):
+        for _ in range(2):
+            answer = c.post(authz_url, {"status": "deactivated"})
+            assert answer.status_code == 200 and answer.json()["status"] == "deactivated", answer.text
+            assert "Retry-After" not in answer.headers
+    assert c.get(pending_url)["status"] == c.get(valid_url)["status"] == "invalid"

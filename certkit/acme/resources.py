@@ -309,6 +309,9 @@ class Resources:
         if deactivation(request.payload, "An authorization"):
             self.state.deactivate_authorization(authz.id)
             authz = self.state.authorization(authz.id)
+            if authz.status != "deactivated":  # invalid or expired (now or meanwhile): refused, not a 200 (7.5.2)
+                raise Problem("malformed", f"The authorization is {authz.status}: only a pending or valid "
+                                           "authorization can be deactivated (RFC 8555 7.5.2); nothing changed.")
         headers = [("Retry-After", RETRY_AFTER)] if authz.status == "pending" else []
         return Response.json(200, self._authz_json(authz, request.base), headers=headers)
 
