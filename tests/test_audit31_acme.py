@@ -8,6 +8,11 @@
    answered 200 with the authorization as it was, as if the request had been taken; RFC 8555 7.5.2 asks for an
    error when the server does not accept it. It is now ``malformed`` (400), naming the status; a pending or valid
    one is deactivated as before, and one deactivated already is answered as it is.
+3. a contact whose scheme was written in capitals (``MAILTO:ops@example.com``, ``Mailto:``) was refused as
+   ``unsupportedContact``, "Only mailto: contacts are accepted, not 'MAILTO:...'": a URI scheme is
+   case-insensitive (RFC 3986 3.1; Boulder parses it so). It is taken, at newAccount and in an account update,
+   and stored with the scheme in lower case, so one address written both ways is one contact; another scheme is
+   still ``unsupportedContact`` and a bad address ``invalidContact``, whatever the case of ``mailto``.
 """
 
 from __future__ import annotations
@@ -124,3 +129,25 @@ def test_pending_valid_and_deactivated_authorizations_are_deactivated_with_200(s
             assert answer.status_code == 200 and answer.json()["status"] == "deactivated", answer.text
             assert "Retry-After" not in answer.headers
     assert c.get(pending_url)["status"] == c.get(valid_url)["status"] == "invalid"
+
+
+# --- 3. the mailto scheme in any case ------------------------------------------------------------------------
+@pytest.mark.parametrize("scheme", ["MAILTO", "Mailto", "mailTo"])
+def test_a_mailto_contact_is_taken_whatever_the_case_of_its_scheme(setup, scheme) -> None:
+    c = Client(setup.server.directory, setup.root)
+    created = c.register(contact=[f"{scheme}:ops@acme.test", "mailto:ops@acme.test", f"{scheme}:dev@acme.test"])
+    assert created.status_code == 201, created.text
+    assert created.json()["contact"] == ["mailto:ops@acme.test", "mailto:dev@acme.test"]
+    updated = c.post(c.kid, {"contact": [f"{scheme}:new@acme.test"]})
+    assert updated.json()["contact"] == ["mailto:new@acme.test"]
+    assert c.get(c.kid)["contact"] == ["mailto:new@acme.test"]  # as stored
+    for contact, kind in ((f"{scheme}:not an address", "invalidContact"), (f"{scheme}:a@@acme.test", "invalidContact"),
+                          (f"{scheme}ops@acme.test", "unsupportedContact"), ("tel:+15555550100", "unsupportedContact"),
+                          ("HTTPS://acme.test/ops", "unsupportedContact")):
+        with pytest.raises(AcmeError) as refused:  # an account update
+            c.post(c.kid, {"contact": [contact]})
+        assert refused.value.type == kind, (contact, refused.value.problem)
+        with pytest.raises(AcmeError) as refused:  # newAccount
+            Client(setup.server.directory, setup.root).register(contact=[contact])
+        assert refused.value.type == kind, (contact, refused.value.problem)
+    assert c.get(c.kid)["contact"] == ["mailto:new@acme.test"]  # nothing changed by the refusals

@@ -161,19 +161,22 @@ class Resources:
         cls._contact_shape(contact)
         if len(contact) > 10:
             raise Problem("invalidContact", "An account may have at most 10 contacts.")
+        kept = []
         for url in contact:
             # Stored and served as sent: only "mailto:" and the address itself, nothing around it.
             if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
                 raise Problem("invalidContact", f"'{shown(url)}' holds spaces or control characters; a contact is "
                                                 "exactly mailto: followed by the address.")
-            if not url.startswith("mailto:"):
+            scheme, colon, address = url.partition(":")
+            if not colon or scheme.lower() != "mailto":  # a scheme is case-insensitive (RFC 3986 3.1): MAILTO: too
                 raise Problem("unsupportedContact", f"Only mailto: contacts are accepted, not '{shown(url)}'.")
             try:
-                names.parse_email(url[len("mailto:"):])
+                names.parse_email(address)
             except Exception as exc:
                 raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {acme_text(exc)}") \
                     from None
-        return list(dict.fromkeys(contact))
+            kept.append(f"mailto:{address}")  # the scheme as RFC 3986 writes it, so MAILTO:x and mailto:x are one
+        return list(dict.fromkeys(kept))
 
     def _own_account(self, request: Request, account_id: str):
         if request.account.id != account_id:
