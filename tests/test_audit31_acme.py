@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import pytest
+from test_acme_audit3 import _backdate
+from test_audit5_acme import _account
 
 from acme_client import AcmeError, Client, HTTP01Responder
 from acme_helpers import serving
@@ -31,17 +33,7 @@ def setup(tmp_path_factory):
 
 
 def _client(setup) -> Client:
-    c = Client(setup.server.directory, setup.root)
-    c.register()
-    return c
-
-
-def _backdate(setup, authz_url: str) -> None:
-    from certkit.inventory import Inventory
-
-    with Inventory(setup.issuing / "inventory.sqlite3").db.transaction(write=True) as tx:
-        tx.execute("UPDATE acme_authorizations SET expires = '2020-01-01T00:00:00Z' WHERE id = ?",
-                   (authz_url.rsplit("/", 1)[1],))
+    return _account(setup.server.directory, setup.root)
 
 
 def _challenges(c: Client, authz_url: str) -> dict[str, str]:
