@@ -13,6 +13,9 @@
    case-insensitive (RFC 3986 3.1; Boulder parses it so). It is taken, at newAccount and in an account update,
    and stored with the scheme in lower case, so one address written both ways is one contact; another scheme is
    still ``unsupportedContact`` and a bad address ``invalidContact``, whatever the case of ``mailto``.
+4. a challenge answered (``{}``) while another challenge of its authorization was being validated was answered
+   200 ``pending`` with Retry-After and never validated: the client's answer was dropped in silence. It is now
+   ``malformed``, naming the challenge being validated, whose outcome decides the authorization.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from test_audit5_acme import _account
 from acme_client import AcmeError, Client, HTTP01Responder
 from acme_helpers import serving
 
-NAMES = tuple(f"r{i}.acme.test" for i in range(1, 11))
+NAMES = tuple(f"r{i}.acme.test" for i in range(1, 12))
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +146,42 @@ def test_a_mailto_contact_is_taken_whatever_the_case_of_its_scheme(setup, scheme
             Client(setup.server.directory, setup.root).register(contact=[contact])
         assert refused.value.type == kind, (contact, refused.value.problem)
     assert c.get(c.kid)["contact"] == ["mailto:new@acme.test"]  # nothing changed by the refusals
+
+
+# --- 4. a challenge answered while another of its authorization is being validated -------------------------------
+class _SlowResponder(HTTP01Responder):
+    """Answers http-01 rightly, after ``delay`` seconds: longer than the server waits before it answers a challenge
+    POST "processing"."""
+
+    delay = 4.0
+
+    def fetched(self) -> None:
+        import time
+
+        time.sleep(self.delay)
+
+
+def test_a_challenge_answered_while_another_of_its_authorization_is_validated_is_refused_not_dropped(setup) -> None:
+    """The second challenge was answered 200 "pending" with Retry-After, and never validated: the client believed it
+    was being checked. It is now malformed, naming the challenge being validated; the first decides the
+    authorization, and answering it again meanwhile still answers it as it is (processing)."""
+    c = _client(setup)
+    order_url, order = c.new_order("r11.acme.test")
+    authz_url = order["authorizations"][0]
+    urls = _challenges(c, authz_url)
+    with _SlowResponder(setup.http_port) as responder:
+        http01 = c.authorize(order, responder)[0]
+        assert http01["status"] == "processing", http01
+        with pytest.raises(AcmeError) as refused:
+            c.post(urls["tls-alpn-01"], {})
+        assert (refused.value.status, refused.value.type) == (400, "malformed"), refused.value.problem
+        detail = refused.value.problem["detail"]
+        assert "tls-alpn-01 challenge was not started" in detail and "the http-01 challenge" in detail, detail
+        again = c.post(urls["http-01"], {})  # the one under way, answered again: as it is
+        assert again.json()["status"] in ("processing", "valid") and again.status_code == 200
+        assert c.wait(authz_url, ("valid", "invalid"))["status"] == "valid"
+    assert c.wait(order_url)["status"] == "ready"
+    assert c.post(urls["tls-alpn-01"]).json()["status"] == "pending"  # never started
+    with pytest.raises(AcmeError) as closed:  # and now closed, as before
+        c.post(urls["tls-alpn-01"], {})
+    assert "The authorization is valid; its challenges are closed." in closed.value.problem["detail"]

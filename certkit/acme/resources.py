@@ -23,7 +23,7 @@ from certkit.acme.finalize import Finalizer, refuse_certificate_key, refuse_not_
 from certkit.acme.problems import Problem
 from certkit.acme.response import PEM_CHAIN, Response
 from certkit.acme.state import AcmeState, Authorization, Challenge, Order
-from certkit.acme.validation import Validations
+from certkit.acme.validation import Validations, refuse_not_started
 from certkit.errors import AlreadyRevoked, UnknownCertificate, acme_text
 from certkit.text import shown
 from certkit.vocabulary import serial_hex
@@ -327,10 +327,11 @@ class Resources:
         if self._validations_written():
             challenge, authz = self.state.challenge(challenge_id)
         if not request.signed.is_post_as_get:  # a JSON object ({}): the client is ready to be checked
-            if authz.status != "pending" and challenge.status == "pending":
-                raise Problem("malformed", f"The authorization is {authz.status}; its challenges are closed.")
-            if self.state.start_challenge(challenge.id):
-                self.validations.run(challenge.id, authz.account_id, CHALLENGE_WAIT)
+            if challenge.status == "pending":  # else answered as it is (processing, valid, invalid)
+                if authz.status == "pending" and self.state.start_challenge(challenge.id):
+                    self.validations.run(challenge.id, authz.account_id, CHALLENGE_WAIT)
+                else:  # never left pending in silence, as if it were being validated
+                    refuse_not_started(*self.state.challenge(challenge_id))
             challenge, authz = self.state.challenge(challenge_id)
         headers = [("Link", f'<{request.base}/acme/authz/{authz.id}>;rel="up"')]
         # Polling helps only while it can still change: being validated, or open to the client's answer. One left

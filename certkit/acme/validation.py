@@ -208,3 +208,17 @@ class Validations:
         self.state.claim_interrupted_challenges()  # this process's from now on: queued just below
         for challenge_id, account_id in self.state.validating():
             self._submit(challenge_id, account_id)  # skips those queued, running or awaiting their write
+
+
+def refuse_not_started(challenge, authz) -> None:
+    """Why the challenge a client answered was not started, as a Problem: its authorization is closed, or another
+    of its challenges is being validated (whose outcome decides it). Nothing if another request for this challenge
+    started it meanwhile."""
+    if challenge.status != "pending":
+        return
+    if authz.status != "pending":
+        raise Problem("malformed", f"The authorization is {authz.status}; its challenges are closed.")
+    busy = " and ".join(c.type for c in authz.challenges if c.status == "processing") or "another"
+    raise Problem("malformed", f"The {challenge.type} challenge was not started: the {busy} challenge of this "
+                               "authorization is being validated, and its outcome decides the authorization (one "
+                               "challenge suffices, RFC 8555 7.1.4); poll the authorization.")
