@@ -16,6 +16,12 @@
 4. a challenge answered (``{}``) while another challenge of its authorization was being validated was answered
    200 ``pending`` with Retry-After and never validated: the client's answer was dropped in silence. It is now
    ``malformed``, naming the challenge being validated, whose outcome decides the authorization.
+5. an identifier a client names was handed to the database as it came: a ``kid`` with a lone surrogate
+   (``"\\udc80"`` in the JSON) was a 500 with a traceback in the log (no database encodes it), on SQLite and
+   PostgreSQL; a ``kid`` or an orders-list ``cursor`` holding a NUL (``%00``) was, on PostgreSQL, a 503 "the
+   database is unavailable; try again later" with Retry-After, for the client's own mistake. Only what could be an
+   identifier the server made (base64url) is looked up now, in a kid, a cursor or a URL: the others are
+   ``accountDoesNotExist`` and ``malformed``, as an unknown one always was.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import pytest
 from test_acme_audit3 import _backdate
 from test_audit5_acme import _account
 
-from acme_client import AcmeError, Client, HTTP01Responder
-from acme_helpers import serving
+from acme_client import AcmeError, Client, HTTP01Responder, sign
+from acme_helpers import AcmeServer, serving
 
 NAMES = tuple(f"r{i}.acme.test" for i in range(1, 12))
 
@@ -185,3 +191,32 @@ def test_a_challenge_answered_while_another_of_its_authorization_is_validated_is
     with pytest.raises(AcmeError) as closed:  # and now closed, as before
         c.post(urls["tls-alpn-01"], {})
     assert "The authorization is valid; its challenges are closed." in closed.value.problem["detail"]
+
+
+# --- 5. a kid or a cursor no server made is not handed to the database ----------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_kid_or_cursor_that_is_no_identifier_is_unknown_not_a_database_failure(tmp_path, request, backend) -> None:
+    from test_acme_concurrency import _inventory, _two_tier
+
+    root, _issuing, env = _two_tier(tmp_path, _inventory(request, backend))
+    with AcmeServer(env=env) as server:
+        c = Client(server.directory, root)
+        c.register()
+        for tail in ("\udc80", "\x00", "\u00e9", "x" * 60):
+            forged = sign(None, c.key, c.alg, url=c.kid, nonce=c.nonce(), kid=c.kid + tail)
+            with pytest.raises(AcmeError) as unknown:
+                c.send(c.kid, forged)
+            said = (unknown.value.status, unknown.value.type)
+            assert said == (400, "accountDoesNotExist"), (tail, unknown.value.problem)
+            assert unknown.value.response.headers.get("Replay-Nonce")
+        for cursor in ("%00", "a%00b", "%ED%B2%80", "%C3%A9"):
+            with pytest.raises(AcmeError) as unknown:
+                c.post(f"{c.kid}/orders?cursor={cursor}")
+            assert (unknown.value.status, unknown.value.type) == (400, "malformed"), (cursor, unknown.value.problem)
+            assert "names no order of this account" in unknown.value.problem["detail"]
+        # what the server made is read as before
+        order_url, _order = c.new_order("cursor.example.test")
+        assert c.post(f"{c.kid}/orders").json()["orders"] == [order_url]
+        assert c.post(f"{c.kid}/orders?cursor={order_url.rsplit('/', 1)[1]}").json()["orders"] == []
+        assert c.get(c.kid)["status"] == "valid"
+    assert "Traceback" not in server.stderr and "cannot be used" not in server.stderr, server.stderr

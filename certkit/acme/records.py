@@ -1,11 +1,15 @@
 """The ACME state's records (:class:`Account`, :class:`Order`, :class:`Authorization`,
-:class:`Challenge`), and :func:`gone`: whether the process
-working on a row (finalizing an order, validating a challenge) is certainly dead."""
+:class:`Challenge`), :func:`is_id`: whether a client's string could name one, and :func:`gone`: whether the
+process working on a row (finalizing an order, validating a challenge) is certainly dead."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
+
+# An identifier this server makes (certkit.acme.state.new_id: 128 bits, base64url), in a URL pattern.
+ID = "[A-Za-z0-9_-]{1,64}"
 
 
 @dataclass
@@ -71,3 +75,11 @@ def gone(process: str | None) -> bool:
     if is_local(process):
         return not writer_alive(process, dt.datetime.now(dt.UTC))
     return process.split("/", 1)[0] == writer_id().split("/", 1)[0]  # this host's name, another boot
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value``, an account, order, authorization or challenge identifier a client names (its kid, the
+    orders list's cursor, a URL), could be one this server made. Only then is it looked up: as it came, a lone
+    surrogate (``"\\udc80"`` in the JSON) is text no database encodes (a 500), and a NUL one PostgreSQL refuses (a
+    503 blaming the database, Retry-After, for the client's own mistake)."""
+    return isinstance(value, str) and re.fullmatch(ID, value) is not None

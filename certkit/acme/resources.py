@@ -21,6 +21,7 @@ from certkit.acme import challenges, jws
 from certkit.acme.fields import REVOCATION_CODES, account_deactivation, check_booleans, deactivation, revocation_code
 from certkit.acme.finalize import Finalizer, refuse_certificate_key, refuse_not_ready
 from certkit.acme.problems import Problem
+from certkit.acme.records import is_id
 from certkit.acme.response import PEM_CHAIN, Response
 from certkit.acme.state import AcmeState, Authorization, Challenge, Order
 from certkit.acme.validation import Validations, refuse_not_started
@@ -215,7 +216,7 @@ class Resources:
             raise Problem("malformed", f"The orders list takes one query parameter, 'cursor' (from its Link "
                                        f"rel=\"next\"), not '?{shown(request.query)}'.")
         after = query["cursor"][0] if query else None
-        page = self.state.order_page(account.id, after, ORDERS_PAGE)
+        page = self.state.order_page(account.id, after, ORDERS_PAGE) if after is None or is_id(after) else None
         if page is None:
             raise Problem("malformed", f"The cursor '{shown(after)}' names no order of this account; start at "
                                        f"{listing}.")

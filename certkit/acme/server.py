@@ -31,6 +31,7 @@ from certkit.acme import jws
 from certkit.acme.challenges import Validator
 from certkit.acme.policy import Policy
 from certkit.acme.problems import RETRY_LATER, Problem
+from certkit.acme.records import ID, is_id
 from certkit.acme.resources import Request, Resources, refuse_unenrolled
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
@@ -181,12 +182,12 @@ class AcmeService:
             (r"/acme/new-order", "kid", self.resources.new_order),
             (r"/acme/revoke-cert", "any", self.resources.revoke_cert),
             (r"/acme/key-change", "kid", self.resources.key_change),
-            (r"/acme/acct/([\w-]+)", "kid", self.resources.account),
-            (r"/acme/acct/([\w-]+)/orders", "kid", self.resources.account_orders),
-            (r"/acme/order/([\w-]+)", "kid", self.resources.order),
-            (r"/acme/order/([\w-]+)/finalize", "kid", self.resources.finalize),
-            (r"/acme/authz/([\w-]+)", "kid", self.resources.authorization),
-            (r"/acme/chall/([\w-]+)", "kid", self.resources.challenge),
+            (rf"/acme/acct/({ID})", "kid", self.resources.account),
+            (rf"/acme/acct/({ID})/orders", "kid", self.resources.account_orders),
+            (rf"/acme/order/({ID})", "kid", self.resources.order),
+            (rf"/acme/order/({ID})/finalize", "kid", self.resources.finalize),
+            (rf"/acme/authz/({ID})", "kid", self.resources.authorization),
+            (rf"/acme/chall/({ID})", "kid", self.resources.challenge),
             (r"/acme/cert/([0-9A-F]+)", "kid", self.resources.certificate),
         ]
         # RFC 8555 6.3: POST-as-GET (an empty payload) fetches a resource; the others act on a JSON object.
@@ -256,7 +257,7 @@ class AcmeService:
                                            "not with 'kid'.")
             prefix = f"{base}/acme/acct/"
             account_id = signed.kid[len(prefix):] if signed.kid.startswith(prefix) else None
-            account = self.state.account(account_id) if account_id else None
+            account = self.state.account(account_id) if is_id(account_id) else None
             if account is None:
                 _refuse_kid_elsewhere(self.state, signed.kid, prefix)
                 raise Problem("accountDoesNotExist", f"No account is known here as '{shown(signed.kid)}'.")
@@ -326,7 +327,7 @@ def _refuse_kid_elsewhere(state: AcmeState, kid: str, prefix: str) -> None:
         parts = urlsplit(kid)
     except ValueError:
         return
-    match = re.fullmatch(r"/acme/acct/([\w-]+)", parts.path)
+    match = re.fullmatch(rf"/acme/acct/({ID})", parts.path)
     if parts.scheme in ("http", "https") and match and not parts.query and state.account(match[1]) is not None:
         raise Problem("malformed", f"The kid '{shown(kid)}' is the URL of account {match[1]} at another address "
                                    f"than this request was sent to; sign with its URL here, '{prefix}{match[1]}'.")
