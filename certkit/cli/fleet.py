@@ -69,19 +69,19 @@ def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False
         "certificates": [o.as_dict() for o in result.outcomes + undone],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
+    data["notes"] = notes = []  # the warnings of the run as a whole, as a single renewal's notes (both: "ok")
     peers = sum(o.kind == "peer" for o in result.renewed)
     if peers:  # as issue-peer and a batch's peer lines say every time they run
-        from certkit.cli.common import warn
         from certkit.cli.issue import PEER_WARNING
 
-        warn(f"{peers} of the renewed certificates {'is a peer' if peers == 1 else 'are peer'} "
-             f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
+        notes.append(f"{peers} of the renewed certificates {'is a peer' if peers == 1 else 'are peer'} "
+                     f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
     if result.exec_once is not None and not folders_fit([o.folder for o in result.renewed]):
-        from certkit.cli.common import warn
-
-        warn(f"the folders of the {len(result.renewed):,} renewed bundles are longer together than an environment "
-             "variable may be (128 KiB), so --exec-once ran without CERTKIT_FOLDERS: the file $CERTKIT_FOLDERS_FILE "
-             "names lists them, one per line")
+        notes.append(f"the folders of the {len(result.renewed):,} renewed bundles are longer together than an "
+                     "environment variable may be (128 KiB), so --exec-once ran without CERTKIT_FOLDERS: the file "
+                     "$CERTKIT_FOLDERS_FILE names lists them, one per line")
+    for note in notes:
+        warn(note)
     if as_json:
         emit(True, data, "")
     elif result.renewed or result.failed or result.stopped is not None or result.halted or \

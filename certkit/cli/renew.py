@@ -283,6 +283,7 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
     data, lines = _summary(result, rekey, key_type)
     failures, stopped = _single_hooks(ca, result, exec_each, exec_once, exec_timeout, data, lines) \
         if exec_each or exec_once else ([], None)
+    data["ok"] = not failures and stopped is None and unmarked is None  # what the exit status says, as bulk has it
     emit(as_json, data, "\n".join(lines))
     if stopped is not None:  # the renewal was reported above; the exit status says a stop came
         import sys
