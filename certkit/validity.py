@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidLifetime
-from certkit.profiles import BACKDATE, aware, validity
+from certkit.profiles import BACKDATE, PROFILES, aware, validity
 from certkit.text import shown
 from certkit.vocabulary import common_name
 
@@ -145,3 +145,16 @@ def longest_text(most: int, latest: dt.datetime, a_what: str = "a certificate") 
             "with it, and create its successor.")
 
 
+
+def check_days_for_kinds(days: int, kinds, ca_cert) -> None:
+    """``days`` for certificates of ``kinds`` issued now by ``ca_cert``: refused (:class:`InvalidLifetime`) when
+    no certificate of those kinds may have it (a bulk renewal's or a timer's --days: a usage mistake, said once,
+    not once per certificate)."""
+    limits = [PROFILES[kind].max_days for kind in kinds]
+    if None not in limits and days > max(limits):
+        names = " or ".join(kinds)
+        raise InvalidLifetime(f"A {names} certificate may live at most {max(limits)} days (Apple's limit for locally "
+                              f"trusted roots); {days} were asked for")
+    not_before, not_after = validity(days)
+    if not_after > (latest := ca_cert.not_valid_after_utc):
+        raise InvalidLifetime(_past_issuer_message(days, latest, not_before).rstrip("."))

@@ -38,3 +38,47 @@ def test_every_renew_json_report_has_ok_and_notes_agreeing_with_the_exit_status(
         assert data["renewed"] == 1 and any("peer" in n for n in data["notes"]), data["notes"]
     nothing = run_certkit("renew", "--expiring", "1h", "--json", env=env, check=True)
     assert json.loads(nothing.stdout)["ok"] is True and json.loads(nothing.stdout)["notes"] == []
+
+
+def _days_past_ca(tmp_path) -> int:
+    """A --days that ends two days after the CA of ``due`` expires."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.pem").read_bytes())
+    return (ca.not_valid_after_utc - dt.datetime.now(dt.UTC)).days + 2
+
+
+def test_a_days_no_selected_certificate_may_have_is_one_usage_error_before_anything(due):  # noqa: F811
+    """`renew --all --kind server --days 900` failed each server certificate at the plan stage ('Renewed 0 of 1
+    ... failed ...: A server certificate may live at most 825 days', exit 1), and so did a --days past the CA's
+    expiry for every kind; --install-timer with such a --days was installed, to fail every night. Each is now one
+    usage error (exit 2) before anything is renewed or written."""
+    from test_fleet_timer import serial_of
+
+    tmp_path, secret, env = due
+    bundle_serial = serial_of(tmp_path / "web")
+    past = str(_days_past_ca(tmp_path))
+    run_certkit("issue-client", "alice", "--days", "3", "--passphrase-file", secret, cwd=tmp_path, env=env, check=True)
+    for args, said in ((["--kind", "server", "--days", "900"], "a server certificate may live at most 825 days"),
+                       (["--kind", "peer", "--days", "900"], "a peer certificate may live at most 825 days"),
+                       (["--kind", "client", "--days", past], "would end after the ca expires"),
+                       (["--days", past], "would end after the ca expires")):
+        for extra in ([], ["--json"]):
+            proc = run_certkit("renew", "--all", *args, "--passphrase-file", secret, *extra, cwd=tmp_path, env=env,
+                               subprocess=True)
+            assert "Traceback" not in proc.stderr and proc.returncode == 2, proc
+            said_as = json.loads(proc.stdout)["error"] if extra else proc.stderr
+            assert said in said_as.lower() and "nothing was renewed" in said_as, said_as
+            assert said_as.count("fits no certificate") == 1 and "Renewed" not in proc.stdout, proc
+    units = tmp_path / "units"
+    proc = run_certkit("renew", "--install-timer", "--kind", "client", "--days", past, "--passphrase-file", secret,
+                       "--unit-dir", units, env=env, subprocess=True)
+    assert proc.returncode == 2 and "nothing was installed" in proc.stderr and not units.exists(), proc
+    assert serial_of(tmp_path / "web") == bundle_serial and serial_of(tmp_path / "alice") != ""
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]
+    assert len(listed) == 2, listed  # nothing renewed: the bundle and alice, no successor
+    fits = run_certkit("renew", "--all", "--kind", "client", "--days", "30", "--passphrase-file", secret, cwd=tmp_path,
+                       env=env, check=True)
+    assert "Renewed 1 of 1" in fits.stdout, fits.stdout

@@ -128,8 +128,10 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
                                     include_expired=include_expired, **hooks)
+        _refuse_days_none_may_have(days, kind, ca_dir, "nothing was installed")
         return cli_fleet.timer(True, renew_argv=argv, **schedule)
     if expiring is not None or renew_all:
+        _refuse_days_none_may_have(days, kind, ca_dir, "nothing was renewed")
         from certkit.fleet import Selection
 
         return cli_fleet.renew_in_bulk(
@@ -221,6 +223,23 @@ def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int 
         raise click.UsageError(f"--days {days} gives the renewed certificates a life no more than a day longer than "
                                f"the renewal window of {period_words(window)}, so (almost) every day's run would "
                                "renew them again: give a longer --days or a shorter --expiring.")
+
+
+def _refuse_days_none_may_have(days: int | None, kind: str | None, ca_dir: Path | None, done: str) -> None:
+    """A bulk renewal's or a timer's --days that no certificate it selects may have (longer than a server may live,
+    with --kind server; past the CA's expiry): one usage error before anything, not a failure per certificate."""
+    if days is None:
+        return
+    from certkit.errors import InvalidLifetime
+    from certkit.store import CADirectory
+    from certkit.validity import check_days_for_kinds
+
+    try:
+        check_days_for_kinds(days, [kind] if kind else LEAF_KINDS, CADirectory(ca_dir).open().cert)
+    except InvalidLifetime as exc:
+        raise click.UsageError(f"--days {days} fits no certificate this renewal selects, so each would fail: "
+                               f"{str(exc)[:1].lower()}{str(exc)[1:]}; "
+                               f"{done}.") from None
 
 
 def _refuse_with_remove_timer(**given) -> None:
