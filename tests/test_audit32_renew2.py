@@ -82,3 +82,36 @@ def test_a_days_no_selected_certificate_may_have_is_one_usage_error_before_anyth
     fits = run_certkit("renew", "--all", "--kind", "client", "--days", "30", "--passphrase-file", secret, cwd=tmp_path,
                        env=env, check=True)
     assert "Renewed 1 of 1" in fits.stdout, fits.stdout
+
+
+def test_the_summary_says_moved_bundles_apart_from_certificates_delivered_elsewhere(due):  # noqa: F811
+    """The summary said 'skipped 3 not in a known bundle folder' of a bundle moved by hand (which the operator
+    must act on: it will expire under a quiet cron job) and of certificates delivered into a jsonl file or to
+    standard output on purpose alike. It counts them apart now, in a run that renewed some and in one at a
+    terminal that renewed none; the moved one is still warned of by serial."""
+    from fleet_helpers import run_in_pty
+
+    tmp_path, secret, env = due
+    for name in ("db.example", "cache.example"):
+        run_certkit("issue-server", name, "--days", "20", "--passphrase-file", secret, cwd=tmp_path, env=env,
+                    check=True)
+    (tmp_path / "db.example").rename(tmp_path / "db-moved")
+    run_certkit("issue-server", "api.example", "--days", "20", "--format", "jsonl", "--out", tmp_path / "api.jsonl",
+                "--passphrase-file", secret, env=env, check=True)
+    run_certkit("issue-server", "s.example", "--days", "20", "--format", "jsonl", "--passphrase-file", secret,
+                env=env, check=True)
+    proc = run_certkit("renew", "--expiring", "25d", "--days", "60", "--passphrase-file", secret, cwd=tmp_path,
+                       env=env, subprocess=True)
+    assert proc.returncode == 0 and "Renewed 2 of 2" in proc.stdout, proc
+    assert "not in a known bundle folder" not in proc.stdout
+    assert "  skipped  1 moved or deleted since written, needing your action: renew it where it is now" in proc.stdout
+    assert "  skipped  2 delivered elsewhere by design" in proc.stdout and "no run renews them" in proc.stdout
+    assert proc.stderr.count("was not renewed") == 1 and "db.example" in proc.stderr, proc.stderr
+    code, shown, _ = run_in_pty(["renew", "--expiring", "25d", "--kind", "server", "--name", "*.example",
+                                 "--passphrase-file", str(secret)], env=env, cwd=tmp_path, cols=300)
+    assert code == 0 and "Renewed none of 3 server certificates" in shown, shown
+    assert ": 2 of them were delivered into no bundle folder" in shown, shown
+    assert "skipped  1 moved or deleted since written" in shown, shown
+    data = json.loads(run_certkit("renew", "--expiring", "25d", "--json", env=env, cwd=tmp_path, check=True).stdout)
+    whys = sorted(o["why"] for o in data["certificates"])
+    assert whys == ["elsewhere", "elsewhere", "moved"] and data["needs_attention"] == 1, whys

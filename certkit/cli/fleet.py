@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock, warn
-from certkit.cli.fleet_idle import say_nothing_renewed
+from certkit.cli.fleet_idle import say_nothing_renewed, skipped_lines
 from certkit.paths import absolute
 from certkit.text import shown, terminal_safe
 
@@ -135,12 +135,7 @@ def _lines(result, rekey: bool) -> list[str]:
         lines.append(f"  failed   {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}")
     meanwhile = [o for o in result.skipped if o.stage in ("meanwhile", "damaged")]  # each said: in a known folder
     lines += [f"  skipped  {o.serial}  {shown(o.folder or '(no folder)')}: {shown(o.error)}" for o in meanwhile]
-    others = sum(o.stage == "other_host" for o in result.skipped)
-    if len(result.skipped) > len(meanwhile) + others:
-        lines.append(f"  skipped  {len(result.skipped) - len(meanwhile) - others} not in a known bundle folder "
-                     "(--json lists them)")
-    if others:
-        lines.append(f"  skipped  {others} in bundle folders of other hosts, renewed there (--json lists them)")
+    lines += skipped_lines(result.skipped)  # the others, counted apart by why: moved, late, other host, elsewhere
     if result.exec_once is not None:
         lines.append(f"  --exec-once: {shown(result.exec_once.describe())}")
     return lines
