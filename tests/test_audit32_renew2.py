@@ -115,3 +115,33 @@ def test_the_summary_says_moved_bundles_apart_from_certificates_delivered_elsewh
     data = json.loads(run_certkit("renew", "--expiring", "25d", "--json", env=env, cwd=tmp_path, check=True).stdout)
     whys = sorted(o["why"] for o in data["certificates"])
     assert whys == ["elsewhere", "elsewhere", "moved"] and data["needs_attention"] == 1, whys
+
+
+def test_installing_the_same_timer_again_says_nothing_changed(due):  # noqa: F811
+    """Installing an identical timer again said 'Wrote the daily renewal timer certkit-renew' and 'To finish,
+    run:' as if it were new, while docs/renew.md says it changes nothing; --json could not tell either. It now
+    says the timer is installed already and nothing changed (the units byte for byte as they were), an install
+    from a shell with another PATH says only the environment lines changed, and --force over another renewal
+    says it replaced it; --json has "changed" and "change"."""
+    tmp_path, secret, env = due
+    units = tmp_path / "units"
+    args = ["renew", "--install-timer", "--passphrase-file", secret, "--unit-dir", units]
+    first = run_certkit(*args, env=env, check=True)
+    assert first.stdout.startswith("Wrote the daily renewal timer certkit-renew") and "To finish, run:" in first.stdout
+    written = {p.name: p.read_bytes() for p in units.iterdir()}
+    again = run_certkit(*args, env=env, check=True)
+    assert again.stdout.startswith("The daily renewal timer certkit-renew is installed already, the same: nothing "
+                                   "changed"), again.stdout
+    assert "Wrote" not in again.stdout and "If not done yet, run:" in again.stdout, again.stdout
+    assert {p.name: p.read_bytes() for p in units.iterdir()} == written
+    same = json.loads(run_certkit(*args, "--json", env=env, check=True).stdout)
+    assert same["changed"] is False and same["change"] == "unchanged" and same["ok"] is True, same
+    moved_path = env | {"PATH": f"{tmp_path}:{env['PATH']}"}
+    updated = run_certkit(*args, env=moved_path, check=True, subprocess=True)
+    assert updated.stdout.startswith("Updated the daily renewal timer certkit-renew") and \
+        "only its environment lines (PATH, HOME) changed" in updated.stdout, updated.stdout
+    other = json.loads(run_certkit(*args, "--expiring", "20d", "--force", "--json", env=env, check=True).stdout)
+    assert other["changed"] is True and other["change"] == "replaced", other
+    replaced = run_certkit(*args, "--expiring", "10d", "--force", env=env, check=True)
+    assert replaced.stdout.startswith("Replaced the daily renewal timer certkit-renew"), replaced.stdout
+    assert "--expiring 10d" in (units / "certkit-renew.service").read_text()

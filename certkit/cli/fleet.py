@@ -274,8 +274,9 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     change = fleet.install_timer(renew_argv, description=description, directory=unit_dir, name=name, force=force)
     data = {"files": [str(p) for p in change.files], "system": change.system, "ran": change.ran,
             "failed": change.failed, "todo": change.todo, "command": renew_argv,
-            "randomized_delay_seconds": fleet.RANDOM_DELAY}
-    lines = [f"Wrote the daily renewal timer {name} ({'system' if change.system else 'user'} units):",
+            "randomized_delay_seconds": fleet.RANDOM_DELAY, "changed": change.changed != "unchanged",
+            "change": change.changed}
+    lines = [_installed(change, name),
              f"  service  {shown(change.files[0])}",
              f"           runs: certkit {shown(shlex.join(renew_argv))}",
              f"  timer    {shown(change.files[1])}",
@@ -283,6 +284,17 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     _timer_tail(change, lines)
     _emit_timer(as_json, data, lines, change, "the units were written, but systemd did not enable the timer, so it "
                                               "does not run")
+
+
+def _installed(change, name: str) -> str:
+    """The first line of what installing the timer says: how it changed what was there (nothing, if the same)."""
+    units = f"({'system' if change.system else 'user'} units)"
+    return {"written": f"Wrote the daily renewal timer {name} {units}:",
+            "unchanged": f"The daily renewal timer {name} is installed already, the same: nothing changed {units}:",
+            "updated": f"Updated the daily renewal timer {name} {units}: the same renewal and schedule; only its "
+                       "environment lines (PATH, HOME) changed:",
+            "replaced": f"Replaced the daily renewal timer {name} {units}, which ran another renewal or schedule "
+                        "(--force):"}[change.changed]
 
 
 def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: str) -> None:
@@ -356,8 +368,8 @@ def _selection_words(renew_argv: list[str]) -> str:
 def _timer_tail(change, lines: list[str]) -> None:
     lines += [f"  ran      {shown(c)}" for c in change.ran]
     lines += [f"  failed   {shown(c)}" for c in change.failed] + [f"  note     {n}" for n in change.notes]
-    if change.todo:
-        lines.append("To finish, run:")
+    if change.todo:  # units written as they were: their commands may have been run already
+        lines.append("If not done yet, run:" if getattr(change, "changed", "") == "unchanged" else "To finish, run:")
         lines += [f"  {shown(c)}" for c in change.todo]
 
 

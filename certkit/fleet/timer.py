@@ -24,7 +24,7 @@ from certkit.fleet.timer_env import (  # noqa: F401 (the environment a timer run
     cron_path,
     program,
 )
-from certkit.fleet.timer_files import remove_units, whole_pair
+from certkit.fleet.timer_files import how_changed, remove_units, whole_pair
 from certkit.paths import absolute
 from certkit.text import is_digits, is_utf8, shown
 
@@ -165,8 +165,7 @@ def _hours_and_minutes(period: dt.timedelta) -> str:
 
 
 def _check_window(renew_argv: Sequence[str], *, cron: bool) -> None:
-    problem = schedule_problem(renew_argv, cron=cron)
-    if problem:
+    if problem := schedule_problem(renew_argv, cron=cron):
         raise CertkitError(problem)
 
 
@@ -181,6 +180,7 @@ class TimerChange:
     todo: list[str] = field(default_factory=list)
     system: bool = False
     notes: list[str] = field(default_factory=list)  # drop-ins of other hands that systemd applies to the units
+    changed: str = "written"  # installing: or unchanged, updated (its PATH, HOME), replaced (--force): how_changed
 
 
 def _systemctl(system: bool) -> list[str]:
@@ -209,8 +209,9 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
     timer = timer_text(description)
     paths = [folder / f"{name}.service", folder / f"{name}.timer"]
     searched = _searched(folder, system)  # before anything is written: a $HOME it needs and lacks is refused now
-    for path, text in zip(paths, (service, timer), strict=True):
-        if _but_path(_check_ours(path)) not in (None, _but_path(text)) and not force:  # PATH: the newest
+    olds = [_check_ours(path) for path in paths]
+    for path, text, old in zip(paths, (service, timer), olds, strict=True):
+        if _but_path(old) not in (None, _but_path(text)) and not force:  # PATH: the newest
             raise TimerExists(f"The {name} timer is already installed ({shown(path)}), with another renewal or "
                               "schedule; pass --force to replace it, or --timer-name for a second timer.")
     try:
@@ -223,7 +224,7 @@ def install_timer(renew_argv: Sequence[str], *, description: str, directory: Pat
 
         raise CertkitError(f"Cannot write the timer units to {shown(folder)}: {os_reason(exc)}; nothing there was "
                            "changed.") from None
-    change = TimerChange(paths, system=system)
+    change = TimerChange(paths, system=system, changed=how_changed(olds, [service, timer], _but_path))
     commands = [[*_systemctl(system), "daemon-reload"], [*_systemctl(system), "enable", "--now", f"{name}.timer"]]
     if not searched:  # systemd does not look there: linked into its unit path first
         commands.insert(0, [*_systemctl(system), "link", *(absolute(p) for p in paths)])  # absolute only
@@ -383,8 +384,7 @@ def _check_name(name: str) -> None:
 
 
 def _check_ours(path: Path) -> str | None:
-    """Replace or remove only a unit certkit wrote, never someone else's of the same name; return
-    what the unit says (None if there is none)."""
+    """Replace or remove only a unit certkit wrote, never another's of its name; return its text (None: none)."""
     if not os.path.lexists(path):
         return None
     if path.is_symlink() or not path.is_file():

@@ -69,3 +69,14 @@ def remove_units(paths: list[Path], removed: list[Path]) -> str | None:
                     "this again")
         removed.append(path)
     return None
+
+
+def how_changed(olds: list[str | None], news: list[str], same) -> str:
+    """What installing the units ``news`` over ``olds`` (None: none there) changes: ``written`` (new units),
+    ``unchanged`` (the very same text), ``updated`` (the same but for the lines ``same`` leaves out: PATH, HOME) or
+    ``replaced`` (another renewal or schedule, with --force)."""
+    if all(old is None for old in olds):
+        return "written"
+    if olds == news:
+        return "unchanged"
+    return "updated" if [same(old) for old in olds] == [same(new) for new in news] else "replaced"
