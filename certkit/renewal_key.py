@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import CERT_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
-from certkit.errors import CannotRenew, CertkitError
+from certkit.errors import CannotRenew, CertkitError, UnreadableFile
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -88,7 +88,14 @@ def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = 
 
             raise damaged(absent_text(key_path))
         return None
-    data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
+    try:
+        data = read_limited(key_path, MAX_CERT_FILE_BYTES, what="private key")
+    except UnreadableFile as exc:  # no permission (mode 000, another user's), an I/O error
+        if not expected:
+            return None  # --rekey: a new key replaces it, as it replaces a damaged one
+        raise CannotRenew(f"{str(exc).rstrip('.')}, so certkit cannot renew the bundle with its key kept; nothing "
+                          "was written. Renew as a user who may read it (or give it back that permission), or "
+                          "renew with --rekey for a new key.") from None
     if is_encrypted(data):
         return None  # not ours to check; it stays as it is
     try:

@@ -6,10 +6,14 @@ changed. Units go to temporary folders only (--unit-dir, CERTKIT_SYSTEMD_SYSTEM_
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
+import pytest
+from test_audit29_wording3 import as_nobody, home, runner  # noqa: F401 (certkit run as the user nobody)
 from test_fleet_timer import due  # noqa: F401 (a CA with one bundle due in 5 days, its passphrase in a file)
 
-from conftest import openssl, run_certkit
+from conftest import assert_clean_error, openssl, run_certkit
 
 
 def test_every_renew_json_report_has_ok_and_notes_agreeing_with_the_exit_status(due):  # noqa: F811
@@ -145,3 +149,35 @@ def test_installing_the_same_timer_again_says_nothing_changed(due):  # noqa: F81
     replaced = run_certkit(*args, "--expiring", "10d", "--force", env=env, check=True)
     assert replaced.stdout.startswith("Replaced the daily renewal timer certkit-renew"), replaced.stdout
     assert "--expiring 10d" in (units / "certkit-renew.service").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_a_key_the_user_may_not_read_is_said_so_and_rekey_replaces_it(runner, home):  # noqa: F811
+    """Run as the user nobody, a bundle whose privkey.pem is mode 000 was refused, single and bulk, with 'Cannot
+    read the private key ...: Permission denied.' and no way out: --rekey, which replaces a missing or damaged
+    key, failed the same way (it read the old key first). The refusal now says what to do, and --rekey renews
+    it with a new key (0600, openssl: the certificate's), single and in bulk; nothing is written without it."""
+    env = {"CERTKIT_CA_DIR": str(home / "ca")}
+    for args in (["init-ca", "--name", "N32", "--no-passphrase"], ["issue-server", "a.example", "--days", "20"],
+                 ["issue-server", "b.example", "--days", "20"]):
+        assert as_nobody(runner, home, "-m", "certkit", *args, **env).returncode == 0
+    for name in ("a.example", "b.example"):
+        (home / name / "privkey.pem").chmod(0)
+    before = {n: (home / n / "cert.pem").read_bytes() for n in ("a.example", "b.example")}
+    single = as_nobody(runner, home, "-m", "certkit", "renew", "a.example", **env)
+    assert_clean_error(single, "Cannot read the private key a.example/privkey.pem: Permission denied, so certkit "
+                               "cannot renew the bundle with its key kept; nothing was written.")
+    assert "--rekey for a new key" in single.stderr
+    bulk = as_nobody(runner, home, "-m", "certkit", "renew", "--expiring", "25d", "--days", "60", **env)
+    assert bulk.returncode == 1 and bulk.stdout.count("cannot renew the bundle with its key kept") == 2, bulk
+    assert {n: (home / n / "cert.pem").read_bytes() for n in before} == before
+    rekeyed = as_nobody(runner, home, "-m", "certkit", "renew", "a.example", "--rekey", "--json", **env)
+    assert rekeyed.returncode == 0 and json.loads(rekeyed.stdout)["ok"] is True, rekeyed
+    bulk = as_nobody(runner, home, "-m", "certkit", "renew", "--expiring", "25d", "--days", "60", "--rekey", **env)
+    assert bulk.returncode == 0 and "Renewed 2 of 2" in bulk.stdout and "(new keys)" in bulk.stdout, bulk
+    for name in before:
+        folder = home / name
+        assert (folder / "privkey.pem").stat().st_mode & 0o777 == 0o600
+        of_cert = openssl("x509", "-noout", "-pubkey", "-in", str(folder / "cert.pem")).stdout
+        assert of_cert == openssl("pkey", "-pubout", "-in", str(folder / "privkey.pem")).stdout
+        assert (folder / "cert.pem").read_bytes() != before[name]
