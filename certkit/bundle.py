@@ -119,7 +119,7 @@ def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces:
         check_can_write(folder)
         return
     check_folder_owner(folder)
-    check_can_write(folder)
+    check_can_write(folder, listed=True)  # an existing folder: what it holds is read, so it must be listed too
     refuse_unsettled(folder)
     existing = [n for n in names if os.path.lexists(folder / n)]
     links = [n for n in existing if (folder / n).is_symlink() or not (folder / n).is_file()]

@@ -269,10 +269,12 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
                                f"{shown(path)} cannot be written.", replaceable=False)
 
 
-def check_can_write(path: str | Path, what: str = "output folder") -> None:
+def check_can_write(path: str | Path, what: str = "output folder", *, listed: bool = False) -> None:
     """Refuse, before anything is signed, a place that cannot be written: ``path`` (or the nearest
     folder above it that exists) on a read-only file system, not writable by this user, or where no
-    file can be made though its mode says one can (/proc, /sys: tried, :func:`_make_a_file`)."""
+    file can be made though its mode says one can (/proc, /sys: tried, :func:`_make_a_file`). With ``listed``,
+    an existing folder ``path`` this user may not list either (mode 0300): what it holds is read before files
+    in it are replaced."""
     here = Path(path).absolute()
     while not os.path.isdir(here) and here != here.parent:
         here = here.parent
@@ -284,6 +286,11 @@ def check_can_write(path: str | Path, what: str = "output folder") -> None:
         raise CertkitError(f"Cannot write the {what} {shown(path)}: the file system is read-only.")
     if not os.access(here, os.W_OK):
         raise CertkitError(f"Cannot write the {what} {shown(path)}: permission denied ({shown(here)}).")
+    if listed and here == Path(path).absolute() and not os.access(here, os.R_OK):
+        raise CertkitError(f"Cannot write the {what} {shown(path)}: permission denied to read it (its mode "
+                           f"{os.stat(here).st_mode & 0o7777:04o}), and certkit reads what a folder holds before it "
+                           "replaces files there; nothing was written. Give it back the read permission, or "
+                           "choose another folder.")
     try:
         _make_a_file(here)
     except OSError as exc:

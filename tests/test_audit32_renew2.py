@@ -181,3 +181,26 @@ def test_a_key_the_user_may_not_read_is_said_so_and_rekey_replaces_it(runner, ho
         of_cert = openssl("x509", "-noout", "-pubkey", "-in", str(folder / "cert.pem")).stdout
         assert of_cert == openssl("pkey", "-pubout", "-in", str(folder / "privkey.pem")).stdout
         assert (folder / "cert.pem").read_bytes() != before[name]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_a_bundle_folder_the_user_may_write_but_not_list_is_refused_before_signing(runner, home):  # noqa: F811
+    """Run as nobody, a bundle folder of mode 0300 (written and entered, not listed) passed every check, so the
+    renewal signed a certificate (bulk: after the passphrase, at the stage 'renew') and then failed with 'Cannot
+    write the bundle in c: Permission denied; nothing was replaced', blaming a write. Renewing in place, in bulk,
+    and issue-* --force over it are now refused before anything is signed, naming the read permission."""
+    env = {"CERTKIT_CA_DIR": str(home / "ca")}
+    for args in (["init-ca", "--name", "N32", "--no-passphrase"], ["issue-client", "c", "--days", "20"],
+                 ["issue-client", "d", "--days", "20"]):
+        assert as_nobody(runner, home, "-m", "certkit", *args, **env).returncode == 0
+    (home / "c").chmod(0o300)
+    said = "permission denied to read it (its mode 0300)"
+    for args in (["renew", "c"], ["issue-client", "c", "--force"]):
+        proc = as_nobody(runner, home, "-m", "certkit", *args, **env)
+        assert_clean_error(proc, f"Cannot write the output folder c: {said}")
+    bulk = as_nobody(runner, home, "-m", "certkit", "renew", "--expiring", "25d", "--days", "60", "--json", **env)
+    outcomes = {o["folder"].rsplit("/", 1)[-1]: o for o in json.loads(bulk.stdout)["certificates"]}
+    assert bulk.returncode == 1 and outcomes["d"]["outcome"] == "renewed", bulk
+    assert outcomes["c"]["stage"] == "plan" and said in outcomes["c"]["error"], outcomes["c"]
+    listed = json.loads(as_nobody(runner, home, "-m", "certkit", "list", "--json", **env).stdout)
+    assert listed["total"] == 3, listed  # c, d and d's successor: nothing signed for c
