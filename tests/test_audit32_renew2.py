@@ -204,3 +204,29 @@ def test_a_bundle_folder_the_user_may_write_but_not_list_is_refused_before_signi
     assert outcomes["c"]["stage"] == "plan" and said in outcomes["c"]["error"], outcomes["c"]
     listed = json.loads(as_nobody(runner, home, "-m", "certkit", "list", "--json", **env).stdout)
     assert listed["total"] == 3, listed  # c, d and d's successor: nothing signed for c
+
+
+def test_a_hook_stopped_by_its_deadline_is_marked_timed_out(due):  # noqa: F811
+    """A hook --exec-timeout stopped was reported {"exit": null, "ok": false, "error": "still running after 1 s,
+    so it was stopped"}: a script could tell it from a hook that failed (exit 3) or could not run only by parsing
+    English. Every hook's report has "timed_out" now: true for the stopped one (single and bulk, --exec and
+    --exec-once, and one whose background child held its output past the deadline), false otherwise. The hook
+    reads no terminal: its standard input is empty, so 'read' ends at once."""
+    import time
+
+    tmp_path, secret, env = due
+    web = tmp_path / "web"
+    started = time.monotonic()
+    single = run_certkit("renew", web, "--exec", "sleep 30", "--exec-timeout", "1", "--passphrase-file", secret,
+                         "--json", env=env, subprocess=True)
+    data = json.loads(single.stdout)
+    assert single.returncode == 1 and data["ok"] is False and time.monotonic() - started < 25, single
+    assert data["exec"]["timed_out"] is True and data["exec"]["exit"] is None, data["exec"]
+    proc = run_certkit("renew", "--expiring", "60d", "--days", "70", "--exec", "read x && exit 4; exit 3",
+                       "--exec-once", "sleep 30 & echo started", "--exec-timeout", "1", "--passphrase-file", secret,
+                       "--json", cwd=tmp_path, env=env, subprocess=True, input="yes\n")
+    data = json.loads(proc.stdout)
+    hook = data["certificates"][0]["hook"]
+    assert proc.returncode == 1 and hook["exit"] == 3 and hook["timed_out"] is False, hook
+    assert data["exec_once"]["timed_out"] is True and data["exec_once"]["exit"] == 0, data["exec_once"]
+    assert "started" in data["exec_once"]["output"]

@@ -151,8 +151,8 @@ def test_a_failed_hook_keeps_the_bundle_and_fails_the_run(fleet):
     data, proc = renew_json(env, "--expiring", "30d", "--exec", hook, "--exec-once", "exit 4", code=1)
     assert not data["ok"] and data["renewed"] == 3 and data["hook_failures"] == 1
     api = next(o for o in data["certificates"] if o["serial"] == serials["api"])
-    assert api["hook"] == {"command": hook, "exit": 3, "ok": False, "error": "exit 3", "output": "reload failed\n",
-                           "output_truncated": False}
+    assert api["hook"] == {"command": hook, "exit": 3, "ok": False, "error": "exit 3", "timed_out": False,
+                           "output": "reload failed\n", "output_truncated": False}
     assert serial_hex(load(work / "api").serial_number) == api["new_serial"]  # written, kept, valid
     assert CADirectory(work.parent / "ca").inventory.get(api["new_serial"])["status"] == "valid"
     assert data["exec_once"]["exit"] == 4

@@ -65,6 +65,7 @@ class HookRun:
     output: str = ""
     truncated: bool = False  # the output was longer: its start was dropped (and said so in its first line)
     signal: str | None = None
+    timed_out: bool = False  # stopped by --exec-timeout (``exit`` None if the hook itself was still running)
 
     def __post_init__(self) -> None:
         if self.exit is not None and self.exit < 0:  # subprocess's -N: killed by signal N
@@ -78,7 +79,7 @@ class HookRun:
     def as_dict(self) -> dict:
         signal = {"signal": self.signal} if self.signal else {}  # only for a hook a signal ended
         return {"command": self.command, "exit": self.exit, **signal, "ok": self.ok, "error": self.error,
-                "output": self.output, "output_truncated": self.truncated}
+                "timed_out": self.timed_out, "output": self.output, "output_truncated": self.truncated}
 
     def describe(self) -> str:
         return "exit 0" if self.ok else self.error or f"exit {self.exit}"
@@ -197,7 +198,7 @@ def run_hook(command: str, extra_env: dict[str, str], *, timeout: float = DEFAUL
                  "(redirect a background command's output: cmd >/dev/null 2>&1 &)")
     else:
         error = None if code == 0 else describe_status(code)
-    return HookRun(command, code, error, output, truncated=dropped > 0)
+    return HookRun(command, code, error, output, truncated=dropped > 0, timed_out=code is None or not closed)
 
 
 def _read_into(fd: int, kept: bytearray) -> tuple[bool, int]:
