@@ -230,3 +230,22 @@ def test_a_hook_stopped_by_its_deadline_is_marked_timed_out(due):  # noqa: F811
     assert proc.returncode == 1 and hook["exit"] == 3 and hook["timed_out"] is False, hook
     assert data["exec_once"]["timed_out"] is True and data["exec_once"]["exit"] == 0, data["exec_once"]
     assert "started" in data["exec_once"]["output"]
+
+
+def test_a_run_with_include_expired_names_its_selection_as_one_phrase(due):  # noqa: F811
+    """--all --include-expired was described as 'valid certificates and expired ones', which read 'Nothing to
+    renew: no valid client certificates and expired ones.' and 'Renewed 1 of 1 valid certificate and expired
+    ones'. It is 'valid or expired certificates' now, in every line that names the selection."""
+    from fleet_helpers import run_in_pty
+
+    tmp_path, secret, env = due
+    code, shown, _ = run_in_pty(["renew", "--all", "--include-expired", "--kind", "client", "--passphrase-file",
+                                 str(secret)], env=env, cwd=tmp_path, cols=200)
+    assert code == 0 and "Nothing to renew: no valid or expired client certificates." in shown, shown
+    assert "expired ones" not in shown
+    proc = run_certkit("renew", "--all", "--include-expired", "--days", "60", "--passphrase-file", secret,
+                       cwd=tmp_path, env=env, check=True)
+    assert proc.stdout.startswith("Renewed 1 of 1 valid or expired certificate\n"), proc.stdout
+    data = json.loads(run_certkit("renew", "--all", "--include-expired", "--kind", "client", "--json", env=env,
+                                  check=True).stdout)
+    assert data["selection"] == "all valid or expired client certificates" and data["ok"] is True, data

@@ -53,7 +53,7 @@ class Selection:
         if self.name:
             what += f" matching '{shown(self.name)}'"
         if self.expiring is None:
-            return f"{'all ' if every else ''}valid {what}" + (" and expired ones" if self.include_expired else "")
+            return f"{'all ' if every else ''}{'valid or expired' if self.include_expired else 'valid'} {what}"
         return (f"{what} {'expired or ' if self.include_expired else ''}expiring within "
                 f"{period_words(self.expiring)}")
 
