@@ -348,6 +348,7 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
                    for i in todo]
         taken = record_pending(ca.inventory, entries, durable=durable)  # a failure: nothing was issued
         if not taken:
+            _note_other_kinds(ca, items, issued, before)
             return
         todo = [todo[j] for j in taken]
         for i in todo:  # the same key, a fresh serial
@@ -355,6 +356,19 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
             issued[i] = ca.sign(replace(request, key=issued[i].private_key) if request.keyed else request)
     # five 159-bit collisions in a row means the random source is broken
     raise CertkitError("Could not find an unused serial number; check the system's random source.")
+
+
+def _note_other_kinds(ca: "CA", items, issued: list["IssuedCert"], before: list[str | None]) -> None:
+    """Note, for each bundle ``--force`` replaced with a certificate of another kind (a peer's over a
+    server's), that the old certificate was replaced, not renewed: the inventory records the new one as
+    its successor (so that it is no longer due, its key gone), and ``list`` says "replaced"."""
+    from certkit.inventory.succession import other_kind_note
+
+    for i, old in enumerate(before):
+        if old is not None and items[i][0].renewed_from is None:
+            row = ca.inventory.get(old)
+            if row is not None and row["kind"] != issued[i].kind:
+                issued[i].notes.append(other_kind_note(row, issued[i].kind))
 
 
 def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None, failure=None) -> int:

@@ -388,8 +388,7 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
 
         check_renewable_in_place(target_folder)
     if found.successors and not in_place:
-        raise CannotRenew(f"The certificate {found.serial} was already renewed as {found.successors[-1]}; "
-                          "renew that one (or give the folder that still holds the old certificate).")
+        _refuse_renewed(ca, found)
     if found.row["status"] == "revoked":
         raise CannotRenew(f"The certificate {found.serial} was revoked on {moment_text(found.row['revoked_at'])} "
                           f"(reason: {found.row['revocation_reason']}); a revoked certificate is not renewed. Issue a "
@@ -485,3 +484,17 @@ def renew_bundle(ca: "CA", ref: str, *, rekey: bool = False, key_type: str | Non
                  out: Path | None = None, force: bool = False) -> Renewal:
     """:func:`plan_renewal` then :func:`renew`, for callers that hold an unlocked CA."""
     return renew(ca, plan_renewal(ca, ref, rekey=rekey, key_type=key_type, days=days, out=out, force=force))
+
+
+def _refuse_renewed(ca: "CA", found: Found) -> None:
+    """Refuse to renew ``found`` again: it was renewed, or its bundle was replaced (--force) with a
+    certificate of another kind, which renewed nothing: a renewal keeps the kind."""
+    newest = found.successors[-1]
+    row = ca.inventory.get(newest) if ca.inventory is not None else None
+    if row is not None and row["kind"] != found.row["kind"]:
+        raise CannotRenew(f"The {found.row['kind']} certificate {found.serial} was not renewed: its bundle was "
+                          f"replaced (--force) with the {row['kind']} certificate {newest}, and its key went with it. "
+                          f"Issue a new {found.row['kind']} certificate (into a folder of its own), or revoke "
+                          f"{found.serial} if nothing uses it (certkit revoke {found.serial} --reason superseded).")
+    raise CannotRenew(f"The certificate {found.serial} was already renewed as {newest}; "
+                      "renew that one (or give the folder that still holds the old certificate).")

@@ -115,7 +115,8 @@ class WriteRecorder:
         from certkit.text import shown
 
         try:
-            return self.ca.inventory.mark_issued([issued.serial_hex]).get(issued.serial_hex, [])
+            notes = self.ca.inventory.mark_issued([issued.serial_hex]).get(issued.serial_hex, [])
+            return notes + _other_kind(self.ca, issued, planned[1])
         except InventoryError as exc:
             raise InventoryError(f"{without_advice(exc)} {shown(planned[0])} was written whole; the next certkit "
                                  "command that reaches the inventory records it as issued in that folder ('certkit "
@@ -247,3 +248,11 @@ def record_pending(inventory, entries: list, *, durable: bool = True) -> list[in
         if type(exc) is not InventoryError:  # a damaged row: its own words
             raise
         raise InventoryError(f"{str(exc).rstrip('.')}; nothing was issued or written.") from None
+
+
+def _other_kind(ca: "CA", issued: "IssuedCert", replaced: str | None) -> list[str]:
+    """The note for a bundle of another kind that this write replaced (as the issuing pipeline's)."""
+    from certkit.inventory.succession import other_kind_note
+
+    row = ca.inventory.get(replaced) if replaced is not None else None
+    return [other_kind_note(row, issued.kind)] if row is not None and row["kind"] != issued.kind else []

@@ -100,8 +100,9 @@ def list_certificates(kind, status, expiring, pattern, limit, ca_dir, as_json):
     Status is valid, not yet valid (before its start: listed, but not with
     --status valid), expired, revoked, pending (its bundle being written
     right now) or abandoned (signed but never delivered: shown only with
-    --status abandoned); "(renewed)" marks a certificate that has a successor, and
-    --expiring leaves those out since they need no action, as it leaves out a
+    --status abandoned); "(renewed)" marks a certificate that has a successor,
+    "(replaced)" one whose bundle --force gave to a certificate of another kind,
+    and --expiring leaves those out since they need no action, as it leaves out a
     running ACME server's own certificate, which that server renews. No
     passphrase is needed. On a terminal, long lists go through a pager.
 
@@ -187,12 +188,18 @@ def _described(kind: str | None, status: str | None, expiring, pattern: str | No
     return words
 
 
+def _succeeded(row: dict) -> str:
+    """What the STATUS column adds for a certificate with a successor: renewed, or replaced by one of
+    another kind (--force over its bundle), which renewed nothing."""
+    return " (renewed)" if row["renewed_by"] else " (replaced)" if row.get("replaced_by") else ""
+
+
 def _table(rows: list[dict], width: int | None) -> str:
     from certkit.text import columns, pad_columns, shown
 
     header = ("SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT", "NAMES")
     table = [header] + [(r["serial"][:16] + ("…" if len(r["serial"]) > 16 else ""), r["kind"],
-                         r["status"] + (" (renewed)" if r["renewed_by"] else ""),
+                         r["status"] + _succeeded(r),
                          r["not_after"][:10], shown(r["subject"]) or "(empty)", _names_summary(r)) for r in rows]
     widths = [max(columns(row[i]) for row in table) for i in range(len(header) - 1)]
     if width is not None:  # fit the terminal: the subject column gives way first, the names after it

@@ -60,11 +60,16 @@ def query(inventory: "Inventory", *, kind: str | None, status: str | None, expir
         import json
 
         rows = [r for r in rows if name_match(pattern, r["subject"], json.dumps(r["names"]))][:limit]
-    renewed_by = _renewed_by(inventory, [r["serial"] for r in rows])
+    renewed_by, replaced_by, replaces = _renewed_by(inventory, [r["serial"] for r in rows])
     stamp = iso(now)
     for row in rows:
         row["status"] = status_now(row["status"], row["not_before"], row["not_after"], stamp)
         row["renewed_by"] = renewed_by.get(row["serial"])
+        row["replaced_by"] = replaced_by.get(row["serial"])
+        if row["serial"] in replaces:  # it took the place of one of another kind: that one it did not renew
+            row["replaces"], row["renewed_from"] = row["renewed_from"], None
+        else:
+            row["replaces"] = None
         del row["writer"]
     return rows
 
@@ -164,16 +169,25 @@ def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
     return where, params
 
 
-def _renewed_by(inventory: "Inventory", serials: list[str]) -> dict[str, str]:
-    """The latest delivered successor of each of ``serials`` that has one (one query: renewals are few)."""
+def _renewed_by(inventory: "Inventory", serials: list[str]) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """The latest delivered successor of each of ``serials`` that has one (one query: renewals are few):
+    those of its own kind (renewed by), those of another kind (replaced by: ``--force`` wrote a peer
+    certificate's bundle over a server's, which renews nothing), and which of ``serials`` replaced one."""
     wanted = set(serials)
-    found: dict[str, str] = {}
+    renewed: dict[str, str] = {}
+    replaced: dict[str, str] = {}
+    replaces: set[str] = set()
     with inventory.transaction() as tx:
-        for old, new in tx.execute("SELECT renewed_from, serial FROM certificates WHERE renewed_from IS NOT NULL"
-                                   " AND status IN ('valid', 'revoked') ORDER BY issued_at, serial"):
+        for old, new, kind, old_kind in tx.execute(
+                "SELECT n.renewed_from, n.serial, n.kind, o.kind FROM certificates AS n JOIN certificates AS o"
+                " ON o.serial = n.renewed_from WHERE n.status IN ('valid', 'revoked') ORDER BY n.issued_at, n.serial"):
+            other = kind != old_kind
+            if other and new in wanted:
+                replaces.add(new)
             if old in wanted:
-                found[old] = new
-    return found
+                (replaced if other else renewed)[old] = new
+                (renewed if other else replaced).pop(old, None)
+    return renewed, replaced, replaces
 
 
 def compromised(inventory: "Inventory", public_key) -> tuple[str, str] | None:

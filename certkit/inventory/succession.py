@@ -112,6 +112,21 @@ def _recorded_in(ca: "CA", folder: Path) -> str | None:
     return rows[0]["serial"] if rows else None
 
 
+OTHER_KIND_NOTE = "the bundle replaced held the"  # how the note begins (a batch counts them)
+
+
+def other_kind_note(row: dict, kind: str) -> str:
+    """The note for ``--force`` over the bundle of ``row``, this CA's certificate of another kind than
+    ``kind`` (the new certificate's): replaced, not renewed, and still valid with its key gone."""
+    from certkit.vocabulary import moment_text
+
+    serial = row["serial"]
+    return (f"{OTHER_KIND_NOTE} {row['kind']} certificate {serial}, not a {kind} certificate: the inventory records it"
+            f" as replaced by this {kind} certificate, not renewed ('certkit list' shows it 'replaced'), and it stays"
+            f" valid until {moment_text(row['not_after'])} with its key gone; if no copy of it is in use, revoke it:"
+            f" certkit revoke {serial} --reason superseded")
+
+
 FOREIGN_NOTE = "the bundle replaced held certificate"  # how the note begins (a batch counts them)
 
 

@@ -1,0 +1,162 @@
+"""Round thirty-two, peers (second pass): the inventory's truth about kinds, and a peer's two purposes.
+
+1. ``--force`` over the bundle of a certificate of another kind (issue-server etcd-1, then issue-peer etcd-1 --force
+   into the same folder; every pair of kinds; sign-csr; a manifest line; the library's write) replaced it without a
+   note, and the inventory called the old certificate "renewed" by one of another kind: ``list`` showed
+   'valid (renewed)', ``list --json`` gave it ``renewed_by`` and the new one ``renewed_from``, and ``renew OLD``
+   answered 'was already renewed as NEW; renew that one'. A server certificate is not renewed by a peer certificate:
+   the old one is now 'replaced' (``replaced_by`` / ``replaces`` in JSON), a note says so at ``--force``, and
+   ``renew OLD`` says it was replaced, not renewed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import assert_clean_error, new_ca, openssl, run_certkit
+
+KINDS = ["server", "client", "peer"]
+PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
+NAME = "etcd-1.cluster.internal"
+
+
+def _listed(env) -> dict[str, dict]:
+    ran = run_certkit("list", "--json", env=env, check=True)
+    return {row["serial"]: row for row in json.loads(ran.stdout)["certificates"]}
+
+
+def _serial(folder) -> str:
+    ran = openssl("x509", "-noout", "-serial", "-in", str(folder / "cert.pem"))
+    return ran.stdout.decode().strip().split("=", 1)[1].upper().lstrip("0") or "0"
+
+
+def _same(serial: str, other: str) -> bool:
+    return serial.lstrip("0") == other.lstrip("0")
+
+
+def _assert_replaced(env, old: str, new: str, held: str, kind: str, note_text: str) -> None:
+    assert f"the bundle replaced held the {held} certificate {old}, not a {kind} certificate: the inventory records " \
+           f"it as replaced by this {kind} certificate, not renewed" in " ".join(note_text.split()), note_text
+    rows = _listed(env)
+    assert rows[old]["replaced_by"] == new and rows[old]["renewed_by"] is None, rows[old]
+    assert rows[new]["replaces"] == old and rows[new]["renewed_from"] is None, rows[new]
+    table = run_certkit("list", env=env, check=True).stdout
+    line = next(line for line in table.splitlines() if line.startswith(old[:16]))
+    assert "valid (replaced)" in line and "renewed" not in line, table
+    assert_clean_error(run_certkit("renew", old, env=env),
+                       f"The {held} certificate {old} was not renewed: its bundle was replaced (--force) with the "
+                       f"{kind} certificate {new}")
+    # Due for nothing: its bundle is gone (as before), and a renewal of the new one is one of its kind.
+    assert old not in _listed_expiring(env)
+
+
+def _listed_expiring(env) -> set[str]:
+    ran = run_certkit("list", "--json", "--expiring", "36500d", env=env, check=True)
+    return {row["serial"] for row in json.loads(ran.stdout)["certificates"]}
+
+
+@pytest.mark.parametrize("held, kind", PAIRS, ids=[f"{a}-then-{b}" for a, b in PAIRS])
+def test_force_over_a_bundle_of_another_kind_records_it_replaced_not_renewed(tmp_path, held, kind):
+    env = new_ca(tmp_path, "certkit round 32 kinds CA")
+    run_certkit(f"issue-{held}", NAME, env=env, cwd=tmp_path, check=True)
+    folder = tmp_path / NAME
+    old = next(iter(_listed(env)))
+    ran = run_certkit(f"issue-{kind}", NAME, "--force", env=env, cwd=tmp_path, check=True)
+    new = next(s for s in _listed(env) if s != old)
+    assert _same(_serial(folder), new)
+    _assert_replaced(env, old, new, held, kind, ran.stdout + ran.stderr)
+    # The new one's own renewal is a renewal: same kind, 'renewed', with renewed_from.
+    run_certkit("renew", new, env=env, cwd=tmp_path, check=True)
+    rows = _listed(env)
+    newest = next(s for s in rows if s not in (old, new))
+    assert rows[new]["renewed_by"] == newest and rows[newest]["renewed_from"] == new
+    assert rows[old]["replaced_by"] == new  # the chain: old replaced by new, new renewed by newest
+
+
+def test_force_of_the_same_kind_is_a_renewal_as_before(tmp_path):
+    env = new_ca(tmp_path, "certkit round 32 kinds CA")
+    run_certkit("issue-peer", NAME, env=env, cwd=tmp_path, check=True)
+    old = next(iter(_listed(env)))
+    ran = run_certkit("issue-peer", NAME, "--force", env=env, cwd=tmp_path, check=True)
+    assert "not renewed" not in ran.stdout + ran.stderr
+    rows = _listed(env)
+    new = next(s for s in rows if s != old)
+    assert rows[old]["renewed_by"] == new and rows[old]["replaced_by"] is None
+    assert rows[new]["renewed_from"] == old and rows[new]["replaces"] is None
+
+
+def _csr(tmp_path, name: str):
+    csr = tmp_path / f"{name}.csr"
+    csr.write_bytes(subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         str(tmp_path / f"{name}.key"), "-subj", f"/CN={name}"], capture_output=True, check=True, timeout=60).stdout)
+    return csr
+
+
+def test_sign_csr_a_manifest_line_and_the_library_record_it_replaced_too(tmp_path):
+    env = new_ca(tmp_path, "certkit round 32 kinds CA")
+    out = tmp_path / "b"
+    run_certkit("issue-server", "node-1.db.internal", "--out", out / "node-1", env=env, check=True)
+    old = next(iter(_listed(env)))
+    ran = run_certkit("sign-csr", _csr(tmp_path, "node-1.db.internal"), "--peer", "--out", out / "node-1", "--force",
+                      env=env, check=True)
+    new = _serial(out / "node-1")
+    new = next(s for s in _listed(env) if _same(s, new))
+    _assert_replaced(env, old, new, "server", "peer", ran.stdout + ran.stderr)
+
+    run_certkit("issue-client", "node-2.db.internal", "--out", out / "node-2", env=env, check=True)
+    old = next(s for s, r in _listed(env).items() if r["folder"] == str(out / "node-2"))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names,out\npeer,node-2.db.internal,node-2\n")
+    ran = run_certkit("issue-batch", manifest, "--out-dir", out, "--force", env=env, check=True)
+    new = next(s for s in _listed(env) if _same(s, _serial(out / "node-2")))
+    _assert_replaced(env, old, new, "client", "peer", ran.stdout + ran.stderr)
+
+    import warnings
+
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE
+
+    lib = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
+    first = lib.issue_server(["node-3.db.internal"])
+    first.write(tmp_path / "node-3")
+    second = lib.issue_peer(["node-3.db.internal"])
+    with warnings.catch_warnings(record=True):
+        second.write(tmp_path / "node-3", force=True)
+    assert any("replaced by this peer certificate, not renewed" in n for n in second.notes), second.notes
+    rows = {r["serial"]: r for r in lib.inventory.query()}
+    assert rows[first.serial_hex]["replaced_by"] == second.serial_hex
+    assert rows[first.serial_hex]["renewed_by"] is None
+
+
+def test_force_over_another_cas_bundle_and_bulk_renew_by_kind_tell_the_truth(tmp_path):
+    """Another CA's bundle replaced: this CA records no succession (its note names the other CA), and the other
+    CA's inventory still lists its certificate valid, neither renewed nor replaced. Bulk renew --kind server after a
+    server's bundle was replaced by a peer's renews nothing (the server's bundle is gone); --kind peer renews the
+    peer, as a renewal of its own kind."""
+    other = new_ca(tmp_path / "a", "certkit round 32 other CA")
+    env = new_ca(tmp_path / "b", "certkit round 32 kinds CA")
+    run_certkit("issue-server", NAME, env=other, cwd=tmp_path, check=True)
+    ran = run_certkit("issue-peer", NAME, "--force", env=env, cwd=tmp_path, check=True)
+    assert "of another CA (CN=certkit round 32 other CA)" in " ".join((ran.stdout + ran.stderr).split()), ran.stdout
+    assert "not renewed" not in ran.stdout + ran.stderr
+    [theirs] = _listed(other).values()
+    assert theirs["renewed_by"] is None and theirs["replaced_by"] is None and theirs["status"] == "valid"
+    [ours] = _listed(env).values()
+    assert ours["replaces"] is None and ours["renewed_from"] is None
+
+    run_certkit("issue-server", "etcd-2.cluster.internal", env=env, cwd=tmp_path, check=True)
+    run_certkit("issue-peer", "etcd-2.cluster.internal", "--force", env=env, cwd=tmp_path, check=True)
+    old, new = (s for s, r in _listed(env).items() if r["subject"] == "CN=etcd-2.cluster.internal")
+    old, new = (old, new) if _listed(env)[old]["kind"] == "server" else (new, old)
+    ran = run_certkit("renew", "--all", "--kind", "server", "--json", env=env, check=True)
+    assert json.loads(ran.stdout)["renewed"] == 0, ran.stdout
+    ran = run_certkit("renew", "--all", "--kind", "peer", "--name", "etcd-2*", "--json", env=env, check=True)
+    assert json.loads(ran.stdout)["renewed"] == 1, ran.stdout
+    rows = _listed(env)
+    assert rows[old]["replaced_by"] == new and rows[old]["renewed_by"] is None
+    assert rows[new]["renewed_by"] is not None and rows[rows[new]["renewed_by"]]["renewed_from"] == new
