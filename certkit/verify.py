@@ -71,6 +71,7 @@ class Verdict:
     peer: bool = False  # a leaf with both serverAuth and clientAuth (certkit issue-peer): usable on either side
     notes: list[str] = field(default_factory=list)  # plain sentences about the input that do not decide the verdict
     not_before: dt.datetime | None = None  # for the words of its dates (text.dated); --json keeps not_after alone
+    purposes: dict | None = None  # purpose "peer": each side's verdict (certkit.verify_peer)
 
     def to_dict(self) -> dict:
         return {
@@ -78,7 +79,7 @@ class Verdict:
             "name_checked": self.name_checked, "name_ok": self.name_ok, "subject": self.subject, "issuer": self.issuer,
             "not_after": iso(self.not_after), "reasons": self.reasons,
             "verifier_error": self.verifier_error, "chain": self.chain, "peer": self.peer, "notes": self.notes,
-        }
+        } | ({"purposes": self.purposes} if self.purposes is not None else {})
 
 
 # --- loading ------------------------------------------------------------------------
@@ -187,8 +188,8 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
                        intermediates: "CertLike | Sequence[CertLike]" = (), name: str | None = None,
                        now: dt.datetime | None = None, sent: str | None = None, recorded=None,
                        whole: str | None = None, sender: str | None = None) -> Verdict:
-    """Check ``leaf`` for TLS ``purpose`` ("server" or "client") against trust anchors ``roots`` (each also an
-    IssuedCert or a CA, whose certificate is taken; a wrong type is a WrongType naming the argument).
+    """Check ``leaf`` for TLS ``purpose`` ("server", "client", or "peer": both) against trust anchors ``roots``
+    (each also an IssuedCert or a CA, whose certificate is taken; a wrong type is a WrongType naming the argument).
 
     The verdict is cryptography's verifier; for a client, ``name`` is also matched against the certificate's SAN
     entries and subject CN (the verifier does not check client names). ``sent`` names the file the intermediates
@@ -196,6 +197,11 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
     the CA directory's ``recorded`` CAs (:func:`certkit.anchors.recorded_cas`), the file that held the ``whole``
     chain of its bundle, and who sends the chain, the ``sender`` ("server", "client"; None: certkit verify's user).
     """
+    if purpose == "peer":  # both purposes (certkit.verify_peer)
+        from certkit.verify_peer import verify_peer_certificate
+
+        return verify_peer_certificate(leaf, roots=roots, intermediates=intermediates, name=name, now=now, sent=sent,
+                                       recorded=recorded, whole=whole, sender=sender)
     leaf, roots, intermediates = verify_arguments(leaf, purpose, roots, intermediates, name, now)
     now = now or dt.datetime.now(dt.UTC)
     verdict = Verdict(False, purpose, name, dn_text(leaf.subject), dn_text(leaf.issuer),
@@ -385,6 +391,10 @@ def verify_path(cert_path: str | Path, *, purpose: str, name: str | None = None,
     from certkit.material import load_certificates
     from certkit.withdrawals import inventory_problems
 
+    if purpose == "peer":  # both purposes (certkit.verify_peer)
+        from certkit.verify_peer import verify_peer_path
+
+        return verify_peer_path(cert_path, name=name, ca_file=ca_file, ca_dir=ca_dir, untrusted=untrusted, now=now)
     check_verify_arguments(cert_path, name, now, ca_file=ca_file, ca_dir=ca_dir, untrusted=untrusted)
     if name is not None and purpose == "server":
         from certkit.names import parse_host

@@ -449,7 +449,7 @@ def verify_arguments(leaf, purpose, roots, intermediates, name, now) -> tuple:
     from certkit.verify import PURPOSES
 
     if purpose not in PURPOSES:
-        raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}.")
+        raise CertkitError(f"Unknown purpose '{purpose}'; choose one of: {', '.join(PURPOSES)}, peer.")
     _check_name_and_now(name, now)
 
     def each(given, what: str) -> list:

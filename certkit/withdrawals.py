@@ -96,6 +96,11 @@ def _row_of(inventory, cert, unread: list[str] | None) -> dict | None:
     return row
 
 
+# Who refuses a revoked leaf, by the side that presents it (a peer's verdict says both: certkit.verify_peer).
+CLIENTS_REFUSE = "clients refuse it once they load the next CRL (certkit crl)"
+SERVERS_REFUSE = "servers refuse it once they load the next CRL"
+
+
 def _row_problems(row: dict, cert, leaf: bool, whose: str, by_server: bool = False) -> list[str]:
     from certkit.inventory.rows import parse_iso
 
@@ -105,8 +110,7 @@ def _row_problems(row: dict, cert, leaf: bool, whose: str, by_server: bool = Fal
         if row["status"] == "revoked":
             return [f"revoked on {parse_iso(row['revoked_at']):%Y-%m-%d %H:%M:%S} UTC (reason: "
                     f"{row['revocation_reason']}), as {whose} records; "
-                    + ("clients refuse it once they load the next CRL (certkit crl)" if by_server else
-                       "servers refuse it once they load the next CRL")]
+                    + (CLIENTS_REFUSE if by_server else SERVERS_REFUSE)]
         if row.get("sink") in UNSEEN_SINKS:
             return [f"never marked delivered: {whose} records it as abandoned, but its writer sent it to standard "
                     "output (or a program's memory) and stopped before marking it; if it reached anyone, revoke "

@@ -7,6 +7,10 @@
    answered 'was already renewed as NEW; renew that one'. A server certificate is not renewed by a peer certificate:
    the old one is now 'replaced' (``replaced_by`` / ``replaces`` in JSON), a note says so at ``--force``, and
    ``renew OLD`` says it was replaced, not renewed.
+2. ``verify --purpose peer`` was click's "'peer' is not one of 'server', 'client'": a cluster member's certificate,
+   read on both sides, took two runs to check. It now checks both purposes with the same chain, name and revocation
+   checks, says which purpose failed, and --json gives both sides' verdicts (``purposes``); openssl verify -purpose
+   sslserver/sslclient and a mutual-TLS handshake between two members agree with it.
 """
 
 from __future__ import annotations
@@ -160,3 +164,100 @@ def test_force_over_another_cas_bundle_and_bulk_renew_by_kind_tell_the_truth(tmp
     rows = _listed(env)
     assert rows[old]["replaced_by"] == new and rows[old]["renewed_by"] is None
     assert rows[new]["renewed_by"] is not None and rows[rows[new]["renewed_by"]]["renewed_from"] == new
+
+
+# --- 2. verify --purpose peer -----------------------------------------------------------------------------------
+MEMBER = ["etcd-1.cluster.internal", "127.0.0.1"]
+
+
+def _openssl_ok(folder, purpose: str) -> bool:
+    return openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", str(folder / "ca.pem"),
+                   str(folder / "cert.pem")).returncode == 0
+
+
+def _members_handshake(folder) -> bool:
+    """Two members of one cluster on loopback, each presenting ``folder``'s certificate: the listening one as the
+    server (demanding a client certificate), the connecting one as the client (checking the server's name)."""
+    from certkit.tlscheck import Endpoint, client_context, handshake, server_context
+
+    member = Endpoint(folder / "fullchain.pem", folder / "privkey.pem")
+    ca = folder / "ca.pem"
+    return handshake(server_context(member, ca), client_context(ca, member), server_hostname="127.0.0.1").accepted
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("peers32")
+    env = new_ca(root, "certkit round 32 cluster CA")
+    for kind in KINDS:
+        names = MEMBER if kind != "client" else MEMBER[:1]
+        run_certkit(f"issue-{kind}", *names, "--out", root / kind, env=env, check=True)
+    return root, env
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_purpose_peer_checks_both_purposes_as_openssl_and_a_handshake_do(members, kind):
+    root, env = members
+    folder = root / kind
+    sides = {"server": _openssl_ok(folder, "sslserver"), "client": _openssl_ok(folder, "sslclient")}
+    ran = run_certkit("verify", folder / "cert.pem", "--purpose", "peer", env=env)
+    valid = all(sides.values())
+    assert ran.returncode == (0 if valid else 1), (ran.stdout, ran.stderr)
+    assert valid == (kind == "peer") == _members_handshake(folder)
+    head = f"{'VALID' if valid else 'NOT VALID'} as a TLS peer certificate (server and client)"
+    assert head in ran.stdout.splitlines()[0], ran.stdout
+    for side, ok in sides.items():  # each side's line is openssl's verdict for that purpose
+        assert f"  {side:<9} {'valid' if ok else 'NOT VALID'}" in ran.stdout.splitlines(), ran.stdout
+    if not valid:
+        failed = next(side for side, ok in sides.items() if not ok)
+        usage = "clientAuth" if failed == "client" else "serverAuth"
+        assert "Traceback" not in ran.stderr and ran.stderr.count("Error:") == 1
+        assert (f"is not valid as a TLS peer certificate (server and client): as a {failed}: this is a {kind} "
+                f"certificate: it has no {usage} usage.") in ran.stderr, ran.stderr
+    data = json.loads(run_certkit("verify", folder / "cert.pem", "--purpose", "peer", "--json", env=env).stdout)
+    assert data["purpose"] == "peer" and data["valid"] is valid
+    assert {side: v["valid"] for side, v in data["purposes"].items()} == sides
+    assert [v["purpose"] for v in data["purposes"].values()] == ["server", "client"]
+    assert "purposes" not in json.loads(run_certkit("verify", folder / "cert.pem", "--purpose", "server", "--json",
+                                                    env=env).stdout)
+
+
+def test_verify_purpose_peer_checks_the_name_and_says_a_shared_reason_once(tmp_path):
+    env = new_ca(tmp_path, "certkit round 32 cluster CA")
+    run_certkit("issue-peer", *MEMBER, "--out", tmp_path / "peer", env=env, check=True)
+    cert = tmp_path / "peer" / "cert.pem"
+    ok = run_certkit("verify", cert, "--purpose", "peer", "--name", "127.0.0.1", env=env)
+    assert ok.returncode == 0 and "name      127.0.0.1: matches" in ok.stdout, ok.stdout
+    wrong = run_certkit("verify", cert, "--purpose", "peer", "--name", "etcd-2.cluster.internal", env=env)
+    assert wrong.returncode == 1 and "as a server: not valid for name etcd-2.cluster.internal" in wrong.stderr
+    assert "as a client: not valid for name etcd-2.cluster.internal" in wrong.stderr
+    assert_clean_error(run_certkit("verify", cert, "--purpose", "peer", "--name", "https://0.0.0.0:2380", env=env),
+                       "--name")
+    run_certkit("revoke", cert, "--reason", "keyCompromise", env=env, check=True)
+    revoked = run_certkit("verify", cert, "--purpose", "peer", "--json", env=env)
+    data = json.loads(revoked.stdout)
+    assert revoked.returncode == 1 and data["valid"] is False
+    assert not data["purposes"]["server"]["valid"] and not data["purposes"]["client"]["valid"]
+    said = [r for r in data["reasons"] if "revoked" in r]
+    assert len(said) == 1 and not said[0].startswith("as a "), data["reasons"]
+    # --ca-file: the chain alone, both purposes
+    alone = run_certkit("verify", cert, "--purpose", "peer", "--ca-file", tmp_path / "peer" / "ca.pem", env=env)
+    assert alone.returncode == 0, alone.stderr
+
+
+def test_the_library_verifies_a_peer_for_both_purposes(members):
+    from cryptography import x509
+
+    from certkit.errors import CertkitError
+    from certkit.verify import verify_certificate, verify_path
+
+    root, _env = members
+    verdict, _trust = verify_path(root / "server" / "cert.pem", purpose="peer", ca_file=root / "server" / "ca.pem")
+    assert not verdict.valid and verdict.purpose == "peer"
+    assert verdict.reasons == ["as a client: this is a server certificate: it has no clientAuth usage"]
+    assert verdict.purposes["server"]["valid"] and not verdict.purposes["client"]["valid"]
+    load = x509.load_pem_x509_certificate
+    leaf, ca = load((root / "peer" / "cert.pem").read_bytes()), load((root / "peer" / "ca.pem").read_bytes())
+    assert verify_certificate(leaf, purpose="peer", roots=[ca], name="127.0.0.1").valid
+    with pytest.raises(CertkitError, match="choose one of: server, client, peer"):
+        verify_certificate(leaf, purpose="both", roots=[ca])

@@ -342,7 +342,7 @@ def test_verify_bad_input(pki, tmp_path):
     assert_clean_error(run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "server",
                                    "--ca-file", tmp_path / "empty.pem", env=certkit_env()), "empty.pem is empty")
     proc = run_certkit("verify", pki / "server" / "cert.pem", "--purpose", "both", env=certkit_env())
-    assert proc.returncode == 2 and "'both' is not one of 'server', 'client'" in proc.stderr
+    assert proc.returncode == 2 and "'both' is not one of 'server', 'client', 'peer'" in proc.stderr
     proc = run_certkit("verify", pki / "server" / "cert.pem", env=certkit_env())
     assert proc.returncode == 2 and "Missing option '--purpose'" in proc.stderr
 

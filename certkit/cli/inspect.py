@@ -43,8 +43,9 @@ def inspect_(path, as_json):
 # --- verify -------------------------------------------------------------------------
 @click.command("verify")
 @click.argument("cert", type=click.Path(path_type=Path))
-@click.option("--purpose", type=click.Choice(["server", "client"]),
-              help="The TLS role the certificate must be valid for (required).")
+@click.option("--purpose", type=click.Choice(["server", "client", "peer"]),
+              help="The TLS role the certificate must be valid for (required); peer: both, as a cluster member's "
+                   "certificate (certkit issue-peer) is used.")
 @click.option("--name", metavar="HOST", help="Name to check: a server's DNS name or IP address, or a client's "
                                               "CN, email, URI or DNS name.")
 @click.option("--ca-file", type=CheckedPath(path_type=Path, dir_okay=False),
@@ -68,6 +69,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     Examples:
       certkit verify localhost/cert.pem --purpose server --name localhost
       certkit verify alice/cert.pem --purpose client --name alice
+      certkit verify etcd-1.cluster.internal/ --purpose peer --name 10.0.0.11
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """
@@ -75,7 +77,8 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     from certkit.verify import verify_path
 
     if purpose is None:  # in one line (click's own says the choices on lines of their own)
-        raise click.UsageError("Missing option '--purpose': give --purpose server or --purpose client.")
+        raise click.UsageError("Missing option '--purpose': give --purpose server, --purpose client or --purpose peer "
+                               "(both).")
     if ca_file is not None and ca_dir is not None and click.get_current_context().get_parameter_source(
             "ca_dir") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
@@ -87,7 +90,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
         ca_dir = resolve_ca_dir(ca_dir)
     verdict, trust = verify_path(cert, purpose=purpose, name=name, ca_file=ca_file,
                                  ca_dir=None if ca_file else ca_dir, untrusted=untrusted)
-    role = f"TLS {purpose} certificate"
+    role = f"TLS {purpose} certificate" + (" (server and client)" if purpose == "peer" else "")
     data = {**verdict.to_dict(), "file": str(cert), "trusted_ca": trust}
     name_line = (f"{shown(name)}: {'matches' if verdict.name_ok else 'does not match'}" if verdict.name_checked
                  else "not checked (no --name)")
@@ -99,13 +102,15 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
              f"  trusted   {shown(trust)}"]
     if verdict.valid:
         lines.append(f"  chain     {' -> '.join(shown(c) for c in verdict.chain)}")
+    lines += [f"  {side:<9} {'valid' if v['valid'] else 'NOT VALID'}" for side, v in (verdict.purposes or {}).items()]
     lines += [f"  reason    {shown(r)}" for r in verdict.reasons]
     if verdict.verifier_error:
         lines.append(f"  verifier  {shown(verdict.verifier_error)}")
     if verdict.peer:  # added to the reasons, never in their place; the other side only once this one holds
         other = "client" if purpose == "server" else "server"
         lines.append("  peer      it carries serverAuth and clientAuth, so it is meant for either side" +
-                     (f": check it as a TLS {other} certificate with --purpose {other}" if verdict.valid else ""))
+                     (f": check it as a TLS {other} certificate with --purpose {other}, or as both with --purpose "
+                      "peer" if verdict.valid and purpose != "peer" else ""))
     lines += [f"  note      {shown(note)}" for note in verdict.notes]
     emit(as_json, _cut_report(data), cut_long_lines("\n".join(lines)))  # a long value echoed: cut as in errors
     if not verdict.valid:
@@ -130,12 +135,12 @@ def _check_name(name: str, purpose: str) -> None:
     from certkit.text import shown, unseen
 
     if not name.strip():
-        what = "host name or IP address" if purpose == "server" else "name (CN, email, URI or DNS name)"
+        what = "host name or IP address" if purpose != "client" else "name (CN, email, URI or DNS name)"
         raise InvalidName(f"--name '{shown(name)}' is blank; give the {what} to check.")
     refuse_surrounding_space(name, f"--name '{shown(name)}'")
     if (bad := unseen(name)) is not None:
         raise InvalidName(f"--name '{shown(name)}' contains {bad}, which no name in a certificate holds.")
-    if purpose == "server":
+    if purpose != "client":  # a server's, and a peer's (a server too)
         try:
             parse_host(name)
         except InvalidName as exc:
