@@ -32,7 +32,7 @@ from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.constants import LEAF_KINDS
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
-from certkit.key_choice import ca_key_type, ed25519_note_of, generate_any, has_ed25519
+from certkit.key_choice import P521_PEER_NOTE, ca_key_type, ed25519_note_of, generate_any, has_ed25519
 from certkit.keys import (
     P521_NOTE,
     generate_key,
@@ -295,10 +295,10 @@ class CA:
         if public_key is None:
             key = key if key is not None else generate_any(request.key_type)
             public_key = key.public_key()
-        if (note := ed25519_note_of(public_key, self._ed25519_chain)) is not None:
+        if (note := ed25519_note_of(public_key, self._ed25519_chain, request.kind)) is not None:
             notes.append(note)
         if request.kind != "client" and getattr(getattr(public_key, "curve", None), "name", "") == "secp521r1":
-            notes.append(P521_NOTE)
+            notes.append(P521_PEER_NOTE if request.kind == "peer" else P521_NOTE)
         if request.kind == "peer" and request.subject is None and (note := long_first_name_note(request.common_name)):
             notes.append(note)
         if request.kind == "peer" and (note := wildcard_peer_note(request.identities)):

@@ -96,8 +96,20 @@ def has_ed25519(chain) -> bool:
     return any(ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.ED25519 for ca in chain)
 
 
-def ed25519_note_of(public_key, chain_ed25519: bool) -> str | None:
-    """:func:`ed25519_note`, with whether the chain holds an Ed25519 key known (a CA knows it of its own)."""
+# What the cluster software that reads a peer certificate does with its key, as run on loopback with both sides
+# presenting it (etcd 3.4 and etcdctl, Go; Redis 7, OpenSSL; JDK 17's JSSE, as Kafka and Elasticsearch use it):
+# browsers, of which the other notes speak, never read one.
+PEERS_TESTED = "etcd and etcdctl (Go), Redis (OpenSSL) and Java 17's JSSE (Kafka, Elasticsearch)"
+P521_PEER_NOTE = (f"a P-521 key in a peer certificate: {PEERS_TESTED} accept it on both sides of a connection "
+                  "(of browsers, Chrome would not, but no browser reads a peer certificate)")
+
+
+def ed25519_note_of(public_key, chain_ed25519: bool, kind: str | None = None) -> str | None:
+    """:func:`ed25519_note`, with whether the chain holds an Ed25519 key known (a CA knows it of its own); of a
+    ``kind`` "peer" certificate, what cluster software does with it."""
+    if kind == "peer" and not chain_ed25519 and _is_ed25519(public_key):
+        return (f"an Ed25519 key in a peer certificate: {PEERS_TESTED} accept it on both sides of a connection; "
+                "a member on another TLS stack must support Ed25519 signatures in TLS too")
     if chain_ed25519:
         return ("this CA (or a CA above it) has an Ed25519 key: OpenSSL-based peers accept what it signs, but "
                 "browsers and web-PKI verifiers (Chrome, cryptography's) refuse every certificate under it")

@@ -249,12 +249,13 @@ def test_a_batch_prints_the_notes_the_single_commands_print(tmp_path, jobs):
     ran = run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out", "--jobs", jobs, env=env, check=True)
     printed = " ".join(ran.stdout.split())
     assert said[0] in printed and said[1] in printed, ran.stdout
-    assert f"{said[2]} (2 certificates)" in printed, ran.stdout
+    # An Ed25519 peer's note is a peer's (round 32: what cluster software does), the server's another: one each.
+    assert said[2] in printed and f"{said[2]} (2 certificates)" not in printed, ran.stdout
     assert "*.example.test is a wildcard" not in printed  # a server's wildcard: nothing to say
     data = json.loads(run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "out2", "--json", env=env,
                                   check=True).stdout)
-    assert sorted((a["note"], a["certificates"]) for a in data["advice"]) == sorted(
-        [(said[0], 1), (said[1], 1), (said[2], 2)]), data["advice"]
+    assert sorted((a["note"], a["certificates"]) for a in data["advice"] if "browsers" not in a["note"]) == sorted(
+        [(said[0], 1), (said[1], 1), (said[2], 1)]), data["advice"]
     plain = tmp_path / "plain.csv"
     plain.write_text("kind,names\npeer,etcd-4.cluster.internal 127.0.0.1\nserver,www.example.test\n")
     quiet = run_certkit("issue-batch", plain, "--out-dir", tmp_path / "out3", "--json", env=env, check=True)
