@@ -14,6 +14,8 @@
 3. The notes on an Ed25519 or a P-521 key in a peer certificate spoke of browsers (Chrome, Firefox), which never read
    one; they now say what cluster software does, as run here with both sides presenting it: etcd and etcdctl (Go),
    Redis and redis-cli (OpenSSL), and JDK 17's JSSE (Kafka, Elasticsearch) accept it. A server's notes are unchanged.
+4. Bulk renewal of peers printed the peer warning after the hooks' output (and after --exec-once's), where issue-peer
+   and a batch print it first; it now comes before anything is renewed, counting the peers to renew.
 """
 
 from __future__ import annotations
@@ -427,3 +429,24 @@ def test_the_cluster_software_the_notes_name_accepts_such_a_peer_on_both_sides(k
     root, _env, _said = keyed_peers
     accepts = {"etcd": _etcd_accepts, "redis": _redis_accepts, "jsse": _jsse_accepts}[peer]
     assert accepts(root / key, tmp_path), (peer, key)
+
+
+# --- 4. bulk renewal says the peer warning first ---------------------------------------------------------------
+@pytest.mark.parametrize("hooks", [["--exec", "echo HOOK-EACH $CERTKIT_KIND"], ["--exec-once", "echo HOOK-ONCE"]])
+def test_bulk_renewal_of_peers_warns_before_the_hooks_run(tmp_path, hooks):
+    env = new_ca(tmp_path, "certkit round 32 bulk CA")
+    for i in (1, 2):
+        run_certkit("issue-peer", f"etcd-{i}.cluster.internal", "--days", "5", "--out", tmp_path / f"p{i}", env=env,
+                    check=True)
+    run_certkit("issue-server", "web.example.test", "--days", "5", "--out", tmp_path / "s", env=env, check=True)
+    ran = run_certkit("renew", "--expiring", "30d", *hooks, env=env, check=True)
+    err = ran.stderr
+    warning = "2 of the certificates to renew are peer certificates; a peer certificate carries both serverAuth"
+    assert err.count(warning) == 1, err
+    hook = "HOOK-EACH" if hooks[0] == "--exec" else "HOOK-ONCE"
+    assert hook in err and err.index(warning) < err.index(hook), err
+    assert "Renewed 3 of 3" in ran.stdout
+    # Nothing due: not a word (cron); a server alone: no peer warning.
+    assert run_certkit("renew", "--expiring", "1d", env=env, check=True).stderr == ""
+    alone = run_certkit("renew", "--all", "--kind", "server", env=env, check=True)
+    assert "peer" not in alone.stderr, alone.stderr

@@ -359,7 +359,7 @@ def test_renewing_a_peer_certificate_says_what_it_is(tmp_path: Path, ca_dir: Pat
     assert "Warning" not in quiet.stderr
     bulk = run_certkit("renew", "--expiring", "30d", env=ca_env, check=True)
     assert "Renewed 2 of 2" in bulk.stdout
-    assert bulk.stderr.count("1 of the renewed certificates is a peer certificate") == 1, bulk.stderr
+    assert bulk.stderr.count("1 of the certificates to renew is a peer certificate") == 1, bulk.stderr
     assert run_certkit("renew", "--expiring", "1d", env=ca_env, check=True).stderr == ""  # nothing due: quiet
 
 

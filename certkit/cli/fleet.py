@@ -45,6 +45,7 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
         if interactive:
             click.echo(f"Checking {terminal_safe(selection.describe())} before anything is renewed...", err=True)
         plan = plan_fleet(ca, selection, rekey=rekey, key_type=key_type, days=days, p12_password=p12_password)
+        _warn_of_peers(plan)  # first, as issue-peer says it: before a passphrase prompt, hooks' output, the report
         if plan.todo:
             unlock(ca, passphrase_file)  # only when there is something to sign: cron needs no passphrase
         run = dict(exec_each=exec_each, exec_once=exec_once, hook_timeout=exec_timeout, on_hook=show_hook_output)
@@ -54,6 +55,21 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
         else:
             result = renew_fleet(ca, plan, **run)
     _report(result, ca, as_json, rekey, interactive=interactive)
+
+
+def _warn_of_peers(plan) -> None:
+    """The peer warning issue-peer and a batch's peer lines print every time they run, said once the plan knows
+    how many of the certificates to renew are peer certificates, before any of them is renewed."""
+    if peers := sum(plan.planned[serial].kind == "peer" for serial in plan.todo):
+        warn(_peers_note(peers, "of the certificates to renew"))
+
+
+def _peers_note(peers: int, among: str) -> str:
+    """The peer warning for ``peers`` certificates ``among`` those of a bulk renewal."""
+    from certkit.cli.issue import PEER_WARNING
+
+    return (f"{peers} {among} {'is a peer' if peers == 1 else 'are peer'} certificate{'s' if peers != 1 else ''}; "
+            + PEER_WARNING)
 
 
 def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False) -> None:
@@ -70,17 +86,15 @@ def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
     data["notes"] = notes = []  # the warnings of the run as a whole, as a single renewal's notes (both: "ok")
-    peers = sum(o.kind == "peer" for o in result.renewed)
-    if peers:  # as issue-peer and a batch's peer lines say every time they run
-        from certkit.cli.issue import PEER_WARNING
-
-        notes.append(f"{peers} of the renewed certificates {'is a peer' if peers == 1 else 'are peer'} "
-                     f"certificate{'s' if peers != 1 else ''}; " + PEER_WARNING)
+    if peers := sum(o.kind == "peer" for o in result.renewed):  # warned of before the run (_warn_of_peers)
+        notes.append(_peers_note(peers, "of the renewed certificates"))  # and here for a script reading the report
+    late = []  # what only the end of the run knows
     if result.exec_once is not None and not folders_fit([o.folder for o in result.renewed]):
-        notes.append(f"the folders of the {len(result.renewed):,} renewed bundles are longer together than an "
-                     "environment variable may be (128 KiB), so --exec-once ran without CERTKIT_FOLDERS: the file "
-                     "$CERTKIT_FOLDERS_FILE names lists them, one per line")
-    for note in notes:
+        late.append(f"the folders of the {len(result.renewed):,} renewed bundles are longer together than an "
+                    "environment variable may be (128 KiB), so --exec-once ran without CERTKIT_FOLDERS: the file "
+                    "$CERTKIT_FOLDERS_FILE names lists them, one per line")
+    notes += late
+    for note in late:
         warn(note)
     if as_json:
         emit(True, data, "")
