@@ -84,7 +84,12 @@ class WriteRecorder:
                                        "ORDER BY issued_at", [issued.serial_hex]) if row is not None else []
         if newer:  # deployed now, it would expire where no renewal, list --expiring or check looks
             from certkit.errors import CannotRenew
+            from certkit.inventory.succession import succession_words
 
+            if newer[-1]["kind"] != issued.kind:  # no successor of its kind to write: a new one is
+                raise CannotRenew(f"The {issued.kind} certificate {issued.serial_hex} was "
+                                  f"{succession_words(issued.kind, newer[-1]['kind'], newer[-1]['serial'])}; a folder "
+                                  f"holding it would be left to expire: issue a new {issued.kind} certificate instead.")
             raise CannotRenew(f"The certificate {issued.serial_hex} was renewed as {newer[-1]['serial']}; write that "
                               "one instead (this one is replaced, and a folder holding it would be left to expire).")
         if row is None or row.get("folder") or row["status"] != "valid":

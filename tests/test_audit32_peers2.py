@@ -450,3 +450,38 @@ def test_bulk_renewal_of_peers_warns_before_the_hooks_run(tmp_path, hooks):
     assert run_certkit("renew", "--expiring", "1d", env=env, check=True).stderr == ""
     alone = run_certkit("renew", "--all", "--kind", "server", env=env, check=True)
     assert "peer" not in alone.stderr, alone.stderr
+
+
+def test_every_message_of_a_successor_says_replaced_for_one_of_another_kind(tmp_path):
+    """The same lie elsewhere: writing the replaced IssuedCert again said 'was renewed as PEER; write that one
+    instead' (write a peer where a server was wanted), and a bulk run whose planned server was replaced meanwhile
+    said 'another command renewed it as PEER'. Both now say replaced, not renewed."""
+    import warnings
+
+    from certkit.errors import CannotRenew
+    from certkit.fleet.plan import Selection, changed_meanwhile, plan_fleet
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE
+
+    env = new_ca(tmp_path, "certkit round 32 messages CA")
+    lib = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
+    first = lib.issue_server(["node-1.db.internal"])
+    first.write(tmp_path / "node-1")
+    second = lib.issue_peer(["node-1.db.internal"])
+    with warnings.catch_warnings(record=True):
+        second.write(tmp_path / "node-1", force=True)
+    said = (rf"The server certificate {first.serial_hex} was replaced \(--force over its bundle\) by the peer "
+            rf"certificate {second.serial_hex}, not renewed; .*issue a new server certificate instead\.$")
+    with pytest.raises(CannotRenew, match=said):
+        first.write(tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
+
+    run_certkit("issue-server", "node-2.db.internal", "--days", "5", "--out", tmp_path / "node-2", env=env, check=True)
+    plan = plan_fleet(lib, Selection(expiring=__import__("datetime").timedelta(days=30)))
+    [serial] = plan.todo
+    run_certkit("issue-peer", "node-2.db.internal", "--force", "--out", tmp_path / "node-2", env=env, check=True)
+    skipped = changed_meanwhile(lib, serial)
+    assert skipped is not None and skipped.error.startswith("another command replaced it (--force over its bundle) by "
+                                                            "the peer certificate "), skipped.error
+    assert "not renewed while this run went on" in skipped.error

@@ -113,8 +113,7 @@ class Outcome:
         elif self.outcome == "not_done":  # planned, but the run was stopped (or halted) before it came to it
             data |= {"reason": self.error, "why": self.stage}
         else:
-            data |= {"reason": self.error, "why": self.stage or "elsewhere",
-                     "needs_attention": self.needs_attention}
+            data |= {"reason": self.error, "why": self.stage or "elsewhere", "needs_attention": self.needs_attention}
         return data
 
     @property
@@ -226,8 +225,7 @@ def _may_match(pattern: tuple[str, ...], raw: dict) -> bool:
 
 
 def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type: str | None = None,
-               days: int | None = None, p12_password: bytes | None = None,
-               now: dt.datetime | None = None) -> FleetPlan:
+               days: int | None = None, p12_password: bytes | None = None, now: dt.datetime | None = None) -> FleetPlan:
     """Choose and plan every renewal, without the CA key: the certificates that will be renewed,
     those refused (with the reason) and those skipped (no bundle folder holds them)."""
     from certkit.lifecycle import holds, plan_renewal
@@ -305,9 +303,10 @@ def on_other_host(folder: str | None, host: str) -> str:
 
 
 def changed_meanwhile(ca: "CA", serial: str) -> Outcome | None:
-    """What the planner would make now of ``serial``, planned earlier in this run, if it has left the
-    selection since: renewed (or being renewed) or revoked by another command, or its bundle folder
-    moved, deleted or damaged. Skipped, as at planning time, not failed: nothing went wrong here."""
+    """What the planner would make now of ``serial``, planned earlier in this run, if it has left the selection since:
+    renewed (or being renewed) or revoked by another command, or its bundle folder moved, deleted or damaged.
+    Skipped, as at planning time, not failed: nothing went wrong here."""
+    from certkit.inventory.succession import succession_words
     from certkit.vocabulary import moment_text
 
     inventory = ca.require_inventory()
@@ -323,8 +322,9 @@ def changed_meanwhile(ca: "CA", serial: str) -> Outcome | None:
     newer = inventory.rows("WHERE renewed_from = ? AND status IN ('valid', 'revoked', 'pending') "
                            "ORDER BY issued_at, serial", [serial])
     if newer:
-        skipped.error = (f"another command renewed it as {newer[-1]['serial']} while this run went on"
-                         + (" (still being written)" if newer[-1]["status"] == "pending" else ""))
+        words = succession_words(row["kind"], newer[-1]["kind"], newer[-1]["serial"], " it")
+        skipped.error = f"another command {words} while this run went on" + (
+            " (still being written)" if newer[-1]["status"] == "pending" else "")
         return skipped
     folder = row.get("folder")
     try:

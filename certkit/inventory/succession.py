@@ -32,11 +32,11 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
     not valid, or it already has a successor that conflicts. A successor going to the same folder
     conflicts while it is pending or valid; with ``in_place`` False (the new bundle goes elsewhere than
     the folder that holds ``serial``) any successor that is not abandoned does, as at plan time."""
-    found = tx.execute("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"
+    found = tx.execute("SELECT status, revoked_at, revocation_reason, kind FROM certificates WHERE serial = ?"
                        " FOR UPDATE", (serial,)).fetchone()
     if found is None:
         raise UnknownCertificate(f"The certificate {serial} is not in the inventory {shown(location)}.")
-    status, revoked_at, reason = found
+    status, revoked_at, reason, kind = found
     if status == "revoked":
         raise AlreadyRevoked(f"The certificate {serial} was revoked on {moment_text(revoked_at)} (reason: {reason}); "
                              "a revoked certificate is not renewed. Issue a new one (with a new key) instead.")
@@ -44,8 +44,8 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
         raise CannotRenew(f"The certificate {serial} is {status}, not valid; it cannot be renewed.")
     # Read after the lock above: on PostgreSQL a successor recorded by a transaction that held it is
     # committed, and seen, by now.
-    for other, other_status, other_folder in tx.execute(
-            "SELECT serial, status, folder FROM certificates WHERE renewed_from = ? AND status IN"
+    for other, other_status, other_folder, other_kind in tx.execute(
+            "SELECT serial, status, folder, kind FROM certificates WHERE renewed_from = ? AND status IN"
             " ('pending', 'valid', 'revoked') ORDER BY issued_at, serial", (serial,)).fetchall():
         same_place = folder is not None and other_folder == folder
         if not ((same_place and other_status != "revoked") or not in_place):
@@ -53,8 +53,20 @@ def check_renewable(tx, serial: str, *, folder: str | None, in_place: bool, loca
         if other_status == "pending":
             raise CannotRenew(f"The certificate {serial} is being renewed right now, as {other}, by another certkit "
                               "command; this renewal was not recorded and wrote nothing.")
+        if other_kind != kind:
+            raise CannotRenew(f"The {kind} certificate {serial} was {succession_words(kind, other_kind, other)} "
+                              "('certkit list' shows it); this renewal was not recorded and wrote nothing.")
         raise CannotRenew(f"The certificate {serial} was already renewed as {other} ('certkit list' shows it); this "
                           f"renewal was not recorded and wrote nothing. Renew {other} instead.")
+
+
+def succession_words(kind: str, new_kind: str, new: str, it: str = "") -> str:
+    """How a certificate of ``kind`` was succeeded by ``new``, of ``new_kind`` (``it``: " it" after the verb):
+    renewed (a renewal keeps the kind), or replaced by one of another kind that ``--force`` wrote over its bundle,
+    which renews nothing."""
+    if new_kind != kind:
+        return f"replaced{it} (--force over its bundle) by the {new_kind} certificate {new}, not renewed"
+    return f"renewed{it} as {new}"
 
 
 def replaced_certificate(ca: "CA", folder: str | Path) -> str | None:
