@@ -485,3 +485,13 @@ def test_every_message_of_a_successor_says_replaced_for_one_of_another_kind(tmp_
     assert skipped is not None and skipped.error.startswith("another command replaced it (--force over its bundle) by "
                                                             "the peer certificate "), skipped.error
     assert "not renewed while this run went on" in skipped.error
+
+
+@pytest.mark.both_inventories
+def test_replaced_not_renewed_on_either_inventory(tmp_path, ca_dir, ca_env):
+    """The same truth from an SQLite and a PostgreSQL inventory (the ca_env fixture's [postgresql] twin)."""
+    run_certkit("issue-server", NAME, env=ca_env, cwd=tmp_path, check=True)
+    old = next(iter(_listed(ca_env)))
+    ran = run_certkit("issue-peer", NAME, "--force", env=ca_env, cwd=tmp_path, check=True)
+    new = next(s for s in _listed(ca_env) if s != old)
+    _assert_replaced(ca_env, old, new, "server", "peer", ran.stdout + ran.stderr)
