@@ -110,6 +110,9 @@ def ed25519_note_of(public_key, chain_ed25519: bool, kind: str | None = None) ->
     if kind == "peer" and not chain_ed25519 and _is_ed25519(public_key):
         return (f"an Ed25519 key in a peer certificate: {PEERS_TESTED} accept it on both sides of a connection; "
                 "a member on another TLS stack must support Ed25519 signatures in TLS too")
+    if chain_ed25519 and kind == "peer":
+        return (f"this CA (or a CA above it) has an Ed25519 key: {PEERS_TESTED} accept a peer certificate it signs "
+                "on both sides of a connection; web-PKI verifiers (cryptography's) refuse every certificate under it")
     if chain_ed25519:
         return ("this CA (or a CA above it) has an Ed25519 key: OpenSSL-based peers accept what it signs, but "
                 "browsers and web-PKI verifiers (Chrome, cryptography's) refuse every certificate under it")

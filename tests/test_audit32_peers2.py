@@ -12,8 +12,9 @@
    checks, says which purpose failed, and --json gives both sides' verdicts (``purposes``); openssl verify -purpose
    sslserver/sslclient and a mutual-TLS handshake between two members agree with it.
 3. The notes on an Ed25519 or a P-521 key in a peer certificate spoke of browsers (Chrome, Firefox), which never read
-   one; they now say what cluster software does, as run here with both sides presenting it: etcd and etcdctl (Go),
-   Redis and redis-cli (OpenSSL), and JDK 17's JSSE (Kafka, Elasticsearch) accept it. A server's notes are unchanged.
+   one (nor did the note of any peer under an Ed25519 CA); they now say what cluster software does, as run here with
+   both sides presenting it: etcd and etcdctl (Go), Redis and redis-cli (OpenSSL), and JDK 17's JSSE (Kafka,
+   Elasticsearch) accept it. A server's notes are unchanged.
 4. Bulk renewal of peers printed the peer warning after the hooks' output (and after --exec-once's), where issue-peer
    and a batch print it first; it now comes before anything is renewed, counting the peers to renew.
 """
@@ -276,6 +277,10 @@ P521_PEER = ("a P-521 key in a peer certificate: etcd and etcdctl (Go), Redis (O
              "Elasticsearch) accept it on both sides of a connection (of browsers, Chrome would not, but no browser "
              "reads a peer certificate)")
 
+ED25519_CA_PEER = ("this CA (or a CA above it) has an Ed25519 key: etcd and etcdctl (Go), Redis (OpenSSL) and Java "
+                   "17's JSSE (Kafka, Elasticsearch) accept a peer certificate it signs on both sides of a connection; "
+                   "web-PKI verifiers (cryptography's) refuse every certificate under it")
+
 JSSE_MUTUAL = """
 import java.io.FileInputStream; import java.security.KeyStore; import java.security.cert.CertificateFactory;
 import javax.net.ssl.*;
@@ -402,13 +407,17 @@ def keyed_peers(tmp_path_factory):
     (root / "p521.csr").write_bytes(csr)
     p521 = run_certkit("sign-csr", root / "p521.csr", "--peer", "--out", root / "p521", env=env, check=True)
     (root / "p521" / "privkey.pem").write_bytes(key.read_bytes())
-    return root, env, {"ed25519": _note(ed), "p521": _note(p521)}
+    ed_env = {**env, "CERTKIT_CA_DIR": str(root / "ed-ca")}
+    run_certkit("init-ca", "--name", "certkit round 32 Ed25519 CA", "--key-type", "ed25519", env=ed_env, check=True)
+    under = run_certkit("issue-peer", *MEMBER, "--out", root / "edca", env=ed_env, check=True)
+    return root, env, {"ed25519": _note(ed), "p521": _note(p521), "edca": _note(under)}
 
 
 def test_a_peers_ed25519_and_p521_notes_say_what_cluster_software_does(keyed_peers, tmp_path):
     root, env, said = keyed_peers
     assert ED25519_PEER in said["ed25519"] and "browsers" not in said["ed25519"], said["ed25519"]
     assert P521_PEER in said["p521"] and "ERR_SSL" not in said["p521"], said["p521"]
+    assert ED25519_CA_PEER in said["edca"] and "browsers" not in said["edca"], said["edca"]
     # A renewal with a new Ed25519 key, and a manifest's peer line, say the same; a server's note is as it was.
     renewed = run_certkit("renew", root / "ed25519", "--rekey", "--key-type", "ed25519", "--out", tmp_path / "r",
                           env=env, check=True)
@@ -422,7 +431,7 @@ def test_a_peers_ed25519_and_p521_notes_say_what_cluster_software_does(keyed_pee
     assert "browsers (Chrome, Firefox) do not take Ed25519" in _note(server) and ED25519_PEER not in _note(server)
 
 
-@pytest.mark.parametrize("key", ["ed25519", "p521"])
+@pytest.mark.parametrize("key", ["ed25519", "p521", "edca"])
 @pytest.mark.parametrize("peer", ["etcd", "redis", "jsse"])
 def test_the_cluster_software_the_notes_name_accepts_such_a_peer_on_both_sides(keyed_peers, tmp_path, key, peer):
     """What the notes claim, run: each side presents the same peer certificate and demands the other's."""
