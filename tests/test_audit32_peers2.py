@@ -234,6 +234,11 @@ def test_verify_purpose_peer_checks_the_name_and_says_a_shared_reason_once(tmp_p
     cert = tmp_path / "peer" / "cert.pem"
     ok = run_certkit("verify", cert, "--purpose", "peer", "--name", "127.0.0.1", env=env)
     assert ok.returncode == 0 and "name      127.0.0.1: matches" in ok.stdout, ok.stdout
+    # Standard input is read once and judged for both sides (it was read twice: 'standard input is empty').
+    for subprocess_run in (False, True):
+        piped = run_certkit("verify", "-", "--purpose", "peer", "--name", "127.0.0.1", env=env, input=cert.read_text(),
+                            subprocess=subprocess_run)
+        assert piped.returncode == 0 and "VALID as a TLS peer certificate" in piped.stdout, (piped.stdout, piped.stderr)
     wrong = run_certkit("verify", cert, "--purpose", "peer", "--name", "etcd-2.cluster.internal", env=env)
     assert wrong.returncode == 1 and "as a server: not valid for name etcd-2.cluster.internal" in wrong.stderr
     assert "as a client: not valid for name etcd-2.cluster.internal" in wrong.stderr
