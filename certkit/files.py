@@ -22,12 +22,39 @@ from certkit.text import shown
 STDIN = "-"
 
 
+# Within :func:`reading_once`: what standard input and pipes (<(cat cert.pem)) gave, by path, for a second reader
+# (verify --purpose peer reads its certificate once per purpose; a pipe gives its bytes once).
+_ONCE: dict | None = None
+
+
+class reading_once:  # noqa: N801 (a context manager, used as a function)
+    """While active, a second :func:`read_limited` of standard input or of a pipe gets the bytes the first got."""
+
+    def __enter__(self) -> None:
+        global _ONCE
+        self.outer, _ONCE = _ONCE, {} if _ONCE is None else _ONCE
+
+    def __exit__(self, *exc) -> None:
+        global _ONCE
+        _ONCE = self.outer
+
+
 def read_limited(path: str | Path, limit: int, *, what: str = "file") -> bytes:
     """The bytes of ``path`` (``-``: standard input), refusing anything larger than ``limit``.
 
     The read stops at ``limit + 1`` bytes whatever the file claims to be, so
     endless devices and growing files are refused too.
     """
+    once = _ONCE
+    if once is not None and str(path) in once:
+        return once[str(path)]
+    data = _read_limited(path, limit, what=what)
+    if once is not None and (str(path) == STDIN or not os.path.isfile(path)):
+        once[str(path)] = data
+    return data
+
+
+def _read_limited(path: str | Path, limit: int, *, what: str) -> bytes:
     if str(path) == STDIN:
         stream = sys.stdin.buffer
         data = stream.read(limit + 1)

@@ -17,33 +17,12 @@ SIDES = ("server", "client")
 def verify_peer_path(cert_path: str | Path, **given) -> tuple["Verdict", str]:
     """:func:`certkit.verify.verify_path` for both purposes: the verdict of a peer (valid when valid for both)
     and where the trust came from."""
-    from certkit.files import STDIN
+    from certkit.files import reading_once
     from certkit.verify import verify_path
 
-    if str(cert_path) != STDIN:
+    with reading_once():  # standard input, or a pipe (<(cat cert.pem)), is read once and judged for both sides
         found = {side: verify_path(cert_path, purpose=side, **given) for side in SIDES}
-    else:  # read once (bounded, as every read of it), then given to each side as it came
-        found = _from_stdin_twice(lambda side: verify_path(cert_path, purpose=side, **given))
     return both({side: verdict for side, (verdict, _trust) in found.items()}), found["server"][1]
-
-
-def _from_stdin_twice(check) -> dict:
-    """``check(side)`` for each side, each reading standard input as it came: it is read once."""
-    import io
-    import sys
-
-    from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.files import STDIN, read_limited
-
-    data, stdin = read_limited(STDIN, MAX_CERT_FILE_BYTES, what="file"), sys.stdin
-    try:
-        found = {}
-        for side in SIDES:
-            sys.stdin = io.TextIOWrapper(io.BytesIO(data))
-            found[side] = check(side)
-        return found
-    finally:
-        sys.stdin = stdin
 
 
 def verify_peer_certificate(leaf, **given) -> "Verdict":

@@ -239,6 +239,18 @@ def test_verify_purpose_peer_checks_the_name_and_says_a_shared_reason_once(tmp_p
         piped = run_certkit("verify", "-", "--purpose", "peer", "--name", "127.0.0.1", env=env, input=cert.read_text(),
                             subprocess=subprocess_run)
         assert piped.returncode == 0 and "VALID as a TLS peer certificate" in piped.stdout, (piped.stdout, piped.stderr)
+    # So is a pipe (bash's <(cat cert.pem)), given as the certificate and as --ca-file: a FIFO written once.
+    import os
+    import threading
+
+    fifos = {}
+    for name, source in (("cert", cert), ("ca", tmp_path / "peer" / "ca.pem")):
+        fifos[name] = tmp_path / f"{name}.fifo"
+        os.mkfifo(fifos[name])
+        threading.Thread(target=fifos[name].write_bytes, args=(source.read_bytes(),), daemon=True).start()
+    piped = run_certkit("verify", fifos["cert"], "--purpose", "peer", "--ca-file", fifos["ca"], env=env,
+                        subprocess=True)
+    assert piped.returncode == 0 and "VALID as a TLS peer certificate" in piped.stdout, (piped.stdout, piped.stderr)
     wrong = run_certkit("verify", cert, "--purpose", "peer", "--name", "etcd-2.cluster.internal", env=env)
     assert wrong.returncode == 1 and "as a server: not valid for name etcd-2.cluster.internal" in wrong.stderr
     assert "as a client: not valid for name etcd-2.cluster.internal" in wrong.stderr
