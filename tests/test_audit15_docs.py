@@ -223,7 +223,8 @@ def _sh(command: str, cwd: Path, env: dict) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> tuple[Path, dict]:
     """A folder holding what the examples name: the CA in ./ca (also $CERTKIT_CA_DIR), another in ./root,
-    bundles (localhost, alice, db.internal, old-laptop), CSRs, manifests and copies of the files."""
+    bundles (localhost, alice, db.internal, old-laptop, a peer's
+    etcd-2.cluster.internal), CSRs, manifests and copies of the files."""
     require("openssl")
     top = tmp_path_factory.mktemp("help-examples")
     work, home = top / "work", top / "home"
@@ -239,6 +240,7 @@ def sandbox(tmp_path_factory) -> tuple[Path, dict]:
     for command in (f'{run} init-ca --name "Home Lab CA"', f"{run} init-ca --ca-dir ./root --name Root",
                     f"{run} issue-server localhost 127.0.0.1 ::1", f"{run} issue-client alice --email a@example.com",
                     f"{run} issue-server db.internal", f"{run} issue-client old-laptop",
+                    f"{run} issue-peer etcd-2.cluster.internal 10.0.0.12",
                     "cp ca/ca.pem ca.pem && cp ca/ca.pem root.pem && cp ca/ca.pem chain.pem",
                     "cp localhost/fullchain.pem fullchain.pem && cp alice/cert.pem cert.pem",
                     "openssl x509 -in localhost/cert.pem -outform der -out server.der",

@@ -69,7 +69,7 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
     Examples:
       certkit verify localhost/cert.pem --purpose server --name localhost
       certkit verify alice/cert.pem --purpose client --name alice
-      certkit verify etcd-1.cluster.internal/ --purpose peer --name 10.0.0.11
+      certkit verify etcd-2.cluster.internal/ --purpose peer --name 10.0.0.12
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """

@@ -170,7 +170,8 @@ def _filters(kind, status, expiring_within, now) -> tuple[list[str], list]:
 
 
 def _renewed_by(inventory: "Inventory", serials: list[str]) -> tuple[dict[str, str], dict[str, str], set[str]]:
-    """The latest delivered successor of each of ``serials`` that has one (one query: renewals are few):
+    """The latest delivered successor of each of ``serials`` that has one (the successions, then their
+    predecessors' kinds by serial):
     those of its own kind (renewed by), those of another kind (replaced by: ``--force`` wrote a peer
     certificate's bundle over a server's, which renews nothing), and which of ``serials`` replaced one."""
     wanted = set(serials)
@@ -178,10 +179,16 @@ def _renewed_by(inventory: "Inventory", serials: list[str]) -> tuple[dict[str, s
     replaced: dict[str, str] = {}
     replaces: set[str] = set()
     with inventory.transaction() as tx:
-        for old, new, kind, old_kind in tx.execute(
-                "SELECT n.renewed_from, n.serial, n.kind, o.kind FROM certificates AS n JOIN certificates AS o"
-                " ON o.serial = n.renewed_from WHERE n.status IN ('valid', 'revoked') ORDER BY n.issued_at, n.serial"):
-            other = kind != old_kind
+        successions = tx.execute("SELECT renewed_from, serial, kind FROM certificates WHERE renewed_from IS NOT NULL"
+                                 " AND status IN ('valid', 'revoked') ORDER BY issued_at, serial").fetchall()
+        befores = sorted({old for old, _new, _kind in successions})
+        kinds: dict[str, str] = {}
+        for start in range(0, len(befores), 500):  # by serial, through its index (SQLite's oldest limit: 999)
+            part = befores[start:start + 500]
+            marks = ",".join("?" * len(part))
+            kinds.update(tx.execute(f"SELECT serial, kind FROM certificates WHERE serial IN ({marks})", part))
+        for old, new, kind in successions:
+            other = kinds.get(old, kind) != kind
             if other and new in wanted:
                 replaces.add(new)
             if old in wanted:
