@@ -10,7 +10,6 @@ shows ``n/total`` and the rate while it renews.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import click
 
 from certkit.cli.common import EXIT_INTERRUPTED, Failed, emit, progress, unlock, warn
 from certkit.cli.fleet_idle import say_nothing_renewed, skipped_lines
+from certkit.cli.fleet_notes import install_warnings
 from certkit.paths import absolute
 from certkit.text import shown, terminal_safe
 
@@ -270,14 +270,12 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
     delivered: list[dict] = []
     rows = _timer_rows(ca_dir, renew_argv, delivered)
-    _warn_of_uncarried_password(renew_argv, rows)
-    _warn_of_short_lives(renew_argv, rows)
-    _warn_of_deliveries(delivered)
+    warned = install_warnings(renew_argv, rows, delivered)  # said now, and in --json's "notes"
     description = f"certkit: renew certificates ({selection})"
     if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)
         if as_json:
-            emit(True, {"crontab": line, "systemd": False, "ok": True, "notes": []}, "")
+            emit(True, {"crontab": line, "systemd": False, "ok": True, "notes": warned}, "")
             return
         why = "systemd does not run this machine, so no timer was written. " if no_systemd else ""
         again = shlex.join(["certkit", *renew_argv, "--install-timer", "--cron"])  # this command's own options
@@ -297,7 +295,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
              f"           daily, at a random time within {fleet.RANDOM_DELAY // 3600} hours after midnight"]
     _timer_tail(change, lines)
     _emit_timer(as_json, data, lines, change, "the units were written, but systemd did not enable the timer, so it "
-                                              "does not run")
+                                              "does not run", warned)
 
 
 def _installed(change, name: str) -> str:
@@ -311,10 +309,10 @@ def _installed(change, name: str) -> str:
                         "(--force):"}[change.changed]
 
 
-def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: str) -> None:
+def _emit_timer(as_json: bool, data: dict, lines: list[str], change, problem: str, warned=()) -> None:
     """Say what installing or removing the timer did; a systemctl command that failed is a failure (an
     ``Error:`` line, ``"ok": false``, exit 1), never a success a script would believe."""
-    data["ok"], data["notes"] = not change.failed, change.notes
+    data["ok"], data["notes"] = not change.failed, [*warned, *change.notes]
     emit(as_json, data, "\n".join(lines))
     if change.failed:
         if not as_json:
@@ -343,28 +341,6 @@ def refuse_crontab_removal(ca_dir: Path | None) -> None:
         f"certkit does not edit crontabs, so nothing was removed: delete the line with 'crontab -e' (the one "
         f"--install-timer --cron printed: 'M H * * * PATH=... {shown(shlex.join([*argv, 'renew']))} ... --ca-dir "
         f"{shown(shlex.quote(ca))} ...').")
-
-
-def _warn_of_uncarried_password(renew_argv: list[str], rows: list[dict]) -> None:
-    """Without --p12-password-file the timer's renewals remove the bundle.p12 files they cannot write again (a
-    PKCS#12 file needs its password): say so now, naming one of the bundles the timer renews that holds one,
-    whether or not $CERTKIT_P12_PASSWORD (a secret: never copied into a unit or crontab) is set here."""
-    from certkit.constants import ENV_P12_PASSWORD, P12_FILE
-
-    if "--p12-password-file" in renew_argv:
-        return
-    held = [Path(row["folder"]) / P12_FILE for row in rows
-            if row.get("folder") and os.path.lexists(Path(row["folder"]) / P12_FILE)]
-    uncarried = f"${ENV_P12_PASSWORD} is not copied into the timer (it is a secret), so " \
-        if os.environ.get(ENV_P12_PASSWORD) else ""
-    if held:
-        some = f"{len(held)} bundle{'s' if len(held) != 1 else ''} it renews hold{'s' if len(held) == 1 else ''}"
-        warn(f"{uncarried}{'the' if uncarried else 'The'} timer's renewals remove the bundle.p12 of each bundle they "
-             f"renew, as a PKCS#12 file cannot be written again without its password ({some} one now, such as "
-             f"{shown(held[0])}); give --p12-password-file FILE to keep them.")
-    elif uncarried:
-        warn(f"{uncarried}the renewals it runs remove each bundle.p12 they cannot write again; give "
-             "--p12-password-file FILE to keep them.")
 
 
 def _selection_words(renew_argv: list[str]) -> str:
@@ -410,43 +386,6 @@ def _timer_rows(ca_dir: Path | None, renew_argv: list[str], delivered: list[dict
         delivered += [row for row in chosen if row.get("sink") == "stream" or (row.get("sink") == "file"
                                                                                and row.get("folder"))]
     return [row for row in chosen if row.get("sink") in (None, "folder")]
-
-
-def _warn_of_deliveries(delivered: list[dict]) -> None:
-    """The certificates of the timer's selection that went into an output file or to standard output: its runs skip
-    them quietly (they have no bundle folder to renew in place), so say it now, once, not never."""
-    if not delivered:
-        return
-    row = delivered[0]
-    where = f"in {shown(row['folder'])}" if row.get("sink") == "file" else "written to standard output"
-    many = len(delivered) != 1
-    warn(f"{len(delivered)} valid certificate{'s' if many else ''} of this selection {'were' if many else 'was'} "
-         f"delivered with --format jsonl, k8s or tar (such as {row['serial']}, {where}), and no run of the timer "
-         f"renews {'them' if many else 'it'}: it renews bundle folders. Before "
-         f"{'they expire' if many else 'it expires'}, renew {'each' if many else 'it'} into a folder (certkit renew "
-         f"SERIAL --out DIR), which later runs renew, or issue {'them' if many else 'it'} again.")
-
-
-def _warn_of_short_lives(renew_argv: list[str], rows: list[dict]) -> None:
-    """Without --days a successor lives as long as the certificate it renews: warn now, not in tomorrow's
-    cron mail, of the certificates that live no longer than the timer's window (each day's run would renew
-    them again)."""
-    import datetime as dt
-
-    from certkit.fleet.plan import period_words
-    from certkit.fleet.timer import window_of
-    from certkit.inventory.rows import parse_iso
-
-    window = window_of(renew_argv)
-    if "--days" in renew_argv or window is None:
-        return
-    short = [row for row in rows  # each renewed with the life it had, and due again by the next day's run
-             if parse_iso(row["not_after"]) - parse_iso(row["not_before"]) <= window + dt.timedelta(days=1)]
-    if short:
-        warn(f"{len(short)} valid certificate{'s live' if len(short) != 1 else ' lives'} no more than a day longer "
-             f"than the renewal window of {period_words(window)} (such as {short[0]['serial']}), so (almost) each "
-             f"day's run would renew {'them' if len(short) != 1 else 'it'} again: add --days with a longer lifetime, "
-             "or give a shorter --expiring.")
 
 
 def _pin_checked(secret: bytes, path: Path, key_uri) -> bytes:
