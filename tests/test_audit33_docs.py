@@ -44,3 +44,19 @@ def test_install_timer_json_notes_hold_what_the_install_warns_of(due):  # noqa: 
         for said in ("no more than a day longer than the renewal window", "remove the bundle.p12",
                      "delivered with --format jsonl, k8s or tar"):
             assert said in notes, notes
+
+
+def test_a_single_peer_renewal_json_notes_hold_its_peer_warning(due):  # noqa: F811
+    """A bulk renewal's --json "notes" hold the peer warning it says on standard error; `renew FOLDER --json` of a
+    peer certificate said the same warning and had "notes": []. Its notes now begin with it; a server's stay []."""
+    tmp_path, secret, env = due
+    _issue(tmp_path, secret, env, "issue-peer", "node1.example", "--days", "40")
+    for target, extra in (("node1.example", []), ("node1.example", ["--out", str(tmp_path / "moved")]),
+                          ("web", [])):
+        proc = run_certkit("renew", tmp_path / target, *extra, "--passphrase-file", secret, "--json", env=env,
+                           subprocess=True)
+        assert proc.returncode == 0, proc
+        data = json.loads(proc.stdout)
+        warned = [line.removeprefix("Warning: ") for line in proc.stderr.splitlines() if line.startswith("Warning:")]
+        assert data["ok"] is True and data["notes"][:len(warned)] == warned, (data["notes"], proc.stderr)
+        assert len(warned) == (target != "web") and all("peer certificate carries both" in w for w in warned)

@@ -319,6 +319,7 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
     """What a single renewal did: the JSON object and the lines for people."""
     from cryptography.hazmat.primitives import hashes
 
+    from certkit.cli.issue import PEER_WARNING
     from certkit.keys import key_type_of
     from certkit.text import shown
 
@@ -330,7 +331,8 @@ def _summary(result, rekey: bool, key_type: str | None) -> tuple[dict, list[str]
         "not_after": iso(issued.not_after), "issuer": issued.cert.issuer.rfc4514_string(),
         "fingerprint_sha256": issued.cert.fingerprint(hashes.SHA256()).hex(), "rekeyed": rekey,
         "folder": str(result.folder),
-        "files": {p.name: str(p) for p in result.files}, "notes": result.notes,
+        "files": {p.name: str(p) for p in result.files},
+        "notes": [PEER_WARNING] * (issued.kind == "peer") + result.notes,  # warned of, as bulk's "notes" have it
     }
     lines = [
         f"Renewed {issued.kind} certificate {result.old_serial}",
