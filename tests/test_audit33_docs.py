@@ -60,3 +60,12 @@ def test_a_single_peer_renewal_json_notes_hold_its_peer_warning(due):  # noqa: F
         warned = [line.removeprefix("Warning: ") for line in proc.stderr.splitlines() if line.startswith("Warning:")]
         assert data["ok"] is True and data["notes"][:len(warned)] == warned, (data["notes"], proc.stderr)
         assert len(warned) == (target != "web") and all("peer certificate carries both" in w for w in warned)
+
+
+def test_readme_command_table_names_verify_purpose_peer() -> None:
+    """Today's verify --purpose peer (docs/verify.md, issue-peer.md, peers.md) was missing from README.md's
+    command table, which names each command's chief options (renew's --expiring)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    [row] = [line for line in readme.splitlines() if line.startswith("| `certkit verify CERT` |")]
+    assert "`--purpose peer`" in row and "both sides" in row, row
+    assert "peer" in run_certkit("verify", "--help").stdout
