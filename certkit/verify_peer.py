@@ -43,6 +43,8 @@ def both(verdicts: dict[str, "Verdict"]) -> "Verdict":
     for side, own in said.items():
         reasons += [f"as a {side}: {r}" for r in own if r not in reasons]
     errors = [f"as a {side}: {v.verifier_error}" for side, v in verdicts.items() if v.verifier_error]
+    if server.verifier_error and server.verifier_error == client.verifier_error:  # shared: said once, as a reason
+        errors = [server.verifier_error]
     valid = server.valid and client.valid
     return replace(server, valid=valid, purpose=PEER, reasons=reasons, verifier_error="; ".join(errors) or None,
                    chain=server.chain if valid else [],

@@ -12,7 +12,7 @@ import json
 
 from test_fleet_timer import due  # noqa: F401 (a CA with one bundle due in 5 days, its passphrase in a file)
 
-from conftest import REPO, run_certkit
+from conftest import REPO, new_ca, run_certkit
 
 RENEW_MD = (REPO / "docs" / "renew.md").read_text(encoding="utf-8")
 
@@ -69,3 +69,27 @@ def test_readme_command_table_names_verify_purpose_peer() -> None:
     [row] = [line for line in readme.splitlines() if line.startswith("| `certkit verify CERT` |")]
     assert "`--purpose peer`" in row and "both sides" in row, row
     assert "peer" in run_certkit("verify", "--help").stdout
+
+
+def test_verify_purpose_peer_says_a_verifier_error_both_sides_share_once(tmp_path, ca_env, ca_dir) -> None:
+    """docs/verify.md: 'A reason only one purpose has begins with it (`as a client: ...`); one both share
+    (revoked, expired, another CA) is said once', and --json's `verifier_error` is 'the two sides' together
+    (each side's own prefixed as above)'. A peer certificate of another CA said its reason once, but its verifier
+    line twice: 'as a server: validation failed: no chain ...; as a client: validation failed: no chain ...'."""
+    page = (REPO / "docs" / "verify.md").read_text(encoding="utf-8")
+    assert "one both share (revoked, expired, another CA) is said once" in " ".join(page.split())
+    other = new_ca(tmp_path / "other", "Other CA")
+    run_certkit("issue-peer", "other.internal", cwd=tmp_path, env=other, check=True)
+    run_certkit("issue-server", "web.internal", cwd=tmp_path, env=ca_env, check=True)
+    for target, shared in (("other.internal", True), ("web.internal", False)):
+        proc = run_certkit("verify", tmp_path / target / "cert.pem", "--purpose", "peer", "--json", env=ca_env)
+        data = json.loads(proc.stdout)
+        assert proc.returncode == 1 and data["valid"] is False, proc
+        sides = {side: v["verifier_error"] for side, v in data["purposes"].items()}
+        if shared:  # the same error from both sides: said once, without a side
+            assert sides["server"] == sides["client"] and data["verifier_error"] == sides["server"], data
+        else:  # a server certificate fails as a client only: that side's, prefixed
+            assert data["verifier_error"] == f"as a client: {sides['client']}" and sides["server"] is None, data
+        text = run_certkit("verify", tmp_path / target / "cert.pem", "--purpose", "peer", env=ca_env).stdout
+        [line] = [line for line in text.splitlines() if line.startswith("  verifier")]
+        assert line.count("validation failed") == 1 and ("as a " in line) is not shared, line
