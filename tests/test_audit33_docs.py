@@ -9,9 +9,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
+import pytest
 from test_fleet_timer import due  # noqa: F401 (a CA with one bundle due in 5 days, its passphrase in a file)
 
+from acme_client import AcmeError, Client, HTTP01Responder
+from acme_helpers import serving
 from conftest import REPO, new_ca, run_certkit
 
 RENEW_MD = (REPO / "docs" / "renew.md").read_text(encoding="utf-8")
@@ -93,3 +97,44 @@ def test_verify_purpose_peer_says_a_verifier_error_both_sides_share_once(tmp_pat
         text = run_certkit("verify", tmp_path / target / "cert.pem", "--purpose", "peer", env=ca_env).stdout
         [line] = [line for line in text.splitlines() if line.startswith("  verifier")]
         assert line.count("validation failed") == 1 and ("as a " in line) is not shared, line
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory):
+    yield from serving(tmp_path_factory.mktemp("acme33"), ("d1.acme.test", "d2.acme.test"))
+
+
+def _expire(acme, authz_url: str) -> None:
+    with sqlite3.connect(acme.issuing / "inventory.sqlite3") as db:
+        db.execute("UPDATE acme_authorizations SET expires = '2020-01-01T00:00:00Z' WHERE id = ?",
+                   (authz_url.rsplit("/", 1)[1],))
+    db.close()
+
+
+def test_a_refused_deactivation_changes_nothing_not_even_its_order(acme) -> None:
+    """docs/acme.md: an authorization that is invalid or expired cannot be deactivated, 'the request is
+    `malformed` (...), nothing changed'. The refusal was said, but the order of that expired authorization, ready
+    to be finalized, had been made invalid by it all the same (its row updated whether or not the authorization's
+    was). The order is changed only when its authorization is deactivated."""
+    page = " ".join((REPO / "docs" / "acme.md").read_text(encoding="utf-8").split())
+    assert "one that is invalid or expired cannot be, and the request is `malformed`" in page
+    c = Client(acme.server.directory, acme.root)
+    c.register()
+    url, order = c.new_order("d1.acme.test")
+    with HTTP01Responder(acme.http_port) as responder:
+        c.authorize(order, responder)
+        assert c.wait(url)["status"] == "ready"
+    authz = order["authorizations"][0]
+    _expire(acme, authz)
+    before = c.get(url)["status"]
+    with pytest.raises(AcmeError) as refused:
+        c.post(authz, {"status": "deactivated"})
+    assert refused.value.type == "malformed" and "nothing changed" in refused.value.problem["detail"]
+    assert c.get(url)["status"] == before, (before, c.get(url))
+    with sqlite3.connect(f"file:{acme.issuing / 'inventory.sqlite3'}?mode=ro", uri=True) as db:
+        [(stored,)] = db.execute("SELECT status FROM acme_orders WHERE id = ?", (url.rsplit("/", 1)[1],)).fetchall()
+    db.close()
+    assert stored == "ready", stored
+    pending_url, pending = c.new_order("d2.acme.test")  # a pending one deactivated: its order becomes invalid
+    c.post(pending["authorizations"][0], {"status": "deactivated"})
+    assert c.get(pending_url)["status"] == "invalid"

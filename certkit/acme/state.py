@@ -307,8 +307,9 @@ class AcmeState:
         with self.db.write() as conn:
             conn.execute("SELECT id FROM acme_orders WHERE id = (SELECT order_id FROM acme_authorizations"
                          " WHERE id = ?) FOR UPDATE", (authz_id,))
-            conn.execute("UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ?"
-                         " AND status IN ('pending', 'valid') AND expires > ?", (authz_id, now_iso()))
+            if conn.execute("UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ?"
+                            " AND status IN ('pending', 'valid') AND expires > ?", (authz_id, now_iso())).rowcount != 1:
+                return  # invalid, expired or deactivated already: refused (or answered) with nothing changed
             conn.execute("UPDATE acme_orders SET status = 'invalid', updated_at = ? WHERE id ="
                          " (SELECT order_id FROM acme_authorizations WHERE id = ?)"
                          " AND status IN ('pending', 'ready')", (now_iso(), authz_id))
