@@ -138,3 +138,19 @@ def test_a_refused_deactivation_changes_nothing_not_even_its_order(acme) -> None
     pending_url, pending = c.new_order("d2.acme.test")  # a pending one deactivated: its order becomes invalid
     c.post(pending["authorizations"][0], {"status": "deactivated"})
     assert c.get(pending_url)["status"] == "invalid"
+
+
+@pytest.mark.parametrize("pattern", ["nomatch*", "web.example.com:443"], ids=["typo", "host-with-port"])
+def test_a_name_matching_nothing_is_in_the_notes_of_bulk_and_timer_json(due, pattern) -> None:  # noqa: F811
+    """`renew --expiring 30d --name 'nomatch*' --json` warned '--name ... matches no certificate ...' on standard
+    error and its report said "notes": [], as did --install-timer's: docs/renew.md's "notes" is what the run as a
+    whole warns of. Both reports' notes now hold it."""
+    tmp_path, secret, env = due
+    for extra in (["--expiring", "30d"], ["--install-timer", "--unit-dir", tmp_path / "units"]):
+        proc = run_certkit("renew", *extra, "--name", pattern, "--passphrase-file", secret, "--json", env=env,
+                           subprocess=True)
+        assert proc.returncode == 0, proc
+        warned = [line.removeprefix("Warning: ") for line in proc.stderr.splitlines() if line.startswith("Warning:")]
+        data = json.loads(proc.stdout)
+        assert warned and f"--name '{pattern}' matches no certificate" in warned[0], proc.stderr
+        assert data["ok"] is True and data["notes"] == warned, (data["notes"], proc.stderr)

@@ -35,7 +35,7 @@ def period_arg(period) -> str:
 # --- bulk renewal -----------------------------------------------------------------------
 def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | None, p12_password: bytes | None,
                   exec_each: str | None, exec_once: str | None, exec_timeout: int, ca_dir: Path | None,
-                  passphrase_file: Path | None, as_json: bool) -> None:
+                  passphrase_file: Path | None, as_json: bool, said: list[str] = ()) -> None:
     from certkit.fleet import FleetLock, plan_fleet, renew_fleet
     from certkit.store import CADirectory
 
@@ -54,7 +54,7 @@ def renew_in_bulk(selection, *, rekey: bool, key_type: str | None, days: int | N
                 result = renew_fleet(ca, plan, progress=advance, **run)
         else:
             result = renew_fleet(ca, plan, **run)
-    _report(result, ca, as_json, rekey, interactive=interactive)
+    _report(result, ca, as_json, rekey, interactive=interactive, said=said)
 
 
 def _warn_of_peers(plan) -> None:
@@ -72,7 +72,7 @@ def _peers_note(peers: int, among: str) -> str:
             + PEER_WARNING)
 
 
-def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False) -> None:
+def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False, said: list[str] = ()) -> None:
     from certkit.fleet.hooks import folders_fit
 
     undone = result.undone  # planned, but a stop or a halt came first: listed, so a script knows they are due
@@ -85,7 +85,7 @@ def _report(result, ca, as_json: bool, rekey: bool, *, interactive: bool = False
         "certificates": [o.as_dict() for o in result.outcomes + undone],
         "exec_once": result.exec_once.as_dict() if result.exec_once else None,
     }
-    data["notes"] = notes = []  # the warnings of the run as a whole, as a single renewal's notes (both: "ok")
+    data["notes"] = notes = list(said)  # the warnings of the run as a whole, as a single renewal's notes (both: "ok")
     if peers := sum(o.kind == "peer" for o in result.renewed):  # warned of before the run (_warn_of_peers)
         notes.append(_peers_note(peers, "of the renewed certificates"))  # and here for a script reading the report
     late = []  # what only the end of the run knows
@@ -237,7 +237,8 @@ def _refuse_relative_hook(option: str, hook: str | None) -> None:
 
 
 def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_argv: list[str],
-          ca_dir: Path | None, passphrase_file: Path | None, as_json: bool, force: bool = False) -> None:
+          ca_dir: Path | None, passphrase_file: Path | None, as_json: bool, force: bool = False,
+          said: list[str] = ()) -> None:
     from certkit import fleet
 
     if unit_dir is not None:  # an output like any other: never a CA directory, nor a folder others control
@@ -270,7 +271,7 @@ def timer(install: bool, *, cron: bool, unit_dir: Path | None, name: str, renew_
     renew_argv = renew_argv + _ca_arguments(ca_dir, passphrase_file)
     delivered: list[dict] = []
     rows = _timer_rows(ca_dir, renew_argv, delivered)
-    warned = install_warnings(renew_argv, rows, delivered)  # said now, and in --json's "notes"
+    warned = [*said, *install_warnings(renew_argv, rows, delivered)]  # said now, and in --json's "notes"
     description = f"certkit: renew certificates ({selection})"
     if cron or no_systemd:
         line = fleet.crontab_line(renew_argv)

@@ -122,14 +122,13 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.refuse_crontab_removal(ca_dir)
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
-    if pattern is not None:
-        _say_a_host_in_notation(pattern, ca_dir)
+    said = _say_a_host_in_notation(pattern, ca_dir) if pattern is not None else []  # and in --json's "notes"
     if install_timer:
         _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
         argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
                                     include_expired=include_expired, **hooks)
         _refuse_days_none_may_have(days, kind, ca_dir, "nothing was installed")
-        return cli_fleet.timer(True, renew_argv=argv, **schedule)
+        return cli_fleet.timer(True, renew_argv=argv, said=said, **schedule)
     if expiring is not None or renew_all:
         _refuse_days_none_may_have(days, kind, ca_dir, "nothing was renewed")
         from certkit.fleet import Selection
@@ -137,8 +136,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.renew_in_bulk(
             Selection(expiring, kind, pattern, include_expired), rekey=rekey, key_type=key_type, days=days,
             p12_password=_p12_password_if_any(p12_password_file, bulk=True), ca_dir=ca_dir,
-            passphrase_file=passphrase_file,
-            as_json=as_json, **hooks)
+            passphrase_file=passphrase_file, said=said, as_json=as_json, **hooks)
     if certificate is None:
         raise click.UsageError("Say which certificate to renew (a serial, a name or its folder), or renew every one "
                                "that is due with --expiring PERIOD or --all.")
@@ -149,7 +147,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
                **hooks)
 
 
-def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> None:
+def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> list[str]:
     """A --name that matches no certificate (a typo; or holding a host that does in a URL's, a port's or brackets'
     notation: etcd-1.cluster.internal:2380): said, where a timer that renews nothing would say nothing, every day."""
     from certkit.cli.common import warn
@@ -158,11 +156,15 @@ def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> None:
     from certkit.text import shown
 
     inventory = CADirectory(ca_dir).open().inventory
+    said = []  # what is warned of, for --json's "notes" too
     if (hint := name_glob_hint(inventory, pattern)) is not None:
-        warn(f"--name '{shown(pattern)}' matches no certificate: {hint}")
+        said.append(f"--name '{shown(pattern)}' matches no certificate: {hint}")
     elif not inventory.query(name=pattern, limit=1, damaged=[]):  # a typo: a timer would renew nothing, silently
-        warn(f"--name '{shown(pattern)}' matches no certificate of this CA yet ('certkit list' shows them; a glob "
-             "such as '*.example.com' matches several), so nothing is renewed by it.")
+        said.append(f"--name '{shown(pattern)}' matches no certificate of this CA yet ('certkit list' shows them; a "
+                    "glob such as '*.example.com' matches several), so nothing is renewed by it.")
+    for note in said:
+        warn(note)
+    return said
 
 
 def _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
