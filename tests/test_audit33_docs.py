@@ -154,3 +154,24 @@ def test_a_name_matching_nothing_is_in_the_notes_of_bulk_and_timer_json(due, pat
         data = json.loads(proc.stdout)
         assert warned and f"--name '{pattern}' matches no certificate" in warned[0], proc.stderr
         assert data["ok"] is True and data["notes"] == warned, (data["notes"], proc.stderr)
+
+
+def test_a_batch_line_of_another_kind_over_a_bundle_is_recorded_replaced_as_its_page_says(tmp_path, ca_env,
+                                                                                          ca_dir) -> None:
+    """docs/issue-batch.md said a bundle a `folder` batch replaced with --force is 'recorded as renewed'; since
+    today a line of another kind (a peer line over a server's bundle) records it as replaced, and says so in
+    `advice` (a note the page's list of advice did not name). The page now says both; here, as it says."""
+    page = " ".join((REPO / "docs" / "issue-batch.md").read_text(encoding="utf-8").split())
+    assert "recorded as renewed, or as replaced when the line issues another kind, a note in `advice`" in page
+    assert "a bundle of another kind that `--force` replaced, whose certificate stays valid" in page
+    run_certkit("issue-server", "web", "--out", tmp_path / "b" / "web", env=ca_env, check=True)
+    run_certkit("issue-server", "same", "--out", tmp_path / "b" / "same", env=ca_env, check=True)
+    (tmp_path / "m.csv").write_text("kind,names,out\npeer,web,web\nserver,same,same\n")
+    data = json.loads(run_certkit("issue-batch", tmp_path / "m.csv", "--out-dir", tmp_path / "b", "--force",
+                                  "--json", env=ca_env, check=True).stdout)
+    assert data["released"] == [] and len(data["advice"]) == 1, data
+    assert "the bundle replaced held the server certificate" in data["advice"][0]["note"], data["advice"]
+    rows = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    old = {r["names"][0]: r for r in rows if r["kind"] == "server" and (r["renewed_by"] or r["replaced_by"])}
+    assert old["DNS:web"]["replaced_by"] and not old["DNS:web"]["renewed_by"], old
+    assert old["DNS:same"]["renewed_by"] and not old["DNS:same"]["replaced_by"], old
