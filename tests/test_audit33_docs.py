@@ -3,7 +3,12 @@
 1. docs/renew.md: 'Every `--json` report of `renew` (one certificate, a bulk renewal, `--install-timer`,
    `--remove-timer`) has `"ok"` ... and `"notes"` (what the run as a whole warns of ...)'. --install-timer warned
    on standard error (a certificate the timer would renew each day, bundle.p12 files its renewals remove,
-   certificates delivered into output files that no run renews) and its --json had `"notes": []`.
+   certificates delivered into output files that no run renews) and its --json had `"notes": []`; so did a single
+   renewal of a peer (its peer warning) and a bulk or timer run whose --name matched nothing.
+2. README.md's command table did not name verify --purpose peer.
+3. docs/verify.md: a reason both sides share is said once; a verifier error both shared was said twice.
+4. docs/acme.md: a refused deactivation changes nothing; it made the authorization's ready order invalid.
+5. docs/issue-batch.md: a bundle replaced by a line of another kind is recorded as replaced, not renewed.
 """
 
 from __future__ import annotations
