@@ -125,18 +125,13 @@ def test_sign_csr_a_manifest_line_and_the_library_record_it_replaced_too(tmp_pat
     new = next(s for s in _listed(env) if _same(s, _serial(out / "node-2")))
     _assert_replaced(env, old, new, "client", "peer", ran.stdout + ran.stderr)
 
-    import warnings
 
     from certkit.store import CADirectory
 
     from conftest import PASSPHRASE
 
     lib = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
-    first = lib.issue_server(["node-3.db.internal"])
-    first.write(tmp_path / "node-3")
-    second = lib.issue_peer(["node-3.db.internal"])
-    with warnings.catch_warnings(record=True):
-        second.write(tmp_path / "node-3", force=True)
+    first, second = _peer_over_server(lib, tmp_path, "node-3")
     assert any("replaced by this peer certificate, not renewed" in n for n in second.notes), second.notes
     rows = {r["serial"]: r for r in lib.inventory.query()}
     assert rows[first.serial_hex]["replaced_by"] == second.serial_hex
@@ -482,7 +477,6 @@ def test_every_message_of_a_successor_says_replaced_for_one_of_another_kind(tmp_
     """The same lie elsewhere: writing the replaced IssuedCert again said 'was renewed as PEER; write that one
     instead' (write a peer where a server was wanted), and a bulk run whose planned server was replaced meanwhile
     said 'another command renewed it as PEER'. Both now say replaced, not renewed."""
-    import warnings
 
     from certkit.errors import CannotRenew
     from certkit.fleet.plan import Selection, changed_meanwhile, plan_fleet
@@ -492,11 +486,7 @@ def test_every_message_of_a_successor_says_replaced_for_one_of_another_kind(tmp_
 
     env = new_ca(tmp_path, "certkit round 32 messages CA")
     lib = CADirectory(tmp_path / "ca").load(PASSPHRASE.encode())
-    first = lib.issue_server(["node-1.db.internal"])
-    first.write(tmp_path / "node-1")
-    second = lib.issue_peer(["node-1.db.internal"])
-    with warnings.catch_warnings(record=True):
-        second.write(tmp_path / "node-1", force=True)
+    first, second = _peer_over_server(lib, tmp_path, "node-1")
     said = (rf"The server certificate {first.serial_hex} was replaced \(--force over its bundle\) by the peer "
             rf"certificate {second.serial_hex}, not renewed; .*issue a new server certificate instead\.$")
     with pytest.raises(CannotRenew, match=said):
@@ -521,3 +511,16 @@ def test_replaced_not_renewed_on_either_inventory(tmp_path, ca_dir, ca_env):
     ran = run_certkit("issue-peer", NAME, "--force", env=ca_env, cwd=tmp_path, check=True)
     new = next(s for s in _listed(ca_env) if s != old)
     _assert_replaced(ca_env, old, new, "server", "peer", ran.stdout + ran.stderr)
+
+
+def _peer_over_server(lib, tmp_path, host: str):
+    """Through the library: a server certificate for HOST.db.internal written to tmp_path/HOST, then a peer
+    certificate for the same name written over it with force=True; (server, peer)."""
+    import warnings
+
+    first = lib.issue_server([f"{host}.db.internal"])
+    first.write(tmp_path / host)
+    second = lib.issue_peer([f"{host}.db.internal"])
+    with warnings.catch_warnings(record=True):
+        second.write(tmp_path / host, force=True)
+    return first, second

@@ -17,9 +17,10 @@ import json
 import sqlite3
 
 import pytest
+from test_acme_inputs import ready_order
 from test_fleet_timer import due  # noqa: F401 (a CA with one bundle due in 5 days, its passphrase in a file)
 
-from acme_client import AcmeError, Client, HTTP01Responder
+from acme_client import AcmeError, Client
 from acme_helpers import serving
 from conftest import REPO, new_ca, run_certkit
 
@@ -125,10 +126,7 @@ def test_a_refused_deactivation_changes_nothing_not_even_its_order(acme) -> None
     assert "one that is invalid or expired cannot be, and the request is `malformed`" in page
     c = Client(acme.server.directory, acme.root)
     c.register()
-    url, order = c.new_order("d1.acme.test")
-    with HTTP01Responder(acme.http_port) as responder:
-        c.authorize(order, responder)
-        assert c.wait(url)["status"] == "ready"
+    url, order = ready_order(acme, c, "d1.acme.test")
     authz = order["authorizations"][0]
     _expire(acme, authz)
     before = c.get(url)["status"]
