@@ -99,25 +99,21 @@ def check_extra(extra: Mapping[str, bytes] | None, own: Mapping[str, bytes]) -> 
 
 # --- checks, before anything is signed -----------------------------------------------
 def check_writable(folder: Path, names: Sequence[str], *, force: bool, replaces: Sequence[str] = (),
-                   public_key=None) -> None:
+                   public_key=None, cache: dict | None = None) -> None:
     """Raise if writing ``names`` into ``folder`` would replace files without ``force`` (or remove
     what of ``replaces`` it would leave out, :func:`leftovers`), or go through a symbolic link, or
-    into a folder someone else controls."""
+    into a folder someone else controls (``cache``: :func:`certkit.paths.check_new_folder`'s)."""
     if folder.is_symlink():
         raise UnsafeOutputPath(f"The output folder {shown(folder)} is a symbolic link; certkit does not write "
                                "through links. Give the real path.")
     if folder.exists() and not folder.is_dir():
         raise OutputExists(f"{shown(folder)} exists and is not a folder.", replaceable=False)
-    from certkit.paths import check_can_write, refuse_controlled_above
-
-    refuse_controlled_above(folder)
+    from certkit.paths import check_can_write, check_new_folder, refuse_controlled_above
 
     if not folder.exists():
-        from certkit.paths import check_folders_above
-
-        check_folders_above(folder, "output folder")
-        check_can_write(folder)
+        check_new_folder(folder, cache)
         return
+    refuse_controlled_above(folder)
     check_folder_owner(folder)
     check_can_write(folder, listed=True)  # an existing folder: what it holds is read, so it must be listed too
     refuse_unsettled(folder)
@@ -296,7 +292,8 @@ def _try_lock(fcntl, fd: int, slot: int) -> bool:
 
 # --- writing ---------------------------------------------------------------------------
 def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = False, sync: bool = True,
-                 sweep: bool = True, replaces: Sequence[str] = (), owner: tuple[str, str] | None = None) -> list[Path]:
+                 sweep: bool = True, replaces: Sequence[str] = (), owner: tuple[str, str] | None = None,
+                 cache: dict | None = None) -> list[Path]:
     """Write the bundle ``files`` (name -> content) into ``folder``; return the paths written.
 
     A new folder appears whole. An existing one (with ``force``) gets ``files``,
@@ -309,7 +306,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     folder = Path(folder)
     if sweep:  # a batch sweeps its output folder once instead
         settle_folder(folder)
-    check_writable(folder, list(files), force=force)
+    check_writable(folder, list(files), force=force, cache=cache)
     from certkit.constants import CERT_FILE
 
     kept = "nothing was written"  # what a failure leaves, said in its error

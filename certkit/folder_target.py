@@ -92,7 +92,7 @@ class FolderTarget(Target):
         try:
             check_writable(self.given, bundle_names(chain=bool(ca.parents), key=request.keyed and not self.keeps_key,
                                                     p12=self.p12), force=self.force, replaces=self.replaces,
-                           public_key=request.public_key)
+                           public_key=request.public_key, cache=self.cache)
         except OutputExists as exc:
             from certkit.bundle_contents import of_another_kind
 
@@ -112,7 +112,7 @@ class FolderTarget(Target):
         inventory = [Path(d) / "inventory.sqlite3" for d in issued.ca_directories[:1]]
         owner = (str(inventory[0]), issued.serial_hex) if inventory and inventory[0].is_file() else None
         written = write_bundle(self.given, files, force=self.force, sync=self.sync, sweep=self.sweep,
-                               replaces=self.replaces, owner=owner)
+                               replaces=self.replaces, owner=owner, cache=self.cache)
         if self.force and self.replacing is None:  # (a renewal in place says what it removes at its plan)
             self.removed = removed
         return written

@@ -205,7 +205,7 @@ def check_output(path: str | Path, ca_dirs: Iterable[str | Path] = (), *, what: 
     """
     check_name(path, what)
     target = _resolved(os.fspath(path), cache)
-    refuse_system_folder(path, target, what)
+    refuse_system_folder(path, target, what, cache)
     for ca_dir in ca_dirs:
         if _inside(target, _resolved(os.fspath(ca_dir), cache)):
             raise UnsafeOutputPath(
@@ -235,14 +235,14 @@ SYSTEM_FOLDERS = frozenset(("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib
 FILES_WELCOME = frozenset(("/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp"))
 
 
-def refuse_system_folder(path: str | Path, target: str, what: str) -> None:
+def refuse_system_folder(path: str | Path, target: str, what: str, cache: dict | None = None) -> None:
     """Refuse, whatever --force says, the output ``path`` (resolved: ``target``) that is a system folder or the home
     folder ($HOME), or a file (``what`` names no folder) straight in a system folder only the system's files belong
-    in (:data:`SYSTEM_FOLDERS`, but :data:`FILES_WELCOME`)."""
+    in (:data:`SYSTEM_FOLDERS`, but :data:`FILES_WELCOME`). With ``cache`` (a batch's), $HOME is resolved once."""
     folder = what.endswith(("folder", "directory"))
     where = target if folder else os.path.dirname(target)
     leads = "" if os.path.abspath(path) == target else f" (it leads to {shown(target)})"
-    if folder and where not in SYSTEM_FOLDERS and where == os.path.realpath(os.path.expanduser("~")):
+    if folder and where not in SYSTEM_FOLDERS and where == _home(cache):
         raise UnsafeOutputPath(f"The {what} {shown(path)}{leads} is your home folder: certkit writes into a folder "
                                "of its own, never among your own files, even with --force. Give a folder of its "
                                f"own, such as {shown(where)}/certkit/NAME.")
@@ -256,6 +256,15 @@ def refuse_system_folder(path: str | Path, target: str, what: str) -> None:
                            "own files belong: certkit never writes there, even with --force. Choose another place.")
 
 
+def _home(cache: dict | None) -> str:
+    if cache is None:
+        return os.path.realpath(os.path.expanduser("~"))
+    key = ("home", os.environ.get("HOME"))
+    if key not in cache:
+        cache[key] = os.path.realpath(os.path.expanduser("~"))
+    return cache[key]
+
+
 def check_folders_above(path: str | Path, what: str = "output") -> None:
     """Refuse ``path`` when something that is not a folder stands where a folder above it must be
     (``--out web/a`` where ``web`` is a file): it could never be written, so say so before signing."""
@@ -267,6 +276,21 @@ def check_folders_above(path: str | Path, what: str = "output") -> None:
         if os.path.lexists(above) and not os.path.isdir(above):  # not one another writer made meanwhile
             raise OutputExists(f"{not_a_folder(above)}, so the {what} "
                                f"{shown(path)} cannot be written.", replaceable=False)
+
+
+def check_new_folder(folder: str | Path, cache: dict | None = None) -> None:
+    """The checks of a bundle folder yet to be made that depend only on the folder above it (who controls the
+    folders above it, that they are folders, that a file can be made there): with ``cache`` (a batch's, for
+    thousands of new folders side by side), made once per folder above, not once per bundle (a third of a
+    batch line's check); what fails is never remembered, so each line that meets it is refused."""
+    key = ("new folder in", os.path.dirname(absolute(folder)))
+    if cache is not None and key in cache:
+        return
+    refuse_controlled_above(folder)
+    check_folders_above(folder, "output folder")
+    check_can_write(folder)
+    if cache is not None:
+        cache[key] = True
 
 
 def check_can_write(path: str | Path, what: str = "output folder", *, listed: bool = False) -> None:
