@@ -193,8 +193,8 @@ def _several_tokens(uri: KeyURI, found: list) -> str:
 
 
 def _look(uri: KeyURI, module: str) -> tuple[list, list[str], list[str], Exception | None]:
-    """The tokens matching ``uri``, the labels of all, what each token of the URI's label differs in
-    (:func:`_differences`), and the error that kept the module from listing them (after
+    """The tokens matching ``uri``, the labels of all, what each token of the URI's label (each token, if it names
+    no label: found by serial= or slot-id=) differs in (:func:`_differences`), and the error that kept the module from listing them (after
     :func:`transient`'s retries) if it did."""
     pkcs11 = binding()
     try:
@@ -232,7 +232,7 @@ def _matching_tokens(uri: KeyURI, module: str) -> tuple[list, list[str], list[st
             differs = _differences(uri, slot, token)
             if differs is None:
                 found.append(token)
-            elif uri.token is not None:  # a token of the URI's label that differs: said, not "absent"
+            else:  # a token of the URI's label (any token, if it names none) that differs: said with what it has
                 near.append(differs)
     except pkcs11.GeneralError:
         raise
