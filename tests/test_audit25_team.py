@@ -156,9 +156,10 @@ def test_a_pin_in_the_key_uri_of_certkit_ca_json_is_never_shown_and_the_file_is_
             proc = run_certkit(*args, env=environment)
             assert_clean_error(proc, said)
             assert pin not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
-            assert f"(the key URI in {config}: fix it there)" in proc.stdout + proc.stderr
+            assert f"Fix the key URI in {config}: " in proc.stdout + proc.stderr
     config.write_text(json.dumps(stored | {"key": f"pkcs11:token={token.label}"}))
-    said = f"names no key; add object=LABEL (or id=) (the key URI in {config}: fix it there)"
+    said = (f"Fix the key URI in {config}: the PKCS#11 URI 'pkcs11:token={token.label}' names no key; add "
+            "object=LABEL (or id=).")
     assert_clean_error(run_certkit("list", env=env), said)
     assert not any((tmp_path / name).exists() for name in ("api", "crl.pem", "sub"))
     config.write_text(json.dumps(stored))  # the PIN taken out: the CA works again, its certificate still valid

@@ -194,8 +194,8 @@ def _several_tokens(uri: KeyURI, found: list) -> str:
 
 def _look(uri: KeyURI, module: str) -> tuple[list, list[str], list[str], Exception | None]:
     """The tokens matching ``uri``, the labels of all, what each token of the URI's label (each token, if it names
-    no label: found by serial= or slot-id=) differs in (:func:`_differences`), and the error that kept the module from listing them (after
-    :func:`transient`'s retries) if it did."""
+    no label: found by serial= or slot-id=) differs in (:func:`_differences`), and the error that kept the module
+    from listing them (after :func:`transient`'s retries) if it did."""
     pkcs11 = binding()
     try:
         return (*transient(_matching_tokens, uri, module), None)

@@ -37,8 +37,9 @@ def stored_uri_problem(text: str, path: object) -> str | None:
                 "--passphrase-file, $CERTKIT_PKCS11_PIN or at the prompt.")
     try:
         KeyURI.parse(text).check_names_a_key()
-    except TokenError as exc:
-        return f"{str(exc).rstrip('.')} (the key URI in {shown(path)}: fix it there)."
+    except TokenError as exc:  # its own words after the file's (a parenthesis after theirs would follow one of theirs)
+        said = str(exc)
+        return f"Fix the key URI in {shown(path)}: {said[:1].lower()}{said[1:]}"
     return None
 
 
