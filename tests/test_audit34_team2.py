@@ -9,12 +9,19 @@
 2. A key URI in certkit-ca.json that certkit refuses was said with the file in a parenthesis after the refusal's own
    ("... (it knows module-path) (the key URI in .../certkit-ca.json: fix it there)."; "add object=LABEL (or id=)
    (the key URI ...)"). The file now comes first: "Fix the key URI in FILE: the PKCS#11 URI has ...".
+3. The same double parenthesis in SoftHSM's hint, after the module's own words or the tokens present: a CA whose
+   token was deleted (softhsm2-util --delete-token) was told "No token matching ... is present (module ...; tokens
+   present: none) (SoftHSM reads its configuration ...).", and nothing about restoring the token; a module that
+   cannot be loaded "... cannot be loaded: PKCS#11 error (...) (SoftHSM reads ...)". The hint is now a sentence
+   of its own, and a token absent is said with what to do: plug in or restore it (from its backup), or correct
+   the URI.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
 
@@ -92,3 +99,36 @@ def test_a_refused_stored_key_uri_names_its_file_without_a_second_parenthesis(tm
         check = run_certkit("check", "--json", env=env)
         assert check.returncode == 1 and f"Fix the key URI in {config}: " in check.stdout, check.stdout
     assert not any((tmp_path / n).exists() for n in ("www", "crl.pem"))
+
+
+# --- 3. SoftHSM's hint a sentence of its own; a token deleted between runs: said with what to do ---------------------
+def test_a_deleted_token_and_an_unloadable_module_are_said_without_a_double_parenthesis(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    env = env_for(tmp_path, token)
+    junk = tmp_path / "libsofthsm2.so"  # a SoftHSM module by its name, not a library: the hint follows its error
+    junk.write_text("not a shared library\n")
+    proc = run_certkit("init-ca", "--name", "Junk", "--key-uri", token.uri("junk"), "--pkcs11-module", str(junk),
+                       "--pin-file", token.pin_file, env=certkit_env(CERTKIT_CA_DIR=str(tmp_path / "junk")))
+    assert_clean_error(proc, f"The PKCS#11 module {junk} cannot be loaded: PKCS#11 error (")
+    assert "). SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF" \
+        in proc.stderr and ") (" not in proc.stderr, proc.stderr
+    deleted = subprocess.run(["softhsm2-util", "--delete-token", "--token", token.label], capture_output=True,
+                             text=True, timeout=60)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    said = "is present (module "  # then the tokens present (others of this session's SoftHSM, or none)
+    for args in (["issue-server", "www.example.internal", "--out", str(tmp_path / "www")],
+                 ["crl", "--out", str(tmp_path / "crl.pem")],
+                 ["issue-client", "alice", "--out", str(tmp_path / "alice"), "--json"],
+                 ["init-ca", "--name", "Sub", "--parent-ca-dir", str(tmp_path / "ca"), "--ca-dir",
+                  str(tmp_path / "sub"), "--no-passphrase"]):
+        proc = run_certkit(*args, env=env)
+        assert_clean_error(proc, said)
+        out = json.loads(proc.stdout)["error"] if "--json" in args else proc.stderr
+        assert "). SoftHSM reads its configuration" in out and ") (" not in out, out
+        assert out.rstrip().endswith("(an existing CA's is in its certkit-ca.json)."), out
+        assert "Plug in or restore the token the URI names (a token deleted is restored from its backup)" in out, out
+    check = run_certkit("check", "--json", env=env)
+    assert check.returncode == 1 and "). SoftHSM reads its configuration" in check.stdout, check.stdout
+    assert ") (" not in check.stdout
+    assert not any((tmp_path / n).exists() for n in ("junk", "www", "crl.pem", "alice", "sub"))
+    assert run_certkit("list", env=env).returncode == 0  # no key needed: the inventory is read as before

@@ -101,8 +101,8 @@ def _lib(path: str, *, locked: bool = False):
     try:
         lib = pkcs11.lib(path)
     except Exception as exc:  # a file that is no PKCS#11 module, a module that fails to initialize
-        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}"
-                         f"{softhsm_hint(path)}.") from None
+        raise TokenError(f"The PKCS#11 module {shown(path)} cannot be loaded: {words(exc)}."
+                         f"{softhsm_hint(path)}") from None
     pid = _INITIALIZED_IN.get(path)
     if pid is not None and pid != os.getpid():
         lib.reinitialize()
@@ -112,15 +112,16 @@ def _lib(path: str, *, locked: bool = False):
 
 def softhsm_hint(module: str) -> str:
     """For SoftHSM, where its configuration says its tokens are: a wrong $SOFTHSM2_CONF (a folder, another
-    file, none) fails to load the module, or shows no token; "" for any other module."""
+    file, none) fails to load the module, or shows no token; "" for any other module. A sentence of its own,
+    after the one it follows (which ends in a parenthesis often: the module's own words, the tokens present)."""
     if "softhsm" not in os.path.basename(str(module)).lower():
         return ""
     conf = os.environ.get("SOFTHSM2_CONF")
     if conf:
-        return (f" (SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, here "
-                f"{shown(conf)}: is that its configuration file, and its tokendir readable?)")
-    return (" (SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, else "
-            "/etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?)")
+        return (f" SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, here "
+                f"{shown(conf)}: is that its configuration file, and its tokendir readable?")
+    return (" SoftHSM reads its configuration, and the tokendir where its tokens are, from $SOFTHSM2_CONF, else "
+            "/etc/softhsm/softhsm2.conf: is it there, and its tokendir readable?")
 
 
 @leaves_no_tls_errors
@@ -176,7 +177,9 @@ def find_token(uri: KeyURI, module: str):
     if not found:
         present = ", ".join(f"'{shown(label)}'" for label in seen) or "none"
         raise TokenAbsent(f"No token matching {shown(uri.text)} is present (module {shown(module)}; tokens "
-                          f"present: {present}){softhsm_hint(module)}.", present=seen)
+                          f"present: {present}).{softhsm_hint(module)} Plug in or restore the token the URI names (a "
+                          "token deleted is restored from its backup), or correct the URI (an existing CA's is in its "
+                          "certkit-ca.json).", present=seen)
     if len(found) > 1:
         raise TokenError(_several_tokens(uri, found))
     return found[0]
