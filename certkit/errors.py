@@ -325,13 +325,14 @@ def restore_signals(previous: dict) -> None:
         signal.signal(signum, handler)
 
 
-_ADVICE = re.compile(r"(?:[;.,]\s*(?:then\s+)?try again|[;.]\s*nothing (?:was changed|of that transaction was "
-                     r"committed)).*$", re.IGNORECASE | re.DOTALL)
+_ADVICE = re.compile(r"(?:[;.,]\s*(?:then\s+)?try again|[;.]\s*nothing (?:was changed|was issued or written|of that "
+                     r"transaction was committed)).*$", re.IGNORECASE | re.DOTALL)
 
 
-def without_advice(exc: BaseException) -> str:
-    """``exc``'s message without its closing advice ("try again", "nothing was changed"), for a failure that
-    came once something was written: what follows it says what was done and what to do instead."""
+def without_advice(exc: BaseException | str) -> str:
+    """``exc``'s message without its closing advice ("try again", "nothing was changed", "nothing was issued or
+    written"), for a failure that came once something was written (a batch's, a bulk renewal's earlier bundles):
+    what follows it says what was done and what to do instead."""
     text = _ADVICE.sub("", str(exc).rstrip())
     return text if text.endswith(".") else text + "."
 

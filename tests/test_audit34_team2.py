@@ -15,6 +15,12 @@
    cannot be loaded "... cannot be loaded: PKCS#11 error (...) (SoftHSM reads ...)". The hint is now a sentence
    of its own, and a token absent is said with what to do: plug in or restore it (from its backup), or correct
    the URI.
+4. issue-batch into folders on a PostgreSQL inventory whose server crashed mid-batch (pg_ctl stop -m immediate)
+   ended "Error: The inventory ... closed the connection during this command (...); try again once the server is
+   back; nothing was issued or written. The batch stopped after 350 bundles were written and recorded (50 of them
+   as pending only ...)": "nothing was issued or written" (true of the chunk being recorded) contradicted the count
+   that followed it. Once bundles were written, the failure is said without its "nothing was ..." and "try again"
+   (as a batch into one file already was); the count, true to the folders on disk and the rows, follows.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
+import pytest
+from test_audit14_team import _crash, _start_again, own_postgres  # noqa: F401 (a fixture)
 from test_team_hsm import _real_processes, env_for, init_token_ca  # noqa: F401 (an autouse fixture)
 
-from conftest import assert_clean_error, certkit_env, run_certkit
+from conftest import PASSPHRASE, assert_clean_error, certkit_env, run_certkit
 
 
 def _serials(token) -> dict[str, str]:
@@ -132,3 +141,59 @@ def test_a_deleted_token_and_an_unloadable_module_are_said_without_a_double_pare
     assert ") (" not in check.stdout
     assert not any((tmp_path / n).exists() for n in ("junk", "www", "crl.pem", "alice", "sub"))
     assert run_certkit("list", env=env).returncode == 0  # no key needed: the inventory is read as before
+
+
+# --- 4. a batch stopped by its server's crash: no "nothing was issued or written" after bundles were ---------------
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_batch_stopped_by_a_server_crash_says_what_it_wrote_and_nothing_else(tmp_path, request, jobs):
+    server = request.getfixturevalue("own_postgres")  # a server of this test alone: it is crashed
+    url = server.create_database()
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE, HOME=str(tmp_path),
+                      **server.env())
+    run_certkit("init-ca", "--name", "Crash CA", "--inventory", url, env=env, check=True, subprocess=True)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\n" + "".join(f"server,h{i}.example.test\n" for i in range(4000)))
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    from integrity_helpers import start_paused
+
+    # Each chunk pauses once signed, before it is recorded: three chunks go on, the fourth finds the server crashed.
+    proc = start_paused(["issue-batch", manifest, "--out-dir", out, "--jobs", jobs],
+                        dict(env, CERTKIT_TEST_CHUNK_SIZE="50"), tmp_path, "signed", marker)
+    try:
+        for _ in range(3):
+            marker.unlink()
+            deadline = time.monotonic() + 120
+            while not marker.exists() or not marker.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.01)
+        _crash(server)
+        marker.unlink()
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    _start_again(server)
+    assert proc.returncode == 1 and stdout == "" and "Traceback" not in stderr, stdout + stderr
+    assert stderr.startswith("Error: The inventory ") and len(stderr.strip().splitlines()) == 1, stderr
+    assert "nothing was issued" not in stderr.lower() and "nothing was changed" not in stderr.lower(), stderr
+    assert "try again" not in stderr.lower(), stderr
+    written = [folder for folder in out.iterdir() if (folder / "cert.pem").exists()]
+    assert len(written) == len(list(out.iterdir())) >= 100
+    said = re.search(r"The batch stopped after (\d+) bundles were written and recorded( \((\d+) of them as pending "
+                     r"only, until the next command reaches the inventory\))?\. Rerun the same command with --resume "
+                     r"to finish it\.$", stderr.strip())
+    assert said and int(said.group(1)) == len(written), (len(written), stderr)
+    # Every bundle on disk has its row; those said pending are pending (so may be the last chunk's, whose marks are
+    # committed without waiting for the server's disk: settled by their bundles all the same), until list settles them.
+    with server.connect(url.rsplit("/", 1)[1]) as conn:
+        rows = dict(conn.execute("SELECT serial, status FROM certificates").fetchall())
+    from cryptography import x509
+
+    from certkit.vocabulary import serial_hex
+
+    on_disk = {serial_hex(x509.load_pem_x509_certificate((f / "cert.pem").read_bytes()).serial_number)
+               for f in written}
+    assert on_disk <= set(rows), len(on_disk - set(rows))
+    pending = sum(1 for serial in on_disk if rows[serial] == "pending")
+    assert pending >= int(said.group(3) or 0), (pending, stderr)
+    listed = json.loads(run_certkit("list", "--json", env=env, check=True, subprocess=True).stdout)["certificates"]
+    assert {c["serial"] for c in listed if c["status"] == "valid"} >= on_disk

@@ -186,7 +186,8 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
     except (CertkitError, OSError) as exc:  # OSError: a file-system failure the library did not anticipate
         result.issued += delivered(exc)
         result.unmarked += unmarked(exc)
-        raise BatchStopped(f"{in_words(exc)} {_stopped(result, 'stopped', job.output)}", result) from None
+        raise BatchStopped(f"{_so_far(in_words(exc), result, job)} {_stopped(result, 'stopped', job.output)}",
+                           result) from None
 
 
 def in_words(exc: BaseException) -> str:
@@ -221,6 +222,15 @@ def unmarked(exc: BaseException) -> int:
         if one is not None and hasattr(one, "certkit_unmarked"):
             return one.certkit_unmarked
     return 0
+
+
+def _so_far(error: str, result: BatchResult, job: "_Job") -> str:
+    """The failure that stopped the batch, as the sentence before :func:`_stopped`'s: without its "nothing was
+    changed" or "nothing was issued or written" (and "try again") once bundles were written (true of the step that
+    failed, not of the batch, whose count follows); as it is while nothing was (or the file it was for is not put
+    in place)."""
+    deferred = job.output is not None and job.output.deferred
+    return without_advice(error) if (result.issued or result.kept) and not deferred else error
 
 
 def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> str:
@@ -339,7 +349,7 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     if stopped_by is not None:
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, stopped_by)
     if error is not None:
-        raise BatchStopped(f"{error} {_stopped(result, 'stopped', job.output)}", result)
+        raise BatchStopped(f"{_so_far(error, result, job)} {_stopped(result, 'stopped', job.output)}", result)
 
 
 def _signal_all(workers, signum: int) -> None:
