@@ -81,8 +81,7 @@ def move(store: "CADirectory", url: str):
     cert, _parents = store.load_certificates()
     source = store.inventory
     if source.db.dialect != "sqlite":
-        raise CertkitError(f"The inventory of {shown(store.path)} is already in PostgreSQL "
-                           f"({shown(source.location)}).")
+        _refuse_a_second_move(store, str(source.location), url)
     target = PostgresDatabase(check_stored_url(url))  # as inventory migrate --to: written into certkit-ca.json
     check_inventory_file(source, moving=True)
     if not os.path.lexists(store.path / INVENTORY_FILE):  # said as every other command says it
@@ -381,6 +380,22 @@ def _schema_of(tx, fingerprint: str) -> tuple[str, str] | None:
     except InventoryError:  # what cannot be read here is not said
         return None
     return None
+
+
+def _refuse_a_second_move(store, location: str, url: str) -> None:
+    """Refuse to move an inventory that is in PostgreSQL (at ``location``) already: into that very database, there is
+    nothing to move; into another (``url``), say how a DBA moves one database to another, which migrate does not."""
+    from certkit.db_url import shown_url
+
+    if location == url:
+        raise CertkitError(f"The inventory of {shown(store.path)} is already in PostgreSQL, in {shown_url(url)} "
+                           "(certkit-ca.json names it); there is nothing to move.")
+    raise CertkitError(f"The inventory of {shown(store.path)} is already in PostgreSQL ({shown_url(location)}); "
+                       "certkit inventory migrate moves an SQLite inventory only. To move it to "
+                       f"{shown_url(url)}: stop every certkit command of this CA (on every host), copy the database "
+                       "with pg_dump and pg_restore (every serial, revocation and CRL number goes with it), then "
+                       "write the new URL as \"inventory\" in certkit-ca.json on every host (docs/team.md); "
+                       "nothing was changed.")
 
 
 def inventory_from_environment() -> str | None:

@@ -21,6 +21,10 @@
    as pending only ...)": "nothing was issued or written" (true of the chunk being recorded) contradicted the count
    that followed it. Once bundles were written, the failure is said without its "nothing was ..." and "try again"
    (as a batch into one file already was); the count, true to the folders on disk and the rows, follows.
+5. inventory migrate --to a second database, for a CA whose inventory is in PostgreSQL already, said only "The
+   inventory of DIR is already in PostgreSQL (URL)." (also for the very database it is in): not that migrate moves
+   SQLite inventories only, nor how one database is moved to another. It now says so (pg_dump and pg_restore, then
+   the new URL in certkit-ca.json on every host), and of the same database that there is nothing to move.
 """
 
 from __future__ import annotations
@@ -197,3 +201,27 @@ def test_a_batch_stopped_by_a_server_crash_says_what_it_wrote_and_nothing_else(t
     assert pending >= int(said.group(3) or 0), (pending, stderr)
     listed = json.loads(run_certkit("list", "--json", env=env, check=True, subprocess=True).stdout)["certificates"]
     assert {c["serial"] for c in listed if c["status"] == "valid"} >= on_disk
+
+
+# --- 5. migrate of an inventory in PostgreSQL already: said what migrate does, and how a database is moved --------
+def test_migrate_of_an_inventory_in_postgresql_already_says_how_to_move_it(tmp_path, postgres_url, postgres_server):
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "ca"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    run_certkit("init-ca", "--name", "Team CA", "--inventory", postgres_url, env=env, check=True)
+    run_certkit("issue-server", "www.example.internal", "--out", str(tmp_path / "www"), env=env, check=True)
+    config = (tmp_path / "ca" / "certkit-ca.json").read_bytes()
+    other = postgres_server.create_database()
+    for args in (["inventory", "migrate", "--to", other], ["inventory", "migrate", "--to", other, "--json"]):
+        proc = run_certkit(*args, env=env)
+        assert_clean_error(proc, f"The inventory of {tmp_path / 'ca'} is already in PostgreSQL ({postgres_url}); "
+                                 "certkit inventory migrate moves an SQLite inventory only. To move it to ")
+        out = json.loads(proc.stdout)["error"] if "--json" in args else proc.stderr
+        assert "pg_dump and pg_restore" in out and 'as "inventory" in certkit-ca.json on every host' in out, out
+        assert out.rstrip().endswith("nothing was changed."), out
+    proc = run_certkit("inventory", "migrate", "--to", postgres_url, env=env)
+    assert_clean_error(proc, f"is already in PostgreSQL, in {postgres_url} (certkit-ca.json names it); there is "
+                             "nothing to move.")
+    assert (tmp_path / "ca" / "certkit-ca.json").read_bytes() == config
+    with postgres_server.connect(other.rsplit("/", 1)[1]) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                            ).fetchone()[0] == 0
+    assert len(json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]) == 1
