@@ -25,6 +25,12 @@
    inventory of DIR is already in PostgreSQL (URL)." (also for the very database it is in): not that migrate moves
    SQLite inventories only, nor how one database is moved to another. It now says so (pg_dump and pg_restore, then
    the new URL in certkit-ca.json on every host), and of the same database that there is nothing to move.
+6. A PIN the token refused was said as "The token 'ca' refused the PIN (tokens lock after a few wrong PINs;
+   certkit does not retry).", not where that PIN came from: a stale $CERTKIT_PKCS11_PIN in a service's environment
+   and the wrong --passphrase-file look the same, and the operator, who must not try PINs at random, could not tell
+   which to fix. Every command that unlocks the CA (issue-*, crl, renew, issue-batch --jobs N) and init-ca
+   --parent-ca-dir with a token parent now add it: "The PIN it refused was $CERTKIT_PKCS11_PIN's." (the file, standard
+   input, $CERTKIT_PARENT_CA_PASSPHRASE, the prompt).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -225,3 +232,41 @@ def test_migrate_of_an_inventory_in_postgresql_already_says_how_to_move_it(tmp_p
         assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
                             ).fetchone()[0] == 0
     assert len(json.loads(run_certkit("list", "--json", env=env, check=True).stdout)["certificates"]) == 1
+
+
+# --- 6. a PIN the token refused: said with where it came from -------------------------------------------------------
+def test_a_refused_pin_is_said_with_where_it_came_from(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    env = env_for(tmp_path, token)
+    run_certkit("issue-server", "old.example.internal", "--out", str(tmp_path / "old"), env=env, check=True)
+    wrong = tmp_path / "wrong.pin"
+    wrong.write_text("00000000\n")
+    wrong.chmod(0o600)
+    stale = env | {"CERTKIT_PKCS11_PIN": "11111111"}
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("kind,names\nserver,b1.example.internal\nserver,b2.example.internal\n")
+    variable = "The PIN it refused was $CERTKIT_PKCS11_PIN's."
+    in_file = f"The PIN it refused was read from the file {wrong}."
+    parent = {k: v for k, v in env.items() if k != "CERTKIT_PKCS11_PIN"} | {"CERTKIT_PARENT_CA_PASSPHRASE": "22222222"}
+    for args, environment, said in (
+            (["issue-server", "www.example.internal", "--out", str(tmp_path / "www")], stale, variable),
+            (["crl", "--out", str(tmp_path / "crl.pem"), "--passphrase-file", str(wrong)], env, in_file),
+            (["renew", str(tmp_path / "old")], stale, variable),
+            (["issue-batch", str(manifest), "--out-dir", str(tmp_path / "batch"), "--jobs", "2"], stale, variable),
+            (["issue-client", "alice", "--out", str(tmp_path / "alice"), "--passphrase-file", str(wrong), "--json"],
+             stale, in_file),  # the file wins over the variable, and is the one named
+            (["init-ca", "--name", "Sub", "--parent-ca-dir", str(tmp_path / "ca"), "--ca-dir", str(tmp_path / "sub"),
+              "--no-passphrase"], parent, "The PIN it refused was $CERTKIT_PARENT_CA_PASSPHRASE's.")):
+        proc = run_certkit(*args, env=environment)
+        assert_clean_error(proc, f"The token '{token.label}' refused the PIN (tokens lock after a few wrong PINs; "
+                                 "certkit does not retry).")
+        out = json.loads(proc.stdout)["error"] if "--json" in args else proc.stderr
+        assert out.rstrip().endswith(said), out
+        assert "00000000" not in out and "11111111" not in out and "22222222" not in out, out
+    with wrong.open("rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "certkit", "issue-client", "bob", "--out", str(tmp_path / "bob"),
+                               "--passphrase-file", "-"], stdin=stdin, capture_output=True, text=True, env=env,
+                              timeout=120)
+    assert_clean_error(proc, "The PIN it refused was read from standard input.")
+    assert not any((tmp_path / n).exists() for n in ("www", "crl.pem", "alice", "bob", "sub")), list(tmp_path.iterdir())
+    assert not (tmp_path / "batch").exists() or not any((tmp_path / "batch").iterdir())

@@ -23,7 +23,7 @@ from certkit.cli.common import (
     when,
 )
 from certkit.constants import ENV_INVENTORY_URL, ENV_PARENT_PASSPHRASE, ENV_PASSPHRASE, KEY_TYPES, MAX_DAYS
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, WrongPassphrase
 from certkit.text import shown
 from certkit.vocabulary import colons, iso, serial_hex
 
@@ -245,10 +245,10 @@ def _load_parent(parent_ca_dir: Path | None, parent_passphrase_file: Path | None
         raise click.ClickException(f"{exc} Set $CERTKIT_PARENT_CA_PASSPHRASE or pass --parent-passphrase-file.") \
             from None
     except CertkitError as exc:
-        from certkit.cli.secrets_input import wrong_secret_hint
-        from certkit.errors import WrongPassphrase
+        from certkit.cli.secrets_input import refused_pin_hint, wrong_secret_hint
 
-        hint = wrong_secret_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else ""
+        pin = refused_pin_hint(exc, parent_passphrase_file, lambda: _parent_pin_variable(parent_store, own_token))
+        hint = wrong_secret_hint(parent_passphrase_file) if isinstance(exc, WrongPassphrase) else pin
         raise click.ClickException(f"The parent CA in {shown(parent_ca_dir)} cannot be used: {exc}{hint}") from None
 
 

@@ -385,6 +385,7 @@ def key_secret(store) -> tuple[str, str]:
 def unlock(ca, passphrase_file: Path | None):
     """Decrypt the key of ``ca`` (a CA opened without its key): the last step before signing."""
     from certkit.errors import PassphraseRequired, WrongPassphrase
+    from certkit.pkcs11.errors import TokenPinIncorrect
 
     env, prompt = key_secret(ca.store)
     interactive = passphrase_file is None and env not in os.environ and sys.stdin is not None and sys.stdin.isatty()
@@ -392,6 +393,10 @@ def unlock(ca, passphrase_file: Path | None):
         try:
             ca.unlock(lambda: read_secret(passphrase_file, env, prompt))
             break
+        except TokenPinIncorrect as exc:  # said with where the PIN came from (a stale $CERTKIT_PKCS11_PIN?)
+            from certkit.cli.secrets_input import refused_pin_hint
+
+            raise TokenPinIncorrect(f"{exc}{refused_pin_hint(exc, passphrase_file, env)}") from None
         except PassphraseRequired as exc:
             raise click.ClickException(f"{exc} Set ${env}, pass --passphrase-file, or run on a terminal to be asked.") \
                 from None

@@ -106,6 +106,22 @@ def wrong_secret_hint(path: Path | None) -> str:
     return ""
 
 
+def refused_pin_hint(exc: BaseException, path: Path | None, env) -> str:
+    """For a PIN the token refused (``exc``, a TokenPinIncorrect it was sent to), where that PIN came from, as
+    :func:`read_secret` took it: the file ``path`` (or standard input), else ``$env``, else the prompt; a stale
+    variable of a service's environment, or the wrong --pin-file, is what to look at. "" for any other error,
+    or a PIN that was not sent (refused earlier in this process). ``env``: the variable's name, or a function
+    giving it (asked only for a refused PIN)."""
+    from certkit.pkcs11.errors import TokenPinIncorrect
+
+    if not isinstance(exc, TokenPinIncorrect) or exc.remembered or "refused the PIN" not in str(exc):
+        return ""
+    env = env() if callable(env) else env
+    where = ("read from standard input" if str(path) == "-" else f"read from the file {shown(path)}") \
+        if path is not None else f"${env}'s" if env and env in os.environ else "the one typed at the prompt"
+    return f" The PIN it refused was {where}."
+
+
 def _refuse_impossible_pin(secret: bytes, where: str) -> None:
     """Refuse, before the token sees it, a PIN no token holds: a byte-order mark, a line break (a blank line
     after it), white space alone, not UTF-8 (said naming where it came from); each wrong PIN uses up one of
