@@ -56,7 +56,7 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
     if not token:
         out.extend(_check_key(store, cert, passphrase, wrong_hint))
     elif cert is not None:
-        out.extend(_check_token_key(store, cert, passphrase))
+        out.extend(_check_token_key(store, cert, passphrase, wrong_hint))
     else:
         out.append(Finding("key", "warning", f"the token's key was not checked: {CERT_FILE} cannot be read."))
     out.extend(_check_inventory(store, cert))
@@ -290,9 +290,10 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str
     return found
 
 
-def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]:
+def _check_token_key(store: CADirectory, cert, pin: Passphrase, wrong_hint: str = "") -> list[Finding]:
     """A key in a PKCS#11 token: the token present (no PIN needed), then with the PIN: the key
-    found, kept in the token, and matching ca.pem (it signs a test message ca.pem's key verifies)."""
+    found, kept in the token, and matching ca.pem (it signs a test message ca.pem's key verifies);
+    ``wrong_hint`` said after a PIN the token refused (where it came from)."""
     from certkit import pkcs11
 
     uri_text, module = store.key_uri, store.config.get("pkcs11_module")
@@ -310,7 +311,8 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase) -> list[Finding]
     except PassphraseRequired:
         return found + [Finding("key", "warning", "the token's PIN was not given: the key was not checked.")]
     except CertkitError as exc:
-        return found + [Finding("key", "error", str(exc))]
+        refused = isinstance(exc, pkcs11.TokenPinIncorrect) and not exc.remembered and "refused the PIN" in str(exc)
+        return found + [Finding("key", "error", f"{exc}{wrong_hint if refused else ''}")]
     try:
         test = b"certkit check: does the token's key match ca.pem?"
         signature = key.sign(test)

@@ -30,7 +30,7 @@
    and the wrong --passphrase-file look the same, and the operator, who must not try PINs at random, could not tell
    which to fix. Every command that unlocks the CA (issue-*, crl, renew, issue-batch --jobs N) and init-ca
    --parent-ca-dir with a token parent now add it: "The PIN it refused was $CERTKIT_PKCS11_PIN's." (the file, standard
-   input, $CERTKIT_PARENT_CA_PASSPHRASE, the prompt).
+   input, $CERTKIT_PARENT_CA_PASSPHRASE, the prompt). So does certkit check, in its key finding.
 """
 
 from __future__ import annotations
@@ -270,3 +270,21 @@ def test_a_refused_pin_is_said_with_where_it_came_from(tmp_path, token):
     assert_clean_error(proc, "The PIN it refused was read from standard input.")
     assert not any((tmp_path / n).exists() for n in ("www", "crl.pem", "alice", "bob", "sub")), list(tmp_path.iterdir())
     assert not (tmp_path / "batch").exists() or not any((tmp_path / "batch").iterdir())
+
+
+def test_check_says_where_a_refused_pin_came_from(tmp_path, token):
+    init_token_ca(tmp_path, token)
+    env = env_for(tmp_path, token)
+    wrong = tmp_path / "wrong.pin"
+    wrong.write_text("00000000\n")
+    wrong.chmod(0o600)
+    for args, environment, said in ((["check", "--json"], env | {"CERTKIT_PKCS11_PIN": "11111111"},
+                                     "The PIN it refused was $CERTKIT_PKCS11_PIN's."),
+                                    (["check", "--json", "--passphrase-file", str(wrong)], env,
+                                     f"The PIN it refused was read from the file {wrong}.")):
+        proc = run_certkit(*args, env=environment)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        key = [f for f in json.loads(proc.stdout)["findings"] if f["check"] == "key"]
+        assert key[0]["level"] == "error" and "refused the PIN" in key[0]["message"], key
+        assert key[0]["message"].endswith(said), key
+    assert run_certkit("check", env=env).returncode == 0  # the right PIN: nothing said of where it came from

@@ -447,7 +447,7 @@ def check(ca_dir, passphrase_file, as_json):
     from certkit.cli.secrets_input import wrong_secret_hint
 
     findings = check_ca_directory(ca_dir, lambda: read_secret(passphrase_file, env, prompt),
-                                  wrong_hint=wrong_secret_hint(passphrase_file))
+                                  wrong_hint=wrong_secret_hint(passphrase_file, env))
     errors = [f for f in findings if f.level == "error"]
     data = {"ok": not errors, "findings": [f.__dict__ for f in findings]}
     width = max(len(f.check) for f in findings)

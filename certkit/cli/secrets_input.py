@@ -82,11 +82,17 @@ def refuse_byte_order_mark(secret: bytes, where: str) -> None:
         raise click.ClickException(f"{where} {BOM_PROBLEM}.")
 
 
-def wrong_secret_hint(path: Path | None) -> str:
+def wrong_secret_hint(path: Path | None, env: str | None = None) -> str:
     """For a secret from the file ``path`` that did not open a key, what in the file may be why: a byte-order mark
     at its start, or several lines (taken whole, as a key made before the rule of a new secret may need; OpenSSL's
     -passin file: reads the first line alone), said as init-ca and export-p12 say them; else nothing. Every
-    command that unlocks a key with --passphrase-file (or --parent-passphrase-file) says it through this."""
+    command that unlocks a key with --passphrase-file (or --parent-passphrase-file) says it through this. With
+    ``env`` $CERTKIT_PKCS11_PIN (a token's CA: no such PIN file is taken), where the PIN came from instead
+    (:func:`refused_pin_hint`)."""
+    from certkit.constants import ENV_PKCS11_PIN
+
+    if env == ENV_PKCS11_PIN:
+        return _pin_source(path, env)
     if path is None or str(path) == "-":
         return ""
     try:
@@ -116,7 +122,10 @@ def refused_pin_hint(exc: BaseException, path: Path | None, env) -> str:
 
     if not isinstance(exc, TokenPinIncorrect) or exc.remembered or "refused the PIN" not in str(exc):
         return ""
-    env = env() if callable(env) else env
+    return _pin_source(path, env() if callable(env) else env)
+
+
+def _pin_source(path: Path | None, env: str | None) -> str:
     where = ("read from standard input" if str(path) == "-" else f"read from the file {shown(path)}") \
         if path is not None else f"${env}'s" if env and env in os.environ else "the one typed at the prompt"
     return f" The PIN it refused was {where}."
