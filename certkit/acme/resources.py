@@ -256,18 +256,21 @@ class Resources:
         order = self.state.create_order(request.account.id, identifiers, challenges.TYPES)
         self.log(f"order {order.id} for {', '.join(i['value'] for i in identifiers)} "
                  f"(account {request.account.id})")
-        return Response.json(201, self._order_json(order, base),
-                             headers=[("Location", f"{base}/acme/order/{order.id}")])
+        return self._order_response(201, order, base)
 
     def _own_order(self, request: Request, order_id: str) -> Order:
         return _owned(request, self.state.order(order_id), "order", order_id)
 
     def order(self, request: Request, order_id: str) -> Response:
-        order = self._settled(self._own_order(request, order_id))
-        headers = [("Location", f"{request.base}/acme/order/{order.id}")]
+        return self._order_response(200, self._settled(self._own_order(request, order_id)), request.base)
+
+    def _order_response(self, status: int, order: Order, base: str) -> Response:
+        """An order as every resource answers with it (new-order, the order, finalize): its Location, and
+        ``Retry-After`` while it is pending or processing (RFC 8555 7.4, 8.2), whichever request it answers."""
+        headers = [("Location", f"{base}/acme/order/{order.id}")]
         if order.status in ("pending", "processing"):
             headers.append(("Retry-After", RETRY_AFTER))
-        return Response.json(200, self._order_json(order, request.base), headers=headers)
+        return Response.json(status, self._order_json(order, base), headers=headers)
 
     def finalize(self, request: Request, order_id: str) -> Response:
         order = self._settled(self._own_order(request, order_id))
@@ -277,8 +280,7 @@ class Resources:
         names = ", ".join(i["value"] for i in order.identifiers)
         self.log(f"order {order.id}: issued serial {issued.serial} for {names}, "
                  f"expires {issued.cert.not_valid_after_utc:%Y-%m-%d}")
-        return Response.json(200, self._order_json(self.state.order(order.id), base),
-                             headers=[("Location", f"{base}/acme/order/{order.id}")])
+        return self._order_response(200, self.state.order(order.id), base)
 
     def _settled(self, order: Order) -> Order:
         """``order`` as it reads once what this server could not write when its finalize or a
