@@ -4,15 +4,23 @@
    new-order, an order that is pending, had none (only a POST-as-GET of the order had it), and finalize answered
    without going through the same rule. Every resource that answers with an order now gives Retry-After exactly
    while it is pending or processing; authorizations and challenges keep theirs (pending; being validated).
+2. problem documents repeated a client's value whole, however long: a revocation reason of 400 digits, a 5,000
+   character identifier (twice: in the detail and the subproblem's identifier), a cursor, a contact, a status.
+   Each value of more than 256 characters (a DNS name is at most 253) is now cut to its start, its end and its
+   length, once, in the problem itself (as the command line's errors cut theirs).
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from test_audit5_acme import _account
 
-from acme_client import Client, HTTP01Responder, make_csr
+from acme_client import Client, HTTP01Responder, b64, make_csr
 from acme_helpers import serving
 
 NAMES = tuple(f"s{i}.acme.test" for i in range(1, 12))
@@ -63,3 +71,42 @@ def test_every_order_and_authorization_answer_carries_retry_after_exactly_while_
     _url3, order3 = c.new_order("s3.acme.test")
     answered = c.post(order3["authorizations"][0], {"status": "deactivated"})
     assert answered.json()["status"] == "deactivated" and not _polled(answered)
+
+
+# --- 2. what a problem repeats of a client's value is bounded --------------------------------------------------------
+def _problem(response) -> tuple[int, str, dict]:
+    doc = response.json()
+    return response.status_code, doc["type"].rsplit(":", 1)[1], doc
+
+
+def test_a_long_value_is_repeated_cut_in_a_problem_document(setup) -> None:
+    c = _client(setup)
+    url, order = c.new_order("s4.acme.test")
+    long_name = "a" * 5000 + ".acme.test"
+    long_contact = "mailto:" + "x" * 3000
+    cases = [
+        (c.directory["newOrder"], {"identifiers": [{"type": "dns", "value": long_name}]}, len(long_name)),
+        (c.directory["newOrder"], {"identifiers": [{"type": "foo" * 1000, "value": "s4.acme.test"}]}, 3000),
+        (c.kid, {"contact": [long_contact]}, len(long_contact)),
+        (order["authorizations"][0], {"status": "x" * 2000}, 2000),  # the JSON string, without its quotes
+        (c.kid + "/orders?cursor=" + "A" * 3000, None, 3000),
+    ]
+    for target, payload, length in cases:
+        status, kind, doc = _problem(c.post(target, payload, check=False))
+        assert 400 <= status < 500, doc
+        text = json.dumps(doc)
+        assert len(text) < 2000, (kind, len(text), text[:300])
+        assert f"({length} characters)" in text, (kind, doc["detail"][:400])
+
+
+def test_a_long_revocation_reason_is_cut_whether_it_is_taken_or_not(setup) -> None:
+    """The reason alone is judged: its echo is cut before the certificate is even read."""
+    c = _client(setup)
+    with HTTP01Responder(setup.http_port) as responder:
+        chain, _key, _url = c.obtain(["s5.acme.test"], responder)
+    der = x509.load_pem_x509_certificate(chain.encode()).public_bytes(Encoding.DER)
+    for reason in (int("1" * 400), "9" * 400):
+        status, kind, doc = _problem(c.post(c.directory["revokeCert"], {"certificate": b64(der), "reason": reason},
+                                            check=False))
+        assert kind in ("badRevocationReason", "malformed") and len(doc["detail"]) < 600, doc["detail"]
+        assert "characters)" in doc["detail"]

@@ -13,6 +13,10 @@ PREFIX = "urn:ietf:params:acme:error:"
 # When a client whose request found the database unavailable may try again, in seconds (the server
 # itself recovers as soon as the database answers again).
 RETRY_LATER = "5"
+# The longest run of characters without a blank a problem's detail repeats whole: a client's value (a DNS name is at
+# most 253, an email address 254) is echoed up to this, a longer one (a 400-digit revocation reason, a 60 kB
+# identifier) cut to its start, its end and its length, as the command line's errors cut theirs.
+ECHO_LIMIT = 256
 
 # type -> the HTTP status a request failing with it gets (RFC 8555 6.7; Boulder's choices where
 # the RFC leaves it open).
@@ -55,6 +59,9 @@ class Problem(Exception):
     logged: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        self.detail = bounded(self.detail)
+        if isinstance(self.identifier, dict):  # a subproblem's identifier, as the client wrote it: its type and value
+            self.identifier = {k: bounded(v) if isinstance(v, str) else v for k, v in self.identifier.items()}
         super().__init__(self.detail)
         if self.kind not in STATUS:
             raise ValueError(f"unknown ACME error type {self.kind!r}")
@@ -76,3 +83,12 @@ class Problem(Exception):
         kind = str(doc.get("type", "")).removeprefix(PREFIX)
         return cls(kind if kind in STATUS else "serverInternal", str(doc.get("detail", "")),
                    doc.get("status"), doc.get("identifier"))
+
+
+def bounded(text: str) -> str:
+    """``text`` with each value of more than :data:`ECHO_LIMIT` characters it repeats cut to its start, its end and
+    its length, and a line still too long cut too (:func:`certkit.text.cut_long_lines`): whatever a client sent, the
+    problem document that answers it stays a few lines long."""
+    from certkit.text import cut_long_lines, cut_long_words
+
+    return cut_long_lines(cut_long_words(text, ECHO_LIMIT))
