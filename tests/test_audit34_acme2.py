@@ -8,10 +8,14 @@
    character identifier (twice: in the detail and the subproblem's identifier), a cursor, a contact, a status.
    Each value of more than 256 characters (a DNS name is at most 253) is now cut to its start, its end and its
    length, once, in the problem itself (as the command line's errors cut theirs).
+3. a JSON integer of more than 4,300 digits (Python's int conversion limit) in a payload, a protected header or
+   the request body was refused as "The JWS payload is not JSON": it is JSON. It is now said as an integer of so
+   many digits, more than any ACME field takes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -20,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_audit5_acme import _account
 
-from acme_client import Client, HTTP01Responder, b64, make_csr
+from acme_client import Client, HTTP01Responder, b64, make_csr, sign
 from acme_helpers import serving
 
 NAMES = tuple(f"s{i}.acme.test" for i in range(1, 12))
@@ -110,3 +114,27 @@ def test_a_long_revocation_reason_is_cut_whether_it_is_taken_or_not(setup) -> No
                                             check=False))
         assert kind in ("badRevocationReason", "malformed") and len(doc["detail"]) < 600, doc["detail"]
         assert "characters)" in doc["detail"]
+
+
+# --- 3. an integer longer than Python converts is JSON ----------------------------------------------------------
+def test_an_integer_of_more_than_4300_digits_is_said_so_not_not_json(setup) -> None:
+    c = _client(setup)
+    huge = "7" * 5000
+    payload = ('{"certificate": "AA", "reason": ' + huge + "}").encode()
+    status, kind, doc = _problem(c.post(c.directory["revokeCert"], payload, check=False))
+    assert (status, kind) == (400, "malformed"), doc
+    assert "integer of 5000 digits" in doc["detail"] and "not JSON" not in doc["detail"], doc["detail"]
+    # in the protected header too (an extra member), and in the request body's own JSON
+    body = sign({}, c.key, c.alg, url=c.directory["newOrder"], nonce=c.nonce(), kid=c.kid)
+    header = json.loads(base64.urlsafe_b64decode(body["protected"] + "=="))
+    text = json.dumps(header)[:-1] + ', "x": ' + huge + "}"
+    body["protected"] = b64(text.encode())
+    status, kind, doc = _problem(c.send(c.directory["newOrder"], body, check=False))
+    assert kind == "malformed" and "integer of 5000 digits" in doc["detail"], doc["detail"]
+    raw = c.session.post(c.directory["newOrder"], data='{"protected": ' + huge + "}", timeout=30,
+                         headers={"Content-Type": "application/jose+json"})
+    assert raw.status_code == 400 and "integer of 5000 digits" in raw.json()["detail"], raw.text
+    # a number within the limit is read as before: a reason that is no reason, said as such
+    status, kind, doc = _problem(c.post(c.directory["revokeCert"], ('{"certificate": "AA", "reason": ' + "7" * 4300
+                                                                     + "}").encode(), check=False))
+    assert "not JSON" not in doc["detail"] and "digits" not in doc["detail"].split("(")[0], doc["detail"]

@@ -39,6 +39,9 @@ from certkit.text import shown
 # What decoding a request's JSON can raise: not JSON, not UTF-8, or nested deeper than the decoder
 # recurses (18 KB of "[" is enough; json.loads raises RecursionError, no ValueError).
 UNREADABLE = (ValueError, UnicodeDecodeError, RecursionError)
+# Python converts no integer of more digits than this (sys.get_int_max_str_digits' default), a ValueError that
+# json.loads raises as for text that is no JSON at all: such a number is JSON, and no ACME field takes one near it.
+MAX_INT_DIGITS = 4300
 
 # Signature algorithms accepted for account keys (RFC 8555 6.2: "MUST NOT be none or a MAC").
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "EdDSA")
@@ -229,10 +232,7 @@ class SignedRequest:
         refuses it elsewhere)."""
         if self.payload == b"":
             return {}
-        try:
-            value = json.loads(self.payload)
-        except UNREADABLE:
-            raise Problem("malformed", "The JWS payload is not JSON.") from None
+        value = loads(self.payload, "The JWS payload", "The JWS payload is not JSON.")
         if not isinstance(value, dict):
             raise Problem("malformed", "The JWS payload must be a JSON object.")
         return value
@@ -242,11 +242,34 @@ def parse(body: bytes, *, allowed: tuple[str, ...] = ALGORITHMS) -> SignedReques
     """Parse a flattened JSON JWS and check the shape of its protected header (not the signature)."""
     if len(body) > MAX_BODY_BYTES:
         raise Problem("malformed", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
-    try:
-        outer = json.loads(body)
-    except UNREADABLE:
-        raise Problem("malformed", "The request body is not JSON; ACME requests are JWS objects.") from None
+    outer = loads(body, "The request body", "The request body is not JSON; ACME requests are JWS objects.")
     return parse_object(outer, allowed=allowed)
+
+
+class _LongInteger(Exception):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _LongInteger(digits)
+    return int(text)
+
+
+def loads(data: str | bytes, what: str, not_json: str):
+    """``data`` (``what``: the request body, a payload, a protected header) read as JSON, or a ``malformed`` Problem:
+    ``not_json`` for what is no JSON, and for an integer of more than :data:`MAX_INT_DIGITS` digits, which is JSON
+    but which no field takes, its length (never "not JSON", as Python's own limit would have it said)."""
+    try:
+        return json.loads(data, parse_int=_integer)
+    except _LongInteger as exc:
+        raise Problem("malformed", f"{what} holds an integer of {exc.digits} digits; no ACME field takes one of more "
+                                   f"than {MAX_INT_DIGITS}.") from None
+    except UNREADABLE:
+        raise Problem("malformed", not_json) from None
 
 
 def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str = "The JWS") -> SignedRequest:
@@ -257,10 +280,12 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
         raise Problem("malformed", f"{what} has a member that is not a string.")
     for name in ("protected", "payload", "signature"):
         b64decode(outer[name], f"{what}'s '{name}'")
+    not_json = f"{what}'s protected header is not base64url-encoded JSON."
     try:
-        protected = json.loads(jose.decode_b64jose(outer["protected"]))
-    except (*UNREADABLE, jose.DeserializationError):
-        raise Problem("malformed", f"{what}'s protected header is not base64url-encoded JSON.") from None
+        header = jose.decode_b64jose(outer["protected"])
+    except jose.DeserializationError:
+        raise Problem("malformed", not_json) from None
+    protected = loads(header, f"{what}'s protected header", not_json)
     if not isinstance(protected, dict):
         raise Problem("malformed", f"{what}'s protected header is not a JSON object.")
     alg = protected.get("alg")
@@ -419,12 +444,11 @@ def eab_kid(binding: Any) -> str | None:
                                    "'protected', 'payload' and 'signature'.")
     for name in ("protected", "payload", "signature"):
         b64decode(binding[name], f"The externalAccountBinding's '{name}'")
-    try:
-        protected = json.loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"))
-    except UNREADABLE:
-        protected = None
+    not_object = "The externalAccountBinding's protected header is not a JSON object."
+    protected = loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"),
+                      "The externalAccountBinding's protected header", not_object)
     if not isinstance(protected, dict):
-        raise Problem("malformed", "The externalAccountBinding's protected header is not a JSON object.")
+        raise Problem("malformed", not_object)
     if "crit" in protected:  # RFC 7515 4.1.11, as for the outer JWS (b64: false among them, RFC 7797)
         raise Problem("malformed", "The externalAccountBinding has a 'crit' header parameter; no extension is "
                                    "understood here.")
@@ -439,10 +463,8 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
     eab_kid(binding)  # its shape
     protected = json.loads(b64decode(binding["protected"], "The externalAccountBinding's 'protected'"))
     signature = b64decode(binding["signature"], "The externalAccountBinding's 'signature'")
-    try:
-        payload = json.loads(b64decode(binding["payload"], "The externalAccountBinding's 'payload'"))
-    except UNREADABLE:
-        raise Problem("malformed", "The externalAccountBinding's payload is not JSON.") from None
+    payload = loads(b64decode(binding["payload"], "The externalAccountBinding's 'payload'"),
+                    "The externalAccountBinding's payload", "The externalAccountBinding's payload is not JSON.")
     alg = protected.get("alg")
     if not isinstance(alg, str) or alg not in EAB_ALGORITHMS:
         raise Problem("badSignatureAlgorithm", "The externalAccountBinding must be MACed with "
