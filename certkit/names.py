@@ -237,7 +237,7 @@ def _to_a_labels(original: str, name: str) -> str:
     # a one-shot issuance should not pay for loading the IDNA tables.
     import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
 
-    from certkit.names_notation import misplaced_joiner, refuse_capital_sharp_s, refuse_invisible, refuse_other_digits
+    from certkit.names_notation import idna_refusal, refuse_capital_sharp_s, refuse_invisible, refuse_other_digits
 
     refuse_invisible(original)  # before UTS 46 drops some, certifying another name than the one given
     refuse_other_digits(original.strip())  # an address in another script's digits, where a name is asked for too
@@ -246,11 +246,8 @@ def _to_a_labels(original: str, name: str) -> str:
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
         idna.decode(ascii_name)  # proves existing xn-- labels are valid A-labels
-    except idna.IDNAError as exc:
-        # A joiner where IDNA2008 allows none (in idna 3.13's words or 3.20's): said as every invisible character is
-        if "joiner" in str(exc).lower() and ("\u200c" in name or "\u200d" in name):
-            raise misplaced_joiner(original) from None
-        raise InvalidName(f"'{_show(original)}' is not a valid internationalized domain name: {exc}.") from None
+    except idna.IDNAError as exc:  # in certkit's words, not the idna package's
+        raise idna_refusal(original, name, exc) from None
     except UnicodeError:
         raise InvalidName(f"'{_show(original)}' is not a valid DNS name: a label is empty or too long.") from None
     return ascii_name

@@ -453,3 +453,47 @@ def misplaced_joiner(original: str) -> InvalidName:
     return InvalidName(f"'{_show(original)}' is not a valid DNS name: it contains "
                        f"{unseen(original.strip(), invisible_too=True)}, which IDNA2008 allows only where a script "
                        "needs one (after a virama; a ZWNJ also between Arabic letters).")
+
+
+
+def idna_refusal(original: str, name: str, exc: Exception) -> InvalidName:
+    """The refusal of a name IDNA2008 refuses, in certkit's words, not the idna package's ("Codepoint U+0080 at
+    position 1 of '\\x80' not allowed", "Invalid A-label"): the label at fault, and what is wrong with it."""
+    import unicodedata
+
+    import idna
+
+    # A joiner where IDNA2008 allows none (in idna 3.13's words or 3.20's): said as every invisible character is
+    if "joiner" in str(exc).lower() and ("\u200c" in name or "\u200d" in name):
+        return misplaced_joiner(original)
+    label = next((part for part in name.split(".") if part and not _idna_label_ok(idna, part)), name)
+    point = re.search(r"U\+([0-9A-F]{4,6})", str(exc))
+    ch = chr(int(point[1], 16)) if point else ""
+    held = f"U+{point[1]} ({unicodedata.name(ch, '') or 'a control character'})" if point else ""
+    if label.lower().startswith("xn--"):
+        try:
+            decoded = label[4:].encode("ascii").decode("punycode")
+        except (UnicodeError, ValueError):
+            why = "is not the Punycode form (an A-label) of any label"
+        else:
+            why = (f"decodes to '{_show(decoded)}', all ASCII: an xn-- label is the Punycode form of a label with "
+                   "characters beyond ASCII" if decoded.isascii() else f"is the A-label of '{_show(decoded)}', which "
+                   + (f"holds {held}, a character no domain name may hold (IDNA2008)" if held else
+                      "is no valid internationalized label (IDNA2008, RFC 5891)")
+                   + "; an xn-- label must be the exact A-label of a valid one")
+    elif held:
+        why = f"holds {held}, a character IDNA2008 does not allow in a domain name"
+    elif isinstance(exc, idna.IDNABidiError):
+        why = "mixes right-to-left and left-to-right characters as the bidi rule of IDNA2008 (RFC 5893) forbids"
+    else:
+        why = "is not a valid internationalized label (IDNA2008, RFC 5891)"
+    return InvalidName(f"'{_show(original)}' is not a valid internationalized domain name: label '{_show(label)}' "
+                       f"{why}.")
+
+
+def _idna_label_ok(idna, label: str) -> bool:
+    try:
+        idna.decode(idna.encode(label, uts46=True, std3_rules=True))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True

@@ -11,12 +11,16 @@
 3. a JSON integer of more than 4,300 digits (Python's int conversion limit) in a payload, a protected header or
    the request body was refused as "The JWS payload is not JSON": it is JSON. It is now said as an integer of so
    many digits, more than any ACME field takes.
+4. a name IDNA2008 refuses was refused in the idna package's words (``xn--a.acme.test``: "Codepoint U+0080 at
+   position 1 of '\\x80' not allowed"; ``xn--zz``: "Invalid A-label"), which name neither the label nor what
+   is wrong: now in certkit's, at new-order and on the command line (the same name rules).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -138,3 +142,32 @@ def test_an_integer_of_more_than_4300_digits_is_said_so_not_not_json(setup) -> N
     status, kind, doc = _problem(c.post(c.directory["revokeCert"], ('{"certificate": "AA", "reason": ' + "7" * 4300
                                                                      + "}").encode(), check=False))
     assert "not JSON" not in doc["detail"] and "digits" not in doc["detail"].split("(")[0], doc["detail"]
+
+
+# --- 4. IDNA refusals in certkit's words --------------------------------------------------------------------------
+IDNA_CASES = {
+    "xn--a.acme.test": "label 'xn--a' is the A-label of '\\x80', which holds U+0080 (a control character)",
+    "XN--A.acme.test": "label 'xn--a' is the A-label of",
+    "xn--zz.acme.test": "label 'xn--zz' is not the Punycode form (an A-label) of any label",
+    "xn--abc-.acme.test": "label 'xn--abc-' decodes to 'abc', all ASCII",
+    "xn--ls8h.acme.test": "holds U+1F4A9 (PILE OF POO)",
+    "\U0001F4A9.acme.test": "label '\U0001F4A9' holds U+1F4A9 (PILE OF POO), a character IDNA2008 does not allow",
+    "a\u05d0.acme.test": "mixes right-to-left and left-to-right characters",
+}
+
+
+@pytest.mark.parametrize("name", list(IDNA_CASES))
+def test_a_name_idna2008_refuses_is_refused_in_certkits_words(setup, name: str, tmp_path) -> None:
+    c = _client(setup)
+    status, kind, doc = _problem(c.post(c.directory["newOrder"], {"identifiers": [{"type": "dns", "value": name}]},
+                                        check=False))
+    assert (status, kind) == (400, "rejectedIdentifier"), doc
+    detail = doc["detail"]
+    assert IDNA_CASES[name] in detail, detail
+    for idna_words in ("Codepoint", "Invalid A-label", "position", "Invalid direction", "not allowed"):
+        assert idna_words not in detail, detail
+    # the command line applies the same rules, so says the same
+    cli = subprocess.run(["certkit", "issue-server", name, "--out", str(tmp_path / "out")], env=setup.env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode != 0 and IDNA_CASES[name] in cli.stderr and "Codepoint" not in cli.stderr, cli.stderr
+    assert not (tmp_path / "out").exists()
