@@ -14,6 +14,10 @@
 4. a name IDNA2008 refuses was refused in the idna package's words (``xn--a.acme.test``: "Codepoint U+0080 at
    position 1 of '\\x80' not allowed"; ``xn--zz``: "Invalid A-label"), which name neither the label nor what
    is wrong: now in certkit's, at new-order and on the command line (the same name rules).
+5. a ``kid`` written with its scheme or host in capitals (``HTTPS://127.0.0.1:PORT/acme/acct/ID``) was told it
+   is the account's URL "at another address than this request was sent to", which it is not: a URL's scheme
+   and host are case-insensitive (RFC 3986 6.2.2.1). Such a kid, url header, key change ``account`` and inner
+   ``url`` are now taken as the URL they are; another host or port is still refused as before.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import base64
 import json
 import subprocess
 
+import josepy as jose
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_audit5_acme import _account
 
-from acme_client import Client, HTTP01Responder, b64, make_csr, sign
+from acme_client import Client, HTTP01Responder, account_key, b64, make_csr, sign
 from acme_helpers import serving
 
 NAMES = tuple(f"s{i}.acme.test" for i in range(1, 12))
@@ -171,3 +176,40 @@ def test_a_name_idna2008_refuses_is_refused_in_certkits_words(setup, name: str, 
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode != 0 and IDNA_CASES[name] in cli.stderr and "Codepoint" not in cli.stderr, cli.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- 5. a URL written in capitals is the same URL -----------------------------------------------------------------
+def _shouted(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    host, path = rest.split("/", 1)
+    return f"{scheme.upper()}://{host.upper()}/{path}"
+
+
+def test_a_kid_and_url_written_in_capitals_are_the_same_urls(setup) -> None:
+    c = _client(setup)
+    order_url = c.directory["newOrder"]
+    for kid, url in ((_shouted(c.kid), order_url), (c.kid, _shouted(order_url)),
+                     (c.kid.replace("https://", "HTTPS://"), order_url)):
+        body = sign({"identifiers": [{"type": "dns", "value": "s6.acme.test"}]}, c.key, c.alg, url=url,
+                    nonce=c.nonce(), kid=kid)
+        response = c.send(order_url, body, check=False)
+        assert response.status_code == 201, response.text
+    # the key change: its inner url and its account in capitals
+    url, new = c.directory["keyChange"], account_key("ES256")[0]
+    inner = sign({"account": _shouted(c.kid), "oldKey": c.key.public_key().to_json()}, new, jose.ES256,
+                 url=_shouted(url), nonce=None, extra={"jwk": new.public_key().to_json()})
+    assert c.post(url, inner, check=False).status_code == 200, c.last.text
+    c.key = new
+    assert c.get(c.kid)["status"] == "valid"
+    # another port is still another address, said so; another path is no account
+    other_port = c.kid.replace(f":{c.kid.split(':')[2].split('/')[0]}/", ":1/")
+    body = sign({"identifiers": [{"type": "dns", "value": "s6.acme.test"}]}, c.key, c.alg, url=order_url,
+                nonce=c.nonce(), kid=other_port)
+    status, kind, doc = _problem(c.send(order_url, body, check=False))
+    assert kind == "malformed" and "at another address" in doc["detail"], doc
+    body = sign({"identifiers": [{"type": "dns", "value": "s6.acme.test"}]}, c.key, c.alg, url=order_url,
+                nonce=c.nonce(), kid=c.kid.upper())  # the path (the account id) is case-sensitive
+    status, kind, doc = _problem(c.send(order_url, body, check=False))
+    assert kind == "accountDoesNotExist", doc
+
+

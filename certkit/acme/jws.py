@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from certkit.acme.problems import Problem
+from certkit.acme.urls import same_url
 from certkit.text import shown
 
 # What decoding a request's JSON can raise: not JSON, not UTF-8, or nested deeper than the decoder
@@ -416,7 +417,7 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
         raise Problem("malformed", "The inner JWS of a key change must carry the new key as 'jwk'.")
     if "nonce" in inner.protected:
         raise Problem("malformed", "The inner JWS of a key change must not carry a nonce.")
-    if inner.url != outer.url:
+    if not isinstance(inner.url, str) or not same_url(inner.url, outer.url):
         raise Problem("malformed", "The inner JWS's url differs from the outer JWS's url.")
     verify(inner, inner.jwk)
     body = inner.json_payload()
@@ -425,7 +426,7 @@ def verify_key_change(inner_obj: Any, outer: SignedRequest, account_url: str, ac
     if not isinstance(body["account"], str):  # said as the type it is, as oldKey's
         raise Problem("malformed", f"The key change's 'account' must be a string (the account URL), not "
                                    f"{_json_type(body['account'])}.")
-    if body.get("account") != account_url:
+    if not same_url(body["account"], account_url):
         if body["account"].endswith(account_url[account_url.index("/acme/acct/"):]):  # this one, as reached elsewhere
             raise Problem("malformed", f"The key change names its account by its URL at another address "
                                        f"('{shown(body['account'])}'); give its URL here, '{account_url}'.")
@@ -471,7 +472,7 @@ def verify_eab(binding: Any, account_jwk: jose.JWK, url: str, kid: str, key: byt
                       f"{', '.join(EAB_ALGORITHMS)}.", extra={"algorithms": list(EAB_ALGORITHMS)})
     if "nonce" in protected:
         raise Problem("malformed", "The externalAccountBinding must not carry a nonce.")
-    if protected.get("url") != url:
+    if not isinstance(protected.get("url"), str) or not same_url(protected["url"], url):
         raise Problem("malformed", "The externalAccountBinding's url is not the newAccount URL.")
     if protected.get("kid") != kid:
         raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")

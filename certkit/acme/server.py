@@ -35,6 +35,7 @@ from certkit.acme.records import ID, is_id
 from certkit.acme.resources import Request, Resources, refuse_unenrolled
 from certkit.acme.response import JOSE, Response
 from certkit.acme.state import AcmeState
+from certkit.acme.urls import as_here, same_url
 from certkit.acme.validation import VALIDATION_WORKERS, Validations
 from certkit.errors import CABroken, CertkitError, InventoryError
 from certkit.text import shown
@@ -245,7 +246,7 @@ class AcmeService:
         if signed.url is None:  # said as such, not as a URL 'None' that differs
             raise Problem("unauthorized", f"The JWS carries no 'url' header parameter; it must be the URL it is sent "
                                           f"to ({url}), RFC 8555 6.4.")
-        if signed.url != url:
+        if not same_url(signed.url, url):  # HTTPS://HOST/... too: a scheme and a host are case-insensitive
             raise Problem("unauthorized", f"The JWS url header '{shown(signed.url)}' is not the URL it was sent "
                                           f"to ({url}).")
         if signed.nonce is None:
@@ -256,10 +257,11 @@ class AcmeService:
                 raise Problem("malformed", "newAccount requests are signed with the new key, given as 'jwk', "
                                            "not with 'kid'.")
             prefix = f"{base}/acme/acct/"
-            account_id = signed.kid[len(prefix):] if signed.kid.startswith(prefix) else None
+            kid = as_here(signed.kid, base)  # its URL however its scheme and host are written (RFC 3986 6.2.2.1)
+            account_id = kid[len(prefix):] if kid.startswith(prefix) else None
             account = self.state.account(account_id) if is_id(account_id) else None
             if account is None:
-                _refuse_kid_elsewhere(self.state, signed.kid, prefix)
+                _refuse_kid_elsewhere(self.state, kid, prefix)
                 raise Problem("accountDoesNotExist", f"No account is known here as '{shown(signed.kid)}'.")
             key = jws.jwk_from_json(account.jwk)
         else:
