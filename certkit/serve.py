@@ -49,7 +49,7 @@ from certkit.serve_json import (  # noqa: F401 (serve's public names)
     plain_http_answer,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
-from certkit.text import quoted, received, shown
+from certkit.text import cut_long_words, quoted, received, shown
 from certkit.tlscheck import new_context, reason_of
 from certkit.verify_names import dates_above
 
@@ -187,8 +187,8 @@ def peer_label(address) -> str:
 
 
 def stderr_log(message: str) -> None:
-    """One log line: what a client sent (its certificate's names, its request line) is escaped."""
-    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {shown(message)}\n")
+    """One log line: what a client sent (its names, its request line) escaped, a value over 500 characters cut."""
+    sys.stderr.write(f"{dt.datetime.now():%H:%M:%S} {cut_long_words(shown(message))}\n")
     sys.stderr.flush()
 
 

@@ -18,6 +18,9 @@
    is the account's URL "at another address than this request was sent to", which it is not: a URL's scheme
    and host are case-insensitive (RFC 3986 6.2.2.1). Such a kid, url header, key change ``account`` and inner
    ``url`` are now taken as the URL they are; another host or port is still refused as before.
+6. the server's log (``--verbose``, standard error) repeated a client's request target whole: a GET of 20,000
+   characters made a log line of 20,000, and a request line http.server refuses the same. The one log function of
+   ``acme serve`` and ``serve`` (``serve.stderr_log``) now cuts a value over 500 characters, as errors are cut.
 """
 
 from __future__ import annotations
@@ -213,3 +216,30 @@ def test_a_kid_and_url_written_in_capitals_are_the_same_urls(setup) -> None:
     assert kind == "accountDoesNotExist", doc
 
 
+
+
+# --- 6. the log cuts a long request target ------------------------------------------------------------------------
+def test_a_long_request_target_is_logged_cut(setup) -> None:
+    import socket
+    import ssl
+    import time
+
+    import requests
+
+    session = requests.Session()
+    session.trust_env, session.verify = False, str(setup.root)
+    base = setup.server.directory.rsplit("/", 1)[0]
+    assert session.get(base + "/" + "A" * 20000, timeout=30).status_code == 404
+    assert session.get(base + "/directory?" + "q" * 20000, timeout=30).status_code == 200
+    host, port = base.removeprefix("https://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(setup.root))
+    with socket.create_connection((host, int(port)), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:  # a request line http.server refuses itself
+        tls.sendall(b"GET /" + b"B" * 20000 + b" HTTP/1.1 extra\r\nHost: x\r\n\r\n")
+        assert tls.recv(100).startswith(b"HTTP/1.")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and setup.server.stderr.count("characters)") < 3:
+        time.sleep(0.1)
+    lines = setup.server.stderr.splitlines()
+    assert max(len(line) for line in lines) < 1000, [line[:200] for line in lines if len(line) >= 1000]
+    assert "(20001 characters)" in setup.server.stderr and "(20011 characters)" in setup.server.stderr
