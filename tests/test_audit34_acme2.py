@@ -218,6 +218,33 @@ def test_a_kid_and_url_written_in_capitals_are_the_same_urls(setup) -> None:
 
 
 
+def test_an_external_account_binding_whose_url_is_written_in_capitals_binds(setup, tmp_path) -> None:
+    import hashlib
+    import hmac
+
+    from acme_helpers import AcmeServer
+
+    key = b"k" * 32
+    key_file = tmp_path / "eab.key"
+    key_file.write_text(b64(key) + "\n")
+    key_file.chmod(0o600)
+    eab = AcmeServer("--eab-kid", "team-1", "--eab-hmac-file", key_file, env=setup.env)
+    try:
+        c = Client(eab.directory, setup.root)
+        new_account = c.directory["newAccount"]
+        for url, status in ((_shouted(new_account), 201), (new_account.replace("/new-account", "/NEW-ACCOUNT"), 400)):
+            c = Client(eab.directory, setup.root)
+            protected = b64(json.dumps({"alg": "HS256", "kid": "team-1", "url": url}).encode())
+            payload = b64(json.dumps(c.key.public_key().to_json()).encode())
+            mac = hmac.new(key, f"{protected}.{payload}".encode(), hashlib.sha256).digest()
+            binding = {"protected": protected, "payload": payload, "signature": b64(mac)}
+            response = c.post(new_account, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+                              use_jwk=True, check=False)
+            assert response.status_code == status, (url, response.text)
+    finally:
+        eab.stop()
+
+
 # --- 6. the log cuts a long request target ------------------------------------------------------------------------
 def test_a_long_request_target_is_logged_cut(setup) -> None:
     import socket
