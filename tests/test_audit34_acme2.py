@@ -21,6 +21,11 @@
 6. the server's log (``--verbose``, standard error) repeated a client's request target whole: a GET of 20,000
    characters made a log line of 20,000, and a request line http.server refuses the same. The one log function of
    ``acme serve`` and ``serve`` (``serve.stderr_log``) now cuts a value over 500 characters, as errors are cut.
+7. the sibling of 4 in the JWS: a protected header whose ``typ``, ``cty`` or ``x5t`` is no string, or whose ``x5c``
+   is no list of base64 DER certificates, was refused in josepy's or Python's words ("The JWS cannot be parsed:
+   'int' object is not iterable", "argument of type 'int' is not iterable", "... ParseError { kind: UnexpectedTag
+   ..."), and a ``jku`` or ``x5u`` that is no string was taken. Each is now ``malformed`` naming the parameter and
+   what is wrong with it, and the last resort no longer repeats a library's message.
 """
 
 from __future__ import annotations
@@ -270,3 +275,46 @@ def test_a_long_request_target_is_logged_cut(setup) -> None:
     lines = setup.server.stderr.splitlines()
     assert max(len(line) for line in lines) < 1000, [line[:200] for line in lines if len(line) >= 1000]
     assert "(20001 characters)" in setup.server.stderr and "(20011 characters)" in setup.server.stderr
+
+
+# --- 7. a JOSE header parameter of the wrong type, in certkit's words ---------------------------------------------
+HEADERS = {
+    "typ": (5, "'typ' header parameter must be a string (RFC 7515 4.1), not a number"),
+    "cty": ([1], "'cty' header parameter must be a string (RFC 7515 4.1), not a list"),
+    "x5t": (5, "'x5t' header parameter must be a string"),
+    "jku": ({"a": 1}, "'jku' header parameter must be a string (RFC 7515 4.1), not an object"),
+    "x5u": (5, "'x5u' header parameter must be a string"),
+    "x5c": (5, "'x5c' header parameter must be a list of base64 DER certificates (RFC 7515 4.1.6), not a number"),
+    "x5c-entry": (["!!"], "'x5c' header parameter: its entry 1 is not base64"),
+    "x5c-der": (["AAAA"], "'x5c' header parameter: its entry 1 is no certificate: it is not valid DER"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADERS))
+def test_a_jose_header_parameter_of_the_wrong_type_is_refused_in_certkits_words(setup, case: str) -> None:
+    c = _client(setup)
+    value, said = HEADERS[case]
+    order = {"identifiers": [{"type": "dns", "value": "s7.acme.test"}]}
+    status, kind, doc = _problem(c.post(c.directory["newOrder"], order, check=False, extra={case.split("-")[0]: value}))
+    assert (status, kind) == (400, "malformed"), doc
+    assert said in doc["detail"], doc["detail"]
+    for library_words in ("object is not iterable", "argument of type", "has no attribute", "ParseError",
+                          "Deserialization error"):
+        assert library_words not in doc["detail"], doc["detail"]
+    # the same in the inner JWS of a key change
+    url, new = c.directory["keyChange"], account_key("ES256")[0]
+    inner = sign({"account": c.kid, "oldKey": c.key.public_key().to_json()}, new, jose.ES256, url=url, nonce=None,
+                 extra={"jwk": new.public_key().to_json(), case.split("-")[0]: value})
+    status, kind, doc = _problem(c.post(url, inner, check=False))
+    assert kind == "malformed" and "The inner JWS of the key change's" in doc["detail"] and said in doc["detail"], doc
+
+
+def test_jose_header_parameters_that_are_right_are_taken(setup) -> None:
+    import base64 as b64std
+
+    c = _client(setup)
+    der = x509.load_pem_x509_certificate(setup.root.read_bytes()).public_bytes(Encoding.DER)
+    extra = {"typ": "JOSE+JSON", "cty": "json", "x5u": "https://example.test/chain.pem", "jku": "https://example.test/jwks",
+             "x5c": [b64std.b64encode(der).decode()]}
+    response = c.post(c.directory["newOrder"], {"identifiers": [{"type": "dns", "value": "s7.acme.test"}]}, extra=extra)
+    assert response.status_code == 201

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from certkit.acme.headers import check_header
 from certkit.acme.problems import Problem
 from certkit.acme.urls import same_url
 from certkit.text import shown
@@ -303,21 +304,17 @@ def parse_object(outer: Any, *, allowed: tuple[str, ...] = ALGORITHMS, what: str
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string.")
     if "jwk" in protected:
         read_jwk(protected["jwk"], "The JWK" if what == "The JWS" else f"The JWK of {what[:1].lower()}{what[1:]}")
+    check_header(protected, what, _json_type)
     try:
         jws = AcmeJWS.from_json(outer)
-    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE) as exc:
-        raise Problem("malformed", f"{what} cannot be parsed: {_short(exc)}.") from None
+    except (jose.DeserializationError, TypeError, KeyError, AttributeError, *UNREADABLE):  # not in josepy's words
+        raise Problem("malformed", f"{what} cannot be read as a JWS (RFC 7515) with a JSON protected header.") from None
     header = jws.signature.combined
     jwk = header.jwk
     if jwk is not None:
         check_account_key(jwk)
     return SignedRequest(jws, protected, alg, protected.get("nonce"), protected.get("url"),
                          protected.get("kid"), jwk, jws.payload)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 def check_account_key(jwk: jose.JWK) -> None:
