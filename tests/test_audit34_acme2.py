@@ -26,6 +26,10 @@
    'int' object is not iterable", "argument of type 'int' is not iterable", "... ParseError { kind: UnexpectedTag
    ..."), and a ``jku`` or ``x5u`` that is no string was taken. Each is now ``malformed`` naming the parameter and
    what is wrong with it, and the last resort no longer repeats a library's message.
+8. and in a failed tls-alpn-01 challenge: a validation certificate OpenSSL serves but cryptography cannot parse
+   (its critical flag a BER boolean, 0x01 where DER has 0xFF) failed with "cannot be parsed (error parsing asn1
+   value: ParseError { kind: InvalidValue, location: [...] })"; it is now said in words, as every command says a
+   damaged certificate ("it is not valid DER: a field holds an invalid value (in the extensions)").
 """
 
 from __future__ import annotations
@@ -318,3 +322,58 @@ def test_jose_header_parameters_that_are_right_are_taken(setup) -> None:
              "x5c": [b64std.b64encode(der).decode()]}
     response = c.post(c.directory["newOrder"], {"identifiers": [{"type": "dns", "value": "s7.acme.test"}]}, extra=extra)
     assert response.status_code == 201
+
+
+# --- 8. a validation certificate cryptography cannot parse, in words ----------------------------------------------
+def _der_length(n: int) -> bytes:
+    if n < 128:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _ber_boolean_certificate(name: str, key_auth: str) -> tuple[bytes, bytes]:
+    """A tls-alpn-01 certificate whose acmeIdentifier's critical flag is the BER boolean 0x01 (DER: 0xFF), re-signed:
+    OpenSSL loads and serves it, cryptography refuses to parse it."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from acme_client import validation_certificate
+
+    cert_pem, key_pem = validation_certificate(name, key_auth)
+    tbs = x509.load_pem_x509_certificate(cert_pem).tbs_certificate_bytes
+    key = serialization.load_pem_private_key(key_pem, None)
+    oid = bytes.fromhex("06082b0601050507011f")  # 1.3.6.1.5.5.7.1.31, acmeIdentifier
+    patched = tbs.replace(oid + b"\x01\x01\xff", oid + b"\x01\x01\x01")
+    assert patched != tbs
+    signature = key.sign(patched, ec.ECDSA(hashes.SHA256()))
+    body = patched + bytes.fromhex("300a06082a8648ce3d040302") + b"\x03" + _der_length(len(signature) + 1) + b"\x00" \
+        + signature
+    der = b"\x30" + _der_length(len(body)) + body
+    return (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n", key_pem)
+
+
+def test_a_validation_certificate_that_cannot_be_parsed_is_said_in_words(setup) -> None:
+    import ssl
+
+    from acme_client import TLSALPN01Responder
+
+    class BERResponder(TLSALPN01Responder):
+        def add(self, name: str, token: str, key_auth: str) -> None:
+            cert_pem, key_pem = _ber_boolean_certificate(name, key_auth)
+            folder = __import__("pathlib").Path(self.tmp.name)
+            (folder / "c.pem").write_bytes(cert_pem)
+            (folder / "k.pem").write_bytes(key_pem)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(folder / "c.pem", folder / "k.pem")
+            context.set_alpn_protocols(["acme-tls/1"])
+            self.contexts[name] = self.default = context
+
+    c = _client(setup)
+    url, order = c.new_order("s8.acme.test")
+    with BERResponder(setup.tls_port) as responder:
+        c.authorize(order, responder, "tls-alpn-01")
+        authz = c.wait(order["authorizations"][0], ("valid", "invalid"))
+    assert authz["status"] == "invalid", authz
+    error = authz["challenges"][0]["error"]
+    assert "it is not valid DER: a field holds an invalid value" in error["detail"], error
+    assert "ParseError" not in error["detail"] and "asn1" not in error["detail"], error
