@@ -10,7 +10,9 @@
    length, once, in the problem itself (as the command line's errors cut theirs).
 3. a JSON integer of more than 4,300 digits (Python's int conversion limit) in a payload, a protected header or
    the request body was refused as "The JWS payload is not JSON": it is JSON. It is now said as an integer of so
-   many digits, more than any ACME field takes.
+   many digits, more than any ACME field takes. Its converse: ``NaN``, ``Infinity`` and ``-Infinity``, which Python
+   reads and RFC 8259 6 does not allow, were taken as numbers ("reason must be an integer, not NaN"); they are
+   now "not JSON", as the request is.
 4. a name IDNA2008 refuses was refused in the idna package's words (``xn--a.acme.test``: "Codepoint U+0080 at
    position 1 of '\\x80' not allowed"; ``xn--zz``: "Invalid A-label"), which name neither the label nor what
    is wrong: now in certkit's, at new-order and on the command line (the same name rules).
@@ -159,6 +161,19 @@ def test_an_integer_of_more_than_4300_digits_is_said_so_not_not_json(setup) -> N
     status, kind, doc = _problem(c.post(c.directory["revokeCert"], ('{"certificate": "AA", "reason": ' + "7" * 4300
                                                                      + "}").encode(), check=False))
     assert "not JSON" not in doc["detail"] and "digits" not in doc["detail"].split("(")[0], doc["detail"]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(setup, constant: str) -> None:
+    c = _client(setup)
+    payload = ('{"certificate": "AA", "reason": ' + constant + "}").encode()
+    status, kind, doc = _problem(c.post(c.directory["revokeCert"], payload, check=False))
+    assert (status, kind, doc["detail"]) == (400, "malformed", "The JWS payload is not JSON."), doc
+    body = sign({}, c.key, c.alg, url=c.directory["newOrder"], nonce=c.nonce(), kid=c.kid)
+    header = json.loads(base64.urlsafe_b64decode(body["protected"] + "=="))
+    body["protected"] = b64((json.dumps(header)[:-1] + ', "x": ' + constant + "}").encode())
+    status, kind, doc = _problem(c.send(c.directory["newOrder"], body, check=False))
+    assert kind == "malformed" and "protected header is not base64url-encoded JSON" in doc["detail"], doc
 
 
 # --- 4. IDNA refusals in certkit's words --------------------------------------------------------------------------

@@ -261,12 +261,16 @@ def _integer(text: str) -> int:
     return int(text)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def loads(data: str | bytes, what: str, not_json: str):
     """``data`` (``what``: the request body, a payload, a protected header) read as JSON, or a ``malformed`` Problem:
     ``not_json`` for what is no JSON, and for an integer of more than :data:`MAX_INT_DIGITS` digits, which is JSON
     but which no field takes, its length (never "not JSON", as Python's own limit would have it said)."""
     try:
-        return json.loads(data, parse_int=_integer)
+        return json.loads(data, parse_int=_integer, parse_constant=_no_constant)  # NaN, Infinity: not JSON (RFC 8259 6)
     except _LongInteger as exc:
         raise Problem("malformed", f"{what} holds an integer of {exc.digits} digits; no ACME field takes one of more "
                                    f"than {MAX_INT_DIGITS}.") from None
