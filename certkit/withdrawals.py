@@ -158,7 +158,8 @@ def _issuers_inventory(inventory, chain: Sequence, unread: list[str] | None, lea
 
 def out_of_dates_advice(leaf, ca_dir: Path | None) -> str:
     """What to do about a server certificate (serve --cert) right but for its dates: renew an expired one (with
-    the command, when the CA directory's inventory holds it), wait for one not valid yet."""
+    the command, when the CA directory's inventory holds it, or that of an intermediate it records below it, or of
+    the parent it records above it), wait for one not valid yet."""
     import datetime as dt
 
     from certkit.folder_record import ca_option
@@ -169,11 +170,64 @@ def out_of_dates_advice(leaf, ca_dir: Path | None) -> str:
     if leaf.not_valid_before_utc > dt.datetime.now(dt.UTC):
         return ("Wait until then (or set this machine's clock right if it is behind), give a server certificate "
                 "valid now (certkit issue-server)")
-    store, serial = CADirectory(ca_dir), serial_hex(leaf.serial_number)
-    try:
-        ours = store.exists() and store.inventory.certificate(serial) == leaf
-    except Exception:  # noqa: BLE001 (an inventory that cannot be read: the advice without the command)
-        ours = False
-    if ours:
-        return f"Renew it (certkit renew {serial}{ca_option(store.path)})"
+    if (holder := _holder_of(CADirectory(ca_dir), leaf)) is not None:
+        return f"Renew it (certkit renew {serial_hex(leaf.serial_number)}{ca_option(holder.path)})"
     return f"Renew it with the CA that issued it ({shown(cn_text(leaf.issuer))}), give a current server certificate"
+
+
+def _holds(store, cert) -> bool:
+    """Whether the CA directory ``store``'s inventory holds ``cert`` (False when it cannot be read)."""
+    from certkit.vocabulary import serial_hex
+
+    try:
+        return store.exists() and store.inventory.certificate(serial_hex(cert.serial_number)) == cert
+    except Exception:  # noqa: BLE001 (an inventory that cannot be read: the advice without the command)
+        return False
+
+
+def _holder_of(store, cert, depth: int = 0):
+    """The CA directory whose inventory holds ``cert``: ``store``, an intermediate's whose folder it records (and so
+    on below, as far as intermediates go), or, at the top, the parent it records (init-ca --parent-ca-dir); else
+    None."""
+    from certkit.parent_record import parent_store, recorded_parent_dir
+    from certkit.store import CADirectory
+
+    if _holds(store, cert):
+        return store
+    if depth > 8:  # pathlen: no chain of certkit's is that deep (a loop of recorded folders ends here)
+        return None
+    try:
+        rows = store.inventory.rows("WHERE kind = 'ca' AND status = 'valid' AND folder IS NOT NULL")
+    except Exception:  # noqa: BLE001 (unreadable: nothing found below)
+        rows = []
+    for row in rows:  # each intermediate's folder, while it still holds that CA (not moved, not replaced)
+        below = CADirectory(row["folder"])
+        found = _holder_of(below, cert, depth + 1) if _own_ca(below) == _recorded(store, row["serial"]) else None
+        if found is not None:
+            return found
+    if depth == 0:
+        parents = _parents(store)
+        parent = parent_store(recorded_parent_dir(store) if parents else None, parents[0] if parents else None)
+        return parent if parent is not None and _holds(parent, cert) else None
+    return None
+
+
+def _parents(store) -> list:
+    try:
+        return store.load_certificates()[1] if store.exists() else []
+    except Exception:  # noqa: BLE001 (an unreadable CA directory: no parent to look in)
+        return []
+
+
+def _recorded(store, serial: str):
+    try:
+        return store.inventory.certificate(serial)
+    except Exception:  # noqa: BLE001 (a damaged row: no folder to trust)
+        return False
+
+
+def _own_ca(store):
+    try:
+        return store.load_certificates()[0] if store.exists() else None
+    except Exception:  # noqa: BLE001 (gone, or unreadable: nothing to look in)
+        return None

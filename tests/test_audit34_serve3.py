@@ -1,0 +1,78 @@
+"""Round thirty-four, area serve3: serve's advice for an out-of-date certificate of an intermediate, TLS Feature
+values cryptography cannot parse, and probe's verdicts against misconfigured openssl s_server peers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSPHRASE, assert_clean_error, run_certkit
+
+
+def _first(pattern: str, text: str) -> str:
+    found = re.search(pattern, text, re.M)
+    assert found, (pattern, text)
+    return found.group(1)
+
+
+def _serve(cert: Path, key: Path, env: dict, *more):
+    return run_certkit("serve", "--host", "127.0.0.1", "--port", "0", "--cert", cert, "--key", key, *more, env=env)
+
+
+def _serves(cert: Path, key: Path, env: dict, *more) -> None:
+    """serve starts with these files: listening, it prints its JSON."""
+    served = subprocess.Popen(["certkit", "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--cert", cert,
+                               "--key", key, *more], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert served.stdout.readline() == "{\n"
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+
+
+# --- 1. serve --cert of an expired certificate an intermediate issued: "with the CA that issued it (CN=...)" --------
+def _tier(tmp_path: Path) -> tuple[dict, Path, Path]:
+    """A root backdated 30 days (its CA directory found alone) with an intermediate below it, saved as init-ca
+    --parent-ca-dir saves one; its environment, the root's folder and the intermediate's."""
+    from certkit import CA
+    from certkit.store import CADirectory
+
+    from conftest import certkit_env
+
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    root, inter = tmp_path / "ca", tmp_path / "inter"
+    CADirectory(root).save_new(CA.create("certkit backdated root", not_before=start), PASSPHRASE.encode())
+    parent = CADirectory(root).load(PASSPHRASE)
+    ca = CA.create("Issuing CA 1", parent=parent, not_before=start, directory=inter)
+    CADirectory(inter).save_new(ca, PASSPHRASE.encode(), parent=parent)
+    return certkit_env(CERTKIT_CA_DIR=str(root), CERTKIT_CA_PASSPHRASE=PASSPHRASE), root, inter
+
+
+@pytest.mark.parametrize(("issuer", "served_with"), [("inter", "ca"), ("ca", "inter")])
+def test_serve_advises_a_renew_command_for_an_expired_certificate_of_an_intermediate(
+        tmp_path: Path, issuer: str, served_with: str):
+    """Before: 'Renew it with the CA that issued it (CN=Issuing CA 1), give a current server certificate', though
+    the root's inventory records the intermediate's folder, whose inventory holds the certificate (and the
+    intermediate's records its parent's folder, for a certificate the root issued)."""
+    from certkit.store import CADirectory
+
+    ca_env, _root, _inter = _tier(tmp_path)
+    now = dt.datetime.now(dt.UTC)
+    CADirectory(tmp_path / issuer).load(PASSPHRASE).issue_server(
+        "localhost", not_before=now - dt.timedelta(days=20), days=10).write(tmp_path / "localhost")
+    folder = tmp_path / "localhost"
+    proc = _serve(folder / "fullchain.pem", folder / "privkey.pem", ca_env, "--ca-dir", tmp_path / served_with)
+    assert_clean_error(proc, "it expired on ")
+    command = _first(r"Renew it \((certkit renew [0-9A-F]+(?: --ca-dir \S+)?)\), or leave out --cert/--key",
+                     proc.stderr)
+    assert "the CA that issued it" not in proc.stderr, proc.stderr
+    assert (issuer == "ca") == (" --ca-dir " not in command), command
+    renewed = run_certkit(*shlex.split(command)[1:], env=ca_env)  # the command given renews it
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    _serves(folder / "fullchain.pem", folder / "privkey.pem", ca_env, "--ca-dir", tmp_path / served_with)
