@@ -89,3 +89,16 @@ def server_files(cert: Path, key: Path) -> tuple[bytes, bytes]:
         raise CertkitError(f"The server key {shown(key)} {'is' if advice else 'holds'} {held}, not a private "
                            f"key{advice}.")
     return chain_pem, key_pem
+
+
+def refuse_unread_extensions(cert_file: Path, leaf) -> None:
+    """Refuse a server certificate whose extensions certkit cannot read (a TLS Feature naming a feature cryptography
+    does not know, which OpenSSL serves): its purpose cannot be checked; in inspect's words, not a traceback."""
+    from certkit.errors import CertkitError, damage_said, parse_errors
+    from certkit.text import shown
+
+    try:
+        list(leaf.extensions)
+    except parse_errors() as exc:
+        raise CertkitError(f"{shown(cert_file)} holds {damage_said(exc, of=[leaf])}; serve checks a server "
+                           "certificate's extensions (serverAuth) before serving it.") from None

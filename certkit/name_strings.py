@@ -6,6 +6,10 @@ alphabet (``CN=*.example.com``, an e-mail address with ``@``, ``_``). OpenSSL (s
 them; cryptography's parser refuses the whole name ("a field holds an invalid value"). :func:`odd_name_string`
 finds such a string in the DER of a certificate or CSR, walking it with a minimal DER reader (no cryptography:
 it is what cannot be parsed there), so that the message says what it is instead of calling the file damaged.
+
+A certificate's TLS Feature extension (RFC 7633) naming a feature other than status_request (5) and
+status_request_v2 (17), or none, is the same: OpenSSL reads and serves it, cryptography raises (KeyError,
+TypeError) on reading any of its extensions; :func:`odd_name_string` says that too.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def odd_name_string(der: bytes) -> str | None:
         first = 1 if info[0][0] == 0xA0 else 0  # [0] version, serial, signature, issuer, validity, subject
         names = [(label, info[first + offset]) for label, offset in (("issuer", 2), ("subject", 4))
                  if first + offset < len(info)]
+    if shows == "openssl x509 -text" and (said := _odd_tls_feature(der, info)) is not None:
+        return said
     for label, (_tag, start, end) in names:
         for _set, set_start, set_end in _children(der, start, end):
             for _seq, seq_start, seq_end in _children(der, set_start, set_end):
@@ -85,4 +91,33 @@ def odd_name_string(der: bytes) -> str | None:
                     return (f"its {label} name holds a {_TYPES[parts[1][0]]} '{shown(value.decode('latin-1'))}' "
                             f"with {why}, which OpenSSL (and so nginx, curl, Python's ssl) reads but cryptography, "
                             f"which certkit reads certificates with, refuses ({shows} shows it)")
+    return None
+
+
+_TLS_FEATURE = bytes.fromhex("2b06010505070118")  # 1.3.6.1.5.5.7.1.24, TLS Feature (RFC 7633)
+_FEATURES = {5: "status_request (5)", 17: "status_request_v2 (17)"}  # the two cryptography knows
+
+
+def _odd_tls_feature(der: bytes, info: list[tuple[int, int, int]]) -> str | None:
+    """Why cryptography refuses a certificate's TLS Feature extension that OpenSSL reads (a feature other than
+    status_request and status_request_v2, or none at all: it raises on reading any extension), or None."""
+    extensions = next((element for element in info if element[0] == 0xA3), None)
+    outer = _children(der, extensions[1], extensions[2]) if extensions else []
+    for _seq, start, end in _children(der, outer[0][1], outer[0][2]) if outer else []:
+        parts = _children(der, start, end)
+        if len(parts) < 2 or parts[0][0] != 0x06 or der[parts[0][1]:parts[0][2]] != _TLS_FEATURE:
+            continue
+        value = _children(der, parts[-1][1], parts[-1][2])
+        items = _children(der, value[0][1], value[0][2]) if value and value[0][0] == 0x30 else []
+        numbers = [int.from_bytes(der[a:b], "big", signed=True) for tag, a, b in items if tag == 0x02 and b > a]
+        if len(numbers) != len(items) or (numbers and set(numbers) <= set(_FEATURES)):
+            return None  # damaged, or what cryptography reads
+        named = ", ".join(_FEATURES.get(n, str(n)) for n in numbers)
+        return ("its TLS Feature extension (1.3.6.1.5.5.7.1.24) names "
+                + (f"{named}: cryptography, which certkit reads certificates with, knows only status_request (5) "
+                   "and status_request_v2 (17)" if numbers else "no feature (an empty list), which cryptography, "
+                   "which certkit reads certificates with, refuses")
+                + " (openssl x509 -text shows it); Firefox refuses every server presenting it whatever it staples "
+                "(MOZILLA_PKIX_ERROR_REQUIRED_TLS_FEATURE_MISSING: mozilla::pkix processes status_request alone); "
+                "curl, OpenSSL, Python's ssl and Chrome ignore the extension")
     return None

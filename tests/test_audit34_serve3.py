@@ -76,3 +76,39 @@ def test_serve_advises_a_renew_command_for_an_expired_certificate_of_an_intermed
     renewed = run_certkit(*shlex.split(command)[1:], env=ca_env)  # the command given renews it
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     _serves(folder / "fullchain.pem", folder / "privkey.pem", ca_env, "--ca-dir", tmp_path / served_with)
+
+
+# --- 2. TLS Feature values cryptography cannot parse (not 5 or 17): "a damaged certificate: a name uses an unknown
+# string type" from probe, inspect, verify and serve, of a certificate OpenSSL reads and serves --------------------
+@pytest.mark.parametrize(("der", "named"), [
+    ("3003020106", "names 6: cryptography"),
+    ("3006020105020106", "names status_request (5), 6: cryptography"),
+    ("300402020100", "names 256: cryptography"),
+    ("3000", "names no feature (an empty list), which cryptography")])
+def test_a_tls_feature_cryptography_cannot_read_is_said_as_such(ca_dir: Path, ca_env: dict, tmp_path: Path, der,
+                                                                named):
+    """Before: '... is a damaged certificate: a name uses an unknown string type' (cryptography's KeyError), or
+    'features must be a list of elements from the TLSFeatureType enum' for an empty list."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+    from test_audit24_serve import _signed_by_ca
+    from test_probe import openssl_server
+
+    leaf = _signed_by_ca(ca_dir, tmp_path / "leaf", x509.UnrecognizedExtension(ExtensionOID.TLS_FEATURE,
+                                                                                bytes.fromhex(der)))
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", leaf / "cert.pem"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "TLS Feature" in text  # valid X.509 that OpenSSL reads
+    said = f"certkit cannot read: its TLS Feature extension (1.3.6.1.5.5.7.1.24) {named}"
+    firefox = "Firefox refuses every server presenting it whatever it staples"
+    runs = [run_certkit("inspect", leaf / "cert.pem", env=ca_env),
+            run_certkit("verify", leaf / "cert.pem", "--purpose", "server", env=ca_env),
+            _serve(leaf / "cert.pem", leaf / "privkey.pem", ca_env)]
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem") as port:
+        runs += [run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env),
+                 run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, "--json", env=ca_env)]
+    for proc in runs:
+        assert_clean_error(proc, said)
+        words = proc.stdout + proc.stderr
+        assert firefox in words and "unknown string type" not in words and "TLSFeatureType" not in words, words
+

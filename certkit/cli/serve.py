@@ -305,6 +305,7 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     warn of one Firefox refuses (OCSP Must-Staple)."""
     from cryptography import x509
 
+    from certkit.der_input import refuse_unread_extensions
     from certkit.errors import CertkitError
     from certkit.handshake_keys import tls_feature_note, unusable_leaf_key
     from certkit.text import outside_dates, shown
@@ -312,6 +313,7 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from certkit.withdrawals import out_of_dates_advice
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    refuse_unread_extensions(cert_file, leaf)
     if note := tls_feature_note(leaf, lead=f"{shown(cert_file)}: its TLS Feature extension names "):
         click.echo(f"Warning: {note}.", err=True)  # served all the same: clients other than Firefox take it
     dates = outside_dates(leaf.not_valid_before_utc, leaf.not_valid_after_utc)  # verify's, inspect's words
