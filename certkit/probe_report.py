@@ -295,7 +295,9 @@ def server_problem(result: "ProbeResult") -> str | None:
     if not result.server_auth and result.chain and "clientAuth" in (result.chain[0]["extended_key_usage"] or ()):
         return ("the server's certificate is a client certificate (clientAuth, no serverAuth): the server is "
                 "configured with the wrong bundle")
-    if not result.name_matches:
+    # A certificate naming hosts, but not this one: the name (nobody takes it). One naming no host at all (a CA's
+    # own certificate and key given to the server): its purpose, the mistake to fix.
+    if not result.name_matches and result.chain[0].get("subject_alt_names"):
         return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
     if not result.server_auth and (result.chain[0]["basic_constraints"] or {}).get("ca"):  # its EKU may be fine
         untrusted = "" if result.verified else f", and it is not trusted by {result.trust}{_first(result)}"
@@ -303,11 +305,17 @@ def server_problem(result: "ProbeResult") -> str | None:
                 f"certificate{untrusted}")
     if not result.server_auth:
         return "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)"
+    if not result.name_matches:
+        return f"the server's certificate is not valid for {result.target.host}: the name is not among its names"
     if result.verified and result.reasons:  # OpenSSL verified the chain; certkit verify refuses it (its key)
         return f"the server's certificate is not valid: {result.reasons[0]}"
     if result.out_of_date:  # it chains to the anchors, and it (or a CA above it, named) is out of its dates
         return result.out_of_date
     why = _first(result)
+    # the cause the report gives: an intermediate the server does not send (known, or maybe: --ca-file of a root)
+    sends = ("server does not send", "the server must send")
+    if not result.verified and (unsent := next((r for r in result.reasons if any(s in r for s in sends)), None)):
+        return f"the server's certificate is not trusted by {result.trust}{why}: {unsent}"
     if "subtree violation" in why:  # it chains to the anchor, and names what that CA may not vouch for
         return f"the server's certificate names what the name constraints of a CA above it forbid{why}"
     return f"the server's certificate is not trusted by {result.trust}{why}"

@@ -112,3 +112,45 @@ def test_a_tls_feature_cryptography_cannot_read_is_said_as_such(ca_dir: Path, ca
         words = proc.stdout + proc.stderr
         assert firefox in words and "unknown string type" not in words and "TLSFeatureType" not in words, words
 
+
+
+# --- 3. probe's one-line cause, against openssl s_server configured wrongly -----------------------------------------
+def test_probe_s_error_says_the_server_does_not_send_the_intermediate(tmp_path: Path):
+    """Before: 'Error: ...: the server's certificate is not trusted by the CA in DIR (unable to get local issuer
+    certificate)', while the report above it had the cause: the intermediate the server does not send."""
+    from test_probe import openssl_server
+
+    from certkit.store import CADirectory
+
+    ca_env, root, inter = _tier(tmp_path)
+    CADirectory(inter).load(PASSPHRASE).issue_server("localhost").write(tmp_path / "localhost")
+    leaf = tmp_path / "localhost"
+    for anchors in (("--ca-dir", root), ("--ca-file", root / "ca.pem")):
+        with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem") as port:
+            proc = run_certkit("probe", f"https://localhost:{port}/", *anchors, env=ca_env)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
+        said = proc.stderr
+        assert "issued by CN=Issuing CA 1" in said and "configure the server with fullchain.pem" in said, said
+        assert ("which the server does not send" if anchors[0] == "--ca-dir" else "the server must send its "
+                "certificate after its own") in proc.stderr, proc.stderr
+    with openssl_server("-cert", leaf / "cert.pem", "-key", leaf / "privkey.pem", "-cert_chain",
+                        leaf / "chain.pem") as port:  # sent: good
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", root, env=ca_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_probe_s_error_names_a_ca_certificate_served_as_the_server_s_own(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """Before: '...: the server's certificate is not valid for localhost: the name is not among its names' for the
+    CA's own certificate and key given to the server (a CA certificate names no host): the purpose first, as for a
+    client certificate served by mistake."""
+    from test_probe import openssl_server
+
+    key = tmp_path / "ca.key"
+    subprocess.run(["openssl", "pkey", "-in", ca_dir / "ca-key.pem", "-passin", "env:CERTKIT_CA_PASSPHRASE", "-out",
+                    key], check=True, env=ca_env)
+    with openssl_server("-cert", ca_dir / "ca.pem", "-key", key) as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-dir", ca_dir, env=ca_env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr == (f"Error: localhost:{port}: the server's certificate is a CA certificate (basicConstraints "
+                           "CA:TRUE), not a TLS server certificate, and it is not trusted by the CA in "
+                           f"{ca_dir} (unsuitable certificate purpose).\n"), proc.stderr
