@@ -436,7 +436,8 @@ def _no_certificate_card(server: ServerFacts) -> str:
   <ol class="howto">
     <li><strong>Chromium / Chrome on Linux</strong>: Settings \u2192 Privacy and security \u2192 Security \u2192
       Manage certificates \u2192 Your certificates \u2192 Import, or
-      <code>pk12util -d sql:$HOME/.pki/nssdb -i bundle.p12</code>.</li>
+      <code>mkdir -p $HOME/.pki/nssdb &amp;&amp; pk12util -d sql:$HOME/.pki/nssdb -i bundle.p12</code> (the folder
+      is Chromium\u2019s certificate database, made when it first runs).</li>
     <li><strong>Firefox</strong>: Settings \u2192 Privacy &amp; Security \u2192 Certificates \u2192 View
       Certificates \u2192 Your Certificates \u2192 Import.</li>
     <li><strong>macOS</strong> (Safari, Chrome): double-click <code>bundle.p12</code>; Keychain Access adds it

@@ -154,3 +154,46 @@ def test_probe_s_error_names_a_ca_certificate_served_as_the_server_s_own(ca_dir:
     assert proc.stderr == (f"Error: localhost:{port}: the server's certificate is a CA certificate (basicConstraints "
                            "CA:TRUE), not a TLS server certificate, and it is not trusted by the CA in "
                            f"{ca_dir} (unsuitable certificate purpose).\n"), proc.stderr
+
+
+# --- 4. the serve page's commands, run as shown ----------------------------------------------------------------------
+def _optional_page(ca_env: dict, cwd: Path) -> str:
+    """The page ``certkit serve --optional`` shows a browser that sends no client certificate."""
+    import html
+    import socket
+    import ssl
+
+    from serve_process import serving
+
+    with serving("--optional", env=ca_env, cwd=cwd) as srv:
+        ctx = ssl.create_default_context(cafile=str(Path(ca_env["CERTKIT_CA_DIR"]) / "ca.pem"))
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=20),
+                             server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return html.unescape(answer.decode())
+
+
+def test_the_pk12util_command_the_page_shows_imports_into_a_fresh_account(ca_dir: Path, ca_env: dict, tmp_path: Path):
+    """Before: 'pk12util -d sql:$HOME/.pki/nssdb -i bundle.p12' failed (exit 255, no database) for an account
+    where Chromium never ran, ~/.pki/nssdb not made yet; the command shown now makes the folder first."""
+    from conftest import require
+
+    require("pk12util")
+    env = dict(ca_env, CERTKIT_P12_PASSWORD="p12 password here")
+    shown_commands = re.findall(r"<code>([^<]*pk12util[^<]*)</code>", _optional_page(ca_env, tmp_path))
+    assert len(shown_commands) == 1, shown_commands
+    issue = run_certkit("issue-client", "alice", "--p12", cwd=tmp_path, env=env)  # as the page says to make it
+    assert issue.returncode == 0, issue.stdout + issue.stderr
+    home = tmp_path / "fresh-home"  # an account where no browser ran yet
+    home.mkdir()
+    # as shown, but for the password, which pk12util otherwise asks for on the terminal
+    proc = subprocess.run(["bash", "-c", shown_commands[0] + " -W \"$CERTKIT_P12_PASSWORD\""],
+                          cwd=tmp_path / "alice", env=dict(env, HOME=str(home)), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "PKCS12 IMPORT SUCCESSFUL" in proc.stdout, proc.stdout + proc.stderr
+    listed = subprocess.run(["certutil", "-d", f"sql:{home}/.pki/nssdb", "-L"], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert "alice" in listed.stdout, listed.stdout + listed.stderr
