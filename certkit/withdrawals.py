@@ -187,8 +187,8 @@ def _holds(store, cert) -> bool:
 
 def _holder_of(store, cert, depth: int = 0):
     """The CA directory whose inventory holds ``cert``: ``store``, an intermediate's whose folder it records (and so
-    on below, as far as intermediates go), or, at the top, the parent it records (init-ca --parent-ca-dir); else
-    None."""
+    on below, as far as intermediates go), or, at the top, the parent it records (init-ca --parent-ca-dir) or an
+    intermediate recorded there (a sibling); else None."""
     from certkit.parent_record import parent_store, recorded_parent_dir
     from certkit.store import CADirectory
 
@@ -208,7 +208,7 @@ def _holder_of(store, cert, depth: int = 0):
     if depth == 0:
         parents = _parents(store)
         parent = parent_store(recorded_parent_dir(store) if parents else None, parents[0] if parents else None)
-        return parent if parent is not None and _holds(parent, cert) else None
+        return _holder_of(parent, cert, 1) if parent is not None else None  # it, or a sibling intermediate
     return None
 
 

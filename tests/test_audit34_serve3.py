@@ -51,10 +51,12 @@ def _tier(tmp_path: Path) -> tuple[dict, Path, Path]:
     parent = CADirectory(root).load(PASSPHRASE)
     ca = CA.create("Issuing CA 1", parent=parent, not_before=start, directory=inter)
     CADirectory(inter).save_new(ca, PASSPHRASE.encode(), parent=parent)
+    sibling = CA.create("Issuing CA 2", parent=parent, not_before=start, directory=tmp_path / "sibling")
+    CADirectory(tmp_path / "sibling").save_new(sibling, PASSPHRASE.encode(), parent=parent)
     return certkit_env(CERTKIT_CA_DIR=str(root), CERTKIT_CA_PASSPHRASE=PASSPHRASE), root, inter
 
 
-@pytest.mark.parametrize(("issuer", "served_with"), [("inter", "ca"), ("ca", "inter")])
+@pytest.mark.parametrize(("issuer", "served_with"), [("inter", "ca"), ("ca", "inter"), ("sibling", "inter")])
 def test_serve_advises_a_renew_command_for_an_expired_certificate_of_an_intermediate(
         tmp_path: Path, issuer: str, served_with: str):
     """Before: 'Renew it with the CA that issued it (CN=Issuing CA 1), give a current server certificate', though
