@@ -1,7 +1,8 @@
 """NSS databases (Chromium's ``~/.pki/nssdb``, Firefox and Thunderbird profiles): :class:`NSSStore`.
 
 Each database is changed with ``certutil`` from the NSS tools;
-:func:`nss_stores` finds the databases of a user (and says why others were skipped).
+:func:`nss_stores` finds the databases of a user (and says why others were skipped); why certutil
+failed on one, told apart by cause: :mod:`certkit.trust.nss_failures`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from certkit.files import unsearchable_above
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
+from certkit.trust.nss_failures import _key_type_hint, certutil_failure
 from certkit.trust.nss_files import (
     CREATED_MARK,
     disk_full,
@@ -138,7 +140,7 @@ class NSSStore(Store):
             return []
         proc = self._certutil("-L")
         if proc.returncode != 0:
-            raise self._failure(proc, f"certutil -L -d {self.db}")
+            raise certutil_failure(self.directory, proc, f"certutil -L -d {self.db}")
         rows = []
         lines = proc.stdout.decode(errors="replace").splitlines()
         for line in lines:
@@ -206,42 +208,7 @@ class NSSStore(Store):
                 with contextlib.closing(sqlite3.connect(path, timeout=0.5)) as db:
                     db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except (OSError, sqlite3.Error):
-                continue  # busy (in use), or damaged: certutil's own failure, told by _failure, says which
-
-    def _failure(self, proc: subprocess.CompletedProcess, what: str) -> TrustError:
-        """certutil's failure, told apart from its cause where certutil cannot: it calls a database that another
-        program holds locked (a running browser) as "bad" as a damaged one. SQLite, reading the files, can tell."""
-        import sqlite3
-        from urllib.parse import quote
-
-        if (unreadable := _unreadable(self.directory)) is not None:
-            return TrustError(f"{what} failed: {unreadable}, so certutil calls the database bad (it is not known to be "
-                              "damaged); run as its owner, or give the file back to this user (chown), and run again")
-        for path in (self.directory / "cert9.db", self.directory / "key4.db"):
-            if not path.is_file():
-                continue
-            if path.stat().st_size == 0:  # left half-made: created, never written (a full disk, a killed run)
-                return TrustError(f"{tool_failure(proc, what)} ({path} is empty: the database was left half-made, "
-                                  f"holding nothing; remove {self.directory} and run again)")
-            try:
-                with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=0.5,
-                                                        isolation_level=None)) as db:
-                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                    db.execute("BEGIN IMMEDIATE")  # another writer (a browser) holds it: reading alone would pass
-                    db.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    return TrustError(f"{what} failed: {path} is locked by another program, possibly a running "
-                                      "browser (Chromium, Firefox or Thunderbird) using this database; close it and "
-                                      "run again (certutil calls it a bad database, but it is in use, not known to be "
-                                      "damaged)")
-            except sqlite3.DatabaseError as exc:
-                failure = tool_failure(proc, what)
-                return TrustError(f"{failure} ({path} is damaged: SQLite cannot read it: {exc})")
-        if (self.directory / "cert9.db").is_file() and not (self.directory / "key4.db").exists():
-            return TrustError(f"{tool_failure(proc, what)} ({self.directory} holds cert9.db but no key4.db: the "
-                              f"database was left half-made, holding nothing; remove {self.directory} and run again)")
-        return tool_failure(proc, what)
+                continue  # busy (in use), or damaged: certutil's own failure, told by certutil_failure, says which
 
     def _stored_under(self, nickname: str, entries: list[tuple[str, str, bytes, bool]] | None = None) -> list[str]:
         """The SHA-256 fingerprints of the certificates stored under ``nickname`` (of ``entries``, else read now);
@@ -273,7 +240,7 @@ class NSSStore(Store):
             # there now and was not before (an entry already there, certkit's or not, stays as it was).
             if not before and anchor.fingerprint in self._stored_under(anchor.nickname):
                 self._certutil("-D", "-n", anchor.nickname)
-            failure = self._failure(proc, f"certutil -A -d {self.db}")
+            failure = certutil_failure(self.directory, proc, f"certutil -A -d {self.db}")
             if created:  # made for this install, which put nothing in it: it goes (browsers read it)
                 self._take_out_created()
                 self.notes[:] = [n for n in self.notes if not n.startswith("created the NSS database")] + [
@@ -378,7 +345,7 @@ class NSSStore(Store):
                 pause_at("removed-one")
             proc = self._certutil("-D", "-n", entry.name)
             if proc.returncode != 0:
-                raise self._failure(proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
+                raise certutil_failure(self.directory, proc, f"certutil -D -d {self.db} -n {shlex.quote(entry.name)}")
         self.notes += old_copies_removed(self.directory, self._certutil, [(e.name, e.fingerprint) for e in entries])
         self._in_use("it loaded under a removed CA keeps loading")
         if not (self.directory / CREATED_MARK).is_file() or self.listing() or not self._holds_no_keys():
@@ -390,29 +357,6 @@ class NSSStore(Store):
         else:
             self.notes.append(f"kept the NSS database {self.directory}, which install had created: a module was "
                               "registered in it since (its pkcs11.txt), which is not certkit's to remove")
-
-
-
-
-def _unreadable(directory: Path) -> str | None:
-    """Which file of the database in ``directory`` this user cannot read, and whose it is (a cert9.db left root's by
-    ``sudo certutil``), or None: certutil then says "bad database", as of a damaged one."""
-    import pwd
-
-    for path in (directory, *(directory / name for name in ("cert9.db", "key4.db"))):
-        try:
-            st = path.stat()
-        except PermissionError:
-            return f"{path} cannot be reached by this user (a folder above it is closed to this user)"
-        except OSError:
-            continue
-        if not os.access(path, os.R_OK | (os.X_OK if path == directory else 0)):
-            try:
-                owner = pwd.getpwuid(st.st_uid).pw_name
-            except KeyError:
-                owner = f"uid {st.st_uid}"
-            return f"{path} cannot be read by this user (it is {owner}'s, mode {st.st_mode & 0o7777:04o})"
-    return None
 
 
 def _no_keys(proc: subprocess.CompletedProcess) -> bool:
@@ -484,16 +428,3 @@ def _absent_profile(program: str, label: str, folder: Path) -> StoreResult:
     else:
         reason = f"no certificate database yet; start {program.split()[0]} once with this profile"
     return StoreResult("nss", label, str(folder), "skipped", reason, "missing")
-
-
-def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
-    """Why certutil could not add the CA, when its key type is the cause: this NSS stores no certificate
-    whose own key is Ed25519 (browsers verify nothing under such a CA either)."""
-    from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
-
-    if b"SEC_ERROR_ADDING_CERT" not in proc.stderr or not isinstance(
-            anchor.cert.public_key(), (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-        return ""
-    return (f" (the CA '{shown(anchor.common_name)}' has an Ed25519 key, which this NSS's certutil cannot store, and "
-            "browsers (Chrome, Firefox) accept no certificate under it: make an ECDSA or RSA CA for browsers, "
-            "certkit init-ca --key-type ecdsa-p256)")
