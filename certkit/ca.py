@@ -25,10 +25,10 @@ from certkit.ca_checks import (
     check_parts,
     check_still_home,
     intermediate_limits,
-    record_signed_ca,
     resolve_serial,
 )
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
+from certkit.ca_saving import record_signed_ca
 from certkit.constants import LEAF_KINDS
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem

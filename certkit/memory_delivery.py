@@ -195,7 +195,7 @@ def remember_unrecorded(ca: "CA", items, issued: "list[IssuedCert]") -> bool:
     has an inventory after all (saved by another thread meanwhile): then it is recorded there, as usual."""
     import weakref
 
-    from certkit.ca_checks import UNRECORDED
+    from certkit.ca_saving import UNRECORDED
     from certkit.inventory import Pending
 
     with UNRECORDED:
@@ -215,7 +215,7 @@ def record_issued_before(ca: "CA", inventory, store) -> None:
     them and ``revoke`` and ``renew`` know them; a CRL could never list one otherwise. Those still held are
     told: a certificate written to a folder later records the folder (and is refused once revoked), an
     intermediate saved already is recorded in its directory, one saved later there."""
-    from certkit.ca_checks import UNRECORDED
+    from certkit.ca_saving import UNRECORDED
     from certkit.store_inventory import record_saved_ca
     from certkit.vocabulary import serial_hex
 

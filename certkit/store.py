@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from certkit.atomic import new_folder, sweep_stale, write_new_file
-from certkit.ca_checks import after_saving
 from certkit.ca_checks import check_directory_chain as _check_chain
+from certkit.ca_saving import after_saving
 from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
 from certkit.files import read_limited
@@ -267,7 +267,7 @@ class CADirectory:
         ``parent`` recorded pending (``CA.create(..., directory=...)``) is marked valid in its
         inventory once the directory is in place, and abandoned if it could not be written.
         """
-        from certkit.ca_checks import check_not_stored, check_saved, recorded_by, settle_unsaved
+        from certkit.ca_saving import check_not_stored, check_saved, recorded_by, settle_unsaved
 
         passphrase = check_saved(ca, passphrase, inventory_url)
         check_not_stored(ca, self.path, parent)

@@ -408,7 +408,7 @@ def _create_and_report(store, CA, key, passphrase, parent, key_type, common_name
 def _recorded_in_token(key, ca, store):
     """The new CA's certificate kept in the token next to its key (:func:`certificates_for` finds it); and, for
     any key, a stop signal once the CA directory is in place says that the CA exists (:func:`on_stop`)."""
-    from certkit.ca_checks import stopped_creating
+    from certkit.ca_saving import stopped_creating
 
     on_stop(lambda: stopped_creating(store, ca))
     if key is None:
