@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from certkit.anchors import STRANGER, missing_issuer, pinned, recorded_cas, unchained_places, withdrawn
+from certkit.anchors import missing_issuer, pinned, recorded_cas, withdrawn
 from certkit.probe_client import ClientFiles, client_description, client_key, foreign  # noqa: F401
 from certkit.probe_http import ProbeError, Target, not_tls, parse_url, unreadable_chain  # noqa: F401
 from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
@@ -42,6 +42,7 @@ from certkit.pyossl import (
     without_key_log,
     x509_error,
 )
+from certkit.sent_chain import STRANGER, unchained_places
 from certkit.text import shown
 from certkit.verify_names import dates_above, name_problem
 
@@ -149,7 +150,7 @@ class ProbeResult:
     # What the inventory of --ca-dir records against the server's chain and the client's (anchors.withdrawn)
     withdrawn: list[str] = field(default_factory=list)
     client_withdrawn: list[str] = field(default_factory=list)
-    # The certificates the server sends that are not of its chain (anchors.unchained_places), by place: someone
+    # The certificates the server sends that are not of its chain (sent_chain.unchained_places), by place: someone
     # else's, and CAs (a root) above intermediates it does not send (in words, and the kind: shown so, or maybe)
     strangers: dict[int, str] = field(default_factory=dict)
     above_gap: dict[int, tuple[str, str]] = field(default_factory=dict)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from certkit.anchors import ABOVE, GAP_NOTE, PARTIAL_ANCHOR_NOTE, STRANGERS_NOTE
+from certkit.anchors import PARTIAL_ANCHOR_NOTE
 from certkit.probe_alerts import _ALERTS, CLOSED, refusal, unclear  # noqa: F401 (refusal: for probe)
 from certkit.probe_http import AFTER_HANDSHAKE, MISDIRECTED_PROBLEM, POST_HANDSHAKE_AUTH, misdirected
+from certkit.sent_chain import ABOVE, GAP_NOTE, STRANGERS_NOTE
 from certkit.text import described_dates, shown
 from certkit.verify_names import final_dot_note
 from certkit.vocabulary import moment_text

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from certkit.anchors import refuse_server_chain
 from certkit.der_input import pem_form, pem_paths
 from certkit.errors import CertkitError, damage_said
 from certkit.probe_http import unescaped_zone, zone_index
 from certkit.pyossl import drain_rejected
+from certkit.sent_chain import refuse_server_chain
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
     InventoryRevocations,
     InventoryVerdict,

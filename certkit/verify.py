@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.anchors import bundle_ca_note, chain_strangers, load_trust, other_root, unanchored_leaf, whence
+from certkit.anchors import bundle_ca_note, load_trust, other_root, unanchored_leaf, whence
 from certkit.errors import CertkitError
 from certkit.handshake_keys import (
     refused_ca_key,
@@ -24,6 +24,7 @@ from certkit.handshake_keys import (
     unchecked_signature,
     unusable_leaf_key,
 )
+from certkit.sent_chain import chain_strangers
 from certkit.text import shown
 from certkit.verify_critical import beyond_the_verifier, judged_by_certkit, openssl_refusal
 from certkit.verify_names import (
