@@ -11,9 +11,11 @@ acts on them; each concern has its own module:
   :mod:`~certkit.trust.tools`: running a store's own tool, reading its PEM certificates.
 - The stores, each changed only through its own tool:
   :mod:`~certkit.trust.system` (Debian/Ubuntu, Fedora/RHEL, Arch, openSUSE: an
-  anchor file and the distribution's refresh command), :mod:`~certkit.trust.nss`
+  anchor file and the distribution's refresh command; which, and which distribution this is:
+  :mod:`~certkit.trust.system_layouts`), :mod:`~certkit.trust.nss`
   (one NSS database: Chromium's ``~/.pki/nssdb``, a Firefox or Thunderbird
-  profile; ``certutil``; where a user's databases are: :mod:`~certkit.trust.nss_places`;
+  profile; ``certutil``, and why it failed: :mod:`~certkit.trust.nss_failures`; where a user's databases
+  are: :mod:`~certkit.trust.nss_places`;
   which certificate each of their entries holds: :mod:`~certkit.trust.nss_entries`) and
   :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``; which keystore its programs read, given their
   environment: :mod:`~certkit.trust.java_env`).
@@ -39,11 +41,11 @@ from certkit.trust.java import JAVA_STOREPASS, JavaStore, java_stores
 from certkit.trust.nss import NSS_PACKAGES, NSS_TRUST, NSSStore, nss_stores
 from certkit.trust.platforms import manual_steps, platform_name
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError
-from certkit.trust.system import (
+from certkit.trust.system import SystemStore
+from certkit.trust.system_layouts import (
     LAYOUTS,
     OS_RELEASE,
     SystemLayout,
-    SystemStore,
     UnsupportedSystem,
     detect_system_layout,
     read_os_release,
