@@ -17,23 +17,19 @@ and the "renewed" status are decided in the transaction that records or settles 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certkit.constants import KINDS, UNSEEN_SINKS
+from certkit.constants import KINDS
 from certkit.db import Database, open_database
-from certkit.errors import AlreadyRevoked, CABroken, CertkitError, DamagedRow, UnknownCertificate
+from certkit.errors import CABroken, CertkitError, DamagedRow, UnknownCertificate
 from certkit.inventory import schema
-from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, iso, load_der, name_match, parse_iso, row_dict
-from certkit.inventory.succession import check_renewable
+from certkit.inventory.rows import SELECT_ROW, Facts, facts_of, load_der, name_match, parse_iso, row_dict
 from certkit.paths import absolute
 from certkit.text import is_utf8, shown
-from certkit.vocabulary import moment_text, normalize_serial, serial_hex, wrong_type
-
-KEY_COMPROMISE = "keyCompromise"  # the reason that revokes every certificate holding the key
+from certkit.vocabulary import normalize_serial, serial_hex, wrong_type
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -153,47 +149,9 @@ class Inventory:
         and its row is never recorded. ``durable=False`` commits without waiting for the disk:
         for certificates that go into a file put in place later, which calls :meth:`sync` first.
         """
-        from certkit.inventory.reconcile import writer_id
+        from certkit.inventory.recording import record_pending
 
-        now, writer = iso(dt.datetime.now(dt.UTC)), writer_id()
-        rows = []
-        for e in entries:
-            f = e.facts or facts_of(e.cert)
-            rows.append((f.serial, e.kind, f.subject, json.dumps(f.names), f.not_before, f.not_after, f.fingerprint,
-                         f.der, "pending", e.renewed_from, now, e.folder, e.sink, writer, int(e.keyed)))
-        taken: list[int] = []
-        with self.transaction(write=True, durable=durable) as tx:
-            for e in entries:
-                if e.renewed_from:
-                    check_renewable(tx, e.renewed_from, folder=e.folder, in_place=e.in_place, location=self.location)
-            existing = self._existing(tx, [row[0] for row in rows])
-            fresh = []
-            for index, row in enumerate(rows):
-                if row[0] in existing:
-                    taken.append(index)
-                else:
-                    existing.add(row[0])  # a duplicate within ``entries`` is taken too
-                    fresh.append(row)
-            # ON CONFLICT: another host may record the same serial between the SELECT above and
-            # this INSERT (PostgreSQL does not lock the whole table as SQLite does); the primary
-            # key keeps one of them, and the other is told its serial is taken.
-            inserted = tx.executemany(
-                "INSERT INTO certificates (serial, kind, subject, names, not_before, not_after, fingerprint_sha256,"
-                " der, status, renewed_from, issued_at, folder, sink, writer, keyed)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (serial) DO NOTHING", fresh).rowcount
-            if fresh and inserted != len(fresh):
-                theirs = self._fingerprints(tx, [row[0] for row in fresh])
-                lost = {row[0] for row in fresh if theirs.get(row[0]) != row[6]}
-                taken = sorted(taken + [i for i, row in enumerate(rows) if row[0] in lost and i not in taken])
-        return taken
-
-    def _fingerprints(self, tx, serials: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for start in range(0, len(serials), _PARAMS_PER_STATEMENT):
-            part = serials[start:start + _PARAMS_PER_STATEMENT]
-            found.update(tx.execute("SELECT serial, fingerprint_sha256 FROM certificates WHERE serial IN"
-                                    f" ({','.join('?' * len(part))})", part).fetchall())
-        return found
+        return record_pending(self, entries, durable=durable)
 
     def _existing(self, tx, serials: list[str]) -> set[str]:
         found: set[str] = set()
@@ -404,76 +362,22 @@ class Inventory:
         revoked serials, except a keyCompromise of one revoked for another reason (a renewal that kept its
         key, say, then superseded): its reason becomes keyCompromise, its date stays, and every other
         certificate of the key is revoked with it (the row's ``reason_was`` says what it was)."""
-        from certkit.revocation import parse_reason, revocation_time
+        from certkit.inventory.revoking import revoke
 
-        reason, when = parse_reason(reason), revocation_time(when)
-        with self.transaction(write=True) as tx:
-            if reason == KEY_COMPROMISE:  # every mark under way ends first, every later one sees it
-                from certkit.inventory.compromise import hold_compromise_lock
-
-                hold_compromise_lock(tx, shared=False)
-            found = tx.execute("SELECT status, revoked_at, revocation_reason, kind, sink FROM certificates"
-                               " WHERE serial = ? FOR UPDATE", (serial,)).fetchone()
-            if found is None:
-                raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA "
-                                         f"(inventory {shown(self.location)}).")
-            upgrade = found[0] == "revoked" and reason == KEY_COMPROMISE and found[2] != KEY_COMPROMISE
-            if found[0] == "revoked" and not upgrade:
-                raise AlreadyRevoked(f"The certificate {serial} was already revoked on {moment_text(found[1])} "
-                                     f"(reason: {found[2]}).")
-            if found[0] == "abandoned" and found[3] != "ca" and found[4] not in UNSEEN_SINKS:  # else: may be out
-                raise UnknownCertificate(f"The certificate {serial} was never delivered (abandoned: its key was "
-                                         "never stored), so there is nothing to revoke.")
-            if reason == "cACompromise" and found[3] != "ca":
-                raise CertkitError(f"cACompromise says a CA's key was compromised: it revokes a CA certificate "
-                                   f"(an intermediate, at its parent), not this {found[3]} certificate {serial}. "
-                                   "For a leaf whose key leaked, use keyCompromise.")
-            tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
-                       " WHERE serial = ?", (found[1] if upgrade else iso(when), reason, serial))
-            # A compromised key is compromised in every certificate that holds it (the one renewed
-            # with its key kept, the renewal of it, a CSR signed twice): all go on the CRL, at once.
-            from certkit.inventory.compromise import same_key
-
-            sharers, unchecked = same_key(tx, serial) if reason == KEY_COMPROMISE else ([], [])
-            for other in sharers:
-                tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
-                           " WHERE serial = ?", (iso(when), reason, other))
-        row = self.get(serial)
-        # In the words of `certkit revoke --json`: the serials alone; unchecked_rows also says why each is
-        row["also_revoked"], row["unchecked"], row["unchecked_rows"] = sharers, [s for s, _ in unchecked], unchecked
-        row["reason_was"] = found[2] if upgrade else None
-        return row
+        return revoke(self, serial, reason, when)
 
     def revoked(self) -> list[tuple[str, dt.datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL; a damaged
         revoked row refuses the CRL (it would be incomplete)."""
-        rows = self.rows("WHERE status = 'revoked' OR status NOT IN ('pending', 'valid', 'abandoned')"
-                         " ORDER BY revoked_at, serial")
-        return self._revocations(rows)
+        from certkit.inventory.revoking import revoked
 
-    def _revocations(self, rows: list[dict]) -> list[tuple[str, dt.datetime, str]]:
-        """(serial, revoked_at, reason) of revoked rows; a reason no CRL can state refuses them all."""
-        from certkit.revocation import stored_reason
-
-        return [(r["serial"], parse_iso(r["revoked_at"]), stored_reason(r["serial"], r["revocation_reason"],
-                                                                        self.location)) for r in rows]
+        return revoked(self)
 
     def next_crl_number(self) -> int:
         """Take the next CRL number (1, 2, ...); atomic across processes and hosts."""
-        with self.transaction(write=True) as tx:
-            return self._take_crl_number(tx)
+        from certkit.inventory.revoking import next_crl_number
 
-    def _take_crl_number(self, tx, above: int = 0) -> int:
-        # The row exists before it is locked, so two first CRLs cannot both take number 1.
-        tx.execute("INSERT INTO meta (key, value) VALUES ('crl_number', '0') ON CONFLICT (key) DO NOTHING")
-        found = tx.execute("SELECT value FROM meta WHERE key = 'crl_number' FOR UPDATE").fetchone()
-        problem = schema.crl_number_problem(found[0])
-        if problem:
-            raise CABroken(f"The inventory {shown(self.location)} {problem}: a CRL numbered from it could repeat "
-                           "one already published; restore the inventory from a backup. No CRL was signed.")
-        number = max(int(found[0]), above) + 1
-        tx.execute("UPDATE meta SET value = ? WHERE key = 'crl_number'", (str(number),))
-        return number
+        return next_crl_number(self)
 
     def crl_contents(self, above: int = 0) -> tuple[int, list[tuple[str, dt.datetime, str]]]:
         """The next CRL number (higher than ``above``: a CRL already published, which an inventory
@@ -481,12 +385,9 @@ class Inventory:
         transaction after the number is taken: a CRL with a higher number lists every revocation that
         one with a lower number lists, and every revocation committed before its number was taken, on
         any host. A damaged revoked row refuses the CRL and takes no number."""
-        with self.transaction(write=True) as tx:
-            number = self._take_crl_number(tx, above)  # the number's row lock orders the CRLs
-            fetched = tx.execute(f"{SELECT_ROW} WHERE status = 'revoked' OR status NOT IN ('pending', 'valid',"
-                                 " 'abandoned') ORDER BY revoked_at, serial").fetchall()
-            # Inside the transaction: a row no CRL can list refuses the CRL, and the number is not taken.
-            return number, self._revocations([row_dict(values) for values in fetched])
+        from certkit.inventory.revoking import crl_contents
+
+        return crl_contents(self, above)
 
 
 def _when(text: Any) -> dt.datetime:
