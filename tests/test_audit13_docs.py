@@ -179,13 +179,14 @@ def test_list_md_subject_globs_match_as_it_says(tmp_path: Path, ca_env: dict, ca
 
 # --- docs13 #6: check.md's table names every check -----------------------------------------------
 def _check_names_in_code() -> set[str]:
-    """Every check name certkit/check.py can report: the first argument of each Finding (and of the helpers that
-    make Findings for a check named by their caller), and the names in its table of files at stake."""
+    """Every check name certkit/check.py (and check_inventory.py, its inventory's checks) can report: the first
+    argument of each Finding (and of the helpers that make Findings for a check named by their caller), and the
+    names in its table of files at stake."""
     import ast
 
-    tree = ast.parse((REPO / "certkit" / "check.py").read_text())
+    trees = [ast.parse((REPO / "certkit" / name).read_text()) for name in ("check.py", "check_inventory.py")]
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             position = {"Finding": 0, "_listed": 0, "_read_pem": 1}.get(node.func.id)
             if position is not None and len(node.args) > position:
