@@ -75,7 +75,7 @@ def test_init_ca_into_the_per_user_ca_directory_under_a_folder_one_may_not_searc
 _ACTS_SAID = r'''
 import os, sys
 from pathlib import Path
-from certkit.cli.common import describe_os_error
+from certkit.cli.failures import describe_os_error
 closed, ro, secret = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 acts = [lambda: open(closed / "crl.pem", "w"), lambda: open(closed / "crl.pem"),
         lambda: open(ro / "certkit-renew.timer", "x"), lambda: (ro / "index.txt").write_text("1\n"),

@@ -132,7 +132,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
         except (CertkitError, OSError) as exc:
             if not key.generated or store.exists():  # a CA made with the key: it is that CA's now
                 raise
-            from certkit.cli.common import cli_message, describe_os_error
+            from certkit.cli.failures import cli_message, describe_os_error
             from certkit.pkcs11.provision import left_in_token
 
             said = cli_message(exc) if isinstance(exc, CertkitError) else describe_os_error(exc)

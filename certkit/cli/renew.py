@@ -16,7 +16,6 @@ from certkit.cli.common import (
     Whole,
     WrittenPath,
     ca_dir_option,
-    cli_message,
     days_option,
     emit,
     json_option,
@@ -26,6 +25,7 @@ from certkit.cli.common import (
     unlock,
     when,
 )
+from certkit.cli.failures import cli_message
 from certkit.constants import KEY_TYPES, LEAF_KINDS
 from certkit.paths import absolute
 from certkit.vocabulary import iso, san_entries
