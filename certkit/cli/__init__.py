@@ -4,8 +4,8 @@ Every command is listed once, in :data:`COMMANDS`, by the module and function
 that define it, one module per task family:
 
 - :mod:`certkit.cli.ca`: ``init-ca``, ``check``
-- :mod:`certkit.cli.issue`: ``issue-server``, ``issue-client``, ``issue-peer``, ``sign-csr``,
-  ``export-p12``
+- :mod:`certkit.cli.issue`: ``issue-server``, ``issue-client``, ``issue-peer``, ``sign-csr``
+- :mod:`certkit.cli.p12`: ``export-p12``
 - :mod:`certkit.cli.batch`: ``issue-batch``
 - :mod:`certkit.cli.lifecycle`: ``list``, ``revoke``, ``crl``
 - :mod:`certkit.cli.renew`: ``renew``
@@ -36,7 +36,7 @@ COMMANDS = {
     "check": "certkit.cli.ca:check",
     "crl": "certkit.cli.lifecycle:crl",
     "demo": "certkit.cli.serve:demo",
-    "export-p12": "certkit.cli.issue:export_p12",
+    "export-p12": "certkit.cli.p12:export_p12",
     "init-ca": "certkit.cli.ca:init_ca",
     "inspect": "certkit.cli.inspect:inspect_",
     "inventory": "certkit.cli.inventory:inventory",
