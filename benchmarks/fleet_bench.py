@@ -192,7 +192,7 @@ class Bench:
 STAGES = SETUP + """
 import itertools, statistics
 from dataclasses import replace
-from certkit.batch.checking import Spool
+from certkit.batch.spool import Spool
 from certkit.batch.manifest import read_manifest
 from certkit.formats import Encoder
 from certkit.issuing import Target, record

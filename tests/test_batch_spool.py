@@ -1,4 +1,4 @@
-"""Issuing reads back the lines the check accepted (certkit.batch.checking.Spool), not the manifest:
+"""Issuing reads back the lines the check accepted (certkit.batch.spool.Spool), not the manifest:
 what is issued is exactly what was checked, once each, in any mix of checking and issuing
 processes, even if the manifest is changed between the check and the issuing."""
 
@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from certkit.batch import check_manifest, checking, issue_batch
-from certkit.batch.checking import Spool
+from certkit.batch.spool import Spool
 from certkit.formats import Output
 from certkit.store import CADirectory
 from certkit.vocabulary import san_entries

@@ -20,15 +20,15 @@ import heapq
 import itertools
 import json
 import os
-import pickle
 import sqlite3
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from certkit.batch.kept import bundle_mismatch
 from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, manifest_name, parse, records, the_manifest
+from certkit.batch.spool import Spool
 from certkit.errors import CertkitError, OutputExists
 from certkit.formats.encoding import folded
 from certkit.scratch import to_scratch
@@ -37,7 +37,7 @@ from certkit.text import shown
 if TYPE_CHECKING:
     from certkit.ca import CA
     from certkit.formats import Output
-    from certkit.issuing import FolderTarget, Request
+    from certkit.issuing import FolderTarget
 
 # Below this size a manifest is checked in the calling process: forking would cost more than it saves.
 PARALLEL_FROM_BYTES = 32 * 1024
@@ -84,54 +84,6 @@ def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | Non
     from certkit.issuing import FolderTarget
 
     return FolderTarget(line.out, force=force, sync=sync, sweep=False, cache=cache)
-
-
-def complete_bundle(ca: "CA", line: BatchLine, request: "Request") -> bool:
-    """Whether ``line.out`` already holds what ``--resume`` keeps for this line (:func:`bundle_mismatch`)."""
-    return bundle_mismatch(ca, line, request) is None
-
-
-def bundle_mismatch(ca: "CA", line: BatchLine, request: "Request") -> str | None:
-    """Why ``line.out`` holds no bundle ``--resume`` keeps for this line (in words), or None if it holds one:
-    complete, of a valid certificate of this CA issued for exactly this line (kind, names, key type, lifetime)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from certkit.batch.resumed import kept_differs
-    from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.files import read_limited
-    from certkit.inventory.reconcile import bundle_holds
-    from certkit.vocabulary import serial_hex
-
-    cert_file = line.out / "cert.pem"
-    if not cert_file.is_file() or ca.inventory is None:
-        return "it has no cert.pem"
-    try:
-        cert = x509.load_pem_x509_certificate(read_limited(cert_file, MAX_CERT_FILE_BYTES))
-        row = ca.inventory.get(serial_hex(cert.serial_number))
-    except (CertkitError, ValueError):
-        return "its cert.pem cannot be read"
-    if row is None or ca.inventory.certificate(row["serial"]) != cert:
-        return "its certificate is not one this CA issued"
-    if row["status"] != "valid":
-        return f"its certificate is {row['status']}"
-    wanted = sorted(str(i) for i in request.identities)
-    have = sorted(n for n in row.get("names", []) if not n.startswith("DirName:"))
-    if row["kind"] != line.kind or have != wanted:
-        theirs = ", ".join(have) or row.get("subject") or "no names"  # a client's without SANs: its subject's CN
-        asked = ", ".join(wanted) or f"CN={request.common_name}"
-        return f"its certificate is a {row['kind']} certificate for {theirs}; the line asks for a {line.kind} " \
-               f"certificate for {asked}"
-    theirs = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if line.kind == "client" and theirs != [request.common_name]:  # Müller's in M_ller, the folder Möller's gets too
-        return (f"its certificate is for CN={', CN='.join(map(str, theirs)) or '(none)'}; the line asks for "
-                f"CN={request.common_name}")
-    try:
-        if not bundle_holds(line.out, cert.public_bytes(Encoding.DER), keyed=True):
-            return "it is incomplete (a file is missing, or privkey.pem is not its key)"
-    except CertkitError as exc:  # a file the file system would not read: said, not taken for one missing
-        return f"its files cannot be read ({exc})"
-    return kept_differs(ca, cert, request)  # expired since, another key type or lifetime
 
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",
@@ -328,74 +280,6 @@ class _Check(BatchSpec):
         except CertkitError:
             return f"\0line {line.line}", ""  # refused already, by check_line
         return (folded(key) if self.output.format == "tar" else key), shown(key)
-
-
-class Spool:
-    """The lines a check accepted, as issuing reads them back instead of the manifest: parsed, with
-    the request the check worked out, so nothing is parsed twice and what is issued
-    is exactly what was checked (a manifest edited meanwhile changes nothing).
-
-    One unnamed temporary file (0600, gone when closed) per checking process, each a sequence of
-    chunks in manifest order: a header (chunk number, size) and the chunk's lines, pickled. Issuing
-    processes read the chunks they issue with ``pread`` (forked processes share file offsets), so
-    memory stays one chunk whatever the manifest's size.
-    """
-
-    _HEAD = struct.Struct("<QQ")
-
-    def __init__(self) -> None:
-        self.files: list[IO[bytes]] = []
-
-    def new_file(self) -> IO[bytes]:
-        import tempfile
-
-        handle = tempfile.TemporaryFile("w+b")
-        self.files.append(handle)
-        return handle
-
-    @classmethod
-    def write(cls, handle: IO[bytes], chunk: int, lines: list[BatchLine]) -> None:
-        if lines:
-            blob = pickle.dumps(lines, protocol=pickle.HIGHEST_PROTOCOL)
-            to_scratch(handle.write, cls._HEAD.pack(chunk, len(blob)) + blob)
-
-    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[list[BatchLine]]:
-        """The lines of every chunk, a chunk at a time, in manifest order; with ``claim`` (several
-        issuing processes), only the chunks this process claims: ``claim()`` returns the position of
-        the next chunk no process has taken yet (shared by them all), so a process that gets less of
-        the CPU takes fewer chunks and they all finish together."""
-        head = self._HEAD
-
-        def index(fd: int) -> Iterator[tuple[int, int, int, int]]:
-            offset = 0
-            while len(found := os.pread(fd, head.size, offset)) == head.size:
-                chunk, size = head.unpack(found)
-                yield chunk, fd, offset + head.size, size
-                offset += head.size + size
-
-        # a few numbers per chunk of 500 lines: small for any manifest
-        where = list(heapq.merge(*(index(f.fileno()) for f in self.files)))
-        claim = claim or itertools.count().__next__
-        while (position := claim()) < len(where):
-            _chunk, fd, start, size = where[position]
-            blob = b""
-            while len(blob) < size:
-                part = os.pread(fd, size - len(blob), start + len(blob))
-                if not part:
-                    raise CertkitError("The checked manifest's spool file was cut short; nothing more was issued.")
-                blob += part
-            yield pickle.loads(blob)
-
-    def close(self) -> None:
-        for handle in self.files:
-            handle.close()
-        self.files = []
-
-    def __enter__(self) -> "Spool":
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
 
 
 # --- in several processes ------------------------------------------------------------------

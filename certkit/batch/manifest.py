@@ -76,7 +76,7 @@ class BatchLine:
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
-    # A line read back from a check's spool (certkit.batch.checking.Spool): its request as the check
+    # A line read back from a check's spool (certkit.batch.spool.Spool): its request as the check
     # worked it out, so that issuing does not parse the names again.
     planned: "Request | None" = field(default=None, compare=False, repr=False)
 

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.batch.checking import BatchSpec, Spool, check_manifest, complete_bundle, target
+from certkit.batch.checking import BatchSpec, check_manifest, target
+from certkit.batch.kept import complete_bundle
 from certkit.batch.manifest import BatchLine
+from certkit.batch.spool import Spool
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
 from certkit.errors import (
     CertkitError,
@@ -105,7 +107,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
     """Issue every certificate of ``manifest`` (see the package docstring).
 
     ``spool``: the lines :func:`check_manifest` has just checked into it, for a caller that ran
-    the check itself (:class:`~certkit.batch.checking.Spool`); without it the manifest is checked
+    the check itself (:class:`~certkit.batch.spool.Spool`); without it the manifest is checked
     here first. Issuing reads the lines from the spool, never the manifest again.
     ``jobs`` > 1 forks that many worker processes, each taking the next chunk
     when it is free (signing and file writing both want a core; threads would fight

@@ -98,8 +98,8 @@ def issue_batch(manifest, out_dir, fmt, out, key_type, days, force, resume, sync
     import contextlib
 
     from certkit.batch import CHUNK_SIZE, check_manifest
-    from certkit.batch.checking import Spool
     from certkit.batch.manifest import STDIN
+    from certkit.batch.spool import Spool
     from certkit.store import CADirectory
     from certkit.testhooks import chunk_size
 
