@@ -9,7 +9,8 @@ interrupted.
 """
 
 from certkit.batch.checking import check_manifest
-from certkit.batch.manifest import COLUMNS, MAX_REPORTED, BatchLine, ManifestError, read_manifest
+from certkit.batch.manifest import MAX_REPORTED, BatchLine, ManifestError, read_manifest
+from certkit.batch.manifest_formats import COLUMNS
 from certkit.batch.runner import CHUNK_SIZE, SYNC_MODES, BatchResult, BatchStopped, issue_batch
 
 __all__ = ["CHUNK_SIZE", "COLUMNS", "MAX_REPORTED", "SYNC_MODES", "BatchLine", "BatchResult", "BatchStopped",
