@@ -22,11 +22,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from certkit.errors import CertkitError, ModesNotKept, OutputExists
+from certkit.errors import ModesNotKept, OutputExists
 from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import shown
@@ -385,114 +385,3 @@ def new_folder(folder: Path, *, mode: int = FOLDER_MODE, sync: bool = True) -> I
             raise
         finally:
             let_go(staging)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux >= 3.15); False where that is not available."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    import errno
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def swap_by_renames(new: Path, folder: Path) -> Path:
-    """The portable fallback: old folder aside, new folder in; returns where the old one is: ``new``, or the name
-    it was set aside under if it cannot be renamed there (the new folder is in place all the same)."""
-    aside = new.with_name(new.name.replace(TEMP_SUFFIX, ".old" + TEMP_SUFFIX))
-    os.rename(folder, aside)
-    try:
-        os.rename(new, folder)
-    except BaseException:
-        os.rename(aside, folder)
-        raise
-    try:
-        os.rename(aside, new)
-    except OSError:
-        return aside
-    return new
-
-
-@contextmanager
-def flushed_together(places: list[Path]) -> Iterator[Callable[[], None]]:
-    """Make what is written under ``places`` durable at once (a batch's chunk): yields ``flush``, which syncs each
-    file system they are on with ``syncfs(2)``, through a folder opened here, before the writes, so that a write-back
-    error of any of them is raised (Linux 5.8 and later report it there; ``sync()`` reports nothing). Where there is no
-    ``syncfs``, ``flush`` is ``sync()``."""
-    syncfs = _syncfs() if places else None
-    opened: dict[int, tuple[int, Path]] = {}  # st_dev: (a folder's descriptor, that folder)
-    seen: set[Path] = set()
-    try:
-        for place in places if syncfs is not None else ():
-            here = Path(place)
-            while not os.path.isdir(here) and here != here.parent:  # the folder, else the nearest one above it
-                here = here.parent
-            if here in seen:
-                continue
-            seen.add(here)
-            with suppress(OSError):  # not there now: its writes fail, and say so, themselves
-                fd = os.open(here, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
-                if os.fstat(fd).st_dev in opened:
-                    close_quietly(fd)
-                else:
-                    opened[os.fstat(fd).st_dev] = (fd, here)
-
-        def flush() -> None:
-            if not opened:
-                os.sync()
-            for fd, folder in opened.values():
-                if syncfs(fd) != 0:
-                    import ctypes
-
-                    err = ctypes.get_errno()
-                    raise CertkitError(
-                        f"The disk under {shown(folder)} failed to store what was just written to it "
-                        f"({os.strerror(err).lower()}, as the file system said when it was flushed): the bundles "
-                        "are in place and recorded, but may be damaged or lost if the machine stops before that "
-                        "disk recovers; check it (and then the bundles).")
-        yield flush
-    finally:
-        for fd, _folder in opened.values():
-            close_quietly(fd)
-
-
-def flush_after_failure(places: list[Path], failure: BaseException | None) -> None:
-    """Make what was written under ``places`` durable once a write part-way failed (``failure``, on its way up), as a
-    chunk's :func:`flushed_together` does: a write-back error it reports is added to ``failure``'s words (an error
-    certkit says), not raised over it (``sync()``, which did this before, reports none)."""
-    try:
-        with flushed_together(places) as flush:
-            flush()
-    except CertkitError as exc:
-        if isinstance(failure, CertkitError) and failure.args and isinstance(failure.args[0], str):
-            failure.args = (f"{failure.args[0].rstrip()} {exc}", *failure.args[1:])
-
-
-def _syncfs():
-    """libc's ``syncfs``, or None (not Linux, or too old a C library)."""
-    import ctypes
-
-    try:
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs  # glibc >= 2.14, musl
-    except (OSError, AttributeError):
-        return None
-    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
-    return syncfs

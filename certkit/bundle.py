@@ -40,7 +40,6 @@ from certkit.atomic import (
     PUBLIC_MODE,
     SECRET_MODE,
     TEMP_SUFFIX,
-    exchange,
     fsync_dir,
     hold,
     let_go,
@@ -49,7 +48,6 @@ from certkit.atomic import (
     parse_temporary,
     remove_tree,
     remove_tree_said,
-    swap_by_renames,
     sweep_stale,
     write_new_file,
     writer_gone,
@@ -59,6 +57,7 @@ from certkit.bundle_journal import refuse_irregular, refuse_unsettled
 from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.file_modes import is_secret, keep_folder_access, kept_mode, mode_for, replace_kept, write_kept  # noqa: F401
+from certkit.folder_swap import exchange, swap_by_renames
 from certkit.paths import absolute
 from certkit.testhooks import pause_at
 from certkit.text import is_utf8, shown

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit import names as _names
-from certkit.atomic import flush_after_failure, flushed_together
 from certkit.ca_checks import check_still_home
 from certkit.constants import DEFAULT_KEY_TYPE
+from certkit.disk_flush import flush_after_failure, flushed_together
 from certkit.errors import CannotRenew, CertkitError, InventoryError, Terminated, UnreadableFile, without_advice
 from certkit.folder_target import FolderTarget, Target  # noqa: F401  (their home is certkit.folder_target)
 from certkit.names import Identity

@@ -277,7 +277,7 @@ def test_rekey_never_exposes_a_mismatched_pair(issued, ca_dir, exchange, monkeyp
 
 @pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="renameat2 is Linux's")
 def test_rename_exchange_is_used_on_linux(tmp_path):
-    from certkit.atomic import exchange
+    from certkit.folder_swap import exchange
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

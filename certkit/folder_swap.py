@@ -1,0 +1,53 @@
+"""Swapping a new folder for an old one in one step: Linux's ``renameat2(RENAME_EXCHANGE)``
+(:func:`exchange`), or, where that is not available, two renames that undo themselves when the second
+fails (:func:`swap_by_renames`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from certkit.atomic import TEMP_SUFFIX
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux >= 3.15); False where that is not available."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_by_renames(new: Path, folder: Path) -> Path:
+    """The portable fallback: old folder aside, new folder in; returns where the old one is: ``new``, or the name
+    it was set aside under if it cannot be renamed there (the new folder is in place all the same)."""
+    aside = new.with_name(new.name.replace(TEMP_SUFFIX, ".old" + TEMP_SUFFIX))
+    os.rename(folder, aside)
+    try:
+        os.rename(new, folder)
+    except BaseException:
+        os.rename(aside, folder)
+        raise
+    try:
+        os.rename(aside, new)
+    except OSError:
+        return aside
+    return new
