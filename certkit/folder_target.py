@@ -65,7 +65,7 @@ class FolderTarget(Target):
         self.removed: list[str] = []  # once written with force: the notes of the old bundle's files it removed
 
     def recheck(self) -> None:
-        """Just before recording, with the folder held (:func:`certkit.bundle.folders_held`): a renewal in
+        """Just before recording, with the folder held (:func:`certkit.bundle_locks.folders_held`): a renewal in
         place is refused if another command renewed or replaced the bundle since it was planned."""
         from certkit.lifecycle import holds
 

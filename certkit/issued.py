@@ -181,7 +181,7 @@ class IssuedCert:
         files = self.bundle_files()
         files |= check_extra(extra, files)
         check_output(folder, self.ca_directories, what="output folder")
-        from certkit.bundle import folders_held
+        from certkit.bundle_locks import folders_held
 
         dirs = self.recorder.ca.directories if self.recorder is not None else []
         # One writer of a folder at a time: other processes (the folder's lock) and this process's other threads.

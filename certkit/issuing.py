@@ -258,8 +258,9 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
 
 
 def _folders_held(ca: "CA", items: Sequence[tuple[Request, Target]]):
-    """Hold the folders (and files) of ``items`` for this process alone: see :func:`certkit.bundle.folders_held`."""
-    from certkit.bundle import folders_held
+    """Hold the folders (and files) of ``items`` for this process alone: see
+    :func:`certkit.bundle_locks.folders_held`."""
+    from certkit.bundle_locks import folders_held
 
     places = [target.folder for _r, target in items if target.folder is not None and not target.deferred
               and target.sink in ("folder", "file")]

@@ -129,7 +129,7 @@ def test_threads_holding_bundle_folders_of_one_ca_directory_share_its_lock_file_
     """The unit under ``write()``/``deliver()``, hammered: on the old code most threads died of EBADF at once."""
     import threading
 
-    from certkit.bundle import folders_held
+    from certkit.bundle_locks import folders_held
 
     (tmp_path / "ca").mkdir()
     errors: list[str] = []

@@ -258,7 +258,7 @@ def revoke(certificate, reason, ca_dir, as_json):
         reason = parse_reason(reason)
     except CertkitError as exc:
         raise click.BadParameter(str(exc), param_hint="'--reason'") from None
-    from certkit.bundle import folders_held
+    from certkit.bundle_locks import folders_held
     from certkit.files import broken_link
 
     if (broken := broken_link(certificate)) is not None:  # a link of that name: a path that leads nowhere

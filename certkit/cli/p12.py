@@ -59,7 +59,7 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     store = issuing_store(bundle.cert, ca_dir, chain=bundle.chain)
     refuse_revoked_export(store, bundle.cert)
     password = read_p12_password(password_file)
-    from certkit.bundle import folders_held
+    from certkit.bundle_locks import folders_held
     from certkit.cli.arguments import on_stop
     from certkit.file_modes import same_key
 

@@ -112,7 +112,7 @@ class Output:
         record in it certificates only the last one's file holds (their keys lost)."""
         from contextlib import nullcontext
 
-        from certkit.bundle import folders_held
+        from certkit.bundle_locks import folders_held
 
         if self.path is None or not ca.directories or ca.inventory is None:
             return nullcontext()
