@@ -47,7 +47,8 @@ def export_p12(folder, legacy, force, password_file, ca_dir, as_json):
     from certkit.cli.arguments import refuse_inputs_as_output
     from certkit.constants import P12_FILE
     from certkit.paths import check_output
-    from certkit.pkcs12 import export_folder, issuing_store, read_bundle_folder, refuse_revoked_export
+    from certkit.pkcs12 import export_folder, read_bundle_folder
+    from certkit.pkcs12_issuer import issuing_store, refuse_revoked_export
     from certkit.text import shown
     from certkit.vocabulary import common_name
 
