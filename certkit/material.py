@@ -365,7 +365,7 @@ def binary_kind(data: bytes) -> str | None:
     """What a binary file that is no DER certificate, CSR or CRL holds, when certkit can tell (a bundle.p12 given
     where its cert.pem was meant, a DER key, a Java keystore), in words: every reader of a file of the wrong kind
     says what it is, not "it may be truncated"; None when it cannot tell."""
-    from certkit.formats.recorded import is_a_der_key, is_keystore, is_pkcs7, is_pkcs12
+    from certkit.formats.file_kinds import is_a_der_key, is_keystore, is_pkcs7, is_pkcs12
 
     if is_pkcs12(data[:64]):
         return PKCS12
