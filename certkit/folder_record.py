@@ -59,7 +59,7 @@ def recorded_hint(inventory: "Inventory", folder: Path, *, renewing: bool) -> st
         return ""
     serial, subject = rows[0]["serial"], shown(rows[0]["subject"]) or "an empty subject"
     recorded = f" The inventory records certificate {serial} ({subject}) in {shown(folder)}: "
-    if renewing:  # renew SERIAL will not write into a folder it cannot read either (lifecycle._renewable)
+    if renewing:  # renew SERIAL will not write into a folder it cannot read either (renewal._renewable)
         return recorded + ("put it back into cert.pem (fullchain.pem begins with it) and renew the folder, or give "
                            "that serial with --out FOLDER to renew it into a new folder.")
     return recorded + "give that serial instead of the folder (revoke works by serial, whatever the folder holds)."

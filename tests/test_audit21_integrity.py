@@ -177,7 +177,7 @@ def test_a_renewal_written_while_another_program_holds_the_inventory_is_not_told
     from test_audit13_library import _locked
 
     from certkit.errors import InventoryError
-    from certkit.lifecycle import renew_bundle
+    from certkit.renewal import renew_bundle
     from certkit.store import CADirectory
 
     env = new_ca(tmp_path, "Held CA")

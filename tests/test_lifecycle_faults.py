@@ -25,7 +25,7 @@ WORKER = textwrap.dedent("""
     import sys, time, os
     from pathlib import Path
     from certkit.store import CADirectory
-    from certkit.lifecycle import renew_bundle
+    from certkit.renewal import renew_bundle
     ca_dir, out, worker, go = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     ca = CADirectory(ca_dir).load(os.environ["CERTKIT_CA_PASSPHRASE"].encode())
     while not go.exists():

@@ -247,7 +247,7 @@ def _reader(folder: str, stop, counts) -> None:
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
 def test_rekey_never_exposes_a_mismatched_pair(issued, ca_dir, exchange, monkeypatch):
     from certkit import bundle
-    from certkit.lifecycle import renew_bundle
+    from certkit.renewal import renew_bundle
 
     if not exchange:
         monkeypatch.setattr(bundle, "exchange", lambda a, b: False)

@@ -266,8 +266,8 @@ def _renew_one(certificate: str, *, rekey: bool, key_type: str | None, days: int
     then run its hooks; exit 1 if a hook failed (the renewed bundle stays)."""
     from certkit.errors import CannotRenew, CertkitError
     from certkit.files import broken_link
-    from certkit.lifecycle import plan_renewal
-    from certkit.lifecycle import renew as renew_planned
+    from certkit.renewal import plan_renewal
+    from certkit.renewal import renew as renew_planned
     from certkit.store import CADirectory
 
     if (broken := broken_link(certificate)) is not None:  # a link of that name: a path that leads nowhere

@@ -2,12 +2,12 @@
 
 :func:`plan_fleet` picks the certificates to renew (valid, issued by this CA,
 not renewed yet, expiring within a period or all of them, by kind and name)
-and plans each one with :func:`certkit.lifecycle.plan_renewal`, so every refusal
+and plans each one with :func:`certkit.renewal.plan_renewal`, so every refusal
 (a folder whose key does not match, a certificate revoked meanwhile) is known
 before the CA key is unlocked; a certificate whose bundle folder is unknown
 (never written to a folder, or moved) is skipped, not renewed elsewhere.
 :func:`renew_fleet` then renews them one by one, in place, through the issuing
-pipeline (:func:`certkit.lifecycle.renew`), and after each renewed bundle runs
+pipeline (:func:`certkit.renewal.renew`), and after each renewed bundle runs
 the per-bundle hook (certbot's deploy-hook convention: see :data:`HOOK_ENV`),
 and once at the end the ``exec_once`` hook if anything was renewed (reload
 nginx once, not 500 times). A failed hook is reported and never undoes a

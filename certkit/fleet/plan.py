@@ -228,7 +228,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
                days: int | None = None, p12_password: bytes | None = None, now: dt.datetime | None = None) -> FleetPlan:
     """Choose and plan every renewal, without the CA key: the certificates that will be renewed,
     those refused (with the reason) and those skipped (no bundle folder holds them)."""
-    from certkit.lifecycle import holds, plan_renewal
+    from certkit.renewal import plan_renewal
 
     inventory = ca.require_inventory()
     now = now or dt.datetime.now(dt.UTC)
@@ -239,7 +239,7 @@ def plan_fleet(ca: "CA", selection: Selection, *, rekey: bool = False, key_type:
         serial, folder = row["serial"], row.get("folder")
         names = row_names(row)
         try:
-            here = row.get("sink") in (None, "folder") and folder and holds(Path(folder), serial)
+            here = row.get("sink") in (None, "folder") and folder and _holds(folder, serial)
         except UnreadableFile as exc:  # a disk error: a failure, said as it is, never "deleted by hand"
             plan.outcomes.append(Outcome(serial, "failed", folder, row["kind"], names, stage="plan", san=row["names"],
                                          error=f"{exc} It is not renewed."))

@@ -142,7 +142,7 @@ def renew_one(ca: "CA", serial: str, options: dict, *, window: dt.timedelta | No
     Interrupted right after the renewal was delivered, or the inventory gone once it was, the exception carries
     its outcome (``certkit_outcome``)."""
     from certkit.errors import InventoryError, Terminated
-    from certkit.lifecycle import plan_renewal, renew
+    from certkit.renewal import plan_renewal, renew
 
     try:
         planned = plan_renewal(ca, serial, **options)
