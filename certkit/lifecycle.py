@@ -220,7 +220,7 @@ def _by_name(inventory: "Inventory", name: str) -> Found | None:
 def _where(inventory: "Inventory", rows: list[dict]) -> list[str]:
     """Each of several ``rows`` a name names, in words: its serial, kind and folder, and the host when two hosts
     sharing the inventory wrote them (the same path on two hosts is two folders)."""
-    from certkit.fleet.plan import other_host
+    from certkit.fleet.folders import other_host
 
     hosts = [other_host(inventory.get(row["serial"]) or {}) for row in rows]  # list's rows leave out the writer
     said = []

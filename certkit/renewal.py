@@ -185,7 +185,7 @@ def _renewable(ca: "CA", ref: str, out: Path | None) -> tuple[Found, Path, bool]
                           f"{pending[0]['serial']} is being written to {shown(pending[0].get('folder') or '-')}); "
                           "nothing was done: run again once it is done ('certkit list' shows it).")
     if target_folder is None:
-        from certkit.fleet.plan import not_in_place
+        from certkit.fleet.folders import not_in_place
 
         raise CannotRenew(f"The certificate {found.serial} cannot be renewed in place: {not_in_place(found.row)}"
                           "choose where the renewed bundle goes.")

@@ -162,7 +162,7 @@ def _warn_skipped(skipped) -> None:
     each (at most 10 named): without a word they would expire under a quiet cron job. (A certificate
     delivered into an output file is skipped by design, quietly: bulk renewal never renews those.)"""
     from certkit.cli.common import warn
-    from certkit.fleet.plan import DAMAGED_ADVICE, MOVED_ADVICE
+    from certkit.fleet.folders import DAMAGED_ADVICE, MOVED_ADVICE
 
     for o in skipped[:10]:
         if o.stage == "late":  # the warning says it all, the client's command with it

@@ -23,7 +23,8 @@ The schedule: :func:`install_timer` writes a systemd timer and service (the
 user's, or as root the system's) that run the bulk renewal daily at a random
 time of day; :func:`crontab_line` is the same for machines without systemd.
 
-The package: :mod:`~certkit.fleet.plan` (choosing and planning),
+The package: :mod:`~certkit.fleet.plan` (choosing and planning; :mod:`~certkit.fleet.folders`: why a
+certificate is not renewed in its bundle folder),
 :mod:`~certkit.fleet.run` (renewing, one run per CA at a time),
 :mod:`~certkit.fleet.hooks` (running a hook), :mod:`~certkit.fleet.timer` (the
 timer and the crontab line), :mod:`~certkit.fleet.timer_env` (the environment they run
