@@ -64,7 +64,7 @@ def _short_lives(renew_argv: list[str], rows: list[dict]) -> str | None:
     import datetime as dt
 
     from certkit.fleet.plan import period_words
-    from certkit.fleet.timer import window_of
+    from certkit.fleet.schedule import window_of
     from certkit.inventory.rows import parse_iso
 
     window = window_of(renew_argv)

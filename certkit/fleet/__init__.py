@@ -27,10 +27,12 @@ The package: :mod:`~certkit.fleet.plan` (choosing and planning; :mod:`~certkit.f
 certificate is not renewed in its bundle folder),
 :mod:`~certkit.fleet.run` (renewing, one run per CA at a time),
 :mod:`~certkit.fleet.hooks` (running a hook), :mod:`~certkit.fleet.timer` (the
-timer and the crontab line), :mod:`~certkit.fleet.timer_env` (the environment they run
+timer; :mod:`~certkit.fleet.crontab`: the crontab line; :mod:`~certkit.fleet.schedule`: when they run and
+whether a renewal window fits), :mod:`~certkit.fleet.timer_env` (the environment they run
 certkit with, tried when installing). Everything public is importable from here.
 """
 
+from certkit.fleet.crontab import crontab_line
 from certkit.fleet.hooks import (
     CA_ENV,
     DEFAULT_HOOK_TIMEOUT,
@@ -44,23 +46,19 @@ from certkit.fleet.hooks import (
 )
 from certkit.fleet.plan import FleetPlan, Outcome, Selection, plan_fleet, selected
 from certkit.fleet.run import FleetLock, FleetResult, renew_fleet, renew_one
+from certkit.fleet.schedule import RANDOM_DELAY, schedule_problem, window_of, window_problem
 from certkit.fleet.timer import (
     ENV_SYSTEM_UNIT_DIR,
-    RANDOM_DELAY,
     UNIT_NAME,
     TimerChange,
-    crontab_line,
     install_timer,
     program,
     remove_timer,
-    schedule_problem,
     service_text,
     systemd_quote,
     systemd_running,
     timer_text,
     unit_dir,
-    window_of,
-    window_problem,
 )
 
 __all__ = [

@@ -1,12 +1,12 @@
 """The schedule of bulk renewal: :func:`install_timer` writes a systemd timer and service (the
 user's, or as root the system's) that run it daily at a random time of day, replacing only units
-certkit wrote; :func:`remove_timer` takes them away; :func:`crontab_line` is the same for
-machines without systemd. Every argument is quoted so that it reaches certkit exactly as given."""
+certkit wrote; :func:`remove_timer` takes them away (:mod:`certkit.fleet.crontab` is the same for machines without
+systemd, :mod:`certkit.fleet.schedule` when they run). Every argument is quoted so that it reaches certkit
+exactly as given."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import re
 import shlex
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certkit.errors import CertkitError
+from certkit.fleet.schedule import CALENDAR, RANDOM_DELAY, _check_window
 from certkit.fleet.timer_env import (  # noqa: F401 (the environment a timer runs with: importable from here too)
     CARRIED_ENVIRONMENT,
     CARRIED_PATHS,
@@ -26,20 +27,12 @@ from certkit.fleet.timer_env import (  # noqa: F401 (the environment a timer run
 )
 from certkit.fleet.timer_files import how_changed, remove_units, whole_pair
 from certkit.paths import absolute
-from certkit.text import is_digits, is_utf8, shown
+from certkit.text import is_utf8, shown
 
 UNIT_NAME = "certkit-renew"
 _MARK = "# Written by certkit renew --install-timer; certkit renew --remove-timer removes it."
 # The system unit folder, overridable so that tests (and image builders) never touch the real one.
 ENV_SYSTEM_UNIT_DIR = "CERTKIT_SYSTEMD_SYSTEM_DIR"
-# A random moment within this many seconds after midnight, chosen anew every day: a fleet of
-# machines does not renew (nor reload its servers) all at the same second.
-RANDOM_DELAY = 6 * 3600
-CALENDAR = "daily"  # OnCalendar=: once a day, at midnight (plus the random delay)
-# The most seconds between two midnights, CALENDAR's period: 25 hours on the night clocks go back (a timer
-# and cron both run in local time).
-PERIOD = 25 * 3600
-ACCURACY = 60  # systemd's default AccuracySec=1min: a timer may elapse up to this much late
 
 
 def systemd_running() -> bool:
@@ -111,62 +104,6 @@ def timer_text(description: str) -> str:
         "Persistent=true",  # a machine that was off at the time renews when it comes back
         "", "[Install]", "WantedBy=timers.target",
     ]) + "\n"
-
-
-def longest_gap(*, cron: bool = False) -> dt.timedelta:
-    """The longest time between two runs of the schedule certkit writes. The timer (:func:`timer_text`)
-    elapses once a :data:`CALENDAR` day, each time at a new random moment within :data:`RANDOM_DELAY`
-    after midnight and up to :data:`ACCURACY` late: one run just after midnight, the next as late as
-    the following day allows. The crontab line (``cron``) runs at one fixed time each day. A day is
-    :data:`PERIOD` long at most (the night clocks go back)."""
-    if cron:
-        return dt.timedelta(seconds=PERIOD)
-    return dt.timedelta(seconds=PERIOD + RANDOM_DELAY + ACCURACY)
-
-
-def window_of(renew_argv: Sequence[str]) -> dt.timedelta | None:
-    """The renewal window of ``renew_argv`` (``--expiring 30d``, ``12h``, ``2w``), None without one."""
-    if "--expiring" not in renew_argv[:-1]:
-        return None
-    text = renew_argv[max(i for i, arg in enumerate(renew_argv[:-1]) if arg == "--expiring") + 1]
-    unit = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}.get(text[-1:])
-    return unit * int(text[:-1]) if unit is not None and is_digits(text[:-1]) else None
-
-
-def window_problem(window: dt.timedelta | None, *, cron: bool = False) -> str | None:
-    """Why a renewal ``window`` is too short for the schedule (None if it is not): a certificate due
-    only within the window may expire between two runs (:func:`longest_gap`), and no run renews an
-    expired certificate. The smallest window that works, in whole days, is said."""
-    gap = longest_gap(cron=cron)
-    if window is None or window > gap:
-        return None
-    from certkit.fleet.plan import period_words
-
-    smallest = gap // dt.timedelta(days=1) + 1
-    when = ("A crontab line runs once a day at the same local time, so two runs can be up to 25 hours apart (the "
-            "night clocks go back)" if cron else
-            f"The timer runs daily at a random time within {RANDOM_DELAY // 3600} hours after midnight "
-            f"(OnCalendar={CALENDAR}, RandomizedDelaySec={RANDOM_DELAY}, and up to {ACCURACY} s late), so two "
-            f"runs can be up to {_hours_and_minutes(gap)} apart (on the night clocks go back)")
-    return (f"{when}: a certificate due within the renewal window of {period_words(window)} could expire between "
-            f"two runs, and an expired certificate is never renewed by them. Give --expiring {smallest}d or longer "
-            "(or --include-expired, to renew a certificate that expired between two runs).")
-
-
-def schedule_problem(renew_argv: Sequence[str], *, cron: bool = False) -> str | None:
-    """:func:`window_problem` for the renewal ``renew_argv`` runs; none with ``--include-expired``, whose runs
-    renew a certificate that expired between two of them."""
-    return None if "--include-expired" in renew_argv else window_problem(window_of(renew_argv), cron=cron)
-
-
-def _hours_and_minutes(period: dt.timedelta) -> str:
-    hours, minutes = divmod(int(period.total_seconds()) // 60, 60)
-    return f"{hours} hours" + (f" and {minutes} minute{'s' if minutes != 1 else ''}" if minutes else "")
-
-
-def _check_window(renew_argv: Sequence[str], *, cron: bool) -> None:
-    if problem := schedule_problem(renew_argv, cron=cron):
-        raise CertkitError(problem)
 
 
 @dataclass
@@ -452,49 +389,3 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "$USER"
-
-
-def crontab_line(renew_argv: Sequence[str], *, minute: int | None = None, hour: int | None = None) -> str:
-    """The crontab line that runs ``renew_argv`` daily at a random minute of a random night hour
-    (chosen here: cron has no randomized delay), with this command's ``PATH`` (:func:`cron_path`).
-    ``%`` is escaped: cron would end the command there."""
-    import random
-
-    _check_window(renew_argv, cron=True)
-    argv, env = program()
-    env = cron_path() | env
-    _check_args([*argv, *renew_argv], env)
-    check_environment(renew_argv, {k: v for k, v in env.items() if k != "PATH"})
-    minute = random.randrange(60) if minute is None else minute
-    hour = random.randrange(6) if hour is None else hour
-    words = [f"{k}={cron_quote(v)}" for k, v in env.items()] + [cron_quote(a) for a in [*argv, *renew_argv]]
-    command = " ".join(words).replace("%", "\\%")
-    _check_cron_length(command, env.get("PATH", ""))
-    return f"{minute} {hour} * * * " + command
-
-
-def cron_quote(arg: str) -> str:
-    r"""``arg`` as one shell word that cron hands to /bin/sh unchanged once :func:`crontab_line` has escaped its
-    ``%``: cron reads a backslash before a backslash or a ``%`` as its own escape (Debian's cron turns ``\\`` into
-    ``\``; it and cronie end the command at the ``%`` of ``\\%``, as at a bare ``%``), so every backslash stands alone
-    in single quotes, ``'\'``, followed by a quote that no cron reads."""
-    return "'\\'".join(shlex.quote(run) if run else "" for run in arg.split("\\")) or "''"
-
-
-# The longest command Vixie cron, the cron of Debian and Ubuntu, takes in a crontab line (its MAX_COMMAND: 1000 bytes
-# with the end): its crontab(1) refuses a longer one ("command too long", "errors in crontab file, can't install"), and
-# its daemon drops a whole crontab file that holds one (the user's other jobs with it).
-CRON_COMMAND_MAX = 998
-
-
-def _check_cron_length(command: str, path: str) -> None:
-    """Refuse a crontab command longer than :data:`CRON_COMMAND_MAX` bytes, saying what takes the room."""
-    size = len(command.encode("utf-8"))
-    if size <= CRON_COMMAND_MAX:
-        return
-    most = (f"; PATH takes {len(path.encode('utf-8'))} of them: run this again with a shorter PATH, only the folders "
-            "certkit and the hooks need (such as /usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin and certkit's own)"
-            if len(path) > size // 3 else "")
-    raise CertkitError(f"The crontab line's command would be {size} bytes long, and cron on Debian and Ubuntu "
-                       f"(Vixie cron) takes at most {CRON_COMMAND_MAX}: its crontab refuses a longer line ('command "
-                       f"too long') and installs nothing{most}. Put long --exec hooks in a script and give its path.")
