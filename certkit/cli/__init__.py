@@ -7,7 +7,8 @@ that define it, one module per task family:
 - :mod:`certkit.cli.issue`: ``issue-server``, ``issue-client``, ``issue-peer``, ``sign-csr``
 - :mod:`certkit.cli.p12`: ``export-p12``
 - :mod:`certkit.cli.batch`: ``issue-batch``
-- :mod:`certkit.cli.lifecycle`: ``list``, ``revoke``, ``crl``
+- :mod:`certkit.cli.lifecycle`: ``list``, ``revoke``
+- :mod:`certkit.cli.crl`: ``crl``
 - :mod:`certkit.cli.renew`: ``renew``
 - :mod:`certkit.cli.inspect`: ``inspect``, ``verify``, ``probe``
 - :mod:`certkit.cli.serve`: ``serve``, ``demo``
@@ -34,7 +35,7 @@ from certkit.cli.common import CertkitGroup
 COMMANDS = {
     "acme": "certkit.cli.acme:acme",
     "check": "certkit.cli.ca:check",
-    "crl": "certkit.cli.lifecycle:crl",
+    "crl": "certkit.cli.crl:crl",
     "demo": "certkit.cli.serve:demo",
     "export-p12": "certkit.cli.p12:export_p12",
     "init-ca": "certkit.cli.ca:init_ca",
