@@ -28,13 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from certkit.ca import CA, _random_serial, _ski  # noqa: E402
-from certkit.inventory import _iso, san_strings  # noqa: E402
+from certkit.ca import CA, _random_serial  # noqa: E402
+from certkit.inventory.rows import facts_of  # noqa: E402
 from certkit.keys import generate_key  # noqa: E402
 from certkit.names import Identity  # noqa: E402
 from certkit.profiles import PROFILES, build_certificate, leaf_subject  # noqa: E402
 from certkit.store import CADirectory  # noqa: E402
-from certkit.vocabulary import serial_hex  # noqa: E402
+from certkit.vocabulary import iso  # noqa: E402
 
 PASSPHRASE = b"benchmark passphrase"
 WINDOW = dt.timedelta(days=30)
@@ -43,13 +43,9 @@ BATCH = 10_000
 
 def fill(ca: CA, count: int) -> None:
     """COUNT certificates signed by ``ca``, expiries spread over the past 100 and next 800 days."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     rng = random.Random(4)
     leaf_key = generate_key().public_key()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    ski = _ski(ca.cert)
     rows = []
     started = time.perf_counter()
     for i in range(count):
@@ -58,18 +54,17 @@ def fill(ca: CA, count: int) -> None:
         idents = [Identity("dns", name)] if kind == "server" else []
         not_after = now + dt.timedelta(days=rng.uniform(-100, 800))
         cert = build_certificate(PROFILES[kind], subject=leaf_subject(name), public_key=leaf_key,
-                                 issuer_name=ca.cert.subject, issuer_key=ca.key, issuer_ski=ski,
+                                 issuer_name=ca.cert.subject, issuer_key=ca.signing_key(), issuer_ski=ca.ski,
                                  serial=_random_serial(), not_before=not_after - dt.timedelta(days=200),
                                  not_after=not_after, identities=idents)
         revoked = rng.random() < 0.01
-        rows.append((serial_hex(cert.serial_number), kind, cert.subject.rfc4514_string(),
-                     json.dumps(san_strings(cert)), _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc),
-                     cert.fingerprint(hashes.SHA256()).hex(), cert.public_bytes(Encoding.DER),
-                     "revoked" if revoked else "valid", _iso(now) if revoked else None,
-                     "keyCompromise" if revoked else None, _iso(now)))
+        f = facts_of(cert)
+        rows.append((f.serial, kind, f.subject, json.dumps(f.names), f.not_before, f.not_after, f.fingerprint, f.der,
+                     "revoked" if revoked else "valid", iso(now) if revoked else None,
+                     "keyCompromise" if revoked else None, iso(now)))
         if len(rows) == BATCH or i == count - 1:
-            with ca.inventory.connect(write=True) as conn:
-                conn.executemany(
+            with ca.inventory.transaction(write=True) as tx:
+                tx.executemany(
                     "INSERT INTO certificates (serial, kind, subject, names, not_before, not_after,"
                     " fingerprint_sha256, der, status, revoked_at, revocation_reason, issued_at)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
