@@ -39,7 +39,7 @@ def refuse_namesake(subject: "x509.Name", above: list, *, library: bool = False)
     """An intermediate named as a CA above it would be self-issued (RFC 5280 6.1: its own name as issuer),
     which path-length checks count differently, and which no person, log or ``inspect`` tells apart.
     The fix is said as init-ca's --name, or with ``library`` as a ``CA.create`` call (which the command
-    line still says as --name, :func:`certkit.cli.common.cli_message`)."""
+    line still says as --name, :func:`certkit.cli.failures.cli_message`)."""
     for cert in above:
         if _compared(cert.subject) == _compared(subject):
             name = shown(subject.rfc4514_string())

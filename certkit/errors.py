@@ -156,7 +156,7 @@ class CertkitError(Exception):
 def cli_worded(error: CertkitError, library: str, cli: str, acme: str | None = None) -> CertkitError:
     """``error``, whose message gives its fix in the library's words (``library``: a call, a parameter),
     told to say ``cli`` instead on the command line (``cli_words``, which
-    :func:`certkit.cli.common.cli_message` swaps in), and ``acme`` to an ACME client (``acme_words``, which
+    :func:`certkit.cli.failures.cli_message` swaps in), and ``acme`` to an ACME client (``acme_words``, which
     :func:`acme_text` swaps in), where the request met the same rule (an order's identifier, a CSR)."""
     error.cli_words = (library, cli)
     if acme is not None:
