@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError
+from certkit.signatures import self_signed, signed_by
 from certkit.text import shown
-from certkit.vocabulary import self_signed, signed_by
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
+from certkit.signatures import signed_by
 from certkit.text import shown
-from certkit.vocabulary import signed_by, wrong_type
+from certkit.vocabulary import wrong_type
 
 if TYPE_CHECKING:
     from pathlib import Path

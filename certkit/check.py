@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from certkit.errors import CertkitError, PassphraseRequired, WrongPassphrase
 from certkit.keys import key_damage, pem_damage
+from certkit.signatures import self_signed
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
 from certkit.text import dated, time_left
-from certkit.vocabulary import absent_text, self_signed
+from certkit.vocabulary import absent_text
 
 Level = Literal["ok", "warning", "error"]
 EXPIRY_WARNING_DAYS = 30
@@ -199,7 +200,7 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CAD
 def _check_chain(chain: list) -> list[Finding]:
     """Each certificate issued (name and signature) by the next; the last one a root that signed itself. A
     signature under a digest OpenSSL refuses (SHA-1) is a warning, not damage: the key made it."""
-    from certkit.vocabulary import signature_by
+    from certkit.signatures import signature_by
 
     for index, child in enumerate(chain):
         where = CERT_FILE if index == 0 else f"{PARENTS_FILE} (certificate {index})"

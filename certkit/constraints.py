@@ -202,7 +202,7 @@ def of_chain(certs: Iterable["x509.Certificate"]) -> list["x509.NameConstraints"
     a trust store holds, the trust anchor) a copy marked so (:func:`on_trust_anchor`)."""
     from cryptography import x509
 
-    from certkit.vocabulary import self_signed
+    from certkit.signatures import self_signed
 
     found = []
     for cert in certs:

@@ -214,8 +214,8 @@ def _cap(text: str) -> str:
 
 def unchecked_key(csr) -> str | None:
     """Why no one here checks ``csr``'s signature, sound or not: its RSA key is one OpenSSL refuses
-    (:func:`certkit.vocabulary.long_rsa_exponent`), in words; None otherwise (a key cryptography cannot read too)."""
-    from certkit.vocabulary import long_rsa_exponent
+    (:func:`certkit.signatures.long_rsa_exponent`), in words; None otherwise (a key cryptography cannot read too)."""
+    from certkit.signatures import long_rsa_exponent
 
     try:
         key = csr.public_key()

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from certkit.constants import CERT_FILE
 from certkit.errors import CertkitError, UnknownCertificate
 from certkit.paths import absolute
+from certkit.signatures import signed_by
 from certkit.text import shown
-from certkit.vocabulary import serial_hex, signed_by
+from certkit.vocabulary import serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -22,7 +22,8 @@ responder: the server staples one only if something else signs it with the CA's 
 from __future__ import annotations
 
 from certkit.keys import CURVES
-from certkit.vocabulary import is_ca, long_rsa_exponent
+from certkit.signatures import long_rsa_exponent
+from certkit.vocabulary import is_ca
 
 
 def unusable_leaf_key(cert) -> str | None:
@@ -63,7 +64,7 @@ def signing_usage_note(cert) -> str | None:
 
 
 def refused_ca_key(ca, whose: str = "its") -> str | None:
-    """That OpenSSL and Java check no signature by ``ca``'s key (:func:`certkit.vocabulary.long_rsa_exponent`),
+    """That OpenSSL and Java check no signature by ``ca``'s key (:func:`certkit.signatures.long_rsa_exponent`),
     in words; None for a leaf, or a CA key they check."""
     try:
         long = is_ca(ca) and long_rsa_exponent(ca.public_key())
@@ -76,7 +77,7 @@ def refused_ca_key(ca, whose: str = "its") -> str | None:
 
 
 def unchecked_signature(ca) -> str:
-    """Why certkit cannot check a signature by ``ca`` (:func:`certkit.vocabulary.signature_by` said None)."""
+    """Why certkit cannot check a signature by ``ca`` (:func:`certkit.signatures.signature_by` said None)."""
     return refused_ca_key(ca, "that CA's") or ("that CA's key or signature algorithm is one cryptography does not "
                                                "implement (OpenSSL may accept it)")
 

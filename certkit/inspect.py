@@ -18,6 +18,7 @@ from certkit.handshake_keys import signing_usage_note, tls_feature_note
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
 from certkit.profiles import aware
+from certkit.signatures import self_signed
 from certkit.text import dated, described_dates, shown, time_left, time_until
 from certkit.vocabulary import (
     colons,
@@ -28,7 +29,6 @@ from certkit.vocabulary import (
     iso,
     key_usage_names,
     ns_cert_type,
-    self_signed,
     serial_hex,
 )
 

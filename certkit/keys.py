@@ -115,7 +115,7 @@ def rsa_key_problem(public_key) -> str | None:
         forge = "; with e=1 anyone can make signatures that verify under it, no private key needed" if e == 1 else ""
         return (f"an {kind} key whose public exponent is {shown_e}, which certkit does not sign: an RSA "
                 f"exponent must be odd and from {MIN_RSA_EXPONENT} to 2^256-1 (CA/Browser Forum BR 6.1.6){forge}")
-    from certkit.vocabulary import long_rsa_exponent
+    from certkit.signatures import long_rsa_exponent
 
     if long := long_rsa_exponent(public_key):
         return (f"an {kind} key with {long}, which certkit does not sign: OpenSSL-based peers (\"bad e value\") and "

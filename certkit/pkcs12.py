@@ -248,9 +248,10 @@ def _chain_of(folder: Path, cert: "x509.Certificate", notes: list[str]) -> list:
 
     from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE
     from certkit.material import load_material
+    from certkit.signatures import issuer_among
     from certkit.text import shown
     from certkit.verify_names import cn_text
-    from certkit.vocabulary import is_ca, issuer_among, leaf_kind, serial_hex
+    from certkit.vocabulary import is_ca, leaf_kind, serial_hex
 
     for name in (CHAIN_FILE, CA_FILE):  # there but no file (a pipe, a folder): never said to be missing
         if os.path.lexists(folder / name) and not (folder / name).is_file():

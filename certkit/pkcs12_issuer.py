@@ -54,8 +54,9 @@ def _open_above(store, own, cert, chain: list):
     certkit-ca.json damaged) is no CA to ask for another CA's bundle; for a bundle whose chain passes through it
     (an intermediate it may have recorded, and revoked, issued the certificate) it refuses the export."""
     from certkit.errors import UnreadableFile
+    from certkit.signatures import signed_by
     from certkit.verify_names import cn_text
-    from certkit.vocabulary import serial_hex, signed_by
+    from certkit.vocabulary import serial_hex
 
     try:
         return store.open()
@@ -78,7 +79,7 @@ def _issuer_below(store, ca, cert, chain: list, depth: int):
         return store
     if depth == 0 or ca.inventory is None:
         return None
-    from certkit.vocabulary import signed_by
+    from certkit.signatures import signed_by
 
     for row in ca.inventory.rows("WHERE kind = 'ca' AND sink = 'ca-dir' AND folder IS NOT NULL ORDER BY issued_at"):
         recorded = ca.inventory.certificate(row["serial"])
@@ -110,9 +111,10 @@ def _recorded_directory(folder: str, recorded):
 
 def _unknown(cert, recorded, folder: str, exc: Exception) -> str:
     """Why the revocation of ``cert`` cannot be told: the directory of ``recorded``, above it, cannot be opened."""
+    from certkit.signatures import signed_by
     from certkit.text import shown
     from certkit.verify_names import cn_text
-    from certkit.vocabulary import serial_hex, signed_by
+    from certkit.vocabulary import serial_hex
 
     if not Path(folder).exists():
         why = (f"{shown(folder)}, where it was created, is gone (moved or removed: export with --ca-dir of its new "

@@ -352,8 +352,8 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     if ca_file is not None and pinned(ca_file, roots, seen.chain):
         result.pinned, result.trust = True, f"{PINNED_IN}--ca-file {ca_file}"
     elif ca_file is not None:
-        from certkit.vocabulary import is_ca, self_signed
-
+        from certkit.signatures import self_signed
+        from certkit.vocabulary import is_ca
         result.partial_anchor = None if any(self_signed(r) for r in roots if is_ca(r)) else str(ca_file)
     result.without_cert = seen.attempt
     result.tls_version, result.cipher = seen.attempt.tls_version, seen.cipher

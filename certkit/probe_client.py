@@ -72,7 +72,8 @@ def foreign(certs: list, roots: list, known: list, where: str) -> str | None:
     """That the client's chain does not lead, signature by signature, to a CA of the trust given (the
     certificates of its file, then the CA directory's intermediates, may lead there); None when it does, or
     when the trust holds no CA (a pinned server certificate)."""
-    from certkit.vocabulary import is_ca, signed_by
+    from certkit.signatures import signed_by
+    from certkit.vocabulary import is_ca
 
     anchors = [r for r in roots if is_ca(r)]
     if not anchors:

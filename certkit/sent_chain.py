@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from certkit.errors import CertkitError
+from certkit.signatures import issuer_among, self_signed, signed_by
 from certkit.text import shown
-from certkit.vocabulary import issuer_among, self_signed, signed_by
 
 
 def chain_strangers(certs: list, known: list = ()) -> list[str]:

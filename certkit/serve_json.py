@@ -15,8 +15,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from certkit.signatures import signed_by
 from certkit.text import dated, outside_dates, shown
-from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex, signed_by
+from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex
 
 if TYPE_CHECKING:
     from certkit.serve_page import ServerFacts, Visit

@@ -25,6 +25,7 @@ from certkit.handshake_keys import (
     unusable_leaf_key,
 )
 from certkit.sent_chain import chain_strangers
+from certkit.signatures import issuer_among, signature_by, signed_by
 from certkit.text import shown
 from certkit.verify_critical import beyond_the_verifier, judged_by_certkit, openssl_refusal
 from certkit.verify_names import (
@@ -44,7 +45,7 @@ from certkit.verify_names import (
     verify_arguments,
 )
 from certkit.verify_rfc3779 import resources_problem
-from certkit.vocabulary import dn_text, eku_names, is_ca, iso, issuer_among, signature_by, signed_by
+from certkit.vocabulary import dn_text, eku_names, is_ca, iso
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -474,8 +474,8 @@ def ca_date_problem(ca, depth: int, now: dt.datetime) -> str | None:
 
 def dates_above(leaf, cas: list, now: dt.datetime | None = None) -> list[str]:
     """The CAs of ``cas`` above ``leaf`` (its issuer among them, then that one's, as a verifier would choose:
-    :func:`certkit.vocabulary.issuer_among`) outside their validity period at ``now``, in words."""
-    from certkit.vocabulary import issuer_among
+    :func:`certkit.signatures.issuer_among`) outside their validity period at ``now``, in words."""
+    from certkit.signatures import issuer_among
 
     now = now or dt.datetime.now(dt.UTC)
     path, pool = [leaf], list(cas)

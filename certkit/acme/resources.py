@@ -371,7 +371,7 @@ class Resources:
                 from None
         code = revocation_code(payload)
         serial = serial_hex(cert.serial_number)
-        from certkit.vocabulary import signature_by
+        from certkit.signatures import signature_by
 
         row = self.ca.inventory.get(serial) if signature_by(cert, self.ca.cert) else None  # check's one rule
         if row is None:
