@@ -314,7 +314,7 @@ def probe(url: str, *, ca_file: Path | None = None, ca_dir: Path | None = None,
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certkit.inspect import describe_certificate
-    from certkit.verify_names import openssl_purpose_problem, purpose_problem
+    from certkit.verify_purpose import openssl_purpose_problem, purpose_problem
 
     target = parse_url(url)
     roots, extra, trust_pem = [], [], None

@@ -178,7 +178,7 @@ def _lax_purpose(result: "ProbeResult") -> str:
 
 
 def _no_client_auth(result: "ProbeResult") -> str:
-    """For a refused client certificate that is not for a TLS client (:func:`certkit.verify_names.purpose_problem`):
+    """For a refused client certificate that is not for a TLS client (:func:`certkit.verify_purpose.purpose_problem`):
     that it is not, why, and the fix. An extendedKeyUsage without clientAuth (a server certificate given as a
     client's, the classic cluster mistake) is said as such: Go servers (etcd, Consul) say only "bad
     certificate", OpenSSL's "unsupported certificate"; a keyUsage or nsCertType OpenSSL refuses, or a CA

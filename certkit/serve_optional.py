@@ -172,7 +172,7 @@ def failed_rules(leaf, errors: list[tuple[int, int]]) -> frozenset[str]:
     a CA, its extendedKeyUsage, nsCertType or keyUsage)."""
     import datetime as dt
 
-    from certkit.verify_names import purpose_problem
+    from certkit.verify_purpose import purpose_problem
 
     now = dt.datetime.now(dt.UTC)
     codes = {code for code, _ in errors}
@@ -194,7 +194,8 @@ def rule_causes(leaf, sent: list, client_cas: list, recorded) -> dict[str, str]:
     did not send. A line without a known cause has no entry (the page then says what it can)."""
     import datetime as dt
 
-    from certkit.verify_names import ca_purpose_problem, cn_text, dates_above, purpose_problem
+    from certkit.verify_names import cn_text, dates_above
+    from certkit.verify_purpose import ca_purpose_problem, purpose_problem
 
     causes, now = {}, dt.datetime.now(dt.UTC)
     if leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc and (dated := dates_above(leaf, [*sent,

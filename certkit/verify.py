@@ -29,7 +29,6 @@ from certkit.signatures import issuer_among, signature_by, signed_by
 from certkit.text import shown
 from certkit.verify_critical import beyond_the_verifier, judged_by_certkit, openssl_refusal
 from certkit.verify_names import (
-    ca_purpose_problem,
     check_verify_arguments,
     cn_problem,
     cn_text,
@@ -39,11 +38,11 @@ from certkit.verify_names import (
     name_notes,
     name_problem,
     plain_verifier_error,
-    purpose_problem,
     san_list,
     server_name,
     verify_arguments,
 )
+from certkit.verify_purpose import ca_purpose_problem, purpose_problem
 from certkit.verify_rfc3779 import resources_problem
 from certkit.vocabulary import dn_text, eku_names, is_ca, iso
 

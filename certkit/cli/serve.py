@@ -309,7 +309,7 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from certkit.errors import CertkitError
     from certkit.handshake_keys import tls_feature_note, unusable_leaf_key
     from certkit.text import outside_dates, shown
-    from certkit.verify_names import purpose_problem
+    from certkit.verify_purpose import purpose_problem
     from certkit.withdrawals import out_of_dates_advice
 
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
