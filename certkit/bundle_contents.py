@@ -52,7 +52,8 @@ def _key_in(path: Path, *, strict: bool = False) -> bytes | None:
     (no permission, an I/O error) is :class:`UnreadableFile`, never "no key"."""
     from cryptography.hazmat.primitives import serialization
 
-    from certkit.keys import is_encrypted, public_key_der
+    from certkit.key_encryption import is_encrypted
+    from certkit.keys import public_key_der
 
     if not path.is_file():  # a FIFO or a folder there is not read (nor waited on)
         return None

@@ -243,7 +243,7 @@ def _check_chain(chain: list) -> list[Finding]:
 
 
 def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str = "") -> list[Finding]:
-    from certkit.keys import is_encrypted
+    from certkit.key_encryption import is_encrypted
 
     path = store.key_path
     if not path.is_file():

@@ -21,7 +21,7 @@ def pem_form(data: bytes, *, key: bool = False) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     from certkit.errors import parse_errors
-    from certkit.keys import is_encrypted
+    from certkit.key_encryption import is_encrypted
 
     if data.lstrip()[:1] != b"\x30":  # PEM, text, or nothing DER starts with
         return data

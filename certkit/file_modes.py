@@ -204,7 +204,7 @@ def kept_key_notes(key_path: Path) -> list[str]:
     its own group only, that group not the user's own: a server that reads its key through its group
     (PostgreSQL's root:postgres 0640, docs/renew.md) needs just that, and chmod 600 would stop it."""
     from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.keys import is_encrypted
+    from certkit.key_encryption import is_encrypted
     from certkit.text import shown
 
     try:

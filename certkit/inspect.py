@@ -335,7 +335,8 @@ def unreadable_files(folder: Path) -> list[tuple[str, str]]:
 
     from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
     from certkit.files import read_limited
-    from certkit.keys import is_encrypted, load_private_key
+    from certkit.key_encryption import is_encrypted
+    from certkit.keys import load_private_key
     from certkit.vocabulary import file_kind_text
 
     found = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE
-from certkit.keys import private_key_pem
+from certkit.key_encryption import private_key_pem
 from certkit.names import Identity
 from certkit.vocabulary import serial_hex
 

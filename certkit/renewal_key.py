@@ -65,7 +65,8 @@ def _old_key(source: Path | None, found: "Found", *, check: bool, keyed: bool = 
     import stat
 
     from certkit.files import read_limited
-    from certkit.keys import is_encrypted, load_private_key, public_key_der
+    from certkit.key_encryption import is_encrypted
+    from certkit.keys import load_private_key, public_key_der
 
     if source is None:
         return None
@@ -114,7 +115,7 @@ def refuse_key_left_behind(folder: Path | None, target: Path) -> None:
     """A renewal from ``folder`` into ``target`` keeping a key certkit cannot read (encrypted, so not carried):
     refused, as the new folder would hold no key (the old one stays where it is)."""
     from certkit.files import read_limited
-    from certkit.keys import is_encrypted
+    from certkit.key_encryption import is_encrypted
 
     if folder is None:
         return

@@ -35,7 +35,8 @@ from certkit.constants import MAX_CERT_FILE_BYTES
 from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
 from certkit.files import read_limited
 from certkit.inventory import Inventory
-from certkit.keys import is_encrypted, key_damage, load_private_key, private_key_pem, public_key_der
+from certkit.key_encryption import is_encrypted, private_key_pem
+from certkit.keys import key_damage, load_private_key, public_key_der
 from certkit.paths import check_lengths
 from certkit.store_inventory import bind, check_binding, check_inventory_file, record_ca_dir, record_saved_ca
 from certkit.testhooks import pause_at

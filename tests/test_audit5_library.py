@@ -25,7 +25,8 @@ from certkit.ca import Host
 from certkit.csr import CSRRequest
 from certkit.errors import CannotRenew, InvalidArgument, InvalidName
 from certkit.issued import IssuedCert
-from certkit.keys import is_encrypted, load_private_key, private_key_pem
+from certkit.key_encryption import is_encrypted, private_key_pem
+from certkit.keys import load_private_key
 from certkit.sslcontext import BundlePaths
 
 from conftest import PASSPHRASE, REPO, assert_clean_error, certkit_env, run_certkit

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from certkit.errors import CertkitError
-from certkit.keys import _tlv, key_policy_problem  # _tlv: certkit's DER tag-length writer, for hand-built CSRs
+from certkit.key_encryption import _tlv  # _tlv: certkit's DER tag-length writer, for hand-built CSRs
+from certkit.keys import key_policy_problem
 from certkit.store import CADirectory
 
 from conftest import assert_clean_error, openssl, run_certkit

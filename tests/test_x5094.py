@@ -32,7 +32,8 @@ from cryptography.x509.oid import NameOID
 
 from certkit import CA, CADirectory
 from certkit.errors import InvalidCSR, InvalidName, NameNotPermitted, PassphraseRequired
-from certkit.keys import load_private_key, private_key_pem
+from certkit.key_encryption import private_key_pem
+from certkit.keys import load_private_key
 
 from conftest import (
     PASSPHRASE,

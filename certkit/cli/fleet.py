@@ -405,7 +405,7 @@ def _ca_arguments(ca_dir: Path | None, passphrase_file: Path | None) -> list[str
     from certkit.cli.common import read_secret_file
     from certkit.constants import ENV_PASSPHRASE
     from certkit.files import read_limited, refuse_readable_by_others
-    from certkit.keys import is_encrypted
+    from certkit.key_encryption import is_encrypted
     from certkit.store import CADirectory
 
     store = CADirectory(ca_dir)

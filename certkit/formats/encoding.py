@@ -200,7 +200,7 @@ class Encoder:
         cert_pem = issued.cert_pem
         chain_pem, ca_pem = self._chain(issued)
         files = {CERT_FILE: cert_pem}
-        if issued.private_key is not None:  # PKCS#8 PEM, as privkey.pem (certkit.keys.private_key_pem)
+        if issued.private_key is not None:  # PKCS#8 PEM, as privkey.pem (certkit.key_encryption.private_key_pem)
             files[KEY_FILE] = issued.private_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         files[FULLCHAIN_FILE] = cert_pem + chain_pem

@@ -42,7 +42,7 @@ class Anchor:
     @classmethod
     def from_ca_dir(cls, path: str | Path | None) -> "Anchor":
         """The root of the CA in ``path`` (for an intermediate CA, the last of its parents); no key needed."""
-        from certkit.keys import is_encrypted
+        from certkit.key_encryption import is_encrypted
         from certkit.store import CADirectory
 
         store = CADirectory(path)

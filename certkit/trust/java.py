@@ -275,7 +275,7 @@ def encrypted_parts(keystore: bytes) -> int:
     keystore of another type (JKS keeps its certificates in the clear) or one all in the clear (a password-less
     PKCS#12 keystore, the cacerts of JDK 18 and later). RFC 7292: PFX { version, authSafe ContentInfo { id-data,
     [0] OCTET STRING { SEQUENCE OF ContentInfo } } }, each part id-data (in the clear) or id-encryptedData."""
-    from certkit.keys import _der_read
+    from certkit.key_encryption import _der_read
 
     try:
         _, pfx = _der_read(keystore, 0x30)
