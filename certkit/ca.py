@@ -30,6 +30,7 @@ from certkit.ca_checks import (
 from certkit.ca_names import ca_subject, default_ca_name, refuse_namesake
 from certkit.ca_saving import record_signed_ca
 from certkit.constants import LEAF_KINDS
+from certkit.constraints_parsing import parse_permitted
 from certkit.errors import CertkitError, InvalidArgument, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
 from certkit.key_choice import P521_PEER_NOTE, ca_key_type, ed25519_note_of, generate_any, has_ed25519
@@ -128,7 +129,7 @@ class CA:
             refuse_namesake(subject, [parent.cert, *parent.parents], library=True)
             not_before, not_after, nc = intermediate_limits(parent, days, permitted_dns, permitted_ips, not_before)
         else:
-            dns, ips = _constraints.parse_permitted(permitted_dns, permitted_ips)
+            dns, ips = parse_permitted(permitted_dns, permitted_ips)
             days = days if days is not None else profile.default_days
             check_days(days)
             not_before, not_after = validity(days, start=not_before)

@@ -246,13 +246,14 @@ def intermediate_limits(parent, days: int | None, permitted_dns, permitted_ips, 
     import datetime as dt
 
     from certkit import constraints
+    from certkit.constraints_parsing import parse_permitted
     from certkit.errors import InvalidLifetime
     from certkit.profiles import PROFILES, validity
     from certkit.validity import cap_at_parent, check_days, check_started, check_within_parent
 
     if not_before is None:  # to be valid now: under a parent not valid yet, it would be refused until then
         check_started([parent.cert, *parent.parents], dt.datetime.now(dt.UTC))
-    dns, ips = constraints.parse_permitted(permitted_dns, permitted_ips)
+    dns, ips = parse_permitted(permitted_dns, permitted_ips)
     asked, days = days, days if days is not None else PROFILES["intermediate-ca"].default_days
     check_days(days)
     not_before, not_after = validity(days, start=not_before)

@@ -563,7 +563,7 @@ def test_command_line_refusals(ca_dir: Path, ca_env: dict, args: list[str], frag
 def test_allow_ip_refuses_host_bits_as_permit_ip_does(ips: list[str]) -> None:
     """--allow-ip 10.0.0.1/8 was taken as 10.0.0.0/8, where init-ca --permit-ip refuses it."""
     from certkit.acme.policy import Policy
-    from certkit.constraints import parse_network
+    from certkit.constraints_parsing import parse_network
     from certkit.errors import InvalidName
 
     with pytest.raises(InvalidName) as refused:

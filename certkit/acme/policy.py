@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from certkit import names as _names
 from certkit.acme.problems import Problem
-from certkit.constraints import parse_domain, parse_network
+from certkit.constraints_parsing import parse_domain, parse_network
 from certkit.errors import InvalidName, NameNotPermitted, acme_text
 
 # Let's Encrypt's limit; a certificate with more names is a configuration mistake more often than not.

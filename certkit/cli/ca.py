@@ -98,7 +98,7 @@ def init_ca(ctx, common_name, org, org_unit, country, key_type, days, permit_dns
     if parent_passphrase_file is not None and parent_ca_dir is None:  # else a root, not the intermediate meant
         raise click.UsageError("--parent-passphrase-file goes with --parent-ca-dir (the CA that signs this one); "
                                "without it init-ca makes a root CA.")
-    from certkit.constraints import parse_permitted
+    from certkit.constraints_parsing import parse_permitted
 
     parse_permitted(permit_dns, permit_ip)  # refused before any warning, passphrase or key
     store = CADirectory(ca_dir)
