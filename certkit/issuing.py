@@ -105,7 +105,8 @@ def csr_request(request: "CSRRequest | bytes | str | x509.CertificateSigningRequ
                 extra_names: "Host | Iterable[Host]" = (), days: int | None = None) -> Request:
     """A certificate for the key in a CSR (see :func:`certkit.csr.csr_of`): only its key and names are
     taken (checked as issue-server / issue-client check them); every extension comes from the profile."""
-    from certkit.csr import csr_of, plan
+    from certkit.csr import csr_of
+    from certkit.csr_plan import plan
 
     request = csr_of(request)
     identities, cn, dropped = plan(request, kind, _names.name_list(extra_names, "extra_names"))

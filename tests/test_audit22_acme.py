@@ -159,7 +159,8 @@ def test_a_critical_extension_not_granted_is_said_in_one_clause(setup) -> None:
 
 
 def test_the_command_line_and_the_library_keep_their_own_words(setup, tmp_path: Path) -> None:
-    from certkit.csr import load_csr, plan
+    from certkit.csr import load_csr
+    from certkit.csr_plan import plan
     from certkit.errors import InvalidCSR, InvalidName
     from certkit.names import parse_host
 

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certkit.ca import CA
-from certkit.csr import load_csr, plan
+from certkit.csr import load_csr
+from certkit.csr_plan import plan
 from certkit.errors import CertkitError
 from certkit.inspect import inspect_path
 from certkit.store import CADirectory

@@ -65,7 +65,8 @@ def check_csr(ca: "CA", policy: "Policy", csr_der: bytes, identifiers: list[dict
     """The parsed CSR if it may be signed for an order of ``identifiers``; a ``badCSR`` (or
     ``rejectedIdentifier``) Problem otherwise. Nothing is signed here."""
     from certkit.acme.policy import same_names
-    from certkit.csr import load_csr, plan
+    from certkit.csr import load_csr
+    from certkit.csr_plan import plan
 
     if b"-----BEGIN" in csr_der[:200]:
         raise Problem("badCSR", "The CSR is PEM text; ACME sends the CSR's DER bytes, base64url-encoded "
