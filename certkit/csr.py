@@ -147,7 +147,7 @@ def _parse(data: bytes, source: str) -> "x509.CertificateSigningRequest":
     except parse_errors() as exc:
         _refuse_unread_name(exc, _der_of(block) if is_pem else data, source)
         if not is_pem:
-            from certkit.material import binary_kind
+            from certkit.material_kinds import binary_kind
 
             if (kind := binary_kind(data) or _der_kind(data)) is not None:
                 raise InvalidCSR(f"{_cap(source)} is {kind}, not a certificate signing request.") from None

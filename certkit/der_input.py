@@ -78,7 +78,8 @@ def server_files(cert: Path, key: Path) -> tuple[bytes, bytes]:
     says it with, before OpenSSL reads them."""
     from certkit.errors import CertkitError
     from certkit.keys import held_instead
-    from certkit.material import advice_for, load_certificates
+    from certkit.material import load_certificates
+    from certkit.material_kinds import advice_for
     from certkit.text import shown
 
     chain_pem, key_pem = read_pem_form(cert, "PEM file"), read_pem_form(key, "PEM file", key=True)

@@ -141,7 +141,7 @@ def held_instead(path: Path, data: bytes) -> str:
     a CRL, a bundle.p12, in PEM or DER), with what to give, as '': it holds ...'; '' when certkit cannot tell (a
     damaged certificate)."""
     from certkit import keys
-    from certkit.material import DER_KEY, binary_kind
+    from certkit.material_kinds import DER_KEY, binary_kind
 
     if not data.strip():
         return ": it is empty"

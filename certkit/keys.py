@@ -313,14 +313,14 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
 
 def held_instead(data: bytes, is_pem: bool) -> str | None:
     """What a file given as a private key holds instead (a certificate, CSR or CRL in PEM or DER; a bundle.p12:
-    :func:`certkit.material.binary_kind`), in words; None otherwise. Asked only once the key could not be read."""
+    :func:`certkit.material_kinds.binary_kind`), in words; None otherwise. Asked only once the key could not be read."""
     if is_pem:
         labels = {label for _, label in _PEM_LINE.findall(data)}
         held = [held for held, names in _PEM_HELD if labels & names]
         return held[0] if held and not any(b"PRIVATE KEY" in label for label in labels) else None
     from cryptography import x509
 
-    from certkit.material import DER_KEY, binary_kind
+    from certkit.material_kinds import DER_KEY, binary_kind
 
     for (held, _), load in zip(_PEM_HELD, (x509.load_der_x509_csr, x509.load_der_x509_crl,
                                            x509.load_der_x509_certificate), strict=True):

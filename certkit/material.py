@@ -21,6 +21,7 @@ from pathlib import Path
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
 from certkit.errors import CertkitError, loads_json, parse_errors
 from certkit.files import STDIN, read_limited
+from certkit.material_kinds import DER_KEY, PKCS7, advice_for, binary_kind
 from certkit.text import shown
 
 
@@ -355,48 +356,6 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
     )
 
 
-DER_KEY = "a private key in DER form"
-PKCS12 = "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)"
-PKCS7 = "a PKCS#7 bundle (a .p7b or .p7c file: certificates in a signed-data envelope, which certkit does not read)"
-PKCS7_DER = PKCS7.replace("bundle", "bundle in DER form", 1)
-
-
-def binary_kind(data: bytes) -> str | None:
-    """What a binary file that is no DER certificate, CSR or CRL holds, when certkit can tell (a bundle.p12 given
-    where its cert.pem was meant, a DER key, a Java keystore), in words: every reader of a file of the wrong kind
-    says what it is, not "it may be truncated"; None when it cannot tell."""
-    from certkit.formats.file_kinds import is_a_der_key, is_keystore, is_pkcs7, is_pkcs12
-
-    if is_pkcs12(data[:64]):
-        return PKCS12
-    if is_pkcs7(data[:64]):
-        return PKCS7_DER if data[:1] == b"\x30" else PKCS7
-    if is_keystore(data[:64]):
-        return "a Java keystore or an OpenPGP secret key"
-    return DER_KEY if len(data) <= 64 * 1024 and is_a_der_key(data) else None
-
-
-def not_pem(path: Path | str, data: bytes, wanted: str) -> str | None:
-    """Why ``data`` (the file ``path``, with no PEM block of the ``wanted`` kind: "certificate" or "private key")
-    cannot be used where PEM is read (OpenSSL's load_cert_chain), when it holds what certkit can name: that
-    thing in DER form, a bundle.p12; None otherwise. One sentence without its subject or final stop."""
-    from cryptography import x509
-
-    name = shown(path)
-    kind = binary_kind(data)
-    if kind is None:
-        try:
-            x509.load_der_x509_certificate(data)
-            kind = "a certificate in DER form"
-        except parse_errors():
-            return None
-    if kind == DER_KEY and wanted == "private key":
-        return f"holds a private key in DER form, not PEM; give it as PEM (openssl pkey -in {name} -out key.pem)"
-    if kind.endswith("certificate in DER form") and wanted == "certificate":
-        return f"holds a DER certificate, not PEM; give it as PEM (openssl x509 -in {name} -out cert.pem)"
-    return f"is {kind}, not a PEM {wanted}{advice_for(kind, path, key=wanted == 'private key')}"
-
-
 def key_problem(chain: bytes, chain_path: Path | str, key, key_path: Path | str) -> str | None:
     """Why the private ``key`` (of ``key_path``) does not go with the PEM ``chain`` (of ``chain_path``), whose first
     certificate is the one OpenSSL presents and checks it against: the key of a later one (a chain file written CA
@@ -419,22 +378,6 @@ def key_problem(chain: bytes, chain_path: Path | str, key, key_path: Path | str)
     return (f"{shown(chain_path)} starts with {shown(certs[0].subject.rfc4514_string())}, not with the certificate of "
             f"this key ({shown(certs[at].subject.rfc4514_string())}, number {at + 1} in the file); a certificate file "
             "starts with its own certificate, then the CAs above it (as fullchain.pem): put that one first")
-
-
-def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
-    """What to give instead of a file of ``kind`` (:func:`binary_kind`) where a certificate (or a ``key``) is
-    read, as the end of a sentence."""
-    if kind in (PKCS7, PKCS7_DER):
-        der = " -inform DER" if kind == PKCS7_DER else ""
-        return (f"; take the certificates out with 'openssl pkcs7{der} -in {shown(path)} -print_certs -out "
-                "certs.pem' and give that file")
-    if kind != PKCS12:
-        return ""
-    if key:
-        return (f"; give the PEM key beside it (privkey.pem), or take the key out with 'openssl pkcs12 -in "
-                f"{shown(path)} -nocerts -noenc -out privkey.pem'")
-    return (f"; give the PEM file beside it (cert.pem, fullchain.pem), or take the certificates out with "
-            f"'openssl pkcs12 -in {shown(path)} -nokeys -out cert.pem'")
 
 
 def one_leaf(path: Path, data: bytes) -> bytes:
@@ -464,31 +407,3 @@ def one_leaf(path: Path, data: bytes) -> bytes:
         raise UnknownCertificate(f"{_name(path)} holds {len(leaves)} end-entity certificates, not one ({listed}); "
                                  "certkit will not pick one of them: give that certificate's own file, or its serial.")
     return data
-
-
-def held_instead_of_certificate(data: bytes) -> str | None:
-    """What a file that should hold a PEM certificate holds instead, in words with what to do (a private
-    key, a CSR, a DER certificate or key), when it can be told; None otherwise."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_der_private_key
-
-    if b"PRIVATE KEY-----" in data:
-        return ("it holds a private key, not a certificate (were a key and a certificate copied over each other?); "
-                "put the CA's certificate back (a root's is the ca.pem of every bundle it issued)")
-    if b"CERTIFICATE REQUEST-----" in data:
-        return "it holds a certificate signing request, not a certificate; put the CA's certificate back"
-    if b"-----BEGIN" in data:
-        return None
-    try:
-        x509.load_der_x509_certificate(data)
-        return ("it is a DER (binary) certificate; certkit keeps it in PEM: openssl x509 -inform DER -in FILE "
-                "-out FILE.pem, then put FILE.pem in its place")
-    except ValueError:
-        pass
-    try:
-        load_der_private_key(data, None)
-    except TypeError:  # encrypted: a key all the same
-        pass
-    except Exception:  # not a key either
-        return None
-    return "it holds a private key (DER), not a certificate; put the CA's certificate back"

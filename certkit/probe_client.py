@@ -61,7 +61,7 @@ def client_description(client: ClientFiles, now: dt.datetime | None = None) -> t
     except ValueError:
         certs = []
     if not certs:  # no certificate, PEM or DER: said with what the file holds instead
-        from certkit.material import not_pem
+        from certkit.material_kinds import not_pem
 
         said = not_pem(client.cert, read_limited(client.cert, MAX_CERT_FILE_BYTES, what="certificate"), "certificate")
         raise ProbeError(f"{shown(client.cert)} {said or 'holds no PEM certificate'}.")

@@ -70,7 +70,7 @@ def _load_problem(cert_chain: str | Path, key: str | Path) -> str | None:
         chain, key_pem = pem_form(Path(cert_chain).read_bytes()), pem_form(Path(key).read_bytes(), key=True)
     except OSError:
         return None
-    from certkit.material import not_pem
+    from certkit.material_kinds import not_pem
 
     if b"-----BEGIN CERTIFICATE-----" not in chain:
         said = not_pem(cert_chain, chain, "certificate") or "holds no certificate (PEM -----BEGIN CERTIFICATE-----)"

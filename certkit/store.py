@@ -119,7 +119,7 @@ def _unreadable(exc: Exception, data: bytes | None = None) -> str:
     instead of a certificate, when that can be told (a key and a certificate copied over each other)."""
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
-    from certkit.material import held_instead_of_certificate
+    from certkit.material_kinds import held_instead_of_certificate
 
     held = held_instead_of_certificate(data) if data else None
     if held is not None:
